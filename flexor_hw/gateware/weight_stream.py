@@ -10,6 +10,12 @@ from .pipeline import copy_register
 #: Bits of the word each copy of the read pointer chooses.
 PIECE_BITS = 64
 
+#: Words wider than this take their slots' enables per piece (:class:`WeightStream`): one
+#: pointer's compare enabled the ring's 192-bit slots of LeNet-5's conv2 on the ECP5-25k
+#: (placed at 105.6 to 109.5 MHz at three seeds; with the enables per piece 95.0 to 104.5),
+#: and its 640-bit ones on the 45k with 338 endpoints late (73.2 MHz; per piece 82.9).
+ENABLE_PIECES_ABOVE = 256
+
 __all__ = ["WeightStream", "prefetch_depth", "prime_cycles"]
 
 
@@ -114,7 +120,7 @@ class WeightStream(wiring.Component):
             m.d.sync += self.primed.eq(1)
         m.d.sync += rptr.eq(rptr_next)
         # the word in the ROM's output register goes to the write pointer's slot
-        if rom.width <= PIECE_BITS:
+        if rom.width <= ENABLE_PIECES_ABOVE:
             with m.If(arrives):
                 m.d.sync += wptr.eq(Mux(wptr == depth - 1, 0, wptr + 1))
                 for k in range(depth):

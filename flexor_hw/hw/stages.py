@@ -19,7 +19,7 @@ from typing import ClassVar
 from ..gateware.mvau import rom_latency, rom_paged, vector_pages, vector_write_ffs
 from ..gateware.pipeline import int_shape, ram_style_attr
 from ..gateware.rom import LOGIC_ROM_BITS, flat_group_bits, rom_address_copies, rom_layout
-from ..gateware.weight_stream import PIECE_BITS, prefetch_depth
+from ..gateware.weight_stream import ENABLE_PIECES_ABOVE, PIECE_BITS, prefetch_depth
 from ..gateware.window import kernel_window_rows, line_buffer_rows, row_window_rows
 from .cost import COST, memory
 
@@ -457,9 +457,10 @@ def rom_read_ffs(p):
 
 
 def stream_enable_ffs(p):
-    """The weight stream's slot enables of a word wider than a piece: a register per piece
-    and slot (:class:`~flexor_hw.gateware.weight_stream.WeightStream`)."""
-    if p.rom_width <= PIECE_BITS:
+    """The weight stream's slot enables of a word wider than
+    :data:`~flexor_hw.gateware.weight_stream.ENABLE_PIECES_ABOVE`: a register per piece and
+    slot (:class:`~flexor_hw.gateware.weight_stream.WeightStream`)."""
+    if p.rom_width <= ENABLE_PIECES_ABOVE:
         return 0
     logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
     latency = 5 if not logic and rom_layout(p.rom_depth, p.rom_width)[0] > 1 else \

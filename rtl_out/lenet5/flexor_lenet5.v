@@ -3001,27 +3001,21 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  reg [2:0] \$100 ;
+  reg \$100 ;
   reg \$101 ;
   reg \$102 ;
   reg \$103 ;
   reg \$104 ;
-  reg \$105 ;
+  reg [5:0] \$105 ;
   reg \$106 ;
-  reg \$107 ;
-  reg \$108 ;
-  reg \$109 ;
+  reg [2:0] \$107 ;
+  reg [2:0] \$108 ;
+  reg [63:0] \$109 ;
   wire \$11 ;
-  reg \$110 ;
-  reg [5:0] \$111 ;
-  reg \$112 ;
-  reg [2:0] \$113 ;
-  reg [2:0] \$114 ;
-  reg [63:0] \$115 ;
-  reg [63:0] \$116 ;
-  reg [63:0] \$117 ;
-  reg [63:0] \$118 ;
-  reg [63:0] \$119 ;
+  reg [63:0] \$110 ;
+  reg [63:0] \$111 ;
+  reg [63:0] \$112 ;
+  reg [63:0] \$113 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -3099,7 +3093,7 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   wire [4:0] \$8 ;
   wire [3:0] \$80 ;
   wire [3:0] \$81 ;
-  wire [3:0] \$82 ;
+  wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
@@ -3109,15 +3103,15 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire [63:0] \$97 ;
-  wire [63:0] \$98 ;
-  wire [63:0] \$99 ;
+  wire [63:0] \$91 ;
+  wire [63:0] \$92 ;
+  wire [63:0] \$93 ;
+  reg [2:0] \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   (* init = 6'h00 *)
   wire [5:0] addr;
   reg at0 = 1'h1;
@@ -3234,210 +3228,217 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   assign \$79  = wptr == 3'h4;
   assign \$80  = wptr + 1'h1;
   assign \$81  = \$79  ? 4'h0 : \$80 ;
-  assign \$82  = v3 ? \$81  : { 1'h0, wptr };
-  assign \$83  = ! wptr;
-  assign \$84  = v3 & \$83 ;
-  assign \$85  = wptr == 1'h1;
-  assign \$86  = v3 & \$85 ;
-  assign \$87  = wptr == 2'h2;
-  assign \$88  = v3 & \$87 ;
-  assign \$89  = wptr == 2'h3;
-  assign \$90  = v3 & \$89 ;
-  assign \$91  = wptr == 3'h4;
-  assign \$92  = v3 & \$91 ;
+  assign \$82  = ! wptr;
+  assign \$83  = wptr == 1'h1;
+  assign \$84  = wptr == 2'h2;
+  assign \$85  = wptr == 2'h3;
+  assign \$86  = wptr == 3'h4;
   assign o__valid = ~ at0;
-  assign \$93  = rptr == 3'h4;
-  assign \$94  = rptr == 2'h3;
-  assign \$95  = rptr == 2'h2;
-  assign \$96  = rptr == 1'h1;
-  assign \$97  = \$96  ? slot1 : slot0;
-  assign \$98  = \$95  ? slot2 : \$97 ;
-  assign \$99  = \$94  ? slot3 : \$98 ;
-  assign o__payload = \$93  ? slot4 : \$99 ;
+  assign \$87  = rptr == 3'h4;
+  assign \$88  = rptr == 2'h3;
+  assign \$89  = rptr == 2'h2;
+  assign \$90  = rptr == 1'h1;
+  assign \$91  = \$90  ? slot1 : slot0;
+  assign \$92  = \$89  ? slot2 : \$91 ;
+  assign \$93  = \$88  ? slot3 : \$92 ;
+  assign o__payload = \$87  ? slot4 : \$93 ;
   always @(posedge clk)
-    free <= \$100 ;
+    free <= \$94 ;
   always @(posedge clk)
-    issue <= \$101 ;
+    issue <= \$95 ;
   always @(posedge clk)
-    at0 <= \$102 ;
+    at0 <= \$96 ;
   always @(posedge clk)
-    at1 <= \$103 ;
+    at1 <= \$97 ;
   always @(posedge clk)
-    at2 <= \$104 ;
+    at2 <= \$98 ;
   always @(posedge clk)
-    at3 <= \$105 ;
+    at3 <= \$99 ;
   always @(posedge clk)
-    at4 <= \$106 ;
+    at4 <= \$100 ;
   always @(posedge clk)
-    at5 <= \$107 ;
+    at5 <= \$101 ;
   always @(posedge clk)
-    v1 <= \$108 ;
+    v1 <= \$102 ;
   always @(posedge clk)
-    v2 <= \$109 ;
+    v2 <= \$103 ;
   always @(posedge clk)
-    v3 <= \$110 ;
+    v3 <= \$104 ;
   always @(posedge clk)
-    raddr <= \$111 ;
+    raddr <= \$105 ;
   always @(posedge clk)
-    primed <= \$112 ;
+    primed <= \$106 ;
   always @(posedge clk)
-    rptr <= \$113 ;
+    rptr <= \$107 ;
   always @(posedge clk)
-    wptr <= \$114 ;
+    wptr <= \$108 ;
   always @(posedge clk)
-    slot0 <= \$115 ;
+    slot0 <= \$109 ;
   always @(posedge clk)
-    slot1 <= \$116 ;
+    slot1 <= \$110 ;
   always @(posedge clk)
-    slot2 <= \$117 ;
+    slot2 <= \$111 ;
   always @(posedge clk)
-    slot3 <= \$118 ;
+    slot3 <= \$112 ;
   always @(posedge clk)
-    slot4 <= \$119 ;
+    slot4 <= \$113 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$100  = \$4 [2:0];
+    \$94  = \$4 [2:0];
     if (rst_conv1) begin
-      \$100  = 3'h5;
+      \$94  = 3'h5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$101  = \$9 ;
+    \$95  = \$9 ;
     if (rst_conv1) begin
-      \$101  = 1'h1;
+      \$95  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$102  = \$19 ;
+    \$96  = \$19 ;
     if (rst_conv1) begin
-      \$102  = 1'h1;
+      \$96  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$103  = \$29 ;
+    \$97  = \$29 ;
+    if (rst_conv1) begin
+      \$97  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$98  = \$39 ;
+    if (rst_conv1) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$99  = \$49 ;
+    if (rst_conv1) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$100  = \$59 ;
+    if (rst_conv1) begin
+      \$100  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$101  = \$69 ;
+    if (rst_conv1) begin
+      \$101  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$102  = issue;
+    if (rst_conv1) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$103  = v1;
     if (rst_conv1) begin
       \$103  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$104  = \$39 ;
+    \$104  = v2;
     if (rst_conv1) begin
       \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$105  = \$49 ;
+    \$105  = raddr;
+    if (issue) begin
+      \$105  = \$72 [5:0];
+    end
     if (rst_conv1) begin
-      \$105  = 1'h0;
+      \$105  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$106  = \$59 ;
+    \$106  = primed;
+    if (at5) begin
+      \$106  = 1'h1;
+    end
     if (rst_conv1) begin
       \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$107  = \$69 ;
+    \$107  = \$78 [2:0];
     if (rst_conv1) begin
-      \$107  = 1'h0;
+      \$107  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$108  = issue;
-    if (rst_conv1) begin
-      \$108  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$109  = v1;
-    if (rst_conv1) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$110  = v2;
-    if (rst_conv1) begin
-      \$110  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$111  = raddr;
-    if (issue) begin
-      \$111  = \$72 [5:0];
+    \$108  = wptr;
+    if (v3) begin
+      \$108  = \$81 [2:0];
     end
     if (rst_conv1) begin
-      \$111  = 6'h00;
+      \$108  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$112  = primed;
-    if (at5) begin
-      \$112  = 1'h1;
-    end
-    if (rst_conv1) begin
-      \$112  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$113  = \$78 [2:0];
-    if (rst_conv1) begin
-      \$113  = 3'h0;
+    \$109  = slot0;
+    if (v3) begin
+      if (\$82 ) begin
+        \$109  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$114  = \$82 [2:0];
-    if (rst_conv1) begin
-      \$114  = 3'h0;
+    \$110  = slot1;
+    if (v3) begin
+      if (\$83 ) begin
+        \$110  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$115  = slot0;
-    if (\$84 ) begin
-      \$115  = data;
+    \$111  = slot2;
+    if (v3) begin
+      if (\$84 ) begin
+        \$111  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$116  = slot1;
-    if (\$86 ) begin
-      \$116  = data;
+    \$112  = slot3;
+    if (v3) begin
+      if (\$85 ) begin
+        \$112  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$117  = slot2;
-    if (\$88 ) begin
-      \$117  = data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$118  = slot3;
-    if (\$90 ) begin
-      \$118  = data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$119  = slot4;
-    if (\$92 ) begin
-      \$119  = data;
+    \$113  = slot4;
+    if (v3) begin
+      if (\$86 ) begin
+        \$113  = data;
+      end
     end
   end
   assign addr = raddr;
@@ -14617,9 +14618,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .clk(clk),
     .data(\data$813 ),
     .o__ready(step),
-    .\port$6413$0 (\$245 ),
-    .\port$6419$0 (\$246 ),
-    .\port$6425$0 (\$247 ),
+    .\port$6398$0 (\$245 ),
+    .\port$6404$0 (\$246 ),
+    .\port$6410$0 (\$247 ),
     .raddr(\addr$814 ),
     .rst_conv2(rst_conv2)
   );
@@ -16457,117 +16458,48 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6413$0 , \port$6419$0 , \port$6425$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6398$0 , \port$6404$0 , \port$6410$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [2:0] \$100 ;
-  wire [2:0] \$101 ;
-  wire [2:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [2:0] \$106 ;
-  wire [2:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire \$109 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire [2:0] \$103 ;
+  wire [2:0] \$104 ;
+  wire [2:0] \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire [2:0] \$109 ;
   wire \$11 ;
   wire [2:0] \$110 ;
   wire [2:0] \$111 ;
-  wire [2:0] \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire [2:0] \$116 ;
-  wire [2:0] \$117 ;
-  wire [2:0] \$118 ;
-  wire \$119 ;
+  reg [2:0] \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire [2:0] \$122 ;
-  wire [2:0] \$123 ;
-  wire [2:0] \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire [2:0] \$128 ;
-  wire [2:0] \$129 ;
+  reg \$120 ;
+  reg [7:0] \$121 ;
+  reg \$122 ;
+  reg [1:0] \$123 ;
+  reg [1:0] \$124 ;
+  reg [191:0] \$125 ;
+  reg [191:0] \$126 ;
+  reg [191:0] \$127 ;
+  reg [191:0] \$128 ;
   wire \$13 ;
-  wire [2:0] \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire [2:0] \$134 ;
-  wire [2:0] \$135 ;
-  wire [2:0] \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
   wire \$14 ;
-  wire [2:0] \$140 ;
-  wire [2:0] \$141 ;
-  wire [2:0] \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [2:0] \$146 ;
-  wire [2:0] \$147 ;
-  wire [2:0] \$148 ;
-  wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire [2:0] \$152 ;
-  wire [2:0] \$153 ;
-  wire [2:0] \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire [2:0] \$158 ;
-  wire [2:0] \$159 ;
   wire \$16 ;
-  wire [2:0] \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire [2:0] \$164 ;
-  wire [2:0] \$165 ;
-  wire [2:0] \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
   wire \$17 ;
-  wire [2:0] \$170 ;
-  wire [2:0] \$171 ;
-  wire [2:0] \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire [2:0] \$176 ;
-  wire [2:0] \$177 ;
-  wire [2:0] \$178 ;
-  wire \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  reg [2:0] \$181 ;
-  reg \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
   wire \$19 ;
-  reg [7:0] \$190 ;
-  reg \$191 ;
-  reg [1:0] \$192 ;
-  reg [1:0] \$193 ;
-  reg [191:0] \$194 ;
-  reg [191:0] \$195 ;
-  reg [191:0] \$196 ;
-  reg [191:0] \$197 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
@@ -16626,36 +16558,36 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6413$0 , \
   wire \$7 ;
   wire [2:0] \$70 ;
   wire [2:0] \$71 ;
-  wire [2:0] \$72 ;
+  wire \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [63:0] \$76 ;
-  wire [63:0] \$77 ;
-  wire [63:0] \$78 ;
-  wire \$79 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [63:0] \$79 ;
   wire [4:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [63:0] \$82 ;
-  wire [63:0] \$83 ;
-  wire [63:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire [63:0] \$88 ;
-  wire [63:0] \$89 ;
+  wire [63:0] \$80 ;
+  wire [63:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [63:0] \$85 ;
+  wire [63:0] \$86 ;
+  wire [63:0] \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [63:0] \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire [2:0] \$94 ;
-  wire [2:0] \$95 ;
-  wire [2:0] \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire \$90 ;
+  wire [63:0] \$91 ;
+  wire [63:0] \$92 ;
+  wire [63:0] \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire [2:0] \$97 ;
+  wire [2:0] \$98 ;
+  wire [2:0] \$99 ;
   (* init = 8'h00 *)
   wire [7:0] addr;
   reg at0 = 1'h1;
@@ -16673,12 +16605,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6413$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$6413$0 ;
-  wire [63:0] \port$6413$0 ;
-  output [63:0] \port$6419$0 ;
-  wire [63:0] \port$6419$0 ;
-  output [63:0] \port$6425$0 ;
-  wire [63:0] \port$6425$0 ;
+  output [63:0] \port$6398$0 ;
+  wire [63:0] \port$6398$0 ;
+  output [63:0] \port$6404$0 ;
+  wire [63:0] \port$6404$0 ;
+  output [63:0] \port$6410$0 ;
+  wire [63:0] \port$6410$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -16694,18 +16626,6 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6413$0 , \
   reg [191:0] slot3 = 192'h000000000000000000000000000000000000000000000000;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
-  wire we0_0;
-  wire we0_1;
-  wire we0_2;
-  wire we1_0;
-  wire we1_1;
-  wire we1_2;
-  wire we2_0;
-  wire we2_1;
-  wire we2_2;
-  wire we3_0;
-  wire we3_1;
-  wire we3_2;
   reg [1:0] wptr = 2'h0;
   assign \$1  = free - issue;
   assign \$2  = ~ at0;
@@ -16778,156 +16698,87 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6413$0 , \
   assign \$69  = wptr == 2'h3;
   assign \$70  = wptr + 1'h1;
   assign \$71  = \$69  ? 3'h0 : \$70 ;
-  assign \$72  = v2 ? \$71  : { 1'h0, wptr };
+  assign \$72  = ! wptr;
+  assign \$73  = wptr == 1'h1;
+  assign \$74  = wptr == 2'h2;
+  assign \$75  = wptr == 2'h3;
   assign o__valid = ~ at0;
-  assign \$73  = rptr_0 == 2'h3;
-  assign \$74  = rptr_0 == 2'h2;
-  assign \$75  = rptr_0 == 1'h1;
-  assign \$76  = \$75  ? slot1[63:0] : slot0[63:0];
-  assign \$77  = \$74  ? slot2[63:0] : \$76 ;
-  assign \$78  = \$73  ? slot3[63:0] : \$77 ;
-  assign \$79  = rptr_1 == 2'h3;
-  assign \$80  = rptr_1 == 2'h2;
-  assign \$81  = rptr_1 == 1'h1;
-  assign \$82  = \$81  ? slot1[127:64] : slot0[127:64];
-  assign \$83  = \$80  ? slot2[127:64] : \$82 ;
-  assign \$84  = \$79  ? slot3[127:64] : \$83 ;
-  assign \$85  = rptr_2 == 2'h3;
-  assign \$86  = rptr_2 == 2'h2;
-  assign \$87  = rptr_2 == 1'h1;
-  assign \$88  = \$87  ? slot1[191:128] : slot0[191:128];
-  assign \$89  = \$86  ? slot2[191:128] : \$88 ;
-  assign \$90  = \$85  ? slot3[191:128] : \$89 ;
-  assign \$91  = ~ at0;
-  assign \$92  = \$91  & o__ready;
-  assign \$93  = rptr == 2'h3;
-  assign \$94  = rptr + 1'h1;
-  assign \$95  = \$93  ? 3'h0 : \$94 ;
-  assign \$96  = \$92  ? \$95  : { 1'h0, rptr };
-  assign \$97  = ~ at0;
-  assign \$98  = \$97  & o__ready;
-  assign \$99  = rptr == 2'h3;
-  assign \$100  = rptr + 1'h1;
-  assign \$101  = \$99  ? 3'h0 : \$100 ;
-  assign \$102  = \$98  ? \$101  : { 1'h0, rptr };
-  assign \$103  = ~ at0;
-  assign \$104  = \$103  & o__ready;
-  assign \$105  = rptr == 2'h3;
-  assign \$106  = rptr + 1'h1;
-  assign \$107  = \$105  ? 3'h0 : \$106 ;
-  assign \$108  = \$104  ? \$107  : { 1'h0, rptr };
-  assign \$109  = wptr == 2'h3;
-  assign \$110  = wptr + 1'h1;
-  assign \$111  = \$109  ? 3'h0 : \$110 ;
-  assign \$112  = v2 ? \$111  : { 1'h0, wptr };
-  assign \$113  = ! \$112 ;
-  assign \$114  = v1 & \$113 ;
-  assign \$115  = wptr == 2'h3;
-  assign \$116  = wptr + 1'h1;
-  assign \$117  = \$115  ? 3'h0 : \$116 ;
-  assign \$118  = v2 ? \$117  : { 1'h0, wptr };
-  assign \$119  = \$118  == 1'h1;
-  assign \$120  = v1 & \$119 ;
-  assign \$121  = wptr == 2'h3;
-  assign \$122  = wptr + 1'h1;
-  assign \$123  = \$121  ? 3'h0 : \$122 ;
-  assign \$124  = v2 ? \$123  : { 1'h0, wptr };
-  assign \$125  = \$124  == 2'h2;
-  assign \$126  = v1 & \$125 ;
-  assign \$127  = wptr == 2'h3;
-  assign \$128  = wptr + 1'h1;
-  assign \$129  = \$127  ? 3'h0 : \$128 ;
-  assign \$130  = v2 ? \$129  : { 1'h0, wptr };
-  assign \$131  = \$130  == 2'h3;
-  assign \$132  = v1 & \$131 ;
-  assign \$133  = wptr == 2'h3;
-  assign \$134  = wptr + 1'h1;
-  assign \$135  = \$133  ? 3'h0 : \$134 ;
-  assign \$136  = v2 ? \$135  : { 1'h0, wptr };
-  assign \$137  = ! \$136 ;
-  assign \$138  = v1 & \$137 ;
-  assign \$139  = wptr == 2'h3;
-  assign \$140  = wptr + 1'h1;
-  assign \$141  = \$139  ? 3'h0 : \$140 ;
-  assign \$142  = v2 ? \$141  : { 1'h0, wptr };
-  assign \$143  = \$142  == 1'h1;
-  assign \$144  = v1 & \$143 ;
-  assign \$145  = wptr == 2'h3;
-  assign \$146  = wptr + 1'h1;
-  assign \$147  = \$145  ? 3'h0 : \$146 ;
-  assign \$148  = v2 ? \$147  : { 1'h0, wptr };
-  assign \$149  = \$148  == 2'h2;
-  assign \$150  = v1 & \$149 ;
-  assign \$151  = wptr == 2'h3;
-  assign \$152  = wptr + 1'h1;
-  assign \$153  = \$151  ? 3'h0 : \$152 ;
-  assign \$154  = v2 ? \$153  : { 1'h0, wptr };
-  assign \$155  = \$154  == 2'h3;
-  assign \$156  = v1 & \$155 ;
-  assign \$157  = wptr == 2'h3;
-  assign \$158  = wptr + 1'h1;
-  assign \$159  = \$157  ? 3'h0 : \$158 ;
-  assign \$160  = v2 ? \$159  : { 1'h0, wptr };
-  assign \$161  = ! \$160 ;
-  assign \$162  = v1 & \$161 ;
-  assign \$163  = wptr == 2'h3;
-  assign \$164  = wptr + 1'h1;
-  assign \$165  = \$163  ? 3'h0 : \$164 ;
-  assign \$166  = v2 ? \$165  : { 1'h0, wptr };
-  assign \$167  = \$166  == 1'h1;
-  assign \$168  = v1 & \$167 ;
-  assign \$169  = wptr == 2'h3;
-  assign \$170  = wptr + 1'h1;
-  assign \$171  = \$169  ? 3'h0 : \$170 ;
-  assign \$172  = v2 ? \$171  : { 1'h0, wptr };
-  assign \$173  = \$172  == 2'h2;
-  assign \$174  = v1 & \$173 ;
-  assign \$175  = wptr == 2'h3;
-  assign \$176  = wptr + 1'h1;
-  assign \$177  = \$175  ? 3'h0 : \$176 ;
-  assign \$178  = v2 ? \$177  : { 1'h0, wptr };
-  assign \$179  = \$178  == 2'h3;
-  assign \$180  = v1 & \$179 ;
+  assign \$76  = rptr_0 == 2'h3;
+  assign \$77  = rptr_0 == 2'h2;
+  assign \$78  = rptr_0 == 1'h1;
+  assign \$79  = \$78  ? slot1[63:0] : slot0[63:0];
+  assign \$80  = \$77  ? slot2[63:0] : \$79 ;
+  assign \$81  = \$76  ? slot3[63:0] : \$80 ;
+  assign \$82  = rptr_1 == 2'h3;
+  assign \$83  = rptr_1 == 2'h2;
+  assign \$84  = rptr_1 == 1'h1;
+  assign \$85  = \$84  ? slot1[127:64] : slot0[127:64];
+  assign \$86  = \$83  ? slot2[127:64] : \$85 ;
+  assign \$87  = \$82  ? slot3[127:64] : \$86 ;
+  assign \$88  = rptr_2 == 2'h3;
+  assign \$89  = rptr_2 == 2'h2;
+  assign \$90  = rptr_2 == 1'h1;
+  assign \$91  = \$90  ? slot1[191:128] : slot0[191:128];
+  assign \$92  = \$89  ? slot2[191:128] : \$91 ;
+  assign \$93  = \$88  ? slot3[191:128] : \$92 ;
+  assign \$94  = ~ at0;
+  assign \$95  = \$94  & o__ready;
+  assign \$96  = rptr == 2'h3;
+  assign \$97  = rptr + 1'h1;
+  assign \$98  = \$96  ? 3'h0 : \$97 ;
+  assign \$99  = \$95  ? \$98  : { 1'h0, rptr };
+  assign \$100  = ~ at0;
+  assign \$101  = \$100  & o__ready;
+  assign \$102  = rptr == 2'h3;
+  assign \$103  = rptr + 1'h1;
+  assign \$104  = \$102  ? 3'h0 : \$103 ;
+  assign \$105  = \$101  ? \$104  : { 1'h0, rptr };
+  assign \$106  = ~ at0;
+  assign \$107  = \$106  & o__ready;
+  assign \$108  = rptr == 2'h3;
+  assign \$109  = rptr + 1'h1;
+  assign \$110  = \$108  ? 3'h0 : \$109 ;
+  assign \$111  = \$107  ? \$110  : { 1'h0, rptr };
   always @(posedge clk)
-    free <= \$181 ;
+    free <= \$112 ;
   always @(posedge clk)
-    issue <= \$182 ;
+    issue <= \$113 ;
   always @(posedge clk)
-    at0 <= \$183 ;
+    at0 <= \$114 ;
   always @(posedge clk)
-    at1 <= \$184 ;
+    at1 <= \$115 ;
   always @(posedge clk)
-    at2 <= \$185 ;
+    at2 <= \$116 ;
   always @(posedge clk)
-    at3 <= \$186 ;
+    at3 <= \$117 ;
   always @(posedge clk)
-    at4 <= \$187 ;
+    at4 <= \$118 ;
   always @(posedge clk)
-    v1 <= \$188 ;
+    v1 <= \$119 ;
   always @(posedge clk)
-    v2 <= \$189 ;
+    v2 <= \$120 ;
   always @(posedge clk)
-    raddr <= \$190 ;
+    raddr <= \$121 ;
   always @(posedge clk)
-    primed <= \$191 ;
+    primed <= \$122 ;
   always @(posedge clk)
-    rptr <= \$192 ;
+    rptr <= \$123 ;
   always @(posedge clk)
-    wptr <= \$193 ;
+    wptr <= \$124 ;
   always @(posedge clk)
-    slot0 <= \$194 ;
+    slot0 <= \$125 ;
   always @(posedge clk)
-    slot1 <= \$195 ;
+    slot1 <= \$126 ;
   always @(posedge clk)
-    slot2 <= \$196 ;
+    slot2 <= \$127 ;
   always @(posedge clk)
-    slot3 <= \$197 ;
+    slot3 <= \$128 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd3)
   ) rptr_0_copy (
     .clk(clk),
-    .d(\$96 ),
+    .d(\$99 ),
     .q(rptr_0)
   );
   flexor_copy #(
@@ -16935,7 +16786,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6413$0 , \
     .WIDTH(32'd3)
   ) rptr_1_copy (
     .clk(clk),
-    .d(\$102 ),
+    .d(\$105 ),
     .q(rptr_1)
   );
   flexor_copy #(
@@ -16943,259 +16794,150 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6413$0 , \
     .WIDTH(32'd3)
   ) rptr_2_copy (
     .clk(clk),
-    .d(\$108 ),
+    .d(\$111 ),
     .q(rptr_2)
   );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we0_0_copy (
-    .clk(clk),
-    .d(\$114 ),
-    .q(we0_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we0_1_copy (
-    .clk(clk),
-    .d(\$138 ),
-    .q(we0_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we0_2_copy (
-    .clk(clk),
-    .d(\$162 ),
-    .q(we0_2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we1_0_copy (
-    .clk(clk),
-    .d(\$120 ),
-    .q(we1_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we1_1_copy (
-    .clk(clk),
-    .d(\$144 ),
-    .q(we1_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we1_2_copy (
-    .clk(clk),
-    .d(\$168 ),
-    .q(we1_2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we2_0_copy (
-    .clk(clk),
-    .d(\$126 ),
-    .q(we2_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we2_1_copy (
-    .clk(clk),
-    .d(\$150 ),
-    .q(we2_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we2_2_copy (
-    .clk(clk),
-    .d(\$174 ),
-    .q(we2_2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we3_0_copy (
-    .clk(clk),
-    .d(\$132 ),
-    .q(we3_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we3_1_copy (
-    .clk(clk),
-    .d(\$156 ),
-    .q(we3_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) we3_2_copy (
-    .clk(clk),
-    .d(\$180 ),
-    .q(we3_2)
-  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$181  = \$4 [2:0];
+    \$112  = \$4 [2:0];
     if (rst_conv2) begin
-      \$181  = 3'h4;
+      \$112  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$182  = \$9 ;
+    \$113  = \$9 ;
     if (rst_conv2) begin
-      \$182  = 1'h1;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$183  = \$19 ;
+    \$114  = \$19 ;
     if (rst_conv2) begin
-      \$183  = 1'h1;
+      \$114  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$184  = \$29 ;
+    \$115  = \$29 ;
     if (rst_conv2) begin
-      \$184  = 1'h0;
+      \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$185  = \$39 ;
+    \$116  = \$39 ;
     if (rst_conv2) begin
-      \$185  = 1'h0;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$186  = \$49 ;
+    \$117  = \$49 ;
     if (rst_conv2) begin
-      \$186  = 1'h0;
+      \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$187  = \$59 ;
+    \$118  = \$59 ;
     if (rst_conv2) begin
-      \$187  = 1'h0;
+      \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$188  = issue;
+    \$119  = issue;
     if (rst_conv2) begin
-      \$188  = 1'h0;
+      \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$189  = v1;
+    \$120  = v1;
     if (rst_conv2) begin
-      \$189  = 1'h0;
+      \$120  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$190  = raddr;
+    \$121  = raddr;
     if (issue) begin
-      \$190  = \$62 [7:0];
+      \$121  = \$62 [7:0];
     end
     if (rst_conv2) begin
-      \$190  = 8'h00;
+      \$121  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$191  = primed;
+    \$122  = primed;
     if (at4) begin
-      \$191  = 1'h1;
+      \$122  = 1'h1;
     end
     if (rst_conv2) begin
-      \$191  = 1'h0;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$192  = \$68 [1:0];
+    \$123  = \$68 [1:0];
     if (rst_conv2) begin
-      \$192  = 2'h0;
+      \$123  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$193  = \$72 [1:0];
+    \$124  = wptr;
+    if (v2) begin
+      \$124  = \$71 [1:0];
+    end
     if (rst_conv2) begin
-      \$193  = 2'h0;
+      \$124  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$194  = slot0;
-    if (we0_0) begin
-      \$194 [63:0] = data[63:0];
-    end
-    if (we0_1) begin
-      \$194 [127:64] = data[127:64];
-    end
-    if (we0_2) begin
-      \$194 [191:128] = data[191:128];
+    \$125  = slot0;
+    if (v2) begin
+      if (\$72 ) begin
+        \$125  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$195  = slot1;
-    if (we1_0) begin
-      \$195 [63:0] = data[63:0];
-    end
-    if (we1_1) begin
-      \$195 [127:64] = data[127:64];
-    end
-    if (we1_2) begin
-      \$195 [191:128] = data[191:128];
+    \$126  = slot1;
+    if (v2) begin
+      if (\$73 ) begin
+        \$126  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$196  = slot2;
-    if (we2_0) begin
-      \$196 [63:0] = data[63:0];
-    end
-    if (we2_1) begin
-      \$196 [127:64] = data[127:64];
-    end
-    if (we2_2) begin
-      \$196 [191:128] = data[191:128];
+    \$127  = slot2;
+    if (v2) begin
+      if (\$74 ) begin
+        \$127  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$197  = slot3;
-    if (we3_0) begin
-      \$197 [63:0] = data[63:0];
-    end
-    if (we3_1) begin
-      \$197 [127:64] = data[127:64];
-    end
-    if (we3_2) begin
-      \$197 [191:128] = data[191:128];
+    \$128  = slot3;
+    if (v2) begin
+      if (\$75 ) begin
+        \$128  = data;
+      end
     end
   end
   assign addr = raddr;
-  assign o__payload = { \$90 , \$84 , \$78  };
-  assign \port$6413$0  = \$78 ;
-  assign \port$6419$0  = \$84 ;
-  assign \port$6425$0  = \$90 ;
+  assign o__payload = { \$93 , \$87 , \$81  };
+  assign \port$6398$0  = \$81 ;
+  assign \port$6404$0  = \$87 ;
+  assign \port$6410$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -32679,7 +32421,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   wire \$10 ;
   wire [3:0] \$100 ;
   wire [3:0] \$101 ;
-  wire [3:0] \$102 ;
+  wire \$102 ;
   wire \$103 ;
   wire \$104 ;
   wire \$105 ;
@@ -32693,21 +32435,21 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
+  wire [15:0] \$115 ;
+  wire [15:0] \$116 ;
+  wire [15:0] \$117 ;
+  wire [15:0] \$118 ;
+  wire [15:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire [15:0] \$123 ;
-  wire [15:0] \$124 ;
-  wire [15:0] \$125 ;
-  wire [15:0] \$126 ;
-  wire [15:0] \$127 ;
-  reg [2:0] \$128 ;
+  reg [2:0] \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
   reg \$129 ;
   wire \$13 ;
   reg \$130 ;
@@ -32715,27 +32457,19 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   reg \$132 ;
   reg \$133 ;
   reg \$134 ;
-  reg \$135 ;
+  reg [15:0] \$135 ;
   reg \$136 ;
-  reg \$137 ;
-  reg \$138 ;
-  reg \$139 ;
+  reg [2:0] \$137 ;
+  reg [2:0] \$138 ;
+  reg [15:0] \$139 ;
   wire \$14 ;
-  reg \$140 ;
-  reg \$141 ;
-  reg \$142 ;
+  reg [15:0] \$140 ;
+  reg [15:0] \$141 ;
+  reg [15:0] \$142 ;
   reg [15:0] \$143 ;
-  reg \$144 ;
-  reg [2:0] \$145 ;
-  reg [2:0] \$146 ;
-  reg [15:0] \$147 ;
-  reg [15:0] \$148 ;
-  reg [15:0] \$149 ;
+  reg [15:0] \$144 ;
+  reg [15:0] \$145 ;
   wire \$15 ;
-  reg [15:0] \$150 ;
-  reg [15:0] \$151 ;
-  reg [15:0] \$152 ;
-  reg [15:0] \$153 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -32969,272 +32703,281 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   assign \$99  = wptr == 3'h6;
   assign \$100  = wptr + 1'h1;
   assign \$101  = \$99  ? 4'h0 : \$100 ;
-  assign \$102  = v5 ? \$101  : { 1'h0, wptr };
-  assign \$103  = ! wptr;
-  assign \$104  = v5 & \$103 ;
-  assign \$105  = wptr == 1'h1;
-  assign \$106  = v5 & \$105 ;
-  assign \$107  = wptr == 2'h2;
-  assign \$108  = v5 & \$107 ;
-  assign \$109  = wptr == 2'h3;
-  assign \$110  = v5 & \$109 ;
-  assign \$111  = wptr == 3'h4;
-  assign \$112  = v5 & \$111 ;
-  assign \$113  = wptr == 3'h5;
-  assign \$114  = v5 & \$113 ;
-  assign \$115  = wptr == 3'h6;
-  assign \$116  = v5 & \$115 ;
+  assign \$102  = ! wptr;
+  assign \$103  = wptr == 1'h1;
+  assign \$104  = wptr == 2'h2;
+  assign \$105  = wptr == 2'h3;
+  assign \$106  = wptr == 3'h4;
+  assign \$107  = wptr == 3'h5;
+  assign \$108  = wptr == 3'h6;
   assign o__valid = ~ at0;
-  assign \$117  = rptr == 3'h6;
-  assign \$118  = rptr == 3'h5;
-  assign \$119  = rptr == 3'h4;
-  assign \$120  = rptr == 2'h3;
-  assign \$121  = rptr == 2'h2;
-  assign \$122  = rptr == 1'h1;
-  assign \$123  = \$122  ? slot1 : slot0;
-  assign \$124  = \$121  ? slot2 : \$123 ;
-  assign \$125  = \$120  ? slot3 : \$124 ;
-  assign \$126  = \$119  ? slot4 : \$125 ;
-  assign \$127  = \$118  ? slot5 : \$126 ;
-  assign o__payload = \$117  ? slot6 : \$127 ;
+  assign \$109  = rptr == 3'h6;
+  assign \$110  = rptr == 3'h5;
+  assign \$111  = rptr == 3'h4;
+  assign \$112  = rptr == 2'h3;
+  assign \$113  = rptr == 2'h2;
+  assign \$114  = rptr == 1'h1;
+  assign \$115  = \$114  ? slot1 : slot0;
+  assign \$116  = \$113  ? slot2 : \$115 ;
+  assign \$117  = \$112  ? slot3 : \$116 ;
+  assign \$118  = \$111  ? slot4 : \$117 ;
+  assign \$119  = \$110  ? slot5 : \$118 ;
+  assign o__payload = \$109  ? slot6 : \$119 ;
   always @(posedge clk)
-    free <= \$128 ;
+    free <= \$120 ;
   always @(posedge clk)
-    issue <= \$129 ;
+    issue <= \$121 ;
   always @(posedge clk)
-    at0 <= \$130 ;
+    at0 <= \$122 ;
   always @(posedge clk)
-    at1 <= \$131 ;
+    at1 <= \$123 ;
   always @(posedge clk)
-    at2 <= \$132 ;
+    at2 <= \$124 ;
   always @(posedge clk)
-    at3 <= \$133 ;
+    at3 <= \$125 ;
   always @(posedge clk)
-    at4 <= \$134 ;
+    at4 <= \$126 ;
   always @(posedge clk)
-    at5 <= \$135 ;
+    at5 <= \$127 ;
   always @(posedge clk)
-    at6 <= \$136 ;
+    at6 <= \$128 ;
   always @(posedge clk)
-    at7 <= \$137 ;
+    at7 <= \$129 ;
   always @(posedge clk)
-    v1 <= \$138 ;
+    v1 <= \$130 ;
   always @(posedge clk)
-    v2 <= \$139 ;
+    v2 <= \$131 ;
   always @(posedge clk)
-    v3 <= \$140 ;
+    v3 <= \$132 ;
   always @(posedge clk)
-    v4 <= \$141 ;
+    v4 <= \$133 ;
   always @(posedge clk)
-    v5 <= \$142 ;
+    v5 <= \$134 ;
   always @(posedge clk)
-    raddr <= \$143 ;
+    raddr <= \$135 ;
   always @(posedge clk)
-    primed <= \$144 ;
+    primed <= \$136 ;
   always @(posedge clk)
-    rptr <= \$145 ;
+    rptr <= \$137 ;
   always @(posedge clk)
-    wptr <= \$146 ;
+    wptr <= \$138 ;
   always @(posedge clk)
-    slot0 <= \$147 ;
+    slot0 <= \$139 ;
   always @(posedge clk)
-    slot1 <= \$148 ;
+    slot1 <= \$140 ;
   always @(posedge clk)
-    slot2 <= \$149 ;
+    slot2 <= \$141 ;
   always @(posedge clk)
-    slot3 <= \$150 ;
+    slot3 <= \$142 ;
   always @(posedge clk)
-    slot4 <= \$151 ;
+    slot4 <= \$143 ;
   always @(posedge clk)
-    slot5 <= \$152 ;
+    slot5 <= \$144 ;
   always @(posedge clk)
-    slot6 <= \$153 ;
+    slot6 <= \$145 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$128  = \$4 [2:0];
+    \$120  = \$4 [2:0];
     if (rst_fc1) begin
-      \$128  = 3'h7;
+      \$120  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$129  = \$9 ;
+    \$121  = \$9 ;
     if (rst_fc1) begin
-      \$129  = 1'h1;
+      \$121  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$130  = \$19 ;
+    \$122  = \$19 ;
     if (rst_fc1) begin
-      \$130  = 1'h1;
+      \$122  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$131  = \$29 ;
+    \$123  = \$29 ;
+    if (rst_fc1) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$124  = \$39 ;
+    if (rst_fc1) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$125  = \$49 ;
+    if (rst_fc1) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$126  = \$59 ;
+    if (rst_fc1) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$127  = \$69 ;
+    if (rst_fc1) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$128  = \$79 ;
+    if (rst_fc1) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$129  = \$89 ;
+    if (rst_fc1) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$130  = issue;
+    if (rst_fc1) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$131  = v1;
     if (rst_fc1) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$132  = \$39 ;
+    \$132  = v2;
     if (rst_fc1) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$133  = \$49 ;
+    \$133  = v3;
     if (rst_fc1) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$134  = \$59 ;
+    \$134  = v4;
     if (rst_fc1) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$135  = \$69 ;
+    \$135  = raddr;
+    if (issue) begin
+      \$135  = \$92 [15:0];
+    end
     if (rst_fc1) begin
-      \$135  = 1'h0;
+      \$135  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$136  = \$79 ;
+    \$136  = primed;
+    if (at7) begin
+      \$136  = 1'h1;
+    end
     if (rst_fc1) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$137  = \$89 ;
+    \$137  = \$98 [2:0];
     if (rst_fc1) begin
-      \$137  = 1'h0;
+      \$137  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$138  = issue;
-    if (rst_fc1) begin
-      \$138  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$139  = v1;
-    if (rst_fc1) begin
-      \$139  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$140  = v2;
-    if (rst_fc1) begin
-      \$140  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$141  = v3;
-    if (rst_fc1) begin
-      \$141  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$142  = v4;
-    if (rst_fc1) begin
-      \$142  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$143  = raddr;
-    if (issue) begin
-      \$143  = \$92 [15:0];
+    \$138  = wptr;
+    if (v5) begin
+      \$138  = \$101 [2:0];
     end
     if (rst_fc1) begin
-      \$143  = 16'h0000;
+      \$138  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$144  = primed;
-    if (at7) begin
-      \$144  = 1'h1;
-    end
-    if (rst_fc1) begin
-      \$144  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$145  = \$98 [2:0];
-    if (rst_fc1) begin
-      \$145  = 3'h0;
+    \$139  = slot0;
+    if (v5) begin
+      if (\$102 ) begin
+        \$139  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$146  = \$102 [2:0];
-    if (rst_fc1) begin
-      \$146  = 3'h0;
+    \$140  = slot1;
+    if (v5) begin
+      if (\$103 ) begin
+        \$140  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$147  = slot0;
-    if (\$104 ) begin
-      \$147  = data;
+    \$141  = slot2;
+    if (v5) begin
+      if (\$104 ) begin
+        \$141  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$148  = slot1;
-    if (\$106 ) begin
-      \$148  = data;
+    \$142  = slot3;
+    if (v5) begin
+      if (\$105 ) begin
+        \$142  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$149  = slot2;
-    if (\$108 ) begin
-      \$149  = data;
+    \$143  = slot4;
+    if (v5) begin
+      if (\$106 ) begin
+        \$143  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$150  = slot3;
-    if (\$110 ) begin
-      \$150  = data;
+    \$144  = slot5;
+    if (v5) begin
+      if (\$107 ) begin
+        \$144  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$151  = slot4;
-    if (\$112 ) begin
-      \$151  = data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$152  = slot5;
-    if (\$114 ) begin
-      \$152  = data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$153  = slot6;
-    if (\$116 ) begin
-      \$153  = data;
+    \$145  = slot6;
+    if (v5) begin
+      if (\$108 ) begin
+        \$145  = data;
+      end
     end
   end
   assign addr = raddr;
@@ -35186,9 +34929,6 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  reg [15:0] \$100 ;
-  reg [15:0] \$101 ;
-  reg [15:0] \$102 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
@@ -35256,36 +34996,34 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   wire \$7 ;
   wire [2:0] \$70 ;
   wire [2:0] \$71 ;
-  wire [2:0] \$72 ;
+  wire \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
-  wire \$79 ;
+  wire [15:0] \$79 ;
   wire [4:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire [15:0] \$84 ;
-  wire [15:0] \$85 ;
-  reg [2:0] \$86 ;
+  wire [15:0] \$80 ;
+  reg [2:0] \$81 ;
+  reg \$82 ;
+  reg \$83 ;
+  reg \$84 ;
+  reg \$85 ;
+  reg \$86 ;
   reg \$87 ;
   reg \$88 ;
   reg \$89 ;
   wire \$9 ;
-  reg \$90 ;
+  reg [10:0] \$90 ;
   reg \$91 ;
-  reg \$92 ;
-  reg \$93 ;
-  reg \$94 ;
-  reg [10:0] \$95 ;
-  reg \$96 ;
-  reg [1:0] \$97 ;
-  reg [1:0] \$98 ;
-  reg [15:0] \$99 ;
+  reg [1:0] \$92 ;
+  reg [1:0] \$93 ;
+  reg [15:0] \$94 ;
+  reg [15:0] \$95 ;
+  reg [15:0] \$96 ;
+  reg [15:0] \$97 ;
   (* init = 11'h000 *)
   wire [10:0] addr;
   reg at0 = 1'h1;
@@ -35317,8 +35055,6 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
-  assign \$1  = free - issue;
-  assign \$2  = ~ at0;
   assign \$3  = \$2  & o__ready;
   assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
   assign \$5  = free - issue;
@@ -35388,179 +35124,187 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   assign \$69  = wptr == 2'h3;
   assign \$70  = wptr + 1'h1;
   assign \$71  = \$69  ? 3'h0 : \$70 ;
-  assign \$72  = v2 ? \$71  : { 1'h0, wptr };
-  assign \$73  = ! wptr;
-  assign \$74  = v2 & \$73 ;
-  assign \$75  = wptr == 1'h1;
-  assign \$76  = v2 & \$75 ;
-  assign \$77  = wptr == 2'h2;
-  assign \$78  = v2 & \$77 ;
-  assign \$79  = wptr == 2'h3;
-  assign \$80  = v2 & \$79 ;
+  assign \$72  = ! wptr;
+  assign \$73  = wptr == 1'h1;
+  assign \$74  = wptr == 2'h2;
+  assign \$75  = wptr == 2'h3;
   assign o__valid = ~ at0;
-  assign \$81  = rptr == 2'h3;
-  assign \$82  = rptr == 2'h2;
-  assign \$83  = rptr == 1'h1;
-  assign \$84  = \$83  ? slot1 : slot0;
-  assign \$85  = \$82  ? slot2 : \$84 ;
-  assign o__payload = \$81  ? slot3 : \$85 ;
+  assign \$76  = rptr == 2'h3;
+  assign \$77  = rptr == 2'h2;
+  assign \$78  = rptr == 1'h1;
+  assign \$79  = \$78  ? slot1 : slot0;
+  assign \$80  = \$77  ? slot2 : \$79 ;
+  assign o__payload = \$76  ? slot3 : \$80 ;
   always @(posedge clk)
-    free <= \$86 ;
+    free <= \$81 ;
   always @(posedge clk)
-    issue <= \$87 ;
+    issue <= \$82 ;
   always @(posedge clk)
-    at0 <= \$88 ;
+    at0 <= \$83 ;
   always @(posedge clk)
-    at1 <= \$89 ;
+    at1 <= \$84 ;
   always @(posedge clk)
-    at2 <= \$90 ;
+    at2 <= \$85 ;
   always @(posedge clk)
-    at3 <= \$91 ;
+    at3 <= \$86 ;
   always @(posedge clk)
-    at4 <= \$92 ;
+    at4 <= \$87 ;
   always @(posedge clk)
-    v1 <= \$93 ;
+    v1 <= \$88 ;
   always @(posedge clk)
-    v2 <= \$94 ;
+    v2 <= \$89 ;
   always @(posedge clk)
-    raddr <= \$95 ;
+    raddr <= \$90 ;
   always @(posedge clk)
-    primed <= \$96 ;
+    primed <= \$91 ;
   always @(posedge clk)
-    rptr <= \$97 ;
+    rptr <= \$92 ;
   always @(posedge clk)
-    wptr <= \$98 ;
+    wptr <= \$93 ;
   always @(posedge clk)
-    slot0 <= \$99 ;
+    slot0 <= \$94 ;
   always @(posedge clk)
-    slot1 <= \$100 ;
+    slot1 <= \$95 ;
   always @(posedge clk)
-    slot2 <= \$101 ;
+    slot2 <= \$96 ;
   always @(posedge clk)
-    slot3 <= \$102 ;
+    slot3 <= \$97 ;
+  assign \$1  = free - issue;
+  assign \$2  = ~ at0;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$86  = \$4 [2:0];
+    \$81  = \$4 [2:0];
     if (rst_fc2) begin
-      \$86  = 3'h4;
+      \$81  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$87  = \$9 ;
+    \$82  = \$9 ;
     if (rst_fc2) begin
-      \$87  = 1'h1;
+      \$82  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$88  = \$19 ;
+    \$83  = \$19 ;
     if (rst_fc2) begin
-      \$88  = 1'h1;
+      \$83  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$89  = \$29 ;
+    \$84  = \$29 ;
+    if (rst_fc2) begin
+      \$84  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$85  = \$39 ;
+    if (rst_fc2) begin
+      \$85  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$86  = \$49 ;
+    if (rst_fc2) begin
+      \$86  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$87  = \$59 ;
+    if (rst_fc2) begin
+      \$87  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$88  = issue;
+    if (rst_fc2) begin
+      \$88  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$89  = v1;
     if (rst_fc2) begin
       \$89  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$90  = \$39 ;
+    \$90  = raddr;
+    if (issue) begin
+      \$90  = \$62 [10:0];
+    end
     if (rst_fc2) begin
-      \$90  = 1'h0;
+      \$90  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$91  = \$49 ;
+    \$91  = primed;
+    if (at4) begin
+      \$91  = 1'h1;
+    end
     if (rst_fc2) begin
       \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$92  = \$59 ;
+    \$92  = \$68 [1:0];
     if (rst_fc2) begin
-      \$92  = 1'h0;
+      \$92  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$93  = issue;
-    if (rst_fc2) begin
-      \$93  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$94  = v1;
-    if (rst_fc2) begin
-      \$94  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$95  = raddr;
-    if (issue) begin
-      \$95  = \$62 [10:0];
+    \$93  = wptr;
+    if (v2) begin
+      \$93  = \$71 [1:0];
     end
     if (rst_fc2) begin
-      \$95  = 11'h000;
+      \$93  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$96  = primed;
-    if (at4) begin
-      \$96  = 1'h1;
-    end
-    if (rst_fc2) begin
-      \$96  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$97  = \$68 [1:0];
-    if (rst_fc2) begin
-      \$97  = 2'h0;
+    \$94  = slot0;
+    if (v2) begin
+      if (\$72 ) begin
+        \$94  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$98  = \$72 [1:0];
-    if (rst_fc2) begin
-      \$98  = 2'h0;
+    \$95  = slot1;
+    if (v2) begin
+      if (\$73 ) begin
+        \$95  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$99  = slot0;
-    if (\$74 ) begin
-      \$99  = data;
+    \$96  = slot2;
+    if (v2) begin
+      if (\$74 ) begin
+        \$96  = data;
+      end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$100  = slot1;
-    if (\$76 ) begin
-      \$100  = data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$101  = slot2;
-    if (\$78 ) begin
-      \$101  = data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$102  = slot3;
-    if (\$80 ) begin
-      \$102  = data;
+    \$97  = slot3;
+    if (v2) begin
+      if (\$75 ) begin
+        \$97  = data;
+      end
     end
   end
   assign addr = raddr;

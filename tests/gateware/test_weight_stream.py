@@ -56,7 +56,9 @@ def test_every_cycle_never_empty(n_words, latency):
     assert got == [words[t % n_words] for t in range(len(got))] and len(got) == 120
 
 
-@pytest.mark.parametrize("width", [9, 150])      # 150: three pieces, a pointer copy each
+# 150: three pieces, a pointer copy each; 300: five, each slot's piece enabled by its own
+# register (ENABLE_PIECES_ABOVE)
+@pytest.mark.parametrize("width", [9, 150, 300])
 @pytest.mark.parametrize("latency", [2, 3])
 @pytest.mark.parametrize("n_words,p", [(1, 0.5), (4, 0.3), (7, 0.8), (13, 0.5),
                                        (2049, 0.5)])
@@ -78,16 +80,20 @@ def test_bursts_after_idle(latency):
     assert got == [words[t % 6] for t in range(len(got))]
 
 
-def test_a_reset_mid_stream_starts_the_words_again():
-    """Wide words (each piece of the head chosen by a copy of the read pointer of its own):
-    a reset after a few words taken at random starts the stream at word 0 again, in order,
+@pytest.mark.parametrize("width, latency, hold", [(150, 2, True), (300, 2, False),
+                                                   (300, 3, False)])
+def test_a_reset_mid_stream_starts_the_words_again(width, latency, hold):
+    """Wide words (each piece of the head chosen by a copy of the read pointer of its own;
+    at 300 bits each piece of each slot written on an enable register of its own, set a
+    cycle ahead and never reset): a reset after a few words taken at random (the consumer
+    held, or still taking, words in flight) starts the stream at word 0 again, in order,
     every piece from the same slot."""
     from amaranth.hdl import ClockDomain
     rng = random.Random(3)
-    words = [rng.randrange(1 << 150) for _ in range(7)]
+    words = [rng.randrange(1 << width) for _ in range(7)]
     m = Module()
     m.domains.sync = cd = ClockDomain("sync")
-    m.submodules.rom = rom = Rom(150, words=words, latency=2)
+    m.submodules.rom = rom = Rom(width, words=words, latency=latency)
     m.submodules.dut = dut = WeightStream(rom)
     got = []
     sim = Simulator(m)
@@ -95,6 +101,7 @@ def test_a_reset_mid_stream_starts_the_words_again():
 
     async def bench(ctx):
         for reset_after in (5, 11):
+            ctx.set(dut.o.ready, 0)         # until the ring is first full
             await ctx.tick().until(dut.primed)
             taken = []
             while len(taken) < reset_after:
@@ -103,7 +110,8 @@ def test_a_reset_mid_stream_starts_the_words_again():
                 _, _, valid, word = await ctx.tick().sample(dut.o.valid, dut.o.payload)
                 if ready and valid:
                     taken.append(word)
-            ctx.set(dut.o.ready, 0)
+            if hold:
+                ctx.set(dut.o.ready, 0)
             ctx.set(cd.rst, 1)
             await ctx.tick()
             ctx.set(cd.rst, 0)
