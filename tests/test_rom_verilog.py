@@ -125,12 +125,17 @@ module top(input wire clk, input wire [5:0] addr, output wire [71:0] data);
         .clk(clk), .addr(addr), .data(data));
 endmodule
 """
-    (tmp_path / "top.v").write_text(ROM_LOGIC_VERILOG + top)
-    subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top -json n.json"],
-                   cwd=tmp_path, check=True)
-    cells = json.loads((tmp_path / "n.json").read_text())["modules"]["top"]["cells"]
+    cells = _synth_ecp5(tmp_path, yosys, ROM_LOGIC_VERILOG + top)
     ffs = sum(c["type"] == "TRELLIS_FF" for c in cells.values())
     assert ffs == 4 * 6 + 72 + 72
+
+
+def _synth_ecp5(tmp_path, yosys, verilog):
+    """The cells of ``verilog``'s module ``top`` after Yosys's ``synth_ecp5``."""
+    (tmp_path / "top.v").write_text(verilog)
+    subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top -json n.json"],
+                   cwd=tmp_path, check=True)
+    return json.loads((tmp_path / "n.json").read_text())["modules"]["top"]["cells"]
 
 
 @pytest.mark.synth
@@ -155,9 +160,6 @@ module top(input wire clk, input wire [5:0] addr, output wire [639:0] data);
         .clk(clk), .addr(addr), .data(data));
 endmodule
 """
-    (tmp_path / "top.v").write_text(ROM_VERILOG + top)
-    subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top -json n.json"],
-                   cwd=tmp_path, check=True)
-    cells = json.loads((tmp_path / "n.json").read_text())["modules"]["top"]["cells"]
+    cells = _synth_ecp5(tmp_path, yosys, ROM_VERILOG + top)
     assert sum(c["type"] == "DP16KD" for c in cells.values()) == 18
     assert sum(c["type"] == "TRELLIS_FF" for c in cells.values()) == 2 * 6 + 640

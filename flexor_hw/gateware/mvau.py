@@ -816,8 +816,8 @@ def rom_latency(p, logic):
     register drives the whole decode: the placed ResNet-20's first conv, 48 x 72 bits, read
     from one address register, was its longest path at 10.6 ns), and for one in block RAM
     not banked that spans more blocks than one address register drives
-    (:func:`~flexor_hw.gateware.rom.flat_group_bits`: a copy per group), else 2. On the iCE40 a page
-    register shares its decoding LUT4's logic cell, an address copy not."""
+    (:func:`~flexor_hw.gateware.rom.flat_group_bits`: a copy per group), else 2. On the
+    iCE40 a page register shares its decoding LUT4's logic cell, an address copy not."""
     deep = rom_paged(p) or p.rom_depth > LUT4_WORDS
     if not logic:       # a wide block RAM ROM: the address copied per group of blocks
         wide = flat_group_bits(p.rom_depth, p.rom_width) is not None

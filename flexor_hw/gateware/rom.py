@@ -8,7 +8,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 __all__ = ["Rom", "ROM_VERILOG", "rom_modules", "rom_layout", "rom_group_bits", "bank_rows",
-           "LOGIC_ROM_BITS", "DP16KD_CONFIGS", "rom_address_copies", "flat_group_bits"]
+           "LOGIC_ROM_BITS", "DP16KD_CONFIGS", "rom_address_copies", "flat_group_bits",
+           "rom_read_latency"]
 
 # ROMs of a network up to this many bits are logic, not block RAM: a few hundred constants (or
 # a first conv's 640 weight bits) would each take a whole 18 Kbit block RAM, and block RAM is
@@ -54,28 +55,43 @@ def rom_address_copies(width):
     return -(-width // ADDRESS_COPY_BITS)
 
 
-def rom_group_bits(depth, width):
-    """Columns of a banked ROM's row (:func:`rom_layout`) read from one address register:
-    the width of at most :data:`ADDRESS_FANOUT_BLOCKS` blocks, the groups as even as whole
-    blocks allow (40192 × 16 bits, 36 blocks of 2048 × 9: four groups of 81 columns)."""
-    _, bank_addr, blocks = rom_layout(depth, width)
-    block_width = dict(DP16KD_CONFIGS)[1 << bank_addr]
+def _group_columns(blocks, block_width):
+    """Columns read from one copy of the address: at most :data:`ADDRESS_FANOUT_BLOCKS`
+    blocks, the groups as even as whole blocks allow."""
     groups = -(-blocks // ADDRESS_FANOUT_BLOCKS)
     return block_width * -(-blocks // groups)
+
+
+def rom_group_bits(depth, width):
+    """Columns of a banked ROM's row (:func:`rom_layout`) read from one address register
+    (:func:`_group_columns`: 40192 × 16 bits, 36 blocks of 2048 × 9, four groups of 81
+    columns)."""
+    _, bank_addr, blocks = rom_layout(depth, width)
+    return _group_columns(blocks, dict(DP16KD_CONFIGS)[1 << bank_addr])
 
 
 def flat_group_bits(depth, width):
     """Columns of a block RAM ROM that is not banked (:func:`rom_layout`) read from one copy
-    of the address, where it spans more than :data:`ADDRESS_FANOUT_BLOCKS` blocks (the
-    groups as even as whole blocks allow: LeNet-5's conv2 on the ECP5-45k, 64 × 640 bits in
-    18 blocks of 512 × 36, two groups of 324 columns); else None. One address register drove
-    all 18 across the device: 12.9 ns of routing, the longest path placed."""
+    of the address, where it spans more than :data:`ADDRESS_FANOUT_BLOCKS` blocks
+    (:func:`_group_columns`: LeNet-5's conv2 on the ECP5-45k, 64 × 640 bits in 18 blocks of
+    512 × 36, two groups of 324 columns); else None. One address register drove all 18
+    across the device: 12.9 ns of routing, the longest path placed."""
     banks, _, blocks = rom_layout(depth, width)
     if banks > 1 or blocks <= ADDRESS_FANOUT_BLOCKS:
         return None
-    block_width = max(w for d, w in DP16KD_CONFIGS if d >= depth)
-    groups = -(-blocks // ADDRESS_FANOUT_BLOCKS)
-    return block_width * -(-blocks // groups)
+    return _group_columns(blocks, max(w for d, w in DP16KD_CONFIGS if d >= depth))
+
+
+#: Cycles from address to data of a banked ROM in block RAM: the groups' address copies,
+#: the blocks, the rows' registers, the choice within sets of banks and among the sets.
+BANKED_LATENCY = 5
+
+
+def rom_read_latency(depth, width, latency, logic=False):
+    """Cycles from address to data of a :class:`Rom` of ``depth × width`` asked for
+    ``latency``: :data:`BANKED_LATENCY` where it is banked in block RAM."""
+    banked = latency >= 2 and not logic and rom_layout(depth, width)[0] > 1
+    return BANKED_LATENCY if banked else latency
 
 
 def bank_rows(words, width, banks, rows):
@@ -331,7 +347,7 @@ class Rom(wiring.Component):
         self._banks, self._bank_addr = 1, None
         if latency >= 2 and not self._logic:
             self._banks, self._bank_addr, _ = rom_layout(depth, width)
-        self._latency = 5 if self._banks > 1 else latency
+        self._latency = rom_read_latency(depth, width, latency, self._logic)
         if page_words is not None and (page_words < 2 or page_words & (page_words - 1)):
             raise ValueError(f"Page words must be a power of two from 2 up, not {page_words!r}")
         self._page_bits = None

@@ -18,7 +18,8 @@ from typing import ClassVar
 
 from ..gateware.mvau import rom_latency, rom_paged, vector_pages, vector_write_ffs
 from ..gateware.pipeline import int_shape, ram_style_attr
-from ..gateware.rom import LOGIC_ROM_BITS, flat_group_bits, rom_address_copies, rom_layout
+from ..gateware.rom import (LOGIC_ROM_BITS, flat_group_bits, rom_address_copies, rom_layout,
+                             rom_read_latency)
 from ..gateware.weight_stream import ENABLE_PIECES_ABOVE, PIECE_BITS, prefetch_depth
 from ..gateware.window import kernel_window_rows, line_buffer_rows, row_window_rows
 from .cost import COST, memory
@@ -441,8 +442,9 @@ def rom_read_ffs(p):
     """The registers a weight ROM of latency 3 (:func:`rom_latency`) adds: in logic, read in
     pages (``rom_page_words``), a word per page and the address's copy per page; else the
     address's copy per 18 bits of the word; in block RAM, the address's copy per group of
-    blocks; and the weight stream's word more for the cycle the copies take. None at latency 2 (the iCE40, ``address_register``: each page register
-    takes the logic cell of the LUT4 that decodes its page bit)."""
+    blocks; and the weight stream's word more for the cycle the copies take. None at
+    latency 2 (the iCE40, ``address_register``: each page register takes the logic cell of
+    the LUT4 that decodes its page bit)."""
     logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
     if rom_latency(p, logic) < 3:
         return 0
@@ -463,8 +465,7 @@ def stream_enable_ffs(p):
     if p.rom_width <= ENABLE_PIECES_ABOVE:
         return 0
     logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
-    latency = 5 if not logic and rom_layout(p.rom_depth, p.rom_width)[0] > 1 else \
-        rom_latency(p, logic)
+    latency = rom_read_latency(p.rom_depth, p.rom_width, rom_latency(p, logic), logic)
     return prefetch_depth(latency) * -(-p.rom_width // PIECE_BITS)
 
 
