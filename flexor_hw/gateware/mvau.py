@@ -374,7 +374,7 @@ class MatrixVectorUnit(wiring.Component):
 
         # ROMs.
         small = self._logic_rom_bits
-        rom_logic = p.rom_bits <= small or p.rom_logic     # a logic ROM is never banked
+        rom_logic = rom_in_logic(p, small)
         latency = rom_latency(p, rom_logic)
         if self._init_files is None:
             rom = Rom(p.rom_width, words=p.rom_words, latency=latency, logic=rom_logic,
@@ -807,6 +807,12 @@ def rom_paged(p):
 
 #: A LUT4's words: a logic ROM deeper than this decodes its word in more than one LUT level.
 LUT4_WORDS = 16
+
+
+def rom_in_logic(p, logic_rom_bits):
+    """Whether a unit's weight ROM is built in logic: asked for (``rom_logic``), or of at
+    most ``logic_rom_bits`` bits (a logic ROM is never banked)."""
+    return p.rom_logic or p.rom_bits <= logic_rom_bits
 
 
 def rom_latency(p, logic):

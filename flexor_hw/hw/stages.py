@@ -16,7 +16,8 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
 
-from ..gateware.mvau import rom_latency, rom_paged, vector_pages, vector_write_ffs
+from ..gateware.mvau import (rom_in_logic, rom_latency, rom_paged, vector_pages,
+                              vector_write_ffs)
 from ..gateware.pipeline import int_shape, ram_style_attr
 from ..gateware.rom import (LOGIC_ROM_BITS, flat_group_bits, rom_address_copies, rom_layout,
                              rom_read_latency)
@@ -344,7 +345,7 @@ class Mvau(Stage):
 
     def describe(self):
         p, w = self.params, self.weights
-        in_logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
+        in_logic = rom_in_logic(p, LOGIC_ROM_BITS)
         banks, bank_addr, _ = (1, None, 0) if in_logic else rom_layout(p.rom_depth, p.rom_width)
         file_words = p.rom_depth if banks == 1 else 1 << bank_addr
         return {"op": self.op, "fan_in": w.fan_in, "out": w.out_features, "q": w.q,
@@ -445,7 +446,7 @@ def rom_read_ffs(p):
     blocks; and the weight stream's word more for the cycle the copies take. None at
     latency 2 (the iCE40, ``address_register``: each page register takes the logic cell of
     the LUT4 that decodes its page bit)."""
-    logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
+    logic = rom_in_logic(p, LOGIC_ROM_BITS)
     if rom_latency(p, logic) < 3:
         return 0
     address_bits = max(1, (p.rom_depth - 1).bit_length())
@@ -464,7 +465,7 @@ def stream_enable_ffs(p):
     slot (:class:`~flexor_hw.gateware.weight_stream.WeightStream`)."""
     if p.rom_width <= ENABLE_PIECES_ABOVE:
         return 0
-    logic = p.rom_logic or p.rom_bits <= LOGIC_ROM_BITS
+    logic = rom_in_logic(p, LOGIC_ROM_BITS)
     latency = rom_read_latency(p.rom_depth, p.rom_width, rom_latency(p, logic), logic)
     return prefetch_depth(latency) * -(-p.rom_width // PIECE_BITS)
 
