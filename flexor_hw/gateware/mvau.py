@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .madd import masked_add
-from .mul import MUL_WIDTH, Multiplier
+from .mul import MUL_WIDTH, Multiplier, lut_product, lut_product_terms
 from .pipeline import (Credits, OutputFifo, copy_register, delay, flag_copy, int_shape,
                        mux_tree, pipelined_sum, ram_style_attr)
 from .rom import Rom, flat_group_bits
@@ -99,6 +99,7 @@ class MvauParams:
     address_register: bool = False
     masked_adders: bool = False
     rom_page_words: int = None
+    lut_multipliers: bool = False
     rom_words: tuple = None
     const_words: tuple = None
 
@@ -268,8 +269,16 @@ class MvauParams:
 
     @property
     def product_terms(self):
-        """Registered partial products per plane's ``A_i·S_i``."""
+        """Registered partial products per plane's ``A_i·S_i``: a multiplier's each, or with
+        ``lut_multipliers`` the terms of :func:`~flexor_hw.gateware.mul.lut_product`."""
+        if self.lut_multipliers:
+            return lut_product_terms(self.consts.a_width, self.consts.s_width)
         return len(self.product_pieces)
+
+    @property
+    def dsps(self):
+        """Multipliers (DSP blocks) of the unit: none with ``lut_multipliers``."""
+        return 0 if self.lut_multipliers else self.out_simd * self.q * self.product_terms
 
     @property
     def sum_stages(self):
@@ -728,7 +737,8 @@ class MatrixVectorUnit(wiring.Component):
                 fields.append(crom.data[pos:pos + width].as_signed())
                 pos += width
             ys.append(_requantize(m, c, sa[r], fields[:q], fields[q], q, f"rq{r}",
-                                  emit=self._init_files is not None))
+                                  emit=self._init_files is not None,
+                                  lut=p.lut_multipliers))
         v_out = delay(m, vb, 1 + p.sum_stages + 1, "v_out")
         skipped = delay(m, ka, 1 + 1 + p.sum_stages + 1, "skipped")
 
@@ -1049,14 +1059,15 @@ def _chunks(width):
     return pieces + [(lo, width)]
 
 
-def _requantize(m, c, s, a, beta, q, name, *, emit=False):
+def _requantize(m, c, s, a, beta, q, name, *, emit=False, lut=False):
     """``clamp((Σ_i a_i·s_i + β + round) >> F)``: operands and products registered in
     :class:`~flexor_hw.gateware.mul.Multiplier` (a MULT18X18D's own registers on the ECP5;
     ``emit``: its Verilog instance), a pipelined sum, shift and compares, then the clamp's
     select (combinational, into a FIFO). A product wider than one multiplier's operands is
     taken as partial products of pieces (:func:`_chunks`) that the sum tree adds: nothing but
     wiring follows a multiplier (its adder was the placed LeNet-5's longest path). Latency:
-    2 + sum stages + 1 registers."""
+    2 + sum stages + 1 registers. ``lut``: the products in logic (:func:`lut_product`), their
+    terms into the same sum tree."""
     def piece(v, lo, hi, width):
         if (lo, hi) == (0, width):
             return v
@@ -1065,6 +1076,9 @@ def _requantize(m, c, s, a, beta, q, name, *, emit=False):
     terms = []
     a_pieces, s_pieces = _chunks(c.a_width), _chunks(c.s_width)
     for i in range(q):
+        if lut:
+            terms += lut_product(m, a[i], s[i], f"{name}_mul{i}")
+            continue
         for (alo, ahi) in a_pieces:
             for (slo, shi) in s_pieces:
                 x, y = piece(a[i], alo, ahi, c.a_width), piece(s[i], slo, shi, c.s_width)

@@ -32,6 +32,10 @@ COST = {
         "luts_per_word_bit": 1.0,               # the weight queue's head mux
         "ffs_per_word_bit": 6.0,                # ROM output registers and the 4-word queue
         "luts_per_requantizer": 90, "ffs_per_requantizer": 110,
+        # a requantizer's product in logic, per bit of a_width × s_width beyond its DSPs'
+        # (synth_ecp5 of the requantizer alone: 15 × 21 bits +687 LUT4 / +473 FF, 13 × 31
+        # +842 / +463, 8 × 27 +401 / +242, two planes of 13 × 19 +1,093 / +656)
+        "luts_per_product_bit": 2.1, "ffs_per_product_bit": 1.3,
     },
     # the counters, the room's registers (w_row − K, K − low), the read addresses' registers
     # and the next rows'. Fitted when ResNet-20's 3-channel window synthesized alone took 479

@@ -298,6 +298,28 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
                   else _pool_memory(st.at_rate(limit), budget) if st.kind == "maxpool"
                   else st for st in stages]
         stages = _buffer_pool_rows(stages, limit)
+    return multipliers_to_logic(replace(graph, stages=stages), budget)
+
+
+def multipliers_to_logic(graph, budget):
+    """``graph`` with units' requantizer products built in logic (``lut_multipliers``)
+    while its multipliers outnumber the budget's DSPs: first the units whose products cost
+    the fewest LUT4 for each DSP they free. The other stages' multipliers (a residual add's,
+    a global pool's) stay DSPs."""
+    over = match_widths(graph).estimate()["dsps"] - budget.get("dsps", math.inf)
+    if over <= 0:
+        return graph
+    stages, trades = list(graph.stages), []
+    for k, st in enumerate(stages):
+        if st.kind == "mvau" and not st.lut_multipliers:
+            old, new = st.estimate(), replace(st, lut_multipliers=True)
+            freed = old["dsps"] - new.estimate()["dsps"]
+            if freed > 0:
+                trades.append(((new.estimate()["luts"] - old["luts"]) / freed, k, freed, new))
+    for _, k, freed, new in sorted(trades, key=lambda t: t[:2]):
+        if over <= 0:
+            break
+        stages[k], over = new, over - freed
     return replace(graph, stages=stages)
 
 
@@ -335,9 +357,7 @@ def _fits(graph, budget):
     budget, as ``(name, estimate, available)``, or None."""
     est = match_widths(graph).estimate()
     for key, share in (("luts", _lut_margin(budget)), ("ffs", MARGIN["ffs"]), ("brams", 1.0),
-                       ("dsps", None)):
-        if share is None:
-            continue            # multipliers beyond the DSPs are built from LUTs
+                       ("dsps", 1.0)):       # (units' products beyond the DSPs are in logic)
         if est[key] > budget[key] * share:
             return key, est[key], budget[key]
     # iCE40: a logic cell holds one LUT4 and one flip-flop, and a flip-flop packs with a LUT
@@ -474,7 +494,7 @@ def limit_text(limit):
                              limit["available"], limit["usable"]))
 
 
-_NAMES = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs",
+_NAMES = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs", "dsps": "DSP blocks",
           "cells": "logic cells (LUT4 + flip-flops)"}
 
 
@@ -485,7 +505,7 @@ def _over(over, what, budget):
 
 def _resource_text(key, est, what, avail, share):
     return (f"{_NAMES[key]} estimated {est:,}, {what} has {avail:,}"
-            + (f" (of which {share:.0%} usable)" if key != "brams" else ""))
+            + (f" (of which {share:.0%} usable)" if share < 1 else ""))
 
 
 def _refusal(graph, budget, over, what):
@@ -500,6 +520,12 @@ def _refusal(graph, budget, over, what):
             return (f"{graph.name!r} does not fit {what} at any folding: the narrowest needs "
                     f"{over[1]:,} block RAMs, {what} has {over[2]:,}; the one with the fewest "
                     f"block RAMs ({brams:,}) has {_over(frugal_over, what, budget)}")
+    if over[0] == "dsps":       # what is left after the units' products went into logic
+        others = [st.name for st in graph.stages
+                  if st.kind != "mvau" and st.estimate()["dsps"] > 0]
+        return (f"{graph.name!r} does not fit {what}: {_over(over, what, budget)}, with every "
+                f"unit's products in logic; the rest are the multipliers of "
+                f"{', '.join(others)}")
     return (f"{graph.name!r} does not fit {what} even at the narrowest folding: "
             f"{_over(over, what, budget)}")
 
@@ -565,7 +591,7 @@ def _knapsack(graph, target, budget):
         if not best:
             return None
     stages = min(best.values(), key=lambda v: v[0])[1]
-    return replace(graph, stages=list(stages))
+    return multipliers_to_logic(replace(graph, stages=list(stages)), budget)
 
 
 def _pools_back_to_block_ram(graph, budget):
@@ -659,4 +685,7 @@ def parse_budget(text):
             raise BuildError(f"--budget takes luts=N,ffs=N,brams=N,dsps=N (any of them), "
                              f"not {item.strip()!r}")
         budget[key] = int(value)
+        if key in ("luts", "ffs") and budget[key] < 1:
+            raise BuildError(f"--budget: {key} must be at least 1 (no design is built without "
+                             f"{_NAMES[key]}), not {value}")
     return budget

@@ -283,6 +283,7 @@ class Mvau(Stage):
     bits_register: bool = True      # the decoded weight bits registered
     address_register: bool = False  # the vector read address registered twice (the iCE40)
     rom_page_words: int = None      # a logic weight ROM decoded in pages (the iCE40: 16)
+    lut_multipliers: bool = False   # the requantizer's products in logic, not DSPs
 
     @property
     def in_simd(self):
@@ -315,6 +316,7 @@ class Mvau(Stage):
                            # the ECP5's carry-chain LUTs take the weight bits' masks
                            masked_adders=self.family == "ecp5" and not self.address_register,
                            rom_page_words=self.rom_page_words,
+                           lut_multipliers=self.lut_multipliers,
                            scatter=None if self.scatter is None else
                            (self.scatter[0], self.scatter[1] * self.scatter[2]))
 
@@ -363,6 +365,7 @@ class Mvau(Stage):
                 "cycles_per_vector": p.cycles_per_vector,
                 "activation_memory_bits": p.activation_memory_bits,
                 "output_fifo_depth": p.fifo_depth, "widths": self.consts.widths(),
+                "multipliers_in_logic": p.lut_multipliers,
                 "scatter": list(self.scatter) if self.scatter else None,
                 "plain_rom": p.plain}
 
@@ -390,7 +393,10 @@ def mvau_logic(p):
     head_pages = -(-p.nf // HEAD_PAGE_WORDS) if p.nf > HEAD_PAGE_WORDS else 1
     ahead_ffs = (head_pages + 1) * p.head_width if p.heads_prefetched else 0
     ahead_luts = -(-(head_pages - 1) // 3) * p.head_width if p.heads_prefetched else 0
+    # the requantizers' products in logic (:func:`~flexor_hw.gateware.mul.lut_product`)
+    product_bits = p.out_simd * p.q * p.consts.a_width * p.consts.s_width * p.lut_multipliers
     luts = (c["luts"] + c["luts_per_lane"] * lanes + c["luts_per_column"] * p.simd
+            + c["luts_per_product_bit"] * product_bits
             + decoded + select + carried + ahead_luts
             + c["luts_per_row_bit"] * rows * t_width
             + c["luts_per_word_bit"] * p.rom_width
@@ -413,9 +419,9 @@ def mvau_logic(p):
            + (2 * p.sf - 1).bit_length() * p.address_register
            + c["ffs_per_row_bit"] * rows * t_width + carried + ahead_ffs
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
-           + rom_read_ffs(p) + stream_enable_ffs(p))
-    return {"luts": round(luts), "ffs": round(ffs), "brams": 0,
-            "dsps": p.out_simd * p.q * p.product_terms}
+           + rom_read_ffs(p) + stream_enable_ffs(p)
+           + c["ffs_per_product_bit"] * product_bits)
+    return {"luts": round(luts), "ffs": round(ffs), "brams": 0, "dsps": p.dsps}
 
 
 #: Operand width of the iCE40's SB_MAC16 (16 × 16).
@@ -427,6 +433,8 @@ def ice40_multipliers(p, est):
     (``product_pieces``, cut for the ECP5's 18-bit MULT18X18D) take an SB_MAC16 per 16 × 16
     piece, and Yosys leaves their operand and product registers in flip-flops (the placed
     digits MLP: 17 × 16 bits, 2 SB_MAC16 and 66 flip-flops; 4 × 16, 1 and 40)."""
+    if p.lut_multipliers:
+        return {"dsps": 0, "ffs": est["ffs"]}
     pieces = p.product_pieces
     dsps = sum(-(-a // ICE40_MUL_WIDTH) * -(-s // ICE40_MUL_WIDTH) for a, s in pieces)
     ffs = sum(2 * (a + s) for a, s in pieces)

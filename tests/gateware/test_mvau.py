@@ -87,6 +87,31 @@ def test_mvau_matches_golden_under_stalls(f, o, pe, simd, r, q, n_in, n_out, sig
     assert np.array_equal(got, run_int(pkg, x, F)[0])
 
 
+@pytest.mark.parametrize("f, o, pe, simd, r, q, n_in, n_out, signed", [
+    CASES[1], CASES[2], CASES[5], CASES[7]], ids=["pe2s4", "parallel_q2", "q2_signed", "carried"])
+def test_mvau_with_its_products_in_logic_matches_golden(f, o, pe, simd, r, q, n_in, n_out,
+                                                        signed):
+    """``lut_multipliers`` (where the DSPs run out): no multiplier, exact under stalls, and
+    unstalled at the latency the unit states (its sum tree deeper by the terms)."""
+    pkg, layer, consts = _layer(f, o, q=q, n_in=n_in, n_out=n_out, signed=signed)
+    params = mvau_params(layer, consts, pe, simd, r, masked_adders=True, lut_multipliers=True)
+    dsp = replace(params, lut_multipliers=False)
+    assert params.dsps == 0 < dsp.dsps
+    assert params.sum_stages > dsp.sum_stages
+    assert params.latency_cycles == dsp.latency_cycles + params.sum_stages - dsp.sum_stages
+    x = _inputs(consts, 3, f, seed=f * o)
+    got, _ = _simulate(params, x, stall=0.3, seed=pe + simd)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+    async def idle(ctx, rst):
+        await ctx.tick().repeat(10)
+
+    got, run = _simulate(params, x, before=idle)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+    per = o // r
+    assert run.out_cycles[per - 1] - run.in_cycles[params.sf - 1] == params.latency_cycles
+
+
 @pytest.mark.parametrize("lutram", [True, False])
 def test_vector_memory_pages(lutram):
     """A 40-word vector memory in LUT RAM is read as three pages (14, 14, 12 words), each
@@ -280,14 +305,17 @@ def test_chunks_cut_an_operand_for_the_multipliers():
         assert all(hi - lo <= MUL_WIDTH for lo, hi in pieces)
 
 
+@pytest.mark.parametrize("lut", [False, True], ids=["multipliers", "lut_products"])
 @pytest.mark.parametrize("a_width,s_width,q", [(13, 21, 1), (20, 37, 2), (12, 14, 2)])
-def test_requantize_of_wide_products_is_exact(a_width, s_width, q):
-    """Partial products of pieces, summed by the tree: the contract's value, exactly."""
+def test_requantize_of_wide_products_is_exact(a_width, s_width, q, lut):
+    """Partial products of pieces (or, in logic, of bit pairs), summed by the tree: the
+    contract's value, exactly."""
     from types import SimpleNamespace
 
     from amaranth.hdl import Module, Signal, signed
     from amaranth.sim import Simulator
 
+    from flexor_hw.gateware.mul import lut_product_terms
     from flexor_hw.gateware.mvau import _chunks, _requantize
     rng = np.random.default_rng(a_width)
     F, y_lo, y_hi = 12, -100, 200
@@ -297,8 +325,12 @@ def test_requantize_of_wide_products_is_exact(a_width, s_width, q):
     s = [Signal(signed(s_width), name=f"s{i}") for i in range(q)]
     a = [Signal(signed(a_width), name=f"a{i}") for i in range(q)]
     beta = Signal(signed(24))
-    y = _requantize(m, c, s, a, beta, q, "rq")
-    terms = q * len(_chunks(a_width)) * len(_chunks(s_width))
+    y = _requantize(m, c, s, a, beta, q, "rq", lut=lut)
+    from flexor_hw.gateware.mul import Multiplier
+    multipliers = [sub for sub, _ in m._named_submodules.values() if isinstance(sub, Multiplier)]
+    assert len(multipliers) == (0 if lut else q * len(_chunks(a_width)) * len(_chunks(s_width)))
+    terms = q * (lut_product_terms(a_width, s_width) if lut else
+                 len(_chunks(a_width)) * len(_chunks(s_width)))
     latency = 2 + max(1, terms.bit_length()) + 1   # operands, products, the sum tree, shift
     cases = []
     for _ in range(40):
