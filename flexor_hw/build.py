@@ -1,6 +1,7 @@
 """``flexor-hw build``: emit Verilog, ``$readmemh`` ROM files and a manifest for a package."""
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -134,6 +135,8 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
     if fold is None and (target is not None or budget):
         graph = F.fold_to_device(graph, device, what=what)
     else:       # --lanes keeps the one-element windows it always had
+        if target is None and not budget:       # no device: every multiplier a DSP
+            device["dsps"] = math.inf
         graph = F.fold(graph, explicit=fold, budget=device,
                        widen=lanes is None or lanes == "auto")
     graph.stages = size_fifos(graph.stages)

@@ -335,6 +335,14 @@ def test_units_take_their_products_into_logic_where_the_dsps_run_out(tmp_path):
                                          r"with every unit's products in logic; the rest are "
                                          r"the multipliers of add4, gap5$"):
         plan_hardware(res, target="ecp5-25k", budget={"dsps": 2})
+    # without a device no multiplier moves, however many (an int8 fc alone takes 8 here);
+    # with one, an explicit folding's move as the device needs
+    wide = random_graph((3, 8, 8), "ic16k3p1,res16,res16,res16,gap,ifc10", q=1, n_in=6,
+                        n_out=10, seed=1, calibration=4, name="wide")
+    assert plan_hardware(wide).estimate()["dsps"] > 28
+    assert not any(st.lut_multipliers for st in plan_hardware(wide, fold="conv1=1x3").mvaus)
+    moved = plan_hardware(wide, fold="conv1=1x3", target="ecp5-25k")
+    assert moved.estimate()["dsps"] <= 28 and any(st.lut_multipliers for st in moved.mvaus)
 
 
 def test_focused_budget_weighs_only_what_runs_out():
