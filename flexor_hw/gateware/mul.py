@@ -7,8 +7,8 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Shape, Signa
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Multiplier", "const_product", "lut_product", "lut_product_terms", "MUL_VERILOG",
-           "mul_modules", "MUL_WIDTH", "ECP5_DEFINE"]
+__all__ = ["Multiplier", "const_product", "lut_product", "lut_product_terms", "csd_digits",
+           "MUL_VERILOG", "mul_modules", "MUL_WIDTH", "ECP5_DEFINE"]
 
 #: Widest operand (signed; an unsigned one up to a bit fewer) one MULT18X18D takes.
 MUL_WIDTH = 18
@@ -113,13 +113,44 @@ def _fits(shape):
     return shape.width + (not shape.signed) <= MUL_WIDTH
 
 
-def const_product(m, x, k, name, emit):
+def csd_digits(k):
+    """The nonzero digits of ``k`` in canonical signed-digit form, as ``(shift, ±1)``: no
+    two adjacent, so at most half of ``k``'s bits (``k = Σ sign·2^shift``)."""
+    digits, shift = [], 0
+    k = int(k)
+    while k:
+        if k & 1:
+            d = 2 - (k & 3)         # 1 where k ≡ 1 (mod 4), −1 where k ≡ 3
+            digits.append((shift, d))
+            k -= d
+        k >>= 1
+        shift += 1
+    return digits
+
+
+def const_product(m, x, k, name, emit, *, lut=False):
     """``x·k`` (``k`` a constant) two clocks after ``x``, from registers: a
     :class:`Multiplier`. A constant too wide for one is cut as ``k = kh·2^s + kl``: ``x·kh``
     on the multiplier, ``x·kl`` (``s`` bits of ``k``) a small product between registers, and
     the result their sum (for the consumer's adder to take in). An operand ``x`` too wide:
-    two registers around ``*``."""
+    two registers around ``*``. ``lut`` (where the DSPs run out): ``x`` registered, then a
+    registered carry chain per pair of ``k``'s signed digits (:func:`csd_digits`), the
+    result their sum."""
     k = int(k)
+    if lut:
+        x_r = Signal(signed(len(x) + (not x.shape().signed)), name=f"{name}_x",
+                     reset_less=True)
+        m.d.sync += x_r.eq(x)
+        terms = []
+        digits = csd_digits(k)
+        for i in range(0, len(digits), 2):
+            value = 0
+            for shift, sign in digits[i:i + 2]:
+                value = value + (x_r << shift) if sign > 0 else value - (x_r << shift)
+            term = Signal(value.shape(), name=f"{name}_t{i // 2}", reset_less=True)
+            m.d.sync += term.eq(value)
+            terms.append(term)
+        return sum(terms[1:], terms[0]) if terms else Const(0, 1)
     if not _fits(Shape.cast(x.shape())):
         x1 = Signal.like(x, name=f"{name}_x")
         p = Signal((x1 * k).shape(), name=f"{name}_p")

@@ -231,9 +231,10 @@ class GlobalAvgPool(wiring.Component):
     EMIT_CYCLES = 3
 
     def __init__(self, in_shape, out_shape, channels, pixels, A, frac_bits, y_lo, y_hi, *,
-                 emit=False):
+                 emit=False, lut=False):
         self._in, self._out = Shape.cast(in_shape), Shape.cast(out_shape)
         self._emit = emit
+        self._lut = lut
         self._c = _positive("Channels", channels)
         self._n = _positive("Pixels", pixels)
         self._A, self._f, self._lo, self._hi = int(A), int(frac_bits), int(y_lo), int(y_hi)
@@ -302,7 +303,7 @@ class GlobalAvgPool(wiring.Component):
         # once its last write is done and the image before has given all of its own.
         e = Signal(range(max(2, C)))
         m.d.comb += eport.addr.eq(Cat(e, e_bank))
-        prod = const_product(m, eport.data, self._A, "mul", self._emit)
+        prod = const_product(m, eport.data, self._A, "mul", self._emit, lut=self._lut)
         phase = Signal(2)                       # 0 read, 1 product, 2 output
         with m.If(done):
             m.d.sync += pending.eq(1)

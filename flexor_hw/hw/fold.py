@@ -301,25 +301,34 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
     return multipliers_to_logic(replace(graph, stages=stages), budget)
 
 
+#: Stages whose multipliers can be built in logic (``lut_multipliers``).
+_MULTIPLYING = ("mvau", "add", "gap")
+
+
 def multipliers_to_logic(graph, budget):
-    """``graph`` with units' requantizer products built in logic (``lut_multipliers``)
-    while its multipliers outnumber the budget's DSPs: first the units whose products cost
-    the fewest LUT4 for each DSP they free. The other stages' multipliers (a residual add's,
-    a global pool's) stay DSPs."""
+    """``graph`` with stages' multipliers built in logic (``lut_multipliers``: units'
+    requantizers, residual adds', global pools') while they outnumber the budget's DSPs:
+    first the stages whose products cost the fewest LUT4 for each DSP they free."""
     over = match_widths(graph).estimate()["dsps"] - budget.get("dsps", math.inf)
     if over <= 0:
         return graph
     stages, trades = list(graph.stages), []
     for k, st in enumerate(stages):
-        if st.kind == "mvau" and not st.lut_multipliers:
+        if st.kind in _MULTIPLYING and not st.lut_multipliers:
             old, new = st.estimate(), replace(st, lut_multipliers=True)
             freed = old["dsps"] - new.estimate()["dsps"]
             if freed > 0:
                 trades.append(((new.estimate()["luts"] - old["luts"]) / freed, k, freed, new))
-    for _, k, freed, new in sorted(trades, key=lambda t: t[:2]):
+    moved = []
+    for price, k, freed, new in sorted(trades, key=lambda t: t[:2]):
         if over <= 0:
             break
+        moved.append((price * freed, k, freed))
         stages[k], over = new, over - freed
+    # then back to DSPs what the last moves made needless, the dearest first
+    for _, k, freed in sorted(moved, reverse=True):
+        if over + freed <= 0:
+            stages[k], over = graph.stages[k], over + freed
     return replace(graph, stages=stages)
 
 
@@ -344,7 +353,7 @@ def _buffer_pool_rows(stages, limit):
 
 def _lut_margin(budget):
     """The share of the budget's LUTs a folding may take: :data:`MARGIN`'s, or the device's
-    own (``lut_margin``: the ECP5-45k's)."""
+    own (``lut_margin``: the ECP5-85k's, which buys rate only: :func:`fold_to_device`)."""
     return budget.get("lut_margin", MARGIN["luts"])
 
 
@@ -357,7 +366,7 @@ def _fits(graph, budget):
     budget, as ``(name, estimate, available)``, or None."""
     est = match_widths(graph).estimate()
     for key, share in (("luts", _lut_margin(budget)), ("ffs", MARGIN["ffs"]), ("brams", 1.0),
-                       ("dsps", 1.0)):       # (units' products beyond the DSPs are in logic)
+                       ("dsps", 1.0)):       # (products beyond the DSPs are in logic)
         if est[key] > budget[key] * share:
             return key, est[key], budget[key]
     # iCE40: a logic cell holds one LUT4 and one flip-flop, and a flip-flop packs with a LUT
@@ -457,6 +466,16 @@ def fold_to_device(graph, budget, *, what="the device"):
             else:
                 lo = mid
     best = _pools_back_to_block_ram(best, budget)
+    if _lut_margin(budget) > MARGIN["luts"]:
+        # a device's wider margin buys rate only: at a rate the common margin fits too, its
+        # folding (the one fewest LUTs at that margin lead to) is kept
+        common = dict(budget, lut_margin=MARGIN["luts"])
+        try:
+            usual = fold_to_device(graph, common, what=what)
+        except BuildError:
+            usual = None
+        if usual is not None and usual.cycles_per_image() <= best.cycles_per_image():
+            return usual
     faster = [g for g in tried.get(lo, []) if g.cycles_per_image() < best.cycles_per_image()]
     if faster:
         best.limit = _limit(faster, budget, what)
@@ -520,12 +539,6 @@ def _refusal(graph, budget, over, what):
             return (f"{graph.name!r} does not fit {what} at any folding: the narrowest needs "
                     f"{over[1]:,} block RAMs, {what} has {over[2]:,}; the one with the fewest "
                     f"block RAMs ({brams:,}) has {_over(frugal_over, what, budget)}")
-    if over[0] == "dsps":       # what is left after the units' products went into logic
-        others = [st.name for st in graph.stages
-                  if st.kind != "mvau" and st.estimate()["dsps"] > 0]
-        return (f"{graph.name!r} does not fit {what}: {_over(over, what, budget)}, with every "
-                f"unit's products in logic; the rest are the multipliers of "
-                f"{', '.join(others)}")
     return (f"{graph.name!r} does not fit {what} even at the narrowest folding: "
             f"{_over(over, what, budget)}")
 

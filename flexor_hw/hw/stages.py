@@ -478,6 +478,20 @@ def stream_enable_ffs(p):
     return prefetch_depth(latency) * -(-p.rom_width // PIECE_BITS)
 
 
+def _const_products_in_logic(est, products):
+    """``est`` with its multipliers by constants (``(x_width, k)`` each) built in logic
+    (:func:`~flexor_hw.gateware.mul.const_product` with ``lut``): no DSP; an adder of the
+    product's width per signed digit of ``k`` past the first, registered as far as the
+    pairs' terms."""
+    from ..gateware.mul import csd_digits
+    luts, ffs = 0, 0
+    for x_width, k in products:
+        digits, width = len(csd_digits(k)), x_width + abs(int(k)).bit_length() + 1
+        luts += max(0, digits - 1) * width
+        ffs += x_width + 1 + -(-digits // 2) * width
+    return dict(est, luts=est["luts"] + luts, ffs=est["ffs"] + ffs, dsps=0)
+
+
 @register
 @dataclass(frozen=True, eq=False)
 class MaxPool(Stage):
@@ -596,6 +610,7 @@ class GlobalAvgPool(Stage):
     channels: int = 1
     pixels: int = 1
     consts: object = None
+    lut_multipliers: bool = False   # the scale's product in logic, not a DSP
 
     def cycles_per_image(self):
         from ..gateware.pool import GlobalAvgPool as Unit
@@ -609,14 +624,22 @@ class GlobalAvgPool(Stage):
                         self.x_shape.width + max(1, self.pixels - 1).bit_length() + 1,
                         style="distributed", read_ports=2)]
 
+    def estimate(self):
+        est = super().estimate()
+        if not self.lut_multipliers:
+            return est
+        acc = self.x_shape.width + max(1, self.pixels - 1).bit_length() + 1
+        return _const_products_in_logic(est, [(acc, self.consts.A)])
+
     def describe(self):
-        return {"channels": self.channels, "pixels": self.pixels}
+        return {"channels": self.channels, "pixels": self.pixels,
+                "multipliers_in_logic": self.lut_multipliers}
 
     def unit(self, files=None):
         from ..gateware.pool import GlobalAvgPool as Unit
         k = self.consts
         return Unit(self.x_shape, self.y_shape, self.channels, self.pixels, k.A, k.frac_bits,
-                    k.y_lo, k.y_hi, emit=files is not None)
+                    k.y_lo, k.y_hi, emit=files is not None, lut=self.lut_multipliers)
 
 
 @register
@@ -683,6 +706,7 @@ class ResidualAdd(Stage):
     height: int = 1                # output rows
     skip_beats: int = 1            # beats of the block input per image (kept or not)
     fork: str = ""
+    lut_multipliers: bool = False  # the two products in logic, not DSPs
 
     @property
     def in_length(self):
@@ -708,16 +732,21 @@ class ResidualAdd(Stage):
         pa = Signal(self.x_shape) * Const(k.A_a)
         pb = Signal(int_shape(*self.skip_range)) * Const(k.A_b)
         products = pa.shape().width + pb.shape().width + (pa + pb).shape().width   # and sum
-        return dict(est, ffs=est["ffs"] + products)
+        est = dict(est, ffs=est["ffs"] + products)
+        if not self.lut_multipliers:
+            return est
+        return _const_products_in_logic(est, [(self.x_shape.width, k.A_a),
+                                              (int_shape(*self.skip_range).width, k.A_b)])
 
     def describe(self):
-        return {"fork": self.fork}
+        return {"fork": self.fork, "multipliers_in_logic": self.lut_multipliers}
 
     def unit(self, files=None):
         from ..gateware.add import ResidualAdd as Unit
         k = self.consts
         return Unit(self.x_shape, int_shape(*self.skip_range), self.y_shape, k.A_a, k.A_b,
-                    k.frac_bits, k.y_lo, k.y_hi, emit=files is not None)
+                    k.frac_bits, k.y_lo, k.y_hi, emit=files is not None,
+                    lut=self.lut_multipliers)
 
 
 @register

@@ -25,8 +25,9 @@ def test_shortcut_matches_option_a(c, h, w, s, pb, pa):
     assert run.outputs == want.tolist()
 
 
+@pytest.mark.parametrize("lut", [False, True], ids=["multipliers", "in_logic"])
 @pytest.mark.parametrize("frac_bits", [0, 9, 16])
-def test_residual_add_matches_golden(frac_bits):
+def test_residual_add_matches_golden(frac_bits, lut):
     pkg = random_graph((2, 6, 6), "c2k1,res4s2", seed=frac_bits, calibration=8)
     x = np.random.default_rng(0).integers(0, 256, (2, 2, 6, 6))
     outs = run_graph_int(pkg, x, frac_bits)
@@ -35,7 +36,8 @@ def test_residual_add_matches_golden(frac_bits):
     a = outs[add.inputs[0]].transpose(0, 2, 3, 1).reshape(-1)
     b = add.shortcut(outs[add.inputs[1]]).transpose(0, 2, 3, 1).reshape(-1)
     want = outs[add.name].transpose(0, 2, 3, 1).reshape(-1)
-    dut = ResidualAdd(signed(9), 8, signed(9), k.A_a, k.A_b, k.frac_bits, k.y_lo, k.y_hi)
+    dut = ResidualAdd(signed(9), 8, signed(9), k.A_a, k.A_b, k.frac_bits, k.y_lo, k.y_hi,
+                      lut=lut)
     top = _Pair(dut)
     run = run_stream(top, [int(v) for pair in zip(a, b) for v in pair], len(want),
                      in_stall=0.3, out_stall=0.3, seed=frac_bits)

@@ -199,3 +199,44 @@ def test_lut_product_takes_no_dsp_on_the_ecp5(tmp_path):
             cells[parts[1]] = int(parts[0])
     assert "MULT18X18D" not in cells
     assert cells.get("CCU2C", 0) > 0            # the terms' carry chains
+
+
+@pytest.mark.parametrize("k", [0, 1, -1, 3, 7, -7, 0b1011101, 131071, -(1 << 19) - 3, 98765])
+def test_csd_digits_sum_to_the_constant_none_adjacent(k):
+    from flexor_hw.gateware.mul import csd_digits
+    digits = csd_digits(k)
+    assert sum(sign << shift for shift, sign in digits) == k
+    shifts = [shift for shift, _ in digits]
+    assert all(b - a >= 2 for a, b in zip(shifts, shifts[1:]))
+    assert len(digits) <= (abs(k).bit_length() + 2) // 2
+
+
+@pytest.mark.parametrize("x_shape,k", [(signed(8), 3), (signed(8), -5), (unsigned(8), 131071),
+                                       (signed(9), -(1 << 19) - 3), (unsigned(15), 98765),
+                                       (signed(20), 0), (signed(12), 1)])
+def test_const_product_in_logic_is_exact_two_clocks_later(x_shape, k):
+    # The same product and timing as on a multiplier, from carry chains: no Multiplier.
+    from amaranth.hdl import ClockDomain, Module, Signal
+    from amaranth.sim import Simulator
+    from flexor_hw.gateware.mul import const_product
+    m = Module()
+    m.domains.sync = ClockDomain("sync")
+    x = Signal(x_shape)
+    p = const_product(m, x, k, "mul", False, lut=True)
+    assert not any(isinstance(sub, Multiplier) for sub, _ in m._named_submodules.values())
+    lo, hi = (-(1 << (x_shape.width - 1)), (1 << (x_shape.width - 1)) - 1) if x_shape.signed \
+        else (0, (1 << x_shape.width) - 1)
+    xs = [lo, hi, 0, 1] + [random.Random(k).randint(lo, hi) for _ in range(30)]
+    got = []
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+
+    async def tb(ctx):
+        for i in range(len(xs) + 2):
+            ctx.set(x, xs[i] if i < len(xs) else 0)
+            await ctx.tick()
+            got.append(ctx.get(p))
+
+    sim.add_testbench(tb)
+    sim.run()
+    assert got[1:len(xs) + 1] == [v * k for v in xs]

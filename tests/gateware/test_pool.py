@@ -27,9 +27,10 @@ def test_maxpool_matches_golden(c, h, w, k, s, is_signed):
     assert run.outputs == want.tolist()
 
 
+@pytest.mark.parametrize("lut", [False, True], ids=["multiplier", "in_logic"])
 @pytest.mark.parametrize("c, h, w, frac_bits", [(3, 4, 4, 16), (1, 2, 3, 8), (4, 1, 1, 0),
                                                 (5, 3, 5, 12)])
-def test_global_avgpool_matches_golden(c, h, w, frac_bits):
+def test_global_avgpool_matches_golden(c, h, w, frac_bits, lut):
     from amaranth.hdl import signed
 
     from flexor_hw.gateware.pool import GlobalAvgPool
@@ -40,7 +41,7 @@ def test_global_avgpool_matches_golden(c, h, w, frac_bits):
     outs = run_graph_int(pkg, x, frac_bits)
     gap = pkg.nodes[1]
     k = graph_constants(pkg, frac_bits)[gap.name]
-    dut = GlobalAvgPool(8, signed(9), c, h * w, k.A, k.frac_bits, k.y_lo, k.y_hi)
+    dut = GlobalAvgPool(8, signed(9), c, h * w, k.A, k.frac_bits, k.y_lo, k.y_hi, lut=lut)
     beats = outs["conv1"].transpose(0, 2, 3, 1).reshape(-1)
     run = run_stream(dut, beats.tolist(), 3 * c, in_stall=0.3, out_stall=0.3, seed=h)
     assert run.outputs == outs[gap.name].reshape(-1).tolist()
