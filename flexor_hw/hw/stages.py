@@ -482,7 +482,8 @@ def _const_products_in_logic(est, products):
     """``est`` with its multipliers by constants (``(x_width, k)`` each) built in logic
     (:func:`~flexor_hw.gateware.mul.const_product` with ``lut``): no DSP; an adder of the
     product's width per signed digit of ``k`` past the first, registered as far as the
-    pairs' terms."""
+    pairs' terms. (Yosys, against the same stage on DSPs: a residual add 254 LUT4 / 135 FF
+    more, estimated 231 / 172; a global pool 161 / 61, estimated 81 / 70.)"""
     from ..gateware.mul import csd_digits
     luts, ffs = 0, 0
     for x_width, k in products:
