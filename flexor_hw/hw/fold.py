@@ -466,19 +466,19 @@ def fold_to_device(graph, budget, *, what="the device"):
             else:
                 lo = mid
     best = _pools_back_to_block_ram(best, budget)
+    faster = [g for g in tried.get(lo, []) if g.cycles_per_image() < best.cycles_per_image()]
+    limit = _limit(faster, budget, what) if faster else None
     if _lut_margin(budget) > MARGIN["luts"]:
         # a device's wider margin buys rate only: at a rate the common margin fits too, its
         # folding (the one fewest LUTs at that margin lead to) is kept
-        common = dict(budget, lut_margin=MARGIN["luts"])
         try:
-            usual = fold_to_device(graph, common, what=what)
+            usual = fold_to_device(graph, dict(budget, lut_margin=MARGIN["luts"]), what=what)
         except BuildError:
             usual = None
         if usual is not None and usual.cycles_per_image() <= best.cycles_per_image():
-            return usual
-    faster = [g for g in tried.get(lo, []) if g.cycles_per_image() < best.cycles_per_image()]
-    if faster:
-        best.limit = _limit(faster, budget, what)
+            best = usual
+    if limit is not None:
+        best.limit = limit
     return best
 
 
