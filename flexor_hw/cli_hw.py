@@ -41,8 +41,10 @@ def cmd_build(args):
         fold = (f"PE {node['pe']} × SIMD {node['simd']}, {node['rom_words']} ROM words, "
                 if node["kind"] == "mvau" else "")
         est = node["estimate"]
+        products = ", products in logic" if node.get("multipliers_in_logic") else ""
         print(f"  {node['kind']:<9} {node['name']!r}: {fold}{node['cycles_per_inference']:,} "
-              f"cycles per image; est. {est['luts']:,} LUT4, {est['brams']} block RAM{mark}")
+              f"cycles per image; est. {est['luts']:,} LUT4, {est['brams']} block RAM"
+              f"{products}{mark}")
     est = manifest["estimate"]
     print(f"  estimate: {est['luts']:,} LUT4, {est['ffs']:,} FF, {est['brams']} block RAM, "
           f"{est['dsps']} DSP")

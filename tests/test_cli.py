@@ -160,3 +160,16 @@ def test_verify_rejects_a_vector_count_below_one(tmp_path, vectors):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.splitlines()[-1] == (f"flexor-hw verify: error: argument --vectors: expected "
                                          f"a positive integer, not {vectors}")
+
+
+def test_build_says_which_stages_take_their_products_into_logic(tmp_path, pkg_path, capsys):
+    # --budget dsps=0: every unit's line says its products are in logic, and the total has
+    # no DSP; with the device's DSPs, none does.
+    assert main(["build", str(pkg_path), "-o", str(tmp_path / "a"), "--target", "ecp5-25k",
+                 "--budget", "dsps=0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    units = [line for line in lines if line.strip().startswith("mvau")]
+    assert units and all("products in logic" in line for line in units)
+    assert [line for line in lines if "estimate:" in line][0].endswith(" 0 DSP")
+    assert main(["build", str(pkg_path), "-o", str(tmp_path / "b"), "--target", "ecp5-25k"]) == 0
+    assert "products in logic" not in capsys.readouterr().out
