@@ -12,6 +12,7 @@ import pytest
 from flexor_hw.build import MANIFEST, build, plan_hardware
 from flexor_hw.errors import BuildError
 from flexor_hw.gateware.top import PORT_OUT_LATENCY
+from flexor_hw.hw.fifo import size_fifos
 from flexor_hw.hw.fold import MARGIN
 from flexor_hw.package import save, sha256_file
 from flexor_hw.rom_image import mvau_const_words, mvau_rom_bytes
@@ -288,6 +289,28 @@ def test_a_budget_where_lut_and_block_ram_trade_is_folded_not_refused(monkeypatc
         plan_hardware(pkg, target="ecp5-25k", budget=share(0.55), argmax=True)
     reweighed = plan_hardware(pkg, target="ecp5-25k", budget=share(0.7), argmax=True)
     assert cycles[0.7] < reweighed.cycles_per_image()
+
+
+def test_a_block_ram_budget_holds_with_the_skip_fifos_counted():
+    """The skip FIFOs are sized as the pass folds (their size turns on the windows chosen),
+    so a block RAM budget holds for the design as built, FIFOs included, or the build is
+    refused naming block RAMs (sized after folding, this residual CNN was built at 6 block
+    RAMs under a budget of 4 and at 16 under 12)."""
+    from flexor_hw.synthetic import random_graph
+    res = random_graph((3, 16, 16), "c16k3p1,res16,res16,gap,fc10", q=1, n_in=6, n_out=10,
+                       seed=1, calibration=4, name="res")
+    free = plan_hardware(res, target="ecp5-25k")
+    forks = [st for st in free.stages if st.kind == "fork"]
+    assert forks and all(st.estimate()["brams"] >= 1 for st in forks)
+    for brams in (3, 4, 5, 12, 15):
+        try:
+            graph = plan_hardware(res, target="ecp5-25k", budget={"brams": brams})
+        except BuildError as e:
+            assert "block RAMs" in str(e) and brams < 6
+            continue
+        assert graph.estimate()["brams"] <= brams
+        assert [st.depth for st in graph.stages if st.kind == "fork"] == \
+            [st.depth for st in size_fifos(graph.stages) if st.kind == "fork"]
 
 
 def test_products_go_into_logic_where_the_dsps_run_out(tmp_path):
