@@ -532,19 +532,51 @@ def _resource_text(key, est, what, avail, share):
 
 
 def _refusal(graph, budget, over, what):
-    """Why no folding fits: the resource the narrowest folding runs out of, or, where the
-    foldings that keep the LUTs down run out of block RAMs and the one with the fewest block
-    RAMs runs out of LUTs, both."""
-    if over[0] == "brams":
-        frugal = fold(graph, target=10 ** 15, budget=dict(budget, weights=(0.01, 0.01, 1.0)))
-        frugal_over = _fits(frugal, budget)
-        if frugal_over is not None and frugal_over[0] != "brams":
-            brams = match_widths(frugal).estimate()["brams"]
+    """Why no folding fits: the resource the narrowest folding runs out of, at the folding
+    that takes the fewest of it (and what else that one runs out of: by how much each is
+    short), or, where the folding with the fewest of it runs out of another resource, both
+    ends of the trade."""
+    key = over[0]
+    if key in _KEYS:
+        least = fold(graph, target=10 ** 15,
+                     budget=dict(budget, weights=tuple(1.0 if k == key else 0.01
+                                                       for k in _KEYS)))
+        overs = _all_over(least, budget)
+        if overs and overs[0][0] != key:
+            fewest = match_widths(least).estimate()[key]
+            k, e, a = over
+            share = _usable(k, budget)
             return (f"{graph.name!r} does not fit {what} at any folding: the narrowest needs "
-                    f"{over[1]:,} block RAMs, {what} has {over[2]:,}; the one with the fewest "
-                    f"block RAMs ({brams:,}) has {_over(frugal_over, what, budget)}")
+                    f"{e:,} {_NAMES[k]}, {what} has {a:,}"
+                    + (f" (of which {share:.0%} usable)" if share < 1 else "")
+                    + f"; the one with the fewest {_NAMES[key]} "
+                    f"({fewest:,}) has {_over(overs[0], what, budget)}")
+        if overs:
+            over = overs[0]
+            also = " and ".join(f"{e:,} {_NAMES[k]} ({math.floor(a * _usable(k, budget)):,} "
+                                f"usable)" for k, e, a in overs[1:])
+            also = f"; that folding also needs {also}" if also else ""
+            return (f"{graph.name!r} does not fit {what} even at the narrowest folding: "
+                    f"{_over(over, what, budget)}{also}")
     return (f"{graph.name!r} does not fit {what} even at the narrowest folding: "
             f"{_over(over, what, budget)}")
+
+
+_KEYS = ("luts", "ffs", "brams")
+
+
+def _all_over(graph, budget):
+    """Every resource the graph needs beyond the budget, as :func:`_fits` names the first
+    (LUT4, flip-flops, block RAMs, DSPs, logic cells)."""
+    overs, rest = [], dict(budget)
+    while True:
+        o = _fits(graph, rest)
+        if o is None:
+            return overs
+        overs.append(o)
+        rest[o[0]] = math.inf
+        if o[0] == "cells":
+            return overs
 
 
 def _fold_on_weight_grid(graph, target, budget, failed=None):
