@@ -167,7 +167,7 @@ def mvau_const_words(consts, out_features, pe, out_simd):
 def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar=False,
                 contents=True, rom_logic=False, vectors_lutram=None, scatter=None,
                 bits_register=True, address_register=False, masked_adders=False,
-                rom_page_words=None, lut_multipliers=False, vector_register=None):
+                rom_page_words=None, lut_multipliers=False):
     """:class:`~flexor_hw.gateware.mvau.MvauParams` of a layer (a weighted node, or an int
     node's :class:`~flexor_hw.hw.int_planes.IntPlanes`) at a folding; with ``contents`` the ROM and
     constant words (for Amaranth's simulator)."""
@@ -188,8 +188,7 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
         rom_logic=rom_logic, vectors_lutram=vectors_lutram, scatter=scatter,
         bits_register=bits_register, address_register=address_register,
         masked_adders=masked_adders, rom_page_words=rom_page_words,
-        lut_multipliers=lut_multipliers, vector_register=vector_register, rom_words=rom,
-        const_words=const)
+        lut_multipliers=lut_multipliers, rom_words=rom, const_words=const)
 
 
 def hex_lines(words_bytes, width):

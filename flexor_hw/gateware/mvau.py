@@ -100,7 +100,6 @@ class MvauParams:
     masked_adders: bool = False
     rom_page_words: int = None
     lut_multipliers: bool = False
-    vector_register: bool = None
     rom_words: tuple = None
     const_words: tuple = None
 
@@ -245,18 +244,7 @@ class MvauParams:
         """Registers from the stage-1 word to a row's sum: the decoded weight bits, the
         masked activations (with ``masked_adders``, the first level's masked sums), then one
         every :data:`TREE_LEVELS_PER_REGISTER` levels of the adder tree (and its output)."""
-        return 1 + self.bits_register + self.vector_registers + _tree_registers(self.tree_terms)
-
-    @property
-    def vector_registers(self):
-        """Registers on the vector word beyond the one beside the weight bits (0 or 1):
-        ``vector_register``, or where it is None one wherever the word comes from block RAM
-        into masked adders (the ECP5)."""
-        if self.address_register or not self.bits_register:
-            return 0
-        if self.vector_register is None:
-            return int(self.masked_adders and self.vectors_in_block_ram)
-        return int(self.vector_register)
+        return 1 + self.bits_register + _tree_registers(self.tree_terms)
 
     @property
     def x_copies(self):
@@ -546,26 +534,12 @@ class MatrixVectorUnit(wiring.Component):
         word1 = Signal(p.rom_width, reset_less=True)
         m.d.sync += [v1.eq(step), first1.eq(s_idx == 0), last1.eq(s_last),
                      word1.eq(weights.o.payload)]
-        v1c, first1c = v1, first1          # the carried slice's flags, beside the word
         if p.address_register:
             # the step's address register, registered again beside the memory: the word
             # arrives two cycles after its step, beside the registered weight bits
             xdata = vmem.read(m, r_addr)
         else:
             rdata = vmem.read(m, r_next)
-            if p.vector_registers:
-                # The block RAM's own output register (flexor_hw.outreg moves this one into
-                # it), then one in the fabric by the adders: the DP16KD's data leave it late
-                # even from its register, and straight into the masked adders they were
-                # ResNet-32's longest paths on the ECP5-85k (conv18, conv44: 10.9–13.3 ns).
-                # The step's word, offsets and carry flags wait a cycle with it (the row
-                # flags count it in ``tree_stages``).
-                rdata = delay(m, rdata, 1, "xdata_ram", data=True)
-                word1 = delay(m, word1, 1, "word1", data=True)
-                v1c, first1c = delay(m, v1, 1, "v1c"), delay(m, first1, 1, "first1c")
-                offs1 = [delay(m, o, 1, f"off1b_{j}", data=True) for j, o in enumerate(offs1)]
-                if head_bits is not None:
-                    head_bits = delay(m, head_bits, 1, "head_bits", data=True)
             # the word a cycle later, beside the registered weight bits
             xdata = delay(m, rdata, 1, "xdata", data=True) if p.bits_register else rdata
 
@@ -601,10 +575,10 @@ class MatrixVectorUnit(wiring.Component):
                     if p.carry:
                         # Slot 0: the word before's last slice, or the row group's head.
                         held = Signal(n_in, name=f"carry{j}_{i}", reset_less=True)
-                        with m.If(v1c):
+                        with m.If(v1):
                             m.d.sync += held.eq(enc[-1])
                         h = (i * pe + j) * n_in
-                        enc = [Mux(first1c, head_bits[h:h + n_in], held)] + enc
+                        enc = [Mux(first1, head_bits[h:h + n_in], held)] + enc
                     dec = []
                     for k in range(p.slots):
                         d = XorDecoder(p.xor[i])

@@ -416,10 +416,6 @@ def mvau_logic(p):
            + (p.simd * xw + lanes) * (p.bits_register and not p.address_register)
            # the word's copies for the rows' masked adders (the Σx tree keeps the register)
            + (p.x_copies * p.simd * xw if p.x_copies > 1 else 0)
-           # a second register on the word (its first goes into the block RAM) and the
-           # step's weight word, offsets and carried head waiting beside it
-           + p.vector_registers * (p.simd * xw + p.rom_width + p.head_width
-                                   + p.pe * p.offset_bits)
            + (2 * p.sf - 1).bit_length() * p.address_register
            + c["ffs_per_row_bit"] * rows * t_width + carried + ahead_ffs
            + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd

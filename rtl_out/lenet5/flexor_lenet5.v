@@ -29485,10 +29485,10 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg \$231 ;
   reg \$232 ;
   reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg [7:0] \$236 ;
-  reg [7:0] \$237 ;
+  reg [7:0] \$234 ;
+  reg [7:0] \$235 ;
+  reg \$236 ;
+  reg \$237 ;
   reg \$238 ;
   reg \$239 ;
   wire [16:0] \$24 ;
@@ -29507,42 +29507,35 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg \$251 ;
   reg \$252 ;
   reg \$253 ;
-  reg \$254 ;
-  reg \$255 ;
-  reg \$256 ;
-  reg \$257 ;
-  reg \$258 ;
-  reg \$259 ;
+  reg [19:0] \$254 ;
+  reg [19:0] \$255 ;
+  reg [19:0] \$256 ;
+  reg [19:0] \$257 ;
+  reg [20:0] \$258 ;
+  reg [19:0] \$259 ;
   wire [3:0] \$26 ;
-  reg \$260 ;
-  reg [19:0] \$261 ;
-  reg [19:0] \$262 ;
-  reg [19:0] \$263 ;
-  reg [19:0] \$264 ;
-  reg [20:0] \$265 ;
-  reg [19:0] \$266 ;
-  reg [19:0] \$267 ;
-  reg [20:0] \$268 ;
-  reg [1:0] \$269 ;
+  reg [19:0] \$260 ;
+  reg [20:0] \$261 ;
+  reg [1:0] \$262 ;
+  reg [8:0] \$263 ;
+  reg \$264 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg \$268 ;
+  reg \$269 ;
   wire [1:0] \$27 ;
-  reg [8:0] \$270 ;
+  reg \$270 ;
   reg \$271 ;
   reg \$272 ;
   reg \$273 ;
   reg \$274 ;
   reg \$275 ;
   reg \$276 ;
-  reg \$277 ;
-  reg \$278 ;
+  reg [1:0] \$277 ;
+  reg [2:0] \$278 ;
   reg \$279 ;
   wire [4:0] \$28 ;
-  reg \$280 ;
-  reg \$281 ;
-  reg \$282 ;
-  reg \$283 ;
-  reg [1:0] \$284 ;
-  reg [2:0] \$285 ;
-  reg \$286 ;
   wire \$29 ;
   wire [50:0] \$3 ;
   wire \$30 ;
@@ -29623,10 +29616,10 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [6:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$177  = 1'h0;
-  reg \$signal$178  = 1'h0;
-  reg \$signal$248  = 1'h0;
+  reg \$signal$176  = 1'h0;
+  reg \$signal$236  = 1'h0;
   wire \$signal$34 ;
+  reg \$signal$47  = 1'h0;
   wire [12:0] a;
   wire [12:0] \a$144 ;
   reg [19:0] acc0_0 = 20'h00000;
@@ -29634,7 +29627,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
   reg [8:0] \addr$138  = 9'h000;
-  wire [15:0] \addr$268 ;
+  wire [15:0] \addr$256 ;
   wire [16:0] b;
   wire [3:0] \b$145 ;
   reg [20:0] bank0_0 = 21'h000000;
@@ -29653,17 +29646,15 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire credits_room_next;
   reg [2:0] credits_space = 3'h4;
   wire [29:0] data;
-  wire [15:0] \data$171 ;
-  wire [15:0] \data$267 ;
+  wire [15:0] \data$170 ;
+  wire [15:0] \data$255 ;
   reg done = 1'h0;
   reg filled;
   reg [19:0] fin0_0 = 20'h00000;
   reg [19:0] fin1_0 = 20'h00000;
-  reg first1c_d1 = 1'h0;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
-  reg first2p_d4 = 1'h0;
   wire [2:0] flags_0;
   wire [2:0] flags_1;
   wire [2:0] flags_x;
@@ -29675,7 +29666,6 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg [15:0] head = 16'h0000;
   (* init = 8'h00 *)
   wire [7:0] head_addr;
-  reg [15:0] head_bits_d1 = 16'h0000;
   reg [1:0] head_boot = 2'h3;
   reg [7:0] head_next = 8'h01;
   wire [7:0] i;
@@ -29695,11 +29685,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
   reg last2_d4 = 1'h0;
-  reg last2_d5 = 1'h0;
   reg last2p_d1 = 1'h0;
   reg last2p_d2 = 1'h0;
   reg last2p_d3 = 1'h0;
-  reg last2p_d4 = 1'h0;
   wire load;
   reg [8:0] m0_0_0 = 9'h000;
   reg [8:0] m0_0_1 = 9'h000;
@@ -29725,13 +29713,13 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$189 ;
-  wire [19:0] \o$202 ;
-  wire [19:0] \o$203 ;
+  wire [19:0] \o$182 ;
+  wire [19:0] \o$195 ;
+  wire [19:0] \o$196 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$151 ;
-  wire [15:0] \o__payload$181 ;
+  wire [15:0] \o__payload$178 ;
   wire o__ready;
   input \o__ready$152 ;
   wire \o__ready$152 ;
@@ -29741,10 +29729,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire \o__valid$155 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
-  reg [4:0] off1b_0_d1 = 5'h00;
-  reg [4:0] off1b_1_d1 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$255 ;
+  wire [16:0] \p$243 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_2;
@@ -29770,7 +29756,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [8:0] port__addr;
   wire [8:0] \port__addr$43 ;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
-  wire [159:0] \port__data$183 ;
+  wire [159:0] \port__data$179 ;
   wire [19:0] port__en;
   wire \port__en$45 ;
   reg [8:0] r_addr = 9'h000;
@@ -29849,16 +29835,13 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   (* keep = 32'd1 *)
   wire [12:0] t1_0_w3_0;
   wire take;
-  reg v1c_d1 = 1'h0;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
   reg v2_d4 = 1'h0;
-  reg v2_d5 = 1'h0;
   reg v2p_d1 = 1'h0;
   reg v2p_d2 = 1'h0;
   reg v2p_d3 = 1'h0;
-  reg v2p_d4 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
@@ -29882,10 +29865,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire \w_full_issue$26 ;
   reg w_half = 1'h0;
   reg [15:0] word1 = 16'h0000;
-  reg [15:0] word1_d1 = 16'h0000;
   reg [19:0] xacc = 20'h00000;
   reg [159:0] xdata_d1 = 160'h0000000000000000000000000000000000000000;
-  reg [159:0] xdata_ram_d1 = 160'h0000000000000000000000000000000000000000;
   reg [19:0] xfin = 20'h00000;
   reg [8:0] xsum_l1_0 = 9'h000;
   reg [8:0] xsum_l1_1 = 9'h000;
@@ -30302,7 +30283,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk) begin
     _0_ <= vectors[\port__addr$43 ];
   end
-  assign \port__data$183  = _0_;
+  assign \port__data$179  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
@@ -30332,7 +30313,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign \$22  = gap == 1'h1;
   assign \$23  = gap_zero | \$22 ;
   assign gap_zero_next = \$21  ? 1'h0 : \$23 ;
-  assign i = first1c_d1 ? head_bits_d1[7:0] : carry0_0;
+  assign i = \$signal$47  ? head[7:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -30342,7 +30323,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign \i$74  = first1c_d1 ? head_bits_d1[15:8] : carry1_0;
+  assign \i$74  = \$signal$47  ? head[15:8] : carry1_0;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -30371,7 +30352,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
   assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
   assign xsum_w4_0 = xsum_w3_0 + xsum_l3_2;
-  assign group_end = v2_d5 & last2_d5;
+  assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
   assign \$24  = rq0_over ? 17'h000ff : rq0_shifted;
   assign \$25  = rq0_under ? 17'h00000 : \$24 ;
@@ -30468,30 +30449,30 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign \$115  = row_ph1 + col;
   assign \$116  = \$112  ? \$114  : { 1'h0, \$115  };
   assign \$117  = ! s_idx;
-  assign \$119  = off1b_0_d1[0] ? o : { \o$189 [15:0], o[19:16] };
-  assign \$120  = off1b_0_d1[1] ? \$118  : \$119 ;
-  assign \$122  = off1b_0_d1[0] ? o : { \o$189 [11:0], o[19:12] };
-  assign \$123  = off1b_0_d1[1] ? \$121  : \$122 ;
-  assign \$125  = off1b_0_d1[0] ? o : { \o$189 [7:0], o[19:8] };
-  assign \$126  = off1b_0_d1[1] ? \$124  : \$125 ;
-  assign \$127  = off1b_0_d1[2] ? \$123  : \$126 ;
-  assign \$129  = off1b_0_d1[0] ? o : { \o$189 [3:0], o[19:4] };
-  assign \$130  = off1b_0_d1[1] ? \$128  : \$129 ;
-  assign \$134  = off1b_0_d1[2] ? \$130  : \$133 ;
-  assign \$135  = off1b_0_d1[3] ? \$127  : \$134 ;
-  assign \$136  = off1b_0_d1[4] ? \$120  : \$135 ;
-  assign \$138  = off1b_1_d1[0] ? \o$202  : { \o$203 [15:0], \o$202 [19:16] };
-  assign \$139  = off1b_1_d1[1] ? \$137  : \$138 ;
-  assign \$141  = off1b_1_d1[0] ? \o$202  : { \o$203 [11:0], \o$202 [19:12] };
-  assign \$142  = off1b_1_d1[1] ? \$140  : \$141 ;
-  assign \$144  = off1b_1_d1[0] ? \o$202  : { \o$203 [7:0], \o$202 [19:8] };
-  assign \$145  = off1b_1_d1[1] ? \$143  : \$144 ;
-  assign \$146  = off1b_1_d1[2] ? \$142  : \$145 ;
-  assign \$148  = off1b_1_d1[0] ? \o$202  : { \o$203 [3:0], \o$202 [19:4] };
-  assign \$149  = off1b_1_d1[1] ? \$147  : \$148 ;
-  assign \$153  = off1b_1_d1[2] ? \$149  : \$152 ;
-  assign \$154  = off1b_1_d1[3] ? \$146  : \$153 ;
-  assign \$155  = off1b_1_d1[4] ? \$139  : \$154 ;
+  assign \$119  = off1_0[0] ? o : { \o$182 [15:0], o[19:16] };
+  assign \$120  = off1_0[1] ? \$118  : \$119 ;
+  assign \$122  = off1_0[0] ? o : { \o$182 [11:0], o[19:12] };
+  assign \$123  = off1_0[1] ? \$121  : \$122 ;
+  assign \$125  = off1_0[0] ? o : { \o$182 [7:0], o[19:8] };
+  assign \$126  = off1_0[1] ? \$124  : \$125 ;
+  assign \$127  = off1_0[2] ? \$123  : \$126 ;
+  assign \$129  = off1_0[0] ? o : { \o$182 [3:0], o[19:4] };
+  assign \$130  = off1_0[1] ? \$128  : \$129 ;
+  assign \$134  = off1_0[2] ? \$130  : \$133 ;
+  assign \$135  = off1_0[3] ? \$127  : \$134 ;
+  assign \$136  = off1_0[4] ? \$120  : \$135 ;
+  assign \$138  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
+  assign \$139  = off1_1[1] ? \$137  : \$138 ;
+  assign \$141  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
+  assign \$142  = off1_1[1] ? \$140  : \$141 ;
+  assign \$144  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
+  assign \$145  = off1_1[1] ? \$143  : \$144 ;
+  assign \$146  = off1_1[2] ? \$142  : \$145 ;
+  assign \$148  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
+  assign \$149  = off1_1[1] ? \$147  : \$148 ;
+  assign \$153  = off1_1[2] ? \$149  : \$152 ;
+  assign \$154  = off1_1[3] ? \$146  : \$153 ;
+  assign \$155  = off1_1[4] ? \$139  : \$154 ;
   assign \$156  = flags_x[1] ? 20'h00000 : xacc;
   assign \$157  = \$156  + xsum_l5_0;
   assign \$158  = flags_x[0] & flags_x[2];
@@ -30586,31 +30567,17 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     off1_1 <= \$230 ;
   always @(posedge clk)
-    \$signal$177  <= \$231 ;
+    \$signal$176  <= \$231 ;
   always @(posedge clk)
-    \$signal$178  <= \$232 ;
+    \$signal$47  <= \$232 ;
   always @(posedge clk)
     last1 <= \$233 ;
   always @(posedge clk)
-    word1 <= \o__payload$181 ;
+    word1 <= \o__payload$178 ;
   always @(posedge clk)
-    xdata_ram_d1 <= \port__data$183 ;
+    xdata_d1 <= \port__data$179 ;
   always @(posedge clk)
-    word1_d1 <= word1;
-  always @(posedge clk)
-    v1c_d1 <= \$234 ;
-  always @(posedge clk)
-    first1c_d1 <= \$235 ;
-  always @(posedge clk)
-    off1b_0_d1 <= off1_0;
-  always @(posedge clk)
-    off1b_1_d1 <= off1_1;
-  always @(posedge clk)
-    head_bits_d1 <= head;
-  always @(posedge clk)
-    xdata_d1 <= xdata_ram_d1;
-  always @(posedge clk)
-    carry0_0 <= \$236 ;
+    carry0_0 <= \$234 ;
   always @(posedge clk)
     w0_0 <= \$136 ;
   always @(posedge clk)
@@ -30642,7 +30609,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$237 ;
+    carry1_0 <= \$235 ;
   always @(posedge clk)
     w1_0 <= \$155 ;
   always @(posedge clk)
@@ -30702,79 +30669,69 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    v2_d1 <= \$238 ;
+    v2_d1 <= \$236 ;
   always @(posedge clk)
-    v2_d2 <= \$239 ;
+    v2_d2 <= \$237 ;
   always @(posedge clk)
-    v2_d3 <= \$240 ;
+    v2_d3 <= \$238 ;
   always @(posedge clk)
-    v2_d4 <= \$241 ;
+    v2_d4 <= \$239 ;
   always @(posedge clk)
-    v2_d5 <= \$242 ;
+    last2_d1 <= \$240 ;
   always @(posedge clk)
-    last2_d1 <= \$243 ;
+    last2_d2 <= \$241 ;
   always @(posedge clk)
-    last2_d2 <= \$244 ;
+    last2_d3 <= \$242 ;
   always @(posedge clk)
-    last2_d3 <= \$245 ;
+    last2_d4 <= \$243 ;
   always @(posedge clk)
-    last2_d4 <= \$246 ;
+    v2p_d1 <= \$244 ;
   always @(posedge clk)
-    last2_d5 <= \$247 ;
+    v2p_d2 <= \$245 ;
   always @(posedge clk)
-    v2p_d1 <= \$248 ;
+    v2p_d3 <= \$246 ;
   always @(posedge clk)
-    v2p_d2 <= \$249 ;
+    first2p_d1 <= \$247 ;
   always @(posedge clk)
-    v2p_d3 <= \$250 ;
+    first2p_d2 <= \$248 ;
   always @(posedge clk)
-    v2p_d4 <= \$251 ;
+    first2p_d3 <= \$249 ;
   always @(posedge clk)
-    first2p_d1 <= \$252 ;
+    last2p_d1 <= \$250 ;
   always @(posedge clk)
-    first2p_d2 <= \$253 ;
+    last2p_d2 <= \$251 ;
   always @(posedge clk)
-    first2p_d3 <= \$254 ;
+    last2p_d3 <= \$252 ;
   always @(posedge clk)
-    first2p_d4 <= \$255 ;
+    done <= \$253 ;
   always @(posedge clk)
-    last2p_d1 <= \$256 ;
+    xacc <= \$254 ;
   always @(posedge clk)
-    last2p_d2 <= \$257 ;
+    xfin <= \$255 ;
   always @(posedge clk)
-    last2p_d3 <= \$258 ;
+    acc0_0 <= \$256 ;
   always @(posedge clk)
-    last2p_d4 <= \$259 ;
+    fin0_0 <= \$257 ;
   always @(posedge clk)
-    done <= \$260 ;
+    bank0_0 <= \$258 ;
   always @(posedge clk)
-    xacc <= \$261 ;
+    acc1_0 <= \$259 ;
   always @(posedge clk)
-    xfin <= \$262 ;
+    fin1_0 <= \$260 ;
   always @(posedge clk)
-    acc0_0 <= \$263 ;
+    bank1_0 <= \$261 ;
   always @(posedge clk)
-    fin0_0 <= \$264 ;
+    ser_left <= \$262 ;
   always @(posedge clk)
-    bank0_0 <= \$265 ;
+    \addr$138  <= \$263 ;
   always @(posedge clk)
-    acc1_0 <= \$266 ;
+    \$signal$236  <= \$264 ;
   always @(posedge clk)
-    fin1_0 <= \$267 ;
-  always @(posedge clk)
-    bank1_0 <= \$268 ;
-  always @(posedge clk)
-    ser_left <= \$269 ;
-  always @(posedge clk)
-    \addr$138  <= \$270 ;
-  always @(posedge clk)
-    \$signal$248  <= \$271 ;
-  always @(posedge clk)
-    ka <= \$272 ;
+    ka <= \$265 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$273 ;
+    vb <= \$266 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
@@ -30792,31 +30749,31 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   always @(posedge clk)
     rq0_over <= \$191 ;
   always @(posedge clk)
-    v_out_d1 <= \$274 ;
+    v_out_d1 <= \$267 ;
   always @(posedge clk)
-    v_out_d2 <= \$275 ;
+    v_out_d2 <= \$268 ;
   always @(posedge clk)
-    v_out_d3 <= \$276 ;
+    v_out_d3 <= \$269 ;
   always @(posedge clk)
-    \w_en$157  <= \$277 ;
+    \w_en$157  <= \$270 ;
   always @(posedge clk)
-    skipped_d1 <= \$278 ;
+    skipped_d1 <= \$271 ;
   always @(posedge clk)
-    skipped_d2 <= \$279 ;
+    skipped_d2 <= \$272 ;
   always @(posedge clk)
-    skipped_d3 <= \$280 ;
+    skipped_d3 <= \$273 ;
   always @(posedge clk)
-    skipped_d4 <= \$281 ;
+    skipped_d4 <= \$274 ;
   always @(posedge clk)
-    skipped_d5 <= \$282 ;
+    skipped_d5 <= \$275 ;
   always @(posedge clk)
-    group_ended_d1 <= \$283 ;
+    group_ended_d1 <= \$276 ;
   always @(posedge clk)
-    credits_returned <= \$284 ;
+    credits_returned <= \$277 ;
   always @(posedge clk)
-    credits_space <= \$285 ;
+    credits_space <= \$278 ;
   always @(posedge clk)
-    credits_room <= \$286 ;
+    credits_room <= \$279 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$138 ),
     .clk(clk),
@@ -30827,16 +30784,16 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .o(o)
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
-    .i(word1_d1[7:0]),
-    .o(\o$189 )
+    .i(word1[7:0]),
+    .o(\o$182 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
     .i(\i$74 ),
-    .o(\o$202 )
+    .o(\o$195 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
-    .i(word1_d1[15:8]),
-    .o(\o$203 )
+    .i(word1[15:8]),
+    .o(\o$196 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
@@ -30852,7 +30809,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd3)
   ) flags_0_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_0)
   );
   flexor_copy #(
@@ -30860,7 +30817,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd3)
   ) flags_1_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_1)
   );
   flexor_copy #(
@@ -30868,13 +30825,13 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .WIDTH(32'd3)
   ) flags_x_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_x)
   );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$171 )
+    .data(\data$170 )
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -31085,9 +31042,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .q(\port__addr$43 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$268 ),
+    .addr(\addr$256 ),
     .clk(clk),
-    .data(\data$267 )
+    .data(\data$255 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -31099,7 +31056,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .a(data[12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$255 )
+    .p(\p$243 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -31135,10 +31092,10 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   );
   \flexor_lenet5.fc1.weights  weights (
     .clk(clk),
-    .data(\data$267 ),
-    .o__payload(\o__payload$181 ),
+    .data(\data$255 ),
+    .o__payload(\o__payload$178 ),
     .o__ready(step),
-    .raddr(\addr$268 ),
+    .raddr(\addr$256 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
@@ -31331,7 +31288,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$218  = head;
     if (\$83 ) begin
-      \$218  = \data$171 ;
+      \$218  = \data$170 ;
     end
   end
   always @* begin
@@ -31479,383 +31436,334 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$234  = \$signal$177 ;
+    \$234  = carry0_0;
+    if (\$signal$176 ) begin
+      \$234  = word1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$235  = carry1_0;
+    if (\$signal$176 ) begin
+      \$235  = word1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$236  = \$signal$176 ;
     if (rst_fc1) begin
-      \$234  = 1'h0;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$235  = \$signal$178 ;
+    \$237  = v2_d1;
     if (rst_fc1) begin
-      \$235  = 1'h0;
+      \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$236  = carry0_0;
-    if (v1c_d1) begin
-      \$236  = word1_d1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$237  = carry1_0;
-    if (v1c_d1) begin
-      \$237  = word1_d1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$238  = \$signal$177 ;
+    \$238  = v2_d2;
     if (rst_fc1) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$239  = v2_d1;
+    \$239  = v2_d3;
     if (rst_fc1) begin
       \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$240  = v2_d2;
+    \$240  = last1;
     if (rst_fc1) begin
       \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$241  = v2_d3;
+    \$241  = last2_d1;
     if (rst_fc1) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$242  = v2_d4;
+    \$242  = last2_d2;
     if (rst_fc1) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$243  = last1;
+    \$243  = last2_d3;
     if (rst_fc1) begin
       \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$244  = last2_d1;
+    \$244  = \$signal$176 ;
     if (rst_fc1) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$245  = last2_d2;
+    \$245  = v2p_d1;
     if (rst_fc1) begin
       \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$246  = last2_d3;
+    \$246  = v2p_d2;
     if (rst_fc1) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$247  = last2_d4;
+    \$247  = \$signal$47 ;
     if (rst_fc1) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$248  = \$signal$177 ;
+    \$248  = first2p_d1;
     if (rst_fc1) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$249  = v2p_d1;
+    \$249  = first2p_d2;
     if (rst_fc1) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$250  = v2p_d2;
+    \$250  = last1;
     if (rst_fc1) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$251  = v2p_d3;
+    \$251  = last2p_d1;
     if (rst_fc1) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$252  = \$signal$178 ;
+    \$252  = last2p_d2;
     if (rst_fc1) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$253  = first2p_d1;
+    \$253  = group_end;
     if (rst_fc1) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$254  = first2p_d2;
-    if (rst_fc1) begin
-      \$254  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$255  = first2p_d3;
-    if (rst_fc1) begin
-      \$255  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$256  = last1;
-    if (rst_fc1) begin
-      \$256  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$257  = last2p_d1;
-    if (rst_fc1) begin
-      \$257  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$258  = last2p_d2;
-    if (rst_fc1) begin
-      \$258  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$259  = last2p_d3;
-    if (rst_fc1) begin
-      \$259  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$260  = group_end;
-    if (rst_fc1) begin
-      \$260  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$261  = xacc;
+    \$254  = xacc;
     if (flags_x[0]) begin
-      \$261  = \$157 [19:0];
+      \$254  = \$157 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$262  = xfin;
+    \$255  = xfin;
     if (\$158 ) begin
-      \$262  = \$160 [19:0];
+      \$255  = \$160 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$263  = acc0_0;
+    \$256  = acc0_0;
     if (flags_0[0]) begin
-      \$263  = \$162 [19:0];
+      \$256  = \$162 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$264  = fin0_0;
+    \$257  = fin0_0;
     if (\$163 ) begin
-      \$264  = \$165 [19:0];
+      \$257  = \$165 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$265  = bank0_0;
+    \$258  = bank0_0;
     if (done) begin
-      \$265  = \$167 [20:0];
+      \$258  = \$167 [20:0];
     end else if (ser) begin
-      \$265  = bank1_0;
+      \$258  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$266  = acc1_0;
+    \$259  = acc1_0;
     if (flags_1[0]) begin
-      \$266  = \$169 [19:0];
+      \$259  = \$169 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$267  = fin1_0;
+    \$260  = fin1_0;
     if (\$170 ) begin
-      \$267  = \$172 [19:0];
+      \$260  = \$172 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$268  = bank1_0;
+    \$261  = bank1_0;
     if (done) begin
-      \$268  = \$174 [20:0];
+      \$261  = \$174 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$269  = ser_left;
+    \$262  = ser_left;
     if (done) begin
-      \$269  = 2'h2;
+      \$262  = 2'h2;
     end else if (ser) begin
-      \$269  = \$175 [1:0];
+      \$262  = \$175 [1:0];
     end
     if (rst_fc1) begin
-      \$269  = 2'h0;
+      \$262  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$270  = \addr$138 ;
+    \$263  = \addr$138 ;
     if (ser) begin
-      \$270  = \$178 [8:0];
+      \$263  = \$178 [8:0];
     end
     if (rst_fc1) begin
-      \$270  = 9'h000;
+      \$263  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$271  = \$179 ;
+    \$264  = \$179 ;
+    if (rst_fc1) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$265  = \$181 ;
+    if (rst_fc1) begin
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$266  = \$signal$236 ;
+    if (rst_fc1) begin
+      \$266  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$267  = vb;
+    if (rst_fc1) begin
+      \$267  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$268  = v_out_d1;
+    if (rst_fc1) begin
+      \$268  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$269  = v_out_d2;
+    if (rst_fc1) begin
+      \$269  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$270  = v_out_d3;
+    if (rst_fc1) begin
+      \$270  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$271  = ka;
     if (rst_fc1) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$272  = \$181 ;
+    \$272  = skipped_d1;
     if (rst_fc1) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$273  = \$signal$248 ;
+    \$273  = skipped_d2;
     if (rst_fc1) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$274  = vb;
+    \$274  = skipped_d3;
     if (rst_fc1) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$275  = v_out_d1;
+    \$275  = skipped_d4;
     if (rst_fc1) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$276  = v_out_d2;
+    \$276  = \$192 ;
     if (rst_fc1) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$277  = v_out_d3;
+    \$277  = \$194 ;
     if (rst_fc1) begin
-      \$277  = 1'h0;
+      \$277  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$278  = ka;
+    \$278  = \$28 [2:0];
     if (rst_fc1) begin
-      \$278  = 1'h0;
+      \$278  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$279  = skipped_d1;
+    \$279  = credits_room_next;
     if (rst_fc1) begin
-      \$279  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$280  = skipped_d2;
-    if (rst_fc1) begin
-      \$280  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$281  = skipped_d3;
-    if (rst_fc1) begin
-      \$281  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$282  = skipped_d4;
-    if (rst_fc1) begin
-      \$282  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$283  = \$192 ;
-    if (rst_fc1) begin
-      \$283  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$284  = \$194 ;
-    if (rst_fc1) begin
-      \$284  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$285  = \$28 [2:0];
-    if (rst_fc1) begin
-      \$285  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$286  = credits_room_next;
-    if (rst_fc1) begin
-      \$286  = 1'h1;
+      \$279  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -31870,8 +31778,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign head_addr = addr;
   assign r_addr_b0 = \port__addr$43 ;
   assign \port__en$45  = 1'h1;
-  assign \i$50  = word1_d1[7:0];
-  assign \i$76  = word1_d1[15:8];
+  assign \i$50  = word1[7:0];
+  assign \i$76  = word1[15:8];
   assign shift = ser;
   assign beat = \addr$138 ;
   assign a = data[12:0];
@@ -31893,12 +31801,12 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign \$131  = o;
   assign \$132  = o;
   assign \$133  = \$132 ;
-  assign \$137  = \o$202 ;
-  assign \$140  = \o$202 ;
-  assign \$143  = \o$202 ;
-  assign \$147  = \o$202 ;
-  assign \$150  = \o$202 ;
-  assign \$151  = \o$202 ;
+  assign \$137  = \o$195 ;
+  assign \$140  = \o$195 ;
+  assign \$143  = \o$195 ;
+  assign \$147  = \o$195 ;
+  assign \$150  = \o$195 ;
+  assign \$151  = \o$195 ;
   assign \$152  = \$151 ;
   assign \$166  = { fin0_0, 1'h0 };
   assign \$173  = { fin1_0, 1'h0 };
@@ -31906,7 +31814,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   assign \$180  = 1'h0;
   assign \$181  = 1'h0;
   assign \$183  = { p[29], p };
-  assign \$184  = { \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 [16], \p$255 , 17'h00000 };
+  assign \$184  = { \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 , 17'h00000 };
   assign \$187  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$188  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$190  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
@@ -33297,21 +33205,21 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   reg \$140 ;
   reg \$141 ;
   reg \$142 ;
-  reg \$143 ;
-  reg \$144 ;
-  reg \$145 ;
-  reg \$146 ;
-  reg \$147 ;
+  reg [16:0] \$143 ;
+  reg [16:0] \$144 ;
+  reg [16:0] \$145 ;
+  reg [16:0] \$146 ;
+  reg [17:0] \$147 ;
   reg \$148 ;
-  reg \$149 ;
+  reg [3:0] \$149 ;
   wire [8:0] \$15 ;
-  reg [16:0] \$150 ;
-  reg [16:0] \$151 ;
-  reg [16:0] \$152 ;
-  reg [16:0] \$153 ;
-  reg [17:0] \$154 ;
+  reg \$150 ;
+  reg \$151 ;
+  reg \$152 ;
+  reg \$153 ;
+  reg \$154 ;
   reg \$155 ;
-  reg [3:0] \$156 ;
+  reg \$156 ;
   reg \$157 ;
   reg \$158 ;
   reg \$159 ;
@@ -33319,17 +33227,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   reg \$160 ;
   reg \$161 ;
   reg \$162 ;
-  reg \$163 ;
-  reg \$164 ;
+  reg [1:0] \$163 ;
+  reg [1:0] \$164 ;
   reg \$165 ;
-  reg \$166 ;
-  reg \$167 ;
-  reg \$168 ;
-  reg \$169 ;
   wire [7:0] \$17 ;
-  reg [1:0] \$170 ;
-  reg [1:0] \$171 ;
-  reg \$172 ;
   wire [19:0] \$18 ;
   wire [19:0] \$19 ;
   wire [9:0] \$2 ;
@@ -33421,7 +33322,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   wire [35:0] \$98 ;
   wire \$99 ;
   wire \$signal ;
-  reg \$signal$127  = 1'h0;
+  reg \$signal$117  = 1'h0;
   reg \$signal$88  = 1'h0;
   reg \$signal$89  = 1'h0;
   wire [16:0] a;
@@ -33429,7 +33330,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [10:0] \addr$147 ;
+  wire [10:0] \addr$137 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
   wire [17:0] \b$63 ;
@@ -33445,14 +33346,12 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [39:0] data;
-  wire [15:0] \data$146 ;
+  wire [15:0] \data$136 ;
   reg done = 1'h0;
   wire filled;
   reg [16:0] fin0_0 = 17'h00000;
-  reg first1c_d1 = 1'h0;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
-  reg first2p_d3 = 1'h0;
   wire [2:0] flags_0;
   wire [2:0] flags_x;
   reg gap_zero = 1'h1;
@@ -33470,10 +33369,8 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
-  reg last2_d4 = 1'h0;
   reg last2p_d1 = 1'h0;
   reg last2p_d2 = 1'h0;
-  reg last2p_d3 = 1'h0;
   wire load;
   reg [8:0] m0_0_0 = 9'h000;
   reg [8:0] m0_0_1 = 9'h000;
@@ -33484,7 +33381,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   output [15:0] o__payload;
   wire [15:0] o__payload;
   wire [15:0] \o__payload$69 ;
-  wire [15:0] \o__payload$92 ;
+  wire [15:0] \o__payload$91 ;
   wire o__ready;
   input \o__ready$70 ;
   wire \o__ready$70 ;
@@ -33493,15 +33390,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   wire o__valid;
   wire \o__valid$73 ;
   reg [4:0] off1_0 = 5'h00;
-  reg [4:0] off1b_0_d1 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$134 ;
+  wire [19:0] \p$124 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [7:0] port__addr;
   wire [7:0] \port__addr$36 ;
   reg [31:0] port__data = 32'd0;
-  wire [31:0] \port__data$94 ;
+  wire [31:0] \port__data$92 ;
   wire port__en;
   wire \port__en$38 ;
   reg [7:0] r_addr = 8'h00;
@@ -33539,14 +33435,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_0;
   wire take;
-  reg v1c_d1 = 1'h0;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
-  reg v2_d4 = 1'h0;
   reg v2p_d1 = 1'h0;
   reg v2p_d2 = 1'h0;
-  reg v2p_d3 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
@@ -33570,12 +33463,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   wire w_full_issue;
   wire \w_full_issue$23 ;
   reg w_half = 1'h0;
-  reg [15:0] word1 = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] word1_d1;
+  wire [15:0] word1;
   reg [16:0] xacc = 17'h00000;
   reg [31:0] xdata_d1 = 32'd0;
-  reg [31:0] xdata_ram_d1 = 32'd0;
   reg [16:0] xfin = 17'h00000;
   reg [8:0] xsum_l1_0 = 9'h000;
   reg [8:0] xsum_l1_1 = 9'h000;
@@ -33854,7 +33745,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   always @(posedge clk) begin
     _0_ <= vectors[\port__addr$36 ];
   end
-  assign \port__data$94  = _0_;
+  assign \port__data$92  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h80;
@@ -33882,7 +33773,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
   assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
-  assign group_end = v2_d4 & last2_d4;
+  assign group_end = v2_d3 & last2_d3;
   assign \$18  = rq0_over ? 20'h07fff : rq0_shifted;
   assign \$19  = rq0_under ? 20'hf8000 : \$18 ;
   assign \$20  = credits_space + credits_returned;
@@ -33917,18 +33808,18 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   assign \$49  = row_ph0 + col;
   assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
   assign \$51  = ! s_idx;
-  assign \$53  = off1b_0_d1[0] ? o[3:0] : o[19:16];
-  assign \$54  = off1b_0_d1[1] ? \$52  : \$53 ;
-  assign \$56  = off1b_0_d1[0] ? o[3:0] : o[15:12];
-  assign \$57  = off1b_0_d1[1] ? \$55  : \$56 ;
-  assign \$59  = off1b_0_d1[0] ? o[3:0] : o[11:8];
-  assign \$60  = off1b_0_d1[1] ? \$58  : \$59 ;
-  assign \$61  = off1b_0_d1[2] ? \$57  : \$60 ;
-  assign \$63  = off1b_0_d1[0] ? o[3:0] : o[7:4];
-  assign \$64  = off1b_0_d1[1] ? \$62  : \$63 ;
-  assign \$68  = off1b_0_d1[2] ? \$64  : \$67 ;
-  assign \$69  = off1b_0_d1[3] ? \$61  : \$68 ;
-  assign \$70  = off1b_0_d1[4] ? \$54  : \$69 ;
+  assign \$53  = off1_0[0] ? o[3:0] : o[19:16];
+  assign \$54  = off1_0[1] ? \$52  : \$53 ;
+  assign \$56  = off1_0[0] ? o[3:0] : o[15:12];
+  assign \$57  = off1_0[1] ? \$55  : \$56 ;
+  assign \$59  = off1_0[0] ? o[3:0] : o[11:8];
+  assign \$60  = off1_0[1] ? \$58  : \$59 ;
+  assign \$61  = off1_0[2] ? \$57  : \$60 ;
+  assign \$63  = off1_0[0] ? o[3:0] : o[7:4];
+  assign \$64  = off1_0[1] ? \$62  : \$63 ;
+  assign \$68  = off1_0[2] ? \$64  : \$67 ;
+  assign \$69  = off1_0[3] ? \$61  : \$68 ;
+  assign \$70  = off1_0[4] ? \$54  : \$69 ;
   assign \$71  = flags_x[1] ? 17'h00000 : xacc;
   assign \$72  = \$71  + xsum_l2_0;
   assign \$73  = flags_x[0] & flags_x[2];
@@ -33999,19 +33890,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   always @(posedge clk)
     last1 <= \$129 ;
   always @(posedge clk)
-    word1 <= \o__payload$92 ;
+    i <= \o__payload$91 ;
   always @(posedge clk)
-    xdata_ram_d1 <= \port__data$94 ;
-  always @(posedge clk)
-    i <= word1;
-  always @(posedge clk)
-    v1c_d1 <= \$130 ;
-  always @(posedge clk)
-    first1c_d1 <= \$131 ;
-  always @(posedge clk)
-    off1b_0_d1 <= off1_0;
-  always @(posedge clk)
-    xdata_d1 <= xdata_ram_d1;
+    xdata_d1 <= \port__data$92 ;
   always @(posedge clk)
     w0_0 <= \$70 ;
   always @(posedge clk)
@@ -34027,63 +33908,53 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
-    v2_d1 <= \$132 ;
+    v2_d1 <= \$130 ;
   always @(posedge clk)
-    v2_d2 <= \$133 ;
+    v2_d2 <= \$131 ;
   always @(posedge clk)
-    v2_d3 <= \$134 ;
+    v2_d3 <= \$132 ;
   always @(posedge clk)
-    v2_d4 <= \$135 ;
+    last2_d1 <= \$133 ;
   always @(posedge clk)
-    last2_d1 <= \$136 ;
+    last2_d2 <= \$134 ;
   always @(posedge clk)
-    last2_d2 <= \$137 ;
+    last2_d3 <= \$135 ;
   always @(posedge clk)
-    last2_d3 <= \$138 ;
+    v2p_d1 <= \$136 ;
   always @(posedge clk)
-    last2_d4 <= \$139 ;
+    v2p_d2 <= \$137 ;
   always @(posedge clk)
-    v2p_d1 <= \$140 ;
+    first2p_d1 <= \$138 ;
   always @(posedge clk)
-    v2p_d2 <= \$141 ;
+    first2p_d2 <= \$139 ;
   always @(posedge clk)
-    v2p_d3 <= \$142 ;
+    last2p_d1 <= \$140 ;
   always @(posedge clk)
-    first2p_d1 <= \$143 ;
+    last2p_d2 <= \$141 ;
   always @(posedge clk)
-    first2p_d2 <= \$144 ;
+    done <= \$142 ;
   always @(posedge clk)
-    first2p_d3 <= \$145 ;
+    xacc <= \$143 ;
   always @(posedge clk)
-    last2p_d1 <= \$146 ;
+    xfin <= \$144 ;
   always @(posedge clk)
-    last2p_d2 <= \$147 ;
+    acc0_0 <= \$145 ;
   always @(posedge clk)
-    last2p_d3 <= \$148 ;
+    fin0_0 <= \$146 ;
   always @(posedge clk)
-    done <= \$149 ;
+    bank0_0 <= \$147 ;
   always @(posedge clk)
-    xacc <= \$150 ;
+    ser_left <= \$148 ;
   always @(posedge clk)
-    xfin <= \$151 ;
+    addr <= \$149 ;
   always @(posedge clk)
-    acc0_0 <= \$152 ;
+    \$signal$117  <= \$150 ;
   always @(posedge clk)
-    fin0_0 <= \$153 ;
-  always @(posedge clk)
-    bank0_0 <= \$154 ;
-  always @(posedge clk)
-    ser_left <= \$155 ;
-  always @(posedge clk)
-    addr <= \$156 ;
-  always @(posedge clk)
-    \$signal$127  <= \$157 ;
-  always @(posedge clk)
-    ka <= \$158 ;
+    ka <= \$151 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$159 ;
+    vb <= \$152 ;
   always @(posedge clk)
     rq0_beta_b <= data[39:19];
   always @(posedge clk)
@@ -34101,31 +33972,31 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   always @(posedge clk)
     rq0_over <= \$99 ;
   always @(posedge clk)
-    v_out_d1 <= \$160 ;
+    v_out_d1 <= \$153 ;
   always @(posedge clk)
-    v_out_d2 <= \$161 ;
+    v_out_d2 <= \$154 ;
   always @(posedge clk)
-    v_out_d3 <= \$162 ;
+    v_out_d3 <= \$155 ;
   always @(posedge clk)
-    \w_en$75  <= \$163 ;
+    \w_en$75  <= \$156 ;
   always @(posedge clk)
-    skipped_d1 <= \$164 ;
+    skipped_d1 <= \$157 ;
   always @(posedge clk)
-    skipped_d2 <= \$165 ;
+    skipped_d2 <= \$158 ;
   always @(posedge clk)
-    skipped_d3 <= \$166 ;
+    skipped_d3 <= \$159 ;
   always @(posedge clk)
-    skipped_d4 <= \$167 ;
+    skipped_d4 <= \$160 ;
   always @(posedge clk)
-    skipped_d5 <= \$168 ;
+    skipped_d5 <= \$161 ;
   always @(posedge clk)
-    group_ended_d1 <= \$169 ;
+    group_ended_d1 <= \$162 ;
   always @(posedge clk)
-    credits_returned <= \$170 ;
+    credits_returned <= \$163 ;
   always @(posedge clk)
-    credits_space <= \$171 ;
+    credits_space <= \$164 ;
   always @(posedge clk)
-    credits_room <= \$172 ;
+    credits_room <= \$165 ;
   \flexor_lenet5.fc2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -34149,7 +34020,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .WIDTH(32'd3)
   ) flags_0_copy (
     .clk(clk),
-    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .d({ last2p_d2, first2p_d2, v2p_d2 }),
     .q(flags_0)
   );
   flexor_copy #(
@@ -34157,7 +34028,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .WIDTH(32'd3)
   ) flags_x_copy (
     .clk(clk),
-    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .d({ last2p_d2, first2p_d2, v2p_d2 }),
     .q(flags_x)
   );
   flexor_madd #(
@@ -34189,9 +34060,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .q(\port__addr$36 )
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$147 ),
+    .addr(\addr$137 ),
     .clk(clk),
-    .data(\data$146 )
+    .data(\data$136 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[16:0]),
@@ -34203,7 +34074,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$134 )
+    .p(\p$124 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -34239,10 +34110,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   );
   \flexor_lenet5.fc2.weights  weights (
     .clk(clk),
-    .data(\data$146 ),
-    .o__payload(\o__payload$92 ),
+    .data(\data$136 ),
+    .o__payload(\o__payload$91 ),
     .o__ready(step),
-    .raddr(\addr$147 ),
+    .raddr(\addr$137 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
@@ -34421,304 +34292,255 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$131  = \$signal$89 ;
+    \$131  = v2_d1;
     if (rst_fc2) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$132  = \$signal$88 ;
+    \$132  = v2_d2;
     if (rst_fc2) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$133  = v2_d1;
+    \$133  = last1;
     if (rst_fc2) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$134  = v2_d2;
+    \$134  = last2_d1;
     if (rst_fc2) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$135  = v2_d3;
+    \$135  = last2_d2;
     if (rst_fc2) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$136  = last1;
+    \$136  = \$signal$88 ;
     if (rst_fc2) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$137  = last2_d1;
+    \$137  = v2p_d1;
     if (rst_fc2) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$138  = last2_d2;
+    \$138  = \$signal$89 ;
     if (rst_fc2) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$139  = last2_d3;
+    \$139  = first2p_d1;
     if (rst_fc2) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$140  = \$signal$88 ;
+    \$140  = last1;
     if (rst_fc2) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$141  = v2p_d1;
+    \$141  = last2p_d1;
     if (rst_fc2) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$142  = v2p_d2;
+    \$142  = group_end;
     if (rst_fc2) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$143  = \$signal$89 ;
-    if (rst_fc2) begin
-      \$143  = 1'h0;
+    \$143  = xacc;
+    if (flags_x[0]) begin
+      \$143  = \$72 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$144  = first2p_d1;
-    if (rst_fc2) begin
-      \$144  = 1'h0;
+    \$144  = xfin;
+    if (\$73 ) begin
+      \$144  = \$75 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$145  = first2p_d2;
-    if (rst_fc2) begin
-      \$145  = 1'h0;
+    \$145  = acc0_0;
+    if (flags_0[0]) begin
+      \$145  = \$77 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$146  = last1;
-    if (rst_fc2) begin
-      \$146  = 1'h0;
+    \$146  = fin0_0;
+    if (\$78 ) begin
+      \$146  = \$80 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$147  = last2p_d1;
-    if (rst_fc2) begin
-      \$147  = 1'h0;
+    \$147  = bank0_0;
+    if (done) begin
+      \$147  = \$82 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$148  = last2p_d2;
+    \$148  = ser_left;
+    if (done) begin
+      \$148  = 1'h1;
+    end else if (ser) begin
+      \$148  = \$83 [0];
+    end
     if (rst_fc2) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = group_end;
+    \$149  = addr;
+    if (ser) begin
+      \$149  = \$86 [3:0];
+    end
     if (rst_fc2) begin
-      \$149  = 1'h0;
+      \$149  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = xacc;
-    if (flags_x[0]) begin
-      \$150  = \$72 [16:0];
+    \$150  = \$87 ;
+    if (rst_fc2) begin
+      \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = xfin;
-    if (\$73 ) begin
-      \$151  = \$75 [16:0];
+    \$151  = \$89 ;
+    if (rst_fc2) begin
+      \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = acc0_0;
-    if (flags_0[0]) begin
-      \$152  = \$77 [16:0];
+    \$152  = \$signal$117 ;
+    if (rst_fc2) begin
+      \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = fin0_0;
-    if (\$78 ) begin
-      \$153  = \$80 [16:0];
+    \$153  = vb;
+    if (rst_fc2) begin
+      \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = bank0_0;
-    if (done) begin
-      \$154  = \$82 [17:0];
+    \$154  = v_out_d1;
+    if (rst_fc2) begin
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = ser_left;
-    if (done) begin
-      \$155  = 1'h1;
-    end else if (ser) begin
-      \$155  = \$83 [0];
-    end
+    \$155  = v_out_d2;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = addr;
-    if (ser) begin
-      \$156  = \$86 [3:0];
-    end
+    \$156  = v_out_d3;
     if (rst_fc2) begin
-      \$156  = 4'h0;
+      \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = \$87 ;
+    \$157  = ka;
     if (rst_fc2) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = \$89 ;
+    \$158  = skipped_d1;
     if (rst_fc2) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = \$signal$127 ;
+    \$159  = skipped_d2;
     if (rst_fc2) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$160  = vb;
+    \$160  = skipped_d3;
     if (rst_fc2) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$161  = v_out_d1;
+    \$161  = skipped_d4;
     if (rst_fc2) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$162  = v_out_d2;
+    \$162  = \$100 ;
     if (rst_fc2) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$163  = v_out_d3;
+    \$163  = \$102 ;
     if (rst_fc2) begin
-      \$163  = 1'h0;
+      \$163  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$164  = ka;
+    \$164  = \$22 [1:0];
     if (rst_fc2) begin
-      \$164  = 1'h0;
+      \$164  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$165  = skipped_d1;
+    \$165  = credits_room_next;
     if (rst_fc2) begin
-      \$165  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$166  = skipped_d2;
-    if (rst_fc2) begin
-      \$166  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$167  = skipped_d3;
-    if (rst_fc2) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$168  = skipped_d4;
-    if (rst_fc2) begin
-      \$168  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$169  = \$100 ;
-    if (rst_fc2) begin
-      \$169  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$170  = \$102 ;
-    if (rst_fc2) begin
-      \$170  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$171  = \$22 [1:0];
-    if (rst_fc2) begin
-      \$171  = 2'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$172  = credits_room_next;
-    if (rst_fc2) begin
-      \$172  = 1'h1;
+      \$165  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -34733,7 +34555,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   assign gap_zero_next = 1'h1;
   assign r_addr_b0 = \port__addr$36 ;
   assign \port__en$38  = 1'h1;
-  assign word1_d1 = i;
+  assign word1 = i;
   assign shift = ser;
   assign beat = addr;
   assign a = data[16:0];
@@ -34761,7 +34583,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   assign \$88  = 1'h0;
   assign \$89  = 1'h0;
   assign \$91  = { p[34], p };
-  assign \$92  = { \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 [19], \p$134 , 17'h00000 };
+  assign \$92  = { \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 , 17'h00000 };
   assign \$95  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$96  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$98  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };

@@ -112,39 +112,6 @@ def test_mvau_with_its_products_in_logic_matches_golden(f, o, pe, simd, r, q, n_
     assert run.out_cycles[per - 1] - run.in_cycles[params.sf - 1] == params.latency_cycles
 
 
-@pytest.mark.parametrize("f, o, pe, simd, r, q, n_in, n_out, signed", [
-    CASES[1], CASES[2], CASES[7], CASES[9], CASES[10], CASES[11]],
-    ids=["pe2s4", "parallel_q2", "carried", "heads_as_used", "heads_ahead", "deep"])
-def test_a_second_vector_register_matches_golden(f, o, pe, simd, r, q, n_in, n_out, signed):
-    """``vector_register`` (the word registered twice: once in the block RAM, once by the
-    adders; the weight word, offsets and carried head a cycle later beside it): exact under
-    stalls and unstalled exactly one cycle later than without it. Where
-    it is left to the unit it takes it with block-RAM vectors and masked adders alone."""
-    pkg, layer, consts = _layer(f, o, q=q, n_in=n_in, n_out=n_out, signed=signed)
-    params = mvau_params(layer, consts, pe, simd, r, masked_adders=True, vector_register=True)
-    one = replace(params, vector_register=False)
-    assert params.vector_registers == 1 and one.vector_registers == 0
-    assert params.latency_cycles == one.latency_cycles + 1
-    assert replace(params, vector_register=None).vector_registers == \
-        int(params.vectors_in_block_ram)
-    assert replace(params, vector_register=None, vectors_lutram=False).vector_registers == 1
-    assert replace(params, vector_register=None, vectors_lutram=False,
-                   masked_adders=False).vector_registers == 0
-    x = _inputs(consts, 3, f, seed=f * o)
-    got, _ = _simulate(params, x, stall=0.3, seed=pe + simd)
-    assert np.array_equal(got, run_int(pkg, x, F)[0])
-
-    async def idle(ctx, rst):
-        await ctx.tick().repeat(10)
-
-    got, run = _simulate(params, x, before=idle)
-    assert np.array_equal(got, run_int(pkg, x, F)[0])
-    per = o // r
-    assert run.out_cycles[per - 1] - run.in_cycles[params.sf - 1] == params.latency_cycles
-    ends = [run.out_cycles[(k + 1) * per - 1] for k in range(3)]
-    assert set(np.diff(ends).tolist()) <= {params.cycles_per_vector}
-
-
 @pytest.mark.parametrize("lutram", [True, False])
 def test_vector_memory_pages(lutram):
     """A 40-word vector memory in LUT RAM is read as three pages (14, 14, 12 words), each
@@ -229,16 +196,12 @@ def test_mvau_int8_planes_and_baseline():
     assert np.array_equal(got, run_int(pkg, x, F)[0])
 
 
-@pytest.mark.parametrize("vector_register", [False, True], ids=["", "vector_register"])
 @pytest.mark.parametrize("hold, offered", [(2, False), (1, True)])
-def test_mvau_reset_in_the_middle_of_a_vector(hold, offered, vector_register):
+def test_mvau_reset_in_the_middle_of_a_vector(hold, offered):
     """A reset while a vector is issued and the next one half written (``w_full``'s issue
-    copy follows the reset through its input: equal to ``w_full`` in every cycle); also with
-    the word registered twice (``vector_register``)."""
+    copy follows the reset through its input: equal to ``w_full`` in every cycle)."""
     pkg, layer, consts = _layer(21, 8, q=2)
-    params = mvau_params(layer, consts, 4, 5, 2, masked_adders=vector_register,
-                         vector_register=vector_register)
-    assert params.vector_registers == vector_register
+    params = mvau_params(layer, consts, 4, 5, 2)
     dut, wrong = MatrixVectorUnit(params), []
     junk = pack_beats(_inputs(consts, 8, 21, seed=7), 5, params.x_width)
 
