@@ -11,8 +11,8 @@ from amaranth.utils import ceil_log2
 
 from .madd import masked_add
 from .mul import MUL_WIDTH, Multiplier, lut_product, lut_product_terms
-from .pipeline import (Credits, OutputFifo, copy_register, delay, flag_copy, int_shape,
-                       mux_tree, pipelined_sum, ram_style_attr)
+from .pipeline import (NO_RW_CHECK, Credits, OutputFifo, copy_register, delay, flag_copy,
+                       int_shape, mux_tree, pipelined_sum, ram_style_attr)
 from .rom import Rom, flat_group_bits
 from .weight_stream import WeightStream, prime_cycles
 from .xor_decoder import XorDecoder
@@ -408,7 +408,7 @@ class MatrixVectorUnit(wiring.Component):
         m.submodules.weights = weights = WeightStream(rom, emit=self._init_files is not None)
 
         # -- input side: two halves of SF words ------------------------------------------
-        vmem = _VectorMemory(m, p, emit=self._init_files is not None)
+        self._vmem = vmem = _VectorMemory(m, p, emit=self._init_files is not None)
         w_half = Signal()                       # the half being written
         w_full = Signal()                       # the half holds a whole vector
         filled = Signal()                       # the beat taken completes the vector
@@ -456,6 +456,7 @@ class MatrixVectorUnit(wiring.Component):
         valid = weights.o.valid if sf + 1 < prime_cycles(rom.latency) else 1
         step = Signal()
         m.d.comb += step.eq(active & valid & (~s_last | can_end))
+        self._step = step                   # for tests
         vector_end = step & sn_last
         load = Signal()
         # w_full in two registers, each holding through itself, that step alike (so they
@@ -875,7 +876,14 @@ class _VectorMemory:
       a 28-word memory's cells and its read register was the next longest path). A word's
       page is its address's high bits, its place in the page the low bits.
 
-    Writes arrive a cycle late, from registers (:meth:`write_port`)."""
+    Writes arrive a cycle late, from registers (:meth:`write_port`). A half is written
+    while the other is read, and read from the cycle after its last write lands, so no read
+    meets a write of its place: block RAM carries ``no_rw_check`` (else Yosys gives the old
+    word through a multiplexer and a register of the write data behind the block RAM, the
+    word's register can no longer go into the DP16KD's output register, and its data leave
+    5.6 ns after the clock where from that register they leave in 1.0: straight into the
+    masked adders, ResNet-32's longest paths on the ECP5-85k). ``ports``: each memory's
+    ``(write port, read port)``, for tests."""
 
     def __init__(self, m, p, *, emit=False):
         self._lane, self._depth, self._emit = p.x_width, 2 * p.sf, emit
@@ -888,6 +896,9 @@ class _VectorMemory:
         self._pages = [(lo, min(self._depth, lo + size)) for lo in range(0, self._depth, size)]
         self._page_bits = PAGE_WORDS.bit_length() - 1
         attrs = {"ram_style": p.vectors_style} if p.vectors_style else None
+        if p.vectors_in_block_ram and not p.address_register:
+            attrs = dict(NO_RW_CHECK, ram_style="block")
+        self.ports = {}
         self._mems = {}                         # (bank, page): memory
         for k, (lo, hi) in enumerate(self._banks):
             for g, (a, b) in enumerate(self._pages):
@@ -924,6 +935,7 @@ class _VectorMemory:
                 en = copy_register(m, en_in[lo:hi] if granularity else en_in,
                                    f"w_en_{where}", emit=self._emit)
                 port = self._mems[k, g].write_port(granularity=granularity)
+                self.ports[k, g] = (port,)
                 m.d.comb += [port.addr.eq(addr),
                              port.data.eq(data[lo * self._lane:hi * self._lane]),
                              port.en.eq(en)]
@@ -941,6 +953,7 @@ class _VectorMemory:
                     f"r_addr_b{k}" + (f"_p{g}" if len(self._pages) > 1 else ""),
                     emit=self._emit)
                 port = self._mems[k, g].read_port(domain="sync")
+                self.ports[k, g] += (port,)
                 m.d.comb += [port.addr.eq(addr), port.en.eq(1)]
                 pages.append(port.data)
             if len(pages) == 1:

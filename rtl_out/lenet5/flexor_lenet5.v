@@ -29920,6 +29920,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
   wire [11:0] xsum_w3_0;
   (* keep = 32'd1 *)
   wire [12:0] xsum_w4_0;
+  (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
   reg [159:0] vectors [313:0];
   initial begin
     vectors[0] = 160'h0000000000000000000000000000000000000000;
@@ -33477,6 +33479,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   wire [8:0] xsum_w0_2;
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_0;
+  (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [31:0] vectors [255:0];
   initial begin
