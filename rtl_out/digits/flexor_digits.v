@@ -1035,6 +1035,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   (* keep = 32'd1 *)
   wire [8:0] xsum_w3_0;
   reg [49:0] xword_d1 = 50'h0000000000000;
+  (* no_rw_check = 32'd1 *)
   reg [49:0] vectors [13:0];
   initial begin
     vectors[0] = 50'h0000000000000;
@@ -3695,6 +3696,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   (* keep = 32'd1 *)
   wire [11:0] xsum_w3_0;
   reg [79:0] xword_d1 = 80'h00000000000000000000;
+  (* no_rw_check = 32'd1 *)
   reg [79:0] vectors [25:0];
   initial begin
     vectors[0] = 80'h00000000000000000000;

@@ -112,24 +112,31 @@ def test_mvau_with_its_products_in_logic_matches_golden(f, o, pe, simd, r, q, n_
     assert run.out_cycles[per - 1] - run.in_cycles[params.sf - 1] == params.latency_cycles
 
 
-def _no_collisions(dut, hits):
+def _no_collisions(dut, hits, lag=0):
     """A monitor: a cycle in which a vector memory's write port writes the place its read
-    port reads for a step (the word a step takes is the one read in its cycle; block RAM
-    under ``no_rw_check`` gives no defined word then) goes into ``hits``; the cycles that
-    wrote at all are counted in ``hits[0]``, those that wrote what an idle read read (the
-    read no step takes) in ``hits[1]``."""
+    port reads for a step (the word a step takes is the one read in its cycle, from the page
+    its address is in; block RAM under ``no_rw_check`` gives no defined word then) goes into
+    ``hits``; the cycles that wrote at all are counted in ``hits[0]``, those that wrote what
+    a read no step takes read in ``hits[1]``. ``lag``: cycles from a step to its read (1
+    where the read address is registered twice, ``address_register``)."""
     async def monitor(ctx):
-        ports = list(dut._vmem.ports.values())
-        signals = [dut._step] + [s for w, r in ports for s in (w.en, w.addr, r.addr)]
+        vmem = dut._vmem
+        keys = list(vmem.ports)
+        paged = len({g for _, g in keys}) > 1
+        signals = [dut._step, vmem.read_next] + \
+            [s for key in keys for w, r in [vmem.ports[key]] for s in (w.en, w.addr, r.addr)]
+        steps, addr_before = [0] * lag, 0
         async for values in ctx.tick().sample(*signals):
-            step, values = values[2], values[3:]
-            for k in range(len(ports)):
-                en, wa, ra = values[3 * k:3 * k + 3]
+            steps.append(values[2])
+            step, page = steps.pop(0), addr_before >> vmem._page_bits if paged else 0
+            addr_before, values = values[3], values[4:]
+            for n, (_, g) in enumerate(keys):
+                en, wa, ra = values[3 * n:3 * n + 3]
                 if en:
                     hits[0] += 1
                     if wa == ra:
-                        if step:
-                            hits.append((k, wa))
+                        if step and g == page:
+                            hits.append((g, wa))
                         else:
                             hits[1] += 1
     return monitor
@@ -139,18 +146,22 @@ def _no_collisions(dut, hits):
     CASES[0], CASES[1], CASES[3], CASES[7], CASES[9], CASES[11]],
     ids=["folded", "pe2s4", "aligned", "carried", "heads_as_used", "deep"])
 @pytest.mark.parametrize("stall", [0.0, 0.4])
+@pytest.mark.parametrize("ice40", [False, True], ids=["ecp5", "ice40"])
 def test_block_ram_vectors_never_read_a_place_as_it_is_written(f, o, pe, simd, r, q, n_in,
-                                                               n_out, signed, stall):
+                                                               n_out, signed, stall, ice40):
     """A vector memory in block RAM carries ``no_rw_check`` (its word's register can then go
-    into the block's output register): no cycle writes the place the same cycle reads,
-    stalled or not, and the unit is exact."""
+    into the block's output register; on the iCE40 the read address is registered twice
+    instead, ``address_register``): no cycle writes the place a step's read reads, stalled
+    or not, and the unit is exact."""
     pkg, layer, consts = _layer(f, o, q=q, n_in=n_in, n_out=n_out, signed=signed)
-    params = mvau_params(layer, consts, pe, simd, r, masked_adders=True, vectors_lutram=False)
-    assert params.vectors_in_block_ram
+    params = mvau_params(layer, consts, pe, simd, r, masked_adders=not ice40,
+                         address_register=ice40, vectors_lutram=None if ice40 else False)
+    assert params.vectors_in_block_ram or ice40
     dut, hits = MatrixVectorUnit(params), [0, 0]
     x = _inputs(consts, 5, f, seed=f + o)
     run = run_stream(dut, pack_beats(x, params.simd, params.x_width), 5 * o // r,
-                     in_stall=stall, out_stall=stall, seed=7, monitor=_no_collisions(dut, hits))
+                     in_stall=stall, out_stall=stall, seed=7,
+                     monitor=_no_collisions(dut, hits, lag=int(ice40)))
     assert hits[0] >= 5 * params.sf and hits[2:] == []
     got = unpack_beats(run.outputs, r, params.y_width, consts.y_lo < 0).reshape(5, o)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
