@@ -5,6 +5,7 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .mul import const_product
+from .pipeline import NO_RW_CHECK
 from .window import SlidingWindow, _positive
 
 __all__ = ["MaxPool", "TiledMaxPool", "GroupMax", "GlobalAvgPool"]
@@ -129,9 +130,16 @@ class TiledMaxPool(wiring.Component):
         depth = ow * groups
 
         attrs = {"ram_style": self._ram_style} if self._ram_style else None
+        if self._ram_style == "block":
+            # a read that meets the write of its place takes the forwarded word (``fwd_c``):
+            # Yosys need not give the old one through a multiplexer and a register of the
+            # write data behind the block RAM, where the read's register could not go into
+            # the DP16KD's output register
+            attrs = dict(NO_RW_CHECK, **attrs)
         m.submodules.maxima = mem = memory.Memory(shape=P * xw, depth=max(2, depth), init=[],
                                                   attrs=attrs)
         rport, wport = mem.read_port(domain="sync"), mem.write_port()
+        self._maxima = mem                                            # for tests
         D = self._out_depth
         # three entries; more (a buffered FIFO, in memory) where the consumer drains slower
         # than an output row leaves (:class:`~flexor_hw.hw.stages.MaxPool`'s ``out_depth``)
@@ -190,6 +198,7 @@ class TiledMaxPool(wiring.Component):
                      fwd_c.eq(v4 & (addr4 == addr1))]
 
         old = Mux(fwd_a, new3, Mux(fwd_b, new4, Mux(fwd_c, new5, old2)))
+        self._ports = (take, rport, wport, fwd_a | fwd_b | fwd_c)     # for tests
         lanes = []
         for k in range(P):
             a = in2[k * xw:(k + 1) * xw]
