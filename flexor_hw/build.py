@@ -92,10 +92,9 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
                   frac_bits=16, argmax=False, baseline=False):
     """The package's hardware graph, folded and with its FIFOs sized and widths matched:
     lowering, then the folding pass (``fold``: ``"auto"``, ``{node: (pe, simd)}`` or its
-    text; to a device with ``target`` and/or ``budget``), then FIFO sizing and width
-    matching. ``lanes`` (the older option) is ``"auto"`` or slices per cycle."""
+    text; to a device with ``target`` and/or ``budget``; it sizes the skip FIFOs as it
+    folds), then width matching. ``lanes`` (the older option) is ``"auto"`` or slices per cycle."""
     from .hw import fold as F
-    from .hw.fifo import size_fifos
     from .hw.lower import lower
     from .synth import TARGETS
     graph = lower(package, frac_bits, argmax=argmax, baseline=baseline)
@@ -139,8 +138,7 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
             device["dsps"] = math.inf
         graph = F.fold(graph, explicit=fold, budget=device,
                        widen=lanes is None or lanes == "auto")
-    graph.stages = size_fifos(graph.stages)
-    return F.match_widths(graph)
+    return F.match_widths(graph)      # (the folding pass sized the skip FIFOs)
 
 
 def _clean(name):

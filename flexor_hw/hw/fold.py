@@ -527,8 +527,11 @@ def _over(over, what, budget):
 
 
 def _resource_text(key, est, what, avail, share):
-    return (f"{_NAMES[key]} estimated {est:,}, {what} has {avail:,}"
-            + (f" (of which {share:.0%} usable)" if share < 1 else ""))
+    return f"{_NAMES[key]} estimated {est:,}, {_has(what, avail, share)}"
+
+
+def _has(what, avail, share):
+    return f"{what} has {avail:,}" + (f" (of which {share:.0%} usable)" if share < 1 else "")
 
 
 def _refusal(graph, budget, over, what):
@@ -545,12 +548,9 @@ def _refusal(graph, budget, over, what):
         if overs and overs[0][0] != key:
             fewest = match_widths(least).estimate()[key]
             k, e, a = over
-            share = _usable(k, budget)
             return (f"{graph.name!r} does not fit {what} at any folding: the narrowest needs "
-                    f"{e:,} {_NAMES[k]}, {what} has {a:,}"
-                    + (f" (of which {share:.0%} usable)" if share < 1 else "")
-                    + f"; the one with the fewest {_NAMES[key]} "
-                    f"({fewest:,}) has {_over(overs[0], what, budget)}")
+                    f"{e:,} {_NAMES[k]}, {_has(what, a, _usable(k, budget))}; the one with "
+                    f"the fewest {_NAMES[key]} ({fewest:,}) has {_over(overs[0], what, budget)}")
         if overs:
             over = overs[0]
             also = " and ".join(f"{e:,} {_NAMES[k]} ({math.floor(a * _usable(k, budget)):,} "

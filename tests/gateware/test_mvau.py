@@ -112,13 +112,13 @@ def test_mvau_with_its_products_in_logic_matches_golden(f, o, pe, simd, r, q, n_
     assert run.out_cycles[per - 1] - run.in_cycles[params.sf - 1] == params.latency_cycles
 
 
-def _no_collisions(dut, hits, lag=0):
-    """A monitor: a cycle in which a vector memory's write port writes the place its read
+def _no_collisions(dut, seen, lag=0):
+    """A monitor: each cycle in which a vector memory's write port writes the place its read
     port reads for a step (the word a step takes is the one read in its cycle, from the page
     its address is in; block RAM under ``no_rw_check`` gives no defined word then) goes into
-    ``hits``; the cycles that wrote at all are counted in ``hits[0]``, those that wrote what
-    a read no step takes read in ``hits[1]``. ``lag``: cycles from a step to its read (1
-    where the read address is registered twice, ``address_register``)."""
+    ``seen["collisions"]``; ``seen["writes"]`` counts the cycles that wrote. ``lag``: cycles
+    from a step to its read (1 where the read address is registered twice,
+    ``address_register``)."""
     async def monitor(ctx):
         vmem = dut._vmem
         keys = list(vmem.ports)
@@ -132,13 +132,9 @@ def _no_collisions(dut, hits, lag=0):
             addr_before, values = values[3], values[4:]
             for n, (_, g) in enumerate(keys):
                 en, wa, ra = values[3 * n:3 * n + 3]
-                if en:
-                    hits[0] += 1
-                    if wa == ra:
-                        if step and g == page:
-                            hits.append((g, wa))
-                        else:
-                            hits[1] += 1
+                seen["writes"] += bool(en)
+                if en and wa == ra and step and g == page:
+                    seen["collisions"].append((g, wa))
     return monitor
 
 
@@ -157,16 +153,15 @@ def test_block_ram_vectors_never_read_a_place_as_it_is_written(f, o, pe, simd, r
     params = mvau_params(layer, consts, pe, simd, r, masked_adders=not ice40,
                          address_register=ice40, vectors_lutram=None if ice40 else False)
     assert params.vectors_in_block_ram or ice40
-    dut, hits = MatrixVectorUnit(params), [0, 0]
+    dut, seen = MatrixVectorUnit(params), {"writes": 0, "collisions": []}
     x = _inputs(consts, 5, f, seed=f + o)
     run = run_stream(dut, pack_beats(x, params.simd, params.x_width), 5 * o // r,
                      in_stall=stall, out_stall=stall, seed=7,
-                     monitor=_no_collisions(dut, hits, lag=int(ice40)))
-    assert hits[0] >= 5 * params.sf and hits[2:] == []
+                     monitor=_no_collisions(dut, seen, lag=int(ice40)))
+    assert seen["writes"] >= 5 * params.sf and seen["collisions"] == []
     got = unpack_beats(run.outputs, r, params.y_width, consts.y_lo < 0).reshape(5, o)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
-    mems = [mem for mem, in [(dut._vmem._mems[key],) for key in dut._vmem.ports]]
-    assert all(mem._attrs.get("no_rw_check") for mem in mems)
+    assert all(mem._attrs.get("no_rw_check") for mem in dut._vmem._mems.values())
 
 
 @pytest.mark.parametrize("lutram", [True, False])

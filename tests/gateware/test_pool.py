@@ -99,7 +99,7 @@ def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
     want = node.run_int([images], None).transpose(0, 2, 3, 1).reshape(-1)   # (y, x, c)
     dut = TiledMaxPool(signed(8) if is_signed else 8, c, h, w, k, simd=simd, ram_style="block")
     beats = _pack(images.transpose(0, 2, 3, 1).reshape(-1), simd, 8)
-    met, missed = [], []
+    missed = []
 
     async def monitor(ctx):
         # in block RAM the maxima carry no_rw_check: a read that meets the write of its
@@ -114,7 +114,6 @@ def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
                 if not f:
                     missed.append(cycle - 2)
             if t and en and ra == wa:
-                met.append(cycle)
                 pending.append(cycle)
 
     run = run_stream(dut, beats, 3 * dut.beats_per_image, in_stall=stall, out_stall=stall,
