@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pipeline import SkidBuffer, StreamRegister, no_rw_check_attrs
+from .pipeline import SkidBuffer, StreamRegister, mux_tree, no_rw_check_attrs
 from .add import Shortcut
 from .stream import Fork
 
@@ -33,13 +33,21 @@ class SkipFifo(wiring.Component):
     ``SyncFIFOBuffered``; the memory is read only at places written in an earlier cycle, so
     it carries ``no_rw_check`` (without it, Yosys ordered a read and a write of one address
     with a bypass multiplexer behind the block RAM: the placed ResNet-20's longest path on
-    the ECP5-85k ran from the block's 5.6 ns clock-to-data through it)."""
+    the ECP5-85k ran from the block's 5.6 ns clock-to-data through it).
 
-    def __init__(self, shape, depth):
+    ``bank_words`` (a power of two): places beyond that many are cut into memories of that
+    many words each, a block RAM's in its configuration (:meth:`_banked`)."""
+
+    def __init__(self, shape, depth, *, bank_words=None):
         self._shape = Shape.cast(shape)
         if not isinstance(depth, int) or depth < 1:
             raise TypeError(f"Depth must be a positive integer, not {depth!r}")
+        if bank_words is not None and (not isinstance(bank_words, int) or bank_words < 2
+                                       or bank_words & (bank_words - 1)):
+            raise ValueError(f"Bank words must be a power of two of at least 2, "
+                             f"not {bank_words!r}")
         self._depth = depth
+        self._bank_words = bank_words
         super().__init__({"i": In(stream.Signature(self._shape)),
                           "o": Out(stream.Signature(self._shape))})
 
@@ -47,9 +55,19 @@ class SkipFifo(wiring.Component):
     def depth(self):
         return self._depth
 
+    @property
+    def banks(self):
+        """Memories the places are cut into (1: one memory)."""
+        inner = self._depth + ROOM_SLACK - 1
+        if self._bank_words is None or inner <= self._bank_words:
+            return 1
+        return -(-inner // self._bank_words)
+
     def elaborate(self, platform):
         m = Module()
         places = self._depth + ROOM_SLACK
+        if self.banks > 1:
+            return self._banked(m)
         inner = places - 1                      # the read register holds the last place
         mem = memory.Memory(shape=self._shape.width, depth=inner, init=[],
                             attrs=no_rw_check_attrs(places, self._shape.width))
@@ -83,6 +101,58 @@ class SkipFifo(wiring.Component):
         m.d.sync += room.eq(level + valid < self._depth)
         return m
 
+    def _banked(self, m):
+        """The places in :attr:`banks` memories of ``bank_words`` (a block RAM each), each
+        bank's word registered on its own (in its block's output register on the ECP5),
+        then the bank chosen: two cycles from a read to the output. (One memory deeper
+        than a block is a stack of blocks whose data Yosys chooses by the address behind
+        them, so no block's register can take its word: ResNet-32's longest path placed
+        on the ECP5-85k ran from such a stack, 5.6 ns of the block's clock-to-data.)"""
+        bw, nb = self._bank_words, self.banks
+        ab = bw.bit_length() - 1
+        total = nb * bw
+        width = self._shape.width
+        produce = Signal(range(total))
+        consume = Signal(range(total))
+        level = Signal(range(total + 1))        # places written and not yet read
+        v1 = Signal()           # the banks' read data hold a beat (of bank ``sel1``)
+        v2 = Signal()           # the words' registers hold one (of bank ``sel2``)
+        sel1, sel2 = Signal(range(nb)), Signal(range(nb))
+        room = Signal(init=1)
+        write, read, load = Signal(), Signal(), Signal()
+        m.d.comb += [write.eq(self.i.valid & room),
+                     load.eq(v1 & (~v2 | self.o.ready)),
+                     read.eq((level != 0) & (~v1 | load)),
+                     self.i.ready.eq(room), self.o.valid.eq(v2)]
+        words = []
+        for b in range(nb):
+            mem = memory.Memory(shape=width, depth=bw, init=[],
+                                attrs=no_rw_check_attrs(bw, width))
+            m.submodules[f"bank{b}"] = mem
+            wr, rd = mem.write_port(), mem.read_port(domain="sync")
+            m.d.comb += [wr.addr.eq(produce[:ab]), wr.data.eq(self.i.payload),
+                         wr.en.eq(write & (produce[ab:] == b)),
+                         rd.addr.eq(consume[:ab]), rd.en.eq(read & (consume[ab:] == b))]
+            word = Signal(width, name=f"word{b}", reset_less=True)
+            with m.If(load):
+                m.d.sync += word.eq(rd.data)
+            words.append(word)
+        m.d.comb += self.o.payload.eq(mux_tree(sel2, words))
+
+        def step(p):
+            return p + 1 if total & (total - 1) == 0 else Mux(p == total - 1, 0, p + 1)
+        with m.If(write):
+            m.d.sync += produce.eq(step(produce))
+        with m.If(read):
+            m.d.sync += [consume.eq(step(consume)), sel1.eq(consume[ab:])]
+        with m.If(load):
+            m.d.sync += sel2.eq(sel1)
+        m.d.sync += [v1.eq(read | (v1 & ~load)), v2.eq(load | (v2 & ~self.o.ready)),
+                     level.eq(level + write - read),
+                     # as the single memory's: the level a cycle later is at most depth
+                     room.eq(level + v1 + v2 < self._depth)]
+        return m
+
 
 class ResidualFork(wiring.Component):
     """Every beat of ``i`` to the main path ``o`` and to the skip path, whose output ``skip``
@@ -101,12 +171,16 @@ class ResidualFork(wiring.Component):
         Zero channels before and after.
     depth : int
         Places of the skip FIFO.
+    bank_words : int or None
+        The FIFO's places in memories of this many words (:class:`SkipFifo`).
     """
 
-    def __init__(self, shape, channels, height, width, stride, pad_channels, depth):
+    def __init__(self, shape, channels, height, width, stride, pad_channels, depth, *,
+                 bank_words=None):
         self._shape = Shape.cast(shape)
         self._geometry = (channels, height, width, stride, tuple(pad_channels))
         self._depth = depth
+        self._bank_words = bank_words
         super().__init__({"i": In(stream.Signature(self._shape)),
                           "o": Out(stream.Signature(self._shape)),
                           "skip": Out(stream.Signature(self._shape))})
@@ -125,7 +199,8 @@ class ResidualFork(wiring.Component):
         wiring.connect(m, fork.a, wiring.flipped(self.o))
         m.submodules.subsample = sub = Shortcut(self._shape, c, h, w, s)
         wiring.connect(m, fork.b, sub.i)
-        m.submodules.skip_fifo = fifo = SkipFifo(self._shape, self._depth)
+        m.submodules.skip_fifo = fifo = SkipFifo(self._shape, self._depth,
+                                                     bank_words=self._bank_words)
         wiring.connect(m, sub.o, fifo.i)
         # The FIFO's word into a register before it leaves for the add, whose multiplier
         # takes it (block RAM data straight into a MULT18X18D's operand register was the

@@ -15,7 +15,7 @@ import math
 from ..gateware.rom import DP16KD_CONFIGS, LOGIC_ROM_BITS, rom_layout
 
 __all__ = ["COST", "DP16KD_CONFIGS", "SB_RAM40_CONFIGS", "dp16kd_blocks", "memory", "ram_style",
-           "rom_blocks"]
+           "rom_blocks", "stack_words"]
 
 COST = {
     # Fitted to Yosys synth_ecp5 of LeNet-5's four units at PE×SIMD 1×25, 4×100, 2×32 and
@@ -90,6 +90,18 @@ def _one_configuration(depth, width):
     (the shallowest stack among equals)."""
     return min((math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d))
                for d, w in DP16KD_CONFIGS)
+
+
+def stack_words(depth, width):
+    """The words of one block in the configuration :func:`dp16kd_blocks` counts, where that
+    configuration stacks blocks in depth (None where one block deep holds the memory): a
+    memory cut into banks of that many words takes the same blocks."""
+    blocks, stacked = _one_configuration(depth, width)
+    if stacked < 2:
+        return None
+    return max(d for d, w in DP16KD_CONFIGS
+               if (math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d))
+               == (blocks, stacked))
 
 
 def ram_style(depth, width, style=None):

@@ -695,7 +695,19 @@ class ResidualFork(Stage):
     def unit(self, files=None):
         from ..gateware.skip import ResidualFork as Unit
         return Unit(self.x_shape, self.channels, self.height, self.width, self.stride,
-                    self.pad_channels, self.depth)
+                    self.pad_channels, self.depth, bank_words=self.bank_words)
+
+    @property
+    def bank_words(self):
+        """On the ECP5, a skip FIFO deeper than a block RAM in its configuration is cut into
+        banks of one block each (:class:`~flexor_hw.gateware.skip.SkipFifo`), so that each
+        block's word leaves through its output register."""
+        from ..gateware.skip import ROOM_SLACK
+        from .cost import ram_style, stack_words
+        places, xw = self.depth + ROOM_SLACK, self.x_shape.width
+        if self.family != "ecp5" or ram_style(places, xw) != "block":
+            return None
+        return stack_words(places, xw)
 
 
 @register
