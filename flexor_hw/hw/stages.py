@@ -689,7 +689,8 @@ class ResidualFork(Stage):
         return dict(est, luts=est["luts"] + skid["luts"], ffs=est["ffs"] + skid["ffs"] + xw)
 
     def describe(self):
-        return {"skip_fifo_depth": self.depth, "stride": self.stride,
+        return {"skip_fifo_depth": self.depth, "skip_fifo_bank_words": self.bank_words,
+                "stride": self.stride,
                 "pad_channels": list(self.pad_channels), "add": self.add}
 
     def unit(self, files=None):
