@@ -21,6 +21,18 @@ def test_skip_fifo_keeps_every_beat_in_order(depth, stall, bank_words):
     assert run.outputs == beats
 
 
+def test_a_skip_fifo_takes_a_bank_for_every_bank_words_of_its_places():
+    """Its places (depth and :data:`ROOM_SLACK`, one held in the read register) in banks:
+    one memory while they fit one bank; a bank more for each ``bank_words`` beyond."""
+    from flexor_hw.gateware.skip import ROOM_SLACK
+    assert SkipFifo(8, 5656, bank_words=2048).banks == 3
+    assert SkipFifo(8, 2048 - ROOM_SLACK + 1, bank_words=2048).banks == 1
+    assert SkipFifo(8, 2048 - ROOM_SLACK + 2, bank_words=2048).banks == 2
+    assert SkipFifo(8, 5656).banks == 1
+    with pytest.raises(ValueError, match="power of two"):
+        SkipFifo(8, 100, bank_words=48)
+
+
 def test_a_banked_skip_fifo_runs_a_beat_a_cycle():
     """Two cycles from a read to the output, yet a beat every cycle while both sides are
     ready."""
