@@ -17,6 +17,11 @@ __all__ = ["SkipFifo", "ResidualFork"]
 ROOM_SLACK = 2
 
 
+def _stepper(n):
+    """A place counter's next value around ``n`` places."""
+    return lambda p: Mux(p == n - 1, 0, p + 1) if n > 1 else 0
+
+
 class SkipFifo(wiring.Component):
     """The skip path's buffer: ``depth`` places (block RAM or LUT RAM on FPGAs), a stream on
     each side. Its depth is computed by the FIFO sizing pass
@@ -87,8 +92,7 @@ class SkipFifo(wiring.Component):
                      self.i.ready.eq(room), self.o.payload.eq(rd.data),
                      self.o.valid.eq(valid)]
 
-        def step(p):
-            return Mux(p == inner - 1, 0, p + 1) if inner > 1 else 0
+        step = _stepper(inner)
         with m.If(write):
             m.d.sync += produce.eq(step(produce))
         with m.If(read):
@@ -139,8 +143,7 @@ class SkipFifo(wiring.Component):
             words.append(word)
         m.d.comb += self.o.payload.eq(mux_tree(sel2, words))
 
-        def step(p):
-            return p + 1 if total & (total - 1) == 0 else Mux(p == total - 1, 0, p + 1)
+        step = _stepper(total)
         with m.If(write):
             m.d.sync += produce.eq(step(produce))
         with m.If(read):

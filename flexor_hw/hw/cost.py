@@ -86,9 +86,9 @@ def dp16kd_blocks(depth, width):
 
 
 def _one_configuration(depth, width):
-    """``(blocks, blocks stacked in depth)`` of the configuration taking the fewest blocks
-    (the shallowest stack among equals)."""
-    return min((math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d))
+    """``(blocks, blocks stacked in depth, words of a block)`` of the configuration taking
+    the fewest blocks (the shallowest stack among equals)."""
+    return min((math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d), d)
                for d, w in DP16KD_CONFIGS)
 
 
@@ -96,12 +96,8 @@ def stack_words(depth, width):
     """The words of one block in the configuration :func:`dp16kd_blocks` counts, where that
     configuration stacks blocks in depth (None where one block deep holds the memory): a
     memory cut into banks of that many words takes the same blocks."""
-    blocks, stacked = _one_configuration(depth, width)
-    if stacked < 2:
-        return None
-    return max(d for d, w in DP16KD_CONFIGS
-               if (math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d))
-               == (blocks, stacked))
+    _, stacked, words = _one_configuration(depth, width)
+    return words if stacked > 1 else None
 
 
 def ram_style(depth, width, style=None):
@@ -145,7 +141,7 @@ def memory(kind, depth, width, *, rom=False, logic=False, style=None, family="ec
         if in_bram:
             # blocks stacked in depth are read through a mux per bit (49 blocks deep in
             # 512 × 36: 1,127 LUT4)
-            blocks, stacked = _one_configuration(depth, width)
+            blocks, stacked, _ = _one_configuration(depth, width)
             luts = CASCADE_LUTS_PER_MUX * width * (stacked - 1)
         else:
             luts = LUTRAM_LUTS * math.ceil(width / 4) * math.ceil(depth / 16) * read_ports

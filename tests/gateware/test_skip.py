@@ -10,7 +10,7 @@ from flexor_hw.simulate import run_stream
 
 @pytest.mark.parametrize("depth, stall, bank_words", [
     (1, 0.3, None), (5, 0.3, None), (17, 0.5, None), (9, 0.0, None),
-    # banked: three banks of 4 (the last partly used), four of 2, two of 8
+    # banked: three banks of 4 (the last partly used), three of 2, two of 8
     (9, 0.3, 4), (5, 0.5, 2), (13, 0.0, 8), (9, 0.6, 4)])
 def test_skip_fifo_keeps_every_beat_in_order(depth, stall, bank_words):
     dut = SkipFifo(8, depth, bank_words=bank_words)
