@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .pipeline import (Credits, OutputFifo, SkidBuffer, copy_register, flag_copy,
                        kept_register, no_rw_check_attrs)
 
-__all__ = ["SlidingWindow", "RowWindow", "KernelWindow", "line_buffer_rows"]
+__all__ = ["SlidingWindow", "RowWindow", "KernelWindow", "line_buffer_rows", "window_rows"]
 
 
 def _positive(name, value, minimum=1):
@@ -33,23 +33,40 @@ def _pair(name, value, minimum):
     return (v, v)
 
 
-def row_window_rows(height, kernel_h, stride_h):
-    """Rows a :class:`RowWindow`'s line buffer holds: ``2·kh + sh``."""
-    return min(height, 2 * kernel_h + stride_h)
+#: Beats of slack a line buffer keeps beyond its windows' rows where its writer and reader
+#: run at nearly one rate (:func:`window_rows`): the flow control's flags follow the state a
+#: cycle late, and a row passes from one side to the other in a few cycles.
+SLACK_BEATS = 8
 
 
-def kernel_window_rows(height, kernel_h, stride_h):
-    """Rows a :class:`KernelWindow`'s line buffer holds: ``2·kh + sh``, or the map's and a
-    kernel's more where that is fewer (the writer fills the next image's first rows while
-    the reader waits for this one's last), rounded up to a multiple of ``kh`` (row ``g`` in
-    row bank ``g mod kh``: any ``kh`` rows in a row are then in ``kh`` different banks)."""
-    rows = min(height + kernel_h, 2 * kernel_h + stride_h)
-    return -(-rows // kernel_h) * kernel_h
+def window_rows(style, channels, height, width, kernel, stride, padding):
+    """Rows a window's line buffer holds: ``kh + sh`` for a :class:`SlidingWindow` (``sh``
+    more than a window needs, so the writer fills the next rows while the reader walks
+    these), ``2·kh + sh`` for a :class:`RowWindow` and a :class:`KernelWindow` (a kernel row
+    or a kernel a cycle outruns a beat a cycle: the writer must be able to fill the next
+    image's first rows while the reader walks this image's last output row); a row or more
+    where the writer's rows and the reader's output rows take about as many beats (within
+    :data:`SLACK_BEATS`) and the rows beyond a window's hold fewer beats than that; at most
+    the map's and a kernel's more (the writer fills the next image's first rows while the
+    reader finishes this one); for a kernel window a multiple of ``kh`` (row ``g`` in row
+    bank ``g mod kh``: any ``kh`` rows in a row are then in ``kh`` different banks).
+    ``style``: ``"element"``, ``"row"`` or ``"kernel"``."""
+    (kh, kw), (sh, sw), pw = kernel, stride, padding[1]
+    ow = (width + 2 * pw - kw) // sw + 1
+    row = width * channels
+    rows = kh + sh if style == "element" else 2 * kh + sh
+    out_row = ow * channels * {"element": kh * kw, "row": kh, "kernel": 1}[style]
+    held = (rows - kh - sh) * row
+    if abs(out_row - sh * row) < SLACK_BEATS and held < SLACK_BEATS:
+        rows += -(-(SLACK_BEATS - held) // row)
+    rows = min(height + kh, rows)
+    if style == "kernel":
+        rows = -(-rows // kh) * kh
+    return rows
 
 
 def line_buffer_rows(height, kernel_h, stride_h):
-    """Rows a :class:`SlidingWindow`'s line buffer holds: ``kh + sh`` (``sh`` more than a
-    window needs, so the writer fills the next rows while the reader walks these)."""
+    """Rows a max pool's line buffer holds (:class:`~.pool.MaxPool`): ``kh + sh``."""
     return min(height, kernel_h + stride_h)
 
 
@@ -126,9 +143,13 @@ class SlidingWindow(wiring.Component):
         oh, ow = self.output_size
         return oh * ow * self.window_beats
 
+    _style = "element"
+
     @property
     def buffer_rows(self):
-        return line_buffer_rows(self._h, self._k[0], self._s[0])
+        """Rows of line buffer (:func:`window_rows`)."""
+        return window_rows(self._style, self._c, self._h, self._w, self._k, self._s,
+                           self._p)
 
     def elaborate(self, platform):
         m = Module()
@@ -139,8 +160,6 @@ class SlidingWindow(wiring.Component):
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
         R = self.buffer_rows
-        d = _rows_done(H, R, sh, ph)
-        flags = _RowsDoneFlags(d)
 
         m.submodules.mem = mem = memory.Memory(shape=self._shape, depth=R * W * C, init=[],
                                                attrs=no_rw_check_attrs(R * W * C,
@@ -195,7 +214,7 @@ class SlidingWindow(wiring.Component):
         # a register: :func:`_registered_avail`).
         pad = Signal()
         m.d.comb += pad.eq(_outside(iy, H) | _outside(ix, W))
-        reader = _Reader(m, self, avail_init=int(ph > 0 or pw > 0))
+        reader = _Reader(m, self, avail_init=int(kh <= ph))
         self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
         pad_a = Signal(reset_less=True)
         pad_reg = Signal(reset_less=True)
@@ -259,31 +278,18 @@ class SlidingWindow(wiring.Component):
             with m.If(last_kx):
                 _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
         # (A switch comes only once the reader is done: no take in the same cycle.)
-        with m.If(switch):
-            _hand_over(m, rows, steps)
         w_last = _ends_next(m, write, [(w_px, W * C)], "w_last")
         wr_end, wr_end_rows = write & w_last, writer.rows & w_last
+        with m.If(switch):
+            _hand_over(m, rows, steps, w_row, wr_end)
         self._ahead = (ahead, _reader_ahead(m, self, ahead_rows, switch, wr_end_rows, w_row, H))
         row_end = _ends_next(m, step, [(ox, ow), (c, C), (ky, kh), (kx, kw)], "r_last")
-        d_next_of = _write_room(m, writer, wr_end, wr_end_rows, reader.rows & row_end,
-                                last_oy, switch, ahead, ahead_rows, w_row, low, r_done, d, H,
-                                R, sh, ph, flags)
-
-        # The next element's padding after a take (iy and ix as they step), for ``avail``.
-        row_pad1 = Mux(last_kx, Mux(~last_ky, _outside(iy, H, 1),
-                                    Mux(last_c & last_ox,
-                                        Mux(last_oy, ph > 0, _outside(low, H, sh)),
-                                        _outside(low, H))), _outside(iy, H))
-        col_pad1 = Mux(~last_kx, _outside(ix, W, 1),
-                       Mux(last_ky & last_c, Mux(last_ox, pw > 0, _outside(ix0, W, sw)),
-                           _outside(ix0, W)))
-        self._avail_check = _registered_avail(
-            m, reader, wr_end_rows, switch, ahead_rows, r_done, d, w_row, kh, H, sh, ph,
-            pad=pad,
-            ky=ky, ky_moves=last_kx, last_ky=last_ky, row_end=row_end, last_oy=last_oy,
-            pad1=row_pad1 | col_pad1, flags=flags)
-        flags.update(m, d_next_of)
-        self._flags = flags
+        self._flow = _flow_control(
+            m, writer, reader, w_row=w_row, low=low, ahead=ahead, ahead_rows=ahead_rows,
+            r_done=r_done, switch=switch, w_end=wr_end,
+            oy=oy, oh=oh, r_end=reader.rows & row_end, H=H, R=R, kh=kh, sh=sh, ph=ph,
+            w_beats=W * C,
+            r_beats=ow * C * kh * kw)
         return m
 
 
@@ -306,12 +312,7 @@ class RowWindow(SlidingWindow):
     def _out_width(self):
         return self._k[1] * self._shape.width
 
-    @property
-    def buffer_rows(self):
-        """``2·kh + sh`` rows: a kernel row a cycle outruns a beat a cycle, so the writer
-        must be able to fill the next image's first rows while the reader walks this image's
-        last output row, or the unit idles at every image boundary."""
-        return row_window_rows(self._h, self._k[0], self._s[0])
+    _style = "row"
 
     @property
     def beats_per_image(self):
@@ -324,8 +325,6 @@ class RowWindow(SlidingWindow):
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
         R = self.buffer_rows
-        d = _rows_done(H, R, sh, ph)
-        flags = _RowsDoneFlags(d)
         Wb = -(-W // kw)                        # column groups: pixel x in group x // kw
         xw = self._shape.width
         rw = Shape.cast(range(kw)).width
@@ -397,7 +396,7 @@ class RowWindow(SlidingWindow):
         row_addr = Signal(range(RBC), init=base_slot.init * BWC)
         base_row = Signal(range(RBC), init=base_slot.init * BWC)
         img_row = Signal(range(RBC))
-        reader = _Reader(m, self, avail_init=int(ph > 0))
+        reader = _Reader(m, self, avail_init=int(kh <= ph))
         self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
         row_pad = _outside(iy, H)
         pads_a = Signal(kw, reset_less=True)    # element kx of the beat is padding
@@ -434,24 +433,18 @@ class RowWindow(SlidingWindow):
                                 kw, sw, pw)
         with m.If(step):
             _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
-        with m.If(switch):
-            _hand_over(m, rows, steps)
         w_last = _ends_next(m, write, [(w_x, W), (w_c, C)], "w_last")
         wr_end, wr_end_rows = write & w_last, writer.rows & w_last
+        with m.If(switch):
+            _hand_over(m, rows, steps, w_row, wr_end)
         self._ahead = (ahead, _reader_ahead(m, self, ahead_rows, switch, wr_end_rows, w_row, H))
         row_end = _ends_next(m, step, [(ox, ow), (c, C), (ky, kh)], "r_last")
-        d_next_of = _write_room(m, writer, wr_end, wr_end_rows, reader.rows & row_end,
-                                last_oy, switch, ahead, ahead_rows, w_row, low, r_done, d, H,
-                                R, sh, ph, flags)
-        pad1 = Mux(~last_ky, _outside(iy, H, 1),
-                   Mux(last_c & last_ox, Mux(last_oy, ph > 0, _outside(low, H, sh)),
-                       _outside(low, H)))
-        self._avail_check = _registered_avail(
-            m, reader, wr_end_rows, switch, ahead_rows, r_done, d, w_row, kh, H, sh, ph,
-            pad=row_pad, ky=ky, ky_moves=Const(1), last_ky=last_ky, row_end=row_end,
-            last_oy=last_oy, pad1=pad1, flags=flags)
-        flags.update(m, d_next_of)
-        self._flags = flags
+        self._flow = _flow_control(
+            m, writer, reader, w_row=w_row, low=low, ahead=ahead, ahead_rows=ahead_rows,
+            r_done=r_done, switch=switch, w_end=wr_end,
+            oy=oy, oh=oh, r_end=reader.rows & row_end, H=H, R=R, kh=kh, sh=sh, ph=ph,
+            w_beats=W * C,
+            r_beats=ow * C * kh)
         return m
 
 
@@ -480,9 +473,7 @@ class KernelWindow(SlidingWindow):
     def _out_width(self):
         return self._k[0] * self._k[1] * self._shape.width
 
-    @property
-    def buffer_rows(self):
-        return kernel_window_rows(self._h, self._k[0], self._s[0])
+    _style = "kernel"
 
     @property
     def beats_per_image(self):
@@ -496,8 +487,6 @@ class KernelWindow(SlidingWindow):
         oh, ow = self.output_size
         R = self.buffer_rows
         Rk = R // kh                            # rows of one row bank
-        d = _rows_done(H, R, sh, ph)
-        flags = _RowsDoneFlags(d)
         Wb = -(-W // kw)                        # column groups: pixel x in group x // kw
         xw = self._shape.width
         rw, hw_ = Shape.cast(range(kw)).width, Shape.cast(range(kh)).width
@@ -603,7 +592,7 @@ class KernelWindow(SlidingWindow):
         base_row = Signal(range(R), init=base_slot.init)
         row_addr = Signal(range(R), init=base_slot.init)
         img_row = Signal(range(R))
-        reader = _Reader(m, self, avail_init=int(kh - 1 < ph), middle=True)
+        reader = _Reader(m, self, avail_init=int(kh <= ph), middle=True)
         self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
 
         def table(values, slot):
@@ -678,23 +667,18 @@ class KernelWindow(SlidingWindow):
             with m.Else():
                 _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw,
                             sw, pw)
-        with m.If(switch):
-            _hand_over(m, rows, steps)
         w_last = _ends_next(m, write, [(w_x, W), (w_c, C)], "w_last")
         wr_end, wr_end_rows = write & w_last, writer.rows & w_last
+        with m.If(switch):
+            _hand_over(m, rows, steps, w_row, wr_end)
         self._ahead = (ahead, _reader_ahead(m, self, ahead_rows, switch, wr_end_rows, w_row, H))
         row_end = _ends_next(m, step, [(ox, ow), (c, C)], "r_last")
-        d_next_of = _write_room(m, writer, wr_end, wr_end_rows, reader.rows & row_end,
-                                last_oy, switch, ahead, ahead_rows, w_row, low, r_done, d, H,
-                                R, sh, ph, flags)
-        # A beat needs its last kernel row (``ky = kh − 1``): below the map, that is a
-        # padding row, and the beat waits for the image's last row, ``ahead``.
-        self._avail_check = _registered_avail(
-            m, reader, wr_end_rows, switch, ahead_rows, r_done, d, w_row, kh, H, sh, ph,
-            pad=Const(0), ky=kh - 1, ky_moves=Const(0), last_ky=Const(1), row_end=row_end,
-            last_oy=last_oy, pad1=Const(0), flags=flags, ky_first=kh - 1)
-        flags.update(m, d_next_of)
-        self._flags = flags
+        self._flow = _flow_control(
+            m, writer, reader, w_row=w_row, low=low, ahead=ahead, ahead_rows=ahead_rows,
+            r_done=r_done, switch=switch, w_end=wr_end,
+            oy=oy, oh=oh, r_end=reader.rows & row_end, H=H, R=R, kh=kh, sh=sh, ph=ph,
+            w_beats=W * C,
+            r_beats=ow * C)
         return m
 
 
@@ -778,8 +762,9 @@ def _reader_ahead(m, unit, ahead_rows, switch, wr_end_rows, w_row, H):
     through the hand-over's select by ``ahead`` and back, 8.8 ns of routing). Equal to
     ``ahead`` in every cycle (a switch needs ``ahead``, the writer's set its absence).
     Returns it."""
-    return flag_copy(m, wr_end_rows & (w_row == H - 1), switch, "ahead_rows", emit=unit._emit,
-                     flag=ahead_rows)
+    full = Mux(wr_end_rows, w_row == H - 1, w_row == H)    # as the writer's (:func:`_hand_over`)
+    return flag_copy(m, wr_end_rows & (w_row == H - 1), switch & ~full, "ahead_rows",
+                     emit=unit._emit, flag=ahead_rows)
 
 
 def _registered_write(m, port, addr, data, en, name, emit):
@@ -922,308 +907,88 @@ def _next_iy(m, iy, low, last_ky, row_end, last_oy, sh, ph):
         m.d.sync += iy.eq(low)
 
 
-def _rows_done(H, R, sh, ph):
-    """``d = w_row − low``: the rows the writer has completed from the reader's ``low`` on
-    (when it is not ahead), a register that follows both (:func:`_write_room`; its adder
-    was on the path into the room's compares)."""
-    return Signal(range(-((H + 1) * sh + ph + R + 1), H + ph + R + 2), init=ph, name="d")
-
-
-def _ky_below(ky, d, kh):
-    """Whether the reader's row ``iy = low + ky`` is complete, ``iy < w_row``, as
-    ``ky < d`` (0 ≤ ky < kh) in LUTs: ``d`` at least ``2^b`` (b the bits of ``ky``), or
-    non-negative below it with its low bits above ``ky``. The compare of ``iy`` with
-    ``w_row``, a carry chain, led the reader's ``take`` into every counter's enable and
-    the line buffer's read enable (the placed ResNet-20's longest path)."""
-    b = max(1, (kh - 1).bit_length())
-    width = len(d)
-    sign = d[width - 1]
-    high = d[b:width - 1].any() if width - 1 > b else Const(0)
-    low = d[:b]
-
-    def at_least(c):                    # low ≥ c, by its values: no adder
-        return Cat(*[low == v for v in range(c, 1 << b)]).any()
-
-    low_above = Cat(*[(ky == j) & at_least(j + 1) for j in range(kh) if j + 1 < 1 << b]).any()
-    return ~sign & (high | low_above)
-
-
-def _rows_done_after(d, w_row, H, sh, ph, w_end, r_end):
-    """``d``'s next value (:func:`_rows_done`) after the writer's row end (``w_end``) and
-    the reader's (``r_end``: None, ``"row"``, or ``"image"``, whose next ``low`` is the
-    next image's ``-ph``), as ``(when the writer's row end wraps to the next image's row 0,
-    otherwise)``, each a ``(register, constant)`` sum (register None: the constant alone),
-    so that its users may add or compare it as they need (:func:`_write_room` sums it,
-    :func:`_registered_avail` compares ``ky`` with it in LUTs)."""
-    if r_end == "image":
-        return ((None, ph), (w_row, 1 + ph)) if w_end else ((w_row, ph),) * 2
-    k = -sh if r_end == "row" else 0
-    return ((d, k + 1 - H), (d, k + 1)) if w_end else ((d, k),) * 2
-
-
-def _by_wraps(wraps, cases, value):
-    """``value`` of :func:`_rows_done_after`'s two cases, chosen by ``wraps`` (one where
-    they are the same)."""
-    wrapped, plain = cases
-    return value(plain) if wrapped is plain else Mux(wraps, value(wrapped), value(plain))
-
-
 def _outside(v, n, k=0):
     """Whether ``v + k`` falls outside ``0 … n − 1``, as compares of ``v`` with constants
     (no adder in front of the compare)."""
     return (v < -k) | (v >= n - k)
 
 
-def _bounds(x):
-    """The least and greatest values of ``x``'s shape."""
-    shape = x.shape()
-    if shape.signed:
-        return -(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1
-    return 0, (1 << shape.width) - 1
+def _flow_control(m, writer, reader, *, w_row, low, ahead, ahead_rows, r_done, switch, oy,
+                  oh, w_end, r_end, H, R, kh, sh, ph, w_beats, r_beats):
+    """The writer's room (``can_write``) and the reader's ``avail``, each a register, from
+    flags that are registers themselves, a cycle behind the state they read: every compare
+    sits between flip-flops, and ``write`` and ``take`` reach only the last gate in front
+    of the room and ``avail``.
 
+    A flag a cycle old is safe because it can only turn from false to true while its side
+    stands still: the writer's rows done only grow, and the reader's rows only move on. So
+    a flag is kept for where each side stands and for where its next row end takes it (and
+    the one after, where a row is a single beat); an event chooses the next one's flag in
+    its cycle and in the cycle after, while the flags still read the state before it.
 
-def _at_least(x, c):
-    """``x ≥ c`` for a register ``x`` and a constant ``c``, in LUTs: an equality per value
-    on the shorter side (no carry chain; ``x`` is a few bits wide)."""
-    lo, hi = _bounds(x)
-    if c <= lo:
-        return Const(1)
-    if c > hi:
-        return Const(0)
-    if hi - c + 1 <= c - lo:
-        return Cat(*[x == v for v in range(c, hi + 1)]).any()
-    return ~Cat(*[x == v for v in range(lo, c)]).any()
+    The reader takes a window once every row of its output row's windows is complete
+    (rows ``low … low + kh − 1`` of its image that lie in the map: ``w_row`` counts them,
+    or the writer has moved on to the next image, ``ahead``). The writer fills row ``w`` of
+    its image when the row's slot holds no row the reader still needs: the rows before the
+    reader's ``low`` are free; while the writer is ahead, its row ``w`` is row ``H + w`` of
+    the reader's image and must not overwrite a row of its own image either (``w < R −
+    ph``: the reader starts that image at ``-ph``), and once the reader is done that alone
+    counts, so the writer goes on through the hand-over. ``w_beats`` and ``r_beats``: the
+    beats of a writer's row and of a reader's output row. Returns the flags, for tests."""
 
+    def reg(value, init, name):
+        r = Signal(init=int(init), name=name)
+        m.d.sync += r.eq(value)
+        return r
 
-def _below_sum(ky, x, k, kh, at_least=None):
-    """``ky < x + k`` for a counter ``ky`` (0 … kh − 1, or a constant), a register ``x`` and
-    a constant ``k``, in LUTs: for each value ``j`` of ``ky``, ``x ≥ j − k + 1``
-    (``at_least(x, c)``: :func:`_at_least`, or a register that holds it)."""
-    at_least = at_least or _at_least
-    if isinstance(ky, int):
-        return at_least(x, ky - k + 1)
-    return Cat(*[(ky == j) & at_least(x, j - k + 1) for j in range(kh)]).any()
+    def pick(event, event_d, flags, single):
+        """The flag for the state after ``event`` (this cycle's, ``event_d`` the cycle
+        before's): ``flags`` for no step, one and two steps on."""
+        now, one, two = flags
+        if not single:                      # two events never come in two cycles in a row
+            return Mux(event | event_d, one, now)
+        return Mux(event, Mux(event_d, two, one), Mux(event_d, one, now))
 
+    # -- the reader
+    def rows_ok(first):
+        return ahead_rows | (w_row >= first + kh) | (w_row == H)
 
-class _RowsDoneFlags:
-    """``d ≥ c`` (:func:`_rows_done`) for the constants ``c`` a reader's ``avail`` compares
-    ``d`` with, each a register that follows ``d`` (:meth:`update`), so that ``avail``'s
-    next value reads flags, not ``d``'s compares: those compares, equalities of ``d``'s
-    bits with every value on one side of ``c``, then the cases and the events, were
-    LeNet-5's longest paths at two seeds (conv1's window, 3.8 ns of logic)."""
+    single_r = r_beats < 2
+    ok = [reg(~r_done & rows_ok(low), kh <= ph, "avail_ok"),
+          reg((oy != oh - 1) & rows_ok(low + sh), False, "avail_ok_next"),
+          reg((oy < oh - 2) & rows_ok(low + 2 * sh), False, "avail_ok_next2")
+          if single_r else None]
+    # the hand-over: the first output row of the writer's image (the next), from before it
+    ok_img = reg(ahead_rows & (w_row >= min(kh - ph, H)), False, "avail_ok_image")
+    r_end_d = reg(r_end, False, "r_end_d")
+    switch_d = reg(switch, False, "switch_d")
+    reader.set_avail(m, Mux(switch | switch_d, ok_img, pick(r_end, r_end_d, ok, single_r)))
 
-    def __init__(self, d):
-        self.d, self.flags = d, {}
+    # -- the writer
+    def room(w, ahead_x):
+        """The writer may fill row ``w`` of its image (the next one, with ``ahead_x``)."""
+        cur = (w < H) & (r_done | (w < low + R))
+        nxt = (w < H) & (w < R - ph) & (r_done | (w + H < low + R))
+        return Mux(ahead_x, nxt, cur)
 
-    def __call__(self, x, c):
-        """``x ≥ c``: a flag where ``x`` is ``d``, else :func:`_at_least`."""
-        lo, hi = _bounds(x)
-        if x is not self.d or c <= lo or c > hi:
-            return _at_least(x, c)
-        if c not in self.flags:
-            self.flags[c] = Signal(init=int(self.d.init >= c),
-                                   name=f"d_ge_{c}".replace("-", "m"))
-        return self.flags[c]
+    def step(ahead_x, w):
+        """The writer's image and row after a row end."""
+        wraps = ~ahead_x & (w == H - 1)
+        return ahead_x | wraps, Mux(wraps, 0, w + 1)
 
-    def update(self, m, d_next_of):
-        """Each flag's next value, case by case as ``d``'s (``d_next_of``, from
-        :func:`_write_room`): ``reg + k ≥ c`` as ``reg ≥ c − k``, a flag of its own where
-        there is one, else a compare of the register."""
-        flags = dict(self.flags)
-        for c, flag in flags.items():
-            def at_least(case, c=c):
-                reg, k = case
-                if reg is None:
-                    return Const(int(k >= c))
-                if reg is self.d and c - k in flags:
-                    return flags[c - k]
-                return _at_least(reg, c - k)
-            m.d.sync += flag.eq(d_next_of(at_least))
-
-
-def _registered_avail(m, reader, wr_end, switch, ahead, r_done, d, w_row, kh, H, sh,
-                      ph, *, pad, ky, ky_moves, last_ky, row_end, last_oy, pad1, flags,
-                      ky_first=0):
-    """A reader's ``avail`` (its next element is padding, or its row is complete, and the
-    image is not done: ``~r_done & (pad | ahead | ky < d)``) as a register holding its value
-    for the next cycle's state, so that ``take`` is one gate of flip-flops: ``take``
-    enables every counter and address register of the reader, and the compares behind
-    ``avail`` in front of that fan-out were the longest path of LeNet-5 and ResNet-20
-    placed on the ECP5 (conv2's window: ``ky`` through ``avail`` and ``take`` into its
-    row registers' enables, 8.2 of 10.3 ns routing).
-
-    The value is evaluated for each case of the events (a take, the writer's row end, the
-    hand-over) from registers, each compare one of a register with a constant, and the
-    events choose last (as in :func:`_write_room`). ``pad``, ``ky``: the state's; after a
-    take, ``ky`` steps with ``ky_moves`` (to 0 with ``last_ky``), the reader ends an output
-    row with ``row_end`` (the image with ``last_oy``; ``ky`` is then 0), and ``pad1`` is
-    its next element's padding. With no event the state, and ``avail``, stay. ``take`` and
-    ``avail`` are ``reader``'s (:class:`_Reader`). Returns ``(avail, its combinational
-    definition)`` for tests."""
-    avail, take = reader.avail, reader.take
-    wraps = ~ahead & (w_row == H - 1)           # the writer's row end starts the next image
-
-    def ok(ky_x, w_end, r_end):
-        """``ky_x < d'`` (``ky_x``: ``ky``, ``ky + 1`` as ``(ky, 1)``, or 0) with ``d'``
-        after the events (:func:`_rows_done_after`), each case a compare in LUTs of a
-        register with a constant: no adder and no carry chain (their chains in series were
-        this register's longest path)."""
-        ky_x, step = ky_x if isinstance(ky_x, tuple) else (ky_x, 0)
-
-        def below(case):
-            reg, k = case
-            if reg is None:                     # the reader's next image: ky is 0
-                return Const(int(ky_x < k))
-            return _below_sum(ky_x, reg, k - step, kh, flags)
-        return _by_wraps(wraps, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end), below)
-
-    def rows_ok(w_end, moved):
-        """After the writer's event, with the reader's ``ky`` stepped (``moved``) or not,
-        and no row end."""
-        if not moved:
-            return ok(ky, w_end, None)
-        return Mux(last_ky, ok(0, w_end, None), ok((ky, 1), w_end, None))
-
-    def after_take(w_end):
-        ahead_x = ahead | wraps if w_end else ahead
-        ok_row = Mux(last_oy, ok(ky_first, w_end, "image"), ok(ky_first, w_end, "row"))
-        ok_x = Mux(row_end, ok_row, Mux(ky_moves, rows_ok(w_end, True), rows_ok(w_end, False)))
-        return ~(row_end & last_oy) & (pad1 | ahead_x | ok_x)
-
-    # no take: the writer's row end (or nothing: the state stays), or the hand-over, where
-    # the reader, done and back at its image's start, takes the writer's image
-    idle_w = ~r_done & (pad | ahead | wraps | rows_ok(True, False))
-    handed = [pad | rows_ok(w, False) for w in (False, True)]
-    reader.set_avail(m, Mux(switch, Mux(wr_end, handed[1], handed[0]),
-                            Mux(take, Mux(wr_end, after_take(True), after_take(False)),
-                                Mux(wr_end, idle_w, avail))))
-    comb = Signal(name="avail_comb")
-    ky_now = Const(ky, range(kh)) if isinstance(ky, int) else ky
-    m.d.comb += comb.eq(~r_done & (pad | ahead | _ky_below(ky_now, d, kh)))
-    return avail, comb
-
-
-def _write_room(m, writer, wr_end, wr_end_rows, rd_end, last_oy, switch, ahead, ahead_rows,
-                w_row, low, r_done, d, H, R, sh, ph, flags):
-    """``writer.can_write`` as a register (:meth:`_Writer.set_room`): the writer may fill a
-    row unless its slot still holds a row the reader needs (stream rows before the reader's
-    ``low`` are free: row r of the next image is row H + r of this one; once the reader is
-    done, every row of its image is free). The input's ``ready`` is then a flip-flop: the
-    compare of the writer's row with the reader's (an adder and a compare) drove it, and
-    through the producer's handshake it reached the FIFO before it (the placed ResNet-20's
-    longest path on the ECP5-85k).
-
-    The register holds the room of the next cycle's state, exactly: the writer's row after a
-    write that ends one (``wr_end``), the reader's after a take that ends an output row
-    (``rd_end``, the image with ``last_oy``), and the hand-over (``switch``). A value a cycle
-    old would cost a cycle whenever the reader frees a row the writer waits for; where the
-    units run at the window's rate, that reaches the window's own reader. ``d`` (and
-    through the returned ``d_next_of`` its flags) follows ``wr_end_rows``, the same event
-    from the writer's copy of ``write`` for the rows-done bookkeeping (:class:`_Writer`).
-    The room compares ``d`` with constants as ``flags`` (:class:`_RowsDoneFlags`, shared
-    with ``avail``): registers, where the compares in LUTs (3.4 ns of logic) were the
-    longest path of ResNet-20 placed on the ECP5-85k at one seed (conv5's window)."""
-    # The next state differs from this one by the writer's row end (its row + 1, or row 0
-    # of the next image) and the reader's (low + sh, or -ph at the image's end), so the
-    # room is evaluated for each case beside the events, which then choose (the compare of
-    # next-state values behind the events' muxes was the placed LeNet-5's longest path).
-    # Every compare of a register with a constant is the sign of a register of its own
-    # (``x − K``, or ``K − x``), which follows ``x`` by the same steps: the compares' carry
-    # chains were the rest of the path into the flip-flop.
-    signs = {}
-
-    def below(kind, k):
-        """Whether ``w_row < k`` (kind "w") or ``low > k`` ("low"): the sign of a
-        register."""
-        if (kind, k) in signs:
-            return signs[kind, k]
-        lo, hi = {"w": (-k, H - k), "low": (k - lows[1], k - lows[0])}[kind]
-        if lo >= 0 or hi < 0:
-            signs[kind, k] = Const(int(hi < 0))
-            return signs[kind, k]
-        init = {"w": -k, "low": k + ph}[kind]
-        reg = Signal(range(lo, hi + 1), init=init, name=f"room_{kind}_{k}".replace("-", "m"))
-        updates.append((kind, k, reg))
-        signs[kind, k] = reg[-1]
-        return reg[-1]
-
-    lows = (-ph, (H + 1) * sh)                  # a bound on low's range (low = oy·sh − ph)
-    updates = []
-    # the writer's next row is the next image's (for ``d``, by the reader: from its copy of
-    # ``ahead``)
-    wraps = ~ahead & ~below("w", H - 1) & below("w", H)
-    wraps_rows = ~ahead_rows & ~below("w", H - 1) & below("w", H)
-    # d = w_row − low (:func:`_rows_done`) follows both: its values after each case of
-    # events are summed from registers, and the events choose among them (the sum behind
-    # the events' step was the longest path of ResNet-20 placed on the ECP5-85k: all six
-    # endpoints over 10 ns were windows' d, from the input's handshake)
-    def value(case):
-        reg, k = case
-        if reg is None:
-            return k
-        return reg + k if k else reg
-
-    def d_next_of(fn):
-        """``fn`` of ``d``'s next value, ``fn((register, constant))`` for each case of the
-        events, the events choosing (``fn`` of ``(d, 0)``: no event)."""
-        def after(w_end, r_end):
-            return _by_wraps(wraps_rows, _rows_done_after(d, w_row, H, sh, ph, w_end, r_end),
-                             fn)
-        return Mux(rd_end, Mux(last_oy, Mux(wr_end_rows, after(True, "image"),
-                                            after(False, "image")),
-                               Mux(wr_end_rows, after(True, "row"), after(False, "row"))),
-                   Mux(wr_end_rows, after(True, None), fn((d, 0))))
-
-    m.d.sync += d.eq(d_next_of(value))
-
-    def lt(wk, lk, c):
-        """``W + c < L``: W the writer's next row (``w_row + wk``, or 0 for None), L the
-        reader's next ``low`` (``low + lk``, or -ph for None)."""
-        if wk is not None and lk is not None:
-            return ~flags(d, lk - wk - c)
-        if wk is None and lk is not None:
-            return below("low", c - lk)
-        if wk is not None:
-            return below("w", -ph - wk - c)
-        return Const(int(c < -ph))
-
-    # The events come last: each of the four cases (writer's row end or not, reader's row
-    # end or not) is evaluated from registers, and the events choose among them in the
-    # last gates before the flip-flop (they come through the handshakes: the input's valid,
-    # the reader's take). With neither event nor hand-over the state stays, and so does
-    # the room.
-    def after(w_end, r_end):
-        """The room after the writer's event (False: none; else a row end, which wraps
-        to the next image with ``wraps``) and the reader's (likewise, the image's end with
-        ``last_oy``)."""
-        ahead_e = Mux(switch, 0, ahead | wraps) if w_end else Mux(switch, 0, ahead)
-        r_done_e = Mux(switch, 0, r_done | last_oy) if r_end else Mux(switch, 0, r_done)
-
-        def at(wk, lk):
-            below_h = Const(1) if wk is None else below("w", H - wk)
-            return Mux(ahead_e, ~r_done_e & lt(wk, lk, H - R),
-                       below_h & (r_done_e | lt(wk, lk, -R)))
-
-        def by_reader(wk):
-            if not r_end:
-                return at(wk, 0)
-            return Mux(last_oy, at(wk, None), at(wk, sh))
-
-        if not w_end:
-            return by_reader(0)
-        return Mux(wraps, by_reader(None), by_reader(1))
-
-    stay = Mux(switch, after(False, False), writer.can_write)
-    writer.set_room(m, Mux(rd_end, Mux(wr_end, after(True, True), after(False, True)),
-                           Mux(wr_end, after(True, False), stay)))
-    # the registers follow w_row (+1 at the writer's row end, 0 when it wraps) and low (+sh
-    # at the reader's, -ph at the image's end)
-    for kind, k, reg in updates:
-        if kind == "w":
-            m.d.sync += reg.eq(Mux(wr_end, Mux(wraps, -k, reg + 1), reg))
-        else:
-            m.d.sync += reg.eq(Mux(rd_end, Mux(last_oy, k + ph, reg - sh), reg))
-    return d_next_of
+    single_w = w_beats < 2
+    a1, w1 = step(ahead, w_row)
+    a2, w2 = step(a1, w1)
+    room_init = [0 < H and 0 < R - ph,
+                 (H > 1 and 1 < R - ph) or (H == 1 and H < R - ph), False]
+    rooms = [reg(room(w_row, ahead), room_init[0], "room_ok"),
+             reg(room(w1, a1), room_init[1], "room_ok_next"),
+             reg(room(w2, a2), False, "room_ok_next2") if single_w else None]
+    w_end_d = reg(w_end, False, "w_end_d")
+    writer.set_room(m, pick(w_end, w_end_d, rooms, single_w))
+    return {"ok": ok[0], "ok_next": ok[1], "ok_image": ok_img, "room": rooms[0],
+            "room_next": rooms[1], "w_row": w_row, "low": low, "r_done": r_done,
+            "ahead": ahead}
 
 
 @dataclass
@@ -1303,9 +1068,15 @@ def _next_output_row(m, r, steps, last_oy):
                      r.row_addr.eq(steps["next_row"])]
 
 
-def _hand_over(m, r, steps):
-    """The reader, done, takes over the writer's image: rows run on around the buffer."""
-    m.d.sync += [r.ahead.eq(0), r.r_done.eq(0),
+def _hand_over(m, r, steps, w_row, w_end):
+    """The reader, done, takes over the writer's image: rows run on around the buffer.
+    Where the writer has completed that image too (its ``H`` rows, with this cycle's row end
+    ``w_end`` or before), it stands at row 0 of the next one, ahead again (its row count
+    stays below ``H``)."""
+    full = Mux(w_end, w_row == r.H - 1, w_row == r.H)
+    with m.If(full):
+        m.d.sync += w_row.eq(0)
+    m.d.sync += [r.ahead.eq(full), r.r_done.eq(0),
                  r.img_slot.eq(steps["img_slot"]), r.img_row.eq(steps["img_row"]),
                  r.base_slot.eq(steps["base_slot"]), r.base_row.eq(steps["base_row"]),
                  r.row_addr.eq(steps["base_row"])]

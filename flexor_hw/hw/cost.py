@@ -37,14 +37,11 @@ COST = {
         # +842 / +463, 8 × 27 +401 / +242, two planes of 13 × 19 +1,093 / +656)
         "luts_per_product_bit": 2.1, "ffs_per_product_bit": 1.3,
     },
-    # the counters, the room's registers (w_row − K, K − low), the read addresses' registers
-    # and the next rows'. Fitted when ResNet-20's 3-channel window synthesized alone took 479
-    # LUT4 / 167 FF and its row windows 676 / 265; with the registered next-state flags and
-    # the reader's output FIFO they take 722 / 299 and 868 / 469, LeNet-5's 992 / 295 and
-    # 1,042 / 597 (benchmarks/lenet5_ecp5_25k.md). Left as they are: the totals, which the
-    # folding pass weighs against the device, stay within 8 % of the placed designs (the
-    # flattened synthesis saves what the per-module rows add), and raising the windows alone
-    # would take ResNet-20's folding below what the 85k places.
+    # the counters, the flow control's flags (compares a cycle behind the counters), the read
+    # addresses' registers and the next rows', the output FIFO. Synthesized alone
+    # (synth_ecp5, CCU2C as two LUT4, LUT RAM as six): ResNet-32's element window of 64
+    # channels 492 LUT4 / 280 FF (estimated 480 / 249), its row windows of 16 channels 797 /
+    # 432 (710 / 405).
     "window": {"luts": 470, "ffs": 200},
     "row_window": {"luts": 700, "ffs": 300},     # kw banks, the rotation, the output slice
     # kh × kw banks: beside the row window's, per bank its read address and write enable;

@@ -22,7 +22,7 @@ from ..gateware.pipeline import int_shape, ram_style_attr
 from ..gateware.rom import (LOGIC_ROM_BITS, flat_group_bits, rom_address_copies, rom_layout,
                              rom_read_latency)
 from ..gateware.weight_stream import ENABLE_PIECES_ABOVE, PIECE_BITS, prefetch_depth
-from ..gateware.window import kernel_window_rows, line_buffer_rows, row_window_rows
+from ..gateware.window import line_buffer_rows, window_rows
 from .cost import COST, memory
 
 __all__ = ["STAGES", "Stage", "InputQuantizer", "SlidingWindow", "Mvau", "MaxPool",
@@ -178,9 +178,8 @@ class SlidingWindow(Stage):
 
     @property
     def buffer_rows(self):
-        rows = {"element": line_buffer_rows, "row": row_window_rows,
-                "kernel": kernel_window_rows}[self.style]
-        return rows(self.height, self.kernel[0], self.stride[0])
+        return window_rows(self.style, self.channels, self.height, self.width, self.kernel,
+                           self.stride, self.padding)
 
     @property
     def output_size(self):
@@ -200,11 +199,11 @@ class SlidingWindow(Stage):
         return self.window_elements
 
     def cycles_per_image(self):
-        """One beat of ``simd`` window elements per cycle (or one input beat, if more), and
-        a cycle between images (measured)."""
+        """One beat of ``simd`` window elements per cycle and a cycle between images, or
+        one input beat per cycle, if more (measured)."""
         oh, ow = self.output_size
-        return max(oh * ow * self.window_elements // self.simd,
-                   self.channels * self.height * self.width) + 1
+        return max(oh * ow * self.window_elements // self.simd + 1,
+                   self.channels * self.height * self.width)
 
     def memories(self):
         rows = self.buffer_rows

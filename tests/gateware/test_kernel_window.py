@@ -7,7 +7,7 @@ a cycle."""
 import numpy as np
 import pytest
 
-from flexor_hw.gateware.window import KernelWindow, kernel_window_rows
+from flexor_hw.gateware.window import KernelWindow, window_rows
 from flexor_hw.simulate import run_stream, unpack_beats
 
 
@@ -52,12 +52,14 @@ def test_kernel_window_matches_the_element_order(c, h, w, k, s, p):
     assert np.array_equal(unpack_beats(run.outputs, n, 8, True), want)
     per = dut.beats_per_image
     ends = [run.out_cycles[(i + 1) * per - 1] for i in range(3)]
-    # a kernel per cycle (or an input beat, if more), and a cycle between images
-    assert set(np.diff(ends).tolist()) == {max(per, c * h * w) + 1}
+    # a kernel per cycle and a cycle between images, or an input beat per cycle, if more
+    assert set(np.diff(ends).tolist()) == {max(per + 1, c * h * w)}
 
 
 def test_line_buffer_rows_are_a_multiple_of_the_kernel():
-    assert kernel_window_rows(14, 5, 1) == 15       # 2·5 + 1 = 11, rounded up
-    assert kernel_window_rows(32, 3, 2) == 9
-    assert kernel_window_rows(4, 3, 1) == 9         # more slots than the map has rows
-    assert kernel_window_rows(3, 3, 1) == 6         # the map and a kernel more
+    def rows(c, h, w, k, s, p):
+        return window_rows("kernel", c, h, w, (k, k), (s, s), (p, p))
+    assert rows(32, 14, 14, 5, 1, 2) == 15          # 2·5 + 1 = 11, rounded up
+    assert rows(16, 32, 32, 3, 2, 1) == 9
+    assert rows(4, 4, 4, 3, 1, 1) == 9              # the map and a kernel more, rounded up
+    assert rows(1, 3, 3, 3, 1, 0) == 6
