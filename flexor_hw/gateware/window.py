@@ -218,23 +218,23 @@ class SlidingWindow(wiring.Component):
         self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
         pad_a = Signal(reset_less=True)
         pad_reg = Signal(reset_less=True)
-        # The read address (slot·W + ix)·C + c, slot = (base_slot + ky) mod R, as the sum of
-        # two registers that follow the counters: row_addr = slot·W·C and col_addr = ix·C + c
-        # (any value on padding). No multiplier sits between the counters and the memory
-        # (one did, and it set Fmax).
-        RWC, WC = R * W * C, W * C
-        row_addr = Signal(range(RWC), init=base_slot.init * WC)
-        base_row = Signal(range(RWC), init=base_slot.init * WC)        # base_slot·W·C
-        img_row = Signal(range(RWC))                                  # img_slot·W·C
+        # The read address (slot·W + ix)·C + c, slot = (base_slot + ky) mod R: the row's
+        # slot (row_addr) through a table of slot·W·C, plus col_addr = ix·C + c, a register
+        # that follows the counters (any value on padding). No multiplier sits between the
+        # counters and the memory (one did, and it set Fmax).
+        WC = W * C
+        row_addr = Signal(range(R), init=base_slot.init)              # the row's slot
+        base_row = Signal(range(R), init=base_slot.init)              # base_slot
+        img_row = Signal(range(R))                                    # img_slot
         col_lo, col_hi = -pw * C, ((ow - 1) * sw - pw + kw) * C
         col_addr = Signal(range(min(0, col_lo), col_hi + 1), init=col_lo)
         ix0c = Signal(range(min(0, col_lo), col_hi + 1), init=col_lo)  # ix0·C
 
         def wrap(value):
-            """``value mod R·W·C`` for ``0 ≤ value < 2·R·W·C``."""
-            return Mux(value >= RWC, value - RWC, value)
+            """``value mod R`` for ``0 ≤ value < 2·R``."""
+            return Mux(value >= R, value - R, value)
 
-        rows = _Rows(R, H, sh, ph, WC, wrap, oy, low, r_done, ahead, img_slot, img_row,
+        rows = _Rows(R, H, sh, ph, 1, wrap, oy, low, r_done, ahead, img_slot, img_row,
                      base_slot, base_row, row_addr)
         steps = _row_steps(m, rows, ow * C * kh * kw)
 
@@ -242,7 +242,9 @@ class SlidingWindow(wiring.Component):
         # enable): what a take reads is the state's at the take (:class:`_Reader`).
         r_addr = Signal.like(rd.addr, reset_less=True)
         m.d.comb += [rd.addr.eq(r_addr), rd.en.eq(1)]
-        m.d.sync += [pad_a.eq(pad), r_addr.eq(row_addr + col_addr), pad_reg.eq(pad_a)]
+        m.d.sync += [pad_a.eq(pad),
+                     r_addr.eq(_slot_words(m, row_addr, R, WC, "row_words") + col_addr),
+                     pad_reg.eq(pad_a)]
         # the element as read and whether it is padding
         reader.output(m, Cat(rd.data, pad_reg), lambda bits: Mux(bits[xw], 0, bits[:xw]))
 
@@ -256,7 +258,7 @@ class SlidingWindow(wiring.Component):
                 m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
                 with m.If(~last_ky):
                     m.d.sync += [col_addr.eq(ix0c + c),
-                                 row_addr.eq(wrap(row_addr + WC))]
+                                 row_addr.eq(wrap(row_addr + 1))]
                 with m.Else():
                     m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_addr.eq(base_row)]
                     with m.If(~last_c):
@@ -361,7 +363,7 @@ class RowWindow(SlidingWindow):
         w_x = Signal(range(W))
         w_b = Signal(range(kw))                 # x mod kw
         w_grp = Signal(range(RBC + 1))          # (slot·Wb + x // kw)·C
-        w_rowbase = Signal(range(RBC + 1))      # slot·Wb·C
+        w_slot = Signal(range(R))               # the writer's row's slot
         oy = Signal(range(oh))
         ox = Signal(range(ow))
         c = Signal(range(C))
@@ -380,12 +382,14 @@ class RowWindow(SlidingWindow):
         ahead_rows = Signal(name="ahead_rows")  # the reader's copy (:func:`_reader_ahead`)
         m.d.comb += switch.eq(r_done & ahead_rows)
 
-        def wrap(value, n=RBC):
-            return Mux(value >= n, value - n, value)
+        def wrap(value):
+            """``value mod R`` for ``0 ≤ value < 2·R``."""
+            return Mux(value >= R, value - R, value)
 
-        next_row = wrap(w_rowbase + BWC)
+        next_slot = Mux(w_slot == R - 1, 0, w_slot + 1)
         _banked_writer(m, write, ahead, w_row, w_c, w_x, w_b, w_grp, C, H, W, kw,
-                       [w_rowbase.eq(next_row), w_grp.eq(next_row)])
+                       [w_slot.eq(next_slot),
+                        w_grp.eq(_slot_words(m, next_slot, R, BWC, "w_row_words"))])
 
         # Reader: one kernel row (c, ky) per beat; bank b holds column ix0 + ((b − r0) mod kw)
         # at group q0 + (b < r0), with ix0 = q0·kw + r0.
@@ -393,9 +397,9 @@ class RowWindow(SlidingWindow):
         r0 = Signal(range(kw), init=(-pw) % kw)
         qc = Signal(range(min(0, q_lo * C), q_hi * C + C + 1), init=((-pw) // kw) * C)
         q0c = Signal.like(qc, init=((-pw) // kw) * C)             # q0·C
-        row_addr = Signal(range(RBC), init=base_slot.init * BWC)
-        base_row = Signal(range(RBC), init=base_slot.init * BWC)
-        img_row = Signal(range(RBC))
+        row_addr = Signal(range(R), init=base_slot.init)     # the kernel row's slot
+        base_row = Signal(range(R), init=base_slot.init)
+        img_row = Signal(range(R))
         reader = _Reader(m, self, avail_init=int(kh <= ph))
         self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
         row_pad = _outside(iy, H)
@@ -408,14 +412,15 @@ class RowWindow(SlidingWindow):
         m.d.sync += [pads_a.eq(Cat(*[row_pad | _outside(ix0, W, kx)
                                      for kx in range(kw)])), rot_a.eq(r0),
                      pads.eq(pads_a), rot.eq(rot_a)]
+        row_words = _slot_words(m, row_addr, R, BWC, "row_words")
         for b, (_, rd) in enumerate(banks):
             # columns left of the rotation point sit one group further on
             addr = Signal.like(rd.addr, name=f"r_addr{b}", reset_less=True)
-            m.d.sync += addr.eq(row_addr + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0))
+            m.d.sync += addr.eq(row_words + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0))
             m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
         reader.output(m, Cat(*[rd.data for _, rd in banks], rot, pads), finish)
 
-        rows = _Rows(R, H, sh, ph, BWC, wrap, oy, low, r_done, ahead, img_slot, img_row,
+        rows = _Rows(R, H, sh, ph, 1, wrap, oy, low, r_done, ahead, img_slot, img_row,
                      base_slot, base_row, row_addr)
         steps = _row_steps(m, rows, ow * C * kh)
         last_ky, last_c = ky == kh - 1, c == C - 1
@@ -423,7 +428,7 @@ class RowWindow(SlidingWindow):
         with m.If(step):
             m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
             with m.If(~last_ky):
-                m.d.sync += row_addr.eq(wrap(row_addr + BWC))
+                m.d.sync += row_addr.eq(wrap(row_addr + 1))
             with m.Else():
                 m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_addr.eq(base_row)]
                 with m.If(~last_c):
@@ -544,7 +549,7 @@ class KernelWindow(SlidingWindow):
         w_b = Signal(range(kw))                 # x mod kw
         w_rb = Signal(range(kh))                # slot mod kh
         w_grp = Signal(range(RBC + 1))          # ((slot // kh)·Wb + x // kw)·C
-        w_rowbase = Signal(range(RBC + 1))      # (slot // kh)·Wb·C
+        w_brow = Signal(range(Rk))              # slot // kh, the writer's row of its bank
         oy = Signal(range(oh))
         ox = Signal(range(ow))
         c = Signal(range(C))
@@ -572,12 +577,10 @@ class KernelWindow(SlidingWindow):
         ahead_rows = Signal(name="ahead_rows")  # the reader's copy (:func:`_reader_ahead`)
         m.d.comb += switch.eq(r_done & ahead_rows)
 
-        def wrap(value, n=RBC):
-            return Mux(value >= n, value - n, value)
-
-        next_row = Mux(w_rb == kh - 1, wrap(w_rowbase + BWC), w_rowbase)
+        next_brow = Mux(w_rb == kh - 1, Mux(w_brow == Rk - 1, 0, w_brow + 1), w_brow)
         _banked_writer(m, write, ahead, w_row, w_c, w_x, w_b, w_grp, C, H, W, kw,
-                       [w_rowbase.eq(next_row), w_grp.eq(next_row),
+                       [w_brow.eq(next_brow),
+                        w_grp.eq(_slot_words(m, next_brow, Rk, BWC, "w_row_words")),
                         w_rb.eq(Mux(w_rb == kh - 1, 0, w_rb + 1))])
 
         # Reader: one channel's kernel per beat. Column bank b holds column
@@ -680,6 +683,18 @@ class KernelWindow(SlidingWindow):
             w_beats=W * C,
             r_beats=ow * C)
         return m
+
+
+def _slot_words(m, slot, R, words, name):
+    """``slot·words`` for a slot register (``0 … R − 1``): a table of ``R`` constants, a
+    LUT per bit, where the rows' addresses were registers stepped by ``words`` and wrapped
+    around the buffer (an adder, a compare and a subtraction each, in carry chains)."""
+    out = Signal(range((R - 1) * words + 1), name=name)
+    with m.Switch(slot):
+        for s_ in range(R):
+            with m.Case(s_):
+                m.d.comb += out.eq(s_ * words)
+    return out
 
 
 def _rotate(items, amount):

@@ -37,11 +37,11 @@ COST = {
         # +842 / +463, 8 × 27 +401 / +242, two planes of 13 × 19 +1,093 / +656)
         "luts_per_product_bit": 2.1, "ffs_per_product_bit": 1.3,
     },
-    # the counters, the flow control's flags (compares a cycle behind the counters), the read
-    # addresses' registers and the next rows', the output FIFO. Synthesized alone
-    # (synth_ecp5, CCU2C as two LUT4, LUT RAM as six): ResNet-32's element window of 64
-    # channels 492 LUT4 / 280 FF (estimated 480 / 249), its row windows of 16 channels 797 /
-    # 432 (710 / 405).
+    # the counters, the flow control's flags (compares a cycle behind the counters), the rows'
+    # slots, the read addresses' registers, the output FIFO. Synthesized alone (synth_ecp5,
+    # CCU2C as two LUT4, LUT RAM as six; benchmarks/bench_window_synth.py): ResNet-32's
+    # element window of 64 channels 454 LUT4 / 235 FF (estimated 480 / 249), its row windows
+    # of 16 channels 622 / 384 (710 / 405).
     "window": {"luts": 470, "ffs": 200},
     "row_window": {"luts": 700, "ffs": 300},     # kw banks, the rotation, the output slice
     # kh × kw banks: beside the row window's, per bank its read address and write enable;
