@@ -195,8 +195,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$40 ),
     .i__valid(\i__valid$38 ),
     .o__payload(\i__payload$42 ),
-    .\o__ready$45 (\o__ready$46 ),
-    .\o__valid$47 (\i__valid$44 ),
+    .\o__ready$47 (\o__ready$46 ),
+    .\o__valid$49 (\i__valid$44 ),
     .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
@@ -3448,2508 +3448,306 @@ endmodule
 module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__ready, \o__ready$24 , \o__valid$26 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
-  wire \$10 ;
+  wire [5:0] \$10 ;
   wire \$100 ;
-  wire \$1000 ;
-  wire \$1001 ;
-  wire \$1002 ;
-  wire \$1003 ;
-  wire \$1004 ;
-  wire \$1005 ;
-  wire \$1006 ;
-  wire \$1007 ;
-  wire \$1008 ;
-  wire \$1009 ;
-  wire [8:0] \$101 ;
-  wire \$1010 ;
-  wire \$1011 ;
-  wire \$1012 ;
-  wire \$1013 ;
-  wire \$1014 ;
-  wire \$1015 ;
-  wire \$1016 ;
-  wire \$1017 ;
-  wire \$1018 ;
-  wire \$1019 ;
-  wire [9:0] \$102 ;
-  wire \$1020 ;
-  wire \$1021 ;
-  wire \$1022 ;
-  wire \$1023 ;
-  wire \$1024 ;
-  wire \$1025 ;
-  wire \$1026 ;
-  wire \$1027 ;
-  wire \$1028 ;
-  wire \$1029 ;
-  wire [8:0] \$103 ;
-  wire \$1030 ;
-  wire \$1031 ;
-  wire \$1032 ;
-  wire \$1033 ;
-  wire \$1034 ;
-  wire \$1035 ;
-  wire \$1036 ;
-  wire \$1037 ;
-  wire \$1038 ;
-  wire \$1039 ;
-  wire [9:0] \$104 ;
-  wire \$1040 ;
-  wire \$1041 ;
-  wire \$1042 ;
-  wire \$1043 ;
-  wire \$1044 ;
-  wire \$1045 ;
-  wire \$1046 ;
-  wire \$1047 ;
-  wire \$1048 ;
-  wire \$1049 ;
-  wire [9:0] \$105 ;
-  wire \$1050 ;
-  wire \$1051 ;
-  wire \$1052 ;
-  wire \$1053 ;
-  wire \$1054 ;
-  wire \$1055 ;
-  wire \$1056 ;
-  wire \$1057 ;
-  wire \$1058 ;
-  wire \$1059 ;
-  wire [7:0] \$106 ;
-  wire \$1060 ;
-  wire \$1061 ;
-  wire \$1062 ;
-  wire \$1063 ;
-  wire \$1064 ;
-  wire \$1065 ;
-  wire \$1066 ;
-  wire \$1067 ;
-  wire \$1068 ;
-  wire \$1069 ;
+  wire [6:0] \$101 ;
+  wire [6:0] \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
   wire \$107 ;
-  wire \$1070 ;
-  wire \$1071 ;
-  wire \$1072 ;
-  wire \$1073 ;
-  wire \$1074 ;
-  wire \$1075 ;
-  wire \$1076 ;
-  wire \$1077 ;
-  wire \$1078 ;
-  wire \$1079 ;
-  wire [3:0] \$108 ;
-  wire \$1080 ;
-  wire \$1081 ;
-  wire \$1082 ;
-  wire \$1083 ;
-  wire \$1084 ;
-  wire \$1085 ;
-  wire \$1086 ;
-  wire \$1087 ;
-  wire \$1088 ;
-  wire \$1089 ;
-  wire [3:0] \$109 ;
-  wire \$1090 ;
-  wire \$1091 ;
-  wire \$1092 ;
-  wire \$1093 ;
-  wire \$1094 ;
-  wire \$1095 ;
-  wire \$1096 ;
-  wire \$1097 ;
-  wire \$1098 ;
-  wire \$1099 ;
-  wire \$11 ;
+  wire \$108 ;
+  wire [6:0] \$109 ;
+  wire [5:0] \$11 ;
   wire \$110 ;
-  wire \$1100 ;
-  wire \$1101 ;
-  wire \$1102 ;
-  wire \$1103 ;
-  wire \$1104 ;
-  wire \$1105 ;
-  wire \$1106 ;
-  wire \$1107 ;
-  wire \$1108 ;
-  wire \$1109 ;
-  wire \$111 ;
-  wire \$1110 ;
-  wire \$1111 ;
-  wire \$1112 ;
-  wire \$1113 ;
-  wire \$1114 ;
-  wire \$1115 ;
-  wire \$1116 ;
-  wire \$1117 ;
-  wire \$1118 ;
-  wire \$1119 ;
+  wire [6:0] \$111 ;
   wire [6:0] \$112 ;
-  wire \$1120 ;
-  wire \$1121 ;
-  wire \$1122 ;
-  wire \$1123 ;
-  wire \$1124 ;
-  wire \$1125 ;
-  wire \$1126 ;
-  wire \$1127 ;
-  wire \$1128 ;
-  wire \$1129 ;
   wire \$113 ;
-  wire \$1130 ;
-  wire \$1131 ;
-  wire \$1132 ;
-  wire \$1133 ;
-  wire \$1134 ;
-  wire \$1135 ;
-  wire \$1136 ;
-  wire \$1137 ;
-  wire \$1138 ;
-  wire \$1139 ;
-  wire [3:0] \$114 ;
-  wire \$1140 ;
-  wire \$1141 ;
-  wire \$1142 ;
-  wire \$1143 ;
-  wire \$1144 ;
-  wire \$1145 ;
-  wire \$1146 ;
-  wire \$1147 ;
-  wire \$1148 ;
-  wire \$1149 ;
-  wire [3:0] \$115 ;
-  wire \$1150 ;
-  wire \$1151 ;
-  wire \$1152 ;
-  wire \$1153 ;
-  wire \$1154 ;
-  wire \$1155 ;
-  wire \$1156 ;
-  wire \$1157 ;
-  wire \$1158 ;
-  wire \$1159 ;
+  wire \$114 ;
+  wire \$115 ;
   wire \$116 ;
-  wire \$1160 ;
-  wire \$1161 ;
-  wire \$1162 ;
-  wire \$1163 ;
-  wire \$1164 ;
-  wire \$1165 ;
-  wire \$1166 ;
-  wire \$1167 ;
-  wire \$1168 ;
-  wire \$1169 ;
   wire \$117 ;
-  wire \$1170 ;
-  wire \$1171 ;
-  wire \$1172 ;
-  wire \$1173 ;
-  wire \$1174 ;
-  wire \$1175 ;
-  wire \$1176 ;
-  wire \$1177 ;
-  wire \$1178 ;
-  wire \$1179 ;
-  wire [6:0] \$118 ;
-  wire \$1180 ;
-  wire \$1181 ;
-  wire \$1182 ;
-  wire \$1183 ;
-  wire \$1184 ;
-  wire \$1185 ;
-  wire \$1186 ;
-  wire \$1187 ;
-  wire \$1188 ;
-  wire \$1189 ;
-  wire [8:0] \$119 ;
-  wire \$1190 ;
-  wire \$1191 ;
-  wire \$1192 ;
-  wire \$1193 ;
-  wire \$1194 ;
-  wire \$1195 ;
-  wire \$1196 ;
-  wire \$1197 ;
-  wire \$1198 ;
-  wire \$1199 ;
+  wire \$118 ;
+  wire [6:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire \$1200 ;
-  wire \$1201 ;
-  wire \$1202 ;
-  wire \$1203 ;
-  wire \$1204 ;
-  wire \$1205 ;
-  wire \$1206 ;
-  wire \$1207 ;
-  wire \$1208 ;
-  wire \$1209 ;
-  wire [8:0] \$121 ;
-  wire \$1210 ;
-  wire \$1211 ;
-  wire \$1212 ;
-  wire \$1213 ;
-  wire \$1214 ;
-  wire \$1215 ;
-  wire \$1216 ;
-  wire \$1217 ;
-  wire \$1218 ;
-  wire \$1219 ;
-  wire [9:0] \$122 ;
-  wire \$1220 ;
-  wire \$1221 ;
-  wire \$1222 ;
-  wire \$1223 ;
-  wire \$1224 ;
-  wire \$1225 ;
-  wire \$1226 ;
-  wire \$1227 ;
-  wire \$1228 ;
-  wire \$1229 ;
-  wire [8:0] \$123 ;
-  wire \$1230 ;
-  wire \$1231 ;
-  wire \$1232 ;
-  wire \$1233 ;
-  wire \$1234 ;
-  wire \$1235 ;
-  wire \$1236 ;
-  wire \$1237 ;
-  wire \$1238 ;
-  wire \$1239 ;
-  wire [9:0] \$124 ;
-  wire \$1240 ;
-  wire \$1241 ;
-  wire \$1242 ;
-  wire \$1243 ;
-  wire \$1244 ;
-  wire \$1245 ;
-  wire \$1246 ;
-  wire \$1247 ;
-  wire \$1248 ;
-  wire \$1249 ;
+  wire [6:0] \$121 ;
+  wire [6:0] \$122 ;
+  wire \$123 ;
+  wire \$124 ;
   wire \$125 ;
-  wire \$1250 ;
-  wire \$1251 ;
-  wire \$1252 ;
-  wire \$1253 ;
-  wire \$1254 ;
-  wire \$1255 ;
-  wire \$1256 ;
-  wire \$1257 ;
-  wire \$1258 ;
-  wire \$1259 ;
-  wire [1:0] \$126 ;
-  wire \$1260 ;
-  wire \$1261 ;
-  wire \$1262 ;
-  wire \$1263 ;
-  wire \$1264 ;
-  wire \$1265 ;
-  wire \$1266 ;
-  wire \$1267 ;
-  wire \$1268 ;
-  wire \$1269 ;
-  wire [1:0] \$127 ;
-  wire \$1270 ;
-  wire \$1271 ;
-  wire \$1272 ;
-  wire \$1273 ;
-  wire \$1274 ;
-  wire \$1275 ;
-  wire \$1276 ;
-  wire \$1277 ;
-  wire \$1278 ;
-  wire \$1279 ;
+  wire \$126 ;
+  wire \$127 ;
   wire \$128 ;
-  wire \$1280 ;
-  wire \$1281 ;
-  wire \$1282 ;
-  wire \$1283 ;
-  wire \$1284 ;
-  wire \$1285 ;
-  wire \$1286 ;
-  wire \$1287 ;
-  wire \$1288 ;
-  wire \$1289 ;
   wire \$129 ;
-  wire \$1290 ;
-  wire \$1291 ;
-  wire \$1292 ;
-  wire \$1293 ;
-  wire \$1294 ;
-  wire \$1295 ;
-  wire \$1296 ;
-  wire \$1297 ;
-  wire \$1298 ;
-  wire \$1299 ;
-  wire \$13 ;
-  wire [6:0] \$130 ;
-  wire \$1300 ;
-  wire \$1301 ;
-  wire \$1302 ;
-  wire \$1303 ;
-  wire \$1304 ;
-  wire \$1305 ;
-  wire \$1306 ;
-  wire \$1307 ;
-  wire \$1308 ;
-  wire \$1309 ;
-  wire [7:0] \$131 ;
-  wire \$1310 ;
-  wire \$1311 ;
-  wire \$1312 ;
-  wire \$1313 ;
-  wire \$1314 ;
-  wire \$1315 ;
-  wire \$1316 ;
-  wire \$1317 ;
-  wire \$1318 ;
-  wire \$1319 ;
+  wire [8:0] \$13 ;
+  wire \$130 ;
+  wire \$131 ;
   wire \$132 ;
-  wire \$1320 ;
-  wire \$1321 ;
-  wire \$1322 ;
-  wire \$1323 ;
-  wire \$1324 ;
-  wire \$1325 ;
-  wire \$1326 ;
-  wire \$1327 ;
-  wire \$1328 ;
-  wire \$1329 ;
-  wire [5:0] \$133 ;
-  wire \$1330 ;
-  wire \$1331 ;
-  wire \$1332 ;
-  wire \$1333 ;
-  wire \$1334 ;
-  wire \$1335 ;
-  wire \$1336 ;
-  wire \$1337 ;
-  wire \$1338 ;
-  wire \$1339 ;
-  wire [5:0] \$134 ;
-  wire \$1340 ;
-  wire \$1341 ;
-  wire \$1342 ;
-  wire \$1343 ;
-  wire \$1344 ;
-  wire \$1345 ;
-  wire \$1346 ;
-  wire \$1347 ;
-  wire \$1348 ;
-  wire \$1349 ;
+  wire \$133 ;
+  wire \$134 ;
   wire \$135 ;
-  wire \$1350 ;
-  wire \$1351 ;
-  wire \$1352 ;
-  wire \$1353 ;
-  wire \$1354 ;
-  wire \$1355 ;
-  wire \$1356 ;
-  wire \$1357 ;
-  wire \$1358 ;
-  wire \$1359 ;
-  wire [6:0] \$136 ;
-  wire \$1360 ;
-  wire \$1361 ;
-  wire \$1362 ;
-  wire \$1363 ;
-  wire \$1364 ;
-  wire \$1365 ;
-  wire \$1366 ;
-  wire \$1367 ;
-  wire \$1368 ;
-  wire \$1369 ;
-  wire [6:0] \$137 ;
-  wire \$1370 ;
-  wire \$1371 ;
-  wire \$1372 ;
-  wire \$1373 ;
-  wire \$1374 ;
-  wire \$1375 ;
-  wire \$1376 ;
-  wire \$1377 ;
-  wire \$1378 ;
-  wire \$1379 ;
-  wire \$138 ;
-  wire \$1380 ;
-  wire \$1381 ;
-  wire \$1382 ;
-  wire \$1383 ;
-  wire \$1384 ;
-  wire \$1385 ;
-  wire \$1386 ;
-  wire \$1387 ;
-  wire \$1388 ;
-  wire \$1389 ;
-  wire [6:0] \$139 ;
-  wire \$1390 ;
-  wire \$1391 ;
-  wire \$1392 ;
-  wire \$1393 ;
-  wire \$1394 ;
-  wire \$1395 ;
-  wire \$1396 ;
-  wire \$1397 ;
-  wire \$1398 ;
-  wire \$1399 ;
-  wire \$14 ;
-  wire [6:0] \$140 ;
-  wire \$1400 ;
-  wire \$1401 ;
-  wire \$1402 ;
-  wire \$1403 ;
-  wire \$1404 ;
-  wire \$1405 ;
-  wire \$1406 ;
-  wire \$1407 ;
-  wire \$1408 ;
-  wire \$1409 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire [6:0] \$138 ;
+  wire \$139 ;
+  wire [8:0] \$14 ;
+  wire \$140 ;
   wire \$141 ;
-  wire \$1410 ;
-  wire \$1411 ;
-  wire \$1412 ;
-  wire \$1413 ;
-  wire \$1414 ;
-  wire \$1415 ;
-  wire \$1416 ;
-  wire \$1417 ;
-  wire \$1418 ;
-  wire \$1419 ;
-  wire [6:0] \$142 ;
-  wire \$1420 ;
-  wire \$1421 ;
-  wire \$1422 ;
-  wire \$1423 ;
-  wire \$1424 ;
-  wire \$1425 ;
-  wire \$1426 ;
-  wire \$1427 ;
-  wire \$1428 ;
-  wire \$1429 ;
-  wire [6:0] \$143 ;
-  wire \$1430 ;
-  wire \$1431 ;
-  wire \$1432 ;
-  wire \$1433 ;
-  wire \$1434 ;
-  wire \$1435 ;
-  wire \$1436 ;
-  wire \$1437 ;
-  wire \$1438 ;
-  wire \$1439 ;
+  wire \$142 ;
+  wire \$143 ;
   wire \$144 ;
-  wire \$1440 ;
-  wire \$1441 ;
-  wire \$1442 ;
-  wire \$1443 ;
-  wire \$1444 ;
-  wire \$1445 ;
-  wire \$1446 ;
-  wire \$1447 ;
-  wire \$1448 ;
-  wire \$1449 ;
-  wire \$145 ;
-  wire \$1450 ;
-  wire \$1451 ;
-  wire \$1452 ;
-  wire \$1453 ;
-  wire \$1454 ;
-  wire \$1455 ;
-  wire \$1456 ;
-  wire \$1457 ;
-  wire \$1458 ;
-  wire \$1459 ;
-  wire [5:0] \$146 ;
-  wire \$1460 ;
-  wire \$1461 ;
-  wire \$1462 ;
-  wire \$1463 ;
-  wire \$1464 ;
-  wire \$1465 ;
-  wire \$1466 ;
-  wire \$1467 ;
-  wire \$1468 ;
-  wire \$1469 ;
-  wire [5:0] \$147 ;
-  wire \$1470 ;
-  wire \$1471 ;
-  wire \$1472 ;
-  wire \$1473 ;
-  wire \$1474 ;
-  wire \$1475 ;
-  wire \$1476 ;
-  wire \$1477 ;
-  wire \$1478 ;
-  wire \$1479 ;
+  wire [6:0] \$145 ;
+  wire [7:0] \$146 ;
+  wire \$147 ;
   wire \$148 ;
-  wire \$1480 ;
-  wire \$1481 ;
-  wire \$1482 ;
-  wire \$1483 ;
-  wire \$1484 ;
-  wire \$1485 ;
-  wire \$1486 ;
-  wire \$1487 ;
-  wire \$1488 ;
-  wire \$1489 ;
-  wire [6:0] \$149 ;
-  wire \$1490 ;
-  wire \$1491 ;
-  wire \$1492 ;
-  wire \$1493 ;
-  wire \$1494 ;
-  wire \$1495 ;
-  wire \$1496 ;
-  wire \$1497 ;
-  wire \$1498 ;
-  wire \$1499 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [6:0] \$150 ;
-  wire \$1500 ;
-  wire \$1501 ;
-  wire \$1502 ;
-  wire \$1503 ;
-  wire \$1504 ;
-  wire \$1505 ;
-  wire \$1506 ;
-  wire \$1507 ;
-  wire \$1508 ;
-  wire \$1509 ;
+  wire \$150 ;
   wire \$151 ;
-  wire \$1510 ;
-  wire \$1511 ;
-  wire \$1512 ;
-  wire \$1513 ;
-  wire \$1514 ;
-  wire \$1515 ;
-  wire \$1516 ;
-  wire \$1517 ;
-  wire \$1518 ;
-  wire \$1519 ;
   wire \$152 ;
-  wire \$1520 ;
-  wire \$1521 ;
-  wire \$1522 ;
-  wire \$1523 ;
-  wire \$1524 ;
-  wire \$1525 ;
-  wire \$1526 ;
-  wire \$1527 ;
-  wire \$1528 ;
-  wire \$1529 ;
   wire \$153 ;
-  wire \$1530 ;
-  wire \$1531 ;
-  wire \$1532 ;
-  wire \$1533 ;
-  wire \$1534 ;
-  wire \$1535 ;
-  wire \$1536 ;
-  wire \$1537 ;
-  wire \$1538 ;
-  wire \$1539 ;
   wire \$154 ;
-  wire \$1540 ;
-  wire \$1541 ;
-  wire \$1542 ;
-  wire \$1543 ;
-  wire \$1544 ;
-  wire \$1545 ;
-  wire \$1546 ;
-  wire \$1547 ;
-  wire \$1548 ;
-  wire \$1549 ;
   wire \$155 ;
-  wire \$1550 ;
-  wire \$1551 ;
-  wire \$1552 ;
-  wire \$1553 ;
-  wire \$1554 ;
-  wire \$1555 ;
-  wire \$1556 ;
-  wire \$1557 ;
-  wire \$1558 ;
-  wire \$1559 ;
   wire \$156 ;
-  wire \$1560 ;
-  wire \$1561 ;
-  wire \$1562 ;
-  wire \$1563 ;
-  wire \$1564 ;
-  wire \$1565 ;
-  wire \$1566 ;
-  wire \$1567 ;
-  wire \$1568 ;
-  wire \$1569 ;
-  wire [6:0] \$157 ;
-  wire \$1570 ;
-  wire \$1571 ;
-  wire \$1572 ;
-  wire \$1573 ;
-  wire \$1574 ;
-  wire \$1575 ;
-  wire \$1576 ;
-  wire \$1577 ;
-  wire \$1578 ;
-  wire \$1579 ;
-  wire \$158 ;
-  wire \$1580 ;
-  wire \$1581 ;
-  wire \$1582 ;
-  wire \$1583 ;
-  wire \$1584 ;
-  wire \$1585 ;
-  wire \$1586 ;
-  wire \$1587 ;
-  wire \$1588 ;
-  wire \$1589 ;
+  wire \$157 ;
+  wire [5:0] \$158 ;
   wire [6:0] \$159 ;
-  wire \$1590 ;
-  wire \$1591 ;
-  wire \$1592 ;
-  wire \$1593 ;
-  wire \$1594 ;
-  wire \$1595 ;
-  wire \$1596 ;
-  wire \$1597 ;
-  wire \$1598 ;
-  wire \$1599 ;
   wire \$16 ;
-  wire [6:0] \$160 ;
-  wire \$1600 ;
-  wire \$1601 ;
-  wire \$1602 ;
-  wire \$1603 ;
-  wire \$1604 ;
-  wire \$1605 ;
-  wire \$1606 ;
-  wire \$1607 ;
-  wire \$1608 ;
-  wire \$1609 ;
+  wire \$160 ;
   wire \$161 ;
-  wire \$1610 ;
-  wire \$1611 ;
-  wire \$1612 ;
-  wire \$1613 ;
-  wire \$1614 ;
-  wire \$1615 ;
-  wire \$1616 ;
-  wire \$1617 ;
-  wire \$1618 ;
-  wire \$1619 ;
   wire \$162 ;
-  wire \$1620 ;
-  wire \$1621 ;
-  wire \$1622 ;
-  wire \$1623 ;
-  wire \$1624 ;
-  wire \$1625 ;
-  wire \$1626 ;
-  wire \$1627 ;
-  wire \$1628 ;
-  wire \$1629 ;
   wire \$163 ;
-  wire \$1630 ;
-  wire \$1631 ;
-  wire \$1632 ;
-  wire \$1633 ;
-  wire \$1634 ;
-  wire \$1635 ;
-  wire \$1636 ;
-  wire \$1637 ;
-  wire \$1638 ;
-  wire \$1639 ;
-  wire \$164 ;
-  wire \$1640 ;
-  wire \$1641 ;
-  wire \$1642 ;
-  wire \$1643 ;
-  wire \$1644 ;
-  wire \$1645 ;
-  wire \$1646 ;
-  wire \$1647 ;
-  wire \$1648 ;
-  wire \$1649 ;
+  wire [6:0] \$164 ;
   wire \$165 ;
-  wire \$1650 ;
-  wire \$1651 ;
-  wire \$1652 ;
-  wire \$1653 ;
-  wire \$1654 ;
-  wire \$1655 ;
-  wire \$1656 ;
-  wire \$1657 ;
-  wire \$1658 ;
-  wire \$1659 ;
   wire \$166 ;
-  wire \$1660 ;
-  wire \$1661 ;
-  wire \$1662 ;
-  wire \$1663 ;
-  wire \$1664 ;
-  wire \$1665 ;
-  wire \$1666 ;
-  wire \$1667 ;
-  wire \$1668 ;
-  wire \$1669 ;
-  wire [6:0] \$167 ;
-  wire \$1670 ;
-  wire \$1671 ;
-  wire \$1672 ;
-  wire \$1673 ;
-  wire \$1674 ;
-  wire \$1675 ;
-  wire \$1676 ;
-  wire \$1677 ;
-  wire \$1678 ;
-  wire \$1679 ;
+  wire \$167 ;
   wire \$168 ;
-  wire \$1680 ;
-  wire \$1681 ;
-  wire \$1682 ;
-  wire \$1683 ;
-  wire \$1684 ;
-  wire \$1685 ;
-  wire \$1686 ;
-  wire \$1687 ;
-  wire \$1688 ;
-  wire \$1689 ;
-  wire [6:0] \$169 ;
-  wire \$1690 ;
-  wire \$1691 ;
-  wire \$1692 ;
-  wire \$1693 ;
-  wire \$1694 ;
-  wire \$1695 ;
-  wire \$1696 ;
-  wire \$1697 ;
-  wire \$1698 ;
-  wire \$1699 ;
+  wire \$169 ;
   wire \$17 ;
-  wire [6:0] \$170 ;
-  wire \$1700 ;
-  wire \$1701 ;
-  wire \$1702 ;
-  wire \$1703 ;
-  wire \$1704 ;
-  wire \$1705 ;
-  wire \$1706 ;
-  wire \$1707 ;
-  wire \$1708 ;
-  wire \$1709 ;
+  wire \$170 ;
   wire \$171 ;
-  wire \$1710 ;
-  wire \$1711 ;
-  wire \$1712 ;
-  wire \$1713 ;
-  wire \$1714 ;
-  wire \$1715 ;
-  wire \$1716 ;
-  wire \$1717 ;
-  wire \$1718 ;
-  wire \$1719 ;
   wire \$172 ;
-  wire \$1720 ;
-  wire \$1721 ;
-  wire \$1722 ;
-  wire \$1723 ;
-  wire \$1724 ;
-  wire \$1725 ;
-  wire \$1726 ;
-  wire \$1727 ;
-  wire \$1728 ;
-  wire \$1729 ;
   wire \$173 ;
-  wire \$1730 ;
-  wire \$1731 ;
-  wire \$1732 ;
-  wire \$1733 ;
-  wire \$1734 ;
-  wire \$1735 ;
-  wire \$1736 ;
-  wire \$1737 ;
-  wire \$1738 ;
-  wire \$1739 ;
   wire \$174 ;
-  wire \$1740 ;
-  wire \$1741 ;
-  wire \$1742 ;
-  wire \$1743 ;
-  wire \$1744 ;
-  wire \$1745 ;
-  wire \$1746 ;
-  wire \$1747 ;
-  wire \$1748 ;
-  wire \$1749 ;
   wire \$175 ;
-  wire \$1750 ;
-  wire \$1751 ;
-  wire \$1752 ;
-  wire \$1753 ;
-  wire \$1754 ;
-  wire \$1755 ;
-  wire \$1756 ;
-  wire \$1757 ;
-  wire \$1758 ;
-  wire \$1759 ;
-  wire \$176 ;
-  wire \$1760 ;
-  wire \$1761 ;
-  wire \$1762 ;
-  wire \$1763 ;
-  wire \$1764 ;
-  wire \$1765 ;
-  wire \$1766 ;
-  wire \$1767 ;
-  wire \$1768 ;
-  wire \$1769 ;
-  wire \$177 ;
-  wire \$1770 ;
-  wire \$1771 ;
-  wire \$1772 ;
-  wire \$1773 ;
-  wire \$1774 ;
-  wire \$1775 ;
-  wire \$1776 ;
-  wire \$1777 ;
-  wire \$1778 ;
-  wire \$1779 ;
+  wire [5:0] \$176 ;
+  wire [5:0] \$177 ;
   wire \$178 ;
-  wire \$1780 ;
-  wire \$1781 ;
-  wire \$1782 ;
-  wire \$1783 ;
-  wire \$1784 ;
-  wire \$1785 ;
-  wire \$1786 ;
-  wire \$1787 ;
-  wire \$1788 ;
-  wire \$1789 ;
   wire \$179 ;
-  wire \$1790 ;
-  wire \$1791 ;
-  wire \$1792 ;
-  wire \$1793 ;
-  wire \$1794 ;
-  wire \$1795 ;
-  wire \$1796 ;
-  wire \$1797 ;
-  wire \$1798 ;
-  wire \$1799 ;
   wire \$18 ;
   wire \$180 ;
-  wire \$1800 ;
-  wire \$1801 ;
-  wire \$1802 ;
-  wire \$1803 ;
-  wire \$1804 ;
-  wire \$1805 ;
-  wire \$1806 ;
-  wire \$1807 ;
-  wire \$1808 ;
-  wire \$1809 ;
   wire \$181 ;
-  wire \$1810 ;
-  wire \$1811 ;
-  wire \$1812 ;
-  wire \$1813 ;
-  wire \$1814 ;
-  wire \$1815 ;
-  wire \$1816 ;
-  wire \$1817 ;
-  wire \$1818 ;
-  wire \$1819 ;
-  wire \$182 ;
-  wire \$1820 ;
-  wire \$1821 ;
-  wire \$1822 ;
-  wire \$1823 ;
-  wire \$1824 ;
-  wire \$1825 ;
-  wire \$1826 ;
-  wire \$1827 ;
-  wire \$1828 ;
-  wire \$1829 ;
-  wire \$183 ;
-  wire \$1830 ;
-  wire \$1831 ;
-  wire \$1832 ;
-  wire \$1833 ;
-  wire \$1834 ;
-  wire \$1835 ;
-  wire \$1836 ;
-  wire \$1837 ;
-  wire \$1838 ;
-  wire \$1839 ;
-  wire [5:0] \$184 ;
-  wire \$1840 ;
-  wire \$1841 ;
-  wire \$1842 ;
-  wire \$1843 ;
-  wire \$1844 ;
-  wire \$1845 ;
-  wire \$1846 ;
-  wire \$1847 ;
-  wire \$1848 ;
-  wire \$1849 ;
-  wire [5:0] \$185 ;
-  wire \$1850 ;
-  wire \$1851 ;
-  wire \$1852 ;
-  wire \$1853 ;
-  wire \$1854 ;
-  wire \$1855 ;
-  wire \$1856 ;
-  wire \$1857 ;
-  wire \$1858 ;
-  wire \$1859 ;
-  wire [5:0] \$186 ;
-  wire \$1860 ;
-  wire \$1861 ;
-  wire \$1862 ;
-  wire \$1863 ;
-  wire \$1864 ;
-  wire \$1865 ;
-  wire \$1866 ;
-  wire \$1867 ;
-  wire \$1868 ;
-  wire \$1869 ;
-  wire [5:0] \$187 ;
-  wire \$1870 ;
-  wire \$1871 ;
-  wire \$1872 ;
-  wire \$1873 ;
-  wire \$1874 ;
-  wire \$1875 ;
-  wire \$1876 ;
-  wire \$1877 ;
-  wire \$1878 ;
-  wire \$1879 ;
+  wire [5:0] \$182 ;
+  wire [5:0] \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
   wire \$188 ;
-  wire \$1880 ;
-  wire \$1881 ;
-  wire \$1882 ;
-  wire \$1883 ;
-  wire \$1884 ;
-  wire \$1885 ;
-  wire \$1886 ;
-  wire \$1887 ;
-  wire \$1888 ;
-  wire \$1889 ;
-  wire \$189 ;
-  wire \$1890 ;
-  wire \$1891 ;
-  wire \$1892 ;
-  wire \$1893 ;
-  wire \$1894 ;
-  wire \$1895 ;
-  wire \$1896 ;
-  wire \$1897 ;
-  wire \$1898 ;
-  wire \$1899 ;
-  wire \$19 ;
-  wire \$190 ;
-  wire \$1900 ;
-  wire \$1901 ;
-  wire \$1902 ;
-  wire \$1903 ;
-  wire \$1904 ;
-  wire \$1905 ;
-  wire \$1906 ;
-  wire \$1907 ;
-  wire \$1908 ;
-  wire \$1909 ;
-  wire \$191 ;
-  wire \$1910 ;
-  wire \$1911 ;
-  wire \$1912 ;
-  wire \$1913 ;
-  wire \$1914 ;
-  wire \$1915 ;
-  wire \$1916 ;
-  wire \$1917 ;
-  wire \$1918 ;
-  wire \$1919 ;
-  wire \$192 ;
-  wire \$1920 ;
-  wire \$1921 ;
-  wire \$1922 ;
-  wire \$1923 ;
-  wire \$1924 ;
-  wire \$1925 ;
-  wire \$1926 ;
-  wire \$1927 ;
-  wire \$1928 ;
-  wire \$1929 ;
-  wire [7:0] \$193 ;
-  wire \$1930 ;
-  wire \$1931 ;
-  wire \$1932 ;
-  wire \$1933 ;
-  wire \$1934 ;
-  wire \$1935 ;
-  wire \$1936 ;
-  wire \$1937 ;
-  wire \$1938 ;
-  wire \$1939 ;
-  wire [7:0] \$194 ;
-  wire \$1940 ;
-  wire \$1941 ;
-  wire \$1942 ;
-  wire \$1943 ;
-  wire \$1944 ;
-  wire \$1945 ;
-  wire \$1946 ;
-  wire \$1947 ;
-  wire \$1948 ;
-  wire \$1949 ;
-  wire [7:0] \$195 ;
-  wire \$1950 ;
-  wire \$1951 ;
-  wire \$1952 ;
-  wire \$1953 ;
-  wire \$1954 ;
-  wire \$1955 ;
-  wire \$1956 ;
-  wire \$1957 ;
-  wire \$1958 ;
-  wire \$1959 ;
-  wire [7:0] \$196 ;
-  wire \$1960 ;
-  wire \$1961 ;
-  wire \$1962 ;
-  wire \$1963 ;
-  wire \$1964 ;
-  wire \$1965 ;
-  wire \$1966 ;
-  wire \$1967 ;
-  wire \$1968 ;
-  wire \$1969 ;
-  wire [7:0] \$197 ;
-  wire \$1970 ;
-  wire \$1971 ;
-  wire \$1972 ;
-  wire \$1973 ;
-  wire \$1974 ;
-  wire \$1975 ;
-  wire \$1976 ;
-  wire \$1977 ;
-  wire \$1978 ;
-  wire \$1979 ;
+  wire [5:0] \$189 ;
+  wire [5:0] \$19 ;
+  wire [5:0] \$190 ;
+  wire [6:0] \$191 ;
+  wire [6:0] \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
   wire \$198 ;
-  wire \$1980 ;
-  wire \$1981 ;
-  wire \$1982 ;
-  wire \$1983 ;
-  wire \$1984 ;
-  wire \$1985 ;
-  wire \$1986 ;
-  wire \$1987 ;
-  wire \$1988 ;
-  wire \$1989 ;
-  wire \$199 ;
-  wire \$1990 ;
-  wire \$1991 ;
-  wire \$1992 ;
-  wire \$1993 ;
-  wire \$1994 ;
-  wire \$1995 ;
-  wire \$1996 ;
-  wire \$1997 ;
-  wire \$1998 ;
-  wire \$1999 ;
+  wire [5:0] \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$2000 ;
-  wire \$2001 ;
-  wire \$2002 ;
-  wire \$2003 ;
-  wire \$2004 ;
-  wire \$2005 ;
-  wire \$2006 ;
-  wire \$2007 ;
-  wire \$2008 ;
-  wire \$2009 ;
+  wire [5:0] \$200 ;
   wire \$201 ;
-  wire \$2010 ;
-  wire \$2011 ;
-  wire \$2012 ;
-  wire \$2013 ;
-  wire \$2014 ;
-  wire \$2015 ;
-  wire \$2016 ;
-  wire \$2017 ;
-  wire \$2018 ;
-  wire \$2019 ;
   wire \$202 ;
-  wire \$2020 ;
-  wire \$2021 ;
-  wire \$2022 ;
-  wire \$2023 ;
-  wire \$2024 ;
-  wire \$2025 ;
-  wire \$2026 ;
-  wire \$2027 ;
-  wire \$2028 ;
-  wire \$2029 ;
-  wire [7:0] \$203 ;
-  wire \$2030 ;
-  wire \$2031 ;
-  wire \$2032 ;
-  wire \$2033 ;
-  wire \$2034 ;
-  wire \$2035 ;
-  wire \$2036 ;
-  wire \$2037 ;
-  wire \$2038 ;
-  wire \$2039 ;
-  wire [7:0] \$204 ;
-  wire \$2040 ;
-  wire \$2041 ;
-  wire \$2042 ;
-  wire \$2043 ;
-  wire \$2044 ;
-  wire \$2045 ;
-  wire \$2046 ;
-  wire \$2047 ;
-  wire \$2048 ;
-  wire \$2049 ;
-  wire [7:0] \$205 ;
-  wire \$2050 ;
-  wire \$2051 ;
-  wire \$2052 ;
-  wire \$2053 ;
-  wire \$2054 ;
-  wire \$2055 ;
-  wire \$2056 ;
-  wire \$2057 ;
-  wire \$2058 ;
-  wire \$2059 ;
-  wire [7:0] \$206 ;
-  wire \$2060 ;
-  wire \$2061 ;
-  wire \$2062 ;
-  wire \$2063 ;
-  wire \$2064 ;
-  wire \$2065 ;
-  wire \$2066 ;
-  wire \$2067 ;
-  wire \$2068 ;
-  wire \$2069 ;
-  wire [7:0] \$207 ;
-  wire \$2070 ;
-  wire \$2071 ;
-  wire \$2072 ;
-  wire \$2073 ;
-  wire \$2074 ;
-  wire \$2075 ;
-  wire \$2076 ;
-  wire \$2077 ;
-  wire \$2078 ;
-  wire \$2079 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire [5:0] \$205 ;
+  wire [5:0] \$206 ;
+  wire [6:0] \$207 ;
   wire \$208 ;
-  wire \$2080 ;
-  wire \$2081 ;
-  wire \$2082 ;
-  wire \$2083 ;
-  wire \$2084 ;
-  wire \$2085 ;
-  wire \$2086 ;
-  wire \$2087 ;
-  wire \$2088 ;
-  wire \$2089 ;
   wire \$209 ;
-  wire \$2090 ;
-  wire \$2091 ;
-  wire \$2092 ;
-  wire \$2093 ;
-  wire \$2094 ;
-  wire \$2095 ;
-  wire \$2096 ;
-  wire \$2097 ;
-  wire \$2098 ;
-  wire \$2099 ;
-  wire \$21 ;
+  wire [3:0] \$21 ;
   wire \$210 ;
-  wire \$2100 ;
-  wire \$2101 ;
-  wire \$2102 ;
-  wire \$2103 ;
-  wire \$2104 ;
-  wire \$2105 ;
-  wire \$2106 ;
-  wire \$2107 ;
-  wire \$2108 ;
-  wire \$2109 ;
   wire \$211 ;
-  wire \$2110 ;
-  wire \$2111 ;
-  wire \$2112 ;
-  wire \$2113 ;
-  wire \$2114 ;
-  wire \$2115 ;
-  wire \$2116 ;
-  wire \$2117 ;
-  wire \$2118 ;
-  wire \$2119 ;
   wire \$212 ;
-  wire \$2120 ;
-  wire \$2121 ;
-  wire \$2122 ;
-  wire \$2123 ;
-  wire \$2124 ;
-  wire \$2125 ;
-  wire \$2126 ;
-  wire \$2127 ;
-  wire \$2128 ;
-  wire \$2129 ;
-  wire [6:0] \$213 ;
-  wire \$2130 ;
-  wire \$2131 ;
-  wire \$2132 ;
-  wire \$2133 ;
-  wire \$2134 ;
-  wire \$2135 ;
-  wire \$2136 ;
-  wire \$2137 ;
-  wire \$2138 ;
-  wire \$2139 ;
-  wire [6:0] \$214 ;
-  wire \$2140 ;
-  wire \$2141 ;
-  wire \$2142 ;
-  wire \$2143 ;
-  wire \$2144 ;
-  wire \$2145 ;
-  wire \$2146 ;
-  wire \$2147 ;
-  wire \$2148 ;
-  wire \$2149 ;
-  wire [6:0] \$215 ;
-  wire \$2150 ;
-  wire \$2151 ;
-  wire \$2152 ;
-  wire \$2153 ;
-  wire \$2154 ;
-  wire \$2155 ;
-  wire \$2156 ;
-  wire \$2157 ;
-  wire \$2158 ;
-  wire \$2159 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
   wire \$216 ;
-  wire \$2160 ;
-  wire \$2161 ;
-  wire \$2162 ;
-  wire \$2163 ;
-  wire \$2164 ;
-  wire \$2165 ;
-  wire \$2166 ;
-  wire \$2167 ;
-  wire \$2168 ;
-  wire \$2169 ;
   wire \$217 ;
-  wire \$2170 ;
-  wire \$2171 ;
-  wire \$2172 ;
-  wire \$2173 ;
-  wire \$2174 ;
-  wire \$2175 ;
-  wire \$2176 ;
-  wire \$2177 ;
-  wire \$2178 ;
-  wire \$2179 ;
   wire \$218 ;
-  wire \$2180 ;
-  wire \$2181 ;
-  wire \$2182 ;
-  wire \$2183 ;
-  wire \$2184 ;
-  wire \$2185 ;
-  wire \$2186 ;
-  wire \$2187 ;
-  wire \$2188 ;
-  wire \$2189 ;
   wire \$219 ;
-  wire \$2190 ;
-  wire \$2191 ;
-  wire \$2192 ;
-  wire \$2193 ;
-  wire \$2194 ;
-  wire \$2195 ;
-  wire \$2196 ;
-  wire \$2197 ;
-  wire \$2198 ;
-  wire \$2199 ;
   wire \$22 ;
   wire \$220 ;
-  wire \$2200 ;
-  wire \$2201 ;
-  wire \$2202 ;
-  wire \$2203 ;
-  wire \$2204 ;
-  wire \$2205 ;
-  wire \$2206 ;
-  wire \$2207 ;
-  wire \$2208 ;
-  wire \$2209 ;
-  wire [6:0] \$221 ;
-  wire \$2210 ;
-  wire \$2211 ;
-  wire \$2212 ;
-  wire \$2213 ;
-  wire \$2214 ;
-  wire \$2215 ;
-  wire \$2216 ;
-  wire \$2217 ;
-  wire \$2218 ;
-  wire \$2219 ;
-  wire [6:0] \$222 ;
-  wire \$2220 ;
-  wire \$2221 ;
-  wire \$2222 ;
-  wire \$2223 ;
-  wire \$2224 ;
-  wire \$2225 ;
-  wire \$2226 ;
-  wire \$2227 ;
-  wire \$2228 ;
-  wire \$2229 ;
-  wire [6:0] \$223 ;
-  wire \$2230 ;
-  wire \$2231 ;
-  wire \$2232 ;
-  wire \$2233 ;
-  wire \$2234 ;
-  wire \$2235 ;
-  wire \$2236 ;
-  wire \$2237 ;
-  wire \$2238 ;
-  wire \$2239 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
   wire \$224 ;
-  wire \$2240 ;
-  wire \$2241 ;
-  wire \$2242 ;
-  wire \$2243 ;
-  wire \$2244 ;
-  wire \$2245 ;
-  wire \$2246 ;
-  wire \$2247 ;
-  wire \$2248 ;
-  wire \$2249 ;
   wire \$225 ;
-  wire \$2250 ;
-  wire \$2251 ;
-  wire \$2252 ;
-  wire \$2253 ;
-  wire \$2254 ;
-  wire \$2255 ;
-  wire \$2256 ;
-  wire \$2257 ;
-  wire \$2258 ;
-  wire \$2259 ;
-  wire [6:0] \$226 ;
-  wire \$2260 ;
-  wire \$2261 ;
-  wire \$2262 ;
-  wire \$2263 ;
-  wire \$2264 ;
-  wire \$2265 ;
-  wire \$2266 ;
-  wire \$2267 ;
-  wire \$2268 ;
-  wire \$2269 ;
-  wire [6:0] \$227 ;
-  wire \$2270 ;
-  wire \$2271 ;
-  wire \$2272 ;
-  wire \$2273 ;
-  wire \$2274 ;
-  wire \$2275 ;
-  wire \$2276 ;
-  wire \$2277 ;
-  wire \$2278 ;
-  wire \$2279 ;
-  wire [6:0] \$228 ;
-  wire \$2280 ;
-  wire \$2281 ;
-  wire \$2282 ;
-  wire \$2283 ;
-  wire \$2284 ;
-  wire \$2285 ;
-  wire \$2286 ;
-  wire \$2287 ;
-  wire \$2288 ;
-  wire \$2289 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
   wire \$229 ;
-  wire \$2290 ;
-  wire \$2291 ;
-  wire \$2292 ;
-  wire \$2293 ;
-  wire \$2294 ;
-  wire \$2295 ;
-  wire \$2296 ;
-  wire \$2297 ;
-  wire \$2298 ;
-  wire \$2299 ;
-  wire \$23 ;
+  wire [3:0] \$23 ;
   wire \$230 ;
-  wire \$2300 ;
-  wire \$2301 ;
-  wire \$2302 ;
-  wire \$2303 ;
-  wire \$2304 ;
-  wire \$2305 ;
-  wire \$2306 ;
-  wire \$2307 ;
-  wire \$2308 ;
-  wire \$2309 ;
   wire \$231 ;
-  wire \$2310 ;
-  wire \$2311 ;
-  wire \$2312 ;
-  wire \$2313 ;
-  wire \$2314 ;
-  wire \$2315 ;
-  wire \$2316 ;
-  wire \$2317 ;
-  wire \$2318 ;
-  wire \$2319 ;
   wire \$232 ;
-  wire \$2320 ;
-  wire \$2321 ;
-  wire \$2322 ;
-  wire \$2323 ;
-  wire \$2324 ;
-  wire \$2325 ;
-  wire \$2326 ;
-  wire \$2327 ;
-  wire \$2328 ;
-  wire \$2329 ;
   wire \$233 ;
-  wire \$2330 ;
-  wire \$2331 ;
-  wire \$2332 ;
-  wire \$2333 ;
-  wire \$2334 ;
-  wire \$2335 ;
-  wire \$2336 ;
-  wire \$2337 ;
-  wire \$2338 ;
-  wire \$2339 ;
-  wire [6:0] \$234 ;
-  wire \$2340 ;
-  wire \$2341 ;
-  wire \$2342 ;
-  wire \$2343 ;
-  wire \$2344 ;
-  wire \$2345 ;
-  wire \$2346 ;
-  wire \$2347 ;
-  wire \$2348 ;
-  wire \$2349 ;
-  wire [6:0] \$235 ;
-  wire \$2350 ;
-  wire \$2351 ;
-  wire \$2352 ;
-  wire \$2353 ;
-  wire \$2354 ;
-  wire \$2355 ;
-  wire \$2356 ;
-  wire \$2357 ;
-  wire \$2358 ;
-  wire \$2359 ;
-  wire [6:0] \$236 ;
-  wire \$2360 ;
-  wire \$2361 ;
-  wire \$2362 ;
-  wire \$2363 ;
-  wire \$2364 ;
-  wire \$2365 ;
-  wire \$2366 ;
-  wire \$2367 ;
-  wire \$2368 ;
-  wire \$2369 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
   wire \$237 ;
-  wire \$2370 ;
-  wire \$2371 ;
-  wire \$2372 ;
-  wire \$2373 ;
-  wire \$2374 ;
-  wire \$2375 ;
-  wire \$2376 ;
-  wire \$2377 ;
-  wire \$2378 ;
-  wire \$2379 ;
   wire \$238 ;
-  wire \$2380 ;
-  wire \$2381 ;
-  wire \$2382 ;
-  wire \$2383 ;
-  wire \$2384 ;
-  wire \$2385 ;
-  wire \$2386 ;
-  wire \$2387 ;
-  wire \$2388 ;
-  wire \$2389 ;
   wire \$239 ;
-  wire \$2390 ;
-  wire \$2391 ;
-  wire \$2392 ;
-  wire \$2393 ;
-  wire \$2394 ;
-  wire \$2395 ;
-  wire \$2396 ;
-  wire \$2397 ;
-  wire \$2398 ;
-  wire \$2399 ;
-  wire \$24 ;
+  wire [4:0] \$24 ;
   wire \$240 ;
-  wire \$2400 ;
-  wire \$2401 ;
-  wire \$2402 ;
-  wire \$2403 ;
-  wire \$2404 ;
-  wire \$2405 ;
-  wire \$2406 ;
-  wire \$2407 ;
-  wire \$2408 ;
-  wire \$2409 ;
   wire \$241 ;
-  wire \$2410 ;
-  wire \$2411 ;
-  wire \$2412 ;
-  wire \$2413 ;
-  wire \$2414 ;
-  wire \$2415 ;
-  wire \$2416 ;
-  wire \$2417 ;
-  wire \$2418 ;
-  wire \$2419 ;
-  wire [6:0] \$242 ;
-  wire \$2420 ;
-  wire \$2421 ;
-  wire \$2422 ;
-  wire \$2423 ;
-  wire \$2424 ;
-  wire \$2425 ;
-  wire \$2426 ;
-  wire \$2427 ;
-  wire \$2428 ;
-  wire \$2429 ;
-  wire [6:0] \$243 ;
-  wire \$2430 ;
-  wire \$2431 ;
-  wire \$2432 ;
-  wire \$2433 ;
-  wire \$2434 ;
-  wire \$2435 ;
-  wire \$2436 ;
-  wire \$2437 ;
-  wire \$2438 ;
-  wire \$2439 ;
-  wire [6:0] \$244 ;
-  wire \$2440 ;
-  wire \$2441 ;
-  wire \$2442 ;
-  reg [4:0] \$2443 ;
-  reg [7:0] \$2444 ;
-  reg \$2445 ;
-  reg [4:0] \$2446 ;
-  reg \$2447 ;
-  reg [2:0] \$2448 ;
-  reg \$2449 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
   wire \$245 ;
-  reg \$2450 ;
-  reg \$2451 ;
-  reg \$2452 ;
-  reg [2:0] \$2453 ;
-  reg [5:0] \$2454 ;
-  reg [2:0] \$2455 ;
-  reg [7:0] \$2456 ;
-  reg [4:0] \$2457 ;
-  reg [5:0] \$2458 ;
-  reg [5:0] \$2459 ;
   wire \$246 ;
-  reg [4:0] \$2460 ;
-  reg [5:0] \$2461 ;
-  reg \$2462 ;
-  reg [2:0] \$2463 ;
-  reg [7:0] \$2464 ;
-  reg [5:0] \$2465 ;
-  reg [5:0] \$2466 ;
-  reg [2:0] \$2467 ;
-  reg [7:0] \$2468 ;
-  reg \$2469 ;
-  wire [6:0] \$247 ;
-  reg \$2470 ;
-  reg [6:0] \$2471 ;
-  reg [5:0] \$2472 ;
-  reg [5:0] \$2473 ;
-  reg [5:0] \$2474 ;
-  reg [5:0] \$2475 ;
-  reg [5:0] \$2476 ;
-  reg [5:0] \$2477 ;
-  reg \$2478 ;
-  reg \$2479 ;
-  wire [6:0] \$248 ;
-  reg \$2480 ;
-  reg \$2481 ;
-  reg \$2482 ;
-  reg \$2483 ;
-  reg \$2484 ;
-  reg \$2485 ;
-  reg \$2486 ;
-  reg \$2487 ;
-  reg \$2488 ;
-  reg \$2489 ;
-  wire [6:0] \$249 ;
-  reg \$2490 ;
-  reg \$2491 ;
-  reg \$2492 ;
-  reg \$2493 ;
-  reg \$2494 ;
-  wire \$25 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
+  wire [3:0] \$25 ;
   wire \$250 ;
   wire \$251 ;
   wire \$252 ;
   wire \$253 ;
   wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
-  wire \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
+  reg [4:0] \$255 ;
+  reg [7:0] \$256 ;
+  reg \$257 ;
+  reg [4:0] \$258 ;
+  reg \$259 ;
+  wire [4:0] \$26 ;
+  reg [2:0] \$260 ;
+  reg \$261 ;
+  reg \$262 ;
+  reg \$263 ;
+  reg \$264 ;
+  reg [2:0] \$265 ;
+  reg [5:0] \$266 ;
+  reg [2:0] \$267 ;
+  reg [2:0] \$268 ;
+  reg [4:0] \$269 ;
+  wire [3:0] \$27 ;
+  reg [5:0] \$270 ;
+  reg [5:0] \$271 ;
+  reg [4:0] \$272 ;
+  reg [5:0] \$273 ;
+  reg \$274 ;
+  reg [2:0] \$275 ;
+  reg [2:0] \$276 ;
+  reg [5:0] \$277 ;
+  reg [5:0] \$278 ;
+  reg \$279 ;
   wire \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+  reg [2:0] \$280 ;
+  reg [2:0] \$281 ;
+  reg \$282 ;
+  reg \$283 ;
+  reg \$284 ;
+  reg \$285 ;
+  reg \$286 ;
+  reg \$287 ;
+  reg \$288 ;
+  reg \$289 ;
+  wire [3:0] \$29 ;
+  reg \$290 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
-  wire \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
+  wire [4:0] \$30 ;
+  wire [3:0] \$31 ;
+  wire [4:0] \$32 ;
+  wire [3:0] \$33 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
-  wire \$35 ;
-  wire \$350 ;
-  wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire \$369 ;
-  wire \$37 ;
-  wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire \$38 ;
-  wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
-  wire \$388 ;
-  wire \$389 ;
-  wire \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire \$393 ;
-  wire \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
+  wire [3:0] \$35 ;
+  wire [4:0] \$36 ;
+  wire [3:0] \$37 ;
+  wire [4:0] \$38 ;
+  wire [3:0] \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire \$400 ;
-  wire \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
-  wire \$406 ;
-  wire \$407 ;
-  wire \$408 ;
-  wire \$409 ;
-  wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
-  wire \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire \$428 ;
-  wire \$429 ;
-  wire \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
-  wire \$44 ;
-  wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
-  wire \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire \$459 ;
+  wire [3:0] \$41 ;
+  wire [4:0] \$42 ;
+  wire [3:0] \$43 ;
+  wire [4:0] \$44 ;
+  wire [3:0] \$45 ;
   wire \$46 ;
-  wire \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
-  wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
-  wire \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
-  wire \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
+  wire [3:0] \$47 ;
+  wire [4:0] \$48 ;
+  wire [3:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  wire \$509 ;
-  wire \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
+  wire [4:0] \$50 ;
+  wire [3:0] \$51 ;
   wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
-  wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
-  wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
-  wire \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
-  wire \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
-  wire \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
-  wire [5:0] \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
-  wire [5:0] \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
+  wire [3:0] \$53 ;
+  wire [4:0] \$54 ;
+  wire [3:0] \$55 ;
+  wire [4:0] \$56 ;
+  wire [9:0] \$57 ;
+  wire [7:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$600 ;
-  wire \$601 ;
-  wire \$602 ;
-  wire \$603 ;
-  wire \$604 ;
-  wire \$605 ;
-  wire \$606 ;
-  wire \$607 ;
-  wire \$608 ;
-  wire \$609 ;
-  wire [8:0] \$61 ;
-  wire \$610 ;
-  wire \$611 ;
-  wire \$612 ;
-  wire \$613 ;
-  wire \$614 ;
-  wire \$615 ;
-  wire \$616 ;
-  wire \$617 ;
-  wire \$618 ;
-  wire \$619 ;
-  wire [8:0] \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire \$622 ;
-  wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire \$626 ;
-  wire \$627 ;
-  wire \$628 ;
-  wire \$629 ;
+  wire [3:0] \$60 ;
+  wire [3:0] \$61 ;
+  wire \$62 ;
   wire \$63 ;
-  wire \$630 ;
-  wire \$631 ;
-  wire \$632 ;
-  wire \$633 ;
-  wire \$634 ;
-  wire \$635 ;
-  wire \$636 ;
-  wire \$637 ;
-  wire \$638 ;
-  wire \$639 ;
-  wire \$64 ;
-  wire \$640 ;
-  wire \$641 ;
-  wire \$642 ;
-  wire \$643 ;
-  wire \$644 ;
-  wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire \$649 ;
+  wire [6:0] \$64 ;
   wire \$65 ;
-  wire \$650 ;
-  wire \$651 ;
-  wire \$652 ;
-  wire \$653 ;
-  wire \$654 ;
-  wire \$655 ;
-  wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire \$659 ;
-  wire \$66 ;
-  wire \$660 ;
-  wire \$661 ;
-  wire \$662 ;
-  wire \$663 ;
-  wire \$664 ;
-  wire \$665 ;
-  wire \$666 ;
-  wire \$667 ;
-  wire \$668 ;
-  wire \$669 ;
-  wire [5:0] \$67 ;
-  wire \$670 ;
-  wire \$671 ;
-  wire \$672 ;
-  wire \$673 ;
-  wire \$674 ;
-  wire \$675 ;
-  wire \$676 ;
-  wire \$677 ;
-  wire \$678 ;
-  wire \$679 ;
+  wire [3:0] \$66 ;
+  wire [3:0] \$67 ;
   wire \$68 ;
-  wire \$680 ;
-  wire \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire \$689 ;
-  wire [3:0] \$69 ;
-  wire \$690 ;
-  wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
+  wire \$69 ;
   wire [3:0] \$7 ;
-  wire \$70 ;
-  wire \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
+  wire [6:0] \$70 ;
   wire [3:0] \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire \$714 ;
-  wire \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
-  wire \$719 ;
-  wire [4:0] \$72 ;
-  wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire \$726 ;
-  wire \$727 ;
-  wire \$728 ;
-  wire \$729 ;
+  wire \$72 ;
   wire [3:0] \$73 ;
-  wire \$730 ;
-  wire \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire \$736 ;
-  wire \$737 ;
-  wire \$738 ;
-  wire \$739 ;
   wire [4:0] \$74 ;
-  wire \$740 ;
-  wire \$741 ;
-  wire \$742 ;
-  wire \$743 ;
-  wire \$744 ;
-  wire \$745 ;
-  wire \$746 ;
-  wire \$747 ;
-  wire \$748 ;
-  wire \$749 ;
-  wire [8:0] \$75 ;
-  wire \$750 ;
-  wire \$751 ;
-  wire \$752 ;
-  wire \$753 ;
-  wire \$754 ;
-  wire \$755 ;
-  wire \$756 ;
-  wire \$757 ;
-  wire \$758 ;
-  wire \$759 ;
-  wire \$76 ;
-  wire \$760 ;
-  wire \$761 ;
-  wire \$762 ;
-  wire \$763 ;
-  wire \$764 ;
-  wire \$765 ;
-  wire \$766 ;
-  wire \$767 ;
-  wire \$768 ;
-  wire \$769 ;
-  wire [8:0] \$77 ;
-  wire \$770 ;
-  wire \$771 ;
-  wire \$772 ;
-  wire \$773 ;
-  wire \$774 ;
-  wire \$775 ;
-  wire \$776 ;
-  wire \$777 ;
-  wire \$778 ;
-  wire \$779 ;
-  wire [9:0] \$78 ;
-  wire \$780 ;
-  wire \$781 ;
-  wire \$782 ;
-  wire \$783 ;
-  wire \$784 ;
-  wire \$785 ;
-  wire \$786 ;
-  wire \$787 ;
-  wire \$788 ;
-  wire \$789 ;
-  wire [8:0] \$79 ;
-  wire \$790 ;
-  wire \$791 ;
-  wire \$792 ;
-  wire \$793 ;
-  wire \$794 ;
-  wire \$795 ;
-  wire \$796 ;
-  wire \$797 ;
-  wire \$798 ;
-  wire \$799 ;
+  wire [3:0] \$75 ;
+  wire [4:0] \$76 ;
+  wire \$77 ;
+  wire [1:0] \$78 ;
+  wire [1:0] \$79 ;
   wire [4:0] \$8 ;
-  wire [9:0] \$80 ;
-  wire \$800 ;
-  wire \$801 ;
-  wire \$802 ;
-  wire \$803 ;
-  wire \$804 ;
-  wire \$805 ;
-  wire \$806 ;
-  wire \$807 ;
-  wire \$808 ;
-  wire \$809 ;
-  wire [3:0] \$81 ;
-  wire \$810 ;
-  wire \$811 ;
-  wire \$812 ;
-  wire \$813 ;
-  wire \$814 ;
-  wire \$815 ;
-  wire \$816 ;
-  wire \$817 ;
-  wire \$818 ;
-  wire \$819 ;
-  wire \$82 ;
-  wire \$820 ;
-  wire \$821 ;
-  wire \$822 ;
-  wire \$823 ;
-  wire \$824 ;
-  wire \$825 ;
-  wire \$826 ;
-  wire \$827 ;
-  wire \$828 ;
-  wire \$829 ;
-  wire [3:0] \$83 ;
-  wire \$830 ;
-  wire \$831 ;
-  wire \$832 ;
-  wire \$833 ;
-  wire \$834 ;
-  wire \$835 ;
-  wire \$836 ;
-  wire \$837 ;
-  wire \$838 ;
-  wire \$839 ;
-  wire [4:0] \$84 ;
-  wire \$840 ;
-  wire \$841 ;
-  wire \$842 ;
-  wire \$843 ;
-  wire \$844 ;
-  wire \$845 ;
-  wire \$846 ;
-  wire \$847 ;
-  wire \$848 ;
-  wire \$849 ;
-  wire [3:0] \$85 ;
-  wire \$850 ;
-  wire \$851 ;
-  wire \$852 ;
-  wire \$853 ;
-  wire \$854 ;
-  wire \$855 ;
-  wire \$856 ;
-  wire \$857 ;
-  wire \$858 ;
-  wire \$859 ;
-  wire [4:0] \$86 ;
-  wire \$860 ;
-  wire \$861 ;
-  wire \$862 ;
-  wire \$863 ;
-  wire \$864 ;
-  wire \$865 ;
-  wire \$866 ;
-  wire \$867 ;
-  wire \$868 ;
-  wire \$869 ;
-  wire [8:0] \$87 ;
-  wire \$870 ;
-  wire \$871 ;
-  wire \$872 ;
-  wire \$873 ;
-  wire \$874 ;
-  wire \$875 ;
-  wire \$876 ;
-  wire \$877 ;
-  wire \$878 ;
-  wire \$879 ;
-  wire \$88 ;
-  wire \$880 ;
-  wire \$881 ;
-  wire \$882 ;
-  wire \$883 ;
-  wire \$884 ;
-  wire \$885 ;
-  wire \$886 ;
-  wire \$887 ;
-  wire \$888 ;
-  wire \$889 ;
-  wire [8:0] \$89 ;
-  wire \$890 ;
-  wire \$891 ;
-  wire \$892 ;
-  wire \$893 ;
-  wire \$894 ;
-  wire \$895 ;
-  wire \$896 ;
-  wire \$897 ;
-  wire \$898 ;
-  wire \$899 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire [6:0] \$82 ;
+  wire [7:0] \$83 ;
+  wire \$84 ;
+  wire [5:0] \$85 ;
+  wire [5:0] \$86 ;
+  wire \$87 ;
+  wire [6:0] \$88 ;
+  wire [6:0] \$89 ;
   wire \$9 ;
-  wire [9:0] \$90 ;
-  wire \$900 ;
-  wire \$901 ;
-  wire \$902 ;
-  wire \$903 ;
-  wire \$904 ;
-  wire \$905 ;
-  wire \$906 ;
-  wire \$907 ;
-  wire \$908 ;
-  wire \$909 ;
-  wire [8:0] \$91 ;
-  wire \$910 ;
-  wire \$911 ;
-  wire \$912 ;
-  wire \$913 ;
-  wire \$914 ;
-  wire \$915 ;
-  wire \$916 ;
-  wire \$917 ;
-  wire \$918 ;
-  wire \$919 ;
-  wire [9:0] \$92 ;
-  wire \$920 ;
-  wire \$921 ;
-  wire \$922 ;
-  wire \$923 ;
-  wire \$924 ;
-  wire \$925 ;
-  wire \$926 ;
-  wire \$927 ;
-  wire \$928 ;
-  wire \$929 ;
-  wire [3:0] \$93 ;
-  wire \$930 ;
-  wire \$931 ;
-  wire \$932 ;
-  wire \$933 ;
-  wire \$934 ;
-  wire \$935 ;
-  wire \$936 ;
-  wire \$937 ;
-  wire \$938 ;
-  wire \$939 ;
-  wire \$94 ;
-  wire \$940 ;
-  wire \$941 ;
-  wire \$942 ;
-  wire \$943 ;
-  wire \$944 ;
-  wire \$945 ;
-  wire \$946 ;
-  wire \$947 ;
-  wire \$948 ;
-  wire \$949 ;
-  wire [3:0] \$95 ;
-  wire \$950 ;
-  wire \$951 ;
-  wire \$952 ;
-  wire \$953 ;
-  wire \$954 ;
-  wire \$955 ;
-  wire \$956 ;
-  wire \$957 ;
-  wire \$958 ;
-  wire \$959 ;
-  wire [4:0] \$96 ;
-  wire \$960 ;
-  wire \$961 ;
-  wire \$962 ;
-  wire \$963 ;
-  wire \$964 ;
-  wire \$965 ;
-  wire \$966 ;
-  wire \$967 ;
-  wire \$968 ;
-  wire \$969 ;
-  wire [3:0] \$97 ;
-  wire \$970 ;
-  wire \$971 ;
-  wire \$972 ;
-  wire \$973 ;
-  wire \$974 ;
-  wire \$975 ;
-  wire \$976 ;
-  wire \$977 ;
-  wire \$978 ;
-  wire \$979 ;
-  wire [4:0] \$98 ;
-  wire \$980 ;
-  wire \$981 ;
-  wire \$982 ;
-  wire \$983 ;
-  wire \$984 ;
-  wire \$985 ;
-  wire \$986 ;
-  wire \$987 ;
-  wire \$988 ;
-  wire \$989 ;
-  wire [8:0] \$99 ;
-  wire \$990 ;
-  wire \$991 ;
-  wire \$992 ;
-  wire \$993 ;
-  wire \$994 ;
-  wire \$995 ;
-  wire \$996 ;
-  wire \$997 ;
-  wire \$998 ;
-  wire \$999 ;
+  wire \$90 ;
+  wire [6:0] \$91 ;
+  wire [6:0] \$92 ;
+  wire \$93 ;
+  wire [6:0] \$94 ;
+  wire [6:0] \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire [5:0] \$98 ;
+  wire [5:0] \$99 ;
   reg ahead = 1'h0;
   wire ahead_rows;
-  wire \ahead_rows$43 ;
+  wire \ahead_rows$45 ;
   wire avail;
-  wire avail_comb;
+  reg avail_ok = 1'h0;
+  reg avail_ok_image = 1'h0;
+  reg avail_ok_next = 1'h0;
   wire avail_q;
   wire avail_rows;
   wire avail_step;
-  reg [7:0] base_row = 8'h70;
+  reg [2:0] base_row = 3'h4;
   reg [2:0] base_slot = 3'h4;
   wire [-1:0] c;
   wire can_write;
@@ -5958,24 +3756,6 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   input clk;
   wire clk;
   reg [5:0] col_addr = 6'h3e;
-  reg [6:0] d = 7'h02;
-  reg d_ge_0 = 1'h1;
-  reg d_ge_1 = 1'h1;
-  reg d_ge_2 = 1'h1;
-  reg d_ge_28 = 1'h0;
-  reg d_ge_29 = 1'h0;
-  reg d_ge_3 = 1'h0;
-  reg d_ge_30 = 1'h0;
-  reg d_ge_31 = 1'h0;
-  reg d_ge_32 = 1'h0;
-  reg d_ge_33 = 1'h0;
-  reg d_ge_4 = 1'h0;
-  reg d_ge_5 = 1'h0;
-  reg d_ge_6 = 1'h0;
-  reg d_ge_7 = 1'h0;
-  reg d_ge_m21 = 1'h1;
-  reg d_ge_m22 = 1'h1;
-  reg d_ge_m23 = 1'h1;
   (* init = 8'h00 *)
   wire [7:0] finished;
   input [7:0] i__payload;
@@ -5987,7 +3767,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   input i__valid;
   wire i__valid;
   wire \i__valid$5 ;
-  reg [7:0] img_row = 8'h00;
+  reg [2:0] img_row = 3'h0;
   reg [2:0] img_slot = 3'h0;
   wire inp_valid_rows;
   reg [5:0] ix = 6'h3e;
@@ -5999,7 +3779,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [5:0] low = 6'h3e;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$116 ;
+  wire [7:0] \o__payload$100 ;
   wire [7:0] \o__payload$23 ;
   wire o__ready;
   input \o__ready$24 ;
@@ -6017,6 +3797,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   (* init = 8'h00 *)
   wire [7:0] r_addr;
   reg r_done = 1'h0;
+  reg r_end_d = 1'h0;
   reg r_last = 1'h0;
   reg [7:0] rd__addr = 8'h00;
   wire [7:0] rd__data;
@@ -6032,25 +3813,23 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg read_v3 = 1'h0;
   (* init = 1'h0 *)
   wire read_v4;
-  reg [5:0] room_low_21 = 6'h17;
-  reg [5:0] room_low_22 = 6'h18;
+  reg room_ok = 1'h1;
+  reg room_ok_next = 1'h1;
   wire room_rows;
   wire room_step;
-  reg [5:0] room_w_27 = 6'h25;
-  reg [5:0] room_w_28 = 6'h24;
-  reg [5:0] room_w_3 = 6'h3d;
-  reg [5:0] room_w_4 = 6'h3c;
-  reg [7:0] row_addr = 8'h70;
+  reg [2:0] row_addr = 3'h4;
+  reg [7:0] row_words;
   input rst_conv1_window;
   wire rst_conv1_window;
   wire [2:0] space_next;
-  reg [7:0] step_base_row = 8'h70;
+  reg [2:0] step_base_row = 3'h4;
   reg [2:0] step_base_slot = 3'h4;
-  reg [7:0] step_img_row = 8'h00;
+  reg [2:0] step_img_row = 3'h0;
   reg [2:0] step_img_slot = 3'h0;
-  reg [7:0] step_next_row = 8'h70;
+  reg [2:0] step_next_row = 3'h4;
   reg [2:0] step_next_slot = 3'h4;
   wire switch;
+  reg switch_d = 1'h0;
   wire take;
   wire take_rows;
   wire take_step;
@@ -6061,6 +3840,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire [7:0] w_data_q;
   reg w_en = 1'h0;
   wire w_en_q;
+  reg w_end_d = 1'h0;
   reg w_last = 1'h0;
   reg [4:0] w_px = 5'h00;
   reg [4:0] w_row = 5'h00;
@@ -6264,2530 +4044,369 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$7  = read_credits_space + read_credits_returned;
   assign \$8  = \$7  - take;
   assign read_credits_room_next = \$8 [2:0] >= 1'h1;
-  assign write_rows = inp_valid_rows & can_write_rows;
   assign take_step = avail_step & room_step;
   assign take_rows = avail_rows & room_rows;
-  assign \$9  = ~ r_done;
-  assign \$10  = pad | ahead_rows;
-  assign \$11  = ~ d[6];
-  assign \$12  = | d[5:3];
-  assign \$13  = ! ky;
-  assign \$14  = d[2:0] == 1'h1;
-  assign \$15  = d[2:0] == 2'h2;
-  assign \$16  = d[2:0] == 2'h3;
-  assign \$17  = d[2:0] == 3'h4;
-  assign \$18  = d[2:0] == 3'h5;
-  assign \$19  = d[2:0] == 3'h6;
-  assign \$20  = d[2:0] == 3'h7;
-  assign \$21  = | { \$20 , \$19 , \$18 , \$17 , \$16 , \$15 , \$14  };
-  assign \$22  = \$13  & \$21 ;
-  assign \$23  = ky == 1'h1;
-  assign \$24  = d[2:0] == 2'h2;
-  assign \$25  = d[2:0] == 2'h3;
-  assign \$26  = d[2:0] == 3'h4;
-  assign \$27  = d[2:0] == 3'h5;
-  assign \$28  = d[2:0] == 3'h6;
-  assign \$29  = d[2:0] == 3'h7;
-  assign \$30  = | { \$29 , \$28 , \$27 , \$26 , \$25 , \$24  };
-  assign \$31  = \$23  & \$30 ;
-  assign \$32  = ky == 2'h2;
-  assign \$33  = d[2:0] == 2'h3;
-  assign \$34  = d[2:0] == 3'h4;
-  assign \$35  = d[2:0] == 3'h5;
-  assign \$36  = d[2:0] == 3'h6;
-  assign \$37  = d[2:0] == 3'h7;
-  assign \$38  = | { \$37 , \$36 , \$35 , \$34 , \$33  };
-  assign \$39  = \$32  & \$38 ;
-  assign \$40  = ky == 2'h3;
-  assign \$41  = d[2:0] == 3'h4;
-  assign \$42  = d[2:0] == 3'h5;
-  assign \$43  = d[2:0] == 3'h6;
-  assign \$44  = d[2:0] == 3'h7;
-  assign \$45  = | { \$44 , \$43 , \$42 , \$41  };
-  assign \$46  = \$40  & \$45 ;
-  assign \$47  = ky == 3'h4;
-  assign \$48  = d[2:0] == 3'h5;
-  assign \$49  = d[2:0] == 3'h6;
-  assign \$50  = d[2:0] == 3'h7;
-  assign \$51  = | { \$50 , \$49 , \$48  };
-  assign \$52  = \$47  & \$51 ;
-  assign \$53  = | { \$52 , \$46 , \$39 , \$31 , \$22  };
-  assign \$54  = \$12  | \$53 ;
-  assign \$55  = \$11  & \$54 ;
-  assign \$56  = \$10  | \$55 ;
-  assign avail_comb = \$9  & \$56 ;
-  assign \$57  = w_px == 5'h1b;
-  assign \$58  = w_px + 1'h1;
-  assign \$59  = \$57  ? 6'h00 : \$58 ;
-  assign \$60  = w_addr == 8'ha7;
-  assign \$61  = w_addr + 1'h1;
-  assign \$62  = \$60  ? 9'h000 : \$61 ;
-  assign \$63  = w_px == 5'h1b;
-  assign \$64  = ~ ahead;
-  assign \$65  = w_row == 5'h1b;
-  assign \$66  = \$64  & \$65 ;
-  assign \$67  = w_row + 1'h1;
-  assign \$68  = \o__valid$26  & \o__ready$24 ;
-  assign \$69  = base_slot + 1'h1;
-  assign \$70  = \$69  >= 3'h6;
-  assign \$71  = base_slot + 1'h1;
-  assign \$72  = \$71  - 3'h6;
-  assign \$73  = base_slot + 1'h1;
-  assign \$74  = \$70  ? \$72  : { 1'h0, \$73  };
-  assign \$75  = base_row + 5'h1c;
-  assign \$76  = \$75  >= 8'ha8;
-  assign \$77  = base_row + 5'h1c;
-  assign \$78  = \$77  - 8'ha8;
-  assign \$79  = base_row + 5'h1c;
-  assign \$80  = \$76  ? \$78  : { 1'h0, \$79  };
-  assign \$81  = img_slot + 3'h4;
-  assign \$82  = \$81  >= 3'h6;
-  assign \$83  = img_slot + 3'h4;
-  assign \$84  = \$83  - 3'h6;
-  assign \$85  = img_slot + 3'h4;
-  assign \$86  = \$82  ? \$84  : { 1'h0, \$85  };
-  assign \$87  = img_row + 7'h70;
-  assign \$88  = \$87  >= 8'ha8;
-  assign \$89  = img_row + 7'h70;
-  assign \$90  = \$89  - 8'ha8;
-  assign \$91  = img_row + 7'h70;
-  assign \$92  = \$88  ? \$90  : { 1'h0, \$91  };
-  assign \$93  = img_slot + 2'h2;
-  assign \$94  = \$93  >= 3'h6;
-  assign \$95  = img_slot + 2'h2;
-  assign \$96  = \$95  - 3'h6;
-  assign \$97  = img_slot + 2'h2;
-  assign \$98  = \$94  ? \$96  : { 1'h0, \$97  };
-  assign \$99  = img_row + 6'h38;
-  assign \$100  = \$99  >= 8'ha8;
-  assign \$101  = img_row + 6'h38;
-  assign \$102  = \$101  - 8'ha8;
-  assign \$103  = img_row + 6'h38;
-  assign \$104  = \$100  ? \$102  : { 1'h0, \$103  };
-  assign \$105  = $signed({ 1'h0, row_addr }) + $signed(col_addr);
-  assign \$106  = read_data[8] ? 8'h00 : read_data[7:0];
-  assign \$107  = kx == 3'h4;
-  assign \$108  = kx + 1'h1;
-  assign \$109  = \$107  ? 4'h0 : \$108 ;
-  assign \$110  = kx == 3'h4;
-  assign \$111  = ~ \$110 ;
-  assign \$112  = $signed(col_addr) + $signed(2'h1);
-  assign \$113  = ky == 3'h4;
-  assign \$114  = ky + 1'h1;
-  assign \$115  = \$113  ? 4'h0 : \$114 ;
-  assign \$116  = ky == 3'h4;
-  assign \$117  = ~ \$116 ;
-  assign \$118  = $signed(ix0c) + $signed(1'h0);
-  assign \$119  = row_addr + 5'h1c;
-  assign \$120  = \$119  >= 8'ha8;
-  assign \$121  = row_addr + 5'h1c;
-  assign \$122  = \$121  - 8'ha8;
-  assign \$123  = row_addr + 5'h1c;
-  assign \$124  = \$120  ? \$122  : { 1'h0, \$123  };
-  assign \$130  = $signed(ix0c) + $signed(1'h0);
-  assign \$131  = $signed(\$130 ) + $signed(2'h1);
-  assign \$132  = ox == 5'h1b;
-  assign \$133  = ox + 1'h1;
-  assign \$134  = \$132  ? 6'h00 : \$133 ;
-  assign \$135  = ox == 5'h1b;
-  assign \$136  = $signed(ix0) + $signed(2'h1);
-  assign \$137  = \$135  ? 7'h7e : \$136 ;
-  assign \$138  = ox == 5'h1b;
-  assign \$139  = $signed(ix0c) + $signed(2'h1);
-  assign \$140  = \$138  ? 7'h7e : \$139 ;
-  assign \$141  = ox == 5'h1b;
-  assign \$142  = $signed(ix0c) + $signed(2'h1);
-  assign \$143  = \$141  ? 7'h7e : \$142 ;
-  assign \$144  = ox == 5'h1b;
-  assign \$145  = oy == 5'h1b;
-  assign \$146  = oy + 1'h1;
-  assign \$147  = \$145  ? 6'h00 : \$146 ;
-  assign \$148  = oy == 5'h1b;
-  assign \$149  = $signed(low) + $signed(2'h1);
-  assign \$150  = \$148  ? 7'h7e : \$149 ;
-  assign \$151  = oy == 5'h1b;
-  assign \$152  = kx == 3'h4;
-  assign \$153  = ~ \$152 ;
-  assign \$154  = ky == 3'h4;
-  assign \$157  = $signed(ix) + $signed(2'h1);
-  assign \$158  = ox == 5'h1b;
-  assign \$159  = $signed(ix0) + $signed(2'h1);
-  assign \$160  = \$158  ? 7'h7e : \$159 ;
-  assign \$161  = kx == 3'h4;
-  assign \$162  = ky == 3'h4;
-  assign \$163  = ~ \$162 ;
-  assign \$165  = ox == 5'h1b;
-  assign \$167  = $signed(iy) + $signed(2'h1);
-  assign \$168  = oy == 5'h1b;
-  assign \$169  = $signed(low) + $signed(2'h1);
-  assign \$170  = \$168  ? 7'h7e : \$169 ;
-  assign \$171  = w_px == 5'h1a;
-  assign \$173  = kx == 2'h3;
-  assign \$174  = ox == 5'h1b;
-  assign \$175  = ky == 3'h4;
-  assign \$176  = & { \$175 , \$174 , \$173  };
-  assign \$177  = take_rows & r_last;
-  assign \$178  = oy == 5'h1b;
-  assign \$179  = write_rows & w_last;
-  assign \$180  = ~ ahead_rows;
-  assign \$181  = ~ room_w_27[5];
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = \$182  & room_w_28[5];
-  assign \$184  = w_row + 2'h3;
-  assign \$185  = \$183  ? 6'h02 : \$184 ;
-  assign \$186  = w_row + 2'h2;
-  assign \$187  = \$179  ? \$185  : \$186 ;
-  assign \$188  = write_rows & w_last;
-  assign \$189  = ~ ahead_rows;
-  assign \$190  = ~ room_w_27[5];
-  assign \$191  = \$189  & \$190 ;
-  assign \$192  = \$191  & room_w_28[5];
-  assign \$193  = $signed(d) + $signed(6'h24);
-  assign \$194  = \$192  ? \$193  : { d[6], d };
-  assign \$195  = $signed(d) + $signed(1'h1);
-  assign \$196  = \$188  ? \$194  : \$195 ;
-  assign \$197  = \$178  ? { 2'h0, \$187  } : \$196 ;
-  assign \$198  = write_rows & w_last;
-  assign \$199  = ~ ahead_rows;
-  assign \$200  = ~ room_w_27[5];
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = \$201  & room_w_28[5];
-  assign \$203  = $signed(d) + $signed(6'h25);
-  assign \$204  = $signed(d) + $signed(2'h1);
-  assign \$205  = \$202  ? \$203  : \$204 ;
-  assign \$206  = \$198  ? \$205  : { d[6], d };
-  assign \$207  = \$177  ? \$197  : \$206 ;
-  assign \$208  = write & w_last;
-  assign \$209  = ~ ahead;
-  assign \$210  = ~ room_w_27[5];
-  assign \$211  = \$209  & \$210 ;
-  assign \$212  = \$211  & room_w_28[5];
-  assign \$213  = $signed(room_w_27) + $signed(2'h1);
-  assign \$214  = \$212  ? 7'h65 : \$213 ;
-  assign \$215  = \$208  ? \$214  : { room_w_27[5], room_w_27 };
-  assign \$216  = write & w_last;
-  assign \$217  = ~ ahead;
-  assign \$218  = ~ room_w_27[5];
-  assign \$219  = \$217  & \$218 ;
-  assign \$220  = \$219  & room_w_28[5];
-  assign \$221  = $signed(room_w_28) + $signed(2'h1);
-  assign \$222  = \$220  ? 7'h64 : \$221 ;
-  assign \$223  = \$216  ? \$222  : { room_w_28[5], room_w_28 };
-  assign \$224  = take_rows & r_last;
-  assign \$225  = oy == 5'h1b;
-  assign \$226  = $signed(room_low_21) - $signed(2'h1);
-  assign \$227  = \$225  ? 7'h17 : \$226 ;
-  assign \$228  = \$224  ? \$227  : { room_low_21[5], room_low_21 };
-  assign \$229  = write & w_last;
-  assign \$230  = ~ ahead;
-  assign \$231  = ~ room_w_27[5];
-  assign \$232  = \$230  & \$231 ;
-  assign \$233  = \$232  & room_w_28[5];
-  assign \$234  = $signed(room_w_3) + $signed(2'h1);
-  assign \$235  = \$233  ? 7'h7d : \$234 ;
-  assign \$236  = \$229  ? \$235  : { room_w_3[5], room_w_3 };
-  assign \$237  = write & w_last;
-  assign \$238  = ~ ahead;
-  assign \$239  = ~ room_w_27[5];
-  assign \$240  = \$238  & \$239 ;
-  assign \$241  = \$240  & room_w_28[5];
-  assign \$242  = $signed(room_w_4) + $signed(2'h1);
-  assign \$243  = \$241  ? 7'h7c : \$242 ;
-  assign \$244  = \$237  ? \$243  : { room_w_4[5], room_w_4 };
-  assign \$245  = take_rows & r_last;
-  assign \$246  = oy == 5'h1b;
-  assign \$247  = $signed(room_low_22) - $signed(2'h1);
-  assign \$248  = \$246  ? 7'h18 : \$247 ;
-  assign \$249  = \$245  ? \$248  : { room_low_22[5], room_low_22 };
-  assign \$250  = take_rows & r_last;
-  assign \$251  = oy == 5'h1b;
-  assign \$252  = write_rows & w_last;
-  assign \$253  = ~ ahead_rows;
-  assign \$254  = ~ room_w_27[5];
-  assign \$255  = \$253  & \$254 ;
-  assign \$256  = \$255  & room_w_28[5];
-  assign \$259  = write_rows & w_last;
-  assign \$260  = ~ ahead_rows;
-  assign \$261  = ~ room_w_27[5];
-  assign \$262  = \$260  & \$261 ;
-  assign \$263  = \$262  & room_w_28[5];
-  assign \$264  = \$263  ? d_ge_6 : d_ge_m22;
-  assign \$265  = \$259  ? \$264  : d_ge_m21;
-  assign \$266  = \$251  ? 1'h1 : \$265 ;
-  assign \$267  = write_rows & w_last;
-  assign \$268  = ~ ahead_rows;
-  assign \$269  = ~ room_w_27[5];
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = \$270  & room_w_28[5];
-  assign \$272  = \$271  ? d_ge_5 : d_ge_m23;
-  assign \$273  = \$267  ? \$272  : d_ge_m22;
-  assign \$274  = \$250  ? \$266  : \$273 ;
-  assign \$275  = take_rows & r_last;
-  assign \$276  = oy == 5'h1b;
-  assign \$277  = write_rows & w_last;
-  assign \$278  = ~ ahead_rows;
-  assign \$279  = ~ room_w_27[5];
-  assign \$280  = \$278  & \$279 ;
-  assign \$281  = \$280  & room_w_28[5];
-  assign \$282  = ! w_row;
-  assign \$283  = w_row == 1'h1;
-  assign \$284  = w_row == 2'h2;
-  assign \$285  = | { \$284 , \$283 , \$282  };
-  assign \$286  = ~ \$285 ;
-  assign \$287  = \$281  ? 1'h0 : \$286 ;
-  assign \$288  = ! w_row;
-  assign \$289  = w_row == 1'h1;
-  assign \$290  = w_row == 2'h2;
-  assign \$291  = w_row == 2'h3;
-  assign \$292  = | { \$291 , \$290 , \$289 , \$288  };
-  assign \$293  = ~ \$292 ;
-  assign \$294  = \$277  ? \$287  : \$293 ;
-  assign \$295  = write_rows & w_last;
-  assign \$296  = ~ ahead_rows;
-  assign \$297  = ~ room_w_27[5];
-  assign \$298  = \$296  & \$297 ;
-  assign \$299  = \$298  & room_w_28[5];
-  assign \$300  = d == 6'h22;
-  assign \$301  = d == 6'h23;
-  assign \$302  = d == 6'h24;
-  assign \$303  = d == 6'h25;
-  assign \$304  = d == 6'h26;
-  assign \$305  = d == 6'h27;
-  assign \$306  = d == 6'h28;
-  assign \$307  = d == 6'h29;
-  assign \$308  = d == 6'h2a;
-  assign \$309  = d == 6'h2b;
-  assign \$310  = d == 6'h2c;
-  assign \$311  = d == 6'h2d;
-  assign \$312  = d == 6'h2e;
-  assign \$313  = d == 6'h2f;
-  assign \$314  = d == 6'h30;
-  assign \$315  = d == 6'h31;
-  assign \$316  = d == 6'h32;
-  assign \$317  = d == 6'h33;
-  assign \$318  = d == 6'h34;
-  assign \$319  = d == 6'h35;
-  assign \$320  = d == 6'h36;
-  assign \$321  = d == 6'h37;
-  assign \$322  = d == 6'h38;
-  assign \$323  = d == 6'h39;
-  assign \$324  = d == 6'h3a;
-  assign \$325  = d == 6'h3b;
-  assign \$326  = d == 6'h3c;
-  assign \$327  = d == 6'h3d;
-  assign \$328  = d == 6'h3e;
-  assign \$329  = d == 6'h3f;
-  assign \$330  = | { \$329 , \$328 , \$327 , \$326 , \$325 , \$324 , \$323 , \$322 , \$321 , \$320 , \$319 , \$318 , \$317 , \$316 , \$315 , \$314 , \$313 , \$312 , \$311 , \$310 , \$309 , \$308 , \$307 , \$306 , \$305 , \$304 , \$303 , \$302 , \$301 , \$300  };
-  assign \$331  = \$299  ? \$330  : d_ge_6;
-  assign \$332  = \$295  ? \$331  : d_ge_7;
-  assign \$333  = \$276  ? \$294  : \$332 ;
-  assign \$334  = write_rows & w_last;
-  assign \$335  = ~ ahead_rows;
-  assign \$336  = ~ room_w_27[5];
-  assign \$337  = \$335  & \$336 ;
-  assign \$338  = \$337  & room_w_28[5];
-  assign \$339  = \$338  ? d_ge_33 : d_ge_5;
-  assign \$340  = \$334  ? \$339  : d_ge_6;
-  assign \$341  = \$275  ? \$333  : \$340 ;
-  assign \$342  = take_rows & r_last;
-  assign \$343  = oy == 5'h1b;
-  assign \$344  = write_rows & w_last;
-  assign \$345  = ~ ahead_rows;
-  assign \$346  = ~ room_w_27[5];
-  assign \$347  = \$345  & \$346 ;
-  assign \$348  = \$347  & room_w_28[5];
-  assign \$351  = write_rows & w_last;
-  assign \$352  = ~ ahead_rows;
-  assign \$353  = ~ room_w_27[5];
-  assign \$354  = \$352  & \$353 ;
-  assign \$355  = \$354  & room_w_28[5];
-  assign \$356  = \$355  ? d_ge_7 : d_ge_m21;
-  assign \$357  = d == 7'h40;
-  assign \$358  = d == 7'h41;
-  assign \$359  = d == 7'h42;
-  assign \$360  = d == 7'h43;
-  assign \$361  = d == 7'h44;
-  assign \$362  = d == 7'h45;
-  assign \$363  = d == 7'h46;
-  assign \$364  = d == 7'h47;
-  assign \$365  = d == 7'h48;
-  assign \$366  = d == 7'h49;
-  assign \$367  = d == 7'h4a;
-  assign \$368  = d == 7'h4b;
-  assign \$369  = d == 7'h4c;
-  assign \$370  = d == 7'h4d;
-  assign \$371  = d == 7'h4e;
-  assign \$372  = d == 7'h4f;
-  assign \$373  = d == 7'h50;
-  assign \$374  = d == 7'h51;
-  assign \$375  = d == 7'h52;
-  assign \$376  = d == 7'h53;
-  assign \$377  = d == 7'h54;
-  assign \$378  = d == 7'h55;
-  assign \$379  = d == 7'h56;
-  assign \$380  = d == 7'h57;
-  assign \$381  = d == 7'h58;
-  assign \$382  = d == 7'h59;
-  assign \$383  = d == 7'h5a;
-  assign \$384  = d == 7'h5b;
-  assign \$385  = d == 7'h5c;
-  assign \$386  = d == 7'h5d;
-  assign \$387  = d == 7'h5e;
-  assign \$388  = d == 7'h5f;
-  assign \$389  = d == 7'h60;
-  assign \$390  = d == 7'h61;
-  assign \$391  = d == 7'h62;
-  assign \$392  = d == 7'h63;
-  assign \$393  = d == 7'h64;
-  assign \$394  = d == 7'h65;
-  assign \$395  = d == 7'h66;
-  assign \$396  = d == 7'h67;
-  assign \$397  = d == 7'h68;
-  assign \$398  = d == 7'h69;
-  assign \$399  = d == 7'h6a;
-  assign \$400  = d == 7'h6b;
-  assign \$401  = | { \$400 , \$399 , \$398 , \$397 , \$396 , \$395 , \$394 , \$393 , \$392 , \$391 , \$390 , \$389 , \$388 , \$387 , \$386 , \$385 , \$384 , \$383 , \$382 , \$381 , \$380 , \$379 , \$378 , \$377 , \$376 , \$375 , \$374 , \$373 , \$372 , \$371 , \$370 , \$369 , \$368 , \$367 , \$366 , \$365 , \$364 , \$363 , \$362 , \$361 , \$360 , \$359 , \$358 , \$357  };
-  assign \$402  = ~ \$401 ;
-  assign \$403  = \$351  ? \$356  : \$402 ;
-  assign \$404  = \$343  ? 1'h1 : \$403 ;
-  assign \$405  = write_rows & w_last;
-  assign \$406  = ~ ahead_rows;
-  assign \$407  = ~ room_w_27[5];
-  assign \$408  = \$406  & \$407 ;
-  assign \$409  = \$408  & room_w_28[5];
-  assign \$410  = \$409  ? d_ge_6 : d_ge_m22;
-  assign \$411  = \$405  ? \$410  : d_ge_m21;
-  assign \$412  = \$342  ? \$404  : \$411 ;
-  assign \$413  = take_rows & r_last;
-  assign \$414  = oy == 5'h1b;
-  assign \$415  = write_rows & w_last;
-  assign \$416  = ~ ahead_rows;
-  assign \$417  = ~ room_w_27[5];
-  assign \$418  = \$416  & \$417 ;
-  assign \$419  = \$418  & room_w_28[5];
-  assign \$420  = ! w_row;
-  assign \$421  = w_row == 1'h1;
-  assign \$422  = w_row == 2'h2;
-  assign \$423  = w_row == 2'h3;
-  assign \$424  = | { \$423 , \$422 , \$421 , \$420  };
-  assign \$425  = ~ \$424 ;
-  assign \$426  = \$419  ? 1'h0 : \$425 ;
-  assign \$427  = ! w_row;
-  assign \$428  = w_row == 1'h1;
-  assign \$429  = w_row == 2'h2;
-  assign \$430  = w_row == 2'h3;
-  assign \$431  = w_row == 3'h4;
-  assign \$432  = | { \$431 , \$430 , \$429 , \$428 , \$427  };
-  assign \$433  = ~ \$432 ;
-  assign \$434  = \$415  ? \$426  : \$433 ;
-  assign \$435  = write_rows & w_last;
-  assign \$436  = ~ ahead_rows;
-  assign \$437  = ~ room_w_27[5];
-  assign \$438  = \$436  & \$437 ;
-  assign \$439  = \$438  & room_w_28[5];
-  assign \$440  = d == 6'h23;
-  assign \$441  = d == 6'h24;
-  assign \$442  = d == 6'h25;
-  assign \$443  = d == 6'h26;
-  assign \$444  = d == 6'h27;
-  assign \$445  = d == 6'h28;
-  assign \$446  = d == 6'h29;
-  assign \$447  = d == 6'h2a;
-  assign \$448  = d == 6'h2b;
-  assign \$449  = d == 6'h2c;
-  assign \$450  = d == 6'h2d;
-  assign \$451  = d == 6'h2e;
-  assign \$452  = d == 6'h2f;
-  assign \$453  = d == 6'h30;
-  assign \$454  = d == 6'h31;
-  assign \$455  = d == 6'h32;
-  assign \$456  = d == 6'h33;
-  assign \$457  = d == 6'h34;
-  assign \$458  = d == 6'h35;
-  assign \$459  = d == 6'h36;
-  assign \$460  = d == 6'h37;
-  assign \$461  = d == 6'h38;
-  assign \$462  = d == 6'h39;
-  assign \$463  = d == 6'h3a;
-  assign \$464  = d == 6'h3b;
-  assign \$465  = d == 6'h3c;
-  assign \$466  = d == 6'h3d;
-  assign \$467  = d == 6'h3e;
-  assign \$468  = d == 6'h3f;
-  assign \$469  = | { \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461 , \$460 , \$459 , \$458 , \$457 , \$456 , \$455 , \$454 , \$453 , \$452 , \$451 , \$450 , \$449 , \$448 , \$447 , \$446 , \$445 , \$444 , \$443 , \$442 , \$441 , \$440  };
-  assign \$470  = \$439  ? \$469  : d_ge_7;
-  assign \$471  = d == 4'h8;
-  assign \$472  = d == 4'h9;
-  assign \$473  = d == 4'ha;
-  assign \$474  = d == 4'hb;
-  assign \$475  = d == 4'hc;
-  assign \$476  = d == 4'hd;
-  assign \$477  = d == 4'he;
-  assign \$478  = d == 4'hf;
-  assign \$479  = d == 5'h10;
-  assign \$480  = d == 5'h11;
-  assign \$481  = d == 5'h12;
-  assign \$482  = d == 5'h13;
-  assign \$483  = d == 5'h14;
-  assign \$484  = d == 5'h15;
-  assign \$485  = d == 5'h16;
-  assign \$486  = d == 5'h17;
-  assign \$487  = d == 5'h18;
-  assign \$488  = d == 5'h19;
-  assign \$489  = d == 5'h1a;
-  assign \$490  = d == 5'h1b;
-  assign \$491  = d == 5'h1c;
-  assign \$492  = d == 5'h1d;
-  assign \$493  = d == 5'h1e;
-  assign \$494  = d == 5'h1f;
-  assign \$495  = d == 6'h20;
-  assign \$496  = d == 6'h21;
-  assign \$497  = d == 6'h22;
-  assign \$498  = d == 6'h23;
-  assign \$499  = d == 6'h24;
-  assign \$500  = d == 6'h25;
-  assign \$501  = d == 6'h26;
-  assign \$502  = d == 6'h27;
-  assign \$503  = d == 6'h28;
-  assign \$504  = d == 6'h29;
-  assign \$505  = d == 6'h2a;
-  assign \$506  = d == 6'h2b;
-  assign \$507  = d == 6'h2c;
-  assign \$508  = d == 6'h2d;
-  assign \$509  = d == 6'h2e;
-  assign \$510  = d == 6'h2f;
-  assign \$511  = d == 6'h30;
-  assign \$512  = d == 6'h31;
-  assign \$513  = d == 6'h32;
-  assign \$514  = d == 6'h33;
-  assign \$515  = d == 6'h34;
-  assign \$516  = d == 6'h35;
-  assign \$517  = d == 6'h36;
-  assign \$518  = d == 6'h37;
-  assign \$519  = d == 6'h38;
-  assign \$520  = d == 6'h39;
-  assign \$521  = d == 6'h3a;
-  assign \$522  = d == 6'h3b;
-  assign \$523  = d == 6'h3c;
-  assign \$524  = d == 6'h3d;
-  assign \$525  = d == 6'h3e;
-  assign \$526  = d == 6'h3f;
-  assign \$527  = | { \$526 , \$525 , \$524 , \$523 , \$522 , \$521 , \$520 , \$519 , \$518 , \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511 , \$510 , \$509 , \$508 , \$507 , \$506 , \$505 , \$504 , \$503 , \$502 , \$501 , \$500 , \$499 , \$498 , \$497 , \$496 , \$495 , \$494 , \$493 , \$492 , \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471  };
-  assign \$528  = \$435  ? \$470  : \$527 ;
-  assign \$529  = \$414  ? \$434  : \$528 ;
-  assign \$530  = write_rows & w_last;
-  assign \$531  = ~ ahead_rows;
-  assign \$532  = ~ room_w_27[5];
-  assign \$533  = \$531  & \$532 ;
-  assign \$534  = \$533  & room_w_28[5];
-  assign \$535  = d == 6'h22;
-  assign \$536  = d == 6'h23;
-  assign \$537  = d == 6'h24;
-  assign \$538  = d == 6'h25;
-  assign \$539  = d == 6'h26;
-  assign \$540  = d == 6'h27;
-  assign \$541  = d == 6'h28;
-  assign \$542  = d == 6'h29;
-  assign \$543  = d == 6'h2a;
-  assign \$544  = d == 6'h2b;
-  assign \$545  = d == 6'h2c;
-  assign \$546  = d == 6'h2d;
-  assign \$547  = d == 6'h2e;
-  assign \$548  = d == 6'h2f;
-  assign \$549  = d == 6'h30;
-  assign \$550  = d == 6'h31;
-  assign \$551  = d == 6'h32;
-  assign \$552  = d == 6'h33;
-  assign \$553  = d == 6'h34;
-  assign \$554  = d == 6'h35;
-  assign \$555  = d == 6'h36;
-  assign \$556  = d == 6'h37;
-  assign \$557  = d == 6'h38;
-  assign \$558  = d == 6'h39;
-  assign \$559  = d == 6'h3a;
-  assign \$560  = d == 6'h3b;
-  assign \$561  = d == 6'h3c;
-  assign \$562  = d == 6'h3d;
-  assign \$563  = d == 6'h3e;
-  assign \$564  = d == 6'h3f;
-  assign \$565  = | { \$564 , \$563 , \$562 , \$561 , \$560 , \$559 , \$558 , \$557 , \$556 , \$555 , \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541 , \$540 , \$539 , \$538 , \$537 , \$536 , \$535  };
-  assign \$566  = \$534  ? \$565  : d_ge_6;
-  assign \$567  = \$530  ? \$566  : d_ge_7;
-  assign \$568  = \$413  ? \$529  : \$567 ;
-  assign \$569  = take_rows & r_last;
-  assign \$570  = oy == 5'h1b;
-  assign \$571  = write_rows & w_last;
-  assign \$572  = ~ ahead_rows;
-  assign \$573  = ~ room_w_27[5];
-  assign \$574  = \$572  & \$573 ;
-  assign \$575  = \$574  & room_w_28[5];
-  assign \$578  = write_rows & w_last;
-  assign \$579  = ~ ahead_rows;
-  assign \$580  = ~ room_w_27[5];
-  assign \$581  = \$579  & \$580 ;
-  assign \$582  = \$581  & room_w_28[5];
-  assign \$583  = \$582  ? d_ge_5 : d_ge_m23;
-  assign \$584  = \$578  ? \$583  : d_ge_m22;
-  assign \$585  = \$570  ? 1'h1 : \$584 ;
-  assign \$586  = write_rows & w_last;
-  assign \$587  = ~ ahead_rows;
-  assign \$588  = ~ room_w_27[5];
-  assign \$589  = \$587  & \$588 ;
-  assign \$590  = \$589  & room_w_28[5];
-  assign \$591  = d == 7'h40;
-  assign \$592  = d == 7'h41;
-  assign \$593  = d == 7'h42;
-  assign \$594  = d == 7'h43;
-  assign \$595  = d == 7'h44;
-  assign \$596  = d == 7'h45;
-  assign \$597  = d == 7'h46;
-  assign \$598  = d == 7'h47;
-  assign \$599  = d == 7'h48;
-  assign \$600  = d == 7'h49;
-  assign \$601  = d == 7'h4a;
-  assign \$602  = d == 7'h4b;
-  assign \$603  = d == 7'h4c;
-  assign \$604  = d == 7'h4d;
-  assign \$605  = d == 7'h4e;
-  assign \$606  = d == 7'h4f;
-  assign \$607  = d == 7'h50;
-  assign \$608  = d == 7'h51;
-  assign \$609  = d == 7'h52;
-  assign \$610  = d == 7'h53;
-  assign \$611  = d == 7'h54;
-  assign \$612  = d == 7'h55;
-  assign \$613  = d == 7'h56;
-  assign \$614  = d == 7'h57;
-  assign \$615  = d == 7'h58;
-  assign \$616  = d == 7'h59;
-  assign \$617  = d == 7'h5a;
-  assign \$618  = d == 7'h5b;
-  assign \$619  = d == 7'h5c;
-  assign \$620  = d == 7'h5d;
-  assign \$621  = d == 7'h5e;
-  assign \$622  = d == 7'h5f;
-  assign \$623  = d == 7'h60;
-  assign \$624  = d == 7'h61;
-  assign \$625  = d == 7'h62;
-  assign \$626  = d == 7'h63;
-  assign \$627  = d == 7'h64;
-  assign \$628  = d == 7'h65;
-  assign \$629  = d == 7'h66;
-  assign \$630  = d == 7'h67;
-  assign \$631  = | { \$630 , \$629 , \$628 , \$627 , \$626 , \$625 , \$624 , \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602 , \$601 , \$600 , \$599 , \$598 , \$597 , \$596 , \$595 , \$594 , \$593 , \$592 , \$591  };
-  assign \$632  = ~ \$631 ;
-  assign \$633  = \$590  ? d_ge_4 : \$632 ;
-  assign \$634  = \$586  ? \$633  : d_ge_m23;
-  assign \$635  = \$569  ? \$585  : \$634 ;
-  assign \$636  = take_rows & r_last;
-  assign \$637  = oy == 5'h1b;
-  assign \$638  = write_rows & w_last;
-  assign \$639  = ~ ahead_rows;
-  assign \$640  = ~ room_w_27[5];
-  assign \$641  = \$639  & \$640 ;
-  assign \$642  = \$641  & room_w_28[5];
-  assign \$643  = ! w_row;
-  assign \$644  = w_row == 1'h1;
-  assign \$645  = | { \$644 , \$643  };
-  assign \$646  = ~ \$645 ;
-  assign \$647  = \$642  ? 1'h0 : \$646 ;
-  assign \$648  = ! w_row;
-  assign \$649  = w_row == 1'h1;
-  assign \$650  = w_row == 2'h2;
-  assign \$651  = | { \$650 , \$649 , \$648  };
-  assign \$652  = ~ \$651 ;
-  assign \$653  = \$638  ? \$647  : \$652 ;
-  assign \$654  = write_rows & w_last;
-  assign \$655  = ~ ahead_rows;
-  assign \$656  = ~ room_w_27[5];
-  assign \$657  = \$655  & \$656 ;
-  assign \$658  = \$657  & room_w_28[5];
-  assign \$659  = \$658  ? d_ge_33 : d_ge_5;
-  assign \$660  = \$654  ? \$659  : d_ge_6;
-  assign \$661  = \$637  ? \$653  : \$660 ;
-  assign \$662  = write_rows & w_last;
-  assign \$663  = ~ ahead_rows;
-  assign \$664  = ~ room_w_27[5];
-  assign \$665  = \$663  & \$664 ;
-  assign \$666  = \$665  & room_w_28[5];
-  assign \$667  = \$666  ? d_ge_32 : d_ge_4;
-  assign \$668  = \$662  ? \$667  : d_ge_5;
-  assign \$669  = \$636  ? \$661  : \$668 ;
-  assign \$670  = take_rows & r_last;
-  assign \$671  = oy == 5'h1b;
-  assign \$672  = write_rows & w_last;
-  assign \$673  = ~ ahead_rows;
-  assign \$674  = ~ room_w_27[5];
-  assign \$675  = \$673  & \$674 ;
-  assign \$676  = \$675  & room_w_28[5];
-  assign \$677  = w_row == 5'h19;
-  assign \$678  = w_row == 5'h1a;
-  assign \$679  = w_row == 5'h1b;
-  assign \$680  = w_row == 5'h1c;
-  assign \$681  = w_row == 5'h1d;
-  assign \$682  = w_row == 5'h1e;
-  assign \$683  = w_row == 5'h1f;
-  assign \$684  = | { \$683 , \$682 , \$681 , \$680 , \$679 , \$678 , \$677  };
-  assign \$685  = \$676  ? 1'h0 : \$684 ;
-  assign \$686  = w_row == 5'h1a;
-  assign \$687  = w_row == 5'h1b;
-  assign \$688  = w_row == 5'h1c;
-  assign \$689  = w_row == 5'h1d;
-  assign \$690  = w_row == 5'h1e;
-  assign \$691  = w_row == 5'h1f;
-  assign \$692  = | { \$691 , \$690 , \$689 , \$688 , \$687 , \$686  };
-  assign \$693  = \$672  ? \$685  : \$692 ;
-  assign \$694  = write_rows & w_last;
-  assign \$695  = ~ ahead_rows;
-  assign \$696  = ~ room_w_27[5];
-  assign \$697  = \$695  & \$696 ;
-  assign \$698  = \$697  & room_w_28[5];
-  assign \$699  = d == 6'h38;
-  assign \$700  = d == 6'h39;
-  assign \$701  = d == 6'h3a;
-  assign \$702  = d == 6'h3b;
-  assign \$703  = d == 6'h3c;
-  assign \$704  = d == 6'h3d;
-  assign \$705  = d == 6'h3e;
-  assign \$706  = d == 6'h3f;
-  assign \$707  = | { \$706 , \$705 , \$704 , \$703 , \$702 , \$701 , \$700 , \$699  };
-  assign \$708  = \$698  ? \$707  : d_ge_28;
-  assign \$709  = \$694  ? \$708  : d_ge_29;
-  assign \$710  = \$671  ? \$693  : \$709 ;
-  assign \$711  = write_rows & w_last;
-  assign \$712  = ~ ahead_rows;
-  assign \$713  = ~ room_w_27[5];
-  assign \$714  = \$712  & \$713 ;
-  assign \$715  = \$714  & room_w_28[5];
-  assign \$716  = d == 6'h37;
-  assign \$717  = d == 6'h38;
-  assign \$718  = d == 6'h39;
-  assign \$719  = d == 6'h3a;
-  assign \$720  = d == 6'h3b;
-  assign \$721  = d == 6'h3c;
-  assign \$722  = d == 6'h3d;
-  assign \$723  = d == 6'h3e;
-  assign \$724  = d == 6'h3f;
-  assign \$725  = | { \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717 , \$716  };
-  assign \$726  = d == 5'h1b;
-  assign \$727  = d == 5'h1c;
-  assign \$728  = d == 5'h1d;
-  assign \$729  = d == 5'h1e;
-  assign \$730  = d == 5'h1f;
-  assign \$731  = d == 6'h20;
-  assign \$732  = d == 6'h21;
-  assign \$733  = d == 6'h22;
-  assign \$734  = d == 6'h23;
-  assign \$735  = d == 6'h24;
-  assign \$736  = d == 6'h25;
-  assign \$737  = d == 6'h26;
-  assign \$738  = d == 6'h27;
-  assign \$739  = d == 6'h28;
-  assign \$740  = d == 6'h29;
-  assign \$741  = d == 6'h2a;
-  assign \$742  = d == 6'h2b;
-  assign \$743  = d == 6'h2c;
-  assign \$744  = d == 6'h2d;
-  assign \$745  = d == 6'h2e;
-  assign \$746  = d == 6'h2f;
-  assign \$747  = d == 6'h30;
-  assign \$748  = d == 6'h31;
-  assign \$749  = d == 6'h32;
-  assign \$750  = d == 6'h33;
-  assign \$751  = d == 6'h34;
-  assign \$752  = d == 6'h35;
-  assign \$753  = d == 6'h36;
-  assign \$754  = d == 6'h37;
-  assign \$755  = d == 6'h38;
-  assign \$756  = d == 6'h39;
-  assign \$757  = d == 6'h3a;
-  assign \$758  = d == 6'h3b;
-  assign \$759  = d == 6'h3c;
-  assign \$760  = d == 6'h3d;
-  assign \$761  = d == 6'h3e;
-  assign \$762  = d == 6'h3f;
-  assign \$763  = | { \$762 , \$761 , \$760 , \$759 , \$758 , \$757 , \$756 , \$755 , \$754 , \$753 , \$752 , \$751 , \$750 , \$749 , \$748 , \$747 , \$746 , \$745 , \$744 , \$743 , \$742 , \$741 , \$740 , \$739 , \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731 , \$730 , \$729 , \$728 , \$727 , \$726  };
-  assign \$764  = \$715  ? \$725  : \$763 ;
-  assign \$765  = \$711  ? \$764  : d_ge_28;
-  assign \$766  = \$670  ? \$710  : \$765 ;
-  assign \$767  = take_rows & r_last;
-  assign \$768  = oy == 5'h1b;
-  assign \$769  = write_rows & w_last;
-  assign \$770  = ~ ahead_rows;
-  assign \$771  = ~ room_w_27[5];
-  assign \$772  = \$770  & \$771 ;
-  assign \$773  = \$772  & room_w_28[5];
-  assign \$774  = w_row == 5'h1a;
-  assign \$775  = w_row == 5'h1b;
-  assign \$776  = w_row == 5'h1c;
-  assign \$777  = w_row == 5'h1d;
-  assign \$778  = w_row == 5'h1e;
-  assign \$779  = w_row == 5'h1f;
-  assign \$780  = | { \$779 , \$778 , \$777 , \$776 , \$775 , \$774  };
-  assign \$781  = \$773  ? 1'h0 : \$780 ;
-  assign \$782  = w_row == 5'h1b;
-  assign \$783  = w_row == 5'h1c;
-  assign \$784  = w_row == 5'h1d;
-  assign \$785  = w_row == 5'h1e;
-  assign \$786  = w_row == 5'h1f;
-  assign \$787  = | { \$786 , \$785 , \$784 , \$783 , \$782  };
-  assign \$788  = \$769  ? \$781  : \$787 ;
-  assign \$789  = write_rows & w_last;
-  assign \$790  = ~ ahead_rows;
-  assign \$791  = ~ room_w_27[5];
-  assign \$792  = \$790  & \$791 ;
-  assign \$793  = \$792  & room_w_28[5];
-  assign \$794  = d == 6'h39;
-  assign \$795  = d == 6'h3a;
-  assign \$796  = d == 6'h3b;
-  assign \$797  = d == 6'h3c;
-  assign \$798  = d == 6'h3d;
-  assign \$799  = d == 6'h3e;
-  assign \$800  = d == 6'h3f;
-  assign \$801  = | { \$800 , \$799 , \$798 , \$797 , \$796 , \$795 , \$794  };
-  assign \$802  = \$793  ? \$801  : d_ge_29;
-  assign \$803  = \$789  ? \$802  : d_ge_30;
-  assign \$804  = \$768  ? \$788  : \$803 ;
-  assign \$805  = write_rows & w_last;
-  assign \$806  = ~ ahead_rows;
-  assign \$807  = ~ room_w_27[5];
-  assign \$808  = \$806  & \$807 ;
-  assign \$809  = \$808  & room_w_28[5];
-  assign \$810  = d == 6'h38;
-  assign \$811  = d == 6'h39;
-  assign \$812  = d == 6'h3a;
-  assign \$813  = d == 6'h3b;
-  assign \$814  = d == 6'h3c;
-  assign \$815  = d == 6'h3d;
-  assign \$816  = d == 6'h3e;
-  assign \$817  = d == 6'h3f;
-  assign \$818  = | { \$817 , \$816 , \$815 , \$814 , \$813 , \$812 , \$811 , \$810  };
-  assign \$819  = \$809  ? \$818  : d_ge_28;
-  assign \$820  = \$805  ? \$819  : d_ge_29;
-  assign \$821  = \$767  ? \$804  : \$820 ;
-  assign \$822  = take_rows & r_last;
-  assign \$823  = oy == 5'h1b;
-  assign \$824  = write_rows & w_last;
-  assign \$825  = ~ ahead_rows;
-  assign \$826  = ~ room_w_27[5];
-  assign \$827  = \$825  & \$826 ;
-  assign \$828  = \$827  & room_w_28[5];
-  assign \$829  = w_row == 5'h1b;
-  assign \$830  = w_row == 5'h1c;
-  assign \$831  = w_row == 5'h1d;
-  assign \$832  = w_row == 5'h1e;
-  assign \$833  = w_row == 5'h1f;
-  assign \$834  = | { \$833 , \$832 , \$831 , \$830 , \$829  };
-  assign \$835  = \$828  ? 1'h0 : \$834 ;
-  assign \$836  = w_row == 5'h1c;
-  assign \$837  = w_row == 5'h1d;
-  assign \$838  = w_row == 5'h1e;
-  assign \$839  = w_row == 5'h1f;
-  assign \$840  = | { \$839 , \$838 , \$837 , \$836  };
-  assign \$841  = \$824  ? \$835  : \$840 ;
-  assign \$842  = write_rows & w_last;
-  assign \$843  = ~ ahead_rows;
-  assign \$844  = ~ room_w_27[5];
-  assign \$845  = \$843  & \$844 ;
-  assign \$846  = \$845  & room_w_28[5];
-  assign \$847  = d == 6'h3a;
-  assign \$848  = d == 6'h3b;
-  assign \$849  = d == 6'h3c;
-  assign \$850  = d == 6'h3d;
-  assign \$851  = d == 6'h3e;
-  assign \$852  = d == 6'h3f;
-  assign \$853  = | { \$852 , \$851 , \$850 , \$849 , \$848 , \$847  };
-  assign \$854  = \$846  ? \$853  : d_ge_30;
-  assign \$855  = \$842  ? \$854  : d_ge_31;
-  assign \$856  = \$823  ? \$841  : \$855 ;
-  assign \$857  = write_rows & w_last;
-  assign \$858  = ~ ahead_rows;
-  assign \$859  = ~ room_w_27[5];
-  assign \$860  = \$858  & \$859 ;
-  assign \$861  = \$860  & room_w_28[5];
-  assign \$862  = d == 6'h39;
-  assign \$863  = d == 6'h3a;
-  assign \$864  = d == 6'h3b;
-  assign \$865  = d == 6'h3c;
-  assign \$866  = d == 6'h3d;
-  assign \$867  = d == 6'h3e;
-  assign \$868  = d == 6'h3f;
-  assign \$869  = | { \$868 , \$867 , \$866 , \$865 , \$864 , \$863 , \$862  };
-  assign \$870  = \$861  ? \$869  : d_ge_29;
-  assign \$871  = \$857  ? \$870  : d_ge_30;
-  assign \$872  = \$822  ? \$856  : \$871 ;
-  assign \$873  = take_rows & r_last;
-  assign \$874  = oy == 5'h1b;
-  assign \$875  = write_rows & w_last;
-  assign \$876  = ~ ahead_rows;
-  assign \$877  = ~ room_w_27[5];
-  assign \$878  = \$876  & \$877 ;
-  assign \$879  = \$878  & room_w_28[5];
-  assign \$880  = w_row == 5'h1c;
-  assign \$881  = w_row == 5'h1d;
-  assign \$882  = w_row == 5'h1e;
-  assign \$883  = w_row == 5'h1f;
-  assign \$884  = | { \$883 , \$882 , \$881 , \$880  };
-  assign \$885  = \$879  ? 1'h0 : \$884 ;
-  assign \$886  = w_row == 5'h1d;
-  assign \$887  = w_row == 5'h1e;
-  assign \$888  = w_row == 5'h1f;
-  assign \$889  = | { \$888 , \$887 , \$886  };
-  assign \$890  = \$875  ? \$885  : \$889 ;
-  assign \$891  = write_rows & w_last;
-  assign \$892  = ~ ahead_rows;
-  assign \$893  = ~ room_w_27[5];
-  assign \$894  = \$892  & \$893 ;
-  assign \$895  = \$894  & room_w_28[5];
-  assign \$896  = d == 6'h3b;
-  assign \$897  = d == 6'h3c;
-  assign \$898  = d == 6'h3d;
-  assign \$899  = d == 6'h3e;
-  assign \$900  = d == 6'h3f;
-  assign \$901  = | { \$900 , \$899 , \$898 , \$897 , \$896  };
-  assign \$902  = \$895  ? \$901  : d_ge_31;
-  assign \$903  = \$891  ? \$902  : d_ge_32;
-  assign \$904  = \$874  ? \$890  : \$903 ;
-  assign \$905  = write_rows & w_last;
-  assign \$906  = ~ ahead_rows;
-  assign \$907  = ~ room_w_27[5];
-  assign \$908  = \$906  & \$907 ;
-  assign \$909  = \$908  & room_w_28[5];
-  assign \$910  = d == 6'h3a;
-  assign \$911  = d == 6'h3b;
-  assign \$912  = d == 6'h3c;
-  assign \$913  = d == 6'h3d;
-  assign \$914  = d == 6'h3e;
-  assign \$915  = d == 6'h3f;
-  assign \$916  = | { \$915 , \$914 , \$913 , \$912 , \$911 , \$910  };
-  assign \$917  = \$909  ? \$916  : d_ge_30;
-  assign \$918  = \$905  ? \$917  : d_ge_31;
-  assign \$919  = \$873  ? \$904  : \$918 ;
-  assign \$920  = take_rows & r_last;
-  assign \$921  = oy == 5'h1b;
-  assign \$922  = write_rows & w_last;
-  assign \$923  = ~ ahead_rows;
-  assign \$924  = ~ room_w_27[5];
-  assign \$925  = \$923  & \$924 ;
-  assign \$926  = \$925  & room_w_28[5];
-  assign \$927  = w_row == 5'h1d;
-  assign \$928  = w_row == 5'h1e;
-  assign \$929  = w_row == 5'h1f;
-  assign \$930  = | { \$929 , \$928 , \$927  };
-  assign \$931  = \$926  ? 1'h0 : \$930 ;
-  assign \$932  = w_row == 5'h1e;
-  assign \$933  = w_row == 5'h1f;
-  assign \$934  = | { \$933 , \$932  };
-  assign \$935  = \$922  ? \$931  : \$934 ;
-  assign \$936  = write_rows & w_last;
-  assign \$937  = ~ ahead_rows;
-  assign \$938  = ~ room_w_27[5];
-  assign \$939  = \$937  & \$938 ;
-  assign \$940  = \$939  & room_w_28[5];
-  assign \$941  = d == 6'h3c;
-  assign \$942  = d == 6'h3d;
-  assign \$943  = d == 6'h3e;
-  assign \$944  = d == 6'h3f;
-  assign \$945  = | { \$944 , \$943 , \$942 , \$941  };
-  assign \$946  = \$940  ? \$945  : d_ge_32;
-  assign \$947  = \$936  ? \$946  : d_ge_33;
-  assign \$948  = \$921  ? \$935  : \$947 ;
-  assign \$949  = write_rows & w_last;
-  assign \$950  = ~ ahead_rows;
-  assign \$951  = ~ room_w_27[5];
-  assign \$952  = \$950  & \$951 ;
-  assign \$953  = \$952  & room_w_28[5];
-  assign \$954  = d == 6'h3b;
-  assign \$955  = d == 6'h3c;
-  assign \$956  = d == 6'h3d;
-  assign \$957  = d == 6'h3e;
-  assign \$958  = d == 6'h3f;
-  assign \$959  = | { \$958 , \$957 , \$956 , \$955 , \$954  };
-  assign \$960  = \$953  ? \$959  : d_ge_31;
-  assign \$961  = \$949  ? \$960  : d_ge_32;
-  assign \$962  = \$920  ? \$948  : \$961 ;
-  assign \$963  = take_rows & r_last;
-  assign \$964  = oy == 5'h1b;
-  assign \$965  = write_rows & w_last;
-  assign \$966  = ~ ahead_rows;
-  assign \$967  = ~ room_w_27[5];
-  assign \$968  = \$966  & \$967 ;
-  assign \$969  = \$968  & room_w_28[5];
-  assign \$972  = write_rows & w_last;
-  assign \$973  = ~ ahead_rows;
-  assign \$974  = ~ room_w_27[5];
-  assign \$975  = \$973  & \$974 ;
-  assign \$976  = \$975  & room_w_28[5];
-  assign \$977  = \$976  ? d_ge_28 : d_ge_0;
-  assign \$978  = \$972  ? \$977  : d_ge_1;
-  assign \$979  = \$964  ? 1'h1 : \$978 ;
-  assign \$980  = write_rows & w_last;
-  assign \$981  = ~ ahead_rows;
-  assign \$982  = ~ room_w_27[5];
-  assign \$983  = \$981  & \$982 ;
-  assign \$984  = \$983  & room_w_28[5];
-  assign \$985  = d == 5'h1b;
-  assign \$986  = d == 5'h1c;
-  assign \$987  = d == 5'h1d;
-  assign \$988  = d == 5'h1e;
-  assign \$989  = d == 5'h1f;
-  assign \$990  = d == 6'h20;
-  assign \$991  = d == 6'h21;
-  assign \$992  = d == 6'h22;
-  assign \$993  = d == 6'h23;
-  assign \$994  = d == 6'h24;
-  assign \$995  = d == 6'h25;
-  assign \$996  = d == 6'h26;
-  assign \$997  = d == 6'h27;
-  assign \$998  = d == 6'h28;
-  assign \$999  = d == 6'h29;
-  assign \$1000  = d == 6'h2a;
-  assign \$1001  = d == 6'h2b;
-  assign \$1002  = d == 6'h2c;
-  assign \$1003  = d == 6'h2d;
-  assign \$1004  = d == 6'h2e;
-  assign \$1005  = d == 6'h2f;
-  assign \$1006  = d == 6'h30;
-  assign \$1007  = d == 6'h31;
-  assign \$1008  = d == 6'h32;
-  assign \$1009  = d == 6'h33;
-  assign \$1010  = d == 6'h34;
-  assign \$1011  = d == 6'h35;
-  assign \$1012  = d == 6'h36;
-  assign \$1013  = d == 6'h37;
-  assign \$1014  = d == 6'h38;
-  assign \$1015  = d == 6'h39;
-  assign \$1016  = d == 6'h3a;
-  assign \$1017  = d == 6'h3b;
-  assign \$1018  = d == 6'h3c;
-  assign \$1019  = d == 6'h3d;
-  assign \$1020  = d == 6'h3e;
-  assign \$1021  = d == 6'h3f;
-  assign \$1022  = | { \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998 , \$997 , \$996 , \$995 , \$994 , \$993 , \$992 , \$991 , \$990 , \$989 , \$988 , \$987 , \$986 , \$985  };
-  assign \$1023  = d == 7'h40;
-  assign \$1024  = d == 7'h41;
-  assign \$1025  = d == 7'h42;
-  assign \$1026  = d == 7'h43;
-  assign \$1027  = d == 7'h44;
-  assign \$1028  = d == 7'h45;
-  assign \$1029  = d == 7'h46;
-  assign \$1030  = d == 7'h47;
-  assign \$1031  = d == 7'h48;
-  assign \$1032  = d == 7'h49;
-  assign \$1033  = d == 7'h4a;
-  assign \$1034  = d == 7'h4b;
-  assign \$1035  = d == 7'h4c;
-  assign \$1036  = d == 7'h4d;
-  assign \$1037  = d == 7'h4e;
-  assign \$1038  = d == 7'h4f;
-  assign \$1039  = d == 7'h50;
-  assign \$1040  = d == 7'h51;
-  assign \$1041  = d == 7'h52;
-  assign \$1042  = d == 7'h53;
-  assign \$1043  = d == 7'h54;
-  assign \$1044  = d == 7'h55;
-  assign \$1045  = d == 7'h56;
-  assign \$1046  = d == 7'h57;
-  assign \$1047  = d == 7'h58;
-  assign \$1048  = d == 7'h59;
-  assign \$1049  = d == 7'h5a;
-  assign \$1050  = d == 7'h5b;
-  assign \$1051  = d == 7'h5c;
-  assign \$1052  = d == 7'h5d;
-  assign \$1053  = d == 7'h5e;
-  assign \$1054  = d == 7'h5f;
-  assign \$1055  = d == 7'h60;
-  assign \$1056  = d == 7'h61;
-  assign \$1057  = d == 7'h62;
-  assign \$1058  = d == 7'h63;
-  assign \$1059  = d == 7'h64;
-  assign \$1060  = d == 7'h65;
-  assign \$1061  = d == 7'h66;
-  assign \$1062  = d == 7'h67;
-  assign \$1063  = d == 7'h68;
-  assign \$1064  = d == 7'h69;
-  assign \$1065  = d == 7'h6a;
-  assign \$1066  = d == 7'h6b;
-  assign \$1067  = d == 7'h6c;
-  assign \$1068  = d == 7'h6d;
-  assign \$1069  = d == 7'h6e;
-  assign \$1070  = d == 7'h6f;
-  assign \$1071  = d == 7'h70;
-  assign \$1072  = d == 7'h71;
-  assign \$1073  = d == 7'h72;
-  assign \$1074  = d == 7'h73;
-  assign \$1075  = d == 7'h74;
-  assign \$1076  = d == 7'h75;
-  assign \$1077  = d == 7'h76;
-  assign \$1078  = d == 7'h77;
-  assign \$1079  = d == 7'h78;
-  assign \$1080  = d == 7'h79;
-  assign \$1081  = d == 7'h7a;
-  assign \$1082  = d == 7'h7b;
-  assign \$1083  = d == 7'h7c;
-  assign \$1084  = d == 7'h7d;
-  assign \$1085  = d == 7'h7e;
-  assign \$1086  = | { \$1085 , \$1084 , \$1083 , \$1082 , \$1081 , \$1080 , \$1079 , \$1078 , \$1077 , \$1076 , \$1075 , \$1074 , \$1073 , \$1072 , \$1071 , \$1070 , \$1069 , \$1068 , \$1067 , \$1066 , \$1065 , \$1064 , \$1063 , \$1062 , \$1061 , \$1060 , \$1059 , \$1058 , \$1057 , \$1056 , \$1055 , \$1054 , \$1053 , \$1052 , \$1051 , \$1050 , \$1049 , \$1048 , \$1047 , \$1046 , \$1045 , \$1044 , \$1043 , \$1042 , \$1041 , \$1040 , \$1039 , \$1038 , \$1037 , \$1036 , \$1035 , \$1034 , \$1033 , \$1032 , \$1031 , \$1030 , \$1029 , \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023  };
-  assign \$1087  = ~ \$1086 ;
-  assign \$1088  = \$984  ? \$1022  : \$1087 ;
-  assign \$1089  = \$980  ? \$1088  : d_ge_0;
-  assign \$1090  = \$963  ? \$979  : \$1089 ;
-  assign \$1091  = take_rows & r_last;
-  assign \$1092  = oy == 5'h1b;
-  assign \$1093  = write_rows & w_last;
-  assign \$1094  = ~ ahead_rows;
-  assign \$1095  = ~ room_w_27[5];
-  assign \$1096  = \$1094  & \$1095 ;
-  assign \$1097  = \$1096  & room_w_28[5];
-  assign \$1100  = write_rows & w_last;
-  assign \$1101  = ~ ahead_rows;
-  assign \$1102  = ~ room_w_27[5];
-  assign \$1103  = \$1101  & \$1102 ;
-  assign \$1104  = \$1103  & room_w_28[5];
-  assign \$1105  = \$1104  ? d_ge_29 : d_ge_1;
-  assign \$1106  = \$1100  ? \$1105  : d_ge_2;
-  assign \$1107  = \$1092  ? 1'h1 : \$1106 ;
-  assign \$1108  = write_rows & w_last;
-  assign \$1109  = ~ ahead_rows;
-  assign \$1110  = ~ room_w_27[5];
-  assign \$1111  = \$1109  & \$1110 ;
-  assign \$1112  = \$1111  & room_w_28[5];
-  assign \$1113  = \$1112  ? d_ge_28 : d_ge_0;
-  assign \$1114  = \$1108  ? \$1113  : d_ge_1;
-  assign \$1115  = \$1091  ? \$1107  : \$1114 ;
-  assign \$1116  = take_rows & r_last;
-  assign \$1117  = oy == 5'h1b;
-  assign \$1118  = write_rows & w_last;
-  assign \$1119  = ~ ahead_rows;
-  assign \$1120  = ~ room_w_27[5];
-  assign \$1121  = \$1119  & \$1120 ;
-  assign \$1122  = \$1121  & room_w_28[5];
-  assign \$1125  = write_rows & w_last;
-  assign \$1126  = ~ ahead_rows;
-  assign \$1127  = ~ room_w_27[5];
-  assign \$1128  = \$1126  & \$1127 ;
-  assign \$1129  = \$1128  & room_w_28[5];
-  assign \$1130  = \$1129  ? d_ge_30 : d_ge_2;
-  assign \$1131  = \$1125  ? \$1130  : d_ge_3;
-  assign \$1132  = \$1117  ? 1'h1 : \$1131 ;
-  assign \$1133  = write_rows & w_last;
-  assign \$1134  = ~ ahead_rows;
-  assign \$1135  = ~ room_w_27[5];
-  assign \$1136  = \$1134  & \$1135 ;
-  assign \$1137  = \$1136  & room_w_28[5];
-  assign \$1138  = \$1137  ? d_ge_29 : d_ge_1;
-  assign \$1139  = \$1133  ? \$1138  : d_ge_2;
-  assign \$1140  = \$1116  ? \$1132  : \$1139 ;
-  assign \$1141  = take_rows & r_last;
-  assign \$1142  = oy == 5'h1b;
-  assign \$1143  = write_rows & w_last;
-  assign \$1144  = ~ ahead_rows;
-  assign \$1145  = ~ room_w_27[5];
-  assign \$1146  = \$1144  & \$1145 ;
-  assign \$1147  = \$1146  & room_w_28[5];
-  assign \$1148  = \$1147  ? 1'h0 : 1'h1;
-  assign \$1149  = ! w_row;
-  assign \$1151  = ~ \$1150 ;
-  assign \$1152  = \$1143  ? \$1148  : \$1151 ;
-  assign \$1153  = write_rows & w_last;
-  assign \$1154  = ~ ahead_rows;
-  assign \$1155  = ~ room_w_27[5];
-  assign \$1156  = \$1154  & \$1155 ;
-  assign \$1157  = \$1156  & room_w_28[5];
-  assign \$1158  = \$1157  ? d_ge_31 : d_ge_3;
-  assign \$1159  = \$1153  ? \$1158  : d_ge_4;
-  assign \$1160  = \$1142  ? \$1152  : \$1159 ;
-  assign \$1161  = write_rows & w_last;
-  assign \$1162  = ~ ahead_rows;
-  assign \$1163  = ~ room_w_27[5];
-  assign \$1164  = \$1162  & \$1163 ;
-  assign \$1165  = \$1164  & room_w_28[5];
-  assign \$1166  = \$1165  ? d_ge_30 : d_ge_2;
-  assign \$1167  = \$1161  ? \$1166  : d_ge_3;
-  assign \$1168  = \$1141  ? \$1160  : \$1167 ;
-  assign \$1169  = take_rows & r_last;
-  assign \$1170  = oy == 5'h1b;
-  assign \$1171  = write_rows & w_last;
-  assign \$1172  = ~ ahead_rows;
-  assign \$1173  = ~ room_w_27[5];
-  assign \$1174  = \$1172  & \$1173 ;
-  assign \$1175  = \$1174  & room_w_28[5];
-  assign \$1176  = ! w_row;
-  assign \$1178  = ~ \$1177 ;
-  assign \$1179  = \$1175  ? 1'h0 : \$1178 ;
-  assign \$1180  = ! w_row;
-  assign \$1181  = w_row == 1'h1;
-  assign \$1182  = | { \$1181 , \$1180  };
-  assign \$1183  = ~ \$1182 ;
-  assign \$1184  = \$1171  ? \$1179  : \$1183 ;
-  assign \$1185  = write_rows & w_last;
-  assign \$1186  = ~ ahead_rows;
-  assign \$1187  = ~ room_w_27[5];
-  assign \$1188  = \$1186  & \$1187 ;
-  assign \$1189  = \$1188  & room_w_28[5];
-  assign \$1190  = \$1189  ? d_ge_32 : d_ge_4;
-  assign \$1191  = \$1185  ? \$1190  : d_ge_5;
-  assign \$1192  = \$1170  ? \$1184  : \$1191 ;
-  assign \$1193  = write_rows & w_last;
-  assign \$1194  = ~ ahead_rows;
-  assign \$1195  = ~ room_w_27[5];
-  assign \$1196  = \$1194  & \$1195 ;
-  assign \$1197  = \$1196  & room_w_28[5];
-  assign \$1198  = \$1197  ? d_ge_31 : d_ge_3;
-  assign \$1199  = \$1193  ? \$1198  : d_ge_4;
-  assign \$1200  = \$1169  ? \$1192  : \$1199 ;
-  assign \$1201  = take_rows & r_last;
-  assign \$1202  = oy == 5'h1b;
-  assign \$1203  = write_rows & w_last;
-  assign \$1204  = ~ ahead_rows;
-  assign \$1205  = ~ room_w_27[5];
-  assign \$1206  = \$1204  & \$1205 ;
-  assign \$1207  = \$1206  & room_w_28[5];
-  assign \$1208  = w_row == 5'h1e;
-  assign \$1209  = w_row == 5'h1f;
-  assign \$1210  = | { \$1209 , \$1208  };
-  assign \$1211  = \$1207  ? 1'h0 : \$1210 ;
-  assign \$1212  = w_row == 5'h1f;
-  assign \$1214  = \$1203  ? \$1211  : \$1213 ;
-  assign \$1215  = write_rows & w_last;
-  assign \$1216  = ~ ahead_rows;
-  assign \$1217  = ~ room_w_27[5];
-  assign \$1218  = \$1216  & \$1217 ;
-  assign \$1219  = \$1218  & room_w_28[5];
-  assign \$1220  = d == 6'h3d;
-  assign \$1221  = d == 6'h3e;
-  assign \$1222  = d == 6'h3f;
-  assign \$1223  = | { \$1222 , \$1221 , \$1220  };
-  assign \$1224  = \$1219  ? \$1223  : d_ge_33;
-  assign \$1225  = d == 6'h22;
-  assign \$1226  = d == 6'h23;
-  assign \$1227  = d == 6'h24;
-  assign \$1228  = d == 6'h25;
-  assign \$1229  = d == 6'h26;
-  assign \$1230  = d == 6'h27;
-  assign \$1231  = d == 6'h28;
-  assign \$1232  = d == 6'h29;
-  assign \$1233  = d == 6'h2a;
-  assign \$1234  = d == 6'h2b;
-  assign \$1235  = d == 6'h2c;
-  assign \$1236  = d == 6'h2d;
-  assign \$1237  = d == 6'h2e;
-  assign \$1238  = d == 6'h2f;
-  assign \$1239  = d == 6'h30;
-  assign \$1240  = d == 6'h31;
-  assign \$1241  = d == 6'h32;
-  assign \$1242  = d == 6'h33;
-  assign \$1243  = d == 6'h34;
-  assign \$1244  = d == 6'h35;
-  assign \$1245  = d == 6'h36;
-  assign \$1246  = d == 6'h37;
-  assign \$1247  = d == 6'h38;
-  assign \$1248  = d == 6'h39;
-  assign \$1249  = d == 6'h3a;
-  assign \$1250  = d == 6'h3b;
-  assign \$1251  = d == 6'h3c;
-  assign \$1252  = d == 6'h3d;
-  assign \$1253  = d == 6'h3e;
-  assign \$1254  = d == 6'h3f;
-  assign \$1255  = | { \$1254 , \$1253 , \$1252 , \$1251 , \$1250 , \$1249 , \$1248 , \$1247 , \$1246 , \$1245 , \$1244 , \$1243 , \$1242 , \$1241 , \$1240 , \$1239 , \$1238 , \$1237 , \$1236 , \$1235 , \$1234 , \$1233 , \$1232 , \$1231 , \$1230 , \$1229 , \$1228 , \$1227 , \$1226 , \$1225  };
-  assign \$1256  = \$1215  ? \$1224  : \$1255 ;
-  assign \$1257  = \$1202  ? \$1214  : \$1256 ;
-  assign \$1258  = write_rows & w_last;
-  assign \$1259  = ~ ahead_rows;
-  assign \$1260  = ~ room_w_27[5];
-  assign \$1261  = \$1259  & \$1260 ;
-  assign \$1262  = \$1261  & room_w_28[5];
-  assign \$1263  = d == 6'h3c;
-  assign \$1264  = d == 6'h3d;
-  assign \$1265  = d == 6'h3e;
-  assign \$1266  = d == 6'h3f;
-  assign \$1267  = | { \$1266 , \$1265 , \$1264 , \$1263  };
-  assign \$1268  = \$1262  ? \$1267  : d_ge_32;
-  assign \$1269  = \$1258  ? \$1268  : d_ge_33;
-  assign \$1270  = \$1201  ? \$1257  : \$1269 ;
-  assign \$1271  = rst_conv1_window ? 1'h0 : valid_next;
-  assign \$1272  = rst_conv1_window ? 1'h1 : read_credits_room_next;
-  assign \$1273  = rst_conv1_window | switch;
-  assign \$1274  = write_rows & w_last;
-  assign \$1275  = w_row == 5'h1b;
-  assign \$1276  = \$1274  & \$1275 ;
-  assign \$1277  = \$1276  ? 1'h1 : ahead_rows;
-  assign \$1278  = \$1273  ? 1'h0 : \$1277 ;
-  assign \$1279  = take_rows & r_last;
-  assign \$1280  = write & w_last;
-  assign \$1281  = ~ ahead;
-  assign \$1282  = ~ room_w_27[5];
-  assign \$1283  = \$1281  & \$1282 ;
-  assign \$1284  = \$1283  & room_w_28[5];
-  assign \$1285  = oy == 5'h1b;
-  assign \$1286  = ~ ahead;
-  assign \$1287  = ~ room_w_27[5];
-  assign \$1288  = \$1286  & \$1287 ;
-  assign \$1289  = \$1288  & room_w_28[5];
-  assign \$1290  = ahead | \$1289 ;
-  assign \$1291  = switch ? 1'h0 : \$1290 ;
-  assign \$1292  = oy == 5'h1b;
-  assign \$1293  = r_done | \$1292 ;
-  assign \$1294  = switch ? 1'h0 : \$1293 ;
-  assign \$1295  = ~ \$1294 ;
-  assign \$1297  = oy == 5'h1b;
-  assign \$1298  = r_done | \$1297 ;
-  assign \$1299  = switch ? 1'h0 : \$1298 ;
-  assign \$1302  = \$1291  ? 1'h0 : 1'h1;
-  assign \$1303  = ~ ahead;
-  assign \$1304  = ~ room_w_27[5];
-  assign \$1305  = \$1303  & \$1304 ;
-  assign \$1306  = \$1305  & room_w_28[5];
-  assign \$1307  = ahead | \$1306 ;
-  assign \$1308  = switch ? 1'h0 : \$1307 ;
-  assign \$1309  = oy == 5'h1b;
-  assign \$1310  = r_done | \$1309 ;
-  assign \$1311  = switch ? 1'h0 : \$1310 ;
-  assign \$1312  = ~ \$1311 ;
-  assign \$1313  = \$1312  & room_low_21[5];
-  assign \$1314  = oy == 5'h1b;
-  assign \$1315  = r_done | \$1314 ;
-  assign \$1316  = switch ? 1'h0 : \$1315 ;
-  assign \$1319  = \$1308  ? \$1313  : 1'h1;
-  assign \$1320  = \$1285  ? \$1302  : \$1319 ;
-  assign \$1321  = oy == 5'h1b;
-  assign \$1322  = ~ ahead;
-  assign \$1323  = ~ room_w_27[5];
-  assign \$1324  = \$1322  & \$1323 ;
-  assign \$1325  = \$1324  & room_w_28[5];
-  assign \$1326  = ahead | \$1325 ;
-  assign \$1327  = switch ? 1'h0 : \$1326 ;
-  assign \$1328  = oy == 5'h1b;
-  assign \$1329  = r_done | \$1328 ;
-  assign \$1330  = switch ? 1'h0 : \$1329 ;
-  assign \$1331  = ~ \$1330 ;
-  assign \$1333  = oy == 5'h1b;
-  assign \$1334  = r_done | \$1333 ;
-  assign \$1335  = switch ? 1'h0 : \$1334 ;
-  assign \$1336  = \$1335  | room_w_3[5];
-  assign \$1337  = room_w_27[5] & \$1336 ;
-  assign \$1338  = \$1327  ? 1'h0 : \$1337 ;
-  assign \$1339  = ~ ahead;
-  assign \$1340  = ~ room_w_27[5];
-  assign \$1341  = \$1339  & \$1340 ;
-  assign \$1342  = \$1341  & room_w_28[5];
-  assign \$1343  = ahead | \$1342 ;
-  assign \$1344  = switch ? 1'h0 : \$1343 ;
-  assign \$1345  = oy == 5'h1b;
-  assign \$1346  = r_done | \$1345 ;
-  assign \$1347  = switch ? 1'h0 : \$1346 ;
-  assign \$1348  = ~ \$1347 ;
-  assign \$1349  = ~ d_ge_m22;
-  assign \$1350  = \$1348  & \$1349 ;
-  assign \$1351  = oy == 5'h1b;
-  assign \$1352  = r_done | \$1351 ;
-  assign \$1353  = switch ? 1'h0 : \$1352 ;
-  assign \$1354  = ~ d_ge_6;
-  assign \$1355  = \$1353  | \$1354 ;
-  assign \$1356  = room_w_27[5] & \$1355 ;
-  assign \$1357  = \$1344  ? \$1350  : \$1356 ;
-  assign \$1358  = \$1321  ? \$1338  : \$1357 ;
-  assign \$1359  = \$1284  ? \$1320  : \$1358 ;
-  assign \$1360  = oy == 5'h1b;
-  assign \$1361  = switch ? 1'h0 : ahead;
-  assign \$1362  = oy == 5'h1b;
-  assign \$1363  = r_done | \$1362 ;
-  assign \$1364  = switch ? 1'h0 : \$1363 ;
-  assign \$1365  = ~ \$1364 ;
-  assign \$1367  = oy == 5'h1b;
-  assign \$1368  = r_done | \$1367 ;
-  assign \$1369  = switch ? 1'h0 : \$1368 ;
-  assign \$1370  = \$1369  | room_w_4[5];
-  assign \$1371  = room_w_28[5] & \$1370 ;
-  assign \$1372  = \$1361  ? 1'h0 : \$1371 ;
-  assign \$1373  = switch ? 1'h0 : ahead;
-  assign \$1374  = oy == 5'h1b;
-  assign \$1375  = r_done | \$1374 ;
-  assign \$1376  = switch ? 1'h0 : \$1375 ;
-  assign \$1377  = ~ \$1376 ;
-  assign \$1378  = ~ d_ge_m21;
-  assign \$1379  = \$1377  & \$1378 ;
-  assign \$1380  = oy == 5'h1b;
-  assign \$1381  = r_done | \$1380 ;
-  assign \$1382  = switch ? 1'h0 : \$1381 ;
-  assign \$1383  = ~ d_ge_7;
-  assign \$1384  = \$1382  | \$1383 ;
-  assign \$1385  = room_w_28[5] & \$1384 ;
-  assign \$1386  = \$1373  ? \$1379  : \$1385 ;
-  assign \$1387  = \$1360  ? \$1372  : \$1386 ;
-  assign \$1388  = \$1280  ? \$1359  : \$1387 ;
-  assign \$1389  = write & w_last;
-  assign \$1390  = ~ ahead;
-  assign \$1391  = ~ room_w_27[5];
-  assign \$1392  = \$1390  & \$1391 ;
-  assign \$1393  = \$1392  & room_w_28[5];
-  assign \$1394  = ~ ahead;
-  assign \$1395  = ~ room_w_27[5];
-  assign \$1396  = \$1394  & \$1395 ;
-  assign \$1397  = \$1396  & room_w_28[5];
-  assign \$1398  = ahead | \$1397 ;
-  assign \$1399  = switch ? 1'h0 : \$1398 ;
-  assign \$1400  = switch ? 1'h0 : r_done;
-  assign \$1401  = ~ \$1400 ;
-  assign \$1402  = \$1401  & room_low_22[5];
-  assign \$1403  = switch ? 1'h0 : r_done;
-  assign \$1406  = \$1399  ? \$1402  : 1'h1;
-  assign \$1407  = ~ ahead;
-  assign \$1408  = ~ room_w_27[5];
-  assign \$1409  = \$1407  & \$1408 ;
-  assign \$1410  = \$1409  & room_w_28[5];
-  assign \$1411  = ahead | \$1410 ;
-  assign \$1412  = switch ? 1'h0 : \$1411 ;
-  assign \$1413  = switch ? 1'h0 : r_done;
-  assign \$1414  = ~ \$1413 ;
-  assign \$1415  = ~ d_ge_m23;
-  assign \$1416  = \$1414  & \$1415 ;
-  assign \$1417  = switch ? 1'h0 : r_done;
-  assign \$1418  = ~ d_ge_5;
-  assign \$1419  = \$1417  | \$1418 ;
-  assign \$1420  = room_w_27[5] & \$1419 ;
-  assign \$1421  = \$1412  ? \$1416  : \$1420 ;
-  assign \$1422  = \$1393  ? \$1406  : \$1421 ;
-  assign \$1423  = switch ? 1'h0 : ahead;
-  assign \$1424  = switch ? 1'h0 : r_done;
-  assign \$1425  = ~ \$1424 ;
-  assign \$1426  = ~ d_ge_m22;
-  assign \$1427  = \$1425  & \$1426 ;
-  assign \$1428  = switch ? 1'h0 : r_done;
-  assign \$1429  = ~ d_ge_6;
-  assign \$1430  = \$1428  | \$1429 ;
-  assign \$1431  = room_w_28[5] & \$1430 ;
-  assign \$1432  = \$1423  ? \$1427  : \$1431 ;
-  assign \$1433  = switch ? \$1432  : o__ready;
-  assign \$1434  = \$1389  ? \$1422  : \$1433 ;
-  assign \$1435  = \$1279  ? \$1388  : \$1434 ;
-  assign \$1436  = rst_conv1_window ? 1'h1 : \$1435 ;
-  assign \$1437  = take_rows & r_last;
-  assign \$1438  = write & w_last;
-  assign \$1439  = ~ ahead;
-  assign \$1440  = ~ room_w_27[5];
-  assign \$1441  = \$1439  & \$1440 ;
-  assign \$1442  = \$1441  & room_w_28[5];
-  assign \$1443  = oy == 5'h1b;
-  assign \$1444  = ~ ahead;
-  assign \$1445  = ~ room_w_27[5];
-  assign \$1446  = \$1444  & \$1445 ;
-  assign \$1447  = \$1446  & room_w_28[5];
-  assign \$1448  = ahead | \$1447 ;
-  assign \$1449  = switch ? 1'h0 : \$1448 ;
-  assign \$1450  = oy == 5'h1b;
-  assign \$1451  = r_done | \$1450 ;
-  assign \$1452  = switch ? 1'h0 : \$1451 ;
-  assign \$1453  = ~ \$1452 ;
-  assign \$1455  = oy == 5'h1b;
-  assign \$1456  = r_done | \$1455 ;
-  assign \$1457  = switch ? 1'h0 : \$1456 ;
-  assign \$1460  = \$1449  ? 1'h0 : 1'h1;
-  assign \$1461  = ~ ahead;
-  assign \$1462  = ~ room_w_27[5];
-  assign \$1463  = \$1461  & \$1462 ;
-  assign \$1464  = \$1463  & room_w_28[5];
-  assign \$1465  = ahead | \$1464 ;
-  assign \$1466  = switch ? 1'h0 : \$1465 ;
-  assign \$1467  = oy == 5'h1b;
-  assign \$1468  = r_done | \$1467 ;
-  assign \$1469  = switch ? 1'h0 : \$1468 ;
-  assign \$1470  = ~ \$1469 ;
-  assign \$1471  = \$1470  & room_low_21[5];
-  assign \$1472  = oy == 5'h1b;
-  assign \$1473  = r_done | \$1472 ;
-  assign \$1474  = switch ? 1'h0 : \$1473 ;
-  assign \$1477  = \$1466  ? \$1471  : 1'h1;
-  assign \$1478  = \$1443  ? \$1460  : \$1477 ;
-  assign \$1479  = oy == 5'h1b;
-  assign \$1480  = ~ ahead;
-  assign \$1481  = ~ room_w_27[5];
-  assign \$1482  = \$1480  & \$1481 ;
-  assign \$1483  = \$1482  & room_w_28[5];
-  assign \$1484  = ahead | \$1483 ;
-  assign \$1485  = switch ? 1'h0 : \$1484 ;
-  assign \$1486  = oy == 5'h1b;
-  assign \$1487  = r_done | \$1486 ;
-  assign \$1488  = switch ? 1'h0 : \$1487 ;
-  assign \$1489  = ~ \$1488 ;
-  assign \$1491  = oy == 5'h1b;
-  assign \$1492  = r_done | \$1491 ;
-  assign \$1493  = switch ? 1'h0 : \$1492 ;
-  assign \$1494  = \$1493  | room_w_3[5];
-  assign \$1495  = room_w_27[5] & \$1494 ;
-  assign \$1496  = \$1485  ? 1'h0 : \$1495 ;
-  assign \$1497  = ~ ahead;
-  assign \$1498  = ~ room_w_27[5];
-  assign \$1499  = \$1497  & \$1498 ;
-  assign \$1500  = \$1499  & room_w_28[5];
-  assign \$1501  = ahead | \$1500 ;
-  assign \$1502  = switch ? 1'h0 : \$1501 ;
-  assign \$1503  = oy == 5'h1b;
-  assign \$1504  = r_done | \$1503 ;
-  assign \$1505  = switch ? 1'h0 : \$1504 ;
-  assign \$1506  = ~ \$1505 ;
-  assign \$1507  = ~ d_ge_m22;
-  assign \$1508  = \$1506  & \$1507 ;
-  assign \$1509  = oy == 5'h1b;
-  assign \$1510  = r_done | \$1509 ;
-  assign \$1511  = switch ? 1'h0 : \$1510 ;
-  assign \$1512  = ~ d_ge_6;
-  assign \$1513  = \$1511  | \$1512 ;
-  assign \$1514  = room_w_27[5] & \$1513 ;
-  assign \$1515  = \$1502  ? \$1508  : \$1514 ;
-  assign \$1516  = \$1479  ? \$1496  : \$1515 ;
-  assign \$1517  = \$1442  ? \$1478  : \$1516 ;
-  assign \$1518  = oy == 5'h1b;
-  assign \$1519  = switch ? 1'h0 : ahead;
-  assign \$1520  = oy == 5'h1b;
-  assign \$1521  = r_done | \$1520 ;
-  assign \$1522  = switch ? 1'h0 : \$1521 ;
-  assign \$1523  = ~ \$1522 ;
-  assign \$1525  = oy == 5'h1b;
-  assign \$1526  = r_done | \$1525 ;
-  assign \$1527  = switch ? 1'h0 : \$1526 ;
-  assign \$1528  = \$1527  | room_w_4[5];
-  assign \$1529  = room_w_28[5] & \$1528 ;
-  assign \$1530  = \$1519  ? 1'h0 : \$1529 ;
-  assign \$1531  = switch ? 1'h0 : ahead;
-  assign \$1532  = oy == 5'h1b;
-  assign \$1533  = r_done | \$1532 ;
-  assign \$1534  = switch ? 1'h0 : \$1533 ;
-  assign \$1535  = ~ \$1534 ;
-  assign \$1536  = ~ d_ge_m21;
-  assign \$1537  = \$1535  & \$1536 ;
-  assign \$1538  = oy == 5'h1b;
-  assign \$1539  = r_done | \$1538 ;
-  assign \$1540  = switch ? 1'h0 : \$1539 ;
-  assign \$1541  = ~ d_ge_7;
-  assign \$1542  = \$1540  | \$1541 ;
-  assign \$1543  = room_w_28[5] & \$1542 ;
-  assign \$1544  = \$1531  ? \$1537  : \$1543 ;
-  assign \$1545  = \$1518  ? \$1530  : \$1544 ;
-  assign \$1546  = \$1438  ? \$1517  : \$1545 ;
-  assign \$1547  = write & w_last;
-  assign \$1548  = ~ ahead;
-  assign \$1549  = ~ room_w_27[5];
-  assign \$1550  = \$1548  & \$1549 ;
-  assign \$1551  = \$1550  & room_w_28[5];
-  assign \$1552  = ~ ahead;
-  assign \$1553  = ~ room_w_27[5];
-  assign \$1554  = \$1552  & \$1553 ;
-  assign \$1555  = \$1554  & room_w_28[5];
-  assign \$1556  = ahead | \$1555 ;
-  assign \$1557  = switch ? 1'h0 : \$1556 ;
-  assign \$1558  = switch ? 1'h0 : r_done;
-  assign \$1559  = ~ \$1558 ;
-  assign \$1560  = \$1559  & room_low_22[5];
-  assign \$1561  = switch ? 1'h0 : r_done;
-  assign \$1564  = \$1557  ? \$1560  : 1'h1;
-  assign \$1565  = ~ ahead;
-  assign \$1566  = ~ room_w_27[5];
-  assign \$1567  = \$1565  & \$1566 ;
-  assign \$1568  = \$1567  & room_w_28[5];
-  assign \$1569  = ahead | \$1568 ;
-  assign \$1570  = switch ? 1'h0 : \$1569 ;
-  assign \$1571  = switch ? 1'h0 : r_done;
-  assign \$1572  = ~ \$1571 ;
-  assign \$1573  = ~ d_ge_m23;
-  assign \$1574  = \$1572  & \$1573 ;
-  assign \$1575  = switch ? 1'h0 : r_done;
-  assign \$1576  = ~ d_ge_5;
-  assign \$1577  = \$1575  | \$1576 ;
-  assign \$1578  = room_w_27[5] & \$1577 ;
-  assign \$1579  = \$1570  ? \$1574  : \$1578 ;
-  assign \$1580  = \$1551  ? \$1564  : \$1579 ;
-  assign \$1581  = switch ? 1'h0 : ahead;
-  assign \$1582  = switch ? 1'h0 : r_done;
-  assign \$1583  = ~ \$1582 ;
-  assign \$1584  = ~ d_ge_m22;
-  assign \$1585  = \$1583  & \$1584 ;
-  assign \$1586  = switch ? 1'h0 : r_done;
-  assign \$1587  = ~ d_ge_6;
-  assign \$1588  = \$1586  | \$1587 ;
-  assign \$1589  = room_w_28[5] & \$1588 ;
-  assign \$1590  = \$1581  ? \$1585  : \$1589 ;
-  assign \$1591  = switch ? \$1590  : o__ready;
-  assign \$1592  = \$1547  ? \$1580  : \$1591 ;
-  assign \$1593  = \$1437  ? \$1546  : \$1592 ;
-  assign \$1594  = rst_conv1_window ? 1'h1 : \$1593 ;
-  assign \$1595  = write_rows & w_last;
-  assign \$1596  = ~ ahead_rows;
-  assign \$1597  = w_row == 5'h1b;
-  assign \$1598  = \$1596  & \$1597 ;
-  assign \$1599  = ! ky;
-  assign \$1600  = \$1599  & d_ge_28;
-  assign \$1601  = ky == 1'h1;
-  assign \$1602  = \$1601  & d_ge_29;
-  assign \$1603  = ky == 2'h2;
-  assign \$1604  = \$1603  & d_ge_30;
-  assign \$1605  = ky == 2'h3;
-  assign \$1606  = \$1605  & d_ge_31;
-  assign \$1607  = ky == 3'h4;
-  assign \$1608  = \$1607  & d_ge_32;
-  assign \$1609  = | { \$1608 , \$1606 , \$1604 , \$1602 , \$1600  };
-  assign \$1610  = ! ky;
-  assign \$1611  = \$1610  & d_ge_0;
-  assign \$1612  = ky == 1'h1;
-  assign \$1613  = \$1612  & d_ge_1;
-  assign \$1614  = ky == 2'h2;
-  assign \$1615  = \$1614  & d_ge_2;
-  assign \$1616  = ky == 2'h3;
-  assign \$1617  = \$1616  & d_ge_3;
-  assign \$1618  = ky == 3'h4;
-  assign \$1619  = \$1618  & d_ge_4;
-  assign \$1620  = | { \$1619 , \$1617 , \$1615 , \$1613 , \$1611  };
-  assign \$1621  = \$1598  ? \$1609  : \$1620 ;
-  assign \$1622  = pad | \$1621 ;
-  assign \$1623  = ! ky;
-  assign \$1624  = \$1623  & d_ge_1;
-  assign \$1625  = ky == 1'h1;
-  assign \$1626  = \$1625  & d_ge_2;
-  assign \$1627  = ky == 2'h2;
-  assign \$1628  = \$1627  & d_ge_3;
-  assign \$1629  = ky == 2'h3;
-  assign \$1630  = \$1629  & d_ge_4;
-  assign \$1631  = ky == 3'h4;
-  assign \$1632  = \$1631  & d_ge_5;
-  assign \$1633  = | { \$1632 , \$1630 , \$1628 , \$1626 , \$1624  };
-  assign \$1634  = pad | \$1633 ;
-  assign \$1635  = \$1595  ? \$1622  : \$1634 ;
-  assign \$1636  = write_rows & w_last;
-  assign \$1637  = oy == 5'h1b;
-  assign \$1638  = r_last & \$1637 ;
-  assign \$1639  = ~ \$1638 ;
-  assign \$1640  = kx == 3'h4;
-  assign \$1641  = ky == 3'h4;
-  assign \$1642  = ~ \$1641 ;
-  assign \$1643  = $signed(iy) < $signed(1'h1);
-  assign \$1644  = $signed(iy) >= $signed(6'h1b);
-  assign \$1645  = \$1643  | \$1644 ;
-  assign \$1647  = ox == 5'h1b;
-  assign \$1649  = oy == 5'h1b;
-  assign \$1650  = $signed(low) < $signed(1'h1);
-  assign \$1651  = $signed(low) >= $signed(6'h1b);
-  assign \$1652  = \$1650  | \$1651 ;
-  assign \$1653  = \$1649  ? 1'h1 : \$1652 ;
-  assign \$1654  = $signed(low) < $signed(1'h0);
-  assign \$1655  = $signed(low) >= $signed(6'h1c);
-  assign \$1656  = \$1654  | \$1655 ;
-  assign \$1657  = \$1648  ? \$1653  : \$1656 ;
-  assign \$1658  = \$1641  ? \$1657  : \$1645 ;
-  assign \$1659  = $signed(iy) < $signed(1'h0);
-  assign \$1660  = $signed(iy) >= $signed(6'h1c);
-  assign \$1661  = \$1659  | \$1660 ;
-  assign \$1662  = \$1640  ? \$1658  : \$1661 ;
-  assign \$1663  = kx == 3'h4;
-  assign \$1664  = ~ \$1663 ;
-  assign \$1665  = $signed(ix) < $signed(1'h1);
-  assign \$1666  = $signed(ix) >= $signed(6'h1b);
-  assign \$1667  = \$1665  | \$1666 ;
-  assign \$1668  = ky == 3'h4;
-  assign \$1671  = ox == 5'h1b;
-  assign \$1672  = $signed(ix0) < $signed(1'h1);
-  assign \$1673  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1674  = \$1672  | \$1673 ;
-  assign \$1675  = \$1671  ? 1'h1 : \$1674 ;
-  assign \$1676  = $signed(ix0) < $signed(1'h0);
-  assign \$1677  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1678  = \$1676  | \$1677 ;
-  assign \$1679  = \$1670  ? \$1675  : \$1678 ;
-  assign \$1680  = \$1663  ? \$1679  : \$1667 ;
-  assign \$1681  = \$1662  | \$1680 ;
-  assign \$1682  = ~ ahead_rows;
-  assign \$1683  = w_row == 5'h1b;
-  assign \$1684  = \$1682  & \$1683 ;
-  assign \$1685  = ahead_rows | \$1684 ;
-  assign \$1686  = \$1681  | \$1685 ;
-  assign \$1687  = oy == 5'h1b;
-  assign \$1688  = ~ ahead_rows;
-  assign \$1689  = w_row == 5'h1b;
-  assign \$1690  = \$1688  & \$1689 ;
-  assign \$1692  = ~ ahead_rows;
-  assign \$1693  = w_row == 5'h1b;
-  assign \$1694  = \$1692  & \$1693 ;
-  assign \$1695  = \$1694  ? d_ge_29 : d_ge_1;
-  assign \$1696  = \$1687  ? 1'h1 : \$1695 ;
-  assign \$1697  = kx == 3'h4;
-  assign \$1698  = ky == 3'h4;
-  assign \$1699  = ~ ahead_rows;
-  assign \$1700  = w_row == 5'h1b;
-  assign \$1701  = \$1699  & \$1700 ;
-  assign \$1702  = \$1701  ? d_ge_28 : d_ge_0;
-  assign \$1703  = ~ ahead_rows;
-  assign \$1704  = w_row == 5'h1b;
-  assign \$1705  = \$1703  & \$1704 ;
-  assign \$1706  = ! ky;
-  assign \$1707  = \$1706  & d_ge_29;
-  assign \$1708  = ky == 1'h1;
-  assign \$1709  = \$1708  & d_ge_30;
-  assign \$1710  = ky == 2'h2;
-  assign \$1711  = \$1710  & d_ge_31;
-  assign \$1712  = ky == 2'h3;
-  assign \$1713  = \$1712  & d_ge_32;
-  assign \$1714  = ky == 3'h4;
-  assign \$1715  = \$1714  & d_ge_33;
-  assign \$1716  = | { \$1715 , \$1713 , \$1711 , \$1709 , \$1707  };
-  assign \$1717  = ! ky;
-  assign \$1718  = \$1717  & d_ge_1;
-  assign \$1719  = ky == 1'h1;
-  assign \$1720  = \$1719  & d_ge_2;
-  assign \$1721  = ky == 2'h2;
-  assign \$1722  = \$1721  & d_ge_3;
-  assign \$1723  = ky == 2'h3;
-  assign \$1724  = \$1723  & d_ge_4;
-  assign \$1725  = ky == 3'h4;
-  assign \$1726  = \$1725  & d_ge_5;
-  assign \$1727  = | { \$1726 , \$1724 , \$1722 , \$1720 , \$1718  };
-  assign \$1728  = \$1705  ? \$1716  : \$1727 ;
-  assign \$1729  = \$1698  ? \$1702  : \$1728 ;
-  assign \$1730  = ~ ahead_rows;
-  assign \$1731  = w_row == 5'h1b;
-  assign \$1732  = \$1730  & \$1731 ;
-  assign \$1733  = ! ky;
-  assign \$1734  = \$1733  & d_ge_28;
-  assign \$1735  = ky == 1'h1;
-  assign \$1736  = \$1735  & d_ge_29;
-  assign \$1737  = ky == 2'h2;
-  assign \$1738  = \$1737  & d_ge_30;
-  assign \$1739  = ky == 2'h3;
-  assign \$1740  = \$1739  & d_ge_31;
-  assign \$1741  = ky == 3'h4;
-  assign \$1742  = \$1741  & d_ge_32;
-  assign \$1743  = | { \$1742 , \$1740 , \$1738 , \$1736 , \$1734  };
-  assign \$1744  = ! ky;
-  assign \$1745  = \$1744  & d_ge_0;
-  assign \$1746  = ky == 1'h1;
-  assign \$1747  = \$1746  & d_ge_1;
-  assign \$1748  = ky == 2'h2;
-  assign \$1749  = \$1748  & d_ge_2;
-  assign \$1750  = ky == 2'h3;
-  assign \$1751  = \$1750  & d_ge_3;
-  assign \$1752  = ky == 3'h4;
-  assign \$1753  = \$1752  & d_ge_4;
-  assign \$1754  = | { \$1753 , \$1751 , \$1749 , \$1747 , \$1745  };
-  assign \$1755  = \$1732  ? \$1743  : \$1754 ;
-  assign \$1756  = \$1697  ? \$1729  : \$1755 ;
-  assign \$1757  = r_last ? \$1696  : \$1756 ;
-  assign \$1758  = \$1686  | \$1757 ;
-  assign \$1759  = \$1639  & \$1758 ;
-  assign \$1760  = oy == 5'h1b;
-  assign \$1761  = r_last & \$1760 ;
-  assign \$1762  = ~ \$1761 ;
-  assign \$1763  = kx == 3'h4;
-  assign \$1764  = ky == 3'h4;
-  assign \$1765  = ~ \$1764 ;
-  assign \$1766  = $signed(iy) < $signed(1'h1);
-  assign \$1767  = $signed(iy) >= $signed(6'h1b);
-  assign \$1768  = \$1766  | \$1767 ;
-  assign \$1770  = ox == 5'h1b;
-  assign \$1772  = oy == 5'h1b;
-  assign \$1773  = $signed(low) < $signed(1'h1);
-  assign \$1774  = $signed(low) >= $signed(6'h1b);
-  assign \$1775  = \$1773  | \$1774 ;
-  assign \$1776  = \$1772  ? 1'h1 : \$1775 ;
-  assign \$1777  = $signed(low) < $signed(1'h0);
-  assign \$1778  = $signed(low) >= $signed(6'h1c);
-  assign \$1779  = \$1777  | \$1778 ;
-  assign \$1780  = \$1771  ? \$1776  : \$1779 ;
-  assign \$1781  = \$1764  ? \$1780  : \$1768 ;
-  assign \$1782  = $signed(iy) < $signed(1'h0);
-  assign \$1783  = $signed(iy) >= $signed(6'h1c);
-  assign \$1784  = \$1782  | \$1783 ;
-  assign \$1785  = \$1763  ? \$1781  : \$1784 ;
-  assign \$1786  = kx == 3'h4;
-  assign \$1787  = ~ \$1786 ;
-  assign \$1788  = $signed(ix) < $signed(1'h1);
-  assign \$1789  = $signed(ix) >= $signed(6'h1b);
-  assign \$1790  = \$1788  | \$1789 ;
-  assign \$1791  = ky == 3'h4;
-  assign \$1794  = ox == 5'h1b;
-  assign \$1795  = $signed(ix0) < $signed(1'h1);
-  assign \$1796  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1797  = \$1795  | \$1796 ;
-  assign \$1798  = \$1794  ? 1'h1 : \$1797 ;
-  assign \$1799  = $signed(ix0) < $signed(1'h0);
-  assign \$1800  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1801  = \$1799  | \$1800 ;
-  assign \$1802  = \$1793  ? \$1798  : \$1801 ;
-  assign \$1803  = \$1786  ? \$1802  : \$1790 ;
-  assign \$1804  = \$1785  | \$1803 ;
-  assign \$1805  = \$1804  | ahead_rows;
-  assign \$1806  = oy == 5'h1b;
-  assign \$1807  = \$1806  ? 1'h1 : d_ge_2;
-  assign \$1808  = kx == 3'h4;
-  assign \$1809  = ky == 3'h4;
-  assign \$1810  = ! ky;
-  assign \$1811  = \$1810  & d_ge_2;
-  assign \$1812  = ky == 1'h1;
-  assign \$1813  = \$1812  & d_ge_3;
-  assign \$1814  = ky == 2'h2;
-  assign \$1815  = \$1814  & d_ge_4;
-  assign \$1816  = ky == 2'h3;
-  assign \$1817  = \$1816  & d_ge_5;
-  assign \$1818  = ky == 3'h4;
-  assign \$1819  = \$1818  & d_ge_6;
-  assign \$1820  = | { \$1819 , \$1817 , \$1815 , \$1813 , \$1811  };
-  assign \$1821  = \$1809  ? d_ge_1 : \$1820 ;
-  assign \$1822  = ! ky;
-  assign \$1823  = \$1822  & d_ge_1;
-  assign \$1824  = ky == 1'h1;
-  assign \$1825  = \$1824  & d_ge_2;
-  assign \$1826  = ky == 2'h2;
-  assign \$1827  = \$1826  & d_ge_3;
-  assign \$1828  = ky == 2'h3;
-  assign \$1829  = \$1828  & d_ge_4;
-  assign \$1830  = ky == 3'h4;
-  assign \$1831  = \$1830  & d_ge_5;
-  assign \$1832  = | { \$1831 , \$1829 , \$1827 , \$1825 , \$1823  };
-  assign \$1833  = \$1808  ? \$1821  : \$1832 ;
-  assign \$1834  = r_last ? \$1807  : \$1833 ;
-  assign \$1835  = \$1805  | \$1834 ;
-  assign \$1836  = \$1762  & \$1835 ;
-  assign \$1837  = \$1636  ? \$1759  : \$1836 ;
-  assign \$1838  = write_rows & w_last;
-  assign \$1839  = ~ r_done;
-  assign \$1840  = pad | ahead_rows;
-  assign \$1841  = ~ ahead_rows;
-  assign \$1842  = w_row == 5'h1b;
-  assign \$1843  = \$1841  & \$1842 ;
-  assign \$1844  = \$1840  | \$1843 ;
-  assign \$1845  = ~ ahead_rows;
-  assign \$1846  = w_row == 5'h1b;
-  assign \$1847  = \$1845  & \$1846 ;
-  assign \$1848  = ! ky;
-  assign \$1849  = \$1848  & d_ge_28;
-  assign \$1850  = ky == 1'h1;
-  assign \$1851  = \$1850  & d_ge_29;
-  assign \$1852  = ky == 2'h2;
-  assign \$1853  = \$1852  & d_ge_30;
-  assign \$1854  = ky == 2'h3;
-  assign \$1855  = \$1854  & d_ge_31;
-  assign \$1856  = ky == 3'h4;
-  assign \$1857  = \$1856  & d_ge_32;
-  assign \$1858  = | { \$1857 , \$1855 , \$1853 , \$1851 , \$1849  };
-  assign \$1859  = ! ky;
-  assign \$1860  = \$1859  & d_ge_0;
-  assign \$1861  = ky == 1'h1;
-  assign \$1862  = \$1861  & d_ge_1;
-  assign \$1863  = ky == 2'h2;
-  assign \$1864  = \$1863  & d_ge_2;
-  assign \$1865  = ky == 2'h3;
-  assign \$1866  = \$1865  & d_ge_3;
-  assign \$1867  = ky == 3'h4;
-  assign \$1868  = \$1867  & d_ge_4;
-  assign \$1869  = | { \$1868 , \$1866 , \$1864 , \$1862 , \$1860  };
-  assign \$1870  = \$1847  ? \$1858  : \$1869 ;
-  assign \$1871  = \$1844  | \$1870 ;
-  assign \$1872  = \$1839  & \$1871 ;
-  assign \$1873  = \$1838  ? \$1872  : avail;
-  assign \$1874  = take ? \$1837  : \$1873 ;
-  assign \$1875  = switch ? \$1635  : \$1874 ;
-  assign \$1876  = rst_conv1_window ? 1'h1 : \$1875 ;
-  assign \$1877  = write_rows & w_last;
-  assign \$1878  = ~ ahead_rows;
-  assign \$1879  = w_row == 5'h1b;
-  assign \$1880  = \$1878  & \$1879 ;
-  assign \$1881  = ! ky;
-  assign \$1882  = \$1881  & d_ge_28;
-  assign \$1883  = ky == 1'h1;
-  assign \$1884  = \$1883  & d_ge_29;
-  assign \$1885  = ky == 2'h2;
-  assign \$1886  = \$1885  & d_ge_30;
-  assign \$1887  = ky == 2'h3;
-  assign \$1888  = \$1887  & d_ge_31;
-  assign \$1889  = ky == 3'h4;
-  assign \$1890  = \$1889  & d_ge_32;
-  assign \$1891  = | { \$1890 , \$1888 , \$1886 , \$1884 , \$1882  };
-  assign \$1892  = ! ky;
-  assign \$1893  = \$1892  & d_ge_0;
-  assign \$1894  = ky == 1'h1;
-  assign \$1895  = \$1894  & d_ge_1;
-  assign \$1896  = ky == 2'h2;
-  assign \$1897  = \$1896  & d_ge_2;
-  assign \$1898  = ky == 2'h3;
-  assign \$1899  = \$1898  & d_ge_3;
-  assign \$1900  = ky == 3'h4;
-  assign \$1901  = \$1900  & d_ge_4;
-  assign \$1902  = | { \$1901 , \$1899 , \$1897 , \$1895 , \$1893  };
-  assign \$1903  = \$1880  ? \$1891  : \$1902 ;
-  assign \$1904  = pad | \$1903 ;
-  assign \$1905  = ! ky;
-  assign \$1906  = \$1905  & d_ge_1;
-  assign \$1907  = ky == 1'h1;
-  assign \$1908  = \$1907  & d_ge_2;
-  assign \$1909  = ky == 2'h2;
-  assign \$1910  = \$1909  & d_ge_3;
-  assign \$1911  = ky == 2'h3;
-  assign \$1912  = \$1911  & d_ge_4;
-  assign \$1913  = ky == 3'h4;
-  assign \$1914  = \$1913  & d_ge_5;
-  assign \$1915  = | { \$1914 , \$1912 , \$1910 , \$1908 , \$1906  };
-  assign \$1916  = pad | \$1915 ;
-  assign \$1917  = \$1877  ? \$1904  : \$1916 ;
-  assign \$1918  = write_rows & w_last;
-  assign \$1919  = oy == 5'h1b;
-  assign \$1920  = r_last & \$1919 ;
-  assign \$1921  = ~ \$1920 ;
-  assign \$1922  = kx == 3'h4;
-  assign \$1923  = ky == 3'h4;
-  assign \$1924  = ~ \$1923 ;
-  assign \$1925  = $signed(iy) < $signed(1'h1);
-  assign \$1926  = $signed(iy) >= $signed(6'h1b);
-  assign \$1927  = \$1925  | \$1926 ;
-  assign \$1929  = ox == 5'h1b;
-  assign \$1931  = oy == 5'h1b;
-  assign \$1932  = $signed(low) < $signed(1'h1);
-  assign \$1933  = $signed(low) >= $signed(6'h1b);
-  assign \$1934  = \$1932  | \$1933 ;
-  assign \$1935  = \$1931  ? 1'h1 : \$1934 ;
-  assign \$1936  = $signed(low) < $signed(1'h0);
-  assign \$1937  = $signed(low) >= $signed(6'h1c);
-  assign \$1938  = \$1936  | \$1937 ;
-  assign \$1939  = \$1930  ? \$1935  : \$1938 ;
-  assign \$1940  = \$1923  ? \$1939  : \$1927 ;
-  assign \$1941  = $signed(iy) < $signed(1'h0);
-  assign \$1942  = $signed(iy) >= $signed(6'h1c);
-  assign \$1943  = \$1941  | \$1942 ;
-  assign \$1944  = \$1922  ? \$1940  : \$1943 ;
-  assign \$1945  = kx == 3'h4;
-  assign \$1946  = ~ \$1945 ;
-  assign \$1947  = $signed(ix) < $signed(1'h1);
-  assign \$1948  = $signed(ix) >= $signed(6'h1b);
-  assign \$1949  = \$1947  | \$1948 ;
-  assign \$1950  = ky == 3'h4;
-  assign \$1953  = ox == 5'h1b;
-  assign \$1954  = $signed(ix0) < $signed(1'h1);
-  assign \$1955  = $signed(ix0) >= $signed(6'h1b);
-  assign \$1956  = \$1954  | \$1955 ;
-  assign \$1957  = \$1953  ? 1'h1 : \$1956 ;
-  assign \$1958  = $signed(ix0) < $signed(1'h0);
-  assign \$1959  = $signed(ix0) >= $signed(6'h1c);
-  assign \$1960  = \$1958  | \$1959 ;
-  assign \$1961  = \$1952  ? \$1957  : \$1960 ;
-  assign \$1962  = \$1945  ? \$1961  : \$1949 ;
-  assign \$1963  = \$1944  | \$1962 ;
-  assign \$1964  = ~ ahead_rows;
-  assign \$1965  = w_row == 5'h1b;
-  assign \$1966  = \$1964  & \$1965 ;
-  assign \$1967  = ahead_rows | \$1966 ;
-  assign \$1968  = \$1963  | \$1967 ;
-  assign \$1969  = oy == 5'h1b;
-  assign \$1970  = ~ ahead_rows;
-  assign \$1971  = w_row == 5'h1b;
-  assign \$1972  = \$1970  & \$1971 ;
-  assign \$1974  = ~ ahead_rows;
-  assign \$1975  = w_row == 5'h1b;
-  assign \$1976  = \$1974  & \$1975 ;
-  assign \$1977  = \$1976  ? d_ge_29 : d_ge_1;
-  assign \$1978  = \$1969  ? 1'h1 : \$1977 ;
-  assign \$1979  = kx == 3'h4;
-  assign \$1980  = ky == 3'h4;
-  assign \$1981  = ~ ahead_rows;
-  assign \$1982  = w_row == 5'h1b;
-  assign \$1983  = \$1981  & \$1982 ;
-  assign \$1984  = \$1983  ? d_ge_28 : d_ge_0;
-  assign \$1985  = ~ ahead_rows;
-  assign \$1986  = w_row == 5'h1b;
-  assign \$1987  = \$1985  & \$1986 ;
-  assign \$1988  = ! ky;
-  assign \$1989  = \$1988  & d_ge_29;
-  assign \$1990  = ky == 1'h1;
-  assign \$1991  = \$1990  & d_ge_30;
-  assign \$1992  = ky == 2'h2;
-  assign \$1993  = \$1992  & d_ge_31;
-  assign \$1994  = ky == 2'h3;
-  assign \$1995  = \$1994  & d_ge_32;
-  assign \$1996  = ky == 3'h4;
-  assign \$1997  = \$1996  & d_ge_33;
-  assign \$1998  = | { \$1997 , \$1995 , \$1993 , \$1991 , \$1989  };
-  assign \$1999  = ! ky;
-  assign \$2000  = \$1999  & d_ge_1;
-  assign \$2001  = ky == 1'h1;
-  assign \$2002  = \$2001  & d_ge_2;
-  assign \$2003  = ky == 2'h2;
-  assign \$2004  = \$2003  & d_ge_3;
-  assign \$2005  = ky == 2'h3;
-  assign \$2006  = \$2005  & d_ge_4;
-  assign \$2007  = ky == 3'h4;
-  assign \$2008  = \$2007  & d_ge_5;
-  assign \$2009  = | { \$2008 , \$2006 , \$2004 , \$2002 , \$2000  };
-  assign \$2010  = \$1987  ? \$1998  : \$2009 ;
-  assign \$2011  = \$1980  ? \$1984  : \$2010 ;
-  assign \$2012  = ~ ahead_rows;
-  assign \$2013  = w_row == 5'h1b;
-  assign \$2014  = \$2012  & \$2013 ;
-  assign \$2015  = ! ky;
-  assign \$2016  = \$2015  & d_ge_28;
-  assign \$2017  = ky == 1'h1;
-  assign \$2018  = \$2017  & d_ge_29;
-  assign \$2019  = ky == 2'h2;
-  assign \$2020  = \$2019  & d_ge_30;
-  assign \$2021  = ky == 2'h3;
-  assign \$2022  = \$2021  & d_ge_31;
-  assign \$2023  = ky == 3'h4;
-  assign \$2024  = \$2023  & d_ge_32;
-  assign \$2025  = | { \$2024 , \$2022 , \$2020 , \$2018 , \$2016  };
-  assign \$2026  = ! ky;
-  assign \$2027  = \$2026  & d_ge_0;
-  assign \$2028  = ky == 1'h1;
-  assign \$2029  = \$2028  & d_ge_1;
-  assign \$2030  = ky == 2'h2;
-  assign \$2031  = \$2030  & d_ge_2;
-  assign \$2032  = ky == 2'h3;
-  assign \$2033  = \$2032  & d_ge_3;
-  assign \$2034  = ky == 3'h4;
-  assign \$2035  = \$2034  & d_ge_4;
-  assign \$2036  = | { \$2035 , \$2033 , \$2031 , \$2029 , \$2027  };
-  assign \$2037  = \$2014  ? \$2025  : \$2036 ;
-  assign \$2038  = \$1979  ? \$2011  : \$2037 ;
-  assign \$2039  = r_last ? \$1978  : \$2038 ;
-  assign \$2040  = \$1968  | \$2039 ;
-  assign \$2041  = \$1921  & \$2040 ;
-  assign \$2042  = oy == 5'h1b;
-  assign \$2043  = r_last & \$2042 ;
-  assign \$2044  = ~ \$2043 ;
-  assign \$2045  = kx == 3'h4;
-  assign \$2046  = ky == 3'h4;
-  assign \$2047  = ~ \$2046 ;
-  assign \$2048  = $signed(iy) < $signed(1'h1);
-  assign \$2049  = $signed(iy) >= $signed(6'h1b);
-  assign \$2050  = \$2048  | \$2049 ;
-  assign \$2052  = ox == 5'h1b;
-  assign \$2054  = oy == 5'h1b;
-  assign \$2055  = $signed(low) < $signed(1'h1);
-  assign \$2056  = $signed(low) >= $signed(6'h1b);
-  assign \$2057  = \$2055  | \$2056 ;
-  assign \$2058  = \$2054  ? 1'h1 : \$2057 ;
-  assign \$2059  = $signed(low) < $signed(1'h0);
-  assign \$2060  = $signed(low) >= $signed(6'h1c);
-  assign \$2061  = \$2059  | \$2060 ;
-  assign \$2062  = \$2053  ? \$2058  : \$2061 ;
-  assign \$2063  = \$2046  ? \$2062  : \$2050 ;
-  assign \$2064  = $signed(iy) < $signed(1'h0);
-  assign \$2065  = $signed(iy) >= $signed(6'h1c);
-  assign \$2066  = \$2064  | \$2065 ;
-  assign \$2067  = \$2045  ? \$2063  : \$2066 ;
-  assign \$2068  = kx == 3'h4;
-  assign \$2069  = ~ \$2068 ;
-  assign \$2070  = $signed(ix) < $signed(1'h1);
-  assign \$2071  = $signed(ix) >= $signed(6'h1b);
-  assign \$2072  = \$2070  | \$2071 ;
-  assign \$2073  = ky == 3'h4;
-  assign \$2076  = ox == 5'h1b;
-  assign \$2077  = $signed(ix0) < $signed(1'h1);
-  assign \$2078  = $signed(ix0) >= $signed(6'h1b);
-  assign \$2079  = \$2077  | \$2078 ;
-  assign \$2080  = \$2076  ? 1'h1 : \$2079 ;
-  assign \$2081  = $signed(ix0) < $signed(1'h0);
-  assign \$2082  = $signed(ix0) >= $signed(6'h1c);
-  assign \$2083  = \$2081  | \$2082 ;
-  assign \$2084  = \$2075  ? \$2080  : \$2083 ;
-  assign \$2085  = \$2068  ? \$2084  : \$2072 ;
-  assign \$2086  = \$2067  | \$2085 ;
-  assign \$2087  = \$2086  | ahead_rows;
-  assign \$2088  = oy == 5'h1b;
-  assign \$2089  = \$2088  ? 1'h1 : d_ge_2;
-  assign \$2090  = kx == 3'h4;
-  assign \$2091  = ky == 3'h4;
-  assign \$2092  = ! ky;
-  assign \$2093  = \$2092  & d_ge_2;
-  assign \$2094  = ky == 1'h1;
-  assign \$2095  = \$2094  & d_ge_3;
-  assign \$2096  = ky == 2'h2;
-  assign \$2097  = \$2096  & d_ge_4;
-  assign \$2098  = ky == 2'h3;
-  assign \$2099  = \$2098  & d_ge_5;
-  assign \$2100  = ky == 3'h4;
-  assign \$2101  = \$2100  & d_ge_6;
-  assign \$2102  = | { \$2101 , \$2099 , \$2097 , \$2095 , \$2093  };
-  assign \$2103  = \$2091  ? d_ge_1 : \$2102 ;
-  assign \$2104  = ! ky;
-  assign \$2105  = \$2104  & d_ge_1;
-  assign \$2106  = ky == 1'h1;
-  assign \$2107  = \$2106  & d_ge_2;
-  assign \$2108  = ky == 2'h2;
-  assign \$2109  = \$2108  & d_ge_3;
-  assign \$2110  = ky == 2'h3;
-  assign \$2111  = \$2110  & d_ge_4;
-  assign \$2112  = ky == 3'h4;
-  assign \$2113  = \$2112  & d_ge_5;
-  assign \$2114  = | { \$2113 , \$2111 , \$2109 , \$2107 , \$2105  };
-  assign \$2115  = \$2090  ? \$2103  : \$2114 ;
-  assign \$2116  = r_last ? \$2089  : \$2115 ;
-  assign \$2117  = \$2087  | \$2116 ;
-  assign \$2118  = \$2044  & \$2117 ;
-  assign \$2119  = \$1918  ? \$2041  : \$2118 ;
-  assign \$2120  = write_rows & w_last;
-  assign \$2121  = ~ r_done;
-  assign \$2122  = pad | ahead_rows;
-  assign \$2123  = ~ ahead_rows;
-  assign \$2124  = w_row == 5'h1b;
-  assign \$2125  = \$2123  & \$2124 ;
-  assign \$2126  = \$2122  | \$2125 ;
-  assign \$2127  = ~ ahead_rows;
-  assign \$2128  = w_row == 5'h1b;
-  assign \$2129  = \$2127  & \$2128 ;
-  assign \$2130  = ! ky;
-  assign \$2131  = \$2130  & d_ge_28;
-  assign \$2132  = ky == 1'h1;
-  assign \$2133  = \$2132  & d_ge_29;
-  assign \$2134  = ky == 2'h2;
-  assign \$2135  = \$2134  & d_ge_30;
-  assign \$2136  = ky == 2'h3;
-  assign \$2137  = \$2136  & d_ge_31;
-  assign \$2138  = ky == 3'h4;
-  assign \$2139  = \$2138  & d_ge_32;
-  assign \$2140  = | { \$2139 , \$2137 , \$2135 , \$2133 , \$2131  };
-  assign \$2141  = ! ky;
-  assign \$2142  = \$2141  & d_ge_0;
-  assign \$2143  = ky == 1'h1;
-  assign \$2144  = \$2143  & d_ge_1;
-  assign \$2145  = ky == 2'h2;
-  assign \$2146  = \$2145  & d_ge_2;
-  assign \$2147  = ky == 2'h3;
-  assign \$2148  = \$2147  & d_ge_3;
-  assign \$2149  = ky == 3'h4;
-  assign \$2150  = \$2149  & d_ge_4;
-  assign \$2151  = | { \$2150 , \$2148 , \$2146 , \$2144 , \$2142  };
-  assign \$2152  = \$2129  ? \$2140  : \$2151 ;
-  assign \$2153  = \$2126  | \$2152 ;
-  assign \$2154  = \$2121  & \$2153 ;
-  assign \$2155  = \$2120  ? \$2154  : avail;
-  assign \$2156  = take ? \$2119  : \$2155 ;
-  assign \$2157  = switch ? \$1917  : \$2156 ;
-  assign \$2158  = rst_conv1_window ? 1'h1 : \$2157 ;
-  assign \$2159  = read_credits_room_next | rst_conv1_window;
-  assign \$2160  = write_rows & w_last;
-  assign \$2161  = ~ ahead_rows;
-  assign \$2162  = w_row == 5'h1b;
-  assign \$2163  = \$2161  & \$2162 ;
-  assign \$2164  = ! ky;
-  assign \$2165  = \$2164  & d_ge_28;
-  assign \$2166  = ky == 1'h1;
-  assign \$2167  = \$2166  & d_ge_29;
-  assign \$2168  = ky == 2'h2;
-  assign \$2169  = \$2168  & d_ge_30;
-  assign \$2170  = ky == 2'h3;
-  assign \$2171  = \$2170  & d_ge_31;
-  assign \$2172  = ky == 3'h4;
-  assign \$2173  = \$2172  & d_ge_32;
-  assign \$2174  = | { \$2173 , \$2171 , \$2169 , \$2167 , \$2165  };
-  assign \$2175  = ! ky;
-  assign \$2176  = \$2175  & d_ge_0;
-  assign \$2177  = ky == 1'h1;
-  assign \$2178  = \$2177  & d_ge_1;
-  assign \$2179  = ky == 2'h2;
-  assign \$2180  = \$2179  & d_ge_2;
-  assign \$2181  = ky == 2'h3;
-  assign \$2182  = \$2181  & d_ge_3;
-  assign \$2183  = ky == 3'h4;
-  assign \$2184  = \$2183  & d_ge_4;
-  assign \$2185  = | { \$2184 , \$2182 , \$2180 , \$2178 , \$2176  };
-  assign \$2186  = \$2163  ? \$2174  : \$2185 ;
-  assign \$2187  = pad | \$2186 ;
-  assign \$2188  = ! ky;
-  assign \$2189  = \$2188  & d_ge_1;
-  assign \$2190  = ky == 1'h1;
-  assign \$2191  = \$2190  & d_ge_2;
-  assign \$2192  = ky == 2'h2;
-  assign \$2193  = \$2192  & d_ge_3;
-  assign \$2194  = ky == 2'h3;
-  assign \$2195  = \$2194  & d_ge_4;
-  assign \$2196  = ky == 3'h4;
-  assign \$2197  = \$2196  & d_ge_5;
-  assign \$2198  = | { \$2197 , \$2195 , \$2193 , \$2191 , \$2189  };
-  assign \$2199  = pad | \$2198 ;
-  assign \$2200  = \$2160  ? \$2187  : \$2199 ;
-  assign \$2201  = write_rows & w_last;
-  assign \$2202  = oy == 5'h1b;
-  assign \$2203  = r_last & \$2202 ;
-  assign \$2204  = ~ \$2203 ;
-  assign \$2205  = kx == 3'h4;
-  assign \$2206  = ky == 3'h4;
-  assign \$2207  = ~ \$2206 ;
-  assign \$2208  = $signed(iy) < $signed(1'h1);
-  assign \$2209  = $signed(iy) >= $signed(6'h1b);
-  assign \$2210  = \$2208  | \$2209 ;
-  assign \$2212  = ox == 5'h1b;
-  assign \$2214  = oy == 5'h1b;
-  assign \$2215  = $signed(low) < $signed(1'h1);
-  assign \$2216  = $signed(low) >= $signed(6'h1b);
-  assign \$2217  = \$2215  | \$2216 ;
-  assign \$2218  = \$2214  ? 1'h1 : \$2217 ;
-  assign \$2219  = $signed(low) < $signed(1'h0);
-  assign \$2220  = $signed(low) >= $signed(6'h1c);
-  assign \$2221  = \$2219  | \$2220 ;
-  assign \$2222  = \$2213  ? \$2218  : \$2221 ;
-  assign \$2223  = \$2206  ? \$2222  : \$2210 ;
-  assign \$2224  = $signed(iy) < $signed(1'h0);
-  assign \$2225  = $signed(iy) >= $signed(6'h1c);
-  assign \$2226  = \$2224  | \$2225 ;
-  assign \$2227  = \$2205  ? \$2223  : \$2226 ;
-  assign \$2228  = kx == 3'h4;
-  assign \$2229  = ~ \$2228 ;
-  assign \$2230  = $signed(ix) < $signed(1'h1);
-  assign \$2231  = $signed(ix) >= $signed(6'h1b);
-  assign \$2232  = \$2230  | \$2231 ;
-  assign \$2233  = ky == 3'h4;
-  assign \$2236  = ox == 5'h1b;
-  assign \$2237  = $signed(ix0) < $signed(1'h1);
-  assign \$2238  = $signed(ix0) >= $signed(6'h1b);
-  assign \$2239  = \$2237  | \$2238 ;
-  assign \$2240  = \$2236  ? 1'h1 : \$2239 ;
-  assign \$2241  = $signed(ix0) < $signed(1'h0);
-  assign \$2242  = $signed(ix0) >= $signed(6'h1c);
-  assign \$2243  = \$2241  | \$2242 ;
-  assign \$2244  = \$2235  ? \$2240  : \$2243 ;
-  assign \$2245  = \$2228  ? \$2244  : \$2232 ;
-  assign \$2246  = \$2227  | \$2245 ;
-  assign \$2247  = ~ ahead_rows;
-  assign \$2248  = w_row == 5'h1b;
-  assign \$2249  = \$2247  & \$2248 ;
-  assign \$2250  = ahead_rows | \$2249 ;
-  assign \$2251  = \$2246  | \$2250 ;
-  assign \$2252  = oy == 5'h1b;
-  assign \$2253  = ~ ahead_rows;
-  assign \$2254  = w_row == 5'h1b;
-  assign \$2255  = \$2253  & \$2254 ;
-  assign \$2257  = ~ ahead_rows;
-  assign \$2258  = w_row == 5'h1b;
-  assign \$2259  = \$2257  & \$2258 ;
-  assign \$2260  = \$2259  ? d_ge_29 : d_ge_1;
-  assign \$2261  = \$2252  ? 1'h1 : \$2260 ;
-  assign \$2262  = kx == 3'h4;
-  assign \$2263  = ky == 3'h4;
-  assign \$2264  = ~ ahead_rows;
-  assign \$2265  = w_row == 5'h1b;
-  assign \$2266  = \$2264  & \$2265 ;
-  assign \$2267  = \$2266  ? d_ge_28 : d_ge_0;
-  assign \$2268  = ~ ahead_rows;
-  assign \$2269  = w_row == 5'h1b;
-  assign \$2270  = \$2268  & \$2269 ;
-  assign \$2271  = ! ky;
-  assign \$2272  = \$2271  & d_ge_29;
-  assign \$2273  = ky == 1'h1;
-  assign \$2274  = \$2273  & d_ge_30;
-  assign \$2275  = ky == 2'h2;
-  assign \$2276  = \$2275  & d_ge_31;
-  assign \$2277  = ky == 2'h3;
-  assign \$2278  = \$2277  & d_ge_32;
-  assign \$2279  = ky == 3'h4;
-  assign \$2280  = \$2279  & d_ge_33;
-  assign \$2281  = | { \$2280 , \$2278 , \$2276 , \$2274 , \$2272  };
-  assign \$2282  = ! ky;
-  assign \$2283  = \$2282  & d_ge_1;
-  assign \$2284  = ky == 1'h1;
-  assign \$2285  = \$2284  & d_ge_2;
-  assign \$2286  = ky == 2'h2;
-  assign \$2287  = \$2286  & d_ge_3;
-  assign \$2288  = ky == 2'h3;
-  assign \$2289  = \$2288  & d_ge_4;
-  assign \$2290  = ky == 3'h4;
-  assign \$2291  = \$2290  & d_ge_5;
-  assign \$2292  = | { \$2291 , \$2289 , \$2287 , \$2285 , \$2283  };
-  assign \$2293  = \$2270  ? \$2281  : \$2292 ;
-  assign \$2294  = \$2263  ? \$2267  : \$2293 ;
-  assign \$2295  = ~ ahead_rows;
-  assign \$2296  = w_row == 5'h1b;
-  assign \$2297  = \$2295  & \$2296 ;
-  assign \$2298  = ! ky;
-  assign \$2299  = \$2298  & d_ge_28;
-  assign \$2300  = ky == 1'h1;
-  assign \$2301  = \$2300  & d_ge_29;
-  assign \$2302  = ky == 2'h2;
-  assign \$2303  = \$2302  & d_ge_30;
-  assign \$2304  = ky == 2'h3;
-  assign \$2305  = \$2304  & d_ge_31;
-  assign \$2306  = ky == 3'h4;
-  assign \$2307  = \$2306  & d_ge_32;
-  assign \$2308  = | { \$2307 , \$2305 , \$2303 , \$2301 , \$2299  };
-  assign \$2309  = ! ky;
-  assign \$2310  = \$2309  & d_ge_0;
-  assign \$2311  = ky == 1'h1;
-  assign \$2312  = \$2311  & d_ge_1;
-  assign \$2313  = ky == 2'h2;
-  assign \$2314  = \$2313  & d_ge_2;
-  assign \$2315  = ky == 2'h3;
-  assign \$2316  = \$2315  & d_ge_3;
-  assign \$2317  = ky == 3'h4;
-  assign \$2318  = \$2317  & d_ge_4;
-  assign \$2319  = | { \$2318 , \$2316 , \$2314 , \$2312 , \$2310  };
-  assign \$2320  = \$2297  ? \$2308  : \$2319 ;
-  assign \$2321  = \$2262  ? \$2294  : \$2320 ;
-  assign \$2322  = r_last ? \$2261  : \$2321 ;
-  assign \$2323  = \$2251  | \$2322 ;
-  assign \$2324  = \$2204  & \$2323 ;
-  assign \$2325  = oy == 5'h1b;
-  assign \$2326  = r_last & \$2325 ;
-  assign \$2327  = ~ \$2326 ;
-  assign \$2328  = kx == 3'h4;
-  assign \$2329  = ky == 3'h4;
-  assign \$2330  = ~ \$2329 ;
-  assign \$2331  = $signed(iy) < $signed(1'h1);
-  assign \$2332  = $signed(iy) >= $signed(6'h1b);
-  assign \$2333  = \$2331  | \$2332 ;
-  assign \$2335  = ox == 5'h1b;
-  assign \$2337  = oy == 5'h1b;
-  assign \$2338  = $signed(low) < $signed(1'h1);
-  assign \$2339  = $signed(low) >= $signed(6'h1b);
-  assign \$2340  = \$2338  | \$2339 ;
-  assign \$2341  = \$2337  ? 1'h1 : \$2340 ;
-  assign \$2342  = $signed(low) < $signed(1'h0);
-  assign \$2343  = $signed(low) >= $signed(6'h1c);
-  assign \$2344  = \$2342  | \$2343 ;
-  assign \$2345  = \$2336  ? \$2341  : \$2344 ;
-  assign \$2346  = \$2329  ? \$2345  : \$2333 ;
-  assign \$2347  = $signed(iy) < $signed(1'h0);
-  assign \$2348  = $signed(iy) >= $signed(6'h1c);
-  assign \$2349  = \$2347  | \$2348 ;
-  assign \$2350  = \$2328  ? \$2346  : \$2349 ;
-  assign \$2351  = kx == 3'h4;
-  assign \$2352  = ~ \$2351 ;
-  assign \$2353  = $signed(ix) < $signed(1'h1);
-  assign \$2354  = $signed(ix) >= $signed(6'h1b);
-  assign \$2355  = \$2353  | \$2354 ;
-  assign \$2356  = ky == 3'h4;
-  assign \$2359  = ox == 5'h1b;
-  assign \$2360  = $signed(ix0) < $signed(1'h1);
-  assign \$2361  = $signed(ix0) >= $signed(6'h1b);
-  assign \$2362  = \$2360  | \$2361 ;
-  assign \$2363  = \$2359  ? 1'h1 : \$2362 ;
-  assign \$2364  = $signed(ix0) < $signed(1'h0);
-  assign \$2365  = $signed(ix0) >= $signed(6'h1c);
-  assign \$2366  = \$2364  | \$2365 ;
-  assign \$2367  = \$2358  ? \$2363  : \$2366 ;
-  assign \$2368  = \$2351  ? \$2367  : \$2355 ;
-  assign \$2369  = \$2350  | \$2368 ;
-  assign \$2370  = \$2369  | ahead_rows;
-  assign \$2371  = oy == 5'h1b;
-  assign \$2372  = \$2371  ? 1'h1 : d_ge_2;
-  assign \$2373  = kx == 3'h4;
-  assign \$2374  = ky == 3'h4;
-  assign \$2375  = ! ky;
-  assign \$2376  = \$2375  & d_ge_2;
-  assign \$2377  = ky == 1'h1;
-  assign \$2378  = \$2377  & d_ge_3;
-  assign \$2379  = ky == 2'h2;
-  assign \$2380  = \$2379  & d_ge_4;
-  assign \$2381  = ky == 2'h3;
-  assign \$2382  = \$2381  & d_ge_5;
-  assign \$2383  = ky == 3'h4;
-  assign \$2384  = \$2383  & d_ge_6;
-  assign \$2385  = | { \$2384 , \$2382 , \$2380 , \$2378 , \$2376  };
-  assign \$2386  = \$2374  ? d_ge_1 : \$2385 ;
-  assign \$2387  = ! ky;
-  assign \$2388  = \$2387  & d_ge_1;
-  assign \$2389  = ky == 1'h1;
-  assign \$2390  = \$2389  & d_ge_2;
-  assign \$2391  = ky == 2'h2;
-  assign \$2392  = \$2391  & d_ge_3;
-  assign \$2393  = ky == 2'h3;
-  assign \$2394  = \$2393  & d_ge_4;
-  assign \$2395  = ky == 3'h4;
-  assign \$2396  = \$2395  & d_ge_5;
-  assign \$2397  = | { \$2396 , \$2394 , \$2392 , \$2390 , \$2388  };
-  assign \$2398  = \$2373  ? \$2386  : \$2397 ;
-  assign \$2399  = r_last ? \$2372  : \$2398 ;
-  assign \$2400  = \$2370  | \$2399 ;
-  assign \$2401  = \$2327  & \$2400 ;
-  assign \$2402  = \$2201  ? \$2324  : \$2401 ;
-  assign \$2403  = write_rows & w_last;
-  assign \$2404  = ~ r_done;
-  assign \$2405  = pad | ahead_rows;
-  assign \$2406  = ~ ahead_rows;
-  assign \$2407  = w_row == 5'h1b;
-  assign \$2408  = \$2406  & \$2407 ;
-  assign \$2409  = \$2405  | \$2408 ;
-  assign \$2410  = ~ ahead_rows;
-  assign \$2411  = w_row == 5'h1b;
-  assign \$2412  = \$2410  & \$2411 ;
-  assign \$2413  = ! ky;
-  assign \$2414  = \$2413  & d_ge_28;
-  assign \$2415  = ky == 1'h1;
-  assign \$2416  = \$2415  & d_ge_29;
-  assign \$2417  = ky == 2'h2;
-  assign \$2418  = \$2417  & d_ge_30;
-  assign \$2419  = ky == 2'h3;
-  assign \$2420  = \$2419  & d_ge_31;
-  assign \$2421  = ky == 3'h4;
-  assign \$2422  = \$2421  & d_ge_32;
-  assign \$2423  = | { \$2422 , \$2420 , \$2418 , \$2416 , \$2414  };
-  assign \$2424  = ! ky;
-  assign \$2425  = \$2424  & d_ge_0;
-  assign \$2426  = ky == 1'h1;
-  assign \$2427  = \$2426  & d_ge_1;
-  assign \$2428  = ky == 2'h2;
-  assign \$2429  = \$2428  & d_ge_2;
-  assign \$2430  = ky == 2'h3;
-  assign \$2431  = \$2430  & d_ge_3;
-  assign \$2432  = ky == 3'h4;
-  assign \$2433  = \$2432  & d_ge_4;
-  assign \$2434  = | { \$2433 , \$2431 , \$2429 , \$2427 , \$2425  };
-  assign \$2435  = \$2412  ? \$2423  : \$2434 ;
-  assign \$2436  = \$2409  | \$2435 ;
-  assign \$2437  = \$2404  & \$2436 ;
-  assign \$2438  = \$2403  ? \$2437  : avail;
-  assign \$2439  = take ? \$2402  : \$2438 ;
-  assign \$2440  = switch ? \$2200  : \$2439 ;
-  assign \$2441  = rst_conv1_window ? 1'h1 : \$2440 ;
-  assign \$2442  = read_credits_room_next | rst_conv1_window;
+  assign write_rows = inp_valid_rows & can_write_rows;
+  assign \$9  = w_px == 5'h1b;
+  assign \$10  = w_px + 1'h1;
+  assign \$11  = \$9  ? 6'h00 : \$10 ;
+  assign \$12  = w_addr == 8'ha7;
+  assign \$13  = w_addr + 1'h1;
+  assign \$14  = \$12  ? 9'h000 : \$13 ;
+  assign \$15  = w_px == 5'h1b;
+  assign \$16  = ~ ahead;
+  assign \$17  = w_row == 5'h1b;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = w_row + 1'h1;
+  assign \$20  = \o__valid$26  & \o__ready$24 ;
+  assign \$21  = base_slot + 1'h1;
+  assign \$22  = \$21  >= 3'h6;
+  assign \$23  = base_slot + 1'h1;
+  assign \$24  = \$23  - 3'h6;
+  assign \$25  = base_slot + 1'h1;
+  assign \$26  = \$22  ? \$24  : { 1'h0, \$25  };
+  assign \$27  = base_row + 1'h1;
+  assign \$28  = \$27  >= 3'h6;
+  assign \$29  = base_row + 1'h1;
+  assign \$30  = \$29  - 3'h6;
+  assign \$31  = base_row + 1'h1;
+  assign \$32  = \$28  ? \$30  : { 1'h0, \$31  };
+  assign \$33  = img_slot + 3'h4;
+  assign \$34  = \$33  >= 3'h6;
+  assign \$35  = img_slot + 3'h4;
+  assign \$36  = \$35  - 3'h6;
+  assign \$37  = img_slot + 3'h4;
+  assign \$38  = \$34  ? \$36  : { 1'h0, \$37  };
+  assign \$39  = img_row + 3'h4;
+  assign \$40  = \$39  >= 3'h6;
+  assign \$41  = img_row + 3'h4;
+  assign \$42  = \$41  - 3'h6;
+  assign \$43  = img_row + 3'h4;
+  assign \$44  = \$40  ? \$42  : { 1'h0, \$43  };
+  assign \$45  = img_slot + 2'h2;
+  assign \$46  = \$45  >= 3'h6;
+  assign \$47  = img_slot + 2'h2;
+  assign \$48  = \$47  - 3'h6;
+  assign \$49  = img_slot + 2'h2;
+  assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
+  assign \$51  = img_row + 2'h2;
+  assign \$52  = \$51  >= 3'h6;
+  assign \$53  = img_row + 2'h2;
+  assign \$54  = \$53  - 3'h6;
+  assign \$55  = img_row + 2'h2;
+  assign \$56  = \$52  ? \$54  : { 1'h0, \$55  };
+  assign \$57  = $signed({ 1'h0, row_words }) + $signed(col_addr);
+  assign \$58  = read_data[8] ? 8'h00 : read_data[7:0];
+  assign \$59  = kx == 3'h4;
+  assign \$60  = kx + 1'h1;
+  assign \$61  = \$59  ? 4'h0 : \$60 ;
+  assign \$62  = kx == 3'h4;
+  assign \$63  = ~ \$62 ;
+  assign \$64  = $signed(col_addr) + $signed(2'h1);
+  assign \$65  = ky == 3'h4;
+  assign \$66  = ky + 1'h1;
+  assign \$67  = \$65  ? 4'h0 : \$66 ;
+  assign \$68  = ky == 3'h4;
+  assign \$69  = ~ \$68 ;
+  assign \$70  = $signed(ix0c) + $signed(1'h0);
+  assign \$71  = row_addr + 1'h1;
+  assign \$72  = \$71  >= 3'h6;
+  assign \$73  = row_addr + 1'h1;
+  assign \$74  = \$73  - 3'h6;
+  assign \$75  = row_addr + 1'h1;
+  assign \$76  = \$72  ? \$74  : { 1'h0, \$75  };
+  assign \$82  = $signed(ix0c) + $signed(1'h0);
+  assign \$83  = $signed(\$82 ) + $signed(2'h1);
+  assign \$84  = ox == 5'h1b;
+  assign \$85  = ox + 1'h1;
+  assign \$86  = \$84  ? 6'h00 : \$85 ;
+  assign \$87  = ox == 5'h1b;
+  assign \$88  = $signed(ix0) + $signed(2'h1);
+  assign \$89  = \$87  ? 7'h7e : \$88 ;
+  assign \$90  = ox == 5'h1b;
+  assign \$91  = $signed(ix0c) + $signed(2'h1);
+  assign \$92  = \$90  ? 7'h7e : \$91 ;
+  assign \$93  = ox == 5'h1b;
+  assign \$94  = $signed(ix0c) + $signed(2'h1);
+  assign \$95  = \$93  ? 7'h7e : \$94 ;
+  assign \$96  = ox == 5'h1b;
+  assign \$97  = oy == 5'h1b;
+  assign \$98  = oy + 1'h1;
+  assign \$99  = \$97  ? 6'h00 : \$98 ;
+  assign \$100  = oy == 5'h1b;
+  assign \$101  = $signed(low) + $signed(2'h1);
+  assign \$102  = \$100  ? 7'h7e : \$101 ;
+  assign \$103  = oy == 5'h1b;
+  assign \$104  = kx == 3'h4;
+  assign \$105  = ~ \$104 ;
+  assign \$106  = ky == 3'h4;
+  assign \$109  = $signed(ix) + $signed(2'h1);
+  assign \$110  = ox == 5'h1b;
+  assign \$111  = $signed(ix0) + $signed(2'h1);
+  assign \$112  = \$110  ? 7'h7e : \$111 ;
+  assign \$113  = kx == 3'h4;
+  assign \$114  = ky == 3'h4;
+  assign \$115  = ~ \$114 ;
+  assign \$117  = ox == 5'h1b;
+  assign \$119  = $signed(iy) + $signed(2'h1);
+  assign \$120  = oy == 5'h1b;
+  assign \$121  = $signed(low) + $signed(2'h1);
+  assign \$122  = \$120  ? 7'h7e : \$121 ;
+  assign \$123  = w_px == 5'h1a;
+  assign \$125  = write & w_last;
+  assign \$126  = w_row == 5'h1b;
+  assign \$127  = w_row == 5'h1c;
+  assign \$128  = \$125  ? \$126  : \$127 ;
+  assign \$129  = write & w_last;
+  assign \$130  = w_row == 5'h1b;
+  assign \$131  = w_row == 5'h1c;
+  assign \$132  = \$129  ? \$130  : \$131 ;
+  assign \$133  = kx == 2'h3;
+  assign \$134  = ox == 5'h1b;
+  assign \$135  = ky == 3'h4;
+  assign \$136  = & { \$135 , \$134 , \$133  };
+  assign \$137  = ~ r_done;
+  assign \$138  = $signed(low) + $signed(4'h5);
+  assign \$139  = $signed({ 1'h0, w_row }) >= $signed(\$138 );
+  assign \$140  = ahead_rows | \$139 ;
+  assign \$141  = w_row == 5'h1c;
+  assign \$142  = \$140  | \$141 ;
+  assign \$143  = \$137  & \$142 ;
+  assign \$144  = oy != 5'h1b;
+  assign \$145  = $signed(low) + $signed(2'h1);
+  assign \$146  = $signed(\$145 ) + $signed(4'h5);
+  assign \$147  = $signed({ 1'h0, w_row }) >= $signed(\$146 );
+  assign \$148  = ahead_rows | \$147 ;
+  assign \$149  = w_row == 5'h1c;
+  assign \$150  = \$148  | \$149 ;
+  assign \$151  = \$144  & \$150 ;
+  assign \$152  = w_row >= 2'h3;
+  assign \$153  = ahead_rows & \$152 ;
+  assign \$154  = take_rows & r_last;
+  assign \$155  = w_row < 5'h1c;
+  assign \$156  = w_row < 3'h4;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = w_row + 5'h1c;
+  assign \$159  = $signed(low) + $signed(4'h6);
+  assign \$160  = $signed({ 1'h0, \$158  }) < $signed(\$159 );
+  assign \$161  = r_done | \$160 ;
+  assign \$162  = \$157  & \$161 ;
+  assign \$163  = w_row < 5'h1c;
+  assign \$164  = $signed(low) + $signed(4'h6);
+  assign \$165  = $signed({ 1'h0, w_row }) < $signed(\$164 );
+  assign \$166  = r_done | \$165 ;
+  assign \$167  = \$163  & \$166 ;
+  assign \$168  = ahead ? \$162  : \$167 ;
+  assign \$169  = ~ ahead;
+  assign \$170  = w_row == 5'h1b;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = ahead | \$171 ;
+  assign \$173  = ~ ahead;
+  assign \$174  = w_row == 5'h1b;
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = w_row + 1'h1;
+  assign \$177  = \$175  ? 6'h00 : \$176 ;
+  assign \$178  = \$177  < 5'h1c;
+  assign \$179  = ~ ahead;
+  assign \$180  = w_row == 5'h1b;
+  assign \$181  = \$179  & \$180 ;
+  assign \$182  = w_row + 1'h1;
+  assign \$183  = \$181  ? 6'h00 : \$182 ;
+  assign \$184  = \$183  < 3'h4;
+  assign \$185  = \$178  & \$184 ;
+  assign \$186  = ~ ahead;
+  assign \$187  = w_row == 5'h1b;
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = w_row + 1'h1;
+  assign \$190  = \$188  ? 6'h00 : \$189 ;
+  assign \$191  = \$190  + 5'h1c;
+  assign \$192  = $signed(low) + $signed(4'h6);
+  assign \$193  = $signed({ 1'h0, \$191  }) < $signed(\$192 );
+  assign \$194  = r_done | \$193 ;
+  assign \$195  = \$185  & \$194 ;
+  assign \$196  = ~ ahead;
+  assign \$197  = w_row == 5'h1b;
+  assign \$198  = \$196  & \$197 ;
+  assign \$199  = w_row + 1'h1;
+  assign \$200  = \$198  ? 6'h00 : \$199 ;
+  assign \$201  = \$200  < 5'h1c;
+  assign \$202  = ~ ahead;
+  assign \$203  = w_row == 5'h1b;
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = w_row + 1'h1;
+  assign \$206  = \$204  ? 6'h00 : \$205 ;
+  assign \$207  = $signed(low) + $signed(4'h6);
+  assign \$208  = $signed({ 1'h0, \$206  }) < $signed(\$207 );
+  assign \$209  = r_done | \$208 ;
+  assign \$210  = \$201  & \$209 ;
+  assign \$211  = \$172  ? \$195  : \$210 ;
+  assign \$212  = write & w_last;
+  assign \$213  = rst_conv1_window ? 1'h0 : valid_next;
+  assign \$214  = rst_conv1_window ? 1'h1 : read_credits_room_next;
+  assign \$215  = write_rows & w_last;
+  assign \$216  = w_row == 5'h1b;
+  assign \$217  = w_row == 5'h1c;
+  assign \$218  = \$215  ? \$216  : \$217 ;
+  assign \$219  = ~ \$218 ;
+  assign \$220  = switch & \$219 ;
+  assign \$221  = rst_conv1_window | \$220 ;
+  assign \$222  = write_rows & w_last;
+  assign \$223  = w_row == 5'h1b;
+  assign \$224  = \$222  & \$223 ;
+  assign \$225  = \$224  ? 1'h1 : ahead_rows;
+  assign \$226  = \$221  ? 1'h0 : \$225 ;
+  assign \$227  = switch | switch_d;
+  assign \$228  = take_rows & r_last;
+  assign \$229  = \$228  | r_end_d;
+  assign \$230  = \$229  ? avail_ok_next : avail_ok;
+  assign \$231  = \$227  ? avail_ok_image : \$230 ;
+  assign \$232  = rst_conv1_window ? 1'h0 : \$231 ;
+  assign \$233  = switch | switch_d;
+  assign \$234  = take_rows & r_last;
+  assign \$235  = \$234  | r_end_d;
+  assign \$236  = \$235  ? avail_ok_next : avail_ok;
+  assign \$237  = \$233  ? avail_ok_image : \$236 ;
+  assign \$238  = rst_conv1_window ? 1'h0 : \$237 ;
+  assign \$239  = read_credits_room_next | rst_conv1_window;
+  assign \$240  = switch | switch_d;
+  assign \$241  = take_rows & r_last;
+  assign \$242  = \$241  | r_end_d;
+  assign \$243  = \$242  ? avail_ok_next : avail_ok;
+  assign \$244  = \$240  ? avail_ok_image : \$243 ;
+  assign \$245  = rst_conv1_window ? 1'h0 : \$244 ;
+  assign \$246  = read_credits_room_next | rst_conv1_window;
+  assign \$247  = write & w_last;
+  assign \$248  = \$247  | w_end_d;
+  assign \$249  = \$248  ? room_ok_next : room_ok;
+  assign \$250  = rst_conv1_window ? 1'h1 : \$249 ;
+  assign \$251  = write & w_last;
+  assign \$252  = \$251  | w_end_d;
+  assign \$253  = \$252  ? room_ok_next : room_ok;
+  assign \$254  = rst_conv1_window ? 1'h1 : \$253 ;
   always @(posedge clk)
-    w_px <= \$2443 ;
+    w_px <= \$255 ;
   always @(posedge clk)
-    w_addr <= \$2444 ;
+    w_addr <= \$256 ;
   always @(posedge clk)
-    ahead <= \$2445 ;
+    ahead <= \$257 ;
   always @(posedge clk)
-    w_row <= \$2446 ;
+    w_row <= \$258 ;
   always @(posedge clk)
-    read_credits_returned <= \$2447 ;
+    read_credits_returned <= \$259 ;
   always @(posedge clk)
-    read_credits_space <= \$2448 ;
+    read_credits_space <= \$260 ;
   always @(posedge clk)
-    read_v1 <= \$2449 ;
+    read_v1 <= \$261 ;
   always @(posedge clk)
-    read_v2 <= \$2450 ;
+    read_v2 <= \$262 ;
   always @(posedge clk)
-    read_v3 <= \$2451 ;
+    read_v3 <= \$263 ;
   always @(posedge clk)
-    w_en <= \$2452 ;
+    w_en <= \$264 ;
   always @(posedge clk)
-    step_next_slot <= \$74 [2:0];
+    step_next_slot <= \$26 [2:0];
   always @(posedge clk)
-    step_next_row <= \$80 [7:0];
+    step_next_row <= \$32 [2:0];
   always @(posedge clk)
-    step_img_slot <= \$86 [2:0];
+    step_img_slot <= \$38 [2:0];
   always @(posedge clk)
-    step_img_row <= \$92 [7:0];
+    step_img_row <= \$44 [2:0];
   always @(posedge clk)
-    step_base_slot <= \$98 [2:0];
+    step_base_slot <= \$50 [2:0];
   always @(posedge clk)
-    step_base_row <= \$104 [7:0];
+    step_base_row <= \$56 [2:0];
   always @(posedge clk)
     pad_a <= pad;
   always @(posedge clk)
-    rd__addr <= \$105 [7:0];
+    rd__addr <= \$57 [7:0];
   always @(posedge clk)
     pad_reg <= pad_a;
   always @(posedge clk)
     read_data <= { pad_reg, rd__data };
   always @(posedge clk)
-    w_data <= \$106 ;
+    w_data <= \$58 ;
   always @(posedge clk)
-    kx <= \$2453 ;
+    kx <= \$265 ;
   always @(posedge clk)
-    col_addr <= \$2454 ;
+    col_addr <= \$266 ;
   always @(posedge clk)
-    ky <= \$2455 ;
+    ky <= \$267 ;
   always @(posedge clk)
-    row_addr <= \$2456 ;
+    row_addr <= \$268 ;
   always @(posedge clk)
-    ox <= \$2457 ;
+    ox <= \$269 ;
   always @(posedge clk)
-    ix0 <= \$2458 ;
+    ix0 <= \$270 ;
   always @(posedge clk)
-    ix0c <= \$2459 ;
+    ix0c <= \$271 ;
   always @(posedge clk)
-    oy <= \$2460 ;
+    oy <= \$272 ;
   always @(posedge clk)
-    low <= \$2461 ;
+    low <= \$273 ;
   always @(posedge clk)
-    r_done <= \$2462 ;
+    r_done <= \$274 ;
   always @(posedge clk)
-    base_slot <= \$2463 ;
+    base_slot <= \$275 ;
   always @(posedge clk)
-    base_row <= \$2464 ;
+    base_row <= \$276 ;
   always @(posedge clk)
-    ix <= \$2465 ;
+    ix <= \$277 ;
   always @(posedge clk)
-    iy <= \$2466 ;
+    iy <= \$278 ;
   always @(posedge clk)
-    img_slot <= \$2467 ;
+    w_last <= \$279 ;
   always @(posedge clk)
-    img_row <= \$2468 ;
+    img_slot <= \$280 ;
   always @(posedge clk)
-    w_last <= \$2469 ;
+    img_row <= \$281 ;
   always @(posedge clk)
-    r_last <= \$2470 ;
+    r_last <= \$282 ;
   always @(posedge clk)
-    d <= \$2471 ;
+    avail_ok <= \$283 ;
   always @(posedge clk)
-    room_w_27 <= \$2472 ;
+    avail_ok_next <= \$284 ;
   always @(posedge clk)
-    room_w_28 <= \$2473 ;
+    avail_ok_image <= \$285 ;
   always @(posedge clk)
-    room_low_21 <= \$2474 ;
+    r_end_d <= \$286 ;
   always @(posedge clk)
-    room_w_3 <= \$2475 ;
+    switch_d <= \$287 ;
   always @(posedge clk)
-    room_w_4 <= \$2476 ;
+    room_ok <= \$288 ;
   always @(posedge clk)
-    room_low_22 <= \$2477 ;
+    room_ok_next <= \$289 ;
   always @(posedge clk)
-    d_ge_m22 <= \$2478 ;
-  always @(posedge clk)
-    d_ge_6 <= \$2479 ;
-  always @(posedge clk)
-    d_ge_m21 <= \$2480 ;
-  always @(posedge clk)
-    d_ge_7 <= \$2481 ;
-  always @(posedge clk)
-    d_ge_m23 <= \$2482 ;
-  always @(posedge clk)
-    d_ge_5 <= \$2483 ;
-  always @(posedge clk)
-    d_ge_28 <= \$2484 ;
-  always @(posedge clk)
-    d_ge_29 <= \$2485 ;
-  always @(posedge clk)
-    d_ge_30 <= \$2486 ;
-  always @(posedge clk)
-    d_ge_31 <= \$2487 ;
-  always @(posedge clk)
-    d_ge_32 <= \$2488 ;
-  always @(posedge clk)
-    d_ge_0 <= \$2489 ;
-  always @(posedge clk)
-    d_ge_1 <= \$2490 ;
-  always @(posedge clk)
-    d_ge_2 <= \$2491 ;
-  always @(posedge clk)
-    d_ge_3 <= \$2492 ;
-  always @(posedge clk)
-    d_ge_4 <= \$2493 ;
-  always @(posedge clk)
-    d_ge_33 <= \$2494 ;
+    w_end_d <= \$290 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) ahead_rows_copy (
     .clk(clk),
-    .d(\$1278 ),
+    .d(\$226 ),
     .q(ahead_rows)
   );
   flexor_copy #(
-    .INIT(32'd1),
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) avail_q_copy (
     .clk(clk),
-    .d(\$1876 ),
+    .d(\$232 ),
     .q(avail)
   );
   flexor_copy #(
-    .INIT(32'd1),
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$2441 ),
+    .d(\$245 ),
     .q(avail_rows)
   );
   flexor_copy #(
-    .INIT(32'd1),
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$2158 ),
+    .d(\$238 ),
     .q(avail_step)
   );
   flexor_copy #(
@@ -8795,7 +4414,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) can_write_q_copy (
     .clk(clk),
-    .d(\$1436 ),
+    .d(\$250 ),
     .q(o__ready)
   );
   flexor_copy #(
@@ -8803,7 +4422,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$1594 ),
+    .d(\$254 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv1_window.inp  inp (
@@ -8811,7 +4430,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$116 ),
+    .o__payload(\o__payload$100 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window),
@@ -8822,7 +4441,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) inp_valid_rows_copy (
     .clk(clk),
-    .d(\$1271 ),
+    .d(\$213 ),
     .q(inp_valid_rows)
   );
   \flexor_lenet5.conv1_window.out  out (
@@ -8839,7 +4458,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) read_credits_room_q_copy (
     .clk(clk),
-    .d(\$1272 ),
+    .d(\$214 ),
     .q(read_credits_room)
   );
   flexor_copy #(
@@ -8847,7 +4466,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$2442 ),
+    .d(\$246 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -8855,7 +4474,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$2159 ),
+    .d(\$239 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -8871,7 +4490,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$116 ),
+    .d(\o__payload$100 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -8884,169 +4503,192 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2443  = w_px;
+    row_words = 8'h00;
+    casez (row_addr)
+      3'h0:
+          row_words = 8'h00;
+      3'h1:
+          row_words = 8'h1c;
+      3'h2:
+          row_words = 8'h38;
+      3'h3:
+          row_words = 8'h54;
+      3'h4:
+          row_words = 8'h70;
+      3'h5:
+          row_words = 8'h8c;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$255  = w_px;
     if (write) begin
-      \$2443  = \$59 [4:0];
+      \$255  = \$11 [4:0];
     end
     if (rst_conv1_window) begin
-      \$2443  = 5'h00;
+      \$255  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2444  = w_addr;
+    \$256  = w_addr;
     if (write) begin
-      \$2444  = \$62 [7:0];
+      \$256  = \$14 [7:0];
     end
     if (rst_conv1_window) begin
-      \$2444  = 8'h00;
+      \$256  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2445  = ahead;
+    \$257  = ahead;
     if (write) begin
+      if (\$15 ) begin
+        if (\$18 ) begin
+          \$257  = 1'h1;
+        end
+      end
+    end
+    if (switch) begin
+      \$257  = \$132 ;
+    end
+    if (rst_conv1_window) begin
+      \$257  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$258  = w_row;
+    if (write) begin
+      if (\$15 ) begin
+        (* full_case = 32'd1 *)
+        if (\$18 ) begin
+          \$258  = 5'h00;
+        end else begin
+          \$258  = \$19 [4:0];
+        end
+      end
+    end
+    if (switch) begin
+      if (\$128 ) begin
+        \$258  = 5'h00;
+      end
+    end
+    if (rst_conv1_window) begin
+      \$258  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$259  = \$20 ;
+    if (rst_conv1_window) begin
+      \$259  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$260  = \$8 [2:0];
+    if (rst_conv1_window) begin
+      \$260  = 3'h7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$261  = take;
+    if (rst_conv1_window) begin
+      \$261  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$262  = read_v1;
+    if (rst_conv1_window) begin
+      \$262  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$263  = read_v2;
+    if (rst_conv1_window) begin
+      \$263  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$264  = read_v3;
+    if (rst_conv1_window) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$265  = kx;
+    if (take_step) begin
+      \$265  = \$61 [2:0];
+    end
+    if (rst_conv1_window) begin
+      \$265  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$266  = col_addr;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
       if (\$63 ) begin
-        if (\$66 ) begin
-          \$2445  = 1'h1;
+        \$266  = \$64 [5:0];
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$69 ) begin
+          \$266  = \$70 [5:0];
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$81 ) begin
+            \$266  = \$83 [5:0];
+          end else begin
+            \$266  = \$95 [5:0];
+          end
         end
       end
     end
-    if (switch) begin
-      \$2445  = 1'h0;
-    end
     if (rst_conv1_window) begin
-      \$2445  = 1'h0;
+      \$266  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2446  = w_row;
-    if (write) begin
+    \$267  = ky;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
       if (\$63 ) begin
-        (* full_case = 32'd1 *)
-        if (\$66 ) begin
-          \$2446  = 5'h00;
-        end else begin
-          \$2446  = \$67 [4:0];
-        end
+      end else begin
+        \$267  = \$67 [2:0];
       end
     end
     if (rst_conv1_window) begin
-      \$2446  = 5'h00;
+      \$267  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2447  = \$68 ;
-    if (rst_conv1_window) begin
-      \$2447  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2448  = \$8 [2:0];
-    if (rst_conv1_window) begin
-      \$2448  = 3'h7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2449  = take;
-    if (rst_conv1_window) begin
-      \$2449  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2450  = read_v1;
-    if (rst_conv1_window) begin
-      \$2450  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2451  = read_v2;
-    if (rst_conv1_window) begin
-      \$2451  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2452  = read_v3;
-    if (rst_conv1_window) begin
-      \$2452  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2453  = kx;
-    if (take_step) begin
-      \$2453  = \$109 [2:0];
-    end
-    if (rst_conv1_window) begin
-      \$2453  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2454  = col_addr;
+    \$268  = row_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$111 ) begin
-        \$2454  = \$112 [5:0];
+      if (\$63 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$117 ) begin
-          \$2454  = \$118 [5:0];
+        if (\$69 ) begin
+          \$268  = \$76 [2:0];
         end else begin
+          \$268  = base_row;
           (* full_case = 32'd1 *)
-          if (\$129 ) begin
-            \$2454  = \$131 [5:0];
+          if (\$81 ) begin
           end else begin
-            \$2454  = \$143 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2454  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2455  = ky;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        \$2455  = \$115 [2:0];
-      end
-    end
-    if (rst_conv1_window) begin
-      \$2455  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2456  = row_addr;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$111 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$117 ) begin
-          \$2456  = \$124 [7:0];
-        end else begin
-          \$2456  = base_row;
-          (* full_case = 32'd1 *)
-          if (\$129 ) begin
-          end else begin
-            if (\$144 ) begin
+            if (\$96 ) begin
               (* full_case = 32'd1 *)
-              if (\$151 ) begin
+              if (\$103 ) begin
               end else begin
-                \$2456  = step_next_row;
+                \$268  = step_next_row;
               end
             end
           end
@@ -9054,142 +4696,142 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2456  = step_base_row;
+      \$268  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$2456  = 8'h70;
+      \$268  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2457  = ox;
+    \$269  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$111 ) begin
+      if (\$63 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$117 ) begin
+        if (\$69 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$129 ) begin
+          if (\$81 ) begin
           end else begin
-            \$2457  = \$134 [4:0];
+            \$269  = \$86 [4:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2457  = 5'h00;
+      \$269  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2458  = ix0;
+    \$270  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$111 ) begin
+      if (\$63 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$117 ) begin
+        if (\$69 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$129 ) begin
+          if (\$81 ) begin
           end else begin
-            \$2458  = \$137 [5:0];
+            \$270  = \$89 [5:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2458  = 6'h3e;
+      \$270  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2459  = ix0c;
+    \$271  = ix0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$111 ) begin
+      if (\$63 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$117 ) begin
+        if (\$69 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$129 ) begin
+          if (\$81 ) begin
           end else begin
-            \$2459  = \$140 [5:0];
+            \$271  = \$92 [5:0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2459  = 6'h3e;
+      \$271  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2460  = oy;
+    \$272  = oy;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$111 ) begin
+      if (\$63 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$117 ) begin
+        if (\$69 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$129 ) begin
+          if (\$81 ) begin
           end else begin
-            if (\$144 ) begin
-              \$2460  = \$147 [4:0];
+            if (\$96 ) begin
+              \$272  = \$99 [4:0];
             end
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2460  = 5'h00;
+      \$272  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2461  = low;
+    \$273  = low;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$111 ) begin
+      if (\$63 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$117 ) begin
+        if (\$69 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$129 ) begin
+          if (\$81 ) begin
           end else begin
-            if (\$144 ) begin
-              \$2461  = \$150 [5:0];
+            if (\$96 ) begin
+              \$273  = \$102 [5:0];
             end
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2461  = 6'h3e;
+      \$273  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2462  = r_done;
+    \$274  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$111 ) begin
+      if (\$63 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$117 ) begin
+        if (\$69 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$129 ) begin
+          if (\$81 ) begin
           end else begin
-            if (\$144 ) begin
-              if (\$151 ) begin
-                \$2462  = 1'h1;
+            if (\$96 ) begin
+              if (\$103 ) begin
+                \$274  = 1'h1;
               end
             end
           end
@@ -9197,30 +4839,30 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2462  = 1'h0;
+      \$274  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$2462  = 1'h0;
+      \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2463  = base_slot;
+    \$275  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$111 ) begin
+      if (\$63 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$117 ) begin
+        if (\$69 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$129 ) begin
+          if (\$81 ) begin
           end else begin
-            if (\$144 ) begin
+            if (\$96 ) begin
               (* full_case = 32'd1 *)
-              if (\$151 ) begin
+              if (\$103 ) begin
               end else begin
-                \$2463  = step_next_slot;
+                \$275  = step_next_slot;
               end
             end
           end
@@ -9228,30 +4870,30 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2463  = step_base_slot;
+      \$275  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$2463  = 3'h4;
+      \$275  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2464  = base_row;
+    \$276  = base_row;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$111 ) begin
+      if (\$63 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$117 ) begin
+        if (\$69 ) begin
         end else begin
           (* full_case = 32'd1 *)
-          if (\$129 ) begin
+          if (\$81 ) begin
           end else begin
-            if (\$144 ) begin
+            if (\$96 ) begin
               (* full_case = 32'd1 *)
-              if (\$151 ) begin
+              if (\$103 ) begin
               end else begin
-                \$2464  = step_next_row;
+                \$276  = step_next_row;
               end
             end
           end
@@ -9259,254 +4901,142 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$2464  = step_base_row;
+      \$276  = step_base_row;
     end
     if (rst_conv1_window) begin
-      \$2464  = 8'h70;
+      \$276  = 3'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2465  = ix;
+    \$277  = ix;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$153 ) begin
-        \$2465  = \$157 [5:0];
-      end else if (\$156 ) begin
-        \$2465  = \$160 [5:0];
+      if (\$105 ) begin
+        \$277  = \$109 [5:0];
+      end else if (\$108 ) begin
+        \$277  = \$112 [5:0];
       end else begin
-        \$2465  = ix0;
+        \$277  = ix0;
       end
     end
     if (rst_conv1_window) begin
-      \$2465  = 6'h3e;
+      \$277  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2466  = iy;
+    \$278  = iy;
     if (take_step) begin
-      if (\$161 ) begin
+      if (\$113 ) begin
         (* full_case = 32'd1 *)
-        if (\$163 ) begin
-          \$2466  = \$167 [5:0];
-        end else if (\$166 ) begin
-          \$2466  = \$170 [5:0];
+        if (\$115 ) begin
+          \$278  = \$119 [5:0];
+        end else if (\$118 ) begin
+          \$278  = \$122 [5:0];
         end else begin
-          \$2466  = low;
+          \$278  = low;
         end
       end
     end
     if (rst_conv1_window) begin
-      \$2466  = 6'h3e;
+      \$278  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2467  = img_slot;
-    if (switch) begin
-      \$2467  = step_img_slot;
-    end
-    if (rst_conv1_window) begin
-      \$2467  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2468  = img_row;
-    if (switch) begin
-      \$2468  = step_img_row;
-    end
-    if (rst_conv1_window) begin
-      \$2468  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2469  = w_last;
+    \$279  = w_last;
     if (write) begin
-      \$2469  = \$172 ;
+      \$279  = \$124 ;
     end
     if (rst_conv1_window) begin
-      \$2469  = 1'h0;
+      \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2470  = r_last;
+    \$280  = img_slot;
+    if (switch) begin
+      \$280  = step_img_slot;
+    end
+    if (rst_conv1_window) begin
+      \$280  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$281  = img_row;
+    if (switch) begin
+      \$281  = step_img_row;
+    end
+    if (rst_conv1_window) begin
+      \$281  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$282  = r_last;
     if (take_step) begin
-      \$2470  = \$176 ;
+      \$282  = \$136 ;
     end
     if (rst_conv1_window) begin
-      \$2470  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2471  = \$207 [6:0];
-    if (rst_conv1_window) begin
-      \$2471  = 7'h02;
+      \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2472  = \$215 [5:0];
+    \$283  = \$143 ;
     if (rst_conv1_window) begin
-      \$2472  = 6'h25;
+      \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2473  = \$223 [5:0];
+    \$284  = \$151 ;
     if (rst_conv1_window) begin
-      \$2473  = 6'h24;
+      \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2474  = \$228 [5:0];
+    \$285  = \$153 ;
     if (rst_conv1_window) begin
-      \$2474  = 6'h17;
+      \$285  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2475  = \$236 [5:0];
+    \$286  = \$154 ;
     if (rst_conv1_window) begin
-      \$2475  = 6'h3d;
+      \$286  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2476  = \$244 [5:0];
+    \$287  = switch;
     if (rst_conv1_window) begin
-      \$2476  = 6'h3c;
+      \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2477  = \$249 [5:0];
+    \$288  = \$168 ;
     if (rst_conv1_window) begin
-      \$2477  = 6'h18;
+      \$288  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2478  = \$274 ;
+    \$289  = \$211 ;
     if (rst_conv1_window) begin
-      \$2478  = 1'h1;
+      \$289  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2479  = \$341 ;
+    \$290  = \$212 ;
     if (rst_conv1_window) begin
-      \$2479  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2480  = \$412 ;
-    if (rst_conv1_window) begin
-      \$2480  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2481  = \$568 ;
-    if (rst_conv1_window) begin
-      \$2481  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2482  = \$635 ;
-    if (rst_conv1_window) begin
-      \$2482  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2483  = \$669 ;
-    if (rst_conv1_window) begin
-      \$2483  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2484  = \$766 ;
-    if (rst_conv1_window) begin
-      \$2484  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2485  = \$821 ;
-    if (rst_conv1_window) begin
-      \$2485  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2486  = \$872 ;
-    if (rst_conv1_window) begin
-      \$2486  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2487  = \$919 ;
-    if (rst_conv1_window) begin
-      \$2487  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2488  = \$962 ;
-    if (rst_conv1_window) begin
-      \$2488  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2489  = \$1090 ;
-    if (rst_conv1_window) begin
-      \$2489  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2490  = \$1115 ;
-    if (rst_conv1_window) begin
-      \$2490  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2491  = \$1140 ;
-    if (rst_conv1_window) begin
-      \$2491  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2492  = \$1168 ;
-    if (rst_conv1_window) begin
-      \$2492  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2493  = \$1200 ;
-    if (rst_conv1_window) begin
-      \$2493  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$2494  = \$1270 ;
-    if (rst_conv1_window) begin
-      \$2494  = 1'h0;
+      \$290  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -9525,79 +5055,19 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign rd__en = 1'h1;
   assign read_v4 = w_en;
   assign finished = w_data;
-  assign \ahead_rows$43  = ahead_rows;
-  assign can_write_q = o__ready;
+  assign \ahead_rows$45  = ahead_rows;
   assign avail_q = avail;
-  assign \$125  = 1'h1;
-  assign \$126  = 2'h1;
-  assign \$127  = 2'h0;
-  assign \$128  = 1'h1;
-  assign \$129  = 1'h0;
-  assign \$155  = 1'h1;
-  assign \$156  = \$154 ;
-  assign \$164  = 1'h1;
-  assign \$166  = \$165 ;
-  assign \$172  = \$171 ;
-  assign \$257  = 1'h1;
-  assign \$258  = 1'h1;
-  assign \$349  = 1'h1;
-  assign \$350  = 1'h1;
-  assign \$576  = 1'h1;
-  assign \$577  = 1'h1;
-  assign \$970  = 1'h1;
-  assign \$971  = 1'h1;
-  assign \$1098  = 1'h1;
-  assign \$1099  = 1'h1;
-  assign \$1123  = 1'h1;
-  assign \$1124  = 1'h1;
-  assign \$1150  = \$1149 ;
-  assign \$1177  = \$1176 ;
-  assign \$1213  = \$1212 ;
-  assign \$1296  = 1'h0;
-  assign \$1300  = 1'h1;
-  assign \$1301  = 1'h1;
-  assign \$1317  = 1'h1;
-  assign \$1318  = 1'h1;
-  assign \$1332  = 1'h0;
-  assign \$1366  = 1'h0;
-  assign \$1404  = 1'h1;
-  assign \$1405  = 1'h1;
-  assign \$1454  = 1'h0;
-  assign \$1458  = 1'h1;
-  assign \$1459  = 1'h1;
-  assign \$1475  = 1'h1;
-  assign \$1476  = 1'h1;
-  assign \$1490  = 1'h0;
-  assign \$1524  = 1'h0;
-  assign \$1562  = 1'h1;
-  assign \$1563  = 1'h1;
-  assign \$1646  = 1'h1;
-  assign \$1648  = \$1647 ;
-  assign \$1669  = 1'h1;
-  assign \$1670  = \$1668 ;
-  assign \$1691  = 1'h1;
-  assign \$1769  = 1'h1;
-  assign \$1771  = \$1770 ;
-  assign \$1792  = 1'h1;
-  assign \$1793  = \$1791 ;
-  assign \$1928  = 1'h1;
-  assign \$1930  = \$1929 ;
-  assign \$1951  = 1'h1;
-  assign \$1952  = \$1950 ;
-  assign \$1973  = 1'h1;
-  assign \$2051  = 1'h1;
-  assign \$2053  = \$2052 ;
-  assign \$2074  = 1'h1;
-  assign \$2075  = \$2073 ;
-  assign \$2211  = 1'h1;
-  assign \$2213  = \$2212 ;
-  assign \$2234  = 1'h1;
-  assign \$2235  = \$2233 ;
-  assign \$2256  = 1'h1;
-  assign \$2334  = 1'h1;
-  assign \$2336  = \$2335 ;
-  assign \$2357  = 1'h1;
-  assign \$2358  = \$2356 ;
+  assign can_write_q = o__ready;
+  assign \$77  = 1'h1;
+  assign \$78  = 2'h1;
+  assign \$79  = 2'h0;
+  assign \$80  = 1'h1;
+  assign \$81  = 1'h0;
+  assign \$107  = 1'h1;
+  assign \$108  = \$106 ;
+  assign \$116  = 1'h1;
+  assign \$118  = \$117 ;
+  assign \$124  = \$123 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14618,9 +10088,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .clk(clk),
     .data(\data$813 ),
     .o__ready(step),
-    .\port$6398$0 (\$245 ),
-    .\port$6404$0 (\$246 ),
-    .\port$6410$0 (\$247 ),
+    .\port$2261$0 (\$245 ),
+    .\port$2267$0 (\$246 ),
+    .\port$2273$0 (\$247 ),
     .raddr(\addr$814 ),
     .rst_conv2(rst_conv2)
   );
@@ -16458,7 +11928,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6398$0 , \port$6404$0 , \port$6410$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2261$0 , \port$2267$0 , \port$2273$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -16605,12 +12075,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6398$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$6398$0 ;
-  wire [63:0] \port$6398$0 ;
-  output [63:0] \port$6404$0 ;
-  wire [63:0] \port$6404$0 ;
-  output [63:0] \port$6410$0 ;
-  wire [63:0] \port$6410$0 ;
+  output [63:0] \port$2261$0 ;
+  wire [63:0] \port$2261$0 ;
+  output [63:0] \port$2267$0 ;
+  wire [63:0] \port$2267$0 ;
+  output [63:0] \port$2273$0 ;
+  wire [63:0] \port$2273$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -16935,1718 +12405,306 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$6398$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$6398$0  = \$81 ;
-  assign \port$6404$0  = \$87 ;
-  assign \port$6410$0  = \$93 ;
+  assign \port$2261$0  = \$81 ;
+  assign \port$2267$0  = \$87 ;
+  assign \port$2273$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__ready, \o__ready$45 , \o__valid$47 , o__payload, clk);
+module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__ready, \o__ready$47 , \o__valid$49 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
-  wire [3:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$1000 ;
-  wire \$1001 ;
-  wire \$1002 ;
-  wire \$1003 ;
-  wire \$1004 ;
-  wire \$1005 ;
-  wire \$1006 ;
-  wire \$1007 ;
-  wire \$1008 ;
-  wire \$1009 ;
   wire \$101 ;
-  wire \$1010 ;
-  wire \$1011 ;
-  wire \$1012 ;
-  wire \$1013 ;
-  wire \$1014 ;
-  wire \$1015 ;
-  wire \$1016 ;
-  wire \$1017 ;
-  wire \$1018 ;
-  wire \$1019 ;
   wire \$102 ;
-  wire \$1020 ;
-  wire \$1021 ;
-  wire \$1022 ;
-  wire \$1023 ;
-  wire \$1024 ;
-  wire \$1025 ;
-  wire \$1026 ;
-  wire \$1027 ;
-  wire \$1028 ;
-  wire \$1029 ;
   wire \$103 ;
-  wire \$1030 ;
-  wire \$1031 ;
-  wire \$1032 ;
-  wire \$1033 ;
-  wire \$1034 ;
-  wire \$1035 ;
-  wire \$1036 ;
-  wire \$1037 ;
-  wire \$1038 ;
-  wire \$1039 ;
-  wire \$104 ;
-  wire \$1040 ;
-  wire \$1041 ;
-  wire \$1042 ;
-  wire \$1043 ;
-  wire \$1044 ;
-  wire \$1045 ;
-  wire \$1046 ;
-  wire \$1047 ;
-  wire \$1048 ;
-  wire \$1049 ;
-  wire \$105 ;
-  wire \$1050 ;
-  wire \$1051 ;
-  wire \$1052 ;
-  wire \$1053 ;
-  wire \$1054 ;
-  wire \$1055 ;
-  wire \$1056 ;
-  wire \$1057 ;
-  wire \$1058 ;
-  wire \$1059 ;
-  wire \$106 ;
-  wire \$1060 ;
-  wire \$1061 ;
-  wire \$1062 ;
-  wire \$1063 ;
-  wire \$1064 ;
-  wire \$1065 ;
-  wire \$1066 ;
-  wire \$1067 ;
-  wire \$1068 ;
-  wire \$1069 ;
-  wire \$107 ;
-  wire \$1070 ;
-  wire \$1071 ;
-  wire \$1072 ;
-  wire \$1073 ;
-  wire \$1074 ;
-  wire \$1075 ;
-  wire \$1076 ;
-  wire \$1077 ;
-  wire \$1078 ;
-  wire \$1079 ;
-  wire \$108 ;
-  wire \$1080 ;
-  wire \$1081 ;
-  wire \$1082 ;
-  wire \$1083 ;
-  wire \$1084 ;
-  wire \$1085 ;
-  wire \$1086 ;
-  wire \$1087 ;
-  wire \$1088 ;
-  wire \$1089 ;
+  wire [7:0] \$104 ;
+  wire [7:0] \$105 ;
+  wire [7:0] \$106 ;
+  wire [7:0] \$107 ;
+  wire [7:0] \$108 ;
   wire \$109 ;
-  wire \$1090 ;
-  wire \$1091 ;
-  wire \$1092 ;
-  wire \$1093 ;
-  wire \$1094 ;
-  wire \$1095 ;
-  wire \$1096 ;
-  wire \$1097 ;
-  wire \$1098 ;
-  wire \$1099 ;
-  wire \$11 ;
+  wire [4:0] \$11 ;
   wire \$110 ;
-  wire \$1100 ;
-  wire \$1101 ;
-  wire \$1102 ;
-  wire \$1103 ;
-  wire \$1104 ;
-  wire \$1105 ;
-  wire \$1106 ;
-  wire \$1107 ;
-  wire \$1108 ;
-  wire \$1109 ;
   wire \$111 ;
-  wire \$1110 ;
-  wire \$1111 ;
-  wire \$1112 ;
-  wire \$1113 ;
-  wire \$1114 ;
-  wire \$1115 ;
-  wire \$1116 ;
-  wire \$1117 ;
-  wire \$1118 ;
-  wire \$1119 ;
   wire \$112 ;
-  wire \$1120 ;
-  wire \$1121 ;
-  wire \$1122 ;
-  wire \$1123 ;
-  wire \$1124 ;
-  wire \$1125 ;
-  wire \$1126 ;
-  wire \$1127 ;
-  wire \$1128 ;
-  wire \$1129 ;
-  wire \$113 ;
-  wire \$1130 ;
-  wire \$1131 ;
-  wire \$1132 ;
-  wire \$1133 ;
-  wire \$1134 ;
-  wire \$1135 ;
-  wire \$1136 ;
-  wire \$1137 ;
-  wire \$1138 ;
-  wire \$1139 ;
-  wire \$114 ;
-  wire \$1140 ;
-  wire \$1141 ;
-  wire \$1142 ;
-  wire \$1143 ;
-  wire \$1144 ;
-  wire \$1145 ;
-  wire \$1146 ;
-  wire \$1147 ;
-  wire \$1148 ;
-  wire \$1149 ;
-  wire \$115 ;
-  wire \$1150 ;
-  wire \$1151 ;
-  wire \$1152 ;
-  wire \$1153 ;
-  wire \$1154 ;
-  wire \$1155 ;
-  wire \$1156 ;
-  wire \$1157 ;
-  wire \$1158 ;
-  wire \$1159 ;
-  wire \$116 ;
-  wire \$1160 ;
-  wire \$1161 ;
-  wire \$1162 ;
-  wire \$1163 ;
-  wire \$1164 ;
-  wire \$1165 ;
-  wire \$1166 ;
-  wire \$1167 ;
-  wire \$1168 ;
-  wire \$1169 ;
-  wire \$117 ;
-  wire \$1170 ;
-  wire \$1171 ;
-  wire \$1172 ;
-  wire \$1173 ;
-  wire \$1174 ;
-  wire \$1175 ;
-  wire \$1176 ;
-  wire \$1177 ;
-  wire \$1178 ;
-  wire \$1179 ;
+  wire [7:0] \$113 ;
+  wire [7:0] \$114 ;
+  wire [7:0] \$115 ;
+  wire [7:0] \$116 ;
+  wire [7:0] \$117 ;
   wire \$118 ;
-  wire \$1180 ;
-  wire \$1181 ;
-  wire \$1182 ;
-  wire \$1183 ;
-  wire \$1184 ;
-  wire \$1185 ;
-  wire \$1186 ;
-  wire \$1187 ;
-  wire \$1188 ;
-  wire \$1189 ;
   wire \$119 ;
-  wire \$1190 ;
-  wire \$1191 ;
-  wire \$1192 ;
-  wire \$1193 ;
-  wire \$1194 ;
-  wire \$1195 ;
-  wire \$1196 ;
-  wire \$1197 ;
-  wire \$1198 ;
-  wire \$1199 ;
-  wire \$12 ;
+  wire [4:0] \$12 ;
   wire \$120 ;
-  wire \$1200 ;
-  wire \$1201 ;
-  wire \$1202 ;
-  wire \$1203 ;
-  wire \$1204 ;
-  wire \$1205 ;
-  wire \$1206 ;
-  wire \$1207 ;
-  wire \$1208 ;
-  wire \$1209 ;
-  wire [12:0] \$121 ;
-  wire \$1210 ;
-  wire \$1211 ;
-  wire \$1212 ;
-  wire \$1213 ;
-  wire \$1214 ;
-  wire \$1215 ;
-  wire \$1216 ;
-  wire \$1217 ;
-  wire \$1218 ;
-  wire \$1219 ;
-  wire \$122 ;
-  wire \$1220 ;
-  wire \$1221 ;
-  wire \$1222 ;
-  wire \$1223 ;
-  wire \$1224 ;
-  wire \$1225 ;
-  wire \$1226 ;
-  wire \$1227 ;
-  wire \$1228 ;
-  wire \$1229 ;
-  wire [5:0] \$123 ;
-  wire \$1230 ;
-  wire \$1231 ;
-  wire \$1232 ;
-  wire \$1233 ;
-  wire \$1234 ;
-  wire \$1235 ;
-  wire \$1236 ;
-  wire \$1237 ;
-  wire \$1238 ;
-  wire \$1239 ;
-  wire [13:0] \$124 ;
-  wire \$1240 ;
-  wire \$1241 ;
-  wire \$1242 ;
-  wire \$1243 ;
-  wire \$1244 ;
-  wire \$1245 ;
-  wire \$1246 ;
-  wire \$1247 ;
-  wire \$1248 ;
-  wire \$1249 ;
-  wire [12:0] \$125 ;
-  wire \$1250 ;
-  wire \$1251 ;
-  wire \$1252 ;
-  wire \$1253 ;
-  wire \$1254 ;
-  wire \$1255 ;
-  wire \$1256 ;
-  wire \$1257 ;
-  wire \$1258 ;
-  wire \$1259 ;
-  wire \$126 ;
-  wire \$1260 ;
-  wire \$1261 ;
-  wire \$1262 ;
-  wire \$1263 ;
-  wire \$1264 ;
-  wire \$1265 ;
-  wire \$1266 ;
-  wire \$1267 ;
-  wire \$1268 ;
-  wire \$1269 ;
-  wire [5:0] \$127 ;
-  wire \$1270 ;
-  wire \$1271 ;
-  wire \$1272 ;
-  wire \$1273 ;
-  wire \$1274 ;
-  wire \$1275 ;
-  wire \$1276 ;
-  wire \$1277 ;
-  wire \$1278 ;
-  wire \$1279 ;
-  wire [13:0] \$128 ;
-  wire \$1280 ;
-  wire \$1281 ;
-  wire \$1282 ;
-  wire \$1283 ;
-  wire \$1284 ;
-  wire \$1285 ;
-  wire \$1286 ;
-  wire \$1287 ;
-  wire \$1288 ;
-  wire \$1289 ;
-  wire [12:0] \$129 ;
-  wire \$1290 ;
-  wire \$1291 ;
-  wire [11:0] \$1292 ;
-  wire \$1293 ;
-  wire \$1294 ;
-  wire [11:0] \$1295 ;
-  wire \$1296 ;
-  wire \$1297 ;
-  wire [11:0] \$1298 ;
-  wire \$1299 ;
+  wire \$121 ;
+  wire [7:0] \$122 ;
+  wire [7:0] \$123 ;
+  wire [7:0] \$124 ;
+  wire [7:0] \$125 ;
+  wire [7:0] \$126 ;
+  wire [4:0] \$127 ;
+  wire \$128 ;
+  wire [4:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$1300 ;
-  wire [11:0] \$1301 ;
-  wire \$1302 ;
-  wire \$1303 ;
-  wire [11:0] \$1304 ;
-  wire \$1305 ;
-  wire \$1306 ;
-  wire \$1307 ;
-  wire \$1308 ;
-  wire \$1309 ;
-  wire [5:0] \$131 ;
-  wire \$1310 ;
-  wire \$1311 ;
-  wire \$1312 ;
-  wire \$1313 ;
-  wire \$1314 ;
-  wire \$1315 ;
-  wire \$1316 ;
-  wire \$1317 ;
-  wire \$1318 ;
-  wire \$1319 ;
-  wire [13:0] \$132 ;
-  wire \$1320 ;
-  wire \$1321 ;
-  wire \$1322 ;
-  wire \$1323 ;
-  wire \$1324 ;
-  wire \$1325 ;
-  wire \$1326 ;
-  wire \$1327 ;
-  wire \$1328 ;
-  wire \$1329 ;
-  wire [12:0] \$133 ;
-  wire \$1330 ;
-  wire \$1331 ;
-  wire \$1332 ;
-  wire \$1333 ;
-  wire \$1334 ;
-  wire \$1335 ;
-  wire \$1336 ;
-  wire \$1337 ;
-  wire \$1338 ;
-  wire \$1339 ;
+  wire [5:0] \$130 ;
+  wire [4:0] \$131 ;
+  wire [5:0] \$132 ;
+  wire [4:0] \$133 ;
   wire \$134 ;
-  wire \$1340 ;
-  wire \$1341 ;
-  wire \$1342 ;
-  wire \$1343 ;
-  wire \$1344 ;
-  wire \$1345 ;
-  wire \$1346 ;
-  wire \$1347 ;
-  wire \$1348 ;
-  wire \$1349 ;
-  wire [5:0] \$135 ;
-  wire \$1350 ;
-  wire \$1351 ;
-  wire \$1352 ;
-  wire \$1353 ;
-  wire \$1354 ;
-  wire \$1355 ;
-  wire \$1356 ;
-  wire \$1357 ;
-  wire \$1358 ;
-  wire \$1359 ;
-  wire [13:0] \$136 ;
-  wire \$1360 ;
-  wire \$1361 ;
-  wire \$1362 ;
-  wire \$1363 ;
-  wire \$1364 ;
-  wire \$1365 ;
-  wire \$1366 ;
-  wire \$1367 ;
-  wire \$1368 ;
-  wire \$1369 ;
-  wire [12:0] \$137 ;
-  wire \$1370 ;
-  wire \$1371 ;
-  wire \$1372 ;
-  wire \$1373 ;
-  wire \$1374 ;
-  wire \$1375 ;
-  wire \$1376 ;
-  wire \$1377 ;
-  wire \$1378 ;
-  wire \$1379 ;
-  wire [13:0] \$138 ;
-  wire \$1380 ;
-  wire \$1381 ;
-  wire \$1382 ;
-  wire \$1383 ;
-  wire \$1384 ;
-  wire \$1385 ;
-  wire \$1386 ;
-  wire \$1387 ;
-  wire \$1388 ;
-  wire \$1389 ;
-  wire \$139 ;
-  wire \$1390 ;
-  wire \$1391 ;
-  wire \$1392 ;
-  wire \$1393 ;
-  wire \$1394 ;
-  wire \$1395 ;
-  wire \$1396 ;
-  wire \$1397 ;
-  wire \$1398 ;
-  wire \$1399 ;
+  wire [4:0] \$135 ;
+  wire [5:0] \$136 ;
+  wire [4:0] \$137 ;
+  wire [5:0] \$138 ;
+  wire [4:0] \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire \$1400 ;
-  wire \$1401 ;
-  wire \$1402 ;
-  wire \$1403 ;
-  wire \$1404 ;
-  wire \$1405 ;
-  wire \$1406 ;
-  wire \$1407 ;
-  wire \$1408 ;
-  wire \$1409 ;
-  wire \$141 ;
-  wire \$1410 ;
-  wire \$1411 ;
-  wire \$1412 ;
-  wire \$1413 ;
-  wire \$1414 ;
-  wire \$1415 ;
-  wire \$1416 ;
-  wire \$1417 ;
-  wire \$1418 ;
-  wire \$1419 ;
-  wire \$142 ;
-  wire \$1420 ;
-  wire \$1421 ;
-  wire \$1422 ;
-  wire \$1423 ;
-  wire \$1424 ;
-  wire \$1425 ;
-  wire \$1426 ;
-  wire \$1427 ;
-  wire \$1428 ;
-  wire \$1429 ;
-  wire [7:0] \$143 ;
-  wire \$1430 ;
-  wire \$1431 ;
-  wire \$1432 ;
-  wire \$1433 ;
-  wire \$1434 ;
-  wire \$1435 ;
-  wire \$1436 ;
-  wire \$1437 ;
-  wire \$1438 ;
-  wire \$1439 ;
-  wire [7:0] \$144 ;
-  wire \$1440 ;
-  wire \$1441 ;
-  wire \$1442 ;
-  wire \$1443 ;
-  wire \$1444 ;
-  wire \$1445 ;
-  wire \$1446 ;
-  wire \$1447 ;
-  wire \$1448 ;
-  wire \$1449 ;
-  wire [7:0] \$145 ;
-  wire \$1450 ;
-  wire \$1451 ;
-  wire \$1452 ;
-  wire \$1453 ;
-  wire \$1454 ;
-  wire \$1455 ;
-  wire \$1456 ;
-  wire \$1457 ;
-  wire \$1458 ;
-  wire \$1459 ;
-  wire [7:0] \$146 ;
-  wire \$1460 ;
-  wire \$1461 ;
-  wire \$1462 ;
-  wire \$1463 ;
-  wire \$1464 ;
-  wire \$1465 ;
-  wire \$1466 ;
-  wire \$1467 ;
-  wire \$1468 ;
-  wire \$1469 ;
-  wire [7:0] \$147 ;
-  wire \$1470 ;
-  wire \$1471 ;
-  wire \$1472 ;
-  wire \$1473 ;
-  wire \$1474 ;
-  wire \$1475 ;
-  wire \$1476 ;
-  wire \$1477 ;
-  wire \$1478 ;
-  wire \$1479 ;
-  wire \$148 ;
-  wire \$1480 ;
-  wire \$1481 ;
-  wire \$1482 ;
-  wire \$1483 ;
-  wire \$1484 ;
-  wire \$1485 ;
-  wire \$1486 ;
-  wire \$1487 ;
-  wire \$1488 ;
-  wire \$1489 ;
-  wire \$149 ;
-  wire \$1490 ;
-  wire \$1491 ;
-  wire \$1492 ;
-  wire \$1493 ;
-  wire \$1494 ;
-  wire \$1495 ;
-  wire \$1496 ;
-  wire \$1497 ;
-  wire \$1498 ;
-  wire \$1499 ;
+  wire [4:0] \$141 ;
+  wire [5:0] \$142 ;
+  wire [4:0] \$143 ;
+  wire [5:0] \$144 ;
+  wire [4:0] \$145 ;
+  wire \$146 ;
+  wire [4:0] \$147 ;
+  wire [5:0] \$148 ;
+  wire [4:0] \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$1500 ;
-  wire \$1501 ;
-  wire \$1502 ;
-  wire \$1503 ;
-  wire \$1504 ;
-  wire \$1505 ;
-  wire \$1506 ;
-  wire \$1507 ;
-  wire \$1508 ;
-  wire \$1509 ;
-  wire \$151 ;
-  wire \$1510 ;
-  wire \$1511 ;
-  wire \$1512 ;
-  wire \$1513 ;
-  wire \$1514 ;
-  wire \$1515 ;
-  wire \$1516 ;
-  wire \$1517 ;
-  wire \$1518 ;
-  wire \$1519 ;
-  wire [7:0] \$152 ;
-  wire \$1520 ;
-  wire \$1521 ;
-  wire \$1522 ;
-  wire \$1523 ;
-  wire \$1524 ;
-  wire \$1525 ;
-  wire \$1526 ;
-  wire \$1527 ;
-  wire \$1528 ;
-  wire \$1529 ;
-  wire [7:0] \$153 ;
-  wire \$1530 ;
-  wire \$1531 ;
-  wire \$1532 ;
-  wire \$1533 ;
-  wire \$1534 ;
-  wire \$1535 ;
-  wire \$1536 ;
-  wire \$1537 ;
-  wire \$1538 ;
-  wire \$1539 ;
-  wire [7:0] \$154 ;
-  wire \$1540 ;
-  wire \$1541 ;
-  wire \$1542 ;
-  wire \$1543 ;
-  wire \$1544 ;
-  wire \$1545 ;
-  wire \$1546 ;
-  wire \$1547 ;
-  wire \$1548 ;
-  wire \$1549 ;
-  wire [7:0] \$155 ;
-  wire \$1550 ;
-  wire \$1551 ;
-  wire \$1552 ;
-  wire \$1553 ;
-  wire \$1554 ;
-  wire \$1555 ;
-  wire \$1556 ;
-  wire \$1557 ;
-  wire \$1558 ;
-  wire \$1559 ;
-  wire [7:0] \$156 ;
-  wire \$1560 ;
-  wire \$1561 ;
-  wire \$1562 ;
-  wire \$1563 ;
-  wire \$1564 ;
-  wire \$1565 ;
-  wire \$1566 ;
-  wire \$1567 ;
-  wire \$1568 ;
-  wire \$1569 ;
-  wire \$157 ;
-  wire \$1570 ;
-  wire \$1571 ;
-  wire \$1572 ;
-  wire \$1573 ;
-  wire \$1574 ;
-  wire \$1575 ;
-  wire \$1576 ;
-  wire \$1577 ;
-  wire \$1578 ;
-  wire \$1579 ;
+  wire [5:0] \$150 ;
+  wire [4:0] \$151 ;
+  wire \$152 ;
+  wire [4:0] \$153 ;
+  wire [5:0] \$154 ;
+  wire [4:0] \$155 ;
+  wire [5:0] \$156 ;
+  wire [4:0] \$157 ;
   wire \$158 ;
-  wire \$1580 ;
-  wire \$1581 ;
-  wire \$1582 ;
-  wire \$1583 ;
-  wire \$1584 ;
-  wire \$1585 ;
-  wire \$1586 ;
-  wire \$1587 ;
-  wire \$1588 ;
-  wire \$1589 ;
-  wire \$159 ;
-  wire \$1590 ;
-  wire \$1591 ;
-  wire \$1592 ;
-  wire \$1593 ;
-  wire \$1594 ;
-  wire \$1595 ;
-  wire \$1596 ;
-  wire \$1597 ;
-  wire \$1598 ;
-  wire \$1599 ;
-  wire \$16 ;
-  wire \$160 ;
-  wire \$1600 ;
-  wire \$1601 ;
-  wire \$1602 ;
-  wire \$1603 ;
-  wire \$1604 ;
-  wire \$1605 ;
-  wire \$1606 ;
-  wire \$1607 ;
-  wire \$1608 ;
-  wire \$1609 ;
-  wire [7:0] \$161 ;
-  wire \$1610 ;
-  wire \$1611 ;
-  wire \$1612 ;
-  wire \$1613 ;
-  wire \$1614 ;
-  wire \$1615 ;
-  wire \$1616 ;
-  wire \$1617 ;
-  wire \$1618 ;
-  wire \$1619 ;
-  wire [7:0] \$162 ;
-  wire \$1620 ;
-  wire \$1621 ;
-  wire \$1622 ;
-  wire \$1623 ;
-  wire \$1624 ;
-  wire \$1625 ;
-  wire \$1626 ;
-  wire \$1627 ;
-  wire \$1628 ;
-  wire \$1629 ;
-  wire [7:0] \$163 ;
-  wire \$1630 ;
-  wire \$1631 ;
-  wire \$1632 ;
-  wire \$1633 ;
-  wire \$1634 ;
-  wire \$1635 ;
-  wire \$1636 ;
-  wire \$1637 ;
-  wire \$1638 ;
-  wire \$1639 ;
-  wire [7:0] \$164 ;
-  wire \$1640 ;
-  wire \$1641 ;
-  wire \$1642 ;
-  wire \$1643 ;
-  wire \$1644 ;
-  wire \$1645 ;
-  wire \$1646 ;
-  wire \$1647 ;
-  wire \$1648 ;
-  wire \$1649 ;
-  wire [7:0] \$165 ;
-  wire \$1650 ;
-  wire \$1651 ;
-  wire \$1652 ;
-  wire \$1653 ;
-  wire \$1654 ;
-  wire \$1655 ;
-  wire \$1656 ;
-  wire \$1657 ;
-  wire \$1658 ;
-  wire \$1659 ;
+  wire [4:0] \$159 ;
+  wire [3:0] \$16 ;
+  wire [5:0] \$160 ;
+  wire [4:0] \$161 ;
+  wire [5:0] \$162 ;
+  wire \$163 ;
+  wire [3:0] \$164 ;
+  wire [3:0] \$165 ;
   wire \$166 ;
-  wire \$1660 ;
-  wire \$1661 ;
-  wire \$1662 ;
-  wire \$1663 ;
-  wire \$1664 ;
-  wire \$1665 ;
-  wire \$1666 ;
-  wire \$1667 ;
-  wire \$1668 ;
-  wire \$1669 ;
   wire \$167 ;
-  wire \$1670 ;
-  wire \$1671 ;
-  wire \$1672 ;
-  wire \$1673 ;
-  wire \$1674 ;
-  wire \$1675 ;
-  wire \$1676 ;
-  wire \$1677 ;
-  wire \$1678 ;
-  wire \$1679 ;
-  wire \$168 ;
-  wire \$1680 ;
-  wire \$1681 ;
-  wire \$1682 ;
-  wire \$1683 ;
-  wire \$1684 ;
-  wire \$1685 ;
-  wire \$1686 ;
-  wire \$1687 ;
-  wire \$1688 ;
-  wire \$1689 ;
+  wire [4:0] \$168 ;
   wire \$169 ;
-  wire \$1690 ;
-  wire \$1691 ;
-  wire \$1692 ;
-  wire \$1693 ;
-  wire \$1694 ;
-  wire \$1695 ;
-  wire \$1696 ;
-  wire \$1697 ;
-  wire \$1698 ;
-  wire \$1699 ;
-  wire \$17 ;
-  wire [7:0] \$170 ;
-  wire \$1700 ;
-  wire \$1701 ;
-  wire \$1702 ;
-  wire \$1703 ;
-  wire \$1704 ;
-  wire \$1705 ;
-  wire \$1706 ;
-  wire \$1707 ;
-  wire \$1708 ;
-  wire \$1709 ;
-  wire [7:0] \$171 ;
-  wire \$1710 ;
-  wire \$1711 ;
-  wire \$1712 ;
-  wire \$1713 ;
-  wire \$1714 ;
-  wire \$1715 ;
-  wire \$1716 ;
-  wire \$1717 ;
-  wire \$1718 ;
-  wire \$1719 ;
-  wire [7:0] \$172 ;
-  wire \$1720 ;
-  wire \$1721 ;
-  wire \$1722 ;
-  wire \$1723 ;
-  wire \$1724 ;
-  wire \$1725 ;
-  wire \$1726 ;
-  wire \$1727 ;
-  wire \$1728 ;
-  wire \$1729 ;
-  wire [7:0] \$173 ;
-  wire \$1730 ;
-  wire \$1731 ;
-  wire \$1732 ;
-  wire \$1733 ;
-  wire \$1734 ;
-  wire \$1735 ;
-  wire \$1736 ;
-  wire \$1737 ;
-  wire \$1738 ;
-  wire \$1739 ;
-  wire [7:0] \$174 ;
-  wire \$1740 ;
-  wire \$1741 ;
-  wire \$1742 ;
-  wire \$1743 ;
-  wire \$1744 ;
-  wire \$1745 ;
-  wire \$1746 ;
-  wire \$1747 ;
-  wire \$1748 ;
-  wire \$1749 ;
-  wire \$175 ;
-  wire \$1750 ;
-  wire \$1751 ;
-  wire \$1752 ;
-  wire \$1753 ;
-  wire \$1754 ;
-  wire \$1755 ;
-  wire \$1756 ;
-  wire \$1757 ;
-  wire \$1758 ;
-  wire \$1759 ;
-  wire \$176 ;
-  wire \$1760 ;
-  wire \$1761 ;
-  wire \$1762 ;
-  wire \$1763 ;
-  wire \$1764 ;
-  wire \$1765 ;
-  wire \$1766 ;
-  wire \$1767 ;
-  wire \$1768 ;
-  wire \$1769 ;
+  wire [3:0] \$17 ;
+  wire [4:0] \$170 ;
+  wire [5:0] \$171 ;
+  wire [4:0] \$172 ;
+  wire [5:0] \$173 ;
+  wire \$174 ;
+  wire [5:0] \$175 ;
+  wire [5:0] \$176 ;
   wire \$177 ;
-  wire \$1770 ;
-  wire \$1771 ;
-  wire \$1772 ;
-  wire \$1773 ;
-  wire \$1774 ;
-  wire \$1775 ;
-  wire \$1776 ;
-  wire \$1777 ;
-  wire \$1778 ;
-  wire \$1779 ;
   wire \$178 ;
-  wire \$1780 ;
-  wire \$1781 ;
-  wire \$1782 ;
-  wire \$1783 ;
-  wire \$1784 ;
-  wire \$1785 ;
-  wire \$1786 ;
-  wire \$1787 ;
-  wire \$1788 ;
-  wire \$1789 ;
-  wire [7:0] \$179 ;
-  wire \$1790 ;
-  wire \$1791 ;
-  wire \$1792 ;
-  wire \$1793 ;
-  wire \$1794 ;
-  wire \$1795 ;
-  wire \$1796 ;
-  wire \$1797 ;
-  wire \$1798 ;
-  wire \$1799 ;
+  wire [9:0] \$179 ;
   wire \$18 ;
-  wire [7:0] \$180 ;
-  wire \$1800 ;
-  wire \$1801 ;
-  wire \$1802 ;
-  wire \$1803 ;
-  wire \$1804 ;
-  wire \$1805 ;
-  wire \$1806 ;
-  wire \$1807 ;
-  wire \$1808 ;
-  wire \$1809 ;
-  wire [7:0] \$181 ;
-  wire \$1810 ;
-  wire \$1811 ;
-  wire \$1812 ;
-  wire \$1813 ;
-  wire \$1814 ;
-  wire \$1815 ;
-  wire \$1816 ;
-  wire \$1817 ;
-  wire \$1818 ;
-  wire \$1819 ;
-  wire [7:0] \$182 ;
-  wire \$1820 ;
-  wire \$1821 ;
-  wire \$1822 ;
-  wire \$1823 ;
-  wire \$1824 ;
-  wire \$1825 ;
-  wire \$1826 ;
-  wire \$1827 ;
-  wire \$1828 ;
-  wire \$1829 ;
-  wire [7:0] \$183 ;
-  wire \$1830 ;
-  wire \$1831 ;
-  wire \$1832 ;
-  wire \$1833 ;
-  wire \$1834 ;
-  wire \$1835 ;
-  wire \$1836 ;
-  wire \$1837 ;
-  wire \$1838 ;
-  wire \$1839 ;
-  wire [4:0] \$184 ;
-  wire \$1840 ;
-  wire \$1841 ;
-  wire \$1842 ;
-  wire \$1843 ;
-  wire \$1844 ;
-  wire \$1845 ;
-  wire \$1846 ;
-  wire \$1847 ;
-  wire \$1848 ;
-  wire \$1849 ;
-  wire \$185 ;
-  wire \$1850 ;
-  wire \$1851 ;
-  wire \$1852 ;
-  wire \$1853 ;
-  wire \$1854 ;
-  wire \$1855 ;
-  wire \$1856 ;
-  wire \$1857 ;
-  wire \$1858 ;
-  wire \$1859 ;
-  wire [4:0] \$186 ;
-  wire \$1860 ;
-  wire \$1861 ;
-  wire \$1862 ;
-  wire \$1863 ;
-  wire \$1864 ;
-  wire \$1865 ;
-  wire \$1866 ;
-  wire \$1867 ;
-  wire \$1868 ;
-  wire \$1869 ;
-  wire [5:0] \$187 ;
-  wire \$1870 ;
-  wire \$1871 ;
-  wire \$1872 ;
-  wire \$1873 ;
-  wire \$1874 ;
-  wire \$1875 ;
-  wire \$1876 ;
-  wire \$1877 ;
-  wire \$1878 ;
-  wire \$1879 ;
-  wire [4:0] \$188 ;
-  wire \$1880 ;
-  wire \$1881 ;
-  wire \$1882 ;
-  wire \$1883 ;
-  wire \$1884 ;
-  wire \$1885 ;
-  wire \$1886 ;
-  wire \$1887 ;
-  wire \$1888 ;
-  wire \$1889 ;
-  wire [5:0] \$189 ;
-  wire \$1890 ;
-  wire \$1891 ;
-  wire \$1892 ;
-  wire \$1893 ;
-  wire \$1894 ;
-  wire \$1895 ;
-  wire \$1896 ;
-  wire \$1897 ;
-  wire \$1898 ;
-  wire \$1899 ;
+  wire \$180 ;
+  wire [4:0] \$181 ;
+  wire [4:0] \$182 ;
+  wire \$183 ;
+  wire [5:0] \$184 ;
+  wire [5:0] \$185 ;
+  wire \$186 ;
+  wire [3:0] \$187 ;
+  wire \$188 ;
+  wire [3:0] \$189 ;
   wire \$19 ;
-  wire [11:0] \$190 ;
-  wire \$1900 ;
-  wire \$1901 ;
-  wire \$1902 ;
-  wire \$1903 ;
-  wire \$1904 ;
-  wire \$1905 ;
-  wire \$1906 ;
-  wire \$1907 ;
-  wire \$1908 ;
-  wire \$1909 ;
-  wire \$191 ;
-  wire \$1910 ;
-  wire \$1911 ;
-  wire \$1912 ;
-  wire \$1913 ;
-  wire \$1914 ;
-  wire \$1915 ;
-  wire \$1916 ;
-  wire \$1917 ;
-  wire \$1918 ;
-  wire \$1919 ;
-  wire [11:0] \$192 ;
-  wire \$1920 ;
-  wire \$1921 ;
-  wire \$1922 ;
-  wire \$1923 ;
-  wire \$1924 ;
-  wire \$1925 ;
-  wire \$1926 ;
-  wire \$1927 ;
-  wire \$1928 ;
-  wire \$1929 ;
-  wire [12:0] \$193 ;
-  wire \$1930 ;
-  wire \$1931 ;
-  wire \$1932 ;
-  wire \$1933 ;
-  wire \$1934 ;
-  wire \$1935 ;
-  wire \$1936 ;
-  wire \$1937 ;
-  wire \$1938 ;
-  wire \$1939 ;
-  wire [11:0] \$194 ;
-  wire \$1940 ;
-  wire \$1941 ;
-  wire \$1942 ;
-  wire \$1943 ;
-  wire \$1944 ;
-  wire \$1945 ;
-  wire \$1946 ;
-  wire \$1947 ;
-  wire \$1948 ;
-  wire \$1949 ;
-  wire [12:0] \$195 ;
-  wire \$1950 ;
-  wire \$1951 ;
-  wire \$1952 ;
-  wire \$1953 ;
-  wire \$1954 ;
-  wire \$1955 ;
-  wire \$1956 ;
-  wire \$1957 ;
-  wire \$1958 ;
-  wire \$1959 ;
-  wire [4:0] \$196 ;
-  wire \$1960 ;
-  wire \$1961 ;
-  wire \$1962 ;
-  wire \$1963 ;
-  wire \$1964 ;
-  wire \$1965 ;
-  wire \$1966 ;
-  wire \$1967 ;
-  wire \$1968 ;
-  wire \$1969 ;
-  wire \$197 ;
-  wire \$1970 ;
-  wire \$1971 ;
-  wire \$1972 ;
-  wire \$1973 ;
-  wire \$1974 ;
-  wire \$1975 ;
-  wire \$1976 ;
-  wire \$1977 ;
-  wire \$1978 ;
-  wire \$1979 ;
-  wire [4:0] \$198 ;
-  wire \$1980 ;
-  wire \$1981 ;
-  wire \$1982 ;
-  wire \$1983 ;
-  wire \$1984 ;
-  wire \$1985 ;
-  wire \$1986 ;
-  wire \$1987 ;
-  wire \$1988 ;
-  wire \$1989 ;
-  wire [5:0] \$199 ;
-  wire \$1990 ;
-  wire \$1991 ;
-  wire \$1992 ;
-  wire \$1993 ;
-  wire \$1994 ;
-  wire \$1995 ;
-  wire \$1996 ;
-  wire \$1997 ;
-  wire \$1998 ;
-  wire \$1999 ;
+  wire [4:0] \$190 ;
+  wire [3:0] \$191 ;
+  wire [4:0] \$192 ;
+  wire [4:0] \$193 ;
+  wire \$194 ;
+  wire [3:0] \$195 ;
+  wire \$196 ;
+  wire [1:0] \$197 ;
+  wire [7:0] \$198 ;
+  wire [9:0] \$199 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [4:0] \$200 ;
-  wire \$2000 ;
-  wire \$2001 ;
-  wire \$2002 ;
-  wire \$2003 ;
-  wire \$2004 ;
-  wire \$2005 ;
-  wire \$2006 ;
-  wire \$2007 ;
-  wire \$2008 ;
-  wire \$2009 ;
-  wire [5:0] \$201 ;
-  wire \$2010 ;
-  wire \$2011 ;
-  wire \$2012 ;
-  wire \$2013 ;
-  wire \$2014 ;
-  wire \$2015 ;
-  wire \$2016 ;
-  wire \$2017 ;
-  wire \$2018 ;
-  wire \$2019 ;
-  wire [11:0] \$202 ;
-  wire \$2020 ;
-  wire \$2021 ;
-  wire \$2022 ;
-  wire \$2023 ;
-  wire \$2024 ;
-  wire \$2025 ;
-  wire \$2026 ;
-  wire \$2027 ;
-  wire \$2028 ;
-  wire \$2029 ;
+  wire [9:0] \$200 ;
+  wire \$201 ;
+  wire [3:0] \$202 ;
   wire \$203 ;
-  wire \$2030 ;
-  wire \$2031 ;
-  wire \$2032 ;
-  wire \$2033 ;
-  wire \$2034 ;
-  wire \$2035 ;
-  wire \$2036 ;
-  wire \$2037 ;
-  wire \$2038 ;
-  wire \$2039 ;
-  wire [11:0] \$204 ;
-  wire \$2040 ;
-  wire \$2041 ;
-  wire \$2042 ;
-  wire \$2043 ;
-  wire \$2044 ;
-  wire \$2045 ;
-  wire \$2046 ;
-  wire \$2047 ;
-  wire \$2048 ;
-  wire \$2049 ;
-  wire [12:0] \$205 ;
-  wire \$2050 ;
-  wire \$2051 ;
-  wire \$2052 ;
-  wire \$2053 ;
-  wire \$2054 ;
-  wire \$2055 ;
-  wire \$2056 ;
-  wire \$2057 ;
-  wire \$2058 ;
-  wire \$2059 ;
-  wire [11:0] \$206 ;
-  wire \$2060 ;
-  wire \$2061 ;
-  wire \$2062 ;
-  wire \$2063 ;
-  wire \$2064 ;
-  wire \$2065 ;
-  wire \$2066 ;
-  wire \$2067 ;
-  wire \$2068 ;
-  wire \$2069 ;
-  wire [12:0] \$207 ;
-  wire \$2070 ;
-  wire \$2071 ;
-  wire \$2072 ;
-  wire \$2073 ;
-  wire \$2074 ;
-  wire \$2075 ;
-  wire \$2076 ;
-  wire \$2077 ;
-  wire \$2078 ;
-  wire \$2079 ;
-  wire [4:0] \$208 ;
-  wire \$2080 ;
-  wire \$2081 ;
-  wire \$2082 ;
-  wire \$2083 ;
-  wire \$2084 ;
-  wire \$2085 ;
-  wire \$2086 ;
-  wire \$2087 ;
-  wire \$2088 ;
-  wire \$2089 ;
+  wire [1:0] \$204 ;
+  wire [7:0] \$205 ;
+  wire [9:0] \$206 ;
+  wire [9:0] \$207 ;
+  wire \$208 ;
   wire \$209 ;
-  wire \$2090 ;
-  wire \$2091 ;
-  wire \$2092 ;
-  wire \$2093 ;
-  wire \$2094 ;
-  wire \$2095 ;
-  wire \$2096 ;
-  wire \$2097 ;
-  wire \$2098 ;
-  wire \$2099 ;
-  wire \$21 ;
+  wire [4:0] \$21 ;
   wire [4:0] \$210 ;
-  wire \$2100 ;
-  wire \$2101 ;
-  wire \$2102 ;
-  wire \$2103 ;
-  wire \$2104 ;
-  wire \$2105 ;
-  wire \$2106 ;
-  wire \$2107 ;
-  wire \$2108 ;
-  wire \$2109 ;
-  wire [5:0] \$211 ;
-  wire \$2110 ;
-  wire \$2111 ;
-  wire \$2112 ;
-  wire \$2113 ;
-  wire \$2114 ;
-  wire \$2115 ;
-  wire \$2116 ;
-  wire \$2117 ;
-  wire \$2118 ;
-  wire \$2119 ;
-  wire [4:0] \$212 ;
-  wire \$2120 ;
-  wire \$2121 ;
-  wire \$2122 ;
-  wire \$2123 ;
-  wire \$2124 ;
-  wire \$2125 ;
-  wire \$2126 ;
-  wire \$2127 ;
-  wire \$2128 ;
-  wire \$2129 ;
+  wire [4:0] \$211 ;
+  wire \$212 ;
   wire [5:0] \$213 ;
-  wire \$2130 ;
-  wire \$2131 ;
-  wire \$2132 ;
-  wire \$2133 ;
-  wire \$2134 ;
-  wire \$2135 ;
-  wire \$2136 ;
-  wire \$2137 ;
-  wire \$2138 ;
-  wire \$2139 ;
-  wire [11:0] \$214 ;
-  wire \$2140 ;
-  wire \$2141 ;
-  wire \$2142 ;
-  wire \$2143 ;
-  wire \$2144 ;
-  wire \$2145 ;
-  wire \$2146 ;
-  wire \$2147 ;
-  wire \$2148 ;
-  wire \$2149 ;
+  wire [5:0] \$214 ;
   wire \$215 ;
-  wire \$2150 ;
-  wire \$2151 ;
-  wire \$2152 ;
-  wire \$2153 ;
-  wire \$2154 ;
-  wire \$2155 ;
-  wire \$2156 ;
-  wire \$2157 ;
-  wire \$2158 ;
-  wire \$2159 ;
-  wire [11:0] \$216 ;
-  wire \$2160 ;
-  wire \$2161 ;
-  wire \$2162 ;
-  wire \$2163 ;
-  wire \$2164 ;
-  wire \$2165 ;
-  wire \$2166 ;
-  wire \$2167 ;
-  wire \$2168 ;
-  wire \$2169 ;
-  wire [12:0] \$217 ;
-  wire \$2170 ;
-  wire \$2171 ;
-  wire \$2172 ;
-  wire \$2173 ;
-  wire \$2174 ;
-  wire \$2175 ;
-  wire \$2176 ;
-  wire \$2177 ;
-  wire \$2178 ;
-  wire \$2179 ;
-  wire [11:0] \$218 ;
-  wire \$2180 ;
-  wire \$2181 ;
-  wire \$2182 ;
-  wire \$2183 ;
-  wire \$2184 ;
-  wire \$2185 ;
-  wire \$2186 ;
-  wire \$2187 ;
-  wire \$2188 ;
-  wire \$2189 ;
-  wire [12:0] \$219 ;
-  wire \$2190 ;
-  wire \$2191 ;
-  wire \$2192 ;
-  wire \$2193 ;
-  wire \$2194 ;
-  wire \$2195 ;
-  wire \$2196 ;
-  wire \$2197 ;
-  wire \$2198 ;
-  wire \$2199 ;
-  wire \$22 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire [4:0] \$22 ;
   wire \$220 ;
-  wire \$2200 ;
-  wire \$2201 ;
-  wire \$2202 ;
-  wire \$2203 ;
-  wire \$2204 ;
-  wire \$2205 ;
-  wire \$2206 ;
-  wire \$2207 ;
-  wire \$2208 ;
-  wire \$2209 ;
-  wire [3:0] \$221 ;
-  wire \$2210 ;
-  wire \$2211 ;
-  wire \$2212 ;
-  wire \$2213 ;
-  wire \$2214 ;
-  wire \$2215 ;
-  wire \$2216 ;
-  wire \$2217 ;
-  wire \$2218 ;
-  wire \$2219 ;
-  wire [3:0] \$222 ;
-  wire \$2220 ;
-  wire \$2221 ;
-  wire \$2222 ;
-  wire \$2223 ;
-  wire \$2224 ;
-  wire \$2225 ;
-  wire \$2226 ;
-  wire \$2227 ;
-  wire \$2228 ;
-  wire \$2229 ;
-  wire \$223 ;
-  wire \$2230 ;
-  wire \$2231 ;
-  wire \$2232 ;
-  wire \$2233 ;
-  wire \$2234 ;
-  wire \$2235 ;
-  wire \$2236 ;
-  wire \$2237 ;
-  wire \$2238 ;
-  wire \$2239 ;
-  wire \$224 ;
-  wire \$2240 ;
-  wire \$2241 ;
-  wire \$2242 ;
-  wire \$2243 ;
-  wire \$2244 ;
-  wire \$2245 ;
-  wire \$2246 ;
-  wire \$2247 ;
-  wire \$2248 ;
-  wire \$2249 ;
-  wire [11:0] \$225 ;
-  wire \$2250 ;
-  wire \$2251 ;
-  wire \$2252 ;
-  wire \$2253 ;
-  wire \$2254 ;
-  wire \$2255 ;
-  wire \$2256 ;
-  wire \$2257 ;
-  wire \$2258 ;
-  wire \$2259 ;
+  wire [5:0] \$221 ;
+  wire \$222 ;
+  wire [5:0] \$223 ;
+  wire [5:0] \$224 ;
+  wire \$225 ;
   wire \$226 ;
-  wire \$2260 ;
-  wire \$2261 ;
-  wire \$2262 ;
-  wire \$2263 ;
-  wire \$2264 ;
-  wire \$2265 ;
-  wire \$2266 ;
-  wire \$2267 ;
-  wire \$2268 ;
-  wire \$2269 ;
-  wire [11:0] \$227 ;
-  wire \$2270 ;
-  wire \$2271 ;
-  wire \$2272 ;
-  wire \$2273 ;
-  wire \$2274 ;
-  wire \$2275 ;
-  wire \$2276 ;
-  wire \$2277 ;
-  wire \$2278 ;
-  wire \$2279 ;
-  wire [12:0] \$228 ;
-  wire \$2280 ;
-  wire \$2281 ;
-  wire \$2282 ;
-  wire \$2283 ;
-  wire \$2284 ;
-  wire \$2285 ;
-  wire \$2286 ;
-  wire \$2287 ;
-  wire \$2288 ;
-  wire \$2289 ;
-  wire [11:0] \$229 ;
-  wire \$2290 ;
-  wire \$2291 ;
-  wire \$2292 ;
-  wire \$2293 ;
-  wire \$2294 ;
-  wire \$2295 ;
-  wire \$2296 ;
-  wire \$2297 ;
-  wire \$2298 ;
-  wire \$2299 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire \$23 ;
-  wire [12:0] \$230 ;
-  wire \$2300 ;
-  wire \$2301 ;
-  wire \$2302 ;
-  wire \$2303 ;
-  wire \$2304 ;
-  wire \$2305 ;
-  wire \$2306 ;
-  wire \$2307 ;
-  wire \$2308 ;
-  wire \$2309 ;
+  wire \$230 ;
   wire \$231 ;
-  wire \$2310 ;
-  wire \$2311 ;
-  wire \$2312 ;
-  wire \$2313 ;
-  wire \$2314 ;
-  wire \$2315 ;
-  wire \$2316 ;
-  wire \$2317 ;
-  wire \$2318 ;
-  wire \$2319 ;
-  wire [5:0] \$232 ;
-  wire \$2320 ;
-  wire \$2321 ;
-  wire \$2322 ;
-  wire \$2323 ;
-  wire \$2324 ;
-  wire \$2325 ;
-  wire \$2326 ;
-  wire \$2327 ;
-  wire \$2328 ;
-  wire \$2329 ;
-  wire [5:0] \$233 ;
-  wire \$2330 ;
-  wire \$2331 ;
-  wire \$2332 ;
-  wire \$2333 ;
-  wire \$2334 ;
-  wire \$2335 ;
-  wire \$2336 ;
-  wire \$2337 ;
-  wire \$2338 ;
-  wire \$2339 ;
+  wire \$232 ;
+  wire \$233 ;
   wire \$234 ;
-  wire \$2340 ;
-  wire \$2341 ;
-  wire \$2342 ;
-  wire \$2343 ;
-  wire \$2344 ;
-  wire \$2345 ;
-  wire \$2346 ;
-  wire \$2347 ;
-  wire \$2348 ;
-  wire \$2349 ;
   wire \$235 ;
-  wire \$2350 ;
-  wire \$2351 ;
-  wire \$2352 ;
-  wire \$2353 ;
-  wire \$2354 ;
-  reg [4:0] \$2355 ;
-  reg [3:0] \$2356 ;
-  reg [2:0] \$2357 ;
-  reg [10:0] \$2358 ;
-  reg [10:0] \$2359 ;
-  wire [9:0] \$236 ;
-  reg \$2360 ;
-  reg [3:0] \$2361 ;
-  reg \$2362 ;
-  reg [2:0] \$2363 ;
-  reg \$2364 ;
-  reg \$2365 ;
-  reg \$2366 ;
-  reg \$2367 ;
-  reg [2:0] \$2368 ;
-  reg [10:0] \$2369 ;
+  wire \$236 ;
   wire \$237 ;
-  reg [4:0] \$2370 ;
-  reg [8:0] \$2371 ;
-  reg [3:0] \$2372 ;
-  reg [4:0] \$2373 ;
-  reg [2:0] \$2374 ;
-  reg [8:0] \$2375 ;
-  reg [3:0] \$2376 ;
-  reg [4:0] \$2377 ;
-  reg \$2378 ;
-  reg [3:0] \$2379 ;
-  wire [4:0] \$238 ;
-  reg [10:0] \$2380 ;
-  reg [4:0] \$2381 ;
-  reg [3:0] \$2382 ;
-  reg [10:0] \$2383 ;
-  reg \$2384 ;
-  reg \$2385 ;
-  reg [5:0] \$2386 ;
-  reg [4:0] \$2387 ;
-  reg [4:0] \$2388 ;
-  reg [4:0] \$2389 ;
-  wire [4:0] \$239 ;
-  reg [3:0] \$2390 ;
-  reg [4:0] \$2391 ;
-  reg [4:0] \$2392 ;
-  reg \$2393 ;
-  reg \$2394 ;
-  reg \$2395 ;
-  reg \$2396 ;
-  reg \$2397 ;
-  reg \$2398 ;
-  reg \$2399 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
   wire \$240 ;
-  reg \$2400 ;
-  reg \$2401 ;
-  reg \$2402 ;
-  reg \$2403 ;
-  reg \$2404 ;
-  reg \$2405 ;
-  reg \$2406 ;
-  reg \$2407 ;
-  reg \$2408 ;
-  reg \$2409 ;
   wire [5:0] \$241 ;
-  reg \$2410 ;
-  reg \$2411 ;
-  wire [5:0] \$242 ;
+  wire \$242 ;
   wire \$243 ;
-  wire [3:0] \$244 ;
+  wire \$244 ;
   wire \$245 ;
-  wire [3:0] \$246 ;
-  wire [4:0] \$247 ;
-  wire [3:0] \$248 ;
-  wire [4:0] \$249 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire [5:0] \$248 ;
+  wire [6:0] \$249 ;
   wire \$25 ;
-  wire [4:0] \$250 ;
+  wire \$250 ;
   wire \$251 ;
-  wire [3:0] \$252 ;
+  wire \$252 ;
   wire \$253 ;
-  wire [1:0] \$254 ;
-  wire [7:0] \$255 ;
-  wire [9:0] \$256 ;
-  wire [9:0] \$257 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
   wire \$258 ;
-  wire [3:0] \$259 ;
-  wire \$26 ;
+  wire \$259 ;
+  wire [4:0] \$26 ;
   wire \$260 ;
-  wire [1:0] \$261 ;
-  wire [7:0] \$262 ;
-  wire [9:0] \$263 ;
-  wire [9:0] \$264 ;
+  wire [4:0] \$261 ;
+  wire [5:0] \$262 ;
+  wire \$263 ;
+  wire \$264 ;
   wire \$265 ;
   wire \$266 ;
-  wire [4:0] \$267 ;
-  wire [4:0] \$268 ;
+  wire [5:0] \$267 ;
+  wire \$268 ;
   wire \$269 ;
-  wire \$27 ;
-  wire [5:0] \$270 ;
-  wire [5:0] \$271 ;
+  wire [11:0] \$27 ;
+  wire \$270 ;
+  wire \$271 ;
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
   wire \$275 ;
   wire \$276 ;
   wire \$277 ;
-  wire [5:0] \$278 ;
-  wire \$279 ;
+  wire \$278 ;
+  wire [4:0] \$279 ;
   wire \$28 ;
-  wire [5:0] \$280 ;
-  wire [5:0] \$281 ;
+  wire [4:0] \$280 ;
+  wire \$281 ;
   wire \$282 ;
   wire \$283 ;
   wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
+  wire [4:0] \$285 ;
+  wire [4:0] \$286 ;
   wire \$287 ;
   wire \$288 ;
   wire \$289 ;
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire [4:0] \$296 ;
-  wire [4:0] \$297 ;
-  wire [4:0] \$298 ;
-  wire [4:0] \$299 ;
-  wire \$3 ;
+  wire [4:0] \$292 ;
+  wire [4:0] \$293 ;
+  wire [5:0] \$294 ;
+  wire [5:0] \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
+  wire [4:0] \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
+  wire [4:0] \$302 ;
+  wire [4:0] \$303 ;
   wire \$304 ;
-  wire [6:0] \$305 ;
-  wire [6:0] \$306 ;
-  wire [6:0] \$307 ;
-  wire [6:0] \$308 ;
-  wire [6:0] \$309 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire [4:0] \$308 ;
+  wire [4:0] \$309 ;
   wire \$31 ;
-  wire \$310 ;
+  wire [5:0] \$310 ;
   wire \$311 ;
   wire \$312 ;
   wire \$313 ;
   wire \$314 ;
-  wire [6:0] \$315 ;
-  wire [6:0] \$316 ;
-  wire [6:0] \$317 ;
-  wire [6:0] \$318 ;
-  wire [6:0] \$319 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire [11:0] \$317 ;
+  wire \$318 ;
+  wire \$319 ;
   wire \$32 ;
-  wire \$320 ;
+  wire [11:0] \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire \$323 ;
+  wire [11:0] \$323 ;
   wire \$324 ;
-  wire [5:0] \$325 ;
-  wire [5:0] \$326 ;
-  wire [5:0] \$327 ;
+  wire \$325 ;
+  wire [11:0] \$326 ;
+  wire \$327 ;
   wire \$328 ;
-  wire \$329 ;
+  wire [11:0] \$329 ;
   wire \$33 ;
   wire \$330 ;
   wire \$331 ;
   wire \$332 ;
-  wire [5:0] \$333 ;
-  wire [5:0] \$334 ;
-  wire [5:0] \$335 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
   wire \$336 ;
   wire \$337 ;
-  wire [5:0] \$338 ;
-  wire [5:0] \$339 ;
+  wire \$338 ;
+  wire \$339 ;
   wire \$34 ;
-  wire [5:0] \$340 ;
+  wire \$340 ;
   wire \$341 ;
   wire \$342 ;
   wire \$343 ;
   wire \$344 ;
   wire \$345 ;
-  wire [4:0] \$346 ;
-  wire [4:0] \$347 ;
-  wire [4:0] \$348 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
   wire \$349 ;
   wire \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
   wire \$353 ;
-  wire [5:0] \$354 ;
-  wire [5:0] \$355 ;
-  wire [5:0] \$356 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
   wire \$357 ;
   wire \$358 ;
-  wire [5:0] \$359 ;
+  wire \$359 ;
   wire \$36 ;
-  wire [5:0] \$360 ;
-  wire [5:0] \$361 ;
+  wire \$360 ;
+  wire \$361 ;
   wire \$362 ;
   wire \$363 ;
   wire \$364 ;
@@ -18659,717 +12717,129 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$370 ;
   wire \$371 ;
   wire \$372 ;
-  wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire \$377 ;
-  wire \$378 ;
-  wire \$379 ;
+  reg [4:0] \$373 ;
+  reg [3:0] \$374 ;
+  reg [2:0] \$375 ;
+  reg [3:0] \$376 ;
+  reg [10:0] \$377 ;
+  reg \$378 ;
+  reg [3:0] \$379 ;
   wire \$38 ;
-  wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
-  wire \$388 ;
-  wire \$389 ;
+  reg \$380 ;
+  reg [2:0] \$381 ;
+  reg \$382 ;
+  reg \$383 ;
+  reg \$384 ;
+  reg \$385 ;
+  reg [2:0] \$386 ;
+  reg [3:0] \$387 ;
+  reg [4:0] \$388 ;
+  reg [8:0] \$389 ;
   wire \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire \$393 ;
-  wire \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
-  wire \$4 ;
+  reg [3:0] \$390 ;
+  reg [4:0] \$391 ;
+  reg [2:0] \$392 ;
+  reg [8:0] \$393 ;
+  reg [3:0] \$394 ;
+  reg [4:0] \$395 ;
+  reg \$396 ;
+  reg [3:0] \$397 ;
+  reg [3:0] \$398 ;
+  reg [4:0] \$399 ;
+  wire [3:0] \$4 ;
   wire \$40 ;
-  wire \$400 ;
-  wire \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
-  wire \$406 ;
-  wire \$407 ;
-  wire \$408 ;
-  wire \$409 ;
+  reg \$400 ;
+  reg [3:0] \$401 ;
+  reg [3:0] \$402 ;
+  reg \$403 ;
+  reg \$404 ;
+  reg \$405 ;
+  reg \$406 ;
+  reg \$407 ;
+  reg \$408 ;
+  reg \$409 ;
   wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
+  reg \$410 ;
+  reg \$411 ;
   wire \$42 ;
-  wire \$420 ;
-  wire \$421 ;
-  wire \$422 ;
-  wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  wire \$426 ;
-  wire \$427 ;
-  wire \$428 ;
-  wire \$429 ;
   wire \$43 ;
-  wire \$430 ;
-  wire \$431 ;
-  wire \$432 ;
-  wire \$433 ;
-  wire \$434 ;
-  wire \$435 ;
-  wire \$436 ;
-  wire \$437 ;
-  wire \$438 ;
-  wire \$439 ;
   wire \$44 ;
-  wire \$440 ;
-  wire \$441 ;
-  wire \$442 ;
-  wire \$443 ;
-  wire \$444 ;
-  wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
   wire \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  wire \$459 ;
   wire \$46 ;
-  wire \$460 ;
-  wire \$461 ;
-  wire \$462 ;
-  wire \$463 ;
-  wire \$464 ;
-  wire \$465 ;
-  wire \$466 ;
-  wire \$467 ;
-  wire \$468 ;
-  wire \$469 ;
   wire \$47 ;
-  wire \$470 ;
-  wire \$471 ;
-  wire \$472 ;
-  wire \$473 ;
-  wire \$474 ;
-  wire \$475 ;
-  wire \$476 ;
-  wire \$477 ;
-  wire \$478 ;
-  wire \$479 ;
   wire \$48 ;
-  wire \$480 ;
-  wire \$481 ;
-  wire \$482 ;
-  wire \$483 ;
-  wire \$484 ;
-  wire \$485 ;
-  wire \$486 ;
-  wire \$487 ;
-  wire \$488 ;
-  wire \$489 ;
   wire \$49 ;
-  wire \$490 ;
-  wire \$491 ;
-  wire \$492 ;
-  wire \$493 ;
-  wire \$494 ;
-  wire \$495 ;
-  wire \$496 ;
-  wire \$497 ;
-  wire \$498 ;
-  wire \$499 ;
-  wire \$5 ;
+  wire [4:0] \$5 ;
   wire \$50 ;
-  wire \$500 ;
-  wire \$501 ;
-  wire \$502 ;
-  wire \$503 ;
-  wire \$504 ;
-  wire \$505 ;
-  wire \$506 ;
-  wire \$507 ;
-  wire \$508 ;
-  wire \$509 ;
   wire \$51 ;
-  wire \$510 ;
-  wire \$511 ;
-  wire \$512 ;
-  wire \$513 ;
-  wire \$514 ;
-  wire \$515 ;
-  wire \$516 ;
-  wire \$517 ;
-  wire \$518 ;
-  wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
-  wire \$521 ;
-  wire \$522 ;
-  wire \$523 ;
-  wire \$524 ;
-  wire \$525 ;
-  wire \$526 ;
-  wire \$527 ;
-  wire \$528 ;
-  wire \$529 ;
   wire \$53 ;
-  wire \$530 ;
-  wire \$531 ;
-  wire \$532 ;
-  wire \$533 ;
-  wire \$534 ;
-  wire \$535 ;
-  wire \$536 ;
-  wire \$537 ;
-  wire \$538 ;
-  wire \$539 ;
   wire \$54 ;
-  wire \$540 ;
-  wire \$541 ;
-  wire \$542 ;
-  wire \$543 ;
-  wire \$544 ;
-  wire \$545 ;
-  wire \$546 ;
-  wire \$547 ;
-  wire \$548 ;
-  wire \$549 ;
-  wire [5:0] \$55 ;
-  wire \$550 ;
-  wire \$551 ;
-  wire \$552 ;
-  wire \$553 ;
-  wire \$554 ;
-  wire \$555 ;
-  wire \$556 ;
-  wire \$557 ;
-  wire \$558 ;
-  wire \$559 ;
-  wire [5:0] \$56 ;
-  wire \$560 ;
-  wire \$561 ;
-  wire \$562 ;
-  wire \$563 ;
-  wire \$564 ;
-  wire \$565 ;
-  wire \$566 ;
-  wire \$567 ;
-  wire \$568 ;
-  wire \$569 ;
+  wire \$55 ;
+  wire \$56 ;
   wire \$57 ;
-  wire \$570 ;
-  wire \$571 ;
-  wire \$572 ;
-  wire \$573 ;
-  wire \$574 ;
-  wire \$575 ;
-  wire \$576 ;
-  wire \$577 ;
-  wire \$578 ;
-  wire \$579 ;
   wire \$58 ;
-  wire \$580 ;
-  wire \$581 ;
-  wire \$582 ;
-  wire \$583 ;
-  wire \$584 ;
-  wire \$585 ;
-  wire \$586 ;
-  wire \$587 ;
-  wire \$588 ;
-  wire \$589 ;
-  wire [4:0] \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [4:0] \$60 ;
-  wire \$600 ;
-  wire \$601 ;
-  wire \$602 ;
-  wire \$603 ;
-  wire \$604 ;
-  wire \$605 ;
-  wire \$606 ;
-  wire \$607 ;
-  wire \$608 ;
-  wire \$609 ;
+  wire \$60 ;
   wire \$61 ;
-  wire \$610 ;
-  wire \$611 ;
-  wire \$612 ;
-  wire \$613 ;
-  wire \$614 ;
-  wire \$615 ;
-  wire \$616 ;
-  wire \$617 ;
-  wire \$618 ;
-  wire \$619 ;
   wire \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire \$622 ;
-  wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire \$626 ;
-  wire \$627 ;
-  wire \$628 ;
-  wire \$629 ;
   wire \$63 ;
-  wire \$630 ;
-  wire \$631 ;
-  wire \$632 ;
-  wire \$633 ;
-  wire \$634 ;
-  wire \$635 ;
-  wire \$636 ;
-  wire \$637 ;
-  wire \$638 ;
-  wire \$639 ;
-  wire [3:0] \$64 ;
-  wire \$640 ;
-  wire \$641 ;
-  wire \$642 ;
-  wire \$643 ;
-  wire \$644 ;
-  wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
-  wire \$648 ;
-  wire \$649 ;
-  wire [3:0] \$65 ;
-  wire \$650 ;
-  wire \$651 ;
-  wire \$652 ;
-  wire \$653 ;
-  wire \$654 ;
-  wire \$655 ;
-  wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire \$659 ;
-  wire \$66 ;
-  wire \$660 ;
-  wire \$661 ;
-  wire \$662 ;
-  wire \$663 ;
-  wire \$664 ;
-  wire \$665 ;
-  wire \$666 ;
-  wire \$667 ;
-  wire \$668 ;
-  wire \$669 ;
-  wire \$67 ;
-  wire \$670 ;
-  wire \$671 ;
-  wire \$672 ;
-  wire \$673 ;
-  wire \$674 ;
-  wire \$675 ;
-  wire \$676 ;
-  wire \$677 ;
-  wire \$678 ;
-  wire \$679 ;
+  wire [11:0] \$64 ;
+  wire \$65 ;
+  wire [5:0] \$66 ;
+  wire [12:0] \$67 ;
   wire [11:0] \$68 ;
-  wire \$680 ;
-  wire \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
-  wire \$687 ;
-  wire \$688 ;
-  wire \$689 ;
   wire \$69 ;
-  wire \$690 ;
-  wire \$691 ;
-  wire \$692 ;
-  wire \$693 ;
-  wire \$694 ;
-  wire \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
-  wire \$7 ;
-  wire [11:0] \$70 ;
-  wire \$700 ;
-  wire \$701 ;
-  wire \$702 ;
-  wire \$703 ;
-  wire \$704 ;
-  wire \$705 ;
-  wire \$706 ;
-  wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
+  wire [5:0] \$7 ;
+  wire [5:0] \$70 ;
   wire [12:0] \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
-  wire \$713 ;
-  wire \$714 ;
-  wire \$715 ;
-  wire \$716 ;
-  wire \$717 ;
-  wire \$718 ;
-  wire \$719 ;
   wire [11:0] \$72 ;
-  wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire \$725 ;
-  wire \$726 ;
-  wire \$727 ;
-  wire \$728 ;
-  wire \$729 ;
-  wire [12:0] \$73 ;
-  wire \$730 ;
-  wire \$731 ;
-  wire \$732 ;
-  wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire \$736 ;
-  wire \$737 ;
-  wire \$738 ;
-  wire \$739 ;
-  wire [11:0] \$74 ;
-  wire \$740 ;
-  wire \$741 ;
-  wire \$742 ;
-  wire \$743 ;
-  wire \$744 ;
-  wire \$745 ;
-  wire \$746 ;
-  wire \$747 ;
-  wire \$748 ;
-  wire \$749 ;
-  wire \$75 ;
-  wire \$750 ;
-  wire \$751 ;
-  wire \$752 ;
-  wire \$753 ;
-  wire \$754 ;
-  wire \$755 ;
-  wire \$756 ;
-  wire \$757 ;
-  wire \$758 ;
-  wire \$759 ;
+  wire \$73 ;
+  wire [5:0] \$74 ;
+  wire [12:0] \$75 ;
   wire [11:0] \$76 ;
-  wire \$760 ;
-  wire \$761 ;
-  wire \$762 ;
-  wire \$763 ;
-  wire \$764 ;
-  wire \$765 ;
-  wire \$766 ;
-  wire \$767 ;
-  wire \$768 ;
-  wire \$769 ;
-  wire [12:0] \$77 ;
-  wire \$770 ;
-  wire \$771 ;
-  wire \$772 ;
-  wire \$773 ;
-  wire \$774 ;
-  wire \$775 ;
-  wire \$776 ;
-  wire \$777 ;
-  wire \$778 ;
-  wire \$779 ;
-  wire [11:0] \$78 ;
-  wire \$780 ;
-  wire \$781 ;
-  wire \$782 ;
-  wire \$783 ;
-  wire \$784 ;
-  wire \$785 ;
-  wire \$786 ;
-  wire \$787 ;
-  wire \$788 ;
-  wire \$789 ;
+  wire \$77 ;
+  wire [5:0] \$78 ;
   wire [12:0] \$79 ;
-  wire \$790 ;
-  wire \$791 ;
-  wire \$792 ;
-  wire \$793 ;
-  wire \$794 ;
-  wire \$795 ;
-  wire \$796 ;
-  wire \$797 ;
-  wire \$798 ;
-  wire \$799 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$800 ;
-  wire \$801 ;
-  wire \$802 ;
-  wire \$803 ;
-  wire \$804 ;
-  wire \$805 ;
-  wire \$806 ;
-  wire \$807 ;
-  wire \$808 ;
-  wire \$809 ;
-  wire \$81 ;
-  wire \$810 ;
-  wire \$811 ;
-  wire \$812 ;
-  wire \$813 ;
-  wire \$814 ;
-  wire \$815 ;
-  wire \$816 ;
-  wire \$817 ;
-  wire \$818 ;
-  wire \$819 ;
+  wire [5:0] \$8 ;
+  wire [11:0] \$80 ;
+  wire [12:0] \$81 ;
   wire \$82 ;
-  wire \$820 ;
-  wire \$821 ;
-  wire \$822 ;
-  wire \$823 ;
-  wire \$824 ;
-  wire \$825 ;
-  wire \$826 ;
-  wire \$827 ;
-  wire \$828 ;
-  wire \$829 ;
-  wire [4:0] \$83 ;
-  wire \$830 ;
-  wire \$831 ;
-  wire \$832 ;
-  wire \$833 ;
-  wire \$834 ;
-  wire \$835 ;
-  wire \$836 ;
-  wire \$837 ;
-  wire \$838 ;
-  wire \$839 ;
-  wire [11:0] \$84 ;
-  wire \$840 ;
-  wire \$841 ;
-  wire \$842 ;
-  wire \$843 ;
-  wire \$844 ;
-  wire \$845 ;
-  wire \$846 ;
-  wire \$847 ;
-  wire \$848 ;
-  wire \$849 ;
+  wire \$83 ;
+  wire \$84 ;
   wire \$85 ;
-  wire \$850 ;
-  wire \$851 ;
-  wire \$852 ;
-  wire \$853 ;
-  wire \$854 ;
-  wire \$855 ;
-  wire \$856 ;
-  wire \$857 ;
-  wire \$858 ;
-  wire \$859 ;
-  wire \$86 ;
-  wire \$860 ;
-  wire \$861 ;
-  wire \$862 ;
-  wire \$863 ;
-  wire \$864 ;
-  wire \$865 ;
-  wire \$866 ;
-  wire \$867 ;
-  wire \$868 ;
-  wire \$869 ;
-  wire \$87 ;
-  wire \$870 ;
-  wire \$871 ;
-  wire \$872 ;
-  wire \$873 ;
-  wire \$874 ;
-  wire \$875 ;
-  wire \$876 ;
-  wire \$877 ;
-  wire \$878 ;
-  wire \$879 ;
-  wire \$88 ;
-  wire \$880 ;
-  wire \$881 ;
-  wire \$882 ;
-  wire \$883 ;
-  wire \$884 ;
-  wire \$885 ;
-  wire \$886 ;
-  wire \$887 ;
-  wire \$888 ;
-  wire \$889 ;
-  wire \$89 ;
-  wire \$890 ;
-  wire \$891 ;
-  wire \$892 ;
-  wire \$893 ;
-  wire \$894 ;
-  wire \$895 ;
-  wire \$896 ;
-  wire \$897 ;
-  wire \$898 ;
-  wire \$899 ;
+  wire [7:0] \$86 ;
+  wire [7:0] \$87 ;
+  wire [7:0] \$88 ;
+  wire [7:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$900 ;
-  wire \$901 ;
-  wire \$902 ;
-  wire \$903 ;
-  wire \$904 ;
-  wire \$905 ;
-  wire \$906 ;
-  wire \$907 ;
-  wire \$908 ;
-  wire \$909 ;
+  wire [7:0] \$90 ;
   wire \$91 ;
-  wire \$910 ;
-  wire \$911 ;
-  wire \$912 ;
-  wire \$913 ;
-  wire \$914 ;
-  wire \$915 ;
-  wire \$916 ;
-  wire \$917 ;
-  wire \$918 ;
-  wire \$919 ;
   wire \$92 ;
-  wire \$920 ;
-  wire \$921 ;
-  wire \$922 ;
-  wire \$923 ;
-  wire \$924 ;
-  wire \$925 ;
-  wire \$926 ;
-  wire \$927 ;
-  wire \$928 ;
-  wire \$929 ;
   wire \$93 ;
-  wire \$930 ;
-  wire \$931 ;
-  wire \$932 ;
-  wire \$933 ;
-  wire \$934 ;
-  wire \$935 ;
-  wire \$936 ;
-  wire \$937 ;
-  wire \$938 ;
-  wire \$939 ;
   wire \$94 ;
-  wire \$940 ;
-  wire \$941 ;
-  wire \$942 ;
-  wire \$943 ;
-  wire \$944 ;
-  wire \$945 ;
-  wire \$946 ;
-  wire \$947 ;
-  wire \$948 ;
-  wire \$949 ;
-  wire \$95 ;
-  wire \$950 ;
-  wire \$951 ;
-  wire \$952 ;
-  wire \$953 ;
-  wire \$954 ;
-  wire \$955 ;
-  wire \$956 ;
-  wire \$957 ;
-  wire \$958 ;
-  wire \$959 ;
-  wire \$96 ;
-  wire \$960 ;
-  wire \$961 ;
-  wire \$962 ;
-  wire \$963 ;
-  wire \$964 ;
-  wire \$965 ;
-  wire \$966 ;
-  wire \$967 ;
-  wire \$968 ;
-  wire \$969 ;
-  wire \$97 ;
-  wire \$970 ;
-  wire \$971 ;
-  wire \$972 ;
-  wire \$973 ;
-  wire \$974 ;
-  wire \$975 ;
-  wire \$976 ;
-  wire \$977 ;
-  wire \$978 ;
-  wire \$979 ;
-  wire \$98 ;
-  wire \$980 ;
-  wire \$981 ;
-  wire \$982 ;
-  wire \$983 ;
-  wire \$984 ;
-  wire \$985 ;
-  wire \$986 ;
-  wire \$987 ;
-  wire \$988 ;
-  wire \$989 ;
-  wire \$99 ;
-  wire \$990 ;
-  wire \$991 ;
-  wire \$992 ;
-  wire \$993 ;
-  wire \$994 ;
-  wire \$995 ;
-  wire \$996 ;
-  wire \$997 ;
-  wire \$998 ;
-  wire \$999 ;
+  wire [7:0] \$95 ;
+  wire [7:0] \$96 ;
+  wire [7:0] \$97 ;
+  wire [7:0] \$98 ;
+  wire [7:0] \$99 ;
   wire [10:0] \$signature__addr ;
   wire [10:0] \$signature__addr$16 ;
   wire [10:0] \$signature__addr$22 ;
   wire [10:0] \$signature__addr$28 ;
   wire [10:0] \$signature__addr$34 ;
-  reg [10:0] \$signature__addr$57  = 11'h000;
-  reg [10:0] \$signature__addr$60  = 11'h000;
-  reg [10:0] \$signature__addr$63  = 11'h000;
-  reg [10:0] \$signature__addr$66  = 11'h000;
-  reg [10:0] \$signature__addr$69  = 11'h000;
+  reg [10:0] \$signature__addr$61  = 11'h000;
+  reg [10:0] \$signature__addr$64  = 11'h000;
+  reg [10:0] \$signature__addr$67  = 11'h000;
+  reg [10:0] \$signature__addr$70  = 11'h000;
+  reg [10:0] \$signature__addr$73  = 11'h000;
   wire [7:0] \$signature__data ;
+  wire [7:0] \$signature__data$112 ;
   wire [7:0] \$signature__data$113 ;
   wire [7:0] \$signature__data$114 ;
   wire [7:0] \$signature__data$115 ;
   wire [7:0] \$signature__data$116 ;
-  wire [7:0] \$signature__data$117 ;
   wire [7:0] \$signature__data$18 ;
   wire [7:0] \$signature__data$24 ;
   wire [7:0] \$signature__data$30 ;
@@ -19379,20 +12849,22 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$signature__en$26 ;
   wire \$signature__en$32 ;
   wire \$signature__en$38 ;
-  wire \$signature__en$59 ;
-  wire \$signature__en$62 ;
-  wire \$signature__en$65 ;
-  wire \$signature__en$68 ;
-  wire \$signature__en$71 ;
+  wire \$signature__en$63 ;
+  wire \$signature__en$66 ;
+  wire \$signature__en$69 ;
+  wire \$signature__en$72 ;
+  wire \$signature__en$75 ;
   reg ahead = 1'h0;
   wire ahead_rows;
-  wire \ahead_rows$76 ;
+  wire \ahead_rows$80 ;
   wire avail;
-  wire avail_comb;
+  reg avail_ok = 1'h0;
+  reg avail_ok_image = 1'h0;
+  reg avail_ok_next = 1'h0;
   wire avail_q;
   wire avail_rows;
   wire avail_step;
-  reg [10:0] base_row = 11'h360;
+  reg [3:0] base_row = 4'h9;
   reg [3:0] base_slot = 4'h9;
   reg [4:0] c = 5'h00;
   wire can_write;
@@ -19400,26 +12872,6 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire can_write_rows;
   input clk;
   wire clk;
-  reg [5:0] d = 6'h02;
-  reg d_ge_0 = 1'h1;
-  reg d_ge_1 = 1'h1;
-  reg d_ge_10 = 1'h0;
-  reg d_ge_11 = 1'h0;
-  reg d_ge_12 = 1'h0;
-  reg d_ge_14 = 1'h0;
-  reg d_ge_15 = 1'h0;
-  reg d_ge_16 = 1'h0;
-  reg d_ge_17 = 1'h0;
-  reg d_ge_18 = 1'h0;
-  reg d_ge_19 = 1'h0;
-  reg d_ge_2 = 1'h1;
-  reg d_ge_3 = 1'h0;
-  reg d_ge_4 = 1'h0;
-  reg d_ge_5 = 1'h0;
-  reg d_ge_6 = 1'h0;
-  reg d_ge_m2 = 1'h1;
-  reg d_ge_m3 = 1'h1;
-  reg d_ge_m4 = 1'h1;
   (* init = 40'h0000000000 *)
   wire [39:0] finished;
   input [7:0] i__payload;
@@ -19431,7 +12883,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   input i__valid;
   wire i__valid;
   wire \i__valid$5 ;
-  reg [10:0] img_row = 11'h000;
+  reg [3:0] img_row = 4'h0;
   reg [3:0] img_slot = 4'h0;
   wire inp_valid_rows;
   reg [4:0] ix0 = 5'h1e;
@@ -19440,16 +12892,16 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [4:0] low = 5'h1e;
   output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [7:0] \o__payload$161 ;
-  wire [39:0] \o__payload$44 ;
+  wire [7:0] \o__payload$144 ;
+  wire [39:0] \o__payload$46 ;
   wire o__ready;
-  input \o__ready$45 ;
-  wire \o__ready$45 ;
-  wire \o__ready$46 ;
+  input \o__ready$47 ;
+  wire \o__ready$47 ;
+  wire \o__ready$48 ;
   wire o__valid;
-  output \o__valid$47 ;
-  wire \o__valid$47 ;
-  wire \o__valid$48 ;
+  output \o__valid$49 ;
+  wire \o__valid$49 ;
+  wire \o__valid$50 ;
   reg [3:0] ox = 4'h0;
   reg [3:0] oy = 4'h0;
   reg [4:0] pads = 5'h00;
@@ -19468,6 +12920,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   (* init = 11'h000 *)
   wire [10:0] r_addr4;
   reg r_done = 1'h0;
+  reg r_end_d = 1'h0;
   reg r_last = 1'h0;
   reg read_credits_returned = 1'h0;
   wire read_credits_room;
@@ -19480,27 +12933,25 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg read_v3 = 1'h0;
   (* init = 1'h0 *)
   wire read_v4;
-  reg [4:0] room_low_2 = 5'h04;
-  reg [4:0] room_low_3 = 5'h05;
+  reg room_ok = 1'h1;
+  reg room_ok_next = 1'h1;
   wire room_rows;
   wire room_step;
-  reg [4:0] room_w_13 = 5'h13;
-  reg [4:0] room_w_14 = 5'h12;
-  reg [3:0] room_w_8 = 4'h8;
-  reg [4:0] room_w_9 = 5'h17;
   reg [2:0] rot = 3'h0;
   reg [2:0] rot_a = 3'h0;
-  reg [10:0] row_addr = 11'h360;
+  reg [3:0] row_addr = 4'h9;
+  reg [9:0] row_words;
   input rst_conv2_window;
   wire rst_conv2_window;
   wire [2:0] space_next;
-  reg [10:0] step_base_row = 11'h360;
+  reg [3:0] step_base_row = 4'h9;
   reg [3:0] step_base_slot = 4'h9;
-  reg [10:0] step_img_row = 11'h000;
+  reg [3:0] step_img_row = 4'h0;
   reg [3:0] step_img_slot = 4'h0;
-  reg [10:0] step_next_row = 11'h360;
+  reg [3:0] step_next_row = 4'h9;
   reg [3:0] step_next_slot = 4'h9;
   wire switch;
+  reg switch_d = 1'h0;
   wire take;
   wire take_rows;
   wire take_step;
@@ -19524,10 +12975,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire w_en2_q;
   wire w_en3_q;
   wire w_en4_q;
+  reg w_end_d = 1'h0;
   reg [10:0] w_grp = 11'h000;
   reg w_last = 1'h0;
   reg [3:0] w_row = 4'h0;
-  reg [10:0] w_rowbase = 11'h000;
+  reg [9:0] w_row_words;
+  reg [3:0] w_slot = 4'h0;
   reg [3:0] w_x = 4'h0;
   wire write;
   wire write_rows;
@@ -20598,9 +14051,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= bank0[\$signature__addr$57 ];
+    _0_ <= bank0[\$signature__addr$61 ];
   end
-  assign \$signature__data$113  = _0_;
+  assign \$signature__data$112  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank1 [1055:0];
@@ -21668,9 +15121,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
-    _1_ <= bank1[\$signature__addr$60 ];
+    _1_ <= bank1[\$signature__addr$64 ];
   end
-  assign \$signature__data$114  = _1_;
+  assign \$signature__data$113  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank2 [1055:0];
@@ -22738,9 +16191,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    _2_ <= bank2[\$signature__addr$63 ];
+    _2_ <= bank2[\$signature__addr$67 ];
   end
-  assign \$signature__data$115  = _2_;
+  assign \$signature__data$114  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank3 [1055:0];
@@ -23808,9 +17261,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
-    _3_ <= bank3[\$signature__addr$66 ];
+    _3_ <= bank3[\$signature__addr$70 ];
   end
-  assign \$signature__data$116  = _3_;
+  assign \$signature__data$115  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [7:0] bank4 [1055:0];
@@ -24878,2352 +18331,416 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
-    _4_ <= bank4[\$signature__addr$69 ];
+    _4_ <= bank4[\$signature__addr$73 ];
   end
-  assign \$signature__data$117  = _4_;
+  assign \$signature__data$116  = _4_;
   assign write = o__valid & o__ready;
   assign switch = r_done & ahead_rows;
+  assign \$1  = w_slot == 4'ha;
+  assign \$2  = w_slot + 1'h1;
+  assign \$3  = \$1  ? 5'h00 : \$2 ;
   assign take = avail & read_credits_room;
-  assign \$1  = read_credits_space + read_credits_returned;
-  assign \$2  = \$1  - take;
-  assign read_credits_room_next = \$2 [2:0] >= 1'h1;
-  assign write_rows = inp_valid_rows & can_write_rows;
+  assign \$4  = read_credits_space + read_credits_returned;
+  assign \$5  = \$4  - take;
+  assign read_credits_room_next = \$5 [2:0] >= 1'h1;
   assign take_step = avail_step & room_step;
   assign take_rows = avail_rows & room_rows;
-  assign \$3  = ~ r_done;
-  assign \$4  = $signed(iy) < $signed(1'h0);
-  assign \$5  = $signed(iy) >= $signed(5'h0e);
-  assign \$6  = \$4  | \$5 ;
-  assign \$7  = \$6  | ahead_rows;
-  assign \$8  = ~ d[5];
-  assign \$9  = | d[4:3];
-  assign \$10  = ! ky;
-  assign \$11  = d[2:0] == 1'h1;
-  assign \$12  = d[2:0] == 2'h2;
-  assign \$13  = d[2:0] == 2'h3;
-  assign \$14  = d[2:0] == 3'h4;
-  assign \$15  = d[2:0] == 3'h5;
-  assign \$16  = d[2:0] == 3'h6;
-  assign \$17  = d[2:0] == 3'h7;
-  assign \$18  = | { \$17 , \$16 , \$15 , \$14 , \$13 , \$12 , \$11  };
-  assign \$19  = \$10  & \$18 ;
-  assign \$20  = ky == 1'h1;
-  assign \$21  = d[2:0] == 2'h2;
-  assign \$22  = d[2:0] == 2'h3;
-  assign \$23  = d[2:0] == 3'h4;
-  assign \$24  = d[2:0] == 3'h5;
-  assign \$25  = d[2:0] == 3'h6;
-  assign \$26  = d[2:0] == 3'h7;
-  assign \$27  = | { \$26 , \$25 , \$24 , \$23 , \$22 , \$21  };
-  assign \$28  = \$20  & \$27 ;
-  assign \$29  = ky == 2'h2;
-  assign \$30  = d[2:0] == 2'h3;
-  assign \$31  = d[2:0] == 3'h4;
-  assign \$32  = d[2:0] == 3'h5;
-  assign \$33  = d[2:0] == 3'h6;
-  assign \$34  = d[2:0] == 3'h7;
-  assign \$35  = | { \$34 , \$33 , \$32 , \$31 , \$30  };
-  assign \$36  = \$29  & \$35 ;
-  assign \$37  = ky == 2'h3;
-  assign \$38  = d[2:0] == 3'h4;
-  assign \$39  = d[2:0] == 3'h5;
-  assign \$40  = d[2:0] == 3'h6;
-  assign \$41  = d[2:0] == 3'h7;
-  assign \$42  = | { \$41 , \$40 , \$39 , \$38  };
-  assign \$43  = \$37  & \$42 ;
-  assign \$44  = ky == 3'h4;
-  assign \$45  = d[2:0] == 3'h5;
-  assign \$46  = d[2:0] == 3'h6;
-  assign \$47  = d[2:0] == 3'h7;
-  assign \$48  = | { \$47 , \$46 , \$45  };
-  assign \$49  = \$44  & \$48 ;
-  assign \$50  = | { \$49 , \$43 , \$36 , \$28 , \$19  };
-  assign \$51  = \$9  | \$50 ;
-  assign \$52  = \$8  & \$51 ;
-  assign \$53  = \$7  | \$52 ;
-  assign avail_comb = \$3  & \$53 ;
-  assign \$54  = w_c == 5'h1f;
-  assign \$55  = w_c + 1'h1;
-  assign \$56  = \$54  ? 6'h00 : \$55 ;
-  assign \$57  = w_c == 5'h1f;
-  assign \$58  = w_x == 4'hd;
-  assign \$59  = w_x + 1'h1;
-  assign \$60  = \$58  ? 5'h00 : \$59 ;
-  assign \$61  = w_b == 3'h4;
-  assign \$62  = w_x == 4'hd;
-  assign \$63  = \$61  | \$62 ;
-  assign \$64  = w_b + 1'h1;
-  assign \$65  = \$63  ? 4'h0 : \$64 ;
-  assign \$66  = w_x == 4'hd;
-  assign \$67  = w_b == 3'h4;
-  assign \$68  = w_rowbase + 7'h60;
-  assign \$69  = \$68  >= 11'h420;
-  assign \$70  = w_rowbase + 7'h60;
-  assign \$71  = \$70  - 11'h420;
-  assign \$72  = w_rowbase + 7'h60;
-  assign \$73  = \$69  ? \$71  : { 1'h0, \$72  };
-  assign \$74  = w_rowbase + 7'h60;
-  assign \$75  = \$74  >= 11'h420;
-  assign \$76  = w_rowbase + 7'h60;
-  assign \$77  = \$76  - 11'h420;
-  assign \$78  = w_rowbase + 7'h60;
-  assign \$79  = \$75  ? \$77  : { 1'h0, \$78  };
-  assign \$80  = ~ ahead;
-  assign \$81  = w_row == 4'hd;
-  assign \$82  = \$80  & \$81 ;
-  assign \$83  = w_row + 1'h1;
-  assign \$84  = w_grp + 6'h20;
-  assign \$85  = \o__valid$47  & \o__ready$45 ;
-  assign \$86  = $signed(iy) < $signed(1'h0);
-  assign \$87  = $signed(iy) >= $signed(5'h0e);
-  assign \$88  = \$86  | \$87 ;
-  assign \$89  = $signed(ix0) < $signed(1'h0);
-  assign \$90  = $signed(ix0) >= $signed(5'h0e);
-  assign \$91  = \$89  | \$90 ;
-  assign \$92  = \$88  | \$91 ;
-  assign \$93  = $signed(iy) < $signed(1'h0);
-  assign \$94  = $signed(iy) >= $signed(5'h0e);
-  assign \$95  = \$93  | \$94 ;
-  assign \$96  = $signed(ix0) < $signed(1'h1);
-  assign \$97  = $signed(ix0) >= $signed(5'h0d);
-  assign \$98  = \$96  | \$97 ;
-  assign \$99  = \$95  | \$98 ;
-  assign \$100  = $signed(iy) < $signed(1'h0);
-  assign \$101  = $signed(iy) >= $signed(5'h0e);
-  assign \$102  = \$100  | \$101 ;
-  assign \$103  = $signed(ix0) < $signed(2'h2);
-  assign \$104  = $signed(ix0) >= $signed(5'h0c);
-  assign \$105  = \$103  | \$104 ;
-  assign \$106  = \$102  | \$105 ;
-  assign \$107  = $signed(iy) < $signed(1'h0);
-  assign \$108  = $signed(iy) >= $signed(5'h0e);
-  assign \$109  = \$107  | \$108 ;
-  assign \$110  = $signed(ix0) < $signed(3'h5);
-  assign \$111  = $signed(ix0) >= $signed(5'h0b);
-  assign \$112  = \$110  | \$111 ;
-  assign \$113  = \$109  | \$112 ;
-  assign \$114  = $signed(iy) < $signed(1'h0);
-  assign \$115  = $signed(iy) >= $signed(5'h0e);
-  assign \$116  = \$114  | \$115 ;
-  assign \$117  = $signed(ix0) < $signed(3'h4);
-  assign \$118  = $signed(ix0) >= $signed(5'h0a);
-  assign \$119  = \$117  | \$118 ;
-  assign \$120  = \$116  | \$119 ;
-  assign \$121  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$122  = r0 > 1'h0;
-  assign \$123  = \$122  ? 6'h20 : 6'h00;
-  assign \$124  = $signed(\$121 ) + $signed({ 1'h0, \$123  });
-  assign \$125  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$126  = r0 > 1'h1;
-  assign \$127  = \$126  ? 6'h20 : 6'h00;
-  assign \$128  = $signed(\$125 ) + $signed({ 1'h0, \$127  });
-  assign \$129  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$130  = r0 > 2'h2;
-  assign \$131  = \$130  ? 6'h20 : 6'h00;
-  assign \$132  = $signed(\$129 ) + $signed({ 1'h0, \$131  });
-  assign \$133  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$134  = r0 > 2'h3;
-  assign \$135  = \$134  ? 6'h20 : 6'h00;
-  assign \$136  = $signed(\$133 ) + $signed({ 1'h0, \$135  });
-  assign \$137  = $signed({ 1'h0, row_addr }) + $signed(qc);
-  assign \$138  = $signed(\$137 ) + $signed(1'h0);
-  assign \$139  = read_data[42:40] == 3'h4;
-  assign \$140  = read_data[42:40] == 2'h3;
-  assign \$141  = read_data[42:40] == 2'h2;
-  assign \$142  = read_data[42:40] == 1'h1;
-  assign \$143  = \$142  ? read_data[15:8] : read_data[7:0];
-  assign \$144  = \$141  ? read_data[23:16] : \$143 ;
-  assign \$145  = \$140  ? read_data[31:24] : \$144 ;
-  assign \$146  = \$139  ? read_data[39:32] : \$145 ;
-  assign \$147  = read_data[43] ? 8'h00 : \$146 ;
-  assign \$148  = read_data[42:40] == 3'h4;
-  assign \$149  = read_data[42:40] == 2'h3;
-  assign \$150  = read_data[42:40] == 2'h2;
-  assign \$151  = read_data[42:40] == 1'h1;
-  assign \$152  = \$151  ? read_data[23:16] : read_data[15:8];
-  assign \$153  = \$150  ? read_data[31:24] : \$152 ;
-  assign \$154  = \$149  ? read_data[39:32] : \$153 ;
-  assign \$155  = \$148  ? read_data[7:0] : \$154 ;
-  assign \$156  = read_data[44] ? 8'h00 : \$155 ;
-  assign \$157  = read_data[42:40] == 3'h4;
-  assign \$158  = read_data[42:40] == 2'h3;
-  assign \$159  = read_data[42:40] == 2'h2;
-  assign \$160  = read_data[42:40] == 1'h1;
-  assign \$161  = \$160  ? read_data[31:24] : read_data[23:16];
-  assign \$162  = \$159  ? read_data[39:32] : \$161 ;
-  assign \$163  = \$158  ? read_data[7:0] : \$162 ;
-  assign \$164  = \$157  ? read_data[15:8] : \$163 ;
-  assign \$165  = read_data[45] ? 8'h00 : \$164 ;
-  assign \$166  = read_data[42:40] == 3'h4;
-  assign \$167  = read_data[42:40] == 2'h3;
-  assign \$168  = read_data[42:40] == 2'h2;
-  assign \$169  = read_data[42:40] == 1'h1;
-  assign \$170  = \$169  ? read_data[39:32] : read_data[31:24];
-  assign \$171  = \$168  ? read_data[7:0] : \$170 ;
-  assign \$172  = \$167  ? read_data[15:8] : \$171 ;
-  assign \$173  = \$166  ? read_data[23:16] : \$172 ;
-  assign \$174  = read_data[46] ? 8'h00 : \$173 ;
-  assign \$175  = read_data[42:40] == 3'h4;
-  assign \$176  = read_data[42:40] == 2'h3;
-  assign \$177  = read_data[42:40] == 2'h2;
-  assign \$178  = read_data[42:40] == 1'h1;
-  assign \$179  = \$178  ? read_data[7:0] : read_data[39:32];
-  assign \$180  = \$177  ? read_data[15:8] : \$179 ;
-  assign \$181  = \$176  ? read_data[23:16] : \$180 ;
-  assign \$182  = \$175  ? read_data[31:24] : \$181 ;
-  assign \$183  = read_data[47] ? 8'h00 : \$182 ;
-  assign \$184  = base_slot + 1'h1;
-  assign \$185  = \$184  >= 4'hb;
-  assign \$186  = base_slot + 1'h1;
-  assign \$187  = \$186  - 4'hb;
-  assign \$188  = base_slot + 1'h1;
-  assign \$189  = \$185  ? \$187  : { 1'h0, \$188  };
-  assign \$190  = base_row + 7'h60;
-  assign \$191  = \$190  >= 11'h420;
-  assign \$192  = base_row + 7'h60;
-  assign \$193  = \$192  - 11'h420;
-  assign \$194  = base_row + 7'h60;
-  assign \$195  = \$191  ? \$193  : { 1'h0, \$194  };
-  assign \$196  = img_slot + 2'h3;
-  assign \$197  = \$196  >= 4'hb;
-  assign \$198  = img_slot + 2'h3;
-  assign \$199  = \$198  - 4'hb;
-  assign \$200  = img_slot + 2'h3;
-  assign \$201  = \$197  ? \$199  : { 1'h0, \$200  };
-  assign \$202  = img_row + 9'h120;
-  assign \$203  = \$202  >= 11'h420;
-  assign \$204  = img_row + 9'h120;
-  assign \$205  = \$204  - 11'h420;
-  assign \$206  = img_row + 9'h120;
-  assign \$207  = \$203  ? \$205  : { 1'h0, \$206  };
-  assign \$208  = img_slot + 1'h1;
-  assign \$209  = \$208  >= 4'hb;
-  assign \$210  = img_slot + 1'h1;
-  assign \$211  = \$210  - 4'hb;
-  assign \$212  = img_slot + 1'h1;
-  assign \$213  = \$209  ? \$211  : { 1'h0, \$212  };
-  assign \$214  = img_row + 7'h60;
-  assign \$215  = \$214  >= 11'h420;
-  assign \$216  = img_row + 7'h60;
-  assign \$217  = \$216  - 11'h420;
-  assign \$218  = img_row + 7'h60;
-  assign \$219  = \$215  ? \$217  : { 1'h0, \$218  };
-  assign \$220  = ky == 3'h4;
-  assign \$221  = ky + 1'h1;
-  assign \$222  = \$220  ? 4'h0 : \$221 ;
-  assign \$223  = ky == 3'h4;
-  assign \$224  = ~ \$223 ;
-  assign \$225  = row_addr + 7'h60;
-  assign \$226  = \$225  >= 11'h420;
-  assign \$227  = row_addr + 7'h60;
-  assign \$228  = \$227  - 11'h420;
-  assign \$229  = row_addr + 7'h60;
-  assign \$230  = \$226  ? \$228  : { 1'h0, \$229  };
-  assign \$231  = c == 5'h1f;
-  assign \$232  = c + 1'h1;
-  assign \$233  = \$231  ? 6'h00 : \$232 ;
-  assign \$234  = c == 5'h1f;
-  assign \$235  = ~ \$234 ;
-  assign \$236  = $signed(qc) + $signed(2'h1);
+  assign write_rows = inp_valid_rows & can_write_rows;
+  assign \$6  = w_c == 5'h1f;
+  assign \$7  = w_c + 1'h1;
+  assign \$8  = \$6  ? 6'h00 : \$7 ;
+  assign \$9  = w_c == 5'h1f;
+  assign \$10  = w_x == 4'hd;
+  assign \$11  = w_x + 1'h1;
+  assign \$12  = \$10  ? 5'h00 : \$11 ;
+  assign \$13  = w_b == 3'h4;
+  assign \$14  = w_x == 4'hd;
+  assign \$15  = \$13  | \$14 ;
+  assign \$16  = w_b + 1'h1;
+  assign \$17  = \$15  ? 4'h0 : \$16 ;
+  assign \$18  = w_x == 4'hd;
+  assign \$19  = w_b == 3'h4;
+  assign \$20  = w_slot == 4'ha;
+  assign \$21  = w_slot + 1'h1;
+  assign \$22  = \$20  ? 5'h00 : \$21 ;
+  assign \$23  = ~ ahead;
+  assign \$24  = w_row == 4'hd;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = w_row + 1'h1;
+  assign \$27  = w_grp + 6'h20;
+  assign \$28  = \o__valid$49  & \o__ready$47 ;
+  assign \$29  = $signed(iy) < $signed(1'h0);
+  assign \$30  = $signed(iy) >= $signed(5'h0e);
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = $signed(ix0) < $signed(1'h0);
+  assign \$33  = $signed(ix0) >= $signed(5'h0e);
+  assign \$34  = \$32  | \$33 ;
+  assign \$35  = \$31  | \$34 ;
+  assign \$36  = $signed(iy) < $signed(1'h0);
+  assign \$37  = $signed(iy) >= $signed(5'h0e);
+  assign \$38  = \$36  | \$37 ;
+  assign \$39  = $signed(ix0) < $signed(1'h1);
+  assign \$40  = $signed(ix0) >= $signed(5'h0d);
+  assign \$41  = \$39  | \$40 ;
+  assign \$42  = \$38  | \$41 ;
+  assign \$43  = $signed(iy) < $signed(1'h0);
+  assign \$44  = $signed(iy) >= $signed(5'h0e);
+  assign \$45  = \$43  | \$44 ;
+  assign \$46  = $signed(ix0) < $signed(2'h2);
+  assign \$47  = $signed(ix0) >= $signed(5'h0c);
+  assign \$48  = \$46  | \$47 ;
+  assign \$49  = \$45  | \$48 ;
+  assign \$50  = $signed(iy) < $signed(1'h0);
+  assign \$51  = $signed(iy) >= $signed(5'h0e);
+  assign \$52  = \$50  | \$51 ;
+  assign \$53  = $signed(ix0) < $signed(3'h5);
+  assign \$54  = $signed(ix0) >= $signed(5'h0b);
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = \$52  | \$55 ;
+  assign \$57  = $signed(iy) < $signed(1'h0);
+  assign \$58  = $signed(iy) >= $signed(5'h0e);
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = $signed(ix0) < $signed(3'h4);
+  assign \$61  = $signed(ix0) >= $signed(5'h0a);
+  assign \$62  = \$60  | \$61 ;
+  assign \$63  = \$59  | \$62 ;
+  assign \$64  = $signed({ 1'h0, row_words }) + $signed(qc);
+  assign \$65  = r0 > 1'h0;
+  assign \$66  = \$65  ? 6'h20 : 6'h00;
+  assign \$67  = $signed(\$64 ) + $signed({ 1'h0, \$66  });
+  assign \$68  = $signed({ 1'h0, row_words }) + $signed(qc);
+  assign \$69  = r0 > 1'h1;
+  assign \$70  = \$69  ? 6'h20 : 6'h00;
+  assign \$71  = $signed(\$68 ) + $signed({ 1'h0, \$70  });
+  assign \$72  = $signed({ 1'h0, row_words }) + $signed(qc);
+  assign \$73  = r0 > 2'h2;
+  assign \$74  = \$73  ? 6'h20 : 6'h00;
+  assign \$75  = $signed(\$72 ) + $signed({ 1'h0, \$74  });
+  assign \$76  = $signed({ 1'h0, row_words }) + $signed(qc);
+  assign \$77  = r0 > 2'h3;
+  assign \$78  = \$77  ? 6'h20 : 6'h00;
+  assign \$79  = $signed(\$76 ) + $signed({ 1'h0, \$78  });
+  assign \$80  = $signed({ 1'h0, row_words }) + $signed(qc);
+  assign \$81  = $signed(\$80 ) + $signed(1'h0);
+  assign \$82  = read_data[42:40] == 3'h4;
+  assign \$83  = read_data[42:40] == 2'h3;
+  assign \$84  = read_data[42:40] == 2'h2;
+  assign \$85  = read_data[42:40] == 1'h1;
+  assign \$86  = \$85  ? read_data[15:8] : read_data[7:0];
+  assign \$87  = \$84  ? read_data[23:16] : \$86 ;
+  assign \$88  = \$83  ? read_data[31:24] : \$87 ;
+  assign \$89  = \$82  ? read_data[39:32] : \$88 ;
+  assign \$90  = read_data[43] ? 8'h00 : \$89 ;
+  assign \$91  = read_data[42:40] == 3'h4;
+  assign \$92  = read_data[42:40] == 2'h3;
+  assign \$93  = read_data[42:40] == 2'h2;
+  assign \$94  = read_data[42:40] == 1'h1;
+  assign \$95  = \$94  ? read_data[23:16] : read_data[15:8];
+  assign \$96  = \$93  ? read_data[31:24] : \$95 ;
+  assign \$97  = \$92  ? read_data[39:32] : \$96 ;
+  assign \$98  = \$91  ? read_data[7:0] : \$97 ;
+  assign \$99  = read_data[44] ? 8'h00 : \$98 ;
+  assign \$100  = read_data[42:40] == 3'h4;
+  assign \$101  = read_data[42:40] == 2'h3;
+  assign \$102  = read_data[42:40] == 2'h2;
+  assign \$103  = read_data[42:40] == 1'h1;
+  assign \$104  = \$103  ? read_data[31:24] : read_data[23:16];
+  assign \$105  = \$102  ? read_data[39:32] : \$104 ;
+  assign \$106  = \$101  ? read_data[7:0] : \$105 ;
+  assign \$107  = \$100  ? read_data[15:8] : \$106 ;
+  assign \$108  = read_data[45] ? 8'h00 : \$107 ;
+  assign \$109  = read_data[42:40] == 3'h4;
+  assign \$110  = read_data[42:40] == 2'h3;
+  assign \$111  = read_data[42:40] == 2'h2;
+  assign \$112  = read_data[42:40] == 1'h1;
+  assign \$113  = \$112  ? read_data[39:32] : read_data[31:24];
+  assign \$114  = \$111  ? read_data[7:0] : \$113 ;
+  assign \$115  = \$110  ? read_data[15:8] : \$114 ;
+  assign \$116  = \$109  ? read_data[23:16] : \$115 ;
+  assign \$117  = read_data[46] ? 8'h00 : \$116 ;
+  assign \$118  = read_data[42:40] == 3'h4;
+  assign \$119  = read_data[42:40] == 2'h3;
+  assign \$120  = read_data[42:40] == 2'h2;
+  assign \$121  = read_data[42:40] == 1'h1;
+  assign \$122  = \$121  ? read_data[7:0] : read_data[39:32];
+  assign \$123  = \$120  ? read_data[15:8] : \$122 ;
+  assign \$124  = \$119  ? read_data[23:16] : \$123 ;
+  assign \$125  = \$118  ? read_data[31:24] : \$124 ;
+  assign \$126  = read_data[47] ? 8'h00 : \$125 ;
+  assign \$127  = base_slot + 1'h1;
+  assign \$128  = \$127  >= 4'hb;
+  assign \$129  = base_slot + 1'h1;
+  assign \$130  = \$129  - 4'hb;
+  assign \$131  = base_slot + 1'h1;
+  assign \$132  = \$128  ? \$130  : { 1'h0, \$131  };
+  assign \$133  = base_row + 1'h1;
+  assign \$134  = \$133  >= 4'hb;
+  assign \$135  = base_row + 1'h1;
+  assign \$136  = \$135  - 4'hb;
+  assign \$137  = base_row + 1'h1;
+  assign \$138  = \$134  ? \$136  : { 1'h0, \$137  };
+  assign \$139  = img_slot + 2'h3;
+  assign \$140  = \$139  >= 4'hb;
+  assign \$141  = img_slot + 2'h3;
+  assign \$142  = \$141  - 4'hb;
+  assign \$143  = img_slot + 2'h3;
+  assign \$144  = \$140  ? \$142  : { 1'h0, \$143  };
+  assign \$145  = img_row + 2'h3;
+  assign \$146  = \$145  >= 4'hb;
+  assign \$147  = img_row + 2'h3;
+  assign \$148  = \$147  - 4'hb;
+  assign \$149  = img_row + 2'h3;
+  assign \$150  = \$146  ? \$148  : { 1'h0, \$149  };
+  assign \$151  = img_slot + 1'h1;
+  assign \$152  = \$151  >= 4'hb;
+  assign \$153  = img_slot + 1'h1;
+  assign \$154  = \$153  - 4'hb;
+  assign \$155  = img_slot + 1'h1;
+  assign \$156  = \$152  ? \$154  : { 1'h0, \$155  };
+  assign \$157  = img_row + 1'h1;
+  assign \$158  = \$157  >= 4'hb;
+  assign \$159  = img_row + 1'h1;
+  assign \$160  = \$159  - 4'hb;
+  assign \$161  = img_row + 1'h1;
+  assign \$162  = \$158  ? \$160  : { 1'h0, \$161  };
+  assign \$163  = ky == 3'h4;
+  assign \$164  = ky + 1'h1;
+  assign \$165  = \$163  ? 4'h0 : \$164 ;
+  assign \$166  = ky == 3'h4;
+  assign \$167  = ~ \$166 ;
+  assign \$168  = row_addr + 1'h1;
+  assign \$169  = \$168  >= 4'hb;
+  assign \$170  = row_addr + 1'h1;
+  assign \$171  = \$170  - 4'hb;
+  assign \$172  = row_addr + 1'h1;
+  assign \$173  = \$169  ? \$171  : { 1'h0, \$172  };
+  assign \$174  = c == 5'h1f;
+  assign \$175  = c + 1'h1;
+  assign \$176  = \$174  ? 6'h00 : \$175 ;
+  assign \$177  = c == 5'h1f;
+  assign \$178  = ~ \$177 ;
+  assign \$179  = $signed(qc) + $signed(2'h1);
+  assign \$180  = ox == 4'hd;
+  assign \$181  = ox + 1'h1;
+  assign \$182  = \$180  ? 5'h00 : \$181 ;
+  assign \$183  = ox == 4'hd;
+  assign \$184  = $signed(ix0) + $signed(2'h1);
+  assign \$185  = \$183  ? 6'h3e : \$184 ;
+  assign \$186  = ox == 4'hd;
+  assign \$187  = r0 + 1'h1;
+  assign \$188  = \$187  >= 3'h5;
+  assign \$189  = r0 + 1'h1;
+  assign \$190  = \$189  - 3'h5;
+  assign \$191  = r0 + 1'h1;
+  assign \$192  = \$188  ? \$190  : { 1'h0, \$191  };
+  assign \$193  = \$186  ? 5'h03 : \$192 ;
+  assign \$194  = ox == 4'hd;
+  assign \$195  = r0 + 1'h1;
+  assign \$196  = \$195  >= 3'h5;
+  assign \$197  = 1'h0 + \$196 ;
+  assign \$198  = \$197  * 6'h20;
+  assign \$199  = $signed(q0c) + $signed({ 1'h0, \$198  });
+  assign \$200  = \$194  ? 10'h3e0 : \$199 ;
+  assign \$201  = ox == 4'hd;
+  assign \$202  = r0 + 1'h1;
+  assign \$203  = \$202  >= 3'h5;
+  assign \$204  = 1'h0 + \$203 ;
+  assign \$205  = \$204  * 6'h20;
+  assign \$206  = $signed(q0c) + $signed({ 1'h0, \$205  });
+  assign \$207  = \$201  ? 10'h3e0 : \$206 ;
+  assign \$208  = ox == 4'hd;
+  assign \$209  = oy == 4'hd;
+  assign \$210  = oy + 1'h1;
+  assign \$211  = \$209  ? 5'h00 : \$210 ;
+  assign \$212  = oy == 4'hd;
+  assign \$213  = $signed(low) + $signed(2'h1);
+  assign \$214  = \$212  ? 6'h3e : \$213 ;
+  assign \$215  = oy == 4'hd;
+  assign \$216  = ky == 3'h4;
+  assign \$217  = ~ \$216 ;
+  assign \$218  = c == 5'h1f;
+  assign \$219  = ox == 4'hd;
+  assign \$220  = \$218  & \$219 ;
+  assign \$221  = $signed(iy) + $signed(2'h1);
+  assign \$222  = oy == 4'hd;
+  assign \$223  = $signed(low) + $signed(2'h1);
+  assign \$224  = \$222  ? 6'h3e : \$223 ;
+  assign \$225  = w_c == 5'h1e;
+  assign \$226  = w_x == 4'hd;
+  assign \$227  = & { \$226 , \$225  };
+  assign \$228  = write & w_last;
+  assign \$229  = w_row == 4'hd;
+  assign \$230  = w_row == 4'he;
+  assign \$231  = \$228  ? \$229  : \$230 ;
+  assign \$232  = write & w_last;
+  assign \$233  = w_row == 4'hd;
+  assign \$234  = w_row == 4'he;
+  assign \$235  = \$232  ? \$233  : \$234 ;
+  assign \$236  = ky == 2'h3;
   assign \$237  = ox == 4'hd;
-  assign \$238  = ox + 1'h1;
-  assign \$239  = \$237  ? 5'h00 : \$238 ;
-  assign \$240  = ox == 4'hd;
-  assign \$241  = $signed(ix0) + $signed(2'h1);
-  assign \$242  = \$240  ? 6'h3e : \$241 ;
-  assign \$243  = ox == 4'hd;
-  assign \$244  = r0 + 1'h1;
-  assign \$245  = \$244  >= 3'h5;
-  assign \$246  = r0 + 1'h1;
-  assign \$247  = \$246  - 3'h5;
-  assign \$248  = r0 + 1'h1;
-  assign \$249  = \$245  ? \$247  : { 1'h0, \$248  };
-  assign \$250  = \$243  ? 5'h03 : \$249 ;
-  assign \$251  = ox == 4'hd;
-  assign \$252  = r0 + 1'h1;
-  assign \$253  = \$252  >= 3'h5;
-  assign \$254  = 1'h0 + \$253 ;
-  assign \$255  = \$254  * 6'h20;
-  assign \$256  = $signed(q0c) + $signed({ 1'h0, \$255  });
-  assign \$257  = \$251  ? 10'h3e0 : \$256 ;
-  assign \$258  = ox == 4'hd;
-  assign \$259  = r0 + 1'h1;
-  assign \$260  = \$259  >= 3'h5;
-  assign \$261  = 1'h0 + \$260 ;
-  assign \$262  = \$261  * 6'h20;
-  assign \$263  = $signed(q0c) + $signed({ 1'h0, \$262  });
-  assign \$264  = \$258  ? 10'h3e0 : \$263 ;
-  assign \$265  = ox == 4'hd;
-  assign \$266  = oy == 4'hd;
-  assign \$267  = oy + 1'h1;
-  assign \$268  = \$266  ? 5'h00 : \$267 ;
-  assign \$269  = oy == 4'hd;
-  assign \$270  = $signed(low) + $signed(2'h1);
-  assign \$271  = \$269  ? 6'h3e : \$270 ;
-  assign \$272  = oy == 4'hd;
-  assign \$273  = ky == 3'h4;
-  assign \$274  = ~ \$273 ;
-  assign \$275  = c == 5'h1f;
-  assign \$276  = ox == 4'hd;
-  assign \$277  = \$275  & \$276 ;
-  assign \$278  = $signed(iy) + $signed(2'h1);
-  assign \$279  = oy == 4'hd;
-  assign \$280  = $signed(low) + $signed(2'h1);
-  assign \$281  = \$279  ? 6'h3e : \$280 ;
-  assign \$282  = w_c == 5'h1e;
-  assign \$283  = w_x == 4'hd;
-  assign \$284  = & { \$283 , \$282  };
-  assign \$285  = ky == 2'h3;
-  assign \$286  = ox == 4'hd;
-  assign \$287  = c == 5'h1f;
-  assign \$288  = & { \$287 , \$286 , \$285  };
-  assign \$289  = take_rows & r_last;
-  assign \$290  = oy == 4'hd;
-  assign \$291  = write_rows & w_last;
-  assign \$292  = ~ ahead_rows;
-  assign \$293  = ~ room_w_13[4];
-  assign \$294  = \$292  & \$293 ;
-  assign \$295  = \$294  & room_w_14[4];
-  assign \$296  = w_row + 2'h3;
-  assign \$297  = \$295  ? 5'h02 : \$296 ;
-  assign \$298  = w_row + 2'h2;
-  assign \$299  = \$291  ? \$297  : \$298 ;
-  assign \$300  = write_rows & w_last;
-  assign \$301  = ~ ahead_rows;
-  assign \$302  = ~ room_w_13[4];
-  assign \$303  = \$301  & \$302 ;
-  assign \$304  = \$303  & room_w_14[4];
-  assign \$305  = $signed(d) + $signed(5'h12);
-  assign \$306  = \$304  ? \$305  : { d[5], d };
-  assign \$307  = $signed(d) + $signed(1'h1);
-  assign \$308  = \$300  ? \$306  : \$307 ;
-  assign \$309  = \$290  ? { 2'h0, \$299  } : \$308 ;
-  assign \$310  = write_rows & w_last;
-  assign \$311  = ~ ahead_rows;
-  assign \$312  = ~ room_w_13[4];
-  assign \$313  = \$311  & \$312 ;
-  assign \$314  = \$313  & room_w_14[4];
-  assign \$315  = $signed(d) + $signed(5'h13);
-  assign \$316  = $signed(d) + $signed(2'h1);
-  assign \$317  = \$314  ? \$315  : \$316 ;
-  assign \$318  = \$310  ? \$317  : { d[5], d };
-  assign \$319  = \$289  ? \$309  : \$318 ;
-  assign \$320  = write & w_last;
-  assign \$321  = ~ ahead;
-  assign \$322  = ~ room_w_13[4];
-  assign \$323  = \$321  & \$322 ;
-  assign \$324  = \$323  & room_w_14[4];
-  assign \$325  = $signed(room_w_13) + $signed(2'h1);
-  assign \$326  = \$324  ? 6'h33 : \$325 ;
-  assign \$327  = \$320  ? \$326  : { room_w_13[4], room_w_13 };
-  assign \$328  = write & w_last;
-  assign \$329  = ~ ahead;
-  assign \$330  = ~ room_w_13[4];
-  assign \$331  = \$329  & \$330 ;
-  assign \$332  = \$331  & room_w_14[4];
-  assign \$333  = $signed(room_w_14) + $signed(2'h1);
-  assign \$334  = \$332  ? 6'h32 : \$333 ;
-  assign \$335  = \$328  ? \$334  : { room_w_14[4], room_w_14 };
-  assign \$336  = take_rows & r_last;
-  assign \$337  = oy == 4'hd;
-  assign \$338  = $signed(room_low_2) - $signed(2'h1);
-  assign \$339  = \$337  ? 6'h04 : \$338 ;
-  assign \$340  = \$336  ? \$339  : { room_low_2[4], room_low_2 };
-  assign \$341  = write & w_last;
-  assign \$342  = ~ ahead;
-  assign \$343  = ~ room_w_13[4];
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = \$344  & room_w_14[4];
-  assign \$346  = $signed(room_w_8) + $signed(2'h1);
-  assign \$347  = \$345  ? 5'h18 : \$346 ;
-  assign \$348  = \$341  ? \$347  : { room_w_8[3], room_w_8 };
-  assign \$349  = write & w_last;
-  assign \$350  = ~ ahead;
-  assign \$351  = ~ room_w_13[4];
-  assign \$352  = \$350  & \$351 ;
-  assign \$353  = \$352  & room_w_14[4];
-  assign \$354  = $signed(room_w_9) + $signed(2'h1);
-  assign \$355  = \$353  ? 6'h37 : \$354 ;
-  assign \$356  = \$349  ? \$355  : { room_w_9[4], room_w_9 };
-  assign \$357  = take_rows & r_last;
-  assign \$358  = oy == 4'hd;
-  assign \$359  = $signed(room_low_3) - $signed(2'h1);
-  assign \$360  = \$358  ? 6'h05 : \$359 ;
-  assign \$361  = \$357  ? \$360  : { room_low_3[4], room_low_3 };
-  assign \$362  = take_rows & r_last;
-  assign \$363  = oy == 4'hd;
-  assign \$364  = write_rows & w_last;
-  assign \$365  = ~ ahead_rows;
-  assign \$366  = ~ room_w_13[4];
-  assign \$367  = \$365  & \$366 ;
-  assign \$368  = \$367  & room_w_14[4];
-  assign \$371  = write_rows & w_last;
-  assign \$372  = ~ ahead_rows;
-  assign \$373  = ~ room_w_13[4];
-  assign \$374  = \$372  & \$373 ;
-  assign \$375  = \$374  & room_w_14[4];
-  assign \$376  = \$375  ? d_ge_11 : d_ge_m3;
-  assign \$377  = \$371  ? \$376  : d_ge_m2;
-  assign \$378  = \$363  ? 1'h1 : \$377 ;
-  assign \$379  = write_rows & w_last;
-  assign \$380  = ~ ahead_rows;
-  assign \$381  = ~ room_w_13[4];
-  assign \$382  = \$380  & \$381 ;
-  assign \$383  = \$382  & room_w_14[4];
-  assign \$384  = \$383  ? d_ge_10 : d_ge_m4;
-  assign \$385  = \$379  ? \$384  : d_ge_m3;
-  assign \$386  = \$362  ? \$378  : \$385 ;
-  assign \$387  = take_rows & r_last;
-  assign \$388  = oy == 4'hd;
-  assign \$389  = write_rows & w_last;
-  assign \$390  = ~ ahead_rows;
-  assign \$391  = ~ room_w_13[4];
-  assign \$392  = \$390  & \$391 ;
-  assign \$393  = \$392  & room_w_14[4];
-  assign \$394  = w_row == 4'h8;
-  assign \$395  = w_row == 4'h9;
-  assign \$396  = w_row == 4'ha;
-  assign \$397  = w_row == 4'hb;
-  assign \$398  = w_row == 4'hc;
-  assign \$399  = w_row == 4'hd;
-  assign \$400  = w_row == 4'he;
-  assign \$401  = w_row == 4'hf;
-  assign \$402  = | { \$401 , \$400 , \$399 , \$398 , \$397 , \$396 , \$395 , \$394  };
-  assign \$403  = \$393  ? 1'h0 : \$402 ;
-  assign \$404  = w_row == 4'h9;
-  assign \$405  = w_row == 4'ha;
-  assign \$406  = w_row == 4'hb;
-  assign \$407  = w_row == 4'hc;
-  assign \$408  = w_row == 4'hd;
-  assign \$409  = w_row == 4'he;
-  assign \$410  = w_row == 4'hf;
-  assign \$411  = | { \$410 , \$409 , \$408 , \$407 , \$406 , \$405 , \$404  };
-  assign \$412  = \$389  ? \$403  : \$411 ;
-  assign \$413  = write_rows & w_last;
-  assign \$414  = ~ ahead_rows;
-  assign \$415  = ~ room_w_13[4];
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = \$416  & room_w_14[4];
-  assign \$418  = d == 5'h19;
-  assign \$419  = d == 5'h1a;
-  assign \$420  = d == 5'h1b;
-  assign \$421  = d == 5'h1c;
-  assign \$422  = d == 5'h1d;
-  assign \$423  = d == 5'h1e;
-  assign \$424  = d == 5'h1f;
-  assign \$425  = | { \$424 , \$423 , \$422 , \$421 , \$420 , \$419 , \$418  };
-  assign \$426  = \$417  ? \$425  : d_ge_11;
-  assign \$427  = \$413  ? \$426  : d_ge_12;
-  assign \$428  = \$388  ? \$412  : \$427 ;
-  assign \$429  = write_rows & w_last;
-  assign \$430  = ~ ahead_rows;
-  assign \$431  = ~ room_w_13[4];
-  assign \$432  = \$430  & \$431 ;
-  assign \$433  = \$432  & room_w_14[4];
-  assign \$434  = d == 5'h18;
-  assign \$435  = d == 5'h19;
-  assign \$436  = d == 5'h1a;
-  assign \$437  = d == 5'h1b;
-  assign \$438  = d == 5'h1c;
-  assign \$439  = d == 5'h1d;
-  assign \$440  = d == 5'h1e;
-  assign \$441  = d == 5'h1f;
-  assign \$442  = | { \$441 , \$440 , \$439 , \$438 , \$437 , \$436 , \$435 , \$434  };
-  assign \$443  = \$433  ? \$442  : d_ge_10;
-  assign \$444  = \$429  ? \$443  : d_ge_11;
-  assign \$445  = \$387  ? \$428  : \$444 ;
-  assign \$446  = take_rows & r_last;
-  assign \$447  = oy == 4'hd;
-  assign \$448  = write_rows & w_last;
-  assign \$449  = ~ ahead_rows;
-  assign \$450  = ~ room_w_13[4];
-  assign \$451  = \$449  & \$450 ;
-  assign \$452  = \$451  & room_w_14[4];
-  assign \$455  = write_rows & w_last;
-  assign \$456  = ~ ahead_rows;
-  assign \$457  = ~ room_w_13[4];
-  assign \$458  = \$456  & \$457 ;
-  assign \$459  = \$458  & room_w_14[4];
-  assign \$460  = \$459  ? d_ge_12 : d_ge_m2;
-  assign \$461  = d == 6'h20;
-  assign \$462  = d == 6'h21;
-  assign \$463  = d == 6'h22;
-  assign \$464  = d == 6'h23;
-  assign \$465  = d == 6'h24;
-  assign \$466  = d == 6'h25;
-  assign \$467  = d == 6'h26;
-  assign \$468  = d == 6'h27;
-  assign \$469  = d == 6'h28;
-  assign \$470  = d == 6'h29;
-  assign \$471  = d == 6'h2a;
-  assign \$472  = d == 6'h2b;
-  assign \$473  = d == 6'h2c;
-  assign \$474  = d == 6'h2d;
-  assign \$475  = d == 6'h2e;
-  assign \$476  = d == 6'h2f;
-  assign \$477  = d == 6'h30;
-  assign \$478  = d == 6'h31;
-  assign \$479  = d == 6'h32;
-  assign \$480  = d == 6'h33;
-  assign \$481  = d == 6'h34;
-  assign \$482  = d == 6'h35;
-  assign \$483  = d == 6'h36;
-  assign \$484  = d == 6'h37;
-  assign \$485  = d == 6'h38;
-  assign \$486  = d == 6'h39;
-  assign \$487  = d == 6'h3a;
-  assign \$488  = d == 6'h3b;
-  assign \$489  = d == 6'h3c;
-  assign \$490  = d == 6'h3d;
-  assign \$491  = d == 6'h3e;
-  assign \$492  = | { \$491 , \$490 , \$489 , \$488 , \$487 , \$486 , \$485 , \$484 , \$483 , \$482 , \$481 , \$480 , \$479 , \$478 , \$477 , \$476 , \$475 , \$474 , \$473 , \$472 , \$471 , \$470 , \$469 , \$468 , \$467 , \$466 , \$465 , \$464 , \$463 , \$462 , \$461  };
-  assign \$493  = ~ \$492 ;
-  assign \$494  = \$455  ? \$460  : \$493 ;
-  assign \$495  = \$447  ? 1'h1 : \$494 ;
-  assign \$496  = write_rows & w_last;
-  assign \$497  = ~ ahead_rows;
-  assign \$498  = ~ room_w_13[4];
-  assign \$499  = \$497  & \$498 ;
-  assign \$500  = \$499  & room_w_14[4];
-  assign \$501  = \$500  ? d_ge_11 : d_ge_m3;
-  assign \$502  = \$496  ? \$501  : d_ge_m2;
-  assign \$503  = \$446  ? \$495  : \$502 ;
-  assign \$504  = take_rows & r_last;
-  assign \$505  = oy == 4'hd;
-  assign \$506  = write_rows & w_last;
-  assign \$507  = ~ ahead_rows;
-  assign \$508  = ~ room_w_13[4];
-  assign \$509  = \$507  & \$508 ;
-  assign \$510  = \$509  & room_w_14[4];
-  assign \$511  = w_row == 4'h9;
-  assign \$512  = w_row == 4'ha;
-  assign \$513  = w_row == 4'hb;
-  assign \$514  = w_row == 4'hc;
-  assign \$515  = w_row == 4'hd;
-  assign \$516  = w_row == 4'he;
-  assign \$517  = w_row == 4'hf;
-  assign \$518  = | { \$517 , \$516 , \$515 , \$514 , \$513 , \$512 , \$511  };
-  assign \$519  = \$510  ? 1'h0 : \$518 ;
-  assign \$520  = w_row == 4'ha;
-  assign \$521  = w_row == 4'hb;
-  assign \$522  = w_row == 4'hc;
-  assign \$523  = w_row == 4'hd;
-  assign \$524  = w_row == 4'he;
-  assign \$525  = w_row == 4'hf;
-  assign \$526  = | { \$525 , \$524 , \$523 , \$522 , \$521 , \$520  };
-  assign \$527  = \$506  ? \$519  : \$526 ;
-  assign \$528  = write_rows & w_last;
-  assign \$529  = ~ ahead_rows;
-  assign \$530  = ~ room_w_13[4];
-  assign \$531  = \$529  & \$530 ;
-  assign \$532  = \$531  & room_w_14[4];
-  assign \$533  = d == 5'h1a;
-  assign \$534  = d == 5'h1b;
-  assign \$535  = d == 5'h1c;
-  assign \$536  = d == 5'h1d;
-  assign \$537  = d == 5'h1e;
-  assign \$538  = d == 5'h1f;
-  assign \$539  = | { \$538 , \$537 , \$536 , \$535 , \$534 , \$533  };
-  assign \$540  = \$532  ? \$539  : d_ge_12;
-  assign \$541  = d == 4'hd;
-  assign \$542  = d == 4'he;
-  assign \$543  = d == 4'hf;
-  assign \$544  = d == 5'h10;
-  assign \$545  = d == 5'h11;
-  assign \$546  = d == 5'h12;
-  assign \$547  = d == 5'h13;
-  assign \$548  = d == 5'h14;
-  assign \$549  = d == 5'h15;
-  assign \$550  = d == 5'h16;
-  assign \$551  = d == 5'h17;
-  assign \$552  = d == 5'h18;
-  assign \$553  = d == 5'h19;
-  assign \$554  = d == 5'h1a;
-  assign \$555  = d == 5'h1b;
-  assign \$556  = d == 5'h1c;
-  assign \$557  = d == 5'h1d;
-  assign \$558  = d == 5'h1e;
-  assign \$559  = d == 5'h1f;
-  assign \$560  = | { \$559 , \$558 , \$557 , \$556 , \$555 , \$554 , \$553 , \$552 , \$551 , \$550 , \$549 , \$548 , \$547 , \$546 , \$545 , \$544 , \$543 , \$542 , \$541  };
-  assign \$561  = \$528  ? \$540  : \$560 ;
-  assign \$562  = \$505  ? \$527  : \$561 ;
-  assign \$563  = write_rows & w_last;
-  assign \$564  = ~ ahead_rows;
-  assign \$565  = ~ room_w_13[4];
-  assign \$566  = \$564  & \$565 ;
-  assign \$567  = \$566  & room_w_14[4];
-  assign \$568  = d == 5'h19;
-  assign \$569  = d == 5'h1a;
-  assign \$570  = d == 5'h1b;
-  assign \$571  = d == 5'h1c;
-  assign \$572  = d == 5'h1d;
-  assign \$573  = d == 5'h1e;
-  assign \$574  = d == 5'h1f;
-  assign \$575  = | { \$574 , \$573 , \$572 , \$571 , \$570 , \$569 , \$568  };
-  assign \$576  = \$567  ? \$575  : d_ge_11;
-  assign \$577  = \$563  ? \$576  : d_ge_12;
-  assign \$578  = \$504  ? \$562  : \$577 ;
-  assign \$579  = take_rows & r_last;
-  assign \$580  = oy == 4'hd;
-  assign \$581  = write_rows & w_last;
-  assign \$582  = ~ ahead_rows;
-  assign \$583  = ~ room_w_13[4];
-  assign \$584  = \$582  & \$583 ;
-  assign \$585  = \$584  & room_w_14[4];
-  assign \$588  = write_rows & w_last;
-  assign \$589  = ~ ahead_rows;
-  assign \$590  = ~ room_w_13[4];
-  assign \$591  = \$589  & \$590 ;
-  assign \$592  = \$591  & room_w_14[4];
-  assign \$593  = \$592  ? d_ge_10 : d_ge_m4;
-  assign \$594  = \$588  ? \$593  : d_ge_m3;
-  assign \$595  = \$580  ? 1'h1 : \$594 ;
-  assign \$596  = write_rows & w_last;
-  assign \$597  = ~ ahead_rows;
-  assign \$598  = ~ room_w_13[4];
-  assign \$599  = \$597  & \$598 ;
-  assign \$600  = \$599  & room_w_14[4];
-  assign \$601  = d == 4'h9;
-  assign \$602  = d == 4'ha;
-  assign \$603  = d == 4'hb;
-  assign \$604  = d == 4'hc;
-  assign \$605  = d == 4'hd;
-  assign \$606  = d == 4'he;
-  assign \$607  = d == 4'hf;
-  assign \$608  = d == 5'h10;
-  assign \$609  = d == 5'h11;
-  assign \$610  = d == 5'h12;
-  assign \$611  = d == 5'h13;
-  assign \$612  = d == 5'h14;
-  assign \$613  = d == 5'h15;
-  assign \$614  = d == 5'h16;
-  assign \$615  = d == 5'h17;
-  assign \$616  = d == 5'h18;
-  assign \$617  = d == 5'h19;
-  assign \$618  = d == 5'h1a;
-  assign \$619  = d == 5'h1b;
-  assign \$620  = d == 5'h1c;
-  assign \$621  = d == 5'h1d;
-  assign \$622  = d == 5'h1e;
-  assign \$623  = d == 5'h1f;
-  assign \$624  = | { \$623 , \$622 , \$621 , \$620 , \$619 , \$618 , \$617 , \$616 , \$615 , \$614 , \$613 , \$612 , \$611 , \$610 , \$609 , \$608 , \$607 , \$606 , \$605 , \$604 , \$603 , \$602 , \$601  };
-  assign \$625  = d == 6'h20;
-  assign \$626  = d == 6'h21;
-  assign \$627  = d == 6'h22;
-  assign \$628  = d == 6'h23;
-  assign \$629  = d == 6'h24;
-  assign \$630  = d == 6'h25;
-  assign \$631  = d == 6'h26;
-  assign \$632  = d == 6'h27;
-  assign \$633  = d == 6'h28;
-  assign \$634  = d == 6'h29;
-  assign \$635  = d == 6'h2a;
-  assign \$636  = d == 6'h2b;
-  assign \$637  = d == 6'h2c;
-  assign \$638  = d == 6'h2d;
-  assign \$639  = d == 6'h2e;
-  assign \$640  = d == 6'h2f;
-  assign \$641  = d == 6'h30;
-  assign \$642  = d == 6'h31;
-  assign \$643  = d == 6'h32;
-  assign \$644  = d == 6'h33;
-  assign \$645  = d == 6'h34;
-  assign \$646  = d == 6'h35;
-  assign \$647  = d == 6'h36;
-  assign \$648  = d == 6'h37;
-  assign \$649  = d == 6'h38;
-  assign \$650  = d == 6'h39;
-  assign \$651  = d == 6'h3a;
-  assign \$652  = | { \$651 , \$650 , \$649 , \$648 , \$647 , \$646 , \$645 , \$644 , \$643 , \$642 , \$641 , \$640 , \$639 , \$638 , \$637 , \$636 , \$635 , \$634 , \$633 , \$632 , \$631 , \$630 , \$629 , \$628 , \$627 , \$626 , \$625  };
-  assign \$653  = ~ \$652 ;
-  assign \$654  = \$600  ? \$624  : \$653 ;
-  assign \$655  = \$596  ? \$654  : d_ge_m4;
-  assign \$656  = \$579  ? \$595  : \$655 ;
-  assign \$657  = take_rows & r_last;
-  assign \$658  = oy == 4'hd;
-  assign \$659  = write_rows & w_last;
-  assign \$660  = ~ ahead_rows;
-  assign \$661  = ~ room_w_13[4];
-  assign \$662  = \$660  & \$661 ;
-  assign \$663  = \$662  & room_w_14[4];
-  assign \$664  = ! w_row;
-  assign \$665  = w_row == 1'h1;
-  assign \$666  = w_row == 2'h2;
-  assign \$667  = w_row == 2'h3;
-  assign \$668  = w_row == 3'h4;
-  assign \$669  = w_row == 3'h5;
-  assign \$670  = w_row == 3'h6;
-  assign \$671  = | { \$670 , \$669 , \$668 , \$667 , \$666 , \$665 , \$664  };
-  assign \$672  = ~ \$671 ;
-  assign \$673  = \$663  ? 1'h0 : \$672 ;
-  assign \$674  = w_row == 4'h8;
-  assign \$675  = w_row == 4'h9;
-  assign \$676  = w_row == 4'ha;
-  assign \$677  = w_row == 4'hb;
-  assign \$678  = w_row == 4'hc;
-  assign \$679  = w_row == 4'hd;
-  assign \$680  = w_row == 4'he;
-  assign \$681  = w_row == 4'hf;
-  assign \$682  = | { \$681 , \$680 , \$679 , \$678 , \$677 , \$676 , \$675 , \$674  };
-  assign \$683  = \$659  ? \$673  : \$682 ;
-  assign \$684  = write_rows & w_last;
-  assign \$685  = ~ ahead_rows;
-  assign \$686  = ~ room_w_13[4];
-  assign \$687  = \$685  & \$686 ;
-  assign \$688  = \$687  & room_w_14[4];
-  assign \$689  = d == 5'h18;
-  assign \$690  = d == 5'h19;
-  assign \$691  = d == 5'h1a;
-  assign \$692  = d == 5'h1b;
-  assign \$693  = d == 5'h1c;
-  assign \$694  = d == 5'h1d;
-  assign \$695  = d == 5'h1e;
-  assign \$696  = d == 5'h1f;
-  assign \$697  = | { \$696 , \$695 , \$694 , \$693 , \$692 , \$691 , \$690 , \$689  };
-  assign \$698  = \$688  ? \$697  : d_ge_10;
-  assign \$699  = \$684  ? \$698  : d_ge_11;
-  assign \$700  = \$658  ? \$683  : \$699 ;
-  assign \$701  = write_rows & w_last;
-  assign \$702  = ~ ahead_rows;
-  assign \$703  = ~ room_w_13[4];
-  assign \$704  = \$702  & \$703 ;
-  assign \$705  = \$704  & room_w_14[4];
-  assign \$706  = d == 5'h17;
-  assign \$707  = d == 5'h18;
-  assign \$708  = d == 5'h19;
-  assign \$709  = d == 5'h1a;
-  assign \$710  = d == 5'h1b;
-  assign \$711  = d == 5'h1c;
-  assign \$712  = d == 5'h1d;
-  assign \$713  = d == 5'h1e;
-  assign \$714  = d == 5'h1f;
-  assign \$715  = | { \$714 , \$713 , \$712 , \$711 , \$710 , \$709 , \$708 , \$707 , \$706  };
-  assign \$716  = d == 4'h9;
-  assign \$717  = d == 4'ha;
-  assign \$718  = d == 4'hb;
-  assign \$719  = d == 4'hc;
-  assign \$720  = d == 4'hd;
-  assign \$721  = d == 4'he;
-  assign \$722  = d == 4'hf;
-  assign \$723  = d == 5'h10;
-  assign \$724  = d == 5'h11;
-  assign \$725  = d == 5'h12;
-  assign \$726  = d == 5'h13;
-  assign \$727  = d == 5'h14;
-  assign \$728  = d == 5'h15;
-  assign \$729  = d == 5'h16;
-  assign \$730  = d == 5'h17;
-  assign \$731  = d == 5'h18;
-  assign \$732  = d == 5'h19;
-  assign \$733  = d == 5'h1a;
-  assign \$734  = d == 5'h1b;
-  assign \$735  = d == 5'h1c;
-  assign \$736  = d == 5'h1d;
-  assign \$737  = d == 5'h1e;
-  assign \$738  = d == 5'h1f;
-  assign \$739  = | { \$738 , \$737 , \$736 , \$735 , \$734 , \$733 , \$732 , \$731 , \$730 , \$729 , \$728 , \$727 , \$726 , \$725 , \$724 , \$723 , \$722 , \$721 , \$720 , \$719 , \$718 , \$717 , \$716  };
-  assign \$740  = \$705  ? \$715  : \$739 ;
-  assign \$741  = \$701  ? \$740  : d_ge_10;
-  assign \$742  = \$657  ? \$700  : \$741 ;
-  assign \$743  = take_rows & r_last;
-  assign \$744  = oy == 4'hd;
-  assign \$745  = write_rows & w_last;
-  assign \$746  = ~ ahead_rows;
-  assign \$747  = ~ room_w_13[4];
-  assign \$748  = \$746  & \$747 ;
-  assign \$749  = \$748  & room_w_14[4];
-  assign \$750  = w_row == 4'hb;
-  assign \$751  = w_row == 4'hc;
-  assign \$752  = w_row == 4'hd;
-  assign \$753  = w_row == 4'he;
-  assign \$754  = w_row == 4'hf;
-  assign \$755  = | { \$754 , \$753 , \$752 , \$751 , \$750  };
-  assign \$756  = \$749  ? 1'h0 : \$755 ;
-  assign \$757  = w_row == 4'hc;
-  assign \$758  = w_row == 4'hd;
-  assign \$759  = w_row == 4'he;
-  assign \$760  = w_row == 4'hf;
-  assign \$761  = | { \$760 , \$759 , \$758 , \$757  };
-  assign \$762  = \$745  ? \$756  : \$761 ;
-  assign \$763  = write_rows & w_last;
-  assign \$764  = ~ ahead_rows;
-  assign \$765  = ~ room_w_13[4];
-  assign \$766  = \$764  & \$765 ;
-  assign \$767  = \$766  & room_w_14[4];
-  assign \$768  = d == 5'h1c;
-  assign \$769  = d == 5'h1d;
-  assign \$770  = d == 5'h1e;
-  assign \$771  = d == 5'h1f;
-  assign \$772  = | { \$771 , \$770 , \$769 , \$768  };
-  assign \$773  = \$767  ? \$772  : d_ge_14;
-  assign \$774  = \$763  ? \$773  : d_ge_15;
-  assign \$775  = \$744  ? \$762  : \$774 ;
-  assign \$776  = write_rows & w_last;
-  assign \$777  = ~ ahead_rows;
-  assign \$778  = ~ room_w_13[4];
-  assign \$779  = \$777  & \$778 ;
-  assign \$780  = \$779  & room_w_14[4];
-  assign \$781  = d == 5'h1b;
-  assign \$782  = d == 5'h1c;
-  assign \$783  = d == 5'h1d;
-  assign \$784  = d == 5'h1e;
-  assign \$785  = d == 5'h1f;
-  assign \$786  = | { \$785 , \$784 , \$783 , \$782 , \$781  };
-  assign \$787  = d == 4'hd;
-  assign \$788  = d == 4'he;
-  assign \$789  = d == 4'hf;
-  assign \$790  = d == 5'h10;
-  assign \$791  = d == 5'h11;
-  assign \$792  = d == 5'h12;
-  assign \$793  = d == 5'h13;
-  assign \$794  = d == 5'h14;
-  assign \$795  = d == 5'h15;
-  assign \$796  = d == 5'h16;
-  assign \$797  = d == 5'h17;
-  assign \$798  = d == 5'h18;
-  assign \$799  = d == 5'h19;
-  assign \$800  = d == 5'h1a;
-  assign \$801  = d == 5'h1b;
-  assign \$802  = d == 5'h1c;
-  assign \$803  = d == 5'h1d;
-  assign \$804  = d == 5'h1e;
-  assign \$805  = d == 5'h1f;
-  assign \$806  = | { \$805 , \$804 , \$803 , \$802 , \$801 , \$800 , \$799 , \$798 , \$797 , \$796 , \$795 , \$794 , \$793 , \$792 , \$791 , \$790 , \$789 , \$788 , \$787  };
-  assign \$807  = \$780  ? \$786  : \$806 ;
-  assign \$808  = \$776  ? \$807  : d_ge_14;
-  assign \$809  = \$743  ? \$775  : \$808 ;
-  assign \$810  = take_rows & r_last;
-  assign \$811  = oy == 4'hd;
-  assign \$812  = write_rows & w_last;
-  assign \$813  = ~ ahead_rows;
-  assign \$814  = ~ room_w_13[4];
-  assign \$815  = \$813  & \$814 ;
-  assign \$816  = \$815  & room_w_14[4];
-  assign \$817  = w_row == 4'hc;
-  assign \$818  = w_row == 4'hd;
-  assign \$819  = w_row == 4'he;
-  assign \$820  = w_row == 4'hf;
-  assign \$821  = | { \$820 , \$819 , \$818 , \$817  };
-  assign \$822  = \$816  ? 1'h0 : \$821 ;
-  assign \$823  = w_row == 4'hd;
-  assign \$824  = w_row == 4'he;
-  assign \$825  = w_row == 4'hf;
-  assign \$826  = | { \$825 , \$824 , \$823  };
-  assign \$827  = \$812  ? \$822  : \$826 ;
-  assign \$828  = write_rows & w_last;
-  assign \$829  = ~ ahead_rows;
-  assign \$830  = ~ room_w_13[4];
-  assign \$831  = \$829  & \$830 ;
-  assign \$832  = \$831  & room_w_14[4];
-  assign \$833  = d == 5'h1d;
-  assign \$834  = d == 5'h1e;
-  assign \$835  = d == 5'h1f;
-  assign \$836  = | { \$835 , \$834 , \$833  };
-  assign \$837  = \$832  ? \$836  : d_ge_15;
-  assign \$838  = \$828  ? \$837  : d_ge_16;
-  assign \$839  = \$811  ? \$827  : \$838 ;
-  assign \$840  = write_rows & w_last;
-  assign \$841  = ~ ahead_rows;
-  assign \$842  = ~ room_w_13[4];
-  assign \$843  = \$841  & \$842 ;
-  assign \$844  = \$843  & room_w_14[4];
-  assign \$845  = d == 5'h1c;
-  assign \$846  = d == 5'h1d;
-  assign \$847  = d == 5'h1e;
-  assign \$848  = d == 5'h1f;
-  assign \$849  = | { \$848 , \$847 , \$846 , \$845  };
-  assign \$850  = \$844  ? \$849  : d_ge_14;
-  assign \$851  = \$840  ? \$850  : d_ge_15;
-  assign \$852  = \$810  ? \$839  : \$851 ;
-  assign \$853  = take_rows & r_last;
-  assign \$854  = oy == 4'hd;
-  assign \$855  = write_rows & w_last;
-  assign \$856  = ~ ahead_rows;
-  assign \$857  = ~ room_w_13[4];
-  assign \$858  = \$856  & \$857 ;
-  assign \$859  = \$858  & room_w_14[4];
-  assign \$860  = w_row == 4'hd;
-  assign \$861  = w_row == 4'he;
-  assign \$862  = w_row == 4'hf;
-  assign \$863  = | { \$862 , \$861 , \$860  };
-  assign \$864  = \$859  ? 1'h0 : \$863 ;
-  assign \$865  = w_row == 4'he;
-  assign \$866  = w_row == 4'hf;
-  assign \$867  = | { \$866 , \$865  };
-  assign \$868  = \$855  ? \$864  : \$867 ;
-  assign \$869  = write_rows & w_last;
-  assign \$870  = ~ ahead_rows;
-  assign \$871  = ~ room_w_13[4];
-  assign \$872  = \$870  & \$871 ;
-  assign \$873  = \$872  & room_w_14[4];
-  assign \$874  = d == 5'h1e;
-  assign \$875  = d == 5'h1f;
-  assign \$876  = | { \$875 , \$874  };
-  assign \$877  = \$873  ? \$876  : d_ge_16;
-  assign \$878  = \$869  ? \$877  : d_ge_17;
-  assign \$879  = \$854  ? \$868  : \$878 ;
-  assign \$880  = write_rows & w_last;
-  assign \$881  = ~ ahead_rows;
-  assign \$882  = ~ room_w_13[4];
-  assign \$883  = \$881  & \$882 ;
-  assign \$884  = \$883  & room_w_14[4];
-  assign \$885  = d == 5'h1d;
-  assign \$886  = d == 5'h1e;
-  assign \$887  = d == 5'h1f;
-  assign \$888  = | { \$887 , \$886 , \$885  };
-  assign \$889  = \$884  ? \$888  : d_ge_15;
-  assign \$890  = \$880  ? \$889  : d_ge_16;
-  assign \$891  = \$853  ? \$879  : \$890 ;
-  assign \$892  = take_rows & r_last;
-  assign \$893  = oy == 4'hd;
-  assign \$894  = write_rows & w_last;
-  assign \$895  = ~ ahead_rows;
-  assign \$896  = ~ room_w_13[4];
-  assign \$897  = \$895  & \$896 ;
-  assign \$898  = \$897  & room_w_14[4];
-  assign \$899  = w_row == 4'he;
-  assign \$900  = w_row == 4'hf;
-  assign \$901  = | { \$900 , \$899  };
-  assign \$902  = \$898  ? 1'h0 : \$901 ;
-  assign \$903  = w_row == 4'hf;
-  assign \$905  = \$894  ? \$902  : \$904 ;
-  assign \$906  = write_rows & w_last;
-  assign \$907  = ~ ahead_rows;
-  assign \$908  = ~ room_w_13[4];
-  assign \$909  = \$907  & \$908 ;
-  assign \$910  = \$909  & room_w_14[4];
-  assign \$911  = d == 5'h1f;
-  assign \$913  = \$910  ? \$912  : d_ge_17;
-  assign \$914  = \$906  ? \$913  : d_ge_18;
-  assign \$915  = \$893  ? \$905  : \$914 ;
-  assign \$916  = write_rows & w_last;
-  assign \$917  = ~ ahead_rows;
-  assign \$918  = ~ room_w_13[4];
-  assign \$919  = \$917  & \$918 ;
-  assign \$920  = \$919  & room_w_14[4];
-  assign \$921  = d == 5'h1e;
-  assign \$922  = d == 5'h1f;
-  assign \$923  = | { \$922 , \$921  };
-  assign \$924  = \$920  ? \$923  : d_ge_16;
-  assign \$925  = \$916  ? \$924  : d_ge_17;
-  assign \$926  = \$892  ? \$915  : \$925 ;
-  assign \$927  = take_rows & r_last;
-  assign \$928  = oy == 4'hd;
-  assign \$929  = write_rows & w_last;
-  assign \$930  = ~ ahead_rows;
-  assign \$931  = ~ room_w_13[4];
-  assign \$932  = \$930  & \$931 ;
-  assign \$933  = \$932  & room_w_14[4];
-  assign \$934  = w_row == 4'hf;
-  assign \$936  = \$933  ? 1'h0 : \$935 ;
-  assign \$937  = \$929  ? \$936  : 1'h0;
-  assign \$938  = write_rows & w_last;
-  assign \$939  = ~ ahead_rows;
-  assign \$940  = ~ room_w_13[4];
-  assign \$941  = \$939  & \$940 ;
-  assign \$942  = \$941  & room_w_14[4];
-  assign \$943  = \$942  ? 1'h0 : d_ge_18;
-  assign \$944  = \$938  ? \$943  : d_ge_19;
-  assign \$945  = \$928  ? \$937  : \$944 ;
-  assign \$946  = write_rows & w_last;
-  assign \$947  = ~ ahead_rows;
-  assign \$948  = ~ room_w_13[4];
-  assign \$949  = \$947  & \$948 ;
-  assign \$950  = \$949  & room_w_14[4];
-  assign \$951  = d == 5'h1f;
-  assign \$953  = \$950  ? \$952  : d_ge_17;
-  assign \$954  = \$946  ? \$953  : d_ge_18;
-  assign \$955  = \$927  ? \$945  : \$954 ;
-  assign \$956  = take_rows & r_last;
-  assign \$957  = oy == 4'hd;
-  assign \$958  = write_rows & w_last;
-  assign \$959  = ~ ahead_rows;
-  assign \$960  = ~ room_w_13[4];
-  assign \$961  = \$959  & \$960 ;
-  assign \$962  = \$961  & room_w_14[4];
-  assign \$965  = write_rows & w_last;
-  assign \$966  = ~ ahead_rows;
-  assign \$967  = ~ room_w_13[4];
-  assign \$968  = \$966  & \$967 ;
-  assign \$969  = \$968  & room_w_14[4];
-  assign \$970  = \$969  ? d_ge_14 : d_ge_0;
-  assign \$971  = \$965  ? \$970  : d_ge_1;
-  assign \$972  = \$957  ? 1'h1 : \$971 ;
-  assign \$973  = write_rows & w_last;
-  assign \$974  = ~ ahead_rows;
-  assign \$975  = ~ room_w_13[4];
-  assign \$976  = \$974  & \$975 ;
-  assign \$977  = \$976  & room_w_14[4];
-  assign \$978  = d == 4'hd;
-  assign \$979  = d == 4'he;
-  assign \$980  = d == 4'hf;
-  assign \$981  = d == 5'h10;
-  assign \$982  = d == 5'h11;
-  assign \$983  = d == 5'h12;
-  assign \$984  = d == 5'h13;
-  assign \$985  = d == 5'h14;
-  assign \$986  = d == 5'h15;
-  assign \$987  = d == 5'h16;
-  assign \$988  = d == 5'h17;
-  assign \$989  = d == 5'h18;
-  assign \$990  = d == 5'h19;
-  assign \$991  = d == 5'h1a;
-  assign \$992  = d == 5'h1b;
-  assign \$993  = d == 5'h1c;
-  assign \$994  = d == 5'h1d;
-  assign \$995  = d == 5'h1e;
-  assign \$996  = d == 5'h1f;
-  assign \$997  = | { \$996 , \$995 , \$994 , \$993 , \$992 , \$991 , \$990 , \$989 , \$988 , \$987 , \$986 , \$985 , \$984 , \$983 , \$982 , \$981 , \$980 , \$979 , \$978  };
-  assign \$998  = d == 6'h20;
-  assign \$999  = d == 6'h21;
-  assign \$1000  = d == 6'h22;
-  assign \$1001  = d == 6'h23;
-  assign \$1002  = d == 6'h24;
-  assign \$1003  = d == 6'h25;
-  assign \$1004  = d == 6'h26;
-  assign \$1005  = d == 6'h27;
-  assign \$1006  = d == 6'h28;
-  assign \$1007  = d == 6'h29;
-  assign \$1008  = d == 6'h2a;
-  assign \$1009  = d == 6'h2b;
-  assign \$1010  = d == 6'h2c;
-  assign \$1011  = d == 6'h2d;
-  assign \$1012  = d == 6'h2e;
-  assign \$1013  = d == 6'h2f;
-  assign \$1014  = d == 6'h30;
-  assign \$1015  = d == 6'h31;
-  assign \$1016  = d == 6'h32;
-  assign \$1017  = d == 6'h33;
-  assign \$1018  = d == 6'h34;
-  assign \$1019  = d == 6'h35;
-  assign \$1020  = d == 6'h36;
-  assign \$1021  = d == 6'h37;
-  assign \$1022  = d == 6'h38;
-  assign \$1023  = d == 6'h39;
-  assign \$1024  = d == 6'h3a;
-  assign \$1025  = d == 6'h3b;
-  assign \$1026  = d == 6'h3c;
-  assign \$1027  = d == 6'h3d;
-  assign \$1028  = d == 6'h3e;
-  assign \$1029  = | { \$1028 , \$1027 , \$1026 , \$1025 , \$1024 , \$1023 , \$1022 , \$1021 , \$1020 , \$1019 , \$1018 , \$1017 , \$1016 , \$1015 , \$1014 , \$1013 , \$1012 , \$1011 , \$1010 , \$1009 , \$1008 , \$1007 , \$1006 , \$1005 , \$1004 , \$1003 , \$1002 , \$1001 , \$1000 , \$999 , \$998  };
-  assign \$1030  = ~ \$1029 ;
-  assign \$1031  = \$977  ? \$997  : \$1030 ;
-  assign \$1032  = \$973  ? \$1031  : d_ge_0;
-  assign \$1033  = \$956  ? \$972  : \$1032 ;
-  assign \$1034  = take_rows & r_last;
-  assign \$1035  = oy == 4'hd;
-  assign \$1036  = write_rows & w_last;
-  assign \$1037  = ~ ahead_rows;
-  assign \$1038  = ~ room_w_13[4];
-  assign \$1039  = \$1037  & \$1038 ;
-  assign \$1040  = \$1039  & room_w_14[4];
-  assign \$1043  = write_rows & w_last;
-  assign \$1044  = ~ ahead_rows;
-  assign \$1045  = ~ room_w_13[4];
-  assign \$1046  = \$1044  & \$1045 ;
-  assign \$1047  = \$1046  & room_w_14[4];
-  assign \$1048  = \$1047  ? d_ge_15 : d_ge_1;
-  assign \$1049  = \$1043  ? \$1048  : d_ge_2;
-  assign \$1050  = \$1035  ? 1'h1 : \$1049 ;
-  assign \$1051  = write_rows & w_last;
-  assign \$1052  = ~ ahead_rows;
-  assign \$1053  = ~ room_w_13[4];
-  assign \$1054  = \$1052  & \$1053 ;
-  assign \$1055  = \$1054  & room_w_14[4];
-  assign \$1056  = \$1055  ? d_ge_14 : d_ge_0;
-  assign \$1057  = \$1051  ? \$1056  : d_ge_1;
-  assign \$1058  = \$1034  ? \$1050  : \$1057 ;
-  assign \$1059  = take_rows & r_last;
-  assign \$1060  = oy == 4'hd;
-  assign \$1061  = write_rows & w_last;
-  assign \$1062  = ~ ahead_rows;
-  assign \$1063  = ~ room_w_13[4];
-  assign \$1064  = \$1062  & \$1063 ;
-  assign \$1065  = \$1064  & room_w_14[4];
-  assign \$1068  = write_rows & w_last;
-  assign \$1069  = ~ ahead_rows;
-  assign \$1070  = ~ room_w_13[4];
-  assign \$1071  = \$1069  & \$1070 ;
-  assign \$1072  = \$1071  & room_w_14[4];
-  assign \$1073  = \$1072  ? d_ge_16 : d_ge_2;
-  assign \$1074  = \$1068  ? \$1073  : d_ge_3;
-  assign \$1075  = \$1060  ? 1'h1 : \$1074 ;
-  assign \$1076  = write_rows & w_last;
-  assign \$1077  = ~ ahead_rows;
-  assign \$1078  = ~ room_w_13[4];
-  assign \$1079  = \$1077  & \$1078 ;
-  assign \$1080  = \$1079  & room_w_14[4];
-  assign \$1081  = \$1080  ? d_ge_15 : d_ge_1;
-  assign \$1082  = \$1076  ? \$1081  : d_ge_2;
-  assign \$1083  = \$1059  ? \$1075  : \$1082 ;
-  assign \$1084  = take_rows & r_last;
-  assign \$1085  = oy == 4'hd;
-  assign \$1086  = write_rows & w_last;
-  assign \$1087  = ~ ahead_rows;
-  assign \$1088  = ~ room_w_13[4];
-  assign \$1089  = \$1087  & \$1088 ;
-  assign \$1090  = \$1089  & room_w_14[4];
-  assign \$1091  = \$1090  ? 1'h0 : 1'h1;
-  assign \$1092  = ! w_row;
-  assign \$1094  = ~ \$1093 ;
-  assign \$1095  = \$1086  ? \$1091  : \$1094 ;
-  assign \$1096  = write_rows & w_last;
-  assign \$1097  = ~ ahead_rows;
-  assign \$1098  = ~ room_w_13[4];
-  assign \$1099  = \$1097  & \$1098 ;
-  assign \$1100  = \$1099  & room_w_14[4];
-  assign \$1101  = \$1100  ? d_ge_17 : d_ge_3;
-  assign \$1102  = \$1096  ? \$1101  : d_ge_4;
-  assign \$1103  = \$1085  ? \$1095  : \$1102 ;
-  assign \$1104  = write_rows & w_last;
-  assign \$1105  = ~ ahead_rows;
-  assign \$1106  = ~ room_w_13[4];
-  assign \$1107  = \$1105  & \$1106 ;
-  assign \$1108  = \$1107  & room_w_14[4];
-  assign \$1109  = \$1108  ? d_ge_16 : d_ge_2;
-  assign \$1110  = \$1104  ? \$1109  : d_ge_3;
-  assign \$1111  = \$1084  ? \$1103  : \$1110 ;
-  assign \$1112  = take_rows & r_last;
-  assign \$1113  = oy == 4'hd;
-  assign \$1114  = write_rows & w_last;
-  assign \$1115  = ~ ahead_rows;
-  assign \$1116  = ~ room_w_13[4];
-  assign \$1117  = \$1115  & \$1116 ;
-  assign \$1118  = \$1117  & room_w_14[4];
-  assign \$1119  = ! w_row;
-  assign \$1121  = ~ \$1120 ;
-  assign \$1122  = \$1118  ? 1'h0 : \$1121 ;
-  assign \$1123  = ! w_row;
-  assign \$1124  = w_row == 1'h1;
-  assign \$1125  = | { \$1124 , \$1123  };
-  assign \$1126  = ~ \$1125 ;
-  assign \$1127  = \$1114  ? \$1122  : \$1126 ;
-  assign \$1128  = write_rows & w_last;
-  assign \$1129  = ~ ahead_rows;
-  assign \$1130  = ~ room_w_13[4];
-  assign \$1131  = \$1129  & \$1130 ;
-  assign \$1132  = \$1131  & room_w_14[4];
-  assign \$1133  = \$1132  ? d_ge_18 : d_ge_4;
-  assign \$1134  = \$1128  ? \$1133  : d_ge_5;
-  assign \$1135  = \$1113  ? \$1127  : \$1134 ;
-  assign \$1136  = write_rows & w_last;
-  assign \$1137  = ~ ahead_rows;
-  assign \$1138  = ~ room_w_13[4];
-  assign \$1139  = \$1137  & \$1138 ;
-  assign \$1140  = \$1139  & room_w_14[4];
-  assign \$1141  = \$1140  ? d_ge_17 : d_ge_3;
-  assign \$1142  = \$1136  ? \$1141  : d_ge_4;
-  assign \$1143  = \$1112  ? \$1135  : \$1142 ;
-  assign \$1144  = take_rows & r_last;
-  assign \$1145  = oy == 4'hd;
-  assign \$1146  = write_rows & w_last;
-  assign \$1147  = ~ ahead_rows;
-  assign \$1148  = ~ room_w_13[4];
-  assign \$1149  = \$1147  & \$1148 ;
-  assign \$1150  = \$1149  & room_w_14[4];
-  assign \$1151  = ! w_row;
-  assign \$1152  = w_row == 1'h1;
-  assign \$1153  = | { \$1152 , \$1151  };
-  assign \$1154  = ~ \$1153 ;
-  assign \$1155  = \$1150  ? 1'h0 : \$1154 ;
-  assign \$1156  = ! w_row;
-  assign \$1157  = w_row == 1'h1;
-  assign \$1158  = w_row == 2'h2;
-  assign \$1159  = | { \$1158 , \$1157 , \$1156  };
-  assign \$1160  = ~ \$1159 ;
-  assign \$1161  = \$1146  ? \$1155  : \$1160 ;
-  assign \$1162  = write_rows & w_last;
-  assign \$1163  = ~ ahead_rows;
-  assign \$1164  = ~ room_w_13[4];
-  assign \$1165  = \$1163  & \$1164 ;
-  assign \$1166  = \$1165  & room_w_14[4];
-  assign \$1167  = \$1166  ? d_ge_19 : d_ge_5;
-  assign \$1168  = \$1162  ? \$1167  : d_ge_6;
-  assign \$1169  = \$1145  ? \$1161  : \$1168 ;
-  assign \$1170  = write_rows & w_last;
-  assign \$1171  = ~ ahead_rows;
-  assign \$1172  = ~ room_w_13[4];
-  assign \$1173  = \$1171  & \$1172 ;
-  assign \$1174  = \$1173  & room_w_14[4];
-  assign \$1175  = \$1174  ? d_ge_18 : d_ge_4;
-  assign \$1176  = \$1170  ? \$1175  : d_ge_5;
-  assign \$1177  = \$1144  ? \$1169  : \$1176 ;
-  assign \$1178  = take_rows & r_last;
-  assign \$1179  = oy == 4'hd;
-  assign \$1180  = write_rows & w_last;
-  assign \$1181  = ~ ahead_rows;
-  assign \$1182  = ~ room_w_13[4];
-  assign \$1183  = \$1181  & \$1182 ;
-  assign \$1184  = \$1183  & room_w_14[4];
-  assign \$1187  = write_rows & w_last;
-  assign \$1188  = ~ ahead_rows;
-  assign \$1189  = ~ room_w_13[4];
-  assign \$1190  = \$1188  & \$1189 ;
-  assign \$1191  = \$1190  & room_w_14[4];
-  assign \$1192  = \$1191  ? 1'h0 : d_ge_19;
-  assign \$1193  = d == 5'h14;
-  assign \$1194  = d == 5'h15;
-  assign \$1195  = d == 5'h16;
-  assign \$1196  = d == 5'h17;
-  assign \$1197  = d == 5'h18;
-  assign \$1198  = d == 5'h19;
-  assign \$1199  = d == 5'h1a;
-  assign \$1200  = d == 5'h1b;
-  assign \$1201  = d == 5'h1c;
-  assign \$1202  = d == 5'h1d;
-  assign \$1203  = d == 5'h1e;
-  assign \$1204  = d == 5'h1f;
-  assign \$1205  = | { \$1204 , \$1203 , \$1202 , \$1201 , \$1200 , \$1199 , \$1198 , \$1197 , \$1196 , \$1195 , \$1194 , \$1193  };
-  assign \$1206  = \$1187  ? \$1192  : \$1205 ;
-  assign \$1207  = \$1179  ? 1'h0 : \$1206 ;
-  assign \$1208  = write_rows & w_last;
-  assign \$1209  = ~ ahead_rows;
-  assign \$1210  = ~ room_w_13[4];
-  assign \$1211  = \$1209  & \$1210 ;
-  assign \$1212  = \$1211  & room_w_14[4];
-  assign \$1213  = \$1212  ? 1'h0 : d_ge_18;
-  assign \$1214  = \$1208  ? \$1213  : d_ge_19;
-  assign \$1215  = \$1178  ? \$1207  : \$1214 ;
-  assign \$1216  = take_rows & r_last;
-  assign \$1217  = oy == 4'hd;
-  assign \$1218  = write_rows & w_last;
-  assign \$1219  = ~ ahead_rows;
-  assign \$1220  = ~ room_w_13[4];
-  assign \$1221  = \$1219  & \$1220 ;
-  assign \$1222  = \$1221  & room_w_14[4];
-  assign \$1223  = ! w_row;
-  assign \$1224  = w_row == 1'h1;
-  assign \$1225  = w_row == 2'h2;
-  assign \$1226  = | { \$1225 , \$1224 , \$1223  };
-  assign \$1227  = ~ \$1226 ;
-  assign \$1228  = \$1222  ? 1'h0 : \$1227 ;
-  assign \$1229  = ! w_row;
-  assign \$1230  = w_row == 1'h1;
-  assign \$1231  = w_row == 2'h2;
-  assign \$1232  = w_row == 2'h3;
-  assign \$1233  = | { \$1232 , \$1231 , \$1230 , \$1229  };
-  assign \$1234  = ~ \$1233 ;
-  assign \$1235  = \$1218  ? \$1228  : \$1234 ;
-  assign \$1236  = write_rows & w_last;
-  assign \$1237  = ~ ahead_rows;
-  assign \$1238  = ~ room_w_13[4];
-  assign \$1239  = \$1237  & \$1238 ;
-  assign \$1240  = \$1239  & room_w_14[4];
-  assign \$1241  = d == 5'h14;
-  assign \$1242  = d == 5'h15;
-  assign \$1243  = d == 5'h16;
-  assign \$1244  = d == 5'h17;
-  assign \$1245  = d == 5'h18;
-  assign \$1246  = d == 5'h19;
-  assign \$1247  = d == 5'h1a;
-  assign \$1248  = d == 5'h1b;
-  assign \$1249  = d == 5'h1c;
-  assign \$1250  = d == 5'h1d;
-  assign \$1251  = d == 5'h1e;
-  assign \$1252  = d == 5'h1f;
-  assign \$1253  = | { \$1252 , \$1251 , \$1250 , \$1249 , \$1248 , \$1247 , \$1246 , \$1245 , \$1244 , \$1243 , \$1242 , \$1241  };
-  assign \$1254  = \$1240  ? \$1253  : d_ge_6;
-  assign \$1255  = d == 3'h7;
-  assign \$1256  = d == 4'h8;
-  assign \$1257  = d == 4'h9;
-  assign \$1258  = d == 4'ha;
-  assign \$1259  = d == 4'hb;
-  assign \$1260  = d == 4'hc;
-  assign \$1261  = d == 4'hd;
-  assign \$1262  = d == 4'he;
-  assign \$1263  = d == 4'hf;
-  assign \$1264  = d == 5'h10;
-  assign \$1265  = d == 5'h11;
-  assign \$1266  = d == 5'h12;
-  assign \$1267  = d == 5'h13;
-  assign \$1268  = d == 5'h14;
-  assign \$1269  = d == 5'h15;
-  assign \$1270  = d == 5'h16;
-  assign \$1271  = d == 5'h17;
-  assign \$1272  = d == 5'h18;
-  assign \$1273  = d == 5'h19;
-  assign \$1274  = d == 5'h1a;
-  assign \$1275  = d == 5'h1b;
-  assign \$1276  = d == 5'h1c;
-  assign \$1277  = d == 5'h1d;
-  assign \$1278  = d == 5'h1e;
-  assign \$1279  = d == 5'h1f;
-  assign \$1280  = | { \$1279 , \$1278 , \$1277 , \$1276 , \$1275 , \$1274 , \$1273 , \$1272 , \$1271 , \$1270 , \$1269 , \$1268 , \$1267 , \$1266 , \$1265 , \$1264 , \$1263 , \$1262 , \$1261 , \$1260 , \$1259 , \$1258 , \$1257 , \$1256 , \$1255  };
-  assign \$1281  = \$1236  ? \$1254  : \$1280 ;
-  assign \$1282  = \$1217  ? \$1235  : \$1281 ;
-  assign \$1283  = write_rows & w_last;
-  assign \$1284  = ~ ahead_rows;
-  assign \$1285  = ~ room_w_13[4];
-  assign \$1286  = \$1284  & \$1285 ;
-  assign \$1287  = \$1286  & room_w_14[4];
-  assign \$1288  = \$1287  ? d_ge_19 : d_ge_5;
-  assign \$1289  = \$1283  ? \$1288  : d_ge_6;
-  assign \$1290  = \$1216  ? \$1282  : \$1289 ;
-  assign \$1291  = rst_conv2_window ? 1'h0 : valid_next;
-  assign \$1292  = w_grp + w_c;
-  assign \$1293  = ! w_b;
-  assign \$1294  = write & \$1293 ;
-  assign \$1295  = w_grp + w_c;
-  assign \$1296  = w_b == 1'h1;
-  assign \$1297  = write & \$1296 ;
-  assign \$1298  = w_grp + w_c;
-  assign \$1299  = w_b == 2'h2;
-  assign \$1300  = write & \$1299 ;
-  assign \$1301  = w_grp + w_c;
-  assign \$1302  = w_b == 2'h3;
-  assign \$1303  = write & \$1302 ;
-  assign \$1304  = w_grp + w_c;
-  assign \$1305  = w_b == 3'h4;
-  assign \$1306  = write & \$1305 ;
-  assign \$1307  = rst_conv2_window ? 1'h1 : read_credits_room_next;
-  assign \$1308  = rst_conv2_window | switch;
-  assign \$1309  = write_rows & w_last;
-  assign \$1310  = w_row == 4'hd;
-  assign \$1311  = \$1309  & \$1310 ;
-  assign \$1312  = \$1311  ? 1'h1 : ahead_rows;
-  assign \$1313  = \$1308  ? 1'h0 : \$1312 ;
-  assign \$1314  = take_rows & r_last;
-  assign \$1315  = write & w_last;
-  assign \$1316  = ~ ahead;
-  assign \$1317  = ~ room_w_13[4];
-  assign \$1318  = \$1316  & \$1317 ;
-  assign \$1319  = \$1318  & room_w_14[4];
-  assign \$1320  = oy == 4'hd;
-  assign \$1321  = ~ ahead;
-  assign \$1322  = ~ room_w_13[4];
-  assign \$1323  = \$1321  & \$1322 ;
-  assign \$1324  = \$1323  & room_w_14[4];
-  assign \$1325  = ahead | \$1324 ;
-  assign \$1326  = switch ? 1'h0 : \$1325 ;
-  assign \$1327  = oy == 4'hd;
-  assign \$1328  = r_done | \$1327 ;
-  assign \$1329  = switch ? 1'h0 : \$1328 ;
-  assign \$1330  = ~ \$1329 ;
-  assign \$1332  = oy == 4'hd;
-  assign \$1333  = r_done | \$1332 ;
-  assign \$1334  = switch ? 1'h0 : \$1333 ;
-  assign \$1337  = \$1326  ? 1'h0 : 1'h1;
-  assign \$1338  = ~ ahead;
-  assign \$1339  = ~ room_w_13[4];
-  assign \$1340  = \$1338  & \$1339 ;
-  assign \$1341  = \$1340  & room_w_14[4];
-  assign \$1342  = ahead | \$1341 ;
-  assign \$1343  = switch ? 1'h0 : \$1342 ;
-  assign \$1344  = oy == 4'hd;
-  assign \$1345  = r_done | \$1344 ;
-  assign \$1346  = switch ? 1'h0 : \$1345 ;
-  assign \$1347  = ~ \$1346 ;
-  assign \$1348  = \$1347  & room_low_2[4];
-  assign \$1349  = oy == 4'hd;
-  assign \$1350  = r_done | \$1349 ;
-  assign \$1351  = switch ? 1'h0 : \$1350 ;
-  assign \$1354  = \$1343  ? \$1348  : 1'h1;
-  assign \$1355  = \$1320  ? \$1337  : \$1354 ;
-  assign \$1356  = oy == 4'hd;
-  assign \$1357  = ~ ahead;
-  assign \$1358  = ~ room_w_13[4];
-  assign \$1359  = \$1357  & \$1358 ;
-  assign \$1360  = \$1359  & room_w_14[4];
-  assign \$1361  = ahead | \$1360 ;
-  assign \$1362  = switch ? 1'h0 : \$1361 ;
-  assign \$1363  = oy == 4'hd;
-  assign \$1364  = r_done | \$1363 ;
-  assign \$1365  = switch ? 1'h0 : \$1364 ;
-  assign \$1366  = ~ \$1365 ;
-  assign \$1368  = oy == 4'hd;
-  assign \$1369  = r_done | \$1368 ;
-  assign \$1370  = switch ? 1'h0 : \$1369 ;
-  assign \$1371  = \$1370  | room_w_8[3];
-  assign \$1372  = room_w_13[4] & \$1371 ;
-  assign \$1373  = \$1362  ? 1'h0 : \$1372 ;
-  assign \$1374  = ~ ahead;
-  assign \$1375  = ~ room_w_13[4];
-  assign \$1376  = \$1374  & \$1375 ;
-  assign \$1377  = \$1376  & room_w_14[4];
-  assign \$1378  = ahead | \$1377 ;
-  assign \$1379  = switch ? 1'h0 : \$1378 ;
-  assign \$1380  = oy == 4'hd;
-  assign \$1381  = r_done | \$1380 ;
-  assign \$1382  = switch ? 1'h0 : \$1381 ;
-  assign \$1383  = ~ \$1382 ;
-  assign \$1384  = ~ d_ge_m3;
-  assign \$1385  = \$1383  & \$1384 ;
-  assign \$1386  = oy == 4'hd;
-  assign \$1387  = r_done | \$1386 ;
-  assign \$1388  = switch ? 1'h0 : \$1387 ;
-  assign \$1389  = ~ d_ge_11;
-  assign \$1390  = \$1388  | \$1389 ;
-  assign \$1391  = room_w_13[4] & \$1390 ;
-  assign \$1392  = \$1379  ? \$1385  : \$1391 ;
-  assign \$1393  = \$1356  ? \$1373  : \$1392 ;
-  assign \$1394  = \$1319  ? \$1355  : \$1393 ;
-  assign \$1395  = oy == 4'hd;
-  assign \$1396  = switch ? 1'h0 : ahead;
-  assign \$1397  = oy == 4'hd;
-  assign \$1398  = r_done | \$1397 ;
-  assign \$1399  = switch ? 1'h0 : \$1398 ;
-  assign \$1400  = ~ \$1399 ;
-  assign \$1402  = oy == 4'hd;
-  assign \$1403  = r_done | \$1402 ;
-  assign \$1404  = switch ? 1'h0 : \$1403 ;
-  assign \$1405  = \$1404  | room_w_9[4];
-  assign \$1406  = room_w_14[4] & \$1405 ;
-  assign \$1407  = \$1396  ? 1'h0 : \$1406 ;
-  assign \$1408  = switch ? 1'h0 : ahead;
-  assign \$1409  = oy == 4'hd;
-  assign \$1410  = r_done | \$1409 ;
-  assign \$1411  = switch ? 1'h0 : \$1410 ;
-  assign \$1412  = ~ \$1411 ;
-  assign \$1413  = ~ d_ge_m2;
-  assign \$1414  = \$1412  & \$1413 ;
-  assign \$1415  = oy == 4'hd;
-  assign \$1416  = r_done | \$1415 ;
-  assign \$1417  = switch ? 1'h0 : \$1416 ;
-  assign \$1418  = ~ d_ge_12;
-  assign \$1419  = \$1417  | \$1418 ;
-  assign \$1420  = room_w_14[4] & \$1419 ;
-  assign \$1421  = \$1408  ? \$1414  : \$1420 ;
-  assign \$1422  = \$1395  ? \$1407  : \$1421 ;
-  assign \$1423  = \$1315  ? \$1394  : \$1422 ;
-  assign \$1424  = write & w_last;
-  assign \$1425  = ~ ahead;
-  assign \$1426  = ~ room_w_13[4];
-  assign \$1427  = \$1425  & \$1426 ;
-  assign \$1428  = \$1427  & room_w_14[4];
-  assign \$1429  = ~ ahead;
-  assign \$1430  = ~ room_w_13[4];
-  assign \$1431  = \$1429  & \$1430 ;
-  assign \$1432  = \$1431  & room_w_14[4];
-  assign \$1433  = ahead | \$1432 ;
-  assign \$1434  = switch ? 1'h0 : \$1433 ;
-  assign \$1435  = switch ? 1'h0 : r_done;
-  assign \$1436  = ~ \$1435 ;
-  assign \$1437  = \$1436  & room_low_3[4];
-  assign \$1438  = switch ? 1'h0 : r_done;
-  assign \$1441  = \$1434  ? \$1437  : 1'h1;
-  assign \$1442  = ~ ahead;
-  assign \$1443  = ~ room_w_13[4];
-  assign \$1444  = \$1442  & \$1443 ;
-  assign \$1445  = \$1444  & room_w_14[4];
-  assign \$1446  = ahead | \$1445 ;
-  assign \$1447  = switch ? 1'h0 : \$1446 ;
-  assign \$1448  = switch ? 1'h0 : r_done;
-  assign \$1449  = ~ \$1448 ;
-  assign \$1450  = ~ d_ge_m4;
-  assign \$1451  = \$1449  & \$1450 ;
-  assign \$1452  = switch ? 1'h0 : r_done;
-  assign \$1453  = ~ d_ge_10;
-  assign \$1454  = \$1452  | \$1453 ;
-  assign \$1455  = room_w_13[4] & \$1454 ;
-  assign \$1456  = \$1447  ? \$1451  : \$1455 ;
-  assign \$1457  = \$1428  ? \$1441  : \$1456 ;
-  assign \$1458  = switch ? 1'h0 : ahead;
-  assign \$1459  = switch ? 1'h0 : r_done;
-  assign \$1460  = ~ \$1459 ;
-  assign \$1461  = ~ d_ge_m3;
-  assign \$1462  = \$1460  & \$1461 ;
-  assign \$1463  = switch ? 1'h0 : r_done;
-  assign \$1464  = ~ d_ge_11;
-  assign \$1465  = \$1463  | \$1464 ;
-  assign \$1466  = room_w_14[4] & \$1465 ;
-  assign \$1467  = \$1458  ? \$1462  : \$1466 ;
-  assign \$1468  = switch ? \$1467  : o__ready;
-  assign \$1469  = \$1424  ? \$1457  : \$1468 ;
-  assign \$1470  = \$1314  ? \$1423  : \$1469 ;
-  assign \$1471  = rst_conv2_window ? 1'h1 : \$1470 ;
-  assign \$1472  = take_rows & r_last;
-  assign \$1473  = write & w_last;
-  assign \$1474  = ~ ahead;
-  assign \$1475  = ~ room_w_13[4];
-  assign \$1476  = \$1474  & \$1475 ;
-  assign \$1477  = \$1476  & room_w_14[4];
-  assign \$1478  = oy == 4'hd;
-  assign \$1479  = ~ ahead;
-  assign \$1480  = ~ room_w_13[4];
-  assign \$1481  = \$1479  & \$1480 ;
-  assign \$1482  = \$1481  & room_w_14[4];
-  assign \$1483  = ahead | \$1482 ;
-  assign \$1484  = switch ? 1'h0 : \$1483 ;
-  assign \$1485  = oy == 4'hd;
-  assign \$1486  = r_done | \$1485 ;
-  assign \$1487  = switch ? 1'h0 : \$1486 ;
-  assign \$1488  = ~ \$1487 ;
-  assign \$1490  = oy == 4'hd;
-  assign \$1491  = r_done | \$1490 ;
-  assign \$1492  = switch ? 1'h0 : \$1491 ;
-  assign \$1495  = \$1484  ? 1'h0 : 1'h1;
-  assign \$1496  = ~ ahead;
-  assign \$1497  = ~ room_w_13[4];
-  assign \$1498  = \$1496  & \$1497 ;
-  assign \$1499  = \$1498  & room_w_14[4];
-  assign \$1500  = ahead | \$1499 ;
-  assign \$1501  = switch ? 1'h0 : \$1500 ;
-  assign \$1502  = oy == 4'hd;
-  assign \$1503  = r_done | \$1502 ;
-  assign \$1504  = switch ? 1'h0 : \$1503 ;
-  assign \$1505  = ~ \$1504 ;
-  assign \$1506  = \$1505  & room_low_2[4];
-  assign \$1507  = oy == 4'hd;
-  assign \$1508  = r_done | \$1507 ;
-  assign \$1509  = switch ? 1'h0 : \$1508 ;
-  assign \$1512  = \$1501  ? \$1506  : 1'h1;
-  assign \$1513  = \$1478  ? \$1495  : \$1512 ;
-  assign \$1514  = oy == 4'hd;
-  assign \$1515  = ~ ahead;
-  assign \$1516  = ~ room_w_13[4];
-  assign \$1517  = \$1515  & \$1516 ;
-  assign \$1518  = \$1517  & room_w_14[4];
-  assign \$1519  = ahead | \$1518 ;
-  assign \$1520  = switch ? 1'h0 : \$1519 ;
-  assign \$1521  = oy == 4'hd;
-  assign \$1522  = r_done | \$1521 ;
-  assign \$1523  = switch ? 1'h0 : \$1522 ;
-  assign \$1524  = ~ \$1523 ;
-  assign \$1526  = oy == 4'hd;
-  assign \$1527  = r_done | \$1526 ;
-  assign \$1528  = switch ? 1'h0 : \$1527 ;
-  assign \$1529  = \$1528  | room_w_8[3];
-  assign \$1530  = room_w_13[4] & \$1529 ;
-  assign \$1531  = \$1520  ? 1'h0 : \$1530 ;
-  assign \$1532  = ~ ahead;
-  assign \$1533  = ~ room_w_13[4];
-  assign \$1534  = \$1532  & \$1533 ;
-  assign \$1535  = \$1534  & room_w_14[4];
-  assign \$1536  = ahead | \$1535 ;
-  assign \$1537  = switch ? 1'h0 : \$1536 ;
-  assign \$1538  = oy == 4'hd;
-  assign \$1539  = r_done | \$1538 ;
-  assign \$1540  = switch ? 1'h0 : \$1539 ;
-  assign \$1541  = ~ \$1540 ;
-  assign \$1542  = ~ d_ge_m3;
-  assign \$1543  = \$1541  & \$1542 ;
-  assign \$1544  = oy == 4'hd;
-  assign \$1545  = r_done | \$1544 ;
-  assign \$1546  = switch ? 1'h0 : \$1545 ;
-  assign \$1547  = ~ d_ge_11;
-  assign \$1548  = \$1546  | \$1547 ;
-  assign \$1549  = room_w_13[4] & \$1548 ;
-  assign \$1550  = \$1537  ? \$1543  : \$1549 ;
-  assign \$1551  = \$1514  ? \$1531  : \$1550 ;
-  assign \$1552  = \$1477  ? \$1513  : \$1551 ;
-  assign \$1553  = oy == 4'hd;
-  assign \$1554  = switch ? 1'h0 : ahead;
-  assign \$1555  = oy == 4'hd;
-  assign \$1556  = r_done | \$1555 ;
-  assign \$1557  = switch ? 1'h0 : \$1556 ;
-  assign \$1558  = ~ \$1557 ;
-  assign \$1560  = oy == 4'hd;
-  assign \$1561  = r_done | \$1560 ;
-  assign \$1562  = switch ? 1'h0 : \$1561 ;
-  assign \$1563  = \$1562  | room_w_9[4];
-  assign \$1564  = room_w_14[4] & \$1563 ;
-  assign \$1565  = \$1554  ? 1'h0 : \$1564 ;
-  assign \$1566  = switch ? 1'h0 : ahead;
-  assign \$1567  = oy == 4'hd;
-  assign \$1568  = r_done | \$1567 ;
-  assign \$1569  = switch ? 1'h0 : \$1568 ;
-  assign \$1570  = ~ \$1569 ;
-  assign \$1571  = ~ d_ge_m2;
-  assign \$1572  = \$1570  & \$1571 ;
-  assign \$1573  = oy == 4'hd;
-  assign \$1574  = r_done | \$1573 ;
-  assign \$1575  = switch ? 1'h0 : \$1574 ;
-  assign \$1576  = ~ d_ge_12;
-  assign \$1577  = \$1575  | \$1576 ;
-  assign \$1578  = room_w_14[4] & \$1577 ;
-  assign \$1579  = \$1566  ? \$1572  : \$1578 ;
-  assign \$1580  = \$1553  ? \$1565  : \$1579 ;
-  assign \$1581  = \$1473  ? \$1552  : \$1580 ;
-  assign \$1582  = write & w_last;
-  assign \$1583  = ~ ahead;
-  assign \$1584  = ~ room_w_13[4];
-  assign \$1585  = \$1583  & \$1584 ;
-  assign \$1586  = \$1585  & room_w_14[4];
-  assign \$1587  = ~ ahead;
-  assign \$1588  = ~ room_w_13[4];
-  assign \$1589  = \$1587  & \$1588 ;
-  assign \$1590  = \$1589  & room_w_14[4];
-  assign \$1591  = ahead | \$1590 ;
-  assign \$1592  = switch ? 1'h0 : \$1591 ;
-  assign \$1593  = switch ? 1'h0 : r_done;
-  assign \$1594  = ~ \$1593 ;
-  assign \$1595  = \$1594  & room_low_3[4];
-  assign \$1596  = switch ? 1'h0 : r_done;
-  assign \$1599  = \$1592  ? \$1595  : 1'h1;
-  assign \$1600  = ~ ahead;
-  assign \$1601  = ~ room_w_13[4];
-  assign \$1602  = \$1600  & \$1601 ;
-  assign \$1603  = \$1602  & room_w_14[4];
-  assign \$1604  = ahead | \$1603 ;
-  assign \$1605  = switch ? 1'h0 : \$1604 ;
-  assign \$1606  = switch ? 1'h0 : r_done;
-  assign \$1607  = ~ \$1606 ;
-  assign \$1608  = ~ d_ge_m4;
-  assign \$1609  = \$1607  & \$1608 ;
-  assign \$1610  = switch ? 1'h0 : r_done;
-  assign \$1611  = ~ d_ge_10;
-  assign \$1612  = \$1610  | \$1611 ;
-  assign \$1613  = room_w_13[4] & \$1612 ;
-  assign \$1614  = \$1605  ? \$1609  : \$1613 ;
-  assign \$1615  = \$1586  ? \$1599  : \$1614 ;
-  assign \$1616  = switch ? 1'h0 : ahead;
-  assign \$1617  = switch ? 1'h0 : r_done;
-  assign \$1618  = ~ \$1617 ;
-  assign \$1619  = ~ d_ge_m3;
-  assign \$1620  = \$1618  & \$1619 ;
-  assign \$1621  = switch ? 1'h0 : r_done;
-  assign \$1622  = ~ d_ge_11;
-  assign \$1623  = \$1621  | \$1622 ;
-  assign \$1624  = room_w_14[4] & \$1623 ;
-  assign \$1625  = \$1616  ? \$1620  : \$1624 ;
-  assign \$1626  = switch ? \$1625  : o__ready;
-  assign \$1627  = \$1582  ? \$1615  : \$1626 ;
-  assign \$1628  = \$1472  ? \$1581  : \$1627 ;
-  assign \$1629  = rst_conv2_window ? 1'h1 : \$1628 ;
-  assign \$1630  = write_rows & w_last;
-  assign \$1631  = $signed(iy) < $signed(1'h0);
-  assign \$1632  = $signed(iy) >= $signed(5'h0e);
-  assign \$1633  = \$1631  | \$1632 ;
-  assign \$1634  = ~ ahead_rows;
-  assign \$1635  = w_row == 4'hd;
-  assign \$1636  = \$1634  & \$1635 ;
-  assign \$1637  = ! ky;
-  assign \$1638  = \$1637  & d_ge_14;
-  assign \$1639  = ky == 1'h1;
-  assign \$1640  = \$1639  & d_ge_15;
-  assign \$1641  = ky == 2'h2;
-  assign \$1642  = \$1641  & d_ge_16;
-  assign \$1643  = ky == 2'h3;
-  assign \$1644  = \$1643  & d_ge_17;
-  assign \$1645  = ky == 3'h4;
-  assign \$1646  = \$1645  & d_ge_18;
-  assign \$1647  = | { \$1646 , \$1644 , \$1642 , \$1640 , \$1638  };
-  assign \$1648  = ! ky;
-  assign \$1649  = \$1648  & d_ge_0;
-  assign \$1650  = ky == 1'h1;
-  assign \$1651  = \$1650  & d_ge_1;
-  assign \$1652  = ky == 2'h2;
-  assign \$1653  = \$1652  & d_ge_2;
-  assign \$1654  = ky == 2'h3;
-  assign \$1655  = \$1654  & d_ge_3;
-  assign \$1656  = ky == 3'h4;
-  assign \$1657  = \$1656  & d_ge_4;
-  assign \$1658  = | { \$1657 , \$1655 , \$1653 , \$1651 , \$1649  };
-  assign \$1659  = \$1636  ? \$1647  : \$1658 ;
-  assign \$1660  = \$1633  | \$1659 ;
-  assign \$1661  = $signed(iy) < $signed(1'h0);
-  assign \$1662  = $signed(iy) >= $signed(5'h0e);
-  assign \$1663  = \$1661  | \$1662 ;
-  assign \$1664  = ! ky;
-  assign \$1665  = \$1664  & d_ge_1;
-  assign \$1666  = ky == 1'h1;
-  assign \$1667  = \$1666  & d_ge_2;
-  assign \$1668  = ky == 2'h2;
-  assign \$1669  = \$1668  & d_ge_3;
-  assign \$1670  = ky == 2'h3;
-  assign \$1671  = \$1670  & d_ge_4;
-  assign \$1672  = ky == 3'h4;
-  assign \$1673  = \$1672  & d_ge_5;
-  assign \$1674  = | { \$1673 , \$1671 , \$1669 , \$1667 , \$1665  };
-  assign \$1675  = \$1663  | \$1674 ;
-  assign \$1676  = \$1630  ? \$1660  : \$1675 ;
-  assign \$1677  = write_rows & w_last;
-  assign \$1678  = oy == 4'hd;
-  assign \$1679  = r_last & \$1678 ;
-  assign \$1680  = ~ \$1679 ;
-  assign \$1681  = ky == 3'h4;
-  assign \$1682  = ~ \$1681 ;
-  assign \$1683  = $signed(iy) < $signed(1'h1);
-  assign \$1684  = $signed(iy) >= $signed(5'h0d);
-  assign \$1685  = \$1683  | \$1684 ;
-  assign \$1686  = c == 5'h1f;
-  assign \$1687  = ox == 4'hd;
-  assign \$1688  = \$1686  & \$1687 ;
-  assign \$1689  = oy == 4'hd;
-  assign \$1690  = $signed(low) < $signed(1'h1);
-  assign \$1691  = $signed(low) >= $signed(5'h0d);
-  assign \$1692  = \$1690  | \$1691 ;
-  assign \$1693  = \$1689  ? 1'h1 : \$1692 ;
-  assign \$1694  = $signed(low) < $signed(1'h0);
-  assign \$1695  = $signed(low) >= $signed(5'h0e);
-  assign \$1696  = \$1694  | \$1695 ;
-  assign \$1697  = \$1688  ? \$1693  : \$1696 ;
-  assign \$1698  = \$1681  ? \$1697  : \$1685 ;
-  assign \$1699  = ~ ahead_rows;
-  assign \$1700  = w_row == 4'hd;
-  assign \$1701  = \$1699  & \$1700 ;
-  assign \$1702  = ahead_rows | \$1701 ;
-  assign \$1703  = \$1698  | \$1702 ;
-  assign \$1704  = oy == 4'hd;
-  assign \$1705  = ~ ahead_rows;
-  assign \$1706  = w_row == 4'hd;
-  assign \$1707  = \$1705  & \$1706 ;
-  assign \$1709  = ~ ahead_rows;
-  assign \$1710  = w_row == 4'hd;
-  assign \$1711  = \$1709  & \$1710 ;
-  assign \$1712  = \$1711  ? d_ge_15 : d_ge_1;
-  assign \$1713  = \$1704  ? 1'h1 : \$1712 ;
-  assign \$1714  = ky == 3'h4;
-  assign \$1715  = ~ ahead_rows;
-  assign \$1716  = w_row == 4'hd;
-  assign \$1717  = \$1715  & \$1716 ;
-  assign \$1718  = \$1717  ? d_ge_14 : d_ge_0;
-  assign \$1719  = ~ ahead_rows;
-  assign \$1720  = w_row == 4'hd;
-  assign \$1721  = \$1719  & \$1720 ;
-  assign \$1722  = ! ky;
-  assign \$1723  = \$1722  & d_ge_15;
-  assign \$1724  = ky == 1'h1;
-  assign \$1725  = \$1724  & d_ge_16;
-  assign \$1726  = ky == 2'h2;
-  assign \$1727  = \$1726  & d_ge_17;
-  assign \$1728  = ky == 2'h3;
-  assign \$1729  = \$1728  & d_ge_18;
-  assign \$1730  = ky == 3'h4;
-  assign \$1731  = \$1730  & d_ge_19;
-  assign \$1732  = | { \$1731 , \$1729 , \$1727 , \$1725 , \$1723  };
-  assign \$1733  = ! ky;
-  assign \$1734  = \$1733  & d_ge_1;
-  assign \$1735  = ky == 1'h1;
-  assign \$1736  = \$1735  & d_ge_2;
-  assign \$1737  = ky == 2'h2;
-  assign \$1738  = \$1737  & d_ge_3;
-  assign \$1739  = ky == 2'h3;
-  assign \$1740  = \$1739  & d_ge_4;
-  assign \$1741  = ky == 3'h4;
-  assign \$1742  = \$1741  & d_ge_5;
-  assign \$1743  = | { \$1742 , \$1740 , \$1738 , \$1736 , \$1734  };
-  assign \$1744  = \$1721  ? \$1732  : \$1743 ;
-  assign \$1745  = \$1714  ? \$1718  : \$1744 ;
-  assign \$1746  = ~ ahead_rows;
-  assign \$1747  = w_row == 4'hd;
-  assign \$1748  = \$1746  & \$1747 ;
-  assign \$1749  = ! ky;
-  assign \$1750  = \$1749  & d_ge_14;
-  assign \$1751  = ky == 1'h1;
-  assign \$1752  = \$1751  & d_ge_15;
-  assign \$1753  = ky == 2'h2;
-  assign \$1754  = \$1753  & d_ge_16;
-  assign \$1755  = ky == 2'h3;
-  assign \$1756  = \$1755  & d_ge_17;
-  assign \$1757  = ky == 3'h4;
-  assign \$1758  = \$1757  & d_ge_18;
-  assign \$1759  = | { \$1758 , \$1756 , \$1754 , \$1752 , \$1750  };
-  assign \$1760  = ! ky;
-  assign \$1761  = \$1760  & d_ge_0;
-  assign \$1762  = ky == 1'h1;
-  assign \$1763  = \$1762  & d_ge_1;
-  assign \$1764  = ky == 2'h2;
-  assign \$1765  = \$1764  & d_ge_2;
-  assign \$1766  = ky == 2'h3;
-  assign \$1767  = \$1766  & d_ge_3;
-  assign \$1768  = ky == 3'h4;
-  assign \$1769  = \$1768  & d_ge_4;
-  assign \$1770  = | { \$1769 , \$1767 , \$1765 , \$1763 , \$1761  };
-  assign \$1771  = \$1748  ? \$1759  : \$1770 ;
-  assign \$1773  = r_last ? \$1713  : \$1772 ;
-  assign \$1774  = \$1703  | \$1773 ;
-  assign \$1775  = \$1680  & \$1774 ;
-  assign \$1776  = oy == 4'hd;
-  assign \$1777  = r_last & \$1776 ;
-  assign \$1778  = ~ \$1777 ;
-  assign \$1779  = ky == 3'h4;
-  assign \$1780  = ~ \$1779 ;
-  assign \$1781  = $signed(iy) < $signed(1'h1);
-  assign \$1782  = $signed(iy) >= $signed(5'h0d);
-  assign \$1783  = \$1781  | \$1782 ;
-  assign \$1784  = c == 5'h1f;
-  assign \$1785  = ox == 4'hd;
-  assign \$1786  = \$1784  & \$1785 ;
-  assign \$1787  = oy == 4'hd;
-  assign \$1788  = $signed(low) < $signed(1'h1);
-  assign \$1789  = $signed(low) >= $signed(5'h0d);
-  assign \$1790  = \$1788  | \$1789 ;
-  assign \$1791  = \$1787  ? 1'h1 : \$1790 ;
-  assign \$1792  = $signed(low) < $signed(1'h0);
-  assign \$1793  = $signed(low) >= $signed(5'h0e);
-  assign \$1794  = \$1792  | \$1793 ;
-  assign \$1795  = \$1786  ? \$1791  : \$1794 ;
-  assign \$1796  = \$1779  ? \$1795  : \$1783 ;
-  assign \$1797  = \$1796  | ahead_rows;
-  assign \$1798  = oy == 4'hd;
-  assign \$1799  = \$1798  ? 1'h1 : d_ge_2;
-  assign \$1800  = ky == 3'h4;
-  assign \$1801  = ! ky;
-  assign \$1802  = \$1801  & d_ge_2;
-  assign \$1803  = ky == 1'h1;
-  assign \$1804  = \$1803  & d_ge_3;
-  assign \$1805  = ky == 2'h2;
-  assign \$1806  = \$1805  & d_ge_4;
-  assign \$1807  = ky == 2'h3;
-  assign \$1808  = \$1807  & d_ge_5;
-  assign \$1809  = ky == 3'h4;
-  assign \$1810  = \$1809  & d_ge_6;
-  assign \$1811  = | { \$1810 , \$1808 , \$1806 , \$1804 , \$1802  };
-  assign \$1812  = \$1800  ? d_ge_1 : \$1811 ;
-  assign \$1813  = ! ky;
-  assign \$1814  = \$1813  & d_ge_1;
-  assign \$1815  = ky == 1'h1;
-  assign \$1816  = \$1815  & d_ge_2;
-  assign \$1817  = ky == 2'h2;
-  assign \$1818  = \$1817  & d_ge_3;
-  assign \$1819  = ky == 2'h3;
-  assign \$1820  = \$1819  & d_ge_4;
-  assign \$1821  = ky == 3'h4;
-  assign \$1822  = \$1821  & d_ge_5;
-  assign \$1823  = | { \$1822 , \$1820 , \$1818 , \$1816 , \$1814  };
-  assign \$1825  = r_last ? \$1799  : \$1824 ;
-  assign \$1826  = \$1797  | \$1825 ;
-  assign \$1827  = \$1778  & \$1826 ;
-  assign \$1828  = \$1677  ? \$1775  : \$1827 ;
-  assign \$1829  = write_rows & w_last;
-  assign \$1830  = ~ r_done;
-  assign \$1831  = $signed(iy) < $signed(1'h0);
-  assign \$1832  = $signed(iy) >= $signed(5'h0e);
-  assign \$1833  = \$1831  | \$1832 ;
-  assign \$1834  = \$1833  | ahead_rows;
-  assign \$1835  = ~ ahead_rows;
-  assign \$1836  = w_row == 4'hd;
-  assign \$1837  = \$1835  & \$1836 ;
-  assign \$1838  = \$1834  | \$1837 ;
-  assign \$1839  = ~ ahead_rows;
-  assign \$1840  = w_row == 4'hd;
-  assign \$1841  = \$1839  & \$1840 ;
-  assign \$1842  = ! ky;
-  assign \$1843  = \$1842  & d_ge_14;
-  assign \$1844  = ky == 1'h1;
-  assign \$1845  = \$1844  & d_ge_15;
-  assign \$1846  = ky == 2'h2;
-  assign \$1847  = \$1846  & d_ge_16;
-  assign \$1848  = ky == 2'h3;
-  assign \$1849  = \$1848  & d_ge_17;
-  assign \$1850  = ky == 3'h4;
-  assign \$1851  = \$1850  & d_ge_18;
-  assign \$1852  = | { \$1851 , \$1849 , \$1847 , \$1845 , \$1843  };
-  assign \$1853  = ! ky;
-  assign \$1854  = \$1853  & d_ge_0;
-  assign \$1855  = ky == 1'h1;
-  assign \$1856  = \$1855  & d_ge_1;
-  assign \$1857  = ky == 2'h2;
-  assign \$1858  = \$1857  & d_ge_2;
-  assign \$1859  = ky == 2'h3;
-  assign \$1860  = \$1859  & d_ge_3;
-  assign \$1861  = ky == 3'h4;
-  assign \$1862  = \$1861  & d_ge_4;
-  assign \$1863  = | { \$1862 , \$1860 , \$1858 , \$1856 , \$1854  };
-  assign \$1864  = \$1841  ? \$1852  : \$1863 ;
-  assign \$1865  = \$1838  | \$1864 ;
-  assign \$1866  = \$1830  & \$1865 ;
-  assign \$1867  = \$1829  ? \$1866  : avail;
-  assign \$1868  = take ? \$1828  : \$1867 ;
-  assign \$1869  = switch ? \$1676  : \$1868 ;
-  assign \$1870  = rst_conv2_window ? 1'h1 : \$1869 ;
-  assign \$1871  = write_rows & w_last;
-  assign \$1872  = $signed(iy) < $signed(1'h0);
-  assign \$1873  = $signed(iy) >= $signed(5'h0e);
-  assign \$1874  = \$1872  | \$1873 ;
-  assign \$1875  = ~ ahead_rows;
-  assign \$1876  = w_row == 4'hd;
-  assign \$1877  = \$1875  & \$1876 ;
-  assign \$1878  = ! ky;
-  assign \$1879  = \$1878  & d_ge_14;
-  assign \$1880  = ky == 1'h1;
-  assign \$1881  = \$1880  & d_ge_15;
-  assign \$1882  = ky == 2'h2;
-  assign \$1883  = \$1882  & d_ge_16;
-  assign \$1884  = ky == 2'h3;
-  assign \$1885  = \$1884  & d_ge_17;
-  assign \$1886  = ky == 3'h4;
-  assign \$1887  = \$1886  & d_ge_18;
-  assign \$1888  = | { \$1887 , \$1885 , \$1883 , \$1881 , \$1879  };
-  assign \$1889  = ! ky;
-  assign \$1890  = \$1889  & d_ge_0;
-  assign \$1891  = ky == 1'h1;
-  assign \$1892  = \$1891  & d_ge_1;
-  assign \$1893  = ky == 2'h2;
-  assign \$1894  = \$1893  & d_ge_2;
-  assign \$1895  = ky == 2'h3;
-  assign \$1896  = \$1895  & d_ge_3;
-  assign \$1897  = ky == 3'h4;
-  assign \$1898  = \$1897  & d_ge_4;
-  assign \$1899  = | { \$1898 , \$1896 , \$1894 , \$1892 , \$1890  };
-  assign \$1900  = \$1877  ? \$1888  : \$1899 ;
-  assign \$1901  = \$1874  | \$1900 ;
-  assign \$1902  = $signed(iy) < $signed(1'h0);
-  assign \$1903  = $signed(iy) >= $signed(5'h0e);
-  assign \$1904  = \$1902  | \$1903 ;
-  assign \$1905  = ! ky;
-  assign \$1906  = \$1905  & d_ge_1;
-  assign \$1907  = ky == 1'h1;
-  assign \$1908  = \$1907  & d_ge_2;
-  assign \$1909  = ky == 2'h2;
-  assign \$1910  = \$1909  & d_ge_3;
-  assign \$1911  = ky == 2'h3;
-  assign \$1912  = \$1911  & d_ge_4;
-  assign \$1913  = ky == 3'h4;
-  assign \$1914  = \$1913  & d_ge_5;
-  assign \$1915  = | { \$1914 , \$1912 , \$1910 , \$1908 , \$1906  };
-  assign \$1916  = \$1904  | \$1915 ;
-  assign \$1917  = \$1871  ? \$1901  : \$1916 ;
-  assign \$1918  = write_rows & w_last;
-  assign \$1919  = oy == 4'hd;
-  assign \$1920  = r_last & \$1919 ;
-  assign \$1921  = ~ \$1920 ;
-  assign \$1922  = ky == 3'h4;
-  assign \$1923  = ~ \$1922 ;
-  assign \$1924  = $signed(iy) < $signed(1'h1);
-  assign \$1925  = $signed(iy) >= $signed(5'h0d);
-  assign \$1926  = \$1924  | \$1925 ;
-  assign \$1927  = c == 5'h1f;
-  assign \$1928  = ox == 4'hd;
-  assign \$1929  = \$1927  & \$1928 ;
-  assign \$1930  = oy == 4'hd;
-  assign \$1931  = $signed(low) < $signed(1'h1);
-  assign \$1932  = $signed(low) >= $signed(5'h0d);
-  assign \$1933  = \$1931  | \$1932 ;
-  assign \$1934  = \$1930  ? 1'h1 : \$1933 ;
-  assign \$1935  = $signed(low) < $signed(1'h0);
-  assign \$1936  = $signed(low) >= $signed(5'h0e);
-  assign \$1937  = \$1935  | \$1936 ;
-  assign \$1938  = \$1929  ? \$1934  : \$1937 ;
-  assign \$1939  = \$1922  ? \$1938  : \$1926 ;
-  assign \$1940  = ~ ahead_rows;
-  assign \$1941  = w_row == 4'hd;
-  assign \$1942  = \$1940  & \$1941 ;
-  assign \$1943  = ahead_rows | \$1942 ;
-  assign \$1944  = \$1939  | \$1943 ;
-  assign \$1945  = oy == 4'hd;
-  assign \$1946  = ~ ahead_rows;
-  assign \$1947  = w_row == 4'hd;
-  assign \$1948  = \$1946  & \$1947 ;
-  assign \$1950  = ~ ahead_rows;
-  assign \$1951  = w_row == 4'hd;
-  assign \$1952  = \$1950  & \$1951 ;
-  assign \$1953  = \$1952  ? d_ge_15 : d_ge_1;
-  assign \$1954  = \$1945  ? 1'h1 : \$1953 ;
-  assign \$1955  = ky == 3'h4;
-  assign \$1956  = ~ ahead_rows;
-  assign \$1957  = w_row == 4'hd;
-  assign \$1958  = \$1956  & \$1957 ;
-  assign \$1959  = \$1958  ? d_ge_14 : d_ge_0;
-  assign \$1960  = ~ ahead_rows;
-  assign \$1961  = w_row == 4'hd;
-  assign \$1962  = \$1960  & \$1961 ;
-  assign \$1963  = ! ky;
-  assign \$1964  = \$1963  & d_ge_15;
-  assign \$1965  = ky == 1'h1;
-  assign \$1966  = \$1965  & d_ge_16;
-  assign \$1967  = ky == 2'h2;
-  assign \$1968  = \$1967  & d_ge_17;
-  assign \$1969  = ky == 2'h3;
-  assign \$1970  = \$1969  & d_ge_18;
-  assign \$1971  = ky == 3'h4;
-  assign \$1972  = \$1971  & d_ge_19;
-  assign \$1973  = | { \$1972 , \$1970 , \$1968 , \$1966 , \$1964  };
-  assign \$1974  = ! ky;
-  assign \$1975  = \$1974  & d_ge_1;
-  assign \$1976  = ky == 1'h1;
-  assign \$1977  = \$1976  & d_ge_2;
-  assign \$1978  = ky == 2'h2;
-  assign \$1979  = \$1978  & d_ge_3;
-  assign \$1980  = ky == 2'h3;
-  assign \$1981  = \$1980  & d_ge_4;
-  assign \$1982  = ky == 3'h4;
-  assign \$1983  = \$1982  & d_ge_5;
-  assign \$1984  = | { \$1983 , \$1981 , \$1979 , \$1977 , \$1975  };
-  assign \$1985  = \$1962  ? \$1973  : \$1984 ;
-  assign \$1986  = \$1955  ? \$1959  : \$1985 ;
-  assign \$1987  = ~ ahead_rows;
-  assign \$1988  = w_row == 4'hd;
-  assign \$1989  = \$1987  & \$1988 ;
-  assign \$1990  = ! ky;
-  assign \$1991  = \$1990  & d_ge_14;
-  assign \$1992  = ky == 1'h1;
-  assign \$1993  = \$1992  & d_ge_15;
-  assign \$1994  = ky == 2'h2;
-  assign \$1995  = \$1994  & d_ge_16;
-  assign \$1996  = ky == 2'h3;
-  assign \$1997  = \$1996  & d_ge_17;
-  assign \$1998  = ky == 3'h4;
-  assign \$1999  = \$1998  & d_ge_18;
-  assign \$2000  = | { \$1999 , \$1997 , \$1995 , \$1993 , \$1991  };
-  assign \$2001  = ! ky;
-  assign \$2002  = \$2001  & d_ge_0;
-  assign \$2003  = ky == 1'h1;
-  assign \$2004  = \$2003  & d_ge_1;
-  assign \$2005  = ky == 2'h2;
-  assign \$2006  = \$2005  & d_ge_2;
-  assign \$2007  = ky == 2'h3;
-  assign \$2008  = \$2007  & d_ge_3;
-  assign \$2009  = ky == 3'h4;
-  assign \$2010  = \$2009  & d_ge_4;
-  assign \$2011  = | { \$2010 , \$2008 , \$2006 , \$2004 , \$2002  };
-  assign \$2012  = \$1989  ? \$2000  : \$2011 ;
-  assign \$2014  = r_last ? \$1954  : \$2013 ;
-  assign \$2015  = \$1944  | \$2014 ;
-  assign \$2016  = \$1921  & \$2015 ;
-  assign \$2017  = oy == 4'hd;
-  assign \$2018  = r_last & \$2017 ;
-  assign \$2019  = ~ \$2018 ;
-  assign \$2020  = ky == 3'h4;
-  assign \$2021  = ~ \$2020 ;
-  assign \$2022  = $signed(iy) < $signed(1'h1);
-  assign \$2023  = $signed(iy) >= $signed(5'h0d);
-  assign \$2024  = \$2022  | \$2023 ;
-  assign \$2025  = c == 5'h1f;
-  assign \$2026  = ox == 4'hd;
-  assign \$2027  = \$2025  & \$2026 ;
-  assign \$2028  = oy == 4'hd;
-  assign \$2029  = $signed(low) < $signed(1'h1);
-  assign \$2030  = $signed(low) >= $signed(5'h0d);
-  assign \$2031  = \$2029  | \$2030 ;
-  assign \$2032  = \$2028  ? 1'h1 : \$2031 ;
-  assign \$2033  = $signed(low) < $signed(1'h0);
-  assign \$2034  = $signed(low) >= $signed(5'h0e);
-  assign \$2035  = \$2033  | \$2034 ;
-  assign \$2036  = \$2027  ? \$2032  : \$2035 ;
-  assign \$2037  = \$2020  ? \$2036  : \$2024 ;
-  assign \$2038  = \$2037  | ahead_rows;
-  assign \$2039  = oy == 4'hd;
-  assign \$2040  = \$2039  ? 1'h1 : d_ge_2;
-  assign \$2041  = ky == 3'h4;
-  assign \$2042  = ! ky;
-  assign \$2043  = \$2042  & d_ge_2;
-  assign \$2044  = ky == 1'h1;
-  assign \$2045  = \$2044  & d_ge_3;
-  assign \$2046  = ky == 2'h2;
-  assign \$2047  = \$2046  & d_ge_4;
-  assign \$2048  = ky == 2'h3;
-  assign \$2049  = \$2048  & d_ge_5;
-  assign \$2050  = ky == 3'h4;
-  assign \$2051  = \$2050  & d_ge_6;
-  assign \$2052  = | { \$2051 , \$2049 , \$2047 , \$2045 , \$2043  };
-  assign \$2053  = \$2041  ? d_ge_1 : \$2052 ;
-  assign \$2054  = ! ky;
-  assign \$2055  = \$2054  & d_ge_1;
-  assign \$2056  = ky == 1'h1;
-  assign \$2057  = \$2056  & d_ge_2;
-  assign \$2058  = ky == 2'h2;
-  assign \$2059  = \$2058  & d_ge_3;
-  assign \$2060  = ky == 2'h3;
-  assign \$2061  = \$2060  & d_ge_4;
-  assign \$2062  = ky == 3'h4;
-  assign \$2063  = \$2062  & d_ge_5;
-  assign \$2064  = | { \$2063 , \$2061 , \$2059 , \$2057 , \$2055  };
-  assign \$2066  = r_last ? \$2040  : \$2065 ;
-  assign \$2067  = \$2038  | \$2066 ;
-  assign \$2068  = \$2019  & \$2067 ;
-  assign \$2069  = \$1918  ? \$2016  : \$2068 ;
-  assign \$2070  = write_rows & w_last;
-  assign \$2071  = ~ r_done;
-  assign \$2072  = $signed(iy) < $signed(1'h0);
-  assign \$2073  = $signed(iy) >= $signed(5'h0e);
-  assign \$2074  = \$2072  | \$2073 ;
-  assign \$2075  = \$2074  | ahead_rows;
-  assign \$2076  = ~ ahead_rows;
-  assign \$2077  = w_row == 4'hd;
-  assign \$2078  = \$2076  & \$2077 ;
-  assign \$2079  = \$2075  | \$2078 ;
-  assign \$2080  = ~ ahead_rows;
-  assign \$2081  = w_row == 4'hd;
-  assign \$2082  = \$2080  & \$2081 ;
-  assign \$2083  = ! ky;
-  assign \$2084  = \$2083  & d_ge_14;
-  assign \$2085  = ky == 1'h1;
-  assign \$2086  = \$2085  & d_ge_15;
-  assign \$2087  = ky == 2'h2;
-  assign \$2088  = \$2087  & d_ge_16;
-  assign \$2089  = ky == 2'h3;
-  assign \$2090  = \$2089  & d_ge_17;
-  assign \$2091  = ky == 3'h4;
-  assign \$2092  = \$2091  & d_ge_18;
-  assign \$2093  = | { \$2092 , \$2090 , \$2088 , \$2086 , \$2084  };
-  assign \$2094  = ! ky;
-  assign \$2095  = \$2094  & d_ge_0;
-  assign \$2096  = ky == 1'h1;
-  assign \$2097  = \$2096  & d_ge_1;
-  assign \$2098  = ky == 2'h2;
-  assign \$2099  = \$2098  & d_ge_2;
-  assign \$2100  = ky == 2'h3;
-  assign \$2101  = \$2100  & d_ge_3;
-  assign \$2102  = ky == 3'h4;
-  assign \$2103  = \$2102  & d_ge_4;
-  assign \$2104  = | { \$2103 , \$2101 , \$2099 , \$2097 , \$2095  };
-  assign \$2105  = \$2082  ? \$2093  : \$2104 ;
-  assign \$2106  = \$2079  | \$2105 ;
-  assign \$2107  = \$2071  & \$2106 ;
-  assign \$2108  = \$2070  ? \$2107  : avail;
-  assign \$2109  = take ? \$2069  : \$2108 ;
-  assign \$2110  = switch ? \$1917  : \$2109 ;
-  assign \$2111  = rst_conv2_window ? 1'h1 : \$2110 ;
-  assign \$2112  = read_credits_room_next | rst_conv2_window;
-  assign \$2113  = write_rows & w_last;
-  assign \$2114  = $signed(iy) < $signed(1'h0);
-  assign \$2115  = $signed(iy) >= $signed(5'h0e);
-  assign \$2116  = \$2114  | \$2115 ;
-  assign \$2117  = ~ ahead_rows;
-  assign \$2118  = w_row == 4'hd;
-  assign \$2119  = \$2117  & \$2118 ;
-  assign \$2120  = ! ky;
-  assign \$2121  = \$2120  & d_ge_14;
-  assign \$2122  = ky == 1'h1;
-  assign \$2123  = \$2122  & d_ge_15;
-  assign \$2124  = ky == 2'h2;
-  assign \$2125  = \$2124  & d_ge_16;
-  assign \$2126  = ky == 2'h3;
-  assign \$2127  = \$2126  & d_ge_17;
-  assign \$2128  = ky == 3'h4;
-  assign \$2129  = \$2128  & d_ge_18;
-  assign \$2130  = | { \$2129 , \$2127 , \$2125 , \$2123 , \$2121  };
-  assign \$2131  = ! ky;
-  assign \$2132  = \$2131  & d_ge_0;
-  assign \$2133  = ky == 1'h1;
-  assign \$2134  = \$2133  & d_ge_1;
-  assign \$2135  = ky == 2'h2;
-  assign \$2136  = \$2135  & d_ge_2;
-  assign \$2137  = ky == 2'h3;
-  assign \$2138  = \$2137  & d_ge_3;
-  assign \$2139  = ky == 3'h4;
-  assign \$2140  = \$2139  & d_ge_4;
-  assign \$2141  = | { \$2140 , \$2138 , \$2136 , \$2134 , \$2132  };
-  assign \$2142  = \$2119  ? \$2130  : \$2141 ;
-  assign \$2143  = \$2116  | \$2142 ;
-  assign \$2144  = $signed(iy) < $signed(1'h0);
-  assign \$2145  = $signed(iy) >= $signed(5'h0e);
-  assign \$2146  = \$2144  | \$2145 ;
-  assign \$2147  = ! ky;
-  assign \$2148  = \$2147  & d_ge_1;
-  assign \$2149  = ky == 1'h1;
-  assign \$2150  = \$2149  & d_ge_2;
-  assign \$2151  = ky == 2'h2;
-  assign \$2152  = \$2151  & d_ge_3;
-  assign \$2153  = ky == 2'h3;
-  assign \$2154  = \$2153  & d_ge_4;
-  assign \$2155  = ky == 3'h4;
-  assign \$2156  = \$2155  & d_ge_5;
-  assign \$2157  = | { \$2156 , \$2154 , \$2152 , \$2150 , \$2148  };
-  assign \$2158  = \$2146  | \$2157 ;
-  assign \$2159  = \$2113  ? \$2143  : \$2158 ;
-  assign \$2160  = write_rows & w_last;
-  assign \$2161  = oy == 4'hd;
-  assign \$2162  = r_last & \$2161 ;
-  assign \$2163  = ~ \$2162 ;
-  assign \$2164  = ky == 3'h4;
-  assign \$2165  = ~ \$2164 ;
-  assign \$2166  = $signed(iy) < $signed(1'h1);
-  assign \$2167  = $signed(iy) >= $signed(5'h0d);
-  assign \$2168  = \$2166  | \$2167 ;
-  assign \$2169  = c == 5'h1f;
-  assign \$2170  = ox == 4'hd;
-  assign \$2171  = \$2169  & \$2170 ;
-  assign \$2172  = oy == 4'hd;
-  assign \$2173  = $signed(low) < $signed(1'h1);
-  assign \$2174  = $signed(low) >= $signed(5'h0d);
-  assign \$2175  = \$2173  | \$2174 ;
-  assign \$2176  = \$2172  ? 1'h1 : \$2175 ;
-  assign \$2177  = $signed(low) < $signed(1'h0);
-  assign \$2178  = $signed(low) >= $signed(5'h0e);
-  assign \$2179  = \$2177  | \$2178 ;
-  assign \$2180  = \$2171  ? \$2176  : \$2179 ;
-  assign \$2181  = \$2164  ? \$2180  : \$2168 ;
-  assign \$2182  = ~ ahead_rows;
-  assign \$2183  = w_row == 4'hd;
-  assign \$2184  = \$2182  & \$2183 ;
-  assign \$2185  = ahead_rows | \$2184 ;
-  assign \$2186  = \$2181  | \$2185 ;
-  assign \$2187  = oy == 4'hd;
-  assign \$2188  = ~ ahead_rows;
-  assign \$2189  = w_row == 4'hd;
-  assign \$2190  = \$2188  & \$2189 ;
-  assign \$2192  = ~ ahead_rows;
-  assign \$2193  = w_row == 4'hd;
-  assign \$2194  = \$2192  & \$2193 ;
-  assign \$2195  = \$2194  ? d_ge_15 : d_ge_1;
-  assign \$2196  = \$2187  ? 1'h1 : \$2195 ;
-  assign \$2197  = ky == 3'h4;
-  assign \$2198  = ~ ahead_rows;
-  assign \$2199  = w_row == 4'hd;
-  assign \$2200  = \$2198  & \$2199 ;
-  assign \$2201  = \$2200  ? d_ge_14 : d_ge_0;
-  assign \$2202  = ~ ahead_rows;
-  assign \$2203  = w_row == 4'hd;
-  assign \$2204  = \$2202  & \$2203 ;
-  assign \$2205  = ! ky;
-  assign \$2206  = \$2205  & d_ge_15;
-  assign \$2207  = ky == 1'h1;
-  assign \$2208  = \$2207  & d_ge_16;
-  assign \$2209  = ky == 2'h2;
-  assign \$2210  = \$2209  & d_ge_17;
-  assign \$2211  = ky == 2'h3;
-  assign \$2212  = \$2211  & d_ge_18;
-  assign \$2213  = ky == 3'h4;
-  assign \$2214  = \$2213  & d_ge_19;
-  assign \$2215  = | { \$2214 , \$2212 , \$2210 , \$2208 , \$2206  };
-  assign \$2216  = ! ky;
-  assign \$2217  = \$2216  & d_ge_1;
-  assign \$2218  = ky == 1'h1;
-  assign \$2219  = \$2218  & d_ge_2;
-  assign \$2220  = ky == 2'h2;
-  assign \$2221  = \$2220  & d_ge_3;
-  assign \$2222  = ky == 2'h3;
-  assign \$2223  = \$2222  & d_ge_4;
-  assign \$2224  = ky == 3'h4;
-  assign \$2225  = \$2224  & d_ge_5;
-  assign \$2226  = | { \$2225 , \$2223 , \$2221 , \$2219 , \$2217  };
-  assign \$2227  = \$2204  ? \$2215  : \$2226 ;
-  assign \$2228  = \$2197  ? \$2201  : \$2227 ;
-  assign \$2229  = ~ ahead_rows;
-  assign \$2230  = w_row == 4'hd;
-  assign \$2231  = \$2229  & \$2230 ;
-  assign \$2232  = ! ky;
-  assign \$2233  = \$2232  & d_ge_14;
-  assign \$2234  = ky == 1'h1;
-  assign \$2235  = \$2234  & d_ge_15;
-  assign \$2236  = ky == 2'h2;
-  assign \$2237  = \$2236  & d_ge_16;
-  assign \$2238  = ky == 2'h3;
-  assign \$2239  = \$2238  & d_ge_17;
-  assign \$2240  = ky == 3'h4;
-  assign \$2241  = \$2240  & d_ge_18;
-  assign \$2242  = | { \$2241 , \$2239 , \$2237 , \$2235 , \$2233  };
-  assign \$2243  = ! ky;
-  assign \$2244  = \$2243  & d_ge_0;
-  assign \$2245  = ky == 1'h1;
-  assign \$2246  = \$2245  & d_ge_1;
-  assign \$2247  = ky == 2'h2;
-  assign \$2248  = \$2247  & d_ge_2;
-  assign \$2249  = ky == 2'h3;
-  assign \$2250  = \$2249  & d_ge_3;
-  assign \$2251  = ky == 3'h4;
-  assign \$2252  = \$2251  & d_ge_4;
-  assign \$2253  = | { \$2252 , \$2250 , \$2248 , \$2246 , \$2244  };
-  assign \$2254  = \$2231  ? \$2242  : \$2253 ;
-  assign \$2256  = r_last ? \$2196  : \$2255 ;
-  assign \$2257  = \$2186  | \$2256 ;
-  assign \$2258  = \$2163  & \$2257 ;
-  assign \$2259  = oy == 4'hd;
-  assign \$2260  = r_last & \$2259 ;
-  assign \$2261  = ~ \$2260 ;
-  assign \$2262  = ky == 3'h4;
-  assign \$2263  = ~ \$2262 ;
-  assign \$2264  = $signed(iy) < $signed(1'h1);
-  assign \$2265  = $signed(iy) >= $signed(5'h0d);
-  assign \$2266  = \$2264  | \$2265 ;
-  assign \$2267  = c == 5'h1f;
-  assign \$2268  = ox == 4'hd;
-  assign \$2269  = \$2267  & \$2268 ;
-  assign \$2270  = oy == 4'hd;
-  assign \$2271  = $signed(low) < $signed(1'h1);
-  assign \$2272  = $signed(low) >= $signed(5'h0d);
-  assign \$2273  = \$2271  | \$2272 ;
-  assign \$2274  = \$2270  ? 1'h1 : \$2273 ;
-  assign \$2275  = $signed(low) < $signed(1'h0);
-  assign \$2276  = $signed(low) >= $signed(5'h0e);
-  assign \$2277  = \$2275  | \$2276 ;
-  assign \$2278  = \$2269  ? \$2274  : \$2277 ;
-  assign \$2279  = \$2262  ? \$2278  : \$2266 ;
-  assign \$2280  = \$2279  | ahead_rows;
-  assign \$2281  = oy == 4'hd;
-  assign \$2282  = \$2281  ? 1'h1 : d_ge_2;
-  assign \$2283  = ky == 3'h4;
-  assign \$2284  = ! ky;
-  assign \$2285  = \$2284  & d_ge_2;
-  assign \$2286  = ky == 1'h1;
-  assign \$2287  = \$2286  & d_ge_3;
-  assign \$2288  = ky == 2'h2;
-  assign \$2289  = \$2288  & d_ge_4;
-  assign \$2290  = ky == 2'h3;
-  assign \$2291  = \$2290  & d_ge_5;
-  assign \$2292  = ky == 3'h4;
-  assign \$2293  = \$2292  & d_ge_6;
-  assign \$2294  = | { \$2293 , \$2291 , \$2289 , \$2287 , \$2285  };
-  assign \$2295  = \$2283  ? d_ge_1 : \$2294 ;
-  assign \$2296  = ! ky;
-  assign \$2297  = \$2296  & d_ge_1;
-  assign \$2298  = ky == 1'h1;
-  assign \$2299  = \$2298  & d_ge_2;
-  assign \$2300  = ky == 2'h2;
-  assign \$2301  = \$2300  & d_ge_3;
-  assign \$2302  = ky == 2'h3;
-  assign \$2303  = \$2302  & d_ge_4;
-  assign \$2304  = ky == 3'h4;
-  assign \$2305  = \$2304  & d_ge_5;
-  assign \$2306  = | { \$2305 , \$2303 , \$2301 , \$2299 , \$2297  };
-  assign \$2308  = r_last ? \$2282  : \$2307 ;
-  assign \$2309  = \$2280  | \$2308 ;
-  assign \$2310  = \$2261  & \$2309 ;
-  assign \$2311  = \$2160  ? \$2258  : \$2310 ;
-  assign \$2312  = write_rows & w_last;
-  assign \$2313  = ~ r_done;
-  assign \$2314  = $signed(iy) < $signed(1'h0);
-  assign \$2315  = $signed(iy) >= $signed(5'h0e);
-  assign \$2316  = \$2314  | \$2315 ;
-  assign \$2317  = \$2316  | ahead_rows;
-  assign \$2318  = ~ ahead_rows;
-  assign \$2319  = w_row == 4'hd;
-  assign \$2320  = \$2318  & \$2319 ;
-  assign \$2321  = \$2317  | \$2320 ;
-  assign \$2322  = ~ ahead_rows;
-  assign \$2323  = w_row == 4'hd;
-  assign \$2324  = \$2322  & \$2323 ;
-  assign \$2325  = ! ky;
-  assign \$2326  = \$2325  & d_ge_14;
-  assign \$2327  = ky == 1'h1;
-  assign \$2328  = \$2327  & d_ge_15;
-  assign \$2329  = ky == 2'h2;
-  assign \$2330  = \$2329  & d_ge_16;
-  assign \$2331  = ky == 2'h3;
-  assign \$2332  = \$2331  & d_ge_17;
-  assign \$2333  = ky == 3'h4;
-  assign \$2334  = \$2333  & d_ge_18;
-  assign \$2335  = | { \$2334 , \$2332 , \$2330 , \$2328 , \$2326  };
-  assign \$2336  = ! ky;
-  assign \$2337  = \$2336  & d_ge_0;
-  assign \$2338  = ky == 1'h1;
-  assign \$2339  = \$2338  & d_ge_1;
-  assign \$2340  = ky == 2'h2;
-  assign \$2341  = \$2340  & d_ge_2;
-  assign \$2342  = ky == 2'h3;
-  assign \$2343  = \$2342  & d_ge_3;
-  assign \$2344  = ky == 3'h4;
-  assign \$2345  = \$2344  & d_ge_4;
-  assign \$2346  = | { \$2345 , \$2343 , \$2341 , \$2339 , \$2337  };
-  assign \$2347  = \$2324  ? \$2335  : \$2346 ;
-  assign \$2348  = \$2321  | \$2347 ;
-  assign \$2349  = \$2313  & \$2348 ;
-  assign \$2350  = \$2312  ? \$2349  : avail;
-  assign \$2351  = take ? \$2311  : \$2350 ;
-  assign \$2352  = switch ? \$2159  : \$2351 ;
-  assign \$2353  = rst_conv2_window ? 1'h1 : \$2352 ;
-  assign \$2354  = read_credits_room_next | rst_conv2_window;
+  assign \$238  = c == 5'h1f;
+  assign \$239  = & { \$238 , \$237 , \$236  };
+  assign \$240  = ~ r_done;
+  assign \$241  = $signed(low) + $signed(4'h5);
+  assign \$242  = $signed({ 1'h0, w_row }) >= $signed(\$241 );
+  assign \$243  = ahead_rows | \$242 ;
+  assign \$244  = w_row == 4'he;
+  assign \$245  = \$243  | \$244 ;
+  assign \$246  = \$240  & \$245 ;
+  assign \$247  = oy != 4'hd;
+  assign \$248  = $signed(low) + $signed(2'h1);
+  assign \$249  = $signed(\$248 ) + $signed(4'h5);
+  assign \$250  = $signed({ 1'h0, w_row }) >= $signed(\$249 );
+  assign \$251  = ahead_rows | \$250 ;
+  assign \$252  = w_row == 4'he;
+  assign \$253  = \$251  | \$252 ;
+  assign \$254  = \$247  & \$253 ;
+  assign \$255  = w_row >= 2'h3;
+  assign \$256  = ahead_rows & \$255 ;
+  assign \$257  = take_rows & r_last;
+  assign \$258  = w_row < 4'he;
+  assign \$259  = w_row < 4'h9;
+  assign \$260  = \$258  & \$259 ;
+  assign \$261  = w_row + 4'he;
+  assign \$262  = $signed(low) + $signed(5'h0b);
+  assign \$263  = $signed({ 1'h0, \$261  }) < $signed(\$262 );
+  assign \$264  = r_done | \$263 ;
+  assign \$265  = \$260  & \$264 ;
+  assign \$266  = w_row < 4'he;
+  assign \$267  = $signed(low) + $signed(5'h0b);
+  assign \$268  = $signed({ 1'h0, w_row }) < $signed(\$267 );
+  assign \$269  = r_done | \$268 ;
+  assign \$270  = \$266  & \$269 ;
+  assign \$271  = ahead ? \$265  : \$270 ;
+  assign \$272  = ~ ahead;
+  assign \$273  = w_row == 4'hd;
+  assign \$274  = \$272  & \$273 ;
+  assign \$275  = ahead | \$274 ;
+  assign \$276  = ~ ahead;
+  assign \$277  = w_row == 4'hd;
+  assign \$278  = \$276  & \$277 ;
+  assign \$279  = w_row + 1'h1;
+  assign \$280  = \$278  ? 5'h00 : \$279 ;
+  assign \$281  = \$280  < 4'he;
+  assign \$282  = ~ ahead;
+  assign \$283  = w_row == 4'hd;
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = w_row + 1'h1;
+  assign \$286  = \$284  ? 5'h00 : \$285 ;
+  assign \$287  = \$286  < 4'h9;
+  assign \$288  = \$281  & \$287 ;
+  assign \$289  = ~ ahead;
+  assign \$290  = w_row == 4'hd;
+  assign \$291  = \$289  & \$290 ;
+  assign \$292  = w_row + 1'h1;
+  assign \$293  = \$291  ? 5'h00 : \$292 ;
+  assign \$294  = \$293  + 4'he;
+  assign \$295  = $signed(low) + $signed(5'h0b);
+  assign \$296  = $signed({ 1'h0, \$294  }) < $signed(\$295 );
+  assign \$297  = r_done | \$296 ;
+  assign \$298  = \$288  & \$297 ;
+  assign \$299  = ~ ahead;
+  assign \$300  = w_row == 4'hd;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = w_row + 1'h1;
+  assign \$303  = \$301  ? 5'h00 : \$302 ;
+  assign \$304  = \$303  < 4'he;
+  assign \$305  = ~ ahead;
+  assign \$306  = w_row == 4'hd;
+  assign \$307  = \$305  & \$306 ;
+  assign \$308  = w_row + 1'h1;
+  assign \$309  = \$307  ? 5'h00 : \$308 ;
+  assign \$310  = $signed(low) + $signed(5'h0b);
+  assign \$311  = $signed({ 1'h0, \$309  }) < $signed(\$310 );
+  assign \$312  = r_done | \$311 ;
+  assign \$313  = \$304  & \$312 ;
+  assign \$314  = \$275  ? \$298  : \$313 ;
+  assign \$315  = write & w_last;
+  assign \$316  = rst_conv2_window ? 1'h0 : valid_next;
+  assign \$317  = w_grp + w_c;
+  assign \$318  = ! w_b;
+  assign \$319  = write & \$318 ;
+  assign \$320  = w_grp + w_c;
+  assign \$321  = w_b == 1'h1;
+  assign \$322  = write & \$321 ;
+  assign \$323  = w_grp + w_c;
+  assign \$324  = w_b == 2'h2;
+  assign \$325  = write & \$324 ;
+  assign \$326  = w_grp + w_c;
+  assign \$327  = w_b == 2'h3;
+  assign \$328  = write & \$327 ;
+  assign \$329  = w_grp + w_c;
+  assign \$330  = w_b == 3'h4;
+  assign \$331  = write & \$330 ;
+  assign \$332  = rst_conv2_window ? 1'h1 : read_credits_room_next;
+  assign \$333  = write_rows & w_last;
+  assign \$334  = w_row == 4'hd;
+  assign \$335  = w_row == 4'he;
+  assign \$336  = \$333  ? \$334  : \$335 ;
+  assign \$337  = ~ \$336 ;
+  assign \$338  = switch & \$337 ;
+  assign \$339  = rst_conv2_window | \$338 ;
+  assign \$340  = write_rows & w_last;
+  assign \$341  = w_row == 4'hd;
+  assign \$342  = \$340  & \$341 ;
+  assign \$343  = \$342  ? 1'h1 : ahead_rows;
+  assign \$344  = \$339  ? 1'h0 : \$343 ;
+  assign \$345  = switch | switch_d;
+  assign \$346  = take_rows & r_last;
+  assign \$347  = \$346  | r_end_d;
+  assign \$348  = \$347  ? avail_ok_next : avail_ok;
+  assign \$349  = \$345  ? avail_ok_image : \$348 ;
+  assign \$350  = rst_conv2_window ? 1'h0 : \$349 ;
+  assign \$351  = switch | switch_d;
+  assign \$352  = take_rows & r_last;
+  assign \$353  = \$352  | r_end_d;
+  assign \$354  = \$353  ? avail_ok_next : avail_ok;
+  assign \$355  = \$351  ? avail_ok_image : \$354 ;
+  assign \$356  = rst_conv2_window ? 1'h0 : \$355 ;
+  assign \$357  = read_credits_room_next | rst_conv2_window;
+  assign \$358  = switch | switch_d;
+  assign \$359  = take_rows & r_last;
+  assign \$360  = \$359  | r_end_d;
+  assign \$361  = \$360  ? avail_ok_next : avail_ok;
+  assign \$362  = \$358  ? avail_ok_image : \$361 ;
+  assign \$363  = rst_conv2_window ? 1'h0 : \$362 ;
+  assign \$364  = read_credits_room_next | rst_conv2_window;
+  assign \$365  = write & w_last;
+  assign \$366  = \$365  | w_end_d;
+  assign \$367  = \$366  ? room_ok_next : room_ok;
+  assign \$368  = rst_conv2_window ? 1'h1 : \$367 ;
+  assign \$369  = write & w_last;
+  assign \$370  = \$369  | w_end_d;
+  assign \$371  = \$370  ? room_ok_next : room_ok;
+  assign \$372  = rst_conv2_window ? 1'h1 : \$371 ;
   always @(posedge clk)
-    w_c <= \$2355 ;
+    w_c <= \$373 ;
   always @(posedge clk)
-    w_x <= \$2356 ;
+    w_x <= \$374 ;
   always @(posedge clk)
-    w_b <= \$2357 ;
+    w_b <= \$375 ;
   always @(posedge clk)
-    w_rowbase <= \$2358 ;
+    w_slot <= \$376 ;
   always @(posedge clk)
-    w_grp <= \$2359 ;
+    w_grp <= \$377 ;
   always @(posedge clk)
-    ahead <= \$2360 ;
+    ahead <= \$378 ;
   always @(posedge clk)
-    w_row <= \$2361 ;
+    w_row <= \$379 ;
   always @(posedge clk)
-    read_credits_returned <= \$2362 ;
+    read_credits_returned <= \$380 ;
   always @(posedge clk)
-    read_credits_space <= \$2363 ;
+    read_credits_space <= \$381 ;
   always @(posedge clk)
-    read_v1 <= \$2364 ;
+    read_v1 <= \$382 ;
   always @(posedge clk)
-    read_v2 <= \$2365 ;
+    read_v2 <= \$383 ;
   always @(posedge clk)
-    read_v3 <= \$2366 ;
+    read_v3 <= \$384 ;
   always @(posedge clk)
-    w_en <= \$2367 ;
+    w_en <= \$385 ;
   always @(posedge clk)
-    pads_a <= { \$120 , \$113 , \$106 , \$99 , \$92  };
+    pads_a <= { \$63 , \$56 , \$49 , \$42 , \$35  };
   always @(posedge clk)
     rot_a <= r0;
   always @(posedge clk)
@@ -27231,149 +18748,113 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     rot <= rot_a;
   always @(posedge clk)
-    \$signature__addr$57  <= \$124 [10:0];
+    \$signature__addr$61  <= \$67 [10:0];
   always @(posedge clk)
-    \$signature__addr$60  <= \$128 [10:0];
+    \$signature__addr$64  <= \$71 [10:0];
   always @(posedge clk)
-    \$signature__addr$63  <= \$132 [10:0];
+    \$signature__addr$67  <= \$75 [10:0];
   always @(posedge clk)
-    \$signature__addr$66  <= \$136 [10:0];
+    \$signature__addr$70  <= \$79 [10:0];
   always @(posedge clk)
-    \$signature__addr$69  <= \$138 [10:0];
+    \$signature__addr$73  <= \$81 [10:0];
   always @(posedge clk)
-    read_data <= { pads, rot, \$signature__data$117 , \$signature__data$116 , \$signature__data$115 , \$signature__data$114 , \$signature__data$113  };
+    read_data <= { pads, rot, \$signature__data$116 , \$signature__data$115 , \$signature__data$114 , \$signature__data$113 , \$signature__data$112  };
   always @(posedge clk)
-    w_data <= { \$183 , \$174 , \$165 , \$156 , \$147  };
+    w_data <= { \$126 , \$117 , \$108 , \$99 , \$90  };
   always @(posedge clk)
-    step_next_slot <= \$189 [3:0];
+    step_next_slot <= \$132 [3:0];
   always @(posedge clk)
-    step_next_row <= \$195 [10:0];
+    step_next_row <= \$138 [3:0];
   always @(posedge clk)
-    step_img_slot <= \$201 [3:0];
+    step_img_slot <= \$144 [3:0];
   always @(posedge clk)
-    step_img_row <= \$207 [10:0];
+    step_img_row <= \$150 [3:0];
   always @(posedge clk)
-    step_base_slot <= \$213 [3:0];
+    step_base_slot <= \$156 [3:0];
   always @(posedge clk)
-    step_base_row <= \$219 [10:0];
+    step_base_row <= \$162 [3:0];
   always @(posedge clk)
-    ky <= \$2368 ;
+    ky <= \$386 ;
   always @(posedge clk)
-    row_addr <= \$2369 ;
+    row_addr <= \$387 ;
   always @(posedge clk)
-    c <= \$2370 ;
+    c <= \$388 ;
   always @(posedge clk)
-    qc <= \$2371 ;
+    qc <= \$389 ;
   always @(posedge clk)
-    ox <= \$2372 ;
+    ox <= \$390 ;
   always @(posedge clk)
-    ix0 <= \$2373 ;
+    ix0 <= \$391 ;
   always @(posedge clk)
-    r0 <= \$2374 ;
+    r0 <= \$392 ;
   always @(posedge clk)
-    q0c <= \$2375 ;
+    q0c <= \$393 ;
   always @(posedge clk)
-    oy <= \$2376 ;
+    oy <= \$394 ;
   always @(posedge clk)
-    low <= \$2377 ;
+    low <= \$395 ;
   always @(posedge clk)
-    r_done <= \$2378 ;
+    r_done <= \$396 ;
   always @(posedge clk)
-    base_slot <= \$2379 ;
+    base_slot <= \$397 ;
   always @(posedge clk)
-    base_row <= \$2380 ;
+    base_row <= \$398 ;
   always @(posedge clk)
-    iy <= \$2381 ;
+    iy <= \$399 ;
   always @(posedge clk)
-    img_slot <= \$2382 ;
+    w_last <= \$400 ;
   always @(posedge clk)
-    img_row <= \$2383 ;
+    img_slot <= \$401 ;
   always @(posedge clk)
-    w_last <= \$2384 ;
+    img_row <= \$402 ;
   always @(posedge clk)
-    r_last <= \$2385 ;
+    r_last <= \$403 ;
   always @(posedge clk)
-    d <= \$2386 ;
+    avail_ok <= \$404 ;
   always @(posedge clk)
-    room_w_13 <= \$2387 ;
+    avail_ok_next <= \$405 ;
   always @(posedge clk)
-    room_w_14 <= \$2388 ;
+    avail_ok_image <= \$406 ;
   always @(posedge clk)
-    room_low_2 <= \$2389 ;
+    r_end_d <= \$407 ;
   always @(posedge clk)
-    room_w_8 <= \$2390 ;
+    switch_d <= \$408 ;
   always @(posedge clk)
-    room_w_9 <= \$2391 ;
+    room_ok <= \$409 ;
   always @(posedge clk)
-    room_low_3 <= \$2392 ;
+    room_ok_next <= \$410 ;
   always @(posedge clk)
-    d_ge_m3 <= \$2393 ;
-  always @(posedge clk)
-    d_ge_11 <= \$2394 ;
-  always @(posedge clk)
-    d_ge_m2 <= \$2395 ;
-  always @(posedge clk)
-    d_ge_12 <= \$2396 ;
-  always @(posedge clk)
-    d_ge_m4 <= \$2397 ;
-  always @(posedge clk)
-    d_ge_10 <= \$2398 ;
-  always @(posedge clk)
-    d_ge_14 <= \$2399 ;
-  always @(posedge clk)
-    d_ge_15 <= \$2400 ;
-  always @(posedge clk)
-    d_ge_16 <= \$2401 ;
-  always @(posedge clk)
-    d_ge_17 <= \$2402 ;
-  always @(posedge clk)
-    d_ge_18 <= \$2403 ;
-  always @(posedge clk)
-    d_ge_0 <= \$2404 ;
-  always @(posedge clk)
-    d_ge_1 <= \$2405 ;
-  always @(posedge clk)
-    d_ge_2 <= \$2406 ;
-  always @(posedge clk)
-    d_ge_3 <= \$2407 ;
-  always @(posedge clk)
-    d_ge_4 <= \$2408 ;
-  always @(posedge clk)
-    d_ge_5 <= \$2409 ;
-  always @(posedge clk)
-    d_ge_19 <= \$2410 ;
-  always @(posedge clk)
-    d_ge_6 <= \$2411 ;
+    w_end_d <= \$411 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) ahead_rows_copy (
     .clk(clk),
-    .d(\$1313 ),
+    .d(\$344 ),
     .q(ahead_rows)
   );
   flexor_copy #(
-    .INIT(32'd1),
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) avail_q_copy (
     .clk(clk),
-    .d(\$1870 ),
+    .d(\$350 ),
     .q(avail)
   );
   flexor_copy #(
-    .INIT(32'd1),
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$2353 ),
+    .d(\$363 ),
     .q(avail_rows)
   );
   flexor_copy #(
-    .INIT(32'd1),
+    .INIT(32'd0),
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$2111 ),
+    .d(\$356 ),
     .q(avail_step)
   );
   flexor_copy #(
@@ -27381,7 +18862,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) can_write_q_copy (
     .clk(clk),
-    .d(\$1471 ),
+    .d(\$368 ),
     .q(o__ready)
   );
   flexor_copy #(
@@ -27389,7 +18870,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$1629 ),
+    .d(\$372 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv2_window.inp  inp (
@@ -27397,7 +18878,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$161 ),
+    .o__payload(\o__payload$144 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window),
@@ -27408,14 +18889,14 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) inp_valid_rows_copy (
     .clk(clk),
-    .d(\$1291 ),
+    .d(\$316 ),
     .q(inp_valid_rows)
   );
   \flexor_lenet5.conv2_window.out  out (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$45 ),
-    .o__valid(\o__valid$47 ),
+    .o__ready(\o__ready$47 ),
+    .o__valid(\o__valid$49 ),
     .rst_conv2_window(rst_conv2_window),
     .w_en(w_en),
     .w_port__data(w_data)
@@ -27425,7 +18906,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) read_credits_room_q_copy (
     .clk(clk),
-    .d(\$1307 ),
+    .d(\$332 ),
     .q(read_credits_room)
   );
   flexor_copy #(
@@ -27433,7 +18914,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$2354 ),
+    .d(\$364 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -27441,7 +18922,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$2112 ),
+    .d(\$357 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -27449,7 +18930,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr0_q_copy (
     .clk(clk),
-    .d(\$1292 [10:0]),
+    .d(\$317 [10:0]),
     .q(\$signature__addr )
   );
   flexor_copy #(
@@ -27457,7 +18938,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr1_q_copy (
     .clk(clk),
-    .d(\$1295 [10:0]),
+    .d(\$320 [10:0]),
     .q(\$signature__addr$16 )
   );
   flexor_copy #(
@@ -27465,7 +18946,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr2_q_copy (
     .clk(clk),
-    .d(\$1298 [10:0]),
+    .d(\$323 [10:0]),
     .q(\$signature__addr$22 )
   );
   flexor_copy #(
@@ -27473,7 +18954,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr3_q_copy (
     .clk(clk),
-    .d(\$1301 [10:0]),
+    .d(\$326 [10:0]),
     .q(\$signature__addr$28 )
   );
   flexor_copy #(
@@ -27481,7 +18962,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr4_q_copy (
     .clk(clk),
-    .d(\$1304 [10:0]),
+    .d(\$329 [10:0]),
     .q(\$signature__addr$34 )
   );
   flexor_copy #(
@@ -27489,7 +18970,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$161 ),
+    .d(\o__payload$144 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -27497,7 +18978,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$161 ),
+    .d(\o__payload$144 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -27505,7 +18986,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$161 ),
+    .d(\o__payload$144 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -27513,7 +18994,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$161 ),
+    .d(\o__payload$144 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -27521,7 +19002,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$161 ),
+    .d(\o__payload$144 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -27529,7 +19010,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en0_q_copy (
     .clk(clk),
-    .d(\$1294 ),
+    .d(\$319 ),
     .q(\$signature__en )
   );
   flexor_copy #(
@@ -27537,7 +19018,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en1_q_copy (
     .clk(clk),
-    .d(\$1297 ),
+    .d(\$322 ),
     .q(\$signature__en$20 )
   );
   flexor_copy #(
@@ -27545,7 +19026,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en2_q_copy (
     .clk(clk),
-    .d(\$1300 ),
+    .d(\$325 ),
     .q(\$signature__en$26 )
   );
   flexor_copy #(
@@ -27553,7 +19034,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en3_q_copy (
     .clk(clk),
-    .d(\$1303 ),
+    .d(\$328 ),
     .q(\$signature__en$32 )
   );
   flexor_copy #(
@@ -27561,653 +19042,588 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en4_q_copy (
     .clk(clk),
-    .d(\$1306 ),
+    .d(\$331 ),
     .q(\$signature__en$38 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2355  = w_c;
+    w_row_words = 10'h000;
+    casez (\$3 )
+      5'h00:
+          w_row_words = 10'h000;
+      5'h01:
+          w_row_words = 10'h060;
+      5'h02:
+          w_row_words = 10'h0c0;
+      5'h03:
+          w_row_words = 10'h120;
+      5'h04:
+          w_row_words = 10'h180;
+      5'h05:
+          w_row_words = 10'h1e0;
+      5'h06:
+          w_row_words = 10'h240;
+      5'h07:
+          w_row_words = 10'h2a0;
+      5'h08:
+          w_row_words = 10'h300;
+      5'h09:
+          w_row_words = 10'h360;
+      5'h0a:
+          w_row_words = 10'h3c0;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    row_words = 10'h000;
+    casez (row_addr)
+      4'h0:
+          row_words = 10'h000;
+      4'h1:
+          row_words = 10'h060;
+      4'h2:
+          row_words = 10'h0c0;
+      4'h3:
+          row_words = 10'h120;
+      4'h4:
+          row_words = 10'h180;
+      4'h5:
+          row_words = 10'h1e0;
+      4'h6:
+          row_words = 10'h240;
+      4'h7:
+          row_words = 10'h2a0;
+      4'h8:
+          row_words = 10'h300;
+      4'h9:
+          row_words = 10'h360;
+      4'ha:
+          row_words = 10'h3c0;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$373  = w_c;
     if (write) begin
-      \$2355  = \$56 [4:0];
+      \$373  = \$8 [4:0];
     end
     if (rst_conv2_window) begin
-      \$2355  = 5'h00;
+      \$373  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2356  = w_x;
+    \$374  = w_x;
     if (write) begin
-      if (\$57 ) begin
-        \$2356  = \$60 [3:0];
+      if (\$9 ) begin
+        \$374  = \$12 [3:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2356  = 4'h0;
+      \$374  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2357  = w_b;
+    \$375  = w_b;
     if (write) begin
-      if (\$57 ) begin
-        \$2357  = \$65 [2:0];
+      if (\$9 ) begin
+        \$375  = \$17 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2357  = 3'h0;
+      \$375  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2358  = w_rowbase;
+    \$376  = w_slot;
     if (write) begin
-      if (\$57 ) begin
-        if (\$66 ) begin
-          \$2358  = \$73 [10:0];
+      if (\$9 ) begin
+        if (\$18 ) begin
+          \$376  = \$22 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2358  = 11'h000;
+      \$376  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2359  = w_grp;
+    \$377  = w_grp;
     if (write) begin
-      if (\$57 ) begin
-        if (\$66 ) begin
-          \$2359  = \$79 [10:0];
-        end else if (\$67 ) begin
-          \$2359  = \$84 [10:0];
+      if (\$9 ) begin
+        if (\$18 ) begin
+          \$377  = { 1'h0, w_row_words };
+        end else if (\$19 ) begin
+          \$377  = \$27 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2359  = 11'h000;
+      \$377  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2360  = ahead;
+    \$378  = ahead;
     if (write) begin
-      if (\$57 ) begin
-        if (\$66 ) begin
-          if (\$82 ) begin
-            \$2360  = 1'h1;
+      if (\$9 ) begin
+        if (\$18 ) begin
+          if (\$25 ) begin
+            \$378  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$2360  = 1'h0;
+      \$378  = \$235 ;
     end
     if (rst_conv2_window) begin
-      \$2360  = 1'h0;
+      \$378  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2361  = w_row;
+    \$379  = w_row;
     if (write) begin
-      if (\$57 ) begin
-        if (\$66 ) begin
+      if (\$9 ) begin
+        if (\$18 ) begin
           (* full_case = 32'd1 *)
-          if (\$82 ) begin
-            \$2361  = 4'h0;
+          if (\$25 ) begin
+            \$379  = 4'h0;
           end else begin
-            \$2361  = \$83 [3:0];
+            \$379  = \$26 [3:0];
           end
         end
       end
     end
+    if (switch) begin
+      if (\$231 ) begin
+        \$379  = 4'h0;
+      end
+    end
     if (rst_conv2_window) begin
-      \$2361  = 4'h0;
+      \$379  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2362  = \$85 ;
+    \$380  = \$28 ;
     if (rst_conv2_window) begin
-      \$2362  = 1'h0;
+      \$380  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2363  = \$2 [2:0];
+    \$381  = \$5 [2:0];
     if (rst_conv2_window) begin
-      \$2363  = 3'h7;
+      \$381  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2364  = take;
+    \$382  = take;
     if (rst_conv2_window) begin
-      \$2364  = 1'h0;
+      \$382  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2365  = read_v1;
+    \$383  = read_v1;
     if (rst_conv2_window) begin
-      \$2365  = 1'h0;
+      \$383  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2366  = read_v2;
+    \$384  = read_v2;
     if (rst_conv2_window) begin
-      \$2366  = 1'h0;
+      \$384  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2367  = read_v3;
+    \$385  = read_v3;
     if (rst_conv2_window) begin
-      \$2367  = 1'h0;
+      \$385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2368  = ky;
+    \$386  = ky;
     if (take_step) begin
-      \$2368  = \$222 [2:0];
+      \$386  = \$165 [2:0];
     end
     if (rst_conv2_window) begin
-      \$2368  = 3'h0;
+      \$386  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2369  = row_addr;
+    \$387  = row_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
-        \$2369  = \$230 [10:0];
+      if (\$167 ) begin
+        \$387  = \$173 [3:0];
       end else begin
-        \$2369  = base_row;
+        \$387  = base_row;
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
+        if (\$178 ) begin
         end else begin
-          if (\$265 ) begin
+          if (\$208 ) begin
             (* full_case = 32'd1 *)
-            if (\$272 ) begin
+            if (\$215 ) begin
             end else begin
-              \$2369  = step_next_row;
+              \$387  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2369  = step_base_row;
+      \$387  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$2369  = 11'h360;
+      \$387  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2370  = c;
+    \$388  = c;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
-        \$2370  = \$233 [4:0];
+        \$388  = \$176 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$2370  = 5'h00;
+      \$388  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2371  = qc;
+    \$389  = qc;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
-          \$2371  = \$236 [8:0];
+        if (\$178 ) begin
+          \$389  = \$179 [8:0];
         end else begin
-          \$2371  = \$264 [8:0];
+          \$389  = \$207 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2371  = 9'h1e0;
+      \$389  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2372  = ox;
+    \$390  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
+        if (\$178 ) begin
         end else begin
-          \$2372  = \$239 [3:0];
+          \$390  = \$182 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2372  = 4'h0;
+      \$390  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2373  = ix0;
+    \$391  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
+        if (\$178 ) begin
         end else begin
-          \$2373  = \$242 [4:0];
+          \$391  = \$185 [4:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2373  = 5'h1e;
+      \$391  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2374  = r0;
+    \$392  = r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
+        if (\$178 ) begin
         end else begin
-          \$2374  = \$250 [2:0];
+          \$392  = \$193 [2:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2374  = 3'h3;
+      \$392  = 3'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2375  = q0c;
+    \$393  = q0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
+        if (\$178 ) begin
         end else begin
-          \$2375  = \$257 [8:0];
+          \$393  = \$200 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2375  = 9'h1e0;
+      \$393  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2376  = oy;
+    \$394  = oy;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
+        if (\$178 ) begin
         end else begin
-          if (\$265 ) begin
-            \$2376  = \$268 [3:0];
+          if (\$208 ) begin
+            \$394  = \$211 [3:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2376  = 4'h0;
+      \$394  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2377  = low;
+    \$395  = low;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
+        if (\$178 ) begin
         end else begin
-          if (\$265 ) begin
-            \$2377  = \$271 [4:0];
+          if (\$208 ) begin
+            \$395  = \$214 [4:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$2377  = 5'h1e;
+      \$395  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2378  = r_done;
+    \$396  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
+        if (\$178 ) begin
         end else begin
-          if (\$265 ) begin
-            if (\$272 ) begin
-              \$2378  = 1'h1;
+          if (\$208 ) begin
+            if (\$215 ) begin
+              \$396  = 1'h1;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2378  = 1'h0;
+      \$396  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$2378  = 1'h0;
+      \$396  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2379  = base_slot;
+    \$397  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
+        if (\$178 ) begin
         end else begin
-          if (\$265 ) begin
+          if (\$208 ) begin
             (* full_case = 32'd1 *)
-            if (\$272 ) begin
+            if (\$215 ) begin
             end else begin
-              \$2379  = step_next_slot;
+              \$397  = step_next_slot;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2379  = step_base_slot;
+      \$397  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$2379  = 4'h9;
+      \$397  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2380  = base_row;
+    \$398  = base_row;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$224 ) begin
+      if (\$167 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$235 ) begin
+        if (\$178 ) begin
         end else begin
-          if (\$265 ) begin
+          if (\$208 ) begin
             (* full_case = 32'd1 *)
-            if (\$272 ) begin
+            if (\$215 ) begin
             end else begin
-              \$2380  = step_next_row;
+              \$398  = step_next_row;
             end
           end
         end
       end
     end
     if (switch) begin
-      \$2380  = step_base_row;
+      \$398  = step_base_row;
     end
     if (rst_conv2_window) begin
-      \$2380  = 11'h360;
+      \$398  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2381  = iy;
+    \$399  = iy;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$274 ) begin
-        \$2381  = \$278 [4:0];
-      end else if (\$277 ) begin
-        \$2381  = \$281 [4:0];
+      if (\$217 ) begin
+        \$399  = \$221 [4:0];
+      end else if (\$220 ) begin
+        \$399  = \$224 [4:0];
       end else begin
-        \$2381  = low;
+        \$399  = low;
       end
     end
     if (rst_conv2_window) begin
-      \$2381  = 5'h1e;
+      \$399  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2382  = img_slot;
-    if (switch) begin
-      \$2382  = step_img_slot;
-    end
-    if (rst_conv2_window) begin
-      \$2382  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2383  = img_row;
-    if (switch) begin
-      \$2383  = step_img_row;
-    end
-    if (rst_conv2_window) begin
-      \$2383  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2384  = w_last;
+    \$400  = w_last;
     if (write) begin
-      \$2384  = \$284 ;
+      \$400  = \$227 ;
     end
     if (rst_conv2_window) begin
-      \$2384  = 1'h0;
+      \$400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2385  = r_last;
+    \$401  = img_slot;
+    if (switch) begin
+      \$401  = step_img_slot;
+    end
+    if (rst_conv2_window) begin
+      \$401  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$402  = img_row;
+    if (switch) begin
+      \$402  = step_img_row;
+    end
+    if (rst_conv2_window) begin
+      \$402  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$403  = r_last;
     if (take_step) begin
-      \$2385  = \$288 ;
+      \$403  = \$239 ;
     end
     if (rst_conv2_window) begin
-      \$2385  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2386  = \$319 [5:0];
-    if (rst_conv2_window) begin
-      \$2386  = 6'h02;
+      \$403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2387  = \$327 [4:0];
+    \$404  = \$246 ;
     if (rst_conv2_window) begin
-      \$2387  = 5'h13;
+      \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2388  = \$335 [4:0];
+    \$405  = \$254 ;
     if (rst_conv2_window) begin
-      \$2388  = 5'h12;
+      \$405  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2389  = \$340 [4:0];
+    \$406  = \$256 ;
     if (rst_conv2_window) begin
-      \$2389  = 5'h04;
+      \$406  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2390  = \$348 [3:0];
+    \$407  = \$257 ;
     if (rst_conv2_window) begin
-      \$2390  = 4'h8;
+      \$407  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2391  = \$356 [4:0];
+    \$408  = switch;
     if (rst_conv2_window) begin
-      \$2391  = 5'h17;
+      \$408  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2392  = \$361 [4:0];
+    \$409  = \$271 ;
     if (rst_conv2_window) begin
-      \$2392  = 5'h05;
+      \$409  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2393  = \$386 ;
+    \$410  = \$314 ;
     if (rst_conv2_window) begin
-      \$2393  = 1'h1;
+      \$410  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2394  = \$445 ;
+    \$411  = \$315 ;
     if (rst_conv2_window) begin
-      \$2394  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2395  = \$503 ;
-    if (rst_conv2_window) begin
-      \$2395  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2396  = \$578 ;
-    if (rst_conv2_window) begin
-      \$2396  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2397  = \$656 ;
-    if (rst_conv2_window) begin
-      \$2397  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2398  = \$742 ;
-    if (rst_conv2_window) begin
-      \$2398  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2399  = \$809 ;
-    if (rst_conv2_window) begin
-      \$2399  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2400  = \$852 ;
-    if (rst_conv2_window) begin
-      \$2400  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2401  = \$891 ;
-    if (rst_conv2_window) begin
-      \$2401  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2402  = \$926 ;
-    if (rst_conv2_window) begin
-      \$2402  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2403  = \$955 ;
-    if (rst_conv2_window) begin
-      \$2403  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2404  = \$1033 ;
-    if (rst_conv2_window) begin
-      \$2404  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2405  = \$1058 ;
-    if (rst_conv2_window) begin
-      \$2405  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2406  = \$1083 ;
-    if (rst_conv2_window) begin
-      \$2406  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2407  = \$1111 ;
-    if (rst_conv2_window) begin
-      \$2407  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2408  = \$1143 ;
-    if (rst_conv2_window) begin
-      \$2408  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2409  = \$1177 ;
-    if (rst_conv2_window) begin
-      \$2409  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2410  = \$1215 ;
-    if (rst_conv2_window) begin
-      \$2410  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$2411  = \$1290 ;
-    if (rst_conv2_window) begin
-      \$2411  = 1'h0;
+      \$411  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -28229,73 +19645,26 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign w_addr4_q = \$signature__addr$34 ;
   assign w_data4_q = \$signature__data$36 ;
   assign w_en4_q = \$signature__en$38 ;
-  assign \o__payload$44  = o__payload;
-  assign \o__ready$46  = \o__ready$45 ;
-  assign \o__valid$48  = \o__valid$47 ;
-  assign space_next = \$2 [2:0];
+  assign \o__payload$46  = o__payload;
+  assign \o__ready$48  = \o__ready$47 ;
+  assign \o__valid$50  = \o__valid$49 ;
+  assign space_next = \$5 [2:0];
   assign read_credits_room_q = read_credits_room;
-  assign r_addr0 = \$signature__addr$57 ;
-  assign \$signature__en$59  = 1'h1;
-  assign r_addr1 = \$signature__addr$60 ;
-  assign \$signature__en$62  = 1'h1;
-  assign r_addr2 = \$signature__addr$63 ;
-  assign \$signature__en$65  = 1'h1;
-  assign r_addr3 = \$signature__addr$66 ;
-  assign \$signature__en$68  = 1'h1;
-  assign r_addr4 = \$signature__addr$69 ;
-  assign \$signature__en$71  = 1'h1;
+  assign r_addr0 = \$signature__addr$61 ;
+  assign \$signature__en$63  = 1'h1;
+  assign r_addr1 = \$signature__addr$64 ;
+  assign \$signature__en$66  = 1'h1;
+  assign r_addr2 = \$signature__addr$67 ;
+  assign \$signature__en$69  = 1'h1;
+  assign r_addr3 = \$signature__addr$70 ;
+  assign \$signature__en$72  = 1'h1;
+  assign r_addr4 = \$signature__addr$73 ;
+  assign \$signature__en$75  = 1'h1;
   assign read_v4 = w_en;
   assign finished = w_data;
-  assign \ahead_rows$76  = ahead_rows;
-  assign can_write_q = o__ready;
+  assign \ahead_rows$80  = ahead_rows;
   assign avail_q = avail;
-  assign \$369  = 1'h1;
-  assign \$370  = 1'h1;
-  assign \$453  = 1'h1;
-  assign \$454  = 1'h1;
-  assign \$586  = 1'h1;
-  assign \$587  = 1'h1;
-  assign \$904  = \$903 ;
-  assign \$912  = \$911 ;
-  assign \$935  = \$934 ;
-  assign \$952  = \$951 ;
-  assign \$963  = 1'h1;
-  assign \$964  = 1'h1;
-  assign \$1041  = 1'h1;
-  assign \$1042  = 1'h1;
-  assign \$1066  = 1'h1;
-  assign \$1067  = 1'h1;
-  assign \$1093  = \$1092 ;
-  assign \$1120  = \$1119 ;
-  assign \$1185  = 1'h0;
-  assign \$1186  = 1'h0;
-  assign \$1331  = 1'h0;
-  assign \$1335  = 1'h1;
-  assign \$1336  = 1'h1;
-  assign \$1352  = 1'h1;
-  assign \$1353  = 1'h1;
-  assign \$1367  = 1'h0;
-  assign \$1401  = 1'h0;
-  assign \$1439  = 1'h1;
-  assign \$1440  = 1'h1;
-  assign \$1489  = 1'h0;
-  assign \$1493  = 1'h1;
-  assign \$1494  = 1'h1;
-  assign \$1510  = 1'h1;
-  assign \$1511  = 1'h1;
-  assign \$1525  = 1'h0;
-  assign \$1559  = 1'h0;
-  assign \$1597  = 1'h1;
-  assign \$1598  = 1'h1;
-  assign \$1708  = 1'h1;
-  assign \$1772  = \$1745 ;
-  assign \$1824  = \$1812 ;
-  assign \$1949  = 1'h1;
-  assign \$2013  = \$1986 ;
-  assign \$2065  = \$2053 ;
-  assign \$2191  = 1'h1;
-  assign \$2255  = \$2228 ;
-  assign \$2307  = \$2295 ;
+  assign can_write_q = o__ready;
 endmodule
 
 (* generator = "Amaranth" *)
