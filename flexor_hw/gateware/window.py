@@ -82,15 +82,17 @@ class SlidingWindow(wiring.Component):
 
     The input is kept in a line buffer of ``kh + sh`` rows (a memory, block RAM on FPGAs): the
     writer may fill the rows the next output row needs while the reader walks the current one,
-    and a window element is read once its row is complete. Rows run on around the buffer from
+    and an output row's windows are read once all their rows are complete. Rows run on around
+    the buffer from
     one image to the next, so the writer starts the next image while the reader finishes this
     one. The writer waits (``i.ready`` low) only where it would overwrite a row still in use;
     the rows the reader waits for are always ones the writer may fill, so the unit never
-    deadlocks, whatever the stalls. ``i.ready`` is a register (:func:`_write_room`).
+    deadlocks, whatever the stalls. ``i.ready`` is a register (:func:`_flow_control`).
 
     One output beat per cycle while ``o`` takes them; ``o.valid`` and ``o.payload`` come from
-    registers (the head of the reader's output FIFO, :class:`_Reader`). Latency: a window
-    element is taken a cycle after the write of the beat that completes its row, and leaves
+    registers (the head of the reader's output FIFO, :class:`_Reader`). Latency: an output
+    row's first element is taken, at the earliest, three cycles after the write of the beat
+    that completes its last row (the writer's row count, the flag, ``avail``), and leaves
     five cycles later (its read address, the read, the read data's register, the
     finished payload's, the FIFO).
 
@@ -210,8 +212,8 @@ class SlidingWindow(wiring.Component):
                 with m.Else():
                     m.d.sync += w_row.eq(w_row + 1)
 
-        # Reader: an element is ready when it is padding or its row is complete (``avail``,
-        # a register: :func:`_registered_avail`).
+        # Reader: an output row's elements are ready once all its rows are complete
+        # (``avail``, a register: :func:`_flow_control`); ``pad``: the element is padding.
         pad = Signal()
         m.d.comb += pad.eq(_outside(iy, H) | _outside(ix, W))
         reader = _Reader(m, self, avail_init=int(kh <= ph))
@@ -734,17 +736,16 @@ class _Writer:
     """A window writer's handshake. The input comes through a skid buffer (its ``ready`` and
     the beat registers), so ``write`` (the input's beat taken) is a gate of the window's own
     flip-flops: the skid's ``valid`` and ``can_write``, the room register
-    (:func:`_write_room`; from the producer's output FIFO, placed by the producer, the
+    (:func:`_flow_control`; from the producer's output FIFO, placed by the producer, the
     handshake ran into the writer's row end and the reader's ``avail``: the placed
     ResNet-20's longest path, 10.2 ns of routing). Full rate; the skid holds up to two beats,
     which the skip FIFO sizing counts.
 
     ``write`` enables the writer's counters, the line buffer's write and the room; ``rows``,
     a copy of it from copies of those two registers (``flexor_copy`` cells, each following
-    the reset through its input), moves the rows-done bookkeeping (``d``, its flags, the
-    reader's ``avail`` and its copies), which sits by the reader: from the skid's ``valid``
-    across the window into ``avail``'s copies was the placed ResNet-20's longest path in
-    turn (2.2 ns of logic, 8.7 of routing)."""
+    the reset through its input), moves the reader's copy of ``ahead``, which sits by the
+    reader (from the skid's ``valid`` across the window into the reader's registers was the
+    placed ResNet-20's longest path, 2.2 ns of logic, 8.7 of routing)."""
 
     def __init__(self, m, unit):
         m.submodules.inp = skid = SkidBuffer(unit.i.payload.shape(), emit=unit._emit)
@@ -771,8 +772,9 @@ def _reader_ahead(m, unit, ahead_rows, switch, wr_end_rows, w_row, H):
     the next image), a ``flexor_copy`` that holds through itself and follows the reset
     through its input: set by the writer's last row end of its image (``wr_end_rows``, from
     the writer's copy of ``write``), cleared by the hand-over (``switch``, which it gates:
-    the writer's own ``ahead`` clears with it). The hand-over, ``avail`` and the rows-done
-    bookkeeping read it, so their logic stays by the reader: through the writer's ``ahead``,
+    the writer's own ``ahead`` clears with it, unless the writer has completed that image
+    too: :func:`_hand_over`). The hand-over and ``avail``'s flags read it, so their logic
+    stays by the reader: through the writer's ``ahead``,
     the reader's row address was the placed ResNet-20's longest path (a window's ``c``
     through the hand-over's select by ``ahead`` and back, 8.8 ns of routing). Equal to
     ``ahead`` in every cycle (a switch needs ``ahead``, the writer's set its absence).
@@ -839,11 +841,11 @@ class _Reader:
         wiring.connect(m, self.fifo.o, wiring.flipped(unit.o))
         self._credits = credits = Credits(self.depth, name="read_credits", emit=unit._emit)
         self._avail_init, self._emit = avail_init, unit._emit
-        self.avail = Signal(init=avail_init, name="avail")     # :func:`_registered_avail`
+        self.avail = Signal(init=avail_init, name="avail")     # :func:`_flow_control`
         self.take = Signal(name="take")
         m.d.comb += self.take.eq(self.avail & credits.room)
         # copies of ``take`` (:meth:`set_avail`): the counters' and read addresses' enable,
-        # and the rows-done bookkeeping's (``d``, its flags, the writer's room)
+        # and the flow control's (its output row end)
         self.step, self.rows = Signal(name="take_step"), Signal(name="take_rows")
         credits.count(m, self.take, unit.o.valid & unit.o.ready)
         self._staged = self.take
@@ -856,7 +858,7 @@ class _Reader:
         """``avail`` follows ``avail_next``; so do copies of it and of the credits' ``room``
         (``flexor_copy`` cells, each following the reset through its input), one pair for
         each copy of ``take`` (``step``, ``rows``). The counters' and addresses' enables (some 55
-        flip-flops) and the rows-done bookkeeping each take their own copy, so ``take``
+        flip-flops) and the flow control each take their own copy, so ``take``
         itself reaches only ``avail``'s next value, the credits and the stages: with every
         enable on it, ``avail``'s loop through ``take`` was the placed ResNet-20's longest
         path (its first window, 2.4 ns of logic and 11.5 of routing)."""
