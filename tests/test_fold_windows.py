@@ -124,7 +124,7 @@ def test_a_device_may_keep_to_a_lut_margin_of_its_own():
 
 
 def test_a_wider_lut_margin_buys_rate_only():
-    """A device's margin above :data:`MARGIN`'s (the ECP5-85k's 75 %) folds faster where the
+    """A device's margin above :data:`MARGIN`'s (the ECP5-85k's 76.5 %) folds faster where the
     rate needs it (LeNet-5 on the 25k at 69 %: 40,192 cycles in more than 65 % of its LUTs,
     where 65 % gives 43,904), and where the common margin reaches the same rate its folding
     is the one kept, LUT for LUT (LeNet-5 on the 85k)."""
@@ -249,7 +249,7 @@ def test_build_prints_what_a_faster_folding_needs(tmp_path, capsys):
 @pytest.mark.slow
 def test_resnet20_on_the_85k_folds_as_at_the_common_margin():
     """ResNet-20 reaches its windows' rate (49,153 cycles) within 65 % of the ECP5-85k; at
-    the device's 75 % a first try would fit with more LUTs for fewer block RAMs, and the
+    the device's 76.5 % a first try would fit with more LUTs for fewer block RAMs, and the
     pass keeps the 65 % folding instead (the one placed at 101-104 MHz)."""
     import sys
     from flexor_hw.build import plan_hardware
