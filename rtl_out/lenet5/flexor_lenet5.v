@@ -3451,35 +3451,35 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire [5:0] \$10 ;
   wire \$100 ;
   wire [6:0] \$101 ;
-  wire [6:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
+  wire \$102 ;
+  wire [6:0] \$103 ;
+  wire [6:0] \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [6:0] \$109 ;
+  wire \$109 ;
   wire [5:0] \$11 ;
   wire \$110 ;
-  wire [6:0] \$111 ;
-  wire [6:0] \$112 ;
+  wire \$111 ;
+  wire \$112 ;
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
-  wire [6:0] \$119 ;
+  wire \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [6:0] \$121 ;
-  wire [6:0] \$122 ;
+  wire [6:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
+  wire [6:0] \$127 ;
+  wire [7:0] \$128 ;
   wire \$129 ;
   wire [8:0] \$13 ;
   wire \$130 ;
@@ -3490,16 +3490,16 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$135 ;
   wire \$136 ;
   wire \$137 ;
-  wire [6:0] \$138 ;
+  wire \$138 ;
   wire \$139 ;
   wire [8:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
+  wire [5:0] \$140 ;
+  wire [6:0] \$141 ;
   wire \$142 ;
   wire \$143 ;
   wire \$144 ;
-  wire [6:0] \$145 ;
-  wire [7:0] \$146 ;
+  wire \$145 ;
+  wire [6:0] \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
@@ -3513,61 +3513,61 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$156 ;
   wire \$157 ;
   wire [5:0] \$158 ;
-  wire [6:0] \$159 ;
+  wire [5:0] \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
   wire \$163 ;
-  wire [6:0] \$164 ;
-  wire \$165 ;
+  wire [5:0] \$164 ;
+  wire [5:0] \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
+  wire [5:0] \$171 ;
+  wire [5:0] \$172 ;
+  wire [6:0] \$173 ;
+  wire [6:0] \$174 ;
   wire \$175 ;
-  wire [5:0] \$176 ;
-  wire [5:0] \$177 ;
+  wire \$176 ;
+  wire \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire \$181 ;
+  wire [5:0] \$181 ;
   wire [5:0] \$182 ;
-  wire [5:0] \$183 ;
+  wire \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire [5:0] \$189 ;
+  wire [5:0] \$187 ;
+  wire [5:0] \$188 ;
+  wire [6:0] \$189 ;
   wire [5:0] \$19 ;
-  wire [5:0] \$190 ;
-  wire [6:0] \$191 ;
-  wire [6:0] \$192 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire [5:0] \$199 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
-  wire [5:0] \$200 ;
+  wire \$200 ;
   wire \$201 ;
   wire \$202 ;
   wire \$203 ;
   wire \$204 ;
-  wire [5:0] \$205 ;
-  wire [5:0] \$206 ;
-  wire [6:0] \$207 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
   wire \$208 ;
   wire \$209 ;
   wire [3:0] \$21 ;
@@ -3600,66 +3600,46 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
-  wire \$239 ;
+  reg [4:0] \$237 ;
+  reg [7:0] \$238 ;
+  reg \$239 ;
   wire [4:0] \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
+  reg [4:0] \$240 ;
+  reg \$241 ;
+  reg [2:0] \$242 ;
+  reg \$243 ;
+  reg \$244 ;
+  reg \$245 ;
+  reg \$246 ;
+  reg [2:0] \$247 ;
+  reg [5:0] \$248 ;
+  reg [2:0] \$249 ;
   wire [3:0] \$25 ;
-  wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  reg [4:0] \$255 ;
-  reg [7:0] \$256 ;
-  reg \$257 ;
-  reg [4:0] \$258 ;
-  reg \$259 ;
+  reg [2:0] \$250 ;
+  reg [4:0] \$251 ;
+  reg [5:0] \$252 ;
+  reg [5:0] \$253 ;
+  reg [4:0] \$254 ;
+  reg [5:0] \$255 ;
+  reg \$256 ;
+  reg [2:0] \$257 ;
+  reg [5:0] \$258 ;
+  reg [5:0] \$259 ;
   wire [4:0] \$26 ;
-  reg [2:0] \$260 ;
-  reg \$261 ;
+  reg \$260 ;
+  reg [2:0] \$261 ;
   reg \$262 ;
   reg \$263 ;
   reg \$264 ;
-  reg [2:0] \$265 ;
-  reg [5:0] \$266 ;
-  reg [2:0] \$267 ;
-  reg [2:0] \$268 ;
-  reg [4:0] \$269 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg \$268 ;
+  reg \$269 ;
   wire [3:0] \$27 ;
-  reg [5:0] \$270 ;
-  reg [5:0] \$271 ;
-  reg [4:0] \$272 ;
-  reg [5:0] \$273 ;
-  reg \$274 ;
-  reg [2:0] \$275 ;
-  reg [2:0] \$276 ;
-  reg [5:0] \$277 ;
-  reg [5:0] \$278 ;
-  reg \$279 ;
+  reg \$270 ;
   wire \$28 ;
-  reg [2:0] \$280 ;
-  reg [2:0] \$281 ;
-  reg \$282 ;
-  reg \$283 ;
-  reg \$284 ;
-  reg \$285 ;
-  reg \$286 ;
-  reg \$287 ;
-  reg \$288 ;
-  reg \$289 ;
   wire [3:0] \$29 ;
-  reg \$290 ;
   wire \$3 ;
   wire [4:0] \$30 ;
   wire [3:0] \$31 ;
@@ -3670,73 +3650,73 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire [4:0] \$36 ;
   wire [3:0] \$37 ;
   wire [4:0] \$38 ;
-  wire [3:0] \$39 ;
+  wire [9:0] \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [3:0] \$41 ;
-  wire [4:0] \$42 ;
+  wire [7:0] \$40 ;
+  wire \$41 ;
+  wire [3:0] \$42 ;
   wire [3:0] \$43 ;
-  wire [4:0] \$44 ;
-  wire [3:0] \$45 ;
-  wire \$46 ;
-  wire [3:0] \$47 ;
-  wire [4:0] \$48 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [6:0] \$46 ;
+  wire \$47 ;
+  wire [3:0] \$48 ;
   wire [3:0] \$49 ;
   wire \$5 ;
-  wire [4:0] \$50 ;
-  wire [3:0] \$51 ;
-  wire \$52 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [6:0] \$52 ;
   wire [3:0] \$53 ;
-  wire [4:0] \$54 ;
+  wire \$54 ;
   wire [3:0] \$55 ;
   wire [4:0] \$56 ;
-  wire [9:0] \$57 ;
-  wire [7:0] \$58 ;
+  wire [3:0] \$57 ;
+  wire [4:0] \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [3:0] \$60 ;
-  wire [3:0] \$61 ;
+  wire [1:0] \$60 ;
+  wire [1:0] \$61 ;
   wire \$62 ;
   wire \$63 ;
   wire [6:0] \$64 ;
-  wire \$65 ;
-  wire [3:0] \$66 ;
-  wire [3:0] \$67 ;
-  wire \$68 ;
+  wire [7:0] \$65 ;
+  wire \$66 ;
+  wire [5:0] \$67 ;
+  wire [5:0] \$68 ;
   wire \$69 ;
   wire [3:0] \$7 ;
   wire [6:0] \$70 ;
-  wire [3:0] \$71 ;
+  wire [6:0] \$71 ;
   wire \$72 ;
-  wire [3:0] \$73 ;
-  wire [4:0] \$74 ;
-  wire [3:0] \$75 ;
-  wire [4:0] \$76 ;
-  wire \$77 ;
-  wire [1:0] \$78 ;
-  wire [1:0] \$79 ;
+  wire [6:0] \$73 ;
+  wire [6:0] \$74 ;
+  wire \$75 ;
+  wire [6:0] \$76 ;
+  wire [6:0] \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire [4:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire [6:0] \$82 ;
-  wire [7:0] \$83 ;
-  wire \$84 ;
-  wire [5:0] \$85 ;
-  wire [5:0] \$86 ;
+  wire [5:0] \$80 ;
+  wire [5:0] \$81 ;
+  wire \$82 ;
+  wire [6:0] \$83 ;
+  wire [6:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
   wire \$87 ;
-  wire [6:0] \$88 ;
-  wire [6:0] \$89 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
   wire \$90 ;
   wire [6:0] \$91 ;
-  wire [6:0] \$92 ;
-  wire \$93 ;
+  wire \$92 ;
+  wire [6:0] \$93 ;
   wire [6:0] \$94 ;
-  wire [6:0] \$95 ;
+  wire \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire [5:0] \$98 ;
-  wire [5:0] \$99 ;
+  wire \$98 ;
+  wire \$99 ;
   reg ahead = 1'h0;
   wire ahead_rows;
   wire \ahead_rows$45 ;
@@ -3747,7 +3727,6 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire avail_q;
   wire avail_rows;
   wire avail_step;
-  reg [2:0] base_row = 3'h4;
   reg [2:0] base_slot = 3'h4;
   wire [-1:0] c;
   wire can_write;
@@ -3767,7 +3746,6 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   input i__valid;
   wire i__valid;
   wire \i__valid$5 ;
-  reg [2:0] img_row = 3'h0;
   reg [2:0] img_slot = 3'h0;
   wire inp_valid_rows;
   reg [5:0] ix = 6'h3e;
@@ -3779,8 +3757,8 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [5:0] low = 6'h3e;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$100 ;
   wire [7:0] \o__payload$23 ;
+  wire [7:0] \o__payload$95 ;
   wire o__ready;
   input \o__ready$24 ;
   wire \o__ready$24 ;
@@ -3817,16 +3795,13 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg room_ok_next = 1'h1;
   wire room_rows;
   wire room_step;
-  reg [2:0] row_addr = 3'h4;
+  reg [2:0] row_slot = 3'h4;
   reg [7:0] row_words;
   input rst_conv1_window;
   wire rst_conv1_window;
   wire [2:0] space_next;
-  reg [2:0] step_base_row = 3'h4;
   reg [2:0] step_base_slot = 3'h4;
-  reg [2:0] step_img_row = 3'h0;
   reg [2:0] step_img_slot = 3'h0;
-  reg [2:0] step_next_row = 3'h4;
   reg [2:0] step_next_slot = 3'h4;
   wire switch;
   reg switch_d = 1'h0;
@@ -4065,324 +4040,296 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$24  = \$23  - 3'h6;
   assign \$25  = base_slot + 1'h1;
   assign \$26  = \$22  ? \$24  : { 1'h0, \$25  };
-  assign \$27  = base_row + 1'h1;
+  assign \$27  = img_slot + 3'h4;
   assign \$28  = \$27  >= 3'h6;
-  assign \$29  = base_row + 1'h1;
+  assign \$29  = img_slot + 3'h4;
   assign \$30  = \$29  - 3'h6;
-  assign \$31  = base_row + 1'h1;
+  assign \$31  = img_slot + 3'h4;
   assign \$32  = \$28  ? \$30  : { 1'h0, \$31  };
-  assign \$33  = img_slot + 3'h4;
+  assign \$33  = img_slot + 2'h2;
   assign \$34  = \$33  >= 3'h6;
-  assign \$35  = img_slot + 3'h4;
+  assign \$35  = img_slot + 2'h2;
   assign \$36  = \$35  - 3'h6;
-  assign \$37  = img_slot + 3'h4;
+  assign \$37  = img_slot + 2'h2;
   assign \$38  = \$34  ? \$36  : { 1'h0, \$37  };
-  assign \$39  = img_row + 3'h4;
-  assign \$40  = \$39  >= 3'h6;
-  assign \$41  = img_row + 3'h4;
-  assign \$42  = \$41  - 3'h6;
-  assign \$43  = img_row + 3'h4;
-  assign \$44  = \$40  ? \$42  : { 1'h0, \$43  };
-  assign \$45  = img_slot + 2'h2;
-  assign \$46  = \$45  >= 3'h6;
-  assign \$47  = img_slot + 2'h2;
-  assign \$48  = \$47  - 3'h6;
-  assign \$49  = img_slot + 2'h2;
-  assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
-  assign \$51  = img_row + 2'h2;
-  assign \$52  = \$51  >= 3'h6;
-  assign \$53  = img_row + 2'h2;
-  assign \$54  = \$53  - 3'h6;
-  assign \$55  = img_row + 2'h2;
-  assign \$56  = \$52  ? \$54  : { 1'h0, \$55  };
-  assign \$57  = $signed({ 1'h0, row_words }) + $signed(col_addr);
-  assign \$58  = read_data[8] ? 8'h00 : read_data[7:0];
-  assign \$59  = kx == 3'h4;
-  assign \$60  = kx + 1'h1;
-  assign \$61  = \$59  ? 4'h0 : \$60 ;
-  assign \$62  = kx == 3'h4;
-  assign \$63  = ~ \$62 ;
-  assign \$64  = $signed(col_addr) + $signed(2'h1);
-  assign \$65  = ky == 3'h4;
-  assign \$66  = ky + 1'h1;
-  assign \$67  = \$65  ? 4'h0 : \$66 ;
-  assign \$68  = ky == 3'h4;
-  assign \$69  = ~ \$68 ;
-  assign \$70  = $signed(ix0c) + $signed(1'h0);
-  assign \$71  = row_addr + 1'h1;
-  assign \$72  = \$71  >= 3'h6;
-  assign \$73  = row_addr + 1'h1;
-  assign \$74  = \$73  - 3'h6;
-  assign \$75  = row_addr + 1'h1;
-  assign \$76  = \$72  ? \$74  : { 1'h0, \$75  };
-  assign \$82  = $signed(ix0c) + $signed(1'h0);
-  assign \$83  = $signed(\$82 ) + $signed(2'h1);
-  assign \$84  = ox == 5'h1b;
-  assign \$85  = ox + 1'h1;
-  assign \$86  = \$84  ? 6'h00 : \$85 ;
-  assign \$87  = ox == 5'h1b;
-  assign \$88  = $signed(ix0) + $signed(2'h1);
-  assign \$89  = \$87  ? 7'h7e : \$88 ;
-  assign \$90  = ox == 5'h1b;
-  assign \$91  = $signed(ix0c) + $signed(2'h1);
-  assign \$92  = \$90  ? 7'h7e : \$91 ;
-  assign \$93  = ox == 5'h1b;
-  assign \$94  = $signed(ix0c) + $signed(2'h1);
-  assign \$95  = \$93  ? 7'h7e : \$94 ;
-  assign \$96  = ox == 5'h1b;
-  assign \$97  = oy == 5'h1b;
-  assign \$98  = oy + 1'h1;
-  assign \$99  = \$97  ? 6'h00 : \$98 ;
-  assign \$100  = oy == 5'h1b;
-  assign \$101  = $signed(low) + $signed(2'h1);
-  assign \$102  = \$100  ? 7'h7e : \$101 ;
-  assign \$103  = oy == 5'h1b;
-  assign \$104  = kx == 3'h4;
-  assign \$105  = ~ \$104 ;
-  assign \$106  = ky == 3'h4;
-  assign \$109  = $signed(ix) + $signed(2'h1);
-  assign \$110  = ox == 5'h1b;
-  assign \$111  = $signed(ix0) + $signed(2'h1);
-  assign \$112  = \$110  ? 7'h7e : \$111 ;
-  assign \$113  = kx == 3'h4;
-  assign \$114  = ky == 3'h4;
-  assign \$115  = ~ \$114 ;
-  assign \$117  = ox == 5'h1b;
-  assign \$119  = $signed(iy) + $signed(2'h1);
-  assign \$120  = oy == 5'h1b;
-  assign \$121  = $signed(low) + $signed(2'h1);
-  assign \$122  = \$120  ? 7'h7e : \$121 ;
-  assign \$123  = w_px == 5'h1a;
-  assign \$125  = write & w_last;
-  assign \$126  = w_row == 5'h1b;
-  assign \$127  = w_row == 5'h1c;
-  assign \$128  = \$125  ? \$126  : \$127 ;
-  assign \$129  = write & w_last;
-  assign \$130  = w_row == 5'h1b;
+  assign \$39  = $signed({ 1'h0, row_words }) + $signed(col_addr);
+  assign \$40  = read_data[8] ? 8'h00 : read_data[7:0];
+  assign \$41  = kx == 3'h4;
+  assign \$42  = kx + 1'h1;
+  assign \$43  = \$41  ? 4'h0 : \$42 ;
+  assign \$44  = kx == 3'h4;
+  assign \$45  = ~ \$44 ;
+  assign \$46  = $signed(col_addr) + $signed(2'h1);
+  assign \$47  = ky == 3'h4;
+  assign \$48  = ky + 1'h1;
+  assign \$49  = \$47  ? 4'h0 : \$48 ;
+  assign \$50  = ky == 3'h4;
+  assign \$51  = ~ \$50 ;
+  assign \$52  = $signed(ix0c) + $signed(1'h0);
+  assign \$53  = row_slot + 1'h1;
+  assign \$54  = \$53  >= 3'h6;
+  assign \$55  = row_slot + 1'h1;
+  assign \$56  = \$55  - 3'h6;
+  assign \$57  = row_slot + 1'h1;
+  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
+  assign \$64  = $signed(ix0c) + $signed(1'h0);
+  assign \$65  = $signed(\$64 ) + $signed(2'h1);
+  assign \$66  = ox == 5'h1b;
+  assign \$67  = ox + 1'h1;
+  assign \$68  = \$66  ? 6'h00 : \$67 ;
+  assign \$69  = ox == 5'h1b;
+  assign \$70  = $signed(ix0) + $signed(2'h1);
+  assign \$71  = \$69  ? 7'h7e : \$70 ;
+  assign \$72  = ox == 5'h1b;
+  assign \$73  = $signed(ix0c) + $signed(2'h1);
+  assign \$74  = \$72  ? 7'h7e : \$73 ;
+  assign \$75  = ox == 5'h1b;
+  assign \$76  = $signed(ix0c) + $signed(2'h1);
+  assign \$77  = \$75  ? 7'h7e : \$76 ;
+  assign \$78  = ox == 5'h1b;
+  assign \$79  = oy == 5'h1b;
+  assign \$80  = oy + 1'h1;
+  assign \$81  = \$79  ? 6'h00 : \$80 ;
+  assign \$82  = oy == 5'h1b;
+  assign \$83  = $signed(low) + $signed(2'h1);
+  assign \$84  = \$82  ? 7'h7e : \$83 ;
+  assign \$85  = oy == 5'h1b;
+  assign \$86  = kx == 3'h4;
+  assign \$87  = ~ \$86 ;
+  assign \$88  = ky == 3'h4;
+  assign \$91  = $signed(ix) + $signed(2'h1);
+  assign \$92  = ox == 5'h1b;
+  assign \$93  = $signed(ix0) + $signed(2'h1);
+  assign \$94  = \$92  ? 7'h7e : \$93 ;
+  assign \$95  = kx == 3'h4;
+  assign \$96  = ky == 3'h4;
+  assign \$97  = ~ \$96 ;
+  assign \$99  = ox == 5'h1b;
+  assign \$101  = $signed(iy) + $signed(2'h1);
+  assign \$102  = oy == 5'h1b;
+  assign \$103  = $signed(low) + $signed(2'h1);
+  assign \$104  = \$102  ? 7'h7e : \$103 ;
+  assign \$105  = w_px == 5'h1a;
+  assign \$107  = write & w_last;
+  assign \$108  = w_row == 5'h1b;
+  assign \$109  = w_row == 5'h1c;
+  assign \$110  = \$107  ? \$108  : \$109 ;
+  assign \$111  = write & w_last;
+  assign \$112  = w_row == 5'h1b;
+  assign \$113  = w_row == 5'h1c;
+  assign \$114  = \$111  ? \$112  : \$113 ;
+  assign \$115  = kx == 2'h3;
+  assign \$116  = ox == 5'h1b;
+  assign \$117  = ky == 3'h4;
+  assign \$118  = & { \$117 , \$116 , \$115  };
+  assign \$119  = ~ r_done;
+  assign \$120  = $signed(low) + $signed(4'h5);
+  assign \$121  = $signed({ 1'h0, w_row }) >= $signed(\$120 );
+  assign \$122  = ahead_rows | \$121 ;
+  assign \$123  = w_row == 5'h1c;
+  assign \$124  = \$122  | \$123 ;
+  assign \$125  = \$119  & \$124 ;
+  assign \$126  = oy != 5'h1b;
+  assign \$127  = $signed(low) + $signed(2'h1);
+  assign \$128  = $signed(\$127 ) + $signed(4'h5);
+  assign \$129  = $signed({ 1'h0, w_row }) >= $signed(\$128 );
+  assign \$130  = ahead_rows | \$129 ;
   assign \$131  = w_row == 5'h1c;
-  assign \$132  = \$129  ? \$130  : \$131 ;
-  assign \$133  = kx == 2'h3;
-  assign \$134  = ox == 5'h1b;
-  assign \$135  = ky == 3'h4;
-  assign \$136  = & { \$135 , \$134 , \$133  };
-  assign \$137  = ~ r_done;
-  assign \$138  = $signed(low) + $signed(4'h5);
-  assign \$139  = $signed({ 1'h0, w_row }) >= $signed(\$138 );
-  assign \$140  = ahead_rows | \$139 ;
-  assign \$141  = w_row == 5'h1c;
-  assign \$142  = \$140  | \$141 ;
-  assign \$143  = \$137  & \$142 ;
-  assign \$144  = oy != 5'h1b;
-  assign \$145  = $signed(low) + $signed(2'h1);
-  assign \$146  = $signed(\$145 ) + $signed(4'h5);
-  assign \$147  = $signed({ 1'h0, w_row }) >= $signed(\$146 );
-  assign \$148  = ahead_rows | \$147 ;
-  assign \$149  = w_row == 5'h1c;
-  assign \$150  = \$148  | \$149 ;
-  assign \$151  = \$144  & \$150 ;
-  assign \$152  = w_row >= 2'h3;
-  assign \$153  = ahead_rows & \$152 ;
-  assign \$154  = take_rows & r_last;
-  assign \$155  = w_row < 5'h1c;
-  assign \$156  = w_row < 3'h4;
+  assign \$132  = \$130  | \$131 ;
+  assign \$133  = \$126  & \$132 ;
+  assign \$134  = w_row >= 2'h3;
+  assign \$135  = ahead_rows & \$134 ;
+  assign \$136  = take_rows & r_last;
+  assign \$137  = w_row < 5'h1c;
+  assign \$138  = w_row < 3'h4;
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = w_row + 5'h1c;
+  assign \$141  = $signed(low) + $signed(4'h6);
+  assign \$142  = $signed({ 1'h0, \$140  }) < $signed(\$141 );
+  assign \$143  = r_done | \$142 ;
+  assign \$144  = \$139  & \$143 ;
+  assign \$145  = w_row < 5'h1c;
+  assign \$146  = $signed(low) + $signed(4'h6);
+  assign \$147  = $signed({ 1'h0, w_row }) < $signed(\$146 );
+  assign \$148  = r_done | \$147 ;
+  assign \$149  = \$145  & \$148 ;
+  assign \$150  = ahead ? \$144  : \$149 ;
+  assign \$151  = ~ ahead;
+  assign \$152  = w_row == 5'h1b;
+  assign \$153  = \$151  & \$152 ;
+  assign \$154  = ahead | \$153 ;
+  assign \$155  = ~ ahead;
+  assign \$156  = w_row == 5'h1b;
   assign \$157  = \$155  & \$156 ;
-  assign \$158  = w_row + 5'h1c;
-  assign \$159  = $signed(low) + $signed(4'h6);
-  assign \$160  = $signed({ 1'h0, \$158  }) < $signed(\$159 );
-  assign \$161  = r_done | \$160 ;
-  assign \$162  = \$157  & \$161 ;
-  assign \$163  = w_row < 5'h1c;
-  assign \$164  = $signed(low) + $signed(4'h6);
-  assign \$165  = $signed({ 1'h0, w_row }) < $signed(\$164 );
-  assign \$166  = r_done | \$165 ;
-  assign \$167  = \$163  & \$166 ;
-  assign \$168  = ahead ? \$162  : \$167 ;
-  assign \$169  = ~ ahead;
-  assign \$170  = w_row == 5'h1b;
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = ahead | \$171 ;
-  assign \$173  = ~ ahead;
-  assign \$174  = w_row == 5'h1b;
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = w_row + 1'h1;
-  assign \$177  = \$175  ? 6'h00 : \$176 ;
-  assign \$178  = \$177  < 5'h1c;
-  assign \$179  = ~ ahead;
-  assign \$180  = w_row == 5'h1b;
-  assign \$181  = \$179  & \$180 ;
-  assign \$182  = w_row + 1'h1;
-  assign \$183  = \$181  ? 6'h00 : \$182 ;
-  assign \$184  = \$183  < 3'h4;
-  assign \$185  = \$178  & \$184 ;
-  assign \$186  = ~ ahead;
-  assign \$187  = w_row == 5'h1b;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = w_row + 1'h1;
-  assign \$190  = \$188  ? 6'h00 : \$189 ;
-  assign \$191  = \$190  + 5'h1c;
-  assign \$192  = $signed(low) + $signed(4'h6);
-  assign \$193  = $signed({ 1'h0, \$191  }) < $signed(\$192 );
-  assign \$194  = r_done | \$193 ;
-  assign \$195  = \$185  & \$194 ;
-  assign \$196  = ~ ahead;
-  assign \$197  = w_row == 5'h1b;
-  assign \$198  = \$196  & \$197 ;
-  assign \$199  = w_row + 1'h1;
-  assign \$200  = \$198  ? 6'h00 : \$199 ;
-  assign \$201  = \$200  < 5'h1c;
-  assign \$202  = ~ ahead;
-  assign \$203  = w_row == 5'h1b;
-  assign \$204  = \$202  & \$203 ;
-  assign \$205  = w_row + 1'h1;
-  assign \$206  = \$204  ? 6'h00 : \$205 ;
-  assign \$207  = $signed(low) + $signed(4'h6);
-  assign \$208  = $signed({ 1'h0, \$206  }) < $signed(\$207 );
-  assign \$209  = r_done | \$208 ;
-  assign \$210  = \$201  & \$209 ;
-  assign \$211  = \$172  ? \$195  : \$210 ;
-  assign \$212  = write & w_last;
-  assign \$213  = rst_conv1_window ? 1'h0 : valid_next;
-  assign \$214  = rst_conv1_window ? 1'h1 : read_credits_room_next;
-  assign \$215  = write_rows & w_last;
-  assign \$216  = w_row == 5'h1b;
-  assign \$217  = w_row == 5'h1c;
-  assign \$218  = \$215  ? \$216  : \$217 ;
-  assign \$219  = ~ \$218 ;
-  assign \$220  = switch & \$219 ;
-  assign \$221  = rst_conv1_window | \$220 ;
-  assign \$222  = write_rows & w_last;
-  assign \$223  = w_row == 5'h1b;
-  assign \$224  = \$222  & \$223 ;
-  assign \$225  = \$224  ? 1'h1 : ahead_rows;
-  assign \$226  = \$221  ? 1'h0 : \$225 ;
-  assign \$227  = switch | switch_d;
-  assign \$228  = take_rows & r_last;
-  assign \$229  = \$228  | r_end_d;
-  assign \$230  = \$229  ? avail_ok_next : avail_ok;
-  assign \$231  = \$227  ? avail_ok_image : \$230 ;
-  assign \$232  = rst_conv1_window ? 1'h0 : \$231 ;
-  assign \$233  = switch | switch_d;
-  assign \$234  = take_rows & r_last;
-  assign \$235  = \$234  | r_end_d;
-  assign \$236  = \$235  ? avail_ok_next : avail_ok;
-  assign \$237  = \$233  ? avail_ok_image : \$236 ;
-  assign \$238  = rst_conv1_window ? 1'h0 : \$237 ;
-  assign \$239  = read_credits_room_next | rst_conv1_window;
-  assign \$240  = switch | switch_d;
-  assign \$241  = take_rows & r_last;
-  assign \$242  = \$241  | r_end_d;
-  assign \$243  = \$242  ? avail_ok_next : avail_ok;
-  assign \$244  = \$240  ? avail_ok_image : \$243 ;
-  assign \$245  = rst_conv1_window ? 1'h0 : \$244 ;
-  assign \$246  = read_credits_room_next | rst_conv1_window;
-  assign \$247  = write & w_last;
-  assign \$248  = \$247  | w_end_d;
-  assign \$249  = \$248  ? room_ok_next : room_ok;
-  assign \$250  = rst_conv1_window ? 1'h1 : \$249 ;
-  assign \$251  = write & w_last;
-  assign \$252  = \$251  | w_end_d;
-  assign \$253  = \$252  ? room_ok_next : room_ok;
-  assign \$254  = rst_conv1_window ? 1'h1 : \$253 ;
+  assign \$158  = w_row + 1'h1;
+  assign \$159  = \$157  ? 6'h00 : \$158 ;
+  assign \$160  = \$159  < 5'h1c;
+  assign \$161  = ~ ahead;
+  assign \$162  = w_row == 5'h1b;
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = w_row + 1'h1;
+  assign \$165  = \$163  ? 6'h00 : \$164 ;
+  assign \$166  = \$165  < 3'h4;
+  assign \$167  = \$160  & \$166 ;
+  assign \$168  = ~ ahead;
+  assign \$169  = w_row == 5'h1b;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = w_row + 1'h1;
+  assign \$172  = \$170  ? 6'h00 : \$171 ;
+  assign \$173  = \$172  + 5'h1c;
+  assign \$174  = $signed(low) + $signed(4'h6);
+  assign \$175  = $signed({ 1'h0, \$173  }) < $signed(\$174 );
+  assign \$176  = r_done | \$175 ;
+  assign \$177  = \$167  & \$176 ;
+  assign \$178  = ~ ahead;
+  assign \$179  = w_row == 5'h1b;
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = w_row + 1'h1;
+  assign \$182  = \$180  ? 6'h00 : \$181 ;
+  assign \$183  = \$182  < 5'h1c;
+  assign \$184  = ~ ahead;
+  assign \$185  = w_row == 5'h1b;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = w_row + 1'h1;
+  assign \$188  = \$186  ? 6'h00 : \$187 ;
+  assign \$189  = $signed(low) + $signed(4'h6);
+  assign \$190  = $signed({ 1'h0, \$188  }) < $signed(\$189 );
+  assign \$191  = r_done | \$190 ;
+  assign \$192  = \$183  & \$191 ;
+  assign \$193  = \$154  ? \$177  : \$192 ;
+  assign \$194  = write & w_last;
+  assign \$195  = rst_conv1_window ? 1'h0 : valid_next;
+  assign \$196  = rst_conv1_window ? 1'h1 : read_credits_room_next;
+  assign \$197  = write_rows & w_last;
+  assign \$198  = w_row == 5'h1b;
+  assign \$199  = w_row == 5'h1c;
+  assign \$200  = \$197  ? \$198  : \$199 ;
+  assign \$201  = ~ \$200 ;
+  assign \$202  = switch & \$201 ;
+  assign \$203  = rst_conv1_window | \$202 ;
+  assign \$204  = write_rows & w_last;
+  assign \$205  = w_row == 5'h1b;
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = \$206  ? 1'h1 : ahead_rows;
+  assign \$208  = \$203  ? 1'h0 : \$207 ;
+  assign \$209  = switch | switch_d;
+  assign \$210  = take_rows & r_last;
+  assign \$211  = \$210  | r_end_d;
+  assign \$212  = \$211  ? avail_ok_next : avail_ok;
+  assign \$213  = \$209  ? avail_ok_image : \$212 ;
+  assign \$214  = rst_conv1_window ? 1'h0 : \$213 ;
+  assign \$215  = switch | switch_d;
+  assign \$216  = take_rows & r_last;
+  assign \$217  = \$216  | r_end_d;
+  assign \$218  = \$217  ? avail_ok_next : avail_ok;
+  assign \$219  = \$215  ? avail_ok_image : \$218 ;
+  assign \$220  = rst_conv1_window ? 1'h0 : \$219 ;
+  assign \$221  = read_credits_room_next | rst_conv1_window;
+  assign \$222  = switch | switch_d;
+  assign \$223  = take_rows & r_last;
+  assign \$224  = \$223  | r_end_d;
+  assign \$225  = \$224  ? avail_ok_next : avail_ok;
+  assign \$226  = \$222  ? avail_ok_image : \$225 ;
+  assign \$227  = rst_conv1_window ? 1'h0 : \$226 ;
+  assign \$228  = read_credits_room_next | rst_conv1_window;
+  assign \$229  = write & w_last;
+  assign \$230  = \$229  | w_end_d;
+  assign \$231  = \$230  ? room_ok_next : room_ok;
+  assign \$232  = rst_conv1_window ? 1'h1 : \$231 ;
+  assign \$233  = write & w_last;
+  assign \$234  = \$233  | w_end_d;
+  assign \$235  = \$234  ? room_ok_next : room_ok;
+  assign \$236  = rst_conv1_window ? 1'h1 : \$235 ;
   always @(posedge clk)
-    w_px <= \$255 ;
+    w_px <= \$237 ;
   always @(posedge clk)
-    w_addr <= \$256 ;
+    w_addr <= \$238 ;
   always @(posedge clk)
-    ahead <= \$257 ;
+    ahead <= \$239 ;
   always @(posedge clk)
-    w_row <= \$258 ;
+    w_row <= \$240 ;
   always @(posedge clk)
-    read_credits_returned <= \$259 ;
+    read_credits_returned <= \$241 ;
   always @(posedge clk)
-    read_credits_space <= \$260 ;
+    read_credits_space <= \$242 ;
   always @(posedge clk)
-    read_v1 <= \$261 ;
+    read_v1 <= \$243 ;
   always @(posedge clk)
-    read_v2 <= \$262 ;
+    read_v2 <= \$244 ;
   always @(posedge clk)
-    read_v3 <= \$263 ;
+    read_v3 <= \$245 ;
   always @(posedge clk)
-    w_en <= \$264 ;
+    w_en <= \$246 ;
   always @(posedge clk)
     step_next_slot <= \$26 [2:0];
   always @(posedge clk)
-    step_next_row <= \$32 [2:0];
+    step_img_slot <= \$32 [2:0];
   always @(posedge clk)
-    step_img_slot <= \$38 [2:0];
-  always @(posedge clk)
-    step_img_row <= \$44 [2:0];
-  always @(posedge clk)
-    step_base_slot <= \$50 [2:0];
-  always @(posedge clk)
-    step_base_row <= \$56 [2:0];
+    step_base_slot <= \$38 [2:0];
   always @(posedge clk)
     pad_a <= pad;
   always @(posedge clk)
-    rd__addr <= \$57 [7:0];
+    rd__addr <= \$39 [7:0];
   always @(posedge clk)
     pad_reg <= pad_a;
   always @(posedge clk)
     read_data <= { pad_reg, rd__data };
   always @(posedge clk)
-    w_data <= \$58 ;
+    w_data <= \$40 ;
   always @(posedge clk)
-    kx <= \$265 ;
+    kx <= \$247 ;
   always @(posedge clk)
-    col_addr <= \$266 ;
+    col_addr <= \$248 ;
   always @(posedge clk)
-    ky <= \$267 ;
+    ky <= \$249 ;
   always @(posedge clk)
-    row_addr <= \$268 ;
+    row_slot <= \$250 ;
   always @(posedge clk)
-    ox <= \$269 ;
+    ox <= \$251 ;
   always @(posedge clk)
-    ix0 <= \$270 ;
+    ix0 <= \$252 ;
   always @(posedge clk)
-    ix0c <= \$271 ;
+    ix0c <= \$253 ;
   always @(posedge clk)
-    oy <= \$272 ;
+    oy <= \$254 ;
   always @(posedge clk)
-    low <= \$273 ;
+    low <= \$255 ;
   always @(posedge clk)
-    r_done <= \$274 ;
+    r_done <= \$256 ;
   always @(posedge clk)
-    base_slot <= \$275 ;
+    base_slot <= \$257 ;
   always @(posedge clk)
-    base_row <= \$276 ;
+    ix <= \$258 ;
   always @(posedge clk)
-    ix <= \$277 ;
+    iy <= \$259 ;
   always @(posedge clk)
-    iy <= \$278 ;
+    w_last <= \$260 ;
   always @(posedge clk)
-    w_last <= \$279 ;
+    img_slot <= \$261 ;
   always @(posedge clk)
-    img_slot <= \$280 ;
+    r_last <= \$262 ;
   always @(posedge clk)
-    img_row <= \$281 ;
+    avail_ok <= \$263 ;
   always @(posedge clk)
-    r_last <= \$282 ;
+    avail_ok_next <= \$264 ;
   always @(posedge clk)
-    avail_ok <= \$283 ;
+    avail_ok_image <= \$265 ;
   always @(posedge clk)
-    avail_ok_next <= \$284 ;
+    r_end_d <= \$266 ;
   always @(posedge clk)
-    avail_ok_image <= \$285 ;
+    switch_d <= \$267 ;
   always @(posedge clk)
-    r_end_d <= \$286 ;
+    room_ok <= \$268 ;
   always @(posedge clk)
-    switch_d <= \$287 ;
+    room_ok_next <= \$269 ;
   always @(posedge clk)
-    room_ok <= \$288 ;
-  always @(posedge clk)
-    room_ok_next <= \$289 ;
-  always @(posedge clk)
-    w_end_d <= \$290 ;
+    w_end_d <= \$270 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) ahead_rows_copy (
     .clk(clk),
-    .d(\$226 ),
+    .d(\$208 ),
     .q(ahead_rows)
   );
   flexor_copy #(
@@ -4390,7 +4337,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_q_copy (
     .clk(clk),
-    .d(\$232 ),
+    .d(\$214 ),
     .q(avail)
   );
   flexor_copy #(
@@ -4398,7 +4345,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$245 ),
+    .d(\$227 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -4406,7 +4353,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$238 ),
+    .d(\$220 ),
     .q(avail_step)
   );
   flexor_copy #(
@@ -4414,7 +4361,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) can_write_q_copy (
     .clk(clk),
-    .d(\$250 ),
+    .d(\$232 ),
     .q(o__ready)
   );
   flexor_copy #(
@@ -4422,7 +4369,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$254 ),
+    .d(\$236 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv1_window.inp  inp (
@@ -4430,7 +4377,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$100 ),
+    .o__payload(\o__payload$95 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window),
@@ -4441,7 +4388,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) inp_valid_rows_copy (
     .clk(clk),
-    .d(\$213 ),
+    .d(\$195 ),
     .q(inp_valid_rows)
   );
   \flexor_lenet5.conv1_window.out  out (
@@ -4458,7 +4405,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) read_credits_room_q_copy (
     .clk(clk),
-    .d(\$214 ),
+    .d(\$196 ),
     .q(read_credits_room)
   );
   flexor_copy #(
@@ -4466,7 +4413,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$246 ),
+    .d(\$228 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -4474,7 +4421,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$239 ),
+    .d(\$221 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -4490,7 +4437,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$100 ),
+    .d(\o__payload$95 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -4504,7 +4451,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     row_words = 8'h00;
-    casez (row_addr)
+    casez (row_slot)
       3'h0:
           row_words = 8'h00;
       3'h1:
@@ -4521,522 +4468,481 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$255  = w_px;
+    \$237  = w_px;
     if (write) begin
-      \$255  = \$11 [4:0];
+      \$237  = \$11 [4:0];
     end
     if (rst_conv1_window) begin
-      \$255  = 5'h00;
+      \$237  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$256  = w_addr;
+    \$238  = w_addr;
     if (write) begin
-      \$256  = \$14 [7:0];
+      \$238  = \$14 [7:0];
     end
     if (rst_conv1_window) begin
-      \$256  = 8'h00;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$257  = ahead;
+    \$239  = ahead;
     if (write) begin
       if (\$15 ) begin
         if (\$18 ) begin
-          \$257  = 1'h1;
+          \$239  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$257  = \$132 ;
+      \$239  = \$114 ;
     end
     if (rst_conv1_window) begin
-      \$257  = 1'h0;
+      \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$258  = w_row;
+    \$240  = w_row;
     if (write) begin
       if (\$15 ) begin
         (* full_case = 32'd1 *)
         if (\$18 ) begin
-          \$258  = 5'h00;
+          \$240  = 5'h00;
         end else begin
-          \$258  = \$19 [4:0];
+          \$240  = \$19 [4:0];
         end
       end
     end
     if (switch) begin
-      if (\$128 ) begin
-        \$258  = 5'h00;
+      if (\$110 ) begin
+        \$240  = 5'h00;
       end
     end
     if (rst_conv1_window) begin
-      \$258  = 5'h00;
+      \$240  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$259  = \$20 ;
+    \$241  = \$20 ;
     if (rst_conv1_window) begin
-      \$259  = 1'h0;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$260  = \$8 [2:0];
+    \$242  = \$8 [2:0];
     if (rst_conv1_window) begin
-      \$260  = 3'h7;
+      \$242  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$261  = take;
+    \$243  = take;
     if (rst_conv1_window) begin
-      \$261  = 1'h0;
+      \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$262  = read_v1;
+    \$244  = read_v1;
+    if (rst_conv1_window) begin
+      \$244  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$245  = read_v2;
+    if (rst_conv1_window) begin
+      \$245  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$246  = read_v3;
+    if (rst_conv1_window) begin
+      \$246  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$247  = kx;
+    if (take_step) begin
+      \$247  = \$43 [2:0];
+    end
+    if (rst_conv1_window) begin
+      \$247  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$248  = col_addr;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+        \$248  = \$46 [5:0];
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+          \$248  = \$52 [5:0];
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+            \$248  = \$65 [5:0];
+          end else begin
+            \$248  = \$77 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$248  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$249  = ky;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        \$249  = \$49 [2:0];
+      end
+    end
+    if (rst_conv1_window) begin
+      \$249  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$250  = row_slot;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+          \$250  = \$58 [2:0];
+        end else begin
+          \$250  = base_slot;
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            if (\$78 ) begin
+              (* full_case = 32'd1 *)
+              if (\$85 ) begin
+              end else begin
+                \$250  = step_next_slot;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$250  = step_base_slot;
+    end
+    if (rst_conv1_window) begin
+      \$250  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$251  = ox;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            \$251  = \$68 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$251  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$252  = ix0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            \$252  = \$71 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$252  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$253  = ix0c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            \$253  = \$74 [5:0];
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$253  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$254  = oy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            if (\$78 ) begin
+              \$254  = \$81 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$254  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$255  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            if (\$78 ) begin
+              \$255  = \$84 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$255  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$256  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            if (\$78 ) begin
+              if (\$85 ) begin
+                \$256  = 1'h1;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$256  = 1'h0;
+    end
+    if (rst_conv1_window) begin
+      \$256  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$257  = base_slot;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            if (\$78 ) begin
+              (* full_case = 32'd1 *)
+              if (\$85 ) begin
+              end else begin
+                \$257  = step_next_slot;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$257  = step_base_slot;
+    end
+    if (rst_conv1_window) begin
+      \$257  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$258  = ix;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$87 ) begin
+        \$258  = \$91 [5:0];
+      end else if (\$90 ) begin
+        \$258  = \$94 [5:0];
+      end else begin
+        \$258  = ix0;
+      end
+    end
+    if (rst_conv1_window) begin
+      \$258  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$259  = iy;
+    if (take_step) begin
+      if (\$95 ) begin
+        (* full_case = 32'd1 *)
+        if (\$97 ) begin
+          \$259  = \$101 [5:0];
+        end else if (\$100 ) begin
+          \$259  = \$104 [5:0];
+        end else begin
+          \$259  = low;
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$259  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$260  = w_last;
+    if (write) begin
+      \$260  = \$106 ;
+    end
+    if (rst_conv1_window) begin
+      \$260  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$261  = img_slot;
+    if (switch) begin
+      \$261  = step_img_slot;
+    end
+    if (rst_conv1_window) begin
+      \$261  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$262  = r_last;
+    if (take_step) begin
+      \$262  = \$118 ;
+    end
     if (rst_conv1_window) begin
       \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$263  = read_v2;
+    \$263  = \$125 ;
     if (rst_conv1_window) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$264  = read_v3;
+    \$264  = \$133 ;
     if (rst_conv1_window) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$265  = kx;
-    if (take_step) begin
-      \$265  = \$61 [2:0];
-    end
+    \$265  = \$135 ;
     if (rst_conv1_window) begin
-      \$265  = 3'h0;
+      \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$266  = col_addr;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-        \$266  = \$64 [5:0];
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-          \$266  = \$70 [5:0];
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$81 ) begin
-            \$266  = \$83 [5:0];
-          end else begin
-            \$266  = \$95 [5:0];
-          end
-        end
-      end
-    end
+    \$266  = \$136 ;
     if (rst_conv1_window) begin
-      \$266  = 6'h3e;
+      \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$267  = ky;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-      end else begin
-        \$267  = \$67 [2:0];
-      end
-    end
+    \$267  = switch;
     if (rst_conv1_window) begin
-      \$267  = 3'h0;
+      \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$268  = row_addr;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-          \$268  = \$76 [2:0];
-        end else begin
-          \$268  = base_row;
-          (* full_case = 32'd1 *)
-          if (\$81 ) begin
-          end else begin
-            if (\$96 ) begin
-              (* full_case = 32'd1 *)
-              if (\$103 ) begin
-              end else begin
-                \$268  = step_next_row;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$268  = step_base_row;
-    end
+    \$268  = \$150 ;
     if (rst_conv1_window) begin
-      \$268  = 3'h4;
+      \$268  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$269  = ox;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$81 ) begin
-          end else begin
-            \$269  = \$86 [4:0];
-          end
-        end
-      end
-    end
+    \$269  = \$193 ;
     if (rst_conv1_window) begin
-      \$269  = 5'h00;
+      \$269  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$270  = ix0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$81 ) begin
-          end else begin
-            \$270  = \$89 [5:0];
-          end
-        end
-      end
-    end
+    \$270  = \$194 ;
     if (rst_conv1_window) begin
-      \$270  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$271  = ix0c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$81 ) begin
-          end else begin
-            \$271  = \$92 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$271  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$272  = oy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$81 ) begin
-          end else begin
-            if (\$96 ) begin
-              \$272  = \$99 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$272  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$273  = low;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$81 ) begin
-          end else begin
-            if (\$96 ) begin
-              \$273  = \$102 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$273  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$274  = r_done;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$81 ) begin
-          end else begin
-            if (\$96 ) begin
-              if (\$103 ) begin
-                \$274  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$274  = 1'h0;
-    end
-    if (rst_conv1_window) begin
-      \$274  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$275  = base_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$81 ) begin
-          end else begin
-            if (\$96 ) begin
-              (* full_case = 32'd1 *)
-              if (\$103 ) begin
-              end else begin
-                \$275  = step_next_slot;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$275  = step_base_slot;
-    end
-    if (rst_conv1_window) begin
-      \$275  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$276  = base_row;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$63 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$69 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$81 ) begin
-          end else begin
-            if (\$96 ) begin
-              (* full_case = 32'd1 *)
-              if (\$103 ) begin
-              end else begin
-                \$276  = step_next_row;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$276  = step_base_row;
-    end
-    if (rst_conv1_window) begin
-      \$276  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$277  = ix;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$105 ) begin
-        \$277  = \$109 [5:0];
-      end else if (\$108 ) begin
-        \$277  = \$112 [5:0];
-      end else begin
-        \$277  = ix0;
-      end
-    end
-    if (rst_conv1_window) begin
-      \$277  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$278  = iy;
-    if (take_step) begin
-      if (\$113 ) begin
-        (* full_case = 32'd1 *)
-        if (\$115 ) begin
-          \$278  = \$119 [5:0];
-        end else if (\$118 ) begin
-          \$278  = \$122 [5:0];
-        end else begin
-          \$278  = low;
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$278  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$279  = w_last;
-    if (write) begin
-      \$279  = \$124 ;
-    end
-    if (rst_conv1_window) begin
-      \$279  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$280  = img_slot;
-    if (switch) begin
-      \$280  = step_img_slot;
-    end
-    if (rst_conv1_window) begin
-      \$280  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$281  = img_row;
-    if (switch) begin
-      \$281  = step_img_row;
-    end
-    if (rst_conv1_window) begin
-      \$281  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$282  = r_last;
-    if (take_step) begin
-      \$282  = \$136 ;
-    end
-    if (rst_conv1_window) begin
-      \$282  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$283  = \$143 ;
-    if (rst_conv1_window) begin
-      \$283  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$284  = \$151 ;
-    if (rst_conv1_window) begin
-      \$284  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$285  = \$153 ;
-    if (rst_conv1_window) begin
-      \$285  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$286  = \$154 ;
-    if (rst_conv1_window) begin
-      \$286  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$287  = switch;
-    if (rst_conv1_window) begin
-      \$287  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$288  = \$168 ;
-    if (rst_conv1_window) begin
-      \$288  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$289  = \$211 ;
-    if (rst_conv1_window) begin
-      \$289  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$290  = \$212 ;
-    if (rst_conv1_window) begin
-      \$290  = 1'h0;
+      \$270  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -5058,16 +4964,16 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \ahead_rows$45  = ahead_rows;
   assign avail_q = avail;
   assign can_write_q = o__ready;
-  assign \$77  = 1'h1;
-  assign \$78  = 2'h1;
-  assign \$79  = 2'h0;
-  assign \$80  = 1'h1;
-  assign \$81  = 1'h0;
-  assign \$107  = 1'h1;
-  assign \$108  = \$106 ;
-  assign \$116  = 1'h1;
-  assign \$118  = \$117 ;
-  assign \$124  = \$123 ;
+  assign \$59  = 1'h1;
+  assign \$60  = 2'h1;
+  assign \$61  = 2'h0;
+  assign \$62  = 1'h1;
+  assign \$63  = 1'h0;
+  assign \$89  = 1'h1;
+  assign \$90  = \$88 ;
+  assign \$98  = 1'h1;
+  assign \$100  = \$99 ;
+  assign \$106  = \$105 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10088,9 +9994,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .clk(clk),
     .data(\data$813 ),
     .o__ready(step),
-    .\port$2261$0 (\$245 ),
-    .\port$2267$0 (\$246 ),
-    .\port$2273$0 (\$247 ),
+    .\port$2225$0 (\$245 ),
+    .\port$2231$0 (\$246 ),
+    .\port$2237$0 (\$247 ),
     .raddr(\addr$814 ),
     .rst_conv2(rst_conv2)
   );
@@ -11928,7 +11834,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2261$0 , \port$2267$0 , \port$2273$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \port$2231$0 , \port$2237$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -12075,12 +11981,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2261$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$2261$0 ;
-  wire [63:0] \port$2261$0 ;
-  output [63:0] \port$2267$0 ;
-  wire [63:0] \port$2267$0 ;
-  output [63:0] \port$2273$0 ;
-  wire [63:0] \port$2273$0 ;
+  output [63:0] \port$2225$0 ;
+  wire [63:0] \port$2225$0 ;
+  output [63:0] \port$2231$0 ;
+  wire [63:0] \port$2231$0 ;
+  output [63:0] \port$2237$0 ;
+  wire [63:0] \port$2237$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -12405,9 +12311,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2261$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$2261$0  = \$81 ;
-  assign \port$2267$0  = \$87 ;
-  assign \port$2273$0  = \$93 ;
+  assign \port$2225$0  = \$81 ;
+  assign \port$2231$0  = \$87 ;
+  assign \port$2237$0  = \$93 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12464,84 +12370,84 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire [5:0] \$142 ;
   wire [4:0] \$143 ;
   wire [5:0] \$144 ;
-  wire [4:0] \$145 ;
-  wire \$146 ;
-  wire [4:0] \$147 ;
-  wire [5:0] \$148 ;
-  wire [4:0] \$149 ;
+  wire \$145 ;
+  wire [3:0] \$146 ;
+  wire [3:0] \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  wire [5:0] \$150 ;
-  wire [4:0] \$151 ;
-  wire \$152 ;
-  wire [4:0] \$153 ;
-  wire [5:0] \$154 ;
-  wire [4:0] \$155 ;
-  wire [5:0] \$156 ;
-  wire [4:0] \$157 ;
-  wire \$158 ;
-  wire [4:0] \$159 ;
+  wire [4:0] \$150 ;
+  wire \$151 ;
+  wire [4:0] \$152 ;
+  wire [5:0] \$153 ;
+  wire [4:0] \$154 ;
+  wire [5:0] \$155 ;
+  wire \$156 ;
+  wire [5:0] \$157 ;
+  wire [5:0] \$158 ;
+  wire \$159 ;
   wire [3:0] \$16 ;
-  wire [5:0] \$160 ;
-  wire [4:0] \$161 ;
-  wire [5:0] \$162 ;
-  wire \$163 ;
-  wire [3:0] \$164 ;
-  wire [3:0] \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire [4:0] \$168 ;
-  wire \$169 ;
+  wire \$160 ;
+  wire [9:0] \$161 ;
+  wire \$162 ;
+  wire [4:0] \$163 ;
+  wire [4:0] \$164 ;
+  wire \$165 ;
+  wire [5:0] \$166 ;
+  wire [5:0] \$167 ;
+  wire \$168 ;
+  wire [3:0] \$169 ;
   wire [3:0] \$17 ;
-  wire [4:0] \$170 ;
-  wire [5:0] \$171 ;
+  wire \$170 ;
+  wire [3:0] \$171 ;
   wire [4:0] \$172 ;
-  wire [5:0] \$173 ;
-  wire \$174 ;
-  wire [5:0] \$175 ;
-  wire [5:0] \$176 ;
-  wire \$177 ;
+  wire [3:0] \$173 ;
+  wire [4:0] \$174 ;
+  wire [4:0] \$175 ;
+  wire \$176 ;
+  wire [3:0] \$177 ;
   wire \$178 ;
-  wire [9:0] \$179 ;
+  wire [1:0] \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire [4:0] \$181 ;
-  wire [4:0] \$182 ;
+  wire [7:0] \$180 ;
+  wire [9:0] \$181 ;
+  wire [9:0] \$182 ;
   wire \$183 ;
-  wire [5:0] \$184 ;
-  wire [5:0] \$185 ;
-  wire \$186 ;
-  wire [3:0] \$187 ;
-  wire \$188 ;
-  wire [3:0] \$189 ;
+  wire [3:0] \$184 ;
+  wire \$185 ;
+  wire [1:0] \$186 ;
+  wire [7:0] \$187 ;
+  wire [9:0] \$188 ;
+  wire [9:0] \$189 ;
   wire \$19 ;
-  wire [4:0] \$190 ;
-  wire [3:0] \$191 ;
+  wire \$190 ;
+  wire \$191 ;
   wire [4:0] \$192 ;
   wire [4:0] \$193 ;
   wire \$194 ;
-  wire [3:0] \$195 ;
-  wire \$196 ;
-  wire [1:0] \$197 ;
-  wire [7:0] \$198 ;
-  wire [9:0] \$199 ;
+  wire [5:0] \$195 ;
+  wire [5:0] \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  wire [9:0] \$200 ;
+  wire \$200 ;
   wire \$201 ;
-  wire [3:0] \$202 ;
-  wire \$203 ;
-  wire [1:0] \$204 ;
-  wire [7:0] \$205 ;
-  wire [9:0] \$206 ;
-  wire [9:0] \$207 ;
+  wire \$202 ;
+  wire [5:0] \$203 ;
+  wire \$204 ;
+  wire [5:0] \$205 ;
+  wire [5:0] \$206 ;
+  wire \$207 ;
   wire \$208 ;
   wire \$209 ;
   wire [4:0] \$21 ;
-  wire [4:0] \$210 ;
-  wire [4:0] \$211 ;
+  wire \$210 ;
+  wire \$211 ;
   wire \$212 ;
-  wire [5:0] \$213 ;
-  wire [5:0] \$214 ;
+  wire \$213 ;
+  wire \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
@@ -12549,18 +12455,18 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$219 ;
   wire [4:0] \$22 ;
   wire \$220 ;
-  wire [5:0] \$221 ;
+  wire \$221 ;
   wire \$222 ;
   wire [5:0] \$223 ;
-  wire [5:0] \$224 ;
+  wire \$224 ;
   wire \$225 ;
   wire \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
+  wire [5:0] \$230 ;
+  wire [6:0] \$231 ;
   wire \$232 ;
   wire \$233 ;
   wire \$234 ;
@@ -12571,15 +12477,15 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$239 ;
   wire \$24 ;
   wire \$240 ;
-  wire [5:0] \$241 ;
+  wire \$241 ;
   wire \$242 ;
-  wire \$243 ;
-  wire \$244 ;
+  wire [4:0] \$243 ;
+  wire [5:0] \$244 ;
   wire \$245 ;
   wire \$246 ;
   wire \$247 ;
-  wire [5:0] \$248 ;
-  wire [6:0] \$249 ;
+  wire \$248 ;
+  wire [5:0] \$249 ;
   wire \$25 ;
   wire \$250 ;
   wire \$251 ;
@@ -12594,81 +12500,81 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire [4:0] \$26 ;
   wire \$260 ;
   wire [4:0] \$261 ;
-  wire [5:0] \$262 ;
+  wire [4:0] \$262 ;
   wire \$263 ;
   wire \$264 ;
   wire \$265 ;
   wire \$266 ;
-  wire [5:0] \$267 ;
-  wire \$268 ;
+  wire [4:0] \$267 ;
+  wire [4:0] \$268 ;
   wire \$269 ;
   wire [11:0] \$27 ;
   wire \$270 ;
   wire \$271 ;
   wire \$272 ;
   wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
+  wire [4:0] \$274 ;
+  wire [4:0] \$275 ;
+  wire [5:0] \$276 ;
+  wire [5:0] \$277 ;
   wire \$278 ;
-  wire [4:0] \$279 ;
+  wire \$279 ;
   wire \$28 ;
-  wire [4:0] \$280 ;
+  wire \$280 ;
   wire \$281 ;
   wire \$282 ;
   wire \$283 ;
-  wire \$284 ;
+  wire [4:0] \$284 ;
   wire [4:0] \$285 ;
-  wire [4:0] \$286 ;
+  wire \$286 ;
   wire \$287 ;
   wire \$288 ;
   wire \$289 ;
   wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire [4:0] \$292 ;
-  wire [4:0] \$293 ;
-  wire [5:0] \$294 ;
-  wire [5:0] \$295 ;
+  wire [4:0] \$290 ;
+  wire [4:0] \$291 ;
+  wire [5:0] \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
-  wire \$299 ;
+  wire [11:0] \$299 ;
   wire [4:0] \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
-  wire [4:0] \$302 ;
-  wire [4:0] \$303 ;
+  wire [11:0] \$302 ;
+  wire \$303 ;
   wire \$304 ;
-  wire \$305 ;
+  wire [11:0] \$305 ;
   wire \$306 ;
   wire \$307 ;
-  wire [4:0] \$308 ;
-  wire [4:0] \$309 ;
+  wire [11:0] \$308 ;
+  wire \$309 ;
   wire \$31 ;
-  wire [5:0] \$310 ;
-  wire \$311 ;
+  wire \$310 ;
+  wire [11:0] \$311 ;
   wire \$312 ;
   wire \$313 ;
   wire \$314 ;
   wire \$315 ;
   wire \$316 ;
-  wire [11:0] \$317 ;
+  wire \$317 ;
   wire \$318 ;
   wire \$319 ;
   wire \$32 ;
-  wire [11:0] \$320 ;
+  wire \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire [11:0] \$323 ;
+  wire \$323 ;
   wire \$324 ;
   wire \$325 ;
-  wire [11:0] \$326 ;
+  wire \$326 ;
   wire \$327 ;
   wire \$328 ;
-  wire [11:0] \$329 ;
+  wire \$329 ;
   wire \$33 ;
   wire \$330 ;
   wire \$331 ;
@@ -12697,70 +12603,50 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$352 ;
   wire \$353 ;
   wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
-  wire \$359 ;
+  reg [4:0] \$355 ;
+  reg [3:0] \$356 ;
+  reg [2:0] \$357 ;
+  reg [3:0] \$358 ;
+  reg [10:0] \$359 ;
   wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire \$369 ;
+  reg \$360 ;
+  reg [3:0] \$361 ;
+  reg \$362 ;
+  reg [2:0] \$363 ;
+  reg \$364 ;
+  reg \$365 ;
+  reg \$366 ;
+  reg \$367 ;
+  reg [2:0] \$368 ;
+  reg [3:0] \$369 ;
   wire \$37 ;
-  wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
+  reg [4:0] \$370 ;
+  reg [8:0] \$371 ;
+  reg [3:0] \$372 ;
   reg [4:0] \$373 ;
-  reg [3:0] \$374 ;
-  reg [2:0] \$375 ;
+  reg [2:0] \$374 ;
+  reg [8:0] \$375 ;
   reg [3:0] \$376 ;
-  reg [10:0] \$377 ;
+  reg [4:0] \$377 ;
   reg \$378 ;
   reg [3:0] \$379 ;
   wire \$38 ;
-  reg \$380 ;
-  reg [2:0] \$381 ;
-  reg \$382 ;
+  reg [4:0] \$380 ;
+  reg \$381 ;
+  reg [3:0] \$382 ;
   reg \$383 ;
   reg \$384 ;
   reg \$385 ;
-  reg [2:0] \$386 ;
-  reg [3:0] \$387 ;
-  reg [4:0] \$388 ;
-  reg [8:0] \$389 ;
+  reg \$386 ;
+  reg \$387 ;
+  reg \$388 ;
+  reg \$389 ;
   wire \$39 ;
-  reg [3:0] \$390 ;
-  reg [4:0] \$391 ;
-  reg [2:0] \$392 ;
-  reg [8:0] \$393 ;
-  reg [3:0] \$394 ;
-  reg [4:0] \$395 ;
-  reg \$396 ;
-  reg [3:0] \$397 ;
-  reg [3:0] \$398 ;
-  reg [4:0] \$399 ;
+  reg \$390 ;
+  reg \$391 ;
   wire [3:0] \$4 ;
   wire \$40 ;
-  reg \$400 ;
-  reg [3:0] \$401 ;
-  reg [3:0] \$402 ;
-  reg \$403 ;
-  reg \$404 ;
-  reg \$405 ;
-  reg \$406 ;
-  reg \$407 ;
-  reg \$408 ;
-  reg \$409 ;
   wire \$41 ;
-  reg \$410 ;
-  reg \$411 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
@@ -12864,7 +12750,6 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire avail_q;
   wire avail_rows;
   wire avail_step;
-  reg [3:0] base_row = 4'h9;
   reg [3:0] base_slot = 4'h9;
   reg [4:0] c = 5'h00;
   wire can_write;
@@ -12883,7 +12768,6 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   input i__valid;
   wire i__valid;
   wire \i__valid$5 ;
-  reg [3:0] img_row = 4'h0;
   reg [3:0] img_slot = 4'h0;
   wire inp_valid_rows;
   reg [4:0] ix0 = 5'h1e;
@@ -12892,7 +12776,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [4:0] low = 5'h1e;
   output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [7:0] \o__payload$144 ;
+  wire [7:0] \o__payload$139 ;
   wire [39:0] \o__payload$46 ;
   wire o__ready;
   input \o__ready$47 ;
@@ -12939,16 +12823,13 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire room_step;
   reg [2:0] rot = 3'h0;
   reg [2:0] rot_a = 3'h0;
-  reg [3:0] row_addr = 4'h9;
+  reg [3:0] row_slot = 4'h9;
   reg [9:0] row_words;
   input rst_conv2_window;
   wire rst_conv2_window;
   wire [2:0] space_next;
-  reg [3:0] step_base_row = 4'h9;
   reg [3:0] step_base_slot = 4'h9;
-  reg [3:0] step_img_row = 4'h0;
   reg [3:0] step_img_slot = 4'h0;
-  reg [3:0] step_next_row = 4'h9;
   reg [3:0] step_next_slot = 4'h9;
   wire switch;
   reg switch_d = 1'h0;
@@ -18473,272 +18354,254 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$130  = \$129  - 4'hb;
   assign \$131  = base_slot + 1'h1;
   assign \$132  = \$128  ? \$130  : { 1'h0, \$131  };
-  assign \$133  = base_row + 1'h1;
+  assign \$133  = img_slot + 2'h3;
   assign \$134  = \$133  >= 4'hb;
-  assign \$135  = base_row + 1'h1;
+  assign \$135  = img_slot + 2'h3;
   assign \$136  = \$135  - 4'hb;
-  assign \$137  = base_row + 1'h1;
+  assign \$137  = img_slot + 2'h3;
   assign \$138  = \$134  ? \$136  : { 1'h0, \$137  };
-  assign \$139  = img_slot + 2'h3;
+  assign \$139  = img_slot + 1'h1;
   assign \$140  = \$139  >= 4'hb;
-  assign \$141  = img_slot + 2'h3;
+  assign \$141  = img_slot + 1'h1;
   assign \$142  = \$141  - 4'hb;
-  assign \$143  = img_slot + 2'h3;
+  assign \$143  = img_slot + 1'h1;
   assign \$144  = \$140  ? \$142  : { 1'h0, \$143  };
-  assign \$145  = img_row + 2'h3;
-  assign \$146  = \$145  >= 4'hb;
-  assign \$147  = img_row + 2'h3;
-  assign \$148  = \$147  - 4'hb;
-  assign \$149  = img_row + 2'h3;
-  assign \$150  = \$146  ? \$148  : { 1'h0, \$149  };
-  assign \$151  = img_slot + 1'h1;
-  assign \$152  = \$151  >= 4'hb;
-  assign \$153  = img_slot + 1'h1;
-  assign \$154  = \$153  - 4'hb;
-  assign \$155  = img_slot + 1'h1;
-  assign \$156  = \$152  ? \$154  : { 1'h0, \$155  };
-  assign \$157  = img_row + 1'h1;
-  assign \$158  = \$157  >= 4'hb;
-  assign \$159  = img_row + 1'h1;
-  assign \$160  = \$159  - 4'hb;
-  assign \$161  = img_row + 1'h1;
-  assign \$162  = \$158  ? \$160  : { 1'h0, \$161  };
-  assign \$163  = ky == 3'h4;
-  assign \$164  = ky + 1'h1;
-  assign \$165  = \$163  ? 4'h0 : \$164 ;
-  assign \$166  = ky == 3'h4;
-  assign \$167  = ~ \$166 ;
-  assign \$168  = row_addr + 1'h1;
-  assign \$169  = \$168  >= 4'hb;
-  assign \$170  = row_addr + 1'h1;
-  assign \$171  = \$170  - 4'hb;
-  assign \$172  = row_addr + 1'h1;
-  assign \$173  = \$169  ? \$171  : { 1'h0, \$172  };
-  assign \$174  = c == 5'h1f;
-  assign \$175  = c + 1'h1;
-  assign \$176  = \$174  ? 6'h00 : \$175 ;
-  assign \$177  = c == 5'h1f;
-  assign \$178  = ~ \$177 ;
-  assign \$179  = $signed(qc) + $signed(2'h1);
-  assign \$180  = ox == 4'hd;
-  assign \$181  = ox + 1'h1;
-  assign \$182  = \$180  ? 5'h00 : \$181 ;
+  assign \$145  = ky == 3'h4;
+  assign \$146  = ky + 1'h1;
+  assign \$147  = \$145  ? 4'h0 : \$146 ;
+  assign \$148  = ky == 3'h4;
+  assign \$149  = ~ \$148 ;
+  assign \$150  = row_slot + 1'h1;
+  assign \$151  = \$150  >= 4'hb;
+  assign \$152  = row_slot + 1'h1;
+  assign \$153  = \$152  - 4'hb;
+  assign \$154  = row_slot + 1'h1;
+  assign \$155  = \$151  ? \$153  : { 1'h0, \$154  };
+  assign \$156  = c == 5'h1f;
+  assign \$157  = c + 1'h1;
+  assign \$158  = \$156  ? 6'h00 : \$157 ;
+  assign \$159  = c == 5'h1f;
+  assign \$160  = ~ \$159 ;
+  assign \$161  = $signed(qc) + $signed(2'h1);
+  assign \$162  = ox == 4'hd;
+  assign \$163  = ox + 1'h1;
+  assign \$164  = \$162  ? 5'h00 : \$163 ;
+  assign \$165  = ox == 4'hd;
+  assign \$166  = $signed(ix0) + $signed(2'h1);
+  assign \$167  = \$165  ? 6'h3e : \$166 ;
+  assign \$168  = ox == 4'hd;
+  assign \$169  = r0 + 1'h1;
+  assign \$170  = \$169  >= 3'h5;
+  assign \$171  = r0 + 1'h1;
+  assign \$172  = \$171  - 3'h5;
+  assign \$173  = r0 + 1'h1;
+  assign \$174  = \$170  ? \$172  : { 1'h0, \$173  };
+  assign \$175  = \$168  ? 5'h03 : \$174 ;
+  assign \$176  = ox == 4'hd;
+  assign \$177  = r0 + 1'h1;
+  assign \$178  = \$177  >= 3'h5;
+  assign \$179  = 1'h0 + \$178 ;
+  assign \$180  = \$179  * 6'h20;
+  assign \$181  = $signed(q0c) + $signed({ 1'h0, \$180  });
+  assign \$182  = \$176  ? 10'h3e0 : \$181 ;
   assign \$183  = ox == 4'hd;
-  assign \$184  = $signed(ix0) + $signed(2'h1);
-  assign \$185  = \$183  ? 6'h3e : \$184 ;
-  assign \$186  = ox == 4'hd;
-  assign \$187  = r0 + 1'h1;
-  assign \$188  = \$187  >= 3'h5;
-  assign \$189  = r0 + 1'h1;
-  assign \$190  = \$189  - 3'h5;
-  assign \$191  = r0 + 1'h1;
-  assign \$192  = \$188  ? \$190  : { 1'h0, \$191  };
-  assign \$193  = \$186  ? 5'h03 : \$192 ;
-  assign \$194  = ox == 4'hd;
-  assign \$195  = r0 + 1'h1;
-  assign \$196  = \$195  >= 3'h5;
-  assign \$197  = 1'h0 + \$196 ;
-  assign \$198  = \$197  * 6'h20;
-  assign \$199  = $signed(q0c) + $signed({ 1'h0, \$198  });
-  assign \$200  = \$194  ? 10'h3e0 : \$199 ;
+  assign \$184  = r0 + 1'h1;
+  assign \$185  = \$184  >= 3'h5;
+  assign \$186  = 1'h0 + \$185 ;
+  assign \$187  = \$186  * 6'h20;
+  assign \$188  = $signed(q0c) + $signed({ 1'h0, \$187  });
+  assign \$189  = \$183  ? 10'h3e0 : \$188 ;
+  assign \$190  = ox == 4'hd;
+  assign \$191  = oy == 4'hd;
+  assign \$192  = oy + 1'h1;
+  assign \$193  = \$191  ? 5'h00 : \$192 ;
+  assign \$194  = oy == 4'hd;
+  assign \$195  = $signed(low) + $signed(2'h1);
+  assign \$196  = \$194  ? 6'h3e : \$195 ;
+  assign \$197  = oy == 4'hd;
+  assign \$198  = ky == 3'h4;
+  assign \$199  = ~ \$198 ;
+  assign \$200  = c == 5'h1f;
   assign \$201  = ox == 4'hd;
-  assign \$202  = r0 + 1'h1;
-  assign \$203  = \$202  >= 3'h5;
-  assign \$204  = 1'h0 + \$203 ;
-  assign \$205  = \$204  * 6'h20;
-  assign \$206  = $signed(q0c) + $signed({ 1'h0, \$205  });
-  assign \$207  = \$201  ? 10'h3e0 : \$206 ;
-  assign \$208  = ox == 4'hd;
-  assign \$209  = oy == 4'hd;
-  assign \$210  = oy + 1'h1;
-  assign \$211  = \$209  ? 5'h00 : \$210 ;
-  assign \$212  = oy == 4'hd;
-  assign \$213  = $signed(low) + $signed(2'h1);
-  assign \$214  = \$212  ? 6'h3e : \$213 ;
-  assign \$215  = oy == 4'hd;
-  assign \$216  = ky == 3'h4;
-  assign \$217  = ~ \$216 ;
-  assign \$218  = c == 5'h1f;
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = $signed(iy) + $signed(2'h1);
+  assign \$204  = oy == 4'hd;
+  assign \$205  = $signed(low) + $signed(2'h1);
+  assign \$206  = \$204  ? 6'h3e : \$205 ;
+  assign \$207  = w_c == 5'h1e;
+  assign \$208  = w_x == 4'hd;
+  assign \$209  = & { \$208 , \$207  };
+  assign \$210  = write & w_last;
+  assign \$211  = w_row == 4'hd;
+  assign \$212  = w_row == 4'he;
+  assign \$213  = \$210  ? \$211  : \$212 ;
+  assign \$214  = write & w_last;
+  assign \$215  = w_row == 4'hd;
+  assign \$216  = w_row == 4'he;
+  assign \$217  = \$214  ? \$215  : \$216 ;
+  assign \$218  = ky == 2'h3;
   assign \$219  = ox == 4'hd;
-  assign \$220  = \$218  & \$219 ;
-  assign \$221  = $signed(iy) + $signed(2'h1);
-  assign \$222  = oy == 4'hd;
-  assign \$223  = $signed(low) + $signed(2'h1);
-  assign \$224  = \$222  ? 6'h3e : \$223 ;
-  assign \$225  = w_c == 5'h1e;
-  assign \$226  = w_x == 4'hd;
-  assign \$227  = & { \$226 , \$225  };
-  assign \$228  = write & w_last;
-  assign \$229  = w_row == 4'hd;
-  assign \$230  = w_row == 4'he;
-  assign \$231  = \$228  ? \$229  : \$230 ;
-  assign \$232  = write & w_last;
-  assign \$233  = w_row == 4'hd;
+  assign \$220  = c == 5'h1f;
+  assign \$221  = & { \$220 , \$219 , \$218  };
+  assign \$222  = ~ r_done;
+  assign \$223  = $signed(low) + $signed(4'h5);
+  assign \$224  = $signed({ 1'h0, w_row }) >= $signed(\$223 );
+  assign \$225  = ahead_rows | \$224 ;
+  assign \$226  = w_row == 4'he;
+  assign \$227  = \$225  | \$226 ;
+  assign \$228  = \$222  & \$227 ;
+  assign \$229  = oy != 4'hd;
+  assign \$230  = $signed(low) + $signed(2'h1);
+  assign \$231  = $signed(\$230 ) + $signed(4'h5);
+  assign \$232  = $signed({ 1'h0, w_row }) >= $signed(\$231 );
+  assign \$233  = ahead_rows | \$232 ;
   assign \$234  = w_row == 4'he;
-  assign \$235  = \$232  ? \$233  : \$234 ;
-  assign \$236  = ky == 2'h3;
-  assign \$237  = ox == 4'hd;
-  assign \$238  = c == 5'h1f;
-  assign \$239  = & { \$238 , \$237 , \$236  };
-  assign \$240  = ~ r_done;
-  assign \$241  = $signed(low) + $signed(4'h5);
-  assign \$242  = $signed({ 1'h0, w_row }) >= $signed(\$241 );
-  assign \$243  = ahead_rows | \$242 ;
-  assign \$244  = w_row == 4'he;
-  assign \$245  = \$243  | \$244 ;
-  assign \$246  = \$240  & \$245 ;
-  assign \$247  = oy != 4'hd;
-  assign \$248  = $signed(low) + $signed(2'h1);
-  assign \$249  = $signed(\$248 ) + $signed(4'h5);
-  assign \$250  = $signed({ 1'h0, w_row }) >= $signed(\$249 );
-  assign \$251  = ahead_rows | \$250 ;
-  assign \$252  = w_row == 4'he;
-  assign \$253  = \$251  | \$252 ;
-  assign \$254  = \$247  & \$253 ;
-  assign \$255  = w_row >= 2'h3;
-  assign \$256  = ahead_rows & \$255 ;
-  assign \$257  = take_rows & r_last;
-  assign \$258  = w_row < 4'he;
-  assign \$259  = w_row < 4'h9;
+  assign \$235  = \$233  | \$234 ;
+  assign \$236  = \$229  & \$235 ;
+  assign \$237  = w_row >= 2'h3;
+  assign \$238  = ahead_rows & \$237 ;
+  assign \$239  = take_rows & r_last;
+  assign \$240  = w_row < 4'he;
+  assign \$241  = w_row < 4'h9;
+  assign \$242  = \$240  & \$241 ;
+  assign \$243  = w_row + 4'he;
+  assign \$244  = $signed(low) + $signed(5'h0b);
+  assign \$245  = $signed({ 1'h0, \$243  }) < $signed(\$244 );
+  assign \$246  = r_done | \$245 ;
+  assign \$247  = \$242  & \$246 ;
+  assign \$248  = w_row < 4'he;
+  assign \$249  = $signed(low) + $signed(5'h0b);
+  assign \$250  = $signed({ 1'h0, w_row }) < $signed(\$249 );
+  assign \$251  = r_done | \$250 ;
+  assign \$252  = \$248  & \$251 ;
+  assign \$253  = ahead ? \$247  : \$252 ;
+  assign \$254  = ~ ahead;
+  assign \$255  = w_row == 4'hd;
+  assign \$256  = \$254  & \$255 ;
+  assign \$257  = ahead | \$256 ;
+  assign \$258  = ~ ahead;
+  assign \$259  = w_row == 4'hd;
   assign \$260  = \$258  & \$259 ;
-  assign \$261  = w_row + 4'he;
-  assign \$262  = $signed(low) + $signed(5'h0b);
-  assign \$263  = $signed({ 1'h0, \$261  }) < $signed(\$262 );
-  assign \$264  = r_done | \$263 ;
-  assign \$265  = \$260  & \$264 ;
-  assign \$266  = w_row < 4'he;
-  assign \$267  = $signed(low) + $signed(5'h0b);
-  assign \$268  = $signed({ 1'h0, w_row }) < $signed(\$267 );
-  assign \$269  = r_done | \$268 ;
-  assign \$270  = \$266  & \$269 ;
-  assign \$271  = ahead ? \$265  : \$270 ;
-  assign \$272  = ~ ahead;
-  assign \$273  = w_row == 4'hd;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = ahead | \$274 ;
-  assign \$276  = ~ ahead;
-  assign \$277  = w_row == 4'hd;
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = w_row + 1'h1;
-  assign \$280  = \$278  ? 5'h00 : \$279 ;
-  assign \$281  = \$280  < 4'he;
-  assign \$282  = ~ ahead;
-  assign \$283  = w_row == 4'hd;
-  assign \$284  = \$282  & \$283 ;
-  assign \$285  = w_row + 1'h1;
-  assign \$286  = \$284  ? 5'h00 : \$285 ;
-  assign \$287  = \$286  < 4'h9;
-  assign \$288  = \$281  & \$287 ;
-  assign \$289  = ~ ahead;
-  assign \$290  = w_row == 4'hd;
-  assign \$291  = \$289  & \$290 ;
-  assign \$292  = w_row + 1'h1;
-  assign \$293  = \$291  ? 5'h00 : \$292 ;
-  assign \$294  = \$293  + 4'he;
-  assign \$295  = $signed(low) + $signed(5'h0b);
-  assign \$296  = $signed({ 1'h0, \$294  }) < $signed(\$295 );
-  assign \$297  = r_done | \$296 ;
-  assign \$298  = \$288  & \$297 ;
-  assign \$299  = ~ ahead;
-  assign \$300  = w_row == 4'hd;
-  assign \$301  = \$299  & \$300 ;
-  assign \$302  = w_row + 1'h1;
-  assign \$303  = \$301  ? 5'h00 : \$302 ;
-  assign \$304  = \$303  < 4'he;
-  assign \$305  = ~ ahead;
-  assign \$306  = w_row == 4'hd;
-  assign \$307  = \$305  & \$306 ;
-  assign \$308  = w_row + 1'h1;
-  assign \$309  = \$307  ? 5'h00 : \$308 ;
-  assign \$310  = $signed(low) + $signed(5'h0b);
-  assign \$311  = $signed({ 1'h0, \$309  }) < $signed(\$310 );
-  assign \$312  = r_done | \$311 ;
-  assign \$313  = \$304  & \$312 ;
-  assign \$314  = \$275  ? \$298  : \$313 ;
-  assign \$315  = write & w_last;
-  assign \$316  = rst_conv2_window ? 1'h0 : valid_next;
-  assign \$317  = w_grp + w_c;
-  assign \$318  = ! w_b;
-  assign \$319  = write & \$318 ;
-  assign \$320  = w_grp + w_c;
-  assign \$321  = w_b == 1'h1;
-  assign \$322  = write & \$321 ;
-  assign \$323  = w_grp + w_c;
-  assign \$324  = w_b == 2'h2;
-  assign \$325  = write & \$324 ;
-  assign \$326  = w_grp + w_c;
-  assign \$327  = w_b == 2'h3;
-  assign \$328  = write & \$327 ;
-  assign \$329  = w_grp + w_c;
-  assign \$330  = w_b == 3'h4;
-  assign \$331  = write & \$330 ;
-  assign \$332  = rst_conv2_window ? 1'h1 : read_credits_room_next;
-  assign \$333  = write_rows & w_last;
-  assign \$334  = w_row == 4'hd;
-  assign \$335  = w_row == 4'he;
-  assign \$336  = \$333  ? \$334  : \$335 ;
-  assign \$337  = ~ \$336 ;
-  assign \$338  = switch & \$337 ;
-  assign \$339  = rst_conv2_window | \$338 ;
-  assign \$340  = write_rows & w_last;
-  assign \$341  = w_row == 4'hd;
-  assign \$342  = \$340  & \$341 ;
-  assign \$343  = \$342  ? 1'h1 : ahead_rows;
-  assign \$344  = \$339  ? 1'h0 : \$343 ;
-  assign \$345  = switch | switch_d;
-  assign \$346  = take_rows & r_last;
-  assign \$347  = \$346  | r_end_d;
-  assign \$348  = \$347  ? avail_ok_next : avail_ok;
-  assign \$349  = \$345  ? avail_ok_image : \$348 ;
-  assign \$350  = rst_conv2_window ? 1'h0 : \$349 ;
-  assign \$351  = switch | switch_d;
-  assign \$352  = take_rows & r_last;
-  assign \$353  = \$352  | r_end_d;
-  assign \$354  = \$353  ? avail_ok_next : avail_ok;
-  assign \$355  = \$351  ? avail_ok_image : \$354 ;
-  assign \$356  = rst_conv2_window ? 1'h0 : \$355 ;
-  assign \$357  = read_credits_room_next | rst_conv2_window;
-  assign \$358  = switch | switch_d;
-  assign \$359  = take_rows & r_last;
-  assign \$360  = \$359  | r_end_d;
-  assign \$361  = \$360  ? avail_ok_next : avail_ok;
-  assign \$362  = \$358  ? avail_ok_image : \$361 ;
-  assign \$363  = rst_conv2_window ? 1'h0 : \$362 ;
-  assign \$364  = read_credits_room_next | rst_conv2_window;
-  assign \$365  = write & w_last;
-  assign \$366  = \$365  | w_end_d;
-  assign \$367  = \$366  ? room_ok_next : room_ok;
-  assign \$368  = rst_conv2_window ? 1'h1 : \$367 ;
-  assign \$369  = write & w_last;
-  assign \$370  = \$369  | w_end_d;
-  assign \$371  = \$370  ? room_ok_next : room_ok;
-  assign \$372  = rst_conv2_window ? 1'h1 : \$371 ;
+  assign \$261  = w_row + 1'h1;
+  assign \$262  = \$260  ? 5'h00 : \$261 ;
+  assign \$263  = \$262  < 4'he;
+  assign \$264  = ~ ahead;
+  assign \$265  = w_row == 4'hd;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = w_row + 1'h1;
+  assign \$268  = \$266  ? 5'h00 : \$267 ;
+  assign \$269  = \$268  < 4'h9;
+  assign \$270  = \$263  & \$269 ;
+  assign \$271  = ~ ahead;
+  assign \$272  = w_row == 4'hd;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = w_row + 1'h1;
+  assign \$275  = \$273  ? 5'h00 : \$274 ;
+  assign \$276  = \$275  + 4'he;
+  assign \$277  = $signed(low) + $signed(5'h0b);
+  assign \$278  = $signed({ 1'h0, \$276  }) < $signed(\$277 );
+  assign \$279  = r_done | \$278 ;
+  assign \$280  = \$270  & \$279 ;
+  assign \$281  = ~ ahead;
+  assign \$282  = w_row == 4'hd;
+  assign \$283  = \$281  & \$282 ;
+  assign \$284  = w_row + 1'h1;
+  assign \$285  = \$283  ? 5'h00 : \$284 ;
+  assign \$286  = \$285  < 4'he;
+  assign \$287  = ~ ahead;
+  assign \$288  = w_row == 4'hd;
+  assign \$289  = \$287  & \$288 ;
+  assign \$290  = w_row + 1'h1;
+  assign \$291  = \$289  ? 5'h00 : \$290 ;
+  assign \$292  = $signed(low) + $signed(5'h0b);
+  assign \$293  = $signed({ 1'h0, \$291  }) < $signed(\$292 );
+  assign \$294  = r_done | \$293 ;
+  assign \$295  = \$286  & \$294 ;
+  assign \$296  = \$257  ? \$280  : \$295 ;
+  assign \$297  = write & w_last;
+  assign \$298  = rst_conv2_window ? 1'h0 : valid_next;
+  assign \$299  = w_grp + w_c;
+  assign \$300  = ! w_b;
+  assign \$301  = write & \$300 ;
+  assign \$302  = w_grp + w_c;
+  assign \$303  = w_b == 1'h1;
+  assign \$304  = write & \$303 ;
+  assign \$305  = w_grp + w_c;
+  assign \$306  = w_b == 2'h2;
+  assign \$307  = write & \$306 ;
+  assign \$308  = w_grp + w_c;
+  assign \$309  = w_b == 2'h3;
+  assign \$310  = write & \$309 ;
+  assign \$311  = w_grp + w_c;
+  assign \$312  = w_b == 3'h4;
+  assign \$313  = write & \$312 ;
+  assign \$314  = rst_conv2_window ? 1'h1 : read_credits_room_next;
+  assign \$315  = write_rows & w_last;
+  assign \$316  = w_row == 4'hd;
+  assign \$317  = w_row == 4'he;
+  assign \$318  = \$315  ? \$316  : \$317 ;
+  assign \$319  = ~ \$318 ;
+  assign \$320  = switch & \$319 ;
+  assign \$321  = rst_conv2_window | \$320 ;
+  assign \$322  = write_rows & w_last;
+  assign \$323  = w_row == 4'hd;
+  assign \$324  = \$322  & \$323 ;
+  assign \$325  = \$324  ? 1'h1 : ahead_rows;
+  assign \$326  = \$321  ? 1'h0 : \$325 ;
+  assign \$327  = switch | switch_d;
+  assign \$328  = take_rows & r_last;
+  assign \$329  = \$328  | r_end_d;
+  assign \$330  = \$329  ? avail_ok_next : avail_ok;
+  assign \$331  = \$327  ? avail_ok_image : \$330 ;
+  assign \$332  = rst_conv2_window ? 1'h0 : \$331 ;
+  assign \$333  = switch | switch_d;
+  assign \$334  = take_rows & r_last;
+  assign \$335  = \$334  | r_end_d;
+  assign \$336  = \$335  ? avail_ok_next : avail_ok;
+  assign \$337  = \$333  ? avail_ok_image : \$336 ;
+  assign \$338  = rst_conv2_window ? 1'h0 : \$337 ;
+  assign \$339  = read_credits_room_next | rst_conv2_window;
+  assign \$340  = switch | switch_d;
+  assign \$341  = take_rows & r_last;
+  assign \$342  = \$341  | r_end_d;
+  assign \$343  = \$342  ? avail_ok_next : avail_ok;
+  assign \$344  = \$340  ? avail_ok_image : \$343 ;
+  assign \$345  = rst_conv2_window ? 1'h0 : \$344 ;
+  assign \$346  = read_credits_room_next | rst_conv2_window;
+  assign \$347  = write & w_last;
+  assign \$348  = \$347  | w_end_d;
+  assign \$349  = \$348  ? room_ok_next : room_ok;
+  assign \$350  = rst_conv2_window ? 1'h1 : \$349 ;
+  assign \$351  = write & w_last;
+  assign \$352  = \$351  | w_end_d;
+  assign \$353  = \$352  ? room_ok_next : room_ok;
+  assign \$354  = rst_conv2_window ? 1'h1 : \$353 ;
   always @(posedge clk)
-    w_c <= \$373 ;
+    w_c <= \$355 ;
   always @(posedge clk)
-    w_x <= \$374 ;
+    w_x <= \$356 ;
   always @(posedge clk)
-    w_b <= \$375 ;
+    w_b <= \$357 ;
   always @(posedge clk)
-    w_slot <= \$376 ;
+    w_slot <= \$358 ;
   always @(posedge clk)
-    w_grp <= \$377 ;
+    w_grp <= \$359 ;
   always @(posedge clk)
-    ahead <= \$378 ;
+    ahead <= \$360 ;
   always @(posedge clk)
-    w_row <= \$379 ;
+    w_row <= \$361 ;
   always @(posedge clk)
-    read_credits_returned <= \$380 ;
+    read_credits_returned <= \$362 ;
   always @(posedge clk)
-    read_credits_space <= \$381 ;
+    read_credits_space <= \$363 ;
   always @(posedge clk)
-    read_v1 <= \$382 ;
+    read_v1 <= \$364 ;
   always @(posedge clk)
-    read_v2 <= \$383 ;
+    read_v2 <= \$365 ;
   always @(posedge clk)
-    read_v3 <= \$384 ;
+    read_v3 <= \$366 ;
   always @(posedge clk)
-    w_en <= \$385 ;
+    w_en <= \$367 ;
   always @(posedge clk)
     pads_a <= { \$63 , \$56 , \$49 , \$42 , \$35  };
   always @(posedge clk)
@@ -18764,73 +18627,63 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     step_next_slot <= \$132 [3:0];
   always @(posedge clk)
-    step_next_row <= \$138 [3:0];
+    step_img_slot <= \$138 [3:0];
   always @(posedge clk)
-    step_img_slot <= \$144 [3:0];
+    step_base_slot <= \$144 [3:0];
   always @(posedge clk)
-    step_img_row <= \$150 [3:0];
+    ky <= \$368 ;
   always @(posedge clk)
-    step_base_slot <= \$156 [3:0];
+    row_slot <= \$369 ;
   always @(posedge clk)
-    step_base_row <= \$162 [3:0];
+    c <= \$370 ;
   always @(posedge clk)
-    ky <= \$386 ;
+    qc <= \$371 ;
   always @(posedge clk)
-    row_addr <= \$387 ;
+    ox <= \$372 ;
   always @(posedge clk)
-    c <= \$388 ;
+    ix0 <= \$373 ;
   always @(posedge clk)
-    qc <= \$389 ;
+    r0 <= \$374 ;
   always @(posedge clk)
-    ox <= \$390 ;
+    q0c <= \$375 ;
   always @(posedge clk)
-    ix0 <= \$391 ;
+    oy <= \$376 ;
   always @(posedge clk)
-    r0 <= \$392 ;
+    low <= \$377 ;
   always @(posedge clk)
-    q0c <= \$393 ;
+    r_done <= \$378 ;
   always @(posedge clk)
-    oy <= \$394 ;
+    base_slot <= \$379 ;
   always @(posedge clk)
-    low <= \$395 ;
+    iy <= \$380 ;
   always @(posedge clk)
-    r_done <= \$396 ;
+    w_last <= \$381 ;
   always @(posedge clk)
-    base_slot <= \$397 ;
+    img_slot <= \$382 ;
   always @(posedge clk)
-    base_row <= \$398 ;
+    r_last <= \$383 ;
   always @(posedge clk)
-    iy <= \$399 ;
+    avail_ok <= \$384 ;
   always @(posedge clk)
-    w_last <= \$400 ;
+    avail_ok_next <= \$385 ;
   always @(posedge clk)
-    img_slot <= \$401 ;
+    avail_ok_image <= \$386 ;
   always @(posedge clk)
-    img_row <= \$402 ;
+    r_end_d <= \$387 ;
   always @(posedge clk)
-    r_last <= \$403 ;
+    switch_d <= \$388 ;
   always @(posedge clk)
-    avail_ok <= \$404 ;
+    room_ok <= \$389 ;
   always @(posedge clk)
-    avail_ok_next <= \$405 ;
+    room_ok_next <= \$390 ;
   always @(posedge clk)
-    avail_ok_image <= \$406 ;
-  always @(posedge clk)
-    r_end_d <= \$407 ;
-  always @(posedge clk)
-    switch_d <= \$408 ;
-  always @(posedge clk)
-    room_ok <= \$409 ;
-  always @(posedge clk)
-    room_ok_next <= \$410 ;
-  always @(posedge clk)
-    w_end_d <= \$411 ;
+    w_end_d <= \$391 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) ahead_rows_copy (
     .clk(clk),
-    .d(\$344 ),
+    .d(\$326 ),
     .q(ahead_rows)
   );
   flexor_copy #(
@@ -18838,7 +18691,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_q_copy (
     .clk(clk),
-    .d(\$350 ),
+    .d(\$332 ),
     .q(avail)
   );
   flexor_copy #(
@@ -18846,7 +18699,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$363 ),
+    .d(\$345 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -18854,7 +18707,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$356 ),
+    .d(\$338 ),
     .q(avail_step)
   );
   flexor_copy #(
@@ -18862,7 +18715,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) can_write_q_copy (
     .clk(clk),
-    .d(\$368 ),
+    .d(\$350 ),
     .q(o__ready)
   );
   flexor_copy #(
@@ -18870,7 +18723,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$372 ),
+    .d(\$354 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv2_window.inp  inp (
@@ -18878,7 +18731,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$144 ),
+    .o__payload(\o__payload$139 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window),
@@ -18889,7 +18742,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) inp_valid_rows_copy (
     .clk(clk),
-    .d(\$316 ),
+    .d(\$298 ),
     .q(inp_valid_rows)
   );
   \flexor_lenet5.conv2_window.out  out (
@@ -18906,7 +18759,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) read_credits_room_q_copy (
     .clk(clk),
-    .d(\$332 ),
+    .d(\$314 ),
     .q(read_credits_room)
   );
   flexor_copy #(
@@ -18914,7 +18767,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$364 ),
+    .d(\$346 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -18922,7 +18775,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$357 ),
+    .d(\$339 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -18930,7 +18783,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr0_q_copy (
     .clk(clk),
-    .d(\$317 [10:0]),
+    .d(\$299 [10:0]),
     .q(\$signature__addr )
   );
   flexor_copy #(
@@ -18938,7 +18791,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr1_q_copy (
     .clk(clk),
-    .d(\$320 [10:0]),
+    .d(\$302 [10:0]),
     .q(\$signature__addr$16 )
   );
   flexor_copy #(
@@ -18946,7 +18799,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr2_q_copy (
     .clk(clk),
-    .d(\$323 [10:0]),
+    .d(\$305 [10:0]),
     .q(\$signature__addr$22 )
   );
   flexor_copy #(
@@ -18954,7 +18807,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr3_q_copy (
     .clk(clk),
-    .d(\$326 [10:0]),
+    .d(\$308 [10:0]),
     .q(\$signature__addr$28 )
   );
   flexor_copy #(
@@ -18962,7 +18815,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr4_q_copy (
     .clk(clk),
-    .d(\$329 [10:0]),
+    .d(\$311 [10:0]),
     .q(\$signature__addr$34 )
   );
   flexor_copy #(
@@ -18970,7 +18823,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$144 ),
+    .d(\o__payload$139 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -18978,7 +18831,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$144 ),
+    .d(\o__payload$139 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -18986,7 +18839,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$144 ),
+    .d(\o__payload$139 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -18994,7 +18847,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$144 ),
+    .d(\o__payload$139 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -19002,7 +18855,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$144 ),
+    .d(\o__payload$139 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -19010,7 +18863,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en0_q_copy (
     .clk(clk),
-    .d(\$319 ),
+    .d(\$301 ),
     .q(\$signature__en )
   );
   flexor_copy #(
@@ -19018,7 +18871,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en1_q_copy (
     .clk(clk),
-    .d(\$322 ),
+    .d(\$304 ),
     .q(\$signature__en$20 )
   );
   flexor_copy #(
@@ -19026,7 +18879,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en2_q_copy (
     .clk(clk),
-    .d(\$325 ),
+    .d(\$307 ),
     .q(\$signature__en$26 )
   );
   flexor_copy #(
@@ -19034,7 +18887,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en3_q_copy (
     .clk(clk),
-    .d(\$328 ),
+    .d(\$310 ),
     .q(\$signature__en$32 )
   );
   flexor_copy #(
@@ -19042,7 +18895,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en4_q_copy (
     .clk(clk),
-    .d(\$331 ),
+    .d(\$313 ),
     .q(\$signature__en$38 )
   );
   always @* begin
@@ -19076,7 +18929,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     row_words = 10'h000;
-    casez (row_addr)
+    casez (row_slot)
       4'h0:
           row_words = 10'h000;
       4'h1:
@@ -19103,45 +18956,310 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$373  = w_c;
+    \$355  = w_c;
     if (write) begin
-      \$373  = \$8 [4:0];
+      \$355  = \$8 [4:0];
     end
     if (rst_conv2_window) begin
-      \$373  = 5'h00;
+      \$355  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$374  = w_x;
+    \$356  = w_x;
     if (write) begin
       if (\$9 ) begin
-        \$374  = \$12 [3:0];
+        \$356  = \$12 [3:0];
       end
     end
     if (rst_conv2_window) begin
-      \$374  = 4'h0;
+      \$356  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$375  = w_b;
+    \$357  = w_b;
     if (write) begin
       if (\$9 ) begin
-        \$375  = \$17 [2:0];
+        \$357  = \$17 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$375  = 3'h0;
+      \$357  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$376  = w_slot;
+    \$358  = w_slot;
     if (write) begin
       if (\$9 ) begin
         if (\$18 ) begin
-          \$376  = \$22 [3:0];
+          \$358  = \$22 [3:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$358  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$359  = w_grp;
+    if (write) begin
+      if (\$9 ) begin
+        if (\$18 ) begin
+          \$359  = { 1'h0, w_row_words };
+        end else if (\$19 ) begin
+          \$359  = \$27 [10:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$359  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$360  = ahead;
+    if (write) begin
+      if (\$9 ) begin
+        if (\$18 ) begin
+          if (\$25 ) begin
+            \$360  = 1'h1;
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$360  = \$217 ;
+    end
+    if (rst_conv2_window) begin
+      \$360  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$361  = w_row;
+    if (write) begin
+      if (\$9 ) begin
+        if (\$18 ) begin
+          (* full_case = 32'd1 *)
+          if (\$25 ) begin
+            \$361  = 4'h0;
+          end else begin
+            \$361  = \$26 [3:0];
+          end
+        end
+      end
+    end
+    if (switch) begin
+      if (\$213 ) begin
+        \$361  = 4'h0;
+      end
+    end
+    if (rst_conv2_window) begin
+      \$361  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$362  = \$28 ;
+    if (rst_conv2_window) begin
+      \$362  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$363  = \$5 [2:0];
+    if (rst_conv2_window) begin
+      \$363  = 3'h7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$364  = take;
+    if (rst_conv2_window) begin
+      \$364  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$365  = read_v1;
+    if (rst_conv2_window) begin
+      \$365  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$366  = read_v2;
+    if (rst_conv2_window) begin
+      \$366  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$367  = read_v3;
+    if (rst_conv2_window) begin
+      \$367  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$368  = ky;
+    if (take_step) begin
+      \$368  = \$147 [2:0];
+    end
+    if (rst_conv2_window) begin
+      \$368  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$369  = row_slot;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+        \$369  = \$155 [3:0];
+      end else begin
+        \$369  = base_slot;
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          if (\$190 ) begin
+            (* full_case = 32'd1 *)
+            if (\$197 ) begin
+            end else begin
+              \$369  = step_next_slot;
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$369  = step_base_slot;
+    end
+    if (rst_conv2_window) begin
+      \$369  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$370  = c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        \$370  = \$158 [4:0];
+      end
+    end
+    if (rst_conv2_window) begin
+      \$370  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$371  = qc;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+          \$371  = \$161 [8:0];
+        end else begin
+          \$371  = \$189 [8:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$371  = 9'h1e0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$372  = ox;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          \$372  = \$164 [3:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$372  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$373  = ix0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          \$373  = \$167 [4:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$373  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$374  = r0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          \$374  = \$175 [2:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$374  = 3'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$375  = q0c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          \$375  = \$182 [8:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$375  = 9'h1e0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$376  = oy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          if (\$190 ) begin
+            \$376  = \$193 [3:0];
+          end
         end
       end
     end
@@ -19151,34 +19269,44 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$377  = w_grp;
-    if (write) begin
-      if (\$9 ) begin
-        if (\$18 ) begin
-          \$377  = { 1'h0, w_row_words };
-        end else if (\$19 ) begin
-          \$377  = \$27 [10:0];
+    \$377  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          if (\$190 ) begin
+            \$377  = \$196 [4:0];
+          end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$377  = 11'h000;
+      \$377  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$378  = ahead;
-    if (write) begin
-      if (\$9 ) begin
-        if (\$18 ) begin
-          if (\$25 ) begin
-            \$378  = 1'h1;
+    \$378  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          if (\$190 ) begin
+            if (\$197 ) begin
+              \$378  = 1'h1;
+            end
           end
         end
       end
     end
     if (switch) begin
-      \$378  = \$235 ;
+      \$378  = 1'h0;
     end
     if (rst_conv2_window) begin
       \$378  = 1'h0;
@@ -19186,444 +19314,132 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$379  = w_row;
-    if (write) begin
-      if (\$9 ) begin
-        if (\$18 ) begin
-          (* full_case = 32'd1 *)
-          if (\$25 ) begin
-            \$379  = 4'h0;
-          end else begin
-            \$379  = \$26 [3:0];
+    \$379  = base_slot;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          if (\$190 ) begin
+            (* full_case = 32'd1 *)
+            if (\$197 ) begin
+            end else begin
+              \$379  = step_next_slot;
+            end
           end
         end
       end
     end
     if (switch) begin
-      if (\$231 ) begin
-        \$379  = 4'h0;
+      \$379  = step_base_slot;
+    end
+    if (rst_conv2_window) begin
+      \$379  = 4'h9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    \$380  = iy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$199 ) begin
+        \$380  = \$203 [4:0];
+      end else if (\$202 ) begin
+        \$380  = \$206 [4:0];
+      end else begin
+        \$380  = low;
       end
     end
     if (rst_conv2_window) begin
-      \$379  = 4'h0;
+      \$380  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$380  = \$28 ;
+    \$381  = w_last;
+    if (write) begin
+      \$381  = \$209 ;
+    end
     if (rst_conv2_window) begin
-      \$380  = 1'h0;
+      \$381  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$381  = \$5 [2:0];
+    \$382  = img_slot;
+    if (switch) begin
+      \$382  = step_img_slot;
+    end
     if (rst_conv2_window) begin
-      \$381  = 3'h7;
+      \$382  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$382  = take;
-    if (rst_conv2_window) begin
-      \$382  = 1'h0;
+    \$383  = r_last;
+    if (take_step) begin
+      \$383  = \$221 ;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$383  = read_v1;
     if (rst_conv2_window) begin
       \$383  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$384  = read_v2;
+    \$384  = \$228 ;
     if (rst_conv2_window) begin
       \$384  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$385  = read_v3;
+    \$385  = \$236 ;
     if (rst_conv2_window) begin
       \$385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$386  = ky;
-    if (take_step) begin
-      \$386  = \$165 [2:0];
-    end
+    \$386  = \$238 ;
     if (rst_conv2_window) begin
-      \$386  = 3'h0;
+      \$386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$387  = row_addr;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-        \$387  = \$173 [3:0];
-      end else begin
-        \$387  = base_row;
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-        end else begin
-          if (\$208 ) begin
-            (* full_case = 32'd1 *)
-            if (\$215 ) begin
-            end else begin
-              \$387  = step_next_row;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$387  = step_base_row;
-    end
+    \$387  = \$239 ;
     if (rst_conv2_window) begin
-      \$387  = 4'h9;
+      \$387  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$388  = c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        \$388  = \$176 [4:0];
-      end
-    end
+    \$388  = switch;
     if (rst_conv2_window) begin
-      \$388  = 5'h00;
+      \$388  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$389  = qc;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-          \$389  = \$179 [8:0];
-        end else begin
-          \$389  = \$207 [8:0];
-        end
-      end
-    end
+    \$389  = \$253 ;
     if (rst_conv2_window) begin
-      \$389  = 9'h1e0;
+      \$389  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$390  = ox;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-        end else begin
-          \$390  = \$182 [3:0];
-        end
-      end
-    end
+    \$390  = \$296 ;
     if (rst_conv2_window) begin
-      \$390  = 4'h0;
+      \$390  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$391  = ix0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-        end else begin
-          \$391  = \$185 [4:0];
-        end
-      end
-    end
+    \$391  = \$297 ;
     if (rst_conv2_window) begin
-      \$391  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$392  = r0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-        end else begin
-          \$392  = \$193 [2:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$392  = 3'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$393  = q0c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-        end else begin
-          \$393  = \$200 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$393  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$394  = oy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-        end else begin
-          if (\$208 ) begin
-            \$394  = \$211 [3:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$394  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$395  = low;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-        end else begin
-          if (\$208 ) begin
-            \$395  = \$214 [4:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$395  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$396  = r_done;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-        end else begin
-          if (\$208 ) begin
-            if (\$215 ) begin
-              \$396  = 1'h1;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$396  = 1'h0;
-    end
-    if (rst_conv2_window) begin
-      \$396  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$397  = base_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-        end else begin
-          if (\$208 ) begin
-            (* full_case = 32'd1 *)
-            if (\$215 ) begin
-            end else begin
-              \$397  = step_next_slot;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$397  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$397  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$398  = base_row;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$167 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$178 ) begin
-        end else begin
-          if (\$208 ) begin
-            (* full_case = 32'd1 *)
-            if (\$215 ) begin
-            end else begin
-              \$398  = step_next_row;
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$398  = step_base_row;
-    end
-    if (rst_conv2_window) begin
-      \$398  = 4'h9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$399  = iy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$217 ) begin
-        \$399  = \$221 [4:0];
-      end else if (\$220 ) begin
-        \$399  = \$224 [4:0];
-      end else begin
-        \$399  = low;
-      end
-    end
-    if (rst_conv2_window) begin
-      \$399  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$400  = w_last;
-    if (write) begin
-      \$400  = \$227 ;
-    end
-    if (rst_conv2_window) begin
-      \$400  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$401  = img_slot;
-    if (switch) begin
-      \$401  = step_img_slot;
-    end
-    if (rst_conv2_window) begin
-      \$401  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$402  = img_row;
-    if (switch) begin
-      \$402  = step_img_row;
-    end
-    if (rst_conv2_window) begin
-      \$402  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$403  = r_last;
-    if (take_step) begin
-      \$403  = \$239 ;
-    end
-    if (rst_conv2_window) begin
-      \$403  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$404  = \$246 ;
-    if (rst_conv2_window) begin
-      \$404  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$405  = \$254 ;
-    if (rst_conv2_window) begin
-      \$405  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$406  = \$256 ;
-    if (rst_conv2_window) begin
-      \$406  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$407  = \$257 ;
-    if (rst_conv2_window) begin
-      \$407  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$408  = switch;
-    if (rst_conv2_window) begin
-      \$408  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$409  = \$271 ;
-    if (rst_conv2_window) begin
-      \$409  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$410  = \$314 ;
-    if (rst_conv2_window) begin
-      \$410  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    \$411  = \$315 ;
-    if (rst_conv2_window) begin
-      \$411  = 1'h0;
+      \$391  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
