@@ -9,6 +9,7 @@ resource, when even the narrowest folding does not. :func:`match_widths` then pu
 :class:`~flexor_hw.hw.stages.Repack` wherever two neighbours' beats differ.
 """
 
+import functools
 import itertools
 import math
 import re
@@ -51,10 +52,12 @@ UNIT_SLACK = 32
 WEIGHT_GRID = tuple(w for w in itertools.product((1.0, 0.3, 0.1), repeat=3) if max(w) == 1.0)
 
 
+@functools.lru_cache(maxsize=None)
 def _divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
+    return tuple(d for d in range(1, n + 1) if n % d == 0)
 
 
+@functools.lru_cache(maxsize=None)
 def _rows_per_beat(pe, out, sf):
     """Output beat width ``R``: the fewest rows per beat (``R | PE``, ``R | O``) that
     serialize a row group within its ``SF`` steps; the most if none does."""
@@ -114,9 +117,9 @@ def fold_unit(unit, target, budget, quantum=1):
     SIMD grows, its lanes rise); the fastest folding if none meets the target. ``quantum``:
     the producer's beat (a row window's ``kw``), which SIMD is a multiple of where it can
     be."""
-    best, key = None, tuple(sorted(budget.items()))
-    for pe, simd, r, styles in _unit_options(unit, target, budget, quantum):
-        score = _cached_score(unit, pe, simd, r, key, quantum, styles)
+    best, ukey = None, _unit_key(unit)
+    for pe, simd, r, styles in _unit_options(unit, target, budget, quantum, ukey):
+        score = _score(_cached_estimate(unit, pe, simd, r, quantum, styles, ukey), budget)
         if best is None or score < best[0]:
             best = (score, pe, simd, r, styles)
     if best is not None:
@@ -130,19 +133,39 @@ def _unit_simds(unit, budget, quantum):
     return [c for c in simds if c % quantum == 0] or simds
 
 
-def _unit_options(unit, target, budget, quantum=1):
+def _unit_options(unit, target, budget, quantum=1, ukey=None):
     """Every ``(pe, simd, r, styles)`` of ``unit`` that meets ``target`` cycles per image
-    (:func:`fold_unit`'s candidates)."""
+    (:func:`fold_unit`'s candidates; ``ukey``: its :func:`_unit_key`)."""
+    lut_ram = budget.get("lut_ram", True)
+    ukey = ukey or _unit_key(unit)
     for pe in _divisors(unit.weights.out_features):
         for simd in _unit_simds(unit, budget, quantum):
             cycles, r = _folding(unit, pe, simd)
             if cycles <= target:
-                for styles in _memory_styles(unit.folded(pe, simd, r),
-                                             budget.get("lut_ram", True)):
+                for styles in _cached_styles(unit, pe, simd, r, lut_ram, ukey):
                     yield pe, simd, r, styles
 
 
 _ESTIMATES = {}
+_STYLES = {}
+
+
+def _unit_key(unit):
+    """What a unit's parameters at a folding depend on, beside the folding (the weights'
+    identity and shape: the tiling follows the shape)."""
+    w = unit.weights
+    return (id(w), w.fan_in, w.out_features, w.q, w.n_in, w.n_out, unit.x_range,
+            unit.baseline, unit.unipolar, unit.scatter, unit.bits_register,
+            unit.address_register, unit.rom_page_words, unit.family)
+
+
+def _cached_styles(unit, pe, simd, r, lut_ram, ukey):
+    """:func:`_memory_styles` of ``unit`` at ``pe × simd``, computed once per unit shape and
+    folding (the unit's parameters take a moment to tile)."""
+    key = (ukey, pe, simd, r, lut_ram)
+    if key not in _STYLES:
+        _STYLES[key] = _memory_styles(unit.folded(pe, simd, r), lut_ram)
+    return _STYLES[key]
 
 
 #: Memories a unit may take out of block RAM when block RAMs are what is short: a weight ROM
@@ -182,20 +205,16 @@ def _pool_memory(pool, budget):
     return min(options, key=lambda p: _score(p.estimate(), budget))
 
 
-def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=()):
+def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=(), ukey=None):
     """:func:`_score` of :func:`_cached_estimate`."""
-    return _score(_cached_estimate(unit, pe, simd, r, quantum, styles), dict(budget))
+    return _score(_cached_estimate(unit, pe, simd, r, quantum, styles, ukey), dict(budget))
 
 
-def _cached_estimate(unit, pe, simd, r, quantum=1, styles=()):
+def _cached_estimate(unit, pe, simd, r, quantum=1, styles=(), ukey=None):
     """Estimates depend on the tiling, which takes a moment on wide layers: computed once
     per unit shape and folding (the bisection of :func:`fold_to_device` asks again and
     again, under changing weights)."""
-    w = unit.weights
-    key = (id(w), w.fan_in, w.out_features, w.q, w.n_in, w.n_out, unit.x_range,
-           unit.baseline, unit.unipolar, unit.scatter, unit.bits_register,
-           unit.address_register, unit.rom_page_words, unit.family, pe, simd, r, quantum,
-           styles)
+    key = (ukey or _unit_key(unit), pe, simd, r, quantum, styles)
     if key not in _ESTIMATES:
         est = dict(unit.folded(pe, simd, r, **dict(styles)).estimate())
         if simd % quantum and not unit.scatter:     # the width converter its input needs

@@ -339,6 +339,10 @@ class Mvau(Stage):
              if p.carry else [])
 
     def estimate(self):
+        return dict(self._estimate)
+
+    @cached_property
+    def _estimate(self):        # (the folding pass asks a unit again and again)
         est = mvau_logic(self.params)
         if self.family == "ice40":
             est = {**est, **ice40_multipliers(self.params, est)}

@@ -10,6 +10,7 @@ Weights come in two kinds:
   Internally ``alpha`` is ``weight_scale[None]`` and ``q = 1``, so both kinds meet one contract.
 """
 
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -147,7 +148,7 @@ class WeightedNode(Node):
 
     @property
     def fan_in(self):
-        return int(np.prod(self.weight_shape[1:]))
+        return math.prod(int(d) for d in self.weight_shape[1:])
 
     @property
     def numel(self):
