@@ -342,3 +342,31 @@ def test_a_skip_fifo_stacked_in_block_rams_is_banked_on_the_ecp5_only():
     assert replace(fork, depth=2632).memories()[0]["block_rams"] == 2
     assert replace(fork, depth=100).bank_words is None
     assert replace(fork, family="ice40").bank_words is None
+
+
+def test_the_folding_pass_remembers_estimates_per_lowering():
+    """The folding pass keeps each unit's estimate per folding under the unit's constants,
+    which each lowering makes anew: the same package lowered with other fractional bits (so
+    other datapath widths) is estimated afresh, and what a graph's units left behind goes
+    with the graph."""
+    import gc
+
+    from flexor_hw.hw import fold as F
+    from flexor_hw.hw.lower import lower
+    from flexor_hw.package import load
+    pkg = load("examples/mnist/lenet5.flexor.npz")
+    units = {}
+    for frac_bits in (16, 4):
+        graph = lower(pkg, frac_bits, argmax=True)
+        units[frac_bits] = [st for st in graph.mvaus if st.name == "conv2"][0]
+    wide, narrow = units[16], units[4]
+    assert wide.weights is narrow.weights            # one node, two lowerings
+    for unit in (wide, narrow):
+        got = F._cached_estimate(unit, 4, 60, 1)
+        assert got == unit.folded(4, 60, 1).estimate()
+    assert F._cached_estimate(wide, 4, 60, 1) != F._cached_estimate(narrow, 4, 60, 1)
+    assert narrow.consts in F._ESTIMATES
+    held = len(F._ESTIMATES)
+    del units, wide, narrow, unit, graph
+    gc.collect()
+    assert len(F._ESTIMATES) <= held - 2

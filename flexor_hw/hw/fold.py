@@ -13,6 +13,7 @@ import functools
 import itertools
 import math
 import re
+import weakref
 from dataclasses import replace
 
 from ..errors import BuildError
@@ -146,26 +147,38 @@ def _unit_options(unit, target, budget, quantum=1, ukey=None):
                     yield pe, simd, r, styles
 
 
-_ESTIMATES = {}
-_STYLES = {}
+# Per unit, by its constants (a node's, made anew by each lowering: they fix the node, its
+# weights and its datapath's widths), held weakly so that they go with the graph.
+_ESTIMATES = weakref.WeakKeyDictionary()
+_STYLES = weakref.WeakKeyDictionary()
 
 
 def _unit_key(unit):
-    """What a unit's parameters at a folding depend on, beside the folding (the weights'
-    identity and shape: the tiling follows the shape)."""
+    """What a unit's parameters at a folding depend on beside its constants and the folding
+    (the tiling follows the weights' shape)."""
     w = unit.weights
-    return (id(w), w.fan_in, w.out_features, w.q, w.n_in, w.n_out, unit.x_range,
-            unit.baseline, unit.unipolar, unit.scatter, unit.bits_register,
-            unit.address_register, unit.rom_page_words, unit.family)
+    return (w.fan_in, w.out_features, w.q, w.n_in, w.n_out, unit.x_range, unit.baseline,
+            unit.unipolar, unit.scatter, unit.bits_register, unit.address_register,
+            unit.rom_page_words, unit.family, unit.lut_multipliers)
+
+
+def _memo(table, unit, key, compute):
+    """``compute()``, kept in ``table`` under ``unit``'s constants and ``key``."""
+    if unit.consts is None:
+        return compute()
+    entries = table.get(unit.consts)
+    if entries is None:
+        entries = table[unit.consts] = {}
+    if key not in entries:
+        entries[key] = compute()
+    return entries[key]
 
 
 def _cached_styles(unit, pe, simd, r, lut_ram, ukey):
-    """:func:`_memory_styles` of ``unit`` at ``pe × simd``, computed once per unit shape and
+    """:func:`_memory_styles` of ``unit`` at ``pe × simd``, computed once per unit and
     folding (the unit's parameters take a moment to tile)."""
-    key = (ukey, pe, simd, r, lut_ram)
-    if key not in _STYLES:
-        _STYLES[key] = _memory_styles(unit.folded(pe, simd, r), lut_ram)
-    return _STYLES[key]
+    return _memo(_STYLES, unit, (ukey, pe, simd, r, lut_ram),
+                 lambda: _memory_styles(unit.folded(pe, simd, r), lut_ram))
 
 
 #: Memories a unit may take out of block RAM when block RAMs are what is short: a weight ROM
@@ -212,17 +225,17 @@ def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=(), ukey=None):
 
 def _cached_estimate(unit, pe, simd, r, quantum=1, styles=(), ukey=None):
     """Estimates depend on the tiling, which takes a moment on wide layers: computed once
-    per unit shape and folding (the bisection of :func:`fold_to_device` asks again and
+    per unit and folding (the bisection of :func:`fold_to_device` asks again and
     again, under changing weights)."""
-    key = (ukey or _unit_key(unit), pe, simd, r, quantum, styles)
-    if key not in _ESTIMATES:
+    def compute():
         est = dict(unit.folded(pe, simd, r, **dict(styles)).estimate())
         if simd % quantum and not unit.scatter:     # the width converter its input needs
             conv = S.Repack("", unit.x_range, unit.x_range, length=unit.weights.fan_in,
                             n_in=quantum, n_out=simd).estimate()
             est = {k: est[k] + conv[k] for k in est}
-        _ESTIMATES[key] = est
-    return _ESTIMATES[key]
+        return est
+    return _memo(_ESTIMATES, unit, (ukey or _unit_key(unit), pe, simd, r, quantum, styles),
+                 compute)
 
 
 def _fastest(st, target=1):
