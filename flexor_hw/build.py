@@ -89,11 +89,12 @@ def lanes_to_fold(graph, lanes):
 
 
 def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
-                  frac_bits=16, argmax=False, baseline=False):
+                  frac_bits=16, argmax=False, baseline=False, progress=None):
     """The package's hardware graph, folded and with its FIFOs sized and widths matched:
     lowering, then the folding pass (``fold``: ``"auto"``, ``{node: (pe, simd)}`` or its
     text; to a device with ``target`` and/or ``budget``; it sizes the skip FIFOs as it
-    folds), then width matching. ``lanes`` (the older option) is ``"auto"`` or slices per cycle."""
+    folds), then width matching. ``lanes`` (the older option) is ``"auto"`` or slices per
+    cycle. ``progress``: called with a line for each rate the folding to a device tries."""
     from .hw import fold as F
     from .hw.lower import lower
     from .synth import TARGETS
@@ -132,7 +133,7 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
         if target is not None:
             what = f"{target} with the budget"
     if fold is None and (target is not None or budget):
-        graph = F.fold_to_device(graph, device, what=what)
+        graph = F.fold_to_device(graph, device, what=what, progress=progress)
     else:       # --lanes keeps the one-element windows it always had
         if target is None and not budget:       # no device: every multiplier a DSP
             device["dsps"] = math.inf
@@ -254,7 +255,8 @@ def build(package_path, outdir, *, fold="auto", target=None, budget=None, lanes=
     package = load(package_path)
     _check_destinations(package, outdir, baseline)
     graph = plan_hardware(package, fold=fold, target=target, budget=budget, lanes=lanes,
-                          frac_bits=frac_bits, argmax=argmax, baseline=baseline)
+                          frac_bits=frac_bits, argmax=argmax, baseline=baseline,
+                          progress=lambda line: _progress(line, quiet))
     staging = tempfile.mkdtemp(prefix=".flexor-build-", dir=ancestor)
     mask = os.umask(0)
     os.umask(mask)

@@ -97,6 +97,29 @@ def test_lenet5_on_the_45k_reads_conv2_a_kernel_a_beat():
     assert conv2.simd % 25 == 0
 
 
+def test_folding_to_a_device_says_each_rate_it_tries(tmp_path, capsys):
+    """``progress`` hears the narrowest folding and every rate tried, and the folding chosen
+    is the fastest that fitted (the shipped LeNet-5 on the 25k); ``build`` prints those lines
+    on stderr."""
+    import re
+
+    from flexor_hw.build import build, plan_hardware
+    build("examples/digits/digits.flexor.npz", tmp_path / "digits", target="ice40-up5k")
+    err = capsys.readouterr().err
+    assert "[fold] ice40-up5k: the narrowest folding fits" in err and "[fold] at most" in err
+    pkg = _lenet5()
+    lines = []
+    g = plan_hardware(pkg, target="ecp5-25k", argmax=True, progress=lines.append)
+    assert lines[0].startswith("[fold] ecp5-25k: the narrowest folding fits")
+    tried = [re.fullmatch(r"\[fold\] at most ([\d,]+) cycles per image: "
+                          r"(?:([\d,]+) fits|nothing fits)", line) for line in lines[1:]]
+    assert tried and all(tried)
+    fitted = [int(m[2].replace(",", "")) for m in tried if m[2]]
+    failed = [int(m[1].replace(",", "")) for m in tried if not m[2]]
+    assert failed and min(fitted) == g.cycles_per_image() == 43_904
+    assert all(int(m[2].replace(",", "")) <= int(m[1].replace(",", "")) for m in tried if m[2])
+
+
 def test_fold_auto_without_a_device_keeps_windows_at_a_kernel_row():
     """Without a device, ``--fold auto`` folds to the rate the windows allow a kernel row a
     beat (a kernel a beat would size units for a rate no device holds)."""

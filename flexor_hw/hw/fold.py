@@ -425,11 +425,13 @@ def focused(graph, budget):
     return dict(budget, weights=tuple(1.0 if o else 0.01 for o in over))
 
 
-def fold_to_device(graph, budget, *, what="the device"):
+def fold_to_device(graph, budget, *, what="the device", progress=None):
     """The fastest folding whose estimate fits ``budget`` (LUTs and flip-flops within
     :data:`MARGIN`, block RAMs within the count). Raises :class:`BuildError` naming the
-    resource when even the narrowest folding does not fit."""
+    resource when even the narrowest folding does not fit. ``progress``: called with a line
+    for each rate tried."""
     floor = _fixed_cycles(graph)
+    say = progress or (lambda line: None)
 
     def fits(g):
         return _fits(g, budget) is None
@@ -462,9 +464,18 @@ def fold_to_device(graph, budget, *, what="the device"):
     over = _fits(narrowest, budget)
     if over:
         raise BuildError(_refusal(graph, budget, over, what))
+    say(f"[fold] {what}: the narrowest folding fits "
+        f"({narrowest.cycles_per_image():,} cycles per image); the fastest the stages that "
+        f"do not fold allow: {floor:,}")
     tried = {}          # rate → the foldings tried that did not fit
 
     def at_rate(target):
+        g = _at_rate(target)
+        say(f"[fold] at most {target:,} cycles per image: " +
+            (f"{g.cycles_per_image():,} fits" if g is not None else "nothing fits"))
+        return g
+
+    def _at_rate(target):
         """A folding that meets ``target`` and fits, or None: the units reweighed towards
         what the last try ran out of (a unit that saves one block RAM with thousands of
         LUTs is right only when block RAMs are what is short)."""
