@@ -572,13 +572,21 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
         with open(os.path.join(work, "stat.json")) as f:
             cells = json.load(f)["design"]["num_cells_by_type"]
         kinds = _CELLS[family]
+        detached = []
+
+        def prepare(netlist):
+            _strip_harness(netlist)
+            if family == "ecp5":        # no feed-out cells for carry-outs nothing reads
+                from .carryout import detach_unused_carry_outs
+                detached.append(detach_unused_carry_outs(netlist))
         outreg_ports, outreg_flops = block_ram_output_registers(family, work, "netlist.json",
-                                                               prepare=_strip_harness)
+                                                               prepare=prepare)
         result = {"target": target, "top": top, "luts": _count(cells, kinds["lut"]),
                   "ffs": _count(cells, kinds["ff"]) - outreg_flops - io_ffs,
                   "io_register_ffs": io_ffs,
                   "brams": _count(cells, kinds["bram"]),
                   "block_ram_output_registers": outreg_ports,
+                  "carry_outs_detached": sum(detached),
                   "dsps": _count(cells, kinds["dsp"]), "rom_bits": manifest["rom_bits"],
                   "const_rom_bits": manifest["const_rom_bits"],
                   "bits_per_weight": manifest["bits_per_weight"],
