@@ -491,10 +491,7 @@ def _run_tools(work, spec_board, commands, fmhz, seed, quiet):
         cells = json.load(f)["design"]["num_cells_by_type"]
     kinds = _CELLS[family]
     used = {k: _count(cells, kinds[k]) for k in ("lut", "ff", "bram", "dsp")}
-    from .carryout import detach_unused_carry_outs
-    outreg_ports, outreg_flops = block_ram_output_registers(
-        family, work, f"{TOP}.json",
-        prepare=detach_unused_carry_outs if family == "ecp5" else None)
+    outreg_ports, outreg_flops = block_ram_output_registers(family, work, f"{TOP}.json")
     used["ff"] -= outreg_flops
     pnr_cmd, pack_cmd = commands[1], commands[2]
     pnr = [_tool("yowasp-" + pnr_cmd[0])] + [a for a in pnr_cmd[1:] if a != "--quiet"]

@@ -158,14 +158,15 @@ def cmd_synth(args):
         check_outputs((args.report, "report"), (root + ".md", "Markdown report"))
     load_build(args.target, package=args.compare)      # a built directory, checked first
     result = synth(args.target, args.device, clock_mhz=args.clock_mhz, seed=args.seed,
-                   seeds=args.seeds, report=None if args.compare else args.report)
+                   seeds=args.seeds, report=None if args.compare else args.report,
+                   detach_carry_outs=args.detach_carry_outs)
     print(markdown(result), end="")
     if not args.compare:
         return 0
     with tempfile.TemporaryDirectory(prefix="flexor-baseline-") as tmp:
         build_baseline(args.target, os.path.join(tmp, "baseline"))
         base = synth(os.path.join(tmp, "baseline"), args.device, clock_mhz=args.clock_mhz,
-                     seed=args.seed)
+                     seed=args.seed, detach_carry_outs=args.detach_carry_outs)
     print()
     print(markdown(base), end="")
     print()
@@ -264,4 +265,7 @@ def add_hw_commands(sub):
     p.add_argument("--report", metavar="FILE", help="write JSON here (and Markdown beside it)")
     p.add_argument("--compare", action="store_true",
                    help="also build and synthesize the plain-ROM baseline, side by side")
+    p.add_argument("--detach-carry-outs", action="store_true",
+                   help="ECP5: disconnect the carry-outs nothing reads before nextpnr, which "
+                        "then packs the design in fewer LUT places (docs/performance.md)")
     p.set_defaults(func=cmd_synth)
