@@ -16,21 +16,9 @@ runs it: a smaller packing is not a faster one (one netlist each: the shipped Le
 105.9 at one seed), so it serves designs the placer cannot fit otherwise.
 """
 
+from .outreg import _sinks
+
 __all__ = ["detach_unused_carry_outs"]
-
-
-def _read_bits(module):
-    """Every net bit some cell input or module output reads."""
-    read = set()
-    for cell in module["cells"].values():
-        dirs = cell.get("port_directions", {})
-        for port, bits in cell["connections"].items():
-            if dirs.get(port, "input") != "output":
-                read.update(b for b in bits if not isinstance(b, str))
-    for port in module.get("ports", {}).values():
-        if port["direction"] != "input":
-            read.update(b for b in port["bits"] if not isinstance(b, str))
-    return read
 
 
 def detach_unused_carry_outs(netlist):
@@ -41,7 +29,7 @@ def detach_unused_carry_outs(netlist):
         cells = module.get("cells", {})
         if not any(c["type"] == "CCU2C" for c in cells.values()):
             continue
-        read = _read_bits(module)
+        read = _sinks(module)          # net bit → the cell inputs and ports reading it
         for cell in cells.values():
             if cell["type"] != "CCU2C":
                 continue

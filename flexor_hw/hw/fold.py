@@ -154,12 +154,10 @@ _STYLES = weakref.WeakKeyDictionary()
 
 
 def _unit_key(unit):
-    """What a unit's parameters at a folding depend on beside its constants and the folding
-    (the tiling follows the weights' shape)."""
-    w = unit.weights
-    return (w.fan_in, w.out_features, w.q, w.n_in, w.n_out, unit.x_range, unit.baseline,
-            unit.unipolar, unit.scatter, unit.bits_register, unit.address_register,
-            unit.rom_page_words, unit.family, unit.lut_multipliers)
+    """What a unit's parameters at a folding depend on beside its constants (which fix its
+    node, so its weights) and the folding: the unit's own options."""
+    return (unit.x_range, unit.baseline, unit.unipolar, unit.scatter, unit.bits_register,
+            unit.address_register, unit.rom_page_words, unit.family, unit.lut_multipliers)
 
 
 def _memo(table, unit, key, compute):
@@ -216,11 +214,6 @@ def _pool_memory(pool, budget):
         return pool
     options = [replace(pool, lutram=b) for b in (False, True)]
     return min(options, key=lambda p: _score(p.estimate(), budget))
-
-
-def _cached_score(unit, pe, simd, r, budget, quantum=1, styles=(), ukey=None):
-    """:func:`_score` of :func:`_cached_estimate`."""
-    return _score(_cached_estimate(unit, pe, simd, r, quantum, styles, ukey), dict(budget))
 
 
 def _cached_estimate(unit, pe, simd, r, quantum=1, styles=(), ukey=None):
