@@ -129,6 +129,13 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
             device["narrow_simd"] = True
         what = target
     if budget:
+        if target is not None:
+            for key, name in (("luts", "LUT4"), ("ffs", "flip-flops"), ("brams", "block RAMs"),
+                              ("dsps", "DSP blocks")):
+                if budget.get(key, 0) > device[key]:
+                    raise BuildError(f"--budget {key}={budget[key]} is more than {target} has "
+                                     f"({device[key]:,} {name}); to let a folding fill more "
+                                     f"of its LUTs, give lut_fill=P (a percentage)")
         device.update(budget)
         if target is not None:
             what = f"{target} with the budget"

@@ -286,11 +286,24 @@ def test_user_mistakes_in_arguments(work, files, argv, message, capsys):
 @pytest.mark.parametrize("budget, message", [
     ("luts=0", r"--budget: luts must be at least 1 \(no design is built without LUT4\), not 0$"),
     ("ffs=0", r"--budget: ffs must be at least 1 \(no design is built without flip-flops\)"),
-    ("luts=-3", r"--budget takes luts=N,ffs=N,brams=N,dsps=N \(any of them\), not 'luts=-3'$"),
+    ("luts=-3", r"--budget takes luts=N,ffs=N,brams=N,dsps=N,lut_fill=P \(any of them\), "
+                r"not 'luts=-3'$"),
+    ("lut_fill=0", r"--budget: lut_fill is the percentage of the LUTs a folding may take, "
+                   r"from 1 to 100, not 0$"),
+    ("lut_fill=101", r"lut_fill is the percentage .* from 1 to 100, not 101$"),
+    ("lut_fill=7.5", r"--budget takes .* not 'lut_fill=7\.5'$"),
 ])
 def test_budgets_nothing_fits(work, files, budget, message, capsys):
     refuse(["build", files / "mlp.flexor.npz", "-o", work / "b", "--budget", budget], message,
            capsys=capsys)
+    assert not (work / "b").exists()
+
+
+def test_a_budget_beyond_the_target(work, files, capsys):
+    refuse(["build", files / "mlp.flexor.npz", "-o", work / "b", "--target", "ecp5-25k",
+            "--budget", "ffs=100000"],
+           r"--budget ffs=100000 is more than ecp5-25k has \(24,288 flip-flops\); to let a "
+           r"folding fill more of its LUTs, give lut_fill=P \(a percentage\)$", capsys=capsys)
     assert not (work / "b").exists()
 
 

@@ -762,13 +762,21 @@ def parse_fold(text):
 
 
 def parse_budget(text):
-    """``--budget luts=N,ffs=N,brams=N,dsps=N`` (any of them) as a dict."""
+    """``--budget luts=N,ffs=N,brams=N,dsps=N,lut_fill=P`` (any of them) as a dict: counts
+    of each resource, and ``lut_fill`` the percentage of the LUTs a folding may take
+    (:data:`MARGIN`'s 65 % by default, the ECP5-85k's 76.5 %), as ``lut_margin``."""
     budget = {}
     for item in text.split(","):
         key, _, value = item.strip().partition("=")
-        if key not in ("luts", "ffs", "brams", "dsps") or not value.isdigit():
-            raise BuildError(f"--budget takes luts=N,ffs=N,brams=N,dsps=N (any of them), "
-                             f"not {item.strip()!r}")
+        if key not in ("luts", "ffs", "brams", "dsps", "lut_fill") or not value.isdigit():
+            raise BuildError(f"--budget takes luts=N,ffs=N,brams=N,dsps=N,lut_fill=P (any of "
+                             f"them), not {item.strip()!r}")
+        if key == "lut_fill":
+            if not 1 <= int(value) <= 100:
+                raise BuildError(f"--budget: lut_fill is the percentage of the LUTs a folding "
+                                 f"may take, from 1 to 100, not {value}")
+            budget["lut_margin"] = int(value) / 100
+            continue
         budget[key] = int(value)
         if key in ("luts", "ffs") and budget[key] < 1:
             raise BuildError(f"--budget: {key} must be at least 1 (no design is built without "
