@@ -159,14 +159,16 @@ def cmd_synth(args):
     load_build(args.target, package=args.compare)      # a built directory, checked first
     result = synth(args.target, args.device, clock_mhz=args.clock_mhz, seed=args.seed,
                    seeds=args.seeds, report=None if args.compare else args.report,
-                   detach_carry_outs=args.detach_carry_outs)
+                   detach_carry_outs=args.detach_carry_outs,
+                   merge_lone_flip_flops=args.merge_lone_flip_flops)
     print(markdown(result), end="")
     if not args.compare:
         return 0
     with tempfile.TemporaryDirectory(prefix="flexor-baseline-") as tmp:
         build_baseline(args.target, os.path.join(tmp, "baseline"))
         base = synth(os.path.join(tmp, "baseline"), args.device, clock_mhz=args.clock_mhz,
-                     seed=args.seed, detach_carry_outs=args.detach_carry_outs)
+                     seed=args.seed, detach_carry_outs=args.detach_carry_outs,
+                     merge_lone_flip_flops=args.merge_lone_flip_flops)
     print()
     print(markdown(base), end="")
     print()
@@ -270,4 +272,8 @@ def add_hw_commands(sub):
     p.add_argument("--detach-carry-outs", action="store_true",
                    help="ECP5: disconnect the carry-outs nothing reads before nextpnr, which "
                         "then packs the design in fewer LUT places (docs/performance.md)")
+    p.add_argument("--merge-lone-flip-flops", action="store_true",
+                   help="ECP5: give each flip-flop whose enable and reset no other shares "
+                        "them from a LUT4 instead, so that it fits any slice (for designs "
+                        "the placer finds no place for; docs/performance.md)")
     p.set_defaults(func=cmd_synth)

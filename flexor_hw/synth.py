@@ -93,13 +93,13 @@ def _defines(family):
     return f"-D{ECP5_DEFINE} " if family == "ecp5" else ""
 
 
-def block_ram_output_registers(family, work, netlist, prepare=None):
+def block_ram_output_registers(family, work, netlist, prepare=None, finish=None):
     """On the ECP5, the flip-flops that register block RAM data moved into the blocks'
     output registers in the netlist nextpnr reads (:mod:`flexor_hw.outreg`): ``(ports,
-    flops)``. Elsewhere nothing moves. ``prepare``: a change to the netlist (a dict) made
-    in the same read and write."""
+    flops)``. Elsewhere nothing moves. ``prepare`` and ``finish``: changes to the netlist
+    (a dict) made in the same read and write, before and after the move."""
     from .outreg import absorb_output_registers
-    if family != "ecp5" and prepare is None:
+    if family != "ecp5" and prepare is None and finish is None:
         return 0, 0
     path = os.path.join(work, netlist)
     with open(path) as f:
@@ -107,7 +107,9 @@ def block_ram_output_registers(family, work, netlist, prepare=None):
     if prepare is not None:
         prepare(data)
     moved = absorb_output_registers(data) if family == "ecp5" else (0, 0)
-    if prepare is not None or moved[0]:
+    if finish is not None:
+        finish(data)
+    if prepare is not None or finish is not None or moved[0]:
         with open(path, "w") as f:
             json.dump(data, f)
     return moved
@@ -476,7 +478,7 @@ def _breakdown(stat, top, family, nodes):
 
 
 def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, workdir=None,
-          quiet=False, detach_carry_outs=False):
+          quiet=False, detach_carry_outs=False, merge_lone_flip_flops=False):
     """Synthesize and place-and-route a built design; return (and write) the report dict.
 
     ``clock_mhz`` is the clock nextpnr's timing-driven placement aims at (default: the
@@ -506,6 +508,10 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
     ``detach_carry_outs`` (the ECP5): the carry-outs nothing reads are disconnected before
     nextpnr (:mod:`flexor_hw.carryout`), which packs the design in 6 to 7 % fewer LUT places;
     the report counts them (``carry_outs_detached``).
+
+    ``merge_lone_flip_flops`` (the ECP5): a flip-flop whose enable and reset no other
+    shares gets them from a LUT4 in front of it instead (:mod:`flexor_hw.controlsets`), so
+    that it fits any slice; the report counts them (``lone_flip_flops_merged``).
     """
     if target not in TARGETS:
         raise SynthError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -583,14 +589,21 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
             if family == "ecp5" and detach_carry_outs:    # no feed-outs driving nothing
                 from .carryout import detach_unused_carry_outs
                 detached.append(detach_unused_carry_outs(netlist))
+        merged = []
+
+        def finish(netlist):
+            if family == "ecp5" and merge_lone_flip_flops:   # no flip-flop needs a slice alone
+                from .controlsets import merge_lone_control_sets
+                merged.append(merge_lone_control_sets(netlist))
         outreg_ports, outreg_flops = block_ram_output_registers(family, work, "netlist.json",
-                                                               prepare=prepare)
+                                                               prepare=prepare, finish=finish)
         result = {"target": target, "top": top, "luts": _count(cells, kinds["lut"]),
                   "ffs": _count(cells, kinds["ff"]) - outreg_flops - io_ffs,
                   "io_register_ffs": io_ffs,
                   "brams": _count(cells, kinds["bram"]),
                   "block_ram_output_registers": outreg_ports,
                   "carry_outs_detached": sum(detached),
+                  "lone_flip_flops_merged": sum(merged),
                   "dsps": _count(cells, kinds["dsp"]), "rom_bits": manifest["rom_bits"],
                   "const_rom_bits": manifest["const_rom_bits"],
                   "bits_per_weight": manifest["bits_per_weight"],
