@@ -160,7 +160,8 @@ def cmd_synth(args):
     result = synth(args.target, args.device, clock_mhz=args.clock_mhz, seed=args.seed,
                    seeds=args.seeds, report=None if args.compare else args.report,
                    detach_carry_outs=args.detach_carry_outs,
-                   merge_lone_flip_flops=args.merge_lone_flip_flops)
+                   merge_lone_flip_flops=args.merge_lone_flip_flops,
+                   global_reset=args.global_reset)
     print(markdown(result), end="")
     if not args.compare:
         return 0
@@ -168,7 +169,8 @@ def cmd_synth(args):
         build_baseline(args.target, os.path.join(tmp, "baseline"))
         base = synth(os.path.join(tmp, "baseline"), args.device, clock_mhz=args.clock_mhz,
                      seed=args.seed, detach_carry_outs=args.detach_carry_outs,
-                     merge_lone_flip_flops=args.merge_lone_flip_flops)
+                     merge_lone_flip_flops=args.merge_lone_flip_flops,
+                     global_reset=args.global_reset)
     print()
     print(markdown(base), end="")
     print()
@@ -276,4 +278,8 @@ def add_hw_commands(sub):
                    help="ECP5: give each flip-flop whose enable and reset no other shares "
                         "them from a LUT4 instead, so that it fits any slice (for designs "
                         "the placer finds no place for; docs/performance.md)")
+    p.add_argument("--global-reset", action="store_true",
+                   help="ECP5: the units' flip-flops take their reset from one global buffer, "
+                        "not each unit's own copy (for designs the placer finds no place "
+                        "for; docs/performance.md)")
     p.set_defaults(func=cmd_synth)

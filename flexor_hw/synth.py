@@ -478,7 +478,8 @@ def _breakdown(stat, top, family, nodes):
 
 
 def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, workdir=None,
-          quiet=False, detach_carry_outs=False, merge_lone_flip_flops=False):
+          quiet=False, detach_carry_outs=False, merge_lone_flip_flops=False,
+          global_reset=False):
     """Synthesize and place-and-route a built design; return (and write) the report dict.
 
     ``clock_mhz`` is the clock nextpnr's timing-driven placement aims at (default: the
@@ -512,6 +513,10 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
     ``merge_lone_flip_flops`` (the ECP5): a flip-flop whose enable and reset no other
     shares gets them from a LUT4 in front of it instead (:mod:`flexor_hw.controlsets`), so
     that it fits any slice; the report counts them (``lone_flip_flops_merged``).
+
+    ``global_reset`` (the ECP5): the units' flip-flops take their reset from one of the
+    units' copies of it through a global buffer (:mod:`flexor_hw.globalreset`) instead of
+    each unit's own copy; the report counts them (``global_reset_flip_flops``).
     """
     if target not in TARGETS:
         raise SynthError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -589,9 +594,12 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
             if family == "ecp5" and detach_carry_outs:    # no feed-outs driving nothing
                 from .carryout import detach_unused_carry_outs
                 detached.append(detach_unused_carry_outs(netlist))
-        merged = []
+        merged, joined = [], []
 
         def finish(netlist):
+            if family == "ecp5" and global_reset:      # one reset net: any tile takes any unit's
+                from .globalreset import join_unit_resets
+                joined.append(join_unit_resets(netlist))
             if family == "ecp5" and merge_lone_flip_flops:   # no flip-flop needs a slice alone
                 from .controlsets import merge_lone_control_sets
                 merged.append(merge_lone_control_sets(netlist))
@@ -604,6 +612,7 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
                   "block_ram_output_registers": outreg_ports,
                   "carry_outs_detached": sum(detached),
                   "lone_flip_flops_merged": sum(merged),
+                  "global_reset_flip_flops": sum(joined),
                   "dsps": _count(cells, kinds["dsp"]), "rom_bits": manifest["rom_bits"],
                   "const_rom_bits": manifest["const_rom_bits"],
                   "bits_per_weight": manifest["bits_per_weight"],

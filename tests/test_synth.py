@@ -235,10 +235,11 @@ def test_classic_abc_when_abc9_fails(small, monkeypatch):
 
     monkeypatch.setattr(s, "_run", abc9_dies)
     report = synth(root / "rtl", "ecp5-25k", quiet=True, detach_carry_outs=True,
-                   merge_lone_flip_flops=True)
+                   merge_lone_flip_flops=True, global_reset=True)
     assert report["lut_mapper"] == "abc" and report["fits"] is True
     assert report["carry_outs_detached"] > 0        # the adder trees' last carry-outs
     assert report["lone_flip_flops_merged"] > 0     # flags with an enable and reset alone
+    assert report["global_reset_flip_flops"] > 0    # the units' control on one global reset
     assert report["luts"] > 0 and report["fmax_mhz"] > 0
     assert {r["module"] for r in report["modules"]} >= {"fc1 xor decoders", "fc1 (mvau)"}
     assert "classic ABC" in s.markdown(report)
