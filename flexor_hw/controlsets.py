@@ -18,6 +18,8 @@ LUT4 more each, the same circuit. ``flexor-hw synth --merge-lone-flip-flops`` ru
 
 import collections
 
+from .outreg import _const, next_free_bit, param_text
+
 __all__ = ["merge_lone_control_sets"]
 
 
@@ -25,14 +27,6 @@ def _key(cell):
     p, c = cell["parameters"], cell["connections"]
     return (tuple(c.get("CLK", ())), p.get("CLKMUX"), tuple(c.get("LSR", ())), p.get("LSRMUX"),
             tuple(c.get("CE", ())), p.get("CEMUX"), p.get("SRMODE"), p.get("GSR"))
-
-
-def _is_net(bits):
-    return bool(bits) and not isinstance(bits[0], str)
-
-
-def _mux(param):
-    return str(param or "").strip()
 
 
 def merge_lone_control_sets(netlist):
@@ -47,21 +41,18 @@ def merge_lone_control_sets(netlist):
         if not flops:
             continue
         count = collections.Counter(_key(c) for c in flops.values())
-        used = [b for c in cells.values() for bits in c["connections"].values() for b in bits
-                if not isinstance(b, str)]
-        used += [b for n in module.get("netnames", {}).values() for b in n["bits"]
-                 if not isinstance(b, str)]
-        next_bit = max(used, default=1) + 1
+        next_bit = next_free_bit(module)
         for name, ff in sorted(flops.items()):
             p, c = ff["parameters"], ff["connections"]
             enable, reset = c.get("CE", ["1"]), c.get("LSR", ["0"])
-            if count[_key(ff)] != 1 or not (_is_net(enable) or _is_net(reset)):
+            if count[_key(ff)] != 1 or _const(enable) and _const(reset):
                 continue
-            if _mux(p.get("SRMODE")) not in ("", "LSR_OVER_CE") or \
-                    _mux(p.get("CLKMUX")) not in ("", "CLK"):
+            if param_text(p.get("SRMODE")) not in ("", "LSR_OVER_CE") or \
+                    param_text(p.get("CLKMUX")) not in ("", "CLK"):
                 continue            # an asynchronous reset stays on its pin
-            ce_mux, lsr_mux = _mux(p.get("CEMUX")) or "CE", _mux(p.get("LSRMUX")) or "LSR"
-            value = 1 if _mux(p.get("REGSET")) == "SET" else 0
+            ce_mux = param_text(p.get("CEMUX")) or "CE"
+            lsr_mux = param_text(p.get("LSRMUX")) or "LSR"
+            value = 1 if param_text(p.get("REGSET")) == "SET" else 0
             init = []
             for i in range(16):         # A = D, B = enable, C = reset, D = Q
                 d, e, r, q = i & 1, (i >> 1) & 1, (i >> 2) & 1, (i >> 3) & 1

@@ -15,6 +15,8 @@ it. ``flexor-hw synth --global-reset`` runs it.
 
 import re
 
+from .outreg import next_free_bit, param_text
+
 __all__ = ["join_unit_resets", "UNIT_RESET"]
 
 #: A unit's copy of the reset in the placed netlist (``rst_<unit>_copy``), not a group's
@@ -25,7 +27,7 @@ UNIT_RESET = re.compile(r"^rst_(?!g\d+_copy\.|top_copy\.|top_2_copy\.)(.+)_copy\
 def _plain(cell):
     """A TRELLIS_FF that copies its input every cycle (no enable, no reset)."""
     p, c = cell["parameters"], cell["connections"]
-    return (cell["type"] == "TRELLIS_FF" and str(p.get("CEMUX", "1")).strip() == "1"
+    return (cell["type"] == "TRELLIS_FF" and param_text(p.get("CEMUX")) in ("", "1")
             and c.get("LSR", ["0"]) == ["0"])
 
 
@@ -60,14 +62,10 @@ def join_unit_resets(netlist):
         nets = {cells[n]["connections"]["Q"][0] for n in copies}
         users = [c for c in cells.values() if c["type"] == "TRELLIS_FF"
                  and c["connections"].get("LSR", [None])[0] in nets
-                 and str(c["parameters"].get("SRMODE", "LSR_OVER_CE")).strip() == "LSR_OVER_CE"]
+                 and param_text(c["parameters"].get("SRMODE")) in ("", "LSR_OVER_CE")]
         if not users:
             continue
-        bits = [b for c in cells.values() for bb in c["connections"].values() for b in bb
-                if not isinstance(b, str)]
-        bits += [b for n in module.get("netnames", {}).values() for b in n["bits"]
-                 if not isinstance(b, str)]
-        net = max(bits) + 1
+        net = next_free_bit(module)
         name = "unit_resets_global"
         cells[f"{name}$dcca"] = {
             "hide_name": 0, "type": "DCCA", "parameters": {}, "attributes": {},

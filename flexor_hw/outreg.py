@@ -47,6 +47,22 @@ def _sinks(module):
     return sinks
 
 
+def next_free_bit(module):
+    """The first net bit above every bit a cell or a net name of ``module`` uses (a pass's
+    new nets count on from it)."""
+    used = [b for c in module.get("cells", {}).values() for bits in c["connections"].values()
+            for b in bits if not isinstance(b, str)]
+    used += [b for n in module.get("netnames", {}).values() for b in n["bits"]
+             if not isinstance(b, str)]
+    return max(used, default=1) + 1
+
+
+def param_text(value):
+    """A cell's string parameter as Yosys's JSON holds it (a trailing space marks a string
+    that reads like bits: ``"1 "``), without the mark; ``""`` where it is unset."""
+    return str(value or "").strip()
+
+
 def _width(param):
     return int(param, 2) if set(str(param)) <= {"0", "1"} else int(param)
 
