@@ -157,20 +157,19 @@ def cmd_synth(args):
         root, _ = os.path.splitext(args.report)
         check_outputs((args.report, "report"), (root + ".md", "Markdown report"))
     load_build(args.target, package=args.compare)      # a built directory, checked first
+    passes = {"detach_carry_outs": args.detach_carry_outs,         # the netlist passes
+              "absorb_carry_feed_ins": args.absorb_carry_feed_ins,
+              "merge_lone_flip_flops": args.merge_lone_flip_flops,
+              "global_reset": args.global_reset}
     result = synth(args.target, args.device, clock_mhz=args.clock_mhz, seed=args.seed,
-                   seeds=args.seeds, report=None if args.compare else args.report,
-                   detach_carry_outs=args.detach_carry_outs,
-                   merge_lone_flip_flops=args.merge_lone_flip_flops,
-                   global_reset=args.global_reset)
+                   seeds=args.seeds, report=None if args.compare else args.report, **passes)
     print(markdown(result), end="")
     if not args.compare:
         return 0
     with tempfile.TemporaryDirectory(prefix="flexor-baseline-") as tmp:
         build_baseline(args.target, os.path.join(tmp, "baseline"))
         base = synth(os.path.join(tmp, "baseline"), args.device, clock_mhz=args.clock_mhz,
-                     seed=args.seed, detach_carry_outs=args.detach_carry_outs,
-                     merge_lone_flip_flops=args.merge_lone_flip_flops,
-                     global_reset=args.global_reset)
+                     seed=args.seed, **passes)
     print()
     print(markdown(base), end="")
     print()
@@ -274,6 +273,10 @@ def add_hw_commands(sub):
     p.add_argument("--detach-carry-outs", action="store_true",
                    help="ECP5: disconnect the carry-outs nothing reads before nextpnr, which "
                         "then packs the design in fewer LUT places (docs/performance.md)")
+    p.add_argument("--absorb-carry-feed-ins", action="store_true",
+                   help="ECP5: start each carry chain with a constant carry-in in its own first "
+                        "cell, without the extra cell nextpnr puts before it, which packs the "
+                        "design in fewer LUT places (docs/performance.md)")
     p.add_argument("--merge-lone-flip-flops", action="store_true",
                    help="ECP5: give each flip-flop whose enable and reset no other shares "
                         "them from a LUT4 instead, so that it fits any slice (for designs "

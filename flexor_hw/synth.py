@@ -478,8 +478,8 @@ def _breakdown(stat, top, family, nodes):
 
 
 def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, workdir=None,
-          quiet=False, detach_carry_outs=False, merge_lone_flip_flops=False,
-          global_reset=False):
+          quiet=False, detach_carry_outs=False, absorb_carry_feed_ins=False,
+          merge_lone_flip_flops=False, global_reset=False):
     """Synthesize and place-and-route a built design; return (and write) the report dict.
 
     ``clock_mhz`` is the clock nextpnr's timing-driven placement aims at (default: the
@@ -509,6 +509,10 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
     ``detach_carry_outs`` (the ECP5): the carry-outs nothing reads are disconnected before
     nextpnr (:mod:`flexor_hw.carryout`), which packs the design in 6 to 7 % fewer LUT places;
     the report counts them (``carry_outs_detached``).
+
+    ``absorb_carry_feed_ins`` (the ECP5): a carry chain whose carry-in is a constant makes it
+    in its own first cell (:mod:`flexor_hw.carryin`), so that nextpnr puts no feed-in cell
+    before it; the report counts them (``carry_feed_ins_absorbed``).
 
     ``merge_lone_flip_flops`` (the ECP5): a flip-flop whose enable and reset no other
     shares gets them from a LUT4 in front of it instead (:mod:`flexor_hw.controlsets`), so
@@ -587,13 +591,16 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
         with open(os.path.join(work, "stat.json")) as f:
             cells = json.load(f)["design"]["num_cells_by_type"]
         kinds = _CELLS[family]
-        detached = []
+        detached, absorbed = [], []
 
         def prepare(netlist):
             _strip_harness(netlist)
             if family == "ecp5" and detach_carry_outs:    # no feed-outs driving nothing
                 from .carryout import detach_unused_carry_outs
                 detached.append(detach_unused_carry_outs(netlist))
+            if family == "ecp5" and absorb_carry_feed_ins:    # no feed-in before a chain
+                from .carryin import absorb_carry_feed_ins as absorb
+                absorbed.append(absorb(netlist))
         merged, joined = [], []
 
         def finish(netlist):
@@ -611,6 +618,7 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
                   "brams": _count(cells, kinds["bram"]),
                   "block_ram_output_registers": outreg_ports,
                   "carry_outs_detached": sum(detached),
+                  "carry_feed_ins_absorbed": sum(absorbed),
                   "lone_flip_flops_merged": sum(merged),
                   "global_reset_flip_flops": sum(joined),
                   "dsps": _count(cells, kinds["dsp"]), "rom_bits": manifest["rom_bits"],

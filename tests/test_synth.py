@@ -235,9 +235,10 @@ def test_classic_abc_when_abc9_fails(small, monkeypatch):
 
     monkeypatch.setattr(s, "_run", abc9_dies)
     report = synth(root / "rtl", "ecp5-25k", quiet=True, detach_carry_outs=True,
-                   merge_lone_flip_flops=True, global_reset=True)
+                   absorb_carry_feed_ins=True, merge_lone_flip_flops=True, global_reset=True)
     assert report["lut_mapper"] == "abc" and report["fits"] is True
     assert report["carry_outs_detached"] > 0        # the adder trees' last carry-outs
+    assert report["carry_feed_ins_absorbed"] > 0    # and their chains' constant carry-ins
     assert report["lone_flip_flops_merged"] > 0     # flags with an enable and reset alone
     assert report["global_reset_flip_flops"] > 0    # the units' control on one global reset
     assert report["luts"] > 0 and report["fmax_mhz"] > 0
@@ -389,3 +390,23 @@ def test_registers_with_copies_keep_their_own_flip_flops(tmp_path):
     missing = [name for name, bits in copies.items() if any((b,) not in ffs for b in bits)]
     assert missing == []
     assert len(set(copies.values())) == len(copies)
+
+
+def test_cli_hands_the_netlist_passes_to_synth(small, monkeypatch, capsys):
+    # each --pass flag reaches synth() as its keyword, the rest stay off
+    import flexor_hw.synth as s
+    from flexor_hw.cli import main
+    root, _ = small
+    seen = {}
+
+    def fake_synth(rtl_dir, target, **kw):
+        seen.update(kw, target=target)
+        return {}
+
+    monkeypatch.setattr(s, "synth", fake_synth)
+    monkeypatch.setattr(s, "markdown", lambda result: "")
+    assert main(["synth", str(root / "rtl"), "--target", "ecp5-85k",
+                 "--absorb-carry-feed-ins", "--global-reset"]) == 0
+    assert seen["target"] == "ecp5-85k"
+    assert seen["absorb_carry_feed_ins"] is True and seen["global_reset"] is True
+    assert seen["detach_carry_outs"] is False and seen["merge_lone_flip_flops"] is False
