@@ -22,7 +22,9 @@ and disconnects its ``CIN``, so nextpnr makes no feed-in:
   new LUT4: one LUT4 place for the feed-in's two.
 
 The circuit is the same (a test has Yosys prove it on synthesized adders and counters).
-``flexor-hw synth --absorb-carry-feed-ins`` runs it.
+``flexor-hw synth --absorb-carry-feed-ins`` runs it. Fewer LUT places are not a routable
+design: on that ResNet-32 netlist router2 came no nearer a legal routing with it than
+without (docs/performance.md), so it is an option for designs that do not pack.
 """
 
 from .outreg import _sinks, next_free_bit, param_text
