@@ -27,7 +27,7 @@ design: on that ResNet-32 netlist router2 came no nearer a legal routing with it
 without (docs/performance.md), so it is an option for designs that do not pack.
 """
 
-from .outreg import _sinks, next_free_bit, param_text
+from .outreg import _sinks, _width, next_free_bit, param_text
 
 __all__ = ["absorb_carry_feed_ins"]
 
@@ -35,15 +35,9 @@ _PINS = ("A", "B", "C", "D")
 
 
 def _bits(value):
-    """A 16-bit LUT INIT parameter (Yosys's JSON: a string of bits, most significant first,
-    or an integer) as a list, entry ``i`` at index ``i``."""
-    if isinstance(value, int):
-        return [(value >> i) & 1 for i in range(16)]
-    text = param_text(value)
-    if set(text) <= {"0", "1"}:
-        text = text.rjust(16, "0")[-16:]
-        return [int(b) for b in reversed(text)]
-    v = int(text)
+    """A 16-bit LUT INIT parameter (Yosys's JSON: a string of bits, most significant first)
+    as a list, entry ``i`` at index ``i``."""
+    v = _width(value)
     return [(v >> i) & 1 for i in range(16)]
 
 
@@ -54,7 +48,7 @@ def _init(entries):
 def _half(cell, h):
     """Half ``h`` (0 or 1) of a CCU2C: its LUT, carry injection, inputs and sum."""
     p, c = cell["parameters"], cell["connections"]
-    return {"init": _bits(p.get(f"INIT{h}", 0)),
+    return {"init": _bits(p.get(f"INIT{h}", "0")),
             "inject": param_text(p.get(f"INJECT1_{h}")) or "YES",
             "pins": {x: list(c.get(f"{x}{h}", ["x"])) for x in _PINS},
             "sum": list(c.get(f"S{h}", ["x"]))}

@@ -9,10 +9,11 @@ vector units' adder trees are hundreds of short chains: the shipped LeNet-5 pack
 cells, 1,006 of its 15,845 LUT places (6 %). :func:`detach_unused_carry_outs` disconnects a
 ``COUT`` that no cell and no port reads, so nextpnr makes no feed-out for it. The circuit is
 the same: only an output nobody reads is left unconnected. (The chains' feed-ins, a CCU2C
-that makes the constant carry-in of each chain's first cell, are :mod:`flexor_hw.carryin`'s.) ``flexor-hw synth --detach-carry-outs``
-runs it: a smaller packing is not a faster one (one netlist each: the shipped LeNet-5 at
-102.4 MHz on average over three seeds with it, 104.3 without; ResNet-20 at 101.0 against
-105.9 at one seed), so it serves designs the placer cannot fit otherwise.
+that makes the constant carry-in of each chain's first cell, are :mod:`flexor_hw.carryin`'s.)
+``flexor-hw synth --detach-carry-outs`` runs it: a smaller packing is not a faster one (one
+netlist each: the shipped LeNet-5 at 102.4 MHz on average over three seeds with it, 104.3
+without; ResNet-20 at 101.0 against 105.9 at one seed), so it serves designs the placer
+cannot fit otherwise.
 """
 
 from .outreg import _sinks

@@ -1,3 +1,4 @@
+import json
 import shutil
 import subprocess
 
@@ -41,7 +42,6 @@ def ecp5_equivalent(workdir, gold, gate):
     """Whether Yosys proves two ECP5 netlist modules (Yosys JSON module dicts with the same
     ports) the same circuit: a miter of the two, by induction from the flip-flops' initial
     values, the cells by their simulation models."""
-    import json
     (workdir / "both.json").write_text(json.dumps({"modules": {"gold": gold, "gate": gate}}))
     script = ("read_verilog -D NO_INCLUDES +/lattice/cells_sim_ecp5.v; "
               "read_json both.json; design -save base; "

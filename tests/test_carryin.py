@@ -133,7 +133,7 @@ def test_a_full_chain_makes_its_carry_in_its_first_half(cin, s0_read):
 
 
 def test_chains_it_cannot_start_stay():
-    cells, a, b, read = _adder(6, 2, cin=7)           # a carry-in from logic: a real feed-in
+    cells, a, b, read = _adder(4, 2, cin=7)           # a carry-in from logic: a real feed-in
     other, a2, b2, read2 = _adder(4, 2, first=500)    # a full chain whose C0 is a net
     other["add500_0"]["connections"]["C0"] = [9]
     cells.update(other)
