@@ -8,8 +8,8 @@ synth``, one at a time, writing ``benchmarks/<net>_<target>.{json,md}`` as each 
 Asserts nothing. A placement of ResNet-20 on the ECP5-85k takes Yosys about 8 minutes and
 nextpnr far longer on 2 cores: run it in the background.
 
-Run: python benchmarks/bench_resnet_fold.py [--target ecp5-85k] [--nets resnet20,resnet32]
-     [--verilator N] [--synth]
+Run: python benchmarks/bench_resnet_fold.py [--target ecp5-85k] [--budget lut_fill=90]
+     [--nets resnet20,resnet32] [--verilator N] [--synth]
 """
 
 import argparse
@@ -22,6 +22,7 @@ import numpy as np
 
 from flexor_hw.build import build
 from flexor_hw.errors import FlexorError
+from flexor_hw.hw.fold import parse_budget
 from flexor_hw.package import save
 from flexor_hw.synthetic import random_graph
 
@@ -41,6 +42,7 @@ NETS = {"resnet20": resnet(3), "resnet32": resnet(5)}
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="ecp5-85k")
+    ap.add_argument("--budget", default=None, help="as build's --budget (e.g. lut_fill=90)")
     ap.add_argument("--nets", default="resnet20,resnet32")
     ap.add_argument("--verilator", type=int, default=0, metavar="N",
                     help="images to run on Verilator (at least 2: cycles per image are "
@@ -57,7 +59,8 @@ def main():
             save(pkg, path)
             rtl = os.path.join(tmp, "rtl")
             try:
-                manifest = build(path, rtl, target=args.target, argmax=True, quiet=True)
+                manifest = build(path, rtl, target=args.target, argmax=True, quiet=True,
+                                 budget=parse_budget(args.budget) if args.budget else None)
             except FlexorError as e:
                 print(f"{name} on {args.target}: {e}")
                 continue

@@ -32,8 +32,12 @@ def test_manifest_of_a_conv_build(lenet_mini):
     _, pkg, manifest = lenet_mini
     assert manifest["input"] == {"beats_per_vector": 90, "quantizer_bits_per_feature": None,
                                  "order": "y,x,c"}
+    # conv3 takes the window's single elements into its 14 lanes itself (its vector in LUT
+    # RAM, a write enable a lane); conv1 would load a pixel's nine elements in ten cycles,
+    # slower than its rate, so a converter stays in front of it
     assert [n["kind"] for n in manifest["nodes"]] == [
-        "window", "repack", "mvau", "maxpool", "window", "repack", "mvau", "mvau"]
+        "window", "repack", "mvau", "maxpool", "window", "mvau", "mvau"]
+    assert [n["in_simd"] for n in manifest["nodes"] if n["kind"] == "mvau"] == [9, 1, 1]
     assert [n["name"] for n in manifest["layers"]] == ["conv1", "conv3", "fc4"]
     window, conv1 = manifest["nodes"][0], manifest["layers"][0]
     # --lanes 2: SIMD min(2·7, 9) = 9, so a pixel's window is one beat; the window unit

@@ -27,13 +27,13 @@ TREE_LEVELS_PER_REGISTER = 2
 X_COPY_ROWS = 4
 
 
-def mvau_cycles(fan_in, out_features, pe, simd, out_simd, scatter=False):
+def mvau_cycles(fan_in, out_features, pe, simd, out_simd, in_simd=None):
     """Steady-state cycles per vector of a unit: its row groups (each ``SF`` steps, or the
-    ``PE/R`` beats it takes to serialize), or loading the vector (``SF`` beats, or ``F``
-    one-element beats when it scatters them, and the hand-over); the next vector loads while
-    this one is computed."""
+    ``PE/R`` beats it takes to serialize), or loading the vector (``⌈F/in_simd⌉`` beats:
+    ``SF`` of ``SIMD`` elements by default, ``F`` when it scatters one element a beat; and the
+    hand-over); the next vector loads while this one is computed."""
     sf, nf = -(-fan_in // simd), -(-out_features // pe)
-    return max(nf * max(sf, pe // out_simd), (fan_in if scatter else sf) + 1)
+    return max(nf * max(sf, pe // out_simd), -(-fan_in // (in_simd or simd)) + 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,9 +50,12 @@ class MvauParams:
     ``offsets`` at which its ``simd`` columns start in its decoded slots; ``carry``: a word
     stores ``slots − 1`` of them, slot 0 being the last slice of the word before, or at a
     row group's first word its ``head_words`` entry (:mod:`flexor_hw.rom_image`).
-    Input: ``scatter = (C, HW)`` takes the vector one element a beat in ``(pixel, c)`` order
-    (a conv's output) and writes element ``(p, c)`` to column ``c·HW + p`` (PyTorch's
-    flatten), so no frame buffer reorders it first.
+    Input: ``SIMD`` elements a beat, a word of the vector memory; or ``in_simd`` (a divisor
+    of ``SIMD``) elements a beat, written straight into their lanes of the word (a write
+    enable per lane), so no width converter assembles the word in flip-flops first (FINN's
+    MVAU takes its input ``SIMD`` wide behind a DWC); or ``scatter = (C, HW)``: the vector one
+    element a beat in ``(pixel, c)`` order (a conv's output), element ``(p, c)`` written to
+    column ``c·HW + p`` (PyTorch's flatten), so no frame buffer reorders it first.
     Memories: ``rom_logic`` asks for the weight ROM in logic; ``vectors_lutram`` asks for the
     vector memory in LUT RAM (True) or block RAM (False) (:attr:`vectors_style`, a
     ``ram_style`` in the Verilog), or leaves it to the tools (None).
@@ -95,6 +98,7 @@ class MvauParams:
     rom_logic: bool = False
     vectors_lutram: bool = None
     scatter: tuple = None
+    in_simd: int = None
     bits_register: bool = True
     address_register: bool = False
     masked_adders: bool = False
@@ -119,6 +123,11 @@ class MvauParams:
                                          self.scatter[0] * self.scatter[1] != self.fan_in):
             raise ValueError(f"Scatter (C, HW) must multiply to the fan-in {self.fan_in}, not "
                              f"{self.scatter!r}")
+        if self.in_simd is not None and (
+                not isinstance(self.in_simd, int) or self.in_simd < 1
+                or self.simd % self.in_simd or (self.scatter is not None and self.in_simd != 1)):
+            raise ValueError(f"Input SIMD {self.in_simd!r} must be a positive divisor of SIMD "
+                             f"({self.simd})" + (" and 1 with scatter" if self.scatter else ""))
         if self.carry and (self.plain or self.slots < 2 or self.head_words is None
                            or len(self.head_words) != self.nf):
             raise ValueError(f"A carrying MVAU needs at least 2 slots and one head word per "
@@ -297,10 +306,15 @@ class MvauParams:
         return self.group_beats * (-(-in_flight // self.group_interval) + 1)
 
     @property
+    def in_beat(self):
+        """Elements of an input beat: ``in_simd``, 1 with ``scatter``, else ``SIMD``."""
+        return 1 if self.scatter is not None else (self.in_simd or self.simd)
+
+    @property
     def cycles_per_vector(self):
         """See :func:`mvau_cycles`."""
         return mvau_cycles(self.fan_in, self.out_features, self.pe, self.simd, self.out_simd,
-                           self.scatter is not None)
+                           self.in_beat)
 
     @property
     def latency_cycles(self):
@@ -356,8 +370,7 @@ class MatrixVectorUnit(wiring.Component):
         self._init_files = init_files
         self._logic_rom_bits = logic_rom_bits
         super().__init__({
-            "i": In(stream.Signature(params.x_width if params.scatter else
-                                     params.simd * params.x_width)),
+            "i": In(stream.Signature(params.in_beat * params.x_width)),
             "o": Out(stream.Signature(params.out_simd * params.y_width)),
         })
 
@@ -414,7 +427,11 @@ class MatrixVectorUnit(wiring.Component):
         filled = Signal()                       # the beat taken completes the vector
         take = Signal()
         m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready)]
-        if p.scatter is None:
+        if p.scatter is None and p.in_beat < simd and p.vectors_in_block_ram:
+            self._assemble(m, vmem, take, w_half, filled)
+        elif p.scatter is None and p.in_beat < simd:
+            self._narrow(m, vmem, take, w_half, filled)
+        elif p.scatter is None:
             wport = vmem.write_port(m)
             w_count = Signal(range(max(2, sf)))
             m.d.comb += [wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
@@ -758,6 +775,72 @@ class MatrixVectorUnit(wiring.Component):
         return m
 
 
+    def _narrow(self, m, vmem, take, w_half, filled):
+        """Beats of ``b = in_simd`` elements, each written into its chunk of ``b`` lanes of
+        the word (one-hot ``at``), the word counted on as its last chunk is written; the
+        write data register is a beat wide and fans out to every chunk. A vector starts a
+        word, so its last beat is always at chunk ``e = (beats − 1) mod chunks`` of the last
+        word: the columns past F (that beat's elements past the vector's end, the chunks
+        above ``e``) are never written, and stay the zeros the memory starts with."""
+        p = self._params
+        sf, simd, xw, b = p.sf, p.simd, p.x_width, p.in_beat
+        chunks = simd // b
+        beats = -(-p.fan_in // b)
+        e = (beats - 1) % chunks
+        tail = p.fan_in - (beats - 1) * b       # elements of the last beat in the vector
+        wport = vmem.write_port(m, granularity=xw, sources=[s % b for s in range(simd)])
+        word = Signal(range(max(2, sf)))
+        at = Signal(chunks, init=1)             # the chunk the next beat fills, one-hot
+        beat = Signal(range(max(2, beats)))
+        last = Signal(init=beats == 1)          # beat == beats − 1, as a register
+        m.d.sync += last.eq(Mux(take, Mux(last, beats == 1, beat == beats - 2), last))
+        en = Cat(*[at[c] & ~last if c == e and k >= tail else at[c]
+                   for c in range(chunks) for k in range(b)])
+        m.d.comb += [wport.addr.eq(w_half * sf + word), wport.data.eq(self.i.payload),
+                     wport.en.eq(Mux(take, en, 0)), filled.eq(take & last)]
+        with m.If(take):
+            m.d.sync += [beat.eq(Mux(last, 0, beat + 1)),
+                         at.eq(Mux(last | at[chunks - 1], 1, at.rotate_left(1))),
+                         word.eq(Mux(last, 0, Mux(at[chunks - 1], word + 1, word)))]
+
+    def _assemble(self, m, vmem, take, w_half, filled):
+        """Beats of ``b = in_simd`` elements into a word of block RAM (whose byte enables
+        would take a block more for lanes that do not fill its bytes): the beats shift into
+        the top of a word register and down (every bit drives one place), and the word is
+        written from that register a cycle after its last beat (the write port's address
+        and enable are a cycle late; the register is the write data register). A vector
+        starts a word, so its last beat is at chunk ``e = (beats − 1) mod chunks``: a last
+        word that closes early is aligned to the bottom with zeros above, and the last
+        beat's elements past the vector's end are zero (as in
+        :class:`~flexor_hw.gateware.repack.Repack`)."""
+        p = self._params
+        sf, simd, xw, b = p.sf, p.simd, p.x_width, p.in_beat
+        chunks, cw = simd // b, b * xw
+        beats = -(-p.fan_in // b)
+        e = (beats - 1) % chunks
+        tail = p.fan_in - (beats - 1) * b
+        word_q = Signal(simd * xw, reset_less=True, name="w_word")
+        wport = vmem.write_port(m, data_q=word_q)
+        word = Signal(range(max(2, sf)))
+        at = Signal(chunks, init=1)
+        beat = Signal(range(max(2, beats)))
+        last = Signal(init=beats == 1)
+        m.d.sync += last.eq(Mux(take, Mux(last, beats == 1, beat == beats - 2), last))
+        payload = self.i.payload
+        if tail < b:
+            payload = Mux(last, payload[:tail * xw], payload)
+        new = Cat(word_q[cw:], payload)
+        if e < chunks - 1:
+            aligned = Cat(word_q[(chunks - e) * cw:], payload, Const(0, (chunks - 1 - e) * cw))
+            new = Mux(last, aligned, new)
+        closes = at[chunks - 1] | last
+        m.d.comb += [wport.addr.eq(w_half * sf + word), wport.en.eq(take & closes),
+                     filled.eq(take & last)]
+        with m.If(take):
+            m.d.sync += [word_q.eq(new), beat.eq(Mux(last, 0, beat + 1)),
+                         at.eq(Mux(closes, 1, at.rotate_left(1))),
+                         word.eq(Mux(last, 0, Mux(at[chunks - 1], word + 1, word)))]
+
     def _scatter(self, m, vmem, take, w_half, filled):
         """Element ``(p, c)`` of a ``(pixel, c)`` stream to column ``c·HW + p``: word and lane
         counted, a step of ``HW`` per channel and of 1 per pixel (no divider); ``filled``
@@ -859,7 +942,15 @@ def vector_write_ffs(p):
     per, pages = vector_bank_lanes(p), vector_pages(p)
     banks = -(-p.simd // per)
     addr = Shape.cast(range(-(-2 * p.sf // pages))).width
-    return pages * (banks * addr + (p.simd if p.scatter else banks))
+    lane_enables = p.scatter is not None or (p.in_beat < p.simd and not p.vectors_in_block_ram)
+    return pages * (banks * addr + (p.simd if lane_enables else banks))
+
+
+def write_data_lanes(p):
+    """Lanes of the vector memory's write data register: ``SIMD`` (in block RAM a narrow
+    input's word, :meth:`MatrixVectorUnit._assemble`), or a narrow input's beat into LUT
+    RAM (``in_simd``: :meth:`MatrixVectorUnit._narrow`)."""
+    return p.simd if p.scatter is not None or p.vectors_in_block_ram else p.in_beat
 
 
 class _VectorMemory:
@@ -914,9 +1005,12 @@ class _VectorMemory:
                 self._mems[k, g] = mem
         self._simd = p.simd
 
-    def write_port(self, m, granularity=None):
+    def write_port(self, m, granularity=None, sources=None, data_q=None):
         """A write request (``addr``, ``data``, ``en``: one bit, or one per lane with
-        ``granularity``) that reaches every bank's and page's write port a cycle later, from
+        ``granularity``; ``data`` a word, or with ``sources`` the lanes that lane ``s`` of the
+        word reads lane ``sources[s]`` of; or ``data_q``, a register holding the word the
+        cycle after the request, in place of ``data``) that reaches every bank's and page's
+        write port a cycle later, from
         registers: the address (already in the page) and the enable in a copy per bank and
         page (one address register per page reached the 128 LUT-RAM cells of LeNet-5's
         conv2, 11.8-12.1 ns of routing placed; the copies, like the read address's, are
@@ -924,9 +1018,14 @@ class _VectorMemory:
         reset is held, through their input). A half is read from the cycle after it is full
         at the earliest, so the write a cycle late is in the memory before its first read."""
         en_width = self._simd if granularity else 1
-        req = _WriteRequest(range(self._depth), self._simd * self._lane, en_width)
-        data = Signal(self._simd * self._lane, name="w_data_q", reset_less=True)
-        m.d.sync += data.eq(req.data)
+        sources = list(range(self._simd)) if sources is None else sources
+        lanes = max(sources) + 1
+        req = _WriteRequest(range(self._depth), lanes * self._lane, en_width)
+        if data_q is None:
+            data_q = Signal(lanes * self._lane, name="w_data_q", reset_less=True)
+            m.d.sync += data_q.eq(req.data)
+        data = data_q if sources == list(range(self._simd)) else \
+            Cat(*[data_q[s * self._lane:(s + 1) * self._lane] for s in sources])
         paged, pb = len(self._pages) > 1, self._page_bits
         for g, (a, b) in enumerate(self._pages):
             hit = req.addr[pb:] == g if paged else 1

@@ -109,7 +109,7 @@ def _folding(unit, pe, simd):
     w = unit.weights
     r = _rows_per_beat(pe, w.out_features, -(-w.fan_in // simd))
     return unit.vectors * mvau_cycles(w.fan_in, w.out_features, pe, simd, r,
-                                      unit.scatter is not None), r
+                                      1 if unit.scatter else None), r
 
 
 def fold_unit(unit, target, budget, quantum=1):
@@ -696,9 +696,11 @@ def _pools_back_to_block_ram(graph, budget):
 def match_widths(graph):
     """A :class:`~flexor_hw.hw.stages.Repack` between neighbours whose beats differ (and
     before a first unit wider than the 1-wide input, after a last one wider than the 1-wide
-    output)."""
+    output); none before a unit whose SIMD the beats divide where it can write them into
+    its lanes at the rate the converter would pass them (:func:`_narrow_input`)."""
     out, prev_simd, prev = [], 1, None
     for st in graph.stages + [None]:
+        st = _narrow_input(graph, prev, prev_simd, st)
         want = 1 if st is None else st.in_simd
         if want != prev_simd:
             wide = st if st is not None and st.in_simd > 1 else prev
@@ -720,6 +722,32 @@ def match_widths(graph):
             out.append(st)
             prev_simd, prev = st.out_simd, st
     return replace(graph, stages=out)
+
+
+def _narrow_input(graph, prev, prev_simd, st):
+    """``st`` taking ``prev``'s beats of ``prev_simd`` elements itself, where it is a
+    matrix-vector unit on the ECP5 whose SIMD ``prev_simd`` divides and no slower with the
+    narrow input (a cycle a beat and one to hand the vector over) than behind a width
+    converter or than the rate the folding pass gives units: a vector memory in LUT RAM is
+    written a beat at a time into its lanes (a write enable per lane); one in block RAM a
+    word at a time from a register the beats shift into (a DP16KD's byte enables hold four
+    8-bit lanes, and an 18-lane memory written by lanes took five blocks where its words
+    take four). Saves the converter's word and output register, and into LUT RAM the
+    unit's write register but a beat (a window's kernel row into an 18-wide unit: 144 bits
+    staged three times, and now 24 into LUT RAM, 144 into block RAM)."""
+    if st is None or st.kind != "mvau" or st.scatter or st.family == "ice40" or \
+            st.simd <= prev_simd or st.simd % prev_simd:
+        return st
+    narrow = replace(st, in_beat=prev_simd,
+                     vectors_lutram=False if st.params.vectors_in_block_ram else True)
+    conv = S.Repack("", st.x_range, st.x_range, length=st.in_length, n_in=prev_simd,
+                    n_out=st.simd, vectors=max(1, _elements(graph, prev, st) // st.in_length))
+    # no slower than the pair, or than the folding pass's rate for units
+    rate = max(s.cycles_per_image() for s in graph.stages)
+    if narrow.cycles_per_image() > max(st.cycles_per_image(), conv.cycles_per_image(),
+                                       rate - rate // UNIT_SLACK):
+        return st
+    return narrow
 
 
 def _burst_span(prev):

@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import ClassVar
 
 from ..gateware.mvau import (rom_in_logic, rom_latency, rom_paged, vector_pages,
-                              vector_write_ffs)
+                              vector_write_ffs, write_data_lanes)
 from ..gateware.pipeline import int_shape, ram_style_attr
 from ..gateware.rom import (LOGIC_ROM_BITS, flat_group_bits, rom_address_copies, rom_layout,
                              rom_read_latency)
@@ -279,6 +279,8 @@ class Mvau(Stage):
     vectors_lutram: bool = None     # the vector memory in LUT RAM / block RAM / (None) by cost
     scatter: tuple = None           # (C, H, W): a linear layer's spatial input, flattened
                                     # as it is written (one element a beat)
+    in_beat: int = None             # elements an input beat, a divisor of SIMD written into
+                                    # its lanes (None: SIMD)
     bits_register: bool = True      # the decoded weight bits registered
     address_register: bool = False  # the vector read address registered twice (the iCE40)
     rom_page_words: int = None      # a logic weight ROM decoded in pages (the iCE40: 16)
@@ -286,7 +288,7 @@ class Mvau(Stage):
 
     @property
     def in_simd(self):
-        return 1 if self.scatter else self.simd
+        return 1 if self.scatter else (self.in_beat or self.simd)
 
     @property
     def out_simd(self):
@@ -315,13 +317,13 @@ class Mvau(Stage):
                            # the ECP5's carry-chain LUTs take the weight bits' masks
                            masked_adders=self.family == "ecp5" and not self.address_register,
                            rom_page_words=self.rom_page_words,
-                           lut_multipliers=self.lut_multipliers,
+                           lut_multipliers=self.lut_multipliers, in_simd=self.in_beat,
                            scatter=None if self.scatter is None else
                            (self.scatter[0], self.scatter[1] * self.scatter[2]))
 
     def folded(self, pe, simd, out_simd, *, rom_logic=False, vectors_lutram=None):
         return replace(self, pe=pe, simd=simd, rows_per_beat=out_simd, rom_logic=rom_logic,
-                       vectors_lutram=vectors_lutram)
+                       vectors_lutram=vectors_lutram, in_beat=None)
 
     def cycles_per_image(self):
         return self.vectors * self.params.cycles_per_vector
@@ -413,6 +415,8 @@ def mvau_logic(p):
            + (c["ffs_per_column_bit"] + p.address_register) * p.simd * xw
            + (vector_pages(p) - 1) * p.simd * xw        # a read register per LUT-RAM page
            + vector_write_ffs(p)                        # the write address's copies
+           # a narrow input's write data register holds a beat, not a word
+           - (p.simd - write_data_lanes(p)) * xw
            # the weight bits and the word read (the read address on the iCE40, where the
            # bits' and a paged ROM's registers share their LUTs' logic cells: the cells are
            # what counts there, and the placed digits MLP took fewer with them)

@@ -19,17 +19,14 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] i__payload;
   wire [7:0] \i__payload$15 ;
   wire [7:0] \i__payload$18 ;
-  wire [79:0] \i__payload$24 ;
+  wire [7:0] \i__payload$24 ;
   wire [7:0] \i__payload$30 ;
-  wire [7:0] \i__payload$36 ;
-  wire [39:0] \i__payload$42 ;
-  wire [479:0] \i__payload$48 ;
+  wire [39:0] \i__payload$36 ;
+  wire [7:0] \i__payload$42 ;
+  wire [7:0] \i__payload$48 ;
   wire [7:0] \i__payload$54 ;
-  wire [7:0] \i__payload$60 ;
-  wire [7:0] \i__payload$66 ;
-  wire [31:0] \i__payload$72 ;
-  wire [15:0] \i__payload$78 ;
-  wire [3:0] \i__payload$84 ;
+  wire [15:0] \i__payload$60 ;
+  wire [3:0] \i__payload$66 ;
   output i__ready;
   wire i__ready;
   wire \i__ready$17 ;
@@ -42,9 +39,6 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__ready$59 ;
   wire \i__ready$65 ;
   wire \i__ready$71 ;
-  wire \i__ready$77 ;
-  wire \i__ready$83 ;
-  wire \i__ready$89 ;
   input i__valid;
   wire i__valid;
   wire \i__valid$16 ;
@@ -57,27 +51,21 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__valid$56 ;
   wire \i__valid$62 ;
   wire \i__valid$68 ;
-  wire \i__valid$74 ;
-  wire \i__valid$80 ;
-  wire \i__valid$86 ;
   wire [7:0] i_held__payload;
   wire i_held__ready;
   wire i_held__valid;
   output [3:0] o__payload;
   wire [3:0] o__payload;
   wire [7:0] \o__payload$19 ;
-  wire [79:0] \o__payload$25 ;
+  wire [7:0] \o__payload$25 ;
   wire [7:0] \o__payload$31 ;
-  wire [7:0] \o__payload$37 ;
-  wire [39:0] \o__payload$43 ;
-  wire [479:0] \o__payload$49 ;
+  wire [39:0] \o__payload$37 ;
+  wire [7:0] \o__payload$43 ;
+  wire [7:0] \o__payload$49 ;
   wire [7:0] \o__payload$55 ;
-  wire [7:0] \o__payload$61 ;
-  wire [7:0] \o__payload$67 ;
-  wire [31:0] \o__payload$73 ;
-  wire [15:0] \o__payload$79 ;
-  wire [3:0] \o__payload$85 ;
-  wire [3:0] \o__payload$90 ;
+  wire [15:0] \o__payload$61 ;
+  wire [3:0] \o__payload$67 ;
+  wire [3:0] \o__payload$72 ;
   input o__ready;
   wire o__ready;
   wire \o__ready$22 ;
@@ -89,10 +77,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \o__ready$58 ;
   wire \o__ready$64 ;
   wire \o__ready$70 ;
-  wire \o__ready$76 ;
-  wire \o__ready$82 ;
-  wire \o__ready$88 ;
-  wire \o__ready$92 ;
+  wire \o__ready$74 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$21 ;
@@ -104,21 +89,15 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \o__valid$57 ;
   wire \o__valid$63 ;
   wire \o__valid$69 ;
-  wire \o__valid$75 ;
-  wire \o__valid$81 ;
-  wire \o__valid$87 ;
-  wire \o__valid$91 ;
+  wire \o__valid$73 ;
   input rst;
   wire rst;
   wire rst_argmax;
   wire rst_conv1;
   wire rst_conv1_window;
-  wire rst_conv1_window_to_conv1;
   wire rst_conv2;
   wire rst_conv2_window;
-  wire rst_conv2_window_to_conv2;
   wire rst_fc1;
-  wire rst_fc1_to_fc2;
   wire rst_fc2;
   wire rst_g0;
   wire rst_g1;
@@ -132,32 +111,32 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \$3  = ~ held;
   assign i__ready = i_held__ready & \$3 ;
   assign \$4  = ~ held;
-  assign o__valid = \o__valid$91  & \$4 ;
+  assign o__valid = \o__valid$73  & \$4 ;
   assign \$5  = ~ gate_out;
-  assign \o__ready$92  = o__ready & \$5 ;
+  assign \o__ready$74  = o__ready & \$5 ;
   assign \$6  = rst | rst_top;
   assign \$7  = rst | rst_top;
   assign \$1  = rst | rst_top;
   assign held = \$1  | rst_top_2;
   \flexor_lenet5.argmax  argmax (
     .clk(clk),
-    .i__payload(\i__payload$78 ),
-    .i__ready(\o__ready$82 ),
-    .i__valid(\i__valid$80 ),
-    .o__payload(\i__payload$84 ),
-    .o__ready(\o__ready$88 ),
-    .o__valid(\i__valid$86 ),
+    .i__payload(\i__payload$60 ),
+    .i__ready(\o__ready$64 ),
+    .i__valid(\i__valid$62 ),
+    .o__payload(\i__payload$66 ),
+    .o__ready(\o__ready$70 ),
+    .o__valid(\i__valid$68 ),
     .rst_argmax(rst_argmax)
   );
   \flexor_lenet5.conv1  conv1 (
     .clk(clk),
-    .i__ready(\o__ready$28 ),
-    .i__valid(\i__valid$26 ),
-    .o__payload(\i__payload$30 ),
-    .\o__ready$109 (\o__ready$34 ),
-    .\o__valid$111 (\i__valid$32 ),
+    .i__ready(\o__ready$22 ),
+    .i__valid(\i__valid$20 ),
+    .o__payload(\i__payload$24 ),
+    .\o__ready$111 (\o__ready$28 ),
+    .\o__valid$113 (\i__valid$26 ),
     .rst_conv1(rst_conv1),
-    .w_data(\i__payload$24 )
+    .w_data(\i__payload$18 )
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
@@ -169,75 +148,45 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .\o__valid$26 (\i__valid$20 ),
     .rst_conv1_window(rst_conv1_window)
   );
-  \flexor_lenet5.conv1_window_to_conv1  conv1_window_to_conv1 (
-    .clk(clk),
-    .i__payload(\i__payload$18 ),
-    .i__ready(\o__ready$22 ),
-    .i__valid(\i__valid$20 ),
-    .o__payload(\i__payload$24 ),
-    .o__ready(\o__ready$28 ),
-    .o__valid(\i__valid$26 ),
-    .rst_conv1_window_to_conv1(rst_conv1_window_to_conv1)
-  );
   \flexor_lenet5.conv2  conv2 (
     .clk(clk),
-    .i__ready(\o__ready$52 ),
-    .i__valid(\i__valid$50 ),
-    .o__payload(\i__payload$54 ),
-    .\o__ready$570 (\o__ready$58 ),
-    .o__valid(\i__valid$56 ),
-    .rst_conv2(rst_conv2),
-    .w_data(\i__payload$48 )
-  );
-  \flexor_lenet5.conv2_window  conv2_window (
-    .clk(clk),
-    .i__payload(\i__payload$36 ),
     .i__ready(\o__ready$40 ),
     .i__valid(\i__valid$38 ),
     .o__payload(\i__payload$42 ),
-    .\o__ready$47 (\o__ready$46 ),
-    .\o__valid$49 (\i__valid$44 ),
-    .rst_conv2_window(rst_conv2_window)
+    .\o__ready$618 (\o__ready$46 ),
+    .o__valid(\i__valid$44 ),
+    .rst_conv2(rst_conv2),
+    .w_data(\i__payload$36 )
   );
-  \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
+  \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
-    .i__payload(\i__payload$42 ),
-    .i__ready(\o__ready$46 ),
-    .i__valid(\i__valid$44 ),
-    .o__payload(\i__payload$48 ),
-    .o__ready(\o__ready$52 ),
-    .o__valid(\i__valid$50 ),
-    .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
+    .i__payload(\i__payload$30 ),
+    .i__ready(\o__ready$34 ),
+    .i__valid(\i__valid$32 ),
+    .o__payload(\i__payload$36 ),
+    .\o__ready$47 (\o__ready$40 ),
+    .\o__valid$49 (\i__valid$38 ),
+    .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.fc1  fc1 (
     .clk(clk),
-    .i__payload(\i__payload$60 ),
-    .i__ready(\o__ready$64 ),
-    .i__valid(\i__valid$62 ),
-    .o__payload(\i__payload$66 ),
-    .\o__ready$152 (\o__ready$70 ),
-    .o__valid(\i__valid$68 ),
+    .i__payload(\i__payload$48 ),
+    .i__ready(\o__ready$52 ),
+    .i__valid(\i__valid$50 ),
+    .o__payload(\i__payload$54 ),
+    .\o__ready$152 (\o__ready$58 ),
+    .o__valid(\i__valid$56 ),
     .rst_fc1(rst_fc1)
-  );
-  \flexor_lenet5.fc1_to_fc2  fc1_to_fc2 (
-    .clk(clk),
-    .i__payload(\i__payload$66 ),
-    .i__ready(\o__ready$70 ),
-    .i__valid(\i__valid$68 ),
-    .o__payload(\i__payload$72 ),
-    .o__ready(\o__ready$76 ),
-    .o__valid(\i__valid$74 ),
-    .rst_fc1_to_fc2(rst_fc1_to_fc2)
   );
   \flexor_lenet5.fc2  fc2 (
     .clk(clk),
-    .i__ready(\o__ready$76 ),
-    .i__valid(\i__valid$74 ),
-    .o__payload(\i__payload$78 ),
-    .\o__ready$70 (\o__ready$82 ),
-    .o__valid(\i__valid$80 ),
+    .i__ready(\o__ready$58 ),
+    .i__valid(\i__valid$56 ),
+    .o__payload(\i__payload$60 ),
+    .\o__ready$211 (\o__ready$64 ),
+    .o__valid(\i__valid$62 ),
     .rst_fc2(rst_fc2),
-    .w_data(\i__payload$72 )
+    .w_data(\i__payload$54 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -257,32 +206,32 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.pool1  pool1 (
     .clk(clk),
-    .i__payload(\i__payload$30 ),
-    .i__ready(\o__ready$34 ),
-    .i__valid(\i__valid$32 ),
-    .o__payload(\i__payload$36 ),
-    .o__valid(\i__valid$38 ),
-    .r_en(\o__ready$40 ),
+    .i__payload(\i__payload$24 ),
+    .i__ready(\o__ready$28 ),
+    .i__valid(\i__valid$26 ),
+    .o__payload(\i__payload$30 ),
+    .o__valid(\i__valid$32 ),
+    .r_en(\o__ready$34 ),
     .rst_pool1(rst_pool1)
   );
   \flexor_lenet5.pool2  pool2 (
     .clk(clk),
-    .i__payload(\i__payload$54 ),
-    .i__ready(\o__ready$58 ),
-    .i__valid(\i__valid$56 ),
-    .o__payload(\i__payload$60 ),
-    .o__valid(\i__valid$62 ),
-    .r_en(\o__ready$64 ),
+    .i__payload(\i__payload$42 ),
+    .i__ready(\o__ready$46 ),
+    .i__valid(\i__valid$44 ),
+    .o__payload(\i__payload$48 ),
+    .o__valid(\i__valid$50 ),
+    .r_en(\o__ready$52 ),
     .rst_pool2(rst_pool2)
   );
   \flexor_lenet5.port_out  port_out (
     .clk(clk),
-    .i__payload(\i__payload$84 ),
-    .i__ready(\o__ready$88 ),
-    .i__valid(\i__valid$86 ),
+    .i__payload(\i__payload$66 ),
+    .i__ready(\o__ready$70 ),
+    .i__valid(\i__valid$68 ),
     .o__payload(o__payload),
-    .o__ready(\o__ready$92 ),
-    .o__valid(\o__valid$91 ),
+    .o__ready(\o__ready$74 ),
+    .o__valid(\o__valid$73 ),
     .rst_port_out(rst_port_out)
   );
   flexor_copy #(
@@ -312,14 +261,6 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
-  ) rst_conv1_window_to_conv1_copy (
-    .clk(clk),
-    .d(rst_g0),
-    .q(rst_conv1_window_to_conv1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
   ) rst_conv2_copy (
     .clk(clk),
     .d(rst_g0),
@@ -336,33 +277,17 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
-  ) rst_conv2_window_to_conv2_copy (
-    .clk(clk),
-    .d(rst_g0),
-    .q(rst_conv2_window_to_conv2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
   ) rst_fc1_copy (
     .clk(clk),
-    .d(rst_g1),
+    .d(rst_g0),
     .q(rst_fc1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) rst_fc1_to_fc2_copy (
-    .clk(clk),
-    .d(rst_g1),
-    .q(rst_fc1_to_fc2)
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) rst_fc2_copy (
     .clk(clk),
-    .d(rst_g1),
+    .d(rst_g0),
     .q(rst_fc2)
   );
   flexor_copy #(
@@ -452,16 +377,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \o__payload$67  = \i__payload$66 ;
   assign \o__valid$69  = \i__valid$68 ;
   assign \i__ready$71  = \o__ready$70 ;
-  assign \o__payload$73  = \i__payload$72 ;
-  assign \o__valid$75  = \i__valid$74 ;
-  assign \i__ready$77  = \o__ready$76 ;
-  assign \o__payload$79  = \i__payload$78 ;
-  assign \o__valid$81  = \i__valid$80 ;
-  assign \i__ready$83  = \o__ready$82 ;
-  assign \o__payload$85  = \i__payload$84 ;
-  assign \o__valid$87  = \i__valid$86 ;
-  assign \i__ready$89  = \o__ready$88 ;
-  assign \o__payload$90  = o__payload;
+  assign \o__payload$72  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -782,7 +698,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_data, \o__valid$111 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_data, \o__valid$113 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
@@ -793,90 +709,90 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   wire [9:0] \$104 ;
   wire [9:0] \$105 ;
   wire [9:0] \$106 ;
-  wire [12:0] \$107 ;
-  wire [13:0] \$108 ;
-  wire \$109 ;
+  wire [9:0] \$107 ;
+  wire [9:0] \$108 ;
+  wire [9:0] \$109 ;
   wire \$11 ;
-  wire [12:0] \$110 ;
-  wire [13:0] \$111 ;
-  wire [12:0] \$112 ;
-  wire [13:0] \$113 ;
-  wire \$114 ;
-  wire [12:0] \$115 ;
-  wire [13:0] \$116 ;
+  wire [9:0] \$110 ;
+  wire [9:0] \$111 ;
+  wire [9:0] \$112 ;
+  wire [12:0] \$113 ;
+  wire [13:0] \$114 ;
+  wire \$115 ;
+  wire [12:0] \$116 ;
   wire [13:0] \$117 ;
-  wire [14:0] \$118 ;
-  wire [12:0] \$119 ;
+  wire [12:0] \$118 ;
+  wire [13:0] \$119 ;
   wire \$12 ;
-  wire [13:0] \$120 ;
-  wire \$121 ;
-  wire [12:0] \$122 ;
+  wire \$120 ;
+  wire [12:0] \$121 ;
+  wire [13:0] \$122 ;
   wire [13:0] \$123 ;
-  wire [13:0] \$124 ;
-  wire [14:0] \$125 ;
-  wire [2:0] \$126 ;
+  wire [14:0] \$124 ;
+  wire [12:0] \$125 ;
+  wire [13:0] \$126 ;
   wire \$127 ;
-  wire [5:0] \$128 ;
-  wire [5:0] \$129 ;
+  wire [12:0] \$128 ;
+  wire [13:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire [21:0] \$133 ;
-  wire [29:0] \$134 ;
-  wire [30:0] \$135 ;
-  wire [26:0] \$136 ;
-  wire [26:0] \$137 ;
+  wire [13:0] \$130 ;
+  wire [14:0] \$131 ;
+  wire [2:0] \$132 ;
+  wire \$133 ;
+  wire [5:0] \$134 ;
+  wire [5:0] \$135 ;
+  wire \$136 ;
+  wire \$137 ;
   wire \$138 ;
-  wire [26:0] \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire [1:0] \$143 ;
+  wire [21:0] \$139 ;
+  wire [3:0] \$14 ;
+  wire [29:0] \$140 ;
+  wire [30:0] \$141 ;
+  wire [26:0] \$142 ;
+  wire [26:0] \$143 ;
   wire \$144 ;
-  wire \$145 ;
+  wire [26:0] \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire \$149 ;
+  wire [1:0] \$149 ;
   wire [3:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
-  wire \$152 ;
+  wire [9:0] \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire \$155 ;
-  reg [1:0] \$156 ;
-  reg \$157 ;
-  reg \$158 ;
-  reg \$159 ;
-  wire [3:0] \$16 ;
-  reg \$160 ;
-  reg \$161 ;
-  reg [2:0] \$162 ;
-  reg [1:0] \$163 ;
-  reg [3:0] \$164 ;
-  reg \$165 ;
-  reg [2:0] \$166 ;
+  wire [9:0] \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire [1:0] \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  reg \$162 ;
+  reg [4:0] \$163 ;
+  reg [9:0] \$164 ;
+  reg [1:0] \$165 ;
+  reg \$166 ;
   reg \$167 ;
-  reg [1:0] \$168 ;
-  reg [4:0] \$169 ;
-  wire [1:0] \$17 ;
-  reg [4:0] \$170 ;
-  reg [4:0] \$171 ;
-  reg [4:0] \$172 ;
-  reg [4:0] \$173 ;
+  reg \$168 ;
+  reg \$169 ;
+  wire \$17 ;
+  reg \$170 ;
+  reg [2:0] \$171 ;
+  reg [1:0] \$172 ;
+  reg [3:0] \$173 ;
   reg \$174 ;
-  reg \$175 ;
+  reg [2:0] \$175 ;
   reg \$176 ;
-  reg \$177 ;
-  reg \$178 ;
-  reg \$179 ;
+  reg [1:0] \$177 ;
+  reg [4:0] \$178 ;
+  reg [4:0] \$179 ;
   wire \$18 ;
-  reg \$180 ;
-  reg \$181 ;
-  reg \$182 ;
+  reg [4:0] \$180 ;
+  reg [4:0] \$181 ;
+  reg [4:0] \$182 ;
   reg \$183 ;
   reg \$184 ;
   reg \$185 ;
@@ -890,76 +806,85 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   reg \$192 ;
   reg \$193 ;
   reg \$194 ;
-  reg [12:0] \$195 ;
-  reg [12:0] \$196 ;
-  reg [12:0] \$197 ;
-  reg [12:0] \$198 ;
-  reg [13:0] \$199 ;
+  reg \$195 ;
+  reg \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg \$199 ;
   wire [3:0] \$2 ;
-  wire \$20 ;
-  reg [12:0] \$200 ;
-  reg [12:0] \$201 ;
-  reg [13:0] \$202 ;
-  reg [1:0] \$203 ;
-  reg [4:0] \$204 ;
-  reg \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
+  wire [10:0] \$20 ;
+  reg \$200 ;
+  reg \$201 ;
+  reg \$202 ;
+  reg \$203 ;
+  reg [12:0] \$204 ;
+  reg [12:0] \$205 ;
+  reg [12:0] \$206 ;
+  reg [12:0] \$207 ;
+  reg [13:0] \$208 ;
+  reg [12:0] \$209 ;
   wire [10:0] \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg \$213 ;
+  reg [12:0] \$210 ;
+  reg [13:0] \$211 ;
+  reg [1:0] \$212 ;
+  reg [4:0] \$213 ;
   reg \$214 ;
   reg \$215 ;
-  reg [1:0] \$216 ;
-  reg [3:0] \$217 ;
+  reg \$216 ;
+  reg \$217 ;
   reg \$218 ;
-  wire [10:0] \$22 ;
-  wire [4:0] \$23 ;
-  wire [1:0] \$24 ;
-  wire [5:0] \$25 ;
+  reg \$219 ;
+  wire [4:0] \$22 ;
+  reg \$220 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg [1:0] \$225 ;
+  reg [3:0] \$226 ;
+  reg \$227 ;
+  wire [1:0] \$23 ;
+  wire [5:0] \$24 ;
+  wire \$25 ;
   wire \$26 ;
-  wire [2:0] \$27 ;
-  wire [2:0] \$28 ;
-  wire \$29 ;
+  wire \$27 ;
+  wire [5:0] \$28 ;
+  wire [5:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [2:0] \$31 ;
+  wire [9:0] \$31 ;
   wire [2:0] \$32 ;
-  wire [4:0] \$33 ;
-  wire [4:0] \$34 ;
+  wire [2:0] \$33 ;
+  wire [2:0] \$34 ;
   wire \$35 ;
-  wire [1:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire \$36 ;
+  wire [2:0] \$37 ;
+  wire [2:0] \$38 ;
+  wire [4:0] \$39 ;
   wire \$4 ;
-  wire [2:0] \$40 ;
+  wire [4:0] \$40 ;
   wire \$41 ;
-  wire [5:0] \$42 ;
-  wire [5:0] \$43 ;
-  wire [6:0] \$44 ;
-  wire [6:0] \$45 ;
-  wire \$46 ;
-  wire [5:0] \$47 ;
+  wire [1:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [2:0] \$46 ;
+  wire \$47 ;
   wire [5:0] \$48 ;
-  wire [6:0] \$49 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
   wire [6:0] \$50 ;
-  wire \$51 ;
-  wire [5:0] \$52 ;
+  wire [6:0] \$51 ;
+  wire \$52 ;
   wire [5:0] \$53 ;
-  wire [6:0] \$54 ;
+  wire [5:0] \$54 ;
   wire [6:0] \$55 ;
-  wire [5:0] \$56 ;
+  wire [6:0] \$56 ;
   wire \$57 ;
   wire [5:0] \$58 ;
-  wire [6:0] \$59 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
+  wire [6:0] \$60 ;
   wire [6:0] \$61 ;
   wire [5:0] \$62 ;
   wire \$63 ;
@@ -967,14 +892,14 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   wire [6:0] \$65 ;
   wire [5:0] \$66 ;
   wire [6:0] \$67 ;
-  wire \$68 ;
-  wire [9:0] \$69 ;
+  wire [5:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [9:0] \$70 ;
-  wire [9:0] \$71 ;
-  wire [9:0] \$72 ;
-  wire [9:0] \$73 ;
-  wire [9:0] \$74 ;
+  wire [5:0] \$70 ;
+  wire [6:0] \$71 ;
+  wire [5:0] \$72 ;
+  wire [6:0] \$73 ;
+  wire \$74 ;
   wire [9:0] \$75 ;
   wire [9:0] \$76 ;
   wire [9:0] \$77 ;
@@ -1003,20 +928,22 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   wire [9:0] \$98 ;
   wire [9:0] \$99 ;
   wire \$signal ;
-  reg \$signal$128  = 1'h0;
-  reg \$signal$129  = 1'h0;
-  reg \$signal$183  = 1'h0;
+  reg \$signal$131  = 1'h0;
+  reg \$signal$132  = 1'h0;
+  reg \$signal$186  = 1'h0;
   wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
   reg [12:0] acc1_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$198 ;
+  wire [5:0] \addr$201 ;
+  reg [9:0] at = 10'h001;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   reg [13:0] bank1_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
+  reg [4:0] \beat$125  = 5'h00;
   reg can_end = 1'h1;
   input clk;
   wire clk;
@@ -1026,7 +953,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   wire credits_room_next;
   reg [3:0] credits_space = 4'he;
   wire [35:0] data;
-  wire [63:0] \data$197 ;
+  wire [63:0] \data$200 ;
   reg done = 1'h0;
   wire filled;
   reg [12:0] fin0_0 = 13'h0000;
@@ -1043,15 +970,16 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$52 ;
-  wire [15:0] \i$63 ;
-  wire [15:0] \i$64 ;
-  wire [79:0] i__payload;
+  wire [15:0] \i$54 ;
+  wire [15:0] \i$65 ;
+  wire [15:0] \i$66 ;
+  wire [7:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
   reg ka = 1'h0;
+  reg last = 1'h0;
   reg last1 = 1'h0;
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
@@ -1075,21 +1003,21 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$136 ;
-  wire [19:0] \o$145 ;
-  wire [19:0] \o$146 ;
+  wire [19:0] \o$139 ;
+  wire [19:0] \o$148 ;
+  wire [19:0] \o$149 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$108 ;
-  wire [63:0] \o__payload$131 ;
+  wire [7:0] \o__payload$110 ;
+  wire [63:0] \o__payload$134 ;
   wire o__ready;
-  input \o__ready$109 ;
-  wire \o__ready$109 ;
-  wire \o__ready$110 ;
+  input \o__ready$111 ;
+  wire \o__ready$111 ;
+  wire \o__ready$112 ;
   wire o__valid;
-  output \o__valid$111 ;
-  wire \o__valid$111 ;
-  wire \o__valid$112 ;
+  output \o__valid$113 ;
+  wire \o__valid$113 ;
+  wire \o__valid$114 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [28:0] p;
@@ -1105,16 +1033,16 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   wire [8:0] p1_0_4;
   wire [2:0] port__addr;
   wire [2:0] \port__addr$10 ;
-  wire [2:0] \port__addr$44 ;
-  wire [2:0] \port__addr$47 ;
+  wire [2:0] \port__addr$46 ;
+  wire [2:0] \port__addr$49 ;
   wire [63:0] port__data;
   wire [15:0] \port__data$12 ;
-  wire [63:0] \port__data$132 ;
-  wire [15:0] \port__data$133 ;
-  wire port__en;
-  wire \port__en$13 ;
-  wire \port__en$46 ;
-  wire \port__en$49 ;
+  wire [63:0] \port__data$135 ;
+  wire [15:0] \port__data$136 ;
+  wire [7:0] port__en;
+  wire [1:0] \port__en$13 ;
+  wire \port__en$48 ;
+  wire \port__en$51 ;
   reg [2:0] r_addr = 3'h0;
   wire [2:0] r_addr_b0;
   wire [2:0] r_addr_b1;
@@ -1185,20 +1113,20 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   wire [2:0] w_addr;
   wire [2:0] w_addr_b0;
   wire [2:0] w_addr_b1;
-  reg [1:0] w_count = 2'h0;
-  input [79:0] w_data;
-  wire [79:0] w_data;
-  wire [7:0] \w_data$113 ;
-  reg [79:0] w_data_q = 80'h00000000000000000000;
-  wire w_en;
-  reg \w_en$114  = 1'h0;
-  wire w_en_b0;
-  wire w_en_b1;
+  input [7:0] w_data;
+  wire [7:0] w_data;
+  wire [7:0] \w_data$115 ;
+  reg [7:0] w_data_q = 8'h00;
+  wire [9:0] w_en;
+  reg \w_en$116  = 1'h0;
+  wire [7:0] w_en_b0;
+  wire [1:0] w_en_b1;
   wire w_full;
-  wire \w_full$27 ;
+  wire \w_full$29 ;
   wire w_full_issue;
-  wire \w_full_issue$29 ;
+  wire \w_full_issue$31 ;
   reg w_half = 1'h0;
+  reg [1:0] word = 2'h0;
   reg [63:0] word1 = 64'h0000000000000000;
   reg [12:0] xacc = 13'h0000;
   reg [79:0] xdata_d1 = 80'h00000000000000000000;
@@ -1229,6 +1157,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   wire [10:0] xsum_w2_0;
   (* keep = 32'd1 *)
   wire [11:0] xsum_w3_0;
+  (* ram_style = "distributed" *)
   reg [63:0] vectors0 [5:0];
   initial begin
     vectors0[0] = 64'h0000000000000000;
@@ -1239,14 +1168,29 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
     vectors0[5] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors0[port__addr] <= w_data_q[63:0];
+    if (port__en[0])
+      vectors0[port__addr][7:0] <= w_data_q;
+    if (port__en[1])
+      vectors0[port__addr][15:8] <= w_data_q;
+    if (port__en[2])
+      vectors0[port__addr][23:16] <= w_data_q;
+    if (port__en[3])
+      vectors0[port__addr][31:24] <= w_data_q;
+    if (port__en[4])
+      vectors0[port__addr][39:32] <= w_data_q;
+    if (port__en[5])
+      vectors0[port__addr][47:40] <= w_data_q;
+    if (port__en[6])
+      vectors0[port__addr][55:48] <= w_data_q;
+    if (port__en[7])
+      vectors0[port__addr][63:56] <= w_data_q;
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0[\port__addr$44 ];
+    _0_ <= vectors0[\port__addr$46 ];
   end
-  assign \port__data$132  = _0_;
+  assign \port__data$135  = _0_;
+  (* ram_style = "distributed" *)
   reg [15:0] vectors1 [5:0];
   initial begin
     vectors1[0] = 16'h0000;
@@ -1257,42 +1201,44 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
     vectors1[5] = 16'h0000;
   end
   always @(posedge clk) begin
-    if (\port__en$13 )
-      vectors1[\port__addr$10 ] <= w_data_q[79:64];
+    if (\port__en$13 [0])
+      vectors1[\port__addr$10 ][7:0] <= w_data_q;
+    if (\port__en$13 [1])
+      vectors1[\port__addr$10 ][15:8] <= w_data_q;
   end
   reg [15:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors1[\port__addr$47 ];
+    _1_ <= vectors1[\port__addr$49 ];
   end
-  assign \port__data$133  = _1_;
+  assign \port__data$136  = _1_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 2'h3;
-  assign \$2  = \$1  + w_count;
-  assign \$3  = w_count == 2'h2;
-  assign filled = take & \$3 ;
-  assign \$4  = active & o__valid;
-  assign \$5  = ~ s_last;
-  assign \$6  = \$5  | can_end;
-  assign step = \$4  & \$6 ;
-  assign \$7  = ~ active;
-  assign \$8  = step & sn_last;
-  assign \$9  = \$7  | \$8 ;
-  assign load = w_full_issue & \$9 ;
-  assign \$10  = s_idx == 1'h1;
-  assign \$11  = s_last ? 1'h0 : \$10 ;
-  assign \$signal  = step ? \$11  : s_last;
-  assign \$12  = step & s_last;
-  assign \$13  = n_idx == 4'he;
-  assign \$14  = n_last ? 1'h0 : \$13 ;
-  assign n_last_next = \$12  ? \$14  : n_last;
-  assign \$15  = r_addr + 1'h1;
-  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
-  assign \$17  = w_half ? 2'h3 : 2'h0;
-  assign \$18  = step & s_last;
-  assign \$19  = gap == 1'h1;
-  assign \$20  = gap_zero | \$19 ;
-  assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
+  assign \$2  = \$1  + word;
+  assign w_en = take ? at : 10'h000;
+  assign filled = take & last;
+  assign \$3  = active & o__valid;
+  assign \$4  = ~ s_last;
+  assign \$5  = \$4  | can_end;
+  assign step = \$3  & \$5 ;
+  assign \$6  = ~ active;
+  assign \$7  = step & sn_last;
+  assign \$8  = \$6  | \$7 ;
+  assign load = w_full_issue & \$8 ;
+  assign \$9  = s_idx == 1'h1;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = n_idx == 4'he;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 2'h3 : 2'h0;
+  assign \$17  = step & s_last;
+  assign \$18  = gap == 1'h1;
+  assign \$19  = gap_zero | \$18 ;
+  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
@@ -1312,153 +1258,166 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$21  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$22  = rq0_under ? 11'h000 : \$21 ;
-  assign \$23  = credits_space + credits_returned;
-  assign \$24  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$25  = \$23  - \$24 ;
-  assign credits_room_next = \$25 [3:0] >= 2'h2;
-  assign \$26  = w_count == 2'h2;
-  assign \$27  = w_count + 1'h1;
-  assign \$28  = \$26  ? 3'h0 : \$27 ;
-  assign \$29  = credits_room_next & gap_zero_next;
-  assign \$30  = \$signal  & n_last_next;
-  assign \$31  = s_idx + 1'h1;
-  assign \$32  = s_last ? 3'h0 : \$31 ;
-  assign \$33  = n_idx + 1'h1;
-  assign \$34  = n_last ? 5'h00 : \$33 ;
-  assign \$35  = step & sn_last;
-  assign \$36  = w_half ? 2'h3 : 2'h0;
-  assign \$37  = ~ w_half;
-  assign \$38  = step & s_last;
-  assign \$39  = ~ gap_zero;
-  assign \$40  = gap - 1'h1;
-  assign \$41  = col >= 4'ha;
-  assign \$42  = col - 4'ha;
-  assign \$43  = col + 4'ha;
-  assign \$44  = \$41  ? { \$42 [5], \$42  } : { 1'h0, \$43  };
-  assign \$45  = s_last ? 7'h00 : \$44 ;
-  assign \$46  = row_ph0 >= 4'ha;
-  assign \$47  = row_ph0 - 4'ha;
-  assign \$48  = row_ph0 + 4'ha;
-  assign \$49  = \$46  ? { \$47 [5], \$47  } : { 1'h0, \$48  };
-  assign \$50  = n_last ? 7'h00 : \$49 ;
-  assign \$51  = row_ph1 >= 4'ha;
-  assign \$52  = row_ph1 - 4'ha;
-  assign \$53  = row_ph1 + 4'ha;
-  assign \$54  = \$51  ? { \$52 [5], \$52  } : { 1'h0, \$53  };
-  assign \$55  = n_last ? 7'h05 : \$54 ;
-  assign \$56  = row_ph0 + col;
-  assign \$57  = \$56  >= 5'h14;
-  assign \$58  = row_ph0 + col;
-  assign \$59  = \$58  - 5'h14;
-  assign \$60  = row_ph0 + col;
-  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
-  assign \$62  = row_ph1 + col;
+  assign \$20  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$21  = rq0_under ? 11'h000 : \$20 ;
+  assign \$22  = credits_space + credits_returned;
+  assign \$23  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$24  = \$22  - \$23 ;
+  assign credits_room_next = \$24 [3:0] >= 2'h2;
+  assign \$25  = \beat$125  == 5'h17;
+  assign \$26  = last ? 1'h0 : \$25 ;
+  assign \$27  = take ? \$26  : last;
+  assign \$28  = \beat$125  + 1'h1;
+  assign \$29  = last ? 6'h00 : \$28 ;
+  assign \$30  = last | at[9];
+  assign \$31  = \$30  ? 10'h001 : { at[8:0], at[9] };
+  assign \$32  = word + 1'h1;
+  assign \$33  = at[9] ? \$32  : { 1'h0, word };
+  assign \$34  = last ? 3'h0 : \$33 ;
+  assign \$35  = credits_room_next & gap_zero_next;
+  assign \$36  = \$signal  & n_last_next;
+  assign \$37  = s_idx + 1'h1;
+  assign \$38  = s_last ? 3'h0 : \$37 ;
+  assign \$39  = n_idx + 1'h1;
+  assign \$40  = n_last ? 5'h00 : \$39 ;
+  assign \$41  = step & sn_last;
+  assign \$42  = w_half ? 2'h3 : 2'h0;
+  assign \$43  = ~ w_half;
+  assign \$44  = step & s_last;
+  assign \$45  = ~ gap_zero;
+  assign \$46  = gap - 1'h1;
+  assign \$47  = col >= 4'ha;
+  assign \$48  = col - 4'ha;
+  assign \$49  = col + 4'ha;
+  assign \$50  = \$47  ? { \$48 [5], \$48  } : { 1'h0, \$49  };
+  assign \$51  = s_last ? 7'h00 : \$50 ;
+  assign \$52  = row_ph0 >= 4'ha;
+  assign \$53  = row_ph0 - 4'ha;
+  assign \$54  = row_ph0 + 4'ha;
+  assign \$55  = \$52  ? { \$53 [5], \$53  } : { 1'h0, \$54  };
+  assign \$56  = n_last ? 7'h00 : \$55 ;
+  assign \$57  = row_ph1 >= 4'ha;
+  assign \$58  = row_ph1 - 4'ha;
+  assign \$59  = row_ph1 + 4'ha;
+  assign \$60  = \$57  ? { \$58 [5], \$58  } : { 1'h0, \$59  };
+  assign \$61  = n_last ? 7'h05 : \$60 ;
+  assign \$62  = row_ph0 + col;
   assign \$63  = \$62  >= 5'h14;
-  assign \$64  = row_ph1 + col;
+  assign \$64  = row_ph0 + col;
   assign \$65  = \$64  - 5'h14;
-  assign \$66  = row_ph1 + col;
+  assign \$66  = row_ph0 + col;
   assign \$67  = \$63  ? \$65  : { 1'h0, \$66  };
-  assign \$68  = ! s_idx;
-  assign \$75  = off1_0[0] ? o[9:0] : o[19:10];
-  assign \$77  = off1_0[1] ? \$75  : \$76 ;
-  assign \$78  = off1_0[2] ? \$74  : \$77 ;
-  assign \$86  = off1_0[3] ? \$78  : \$85 ;
-  assign \$87  = off1_0[4] ? \$71  : \$86 ;
-  assign \$91  = off1_1[0] ? { \o$146 [4:0], \o$145 [19:15] } : \o$145 [14:5];
-  assign \$93  = off1_1[1] ? \$91  : \$92 ;
-  assign \$97  = off1_1[2] ? \$93  : \$96 ;
-  assign \$105  = off1_1[3] ? \$97  : \$104 ;
-  assign \$106  = off1_1[4] ? \$90  : \$105 ;
-  assign \$107  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$108  = \$107  + xsum_l4_0;
-  assign \$109  = flags_x[0] & flags_x[2];
-  assign \$110  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$111  = \$110  + xsum_l4_0;
-  assign \$112  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$113  = \$112  + t0_0_l3_0;
-  assign \$114  = flags_0[0] & flags_0[2];
-  assign \$115  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$116  = \$115  + t0_0_l3_0;
-  assign \$118  = \$117  - xfin;
-  assign \$119  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$120  = \$119  + t1_0_l3_0;
-  assign \$121  = flags_1[0] & flags_1[2];
-  assign \$122  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$123  = \$122  + t1_0_l3_0;
-  assign \$125  = \$124  - xfin;
-  assign \$126  = ser_left - 1'h1;
-  assign \$127  = addr == 5'h1f;
-  assign \$128  = addr + 1'h1;
-  assign \$129  = \$127  ? 6'h00 : \$128 ;
-  assign \$133  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$135  = $signed(\$134 ) + $signed(rq0_beta);
-  assign \$138  = $signed(\$137 ) < $signed(1'h0);
-  assign \$140  = $signed(\$139 ) > $signed(9'h0ff);
-  assign \$141  = step & s_last;
-  assign \$142  = \o__valid$111  & \o__ready$109 ;
-  assign \$143  = \$142  + skipped_d4;
-  assign \$144  = ~ rst_conv1;
-  assign \$146  = rst_conv1 ? 1'h0 : take;
-  assign \$147  = ~ rst_conv1;
-  assign \$149  = rst_conv1 ? 1'h0 : take;
-  assign \$150  = rst_conv1 | load;
-  assign \$151  = filled ? 1'h1 : w_full;
-  assign \$152  = \$150  ? 1'h0 : \$151 ;
-  assign \$153  = rst_conv1 | load;
-  assign \$154  = filled ? 1'h1 : w_full_issue;
-  assign \$155  = \$153  ? 1'h0 : \$154 ;
+  assign \$68  = row_ph1 + col;
+  assign \$69  = \$68  >= 5'h14;
+  assign \$70  = row_ph1 + col;
+  assign \$71  = \$70  - 5'h14;
+  assign \$72  = row_ph1 + col;
+  assign \$73  = \$69  ? \$71  : { 1'h0, \$72  };
+  assign \$74  = ! s_idx;
+  assign \$81  = off1_0[0] ? o[9:0] : o[19:10];
+  assign \$83  = off1_0[1] ? \$81  : \$82 ;
+  assign \$84  = off1_0[2] ? \$80  : \$83 ;
+  assign \$92  = off1_0[3] ? \$84  : \$91 ;
+  assign \$93  = off1_0[4] ? \$77  : \$92 ;
+  assign \$97  = off1_1[0] ? { \o$149 [4:0], \o$148 [19:15] } : \o$148 [14:5];
+  assign \$99  = off1_1[1] ? \$97  : \$98 ;
+  assign \$103  = off1_1[2] ? \$99  : \$102 ;
+  assign \$111  = off1_1[3] ? \$103  : \$110 ;
+  assign \$112  = off1_1[4] ? \$96  : \$111 ;
+  assign \$113  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$114  = \$113  + xsum_l4_0;
+  assign \$115  = flags_x[0] & flags_x[2];
+  assign \$116  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$117  = \$116  + xsum_l4_0;
+  assign \$118  = flags_0[1] ? 13'h0000 : acc0_0;
+  assign \$119  = \$118  + t0_0_l3_0;
+  assign \$120  = flags_0[0] & flags_0[2];
+  assign \$121  = flags_0[1] ? 13'h0000 : acc0_0;
+  assign \$122  = \$121  + t0_0_l3_0;
+  assign \$124  = \$123  - xfin;
+  assign \$125  = flags_1[1] ? 13'h0000 : acc1_0;
+  assign \$126  = \$125  + t1_0_l3_0;
+  assign \$127  = flags_1[0] & flags_1[2];
+  assign \$128  = flags_1[1] ? 13'h0000 : acc1_0;
+  assign \$129  = \$128  + t1_0_l3_0;
+  assign \$131  = \$130  - xfin;
+  assign \$132  = ser_left - 1'h1;
+  assign \$133  = addr == 5'h1f;
+  assign \$134  = addr + 1'h1;
+  assign \$135  = \$133  ? 6'h00 : \$134 ;
+  assign \$139  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$141  = $signed(\$140 ) + $signed(rq0_beta);
+  assign \$144  = $signed(\$143 ) < $signed(1'h0);
+  assign \$146  = $signed(\$145 ) > $signed(9'h0ff);
+  assign \$147  = step & s_last;
+  assign \$148  = \o__valid$113  & \o__ready$111 ;
+  assign \$149  = \$148  + skipped_d4;
+  assign \$150  = ~ rst_conv1;
+  assign \$152  = rst_conv1 ? 10'h000 : w_en;
+  assign \$153  = ~ rst_conv1;
+  assign \$155  = rst_conv1 ? 10'h000 : w_en;
+  assign \$156  = rst_conv1 | load;
+  assign \$157  = filled ? 1'h1 : w_full;
+  assign \$158  = \$156  ? 1'h0 : \$157 ;
+  assign \$159  = rst_conv1 | load;
+  assign \$160  = filled ? 1'h1 : w_full_issue;
+  assign \$161  = \$159  ? 1'h0 : \$160 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$156 ;
+    last <= \$162 ;
   always @(posedge clk)
-    can_end <= \$157 ;
+    \beat$125  <= \$163 ;
   always @(posedge clk)
-    gap_zero <= \$158 ;
+    at <= \$164 ;
   always @(posedge clk)
-    s_last <= \$159 ;
+    word <= \$165 ;
   always @(posedge clk)
-    n_last <= \$160 ;
+    can_end <= \$166 ;
   always @(posedge clk)
-    sn_last <= \$161 ;
+    gap_zero <= \$167 ;
   always @(posedge clk)
-    r_addr <= \$162 ;
+    s_last <= \$168 ;
   always @(posedge clk)
-    s_idx <= \$163 ;
+    n_last <= \$169 ;
   always @(posedge clk)
-    n_idx <= \$164 ;
+    sn_last <= \$170 ;
   always @(posedge clk)
-    active <= \$165 ;
+    r_addr <= \$171 ;
   always @(posedge clk)
-    r_base <= \$166 ;
+    s_idx <= \$172 ;
   always @(posedge clk)
-    w_half <= \$167 ;
+    n_idx <= \$173 ;
   always @(posedge clk)
-    gap <= \$168 ;
+    active <= \$174 ;
   always @(posedge clk)
-    col <= \$169 ;
+    r_base <= \$175 ;
   always @(posedge clk)
-    row_ph0 <= \$170 ;
+    w_half <= \$176 ;
   always @(posedge clk)
-    row_ph1 <= \$171 ;
+    gap <= \$177 ;
   always @(posedge clk)
-    off1_0 <= \$172 ;
+    col <= \$178 ;
   always @(posedge clk)
-    off1_1 <= \$173 ;
+    row_ph0 <= \$179 ;
   always @(posedge clk)
-    \$signal$128  <= \$174 ;
+    row_ph1 <= \$180 ;
   always @(posedge clk)
-    \$signal$129  <= \$175 ;
+    off1_0 <= \$181 ;
   always @(posedge clk)
-    last1 <= \$176 ;
+    off1_1 <= \$182 ;
   always @(posedge clk)
-    word1 <= \o__payload$131 ;
+    \$signal$131  <= \$183 ;
   always @(posedge clk)
-    xdata_d1 <= { \port__data$133 , \port__data$132  };
+    \$signal$132  <= \$184 ;
   always @(posedge clk)
-    w0_0 <= \$87 ;
+    last1 <= \$185 ;
+  always @(posedge clk)
+    word1 <= \o__payload$134 ;
+  always @(posedge clk)
+    xdata_d1 <= { \port__data$136 , \port__data$135  };
+  always @(posedge clk)
+    w0_0 <= \$93 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -1476,7 +1435,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   always @(posedge clk)
     t0_0_l3_0 <= t0_0_w2_0;
   always @(posedge clk)
-    w1_0 <= \$106 ;
+    w1_0 <= \$112 ;
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -1510,103 +1469,103 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$177 ;
+    v2_d1 <= \$186 ;
   always @(posedge clk)
-    v2_d2 <= \$178 ;
+    v2_d2 <= \$187 ;
   always @(posedge clk)
-    v2_d3 <= \$179 ;
+    v2_d3 <= \$188 ;
   always @(posedge clk)
-    v2_d4 <= \$180 ;
+    v2_d4 <= \$189 ;
   always @(posedge clk)
-    last2_d1 <= \$181 ;
+    last2_d1 <= \$190 ;
   always @(posedge clk)
-    last2_d2 <= \$182 ;
+    last2_d2 <= \$191 ;
   always @(posedge clk)
-    last2_d3 <= \$183 ;
+    last2_d3 <= \$192 ;
   always @(posedge clk)
-    last2_d4 <= \$184 ;
+    last2_d4 <= \$193 ;
   always @(posedge clk)
-    v2p_d1 <= \$185 ;
+    v2p_d1 <= \$194 ;
   always @(posedge clk)
-    v2p_d2 <= \$186 ;
+    v2p_d2 <= \$195 ;
   always @(posedge clk)
-    v2p_d3 <= \$187 ;
+    v2p_d3 <= \$196 ;
   always @(posedge clk)
-    first2p_d1 <= \$188 ;
+    first2p_d1 <= \$197 ;
   always @(posedge clk)
-    first2p_d2 <= \$189 ;
+    first2p_d2 <= \$198 ;
   always @(posedge clk)
-    first2p_d3 <= \$190 ;
+    first2p_d3 <= \$199 ;
   always @(posedge clk)
-    last2p_d1 <= \$191 ;
+    last2p_d1 <= \$200 ;
   always @(posedge clk)
-    last2p_d2 <= \$192 ;
+    last2p_d2 <= \$201 ;
   always @(posedge clk)
-    last2p_d3 <= \$193 ;
+    last2p_d3 <= \$202 ;
   always @(posedge clk)
-    done <= \$194 ;
+    done <= \$203 ;
   always @(posedge clk)
-    xacc <= \$195 ;
+    xacc <= \$204 ;
   always @(posedge clk)
-    xfin <= \$196 ;
+    xfin <= \$205 ;
   always @(posedge clk)
-    acc0_0 <= \$197 ;
+    acc0_0 <= \$206 ;
   always @(posedge clk)
-    fin0_0 <= \$198 ;
+    fin0_0 <= \$207 ;
   always @(posedge clk)
-    bank0_0 <= \$199 ;
+    bank0_0 <= \$208 ;
   always @(posedge clk)
-    acc1_0 <= \$200 ;
+    acc1_0 <= \$209 ;
   always @(posedge clk)
-    fin1_0 <= \$201 ;
+    fin1_0 <= \$210 ;
   always @(posedge clk)
-    bank1_0 <= \$202 ;
+    bank1_0 <= \$211 ;
   always @(posedge clk)
-    ser_left <= \$203 ;
+    ser_left <= \$212 ;
   always @(posedge clk)
-    addr <= \$204 ;
+    addr <= \$213 ;
   always @(posedge clk)
-    \$signal$183  <= \$205 ;
+    \$signal$186  <= \$214 ;
   always @(posedge clk)
-    ka <= \$206 ;
+    ka <= \$215 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$207 ;
+    vb <= \$216 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$133 ;
+    rq0_beta <= \$139 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$135 [26:0];
+    rq0_acc_s1_0 <= \$141 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$136 [10:0];
+    rq0_shifted <= \$142 [10:0];
   always @(posedge clk)
-    rq0_under <= \$138 ;
+    rq0_under <= \$144 ;
   always @(posedge clk)
-    rq0_over <= \$140 ;
+    rq0_over <= \$146 ;
   always @(posedge clk)
-    v_out_d1 <= \$208 ;
+    v_out_d1 <= \$217 ;
   always @(posedge clk)
-    v_out_d2 <= \$209 ;
+    v_out_d2 <= \$218 ;
   always @(posedge clk)
-    \w_en$114  <= \$210 ;
+    \w_en$116  <= \$219 ;
   always @(posedge clk)
-    skipped_d1 <= \$211 ;
+    skipped_d1 <= \$220 ;
   always @(posedge clk)
-    skipped_d2 <= \$212 ;
+    skipped_d2 <= \$221 ;
   always @(posedge clk)
-    skipped_d3 <= \$213 ;
+    skipped_d3 <= \$222 ;
   always @(posedge clk)
-    skipped_d4 <= \$214 ;
+    skipped_d4 <= \$223 ;
   always @(posedge clk)
-    group_ended_d1 <= \$215 ;
+    group_ended_d1 <= \$224 ;
   always @(posedge clk)
-    credits_returned <= \$216 ;
+    credits_returned <= \$225 ;
   always @(posedge clk)
-    credits_space <= \$217 ;
+    credits_space <= \$226 ;
   always @(posedge clk)
-    credits_room <= \$218 ;
+    credits_room <= \$227 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1618,24 +1577,24 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$136 )
+    .o(\o$139 )
   );
   \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
     .i(word1[47:32]),
-    .o(\o$145 )
+    .o(\o$148 )
   );
   \flexor_lenet5.conv1.dec_1_0_1  dec_1_0_1 (
     .i(word1[63:48]),
-    .o(\o$146 )
+    .o(\o$149 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$109 ),
-    .o__valid(\o__valid$111 ),
+    .o__ready(\o__ready$111 ),
+    .o__valid(\o__valid$113 ),
     .rst_conv1(rst_conv1),
-    .w_en(\w_en$114 ),
-    .w_port__data(\$22 [7:0])
+    .w_en(\w_en$116 ),
+    .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1767,7 +1726,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$44 )
+    .q(\port__addr$46 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1775,12 +1734,12 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   ) r_addr_b1_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$47 )
+    .q(\port__addr$49 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$198 ),
+    .addr(\addr$201 ),
     .clk(clk),
-    .data(\data$197 )
+    .data(\data$200 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1806,18 +1765,18 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
+    .WIDTH(32'd8)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$146 ),
+    .d(\$152 [7:0]),
     .q(port__en)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
+    .WIDTH(32'd2)
   ) w_en_b1_copy (
     .clk(clk),
-    .d(\$149 ),
+    .d(\$155 [9:8]),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -1825,7 +1784,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$152 ),
+    .d(\$158 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -1833,590 +1792,616 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, \o__ready$109 , w_da
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$155 ),
+    .d(\$161 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv1.weights  weights (
     .clk(clk),
-    .data(\data$197 ),
-    .o__payload(\o__payload$131 ),
+    .data(\data$200 ),
+    .o__payload(\o__payload$134 ),
     .o__ready(step),
     .o__valid(o__valid),
-    .raddr(\addr$198 ),
+    .raddr(\addr$201 ),
     .rst_conv1(rst_conv1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$16 [2:0];
+      r_next = \$15 [2:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$17  };
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = w_count;
+    \$162  = \$27 ;
+    if (rst_conv1) begin
+      \$162  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$163  = \beat$125 ;
     if (take) begin
-      \$156  = \$28 [1:0];
+      \$163  = \$29 [4:0];
     end
     if (rst_conv1) begin
-      \$156  = 2'h0;
+      \$163  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = \$29 ;
+    \$164  = at;
+    if (take) begin
+      \$164  = \$31 ;
+    end
     if (rst_conv1) begin
-      \$157  = 1'h1;
+      \$164  = 10'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = gap_zero_next;
+    \$165  = word;
+    if (take) begin
+      \$165  = \$34 [1:0];
+    end
     if (rst_conv1) begin
-      \$158  = 1'h1;
+      \$165  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = \$signal ;
+    \$166  = \$35 ;
     if (rst_conv1) begin
-      \$159  = 1'h0;
+      \$166  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = n_last_next;
+    \$167  = gap_zero_next;
     if (rst_conv1) begin
-      \$160  = 1'h0;
+      \$167  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = \$30 ;
+    \$168  = \$signal ;
     if (rst_conv1) begin
-      \$161  = 1'h0;
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = r_next;
+    \$169  = n_last_next;
     if (rst_conv1) begin
-      \$162  = 3'h0;
+      \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = s_idx;
+    \$170  = \$36 ;
+    if (rst_conv1) begin
+      \$170  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$171  = r_next;
+    if (rst_conv1) begin
+      \$171  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$172  = s_idx;
     if (step) begin
-      \$163  = \$32 [1:0];
+      \$172  = \$38 [1:0];
     end
     if (rst_conv1) begin
-      \$163  = 2'h0;
+      \$172  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = n_idx;
+    \$173  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$164  = \$34 [3:0];
+        \$173  = \$40 [3:0];
       end
     end
     if (rst_conv1) begin
-      \$164  = 4'h0;
+      \$173  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = active;
-    if (\$35 ) begin
-      \$165  = 1'h0;
+    \$174  = active;
+    if (\$41 ) begin
+      \$174  = 1'h0;
     end
     if (load) begin
-      \$165  = 1'h1;
+      \$174  = 1'h1;
     end
-    if (rst_conv1) begin
-      \$165  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = r_base;
-    if (load) begin
-      \$166  = { 1'h0, \$36  };
-    end
-    if (rst_conv1) begin
-      \$166  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = w_half;
-    if (load) begin
-      \$167  = \$37 ;
-    end
-    if (rst_conv1) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = gap;
-    if (\$38 ) begin
-      \$168  = 2'h1;
-    end else if (\$39 ) begin
-      \$168  = \$40 [1:0];
-    end
-    if (rst_conv1) begin
-      \$168  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = col;
-    if (step) begin
-      \$169  = \$45 [4:0];
-    end
-    if (rst_conv1) begin
-      \$169  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$170  = \$50 [4:0];
-      end
-    end
-    if (rst_conv1) begin
-      \$170  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$171  = \$55 [4:0];
-      end
-    end
-    if (rst_conv1) begin
-      \$171  = 5'h05;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = \$61 [4:0];
-    if (rst_conv1) begin
-      \$172  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = \$67 [4:0];
-    if (rst_conv1) begin
-      \$173  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = step;
     if (rst_conv1) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = \$68 ;
+    \$175  = r_base;
+    if (load) begin
+      \$175  = { 1'h0, \$42  };
+    end
     if (rst_conv1) begin
-      \$175  = 1'h0;
+      \$175  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = s_last;
+    \$176  = w_half;
+    if (load) begin
+      \$176  = \$43 ;
+    end
     if (rst_conv1) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = \$signal$128 ;
+    \$177  = gap;
+    if (\$44 ) begin
+      \$177  = 2'h1;
+    end else if (\$45 ) begin
+      \$177  = \$46 [1:0];
+    end
     if (rst_conv1) begin
-      \$177  = 1'h0;
+      \$177  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = v2_d1;
+    \$178  = col;
+    if (step) begin
+      \$178  = \$51 [4:0];
+    end
     if (rst_conv1) begin
-      \$178  = 1'h0;
+      \$178  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = v2_d2;
+    \$179  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$179  = \$56 [4:0];
+      end
+    end
     if (rst_conv1) begin
-      \$179  = 1'h0;
+      \$179  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = v2_d3;
+    \$180  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$180  = \$61 [4:0];
+      end
+    end
     if (rst_conv1) begin
-      \$180  = 1'h0;
+      \$180  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = last1;
+    \$181  = \$67 [4:0];
     if (rst_conv1) begin
-      \$181  = 1'h0;
+      \$181  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = last2_d1;
+    \$182  = \$73 [4:0];
     if (rst_conv1) begin
-      \$182  = 1'h0;
+      \$182  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = last2_d2;
+    \$183  = step;
     if (rst_conv1) begin
       \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = last2_d3;
+    \$184  = \$74 ;
     if (rst_conv1) begin
       \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = \$signal$128 ;
+    \$185  = s_last;
     if (rst_conv1) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = v2p_d1;
+    \$186  = \$signal$131 ;
     if (rst_conv1) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = v2p_d2;
+    \$187  = v2_d1;
     if (rst_conv1) begin
       \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = \$signal$129 ;
+    \$188  = v2_d2;
     if (rst_conv1) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = first2p_d1;
+    \$189  = v2_d3;
     if (rst_conv1) begin
       \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = first2p_d2;
+    \$190  = last1;
     if (rst_conv1) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = last1;
+    \$191  = last2_d1;
     if (rst_conv1) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = last2p_d1;
+    \$192  = last2_d2;
     if (rst_conv1) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = last2p_d2;
+    \$193  = last2_d3;
     if (rst_conv1) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = group_end;
+    \$194  = \$signal$131 ;
     if (rst_conv1) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = xacc;
+    \$195  = v2p_d1;
+    if (rst_conv1) begin
+      \$195  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$196  = v2p_d2;
+    if (rst_conv1) begin
+      \$196  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$197  = \$signal$132 ;
+    if (rst_conv1) begin
+      \$197  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$198  = first2p_d1;
+    if (rst_conv1) begin
+      \$198  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$199  = first2p_d2;
+    if (rst_conv1) begin
+      \$199  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$200  = last1;
+    if (rst_conv1) begin
+      \$200  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$201  = last2p_d1;
+    if (rst_conv1) begin
+      \$201  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$202  = last2p_d2;
+    if (rst_conv1) begin
+      \$202  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$203  = group_end;
+    if (rst_conv1) begin
+      \$203  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$204  = xacc;
     if (flags_x[0]) begin
-      \$195  = \$108 [12:0];
+      \$204  = \$114 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = xfin;
-    if (\$109 ) begin
-      \$196  = \$111 [12:0];
+    \$205  = xfin;
+    if (\$115 ) begin
+      \$205  = \$117 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = acc0_0;
+    \$206  = acc0_0;
     if (flags_0[0]) begin
-      \$197  = \$113 [12:0];
+      \$206  = \$119 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = fin0_0;
-    if (\$114 ) begin
-      \$198  = \$116 [12:0];
+    \$207  = fin0_0;
+    if (\$120 ) begin
+      \$207  = \$122 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = bank0_0;
+    \$208  = bank0_0;
     if (done) begin
-      \$199  = \$118 [13:0];
+      \$208  = \$124 [13:0];
     end else if (ser) begin
-      \$199  = bank1_0;
+      \$208  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = acc1_0;
+    \$209  = acc1_0;
     if (flags_1[0]) begin
-      \$200  = \$120 [12:0];
+      \$209  = \$126 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = fin1_0;
-    if (\$121 ) begin
-      \$201  = \$123 [12:0];
+    \$210  = fin1_0;
+    if (\$127 ) begin
+      \$210  = \$129 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = bank1_0;
+    \$211  = bank1_0;
     if (done) begin
-      \$202  = \$125 [13:0];
+      \$211  = \$131 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = ser_left;
+    \$212  = ser_left;
     if (done) begin
-      \$203  = 2'h2;
+      \$212  = 2'h2;
     end else if (ser) begin
-      \$203  = \$126 [1:0];
+      \$212  = \$132 [1:0];
     end
     if (rst_conv1) begin
-      \$203  = 2'h0;
+      \$212  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = addr;
+    \$213  = addr;
     if (ser) begin
-      \$204  = \$129 [4:0];
+      \$213  = \$135 [4:0];
     end
     if (rst_conv1) begin
-      \$204  = 5'h00;
+      \$213  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = \$130 ;
-    if (rst_conv1) begin
-      \$205  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = \$132 ;
-    if (rst_conv1) begin
-      \$206  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = \$signal$183 ;
-    if (rst_conv1) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = vb;
-    if (rst_conv1) begin
-      \$208  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = v_out_d1;
-    if (rst_conv1) begin
-      \$209  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = v_out_d2;
-    if (rst_conv1) begin
-      \$210  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = ka;
-    if (rst_conv1) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = skipped_d1;
-    if (rst_conv1) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = skipped_d2;
-    if (rst_conv1) begin
-      \$213  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = skipped_d3;
+    \$214  = \$136 ;
     if (rst_conv1) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = \$141 ;
+    \$215  = \$138 ;
     if (rst_conv1) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = \$143 ;
+    \$216  = \$signal$186 ;
     if (rst_conv1) begin
-      \$216  = 2'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = \$25 [3:0];
+    \$217  = vb;
     if (rst_conv1) begin
-      \$217  = 4'he;
+      \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = credits_room_next;
+    \$218  = v_out_d1;
     if (rst_conv1) begin
-      \$218  = 1'h1;
+      \$218  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$219  = v_out_d2;
+    if (rst_conv1) begin
+      \$219  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$220  = ka;
+    if (rst_conv1) begin
+      \$220  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$221  = skipped_d1;
+    if (rst_conv1) begin
+      \$221  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$222  = skipped_d2;
+    if (rst_conv1) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$223  = skipped_d3;
+    if (rst_conv1) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$224  = \$147 ;
+    if (rst_conv1) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$225  = \$149 ;
+    if (rst_conv1) begin
+      \$225  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$226  = \$24 [3:0];
+    if (rst_conv1) begin
+      \$226  = 4'he;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$227  = credits_room_next;
+    if (rst_conv1) begin
+      \$227  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
-  assign port__data = w_data_q[63:0];
+  assign port__data = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
   assign w_en_b0 = port__en;
   assign w_addr_b1 = \port__addr$10 ;
-  assign \port__data$12  = w_data_q[79:64];
+  assign \port__data$12  = { w_data_q, w_data_q };
   assign w_en_b1 = \port__en$13 ;
   assign w_addr = \$2 [2:0];
   assign i__payload = w_data;
-  assign w_en = take;
-  assign \w_full$27  = w_full;
-  assign \w_full_issue$29  = w_full_issue;
+  assign \w_full$29  = w_full;
+  assign \w_full_issue$31  = w_full_issue;
   assign o__ready = step;
-  assign r_addr_b0 = \port__addr$44 ;
-  assign \port__en$46  = 1'h1;
-  assign r_addr_b1 = \port__addr$47 ;
-  assign \port__en$49  = 1'h1;
+  assign r_addr_b0 = \port__addr$46 ;
+  assign \port__en$48  = 1'h1;
+  assign r_addr_b1 = \port__addr$49 ;
+  assign \port__en$51  = 1'h1;
   assign i = word1[15:0];
-  assign \i$52  = word1[31:16];
-  assign \i$63  = word1[47:32];
-  assign \i$64  = word1[63:48];
+  assign \i$54  = word1[31:16];
+  assign \i$65  = word1[47:32];
+  assign \i$66  = word1[63:48];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
-  assign rq0_y = \$22 [7:0];
-  assign \o__payload$108  = o__payload;
-  assign \o__ready$110  = \o__ready$109 ;
-  assign \o__valid$112  = \o__valid$111 ;
-  assign \w_data$113  = \$22 [7:0];
-  assign v_out_d3 = \w_en$114 ;
-  assign space_next = \$25 [3:0];
-  assign \$69  = o[9:0];
-  assign \$70  = o[9:0];
-  assign \$71  = \$70 ;
-  assign \$72  = o[9:0];
-  assign \$73  = o[9:0];
-  assign \$74  = \$73 ;
+  assign rq0_y = \$21 [7:0];
+  assign \o__payload$110  = o__payload;
+  assign \o__ready$112  = \o__ready$111 ;
+  assign \o__valid$114  = \o__valid$113 ;
+  assign \w_data$115  = \$21 [7:0];
+  assign v_out_d3 = \w_en$116 ;
+  assign space_next = \$24 [3:0];
+  assign \$75  = o[9:0];
   assign \$76  = o[9:0];
+  assign \$77  = \$76 ;
+  assign \$78  = o[9:0];
   assign \$79  = o[9:0];
-  assign \$80  = o[9:0];
-  assign \$81  = \$80 ;
+  assign \$80  = \$79 ;
   assign \$82  = o[9:0];
-  assign \$83  = o[9:0];
-  assign \$84  = \$83 ;
-  assign \$85  = \$84 ;
-  assign \$88  = \o$145 [14:5];
-  assign \$89  = \o$145 [14:5];
+  assign \$85  = o[9:0];
+  assign \$86  = o[9:0];
+  assign \$87  = \$86 ;
+  assign \$88  = o[9:0];
+  assign \$89  = o[9:0];
   assign \$90  = \$89 ;
-  assign \$92  = \o$145 [14:5];
-  assign \$94  = \o$145 [14:5];
-  assign \$95  = \o$145 [14:5];
+  assign \$91  = \$90 ;
+  assign \$94  = \o$148 [14:5];
+  assign \$95  = \o$148 [14:5];
   assign \$96  = \$95 ;
-  assign \$98  = \o$145 [14:5];
-  assign \$99  = \o$145 [14:5];
-  assign \$100  = \$99 ;
-  assign \$101  = \o$145 [14:5];
-  assign \$102  = \o$145 [14:5];
-  assign \$103  = \$102 ;
-  assign \$104  = \$103 ;
-  assign \$117  = { fin0_0, 1'h0 };
-  assign \$124  = { fin1_0, 1'h0 };
-  assign \$130  = ser;
-  assign \$131  = 1'h0;
-  assign \$132  = 1'h0;
-  assign \$134  = { p[28], p };
-  assign \$136  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$137  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$139  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$145  = \$144 ;
-  assign \$148  = \$147 ;
+  assign \$98  = \o$148 [14:5];
+  assign \$100  = \o$148 [14:5];
+  assign \$101  = \o$148 [14:5];
+  assign \$102  = \$101 ;
+  assign \$104  = \o$148 [14:5];
+  assign \$105  = \o$148 [14:5];
+  assign \$106  = \$105 ;
+  assign \$107  = \o$148 [14:5];
+  assign \$108  = \o$148 [14:5];
+  assign \$109  = \$108 ;
+  assign \$110  = \$109 ;
+  assign \$123  = { fin0_0, 1'h0 };
+  assign \$130  = { fin1_0, 1'h0 };
+  assign \$136  = ser;
+  assign \$137  = 1'h0;
+  assign \$138  = 1'h0;
+  assign \$140  = { p[28], p };
+  assign \$142  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$143  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$145  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$151  = \$150 ;
+  assign \$154  = \$153 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5302,592 +5287,373 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid, i__ready, o__ready, i__valid, i__payload, o__payload, clk);
+module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire [5:0] \$11 ;
-  wire [5:0] \$12 ;
-  wire \$13 ;
-  wire [9:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [79:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire [79:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire \$50 ;
-  reg [4:0] \$51 ;
-  reg [9:0] \$52 ;
-  reg [79:0] \$53 ;
-  reg [79:0] \$54 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$signal ;
-  reg [9:0] at = 10'h001;
-  reg [4:0] beat = 5'h00;
-  input clk;
-  wire clk;
-  wire full;
-  wire full_0;
-  wire full_1;
-  wire full_q;
-  input [7:0] i__payload;
-  wire [7:0] i__payload;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  wire last;
-  wire last_0;
-  wire last_1;
-  wire last_q;
-  output [79:0] o__payload;
-  reg [79:0] o__payload = 80'h00000000000000000000;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  (* init = 80'h00000000000000000000 *)
-  wire [79:0] out;
-  wire ready;
-  wire ready_0;
-  wire ready_1;
-  wire ready_q;
-  input rst_conv1_window_to_conv1;
-  wire rst_conv1_window_to_conv1;
-  wire take;
-  wire valid_0;
-  wire valid_1;
-  wire valid_next;
-  wire valid_q;
-  reg [79:0] word = 80'h00000000000000000000;
-  assign \$43  = ~ \$signal ;
-  assign \$44  = ~ valid_next;
-  assign \$45  = \$43  | \$44 ;
-  assign \$46  = \$45  | rst_conv1_window_to_conv1;
-  assign \$47  = beat == 5'h17;
-  assign \$48  = last ? 1'h0 : \$47 ;
-  assign \$49  = take ? \$48  : last;
-  assign \$50  = rst_conv1_window_to_conv1 ? 1'h0 : \$49 ;
-  always @(posedge clk)
-    beat <= \$51 ;
-  always @(posedge clk)
-    at <= \$52 ;
-  always @(posedge clk)
-    o__payload <= \$53 ;
-  always @(posedge clk)
-    word <= \$54 ;
-  assign take = i__valid & i__ready;
-  assign \$1  = at[9] | last;
-  assign \$2  = take & \$1 ;
-  assign \$3  = ~ o__valid;
-  assign \$4  = \$3  | o__ready;
-  assign \$5  = full & \$4 ;
-  assign \$6  = \$5  ? 1'h0 : full;
-  assign \$signal  = \$2  ? 1'h1 : \$6 ;
-  assign \$7  = ~ o__valid;
-  assign \$8  = \$7  | o__ready;
-  assign \$9  = full & \$8 ;
-  assign \$10  = o__ready ? 1'h0 : o__valid;
-  assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = beat + 1'h1;
-  assign \$12  = last ? 6'h00 : \$11 ;
-  assign \$13  = at[9] | last;
-  assign \$14  = \$13  ? 10'h001 : { at[8:0], at[9] };
-  assign \$15  = ~ valid_0;
-  assign \$16  = \$15  | o__ready;
-  assign \$17  = full_0 & \$16 ;
-  assign \$18  = i__valid & ready_0;
-  assign \$19  = last_0 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
-  assign \$20  = ~ valid_1;
-  assign \$21  = \$20  | o__ready;
-  assign \$22  = full_1 & \$21 ;
-  assign \$23  = i__valid & ready_1;
-  assign \$24  = last_1 ? { 40'h0000000000, i__payload, word[79:48] } : { i__payload, word[79:8] };
-  assign \$25  = rst_conv1_window_to_conv1 ? 1'h0 : valid_next;
-  assign \$26  = rst_conv1_window_to_conv1 ? 1'h0 : \$signal ;
-  assign \$27  = ~ \$signal ;
-  assign \$28  = ~ valid_next;
-  assign \$29  = \$27  | \$28 ;
-  assign \$30  = rst_conv1_window_to_conv1 ? 1'h1 : \$29 ;
-  assign \$31  = beat == 5'h17;
-  assign \$32  = last ? 1'h0 : \$31 ;
-  assign \$33  = take ? \$32  : last;
-  assign \$34  = rst_conv1_window_to_conv1 ? 1'h0 : \$33 ;
-  assign \$35  = ~ \$signal ;
-  assign \$36  = ~ valid_next;
-  assign \$37  = \$35  | \$36 ;
-  assign \$38  = \$37  | rst_conv1_window_to_conv1;
-  assign \$39  = beat == 5'h17;
-  assign \$40  = last ? 1'h0 : \$39 ;
-  assign \$41  = take ? \$40  : last;
-  assign \$42  = rst_conv1_window_to_conv1 ? 1'h0 : \$41 ;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_0_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_1_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_q_copy (
-    .clk(clk),
-    .d(\$26 ),
-    .q(full)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_0_copy (
-    .clk(clk),
-    .d(\$42 ),
-    .q(last_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_1_copy (
-    .clk(clk),
-    .d(\$50 ),
-    .q(last_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_q_copy (
-    .clk(clk),
-    .d(\$34 ),
-    .q(last)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_0_copy (
-    .clk(clk),
-    .d(\$38 ),
-    .q(ready_0)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_1_copy (
-    .clk(clk),
-    .d(\$46 ),
-    .q(ready_1)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_q_copy (
-    .clk(clk),
-    .d(\$30 ),
-    .q(i__ready)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_0_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_1_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_q_copy (
-    .clk(clk),
-    .d(\$25 ),
-    .q(o__valid)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$51  = beat;
-    if (take) begin
-      \$51  = \$12 [4:0];
-    end
-    if (rst_conv1_window_to_conv1) begin
-      \$51  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$52  = at;
-    if (take) begin
-      \$52  = \$14 ;
-    end
-    if (rst_conv1_window_to_conv1) begin
-      \$52  = 10'h001;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$53  = o__payload;
-    if (\$17 ) begin
-      \$53 [63:0] = word[63:0];
-    end
-    if (\$22 ) begin
-      \$53 [79:64] = word[79:64];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$54  = word;
-    if (\$18 ) begin
-      \$54 [63:0] = \$19 [63:0];
-    end
-    if (\$23 ) begin
-      \$54 [79:64] = \$24 [79:64];
-    end
-  end
-  assign ready = i__ready;
-  assign out = o__payload;
-  assign valid_q = o__valid;
-  assign full_q = full;
-  assign ready_q = i__ready;
-  assign last_q = last;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
-  wire [4:0] \$1 ;
+  wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire [1:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
+  wire [17:0] \$101 ;
+  wire [18:0] \$102 ;
+  wire [18:0] \$103 ;
+  wire [19:0] \$104 ;
+  wire [17:0] \$105 ;
+  wire [18:0] \$106 ;
   wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
+  wire [17:0] \$108 ;
+  wire [18:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
+  wire [18:0] \$110 ;
+  wire [19:0] \$111 ;
+  wire [17:0] \$112 ;
+  wire [18:0] \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
+  wire [17:0] \$115 ;
+  wire [18:0] \$116 ;
+  wire [18:0] \$117 ;
+  wire [19:0] \$118 ;
+  wire [4:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
+  wire [6:0] \$121 ;
+  wire [6:0] \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  wire [19:0] \$126 ;
+  wire [30:0] \$127 ;
+  wire [45:0] \$128 ;
+  wire [46:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
+  wire [47:0] \$130 ;
+  wire [30:0] \$131 ;
+  wire [30:0] \$132 ;
   wire \$133 ;
-  wire \$134 ;
+  wire [30:0] \$134 ;
   wire \$135 ;
   wire \$136 ;
   wire \$137 ;
-  wire \$138 ;
+  wire [1:0] \$138 ;
   wire \$139 ;
-  wire \$14 ;
+  wire [6:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
-  wire \$142 ;
+  wire [39:0] \$142 ;
   wire \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire \$146 ;
+  wire [39:0] \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [5:0] \$15 ;
-  wire \$150 ;
+  wire [6:0] \$15 ;
+  wire [39:0] \$150 ;
   wire \$151 ;
   wire \$152 ;
   wire \$153 ;
-  wire \$154 ;
+  wire [39:0] \$154 ;
   wire \$155 ;
   wire \$156 ;
   wire \$157 ;
-  wire \$158 ;
+  wire [39:0] \$158 ;
   wire \$159 ;
-  wire [5:0] \$16 ;
+  wire [4:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
-  wire \$162 ;
+  wire [39:0] \$162 ;
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire \$166 ;
+  wire [39:0] \$166 ;
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [3:0] \$17 ;
-  wire \$170 ;
+  wire \$17 ;
+  wire [39:0] \$170 ;
   wire \$171 ;
   wire \$172 ;
-  reg [3:0] \$173 ;
-  reg \$174 ;
-  reg \$175 ;
-  reg \$176 ;
-  reg \$177 ;
-  reg \$178 ;
-  reg [4:0] \$179 ;
+  wire \$173 ;
+  wire [39:0] \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire [39:0] \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  reg [3:0] \$180 ;
-  reg [3:0] \$181 ;
-  reg \$182 ;
-  reg [4:0] \$183 ;
-  reg \$184 ;
-  reg [2:0] \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg [4:0] \$189 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire [39:0] \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire [39:0] \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  reg \$190 ;
-  reg \$191 ;
-  reg \$192 ;
-  reg \$193 ;
-  reg \$194 ;
-  reg \$195 ;
-  reg \$196 ;
-  reg \$197 ;
-  reg \$198 ;
-  reg \$199 ;
-  wire [5:0] \$2 ;
-  wire \$20 ;
-  reg \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg \$204 ;
-  reg \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
+  wire [39:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire [39:0] \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire [39:0] \$198 ;
+  wire \$199 ;
+  wire [6:0] \$2 ;
+  wire [14:0] \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire [63:0] \$205 ;
+  wire [63:0] \$206 ;
+  wire [63:0] \$207 ;
+  wire [63:0] \$208 ;
+  wire [63:0] \$209 ;
   wire [14:0] \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg [17:0] \$213 ;
-  reg [17:0] \$214 ;
-  reg [17:0] \$215 ;
-  reg [17:0] \$216 ;
-  reg [18:0] \$217 ;
-  reg [17:0] \$218 ;
-  reg [17:0] \$219 ;
-  wire [14:0] \$22 ;
-  reg [18:0] \$220 ;
-  reg [17:0] \$221 ;
-  reg [17:0] \$222 ;
-  reg [18:0] \$223 ;
-  reg [17:0] \$224 ;
-  reg [17:0] \$225 ;
-  reg [18:0] \$226 ;
-  reg [2:0] \$227 ;
-  reg [5:0] \$228 ;
+  wire [63:0] \$210 ;
+  wire [63:0] \$211 ;
+  wire [63:0] \$212 ;
+  wire [63:0] \$213 ;
+  wire [63:0] \$214 ;
+  wire [63:0] \$215 ;
+  wire [63:0] \$216 ;
+  wire [63:0] \$217 ;
+  wire [63:0] \$218 ;
+  wire [63:0] \$219 ;
+  wire [5:0] \$22 ;
+  wire [63:0] \$220 ;
+  wire [63:0] \$221 ;
+  wire [63:0] \$222 ;
+  wire [63:0] \$223 ;
+  wire [63:0] \$224 ;
+  reg \$225 ;
+  reg [7:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg [4:0] \$228 ;
   reg \$229 ;
-  wire [4:0] \$23 ;
+  wire [3:0] \$23 ;
   reg \$230 ;
   reg \$231 ;
   reg \$232 ;
   reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg \$236 ;
+  reg [5:0] \$234 ;
+  reg [4:0] \$235 ;
+  reg [2:0] \$236 ;
   reg \$237 ;
-  reg \$238 ;
+  reg [5:0] \$238 ;
   reg \$239 ;
-  wire [2:0] \$24 ;
-  reg \$240 ;
+  wire [6:0] \$24 ;
+  reg [3:0] \$240 ;
   reg \$241 ;
-  reg [1:0] \$242 ;
-  reg [3:0] \$243 ;
-  reg \$244 ;
-  wire [63:0] \$245 ;
-  wire [63:0] \$246 ;
-  wire [63:0] \$247 ;
-  wire [5:0] \$25 ;
+  reg \$242 ;
+  reg \$243 ;
+  reg [5:0] \$244 ;
+  reg \$245 ;
+  reg \$246 ;
+  reg \$247 ;
+  reg \$248 ;
+  reg \$249 ;
+  wire \$25 ;
+  reg \$250 ;
+  reg \$251 ;
+  reg \$252 ;
+  reg \$253 ;
+  reg \$254 ;
+  reg \$255 ;
+  reg \$256 ;
+  reg \$257 ;
+  reg \$258 ;
+  reg \$259 ;
   wire \$26 ;
-  wire [4:0] \$27 ;
-  wire [4:0] \$28 ;
-  wire \$29 ;
+  reg \$260 ;
+  reg \$261 ;
+  reg \$262 ;
+  reg \$263 ;
+  reg \$264 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg [17:0] \$268 ;
+  reg [17:0] \$269 ;
+  wire \$27 ;
+  reg [17:0] \$270 ;
+  reg [17:0] \$271 ;
+  reg [18:0] \$272 ;
+  reg [17:0] \$273 ;
+  reg [17:0] \$274 ;
+  reg [18:0] \$275 ;
+  reg [17:0] \$276 ;
+  reg [17:0] \$277 ;
+  reg [18:0] \$278 ;
+  reg [17:0] \$279 ;
+  wire [8:0] \$28 ;
+  reg [17:0] \$280 ;
+  reg [18:0] \$281 ;
+  reg [17:0] \$282 ;
+  reg [17:0] \$283 ;
+  reg [18:0] \$284 ;
+  reg [17:0] \$285 ;
+  reg [17:0] \$286 ;
+  reg [18:0] \$287 ;
+  reg [17:0] \$288 ;
+  reg [17:0] \$289 ;
+  wire [8:0] \$29 ;
+  reg [18:0] \$290 ;
+  reg [17:0] \$291 ;
+  reg [17:0] \$292 ;
+  reg [18:0] \$293 ;
+  reg [3:0] \$294 ;
+  reg [5:0] \$295 ;
+  reg \$296 ;
+  reg \$297 ;
+  reg \$298 ;
+  reg \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [4:0] \$31 ;
-  wire [4:0] \$32 ;
-  wire [4:0] \$33 ;
-  wire [4:0] \$34 ;
+  reg \$300 ;
+  reg \$301 ;
+  reg \$302 ;
+  reg \$303 ;
+  reg \$304 ;
+  reg \$305 ;
+  reg \$306 ;
+  reg \$307 ;
+  reg \$308 ;
+  reg [1:0] \$309 ;
+  wire [7:0] \$31 ;
+  reg [4:0] \$310 ;
+  reg \$311 ;
+  wire [63:0] \$312 ;
+  wire [63:0] \$313 ;
+  wire [63:0] \$314 ;
+  wire [63:0] \$315 ;
+  wire [5:0] \$32 ;
+  wire [5:0] \$33 ;
+  wire [5:0] \$34 ;
   wire \$35 ;
-  wire [3:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire \$36 ;
+  wire [5:0] \$37 ;
+  wire [5:0] \$38 ;
+  wire [3:0] \$39 ;
   wire \$4 ;
   wire [3:0] \$40 ;
   wire \$41 ;
-  wire [63:0] \$42 ;
-  wire [63:0] \$43 ;
-  wire [63:0] \$44 ;
-  wire [63:0] \$45 ;
-  wire [63:0] \$46 ;
-  wire [63:0] \$47 ;
+  wire [4:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [4:0] \$46 ;
+  wire \$47 ;
   wire [63:0] \$48 ;
-  wire [31:0] \$49 ;
+  wire [63:0] \$49 ;
   wire \$5 ;
-  wire [17:0] \$50 ;
-  wire [18:0] \$51 ;
-  wire \$52 ;
-  wire [17:0] \$53 ;
-  wire [18:0] \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire \$57 ;
+  wire [63:0] \$50 ;
+  wire [63:0] \$51 ;
+  wire [63:0] \$52 ;
+  wire [63:0] \$53 ;
+  wire [63:0] \$54 ;
+  wire [63:0] \$55 ;
+  wire [63:0] \$56 ;
+  wire [63:0] \$57 ;
   wire [17:0] \$58 ;
   wire [18:0] \$59 ;
   wire \$6 ;
-  wire [18:0] \$60 ;
-  wire [19:0] \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire \$64 ;
-  wire [17:0] \$65 ;
-  wire [18:0] \$66 ;
+  wire \$60 ;
+  wire [17:0] \$61 ;
+  wire [18:0] \$62 ;
+  wire [17:0] \$63 ;
+  wire [18:0] \$64 ;
+  wire \$65 ;
+  wire [17:0] \$66 ;
   wire [18:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [18:0] \$68 ;
+  wire [19:0] \$69 ;
   wire \$7 ;
-  wire [18:0] \$70 ;
-  wire \$71 ;
-  wire [17:0] \$72 ;
-  wire [18:0] \$73 ;
+  wire [17:0] \$70 ;
+  wire [18:0] \$71 ;
+  wire \$72 ;
+  wire [17:0] \$73 ;
   wire [18:0] \$74 ;
-  wire [19:0] \$75 ;
-  wire [17:0] \$76 ;
-  wire [18:0] \$77 ;
-  wire \$78 ;
-  wire [17:0] \$79 ;
+  wire [18:0] \$75 ;
+  wire [19:0] \$76 ;
+  wire [17:0] \$77 ;
+  wire [18:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [18:0] \$80 ;
+  wire [17:0] \$80 ;
   wire [18:0] \$81 ;
-  wire [19:0] \$82 ;
-  wire [3:0] \$83 ;
-  wire \$84 ;
-  wire [6:0] \$85 ;
-  wire [6:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
+  wire [18:0] \$82 ;
+  wire [19:0] \$83 ;
+  wire [17:0] \$84 ;
+  wire [18:0] \$85 ;
+  wire \$86 ;
+  wire [17:0] \$87 ;
+  wire [18:0] \$88 ;
+  wire [18:0] \$89 ;
   wire \$9 ;
   wire [19:0] \$90 ;
-  wire [30:0] \$91 ;
-  wire [45:0] \$92 ;
-  wire [46:0] \$93 ;
-  wire [47:0] \$94 ;
-  wire [30:0] \$95 ;
-  wire [30:0] \$96 ;
-  wire \$97 ;
-  wire [30:0] \$98 ;
-  wire \$99 ;
+  wire [17:0] \$91 ;
+  wire [18:0] \$92 ;
+  wire \$93 ;
+  wire [17:0] \$94 ;
+  wire [18:0] \$95 ;
+  wire [18:0] \$96 ;
+  wire [19:0] \$97 ;
+  wire [17:0] \$98 ;
+  wire [18:0] \$99 ;
   wire \$signal ;
-  reg \$signal$584  = 1'h0;
-  reg \$signal$585  = 1'h0;
-  reg \$signal$794  = 1'h0;
+  reg \$signal$633  = 1'h0;
+  reg \$signal$634  = 1'h0;
+  reg \$signal$916  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$562 ;
+  wire [12:0] \a$610 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
   reg [17:0] acc3_0 = 18'h00000;
+  reg [17:0] acc4_0 = 18'h00000;
+  reg [17:0] acc5_0 = 18'h00000;
+  reg [17:0] acc6_0 = 18'h00000;
+  reg [17:0] acc7_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$814 ;
+  wire [7:0] \addr$936 ;
+  reg [7:0] at = 8'h01;
   wire [16:0] b;
-  wire [1:0] \b$563 ;
+  wire [1:0] \b$611 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
   reg [18:0] bank3_0 = 19'h00000;
+  reg [18:0] bank4_0 = 19'h00000;
+  reg [18:0] bank5_0 = 19'h00000;
+  reg [18:0] bank6_0 = 19'h00000;
+  reg [18:0] bank7_0 = 19'h00000;
   (* init = 6'h00 *)
   wire [5:0] beat;
+  reg [7:0] \beat$632  = 8'h00;
   reg can_end = 1'h1;
   input clk;
   wire clk;
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
   wire credits_room_next;
-  reg [3:0] credits_space = 4'hc;
+  reg [4:0] credits_space = 5'h18;
   wire [31:0] data;
-  wire [191:0] \data$813 ;
+  wire [255:0] \data$935 ;
   reg done = 1'h0;
   wire filled;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
   reg [17:0] fin2_0 = 18'h00000;
   reg [17:0] fin3_0 = 18'h00000;
+  reg [17:0] fin4_0 = 18'h00000;
+  reg [17:0] fin5_0 = 18'h00000;
+  reg [17:0] fin6_0 = 18'h00000;
+  reg [17:0] fin7_0 = 18'h00000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
@@ -5896,30 +5662,39 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [2:0] flags_1;
   wire [2:0] flags_2;
   wire [2:0] flags_3;
+  wire [2:0] flags_4;
+  wire [2:0] flags_5;
+  wire [2:0] flags_6;
+  wire [2:0] flags_7;
   wire [2:0] flags_x;
-  reg [2:0] gap = 3'h0;
+  reg [3:0] gap = 4'h0;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$163 ;
-  wire [15:0] \i$164 ;
-  wire [15:0] \i$234 ;
-  wire [15:0] \i$235 ;
-  wire [15:0] \i$236 ;
-  wire [15:0] \i$306 ;
-  wire [15:0] \i$307 ;
-  wire [15:0] \i$308 ;
-  wire [15:0] \i$378 ;
-  wire [15:0] \i$379 ;
-  wire [15:0] \i$380 ;
-  wire [479:0] i__payload;
+  wire [15:0] \i$157 ;
+  wire [15:0] \i$203 ;
+  wire [15:0] \i$204 ;
+  wire [15:0] \i$250 ;
+  wire [15:0] \i$251 ;
+  wire [15:0] \i$297 ;
+  wire [15:0] \i$298 ;
+  wire [15:0] \i$344 ;
+  wire [15:0] \i$345 ;
+  wire [15:0] \i$391 ;
+  wire [15:0] \i$392 ;
+  wire [15:0] \i$438 ;
+  wire [15:0] \i$439 ;
+  wire [15:0] \i$485 ;
+  wire [15:0] \i$486 ;
+  wire [39:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
   reg ka = 1'h0;
+  reg last = 1'h0;
   reg last1 = 1'h0;
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
@@ -5944,16 +5719,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg [8:0] m0_0_18 = 9'h000;
   reg [8:0] m0_0_19 = 9'h000;
   reg [8:0] m0_0_2 = 9'h000;
-  reg [8:0] m0_0_20 = 9'h000;
-  reg [8:0] m0_0_21 = 9'h000;
-  reg [8:0] m0_0_22 = 9'h000;
-  reg [8:0] m0_0_23 = 9'h000;
-  reg [8:0] m0_0_24 = 9'h000;
-  reg [8:0] m0_0_25 = 9'h000;
-  reg [8:0] m0_0_26 = 9'h000;
-  reg [8:0] m0_0_27 = 9'h000;
-  reg [8:0] m0_0_28 = 9'h000;
-  reg [8:0] m0_0_29 = 9'h000;
   reg [8:0] m0_0_3 = 9'h000;
   reg [8:0] m0_0_4 = 9'h000;
   reg [8:0] m0_0_5 = 9'h000;
@@ -5974,16 +5739,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg [8:0] m1_0_18 = 9'h000;
   reg [8:0] m1_0_19 = 9'h000;
   reg [8:0] m1_0_2 = 9'h000;
-  reg [8:0] m1_0_20 = 9'h000;
-  reg [8:0] m1_0_21 = 9'h000;
-  reg [8:0] m1_0_22 = 9'h000;
-  reg [8:0] m1_0_23 = 9'h000;
-  reg [8:0] m1_0_24 = 9'h000;
-  reg [8:0] m1_0_25 = 9'h000;
-  reg [8:0] m1_0_26 = 9'h000;
-  reg [8:0] m1_0_27 = 9'h000;
-  reg [8:0] m1_0_28 = 9'h000;
-  reg [8:0] m1_0_29 = 9'h000;
   reg [8:0] m1_0_3 = 9'h000;
   reg [8:0] m1_0_4 = 9'h000;
   reg [8:0] m1_0_5 = 9'h000;
@@ -6004,16 +5759,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg [8:0] m2_0_18 = 9'h000;
   reg [8:0] m2_0_19 = 9'h000;
   reg [8:0] m2_0_2 = 9'h000;
-  reg [8:0] m2_0_20 = 9'h000;
-  reg [8:0] m2_0_21 = 9'h000;
-  reg [8:0] m2_0_22 = 9'h000;
-  reg [8:0] m2_0_23 = 9'h000;
-  reg [8:0] m2_0_24 = 9'h000;
-  reg [8:0] m2_0_25 = 9'h000;
-  reg [8:0] m2_0_26 = 9'h000;
-  reg [8:0] m2_0_27 = 9'h000;
-  reg [8:0] m2_0_28 = 9'h000;
-  reg [8:0] m2_0_29 = 9'h000;
   reg [8:0] m2_0_3 = 9'h000;
   reg [8:0] m2_0_4 = 9'h000;
   reg [8:0] m2_0_5 = 9'h000;
@@ -6034,16 +5779,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg [8:0] m3_0_18 = 9'h000;
   reg [8:0] m3_0_19 = 9'h000;
   reg [8:0] m3_0_2 = 9'h000;
-  reg [8:0] m3_0_20 = 9'h000;
-  reg [8:0] m3_0_21 = 9'h000;
-  reg [8:0] m3_0_22 = 9'h000;
-  reg [8:0] m3_0_23 = 9'h000;
-  reg [8:0] m3_0_24 = 9'h000;
-  reg [8:0] m3_0_25 = 9'h000;
-  reg [8:0] m3_0_26 = 9'h000;
-  reg [8:0] m3_0_27 = 9'h000;
-  reg [8:0] m3_0_28 = 9'h000;
-  reg [8:0] m3_0_29 = 9'h000;
   reg [8:0] m3_0_3 = 9'h000;
   reg [8:0] m3_0_4 = 9'h000;
   reg [8:0] m3_0_5 = 9'h000;
@@ -6051,34 +5786,118 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg [8:0] m3_0_7 = 9'h000;
   reg [8:0] m3_0_8 = 9'h000;
   reg [8:0] m3_0_9 = 9'h000;
-  reg [3:0] n_idx = 4'h0;
+  reg [8:0] m4_0_0 = 9'h000;
+  reg [8:0] m4_0_1 = 9'h000;
+  reg [8:0] m4_0_10 = 9'h000;
+  reg [8:0] m4_0_11 = 9'h000;
+  reg [8:0] m4_0_12 = 9'h000;
+  reg [8:0] m4_0_13 = 9'h000;
+  reg [8:0] m4_0_14 = 9'h000;
+  reg [8:0] m4_0_15 = 9'h000;
+  reg [8:0] m4_0_16 = 9'h000;
+  reg [8:0] m4_0_17 = 9'h000;
+  reg [8:0] m4_0_18 = 9'h000;
+  reg [8:0] m4_0_19 = 9'h000;
+  reg [8:0] m4_0_2 = 9'h000;
+  reg [8:0] m4_0_3 = 9'h000;
+  reg [8:0] m4_0_4 = 9'h000;
+  reg [8:0] m4_0_5 = 9'h000;
+  reg [8:0] m4_0_6 = 9'h000;
+  reg [8:0] m4_0_7 = 9'h000;
+  reg [8:0] m4_0_8 = 9'h000;
+  reg [8:0] m4_0_9 = 9'h000;
+  reg [8:0] m5_0_0 = 9'h000;
+  reg [8:0] m5_0_1 = 9'h000;
+  reg [8:0] m5_0_10 = 9'h000;
+  reg [8:0] m5_0_11 = 9'h000;
+  reg [8:0] m5_0_12 = 9'h000;
+  reg [8:0] m5_0_13 = 9'h000;
+  reg [8:0] m5_0_14 = 9'h000;
+  reg [8:0] m5_0_15 = 9'h000;
+  reg [8:0] m5_0_16 = 9'h000;
+  reg [8:0] m5_0_17 = 9'h000;
+  reg [8:0] m5_0_18 = 9'h000;
+  reg [8:0] m5_0_19 = 9'h000;
+  reg [8:0] m5_0_2 = 9'h000;
+  reg [8:0] m5_0_3 = 9'h000;
+  reg [8:0] m5_0_4 = 9'h000;
+  reg [8:0] m5_0_5 = 9'h000;
+  reg [8:0] m5_0_6 = 9'h000;
+  reg [8:0] m5_0_7 = 9'h000;
+  reg [8:0] m5_0_8 = 9'h000;
+  reg [8:0] m5_0_9 = 9'h000;
+  reg [8:0] m6_0_0 = 9'h000;
+  reg [8:0] m6_0_1 = 9'h000;
+  reg [8:0] m6_0_10 = 9'h000;
+  reg [8:0] m6_0_11 = 9'h000;
+  reg [8:0] m6_0_12 = 9'h000;
+  reg [8:0] m6_0_13 = 9'h000;
+  reg [8:0] m6_0_14 = 9'h000;
+  reg [8:0] m6_0_15 = 9'h000;
+  reg [8:0] m6_0_16 = 9'h000;
+  reg [8:0] m6_0_17 = 9'h000;
+  reg [8:0] m6_0_18 = 9'h000;
+  reg [8:0] m6_0_19 = 9'h000;
+  reg [8:0] m6_0_2 = 9'h000;
+  reg [8:0] m6_0_3 = 9'h000;
+  reg [8:0] m6_0_4 = 9'h000;
+  reg [8:0] m6_0_5 = 9'h000;
+  reg [8:0] m6_0_6 = 9'h000;
+  reg [8:0] m6_0_7 = 9'h000;
+  reg [8:0] m6_0_8 = 9'h000;
+  reg [8:0] m6_0_9 = 9'h000;
+  reg [8:0] m7_0_0 = 9'h000;
+  reg [8:0] m7_0_1 = 9'h000;
+  reg [8:0] m7_0_10 = 9'h000;
+  reg [8:0] m7_0_11 = 9'h000;
+  reg [8:0] m7_0_12 = 9'h000;
+  reg [8:0] m7_0_13 = 9'h000;
+  reg [8:0] m7_0_14 = 9'h000;
+  reg [8:0] m7_0_15 = 9'h000;
+  reg [8:0] m7_0_16 = 9'h000;
+  reg [8:0] m7_0_17 = 9'h000;
+  reg [8:0] m7_0_18 = 9'h000;
+  reg [8:0] m7_0_19 = 9'h000;
+  reg [8:0] m7_0_2 = 9'h000;
+  reg [8:0] m7_0_3 = 9'h000;
+  reg [8:0] m7_0_4 = 9'h000;
+  reg [8:0] m7_0_5 = 9'h000;
+  reg [8:0] m7_0_6 = 9'h000;
+  reg [8:0] m7_0_7 = 9'h000;
+  reg [8:0] m7_0_8 = 9'h000;
+  reg [8:0] m7_0_9 = 9'h000;
+  reg [2:0] n_idx = 3'h0;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$615 ;
-  wire [19:0] \o$616 ;
-  wire [19:0] \o$649 ;
-  wire [19:0] \o$650 ;
-  wire [19:0] \o$651 ;
+  wire [19:0] \o$660 ;
   wire [19:0] \o$684 ;
   wire [19:0] \o$685 ;
-  wire [19:0] \o$686 ;
-  wire [19:0] \o$719 ;
-  wire [19:0] \o$720 ;
-  wire [19:0] \o$721 ;
+  wire [19:0] \o$709 ;
+  wire [19:0] \o$710 ;
+  wire [19:0] \o$734 ;
+  wire [19:0] \o$735 ;
+  wire [19:0] \o$759 ;
+  wire [19:0] \o$760 ;
+  wire [19:0] \o$784 ;
+  wire [19:0] \o$785 ;
+  wire [19:0] \o$809 ;
+  wire [19:0] \o$810 ;
+  wire [19:0] \o$834 ;
+  wire [19:0] \o$835 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$569 ;
-  wire [191:0] \o__payload$587 ;
+  wire [7:0] \o__payload$617 ;
+  wire [255:0] \o__payload$636 ;
   wire o__ready;
-  input \o__ready$570 ;
-  wire \o__ready$570 ;
-  wire \o__ready$571 ;
+  input \o__ready$618 ;
+  wire \o__ready$618 ;
+  wire \o__ready$619 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$573 ;
+  wire \o__valid$621 ;
   wire [29:0] p;
-  wire [14:0] \p$801 ;
+  wire [14:0] \p$923 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_10;
@@ -6092,16 +5911,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [8:0] p0_0_18;
   wire [8:0] p0_0_19;
   wire [8:0] p0_0_2;
-  wire [8:0] p0_0_20;
-  wire [8:0] p0_0_21;
-  wire [8:0] p0_0_22;
-  wire [8:0] p0_0_23;
-  wire [8:0] p0_0_24;
-  wire [8:0] p0_0_25;
-  wire [8:0] p0_0_26;
-  wire [8:0] p0_0_27;
-  wire [8:0] p0_0_28;
-  wire [8:0] p0_0_29;
   wire [8:0] p0_0_3;
   wire [8:0] p0_0_4;
   wire [8:0] p0_0_5;
@@ -6122,16 +5931,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [8:0] p1_0_18;
   wire [8:0] p1_0_19;
   wire [8:0] p1_0_2;
-  wire [8:0] p1_0_20;
-  wire [8:0] p1_0_21;
-  wire [8:0] p1_0_22;
-  wire [8:0] p1_0_23;
-  wire [8:0] p1_0_24;
-  wire [8:0] p1_0_25;
-  wire [8:0] p1_0_26;
-  wire [8:0] p1_0_27;
-  wire [8:0] p1_0_28;
-  wire [8:0] p1_0_29;
   wire [8:0] p1_0_3;
   wire [8:0] p1_0_4;
   wire [8:0] p1_0_5;
@@ -6152,16 +5951,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [8:0] p2_0_18;
   wire [8:0] p2_0_19;
   wire [8:0] p2_0_2;
-  wire [8:0] p2_0_20;
-  wire [8:0] p2_0_21;
-  wire [8:0] p2_0_22;
-  wire [8:0] p2_0_23;
-  wire [8:0] p2_0_24;
-  wire [8:0] p2_0_25;
-  wire [8:0] p2_0_26;
-  wire [8:0] p2_0_27;
-  wire [8:0] p2_0_28;
-  wire [8:0] p2_0_29;
   wire [8:0] p2_0_3;
   wire [8:0] p2_0_4;
   wire [8:0] p2_0_5;
@@ -6182,16 +5971,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [8:0] p3_0_18;
   wire [8:0] p3_0_19;
   wire [8:0] p3_0_2;
-  wire [8:0] p3_0_20;
-  wire [8:0] p3_0_21;
-  wire [8:0] p3_0_22;
-  wire [8:0] p3_0_23;
-  wire [8:0] p3_0_24;
-  wire [8:0] p3_0_25;
-  wire [8:0] p3_0_26;
-  wire [8:0] p3_0_27;
-  wire [8:0] p3_0_28;
-  wire [8:0] p3_0_29;
   wire [8:0] p3_0_3;
   wire [8:0] p3_0_4;
   wire [8:0] p3_0_5;
@@ -6199,25 +5978,104 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [8:0] p3_0_7;
   wire [8:0] p3_0_8;
   wire [8:0] p3_0_9;
+  wire [8:0] p4_0_0;
+  wire [8:0] p4_0_1;
+  wire [8:0] p4_0_10;
+  wire [8:0] p4_0_11;
+  wire [8:0] p4_0_12;
+  wire [8:0] p4_0_13;
+  wire [8:0] p4_0_14;
+  wire [8:0] p4_0_15;
+  wire [8:0] p4_0_16;
+  wire [8:0] p4_0_17;
+  wire [8:0] p4_0_18;
+  wire [8:0] p4_0_19;
+  wire [8:0] p4_0_2;
+  wire [8:0] p4_0_3;
+  wire [8:0] p4_0_4;
+  wire [8:0] p4_0_5;
+  wire [8:0] p4_0_6;
+  wire [8:0] p4_0_7;
+  wire [8:0] p4_0_8;
+  wire [8:0] p4_0_9;
+  wire [8:0] p5_0_0;
+  wire [8:0] p5_0_1;
+  wire [8:0] p5_0_10;
+  wire [8:0] p5_0_11;
+  wire [8:0] p5_0_12;
+  wire [8:0] p5_0_13;
+  wire [8:0] p5_0_14;
+  wire [8:0] p5_0_15;
+  wire [8:0] p5_0_16;
+  wire [8:0] p5_0_17;
+  wire [8:0] p5_0_18;
+  wire [8:0] p5_0_19;
+  wire [8:0] p5_0_2;
+  wire [8:0] p5_0_3;
+  wire [8:0] p5_0_4;
+  wire [8:0] p5_0_5;
+  wire [8:0] p5_0_6;
+  wire [8:0] p5_0_7;
+  wire [8:0] p5_0_8;
+  wire [8:0] p5_0_9;
+  wire [8:0] p6_0_0;
+  wire [8:0] p6_0_1;
+  wire [8:0] p6_0_10;
+  wire [8:0] p6_0_11;
+  wire [8:0] p6_0_12;
+  wire [8:0] p6_0_13;
+  wire [8:0] p6_0_14;
+  wire [8:0] p6_0_15;
+  wire [8:0] p6_0_16;
+  wire [8:0] p6_0_17;
+  wire [8:0] p6_0_18;
+  wire [8:0] p6_0_19;
+  wire [8:0] p6_0_2;
+  wire [8:0] p6_0_3;
+  wire [8:0] p6_0_4;
+  wire [8:0] p6_0_5;
+  wire [8:0] p6_0_6;
+  wire [8:0] p6_0_7;
+  wire [8:0] p6_0_8;
+  wire [8:0] p6_0_9;
+  wire [8:0] p7_0_0;
+  wire [8:0] p7_0_1;
+  wire [8:0] p7_0_10;
+  wire [8:0] p7_0_11;
+  wire [8:0] p7_0_12;
+  wire [8:0] p7_0_13;
+  wire [8:0] p7_0_14;
+  wire [8:0] p7_0_15;
+  wire [8:0] p7_0_16;
+  wire [8:0] p7_0_17;
+  wire [8:0] p7_0_18;
+  wire [8:0] p7_0_19;
+  wire [8:0] p7_0_2;
+  wire [8:0] p7_0_3;
+  wire [8:0] p7_0_4;
+  wire [8:0] p7_0_5;
+  wire [8:0] p7_0_6;
+  wire [8:0] p7_0_7;
+  wire [8:0] p7_0_8;
+  wire [8:0] p7_0_9;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$10 ;
+  wire [3:0] \port__addr$110 ;
   wire [3:0] \port__addr$113 ;
-  wire [3:0] \port__addr$116 ;
+  wire [2:0] \port__addr$116 ;
   wire [3:0] \port__addr$119 ;
   wire [3:0] \port__addr$122 ;
-  wire [3:0] \port__addr$125 ;
+  wire [2:0] \port__addr$125 ;
   wire [3:0] \port__addr$128 ;
   wire [3:0] \port__addr$131 ;
-  wire [3:0] \port__addr$134 ;
+  wire [2:0] \port__addr$134 ;
   wire [3:0] \port__addr$137 ;
   wire [3:0] \port__addr$140 ;
-  wire [3:0] \port__addr$143 ;
+  wire [2:0] \port__addr$143 ;
   wire [3:0] \port__addr$146 ;
   wire [3:0] \port__addr$149 ;
   wire [3:0] \port__addr$15 ;
-  wire [3:0] \port__addr$152 ;
-  wire [3:0] \port__addr$155 ;
-  wire [3:0] \port__addr$158 ;
+  wire [2:0] \port__addr$152 ;
   wire [3:0] \port__addr$20 ;
   wire [3:0] \port__addr$25 ;
   wire [3:0] \port__addr$30 ;
@@ -6225,12 +6083,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [3:0] \port__addr$40 ;
   wire [3:0] \port__addr$45 ;
   wire [3:0] \port__addr$50 ;
-  wire [3:0] \port__addr$55 ;
-  wire [3:0] \port__addr$60 ;
-  wire [3:0] \port__addr$65 ;
-  wire [3:0] \port__addr$70 ;
-  wire [3:0] \port__addr$75 ;
-  wire [3:0] \port__addr$80 ;
+  wire [2:0] \port__addr$55 ;
+  wire [2:0] \port__addr$60 ;
+  wire [2:0] \port__addr$65 ;
+  wire [2:0] \port__addr$70 ;
+  wire [2:0] \port__addr$75 ;
   wire [63:0] port__data;
   wire [63:0] \port__data$12 ;
   wire [63:0] \port__data$17 ;
@@ -6238,38 +6095,37 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [63:0] \port__data$27 ;
   wire [63:0] \port__data$32 ;
   wire [63:0] \port__data$37 ;
-  wire [31:0] \port__data$42 ;
+  wire [63:0] \port__data$42 ;
   wire [63:0] \port__data$47 ;
   wire [63:0] \port__data$52 ;
   wire [63:0] \port__data$57 ;
-  wire [63:0] \port__data$590 ;
-  wire [63:0] \port__data$591 ;
-  wire [63:0] \port__data$593 ;
-  wire [63:0] \port__data$594 ;
-  wire [63:0] \port__data$596 ;
-  wire [63:0] \port__data$597 ;
-  wire [63:0] \port__data$599 ;
-  wire [63:0] \port__data$600 ;
-  wire [63:0] \port__data$602 ;
-  wire [63:0] \port__data$603 ;
-  wire [63:0] \port__data$605 ;
-  wire [63:0] \port__data$606 ;
-  wire [63:0] \port__data$608 ;
-  wire [63:0] \port__data$609 ;
-  wire [31:0] \port__data$611 ;
-  wire [31:0] \port__data$612 ;
   wire [63:0] \port__data$62 ;
+  wire [63:0] \port__data$639 ;
+  wire [63:0] \port__data$640 ;
+  wire [63:0] \port__data$641 ;
+  wire [63:0] \port__data$643 ;
+  wire [63:0] \port__data$644 ;
+  wire [63:0] \port__data$645 ;
+  wire [63:0] \port__data$647 ;
+  wire [63:0] \port__data$648 ;
+  wire [63:0] \port__data$649 ;
+  wire [63:0] \port__data$651 ;
+  wire [63:0] \port__data$652 ;
+  wire [63:0] \port__data$653 ;
+  wire [63:0] \port__data$655 ;
+  wire [63:0] \port__data$656 ;
+  wire [63:0] \port__data$657 ;
   wire [63:0] \port__data$67 ;
   wire [63:0] \port__data$72 ;
   wire [63:0] \port__data$77 ;
-  wire [31:0] \port__data$82 ;
-  wire port__en;
+  wire [7:0] port__en;
+  wire \port__en$112 ;
   wire \port__en$115 ;
   wire \port__en$118 ;
   wire \port__en$121 ;
   wire \port__en$124 ;
   wire \port__en$127 ;
-  wire \port__en$13 ;
+  wire [7:0] \port__en$13 ;
   wire \port__en$130 ;
   wire \port__en$133 ;
   wire \port__en$136 ;
@@ -6279,50 +6135,43 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire \port__en$148 ;
   wire \port__en$151 ;
   wire \port__en$154 ;
-  wire \port__en$157 ;
-  wire \port__en$160 ;
-  wire \port__en$18 ;
-  wire \port__en$23 ;
-  wire \port__en$28 ;
-  wire \port__en$33 ;
-  wire \port__en$38 ;
-  wire \port__en$43 ;
-  wire \port__en$48 ;
-  wire \port__en$53 ;
-  wire \port__en$58 ;
-  wire \port__en$63 ;
-  wire \port__en$68 ;
-  wire \port__en$73 ;
-  wire \port__en$78 ;
-  wire \port__en$83 ;
-  reg [4:0] r_addr = 5'h00;
+  wire [7:0] \port__en$18 ;
+  wire [7:0] \port__en$23 ;
+  wire [7:0] \port__en$28 ;
+  wire [7:0] \port__en$33 ;
+  wire [7:0] \port__en$38 ;
+  wire [7:0] \port__en$43 ;
+  wire [7:0] \port__en$48 ;
+  wire [7:0] \port__en$53 ;
+  wire [7:0] \port__en$58 ;
+  wire [7:0] \port__en$63 ;
+  wire [7:0] \port__en$68 ;
+  wire [7:0] \port__en$73 ;
+  wire [7:0] \port__en$78 ;
+  reg [5:0] r_addr = 6'h00;
   wire [3:0] r_addr_b0_p0;
   wire [3:0] r_addr_b0_p1;
+  wire [2:0] r_addr_b0_p2;
   wire [3:0] r_addr_b1_p0;
   wire [3:0] r_addr_b1_p1;
+  wire [2:0] r_addr_b1_p2;
   wire [3:0] r_addr_b2_p0;
   wire [3:0] r_addr_b2_p1;
+  wire [2:0] r_addr_b2_p2;
   wire [3:0] r_addr_b3_p0;
   wire [3:0] r_addr_b3_p1;
+  wire [2:0] r_addr_b3_p2;
   wire [3:0] r_addr_b4_p0;
   wire [3:0] r_addr_b4_p1;
-  wire [3:0] r_addr_b5_p0;
-  wire [3:0] r_addr_b5_p1;
-  wire [3:0] r_addr_b6_p0;
-  wire [3:0] r_addr_b6_p1;
-  wire [3:0] r_addr_b7_p0;
-  wire [3:0] r_addr_b7_p1;
-  reg [4:0] r_addr_q = 5'h00;
-  reg [4:0] r_base = 5'h00;
-  reg [4:0] r_next;
-  wire r_page_b0;
-  wire r_page_b1;
-  wire r_page_b2;
-  wire r_page_b3;
-  wire r_page_b4;
-  wire r_page_b5;
-  wire r_page_b6;
-  wire r_page_b7;
+  wire [2:0] r_addr_b4_p2;
+  reg [5:0] r_addr_q = 6'h00;
+  reg [5:0] r_base = 6'h00;
+  reg [5:0] r_next;
+  wire [1:0] r_page_b0;
+  wire [1:0] r_page_b1;
+  wire [1:0] r_page_b2;
+  wire [1:0] r_page_b3;
+  wire [1:0] r_page_b4;
   reg [46:0] rq0_acc_s1_0 = 47'h000000000000;
   reg [19:0] rq0_acc_s1_1 = 20'h00000;
   reg [30:0] rq0_acc_s2_0 = 31'h00000000;
@@ -6334,11 +6183,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [7:0] rq0_y;
   input rst_conv2;
   wire rst_conv2;
-  reg [3:0] s_idx = 4'h0;
+  reg [4:0] s_idx = 5'h00;
   reg s_last = 1'h0;
   reg [18:0] sa0_0 = 19'h00000;
   wire ser;
-  reg [2:0] ser_left = 3'h0;
+  reg [3:0] ser_left = 4'h0;
   wire shift;
   reg skipped_d1 = 1'h0;
   reg skipped_d2 = 1'h0;
@@ -6346,18 +6195,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
   reg sn_last = 1'h0;
-  wire [3:0] space_next;
+  wire [4:0] space_next;
   wire step;
   reg [10:0] t0_0_l2_0 = 11'h000;
   reg [10:0] t0_0_l2_1 = 11'h000;
   reg [10:0] t0_0_l2_2 = 11'h000;
   reg [10:0] t0_0_l2_3 = 11'h000;
   reg [10:0] t0_0_l2_4 = 11'h000;
-  reg [10:0] t0_0_l2_5 = 11'h000;
-  reg [10:0] t0_0_l2_6 = 11'h000;
-  reg [9:0] t0_0_l2_7 = 10'h000;
   reg [12:0] t0_0_l4_0 = 13'h0000;
-  reg [12:0] t0_0_l4_1 = 13'h0000;
+  reg [10:0] t0_0_l4_1 = 11'h000;
   reg [13:0] t0_0_l5_0 = 14'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_0;
@@ -6374,16 +6220,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_2;
   (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_20;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_22;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_24;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_26;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_28;
-  (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_4;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_6;
@@ -6391,10 +6227,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [9:0] t0_0_w0_8;
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w1_12;
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w1_2;
   (* keep = 32'd1 *)
@@ -6408,13 +6240,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [11:0] t0_0_w2_2;
   (* keep = 32'd1 *)
-  wire [11:0] t0_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [11:0] t0_0_w2_6;
-  (* keep = 32'd1 *)
   wire [12:0] t0_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t0_0_w3_2;
   (* keep = 32'd1 *)
   wire [13:0] t0_0_w4_0;
   reg [10:0] t1_0_l2_0 = 11'h000;
@@ -6422,11 +6248,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg [10:0] t1_0_l2_2 = 11'h000;
   reg [10:0] t1_0_l2_3 = 11'h000;
   reg [10:0] t1_0_l2_4 = 11'h000;
-  reg [10:0] t1_0_l2_5 = 11'h000;
-  reg [10:0] t1_0_l2_6 = 11'h000;
-  reg [9:0] t1_0_l2_7 = 10'h000;
   reg [12:0] t1_0_l4_0 = 13'h0000;
-  reg [12:0] t1_0_l4_1 = 13'h0000;
+  reg [10:0] t1_0_l4_1 = 11'h000;
   reg [13:0] t1_0_l5_0 = 14'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_0;
@@ -6443,16 +6266,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_2;
   (* keep = 32'd1 *)
-  wire [9:0] t1_0_w0_20;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w0_22;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w0_24;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w0_26;
-  (* keep = 32'd1 *)
-  wire [9:0] t1_0_w0_28;
-  (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_4;
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_6;
@@ -6460,10 +6273,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [9:0] t1_0_w0_8;
   (* keep = 32'd1 *)
   wire [10:0] t1_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [10:0] t1_0_w1_12;
   (* keep = 32'd1 *)
   wire [10:0] t1_0_w1_2;
   (* keep = 32'd1 *)
@@ -6477,13 +6286,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [11:0] t1_0_w2_2;
   (* keep = 32'd1 *)
-  wire [11:0] t1_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [11:0] t1_0_w2_6;
-  (* keep = 32'd1 *)
   wire [12:0] t1_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t1_0_w3_2;
   (* keep = 32'd1 *)
   wire [13:0] t1_0_w4_0;
   reg [10:0] t2_0_l2_0 = 11'h000;
@@ -6491,11 +6294,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg [10:0] t2_0_l2_2 = 11'h000;
   reg [10:0] t2_0_l2_3 = 11'h000;
   reg [10:0] t2_0_l2_4 = 11'h000;
-  reg [10:0] t2_0_l2_5 = 11'h000;
-  reg [10:0] t2_0_l2_6 = 11'h000;
-  reg [9:0] t2_0_l2_7 = 10'h000;
   reg [12:0] t2_0_l4_0 = 13'h0000;
-  reg [12:0] t2_0_l4_1 = 13'h0000;
+  reg [10:0] t2_0_l4_1 = 11'h000;
   reg [13:0] t2_0_l5_0 = 14'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_0;
@@ -6512,16 +6312,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_2;
   (* keep = 32'd1 *)
-  wire [9:0] t2_0_w0_20;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w0_22;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w0_24;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w0_26;
-  (* keep = 32'd1 *)
-  wire [9:0] t2_0_w0_28;
-  (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_4;
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_6;
@@ -6529,10 +6319,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [9:0] t2_0_w0_8;
   (* keep = 32'd1 *)
   wire [10:0] t2_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [10:0] t2_0_w1_12;
   (* keep = 32'd1 *)
   wire [10:0] t2_0_w1_2;
   (* keep = 32'd1 *)
@@ -6546,13 +6332,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [11:0] t2_0_w2_2;
   (* keep = 32'd1 *)
-  wire [11:0] t2_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [11:0] t2_0_w2_6;
-  (* keep = 32'd1 *)
   wire [12:0] t2_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t2_0_w3_2;
   (* keep = 32'd1 *)
   wire [13:0] t2_0_w4_0;
   reg [10:0] t3_0_l2_0 = 11'h000;
@@ -6560,11 +6340,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg [10:0] t3_0_l2_2 = 11'h000;
   reg [10:0] t3_0_l2_3 = 11'h000;
   reg [10:0] t3_0_l2_4 = 11'h000;
-  reg [10:0] t3_0_l2_5 = 11'h000;
-  reg [10:0] t3_0_l2_6 = 11'h000;
-  reg [9:0] t3_0_l2_7 = 10'h000;
   reg [12:0] t3_0_l4_0 = 13'h0000;
-  reg [12:0] t3_0_l4_1 = 13'h0000;
+  reg [10:0] t3_0_l4_1 = 11'h000;
   reg [13:0] t3_0_l5_0 = 14'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_0;
@@ -6581,16 +6358,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_2;
   (* keep = 32'd1 *)
-  wire [9:0] t3_0_w0_20;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w0_22;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w0_24;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w0_26;
-  (* keep = 32'd1 *)
-  wire [9:0] t3_0_w0_28;
-  (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_4;
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_6;
@@ -6598,10 +6365,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [9:0] t3_0_w0_8;
   (* keep = 32'd1 *)
   wire [10:0] t3_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w1_10;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w1_12;
   (* keep = 32'd1 *)
   wire [10:0] t3_0_w1_2;
   (* keep = 32'd1 *)
@@ -6615,15 +6378,193 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [11:0] t3_0_w2_2;
   (* keep = 32'd1 *)
-  wire [11:0] t3_0_w2_4;
-  (* keep = 32'd1 *)
-  wire [11:0] t3_0_w2_6;
-  (* keep = 32'd1 *)
   wire [12:0] t3_0_w3_0;
   (* keep = 32'd1 *)
-  wire [12:0] t3_0_w3_2;
-  (* keep = 32'd1 *)
   wire [13:0] t3_0_w4_0;
+  reg [10:0] t4_0_l2_0 = 11'h000;
+  reg [10:0] t4_0_l2_1 = 11'h000;
+  reg [10:0] t4_0_l2_2 = 11'h000;
+  reg [10:0] t4_0_l2_3 = 11'h000;
+  reg [10:0] t4_0_l2_4 = 11'h000;
+  reg [12:0] t4_0_l4_0 = 13'h0000;
+  reg [10:0] t4_0_l4_1 = 11'h000;
+  reg [13:0] t4_0_l5_0 = 14'h0000;
+  (* keep = 32'd1 *)
+  wire [9:0] t4_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [9:0] t4_0_w0_10;
+  (* keep = 32'd1 *)
+  wire [9:0] t4_0_w0_12;
+  (* keep = 32'd1 *)
+  wire [9:0] t4_0_w0_14;
+  (* keep = 32'd1 *)
+  wire [9:0] t4_0_w0_16;
+  (* keep = 32'd1 *)
+  wire [9:0] t4_0_w0_18;
+  (* keep = 32'd1 *)
+  wire [9:0] t4_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t4_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [9:0] t4_0_w0_6;
+  (* keep = 32'd1 *)
+  wire [9:0] t4_0_w0_8;
+  (* keep = 32'd1 *)
+  wire [10:0] t4_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t4_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [10:0] t4_0_w1_4;
+  (* keep = 32'd1 *)
+  wire [10:0] t4_0_w1_6;
+  (* keep = 32'd1 *)
+  wire [10:0] t4_0_w1_8;
+  (* keep = 32'd1 *)
+  wire [11:0] t4_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [11:0] t4_0_w2_2;
+  (* keep = 32'd1 *)
+  wire [12:0] t4_0_w3_0;
+  (* keep = 32'd1 *)
+  wire [13:0] t4_0_w4_0;
+  reg [10:0] t5_0_l2_0 = 11'h000;
+  reg [10:0] t5_0_l2_1 = 11'h000;
+  reg [10:0] t5_0_l2_2 = 11'h000;
+  reg [10:0] t5_0_l2_3 = 11'h000;
+  reg [10:0] t5_0_l2_4 = 11'h000;
+  reg [12:0] t5_0_l4_0 = 13'h0000;
+  reg [10:0] t5_0_l4_1 = 11'h000;
+  reg [13:0] t5_0_l5_0 = 14'h0000;
+  (* keep = 32'd1 *)
+  wire [9:0] t5_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [9:0] t5_0_w0_10;
+  (* keep = 32'd1 *)
+  wire [9:0] t5_0_w0_12;
+  (* keep = 32'd1 *)
+  wire [9:0] t5_0_w0_14;
+  (* keep = 32'd1 *)
+  wire [9:0] t5_0_w0_16;
+  (* keep = 32'd1 *)
+  wire [9:0] t5_0_w0_18;
+  (* keep = 32'd1 *)
+  wire [9:0] t5_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t5_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [9:0] t5_0_w0_6;
+  (* keep = 32'd1 *)
+  wire [9:0] t5_0_w0_8;
+  (* keep = 32'd1 *)
+  wire [10:0] t5_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t5_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [10:0] t5_0_w1_4;
+  (* keep = 32'd1 *)
+  wire [10:0] t5_0_w1_6;
+  (* keep = 32'd1 *)
+  wire [10:0] t5_0_w1_8;
+  (* keep = 32'd1 *)
+  wire [11:0] t5_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [11:0] t5_0_w2_2;
+  (* keep = 32'd1 *)
+  wire [12:0] t5_0_w3_0;
+  (* keep = 32'd1 *)
+  wire [13:0] t5_0_w4_0;
+  reg [10:0] t6_0_l2_0 = 11'h000;
+  reg [10:0] t6_0_l2_1 = 11'h000;
+  reg [10:0] t6_0_l2_2 = 11'h000;
+  reg [10:0] t6_0_l2_3 = 11'h000;
+  reg [10:0] t6_0_l2_4 = 11'h000;
+  reg [12:0] t6_0_l4_0 = 13'h0000;
+  reg [10:0] t6_0_l4_1 = 11'h000;
+  reg [13:0] t6_0_l5_0 = 14'h0000;
+  (* keep = 32'd1 *)
+  wire [9:0] t6_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [9:0] t6_0_w0_10;
+  (* keep = 32'd1 *)
+  wire [9:0] t6_0_w0_12;
+  (* keep = 32'd1 *)
+  wire [9:0] t6_0_w0_14;
+  (* keep = 32'd1 *)
+  wire [9:0] t6_0_w0_16;
+  (* keep = 32'd1 *)
+  wire [9:0] t6_0_w0_18;
+  (* keep = 32'd1 *)
+  wire [9:0] t6_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t6_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [9:0] t6_0_w0_6;
+  (* keep = 32'd1 *)
+  wire [9:0] t6_0_w0_8;
+  (* keep = 32'd1 *)
+  wire [10:0] t6_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t6_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [10:0] t6_0_w1_4;
+  (* keep = 32'd1 *)
+  wire [10:0] t6_0_w1_6;
+  (* keep = 32'd1 *)
+  wire [10:0] t6_0_w1_8;
+  (* keep = 32'd1 *)
+  wire [11:0] t6_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [11:0] t6_0_w2_2;
+  (* keep = 32'd1 *)
+  wire [12:0] t6_0_w3_0;
+  (* keep = 32'd1 *)
+  wire [13:0] t6_0_w4_0;
+  reg [10:0] t7_0_l2_0 = 11'h000;
+  reg [10:0] t7_0_l2_1 = 11'h000;
+  reg [10:0] t7_0_l2_2 = 11'h000;
+  reg [10:0] t7_0_l2_3 = 11'h000;
+  reg [10:0] t7_0_l2_4 = 11'h000;
+  reg [12:0] t7_0_l4_0 = 13'h0000;
+  reg [10:0] t7_0_l4_1 = 11'h000;
+  reg [13:0] t7_0_l5_0 = 14'h0000;
+  (* keep = 32'd1 *)
+  wire [9:0] t7_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [9:0] t7_0_w0_10;
+  (* keep = 32'd1 *)
+  wire [9:0] t7_0_w0_12;
+  (* keep = 32'd1 *)
+  wire [9:0] t7_0_w0_14;
+  (* keep = 32'd1 *)
+  wire [9:0] t7_0_w0_16;
+  (* keep = 32'd1 *)
+  wire [9:0] t7_0_w0_18;
+  (* keep = 32'd1 *)
+  wire [9:0] t7_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t7_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [9:0] t7_0_w0_6;
+  (* keep = 32'd1 *)
+  wire [9:0] t7_0_w0_8;
+  (* keep = 32'd1 *)
+  wire [10:0] t7_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t7_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [10:0] t7_0_w1_4;
+  (* keep = 32'd1 *)
+  wire [10:0] t7_0_w1_6;
+  (* keep = 32'd1 *)
+  wire [10:0] t7_0_w1_8;
+  (* keep = 32'd1 *)
+  wire [11:0] t7_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [11:0] t7_0_w2_2;
+  (* keep = 32'd1 *)
+  wire [12:0] t7_0_w3_0;
+  (* keep = 32'd1 *)
+  wire [13:0] t7_0_w4_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
@@ -6640,58 +6581,62 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* init = 1'h0 *)
   wire v_out_d4;
   reg vb = 1'h0;
-  reg [59:0] w0_0 = 60'h000000000000000;
-  reg [59:0] w1_0 = 60'h000000000000000;
-  reg [59:0] w2_0 = 60'h000000000000000;
-  reg [59:0] w3_0 = 60'h000000000000000;
-  wire [4:0] w_addr;
+  reg [39:0] w0_0 = 40'h0000000000;
+  reg [39:0] w1_0 = 40'h0000000000;
+  reg [39:0] w2_0 = 40'h0000000000;
+  reg [39:0] w3_0 = 40'h0000000000;
+  reg [39:0] w4_0 = 40'h0000000000;
+  reg [39:0] w5_0 = 40'h0000000000;
+  reg [39:0] w6_0 = 40'h0000000000;
+  reg [39:0] w7_0 = 40'h0000000000;
+  wire [5:0] w_addr;
   wire [3:0] w_addr_b0_p0;
   wire [3:0] w_addr_b0_p1;
+  wire [2:0] w_addr_b0_p2;
   wire [3:0] w_addr_b1_p0;
   wire [3:0] w_addr_b1_p1;
+  wire [2:0] w_addr_b1_p2;
   wire [3:0] w_addr_b2_p0;
   wire [3:0] w_addr_b2_p1;
+  wire [2:0] w_addr_b2_p2;
   wire [3:0] w_addr_b3_p0;
   wire [3:0] w_addr_b3_p1;
+  wire [2:0] w_addr_b3_p2;
   wire [3:0] w_addr_b4_p0;
   wire [3:0] w_addr_b4_p1;
-  wire [3:0] w_addr_b5_p0;
-  wire [3:0] w_addr_b5_p1;
-  wire [3:0] w_addr_b6_p0;
-  wire [3:0] w_addr_b6_p1;
-  wire [3:0] w_addr_b7_p0;
-  wire [3:0] w_addr_b7_p1;
-  reg [3:0] w_count = 4'h0;
-  input [479:0] w_data;
-  wire [479:0] w_data;
-  wire [7:0] \w_data$574 ;
-  reg [479:0] w_data_q = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  wire w_en;
-  reg \w_en$575  = 1'h0;
-  wire w_en_b0_p0;
-  wire w_en_b0_p1;
-  wire w_en_b1_p0;
-  wire w_en_b1_p1;
-  wire w_en_b2_p0;
-  wire w_en_b2_p1;
-  wire w_en_b3_p0;
-  wire w_en_b3_p1;
-  wire w_en_b4_p0;
-  wire w_en_b4_p1;
-  wire w_en_b5_p0;
-  wire w_en_b5_p1;
-  wire w_en_b6_p0;
-  wire w_en_b6_p1;
-  wire w_en_b7_p0;
-  wire w_en_b7_p1;
+  wire [2:0] w_addr_b4_p2;
+  input [39:0] w_data;
+  wire [39:0] w_data;
+  wire [7:0] \w_data$622 ;
+  reg [39:0] w_data_q = 40'h0000000000;
+  wire [39:0] w_en;
+  reg \w_en$623  = 1'h0;
+  wire [7:0] w_en_b0_p0;
+  wire [7:0] w_en_b0_p1;
+  wire [7:0] w_en_b0_p2;
+  wire [7:0] w_en_b1_p0;
+  wire [7:0] w_en_b1_p1;
+  wire [7:0] w_en_b1_p2;
+  wire [7:0] w_en_b2_p0;
+  wire [7:0] w_en_b2_p1;
+  wire [7:0] w_en_b2_p2;
+  wire [7:0] w_en_b3_p0;
+  wire [7:0] w_en_b3_p1;
+  wire [7:0] w_en_b3_p2;
+  wire [7:0] w_en_b4_p0;
+  wire [7:0] w_en_b4_p1;
+  wire [7:0] w_en_b4_p2;
   wire w_full;
-  wire \w_full$96 ;
+  wire \w_full$93 ;
   wire w_full_issue;
-  wire \w_full_issue$98 ;
+  wire \w_full_issue$95 ;
   reg w_half = 1'h0;
-  reg [191:0] word1 = 192'h000000000000000000000000000000000000000000000000;
+  reg [4:0] word = 5'h00;
+  reg [255:0] word1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   reg [17:0] xacc = 18'h00000;
-  reg [479:0] xdata_d1 = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire [319:0] xdata_c0;
+  wire [319:0] xdata_c1;
+  reg [319:0] xdata_d1 = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [17:0] xfin = 18'h00000;
   reg [8:0] xsum_l1_0 = 9'h000;
   reg [8:0] xsum_l1_1 = 9'h000;
@@ -6706,16 +6651,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg [8:0] xsum_l1_18 = 9'h000;
   reg [8:0] xsum_l1_19 = 9'h000;
   reg [8:0] xsum_l1_2 = 9'h000;
-  reg [8:0] xsum_l1_20 = 9'h000;
-  reg [8:0] xsum_l1_21 = 9'h000;
-  reg [8:0] xsum_l1_22 = 9'h000;
-  reg [8:0] xsum_l1_23 = 9'h000;
-  reg [8:0] xsum_l1_24 = 9'h000;
-  reg [8:0] xsum_l1_25 = 9'h000;
-  reg [8:0] xsum_l1_26 = 9'h000;
-  reg [8:0] xsum_l1_27 = 9'h000;
-  reg [8:0] xsum_l1_28 = 9'h000;
-  reg [8:0] xsum_l1_29 = 9'h000;
   reg [8:0] xsum_l1_3 = 9'h000;
   reg [8:0] xsum_l1_4 = 9'h000;
   reg [8:0] xsum_l1_5 = 9'h000;
@@ -6728,11 +6663,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   reg [10:0] xsum_l3_2 = 11'h000;
   reg [10:0] xsum_l3_3 = 11'h000;
   reg [10:0] xsum_l3_4 = 11'h000;
-  reg [10:0] xsum_l3_5 = 11'h000;
-  reg [10:0] xsum_l3_6 = 11'h000;
-  reg [9:0] xsum_l3_7 = 10'h000;
   reg [12:0] xsum_l5_0 = 13'h0000;
-  reg [12:0] xsum_l5_1 = 13'h0000;
+  reg [10:0] xsum_l5_1 = 11'h000;
   reg [13:0] xsum_l6_0 = 14'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
@@ -6771,26 +6703,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_4;
   (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_40;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_42;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_44;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_46;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_48;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_50;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_52;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_54;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_56;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_58;
-  (* keep = 32'd1 *)
   wire [8:0] xsum_w0_6;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_8;
@@ -6809,16 +6721,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_2;
   (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_20;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_22;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_24;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_26;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_28;
-  (* keep = 32'd1 *)
   wire [9:0] xsum_w1_4;
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_6;
@@ -6826,10 +6728,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   wire [9:0] xsum_w1_8;
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_10;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_12;
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_2;
   (* keep = 32'd1 *)
@@ -6843,13 +6741,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   (* keep = 32'd1 *)
   wire [11:0] xsum_w3_2;
   (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_4;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_6;
-  (* keep = 32'd1 *)
   wire [12:0] xsum_w4_0;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_2;
   (* keep = 32'd1 *)
   wire [13:0] xsum_w5_0;
   (* ram_style = "distributed" *)
@@ -6873,16 +6765,30 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     vectors0_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors0_p0[port__addr] <= w_data_q[63:0];
+    if (port__en[0])
+      vectors0_p0[port__addr][7:0] <= w_data_q[7:0];
+    if (port__en[1])
+      vectors0_p0[port__addr][15:8] <= w_data_q[15:8];
+    if (port__en[2])
+      vectors0_p0[port__addr][23:16] <= w_data_q[23:16];
+    if (port__en[3])
+      vectors0_p0[port__addr][31:24] <= w_data_q[31:24];
+    if (port__en[4])
+      vectors0_p0[port__addr][39:32] <= w_data_q[39:32];
+    if (port__en[5])
+      vectors0_p0[port__addr][47:40] <= w_data_q[7:0];
+    if (port__en[6])
+      vectors0_p0[port__addr][55:48] <= w_data_q[15:8];
+    if (port__en[7])
+      vectors0_p0[port__addr][63:56] <= w_data_q[23:16];
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$113 ];
+    _0_ <= vectors0_p0[\port__addr$110 ];
   end
-  assign \port__data$590  = _0_;
+  assign \port__data$639  = _0_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p1 [11:0];
+  reg [63:0] vectors0_p1 [15:0];
   initial begin
     vectors0_p1[0] = 64'h0000000000000000;
     vectors0_p1[1] = 64'h0000000000000000;
@@ -6896,16 +6802,69 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     vectors0_p1[9] = 64'h0000000000000000;
     vectors0_p1[10] = 64'h0000000000000000;
     vectors0_p1[11] = 64'h0000000000000000;
+    vectors0_p1[12] = 64'h0000000000000000;
+    vectors0_p1[13] = 64'h0000000000000000;
+    vectors0_p1[14] = 64'h0000000000000000;
+    vectors0_p1[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$48 )
-      vectors0_p1[\port__addr$45 ] <= w_data_q[63:0];
+    if (\port__en$33 [0])
+      vectors0_p1[\port__addr$30 ][7:0] <= w_data_q[7:0];
+    if (\port__en$33 [1])
+      vectors0_p1[\port__addr$30 ][15:8] <= w_data_q[15:8];
+    if (\port__en$33 [2])
+      vectors0_p1[\port__addr$30 ][23:16] <= w_data_q[23:16];
+    if (\port__en$33 [3])
+      vectors0_p1[\port__addr$30 ][31:24] <= w_data_q[31:24];
+    if (\port__en$33 [4])
+      vectors0_p1[\port__addr$30 ][39:32] <= w_data_q[39:32];
+    if (\port__en$33 [5])
+      vectors0_p1[\port__addr$30 ][47:40] <= w_data_q[7:0];
+    if (\port__en$33 [6])
+      vectors0_p1[\port__addr$30 ][55:48] <= w_data_q[15:8];
+    if (\port__en$33 [7])
+      vectors0_p1[\port__addr$30 ][63:56] <= w_data_q[23:16];
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$116 ];
+    _1_ <= vectors0_p1[\port__addr$113 ];
   end
-  assign \port__data$591  = _1_;
+  assign \port__data$640  = _1_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors0_p2 [7:0];
+  initial begin
+    vectors0_p2[0] = 64'h0000000000000000;
+    vectors0_p2[1] = 64'h0000000000000000;
+    vectors0_p2[2] = 64'h0000000000000000;
+    vectors0_p2[3] = 64'h0000000000000000;
+    vectors0_p2[4] = 64'h0000000000000000;
+    vectors0_p2[5] = 64'h0000000000000000;
+    vectors0_p2[6] = 64'h0000000000000000;
+    vectors0_p2[7] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$58 [0])
+      vectors0_p2[\port__addr$55 ][7:0] <= w_data_q[7:0];
+    if (\port__en$58 [1])
+      vectors0_p2[\port__addr$55 ][15:8] <= w_data_q[15:8];
+    if (\port__en$58 [2])
+      vectors0_p2[\port__addr$55 ][23:16] <= w_data_q[23:16];
+    if (\port__en$58 [3])
+      vectors0_p2[\port__addr$55 ][31:24] <= w_data_q[31:24];
+    if (\port__en$58 [4])
+      vectors0_p2[\port__addr$55 ][39:32] <= w_data_q[39:32];
+    if (\port__en$58 [5])
+      vectors0_p2[\port__addr$55 ][47:40] <= w_data_q[7:0];
+    if (\port__en$58 [6])
+      vectors0_p2[\port__addr$55 ][55:48] <= w_data_q[15:8];
+    if (\port__en$58 [7])
+      vectors0_p2[\port__addr$55 ][63:56] <= w_data_q[23:16];
+  end
+  reg [63:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= vectors0_p2[\port__addr$116 ];
+  end
+  assign \port__data$641  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [15:0];
   initial begin
@@ -6927,16 +6886,30 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     vectors1_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$13 )
-      vectors1_p0[\port__addr$10 ] <= w_data_q[127:64];
+    if (\port__en$13 [0])
+      vectors1_p0[\port__addr$10 ][7:0] <= w_data_q[31:24];
+    if (\port__en$13 [1])
+      vectors1_p0[\port__addr$10 ][15:8] <= w_data_q[39:32];
+    if (\port__en$13 [2])
+      vectors1_p0[\port__addr$10 ][23:16] <= w_data_q[7:0];
+    if (\port__en$13 [3])
+      vectors1_p0[\port__addr$10 ][31:24] <= w_data_q[15:8];
+    if (\port__en$13 [4])
+      vectors1_p0[\port__addr$10 ][39:32] <= w_data_q[23:16];
+    if (\port__en$13 [5])
+      vectors1_p0[\port__addr$10 ][47:40] <= w_data_q[31:24];
+    if (\port__en$13 [6])
+      vectors1_p0[\port__addr$10 ][55:48] <= w_data_q[39:32];
+    if (\port__en$13 [7])
+      vectors1_p0[\port__addr$10 ][63:56] <= w_data_q[7:0];
   end
-  reg [63:0] _2_;
+  reg [63:0] _3_;
   always @(posedge clk) begin
-    _2_ <= vectors1_p0[\port__addr$119 ];
+    _3_ <= vectors1_p0[\port__addr$119 ];
   end
-  assign \port__data$593  = _2_;
+  assign \port__data$643  = _3_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p1 [11:0];
+  reg [63:0] vectors1_p1 [15:0];
   initial begin
     vectors1_p1[0] = 64'h0000000000000000;
     vectors1_p1[1] = 64'h0000000000000000;
@@ -6950,16 +6923,69 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     vectors1_p1[9] = 64'h0000000000000000;
     vectors1_p1[10] = 64'h0000000000000000;
     vectors1_p1[11] = 64'h0000000000000000;
+    vectors1_p1[12] = 64'h0000000000000000;
+    vectors1_p1[13] = 64'h0000000000000000;
+    vectors1_p1[14] = 64'h0000000000000000;
+    vectors1_p1[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$53 )
-      vectors1_p1[\port__addr$50 ] <= w_data_q[127:64];
+    if (\port__en$38 [0])
+      vectors1_p1[\port__addr$35 ][7:0] <= w_data_q[31:24];
+    if (\port__en$38 [1])
+      vectors1_p1[\port__addr$35 ][15:8] <= w_data_q[39:32];
+    if (\port__en$38 [2])
+      vectors1_p1[\port__addr$35 ][23:16] <= w_data_q[7:0];
+    if (\port__en$38 [3])
+      vectors1_p1[\port__addr$35 ][31:24] <= w_data_q[15:8];
+    if (\port__en$38 [4])
+      vectors1_p1[\port__addr$35 ][39:32] <= w_data_q[23:16];
+    if (\port__en$38 [5])
+      vectors1_p1[\port__addr$35 ][47:40] <= w_data_q[31:24];
+    if (\port__en$38 [6])
+      vectors1_p1[\port__addr$35 ][55:48] <= w_data_q[39:32];
+    if (\port__en$38 [7])
+      vectors1_p1[\port__addr$35 ][63:56] <= w_data_q[7:0];
   end
-  reg [63:0] _3_;
+  reg [63:0] _4_;
   always @(posedge clk) begin
-    _3_ <= vectors1_p1[\port__addr$122 ];
+    _4_ <= vectors1_p1[\port__addr$122 ];
   end
-  assign \port__data$594  = _3_;
+  assign \port__data$644  = _4_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors1_p2 [7:0];
+  initial begin
+    vectors1_p2[0] = 64'h0000000000000000;
+    vectors1_p2[1] = 64'h0000000000000000;
+    vectors1_p2[2] = 64'h0000000000000000;
+    vectors1_p2[3] = 64'h0000000000000000;
+    vectors1_p2[4] = 64'h0000000000000000;
+    vectors1_p2[5] = 64'h0000000000000000;
+    vectors1_p2[6] = 64'h0000000000000000;
+    vectors1_p2[7] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$63 [0])
+      vectors1_p2[\port__addr$60 ][7:0] <= w_data_q[31:24];
+    if (\port__en$63 [1])
+      vectors1_p2[\port__addr$60 ][15:8] <= w_data_q[39:32];
+    if (\port__en$63 [2])
+      vectors1_p2[\port__addr$60 ][23:16] <= w_data_q[7:0];
+    if (\port__en$63 [3])
+      vectors1_p2[\port__addr$60 ][31:24] <= w_data_q[15:8];
+    if (\port__en$63 [4])
+      vectors1_p2[\port__addr$60 ][39:32] <= w_data_q[23:16];
+    if (\port__en$63 [5])
+      vectors1_p2[\port__addr$60 ][47:40] <= w_data_q[31:24];
+    if (\port__en$63 [6])
+      vectors1_p2[\port__addr$60 ][55:48] <= w_data_q[39:32];
+    if (\port__en$63 [7])
+      vectors1_p2[\port__addr$60 ][63:56] <= w_data_q[7:0];
+  end
+  reg [63:0] _5_;
+  always @(posedge clk) begin
+    _5_ <= vectors1_p2[\port__addr$125 ];
+  end
+  assign \port__data$645  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [15:0];
   initial begin
@@ -6981,16 +7007,30 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     vectors2_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$18 )
-      vectors2_p0[\port__addr$15 ] <= w_data_q[191:128];
+    if (\port__en$18 [0])
+      vectors2_p0[\port__addr$15 ][7:0] <= w_data_q[15:8];
+    if (\port__en$18 [1])
+      vectors2_p0[\port__addr$15 ][15:8] <= w_data_q[23:16];
+    if (\port__en$18 [2])
+      vectors2_p0[\port__addr$15 ][23:16] <= w_data_q[31:24];
+    if (\port__en$18 [3])
+      vectors2_p0[\port__addr$15 ][31:24] <= w_data_q[39:32];
+    if (\port__en$18 [4])
+      vectors2_p0[\port__addr$15 ][39:32] <= w_data_q[7:0];
+    if (\port__en$18 [5])
+      vectors2_p0[\port__addr$15 ][47:40] <= w_data_q[15:8];
+    if (\port__en$18 [6])
+      vectors2_p0[\port__addr$15 ][55:48] <= w_data_q[23:16];
+    if (\port__en$18 [7])
+      vectors2_p0[\port__addr$15 ][63:56] <= w_data_q[31:24];
   end
-  reg [63:0] _4_;
+  reg [63:0] _6_;
   always @(posedge clk) begin
-    _4_ <= vectors2_p0[\port__addr$125 ];
+    _6_ <= vectors2_p0[\port__addr$128 ];
   end
-  assign \port__data$596  = _4_;
+  assign \port__data$647  = _6_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors2_p1 [11:0];
+  reg [63:0] vectors2_p1 [15:0];
   initial begin
     vectors2_p1[0] = 64'h0000000000000000;
     vectors2_p1[1] = 64'h0000000000000000;
@@ -7004,16 +7044,69 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     vectors2_p1[9] = 64'h0000000000000000;
     vectors2_p1[10] = 64'h0000000000000000;
     vectors2_p1[11] = 64'h0000000000000000;
+    vectors2_p1[12] = 64'h0000000000000000;
+    vectors2_p1[13] = 64'h0000000000000000;
+    vectors2_p1[14] = 64'h0000000000000000;
+    vectors2_p1[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$58 )
-      vectors2_p1[\port__addr$55 ] <= w_data_q[191:128];
+    if (\port__en$43 [0])
+      vectors2_p1[\port__addr$40 ][7:0] <= w_data_q[15:8];
+    if (\port__en$43 [1])
+      vectors2_p1[\port__addr$40 ][15:8] <= w_data_q[23:16];
+    if (\port__en$43 [2])
+      vectors2_p1[\port__addr$40 ][23:16] <= w_data_q[31:24];
+    if (\port__en$43 [3])
+      vectors2_p1[\port__addr$40 ][31:24] <= w_data_q[39:32];
+    if (\port__en$43 [4])
+      vectors2_p1[\port__addr$40 ][39:32] <= w_data_q[7:0];
+    if (\port__en$43 [5])
+      vectors2_p1[\port__addr$40 ][47:40] <= w_data_q[15:8];
+    if (\port__en$43 [6])
+      vectors2_p1[\port__addr$40 ][55:48] <= w_data_q[23:16];
+    if (\port__en$43 [7])
+      vectors2_p1[\port__addr$40 ][63:56] <= w_data_q[31:24];
   end
-  reg [63:0] _5_;
+  reg [63:0] _7_;
   always @(posedge clk) begin
-    _5_ <= vectors2_p1[\port__addr$128 ];
+    _7_ <= vectors2_p1[\port__addr$131 ];
   end
-  assign \port__data$597  = _5_;
+  assign \port__data$648  = _7_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors2_p2 [7:0];
+  initial begin
+    vectors2_p2[0] = 64'h0000000000000000;
+    vectors2_p2[1] = 64'h0000000000000000;
+    vectors2_p2[2] = 64'h0000000000000000;
+    vectors2_p2[3] = 64'h0000000000000000;
+    vectors2_p2[4] = 64'h0000000000000000;
+    vectors2_p2[5] = 64'h0000000000000000;
+    vectors2_p2[6] = 64'h0000000000000000;
+    vectors2_p2[7] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$68 [0])
+      vectors2_p2[\port__addr$65 ][7:0] <= w_data_q[15:8];
+    if (\port__en$68 [1])
+      vectors2_p2[\port__addr$65 ][15:8] <= w_data_q[23:16];
+    if (\port__en$68 [2])
+      vectors2_p2[\port__addr$65 ][23:16] <= w_data_q[31:24];
+    if (\port__en$68 [3])
+      vectors2_p2[\port__addr$65 ][31:24] <= w_data_q[39:32];
+    if (\port__en$68 [4])
+      vectors2_p2[\port__addr$65 ][39:32] <= w_data_q[7:0];
+    if (\port__en$68 [5])
+      vectors2_p2[\port__addr$65 ][47:40] <= w_data_q[15:8];
+    if (\port__en$68 [6])
+      vectors2_p2[\port__addr$65 ][55:48] <= w_data_q[23:16];
+    if (\port__en$68 [7])
+      vectors2_p2[\port__addr$65 ][63:56] <= w_data_q[31:24];
+  end
+  reg [63:0] _8_;
+  always @(posedge clk) begin
+    _8_ <= vectors2_p2[\port__addr$134 ];
+  end
+  assign \port__data$649  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [15:0];
   initial begin
@@ -7035,16 +7128,30 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     vectors3_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$23 )
-      vectors3_p0[\port__addr$20 ] <= w_data_q[255:192];
+    if (\port__en$23 [0])
+      vectors3_p0[\port__addr$20 ][7:0] <= w_data_q[39:32];
+    if (\port__en$23 [1])
+      vectors3_p0[\port__addr$20 ][15:8] <= w_data_q[7:0];
+    if (\port__en$23 [2])
+      vectors3_p0[\port__addr$20 ][23:16] <= w_data_q[15:8];
+    if (\port__en$23 [3])
+      vectors3_p0[\port__addr$20 ][31:24] <= w_data_q[23:16];
+    if (\port__en$23 [4])
+      vectors3_p0[\port__addr$20 ][39:32] <= w_data_q[31:24];
+    if (\port__en$23 [5])
+      vectors3_p0[\port__addr$20 ][47:40] <= w_data_q[39:32];
+    if (\port__en$23 [6])
+      vectors3_p0[\port__addr$20 ][55:48] <= w_data_q[7:0];
+    if (\port__en$23 [7])
+      vectors3_p0[\port__addr$20 ][63:56] <= w_data_q[15:8];
   end
-  reg [63:0] _6_;
+  reg [63:0] _9_;
   always @(posedge clk) begin
-    _6_ <= vectors3_p0[\port__addr$131 ];
+    _9_ <= vectors3_p0[\port__addr$137 ];
   end
-  assign \port__data$599  = _6_;
+  assign \port__data$651  = _9_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors3_p1 [11:0];
+  reg [63:0] vectors3_p1 [15:0];
   initial begin
     vectors3_p1[0] = 64'h0000000000000000;
     vectors3_p1[1] = 64'h0000000000000000;
@@ -7058,16 +7165,69 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     vectors3_p1[9] = 64'h0000000000000000;
     vectors3_p1[10] = 64'h0000000000000000;
     vectors3_p1[11] = 64'h0000000000000000;
+    vectors3_p1[12] = 64'h0000000000000000;
+    vectors3_p1[13] = 64'h0000000000000000;
+    vectors3_p1[14] = 64'h0000000000000000;
+    vectors3_p1[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$63 )
-      vectors3_p1[\port__addr$60 ] <= w_data_q[255:192];
+    if (\port__en$48 [0])
+      vectors3_p1[\port__addr$45 ][7:0] <= w_data_q[39:32];
+    if (\port__en$48 [1])
+      vectors3_p1[\port__addr$45 ][15:8] <= w_data_q[7:0];
+    if (\port__en$48 [2])
+      vectors3_p1[\port__addr$45 ][23:16] <= w_data_q[15:8];
+    if (\port__en$48 [3])
+      vectors3_p1[\port__addr$45 ][31:24] <= w_data_q[23:16];
+    if (\port__en$48 [4])
+      vectors3_p1[\port__addr$45 ][39:32] <= w_data_q[31:24];
+    if (\port__en$48 [5])
+      vectors3_p1[\port__addr$45 ][47:40] <= w_data_q[39:32];
+    if (\port__en$48 [6])
+      vectors3_p1[\port__addr$45 ][55:48] <= w_data_q[7:0];
+    if (\port__en$48 [7])
+      vectors3_p1[\port__addr$45 ][63:56] <= w_data_q[15:8];
   end
-  reg [63:0] _7_;
+  reg [63:0] _10_;
   always @(posedge clk) begin
-    _7_ <= vectors3_p1[\port__addr$134 ];
+    _10_ <= vectors3_p1[\port__addr$140 ];
   end
-  assign \port__data$600  = _7_;
+  assign \port__data$652  = _10_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors3_p2 [7:0];
+  initial begin
+    vectors3_p2[0] = 64'h0000000000000000;
+    vectors3_p2[1] = 64'h0000000000000000;
+    vectors3_p2[2] = 64'h0000000000000000;
+    vectors3_p2[3] = 64'h0000000000000000;
+    vectors3_p2[4] = 64'h0000000000000000;
+    vectors3_p2[5] = 64'h0000000000000000;
+    vectors3_p2[6] = 64'h0000000000000000;
+    vectors3_p2[7] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$73 [0])
+      vectors3_p2[\port__addr$70 ][7:0] <= w_data_q[39:32];
+    if (\port__en$73 [1])
+      vectors3_p2[\port__addr$70 ][15:8] <= w_data_q[7:0];
+    if (\port__en$73 [2])
+      vectors3_p2[\port__addr$70 ][23:16] <= w_data_q[15:8];
+    if (\port__en$73 [3])
+      vectors3_p2[\port__addr$70 ][31:24] <= w_data_q[23:16];
+    if (\port__en$73 [4])
+      vectors3_p2[\port__addr$70 ][39:32] <= w_data_q[31:24];
+    if (\port__en$73 [5])
+      vectors3_p2[\port__addr$70 ][47:40] <= w_data_q[39:32];
+    if (\port__en$73 [6])
+      vectors3_p2[\port__addr$70 ][55:48] <= w_data_q[7:0];
+    if (\port__en$73 [7])
+      vectors3_p2[\port__addr$70 ][63:56] <= w_data_q[15:8];
+  end
+  reg [63:0] _11_;
+  always @(posedge clk) begin
+    _11_ <= vectors3_p2[\port__addr$143 ];
+  end
+  assign \port__data$653  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [15:0];
   initial begin
@@ -7089,16 +7249,30 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     vectors4_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$28 )
-      vectors4_p0[\port__addr$25 ] <= w_data_q[319:256];
+    if (\port__en$28 [0])
+      vectors4_p0[\port__addr$25 ][7:0] <= w_data_q[23:16];
+    if (\port__en$28 [1])
+      vectors4_p0[\port__addr$25 ][15:8] <= w_data_q[31:24];
+    if (\port__en$28 [2])
+      vectors4_p0[\port__addr$25 ][23:16] <= w_data_q[39:32];
+    if (\port__en$28 [3])
+      vectors4_p0[\port__addr$25 ][31:24] <= w_data_q[7:0];
+    if (\port__en$28 [4])
+      vectors4_p0[\port__addr$25 ][39:32] <= w_data_q[15:8];
+    if (\port__en$28 [5])
+      vectors4_p0[\port__addr$25 ][47:40] <= w_data_q[23:16];
+    if (\port__en$28 [6])
+      vectors4_p0[\port__addr$25 ][55:48] <= w_data_q[31:24];
+    if (\port__en$28 [7])
+      vectors4_p0[\port__addr$25 ][63:56] <= w_data_q[39:32];
   end
-  reg [63:0] _8_;
+  reg [63:0] _12_;
   always @(posedge clk) begin
-    _8_ <= vectors4_p0[\port__addr$137 ];
+    _12_ <= vectors4_p0[\port__addr$146 ];
   end
-  assign \port__data$602  = _8_;
+  assign \port__data$655  = _12_;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors4_p1 [11:0];
+  reg [63:0] vectors4_p1 [15:0];
   initial begin
     vectors4_p1[0] = 64'h0000000000000000;
     vectors4_p1[1] = 64'h0000000000000000;
@@ -7112,911 +7286,197 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     vectors4_p1[9] = 64'h0000000000000000;
     vectors4_p1[10] = 64'h0000000000000000;
     vectors4_p1[11] = 64'h0000000000000000;
+    vectors4_p1[12] = 64'h0000000000000000;
+    vectors4_p1[13] = 64'h0000000000000000;
+    vectors4_p1[14] = 64'h0000000000000000;
+    vectors4_p1[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$68 )
-      vectors4_p1[\port__addr$65 ] <= w_data_q[319:256];
-  end
-  reg [63:0] _9_;
-  always @(posedge clk) begin
-    _9_ <= vectors4_p1[\port__addr$140 ];
-  end
-  assign \port__data$603  = _9_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors5_p0 [15:0];
-  initial begin
-    vectors5_p0[0] = 64'h0000000000000000;
-    vectors5_p0[1] = 64'h0000000000000000;
-    vectors5_p0[2] = 64'h0000000000000000;
-    vectors5_p0[3] = 64'h0000000000000000;
-    vectors5_p0[4] = 64'h0000000000000000;
-    vectors5_p0[5] = 64'h0000000000000000;
-    vectors5_p0[6] = 64'h0000000000000000;
-    vectors5_p0[7] = 64'h0000000000000000;
-    vectors5_p0[8] = 64'h0000000000000000;
-    vectors5_p0[9] = 64'h0000000000000000;
-    vectors5_p0[10] = 64'h0000000000000000;
-    vectors5_p0[11] = 64'h0000000000000000;
-    vectors5_p0[12] = 64'h0000000000000000;
-    vectors5_p0[13] = 64'h0000000000000000;
-    vectors5_p0[14] = 64'h0000000000000000;
-    vectors5_p0[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$33 )
-      vectors5_p0[\port__addr$30 ] <= w_data_q[383:320];
-  end
-  reg [63:0] _10_;
-  always @(posedge clk) begin
-    _10_ <= vectors5_p0[\port__addr$143 ];
-  end
-  assign \port__data$605  = _10_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors5_p1 [11:0];
-  initial begin
-    vectors5_p1[0] = 64'h0000000000000000;
-    vectors5_p1[1] = 64'h0000000000000000;
-    vectors5_p1[2] = 64'h0000000000000000;
-    vectors5_p1[3] = 64'h0000000000000000;
-    vectors5_p1[4] = 64'h0000000000000000;
-    vectors5_p1[5] = 64'h0000000000000000;
-    vectors5_p1[6] = 64'h0000000000000000;
-    vectors5_p1[7] = 64'h0000000000000000;
-    vectors5_p1[8] = 64'h0000000000000000;
-    vectors5_p1[9] = 64'h0000000000000000;
-    vectors5_p1[10] = 64'h0000000000000000;
-    vectors5_p1[11] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$73 )
-      vectors5_p1[\port__addr$70 ] <= w_data_q[383:320];
-  end
-  reg [63:0] _11_;
-  always @(posedge clk) begin
-    _11_ <= vectors5_p1[\port__addr$146 ];
-  end
-  assign \port__data$606  = _11_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors6_p0 [15:0];
-  initial begin
-    vectors6_p0[0] = 64'h0000000000000000;
-    vectors6_p0[1] = 64'h0000000000000000;
-    vectors6_p0[2] = 64'h0000000000000000;
-    vectors6_p0[3] = 64'h0000000000000000;
-    vectors6_p0[4] = 64'h0000000000000000;
-    vectors6_p0[5] = 64'h0000000000000000;
-    vectors6_p0[6] = 64'h0000000000000000;
-    vectors6_p0[7] = 64'h0000000000000000;
-    vectors6_p0[8] = 64'h0000000000000000;
-    vectors6_p0[9] = 64'h0000000000000000;
-    vectors6_p0[10] = 64'h0000000000000000;
-    vectors6_p0[11] = 64'h0000000000000000;
-    vectors6_p0[12] = 64'h0000000000000000;
-    vectors6_p0[13] = 64'h0000000000000000;
-    vectors6_p0[14] = 64'h0000000000000000;
-    vectors6_p0[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$38 )
-      vectors6_p0[\port__addr$35 ] <= w_data_q[447:384];
-  end
-  reg [63:0] _12_;
-  always @(posedge clk) begin
-    _12_ <= vectors6_p0[\port__addr$149 ];
-  end
-  assign \port__data$608  = _12_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors6_p1 [11:0];
-  initial begin
-    vectors6_p1[0] = 64'h0000000000000000;
-    vectors6_p1[1] = 64'h0000000000000000;
-    vectors6_p1[2] = 64'h0000000000000000;
-    vectors6_p1[3] = 64'h0000000000000000;
-    vectors6_p1[4] = 64'h0000000000000000;
-    vectors6_p1[5] = 64'h0000000000000000;
-    vectors6_p1[6] = 64'h0000000000000000;
-    vectors6_p1[7] = 64'h0000000000000000;
-    vectors6_p1[8] = 64'h0000000000000000;
-    vectors6_p1[9] = 64'h0000000000000000;
-    vectors6_p1[10] = 64'h0000000000000000;
-    vectors6_p1[11] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$78 )
-      vectors6_p1[\port__addr$75 ] <= w_data_q[447:384];
+    if (\port__en$53 [0])
+      vectors4_p1[\port__addr$50 ][7:0] <= w_data_q[23:16];
+    if (\port__en$53 [1])
+      vectors4_p1[\port__addr$50 ][15:8] <= w_data_q[31:24];
+    if (\port__en$53 [2])
+      vectors4_p1[\port__addr$50 ][23:16] <= w_data_q[39:32];
+    if (\port__en$53 [3])
+      vectors4_p1[\port__addr$50 ][31:24] <= w_data_q[7:0];
+    if (\port__en$53 [4])
+      vectors4_p1[\port__addr$50 ][39:32] <= w_data_q[15:8];
+    if (\port__en$53 [5])
+      vectors4_p1[\port__addr$50 ][47:40] <= w_data_q[23:16];
+    if (\port__en$53 [6])
+      vectors4_p1[\port__addr$50 ][55:48] <= w_data_q[31:24];
+    if (\port__en$53 [7])
+      vectors4_p1[\port__addr$50 ][63:56] <= w_data_q[39:32];
   end
   reg [63:0] _13_;
   always @(posedge clk) begin
-    _13_ <= vectors6_p1[\port__addr$152 ];
+    _13_ <= vectors4_p1[\port__addr$149 ];
   end
-  assign \port__data$609  = _13_;
+  assign \port__data$656  = _13_;
   (* ram_style = "distributed" *)
-  reg [31:0] vectors7_p0 [15:0];
+  reg [63:0] vectors4_p2 [7:0];
   initial begin
-    vectors7_p0[0] = 32'd0;
-    vectors7_p0[1] = 32'd0;
-    vectors7_p0[2] = 32'd0;
-    vectors7_p0[3] = 32'd0;
-    vectors7_p0[4] = 32'd0;
-    vectors7_p0[5] = 32'd0;
-    vectors7_p0[6] = 32'd0;
-    vectors7_p0[7] = 32'd0;
-    vectors7_p0[8] = 32'd0;
-    vectors7_p0[9] = 32'd0;
-    vectors7_p0[10] = 32'd0;
-    vectors7_p0[11] = 32'd0;
-    vectors7_p0[12] = 32'd0;
-    vectors7_p0[13] = 32'd0;
-    vectors7_p0[14] = 32'd0;
-    vectors7_p0[15] = 32'd0;
+    vectors4_p2[0] = 64'h0000000000000000;
+    vectors4_p2[1] = 64'h0000000000000000;
+    vectors4_p2[2] = 64'h0000000000000000;
+    vectors4_p2[3] = 64'h0000000000000000;
+    vectors4_p2[4] = 64'h0000000000000000;
+    vectors4_p2[5] = 64'h0000000000000000;
+    vectors4_p2[6] = 64'h0000000000000000;
+    vectors4_p2[7] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$43 )
-      vectors7_p0[\port__addr$40 ] <= w_data_q[479:448];
+    if (\port__en$78 [0])
+      vectors4_p2[\port__addr$75 ][7:0] <= w_data_q[23:16];
+    if (\port__en$78 [1])
+      vectors4_p2[\port__addr$75 ][15:8] <= w_data_q[31:24];
+    if (\port__en$78 [2])
+      vectors4_p2[\port__addr$75 ][23:16] <= w_data_q[39:32];
+    if (\port__en$78 [3])
+      vectors4_p2[\port__addr$75 ][31:24] <= w_data_q[7:0];
+    if (\port__en$78 [4])
+      vectors4_p2[\port__addr$75 ][39:32] <= w_data_q[15:8];
+    if (\port__en$78 [5])
+      vectors4_p2[\port__addr$75 ][47:40] <= w_data_q[23:16];
+    if (\port__en$78 [6])
+      vectors4_p2[\port__addr$75 ][55:48] <= w_data_q[31:24];
+    if (\port__en$78 [7])
+      vectors4_p2[\port__addr$75 ][63:56] <= w_data_q[39:32];
   end
-  reg [31:0] _14_;
+  reg [63:0] _14_;
   always @(posedge clk) begin
-    _14_ <= vectors7_p0[\port__addr$155 ];
+    _14_ <= vectors4_p2[\port__addr$152 ];
   end
-  assign \port__data$611  = _14_;
-  (* ram_style = "distributed" *)
-  reg [31:0] vectors7_p1 [11:0];
-  initial begin
-    vectors7_p1[0] = 32'd0;
-    vectors7_p1[1] = 32'd0;
-    vectors7_p1[2] = 32'd0;
-    vectors7_p1[3] = 32'd0;
-    vectors7_p1[4] = 32'd0;
-    vectors7_p1[5] = 32'd0;
-    vectors7_p1[6] = 32'd0;
-    vectors7_p1[7] = 32'd0;
-    vectors7_p1[8] = 32'd0;
-    vectors7_p1[9] = 32'd0;
-    vectors7_p1[10] = 32'd0;
-    vectors7_p1[11] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\port__en$83 )
-      vectors7_p1[\port__addr$80 ] <= w_data_q[479:448];
-  end
-  reg [31:0] _15_;
-  always @(posedge clk) begin
-    _15_ <= vectors7_p1[\port__addr$158 ];
-  end
-  assign \port__data$612  = _15_;
-  always @(posedge clk)
-    \w_en$575  <= \$235 ;
-  always @(posedge clk)
-    skipped_d1 <= \$236 ;
-  always @(posedge clk)
-    skipped_d2 <= \$237 ;
-  always @(posedge clk)
-    skipped_d3 <= \$238 ;
-  always @(posedge clk)
-    skipped_d4 <= \$239 ;
-  always @(posedge clk)
-    skipped_d5 <= \$240 ;
-  always @(posedge clk)
-    group_ended_d1 <= \$241 ;
-  always @(posedge clk)
-    credits_returned <= \$242 ;
-  always @(posedge clk)
-    credits_space <= \$243 ;
-  always @(posedge clk)
-    credits_room <= \$244 ;
-  assign i__ready = ~ w_full;
-  assign take = i__valid & i__ready;
-  assign \$1  = w_half * 4'he;
-  assign \$2  = \$1  + w_count;
-  assign \$3  = w_count == 4'hd;
-  assign filled = take & \$3 ;
-  assign \$5  = ~ s_last;
-  assign \$6  = \$5  | can_end;
-  assign step = \$4  & \$6 ;
-  assign \$7  = ~ active;
-  assign \$8  = step & sn_last;
-  assign \$9  = \$7  | \$8 ;
-  assign load = w_full_issue & \$9 ;
-  assign \$10  = s_idx == 4'hc;
-  assign \$11  = s_last ? 1'h0 : \$10 ;
-  assign \$signal  = step ? \$11  : s_last;
-  assign \$12  = step & s_last;
-  assign \$13  = n_idx == 4'he;
-  assign \$14  = n_last ? 1'h0 : \$13 ;
-  assign n_last_next = \$12  ? \$14  : n_last;
-  assign \$15  = r_addr + 1'h1;
-  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
-  assign \$17  = w_half ? 4'he : 4'h0;
-  assign \$18  = step & s_last;
-  assign \$19  = gap == 1'h1;
-  assign \$20  = gap_zero | \$19 ;
-  assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
-  assign t0_0_w0_0 = m0_0_0 + m0_0_1;
-  assign t0_0_w0_2 = m0_0_2 + m0_0_3;
-  assign t0_0_w0_4 = m0_0_4 + m0_0_5;
-  assign t0_0_w0_6 = m0_0_6 + m0_0_7;
-  assign t0_0_w0_8 = m0_0_8 + m0_0_9;
-  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
-  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
-  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
-  assign t0_0_w0_16 = m0_0_16 + m0_0_17;
-  assign t0_0_w0_18 = m0_0_18 + m0_0_19;
-  assign t0_0_w0_20 = m0_0_20 + m0_0_21;
-  assign t0_0_w0_22 = m0_0_22 + m0_0_23;
-  assign t0_0_w0_24 = m0_0_24 + m0_0_25;
-  assign t0_0_w0_26 = m0_0_26 + m0_0_27;
-  assign t0_0_w0_28 = m0_0_28 + m0_0_29;
-  assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
-  assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
-  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
-  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
-  assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
-  assign t0_0_w1_10 = t0_0_w0_20 + t0_0_w0_22;
-  assign t0_0_w1_12 = t0_0_w0_24 + t0_0_w0_26;
-  assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
-  assign t0_0_w2_4 = t0_0_l2_4 + t0_0_l2_5;
-  assign t0_0_w2_6 = t0_0_l2_6 + t0_0_l2_7;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
-  assign t0_0_w3_2 = t0_0_w2_4 + t0_0_w2_6;
-  assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign t1_0_w0_0 = m1_0_0 + m1_0_1;
-  assign t1_0_w0_2 = m1_0_2 + m1_0_3;
-  assign t1_0_w0_4 = m1_0_4 + m1_0_5;
-  assign t1_0_w0_6 = m1_0_6 + m1_0_7;
-  assign t1_0_w0_8 = m1_0_8 + m1_0_9;
-  assign t1_0_w0_10 = m1_0_10 + m1_0_11;
-  assign t1_0_w0_12 = m1_0_12 + m1_0_13;
-  assign t1_0_w0_14 = m1_0_14 + m1_0_15;
-  assign t1_0_w0_16 = m1_0_16 + m1_0_17;
-  assign t1_0_w0_18 = m1_0_18 + m1_0_19;
-  assign t1_0_w0_20 = m1_0_20 + m1_0_21;
-  assign t1_0_w0_22 = m1_0_22 + m1_0_23;
-  assign t1_0_w0_24 = m1_0_24 + m1_0_25;
-  assign t1_0_w0_26 = m1_0_26 + m1_0_27;
-  assign t1_0_w0_28 = m1_0_28 + m1_0_29;
-  assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
-  assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
-  assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
-  assign t1_0_w1_6 = t1_0_w0_12 + t1_0_w0_14;
-  assign t1_0_w1_8 = t1_0_w0_16 + t1_0_w0_18;
-  assign t1_0_w1_10 = t1_0_w0_20 + t1_0_w0_22;
-  assign t1_0_w1_12 = t1_0_w0_24 + t1_0_w0_26;
-  assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
-  assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
-  assign t1_0_w2_4 = t1_0_l2_4 + t1_0_l2_5;
-  assign t1_0_w2_6 = t1_0_l2_6 + t1_0_l2_7;
-  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
-  assign t1_0_w3_2 = t1_0_w2_4 + t1_0_w2_6;
-  assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
-  assign t2_0_w0_0 = m2_0_0 + m2_0_1;
-  assign t2_0_w0_2 = m2_0_2 + m2_0_3;
-  assign t2_0_w0_4 = m2_0_4 + m2_0_5;
-  assign t2_0_w0_6 = m2_0_6 + m2_0_7;
-  assign t2_0_w0_8 = m2_0_8 + m2_0_9;
-  assign t2_0_w0_10 = m2_0_10 + m2_0_11;
-  assign t2_0_w0_12 = m2_0_12 + m2_0_13;
-  assign t2_0_w0_14 = m2_0_14 + m2_0_15;
-  assign t2_0_w0_16 = m2_0_16 + m2_0_17;
-  assign t2_0_w0_18 = m2_0_18 + m2_0_19;
-  assign t2_0_w0_20 = m2_0_20 + m2_0_21;
-  assign t2_0_w0_22 = m2_0_22 + m2_0_23;
-  assign t2_0_w0_24 = m2_0_24 + m2_0_25;
-  assign t2_0_w0_26 = m2_0_26 + m2_0_27;
-  assign t2_0_w0_28 = m2_0_28 + m2_0_29;
-  assign t2_0_w1_0 = t2_0_w0_0 + t2_0_w0_2;
-  assign t2_0_w1_2 = t2_0_w0_4 + t2_0_w0_6;
-  assign t2_0_w1_4 = t2_0_w0_8 + t2_0_w0_10;
-  assign t2_0_w1_6 = t2_0_w0_12 + t2_0_w0_14;
-  assign t2_0_w1_8 = t2_0_w0_16 + t2_0_w0_18;
-  assign t2_0_w1_10 = t2_0_w0_20 + t2_0_w0_22;
-  assign t2_0_w1_12 = t2_0_w0_24 + t2_0_w0_26;
-  assign t2_0_w2_0 = t2_0_l2_0 + t2_0_l2_1;
-  assign t2_0_w2_2 = t2_0_l2_2 + t2_0_l2_3;
-  assign t2_0_w2_4 = t2_0_l2_4 + t2_0_l2_5;
-  assign t2_0_w2_6 = t2_0_l2_6 + t2_0_l2_7;
-  assign t2_0_w3_0 = t2_0_w2_0 + t2_0_w2_2;
-  assign t2_0_w3_2 = t2_0_w2_4 + t2_0_w2_6;
-  assign t2_0_w4_0 = t2_0_l4_0 + t2_0_l4_1;
-  assign t3_0_w0_0 = m3_0_0 + m3_0_1;
-  assign t3_0_w0_2 = m3_0_2 + m3_0_3;
-  assign t3_0_w0_4 = m3_0_4 + m3_0_5;
-  assign t3_0_w0_6 = m3_0_6 + m3_0_7;
-  assign t3_0_w0_8 = m3_0_8 + m3_0_9;
-  assign t3_0_w0_10 = m3_0_10 + m3_0_11;
-  assign t3_0_w0_12 = m3_0_12 + m3_0_13;
-  assign t3_0_w0_14 = m3_0_14 + m3_0_15;
-  assign t3_0_w0_16 = m3_0_16 + m3_0_17;
-  assign t3_0_w0_18 = m3_0_18 + m3_0_19;
-  assign t3_0_w0_20 = m3_0_20 + m3_0_21;
-  assign t3_0_w0_22 = m3_0_22 + m3_0_23;
-  assign t3_0_w0_24 = m3_0_24 + m3_0_25;
-  assign t3_0_w0_26 = m3_0_26 + m3_0_27;
-  assign t3_0_w0_28 = m3_0_28 + m3_0_29;
-  assign t3_0_w1_0 = t3_0_w0_0 + t3_0_w0_2;
-  assign t3_0_w1_2 = t3_0_w0_4 + t3_0_w0_6;
-  assign t3_0_w1_4 = t3_0_w0_8 + t3_0_w0_10;
-  assign t3_0_w1_6 = t3_0_w0_12 + t3_0_w0_14;
-  assign t3_0_w1_8 = t3_0_w0_16 + t3_0_w0_18;
-  assign t3_0_w1_10 = t3_0_w0_20 + t3_0_w0_22;
-  assign t3_0_w1_12 = t3_0_w0_24 + t3_0_w0_26;
-  assign t3_0_w2_0 = t3_0_l2_0 + t3_0_l2_1;
-  assign t3_0_w2_2 = t3_0_l2_2 + t3_0_l2_3;
-  assign t3_0_w2_4 = t3_0_l2_4 + t3_0_l2_5;
-  assign t3_0_w2_6 = t3_0_l2_6 + t3_0_l2_7;
-  assign t3_0_w3_0 = t3_0_w2_0 + t3_0_w2_2;
-  assign t3_0_w3_2 = t3_0_w2_4 + t3_0_w2_6;
-  assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
-  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
-  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
-  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
-  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
-  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
-  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
-  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
-  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
-  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
-  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
-  assign xsum_w0_20 = xdata_d1[167:160] + xdata_d1[175:168];
-  assign xsum_w0_22 = xdata_d1[183:176] + xdata_d1[191:184];
-  assign xsum_w0_24 = xdata_d1[199:192] + xdata_d1[207:200];
-  assign xsum_w0_26 = xdata_d1[215:208] + xdata_d1[223:216];
-  assign xsum_w0_28 = xdata_d1[231:224] + xdata_d1[239:232];
-  assign xsum_w0_30 = xdata_d1[247:240] + xdata_d1[255:248];
-  assign xsum_w0_32 = xdata_d1[263:256] + xdata_d1[271:264];
-  assign xsum_w0_34 = xdata_d1[279:272] + xdata_d1[287:280];
-  assign xsum_w0_36 = xdata_d1[295:288] + xdata_d1[303:296];
-  assign xsum_w0_38 = xdata_d1[311:304] + xdata_d1[319:312];
-  assign xsum_w0_40 = xdata_d1[327:320] + xdata_d1[335:328];
-  assign xsum_w0_42 = xdata_d1[343:336] + xdata_d1[351:344];
-  assign xsum_w0_44 = xdata_d1[359:352] + xdata_d1[367:360];
-  assign xsum_w0_46 = xdata_d1[375:368] + xdata_d1[383:376];
-  assign xsum_w0_48 = xdata_d1[391:384] + xdata_d1[399:392];
-  assign xsum_w0_50 = xdata_d1[407:400] + xdata_d1[415:408];
-  assign xsum_w0_52 = xdata_d1[423:416] + xdata_d1[431:424];
-  assign xsum_w0_54 = xdata_d1[439:432] + xdata_d1[447:440];
-  assign xsum_w0_56 = xdata_d1[455:448] + xdata_d1[463:456];
-  assign xsum_w0_58 = xdata_d1[471:464] + xdata_d1[479:472];
-  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
-  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
-  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
-  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
-  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
-  assign xsum_w1_10 = xsum_l1_10 + xsum_l1_11;
-  assign xsum_w1_12 = xsum_l1_12 + xsum_l1_13;
-  assign xsum_w1_14 = xsum_l1_14 + xsum_l1_15;
-  assign xsum_w1_16 = xsum_l1_16 + xsum_l1_17;
-  assign xsum_w1_18 = xsum_l1_18 + xsum_l1_19;
-  assign xsum_w1_20 = xsum_l1_20 + xsum_l1_21;
-  assign xsum_w1_22 = xsum_l1_22 + xsum_l1_23;
-  assign xsum_w1_24 = xsum_l1_24 + xsum_l1_25;
-  assign xsum_w1_26 = xsum_l1_26 + xsum_l1_27;
-  assign xsum_w1_28 = xsum_l1_28 + xsum_l1_29;
-  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
-  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
-  assign xsum_w2_4 = xsum_w1_8 + xsum_w1_10;
-  assign xsum_w2_6 = xsum_w1_12 + xsum_w1_14;
-  assign xsum_w2_8 = xsum_w1_16 + xsum_w1_18;
-  assign xsum_w2_10 = xsum_w1_20 + xsum_w1_22;
-  assign xsum_w2_12 = xsum_w1_24 + xsum_w1_26;
-  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
-  assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
-  assign xsum_w3_4 = xsum_l3_4 + xsum_l3_5;
-  assign xsum_w3_6 = xsum_l3_6 + xsum_l3_7;
-  assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
-  assign xsum_w4_2 = xsum_w3_4 + xsum_w3_6;
-  assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
-  assign group_end = v2_d5 & last2_d5;
-  assign ser = | ser_left;
-  assign \$21  = rq0_over ? 15'h00ff : rq0_shifted;
-  assign \$22  = rq0_under ? 15'h0000 : \$21 ;
-  assign \$23  = credits_space + credits_returned;
-  assign \$24  = group_ended_d1 ? 3'h4 : 3'h0;
-  assign \$25  = \$23  - \$24 ;
-  assign credits_room_next = \$25 [3:0] >= 3'h4;
-  assign \$26  = w_count == 4'hd;
-  assign \$27  = w_count + 1'h1;
-  assign \$28  = \$26  ? 5'h00 : \$27 ;
-  assign \$29  = credits_room_next & gap_zero_next;
-  assign \$30  = \$signal  & n_last_next;
-  assign \$31  = s_idx + 1'h1;
-  assign \$32  = s_last ? 5'h00 : \$31 ;
-  assign \$33  = n_idx + 1'h1;
-  assign \$34  = n_last ? 5'h00 : \$33 ;
-  assign \$35  = step & sn_last;
-  assign \$36  = w_half ? 4'he : 4'h0;
-  assign \$37  = ~ w_half;
-  assign \$38  = step & s_last;
-  assign \$39  = ~ gap_zero;
-  assign \$40  = gap - 1'h1;
-  assign \$41  = ! s_idx;
-  assign \$42  = r_page_b0 ? \port__data$591  : \port__data$590 ;
-  assign \$43  = r_page_b1 ? \port__data$594  : \port__data$593 ;
-  assign \$44  = r_page_b2 ? \port__data$597  : \port__data$596 ;
-  assign \$45  = r_page_b3 ? \port__data$600  : \port__data$599 ;
-  assign \$46  = r_page_b4 ? \port__data$603  : \port__data$602 ;
-  assign \$47  = r_page_b5 ? \port__data$606  : \port__data$605 ;
-  assign \$48  = r_page_b6 ? \port__data$609  : \port__data$608 ;
-  assign \$49  = r_page_b7 ? \port__data$612  : \port__data$611 ;
-  assign \$50  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$51  = \$50  + xsum_l6_0;
-  assign \$52  = flags_x[0] & flags_x[2];
-  assign \$53  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$54  = \$53  + xsum_l6_0;
-  assign \$55  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$56  = \$55  + t0_0_l5_0;
-  assign \$57  = flags_0[0] & flags_0[2];
-  assign \$58  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$59  = \$58  + t0_0_l5_0;
-  assign \$61  = \$60  - xfin;
-  assign \$62  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$63  = \$62  + t1_0_l5_0;
-  assign \$64  = flags_1[0] & flags_1[2];
-  assign \$65  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$66  = \$65  + t1_0_l5_0;
-  assign \$68  = \$67  - xfin;
-  assign \$69  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$70  = \$69  + t2_0_l5_0;
-  assign \$71  = flags_2[0] & flags_2[2];
-  assign \$72  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$73  = \$72  + t2_0_l5_0;
-  assign \$75  = \$74  - xfin;
-  assign \$76  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$77  = \$76  + t3_0_l5_0;
-  assign \$78  = flags_3[0] & flags_3[2];
-  assign \$79  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$80  = \$79  + t3_0_l5_0;
-  assign \$82  = \$81  - xfin;
-  assign \$83  = ser_left - 1'h1;
-  assign \$84  = addr == 6'h3f;
-  assign \$85  = addr + 1'h1;
-  assign \$86  = \$84  ? 7'h00 : \$85 ;
-  assign \$90  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$93  = $signed(\$91 ) + $signed(\$92 );
-  assign \$94  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$97  = $signed(\$96 ) < $signed(1'h0);
-  assign \$99  = $signed(\$98 ) > $signed(9'h0ff);
-  assign \$100  = step & s_last;
-  assign \$101  = o__valid & \o__ready$570 ;
-  assign \$102  = \$101  + skipped_d5;
-  assign \$103  = ! \$2 [4];
-  assign \$104  = ~ rst_conv2;
-  assign \$105  = \$103  & \$104 ;
-  assign \$106  = \$105  ? take : 1'h0;
-  assign \$107  = ! \$2 [4];
-  assign \$108  = ~ rst_conv2;
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = \$109  ? take : 1'h0;
-  assign \$111  = ! \$2 [4];
-  assign \$112  = ~ rst_conv2;
-  assign \$113  = \$111  & \$112 ;
-  assign \$114  = \$113  ? take : 1'h0;
-  assign \$115  = ! \$2 [4];
-  assign \$116  = ~ rst_conv2;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = \$117  ? take : 1'h0;
-  assign \$119  = ! \$2 [4];
-  assign \$120  = ~ rst_conv2;
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = \$121  ? take : 1'h0;
-  assign \$123  = ! \$2 [4];
-  assign \$124  = ~ rst_conv2;
-  assign \$125  = \$123  & \$124 ;
-  assign \$126  = \$125  ? take : 1'h0;
-  assign \$127  = ! \$2 [4];
-  assign \$128  = ~ rst_conv2;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = \$129  ? take : 1'h0;
-  assign \$131  = ! \$2 [4];
-  assign \$132  = ~ rst_conv2;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = \$133  ? take : 1'h0;
-  assign \$136  = ~ rst_conv2;
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = \$137  ? take : 1'h0;
-  assign \$140  = ~ rst_conv2;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = \$141  ? take : 1'h0;
-  assign \$144  = ~ rst_conv2;
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = \$145  ? take : 1'h0;
-  assign \$148  = ~ rst_conv2;
-  assign \$149  = \$147  & \$148 ;
-  assign \$150  = \$149  ? take : 1'h0;
-  assign \$152  = ~ rst_conv2;
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = \$153  ? take : 1'h0;
-  assign \$156  = ~ rst_conv2;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = \$157  ? take : 1'h0;
-  assign \$160  = ~ rst_conv2;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$161  ? take : 1'h0;
-  assign \$164  = ~ rst_conv2;
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = \$165  ? take : 1'h0;
-  assign \$167  = rst_conv2 | load;
-  assign \$168  = filled ? 1'h1 : w_full;
-  assign \$169  = \$167  ? 1'h0 : \$168 ;
-  assign \$170  = rst_conv2 | load;
-  assign \$171  = filled ? 1'h1 : w_full_issue;
-  assign \$172  = \$170  ? 1'h0 : \$171 ;
-  always @(posedge clk)
-    w_data_q <= w_data;
-  always @(posedge clk)
-    w_count <= \$173 ;
-  always @(posedge clk)
-    can_end <= \$174 ;
-  always @(posedge clk)
-    gap_zero <= \$175 ;
-  always @(posedge clk)
-    s_last <= \$176 ;
-  always @(posedge clk)
-    n_last <= \$177 ;
-  always @(posedge clk)
-    sn_last <= \$178 ;
-  always @(posedge clk)
-    r_addr <= \$179 ;
-  always @(posedge clk)
-    s_idx <= \$180 ;
-  always @(posedge clk)
-    n_idx <= \$181 ;
-  always @(posedge clk)
-    active <= \$182 ;
-  always @(posedge clk)
-    r_base <= \$183 ;
-  always @(posedge clk)
-    w_half <= \$184 ;
-  always @(posedge clk)
-    gap <= \$185 ;
-  always @(posedge clk)
-    \$signal$584  <= \$186 ;
-  always @(posedge clk)
-    \$signal$585  <= \$187 ;
-  always @(posedge clk)
-    last1 <= \$188 ;
-  always @(posedge clk)
-    word1 <= { \$247 , \$246 , \$245  };
-  always @(posedge clk)
-    r_addr_q <= \$189 ;
-  always @(posedge clk)
-    xdata_d1 <= { \$49 , \$48 , \$47 , \$46 , \$45 , \$44 , \$43 , \$42  };
-  always @(posedge clk)
-    w0_0 <= { \o$616 , \o$615 , o };
-  always @(posedge clk)
-    m0_0_0 <= p0_0_0;
-  always @(posedge clk)
-    m0_0_1 <= p0_0_1;
-  always @(posedge clk)
-    m0_0_2 <= p0_0_2;
-  always @(posedge clk)
-    m0_0_3 <= p0_0_3;
-  always @(posedge clk)
-    m0_0_4 <= p0_0_4;
-  always @(posedge clk)
-    m0_0_5 <= p0_0_5;
-  always @(posedge clk)
-    m0_0_6 <= p0_0_6;
-  always @(posedge clk)
-    m0_0_7 <= p0_0_7;
-  always @(posedge clk)
-    m0_0_8 <= p0_0_8;
-  always @(posedge clk)
-    m0_0_9 <= p0_0_9;
-  always @(posedge clk)
-    m0_0_10 <= p0_0_10;
-  always @(posedge clk)
-    m0_0_11 <= p0_0_11;
-  always @(posedge clk)
-    m0_0_12 <= p0_0_12;
-  always @(posedge clk)
-    m0_0_13 <= p0_0_13;
-  always @(posedge clk)
-    m0_0_14 <= p0_0_14;
-  always @(posedge clk)
-    m0_0_15 <= p0_0_15;
-  always @(posedge clk)
-    m0_0_16 <= p0_0_16;
-  always @(posedge clk)
-    m0_0_17 <= p0_0_17;
-  always @(posedge clk)
-    m0_0_18 <= p0_0_18;
-  always @(posedge clk)
-    m0_0_19 <= p0_0_19;
-  always @(posedge clk)
-    m0_0_20 <= p0_0_20;
-  always @(posedge clk)
-    m0_0_21 <= p0_0_21;
-  always @(posedge clk)
-    m0_0_22 <= p0_0_22;
-  always @(posedge clk)
-    m0_0_23 <= p0_0_23;
-  always @(posedge clk)
-    m0_0_24 <= p0_0_24;
-  always @(posedge clk)
-    m0_0_25 <= p0_0_25;
-  always @(posedge clk)
-    m0_0_26 <= p0_0_26;
-  always @(posedge clk)
-    m0_0_27 <= p0_0_27;
-  always @(posedge clk)
-    m0_0_28 <= p0_0_28;
-  always @(posedge clk)
-    m0_0_29 <= p0_0_29;
-  always @(posedge clk)
-    t0_0_l2_0 <= t0_0_w1_0;
-  always @(posedge clk)
-    t0_0_l2_1 <= t0_0_w1_2;
-  always @(posedge clk)
-    t0_0_l2_2 <= t0_0_w1_4;
-  always @(posedge clk)
-    t0_0_l2_3 <= t0_0_w1_6;
-  always @(posedge clk)
-    t0_0_l2_4 <= t0_0_w1_8;
-  always @(posedge clk)
-    t0_0_l2_5 <= t0_0_w1_10;
-  always @(posedge clk)
-    t0_0_l2_6 <= t0_0_w1_12;
-  always @(posedge clk)
-    t0_0_l2_7 <= t0_0_w0_28;
-  always @(posedge clk)
-    t0_0_l4_0 <= t0_0_w3_0;
-  always @(posedge clk)
-    t0_0_l4_1 <= t0_0_w3_2;
-  always @(posedge clk)
-    t0_0_l5_0 <= t0_0_w4_0;
-  always @(posedge clk)
-    w1_0 <= { \o$651 , \o$650 , \o$649  };
-  always @(posedge clk)
-    m1_0_0 <= p1_0_0;
-  always @(posedge clk)
-    m1_0_1 <= p1_0_1;
-  always @(posedge clk)
-    m1_0_2 <= p1_0_2;
-  always @(posedge clk)
-    m1_0_3 <= p1_0_3;
-  always @(posedge clk)
-    m1_0_4 <= p1_0_4;
-  always @(posedge clk)
-    m1_0_5 <= p1_0_5;
-  always @(posedge clk)
-    m1_0_6 <= p1_0_6;
-  always @(posedge clk)
-    m1_0_7 <= p1_0_7;
-  always @(posedge clk)
-    m1_0_8 <= p1_0_8;
-  always @(posedge clk)
-    m1_0_9 <= p1_0_9;
-  always @(posedge clk)
-    m1_0_10 <= p1_0_10;
-  always @(posedge clk)
-    m1_0_11 <= p1_0_11;
-  always @(posedge clk)
-    m1_0_12 <= p1_0_12;
-  always @(posedge clk)
-    m1_0_13 <= p1_0_13;
-  always @(posedge clk)
-    m1_0_14 <= p1_0_14;
-  always @(posedge clk)
-    m1_0_15 <= p1_0_15;
-  always @(posedge clk)
-    m1_0_16 <= p1_0_16;
-  always @(posedge clk)
-    m1_0_17 <= p1_0_17;
-  always @(posedge clk)
-    m1_0_18 <= p1_0_18;
-  always @(posedge clk)
-    m1_0_19 <= p1_0_19;
-  always @(posedge clk)
-    m1_0_20 <= p1_0_20;
-  always @(posedge clk)
-    m1_0_21 <= p1_0_21;
-  always @(posedge clk)
-    m1_0_22 <= p1_0_22;
-  always @(posedge clk)
-    m1_0_23 <= p1_0_23;
-  always @(posedge clk)
-    m1_0_24 <= p1_0_24;
-  always @(posedge clk)
-    m1_0_25 <= p1_0_25;
-  always @(posedge clk)
-    m1_0_26 <= p1_0_26;
-  always @(posedge clk)
-    m1_0_27 <= p1_0_27;
-  always @(posedge clk)
-    m1_0_28 <= p1_0_28;
+  assign \port__data$657  = _14_;
   always @(posedge clk)
-    m1_0_29 <= p1_0_29;
+    t5_0_l2_2 <= t5_0_w1_4;
   always @(posedge clk)
-    t1_0_l2_0 <= t1_0_w1_0;
+    t5_0_l2_3 <= t5_0_w1_6;
   always @(posedge clk)
-    t1_0_l2_1 <= t1_0_w1_2;
+    t5_0_l2_4 <= t5_0_w1_8;
   always @(posedge clk)
-    t1_0_l2_2 <= t1_0_w1_4;
+    t5_0_l4_0 <= t5_0_w3_0;
   always @(posedge clk)
-    t1_0_l2_3 <= t1_0_w1_6;
+    t5_0_l4_1 <= t5_0_l2_4;
   always @(posedge clk)
-    t1_0_l2_4 <= t1_0_w1_8;
+    t5_0_l5_0 <= t5_0_w4_0;
   always @(posedge clk)
-    t1_0_l2_5 <= t1_0_w1_10;
+    w6_0 <= { \o$810 , \o$809  };
   always @(posedge clk)
-    t1_0_l2_6 <= t1_0_w1_12;
+    m6_0_0 <= p6_0_0;
   always @(posedge clk)
-    t1_0_l2_7 <= t1_0_w0_28;
+    m6_0_1 <= p6_0_1;
   always @(posedge clk)
-    t1_0_l4_0 <= t1_0_w3_0;
+    m6_0_2 <= p6_0_2;
   always @(posedge clk)
-    t1_0_l4_1 <= t1_0_w3_2;
+    m6_0_3 <= p6_0_3;
   always @(posedge clk)
-    t1_0_l5_0 <= t1_0_w4_0;
+    m6_0_4 <= p6_0_4;
   always @(posedge clk)
-    w2_0 <= { \o$686 , \o$685 , \o$684  };
+    m6_0_5 <= p6_0_5;
   always @(posedge clk)
-    m2_0_0 <= p2_0_0;
+    m6_0_6 <= p6_0_6;
   always @(posedge clk)
-    m2_0_1 <= p2_0_1;
+    m6_0_7 <= p6_0_7;
   always @(posedge clk)
-    m2_0_2 <= p2_0_2;
+    m6_0_8 <= p6_0_8;
   always @(posedge clk)
-    m2_0_3 <= p2_0_3;
+    m6_0_9 <= p6_0_9;
   always @(posedge clk)
-    m2_0_4 <= p2_0_4;
+    m6_0_10 <= p6_0_10;
   always @(posedge clk)
-    m2_0_5 <= p2_0_5;
+    m6_0_11 <= p6_0_11;
   always @(posedge clk)
-    m2_0_6 <= p2_0_6;
+    m6_0_12 <= p6_0_12;
   always @(posedge clk)
-    m2_0_7 <= p2_0_7;
+    m6_0_13 <= p6_0_13;
   always @(posedge clk)
-    m2_0_8 <= p2_0_8;
+    m6_0_14 <= p6_0_14;
   always @(posedge clk)
-    m2_0_9 <= p2_0_9;
+    m6_0_15 <= p6_0_15;
   always @(posedge clk)
-    m2_0_10 <= p2_0_10;
+    m6_0_16 <= p6_0_16;
   always @(posedge clk)
-    m2_0_11 <= p2_0_11;
+    m6_0_17 <= p6_0_17;
   always @(posedge clk)
-    m2_0_12 <= p2_0_12;
+    m6_0_18 <= p6_0_18;
   always @(posedge clk)
-    m2_0_13 <= p2_0_13;
+    m6_0_19 <= p6_0_19;
   always @(posedge clk)
-    m2_0_14 <= p2_0_14;
+    t6_0_l2_0 <= t6_0_w1_0;
   always @(posedge clk)
-    m2_0_15 <= p2_0_15;
+    t6_0_l2_1 <= t6_0_w1_2;
   always @(posedge clk)
-    m2_0_16 <= p2_0_16;
+    t6_0_l2_2 <= t6_0_w1_4;
   always @(posedge clk)
-    m2_0_17 <= p2_0_17;
+    t6_0_l2_3 <= t6_0_w1_6;
   always @(posedge clk)
-    m2_0_18 <= p2_0_18;
+    t6_0_l2_4 <= t6_0_w1_8;
   always @(posedge clk)
-    m2_0_19 <= p2_0_19;
+    t6_0_l4_0 <= t6_0_w3_0;
   always @(posedge clk)
-    m2_0_20 <= p2_0_20;
+    t6_0_l4_1 <= t6_0_l2_4;
   always @(posedge clk)
-    m2_0_21 <= p2_0_21;
+    t6_0_l5_0 <= t6_0_w4_0;
   always @(posedge clk)
-    m2_0_22 <= p2_0_22;
+    w7_0 <= { \o$835 , \o$834  };
   always @(posedge clk)
-    m2_0_23 <= p2_0_23;
+    m7_0_0 <= p7_0_0;
   always @(posedge clk)
-    m2_0_24 <= p2_0_24;
+    m7_0_1 <= p7_0_1;
   always @(posedge clk)
-    m2_0_25 <= p2_0_25;
+    m7_0_2 <= p7_0_2;
   always @(posedge clk)
-    m2_0_26 <= p2_0_26;
+    m7_0_3 <= p7_0_3;
   always @(posedge clk)
-    m2_0_27 <= p2_0_27;
+    m7_0_4 <= p7_0_4;
   always @(posedge clk)
-    m2_0_28 <= p2_0_28;
+    m7_0_5 <= p7_0_5;
   always @(posedge clk)
-    m2_0_29 <= p2_0_29;
+    m7_0_6 <= p7_0_6;
   always @(posedge clk)
-    t2_0_l2_0 <= t2_0_w1_0;
+    m7_0_7 <= p7_0_7;
   always @(posedge clk)
-    t2_0_l2_1 <= t2_0_w1_2;
+    m7_0_8 <= p7_0_8;
   always @(posedge clk)
-    t2_0_l2_2 <= t2_0_w1_4;
+    m7_0_9 <= p7_0_9;
   always @(posedge clk)
-    t2_0_l2_3 <= t2_0_w1_6;
+    m7_0_10 <= p7_0_10;
   always @(posedge clk)
-    t2_0_l2_4 <= t2_0_w1_8;
+    m7_0_11 <= p7_0_11;
   always @(posedge clk)
-    t2_0_l2_5 <= t2_0_w1_10;
+    m7_0_12 <= p7_0_12;
   always @(posedge clk)
-    t2_0_l2_6 <= t2_0_w1_12;
+    m7_0_13 <= p7_0_13;
   always @(posedge clk)
-    t2_0_l2_7 <= t2_0_w0_28;
+    m7_0_14 <= p7_0_14;
   always @(posedge clk)
-    t2_0_l4_0 <= t2_0_w3_0;
+    m7_0_15 <= p7_0_15;
   always @(posedge clk)
-    t2_0_l4_1 <= t2_0_w3_2;
+    m7_0_16 <= p7_0_16;
   always @(posedge clk)
-    t2_0_l5_0 <= t2_0_w4_0;
+    m7_0_17 <= p7_0_17;
   always @(posedge clk)
-    w3_0 <= { \o$721 , \o$720 , \o$719  };
+    m7_0_18 <= p7_0_18;
   always @(posedge clk)
-    m3_0_0 <= p3_0_0;
+    m7_0_19 <= p7_0_19;
   always @(posedge clk)
-    m3_0_1 <= p3_0_1;
+    t7_0_l2_0 <= t7_0_w1_0;
   always @(posedge clk)
-    m3_0_2 <= p3_0_2;
+    t7_0_l2_1 <= t7_0_w1_2;
   always @(posedge clk)
-    m3_0_3 <= p3_0_3;
+    t7_0_l2_2 <= t7_0_w1_4;
   always @(posedge clk)
-    m3_0_4 <= p3_0_4;
+    t7_0_l2_3 <= t7_0_w1_6;
   always @(posedge clk)
-    m3_0_5 <= p3_0_5;
+    t7_0_l2_4 <= t7_0_w1_8;
   always @(posedge clk)
-    m3_0_6 <= p3_0_6;
+    t7_0_l4_0 <= t7_0_w3_0;
   always @(posedge clk)
-    m3_0_7 <= p3_0_7;
+    t7_0_l4_1 <= t7_0_l2_4;
   always @(posedge clk)
-    m3_0_8 <= p3_0_8;
-  always @(posedge clk)
-    m3_0_9 <= p3_0_9;
-  always @(posedge clk)
-    m3_0_10 <= p3_0_10;
-  always @(posedge clk)
-    m3_0_11 <= p3_0_11;
-  always @(posedge clk)
-    m3_0_12 <= p3_0_12;
-  always @(posedge clk)
-    m3_0_13 <= p3_0_13;
-  always @(posedge clk)
-    m3_0_14 <= p3_0_14;
-  always @(posedge clk)
-    m3_0_15 <= p3_0_15;
-  always @(posedge clk)
-    m3_0_16 <= p3_0_16;
-  always @(posedge clk)
-    m3_0_17 <= p3_0_17;
-  always @(posedge clk)
-    m3_0_18 <= p3_0_18;
-  always @(posedge clk)
-    m3_0_19 <= p3_0_19;
-  always @(posedge clk)
-    m3_0_20 <= p3_0_20;
-  always @(posedge clk)
-    m3_0_21 <= p3_0_21;
-  always @(posedge clk)
-    m3_0_22 <= p3_0_22;
-  always @(posedge clk)
-    m3_0_23 <= p3_0_23;
-  always @(posedge clk)
-    m3_0_24 <= p3_0_24;
-  always @(posedge clk)
-    m3_0_25 <= p3_0_25;
-  always @(posedge clk)
-    m3_0_26 <= p3_0_26;
-  always @(posedge clk)
-    m3_0_27 <= p3_0_27;
-  always @(posedge clk)
-    m3_0_28 <= p3_0_28;
-  always @(posedge clk)
-    m3_0_29 <= p3_0_29;
-  always @(posedge clk)
-    t3_0_l2_0 <= t3_0_w1_0;
-  always @(posedge clk)
-    t3_0_l2_1 <= t3_0_w1_2;
-  always @(posedge clk)
-    t3_0_l2_2 <= t3_0_w1_4;
-  always @(posedge clk)
-    t3_0_l2_3 <= t3_0_w1_6;
-  always @(posedge clk)
-    t3_0_l2_4 <= t3_0_w1_8;
-  always @(posedge clk)
-    t3_0_l2_5 <= t3_0_w1_10;
-  always @(posedge clk)
-    t3_0_l2_6 <= t3_0_w1_12;
-  always @(posedge clk)
-    t3_0_l2_7 <= t3_0_w0_28;
-  always @(posedge clk)
-    t3_0_l4_0 <= t3_0_w3_0;
-  always @(posedge clk)
-    t3_0_l4_1 <= t3_0_w3_2;
-  always @(posedge clk)
-    t3_0_l5_0 <= t3_0_w4_0;
+    t7_0_l5_0 <= t7_0_w4_0;
   always @(posedge clk)
     xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
@@ -8058,26 +7518,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   always @(posedge clk)
     xsum_l1_19 <= xsum_w0_38;
   always @(posedge clk)
-    xsum_l1_20 <= xsum_w0_40;
-  always @(posedge clk)
-    xsum_l1_21 <= xsum_w0_42;
-  always @(posedge clk)
-    xsum_l1_22 <= xsum_w0_44;
-  always @(posedge clk)
-    xsum_l1_23 <= xsum_w0_46;
-  always @(posedge clk)
-    xsum_l1_24 <= xsum_w0_48;
-  always @(posedge clk)
-    xsum_l1_25 <= xsum_w0_50;
-  always @(posedge clk)
-    xsum_l1_26 <= xsum_w0_52;
-  always @(posedge clk)
-    xsum_l1_27 <= xsum_w0_54;
-  always @(posedge clk)
-    xsum_l1_28 <= xsum_w0_56;
-  always @(posedge clk)
-    xsum_l1_29 <= xsum_w0_58;
-  always @(posedge clk)
     xsum_l3_0 <= xsum_w2_0;
   always @(posedge clk)
     xsum_l3_1 <= xsum_w2_2;
@@ -8088,125 +7528,955 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   always @(posedge clk)
     xsum_l3_4 <= xsum_w2_8;
   always @(posedge clk)
-    xsum_l3_5 <= xsum_w2_10;
-  always @(posedge clk)
-    xsum_l3_6 <= xsum_w2_12;
-  always @(posedge clk)
-    xsum_l3_7 <= xsum_w1_28;
-  always @(posedge clk)
     xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    xsum_l5_1 <= xsum_w4_2;
+    xsum_l5_1 <= xsum_l3_4;
   always @(posedge clk)
     xsum_l6_0 <= xsum_w5_0;
   always @(posedge clk)
-    v2_d1 <= \$190 ;
+    v2_d1 <= \$245 ;
   always @(posedge clk)
-    v2_d2 <= \$191 ;
+    v2_d2 <= \$246 ;
   always @(posedge clk)
-    v2_d3 <= \$192 ;
+    v2_d3 <= \$247 ;
   always @(posedge clk)
-    v2_d4 <= \$193 ;
+    v2_d4 <= \$248 ;
   always @(posedge clk)
-    v2_d5 <= \$194 ;
+    v2_d5 <= \$249 ;
   always @(posedge clk)
-    last2_d1 <= \$195 ;
+    last2_d1 <= \$250 ;
   always @(posedge clk)
-    last2_d2 <= \$196 ;
+    last2_d2 <= \$251 ;
   always @(posedge clk)
-    last2_d3 <= \$197 ;
+    last2_d3 <= \$252 ;
   always @(posedge clk)
-    last2_d4 <= \$198 ;
+    last2_d4 <= \$253 ;
   always @(posedge clk)
-    last2_d5 <= \$199 ;
+    last2_d5 <= \$254 ;
   always @(posedge clk)
-    v2p_d1 <= \$200 ;
+    v2p_d1 <= \$255 ;
   always @(posedge clk)
-    v2p_d2 <= \$201 ;
+    v2p_d2 <= \$256 ;
   always @(posedge clk)
-    v2p_d3 <= \$202 ;
+    v2p_d3 <= \$257 ;
   always @(posedge clk)
-    v2p_d4 <= \$203 ;
+    v2p_d4 <= \$258 ;
   always @(posedge clk)
-    first2p_d1 <= \$204 ;
+    first2p_d1 <= \$259 ;
   always @(posedge clk)
-    first2p_d2 <= \$205 ;
+    first2p_d2 <= \$260 ;
   always @(posedge clk)
-    first2p_d3 <= \$206 ;
+    first2p_d3 <= \$261 ;
   always @(posedge clk)
-    first2p_d4 <= \$207 ;
+    first2p_d4 <= \$262 ;
   always @(posedge clk)
-    last2p_d1 <= \$208 ;
+    last2p_d1 <= \$263 ;
   always @(posedge clk)
-    last2p_d2 <= \$209 ;
+    last2p_d2 <= \$264 ;
   always @(posedge clk)
-    last2p_d3 <= \$210 ;
+    last2p_d3 <= \$265 ;
   always @(posedge clk)
-    last2p_d4 <= \$211 ;
+    last2p_d4 <= \$266 ;
   always @(posedge clk)
-    done <= \$212 ;
+    done <= \$267 ;
   always @(posedge clk)
-    xacc <= \$213 ;
+    xacc <= \$268 ;
   always @(posedge clk)
-    xfin <= \$214 ;
+    xfin <= \$269 ;
   always @(posedge clk)
-    acc0_0 <= \$215 ;
+    acc0_0 <= \$270 ;
   always @(posedge clk)
-    fin0_0 <= \$216 ;
+    fin0_0 <= \$271 ;
   always @(posedge clk)
-    bank0_0 <= \$217 ;
+    bank0_0 <= \$272 ;
   always @(posedge clk)
-    acc1_0 <= \$218 ;
+    acc1_0 <= \$273 ;
   always @(posedge clk)
-    fin1_0 <= \$219 ;
+    fin1_0 <= \$274 ;
   always @(posedge clk)
-    bank1_0 <= \$220 ;
+    bank1_0 <= \$275 ;
   always @(posedge clk)
-    acc2_0 <= \$221 ;
+    acc2_0 <= \$276 ;
   always @(posedge clk)
-    fin2_0 <= \$222 ;
+    fin2_0 <= \$277 ;
   always @(posedge clk)
-    bank2_0 <= \$223 ;
+    bank2_0 <= \$278 ;
   always @(posedge clk)
-    acc3_0 <= \$224 ;
+    acc3_0 <= \$279 ;
   always @(posedge clk)
-    fin3_0 <= \$225 ;
+    fin3_0 <= \$280 ;
   always @(posedge clk)
-    bank3_0 <= \$226 ;
+    bank3_0 <= \$281 ;
   always @(posedge clk)
-    ser_left <= \$227 ;
+    acc4_0 <= \$282 ;
   always @(posedge clk)
-    addr <= \$228 ;
+    fin4_0 <= \$283 ;
   always @(posedge clk)
-    \$signal$794  <= \$229 ;
+    bank4_0 <= \$284 ;
   always @(posedge clk)
-    ka <= \$230 ;
+    acc5_0 <= \$285 ;
+  always @(posedge clk)
+    fin5_0 <= \$286 ;
+  always @(posedge clk)
+    bank5_0 <= \$287 ;
+  always @(posedge clk)
+    acc6_0 <= \$288 ;
+  always @(posedge clk)
+    fin6_0 <= \$289 ;
+  always @(posedge clk)
+    bank6_0 <= \$290 ;
+  always @(posedge clk)
+    acc7_0 <= \$291 ;
+  always @(posedge clk)
+    fin7_0 <= \$292 ;
+  always @(posedge clk)
+    bank7_0 <= \$293 ;
+  always @(posedge clk)
+    ser_left <= \$294 ;
+  always @(posedge clk)
+    addr <= \$295 ;
+  always @(posedge clk)
+    \$signal$916  <= \$296 ;
+  always @(posedge clk)
+    ka <= \$297 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$231 ;
+    vb <= \$298 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$90 ;
+    rq0_beta <= \$126 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$93 ;
+    rq0_acc_s1_0 <= \$129 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$94 [30:0];
+    rq0_acc_s2_0 <= \$130 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$95 [14:0];
+    rq0_shifted <= \$131 [14:0];
   always @(posedge clk)
-    rq0_under <= \$97 ;
+    rq0_under <= \$133 ;
   always @(posedge clk)
-    rq0_over <= \$99 ;
+    rq0_over <= \$135 ;
   always @(posedge clk)
-    v_out_d1 <= \$232 ;
+    v_out_d1 <= \$299 ;
   always @(posedge clk)
-    v_out_d2 <= \$233 ;
+    v_out_d2 <= \$300 ;
   always @(posedge clk)
-    v_out_d3 <= \$234 ;
+    v_out_d3 <= \$301 ;
+  always @(posedge clk)
+    \w_en$623  <= \$302 ;
+  always @(posedge clk)
+    skipped_d1 <= \$303 ;
+  always @(posedge clk)
+    skipped_d2 <= \$304 ;
+  always @(posedge clk)
+    skipped_d3 <= \$305 ;
+  always @(posedge clk)
+    skipped_d4 <= \$306 ;
+  always @(posedge clk)
+    skipped_d5 <= \$307 ;
+  always @(posedge clk)
+    group_ended_d1 <= \$308 ;
+  always @(posedge clk)
+    credits_returned <= \$309 ;
+  always @(posedge clk)
+    credits_space <= \$310 ;
+  always @(posedge clk)
+    credits_room <= \$311 ;
+  assign i__ready = ~ w_full;
+  assign take = i__valid & i__ready;
+  assign \$1  = w_half * 5'h14;
+  assign \$2  = \$1  + word;
+  assign w_en = take ? { at[7], at[7], at[7], at[7], at[7:6], at[6], at[6], at[6], at[6:5], at[5], at[5], at[5], at[5:4], at[4], at[4], at[4], at[4:3], at[3], at[3], at[3], at[3:2], at[2], at[2], at[2], at[2:1], at[1], at[1], at[1], at[1:0], at[0], at[0], at[0], at[0] } : 40'h0000000000;
+  assign filled = take & last;
+  assign \$4  = ~ s_last;
+  assign \$5  = \$4  | can_end;
+  assign step = \$3  & \$5 ;
+  assign \$6  = ~ active;
+  assign \$7  = step & sn_last;
+  assign \$8  = \$6  | \$7 ;
+  assign load = w_full_issue & \$8 ;
+  assign \$9  = s_idx == 5'h12;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = n_idx == 3'h6;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 5'h14 : 5'h00;
+  assign \$17  = step & s_last;
+  assign \$18  = gap == 1'h1;
+  assign \$19  = gap_zero | \$18 ;
+  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
+  assign t0_0_w0_0 = m0_0_0 + m0_0_1;
+  assign t0_0_w0_2 = m0_0_2 + m0_0_3;
+  assign t0_0_w0_4 = m0_0_4 + m0_0_5;
+  assign t0_0_w0_6 = m0_0_6 + m0_0_7;
+  assign t0_0_w0_8 = m0_0_8 + m0_0_9;
+  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
+  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
+  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
+  assign t0_0_w0_16 = m0_0_16 + m0_0_17;
+  assign t0_0_w0_18 = m0_0_18 + m0_0_19;
+  assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
+  assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
+  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
+  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
+  assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
+  assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
+  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
+  assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
+  assign t1_0_w0_0 = m1_0_0 + m1_0_1;
+  assign t1_0_w0_2 = m1_0_2 + m1_0_3;
+  assign t1_0_w0_4 = m1_0_4 + m1_0_5;
+  assign t1_0_w0_6 = m1_0_6 + m1_0_7;
+  assign t1_0_w0_8 = m1_0_8 + m1_0_9;
+  assign t1_0_w0_10 = m1_0_10 + m1_0_11;
+  assign t1_0_w0_12 = m1_0_12 + m1_0_13;
+  assign t1_0_w0_14 = m1_0_14 + m1_0_15;
+  assign t1_0_w0_16 = m1_0_16 + m1_0_17;
+  assign t1_0_w0_18 = m1_0_18 + m1_0_19;
+  assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
+  assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
+  assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
+  assign t1_0_w1_6 = t1_0_w0_12 + t1_0_w0_14;
+  assign t1_0_w1_8 = t1_0_w0_16 + t1_0_w0_18;
+  assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
+  assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
+  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
+  assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
+  assign t2_0_w0_0 = m2_0_0 + m2_0_1;
+  assign t2_0_w0_2 = m2_0_2 + m2_0_3;
+  assign t2_0_w0_4 = m2_0_4 + m2_0_5;
+  assign t2_0_w0_6 = m2_0_6 + m2_0_7;
+  assign t2_0_w0_8 = m2_0_8 + m2_0_9;
+  assign t2_0_w0_10 = m2_0_10 + m2_0_11;
+  assign t2_0_w0_12 = m2_0_12 + m2_0_13;
+  assign t2_0_w0_14 = m2_0_14 + m2_0_15;
+  assign t2_0_w0_16 = m2_0_16 + m2_0_17;
+  assign t2_0_w0_18 = m2_0_18 + m2_0_19;
+  assign t2_0_w1_0 = t2_0_w0_0 + t2_0_w0_2;
+  assign t2_0_w1_2 = t2_0_w0_4 + t2_0_w0_6;
+  assign t2_0_w1_4 = t2_0_w0_8 + t2_0_w0_10;
+  assign t2_0_w1_6 = t2_0_w0_12 + t2_0_w0_14;
+  assign t2_0_w1_8 = t2_0_w0_16 + t2_0_w0_18;
+  assign t2_0_w2_0 = t2_0_l2_0 + t2_0_l2_1;
+  assign t2_0_w2_2 = t2_0_l2_2 + t2_0_l2_3;
+  assign t2_0_w3_0 = t2_0_w2_0 + t2_0_w2_2;
+  assign t2_0_w4_0 = t2_0_l4_0 + t2_0_l4_1;
+  assign t3_0_w0_0 = m3_0_0 + m3_0_1;
+  assign t3_0_w0_2 = m3_0_2 + m3_0_3;
+  assign t3_0_w0_4 = m3_0_4 + m3_0_5;
+  assign t3_0_w0_6 = m3_0_6 + m3_0_7;
+  assign t3_0_w0_8 = m3_0_8 + m3_0_9;
+  assign t3_0_w0_10 = m3_0_10 + m3_0_11;
+  assign t3_0_w0_12 = m3_0_12 + m3_0_13;
+  assign t3_0_w0_14 = m3_0_14 + m3_0_15;
+  assign t3_0_w0_16 = m3_0_16 + m3_0_17;
+  assign t3_0_w0_18 = m3_0_18 + m3_0_19;
+  assign t3_0_w1_0 = t3_0_w0_0 + t3_0_w0_2;
+  assign t3_0_w1_2 = t3_0_w0_4 + t3_0_w0_6;
+  assign t3_0_w1_4 = t3_0_w0_8 + t3_0_w0_10;
+  assign t3_0_w1_6 = t3_0_w0_12 + t3_0_w0_14;
+  assign t3_0_w1_8 = t3_0_w0_16 + t3_0_w0_18;
+  assign t3_0_w2_0 = t3_0_l2_0 + t3_0_l2_1;
+  assign t3_0_w2_2 = t3_0_l2_2 + t3_0_l2_3;
+  assign t3_0_w3_0 = t3_0_w2_0 + t3_0_w2_2;
+  assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
+  assign t4_0_w0_0 = m4_0_0 + m4_0_1;
+  assign t4_0_w0_2 = m4_0_2 + m4_0_3;
+  assign t4_0_w0_4 = m4_0_4 + m4_0_5;
+  assign t4_0_w0_6 = m4_0_6 + m4_0_7;
+  assign t4_0_w0_8 = m4_0_8 + m4_0_9;
+  assign t4_0_w0_10 = m4_0_10 + m4_0_11;
+  assign t4_0_w0_12 = m4_0_12 + m4_0_13;
+  assign t4_0_w0_14 = m4_0_14 + m4_0_15;
+  assign t4_0_w0_16 = m4_0_16 + m4_0_17;
+  assign t4_0_w0_18 = m4_0_18 + m4_0_19;
+  assign t4_0_w1_0 = t4_0_w0_0 + t4_0_w0_2;
+  assign t4_0_w1_2 = t4_0_w0_4 + t4_0_w0_6;
+  assign t4_0_w1_4 = t4_0_w0_8 + t4_0_w0_10;
+  assign t4_0_w1_6 = t4_0_w0_12 + t4_0_w0_14;
+  assign t4_0_w1_8 = t4_0_w0_16 + t4_0_w0_18;
+  assign t4_0_w2_0 = t4_0_l2_0 + t4_0_l2_1;
+  assign t4_0_w2_2 = t4_0_l2_2 + t4_0_l2_3;
+  assign t4_0_w3_0 = t4_0_w2_0 + t4_0_w2_2;
+  assign t4_0_w4_0 = t4_0_l4_0 + t4_0_l4_1;
+  assign t5_0_w0_0 = m5_0_0 + m5_0_1;
+  assign t5_0_w0_2 = m5_0_2 + m5_0_3;
+  assign t5_0_w0_4 = m5_0_4 + m5_0_5;
+  assign t5_0_w0_6 = m5_0_6 + m5_0_7;
+  assign t5_0_w0_8 = m5_0_8 + m5_0_9;
+  assign t5_0_w0_10 = m5_0_10 + m5_0_11;
+  assign t5_0_w0_12 = m5_0_12 + m5_0_13;
+  assign t5_0_w0_14 = m5_0_14 + m5_0_15;
+  assign t5_0_w0_16 = m5_0_16 + m5_0_17;
+  assign t5_0_w0_18 = m5_0_18 + m5_0_19;
+  assign t5_0_w1_0 = t5_0_w0_0 + t5_0_w0_2;
+  assign t5_0_w1_2 = t5_0_w0_4 + t5_0_w0_6;
+  assign t5_0_w1_4 = t5_0_w0_8 + t5_0_w0_10;
+  assign t5_0_w1_6 = t5_0_w0_12 + t5_0_w0_14;
+  assign t5_0_w1_8 = t5_0_w0_16 + t5_0_w0_18;
+  assign t5_0_w2_0 = t5_0_l2_0 + t5_0_l2_1;
+  assign t5_0_w2_2 = t5_0_l2_2 + t5_0_l2_3;
+  assign t5_0_w3_0 = t5_0_w2_0 + t5_0_w2_2;
+  assign t5_0_w4_0 = t5_0_l4_0 + t5_0_l4_1;
+  assign t6_0_w0_0 = m6_0_0 + m6_0_1;
+  assign t6_0_w0_2 = m6_0_2 + m6_0_3;
+  assign t6_0_w0_4 = m6_0_4 + m6_0_5;
+  assign t6_0_w0_6 = m6_0_6 + m6_0_7;
+  assign t6_0_w0_8 = m6_0_8 + m6_0_9;
+  assign t6_0_w0_10 = m6_0_10 + m6_0_11;
+  assign t6_0_w0_12 = m6_0_12 + m6_0_13;
+  assign t6_0_w0_14 = m6_0_14 + m6_0_15;
+  assign t6_0_w0_16 = m6_0_16 + m6_0_17;
+  assign t6_0_w0_18 = m6_0_18 + m6_0_19;
+  assign t6_0_w1_0 = t6_0_w0_0 + t6_0_w0_2;
+  assign t6_0_w1_2 = t6_0_w0_4 + t6_0_w0_6;
+  assign t6_0_w1_4 = t6_0_w0_8 + t6_0_w0_10;
+  assign t6_0_w1_6 = t6_0_w0_12 + t6_0_w0_14;
+  assign t6_0_w1_8 = t6_0_w0_16 + t6_0_w0_18;
+  assign t6_0_w2_0 = t6_0_l2_0 + t6_0_l2_1;
+  assign t6_0_w2_2 = t6_0_l2_2 + t6_0_l2_3;
+  assign t6_0_w3_0 = t6_0_w2_0 + t6_0_w2_2;
+  assign t6_0_w4_0 = t6_0_l4_0 + t6_0_l4_1;
+  assign t7_0_w0_0 = m7_0_0 + m7_0_1;
+  assign t7_0_w0_2 = m7_0_2 + m7_0_3;
+  assign t7_0_w0_4 = m7_0_4 + m7_0_5;
+  assign t7_0_w0_6 = m7_0_6 + m7_0_7;
+  assign t7_0_w0_8 = m7_0_8 + m7_0_9;
+  assign t7_0_w0_10 = m7_0_10 + m7_0_11;
+  assign t7_0_w0_12 = m7_0_12 + m7_0_13;
+  assign t7_0_w0_14 = m7_0_14 + m7_0_15;
+  assign t7_0_w0_16 = m7_0_16 + m7_0_17;
+  assign t7_0_w0_18 = m7_0_18 + m7_0_19;
+  assign t7_0_w1_0 = t7_0_w0_0 + t7_0_w0_2;
+  assign t7_0_w1_2 = t7_0_w0_4 + t7_0_w0_6;
+  assign t7_0_w1_4 = t7_0_w0_8 + t7_0_w0_10;
+  assign t7_0_w1_6 = t7_0_w0_12 + t7_0_w0_14;
+  assign t7_0_w1_8 = t7_0_w0_16 + t7_0_w0_18;
+  assign t7_0_w2_0 = t7_0_l2_0 + t7_0_l2_1;
+  assign t7_0_w2_2 = t7_0_l2_2 + t7_0_l2_3;
+  assign t7_0_w3_0 = t7_0_w2_0 + t7_0_w2_2;
+  assign t7_0_w4_0 = t7_0_l4_0 + t7_0_l4_1;
+  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
+  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
+  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
+  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
+  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
+  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
+  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
+  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
+  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
+  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
+  assign xsum_w0_20 = xdata_d1[167:160] + xdata_d1[175:168];
+  assign xsum_w0_22 = xdata_d1[183:176] + xdata_d1[191:184];
+  assign xsum_w0_24 = xdata_d1[199:192] + xdata_d1[207:200];
+  assign xsum_w0_26 = xdata_d1[215:208] + xdata_d1[223:216];
+  assign xsum_w0_28 = xdata_d1[231:224] + xdata_d1[239:232];
+  assign xsum_w0_30 = xdata_d1[247:240] + xdata_d1[255:248];
+  assign xsum_w0_32 = xdata_d1[263:256] + xdata_d1[271:264];
+  assign xsum_w0_34 = xdata_d1[279:272] + xdata_d1[287:280];
+  assign xsum_w0_36 = xdata_d1[295:288] + xdata_d1[303:296];
+  assign xsum_w0_38 = xdata_d1[311:304] + xdata_d1[319:312];
+  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
+  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
+  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
+  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
+  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
+  assign xsum_w1_10 = xsum_l1_10 + xsum_l1_11;
+  assign xsum_w1_12 = xsum_l1_12 + xsum_l1_13;
+  assign xsum_w1_14 = xsum_l1_14 + xsum_l1_15;
+  assign xsum_w1_16 = xsum_l1_16 + xsum_l1_17;
+  assign xsum_w1_18 = xsum_l1_18 + xsum_l1_19;
+  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
+  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
+  assign xsum_w2_4 = xsum_w1_8 + xsum_w1_10;
+  assign xsum_w2_6 = xsum_w1_12 + xsum_w1_14;
+  assign xsum_w2_8 = xsum_w1_16 + xsum_w1_18;
+  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
+  assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
+  assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
+  assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
+  assign group_end = v2_d5 & last2_d5;
+  assign ser = | ser_left;
+  assign \$20  = rq0_over ? 15'h00ff : rq0_shifted;
+  assign \$21  = rq0_under ? 15'h0000 : \$20 ;
+  assign \$22  = credits_space + credits_returned;
+  assign \$23  = group_ended_d1 ? 4'h8 : 4'h0;
+  assign \$24  = \$22  - \$23 ;
+  assign credits_room_next = \$24 [4:0] >= 4'h8;
+  assign \$25  = \beat$632  == 8'h9e;
+  assign \$26  = last ? 1'h0 : \$25 ;
+  assign \$27  = take ? \$26  : last;
+  assign \$28  = \beat$632  + 1'h1;
+  assign \$29  = last ? 9'h000 : \$28 ;
+  assign \$30  = last | at[7];
+  assign \$31  = \$30  ? 8'h01 : { at[6:0], at[7] };
+  assign \$32  = word + 1'h1;
+  assign \$33  = at[7] ? \$32  : { 1'h0, word };
+  assign \$34  = last ? 6'h00 : \$33 ;
+  assign \$35  = credits_room_next & gap_zero_next;
+  assign \$36  = \$signal  & n_last_next;
+  assign \$37  = s_idx + 1'h1;
+  assign \$38  = s_last ? 6'h00 : \$37 ;
+  assign \$39  = n_idx + 1'h1;
+  assign \$40  = n_last ? 4'h0 : \$39 ;
+  assign \$41  = step & sn_last;
+  assign \$42  = w_half ? 5'h14 : 5'h00;
+  assign \$43  = ~ w_half;
+  assign \$44  = step & s_last;
+  assign \$45  = ~ gap_zero;
+  assign \$46  = gap - 1'h1;
+  assign \$47  = ! s_idx;
+  assign \$48  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
+  assign \$49  = r_page_b0[1] ? \port__data$641  : \$48 ;
+  assign \$50  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
+  assign \$51  = r_page_b1[1] ? \port__data$645  : \$50 ;
+  assign \$52  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
+  assign \$53  = r_page_b2[1] ? \port__data$649  : \$52 ;
+  assign \$54  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
+  assign \$55  = r_page_b3[1] ? \port__data$653  : \$54 ;
+  assign \$56  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
+  assign \$57  = r_page_b4[1] ? \port__data$657  : \$56 ;
+  assign \$58  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$59  = \$58  + xsum_l6_0;
+  assign \$60  = flags_x[0] & flags_x[2];
+  assign \$61  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$62  = \$61  + xsum_l6_0;
+  assign \$63  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$64  = \$63  + t0_0_l5_0;
+  assign \$65  = flags_0[0] & flags_0[2];
+  assign \$66  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$67  = \$66  + t0_0_l5_0;
+  assign \$69  = \$68  - xfin;
+  assign \$70  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$71  = \$70  + t1_0_l5_0;
+  assign \$72  = flags_1[0] & flags_1[2];
+  assign \$73  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$74  = \$73  + t1_0_l5_0;
+  assign \$76  = \$75  - xfin;
+  assign \$77  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$78  = \$77  + t2_0_l5_0;
+  assign \$79  = flags_2[0] & flags_2[2];
+  assign \$80  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$81  = \$80  + t2_0_l5_0;
+  assign \$83  = \$82  - xfin;
+  assign \$84  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$85  = \$84  + t3_0_l5_0;
+  assign \$86  = flags_3[0] & flags_3[2];
+  assign \$87  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$88  = \$87  + t3_0_l5_0;
+  assign \$90  = \$89  - xfin;
+  assign \$91  = flags_4[1] ? 18'h00000 : acc4_0;
+  assign \$92  = \$91  + t4_0_l5_0;
+  assign \$93  = flags_4[0] & flags_4[2];
+  assign \$94  = flags_4[1] ? 18'h00000 : acc4_0;
+  assign \$95  = \$94  + t4_0_l5_0;
+  assign \$97  = \$96  - xfin;
+  assign \$98  = flags_5[1] ? 18'h00000 : acc5_0;
+  assign \$99  = \$98  + t5_0_l5_0;
+  assign \$100  = flags_5[0] & flags_5[2];
+  assign \$101  = flags_5[1] ? 18'h00000 : acc5_0;
+  assign \$102  = \$101  + t5_0_l5_0;
+  assign \$104  = \$103  - xfin;
+  assign \$105  = flags_6[1] ? 18'h00000 : acc6_0;
+  assign \$106  = \$105  + t6_0_l5_0;
+  assign \$107  = flags_6[0] & flags_6[2];
+  assign \$108  = flags_6[1] ? 18'h00000 : acc6_0;
+  assign \$109  = \$108  + t6_0_l5_0;
+  assign \$111  = \$110  - xfin;
+  assign \$112  = flags_7[1] ? 18'h00000 : acc7_0;
+  assign \$113  = \$112  + t7_0_l5_0;
+  assign \$114  = flags_7[0] & flags_7[2];
+  assign \$115  = flags_7[1] ? 18'h00000 : acc7_0;
+  assign \$116  = \$115  + t7_0_l5_0;
+  assign \$118  = \$117  - xfin;
+  assign \$119  = ser_left - 1'h1;
+  assign \$120  = addr == 6'h3f;
+  assign \$121  = addr + 1'h1;
+  assign \$122  = \$120  ? 7'h00 : \$121 ;
+  assign \$126  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$129  = $signed(\$127 ) + $signed(\$128 );
+  assign \$130  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$133  = $signed(\$132 ) < $signed(1'h0);
+  assign \$135  = $signed(\$134 ) > $signed(9'h0ff);
+  assign \$136  = step & s_last;
+  assign \$137  = o__valid & \o__ready$618 ;
+  assign \$138  = \$137  + skipped_d5;
+  assign \$139  = ! \$2 [5:4];
+  assign \$140  = ~ rst_conv2;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = \$141  ? w_en : 40'h0000000000;
+  assign \$143  = ! \$2 [5:4];
+  assign \$144  = ~ rst_conv2;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = \$145  ? w_en : 40'h0000000000;
+  assign \$147  = ! \$2 [5:4];
+  assign \$148  = ~ rst_conv2;
+  assign \$149  = \$147  & \$148 ;
+  assign \$150  = \$149  ? w_en : 40'h0000000000;
+  assign \$151  = ! \$2 [5:4];
+  assign \$152  = ~ rst_conv2;
+  assign \$153  = \$151  & \$152 ;
+  assign \$154  = \$153  ? w_en : 40'h0000000000;
+  assign \$155  = ! \$2 [5:4];
+  assign \$156  = ~ rst_conv2;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$157  ? w_en : 40'h0000000000;
+  assign \$159  = \$2 [5:4] == 1'h1;
+  assign \$160  = ~ rst_conv2;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = \$161  ? w_en : 40'h0000000000;
+  assign \$163  = \$2 [5:4] == 1'h1;
+  assign \$164  = ~ rst_conv2;
+  assign \$165  = \$163  & \$164 ;
+  assign \$166  = \$165  ? w_en : 40'h0000000000;
+  assign \$167  = \$2 [5:4] == 1'h1;
+  assign \$168  = ~ rst_conv2;
+  assign \$169  = \$167  & \$168 ;
+  assign \$170  = \$169  ? w_en : 40'h0000000000;
+  assign \$171  = \$2 [5:4] == 1'h1;
+  assign \$172  = ~ rst_conv2;
+  assign \$173  = \$171  & \$172 ;
+  assign \$174  = \$173  ? w_en : 40'h0000000000;
+  assign \$175  = \$2 [5:4] == 1'h1;
+  assign \$176  = ~ rst_conv2;
+  assign \$177  = \$175  & \$176 ;
+  assign \$178  = \$177  ? w_en : 40'h0000000000;
+  assign \$179  = \$2 [5:4] == 2'h2;
+  assign \$180  = ~ rst_conv2;
+  assign \$181  = \$179  & \$180 ;
+  assign \$182  = \$181  ? w_en : 40'h0000000000;
+  assign \$183  = \$2 [5:4] == 2'h2;
+  assign \$184  = ~ rst_conv2;
+  assign \$185  = \$183  & \$184 ;
+  assign \$186  = \$185  ? w_en : 40'h0000000000;
+  assign \$187  = \$2 [5:4] == 2'h2;
+  assign \$188  = ~ rst_conv2;
+  assign \$189  = \$187  & \$188 ;
+  assign \$190  = \$189  ? w_en : 40'h0000000000;
+  assign \$191  = \$2 [5:4] == 2'h2;
+  assign \$192  = ~ rst_conv2;
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = \$193  ? w_en : 40'h0000000000;
+  assign \$195  = \$2 [5:4] == 2'h2;
+  assign \$196  = ~ rst_conv2;
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = \$197  ? w_en : 40'h0000000000;
+  assign \$199  = rst_conv2 | load;
+  assign \$200  = filled ? 1'h1 : w_full;
+  assign \$201  = \$199  ? 1'h0 : \$200 ;
+  assign \$202  = rst_conv2 | load;
+  assign \$203  = filled ? 1'h1 : w_full_issue;
+  assign \$204  = \$202  ? 1'h0 : \$203 ;
+  assign \$205  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
+  assign \$206  = r_page_b0[1] ? \port__data$641  : \$205 ;
+  assign \$207  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
+  assign \$208  = r_page_b1[1] ? \port__data$645  : \$207 ;
+  assign \$209  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
+  assign \$210  = r_page_b2[1] ? \port__data$649  : \$209 ;
+  assign \$211  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
+  assign \$212  = r_page_b3[1] ? \port__data$653  : \$211 ;
+  assign \$213  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
+  assign \$214  = r_page_b4[1] ? \port__data$657  : \$213 ;
+  assign \$215  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
+  assign \$216  = r_page_b0[1] ? \port__data$641  : \$215 ;
+  assign \$217  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
+  assign \$218  = r_page_b1[1] ? \port__data$645  : \$217 ;
+  assign \$219  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
+  assign \$220  = r_page_b2[1] ? \port__data$649  : \$219 ;
+  assign \$221  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
+  assign \$222  = r_page_b3[1] ? \port__data$653  : \$221 ;
+  assign \$223  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
+  assign \$224  = r_page_b4[1] ? \port__data$657  : \$223 ;
+  always @(posedge clk)
+    w_data_q <= w_data;
+  always @(posedge clk)
+    last <= \$225 ;
+  always @(posedge clk)
+    \beat$632  <= \$226 ;
+  always @(posedge clk)
+    at <= \$227 ;
+  always @(posedge clk)
+    word <= \$228 ;
+  always @(posedge clk)
+    can_end <= \$229 ;
+  always @(posedge clk)
+    gap_zero <= \$230 ;
+  always @(posedge clk)
+    s_last <= \$231 ;
+  always @(posedge clk)
+    n_last <= \$232 ;
+  always @(posedge clk)
+    sn_last <= \$233 ;
+  always @(posedge clk)
+    r_addr <= \$234 ;
+  always @(posedge clk)
+    s_idx <= \$235 ;
+  always @(posedge clk)
+    n_idx <= \$236 ;
+  always @(posedge clk)
+    active <= \$237 ;
+  always @(posedge clk)
+    r_base <= \$238 ;
+  always @(posedge clk)
+    w_half <= \$239 ;
+  always @(posedge clk)
+    gap <= \$240 ;
+  always @(posedge clk)
+    \$signal$633  <= \$241 ;
+  always @(posedge clk)
+    \$signal$634  <= \$242 ;
+  always @(posedge clk)
+    last1 <= \$243 ;
+  always @(posedge clk)
+    word1 <= { \$315 , \$314 , \$313 , \$312  };
+  always @(posedge clk)
+    r_addr_q <= \$244 ;
+  always @(posedge clk)
+    xdata_d1 <= { \$57 , \$55 , \$53 , \$51 , \$49  };
+  always @(posedge clk)
+    w0_0 <= { \o$660 , o };
+  always @(posedge clk)
+    m0_0_0 <= p0_0_0;
+  always @(posedge clk)
+    m0_0_1 <= p0_0_1;
+  always @(posedge clk)
+    m0_0_2 <= p0_0_2;
+  always @(posedge clk)
+    m0_0_3 <= p0_0_3;
+  always @(posedge clk)
+    m0_0_4 <= p0_0_4;
+  always @(posedge clk)
+    m0_0_5 <= p0_0_5;
+  always @(posedge clk)
+    m0_0_6 <= p0_0_6;
+  always @(posedge clk)
+    m0_0_7 <= p0_0_7;
+  always @(posedge clk)
+    m0_0_8 <= p0_0_8;
+  always @(posedge clk)
+    m0_0_9 <= p0_0_9;
+  always @(posedge clk)
+    m0_0_10 <= p0_0_10;
+  always @(posedge clk)
+    m0_0_11 <= p0_0_11;
+  always @(posedge clk)
+    m0_0_12 <= p0_0_12;
+  always @(posedge clk)
+    m0_0_13 <= p0_0_13;
+  always @(posedge clk)
+    m0_0_14 <= p0_0_14;
+  always @(posedge clk)
+    m0_0_15 <= p0_0_15;
+  always @(posedge clk)
+    m0_0_16 <= p0_0_16;
+  always @(posedge clk)
+    m0_0_17 <= p0_0_17;
+  always @(posedge clk)
+    m0_0_18 <= p0_0_18;
+  always @(posedge clk)
+    m0_0_19 <= p0_0_19;
+  always @(posedge clk)
+    t0_0_l2_0 <= t0_0_w1_0;
+  always @(posedge clk)
+    t0_0_l2_1 <= t0_0_w1_2;
+  always @(posedge clk)
+    t0_0_l2_2 <= t0_0_w1_4;
+  always @(posedge clk)
+    t0_0_l2_3 <= t0_0_w1_6;
+  always @(posedge clk)
+    t0_0_l2_4 <= t0_0_w1_8;
+  always @(posedge clk)
+    t0_0_l4_0 <= t0_0_w3_0;
+  always @(posedge clk)
+    t0_0_l4_1 <= t0_0_l2_4;
+  always @(posedge clk)
+    t0_0_l5_0 <= t0_0_w4_0;
+  always @(posedge clk)
+    w1_0 <= { \o$685 , \o$684  };
+  always @(posedge clk)
+    m1_0_0 <= p1_0_0;
+  always @(posedge clk)
+    m1_0_1 <= p1_0_1;
+  always @(posedge clk)
+    m1_0_2 <= p1_0_2;
+  always @(posedge clk)
+    m1_0_3 <= p1_0_3;
+  always @(posedge clk)
+    m1_0_4 <= p1_0_4;
+  always @(posedge clk)
+    m1_0_5 <= p1_0_5;
+  always @(posedge clk)
+    m1_0_6 <= p1_0_6;
+  always @(posedge clk)
+    m1_0_7 <= p1_0_7;
+  always @(posedge clk)
+    m1_0_8 <= p1_0_8;
+  always @(posedge clk)
+    m1_0_9 <= p1_0_9;
+  always @(posedge clk)
+    m1_0_10 <= p1_0_10;
+  always @(posedge clk)
+    m1_0_11 <= p1_0_11;
+  always @(posedge clk)
+    m1_0_12 <= p1_0_12;
+  always @(posedge clk)
+    m1_0_13 <= p1_0_13;
+  always @(posedge clk)
+    m1_0_14 <= p1_0_14;
+  always @(posedge clk)
+    m1_0_15 <= p1_0_15;
+  always @(posedge clk)
+    m1_0_16 <= p1_0_16;
+  always @(posedge clk)
+    m1_0_17 <= p1_0_17;
+  always @(posedge clk)
+    m1_0_18 <= p1_0_18;
+  always @(posedge clk)
+    m1_0_19 <= p1_0_19;
+  always @(posedge clk)
+    t1_0_l2_0 <= t1_0_w1_0;
+  always @(posedge clk)
+    t1_0_l2_1 <= t1_0_w1_2;
+  always @(posedge clk)
+    t1_0_l2_2 <= t1_0_w1_4;
+  always @(posedge clk)
+    t1_0_l2_3 <= t1_0_w1_6;
+  always @(posedge clk)
+    t1_0_l2_4 <= t1_0_w1_8;
+  always @(posedge clk)
+    t1_0_l4_0 <= t1_0_w3_0;
+  always @(posedge clk)
+    t1_0_l4_1 <= t1_0_l2_4;
+  always @(posedge clk)
+    t1_0_l5_0 <= t1_0_w4_0;
+  always @(posedge clk)
+    w2_0 <= { \o$710 , \o$709  };
+  always @(posedge clk)
+    m2_0_0 <= p2_0_0;
+  always @(posedge clk)
+    m2_0_1 <= p2_0_1;
+  always @(posedge clk)
+    m2_0_2 <= p2_0_2;
+  always @(posedge clk)
+    m2_0_3 <= p2_0_3;
+  always @(posedge clk)
+    m2_0_4 <= p2_0_4;
+  always @(posedge clk)
+    m2_0_5 <= p2_0_5;
+  always @(posedge clk)
+    m2_0_6 <= p2_0_6;
+  always @(posedge clk)
+    m2_0_7 <= p2_0_7;
+  always @(posedge clk)
+    m2_0_8 <= p2_0_8;
+  always @(posedge clk)
+    m2_0_9 <= p2_0_9;
+  always @(posedge clk)
+    m2_0_10 <= p2_0_10;
+  always @(posedge clk)
+    m2_0_11 <= p2_0_11;
+  always @(posedge clk)
+    m2_0_12 <= p2_0_12;
+  always @(posedge clk)
+    m2_0_13 <= p2_0_13;
+  always @(posedge clk)
+    m2_0_14 <= p2_0_14;
+  always @(posedge clk)
+    m2_0_15 <= p2_0_15;
+  always @(posedge clk)
+    m2_0_16 <= p2_0_16;
+  always @(posedge clk)
+    m2_0_17 <= p2_0_17;
+  always @(posedge clk)
+    m2_0_18 <= p2_0_18;
+  always @(posedge clk)
+    m2_0_19 <= p2_0_19;
+  always @(posedge clk)
+    t2_0_l2_0 <= t2_0_w1_0;
+  always @(posedge clk)
+    t2_0_l2_1 <= t2_0_w1_2;
+  always @(posedge clk)
+    t2_0_l2_2 <= t2_0_w1_4;
+  always @(posedge clk)
+    t2_0_l2_3 <= t2_0_w1_6;
+  always @(posedge clk)
+    t2_0_l2_4 <= t2_0_w1_8;
+  always @(posedge clk)
+    t2_0_l4_0 <= t2_0_w3_0;
+  always @(posedge clk)
+    t2_0_l4_1 <= t2_0_l2_4;
+  always @(posedge clk)
+    t2_0_l5_0 <= t2_0_w4_0;
+  always @(posedge clk)
+    w3_0 <= { \o$735 , \o$734  };
+  always @(posedge clk)
+    m3_0_0 <= p3_0_0;
+  always @(posedge clk)
+    m3_0_1 <= p3_0_1;
+  always @(posedge clk)
+    m3_0_2 <= p3_0_2;
+  always @(posedge clk)
+    m3_0_3 <= p3_0_3;
+  always @(posedge clk)
+    m3_0_4 <= p3_0_4;
+  always @(posedge clk)
+    m3_0_5 <= p3_0_5;
+  always @(posedge clk)
+    m3_0_6 <= p3_0_6;
+  always @(posedge clk)
+    m3_0_7 <= p3_0_7;
+  always @(posedge clk)
+    m3_0_8 <= p3_0_8;
+  always @(posedge clk)
+    m3_0_9 <= p3_0_9;
+  always @(posedge clk)
+    m3_0_10 <= p3_0_10;
+  always @(posedge clk)
+    m3_0_11 <= p3_0_11;
+  always @(posedge clk)
+    m3_0_12 <= p3_0_12;
+  always @(posedge clk)
+    m3_0_13 <= p3_0_13;
+  always @(posedge clk)
+    m3_0_14 <= p3_0_14;
+  always @(posedge clk)
+    m3_0_15 <= p3_0_15;
+  always @(posedge clk)
+    m3_0_16 <= p3_0_16;
+  always @(posedge clk)
+    m3_0_17 <= p3_0_17;
+  always @(posedge clk)
+    m3_0_18 <= p3_0_18;
+  always @(posedge clk)
+    m3_0_19 <= p3_0_19;
+  always @(posedge clk)
+    t3_0_l2_0 <= t3_0_w1_0;
+  always @(posedge clk)
+    t3_0_l2_1 <= t3_0_w1_2;
+  always @(posedge clk)
+    t3_0_l2_2 <= t3_0_w1_4;
+  always @(posedge clk)
+    t3_0_l2_3 <= t3_0_w1_6;
+  always @(posedge clk)
+    t3_0_l2_4 <= t3_0_w1_8;
+  always @(posedge clk)
+    t3_0_l4_0 <= t3_0_w3_0;
+  always @(posedge clk)
+    t3_0_l4_1 <= t3_0_l2_4;
+  always @(posedge clk)
+    t3_0_l5_0 <= t3_0_w4_0;
+  always @(posedge clk)
+    w4_0 <= { \o$760 , \o$759  };
+  always @(posedge clk)
+    m4_0_0 <= p4_0_0;
+  always @(posedge clk)
+    m4_0_1 <= p4_0_1;
+  always @(posedge clk)
+    m4_0_2 <= p4_0_2;
+  always @(posedge clk)
+    m4_0_3 <= p4_0_3;
+  always @(posedge clk)
+    m4_0_4 <= p4_0_4;
+  always @(posedge clk)
+    m4_0_5 <= p4_0_5;
+  always @(posedge clk)
+    m4_0_6 <= p4_0_6;
+  always @(posedge clk)
+    m4_0_7 <= p4_0_7;
+  always @(posedge clk)
+    m4_0_8 <= p4_0_8;
+  always @(posedge clk)
+    m4_0_9 <= p4_0_9;
+  always @(posedge clk)
+    m4_0_10 <= p4_0_10;
+  always @(posedge clk)
+    m4_0_11 <= p4_0_11;
+  always @(posedge clk)
+    m4_0_12 <= p4_0_12;
+  always @(posedge clk)
+    m4_0_13 <= p4_0_13;
+  always @(posedge clk)
+    m4_0_14 <= p4_0_14;
+  always @(posedge clk)
+    m4_0_15 <= p4_0_15;
+  always @(posedge clk)
+    m4_0_16 <= p4_0_16;
+  always @(posedge clk)
+    m4_0_17 <= p4_0_17;
+  always @(posedge clk)
+    m4_0_18 <= p4_0_18;
+  always @(posedge clk)
+    m4_0_19 <= p4_0_19;
+  always @(posedge clk)
+    t4_0_l2_0 <= t4_0_w1_0;
+  always @(posedge clk)
+    t4_0_l2_1 <= t4_0_w1_2;
+  always @(posedge clk)
+    t4_0_l2_2 <= t4_0_w1_4;
+  always @(posedge clk)
+    t4_0_l2_3 <= t4_0_w1_6;
+  always @(posedge clk)
+    t4_0_l2_4 <= t4_0_w1_8;
+  always @(posedge clk)
+    t4_0_l4_0 <= t4_0_w3_0;
+  always @(posedge clk)
+    t4_0_l4_1 <= t4_0_l2_4;
+  always @(posedge clk)
+    t4_0_l5_0 <= t4_0_w4_0;
+  always @(posedge clk)
+    w5_0 <= { \o$785 , \o$784  };
+  always @(posedge clk)
+    m5_0_0 <= p5_0_0;
+  always @(posedge clk)
+    m5_0_1 <= p5_0_1;
+  always @(posedge clk)
+    m5_0_2 <= p5_0_2;
+  always @(posedge clk)
+    m5_0_3 <= p5_0_3;
+  always @(posedge clk)
+    m5_0_4 <= p5_0_4;
+  always @(posedge clk)
+    m5_0_5 <= p5_0_5;
+  always @(posedge clk)
+    m5_0_6 <= p5_0_6;
+  always @(posedge clk)
+    m5_0_7 <= p5_0_7;
+  always @(posedge clk)
+    m5_0_8 <= p5_0_8;
+  always @(posedge clk)
+    m5_0_9 <= p5_0_9;
+  always @(posedge clk)
+    m5_0_10 <= p5_0_10;
+  always @(posedge clk)
+    m5_0_11 <= p5_0_11;
+  always @(posedge clk)
+    m5_0_12 <= p5_0_12;
+  always @(posedge clk)
+    m5_0_13 <= p5_0_13;
+  always @(posedge clk)
+    m5_0_14 <= p5_0_14;
+  always @(posedge clk)
+    m5_0_15 <= p5_0_15;
+  always @(posedge clk)
+    m5_0_16 <= p5_0_16;
+  always @(posedge clk)
+    m5_0_17 <= p5_0_17;
+  always @(posedge clk)
+    m5_0_18 <= p5_0_18;
+  always @(posedge clk)
+    m5_0_19 <= p5_0_19;
+  always @(posedge clk)
+    t5_0_l2_0 <= t5_0_w1_0;
+  always @(posedge clk)
+    t5_0_l2_1 <= t5_0_w1_2;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8218,56 +8488,72 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$615 )
-  );
-  \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
-    .i(word1[47:32]),
-    .o(\o$616 )
+    .o(\o$660 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
-    .i(word1[63:48]),
-    .o(\o$649 )
-  );
-  \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
-    .i(word1[79:64]),
-    .o(\o$650 )
-  );
-  \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
-    .i(word1[95:80]),
-    .o(\o$651 )
-  );
-  \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
-    .i(word1[111:96]),
+    .i(word1[47:32]),
     .o(\o$684 )
   );
-  \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
-    .i(word1[127:112]),
+  \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
+    .i(word1[63:48]),
     .o(\o$685 )
   );
-  \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
-    .i(word1[143:128]),
-    .o(\o$686 )
+  \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
+    .i(word1[79:64]),
+    .o(\o$709 )
+  );
+  \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
+    .i(word1[95:80]),
+    .o(\o$710 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
-    .i(word1[159:144]),
-    .o(\o$719 )
+    .i(word1[111:96]),
+    .o(\o$734 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
-    .i(word1[175:160]),
-    .o(\o$720 )
+    .i(word1[127:112]),
+    .o(\o$735 )
   );
-  \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
+  \flexor_lenet5.conv2.dec_4_0_0  dec_4_0_0 (
+    .i(word1[143:128]),
+    .o(\o$759 )
+  );
+  \flexor_lenet5.conv2.dec_4_0_1  dec_4_0_1 (
+    .i(word1[159:144]),
+    .o(\o$760 )
+  );
+  \flexor_lenet5.conv2.dec_5_0_0  dec_5_0_0 (
+    .i(word1[175:160]),
+    .o(\o$784 )
+  );
+  \flexor_lenet5.conv2.dec_5_0_1  dec_5_0_1 (
     .i(word1[191:176]),
-    .o(\o$721 )
+    .o(\o$785 )
+  );
+  \flexor_lenet5.conv2.dec_6_0_0  dec_6_0_0 (
+    .i(word1[207:192]),
+    .o(\o$809 )
+  );
+  \flexor_lenet5.conv2.dec_6_0_1  dec_6_0_1 (
+    .i(word1[223:208]),
+    .o(\o$810 )
+  );
+  \flexor_lenet5.conv2.dec_7_0_0  dec_7_0_0 (
+    .i(word1[239:224]),
+    .o(\o$834 )
+  );
+  \flexor_lenet5.conv2.dec_7_0_1  dec_7_0_1 (
+    .i(word1[255:240]),
+    .o(\o$835 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$570 ),
+    .o__ready(\o__ready$618 ),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
-    .w_en(\w_en$575 ),
-    .w_port__data(\$22 [7:0])
+    .w_en(\w_en$623 ),
+    .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -8304,6 +8590,38 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd3)
+  ) flags_4_copy (
+    .clk(clk),
+    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .q(flags_4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_5_copy (
+    .clk(clk),
+    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .q(flags_5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_6_copy (
+    .clk(clk),
+    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .q(flags_6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_7_copy (
+    .clk(clk),
+    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .q(flags_7)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
   ) flags_x_copy (
     .clk(clk),
     .d({ last2p_d4, first2p_d4, v2p_d4 }),
@@ -8313,8 +8631,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_0_add (
-    .a(xdata_d1[7:0]),
-    .b(xdata_d1[15:8]),
+    .a(xdata_c0[7:0]),
+    .b(xdata_c0[15:8]),
     .s(p0_0_0),
     .wa(w0_0[0]),
     .wb(w0_0[1])
@@ -8323,8 +8641,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_10_add (
-    .a(xdata_d1[167:160]),
-    .b(xdata_d1[175:168]),
+    .a(xdata_c0[167:160]),
+    .b(xdata_c0[175:168]),
     .s(p0_0_10),
     .wa(w0_0[20]),
     .wb(w0_0[21])
@@ -8333,8 +8651,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_11_add (
-    .a(xdata_d1[183:176]),
-    .b(xdata_d1[191:184]),
+    .a(xdata_c0[183:176]),
+    .b(xdata_c0[191:184]),
     .s(p0_0_11),
     .wa(w0_0[22]),
     .wb(w0_0[23])
@@ -8343,8 +8661,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_12_add (
-    .a(xdata_d1[199:192]),
-    .b(xdata_d1[207:200]),
+    .a(xdata_c0[199:192]),
+    .b(xdata_c0[207:200]),
     .s(p0_0_12),
     .wa(w0_0[24]),
     .wb(w0_0[25])
@@ -8353,8 +8671,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_13_add (
-    .a(xdata_d1[215:208]),
-    .b(xdata_d1[223:216]),
+    .a(xdata_c0[215:208]),
+    .b(xdata_c0[223:216]),
     .s(p0_0_13),
     .wa(w0_0[26]),
     .wb(w0_0[27])
@@ -8363,8 +8681,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_14_add (
-    .a(xdata_d1[231:224]),
-    .b(xdata_d1[239:232]),
+    .a(xdata_c0[231:224]),
+    .b(xdata_c0[239:232]),
     .s(p0_0_14),
     .wa(w0_0[28]),
     .wb(w0_0[29])
@@ -8373,8 +8691,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_15_add (
-    .a(xdata_d1[247:240]),
-    .b(xdata_d1[255:248]),
+    .a(xdata_c0[247:240]),
+    .b(xdata_c0[255:248]),
     .s(p0_0_15),
     .wa(w0_0[30]),
     .wb(w0_0[31])
@@ -8383,8 +8701,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_16_add (
-    .a(xdata_d1[263:256]),
-    .b(xdata_d1[271:264]),
+    .a(xdata_c0[263:256]),
+    .b(xdata_c0[271:264]),
     .s(p0_0_16),
     .wa(w0_0[32]),
     .wb(w0_0[33])
@@ -8393,8 +8711,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_17_add (
-    .a(xdata_d1[279:272]),
-    .b(xdata_d1[287:280]),
+    .a(xdata_c0[279:272]),
+    .b(xdata_c0[287:280]),
     .s(p0_0_17),
     .wa(w0_0[34]),
     .wb(w0_0[35])
@@ -8403,8 +8721,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_18_add (
-    .a(xdata_d1[295:288]),
-    .b(xdata_d1[303:296]),
+    .a(xdata_c0[295:288]),
+    .b(xdata_c0[303:296]),
     .s(p0_0_18),
     .wa(w0_0[36]),
     .wb(w0_0[37])
@@ -8413,8 +8731,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_19_add (
-    .a(xdata_d1[311:304]),
-    .b(xdata_d1[319:312]),
+    .a(xdata_c0[311:304]),
+    .b(xdata_c0[319:312]),
     .s(p0_0_19),
     .wa(w0_0[38]),
     .wb(w0_0[39])
@@ -8423,8 +8741,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_1_add (
-    .a(xdata_d1[23:16]),
-    .b(xdata_d1[31:24]),
+    .a(xdata_c0[23:16]),
+    .b(xdata_c0[31:24]),
     .s(p0_0_1),
     .wa(w0_0[2]),
     .wb(w0_0[3])
@@ -8432,109 +8750,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p0_0_20_add (
-    .a(xdata_d1[327:320]),
-    .b(xdata_d1[335:328]),
-    .s(p0_0_20),
-    .wa(w0_0[40]),
-    .wb(w0_0[41])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_21_add (
-    .a(xdata_d1[343:336]),
-    .b(xdata_d1[351:344]),
-    .s(p0_0_21),
-    .wa(w0_0[42]),
-    .wb(w0_0[43])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_22_add (
-    .a(xdata_d1[359:352]),
-    .b(xdata_d1[367:360]),
-    .s(p0_0_22),
-    .wa(w0_0[44]),
-    .wb(w0_0[45])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_23_add (
-    .a(xdata_d1[375:368]),
-    .b(xdata_d1[383:376]),
-    .s(p0_0_23),
-    .wa(w0_0[46]),
-    .wb(w0_0[47])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_24_add (
-    .a(xdata_d1[391:384]),
-    .b(xdata_d1[399:392]),
-    .s(p0_0_24),
-    .wa(w0_0[48]),
-    .wb(w0_0[49])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_25_add (
-    .a(xdata_d1[407:400]),
-    .b(xdata_d1[415:408]),
-    .s(p0_0_25),
-    .wa(w0_0[50]),
-    .wb(w0_0[51])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_26_add (
-    .a(xdata_d1[423:416]),
-    .b(xdata_d1[431:424]),
-    .s(p0_0_26),
-    .wa(w0_0[52]),
-    .wb(w0_0[53])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_27_add (
-    .a(xdata_d1[439:432]),
-    .b(xdata_d1[447:440]),
-    .s(p0_0_27),
-    .wa(w0_0[54]),
-    .wb(w0_0[55])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_28_add (
-    .a(xdata_d1[455:448]),
-    .b(xdata_d1[463:456]),
-    .s(p0_0_28),
-    .wa(w0_0[56]),
-    .wb(w0_0[57])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_29_add (
-    .a(xdata_d1[471:464]),
-    .b(xdata_d1[479:472]),
-    .s(p0_0_29),
-    .wa(w0_0[58]),
-    .wb(w0_0[59])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
   ) p0_0_2_add (
-    .a(xdata_d1[39:32]),
-    .b(xdata_d1[47:40]),
+    .a(xdata_c0[39:32]),
+    .b(xdata_c0[47:40]),
     .s(p0_0_2),
     .wa(w0_0[4]),
     .wb(w0_0[5])
@@ -8543,8 +8761,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_3_add (
-    .a(xdata_d1[55:48]),
-    .b(xdata_d1[63:56]),
+    .a(xdata_c0[55:48]),
+    .b(xdata_c0[63:56]),
     .s(p0_0_3),
     .wa(w0_0[6]),
     .wb(w0_0[7])
@@ -8553,8 +8771,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_4_add (
-    .a(xdata_d1[71:64]),
-    .b(xdata_d1[79:72]),
+    .a(xdata_c0[71:64]),
+    .b(xdata_c0[79:72]),
     .s(p0_0_4),
     .wa(w0_0[8]),
     .wb(w0_0[9])
@@ -8563,8 +8781,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_5_add (
-    .a(xdata_d1[87:80]),
-    .b(xdata_d1[95:88]),
+    .a(xdata_c0[87:80]),
+    .b(xdata_c0[95:88]),
     .s(p0_0_5),
     .wa(w0_0[10]),
     .wb(w0_0[11])
@@ -8573,8 +8791,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_6_add (
-    .a(xdata_d1[103:96]),
-    .b(xdata_d1[111:104]),
+    .a(xdata_c0[103:96]),
+    .b(xdata_c0[111:104]),
     .s(p0_0_6),
     .wa(w0_0[12]),
     .wb(w0_0[13])
@@ -8583,8 +8801,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_7_add (
-    .a(xdata_d1[119:112]),
-    .b(xdata_d1[127:120]),
+    .a(xdata_c0[119:112]),
+    .b(xdata_c0[127:120]),
     .s(p0_0_7),
     .wa(w0_0[14]),
     .wb(w0_0[15])
@@ -8593,8 +8811,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_8_add (
-    .a(xdata_d1[135:128]),
-    .b(xdata_d1[143:136]),
+    .a(xdata_c0[135:128]),
+    .b(xdata_c0[143:136]),
     .s(p0_0_8),
     .wa(w0_0[16]),
     .wb(w0_0[17])
@@ -8603,8 +8821,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_9_add (
-    .a(xdata_d1[151:144]),
-    .b(xdata_d1[159:152]),
+    .a(xdata_c0[151:144]),
+    .b(xdata_c0[159:152]),
     .s(p0_0_9),
     .wa(w0_0[18]),
     .wb(w0_0[19])
@@ -8613,8 +8831,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_0_add (
-    .a(xdata_d1[7:0]),
-    .b(xdata_d1[15:8]),
+    .a(xdata_c0[7:0]),
+    .b(xdata_c0[15:8]),
     .s(p1_0_0),
     .wa(w1_0[0]),
     .wb(w1_0[1])
@@ -8623,8 +8841,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_10_add (
-    .a(xdata_d1[167:160]),
-    .b(xdata_d1[175:168]),
+    .a(xdata_c0[167:160]),
+    .b(xdata_c0[175:168]),
     .s(p1_0_10),
     .wa(w1_0[20]),
     .wb(w1_0[21])
@@ -8633,8 +8851,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_11_add (
-    .a(xdata_d1[183:176]),
-    .b(xdata_d1[191:184]),
+    .a(xdata_c0[183:176]),
+    .b(xdata_c0[191:184]),
     .s(p1_0_11),
     .wa(w1_0[22]),
     .wb(w1_0[23])
@@ -8643,8 +8861,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_12_add (
-    .a(xdata_d1[199:192]),
-    .b(xdata_d1[207:200]),
+    .a(xdata_c0[199:192]),
+    .b(xdata_c0[207:200]),
     .s(p1_0_12),
     .wa(w1_0[24]),
     .wb(w1_0[25])
@@ -8653,8 +8871,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_13_add (
-    .a(xdata_d1[215:208]),
-    .b(xdata_d1[223:216]),
+    .a(xdata_c0[215:208]),
+    .b(xdata_c0[223:216]),
     .s(p1_0_13),
     .wa(w1_0[26]),
     .wb(w1_0[27])
@@ -8663,8 +8881,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_14_add (
-    .a(xdata_d1[231:224]),
-    .b(xdata_d1[239:232]),
+    .a(xdata_c0[231:224]),
+    .b(xdata_c0[239:232]),
     .s(p1_0_14),
     .wa(w1_0[28]),
     .wb(w1_0[29])
@@ -8673,8 +8891,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_15_add (
-    .a(xdata_d1[247:240]),
-    .b(xdata_d1[255:248]),
+    .a(xdata_c0[247:240]),
+    .b(xdata_c0[255:248]),
     .s(p1_0_15),
     .wa(w1_0[30]),
     .wb(w1_0[31])
@@ -8683,8 +8901,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_16_add (
-    .a(xdata_d1[263:256]),
-    .b(xdata_d1[271:264]),
+    .a(xdata_c0[263:256]),
+    .b(xdata_c0[271:264]),
     .s(p1_0_16),
     .wa(w1_0[32]),
     .wb(w1_0[33])
@@ -8693,8 +8911,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_17_add (
-    .a(xdata_d1[279:272]),
-    .b(xdata_d1[287:280]),
+    .a(xdata_c0[279:272]),
+    .b(xdata_c0[287:280]),
     .s(p1_0_17),
     .wa(w1_0[34]),
     .wb(w1_0[35])
@@ -8703,8 +8921,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_18_add (
-    .a(xdata_d1[295:288]),
-    .b(xdata_d1[303:296]),
+    .a(xdata_c0[295:288]),
+    .b(xdata_c0[303:296]),
     .s(p1_0_18),
     .wa(w1_0[36]),
     .wb(w1_0[37])
@@ -8713,8 +8931,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_19_add (
-    .a(xdata_d1[311:304]),
-    .b(xdata_d1[319:312]),
+    .a(xdata_c0[311:304]),
+    .b(xdata_c0[319:312]),
     .s(p1_0_19),
     .wa(w1_0[38]),
     .wb(w1_0[39])
@@ -8723,8 +8941,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_1_add (
-    .a(xdata_d1[23:16]),
-    .b(xdata_d1[31:24]),
+    .a(xdata_c0[23:16]),
+    .b(xdata_c0[31:24]),
     .s(p1_0_1),
     .wa(w1_0[2]),
     .wb(w1_0[3])
@@ -8732,109 +8950,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p1_0_20_add (
-    .a(xdata_d1[327:320]),
-    .b(xdata_d1[335:328]),
-    .s(p1_0_20),
-    .wa(w1_0[40]),
-    .wb(w1_0[41])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p1_0_21_add (
-    .a(xdata_d1[343:336]),
-    .b(xdata_d1[351:344]),
-    .s(p1_0_21),
-    .wa(w1_0[42]),
-    .wb(w1_0[43])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p1_0_22_add (
-    .a(xdata_d1[359:352]),
-    .b(xdata_d1[367:360]),
-    .s(p1_0_22),
-    .wa(w1_0[44]),
-    .wb(w1_0[45])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p1_0_23_add (
-    .a(xdata_d1[375:368]),
-    .b(xdata_d1[383:376]),
-    .s(p1_0_23),
-    .wa(w1_0[46]),
-    .wb(w1_0[47])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p1_0_24_add (
-    .a(xdata_d1[391:384]),
-    .b(xdata_d1[399:392]),
-    .s(p1_0_24),
-    .wa(w1_0[48]),
-    .wb(w1_0[49])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p1_0_25_add (
-    .a(xdata_d1[407:400]),
-    .b(xdata_d1[415:408]),
-    .s(p1_0_25),
-    .wa(w1_0[50]),
-    .wb(w1_0[51])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p1_0_26_add (
-    .a(xdata_d1[423:416]),
-    .b(xdata_d1[431:424]),
-    .s(p1_0_26),
-    .wa(w1_0[52]),
-    .wb(w1_0[53])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p1_0_27_add (
-    .a(xdata_d1[439:432]),
-    .b(xdata_d1[447:440]),
-    .s(p1_0_27),
-    .wa(w1_0[54]),
-    .wb(w1_0[55])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p1_0_28_add (
-    .a(xdata_d1[455:448]),
-    .b(xdata_d1[463:456]),
-    .s(p1_0_28),
-    .wa(w1_0[56]),
-    .wb(w1_0[57])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p1_0_29_add (
-    .a(xdata_d1[471:464]),
-    .b(xdata_d1[479:472]),
-    .s(p1_0_29),
-    .wa(w1_0[58]),
-    .wb(w1_0[59])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
   ) p1_0_2_add (
-    .a(xdata_d1[39:32]),
-    .b(xdata_d1[47:40]),
+    .a(xdata_c0[39:32]),
+    .b(xdata_c0[47:40]),
     .s(p1_0_2),
     .wa(w1_0[4]),
     .wb(w1_0[5])
@@ -8843,8 +8961,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_3_add (
-    .a(xdata_d1[55:48]),
-    .b(xdata_d1[63:56]),
+    .a(xdata_c0[55:48]),
+    .b(xdata_c0[63:56]),
     .s(p1_0_3),
     .wa(w1_0[6]),
     .wb(w1_0[7])
@@ -8853,8 +8971,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_4_add (
-    .a(xdata_d1[71:64]),
-    .b(xdata_d1[79:72]),
+    .a(xdata_c0[71:64]),
+    .b(xdata_c0[79:72]),
     .s(p1_0_4),
     .wa(w1_0[8]),
     .wb(w1_0[9])
@@ -8863,8 +8981,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_5_add (
-    .a(xdata_d1[87:80]),
-    .b(xdata_d1[95:88]),
+    .a(xdata_c0[87:80]),
+    .b(xdata_c0[95:88]),
     .s(p1_0_5),
     .wa(w1_0[10]),
     .wb(w1_0[11])
@@ -8873,8 +8991,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_6_add (
-    .a(xdata_d1[103:96]),
-    .b(xdata_d1[111:104]),
+    .a(xdata_c0[103:96]),
+    .b(xdata_c0[111:104]),
     .s(p1_0_6),
     .wa(w1_0[12]),
     .wb(w1_0[13])
@@ -8883,8 +9001,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_7_add (
-    .a(xdata_d1[119:112]),
-    .b(xdata_d1[127:120]),
+    .a(xdata_c0[119:112]),
+    .b(xdata_c0[127:120]),
     .s(p1_0_7),
     .wa(w1_0[14]),
     .wb(w1_0[15])
@@ -8893,8 +9011,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_8_add (
-    .a(xdata_d1[135:128]),
-    .b(xdata_d1[143:136]),
+    .a(xdata_c0[135:128]),
+    .b(xdata_c0[143:136]),
     .s(p1_0_8),
     .wa(w1_0[16]),
     .wb(w1_0[17])
@@ -8903,8 +9021,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_9_add (
-    .a(xdata_d1[151:144]),
-    .b(xdata_d1[159:152]),
+    .a(xdata_c0[151:144]),
+    .b(xdata_c0[159:152]),
     .s(p1_0_9),
     .wa(w1_0[18]),
     .wb(w1_0[19])
@@ -8913,8 +9031,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_0_add (
-    .a(xdata_d1[7:0]),
-    .b(xdata_d1[15:8]),
+    .a(xdata_c0[7:0]),
+    .b(xdata_c0[15:8]),
     .s(p2_0_0),
     .wa(w2_0[0]),
     .wb(w2_0[1])
@@ -8923,8 +9041,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_10_add (
-    .a(xdata_d1[167:160]),
-    .b(xdata_d1[175:168]),
+    .a(xdata_c0[167:160]),
+    .b(xdata_c0[175:168]),
     .s(p2_0_10),
     .wa(w2_0[20]),
     .wb(w2_0[21])
@@ -8933,8 +9051,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_11_add (
-    .a(xdata_d1[183:176]),
-    .b(xdata_d1[191:184]),
+    .a(xdata_c0[183:176]),
+    .b(xdata_c0[191:184]),
     .s(p2_0_11),
     .wa(w2_0[22]),
     .wb(w2_0[23])
@@ -8943,8 +9061,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_12_add (
-    .a(xdata_d1[199:192]),
-    .b(xdata_d1[207:200]),
+    .a(xdata_c0[199:192]),
+    .b(xdata_c0[207:200]),
     .s(p2_0_12),
     .wa(w2_0[24]),
     .wb(w2_0[25])
@@ -8953,8 +9071,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_13_add (
-    .a(xdata_d1[215:208]),
-    .b(xdata_d1[223:216]),
+    .a(xdata_c0[215:208]),
+    .b(xdata_c0[223:216]),
     .s(p2_0_13),
     .wa(w2_0[26]),
     .wb(w2_0[27])
@@ -8963,8 +9081,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_14_add (
-    .a(xdata_d1[231:224]),
-    .b(xdata_d1[239:232]),
+    .a(xdata_c0[231:224]),
+    .b(xdata_c0[239:232]),
     .s(p2_0_14),
     .wa(w2_0[28]),
     .wb(w2_0[29])
@@ -8973,8 +9091,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_15_add (
-    .a(xdata_d1[247:240]),
-    .b(xdata_d1[255:248]),
+    .a(xdata_c0[247:240]),
+    .b(xdata_c0[255:248]),
     .s(p2_0_15),
     .wa(w2_0[30]),
     .wb(w2_0[31])
@@ -8983,8 +9101,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_16_add (
-    .a(xdata_d1[263:256]),
-    .b(xdata_d1[271:264]),
+    .a(xdata_c0[263:256]),
+    .b(xdata_c0[271:264]),
     .s(p2_0_16),
     .wa(w2_0[32]),
     .wb(w2_0[33])
@@ -8993,8 +9111,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_17_add (
-    .a(xdata_d1[279:272]),
-    .b(xdata_d1[287:280]),
+    .a(xdata_c0[279:272]),
+    .b(xdata_c0[287:280]),
     .s(p2_0_17),
     .wa(w2_0[34]),
     .wb(w2_0[35])
@@ -9003,8 +9121,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_18_add (
-    .a(xdata_d1[295:288]),
-    .b(xdata_d1[303:296]),
+    .a(xdata_c0[295:288]),
+    .b(xdata_c0[303:296]),
     .s(p2_0_18),
     .wa(w2_0[36]),
     .wb(w2_0[37])
@@ -9013,8 +9131,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_19_add (
-    .a(xdata_d1[311:304]),
-    .b(xdata_d1[319:312]),
+    .a(xdata_c0[311:304]),
+    .b(xdata_c0[319:312]),
     .s(p2_0_19),
     .wa(w2_0[38]),
     .wb(w2_0[39])
@@ -9023,8 +9141,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_1_add (
-    .a(xdata_d1[23:16]),
-    .b(xdata_d1[31:24]),
+    .a(xdata_c0[23:16]),
+    .b(xdata_c0[31:24]),
     .s(p2_0_1),
     .wa(w2_0[2]),
     .wb(w2_0[3])
@@ -9032,109 +9150,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p2_0_20_add (
-    .a(xdata_d1[327:320]),
-    .b(xdata_d1[335:328]),
-    .s(p2_0_20),
-    .wa(w2_0[40]),
-    .wb(w2_0[41])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p2_0_21_add (
-    .a(xdata_d1[343:336]),
-    .b(xdata_d1[351:344]),
-    .s(p2_0_21),
-    .wa(w2_0[42]),
-    .wb(w2_0[43])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p2_0_22_add (
-    .a(xdata_d1[359:352]),
-    .b(xdata_d1[367:360]),
-    .s(p2_0_22),
-    .wa(w2_0[44]),
-    .wb(w2_0[45])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p2_0_23_add (
-    .a(xdata_d1[375:368]),
-    .b(xdata_d1[383:376]),
-    .s(p2_0_23),
-    .wa(w2_0[46]),
-    .wb(w2_0[47])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p2_0_24_add (
-    .a(xdata_d1[391:384]),
-    .b(xdata_d1[399:392]),
-    .s(p2_0_24),
-    .wa(w2_0[48]),
-    .wb(w2_0[49])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p2_0_25_add (
-    .a(xdata_d1[407:400]),
-    .b(xdata_d1[415:408]),
-    .s(p2_0_25),
-    .wa(w2_0[50]),
-    .wb(w2_0[51])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p2_0_26_add (
-    .a(xdata_d1[423:416]),
-    .b(xdata_d1[431:424]),
-    .s(p2_0_26),
-    .wa(w2_0[52]),
-    .wb(w2_0[53])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p2_0_27_add (
-    .a(xdata_d1[439:432]),
-    .b(xdata_d1[447:440]),
-    .s(p2_0_27),
-    .wa(w2_0[54]),
-    .wb(w2_0[55])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p2_0_28_add (
-    .a(xdata_d1[455:448]),
-    .b(xdata_d1[463:456]),
-    .s(p2_0_28),
-    .wa(w2_0[56]),
-    .wb(w2_0[57])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p2_0_29_add (
-    .a(xdata_d1[471:464]),
-    .b(xdata_d1[479:472]),
-    .s(p2_0_29),
-    .wa(w2_0[58]),
-    .wb(w2_0[59])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
   ) p2_0_2_add (
-    .a(xdata_d1[39:32]),
-    .b(xdata_d1[47:40]),
+    .a(xdata_c0[39:32]),
+    .b(xdata_c0[47:40]),
     .s(p2_0_2),
     .wa(w2_0[4]),
     .wb(w2_0[5])
@@ -9143,8 +9161,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_3_add (
-    .a(xdata_d1[55:48]),
-    .b(xdata_d1[63:56]),
+    .a(xdata_c0[55:48]),
+    .b(xdata_c0[63:56]),
     .s(p2_0_3),
     .wa(w2_0[6]),
     .wb(w2_0[7])
@@ -9153,8 +9171,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_4_add (
-    .a(xdata_d1[71:64]),
-    .b(xdata_d1[79:72]),
+    .a(xdata_c0[71:64]),
+    .b(xdata_c0[79:72]),
     .s(p2_0_4),
     .wa(w2_0[8]),
     .wb(w2_0[9])
@@ -9163,8 +9181,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_5_add (
-    .a(xdata_d1[87:80]),
-    .b(xdata_d1[95:88]),
+    .a(xdata_c0[87:80]),
+    .b(xdata_c0[95:88]),
     .s(p2_0_5),
     .wa(w2_0[10]),
     .wb(w2_0[11])
@@ -9173,8 +9191,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_6_add (
-    .a(xdata_d1[103:96]),
-    .b(xdata_d1[111:104]),
+    .a(xdata_c0[103:96]),
+    .b(xdata_c0[111:104]),
     .s(p2_0_6),
     .wa(w2_0[12]),
     .wb(w2_0[13])
@@ -9183,8 +9201,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_7_add (
-    .a(xdata_d1[119:112]),
-    .b(xdata_d1[127:120]),
+    .a(xdata_c0[119:112]),
+    .b(xdata_c0[127:120]),
     .s(p2_0_7),
     .wa(w2_0[14]),
     .wb(w2_0[15])
@@ -9193,8 +9211,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_8_add (
-    .a(xdata_d1[135:128]),
-    .b(xdata_d1[143:136]),
+    .a(xdata_c0[135:128]),
+    .b(xdata_c0[143:136]),
     .s(p2_0_8),
     .wa(w2_0[16]),
     .wb(w2_0[17])
@@ -9203,8 +9221,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_9_add (
-    .a(xdata_d1[151:144]),
-    .b(xdata_d1[159:152]),
+    .a(xdata_c0[151:144]),
+    .b(xdata_c0[159:152]),
     .s(p2_0_9),
     .wa(w2_0[18]),
     .wb(w2_0[19])
@@ -9213,8 +9231,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_0_add (
-    .a(xdata_d1[7:0]),
-    .b(xdata_d1[15:8]),
+    .a(xdata_c0[7:0]),
+    .b(xdata_c0[15:8]),
     .s(p3_0_0),
     .wa(w3_0[0]),
     .wb(w3_0[1])
@@ -9223,8 +9241,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_10_add (
-    .a(xdata_d1[167:160]),
-    .b(xdata_d1[175:168]),
+    .a(xdata_c0[167:160]),
+    .b(xdata_c0[175:168]),
     .s(p3_0_10),
     .wa(w3_0[20]),
     .wb(w3_0[21])
@@ -9233,8 +9251,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_11_add (
-    .a(xdata_d1[183:176]),
-    .b(xdata_d1[191:184]),
+    .a(xdata_c0[183:176]),
+    .b(xdata_c0[191:184]),
     .s(p3_0_11),
     .wa(w3_0[22]),
     .wb(w3_0[23])
@@ -9243,8 +9261,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_12_add (
-    .a(xdata_d1[199:192]),
-    .b(xdata_d1[207:200]),
+    .a(xdata_c0[199:192]),
+    .b(xdata_c0[207:200]),
     .s(p3_0_12),
     .wa(w3_0[24]),
     .wb(w3_0[25])
@@ -9253,8 +9271,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_13_add (
-    .a(xdata_d1[215:208]),
-    .b(xdata_d1[223:216]),
+    .a(xdata_c0[215:208]),
+    .b(xdata_c0[223:216]),
     .s(p3_0_13),
     .wa(w3_0[26]),
     .wb(w3_0[27])
@@ -9263,8 +9281,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_14_add (
-    .a(xdata_d1[231:224]),
-    .b(xdata_d1[239:232]),
+    .a(xdata_c0[231:224]),
+    .b(xdata_c0[239:232]),
     .s(p3_0_14),
     .wa(w3_0[28]),
     .wb(w3_0[29])
@@ -9273,8 +9291,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_15_add (
-    .a(xdata_d1[247:240]),
-    .b(xdata_d1[255:248]),
+    .a(xdata_c0[247:240]),
+    .b(xdata_c0[255:248]),
     .s(p3_0_15),
     .wa(w3_0[30]),
     .wb(w3_0[31])
@@ -9283,8 +9301,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_16_add (
-    .a(xdata_d1[263:256]),
-    .b(xdata_d1[271:264]),
+    .a(xdata_c0[263:256]),
+    .b(xdata_c0[271:264]),
     .s(p3_0_16),
     .wa(w3_0[32]),
     .wb(w3_0[33])
@@ -9293,8 +9311,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_17_add (
-    .a(xdata_d1[279:272]),
-    .b(xdata_d1[287:280]),
+    .a(xdata_c0[279:272]),
+    .b(xdata_c0[287:280]),
     .s(p3_0_17),
     .wa(w3_0[34]),
     .wb(w3_0[35])
@@ -9303,8 +9321,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_18_add (
-    .a(xdata_d1[295:288]),
-    .b(xdata_d1[303:296]),
+    .a(xdata_c0[295:288]),
+    .b(xdata_c0[303:296]),
     .s(p3_0_18),
     .wa(w3_0[36]),
     .wb(w3_0[37])
@@ -9313,8 +9331,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_19_add (
-    .a(xdata_d1[311:304]),
-    .b(xdata_d1[319:312]),
+    .a(xdata_c0[311:304]),
+    .b(xdata_c0[319:312]),
     .s(p3_0_19),
     .wa(w3_0[38]),
     .wb(w3_0[39])
@@ -9323,8 +9341,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_1_add (
-    .a(xdata_d1[23:16]),
-    .b(xdata_d1[31:24]),
+    .a(xdata_c0[23:16]),
+    .b(xdata_c0[31:24]),
     .s(p3_0_1),
     .wa(w3_0[2]),
     .wb(w3_0[3])
@@ -9332,109 +9350,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p3_0_20_add (
-    .a(xdata_d1[327:320]),
-    .b(xdata_d1[335:328]),
-    .s(p3_0_20),
-    .wa(w3_0[40]),
-    .wb(w3_0[41])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_21_add (
-    .a(xdata_d1[343:336]),
-    .b(xdata_d1[351:344]),
-    .s(p3_0_21),
-    .wa(w3_0[42]),
-    .wb(w3_0[43])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_22_add (
-    .a(xdata_d1[359:352]),
-    .b(xdata_d1[367:360]),
-    .s(p3_0_22),
-    .wa(w3_0[44]),
-    .wb(w3_0[45])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_23_add (
-    .a(xdata_d1[375:368]),
-    .b(xdata_d1[383:376]),
-    .s(p3_0_23),
-    .wa(w3_0[46]),
-    .wb(w3_0[47])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_24_add (
-    .a(xdata_d1[391:384]),
-    .b(xdata_d1[399:392]),
-    .s(p3_0_24),
-    .wa(w3_0[48]),
-    .wb(w3_0[49])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_25_add (
-    .a(xdata_d1[407:400]),
-    .b(xdata_d1[415:408]),
-    .s(p3_0_25),
-    .wa(w3_0[50]),
-    .wb(w3_0[51])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_26_add (
-    .a(xdata_d1[423:416]),
-    .b(xdata_d1[431:424]),
-    .s(p3_0_26),
-    .wa(w3_0[52]),
-    .wb(w3_0[53])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_27_add (
-    .a(xdata_d1[439:432]),
-    .b(xdata_d1[447:440]),
-    .s(p3_0_27),
-    .wa(w3_0[54]),
-    .wb(w3_0[55])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_28_add (
-    .a(xdata_d1[455:448]),
-    .b(xdata_d1[463:456]),
-    .s(p3_0_28),
-    .wa(w3_0[56]),
-    .wb(w3_0[57])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_29_add (
-    .a(xdata_d1[471:464]),
-    .b(xdata_d1[479:472]),
-    .s(p3_0_29),
-    .wa(w3_0[58]),
-    .wb(w3_0[59])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
   ) p3_0_2_add (
-    .a(xdata_d1[39:32]),
-    .b(xdata_d1[47:40]),
+    .a(xdata_c0[39:32]),
+    .b(xdata_c0[47:40]),
     .s(p3_0_2),
     .wa(w3_0[4]),
     .wb(w3_0[5])
@@ -9443,8 +9361,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_3_add (
-    .a(xdata_d1[55:48]),
-    .b(xdata_d1[63:56]),
+    .a(xdata_c0[55:48]),
+    .b(xdata_c0[63:56]),
     .s(p3_0_3),
     .wa(w3_0[6]),
     .wb(w3_0[7])
@@ -9453,8 +9371,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_4_add (
-    .a(xdata_d1[71:64]),
-    .b(xdata_d1[79:72]),
+    .a(xdata_c0[71:64]),
+    .b(xdata_c0[79:72]),
     .s(p3_0_4),
     .wa(w3_0[8]),
     .wb(w3_0[9])
@@ -9463,8 +9381,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_5_add (
-    .a(xdata_d1[87:80]),
-    .b(xdata_d1[95:88]),
+    .a(xdata_c0[87:80]),
+    .b(xdata_c0[95:88]),
     .s(p3_0_5),
     .wa(w3_0[10]),
     .wb(w3_0[11])
@@ -9473,8 +9391,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_6_add (
-    .a(xdata_d1[103:96]),
-    .b(xdata_d1[111:104]),
+    .a(xdata_c0[103:96]),
+    .b(xdata_c0[111:104]),
     .s(p3_0_6),
     .wa(w3_0[12]),
     .wb(w3_0[13])
@@ -9483,8 +9401,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_7_add (
-    .a(xdata_d1[119:112]),
-    .b(xdata_d1[127:120]),
+    .a(xdata_c0[119:112]),
+    .b(xdata_c0[127:120]),
     .s(p3_0_7),
     .wa(w3_0[14]),
     .wb(w3_0[15])
@@ -9493,8 +9411,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_8_add (
-    .a(xdata_d1[135:128]),
-    .b(xdata_d1[143:136]),
+    .a(xdata_c0[135:128]),
+    .b(xdata_c0[143:136]),
     .s(p3_0_8),
     .wa(w3_0[16]),
     .wb(w3_0[17])
@@ -9503,11 +9421,811 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_9_add (
-    .a(xdata_d1[151:144]),
-    .b(xdata_d1[159:152]),
+    .a(xdata_c0[151:144]),
+    .b(xdata_c0[159:152]),
     .s(p3_0_9),
     .wa(w3_0[18]),
     .wb(w3_0[19])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_0_add (
+    .a(xdata_c1[7:0]),
+    .b(xdata_c1[15:8]),
+    .s(p4_0_0),
+    .wa(w4_0[0]),
+    .wb(w4_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_10_add (
+    .a(xdata_c1[167:160]),
+    .b(xdata_c1[175:168]),
+    .s(p4_0_10),
+    .wa(w4_0[20]),
+    .wb(w4_0[21])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_11_add (
+    .a(xdata_c1[183:176]),
+    .b(xdata_c1[191:184]),
+    .s(p4_0_11),
+    .wa(w4_0[22]),
+    .wb(w4_0[23])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_12_add (
+    .a(xdata_c1[199:192]),
+    .b(xdata_c1[207:200]),
+    .s(p4_0_12),
+    .wa(w4_0[24]),
+    .wb(w4_0[25])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_13_add (
+    .a(xdata_c1[215:208]),
+    .b(xdata_c1[223:216]),
+    .s(p4_0_13),
+    .wa(w4_0[26]),
+    .wb(w4_0[27])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_14_add (
+    .a(xdata_c1[231:224]),
+    .b(xdata_c1[239:232]),
+    .s(p4_0_14),
+    .wa(w4_0[28]),
+    .wb(w4_0[29])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_15_add (
+    .a(xdata_c1[247:240]),
+    .b(xdata_c1[255:248]),
+    .s(p4_0_15),
+    .wa(w4_0[30]),
+    .wb(w4_0[31])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_16_add (
+    .a(xdata_c1[263:256]),
+    .b(xdata_c1[271:264]),
+    .s(p4_0_16),
+    .wa(w4_0[32]),
+    .wb(w4_0[33])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_17_add (
+    .a(xdata_c1[279:272]),
+    .b(xdata_c1[287:280]),
+    .s(p4_0_17),
+    .wa(w4_0[34]),
+    .wb(w4_0[35])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_18_add (
+    .a(xdata_c1[295:288]),
+    .b(xdata_c1[303:296]),
+    .s(p4_0_18),
+    .wa(w4_0[36]),
+    .wb(w4_0[37])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_19_add (
+    .a(xdata_c1[311:304]),
+    .b(xdata_c1[319:312]),
+    .s(p4_0_19),
+    .wa(w4_0[38]),
+    .wb(w4_0[39])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_1_add (
+    .a(xdata_c1[23:16]),
+    .b(xdata_c1[31:24]),
+    .s(p4_0_1),
+    .wa(w4_0[2]),
+    .wb(w4_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_2_add (
+    .a(xdata_c1[39:32]),
+    .b(xdata_c1[47:40]),
+    .s(p4_0_2),
+    .wa(w4_0[4]),
+    .wb(w4_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_3_add (
+    .a(xdata_c1[55:48]),
+    .b(xdata_c1[63:56]),
+    .s(p4_0_3),
+    .wa(w4_0[6]),
+    .wb(w4_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_4_add (
+    .a(xdata_c1[71:64]),
+    .b(xdata_c1[79:72]),
+    .s(p4_0_4),
+    .wa(w4_0[8]),
+    .wb(w4_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_5_add (
+    .a(xdata_c1[87:80]),
+    .b(xdata_c1[95:88]),
+    .s(p4_0_5),
+    .wa(w4_0[10]),
+    .wb(w4_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_6_add (
+    .a(xdata_c1[103:96]),
+    .b(xdata_c1[111:104]),
+    .s(p4_0_6),
+    .wa(w4_0[12]),
+    .wb(w4_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_7_add (
+    .a(xdata_c1[119:112]),
+    .b(xdata_c1[127:120]),
+    .s(p4_0_7),
+    .wa(w4_0[14]),
+    .wb(w4_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_8_add (
+    .a(xdata_c1[135:128]),
+    .b(xdata_c1[143:136]),
+    .s(p4_0_8),
+    .wa(w4_0[16]),
+    .wb(w4_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p4_0_9_add (
+    .a(xdata_c1[151:144]),
+    .b(xdata_c1[159:152]),
+    .s(p4_0_9),
+    .wa(w4_0[18]),
+    .wb(w4_0[19])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_0_add (
+    .a(xdata_c1[7:0]),
+    .b(xdata_c1[15:8]),
+    .s(p5_0_0),
+    .wa(w5_0[0]),
+    .wb(w5_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_10_add (
+    .a(xdata_c1[167:160]),
+    .b(xdata_c1[175:168]),
+    .s(p5_0_10),
+    .wa(w5_0[20]),
+    .wb(w5_0[21])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_11_add (
+    .a(xdata_c1[183:176]),
+    .b(xdata_c1[191:184]),
+    .s(p5_0_11),
+    .wa(w5_0[22]),
+    .wb(w5_0[23])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_12_add (
+    .a(xdata_c1[199:192]),
+    .b(xdata_c1[207:200]),
+    .s(p5_0_12),
+    .wa(w5_0[24]),
+    .wb(w5_0[25])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_13_add (
+    .a(xdata_c1[215:208]),
+    .b(xdata_c1[223:216]),
+    .s(p5_0_13),
+    .wa(w5_0[26]),
+    .wb(w5_0[27])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_14_add (
+    .a(xdata_c1[231:224]),
+    .b(xdata_c1[239:232]),
+    .s(p5_0_14),
+    .wa(w5_0[28]),
+    .wb(w5_0[29])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_15_add (
+    .a(xdata_c1[247:240]),
+    .b(xdata_c1[255:248]),
+    .s(p5_0_15),
+    .wa(w5_0[30]),
+    .wb(w5_0[31])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_16_add (
+    .a(xdata_c1[263:256]),
+    .b(xdata_c1[271:264]),
+    .s(p5_0_16),
+    .wa(w5_0[32]),
+    .wb(w5_0[33])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_17_add (
+    .a(xdata_c1[279:272]),
+    .b(xdata_c1[287:280]),
+    .s(p5_0_17),
+    .wa(w5_0[34]),
+    .wb(w5_0[35])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_18_add (
+    .a(xdata_c1[295:288]),
+    .b(xdata_c1[303:296]),
+    .s(p5_0_18),
+    .wa(w5_0[36]),
+    .wb(w5_0[37])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_19_add (
+    .a(xdata_c1[311:304]),
+    .b(xdata_c1[319:312]),
+    .s(p5_0_19),
+    .wa(w5_0[38]),
+    .wb(w5_0[39])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_1_add (
+    .a(xdata_c1[23:16]),
+    .b(xdata_c1[31:24]),
+    .s(p5_0_1),
+    .wa(w5_0[2]),
+    .wb(w5_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_2_add (
+    .a(xdata_c1[39:32]),
+    .b(xdata_c1[47:40]),
+    .s(p5_0_2),
+    .wa(w5_0[4]),
+    .wb(w5_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_3_add (
+    .a(xdata_c1[55:48]),
+    .b(xdata_c1[63:56]),
+    .s(p5_0_3),
+    .wa(w5_0[6]),
+    .wb(w5_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_4_add (
+    .a(xdata_c1[71:64]),
+    .b(xdata_c1[79:72]),
+    .s(p5_0_4),
+    .wa(w5_0[8]),
+    .wb(w5_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_5_add (
+    .a(xdata_c1[87:80]),
+    .b(xdata_c1[95:88]),
+    .s(p5_0_5),
+    .wa(w5_0[10]),
+    .wb(w5_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_6_add (
+    .a(xdata_c1[103:96]),
+    .b(xdata_c1[111:104]),
+    .s(p5_0_6),
+    .wa(w5_0[12]),
+    .wb(w5_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_7_add (
+    .a(xdata_c1[119:112]),
+    .b(xdata_c1[127:120]),
+    .s(p5_0_7),
+    .wa(w5_0[14]),
+    .wb(w5_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_8_add (
+    .a(xdata_c1[135:128]),
+    .b(xdata_c1[143:136]),
+    .s(p5_0_8),
+    .wa(w5_0[16]),
+    .wb(w5_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p5_0_9_add (
+    .a(xdata_c1[151:144]),
+    .b(xdata_c1[159:152]),
+    .s(p5_0_9),
+    .wa(w5_0[18]),
+    .wb(w5_0[19])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_0_add (
+    .a(xdata_c1[7:0]),
+    .b(xdata_c1[15:8]),
+    .s(p6_0_0),
+    .wa(w6_0[0]),
+    .wb(w6_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_10_add (
+    .a(xdata_c1[167:160]),
+    .b(xdata_c1[175:168]),
+    .s(p6_0_10),
+    .wa(w6_0[20]),
+    .wb(w6_0[21])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_11_add (
+    .a(xdata_c1[183:176]),
+    .b(xdata_c1[191:184]),
+    .s(p6_0_11),
+    .wa(w6_0[22]),
+    .wb(w6_0[23])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_12_add (
+    .a(xdata_c1[199:192]),
+    .b(xdata_c1[207:200]),
+    .s(p6_0_12),
+    .wa(w6_0[24]),
+    .wb(w6_0[25])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_13_add (
+    .a(xdata_c1[215:208]),
+    .b(xdata_c1[223:216]),
+    .s(p6_0_13),
+    .wa(w6_0[26]),
+    .wb(w6_0[27])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_14_add (
+    .a(xdata_c1[231:224]),
+    .b(xdata_c1[239:232]),
+    .s(p6_0_14),
+    .wa(w6_0[28]),
+    .wb(w6_0[29])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_15_add (
+    .a(xdata_c1[247:240]),
+    .b(xdata_c1[255:248]),
+    .s(p6_0_15),
+    .wa(w6_0[30]),
+    .wb(w6_0[31])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_16_add (
+    .a(xdata_c1[263:256]),
+    .b(xdata_c1[271:264]),
+    .s(p6_0_16),
+    .wa(w6_0[32]),
+    .wb(w6_0[33])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_17_add (
+    .a(xdata_c1[279:272]),
+    .b(xdata_c1[287:280]),
+    .s(p6_0_17),
+    .wa(w6_0[34]),
+    .wb(w6_0[35])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_18_add (
+    .a(xdata_c1[295:288]),
+    .b(xdata_c1[303:296]),
+    .s(p6_0_18),
+    .wa(w6_0[36]),
+    .wb(w6_0[37])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_19_add (
+    .a(xdata_c1[311:304]),
+    .b(xdata_c1[319:312]),
+    .s(p6_0_19),
+    .wa(w6_0[38]),
+    .wb(w6_0[39])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_1_add (
+    .a(xdata_c1[23:16]),
+    .b(xdata_c1[31:24]),
+    .s(p6_0_1),
+    .wa(w6_0[2]),
+    .wb(w6_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_2_add (
+    .a(xdata_c1[39:32]),
+    .b(xdata_c1[47:40]),
+    .s(p6_0_2),
+    .wa(w6_0[4]),
+    .wb(w6_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_3_add (
+    .a(xdata_c1[55:48]),
+    .b(xdata_c1[63:56]),
+    .s(p6_0_3),
+    .wa(w6_0[6]),
+    .wb(w6_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_4_add (
+    .a(xdata_c1[71:64]),
+    .b(xdata_c1[79:72]),
+    .s(p6_0_4),
+    .wa(w6_0[8]),
+    .wb(w6_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_5_add (
+    .a(xdata_c1[87:80]),
+    .b(xdata_c1[95:88]),
+    .s(p6_0_5),
+    .wa(w6_0[10]),
+    .wb(w6_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_6_add (
+    .a(xdata_c1[103:96]),
+    .b(xdata_c1[111:104]),
+    .s(p6_0_6),
+    .wa(w6_0[12]),
+    .wb(w6_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_7_add (
+    .a(xdata_c1[119:112]),
+    .b(xdata_c1[127:120]),
+    .s(p6_0_7),
+    .wa(w6_0[14]),
+    .wb(w6_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_8_add (
+    .a(xdata_c1[135:128]),
+    .b(xdata_c1[143:136]),
+    .s(p6_0_8),
+    .wa(w6_0[16]),
+    .wb(w6_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p6_0_9_add (
+    .a(xdata_c1[151:144]),
+    .b(xdata_c1[159:152]),
+    .s(p6_0_9),
+    .wa(w6_0[18]),
+    .wb(w6_0[19])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_0_add (
+    .a(xdata_c1[7:0]),
+    .b(xdata_c1[15:8]),
+    .s(p7_0_0),
+    .wa(w7_0[0]),
+    .wb(w7_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_10_add (
+    .a(xdata_c1[167:160]),
+    .b(xdata_c1[175:168]),
+    .s(p7_0_10),
+    .wa(w7_0[20]),
+    .wb(w7_0[21])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_11_add (
+    .a(xdata_c1[183:176]),
+    .b(xdata_c1[191:184]),
+    .s(p7_0_11),
+    .wa(w7_0[22]),
+    .wb(w7_0[23])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_12_add (
+    .a(xdata_c1[199:192]),
+    .b(xdata_c1[207:200]),
+    .s(p7_0_12),
+    .wa(w7_0[24]),
+    .wb(w7_0[25])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_13_add (
+    .a(xdata_c1[215:208]),
+    .b(xdata_c1[223:216]),
+    .s(p7_0_13),
+    .wa(w7_0[26]),
+    .wb(w7_0[27])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_14_add (
+    .a(xdata_c1[231:224]),
+    .b(xdata_c1[239:232]),
+    .s(p7_0_14),
+    .wa(w7_0[28]),
+    .wb(w7_0[29])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_15_add (
+    .a(xdata_c1[247:240]),
+    .b(xdata_c1[255:248]),
+    .s(p7_0_15),
+    .wa(w7_0[30]),
+    .wb(w7_0[31])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_16_add (
+    .a(xdata_c1[263:256]),
+    .b(xdata_c1[271:264]),
+    .s(p7_0_16),
+    .wa(w7_0[32]),
+    .wb(w7_0[33])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_17_add (
+    .a(xdata_c1[279:272]),
+    .b(xdata_c1[287:280]),
+    .s(p7_0_17),
+    .wa(w7_0[34]),
+    .wb(w7_0[35])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_18_add (
+    .a(xdata_c1[295:288]),
+    .b(xdata_c1[303:296]),
+    .s(p7_0_18),
+    .wa(w7_0[36]),
+    .wb(w7_0[37])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_19_add (
+    .a(xdata_c1[311:304]),
+    .b(xdata_c1[319:312]),
+    .s(p7_0_19),
+    .wa(w7_0[38]),
+    .wb(w7_0[39])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_1_add (
+    .a(xdata_c1[23:16]),
+    .b(xdata_c1[31:24]),
+    .s(p7_0_1),
+    .wa(w7_0[2]),
+    .wb(w7_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_2_add (
+    .a(xdata_c1[39:32]),
+    .b(xdata_c1[47:40]),
+    .s(p7_0_2),
+    .wa(w7_0[4]),
+    .wb(w7_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_3_add (
+    .a(xdata_c1[55:48]),
+    .b(xdata_c1[63:56]),
+    .s(p7_0_3),
+    .wa(w7_0[6]),
+    .wb(w7_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_4_add (
+    .a(xdata_c1[71:64]),
+    .b(xdata_c1[79:72]),
+    .s(p7_0_4),
+    .wa(w7_0[8]),
+    .wb(w7_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_5_add (
+    .a(xdata_c1[87:80]),
+    .b(xdata_c1[95:88]),
+    .s(p7_0_5),
+    .wa(w7_0[10]),
+    .wb(w7_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_6_add (
+    .a(xdata_c1[103:96]),
+    .b(xdata_c1[111:104]),
+    .s(p7_0_6),
+    .wa(w7_0[12]),
+    .wb(w7_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_7_add (
+    .a(xdata_c1[119:112]),
+    .b(xdata_c1[127:120]),
+    .s(p7_0_7),
+    .wa(w7_0[14]),
+    .wb(w7_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_8_add (
+    .a(xdata_c1[135:128]),
+    .b(xdata_c1[143:136]),
+    .s(p7_0_8),
+    .wa(w7_0[16]),
+    .wb(w7_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p7_0_9_add (
+    .a(xdata_c1[151:144]),
+    .b(xdata_c1[159:152]),
+    .s(p7_0_9),
+    .wa(w7_0[18]),
+    .wb(w7_0[19])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9515,7 +10233,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   ) r_addr_b0_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$113 )
+    .q(\port__addr$110 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9523,6 +10241,14 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   ) r_addr_b0_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
+    .q(\port__addr$113 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) r_addr_b0_p2_copy (
+    .clk(clk),
+    .d(r_next[2:0]),
     .q(\port__addr$116 )
   );
   flexor_copy #(
@@ -9543,16 +10269,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b2_p0_copy (
+    .WIDTH(32'd3)
+  ) r_addr_b1_p2_copy (
     .clk(clk),
-    .d(r_next[3:0]),
+    .d(r_next[2:0]),
     .q(\port__addr$125 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd4)
-  ) r_addr_b2_p1_copy (
+  ) r_addr_b2_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
     .q(\port__addr$128 )
@@ -9560,23 +10286,23 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd4)
-  ) r_addr_b3_p0_copy (
+  ) r_addr_b2_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
     .q(\port__addr$131 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b3_p1_copy (
+    .WIDTH(32'd3)
+  ) r_addr_b2_p2_copy (
     .clk(clk),
-    .d(r_next[3:0]),
+    .d(r_next[2:0]),
     .q(\port__addr$134 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd4)
-  ) r_addr_b4_p0_copy (
+  ) r_addr_b3_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
     .q(\port__addr$137 )
@@ -9584,23 +10310,23 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd4)
-  ) r_addr_b4_p1_copy (
+  ) r_addr_b3_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
     .q(\port__addr$140 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b5_p0_copy (
+    .WIDTH(32'd3)
+  ) r_addr_b3_p2_copy (
     .clk(clk),
-    .d(r_next[3:0]),
+    .d(r_next[2:0]),
     .q(\port__addr$143 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd4)
-  ) r_addr_b5_p1_copy (
+  ) r_addr_b4_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
     .q(\port__addr$146 )
@@ -9608,103 +10334,63 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd4)
-  ) r_addr_b6_p0_copy (
+  ) r_addr_b4_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
     .q(\port__addr$149 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b6_p1_copy (
+    .WIDTH(32'd3)
+  ) r_addr_b4_p2_copy (
     .clk(clk),
-    .d(r_next[3:0]),
+    .d(r_next[2:0]),
     .q(\port__addr$152 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b7_p0_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$155 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b7_p1_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$158 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
+    .WIDTH(32'd2)
   ) r_page_b0_copy (
     .clk(clk),
-    .d(r_addr_q[4]),
+    .d(r_addr_q[5:4]),
     .q(r_page_b0)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
+    .WIDTH(32'd2)
   ) r_page_b1_copy (
     .clk(clk),
-    .d(r_addr_q[4]),
+    .d(r_addr_q[5:4]),
     .q(r_page_b1)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
+    .WIDTH(32'd2)
   ) r_page_b2_copy (
     .clk(clk),
-    .d(r_addr_q[4]),
+    .d(r_addr_q[5:4]),
     .q(r_page_b2)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
+    .WIDTH(32'd2)
   ) r_page_b3_copy (
     .clk(clk),
-    .d(r_addr_q[4]),
+    .d(r_addr_q[5:4]),
     .q(r_page_b3)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
+    .WIDTH(32'd2)
   ) r_page_b4_copy (
     .clk(clk),
-    .d(r_addr_q[4]),
+    .d(r_addr_q[5:4]),
     .q(r_page_b4)
   );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) r_page_b5_copy (
-    .clk(clk),
-    .d(r_addr_q[4]),
-    .q(r_page_b5)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) r_page_b6_copy (
-    .clk(clk),
-    .d(r_addr_q[4]),
-    .q(r_page_b6)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) r_page_b7_copy (
-    .clk(clk),
-    .d(r_addr_q[4]),
-    .q(r_page_b7)
-  );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$814 ),
+    .addr(\addr$936 ),
     .clk(clk),
-    .data(\data$813 )
+    .data(\data$935 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -9716,7 +10402,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$801 )
+    .p(\p$923 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9732,7 +10418,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   ) w_addr_b0_p1_copy (
     .clk(clk),
     .d(\$2 [3:0]),
-    .q(\port__addr$45 )
+    .q(\port__addr$30 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) w_addr_b0_p2_copy (
+    .clk(clk),
+    .d(\$2 [2:0]),
+    .q(\port__addr$55 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9748,7 +10442,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   ) w_addr_b1_p1_copy (
     .clk(clk),
     .d(\$2 [3:0]),
-    .q(\port__addr$50 )
+    .q(\port__addr$35 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) w_addr_b1_p2_copy (
+    .clk(clk),
+    .d(\$2 [2:0]),
+    .q(\port__addr$60 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9764,7 +10466,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   ) w_addr_b2_p1_copy (
     .clk(clk),
     .d(\$2 [3:0]),
-    .q(\port__addr$55 )
+    .q(\port__addr$40 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) w_addr_b2_p2_copy (
+    .clk(clk),
+    .d(\$2 [2:0]),
+    .q(\port__addr$65 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9780,7 +10490,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   ) w_addr_b3_p1_copy (
     .clk(clk),
     .d(\$2 [3:0]),
-    .q(\port__addr$60 )
+    .q(\port__addr$45 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) w_addr_b3_p2_copy (
+    .clk(clk),
+    .d(\$2 [2:0]),
+    .q(\port__addr$70 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9796,190 +10514,142 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
   ) w_addr_b4_p1_copy (
     .clk(clk),
     .d(\$2 [3:0]),
-    .q(\port__addr$65 )
+    .q(\port__addr$50 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b5_p0_copy (
+    .WIDTH(32'd3)
+  ) w_addr_b4_p2_copy (
     .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$30 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b5_p1_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$70 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b6_p0_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$35 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b6_p1_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
+    .d(\$2 [2:0]),
     .q(\port__addr$75 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b7_p0_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$40 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b7_p1_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$80 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
+    .WIDTH(32'd8)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$106 ),
+    .d(\$142 [7:0]),
     .q(port__en)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
+    .WIDTH(32'd8)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$138 ),
-    .q(\port__en$48 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b1_p0_copy (
-    .clk(clk),
-    .d(\$110 ),
-    .q(\port__en$13 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b1_p1_copy (
-    .clk(clk),
-    .d(\$142 ),
-    .q(\port__en$53 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b2_p0_copy (
-    .clk(clk),
-    .d(\$114 ),
-    .q(\port__en$18 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b2_p1_copy (
-    .clk(clk),
-    .d(\$146 ),
-    .q(\port__en$58 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b3_p0_copy (
-    .clk(clk),
-    .d(\$118 ),
-    .q(\port__en$23 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b3_p1_copy (
-    .clk(clk),
-    .d(\$150 ),
-    .q(\port__en$63 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b4_p0_copy (
-    .clk(clk),
-    .d(\$122 ),
-    .q(\port__en$28 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b4_p1_copy (
-    .clk(clk),
-    .d(\$154 ),
-    .q(\port__en$68 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b5_p0_copy (
-    .clk(clk),
-    .d(\$126 ),
+    .d(\$162 [7:0]),
     .q(\port__en$33 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b5_p1_copy (
+    .WIDTH(32'd8)
+  ) w_en_b0_p2_copy (
     .clk(clk),
-    .d(\$158 ),
-    .q(\port__en$73 )
+    .d(\$182 [7:0]),
+    .q(\port__en$58 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b6_p0_copy (
+    .WIDTH(32'd8)
+  ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$130 ),
+    .d(\$146 [15:8]),
+    .q(\port__en$13 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b1_p1_copy (
+    .clk(clk),
+    .d(\$166 [15:8]),
     .q(\port__en$38 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b6_p1_copy (
+    .WIDTH(32'd8)
+  ) w_en_b1_p2_copy (
     .clk(clk),
-    .d(\$162 ),
-    .q(\port__en$78 )
+    .d(\$186 [15:8]),
+    .q(\port__en$63 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b7_p0_copy (
+    .WIDTH(32'd8)
+  ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$134 ),
+    .d(\$150 [23:16]),
+    .q(\port__en$18 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b2_p1_copy (
+    .clk(clk),
+    .d(\$170 [23:16]),
     .q(\port__en$43 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b7_p1_copy (
+    .WIDTH(32'd8)
+  ) w_en_b2_p2_copy (
     .clk(clk),
-    .d(\$166 ),
-    .q(\port__en$83 )
+    .d(\$190 [23:16]),
+    .q(\port__en$68 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b3_p0_copy (
+    .clk(clk),
+    .d(\$154 [31:24]),
+    .q(\port__en$23 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b3_p1_copy (
+    .clk(clk),
+    .d(\$174 [31:24]),
+    .q(\port__en$48 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b3_p2_copy (
+    .clk(clk),
+    .d(\$194 [31:24]),
+    .q(\port__en$73 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b4_p0_copy (
+    .clk(clk),
+    .d(\$158 [39:32]),
+    .q(\port__en$28 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b4_p1_copy (
+    .clk(clk),
+    .d(\$178 [39:32]),
+    .q(\port__en$53 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b4_p2_copy (
+    .clk(clk),
+    .d(\$198 [39:32]),
+    .q(\port__en$78 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$169 ),
+    .d(\$201 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -9987,708 +10657,838 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$570 , w_da
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$172 ),
+    .d(\$204 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv2.weights  weights (
     .clk(clk),
-    .data(\data$813 ),
+    .data(\data$935 ),
     .o__ready(step),
-    .\port$2225$0 (\$245 ),
-    .\port$2231$0 (\$246 ),
-    .\port$2237$0 (\$247 ),
-    .raddr(\addr$814 ),
+    .\port$2023$0 (\$312 ),
+    .\port$2029$0 (\$313 ),
+    .\port$2035$0 (\$314 ),
+    .\port$2041$0 (\$315 ),
+    .raddr(\addr$936 ),
     .rst_conv2(rst_conv2)
   );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd320)
+  ) xdata_c0_copy (
+    .clk(clk),
+    .d({ \$214 , \$212 , \$210 , \$208 , \$206  }),
+    .q(xdata_c0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd320)
+  ) xdata_c1_copy (
+    .clk(clk),
+    .d({ \$224 , \$222 , \$220 , \$218 , \$216  }),
+    .q(xdata_c1)
+  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$235  = v_out_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$245  = \$signal$633 ;
     if (rst_conv2) begin
-      \$235  = 1'h0;
+      \$245  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$236  = ka;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$246  = v2_d1;
     if (rst_conv2) begin
-      \$236  = 1'h0;
+      \$246  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$237  = skipped_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$247  = v2_d2;
     if (rst_conv2) begin
-      \$237  = 1'h0;
+      \$247  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$238  = skipped_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$248  = v2_d3;
     if (rst_conv2) begin
-      \$238  = 1'h0;
+      \$248  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$239  = skipped_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$249  = v2_d4;
     if (rst_conv2) begin
-      \$239  = 1'h0;
+      \$249  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$240  = skipped_d4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$250  = last1;
     if (rst_conv2) begin
-      \$240  = 1'h0;
+      \$250  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$241  = \$100 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$251  = last2_d1;
     if (rst_conv2) begin
-      \$241  = 1'h0;
+      \$251  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$242  = \$102 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$252  = last2_d2;
     if (rst_conv2) begin
-      \$242  = 2'h0;
+      \$252  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$243  = \$25 [3:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$253  = last2_d3;
     if (rst_conv2) begin
-      \$243  = 4'hc;
+      \$253  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$244  = credits_room_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$254  = last2_d4;
     if (rst_conv2) begin
-      \$244  = 1'h1;
+      \$254  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$255  = \$signal$633 ;
+    if (rst_conv2) begin
+      \$255  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$256  = v2p_d1;
+    if (rst_conv2) begin
+      \$256  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$257  = v2p_d2;
+    if (rst_conv2) begin
+      \$257  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$258  = v2p_d3;
+    if (rst_conv2) begin
+      \$258  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$259  = \$signal$634 ;
+    if (rst_conv2) begin
+      \$259  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$260  = first2p_d1;
+    if (rst_conv2) begin
+      \$260  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$261  = first2p_d2;
+    if (rst_conv2) begin
+      \$261  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$262  = first2p_d3;
+    if (rst_conv2) begin
+      \$262  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$263  = last1;
+    if (rst_conv2) begin
+      \$263  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$264  = last2p_d1;
+    if (rst_conv2) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$265  = last2p_d2;
+    if (rst_conv2) begin
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$266  = last2p_d3;
+    if (rst_conv2) begin
+      \$266  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$267  = group_end;
+    if (rst_conv2) begin
+      \$267  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$268  = xacc;
+    if (flags_x[0]) begin
+      \$268  = \$59 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$269  = xfin;
+    if (\$60 ) begin
+      \$269  = \$62 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$270  = acc0_0;
+    if (flags_0[0]) begin
+      \$270  = \$64 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$271  = fin0_0;
+    if (\$65 ) begin
+      \$271  = \$67 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$272  = bank0_0;
+    if (done) begin
+      \$272  = \$69 [18:0];
+    end else if (ser) begin
+      \$272  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$273  = acc1_0;
+    if (flags_1[0]) begin
+      \$273  = \$71 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$274  = fin1_0;
+    if (\$72 ) begin
+      \$274  = \$74 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$275  = bank1_0;
+    if (done) begin
+      \$275  = \$76 [18:0];
+    end else if (ser) begin
+      \$275  = bank2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$276  = acc2_0;
+    if (flags_2[0]) begin
+      \$276  = \$78 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$277  = fin2_0;
+    if (\$79 ) begin
+      \$277  = \$81 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$278  = bank2_0;
+    if (done) begin
+      \$278  = \$83 [18:0];
+    end else if (ser) begin
+      \$278  = bank3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$279  = acc3_0;
+    if (flags_3[0]) begin
+      \$279  = \$85 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$280  = fin3_0;
+    if (\$86 ) begin
+      \$280  = \$88 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$281  = bank3_0;
+    if (done) begin
+      \$281  = \$90 [18:0];
+    end else if (ser) begin
+      \$281  = bank4_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$282  = acc4_0;
+    if (flags_4[0]) begin
+      \$282  = \$92 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$283  = fin4_0;
+    if (\$93 ) begin
+      \$283  = \$95 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$284  = bank4_0;
+    if (done) begin
+      \$284  = \$97 [18:0];
+    end else if (ser) begin
+      \$284  = bank5_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$285  = acc5_0;
+    if (flags_5[0]) begin
+      \$285  = \$99 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$286  = fin5_0;
+    if (\$100 ) begin
+      \$286  = \$102 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$287  = bank5_0;
+    if (done) begin
+      \$287  = \$104 [18:0];
+    end else if (ser) begin
+      \$287  = bank6_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$288  = acc6_0;
+    if (flags_6[0]) begin
+      \$288  = \$106 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$289  = fin6_0;
+    if (\$107 ) begin
+      \$289  = \$109 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$290  = bank6_0;
+    if (done) begin
+      \$290  = \$111 [18:0];
+    end else if (ser) begin
+      \$290  = bank7_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$291  = acc7_0;
+    if (flags_7[0]) begin
+      \$291  = \$113 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$292  = fin7_0;
+    if (\$114 ) begin
+      \$292  = \$116 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$293  = bank7_0;
+    if (done) begin
+      \$293  = \$118 [18:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$294  = ser_left;
+    if (done) begin
+      \$294  = 4'h8;
+    end else if (ser) begin
+      \$294  = \$119 [3:0];
+    end
+    if (rst_conv2) begin
+      \$294  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$295  = addr;
+    if (ser) begin
+      \$295  = \$122 [5:0];
+    end
+    if (rst_conv2) begin
+      \$295  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$296  = \$123 ;
+    if (rst_conv2) begin
+      \$296  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$297  = \$125 ;
+    if (rst_conv2) begin
+      \$297  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$298  = \$signal$916 ;
+    if (rst_conv2) begin
+      \$298  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$299  = vb;
+    if (rst_conv2) begin
+      \$299  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$300  = v_out_d1;
+    if (rst_conv2) begin
+      \$300  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$301  = v_out_d2;
+    if (rst_conv2) begin
+      \$301  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$302  = v_out_d3;
+    if (rst_conv2) begin
+      \$302  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$303  = ka;
+    if (rst_conv2) begin
+      \$303  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$304  = skipped_d1;
+    if (rst_conv2) begin
+      \$304  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$305  = skipped_d2;
+    if (rst_conv2) begin
+      \$305  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$306  = skipped_d3;
+    if (rst_conv2) begin
+      \$306  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$307  = skipped_d4;
+    if (rst_conv2) begin
+      \$307  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$308  = \$136 ;
+    if (rst_conv2) begin
+      \$308  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$309  = \$138 ;
+    if (rst_conv2) begin
+      \$309  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$310  = \$24 [4:0];
+    if (rst_conv2) begin
+      \$310  = 5'h18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$311  = credits_room_next;
+    if (rst_conv2) begin
+      \$311  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$16 [4:0];
+      r_next = \$15 [5:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$17  };
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$173  = w_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$225  = \$27 ;
+    if (rst_conv2) begin
+      \$225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$226  = \beat$632 ;
     if (take) begin
-      \$173  = \$28 [3:0];
+      \$226  = \$29 [7:0];
     end
     if (rst_conv2) begin
-      \$173  = 4'h0;
+      \$226  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$174  = \$29 ;
-    if (rst_conv2) begin
-      \$174  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$175  = gap_zero_next;
-    if (rst_conv2) begin
-      \$175  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = \$signal ;
-    if (rst_conv2) begin
-      \$176  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = n_last_next;
-    if (rst_conv2) begin
-      \$177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = \$30 ;
-    if (rst_conv2) begin
-      \$178  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = r_next;
-    if (rst_conv2) begin
-      \$179  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = s_idx;
-    if (step) begin
-      \$180  = \$32 [3:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$227  = at;
+    if (take) begin
+      \$227  = \$31 ;
     end
     if (rst_conv2) begin
-      \$180  = 4'h0;
+      \$227  = 8'h01;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$181  = \$34 [3:0];
-      end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$228  = word;
+    if (take) begin
+      \$228  = \$34 [4:0];
     end
     if (rst_conv2) begin
-      \$181  = 4'h0;
+      \$228  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = active;
-    if (\$35 ) begin
-      \$182  = 1'h0;
-    end
-    if (load) begin
-      \$182  = 1'h1;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$229  = \$35 ;
     if (rst_conv2) begin
-      \$182  = 1'h0;
+      \$229  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$183  = r_base;
-    if (load) begin
-      \$183  = { 1'h0, \$36  };
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$230  = gap_zero_next;
     if (rst_conv2) begin
-      \$183  = 5'h00;
+      \$230  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$184  = w_half;
-    if (load) begin
-      \$184  = \$37 ;
-    end
-    if (rst_conv2) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$185  = gap;
-    if (\$38 ) begin
-      \$185  = 3'h3;
-    end else if (\$39 ) begin
-      \$185  = \$40 [2:0];
-    end
-    if (rst_conv2) begin
-      \$185  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$186  = step;
-    if (rst_conv2) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$187  = \$41 ;
-    if (rst_conv2) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$188  = s_last;
-    if (rst_conv2) begin
-      \$188  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$189  = r_next;
-    if (rst_conv2) begin
-      \$189  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$190  = \$signal$584 ;
-    if (rst_conv2) begin
-      \$190  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$191  = v2_d1;
-    if (rst_conv2) begin
-      \$191  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$192  = v2_d2;
-    if (rst_conv2) begin
-      \$192  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$193  = v2_d3;
-    if (rst_conv2) begin
-      \$193  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$194  = v2_d4;
-    if (rst_conv2) begin
-      \$194  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$195  = last1;
-    if (rst_conv2) begin
-      \$195  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$196  = last2_d1;
-    if (rst_conv2) begin
-      \$196  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$197  = last2_d2;
-    if (rst_conv2) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$198  = last2_d3;
-    if (rst_conv2) begin
-      \$198  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$199  = last2_d4;
-    if (rst_conv2) begin
-      \$199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$200  = \$signal$584 ;
-    if (rst_conv2) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$201  = v2p_d1;
-    if (rst_conv2) begin
-      \$201  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$202  = v2p_d2;
-    if (rst_conv2) begin
-      \$202  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$203  = v2p_d3;
-    if (rst_conv2) begin
-      \$203  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$204  = \$signal$585 ;
-    if (rst_conv2) begin
-      \$204  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$205  = first2p_d1;
-    if (rst_conv2) begin
-      \$205  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$206  = first2p_d2;
-    if (rst_conv2) begin
-      \$206  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$207  = first2p_d3;
-    if (rst_conv2) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$208  = last1;
-    if (rst_conv2) begin
-      \$208  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$209  = last2p_d1;
-    if (rst_conv2) begin
-      \$209  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$210  = last2p_d2;
-    if (rst_conv2) begin
-      \$210  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$211  = last2p_d3;
-    if (rst_conv2) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$212  = group_end;
-    if (rst_conv2) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$213  = xacc;
-    if (flags_x[0]) begin
-      \$213  = \$51 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$214  = xfin;
-    if (\$52 ) begin
-      \$214  = \$54 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$215  = acc0_0;
-    if (flags_0[0]) begin
-      \$215  = \$56 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$216  = fin0_0;
-    if (\$57 ) begin
-      \$216  = \$59 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$217  = bank0_0;
-    if (done) begin
-      \$217  = \$61 [18:0];
-    end else if (ser) begin
-      \$217  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$218  = acc1_0;
-    if (flags_1[0]) begin
-      \$218  = \$63 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$219  = fin1_0;
-    if (\$64 ) begin
-      \$219  = \$66 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$220  = bank1_0;
-    if (done) begin
-      \$220  = \$68 [18:0];
-    end else if (ser) begin
-      \$220  = bank2_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$221  = acc2_0;
-    if (flags_2[0]) begin
-      \$221  = \$70 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$222  = fin2_0;
-    if (\$71 ) begin
-      \$222  = \$73 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$223  = bank2_0;
-    if (done) begin
-      \$223  = \$75 [18:0];
-    end else if (ser) begin
-      \$223  = bank3_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$224  = acc3_0;
-    if (flags_3[0]) begin
-      \$224  = \$77 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$225  = fin3_0;
-    if (\$78 ) begin
-      \$225  = \$80 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$226  = bank3_0;
-    if (done) begin
-      \$226  = \$82 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$227  = ser_left;
-    if (done) begin
-      \$227  = 3'h4;
-    end else if (ser) begin
-      \$227  = \$83 [2:0];
-    end
-    if (rst_conv2) begin
-      \$227  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$228  = addr;
-    if (ser) begin
-      \$228  = \$86 [5:0];
-    end
-    if (rst_conv2) begin
-      \$228  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$229  = \$87 ;
-    if (rst_conv2) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$230  = \$89 ;
-    if (rst_conv2) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$231  = \$signal$794 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$231  = \$signal ;
     if (rst_conv2) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$232  = vb;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$232  = n_last_next;
     if (rst_conv2) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$233  = v_out_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$233  = \$36 ;
     if (rst_conv2) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$234  = v_out_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$234  = r_next;
     if (rst_conv2) begin
-      \$234  = 1'h0;
+      \$234  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$235  = s_idx;
+    if (step) begin
+      \$235  = \$38 [4:0];
+    end
+    if (rst_conv2) begin
+      \$235  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$236  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$236  = \$40 [2:0];
+      end
+    end
+    if (rst_conv2) begin
+      \$236  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$237  = active;
+    if (\$41 ) begin
+      \$237  = 1'h0;
+    end
+    if (load) begin
+      \$237  = 1'h1;
+    end
+    if (rst_conv2) begin
+      \$237  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$238  = r_base;
+    if (load) begin
+      \$238  = { 1'h0, \$42  };
+    end
+    if (rst_conv2) begin
+      \$238  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$239  = w_half;
+    if (load) begin
+      \$239  = \$43 ;
+    end
+    if (rst_conv2) begin
+      \$239  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$240  = gap;
+    if (\$44 ) begin
+      \$240  = 4'h7;
+    end else if (\$45 ) begin
+      \$240  = \$46 [3:0];
+    end
+    if (rst_conv2) begin
+      \$240  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$241  = step;
+    if (rst_conv2) begin
+      \$241  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$242  = \$47 ;
+    if (rst_conv2) begin
+      \$242  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$243  = s_last;
+    if (rst_conv2) begin
+      \$243  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$244  = r_next;
+    if (rst_conv2) begin
+      \$244  = 6'h00;
     end
   end
   assign w_addr_b0_p0 = port__addr;
-  assign port__data = w_data_q[63:0];
+  assign port__data = { w_data_q[23:0], w_data_q };
   assign w_en_b0_p0 = port__en;
   assign w_addr_b1_p0 = \port__addr$10 ;
-  assign \port__data$12  = w_data_q[127:64];
+  assign \port__data$12  = { w_data_q[7:0], w_data_q, w_data_q[39:24] };
   assign w_en_b1_p0 = \port__en$13 ;
   assign w_addr_b2_p0 = \port__addr$15 ;
-  assign \port__data$17  = w_data_q[191:128];
+  assign \port__data$17  = { w_data_q[31:0], w_data_q[39:8] };
   assign w_en_b2_p0 = \port__en$18 ;
   assign w_addr_b3_p0 = \port__addr$20 ;
-  assign \port__data$22  = w_data_q[255:192];
+  assign \port__data$22  = { w_data_q[15:0], w_data_q, w_data_q[39:32] };
   assign w_en_b3_p0 = \port__en$23 ;
   assign w_addr_b4_p0 = \port__addr$25 ;
-  assign \port__data$27  = w_data_q[319:256];
+  assign \port__data$27  = { w_data_q, w_data_q[39:16] };
   assign w_en_b4_p0 = \port__en$28 ;
-  assign w_addr_b5_p0 = \port__addr$30 ;
-  assign \port__data$32  = w_data_q[383:320];
-  assign w_en_b5_p0 = \port__en$33 ;
-  assign w_addr_b6_p0 = \port__addr$35 ;
-  assign \port__data$37  = w_data_q[447:384];
-  assign w_en_b6_p0 = \port__en$38 ;
-  assign w_addr_b7_p0 = \port__addr$40 ;
-  assign \port__data$42  = w_data_q[479:448];
-  assign w_en_b7_p0 = \port__en$43 ;
-  assign w_addr_b0_p1 = \port__addr$45 ;
-  assign \port__data$47  = w_data_q[63:0];
-  assign w_en_b0_p1 = \port__en$48 ;
-  assign w_addr_b1_p1 = \port__addr$50 ;
-  assign \port__data$52  = w_data_q[127:64];
-  assign w_en_b1_p1 = \port__en$53 ;
-  assign w_addr_b2_p1 = \port__addr$55 ;
-  assign \port__data$57  = w_data_q[191:128];
-  assign w_en_b2_p1 = \port__en$58 ;
-  assign w_addr_b3_p1 = \port__addr$60 ;
-  assign \port__data$62  = w_data_q[255:192];
-  assign w_en_b3_p1 = \port__en$63 ;
-  assign w_addr_b4_p1 = \port__addr$65 ;
-  assign \port__data$67  = w_data_q[319:256];
-  assign w_en_b4_p1 = \port__en$68 ;
-  assign w_addr_b5_p1 = \port__addr$70 ;
-  assign \port__data$72  = w_data_q[383:320];
-  assign w_en_b5_p1 = \port__en$73 ;
-  assign w_addr_b6_p1 = \port__addr$75 ;
-  assign \port__data$77  = w_data_q[447:384];
-  assign w_en_b6_p1 = \port__en$78 ;
-  assign w_addr_b7_p1 = \port__addr$80 ;
-  assign \port__data$82  = w_data_q[479:448];
-  assign w_en_b7_p1 = \port__en$83 ;
-  assign w_addr = \$2 [4:0];
+  assign w_addr_b0_p1 = \port__addr$30 ;
+  assign \port__data$32  = { w_data_q[23:0], w_data_q };
+  assign w_en_b0_p1 = \port__en$33 ;
+  assign w_addr_b1_p1 = \port__addr$35 ;
+  assign \port__data$37  = { w_data_q[7:0], w_data_q, w_data_q[39:24] };
+  assign w_en_b1_p1 = \port__en$38 ;
+  assign w_addr_b2_p1 = \port__addr$40 ;
+  assign \port__data$42  = { w_data_q[31:0], w_data_q[39:8] };
+  assign w_en_b2_p1 = \port__en$43 ;
+  assign w_addr_b3_p1 = \port__addr$45 ;
+  assign \port__data$47  = { w_data_q[15:0], w_data_q, w_data_q[39:32] };
+  assign w_en_b3_p1 = \port__en$48 ;
+  assign w_addr_b4_p1 = \port__addr$50 ;
+  assign \port__data$52  = { w_data_q, w_data_q[39:16] };
+  assign w_en_b4_p1 = \port__en$53 ;
+  assign w_addr_b0_p2 = \port__addr$55 ;
+  assign \port__data$57  = { w_data_q[23:0], w_data_q };
+  assign w_en_b0_p2 = \port__en$58 ;
+  assign w_addr_b1_p2 = \port__addr$60 ;
+  assign \port__data$62  = { w_data_q[7:0], w_data_q, w_data_q[39:24] };
+  assign w_en_b1_p2 = \port__en$63 ;
+  assign w_addr_b2_p2 = \port__addr$65 ;
+  assign \port__data$67  = { w_data_q[31:0], w_data_q[39:8] };
+  assign w_en_b2_p2 = \port__en$68 ;
+  assign w_addr_b3_p2 = \port__addr$70 ;
+  assign \port__data$72  = { w_data_q[15:0], w_data_q, w_data_q[39:32] };
+  assign w_en_b3_p2 = \port__en$73 ;
+  assign w_addr_b4_p2 = \port__addr$75 ;
+  assign \port__data$77  = { w_data_q, w_data_q[39:16] };
+  assign w_en_b4_p2 = \port__en$78 ;
+  assign w_addr = \$2 [5:0];
   assign i__payload = w_data;
-  assign w_en = take;
-  assign \w_full$96  = w_full;
-  assign \w_full_issue$98  = w_full_issue;
+  assign \w_full$93  = w_full;
+  assign \w_full_issue$95  = w_full_issue;
   assign o__ready = step;
-  assign r_addr_b0_p0 = \port__addr$113 ;
+  assign r_addr_b0_p0 = \port__addr$110 ;
+  assign \port__en$112  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$113 ;
   assign \port__en$115  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$116 ;
+  assign r_addr_b0_p2 = \port__addr$116 ;
   assign \port__en$118  = 1'h1;
   assign r_addr_b1_p0 = \port__addr$119 ;
   assign \port__en$121  = 1'h1;
   assign r_addr_b1_p1 = \port__addr$122 ;
   assign \port__en$124  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$125 ;
+  assign r_addr_b1_p2 = \port__addr$125 ;
   assign \port__en$127  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$128 ;
+  assign r_addr_b2_p0 = \port__addr$128 ;
   assign \port__en$130  = 1'h1;
-  assign r_addr_b3_p0 = \port__addr$131 ;
+  assign r_addr_b2_p1 = \port__addr$131 ;
   assign \port__en$133  = 1'h1;
-  assign r_addr_b3_p1 = \port__addr$134 ;
+  assign r_addr_b2_p2 = \port__addr$134 ;
   assign \port__en$136  = 1'h1;
-  assign r_addr_b4_p0 = \port__addr$137 ;
+  assign r_addr_b3_p0 = \port__addr$137 ;
   assign \port__en$139  = 1'h1;
-  assign r_addr_b4_p1 = \port__addr$140 ;
+  assign r_addr_b3_p1 = \port__addr$140 ;
   assign \port__en$142  = 1'h1;
-  assign r_addr_b5_p0 = \port__addr$143 ;
+  assign r_addr_b3_p2 = \port__addr$143 ;
   assign \port__en$145  = 1'h1;
-  assign r_addr_b5_p1 = \port__addr$146 ;
+  assign r_addr_b4_p0 = \port__addr$146 ;
   assign \port__en$148  = 1'h1;
-  assign r_addr_b6_p0 = \port__addr$149 ;
+  assign r_addr_b4_p1 = \port__addr$149 ;
   assign \port__en$151  = 1'h1;
-  assign r_addr_b6_p1 = \port__addr$152 ;
+  assign r_addr_b4_p2 = \port__addr$152 ;
   assign \port__en$154  = 1'h1;
-  assign r_addr_b7_p0 = \port__addr$155 ;
-  assign \port__en$157  = 1'h1;
-  assign r_addr_b7_p1 = \port__addr$158 ;
-  assign \port__en$160  = 1'h1;
   assign i = word1[15:0];
-  assign \i$163  = word1[31:16];
-  assign \i$164  = word1[47:32];
-  assign \i$234  = word1[63:48];
-  assign \i$235  = word1[79:64];
-  assign \i$236  = word1[95:80];
-  assign \i$306  = word1[111:96];
-  assign \i$307  = word1[127:112];
-  assign \i$308  = word1[143:128];
-  assign \i$378  = word1[159:144];
-  assign \i$379  = word1[175:160];
-  assign \i$380  = word1[191:176];
+  assign \i$157  = word1[31:16];
+  assign \i$203  = word1[47:32];
+  assign \i$204  = word1[63:48];
+  assign \i$250  = word1[79:64];
+  assign \i$251  = word1[95:80];
+  assign \i$297  = word1[111:96];
+  assign \i$298  = word1[127:112];
+  assign \i$344  = word1[143:128];
+  assign \i$345  = word1[159:144];
+  assign \i$391  = word1[175:160];
+  assign \i$392  = word1[191:176];
+  assign \i$438  = word1[207:192];
+  assign \i$439  = word1[223:208];
+  assign \i$485  = word1[239:224];
+  assign \i$486  = word1[255:240];
   assign shift = ser;
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$562  = data[12:0];
-  assign \b$563  = sa0_0[18:17];
-  assign rq0_y = \$22 [7:0];
-  assign \o__payload$569  = o__payload;
-  assign \o__ready$571  = \o__ready$570 ;
-  assign \o__valid$573  = o__valid;
-  assign \w_data$574  = \$22 [7:0];
-  assign v_out_d4 = \w_en$575 ;
-  assign space_next = \$25 [3:0];
-  assign \o__payload$587  = { \$247 , \$246 , \$245  };
-  assign \$4  = active;
-  assign \$60  = { fin0_0, 1'h0 };
-  assign \$67  = { fin1_0, 1'h0 };
-  assign \$74  = { fin2_0, 1'h0 };
-  assign \$81  = { fin3_0, 1'h0 };
-  assign \$87  = ser;
-  assign \$88  = 1'h0;
-  assign \$89  = 1'h0;
-  assign \$91  = { p[29], p };
-  assign \$92  = { \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 [14], \p$801 , 17'h00000 };
-  assign \$95  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$96  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$98  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$135  = \$2 [4];
-  assign \$139  = \$2 [4];
-  assign \$143  = \$2 [4];
-  assign \$147  = \$2 [4];
-  assign \$151  = \$2 [4];
-  assign \$155  = \$2 [4];
-  assign \$159  = \$2 [4];
-  assign \$163  = \$2 [4];
+  assign \a$610  = data[12:0];
+  assign \b$611  = sa0_0[18:17];
+  assign rq0_y = \$21 [7:0];
+  assign \o__payload$617  = o__payload;
+  assign \o__ready$619  = \o__ready$618 ;
+  assign \o__valid$621  = o__valid;
+  assign \w_data$622  = \$21 [7:0];
+  assign v_out_d4 = \w_en$623 ;
+  assign space_next = \$24 [4:0];
+  assign \o__payload$636  = { \$315 , \$314 , \$313 , \$312  };
+  assign \$3  = active;
+  assign \$68  = { fin0_0, 1'h0 };
+  assign \$75  = { fin1_0, 1'h0 };
+  assign \$82  = { fin2_0, 1'h0 };
+  assign \$89  = { fin3_0, 1'h0 };
+  assign \$96  = { fin4_0, 1'h0 };
+  assign \$103  = { fin5_0, 1'h0 };
+  assign \$110  = { fin6_0, 1'h0 };
+  assign \$117  = { fin7_0, 1'h0 };
+  assign \$123  = ser;
+  assign \$124  = 1'h0;
+  assign \$125  = 1'h0;
+  assign \$127  = { p[29], p };
+  assign \$128  = { \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 , 17'h00000 };
+  assign \$131  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$132  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$134  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10782,74 +11582,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_0_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[3] ^ i[8];
-  assign \$2  = i[2] ^ i[5];
-  assign \$3  = i[3] ^ i[13];
-  assign \$4  = i[0] ^ i[4];
-  assign \$5  = i[5] ^ i[14];
-  assign \$6  = i[12] ^ i[13];
-  assign \$7  = i[5] ^ i[6];
-  assign \$8  = i[6] ^ i[8];
-  assign \$9  = i[5] ^ i[12];
-  assign \$10  = i[0] ^ i[6];
-  assign \$11  = i[9] ^ i[12];
-  assign \$12  = i[0] ^ i[9];
-  assign \$13  = i[7] ^ i[11];
-  assign \$14  = i[12] ^ i[14];
-  assign \$15  = i[3] ^ i[7];
-  assign \$16  = i[2] ^ i[13];
-  assign \$17  = i[5] ^ i[13];
-  assign \$18  = i[9] ^ i[15];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[8] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_0_0_2 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -11053,74 +11785,6 @@ module \flexor_lenet5.conv2.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_1_0_2 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[3] ^ i[8];
-  assign \$2  = i[2] ^ i[5];
-  assign \$3  = i[3] ^ i[13];
-  assign \$4  = i[0] ^ i[4];
-  assign \$5  = i[5] ^ i[14];
-  assign \$6  = i[12] ^ i[13];
-  assign \$7  = i[5] ^ i[6];
-  assign \$8  = i[6] ^ i[8];
-  assign \$9  = i[5] ^ i[12];
-  assign \$10  = i[0] ^ i[6];
-  assign \$11  = i[9] ^ i[12];
-  assign \$12  = i[0] ^ i[9];
-  assign \$13  = i[7] ^ i[11];
-  assign \$14  = i[12] ^ i[14];
-  assign \$15  = i[3] ^ i[7];
-  assign \$16  = i[2] ^ i[13];
-  assign \$17  = i[5] ^ i[13];
-  assign \$18  = i[9] ^ i[15];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[8] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_2_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
@@ -11190,74 +11854,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_2_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[3] ^ i[8];
-  assign \$2  = i[2] ^ i[5];
-  assign \$3  = i[3] ^ i[13];
-  assign \$4  = i[0] ^ i[4];
-  assign \$5  = i[5] ^ i[14];
-  assign \$6  = i[12] ^ i[13];
-  assign \$7  = i[5] ^ i[6];
-  assign \$8  = i[6] ^ i[8];
-  assign \$9  = i[5] ^ i[12];
-  assign \$10  = i[0] ^ i[6];
-  assign \$11  = i[9] ^ i[12];
-  assign \$12  = i[0] ^ i[9];
-  assign \$13  = i[7] ^ i[11];
-  assign \$14  = i[12] ^ i[14];
-  assign \$15  = i[3] ^ i[7];
-  assign \$16  = i[2] ^ i[13];
-  assign \$17  = i[5] ^ i[13];
-  assign \$18  = i[9] ^ i[15];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[8] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_2_0_2 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -11461,7 +12057,483 @@ module \flexor_lenet5.conv2.dec_3_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_3_0_2 (o, i);
+module \flexor_lenet5.conv2.dec_4_0_0 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_4_0_1 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_5_0_0 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_5_0_1 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_6_0_0 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_6_0_1 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_7_0_0 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_7_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -11530,28 +12602,28 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
-  wire [4:0] \$10 ;
-  wire [4:0] \$11 ;
+  wire [5:0] \$10 ;
+  wire [5:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [4:0] \$16 ;
-  wire [4:0] \$17 ;
+  wire [5:0] \$16 ;
+  wire [5:0] \$17 ;
   wire \$18 ;
-  wire [4:0] \$19 ;
+  wire [5:0] \$19 ;
   wire \$2 ;
-  wire [4:0] \$20 ;
+  wire [5:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [4:0] \$23 ;
+  wire [5:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [4:0] \$26 ;
-  wire [4:0] \$27 ;
-  wire [5:0] \$28 ;
+  wire [5:0] \$26 ;
+  wire [5:0] \$27 ;
+  wire [6:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -11561,13 +12633,13 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
   wire \$34 ;
   wire \$35 ;
   reg \$36 ;
-  reg [3:0] \$37 ;
+  reg [4:0] \$37 ;
   reg \$38 ;
   reg [7:0] \$39 ;
   wire \$4 ;
-  reg [3:0] \$40 ;
-  reg [3:0] \$41 ;
-  reg [3:0] \$42 ;
+  reg [4:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
   wire \$5 ;
   wire \$6 ;
@@ -11590,25 +12662,25 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [3:0] r_port__addr;
+  wire [4:0] r_port__addr;
   wire [7:0] r_port__data;
   wire r_port__en;
-  reg [3:0] rd = 4'h0;
-  reg [3:0] rd_inc = 4'h1;
+  reg [4:0] rd = 5'h00;
+  reg [4:0] rd_inc = 5'h01;
   input rst_conv2;
   wire rst_conv2;
-  reg [3:0] used = 4'h0;
+  reg [4:0] used = 5'h00;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [3:0] w_port__addr = 4'h0;
+  reg [4:0] w_port__addr = 5'h00;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire [7:0] waiting;
-  (* init = 4'h0 *)
-  wire [3:0] wr;
-  reg [7:0] \buf  [10:0];
+  (* init = 5'h00 *)
+  wire [4:0] wr;
+  reg [7:0] \buf  [22:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -11621,6 +12693,18 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     \buf [8] = 8'h00;
     \buf [9] = 8'h00;
     \buf [10] = 8'h00;
+    \buf [11] = 8'h00;
+    \buf [12] = 8'h00;
+    \buf [13] = 8'h00;
+    \buf [14] = 8'h00;
+    \buf [15] = 8'h00;
+    \buf [16] = 8'h00;
+    \buf [17] = 8'h00;
+    \buf [18] = 8'h00;
+    \buf [19] = 8'h00;
+    \buf [20] = 8'h00;
+    \buf [21] = 8'h00;
+    \buf [22] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -11648,18 +12732,18 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 4'ha;
+  assign \$9  = rd_inc == 5'h16;
   assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 5'h00 : \$10 ;
+  assign \$11  = \$9  ? 6'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 4'ha;
+  assign \$15  = rd == 5'h16;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 5'h00 : \$16 ;
-  assign \$18  = w_port__addr == 4'ha;
+  assign \$17  = \$15  ? 6'h00 : \$16 ;
+  assign \$18  = w_port__addr == 5'h16;
   assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 5'h00 : \$19 ;
+  assign \$20  = \$18  ? 6'h00 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -11667,7 +12751,7 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [4], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [5], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -11690,38 +12774,38 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$42  = \$28 [3:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$42  = \$28 [4:0];
     if (rst_conv2) begin
-      \$42  = 4'h0;
+      \$42  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$43  = \$35 ;
     if (rst_conv2) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$36  = \$8 ;
     if (rst_conv2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$37  = rd_inc;
     if (pop) begin
-      \$37  = \$11 [3:0];
+      \$37  = \$11 [4:0];
     end
     if (rst_conv2) begin
-      \$37  = 4'h1;
+      \$37  = 5'h01;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -11731,30 +12815,30 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$40  = rd;
     if (pop) begin
-      \$40  = \$17 [3:0];
+      \$40  = \$17 [4:0];
     end
     if (rst_conv2) begin
-      \$40  = 4'h0;
+      \$40  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$41  = w_port__addr;
     if (push) begin
-      \$41  = \$20 [3:0];
+      \$41  = \$20 [4:0];
     end
     if (rst_conv2) begin
-      \$41  = 4'h0;
+      \$41  = 5'h00;
     end
   end
   assign head = o__payload;
@@ -11770,14 +12854,14 @@ module \flexor_lenet5.conv2.rom (data, addr, clk);
   wire [7:0] addr;
   input clk;
   wire clk;
-  output [191:0] data;
-  wire [191:0] data;
+  output [255:0] data;
+  wire [255:0] data;
   flexor_rom #(
     .ADDR_WIDTH(32'd8),
-    .DEPTH(32'd224),
+    .DEPTH(32'd160),
     .INIT_FILE("flexor_lenet5_l1_weights.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd192)
+    .WIDTH(32'd256)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -11834,8 +12918,8 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \port$2231$0 , \port$2237$0 , raddr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2023$0 , \port$2029$0 , \port$2035$0 , \port$2041$0 , raddr, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -11851,26 +12935,38 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \
   wire \$11 ;
   wire [2:0] \$110 ;
   wire [2:0] \$111 ;
-  reg [2:0] \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire [2:0] \$115 ;
+  wire [2:0] \$116 ;
+  wire [2:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  reg \$120 ;
-  reg [7:0] \$121 ;
-  reg \$122 ;
-  reg [1:0] \$123 ;
-  reg [1:0] \$124 ;
-  reg [191:0] \$125 ;
-  reg [191:0] \$126 ;
-  reg [191:0] \$127 ;
-  reg [191:0] \$128 ;
+  wire \$120 ;
+  wire [2:0] \$121 ;
+  wire [2:0] \$122 ;
+  wire [2:0] \$123 ;
+  reg [2:0] \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg [7:0] \$133 ;
+  reg \$134 ;
+  reg [1:0] \$135 ;
+  reg [1:0] \$136 ;
+  reg [255:0] \$137 ;
+  reg [255:0] \$138 ;
+  reg [255:0] \$139 ;
   wire \$14 ;
+  reg [255:0] \$140 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
@@ -11961,9 +13057,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \
   wire \$94 ;
   wire \$95 ;
   wire \$96 ;
-  wire [2:0] \$97 ;
-  wire [2:0] \$98 ;
-  wire [2:0] \$99 ;
+  wire [63:0] \$97 ;
+  wire [63:0] \$98 ;
+  wire [63:0] \$99 ;
   (* init = 8'h00 *)
   wire [7:0] addr;
   reg at0 = 1'h1;
@@ -11973,20 +13069,22 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \
   reg at4 = 1'h0;
   input clk;
   wire clk;
-  input [191:0] data;
-  wire [191:0] data;
+  input [255:0] data;
+  wire [255:0] data;
   reg [2:0] free = 3'h4;
   reg issue = 1'h1;
-  wire [191:0] o__payload;
+  wire [255:0] o__payload;
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$2225$0 ;
-  wire [63:0] \port$2225$0 ;
-  output [63:0] \port$2231$0 ;
-  wire [63:0] \port$2231$0 ;
-  output [63:0] \port$2237$0 ;
-  wire [63:0] \port$2237$0 ;
+  output [63:0] \port$2023$0 ;
+  wire [63:0] \port$2023$0 ;
+  output [63:0] \port$2029$0 ;
+  wire [63:0] \port$2029$0 ;
+  output [63:0] \port$2035$0 ;
+  wire [63:0] \port$2035$0 ;
+  output [63:0] \port$2041$0 ;
+  wire [63:0] \port$2041$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -11994,12 +13092,13 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \
   wire [2:0] rptr_0;
   wire [2:0] rptr_1;
   wire [2:0] rptr_2;
+  wire [2:0] rptr_3;
   input rst_conv2;
   wire rst_conv2;
-  reg [191:0] slot0 = 192'h000000000000000000000000000000000000000000000000;
-  reg [191:0] slot1 = 192'h000000000000000000000000000000000000000000000000;
-  reg [191:0] slot2 = 192'h000000000000000000000000000000000000000000000000;
-  reg [191:0] slot3 = 192'h000000000000000000000000000000000000000000000000;
+  reg [255:0] slot0 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  reg [255:0] slot1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  reg [255:0] slot2 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  reg [255:0] slot3 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg [1:0] wptr = 2'h0;
@@ -12062,7 +13161,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \
   assign \$57  = \$55  & \$56 ;
   assign \$58  = \$57  ? 1'h0 : at4;
   assign \$59  = \$53  ? at3 : \$58 ;
-  assign \$60  = raddr == 8'hdf;
+  assign \$60  = raddr == 8'h9f;
   assign \$61  = raddr + 1'h1;
   assign \$62  = \$60  ? 9'h000 : \$61 ;
   assign \$63  = ~ at0;
@@ -12097,12 +13196,12 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \
   assign \$91  = \$90  ? slot1[191:128] : slot0[191:128];
   assign \$92  = \$89  ? slot2[191:128] : \$91 ;
   assign \$93  = \$88  ? slot3[191:128] : \$92 ;
-  assign \$94  = ~ at0;
-  assign \$95  = \$94  & o__ready;
-  assign \$96  = rptr == 2'h3;
-  assign \$97  = rptr + 1'h1;
-  assign \$98  = \$96  ? 3'h0 : \$97 ;
-  assign \$99  = \$95  ? \$98  : { 1'h0, rptr };
+  assign \$94  = rptr_3 == 2'h3;
+  assign \$95  = rptr_3 == 2'h2;
+  assign \$96  = rptr_3 == 1'h1;
+  assign \$97  = \$96  ? slot1[255:192] : slot0[255:192];
+  assign \$98  = \$95  ? slot2[255:192] : \$97 ;
+  assign \$99  = \$94  ? slot3[255:192] : \$98 ;
   assign \$100  = ~ at0;
   assign \$101  = \$100  & o__ready;
   assign \$102  = rptr == 2'h3;
@@ -12115,46 +13214,58 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \
   assign \$109  = rptr + 1'h1;
   assign \$110  = \$108  ? 3'h0 : \$109 ;
   assign \$111  = \$107  ? \$110  : { 1'h0, rptr };
+  assign \$112  = ~ at0;
+  assign \$113  = \$112  & o__ready;
+  assign \$114  = rptr == 2'h3;
+  assign \$115  = rptr + 1'h1;
+  assign \$116  = \$114  ? 3'h0 : \$115 ;
+  assign \$117  = \$113  ? \$116  : { 1'h0, rptr };
+  assign \$118  = ~ at0;
+  assign \$119  = \$118  & o__ready;
+  assign \$120  = rptr == 2'h3;
+  assign \$121  = rptr + 1'h1;
+  assign \$122  = \$120  ? 3'h0 : \$121 ;
+  assign \$123  = \$119  ? \$122  : { 1'h0, rptr };
   always @(posedge clk)
-    free <= \$112 ;
+    free <= \$124 ;
   always @(posedge clk)
-    issue <= \$113 ;
+    issue <= \$125 ;
   always @(posedge clk)
-    at0 <= \$114 ;
+    at0 <= \$126 ;
   always @(posedge clk)
-    at1 <= \$115 ;
+    at1 <= \$127 ;
   always @(posedge clk)
-    at2 <= \$116 ;
+    at2 <= \$128 ;
   always @(posedge clk)
-    at3 <= \$117 ;
+    at3 <= \$129 ;
   always @(posedge clk)
-    at4 <= \$118 ;
+    at4 <= \$130 ;
   always @(posedge clk)
-    v1 <= \$119 ;
+    v1 <= \$131 ;
   always @(posedge clk)
-    v2 <= \$120 ;
+    v2 <= \$132 ;
   always @(posedge clk)
-    raddr <= \$121 ;
+    raddr <= \$133 ;
   always @(posedge clk)
-    primed <= \$122 ;
+    primed <= \$134 ;
   always @(posedge clk)
-    rptr <= \$123 ;
+    rptr <= \$135 ;
   always @(posedge clk)
-    wptr <= \$124 ;
+    wptr <= \$136 ;
   always @(posedge clk)
-    slot0 <= \$125 ;
+    slot0 <= \$137 ;
   always @(posedge clk)
-    slot1 <= \$126 ;
+    slot1 <= \$138 ;
   always @(posedge clk)
-    slot2 <= \$127 ;
+    slot2 <= \$139 ;
   always @(posedge clk)
-    slot3 <= \$128 ;
+    slot3 <= \$140 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd3)
   ) rptr_0_copy (
     .clk(clk),
-    .d(\$99 ),
+    .d(\$105 ),
     .q(rptr_0)
   );
   flexor_copy #(
@@ -12162,7 +13273,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \
     .WIDTH(32'd3)
   ) rptr_1_copy (
     .clk(clk),
-    .d(\$105 ),
+    .d(\$111 ),
     .q(rptr_1)
   );
   flexor_copy #(
@@ -12170,155 +13281,164 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2225$0 , \
     .WIDTH(32'd3)
   ) rptr_2_copy (
     .clk(clk),
-    .d(\$111 ),
+    .d(\$117 ),
     .q(rptr_2)
   );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rptr_3_copy (
+    .clk(clk),
+    .d(\$123 ),
+    .q(rptr_3)
+  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$112  = \$4 [2:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$124  = \$4 [2:0];
     if (rst_conv2) begin
-      \$112  = 3'h4;
+      \$124  = 3'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$113  = \$9 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$125  = \$9 ;
     if (rst_conv2) begin
-      \$113  = 1'h1;
+      \$125  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$114  = \$19 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$126  = \$19 ;
     if (rst_conv2) begin
-      \$114  = 1'h1;
+      \$126  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$115  = \$29 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$127  = \$29 ;
     if (rst_conv2) begin
-      \$115  = 1'h0;
+      \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$116  = \$39 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$128  = \$39 ;
     if (rst_conv2) begin
-      \$116  = 1'h0;
+      \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$117  = \$49 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$129  = \$49 ;
     if (rst_conv2) begin
-      \$117  = 1'h0;
+      \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$118  = \$59 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$130  = \$59 ;
     if (rst_conv2) begin
-      \$118  = 1'h0;
+      \$130  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$119  = issue;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$131  = issue;
     if (rst_conv2) begin
-      \$119  = 1'h0;
+      \$131  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$120  = v1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$132  = v1;
     if (rst_conv2) begin
-      \$120  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$121  = raddr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$133  = raddr;
     if (issue) begin
-      \$121  = \$62 [7:0];
+      \$133  = \$62 [7:0];
     end
     if (rst_conv2) begin
-      \$121  = 8'h00;
+      \$133  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$122  = primed;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$134  = primed;
     if (at4) begin
-      \$122  = 1'h1;
+      \$134  = 1'h1;
     end
     if (rst_conv2) begin
-      \$122  = 1'h0;
+      \$134  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$123  = \$68 [1:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$135  = \$68 [1:0];
     if (rst_conv2) begin
-      \$123  = 2'h0;
+      \$135  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$124  = wptr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$136  = wptr;
     if (v2) begin
-      \$124  = \$71 [1:0];
+      \$136  = \$71 [1:0];
     end
     if (rst_conv2) begin
-      \$124  = 2'h0;
+      \$136  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$125  = slot0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$137  = slot0;
     if (v2) begin
       if (\$72 ) begin
-        \$125  = data;
+        \$137  = data;
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$126  = slot1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$138  = slot1;
     if (v2) begin
       if (\$73 ) begin
-        \$126  = data;
+        \$138  = data;
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$127  = slot2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$139  = slot2;
     if (v2) begin
       if (\$74 ) begin
-        \$127  = data;
+        \$139  = data;
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$128  = slot3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$140  = slot3;
     if (v2) begin
       if (\$75 ) begin
-        \$128  = data;
+        \$140  = data;
       end
     end
   end
   assign addr = raddr;
-  assign o__payload = { \$93 , \$87 , \$81  };
-  assign \port$2225$0  = \$81 ;
-  assign \port$2231$0  = \$87 ;
-  assign \port$2237$0  = \$93 ;
+  assign o__payload = { \$99 , \$93 , \$87 , \$81  };
+  assign \port$2023$0  = \$81 ;
+  assign \port$2029$0  = \$87 ;
+  assign \port$2035$0  = \$93 ;
+  assign \port$2041$0  = \$99 ;
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__ready, \o__ready$47 , \o__valid$49 , o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -18899,7 +20019,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .q(\$signature__en$38 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     w_row_words = 10'h000;
     casez (\$3 )
       5'h00:
@@ -18927,7 +20047,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     row_words = 10'h000;
     casez (row_slot)
       4'h0:
@@ -18955,7 +20075,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$355  = w_c;
     if (write) begin
       \$355  = \$8 [4:0];
@@ -18965,7 +20085,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$356  = w_x;
     if (write) begin
       if (\$9 ) begin
@@ -18977,7 +20097,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$357  = w_b;
     if (write) begin
       if (\$9 ) begin
@@ -18989,7 +20109,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$358  = w_slot;
     if (write) begin
       if (\$9 ) begin
@@ -19003,7 +20123,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$359  = w_grp;
     if (write) begin
       if (\$9 ) begin
@@ -19019,7 +20139,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$360  = ahead;
     if (write) begin
       if (\$9 ) begin
@@ -19038,7 +20158,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$361  = w_row;
     if (write) begin
       if (\$9 ) begin
@@ -19062,49 +20182,49 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$362  = \$28 ;
     if (rst_conv2_window) begin
       \$362  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$363  = \$5 [2:0];
     if (rst_conv2_window) begin
       \$363  = 3'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$364  = take;
     if (rst_conv2_window) begin
       \$364  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$365  = read_v1;
     if (rst_conv2_window) begin
       \$365  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$366  = read_v2;
     if (rst_conv2_window) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$367  = read_v3;
     if (rst_conv2_window) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$368  = ky;
     if (take_step) begin
       \$368  = \$147 [2:0];
@@ -19114,7 +20234,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$369  = row_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19143,7 +20263,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$370  = c;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19157,7 +20277,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$371  = qc;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19176,7 +20296,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$372  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19194,7 +20314,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$373  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19212,7 +20332,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$374  = r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19230,7 +20350,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$375  = q0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19248,7 +20368,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$376  = oy;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19268,7 +20388,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$377  = low;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19288,7 +20408,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$378  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19313,7 +20433,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$379  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19340,7 +20460,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$380  = iy;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -19357,7 +20477,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$381  = w_last;
     if (write) begin
       \$381  = \$209 ;
@@ -19367,7 +20487,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$382  = img_slot;
     if (switch) begin
       \$382  = step_img_slot;
@@ -19377,7 +20497,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$383  = r_last;
     if (take_step) begin
       \$383  = \$221 ;
@@ -19387,56 +20507,56 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$384  = \$228 ;
     if (rst_conv2_window) begin
       \$384  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$385  = \$236 ;
     if (rst_conv2_window) begin
       \$385  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$386  = \$238 ;
     if (rst_conv2_window) begin
       \$386  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$387  = \$239 ;
     if (rst_conv2_window) begin
       \$387  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$388  = switch;
     if (rst_conv2_window) begin
       \$388  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$389  = \$253 ;
     if (rst_conv2_window) begin
       \$389  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$390  = \$296 ;
     if (rst_conv2_window) begin
       \$390  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$391  = \$297 ;
     if (rst_conv2_window) begin
       \$391  = 1'h0;
@@ -19485,7 +20605,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, i__ready, valid_next, o__valid, o__ready, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   reg [7:0] \$10 ;
   reg \$11 ;
@@ -19547,14 +20667,14 @@ module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, 
     .q(o__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$10  = o__payload;
     if (\$5 ) begin
       \$10  = \$8 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$11  = full;
     if (\$5 ) begin
       \$11  = 1'h0;
@@ -19566,7 +20686,7 @@ module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$12  = held;
     if (\$5 ) begin
     end else if (\$7 ) begin
@@ -19579,7 +20699,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port__data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$11 ;
@@ -19734,28 +20854,28 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$42  = \$28 [2:0];
     if (rst_conv2_window) begin
       \$42  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$43  = \$35 ;
     if (rst_conv2_window) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$36  = \$8 ;
     if (rst_conv2_window) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [2:0];
@@ -19765,7 +20885,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -19775,14 +20895,14 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [2:0];
@@ -19792,7 +20912,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [2:0];
@@ -19809,717 +20929,8 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, i__valid, i__payload, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire [8:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire [8:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  reg [7:0] \$129 ;
-  wire \$13 ;
-  reg [11:0] \$130 ;
-  reg [479:0] \$131 ;
-  reg [479:0] \$132 ;
-  wire [11:0] \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [479:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire [479:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire [479:0] \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire [479:0] \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [479:0] \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire [479:0] \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire [479:0] \$49 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire [479:0] \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  wire \$signal ;
-  reg [11:0] at = 12'h001;
-  reg [7:0] beat = 8'h00;
-  input clk;
-  wire clk;
-  wire full;
-  wire full_0;
-  wire full_1;
-  wire full_2;
-  wire full_3;
-  wire full_4;
-  wire full_5;
-  wire full_6;
-  wire full_7;
-  wire full_q;
-  input [39:0] i__payload;
-  wire [39:0] i__payload;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  wire last;
-  wire last_0;
-  wire last_1;
-  wire last_2;
-  wire last_3;
-  wire last_4;
-  wire last_5;
-  wire last_6;
-  wire last_7;
-  wire last_q;
-  output [479:0] o__payload;
-  reg [479:0] o__payload = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  (* init = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [479:0] out;
-  wire ready;
-  wire ready_0;
-  wire ready_1;
-  wire ready_2;
-  wire ready_3;
-  wire ready_4;
-  wire ready_5;
-  wire ready_6;
-  wire ready_7;
-  wire ready_q;
-  input rst_conv2_window_to_conv2;
-  wire rst_conv2_window_to_conv2;
-  wire take;
-  wire valid_0;
-  wire valid_1;
-  wire valid_2;
-  wire valid_3;
-  wire valid_4;
-  wire valid_5;
-  wire valid_6;
-  wire valid_7;
-  wire valid_next;
-  wire valid_q;
-  reg [479:0] word = 480'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  assign take = i__valid & i__ready;
-  assign \$1  = at[11] | last;
-  assign \$2  = take & \$1 ;
-  assign \$3  = ~ o__valid;
-  assign \$4  = \$3  | o__ready;
-  assign \$5  = full & \$4 ;
-  assign \$6  = \$5  ? 1'h0 : full;
-  assign \$signal  = \$2  ? 1'h1 : \$6 ;
-  assign \$7  = ~ o__valid;
-  assign \$8  = \$7  | o__ready;
-  assign \$9  = full & \$8 ;
-  assign \$10  = o__ready ? 1'h0 : o__valid;
-  assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = beat + 1'h1;
-  assign \$12  = last ? 9'h000 : \$11 ;
-  assign \$13  = at[11] | last;
-  assign \$14  = \$13  ? 12'h001 : { at[10:0], at[11] };
-  assign \$15  = ~ valid_0;
-  assign \$16  = \$15  | o__ready;
-  assign \$17  = full_0 & \$16 ;
-  assign \$18  = i__valid & ready_0;
-  assign \$19  = last_0 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$20  = ~ valid_1;
-  assign \$21  = \$20  | o__ready;
-  assign \$22  = full_1 & \$21 ;
-  assign \$23  = i__valid & ready_1;
-  assign \$24  = last_1 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$25  = ~ valid_2;
-  assign \$26  = \$25  | o__ready;
-  assign \$27  = full_2 & \$26 ;
-  assign \$28  = i__valid & ready_2;
-  assign \$29  = last_2 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$30  = ~ valid_3;
-  assign \$31  = \$30  | o__ready;
-  assign \$32  = full_3 & \$31 ;
-  assign \$33  = i__valid & ready_3;
-  assign \$34  = last_3 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$35  = ~ valid_4;
-  assign \$36  = \$35  | o__ready;
-  assign \$37  = full_4 & \$36 ;
-  assign \$38  = i__valid & ready_4;
-  assign \$39  = last_4 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$40  = ~ valid_5;
-  assign \$41  = \$40  | o__ready;
-  assign \$42  = full_5 & \$41 ;
-  assign \$43  = i__valid & ready_5;
-  assign \$44  = last_5 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$45  = ~ valid_6;
-  assign \$46  = \$45  | o__ready;
-  assign \$47  = full_6 & \$46 ;
-  assign \$48  = i__valid & ready_6;
-  assign \$49  = last_6 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$50  = ~ valid_7;
-  assign \$51  = \$50  | o__ready;
-  assign \$52  = full_7 & \$51 ;
-  assign \$53  = i__valid & ready_7;
-  assign \$54  = last_7 ? { 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000, i__payload, word[479:360] } : { i__payload, word[479:40] };
-  assign \$55  = rst_conv2_window_to_conv2 ? 1'h0 : valid_next;
-  assign \$56  = rst_conv2_window_to_conv2 ? 1'h0 : \$signal ;
-  assign \$57  = ~ \$signal ;
-  assign \$58  = ~ valid_next;
-  assign \$59  = \$57  | \$58 ;
-  assign \$60  = rst_conv2_window_to_conv2 ? 1'h1 : \$59 ;
-  assign \$61  = beat == 8'h9e;
-  assign \$62  = last ? 1'h0 : \$61 ;
-  assign \$63  = take ? \$62  : last;
-  assign \$64  = rst_conv2_window_to_conv2 ? 1'h0 : \$63 ;
-  assign \$65  = ~ \$signal ;
-  assign \$66  = ~ valid_next;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = \$67  | rst_conv2_window_to_conv2;
-  assign \$69  = beat == 8'h9e;
-  assign \$70  = last ? 1'h0 : \$69 ;
-  assign \$71  = take ? \$70  : last;
-  assign \$72  = rst_conv2_window_to_conv2 ? 1'h0 : \$71 ;
-  assign \$73  = ~ \$signal ;
-  assign \$74  = ~ valid_next;
-  assign \$75  = \$73  | \$74 ;
-  assign \$76  = \$75  | rst_conv2_window_to_conv2;
-  assign \$77  = beat == 8'h9e;
-  assign \$78  = last ? 1'h0 : \$77 ;
-  assign \$79  = take ? \$78  : last;
-  assign \$80  = rst_conv2_window_to_conv2 ? 1'h0 : \$79 ;
-  assign \$81  = ~ \$signal ;
-  assign \$82  = ~ valid_next;
-  assign \$83  = \$81  | \$82 ;
-  assign \$84  = \$83  | rst_conv2_window_to_conv2;
-  assign \$85  = beat == 8'h9e;
-  assign \$86  = last ? 1'h0 : \$85 ;
-  assign \$87  = take ? \$86  : last;
-  assign \$88  = rst_conv2_window_to_conv2 ? 1'h0 : \$87 ;
-  assign \$89  = ~ \$signal ;
-  assign \$90  = ~ valid_next;
-  assign \$91  = \$89  | \$90 ;
-  assign \$92  = \$91  | rst_conv2_window_to_conv2;
-  assign \$93  = beat == 8'h9e;
-  assign \$94  = last ? 1'h0 : \$93 ;
-  assign \$95  = take ? \$94  : last;
-  assign \$96  = rst_conv2_window_to_conv2 ? 1'h0 : \$95 ;
-  assign \$97  = ~ \$signal ;
-  assign \$98  = ~ valid_next;
-  assign \$99  = \$97  | \$98 ;
-  assign \$100  = \$99  | rst_conv2_window_to_conv2;
-  assign \$101  = beat == 8'h9e;
-  assign \$102  = last ? 1'h0 : \$101 ;
-  assign \$103  = take ? \$102  : last;
-  assign \$104  = rst_conv2_window_to_conv2 ? 1'h0 : \$103 ;
-  assign \$105  = ~ \$signal ;
-  assign \$106  = ~ valid_next;
-  assign \$107  = \$105  | \$106 ;
-  assign \$108  = \$107  | rst_conv2_window_to_conv2;
-  assign \$109  = beat == 8'h9e;
-  assign \$110  = last ? 1'h0 : \$109 ;
-  assign \$111  = take ? \$110  : last;
-  assign \$112  = rst_conv2_window_to_conv2 ? 1'h0 : \$111 ;
-  assign \$113  = ~ \$signal ;
-  assign \$114  = ~ valid_next;
-  assign \$115  = \$113  | \$114 ;
-  assign \$116  = \$115  | rst_conv2_window_to_conv2;
-  assign \$117  = beat == 8'h9e;
-  assign \$118  = last ? 1'h0 : \$117 ;
-  assign \$119  = take ? \$118  : last;
-  assign \$120  = rst_conv2_window_to_conv2 ? 1'h0 : \$119 ;
-  assign \$121  = ~ \$signal ;
-  assign \$122  = ~ valid_next;
-  assign \$123  = \$121  | \$122 ;
-  assign \$124  = \$123  | rst_conv2_window_to_conv2;
-  assign \$125  = beat == 8'h9e;
-  assign \$126  = last ? 1'h0 : \$125 ;
-  assign \$127  = take ? \$126  : last;
-  assign \$128  = rst_conv2_window_to_conv2 ? 1'h0 : \$127 ;
-  always @(posedge clk)
-    beat <= \$129 ;
-  always @(posedge clk)
-    at <= \$130 ;
-  always @(posedge clk)
-    o__payload <= \$131 ;
-  always @(posedge clk)
-    word <= \$132 ;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_0_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_1_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_2_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_3_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_3)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_4_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_4)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_5_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_5)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_6_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_6)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_7_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_7)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_q_copy (
-    .clk(clk),
-    .d(\$56 ),
-    .q(full)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_0_copy (
-    .clk(clk),
-    .d(\$72 ),
-    .q(last_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_1_copy (
-    .clk(clk),
-    .d(\$80 ),
-    .q(last_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_2_copy (
-    .clk(clk),
-    .d(\$88 ),
-    .q(last_2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_3_copy (
-    .clk(clk),
-    .d(\$96 ),
-    .q(last_3)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_4_copy (
-    .clk(clk),
-    .d(\$104 ),
-    .q(last_4)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_5_copy (
-    .clk(clk),
-    .d(\$112 ),
-    .q(last_5)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_6_copy (
-    .clk(clk),
-    .d(\$120 ),
-    .q(last_6)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_7_copy (
-    .clk(clk),
-    .d(\$128 ),
-    .q(last_7)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_q_copy (
-    .clk(clk),
-    .d(\$64 ),
-    .q(last)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_0_copy (
-    .clk(clk),
-    .d(\$68 ),
-    .q(ready_0)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_1_copy (
-    .clk(clk),
-    .d(\$76 ),
-    .q(ready_1)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_2_copy (
-    .clk(clk),
-    .d(\$84 ),
-    .q(ready_2)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_3_copy (
-    .clk(clk),
-    .d(\$92 ),
-    .q(ready_3)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_4_copy (
-    .clk(clk),
-    .d(\$100 ),
-    .q(ready_4)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_5_copy (
-    .clk(clk),
-    .d(\$108 ),
-    .q(ready_5)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_6_copy (
-    .clk(clk),
-    .d(\$116 ),
-    .q(ready_6)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_7_copy (
-    .clk(clk),
-    .d(\$124 ),
-    .q(ready_7)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_q_copy (
-    .clk(clk),
-    .d(\$60 ),
-    .q(i__ready)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_0_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_1_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_2_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_3_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_3)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_4_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_4)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_5_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_5)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_6_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_6)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_7_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_7)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_q_copy (
-    .clk(clk),
-    .d(\$55 ),
-    .q(o__valid)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$129  = beat;
-    if (take) begin
-      \$129  = \$12 [7:0];
-    end
-    if (rst_conv2_window_to_conv2) begin
-      \$129  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$130  = at;
-    if (take) begin
-      \$130  = \$14 ;
-    end
-    if (rst_conv2_window_to_conv2) begin
-      \$130  = 12'h001;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$131  = o__payload;
-    if (\$17 ) begin
-      \$131 [63:0] = word[63:0];
-    end
-    if (\$22 ) begin
-      \$131 [127:64] = word[127:64];
-    end
-    if (\$27 ) begin
-      \$131 [191:128] = word[191:128];
-    end
-    if (\$32 ) begin
-      \$131 [255:192] = word[255:192];
-    end
-    if (\$37 ) begin
-      \$131 [319:256] = word[319:256];
-    end
-    if (\$42 ) begin
-      \$131 [383:320] = word[383:320];
-    end
-    if (\$47 ) begin
-      \$131 [447:384] = word[447:384];
-    end
-    if (\$52 ) begin
-      \$131 [479:448] = word[479:448];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$132  = word;
-    if (\$18 ) begin
-      \$132 [63:0] = \$19 [63:0];
-    end
-    if (\$23 ) begin
-      \$132 [127:64] = \$24 [127:64];
-    end
-    if (\$28 ) begin
-      \$132 [191:128] = \$29 [191:128];
-    end
-    if (\$33 ) begin
-      \$132 [255:192] = \$34 [255:192];
-    end
-    if (\$38 ) begin
-      \$132 [319:256] = \$39 [319:256];
-    end
-    if (\$43 ) begin
-      \$132 [383:320] = \$44 [383:320];
-    end
-    if (\$48 ) begin
-      \$132 [447:384] = \$49 [447:384];
-    end
-    if (\$53 ) begin
-      \$132 [479:448] = \$54 [479:448];
-    end
-  end
-  assign ready = i__ready;
-  assign out = o__payload;
-  assign valid_q = o__valid;
-  assign full_q = full;
-  assign ready_q = i__ready;
-  assign last_q = last;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o__payload, \o__ready$152 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$152 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -22286,7 +22697,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     .rst_fc1(rst_fc1)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     filled = 1'h0;
     if (take) begin
       if (\$5 ) begin
@@ -22297,7 +22708,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$19 [8:0];
@@ -22307,7 +22718,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$204  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -22322,7 +22733,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$205  = pix;
     if (take) begin
       if (\$29 ) begin
@@ -22339,7 +22750,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$206  = \$like ;
     if (take) begin
       if (\$29 ) begin
@@ -22356,7 +22767,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$207  = p_lane;
     if (take) begin
       if (\$29 ) begin
@@ -22373,7 +22784,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$208  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -22393,7 +22804,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$209  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -22413,56 +22824,56 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$210  = \$63 ;
     if (rst_fc1) begin
       \$210  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$211  = gap_zero_next;
     if (rst_fc1) begin
       \$211  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$212  = \$signal$34 ;
     if (rst_fc1) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$213  = n_last_next;
     if (rst_fc1) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$214  = \$64 ;
     if (rst_fc1) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$215  = \$72 [7:0];
     if (rst_fc1) begin
       \$215  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$216  = \$78 [7:0];
     if (rst_fc1) begin
       \$216  = 8'h01;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$217  = head_boot;
     if (\$79 ) begin
       \$217  = \$80 [1:0];
@@ -22472,21 +22883,21 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$218  = head;
     if (\$83 ) begin
       \$218  = \data$170 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$219  = r_next;
     if (rst_fc1) begin
       \$219  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$220  = s_idx;
     if (step) begin
       \$220  = \$85 [7:0];
@@ -22496,7 +22907,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$221  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -22508,7 +22919,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$222  = active;
     if (\$88 ) begin
       \$222  = 1'h0;
@@ -22521,7 +22932,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$223  = r_base;
     if (load) begin
       \$223  = { 1'h0, \$89  };
@@ -22531,7 +22942,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$224  = w_half;
     if (load) begin
       \$224  = \$90 ;
@@ -22541,7 +22952,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$225  = gap;
     if (\$91 ) begin
       \$225  = 2'h1;
@@ -22553,7 +22964,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$226  = col;
     if (step) begin
       \$226  = \$94 ;
@@ -22563,7 +22974,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$227  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -22575,7 +22986,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$228  = row_ph1;
     if (step) begin
       if (s_last) begin
@@ -22587,210 +22998,210 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$229  = \$110 [4:0];
     if (rst_fc1) begin
       \$229  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$230  = \$116 [4:0];
     if (rst_fc1) begin
       \$230  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$231  = step;
     if (rst_fc1) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$232  = \$117 ;
     if (rst_fc1) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$233  = s_last;
     if (rst_fc1) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$234  = carry0_0;
     if (\$signal$176 ) begin
       \$234  = word1[7:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$235  = carry1_0;
     if (\$signal$176 ) begin
       \$235  = word1[15:8];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$236  = \$signal$176 ;
     if (rst_fc1) begin
       \$236  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$237  = v2_d1;
     if (rst_fc1) begin
       \$237  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$238  = v2_d2;
     if (rst_fc1) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$239  = v2_d3;
     if (rst_fc1) begin
       \$239  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$240  = last1;
     if (rst_fc1) begin
       \$240  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$241  = last2_d1;
     if (rst_fc1) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$242  = last2_d2;
     if (rst_fc1) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$243  = last2_d3;
     if (rst_fc1) begin
       \$243  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$244  = \$signal$176 ;
     if (rst_fc1) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$245  = v2p_d1;
     if (rst_fc1) begin
       \$245  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$246  = v2p_d2;
     if (rst_fc1) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$247  = \$signal$47 ;
     if (rst_fc1) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$248  = first2p_d1;
     if (rst_fc1) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$249  = first2p_d2;
     if (rst_fc1) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$250  = last1;
     if (rst_fc1) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$251  = last2p_d1;
     if (rst_fc1) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$252  = last2p_d2;
     if (rst_fc1) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$253  = group_end;
     if (rst_fc1) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$254  = xacc;
     if (flags_x[0]) begin
       \$254  = \$157 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$255  = xfin;
     if (\$158 ) begin
       \$255  = \$160 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$256  = acc0_0;
     if (flags_0[0]) begin
       \$256  = \$162 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$257  = fin0_0;
     if (\$163 ) begin
       \$257  = \$165 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$258  = bank0_0;
     if (done) begin
       \$258  = \$167 [20:0];
@@ -22799,28 +23210,28 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$259  = acc1_0;
     if (flags_1[0]) begin
       \$259  = \$169 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$260  = fin1_0;
     if (\$170 ) begin
       \$260  = \$172 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$261  = bank1_0;
     if (done) begin
       \$261  = \$174 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$262  = ser_left;
     if (done) begin
       \$262  = 2'h2;
@@ -22832,7 +23243,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$263  = \addr$138 ;
     if (ser) begin
       \$263  = \$178 [8:0];
@@ -22842,112 +23253,112 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, o__valid, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$264  = \$179 ;
     if (rst_fc1) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$265  = \$181 ;
     if (rst_fc1) begin
       \$265  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$266  = \$signal$236 ;
     if (rst_fc1) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$267  = vb;
     if (rst_fc1) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$268  = v_out_d1;
     if (rst_fc1) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$269  = v_out_d2;
     if (rst_fc1) begin
       \$269  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$270  = v_out_d3;
     if (rst_fc1) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$271  = ka;
     if (rst_fc1) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$272  = skipped_d1;
     if (rst_fc1) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$273  = skipped_d2;
     if (rst_fc1) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$274  = skipped_d3;
     if (rst_fc1) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$275  = skipped_d4;
     if (rst_fc1) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$276  = \$192 ;
     if (rst_fc1) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$277  = \$194 ;
     if (rst_fc1) begin
       \$277  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$278  = \$28 [2:0];
     if (rst_fc1) begin
       \$278  = 3'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$279  = credits_room_next;
     if (rst_fc1) begin
       \$279  = 1'h1;
@@ -23302,8 +23713,8 @@ module \flexor_lenet5.fc1.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, o__ready, w_en, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -23433,35 +23844,35 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__
   always @(posedge clk)
     used <= \$43 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$44  = \$35 ;
     if (rst_fc1) begin
       \$44  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$36  = buf0;
     if (\$7 ) begin
       \$36  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$37  = buf1;
     if (\$9 ) begin
       \$37  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$38  = buf2;
     if (\$11 ) begin
       \$38  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$39  = o__valid;
     if (head_free) begin
       \$39  = \$13 ;
@@ -23471,14 +23882,14 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$40  = o__payload;
     if (head_free) begin
       \$40  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$41  = rd;
     if (pop) begin
       \$41  = \$17 [1:0];
@@ -23488,7 +23899,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$42  = wr;
     if (push) begin
       \$42  = \$20 [1:0];
@@ -23498,7 +23909,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, w_en, o__valid, o__payload, o__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$43  = \$28 [1:0];
     if (rst_fc1) begin
       \$43  = 2'h0;
@@ -23603,7 +24014,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -23963,112 +24374,112 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   always @(posedge clk)
     slot6 <= \$145 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$120  = \$4 [2:0];
     if (rst_fc1) begin
       \$120  = 3'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$121  = \$9 ;
     if (rst_fc1) begin
       \$121  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$122  = \$19 ;
     if (rst_fc1) begin
       \$122  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$123  = \$29 ;
     if (rst_fc1) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$124  = \$39 ;
     if (rst_fc1) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$125  = \$49 ;
     if (rst_fc1) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$126  = \$59 ;
     if (rst_fc1) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$127  = \$69 ;
     if (rst_fc1) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$128  = \$79 ;
     if (rst_fc1) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$129  = \$89 ;
     if (rst_fc1) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$130  = issue;
     if (rst_fc1) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$131  = v1;
     if (rst_fc1) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$132  = v2;
     if (rst_fc1) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$133  = v3;
     if (rst_fc1) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$134  = v4;
     if (rst_fc1) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$135  = raddr;
     if (issue) begin
       \$135  = \$92 [15:0];
@@ -24078,7 +24489,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$136  = primed;
     if (at7) begin
       \$136  = 1'h1;
@@ -24088,14 +24499,14 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$137  = \$98 [2:0];
     if (rst_fc1) begin
       \$137  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$138  = wptr;
     if (v5) begin
       \$138  = \$101 [2:0];
@@ -24105,7 +24516,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$139  = slot0;
     if (v5) begin
       if (\$102 ) begin
@@ -24114,7 +24525,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$140  = slot1;
     if (v5) begin
       if (\$103 ) begin
@@ -24123,7 +24534,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$141  = slot2;
     if (v5) begin
       if (\$104 ) begin
@@ -24132,7 +24543,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$142  = slot3;
     if (v5) begin
       if (\$105 ) begin
@@ -24141,7 +24552,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$143  = slot4;
     if (v5) begin
       if (\$106 ) begin
@@ -24150,7 +24561,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$144  = slot5;
     if (v5) begin
       if (\$107 ) begin
@@ -24159,7 +24570,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$145  = slot6;
     if (v5) begin
       if (\$108 ) begin
@@ -24171,360 +24582,260 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire [9:0] \$17 ;
-  wire [9:0] \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [3:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  reg \$24 ;
-  reg \$25 ;
-  reg \$26 ;
-  reg \$27 ;
-  reg [8:0] \$28 ;
-  reg [3:0] \$29 ;
-  wire \$3 ;
-  reg [31:0] \$30 ;
-  reg [31:0] \$31 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$signal ;
-  reg [3:0] at = 4'h1;
-  reg [8:0] beat = 9'h000;
-  input clk;
-  wire clk;
-  reg full = 1'h0;
-  input [7:0] i__payload;
-  wire [7:0] i__payload;
-  output i__ready;
-  reg i__ready = 1'h1;
-  input i__valid;
-  wire i__valid;
-  reg last = 1'h0;
-  output [31:0] o__payload;
-  reg [31:0] o__payload = 32'd0;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
-  (* init = 32'd0 *)
-  wire [31:0] out;
-  (* init = 1'h1 *)
-  wire ready;
-  input rst_fc1_to_fc2;
-  wire rst_fc1_to_fc2;
-  wire take;
-  wire valid_next;
-  reg [31:0] word = 32'd0;
-  assign take = i__valid & i__ready;
-  assign \$1  = at[3] | last;
-  assign \$2  = take & \$1 ;
-  assign \$3  = ~ o__valid;
-  assign \$4  = \$3  | o__ready;
-  assign \$5  = full & \$4 ;
-  assign \$6  = \$5  ? 1'h0 : full;
-  assign \$signal  = \$2  ? 1'h1 : \$6 ;
-  assign \$7  = ~ o__valid;
-  assign \$8  = \$7  | o__ready;
-  assign \$9  = full & \$8 ;
-  assign \$10  = o__ready ? 1'h0 : o__valid;
-  assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = ~ \$signal ;
-  assign \$12  = ~ valid_next;
-  assign \$13  = \$11  | \$12 ;
-  assign \$14  = beat == 9'h1fe;
-  assign \$15  = last ? 1'h0 : \$14 ;
-  assign \$16  = take ? \$15  : last;
-  assign \$17  = beat + 1'h1;
-  assign \$18  = last ? 10'h000 : \$17 ;
-  assign \$19  = at[3] | last;
-  assign \$20  = \$19  ? 4'h1 : { at[2:0], at[3] };
-  assign \$21  = ~ o__valid;
-  assign \$22  = \$21  | o__ready;
-  assign \$23  = full & \$22 ;
-  always @(posedge clk)
-    o__valid <= \$24 ;
-  always @(posedge clk)
-    full <= \$25 ;
-  always @(posedge clk)
-    i__ready <= \$26 ;
-  always @(posedge clk)
-    last <= \$27 ;
-  always @(posedge clk)
-    beat <= \$28 ;
-  always @(posedge clk)
-    at <= \$29 ;
-  always @(posedge clk)
-    o__payload <= \$30 ;
-  always @(posedge clk)
-    word <= \$31 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$24  = valid_next;
-    if (rst_fc1_to_fc2) begin
-      \$24  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$25  = \$signal ;
-    if (rst_fc1_to_fc2) begin
-      \$25  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$26  = \$13 ;
-    if (rst_fc1_to_fc2) begin
-      \$26  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$27  = \$16 ;
-    if (rst_fc1_to_fc2) begin
-      \$27  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$28  = beat;
-    if (take) begin
-      \$28  = \$18 [8:0];
-    end
-    if (rst_fc1_to_fc2) begin
-      \$28  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$29  = at;
-    if (take) begin
-      \$29  = \$20 ;
-    end
-    if (rst_fc1_to_fc2) begin
-      \$29  = 4'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$30  = o__payload;
-    if (\$23 ) begin
-      \$30  = word;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$31  = word;
-    if (take) begin
-      \$31  = { i__payload, word[31:8] };
-    end
-  end
-  assign ready = i__ready;
-  assign out = o__payload;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
-  wire [8:0] \$1 ;
+module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire \$101 ;
-  wire [1:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
+  wire [21:0] \$101 ;
+  wire [35:0] \$102 ;
+  wire [50:0] \$103 ;
+  wire [51:0] \$104 ;
+  wire [52:0] \$105 ;
+  wire [35:0] \$106 ;
+  wire [35:0] \$107 ;
   wire \$108 ;
-  wire \$109 ;
+  wire [35:0] \$109 ;
   wire \$11 ;
   wire \$110 ;
   wire \$111 ;
-  reg [6:0] \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  reg \$117 ;
-  reg [7:0] \$118 ;
-  reg [6:0] \$119 ;
+  wire \$112 ;
+  wire [1:0] \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire [19:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  reg [3:0] \$120 ;
-  reg \$121 ;
-  reg [7:0] \$122 ;
-  reg \$123 ;
-  reg [4:0] \$124 ;
-  reg [4:0] \$125 ;
-  reg [4:0] \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
+  wire \$120 ;
+  wire [19:0] \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire [19:0] \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire [19:0] \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg \$131 ;
-  reg \$132 ;
-  reg \$133 ;
-  reg \$134 ;
-  reg \$135 ;
-  reg \$136 ;
-  reg \$137 ;
-  reg \$138 ;
-  reg \$139 ;
-  wire \$14 ;
-  reg \$140 ;
-  reg \$141 ;
-  reg \$142 ;
-  reg [16:0] \$143 ;
-  reg [16:0] \$144 ;
-  reg [16:0] \$145 ;
-  reg [16:0] \$146 ;
-  reg [17:0] \$147 ;
-  reg \$148 ;
-  reg [3:0] \$149 ;
-  wire [8:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
-  reg \$152 ;
-  reg \$153 ;
-  reg \$154 ;
-  reg \$155 ;
-  reg \$156 ;
-  reg \$157 ;
-  reg \$158 ;
-  reg \$159 ;
-  wire [8:0] \$16 ;
-  reg \$160 ;
-  reg \$161 ;
-  reg \$162 ;
-  reg [1:0] \$163 ;
-  reg [1:0] \$164 ;
-  reg \$165 ;
-  wire [7:0] \$17 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire [19:0] \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire [19:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire [6:0] \$14 ;
+  wire \$140 ;
+  wire [19:0] \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire [19:0] \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire [19:0] \$149 ;
+  wire [6:0] \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire [19:0] \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire [19:0] \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire [4:0] \$16 ;
+  wire \$160 ;
+  wire [19:0] \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  reg \$168 ;
+  reg [8:0] \$169 ;
+  wire [19:0] \$17 ;
+  reg [19:0] \$170 ;
+  reg [4:0] \$171 ;
+  reg \$172 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg \$175 ;
+  reg \$176 ;
+  reg [5:0] \$177 ;
+  reg [4:0] \$178 ;
+  reg [3:0] \$179 ;
   wire [19:0] \$18 ;
-  wire [19:0] \$19 ;
-  wire [9:0] \$2 ;
-  wire [2:0] \$20 ;
-  wire \$21 ;
-  wire [3:0] \$22 ;
+  reg \$180 ;
+  reg [5:0] \$181 ;
+  reg \$182 ;
+  reg [4:0] \$183 ;
+  reg [4:0] \$184 ;
+  reg [4:0] \$185 ;
+  reg \$186 ;
+  reg \$187 ;
+  reg \$188 ;
+  reg [5:0] \$189 ;
+  wire [2:0] \$19 ;
+  reg [15:0] \$190 ;
+  reg \$191 ;
+  reg \$192 ;
+  reg \$193 ;
+  reg \$194 ;
+  reg \$195 ;
+  reg \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg \$199 ;
+  wire [6:0] \$2 ;
+  wire \$20 ;
+  reg \$200 ;
+  reg \$201 ;
+  reg \$202 ;
+  reg \$203 ;
+  reg \$204 ;
+  reg \$205 ;
+  reg \$206 ;
+  reg \$207 ;
+  reg \$208 ;
+  reg [16:0] \$209 ;
+  wire [3:0] \$21 ;
+  reg [16:0] \$210 ;
+  reg [16:0] \$211 ;
+  reg [16:0] \$212 ;
+  reg [17:0] \$213 ;
+  reg \$214 ;
+  reg [3:0] \$215 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg \$219 ;
+  wire \$22 ;
+  reg \$220 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg \$225 ;
+  reg \$226 ;
+  reg \$227 ;
+  reg \$228 ;
+  reg [1:0] \$229 ;
   wire \$23 ;
-  wire [7:0] \$24 ;
-  wire [7:0] \$25 ;
-  wire \$26 ;
+  reg [1:0] \$230 ;
+  reg \$231 ;
+  wire \$24 ;
+  wire [9:0] \$25 ;
+  wire [9:0] \$26 ;
   wire \$27 ;
-  wire [7:0] \$28 ;
-  wire [7:0] \$29 ;
+  wire [19:0] \$28 ;
+  wire [5:0] \$29 ;
   wire \$3 ;
-  wire [4:0] \$30 ;
-  wire [4:0] \$31 ;
+  wire [5:0] \$30 ;
+  wire [5:0] \$31 ;
   wire \$32 ;
-  wire [7:0] \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire [5:0] \$36 ;
-  wire [5:0] \$37 ;
-  wire [6:0] \$38 ;
-  wire [6:0] \$39 ;
+  wire \$33 ;
+  wire [5:0] \$34 ;
+  wire [5:0] \$35 ;
+  wire [4:0] \$36 ;
+  wire [4:0] \$37 ;
+  wire \$38 ;
+  wire [4:0] \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [5:0] \$41 ;
-  wire [5:0] \$42 ;
-  wire [6:0] \$43 ;
-  wire [6:0] \$44 ;
-  wire [5:0] \$45 ;
-  wire \$46 ;
+  wire [4:0] \$41 ;
+  wire \$42 ;
+  wire [5:0] \$43 ;
+  wire [5:0] \$44 ;
+  wire [6:0] \$45 ;
+  wire [6:0] \$46 ;
   wire [5:0] \$47 ;
-  wire [6:0] \$48 ;
+  wire \$48 ;
   wire [5:0] \$49 ;
   wire \$5 ;
   wire [6:0] \$50 ;
-  wire \$51 ;
-  wire [3:0] \$52 ;
-  wire [3:0] \$53 ;
-  wire [3:0] \$54 ;
-  wire [3:0] \$55 ;
-  wire [3:0] \$56 ;
-  wire [3:0] \$57 ;
-  wire [3:0] \$58 ;
-  wire [3:0] \$59 ;
+  wire [5:0] \$51 ;
+  wire [6:0] \$52 ;
+  wire \$53 ;
+  wire [63:0] \$54 ;
+  wire [63:0] \$55 ;
+  wire [63:0] \$56 ;
+  wire [63:0] \$57 ;
+  wire [63:0] \$58 ;
+  wire [63:0] \$59 ;
   wire \$6 ;
-  wire [3:0] \$60 ;
-  wire [3:0] \$61 ;
-  wire [3:0] \$62 ;
-  wire [3:0] \$63 ;
-  wire [3:0] \$64 ;
-  wire [3:0] \$65 ;
-  wire [3:0] \$66 ;
-  wire [3:0] \$67 ;
-  wire [3:0] \$68 ;
-  wire [3:0] \$69 ;
+  wire [31:0] \$60 ;
+  wire [31:0] \$61 ;
+  wire [31:0] \$62 ;
+  wire [19:0] \$63 ;
+  wire [19:0] \$64 ;
+  wire [19:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire [19:0] \$67 ;
+  wire [19:0] \$68 ;
+  wire [19:0] \$69 ;
   wire \$7 ;
-  wire [3:0] \$70 ;
-  wire [16:0] \$71 ;
-  wire [17:0] \$72 ;
-  wire \$73 ;
-  wire [16:0] \$74 ;
-  wire [17:0] \$75 ;
-  wire [16:0] \$76 ;
-  wire [17:0] \$77 ;
-  wire \$78 ;
-  wire [16:0] \$79 ;
+  wire [19:0] \$70 ;
+  wire [19:0] \$71 ;
+  wire [19:0] \$72 ;
+  wire [19:0] \$73 ;
+  wire [19:0] \$74 ;
+  wire [19:0] \$75 ;
+  wire [19:0] \$76 ;
+  wire [19:0] \$77 ;
+  wire [19:0] \$78 ;
+  wire [19:0] \$79 ;
   wire \$8 ;
-  wire [17:0] \$80 ;
-  wire [17:0] \$81 ;
-  wire [18:0] \$82 ;
-  wire [1:0] \$83 ;
+  wire [19:0] \$80 ;
+  wire [19:0] \$81 ;
+  wire [16:0] \$82 ;
+  wire [17:0] \$83 ;
   wire \$84 ;
-  wire [4:0] \$85 ;
-  wire [4:0] \$86 ;
-  wire \$87 ;
-  wire \$88 ;
+  wire [16:0] \$85 ;
+  wire [17:0] \$86 ;
+  wire [16:0] \$87 ;
+  wire [17:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire [21:0] \$90 ;
-  wire [35:0] \$91 ;
-  wire [50:0] \$92 ;
-  wire [51:0] \$93 ;
-  wire [52:0] \$94 ;
-  wire [35:0] \$95 ;
-  wire [35:0] \$96 ;
-  wire \$97 ;
-  wire [35:0] \$98 ;
+  wire [16:0] \$90 ;
+  wire [17:0] \$91 ;
+  wire [17:0] \$92 ;
+  wire [18:0] \$93 ;
+  wire [1:0] \$94 ;
+  wire \$95 ;
+  wire [4:0] \$96 ;
+  wire [4:0] \$97 ;
+  wire \$98 ;
   wire \$99 ;
   wire \$signal ;
-  reg \$signal$117  = 1'h0;
-  reg \$signal$88  = 1'h0;
-  reg \$signal$89  = 1'h0;
+  reg \$signal$131  = 1'h0;
+  reg \$signal$230  = 1'h0;
+  reg \$signal$287  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$62 ;
+  wire [1:0] \a$203 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  wire [10:0] \addr$137 ;
+  reg [3:0] \addr$197  = 4'h0;
+  wire [8:0] \addr$307 ;
+  reg [19:0] at = 20'h00001;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$63 ;
+  wire [17:0] \b$204 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
+  reg [8:0] \beat$225  = 9'h000;
   reg can_end = 1'h1;
+  reg [15:0] carry0_0 = 16'h0000;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
@@ -24532,65 +24843,170 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
-  wire [39:0] data;
-  wire [15:0] \data$136 ;
+  wire [15:0] data;
+  wire [39:0] \data$200 ;
+  wire [15:0] \data$306 ;
   reg done = 1'h0;
   wire filled;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
+  reg first2p_d3 = 1'h0;
   wire [2:0] flags_0;
   wire [2:0] flags_x;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
-  reg [15:0] i = 16'h0000;
-  wire [31:0] i__payload;
+  wire [15:0] i;
+  reg [15:0] \i$134  = 16'h0000;
+  wire [7:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
   reg ka = 1'h0;
+  reg last = 1'h0;
   reg last1 = 1'h0;
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
+  reg last2_d4 = 1'h0;
   reg last2p_d1 = 1'h0;
   reg last2p_d2 = 1'h0;
+  reg last2p_d3 = 1'h0;
   wire load;
   reg [8:0] m0_0_0 = 9'h000;
   reg [8:0] m0_0_1 = 9'h000;
-  reg [3:0] n_idx = 4'h0;
+  reg [8:0] m0_0_2 = 9'h000;
+  reg [8:0] m0_0_3 = 9'h000;
+  reg [8:0] m0_0_4 = 9'h000;
+  reg [8:0] m0_0_5 = 9'h000;
+  reg [8:0] m0_0_6 = 9'h000;
+  reg [8:0] m0_0_7 = 9'h000;
+  reg [8:0] m0_0_8 = 9'h000;
+  reg [8:0] m0_0_9 = 9'h000;
+  (* init = 4'h0 *)
+  wire [3:0] n_idx;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
+  wire [19:0] \o$251 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$69 ;
-  wire [15:0] \o__payload$91 ;
+  wire [15:0] \o__payload$210 ;
+  wire [15:0] \o__payload$232 ;
   wire o__ready;
-  input \o__ready$70 ;
-  wire \o__ready$70 ;
-  wire \o__ready$71 ;
+  input \o__ready$211 ;
+  wire \o__ready$211 ;
+  wire \o__ready$212 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$73 ;
+  wire \o__valid$214 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$124 ;
+  wire [19:0] \p$294 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
-  wire [7:0] port__addr;
-  wire [7:0] \port__addr$36 ;
-  reg [31:0] port__data = 32'd0;
-  wire [31:0] \port__data$92 ;
-  wire port__en;
-  wire \port__en$38 ;
-  reg [7:0] r_addr = 8'h00;
-  wire [7:0] r_addr_b0;
-  reg [7:0] r_base = 8'h00;
-  reg [7:0] r_next;
+  wire [8:0] p0_0_2;
+  wire [8:0] p0_0_3;
+  wire [8:0] p0_0_4;
+  wire [8:0] p0_0_5;
+  wire [8:0] p0_0_6;
+  wire [8:0] p0_0_7;
+  wire [8:0] p0_0_8;
+  wire [8:0] p0_0_9;
+  wire [3:0] port__addr;
+  wire [3:0] \port__addr$10 ;
+  wire [3:0] \port__addr$100 ;
+  wire [1:0] \port__addr$103 ;
+  wire [3:0] \port__addr$106 ;
+  wire [3:0] \port__addr$109 ;
+  wire [3:0] \port__addr$112 ;
+  wire [1:0] \port__addr$115 ;
+  wire [3:0] \port__addr$118 ;
+  wire [3:0] \port__addr$121 ;
+  wire [3:0] \port__addr$124 ;
+  wire [1:0] \port__addr$127 ;
+  wire [3:0] \port__addr$15 ;
+  wire [3:0] \port__addr$20 ;
+  wire [3:0] \port__addr$25 ;
+  wire [3:0] \port__addr$30 ;
+  wire [3:0] \port__addr$35 ;
+  wire [3:0] \port__addr$40 ;
+  wire [3:0] \port__addr$45 ;
+  wire [1:0] \port__addr$50 ;
+  wire [1:0] \port__addr$55 ;
+  wire [1:0] \port__addr$60 ;
+  wire [3:0] \port__addr$94 ;
+  wire [3:0] \port__addr$97 ;
+  wire [63:0] port__data;
+  wire [63:0] \port__data$12 ;
+  wire [31:0] \port__data$17 ;
+  wire [63:0] \port__data$22 ;
+  wire [63:0] \port__data$235 ;
+  wire [63:0] \port__data$236 ;
+  wire [63:0] \port__data$237 ;
+  wire [63:0] \port__data$238 ;
+  wire [63:0] \port__data$240 ;
+  wire [63:0] \port__data$241 ;
+  wire [63:0] \port__data$242 ;
+  wire [63:0] \port__data$243 ;
+  wire [31:0] \port__data$245 ;
+  wire [31:0] \port__data$246 ;
+  wire [31:0] \port__data$247 ;
+  wire [31:0] \port__data$248 ;
+  wire [63:0] \port__data$27 ;
+  wire [31:0] \port__data$32 ;
+  wire [63:0] \port__data$37 ;
+  wire [63:0] \port__data$42 ;
+  wire [31:0] \port__data$47 ;
+  wire [63:0] \port__data$52 ;
+  wire [63:0] \port__data$57 ;
+  wire [31:0] \port__data$62 ;
+  wire [7:0] port__en;
+  wire \port__en$102 ;
+  wire \port__en$105 ;
+  wire \port__en$108 ;
+  wire \port__en$111 ;
+  wire \port__en$114 ;
+  wire \port__en$117 ;
+  wire \port__en$120 ;
+  wire \port__en$123 ;
+  wire \port__en$126 ;
+  wire \port__en$129 ;
+  wire [7:0] \port__en$13 ;
+  wire [3:0] \port__en$18 ;
+  wire [7:0] \port__en$23 ;
+  wire [7:0] \port__en$28 ;
+  wire [3:0] \port__en$33 ;
+  wire [7:0] \port__en$38 ;
+  wire [7:0] \port__en$43 ;
+  wire [3:0] \port__en$48 ;
+  wire [7:0] \port__en$53 ;
+  wire [7:0] \port__en$58 ;
+  wire [3:0] \port__en$63 ;
+  wire \port__en$96 ;
+  wire \port__en$99 ;
+  reg [5:0] r_addr = 6'h00;
+  wire [3:0] r_addr_b0_p0;
+  wire [3:0] r_addr_b0_p1;
+  wire [3:0] r_addr_b0_p2;
+  wire [1:0] r_addr_b0_p3;
+  wire [3:0] r_addr_b1_p0;
+  wire [3:0] r_addr_b1_p1;
+  wire [3:0] r_addr_b1_p2;
+  wire [1:0] r_addr_b1_p3;
+  wire [3:0] r_addr_b2_p0;
+  wire [3:0] r_addr_b2_p1;
+  wire [3:0] r_addr_b2_p2;
+  wire [1:0] r_addr_b2_p3;
+  reg [5:0] r_addr_q = 6'h00;
+  reg [5:0] r_base = 6'h00;
+  reg [5:0] r_next;
+  wire [1:0] r_page_b0;
+  wire [1:0] r_page_b1;
+  wire [1:0] r_page_b2;
   reg [4:0] row_ph0 = 5'h00;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
   reg [21:0] rq0_acc_s1_1 = 22'h000000;
@@ -24603,7 +25019,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   wire [15:0] rq0_y;
   input rst_fc2;
   wire rst_fc2;
-  reg [6:0] s_idx = 7'h00;
+  reg [4:0] s_idx = 5'h00;
   reg s_last = 1'h0;
   (* init = 18'h00000 *)
   wire [17:0] sa0_0;
@@ -24618,597 +25034,1011 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
   reg sn_last = 1'h0;
   wire [1:0] space_next;
   wire step;
-  reg [9:0] t0_0_l1_0 = 10'h000;
+  reg [10:0] t0_0_l2_0 = 11'h000;
+  reg [10:0] t0_0_l2_1 = 11'h000;
+  reg [9:0] t0_0_l2_2 = 10'h000;
+  reg [12:0] t0_0_l4_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_6;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_8;
+  (* keep = 32'd1 *)
+  wire [10:0] t0_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t0_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [11:0] t0_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [12:0] t0_0_w3_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
+  reg v2_d4 = 1'h0;
   reg v2p_d1 = 1'h0;
   reg v2p_d2 = 1'h0;
+  reg v2p_d3 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d4;
   reg vb = 1'h0;
-  reg [3:0] w0_0 = 4'h0;
-  wire [7:0] w_addr;
-  wire [7:0] w_addr_b0;
-  reg [6:0] w_count = 7'h00;
-  input [31:0] w_data;
-  wire [31:0] w_data;
-  wire [15:0] \w_data$74 ;
-  (* init = 32'd0 *)
-  wire [31:0] w_data_q;
-  wire w_en;
-  reg \w_en$75  = 1'h0;
-  wire w_en_b0;
+  reg [19:0] w0_0 = 20'h00000;
+  wire [5:0] w_addr;
+  wire [3:0] w_addr_b0_p0;
+  wire [3:0] w_addr_b0_p1;
+  wire [3:0] w_addr_b0_p2;
+  wire [1:0] w_addr_b0_p3;
+  wire [3:0] w_addr_b1_p0;
+  wire [3:0] w_addr_b1_p1;
+  wire [3:0] w_addr_b1_p2;
+  wire [1:0] w_addr_b1_p3;
+  wire [3:0] w_addr_b2_p0;
+  wire [3:0] w_addr_b2_p1;
+  wire [3:0] w_addr_b2_p2;
+  wire [1:0] w_addr_b2_p3;
+  input [7:0] w_data;
+  wire [7:0] w_data;
+  wire [15:0] \w_data$215 ;
+  reg [7:0] w_data_q = 8'h00;
+  wire [19:0] w_en;
+  reg \w_en$216  = 1'h0;
+  wire [7:0] w_en_b0_p0;
+  wire [7:0] w_en_b0_p1;
+  wire [7:0] w_en_b0_p2;
+  wire [7:0] w_en_b0_p3;
+  wire [7:0] w_en_b1_p0;
+  wire [7:0] w_en_b1_p1;
+  wire [7:0] w_en_b1_p2;
+  wire [7:0] w_en_b1_p3;
+  wire [3:0] w_en_b2_p0;
+  wire [3:0] w_en_b2_p1;
+  wire [3:0] w_en_b2_p2;
+  wire [3:0] w_en_b2_p3;
   wire w_full;
-  wire \w_full$21 ;
+  wire \w_full$78 ;
   wire w_full_issue;
-  wire \w_full_issue$23 ;
+  wire \w_full_issue$80 ;
   reg w_half = 1'h0;
+  reg [4:0] word = 5'h00;
   (* init = 16'h0000 *)
   wire [15:0] word1;
   reg [16:0] xacc = 17'h00000;
-  reg [31:0] xdata_d1 = 32'd0;
+  reg [159:0] xdata_d1 = 160'h0000000000000000000000000000000000000000;
   reg [16:0] xfin = 17'h00000;
   reg [8:0] xsum_l1_0 = 9'h000;
   reg [8:0] xsum_l1_1 = 9'h000;
-  reg [9:0] xsum_l2_0 = 10'h000;
+  reg [8:0] xsum_l1_2 = 9'h000;
+  reg [8:0] xsum_l1_3 = 9'h000;
+  reg [8:0] xsum_l1_4 = 9'h000;
+  reg [8:0] xsum_l1_5 = 9'h000;
+  reg [8:0] xsum_l1_6 = 9'h000;
+  reg [8:0] xsum_l1_7 = 9'h000;
+  reg [8:0] xsum_l1_8 = 9'h000;
+  reg [8:0] xsum_l1_9 = 9'h000;
+  reg [10:0] xsum_l3_0 = 11'h000;
+  reg [10:0] xsum_l3_1 = 11'h000;
+  reg [9:0] xsum_l3_2 = 10'h000;
+  reg [12:0] xsum_l5_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_10;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_12;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_14;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_16;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_18;
+  (* keep = 32'd1 *)
   wire [8:0] xsum_w0_2;
   (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_4;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_6;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_8;
+  (* keep = 32'd1 *)
   wire [9:0] xsum_w1_0;
-  (* no_rw_check = 32'd1 *)
-  (* ram_style = "block" *)
-  reg [31:0] vectors [255:0];
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_2;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_4;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_6;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_8;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_0;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_2;
+  (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_0;
+  (* keep = 32'd1 *)
+  wire [12:0] xsum_w4_0;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors0_p0 [15:0];
   initial begin
-    vectors[0] = 32'd0;
-    vectors[1] = 32'd0;
-    vectors[2] = 32'd0;
-    vectors[3] = 32'd0;
-    vectors[4] = 32'd0;
-    vectors[5] = 32'd0;
-    vectors[6] = 32'd0;
-    vectors[7] = 32'd0;
-    vectors[8] = 32'd0;
-    vectors[9] = 32'd0;
-    vectors[10] = 32'd0;
-    vectors[11] = 32'd0;
-    vectors[12] = 32'd0;
-    vectors[13] = 32'd0;
-    vectors[14] = 32'd0;
-    vectors[15] = 32'd0;
-    vectors[16] = 32'd0;
-    vectors[17] = 32'd0;
-    vectors[18] = 32'd0;
-    vectors[19] = 32'd0;
-    vectors[20] = 32'd0;
-    vectors[21] = 32'd0;
-    vectors[22] = 32'd0;
-    vectors[23] = 32'd0;
-    vectors[24] = 32'd0;
-    vectors[25] = 32'd0;
-    vectors[26] = 32'd0;
-    vectors[27] = 32'd0;
-    vectors[28] = 32'd0;
-    vectors[29] = 32'd0;
-    vectors[30] = 32'd0;
-    vectors[31] = 32'd0;
-    vectors[32] = 32'd0;
-    vectors[33] = 32'd0;
-    vectors[34] = 32'd0;
-    vectors[35] = 32'd0;
-    vectors[36] = 32'd0;
-    vectors[37] = 32'd0;
-    vectors[38] = 32'd0;
-    vectors[39] = 32'd0;
-    vectors[40] = 32'd0;
-    vectors[41] = 32'd0;
-    vectors[42] = 32'd0;
-    vectors[43] = 32'd0;
-    vectors[44] = 32'd0;
-    vectors[45] = 32'd0;
-    vectors[46] = 32'd0;
-    vectors[47] = 32'd0;
-    vectors[48] = 32'd0;
-    vectors[49] = 32'd0;
-    vectors[50] = 32'd0;
-    vectors[51] = 32'd0;
-    vectors[52] = 32'd0;
-    vectors[53] = 32'd0;
-    vectors[54] = 32'd0;
-    vectors[55] = 32'd0;
-    vectors[56] = 32'd0;
-    vectors[57] = 32'd0;
-    vectors[58] = 32'd0;
-    vectors[59] = 32'd0;
-    vectors[60] = 32'd0;
-    vectors[61] = 32'd0;
-    vectors[62] = 32'd0;
-    vectors[63] = 32'd0;
-    vectors[64] = 32'd0;
-    vectors[65] = 32'd0;
-    vectors[66] = 32'd0;
-    vectors[67] = 32'd0;
-    vectors[68] = 32'd0;
-    vectors[69] = 32'd0;
-    vectors[70] = 32'd0;
-    vectors[71] = 32'd0;
-    vectors[72] = 32'd0;
-    vectors[73] = 32'd0;
-    vectors[74] = 32'd0;
-    vectors[75] = 32'd0;
-    vectors[76] = 32'd0;
-    vectors[77] = 32'd0;
-    vectors[78] = 32'd0;
-    vectors[79] = 32'd0;
-    vectors[80] = 32'd0;
-    vectors[81] = 32'd0;
-    vectors[82] = 32'd0;
-    vectors[83] = 32'd0;
-    vectors[84] = 32'd0;
-    vectors[85] = 32'd0;
-    vectors[86] = 32'd0;
-    vectors[87] = 32'd0;
-    vectors[88] = 32'd0;
-    vectors[89] = 32'd0;
-    vectors[90] = 32'd0;
-    vectors[91] = 32'd0;
-    vectors[92] = 32'd0;
-    vectors[93] = 32'd0;
-    vectors[94] = 32'd0;
-    vectors[95] = 32'd0;
-    vectors[96] = 32'd0;
-    vectors[97] = 32'd0;
-    vectors[98] = 32'd0;
-    vectors[99] = 32'd0;
-    vectors[100] = 32'd0;
-    vectors[101] = 32'd0;
-    vectors[102] = 32'd0;
-    vectors[103] = 32'd0;
-    vectors[104] = 32'd0;
-    vectors[105] = 32'd0;
-    vectors[106] = 32'd0;
-    vectors[107] = 32'd0;
-    vectors[108] = 32'd0;
-    vectors[109] = 32'd0;
-    vectors[110] = 32'd0;
-    vectors[111] = 32'd0;
-    vectors[112] = 32'd0;
-    vectors[113] = 32'd0;
-    vectors[114] = 32'd0;
-    vectors[115] = 32'd0;
-    vectors[116] = 32'd0;
-    vectors[117] = 32'd0;
-    vectors[118] = 32'd0;
-    vectors[119] = 32'd0;
-    vectors[120] = 32'd0;
-    vectors[121] = 32'd0;
-    vectors[122] = 32'd0;
-    vectors[123] = 32'd0;
-    vectors[124] = 32'd0;
-    vectors[125] = 32'd0;
-    vectors[126] = 32'd0;
-    vectors[127] = 32'd0;
-    vectors[128] = 32'd0;
-    vectors[129] = 32'd0;
-    vectors[130] = 32'd0;
-    vectors[131] = 32'd0;
-    vectors[132] = 32'd0;
-    vectors[133] = 32'd0;
-    vectors[134] = 32'd0;
-    vectors[135] = 32'd0;
-    vectors[136] = 32'd0;
-    vectors[137] = 32'd0;
-    vectors[138] = 32'd0;
-    vectors[139] = 32'd0;
-    vectors[140] = 32'd0;
-    vectors[141] = 32'd0;
-    vectors[142] = 32'd0;
-    vectors[143] = 32'd0;
-    vectors[144] = 32'd0;
-    vectors[145] = 32'd0;
-    vectors[146] = 32'd0;
-    vectors[147] = 32'd0;
-    vectors[148] = 32'd0;
-    vectors[149] = 32'd0;
-    vectors[150] = 32'd0;
-    vectors[151] = 32'd0;
-    vectors[152] = 32'd0;
-    vectors[153] = 32'd0;
-    vectors[154] = 32'd0;
-    vectors[155] = 32'd0;
-    vectors[156] = 32'd0;
-    vectors[157] = 32'd0;
-    vectors[158] = 32'd0;
-    vectors[159] = 32'd0;
-    vectors[160] = 32'd0;
-    vectors[161] = 32'd0;
-    vectors[162] = 32'd0;
-    vectors[163] = 32'd0;
-    vectors[164] = 32'd0;
-    vectors[165] = 32'd0;
-    vectors[166] = 32'd0;
-    vectors[167] = 32'd0;
-    vectors[168] = 32'd0;
-    vectors[169] = 32'd0;
-    vectors[170] = 32'd0;
-    vectors[171] = 32'd0;
-    vectors[172] = 32'd0;
-    vectors[173] = 32'd0;
-    vectors[174] = 32'd0;
-    vectors[175] = 32'd0;
-    vectors[176] = 32'd0;
-    vectors[177] = 32'd0;
-    vectors[178] = 32'd0;
-    vectors[179] = 32'd0;
-    vectors[180] = 32'd0;
-    vectors[181] = 32'd0;
-    vectors[182] = 32'd0;
-    vectors[183] = 32'd0;
-    vectors[184] = 32'd0;
-    vectors[185] = 32'd0;
-    vectors[186] = 32'd0;
-    vectors[187] = 32'd0;
-    vectors[188] = 32'd0;
-    vectors[189] = 32'd0;
-    vectors[190] = 32'd0;
-    vectors[191] = 32'd0;
-    vectors[192] = 32'd0;
-    vectors[193] = 32'd0;
-    vectors[194] = 32'd0;
-    vectors[195] = 32'd0;
-    vectors[196] = 32'd0;
-    vectors[197] = 32'd0;
-    vectors[198] = 32'd0;
-    vectors[199] = 32'd0;
-    vectors[200] = 32'd0;
-    vectors[201] = 32'd0;
-    vectors[202] = 32'd0;
-    vectors[203] = 32'd0;
-    vectors[204] = 32'd0;
-    vectors[205] = 32'd0;
-    vectors[206] = 32'd0;
-    vectors[207] = 32'd0;
-    vectors[208] = 32'd0;
-    vectors[209] = 32'd0;
-    vectors[210] = 32'd0;
-    vectors[211] = 32'd0;
-    vectors[212] = 32'd0;
-    vectors[213] = 32'd0;
-    vectors[214] = 32'd0;
-    vectors[215] = 32'd0;
-    vectors[216] = 32'd0;
-    vectors[217] = 32'd0;
-    vectors[218] = 32'd0;
-    vectors[219] = 32'd0;
-    vectors[220] = 32'd0;
-    vectors[221] = 32'd0;
-    vectors[222] = 32'd0;
-    vectors[223] = 32'd0;
-    vectors[224] = 32'd0;
-    vectors[225] = 32'd0;
-    vectors[226] = 32'd0;
-    vectors[227] = 32'd0;
-    vectors[228] = 32'd0;
-    vectors[229] = 32'd0;
-    vectors[230] = 32'd0;
-    vectors[231] = 32'd0;
-    vectors[232] = 32'd0;
-    vectors[233] = 32'd0;
-    vectors[234] = 32'd0;
-    vectors[235] = 32'd0;
-    vectors[236] = 32'd0;
-    vectors[237] = 32'd0;
-    vectors[238] = 32'd0;
-    vectors[239] = 32'd0;
-    vectors[240] = 32'd0;
-    vectors[241] = 32'd0;
-    vectors[242] = 32'd0;
-    vectors[243] = 32'd0;
-    vectors[244] = 32'd0;
-    vectors[245] = 32'd0;
-    vectors[246] = 32'd0;
-    vectors[247] = 32'd0;
-    vectors[248] = 32'd0;
-    vectors[249] = 32'd0;
-    vectors[250] = 32'd0;
-    vectors[251] = 32'd0;
-    vectors[252] = 32'd0;
-    vectors[253] = 32'd0;
-    vectors[254] = 32'd0;
-    vectors[255] = 32'd0;
+    vectors0_p0[0] = 64'h0000000000000000;
+    vectors0_p0[1] = 64'h0000000000000000;
+    vectors0_p0[2] = 64'h0000000000000000;
+    vectors0_p0[3] = 64'h0000000000000000;
+    vectors0_p0[4] = 64'h0000000000000000;
+    vectors0_p0[5] = 64'h0000000000000000;
+    vectors0_p0[6] = 64'h0000000000000000;
+    vectors0_p0[7] = 64'h0000000000000000;
+    vectors0_p0[8] = 64'h0000000000000000;
+    vectors0_p0[9] = 64'h0000000000000000;
+    vectors0_p0[10] = 64'h0000000000000000;
+    vectors0_p0[11] = 64'h0000000000000000;
+    vectors0_p0[12] = 64'h0000000000000000;
+    vectors0_p0[13] = 64'h0000000000000000;
+    vectors0_p0[14] = 64'h0000000000000000;
+    vectors0_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors[port__addr] <= port__data;
+    if (port__en[0])
+      vectors0_p0[port__addr][7:0] <= w_data_q;
+    if (port__en[1])
+      vectors0_p0[port__addr][15:8] <= w_data_q;
+    if (port__en[2])
+      vectors0_p0[port__addr][23:16] <= w_data_q;
+    if (port__en[3])
+      vectors0_p0[port__addr][31:24] <= w_data_q;
+    if (port__en[4])
+      vectors0_p0[port__addr][39:32] <= w_data_q;
+    if (port__en[5])
+      vectors0_p0[port__addr][47:40] <= w_data_q;
+    if (port__en[6])
+      vectors0_p0[port__addr][55:48] <= w_data_q;
+    if (port__en[7])
+      vectors0_p0[port__addr][63:56] <= w_data_q;
   end
-  reg [31:0] _0_;
+  reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$36 ];
+    _0_ <= vectors0_p0[\port__addr$94 ];
   end
-  assign \port__data$92  = _0_;
+  assign \port__data$235  = _0_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors0_p1 [15:0];
+  initial begin
+    vectors0_p1[0] = 64'h0000000000000000;
+    vectors0_p1[1] = 64'h0000000000000000;
+    vectors0_p1[2] = 64'h0000000000000000;
+    vectors0_p1[3] = 64'h0000000000000000;
+    vectors0_p1[4] = 64'h0000000000000000;
+    vectors0_p1[5] = 64'h0000000000000000;
+    vectors0_p1[6] = 64'h0000000000000000;
+    vectors0_p1[7] = 64'h0000000000000000;
+    vectors0_p1[8] = 64'h0000000000000000;
+    vectors0_p1[9] = 64'h0000000000000000;
+    vectors0_p1[10] = 64'h0000000000000000;
+    vectors0_p1[11] = 64'h0000000000000000;
+    vectors0_p1[12] = 64'h0000000000000000;
+    vectors0_p1[13] = 64'h0000000000000000;
+    vectors0_p1[14] = 64'h0000000000000000;
+    vectors0_p1[15] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$23 [0])
+      vectors0_p1[\port__addr$20 ][7:0] <= w_data_q;
+    if (\port__en$23 [1])
+      vectors0_p1[\port__addr$20 ][15:8] <= w_data_q;
+    if (\port__en$23 [2])
+      vectors0_p1[\port__addr$20 ][23:16] <= w_data_q;
+    if (\port__en$23 [3])
+      vectors0_p1[\port__addr$20 ][31:24] <= w_data_q;
+    if (\port__en$23 [4])
+      vectors0_p1[\port__addr$20 ][39:32] <= w_data_q;
+    if (\port__en$23 [5])
+      vectors0_p1[\port__addr$20 ][47:40] <= w_data_q;
+    if (\port__en$23 [6])
+      vectors0_p1[\port__addr$20 ][55:48] <= w_data_q;
+    if (\port__en$23 [7])
+      vectors0_p1[\port__addr$20 ][63:56] <= w_data_q;
+  end
+  reg [63:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= vectors0_p1[\port__addr$97 ];
+  end
+  assign \port__data$236  = _1_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors0_p2 [15:0];
+  initial begin
+    vectors0_p2[0] = 64'h0000000000000000;
+    vectors0_p2[1] = 64'h0000000000000000;
+    vectors0_p2[2] = 64'h0000000000000000;
+    vectors0_p2[3] = 64'h0000000000000000;
+    vectors0_p2[4] = 64'h0000000000000000;
+    vectors0_p2[5] = 64'h0000000000000000;
+    vectors0_p2[6] = 64'h0000000000000000;
+    vectors0_p2[7] = 64'h0000000000000000;
+    vectors0_p2[8] = 64'h0000000000000000;
+    vectors0_p2[9] = 64'h0000000000000000;
+    vectors0_p2[10] = 64'h0000000000000000;
+    vectors0_p2[11] = 64'h0000000000000000;
+    vectors0_p2[12] = 64'h0000000000000000;
+    vectors0_p2[13] = 64'h0000000000000000;
+    vectors0_p2[14] = 64'h0000000000000000;
+    vectors0_p2[15] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$38 [0])
+      vectors0_p2[\port__addr$35 ][7:0] <= w_data_q;
+    if (\port__en$38 [1])
+      vectors0_p2[\port__addr$35 ][15:8] <= w_data_q;
+    if (\port__en$38 [2])
+      vectors0_p2[\port__addr$35 ][23:16] <= w_data_q;
+    if (\port__en$38 [3])
+      vectors0_p2[\port__addr$35 ][31:24] <= w_data_q;
+    if (\port__en$38 [4])
+      vectors0_p2[\port__addr$35 ][39:32] <= w_data_q;
+    if (\port__en$38 [5])
+      vectors0_p2[\port__addr$35 ][47:40] <= w_data_q;
+    if (\port__en$38 [6])
+      vectors0_p2[\port__addr$35 ][55:48] <= w_data_q;
+    if (\port__en$38 [7])
+      vectors0_p2[\port__addr$35 ][63:56] <= w_data_q;
+  end
+  reg [63:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= vectors0_p2[\port__addr$100 ];
+  end
+  assign \port__data$237  = _2_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors0_p3 [3:0];
+  initial begin
+    vectors0_p3[0] = 64'h0000000000000000;
+    vectors0_p3[1] = 64'h0000000000000000;
+    vectors0_p3[2] = 64'h0000000000000000;
+    vectors0_p3[3] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$53 [0])
+      vectors0_p3[\port__addr$50 ][7:0] <= w_data_q;
+    if (\port__en$53 [1])
+      vectors0_p3[\port__addr$50 ][15:8] <= w_data_q;
+    if (\port__en$53 [2])
+      vectors0_p3[\port__addr$50 ][23:16] <= w_data_q;
+    if (\port__en$53 [3])
+      vectors0_p3[\port__addr$50 ][31:24] <= w_data_q;
+    if (\port__en$53 [4])
+      vectors0_p3[\port__addr$50 ][39:32] <= w_data_q;
+    if (\port__en$53 [5])
+      vectors0_p3[\port__addr$50 ][47:40] <= w_data_q;
+    if (\port__en$53 [6])
+      vectors0_p3[\port__addr$50 ][55:48] <= w_data_q;
+    if (\port__en$53 [7])
+      vectors0_p3[\port__addr$50 ][63:56] <= w_data_q;
+  end
+  reg [63:0] _3_;
+  always @(posedge clk) begin
+    _3_ <= vectors0_p3[\port__addr$103 ];
+  end
+  assign \port__data$238  = _3_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors1_p0 [15:0];
+  initial begin
+    vectors1_p0[0] = 64'h0000000000000000;
+    vectors1_p0[1] = 64'h0000000000000000;
+    vectors1_p0[2] = 64'h0000000000000000;
+    vectors1_p0[3] = 64'h0000000000000000;
+    vectors1_p0[4] = 64'h0000000000000000;
+    vectors1_p0[5] = 64'h0000000000000000;
+    vectors1_p0[6] = 64'h0000000000000000;
+    vectors1_p0[7] = 64'h0000000000000000;
+    vectors1_p0[8] = 64'h0000000000000000;
+    vectors1_p0[9] = 64'h0000000000000000;
+    vectors1_p0[10] = 64'h0000000000000000;
+    vectors1_p0[11] = 64'h0000000000000000;
+    vectors1_p0[12] = 64'h0000000000000000;
+    vectors1_p0[13] = 64'h0000000000000000;
+    vectors1_p0[14] = 64'h0000000000000000;
+    vectors1_p0[15] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$13 [0])
+      vectors1_p0[\port__addr$10 ][7:0] <= w_data_q;
+    if (\port__en$13 [1])
+      vectors1_p0[\port__addr$10 ][15:8] <= w_data_q;
+    if (\port__en$13 [2])
+      vectors1_p0[\port__addr$10 ][23:16] <= w_data_q;
+    if (\port__en$13 [3])
+      vectors1_p0[\port__addr$10 ][31:24] <= w_data_q;
+    if (\port__en$13 [4])
+      vectors1_p0[\port__addr$10 ][39:32] <= w_data_q;
+    if (\port__en$13 [5])
+      vectors1_p0[\port__addr$10 ][47:40] <= w_data_q;
+    if (\port__en$13 [6])
+      vectors1_p0[\port__addr$10 ][55:48] <= w_data_q;
+    if (\port__en$13 [7])
+      vectors1_p0[\port__addr$10 ][63:56] <= w_data_q;
+  end
+  reg [63:0] _4_;
+  always @(posedge clk) begin
+    _4_ <= vectors1_p0[\port__addr$106 ];
+  end
+  assign \port__data$240  = _4_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors1_p1 [15:0];
+  initial begin
+    vectors1_p1[0] = 64'h0000000000000000;
+    vectors1_p1[1] = 64'h0000000000000000;
+    vectors1_p1[2] = 64'h0000000000000000;
+    vectors1_p1[3] = 64'h0000000000000000;
+    vectors1_p1[4] = 64'h0000000000000000;
+    vectors1_p1[5] = 64'h0000000000000000;
+    vectors1_p1[6] = 64'h0000000000000000;
+    vectors1_p1[7] = 64'h0000000000000000;
+    vectors1_p1[8] = 64'h0000000000000000;
+    vectors1_p1[9] = 64'h0000000000000000;
+    vectors1_p1[10] = 64'h0000000000000000;
+    vectors1_p1[11] = 64'h0000000000000000;
+    vectors1_p1[12] = 64'h0000000000000000;
+    vectors1_p1[13] = 64'h0000000000000000;
+    vectors1_p1[14] = 64'h0000000000000000;
+    vectors1_p1[15] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$28 [0])
+      vectors1_p1[\port__addr$25 ][7:0] <= w_data_q;
+    if (\port__en$28 [1])
+      vectors1_p1[\port__addr$25 ][15:8] <= w_data_q;
+    if (\port__en$28 [2])
+      vectors1_p1[\port__addr$25 ][23:16] <= w_data_q;
+    if (\port__en$28 [3])
+      vectors1_p1[\port__addr$25 ][31:24] <= w_data_q;
+    if (\port__en$28 [4])
+      vectors1_p1[\port__addr$25 ][39:32] <= w_data_q;
+    if (\port__en$28 [5])
+      vectors1_p1[\port__addr$25 ][47:40] <= w_data_q;
+    if (\port__en$28 [6])
+      vectors1_p1[\port__addr$25 ][55:48] <= w_data_q;
+    if (\port__en$28 [7])
+      vectors1_p1[\port__addr$25 ][63:56] <= w_data_q;
+  end
+  reg [63:0] _5_;
+  always @(posedge clk) begin
+    _5_ <= vectors1_p1[\port__addr$109 ];
+  end
+  assign \port__data$241  = _5_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors1_p2 [15:0];
+  initial begin
+    vectors1_p2[0] = 64'h0000000000000000;
+    vectors1_p2[1] = 64'h0000000000000000;
+    vectors1_p2[2] = 64'h0000000000000000;
+    vectors1_p2[3] = 64'h0000000000000000;
+    vectors1_p2[4] = 64'h0000000000000000;
+    vectors1_p2[5] = 64'h0000000000000000;
+    vectors1_p2[6] = 64'h0000000000000000;
+    vectors1_p2[7] = 64'h0000000000000000;
+    vectors1_p2[8] = 64'h0000000000000000;
+    vectors1_p2[9] = 64'h0000000000000000;
+    vectors1_p2[10] = 64'h0000000000000000;
+    vectors1_p2[11] = 64'h0000000000000000;
+    vectors1_p2[12] = 64'h0000000000000000;
+    vectors1_p2[13] = 64'h0000000000000000;
+    vectors1_p2[14] = 64'h0000000000000000;
+    vectors1_p2[15] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$43 [0])
+      vectors1_p2[\port__addr$40 ][7:0] <= w_data_q;
+    if (\port__en$43 [1])
+      vectors1_p2[\port__addr$40 ][15:8] <= w_data_q;
+    if (\port__en$43 [2])
+      vectors1_p2[\port__addr$40 ][23:16] <= w_data_q;
+    if (\port__en$43 [3])
+      vectors1_p2[\port__addr$40 ][31:24] <= w_data_q;
+    if (\port__en$43 [4])
+      vectors1_p2[\port__addr$40 ][39:32] <= w_data_q;
+    if (\port__en$43 [5])
+      vectors1_p2[\port__addr$40 ][47:40] <= w_data_q;
+    if (\port__en$43 [6])
+      vectors1_p2[\port__addr$40 ][55:48] <= w_data_q;
+    if (\port__en$43 [7])
+      vectors1_p2[\port__addr$40 ][63:56] <= w_data_q;
+  end
+  reg [63:0] _6_;
+  always @(posedge clk) begin
+    _6_ <= vectors1_p2[\port__addr$112 ];
+  end
+  assign \port__data$242  = _6_;
+  (* ram_style = "distributed" *)
+  reg [63:0] vectors1_p3 [3:0];
+  initial begin
+    vectors1_p3[0] = 64'h0000000000000000;
+    vectors1_p3[1] = 64'h0000000000000000;
+    vectors1_p3[2] = 64'h0000000000000000;
+    vectors1_p3[3] = 64'h0000000000000000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$58 [0])
+      vectors1_p3[\port__addr$55 ][7:0] <= w_data_q;
+    if (\port__en$58 [1])
+      vectors1_p3[\port__addr$55 ][15:8] <= w_data_q;
+    if (\port__en$58 [2])
+      vectors1_p3[\port__addr$55 ][23:16] <= w_data_q;
+    if (\port__en$58 [3])
+      vectors1_p3[\port__addr$55 ][31:24] <= w_data_q;
+    if (\port__en$58 [4])
+      vectors1_p3[\port__addr$55 ][39:32] <= w_data_q;
+    if (\port__en$58 [5])
+      vectors1_p3[\port__addr$55 ][47:40] <= w_data_q;
+    if (\port__en$58 [6])
+      vectors1_p3[\port__addr$55 ][55:48] <= w_data_q;
+    if (\port__en$58 [7])
+      vectors1_p3[\port__addr$55 ][63:56] <= w_data_q;
+  end
+  reg [63:0] _7_;
+  always @(posedge clk) begin
+    _7_ <= vectors1_p3[\port__addr$115 ];
+  end
+  assign \port__data$243  = _7_;
+  (* ram_style = "distributed" *)
+  reg [31:0] vectors2_p0 [15:0];
+  initial begin
+    vectors2_p0[0] = 32'd0;
+    vectors2_p0[1] = 32'd0;
+    vectors2_p0[2] = 32'd0;
+    vectors2_p0[3] = 32'd0;
+    vectors2_p0[4] = 32'd0;
+    vectors2_p0[5] = 32'd0;
+    vectors2_p0[6] = 32'd0;
+    vectors2_p0[7] = 32'd0;
+    vectors2_p0[8] = 32'd0;
+    vectors2_p0[9] = 32'd0;
+    vectors2_p0[10] = 32'd0;
+    vectors2_p0[11] = 32'd0;
+    vectors2_p0[12] = 32'd0;
+    vectors2_p0[13] = 32'd0;
+    vectors2_p0[14] = 32'd0;
+    vectors2_p0[15] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (\port__en$18 [0])
+      vectors2_p0[\port__addr$15 ][7:0] <= w_data_q;
+    if (\port__en$18 [1])
+      vectors2_p0[\port__addr$15 ][15:8] <= w_data_q;
+    if (\port__en$18 [2])
+      vectors2_p0[\port__addr$15 ][23:16] <= w_data_q;
+    if (\port__en$18 [3])
+      vectors2_p0[\port__addr$15 ][31:24] <= w_data_q;
+  end
+  reg [31:0] _8_;
+  always @(posedge clk) begin
+    _8_ <= vectors2_p0[\port__addr$118 ];
+  end
+  assign \port__data$245  = _8_;
+  (* ram_style = "distributed" *)
+  reg [31:0] vectors2_p1 [15:0];
+  initial begin
+    vectors2_p1[0] = 32'd0;
+    vectors2_p1[1] = 32'd0;
+    vectors2_p1[2] = 32'd0;
+    vectors2_p1[3] = 32'd0;
+    vectors2_p1[4] = 32'd0;
+    vectors2_p1[5] = 32'd0;
+    vectors2_p1[6] = 32'd0;
+    vectors2_p1[7] = 32'd0;
+    vectors2_p1[8] = 32'd0;
+    vectors2_p1[9] = 32'd0;
+    vectors2_p1[10] = 32'd0;
+    vectors2_p1[11] = 32'd0;
+    vectors2_p1[12] = 32'd0;
+    vectors2_p1[13] = 32'd0;
+    vectors2_p1[14] = 32'd0;
+    vectors2_p1[15] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (\port__en$33 [0])
+      vectors2_p1[\port__addr$30 ][7:0] <= w_data_q;
+    if (\port__en$33 [1])
+      vectors2_p1[\port__addr$30 ][15:8] <= w_data_q;
+    if (\port__en$33 [2])
+      vectors2_p1[\port__addr$30 ][23:16] <= w_data_q;
+    if (\port__en$33 [3])
+      vectors2_p1[\port__addr$30 ][31:24] <= w_data_q;
+  end
+  reg [31:0] _9_;
+  always @(posedge clk) begin
+    _9_ <= vectors2_p1[\port__addr$121 ];
+  end
+  assign \port__data$246  = _9_;
+  (* ram_style = "distributed" *)
+  reg [31:0] vectors2_p2 [15:0];
+  initial begin
+    vectors2_p2[0] = 32'd0;
+    vectors2_p2[1] = 32'd0;
+    vectors2_p2[2] = 32'd0;
+    vectors2_p2[3] = 32'd0;
+    vectors2_p2[4] = 32'd0;
+    vectors2_p2[5] = 32'd0;
+    vectors2_p2[6] = 32'd0;
+    vectors2_p2[7] = 32'd0;
+    vectors2_p2[8] = 32'd0;
+    vectors2_p2[9] = 32'd0;
+    vectors2_p2[10] = 32'd0;
+    vectors2_p2[11] = 32'd0;
+    vectors2_p2[12] = 32'd0;
+    vectors2_p2[13] = 32'd0;
+    vectors2_p2[14] = 32'd0;
+    vectors2_p2[15] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (\port__en$48 [0])
+      vectors2_p2[\port__addr$45 ][7:0] <= w_data_q;
+    if (\port__en$48 [1])
+      vectors2_p2[\port__addr$45 ][15:8] <= w_data_q;
+    if (\port__en$48 [2])
+      vectors2_p2[\port__addr$45 ][23:16] <= w_data_q;
+    if (\port__en$48 [3])
+      vectors2_p2[\port__addr$45 ][31:24] <= w_data_q;
+  end
+  reg [31:0] _10_;
+  always @(posedge clk) begin
+    _10_ <= vectors2_p2[\port__addr$124 ];
+  end
+  assign \port__data$247  = _10_;
+  (* ram_style = "distributed" *)
+  reg [31:0] vectors2_p3 [3:0];
+  initial begin
+    vectors2_p3[0] = 32'd0;
+    vectors2_p3[1] = 32'd0;
+    vectors2_p3[2] = 32'd0;
+    vectors2_p3[3] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (\port__en$63 [0])
+      vectors2_p3[\port__addr$60 ][7:0] <= w_data_q;
+    if (\port__en$63 [1])
+      vectors2_p3[\port__addr$60 ][15:8] <= w_data_q;
+    if (\port__en$63 [2])
+      vectors2_p3[\port__addr$60 ][23:16] <= w_data_q;
+    if (\port__en$63 [3])
+      vectors2_p3[\port__addr$60 ][31:24] <= w_data_q;
+  end
+  reg [31:0] _11_;
+  always @(posedge clk) begin
+    _11_ <= vectors2_p3[\port__addr$127 ];
+  end
+  assign \port__data$248  = _11_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 8'h80;
-  assign \$2  = \$1  + w_count;
-  assign \$3  = w_count == 7'h7f;
-  assign filled = take & \$3 ;
-  assign \$5  = ~ s_last;
-  assign \$6  = \$5  | can_end;
-  assign step = \$4  & \$6 ;
-  assign \$7  = ~ active;
-  assign \$8  = step & sn_last;
-  assign \$9  = \$7  | \$8 ;
-  assign load = w_full_issue & \$9 ;
-  assign \$10  = s_idx == 7'h7e;
-  assign \$11  = s_last ? 1'h0 : \$10 ;
-  assign \$signal  = step ? \$11  : s_last;
-  assign \$12  = step & s_last;
-  assign \$13  = n_idx == 4'h8;
-  assign \$14  = n_last ? 1'h0 : \$13 ;
-  assign n_last_next = \$12  ? \$14  : n_last;
-  assign \$15  = r_addr + 1'h1;
-  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
-  assign \$17  = w_half ? 8'h80 : 8'h00;
+  assign \$1  = w_half * 5'h1a;
+  assign \$2  = \$1  + word;
+  assign w_en = take ? at : 20'h00000;
+  assign filled = take & last;
+  assign \$4  = ~ s_last;
+  assign \$5  = \$4  | can_end;
+  assign step = \$3  & \$5 ;
+  assign \$6  = ~ active;
+  assign \$7  = step & sn_last;
+  assign \$8  = \$6  | \$7 ;
+  assign load = w_full_issue & \$8 ;
+  assign \$9  = s_idx == 5'h18;
+  assign \$10  = s_last ? 1'h0 : \$9 ;
+  assign \$signal  = step ? \$10  : s_last;
+  assign \$11  = step & s_last;
+  assign \$12  = addr == 4'h8;
+  assign \$13  = n_last ? 1'h0 : \$12 ;
+  assign n_last_next = \$11  ? \$13  : n_last;
+  assign \$14  = r_addr + 1'h1;
+  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
+  assign \$16  = w_half ? 5'h1a : 5'h00;
+  assign i = \$signal$131  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
+  assign t0_0_w0_2 = m0_0_2 + m0_0_3;
+  assign t0_0_w0_4 = m0_0_4 + m0_0_5;
+  assign t0_0_w0_6 = m0_0_6 + m0_0_7;
+  assign t0_0_w0_8 = m0_0_8 + m0_0_9;
+  assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
+  assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
+  assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
+  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
+  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
+  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
+  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
+  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
+  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
+  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
+  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
   assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
-  assign group_end = v2_d3 & last2_d3;
-  assign \$18  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$19  = rq0_under ? 20'hf8000 : \$18 ;
-  assign \$20  = credits_space + credits_returned;
-  assign \$21  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$22  = \$20  - \$21 ;
-  assign credits_room_next = \$22 [1:0] >= 1'h1;
-  assign \$23  = w_count == 7'h7f;
-  assign \$24  = w_count + 1'h1;
-  assign \$25  = \$23  ? 8'h00 : \$24 ;
-  assign \$27  = \$signal  & n_last_next;
-  assign \$28  = s_idx + 1'h1;
-  assign \$29  = s_last ? 8'h00 : \$28 ;
-  assign \$30  = n_idx + 1'h1;
-  assign \$31  = n_last ? 5'h00 : \$30 ;
-  assign \$32  = step & sn_last;
-  assign \$33  = w_half ? 8'h80 : 8'h00;
-  assign \$34  = ~ w_half;
-  assign \$35  = col >= 5'h10;
-  assign \$36  = col - 5'h10;
-  assign \$37  = col + 3'h4;
-  assign \$38  = \$35  ? { \$36 [5], \$36  } : { 1'h0, \$37  };
-  assign \$39  = s_last ? 7'h00 : \$38 ;
-  assign \$40  = row_ph0 >= 4'h8;
-  assign \$41  = row_ph0 - 4'h8;
-  assign \$42  = row_ph0 + 4'hc;
-  assign \$43  = \$40  ? { \$41 [5], \$41  } : { 1'h0, \$42  };
-  assign \$44  = n_last ? 7'h00 : \$43 ;
-  assign \$45  = row_ph0 + col;
-  assign \$46  = \$45  >= 5'h14;
+  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
+  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
+  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
+  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
+  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
+  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
+  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
+  assign xsum_w4_0 = xsum_w3_0 + xsum_l3_2;
+  assign group_end = v2_d4 & last2_d4;
+  assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
+  assign \$19  = credits_space + credits_returned;
+  assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$21  = \$19  - \$20 ;
+  assign credits_room_next = \$21 [1:0] >= 1'h1;
+  assign \$22  = \beat$225  == 9'h1fe;
+  assign \$23  = last ? 1'h0 : \$22 ;
+  assign \$24  = take ? \$23  : last;
+  assign \$25  = \beat$225  + 1'h1;
+  assign \$26  = last ? 10'h000 : \$25 ;
+  assign \$27  = last | at[19];
+  assign \$28  = \$27  ? 20'h00001 : { at[18:0], at[19] };
+  assign \$29  = word + 1'h1;
+  assign \$30  = at[19] ? \$29  : { 1'h0, word };
+  assign \$31  = last ? 6'h00 : \$30 ;
+  assign \$33  = \$signal  & n_last_next;
+  assign \$34  = s_idx + 1'h1;
+  assign \$35  = s_last ? 6'h00 : \$34 ;
+  assign \$36  = addr + 1'h1;
+  assign \$37  = n_last ? 5'h00 : \$36 ;
+  assign \$38  = step & sn_last;
+  assign \$39  = w_half ? 5'h1a : 5'h00;
+  assign \$40  = ~ w_half;
+  assign \$41  = s_last ? 5'h00 : col;
+  assign \$42  = row_ph0 >= 4'h8;
+  assign \$43  = row_ph0 - 4'h8;
+  assign \$44  = row_ph0 + 4'hc;
+  assign \$45  = \$42  ? { \$43 [5], \$43  } : { 1'h0, \$44  };
+  assign \$46  = n_last ? 7'h00 : \$45 ;
   assign \$47  = row_ph0 + col;
-  assign \$48  = \$47  - 5'h14;
+  assign \$48  = \$47  >= 5'h14;
   assign \$49  = row_ph0 + col;
-  assign \$50  = \$46  ? \$48  : { 1'h0, \$49  };
-  assign \$51  = ! s_idx;
-  assign \$53  = off1_0[0] ? o[3:0] : o[19:16];
-  assign \$54  = off1_0[1] ? \$52  : \$53 ;
-  assign \$56  = off1_0[0] ? o[3:0] : o[15:12];
-  assign \$57  = off1_0[1] ? \$55  : \$56 ;
-  assign \$59  = off1_0[0] ? o[3:0] : o[11:8];
-  assign \$60  = off1_0[1] ? \$58  : \$59 ;
-  assign \$61  = off1_0[2] ? \$57  : \$60 ;
-  assign \$63  = off1_0[0] ? o[3:0] : o[7:4];
-  assign \$64  = off1_0[1] ? \$62  : \$63 ;
-  assign \$68  = off1_0[2] ? \$64  : \$67 ;
-  assign \$69  = off1_0[3] ? \$61  : \$68 ;
-  assign \$70  = off1_0[4] ? \$54  : \$69 ;
-  assign \$71  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$72  = \$71  + xsum_l2_0;
-  assign \$73  = flags_x[0] & flags_x[2];
-  assign \$74  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$75  = \$74  + xsum_l2_0;
-  assign \$76  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$77  = \$76  + t0_0_l1_0;
-  assign \$78  = flags_0[0] & flags_0[2];
-  assign \$79  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$80  = \$79  + t0_0_l1_0;
-  assign \$82  = \$81  - xfin;
-  assign \$83  = ser_left - 1'h1;
-  assign \$84  = addr == 4'h9;
-  assign \$85  = addr + 1'h1;
-  assign \$86  = \$84  ? 5'h00 : \$85 ;
-  assign \$90  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$93  = $signed(\$91 ) + $signed(\$92 );
-  assign \$94  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$97  = $signed(\$96 ) < $signed(16'h8000);
-  assign \$99  = $signed(\$98 ) > $signed(16'h7fff);
-  assign \$100  = step & s_last;
-  assign \$101  = o__valid & \o__ready$70 ;
-  assign \$102  = \$101  + skipped_d5;
-  assign \$103  = ~ rst_fc2;
-  assign \$105  = rst_fc2 ? 1'h0 : take;
-  assign \$106  = rst_fc2 | load;
-  assign \$107  = filled ? 1'h1 : w_full;
-  assign \$108  = \$106  ? 1'h0 : \$107 ;
-  assign \$109  = rst_fc2 | load;
-  assign \$110  = filled ? 1'h1 : w_full_issue;
-  assign \$111  = \$109  ? 1'h0 : \$110 ;
+  assign \$50  = \$49  - 5'h14;
+  assign \$51  = row_ph0 + col;
+  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
+  assign \$53  = ! s_idx;
+  assign \$54  = r_page_b0[0] ? \port__data$238  : \port__data$237 ;
+  assign \$55  = r_page_b0[0] ? \port__data$236  : \port__data$235 ;
+  assign \$56  = r_page_b0[1] ? \$54  : \$55 ;
+  assign \$57  = r_page_b1[0] ? \port__data$243  : \port__data$242 ;
+  assign \$58  = r_page_b1[0] ? \port__data$241  : \port__data$240 ;
+  assign \$59  = r_page_b1[1] ? \$57  : \$58 ;
+  assign \$60  = r_page_b2[0] ? \port__data$248  : \port__data$247 ;
+  assign \$61  = r_page_b2[0] ? \port__data$246  : \port__data$245 ;
+  assign \$62  = r_page_b2[1] ? \$60  : \$61 ;
+  assign \$64  = off1_0[0] ? o : { \o$251 [15:0], o[19:16] };
+  assign \$65  = off1_0[1] ? \$63  : \$64 ;
+  assign \$67  = off1_0[0] ? o : { \o$251 [11:0], o[19:12] };
+  assign \$68  = off1_0[1] ? \$66  : \$67 ;
+  assign \$70  = off1_0[0] ? o : { \o$251 [7:0], o[19:8] };
+  assign \$71  = off1_0[1] ? \$69  : \$70 ;
+  assign \$72  = off1_0[2] ? \$68  : \$71 ;
+  assign \$74  = off1_0[0] ? o : { \o$251 [3:0], o[19:4] };
+  assign \$75  = off1_0[1] ? \$73  : \$74 ;
+  assign \$79  = off1_0[2] ? \$75  : \$78 ;
+  assign \$80  = off1_0[3] ? \$72  : \$79 ;
+  assign \$81  = off1_0[4] ? \$65  : \$80 ;
+  assign \$82  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$83  = \$82  + xsum_l5_0;
+  assign \$84  = flags_x[0] & flags_x[2];
+  assign \$85  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$86  = \$85  + xsum_l5_0;
+  assign \$87  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$88  = \$87  + t0_0_l4_0;
+  assign \$89  = flags_0[0] & flags_0[2];
+  assign \$90  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$91  = \$90  + t0_0_l4_0;
+  assign \$93  = \$92  - xfin;
+  assign \$94  = ser_left - 1'h1;
+  assign \$95  = \addr$197  == 4'h9;
+  assign \$96  = \addr$197  + 1'h1;
+  assign \$97  = \$95  ? 5'h00 : \$96 ;
+  assign \$101  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$104  = $signed(\$102 ) + $signed(\$103 );
+  assign \$105  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$108  = $signed(\$107 ) < $signed(16'h8000);
+  assign \$110  = $signed(\$109 ) > $signed(16'h7fff);
+  assign \$111  = step & s_last;
+  assign \$112  = o__valid & \o__ready$211 ;
+  assign \$113  = \$112  + skipped_d5;
+  assign \$114  = ! \$2 [5:4];
+  assign \$115  = ~ rst_fc2;
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = \$116  ? w_en : 20'h00000;
+  assign \$118  = ! \$2 [5:4];
+  assign \$119  = ~ rst_fc2;
+  assign \$120  = \$118  & \$119 ;
+  assign \$121  = \$120  ? w_en : 20'h00000;
+  assign \$122  = ! \$2 [5:4];
+  assign \$123  = ~ rst_fc2;
+  assign \$124  = \$122  & \$123 ;
+  assign \$125  = \$124  ? w_en : 20'h00000;
+  assign \$126  = \$2 [5:4] == 1'h1;
+  assign \$127  = ~ rst_fc2;
+  assign \$128  = \$126  & \$127 ;
+  assign \$129  = \$128  ? w_en : 20'h00000;
+  assign \$130  = \$2 [5:4] == 1'h1;
+  assign \$131  = ~ rst_fc2;
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = \$132  ? w_en : 20'h00000;
+  assign \$134  = \$2 [5:4] == 1'h1;
+  assign \$135  = ~ rst_fc2;
+  assign \$136  = \$134  & \$135 ;
+  assign \$137  = \$136  ? w_en : 20'h00000;
+  assign \$138  = \$2 [5:4] == 2'h2;
+  assign \$139  = ~ rst_fc2;
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = \$140  ? w_en : 20'h00000;
+  assign \$142  = \$2 [5:4] == 2'h2;
+  assign \$143  = ~ rst_fc2;
+  assign \$144  = \$142  & \$143 ;
+  assign \$145  = \$144  ? w_en : 20'h00000;
+  assign \$146  = \$2 [5:4] == 2'h2;
+  assign \$147  = ~ rst_fc2;
+  assign \$148  = \$146  & \$147 ;
+  assign \$149  = \$148  ? w_en : 20'h00000;
+  assign \$150  = \$2 [5:4] == 2'h3;
+  assign \$151  = ~ rst_fc2;
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = \$152  ? w_en : 20'h00000;
+  assign \$154  = \$2 [5:4] == 2'h3;
+  assign \$155  = ~ rst_fc2;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = \$156  ? w_en : 20'h00000;
+  assign \$158  = \$2 [5:4] == 2'h3;
+  assign \$159  = ~ rst_fc2;
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = \$160  ? w_en : 20'h00000;
+  assign \$162  = rst_fc2 | load;
+  assign \$163  = filled ? 1'h1 : w_full;
+  assign \$164  = \$162  ? 1'h0 : \$163 ;
+  assign \$165  = rst_fc2 | load;
+  assign \$166  = filled ? 1'h1 : w_full_issue;
+  assign \$167  = \$165  ? 1'h0 : \$166 ;
   always @(posedge clk)
-    port__data <= w_data;
+    w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$112 ;
+    last <= \$168 ;
   always @(posedge clk)
-    can_end <= \$113 ;
+    \beat$225  <= \$169 ;
   always @(posedge clk)
-    gap_zero <= \$114 ;
+    at <= \$170 ;
   always @(posedge clk)
-    s_last <= \$115 ;
+    word <= \$171 ;
   always @(posedge clk)
-    n_last <= \$116 ;
+    can_end <= \$172 ;
   always @(posedge clk)
-    sn_last <= \$117 ;
+    gap_zero <= \$173 ;
   always @(posedge clk)
-    r_addr <= \$118 ;
+    s_last <= \$174 ;
   always @(posedge clk)
-    s_idx <= \$119 ;
+    n_last <= \$175 ;
   always @(posedge clk)
-    n_idx <= \$120 ;
+    sn_last <= \$176 ;
   always @(posedge clk)
-    active <= \$121 ;
+    r_addr <= \$177 ;
   always @(posedge clk)
-    r_base <= \$122 ;
+    s_idx <= \$178 ;
   always @(posedge clk)
-    w_half <= \$123 ;
+    addr <= \$179 ;
   always @(posedge clk)
-    col <= \$124 ;
+    active <= \$180 ;
   always @(posedge clk)
-    row_ph0 <= \$125 ;
+    r_base <= \$181 ;
   always @(posedge clk)
-    off1_0 <= \$126 ;
+    w_half <= \$182 ;
   always @(posedge clk)
-    \$signal$88  <= \$127 ;
+    col <= \$183 ;
   always @(posedge clk)
-    \$signal$89  <= \$128 ;
+    row_ph0 <= \$184 ;
   always @(posedge clk)
-    last1 <= \$129 ;
+    off1_0 <= \$185 ;
   always @(posedge clk)
-    i <= \o__payload$91 ;
+    \$signal$230  <= \$186 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$92 ;
+    \$signal$131  <= \$187 ;
   always @(posedge clk)
-    w0_0 <= \$70 ;
+    last1 <= \$188 ;
+  always @(posedge clk)
+    \i$134  <= \o__payload$232 ;
+  always @(posedge clk)
+    r_addr_q <= \$189 ;
+  always @(posedge clk)
+    xdata_d1 <= { \$62 , \$59 , \$56  };
+  always @(posedge clk)
+    carry0_0 <= \$190 ;
+  always @(posedge clk)
+    w0_0 <= \$81 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
     m0_0_1 <= p0_0_1;
   always @(posedge clk)
-    t0_0_l1_0 <= t0_0_w0_0;
+    m0_0_2 <= p0_0_2;
+  always @(posedge clk)
+    m0_0_3 <= p0_0_3;
+  always @(posedge clk)
+    m0_0_4 <= p0_0_4;
+  always @(posedge clk)
+    m0_0_5 <= p0_0_5;
+  always @(posedge clk)
+    m0_0_6 <= p0_0_6;
+  always @(posedge clk)
+    m0_0_7 <= p0_0_7;
+  always @(posedge clk)
+    m0_0_8 <= p0_0_8;
+  always @(posedge clk)
+    m0_0_9 <= p0_0_9;
+  always @(posedge clk)
+    t0_0_l2_0 <= t0_0_w1_0;
+  always @(posedge clk)
+    t0_0_l2_1 <= t0_0_w1_2;
+  always @(posedge clk)
+    t0_0_l2_2 <= t0_0_w0_8;
+  always @(posedge clk)
+    t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
     xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
     xsum_l1_1 <= xsum_w0_2;
   always @(posedge clk)
-    xsum_l2_0 <= xsum_w1_0;
+    xsum_l1_2 <= xsum_w0_4;
   always @(posedge clk)
-    v2_d1 <= \$130 ;
+    xsum_l1_3 <= xsum_w0_6;
   always @(posedge clk)
-    v2_d2 <= \$131 ;
+    xsum_l1_4 <= xsum_w0_8;
   always @(posedge clk)
-    v2_d3 <= \$132 ;
+    xsum_l1_5 <= xsum_w0_10;
   always @(posedge clk)
-    last2_d1 <= \$133 ;
+    xsum_l1_6 <= xsum_w0_12;
   always @(posedge clk)
-    last2_d2 <= \$134 ;
+    xsum_l1_7 <= xsum_w0_14;
   always @(posedge clk)
-    last2_d3 <= \$135 ;
+    xsum_l1_8 <= xsum_w0_16;
   always @(posedge clk)
-    v2p_d1 <= \$136 ;
+    xsum_l1_9 <= xsum_w0_18;
   always @(posedge clk)
-    v2p_d2 <= \$137 ;
+    xsum_l3_0 <= xsum_w2_0;
   always @(posedge clk)
-    first2p_d1 <= \$138 ;
+    xsum_l3_1 <= xsum_w2_2;
   always @(posedge clk)
-    first2p_d2 <= \$139 ;
+    xsum_l3_2 <= xsum_w1_8;
   always @(posedge clk)
-    last2p_d1 <= \$140 ;
+    xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    last2p_d2 <= \$141 ;
+    v2_d1 <= \$191 ;
   always @(posedge clk)
-    done <= \$142 ;
+    v2_d2 <= \$192 ;
   always @(posedge clk)
-    xacc <= \$143 ;
+    v2_d3 <= \$193 ;
   always @(posedge clk)
-    xfin <= \$144 ;
+    v2_d4 <= \$194 ;
   always @(posedge clk)
-    acc0_0 <= \$145 ;
+    last2_d1 <= \$195 ;
   always @(posedge clk)
-    fin0_0 <= \$146 ;
+    last2_d2 <= \$196 ;
   always @(posedge clk)
-    bank0_0 <= \$147 ;
+    last2_d3 <= \$197 ;
   always @(posedge clk)
-    ser_left <= \$148 ;
+    last2_d4 <= \$198 ;
   always @(posedge clk)
-    addr <= \$149 ;
+    v2p_d1 <= \$199 ;
   always @(posedge clk)
-    \$signal$117  <= \$150 ;
+    v2p_d2 <= \$200 ;
   always @(posedge clk)
-    ka <= \$151 ;
+    v2p_d3 <= \$201 ;
+  always @(posedge clk)
+    first2p_d1 <= \$202 ;
+  always @(posedge clk)
+    first2p_d2 <= \$203 ;
+  always @(posedge clk)
+    first2p_d3 <= \$204 ;
+  always @(posedge clk)
+    last2p_d1 <= \$205 ;
+  always @(posedge clk)
+    last2p_d2 <= \$206 ;
+  always @(posedge clk)
+    last2p_d3 <= \$207 ;
+  always @(posedge clk)
+    done <= \$208 ;
+  always @(posedge clk)
+    xacc <= \$209 ;
+  always @(posedge clk)
+    xfin <= \$210 ;
+  always @(posedge clk)
+    acc0_0 <= \$211 ;
+  always @(posedge clk)
+    fin0_0 <= \$212 ;
+  always @(posedge clk)
+    bank0_0 <= \$213 ;
+  always @(posedge clk)
+    ser_left <= \$214 ;
+  always @(posedge clk)
+    \addr$197  <= \$215 ;
+  always @(posedge clk)
+    \$signal$287  <= \$216 ;
+  always @(posedge clk)
+    ka <= \$217 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$152 ;
+    vb <= \$218 ;
   always @(posedge clk)
-    rq0_beta_b <= data[39:19];
+    rq0_beta_b <= \data$200 [39:19];
   always @(posedge clk)
-    rq0_beta <= \$90 ;
+    rq0_beta <= \$101 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$93 ;
+    rq0_acc_s1_0 <= \$104 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$94 [35:0];
+    rq0_acc_s2_0 <= \$105 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$95 [19:0];
+    rq0_shifted <= \$106 [19:0];
   always @(posedge clk)
-    rq0_under <= \$97 ;
+    rq0_under <= \$108 ;
   always @(posedge clk)
-    rq0_over <= \$99 ;
+    rq0_over <= \$110 ;
   always @(posedge clk)
-    v_out_d1 <= \$153 ;
+    v_out_d1 <= \$219 ;
   always @(posedge clk)
-    v_out_d2 <= \$154 ;
+    v_out_d2 <= \$220 ;
   always @(posedge clk)
-    v_out_d3 <= \$155 ;
+    v_out_d3 <= \$221 ;
   always @(posedge clk)
-    \w_en$75  <= \$156 ;
+    \w_en$216  <= \$222 ;
   always @(posedge clk)
-    skipped_d1 <= \$157 ;
+    skipped_d1 <= \$223 ;
   always @(posedge clk)
-    skipped_d2 <= \$158 ;
+    skipped_d2 <= \$224 ;
   always @(posedge clk)
-    skipped_d3 <= \$159 ;
+    skipped_d3 <= \$225 ;
   always @(posedge clk)
-    skipped_d4 <= \$160 ;
+    skipped_d4 <= \$226 ;
   always @(posedge clk)
-    skipped_d5 <= \$161 ;
+    skipped_d5 <= \$227 ;
   always @(posedge clk)
-    group_ended_d1 <= \$162 ;
+    group_ended_d1 <= \$228 ;
   always @(posedge clk)
-    credits_returned <= \$163 ;
+    credits_returned <= \$229 ;
   always @(posedge clk)
-    credits_space <= \$164 ;
+    credits_space <= \$230 ;
   always @(posedge clk)
-    credits_room <= \$165 ;
+    credits_room <= \$231 ;
   \flexor_lenet5.fc2.consts  consts (
-    .addr(addr),
+    .addr(\addr$197 ),
     .clk(clk),
-    .data(data)
+    .data(\data$200 )
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
+  \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
+    .i(\i$134 ),
+    .o(\o$251 )
+  );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$70 ),
+    .o__ready(\o__ready$211 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
-    .w_data(\$19 [15:0]),
-    .w_en(\w_en$75 )
+    .w_data(\$18 [15:0]),
+    .w_en(\w_en$216 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd3)
   ) flags_0_copy (
     .clk(clk),
-    .d({ last2p_d2, first2p_d2, v2p_d2 }),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_0)
   );
   flexor_copy #(
@@ -25216,8 +26046,13 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .WIDTH(32'd3)
   ) flags_x_copy (
     .clk(clk),
-    .d({ last2p_d2, first2p_d2, v2p_d2 }),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_x)
+  );
+  \flexor_lenet5.fc2.heads  heads (
+    .addr(addr),
+    .clk(clk),
+    .data(data)
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -25239,53 +26074,421 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .wa(w0_0[2]),
     .wb(w0_0[3])
   );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p0_0_2),
+    .wa(w0_0[4]),
+    .wb(w0_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p0_0_3),
+    .wa(w0_0[6]),
+    .wb(w0_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p0_0_4),
+    .wa(w0_0[8]),
+    .wb(w0_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_5_add (
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
+    .s(p0_0_5),
+    .wa(w0_0[10]),
+    .wb(w0_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_6_add (
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
+    .s(p0_0_6),
+    .wa(w0_0[12]),
+    .wb(w0_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_7_add (
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
+    .s(p0_0_7),
+    .wa(w0_0[14]),
+    .wb(w0_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_8_add (
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
+    .s(p0_0_8),
+    .wa(w0_0[16]),
+    .wb(w0_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_9_add (
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
+    .s(p0_0_9),
+    .wa(w0_0[18]),
+    .wb(w0_0[19])
+  );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
-  ) r_addr_b0_copy (
+    .WIDTH(32'd4)
+  ) r_addr_b0_p0_copy (
     .clk(clk),
-    .d(r_next),
-    .q(\port__addr$36 )
+    .d(r_next[3:0]),
+    .q(\port__addr$94 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p1_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$97 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p2_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$100 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd2)
+  ) r_addr_b0_p3_copy (
+    .clk(clk),
+    .d(r_next[1:0]),
+    .q(\port__addr$103 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b1_p0_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$106 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b1_p1_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$109 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b1_p2_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$112 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd2)
+  ) r_addr_b1_p3_copy (
+    .clk(clk),
+    .d(r_next[1:0]),
+    .q(\port__addr$115 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b2_p0_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$118 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b2_p1_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$121 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b2_p2_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$124 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd2)
+  ) r_addr_b2_p3_copy (
+    .clk(clk),
+    .d(r_next[1:0]),
+    .q(\port__addr$127 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd2)
+  ) r_page_b0_copy (
+    .clk(clk),
+    .d(r_addr_q[5:4]),
+    .q(r_page_b0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd2)
+  ) r_page_b1_copy (
+    .clk(clk),
+    .d(r_addr_q[5:4]),
+    .q(r_page_b1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd2)
+  ) r_page_b2_copy (
+    .clk(clk),
+    .d(r_addr_q[5:4]),
+    .q(r_page_b2)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$137 ),
+    .addr(\addr$307 ),
     .clk(clk),
-    .data(\data$136 )
+    .data(\data$306 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(data[16:0]),
+    .a(\data$200 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(data[18:17]),
+    .a(\data$200 [18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$124 )
+    .p(\p$294 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
-  ) w_addr_b0_copy (
+    .WIDTH(32'd4)
+  ) w_addr_b0_p0_copy (
     .clk(clk),
-    .d(\$2 [7:0]),
+    .d(\$2 [3:0]),
     .q(port__addr)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b0_copy (
+    .WIDTH(32'd4)
+  ) w_addr_b0_p1_copy (
     .clk(clk),
-    .d(\$105 ),
+    .d(\$2 [3:0]),
+    .q(\port__addr$20 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p2_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$35 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd2)
+  ) w_addr_b0_p3_copy (
+    .clk(clk),
+    .d(\$2 [1:0]),
+    .q(\port__addr$50 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b1_p0_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$10 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b1_p1_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$25 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b1_p2_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$40 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd2)
+  ) w_addr_b1_p3_copy (
+    .clk(clk),
+    .d(\$2 [1:0]),
+    .q(\port__addr$55 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b2_p0_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$15 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b2_p1_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$30 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b2_p2_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$45 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd2)
+  ) w_addr_b2_p3_copy (
+    .clk(clk),
+    .d(\$2 [1:0]),
+    .q(\port__addr$60 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b0_p0_copy (
+    .clk(clk),
+    .d(\$117 [7:0]),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b0_p1_copy (
+    .clk(clk),
+    .d(\$129 [7:0]),
+    .q(\port__en$23 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b0_p2_copy (
+    .clk(clk),
+    .d(\$141 [7:0]),
+    .q(\port__en$38 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b0_p3_copy (
+    .clk(clk),
+    .d(\$153 [7:0]),
+    .q(\port__en$53 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b1_p0_copy (
+    .clk(clk),
+    .d(\$121 [15:8]),
+    .q(\port__en$13 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b1_p1_copy (
+    .clk(clk),
+    .d(\$133 [15:8]),
+    .q(\port__en$28 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b1_p2_copy (
+    .clk(clk),
+    .d(\$145 [15:8]),
+    .q(\port__en$43 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd8)
+  ) w_en_b1_p3_copy (
+    .clk(clk),
+    .d(\$157 [15:8]),
+    .q(\port__en$58 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_en_b2_p0_copy (
+    .clk(clk),
+    .d(\$125 [19:16]),
+    .q(\port__en$18 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_en_b2_p1_copy (
+    .clk(clk),
+    .d(\$137 [19:16]),
+    .q(\port__en$33 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_en_b2_p2_copy (
+    .clk(clk),
+    .d(\$149 [19:16]),
+    .q(\port__en$48 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_en_b2_p3_copy (
+    .clk(clk),
+    .d(\$161 [19:16]),
+    .q(\port__en$63 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$108 ),
+    .d(\$164 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -25293,489 +26496,619 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$70 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$111 ),
+    .d(\$167 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
     .clk(clk),
-    .data(\data$136 ),
-    .o__payload(\o__payload$91 ),
+    .data(\data$306 ),
+    .o__payload(\o__payload$232 ),
     .o__ready(step),
-    .raddr(\addr$137 ),
+    .raddr(\addr$307 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$16 [7:0];
+      r_next = \$15 [5:0];
     end
     if (load) begin
-      r_next = \$17 ;
+      r_next = { 1'h0, \$16  };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$112  = w_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$168  = \$24 ;
+    if (rst_fc2) begin
+      \$168  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$169  = \beat$225 ;
     if (take) begin
-      \$112  = \$25 [6:0];
+      \$169  = \$26 [8:0];
     end
     if (rst_fc2) begin
-      \$112  = 7'h00;
+      \$169  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$113  = \$26 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$170  = at;
+    if (take) begin
+      \$170  = \$28 ;
+    end
     if (rst_fc2) begin
-      \$113  = 1'h1;
+      \$170  = 20'h00001;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$114  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$171  = word;
+    if (take) begin
+      \$171  = \$31 [4:0];
+    end
     if (rst_fc2) begin
-      \$114  = 1'h1;
+      \$171  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$115  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$172  = \$32 ;
     if (rst_fc2) begin
-      \$115  = 1'h0;
+      \$172  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$116  = n_last_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$173  = 1'h1;
     if (rst_fc2) begin
-      \$116  = 1'h0;
+      \$173  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$117  = \$27 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$174  = \$signal ;
     if (rst_fc2) begin
-      \$117  = 1'h0;
+      \$174  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$118  = r_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$175  = n_last_next;
     if (rst_fc2) begin
-      \$118  = 8'h00;
+      \$175  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$119  = s_idx;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$176  = \$33 ;
+    if (rst_fc2) begin
+      \$176  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$177  = r_next;
+    if (rst_fc2) begin
+      \$177  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$178  = s_idx;
     if (step) begin
-      \$119  = \$29 [6:0];
+      \$178  = \$35 [4:0];
     end
     if (rst_fc2) begin
-      \$119  = 7'h00;
+      \$178  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$120  = n_idx;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$179  = addr;
     if (step) begin
       if (s_last) begin
-        \$120  = \$31 [3:0];
+        \$179  = \$37 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$120  = 4'h0;
+      \$179  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$121  = active;
-    if (\$32 ) begin
-      \$121  = 1'h0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$180  = active;
+    if (\$38 ) begin
+      \$180  = 1'h0;
     end
     if (load) begin
-      \$121  = 1'h1;
+      \$180  = 1'h1;
     end
     if (rst_fc2) begin
-      \$121  = 1'h0;
+      \$180  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$122  = r_base;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$181  = r_base;
     if (load) begin
-      \$122  = \$33 ;
+      \$181  = { 1'h0, \$39  };
     end
     if (rst_fc2) begin
-      \$122  = 8'h00;
+      \$181  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$123  = w_half;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$182  = w_half;
     if (load) begin
-      \$123  = \$34 ;
+      \$182  = \$40 ;
     end
     if (rst_fc2) begin
-      \$123  = 1'h0;
+      \$182  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$124  = col;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$183  = col;
     if (step) begin
-      \$124  = \$39 [4:0];
+      \$183  = \$41 ;
     end
     if (rst_fc2) begin
-      \$124  = 5'h00;
+      \$183  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$125  = row_ph0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$184  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$125  = \$44 [4:0];
+        \$184  = \$46 [4:0];
       end
     end
     if (rst_fc2) begin
-      \$125  = 5'h00;
+      \$184  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$126  = \$50 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$185  = \$52 [4:0];
     if (rst_fc2) begin
-      \$126  = 5'h00;
+      \$185  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$127  = step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$186  = step;
     if (rst_fc2) begin
-      \$127  = 1'h0;
+      \$186  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$128  = \$51 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$187  = \$53 ;
     if (rst_fc2) begin
-      \$128  = 1'h0;
+      \$187  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$129  = s_last;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$188  = s_last;
     if (rst_fc2) begin
-      \$129  = 1'h0;
+      \$188  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$130  = \$signal$88 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$189  = r_next;
     if (rst_fc2) begin
-      \$130  = 1'h0;
+      \$189  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$131  = v2_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$190  = carry0_0;
+    if (\$signal$230 ) begin
+      \$190  = \i$134 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$191  = \$signal$230 ;
     if (rst_fc2) begin
-      \$131  = 1'h0;
+      \$191  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$132  = v2_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$192  = v2_d1;
     if (rst_fc2) begin
-      \$132  = 1'h0;
+      \$192  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$133  = last1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$193  = v2_d2;
     if (rst_fc2) begin
-      \$133  = 1'h0;
+      \$193  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$134  = last2_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$194  = v2_d3;
     if (rst_fc2) begin
-      \$134  = 1'h0;
+      \$194  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$135  = last2_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$195  = last1;
     if (rst_fc2) begin
-      \$135  = 1'h0;
+      \$195  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$136  = \$signal$88 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$196  = last2_d1;
     if (rst_fc2) begin
-      \$136  = 1'h0;
+      \$196  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$137  = v2p_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$197  = last2_d2;
     if (rst_fc2) begin
-      \$137  = 1'h0;
+      \$197  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$138  = \$signal$89 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$198  = last2_d3;
     if (rst_fc2) begin
-      \$138  = 1'h0;
+      \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$139  = first2p_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$199  = \$signal$230 ;
     if (rst_fc2) begin
-      \$139  = 1'h0;
+      \$199  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$140  = last1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$200  = v2p_d1;
     if (rst_fc2) begin
-      \$140  = 1'h0;
+      \$200  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$141  = last2p_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$201  = v2p_d2;
     if (rst_fc2) begin
-      \$141  = 1'h0;
+      \$201  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$142  = group_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$202  = \$signal$131 ;
     if (rst_fc2) begin
-      \$142  = 1'h0;
+      \$202  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$143  = xacc;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$203  = first2p_d1;
+    if (rst_fc2) begin
+      \$203  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$204  = first2p_d2;
+    if (rst_fc2) begin
+      \$204  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$205  = last1;
+    if (rst_fc2) begin
+      \$205  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$206  = last2p_d1;
+    if (rst_fc2) begin
+      \$206  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$207  = last2p_d2;
+    if (rst_fc2) begin
+      \$207  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$208  = group_end;
+    if (rst_fc2) begin
+      \$208  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$209  = xacc;
     if (flags_x[0]) begin
-      \$143  = \$72 [16:0];
+      \$209  = \$83 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$144  = xfin;
-    if (\$73 ) begin
-      \$144  = \$75 [16:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$210  = xfin;
+    if (\$84 ) begin
+      \$210  = \$86 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$145  = acc0_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$211  = acc0_0;
     if (flags_0[0]) begin
-      \$145  = \$77 [16:0];
+      \$211  = \$88 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$146  = fin0_0;
-    if (\$78 ) begin
-      \$146  = \$80 [16:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$212  = fin0_0;
+    if (\$89 ) begin
+      \$212  = \$91 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$147  = bank0_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$213  = bank0_0;
     if (done) begin
-      \$147  = \$82 [17:0];
+      \$213  = \$93 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$148  = ser_left;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$214  = ser_left;
     if (done) begin
-      \$148  = 1'h1;
+      \$214  = 1'h1;
     end else if (ser) begin
-      \$148  = \$83 [0];
+      \$214  = \$94 [0];
     end
     if (rst_fc2) begin
-      \$148  = 1'h0;
+      \$214  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$149  = addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$215  = \addr$197 ;
     if (ser) begin
-      \$149  = \$86 [3:0];
+      \$215  = \$97 [3:0];
     end
     if (rst_fc2) begin
-      \$149  = 4'h0;
+      \$215  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$150  = \$87 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$216  = \$98 ;
     if (rst_fc2) begin
-      \$150  = 1'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$151  = \$89 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$217  = \$100 ;
     if (rst_fc2) begin
-      \$151  = 1'h0;
+      \$217  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$152  = \$signal$117 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$218  = \$signal$287 ;
     if (rst_fc2) begin
-      \$152  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$153  = vb;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$219  = vb;
     if (rst_fc2) begin
-      \$153  = 1'h0;
+      \$219  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$154  = v_out_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$220  = v_out_d1;
     if (rst_fc2) begin
-      \$154  = 1'h0;
+      \$220  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$155  = v_out_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$221  = v_out_d2;
     if (rst_fc2) begin
-      \$155  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$156  = v_out_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$222  = v_out_d3;
     if (rst_fc2) begin
-      \$156  = 1'h0;
+      \$222  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$157  = ka;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$223  = ka;
     if (rst_fc2) begin
-      \$157  = 1'h0;
+      \$223  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$158  = skipped_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$224  = skipped_d1;
     if (rst_fc2) begin
-      \$158  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$159  = skipped_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$225  = skipped_d2;
     if (rst_fc2) begin
-      \$159  = 1'h0;
+      \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$160  = skipped_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$226  = skipped_d3;
     if (rst_fc2) begin
-      \$160  = 1'h0;
+      \$226  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$161  = skipped_d4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$227  = skipped_d4;
     if (rst_fc2) begin
-      \$161  = 1'h0;
+      \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$162  = \$100 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$228  = \$111 ;
     if (rst_fc2) begin
-      \$162  = 1'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$163  = \$102 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$229  = \$113 ;
     if (rst_fc2) begin
-      \$163  = 2'h0;
+      \$229  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$164  = \$22 [1:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$230  = \$21 [1:0];
     if (rst_fc2) begin
-      \$164  = 2'h2;
+      \$230  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$165  = credits_room_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$231  = credits_room_next;
     if (rst_fc2) begin
-      \$165  = 1'h1;
+      \$231  = 1'h1;
     end
   end
-  assign w_addr_b0 = port__addr;
-  assign w_data_q = port__data;
-  assign w_en_b0 = port__en;
-  assign w_addr = \$2 [7:0];
+  assign w_addr_b0_p0 = port__addr;
+  assign port__data = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b0_p0 = port__en;
+  assign w_addr_b1_p0 = \port__addr$10 ;
+  assign \port__data$12  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b1_p0 = \port__en$13 ;
+  assign w_addr_b2_p0 = \port__addr$15 ;
+  assign \port__data$17  = { w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b2_p0 = \port__en$18 ;
+  assign w_addr_b0_p1 = \port__addr$20 ;
+  assign \port__data$22  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b0_p1 = \port__en$23 ;
+  assign w_addr_b1_p1 = \port__addr$25 ;
+  assign \port__data$27  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b1_p1 = \port__en$28 ;
+  assign w_addr_b2_p1 = \port__addr$30 ;
+  assign \port__data$32  = { w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b2_p1 = \port__en$33 ;
+  assign w_addr_b0_p2 = \port__addr$35 ;
+  assign \port__data$37  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b0_p2 = \port__en$38 ;
+  assign w_addr_b1_p2 = \port__addr$40 ;
+  assign \port__data$42  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b1_p2 = \port__en$43 ;
+  assign w_addr_b2_p2 = \port__addr$45 ;
+  assign \port__data$47  = { w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b2_p2 = \port__en$48 ;
+  assign w_addr_b0_p3 = \port__addr$50 ;
+  assign \port__data$52  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b0_p3 = \port__en$53 ;
+  assign w_addr_b1_p3 = \port__addr$55 ;
+  assign \port__data$57  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b1_p3 = \port__en$58 ;
+  assign w_addr_b2_p3 = \port__addr$60 ;
+  assign \port__data$62  = { w_data_q, w_data_q, w_data_q, w_data_q };
+  assign w_en_b2_p3 = \port__en$63 ;
+  assign w_addr = \$2 [5:0];
   assign i__payload = w_data;
-  assign w_en = take;
-  assign \w_full$21  = w_full;
-  assign \w_full_issue$23  = w_full_issue;
+  assign \w_full$78  = w_full;
+  assign \w_full_issue$80  = w_full_issue;
   assign o__ready = step;
+  assign n_idx = addr;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$36 ;
-  assign \port__en$38  = 1'h1;
-  assign word1 = i;
+  assign r_addr_b0_p0 = \port__addr$94 ;
+  assign \port__en$96  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$97 ;
+  assign \port__en$99  = 1'h1;
+  assign r_addr_b0_p2 = \port__addr$100 ;
+  assign \port__en$102  = 1'h1;
+  assign r_addr_b0_p3 = \port__addr$103 ;
+  assign \port__en$105  = 1'h1;
+  assign r_addr_b1_p0 = \port__addr$106 ;
+  assign \port__en$108  = 1'h1;
+  assign r_addr_b1_p1 = \port__addr$109 ;
+  assign \port__en$111  = 1'h1;
+  assign r_addr_b1_p2 = \port__addr$112 ;
+  assign \port__en$114  = 1'h1;
+  assign r_addr_b1_p3 = \port__addr$115 ;
+  assign \port__en$117  = 1'h1;
+  assign r_addr_b2_p0 = \port__addr$118 ;
+  assign \port__en$120  = 1'h1;
+  assign r_addr_b2_p1 = \port__addr$121 ;
+  assign \port__en$123  = 1'h1;
+  assign r_addr_b2_p2 = \port__addr$124 ;
+  assign \port__en$126  = 1'h1;
+  assign r_addr_b2_p3 = \port__addr$127 ;
+  assign \port__en$129  = 1'h1;
+  assign word1 = \i$134 ;
   assign shift = ser;
-  assign beat = addr;
-  assign a = data[16:0];
+  assign beat = \addr$197 ;
+  assign a = \data$200 [16:0];
   assign sa0_0 = b;
-  assign \a$62  = data[18:17];
-  assign \b$63  = b;
-  assign rq0_y = \$19 [15:0];
-  assign \o__payload$69  = o__payload;
-  assign \o__ready$71  = \o__ready$70 ;
-  assign \o__valid$73  = o__valid;
-  assign \w_data$74  = \$19 [15:0];
-  assign v_out_d4 = \w_en$75 ;
-  assign space_next = \$22 [1:0];
-  assign \$4  = active;
-  assign \$26  = credits_room_next;
-  assign \$52  = o[3:0];
-  assign \$55  = o[3:0];
-  assign \$58  = o[3:0];
-  assign \$62  = o[3:0];
-  assign \$65  = o[3:0];
-  assign \$66  = o[3:0];
-  assign \$67  = \$66 ;
-  assign \$81  = { fin0_0, 1'h0 };
-  assign \$87  = ser;
-  assign \$88  = 1'h0;
-  assign \$89  = 1'h0;
-  assign \$91  = { p[34], p };
-  assign \$92  = { \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 , 17'h00000 };
-  assign \$95  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$96  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$98  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$104  = \$103 ;
+  assign \a$203  = \data$200 [18:17];
+  assign \b$204  = b;
+  assign rq0_y = \$18 [15:0];
+  assign \o__payload$210  = o__payload;
+  assign \o__ready$212  = \o__ready$211 ;
+  assign \o__valid$214  = o__valid;
+  assign \w_data$215  = \$18 [15:0];
+  assign v_out_d4 = \w_en$216 ;
+  assign space_next = \$21 [1:0];
+  assign \$3  = active;
+  assign \$32  = credits_room_next;
+  assign \$63  = o;
+  assign \$66  = o;
+  assign \$69  = o;
+  assign \$73  = o;
+  assign \$76  = o;
+  assign \$77  = o;
+  assign \$78  = \$77 ;
+  assign \$92  = { fin0_0, 1'h0 };
+  assign \$98  = ser;
+  assign \$99  = 1'h0;
+  assign \$100  = 1'h0;
+  assign \$102  = { p[34], p };
+  assign \$103  = { \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 , 17'h00000 };
+  assign \$106  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$107  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$109  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 
@@ -25869,8 +27202,76 @@ module \flexor_lenet5.fc2.dec_0_0_0 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
+module \flexor_lenet5.fc2.dec_0_0_1 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[1] ^ i[9];
+  assign \$2  = i[0] ^ i[13];
+  assign \$3  = i[3] ^ i[4];
+  assign \$4  = i[14] ^ i[15];
+  assign \$5  = i[2] ^ i[14];
+  assign \$6  = i[10] ^ i[14];
+  assign \$7  = i[2] ^ i[12];
+  assign \$8  = i[1] ^ i[11];
+  assign \$9  = i[7] ^ i[8];
+  assign \$10  = i[6] ^ i[14];
+  assign \$11  = i[1] ^ i[10];
+  assign \$12  = i[2] ^ i[10];
+  assign \$13  = i[3] ^ i[7];
+  assign \$14  = i[6] ^ i[10];
+  assign \$15  = i[4] ^ i[14];
+  assign \$16  = i[4] ^ i[11];
+  assign \$17  = i[6] ^ i[12];
+  assign \$18  = i[6] ^ i[13];
+  assign \$19  = i[6] ^ i[7];
+  assign \$20  = i[3] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -25981,14 +27382,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -25998,14 +27399,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -26015,7 +27416,7 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -26025,14 +27426,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$36  = \$23 [0];
     if (rst_fc2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$37  = \$30 ;
     if (rst_fc2) begin
       \$37  = 1'h1;
@@ -26044,16 +27445,37 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
 endmodule
 
 (* generator = "Amaranth" *)
+module \flexor_lenet5.fc2.heads (data, addr, clk);
+  input [3:0] addr;
+  wire [3:0] addr;
+  input clk;
+  wire clk;
+  output [15:0] data;
+  wire [15:0] data;
+  flexor_rom_logic #(
+    .ADDR_WIDTH(32'd4),
+    .DEPTH(32'd10),
+    .INIT_FILE("flexor_lenet5_l3_heads.hex"),
+    .LATENCY(32'd1),
+    .WIDTH(32'd16)
+  ) rom (
+    .addr(addr),
+    .clk(clk),
+    .data(data)
+  );
+endmodule
+
+(* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.rom (data, addr, clk);
-  input [10:0] addr;
-  wire [10:0] addr;
+  input [8:0] addr;
+  wire [8:0] addr;
   input clk;
   wire clk;
   output [15:0] data;
   wire [15:0] data;
   flexor_rom #(
-    .ADDR_WIDTH(32'd11),
-    .DEPTH(32'd1280),
+    .ADDR_WIDTH(32'd9),
+    .DEPTH(32'd260),
     .INIT_FILE("flexor_lenet5_l3_weights.hex"),
     .LATENCY(32'd2),
     .WIDTH(32'd16)
@@ -26114,7 +27536,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -26172,8 +27594,8 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [11:0] \$61 ;
-  wire [11:0] \$62 ;
+  wire [9:0] \$61 ;
+  wire [9:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
@@ -26204,7 +27626,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   reg \$88 ;
   reg \$89 ;
   wire \$9 ;
-  reg [10:0] \$90 ;
+  reg [8:0] \$90 ;
   reg \$91 ;
   reg [1:0] \$92 ;
   reg [1:0] \$93 ;
@@ -26212,8 +27634,8 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   reg [15:0] \$95 ;
   reg [15:0] \$96 ;
   reg [15:0] \$97 ;
-  (* init = 11'h000 *)
-  wire [10:0] addr;
+  (* init = 9'h000 *)
+  wire [8:0] addr;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -26231,8 +27653,8 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   wire o__ready;
   wire o__valid;
   reg primed = 1'h0;
-  output [10:0] raddr;
-  reg [10:0] raddr = 11'h000;
+  output [8:0] raddr;
+  reg [8:0] raddr = 9'h000;
   reg [1:0] rptr = 2'h0;
   input rst_fc2;
   wire rst_fc2;
@@ -26300,9 +27722,9 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   assign \$57  = \$55  & \$56 ;
   assign \$58  = \$57  ? 1'h0 : at4;
   assign \$59  = \$53  ? at3 : \$58 ;
-  assign \$60  = raddr == 11'h4ff;
+  assign \$60  = raddr == 9'h103;
   assign \$61  = raddr + 1'h1;
-  assign \$62  = \$60  ? 12'h000 : \$61 ;
+  assign \$62  = \$60  ? 10'h000 : \$61 ;
   assign \$63  = ~ at0;
   assign \$64  = \$63  & o__ready;
   assign \$65  = rptr == 2'h3;
@@ -26360,80 +27782,80 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   assign \$1  = free - issue;
   assign \$2  = ~ at0;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$81  = \$4 [2:0];
     if (rst_fc2) begin
       \$81  = 3'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$82  = \$9 ;
     if (rst_fc2) begin
       \$82  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$83  = \$19 ;
     if (rst_fc2) begin
       \$83  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$84  = \$29 ;
     if (rst_fc2) begin
       \$84  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$85  = \$39 ;
     if (rst_fc2) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$86  = \$49 ;
     if (rst_fc2) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$87  = \$59 ;
     if (rst_fc2) begin
       \$87  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$88  = issue;
     if (rst_fc2) begin
       \$88  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$89  = v1;
     if (rst_fc2) begin
       \$89  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$90  = raddr;
     if (issue) begin
-      \$90  = \$62 [10:0];
+      \$90  = \$62 [8:0];
     end
     if (rst_fc2) begin
-      \$90  = 11'h000;
+      \$90  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$91  = primed;
     if (at4) begin
       \$91  = 1'h1;
@@ -26443,14 +27865,14 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$92  = \$68 [1:0];
     if (rst_fc2) begin
       \$92  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$93  = wptr;
     if (v2) begin
       \$93  = \$71 [1:0];
@@ -26460,7 +27882,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$94  = slot0;
     if (v2) begin
       if (\$72 ) begin
@@ -26469,7 +27891,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$95  = slot1;
     if (v2) begin
       if (\$73 ) begin
@@ -26478,7 +27900,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$96  = slot2;
     if (v2) begin
       if (\$74 ) begin
@@ -26487,7 +27909,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$97  = slot3;
     if (v2) begin
       if (\$75 ) begin
@@ -26500,7 +27922,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [9:0] \$11 ;
@@ -27244,7 +28666,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
     .w_port__data(new2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$65  = cg;
     if (take) begin
       \$65  = \$24 [4:0];
@@ -27254,7 +28676,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$66  = x;
     if (take) begin
       if (\$25 ) begin
@@ -27266,7 +28688,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$67  = \$signal$41 ;
     if (take) begin
       if (\$25 ) begin
@@ -27278,7 +28700,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$68  = \$signal$17 ;
     if (take) begin
       if (\$25 ) begin
@@ -27290,7 +28712,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$69  = y;
     if (take) begin
       if (\$25 ) begin
@@ -27304,7 +28726,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$70  = \$signal$43 ;
     if (take) begin
       if (\$25 ) begin
@@ -27318,119 +28740,119 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$71  = take;
     if (rst_pool1) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$72  = \$50 ;
     if (rst_pool1) begin
       \$72  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$73  = \$53 ;
     if (rst_pool1) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$74  = \$56 ;
     if (rst_pool1) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$75  = \$12 [8:0];
     if (rst_pool1) begin
       \$75  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$76  = \$signal ;
     if (rst_pool1) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$77  = \$signal$44 ;
     if (rst_pool1) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$78  = \$signal$9 ;
     if (rst_pool1) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$79  = \$signal$10 ;
     if (rst_pool1) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$80  = addr1;
     if (rst_pool1) begin
       \$80  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$81  = \$57 ;
     if (rst_pool1) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$82  = addr2;
     if (rst_pool1) begin
       \$82  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$83  = wport__en;
     if (rst_pool1) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$84  = wport__addr;
     if (rst_pool1) begin
       \$84  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$85  = \$60 ;
     if (rst_pool1) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$86  = \$62 ;
     if (rst_pool1) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$87  = \$64 ;
     if (rst_pool1) begin
       \$87  = 1'h0;
@@ -27455,7 +28877,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -27546,7 +28968,7 @@ module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -27556,7 +28978,7 @@ module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -27566,7 +28988,7 @@ module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
@@ -27588,7 +29010,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [9:0] \$11 ;
@@ -28332,7 +29754,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     .w_port__data(new2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$65  = cg;
     if (take) begin
       \$65  = \$24 [5:0];
@@ -28342,7 +29764,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$66  = x;
     if (take) begin
       if (\$25 ) begin
@@ -28354,7 +29776,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$67  = \$signal$41 ;
     if (take) begin
       if (\$25 ) begin
@@ -28366,7 +29788,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$68  = \$signal$17 ;
     if (take) begin
       if (\$25 ) begin
@@ -28378,7 +29800,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$69  = y;
     if (take) begin
       if (\$25 ) begin
@@ -28392,7 +29814,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$70  = \$signal$43 ;
     if (take) begin
       if (\$25 ) begin
@@ -28406,119 +29828,119 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$71  = take;
     if (rst_pool2) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$72  = \$50 ;
     if (rst_pool2) begin
       \$72  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$73  = \$53 ;
     if (rst_pool2) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$74  = \$56 ;
     if (rst_pool2) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$75  = \$12 [8:0];
     if (rst_pool2) begin
       \$75  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$76  = \$signal ;
     if (rst_pool2) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$77  = \$signal$44 ;
     if (rst_pool2) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$78  = \$signal$9 ;
     if (rst_pool2) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$79  = \$signal$10 ;
     if (rst_pool2) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$80  = addr1;
     if (rst_pool2) begin
       \$80  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$81  = \$57 ;
     if (rst_pool2) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$82  = addr2;
     if (rst_pool2) begin
       \$82  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$83  = wport__en;
     if (rst_pool2) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$84  = wport__addr;
     if (rst_pool2) begin
       \$84  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$85  = \$60 ;
     if (rst_pool2) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$86  = \$62 ;
     if (rst_pool2) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$87  = \$64 ;
     if (rst_pool2) begin
       \$87  = 1'h0;
@@ -28543,7 +29965,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -28634,7 +30056,7 @@ module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -28644,7 +30066,7 @@ module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -28654,7 +30076,7 @@ module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
@@ -28676,7 +30098,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   reg [3:0] \$10 ;
   reg \$11 ;
@@ -28729,21 +30151,21 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
   always @(posedge clk)
     held <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$9  = valid_next;
     if (rst_port_out) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$10  = o__payload;
     if (\$5 ) begin
       \$10  = \$8 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$11  = full;
     if (\$5 ) begin
       \$11  = 1'h0;
@@ -28755,7 +30177,7 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$12  = held;
     if (\$5 ) begin
     end else if (\$7 ) begin

@@ -227,6 +227,77 @@ def test_mvau_scatters_a_pixel_major_stream_into_the_flattened_vector(c, hw, o, 
         assert set(np.diff(ends).tolist()) == {params.cycles_per_vector}
 
 
+NARROW = [  # (fan_in, out, pe, simd, in_simd, out_simd, vectors in LUT RAM, stall)
+    (27, 6, 2, 9, 3, 1, True, 0.3),         # a kernel row a beat: whole words
+    (23, 5, 1, 8, 2, 1, True, 0.3),         # a tail of 1 in the last word's last chunk
+    (22, 4, 2, 9, 3, 2, True, 0.3),         # a tail of 1 in the last beat, a chunk above it
+    (20, 5, 1, 8, 2, 1, True, 0.3),         # two whole chunks above the last beat
+    (13, 6, 3, 12, 4, 3, None, 0.2),        # one word: the tail's chunk is the first
+    (17, 70, 1, 10, 5, 1, True, 0.0),       # carried slices; unstalled rate and latency
+    (50, 4, 2, 6, 1, 2, True, 0.2),         # one element a beat, 18 words: two LUT-RAM pages
+    (40, 4, 2, 20, 5, 1, False, 0.3),       # block RAM vectors: the word assembled
+    (22, 4, 2, 9, 3, 2, False, 0.3),        # ... a tail, the last word aligned down
+    (20, 5, 1, 8, 2, 1, False, 0.3),        # ... two chunks of zeros above the last beat
+    (27, 6, 2, 9, 3, 1, False, 0.0),        # ... unstalled rate and latency
+]
+
+
+@pytest.mark.parametrize("f, o, pe, simd, b, r, lutram, stall", NARROW,
+                         ids=[f"f{c[0]}s{c[3]}b{c[4]}" + ("_bram" if c[6] is False else "")
+                              for c in NARROW])
+def test_mvau_writes_a_narrow_input_into_its_lanes(f, o, pe, simd, b, r, lutram, stall):
+    """``in_simd`` of SIMD a beat, written into the word's lanes (LUT RAM) or assembled into
+    a word (block RAM): exact under stalls over
+    vectors whose elements are never zero and whose last beat carries junk past the
+    vector's end (a column past F written, or a chunk written in the wrong place, changes a
+    result); unstalled, vectors ``cycles_per_vector`` apart (``⌈F/in_simd⌉ + 1`` where
+    loading bounds it) and the last output the stated latency after the last input beat."""
+    pkg, layer, consts = _layer(f, o, q=2)
+    params = replace(mvau_params(layer, consts, pe, simd, r, masked_adders=True),
+                     in_simd=b, vectors_lutram=lutram)
+    assert params.cycles_per_vector == max(
+        params.nf * max(params.sf, pe // r), -(-f // b) + 1)
+    n, beats = 6, -(-f // b)
+    rng = np.random.default_rng(f + b)
+    x = rng.integers(1, consts.x_hi + 1, (n, f))
+    junk = np.concatenate([x, rng.integers(1, consts.x_hi + 1, (n, beats * b - f))], axis=1)
+    assert params.vectors_in_block_ram == (lutram is False)
+    dut = MatrixVectorUnit(params)
+    assert len(dut.i.payload) == b * params.x_width
+    run = run_stream(dut, pack_beats(junk, b, params.x_width), n * o // r, in_stall=stall,
+                     out_stall=stall, seed=simd)
+    got = unpack_beats(run.outputs, r, params.y_width, consts.y_lo < 0).reshape(n, o)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+    if not stall:
+        per = o // r
+        ends = [run.out_cycles[(k + 1) * per - 1] for k in range(n)]
+        assert set(np.diff(ends).tolist()) == {params.cycles_per_vector}
+        assert run.out_cycles[per - 1] - run.in_cycles[beats - 1] == params.latency_cycles
+
+
+def test_mvau_narrow_input_reset_in_the_middle_of_a_vector():
+    """A reset with a narrow input's vector half written (its chunk and word counters in the
+    middle of a word): the vectors after it exact."""
+    pkg, layer, consts = _layer(22, 4, q=1)
+    params = replace(mvau_params(layer, consts, 2, 9, 2), in_simd=3)
+    dut = MatrixVectorUnit(params)
+    junk = pack_beats(_inputs(consts, 3, 22, seed=3), 3, params.x_width)
+    before = reset_while_stalled(dut, junk[:12], settle=20, hold=2, offered=False, fill=False)
+    x = np.random.default_rng(9).integers(1, consts.x_hi + 1, (3, 22))
+    run = run_stream(dut, pack_beats(x, 3, params.x_width), 3 * 2, in_stall=0.2,
+                     out_stall=0.3, seed=4, before=before)
+    got = unpack_beats(run.outputs, 2, params.y_width, consts.y_lo < 0).reshape(3, 4)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+
+def test_mvau_refuses_an_input_simd_that_does_not_divide_simd():
+    _, layer, consts = _layer(22, 4)
+    params = mvau_params(layer, consts, 2, 9, 2)
+    for bad in (2, 0, 10):
+        with pytest.raises(ValueError, match="Input SIMD"):
+            replace(params, in_simd=bad)
+
+
 def test_mvau_int8_planes_and_baseline():
     """An int8 layer's two's complement planes (unipolar, stored as they are) and the 1-bit
     baseline (decrypted bits in the ROM) compute the same outputs as the golden model."""
