@@ -13,6 +13,7 @@ from .madd import masked_add
 from .mul import MUL_WIDTH, Multiplier, lut_product, lut_product_terms
 from .pipeline import (NO_RW_CHECK, Credits, OutputFifo, copy_register, delay, flag_copy,
                        int_shape, mux_tree, pipelined_sum, ram_style_attr)
+from .repack import shift_in
 from .rom import Rom, flat_group_bits
 from .weight_stream import WeightStream, prime_cycles
 from .xor_decoder import XorDecoder
@@ -815,7 +816,7 @@ class MatrixVectorUnit(wiring.Component):
         :class:`~flexor_hw.gateware.repack.Repack`)."""
         p = self._params
         sf, simd, xw, b = p.sf, p.simd, p.x_width, p.in_beat
-        chunks, cw = simd // b, b * xw
+        chunks = simd // b
         beats = -(-p.fan_in // b)
         e = (beats - 1) % chunks
         tail = p.fan_in - (beats - 1) * b
@@ -826,13 +827,7 @@ class MatrixVectorUnit(wiring.Component):
         beat = Signal(range(max(2, beats)))
         last = Signal(init=beats == 1)
         m.d.sync += last.eq(Mux(take, Mux(last, beats == 1, beat == beats - 2), last))
-        payload = self.i.payload
-        if tail < b:
-            payload = Mux(last, payload[:tail * xw], payload)
-        new = Cat(word_q[cw:], payload)
-        if e < chunks - 1:
-            aligned = Cat(word_q[(chunks - e) * cw:], payload, Const(0, (chunks - 1 - e) * cw))
-            new = Mux(last, aligned, new)
+        new = shift_in(word_q, self.i.payload, last, e=e, tail=tail, width=xw)
         closes = at[chunks - 1] | last
         m.d.comb += [wport.addr.eq(w_half * sf + word), wport.en.eq(take & closes),
                      filled.eq(take & last)]

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from .pipeline import copy_register, kept_register
 
-__all__ = ["Repack", "PIECE_BITS"]
+__all__ = ["Repack", "PIECE_BITS", "shift_in"]
 
 #: Widest piece of a widening repack's output register under one enable.
 PIECE_BITS = 64
@@ -23,6 +23,23 @@ def _positive(name, value):
     if value < 1:
         raise TypeError(f"{name} must be a positive integer, not {value!r}")
     return value
+
+
+def shift_in(word, payload, last, *, e, tail, width):
+    """The next value of ``word`` as a beat (``payload``, elements of ``width`` bits) shifts
+    into its top and the word down a beat. A vector starts a word and its last beat
+    (``last``) is at chunk ``e`` of its last word: there the word is aligned to the bottom
+    with zeros above, and the beat's elements from ``tail`` on (past the vector's end)
+    become zero."""
+    cw = len(payload)
+    chunks = len(word) // cw
+    if tail < cw // width:
+        payload = Mux(last, payload[:tail * width], payload)
+    new = Cat(word[cw:], payload)
+    if e < chunks - 1:
+        aligned = Cat(word[(chunks - e) * cw:], payload, Const(0, (chunks - 1 - e) * cw))
+        new = Mux(last, aligned, new)
+    return new
 
 
 class Repack(wiring.Component):
@@ -160,16 +177,7 @@ class Repack(wiring.Component):
                 moves_k = full_k & (~valid_k | self.o.ready)
             with m.If(moves_k):
                 m.d.sync += out[lo:hi].eq(word[lo:hi])
-            # The vector's last input beat: its elements past the end become zero.
-            payload = self.i.payload
-            if tail < n_in:
-                payload = Mux(last_k, payload[:tail * w], payload)
-            shifted = Cat(word[cw:], payload)
-            if e < chunks - 1:
-                aligned = Cat(word[(chunks - e) * cw:], payload, Const(0, (chunks - 1 - e) * cw))
-                new = Mux(last_k, aligned, shifted)
-            else:
-                new = shifted
+            new = shift_in(word, self.i.payload, last_k, e=e, tail=tail, width=w)
             with m.If(take_k):
                 m.d.sync += word[lo:hi].eq(new[lo:hi])
 
