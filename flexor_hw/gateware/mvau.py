@@ -52,9 +52,10 @@ class MvauParams:
     stores ``slots − 1`` of them, slot 0 being the last slice of the word before, or at a
     row group's first word its ``head_words`` entry (:mod:`flexor_hw.rom_image`).
     Input: ``SIMD`` elements a beat, a word of the vector memory; or ``in_simd`` (a divisor
-    of ``SIMD``) elements a beat, written straight into their lanes of the word (a write
-    enable per lane), so no width converter assembles the word in flip-flops first (FINN's
-    MVAU takes its input ``SIMD`` wide behind a DWC); or ``scatter = (C, HW)``: the vector one
+    of ``SIMD``) elements a beat, written straight into their lanes of a word in LUT RAM (a
+    write enable per lane) or shifted into the block RAM's write data register, so no width
+    converter assembles the word first (FINN's MVAU takes its input ``SIMD`` wide behind a
+    DWC); or ``scatter = (C, HW)``: the vector one
     element a beat in ``(pixel, c)`` order (a conv's output), element ``(p, c)`` written to
     column ``c·HW + p`` (PyTorch's flatten), so no frame buffer reorders it first.
     Memories: ``rom_logic`` asks for the weight ROM in logic; ``vectors_lutram`` asks for the
@@ -790,19 +791,11 @@ class MatrixVectorUnit(wiring.Component):
         e = (beats - 1) % chunks
         tail = p.fan_in - (beats - 1) * b       # elements of the last beat in the vector
         wport = vmem.write_port(m, granularity=xw, sources=[s % b for s in range(simd)])
-        word = Signal(range(max(2, sf)))
-        at = Signal(chunks, init=1)             # the chunk the next beat fills, one-hot
-        beat = Signal(range(max(2, beats)))
-        last = Signal(init=beats == 1)          # beat == beats − 1, as a register
-        m.d.sync += last.eq(Mux(take, Mux(last, beats == 1, beat == beats - 2), last))
+        word, at, last = _chunk_counters(m, take, sf, chunks, beats)
         en = Cat(*[at[c] & ~last if c == e and k >= tail else at[c]
                    for c in range(chunks) for k in range(b)])
         m.d.comb += [wport.addr.eq(w_half * sf + word), wport.data.eq(self.i.payload),
                      wport.en.eq(Mux(take, en, 0)), filled.eq(take & last)]
-        with m.If(take):
-            m.d.sync += [beat.eq(Mux(last, 0, beat + 1)),
-                         at.eq(Mux(last | at[chunks - 1], 1, at.rotate_left(1))),
-                         word.eq(Mux(last, 0, Mux(at[chunks - 1], word + 1, word)))]
 
     def _assemble(self, m, vmem, take, w_half, filled):
         """Beats of ``b = in_simd`` elements into a word of block RAM (whose byte enables
@@ -822,19 +815,12 @@ class MatrixVectorUnit(wiring.Component):
         tail = p.fan_in - (beats - 1) * b
         word_q = Signal(simd * xw, reset_less=True, name="w_word")
         wport = vmem.write_port(m, data_q=word_q)
-        word = Signal(range(max(2, sf)))
-        at = Signal(chunks, init=1)
-        beat = Signal(range(max(2, beats)))
-        last = Signal(init=beats == 1)
-        m.d.sync += last.eq(Mux(take, Mux(last, beats == 1, beat == beats - 2), last))
-        new = shift_in(word_q, self.i.payload, last, e=e, tail=tail, width=xw)
-        closes = at[chunks - 1] | last
-        m.d.comb += [wport.addr.eq(w_half * sf + word), wport.en.eq(take & closes),
+        word, at, last = _chunk_counters(m, take, sf, chunks, beats)
+        m.d.comb += [wport.addr.eq(w_half * sf + word), wport.en.eq(take & (at[-1] | last)),
                      filled.eq(take & last)]
         with m.If(take):
-            m.d.sync += [word_q.eq(new), beat.eq(Mux(last, 0, beat + 1)),
-                         at.eq(Mux(closes, 1, at.rotate_left(1))),
-                         word.eq(Mux(last, 0, Mux(at[chunks - 1], word + 1, word)))]
+            m.d.sync += word_q.eq(shift_in(word_q, self.i.payload, last, e=e, tail=tail,
+                                           width=xw))
 
     def _scatter(self, m, vmem, take, w_half, filled):
         """Element ``(p, c)`` of a ``(pixel, c)`` stream to column ``c·HW + p``: word and lane
@@ -871,6 +857,22 @@ class MatrixVectorUnit(wiring.Component):
             with m.Else():
                 next_w, next_l = advance(word, lane, HW)
                 m.d.sync += [c.eq(c + 1), word.eq(next_w), lane.eq(next_l)]
+
+
+def _chunk_counters(m, take, sf, chunks, beats):
+    """Where a narrow input's next beat goes: ``(word, at, last)``, the word of the vector,
+    its chunk (one-hot) and whether the beat is the vector's last (a register), stepped
+    by ``take``; a vector starts a word."""
+    word = Signal(range(max(2, sf)))
+    at = Signal(chunks, init=1)
+    beat = Signal(range(max(2, beats)))
+    last = Signal(init=beats == 1)          # beat == beats − 1, as a register
+    m.d.sync += last.eq(Mux(take, Mux(last, beats == 1, beat == beats - 2), last))
+    with m.If(take):
+        m.d.sync += [beat.eq(Mux(last, 0, beat + 1)),
+                     at.eq(Mux(last | at[chunks - 1], 1, at.rotate_left(1))),
+                     word.eq(Mux(last, 0, Mux(at[chunks - 1], word + 1, word)))]
+    return word, at, last
 
 
 class _WriteRequest:
