@@ -279,8 +279,8 @@ class Mvau(Stage):
     vectors_lutram: bool = None     # the vector memory in LUT RAM / block RAM / (None) by cost
     scatter: tuple = None           # (C, H, W): a linear layer's spatial input, flattened
                                     # as it is written (one element a beat)
-    in_beat: int = None             # elements an input beat, a divisor of SIMD written into
-                                    # its lanes (None: SIMD)
+    in_beat: int = None             # elements an input beat, a divisor of SIMD the unit
+                                    # takes itself (None: SIMD; fold.match_widths sets it)
     bits_register: bool = True      # the decoded weight bits registered
     address_register: bool = False  # the vector read address registered twice (the iCE40)
     rom_page_words: int = None      # a logic weight ROM decoded in pages (the iCE40: 16)
