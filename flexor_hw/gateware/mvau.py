@@ -313,6 +313,18 @@ class MvauParams:
         return 1 if self.scatter is not None else (self.in_simd or self.simd)
 
     @property
+    def writer(self):
+        """How the vector memory is written: ``"scatter"`` (an element a beat to its
+        flattened column), ``"word"`` (a word a beat), ``"lanes"`` (a narrow beat into its
+        lanes of a word in LUT RAM) or ``"assemble"`` (narrow beats shifted into a word of
+        block RAM)."""
+        if self.scatter is not None:
+            return "scatter"
+        if self.in_beat == self.simd:
+            return "word"
+        return "assemble" if self.vectors_in_block_ram else "lanes"
+
+    @property
     def cycles_per_vector(self):
         """See :func:`mvau_cycles`."""
         return mvau_cycles(self.fan_in, self.out_features, self.pe, self.simd, self.out_simd,
@@ -429,11 +441,11 @@ class MatrixVectorUnit(wiring.Component):
         filled = Signal()                       # the beat taken completes the vector
         take = Signal()
         m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready)]
-        if p.scatter is None and p.in_beat < simd and p.vectors_in_block_ram:
+        if p.writer == "assemble":
             self._assemble(m, vmem, take, w_half, filled)
-        elif p.scatter is None and p.in_beat < simd:
+        elif p.writer == "lanes":
             self._narrow(m, vmem, take, w_half, filled)
-        elif p.scatter is None:
+        elif p.writer == "word":
             wport = vmem.write_port(m)
             w_count = Signal(range(max(2, sf)))
             m.d.comb += [wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
@@ -939,15 +951,14 @@ def vector_write_ffs(p):
     per, pages = vector_bank_lanes(p), vector_pages(p)
     banks = -(-p.simd // per)
     addr = Shape.cast(range(-(-2 * p.sf // pages))).width
-    lane_enables = p.scatter is not None or (p.in_beat < p.simd and not p.vectors_in_block_ram)
-    return pages * (banks * addr + (p.simd if lane_enables else banks))
+    return pages * (banks * addr + (p.simd if p.writer in ("scatter", "lanes") else banks))
 
 
 def write_data_lanes(p):
     """Lanes of the vector memory's write data register: ``SIMD`` (in block RAM a narrow
     input's word, :meth:`MatrixVectorUnit._assemble`), or a narrow input's beat into LUT
     RAM (``in_simd``: :meth:`MatrixVectorUnit._narrow`)."""
-    return p.simd if p.scatter is not None or p.vectors_in_block_ram else p.in_beat
+    return p.in_beat if p.writer == "lanes" else p.simd
 
 
 class _VectorMemory:

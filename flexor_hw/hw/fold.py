@@ -699,8 +699,9 @@ def match_widths(graph):
     output); none before a unit whose SIMD the beats divide where it can write them into
     its lanes at the rate the converter would pass them (:func:`_narrow_input`)."""
     out, prev_simd, prev = [], 1, None
+    rate = graph.cycles_per_image()
     for st in graph.stages + [None]:
-        st = _narrow_input(graph, prev, prev_simd, st)
+        st = _narrow_input(graph, rate, prev, prev_simd, st)
         want = 1 if st is None else st.in_simd
         if want != prev_simd:
             wide = st if st is not None and st.in_simd > 1 else prev
@@ -724,7 +725,7 @@ def match_widths(graph):
     return replace(graph, stages=out)
 
 
-def _narrow_input(graph, prev, prev_simd, st):
+def _narrow_input(graph, rate, prev, prev_simd, st):
     """``st`` taking ``prev``'s beats of ``prev_simd`` elements itself, where it is a
     matrix-vector unit on the ECP5 whose SIMD ``prev_simd`` divides and no slower with the
     narrow input (a cycle a beat and one to hand the vector over) than behind a width
@@ -738,12 +739,11 @@ def _narrow_input(graph, prev, prev_simd, st):
     if st is None or st.kind != "mvau" or st.scatter or st.family == "ice40" or \
             st.simd <= prev_simd or st.simd % prev_simd:
         return st
-    narrow = replace(st, in_beat=prev_simd,
-                     vectors_lutram=False if st.params.vectors_in_block_ram else True)
+    narrow = replace(st, in_beat=prev_simd, vectors_lutram=not st.params.vectors_in_block_ram)
     conv = S.Repack("", st.x_range, st.x_range, length=st.in_length, n_in=prev_simd,
                     n_out=st.simd, vectors=max(1, _elements(graph, prev, st) // st.in_length))
-    # no slower than the pair, or than the folding pass's rate for units
-    rate = max(s.cycles_per_image() for s in graph.stages)
+    # no slower than the pair, or than the folding pass's rate (``rate``: the graph's) for
+    # units
     if narrow.cycles_per_image() > max(st.cycles_per_image(), conv.cycles_per_image(),
                                        rate - rate // UNIT_SLACK):
         return st

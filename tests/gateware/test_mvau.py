@@ -262,6 +262,7 @@ def test_mvau_writes_a_narrow_input_into_its_lanes(f, o, pe, simd, b, r, lutram,
     x = rng.integers(1, consts.x_hi + 1, (n, f))
     junk = np.concatenate([x, rng.integers(1, consts.x_hi + 1, (n, beats * b - f))], axis=1)
     assert params.vectors_in_block_ram == (lutram is False)
+    assert params.writer == ("assemble" if lutram is False else "lanes")
     dut = MatrixVectorUnit(params)
     assert len(dut.i.payload) == b * params.x_width
     run = run_stream(dut, pack_beats(junk, b, params.x_width), n * o // r, in_stall=stall,
