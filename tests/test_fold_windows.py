@@ -190,9 +190,11 @@ def test_an_explicit_folding_buffers_its_pools_as_the_device_folding_does():
 
 def test_a_device_folding_records_what_a_faster_one_runs_out_of():
     """On the ECP5-25k LeNet-5 folds to 40,192 cycles: the closest of the faster foldings
-    tried needs more than the 25k's 56 block RAMs, and the record says so. Within 19,000
-    LUT4 it folds to 50,176: the faster one needs more LUT4 than their usable share; the
-    same tried again fits only with the share of the resource it names raised."""
+    tried needs more than the usable share of the 25k's LUT4, and the record says so
+    within its 56 block RAMs. Within 19,000 LUT4 it folds to 43,904: the faster one needs
+    more LUT4 than their usable share, and more block RAMs than the device has; the record
+    names both, so that the LUT share raised to what it names is refused for the block RAMs
+    alone."""
     import math
 
     from flexor_hw.build import plan_hardware
@@ -200,19 +202,27 @@ def test_a_device_folding_records_what_a_faster_one_runs_out_of():
     g = plan_hardware(pkg, target="ecp5-25k", argmax=True)
     limit = g.limit
     assert limit["cycles"] < g.cycles_per_image() == 40_192
-    assert limit["resource"] == "brams" and limit["available"] == 56 < limit["estimate"]
-    assert limit["of"] == "ecp5-25k" and limit["usable"] == 1.0
+    assert limit["resource"] == "luts" and limit["available"] == 24288
+    assert limit["estimate"] > F.MARGIN["luts"] * 24288
+    assert limit["of"] == "ecp5-25k" and limit["usable"] == F.MARGIN["luts"]
+    assert limit["also"] == []
     g = plan_hardware(pkg, target="ecp5-25k", budget={"luts": 19000}, argmax=True)
     limit = g.limit
-    assert limit["cycles"] < g.cycles_per_image()
+    assert limit["cycles"] < g.cycles_per_image() == 43_904
     assert limit["resource"] == "luts" and limit["available"] == 19000
     assert limit["of"] == "ecp5-25k with the budget" and limit["usable"] == F.MARGIN["luts"]
     assert limit["estimate"] > F.MARGIN["luts"] * 19000
-    # the share of the LUTs it names (--budget lut_fill)
+    [brams] = limit["also"]
+    assert brams["resource"] == "brams" and brams["available"] == 56 < brams["estimate"]
+    assert F.limit_text(limit).endswith(
+        f", and block RAMs estimated {brams['estimate']:,}, ecp5-25k with the budget has 56")
+    # the share of the LUTs it names (--budget lut_fill): the block RAMs still short
     raised = math.ceil(100 * limit["estimate"] / limit["available"]) / 100
     more = plan_hardware(pkg, target="ecp5-25k", budget={"luts": 19000, "lut_margin": raised},
                          argmax=True)
-    assert more.cycles_per_image() <= limit["cycles"]
+    assert more.cycles_per_image() == g.cycles_per_image()
+    assert (more.limit["cycles"], more.limit["resource"]) == (limit["cycles"], "brams")
+    assert more.limit["also"] == []
 
 
 def test_units_chosen_together_fold_lenet5_faster_on_the_45k(monkeypatch):
@@ -282,7 +292,8 @@ def test_build_prints_what_a_faster_folding_needs(tmp_path, capsys):
 def test_resnet20_on_the_85k_folds_faster_than_at_the_common_margin():
     """ResNet-20 reaches its windows' row rate (49,153 cycles) within 65 % of the ECP5-85k;
     within the device's 76.5 % (its units taking the windows' beats themselves, no width
-    converters) it folds faster, its first stage's windows a channel's kernel a beat."""
+    converters, and summing each vector as it is written) it folds faster, 32,768 cycles,
+    its first stage's windows a channel's kernel a beat."""
     import sys
     from flexor_hw.build import plan_hardware
     from flexor_hw.synthetic import random_graph
@@ -294,7 +305,7 @@ def test_resnet20_on_the_85k_folds_faster_than_at_the_common_margin():
     common = plan_hardware(pkg, target="ecp5-85k", budget={"lut_margin": F.MARGIN["luts"]},
                            argmax=True)
     assert common.cycles_per_image() == 49_153
-    assert device.cycles_per_image() == 36_865
+    assert device.cycles_per_image() == 32_768
     est = device.estimate()
     assert common.estimate()["luts"] < est["luts"] <= 0.765 * 83640 and est["brams"] <= 208
     styles = [st.style for st in device.stages if st.kind == "window"]

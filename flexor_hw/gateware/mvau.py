@@ -325,6 +325,19 @@ class MvauParams:
         return "assemble" if self.vectors_in_block_ram else "lanes"
 
     @property
+    def x_sum_written(self):
+        """Σx of a vector is summed as its beats are written (:meth:`MatrixVectorUnit._write_sum`:
+        a tree of ``in_beat`` elements and an accumulator) instead of from every word the
+        issue reads (a tree of ``SIMD`` and an accumulator per row group): a unit that takes
+        narrow beats (``"lanes"``, ``"assemble"``, ``"scatter"``, signed planes), where the
+        vector takes at least ``tree_stages + 2 − L`` beats (``L`` the tree's registers), so
+        that its sum is still held when the vector's first row group needs it."""
+        if self.unipolar or self.writer == "word":
+            return False
+        written = _tree_registers(self.in_beat, first=1)
+        return self.tree_stages + 2 <= -(-self.fan_in // self.in_beat) + written
+
+    @property
     def cycles_per_vector(self):
         """See :func:`mvau_cycles`."""
         return mvau_cycles(self.fan_in, self.out_features, self.pe, self.simd, self.out_simd,
@@ -441,10 +454,11 @@ class MatrixVectorUnit(wiring.Component):
         filled = Signal()                       # the beat taken completes the vector
         take = Signal()
         m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready)]
+        last = None                             # the next beat is the vector's last
         if p.writer == "assemble":
-            self._assemble(m, vmem, take, w_half, filled)
+            last = self._assemble(m, vmem, take, w_half, filled)
         elif p.writer == "lanes":
-            self._narrow(m, vmem, take, w_half, filled)
+            last = self._narrow(m, vmem, take, w_half, filled)
         elif p.writer == "word":
             wport = vmem.write_port(m)
             w_count = Signal(range(max(2, sf)))
@@ -454,6 +468,8 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += w_count.eq(Mux(w_count == sf - 1, 0, w_count + 1))
         else:
             self._scatter(m, vmem, take, w_half, filled)
+        if p.x_sum_written:
+            written_sum = self._write_sum(m, take, filled, last)
 
         # -- issue: one weight word and one vector word per step ----------------------------
         active = Signal()
@@ -670,9 +686,12 @@ class MatrixVectorUnit(wiring.Component):
         # beside the masks' register (a register of the sum, not of the whole word); on the
         # iCE40 (``address_register``) the word comes straight from the block RAMs and is
         # registered first (two adder levels behind an SB_RAM40's read were the digits
-        # MLP's longest path).
+        # MLP's longest path). None where the vector's Σx is summed as it is written
+        # (:attr:`MvauParams.x_sum_written`).
         sum_shape = int_shape(simd * c.x_lo, simd * c.x_hi)
-        if p.address_register:
+        if p.x_sum_written:
+            word_sum = None
+        elif p.address_register:
             xword = delay(m, xdata, 1, "xword", data=True)
             xparts = [xword[s * xw:(s + 1) * xw].as_signed() if xs.signed
                       else xword[s * xw:(s + 1) * xw] for s in range(simd)]
@@ -713,7 +732,14 @@ class MatrixVectorUnit(wiring.Component):
         m.d.sync += done.eq(group_end)
         shift = Signal()
         xtotal = None
-        if not p.unipolar:
+        if p.x_sum_written:
+            # the vector's Σx, summed as it was written, taken as the vector's first row
+            # group can end: ``tree_stages + 2`` cycles after its load, when the vector
+            # before has had its last group's bank (:attr:`MvauParams.x_sum_written`)
+            xtotal = Signal(t_shape, name="xtotal", reset_less=True)
+            with m.If(delay(m, load, p.tree_stages + 2, "x_taken")):
+                m.d.sync += xtotal.eq(written_sum)
+        elif not p.unipolar:
             xacc = Signal(t_shape, reset_less=True)
             xfin = Signal(t_shape, reset_less=True)
             v_x, first_x, end_x = row_flags("flags_x")
@@ -789,6 +815,45 @@ class MatrixVectorUnit(wiring.Component):
         return m
 
 
+    def _write_sum(self, m, take, filled, last):
+        """Σx of each vector as its beats are taken (:attr:`MvauParams.x_sum_written`): each
+        beat's elements through a tree (registered after its first level and at its output;
+        a narrow last beat's elements past the vector's end, which are not written, as 0:
+        ``last``, the writer's register), accumulated over the vector; the total held in a
+        register from its last beat until the next vector's last. The issue takes it
+        ``tree_stages + 2`` cycles after the vector's load (:meth:`elaborate`), which comes
+        a cycle after its last beat at the earliest: in time, as the vector's tree is
+        ``L ≤ tree_stages + 2`` registers deep; and before the next vector's last beat
+        overwrites it, as that comes ``⌈F/in_beat⌉ ≥ tree_stages + 2 − L`` cycles after the
+        load at the earliest."""
+        p, c = self._params, self._params.consts
+        b, xw, xs = p.in_beat, p.x_width, p.x_shape
+        beats = -(-p.fan_in // b)
+        tail = p.fan_in - (beats - 1) * b       # elements of the last beat in the vector
+        terms = []
+        for k in range(b):
+            e = self.i.payload[k * xw:(k + 1) * xw]
+            e = e.as_signed() if xs.signed else e
+            terms.append(Mux(last, 0, e) if k >= tail else e)
+        beat_sum = _tree_sum(m, terms, int_shape(b * min(0, c.x_lo), b * max(0, c.x_hi)),
+                             "wsum", first=1)
+        stages = _tree_registers(b, first=1)
+        first = Signal(init=1, name="wsum_first")  # the beat taken is its vector's first
+        with m.If(take):
+            m.d.sync += first.eq(filled)
+        v = delay(m, take, stages, "wsum_v")
+        first_d = delay(m, first, stages, "wsum_first")
+        end = delay(m, filled, stages, "wsum_end")
+        t_shape = int_shape(p.fan_in * min(0, c.x_lo), p.fan_in * max(0, c.x_hi))
+        acc = Signal(t_shape, name="wsum_acc", reset_less=True)
+        total = Signal(t_shape, name="wsum_total", reset_less=True)
+        running = Mux(first_d, 0, acc) + beat_sum
+        with m.If(v):
+            m.d.sync += acc.eq(running)
+        with m.If(v & end):
+            m.d.sync += total.eq(running)
+        return total
+
     def _narrow(self, m, vmem, take, w_half, filled):
         """Beats of ``b = in_simd`` elements, each written into its chunk of ``b`` lanes of
         the word (one-hot ``at``), the word counted on as its last chunk is written; the
@@ -808,6 +873,7 @@ class MatrixVectorUnit(wiring.Component):
                    for c in range(chunks) for k in range(b)])
         m.d.comb += [wport.addr.eq(w_half * sf + word), wport.data.eq(self.i.payload),
                      wport.en.eq(Mux(take, en, 0)), filled.eq(take & last)]
+        return last
 
     def _assemble(self, m, vmem, take, w_half, filled):
         """Beats of ``b = in_simd`` elements into a word of block RAM (whose byte enables
@@ -833,6 +899,7 @@ class MatrixVectorUnit(wiring.Component):
         with m.If(take):
             m.d.sync += word_q.eq(shift_in(word_q, self.i.payload, last, e=e, tail=tail,
                                            width=xw))
+        return last
 
     def _scatter(self, m, vmem, take, w_half, filled):
         """Element ``(p, c)`` of a ``(pixel, c)`` stream to column ``c·HW + p``: word and lane

@@ -531,26 +531,35 @@ def _limit(foldings, budget, what):
     """What the closest of ``foldings`` (tried at one rate, none fits ``budget``) runs out
     of: the one whose most overfilled resource is the least so (the fastest among equals);
     its cycles per image, that resource, its estimate, ``what`` the budget is, its count
-    and the share of it a folding may take."""
-    def worst(g):
+    and the share of it a folding may take; ``also``, each other resource it overfills,
+    most overfilled first (so that a budget raised in the one named is not refused again
+    for the next)."""
+    def fills(g):
         est = match_widths(g).estimate()
         keys = ["luts", "ffs", "brams"]
         if "cells" in budget:       # the iCE40: a logic cell holds a LUT4 and a flip-flop
             est, keys = dict(est, cells=est["luts"] + est["ffs"]), keys + ["cells"]
-        return max((est[k] / (budget[k] * _usable(k, budget)) if budget[k] else
-                    math.inf if est[k] else 0.0, k, est[k]) for k in keys)
+        return sorted(((est[k] / (budget[k] * _usable(k, budget)) if budget[k] else
+                        math.inf if est[k] else 0.0, k, est[k]) for k in keys), reverse=True)
 
-    (_, key, est), cycles = min(((worst(g), g.cycles_per_image()) for g in foldings),
-                                key=lambda t: (t[0][0], t[1]))
-    return {"cycles": cycles, "resource": key, "estimate": est, "of": what,
-            "available": budget[key], "usable": _usable(key, budget)}
+    over, cycles = min(((fills(g), g.cycles_per_image()) for g in foldings),
+                       key=lambda t: (t[0][0][0], t[1]))
+
+    def short(key, est):
+        return {"resource": key, "estimate": est, "available": budget[key],
+                "usable": _usable(key, budget)}
+
+    (_, key, est), rest = over[0], over[1:]
+    return {"cycles": cycles, **short(key, est), "of": what,
+            "also": [short(k, e) for fill, k, e in rest if fill > 1]}
 
 
 def limit_text(limit):
     """One line: what the closest faster folding tried needs (:func:`_limit`)."""
     return (f"faster: the closest folding tried ({limit['cycles']:,} cycles per image) needs "
-            + _resource_text(limit["resource"], limit["estimate"], limit["of"],
-                             limit["available"], limit["usable"]))
+            + ", and ".join(_resource_text(r["resource"], r["estimate"], limit["of"],
+                                           r["available"], r["usable"])
+                            for r in [limit] + limit.get("also", [])))
 
 
 _NAMES = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs", "dsps": "DSP blocks",

@@ -400,7 +400,9 @@ def mvau_logic(p):
     ahead_luts = -(-(head_pages - 1) // 3) * p.head_width if p.heads_prefetched else 0
     # the requantizers' products in logic (:func:`~flexor_hw.gateware.mul.lut_product`)
     product_bits = p.out_simd * p.q * p.consts.a_width * p.consts.s_width * p.lut_multipliers
-    luts = (c["luts"] + c["luts_per_lane"] * lanes + c["luts_per_column"] * p.simd
+    # Σx's tree: of a word read, or of a beat written (:attr:`MvauParams.x_sum_written`)
+    columns = p.in_beat if p.x_sum_written else p.simd
+    luts = (c["luts"] + c["luts_per_lane"] * lanes + c["luts_per_column"] * columns
             + c["luts_per_product_bit"] * product_bits
             + decoded + select + carried + ahead_luts
             + c["luts_per_row_bit"] * rows * t_width
@@ -411,8 +413,10 @@ def mvau_logic(p):
     lane_ffs = (c["ffs_per_lane_bit"] * lanes * xw if not p.masked_adders else
                 (c["ffs_per_lane_bit"] - 1) * lanes * xw + lanes * (xw + 1) / 2)
     ffs = (c["ffs"] + lane_ffs
-           # the Σx tree's registers, and on the iCE40 the word's register before it
-           + (c["ffs_per_column_bit"] + p.address_register) * p.simd * xw
+           # the Σx tree's registers, and on the iCE40 the word's register before it; a
+           # written vector's sum is held once more, for the issue
+           + c["ffs_per_column_bit"] * columns * xw
+           + (p.address_register * p.simd * xw if not p.x_sum_written else t_width)
            + (vector_pages(p) - 1) * p.simd * xw        # a read register per LUT-RAM page
            + vector_write_ffs(p)                        # the write address's copies
            # a narrow input's write data register holds a beat, not a word

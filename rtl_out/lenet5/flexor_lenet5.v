@@ -133,8 +133,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$22 ),
     .i__valid(\i__valid$20 ),
     .o__payload(\i__payload$24 ),
-    .\o__ready$111 (\o__ready$28 ),
-    .\o__valid$113 (\i__valid$26 ),
+    .\o__ready$95 (\o__ready$28 ),
+    .\o__valid$97 (\i__valid$26 ),
     .rst_conv1(rst_conv1),
     .w_data(\i__payload$18 )
   );
@@ -153,7 +153,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$40 ),
     .i__valid(\i__valid$38 ),
     .o__payload(\i__payload$42 ),
-    .\o__ready$618 (\o__ready$46 ),
+    .\o__ready$559 (\o__ready$46 ),
     .o__valid(\i__valid$44 ),
     .rst_conv2(rst_conv2),
     .w_data(\i__payload$36 )
@@ -174,7 +174,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$52 ),
     .i__valid(\i__valid$50 ),
     .o__payload(\i__payload$54 ),
-    .\o__ready$152 (\o__ready$58 ),
+    .\o__ready$119 (\o__ready$58 ),
     .o__valid(\i__valid$56 ),
     .rst_fc1(rst_fc1)
   );
@@ -183,7 +183,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$58 ),
     .i__valid(\i__valid$56 ),
     .o__payload(\i__payload$60 ),
-    .\o__ready$211 (\o__ready$64 ),
+    .\o__ready$178 (\o__ready$64 ),
     .o__valid(\i__valid$62 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$54 )
@@ -698,7 +698,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_data, \o__valid$113 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_data, \o__valid$97 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
@@ -716,11 +716,11 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   wire [9:0] \$110 ;
   wire [9:0] \$111 ;
   wire [9:0] \$112 ;
-  wire [12:0] \$113 ;
-  wire [13:0] \$114 ;
-  wire \$115 ;
-  wire [12:0] \$116 ;
-  wire [13:0] \$117 ;
+  wire [9:0] \$113 ;
+  wire [9:0] \$114 ;
+  wire [9:0] \$115 ;
+  wire [9:0] \$116 ;
+  wire [9:0] \$117 ;
   wire [12:0] \$118 ;
   wire [13:0] \$119 ;
   wire \$12 ;
@@ -779,26 +779,26 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   reg \$168 ;
   reg \$169 ;
   wire \$17 ;
-  reg \$170 ;
-  reg [2:0] \$171 ;
-  reg [1:0] \$172 ;
-  reg [3:0] \$173 ;
+  reg [12:0] \$170 ;
+  reg [12:0] \$171 ;
+  reg \$172 ;
+  reg \$173 ;
   reg \$174 ;
-  reg [2:0] \$175 ;
+  reg \$175 ;
   reg \$176 ;
-  reg [1:0] \$177 ;
-  reg [4:0] \$178 ;
-  reg [4:0] \$179 ;
+  reg [2:0] \$177 ;
+  reg [1:0] \$178 ;
+  reg [3:0] \$179 ;
   wire \$18 ;
-  reg [4:0] \$180 ;
-  reg [4:0] \$181 ;
-  reg [4:0] \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
+  reg \$180 ;
+  reg [2:0] \$181 ;
+  reg \$182 ;
+  reg [1:0] \$183 ;
+  reg [4:0] \$184 ;
+  reg [4:0] \$185 ;
+  reg [4:0] \$186 ;
+  reg [4:0] \$187 ;
+  reg [4:0] \$188 ;
   reg \$189 ;
   wire \$19 ;
   reg \$190 ;
@@ -817,33 +817,44 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   reg \$201 ;
   reg \$202 ;
   reg \$203 ;
-  reg [12:0] \$204 ;
-  reg [12:0] \$205 ;
-  reg [12:0] \$206 ;
-  reg [12:0] \$207 ;
-  reg [13:0] \$208 ;
-  reg [12:0] \$209 ;
+  reg \$204 ;
+  reg \$205 ;
+  reg \$206 ;
+  reg \$207 ;
+  reg \$208 ;
+  reg \$209 ;
   wire [10:0] \$21 ;
-  reg [12:0] \$210 ;
-  reg [13:0] \$211 ;
-  reg [1:0] \$212 ;
-  reg [4:0] \$213 ;
+  reg \$210 ;
+  reg \$211 ;
+  reg \$212 ;
+  reg \$213 ;
   reg \$214 ;
   reg \$215 ;
-  reg \$216 ;
-  reg \$217 ;
-  reg \$218 ;
-  reg \$219 ;
+  reg [12:0] \$216 ;
+  reg [12:0] \$217 ;
+  reg [12:0] \$218 ;
+  reg [13:0] \$219 ;
   wire [4:0] \$22 ;
-  reg \$220 ;
-  reg \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg [1:0] \$225 ;
-  reg [3:0] \$226 ;
+  reg [12:0] \$220 ;
+  reg [12:0] \$221 ;
+  reg [13:0] \$222 ;
+  reg [1:0] \$223 ;
+  reg [4:0] \$224 ;
+  reg \$225 ;
+  reg \$226 ;
   reg \$227 ;
+  reg \$228 ;
+  reg \$229 ;
   wire [1:0] \$23 ;
+  reg \$230 ;
+  reg \$231 ;
+  reg \$232 ;
+  reg \$233 ;
+  reg \$234 ;
+  reg \$235 ;
+  reg [1:0] \$236 ;
+  reg [3:0] \$237 ;
+  reg \$238 ;
   wire [5:0] \$24 ;
   wire \$25 ;
   wire \$26 ;
@@ -856,25 +867,25 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   wire [2:0] \$32 ;
   wire [2:0] \$33 ;
   wire [2:0] \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [2:0] \$37 ;
-  wire [2:0] \$38 ;
-  wire [4:0] \$39 ;
+  wire [12:0] \$35 ;
+  wire [13:0] \$36 ;
+  wire \$37 ;
+  wire [12:0] \$38 ;
+  wire [13:0] \$39 ;
   wire \$4 ;
-  wire [4:0] \$40 ;
+  wire \$40 ;
   wire \$41 ;
-  wire [1:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire [2:0] \$46 ;
-  wire \$47 ;
-  wire [5:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire [2:0] \$42 ;
+  wire [2:0] \$43 ;
+  wire [4:0] \$44 ;
+  wire [4:0] \$45 ;
+  wire \$46 ;
+  wire [1:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
-  wire [6:0] \$51 ;
+  wire \$50 ;
+  wire [2:0] \$51 ;
   wire \$52 ;
   wire [5:0] \$53 ;
   wire [5:0] \$54 ;
@@ -886,25 +897,25 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   wire \$6 ;
   wire [6:0] \$60 ;
   wire [6:0] \$61 ;
-  wire [5:0] \$62 ;
-  wire \$63 ;
+  wire \$62 ;
+  wire [5:0] \$63 ;
   wire [5:0] \$64 ;
   wire [6:0] \$65 ;
-  wire [5:0] \$66 ;
-  wire [6:0] \$67 ;
-  wire [5:0] \$68 ;
-  wire \$69 ;
+  wire [6:0] \$66 ;
+  wire [5:0] \$67 ;
+  wire \$68 ;
+  wire [5:0] \$69 ;
   wire \$7 ;
-  wire [5:0] \$70 ;
-  wire [6:0] \$71 ;
-  wire [5:0] \$72 ;
-  wire [6:0] \$73 ;
+  wire [6:0] \$70 ;
+  wire [5:0] \$71 ;
+  wire [6:0] \$72 ;
+  wire [5:0] \$73 ;
   wire \$74 ;
-  wire [9:0] \$75 ;
-  wire [9:0] \$76 ;
-  wire [9:0] \$77 ;
-  wire [9:0] \$78 ;
-  wire [9:0] \$79 ;
+  wire [5:0] \$75 ;
+  wire [6:0] \$76 ;
+  wire [5:0] \$77 ;
+  wire [6:0] \$78 ;
+  wire \$79 ;
   wire \$8 ;
   wire [9:0] \$80 ;
   wire [9:0] \$81 ;
@@ -928,22 +939,22 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   wire [9:0] \$98 ;
   wire [9:0] \$99 ;
   wire \$signal ;
-  reg \$signal$131  = 1'h0;
-  reg \$signal$132  = 1'h0;
-  reg \$signal$186  = 1'h0;
+  reg \$signal$122  = 1'h0;
+  reg \$signal$123  = 1'h0;
+  reg \$signal$180  = 1'h0;
   wire [14:0] a;
   reg [12:0] acc0_0 = 13'h0000;
   reg [12:0] acc1_0 = 13'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$201 ;
+  wire [5:0] \addr$195 ;
   reg [9:0] at = 10'h001;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   reg [13:0] bank1_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
-  reg [4:0] \beat$125  = 5'h00;
+  reg [4:0] \beat$109  = 5'h00;
   reg can_end = 1'h1;
   input clk;
   wire clk;
@@ -953,7 +964,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   wire credits_room_next;
   reg [3:0] credits_space = 4'he;
   wire [35:0] data;
-  wire [63:0] \data$200 ;
+  wire [63:0] \data$194 ;
   reg done = 1'h0;
   wire filled;
   reg [12:0] fin0_0 = 13'h0000;
@@ -963,7 +974,6 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   reg first2p_d3 = 1'h0;
   wire [2:0] flags_0;
   wire [2:0] flags_1;
-  wire [2:0] flags_x;
   reg [1:0] gap = 2'h0;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
@@ -1003,21 +1013,21 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$139 ;
-  wire [19:0] \o$148 ;
-  wire [19:0] \o$149 ;
+  wire [19:0] \o$131 ;
+  wire [19:0] \o$140 ;
+  wire [19:0] \o$141 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$110 ;
-  wire [63:0] \o__payload$134 ;
+  wire [63:0] \o__payload$125 ;
+  wire [7:0] \o__payload$94 ;
   wire o__ready;
-  input \o__ready$111 ;
-  wire \o__ready$111 ;
-  wire \o__ready$112 ;
+  input \o__ready$95 ;
+  wire \o__ready$95 ;
+  wire \o__ready$96 ;
   wire o__valid;
-  output \o__valid$113 ;
-  wire \o__valid$113 ;
-  wire \o__valid$114 ;
+  output \o__valid$97 ;
+  wire \o__valid$97 ;
+  wire \o__valid$98 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [28:0] p;
@@ -1037,8 +1047,8 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   wire [2:0] \port__addr$49 ;
   wire [63:0] port__data;
   wire [15:0] \port__data$12 ;
-  wire [63:0] \port__data$135 ;
-  wire [15:0] \port__data$136 ;
+  wire [63:0] \port__data$127 ;
+  wire [15:0] \port__data$128 ;
   wire [7:0] port__en;
   wire [1:0] \port__en$13 ;
   wire \port__en$48 ;
@@ -1115,10 +1125,10 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   wire [2:0] w_addr_b1;
   input [7:0] w_data;
   wire [7:0] w_data;
-  wire [7:0] \w_data$115 ;
+  wire [7:0] \w_data$99 ;
   reg [7:0] w_data_q = 8'h00;
   wire [9:0] w_en;
-  reg \w_en$116  = 1'h0;
+  reg \w_en$100  = 1'h0;
   wire [7:0] w_en_b0;
   wire [1:0] w_en_b1;
   wire w_full;
@@ -1128,35 +1138,21 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   reg w_half = 1'h0;
   reg [1:0] word = 2'h0;
   reg [63:0] word1 = 64'h0000000000000000;
-  reg [12:0] xacc = 13'h0000;
+  reg [12:0] wsum_acc = 13'h0000;
+  reg wsum_end_d1 = 1'h0;
+  reg wsum_first = 1'h1;
+  reg wsum_first_d1 = 1'h0;
+  reg [7:0] wsum_l0_0 = 8'h00;
+  reg [12:0] wsum_total = 13'h0000;
+  reg wsum_v_d1 = 1'h0;
+  reg x_taken_d1 = 1'h0;
+  reg x_taken_d2 = 1'h0;
+  reg x_taken_d3 = 1'h0;
+  reg x_taken_d4 = 1'h0;
+  reg x_taken_d5 = 1'h0;
+  reg x_taken_d6 = 1'h0;
   reg [79:0] xdata_d1 = 80'h00000000000000000000;
-  reg [12:0] xfin = 13'h0000;
-  reg [8:0] xsum_l1_0 = 9'h000;
-  reg [8:0] xsum_l1_1 = 9'h000;
-  reg [8:0] xsum_l1_2 = 9'h000;
-  reg [8:0] xsum_l1_3 = 9'h000;
-  reg [8:0] xsum_l1_4 = 9'h000;
-  reg [10:0] xsum_l3_0 = 11'h000;
-  reg [8:0] xsum_l3_1 = 9'h000;
-  reg [11:0] xsum_l4_0 = 12'h000;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_2;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_0;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_0;
+  reg [12:0] xtotal = 13'h0000;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0 [5:0];
   initial begin
@@ -1189,7 +1185,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   always @(posedge clk) begin
     _0_ <= vectors0[\port__addr$46 ];
   end
-  assign \port__data$135  = _0_;
+  assign \port__data$127  = _0_;
   (* ram_style = "distributed" *)
   reg [15:0] vectors1 [5:0];
   initial begin
@@ -1210,7 +1206,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   always @(posedge clk) begin
     _1_ <= vectors1[\port__addr$49 ];
   end
-  assign \port__data$136  = _1_;
+  assign \port__data$128  = _1_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 2'h3;
@@ -1247,15 +1243,6 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
-  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
-  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
-  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
-  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
-  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
-  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
-  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
-  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
-  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
   assign \$20  = rq0_over ? 11'h0ff : rq0_shifted;
@@ -1264,83 +1251,83 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   assign \$23  = group_ended_d1 ? 2'h2 : 2'h0;
   assign \$24  = \$22  - \$23 ;
   assign credits_room_next = \$24 [3:0] >= 2'h2;
-  assign \$25  = \beat$125  == 5'h17;
+  assign \$25  = \beat$109  == 5'h17;
   assign \$26  = last ? 1'h0 : \$25 ;
   assign \$27  = take ? \$26  : last;
-  assign \$28  = \beat$125  + 1'h1;
+  assign \$28  = \beat$109  + 1'h1;
   assign \$29  = last ? 6'h00 : \$28 ;
   assign \$30  = last | at[9];
   assign \$31  = \$30  ? 10'h001 : { at[8:0], at[9] };
   assign \$32  = word + 1'h1;
   assign \$33  = at[9] ? \$32  : { 1'h0, word };
   assign \$34  = last ? 3'h0 : \$33 ;
-  assign \$35  = credits_room_next & gap_zero_next;
-  assign \$36  = \$signal  & n_last_next;
-  assign \$37  = s_idx + 1'h1;
-  assign \$38  = s_last ? 3'h0 : \$37 ;
-  assign \$39  = n_idx + 1'h1;
-  assign \$40  = n_last ? 5'h00 : \$39 ;
-  assign \$41  = step & sn_last;
-  assign \$42  = w_half ? 2'h3 : 2'h0;
-  assign \$43  = ~ w_half;
-  assign \$44  = step & s_last;
-  assign \$45  = ~ gap_zero;
-  assign \$46  = gap - 1'h1;
-  assign \$47  = col >= 4'ha;
-  assign \$48  = col - 4'ha;
-  assign \$49  = col + 4'ha;
-  assign \$50  = \$47  ? { \$48 [5], \$48  } : { 1'h0, \$49  };
-  assign \$51  = s_last ? 7'h00 : \$50 ;
-  assign \$52  = row_ph0 >= 4'ha;
-  assign \$53  = row_ph0 - 4'ha;
-  assign \$54  = row_ph0 + 4'ha;
+  assign \$35  = wsum_first_d1 ? 13'h0000 : wsum_acc;
+  assign \$36  = \$35  + wsum_l0_0;
+  assign \$37  = wsum_v_d1 & wsum_end_d1;
+  assign \$38  = wsum_first_d1 ? 13'h0000 : wsum_acc;
+  assign \$39  = \$38  + wsum_l0_0;
+  assign \$40  = credits_room_next & gap_zero_next;
+  assign \$41  = \$signal  & n_last_next;
+  assign \$42  = s_idx + 1'h1;
+  assign \$43  = s_last ? 3'h0 : \$42 ;
+  assign \$44  = n_idx + 1'h1;
+  assign \$45  = n_last ? 5'h00 : \$44 ;
+  assign \$46  = step & sn_last;
+  assign \$47  = w_half ? 2'h3 : 2'h0;
+  assign \$48  = ~ w_half;
+  assign \$49  = step & s_last;
+  assign \$50  = ~ gap_zero;
+  assign \$51  = gap - 1'h1;
+  assign \$52  = col >= 4'ha;
+  assign \$53  = col - 4'ha;
+  assign \$54  = col + 4'ha;
   assign \$55  = \$52  ? { \$53 [5], \$53  } : { 1'h0, \$54  };
-  assign \$56  = n_last ? 7'h00 : \$55 ;
-  assign \$57  = row_ph1 >= 4'ha;
-  assign \$58  = row_ph1 - 4'ha;
-  assign \$59  = row_ph1 + 4'ha;
+  assign \$56  = s_last ? 7'h00 : \$55 ;
+  assign \$57  = row_ph0 >= 4'ha;
+  assign \$58  = row_ph0 - 4'ha;
+  assign \$59  = row_ph0 + 4'ha;
   assign \$60  = \$57  ? { \$58 [5], \$58  } : { 1'h0, \$59  };
-  assign \$61  = n_last ? 7'h05 : \$60 ;
-  assign \$62  = row_ph0 + col;
-  assign \$63  = \$62  >= 5'h14;
-  assign \$64  = row_ph0 + col;
-  assign \$65  = \$64  - 5'h14;
-  assign \$66  = row_ph0 + col;
-  assign \$67  = \$63  ? \$65  : { 1'h0, \$66  };
-  assign \$68  = row_ph1 + col;
-  assign \$69  = \$68  >= 5'h14;
-  assign \$70  = row_ph1 + col;
-  assign \$71  = \$70  - 5'h14;
-  assign \$72  = row_ph1 + col;
-  assign \$73  = \$69  ? \$71  : { 1'h0, \$72  };
-  assign \$74  = ! s_idx;
-  assign \$81  = off1_0[0] ? o[9:0] : o[19:10];
-  assign \$83  = off1_0[1] ? \$81  : \$82 ;
-  assign \$84  = off1_0[2] ? \$80  : \$83 ;
-  assign \$92  = off1_0[3] ? \$84  : \$91 ;
-  assign \$93  = off1_0[4] ? \$77  : \$92 ;
-  assign \$97  = off1_1[0] ? { \o$149 [4:0], \o$148 [19:15] } : \o$148 [14:5];
-  assign \$99  = off1_1[1] ? \$97  : \$98 ;
-  assign \$103  = off1_1[2] ? \$99  : \$102 ;
-  assign \$111  = off1_1[3] ? \$103  : \$110 ;
-  assign \$112  = off1_1[4] ? \$96  : \$111 ;
-  assign \$113  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$114  = \$113  + xsum_l4_0;
-  assign \$115  = flags_x[0] & flags_x[2];
-  assign \$116  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$117  = \$116  + xsum_l4_0;
+  assign \$61  = n_last ? 7'h00 : \$60 ;
+  assign \$62  = row_ph1 >= 4'ha;
+  assign \$63  = row_ph1 - 4'ha;
+  assign \$64  = row_ph1 + 4'ha;
+  assign \$65  = \$62  ? { \$63 [5], \$63  } : { 1'h0, \$64  };
+  assign \$66  = n_last ? 7'h05 : \$65 ;
+  assign \$67  = row_ph0 + col;
+  assign \$68  = \$67  >= 5'h14;
+  assign \$69  = row_ph0 + col;
+  assign \$70  = \$69  - 5'h14;
+  assign \$71  = row_ph0 + col;
+  assign \$72  = \$68  ? \$70  : { 1'h0, \$71  };
+  assign \$73  = row_ph1 + col;
+  assign \$74  = \$73  >= 5'h14;
+  assign \$75  = row_ph1 + col;
+  assign \$76  = \$75  - 5'h14;
+  assign \$77  = row_ph1 + col;
+  assign \$78  = \$74  ? \$76  : { 1'h0, \$77  };
+  assign \$79  = ! s_idx;
+  assign \$86  = off1_0[0] ? o[9:0] : o[19:10];
+  assign \$88  = off1_0[1] ? \$86  : \$87 ;
+  assign \$89  = off1_0[2] ? \$85  : \$88 ;
+  assign \$97  = off1_0[3] ? \$89  : \$96 ;
+  assign \$98  = off1_0[4] ? \$82  : \$97 ;
+  assign \$102  = off1_1[0] ? { \o$141 [4:0], \o$140 [19:15] } : \o$140 [14:5];
+  assign \$104  = off1_1[1] ? \$102  : \$103 ;
+  assign \$108  = off1_1[2] ? \$104  : \$107 ;
+  assign \$116  = off1_1[3] ? \$108  : \$115 ;
+  assign \$117  = off1_1[4] ? \$101  : \$116 ;
   assign \$118  = flags_0[1] ? 13'h0000 : acc0_0;
   assign \$119  = \$118  + t0_0_l3_0;
   assign \$120  = flags_0[0] & flags_0[2];
   assign \$121  = flags_0[1] ? 13'h0000 : acc0_0;
   assign \$122  = \$121  + t0_0_l3_0;
-  assign \$124  = \$123  - xfin;
+  assign \$124  = \$123  - xtotal;
   assign \$125  = flags_1[1] ? 13'h0000 : acc1_0;
   assign \$126  = \$125  + t1_0_l3_0;
   assign \$127  = flags_1[0] & flags_1[2];
   assign \$128  = flags_1[1] ? 13'h0000 : acc1_0;
   assign \$129  = \$128  + t1_0_l3_0;
-  assign \$131  = \$130  - xfin;
+  assign \$131  = \$130  - xtotal;
   assign \$132  = ser_left - 1'h1;
   assign \$133  = addr == 5'h1f;
   assign \$134  = addr + 1'h1;
@@ -1350,7 +1337,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   assign \$144  = $signed(\$143 ) < $signed(1'h0);
   assign \$146  = $signed(\$145 ) > $signed(9'h0ff);
   assign \$147  = step & s_last;
-  assign \$148  = \o__valid$113  & \o__ready$111 ;
+  assign \$148  = \o__valid$97  & \o__ready$95 ;
   assign \$149  = \$148  + skipped_d4;
   assign \$150  = ~ rst_conv1;
   assign \$152  = rst_conv1 ? 10'h000 : w_en;
@@ -1367,57 +1354,71 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   always @(posedge clk)
     last <= \$162 ;
   always @(posedge clk)
-    \beat$125  <= \$163 ;
+    \beat$109  <= \$163 ;
   always @(posedge clk)
     at <= \$164 ;
   always @(posedge clk)
     word <= \$165 ;
   always @(posedge clk)
-    can_end <= \$166 ;
+    wsum_l0_0 <= w_data;
   always @(posedge clk)
-    gap_zero <= \$167 ;
+    wsum_first <= \$166 ;
   always @(posedge clk)
-    s_last <= \$168 ;
+    wsum_v_d1 <= \$167 ;
   always @(posedge clk)
-    n_last <= \$169 ;
+    wsum_first_d1 <= \$168 ;
   always @(posedge clk)
-    sn_last <= \$170 ;
+    wsum_end_d1 <= \$169 ;
   always @(posedge clk)
-    r_addr <= \$171 ;
+    wsum_acc <= \$170 ;
   always @(posedge clk)
-    s_idx <= \$172 ;
+    wsum_total <= \$171 ;
   always @(posedge clk)
-    n_idx <= \$173 ;
+    can_end <= \$172 ;
   always @(posedge clk)
-    active <= \$174 ;
+    gap_zero <= \$173 ;
   always @(posedge clk)
-    r_base <= \$175 ;
+    s_last <= \$174 ;
   always @(posedge clk)
-    w_half <= \$176 ;
+    n_last <= \$175 ;
   always @(posedge clk)
-    gap <= \$177 ;
+    sn_last <= \$176 ;
   always @(posedge clk)
-    col <= \$178 ;
+    r_addr <= \$177 ;
   always @(posedge clk)
-    row_ph0 <= \$179 ;
+    s_idx <= \$178 ;
   always @(posedge clk)
-    row_ph1 <= \$180 ;
+    n_idx <= \$179 ;
   always @(posedge clk)
-    off1_0 <= \$181 ;
+    active <= \$180 ;
   always @(posedge clk)
-    off1_1 <= \$182 ;
+    r_base <= \$181 ;
   always @(posedge clk)
-    \$signal$131  <= \$183 ;
+    w_half <= \$182 ;
   always @(posedge clk)
-    \$signal$132  <= \$184 ;
+    gap <= \$183 ;
   always @(posedge clk)
-    last1 <= \$185 ;
+    col <= \$184 ;
   always @(posedge clk)
-    word1 <= \o__payload$134 ;
+    row_ph0 <= \$185 ;
   always @(posedge clk)
-    xdata_d1 <= { \port__data$136 , \port__data$135  };
+    row_ph1 <= \$186 ;
   always @(posedge clk)
-    w0_0 <= \$93 ;
+    off1_0 <= \$187 ;
+  always @(posedge clk)
+    off1_1 <= \$188 ;
+  always @(posedge clk)
+    \$signal$122  <= \$189 ;
+  always @(posedge clk)
+    \$signal$123  <= \$190 ;
+  always @(posedge clk)
+    last1 <= \$191 ;
+  always @(posedge clk)
+    word1 <= \o__payload$125 ;
+  always @(posedge clk)
+    xdata_d1 <= { \port__data$128 , \port__data$127  };
+  always @(posedge clk)
+    w0_0 <= \$98 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -1435,7 +1436,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   always @(posedge clk)
     t0_0_l3_0 <= t0_0_w2_0;
   always @(posedge clk)
-    w1_0 <= \$112 ;
+    w1_0 <= \$117 ;
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -1453,85 +1454,79 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   always @(posedge clk)
     t1_0_l3_0 <= t1_0_w2_0;
   always @(posedge clk)
-    xsum_l1_0 <= xsum_w0_0;
+    v2_d1 <= \$192 ;
   always @(posedge clk)
-    xsum_l1_1 <= xsum_w0_2;
+    v2_d2 <= \$193 ;
   always @(posedge clk)
-    xsum_l1_2 <= xsum_w0_4;
+    v2_d3 <= \$194 ;
   always @(posedge clk)
-    xsum_l1_3 <= xsum_w0_6;
+    v2_d4 <= \$195 ;
   always @(posedge clk)
-    xsum_l1_4 <= xsum_w0_8;
+    last2_d1 <= \$196 ;
   always @(posedge clk)
-    xsum_l3_0 <= xsum_w2_0;
+    last2_d2 <= \$197 ;
   always @(posedge clk)
-    xsum_l3_1 <= xsum_l1_4;
+    last2_d3 <= \$198 ;
   always @(posedge clk)
-    xsum_l4_0 <= xsum_w3_0;
+    last2_d4 <= \$199 ;
   always @(posedge clk)
-    v2_d1 <= \$186 ;
+    v2p_d1 <= \$200 ;
   always @(posedge clk)
-    v2_d2 <= \$187 ;
+    v2p_d2 <= \$201 ;
   always @(posedge clk)
-    v2_d3 <= \$188 ;
+    v2p_d3 <= \$202 ;
   always @(posedge clk)
-    v2_d4 <= \$189 ;
+    first2p_d1 <= \$203 ;
   always @(posedge clk)
-    last2_d1 <= \$190 ;
+    first2p_d2 <= \$204 ;
   always @(posedge clk)
-    last2_d2 <= \$191 ;
+    first2p_d3 <= \$205 ;
   always @(posedge clk)
-    last2_d3 <= \$192 ;
+    last2p_d1 <= \$206 ;
   always @(posedge clk)
-    last2_d4 <= \$193 ;
+    last2p_d2 <= \$207 ;
   always @(posedge clk)
-    v2p_d1 <= \$194 ;
+    last2p_d3 <= \$208 ;
   always @(posedge clk)
-    v2p_d2 <= \$195 ;
+    done <= \$209 ;
   always @(posedge clk)
-    v2p_d3 <= \$196 ;
+    x_taken_d1 <= \$210 ;
   always @(posedge clk)
-    first2p_d1 <= \$197 ;
+    x_taken_d2 <= \$211 ;
   always @(posedge clk)
-    first2p_d2 <= \$198 ;
+    x_taken_d3 <= \$212 ;
   always @(posedge clk)
-    first2p_d3 <= \$199 ;
+    x_taken_d4 <= \$213 ;
   always @(posedge clk)
-    last2p_d1 <= \$200 ;
+    x_taken_d5 <= \$214 ;
   always @(posedge clk)
-    last2p_d2 <= \$201 ;
+    x_taken_d6 <= \$215 ;
   always @(posedge clk)
-    last2p_d3 <= \$202 ;
+    xtotal <= \$216 ;
   always @(posedge clk)
-    done <= \$203 ;
+    acc0_0 <= \$217 ;
   always @(posedge clk)
-    xacc <= \$204 ;
+    fin0_0 <= \$218 ;
   always @(posedge clk)
-    xfin <= \$205 ;
+    bank0_0 <= \$219 ;
   always @(posedge clk)
-    acc0_0 <= \$206 ;
+    acc1_0 <= \$220 ;
   always @(posedge clk)
-    fin0_0 <= \$207 ;
+    fin1_0 <= \$221 ;
   always @(posedge clk)
-    bank0_0 <= \$208 ;
+    bank1_0 <= \$222 ;
   always @(posedge clk)
-    acc1_0 <= \$209 ;
+    ser_left <= \$223 ;
   always @(posedge clk)
-    fin1_0 <= \$210 ;
+    addr <= \$224 ;
   always @(posedge clk)
-    bank1_0 <= \$211 ;
+    \$signal$180  <= \$225 ;
   always @(posedge clk)
-    ser_left <= \$212 ;
-  always @(posedge clk)
-    addr <= \$213 ;
-  always @(posedge clk)
-    \$signal$186  <= \$214 ;
-  always @(posedge clk)
-    ka <= \$215 ;
+    ka <= \$226 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$216 ;
+    vb <= \$227 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
@@ -1545,27 +1540,27 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   always @(posedge clk)
     rq0_over <= \$146 ;
   always @(posedge clk)
-    v_out_d1 <= \$217 ;
+    v_out_d1 <= \$228 ;
   always @(posedge clk)
-    v_out_d2 <= \$218 ;
+    v_out_d2 <= \$229 ;
   always @(posedge clk)
-    \w_en$116  <= \$219 ;
+    \w_en$100  <= \$230 ;
   always @(posedge clk)
-    skipped_d1 <= \$220 ;
+    skipped_d1 <= \$231 ;
   always @(posedge clk)
-    skipped_d2 <= \$221 ;
+    skipped_d2 <= \$232 ;
   always @(posedge clk)
-    skipped_d3 <= \$222 ;
+    skipped_d3 <= \$233 ;
   always @(posedge clk)
-    skipped_d4 <= \$223 ;
+    skipped_d4 <= \$234 ;
   always @(posedge clk)
-    group_ended_d1 <= \$224 ;
+    group_ended_d1 <= \$235 ;
   always @(posedge clk)
-    credits_returned <= \$225 ;
+    credits_returned <= \$236 ;
   always @(posedge clk)
-    credits_space <= \$226 ;
+    credits_space <= \$237 ;
   always @(posedge clk)
-    credits_room <= \$227 ;
+    credits_room <= \$238 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1577,23 +1572,23 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   );
   \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$139 )
+    .o(\o$131 )
   );
   \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
     .i(word1[47:32]),
-    .o(\o$148 )
+    .o(\o$140 )
   );
   \flexor_lenet5.conv1.dec_1_0_1  dec_1_0_1 (
     .i(word1[63:48]),
-    .o(\o$149 )
+    .o(\o$141 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$111 ),
-    .o__valid(\o__valid$113 ),
+    .o__ready(\o__ready$95 ),
+    .o__valid(\o__valid$97 ),
     .rst_conv1(rst_conv1),
-    .w_en(\w_en$116 ),
+    .w_en(\w_en$100 ),
     .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
@@ -1611,14 +1606,6 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
     .clk(clk),
     .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_x_copy (
-    .clk(clk),
-    .d({ last2p_d3, first2p_d3, v2p_d3 }),
-    .q(flags_x)
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -1737,9 +1724,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
     .q(\port__addr$49 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$201 ),
+    .addr(\addr$195 ),
     .clk(clk),
-    .data(\data$200 )
+    .data(\data$194 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1797,11 +1784,11 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   );
   \flexor_lenet5.conv1.weights  weights (
     .clk(clk),
-    .data(\data$200 ),
-    .o__payload(\o__payload$134 ),
+    .data(\data$194 ),
+    .o__payload(\o__payload$125 ),
     .o__ready(step),
     .o__valid(o__valid),
-    .raddr(\addr$201 ),
+    .raddr(\addr$195 ),
     .rst_conv1(rst_conv1)
   );
   always @* begin
@@ -1823,7 +1810,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = \beat$125 ;
+    \$163  = \beat$109 ;
     if (take) begin
       \$163  = \$29 [4:0];
     end
@@ -1853,484 +1840,564 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = \$35 ;
+    \$166  = wsum_first;
+    if (take) begin
+      \$166  = filled;
+    end
     if (rst_conv1) begin
       \$166  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = gap_zero_next;
+    \$167  = take;
     if (rst_conv1) begin
-      \$167  = 1'h1;
+      \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = \$signal ;
+    \$168  = wsum_first;
     if (rst_conv1) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = n_last_next;
+    \$169  = filled;
     if (rst_conv1) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = \$36 ;
-    if (rst_conv1) begin
-      \$170  = 1'h0;
+    \$170  = wsum_acc;
+    if (wsum_v_d1) begin
+      \$170  = \$36 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = r_next;
-    if (rst_conv1) begin
-      \$171  = 3'h0;
+    \$171  = wsum_total;
+    if (\$37 ) begin
+      \$171  = \$39 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = s_idx;
-    if (step) begin
-      \$172  = \$38 [1:0];
-    end
+    \$172  = \$40 ;
     if (rst_conv1) begin
-      \$172  = 2'h0;
+      \$172  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$173  = \$40 [3:0];
-      end
-    end
+    \$173  = gap_zero_next;
     if (rst_conv1) begin
-      \$173  = 4'h0;
+      \$173  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = active;
-    if (\$41 ) begin
-      \$174  = 1'h0;
-    end
-    if (load) begin
-      \$174  = 1'h1;
-    end
+    \$174  = \$signal ;
     if (rst_conv1) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = r_base;
-    if (load) begin
-      \$175  = { 1'h0, \$42  };
-    end
+    \$175  = n_last_next;
     if (rst_conv1) begin
-      \$175  = 3'h0;
+      \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = w_half;
-    if (load) begin
-      \$176  = \$43 ;
-    end
+    \$176  = \$41 ;
     if (rst_conv1) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = gap;
-    if (\$44 ) begin
-      \$177  = 2'h1;
-    end else if (\$45 ) begin
-      \$177  = \$46 [1:0];
-    end
+    \$177  = r_next;
     if (rst_conv1) begin
-      \$177  = 2'h0;
+      \$177  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = col;
+    \$178  = s_idx;
     if (step) begin
-      \$178  = \$51 [4:0];
+      \$178  = \$43 [1:0];
     end
     if (rst_conv1) begin
-      \$178  = 5'h00;
+      \$178  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = row_ph0;
+    \$179  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$179  = \$56 [4:0];
+        \$179  = \$45 [3:0];
       end
     end
     if (rst_conv1) begin
-      \$179  = 5'h00;
+      \$179  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = row_ph1;
+    \$180  = active;
+    if (\$46 ) begin
+      \$180  = 1'h0;
+    end
+    if (load) begin
+      \$180  = 1'h1;
+    end
+    if (rst_conv1) begin
+      \$180  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$181  = r_base;
+    if (load) begin
+      \$181  = { 1'h0, \$47  };
+    end
+    if (rst_conv1) begin
+      \$181  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$182  = w_half;
+    if (load) begin
+      \$182  = \$48 ;
+    end
+    if (rst_conv1) begin
+      \$182  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$183  = gap;
+    if (\$49 ) begin
+      \$183  = 2'h1;
+    end else if (\$50 ) begin
+      \$183  = \$51 [1:0];
+    end
+    if (rst_conv1) begin
+      \$183  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$184  = col;
+    if (step) begin
+      \$184  = \$56 [4:0];
+    end
+    if (rst_conv1) begin
+      \$184  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$185  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$180  = \$61 [4:0];
+        \$185  = \$61 [4:0];
       end
     end
     if (rst_conv1) begin
-      \$180  = 5'h05;
+      \$185  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = \$67 [4:0];
+    \$186  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$186  = \$66 [4:0];
+      end
+    end
     if (rst_conv1) begin
-      \$181  = 5'h00;
+      \$186  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = \$73 [4:0];
+    \$187  = \$72 [4:0];
     if (rst_conv1) begin
-      \$182  = 5'h00;
+      \$187  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = step;
+    \$188  = \$78 [4:0];
     if (rst_conv1) begin
-      \$183  = 1'h0;
+      \$188  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = \$74 ;
-    if (rst_conv1) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = s_last;
-    if (rst_conv1) begin
-      \$185  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = \$signal$131 ;
-    if (rst_conv1) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = v2_d1;
-    if (rst_conv1) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = v2_d2;
-    if (rst_conv1) begin
-      \$188  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = v2_d3;
+    \$189  = step;
     if (rst_conv1) begin
       \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = last1;
+    \$190  = \$79 ;
     if (rst_conv1) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = last2_d1;
+    \$191  = s_last;
     if (rst_conv1) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = last2_d2;
+    \$192  = \$signal$122 ;
     if (rst_conv1) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = last2_d3;
+    \$193  = v2_d1;
     if (rst_conv1) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = \$signal$131 ;
+    \$194  = v2_d2;
     if (rst_conv1) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = v2p_d1;
+    \$195  = v2_d3;
     if (rst_conv1) begin
       \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = v2p_d2;
+    \$196  = last1;
     if (rst_conv1) begin
       \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = \$signal$132 ;
+    \$197  = last2_d1;
     if (rst_conv1) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = first2p_d1;
+    \$198  = last2_d2;
     if (rst_conv1) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = first2p_d2;
+    \$199  = last2_d3;
     if (rst_conv1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = last1;
+    \$200  = \$signal$122 ;
     if (rst_conv1) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = last2p_d1;
+    \$201  = v2p_d1;
     if (rst_conv1) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = last2p_d2;
+    \$202  = v2p_d2;
     if (rst_conv1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = group_end;
+    \$203  = \$signal$123 ;
     if (rst_conv1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = xacc;
-    if (flags_x[0]) begin
-      \$204  = \$114 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = xfin;
-    if (\$115 ) begin
-      \$205  = \$117 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = acc0_0;
-    if (flags_0[0]) begin
-      \$206  = \$119 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = fin0_0;
-    if (\$120 ) begin
-      \$207  = \$122 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = bank0_0;
-    if (done) begin
-      \$208  = \$124 [13:0];
-    end else if (ser) begin
-      \$208  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = acc1_0;
-    if (flags_1[0]) begin
-      \$209  = \$126 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = fin1_0;
-    if (\$127 ) begin
-      \$210  = \$129 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = bank1_0;
-    if (done) begin
-      \$211  = \$131 [13:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = ser_left;
-    if (done) begin
-      \$212  = 2'h2;
-    end else if (ser) begin
-      \$212  = \$132 [1:0];
-    end
+    \$204  = first2p_d1;
     if (rst_conv1) begin
-      \$212  = 2'h0;
+      \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = addr;
-    if (ser) begin
-      \$213  = \$135 [4:0];
-    end
+    \$205  = first2p_d2;
     if (rst_conv1) begin
-      \$213  = 5'h00;
+      \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = \$136 ;
+    \$206  = last1;
+    if (rst_conv1) begin
+      \$206  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$207  = last2p_d1;
+    if (rst_conv1) begin
+      \$207  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$208  = last2p_d2;
+    if (rst_conv1) begin
+      \$208  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$209  = group_end;
+    if (rst_conv1) begin
+      \$209  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$210  = load;
+    if (rst_conv1) begin
+      \$210  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$211  = x_taken_d1;
+    if (rst_conv1) begin
+      \$211  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$212  = x_taken_d2;
+    if (rst_conv1) begin
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$213  = x_taken_d3;
+    if (rst_conv1) begin
+      \$213  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$214  = x_taken_d4;
     if (rst_conv1) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = \$138 ;
+    \$215  = x_taken_d5;
     if (rst_conv1) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = \$signal$186 ;
-    if (rst_conv1) begin
-      \$216  = 1'h0;
+    \$216  = xtotal;
+    if (x_taken_d6) begin
+      \$216  = wsum_total;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = vb;
-    if (rst_conv1) begin
-      \$217  = 1'h0;
+    \$217  = acc0_0;
+    if (flags_0[0]) begin
+      \$217  = \$119 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = v_out_d1;
-    if (rst_conv1) begin
-      \$218  = 1'h0;
+    \$218  = fin0_0;
+    if (\$120 ) begin
+      \$218  = \$122 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = v_out_d2;
-    if (rst_conv1) begin
-      \$219  = 1'h0;
+    \$219  = bank0_0;
+    if (done) begin
+      \$219  = \$124 [13:0];
+    end else if (ser) begin
+      \$219  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = ka;
-    if (rst_conv1) begin
-      \$220  = 1'h0;
+    \$220  = acc1_0;
+    if (flags_1[0]) begin
+      \$220  = \$126 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = skipped_d1;
-    if (rst_conv1) begin
-      \$221  = 1'h0;
+    \$221  = fin1_0;
+    if (\$127 ) begin
+      \$221  = \$129 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = skipped_d2;
-    if (rst_conv1) begin
-      \$222  = 1'h0;
+    \$222  = bank1_0;
+    if (done) begin
+      \$222  = \$131 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = skipped_d3;
+    \$223  = ser_left;
+    if (done) begin
+      \$223  = 2'h2;
+    end else if (ser) begin
+      \$223  = \$132 [1:0];
+    end
     if (rst_conv1) begin
-      \$223  = 1'h0;
+      \$223  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = \$147 ;
+    \$224  = addr;
+    if (ser) begin
+      \$224  = \$135 [4:0];
+    end
     if (rst_conv1) begin
-      \$224  = 1'h0;
+      \$224  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = \$149 ;
+    \$225  = \$136 ;
     if (rst_conv1) begin
-      \$225  = 2'h0;
+      \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = \$24 [3:0];
+    \$226  = \$138 ;
     if (rst_conv1) begin
-      \$226  = 4'he;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = credits_room_next;
+    \$227  = \$signal$180 ;
     if (rst_conv1) begin
-      \$227  = 1'h1;
+      \$227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$228  = vb;
+    if (rst_conv1) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$229  = v_out_d1;
+    if (rst_conv1) begin
+      \$229  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$230  = v_out_d2;
+    if (rst_conv1) begin
+      \$230  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$231  = ka;
+    if (rst_conv1) begin
+      \$231  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$232  = skipped_d1;
+    if (rst_conv1) begin
+      \$232  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$233  = skipped_d2;
+    if (rst_conv1) begin
+      \$233  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$234  = skipped_d3;
+    if (rst_conv1) begin
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$235  = \$147 ;
+    if (rst_conv1) begin
+      \$235  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$236  = \$149 ;
+    if (rst_conv1) begin
+      \$236  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$237  = \$24 [3:0];
+    if (rst_conv1) begin
+      \$237  = 4'he;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$238  = credits_room_next;
+    if (rst_conv1) begin
+      \$238  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2357,40 +2424,40 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$111 , i__valid, w_da
   assign a = data[14:0];
   assign sa0_0 = b;
   assign rq0_y = \$21 [7:0];
-  assign \o__payload$110  = o__payload;
-  assign \o__ready$112  = \o__ready$111 ;
-  assign \o__valid$114  = \o__valid$113 ;
-  assign \w_data$115  = \$21 [7:0];
-  assign v_out_d3 = \w_en$116 ;
+  assign \o__payload$94  = o__payload;
+  assign \o__ready$96  = \o__ready$95 ;
+  assign \o__valid$98  = \o__valid$97 ;
+  assign \w_data$99  = \$21 [7:0];
+  assign v_out_d3 = \w_en$100 ;
   assign space_next = \$24 [3:0];
-  assign \$75  = o[9:0];
-  assign \$76  = o[9:0];
-  assign \$77  = \$76 ;
-  assign \$78  = o[9:0];
-  assign \$79  = o[9:0];
-  assign \$80  = \$79 ;
-  assign \$82  = o[9:0];
-  assign \$85  = o[9:0];
-  assign \$86  = o[9:0];
-  assign \$87  = \$86 ;
-  assign \$88  = o[9:0];
-  assign \$89  = o[9:0];
-  assign \$90  = \$89 ;
-  assign \$91  = \$90 ;
-  assign \$94  = \o$148 [14:5];
-  assign \$95  = \o$148 [14:5];
+  assign \$80  = o[9:0];
+  assign \$81  = o[9:0];
+  assign \$82  = \$81 ;
+  assign \$83  = o[9:0];
+  assign \$84  = o[9:0];
+  assign \$85  = \$84 ;
+  assign \$87  = o[9:0];
+  assign \$90  = o[9:0];
+  assign \$91  = o[9:0];
+  assign \$92  = \$91 ;
+  assign \$93  = o[9:0];
+  assign \$94  = o[9:0];
+  assign \$95  = \$94 ;
   assign \$96  = \$95 ;
-  assign \$98  = \o$148 [14:5];
-  assign \$100  = \o$148 [14:5];
-  assign \$101  = \o$148 [14:5];
-  assign \$102  = \$101 ;
-  assign \$104  = \o$148 [14:5];
-  assign \$105  = \o$148 [14:5];
-  assign \$106  = \$105 ;
-  assign \$107  = \o$148 [14:5];
-  assign \$108  = \o$148 [14:5];
-  assign \$109  = \$108 ;
-  assign \$110  = \$109 ;
+  assign \$99  = \o$140 [14:5];
+  assign \$100  = \o$140 [14:5];
+  assign \$101  = \$100 ;
+  assign \$103  = \o$140 [14:5];
+  assign \$105  = \o$140 [14:5];
+  assign \$106  = \o$140 [14:5];
+  assign \$107  = \$106 ;
+  assign \$109  = \o$140 [14:5];
+  assign \$110  = \o$140 [14:5];
+  assign \$111  = \$110 ;
+  assign \$112  = \o$140 [14:5];
+  assign \$113  = \o$140 [14:5];
+  assign \$114  = \$113 ;
+  assign \$115  = \$114 ;
   assign \$123  = { fin0_0, 1'h0 };
   assign \$130  = { fin1_0, 1'h0 };
   assign \$136  = ser;
@@ -5287,7 +5354,7 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
@@ -5439,28 +5506,28 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   reg \$231 ;
   reg \$232 ;
   reg \$233 ;
-  reg [5:0] \$234 ;
-  reg [4:0] \$235 ;
-  reg [2:0] \$236 ;
-  reg \$237 ;
-  reg [5:0] \$238 ;
+  reg \$234 ;
+  reg \$235 ;
+  reg [17:0] \$236 ;
+  reg [17:0] \$237 ;
+  reg \$238 ;
   reg \$239 ;
   wire [6:0] \$24 ;
-  reg [3:0] \$240 ;
+  reg \$240 ;
   reg \$241 ;
   reg \$242 ;
-  reg \$243 ;
-  reg [5:0] \$244 ;
-  reg \$245 ;
+  reg [5:0] \$243 ;
+  reg [4:0] \$244 ;
+  reg [2:0] \$245 ;
   reg \$246 ;
-  reg \$247 ;
+  reg [5:0] \$247 ;
   reg \$248 ;
-  reg \$249 ;
+  reg [3:0] \$249 ;
   wire \$25 ;
   reg \$250 ;
   reg \$251 ;
   reg \$252 ;
-  reg \$253 ;
+  reg [5:0] \$253 ;
   reg \$254 ;
   reg \$255 ;
   reg \$256 ;
@@ -5476,25 +5543,25 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   reg \$265 ;
   reg \$266 ;
   reg \$267 ;
-  reg [17:0] \$268 ;
-  reg [17:0] \$269 ;
+  reg \$268 ;
+  reg \$269 ;
   wire \$27 ;
-  reg [17:0] \$270 ;
-  reg [17:0] \$271 ;
-  reg [18:0] \$272 ;
-  reg [17:0] \$273 ;
-  reg [17:0] \$274 ;
-  reg [18:0] \$275 ;
-  reg [17:0] \$276 ;
-  reg [17:0] \$277 ;
-  reg [18:0] \$278 ;
-  reg [17:0] \$279 ;
+  reg \$270 ;
+  reg \$271 ;
+  reg \$272 ;
+  reg \$273 ;
+  reg \$274 ;
+  reg \$275 ;
+  reg \$276 ;
+  reg \$277 ;
+  reg \$278 ;
+  reg \$279 ;
   wire [8:0] \$28 ;
-  reg [17:0] \$280 ;
-  reg [18:0] \$281 ;
-  reg [17:0] \$282 ;
-  reg [17:0] \$283 ;
-  reg [18:0] \$284 ;
+  reg \$280 ;
+  reg \$281 ;
+  reg \$282 ;
+  reg \$283 ;
+  reg [17:0] \$284 ;
   reg [17:0] \$285 ;
   reg [17:0] \$286 ;
   reg [18:0] \$287 ;
@@ -5505,65 +5572,80 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   reg [17:0] \$291 ;
   reg [17:0] \$292 ;
   reg [18:0] \$293 ;
-  reg [3:0] \$294 ;
-  reg [5:0] \$295 ;
-  reg \$296 ;
-  reg \$297 ;
-  reg \$298 ;
-  reg \$299 ;
+  reg [17:0] \$294 ;
+  reg [17:0] \$295 ;
+  reg [18:0] \$296 ;
+  reg [17:0] \$297 ;
+  reg [17:0] \$298 ;
+  reg [18:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg \$300 ;
-  reg \$301 ;
-  reg \$302 ;
-  reg \$303 ;
-  reg \$304 ;
-  reg \$305 ;
-  reg \$306 ;
-  reg \$307 ;
-  reg \$308 ;
-  reg [1:0] \$309 ;
+  reg [17:0] \$300 ;
+  reg [17:0] \$301 ;
+  reg [18:0] \$302 ;
+  reg [17:0] \$303 ;
+  reg [17:0] \$304 ;
+  reg [18:0] \$305 ;
+  reg [17:0] \$306 ;
+  reg [17:0] \$307 ;
+  reg [18:0] \$308 ;
+  reg [3:0] \$309 ;
   wire [7:0] \$31 ;
-  reg [4:0] \$310 ;
+  reg [5:0] \$310 ;
   reg \$311 ;
-  wire [63:0] \$312 ;
-  wire [63:0] \$313 ;
-  wire [63:0] \$314 ;
-  wire [63:0] \$315 ;
+  reg \$312 ;
+  reg \$313 ;
+  reg \$314 ;
+  reg \$315 ;
+  reg \$316 ;
+  reg \$317 ;
+  reg \$318 ;
+  reg \$319 ;
   wire [5:0] \$32 ;
+  reg \$320 ;
+  reg \$321 ;
+  reg \$322 ;
+  reg \$323 ;
+  reg [1:0] \$324 ;
+  reg [4:0] \$325 ;
+  reg \$326 ;
+  wire [63:0] \$327 ;
+  wire [63:0] \$328 ;
+  wire [63:0] \$329 ;
   wire [5:0] \$33 ;
+  wire [63:0] \$330 ;
   wire [5:0] \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [5:0] \$37 ;
-  wire [5:0] \$38 ;
-  wire [3:0] \$39 ;
+  wire [17:0] \$35 ;
+  wire [18:0] \$36 ;
+  wire \$37 ;
+  wire [17:0] \$38 ;
+  wire [18:0] \$39 ;
   wire \$4 ;
-  wire [3:0] \$40 ;
+  wire \$40 ;
   wire \$41 ;
-  wire [4:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire [4:0] \$46 ;
-  wire \$47 ;
-  wire [63:0] \$48 ;
-  wire [63:0] \$49 ;
+  wire [5:0] \$42 ;
+  wire [5:0] \$43 ;
+  wire [3:0] \$44 ;
+  wire [3:0] \$45 ;
+  wire \$46 ;
+  wire [4:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [63:0] \$50 ;
-  wire [63:0] \$51 ;
-  wire [63:0] \$52 ;
+  wire \$50 ;
+  wire [4:0] \$51 ;
+  wire \$52 ;
   wire [63:0] \$53 ;
   wire [63:0] \$54 ;
   wire [63:0] \$55 ;
   wire [63:0] \$56 ;
   wire [63:0] \$57 ;
-  wire [17:0] \$58 ;
-  wire [18:0] \$59 ;
+  wire [63:0] \$58 ;
+  wire [63:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire [17:0] \$61 ;
-  wire [18:0] \$62 ;
+  wire [63:0] \$60 ;
+  wire [63:0] \$61 ;
+  wire [63:0] \$62 ;
   wire [17:0] \$63 ;
   wire [18:0] \$64 ;
   wire \$65 ;
@@ -5605,11 +5687,11 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   wire [17:0] \$98 ;
   wire [18:0] \$99 ;
   wire \$signal ;
-  reg \$signal$633  = 1'h0;
-  reg \$signal$634  = 1'h0;
-  reg \$signal$916  = 1'h0;
+  reg \$signal$584  = 1'h0;
+  reg \$signal$585  = 1'h0;
+  reg \$signal$871  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$610 ;
+  wire [12:0] \a$551 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
@@ -5620,10 +5702,10 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   reg [17:0] acc7_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$936 ;
+  wire [7:0] \addr$891 ;
   reg [7:0] at = 8'h01;
   wire [16:0] b;
-  wire [1:0] \b$611 ;
+  wire [1:0] \b$552 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -5634,7 +5716,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   reg [18:0] bank7_0 = 19'h00000;
   (* init = 6'h00 *)
   wire [5:0] beat;
-  reg [7:0] \beat$632  = 8'h00;
+  reg [7:0] \beat$573  = 8'h00;
   reg can_end = 1'h1;
   input clk;
   wire clk;
@@ -5643,7 +5725,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   wire credits_room_next;
   reg [4:0] credits_space = 5'h18;
   wire [31:0] data;
-  wire [255:0] \data$935 ;
+  wire [255:0] \data$890 ;
   reg done = 1'h0;
   wire filled;
   reg [17:0] fin0_0 = 18'h00000;
@@ -5666,28 +5748,27 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   wire [2:0] flags_5;
   wire [2:0] flags_6;
   wire [2:0] flags_7;
-  wire [2:0] flags_x;
   reg [3:0] gap = 4'h0;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$157 ;
-  wire [15:0] \i$203 ;
-  wire [15:0] \i$204 ;
-  wire [15:0] \i$250 ;
-  wire [15:0] \i$251 ;
-  wire [15:0] \i$297 ;
-  wire [15:0] \i$298 ;
-  wire [15:0] \i$344 ;
-  wire [15:0] \i$345 ;
-  wire [15:0] \i$391 ;
-  wire [15:0] \i$392 ;
-  wire [15:0] \i$438 ;
-  wire [15:0] \i$439 ;
-  wire [15:0] \i$485 ;
-  wire [15:0] \i$486 ;
+  wire [15:0] \i$164 ;
+  wire [15:0] \i$210 ;
+  wire [15:0] \i$211 ;
+  wire [15:0] \i$257 ;
+  wire [15:0] \i$258 ;
+  wire [15:0] \i$304 ;
+  wire [15:0] \i$305 ;
+  wire [15:0] \i$351 ;
+  wire [15:0] \i$352 ;
+  wire [15:0] \i$398 ;
+  wire [15:0] \i$399 ;
+  wire [15:0] \i$445 ;
+  wire [15:0] \i$446 ;
+  wire [15:0] \i$492 ;
+  wire [15:0] \i$493 ;
   wire [39:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -5870,34 +5951,34 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$660 ;
-  wire [19:0] \o$684 ;
-  wire [19:0] \o$685 ;
-  wire [19:0] \o$709 ;
-  wire [19:0] \o$710 ;
-  wire [19:0] \o$734 ;
-  wire [19:0] \o$735 ;
-  wire [19:0] \o$759 ;
-  wire [19:0] \o$760 ;
-  wire [19:0] \o$784 ;
-  wire [19:0] \o$785 ;
-  wire [19:0] \o$809 ;
-  wire [19:0] \o$810 ;
-  wire [19:0] \o$834 ;
-  wire [19:0] \o$835 ;
+  wire [19:0] \o$612 ;
+  wire [19:0] \o$636 ;
+  wire [19:0] \o$637 ;
+  wire [19:0] \o$661 ;
+  wire [19:0] \o$662 ;
+  wire [19:0] \o$686 ;
+  wire [19:0] \o$687 ;
+  wire [19:0] \o$711 ;
+  wire [19:0] \o$712 ;
+  wire [19:0] \o$736 ;
+  wire [19:0] \o$737 ;
+  wire [19:0] \o$761 ;
+  wire [19:0] \o$762 ;
+  wire [19:0] \o$786 ;
+  wire [19:0] \o$787 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$617 ;
-  wire [255:0] \o__payload$636 ;
+  wire [7:0] \o__payload$558 ;
+  wire [255:0] \o__payload$587 ;
   wire o__ready;
-  input \o__ready$618 ;
-  wire \o__ready$618 ;
-  wire \o__ready$619 ;
+  input \o__ready$559 ;
+  wire \o__ready$559 ;
+  wire \o__ready$560 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$621 ;
+  wire \o__valid$562 ;
   wire [29:0] p;
-  wire [14:0] \p$923 ;
+  wire [14:0] \p$878 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_10;
@@ -6060,22 +6141,22 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   wire [8:0] p7_0_9;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$10 ;
-  wire [3:0] \port__addr$110 ;
-  wire [3:0] \port__addr$113 ;
-  wire [2:0] \port__addr$116 ;
-  wire [3:0] \port__addr$119 ;
-  wire [3:0] \port__addr$122 ;
-  wire [2:0] \port__addr$125 ;
-  wire [3:0] \port__addr$128 ;
-  wire [3:0] \port__addr$131 ;
-  wire [2:0] \port__addr$134 ;
-  wire [3:0] \port__addr$137 ;
-  wire [3:0] \port__addr$140 ;
-  wire [2:0] \port__addr$143 ;
-  wire [3:0] \port__addr$146 ;
-  wire [3:0] \port__addr$149 ;
+  wire [3:0] \port__addr$117 ;
+  wire [3:0] \port__addr$120 ;
+  wire [2:0] \port__addr$123 ;
+  wire [3:0] \port__addr$126 ;
+  wire [3:0] \port__addr$129 ;
+  wire [2:0] \port__addr$132 ;
+  wire [3:0] \port__addr$135 ;
+  wire [3:0] \port__addr$138 ;
+  wire [2:0] \port__addr$141 ;
+  wire [3:0] \port__addr$144 ;
+  wire [3:0] \port__addr$147 ;
   wire [3:0] \port__addr$15 ;
-  wire [2:0] \port__addr$152 ;
+  wire [2:0] \port__addr$150 ;
+  wire [3:0] \port__addr$153 ;
+  wire [3:0] \port__addr$156 ;
+  wire [2:0] \port__addr$159 ;
   wire [3:0] \port__addr$20 ;
   wire [3:0] \port__addr$25 ;
   wire [3:0] \port__addr$30 ;
@@ -6099,42 +6180,42 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   wire [63:0] \port__data$47 ;
   wire [63:0] \port__data$52 ;
   wire [63:0] \port__data$57 ;
+  wire [63:0] \port__data$591 ;
+  wire [63:0] \port__data$592 ;
+  wire [63:0] \port__data$593 ;
+  wire [63:0] \port__data$595 ;
+  wire [63:0] \port__data$596 ;
+  wire [63:0] \port__data$597 ;
+  wire [63:0] \port__data$599 ;
+  wire [63:0] \port__data$600 ;
+  wire [63:0] \port__data$601 ;
+  wire [63:0] \port__data$603 ;
+  wire [63:0] \port__data$604 ;
+  wire [63:0] \port__data$605 ;
+  wire [63:0] \port__data$607 ;
+  wire [63:0] \port__data$608 ;
+  wire [63:0] \port__data$609 ;
   wire [63:0] \port__data$62 ;
-  wire [63:0] \port__data$639 ;
-  wire [63:0] \port__data$640 ;
-  wire [63:0] \port__data$641 ;
-  wire [63:0] \port__data$643 ;
-  wire [63:0] \port__data$644 ;
-  wire [63:0] \port__data$645 ;
-  wire [63:0] \port__data$647 ;
-  wire [63:0] \port__data$648 ;
-  wire [63:0] \port__data$649 ;
-  wire [63:0] \port__data$651 ;
-  wire [63:0] \port__data$652 ;
-  wire [63:0] \port__data$653 ;
-  wire [63:0] \port__data$655 ;
-  wire [63:0] \port__data$656 ;
-  wire [63:0] \port__data$657 ;
   wire [63:0] \port__data$67 ;
   wire [63:0] \port__data$72 ;
   wire [63:0] \port__data$77 ;
   wire [7:0] port__en;
-  wire \port__en$112 ;
-  wire \port__en$115 ;
-  wire \port__en$118 ;
-  wire \port__en$121 ;
-  wire \port__en$124 ;
-  wire \port__en$127 ;
+  wire \port__en$119 ;
+  wire \port__en$122 ;
+  wire \port__en$125 ;
+  wire \port__en$128 ;
   wire [7:0] \port__en$13 ;
-  wire \port__en$130 ;
-  wire \port__en$133 ;
-  wire \port__en$136 ;
-  wire \port__en$139 ;
-  wire \port__en$142 ;
-  wire \port__en$145 ;
-  wire \port__en$148 ;
-  wire \port__en$151 ;
-  wire \port__en$154 ;
+  wire \port__en$131 ;
+  wire \port__en$134 ;
+  wire \port__en$137 ;
+  wire \port__en$140 ;
+  wire \port__en$143 ;
+  wire \port__en$146 ;
+  wire \port__en$149 ;
+  wire \port__en$152 ;
+  wire \port__en$155 ;
+  wire \port__en$158 ;
+  wire \port__en$161 ;
   wire [7:0] \port__en$18 ;
   wire [7:0] \port__en$23 ;
   wire [7:0] \port__en$28 ;
@@ -6607,10 +6688,10 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   wire [2:0] w_addr_b4_p2;
   input [39:0] w_data;
   wire [39:0] w_data;
-  wire [7:0] \w_data$622 ;
+  wire [7:0] \w_data$563 ;
   reg [39:0] w_data_q = 40'h0000000000;
   wire [39:0] w_en;
-  reg \w_en$623  = 1'h0;
+  reg \w_en$564  = 1'h0;
   wire [7:0] w_en_b0_p0;
   wire [7:0] w_en_b0_p1;
   wire [7:0] w_en_b0_p2;
@@ -6627,123 +6708,44 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   wire [7:0] w_en_b4_p1;
   wire [7:0] w_en_b4_p2;
   wire w_full;
-  wire \w_full$93 ;
+  wire \w_full$100 ;
   wire w_full_issue;
-  wire \w_full_issue$95 ;
+  wire \w_full_issue$102 ;
   reg w_half = 1'h0;
   reg [4:0] word = 5'h00;
   reg [255:0] word1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  reg [17:0] xacc = 18'h00000;
+  reg [17:0] wsum_acc = 18'h00000;
+  reg wsum_end_d1 = 1'h0;
+  reg wsum_end_d2 = 1'h0;
+  reg wsum_first = 1'h1;
+  reg wsum_first_d1 = 1'h0;
+  reg wsum_first_d2 = 1'h0;
+  reg [8:0] wsum_l1_0 = 9'h000;
+  reg [8:0] wsum_l1_1 = 9'h000;
+  reg [7:0] wsum_l1_2 = 8'h00;
+  reg [10:0] wsum_l3_0 = 11'h000;
+  reg [17:0] wsum_total = 18'h00000;
+  reg wsum_v_d1 = 1'h0;
+  reg wsum_v_d2 = 1'h0;
+  (* keep = 32'd1 *)
+  wire [8:0] wsum_w0_0;
+  (* keep = 32'd1 *)
+  wire [8:0] wsum_w0_2;
+  (* keep = 32'd1 *)
+  wire [9:0] wsum_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] wsum_w2_0;
+  reg x_taken_d1 = 1'h0;
+  reg x_taken_d2 = 1'h0;
+  reg x_taken_d3 = 1'h0;
+  reg x_taken_d4 = 1'h0;
+  reg x_taken_d5 = 1'h0;
+  reg x_taken_d6 = 1'h0;
+  reg x_taken_d7 = 1'h0;
   wire [319:0] xdata_c0;
   wire [319:0] xdata_c1;
   reg [319:0] xdata_d1 = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg [17:0] xfin = 18'h00000;
-  reg [8:0] xsum_l1_0 = 9'h000;
-  reg [8:0] xsum_l1_1 = 9'h000;
-  reg [8:0] xsum_l1_10 = 9'h000;
-  reg [8:0] xsum_l1_11 = 9'h000;
-  reg [8:0] xsum_l1_12 = 9'h000;
-  reg [8:0] xsum_l1_13 = 9'h000;
-  reg [8:0] xsum_l1_14 = 9'h000;
-  reg [8:0] xsum_l1_15 = 9'h000;
-  reg [8:0] xsum_l1_16 = 9'h000;
-  reg [8:0] xsum_l1_17 = 9'h000;
-  reg [8:0] xsum_l1_18 = 9'h000;
-  reg [8:0] xsum_l1_19 = 9'h000;
-  reg [8:0] xsum_l1_2 = 9'h000;
-  reg [8:0] xsum_l1_3 = 9'h000;
-  reg [8:0] xsum_l1_4 = 9'h000;
-  reg [8:0] xsum_l1_5 = 9'h000;
-  reg [8:0] xsum_l1_6 = 9'h000;
-  reg [8:0] xsum_l1_7 = 9'h000;
-  reg [8:0] xsum_l1_8 = 9'h000;
-  reg [8:0] xsum_l1_9 = 9'h000;
-  reg [10:0] xsum_l3_0 = 11'h000;
-  reg [10:0] xsum_l3_1 = 11'h000;
-  reg [10:0] xsum_l3_2 = 11'h000;
-  reg [10:0] xsum_l3_3 = 11'h000;
-  reg [10:0] xsum_l3_4 = 11'h000;
-  reg [12:0] xsum_l5_0 = 13'h0000;
-  reg [10:0] xsum_l5_1 = 11'h000;
-  reg [13:0] xsum_l6_0 = 14'h0000;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_22;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_24;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_26;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_28;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_38;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_18;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_4;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_6;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_8;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_2;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_0;
-  (* keep = 32'd1 *)
-  wire [13:0] xsum_w5_0;
+  reg [17:0] xtotal = 18'h00000;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p0 [15:0];
   initial begin
@@ -6784,9 +6786,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$110 ];
+    _0_ <= vectors0_p0[\port__addr$117 ];
   end
-  assign \port__data$639  = _0_;
+  assign \port__data$591  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [15:0];
   initial begin
@@ -6827,9 +6829,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$113 ];
+    _1_ <= vectors0_p1[\port__addr$120 ];
   end
-  assign \port__data$640  = _1_;
+  assign \port__data$592  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p2 [7:0];
   initial begin
@@ -6862,9 +6864,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors0_p2[\port__addr$116 ];
+    _2_ <= vectors0_p2[\port__addr$123 ];
   end
-  assign \port__data$641  = _2_;
+  assign \port__data$593  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [15:0];
   initial begin
@@ -6905,9 +6907,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors1_p0[\port__addr$119 ];
+    _3_ <= vectors1_p0[\port__addr$126 ];
   end
-  assign \port__data$643  = _3_;
+  assign \port__data$595  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [15:0];
   initial begin
@@ -6948,9 +6950,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors1_p1[\port__addr$122 ];
+    _4_ <= vectors1_p1[\port__addr$129 ];
   end
-  assign \port__data$644  = _4_;
+  assign \port__data$596  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p2 [7:0];
   initial begin
@@ -6983,9 +6985,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors1_p2[\port__addr$125 ];
+    _5_ <= vectors1_p2[\port__addr$132 ];
   end
-  assign \port__data$645  = _5_;
+  assign \port__data$597  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [15:0];
   initial begin
@@ -7026,9 +7028,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors2_p0[\port__addr$128 ];
+    _6_ <= vectors2_p0[\port__addr$135 ];
   end
-  assign \port__data$647  = _6_;
+  assign \port__data$599  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p1 [15:0];
   initial begin
@@ -7069,9 +7071,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors2_p1[\port__addr$131 ];
+    _7_ <= vectors2_p1[\port__addr$138 ];
   end
-  assign \port__data$648  = _7_;
+  assign \port__data$600  = _7_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p2 [7:0];
   initial begin
@@ -7104,9 +7106,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors2_p2[\port__addr$134 ];
+    _8_ <= vectors2_p2[\port__addr$141 ];
   end
-  assign \port__data$649  = _8_;
+  assign \port__data$601  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [15:0];
   initial begin
@@ -7147,9 +7149,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors3_p0[\port__addr$137 ];
+    _9_ <= vectors3_p0[\port__addr$144 ];
   end
-  assign \port__data$651  = _9_;
+  assign \port__data$603  = _9_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p1 [15:0];
   initial begin
@@ -7190,9 +7192,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors3_p1[\port__addr$140 ];
+    _10_ <= vectors3_p1[\port__addr$147 ];
   end
-  assign \port__data$652  = _10_;
+  assign \port__data$604  = _10_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p2 [7:0];
   initial begin
@@ -7225,9 +7227,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors3_p2[\port__addr$143 ];
+    _11_ <= vectors3_p2[\port__addr$150 ];
   end
-  assign \port__data$653  = _11_;
+  assign \port__data$605  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [15:0];
   initial begin
@@ -7268,9 +7270,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _12_;
   always @(posedge clk) begin
-    _12_ <= vectors4_p0[\port__addr$146 ];
+    _12_ <= vectors4_p0[\port__addr$153 ];
   end
-  assign \port__data$655  = _12_;
+  assign \port__data$607  = _12_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p1 [15:0];
   initial begin
@@ -7311,9 +7313,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _13_;
   always @(posedge clk) begin
-    _13_ <= vectors4_p1[\port__addr$149 ];
+    _13_ <= vectors4_p1[\port__addr$156 ];
   end
-  assign \port__data$656  = _13_;
+  assign \port__data$608  = _13_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p2 [7:0];
   initial begin
@@ -7346,9 +7348,13 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   reg [63:0] _14_;
   always @(posedge clk) begin
-    _14_ <= vectors4_p2[\port__addr$152 ];
+    _14_ <= vectors4_p2[\port__addr$159 ];
   end
-  assign \port__data$657  = _14_;
+  assign \port__data$609  = _14_;
+  always @(posedge clk)
+    t5_0_l2_0 <= t5_0_w1_0;
+  always @(posedge clk)
+    t5_0_l2_1 <= t5_0_w1_2;
   always @(posedge clk)
     t5_0_l2_2 <= t5_0_w1_4;
   always @(posedge clk)
@@ -7362,7 +7368,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   always @(posedge clk)
     t5_0_l5_0 <= t5_0_w4_0;
   always @(posedge clk)
-    w6_0 <= { \o$810 , \o$809  };
+    w6_0 <= { \o$762 , \o$761  };
   always @(posedge clk)
     m6_0_0 <= p6_0_0;
   always @(posedge clk)
@@ -7420,7 +7426,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   always @(posedge clk)
     t6_0_l5_0 <= t6_0_w4_0;
   always @(posedge clk)
-    w7_0 <= { \o$835 , \o$834  };
+    w7_0 <= { \o$787 , \o$786  };
   always @(posedge clk)
     m7_0_0 <= p7_0_0;
   always @(posedge clk)
@@ -7478,171 +7484,127 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   always @(posedge clk)
     t7_0_l5_0 <= t7_0_w4_0;
   always @(posedge clk)
-    xsum_l1_0 <= xsum_w0_0;
+    v2_d1 <= \$254 ;
   always @(posedge clk)
-    xsum_l1_1 <= xsum_w0_2;
+    v2_d2 <= \$255 ;
   always @(posedge clk)
-    xsum_l1_2 <= xsum_w0_4;
+    v2_d3 <= \$256 ;
   always @(posedge clk)
-    xsum_l1_3 <= xsum_w0_6;
+    v2_d4 <= \$257 ;
   always @(posedge clk)
-    xsum_l1_4 <= xsum_w0_8;
+    v2_d5 <= \$258 ;
   always @(posedge clk)
-    xsum_l1_5 <= xsum_w0_10;
+    last2_d1 <= \$259 ;
   always @(posedge clk)
-    xsum_l1_6 <= xsum_w0_12;
+    last2_d2 <= \$260 ;
   always @(posedge clk)
-    xsum_l1_7 <= xsum_w0_14;
+    last2_d3 <= \$261 ;
   always @(posedge clk)
-    xsum_l1_8 <= xsum_w0_16;
+    last2_d4 <= \$262 ;
   always @(posedge clk)
-    xsum_l1_9 <= xsum_w0_18;
+    last2_d5 <= \$263 ;
   always @(posedge clk)
-    xsum_l1_10 <= xsum_w0_20;
+    v2p_d1 <= \$264 ;
   always @(posedge clk)
-    xsum_l1_11 <= xsum_w0_22;
+    v2p_d2 <= \$265 ;
   always @(posedge clk)
-    xsum_l1_12 <= xsum_w0_24;
+    v2p_d3 <= \$266 ;
   always @(posedge clk)
-    xsum_l1_13 <= xsum_w0_26;
+    v2p_d4 <= \$267 ;
   always @(posedge clk)
-    xsum_l1_14 <= xsum_w0_28;
+    first2p_d1 <= \$268 ;
   always @(posedge clk)
-    xsum_l1_15 <= xsum_w0_30;
+    first2p_d2 <= \$269 ;
   always @(posedge clk)
-    xsum_l1_16 <= xsum_w0_32;
+    first2p_d3 <= \$270 ;
   always @(posedge clk)
-    xsum_l1_17 <= xsum_w0_34;
+    first2p_d4 <= \$271 ;
   always @(posedge clk)
-    xsum_l1_18 <= xsum_w0_36;
+    last2p_d1 <= \$272 ;
   always @(posedge clk)
-    xsum_l1_19 <= xsum_w0_38;
+    last2p_d2 <= \$273 ;
   always @(posedge clk)
-    xsum_l3_0 <= xsum_w2_0;
+    last2p_d3 <= \$274 ;
   always @(posedge clk)
-    xsum_l3_1 <= xsum_w2_2;
+    last2p_d4 <= \$275 ;
   always @(posedge clk)
-    xsum_l3_2 <= xsum_w2_4;
+    done <= \$276 ;
   always @(posedge clk)
-    xsum_l3_3 <= xsum_w2_6;
+    x_taken_d1 <= \$277 ;
   always @(posedge clk)
-    xsum_l3_4 <= xsum_w2_8;
+    x_taken_d2 <= \$278 ;
   always @(posedge clk)
-    xsum_l5_0 <= xsum_w4_0;
+    x_taken_d3 <= \$279 ;
   always @(posedge clk)
-    xsum_l5_1 <= xsum_l3_4;
+    x_taken_d4 <= \$280 ;
   always @(posedge clk)
-    xsum_l6_0 <= xsum_w5_0;
+    x_taken_d5 <= \$281 ;
   always @(posedge clk)
-    v2_d1 <= \$245 ;
+    x_taken_d6 <= \$282 ;
   always @(posedge clk)
-    v2_d2 <= \$246 ;
+    x_taken_d7 <= \$283 ;
   always @(posedge clk)
-    v2_d3 <= \$247 ;
+    xtotal <= \$284 ;
   always @(posedge clk)
-    v2_d4 <= \$248 ;
+    acc0_0 <= \$285 ;
   always @(posedge clk)
-    v2_d5 <= \$249 ;
+    fin0_0 <= \$286 ;
   always @(posedge clk)
-    last2_d1 <= \$250 ;
+    bank0_0 <= \$287 ;
   always @(posedge clk)
-    last2_d2 <= \$251 ;
+    acc1_0 <= \$288 ;
   always @(posedge clk)
-    last2_d3 <= \$252 ;
+    fin1_0 <= \$289 ;
   always @(posedge clk)
-    last2_d4 <= \$253 ;
+    bank1_0 <= \$290 ;
   always @(posedge clk)
-    last2_d5 <= \$254 ;
+    acc2_0 <= \$291 ;
   always @(posedge clk)
-    v2p_d1 <= \$255 ;
+    fin2_0 <= \$292 ;
   always @(posedge clk)
-    v2p_d2 <= \$256 ;
+    bank2_0 <= \$293 ;
   always @(posedge clk)
-    v2p_d3 <= \$257 ;
+    acc3_0 <= \$294 ;
   always @(posedge clk)
-    v2p_d4 <= \$258 ;
+    fin3_0 <= \$295 ;
   always @(posedge clk)
-    first2p_d1 <= \$259 ;
+    bank3_0 <= \$296 ;
   always @(posedge clk)
-    first2p_d2 <= \$260 ;
+    acc4_0 <= \$297 ;
   always @(posedge clk)
-    first2p_d3 <= \$261 ;
+    fin4_0 <= \$298 ;
   always @(posedge clk)
-    first2p_d4 <= \$262 ;
+    bank4_0 <= \$299 ;
   always @(posedge clk)
-    last2p_d1 <= \$263 ;
+    acc5_0 <= \$300 ;
   always @(posedge clk)
-    last2p_d2 <= \$264 ;
+    fin5_0 <= \$301 ;
   always @(posedge clk)
-    last2p_d3 <= \$265 ;
+    bank5_0 <= \$302 ;
   always @(posedge clk)
-    last2p_d4 <= \$266 ;
+    acc6_0 <= \$303 ;
   always @(posedge clk)
-    done <= \$267 ;
+    fin6_0 <= \$304 ;
   always @(posedge clk)
-    xacc <= \$268 ;
+    bank6_0 <= \$305 ;
   always @(posedge clk)
-    xfin <= \$269 ;
+    acc7_0 <= \$306 ;
   always @(posedge clk)
-    acc0_0 <= \$270 ;
+    fin7_0 <= \$307 ;
   always @(posedge clk)
-    fin0_0 <= \$271 ;
+    bank7_0 <= \$308 ;
   always @(posedge clk)
-    bank0_0 <= \$272 ;
+    ser_left <= \$309 ;
   always @(posedge clk)
-    acc1_0 <= \$273 ;
+    addr <= \$310 ;
   always @(posedge clk)
-    fin1_0 <= \$274 ;
+    \$signal$871  <= \$311 ;
   always @(posedge clk)
-    bank1_0 <= \$275 ;
-  always @(posedge clk)
-    acc2_0 <= \$276 ;
-  always @(posedge clk)
-    fin2_0 <= \$277 ;
-  always @(posedge clk)
-    bank2_0 <= \$278 ;
-  always @(posedge clk)
-    acc3_0 <= \$279 ;
-  always @(posedge clk)
-    fin3_0 <= \$280 ;
-  always @(posedge clk)
-    bank3_0 <= \$281 ;
-  always @(posedge clk)
-    acc4_0 <= \$282 ;
-  always @(posedge clk)
-    fin4_0 <= \$283 ;
-  always @(posedge clk)
-    bank4_0 <= \$284 ;
-  always @(posedge clk)
-    acc5_0 <= \$285 ;
-  always @(posedge clk)
-    fin5_0 <= \$286 ;
-  always @(posedge clk)
-    bank5_0 <= \$287 ;
-  always @(posedge clk)
-    acc6_0 <= \$288 ;
-  always @(posedge clk)
-    fin6_0 <= \$289 ;
-  always @(posedge clk)
-    bank6_0 <= \$290 ;
-  always @(posedge clk)
-    acc7_0 <= \$291 ;
-  always @(posedge clk)
-    fin7_0 <= \$292 ;
-  always @(posedge clk)
-    bank7_0 <= \$293 ;
-  always @(posedge clk)
-    ser_left <= \$294 ;
-  always @(posedge clk)
-    addr <= \$295 ;
-  always @(posedge clk)
-    \$signal$916  <= \$296 ;
-  always @(posedge clk)
-    ka <= \$297 ;
+    ka <= \$312 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$298 ;
+    vb <= \$313 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
@@ -7660,37 +7622,41 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   always @(posedge clk)
     rq0_over <= \$135 ;
   always @(posedge clk)
-    v_out_d1 <= \$299 ;
+    v_out_d1 <= \$314 ;
   always @(posedge clk)
-    v_out_d2 <= \$300 ;
+    v_out_d2 <= \$315 ;
   always @(posedge clk)
-    v_out_d3 <= \$301 ;
+    v_out_d3 <= \$316 ;
   always @(posedge clk)
-    \w_en$623  <= \$302 ;
+    \w_en$564  <= \$317 ;
   always @(posedge clk)
-    skipped_d1 <= \$303 ;
+    skipped_d1 <= \$318 ;
   always @(posedge clk)
-    skipped_d2 <= \$304 ;
+    skipped_d2 <= \$319 ;
   always @(posedge clk)
-    skipped_d3 <= \$305 ;
+    skipped_d3 <= \$320 ;
   always @(posedge clk)
-    skipped_d4 <= \$306 ;
+    skipped_d4 <= \$321 ;
   always @(posedge clk)
-    skipped_d5 <= \$307 ;
+    skipped_d5 <= \$322 ;
   always @(posedge clk)
-    group_ended_d1 <= \$308 ;
+    group_ended_d1 <= \$323 ;
   always @(posedge clk)
-    credits_returned <= \$309 ;
+    credits_returned <= \$324 ;
   always @(posedge clk)
-    credits_space <= \$310 ;
+    credits_space <= \$325 ;
   always @(posedge clk)
-    credits_room <= \$311 ;
+    credits_room <= \$326 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h14;
   assign \$2  = \$1  + word;
   assign w_en = take ? { at[7], at[7], at[7], at[7], at[7:6], at[6], at[6], at[6], at[6:5], at[5], at[5], at[5], at[5:4], at[4], at[4], at[4], at[4:3], at[3], at[3], at[3], at[3:2], at[2], at[2], at[2], at[2:1], at[1], at[1], at[1], at[1:0], at[0], at[0], at[0], at[0] } : 40'h0000000000;
   assign filled = take & last;
+  assign wsum_w0_0 = w_data[7:0] + w_data[15:8];
+  assign wsum_w0_2 = w_data[23:16] + w_data[31:24];
+  assign wsum_w1_0 = wsum_l1_0 + wsum_l1_1;
+  assign wsum_w2_0 = wsum_w1_0 + wsum_l1_2;
   assign \$4  = ~ s_last;
   assign \$5  = \$4  | can_end;
   assign step = \$3  & \$5 ;
@@ -7864,45 +7830,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   assign t7_0_w2_2 = t7_0_l2_2 + t7_0_l2_3;
   assign t7_0_w3_0 = t7_0_w2_0 + t7_0_w2_2;
   assign t7_0_w4_0 = t7_0_l4_0 + t7_0_l4_1;
-  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
-  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
-  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
-  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
-  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
-  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
-  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
-  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
-  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
-  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
-  assign xsum_w0_20 = xdata_d1[167:160] + xdata_d1[175:168];
-  assign xsum_w0_22 = xdata_d1[183:176] + xdata_d1[191:184];
-  assign xsum_w0_24 = xdata_d1[199:192] + xdata_d1[207:200];
-  assign xsum_w0_26 = xdata_d1[215:208] + xdata_d1[223:216];
-  assign xsum_w0_28 = xdata_d1[231:224] + xdata_d1[239:232];
-  assign xsum_w0_30 = xdata_d1[247:240] + xdata_d1[255:248];
-  assign xsum_w0_32 = xdata_d1[263:256] + xdata_d1[271:264];
-  assign xsum_w0_34 = xdata_d1[279:272] + xdata_d1[287:280];
-  assign xsum_w0_36 = xdata_d1[295:288] + xdata_d1[303:296];
-  assign xsum_w0_38 = xdata_d1[311:304] + xdata_d1[319:312];
-  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
-  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
-  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
-  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
-  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
-  assign xsum_w1_10 = xsum_l1_10 + xsum_l1_11;
-  assign xsum_w1_12 = xsum_l1_12 + xsum_l1_13;
-  assign xsum_w1_14 = xsum_l1_14 + xsum_l1_15;
-  assign xsum_w1_16 = xsum_l1_16 + xsum_l1_17;
-  assign xsum_w1_18 = xsum_l1_18 + xsum_l1_19;
-  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
-  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
-  assign xsum_w2_4 = xsum_w1_8 + xsum_w1_10;
-  assign xsum_w2_6 = xsum_w1_12 + xsum_w1_14;
-  assign xsum_w2_8 = xsum_w1_16 + xsum_w1_18;
-  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
-  assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
-  assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
-  assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
   assign \$20  = rq0_over ? 15'h00ff : rq0_shifted;
@@ -7911,92 +7838,92 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   assign \$23  = group_ended_d1 ? 4'h8 : 4'h0;
   assign \$24  = \$22  - \$23 ;
   assign credits_room_next = \$24 [4:0] >= 4'h8;
-  assign \$25  = \beat$632  == 8'h9e;
+  assign \$25  = \beat$573  == 8'h9e;
   assign \$26  = last ? 1'h0 : \$25 ;
   assign \$27  = take ? \$26  : last;
-  assign \$28  = \beat$632  + 1'h1;
+  assign \$28  = \beat$573  + 1'h1;
   assign \$29  = last ? 9'h000 : \$28 ;
   assign \$30  = last | at[7];
   assign \$31  = \$30  ? 8'h01 : { at[6:0], at[7] };
   assign \$32  = word + 1'h1;
   assign \$33  = at[7] ? \$32  : { 1'h0, word };
   assign \$34  = last ? 6'h00 : \$33 ;
-  assign \$35  = credits_room_next & gap_zero_next;
-  assign \$36  = \$signal  & n_last_next;
-  assign \$37  = s_idx + 1'h1;
-  assign \$38  = s_last ? 6'h00 : \$37 ;
-  assign \$39  = n_idx + 1'h1;
-  assign \$40  = n_last ? 4'h0 : \$39 ;
-  assign \$41  = step & sn_last;
-  assign \$42  = w_half ? 5'h14 : 5'h00;
-  assign \$43  = ~ w_half;
-  assign \$44  = step & s_last;
-  assign \$45  = ~ gap_zero;
-  assign \$46  = gap - 1'h1;
-  assign \$47  = ! s_idx;
-  assign \$48  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
-  assign \$49  = r_page_b0[1] ? \port__data$641  : \$48 ;
-  assign \$50  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
-  assign \$51  = r_page_b1[1] ? \port__data$645  : \$50 ;
-  assign \$52  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
-  assign \$53  = r_page_b2[1] ? \port__data$649  : \$52 ;
-  assign \$54  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
-  assign \$55  = r_page_b3[1] ? \port__data$653  : \$54 ;
-  assign \$56  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
-  assign \$57  = r_page_b4[1] ? \port__data$657  : \$56 ;
-  assign \$58  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$59  = \$58  + xsum_l6_0;
-  assign \$60  = flags_x[0] & flags_x[2];
-  assign \$61  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$62  = \$61  + xsum_l6_0;
+  assign \$35  = wsum_first_d2 ? 18'h00000 : wsum_acc;
+  assign \$36  = \$35  + wsum_l3_0;
+  assign \$37  = wsum_v_d2 & wsum_end_d2;
+  assign \$38  = wsum_first_d2 ? 18'h00000 : wsum_acc;
+  assign \$39  = \$38  + wsum_l3_0;
+  assign \$40  = credits_room_next & gap_zero_next;
+  assign \$41  = \$signal  & n_last_next;
+  assign \$42  = s_idx + 1'h1;
+  assign \$43  = s_last ? 6'h00 : \$42 ;
+  assign \$44  = n_idx + 1'h1;
+  assign \$45  = n_last ? 4'h0 : \$44 ;
+  assign \$46  = step & sn_last;
+  assign \$47  = w_half ? 5'h14 : 5'h00;
+  assign \$48  = ~ w_half;
+  assign \$49  = step & s_last;
+  assign \$50  = ~ gap_zero;
+  assign \$51  = gap - 1'h1;
+  assign \$52  = ! s_idx;
+  assign \$53  = r_page_b0[0] ? \port__data$592  : \port__data$591 ;
+  assign \$54  = r_page_b0[1] ? \port__data$593  : \$53 ;
+  assign \$55  = r_page_b1[0] ? \port__data$596  : \port__data$595 ;
+  assign \$56  = r_page_b1[1] ? \port__data$597  : \$55 ;
+  assign \$57  = r_page_b2[0] ? \port__data$600  : \port__data$599 ;
+  assign \$58  = r_page_b2[1] ? \port__data$601  : \$57 ;
+  assign \$59  = r_page_b3[0] ? \port__data$604  : \port__data$603 ;
+  assign \$60  = r_page_b3[1] ? \port__data$605  : \$59 ;
+  assign \$61  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
+  assign \$62  = r_page_b4[1] ? \port__data$609  : \$61 ;
   assign \$63  = flags_0[1] ? 18'h00000 : acc0_0;
   assign \$64  = \$63  + t0_0_l5_0;
   assign \$65  = flags_0[0] & flags_0[2];
   assign \$66  = flags_0[1] ? 18'h00000 : acc0_0;
   assign \$67  = \$66  + t0_0_l5_0;
-  assign \$69  = \$68  - xfin;
+  assign \$69  = \$68  - xtotal;
   assign \$70  = flags_1[1] ? 18'h00000 : acc1_0;
   assign \$71  = \$70  + t1_0_l5_0;
   assign \$72  = flags_1[0] & flags_1[2];
   assign \$73  = flags_1[1] ? 18'h00000 : acc1_0;
   assign \$74  = \$73  + t1_0_l5_0;
-  assign \$76  = \$75  - xfin;
+  assign \$76  = \$75  - xtotal;
   assign \$77  = flags_2[1] ? 18'h00000 : acc2_0;
   assign \$78  = \$77  + t2_0_l5_0;
   assign \$79  = flags_2[0] & flags_2[2];
   assign \$80  = flags_2[1] ? 18'h00000 : acc2_0;
   assign \$81  = \$80  + t2_0_l5_0;
-  assign \$83  = \$82  - xfin;
+  assign \$83  = \$82  - xtotal;
   assign \$84  = flags_3[1] ? 18'h00000 : acc3_0;
   assign \$85  = \$84  + t3_0_l5_0;
   assign \$86  = flags_3[0] & flags_3[2];
   assign \$87  = flags_3[1] ? 18'h00000 : acc3_0;
   assign \$88  = \$87  + t3_0_l5_0;
-  assign \$90  = \$89  - xfin;
+  assign \$90  = \$89  - xtotal;
   assign \$91  = flags_4[1] ? 18'h00000 : acc4_0;
   assign \$92  = \$91  + t4_0_l5_0;
   assign \$93  = flags_4[0] & flags_4[2];
   assign \$94  = flags_4[1] ? 18'h00000 : acc4_0;
   assign \$95  = \$94  + t4_0_l5_0;
-  assign \$97  = \$96  - xfin;
+  assign \$97  = \$96  - xtotal;
   assign \$98  = flags_5[1] ? 18'h00000 : acc5_0;
   assign \$99  = \$98  + t5_0_l5_0;
   assign \$100  = flags_5[0] & flags_5[2];
   assign \$101  = flags_5[1] ? 18'h00000 : acc5_0;
   assign \$102  = \$101  + t5_0_l5_0;
-  assign \$104  = \$103  - xfin;
+  assign \$104  = \$103  - xtotal;
   assign \$105  = flags_6[1] ? 18'h00000 : acc6_0;
   assign \$106  = \$105  + t6_0_l5_0;
   assign \$107  = flags_6[0] & flags_6[2];
   assign \$108  = flags_6[1] ? 18'h00000 : acc6_0;
   assign \$109  = \$108  + t6_0_l5_0;
-  assign \$111  = \$110  - xfin;
+  assign \$111  = \$110  - xtotal;
   assign \$112  = flags_7[1] ? 18'h00000 : acc7_0;
   assign \$113  = \$112  + t7_0_l5_0;
   assign \$114  = flags_7[0] & flags_7[2];
   assign \$115  = flags_7[1] ? 18'h00000 : acc7_0;
   assign \$116  = \$115  + t7_0_l5_0;
-  assign \$118  = \$117  - xfin;
+  assign \$118  = \$117  - xtotal;
   assign \$119  = ser_left - 1'h1;
   assign \$120  = addr == 6'h3f;
   assign \$121  = addr + 1'h1;
@@ -8007,7 +7934,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   assign \$133  = $signed(\$132 ) < $signed(1'h0);
   assign \$135  = $signed(\$134 ) > $signed(9'h0ff);
   assign \$136  = step & s_last;
-  assign \$137  = o__valid & \o__ready$618 ;
+  assign \$137  = o__valid & \o__ready$559 ;
   assign \$138  = \$137  + skipped_d5;
   assign \$139  = ! \$2 [5:4];
   assign \$140  = ~ rst_conv2;
@@ -8075,74 +8002,100 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   assign \$202  = rst_conv2 | load;
   assign \$203  = filled ? 1'h1 : w_full_issue;
   assign \$204  = \$202  ? 1'h0 : \$203 ;
-  assign \$205  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
-  assign \$206  = r_page_b0[1] ? \port__data$641  : \$205 ;
-  assign \$207  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
-  assign \$208  = r_page_b1[1] ? \port__data$645  : \$207 ;
-  assign \$209  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
-  assign \$210  = r_page_b2[1] ? \port__data$649  : \$209 ;
-  assign \$211  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
-  assign \$212  = r_page_b3[1] ? \port__data$653  : \$211 ;
-  assign \$213  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
-  assign \$214  = r_page_b4[1] ? \port__data$657  : \$213 ;
-  assign \$215  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
-  assign \$216  = r_page_b0[1] ? \port__data$641  : \$215 ;
-  assign \$217  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
-  assign \$218  = r_page_b1[1] ? \port__data$645  : \$217 ;
-  assign \$219  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
-  assign \$220  = r_page_b2[1] ? \port__data$649  : \$219 ;
-  assign \$221  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
-  assign \$222  = r_page_b3[1] ? \port__data$653  : \$221 ;
-  assign \$223  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
-  assign \$224  = r_page_b4[1] ? \port__data$657  : \$223 ;
+  assign \$205  = r_page_b0[0] ? \port__data$592  : \port__data$591 ;
+  assign \$206  = r_page_b0[1] ? \port__data$593  : \$205 ;
+  assign \$207  = r_page_b1[0] ? \port__data$596  : \port__data$595 ;
+  assign \$208  = r_page_b1[1] ? \port__data$597  : \$207 ;
+  assign \$209  = r_page_b2[0] ? \port__data$600  : \port__data$599 ;
+  assign \$210  = r_page_b2[1] ? \port__data$601  : \$209 ;
+  assign \$211  = r_page_b3[0] ? \port__data$604  : \port__data$603 ;
+  assign \$212  = r_page_b3[1] ? \port__data$605  : \$211 ;
+  assign \$213  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
+  assign \$214  = r_page_b4[1] ? \port__data$609  : \$213 ;
+  assign \$215  = r_page_b0[0] ? \port__data$592  : \port__data$591 ;
+  assign \$216  = r_page_b0[1] ? \port__data$593  : \$215 ;
+  assign \$217  = r_page_b1[0] ? \port__data$596  : \port__data$595 ;
+  assign \$218  = r_page_b1[1] ? \port__data$597  : \$217 ;
+  assign \$219  = r_page_b2[0] ? \port__data$600  : \port__data$599 ;
+  assign \$220  = r_page_b2[1] ? \port__data$601  : \$219 ;
+  assign \$221  = r_page_b3[0] ? \port__data$604  : \port__data$603 ;
+  assign \$222  = r_page_b3[1] ? \port__data$605  : \$221 ;
+  assign \$223  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
+  assign \$224  = r_page_b4[1] ? \port__data$609  : \$223 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
     last <= \$225 ;
   always @(posedge clk)
-    \beat$632  <= \$226 ;
+    \beat$573  <= \$226 ;
   always @(posedge clk)
     at <= \$227 ;
   always @(posedge clk)
     word <= \$228 ;
   always @(posedge clk)
-    can_end <= \$229 ;
+    wsum_l1_0 <= wsum_w0_0;
   always @(posedge clk)
-    gap_zero <= \$230 ;
+    wsum_l1_1 <= wsum_w0_2;
   always @(posedge clk)
-    s_last <= \$231 ;
+    wsum_l1_2 <= w_data[39:32];
   always @(posedge clk)
-    n_last <= \$232 ;
+    wsum_l3_0 <= wsum_w2_0;
   always @(posedge clk)
-    sn_last <= \$233 ;
+    wsum_first <= \$229 ;
   always @(posedge clk)
-    r_addr <= \$234 ;
+    wsum_v_d1 <= \$230 ;
   always @(posedge clk)
-    s_idx <= \$235 ;
+    wsum_v_d2 <= \$231 ;
   always @(posedge clk)
-    n_idx <= \$236 ;
+    wsum_first_d1 <= \$232 ;
   always @(posedge clk)
-    active <= \$237 ;
+    wsum_first_d2 <= \$233 ;
   always @(posedge clk)
-    r_base <= \$238 ;
+    wsum_end_d1 <= \$234 ;
   always @(posedge clk)
-    w_half <= \$239 ;
+    wsum_end_d2 <= \$235 ;
   always @(posedge clk)
-    gap <= \$240 ;
+    wsum_acc <= \$236 ;
   always @(posedge clk)
-    \$signal$633  <= \$241 ;
+    wsum_total <= \$237 ;
   always @(posedge clk)
-    \$signal$634  <= \$242 ;
+    can_end <= \$238 ;
   always @(posedge clk)
-    last1 <= \$243 ;
+    gap_zero <= \$239 ;
   always @(posedge clk)
-    word1 <= { \$315 , \$314 , \$313 , \$312  };
+    s_last <= \$240 ;
   always @(posedge clk)
-    r_addr_q <= \$244 ;
+    n_last <= \$241 ;
   always @(posedge clk)
-    xdata_d1 <= { \$57 , \$55 , \$53 , \$51 , \$49  };
+    sn_last <= \$242 ;
   always @(posedge clk)
-    w0_0 <= { \o$660 , o };
+    r_addr <= \$243 ;
+  always @(posedge clk)
+    s_idx <= \$244 ;
+  always @(posedge clk)
+    n_idx <= \$245 ;
+  always @(posedge clk)
+    active <= \$246 ;
+  always @(posedge clk)
+    r_base <= \$247 ;
+  always @(posedge clk)
+    w_half <= \$248 ;
+  always @(posedge clk)
+    gap <= \$249 ;
+  always @(posedge clk)
+    \$signal$584  <= \$250 ;
+  always @(posedge clk)
+    \$signal$585  <= \$251 ;
+  always @(posedge clk)
+    last1 <= \$252 ;
+  always @(posedge clk)
+    word1 <= { \$330 , \$329 , \$328 , \$327  };
+  always @(posedge clk)
+    r_addr_q <= \$253 ;
+  always @(posedge clk)
+    xdata_d1 <= { \$62 , \$60 , \$58 , \$56 , \$54  };
+  always @(posedge clk)
+    w0_0 <= { \o$612 , o };
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -8200,7 +8153,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   always @(posedge clk)
     t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    w1_0 <= { \o$685 , \o$684  };
+    w1_0 <= { \o$637 , \o$636  };
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -8258,7 +8211,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   always @(posedge clk)
     t1_0_l5_0 <= t1_0_w4_0;
   always @(posedge clk)
-    w2_0 <= { \o$710 , \o$709  };
+    w2_0 <= { \o$662 , \o$661  };
   always @(posedge clk)
     m2_0_0 <= p2_0_0;
   always @(posedge clk)
@@ -8316,7 +8269,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   always @(posedge clk)
     t2_0_l5_0 <= t2_0_w4_0;
   always @(posedge clk)
-    w3_0 <= { \o$735 , \o$734  };
+    w3_0 <= { \o$687 , \o$686  };
   always @(posedge clk)
     m3_0_0 <= p3_0_0;
   always @(posedge clk)
@@ -8374,7 +8327,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   always @(posedge clk)
     t3_0_l5_0 <= t3_0_w4_0;
   always @(posedge clk)
-    w4_0 <= { \o$760 , \o$759  };
+    w4_0 <= { \o$712 , \o$711  };
   always @(posedge clk)
     m4_0_0 <= p4_0_0;
   always @(posedge clk)
@@ -8432,7 +8385,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   always @(posedge clk)
     t4_0_l5_0 <= t4_0_w4_0;
   always @(posedge clk)
-    w5_0 <= { \o$785 , \o$784  };
+    w5_0 <= { \o$737 , \o$736  };
   always @(posedge clk)
     m5_0_0 <= p5_0_0;
   always @(posedge clk)
@@ -8473,10 +8426,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
     m5_0_18 <= p5_0_18;
   always @(posedge clk)
     m5_0_19 <= p5_0_19;
-  always @(posedge clk)
-    t5_0_l2_0 <= t5_0_w1_0;
-  always @(posedge clk)
-    t5_0_l2_1 <= t5_0_w1_2;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8488,71 +8437,71 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$660 )
+    .o(\o$612 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[47:32]),
-    .o(\o$684 )
+    .o(\o$636 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[63:48]),
-    .o(\o$685 )
+    .o(\o$637 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[79:64]),
-    .o(\o$709 )
+    .o(\o$661 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[95:80]),
-    .o(\o$710 )
+    .o(\o$662 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[111:96]),
-    .o(\o$734 )
+    .o(\o$686 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[127:112]),
-    .o(\o$735 )
+    .o(\o$687 )
   );
   \flexor_lenet5.conv2.dec_4_0_0  dec_4_0_0 (
     .i(word1[143:128]),
-    .o(\o$759 )
+    .o(\o$711 )
   );
   \flexor_lenet5.conv2.dec_4_0_1  dec_4_0_1 (
     .i(word1[159:144]),
-    .o(\o$760 )
+    .o(\o$712 )
   );
   \flexor_lenet5.conv2.dec_5_0_0  dec_5_0_0 (
     .i(word1[175:160]),
-    .o(\o$784 )
+    .o(\o$736 )
   );
   \flexor_lenet5.conv2.dec_5_0_1  dec_5_0_1 (
     .i(word1[191:176]),
-    .o(\o$785 )
+    .o(\o$737 )
   );
   \flexor_lenet5.conv2.dec_6_0_0  dec_6_0_0 (
     .i(word1[207:192]),
-    .o(\o$809 )
+    .o(\o$761 )
   );
   \flexor_lenet5.conv2.dec_6_0_1  dec_6_0_1 (
     .i(word1[223:208]),
-    .o(\o$810 )
+    .o(\o$762 )
   );
   \flexor_lenet5.conv2.dec_7_0_0  dec_7_0_0 (
     .i(word1[239:224]),
-    .o(\o$834 )
+    .o(\o$786 )
   );
   \flexor_lenet5.conv2.dec_7_0_1  dec_7_0_1 (
     .i(word1[255:240]),
-    .o(\o$835 )
+    .o(\o$787 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$618 ),
+    .o__ready(\o__ready$559 ),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
-    .w_en(\w_en$623 ),
+    .w_en(\w_en$564 ),
     .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
@@ -8618,14 +8567,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
     .clk(clk),
     .d({ last2p_d4, first2p_d4, v2p_d4 }),
     .q(flags_7)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_x_copy (
-    .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
-    .q(flags_x)
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -10233,7 +10174,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b0_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$110 )
+    .q(\port__addr$117 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10241,7 +10182,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b0_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$113 )
+    .q(\port__addr$120 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10249,7 +10190,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b0_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$116 )
+    .q(\port__addr$123 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10257,7 +10198,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b1_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$119 )
+    .q(\port__addr$126 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10265,7 +10206,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b1_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$122 )
+    .q(\port__addr$129 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10273,7 +10214,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b1_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$125 )
+    .q(\port__addr$132 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10281,7 +10222,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b2_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$128 )
+    .q(\port__addr$135 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10289,7 +10230,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b2_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$131 )
+    .q(\port__addr$138 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10297,7 +10238,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b2_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$134 )
+    .q(\port__addr$141 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10305,7 +10246,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b3_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$137 )
+    .q(\port__addr$144 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10313,7 +10254,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b3_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$140 )
+    .q(\port__addr$147 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10321,7 +10262,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b3_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$143 )
+    .q(\port__addr$150 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10329,7 +10270,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b4_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$146 )
+    .q(\port__addr$153 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10337,7 +10278,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b4_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$149 )
+    .q(\port__addr$156 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10345,7 +10286,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   ) r_addr_b4_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$152 )
+    .q(\port__addr$159 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10388,9 +10329,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
     .q(r_page_b4)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$936 ),
+    .addr(\addr$891 ),
     .clk(clk),
-    .data(\data$935 )
+    .data(\data$890 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -10402,7 +10343,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$923 )
+    .p(\p$878 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10662,13 +10603,13 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   );
   \flexor_lenet5.conv2.weights  weights (
     .clk(clk),
-    .data(\data$935 ),
+    .data(\data$890 ),
     .o__ready(step),
-    .\port$2023$0 (\$312 ),
-    .\port$2029$0 (\$313 ),
-    .\port$2035$0 (\$314 ),
-    .\port$2041$0 (\$315 ),
-    .raddr(\addr$936 ),
+    .\port$1986$0 (\$327 ),
+    .\port$1992$0 (\$328 ),
+    .\port$1998$0 (\$329 ),
+    .\port$2004$0 (\$330 ),
+    .raddr(\addr$891 ),
     .rst_conv2(rst_conv2)
   );
   flexor_copy #(
@@ -10689,493 +10630,535 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$245  = \$signal$633 ;
-    if (rst_conv2) begin
-      \$245  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$246  = v2_d1;
-    if (rst_conv2) begin
-      \$246  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$247  = v2_d2;
-    if (rst_conv2) begin
-      \$247  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$248  = v2_d3;
-    if (rst_conv2) begin
-      \$248  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$249  = v2_d4;
-    if (rst_conv2) begin
-      \$249  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$250  = last1;
-    if (rst_conv2) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$251  = last2_d1;
-    if (rst_conv2) begin
-      \$251  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$252  = last2_d2;
-    if (rst_conv2) begin
-      \$252  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$253  = last2_d3;
-    if (rst_conv2) begin
-      \$253  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$254  = last2_d4;
+    \$254  = \$signal$584 ;
     if (rst_conv2) begin
       \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$255  = \$signal$633 ;
+    \$255  = v2_d1;
     if (rst_conv2) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$256  = v2p_d1;
+    \$256  = v2_d2;
     if (rst_conv2) begin
       \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$257  = v2p_d2;
+    \$257  = v2_d3;
     if (rst_conv2) begin
       \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$258  = v2p_d3;
+    \$258  = v2_d4;
     if (rst_conv2) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$259  = \$signal$634 ;
+    \$259  = last1;
     if (rst_conv2) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$260  = first2p_d1;
+    \$260  = last2_d1;
     if (rst_conv2) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$261  = first2p_d2;
+    \$261  = last2_d2;
     if (rst_conv2) begin
       \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$262  = first2p_d3;
+    \$262  = last2_d3;
     if (rst_conv2) begin
       \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$263  = last1;
+    \$263  = last2_d4;
     if (rst_conv2) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$264  = last2p_d1;
+    \$264  = \$signal$584 ;
     if (rst_conv2) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$265  = last2p_d2;
+    \$265  = v2p_d1;
     if (rst_conv2) begin
       \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$266  = last2p_d3;
+    \$266  = v2p_d2;
     if (rst_conv2) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$267  = group_end;
+    \$267  = v2p_d3;
     if (rst_conv2) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$268  = xacc;
-    if (flags_x[0]) begin
-      \$268  = \$59 [17:0];
+    \$268  = \$signal$585 ;
+    if (rst_conv2) begin
+      \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$269  = xfin;
-    if (\$60 ) begin
-      \$269  = \$62 [17:0];
+    \$269  = first2p_d1;
+    if (rst_conv2) begin
+      \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$270  = acc0_0;
+    \$270  = first2p_d2;
+    if (rst_conv2) begin
+      \$270  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$271  = first2p_d3;
+    if (rst_conv2) begin
+      \$271  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$272  = last1;
+    if (rst_conv2) begin
+      \$272  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$273  = last2p_d1;
+    if (rst_conv2) begin
+      \$273  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$274  = last2p_d2;
+    if (rst_conv2) begin
+      \$274  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$275  = last2p_d3;
+    if (rst_conv2) begin
+      \$275  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$276  = group_end;
+    if (rst_conv2) begin
+      \$276  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$277  = load;
+    if (rst_conv2) begin
+      \$277  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$278  = x_taken_d1;
+    if (rst_conv2) begin
+      \$278  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$279  = x_taken_d2;
+    if (rst_conv2) begin
+      \$279  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$280  = x_taken_d3;
+    if (rst_conv2) begin
+      \$280  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$281  = x_taken_d4;
+    if (rst_conv2) begin
+      \$281  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$282  = x_taken_d5;
+    if (rst_conv2) begin
+      \$282  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$283  = x_taken_d6;
+    if (rst_conv2) begin
+      \$283  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$284  = xtotal;
+    if (x_taken_d7) begin
+      \$284  = wsum_total;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$285  = acc0_0;
     if (flags_0[0]) begin
-      \$270  = \$64 [17:0];
+      \$285  = \$64 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$271  = fin0_0;
+    \$286  = fin0_0;
     if (\$65 ) begin
-      \$271  = \$67 [17:0];
+      \$286  = \$67 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$272  = bank0_0;
+    \$287  = bank0_0;
     if (done) begin
-      \$272  = \$69 [18:0];
+      \$287  = \$69 [18:0];
     end else if (ser) begin
-      \$272  = bank1_0;
+      \$287  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$273  = acc1_0;
+    \$288  = acc1_0;
     if (flags_1[0]) begin
-      \$273  = \$71 [17:0];
+      \$288  = \$71 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$274  = fin1_0;
+    \$289  = fin1_0;
     if (\$72 ) begin
-      \$274  = \$74 [17:0];
+      \$289  = \$74 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$275  = bank1_0;
+    \$290  = bank1_0;
     if (done) begin
-      \$275  = \$76 [18:0];
+      \$290  = \$76 [18:0];
     end else if (ser) begin
-      \$275  = bank2_0;
+      \$290  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$276  = acc2_0;
+    \$291  = acc2_0;
     if (flags_2[0]) begin
-      \$276  = \$78 [17:0];
+      \$291  = \$78 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$277  = fin2_0;
+    \$292  = fin2_0;
     if (\$79 ) begin
-      \$277  = \$81 [17:0];
+      \$292  = \$81 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$278  = bank2_0;
+    \$293  = bank2_0;
     if (done) begin
-      \$278  = \$83 [18:0];
+      \$293  = \$83 [18:0];
     end else if (ser) begin
-      \$278  = bank3_0;
+      \$293  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$279  = acc3_0;
+    \$294  = acc3_0;
     if (flags_3[0]) begin
-      \$279  = \$85 [17:0];
+      \$294  = \$85 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$280  = fin3_0;
+    \$295  = fin3_0;
     if (\$86 ) begin
-      \$280  = \$88 [17:0];
+      \$295  = \$88 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$281  = bank3_0;
+    \$296  = bank3_0;
     if (done) begin
-      \$281  = \$90 [18:0];
+      \$296  = \$90 [18:0];
     end else if (ser) begin
-      \$281  = bank4_0;
+      \$296  = bank4_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$282  = acc4_0;
+    \$297  = acc4_0;
     if (flags_4[0]) begin
-      \$282  = \$92 [17:0];
+      \$297  = \$92 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$283  = fin4_0;
+    \$298  = fin4_0;
     if (\$93 ) begin
-      \$283  = \$95 [17:0];
+      \$298  = \$95 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$284  = bank4_0;
+    \$299  = bank4_0;
     if (done) begin
-      \$284  = \$97 [18:0];
+      \$299  = \$97 [18:0];
     end else if (ser) begin
-      \$284  = bank5_0;
+      \$299  = bank5_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$285  = acc5_0;
+    \$300  = acc5_0;
     if (flags_5[0]) begin
-      \$285  = \$99 [17:0];
+      \$300  = \$99 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$286  = fin5_0;
+    \$301  = fin5_0;
     if (\$100 ) begin
-      \$286  = \$102 [17:0];
+      \$301  = \$102 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$287  = bank5_0;
+    \$302  = bank5_0;
     if (done) begin
-      \$287  = \$104 [18:0];
+      \$302  = \$104 [18:0];
     end else if (ser) begin
-      \$287  = bank6_0;
+      \$302  = bank6_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$288  = acc6_0;
+    \$303  = acc6_0;
     if (flags_6[0]) begin
-      \$288  = \$106 [17:0];
+      \$303  = \$106 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$289  = fin6_0;
+    \$304  = fin6_0;
     if (\$107 ) begin
-      \$289  = \$109 [17:0];
+      \$304  = \$109 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$290  = bank6_0;
+    \$305  = bank6_0;
     if (done) begin
-      \$290  = \$111 [18:0];
+      \$305  = \$111 [18:0];
     end else if (ser) begin
-      \$290  = bank7_0;
+      \$305  = bank7_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$291  = acc7_0;
+    \$306  = acc7_0;
     if (flags_7[0]) begin
-      \$291  = \$113 [17:0];
+      \$306  = \$113 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$292  = fin7_0;
+    \$307  = fin7_0;
     if (\$114 ) begin
-      \$292  = \$116 [17:0];
+      \$307  = \$116 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$293  = bank7_0;
+    \$308  = bank7_0;
     if (done) begin
-      \$293  = \$118 [18:0];
+      \$308  = \$118 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$294  = ser_left;
+    \$309  = ser_left;
     if (done) begin
-      \$294  = 4'h8;
+      \$309  = 4'h8;
     end else if (ser) begin
-      \$294  = \$119 [3:0];
+      \$309  = \$119 [3:0];
     end
     if (rst_conv2) begin
-      \$294  = 4'h0;
+      \$309  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$295  = addr;
+    \$310  = addr;
     if (ser) begin
-      \$295  = \$122 [5:0];
+      \$310  = \$122 [5:0];
     end
     if (rst_conv2) begin
-      \$295  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$296  = \$123 ;
-    if (rst_conv2) begin
-      \$296  = 1'h0;
+      \$310  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$297  = \$125 ;
+    \$311  = \$123 ;
     if (rst_conv2) begin
-      \$297  = 1'h0;
+      \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$298  = \$signal$916 ;
+    \$312  = \$125 ;
     if (rst_conv2) begin
-      \$298  = 1'h0;
+      \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$299  = vb;
+    \$313  = \$signal$871 ;
     if (rst_conv2) begin
-      \$299  = 1'h0;
+      \$313  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$300  = v_out_d1;
+    \$314  = vb;
     if (rst_conv2) begin
-      \$300  = 1'h0;
+      \$314  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$301  = v_out_d2;
+    \$315  = v_out_d1;
     if (rst_conv2) begin
-      \$301  = 1'h0;
+      \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$302  = v_out_d3;
+    \$316  = v_out_d2;
     if (rst_conv2) begin
-      \$302  = 1'h0;
+      \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$303  = ka;
+    \$317  = v_out_d3;
     if (rst_conv2) begin
-      \$303  = 1'h0;
+      \$317  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$304  = skipped_d1;
+    \$318  = ka;
     if (rst_conv2) begin
-      \$304  = 1'h0;
+      \$318  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$305  = skipped_d2;
+    \$319  = skipped_d1;
     if (rst_conv2) begin
-      \$305  = 1'h0;
+      \$319  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$306  = skipped_d3;
+    \$320  = skipped_d2;
     if (rst_conv2) begin
-      \$306  = 1'h0;
+      \$320  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$307  = skipped_d4;
+    \$321  = skipped_d3;
     if (rst_conv2) begin
-      \$307  = 1'h0;
+      \$321  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$308  = \$136 ;
+    \$322  = skipped_d4;
     if (rst_conv2) begin
-      \$308  = 1'h0;
+      \$322  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$309  = \$138 ;
+    \$323  = \$136 ;
     if (rst_conv2) begin
-      \$309  = 2'h0;
+      \$323  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$310  = \$24 [4:0];
+    \$324  = \$138 ;
     if (rst_conv2) begin
-      \$310  = 5'h18;
+      \$324  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$311  = credits_room_next;
+    \$325  = \$24 [4:0];
     if (rst_conv2) begin
-      \$311  = 1'h1;
+      \$325  = 5'h18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$326  = credits_room_next;
+    if (rst_conv2) begin
+      \$326  = 1'h1;
     end
   end
   always @* begin
@@ -11197,7 +11180,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$226  = \beat$632 ;
+    \$226  = \beat$573 ;
     if (take) begin
       \$226  = \$29 [7:0];
     end
@@ -11227,139 +11210,205 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$229  = \$35 ;
+    \$229  = wsum_first;
+    if (take) begin
+      \$229  = filled;
+    end
     if (rst_conv2) begin
       \$229  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$230  = gap_zero_next;
+    \$230  = take;
     if (rst_conv2) begin
-      \$230  = 1'h1;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$231  = \$signal ;
+    \$231  = wsum_v_d1;
     if (rst_conv2) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$232  = n_last_next;
+    \$232  = wsum_first;
     if (rst_conv2) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$233  = \$36 ;
+    \$233  = wsum_first_d1;
     if (rst_conv2) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$234  = r_next;
+    \$234  = filled;
     if (rst_conv2) begin
-      \$234  = 6'h00;
+      \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$235  = s_idx;
-    if (step) begin
-      \$235  = \$38 [4:0];
-    end
+    \$235  = wsum_end_d1;
     if (rst_conv2) begin
-      \$235  = 5'h00;
+      \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$236  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$236  = \$40 [2:0];
-      end
-    end
-    if (rst_conv2) begin
-      \$236  = 3'h0;
+    \$236  = wsum_acc;
+    if (wsum_v_d2) begin
+      \$236  = \$36 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$237  = active;
-    if (\$41 ) begin
-      \$237  = 1'h0;
-    end
-    if (load) begin
-      \$237  = 1'h1;
-    end
-    if (rst_conv2) begin
-      \$237  = 1'h0;
+    \$237  = wsum_total;
+    if (\$37 ) begin
+      \$237  = \$39 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$238  = r_base;
-    if (load) begin
-      \$238  = { 1'h0, \$42  };
-    end
+    \$238  = \$40 ;
     if (rst_conv2) begin
-      \$238  = 6'h00;
+      \$238  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$239  = w_half;
-    if (load) begin
-      \$239  = \$43 ;
-    end
+    \$239  = gap_zero_next;
     if (rst_conv2) begin
-      \$239  = 1'h0;
+      \$239  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$240  = gap;
-    if (\$44 ) begin
-      \$240  = 4'h7;
-    end else if (\$45 ) begin
-      \$240  = \$46 [3:0];
-    end
+    \$240  = \$signal ;
     if (rst_conv2) begin
-      \$240  = 4'h0;
+      \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$241  = step;
+    \$241  = n_last_next;
     if (rst_conv2) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$242  = \$47 ;
+    \$242  = \$41 ;
     if (rst_conv2) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$243  = s_last;
+    \$243  = r_next;
     if (rst_conv2) begin
-      \$243  = 1'h0;
+      \$243  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$244  = r_next;
+    \$244  = s_idx;
+    if (step) begin
+      \$244  = \$43 [4:0];
+    end
     if (rst_conv2) begin
-      \$244  = 6'h00;
+      \$244  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$245  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$245  = \$45 [2:0];
+      end
+    end
+    if (rst_conv2) begin
+      \$245  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$246  = active;
+    if (\$46 ) begin
+      \$246  = 1'h0;
+    end
+    if (load) begin
+      \$246  = 1'h1;
+    end
+    if (rst_conv2) begin
+      \$246  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$247  = r_base;
+    if (load) begin
+      \$247  = { 1'h0, \$47  };
+    end
+    if (rst_conv2) begin
+      \$247  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$248  = w_half;
+    if (load) begin
+      \$248  = \$48 ;
+    end
+    if (rst_conv2) begin
+      \$248  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$249  = gap;
+    if (\$49 ) begin
+      \$249  = 4'h7;
+    end else if (\$50 ) begin
+      \$249  = \$51 [3:0];
+    end
+    if (rst_conv2) begin
+      \$249  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$250  = step;
+    if (rst_conv2) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$251  = \$52 ;
+    if (rst_conv2) begin
+      \$251  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$252  = s_last;
+    if (rst_conv2) begin
+      \$252  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$253  = r_next;
+    if (rst_conv2) begin
+      \$253  = 6'h00;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -11409,69 +11458,69 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   assign w_en_b4_p2 = \port__en$78 ;
   assign w_addr = \$2 [5:0];
   assign i__payload = w_data;
-  assign \w_full$93  = w_full;
-  assign \w_full_issue$95  = w_full_issue;
+  assign \w_full$100  = w_full;
+  assign \w_full_issue$102  = w_full_issue;
   assign o__ready = step;
-  assign r_addr_b0_p0 = \port__addr$110 ;
-  assign \port__en$112  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$113 ;
-  assign \port__en$115  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$116 ;
-  assign \port__en$118  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$119 ;
-  assign \port__en$121  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$122 ;
-  assign \port__en$124  = 1'h1;
-  assign r_addr_b1_p2 = \port__addr$125 ;
-  assign \port__en$127  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$128 ;
-  assign \port__en$130  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$131 ;
-  assign \port__en$133  = 1'h1;
-  assign r_addr_b2_p2 = \port__addr$134 ;
-  assign \port__en$136  = 1'h1;
-  assign r_addr_b3_p0 = \port__addr$137 ;
-  assign \port__en$139  = 1'h1;
-  assign r_addr_b3_p1 = \port__addr$140 ;
-  assign \port__en$142  = 1'h1;
-  assign r_addr_b3_p2 = \port__addr$143 ;
-  assign \port__en$145  = 1'h1;
-  assign r_addr_b4_p0 = \port__addr$146 ;
-  assign \port__en$148  = 1'h1;
-  assign r_addr_b4_p1 = \port__addr$149 ;
-  assign \port__en$151  = 1'h1;
-  assign r_addr_b4_p2 = \port__addr$152 ;
-  assign \port__en$154  = 1'h1;
+  assign r_addr_b0_p0 = \port__addr$117 ;
+  assign \port__en$119  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$120 ;
+  assign \port__en$122  = 1'h1;
+  assign r_addr_b0_p2 = \port__addr$123 ;
+  assign \port__en$125  = 1'h1;
+  assign r_addr_b1_p0 = \port__addr$126 ;
+  assign \port__en$128  = 1'h1;
+  assign r_addr_b1_p1 = \port__addr$129 ;
+  assign \port__en$131  = 1'h1;
+  assign r_addr_b1_p2 = \port__addr$132 ;
+  assign \port__en$134  = 1'h1;
+  assign r_addr_b2_p0 = \port__addr$135 ;
+  assign \port__en$137  = 1'h1;
+  assign r_addr_b2_p1 = \port__addr$138 ;
+  assign \port__en$140  = 1'h1;
+  assign r_addr_b2_p2 = \port__addr$141 ;
+  assign \port__en$143  = 1'h1;
+  assign r_addr_b3_p0 = \port__addr$144 ;
+  assign \port__en$146  = 1'h1;
+  assign r_addr_b3_p1 = \port__addr$147 ;
+  assign \port__en$149  = 1'h1;
+  assign r_addr_b3_p2 = \port__addr$150 ;
+  assign \port__en$152  = 1'h1;
+  assign r_addr_b4_p0 = \port__addr$153 ;
+  assign \port__en$155  = 1'h1;
+  assign r_addr_b4_p1 = \port__addr$156 ;
+  assign \port__en$158  = 1'h1;
+  assign r_addr_b4_p2 = \port__addr$159 ;
+  assign \port__en$161  = 1'h1;
   assign i = word1[15:0];
-  assign \i$157  = word1[31:16];
-  assign \i$203  = word1[47:32];
-  assign \i$204  = word1[63:48];
-  assign \i$250  = word1[79:64];
-  assign \i$251  = word1[95:80];
-  assign \i$297  = word1[111:96];
-  assign \i$298  = word1[127:112];
-  assign \i$344  = word1[143:128];
-  assign \i$345  = word1[159:144];
-  assign \i$391  = word1[175:160];
-  assign \i$392  = word1[191:176];
-  assign \i$438  = word1[207:192];
-  assign \i$439  = word1[223:208];
-  assign \i$485  = word1[239:224];
-  assign \i$486  = word1[255:240];
+  assign \i$164  = word1[31:16];
+  assign \i$210  = word1[47:32];
+  assign \i$211  = word1[63:48];
+  assign \i$257  = word1[79:64];
+  assign \i$258  = word1[95:80];
+  assign \i$304  = word1[111:96];
+  assign \i$305  = word1[127:112];
+  assign \i$351  = word1[143:128];
+  assign \i$352  = word1[159:144];
+  assign \i$398  = word1[175:160];
+  assign \i$399  = word1[191:176];
+  assign \i$445  = word1[207:192];
+  assign \i$446  = word1[223:208];
+  assign \i$492  = word1[239:224];
+  assign \i$493  = word1[255:240];
   assign shift = ser;
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$610  = data[12:0];
-  assign \b$611  = sa0_0[18:17];
+  assign \a$551  = data[12:0];
+  assign \b$552  = sa0_0[18:17];
   assign rq0_y = \$21 [7:0];
-  assign \o__payload$617  = o__payload;
-  assign \o__ready$619  = \o__ready$618 ;
-  assign \o__valid$621  = o__valid;
-  assign \w_data$622  = \$21 [7:0];
-  assign v_out_d4 = \w_en$623 ;
+  assign \o__payload$558  = o__payload;
+  assign \o__ready$560  = \o__ready$559 ;
+  assign \o__valid$562  = o__valid;
+  assign \w_data$563  = \$21 [7:0];
+  assign v_out_d4 = \w_en$564 ;
   assign space_next = \$24 [4:0];
-  assign \o__payload$636  = { \$315 , \$314 , \$313 , \$312  };
+  assign \o__payload$587  = { \$330 , \$329 , \$328 , \$327  };
   assign \$3  = active;
   assign \$68  = { fin0_0, 1'h0 };
   assign \$75  = { fin1_0, 1'h0 };
@@ -11485,7 +11534,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$618 , i__valid, w_da
   assign \$124  = 1'h0;
   assign \$125  = 1'h0;
   assign \$127  = { p[29], p };
-  assign \$128  = { \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 , 17'h00000 };
+  assign \$128  = { \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 , 17'h00000 };
   assign \$131  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$132  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$134  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
@@ -12918,7 +12967,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2023$0 , \port$2029$0 , \port$2035$0 , \port$2041$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1986$0 , \port$1992$0 , \port$1998$0 , \port$2004$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -13077,14 +13126,14 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2023$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$2023$0 ;
-  wire [63:0] \port$2023$0 ;
-  output [63:0] \port$2029$0 ;
-  wire [63:0] \port$2029$0 ;
-  output [63:0] \port$2035$0 ;
-  wire [63:0] \port$2035$0 ;
-  output [63:0] \port$2041$0 ;
-  wire [63:0] \port$2041$0 ;
+  output [63:0] \port$1986$0 ;
+  wire [63:0] \port$1986$0 ;
+  output [63:0] \port$1992$0 ;
+  wire [63:0] \port$1992$0 ;
+  output [63:0] \port$1998$0 ;
+  wire [63:0] \port$1998$0 ;
+  output [63:0] \port$2004$0 ;
+  wire [63:0] \port$2004$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -13430,10 +13479,10 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2023$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$99 , \$93 , \$87 , \$81  };
-  assign \port$2023$0  = \$81 ;
-  assign \port$2029$0  = \$87 ;
-  assign \port$2035$0  = \$93 ;
-  assign \port$2041$0  = \$99 ;
+  assign \port$1986$0  = \$81 ;
+  assign \port$1992$0  = \$87 ;
+  assign \port$1998$0  = \$93 ;
+  assign \port$2004$0  = \$99 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -20929,7 +20978,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$152 , o__valid, o__payload, clk);
+module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$119 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -20938,26 +20987,26 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   wire [5:0] \$102 ;
   wire [6:0] \$103 ;
   wire [6:0] \$104 ;
-  wire [5:0] \$105 ;
-  wire \$106 ;
+  wire \$105 ;
+  wire [5:0] \$106 ;
   wire [5:0] \$107 ;
   wire [6:0] \$108 ;
-  wire [5:0] \$109 ;
+  wire [6:0] \$109 ;
   wire \$11 ;
-  wire [6:0] \$110 ;
-  wire [5:0] \$111 ;
-  wire \$112 ;
-  wire [5:0] \$113 ;
-  wire [6:0] \$114 ;
-  wire [5:0] \$115 ;
-  wire [6:0] \$116 ;
+  wire [5:0] \$110 ;
+  wire \$111 ;
+  wire [5:0] \$112 ;
+  wire [6:0] \$113 ;
+  wire [5:0] \$114 ;
+  wire [6:0] \$115 ;
+  wire [5:0] \$116 ;
   wire \$117 ;
-  wire [19:0] \$118 ;
-  wire [19:0] \$119 ;
+  wire [5:0] \$118 ;
+  wire [6:0] \$119 ;
   wire \$12 ;
-  wire [19:0] \$120 ;
-  wire [19:0] \$121 ;
-  wire [19:0] \$122 ;
+  wire [5:0] \$120 ;
+  wire [6:0] \$121 ;
+  wire \$122 ;
   wire [19:0] \$123 ;
   wire [19:0] \$124 ;
   wire [19:0] \$125 ;
@@ -20995,11 +21044,11 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   wire [19:0] \$154 ;
   wire [19:0] \$155 ;
   wire [19:0] \$156 ;
-  wire [20:0] \$157 ;
-  wire \$158 ;
+  wire [19:0] \$157 ;
+  wire [19:0] \$158 ;
   wire [19:0] \$159 ;
   wire \$16 ;
-  wire [20:0] \$160 ;
+  wire [19:0] \$160 ;
   wire [19:0] \$161 ;
   wire [20:0] \$162 ;
   wire \$163 ;
@@ -21059,37 +21108,37 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   reg \$211 ;
   reg \$212 ;
   reg \$213 ;
-  reg \$214 ;
-  reg [7:0] \$215 ;
-  reg [7:0] \$216 ;
-  reg [1:0] \$217 ;
-  reg [15:0] \$218 ;
-  reg [8:0] \$219 ;
+  reg [19:0] \$214 ;
+  reg [19:0] \$215 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg \$219 ;
   wire \$22 ;
-  reg [7:0] \$220 ;
+  reg \$220 ;
   reg [7:0] \$221 ;
-  reg \$222 ;
-  reg [8:0] \$223 ;
-  reg \$224 ;
-  reg [1:0] \$225 ;
-  reg [4:0] \$226 ;
-  reg [4:0] \$227 ;
-  reg [4:0] \$228 ;
-  reg [4:0] \$229 ;
+  reg [7:0] \$222 ;
+  reg [1:0] \$223 ;
+  reg [15:0] \$224 ;
+  reg [8:0] \$225 ;
+  reg [7:0] \$226 ;
+  reg [7:0] \$227 ;
+  reg \$228 ;
+  reg [8:0] \$229 ;
   wire \$23 ;
-  reg [4:0] \$230 ;
-  reg \$231 ;
-  reg \$232 ;
-  reg \$233 ;
-  reg [7:0] \$234 ;
-  reg [7:0] \$235 ;
-  reg \$236 ;
+  reg \$230 ;
+  reg [1:0] \$231 ;
+  reg [4:0] \$232 ;
+  reg [4:0] \$233 ;
+  reg [4:0] \$234 ;
+  reg [4:0] \$235 ;
+  reg [4:0] \$236 ;
   reg \$237 ;
   reg \$238 ;
   reg \$239 ;
   wire [16:0] \$24 ;
-  reg \$240 ;
-  reg \$241 ;
+  reg [7:0] \$240 ;
+  reg [7:0] \$241 ;
   reg \$242 ;
   reg \$243 ;
   reg \$244 ;
@@ -21103,36 +21152,47 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   reg \$251 ;
   reg \$252 ;
   reg \$253 ;
-  reg [19:0] \$254 ;
-  reg [19:0] \$255 ;
-  reg [19:0] \$256 ;
-  reg [19:0] \$257 ;
-  reg [20:0] \$258 ;
-  reg [19:0] \$259 ;
+  reg \$254 ;
+  reg \$255 ;
+  reg \$256 ;
+  reg \$257 ;
+  reg \$258 ;
+  reg \$259 ;
   wire [3:0] \$26 ;
-  reg [19:0] \$260 ;
-  reg [20:0] \$261 ;
-  reg [1:0] \$262 ;
-  reg [8:0] \$263 ;
+  reg \$260 ;
+  reg \$261 ;
+  reg \$262 ;
+  reg \$263 ;
   reg \$264 ;
   reg \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg \$268 ;
-  reg \$269 ;
+  reg [19:0] \$266 ;
+  reg [19:0] \$267 ;
+  reg [19:0] \$268 ;
+  reg [20:0] \$269 ;
   wire [1:0] \$27 ;
-  reg \$270 ;
-  reg \$271 ;
-  reg \$272 ;
-  reg \$273 ;
-  reg \$274 ;
+  reg [19:0] \$270 ;
+  reg [19:0] \$271 ;
+  reg [20:0] \$272 ;
+  reg [1:0] \$273 ;
+  reg [8:0] \$274 ;
   reg \$275 ;
   reg \$276 ;
-  reg [1:0] \$277 ;
-  reg [2:0] \$278 ;
+  reg \$277 ;
+  reg \$278 ;
   reg \$279 ;
   wire [4:0] \$28 ;
+  reg \$280 ;
+  reg \$281 ;
+  reg \$282 ;
+  reg \$283 ;
+  reg \$284 ;
+  reg \$285 ;
+  reg \$286 ;
+  reg \$287 ;
+  reg [1:0] \$288 ;
+  reg [2:0] \$289 ;
   wire \$29 ;
+  reg \$290 ;
   wire [50:0] \$3 ;
   wire \$30 ;
   wire [6:0] \$31 ;
@@ -21170,62 +21230,62 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   wire [6:0] \$60 ;
   wire [5:0] \$61 ;
   wire [6:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
+  wire [19:0] \$63 ;
+  wire [20:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [8:0] \$68 ;
-  wire [8:0] \$69 ;
+  wire [19:0] \$66 ;
+  wire [20:0] \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [8:0] \$70 ;
-  wire [8:0] \$71 ;
-  wire [8:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire [8:0] \$73 ;
+  wire [8:0] \$74 ;
   wire [8:0] \$75 ;
   wire [8:0] \$76 ;
   wire [8:0] \$77 ;
-  wire [8:0] \$78 ;
+  wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [2:0] \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire [8:0] \$84 ;
-  wire [8:0] \$85 ;
-  wire [8:0] \$86 ;
-  wire [8:0] \$87 ;
+  wire [8:0] \$80 ;
+  wire [8:0] \$81 ;
+  wire [8:0] \$82 ;
+  wire [8:0] \$83 ;
+  wire \$84 ;
+  wire [2:0] \$85 ;
+  wire \$86 ;
+  wire \$87 ;
   wire \$88 ;
-  wire [7:0] \$89 ;
+  wire [8:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire [2:0] \$93 ;
-  wire [4:0] \$94 ;
+  wire [8:0] \$90 ;
+  wire [8:0] \$91 ;
+  wire [8:0] \$92 ;
+  wire \$93 ;
+  wire [7:0] \$94 ;
   wire \$95 ;
-  wire [5:0] \$96 ;
-  wire [5:0] \$97 ;
-  wire [6:0] \$98 ;
-  wire [6:0] \$99 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire [2:0] \$98 ;
+  wire [4:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$176  = 1'h0;
-  reg \$signal$236  = 1'h0;
+  reg \$signal$150  = 1'h0;
+  reg \$signal$214  = 1'h0;
   wire \$signal$34 ;
   reg \$signal$47  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$144 ;
+  wire [12:0] \a$111 ;
   reg [19:0] acc0_0 = 20'h00000;
   reg [19:0] acc1_0 = 20'h00000;
   reg active = 1'h0;
   reg [7:0] addr = 8'h00;
-  reg [8:0] \addr$138  = 9'h000;
-  wire [15:0] \addr$256 ;
+  reg [8:0] \addr$105  = 9'h000;
+  wire [15:0] \addr$234 ;
   wire [16:0] b;
-  wire [3:0] \b$145 ;
+  wire [3:0] \b$112 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
   (* init = 9'h000 *)
@@ -21242,8 +21302,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   wire credits_room_next;
   reg [2:0] credits_space = 3'h4;
   wire [29:0] data;
-  wire [15:0] \data$170 ;
-  wire [15:0] \data$255 ;
+  wire [15:0] \data$144 ;
+  wire [15:0] \data$233 ;
   reg done = 1'h0;
   reg filled;
   reg [19:0] fin0_0 = 20'h00000;
@@ -21253,7 +21313,6 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   reg first2p_d3 = 1'h0;
   wire [2:0] flags_0;
   wire [2:0] flags_1;
-  wire [2:0] flags_x;
   reg [1:0] gap = 2'h0;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
@@ -21309,24 +21368,24 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$182 ;
-  wire [19:0] \o$195 ;
-  wire [19:0] \o$196 ;
+  wire [19:0] \o$157 ;
+  wire [19:0] \o$170 ;
+  wire [19:0] \o$171 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$151 ;
-  wire [15:0] \o__payload$178 ;
+  wire [7:0] \o__payload$118 ;
+  wire [15:0] \o__payload$152 ;
   wire o__ready;
-  input \o__ready$152 ;
-  wire \o__ready$152 ;
-  wire \o__ready$153 ;
+  input \o__ready$119 ;
+  wire \o__ready$119 ;
+  wire \o__ready$120 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$155 ;
+  wire \o__valid$122 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$243 ;
+  wire [16:0] \p$221 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_2;
@@ -21352,7 +21411,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   wire [8:0] port__addr;
   wire [8:0] \port__addr$43 ;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
-  wire [159:0] \port__data$179 ;
+  wire [159:0] \port__data$154 ;
   wire [19:0] port__en;
   wire \port__en$45 ;
   reg [8:0] r_addr = 9'h000;
@@ -21449,11 +21508,11 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   wire [8:0] w_addr;
   wire [8:0] w_addr_b0;
   wire [159:0] w_data;
-  wire [7:0] \w_data$156 ;
+  wire [7:0] \w_data$123 ;
   (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data_q;
   wire [19:0] w_en;
-  reg \w_en$157  = 1'h0;
+  reg \w_en$124  = 1'h0;
   wire [19:0] w_en_b0;
   wire w_full;
   wire \w_full$24 ;
@@ -21461,61 +21520,21 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   wire \w_full_issue$26 ;
   reg w_half = 1'h0;
   reg [15:0] word1 = 16'h0000;
-  reg [19:0] xacc = 20'h00000;
+  reg [19:0] wsum_acc = 20'h00000;
+  reg wsum_end_d1 = 1'h0;
+  reg wsum_first = 1'h1;
+  reg wsum_first_d1 = 1'h0;
+  reg [7:0] wsum_l0_0 = 8'h00;
+  reg [19:0] wsum_total = 20'h00000;
+  reg wsum_v_d1 = 1'h0;
+  reg x_taken_d1 = 1'h0;
+  reg x_taken_d2 = 1'h0;
+  reg x_taken_d3 = 1'h0;
+  reg x_taken_d4 = 1'h0;
+  reg x_taken_d5 = 1'h0;
+  reg x_taken_d6 = 1'h0;
   reg [159:0] xdata_d1 = 160'h0000000000000000000000000000000000000000;
-  reg [19:0] xfin = 20'h00000;
-  reg [8:0] xsum_l1_0 = 9'h000;
-  reg [8:0] xsum_l1_1 = 9'h000;
-  reg [8:0] xsum_l1_2 = 9'h000;
-  reg [8:0] xsum_l1_3 = 9'h000;
-  reg [8:0] xsum_l1_4 = 9'h000;
-  reg [8:0] xsum_l1_5 = 9'h000;
-  reg [8:0] xsum_l1_6 = 9'h000;
-  reg [8:0] xsum_l1_7 = 9'h000;
-  reg [8:0] xsum_l1_8 = 9'h000;
-  reg [8:0] xsum_l1_9 = 9'h000;
-  reg [10:0] xsum_l3_0 = 11'h000;
-  reg [10:0] xsum_l3_1 = 11'h000;
-  reg [9:0] xsum_l3_2 = 10'h000;
-  reg [12:0] xsum_l5_0 = 13'h0000;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_2;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_0;
+  reg [19:0] xtotal = 20'h00000;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [159:0] vectors [313:0];
@@ -21881,7 +21900,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   always @(posedge clk) begin
     _0_ <= vectors[\port__addr$43 ];
   end
-  assign \port__data$179  = _0_;
+  assign \port__data$154  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
@@ -21931,25 +21950,6 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
   assign t1_0_w3_0 = t1_0_w2_0 + t1_0_l2_2;
-  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
-  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
-  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
-  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
-  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
-  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
-  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
-  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
-  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
-  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
-  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
-  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
-  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
-  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
-  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
-  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
-  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
-  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
-  assign xsum_w4_0 = xsum_w3_0 + xsum_l3_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
   assign \$24  = rq0_over ? 17'h000ff : rq0_shifted;
@@ -21992,105 +21992,105 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   assign \$60  = \$59  - 5'h14;
   assign \$61  = lane + 4'h9;
   assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
-  assign \$63  = credits_room_next & gap_zero_next;
-  assign \$64  = \$signal$34  & n_last_next;
-  assign \$65  = head_boot >= 2'h2;
-  assign \$66  = step & s_last;
-  assign \$67  = head_next == 8'hff;
-  assign \$68  = head_next + 1'h1;
-  assign \$69  = \$67  ? 9'h000 : \$68 ;
-  assign \$70  = n_last ? 9'h001 : \$69 ;
-  assign \$71  = \$66  ? \$70  : { 1'h0, head_next };
-  assign \$72  = \$65  ? 9'h000 : \$71 ;
-  assign \$73  = step & s_last;
-  assign \$74  = head_next == 8'hff;
-  assign \$75  = head_next + 1'h1;
-  assign \$76  = \$74  ? 9'h000 : \$75 ;
-  assign \$77  = n_last ? 9'h001 : \$76 ;
-  assign \$78  = \$73  ? \$77  : { 1'h0, head_next };
-  assign \$79  = | head_boot;
-  assign \$80  = head_boot - 1'h1;
-  assign \$81  = head_boot == 1'h1;
-  assign \$82  = step & s_last;
-  assign \$83  = \$81  | \$82 ;
-  assign \$84  = s_idx + 1'h1;
-  assign \$85  = s_last ? 9'h000 : \$84 ;
-  assign \$86  = n_idx + 1'h1;
-  assign \$87  = n_last ? 9'h000 : \$86 ;
-  assign \$88  = step & sn_last;
-  assign \$89  = w_half ? 8'h9d : 8'h00;
-  assign \$90  = ~ w_half;
-  assign \$91  = step & s_last;
-  assign \$92  = ~ gap_zero;
-  assign \$93  = gap - 1'h1;
-  assign \$94  = s_last ? 5'h00 : col;
-  assign \$95  = row_ph0 >= 4'h8;
-  assign \$96  = row_ph0 - 4'h8;
-  assign \$97  = row_ph0 + 4'hc;
-  assign \$98  = \$95  ? { \$96 [5], \$96  } : { 1'h0, \$97  };
-  assign \$99  = n_last ? 7'h00 : \$98 ;
-  assign \$100  = row_ph1 >= 4'h8;
-  assign \$101  = row_ph1 - 4'h8;
-  assign \$102  = row_ph1 + 4'hc;
+  assign \$63  = wsum_first_d1 ? 20'h00000 : wsum_acc;
+  assign \$64  = \$63  + wsum_l0_0;
+  assign \$65  = wsum_v_d1 & wsum_end_d1;
+  assign \$66  = wsum_first_d1 ? 20'h00000 : wsum_acc;
+  assign \$67  = \$66  + wsum_l0_0;
+  assign \$68  = credits_room_next & gap_zero_next;
+  assign \$69  = \$signal$34  & n_last_next;
+  assign \$70  = head_boot >= 2'h2;
+  assign \$71  = step & s_last;
+  assign \$72  = head_next == 8'hff;
+  assign \$73  = head_next + 1'h1;
+  assign \$74  = \$72  ? 9'h000 : \$73 ;
+  assign \$75  = n_last ? 9'h001 : \$74 ;
+  assign \$76  = \$71  ? \$75  : { 1'h0, head_next };
+  assign \$77  = \$70  ? 9'h000 : \$76 ;
+  assign \$78  = step & s_last;
+  assign \$79  = head_next == 8'hff;
+  assign \$80  = head_next + 1'h1;
+  assign \$81  = \$79  ? 9'h000 : \$80 ;
+  assign \$82  = n_last ? 9'h001 : \$81 ;
+  assign \$83  = \$78  ? \$82  : { 1'h0, head_next };
+  assign \$84  = | head_boot;
+  assign \$85  = head_boot - 1'h1;
+  assign \$86  = head_boot == 1'h1;
+  assign \$87  = step & s_last;
+  assign \$88  = \$86  | \$87 ;
+  assign \$89  = s_idx + 1'h1;
+  assign \$90  = s_last ? 9'h000 : \$89 ;
+  assign \$91  = n_idx + 1'h1;
+  assign \$92  = n_last ? 9'h000 : \$91 ;
+  assign \$93  = step & sn_last;
+  assign \$94  = w_half ? 8'h9d : 8'h00;
+  assign \$95  = ~ w_half;
+  assign \$96  = step & s_last;
+  assign \$97  = ~ gap_zero;
+  assign \$98  = gap - 1'h1;
+  assign \$99  = s_last ? 5'h00 : col;
+  assign \$100  = row_ph0 >= 4'h8;
+  assign \$101  = row_ph0 - 4'h8;
+  assign \$102  = row_ph0 + 4'hc;
   assign \$103  = \$100  ? { \$101 [5], \$101  } : { 1'h0, \$102  };
-  assign \$104  = n_last ? 7'h10 : \$103 ;
-  assign \$105  = row_ph0 + col;
-  assign \$106  = \$105  >= 5'h14;
-  assign \$107  = row_ph0 + col;
-  assign \$108  = \$107  - 5'h14;
-  assign \$109  = row_ph0 + col;
-  assign \$110  = \$106  ? \$108  : { 1'h0, \$109  };
-  assign \$111  = row_ph1 + col;
-  assign \$112  = \$111  >= 5'h14;
-  assign \$113  = row_ph1 + col;
-  assign \$114  = \$113  - 5'h14;
-  assign \$115  = row_ph1 + col;
-  assign \$116  = \$112  ? \$114  : { 1'h0, \$115  };
-  assign \$117  = ! s_idx;
-  assign \$119  = off1_0[0] ? o : { \o$182 [15:0], o[19:16] };
-  assign \$120  = off1_0[1] ? \$118  : \$119 ;
-  assign \$122  = off1_0[0] ? o : { \o$182 [11:0], o[19:12] };
-  assign \$123  = off1_0[1] ? \$121  : \$122 ;
-  assign \$125  = off1_0[0] ? o : { \o$182 [7:0], o[19:8] };
-  assign \$126  = off1_0[1] ? \$124  : \$125 ;
-  assign \$127  = off1_0[2] ? \$123  : \$126 ;
-  assign \$129  = off1_0[0] ? o : { \o$182 [3:0], o[19:4] };
-  assign \$130  = off1_0[1] ? \$128  : \$129 ;
-  assign \$134  = off1_0[2] ? \$130  : \$133 ;
-  assign \$135  = off1_0[3] ? \$127  : \$134 ;
-  assign \$136  = off1_0[4] ? \$120  : \$135 ;
-  assign \$138  = off1_1[0] ? \o$195  : { \o$196 [15:0], \o$195 [19:16] };
-  assign \$139  = off1_1[1] ? \$137  : \$138 ;
-  assign \$141  = off1_1[0] ? \o$195  : { \o$196 [11:0], \o$195 [19:12] };
-  assign \$142  = off1_1[1] ? \$140  : \$141 ;
-  assign \$144  = off1_1[0] ? \o$195  : { \o$196 [7:0], \o$195 [19:8] };
-  assign \$145  = off1_1[1] ? \$143  : \$144 ;
-  assign \$146  = off1_1[2] ? \$142  : \$145 ;
-  assign \$148  = off1_1[0] ? \o$195  : { \o$196 [3:0], \o$195 [19:4] };
-  assign \$149  = off1_1[1] ? \$147  : \$148 ;
-  assign \$153  = off1_1[2] ? \$149  : \$152 ;
-  assign \$154  = off1_1[3] ? \$146  : \$153 ;
-  assign \$155  = off1_1[4] ? \$139  : \$154 ;
-  assign \$156  = flags_x[1] ? 20'h00000 : xacc;
-  assign \$157  = \$156  + xsum_l5_0;
-  assign \$158  = flags_x[0] & flags_x[2];
-  assign \$159  = flags_x[1] ? 20'h00000 : xacc;
-  assign \$160  = \$159  + xsum_l5_0;
+  assign \$104  = n_last ? 7'h00 : \$103 ;
+  assign \$105  = row_ph1 >= 4'h8;
+  assign \$106  = row_ph1 - 4'h8;
+  assign \$107  = row_ph1 + 4'hc;
+  assign \$108  = \$105  ? { \$106 [5], \$106  } : { 1'h0, \$107  };
+  assign \$109  = n_last ? 7'h10 : \$108 ;
+  assign \$110  = row_ph0 + col;
+  assign \$111  = \$110  >= 5'h14;
+  assign \$112  = row_ph0 + col;
+  assign \$113  = \$112  - 5'h14;
+  assign \$114  = row_ph0 + col;
+  assign \$115  = \$111  ? \$113  : { 1'h0, \$114  };
+  assign \$116  = row_ph1 + col;
+  assign \$117  = \$116  >= 5'h14;
+  assign \$118  = row_ph1 + col;
+  assign \$119  = \$118  - 5'h14;
+  assign \$120  = row_ph1 + col;
+  assign \$121  = \$117  ? \$119  : { 1'h0, \$120  };
+  assign \$122  = ! s_idx;
+  assign \$124  = off1_0[0] ? o : { \o$157 [15:0], o[19:16] };
+  assign \$125  = off1_0[1] ? \$123  : \$124 ;
+  assign \$127  = off1_0[0] ? o : { \o$157 [11:0], o[19:12] };
+  assign \$128  = off1_0[1] ? \$126  : \$127 ;
+  assign \$130  = off1_0[0] ? o : { \o$157 [7:0], o[19:8] };
+  assign \$131  = off1_0[1] ? \$129  : \$130 ;
+  assign \$132  = off1_0[2] ? \$128  : \$131 ;
+  assign \$134  = off1_0[0] ? o : { \o$157 [3:0], o[19:4] };
+  assign \$135  = off1_0[1] ? \$133  : \$134 ;
+  assign \$139  = off1_0[2] ? \$135  : \$138 ;
+  assign \$140  = off1_0[3] ? \$132  : \$139 ;
+  assign \$141  = off1_0[4] ? \$125  : \$140 ;
+  assign \$143  = off1_1[0] ? \o$170  : { \o$171 [15:0], \o$170 [19:16] };
+  assign \$144  = off1_1[1] ? \$142  : \$143 ;
+  assign \$146  = off1_1[0] ? \o$170  : { \o$171 [11:0], \o$170 [19:12] };
+  assign \$147  = off1_1[1] ? \$145  : \$146 ;
+  assign \$149  = off1_1[0] ? \o$170  : { \o$171 [7:0], \o$170 [19:8] };
+  assign \$150  = off1_1[1] ? \$148  : \$149 ;
+  assign \$151  = off1_1[2] ? \$147  : \$150 ;
+  assign \$153  = off1_1[0] ? \o$170  : { \o$171 [3:0], \o$170 [19:4] };
+  assign \$154  = off1_1[1] ? \$152  : \$153 ;
+  assign \$158  = off1_1[2] ? \$154  : \$157 ;
+  assign \$159  = off1_1[3] ? \$151  : \$158 ;
+  assign \$160  = off1_1[4] ? \$144  : \$159 ;
   assign \$161  = flags_0[1] ? 20'h00000 : acc0_0;
   assign \$162  = \$161  + t0_0_l4_0;
   assign \$163  = flags_0[0] & flags_0[2];
   assign \$164  = flags_0[1] ? 20'h00000 : acc0_0;
   assign \$165  = \$164  + t0_0_l4_0;
-  assign \$167  = \$166  - xfin;
+  assign \$167  = \$166  - xtotal;
   assign \$168  = flags_1[1] ? 20'h00000 : acc1_0;
   assign \$169  = \$168  + t1_0_l4_0;
   assign \$170  = flags_1[0] & flags_1[2];
   assign \$171  = flags_1[1] ? 20'h00000 : acc1_0;
   assign \$172  = \$171  + t1_0_l4_0;
-  assign \$174  = \$173  - xfin;
+  assign \$174  = \$173  - xtotal;
   assign \$175  = ser_left - 1'h1;
-  assign \$176  = \addr$138  == 9'h1ff;
-  assign \$177  = \addr$138  + 1'h1;
+  assign \$176  = \addr$105  == 9'h1ff;
+  assign \$177  = \addr$105  + 1'h1;
   assign \$178  = \$176  ? 10'h000 : \$177 ;
   assign \$182  = $signed(rq0_beta_b) + $signed(17'h08000);
   assign \$185  = $signed(\$183 ) + $signed(\$184 );
@@ -22098,7 +22098,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   assign \$189  = $signed(\$188 ) < $signed(1'h0);
   assign \$191  = $signed(\$190 ) > $signed(9'h0ff);
   assign \$192  = step & s_last;
-  assign \$193  = o__valid & \o__ready$152 ;
+  assign \$193  = o__valid & \o__ready$119 ;
   assign \$194  = \$193  + skipped_d5;
   assign \$195  = ~ rst_fc1;
   assign \$197  = rst_fc1 ? 20'h00000 : \$4 [19:0];
@@ -22123,61 +22123,75 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   always @(posedge clk)
     lane <= \$209 ;
   always @(posedge clk)
-    can_end <= \$210 ;
+    wsum_l0_0 <= i__payload;
   always @(posedge clk)
-    gap_zero <= \$211 ;
+    wsum_first <= \$210 ;
   always @(posedge clk)
-    s_last <= \$212 ;
+    wsum_v_d1 <= \$211 ;
   always @(posedge clk)
-    n_last <= \$213 ;
+    wsum_first_d1 <= \$212 ;
   always @(posedge clk)
-    sn_last <= \$214 ;
+    wsum_end_d1 <= \$213 ;
   always @(posedge clk)
-    addr <= \$215 ;
+    wsum_acc <= \$214 ;
   always @(posedge clk)
-    head_next <= \$216 ;
+    wsum_total <= \$215 ;
   always @(posedge clk)
-    head_boot <= \$217 ;
+    can_end <= \$216 ;
   always @(posedge clk)
-    head <= \$218 ;
+    gap_zero <= \$217 ;
   always @(posedge clk)
-    r_addr <= \$219 ;
+    s_last <= \$218 ;
   always @(posedge clk)
-    s_idx <= \$220 ;
+    n_last <= \$219 ;
   always @(posedge clk)
-    n_idx <= \$221 ;
+    sn_last <= \$220 ;
   always @(posedge clk)
-    active <= \$222 ;
+    addr <= \$221 ;
   always @(posedge clk)
-    r_base <= \$223 ;
+    head_next <= \$222 ;
   always @(posedge clk)
-    w_half <= \$224 ;
+    head_boot <= \$223 ;
   always @(posedge clk)
-    gap <= \$225 ;
+    head <= \$224 ;
   always @(posedge clk)
-    col <= \$226 ;
+    r_addr <= \$225 ;
   always @(posedge clk)
-    row_ph0 <= \$227 ;
+    s_idx <= \$226 ;
   always @(posedge clk)
-    row_ph1 <= \$228 ;
+    n_idx <= \$227 ;
   always @(posedge clk)
-    off1_0 <= \$229 ;
+    active <= \$228 ;
   always @(posedge clk)
-    off1_1 <= \$230 ;
+    r_base <= \$229 ;
   always @(posedge clk)
-    \$signal$176  <= \$231 ;
+    w_half <= \$230 ;
   always @(posedge clk)
-    \$signal$47  <= \$232 ;
+    gap <= \$231 ;
   always @(posedge clk)
-    last1 <= \$233 ;
+    col <= \$232 ;
   always @(posedge clk)
-    word1 <= \o__payload$178 ;
+    row_ph0 <= \$233 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$179 ;
+    row_ph1 <= \$234 ;
   always @(posedge clk)
-    carry0_0 <= \$234 ;
+    off1_0 <= \$235 ;
   always @(posedge clk)
-    w0_0 <= \$136 ;
+    off1_1 <= \$236 ;
+  always @(posedge clk)
+    \$signal$150  <= \$237 ;
+  always @(posedge clk)
+    \$signal$47  <= \$238 ;
+  always @(posedge clk)
+    last1 <= \$239 ;
+  always @(posedge clk)
+    word1 <= \o__payload$152 ;
+  always @(posedge clk)
+    xdata_d1 <= \port__data$154 ;
+  always @(posedge clk)
+    carry0_0 <= \$240 ;
+  always @(posedge clk)
+    w0_0 <= \$141 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -22207,9 +22221,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$235 ;
+    carry1_0 <= \$241 ;
   always @(posedge clk)
-    w1_0 <= \$155 ;
+    w1_0 <= \$160 ;
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -22239,97 +22253,79 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    xsum_l1_0 <= xsum_w0_0;
+    v2_d1 <= \$242 ;
   always @(posedge clk)
-    xsum_l1_1 <= xsum_w0_2;
+    v2_d2 <= \$243 ;
   always @(posedge clk)
-    xsum_l1_2 <= xsum_w0_4;
+    v2_d3 <= \$244 ;
   always @(posedge clk)
-    xsum_l1_3 <= xsum_w0_6;
+    v2_d4 <= \$245 ;
   always @(posedge clk)
-    xsum_l1_4 <= xsum_w0_8;
+    last2_d1 <= \$246 ;
   always @(posedge clk)
-    xsum_l1_5 <= xsum_w0_10;
+    last2_d2 <= \$247 ;
   always @(posedge clk)
-    xsum_l1_6 <= xsum_w0_12;
+    last2_d3 <= \$248 ;
   always @(posedge clk)
-    xsum_l1_7 <= xsum_w0_14;
+    last2_d4 <= \$249 ;
   always @(posedge clk)
-    xsum_l1_8 <= xsum_w0_16;
+    v2p_d1 <= \$250 ;
   always @(posedge clk)
-    xsum_l1_9 <= xsum_w0_18;
+    v2p_d2 <= \$251 ;
   always @(posedge clk)
-    xsum_l3_0 <= xsum_w2_0;
+    v2p_d3 <= \$252 ;
   always @(posedge clk)
-    xsum_l3_1 <= xsum_w2_2;
+    first2p_d1 <= \$253 ;
   always @(posedge clk)
-    xsum_l3_2 <= xsum_w1_8;
+    first2p_d2 <= \$254 ;
   always @(posedge clk)
-    xsum_l5_0 <= xsum_w4_0;
+    first2p_d3 <= \$255 ;
   always @(posedge clk)
-    v2_d1 <= \$236 ;
+    last2p_d1 <= \$256 ;
   always @(posedge clk)
-    v2_d2 <= \$237 ;
+    last2p_d2 <= \$257 ;
   always @(posedge clk)
-    v2_d3 <= \$238 ;
+    last2p_d3 <= \$258 ;
   always @(posedge clk)
-    v2_d4 <= \$239 ;
+    done <= \$259 ;
   always @(posedge clk)
-    last2_d1 <= \$240 ;
+    x_taken_d1 <= \$260 ;
   always @(posedge clk)
-    last2_d2 <= \$241 ;
+    x_taken_d2 <= \$261 ;
   always @(posedge clk)
-    last2_d3 <= \$242 ;
+    x_taken_d3 <= \$262 ;
   always @(posedge clk)
-    last2_d4 <= \$243 ;
+    x_taken_d4 <= \$263 ;
   always @(posedge clk)
-    v2p_d1 <= \$244 ;
+    x_taken_d5 <= \$264 ;
   always @(posedge clk)
-    v2p_d2 <= \$245 ;
+    x_taken_d6 <= \$265 ;
   always @(posedge clk)
-    v2p_d3 <= \$246 ;
+    xtotal <= \$266 ;
   always @(posedge clk)
-    first2p_d1 <= \$247 ;
+    acc0_0 <= \$267 ;
   always @(posedge clk)
-    first2p_d2 <= \$248 ;
+    fin0_0 <= \$268 ;
   always @(posedge clk)
-    first2p_d3 <= \$249 ;
+    bank0_0 <= \$269 ;
   always @(posedge clk)
-    last2p_d1 <= \$250 ;
+    acc1_0 <= \$270 ;
   always @(posedge clk)
-    last2p_d2 <= \$251 ;
+    fin1_0 <= \$271 ;
   always @(posedge clk)
-    last2p_d3 <= \$252 ;
+    bank1_0 <= \$272 ;
   always @(posedge clk)
-    done <= \$253 ;
+    ser_left <= \$273 ;
   always @(posedge clk)
-    xacc <= \$254 ;
+    \addr$105  <= \$274 ;
   always @(posedge clk)
-    xfin <= \$255 ;
+    \$signal$214  <= \$275 ;
   always @(posedge clk)
-    acc0_0 <= \$256 ;
-  always @(posedge clk)
-    fin0_0 <= \$257 ;
-  always @(posedge clk)
-    bank0_0 <= \$258 ;
-  always @(posedge clk)
-    acc1_0 <= \$259 ;
-  always @(posedge clk)
-    fin1_0 <= \$260 ;
-  always @(posedge clk)
-    bank1_0 <= \$261 ;
-  always @(posedge clk)
-    ser_left <= \$262 ;
-  always @(posedge clk)
-    \addr$138  <= \$263 ;
-  always @(posedge clk)
-    \$signal$236  <= \$264 ;
-  always @(posedge clk)
-    ka <= \$265 ;
+    ka <= \$276 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$266 ;
+    vb <= \$277 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
@@ -22347,33 +22343,33 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   always @(posedge clk)
     rq0_over <= \$191 ;
   always @(posedge clk)
-    v_out_d1 <= \$267 ;
+    v_out_d1 <= \$278 ;
   always @(posedge clk)
-    v_out_d2 <= \$268 ;
+    v_out_d2 <= \$279 ;
   always @(posedge clk)
-    v_out_d3 <= \$269 ;
+    v_out_d3 <= \$280 ;
   always @(posedge clk)
-    \w_en$157  <= \$270 ;
+    \w_en$124  <= \$281 ;
   always @(posedge clk)
-    skipped_d1 <= \$271 ;
+    skipped_d1 <= \$282 ;
   always @(posedge clk)
-    skipped_d2 <= \$272 ;
+    skipped_d2 <= \$283 ;
   always @(posedge clk)
-    skipped_d3 <= \$273 ;
+    skipped_d3 <= \$284 ;
   always @(posedge clk)
-    skipped_d4 <= \$274 ;
+    skipped_d4 <= \$285 ;
   always @(posedge clk)
-    skipped_d5 <= \$275 ;
+    skipped_d5 <= \$286 ;
   always @(posedge clk)
-    group_ended_d1 <= \$276 ;
+    group_ended_d1 <= \$287 ;
   always @(posedge clk)
-    credits_returned <= \$277 ;
+    credits_returned <= \$288 ;
   always @(posedge clk)
-    credits_space <= \$278 ;
+    credits_space <= \$289 ;
   always @(posedge clk)
-    credits_room <= \$279 ;
+    credits_room <= \$290 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$138 ),
+    .addr(\addr$105 ),
     .clk(clk),
     .data(data)
   );
@@ -22383,24 +22379,24 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$182 )
+    .o(\o$157 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
     .i(\i$74 ),
-    .o(\o$195 )
+    .o(\o$170 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$196 )
+    .o(\o$171 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$152 ),
+    .o__ready(\o__ready$119 ),
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
     .w_data(\$25 [7:0]),
-    .w_en(\w_en$157 )
+    .w_en(\w_en$124 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -22418,18 +22414,10 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
     .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_1)
   );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_x_copy (
-    .clk(clk),
-    .d({ last2p_d3, first2p_d3, v2p_d3 }),
-    .q(flags_x)
-  );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$170 )
+    .data(\data$144 )
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -22640,9 +22628,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
     .q(\port__addr$43 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$256 ),
+    .addr(\addr$234 ),
     .clk(clk),
-    .data(\data$255 )
+    .data(\data$233 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -22654,7 +22642,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
     .a(data[12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$243 )
+    .p(\p$221 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -22690,10 +22678,10 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   );
   \flexor_lenet5.fc1.weights  weights (
     .clk(clk),
-    .data(\data$255 ),
-    .o__payload(\o__payload$178 ),
+    .data(\data$233 ),
+    .o__payload(\o__payload$152 ),
     .o__ready(step),
-    .raddr(\addr$256 ),
+    .raddr(\addr$234 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
@@ -22825,543 +22813,623 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$210  = \$63 ;
+    \$210  = wsum_first;
+    if (take) begin
+      \$210  = filled;
+    end
     if (rst_fc1) begin
       \$210  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$211  = gap_zero_next;
+    \$211  = take;
     if (rst_fc1) begin
-      \$211  = 1'h1;
+      \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$212  = \$signal$34 ;
+    \$212  = wsum_first;
     if (rst_fc1) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$213  = n_last_next;
+    \$213  = filled;
     if (rst_fc1) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$214  = \$64 ;
+    \$214  = wsum_acc;
+    if (wsum_v_d1) begin
+      \$214  = \$64 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$215  = wsum_total;
+    if (\$65 ) begin
+      \$215  = \$67 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$216  = \$68 ;
     if (rst_fc1) begin
-      \$214  = 1'h0;
+      \$216  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$215  = \$72 [7:0];
+    \$217  = gap_zero_next;
     if (rst_fc1) begin
-      \$215  = 8'h00;
+      \$217  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$216  = \$78 [7:0];
+    \$218  = \$signal$34 ;
     if (rst_fc1) begin
-      \$216  = 8'h01;
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$217  = head_boot;
-    if (\$79 ) begin
-      \$217  = \$80 [1:0];
-    end
+    \$219  = n_last_next;
     if (rst_fc1) begin
-      \$217  = 2'h3;
+      \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$218  = head;
-    if (\$83 ) begin
-      \$218  = \data$170 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$219  = r_next;
+    \$220  = \$69 ;
     if (rst_fc1) begin
-      \$219  = 9'h000;
+      \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$220  = s_idx;
-    if (step) begin
-      \$220  = \$85 [7:0];
-    end
-    if (rst_fc1) begin
-      \$220  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$221  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$221  = \$87 [7:0];
-      end
-    end
+    \$221  = \$77 [7:0];
     if (rst_fc1) begin
       \$221  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$222  = active;
+    \$222  = \$83 [7:0];
+    if (rst_fc1) begin
+      \$222  = 8'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$223  = head_boot;
+    if (\$84 ) begin
+      \$223  = \$85 [1:0];
+    end
+    if (rst_fc1) begin
+      \$223  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$224  = head;
     if (\$88 ) begin
-      \$222  = 1'h0;
-    end
-    if (load) begin
-      \$222  = 1'h1;
-    end
-    if (rst_fc1) begin
-      \$222  = 1'h0;
+      \$224  = \data$144 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$223  = r_base;
-    if (load) begin
-      \$223  = { 1'h0, \$89  };
-    end
+    \$225  = r_next;
     if (rst_fc1) begin
-      \$223  = 9'h000;
+      \$225  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$224  = w_half;
-    if (load) begin
-      \$224  = \$90 ;
-    end
-    if (rst_fc1) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$225  = gap;
-    if (\$91 ) begin
-      \$225  = 2'h1;
-    end else if (\$92 ) begin
-      \$225  = \$93 [1:0];
-    end
-    if (rst_fc1) begin
-      \$225  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$226  = col;
+    \$226  = s_idx;
     if (step) begin
-      \$226  = \$94 ;
+      \$226  = \$90 [7:0];
     end
     if (rst_fc1) begin
-      \$226  = 5'h00;
+      \$226  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$227  = row_ph0;
+    \$227  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$227  = \$99 [4:0];
+        \$227  = \$92 [7:0];
       end
     end
     if (rst_fc1) begin
-      \$227  = 5'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$228  = row_ph1;
+    \$228  = active;
+    if (\$93 ) begin
+      \$228  = 1'h0;
+    end
+    if (load) begin
+      \$228  = 1'h1;
+    end
+    if (rst_fc1) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$229  = r_base;
+    if (load) begin
+      \$229  = { 1'h0, \$94  };
+    end
+    if (rst_fc1) begin
+      \$229  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$230  = w_half;
+    if (load) begin
+      \$230  = \$95 ;
+    end
+    if (rst_fc1) begin
+      \$230  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$231  = gap;
+    if (\$96 ) begin
+      \$231  = 2'h1;
+    end else if (\$97 ) begin
+      \$231  = \$98 [1:0];
+    end
+    if (rst_fc1) begin
+      \$231  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$232  = col;
+    if (step) begin
+      \$232  = \$99 ;
+    end
+    if (rst_fc1) begin
+      \$232  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$233  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$228  = \$104 [4:0];
+        \$233  = \$104 [4:0];
       end
     end
     if (rst_fc1) begin
-      \$228  = 5'h10;
+      \$233  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$229  = \$110 [4:0];
+    \$234  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$234  = \$109 [4:0];
+      end
+    end
     if (rst_fc1) begin
-      \$229  = 5'h00;
+      \$234  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$230  = \$116 [4:0];
+    \$235  = \$115 [4:0];
     if (rst_fc1) begin
-      \$230  = 5'h00;
+      \$235  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$231  = step;
+    \$236  = \$121 [4:0];
     if (rst_fc1) begin
-      \$231  = 1'h0;
+      \$236  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$232  = \$117 ;
-    if (rst_fc1) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$233  = s_last;
-    if (rst_fc1) begin
-      \$233  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$234  = carry0_0;
-    if (\$signal$176 ) begin
-      \$234  = word1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$235  = carry1_0;
-    if (\$signal$176 ) begin
-      \$235  = word1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$236  = \$signal$176 ;
-    if (rst_fc1) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$237  = v2_d1;
+    \$237  = step;
     if (rst_fc1) begin
       \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$238  = v2_d2;
+    \$238  = \$122 ;
     if (rst_fc1) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$239  = v2_d3;
+    \$239  = s_last;
     if (rst_fc1) begin
       \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$240  = last1;
-    if (rst_fc1) begin
-      \$240  = 1'h0;
+    \$240  = carry0_0;
+    if (\$signal$150 ) begin
+      \$240  = word1[7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$241  = last2_d1;
-    if (rst_fc1) begin
-      \$241  = 1'h0;
+    \$241  = carry1_0;
+    if (\$signal$150 ) begin
+      \$241  = word1[15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$242  = last2_d2;
+    \$242  = \$signal$150 ;
     if (rst_fc1) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$243  = last2_d3;
+    \$243  = v2_d1;
     if (rst_fc1) begin
       \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$244  = \$signal$176 ;
+    \$244  = v2_d2;
     if (rst_fc1) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$245  = v2p_d1;
+    \$245  = v2_d3;
     if (rst_fc1) begin
       \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$246  = v2p_d2;
+    \$246  = last1;
     if (rst_fc1) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$247  = \$signal$47 ;
+    \$247  = last2_d1;
     if (rst_fc1) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$248  = first2p_d1;
+    \$248  = last2_d2;
     if (rst_fc1) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$249  = first2p_d2;
+    \$249  = last2_d3;
     if (rst_fc1) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$250  = last1;
+    \$250  = \$signal$150 ;
     if (rst_fc1) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$251  = last2p_d1;
+    \$251  = v2p_d1;
     if (rst_fc1) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$252  = last2p_d2;
+    \$252  = v2p_d2;
     if (rst_fc1) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$253  = group_end;
+    \$253  = \$signal$47 ;
     if (rst_fc1) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$254  = xacc;
-    if (flags_x[0]) begin
-      \$254  = \$157 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$255  = xfin;
-    if (\$158 ) begin
-      \$255  = \$160 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$256  = acc0_0;
-    if (flags_0[0]) begin
-      \$256  = \$162 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$257  = fin0_0;
-    if (\$163 ) begin
-      \$257  = \$165 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$258  = bank0_0;
-    if (done) begin
-      \$258  = \$167 [20:0];
-    end else if (ser) begin
-      \$258  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$259  = acc1_0;
-    if (flags_1[0]) begin
-      \$259  = \$169 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$260  = fin1_0;
-    if (\$170 ) begin
-      \$260  = \$172 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$261  = bank1_0;
-    if (done) begin
-      \$261  = \$174 [20:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$262  = ser_left;
-    if (done) begin
-      \$262  = 2'h2;
-    end else if (ser) begin
-      \$262  = \$175 [1:0];
-    end
+    \$254  = first2p_d1;
     if (rst_fc1) begin
-      \$262  = 2'h0;
+      \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$263  = \addr$138 ;
-    if (ser) begin
-      \$263  = \$178 [8:0];
-    end
+    \$255  = first2p_d2;
     if (rst_fc1) begin
-      \$263  = 9'h000;
+      \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$264  = \$179 ;
+    \$256  = last1;
+    if (rst_fc1) begin
+      \$256  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$257  = last2p_d1;
+    if (rst_fc1) begin
+      \$257  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$258  = last2p_d2;
+    if (rst_fc1) begin
+      \$258  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$259  = group_end;
+    if (rst_fc1) begin
+      \$259  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$260  = load;
+    if (rst_fc1) begin
+      \$260  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$261  = x_taken_d1;
+    if (rst_fc1) begin
+      \$261  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$262  = x_taken_d2;
+    if (rst_fc1) begin
+      \$262  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$263  = x_taken_d3;
+    if (rst_fc1) begin
+      \$263  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$264  = x_taken_d4;
     if (rst_fc1) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$265  = \$181 ;
+    \$265  = x_taken_d5;
     if (rst_fc1) begin
       \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$266  = \$signal$236 ;
-    if (rst_fc1) begin
-      \$266  = 1'h0;
+    \$266  = xtotal;
+    if (x_taken_d6) begin
+      \$266  = wsum_total;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$267  = vb;
-    if (rst_fc1) begin
-      \$267  = 1'h0;
+    \$267  = acc0_0;
+    if (flags_0[0]) begin
+      \$267  = \$162 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$268  = v_out_d1;
-    if (rst_fc1) begin
-      \$268  = 1'h0;
+    \$268  = fin0_0;
+    if (\$163 ) begin
+      \$268  = \$165 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$269  = v_out_d2;
-    if (rst_fc1) begin
-      \$269  = 1'h0;
+    \$269  = bank0_0;
+    if (done) begin
+      \$269  = \$167 [20:0];
+    end else if (ser) begin
+      \$269  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$270  = v_out_d3;
-    if (rst_fc1) begin
-      \$270  = 1'h0;
+    \$270  = acc1_0;
+    if (flags_1[0]) begin
+      \$270  = \$169 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$271  = ka;
-    if (rst_fc1) begin
-      \$271  = 1'h0;
+    \$271  = fin1_0;
+    if (\$170 ) begin
+      \$271  = \$172 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$272  = skipped_d1;
-    if (rst_fc1) begin
-      \$272  = 1'h0;
+    \$272  = bank1_0;
+    if (done) begin
+      \$272  = \$174 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$273  = skipped_d2;
+    \$273  = ser_left;
+    if (done) begin
+      \$273  = 2'h2;
+    end else if (ser) begin
+      \$273  = \$175 [1:0];
+    end
     if (rst_fc1) begin
-      \$273  = 1'h0;
+      \$273  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$274  = skipped_d3;
+    \$274  = \addr$105 ;
+    if (ser) begin
+      \$274  = \$178 [8:0];
+    end
     if (rst_fc1) begin
-      \$274  = 1'h0;
+      \$274  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$275  = skipped_d4;
+    \$275  = \$179 ;
     if (rst_fc1) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$276  = \$192 ;
+    \$276  = \$181 ;
     if (rst_fc1) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$277  = \$194 ;
+    \$277  = \$signal$214 ;
     if (rst_fc1) begin
-      \$277  = 2'h0;
+      \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$278  = \$28 [2:0];
+    \$278  = vb;
     if (rst_fc1) begin
-      \$278  = 3'h4;
+      \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$279  = credits_room_next;
+    \$279  = v_out_d1;
     if (rst_fc1) begin
-      \$279  = 1'h1;
+      \$279  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$280  = v_out_d2;
+    if (rst_fc1) begin
+      \$280  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$281  = v_out_d3;
+    if (rst_fc1) begin
+      \$281  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$282  = ka;
+    if (rst_fc1) begin
+      \$282  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$283  = skipped_d1;
+    if (rst_fc1) begin
+      \$283  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$284  = skipped_d2;
+    if (rst_fc1) begin
+      \$284  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$285  = skipped_d3;
+    if (rst_fc1) begin
+      \$285  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$286  = skipped_d4;
+    if (rst_fc1) begin
+      \$286  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$287  = \$192 ;
+    if (rst_fc1) begin
+      \$287  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$288  = \$194 ;
+    if (rst_fc1) begin
+      \$288  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$289  = \$28 [2:0];
+    if (rst_fc1) begin
+      \$289  = 3'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$290  = credits_room_next;
+    if (rst_fc1) begin
+      \$290  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -23379,40 +23447,40 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$15
   assign \i$50  = word1[7:0];
   assign \i$76  = word1[15:8];
   assign shift = ser;
-  assign beat = \addr$138 ;
+  assign beat = \addr$105 ;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$144  = data[12:0];
-  assign \b$145  = sa0_0[20:17];
+  assign \a$111  = data[12:0];
+  assign \b$112  = sa0_0[20:17];
   assign rq0_y = \$25 [7:0];
-  assign \o__payload$151  = o__payload;
-  assign \o__ready$153  = \o__ready$152 ;
-  assign \o__valid$155  = o__valid;
-  assign \w_data$156  = \$25 [7:0];
-  assign v_out_d4 = \w_en$157 ;
+  assign \o__payload$118  = o__payload;
+  assign \o__ready$120  = \o__ready$119 ;
+  assign \o__valid$122  = o__valid;
+  assign \w_data$123  = \$25 [7:0];
+  assign v_out_d4 = \w_en$124 ;
   assign space_next = \$28 [2:0];
   assign \$7  = active;
-  assign \$118  = o;
-  assign \$121  = o;
-  assign \$124  = o;
-  assign \$128  = o;
-  assign \$131  = o;
-  assign \$132  = o;
-  assign \$133  = \$132 ;
-  assign \$137  = \o$195 ;
-  assign \$140  = \o$195 ;
-  assign \$143  = \o$195 ;
-  assign \$147  = \o$195 ;
-  assign \$150  = \o$195 ;
-  assign \$151  = \o$195 ;
-  assign \$152  = \$151 ;
+  assign \$123  = o;
+  assign \$126  = o;
+  assign \$129  = o;
+  assign \$133  = o;
+  assign \$136  = o;
+  assign \$137  = o;
+  assign \$138  = \$137 ;
+  assign \$142  = \o$170 ;
+  assign \$145  = \o$170 ;
+  assign \$148  = \o$170 ;
+  assign \$152  = \o$170 ;
+  assign \$155  = \o$170 ;
+  assign \$156  = \o$170 ;
+  assign \$157  = \$156 ;
   assign \$166  = { fin0_0, 1'h0 };
   assign \$173  = { fin1_0, 1'h0 };
   assign \$179  = ser;
   assign \$180  = 1'h0;
   assign \$181  = 1'h0;
   assign \$183  = { p[29], p };
-  assign \$184  = { \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 [16], \p$243 , 17'h00000 };
+  assign \$184  = { \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 , 17'h00000 };
   assign \$187  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$188  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$190  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
@@ -24582,7 +24650,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
@@ -24669,29 +24737,29 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   reg \$173 ;
   reg \$174 ;
   reg \$175 ;
-  reg \$176 ;
-  reg [5:0] \$177 ;
-  reg [4:0] \$178 ;
-  reg [3:0] \$179 ;
+  reg [16:0] \$176 ;
+  reg [16:0] \$177 ;
+  reg \$178 ;
+  reg \$179 ;
   wire [19:0] \$18 ;
   reg \$180 ;
-  reg [5:0] \$181 ;
+  reg \$181 ;
   reg \$182 ;
-  reg [4:0] \$183 ;
+  reg [5:0] \$183 ;
   reg [4:0] \$184 ;
-  reg [4:0] \$185 ;
+  reg [3:0] \$185 ;
   reg \$186 ;
-  reg \$187 ;
+  reg [5:0] \$187 ;
   reg \$188 ;
-  reg [5:0] \$189 ;
+  reg [4:0] \$189 ;
   wire [2:0] \$19 ;
-  reg [15:0] \$190 ;
-  reg \$191 ;
+  reg [4:0] \$190 ;
+  reg [4:0] \$191 ;
   reg \$192 ;
   reg \$193 ;
   reg \$194 ;
-  reg \$195 ;
-  reg \$196 ;
+  reg [5:0] \$195 ;
+  reg [15:0] \$196 ;
   reg \$197 ;
   reg \$198 ;
   reg \$199 ;
@@ -24706,33 +24774,44 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   reg \$206 ;
   reg \$207 ;
   reg \$208 ;
-  reg [16:0] \$209 ;
+  reg \$209 ;
   wire [3:0] \$21 ;
-  reg [16:0] \$210 ;
-  reg [16:0] \$211 ;
-  reg [16:0] \$212 ;
-  reg [17:0] \$213 ;
+  reg \$210 ;
+  reg \$211 ;
+  reg \$212 ;
+  reg \$213 ;
   reg \$214 ;
-  reg [3:0] \$215 ;
+  reg \$215 ;
   reg \$216 ;
   reg \$217 ;
   reg \$218 ;
   reg \$219 ;
   wire \$22 ;
   reg \$220 ;
-  reg \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
+  reg [16:0] \$221 ;
+  reg [16:0] \$222 ;
+  reg [16:0] \$223 ;
+  reg [17:0] \$224 ;
   reg \$225 ;
-  reg \$226 ;
+  reg [3:0] \$226 ;
   reg \$227 ;
   reg \$228 ;
-  reg [1:0] \$229 ;
+  reg \$229 ;
   wire \$23 ;
-  reg [1:0] \$230 ;
+  reg \$230 ;
   reg \$231 ;
+  reg \$232 ;
+  reg \$233 ;
+  reg \$234 ;
+  reg \$235 ;
+  reg \$236 ;
+  reg \$237 ;
+  reg \$238 ;
+  reg \$239 ;
   wire \$24 ;
+  reg [1:0] \$240 ;
+  reg [1:0] \$241 ;
+  reg \$242 ;
   wire [9:0] \$25 ;
   wire [9:0] \$26 ;
   wire \$27 ;
@@ -24741,45 +24820,45 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   wire \$3 ;
   wire [5:0] \$30 ;
   wire [5:0] \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire [5:0] \$34 ;
-  wire [5:0] \$35 ;
-  wire [4:0] \$36 ;
-  wire [4:0] \$37 ;
+  wire [16:0] \$32 ;
+  wire [17:0] \$33 ;
+  wire \$34 ;
+  wire [16:0] \$35 ;
+  wire [17:0] \$36 ;
+  wire \$37 ;
   wire \$38 ;
-  wire [4:0] \$39 ;
+  wire [5:0] \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [5:0] \$40 ;
   wire [4:0] \$41 ;
-  wire \$42 ;
-  wire [5:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [6:0] \$45 ;
-  wire [6:0] \$46 ;
-  wire [5:0] \$47 ;
-  wire \$48 ;
+  wire [4:0] \$42 ;
+  wire \$43 ;
+  wire [4:0] \$44 ;
+  wire \$45 ;
+  wire [4:0] \$46 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
   wire [5:0] \$49 ;
   wire \$5 ;
   wire [6:0] \$50 ;
-  wire [5:0] \$51 ;
-  wire [6:0] \$52 ;
+  wire [6:0] \$51 ;
+  wire [5:0] \$52 ;
   wire \$53 ;
-  wire [63:0] \$54 ;
-  wire [63:0] \$55 ;
-  wire [63:0] \$56 ;
-  wire [63:0] \$57 ;
-  wire [63:0] \$58 ;
+  wire [5:0] \$54 ;
+  wire [6:0] \$55 ;
+  wire [5:0] \$56 ;
+  wire [6:0] \$57 ;
+  wire \$58 ;
   wire [63:0] \$59 ;
   wire \$6 ;
-  wire [31:0] \$60 ;
-  wire [31:0] \$61 ;
-  wire [31:0] \$62 ;
-  wire [19:0] \$63 ;
-  wire [19:0] \$64 ;
-  wire [19:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [19:0] \$67 ;
+  wire [63:0] \$60 ;
+  wire [63:0] \$61 ;
+  wire [63:0] \$62 ;
+  wire [63:0] \$63 ;
+  wire [63:0] \$64 ;
+  wire [31:0] \$65 ;
+  wire [31:0] \$66 ;
+  wire [31:0] \$67 ;
   wire [19:0] \$68 ;
   wire [19:0] \$69 ;
   wire \$7 ;
@@ -24796,11 +24875,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   wire \$8 ;
   wire [19:0] \$80 ;
   wire [19:0] \$81 ;
-  wire [16:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire \$84 ;
-  wire [16:0] \$85 ;
-  wire [17:0] \$86 ;
+  wire [19:0] \$82 ;
+  wire [19:0] \$83 ;
+  wire [19:0] \$84 ;
+  wire [19:0] \$85 ;
+  wire [19:0] \$86 ;
   wire [16:0] \$87 ;
   wire [17:0] \$88 ;
   wire \$89 ;
@@ -24817,23 +24896,23 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   wire \$99 ;
   wire \$signal ;
   reg \$signal$131  = 1'h0;
-  reg \$signal$230  = 1'h0;
-  reg \$signal$287  = 1'h0;
+  reg \$signal$204  = 1'h0;
+  reg \$signal$265  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$203 ;
+  wire [1:0] \a$170 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  reg [3:0] \addr$197  = 4'h0;
-  wire [8:0] \addr$307 ;
+  reg [3:0] \addr$164  = 4'h0;
+  wire [8:0] \addr$285 ;
   reg [19:0] at = 20'h00001;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$204 ;
+  wire [17:0] \b$171 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
-  reg [8:0] \beat$225  = 9'h000;
+  reg [8:0] \beat$192  = 9'h000;
   reg can_end = 1'h1;
   reg [15:0] carry0_0 = 16'h0000;
   input clk;
@@ -24844,8 +24923,8 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [15:0] data;
-  wire [39:0] \data$200 ;
-  wire [15:0] \data$306 ;
+  wire [39:0] \data$167 ;
+  wire [15:0] \data$284 ;
   reg done = 1'h0;
   wire filled;
   reg [16:0] fin0_0 = 17'h00000;
@@ -24853,7 +24932,6 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
   wire [2:0] flags_0;
-  wire [2:0] flags_x;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
@@ -24891,21 +24969,21 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$251 ;
+  wire [19:0] \o$226 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$210 ;
-  wire [15:0] \o__payload$232 ;
+  wire [15:0] \o__payload$177 ;
+  wire [15:0] \o__payload$206 ;
   wire o__ready;
-  input \o__ready$211 ;
-  wire \o__ready$211 ;
-  wire \o__ready$212 ;
+  input \o__ready$178 ;
+  wire \o__ready$178 ;
+  wire \o__ready$179 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$214 ;
+  wire \o__valid$181 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$294 ;
+  wire [19:0] \p$272 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_2;
@@ -24943,19 +25021,19 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   wire [63:0] port__data;
   wire [63:0] \port__data$12 ;
   wire [31:0] \port__data$17 ;
+  wire [63:0] \port__data$210 ;
+  wire [63:0] \port__data$211 ;
+  wire [63:0] \port__data$212 ;
+  wire [63:0] \port__data$213 ;
+  wire [63:0] \port__data$215 ;
+  wire [63:0] \port__data$216 ;
+  wire [63:0] \port__data$217 ;
+  wire [63:0] \port__data$218 ;
   wire [63:0] \port__data$22 ;
-  wire [63:0] \port__data$235 ;
-  wire [63:0] \port__data$236 ;
-  wire [63:0] \port__data$237 ;
-  wire [63:0] \port__data$238 ;
-  wire [63:0] \port__data$240 ;
-  wire [63:0] \port__data$241 ;
-  wire [63:0] \port__data$242 ;
-  wire [63:0] \port__data$243 ;
-  wire [31:0] \port__data$245 ;
-  wire [31:0] \port__data$246 ;
-  wire [31:0] \port__data$247 ;
-  wire [31:0] \port__data$248 ;
+  wire [31:0] \port__data$220 ;
+  wire [31:0] \port__data$221 ;
+  wire [31:0] \port__data$222 ;
+  wire [31:0] \port__data$223 ;
   wire [63:0] \port__data$27 ;
   wire [31:0] \port__data$32 ;
   wire [63:0] \port__data$37 ;
@@ -25086,10 +25164,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   wire [1:0] w_addr_b2_p3;
   input [7:0] w_data;
   wire [7:0] w_data;
-  wire [15:0] \w_data$215 ;
+  wire [15:0] \w_data$182 ;
   reg [7:0] w_data_q = 8'h00;
   wire [19:0] w_en;
-  reg \w_en$216  = 1'h0;
+  reg \w_en$183  = 1'h0;
   wire [7:0] w_en_b0_p0;
   wire [7:0] w_en_b0_p1;
   wire [7:0] w_en_b0_p2;
@@ -25110,61 +25188,21 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   reg [4:0] word = 5'h00;
   (* init = 16'h0000 *)
   wire [15:0] word1;
-  reg [16:0] xacc = 17'h00000;
+  reg [16:0] wsum_acc = 17'h00000;
+  reg wsum_end_d1 = 1'h0;
+  reg wsum_first = 1'h1;
+  reg wsum_first_d1 = 1'h0;
+  reg [7:0] wsum_l0_0 = 8'h00;
+  reg [16:0] wsum_total = 17'h00000;
+  reg wsum_v_d1 = 1'h0;
+  reg x_taken_d1 = 1'h0;
+  reg x_taken_d2 = 1'h0;
+  reg x_taken_d3 = 1'h0;
+  reg x_taken_d4 = 1'h0;
+  reg x_taken_d5 = 1'h0;
+  reg x_taken_d6 = 1'h0;
   reg [159:0] xdata_d1 = 160'h0000000000000000000000000000000000000000;
-  reg [16:0] xfin = 17'h00000;
-  reg [8:0] xsum_l1_0 = 9'h000;
-  reg [8:0] xsum_l1_1 = 9'h000;
-  reg [8:0] xsum_l1_2 = 9'h000;
-  reg [8:0] xsum_l1_3 = 9'h000;
-  reg [8:0] xsum_l1_4 = 9'h000;
-  reg [8:0] xsum_l1_5 = 9'h000;
-  reg [8:0] xsum_l1_6 = 9'h000;
-  reg [8:0] xsum_l1_7 = 9'h000;
-  reg [8:0] xsum_l1_8 = 9'h000;
-  reg [8:0] xsum_l1_9 = 9'h000;
-  reg [10:0] xsum_l3_0 = 11'h000;
-  reg [10:0] xsum_l3_1 = 11'h000;
-  reg [9:0] xsum_l3_2 = 10'h000;
-  reg [12:0] xsum_l5_0 = 13'h0000;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_2;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_0;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_0;
+  reg [16:0] xtotal = 17'h00000;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p0 [15:0];
   initial begin
@@ -25207,7 +25245,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _0_ <= vectors0_p0[\port__addr$94 ];
   end
-  assign \port__data$235  = _0_;
+  assign \port__data$210  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [15:0];
   initial begin
@@ -25250,7 +25288,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _1_ <= vectors0_p1[\port__addr$97 ];
   end
-  assign \port__data$236  = _1_;
+  assign \port__data$211  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p2 [15:0];
   initial begin
@@ -25293,7 +25331,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _2_ <= vectors0_p2[\port__addr$100 ];
   end
-  assign \port__data$237  = _2_;
+  assign \port__data$212  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p3 [3:0];
   initial begin
@@ -25324,7 +25362,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _3_ <= vectors0_p3[\port__addr$103 ];
   end
-  assign \port__data$238  = _3_;
+  assign \port__data$213  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [15:0];
   initial begin
@@ -25367,7 +25405,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _4_ <= vectors1_p0[\port__addr$106 ];
   end
-  assign \port__data$240  = _4_;
+  assign \port__data$215  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [15:0];
   initial begin
@@ -25410,7 +25448,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _5_ <= vectors1_p1[\port__addr$109 ];
   end
-  assign \port__data$241  = _5_;
+  assign \port__data$216  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p2 [15:0];
   initial begin
@@ -25453,7 +25491,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _6_ <= vectors1_p2[\port__addr$112 ];
   end
-  assign \port__data$242  = _6_;
+  assign \port__data$217  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p3 [3:0];
   initial begin
@@ -25484,7 +25522,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _7_ <= vectors1_p3[\port__addr$115 ];
   end
-  assign \port__data$243  = _7_;
+  assign \port__data$218  = _7_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p0 [15:0];
   initial begin
@@ -25519,7 +25557,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _8_ <= vectors2_p0[\port__addr$118 ];
   end
-  assign \port__data$245  = _8_;
+  assign \port__data$220  = _8_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p1 [15:0];
   initial begin
@@ -25554,7 +25592,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _9_ <= vectors2_p1[\port__addr$121 ];
   end
-  assign \port__data$246  = _9_;
+  assign \port__data$221  = _9_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p2 [15:0];
   initial begin
@@ -25589,7 +25627,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _10_ <= vectors2_p2[\port__addr$124 ];
   end
-  assign \port__data$247  = _10_;
+  assign \port__data$222  = _10_;
   (* ram_style = "distributed" *)
   reg [31:0] vectors2_p3 [3:0];
   initial begin
@@ -25612,7 +25650,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk) begin
     _11_ <= vectors2_p3[\port__addr$127 ];
   end
-  assign \port__data$248  = _11_;
+  assign \port__data$223  = _11_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h1a;
@@ -25646,25 +25684,6 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
-  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
-  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
-  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
-  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
-  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
-  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
-  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
-  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
-  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
-  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
-  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
-  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
-  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
-  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
-  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
-  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
-  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
-  assign xsum_w4_0 = xsum_w3_0 + xsum_l3_2;
   assign group_end = v2_d4 & last2_d4;
   assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
   assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
@@ -25672,72 +25691,72 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
   assign \$21  = \$19  - \$20 ;
   assign credits_room_next = \$21 [1:0] >= 1'h1;
-  assign \$22  = \beat$225  == 9'h1fe;
+  assign \$22  = \beat$192  == 9'h1fe;
   assign \$23  = last ? 1'h0 : \$22 ;
   assign \$24  = take ? \$23  : last;
-  assign \$25  = \beat$225  + 1'h1;
+  assign \$25  = \beat$192  + 1'h1;
   assign \$26  = last ? 10'h000 : \$25 ;
   assign \$27  = last | at[19];
   assign \$28  = \$27  ? 20'h00001 : { at[18:0], at[19] };
   assign \$29  = word + 1'h1;
   assign \$30  = at[19] ? \$29  : { 1'h0, word };
   assign \$31  = last ? 6'h00 : \$30 ;
-  assign \$33  = \$signal  & n_last_next;
-  assign \$34  = s_idx + 1'h1;
-  assign \$35  = s_last ? 6'h00 : \$34 ;
-  assign \$36  = addr + 1'h1;
-  assign \$37  = n_last ? 5'h00 : \$36 ;
-  assign \$38  = step & sn_last;
-  assign \$39  = w_half ? 5'h1a : 5'h00;
-  assign \$40  = ~ w_half;
-  assign \$41  = s_last ? 5'h00 : col;
-  assign \$42  = row_ph0 >= 4'h8;
-  assign \$43  = row_ph0 - 4'h8;
-  assign \$44  = row_ph0 + 4'hc;
-  assign \$45  = \$42  ? { \$43 [5], \$43  } : { 1'h0, \$44  };
-  assign \$46  = n_last ? 7'h00 : \$45 ;
-  assign \$47  = row_ph0 + col;
-  assign \$48  = \$47  >= 5'h14;
-  assign \$49  = row_ph0 + col;
-  assign \$50  = \$49  - 5'h14;
-  assign \$51  = row_ph0 + col;
-  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
-  assign \$53  = ! s_idx;
-  assign \$54  = r_page_b0[0] ? \port__data$238  : \port__data$237 ;
-  assign \$55  = r_page_b0[0] ? \port__data$236  : \port__data$235 ;
-  assign \$56  = r_page_b0[1] ? \$54  : \$55 ;
-  assign \$57  = r_page_b1[0] ? \port__data$243  : \port__data$242 ;
-  assign \$58  = r_page_b1[0] ? \port__data$241  : \port__data$240 ;
-  assign \$59  = r_page_b1[1] ? \$57  : \$58 ;
-  assign \$60  = r_page_b2[0] ? \port__data$248  : \port__data$247 ;
-  assign \$61  = r_page_b2[0] ? \port__data$246  : \port__data$245 ;
-  assign \$62  = r_page_b2[1] ? \$60  : \$61 ;
-  assign \$64  = off1_0[0] ? o : { \o$251 [15:0], o[19:16] };
-  assign \$65  = off1_0[1] ? \$63  : \$64 ;
-  assign \$67  = off1_0[0] ? o : { \o$251 [11:0], o[19:12] };
-  assign \$68  = off1_0[1] ? \$66  : \$67 ;
-  assign \$70  = off1_0[0] ? o : { \o$251 [7:0], o[19:8] };
-  assign \$71  = off1_0[1] ? \$69  : \$70 ;
-  assign \$72  = off1_0[2] ? \$68  : \$71 ;
-  assign \$74  = off1_0[0] ? o : { \o$251 [3:0], o[19:4] };
-  assign \$75  = off1_0[1] ? \$73  : \$74 ;
-  assign \$79  = off1_0[2] ? \$75  : \$78 ;
-  assign \$80  = off1_0[3] ? \$72  : \$79 ;
-  assign \$81  = off1_0[4] ? \$65  : \$80 ;
-  assign \$82  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$83  = \$82  + xsum_l5_0;
-  assign \$84  = flags_x[0] & flags_x[2];
-  assign \$85  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$86  = \$85  + xsum_l5_0;
+  assign \$32  = wsum_first_d1 ? 17'h00000 : wsum_acc;
+  assign \$33  = \$32  + wsum_l0_0;
+  assign \$34  = wsum_v_d1 & wsum_end_d1;
+  assign \$35  = wsum_first_d1 ? 17'h00000 : wsum_acc;
+  assign \$36  = \$35  + wsum_l0_0;
+  assign \$38  = \$signal  & n_last_next;
+  assign \$39  = s_idx + 1'h1;
+  assign \$40  = s_last ? 6'h00 : \$39 ;
+  assign \$41  = addr + 1'h1;
+  assign \$42  = n_last ? 5'h00 : \$41 ;
+  assign \$43  = step & sn_last;
+  assign \$44  = w_half ? 5'h1a : 5'h00;
+  assign \$45  = ~ w_half;
+  assign \$46  = s_last ? 5'h00 : col;
+  assign \$47  = row_ph0 >= 4'h8;
+  assign \$48  = row_ph0 - 4'h8;
+  assign \$49  = row_ph0 + 4'hc;
+  assign \$50  = \$47  ? { \$48 [5], \$48  } : { 1'h0, \$49  };
+  assign \$51  = n_last ? 7'h00 : \$50 ;
+  assign \$52  = row_ph0 + col;
+  assign \$53  = \$52  >= 5'h14;
+  assign \$54  = row_ph0 + col;
+  assign \$55  = \$54  - 5'h14;
+  assign \$56  = row_ph0 + col;
+  assign \$57  = \$53  ? \$55  : { 1'h0, \$56  };
+  assign \$58  = ! s_idx;
+  assign \$59  = r_page_b0[0] ? \port__data$213  : \port__data$212 ;
+  assign \$60  = r_page_b0[0] ? \port__data$211  : \port__data$210 ;
+  assign \$61  = r_page_b0[1] ? \$59  : \$60 ;
+  assign \$62  = r_page_b1[0] ? \port__data$218  : \port__data$217 ;
+  assign \$63  = r_page_b1[0] ? \port__data$216  : \port__data$215 ;
+  assign \$64  = r_page_b1[1] ? \$62  : \$63 ;
+  assign \$65  = r_page_b2[0] ? \port__data$223  : \port__data$222 ;
+  assign \$66  = r_page_b2[0] ? \port__data$221  : \port__data$220 ;
+  assign \$67  = r_page_b2[1] ? \$65  : \$66 ;
+  assign \$69  = off1_0[0] ? o : { \o$226 [15:0], o[19:16] };
+  assign \$70  = off1_0[1] ? \$68  : \$69 ;
+  assign \$72  = off1_0[0] ? o : { \o$226 [11:0], o[19:12] };
+  assign \$73  = off1_0[1] ? \$71  : \$72 ;
+  assign \$75  = off1_0[0] ? o : { \o$226 [7:0], o[19:8] };
+  assign \$76  = off1_0[1] ? \$74  : \$75 ;
+  assign \$77  = off1_0[2] ? \$73  : \$76 ;
+  assign \$79  = off1_0[0] ? o : { \o$226 [3:0], o[19:4] };
+  assign \$80  = off1_0[1] ? \$78  : \$79 ;
+  assign \$84  = off1_0[2] ? \$80  : \$83 ;
+  assign \$85  = off1_0[3] ? \$77  : \$84 ;
+  assign \$86  = off1_0[4] ? \$70  : \$85 ;
   assign \$87  = flags_0[1] ? 17'h00000 : acc0_0;
   assign \$88  = \$87  + t0_0_l4_0;
   assign \$89  = flags_0[0] & flags_0[2];
   assign \$90  = flags_0[1] ? 17'h00000 : acc0_0;
   assign \$91  = \$90  + t0_0_l4_0;
-  assign \$93  = \$92  - xfin;
+  assign \$93  = \$92  - xtotal;
   assign \$94  = ser_left - 1'h1;
-  assign \$95  = \addr$197  == 4'h9;
-  assign \$96  = \addr$197  + 1'h1;
+  assign \$95  = \addr$164  == 4'h9;
+  assign \$96  = \addr$164  + 1'h1;
   assign \$97  = \$95  ? 5'h00 : \$96 ;
   assign \$101  = $signed(rq0_beta_b) + $signed(17'h08000);
   assign \$104  = $signed(\$102 ) + $signed(\$103 );
@@ -25745,7 +25764,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   assign \$108  = $signed(\$107 ) < $signed(16'h8000);
   assign \$110  = $signed(\$109 ) > $signed(16'h7fff);
   assign \$111  = step & s_last;
-  assign \$112  = o__valid & \o__ready$211 ;
+  assign \$112  = o__valid & \o__ready$178 ;
   assign \$113  = \$112  + skipped_d5;
   assign \$114  = ! \$2 [5:4];
   assign \$115  = ~ rst_fc2;
@@ -25806,55 +25825,69 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk)
     last <= \$168 ;
   always @(posedge clk)
-    \beat$225  <= \$169 ;
+    \beat$192  <= \$169 ;
   always @(posedge clk)
     at <= \$170 ;
   always @(posedge clk)
     word <= \$171 ;
   always @(posedge clk)
-    can_end <= \$172 ;
+    wsum_l0_0 <= w_data;
   always @(posedge clk)
-    gap_zero <= \$173 ;
+    wsum_first <= \$172 ;
   always @(posedge clk)
-    s_last <= \$174 ;
+    wsum_v_d1 <= \$173 ;
   always @(posedge clk)
-    n_last <= \$175 ;
+    wsum_first_d1 <= \$174 ;
   always @(posedge clk)
-    sn_last <= \$176 ;
+    wsum_end_d1 <= \$175 ;
   always @(posedge clk)
-    r_addr <= \$177 ;
+    wsum_acc <= \$176 ;
   always @(posedge clk)
-    s_idx <= \$178 ;
+    wsum_total <= \$177 ;
   always @(posedge clk)
-    addr <= \$179 ;
+    can_end <= \$178 ;
   always @(posedge clk)
-    active <= \$180 ;
+    gap_zero <= \$179 ;
   always @(posedge clk)
-    r_base <= \$181 ;
+    s_last <= \$180 ;
   always @(posedge clk)
-    w_half <= \$182 ;
+    n_last <= \$181 ;
   always @(posedge clk)
-    col <= \$183 ;
+    sn_last <= \$182 ;
   always @(posedge clk)
-    row_ph0 <= \$184 ;
+    r_addr <= \$183 ;
   always @(posedge clk)
-    off1_0 <= \$185 ;
+    s_idx <= \$184 ;
   always @(posedge clk)
-    \$signal$230  <= \$186 ;
+    addr <= \$185 ;
   always @(posedge clk)
-    \$signal$131  <= \$187 ;
+    active <= \$186 ;
   always @(posedge clk)
-    last1 <= \$188 ;
+    r_base <= \$187 ;
   always @(posedge clk)
-    \i$134  <= \o__payload$232 ;
+    w_half <= \$188 ;
   always @(posedge clk)
-    r_addr_q <= \$189 ;
+    col <= \$189 ;
   always @(posedge clk)
-    xdata_d1 <= { \$62 , \$59 , \$56  };
+    row_ph0 <= \$190 ;
   always @(posedge clk)
-    carry0_0 <= \$190 ;
+    off1_0 <= \$191 ;
   always @(posedge clk)
-    w0_0 <= \$81 ;
+    \$signal$204  <= \$192 ;
+  always @(posedge clk)
+    \$signal$131  <= \$193 ;
+  always @(posedge clk)
+    last1 <= \$194 ;
+  always @(posedge clk)
+    \i$134  <= \o__payload$206 ;
+  always @(posedge clk)
+    r_addr_q <= \$195 ;
+  always @(posedge clk)
+    xdata_d1 <= { \$67 , \$64 , \$61  };
+  always @(posedge clk)
+    carry0_0 <= \$196 ;
+  always @(posedge clk)
+    w0_0 <= \$86 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -25884,93 +25917,75 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    xsum_l1_0 <= xsum_w0_0;
+    v2_d1 <= \$197 ;
   always @(posedge clk)
-    xsum_l1_1 <= xsum_w0_2;
+    v2_d2 <= \$198 ;
   always @(posedge clk)
-    xsum_l1_2 <= xsum_w0_4;
+    v2_d3 <= \$199 ;
   always @(posedge clk)
-    xsum_l1_3 <= xsum_w0_6;
+    v2_d4 <= \$200 ;
   always @(posedge clk)
-    xsum_l1_4 <= xsum_w0_8;
+    last2_d1 <= \$201 ;
   always @(posedge clk)
-    xsum_l1_5 <= xsum_w0_10;
+    last2_d2 <= \$202 ;
   always @(posedge clk)
-    xsum_l1_6 <= xsum_w0_12;
+    last2_d3 <= \$203 ;
   always @(posedge clk)
-    xsum_l1_7 <= xsum_w0_14;
+    last2_d4 <= \$204 ;
   always @(posedge clk)
-    xsum_l1_8 <= xsum_w0_16;
+    v2p_d1 <= \$205 ;
   always @(posedge clk)
-    xsum_l1_9 <= xsum_w0_18;
+    v2p_d2 <= \$206 ;
   always @(posedge clk)
-    xsum_l3_0 <= xsum_w2_0;
+    v2p_d3 <= \$207 ;
   always @(posedge clk)
-    xsum_l3_1 <= xsum_w2_2;
+    first2p_d1 <= \$208 ;
   always @(posedge clk)
-    xsum_l3_2 <= xsum_w1_8;
+    first2p_d2 <= \$209 ;
   always @(posedge clk)
-    xsum_l5_0 <= xsum_w4_0;
+    first2p_d3 <= \$210 ;
   always @(posedge clk)
-    v2_d1 <= \$191 ;
+    last2p_d1 <= \$211 ;
   always @(posedge clk)
-    v2_d2 <= \$192 ;
+    last2p_d2 <= \$212 ;
   always @(posedge clk)
-    v2_d3 <= \$193 ;
+    last2p_d3 <= \$213 ;
   always @(posedge clk)
-    v2_d4 <= \$194 ;
+    done <= \$214 ;
   always @(posedge clk)
-    last2_d1 <= \$195 ;
+    x_taken_d1 <= \$215 ;
   always @(posedge clk)
-    last2_d2 <= \$196 ;
+    x_taken_d2 <= \$216 ;
   always @(posedge clk)
-    last2_d3 <= \$197 ;
+    x_taken_d3 <= \$217 ;
   always @(posedge clk)
-    last2_d4 <= \$198 ;
+    x_taken_d4 <= \$218 ;
   always @(posedge clk)
-    v2p_d1 <= \$199 ;
+    x_taken_d5 <= \$219 ;
   always @(posedge clk)
-    v2p_d2 <= \$200 ;
+    x_taken_d6 <= \$220 ;
   always @(posedge clk)
-    v2p_d3 <= \$201 ;
+    xtotal <= \$221 ;
   always @(posedge clk)
-    first2p_d1 <= \$202 ;
+    acc0_0 <= \$222 ;
   always @(posedge clk)
-    first2p_d2 <= \$203 ;
+    fin0_0 <= \$223 ;
   always @(posedge clk)
-    first2p_d3 <= \$204 ;
+    bank0_0 <= \$224 ;
   always @(posedge clk)
-    last2p_d1 <= \$205 ;
+    ser_left <= \$225 ;
   always @(posedge clk)
-    last2p_d2 <= \$206 ;
+    \addr$164  <= \$226 ;
   always @(posedge clk)
-    last2p_d3 <= \$207 ;
+    \$signal$265  <= \$227 ;
   always @(posedge clk)
-    done <= \$208 ;
-  always @(posedge clk)
-    xacc <= \$209 ;
-  always @(posedge clk)
-    xfin <= \$210 ;
-  always @(posedge clk)
-    acc0_0 <= \$211 ;
-  always @(posedge clk)
-    fin0_0 <= \$212 ;
-  always @(posedge clk)
-    bank0_0 <= \$213 ;
-  always @(posedge clk)
-    ser_left <= \$214 ;
-  always @(posedge clk)
-    \addr$197  <= \$215 ;
-  always @(posedge clk)
-    \$signal$287  <= \$216 ;
-  always @(posedge clk)
-    ka <= \$217 ;
+    ka <= \$228 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$218 ;
+    vb <= \$229 ;
   always @(posedge clk)
-    rq0_beta_b <= \data$200 [39:19];
+    rq0_beta_b <= \data$167 [39:19];
   always @(posedge clk)
     rq0_beta <= \$101 ;
   always @(posedge clk)
@@ -25986,35 +26001,35 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   always @(posedge clk)
     rq0_over <= \$110 ;
   always @(posedge clk)
-    v_out_d1 <= \$219 ;
+    v_out_d1 <= \$230 ;
   always @(posedge clk)
-    v_out_d2 <= \$220 ;
+    v_out_d2 <= \$231 ;
   always @(posedge clk)
-    v_out_d3 <= \$221 ;
+    v_out_d3 <= \$232 ;
   always @(posedge clk)
-    \w_en$216  <= \$222 ;
+    \w_en$183  <= \$233 ;
   always @(posedge clk)
-    skipped_d1 <= \$223 ;
+    skipped_d1 <= \$234 ;
   always @(posedge clk)
-    skipped_d2 <= \$224 ;
+    skipped_d2 <= \$235 ;
   always @(posedge clk)
-    skipped_d3 <= \$225 ;
+    skipped_d3 <= \$236 ;
   always @(posedge clk)
-    skipped_d4 <= \$226 ;
+    skipped_d4 <= \$237 ;
   always @(posedge clk)
-    skipped_d5 <= \$227 ;
+    skipped_d5 <= \$238 ;
   always @(posedge clk)
-    group_ended_d1 <= \$228 ;
+    group_ended_d1 <= \$239 ;
   always @(posedge clk)
-    credits_returned <= \$229 ;
+    credits_returned <= \$240 ;
   always @(posedge clk)
-    credits_space <= \$230 ;
+    credits_space <= \$241 ;
   always @(posedge clk)
-    credits_room <= \$231 ;
+    credits_room <= \$242 ;
   \flexor_lenet5.fc2.consts  consts (
-    .addr(\addr$197 ),
+    .addr(\addr$164 ),
     .clk(clk),
-    .data(\data$200 )
+    .data(\data$167 )
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
@@ -26022,16 +26037,16 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   );
   \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
     .i(\i$134 ),
-    .o(\o$251 )
+    .o(\o$226 )
   );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$211 ),
+    .o__ready(\o__ready$178 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
     .w_data(\$18 [15:0]),
-    .w_en(\w_en$216 )
+    .w_en(\w_en$183 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -26040,14 +26055,6 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
     .clk(clk),
     .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_x_copy (
-    .clk(clk),
-    .d({ last2p_d3, first2p_d3, v2p_d3 }),
-    .q(flags_x)
   );
   \flexor_lenet5.fc2.heads  heads (
     .addr(addr),
@@ -26275,21 +26282,21 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
     .q(r_page_b2)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$307 ),
+    .addr(\addr$285 ),
     .clk(clk),
-    .data(\data$306 )
+    .data(\data$284 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$200 [16:0]),
+    .a(\data$167 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$200 [18:17]),
+    .a(\data$167 [18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$294 )
+    .p(\p$272 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -26501,10 +26508,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   );
   \flexor_lenet5.fc2.weights  weights (
     .clk(clk),
-    .data(\data$306 ),
-    .o__payload(\o__payload$232 ),
+    .data(\data$284 ),
+    .o__payload(\o__payload$206 ),
     .o__ready(step),
-    .raddr(\addr$307 ),
+    .raddr(\addr$285 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
@@ -26526,7 +26533,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$169  = \beat$225 ;
+    \$169  = \beat$192 ;
     if (take) begin
       \$169  = \$26 [8:0];
     end
@@ -26556,118 +26563,96 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$172  = \$32 ;
+    \$172  = wsum_first;
+    if (take) begin
+      \$172  = filled;
+    end
     if (rst_fc2) begin
       \$172  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$173  = 1'h1;
+    \$173  = take;
     if (rst_fc2) begin
-      \$173  = 1'h1;
+      \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$174  = \$signal ;
+    \$174  = wsum_first;
     if (rst_fc2) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$175  = n_last_next;
+    \$175  = filled;
     if (rst_fc2) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$176  = \$33 ;
-    if (rst_fc2) begin
-      \$176  = 1'h0;
+    \$176  = wsum_acc;
+    if (wsum_v_d1) begin
+      \$176  = \$33 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$177  = r_next;
-    if (rst_fc2) begin
-      \$177  = 6'h00;
+    \$177  = wsum_total;
+    if (\$34 ) begin
+      \$177  = \$36 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$178  = s_idx;
-    if (step) begin
-      \$178  = \$35 [4:0];
-    end
+    \$178  = \$37 ;
     if (rst_fc2) begin
-      \$178  = 5'h00;
+      \$178  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$179  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$179  = \$37 [3:0];
-      end
-    end
+    \$179  = 1'h1;
     if (rst_fc2) begin
-      \$179  = 4'h0;
+      \$179  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$180  = active;
-    if (\$38 ) begin
-      \$180  = 1'h0;
-    end
-    if (load) begin
-      \$180  = 1'h1;
-    end
+    \$180  = \$signal ;
     if (rst_fc2) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$181  = r_base;
-    if (load) begin
-      \$181  = { 1'h0, \$39  };
-    end
+    \$181  = n_last_next;
     if (rst_fc2) begin
-      \$181  = 6'h00;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$182  = w_half;
-    if (load) begin
-      \$182  = \$40 ;
-    end
+    \$182  = \$38 ;
     if (rst_fc2) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$183  = col;
-    if (step) begin
-      \$183  = \$41 ;
-    end
+    \$183  = r_next;
     if (rst_fc2) begin
-      \$183  = 5'h00;
+      \$183  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$184  = row_ph0;
+    \$184  = s_idx;
     if (step) begin
-      if (s_last) begin
-        \$184  = \$46 [4:0];
-      end
+      \$184  = \$40 [4:0];
     end
     if (rst_fc2) begin
       \$184  = 5'h00;
@@ -26675,339 +26660,441 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$185  = \$52 [4:0];
+    \$185  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$185  = \$42 [3:0];
+      end
+    end
     if (rst_fc2) begin
-      \$185  = 5'h00;
+      \$185  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$186  = step;
+    \$186  = active;
+    if (\$43 ) begin
+      \$186  = 1'h0;
+    end
+    if (load) begin
+      \$186  = 1'h1;
+    end
     if (rst_fc2) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$187  = \$53 ;
+    \$187  = r_base;
+    if (load) begin
+      \$187  = { 1'h0, \$44  };
+    end
     if (rst_fc2) begin
-      \$187  = 1'h0;
+      \$187  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$188  = s_last;
+    \$188  = w_half;
+    if (load) begin
+      \$188  = \$45 ;
+    end
     if (rst_fc2) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$189  = r_next;
+    \$189  = col;
+    if (step) begin
+      \$189  = \$46 ;
+    end
     if (rst_fc2) begin
-      \$189  = 6'h00;
+      \$189  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$190  = carry0_0;
-    if (\$signal$230 ) begin
-      \$190  = \i$134 ;
+    \$190  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$190  = \$51 [4:0];
+      end
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$191  = \$signal$230 ;
     if (rst_fc2) begin
-      \$191  = 1'h0;
+      \$190  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$192  = v2_d1;
+    \$191  = \$57 [4:0];
+    if (rst_fc2) begin
+      \$191  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$192  = step;
     if (rst_fc2) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$193  = v2_d2;
+    \$193  = \$58 ;
     if (rst_fc2) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$194  = v2_d3;
+    \$194  = s_last;
     if (rst_fc2) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$195  = last1;
+    \$195  = r_next;
     if (rst_fc2) begin
-      \$195  = 1'h0;
+      \$195  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$196  = last2_d1;
-    if (rst_fc2) begin
-      \$196  = 1'h0;
+    \$196  = carry0_0;
+    if (\$signal$204 ) begin
+      \$196  = \i$134 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$197  = last2_d2;
+    \$197  = \$signal$204 ;
     if (rst_fc2) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$198  = last2_d3;
+    \$198  = v2_d1;
     if (rst_fc2) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$199  = \$signal$230 ;
+    \$199  = v2_d2;
     if (rst_fc2) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$200  = v2p_d1;
+    \$200  = v2_d3;
     if (rst_fc2) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$201  = v2p_d2;
+    \$201  = last1;
     if (rst_fc2) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$202  = \$signal$131 ;
+    \$202  = last2_d1;
     if (rst_fc2) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$203  = first2p_d1;
+    \$203  = last2_d2;
     if (rst_fc2) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$204  = first2p_d2;
+    \$204  = last2_d3;
     if (rst_fc2) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$205  = last1;
+    \$205  = \$signal$204 ;
     if (rst_fc2) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$206  = last2p_d1;
+    \$206  = v2p_d1;
     if (rst_fc2) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$207  = last2p_d2;
+    \$207  = v2p_d2;
     if (rst_fc2) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$208  = group_end;
+    \$208  = \$signal$131 ;
     if (rst_fc2) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$209  = xacc;
-    if (flags_x[0]) begin
-      \$209  = \$83 [16:0];
+    \$209  = first2p_d1;
+    if (rst_fc2) begin
+      \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$210  = xfin;
-    if (\$84 ) begin
-      \$210  = \$86 [16:0];
+    \$210  = first2p_d2;
+    if (rst_fc2) begin
+      \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$211  = acc0_0;
-    if (flags_0[0]) begin
-      \$211  = \$88 [16:0];
+    \$211  = last1;
+    if (rst_fc2) begin
+      \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$212  = fin0_0;
-    if (\$89 ) begin
-      \$212  = \$91 [16:0];
+    \$212  = last2p_d1;
+    if (rst_fc2) begin
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$213  = bank0_0;
-    if (done) begin
-      \$213  = \$93 [17:0];
+    \$213  = last2p_d2;
+    if (rst_fc2) begin
+      \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$214  = ser_left;
-    if (done) begin
-      \$214  = 1'h1;
-    end else if (ser) begin
-      \$214  = \$94 [0];
-    end
+    \$214  = group_end;
     if (rst_fc2) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$215  = \addr$197 ;
-    if (ser) begin
-      \$215  = \$97 [3:0];
-    end
+    \$215  = load;
     if (rst_fc2) begin
-      \$215  = 4'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$216  = \$98 ;
+    \$216  = x_taken_d1;
     if (rst_fc2) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$217  = \$100 ;
+    \$217  = x_taken_d2;
     if (rst_fc2) begin
       \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$218  = \$signal$287 ;
+    \$218  = x_taken_d3;
     if (rst_fc2) begin
       \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$219  = vb;
+    \$219  = x_taken_d4;
     if (rst_fc2) begin
       \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$220  = v_out_d1;
+    \$220  = x_taken_d5;
     if (rst_fc2) begin
       \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$221  = v_out_d2;
-    if (rst_fc2) begin
-      \$221  = 1'h0;
+    \$221  = xtotal;
+    if (x_taken_d6) begin
+      \$221  = wsum_total;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$222  = v_out_d3;
-    if (rst_fc2) begin
-      \$222  = 1'h0;
+    \$222  = acc0_0;
+    if (flags_0[0]) begin
+      \$222  = \$88 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$223  = ka;
-    if (rst_fc2) begin
-      \$223  = 1'h0;
+    \$223  = fin0_0;
+    if (\$89 ) begin
+      \$223  = \$91 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$224  = skipped_d1;
-    if (rst_fc2) begin
-      \$224  = 1'h0;
+    \$224  = bank0_0;
+    if (done) begin
+      \$224  = \$93 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$225  = skipped_d2;
+    \$225  = ser_left;
+    if (done) begin
+      \$225  = 1'h1;
+    end else if (ser) begin
+      \$225  = \$94 [0];
+    end
     if (rst_fc2) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$226  = skipped_d3;
+    \$226  = \addr$164 ;
+    if (ser) begin
+      \$226  = \$97 [3:0];
+    end
     if (rst_fc2) begin
-      \$226  = 1'h0;
+      \$226  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$227  = skipped_d4;
+    \$227  = \$98 ;
     if (rst_fc2) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$228  = \$111 ;
+    \$228  = \$100 ;
     if (rst_fc2) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$229  = \$113 ;
+    \$229  = \$signal$265 ;
     if (rst_fc2) begin
-      \$229  = 2'h0;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$230  = \$21 [1:0];
+    \$230  = vb;
     if (rst_fc2) begin
-      \$230  = 2'h2;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$231  = credits_room_next;
+    \$231  = v_out_d1;
     if (rst_fc2) begin
-      \$231  = 1'h1;
+      \$231  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$232  = v_out_d2;
+    if (rst_fc2) begin
+      \$232  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$233  = v_out_d3;
+    if (rst_fc2) begin
+      \$233  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$234  = ka;
+    if (rst_fc2) begin
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$235  = skipped_d1;
+    if (rst_fc2) begin
+      \$235  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$236  = skipped_d2;
+    if (rst_fc2) begin
+      \$236  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$237  = skipped_d3;
+    if (rst_fc2) begin
+      \$237  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$238  = skipped_d4;
+    if (rst_fc2) begin
+      \$238  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$239  = \$111 ;
+    if (rst_fc2) begin
+      \$239  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$240  = \$113 ;
+    if (rst_fc2) begin
+      \$240  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$241  = \$21 [1:0];
+    if (rst_fc2) begin
+      \$241  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$242  = credits_room_next;
+    if (rst_fc2) begin
+      \$242  = 1'h1;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -27079,33 +27166,33 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$211 , i__valid, w_data, 
   assign \port__en$129  = 1'h1;
   assign word1 = \i$134 ;
   assign shift = ser;
-  assign beat = \addr$197 ;
-  assign a = \data$200 [16:0];
+  assign beat = \addr$164 ;
+  assign a = \data$167 [16:0];
   assign sa0_0 = b;
-  assign \a$203  = \data$200 [18:17];
-  assign \b$204  = b;
+  assign \a$170  = \data$167 [18:17];
+  assign \b$171  = b;
   assign rq0_y = \$18 [15:0];
-  assign \o__payload$210  = o__payload;
-  assign \o__ready$212  = \o__ready$211 ;
-  assign \o__valid$214  = o__valid;
-  assign \w_data$215  = \$18 [15:0];
-  assign v_out_d4 = \w_en$216 ;
+  assign \o__payload$177  = o__payload;
+  assign \o__ready$179  = \o__ready$178 ;
+  assign \o__valid$181  = o__valid;
+  assign \w_data$182  = \$18 [15:0];
+  assign v_out_d4 = \w_en$183 ;
   assign space_next = \$21 [1:0];
   assign \$3  = active;
-  assign \$32  = credits_room_next;
-  assign \$63  = o;
-  assign \$66  = o;
-  assign \$69  = o;
-  assign \$73  = o;
-  assign \$76  = o;
-  assign \$77  = o;
-  assign \$78  = \$77 ;
+  assign \$37  = credits_room_next;
+  assign \$68  = o;
+  assign \$71  = o;
+  assign \$74  = o;
+  assign \$78  = o;
+  assign \$81  = o;
+  assign \$82  = o;
+  assign \$83  = \$82 ;
   assign \$92  = { fin0_0, 1'h0 };
   assign \$98  = ser;
   assign \$99  = 1'h0;
   assign \$100  = 1'h0;
   assign \$102  = { p[34], p };
-  assign \$103  = { \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 [19], \p$294 , 17'h00000 };
+  assign \$103  = { \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 , 17'h00000 };
   assign \$106  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$107  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$109  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
