@@ -204,7 +204,7 @@ def test_resnet32_folded_for_the_85k_on_verilator(tmp_path):
     """The paper's ResNet-32 (FleXOR 3×3 convs at n_in 6 / n_out 10, int8 first conv and fc,
     option-A shortcuts; random calibrated weights) as folded for the ECP5-85k: 2 images on
     Verilator, bit-exact, unstalled at exactly the manifest's cycles per image, within
-    1.15× the ideal (98,304 cycles, 1.02×; its first stage's skip FIFOs in banks of a block
+    1.15× the ideal (81,920 cycles, 1.12×; its first stage's skip FIFOs in banks of a block
     RAM each). (ResNet-20 and ResNet-32 with more images: benchmarks/bench_resnet_fold.py
     --verilator N.)"""
     from flexor_hw.toolchain import SimulatorMissing, require_simulator

@@ -330,12 +330,13 @@ class MvauParams:
         a tree of ``in_beat`` elements and an accumulator) instead of from every word the
         issue reads (a tree of ``SIMD`` and an accumulator per row group): a unit that takes
         narrow beats (``"lanes"``, ``"assemble"``, ``"scatter"``, signed planes), where the
-        vector takes at least ``tree_stages + 2 − L`` beats (``L`` the tree's registers), so
-        that its sum is still held when the vector's first row group needs it."""
+        vector takes at least ``tree_stages + 1 − L`` beats (``L`` the tree's registers), so
+        that its sum is still held when the vector's first row group starts. Its rows then
+        accumulate ``S = 2·T − Σx`` itself, from ``−Σx`` (no subtractor a row)."""
         if self.unipolar or self.writer == "word":
             return False
         written = _tree_registers(self.in_beat, first=1)
-        return self.tree_stages + 2 <= -(-self.fan_in // self.in_beat) + written
+        return self.tree_stages + 1 <= -(-self.fan_in // self.in_beat) + written
 
     @property
     def cycles_per_vector(self):
@@ -731,14 +732,17 @@ class MatrixVectorUnit(wiring.Component):
         done = Signal()                                 # the group's totals are latched
         m.d.sync += done.eq(group_end)
         shift = Signal()
-        xtotal = None
+        xtotal = x_init = None
         if p.x_sum_written:
-            # the vector's Σx, summed as it was written, taken as the vector's first row
-            # group can end: ``tree_stages + 2`` cycles after its load, when the vector
-            # before has had its last group's bank (:attr:`MvauParams.x_sum_written`)
-            xtotal = Signal(t_shape, name="xtotal", reset_less=True)
-            with m.If(delay(m, load, p.tree_stages + 2, "x_taken")):
-                m.d.sync += xtotal.eq(written_sum)
+            # −Σx of the vector, summed as it was written, where its rows' accumulators start
+            # (S = 2·T − Σx accumulated itself): taken ``tree_stages + 1`` cycles after the
+            # vector's load, the cycle before its first row group's first sums arrive and
+            # after the vector before's last group's (:attr:`MvauParams.x_sum_written`)
+            fm = f * max(abs(c.x_lo), abs(c.x_hi))
+            a_shape = int_shape(-fm, fm)        # every partial 2·T − Σx
+            x_init = Signal(a_shape, name="x_init", reset_less=True)
+            with m.If(delay(m, load, p.tree_stages + 1, "x_taken")):
+                m.d.sync += x_init.eq(-written_sum)
         elif not p.unipolar:
             xacc = Signal(t_shape, reset_less=True)
             xfin = Signal(t_shape, reset_less=True)
@@ -751,15 +755,20 @@ class MatrixVectorUnit(wiring.Component):
         for j in range(pe):
             v_j, first_j, end_j = row_flags(f"flags_{j}")
             for i in range(q):
-                acc = Signal(t_shape, name=f"acc{j}_{i}", reset_less=True)
-                fin = Signal(t_shape, name=f"fin{j}_{i}", reset_less=True)
-                total = Mux(first_j, 0, acc) + trees[j][i]
+                if x_init is not None:      # S from −Σx, twice the row's sums
+                    acc = Signal(a_shape, name=f"acc{j}_{i}", reset_less=True)
+                    fin = Signal(a_shape, name=f"fin{j}_{i}", reset_less=True)
+                    total = Mux(first_j, x_init, acc) + (trees[j][i] << 1)
+                else:
+                    acc = Signal(t_shape, name=f"acc{j}_{i}", reset_less=True)
+                    fin = Signal(t_shape, name=f"fin{j}_{i}", reset_less=True)
+                    total = Mux(first_j, 0, acc) + trees[j][i]
                 with m.If(v_j):
                     m.d.sync += acc.eq(total)
                 with m.If(end_j):
                     m.d.sync += fin.eq(total)
                 with m.If(done):
-                    m.d.sync += bank[j][i].eq(fin if p.unipolar else (fin << 1) - xtotal)
+                    m.d.sync += bank[j][i].eq(fin if xtotal is None else (fin << 1) - xtotal)
                 if j + p.out_simd < pe:
                     with m.Elif(shift):
                         m.d.sync += bank[j][i].eq(bank[j + p.out_simd][i])
@@ -821,10 +830,10 @@ class MatrixVectorUnit(wiring.Component):
         a narrow last beat's elements past the vector's end, which are not written, as 0:
         ``last``, the writer's register), accumulated over the vector; the total held in a
         register from its last beat until the next vector's last. The issue takes it
-        ``tree_stages + 2`` cycles after the vector's load (:meth:`elaborate`), which comes
+        ``tree_stages + 1`` cycles after the vector's load (:meth:`elaborate`), which comes
         a cycle after its last beat at the earliest: in time, as the vector's tree is
-        ``L ≤ tree_stages + 2`` registers deep; and before the next vector's last beat
-        overwrites it, as that comes ``⌈F/in_beat⌉ ≥ tree_stages + 2 − L`` cycles after the
+        ``L ≤ tree_stages + 1`` registers deep; and before the next vector's last beat
+        overwrites it, as that comes ``⌈F/in_beat⌉ ≥ tree_stages + 1 − L`` cycles after the
         load at the earliest."""
         p, c = self._params, self._params.consts
         b, xw, xs = p.in_beat, p.x_width, p.x_shape

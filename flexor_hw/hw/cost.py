@@ -28,6 +28,9 @@ COST = {
         "ffs_per_column_bit": 1.5,              # the Σx tree's registers
         "luts_per_select_bit": 1.0,             # a row's SIMD bits among its offsets, per level
         "luts_per_row_bit": 4.0,                # accumulate, totals, 2T − Σx, the bank's shift
+        # 2T − Σx's subtractor, per bit: none where the rows accumulate it from −Σx
+        # (:attr:`~flexor_hw.gateware.mvau.MvauParams.x_sum_written`)
+        "luts_per_difference_bit": 1.0,
         "ffs_per_row_bit": 3.0,
         "luts_per_word_bit": 1.0,               # the weight queue's head mux
         "ffs_per_word_bit": 6.0,                # ROM output registers and the 4-word queue

@@ -405,7 +405,8 @@ def mvau_logic(p):
     luts = (c["luts"] + c["luts_per_lane"] * lanes + c["luts_per_column"] * columns
             + c["luts_per_product_bit"] * product_bits
             + decoded + select + carried + ahead_luts
-            + c["luts_per_row_bit"] * rows * t_width
+            + (c["luts_per_row_bit"] - c["luts_per_difference_bit"] * p.x_sum_written)
+            * rows * t_width
             + c["luts_per_word_bit"] * p.rom_width
             + c["luts_per_requantizer"] * p.out_simd)
     # masked in the first level's adders: a register of a pair's sum takes the place of the

@@ -174,7 +174,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$52 ),
     .i__valid(\i__valid$50 ),
     .o__payload(\i__payload$54 ),
-    .\o__ready$119 (\o__ready$58 ),
+    .\o__ready$169 (\o__ready$58 ),
     .o__valid(\i__valid$56 ),
     .rst_fc1(rst_fc1)
   );
@@ -721,85 +721,85 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   wire [9:0] \$115 ;
   wire [9:0] \$116 ;
   wire [9:0] \$117 ;
-  wire [12:0] \$118 ;
+  wire [13:0] \$118 ;
   wire [13:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [12:0] \$121 ;
-  wire [13:0] \$122 ;
+  wire [12:0] \$120 ;
+  wire [14:0] \$121 ;
+  wire \$122 ;
   wire [13:0] \$123 ;
-  wire [14:0] \$124 ;
-  wire [12:0] \$125 ;
+  wire [12:0] \$124 ;
+  wire [14:0] \$125 ;
   wire [13:0] \$126 ;
-  wire \$127 ;
-  wire [12:0] \$128 ;
-  wire [13:0] \$129 ;
+  wire [12:0] \$127 ;
+  wire [14:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
   wire [13:0] \$130 ;
-  wire [14:0] \$131 ;
-  wire [2:0] \$132 ;
-  wire \$133 ;
-  wire [5:0] \$134 ;
+  wire [12:0] \$131 ;
+  wire [14:0] \$132 ;
+  wire [2:0] \$133 ;
+  wire \$134 ;
   wire [5:0] \$135 ;
-  wire \$136 ;
+  wire [5:0] \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire [21:0] \$139 ;
+  wire \$139 ;
   wire [3:0] \$14 ;
-  wire [29:0] \$140 ;
-  wire [30:0] \$141 ;
-  wire [26:0] \$142 ;
+  wire [21:0] \$140 ;
+  wire [29:0] \$141 ;
+  wire [30:0] \$142 ;
   wire [26:0] \$143 ;
-  wire \$144 ;
-  wire [26:0] \$145 ;
-  wire \$146 ;
+  wire [26:0] \$144 ;
+  wire \$145 ;
+  wire [26:0] \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire [1:0] \$149 ;
+  wire \$149 ;
   wire [3:0] \$15 ;
-  wire \$150 ;
+  wire [1:0] \$150 ;
   wire \$151 ;
-  wire [9:0] \$152 ;
-  wire \$153 ;
+  wire \$152 ;
+  wire [9:0] \$153 ;
   wire \$154 ;
-  wire [9:0] \$155 ;
-  wire \$156 ;
+  wire \$155 ;
+  wire [9:0] \$156 ;
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire [1:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
-  reg \$162 ;
-  reg [4:0] \$163 ;
-  reg [9:0] \$164 ;
-  reg [1:0] \$165 ;
-  reg \$166 ;
+  wire \$162 ;
+  reg \$163 ;
+  reg [4:0] \$164 ;
+  reg [9:0] \$165 ;
+  reg [1:0] \$166 ;
   reg \$167 ;
   reg \$168 ;
   reg \$169 ;
   wire \$17 ;
-  reg [12:0] \$170 ;
+  reg \$170 ;
   reg [12:0] \$171 ;
-  reg \$172 ;
+  reg [12:0] \$172 ;
   reg \$173 ;
   reg \$174 ;
   reg \$175 ;
   reg \$176 ;
-  reg [2:0] \$177 ;
-  reg [1:0] \$178 ;
-  reg [3:0] \$179 ;
+  reg \$177 ;
+  reg [2:0] \$178 ;
+  reg [1:0] \$179 ;
   wire \$18 ;
-  reg \$180 ;
-  reg [2:0] \$181 ;
-  reg \$182 ;
-  reg [1:0] \$183 ;
-  reg [4:0] \$184 ;
+  reg [3:0] \$180 ;
+  reg \$181 ;
+  reg [2:0] \$182 ;
+  reg \$183 ;
+  reg [1:0] \$184 ;
   reg [4:0] \$185 ;
   reg [4:0] \$186 ;
   reg [4:0] \$187 ;
   reg [4:0] \$188 ;
-  reg \$189 ;
+  reg [4:0] \$189 ;
   wire \$19 ;
   reg \$190 ;
   reg \$191 ;
@@ -830,13 +830,13 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   reg \$213 ;
   reg \$214 ;
   reg \$215 ;
-  reg [12:0] \$216 ;
-  reg [12:0] \$217 ;
-  reg [12:0] \$218 ;
+  reg [13:0] \$216 ;
+  reg [13:0] \$217 ;
+  reg [13:0] \$218 ;
   reg [13:0] \$219 ;
   wire [4:0] \$22 ;
-  reg [12:0] \$220 ;
-  reg [12:0] \$221 ;
+  reg [13:0] \$220 ;
+  reg [13:0] \$221 ;
   reg [13:0] \$222 ;
   reg [1:0] \$223 ;
   reg [4:0] \$224 ;
@@ -941,13 +941,13 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   wire \$signal ;
   reg \$signal$122  = 1'h0;
   reg \$signal$123  = 1'h0;
-  reg \$signal$180  = 1'h0;
+  reg \$signal$179  = 1'h0;
   wire [14:0] a;
-  reg [12:0] acc0_0 = 13'h0000;
-  reg [12:0] acc1_0 = 13'h0000;
+  reg [13:0] acc0_0 = 14'h0000;
+  reg [13:0] acc1_0 = 14'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$195 ;
+  wire [5:0] \addr$194 ;
   reg [9:0] at = 10'h001;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
@@ -964,11 +964,11 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   wire credits_room_next;
   reg [3:0] credits_space = 4'he;
   wire [35:0] data;
-  wire [63:0] \data$194 ;
+  wire [63:0] \data$193 ;
   reg done = 1'h0;
   wire filled;
-  reg [12:0] fin0_0 = 13'h0000;
-  reg [12:0] fin1_0 = 13'h0000;
+  reg [13:0] fin0_0 = 14'h0000;
+  reg [13:0] fin1_0 = 14'h0000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
@@ -1145,14 +1145,13 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   reg [7:0] wsum_l0_0 = 8'h00;
   reg [12:0] wsum_total = 13'h0000;
   reg wsum_v_d1 = 1'h0;
+  reg [13:0] x_init = 14'h0000;
   reg x_taken_d1 = 1'h0;
   reg x_taken_d2 = 1'h0;
   reg x_taken_d3 = 1'h0;
   reg x_taken_d4 = 1'h0;
   reg x_taken_d5 = 1'h0;
-  reg x_taken_d6 = 1'h0;
   reg [79:0] xdata_d1 = 80'h00000000000000000000;
-  reg [12:0] xtotal = 13'h0000;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0 [5:0];
   initial begin
@@ -1316,103 +1315,102 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   assign \$108  = off1_1[2] ? \$104  : \$107 ;
   assign \$116  = off1_1[3] ? \$108  : \$115 ;
   assign \$117  = off1_1[4] ? \$101  : \$116 ;
-  assign \$118  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$119  = \$118  + t0_0_l3_0;
-  assign \$120  = flags_0[0] & flags_0[2];
-  assign \$121  = flags_0[1] ? 13'h0000 : acc0_0;
-  assign \$122  = \$121  + t0_0_l3_0;
-  assign \$124  = \$123  - xtotal;
-  assign \$125  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$126  = \$125  + t1_0_l3_0;
-  assign \$127  = flags_1[0] & flags_1[2];
-  assign \$128  = flags_1[1] ? 13'h0000 : acc1_0;
-  assign \$129  = \$128  + t1_0_l3_0;
-  assign \$131  = \$130  - xtotal;
-  assign \$132  = ser_left - 1'h1;
-  assign \$133  = addr == 5'h1f;
-  assign \$134  = addr + 1'h1;
-  assign \$135  = \$133  ? 6'h00 : \$134 ;
-  assign \$139  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$141  = $signed(\$140 ) + $signed(rq0_beta);
-  assign \$144  = $signed(\$143 ) < $signed(1'h0);
-  assign \$146  = $signed(\$145 ) > $signed(9'h0ff);
-  assign \$147  = step & s_last;
-  assign \$148  = \o__valid$97  & \o__ready$95 ;
-  assign \$149  = \$148  + skipped_d4;
-  assign \$150  = ~ rst_conv1;
-  assign \$152  = rst_conv1 ? 10'h000 : w_en;
-  assign \$153  = ~ rst_conv1;
-  assign \$155  = rst_conv1 ? 10'h000 : w_en;
-  assign \$156  = rst_conv1 | load;
-  assign \$157  = filled ? 1'h1 : w_full;
-  assign \$158  = \$156  ? 1'h0 : \$157 ;
-  assign \$159  = rst_conv1 | load;
-  assign \$160  = filled ? 1'h1 : w_full_issue;
-  assign \$161  = \$159  ? 1'h0 : \$160 ;
+  assign \$118  = - wsum_total;
+  assign \$119  = flags_0[1] ? x_init : acc0_0;
+  assign \$121  = $signed(\$119 ) + $signed({ 1'h0, \$120  });
+  assign \$122  = flags_0[0] & flags_0[2];
+  assign \$123  = flags_0[1] ? x_init : acc0_0;
+  assign \$125  = $signed(\$123 ) + $signed({ 1'h0, \$124  });
+  assign \$126  = flags_1[1] ? x_init : acc1_0;
+  assign \$128  = $signed(\$126 ) + $signed({ 1'h0, \$127  });
+  assign \$129  = flags_1[0] & flags_1[2];
+  assign \$130  = flags_1[1] ? x_init : acc1_0;
+  assign \$132  = $signed(\$130 ) + $signed({ 1'h0, \$131  });
+  assign \$133  = ser_left - 1'h1;
+  assign \$134  = addr == 5'h1f;
+  assign \$135  = addr + 1'h1;
+  assign \$136  = \$134  ? 6'h00 : \$135 ;
+  assign \$140  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$142  = $signed(\$141 ) + $signed(rq0_beta);
+  assign \$145  = $signed(\$144 ) < $signed(1'h0);
+  assign \$147  = $signed(\$146 ) > $signed(9'h0ff);
+  assign \$148  = step & s_last;
+  assign \$149  = \o__valid$97  & \o__ready$95 ;
+  assign \$150  = \$149  + skipped_d4;
+  assign \$151  = ~ rst_conv1;
+  assign \$153  = rst_conv1 ? 10'h000 : w_en;
+  assign \$154  = ~ rst_conv1;
+  assign \$156  = rst_conv1 ? 10'h000 : w_en;
+  assign \$157  = rst_conv1 | load;
+  assign \$158  = filled ? 1'h1 : w_full;
+  assign \$159  = \$157  ? 1'h0 : \$158 ;
+  assign \$160  = rst_conv1 | load;
+  assign \$161  = filled ? 1'h1 : w_full_issue;
+  assign \$162  = \$160  ? 1'h0 : \$161 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    last <= \$162 ;
+    last <= \$163 ;
   always @(posedge clk)
-    \beat$109  <= \$163 ;
+    \beat$109  <= \$164 ;
   always @(posedge clk)
-    at <= \$164 ;
+    at <= \$165 ;
   always @(posedge clk)
-    word <= \$165 ;
+    word <= \$166 ;
   always @(posedge clk)
     wsum_l0_0 <= w_data;
   always @(posedge clk)
-    wsum_first <= \$166 ;
+    wsum_first <= \$167 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$167 ;
+    wsum_v_d1 <= \$168 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$168 ;
+    wsum_first_d1 <= \$169 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$169 ;
+    wsum_end_d1 <= \$170 ;
   always @(posedge clk)
-    wsum_acc <= \$170 ;
+    wsum_acc <= \$171 ;
   always @(posedge clk)
-    wsum_total <= \$171 ;
+    wsum_total <= \$172 ;
   always @(posedge clk)
-    can_end <= \$172 ;
+    can_end <= \$173 ;
   always @(posedge clk)
-    gap_zero <= \$173 ;
+    gap_zero <= \$174 ;
   always @(posedge clk)
-    s_last <= \$174 ;
+    s_last <= \$175 ;
   always @(posedge clk)
-    n_last <= \$175 ;
+    n_last <= \$176 ;
   always @(posedge clk)
-    sn_last <= \$176 ;
+    sn_last <= \$177 ;
   always @(posedge clk)
-    r_addr <= \$177 ;
+    r_addr <= \$178 ;
   always @(posedge clk)
-    s_idx <= \$178 ;
+    s_idx <= \$179 ;
   always @(posedge clk)
-    n_idx <= \$179 ;
+    n_idx <= \$180 ;
   always @(posedge clk)
-    active <= \$180 ;
+    active <= \$181 ;
   always @(posedge clk)
-    r_base <= \$181 ;
+    r_base <= \$182 ;
   always @(posedge clk)
-    w_half <= \$182 ;
+    w_half <= \$183 ;
   always @(posedge clk)
-    gap <= \$183 ;
+    gap <= \$184 ;
   always @(posedge clk)
-    col <= \$184 ;
+    col <= \$185 ;
   always @(posedge clk)
-    row_ph0 <= \$185 ;
+    row_ph0 <= \$186 ;
   always @(posedge clk)
-    row_ph1 <= \$186 ;
+    row_ph1 <= \$187 ;
   always @(posedge clk)
-    off1_0 <= \$187 ;
+    off1_0 <= \$188 ;
   always @(posedge clk)
-    off1_1 <= \$188 ;
+    off1_1 <= \$189 ;
   always @(posedge clk)
-    \$signal$122  <= \$189 ;
+    \$signal$122  <= \$190 ;
   always @(posedge clk)
-    \$signal$123  <= \$190 ;
+    \$signal$123  <= \$191 ;
   always @(posedge clk)
-    last1 <= \$191 ;
+    last1 <= \$192 ;
   always @(posedge clk)
     word1 <= \o__payload$125 ;
   always @(posedge clk)
@@ -1454,55 +1452,53 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   always @(posedge clk)
     t1_0_l3_0 <= t1_0_w2_0;
   always @(posedge clk)
-    v2_d1 <= \$192 ;
+    v2_d1 <= \$193 ;
   always @(posedge clk)
-    v2_d2 <= \$193 ;
+    v2_d2 <= \$194 ;
   always @(posedge clk)
-    v2_d3 <= \$194 ;
+    v2_d3 <= \$195 ;
   always @(posedge clk)
-    v2_d4 <= \$195 ;
+    v2_d4 <= \$196 ;
   always @(posedge clk)
-    last2_d1 <= \$196 ;
+    last2_d1 <= \$197 ;
   always @(posedge clk)
-    last2_d2 <= \$197 ;
+    last2_d2 <= \$198 ;
   always @(posedge clk)
-    last2_d3 <= \$198 ;
+    last2_d3 <= \$199 ;
   always @(posedge clk)
-    last2_d4 <= \$199 ;
+    last2_d4 <= \$200 ;
   always @(posedge clk)
-    v2p_d1 <= \$200 ;
+    v2p_d1 <= \$201 ;
   always @(posedge clk)
-    v2p_d2 <= \$201 ;
+    v2p_d2 <= \$202 ;
   always @(posedge clk)
-    v2p_d3 <= \$202 ;
+    v2p_d3 <= \$203 ;
   always @(posedge clk)
-    first2p_d1 <= \$203 ;
+    first2p_d1 <= \$204 ;
   always @(posedge clk)
-    first2p_d2 <= \$204 ;
+    first2p_d2 <= \$205 ;
   always @(posedge clk)
-    first2p_d3 <= \$205 ;
+    first2p_d3 <= \$206 ;
   always @(posedge clk)
-    last2p_d1 <= \$206 ;
+    last2p_d1 <= \$207 ;
   always @(posedge clk)
-    last2p_d2 <= \$207 ;
+    last2p_d2 <= \$208 ;
   always @(posedge clk)
-    last2p_d3 <= \$208 ;
+    last2p_d3 <= \$209 ;
   always @(posedge clk)
-    done <= \$209 ;
+    done <= \$210 ;
   always @(posedge clk)
-    x_taken_d1 <= \$210 ;
+    x_taken_d1 <= \$211 ;
   always @(posedge clk)
-    x_taken_d2 <= \$211 ;
+    x_taken_d2 <= \$212 ;
   always @(posedge clk)
-    x_taken_d3 <= \$212 ;
+    x_taken_d3 <= \$213 ;
   always @(posedge clk)
-    x_taken_d4 <= \$213 ;
+    x_taken_d4 <= \$214 ;
   always @(posedge clk)
-    x_taken_d5 <= \$214 ;
+    x_taken_d5 <= \$215 ;
   always @(posedge clk)
-    x_taken_d6 <= \$215 ;
-  always @(posedge clk)
-    xtotal <= \$216 ;
+    x_init <= \$216 ;
   always @(posedge clk)
     acc0_0 <= \$217 ;
   always @(posedge clk)
@@ -1520,7 +1516,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   always @(posedge clk)
     addr <= \$224 ;
   always @(posedge clk)
-    \$signal$180  <= \$225 ;
+    \$signal$179  <= \$225 ;
   always @(posedge clk)
     ka <= \$226 ;
   always @(posedge clk)
@@ -1530,15 +1526,15 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$139 ;
+    rq0_beta <= \$140 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$141 [26:0];
+    rq0_acc_s1_0 <= \$142 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$142 [10:0];
+    rq0_shifted <= \$143 [10:0];
   always @(posedge clk)
-    rq0_under <= \$144 ;
+    rq0_under <= \$145 ;
   always @(posedge clk)
-    rq0_over <= \$146 ;
+    rq0_over <= \$147 ;
   always @(posedge clk)
     v_out_d1 <= \$228 ;
   always @(posedge clk)
@@ -1724,9 +1720,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
     .q(\port__addr$49 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$195 ),
+    .addr(\addr$194 ),
     .clk(clk),
-    .data(\data$194 )
+    .data(\data$193 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1755,7 +1751,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
     .WIDTH(32'd8)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$152 [7:0]),
+    .d(\$153 [7:0]),
     .q(port__en)
   );
   flexor_copy #(
@@ -1763,7 +1759,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
     .WIDTH(32'd2)
   ) w_en_b1_copy (
     .clk(clk),
-    .d(\$155 [9:8]),
+    .d(\$156 [9:8]),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -1771,7 +1767,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$158 ),
+    .d(\$159 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -1779,16 +1775,16 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$161 ),
+    .d(\$162 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv1.weights  weights (
     .clk(clk),
-    .data(\data$194 ),
+    .data(\data$193 ),
     .o__payload(\o__payload$125 ),
     .o__ready(step),
     .o__valid(o__valid),
-    .raddr(\addr$195 ),
+    .raddr(\addr$194 ),
     .rst_conv1(rst_conv1)
   );
   always @* begin
@@ -1803,212 +1799,200 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = \$27 ;
+    \$163  = \$27 ;
     if (rst_conv1) begin
-      \$162  = 1'h0;
+      \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = \beat$109 ;
+    \$164  = \beat$109 ;
     if (take) begin
-      \$163  = \$29 [4:0];
+      \$164  = \$29 [4:0];
     end
     if (rst_conv1) begin
-      \$163  = 5'h00;
+      \$164  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = at;
+    \$165  = at;
     if (take) begin
-      \$164  = \$31 ;
+      \$165  = \$31 ;
     end
     if (rst_conv1) begin
-      \$164  = 10'h001;
+      \$165  = 10'h001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = word;
+    \$166  = word;
     if (take) begin
-      \$165  = \$34 [1:0];
+      \$166  = \$34 [1:0];
     end
     if (rst_conv1) begin
-      \$165  = 2'h0;
+      \$166  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = wsum_first;
+    \$167  = wsum_first;
     if (take) begin
-      \$166  = filled;
+      \$167  = filled;
     end
     if (rst_conv1) begin
-      \$166  = 1'h1;
+      \$167  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = take;
-    if (rst_conv1) begin
-      \$167  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = wsum_first;
+    \$168  = take;
     if (rst_conv1) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = filled;
+    \$169  = wsum_first;
     if (rst_conv1) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = wsum_acc;
-    if (wsum_v_d1) begin
-      \$170  = \$36 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = wsum_total;
-    if (\$37 ) begin
-      \$171  = \$39 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = \$40 ;
+    \$170  = filled;
     if (rst_conv1) begin
-      \$172  = 1'h1;
+      \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = gap_zero_next;
+    \$171  = wsum_acc;
+    if (wsum_v_d1) begin
+      \$171  = \$36 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$172  = wsum_total;
+    if (\$37 ) begin
+      \$172  = \$39 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$173  = \$40 ;
     if (rst_conv1) begin
       \$173  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = \$signal ;
+    \$174  = gap_zero_next;
     if (rst_conv1) begin
-      \$174  = 1'h0;
+      \$174  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = n_last_next;
+    \$175  = \$signal ;
     if (rst_conv1) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = \$41 ;
+    \$176  = n_last_next;
     if (rst_conv1) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = r_next;
+    \$177  = \$41 ;
     if (rst_conv1) begin
-      \$177  = 3'h0;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = s_idx;
+    \$178  = r_next;
+    if (rst_conv1) begin
+      \$178  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$179  = s_idx;
     if (step) begin
-      \$178  = \$43 [1:0];
+      \$179  = \$43 [1:0];
     end
     if (rst_conv1) begin
-      \$178  = 2'h0;
+      \$179  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = n_idx;
+    \$180  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$179  = \$45 [3:0];
+        \$180  = \$45 [3:0];
       end
     end
     if (rst_conv1) begin
-      \$179  = 4'h0;
+      \$180  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = active;
+    \$181  = active;
     if (\$46 ) begin
-      \$180  = 1'h0;
+      \$181  = 1'h0;
     end
     if (load) begin
-      \$180  = 1'h1;
+      \$181  = 1'h1;
     end
     if (rst_conv1) begin
-      \$180  = 1'h0;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = r_base;
+    \$182  = r_base;
     if (load) begin
-      \$181  = { 1'h0, \$47  };
+      \$182  = { 1'h0, \$47  };
     end
     if (rst_conv1) begin
-      \$181  = 3'h0;
+      \$182  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = w_half;
+    \$183  = w_half;
     if (load) begin
-      \$182  = \$48 ;
+      \$183  = \$48 ;
     end
     if (rst_conv1) begin
-      \$182  = 1'h0;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = gap;
+    \$184  = gap;
     if (\$49 ) begin
-      \$183  = 2'h1;
+      \$184  = 2'h1;
     end else if (\$50 ) begin
-      \$183  = \$51 [1:0];
+      \$184  = \$51 [1:0];
     end
     if (rst_conv1) begin
-      \$183  = 2'h0;
+      \$184  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = col;
+    \$185  = col;
     if (step) begin
-      \$184  = \$56 [4:0];
-    end
-    if (rst_conv1) begin
-      \$184  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$185  = \$61 [4:0];
-      end
+      \$185  = \$56 [4:0];
     end
     if (rst_conv1) begin
       \$185  = 5'h00;
@@ -2016,245 +2000,250 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = row_ph1;
+    \$186  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$186  = \$66 [4:0];
+        \$186  = \$61 [4:0];
       end
     end
     if (rst_conv1) begin
-      \$186  = 5'h05;
+      \$186  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = \$72 [4:0];
+    \$187  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$187  = \$66 [4:0];
+      end
+    end
     if (rst_conv1) begin
-      \$187  = 5'h00;
+      \$187  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = \$78 [4:0];
+    \$188  = \$72 [4:0];
     if (rst_conv1) begin
       \$188  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = step;
+    \$189  = \$78 [4:0];
     if (rst_conv1) begin
-      \$189  = 1'h0;
+      \$189  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = \$79 ;
+    \$190  = step;
     if (rst_conv1) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = s_last;
+    \$191  = \$79 ;
     if (rst_conv1) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = \$signal$122 ;
+    \$192  = s_last;
     if (rst_conv1) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = v2_d1;
+    \$193  = \$signal$122 ;
     if (rst_conv1) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = v2_d2;
+    \$194  = v2_d1;
     if (rst_conv1) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = v2_d3;
+    \$195  = v2_d2;
     if (rst_conv1) begin
       \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = last1;
+    \$196  = v2_d3;
     if (rst_conv1) begin
       \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = last2_d1;
+    \$197  = last1;
     if (rst_conv1) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = last2_d2;
+    \$198  = last2_d1;
     if (rst_conv1) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = last2_d3;
+    \$199  = last2_d2;
     if (rst_conv1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = \$signal$122 ;
+    \$200  = last2_d3;
     if (rst_conv1) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = v2p_d1;
+    \$201  = \$signal$122 ;
     if (rst_conv1) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = v2p_d2;
+    \$202  = v2p_d1;
     if (rst_conv1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = \$signal$123 ;
+    \$203  = v2p_d2;
     if (rst_conv1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = first2p_d1;
+    \$204  = \$signal$123 ;
     if (rst_conv1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = first2p_d2;
+    \$205  = first2p_d1;
     if (rst_conv1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = last1;
+    \$206  = first2p_d2;
     if (rst_conv1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = last2p_d1;
+    \$207  = last1;
     if (rst_conv1) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = last2p_d2;
+    \$208  = last2p_d1;
     if (rst_conv1) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = group_end;
+    \$209  = last2p_d2;
     if (rst_conv1) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = load;
+    \$210  = group_end;
     if (rst_conv1) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = x_taken_d1;
+    \$211  = load;
     if (rst_conv1) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = x_taken_d2;
+    \$212  = x_taken_d1;
     if (rst_conv1) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = x_taken_d3;
+    \$213  = x_taken_d2;
     if (rst_conv1) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = x_taken_d4;
+    \$214  = x_taken_d3;
     if (rst_conv1) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = x_taken_d5;
+    \$215  = x_taken_d4;
     if (rst_conv1) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = xtotal;
-    if (x_taken_d6) begin
-      \$216  = wsum_total;
+    \$216  = x_init;
+    if (x_taken_d5) begin
+      \$216  = \$118 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$217  = acc0_0;
     if (flags_0[0]) begin
-      \$217  = \$119 [12:0];
+      \$217  = \$121 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$218  = fin0_0;
-    if (\$120 ) begin
-      \$218  = \$122 [12:0];
+    if (\$122 ) begin
+      \$218  = \$125 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$219  = bank0_0;
     if (done) begin
-      \$219  = \$124 [13:0];
+      \$219  = fin0_0;
     end else if (ser) begin
       \$219  = bank1_0;
     end
@@ -2263,21 +2252,21 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$220  = acc1_0;
     if (flags_1[0]) begin
-      \$220  = \$126 [12:0];
+      \$220  = \$128 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$221  = fin1_0;
-    if (\$127 ) begin
-      \$221  = \$129 [12:0];
+    if (\$129 ) begin
+      \$221  = \$132 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$222  = bank1_0;
     if (done) begin
-      \$222  = \$131 [13:0];
+      \$222  = fin1_0;
     end
   end
   always @* begin
@@ -2286,7 +2275,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
     if (done) begin
       \$223  = 2'h2;
     end else if (ser) begin
-      \$223  = \$132 [1:0];
+      \$223  = \$133 [1:0];
     end
     if (rst_conv1) begin
       \$223  = 2'h0;
@@ -2296,7 +2285,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$224  = addr;
     if (ser) begin
-      \$224  = \$135 [4:0];
+      \$224  = \$136 [4:0];
     end
     if (rst_conv1) begin
       \$224  = 5'h00;
@@ -2304,21 +2293,21 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = \$136 ;
+    \$225  = \$137 ;
     if (rst_conv1) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = \$138 ;
+    \$226  = \$139 ;
     if (rst_conv1) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = \$signal$180 ;
+    \$227  = \$signal$179 ;
     if (rst_conv1) begin
       \$227  = 1'h0;
     end
@@ -2374,14 +2363,14 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = \$147 ;
+    \$235  = \$148 ;
     if (rst_conv1) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = \$149 ;
+    \$236  = \$150 ;
     if (rst_conv1) begin
       \$236  = 2'h0;
     end
@@ -2458,17 +2447,19 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_dat
   assign \$113  = \o$140 [14:5];
   assign \$114  = \$113 ;
   assign \$115  = \$114 ;
-  assign \$123  = { fin0_0, 1'h0 };
-  assign \$130  = { fin1_0, 1'h0 };
-  assign \$136  = ser;
-  assign \$137  = 1'h0;
+  assign \$120  = { t0_0_l3_0, 1'h0 };
+  assign \$124  = { t0_0_l3_0, 1'h0 };
+  assign \$127  = { t1_0_l3_0, 1'h0 };
+  assign \$131  = { t1_0_l3_0, 1'h0 };
+  assign \$137  = ser;
   assign \$138  = 1'h0;
-  assign \$140  = { p[28], p };
-  assign \$142  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$139  = 1'h0;
+  assign \$141  = { p[28], p };
   assign \$143  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$145  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$151  = \$150 ;
-  assign \$154  = \$153 ;
+  assign \$144  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$146  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$152  = \$151 ;
+  assign \$155  = \$154 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5358,115 +5349,115 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [17:0] \$101 ;
-  wire [18:0] \$102 ;
+  wire [14:0] \$100 ;
+  wire [19:0] \$101 ;
+  wire \$102 ;
   wire [18:0] \$103 ;
-  wire [19:0] \$104 ;
-  wire [17:0] \$105 ;
+  wire [14:0] \$104 ;
+  wire [19:0] \$105 ;
   wire [18:0] \$106 ;
-  wire \$107 ;
-  wire [17:0] \$108 ;
-  wire [18:0] \$109 ;
+  wire [14:0] \$107 ;
+  wire [19:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
   wire [18:0] \$110 ;
-  wire [19:0] \$111 ;
-  wire [17:0] \$112 ;
+  wire [14:0] \$111 ;
+  wire [19:0] \$112 ;
   wire [18:0] \$113 ;
-  wire \$114 ;
-  wire [17:0] \$115 ;
-  wire [18:0] \$116 ;
+  wire [14:0] \$114 ;
+  wire [19:0] \$115 ;
+  wire \$116 ;
   wire [18:0] \$117 ;
-  wire [19:0] \$118 ;
-  wire [4:0] \$119 ;
+  wire [14:0] \$118 ;
+  wire [19:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [6:0] \$121 ;
+  wire [4:0] \$120 ;
+  wire \$121 ;
   wire [6:0] \$122 ;
-  wire \$123 ;
+  wire [6:0] \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire [19:0] \$126 ;
-  wire [30:0] \$127 ;
-  wire [45:0] \$128 ;
-  wire [46:0] \$129 ;
+  wire \$126 ;
+  wire [19:0] \$127 ;
+  wire [30:0] \$128 ;
+  wire [45:0] \$129 ;
   wire \$13 ;
-  wire [47:0] \$130 ;
-  wire [30:0] \$131 ;
+  wire [46:0] \$130 ;
+  wire [47:0] \$131 ;
   wire [30:0] \$132 ;
-  wire \$133 ;
-  wire [30:0] \$134 ;
-  wire \$135 ;
+  wire [30:0] \$133 ;
+  wire \$134 ;
+  wire [30:0] \$135 ;
   wire \$136 ;
   wire \$137 ;
-  wire [1:0] \$138 ;
-  wire \$139 ;
+  wire \$138 ;
+  wire [1:0] \$139 ;
   wire [6:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
-  wire [39:0] \$142 ;
-  wire \$143 ;
+  wire \$142 ;
+  wire [39:0] \$143 ;
   wire \$144 ;
   wire \$145 ;
-  wire [39:0] \$146 ;
-  wire \$147 ;
+  wire \$146 ;
+  wire [39:0] \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire [6:0] \$15 ;
-  wire [39:0] \$150 ;
-  wire \$151 ;
+  wire \$150 ;
+  wire [39:0] \$151 ;
   wire \$152 ;
   wire \$153 ;
-  wire [39:0] \$154 ;
-  wire \$155 ;
+  wire \$154 ;
+  wire [39:0] \$155 ;
   wire \$156 ;
   wire \$157 ;
-  wire [39:0] \$158 ;
-  wire \$159 ;
+  wire \$158 ;
+  wire [39:0] \$159 ;
   wire [4:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
-  wire [39:0] \$162 ;
-  wire \$163 ;
+  wire \$162 ;
+  wire [39:0] \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire [39:0] \$166 ;
-  wire \$167 ;
+  wire \$166 ;
+  wire [39:0] \$167 ;
   wire \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire [39:0] \$170 ;
-  wire \$171 ;
+  wire \$170 ;
+  wire [39:0] \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [39:0] \$174 ;
-  wire \$175 ;
+  wire \$174 ;
+  wire [39:0] \$175 ;
   wire \$176 ;
   wire \$177 ;
-  wire [39:0] \$178 ;
-  wire \$179 ;
+  wire \$178 ;
+  wire [39:0] \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
-  wire [39:0] \$182 ;
-  wire \$183 ;
+  wire \$182 ;
+  wire [39:0] \$183 ;
   wire \$184 ;
   wire \$185 ;
-  wire [39:0] \$186 ;
-  wire \$187 ;
+  wire \$186 ;
+  wire [39:0] \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
-  wire [39:0] \$190 ;
-  wire \$191 ;
+  wire \$190 ;
+  wire [39:0] \$191 ;
   wire \$192 ;
   wire \$193 ;
-  wire [39:0] \$194 ;
-  wire \$195 ;
+  wire \$194 ;
+  wire [39:0] \$195 ;
   wire \$196 ;
   wire \$197 ;
-  wire [39:0] \$198 ;
-  wire \$199 ;
+  wire \$198 ;
+  wire [39:0] \$199 ;
   wire [6:0] \$2 ;
   wire [14:0] \$20 ;
   wire \$200 ;
@@ -5474,7 +5465,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   wire \$202 ;
   wire \$203 ;
   wire \$204 ;
-  wire [63:0] \$205 ;
+  wire \$205 ;
   wire [63:0] \$206 ;
   wire [63:0] \$207 ;
   wire [63:0] \$208 ;
@@ -5496,11 +5487,11 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   wire [63:0] \$222 ;
   wire [63:0] \$223 ;
   wire [63:0] \$224 ;
-  reg \$225 ;
-  reg [7:0] \$226 ;
+  wire [63:0] \$225 ;
+  reg \$226 ;
   reg [7:0] \$227 ;
-  reg [4:0] \$228 ;
-  reg \$229 ;
+  reg [7:0] \$228 ;
+  reg [4:0] \$229 ;
   wire [3:0] \$23 ;
   reg \$230 ;
   reg \$231 ;
@@ -5508,27 +5499,27 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   reg \$233 ;
   reg \$234 ;
   reg \$235 ;
-  reg [17:0] \$236 ;
+  reg \$236 ;
   reg [17:0] \$237 ;
-  reg \$238 ;
+  reg [17:0] \$238 ;
   reg \$239 ;
   wire [6:0] \$24 ;
   reg \$240 ;
   reg \$241 ;
   reg \$242 ;
-  reg [5:0] \$243 ;
-  reg [4:0] \$244 ;
-  reg [2:0] \$245 ;
-  reg \$246 ;
-  reg [5:0] \$247 ;
-  reg \$248 ;
-  reg [3:0] \$249 ;
+  reg \$243 ;
+  reg [5:0] \$244 ;
+  reg [4:0] \$245 ;
+  reg [2:0] \$246 ;
+  reg \$247 ;
+  reg [5:0] \$248 ;
+  reg \$249 ;
   wire \$25 ;
-  reg \$250 ;
+  reg [3:0] \$250 ;
   reg \$251 ;
   reg \$252 ;
-  reg [5:0] \$253 ;
-  reg \$254 ;
+  reg \$253 ;
+  reg [5:0] \$254 ;
   reg \$255 ;
   reg \$256 ;
   reg \$257 ;
@@ -5561,33 +5552,33 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   reg \$281 ;
   reg \$282 ;
   reg \$283 ;
-  reg [17:0] \$284 ;
-  reg [17:0] \$285 ;
-  reg [17:0] \$286 ;
+  reg [18:0] \$284 ;
+  reg [18:0] \$285 ;
+  reg [18:0] \$286 ;
   reg [18:0] \$287 ;
-  reg [17:0] \$288 ;
-  reg [17:0] \$289 ;
+  reg [18:0] \$288 ;
+  reg [18:0] \$289 ;
   wire [8:0] \$29 ;
   reg [18:0] \$290 ;
-  reg [17:0] \$291 ;
-  reg [17:0] \$292 ;
+  reg [18:0] \$291 ;
+  reg [18:0] \$292 ;
   reg [18:0] \$293 ;
-  reg [17:0] \$294 ;
-  reg [17:0] \$295 ;
+  reg [18:0] \$294 ;
+  reg [18:0] \$295 ;
   reg [18:0] \$296 ;
-  reg [17:0] \$297 ;
-  reg [17:0] \$298 ;
+  reg [18:0] \$297 ;
+  reg [18:0] \$298 ;
   reg [18:0] \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [17:0] \$300 ;
-  reg [17:0] \$301 ;
+  reg [18:0] \$300 ;
+  reg [18:0] \$301 ;
   reg [18:0] \$302 ;
-  reg [17:0] \$303 ;
-  reg [17:0] \$304 ;
+  reg [18:0] \$303 ;
+  reg [18:0] \$304 ;
   reg [18:0] \$305 ;
-  reg [17:0] \$306 ;
-  reg [17:0] \$307 ;
+  reg [18:0] \$306 ;
+  reg [18:0] \$307 ;
   reg [18:0] \$308 ;
   reg [3:0] \$309 ;
   wire [7:0] \$31 ;
@@ -5646,63 +5637,63 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   wire [63:0] \$60 ;
   wire [63:0] \$61 ;
   wire [63:0] \$62 ;
-  wire [17:0] \$63 ;
+  wire [18:0] \$63 ;
   wire [18:0] \$64 ;
-  wire \$65 ;
-  wire [17:0] \$66 ;
-  wire [18:0] \$67 ;
+  wire [14:0] \$65 ;
+  wire [19:0] \$66 ;
+  wire \$67 ;
   wire [18:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire [14:0] \$69 ;
   wire \$7 ;
-  wire [17:0] \$70 ;
+  wire [19:0] \$70 ;
   wire [18:0] \$71 ;
-  wire \$72 ;
-  wire [17:0] \$73 ;
-  wire [18:0] \$74 ;
+  wire [14:0] \$72 ;
+  wire [19:0] \$73 ;
+  wire \$74 ;
   wire [18:0] \$75 ;
-  wire [19:0] \$76 ;
-  wire [17:0] \$77 ;
+  wire [14:0] \$76 ;
+  wire [19:0] \$77 ;
   wire [18:0] \$78 ;
-  wire \$79 ;
+  wire [14:0] \$79 ;
   wire \$8 ;
-  wire [17:0] \$80 ;
-  wire [18:0] \$81 ;
+  wire [19:0] \$80 ;
+  wire \$81 ;
   wire [18:0] \$82 ;
-  wire [19:0] \$83 ;
-  wire [17:0] \$84 ;
+  wire [14:0] \$83 ;
+  wire [19:0] \$84 ;
   wire [18:0] \$85 ;
-  wire \$86 ;
-  wire [17:0] \$87 ;
-  wire [18:0] \$88 ;
+  wire [14:0] \$86 ;
+  wire [19:0] \$87 ;
+  wire \$88 ;
   wire [18:0] \$89 ;
   wire \$9 ;
-  wire [19:0] \$90 ;
-  wire [17:0] \$91 ;
+  wire [14:0] \$90 ;
+  wire [19:0] \$91 ;
   wire [18:0] \$92 ;
-  wire \$93 ;
-  wire [17:0] \$94 ;
-  wire [18:0] \$95 ;
+  wire [14:0] \$93 ;
+  wire [19:0] \$94 ;
+  wire \$95 ;
   wire [18:0] \$96 ;
-  wire [19:0] \$97 ;
-  wire [17:0] \$98 ;
+  wire [14:0] \$97 ;
+  wire [19:0] \$98 ;
   wire [18:0] \$99 ;
   wire \$signal ;
   reg \$signal$584  = 1'h0;
   reg \$signal$585  = 1'h0;
-  reg \$signal$871  = 1'h0;
+  reg \$signal$870  = 1'h0;
   wire [12:0] a;
   wire [12:0] \a$551 ;
-  reg [17:0] acc0_0 = 18'h00000;
-  reg [17:0] acc1_0 = 18'h00000;
-  reg [17:0] acc2_0 = 18'h00000;
-  reg [17:0] acc3_0 = 18'h00000;
-  reg [17:0] acc4_0 = 18'h00000;
-  reg [17:0] acc5_0 = 18'h00000;
-  reg [17:0] acc6_0 = 18'h00000;
-  reg [17:0] acc7_0 = 18'h00000;
+  reg [18:0] acc0_0 = 19'h00000;
+  reg [18:0] acc1_0 = 19'h00000;
+  reg [18:0] acc2_0 = 19'h00000;
+  reg [18:0] acc3_0 = 19'h00000;
+  reg [18:0] acc4_0 = 19'h00000;
+  reg [18:0] acc5_0 = 19'h00000;
+  reg [18:0] acc6_0 = 19'h00000;
+  reg [18:0] acc7_0 = 19'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$891 ;
+  wire [7:0] \addr$890 ;
   reg [7:0] at = 8'h01;
   wire [16:0] b;
   wire [1:0] \b$552 ;
@@ -5725,17 +5716,17 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   wire credits_room_next;
   reg [4:0] credits_space = 5'h18;
   wire [31:0] data;
-  wire [255:0] \data$890 ;
+  wire [255:0] \data$889 ;
   reg done = 1'h0;
   wire filled;
-  reg [17:0] fin0_0 = 18'h00000;
-  reg [17:0] fin1_0 = 18'h00000;
-  reg [17:0] fin2_0 = 18'h00000;
-  reg [17:0] fin3_0 = 18'h00000;
-  reg [17:0] fin4_0 = 18'h00000;
-  reg [17:0] fin5_0 = 18'h00000;
-  reg [17:0] fin6_0 = 18'h00000;
-  reg [17:0] fin7_0 = 18'h00000;
+  reg [18:0] fin0_0 = 19'h00000;
+  reg [18:0] fin1_0 = 19'h00000;
+  reg [18:0] fin2_0 = 19'h00000;
+  reg [18:0] fin3_0 = 19'h00000;
+  reg [18:0] fin4_0 = 19'h00000;
+  reg [18:0] fin5_0 = 19'h00000;
+  reg [18:0] fin6_0 = 19'h00000;
+  reg [18:0] fin7_0 = 19'h00000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
@@ -5978,7 +5969,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   wire o__valid;
   wire \o__valid$562 ;
   wire [29:0] p;
-  wire [14:0] \p$878 ;
+  wire [14:0] \p$877 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_10;
@@ -6735,17 +6726,16 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   wire [9:0] wsum_w1_0;
   (* keep = 32'd1 *)
   wire [10:0] wsum_w2_0;
+  reg [18:0] x_init = 19'h00000;
   reg x_taken_d1 = 1'h0;
   reg x_taken_d2 = 1'h0;
   reg x_taken_d3 = 1'h0;
   reg x_taken_d4 = 1'h0;
   reg x_taken_d5 = 1'h0;
   reg x_taken_d6 = 1'h0;
-  reg x_taken_d7 = 1'h0;
   wire [319:0] xdata_c0;
   wire [319:0] xdata_c1;
   reg [319:0] xdata_d1 = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg [17:0] xtotal = 18'h00000;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p0 [15:0];
   initial begin
@@ -7352,6 +7342,8 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   end
   assign \port__data$609  = _14_;
   always @(posedge clk)
+    m5_0_19 <= p5_0_19;
+  always @(posedge clk)
     t5_0_l2_0 <= t5_0_w1_0;
   always @(posedge clk)
     t5_0_l2_1 <= t5_0_w1_2;
@@ -7484,67 +7476,65 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   always @(posedge clk)
     t7_0_l5_0 <= t7_0_w4_0;
   always @(posedge clk)
-    v2_d1 <= \$254 ;
+    v2_d1 <= \$255 ;
   always @(posedge clk)
-    v2_d2 <= \$255 ;
+    v2_d2 <= \$256 ;
   always @(posedge clk)
-    v2_d3 <= \$256 ;
+    v2_d3 <= \$257 ;
   always @(posedge clk)
-    v2_d4 <= \$257 ;
+    v2_d4 <= \$258 ;
   always @(posedge clk)
-    v2_d5 <= \$258 ;
+    v2_d5 <= \$259 ;
   always @(posedge clk)
-    last2_d1 <= \$259 ;
+    last2_d1 <= \$260 ;
   always @(posedge clk)
-    last2_d2 <= \$260 ;
+    last2_d2 <= \$261 ;
   always @(posedge clk)
-    last2_d3 <= \$261 ;
+    last2_d3 <= \$262 ;
   always @(posedge clk)
-    last2_d4 <= \$262 ;
+    last2_d4 <= \$263 ;
   always @(posedge clk)
-    last2_d5 <= \$263 ;
+    last2_d5 <= \$264 ;
   always @(posedge clk)
-    v2p_d1 <= \$264 ;
+    v2p_d1 <= \$265 ;
   always @(posedge clk)
-    v2p_d2 <= \$265 ;
+    v2p_d2 <= \$266 ;
   always @(posedge clk)
-    v2p_d3 <= \$266 ;
+    v2p_d3 <= \$267 ;
   always @(posedge clk)
-    v2p_d4 <= \$267 ;
+    v2p_d4 <= \$268 ;
   always @(posedge clk)
-    first2p_d1 <= \$268 ;
+    first2p_d1 <= \$269 ;
   always @(posedge clk)
-    first2p_d2 <= \$269 ;
+    first2p_d2 <= \$270 ;
   always @(posedge clk)
-    first2p_d3 <= \$270 ;
+    first2p_d3 <= \$271 ;
   always @(posedge clk)
-    first2p_d4 <= \$271 ;
+    first2p_d4 <= \$272 ;
   always @(posedge clk)
-    last2p_d1 <= \$272 ;
+    last2p_d1 <= \$273 ;
   always @(posedge clk)
-    last2p_d2 <= \$273 ;
+    last2p_d2 <= \$274 ;
   always @(posedge clk)
-    last2p_d3 <= \$274 ;
+    last2p_d3 <= \$275 ;
   always @(posedge clk)
-    last2p_d4 <= \$275 ;
+    last2p_d4 <= \$276 ;
   always @(posedge clk)
-    done <= \$276 ;
+    done <= \$277 ;
   always @(posedge clk)
-    x_taken_d1 <= \$277 ;
+    x_taken_d1 <= \$278 ;
   always @(posedge clk)
-    x_taken_d2 <= \$278 ;
+    x_taken_d2 <= \$279 ;
   always @(posedge clk)
-    x_taken_d3 <= \$279 ;
+    x_taken_d3 <= \$280 ;
   always @(posedge clk)
-    x_taken_d4 <= \$280 ;
+    x_taken_d4 <= \$281 ;
   always @(posedge clk)
-    x_taken_d5 <= \$281 ;
+    x_taken_d5 <= \$282 ;
   always @(posedge clk)
-    x_taken_d6 <= \$282 ;
+    x_taken_d6 <= \$283 ;
   always @(posedge clk)
-    x_taken_d7 <= \$283 ;
-  always @(posedge clk)
-    xtotal <= \$284 ;
+    x_init <= \$284 ;
   always @(posedge clk)
     acc0_0 <= \$285 ;
   always @(posedge clk)
@@ -7598,7 +7588,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   always @(posedge clk)
     addr <= \$310 ;
   always @(posedge clk)
-    \$signal$871  <= \$311 ;
+    \$signal$870  <= \$311 ;
   always @(posedge clk)
     ka <= \$312 ;
   always @(posedge clk)
@@ -7608,19 +7598,19 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$126 ;
+    rq0_beta <= \$127 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$129 ;
+    rq0_acc_s1_0 <= \$130 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$130 [30:0];
+    rq0_acc_s2_0 <= \$131 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$131 [14:0];
+    rq0_shifted <= \$132 [14:0];
   always @(posedge clk)
-    rq0_under <= \$133 ;
+    rq0_under <= \$134 ;
   always @(posedge clk)
-    rq0_over <= \$135 ;
+    rq0_over <= \$136 ;
   always @(posedge clk)
     v_out_d1 <= \$314 ;
   always @(posedge clk)
@@ -7876,162 +7866,155 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   assign \$60  = r_page_b3[1] ? \port__data$605  : \$59 ;
   assign \$61  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
   assign \$62  = r_page_b4[1] ? \port__data$609  : \$61 ;
-  assign \$63  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$64  = \$63  + t0_0_l5_0;
-  assign \$65  = flags_0[0] & flags_0[2];
-  assign \$66  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$67  = \$66  + t0_0_l5_0;
-  assign \$69  = \$68  - xtotal;
-  assign \$70  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$71  = \$70  + t1_0_l5_0;
-  assign \$72  = flags_1[0] & flags_1[2];
-  assign \$73  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$74  = \$73  + t1_0_l5_0;
-  assign \$76  = \$75  - xtotal;
-  assign \$77  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$78  = \$77  + t2_0_l5_0;
-  assign \$79  = flags_2[0] & flags_2[2];
-  assign \$80  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$81  = \$80  + t2_0_l5_0;
-  assign \$83  = \$82  - xtotal;
-  assign \$84  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$85  = \$84  + t3_0_l5_0;
-  assign \$86  = flags_3[0] & flags_3[2];
-  assign \$87  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$88  = \$87  + t3_0_l5_0;
-  assign \$90  = \$89  - xtotal;
-  assign \$91  = flags_4[1] ? 18'h00000 : acc4_0;
-  assign \$92  = \$91  + t4_0_l5_0;
-  assign \$93  = flags_4[0] & flags_4[2];
-  assign \$94  = flags_4[1] ? 18'h00000 : acc4_0;
-  assign \$95  = \$94  + t4_0_l5_0;
-  assign \$97  = \$96  - xtotal;
-  assign \$98  = flags_5[1] ? 18'h00000 : acc5_0;
-  assign \$99  = \$98  + t5_0_l5_0;
-  assign \$100  = flags_5[0] & flags_5[2];
-  assign \$101  = flags_5[1] ? 18'h00000 : acc5_0;
-  assign \$102  = \$101  + t5_0_l5_0;
-  assign \$104  = \$103  - xtotal;
-  assign \$105  = flags_6[1] ? 18'h00000 : acc6_0;
-  assign \$106  = \$105  + t6_0_l5_0;
-  assign \$107  = flags_6[0] & flags_6[2];
-  assign \$108  = flags_6[1] ? 18'h00000 : acc6_0;
-  assign \$109  = \$108  + t6_0_l5_0;
-  assign \$111  = \$110  - xtotal;
-  assign \$112  = flags_7[1] ? 18'h00000 : acc7_0;
-  assign \$113  = \$112  + t7_0_l5_0;
-  assign \$114  = flags_7[0] & flags_7[2];
-  assign \$115  = flags_7[1] ? 18'h00000 : acc7_0;
-  assign \$116  = \$115  + t7_0_l5_0;
-  assign \$118  = \$117  - xtotal;
-  assign \$119  = ser_left - 1'h1;
-  assign \$120  = addr == 6'h3f;
-  assign \$121  = addr + 1'h1;
-  assign \$122  = \$120  ? 7'h00 : \$121 ;
-  assign \$126  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$129  = $signed(\$127 ) + $signed(\$128 );
-  assign \$130  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$133  = $signed(\$132 ) < $signed(1'h0);
-  assign \$135  = $signed(\$134 ) > $signed(9'h0ff);
-  assign \$136  = step & s_last;
-  assign \$137  = o__valid & \o__ready$559 ;
-  assign \$138  = \$137  + skipped_d5;
-  assign \$139  = ! \$2 [5:4];
-  assign \$140  = ~ rst_conv2;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = \$141  ? w_en : 40'h0000000000;
-  assign \$143  = ! \$2 [5:4];
-  assign \$144  = ~ rst_conv2;
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = \$145  ? w_en : 40'h0000000000;
-  assign \$147  = ! \$2 [5:4];
-  assign \$148  = ~ rst_conv2;
-  assign \$149  = \$147  & \$148 ;
-  assign \$150  = \$149  ? w_en : 40'h0000000000;
-  assign \$151  = ! \$2 [5:4];
-  assign \$152  = ~ rst_conv2;
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = \$153  ? w_en : 40'h0000000000;
-  assign \$155  = ! \$2 [5:4];
-  assign \$156  = ~ rst_conv2;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = \$157  ? w_en : 40'h0000000000;
-  assign \$159  = \$2 [5:4] == 1'h1;
-  assign \$160  = ~ rst_conv2;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$161  ? w_en : 40'h0000000000;
-  assign \$163  = \$2 [5:4] == 1'h1;
-  assign \$164  = ~ rst_conv2;
-  assign \$165  = \$163  & \$164 ;
-  assign \$166  = \$165  ? w_en : 40'h0000000000;
-  assign \$167  = \$2 [5:4] == 1'h1;
-  assign \$168  = ~ rst_conv2;
-  assign \$169  = \$167  & \$168 ;
-  assign \$170  = \$169  ? w_en : 40'h0000000000;
-  assign \$171  = \$2 [5:4] == 1'h1;
-  assign \$172  = ~ rst_conv2;
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = \$173  ? w_en : 40'h0000000000;
-  assign \$175  = \$2 [5:4] == 1'h1;
-  assign \$176  = ~ rst_conv2;
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = \$177  ? w_en : 40'h0000000000;
-  assign \$179  = \$2 [5:4] == 2'h2;
-  assign \$180  = ~ rst_conv2;
-  assign \$181  = \$179  & \$180 ;
-  assign \$182  = \$181  ? w_en : 40'h0000000000;
-  assign \$183  = \$2 [5:4] == 2'h2;
-  assign \$184  = ~ rst_conv2;
-  assign \$185  = \$183  & \$184 ;
-  assign \$186  = \$185  ? w_en : 40'h0000000000;
-  assign \$187  = \$2 [5:4] == 2'h2;
-  assign \$188  = ~ rst_conv2;
-  assign \$189  = \$187  & \$188 ;
-  assign \$190  = \$189  ? w_en : 40'h0000000000;
-  assign \$191  = \$2 [5:4] == 2'h2;
-  assign \$192  = ~ rst_conv2;
-  assign \$193  = \$191  & \$192 ;
-  assign \$194  = \$193  ? w_en : 40'h0000000000;
-  assign \$195  = \$2 [5:4] == 2'h2;
-  assign \$196  = ~ rst_conv2;
-  assign \$197  = \$195  & \$196 ;
-  assign \$198  = \$197  ? w_en : 40'h0000000000;
-  assign \$199  = rst_conv2 | load;
-  assign \$200  = filled ? 1'h1 : w_full;
-  assign \$201  = \$199  ? 1'h0 : \$200 ;
-  assign \$202  = rst_conv2 | load;
-  assign \$203  = filled ? 1'h1 : w_full_issue;
-  assign \$204  = \$202  ? 1'h0 : \$203 ;
-  assign \$205  = r_page_b0[0] ? \port__data$592  : \port__data$591 ;
-  assign \$206  = r_page_b0[1] ? \port__data$593  : \$205 ;
-  assign \$207  = r_page_b1[0] ? \port__data$596  : \port__data$595 ;
-  assign \$208  = r_page_b1[1] ? \port__data$597  : \$207 ;
-  assign \$209  = r_page_b2[0] ? \port__data$600  : \port__data$599 ;
-  assign \$210  = r_page_b2[1] ? \port__data$601  : \$209 ;
-  assign \$211  = r_page_b3[0] ? \port__data$604  : \port__data$603 ;
-  assign \$212  = r_page_b3[1] ? \port__data$605  : \$211 ;
-  assign \$213  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
-  assign \$214  = r_page_b4[1] ? \port__data$609  : \$213 ;
-  assign \$215  = r_page_b0[0] ? \port__data$592  : \port__data$591 ;
-  assign \$216  = r_page_b0[1] ? \port__data$593  : \$215 ;
-  assign \$217  = r_page_b1[0] ? \port__data$596  : \port__data$595 ;
-  assign \$218  = r_page_b1[1] ? \port__data$597  : \$217 ;
-  assign \$219  = r_page_b2[0] ? \port__data$600  : \port__data$599 ;
-  assign \$220  = r_page_b2[1] ? \port__data$601  : \$219 ;
-  assign \$221  = r_page_b3[0] ? \port__data$604  : \port__data$603 ;
-  assign \$222  = r_page_b3[1] ? \port__data$605  : \$221 ;
-  assign \$223  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
-  assign \$224  = r_page_b4[1] ? \port__data$609  : \$223 ;
+  assign \$63  = - wsum_total;
+  assign \$64  = flags_0[1] ? x_init : acc0_0;
+  assign \$66  = $signed(\$64 ) + $signed({ 1'h0, \$65  });
+  assign \$67  = flags_0[0] & flags_0[2];
+  assign \$68  = flags_0[1] ? x_init : acc0_0;
+  assign \$70  = $signed(\$68 ) + $signed({ 1'h0, \$69  });
+  assign \$71  = flags_1[1] ? x_init : acc1_0;
+  assign \$73  = $signed(\$71 ) + $signed({ 1'h0, \$72  });
+  assign \$74  = flags_1[0] & flags_1[2];
+  assign \$75  = flags_1[1] ? x_init : acc1_0;
+  assign \$77  = $signed(\$75 ) + $signed({ 1'h0, \$76  });
+  assign \$78  = flags_2[1] ? x_init : acc2_0;
+  assign \$80  = $signed(\$78 ) + $signed({ 1'h0, \$79  });
+  assign \$81  = flags_2[0] & flags_2[2];
+  assign \$82  = flags_2[1] ? x_init : acc2_0;
+  assign \$84  = $signed(\$82 ) + $signed({ 1'h0, \$83  });
+  assign \$85  = flags_3[1] ? x_init : acc3_0;
+  assign \$87  = $signed(\$85 ) + $signed({ 1'h0, \$86  });
+  assign \$88  = flags_3[0] & flags_3[2];
+  assign \$89  = flags_3[1] ? x_init : acc3_0;
+  assign \$91  = $signed(\$89 ) + $signed({ 1'h0, \$90  });
+  assign \$92  = flags_4[1] ? x_init : acc4_0;
+  assign \$94  = $signed(\$92 ) + $signed({ 1'h0, \$93  });
+  assign \$95  = flags_4[0] & flags_4[2];
+  assign \$96  = flags_4[1] ? x_init : acc4_0;
+  assign \$98  = $signed(\$96 ) + $signed({ 1'h0, \$97  });
+  assign \$99  = flags_5[1] ? x_init : acc5_0;
+  assign \$101  = $signed(\$99 ) + $signed({ 1'h0, \$100  });
+  assign \$102  = flags_5[0] & flags_5[2];
+  assign \$103  = flags_5[1] ? x_init : acc5_0;
+  assign \$105  = $signed(\$103 ) + $signed({ 1'h0, \$104  });
+  assign \$106  = flags_6[1] ? x_init : acc6_0;
+  assign \$108  = $signed(\$106 ) + $signed({ 1'h0, \$107  });
+  assign \$109  = flags_6[0] & flags_6[2];
+  assign \$110  = flags_6[1] ? x_init : acc6_0;
+  assign \$112  = $signed(\$110 ) + $signed({ 1'h0, \$111  });
+  assign \$113  = flags_7[1] ? x_init : acc7_0;
+  assign \$115  = $signed(\$113 ) + $signed({ 1'h0, \$114  });
+  assign \$116  = flags_7[0] & flags_7[2];
+  assign \$117  = flags_7[1] ? x_init : acc7_0;
+  assign \$119  = $signed(\$117 ) + $signed({ 1'h0, \$118  });
+  assign \$120  = ser_left - 1'h1;
+  assign \$121  = addr == 6'h3f;
+  assign \$122  = addr + 1'h1;
+  assign \$123  = \$121  ? 7'h00 : \$122 ;
+  assign \$127  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$130  = $signed(\$128 ) + $signed(\$129 );
+  assign \$131  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$134  = $signed(\$133 ) < $signed(1'h0);
+  assign \$136  = $signed(\$135 ) > $signed(9'h0ff);
+  assign \$137  = step & s_last;
+  assign \$138  = o__valid & \o__ready$559 ;
+  assign \$139  = \$138  + skipped_d5;
+  assign \$140  = ! \$2 [5:4];
+  assign \$141  = ~ rst_conv2;
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$142  ? w_en : 40'h0000000000;
+  assign \$144  = ! \$2 [5:4];
+  assign \$145  = ~ rst_conv2;
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = \$146  ? w_en : 40'h0000000000;
+  assign \$148  = ! \$2 [5:4];
+  assign \$149  = ~ rst_conv2;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$150  ? w_en : 40'h0000000000;
+  assign \$152  = ! \$2 [5:4];
+  assign \$153  = ~ rst_conv2;
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = \$154  ? w_en : 40'h0000000000;
+  assign \$156  = ! \$2 [5:4];
+  assign \$157  = ~ rst_conv2;
+  assign \$158  = \$156  & \$157 ;
+  assign \$159  = \$158  ? w_en : 40'h0000000000;
+  assign \$160  = \$2 [5:4] == 1'h1;
+  assign \$161  = ~ rst_conv2;
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = \$162  ? w_en : 40'h0000000000;
+  assign \$164  = \$2 [5:4] == 1'h1;
+  assign \$165  = ~ rst_conv2;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$166  ? w_en : 40'h0000000000;
+  assign \$168  = \$2 [5:4] == 1'h1;
+  assign \$169  = ~ rst_conv2;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = \$170  ? w_en : 40'h0000000000;
+  assign \$172  = \$2 [5:4] == 1'h1;
+  assign \$173  = ~ rst_conv2;
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = \$174  ? w_en : 40'h0000000000;
+  assign \$176  = \$2 [5:4] == 1'h1;
+  assign \$177  = ~ rst_conv2;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = \$178  ? w_en : 40'h0000000000;
+  assign \$180  = \$2 [5:4] == 2'h2;
+  assign \$181  = ~ rst_conv2;
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = \$182  ? w_en : 40'h0000000000;
+  assign \$184  = \$2 [5:4] == 2'h2;
+  assign \$185  = ~ rst_conv2;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = \$186  ? w_en : 40'h0000000000;
+  assign \$188  = \$2 [5:4] == 2'h2;
+  assign \$189  = ~ rst_conv2;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = \$190  ? w_en : 40'h0000000000;
+  assign \$192  = \$2 [5:4] == 2'h2;
+  assign \$193  = ~ rst_conv2;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$194  ? w_en : 40'h0000000000;
+  assign \$196  = \$2 [5:4] == 2'h2;
+  assign \$197  = ~ rst_conv2;
+  assign \$198  = \$196  & \$197 ;
+  assign \$199  = \$198  ? w_en : 40'h0000000000;
+  assign \$200  = rst_conv2 | load;
+  assign \$201  = filled ? 1'h1 : w_full;
+  assign \$202  = \$200  ? 1'h0 : \$201 ;
+  assign \$203  = rst_conv2 | load;
+  assign \$204  = filled ? 1'h1 : w_full_issue;
+  assign \$205  = \$203  ? 1'h0 : \$204 ;
+  assign \$206  = r_page_b0[0] ? \port__data$592  : \port__data$591 ;
+  assign \$207  = r_page_b0[1] ? \port__data$593  : \$206 ;
+  assign \$208  = r_page_b1[0] ? \port__data$596  : \port__data$595 ;
+  assign \$209  = r_page_b1[1] ? \port__data$597  : \$208 ;
+  assign \$210  = r_page_b2[0] ? \port__data$600  : \port__data$599 ;
+  assign \$211  = r_page_b2[1] ? \port__data$601  : \$210 ;
+  assign \$212  = r_page_b3[0] ? \port__data$604  : \port__data$603 ;
+  assign \$213  = r_page_b3[1] ? \port__data$605  : \$212 ;
+  assign \$214  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
+  assign \$215  = r_page_b4[1] ? \port__data$609  : \$214 ;
+  assign \$216  = r_page_b0[0] ? \port__data$592  : \port__data$591 ;
+  assign \$217  = r_page_b0[1] ? \port__data$593  : \$216 ;
+  assign \$218  = r_page_b1[0] ? \port__data$596  : \port__data$595 ;
+  assign \$219  = r_page_b1[1] ? \port__data$597  : \$218 ;
+  assign \$220  = r_page_b2[0] ? \port__data$600  : \port__data$599 ;
+  assign \$221  = r_page_b2[1] ? \port__data$601  : \$220 ;
+  assign \$222  = r_page_b3[0] ? \port__data$604  : \port__data$603 ;
+  assign \$223  = r_page_b3[1] ? \port__data$605  : \$222 ;
+  assign \$224  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
+  assign \$225  = r_page_b4[1] ? \port__data$609  : \$224 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    last <= \$225 ;
+    last <= \$226 ;
   always @(posedge clk)
-    \beat$573  <= \$226 ;
+    \beat$573  <= \$227 ;
   always @(posedge clk)
-    at <= \$227 ;
+    at <= \$228 ;
   always @(posedge clk)
-    word <= \$228 ;
+    word <= \$229 ;
   always @(posedge clk)
     wsum_l1_0 <= wsum_w0_0;
   always @(posedge clk)
@@ -8041,57 +8024,57 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   always @(posedge clk)
     wsum_l3_0 <= wsum_w2_0;
   always @(posedge clk)
-    wsum_first <= \$229 ;
+    wsum_first <= \$230 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$230 ;
+    wsum_v_d1 <= \$231 ;
   always @(posedge clk)
-    wsum_v_d2 <= \$231 ;
+    wsum_v_d2 <= \$232 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$232 ;
+    wsum_first_d1 <= \$233 ;
   always @(posedge clk)
-    wsum_first_d2 <= \$233 ;
+    wsum_first_d2 <= \$234 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$234 ;
+    wsum_end_d1 <= \$235 ;
   always @(posedge clk)
-    wsum_end_d2 <= \$235 ;
+    wsum_end_d2 <= \$236 ;
   always @(posedge clk)
-    wsum_acc <= \$236 ;
+    wsum_acc <= \$237 ;
   always @(posedge clk)
-    wsum_total <= \$237 ;
+    wsum_total <= \$238 ;
   always @(posedge clk)
-    can_end <= \$238 ;
+    can_end <= \$239 ;
   always @(posedge clk)
-    gap_zero <= \$239 ;
+    gap_zero <= \$240 ;
   always @(posedge clk)
-    s_last <= \$240 ;
+    s_last <= \$241 ;
   always @(posedge clk)
-    n_last <= \$241 ;
+    n_last <= \$242 ;
   always @(posedge clk)
-    sn_last <= \$242 ;
+    sn_last <= \$243 ;
   always @(posedge clk)
-    r_addr <= \$243 ;
+    r_addr <= \$244 ;
   always @(posedge clk)
-    s_idx <= \$244 ;
+    s_idx <= \$245 ;
   always @(posedge clk)
-    n_idx <= \$245 ;
+    n_idx <= \$246 ;
   always @(posedge clk)
-    active <= \$246 ;
+    active <= \$247 ;
   always @(posedge clk)
-    r_base <= \$247 ;
+    r_base <= \$248 ;
   always @(posedge clk)
-    w_half <= \$248 ;
+    w_half <= \$249 ;
   always @(posedge clk)
-    gap <= \$249 ;
+    gap <= \$250 ;
   always @(posedge clk)
-    \$signal$584  <= \$250 ;
+    \$signal$584  <= \$251 ;
   always @(posedge clk)
-    \$signal$585  <= \$251 ;
+    \$signal$585  <= \$252 ;
   always @(posedge clk)
-    last1 <= \$252 ;
+    last1 <= \$253 ;
   always @(posedge clk)
     word1 <= { \$330 , \$329 , \$328 , \$327  };
   always @(posedge clk)
-    r_addr_q <= \$253 ;
+    r_addr_q <= \$254 ;
   always @(posedge clk)
     xdata_d1 <= { \$62 , \$60 , \$58 , \$56 , \$54  };
   always @(posedge clk)
@@ -8424,8 +8407,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     m5_0_17 <= p5_0_17;
   always @(posedge clk)
     m5_0_18 <= p5_0_18;
-  always @(posedge clk)
-    m5_0_19 <= p5_0_19;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -10329,9 +10310,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .q(r_page_b4)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$891 ),
+    .addr(\addr$890 ),
     .clk(clk),
-    .data(\data$890 )
+    .data(\data$889 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -10343,7 +10324,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$878 )
+    .p(\p$877 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10470,7 +10451,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$142 [7:0]),
+    .d(\$143 [7:0]),
     .q(port__en)
   );
   flexor_copy #(
@@ -10478,7 +10459,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$162 [7:0]),
+    .d(\$163 [7:0]),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -10486,7 +10467,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b0_p2_copy (
     .clk(clk),
-    .d(\$182 [7:0]),
+    .d(\$183 [7:0]),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -10494,7 +10475,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$146 [15:8]),
+    .d(\$147 [15:8]),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -10502,7 +10483,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$166 [15:8]),
+    .d(\$167 [15:8]),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -10510,7 +10491,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b1_p2_copy (
     .clk(clk),
-    .d(\$186 [15:8]),
+    .d(\$187 [15:8]),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -10518,7 +10499,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$150 [23:16]),
+    .d(\$151 [23:16]),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -10526,7 +10507,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$170 [23:16]),
+    .d(\$171 [23:16]),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -10534,7 +10515,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b2_p2_copy (
     .clk(clk),
-    .d(\$190 [23:16]),
+    .d(\$191 [23:16]),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -10542,7 +10523,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b3_p0_copy (
     .clk(clk),
-    .d(\$154 [31:24]),
+    .d(\$155 [31:24]),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -10550,7 +10531,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b3_p1_copy (
     .clk(clk),
-    .d(\$174 [31:24]),
+    .d(\$175 [31:24]),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -10558,7 +10539,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b3_p2_copy (
     .clk(clk),
-    .d(\$194 [31:24]),
+    .d(\$195 [31:24]),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -10566,7 +10547,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b4_p0_copy (
     .clk(clk),
-    .d(\$158 [39:32]),
+    .d(\$159 [39:32]),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -10574,7 +10555,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b4_p1_copy (
     .clk(clk),
-    .d(\$178 [39:32]),
+    .d(\$179 [39:32]),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -10582,7 +10563,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd8)
   ) w_en_b4_p2_copy (
     .clk(clk),
-    .d(\$198 [39:32]),
+    .d(\$199 [39:32]),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -10590,7 +10571,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$201 ),
+    .d(\$202 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -10598,18 +10579,18 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$204 ),
+    .d(\$205 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv2.weights  weights (
     .clk(clk),
-    .data(\data$890 ),
+    .data(\data$889 ),
     .o__ready(step),
-    .\port$1986$0 (\$327 ),
-    .\port$1992$0 (\$328 ),
-    .\port$1998$0 (\$329 ),
-    .\port$2004$0 (\$330 ),
-    .raddr(\addr$891 ),
+    .\port$1988$0 (\$327 ),
+    .\port$1994$0 (\$328 ),
+    .\port$2000$0 (\$329 ),
+    .\port$2006$0 (\$330 ),
+    .raddr(\addr$890 ),
     .rst_conv2(rst_conv2)
   );
   flexor_copy #(
@@ -10617,7 +10598,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd320)
   ) xdata_c0_copy (
     .clk(clk),
-    .d({ \$214 , \$212 , \$210 , \$208 , \$206  }),
+    .d({ \$215 , \$213 , \$211 , \$209 , \$207  }),
     .q(xdata_c0)
   );
   flexor_copy #(
@@ -10625,245 +10606,238 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .WIDTH(32'd320)
   ) xdata_c1_copy (
     .clk(clk),
-    .d({ \$224 , \$222 , \$220 , \$218 , \$216  }),
+    .d({ \$225 , \$223 , \$221 , \$219 , \$217  }),
     .q(xdata_c1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$254  = \$signal$584 ;
-    if (rst_conv2) begin
-      \$254  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$255  = v2_d1;
+    \$255  = \$signal$584 ;
     if (rst_conv2) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$256  = v2_d2;
+    \$256  = v2_d1;
     if (rst_conv2) begin
       \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$257  = v2_d3;
+    \$257  = v2_d2;
     if (rst_conv2) begin
       \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$258  = v2_d4;
+    \$258  = v2_d3;
     if (rst_conv2) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$259  = last1;
+    \$259  = v2_d4;
     if (rst_conv2) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$260  = last2_d1;
+    \$260  = last1;
     if (rst_conv2) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$261  = last2_d2;
+    \$261  = last2_d1;
     if (rst_conv2) begin
       \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$262  = last2_d3;
+    \$262  = last2_d2;
     if (rst_conv2) begin
       \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$263  = last2_d4;
+    \$263  = last2_d3;
     if (rst_conv2) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$264  = \$signal$584 ;
+    \$264  = last2_d4;
     if (rst_conv2) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$265  = v2p_d1;
+    \$265  = \$signal$584 ;
     if (rst_conv2) begin
       \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$266  = v2p_d2;
+    \$266  = v2p_d1;
     if (rst_conv2) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$267  = v2p_d3;
+    \$267  = v2p_d2;
     if (rst_conv2) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$268  = \$signal$585 ;
+    \$268  = v2p_d3;
     if (rst_conv2) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$269  = first2p_d1;
+    \$269  = \$signal$585 ;
     if (rst_conv2) begin
       \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$270  = first2p_d2;
+    \$270  = first2p_d1;
     if (rst_conv2) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$271  = first2p_d3;
+    \$271  = first2p_d2;
     if (rst_conv2) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$272  = last1;
+    \$272  = first2p_d3;
     if (rst_conv2) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$273  = last2p_d1;
+    \$273  = last1;
     if (rst_conv2) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$274  = last2p_d2;
+    \$274  = last2p_d1;
     if (rst_conv2) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$275  = last2p_d3;
+    \$275  = last2p_d2;
     if (rst_conv2) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$276  = group_end;
+    \$276  = last2p_d3;
     if (rst_conv2) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$277  = load;
+    \$277  = group_end;
     if (rst_conv2) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$278  = x_taken_d1;
+    \$278  = load;
     if (rst_conv2) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$279  = x_taken_d2;
+    \$279  = x_taken_d1;
     if (rst_conv2) begin
       \$279  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$280  = x_taken_d3;
+    \$280  = x_taken_d2;
     if (rst_conv2) begin
       \$280  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$281  = x_taken_d4;
+    \$281  = x_taken_d3;
     if (rst_conv2) begin
       \$281  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$282  = x_taken_d5;
+    \$282  = x_taken_d4;
     if (rst_conv2) begin
       \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$283  = x_taken_d6;
+    \$283  = x_taken_d5;
     if (rst_conv2) begin
       \$283  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$284  = xtotal;
-    if (x_taken_d7) begin
-      \$284  = wsum_total;
+    \$284  = x_init;
+    if (x_taken_d6) begin
+      \$284  = \$63 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$285  = acc0_0;
     if (flags_0[0]) begin
-      \$285  = \$64 [17:0];
+      \$285  = \$66 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$286  = fin0_0;
-    if (\$65 ) begin
-      \$286  = \$67 [17:0];
+    if (\$67 ) begin
+      \$286  = \$70 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$287  = bank0_0;
     if (done) begin
-      \$287  = \$69 [18:0];
+      \$287  = fin0_0;
     end else if (ser) begin
       \$287  = bank1_0;
     end
@@ -10872,21 +10846,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$288  = acc1_0;
     if (flags_1[0]) begin
-      \$288  = \$71 [17:0];
+      \$288  = \$73 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$289  = fin1_0;
-    if (\$72 ) begin
-      \$289  = \$74 [17:0];
+    if (\$74 ) begin
+      \$289  = \$77 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$290  = bank1_0;
     if (done) begin
-      \$290  = \$76 [18:0];
+      \$290  = fin1_0;
     end else if (ser) begin
       \$290  = bank2_0;
     end
@@ -10895,21 +10869,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$291  = acc2_0;
     if (flags_2[0]) begin
-      \$291  = \$78 [17:0];
+      \$291  = \$80 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$292  = fin2_0;
-    if (\$79 ) begin
-      \$292  = \$81 [17:0];
+    if (\$81 ) begin
+      \$292  = \$84 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$293  = bank2_0;
     if (done) begin
-      \$293  = \$83 [18:0];
+      \$293  = fin2_0;
     end else if (ser) begin
       \$293  = bank3_0;
     end
@@ -10918,21 +10892,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$294  = acc3_0;
     if (flags_3[0]) begin
-      \$294  = \$85 [17:0];
+      \$294  = \$87 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$295  = fin3_0;
-    if (\$86 ) begin
-      \$295  = \$88 [17:0];
+    if (\$88 ) begin
+      \$295  = \$91 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$296  = bank3_0;
     if (done) begin
-      \$296  = \$90 [18:0];
+      \$296  = fin3_0;
     end else if (ser) begin
       \$296  = bank4_0;
     end
@@ -10941,21 +10915,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$297  = acc4_0;
     if (flags_4[0]) begin
-      \$297  = \$92 [17:0];
+      \$297  = \$94 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$298  = fin4_0;
-    if (\$93 ) begin
-      \$298  = \$95 [17:0];
+    if (\$95 ) begin
+      \$298  = \$98 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$299  = bank4_0;
     if (done) begin
-      \$299  = \$97 [18:0];
+      \$299  = fin4_0;
     end else if (ser) begin
       \$299  = bank5_0;
     end
@@ -10964,21 +10938,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$300  = acc5_0;
     if (flags_5[0]) begin
-      \$300  = \$99 [17:0];
+      \$300  = \$101 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$301  = fin5_0;
-    if (\$100 ) begin
-      \$301  = \$102 [17:0];
+    if (\$102 ) begin
+      \$301  = \$105 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$302  = bank5_0;
     if (done) begin
-      \$302  = \$104 [18:0];
+      \$302  = fin5_0;
     end else if (ser) begin
       \$302  = bank6_0;
     end
@@ -10987,21 +10961,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$303  = acc6_0;
     if (flags_6[0]) begin
-      \$303  = \$106 [17:0];
+      \$303  = \$108 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$304  = fin6_0;
-    if (\$107 ) begin
-      \$304  = \$109 [17:0];
+    if (\$109 ) begin
+      \$304  = \$112 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$305  = bank6_0;
     if (done) begin
-      \$305  = \$111 [18:0];
+      \$305  = fin6_0;
     end else if (ser) begin
       \$305  = bank7_0;
     end
@@ -11010,21 +10984,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$306  = acc7_0;
     if (flags_7[0]) begin
-      \$306  = \$113 [17:0];
+      \$306  = \$115 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$307  = fin7_0;
-    if (\$114 ) begin
-      \$307  = \$116 [17:0];
+    if (\$116 ) begin
+      \$307  = \$119 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$308  = bank7_0;
     if (done) begin
-      \$308  = \$118 [18:0];
+      \$308  = fin7_0;
     end
   end
   always @* begin
@@ -11033,7 +11007,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     if (done) begin
       \$309  = 4'h8;
     end else if (ser) begin
-      \$309  = \$119 [3:0];
+      \$309  = \$120 [3:0];
     end
     if (rst_conv2) begin
       \$309  = 4'h0;
@@ -11043,7 +11017,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$310  = addr;
     if (ser) begin
-      \$310  = \$122 [5:0];
+      \$310  = \$123 [5:0];
     end
     if (rst_conv2) begin
       \$310  = 6'h00;
@@ -11051,21 +11025,21 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$311  = \$123 ;
+    \$311  = \$124 ;
     if (rst_conv2) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$312  = \$125 ;
+    \$312  = \$126 ;
     if (rst_conv2) begin
       \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$313  = \$signal$871 ;
+    \$313  = \$signal$870 ;
     if (rst_conv2) begin
       \$313  = 1'h0;
     end
@@ -11135,14 +11109,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$323  = \$136 ;
+    \$323  = \$137 ;
     if (rst_conv2) begin
       \$323  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$324  = \$138 ;
+    \$324  = \$139 ;
     if (rst_conv2) begin
       \$324  = 2'h0;
     end
@@ -11173,242 +11147,242 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$225  = \$27 ;
+    \$226  = \$27 ;
     if (rst_conv2) begin
-      \$225  = 1'h0;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$226  = \beat$573 ;
+    \$227  = \beat$573 ;
     if (take) begin
-      \$226  = \$29 [7:0];
+      \$227  = \$29 [7:0];
     end
     if (rst_conv2) begin
-      \$226  = 8'h00;
+      \$227  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$227  = at;
+    \$228  = at;
     if (take) begin
-      \$227  = \$31 ;
+      \$228  = \$31 ;
     end
     if (rst_conv2) begin
-      \$227  = 8'h01;
+      \$228  = 8'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$228  = word;
+    \$229  = word;
     if (take) begin
-      \$228  = \$34 [4:0];
+      \$229  = \$34 [4:0];
     end
     if (rst_conv2) begin
-      \$228  = 5'h00;
+      \$229  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$229  = wsum_first;
+    \$230  = wsum_first;
     if (take) begin
-      \$229  = filled;
+      \$230  = filled;
     end
     if (rst_conv2) begin
-      \$229  = 1'h1;
+      \$230  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$230  = take;
-    if (rst_conv2) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$231  = wsum_v_d1;
+    \$231  = take;
     if (rst_conv2) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$232  = wsum_first;
+    \$232  = wsum_v_d1;
     if (rst_conv2) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$233  = wsum_first_d1;
+    \$233  = wsum_first;
     if (rst_conv2) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$234  = filled;
+    \$234  = wsum_first_d1;
     if (rst_conv2) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$235  = wsum_end_d1;
+    \$235  = filled;
     if (rst_conv2) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$236  = wsum_acc;
-    if (wsum_v_d2) begin
-      \$236  = \$36 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$237  = wsum_total;
-    if (\$37 ) begin
-      \$237  = \$39 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$238  = \$40 ;
+    \$236  = wsum_end_d1;
     if (rst_conv2) begin
-      \$238  = 1'h1;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$239  = gap_zero_next;
+    \$237  = wsum_acc;
+    if (wsum_v_d2) begin
+      \$237  = \$36 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$238  = wsum_total;
+    if (\$37 ) begin
+      \$238  = \$39 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$239  = \$40 ;
     if (rst_conv2) begin
       \$239  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$240  = \$signal ;
+    \$240  = gap_zero_next;
     if (rst_conv2) begin
-      \$240  = 1'h0;
+      \$240  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$241  = n_last_next;
+    \$241  = \$signal ;
     if (rst_conv2) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$242  = \$41 ;
+    \$242  = n_last_next;
     if (rst_conv2) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$243  = r_next;
+    \$243  = \$41 ;
     if (rst_conv2) begin
-      \$243  = 6'h00;
+      \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$244  = s_idx;
+    \$244  = r_next;
+    if (rst_conv2) begin
+      \$244  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$245  = s_idx;
     if (step) begin
-      \$244  = \$43 [4:0];
+      \$245  = \$43 [4:0];
     end
     if (rst_conv2) begin
-      \$244  = 5'h00;
+      \$245  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$245  = n_idx;
+    \$246  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$245  = \$45 [2:0];
+        \$246  = \$45 [2:0];
       end
     end
     if (rst_conv2) begin
-      \$245  = 3'h0;
+      \$246  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$246  = active;
+    \$247  = active;
     if (\$46 ) begin
-      \$246  = 1'h0;
+      \$247  = 1'h0;
     end
     if (load) begin
-      \$246  = 1'h1;
+      \$247  = 1'h1;
     end
     if (rst_conv2) begin
-      \$246  = 1'h0;
+      \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$247  = r_base;
+    \$248  = r_base;
     if (load) begin
-      \$247  = { 1'h0, \$47  };
+      \$248  = { 1'h0, \$47  };
     end
     if (rst_conv2) begin
-      \$247  = 6'h00;
+      \$248  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$248  = w_half;
+    \$249  = w_half;
     if (load) begin
-      \$248  = \$48 ;
+      \$249  = \$48 ;
     end
     if (rst_conv2) begin
-      \$248  = 1'h0;
+      \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$249  = gap;
+    \$250  = gap;
     if (\$49 ) begin
-      \$249  = 4'h7;
+      \$250  = 4'h7;
     end else if (\$50 ) begin
-      \$249  = \$51 [3:0];
+      \$250  = \$51 [3:0];
     end
     if (rst_conv2) begin
-      \$249  = 4'h0;
+      \$250  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$250  = step;
-    if (rst_conv2) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$251  = \$52 ;
+    \$251  = step;
     if (rst_conv2) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$252  = s_last;
+    \$252  = \$52 ;
     if (rst_conv2) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$253  = r_next;
+    \$253  = s_last;
     if (rst_conv2) begin
-      \$253  = 6'h00;
+      \$253  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$254  = r_next;
+    if (rst_conv2) begin
+      \$254  = 6'h00;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -11522,22 +11496,30 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
   assign space_next = \$24 [4:0];
   assign \o__payload$587  = { \$330 , \$329 , \$328 , \$327  };
   assign \$3  = active;
-  assign \$68  = { fin0_0, 1'h0 };
-  assign \$75  = { fin1_0, 1'h0 };
-  assign \$82  = { fin2_0, 1'h0 };
-  assign \$89  = { fin3_0, 1'h0 };
-  assign \$96  = { fin4_0, 1'h0 };
-  assign \$103  = { fin5_0, 1'h0 };
-  assign \$110  = { fin6_0, 1'h0 };
-  assign \$117  = { fin7_0, 1'h0 };
-  assign \$123  = ser;
-  assign \$124  = 1'h0;
+  assign \$65  = { t0_0_l5_0, 1'h0 };
+  assign \$69  = { t0_0_l5_0, 1'h0 };
+  assign \$72  = { t1_0_l5_0, 1'h0 };
+  assign \$76  = { t1_0_l5_0, 1'h0 };
+  assign \$79  = { t2_0_l5_0, 1'h0 };
+  assign \$83  = { t2_0_l5_0, 1'h0 };
+  assign \$86  = { t3_0_l5_0, 1'h0 };
+  assign \$90  = { t3_0_l5_0, 1'h0 };
+  assign \$93  = { t4_0_l5_0, 1'h0 };
+  assign \$97  = { t4_0_l5_0, 1'h0 };
+  assign \$100  = { t5_0_l5_0, 1'h0 };
+  assign \$104  = { t5_0_l5_0, 1'h0 };
+  assign \$107  = { t6_0_l5_0, 1'h0 };
+  assign \$111  = { t6_0_l5_0, 1'h0 };
+  assign \$114  = { t7_0_l5_0, 1'h0 };
+  assign \$118  = { t7_0_l5_0, 1'h0 };
+  assign \$124  = ser;
   assign \$125  = 1'h0;
-  assign \$127  = { p[29], p };
-  assign \$128  = { \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 [14], \p$878 , 17'h00000 };
-  assign \$131  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$126  = 1'h0;
+  assign \$128  = { p[29], p };
+  assign \$129  = { \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 , 17'h00000 };
   assign \$132  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$134  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$133  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$135  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12967,7 +12949,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1986$0 , \port$1992$0 , \port$1998$0 , \port$2004$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1988$0 , \port$1994$0 , \port$2000$0 , \port$2006$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -13126,14 +13108,14 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1986$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$1986$0 ;
-  wire [63:0] \port$1986$0 ;
-  output [63:0] \port$1992$0 ;
-  wire [63:0] \port$1992$0 ;
-  output [63:0] \port$1998$0 ;
-  wire [63:0] \port$1998$0 ;
-  output [63:0] \port$2004$0 ;
-  wire [63:0] \port$2004$0 ;
+  output [63:0] \port$1988$0 ;
+  wire [63:0] \port$1988$0 ;
+  output [63:0] \port$1994$0 ;
+  wire [63:0] \port$1994$0 ;
+  output [63:0] \port$2000$0 ;
+  wire [63:0] \port$2000$0 ;
+  output [63:0] \port$2006$0 ;
+  wire [63:0] \port$2006$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -13479,10 +13461,10 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1986$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$99 , \$93 , \$87 , \$81  };
-  assign \port$1986$0  = \$81 ;
-  assign \port$1992$0  = \$87 ;
-  assign \port$1998$0  = \$93 ;
-  assign \port$2004$0  = \$99 ;
+  assign \port$1988$0  = \$81 ;
+  assign \port$1994$0  = \$87 ;
+  assign \port$2000$0  = \$93 ;
+  assign \port$2006$0  = \$99 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -20978,7 +20960,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$119 , o__valid, o__payload, clk);
+module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$169 , o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -20993,44 +20975,44 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   wire [6:0] \$108 ;
   wire [6:0] \$109 ;
   wire \$11 ;
-  wire [5:0] \$110 ;
-  wire \$111 ;
+  wire \$110 ;
+  wire [5:0] \$111 ;
   wire [5:0] \$112 ;
   wire [6:0] \$113 ;
-  wire [5:0] \$114 ;
-  wire [6:0] \$115 ;
+  wire [6:0] \$114 ;
+  wire \$115 ;
   wire [5:0] \$116 ;
-  wire \$117 ;
-  wire [5:0] \$118 ;
+  wire [5:0] \$117 ;
+  wire [6:0] \$118 ;
   wire [6:0] \$119 ;
   wire \$12 ;
   wire [5:0] \$120 ;
-  wire [6:0] \$121 ;
-  wire \$122 ;
-  wire [19:0] \$123 ;
-  wire [19:0] \$124 ;
-  wire [19:0] \$125 ;
-  wire [19:0] \$126 ;
-  wire [19:0] \$127 ;
-  wire [19:0] \$128 ;
-  wire [19:0] \$129 ;
+  wire \$121 ;
+  wire [5:0] \$122 ;
+  wire [6:0] \$123 ;
+  wire [5:0] \$124 ;
+  wire [6:0] \$125 ;
+  wire [5:0] \$126 ;
+  wire \$127 ;
+  wire [5:0] \$128 ;
+  wire [6:0] \$129 ;
   wire \$13 ;
-  wire [19:0] \$130 ;
-  wire [19:0] \$131 ;
-  wire [19:0] \$132 ;
-  wire [19:0] \$133 ;
-  wire [19:0] \$134 ;
-  wire [19:0] \$135 ;
-  wire [19:0] \$136 ;
-  wire [19:0] \$137 ;
-  wire [19:0] \$138 ;
-  wire [19:0] \$139 ;
+  wire [5:0] \$130 ;
+  wire [6:0] \$131 ;
+  wire [5:0] \$132 ;
+  wire \$133 ;
+  wire [5:0] \$134 ;
+  wire [6:0] \$135 ;
+  wire [5:0] \$136 ;
+  wire [6:0] \$137 ;
+  wire [5:0] \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  wire [19:0] \$140 ;
-  wire [19:0] \$141 ;
-  wire [19:0] \$142 ;
-  wire [19:0] \$143 ;
-  wire [19:0] \$144 ;
+  wire [5:0] \$140 ;
+  wire [6:0] \$141 ;
+  wire [5:0] \$142 ;
+  wire [6:0] \$143 ;
+  wire \$144 ;
   wire [19:0] \$145 ;
   wire [19:0] \$146 ;
   wire [19:0] \$147 ;
@@ -21050,158 +21032,244 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   wire \$16 ;
   wire [19:0] \$160 ;
   wire [19:0] \$161 ;
-  wire [20:0] \$162 ;
-  wire \$163 ;
+  wire [19:0] \$162 ;
+  wire [19:0] \$163 ;
   wire [19:0] \$164 ;
-  wire [20:0] \$165 ;
-  wire [20:0] \$166 ;
-  wire [21:0] \$167 ;
+  wire [19:0] \$165 ;
+  wire [19:0] \$166 ;
+  wire [19:0] \$167 ;
   wire [19:0] \$168 ;
-  wire [20:0] \$169 ;
+  wire [19:0] \$169 ;
   wire \$17 ;
-  wire \$170 ;
+  wire [19:0] \$170 ;
   wire [19:0] \$171 ;
-  wire [20:0] \$172 ;
-  wire [20:0] \$173 ;
-  wire [21:0] \$174 ;
-  wire [2:0] \$175 ;
-  wire \$176 ;
-  wire [9:0] \$177 ;
-  wire [9:0] \$178 ;
-  wire \$179 ;
+  wire [19:0] \$172 ;
+  wire [19:0] \$173 ;
+  wire [19:0] \$174 ;
+  wire [19:0] \$175 ;
+  wire [19:0] \$176 ;
+  wire [19:0] \$177 ;
+  wire [19:0] \$178 ;
+  wire [19:0] \$179 ;
   wire [9:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire [17:0] \$182 ;
-  wire [30:0] \$183 ;
-  wire [47:0] \$184 ;
-  wire [48:0] \$185 ;
-  wire [49:0] \$186 ;
-  wire [32:0] \$187 ;
-  wire [32:0] \$188 ;
-  wire \$189 ;
+  wire [19:0] \$180 ;
+  wire [19:0] \$181 ;
+  wire [19:0] \$182 ;
+  wire [19:0] \$183 ;
+  wire [19:0] \$184 ;
+  wire [19:0] \$185 ;
+  wire [19:0] \$186 ;
+  wire [19:0] \$187 ;
+  wire [19:0] \$188 ;
+  wire [19:0] \$189 ;
   wire [9:0] \$19 ;
-  wire [32:0] \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire [1:0] \$194 ;
-  wire \$195 ;
-  wire \$196 ;
+  wire [19:0] \$190 ;
+  wire [19:0] \$191 ;
+  wire [19:0] \$192 ;
+  wire [19:0] \$193 ;
+  wire [19:0] \$194 ;
+  wire [19:0] \$195 ;
+  wire [19:0] \$196 ;
   wire [19:0] \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [19:0] \$198 ;
+  wire [19:0] \$199 ;
   wire [9:0] \$2 ;
   wire [7:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  reg [5:0] \$204 ;
-  reg [5:0] \$205 ;
-  reg [7:0] \$206 ;
-  reg [4:0] \$207 ;
-  reg [7:0] \$208 ;
-  reg [4:0] \$209 ;
+  wire [19:0] \$200 ;
+  wire [19:0] \$201 ;
+  wire [19:0] \$202 ;
+  wire [19:0] \$203 ;
+  wire [19:0] \$204 ;
+  wire [19:0] \$205 ;
+  wire [19:0] \$206 ;
+  wire [19:0] \$207 ;
+  wire [19:0] \$208 ;
+  wire [19:0] \$209 ;
   wire \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg \$213 ;
-  reg [19:0] \$214 ;
-  reg [19:0] \$215 ;
-  reg \$216 ;
-  reg \$217 ;
-  reg \$218 ;
-  reg \$219 ;
+  wire [19:0] \$210 ;
+  wire [19:0] \$211 ;
+  wire [19:0] \$212 ;
+  wire [19:0] \$213 ;
+  wire [19:0] \$214 ;
+  wire [19:0] \$215 ;
+  wire [19:0] \$216 ;
+  wire [19:0] \$217 ;
+  wire [19:0] \$218 ;
+  wire [19:0] \$219 ;
   wire \$22 ;
-  reg \$220 ;
-  reg [7:0] \$221 ;
-  reg [7:0] \$222 ;
-  reg [1:0] \$223 ;
-  reg [15:0] \$224 ;
-  reg [8:0] \$225 ;
-  reg [7:0] \$226 ;
-  reg [7:0] \$227 ;
-  reg \$228 ;
-  reg [8:0] \$229 ;
+  wire [19:0] \$220 ;
+  wire [20:0] \$221 ;
+  wire [20:0] \$222 ;
+  wire [13:0] \$223 ;
+  wire [21:0] \$224 ;
+  wire \$225 ;
+  wire [20:0] \$226 ;
+  wire [13:0] \$227 ;
+  wire [21:0] \$228 ;
+  wire [20:0] \$229 ;
   wire \$23 ;
-  reg \$230 ;
-  reg [1:0] \$231 ;
-  reg [4:0] \$232 ;
-  reg [4:0] \$233 ;
-  reg [4:0] \$234 ;
-  reg [4:0] \$235 ;
-  reg [4:0] \$236 ;
-  reg \$237 ;
-  reg \$238 ;
-  reg \$239 ;
+  wire [13:0] \$230 ;
+  wire [21:0] \$231 ;
+  wire \$232 ;
+  wire [20:0] \$233 ;
+  wire [13:0] \$234 ;
+  wire [21:0] \$235 ;
+  wire [20:0] \$236 ;
+  wire [13:0] \$237 ;
+  wire [21:0] \$238 ;
+  wire \$239 ;
   wire [16:0] \$24 ;
-  reg [7:0] \$240 ;
-  reg [7:0] \$241 ;
-  reg \$242 ;
-  reg \$243 ;
-  reg \$244 ;
-  reg \$245 ;
-  reg \$246 ;
-  reg \$247 ;
-  reg \$248 ;
-  reg \$249 ;
+  wire [20:0] \$240 ;
+  wire [13:0] \$241 ;
+  wire [21:0] \$242 ;
+  wire [20:0] \$243 ;
+  wire [13:0] \$244 ;
+  wire [21:0] \$245 ;
+  wire \$246 ;
+  wire [20:0] \$247 ;
+  wire [13:0] \$248 ;
+  wire [21:0] \$249 ;
   wire [16:0] \$25 ;
-  reg \$250 ;
-  reg \$251 ;
-  reg \$252 ;
-  reg \$253 ;
-  reg \$254 ;
-  reg \$255 ;
-  reg \$256 ;
-  reg \$257 ;
-  reg \$258 ;
-  reg \$259 ;
-  wire [3:0] \$26 ;
-  reg \$260 ;
-  reg \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg \$265 ;
-  reg [19:0] \$266 ;
-  reg [19:0] \$267 ;
-  reg [19:0] \$268 ;
-  reg [20:0] \$269 ;
-  wire [1:0] \$27 ;
-  reg [19:0] \$270 ;
-  reg [19:0] \$271 ;
-  reg [20:0] \$272 ;
-  reg [1:0] \$273 ;
-  reg [8:0] \$274 ;
-  reg \$275 ;
-  reg \$276 ;
-  reg \$277 ;
-  reg \$278 ;
-  reg \$279 ;
-  wire [4:0] \$28 ;
-  reg \$280 ;
-  reg \$281 ;
-  reg \$282 ;
-  reg \$283 ;
-  reg \$284 ;
+  wire [3:0] \$250 ;
+  wire \$251 ;
+  wire [9:0] \$252 ;
+  wire [9:0] \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire [17:0] \$257 ;
+  wire [30:0] \$258 ;
+  wire [47:0] \$259 ;
+  wire [4:0] \$26 ;
+  wire [48:0] \$260 ;
+  wire [49:0] \$261 ;
+  wire [32:0] \$262 ;
+  wire [32:0] \$263 ;
+  wire \$264 ;
+  wire [32:0] \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire [1:0] \$269 ;
+  wire [2:0] \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire [19:0] \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  reg [5:0] \$279 ;
+  wire [5:0] \$28 ;
+  reg [5:0] \$280 ;
+  reg [7:0] \$281 ;
+  reg [4:0] \$282 ;
+  reg [7:0] \$283 ;
+  reg [4:0] \$284 ;
   reg \$285 ;
   reg \$286 ;
   reg \$287 ;
-  reg [1:0] \$288 ;
-  reg [2:0] \$289 ;
+  reg \$288 ;
+  reg [19:0] \$289 ;
   wire \$29 ;
-  reg \$290 ;
+  reg [19:0] \$290 ;
+  reg \$291 ;
+  reg \$292 ;
+  reg \$293 ;
+  reg \$294 ;
+  reg \$295 ;
+  reg [6:0] \$296 ;
+  reg [6:0] \$297 ;
+  reg [1:0] \$298 ;
+  reg [31:0] \$299 ;
   wire [50:0] \$3 ;
   wire \$30 ;
+  reg [8:0] \$300 ;
+  reg [7:0] \$301 ;
+  reg [6:0] \$302 ;
+  reg \$303 ;
+  reg [8:0] \$304 ;
+  reg \$305 ;
+  reg [2:0] \$306 ;
+  reg [4:0] \$307 ;
+  reg [4:0] \$308 ;
+  reg [4:0] \$309 ;
   wire [6:0] \$31 ;
+  reg [4:0] \$310 ;
+  reg [4:0] \$311 ;
+  reg [4:0] \$312 ;
+  reg [4:0] \$313 ;
+  reg [4:0] \$314 ;
+  reg [4:0] \$315 ;
+  reg \$316 ;
+  reg \$317 ;
+  reg \$318 ;
+  reg [7:0] \$319 ;
   wire [8:0] \$32 ;
+  reg [7:0] \$320 ;
+  reg [7:0] \$321 ;
+  reg [7:0] \$322 ;
+  reg \$323 ;
+  reg \$324 ;
+  reg \$325 ;
+  reg \$326 ;
+  reg \$327 ;
+  reg \$328 ;
+  reg \$329 ;
   wire [5:0] \$33 ;
+  reg \$330 ;
+  reg \$331 ;
+  reg \$332 ;
+  reg \$333 ;
+  reg \$334 ;
+  reg \$335 ;
+  reg \$336 ;
+  reg \$337 ;
+  reg \$338 ;
+  reg \$339 ;
   wire \$34 ;
+  reg \$340 ;
+  reg \$341 ;
+  reg \$342 ;
+  reg \$343 ;
+  reg \$344 ;
+  reg \$345 ;
+  reg [20:0] \$346 ;
+  reg [20:0] \$347 ;
+  reg [20:0] \$348 ;
+  reg [20:0] \$349 ;
   wire [9:0] \$35 ;
+  reg [20:0] \$350 ;
+  reg [20:0] \$351 ;
+  reg [20:0] \$352 ;
+  reg [20:0] \$353 ;
+  reg [20:0] \$354 ;
+  reg [20:0] \$355 ;
+  reg [20:0] \$356 ;
+  reg [20:0] \$357 ;
+  reg [20:0] \$358 ;
+  reg [2:0] \$359 ;
   wire [5:0] \$36 ;
+  reg [8:0] \$360 ;
+  reg \$361 ;
+  reg \$362 ;
+  reg \$363 ;
+  reg \$364 ;
+  reg \$365 ;
+  reg \$366 ;
+  reg \$367 ;
+  reg \$368 ;
+  reg \$369 ;
   wire \$37 ;
+  reg \$370 ;
+  reg \$371 ;
+  reg \$372 ;
+  reg \$373 ;
+  reg [1:0] \$374 ;
+  reg [3:0] \$375 ;
+  reg \$376 ;
   wire [5:0] \$38 ;
   wire [6:0] \$39 ;
   wire [50:0] \$4 ;
@@ -21241,18 +21309,18 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   wire \$70 ;
   wire \$71 ;
   wire \$72 ;
-  wire [8:0] \$73 ;
-  wire [8:0] \$74 ;
-  wire [8:0] \$75 ;
-  wire [8:0] \$76 ;
-  wire [8:0] \$77 ;
+  wire [7:0] \$73 ;
+  wire [7:0] \$74 ;
+  wire [7:0] \$75 ;
+  wire [7:0] \$76 ;
+  wire [7:0] \$77 ;
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [8:0] \$80 ;
-  wire [8:0] \$81 ;
-  wire [8:0] \$82 ;
-  wire [8:0] \$83 ;
+  wire [7:0] \$80 ;
+  wire [7:0] \$81 ;
+  wire [7:0] \$82 ;
+  wire [7:0] \$83 ;
   wire \$84 ;
   wire [2:0] \$85 ;
   wire \$86 ;
@@ -21261,72 +21329,86 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   wire [8:0] \$89 ;
   wire \$9 ;
   wire [8:0] \$90 ;
-  wire [8:0] \$91 ;
-  wire [8:0] \$92 ;
+  wire [7:0] \$91 ;
+  wire [7:0] \$92 ;
   wire \$93 ;
   wire [7:0] \$94 ;
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
-  wire [2:0] \$98 ;
+  wire [3:0] \$98 ;
   wire [4:0] \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
-  reg \$signal$150  = 1'h0;
-  reg \$signal$214  = 1'h0;
+  reg \$signal$204  = 1'h0;
+  reg \$signal$303  = 1'h0;
   wire \$signal$34 ;
   reg \$signal$47  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$111 ;
-  reg [19:0] acc0_0 = 20'h00000;
-  reg [19:0] acc1_0 = 20'h00000;
+  wire [12:0] \a$161 ;
+  reg [20:0] acc0_0 = 21'h000000;
+  reg [20:0] acc1_0 = 21'h000000;
+  reg [20:0] acc2_0 = 21'h000000;
+  reg [20:0] acc3_0 = 21'h000000;
   reg active = 1'h0;
-  reg [7:0] addr = 8'h00;
-  reg [8:0] \addr$105  = 9'h000;
-  wire [15:0] \addr$234 ;
+  reg [6:0] addr = 7'h00;
+  reg [8:0] \addr$155  = 9'h000;
+  wire [14:0] \addr$323 ;
   wire [16:0] b;
-  wire [3:0] \b$112 ;
+  wire [3:0] \b$162 ;
   reg [20:0] bank0_0 = 21'h000000;
   reg [20:0] bank1_0 = 21'h000000;
+  reg [20:0] bank2_0 = 21'h000000;
+  reg [20:0] bank3_0 = 21'h000000;
   (* init = 9'h000 *)
   wire [8:0] beat;
   reg [5:0] c = 6'h00;
   reg can_end = 1'h1;
   reg [7:0] carry0_0 = 8'h00;
   reg [7:0] carry1_0 = 8'h00;
+  reg [7:0] carry2_0 = 8'h00;
+  reg [7:0] carry3_0 = 8'h00;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
   wire credits_room_next;
-  reg [2:0] credits_space = 3'h4;
+  reg [3:0] credits_space = 4'h8;
   wire [29:0] data;
-  wire [15:0] \data$144 ;
-  wire [15:0] \data$233 ;
+  wire [31:0] \data$194 ;
+  wire [31:0] \data$322 ;
   reg done = 1'h0;
   reg filled;
-  reg [19:0] fin0_0 = 20'h00000;
-  reg [19:0] fin1_0 = 20'h00000;
+  reg [20:0] fin0_0 = 21'h000000;
+  reg [20:0] fin1_0 = 21'h000000;
+  reg [20:0] fin2_0 = 21'h000000;
+  reg [20:0] fin3_0 = 21'h000000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
   wire [2:0] flags_0;
   wire [2:0] flags_1;
-  reg [1:0] gap = 2'h0;
+  wire [2:0] flags_2;
+  wire [2:0] flags_3;
+  reg [2:0] gap = 3'h0;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
-  reg [15:0] head = 16'h0000;
-  (* init = 8'h00 *)
-  wire [7:0] head_addr;
+  reg [31:0] head = 32'd0;
+  (* init = 7'h00 *)
+  wire [6:0] head_addr;
   reg [1:0] head_boot = 2'h3;
-  reg [7:0] head_next = 8'h01;
+  reg [6:0] head_next = 7'h01;
   wire [7:0] i;
+  wire [7:0] \i$101 ;
+  wire [7:0] \i$124 ;
+  wire [7:0] \i$126 ;
   wire [7:0] \i$50 ;
   wire [7:0] \i$74 ;
   wire [7:0] \i$76 ;
+  wire [7:0] \i$99 ;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
@@ -21364,28 +21446,54 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   reg [8:0] m1_0_7 = 9'h000;
   reg [8:0] m1_0_8 = 9'h000;
   reg [8:0] m1_0_9 = 9'h000;
-  reg [7:0] n_idx = 8'h00;
+  reg [8:0] m2_0_0 = 9'h000;
+  reg [8:0] m2_0_1 = 9'h000;
+  reg [8:0] m2_0_2 = 9'h000;
+  reg [8:0] m2_0_3 = 9'h000;
+  reg [8:0] m2_0_4 = 9'h000;
+  reg [8:0] m2_0_5 = 9'h000;
+  reg [8:0] m2_0_6 = 9'h000;
+  reg [8:0] m2_0_7 = 9'h000;
+  reg [8:0] m2_0_8 = 9'h000;
+  reg [8:0] m2_0_9 = 9'h000;
+  reg [8:0] m3_0_0 = 9'h000;
+  reg [8:0] m3_0_1 = 9'h000;
+  reg [8:0] m3_0_2 = 9'h000;
+  reg [8:0] m3_0_3 = 9'h000;
+  reg [8:0] m3_0_4 = 9'h000;
+  reg [8:0] m3_0_5 = 9'h000;
+  reg [8:0] m3_0_6 = 9'h000;
+  reg [8:0] m3_0_7 = 9'h000;
+  reg [8:0] m3_0_8 = 9'h000;
+  reg [8:0] m3_0_9 = 9'h000;
+  reg [6:0] n_idx = 7'h00;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$157 ;
-  wire [19:0] \o$170 ;
-  wire [19:0] \o$171 ;
+  wire [19:0] \o$211 ;
+  wire [19:0] \o$224 ;
+  wire [19:0] \o$225 ;
+  wire [19:0] \o$238 ;
+  wire [19:0] \o$239 ;
+  wire [19:0] \o$252 ;
+  wire [19:0] \o$253 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$118 ;
-  wire [15:0] \o__payload$152 ;
+  wire [7:0] \o__payload$168 ;
+  wire [31:0] \o__payload$206 ;
   wire o__ready;
-  input \o__ready$119 ;
-  wire \o__ready$119 ;
-  wire \o__ready$120 ;
+  input \o__ready$169 ;
+  wire \o__ready$169 ;
+  wire \o__ready$170 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$122 ;
+  wire \o__valid$172 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
+  reg [4:0] off1_2 = 5'h00;
+  reg [4:0] off1_3 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$221 ;
+  wire [16:0] \p$310 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_2;
@@ -21406,12 +21514,32 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   wire [8:0] p1_0_7;
   wire [8:0] p1_0_8;
   wire [8:0] p1_0_9;
+  wire [8:0] p2_0_0;
+  wire [8:0] p2_0_1;
+  wire [8:0] p2_0_2;
+  wire [8:0] p2_0_3;
+  wire [8:0] p2_0_4;
+  wire [8:0] p2_0_5;
+  wire [8:0] p2_0_6;
+  wire [8:0] p2_0_7;
+  wire [8:0] p2_0_8;
+  wire [8:0] p2_0_9;
+  wire [8:0] p3_0_0;
+  wire [8:0] p3_0_1;
+  wire [8:0] p3_0_2;
+  wire [8:0] p3_0_3;
+  wire [8:0] p3_0_4;
+  wire [8:0] p3_0_5;
+  wire [8:0] p3_0_6;
+  wire [8:0] p3_0_7;
+  wire [8:0] p3_0_8;
+  wire [8:0] p3_0_9;
   reg [4:0] p_lane = 5'h00;
   reg [5:0] pix = 6'h00;
   wire [8:0] port__addr;
   wire [8:0] \port__addr$43 ;
   reg [159:0] port__data = 160'h0000000000000000000000000000000000000000;
-  wire [159:0] \port__data$154 ;
+  wire [159:0] \port__data$208 ;
   wire [19:0] port__en;
   wire \port__en$45 ;
   reg [8:0] r_addr = 9'h000;
@@ -21420,6 +21548,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   reg [8:0] r_next;
   reg [4:0] row_ph0 = 5'h00;
   reg [4:0] row_ph1 = 5'h10;
+  reg [4:0] row_ph2 = 5'h0c;
+  reg [4:0] row_ph3 = 5'h08;
   reg [48:0] rq0_acc_s1_0 = 49'h0000000000000;
   reg [17:0] rq0_acc_s1_1 = 18'h00000;
   reg [32:0] rq0_acc_s2_0 = 33'h000000000;
@@ -21435,7 +21565,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   reg s_last = 1'h0;
   reg [20:0] sa0_0 = 21'h000000;
   wire ser;
-  reg [1:0] ser_left = 2'h0;
+  reg [2:0] ser_left = 3'h0;
   wire shift;
   reg skipped_d1 = 1'h0;
   reg skipped_d2 = 1'h0;
@@ -21443,7 +21573,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
   reg sn_last = 1'h0;
-  wire [2:0] space_next;
+  wire [3:0] space_next;
   wire step;
   reg [10:0] t0_0_l2_0 = 11'h000;
   reg [10:0] t0_0_l2_1 = 11'h000;
@@ -21489,6 +21619,50 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   wire [11:0] t1_0_w2_0;
   (* keep = 32'd1 *)
   wire [12:0] t1_0_w3_0;
+  reg [10:0] t2_0_l2_0 = 11'h000;
+  reg [10:0] t2_0_l2_1 = 11'h000;
+  reg [9:0] t2_0_l2_2 = 10'h000;
+  reg [12:0] t2_0_l4_0 = 13'h0000;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_6;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_8;
+  (* keep = 32'd1 *)
+  wire [10:0] t2_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t2_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [11:0] t2_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [12:0] t2_0_w3_0;
+  reg [10:0] t3_0_l2_0 = 11'h000;
+  reg [10:0] t3_0_l2_1 = 11'h000;
+  reg [9:0] t3_0_l2_2 = 10'h000;
+  reg [12:0] t3_0_l4_0 = 13'h0000;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_6;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_8;
+  (* keep = 32'd1 *)
+  wire [10:0] t3_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t3_0_w1_2;
+  (* keep = 32'd1 *)
+  wire [11:0] t3_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [12:0] t3_0_w3_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
@@ -21505,21 +21679,23 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   reg vb = 1'h0;
   reg [19:0] w0_0 = 20'h00000;
   reg [19:0] w1_0 = 20'h00000;
+  reg [19:0] w2_0 = 20'h00000;
+  reg [19:0] w3_0 = 20'h00000;
   wire [8:0] w_addr;
   wire [8:0] w_addr_b0;
   wire [159:0] w_data;
-  wire [7:0] \w_data$123 ;
+  wire [7:0] \w_data$173 ;
   (* init = 160'h0000000000000000000000000000000000000000 *)
   wire [159:0] w_data_q;
   wire [19:0] w_en;
-  reg \w_en$124  = 1'h0;
+  reg \w_en$174  = 1'h0;
   wire [19:0] w_en_b0;
   wire w_full;
   wire \w_full$24 ;
   wire w_full_issue;
   wire \w_full_issue$26 ;
   reg w_half = 1'h0;
-  reg [15:0] word1 = 16'h0000;
+  reg [31:0] word1 = 32'd0;
   reg [19:0] wsum_acc = 20'h00000;
   reg wsum_end_d1 = 1'h0;
   reg wsum_first = 1'h1;
@@ -21527,14 +21703,13 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   reg [7:0] wsum_l0_0 = 8'h00;
   reg [19:0] wsum_total = 20'h00000;
   reg wsum_v_d1 = 1'h0;
+  reg [20:0] x_init = 21'h000000;
   reg x_taken_d1 = 1'h0;
   reg x_taken_d2 = 1'h0;
   reg x_taken_d3 = 1'h0;
   reg x_taken_d4 = 1'h0;
   reg x_taken_d5 = 1'h0;
-  reg x_taken_d6 = 1'h0;
   reg [159:0] xdata_d1 = 160'h0000000000000000000000000000000000000000;
-  reg [19:0] xtotal = 20'h00000;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
   reg [159:0] vectors [313:0];
@@ -21900,7 +22075,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   always @(posedge clk) begin
     _0_ <= vectors[\port__addr$43 ];
   end
-  assign \port__data$154  = _0_;
+  assign \port__data$208  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 8'h9d;
@@ -21920,7 +22095,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   assign \$14  = s_last ? 1'h0 : \$13 ;
   assign \$signal$34  = step ? \$14  : s_last;
   assign \$15  = step & s_last;
-  assign \$16  = n_idx == 8'hfe;
+  assign \$16  = n_idx == 7'h7e;
   assign \$17  = n_last ? 1'h0 : \$16 ;
   assign n_last_next = \$15  ? \$17  : n_last;
   assign \$18  = r_addr + 1'h1;
@@ -21950,14 +22125,34 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
   assign t1_0_w3_0 = t1_0_w2_0 + t1_0_l2_2;
+  assign \i$99  = \$signal$47  ? head[23:16] : carry2_0;
+  assign t2_0_w0_0 = m2_0_0 + m2_0_1;
+  assign t2_0_w0_2 = m2_0_2 + m2_0_3;
+  assign t2_0_w0_4 = m2_0_4 + m2_0_5;
+  assign t2_0_w0_6 = m2_0_6 + m2_0_7;
+  assign t2_0_w0_8 = m2_0_8 + m2_0_9;
+  assign t2_0_w1_0 = t2_0_w0_0 + t2_0_w0_2;
+  assign t2_0_w1_2 = t2_0_w0_4 + t2_0_w0_6;
+  assign t2_0_w2_0 = t2_0_l2_0 + t2_0_l2_1;
+  assign t2_0_w3_0 = t2_0_w2_0 + t2_0_l2_2;
+  assign \i$124  = \$signal$47  ? head[31:24] : carry3_0;
+  assign t3_0_w0_0 = m3_0_0 + m3_0_1;
+  assign t3_0_w0_2 = m3_0_2 + m3_0_3;
+  assign t3_0_w0_4 = m3_0_4 + m3_0_5;
+  assign t3_0_w0_6 = m3_0_6 + m3_0_7;
+  assign t3_0_w0_8 = m3_0_8 + m3_0_9;
+  assign t3_0_w1_0 = t3_0_w0_0 + t3_0_w0_2;
+  assign t3_0_w1_2 = t3_0_w0_4 + t3_0_w0_6;
+  assign t3_0_w2_0 = t3_0_l2_0 + t3_0_l2_1;
+  assign t3_0_w3_0 = t3_0_w2_0 + t3_0_l2_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
   assign \$24  = rq0_over ? 17'h000ff : rq0_shifted;
   assign \$25  = rq0_under ? 17'h00000 : \$24 ;
   assign \$26  = credits_space + credits_returned;
-  assign \$27  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$27  = group_ended_d1 ? 3'h4 : 3'h0;
   assign \$28  = \$26  - \$27 ;
-  assign credits_room_next = \$28 [2:0] >= 2'h2;
+  assign credits_room_next = \$28 [3:0] >= 3'h4;
   assign \$29  = c == 6'h3f;
   assign \$30  = pix == 6'h30;
   assign \$31  = pix + 1'h1;
@@ -22001,17 +22196,17 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   assign \$69  = \$signal$34  & n_last_next;
   assign \$70  = head_boot >= 2'h2;
   assign \$71  = step & s_last;
-  assign \$72  = head_next == 8'hff;
+  assign \$72  = head_next == 7'h7f;
   assign \$73  = head_next + 1'h1;
-  assign \$74  = \$72  ? 9'h000 : \$73 ;
-  assign \$75  = n_last ? 9'h001 : \$74 ;
+  assign \$74  = \$72  ? 8'h00 : \$73 ;
+  assign \$75  = n_last ? 8'h01 : \$74 ;
   assign \$76  = \$71  ? \$75  : { 1'h0, head_next };
-  assign \$77  = \$70  ? 9'h000 : \$76 ;
+  assign \$77  = \$70  ? 8'h00 : \$76 ;
   assign \$78  = step & s_last;
-  assign \$79  = head_next == 8'hff;
+  assign \$79  = head_next == 7'h7f;
   assign \$80  = head_next + 1'h1;
-  assign \$81  = \$79  ? 9'h000 : \$80 ;
-  assign \$82  = n_last ? 9'h001 : \$81 ;
+  assign \$81  = \$79  ? 8'h00 : \$80 ;
+  assign \$82  = n_last ? 8'h01 : \$81 ;
   assign \$83  = \$78  ? \$82  : { 1'h0, head_next };
   assign \$84  = | head_boot;
   assign \$85  = head_boot - 1'h1;
@@ -22021,7 +22216,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   assign \$89  = s_idx + 1'h1;
   assign \$90  = s_last ? 9'h000 : \$89 ;
   assign \$91  = n_idx + 1'h1;
-  assign \$92  = n_last ? 9'h000 : \$91 ;
+  assign \$92  = n_last ? 8'h00 : \$91 ;
   assign \$93  = step & sn_last;
   assign \$94  = w_half ? 8'h9d : 8'h00;
   assign \$95  = ~ w_half;
@@ -22029,169 +22224,232 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   assign \$97  = ~ gap_zero;
   assign \$98  = gap - 1'h1;
   assign \$99  = s_last ? 5'h00 : col;
-  assign \$100  = row_ph0 >= 4'h8;
-  assign \$101  = row_ph0 - 4'h8;
-  assign \$102  = row_ph0 + 4'hc;
+  assign \$100  = row_ph0 >= 5'h10;
+  assign \$101  = row_ph0 - 5'h10;
+  assign \$102  = row_ph0 + 3'h4;
   assign \$103  = \$100  ? { \$101 [5], \$101  } : { 1'h0, \$102  };
   assign \$104  = n_last ? 7'h00 : \$103 ;
-  assign \$105  = row_ph1 >= 4'h8;
-  assign \$106  = row_ph1 - 4'h8;
-  assign \$107  = row_ph1 + 4'hc;
+  assign \$105  = row_ph1 >= 5'h10;
+  assign \$106  = row_ph1 - 5'h10;
+  assign \$107  = row_ph1 + 3'h4;
   assign \$108  = \$105  ? { \$106 [5], \$106  } : { 1'h0, \$107  };
   assign \$109  = n_last ? 7'h10 : \$108 ;
-  assign \$110  = row_ph0 + col;
-  assign \$111  = \$110  >= 5'h14;
-  assign \$112  = row_ph0 + col;
-  assign \$113  = \$112  - 5'h14;
-  assign \$114  = row_ph0 + col;
-  assign \$115  = \$111  ? \$113  : { 1'h0, \$114  };
-  assign \$116  = row_ph1 + col;
-  assign \$117  = \$116  >= 5'h14;
-  assign \$118  = row_ph1 + col;
-  assign \$119  = \$118  - 5'h14;
-  assign \$120  = row_ph1 + col;
-  assign \$121  = \$117  ? \$119  : { 1'h0, \$120  };
-  assign \$122  = ! s_idx;
-  assign \$124  = off1_0[0] ? o : { \o$157 [15:0], o[19:16] };
-  assign \$125  = off1_0[1] ? \$123  : \$124 ;
-  assign \$127  = off1_0[0] ? o : { \o$157 [11:0], o[19:12] };
-  assign \$128  = off1_0[1] ? \$126  : \$127 ;
-  assign \$130  = off1_0[0] ? o : { \o$157 [7:0], o[19:8] };
-  assign \$131  = off1_0[1] ? \$129  : \$130 ;
-  assign \$132  = off1_0[2] ? \$128  : \$131 ;
-  assign \$134  = off1_0[0] ? o : { \o$157 [3:0], o[19:4] };
-  assign \$135  = off1_0[1] ? \$133  : \$134 ;
-  assign \$139  = off1_0[2] ? \$135  : \$138 ;
-  assign \$140  = off1_0[3] ? \$132  : \$139 ;
-  assign \$141  = off1_0[4] ? \$125  : \$140 ;
-  assign \$143  = off1_1[0] ? \o$170  : { \o$171 [15:0], \o$170 [19:16] };
-  assign \$144  = off1_1[1] ? \$142  : \$143 ;
-  assign \$146  = off1_1[0] ? \o$170  : { \o$171 [11:0], \o$170 [19:12] };
-  assign \$147  = off1_1[1] ? \$145  : \$146 ;
-  assign \$149  = off1_1[0] ? \o$170  : { \o$171 [7:0], \o$170 [19:8] };
-  assign \$150  = off1_1[1] ? \$148  : \$149 ;
-  assign \$151  = off1_1[2] ? \$147  : \$150 ;
-  assign \$153  = off1_1[0] ? \o$170  : { \o$171 [3:0], \o$170 [19:4] };
-  assign \$154  = off1_1[1] ? \$152  : \$153 ;
-  assign \$158  = off1_1[2] ? \$154  : \$157 ;
-  assign \$159  = off1_1[3] ? \$151  : \$158 ;
-  assign \$160  = off1_1[4] ? \$144  : \$159 ;
-  assign \$161  = flags_0[1] ? 20'h00000 : acc0_0;
-  assign \$162  = \$161  + t0_0_l4_0;
-  assign \$163  = flags_0[0] & flags_0[2];
-  assign \$164  = flags_0[1] ? 20'h00000 : acc0_0;
-  assign \$165  = \$164  + t0_0_l4_0;
-  assign \$167  = \$166  - xtotal;
-  assign \$168  = flags_1[1] ? 20'h00000 : acc1_0;
-  assign \$169  = \$168  + t1_0_l4_0;
-  assign \$170  = flags_1[0] & flags_1[2];
-  assign \$171  = flags_1[1] ? 20'h00000 : acc1_0;
-  assign \$172  = \$171  + t1_0_l4_0;
-  assign \$174  = \$173  - xtotal;
-  assign \$175  = ser_left - 1'h1;
-  assign \$176  = \addr$105  == 9'h1ff;
-  assign \$177  = \addr$105  + 1'h1;
-  assign \$178  = \$176  ? 10'h000 : \$177 ;
-  assign \$182  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$185  = $signed(\$183 ) + $signed(\$184 );
-  assign \$186  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$189  = $signed(\$188 ) < $signed(1'h0);
-  assign \$191  = $signed(\$190 ) > $signed(9'h0ff);
-  assign \$192  = step & s_last;
-  assign \$193  = o__valid & \o__ready$119 ;
-  assign \$194  = \$193  + skipped_d5;
-  assign \$195  = ~ rst_fc1;
-  assign \$197  = rst_fc1 ? 20'h00000 : \$4 [19:0];
-  assign \$198  = rst_fc1 | load;
-  assign \$199  = filled ? 1'h1 : w_full;
-  assign \$200  = \$198  ? 1'h0 : \$199 ;
-  assign \$201  = rst_fc1 | load;
-  assign \$202  = filled ? 1'h1 : w_full_issue;
-  assign \$203  = \$201  ? 1'h0 : \$202 ;
+  assign \$110  = row_ph2 >= 5'h10;
+  assign \$111  = row_ph2 - 5'h10;
+  assign \$112  = row_ph2 + 3'h4;
+  assign \$113  = \$110  ? { \$111 [5], \$111  } : { 1'h0, \$112  };
+  assign \$114  = n_last ? 7'h0c : \$113 ;
+  assign \$115  = row_ph3 >= 5'h10;
+  assign \$116  = row_ph3 - 5'h10;
+  assign \$117  = row_ph3 + 3'h4;
+  assign \$118  = \$115  ? { \$116 [5], \$116  } : { 1'h0, \$117  };
+  assign \$119  = n_last ? 7'h08 : \$118 ;
+  assign \$120  = row_ph0 + col;
+  assign \$121  = \$120  >= 5'h14;
+  assign \$122  = row_ph0 + col;
+  assign \$123  = \$122  - 5'h14;
+  assign \$124  = row_ph0 + col;
+  assign \$125  = \$121  ? \$123  : { 1'h0, \$124  };
+  assign \$126  = row_ph1 + col;
+  assign \$127  = \$126  >= 5'h14;
+  assign \$128  = row_ph1 + col;
+  assign \$129  = \$128  - 5'h14;
+  assign \$130  = row_ph1 + col;
+  assign \$131  = \$127  ? \$129  : { 1'h0, \$130  };
+  assign \$132  = row_ph2 + col;
+  assign \$133  = \$132  >= 5'h14;
+  assign \$134  = row_ph2 + col;
+  assign \$135  = \$134  - 5'h14;
+  assign \$136  = row_ph2 + col;
+  assign \$137  = \$133  ? \$135  : { 1'h0, \$136  };
+  assign \$138  = row_ph3 + col;
+  assign \$139  = \$138  >= 5'h14;
+  assign \$140  = row_ph3 + col;
+  assign \$141  = \$140  - 5'h14;
+  assign \$142  = row_ph3 + col;
+  assign \$143  = \$139  ? \$141  : { 1'h0, \$142  };
+  assign \$144  = ! s_idx;
+  assign \$146  = off1_0[0] ? o : { \o$211 [15:0], o[19:16] };
+  assign \$147  = off1_0[1] ? \$145  : \$146 ;
+  assign \$149  = off1_0[0] ? o : { \o$211 [11:0], o[19:12] };
+  assign \$150  = off1_0[1] ? \$148  : \$149 ;
+  assign \$152  = off1_0[0] ? o : { \o$211 [7:0], o[19:8] };
+  assign \$153  = off1_0[1] ? \$151  : \$152 ;
+  assign \$154  = off1_0[2] ? \$150  : \$153 ;
+  assign \$156  = off1_0[0] ? o : { \o$211 [3:0], o[19:4] };
+  assign \$157  = off1_0[1] ? \$155  : \$156 ;
+  assign \$161  = off1_0[2] ? \$157  : \$160 ;
+  assign \$162  = off1_0[3] ? \$154  : \$161 ;
+  assign \$163  = off1_0[4] ? \$147  : \$162 ;
+  assign \$165  = off1_1[0] ? \o$224  : { \o$225 [15:0], \o$224 [19:16] };
+  assign \$166  = off1_1[1] ? \$164  : \$165 ;
+  assign \$168  = off1_1[0] ? \o$224  : { \o$225 [11:0], \o$224 [19:12] };
+  assign \$169  = off1_1[1] ? \$167  : \$168 ;
+  assign \$171  = off1_1[0] ? \o$224  : { \o$225 [7:0], \o$224 [19:8] };
+  assign \$172  = off1_1[1] ? \$170  : \$171 ;
+  assign \$173  = off1_1[2] ? \$169  : \$172 ;
+  assign \$175  = off1_1[0] ? \o$224  : { \o$225 [3:0], \o$224 [19:4] };
+  assign \$176  = off1_1[1] ? \$174  : \$175 ;
+  assign \$180  = off1_1[2] ? \$176  : \$179 ;
+  assign \$181  = off1_1[3] ? \$173  : \$180 ;
+  assign \$182  = off1_1[4] ? \$166  : \$181 ;
+  assign \$184  = off1_2[0] ? \o$238  : { \o$239 [15:0], \o$238 [19:16] };
+  assign \$185  = off1_2[1] ? \$183  : \$184 ;
+  assign \$187  = off1_2[0] ? \o$238  : { \o$239 [11:0], \o$238 [19:12] };
+  assign \$188  = off1_2[1] ? \$186  : \$187 ;
+  assign \$190  = off1_2[0] ? \o$238  : { \o$239 [7:0], \o$238 [19:8] };
+  assign \$191  = off1_2[1] ? \$189  : \$190 ;
+  assign \$192  = off1_2[2] ? \$188  : \$191 ;
+  assign \$194  = off1_2[0] ? \o$238  : { \o$239 [3:0], \o$238 [19:4] };
+  assign \$195  = off1_2[1] ? \$193  : \$194 ;
+  assign \$199  = off1_2[2] ? \$195  : \$198 ;
+  assign \$200  = off1_2[3] ? \$192  : \$199 ;
+  assign \$201  = off1_2[4] ? \$185  : \$200 ;
+  assign \$203  = off1_3[0] ? \o$252  : { \o$253 [15:0], \o$252 [19:16] };
+  assign \$204  = off1_3[1] ? \$202  : \$203 ;
+  assign \$206  = off1_3[0] ? \o$252  : { \o$253 [11:0], \o$252 [19:12] };
+  assign \$207  = off1_3[1] ? \$205  : \$206 ;
+  assign \$209  = off1_3[0] ? \o$252  : { \o$253 [7:0], \o$252 [19:8] };
+  assign \$210  = off1_3[1] ? \$208  : \$209 ;
+  assign \$211  = off1_3[2] ? \$207  : \$210 ;
+  assign \$213  = off1_3[0] ? \o$252  : { \o$253 [3:0], \o$252 [19:4] };
+  assign \$214  = off1_3[1] ? \$212  : \$213 ;
+  assign \$218  = off1_3[2] ? \$214  : \$217 ;
+  assign \$219  = off1_3[3] ? \$211  : \$218 ;
+  assign \$220  = off1_3[4] ? \$204  : \$219 ;
+  assign \$221  = - wsum_total;
+  assign \$222  = flags_0[1] ? x_init : acc0_0;
+  assign \$224  = $signed(\$222 ) + $signed({ 1'h0, \$223  });
+  assign \$225  = flags_0[0] & flags_0[2];
+  assign \$226  = flags_0[1] ? x_init : acc0_0;
+  assign \$228  = $signed(\$226 ) + $signed({ 1'h0, \$227  });
+  assign \$229  = flags_1[1] ? x_init : acc1_0;
+  assign \$231  = $signed(\$229 ) + $signed({ 1'h0, \$230  });
+  assign \$232  = flags_1[0] & flags_1[2];
+  assign \$233  = flags_1[1] ? x_init : acc1_0;
+  assign \$235  = $signed(\$233 ) + $signed({ 1'h0, \$234  });
+  assign \$236  = flags_2[1] ? x_init : acc2_0;
+  assign \$238  = $signed(\$236 ) + $signed({ 1'h0, \$237  });
+  assign \$239  = flags_2[0] & flags_2[2];
+  assign \$240  = flags_2[1] ? x_init : acc2_0;
+  assign \$242  = $signed(\$240 ) + $signed({ 1'h0, \$241  });
+  assign \$243  = flags_3[1] ? x_init : acc3_0;
+  assign \$245  = $signed(\$243 ) + $signed({ 1'h0, \$244  });
+  assign \$246  = flags_3[0] & flags_3[2];
+  assign \$247  = flags_3[1] ? x_init : acc3_0;
+  assign \$249  = $signed(\$247 ) + $signed({ 1'h0, \$248  });
+  assign \$250  = ser_left - 1'h1;
+  assign \$251  = \addr$155  == 9'h1ff;
+  assign \$252  = \addr$155  + 1'h1;
+  assign \$253  = \$251  ? 10'h000 : \$252 ;
+  assign \$257  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$260  = $signed(\$258 ) + $signed(\$259 );
+  assign \$261  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$264  = $signed(\$263 ) < $signed(1'h0);
+  assign \$266  = $signed(\$265 ) > $signed(9'h0ff);
+  assign \$267  = step & s_last;
+  assign \$268  = o__valid & \o__ready$169 ;
+  assign \$269  = \$268  + skipped_d5;
+  assign \$270  = ~ rst_fc1;
+  assign \$272  = rst_fc1 ? 20'h00000 : \$4 [19:0];
+  assign \$273  = rst_fc1 | load;
+  assign \$274  = filled ? 1'h1 : w_full;
+  assign \$275  = \$273  ? 1'h0 : \$274 ;
+  assign \$276  = rst_fc1 | load;
+  assign \$277  = filled ? 1'h1 : w_full_issue;
+  assign \$278  = \$276  ? 1'h0 : \$277 ;
   always @(posedge clk)
     port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
-    c <= \$204 ;
+    c <= \$279 ;
   always @(posedge clk)
-    pix <= \$205 ;
+    pix <= \$280 ;
   always @(posedge clk)
-    \$like  <= \$206 ;
+    \$like  <= \$281 ;
   always @(posedge clk)
-    p_lane <= \$207 ;
+    p_lane <= \$282 ;
   always @(posedge clk)
-    \$signal  <= \$208 ;
+    \$signal  <= \$283 ;
   always @(posedge clk)
-    lane <= \$209 ;
+    lane <= \$284 ;
   always @(posedge clk)
     wsum_l0_0 <= i__payload;
   always @(posedge clk)
-    wsum_first <= \$210 ;
+    wsum_first <= \$285 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$211 ;
+    wsum_v_d1 <= \$286 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$212 ;
+    wsum_first_d1 <= \$287 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$213 ;
+    wsum_end_d1 <= \$288 ;
   always @(posedge clk)
-    wsum_acc <= \$214 ;
+    wsum_acc <= \$289 ;
   always @(posedge clk)
-    wsum_total <= \$215 ;
+    wsum_total <= \$290 ;
   always @(posedge clk)
-    can_end <= \$216 ;
+    can_end <= \$291 ;
   always @(posedge clk)
-    gap_zero <= \$217 ;
+    gap_zero <= \$292 ;
   always @(posedge clk)
-    s_last <= \$218 ;
+    s_last <= \$293 ;
   always @(posedge clk)
-    n_last <= \$219 ;
+    n_last <= \$294 ;
   always @(posedge clk)
-    sn_last <= \$220 ;
+    sn_last <= \$295 ;
   always @(posedge clk)
-    addr <= \$221 ;
+    addr <= \$296 ;
   always @(posedge clk)
-    head_next <= \$222 ;
+    head_next <= \$297 ;
   always @(posedge clk)
-    head_boot <= \$223 ;
+    head_boot <= \$298 ;
   always @(posedge clk)
-    head <= \$224 ;
+    head <= \$299 ;
   always @(posedge clk)
-    r_addr <= \$225 ;
+    r_addr <= \$300 ;
   always @(posedge clk)
-    s_idx <= \$226 ;
+    s_idx <= \$301 ;
   always @(posedge clk)
-    n_idx <= \$227 ;
+    n_idx <= \$302 ;
   always @(posedge clk)
-    active <= \$228 ;
+    active <= \$303 ;
   always @(posedge clk)
-    r_base <= \$229 ;
+    r_base <= \$304 ;
   always @(posedge clk)
-    w_half <= \$230 ;
+    w_half <= \$305 ;
   always @(posedge clk)
-    gap <= \$231 ;
+    gap <= \$306 ;
   always @(posedge clk)
-    col <= \$232 ;
+    col <= \$307 ;
   always @(posedge clk)
-    row_ph0 <= \$233 ;
+    row_ph0 <= \$308 ;
   always @(posedge clk)
-    row_ph1 <= \$234 ;
+    row_ph1 <= \$309 ;
   always @(posedge clk)
-    off1_0 <= \$235 ;
+    row_ph2 <= \$310 ;
   always @(posedge clk)
-    off1_1 <= \$236 ;
+    row_ph3 <= \$311 ;
   always @(posedge clk)
-    \$signal$150  <= \$237 ;
+    off1_0 <= \$312 ;
   always @(posedge clk)
-    \$signal$47  <= \$238 ;
+    off1_1 <= \$313 ;
   always @(posedge clk)
-    last1 <= \$239 ;
+    off1_2 <= \$314 ;
   always @(posedge clk)
-    word1 <= \o__payload$152 ;
+    off1_3 <= \$315 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$154 ;
+    \$signal$204  <= \$316 ;
   always @(posedge clk)
-    carry0_0 <= \$240 ;
+    \$signal$47  <= \$317 ;
   always @(posedge clk)
-    w0_0 <= \$141 ;
+    last1 <= \$318 ;
+  always @(posedge clk)
+    word1 <= \o__payload$206 ;
+  always @(posedge clk)
+    xdata_d1 <= \port__data$208 ;
+  always @(posedge clk)
+    carry0_0 <= \$319 ;
+  always @(posedge clk)
+    w0_0 <= \$163 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -22221,9 +22479,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$241 ;
+    carry1_0 <= \$320 ;
   always @(posedge clk)
-    w1_0 <= \$160 ;
+    w1_0 <= \$182 ;
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -22253,123 +22511,197 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$242 ;
+    carry2_0 <= \$321 ;
   always @(posedge clk)
-    v2_d2 <= \$243 ;
+    w2_0 <= \$201 ;
   always @(posedge clk)
-    v2_d3 <= \$244 ;
+    m2_0_0 <= p2_0_0;
   always @(posedge clk)
-    v2_d4 <= \$245 ;
+    m2_0_1 <= p2_0_1;
   always @(posedge clk)
-    last2_d1 <= \$246 ;
+    m2_0_2 <= p2_0_2;
   always @(posedge clk)
-    last2_d2 <= \$247 ;
+    m2_0_3 <= p2_0_3;
   always @(posedge clk)
-    last2_d3 <= \$248 ;
+    m2_0_4 <= p2_0_4;
   always @(posedge clk)
-    last2_d4 <= \$249 ;
+    m2_0_5 <= p2_0_5;
   always @(posedge clk)
-    v2p_d1 <= \$250 ;
+    m2_0_6 <= p2_0_6;
   always @(posedge clk)
-    v2p_d2 <= \$251 ;
+    m2_0_7 <= p2_0_7;
   always @(posedge clk)
-    v2p_d3 <= \$252 ;
+    m2_0_8 <= p2_0_8;
   always @(posedge clk)
-    first2p_d1 <= \$253 ;
+    m2_0_9 <= p2_0_9;
   always @(posedge clk)
-    first2p_d2 <= \$254 ;
+    t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
-    first2p_d3 <= \$255 ;
+    t2_0_l2_1 <= t2_0_w1_2;
   always @(posedge clk)
-    last2p_d1 <= \$256 ;
+    t2_0_l2_2 <= t2_0_w0_8;
   always @(posedge clk)
-    last2p_d2 <= \$257 ;
+    t2_0_l4_0 <= t2_0_w3_0;
   always @(posedge clk)
-    last2p_d3 <= \$258 ;
+    carry3_0 <= \$322 ;
   always @(posedge clk)
-    done <= \$259 ;
+    w3_0 <= \$220 ;
   always @(posedge clk)
-    x_taken_d1 <= \$260 ;
+    m3_0_0 <= p3_0_0;
   always @(posedge clk)
-    x_taken_d2 <= \$261 ;
+    m3_0_1 <= p3_0_1;
   always @(posedge clk)
-    x_taken_d3 <= \$262 ;
+    m3_0_2 <= p3_0_2;
   always @(posedge clk)
-    x_taken_d4 <= \$263 ;
+    m3_0_3 <= p3_0_3;
   always @(posedge clk)
-    x_taken_d5 <= \$264 ;
+    m3_0_4 <= p3_0_4;
   always @(posedge clk)
-    x_taken_d6 <= \$265 ;
+    m3_0_5 <= p3_0_5;
   always @(posedge clk)
-    xtotal <= \$266 ;
+    m3_0_6 <= p3_0_6;
   always @(posedge clk)
-    acc0_0 <= \$267 ;
+    m3_0_7 <= p3_0_7;
   always @(posedge clk)
-    fin0_0 <= \$268 ;
+    m3_0_8 <= p3_0_8;
   always @(posedge clk)
-    bank0_0 <= \$269 ;
+    m3_0_9 <= p3_0_9;
   always @(posedge clk)
-    acc1_0 <= \$270 ;
+    t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
-    fin1_0 <= \$271 ;
+    t3_0_l2_1 <= t3_0_w1_2;
   always @(posedge clk)
-    bank1_0 <= \$272 ;
+    t3_0_l2_2 <= t3_0_w0_8;
   always @(posedge clk)
-    ser_left <= \$273 ;
+    t3_0_l4_0 <= t3_0_w3_0;
   always @(posedge clk)
-    \addr$105  <= \$274 ;
+    v2_d1 <= \$323 ;
   always @(posedge clk)
-    \$signal$214  <= \$275 ;
+    v2_d2 <= \$324 ;
   always @(posedge clk)
-    ka <= \$276 ;
+    v2_d3 <= \$325 ;
+  always @(posedge clk)
+    v2_d4 <= \$326 ;
+  always @(posedge clk)
+    last2_d1 <= \$327 ;
+  always @(posedge clk)
+    last2_d2 <= \$328 ;
+  always @(posedge clk)
+    last2_d3 <= \$329 ;
+  always @(posedge clk)
+    last2_d4 <= \$330 ;
+  always @(posedge clk)
+    v2p_d1 <= \$331 ;
+  always @(posedge clk)
+    v2p_d2 <= \$332 ;
+  always @(posedge clk)
+    v2p_d3 <= \$333 ;
+  always @(posedge clk)
+    first2p_d1 <= \$334 ;
+  always @(posedge clk)
+    first2p_d2 <= \$335 ;
+  always @(posedge clk)
+    first2p_d3 <= \$336 ;
+  always @(posedge clk)
+    last2p_d1 <= \$337 ;
+  always @(posedge clk)
+    last2p_d2 <= \$338 ;
+  always @(posedge clk)
+    last2p_d3 <= \$339 ;
+  always @(posedge clk)
+    done <= \$340 ;
+  always @(posedge clk)
+    x_taken_d1 <= \$341 ;
+  always @(posedge clk)
+    x_taken_d2 <= \$342 ;
+  always @(posedge clk)
+    x_taken_d3 <= \$343 ;
+  always @(posedge clk)
+    x_taken_d4 <= \$344 ;
+  always @(posedge clk)
+    x_taken_d5 <= \$345 ;
+  always @(posedge clk)
+    x_init <= \$346 ;
+  always @(posedge clk)
+    acc0_0 <= \$347 ;
+  always @(posedge clk)
+    fin0_0 <= \$348 ;
+  always @(posedge clk)
+    bank0_0 <= \$349 ;
+  always @(posedge clk)
+    acc1_0 <= \$350 ;
+  always @(posedge clk)
+    fin1_0 <= \$351 ;
+  always @(posedge clk)
+    bank1_0 <= \$352 ;
+  always @(posedge clk)
+    acc2_0 <= \$353 ;
+  always @(posedge clk)
+    fin2_0 <= \$354 ;
+  always @(posedge clk)
+    bank2_0 <= \$355 ;
+  always @(posedge clk)
+    acc3_0 <= \$356 ;
+  always @(posedge clk)
+    fin3_0 <= \$357 ;
+  always @(posedge clk)
+    bank3_0 <= \$358 ;
+  always @(posedge clk)
+    ser_left <= \$359 ;
+  always @(posedge clk)
+    \addr$155  <= \$360 ;
+  always @(posedge clk)
+    \$signal$303  <= \$361 ;
+  always @(posedge clk)
+    ka <= \$362 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$277 ;
+    vb <= \$363 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
-    rq0_beta <= \$182 ;
+    rq0_beta <= \$257 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$185 ;
+    rq0_acc_s1_0 <= \$260 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$186 [32:0];
+    rq0_acc_s2_0 <= \$261 [32:0];
   always @(posedge clk)
-    rq0_shifted <= \$187 [16:0];
+    rq0_shifted <= \$262 [16:0];
   always @(posedge clk)
-    rq0_under <= \$189 ;
+    rq0_under <= \$264 ;
   always @(posedge clk)
-    rq0_over <= \$191 ;
+    rq0_over <= \$266 ;
   always @(posedge clk)
-    v_out_d1 <= \$278 ;
+    v_out_d1 <= \$364 ;
   always @(posedge clk)
-    v_out_d2 <= \$279 ;
+    v_out_d2 <= \$365 ;
   always @(posedge clk)
-    v_out_d3 <= \$280 ;
+    v_out_d3 <= \$366 ;
   always @(posedge clk)
-    \w_en$124  <= \$281 ;
+    \w_en$174  <= \$367 ;
   always @(posedge clk)
-    skipped_d1 <= \$282 ;
+    skipped_d1 <= \$368 ;
   always @(posedge clk)
-    skipped_d2 <= \$283 ;
+    skipped_d2 <= \$369 ;
   always @(posedge clk)
-    skipped_d3 <= \$284 ;
+    skipped_d3 <= \$370 ;
   always @(posedge clk)
-    skipped_d4 <= \$285 ;
+    skipped_d4 <= \$371 ;
   always @(posedge clk)
-    skipped_d5 <= \$286 ;
+    skipped_d5 <= \$372 ;
   always @(posedge clk)
-    group_ended_d1 <= \$287 ;
+    group_ended_d1 <= \$373 ;
   always @(posedge clk)
-    credits_returned <= \$288 ;
+    credits_returned <= \$374 ;
   always @(posedge clk)
-    credits_space <= \$289 ;
+    credits_space <= \$375 ;
   always @(posedge clk)
-    credits_room <= \$290 ;
+    credits_room <= \$376 ;
   \flexor_lenet5.fc1.consts  consts (
-    .addr(\addr$105 ),
+    .addr(\addr$155 ),
     .clk(clk),
     .data(data)
   );
@@ -22379,24 +22711,40 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   );
   \flexor_lenet5.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[7:0]),
-    .o(\o$157 )
+    .o(\o$211 )
   );
   \flexor_lenet5.fc1.dec_1_0_0  dec_1_0_0 (
     .i(\i$74 ),
-    .o(\o$170 )
+    .o(\o$224 )
   );
   \flexor_lenet5.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[15:8]),
-    .o(\o$171 )
+    .o(\o$225 )
+  );
+  \flexor_lenet5.fc1.dec_2_0_0  dec_2_0_0 (
+    .i(\i$99 ),
+    .o(\o$238 )
+  );
+  \flexor_lenet5.fc1.dec_2_0_1  dec_2_0_1 (
+    .i(word1[23:16]),
+    .o(\o$239 )
+  );
+  \flexor_lenet5.fc1.dec_3_0_0  dec_3_0_0 (
+    .i(\i$124 ),
+    .o(\o$252 )
+  );
+  \flexor_lenet5.fc1.dec_3_0_1  dec_3_0_1 (
+    .i(word1[31:24]),
+    .o(\o$253 )
   );
   \flexor_lenet5.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$119 ),
+    .o__ready(\o__ready$169 ),
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
-    .w_data(\$25 [7:0]),
-    .w_en(\w_en$124 )
+    .w_en(\w_en$174 ),
+    .w_port__data(\$25 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -22414,10 +22762,26 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
     .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_1)
   );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_2_copy (
+    .clk(clk),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .q(flags_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_3_copy (
+    .clk(clk),
+    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .q(flags_3)
+  );
   \flexor_lenet5.fc1.heads  heads (
     .addr(addr),
     .clk(clk),
-    .data(\data$144 )
+    .data(\data$194 )
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -22619,6 +22983,206 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
     .wa(w1_0[18]),
     .wb(w1_0[19])
   );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p2_0_0),
+    .wa(w2_0[0]),
+    .wb(w2_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p2_0_1),
+    .wa(w2_0[2]),
+    .wb(w2_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p2_0_2),
+    .wa(w2_0[4]),
+    .wb(w2_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p2_0_3),
+    .wa(w2_0[6]),
+    .wb(w2_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p2_0_4),
+    .wa(w2_0[8]),
+    .wb(w2_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_5_add (
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
+    .s(p2_0_5),
+    .wa(w2_0[10]),
+    .wb(w2_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_6_add (
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
+    .s(p2_0_6),
+    .wa(w2_0[12]),
+    .wb(w2_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_7_add (
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
+    .s(p2_0_7),
+    .wa(w2_0[14]),
+    .wb(w2_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_8_add (
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
+    .s(p2_0_8),
+    .wa(w2_0[16]),
+    .wb(w2_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_9_add (
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
+    .s(p2_0_9),
+    .wa(w2_0[18]),
+    .wb(w2_0[19])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p3_0_0),
+    .wa(w3_0[0]),
+    .wb(w3_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p3_0_1),
+    .wa(w3_0[2]),
+    .wb(w3_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
+    .s(p3_0_2),
+    .wa(w3_0[4]),
+    .wb(w3_0[5])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p3_0_3),
+    .wa(w3_0[6]),
+    .wb(w3_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p3_0_4),
+    .wa(w3_0[8]),
+    .wb(w3_0[9])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_5_add (
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
+    .s(p3_0_5),
+    .wa(w3_0[10]),
+    .wb(w3_0[11])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_6_add (
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
+    .s(p3_0_6),
+    .wa(w3_0[12]),
+    .wb(w3_0[13])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_7_add (
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
+    .s(p3_0_7),
+    .wa(w3_0[14]),
+    .wb(w3_0[15])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_8_add (
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
+    .s(p3_0_8),
+    .wa(w3_0[16]),
+    .wb(w3_0[17])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_9_add (
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
+    .s(p3_0_9),
+    .wa(w3_0[18]),
+    .wb(w3_0[19])
+  );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd9)
@@ -22628,9 +23192,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
     .q(\port__addr$43 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$234 ),
+    .addr(\addr$323 ),
     .clk(clk),
-    .data(\data$233 )
+    .data(\data$322 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -22642,7 +23206,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
     .a(data[12:0]),
     .b(sa0_0[20:17]),
     .clk(clk),
-    .p(\p$221 )
+    .p(\p$310 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -22657,7 +23221,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
     .WIDTH(32'd20)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$197 ),
+    .d(\$272 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -22665,7 +23229,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$200 ),
+    .d(\$275 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -22673,15 +23237,15 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$203 ),
+    .d(\$278 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc1.weights  weights (
     .clk(clk),
-    .data(\data$233 ),
-    .o__payload(\o__payload$152 ),
+    .data(\data$322 ),
+    .o__payload(\o__payload$206 ),
     .o__ready(step),
-    .raddr(\addr$234 ),
+    .raddr(\addr$323 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
@@ -22707,729 +23271,820 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$204  = c;
+    \$279  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
-        \$204  = 6'h00;
+        \$279  = 6'h00;
       end else begin
-        \$204  = \$52 [5:0];
+        \$279  = \$52 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$204  = 6'h00;
+      \$279  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$205  = pix;
+    \$280  = pix;
     if (take) begin
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$205  = 6'h00;
+          \$280  = 6'h00;
         end else begin
-          \$205  = \$31 [5:0];
+          \$280  = \$31 [5:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$205  = 6'h00;
+      \$280  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$206  = \$like ;
+    \$281  = \$like ;
     if (take) begin
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$206  = 8'h00;
+          \$281  = 8'h00;
         end else begin
-          \$206  = \$35 [7:0];
+          \$281  = \$35 [7:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$206  = 8'h00;
+      \$281  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$207  = p_lane;
+    \$282  = p_lane;
     if (take) begin
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$207  = 5'h00;
+          \$282  = 5'h00;
         end else begin
-          \$207  = \$41 [4:0];
+          \$282  = \$41 [4:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$207  = 5'h00;
+      \$282  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$208  = \$signal ;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$208  = 8'h00;
-        end else begin
-          \$208  = \$45 [7:0];
-        end
-      end else begin
-        \$208  = \$56 [7:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$208  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$209  = lane;
+    \$283  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$209  = 5'h00;
+          \$283  = 8'h00;
         end else begin
-          \$209  = \$51 [4:0];
+          \$283  = \$45 [7:0];
         end
       end else begin
-        \$209  = \$62 [4:0];
+        \$283  = \$56 [7:0];
       end
     end
     if (rst_fc1) begin
-      \$209  = 5'h00;
+      \$283  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$210  = wsum_first;
+    \$284  = lane;
     if (take) begin
-      \$210  = filled;
-    end
-    if (rst_fc1) begin
-      \$210  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$211  = take;
-    if (rst_fc1) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$212  = wsum_first;
-    if (rst_fc1) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$213  = filled;
-    if (rst_fc1) begin
-      \$213  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$214  = wsum_acc;
-    if (wsum_v_d1) begin
-      \$214  = \$64 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$215  = wsum_total;
-    if (\$65 ) begin
-      \$215  = \$67 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$216  = \$68 ;
-    if (rst_fc1) begin
-      \$216  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$217  = gap_zero_next;
-    if (rst_fc1) begin
-      \$217  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$218  = \$signal$34 ;
-    if (rst_fc1) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$219  = n_last_next;
-    if (rst_fc1) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$220  = \$69 ;
-    if (rst_fc1) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$221  = \$77 [7:0];
-    if (rst_fc1) begin
-      \$221  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$222  = \$83 [7:0];
-    if (rst_fc1) begin
-      \$222  = 8'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$223  = head_boot;
-    if (\$84 ) begin
-      \$223  = \$85 [1:0];
-    end
-    if (rst_fc1) begin
-      \$223  = 2'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$224  = head;
-    if (\$88 ) begin
-      \$224  = \data$144 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$225  = r_next;
-    if (rst_fc1) begin
-      \$225  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$226  = s_idx;
-    if (step) begin
-      \$226  = \$90 [7:0];
-    end
-    if (rst_fc1) begin
-      \$226  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$227  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$227  = \$92 [7:0];
+      (* full_case = 32'd1 *)
+      if (\$29 ) begin
+        (* full_case = 32'd1 *)
+        if (\$30 ) begin
+          \$284  = 5'h00;
+        end else begin
+          \$284  = \$51 [4:0];
+        end
+      end else begin
+        \$284  = \$62 [4:0];
       end
     end
     if (rst_fc1) begin
-      \$227  = 8'h00;
+      \$284  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$228  = active;
-    if (\$93 ) begin
-      \$228  = 1'h0;
-    end
-    if (load) begin
-      \$228  = 1'h1;
+    \$285  = wsum_first;
+    if (take) begin
+      \$285  = filled;
     end
     if (rst_fc1) begin
-      \$228  = 1'h0;
+      \$285  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$229  = r_base;
-    if (load) begin
-      \$229  = { 1'h0, \$94  };
-    end
-    if (rst_fc1) begin
-      \$229  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$230  = w_half;
-    if (load) begin
-      \$230  = \$95 ;
-    end
-    if (rst_fc1) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$231  = gap;
-    if (\$96 ) begin
-      \$231  = 2'h1;
-    end else if (\$97 ) begin
-      \$231  = \$98 [1:0];
-    end
-    if (rst_fc1) begin
-      \$231  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$232  = col;
-    if (step) begin
-      \$232  = \$99 ;
-    end
-    if (rst_fc1) begin
-      \$232  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$233  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$233  = \$104 [4:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$233  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$234  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$234  = \$109 [4:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$234  = 5'h10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$235  = \$115 [4:0];
-    if (rst_fc1) begin
-      \$235  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$236  = \$121 [4:0];
-    if (rst_fc1) begin
-      \$236  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$237  = step;
-    if (rst_fc1) begin
-      \$237  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$238  = \$122 ;
-    if (rst_fc1) begin
-      \$238  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$239  = s_last;
-    if (rst_fc1) begin
-      \$239  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$240  = carry0_0;
-    if (\$signal$150 ) begin
-      \$240  = word1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$241  = carry1_0;
-    if (\$signal$150 ) begin
-      \$241  = word1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$242  = \$signal$150 ;
-    if (rst_fc1) begin
-      \$242  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$243  = v2_d1;
-    if (rst_fc1) begin
-      \$243  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$244  = v2_d2;
-    if (rst_fc1) begin
-      \$244  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$245  = v2_d3;
-    if (rst_fc1) begin
-      \$245  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$246  = last1;
-    if (rst_fc1) begin
-      \$246  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$247  = last2_d1;
-    if (rst_fc1) begin
-      \$247  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$248  = last2_d2;
-    if (rst_fc1) begin
-      \$248  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$249  = last2_d3;
-    if (rst_fc1) begin
-      \$249  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$250  = \$signal$150 ;
-    if (rst_fc1) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$251  = v2p_d1;
-    if (rst_fc1) begin
-      \$251  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$252  = v2p_d2;
-    if (rst_fc1) begin
-      \$252  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$253  = \$signal$47 ;
-    if (rst_fc1) begin
-      \$253  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$254  = first2p_d1;
-    if (rst_fc1) begin
-      \$254  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$255  = first2p_d2;
-    if (rst_fc1) begin
-      \$255  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$256  = last1;
-    if (rst_fc1) begin
-      \$256  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$257  = last2p_d1;
-    if (rst_fc1) begin
-      \$257  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$258  = last2p_d2;
-    if (rst_fc1) begin
-      \$258  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$259  = group_end;
-    if (rst_fc1) begin
-      \$259  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$260  = load;
-    if (rst_fc1) begin
-      \$260  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$261  = x_taken_d1;
-    if (rst_fc1) begin
-      \$261  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$262  = x_taken_d2;
-    if (rst_fc1) begin
-      \$262  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$263  = x_taken_d3;
-    if (rst_fc1) begin
-      \$263  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$264  = x_taken_d4;
-    if (rst_fc1) begin
-      \$264  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$265  = x_taken_d5;
-    if (rst_fc1) begin
-      \$265  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$266  = xtotal;
-    if (x_taken_d6) begin
-      \$266  = wsum_total;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$267  = acc0_0;
-    if (flags_0[0]) begin
-      \$267  = \$162 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$268  = fin0_0;
-    if (\$163 ) begin
-      \$268  = \$165 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$269  = bank0_0;
-    if (done) begin
-      \$269  = \$167 [20:0];
-    end else if (ser) begin
-      \$269  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$270  = acc1_0;
-    if (flags_1[0]) begin
-      \$270  = \$169 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$271  = fin1_0;
-    if (\$170 ) begin
-      \$271  = \$172 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$272  = bank1_0;
-    if (done) begin
-      \$272  = \$174 [20:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$273  = ser_left;
-    if (done) begin
-      \$273  = 2'h2;
-    end else if (ser) begin
-      \$273  = \$175 [1:0];
-    end
-    if (rst_fc1) begin
-      \$273  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$274  = \addr$105 ;
-    if (ser) begin
-      \$274  = \$178 [8:0];
-    end
-    if (rst_fc1) begin
-      \$274  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$275  = \$179 ;
-    if (rst_fc1) begin
-      \$275  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$276  = \$181 ;
-    if (rst_fc1) begin
-      \$276  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$277  = \$signal$214 ;
-    if (rst_fc1) begin
-      \$277  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$278  = vb;
-    if (rst_fc1) begin
-      \$278  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$279  = v_out_d1;
-    if (rst_fc1) begin
-      \$279  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$280  = v_out_d2;
-    if (rst_fc1) begin
-      \$280  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$281  = v_out_d3;
-    if (rst_fc1) begin
-      \$281  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$282  = ka;
-    if (rst_fc1) begin
-      \$282  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$283  = skipped_d1;
-    if (rst_fc1) begin
-      \$283  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$284  = skipped_d2;
-    if (rst_fc1) begin
-      \$284  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$285  = skipped_d3;
-    if (rst_fc1) begin
-      \$285  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$286  = skipped_d4;
+    \$286  = take;
     if (rst_fc1) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$287  = \$192 ;
+    \$287  = wsum_first;
     if (rst_fc1) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$288  = \$194 ;
+    \$288  = filled;
     if (rst_fc1) begin
-      \$288  = 2'h0;
+      \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$289  = \$28 [2:0];
-    if (rst_fc1) begin
-      \$289  = 3'h4;
+    \$289  = wsum_acc;
+    if (wsum_v_d1) begin
+      \$289  = \$64 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$290  = credits_room_next;
+    \$290  = wsum_total;
+    if (\$65 ) begin
+      \$290  = \$67 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$291  = \$68 ;
     if (rst_fc1) begin
-      \$290  = 1'h1;
+      \$291  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$292  = gap_zero_next;
+    if (rst_fc1) begin
+      \$292  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$293  = \$signal$34 ;
+    if (rst_fc1) begin
+      \$293  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$294  = n_last_next;
+    if (rst_fc1) begin
+      \$294  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$295  = \$69 ;
+    if (rst_fc1) begin
+      \$295  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$296  = \$77 [6:0];
+    if (rst_fc1) begin
+      \$296  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$297  = \$83 [6:0];
+    if (rst_fc1) begin
+      \$297  = 7'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$298  = head_boot;
+    if (\$84 ) begin
+      \$298  = \$85 [1:0];
+    end
+    if (rst_fc1) begin
+      \$298  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$299  = head;
+    if (\$88 ) begin
+      \$299  = \data$194 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$300  = r_next;
+    if (rst_fc1) begin
+      \$300  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$301  = s_idx;
+    if (step) begin
+      \$301  = \$90 [7:0];
+    end
+    if (rst_fc1) begin
+      \$301  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$302  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$302  = \$92 [6:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$302  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$303  = active;
+    if (\$93 ) begin
+      \$303  = 1'h0;
+    end
+    if (load) begin
+      \$303  = 1'h1;
+    end
+    if (rst_fc1) begin
+      \$303  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$304  = r_base;
+    if (load) begin
+      \$304  = { 1'h0, \$94  };
+    end
+    if (rst_fc1) begin
+      \$304  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$305  = w_half;
+    if (load) begin
+      \$305  = \$95 ;
+    end
+    if (rst_fc1) begin
+      \$305  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$306  = gap;
+    if (\$96 ) begin
+      \$306  = 3'h3;
+    end else if (\$97 ) begin
+      \$306  = \$98 [2:0];
+    end
+    if (rst_fc1) begin
+      \$306  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$307  = col;
+    if (step) begin
+      \$307  = \$99 ;
+    end
+    if (rst_fc1) begin
+      \$307  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$308  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$308  = \$104 [4:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$308  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$309  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$309  = \$109 [4:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$309  = 5'h10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$310  = row_ph2;
+    if (step) begin
+      if (s_last) begin
+        \$310  = \$114 [4:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$310  = 5'h0c;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$311  = row_ph3;
+    if (step) begin
+      if (s_last) begin
+        \$311  = \$119 [4:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$311  = 5'h08;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$312  = \$125 [4:0];
+    if (rst_fc1) begin
+      \$312  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$313  = \$131 [4:0];
+    if (rst_fc1) begin
+      \$313  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$314  = \$137 [4:0];
+    if (rst_fc1) begin
+      \$314  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$315  = \$143 [4:0];
+    if (rst_fc1) begin
+      \$315  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$316  = step;
+    if (rst_fc1) begin
+      \$316  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$317  = \$144 ;
+    if (rst_fc1) begin
+      \$317  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$318  = s_last;
+    if (rst_fc1) begin
+      \$318  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$319  = carry0_0;
+    if (\$signal$204 ) begin
+      \$319  = word1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$320  = carry1_0;
+    if (\$signal$204 ) begin
+      \$320  = word1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$321  = carry2_0;
+    if (\$signal$204 ) begin
+      \$321  = word1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$322  = carry3_0;
+    if (\$signal$204 ) begin
+      \$322  = word1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$323  = \$signal$204 ;
+    if (rst_fc1) begin
+      \$323  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$324  = v2_d1;
+    if (rst_fc1) begin
+      \$324  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$325  = v2_d2;
+    if (rst_fc1) begin
+      \$325  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$326  = v2_d3;
+    if (rst_fc1) begin
+      \$326  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$327  = last1;
+    if (rst_fc1) begin
+      \$327  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$328  = last2_d1;
+    if (rst_fc1) begin
+      \$328  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$329  = last2_d2;
+    if (rst_fc1) begin
+      \$329  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$330  = last2_d3;
+    if (rst_fc1) begin
+      \$330  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$331  = \$signal$204 ;
+    if (rst_fc1) begin
+      \$331  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$332  = v2p_d1;
+    if (rst_fc1) begin
+      \$332  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$333  = v2p_d2;
+    if (rst_fc1) begin
+      \$333  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$334  = \$signal$47 ;
+    if (rst_fc1) begin
+      \$334  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$335  = first2p_d1;
+    if (rst_fc1) begin
+      \$335  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$336  = first2p_d2;
+    if (rst_fc1) begin
+      \$336  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$337  = last1;
+    if (rst_fc1) begin
+      \$337  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$338  = last2p_d1;
+    if (rst_fc1) begin
+      \$338  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$339  = last2p_d2;
+    if (rst_fc1) begin
+      \$339  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$340  = group_end;
+    if (rst_fc1) begin
+      \$340  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$341  = load;
+    if (rst_fc1) begin
+      \$341  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$342  = x_taken_d1;
+    if (rst_fc1) begin
+      \$342  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$343  = x_taken_d2;
+    if (rst_fc1) begin
+      \$343  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$344  = x_taken_d3;
+    if (rst_fc1) begin
+      \$344  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$345  = x_taken_d4;
+    if (rst_fc1) begin
+      \$345  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$346  = x_init;
+    if (x_taken_d5) begin
+      \$346  = \$221 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$347  = acc0_0;
+    if (flags_0[0]) begin
+      \$347  = \$224 [20:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$348  = fin0_0;
+    if (\$225 ) begin
+      \$348  = \$228 [20:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$349  = bank0_0;
+    if (done) begin
+      \$349  = fin0_0;
+    end else if (ser) begin
+      \$349  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$350  = acc1_0;
+    if (flags_1[0]) begin
+      \$350  = \$231 [20:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$351  = fin1_0;
+    if (\$232 ) begin
+      \$351  = \$235 [20:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$352  = bank1_0;
+    if (done) begin
+      \$352  = fin1_0;
+    end else if (ser) begin
+      \$352  = bank2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$353  = acc2_0;
+    if (flags_2[0]) begin
+      \$353  = \$238 [20:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$354  = fin2_0;
+    if (\$239 ) begin
+      \$354  = \$242 [20:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$355  = bank2_0;
+    if (done) begin
+      \$355  = fin2_0;
+    end else if (ser) begin
+      \$355  = bank3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$356  = acc3_0;
+    if (flags_3[0]) begin
+      \$356  = \$245 [20:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$357  = fin3_0;
+    if (\$246 ) begin
+      \$357  = \$249 [20:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$358  = bank3_0;
+    if (done) begin
+      \$358  = fin3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$359  = ser_left;
+    if (done) begin
+      \$359  = 3'h4;
+    end else if (ser) begin
+      \$359  = \$250 [2:0];
+    end
+    if (rst_fc1) begin
+      \$359  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$360  = \addr$155 ;
+    if (ser) begin
+      \$360  = \$253 [8:0];
+    end
+    if (rst_fc1) begin
+      \$360  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$361  = \$254 ;
+    if (rst_fc1) begin
+      \$361  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$362  = \$256 ;
+    if (rst_fc1) begin
+      \$362  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$363  = \$signal$303 ;
+    if (rst_fc1) begin
+      \$363  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$364  = vb;
+    if (rst_fc1) begin
+      \$364  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$365  = v_out_d1;
+    if (rst_fc1) begin
+      \$365  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$366  = v_out_d2;
+    if (rst_fc1) begin
+      \$366  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$367  = v_out_d3;
+    if (rst_fc1) begin
+      \$367  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$368  = ka;
+    if (rst_fc1) begin
+      \$368  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$369  = skipped_d1;
+    if (rst_fc1) begin
+      \$369  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$370  = skipped_d2;
+    if (rst_fc1) begin
+      \$370  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$371  = skipped_d3;
+    if (rst_fc1) begin
+      \$371  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$372  = skipped_d4;
+    if (rst_fc1) begin
+      \$372  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$373  = \$267 ;
+    if (rst_fc1) begin
+      \$373  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$374  = \$269 ;
+    if (rst_fc1) begin
+      \$374  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$375  = \$28 [3:0];
+    if (rst_fc1) begin
+      \$375  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$376  = credits_room_next;
+    if (rst_fc1) begin
+      \$376  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -23446,45 +24101,67 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$11
   assign \port__en$45  = 1'h1;
   assign \i$50  = word1[7:0];
   assign \i$76  = word1[15:8];
+  assign \i$101  = word1[23:16];
+  assign \i$126  = word1[31:24];
   assign shift = ser;
-  assign beat = \addr$105 ;
+  assign beat = \addr$155 ;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$111  = data[12:0];
-  assign \b$112  = sa0_0[20:17];
+  assign \a$161  = data[12:0];
+  assign \b$162  = sa0_0[20:17];
   assign rq0_y = \$25 [7:0];
-  assign \o__payload$118  = o__payload;
-  assign \o__ready$120  = \o__ready$119 ;
-  assign \o__valid$122  = o__valid;
-  assign \w_data$123  = \$25 [7:0];
-  assign v_out_d4 = \w_en$124 ;
-  assign space_next = \$28 [2:0];
+  assign \o__payload$168  = o__payload;
+  assign \o__ready$170  = \o__ready$169 ;
+  assign \o__valid$172  = o__valid;
+  assign \w_data$173  = \$25 [7:0];
+  assign v_out_d4 = \w_en$174 ;
+  assign space_next = \$28 [3:0];
   assign \$7  = active;
-  assign \$123  = o;
-  assign \$126  = o;
-  assign \$129  = o;
-  assign \$133  = o;
-  assign \$136  = o;
-  assign \$137  = o;
-  assign \$138  = \$137 ;
-  assign \$142  = \o$170 ;
-  assign \$145  = \o$170 ;
-  assign \$148  = \o$170 ;
-  assign \$152  = \o$170 ;
-  assign \$155  = \o$170 ;
-  assign \$156  = \o$170 ;
-  assign \$157  = \$156 ;
-  assign \$166  = { fin0_0, 1'h0 };
-  assign \$173  = { fin1_0, 1'h0 };
-  assign \$179  = ser;
-  assign \$180  = 1'h0;
-  assign \$181  = 1'h0;
-  assign \$183  = { p[29], p };
-  assign \$184  = { \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 [16], \p$221 , 17'h00000 };
-  assign \$187  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$188  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$190  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$196  = \$195 ;
+  assign \$145  = o;
+  assign \$148  = o;
+  assign \$151  = o;
+  assign \$155  = o;
+  assign \$158  = o;
+  assign \$159  = o;
+  assign \$160  = \$159 ;
+  assign \$164  = \o$224 ;
+  assign \$167  = \o$224 ;
+  assign \$170  = \o$224 ;
+  assign \$174  = \o$224 ;
+  assign \$177  = \o$224 ;
+  assign \$178  = \o$224 ;
+  assign \$179  = \$178 ;
+  assign \$183  = \o$238 ;
+  assign \$186  = \o$238 ;
+  assign \$189  = \o$238 ;
+  assign \$193  = \o$238 ;
+  assign \$196  = \o$238 ;
+  assign \$197  = \o$238 ;
+  assign \$198  = \$197 ;
+  assign \$202  = \o$252 ;
+  assign \$205  = \o$252 ;
+  assign \$208  = \o$252 ;
+  assign \$212  = \o$252 ;
+  assign \$215  = \o$252 ;
+  assign \$216  = \o$252 ;
+  assign \$217  = \$216 ;
+  assign \$223  = { t0_0_l4_0, 1'h0 };
+  assign \$227  = { t0_0_l4_0, 1'h0 };
+  assign \$230  = { t1_0_l4_0, 1'h0 };
+  assign \$234  = { t1_0_l4_0, 1'h0 };
+  assign \$237  = { t2_0_l4_0, 1'h0 };
+  assign \$241  = { t2_0_l4_0, 1'h0 };
+  assign \$244  = { t3_0_l4_0, 1'h0 };
+  assign \$248  = { t3_0_l4_0, 1'h0 };
+  assign \$254  = ser;
+  assign \$255  = 1'h0;
+  assign \$256  = 1'h0;
+  assign \$258  = { p[29], p };
+  assign \$259  = { \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 , 17'h00000 };
+  assign \$262  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$263  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$265  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$271  = \$270 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -23781,29 +24458,301 @@ module \flexor_lenet5.fc1.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+module \flexor_lenet5.fc1.dec_2_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [7:0] i;
+  wire [7:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[6];
+  assign \$2  = i[2] ^ i[7];
+  assign \$3  = i[4] ^ i[6];
+  assign \$4  = i[2] ^ i[7];
+  assign \$5  = i[1] ^ i[3];
+  assign \$6  = i[5] ^ i[6];
+  assign \$7  = i[0] ^ i[6];
+  assign \$8  = i[0] ^ i[3];
+  assign \$9  = i[2] ^ i[3];
+  assign \$10  = i[1] ^ i[2];
+  assign \$11  = i[5] ^ i[7];
+  assign \$12  = i[4] ^ i[5];
+  assign \$13  = i[3] ^ i[4];
+  assign \$14  = i[3] ^ i[5];
+  assign \$15  = i[1] ^ i[4];
+  assign \$16  = i[4] ^ i[6];
+  assign \$17  = i[0] ^ i[2];
+  assign \$18  = i[0] ^ i[5];
+  assign \$19  = i[2] ^ i[3];
+  assign \$20  = i[0] ^ i[1];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.fc1.dec_2_0_1 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [7:0] i;
+  wire [7:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[6];
+  assign \$2  = i[2] ^ i[7];
+  assign \$3  = i[4] ^ i[6];
+  assign \$4  = i[2] ^ i[7];
+  assign \$5  = i[1] ^ i[3];
+  assign \$6  = i[5] ^ i[6];
+  assign \$7  = i[0] ^ i[6];
+  assign \$8  = i[0] ^ i[3];
+  assign \$9  = i[2] ^ i[3];
+  assign \$10  = i[1] ^ i[2];
+  assign \$11  = i[5] ^ i[7];
+  assign \$12  = i[4] ^ i[5];
+  assign \$13  = i[3] ^ i[4];
+  assign \$14  = i[3] ^ i[5];
+  assign \$15  = i[1] ^ i[4];
+  assign \$16  = i[4] ^ i[6];
+  assign \$17  = i[0] ^ i[2];
+  assign \$18  = i[0] ^ i[5];
+  assign \$19  = i[2] ^ i[3];
+  assign \$20  = i[0] ^ i[1];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.fc1.dec_3_0_0 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [7:0] i;
+  wire [7:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[6];
+  assign \$2  = i[2] ^ i[7];
+  assign \$3  = i[4] ^ i[6];
+  assign \$4  = i[2] ^ i[7];
+  assign \$5  = i[1] ^ i[3];
+  assign \$6  = i[5] ^ i[6];
+  assign \$7  = i[0] ^ i[6];
+  assign \$8  = i[0] ^ i[3];
+  assign \$9  = i[2] ^ i[3];
+  assign \$10  = i[1] ^ i[2];
+  assign \$11  = i[5] ^ i[7];
+  assign \$12  = i[4] ^ i[5];
+  assign \$13  = i[3] ^ i[4];
+  assign \$14  = i[3] ^ i[5];
+  assign \$15  = i[1] ^ i[4];
+  assign \$16  = i[4] ^ i[6];
+  assign \$17  = i[0] ^ i[2];
+  assign \$18  = i[0] ^ i[5];
+  assign \$19  = i[2] ^ i[3];
+  assign \$20  = i[0] ^ i[1];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.fc1.dec_3_0_1 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [7:0] i;
+  wire [7:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[6];
+  assign \$2  = i[2] ^ i[7];
+  assign \$3  = i[4] ^ i[6];
+  assign \$4  = i[2] ^ i[7];
+  assign \$5  = i[1] ^ i[3];
+  assign \$6  = i[5] ^ i[6];
+  assign \$7  = i[0] ^ i[6];
+  assign \$8  = i[0] ^ i[3];
+  assign \$9  = i[2] ^ i[3];
+  assign \$10  = i[1] ^ i[2];
+  assign \$11  = i[5] ^ i[7];
+  assign \$12  = i[4] ^ i[5];
+  assign \$13  = i[3] ^ i[4];
+  assign \$14  = i[3] ^ i[5];
+  assign \$15  = i[1] ^ i[4];
+  assign \$16  = i[4] ^ i[6];
+  assign \$17  = i[0] ^ i[2];
+  assign \$18  = i[0] ^ i[5];
+  assign \$19  = i[2] ^ i[3];
+  assign \$20  = i[0] ^ i[1];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire [3:0] \$10 ;
+  wire [3:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [2:0] \$16 ;
-  wire [2:0] \$17 ;
+  wire [3:0] \$16 ;
+  wire [3:0] \$17 ;
   wire \$18 ;
-  wire [2:0] \$19 ;
+  wire [3:0] \$19 ;
   wire \$2 ;
-  wire [2:0] \$20 ;
+  wire [3:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [2:0] \$23 ;
+  wire [3:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [2:0] \$26 ;
-  wire [2:0] \$27 ;
-  wire [3:0] \$28 ;
+  wire [3:0] \$26 ;
+  wire [3:0] \$27 ;
+  wire [4:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -23812,27 +24761,25 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, o__ready, w_en, o__valid, o__pa
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  reg [7:0] \$36 ;
-  reg [7:0] \$37 ;
-  reg [7:0] \$38 ;
-  reg \$39 ;
+  reg \$36 ;
+  reg [2:0] \$37 ;
+  reg \$38 ;
+  reg [7:0] \$39 ;
   wire \$4 ;
-  reg [7:0] \$40 ;
-  reg [1:0] \$41 ;
-  reg [1:0] \$42 ;
-  reg [1:0] \$43 ;
-  reg \$44 ;
-  wire [7:0] \$5 ;
+  reg [2:0] \$40 ;
+  reg [2:0] \$41 ;
+  reg [2:0] \$42 ;
+  reg \$43 ;
+  wire \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  reg [7:0] buf0 = 8'h00;
-  reg [7:0] buf1 = 8'h00;
-  reg [7:0] buf2 = 8'h00;
+  reg \$signal  = 1'h0;
   input clk;
   wire clk;
   reg empty = 1'h1;
+  reg [7:0] fwd_data = 8'h00;
   (* init = 8'h00 *)
   wire [7:0] head;
   wire head_free;
@@ -23844,18 +24791,47 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, o__ready, w_en, o__valid, o__pa
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  reg [1:0] rd = 2'h0;
+  wire [2:0] r_port__addr;
+  wire [7:0] r_port__data;
+  wire r_port__en;
+  reg [2:0] rd = 3'h0;
+  reg [2:0] rd_inc = 3'h1;
   input rst_fc1;
   wire rst_fc1;
-  reg [1:0] used = 2'h0;
-  input [7:0] w_data;
+  reg [2:0] used = 3'h0;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
+  reg [2:0] w_port__addr = 3'h0;
+  input [7:0] w_port__data;
+  wire [7:0] w_port__data;
+  wire w_port__en;
   wire [7:0] waiting;
-  reg [1:0] wr = 2'h0;
+  (* init = 3'h0 *)
+  wire [2:0] wr;
+  reg [7:0] \buf  [6:0];
+  initial begin
+    \buf [0] = 8'h00;
+    \buf [1] = 8'h00;
+    \buf [2] = 8'h00;
+    \buf [3] = 8'h00;
+    \buf [4] = 8'h00;
+    \buf [5] = 8'h00;
+    \buf [6] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (w_en)
+      \buf [w_port__addr] <= w_port__data;
+  end
+  reg [7:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= \buf [r_port__addr];
+  end
+  assign r_port__data = _0_;
   always @(posedge clk)
-    empty <= \$44 ;
+    used <= \$42 ;
+  always @(posedge clk)
+    empty <= \$43 ;
   assign \$1  = ~ o__valid;
   assign head_free = \$1  | o__ready;
   assign \$2  = ~ empty;
@@ -23863,23 +24839,24 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, o__ready, w_en, o__valid, o__pa
   assign \$3  = head_free & empty;
   assign \$4  = ~ \$3 ;
   assign push = w_en & \$4 ;
-  assign \$5  = rd[0] ? buf1 : buf0;
-  assign waiting = rd[1] ? buf2 : \$5 ;
-  assign \$6  = ! wr;
-  assign \$7  = w_en & \$6 ;
-  assign \$8  = wr == 1'h1;
-  assign \$9  = w_en & \$8 ;
-  assign \$10  = wr == 2'h2;
-  assign \$11  = w_en & \$10 ;
+  assign r_port__addr = pop ? rd_inc : rd;
+  assign waiting = \$signal  ? fwd_data : r_port__data;
+  assign \$5  = rd_inc == w_port__addr;
+  assign \$6  = rd == w_port__addr;
+  assign \$7  = pop ? \$5  : \$6 ;
+  assign \$8  = w_en & \$7 ;
+  assign \$9  = rd_inc == 3'h6;
+  assign \$10  = rd_inc + 1'h1;
+  assign \$11  = \$9  ? 4'h0 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
-  assign \$14  = empty ? w_data : waiting;
-  assign \$15  = rd == 2'h2;
+  assign \$14  = empty ? w_port__data : waiting;
+  assign \$15  = rd == 3'h6;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 3'h0 : \$16 ;
-  assign \$18  = wr == 2'h2;
-  assign \$19  = wr + 1'h1;
-  assign \$20  = \$18  ? 3'h0 : \$19 ;
+  assign \$17  = \$15  ? 4'h0 : \$16 ;
+  assign \$18  = w_port__addr == 3'h6;
+  assign \$19  = w_port__addr + 1'h1;
+  assign \$20  = \$18  ? 4'h0 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -23887,7 +24864,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, o__ready, w_en, o__valid, o__pa
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [2], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [3], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -23896,111 +24873,109 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_data, o__ready, w_en, o__valid, o__pa
   assign \$34  = \$32  ? \$33  : empty;
   assign \$35  = \$30  ? 1'h0 : \$34 ;
   always @(posedge clk)
-    buf0 <= \$36 ;
+    \$signal  <= \$36 ;
   always @(posedge clk)
-    buf1 <= \$37 ;
+    fwd_data <= w_port__data;
   always @(posedge clk)
-    buf2 <= \$38 ;
+    rd_inc <= \$37 ;
   always @(posedge clk)
-    o__valid <= \$39 ;
+    o__valid <= \$38 ;
   always @(posedge clk)
-    o__payload <= \$40 ;
+    o__payload <= \$39 ;
   always @(posedge clk)
-    rd <= \$41 ;
+    rd <= \$40 ;
   always @(posedge clk)
-    wr <= \$42 ;
-  always @(posedge clk)
-    used <= \$43 ;
+    w_port__addr <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$44  = \$35 ;
+    \$42  = \$28 [2:0];
     if (rst_fc1) begin
-      \$44  = 1'h1;
+      \$42  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$36  = buf0;
-    if (\$7 ) begin
-      \$36  = w_data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$37  = buf1;
-    if (\$9 ) begin
-      \$37  = w_data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$38  = buf2;
-    if (\$11 ) begin
-      \$38  = w_data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$39  = o__valid;
-    if (head_free) begin
-      \$39  = \$13 ;
-    end
+    \$43  = \$35 ;
     if (rst_fc1) begin
-      \$39  = 1'h0;
+      \$43  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$40  = o__payload;
-    if (head_free) begin
-      \$40  = \$14 ;
+    \$36  = \$8 ;
+    if (rst_fc1) begin
+      \$36  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$41  = rd;
+    \$37  = rd_inc;
     if (pop) begin
-      \$41  = \$17 [1:0];
+      \$37  = \$11 [2:0];
     end
     if (rst_fc1) begin
-      \$41  = 2'h0;
+      \$37  = 3'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$42  = wr;
+    \$38  = o__valid;
+    if (head_free) begin
+      \$38  = \$13 ;
+    end
+    if (rst_fc1) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$39  = o__payload;
+    if (head_free) begin
+      \$39  = \$14 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$40  = rd;
+    if (pop) begin
+      \$40  = \$17 [2:0];
+    end
+    if (rst_fc1) begin
+      \$40  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$41  = w_port__addr;
     if (push) begin
-      \$42  = \$20 [1:0];
+      \$41  = \$20 [2:0];
     end
     if (rst_fc1) begin
-      \$42  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$43  = \$28 [1:0];
-    if (rst_fc1) begin
-      \$43  = 2'h0;
+      \$41  = 3'h0;
     end
   end
   assign head = o__payload;
+  assign wr = w_port__addr;
+  assign w_data = w_port__data;
+  assign w_port__en = w_en;
+  assign r_port__en = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.heads (data, addr, clk);
-  input [7:0] addr;
-  wire [7:0] addr;
+  input [6:0] addr;
+  wire [6:0] addr;
   input clk;
   wire clk;
-  output [15:0] data;
-  wire [15:0] data;
+  output [31:0] data;
+  wire [31:0] data;
   flexor_rom_logic #(
-    .ADDR_WIDTH(32'd8),
-    .DEPTH(32'd256),
+    .ADDR_WIDTH(32'd7),
+    .DEPTH(32'd128),
     .INIT_FILE("flexor_lenet5_l2_heads.hex"),
     .LATENCY(32'd2),
     .PAGE_BITS(32'd4),
-    .WIDTH(32'd16)
+    .WIDTH(32'd32)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -24010,21 +24985,21 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.rom (data, addr, clk);
-  input [15:0] addr;
-  wire [15:0] addr;
+  input [14:0] addr;
+  wire [14:0] addr;
   input clk;
   wire clk;
-  output [15:0] data;
-  wire [15:0] data;
+  output [31:0] data;
+  wire [31:0] data;
   flexor_rom #(
-    .ADDR_WIDTH(32'd16),
-    .BANKS(32'd20),
+    .ADDR_WIDTH(32'd15),
+    .BANKS(32'd10),
     .BANK_ADDR(32'd11),
-    .DEPTH(32'd40192),
+    .DEPTH(32'd20096),
     .GROUP_BITS(32'd81),
     .INIT_FILE("flexor_lenet5_l2_weights.hex"),
     .LATENCY(32'd5),
-    .WIDTH(32'd16)
+    .WIDTH(32'd32)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -24101,11 +25076,11 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   wire \$112 ;
   wire \$113 ;
   wire \$114 ;
-  wire [15:0] \$115 ;
-  wire [15:0] \$116 ;
-  wire [15:0] \$117 ;
-  wire [15:0] \$118 ;
-  wire [15:0] \$119 ;
+  wire [31:0] \$115 ;
+  wire [31:0] \$116 ;
+  wire [31:0] \$117 ;
+  wire [31:0] \$118 ;
+  wire [31:0] \$119 ;
   wire \$12 ;
   reg [2:0] \$120 ;
   reg \$121 ;
@@ -24123,18 +25098,18 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   reg \$132 ;
   reg \$133 ;
   reg \$134 ;
-  reg [15:0] \$135 ;
+  reg [14:0] \$135 ;
   reg \$136 ;
   reg [2:0] \$137 ;
   reg [2:0] \$138 ;
-  reg [15:0] \$139 ;
+  reg [31:0] \$139 ;
   wire \$14 ;
-  reg [15:0] \$140 ;
-  reg [15:0] \$141 ;
-  reg [15:0] \$142 ;
-  reg [15:0] \$143 ;
-  reg [15:0] \$144 ;
-  reg [15:0] \$145 ;
+  reg [31:0] \$140 ;
+  reg [31:0] \$141 ;
+  reg [31:0] \$142 ;
+  reg [31:0] \$143 ;
+  reg [31:0] \$144 ;
+  reg [31:0] \$145 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
@@ -24219,8 +25194,8 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [16:0] \$91 ;
-  wire [16:0] \$92 ;
+  wire [15:0] \$91 ;
+  wire [15:0] \$92 ;
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
@@ -24228,8 +25203,8 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   wire [3:0] \$97 ;
   wire [3:0] \$98 ;
   wire \$99 ;
-  (* init = 16'h0000 *)
-  wire [15:0] addr;
+  (* init = 15'h0000 *)
+  wire [14:0] addr;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
@@ -24240,28 +25215,28 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   reg at7 = 1'h0;
   input clk;
   wire clk;
-  input [15:0] data;
-  wire [15:0] data;
+  input [31:0] data;
+  wire [31:0] data;
   reg [2:0] free = 3'h7;
   reg issue = 1'h1;
-  output [15:0] o__payload;
-  wire [15:0] o__payload;
+  output [31:0] o__payload;
+  wire [31:0] o__payload;
   input o__ready;
   wire o__ready;
   wire o__valid;
   reg primed = 1'h0;
-  output [15:0] raddr;
-  reg [15:0] raddr = 16'h0000;
+  output [14:0] raddr;
+  reg [14:0] raddr = 15'h0000;
   reg [2:0] rptr = 3'h0;
   input rst_fc1;
   wire rst_fc1;
-  reg [15:0] slot0 = 16'h0000;
-  reg [15:0] slot1 = 16'h0000;
-  reg [15:0] slot2 = 16'h0000;
-  reg [15:0] slot3 = 16'h0000;
-  reg [15:0] slot4 = 16'h0000;
-  reg [15:0] slot5 = 16'h0000;
-  reg [15:0] slot6 = 16'h0000;
+  reg [31:0] slot0 = 32'd0;
+  reg [31:0] slot1 = 32'd0;
+  reg [31:0] slot2 = 32'd0;
+  reg [31:0] slot3 = 32'd0;
+  reg [31:0] slot4 = 32'd0;
+  reg [31:0] slot5 = 32'd0;
+  reg [31:0] slot6 = 32'd0;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
   reg v3 = 1'h0;
@@ -24357,9 +25332,9 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   assign \$87  = \$85  & \$86 ;
   assign \$88  = \$87  ? 1'h0 : at7;
   assign \$89  = \$83  ? at6 : \$88 ;
-  assign \$90  = raddr == 16'h9cff;
+  assign \$90  = raddr == 15'h4e7f;
   assign \$91  = raddr + 1'h1;
-  assign \$92  = \$90  ? 17'h00000 : \$91 ;
+  assign \$92  = \$90  ? 16'h0000 : \$91 ;
   assign \$93  = ~ at0;
   assign \$94  = \$93  & o__ready;
   assign \$95  = rptr == 3'h6;
@@ -24550,10 +25525,10 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$135  = raddr;
     if (issue) begin
-      \$135  = \$92 [15:0];
+      \$135  = \$92 [14:0];
     end
     if (rst_fc1) begin
-      \$135  = 16'h0000;
+      \$135  = 15'h0000;
     end
   end
   always @* begin
@@ -24655,112 +25630,112 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [21:0] \$101 ;
-  wire [35:0] \$102 ;
-  wire [50:0] \$103 ;
-  wire [51:0] \$104 ;
-  wire [52:0] \$105 ;
-  wire [35:0] \$106 ;
+  wire \$101 ;
+  wire [21:0] \$102 ;
+  wire [35:0] \$103 ;
+  wire [50:0] \$104 ;
+  wire [51:0] \$105 ;
+  wire [52:0] \$106 ;
   wire [35:0] \$107 ;
-  wire \$108 ;
-  wire [35:0] \$109 ;
+  wire [35:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
+  wire [35:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
-  wire [1:0] \$113 ;
-  wire \$114 ;
+  wire \$113 ;
+  wire [1:0] \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire [19:0] \$117 ;
-  wire \$118 ;
+  wire \$117 ;
+  wire [19:0] \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [19:0] \$121 ;
-  wire \$122 ;
+  wire \$121 ;
+  wire [19:0] \$122 ;
   wire \$123 ;
   wire \$124 ;
-  wire [19:0] \$125 ;
-  wire \$126 ;
+  wire \$125 ;
+  wire [19:0] \$126 ;
   wire \$127 ;
   wire \$128 ;
-  wire [19:0] \$129 ;
+  wire \$129 ;
   wire \$13 ;
-  wire \$130 ;
+  wire [19:0] \$130 ;
   wire \$131 ;
   wire \$132 ;
-  wire [19:0] \$133 ;
-  wire \$134 ;
+  wire \$133 ;
+  wire [19:0] \$134 ;
   wire \$135 ;
   wire \$136 ;
-  wire [19:0] \$137 ;
-  wire \$138 ;
+  wire \$137 ;
+  wire [19:0] \$138 ;
   wire \$139 ;
   wire [6:0] \$14 ;
   wire \$140 ;
-  wire [19:0] \$141 ;
-  wire \$142 ;
+  wire \$141 ;
+  wire [19:0] \$142 ;
   wire \$143 ;
   wire \$144 ;
-  wire [19:0] \$145 ;
-  wire \$146 ;
+  wire \$145 ;
+  wire [19:0] \$146 ;
   wire \$147 ;
   wire \$148 ;
-  wire [19:0] \$149 ;
+  wire \$149 ;
   wire [6:0] \$15 ;
-  wire \$150 ;
+  wire [19:0] \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire [19:0] \$153 ;
-  wire \$154 ;
+  wire \$153 ;
+  wire [19:0] \$154 ;
   wire \$155 ;
   wire \$156 ;
-  wire [19:0] \$157 ;
-  wire \$158 ;
+  wire \$157 ;
+  wire [19:0] \$158 ;
   wire \$159 ;
   wire [4:0] \$16 ;
   wire \$160 ;
-  wire [19:0] \$161 ;
-  wire \$162 ;
+  wire \$161 ;
+  wire [19:0] \$162 ;
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
-  reg \$168 ;
-  reg [8:0] \$169 ;
+  wire \$168 ;
+  reg \$169 ;
   wire [19:0] \$17 ;
-  reg [19:0] \$170 ;
-  reg [4:0] \$171 ;
-  reg \$172 ;
+  reg [8:0] \$170 ;
+  reg [19:0] \$171 ;
+  reg [4:0] \$172 ;
   reg \$173 ;
   reg \$174 ;
   reg \$175 ;
-  reg [16:0] \$176 ;
+  reg \$176 ;
   reg [16:0] \$177 ;
-  reg \$178 ;
+  reg [16:0] \$178 ;
   reg \$179 ;
   wire [19:0] \$18 ;
   reg \$180 ;
   reg \$181 ;
   reg \$182 ;
-  reg [5:0] \$183 ;
-  reg [4:0] \$184 ;
-  reg [3:0] \$185 ;
-  reg \$186 ;
-  reg [5:0] \$187 ;
-  reg \$188 ;
-  reg [4:0] \$189 ;
+  reg \$183 ;
+  reg [5:0] \$184 ;
+  reg [4:0] \$185 ;
+  reg [3:0] \$186 ;
+  reg \$187 ;
+  reg [5:0] \$188 ;
+  reg \$189 ;
   wire [2:0] \$19 ;
   reg [4:0] \$190 ;
   reg [4:0] \$191 ;
-  reg \$192 ;
+  reg [4:0] \$192 ;
   reg \$193 ;
   reg \$194 ;
-  reg [5:0] \$195 ;
-  reg [15:0] \$196 ;
-  reg \$197 ;
+  reg \$195 ;
+  reg [5:0] \$196 ;
+  reg [15:0] \$197 ;
   reg \$198 ;
   reg \$199 ;
   wire [6:0] \$2 ;
@@ -24788,9 +25763,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   reg \$219 ;
   wire \$22 ;
   reg \$220 ;
-  reg [16:0] \$221 ;
-  reg [16:0] \$222 ;
-  reg [16:0] \$223 ;
+  reg [17:0] \$221 ;
+  reg [17:0] \$222 ;
+  reg [17:0] \$223 ;
   reg [17:0] \$224 ;
   reg \$225 ;
   reg [3:0] \$226 ;
@@ -24880,31 +25855,31 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   wire [19:0] \$84 ;
   wire [19:0] \$85 ;
   wire [19:0] \$86 ;
-  wire [16:0] \$87 ;
+  wire [17:0] \$87 ;
   wire [17:0] \$88 ;
-  wire \$89 ;
+  wire [13:0] \$89 ;
   wire \$9 ;
-  wire [16:0] \$90 ;
-  wire [17:0] \$91 ;
+  wire [18:0] \$90 ;
+  wire \$91 ;
   wire [17:0] \$92 ;
-  wire [18:0] \$93 ;
-  wire [1:0] \$94 ;
-  wire \$95 ;
-  wire [4:0] \$96 ;
+  wire [13:0] \$93 ;
+  wire [18:0] \$94 ;
+  wire [1:0] \$95 ;
+  wire \$96 ;
   wire [4:0] \$97 ;
-  wire \$98 ;
+  wire [4:0] \$98 ;
   wire \$99 ;
   wire \$signal ;
   reg \$signal$131  = 1'h0;
   reg \$signal$204  = 1'h0;
-  reg \$signal$265  = 1'h0;
+  reg \$signal$264  = 1'h0;
   wire [16:0] a;
   wire [1:0] \a$170 ;
-  reg [16:0] acc0_0 = 17'h00000;
+  reg [17:0] acc0_0 = 18'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
   reg [3:0] \addr$164  = 4'h0;
-  wire [8:0] \addr$285 ;
+  wire [8:0] \addr$284 ;
   reg [19:0] at = 20'h00001;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
@@ -24924,10 +25899,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   reg [1:0] credits_space = 2'h2;
   wire [15:0] data;
   wire [39:0] \data$167 ;
-  wire [15:0] \data$284 ;
+  wire [15:0] \data$283 ;
   reg done = 1'h0;
   wire filled;
-  reg [16:0] fin0_0 = 17'h00000;
+  reg [17:0] fin0_0 = 18'h00000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
@@ -24983,7 +25958,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   wire \o__valid$181 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$272 ;
+  wire [19:0] \p$271 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_2;
@@ -25195,14 +26170,13 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   reg [7:0] wsum_l0_0 = 8'h00;
   reg [16:0] wsum_total = 17'h00000;
   reg wsum_v_d1 = 1'h0;
+  reg [17:0] x_init = 18'h00000;
   reg x_taken_d1 = 1'h0;
   reg x_taken_d2 = 1'h0;
   reg x_taken_d3 = 1'h0;
   reg x_taken_d4 = 1'h0;
   reg x_taken_d5 = 1'h0;
-  reg x_taken_d6 = 1'h0;
   reg [159:0] xdata_d1 = 160'h0000000000000000000000000000000000000000;
-  reg [16:0] xtotal = 17'h00000;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p0 [15:0];
   initial begin
@@ -25748,144 +26722,144 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   assign \$84  = off1_0[2] ? \$80  : \$83 ;
   assign \$85  = off1_0[3] ? \$77  : \$84 ;
   assign \$86  = off1_0[4] ? \$70  : \$85 ;
-  assign \$87  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$88  = \$87  + t0_0_l4_0;
-  assign \$89  = flags_0[0] & flags_0[2];
-  assign \$90  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$91  = \$90  + t0_0_l4_0;
-  assign \$93  = \$92  - xtotal;
-  assign \$94  = ser_left - 1'h1;
-  assign \$95  = \addr$164  == 4'h9;
-  assign \$96  = \addr$164  + 1'h1;
-  assign \$97  = \$95  ? 5'h00 : \$96 ;
-  assign \$101  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$104  = $signed(\$102 ) + $signed(\$103 );
-  assign \$105  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$108  = $signed(\$107 ) < $signed(16'h8000);
-  assign \$110  = $signed(\$109 ) > $signed(16'h7fff);
-  assign \$111  = step & s_last;
-  assign \$112  = o__valid & \o__ready$178 ;
-  assign \$113  = \$112  + skipped_d5;
-  assign \$114  = ! \$2 [5:4];
-  assign \$115  = ~ rst_fc2;
-  assign \$116  = \$114  & \$115 ;
-  assign \$117  = \$116  ? w_en : 20'h00000;
-  assign \$118  = ! \$2 [5:4];
-  assign \$119  = ~ rst_fc2;
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = \$120  ? w_en : 20'h00000;
-  assign \$122  = ! \$2 [5:4];
-  assign \$123  = ~ rst_fc2;
-  assign \$124  = \$122  & \$123 ;
-  assign \$125  = \$124  ? w_en : 20'h00000;
-  assign \$126  = \$2 [5:4] == 1'h1;
-  assign \$127  = ~ rst_fc2;
-  assign \$128  = \$126  & \$127 ;
-  assign \$129  = \$128  ? w_en : 20'h00000;
-  assign \$130  = \$2 [5:4] == 1'h1;
-  assign \$131  = ~ rst_fc2;
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = \$132  ? w_en : 20'h00000;
-  assign \$134  = \$2 [5:4] == 1'h1;
-  assign \$135  = ~ rst_fc2;
-  assign \$136  = \$134  & \$135 ;
-  assign \$137  = \$136  ? w_en : 20'h00000;
-  assign \$138  = \$2 [5:4] == 2'h2;
-  assign \$139  = ~ rst_fc2;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$140  ? w_en : 20'h00000;
-  assign \$142  = \$2 [5:4] == 2'h2;
-  assign \$143  = ~ rst_fc2;
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$144  ? w_en : 20'h00000;
-  assign \$146  = \$2 [5:4] == 2'h2;
-  assign \$147  = ~ rst_fc2;
-  assign \$148  = \$146  & \$147 ;
-  assign \$149  = \$148  ? w_en : 20'h00000;
-  assign \$150  = \$2 [5:4] == 2'h3;
-  assign \$151  = ~ rst_fc2;
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = \$152  ? w_en : 20'h00000;
-  assign \$154  = \$2 [5:4] == 2'h3;
-  assign \$155  = ~ rst_fc2;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = \$156  ? w_en : 20'h00000;
-  assign \$158  = \$2 [5:4] == 2'h3;
-  assign \$159  = ~ rst_fc2;
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = \$160  ? w_en : 20'h00000;
-  assign \$162  = rst_fc2 | load;
-  assign \$163  = filled ? 1'h1 : w_full;
-  assign \$164  = \$162  ? 1'h0 : \$163 ;
-  assign \$165  = rst_fc2 | load;
-  assign \$166  = filled ? 1'h1 : w_full_issue;
-  assign \$167  = \$165  ? 1'h0 : \$166 ;
+  assign \$87  = - wsum_total;
+  assign \$88  = flags_0[1] ? x_init : acc0_0;
+  assign \$90  = $signed(\$88 ) + $signed({ 1'h0, \$89  });
+  assign \$91  = flags_0[0] & flags_0[2];
+  assign \$92  = flags_0[1] ? x_init : acc0_0;
+  assign \$94  = $signed(\$92 ) + $signed({ 1'h0, \$93  });
+  assign \$95  = ser_left - 1'h1;
+  assign \$96  = \addr$164  == 4'h9;
+  assign \$97  = \addr$164  + 1'h1;
+  assign \$98  = \$96  ? 5'h00 : \$97 ;
+  assign \$102  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$105  = $signed(\$103 ) + $signed(\$104 );
+  assign \$106  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$109  = $signed(\$108 ) < $signed(16'h8000);
+  assign \$111  = $signed(\$110 ) > $signed(16'h7fff);
+  assign \$112  = step & s_last;
+  assign \$113  = o__valid & \o__ready$178 ;
+  assign \$114  = \$113  + skipped_d5;
+  assign \$115  = ! \$2 [5:4];
+  assign \$116  = ~ rst_fc2;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = \$117  ? w_en : 20'h00000;
+  assign \$119  = ! \$2 [5:4];
+  assign \$120  = ~ rst_fc2;
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = \$121  ? w_en : 20'h00000;
+  assign \$123  = ! \$2 [5:4];
+  assign \$124  = ~ rst_fc2;
+  assign \$125  = \$123  & \$124 ;
+  assign \$126  = \$125  ? w_en : 20'h00000;
+  assign \$127  = \$2 [5:4] == 1'h1;
+  assign \$128  = ~ rst_fc2;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = \$129  ? w_en : 20'h00000;
+  assign \$131  = \$2 [5:4] == 1'h1;
+  assign \$132  = ~ rst_fc2;
+  assign \$133  = \$131  & \$132 ;
+  assign \$134  = \$133  ? w_en : 20'h00000;
+  assign \$135  = \$2 [5:4] == 1'h1;
+  assign \$136  = ~ rst_fc2;
+  assign \$137  = \$135  & \$136 ;
+  assign \$138  = \$137  ? w_en : 20'h00000;
+  assign \$139  = \$2 [5:4] == 2'h2;
+  assign \$140  = ~ rst_fc2;
+  assign \$141  = \$139  & \$140 ;
+  assign \$142  = \$141  ? w_en : 20'h00000;
+  assign \$143  = \$2 [5:4] == 2'h2;
+  assign \$144  = ~ rst_fc2;
+  assign \$145  = \$143  & \$144 ;
+  assign \$146  = \$145  ? w_en : 20'h00000;
+  assign \$147  = \$2 [5:4] == 2'h2;
+  assign \$148  = ~ rst_fc2;
+  assign \$149  = \$147  & \$148 ;
+  assign \$150  = \$149  ? w_en : 20'h00000;
+  assign \$151  = \$2 [5:4] == 2'h3;
+  assign \$152  = ~ rst_fc2;
+  assign \$153  = \$151  & \$152 ;
+  assign \$154  = \$153  ? w_en : 20'h00000;
+  assign \$155  = \$2 [5:4] == 2'h3;
+  assign \$156  = ~ rst_fc2;
+  assign \$157  = \$155  & \$156 ;
+  assign \$158  = \$157  ? w_en : 20'h00000;
+  assign \$159  = \$2 [5:4] == 2'h3;
+  assign \$160  = ~ rst_fc2;
+  assign \$161  = \$159  & \$160 ;
+  assign \$162  = \$161  ? w_en : 20'h00000;
+  assign \$163  = rst_fc2 | load;
+  assign \$164  = filled ? 1'h1 : w_full;
+  assign \$165  = \$163  ? 1'h0 : \$164 ;
+  assign \$166  = rst_fc2 | load;
+  assign \$167  = filled ? 1'h1 : w_full_issue;
+  assign \$168  = \$166  ? 1'h0 : \$167 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    last <= \$168 ;
+    last <= \$169 ;
   always @(posedge clk)
-    \beat$192  <= \$169 ;
+    \beat$192  <= \$170 ;
   always @(posedge clk)
-    at <= \$170 ;
+    at <= \$171 ;
   always @(posedge clk)
-    word <= \$171 ;
+    word <= \$172 ;
   always @(posedge clk)
     wsum_l0_0 <= w_data;
   always @(posedge clk)
-    wsum_first <= \$172 ;
+    wsum_first <= \$173 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$173 ;
+    wsum_v_d1 <= \$174 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$174 ;
+    wsum_first_d1 <= \$175 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$175 ;
+    wsum_end_d1 <= \$176 ;
   always @(posedge clk)
-    wsum_acc <= \$176 ;
+    wsum_acc <= \$177 ;
   always @(posedge clk)
-    wsum_total <= \$177 ;
+    wsum_total <= \$178 ;
   always @(posedge clk)
-    can_end <= \$178 ;
+    can_end <= \$179 ;
   always @(posedge clk)
-    gap_zero <= \$179 ;
+    gap_zero <= \$180 ;
   always @(posedge clk)
-    s_last <= \$180 ;
+    s_last <= \$181 ;
   always @(posedge clk)
-    n_last <= \$181 ;
+    n_last <= \$182 ;
   always @(posedge clk)
-    sn_last <= \$182 ;
+    sn_last <= \$183 ;
   always @(posedge clk)
-    r_addr <= \$183 ;
+    r_addr <= \$184 ;
   always @(posedge clk)
-    s_idx <= \$184 ;
+    s_idx <= \$185 ;
   always @(posedge clk)
-    addr <= \$185 ;
+    addr <= \$186 ;
   always @(posedge clk)
-    active <= \$186 ;
+    active <= \$187 ;
   always @(posedge clk)
-    r_base <= \$187 ;
+    r_base <= \$188 ;
   always @(posedge clk)
-    w_half <= \$188 ;
+    w_half <= \$189 ;
   always @(posedge clk)
-    col <= \$189 ;
+    col <= \$190 ;
   always @(posedge clk)
-    row_ph0 <= \$190 ;
+    row_ph0 <= \$191 ;
   always @(posedge clk)
-    off1_0 <= \$191 ;
+    off1_0 <= \$192 ;
   always @(posedge clk)
-    \$signal$204  <= \$192 ;
+    \$signal$204  <= \$193 ;
   always @(posedge clk)
-    \$signal$131  <= \$193 ;
+    \$signal$131  <= \$194 ;
   always @(posedge clk)
-    last1 <= \$194 ;
+    last1 <= \$195 ;
   always @(posedge clk)
     \i$134  <= \o__payload$206 ;
   always @(posedge clk)
-    r_addr_q <= \$195 ;
+    r_addr_q <= \$196 ;
   always @(posedge clk)
     xdata_d1 <= { \$67 , \$64 , \$61  };
   always @(posedge clk)
-    carry0_0 <= \$196 ;
+    carry0_0 <= \$197 ;
   always @(posedge clk)
     w0_0 <= \$86 ;
   always @(posedge clk)
@@ -25917,55 +26891,53 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$197 ;
+    v2_d1 <= \$198 ;
   always @(posedge clk)
-    v2_d2 <= \$198 ;
+    v2_d2 <= \$199 ;
   always @(posedge clk)
-    v2_d3 <= \$199 ;
+    v2_d3 <= \$200 ;
   always @(posedge clk)
-    v2_d4 <= \$200 ;
+    v2_d4 <= \$201 ;
   always @(posedge clk)
-    last2_d1 <= \$201 ;
+    last2_d1 <= \$202 ;
   always @(posedge clk)
-    last2_d2 <= \$202 ;
+    last2_d2 <= \$203 ;
   always @(posedge clk)
-    last2_d3 <= \$203 ;
+    last2_d3 <= \$204 ;
   always @(posedge clk)
-    last2_d4 <= \$204 ;
+    last2_d4 <= \$205 ;
   always @(posedge clk)
-    v2p_d1 <= \$205 ;
+    v2p_d1 <= \$206 ;
   always @(posedge clk)
-    v2p_d2 <= \$206 ;
+    v2p_d2 <= \$207 ;
   always @(posedge clk)
-    v2p_d3 <= \$207 ;
+    v2p_d3 <= \$208 ;
   always @(posedge clk)
-    first2p_d1 <= \$208 ;
+    first2p_d1 <= \$209 ;
   always @(posedge clk)
-    first2p_d2 <= \$209 ;
+    first2p_d2 <= \$210 ;
   always @(posedge clk)
-    first2p_d3 <= \$210 ;
+    first2p_d3 <= \$211 ;
   always @(posedge clk)
-    last2p_d1 <= \$211 ;
+    last2p_d1 <= \$212 ;
   always @(posedge clk)
-    last2p_d2 <= \$212 ;
+    last2p_d2 <= \$213 ;
   always @(posedge clk)
-    last2p_d3 <= \$213 ;
+    last2p_d3 <= \$214 ;
   always @(posedge clk)
-    done <= \$214 ;
+    done <= \$215 ;
   always @(posedge clk)
-    x_taken_d1 <= \$215 ;
+    x_taken_d1 <= \$216 ;
   always @(posedge clk)
-    x_taken_d2 <= \$216 ;
+    x_taken_d2 <= \$217 ;
   always @(posedge clk)
-    x_taken_d3 <= \$217 ;
+    x_taken_d3 <= \$218 ;
   always @(posedge clk)
-    x_taken_d4 <= \$218 ;
+    x_taken_d4 <= \$219 ;
   always @(posedge clk)
-    x_taken_d5 <= \$219 ;
+    x_taken_d5 <= \$220 ;
   always @(posedge clk)
-    x_taken_d6 <= \$220 ;
-  always @(posedge clk)
-    xtotal <= \$221 ;
+    x_init <= \$221 ;
   always @(posedge clk)
     acc0_0 <= \$222 ;
   always @(posedge clk)
@@ -25977,7 +26949,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   always @(posedge clk)
     \addr$164  <= \$226 ;
   always @(posedge clk)
-    \$signal$265  <= \$227 ;
+    \$signal$264  <= \$227 ;
   always @(posedge clk)
     ka <= \$228 ;
   always @(posedge clk)
@@ -25987,19 +26959,19 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   always @(posedge clk)
     rq0_beta_b <= \data$167 [39:19];
   always @(posedge clk)
-    rq0_beta <= \$101 ;
+    rq0_beta <= \$102 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$104 ;
+    rq0_acc_s1_0 <= \$105 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$105 [35:0];
+    rq0_acc_s2_0 <= \$106 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$106 [19:0];
+    rq0_shifted <= \$107 [19:0];
   always @(posedge clk)
-    rq0_under <= \$108 ;
+    rq0_under <= \$109 ;
   always @(posedge clk)
-    rq0_over <= \$110 ;
+    rq0_over <= \$111 ;
   always @(posedge clk)
     v_out_d1 <= \$230 ;
   always @(posedge clk)
@@ -26282,9 +27254,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .q(r_page_b2)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$285 ),
+    .addr(\addr$284 ),
     .clk(clk),
-    .data(\data$284 )
+    .data(\data$283 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(\data$167 [16:0]),
@@ -26296,7 +27268,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .a(\data$167 [18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$272 )
+    .p(\p$271 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -26399,7 +27371,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd8)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$117 [7:0]),
+    .d(\$118 [7:0]),
     .q(port__en)
   );
   flexor_copy #(
@@ -26407,7 +27379,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd8)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$129 [7:0]),
+    .d(\$130 [7:0]),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -26415,7 +27387,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd8)
   ) w_en_b0_p2_copy (
     .clk(clk),
-    .d(\$141 [7:0]),
+    .d(\$142 [7:0]),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -26423,7 +27395,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd8)
   ) w_en_b0_p3_copy (
     .clk(clk),
-    .d(\$153 [7:0]),
+    .d(\$154 [7:0]),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -26431,7 +27403,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd8)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$121 [15:8]),
+    .d(\$122 [15:8]),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -26439,7 +27411,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd8)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$133 [15:8]),
+    .d(\$134 [15:8]),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -26447,7 +27419,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd8)
   ) w_en_b1_p2_copy (
     .clk(clk),
-    .d(\$145 [15:8]),
+    .d(\$146 [15:8]),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -26455,7 +27427,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd8)
   ) w_en_b1_p3_copy (
     .clk(clk),
-    .d(\$157 [15:8]),
+    .d(\$158 [15:8]),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -26463,7 +27435,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd4)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$125 [19:16]),
+    .d(\$126 [19:16]),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -26471,7 +27443,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd4)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$137 [19:16]),
+    .d(\$138 [19:16]),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -26479,7 +27451,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd4)
   ) w_en_b2_p2_copy (
     .clk(clk),
-    .d(\$149 [19:16]),
+    .d(\$150 [19:16]),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -26487,7 +27459,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd4)
   ) w_en_b2_p3_copy (
     .clk(clk),
-    .d(\$161 [19:16]),
+    .d(\$162 [19:16]),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -26495,7 +27467,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$164 ),
+    .d(\$165 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -26503,15 +27475,15 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$167 ),
+    .d(\$168 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
     .clk(clk),
-    .data(\data$284 ),
+    .data(\data$283 ),
     .o__payload(\o__payload$206 ),
     .o__ready(step),
-    .raddr(\addr$285 ),
+    .raddr(\addr$284 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
@@ -26526,200 +27498,188 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$168  = \$24 ;
+    \$169  = \$24 ;
     if (rst_fc2) begin
-      \$168  = 1'h0;
+      \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$169  = \beat$192 ;
+    \$170  = \beat$192 ;
     if (take) begin
-      \$169  = \$26 [8:0];
+      \$170  = \$26 [8:0];
     end
     if (rst_fc2) begin
-      \$169  = 9'h000;
+      \$170  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$170  = at;
+    \$171  = at;
     if (take) begin
-      \$170  = \$28 ;
+      \$171  = \$28 ;
     end
     if (rst_fc2) begin
-      \$170  = 20'h00001;
+      \$171  = 20'h00001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$171  = word;
+    \$172  = word;
     if (take) begin
-      \$171  = \$31 [4:0];
+      \$172  = \$31 [4:0];
     end
     if (rst_fc2) begin
-      \$171  = 5'h00;
+      \$172  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$172  = wsum_first;
+    \$173  = wsum_first;
     if (take) begin
-      \$172  = filled;
+      \$173  = filled;
     end
     if (rst_fc2) begin
-      \$172  = 1'h1;
+      \$173  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$173  = take;
-    if (rst_fc2) begin
-      \$173  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$174  = wsum_first;
+    \$174  = take;
     if (rst_fc2) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$175  = filled;
+    \$175  = wsum_first;
     if (rst_fc2) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$176  = wsum_acc;
-    if (wsum_v_d1) begin
-      \$176  = \$33 [16:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$177  = wsum_total;
-    if (\$34 ) begin
-      \$177  = \$36 [16:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$178  = \$37 ;
+    \$176  = filled;
     if (rst_fc2) begin
-      \$178  = 1'h1;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$179  = 1'h1;
+    \$177  = wsum_acc;
+    if (wsum_v_d1) begin
+      \$177  = \$33 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$178  = wsum_total;
+    if (\$34 ) begin
+      \$178  = \$36 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$179  = \$37 ;
     if (rst_fc2) begin
       \$179  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$180  = \$signal ;
+    \$180  = 1'h1;
     if (rst_fc2) begin
-      \$180  = 1'h0;
+      \$180  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$181  = n_last_next;
+    \$181  = \$signal ;
     if (rst_fc2) begin
       \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$182  = \$38 ;
+    \$182  = n_last_next;
     if (rst_fc2) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$183  = r_next;
+    \$183  = \$38 ;
     if (rst_fc2) begin
-      \$183  = 6'h00;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$184  = s_idx;
+    \$184  = r_next;
+    if (rst_fc2) begin
+      \$184  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$185  = s_idx;
     if (step) begin
-      \$184  = \$40 [4:0];
+      \$185  = \$40 [4:0];
     end
     if (rst_fc2) begin
-      \$184  = 5'h00;
+      \$185  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$185  = addr;
+    \$186  = addr;
     if (step) begin
       if (s_last) begin
-        \$185  = \$42 [3:0];
+        \$186  = \$42 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$185  = 4'h0;
+      \$186  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$186  = active;
+    \$187  = active;
     if (\$43 ) begin
-      \$186  = 1'h0;
+      \$187  = 1'h0;
     end
     if (load) begin
-      \$186  = 1'h1;
+      \$187  = 1'h1;
     end
     if (rst_fc2) begin
-      \$186  = 1'h0;
+      \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$187  = r_base;
+    \$188  = r_base;
     if (load) begin
-      \$187  = { 1'h0, \$44  };
+      \$188  = { 1'h0, \$44  };
     end
     if (rst_fc2) begin
-      \$187  = 6'h00;
+      \$188  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$188  = w_half;
+    \$189  = w_half;
     if (load) begin
-      \$188  = \$45 ;
+      \$189  = \$45 ;
     end
     if (rst_fc2) begin
-      \$188  = 1'h0;
+      \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$189  = col;
+    \$190  = col;
     if (step) begin
-      \$189  = \$46 ;
-    end
-    if (rst_fc2) begin
-      \$189  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$190  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$190  = \$51 [4:0];
-      end
+      \$190  = \$46 ;
     end
     if (rst_fc2) begin
       \$190  = 5'h00;
@@ -26727,240 +27687,245 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$191  = \$57 [4:0];
+    \$191  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$191  = \$51 [4:0];
+      end
+    end
     if (rst_fc2) begin
       \$191  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$192  = step;
+    \$192  = \$57 [4:0];
     if (rst_fc2) begin
-      \$192  = 1'h0;
+      \$192  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$193  = \$58 ;
+    \$193  = step;
     if (rst_fc2) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$194  = s_last;
+    \$194  = \$58 ;
     if (rst_fc2) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$195  = r_next;
+    \$195  = s_last;
     if (rst_fc2) begin
-      \$195  = 6'h00;
+      \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$196  = carry0_0;
+    \$196  = r_next;
+    if (rst_fc2) begin
+      \$196  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$197  = carry0_0;
     if (\$signal$204 ) begin
-      \$196  = \i$134 ;
+      \$197  = \i$134 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$197  = \$signal$204 ;
-    if (rst_fc2) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$198  = v2_d1;
+    \$198  = \$signal$204 ;
     if (rst_fc2) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$199  = v2_d2;
+    \$199  = v2_d1;
     if (rst_fc2) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$200  = v2_d3;
+    \$200  = v2_d2;
     if (rst_fc2) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$201  = last1;
+    \$201  = v2_d3;
     if (rst_fc2) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$202  = last2_d1;
+    \$202  = last1;
     if (rst_fc2) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$203  = last2_d2;
+    \$203  = last2_d1;
     if (rst_fc2) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$204  = last2_d3;
+    \$204  = last2_d2;
     if (rst_fc2) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$205  = \$signal$204 ;
+    \$205  = last2_d3;
     if (rst_fc2) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$206  = v2p_d1;
+    \$206  = \$signal$204 ;
     if (rst_fc2) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$207  = v2p_d2;
+    \$207  = v2p_d1;
     if (rst_fc2) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$208  = \$signal$131 ;
+    \$208  = v2p_d2;
     if (rst_fc2) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$209  = first2p_d1;
+    \$209  = \$signal$131 ;
     if (rst_fc2) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$210  = first2p_d2;
+    \$210  = first2p_d1;
     if (rst_fc2) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$211  = last1;
+    \$211  = first2p_d2;
     if (rst_fc2) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$212  = last2p_d1;
+    \$212  = last1;
     if (rst_fc2) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$213  = last2p_d2;
+    \$213  = last2p_d1;
     if (rst_fc2) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$214  = group_end;
+    \$214  = last2p_d2;
     if (rst_fc2) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$215  = load;
+    \$215  = group_end;
     if (rst_fc2) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$216  = x_taken_d1;
+    \$216  = load;
     if (rst_fc2) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$217  = x_taken_d2;
+    \$217  = x_taken_d1;
     if (rst_fc2) begin
       \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$218  = x_taken_d3;
+    \$218  = x_taken_d2;
     if (rst_fc2) begin
       \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$219  = x_taken_d4;
+    \$219  = x_taken_d3;
     if (rst_fc2) begin
       \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$220  = x_taken_d5;
+    \$220  = x_taken_d4;
     if (rst_fc2) begin
       \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$221  = xtotal;
-    if (x_taken_d6) begin
-      \$221  = wsum_total;
+    \$221  = x_init;
+    if (x_taken_d5) begin
+      \$221  = \$87 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$222  = acc0_0;
     if (flags_0[0]) begin
-      \$222  = \$88 [16:0];
+      \$222  = \$90 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$223  = fin0_0;
-    if (\$89 ) begin
-      \$223  = \$91 [16:0];
+    if (\$91 ) begin
+      \$223  = \$94 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$224  = bank0_0;
     if (done) begin
-      \$224  = \$93 [17:0];
+      \$224  = fin0_0;
     end
   end
   always @* begin
@@ -26969,7 +27934,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     if (done) begin
       \$225  = 1'h1;
     end else if (ser) begin
-      \$225  = \$94 [0];
+      \$225  = \$95 [0];
     end
     if (rst_fc2) begin
       \$225  = 1'h0;
@@ -26979,7 +27944,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$226  = \addr$164 ;
     if (ser) begin
-      \$226  = \$97 [3:0];
+      \$226  = \$98 [3:0];
     end
     if (rst_fc2) begin
       \$226  = 4'h0;
@@ -26987,21 +27952,21 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$227  = \$98 ;
+    \$227  = \$99 ;
     if (rst_fc2) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$228  = \$100 ;
+    \$228  = \$101 ;
     if (rst_fc2) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$229  = \$signal$265 ;
+    \$229  = \$signal$264 ;
     if (rst_fc2) begin
       \$229  = 1'h0;
     end
@@ -27071,14 +28036,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$239  = \$111 ;
+    \$239  = \$112 ;
     if (rst_fc2) begin
       \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$240  = \$113 ;
+    \$240  = \$114 ;
     if (rst_fc2) begin
       \$240  = 2'h0;
     end
@@ -27187,15 +28152,16 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   assign \$81  = o;
   assign \$82  = o;
   assign \$83  = \$82 ;
-  assign \$92  = { fin0_0, 1'h0 };
-  assign \$98  = ser;
-  assign \$99  = 1'h0;
+  assign \$89  = { t0_0_l4_0, 1'h0 };
+  assign \$93  = { t0_0_l4_0, 1'h0 };
+  assign \$99  = ser;
   assign \$100  = 1'h0;
-  assign \$102  = { p[34], p };
-  assign \$103  = { \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 [19], \p$272 , 17'h00000 };
-  assign \$106  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$101  = 1'h0;
+  assign \$103  = { p[34], p };
+  assign \$104  = { \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 , 17'h00000 };
   assign \$107  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$109  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$108  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$110  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign ser = ser_left;
 endmodule
 

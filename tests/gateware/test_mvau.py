@@ -243,10 +243,11 @@ NARROW = [  # (fan_in, out, pe, simd, in_simd, out_simd, vectors in LUT RAM, sta
 
 
 WRITTEN_SUM = [  # (fan_in, pe, simd, in_simd, vectors in LUT RAM, Σx summed as written)
-    (12, 2, 12, 3, True, True),     # ⌈F/in_simd⌉ + L = tree_stages + 2: the sum just in time
-    (12, 2, 12, 3, False, True),    # ... assembled in block RAM
-    (16, 2, 16, 4, True, True),
-    (9, 2, 9, 3, True, False),      # a beat fewer: Σx from the words read instead
+    (9, 2, 9, 3, True, True),       # ⌈F/in_simd⌉ + L = tree_stages + 1: the sum just in time
+    (9, 2, 9, 3, False, True),      # ... assembled in block RAM
+    (24, 2, 24, 8, True, True),
+    (12, 2, 12, 3, True, True),     # a beat to spare
+    (16, 2, 16, 8, True, False),    # a beat fewer: Σx from the words read instead
 ]
 
 
@@ -258,28 +259,31 @@ def test_mvau_sums_a_vector_as_it_is_written(f, pe, simd, b, lutram, written, st
     """Σx of a narrow input's vector summed as its beats are taken
     (``MvauParams.x_sum_written``) where the vector takes enough beats for the sum to reach
     its first row group before the next vector's overwrites it, and from the words read
-    where it does not: signed inputs, one word and one row group a vector, so vectors follow
-    each other as fast as they load (a sum taken a cycle early or late, or held one vector
-    too long, changes a result)."""
-    o = pe
-    pkg, layer, consts = _layer(f, o, q=2, signed=True, seed=3)
-    params = replace(mvau_params(layer, consts, pe, simd, 1, masked_adders=True),
-                     in_simd=b, vectors_lutram=lutram)
-    assert (params.sf, params.nf) == (1, 1)
-    assert params.x_sum_written == written
+    where it does not: signed inputs, one word a vector and as many row groups as cycles to
+    load one, so a vector is loaded as the one before ends, both unstalled (a sum taken a
+    cycle early or late, or held one vector too long, changes a result). Where it is written, the rows accumulate ``2·T − Σx`` from
+    ``−Σx``."""
     beats = -(-f // b)
-    assert (params.tree_stages + 2 <= beats + _tree_registers(b, first=1)) == written
+    o = pe * (beats + 1)            # as many row groups as cycles to load a vector
+    pkg, layer, consts = _layer(f, o, q=2, signed=True, seed=3)
+    params = replace(mvau_params(layer, consts, pe, simd, pe, masked_adders=True),
+                     in_simd=b, vectors_lutram=lutram)
+    assert (params.sf, params.nf, params.group_beats) == (1, beats + 1, 1)
+    assert params.x_sum_written == written
+    assert (params.tree_stages + 1 <= beats + _tree_registers(b, first=1)) == written
     n = 8
     x = np.random.default_rng(f + b).integers(consts.x_lo, consts.x_hi + 1, (n, f))
     assert consts.x_lo < 0 and (x < 0).any()
     dut = MatrixVectorUnit(params)
-    run = run_stream(dut, pack_beats(x, b, params.x_width), n * o, in_stall=stall,
+    run = run_stream(dut, pack_beats(x, b, params.x_width), n * o // pe, in_stall=stall,
                      out_stall=stall, seed=f)
-    got = unpack_beats(run.outputs, 1, params.y_width, consts.y_lo < 0).reshape(n, o)
+    got = unpack_beats(run.outputs, pe, params.y_width, consts.y_lo < 0).reshape(n, o)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
     if not stall:
-        ends = [run.out_cycles[(k + 1) * o - 1] for k in range(n)]
+        ends = [run.out_cycles[(k + 1) * o // pe - 1] for k in range(n)]
         assert set(np.diff(ends).tolist()) == {params.cycles_per_vector} == {beats + 1}
+        # computing a vector takes as long as loading one: each loaded as the one before ends
+        assert params.nf * params.sf == beats + 1
 
 
 @pytest.mark.parametrize("f, o, pe, simd, b, r, lutram, stall", NARROW,
