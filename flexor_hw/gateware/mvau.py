@@ -313,6 +313,12 @@ class MvauParams:
         return 1 if self.scatter is not None else (self.in_simd or self.simd)
 
     @property
+    def total_shape(self):
+        """Of a sum of up to ``F`` activations: a row's ``T``, or the vector's ``Σx``."""
+        c = self.consts
+        return int_shape(self.fan_in * min(0, c.x_lo), self.fan_in * max(0, c.x_hi))
+
+    @property
     def writer(self):
         """How the vector memory is written: ``"scatter"`` (an element a beat to its
         flattened column), ``"word"`` (a word a beat), ``"lanes"`` (a narrow beat into its
@@ -724,7 +730,7 @@ class MatrixVectorUnit(wiring.Component):
         # -- accumulate each row (and Σx) over its SF words; a group's end is latched, then
         # S = 2·T − Σx goes into the bank (S = T for unipolar planes) -----------------------
         s_shape = signed(c.s_width)
-        t_shape = int_shape(f * min(0, c.x_lo), f * max(0, c.x_hi))
+        t_shape = p.total_shape
         bank = [[Signal(s_shape, name=f"bank{j}_{i}", reset_less=True) for i in range(q)]
                 for j in range(pe)]
         group_end = Signal()
@@ -853,9 +859,8 @@ class MatrixVectorUnit(wiring.Component):
         v = delay(m, take, stages, "wsum_v")
         first_d = delay(m, first, stages, "wsum_first")
         end = delay(m, filled, stages, "wsum_end")
-        t_shape = int_shape(p.fan_in * min(0, c.x_lo), p.fan_in * max(0, c.x_hi))
-        acc = Signal(t_shape, name="wsum_acc", reset_less=True)
-        total = Signal(t_shape, name="wsum_total", reset_less=True)
+        acc = Signal(p.total_shape, name="wsum_acc", reset_less=True)
+        total = Signal(p.total_shape, name="wsum_total", reset_less=True)
         running = Mux(first_d, 0, acc) + beat_sum
         with m.If(v):
             m.d.sync += acc.eq(running)

@@ -559,7 +559,7 @@ def limit_text(limit):
     return (f"faster: the closest folding tried ({limit['cycles']:,} cycles per image) needs "
             + ", and ".join(_resource_text(r["resource"], r["estimate"], limit["of"],
                                            r["available"], r["usable"])
-                            for r in [limit] + limit.get("also", [])))
+                            for r in [limit] + limit["also"]))
 
 
 _NAMES = {"luts": "LUT4", "ffs": "flip-flops", "brams": "block RAMs", "dsps": "DSP blocks",

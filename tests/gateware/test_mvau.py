@@ -261,8 +261,8 @@ def test_mvau_sums_a_vector_as_it_is_written(f, pe, simd, b, lutram, written, st
     its first row group before the next vector's overwrites it, and from the words read
     where it does not: signed inputs, one word a vector and as many row groups as cycles to
     load one, so a vector is loaded as the one before ends, both unstalled (a sum taken a
-    cycle early or late, or held one vector too long, changes a result). Where it is written, the rows accumulate ``2·T − Σx`` from
-    ``−Σx``."""
+    cycle early or late, or held one vector too long, changes a result). Where it is
+    written, the rows accumulate ``2·T − Σx`` from ``−Σx``."""
     beats = -(-f // b)
     o = pe * (beats + 1)            # as many row groups as cycles to load a vector
     pkg, layer, consts = _layer(f, o, q=2, signed=True, seed=3)
@@ -282,8 +282,6 @@ def test_mvau_sums_a_vector_as_it_is_written(f, pe, simd, b, lutram, written, st
     if not stall:
         ends = [run.out_cycles[(k + 1) * o // pe - 1] for k in range(n)]
         assert set(np.diff(ends).tolist()) == {params.cycles_per_vector} == {beats + 1}
-        # computing a vector takes as long as loading one: each loaded as the one before ends
-        assert params.nf * params.sf == beats + 1
 
 
 @pytest.mark.parametrize("f, o, pe, simd, b, r, lutram, stall", NARROW,
