@@ -170,8 +170,22 @@ class TiledMaxPool(wiring.Component):
 
         pending = Cat(v1 & last1 & keep1, v2 & last2 & keep2)   # will write the FIFO
         take = Signal()
-        m.d.comb += [self.i.ready.eq(out.level + pending[0] + pending[1] < D),
-                     take.eq(self.i.valid & self.i.ready)]
+        # The beat taken now completes a window whose maximum leaves (stage 1's next flags).
+        last0 = Signal()
+        keep0 = Signal()
+        m.d.comb += [last0.eq((px == kw - 1) & (py == kh - 1)),
+                     keep0.eq((ox < ow) & (y < oh * kh))]
+        # A beat is taken while the FIFO's entries and the maxima on their way to it number
+        # fewer than its depth. That count is registered: next cycle's is this one's, plus
+        # the beat taken now if it will write, less the entry read now; ``ready`` is a
+        # flip-flop (the count's adder and compare ahead of the producer's FIFO were the
+        # placed LeNet-5's longest path), and takes the same beats it did.
+        ready = Signal(init=1)
+        read = Signal()
+        m.d.comb += [read.eq(out.r_rdy & out.r_en),
+                     self.i.ready.eq(ready), take.eq(self.i.valid & ready)]
+        m.d.sync += ready.eq(out.level + pending[0] + pending[1] + (take & last0 & keep0)
+                             < D + read)
         addr = Signal(range(max(2, depth)))
         m.d.comb += [addr.eq(ox * groups + cg), rport.addr.eq(addr), rport.en.eq(1)]
         with m.If(take):
@@ -185,8 +199,7 @@ class TiledMaxPool(wiring.Component):
                                  py.eq(Mux((py == kh - 1) | (y == H - 1), 0, py + 1))]
         w2 = v2 & keep2                                 # stage 2 writes its word
         m.d.sync += [v1.eq(take), first1.eq((px == 0) & (py == 0)),
-                     last1.eq((px == kw - 1) & (py == kh - 1)),
-                     keep1.eq((ox < ow) & (y < oh * kh)), addr1.eq(addr), in1.eq(self.i.payload),
+                     last1.eq(last0), keep1.eq(keep0), addr1.eq(addr), in1.eq(self.i.payload),
                      v2.eq(v1), first2.eq(first1), last2.eq(last1), keep2.eq(keep1),
                      addr2.eq(addr1), in2.eq(in1), old2.eq(rport.data),
                      v3.eq(w2), addr3.eq(addr2), new3.eq(new2), new4.eq(new3),
@@ -199,6 +212,7 @@ class TiledMaxPool(wiring.Component):
 
         old = Mux(fwd_a, new3, Mux(fwd_b, new4, Mux(fwd_c, new5, old2)))
         self._ports = (take, rport, wport, fwd_a | fwd_b | fwd_c)     # for tests
+        self._count = (out.level, pending, out.w_en, out.w_rdy)        # for tests
         lanes = []
         for k in range(P):
             a = in2[k * xw:(k + 1) * xw]

@@ -698,7 +698,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$95 , i__valid, w_data, \o__valid$97 , o__payload, clk);
+module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97 , o__payload, \o__ready$95 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [2:0] \$1 ;
   wire \$10 ;
@@ -2756,7 +2756,7 @@ module \flexor_lenet5.conv1.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
@@ -5345,7 +5345,7 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$559 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
@@ -10586,10 +10586,10 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, \o__ready$559 , i__valid, w_da
     .clk(clk),
     .data(\data$889 ),
     .o__ready(step),
-    .\port$1988$0 (\$327 ),
-    .\port$1994$0 (\$328 ),
-    .\port$2000$0 (\$329 ),
-    .\port$2006$0 (\$330 ),
+    .\port$1993$0 (\$327 ),
+    .\port$1999$0 (\$328 ),
+    .\port$2005$0 (\$329 ),
+    .\port$2011$0 (\$330 ),
     .raddr(\addr$890 ),
     .rst_conv2(rst_conv2)
   );
@@ -12632,7 +12632,7 @@ module \flexor_lenet5.conv2.dec_7_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
+module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -12949,7 +12949,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1988$0 , \port$1994$0 , \port$2000$0 , \port$2006$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1993$0 , \port$1999$0 , \port$2005$0 , \port$2011$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -13108,14 +13108,14 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1988$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$1988$0 ;
-  wire [63:0] \port$1988$0 ;
-  output [63:0] \port$1994$0 ;
-  wire [63:0] \port$1994$0 ;
-  output [63:0] \port$2000$0 ;
-  wire [63:0] \port$2000$0 ;
-  output [63:0] \port$2006$0 ;
-  wire [63:0] \port$2006$0 ;
+  output [63:0] \port$1993$0 ;
+  wire [63:0] \port$1993$0 ;
+  output [63:0] \port$1999$0 ;
+  wire [63:0] \port$1999$0 ;
+  output [63:0] \port$2005$0 ;
+  wire [63:0] \port$2005$0 ;
+  output [63:0] \port$2011$0 ;
+  wire [63:0] \port$2011$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -13461,10 +13461,10 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1988$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$99 , \$93 , \$87 , \$81  };
-  assign \port$1988$0  = \$81 ;
-  assign \port$1994$0  = \$87 ;
-  assign \port$2000$0  = \$93 ;
-  assign \port$2006$0  = \$99 ;
+  assign \port$1993$0  = \$81 ;
+  assign \port$1999$0  = \$87 ;
+  assign \port$2005$0  = \$93 ;
+  assign \port$2011$0  = \$99 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -28974,110 +28974,114 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
+module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i__payload, i__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
-  wire [9:0] \$11 ;
-  wire [10:0] \$12 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [7:0] \$12 ;
   wire [7:0] \$13 ;
   wire [7:0] \$14 ;
-  wire [7:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
   wire \$17 ;
-  wire [7:0] \$18 ;
-  wire [7:0] \$19 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [7:0] \$20 ;
+  wire [2:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [5:0] \$23 ;
-  wire [5:0] \$24 ;
-  wire \$25 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [3:0] \$25 ;
   wire \$26 ;
-  wire [5:0] \$27 ;
-  wire [5:0] \$28 ;
-  wire \$29 ;
+  wire \$27 ;
+  wire [4:0] \$28 ;
+  wire [2:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [1:0] \$32 ;
-  wire [1:0] \$33 ;
+  wire [5:0] \$32 ;
+  wire [5:0] \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [4:0] \$36 ;
-  wire [4:0] \$37 ;
-  wire [4:0] \$38 ;
+  wire [5:0] \$36 ;
+  wire [5:0] \$37 ;
+  wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [5:0] \$41 ;
-  wire [5:0] \$42 ;
+  wire [1:0] \$41 ;
+  wire [1:0] \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire \$45 ;
-  wire [1:0] \$46 ;
-  wire [1:0] \$47 ;
+  wire [4:0] \$45 ;
+  wire [4:0] \$46 ;
+  wire [4:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [2:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
+  wire [9:0] \$5 ;
+  wire [5:0] \$50 ;
+  wire [5:0] \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
+  wire [1:0] \$55 ;
+  wire [1:0] \$56 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
+  wire [10:0] \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  reg [4:0] \$65 ;
-  reg [4:0] \$66 ;
-  reg \$67 ;
-  reg [3:0] \$68 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  reg \$68 ;
   reg [4:0] \$69 ;
-  wire \$7 ;
-  reg \$70 ;
+  wire [7:0] \$7 ;
+  reg [4:0] \$70 ;
   reg \$71 ;
-  reg \$72 ;
-  reg \$73 ;
+  reg [3:0] \$72 ;
+  reg [4:0] \$73 ;
   reg \$74 ;
-  reg [8:0] \$75 ;
+  reg \$75 ;
   reg \$76 ;
   reg \$77 ;
   reg \$78 ;
-  reg \$79 ;
-  wire \$8 ;
-  reg [8:0] \$80 ;
+  reg [8:0] \$79 ;
+  wire [7:0] \$8 ;
+  reg \$80 ;
   reg \$81 ;
-  reg [8:0] \$82 ;
+  reg \$82 ;
   reg \$83 ;
   reg [8:0] \$84 ;
   reg \$85 ;
-  reg \$86 ;
+  reg [8:0] \$86 ;
   reg \$87 ;
-  wire \$9 ;
+  reg [8:0] \$88 ;
+  reg \$89 ;
+  wire [7:0] \$9 ;
+  reg \$90 ;
+  reg \$91 ;
   reg \$signal  = 1'h0;
-  reg \$signal$10  = 1'h0;
-  reg \$signal$11  = 1'h0;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$13  = 1'h0;
-  reg [3:0] \$signal$17  = 4'h0;
+  reg [3:0] \$signal$10  = 4'h0;
   reg \$signal$22  = 1'h0;
   reg \$signal$24  = 1'h0;
   reg \$signal$25  = 1'h0;
   (* init = 1'h0 *)
   wire \$signal$35 ;
-  reg \$signal$41  = 1'h0;
-  reg \$signal$43  = 1'h0;
+  reg \$signal$38  = 1'h0;
+  reg \$signal$39  = 1'h0;
+  reg \$signal$40  = 1'h0;
   reg \$signal$44  = 1'h0;
-  reg \$signal$9  = 1'h0;
+  reg \$signal$45  = 1'h0;
+  reg \$signal$46  = 1'h0;
+  reg \$signal$48  = 1'h0;
+  reg \$signal$8  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [7:0] \$signature__data ;
   wire \$signature__en ;
@@ -29094,11 +29098,13 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
-  wire i__ready;
+  reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
   reg [7:0] in1 = 8'h00;
   reg [7:0] in2 = 8'h00;
+  wire keep0;
+  wire last0;
   wire [1:0] level;
   wire [7:0] new2;
   reg [7:0] new3 = 8'h00;
@@ -29114,6 +29120,9 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
   input r_en;
   wire r_en;
   wire r_rdy;
+  wire read;
+  (* init = 1'h1 *)
+  wire ready;
   input rst_pool1;
   wire rst_pool1;
   wire take;
@@ -29584,129 +29593,136 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= maxima[\$12 [8:0]];
+    _0_ <= maxima[\$6 [8:0]];
   end
   assign \$signature__data  = _0_;
-  assign \$11  = \$signal$17  * 6'h20;
-  assign \$12  = \$11  + cg;
-  assign \$13  = fwd_c ? new5 : old2;
-  assign \$14  = \$signal$25  ? new4 : \$13 ;
-  assign \$15  = \$signal$24  ? new3 : \$14 ;
-  assign \$16  = in2 > \$15 ;
-  assign \$17  = \$signal$22  | \$16 ;
-  assign \$18  = fwd_c ? new5 : old2;
-  assign \$19  = \$signal$25  ? new4 : \$18 ;
-  assign \$20  = \$signal$24  ? new3 : \$19 ;
-  assign new2 = \$17  ? in2 : \$20 ;
-  assign \$21  = \$signal$11  & \$signal$12 ;
-  assign w_en = \$21  & \$signal$13 ;
-  assign \$22  = cg == 5'h1f;
-  assign \$23  = cg + 1'h1;
-  assign \$24  = \$22  ? 6'h00 : \$23 ;
-  assign \$25  = cg == 5'h1f;
-  assign \$26  = x == 5'h1b;
-  assign \$27  = x + 1'h1;
-  assign \$28  = \$26  ? 6'h00 : \$27 ;
-  assign \$30  = x == 5'h1b;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = \$signal$41  + 1'h1;
-  assign \$33  = \$31  ? 2'h0 : \$32 ;
-  assign \$34  = x == 5'h1b;
-  assign \$36  = \$signal$17  + 1'h1;
-  assign \$37  = \$35  ? \$36  : { 1'h0, \$signal$17  };
-  assign \$38  = \$34  ? 5'h00 : \$37 ;
+  assign \$5  = \$signal$10  * 6'h20;
+  assign \$6  = \$5  + cg;
+  assign \$7  = fwd_c ? new5 : old2;
+  assign \$8  = \$signal$25  ? new4 : \$7 ;
+  assign \$9  = \$signal$24  ? new3 : \$8 ;
+  assign \$10  = in2 > \$9 ;
+  assign \$11  = \$signal$22  | \$10 ;
+  assign \$12  = fwd_c ? new5 : old2;
+  assign \$13  = \$signal$25  ? new4 : \$12 ;
+  assign \$14  = \$signal$24  ? new3 : \$13 ;
+  assign new2 = \$11  ? in2 : \$14 ;
+  assign \$15  = \$signal$38  & \$signal$39 ;
+  assign w_en = \$15  & \$signal$40 ;
+  assign \$16  = \$signal$44  & \$signal$45 ;
+  assign \$17  = \$16  & \$signal$46 ;
+  assign \$18  = \$signal$38  & \$signal$39 ;
+  assign \$19  = \$18  & \$signal$40 ;
+  assign \$20  = level + \$17 ;
+  assign \$21  = \$signal$44  & \$signal$45 ;
+  assign \$22  = \$21  & \$signal$46 ;
+  assign \$23  = \$signal$38  & \$signal$39 ;
+  assign \$24  = \$23  & \$signal$40 ;
+  assign \$25  = \$20  + \$24 ;
+  assign \$26  = take & last0;
+  assign \$27  = \$26  & keep0;
+  assign \$28  = \$25  + \$27 ;
+  assign \$29  = 2'h3 + read;
+  assign \$30  = \$28  < \$29 ;
+  assign \$31  = cg == 5'h1f;
+  assign \$32  = cg + 1'h1;
+  assign \$33  = \$31  ? 6'h00 : \$32 ;
+  assign \$34  = cg == 5'h1f;
+  assign \$35  = x == 5'h1b;
+  assign \$36  = x + 1'h1;
+  assign \$37  = \$35  ? 6'h00 : \$36 ;
   assign \$39  = x == 5'h1b;
-  assign \$40  = y == 5'h1b;
-  assign \$41  = y + 1'h1;
-  assign \$42  = \$40  ? 6'h00 : \$41 ;
-  assign \$44  = y == 5'h1b;
-  assign \$45  = \$43  | \$44 ;
-  assign \$46  = \$signal$43  + 1'h1;
-  assign \$47  = \$45  ? 2'h0 : \$46 ;
-  assign \$48  = ! \$signal$41 ;
-  assign \$49  = ! \$signal$43 ;
-  assign \$50  = \$48  & \$49 ;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$signal$17  < 4'he;
-  assign \$55  = y < 5'h1c;
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = \$signal$11  & \$signal$13 ;
-  assign \$58  = \$signal$11  & \$signal$13 ;
-  assign \$59  = addr2 == addr1;
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = wport__addr == addr1;
-  assign \$62  = wport__en & \$61 ;
-  assign \$63  = addr4 == addr1;
-  assign \$64  = v4 & \$63 ;
+  assign \$40  = \$38  | \$39 ;
+  assign \$41  = \$signal  + 1'h1;
+  assign \$42  = \$40  ? 2'h0 : \$41 ;
+  assign \$43  = x == 5'h1b;
+  assign \$45  = \$signal$10  + 1'h1;
+  assign \$46  = \$44  ? \$45  : { 1'h0, \$signal$10  };
+  assign \$47  = \$43  ? 5'h00 : \$46 ;
+  assign \$48  = x == 5'h1b;
+  assign \$49  = y == 5'h1b;
+  assign \$50  = y + 1'h1;
+  assign \$51  = \$49  ? 6'h00 : \$50 ;
+  assign \$53  = y == 5'h1b;
+  assign \$54  = \$52  | \$53 ;
+  assign \$55  = \$signal$8  + 1'h1;
+  assign \$56  = \$54  ? 2'h0 : \$55 ;
+  assign \$57  = ! \$signal ;
+  assign \$58  = ! \$signal$8 ;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = \$signal$38  & \$signal$40 ;
+  assign \$61  = \$signal$38  & \$signal$40 ;
+  assign \$62  = addr2 == addr1;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = wport__addr == addr1;
+  assign \$65  = wport__en & \$64 ;
+  assign \$66  = addr4 == addr1;
+  assign \$67  = v4 & \$66 ;
   always @(posedge clk)
-    cg <= \$65 ;
+    i__ready <= \$68 ;
   always @(posedge clk)
-    x <= \$66 ;
+    cg <= \$69 ;
   always @(posedge clk)
-    \$signal$41  <= \$67 ;
-  always @(posedge clk)
-    \$signal$17  <= \$68 ;
-  always @(posedge clk)
-    y <= \$69 ;
-  always @(posedge clk)
-    \$signal$43  <= \$70 ;
+    x <= \$70 ;
   always @(posedge clk)
     \$signal  <= \$71 ;
   always @(posedge clk)
-    \$signal$44  <= \$72 ;
+    \$signal$10  <= \$72 ;
   always @(posedge clk)
-    \$signal$9  <= \$73 ;
+    y <= \$73 ;
   always @(posedge clk)
-    \$signal$10  <= \$74 ;
+    \$signal$8  <= \$74 ;
   always @(posedge clk)
-    addr1 <= \$75 ;
+    \$signal$44  <= \$75 ;
+  always @(posedge clk)
+    \$signal$48  <= \$76 ;
+  always @(posedge clk)
+    \$signal$45  <= \$77 ;
+  always @(posedge clk)
+    \$signal$46  <= \$78 ;
+  always @(posedge clk)
+    addr1 <= \$79 ;
   always @(posedge clk)
     in1 <= i__payload;
   always @(posedge clk)
-    \$signal$11  <= \$76 ;
+    \$signal$38  <= \$80 ;
   always @(posedge clk)
-    \$signal$22  <= \$77 ;
+    \$signal$22  <= \$81 ;
   always @(posedge clk)
-    \$signal$12  <= \$78 ;
+    \$signal$39  <= \$82 ;
   always @(posedge clk)
-    \$signal$13  <= \$79 ;
+    \$signal$40  <= \$83 ;
   always @(posedge clk)
-    addr2 <= \$80 ;
+    addr2 <= \$84 ;
   always @(posedge clk)
     in2 <= in1;
   always @(posedge clk)
     old2 <= \$signature__data ;
   always @(posedge clk)
-    wport__en <= \$81 ;
+    wport__en <= \$85 ;
   always @(posedge clk)
-    wport__addr <= \$82 ;
+    wport__addr <= \$86 ;
   always @(posedge clk)
     new3 <= new2;
   always @(posedge clk)
     new4 <= new3;
   always @(posedge clk)
-    v4 <= \$83 ;
+    v4 <= \$87 ;
   always @(posedge clk)
-    addr4 <= \$84 ;
+    addr4 <= \$88 ;
   always @(posedge clk)
     new5 <= new4;
   always @(posedge clk)
-    \$signal$24  <= \$85 ;
+    \$signal$24  <= \$89 ;
   always @(posedge clk)
-    \$signal$25  <= \$86 ;
+    \$signal$25  <= \$90 ;
   always @(posedge clk)
-    fwd_c <= \$87 ;
-  assign \$1  = \$signal  & \$signal$9 ;
-  assign \$2  = \$1  & \$signal$10 ;
-  assign \$3  = \$signal$11  & \$signal$12 ;
-  assign \$4  = \$3  & \$signal$13 ;
-  assign \$5  = level + \$2 ;
-  assign \$6  = \$signal  & \$signal$9 ;
-  assign \$7  = \$6  & \$signal$10 ;
-  assign \$8  = \$signal$11  & \$signal$12 ;
-  assign \$9  = \$8  & \$signal$13 ;
-  assign \$10  = \$5  + \$9 ;
-  assign i__ready = \$10  < 2'h3;
+    fwd_c <= \$91 ;
+  assign last0 = \$1  & \$2 ;
+  assign \$3  = \$signal$10  < 4'he;
+  assign \$4  = y < 5'h1c;
+  assign keep0 = \$3  & \$4 ;
+  assign read = o__valid & r_en;
   assign take = i__valid & i__ready;
   \flexor_lenet5.pool1.out  out (
     .clk(clk),
@@ -29720,59 +29736,16 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$65  = cg;
-    if (take) begin
-      \$65  = \$24 [4:0];
-    end
+    \$68  = \$30 ;
     if (rst_pool1) begin
-      \$65  = 5'h00;
+      \$68  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$66  = x;
+    \$69  = cg;
     if (take) begin
-      if (\$25 ) begin
-        \$66  = \$28 [4:0];
-      end
-    end
-    if (rst_pool1) begin
-      \$66  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$67  = \$signal$41 ;
-    if (take) begin
-      if (\$25 ) begin
-        \$67  = \$33 [0];
-      end
-    end
-    if (rst_pool1) begin
-      \$67  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$68  = \$signal$17 ;
-    if (take) begin
-      if (\$25 ) begin
-        \$68  = \$38 [3:0];
-      end
-    end
-    if (rst_pool1) begin
-      \$68  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$69  = y;
-    if (take) begin
-      if (\$25 ) begin
-        if (\$39 ) begin
-          \$69  = \$42 [4:0];
-        end
-      end
+      \$69  = \$33 [4:0];
     end
     if (rst_pool1) begin
       \$69  = 5'h00;
@@ -29780,112 +29753,134 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$70  = \$signal$43 ;
+    \$70  = x;
     if (take) begin
-      if (\$25 ) begin
-        if (\$39 ) begin
-          \$70  = \$47 [0];
-        end
+      if (\$34 ) begin
+        \$70  = \$37 [4:0];
       end
     end
     if (rst_pool1) begin
-      \$70  = 1'h0;
+      \$70  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$71  = take;
+    \$71  = \$signal ;
+    if (take) begin
+      if (\$34 ) begin
+        \$71  = \$42 [0];
+      end
+    end
     if (rst_pool1) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$72  = \$50 ;
+    \$72  = \$signal$10 ;
+    if (take) begin
+      if (\$34 ) begin
+        \$72  = \$47 [3:0];
+      end
+    end
     if (rst_pool1) begin
-      \$72  = 1'h0;
+      \$72  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$73  = \$53 ;
+    \$73  = y;
+    if (take) begin
+      if (\$34 ) begin
+        if (\$48 ) begin
+          \$73  = \$51 [4:0];
+        end
+      end
+    end
     if (rst_pool1) begin
-      \$73  = 1'h0;
+      \$73  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$74  = \$56 ;
+    \$74  = \$signal$8 ;
+    if (take) begin
+      if (\$34 ) begin
+        if (\$48 ) begin
+          \$74  = \$56 [0];
+        end
+      end
+    end
     if (rst_pool1) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$75  = \$12 [8:0];
+    \$75  = take;
     if (rst_pool1) begin
-      \$75  = 9'h000;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$76  = \$signal ;
+    \$76  = \$59 ;
     if (rst_pool1) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$77  = \$signal$44 ;
+    \$77  = last0;
     if (rst_pool1) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$78  = \$signal$9 ;
+    \$78  = keep0;
     if (rst_pool1) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$79  = \$signal$10 ;
+    \$79  = \$6 [8:0];
     if (rst_pool1) begin
-      \$79  = 1'h0;
+      \$79  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$80  = addr1;
+    \$80  = \$signal$44 ;
     if (rst_pool1) begin
-      \$80  = 9'h000;
+      \$80  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$81  = \$57 ;
+    \$81  = \$signal$48 ;
     if (rst_pool1) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$82  = addr2;
+    \$82  = \$signal$45 ;
     if (rst_pool1) begin
-      \$82  = 9'h000;
+      \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$83  = wport__en;
+    \$83  = \$signal$46 ;
     if (rst_pool1) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$84  = wport__addr;
+    \$84  = addr1;
     if (rst_pool1) begin
       \$84  = 9'h000;
     end
@@ -29899,33 +29894,62 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__valid, o__payload, r_en, i_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$86  = \$62 ;
+    \$86  = addr2;
     if (rst_pool1) begin
-      \$86  = 1'h0;
+      \$86  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$87  = \$64 ;
+    \$87  = wport__en;
     if (rst_pool1) begin
       \$87  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$88  = wport__addr;
+    if (rst_pool1) begin
+      \$88  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$89  = \$63 ;
+    if (rst_pool1) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$90  = \$65 ;
+    if (rst_pool1) begin
+      \$90  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$91  = \$67 ;
+    if (rst_pool1) begin
+      \$91  = 1'h0;
     end
   end
   assign r_data = o__payload;
   assign r_rdy = o__valid;
   assign o__ready = r_en;
-  assign addr = \$12 [8:0];
-  assign \$signature__addr  = \$12 [8:0];
+  assign ready = i__ready;
+  assign addr = \$6 [8:0];
+  assign \$signature__addr  = \$6 [8:0];
   assign \$signature__en  = 1'h1;
   assign addr3 = wport__addr;
   assign wport__data = new3;
   assign \$signal$35  = wport__en;
   assign w_data = new2;
-  assign \$29  = \$signal$41 ;
-  assign \$35  = \$signal$41 ;
-  assign \$43  = \$signal$43 ;
-  assign \$51  = \$signal$41 ;
-  assign \$52  = \$signal$43 ;
+  assign \$1  = \$signal ;
+  assign \$2  = \$signal$8 ;
+  assign \$38  = \$signal ;
+  assign \$44  = \$signal ;
+  assign \$52  = \$signal$8 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -30062,110 +30086,114 @@ module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i__valid, i__payload, clk);
+module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i__payload, i__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
-  wire [9:0] \$11 ;
-  wire [10:0] \$12 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [7:0] \$12 ;
   wire [7:0] \$13 ;
   wire [7:0] \$14 ;
-  wire [7:0] \$15 ;
+  wire \$15 ;
   wire \$16 ;
   wire \$17 ;
-  wire [7:0] \$18 ;
-  wire [7:0] \$19 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [7:0] \$20 ;
+  wire [2:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [6:0] \$23 ;
-  wire [6:0] \$24 ;
-  wire \$25 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire [3:0] \$25 ;
   wire \$26 ;
-  wire [4:0] \$27 ;
+  wire \$27 ;
   wire [4:0] \$28 ;
-  wire \$29 ;
+  wire [2:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [1:0] \$32 ;
-  wire [1:0] \$33 ;
+  wire [6:0] \$32 ;
+  wire [6:0] \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire [3:0] \$36 ;
-  wire [3:0] \$37 ;
-  wire [3:0] \$38 ;
+  wire [4:0] \$36 ;
+  wire [4:0] \$37 ;
+  wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [4:0] \$41 ;
-  wire [4:0] \$42 ;
+  wire [1:0] \$41 ;
+  wire [1:0] \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire \$45 ;
-  wire [1:0] \$46 ;
-  wire [1:0] \$47 ;
+  wire [3:0] \$45 ;
+  wire [3:0] \$46 ;
+  wire [3:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
-  wire [2:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
+  wire [9:0] \$5 ;
+  wire [4:0] \$50 ;
+  wire [4:0] \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
+  wire [1:0] \$55 ;
+  wire [1:0] \$56 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
-  wire \$6 ;
+  wire [10:0] \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
-  reg [5:0] \$65 ;
-  reg [3:0] \$66 ;
-  reg \$67 ;
-  reg [2:0] \$68 ;
-  reg [3:0] \$69 ;
-  wire \$7 ;
-  reg \$70 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  reg \$68 ;
+  reg [5:0] \$69 ;
+  wire [7:0] \$7 ;
+  reg [3:0] \$70 ;
   reg \$71 ;
-  reg \$72 ;
-  reg \$73 ;
+  reg [2:0] \$72 ;
+  reg [3:0] \$73 ;
   reg \$74 ;
-  reg [8:0] \$75 ;
+  reg \$75 ;
   reg \$76 ;
   reg \$77 ;
   reg \$78 ;
-  reg \$79 ;
-  wire \$8 ;
-  reg [8:0] \$80 ;
+  reg [8:0] \$79 ;
+  wire [7:0] \$8 ;
+  reg \$80 ;
   reg \$81 ;
-  reg [8:0] \$82 ;
+  reg \$82 ;
   reg \$83 ;
   reg [8:0] \$84 ;
   reg \$85 ;
-  reg \$86 ;
+  reg [8:0] \$86 ;
   reg \$87 ;
-  wire \$9 ;
+  reg [8:0] \$88 ;
+  reg \$89 ;
+  wire [7:0] \$9 ;
+  reg \$90 ;
+  reg \$91 ;
   reg \$signal  = 1'h0;
-  reg \$signal$10  = 1'h0;
-  reg \$signal$11  = 1'h0;
-  reg \$signal$12  = 1'h0;
-  reg \$signal$13  = 1'h0;
-  reg [2:0] \$signal$17  = 3'h0;
+  reg [2:0] \$signal$10  = 3'h0;
   reg \$signal$22  = 1'h0;
   reg \$signal$24  = 1'h0;
   reg \$signal$25  = 1'h0;
   (* init = 1'h0 *)
   wire \$signal$35 ;
-  reg \$signal$41  = 1'h0;
-  reg \$signal$43  = 1'h0;
+  reg \$signal$38  = 1'h0;
+  reg \$signal$39  = 1'h0;
+  reg \$signal$40  = 1'h0;
   reg \$signal$44  = 1'h0;
-  reg \$signal$9  = 1'h0;
+  reg \$signal$45  = 1'h0;
+  reg \$signal$46  = 1'h0;
+  reg \$signal$48  = 1'h0;
+  reg \$signal$8  = 1'h0;
   wire [8:0] \$signature__addr ;
   wire [7:0] \$signature__data ;
   wire \$signature__en ;
@@ -30182,11 +30210,13 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
-  wire i__ready;
+  reg i__ready = 1'h1;
   input i__valid;
   wire i__valid;
   reg [7:0] in1 = 8'h00;
   reg [7:0] in2 = 8'h00;
+  wire keep0;
+  wire last0;
   wire [1:0] level;
   wire [7:0] new2;
   reg [7:0] new3 = 8'h00;
@@ -30202,6 +30232,9 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
   input r_en;
   wire r_en;
   wire r_rdy;
+  wire read;
+  (* init = 1'h1 *)
+  wire ready;
   input rst_pool2;
   wire rst_pool2;
   wire take;
@@ -30672,129 +30705,136 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= maxima[\$12 [8:0]];
+    _0_ <= maxima[\$6 [8:0]];
   end
   assign \$signature__data  = _0_;
-  assign \$11  = \$signal$17  * 7'h40;
-  assign \$12  = \$11  + cg;
-  assign \$13  = fwd_c ? new5 : old2;
-  assign \$14  = \$signal$25  ? new4 : \$13 ;
-  assign \$15  = \$signal$24  ? new3 : \$14 ;
-  assign \$16  = in2 > \$15 ;
-  assign \$17  = \$signal$22  | \$16 ;
-  assign \$18  = fwd_c ? new5 : old2;
-  assign \$19  = \$signal$25  ? new4 : \$18 ;
-  assign \$20  = \$signal$24  ? new3 : \$19 ;
-  assign new2 = \$17  ? in2 : \$20 ;
-  assign \$21  = \$signal$11  & \$signal$12 ;
-  assign w_en = \$21  & \$signal$13 ;
-  assign \$22  = cg == 6'h3f;
-  assign \$23  = cg + 1'h1;
-  assign \$24  = \$22  ? 7'h00 : \$23 ;
-  assign \$25  = cg == 6'h3f;
-  assign \$26  = x == 4'hd;
-  assign \$27  = x + 1'h1;
-  assign \$28  = \$26  ? 5'h00 : \$27 ;
-  assign \$30  = x == 4'hd;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = \$signal$41  + 1'h1;
-  assign \$33  = \$31  ? 2'h0 : \$32 ;
-  assign \$34  = x == 4'hd;
-  assign \$36  = \$signal$17  + 1'h1;
-  assign \$37  = \$35  ? \$36  : { 1'h0, \$signal$17  };
-  assign \$38  = \$34  ? 4'h0 : \$37 ;
+  assign \$5  = \$signal$10  * 7'h40;
+  assign \$6  = \$5  + cg;
+  assign \$7  = fwd_c ? new5 : old2;
+  assign \$8  = \$signal$25  ? new4 : \$7 ;
+  assign \$9  = \$signal$24  ? new3 : \$8 ;
+  assign \$10  = in2 > \$9 ;
+  assign \$11  = \$signal$22  | \$10 ;
+  assign \$12  = fwd_c ? new5 : old2;
+  assign \$13  = \$signal$25  ? new4 : \$12 ;
+  assign \$14  = \$signal$24  ? new3 : \$13 ;
+  assign new2 = \$11  ? in2 : \$14 ;
+  assign \$15  = \$signal$38  & \$signal$39 ;
+  assign w_en = \$15  & \$signal$40 ;
+  assign \$16  = \$signal$44  & \$signal$45 ;
+  assign \$17  = \$16  & \$signal$46 ;
+  assign \$18  = \$signal$38  & \$signal$39 ;
+  assign \$19  = \$18  & \$signal$40 ;
+  assign \$20  = level + \$17 ;
+  assign \$21  = \$signal$44  & \$signal$45 ;
+  assign \$22  = \$21  & \$signal$46 ;
+  assign \$23  = \$signal$38  & \$signal$39 ;
+  assign \$24  = \$23  & \$signal$40 ;
+  assign \$25  = \$20  + \$24 ;
+  assign \$26  = take & last0;
+  assign \$27  = \$26  & keep0;
+  assign \$28  = \$25  + \$27 ;
+  assign \$29  = 2'h3 + read;
+  assign \$30  = \$28  < \$29 ;
+  assign \$31  = cg == 6'h3f;
+  assign \$32  = cg + 1'h1;
+  assign \$33  = \$31  ? 7'h00 : \$32 ;
+  assign \$34  = cg == 6'h3f;
+  assign \$35  = x == 4'hd;
+  assign \$36  = x + 1'h1;
+  assign \$37  = \$35  ? 5'h00 : \$36 ;
   assign \$39  = x == 4'hd;
-  assign \$40  = y == 4'hd;
-  assign \$41  = y + 1'h1;
-  assign \$42  = \$40  ? 5'h00 : \$41 ;
-  assign \$44  = y == 4'hd;
-  assign \$45  = \$43  | \$44 ;
-  assign \$46  = \$signal$43  + 1'h1;
-  assign \$47  = \$45  ? 2'h0 : \$46 ;
-  assign \$48  = ! \$signal$41 ;
-  assign \$49  = ! \$signal$43 ;
-  assign \$50  = \$48  & \$49 ;
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = \$signal$17  < 3'h7;
-  assign \$55  = y < 4'he;
-  assign \$56  = \$54  & \$55 ;
-  assign \$57  = \$signal$11  & \$signal$13 ;
-  assign \$58  = \$signal$11  & \$signal$13 ;
-  assign \$59  = addr2 == addr1;
-  assign \$60  = \$58  & \$59 ;
-  assign \$61  = wport__addr == addr1;
-  assign \$62  = wport__en & \$61 ;
-  assign \$63  = addr4 == addr1;
-  assign \$64  = v4 & \$63 ;
+  assign \$40  = \$38  | \$39 ;
+  assign \$41  = \$signal  + 1'h1;
+  assign \$42  = \$40  ? 2'h0 : \$41 ;
+  assign \$43  = x == 4'hd;
+  assign \$45  = \$signal$10  + 1'h1;
+  assign \$46  = \$44  ? \$45  : { 1'h0, \$signal$10  };
+  assign \$47  = \$43  ? 4'h0 : \$46 ;
+  assign \$48  = x == 4'hd;
+  assign \$49  = y == 4'hd;
+  assign \$50  = y + 1'h1;
+  assign \$51  = \$49  ? 5'h00 : \$50 ;
+  assign \$53  = y == 4'hd;
+  assign \$54  = \$52  | \$53 ;
+  assign \$55  = \$signal$8  + 1'h1;
+  assign \$56  = \$54  ? 2'h0 : \$55 ;
+  assign \$57  = ! \$signal ;
+  assign \$58  = ! \$signal$8 ;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = \$signal$38  & \$signal$40 ;
+  assign \$61  = \$signal$38  & \$signal$40 ;
+  assign \$62  = addr2 == addr1;
+  assign \$63  = \$61  & \$62 ;
+  assign \$64  = wport__addr == addr1;
+  assign \$65  = wport__en & \$64 ;
+  assign \$66  = addr4 == addr1;
+  assign \$67  = v4 & \$66 ;
   always @(posedge clk)
-    cg <= \$65 ;
+    i__ready <= \$68 ;
   always @(posedge clk)
-    x <= \$66 ;
+    cg <= \$69 ;
   always @(posedge clk)
-    \$signal$41  <= \$67 ;
-  always @(posedge clk)
-    \$signal$17  <= \$68 ;
-  always @(posedge clk)
-    y <= \$69 ;
-  always @(posedge clk)
-    \$signal$43  <= \$70 ;
+    x <= \$70 ;
   always @(posedge clk)
     \$signal  <= \$71 ;
   always @(posedge clk)
-    \$signal$44  <= \$72 ;
+    \$signal$10  <= \$72 ;
   always @(posedge clk)
-    \$signal$9  <= \$73 ;
+    y <= \$73 ;
   always @(posedge clk)
-    \$signal$10  <= \$74 ;
+    \$signal$8  <= \$74 ;
   always @(posedge clk)
-    addr1 <= \$75 ;
+    \$signal$44  <= \$75 ;
+  always @(posedge clk)
+    \$signal$48  <= \$76 ;
+  always @(posedge clk)
+    \$signal$45  <= \$77 ;
+  always @(posedge clk)
+    \$signal$46  <= \$78 ;
+  always @(posedge clk)
+    addr1 <= \$79 ;
   always @(posedge clk)
     in1 <= i__payload;
   always @(posedge clk)
-    \$signal$11  <= \$76 ;
+    \$signal$38  <= \$80 ;
   always @(posedge clk)
-    \$signal$22  <= \$77 ;
+    \$signal$22  <= \$81 ;
   always @(posedge clk)
-    \$signal$12  <= \$78 ;
+    \$signal$39  <= \$82 ;
   always @(posedge clk)
-    \$signal$13  <= \$79 ;
+    \$signal$40  <= \$83 ;
   always @(posedge clk)
-    addr2 <= \$80 ;
+    addr2 <= \$84 ;
   always @(posedge clk)
     in2 <= in1;
   always @(posedge clk)
     old2 <= \$signature__data ;
   always @(posedge clk)
-    wport__en <= \$81 ;
+    wport__en <= \$85 ;
   always @(posedge clk)
-    wport__addr <= \$82 ;
+    wport__addr <= \$86 ;
   always @(posedge clk)
     new3 <= new2;
   always @(posedge clk)
     new4 <= new3;
   always @(posedge clk)
-    v4 <= \$83 ;
+    v4 <= \$87 ;
   always @(posedge clk)
-    addr4 <= \$84 ;
+    addr4 <= \$88 ;
   always @(posedge clk)
     new5 <= new4;
   always @(posedge clk)
-    \$signal$24  <= \$85 ;
+    \$signal$24  <= \$89 ;
   always @(posedge clk)
-    \$signal$25  <= \$86 ;
+    \$signal$25  <= \$90 ;
   always @(posedge clk)
-    fwd_c <= \$87 ;
-  assign \$1  = \$signal  & \$signal$9 ;
-  assign \$2  = \$1  & \$signal$10 ;
-  assign \$3  = \$signal$11  & \$signal$12 ;
-  assign \$4  = \$3  & \$signal$13 ;
-  assign \$5  = level + \$2 ;
-  assign \$6  = \$signal  & \$signal$9 ;
-  assign \$7  = \$6  & \$signal$10 ;
-  assign \$8  = \$signal$11  & \$signal$12 ;
-  assign \$9  = \$8  & \$signal$13 ;
-  assign \$10  = \$5  + \$9 ;
-  assign i__ready = \$10  < 2'h3;
+    fwd_c <= \$91 ;
+  assign last0 = \$1  & \$2 ;
+  assign \$3  = \$signal$10  < 3'h7;
+  assign \$4  = y < 4'he;
+  assign keep0 = \$3  & \$4 ;
+  assign read = o__valid & r_en;
   assign take = i__valid & i__ready;
   \flexor_lenet5.pool2.out  out (
     .clk(clk),
@@ -30808,172 +30848,151 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$65  = cg;
-    if (take) begin
-      \$65  = \$24 [5:0];
-    end
+    \$68  = \$30 ;
     if (rst_pool2) begin
-      \$65  = 6'h00;
+      \$68  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$66  = x;
+    \$69  = cg;
     if (take) begin
-      if (\$25 ) begin
-        \$66  = \$28 [3:0];
+      \$69  = \$33 [5:0];
+    end
+    if (rst_pool2) begin
+      \$69  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$70  = x;
+    if (take) begin
+      if (\$34 ) begin
+        \$70  = \$37 [3:0];
       end
     end
     if (rst_pool2) begin
-      \$66  = 4'h0;
+      \$70  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$67  = \$signal$41 ;
+    \$71  = \$signal ;
     if (take) begin
-      if (\$25 ) begin
-        \$67  = \$33 [0];
+      if (\$34 ) begin
+        \$71  = \$42 [0];
       end
     end
-    if (rst_pool2) begin
-      \$67  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$68  = \$signal$17 ;
-    if (take) begin
-      if (\$25 ) begin
-        \$68  = \$38 [2:0];
-      end
-    end
-    if (rst_pool2) begin
-      \$68  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$69  = y;
-    if (take) begin
-      if (\$25 ) begin
-        if (\$39 ) begin
-          \$69  = \$42 [3:0];
-        end
-      end
-    end
-    if (rst_pool2) begin
-      \$69  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$70  = \$signal$43 ;
-    if (take) begin
-      if (\$25 ) begin
-        if (\$39 ) begin
-          \$70  = \$47 [0];
-        end
-      end
-    end
-    if (rst_pool2) begin
-      \$70  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$71  = take;
     if (rst_pool2) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$72  = \$50 ;
+    \$72  = \$signal$10 ;
+    if (take) begin
+      if (\$34 ) begin
+        \$72  = \$47 [2:0];
+      end
+    end
     if (rst_pool2) begin
-      \$72  = 1'h0;
+      \$72  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$73  = \$53 ;
+    \$73  = y;
+    if (take) begin
+      if (\$34 ) begin
+        if (\$48 ) begin
+          \$73  = \$51 [3:0];
+        end
+      end
+    end
     if (rst_pool2) begin
-      \$73  = 1'h0;
+      \$73  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$74  = \$56 ;
+    \$74  = \$signal$8 ;
+    if (take) begin
+      if (\$34 ) begin
+        if (\$48 ) begin
+          \$74  = \$56 [0];
+        end
+      end
+    end
     if (rst_pool2) begin
       \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$75  = \$12 [8:0];
+    \$75  = take;
     if (rst_pool2) begin
-      \$75  = 9'h000;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$76  = \$signal ;
+    \$76  = \$59 ;
     if (rst_pool2) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$77  = \$signal$44 ;
+    \$77  = last0;
     if (rst_pool2) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$78  = \$signal$9 ;
+    \$78  = keep0;
     if (rst_pool2) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$79  = \$signal$10 ;
+    \$79  = \$6 [8:0];
     if (rst_pool2) begin
-      \$79  = 1'h0;
+      \$79  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$80  = addr1;
+    \$80  = \$signal$44 ;
     if (rst_pool2) begin
-      \$80  = 9'h000;
+      \$80  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$81  = \$57 ;
+    \$81  = \$signal$48 ;
     if (rst_pool2) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$82  = addr2;
+    \$82  = \$signal$45 ;
     if (rst_pool2) begin
-      \$82  = 9'h000;
+      \$82  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$83  = wport__en;
+    \$83  = \$signal$46 ;
     if (rst_pool2) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$84  = wport__addr;
+    \$84  = addr1;
     if (rst_pool2) begin
       \$84  = 9'h000;
     end
@@ -30987,33 +31006,62 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__valid, o__payload, r_en, i_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$86  = \$62 ;
+    \$86  = addr2;
     if (rst_pool2) begin
-      \$86  = 1'h0;
+      \$86  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$87  = \$64 ;
+    \$87  = wport__en;
     if (rst_pool2) begin
       \$87  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$88  = wport__addr;
+    if (rst_pool2) begin
+      \$88  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$89  = \$63 ;
+    if (rst_pool2) begin
+      \$89  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$90  = \$65 ;
+    if (rst_pool2) begin
+      \$90  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$91  = \$67 ;
+    if (rst_pool2) begin
+      \$91  = 1'h0;
     end
   end
   assign r_data = o__payload;
   assign r_rdy = o__valid;
   assign o__ready = r_en;
-  assign addr = \$12 [8:0];
-  assign \$signature__addr  = \$12 [8:0];
+  assign ready = i__ready;
+  assign addr = \$6 [8:0];
+  assign \$signature__addr  = \$6 [8:0];
   assign \$signature__en  = 1'h1;
   assign addr3 = wport__addr;
   assign wport__data = new3;
   assign \$signal$35  = wport__en;
   assign w_data = new2;
-  assign \$29  = \$signal$41 ;
-  assign \$35  = \$signal$41 ;
-  assign \$43  = \$signal$43 ;
-  assign \$51  = \$signal$41 ;
-  assign \$52  = \$signal$43 ;
+  assign \$1  = \$signal ;
+  assign \$2  = \$signal$8 ;
+  assign \$38  = \$signal ;
+  assign \$44  = \$signal ;
+  assign \$52  = \$signal$8 ;
 endmodule
 
 (* generator = "Amaranth" *)

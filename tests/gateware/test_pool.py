@@ -99,16 +99,22 @@ def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
     want = node.run_int([images], None).transpose(0, 2, 3, 1).reshape(-1)   # (y, x, c)
     dut = TiledMaxPool(signed(8) if is_signed else 8, c, h, w, k, simd=simd, ram_style="block")
     beats = _pack(images.transpose(0, 2, 3, 1).reshape(-1), simd, 8)
-    missed = []
+    missed, wrong_ready = [], []
 
     async def monitor(ctx):
         # in block RAM the maxima carry no_rw_check: a read that meets the write of its
         # place must take the forwarded word (two cycles later), never the memory's
         take, rport, wport, fwd = dut._ports
         cycle, pending = 0, []
-        async for _, _, t, ra, en, wa, f in ctx.tick().sample(take, rport.addr, wport.en,
-                                                               wport.addr, fwd):
+        level, flight, w_en, w_rdy = dut._count
+        async for _, _, t, ra, en, wa, f, lv, fl, we, wr, rdy in ctx.tick().sample(
+                take, rport.addr, wport.en, wport.addr, fwd, level, flight, w_en, w_rdy,
+                dut.i.ready):
             cycle += 1
+            # the registered ready is the FIFO's count against its depth, every cycle
+            count = lv + (fl & 1) + (fl >> 1)
+            if rdy != (count < 3) or (we and not wr):
+                wrong_ready.append((cycle, rdy, count, we, wr))
             if pending and pending[0] == cycle - 2:
                 pending.pop(0)
                 if not f:
@@ -119,6 +125,7 @@ def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
     run = run_stream(dut, beats, 3 * dut.beats_per_image, in_stall=stall, out_stall=stall,
                      seed=c, monitor=monitor)
     assert missed == [] and dut._maxima._attrs.get("no_rw_check")
+    assert wrong_ready == []
     assert run.outputs == _pack(want, simd, 8)
     if not stall:       # one beat a cycle in, whatever the output does
         assert run.in_cycles[-1] - run.in_cycles[0] == len(beats) - 1
