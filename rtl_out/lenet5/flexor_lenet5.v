@@ -22,11 +22,12 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] \i__payload$24 ;
   wire [7:0] \i__payload$30 ;
   wire [39:0] \i__payload$36 ;
-  wire [7:0] \i__payload$42 ;
+  wire [319:0] \i__payload$42 ;
   wire [7:0] \i__payload$48 ;
   wire [7:0] \i__payload$54 ;
-  wire [15:0] \i__payload$60 ;
-  wire [3:0] \i__payload$66 ;
+  wire [7:0] \i__payload$60 ;
+  wire [15:0] \i__payload$66 ;
+  wire [3:0] \i__payload$72 ;
   output i__ready;
   wire i__ready;
   wire \i__ready$17 ;
@@ -39,6 +40,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__ready$59 ;
   wire \i__ready$65 ;
   wire \i__ready$71 ;
+  wire \i__ready$77 ;
   input i__valid;
   wire i__valid;
   wire \i__valid$16 ;
@@ -51,6 +53,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__valid$56 ;
   wire \i__valid$62 ;
   wire \i__valid$68 ;
+  wire \i__valid$74 ;
   wire [7:0] i_held__payload;
   wire i_held__ready;
   wire i_held__valid;
@@ -60,12 +63,13 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] \o__payload$25 ;
   wire [7:0] \o__payload$31 ;
   wire [39:0] \o__payload$37 ;
-  wire [7:0] \o__payload$43 ;
+  wire [319:0] \o__payload$43 ;
   wire [7:0] \o__payload$49 ;
   wire [7:0] \o__payload$55 ;
-  wire [15:0] \o__payload$61 ;
-  wire [3:0] \o__payload$67 ;
-  wire [3:0] \o__payload$72 ;
+  wire [7:0] \o__payload$61 ;
+  wire [15:0] \o__payload$67 ;
+  wire [3:0] \o__payload$73 ;
+  wire [3:0] \o__payload$78 ;
   input o__ready;
   wire o__ready;
   wire \o__ready$22 ;
@@ -77,7 +81,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \o__ready$58 ;
   wire \o__ready$64 ;
   wire \o__ready$70 ;
-  wire \o__ready$74 ;
+  wire \o__ready$76 ;
+  wire \o__ready$80 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$21 ;
@@ -89,7 +94,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \o__valid$57 ;
   wire \o__valid$63 ;
   wire \o__valid$69 ;
-  wire \o__valid$73 ;
+  wire \o__valid$75 ;
+  wire \o__valid$79 ;
   input rst;
   wire rst;
   wire rst_argmax;
@@ -97,6 +103,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire rst_conv1_window;
   wire rst_conv2;
   wire rst_conv2_window;
+  wire rst_conv2_window_to_conv2;
   wire rst_fc1;
   wire rst_fc2;
   wire rst_g0;
@@ -111,21 +118,21 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \$3  = ~ held;
   assign i__ready = i_held__ready & \$3 ;
   assign \$4  = ~ held;
-  assign o__valid = \o__valid$73  & \$4 ;
+  assign o__valid = \o__valid$79  & \$4 ;
   assign \$5  = ~ gate_out;
-  assign \o__ready$74  = o__ready & \$5 ;
+  assign \o__ready$80  = o__ready & \$5 ;
   assign \$6  = rst | rst_top;
   assign \$7  = rst | rst_top;
   assign \$1  = rst | rst_top;
   assign held = \$1  | rst_top_2;
   \flexor_lenet5.argmax  argmax (
     .clk(clk),
-    .i__payload(\i__payload$60 ),
-    .i__ready(\o__ready$64 ),
-    .i__valid(\i__valid$62 ),
-    .o__payload(\i__payload$66 ),
-    .o__ready(\o__ready$70 ),
-    .o__valid(\i__valid$68 ),
+    .i__payload(\i__payload$66 ),
+    .i__ready(\o__ready$70 ),
+    .i__valid(\i__valid$68 ),
+    .o__payload(\i__payload$72 ),
+    .o__ready(\o__ready$76 ),
+    .o__valid(\i__valid$74 ),
     .rst_argmax(rst_argmax)
   );
   \flexor_lenet5.conv1  conv1 (
@@ -133,8 +140,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$22 ),
     .i__valid(\i__valid$20 ),
     .o__payload(\i__payload$24 ),
-    .\o__ready$95 (\o__ready$28 ),
-    .\o__valid$97 (\i__valid$26 ),
+    .\o__ready$87 (\o__ready$28 ),
+    .\o__valid$89 (\i__valid$26 ),
     .rst_conv1(rst_conv1),
     .w_data(\i__payload$18 )
   );
@@ -150,13 +157,13 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.conv2  conv2 (
     .clk(clk),
-    .i__ready(\o__ready$40 ),
-    .i__valid(\i__valid$38 ),
-    .o__payload(\i__payload$42 ),
-    .\o__ready$559 (\o__ready$46 ),
-    .o__valid(\i__valid$44 ),
+    .i__ready(\o__ready$46 ),
+    .i__valid(\i__valid$44 ),
+    .o__payload(\i__payload$48 ),
+    .\o__ready$616 (\o__ready$52 ),
+    .o__valid(\i__valid$50 ),
     .rst_conv2(rst_conv2),
-    .w_data(\i__payload$36 )
+    .w_data(\i__payload$42 )
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
@@ -168,25 +175,35 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .\o__valid$49 (\i__valid$38 ),
     .rst_conv2_window(rst_conv2_window)
   );
+  \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
+    .clk(clk),
+    .i__payload(\i__payload$36 ),
+    .i__ready(\o__ready$40 ),
+    .i__valid(\i__valid$38 ),
+    .o__payload(\i__payload$42 ),
+    .o__ready(\o__ready$46 ),
+    .o__valid(\i__valid$44 ),
+    .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
+  );
   \flexor_lenet5.fc1  fc1 (
     .clk(clk),
-    .i__payload(\i__payload$48 ),
-    .i__ready(\o__ready$52 ),
-    .i__valid(\i__valid$50 ),
-    .o__payload(\i__payload$54 ),
-    .\o__ready$169 (\o__ready$58 ),
-    .o__valid(\i__valid$56 ),
+    .i__payload(\i__payload$54 ),
+    .i__ready(\o__ready$58 ),
+    .i__valid(\i__valid$56 ),
+    .o__payload(\i__payload$60 ),
+    .\o__ready$169 (\o__ready$64 ),
+    .o__valid(\i__valid$62 ),
     .rst_fc1(rst_fc1)
   );
   \flexor_lenet5.fc2  fc2 (
     .clk(clk),
-    .i__ready(\o__ready$58 ),
-    .i__valid(\i__valid$56 ),
-    .o__payload(\i__payload$60 ),
-    .\o__ready$178 (\o__ready$64 ),
-    .o__valid(\i__valid$62 ),
+    .i__ready(\o__ready$64 ),
+    .i__valid(\i__valid$62 ),
+    .o__payload(\i__payload$66 ),
+    .\o__ready$178 (\o__ready$70 ),
+    .o__valid(\i__valid$68 ),
     .rst_fc2(rst_fc2),
-    .w_data(\i__payload$54 )
+    .w_data(\i__payload$60 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -216,22 +233,22 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.pool2  pool2 (
     .clk(clk),
-    .i__payload(\i__payload$42 ),
-    .i__ready(\o__ready$46 ),
-    .i__valid(\i__valid$44 ),
-    .o__payload(\i__payload$48 ),
-    .o__valid(\i__valid$50 ),
-    .r_en(\o__ready$52 ),
+    .i__payload(\i__payload$48 ),
+    .i__ready(\o__ready$52 ),
+    .i__valid(\i__valid$50 ),
+    .o__payload(\i__payload$54 ),
+    .o__valid(\i__valid$56 ),
+    .r_en(\o__ready$58 ),
     .rst_pool2(rst_pool2)
   );
   \flexor_lenet5.port_out  port_out (
     .clk(clk),
-    .i__payload(\i__payload$66 ),
-    .i__ready(\o__ready$70 ),
-    .i__valid(\i__valid$68 ),
+    .i__payload(\i__payload$72 ),
+    .i__ready(\o__ready$76 ),
+    .i__valid(\i__valid$74 ),
     .o__payload(o__payload),
-    .o__ready(\o__ready$74 ),
-    .o__valid(\o__valid$73 ),
+    .o__ready(\o__ready$80 ),
+    .o__valid(\o__valid$79 ),
     .rst_port_out(rst_port_out)
   );
   flexor_copy #(
@@ -277,6 +294,14 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) rst_conv2_window_to_conv2_copy (
+    .clk(clk),
+    .d(rst_g0),
+    .q(rst_conv2_window_to_conv2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) rst_fc1_copy (
     .clk(clk),
     .d(rst_g0),
@@ -287,7 +312,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_fc2_copy (
     .clk(clk),
-    .d(rst_g0),
+    .d(rst_g1),
     .q(rst_fc2)
   );
   flexor_copy #(
@@ -377,7 +402,10 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \o__payload$67  = \i__payload$66 ;
   assign \o__valid$69  = \i__valid$68 ;
   assign \i__ready$71  = \o__ready$70 ;
-  assign \o__payload$72  = o__payload;
+  assign \o__payload$73  = \i__payload$72 ;
+  assign \o__valid$75  = \i__valid$74 ;
+  assign \i__ready$77  = \o__ready$76 ;
+  assign \o__payload$78  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -698,175 +726,234 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97 , o__payload, \o__ready$95 , clk);
+module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89 , o__payload, \o__ready$87 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [2:0] \$1 ;
+  wire [3:0] \$1 ;
   wire \$10 ;
-  wire [9:0] \$100 ;
-  wire [9:0] \$101 ;
-  wire [9:0] \$102 ;
-  wire [9:0] \$103 ;
-  wire [9:0] \$104 ;
-  wire [9:0] \$105 ;
-  wire [9:0] \$106 ;
-  wire [9:0] \$107 ;
-  wire [9:0] \$108 ;
-  wire [9:0] \$109 ;
+  wire [4:0] \$100 ;
+  wire [4:0] \$101 ;
+  wire [4:0] \$102 ;
+  wire [4:0] \$103 ;
+  wire [4:0] \$104 ;
+  wire [4:0] \$105 ;
+  wire [4:0] \$106 ;
+  wire [4:0] \$107 ;
+  wire [4:0] \$108 ;
+  wire [4:0] \$109 ;
   wire \$11 ;
-  wire [9:0] \$110 ;
-  wire [9:0] \$111 ;
-  wire [9:0] \$112 ;
-  wire [9:0] \$113 ;
-  wire [9:0] \$114 ;
-  wire [9:0] \$115 ;
-  wire [9:0] \$116 ;
-  wire [9:0] \$117 ;
-  wire [13:0] \$118 ;
-  wire [13:0] \$119 ;
+  wire [4:0] \$110 ;
+  wire [4:0] \$111 ;
+  wire [4:0] \$112 ;
+  wire [4:0] \$113 ;
+  wire [4:0] \$114 ;
+  wire [4:0] \$115 ;
+  wire [4:0] \$116 ;
+  wire [4:0] \$117 ;
+  wire [4:0] \$118 ;
+  wire [4:0] \$119 ;
   wire \$12 ;
-  wire [12:0] \$120 ;
-  wire [14:0] \$121 ;
-  wire \$122 ;
-  wire [13:0] \$123 ;
-  wire [12:0] \$124 ;
-  wire [14:0] \$125 ;
-  wire [13:0] \$126 ;
-  wire [12:0] \$127 ;
-  wire [14:0] \$128 ;
-  wire \$129 ;
+  wire [4:0] \$120 ;
+  wire [4:0] \$121 ;
+  wire [4:0] \$122 ;
+  wire [4:0] \$123 ;
+  wire [4:0] \$124 ;
+  wire [4:0] \$125 ;
+  wire [4:0] \$126 ;
+  wire [4:0] \$127 ;
+  wire [4:0] \$128 ;
+  wire [4:0] \$129 ;
   wire \$13 ;
-  wire [13:0] \$130 ;
-  wire [12:0] \$131 ;
-  wire [14:0] \$132 ;
-  wire [2:0] \$133 ;
-  wire \$134 ;
-  wire [5:0] \$135 ;
-  wire [5:0] \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [3:0] \$14 ;
-  wire [21:0] \$140 ;
-  wire [29:0] \$141 ;
-  wire [30:0] \$142 ;
-  wire [26:0] \$143 ;
-  wire [26:0] \$144 ;
-  wire \$145 ;
-  wire [26:0] \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [3:0] \$15 ;
-  wire [1:0] \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire [9:0] \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire [9:0] \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
-  wire [1:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  reg \$163 ;
-  reg [4:0] \$164 ;
-  reg [9:0] \$165 ;
-  reg [1:0] \$166 ;
-  reg \$167 ;
-  reg \$168 ;
-  reg \$169 ;
+  wire [4:0] \$130 ;
+  wire [4:0] \$131 ;
+  wire [4:0] \$132 ;
+  wire [4:0] \$133 ;
+  wire [4:0] \$134 ;
+  wire [4:0] \$135 ;
+  wire [4:0] \$136 ;
+  wire [4:0] \$137 ;
+  wire [4:0] \$138 ;
+  wire [4:0] \$139 ;
+  wire [4:0] \$14 ;
+  wire [4:0] \$140 ;
+  wire [4:0] \$141 ;
+  wire [4:0] \$142 ;
+  wire [4:0] \$143 ;
+  wire [4:0] \$144 ;
+  wire [4:0] \$145 ;
+  wire [4:0] \$146 ;
+  wire [4:0] \$147 ;
+  wire [4:0] \$148 ;
+  wire [4:0] \$149 ;
+  wire [4:0] \$15 ;
+  wire [4:0] \$150 ;
+  wire [4:0] \$151 ;
+  wire [4:0] \$152 ;
+  wire [4:0] \$153 ;
+  wire [4:0] \$154 ;
+  wire [4:0] \$155 ;
+  wire [4:0] \$156 ;
+  wire [4:0] \$157 ;
+  wire [4:0] \$158 ;
+  wire [4:0] \$159 ;
+  wire [2:0] \$16 ;
+  wire [4:0] \$160 ;
+  wire [4:0] \$161 ;
+  wire [13:0] \$162 ;
+  wire [13:0] \$163 ;
+  wire [11:0] \$164 ;
+  wire [14:0] \$165 ;
+  wire \$166 ;
+  wire [13:0] \$167 ;
+  wire [11:0] \$168 ;
+  wire [14:0] \$169 ;
   wire \$17 ;
-  reg \$170 ;
-  reg [12:0] \$171 ;
-  reg [12:0] \$172 ;
-  reg \$173 ;
-  reg \$174 ;
-  reg \$175 ;
-  reg \$176 ;
-  reg \$177 ;
-  reg [2:0] \$178 ;
-  reg [1:0] \$179 ;
+  wire [13:0] \$170 ;
+  wire [11:0] \$171 ;
+  wire [14:0] \$172 ;
+  wire \$173 ;
+  wire [13:0] \$174 ;
+  wire [11:0] \$175 ;
+  wire [14:0] \$176 ;
+  wire [13:0] \$177 ;
+  wire [11:0] \$178 ;
+  wire [14:0] \$179 ;
   wire \$18 ;
-  reg [3:0] \$180 ;
-  reg \$181 ;
-  reg [2:0] \$182 ;
-  reg \$183 ;
-  reg [1:0] \$184 ;
-  reg [4:0] \$185 ;
-  reg [4:0] \$186 ;
-  reg [4:0] \$187 ;
-  reg [4:0] \$188 ;
-  reg [4:0] \$189 ;
+  wire \$180 ;
+  wire [13:0] \$181 ;
+  wire [11:0] \$182 ;
+  wire [14:0] \$183 ;
+  wire [13:0] \$184 ;
+  wire [11:0] \$185 ;
+  wire [14:0] \$186 ;
+  wire \$187 ;
+  wire [13:0] \$188 ;
+  wire [11:0] \$189 ;
   wire \$19 ;
-  reg \$190 ;
-  reg \$191 ;
-  reg \$192 ;
-  reg \$193 ;
-  reg \$194 ;
-  reg \$195 ;
-  reg \$196 ;
-  reg \$197 ;
-  reg \$198 ;
-  reg \$199 ;
-  wire [3:0] \$2 ;
+  wire [14:0] \$190 ;
+  wire [3:0] \$191 ;
+  wire \$192 ;
+  wire [5:0] \$193 ;
+  wire [5:0] \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire [21:0] \$198 ;
+  wire [29:0] \$199 ;
+  wire [4:0] \$2 ;
   wire [10:0] \$20 ;
-  reg \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg \$204 ;
-  reg \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
+  wire [30:0] \$200 ;
+  wire [26:0] \$201 ;
+  wire [26:0] \$202 ;
+  wire \$203 ;
+  wire [26:0] \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire [1:0] \$208 ;
+  wire \$209 ;
   wire [10:0] \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg [13:0] \$216 ;
-  reg [13:0] \$217 ;
-  reg [13:0] \$218 ;
-  reg [13:0] \$219 ;
-  wire [4:0] \$22 ;
-  reg [13:0] \$220 ;
-  reg [13:0] \$221 ;
-  reg [13:0] \$222 ;
-  reg [1:0] \$223 ;
-  reg [4:0] \$224 ;
+  wire \$210 ;
+  wire [4:0] \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  reg \$218 ;
+  reg [4:0] \$219 ;
+  wire [5:0] \$22 ;
+  reg [4:0] \$220 ;
+  reg [2:0] \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
   reg \$225 ;
-  reg \$226 ;
-  reg \$227 ;
+  reg [12:0] \$226 ;
+  reg [12:0] \$227 ;
   reg \$228 ;
   reg \$229 ;
-  wire [1:0] \$23 ;
+  wire [2:0] \$23 ;
   reg \$230 ;
   reg \$231 ;
   reg \$232 ;
-  reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg [1:0] \$236 ;
+  reg [3:0] \$233 ;
+  reg [2:0] \$234 ;
+  reg [2:0] \$235 ;
+  reg \$236 ;
   reg [3:0] \$237 ;
   reg \$238 ;
-  wire [5:0] \$24 ;
+  reg [2:0] \$239 ;
+  wire [6:0] \$24 ;
+  reg [4:0] \$240 ;
+  reg [4:0] \$241 ;
+  reg [4:0] \$242 ;
+  reg [4:0] \$243 ;
+  reg [4:0] \$244 ;
+  reg [4:0] \$245 ;
+  reg [4:0] \$246 ;
+  reg [4:0] \$247 ;
+  reg [4:0] \$248 ;
+  reg \$249 ;
   wire \$25 ;
+  reg \$250 ;
+  reg \$251 ;
+  reg \$252 ;
+  reg \$253 ;
+  reg \$254 ;
+  reg \$255 ;
+  reg \$256 ;
+  reg \$257 ;
+  reg \$258 ;
+  reg \$259 ;
   wire \$26 ;
+  reg \$260 ;
+  reg \$261 ;
+  reg \$262 ;
+  reg \$263 ;
+  reg \$264 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg \$268 ;
+  reg [13:0] \$269 ;
   wire \$27 ;
+  reg [13:0] \$270 ;
+  reg [13:0] \$271 ;
+  reg [13:0] \$272 ;
+  reg [13:0] \$273 ;
+  reg [13:0] \$274 ;
+  reg [13:0] \$275 ;
+  reg [13:0] \$276 ;
+  reg [13:0] \$277 ;
+  reg [13:0] \$278 ;
+  reg [13:0] \$279 ;
   wire [5:0] \$28 ;
+  reg [13:0] \$280 ;
+  reg [13:0] \$281 ;
+  reg [2:0] \$282 ;
+  reg [4:0] \$283 ;
+  reg \$284 ;
+  reg \$285 ;
+  reg \$286 ;
+  reg \$287 ;
+  reg \$288 ;
+  reg \$289 ;
   wire [5:0] \$29 ;
+  reg \$290 ;
+  reg \$291 ;
+  reg \$292 ;
+  reg \$293 ;
+  reg \$294 ;
+  reg [1:0] \$295 ;
+  reg [4:0] \$296 ;
+  reg \$297 ;
   wire \$3 ;
   wire \$30 ;
-  wire [9:0] \$31 ;
-  wire [2:0] \$32 ;
-  wire [2:0] \$33 ;
-  wire [2:0] \$34 ;
+  wire [4:0] \$31 ;
+  wire [3:0] \$32 ;
+  wire [3:0] \$33 ;
+  wire [3:0] \$34 ;
   wire [12:0] \$35 ;
   wire [13:0] \$36 ;
   wire \$37 ;
@@ -875,32 +962,32 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   wire \$4 ;
   wire \$40 ;
   wire \$41 ;
-  wire [2:0] \$42 ;
-  wire [2:0] \$43 ;
-  wire [4:0] \$44 ;
-  wire [4:0] \$45 ;
+  wire [3:0] \$42 ;
+  wire [3:0] \$43 ;
+  wire [3:0] \$44 ;
+  wire [3:0] \$45 ;
   wire \$46 ;
-  wire [1:0] \$47 ;
+  wire [2:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
-  wire [2:0] \$51 ;
+  wire [3:0] \$51 ;
   wire \$52 ;
   wire [5:0] \$53 ;
   wire [5:0] \$54 ;
   wire [6:0] \$55 ;
   wire [6:0] \$56 ;
-  wire \$57 ;
-  wire [5:0] \$58 ;
-  wire [5:0] \$59 ;
+  wire [4:0] \$57 ;
+  wire [4:0] \$58 ;
+  wire [4:0] \$59 ;
   wire \$6 ;
-  wire [6:0] \$60 ;
-  wire [6:0] \$61 ;
+  wire [4:0] \$60 ;
+  wire [5:0] \$61 ;
   wire \$62 ;
   wire [5:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire [6:0] \$65 ;
+  wire [6:0] \$64 ;
+  wire [5:0] \$65 ;
   wire [6:0] \$66 ;
   wire [5:0] \$67 ;
   wire \$68 ;
@@ -915,46 +1002,50 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   wire [6:0] \$76 ;
   wire [5:0] \$77 ;
   wire [6:0] \$78 ;
-  wire \$79 ;
+  wire [5:0] \$79 ;
   wire \$8 ;
-  wire [9:0] \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire [9:0] \$83 ;
-  wire [9:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire [9:0] \$86 ;
-  wire [9:0] \$87 ;
-  wire [9:0] \$88 ;
-  wire [9:0] \$89 ;
+  wire \$80 ;
+  wire [5:0] \$81 ;
+  wire [6:0] \$82 ;
+  wire [5:0] \$83 ;
+  wire [6:0] \$84 ;
+  wire \$85 ;
+  wire [4:0] \$86 ;
+  wire [4:0] \$87 ;
+  wire [4:0] \$88 ;
+  wire [4:0] \$89 ;
   wire \$9 ;
-  wire [9:0] \$90 ;
-  wire [9:0] \$91 ;
-  wire [9:0] \$92 ;
-  wire [9:0] \$93 ;
-  wire [9:0] \$94 ;
-  wire [9:0] \$95 ;
-  wire [9:0] \$96 ;
-  wire [9:0] \$97 ;
-  wire [9:0] \$98 ;
-  wire [9:0] \$99 ;
+  wire [4:0] \$90 ;
+  wire [4:0] \$91 ;
+  wire [4:0] \$92 ;
+  wire [4:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire [4:0] \$95 ;
+  wire [4:0] \$96 ;
+  wire [4:0] \$97 ;
+  wire [4:0] \$98 ;
+  wire [4:0] \$99 ;
   wire \$signal ;
-  reg \$signal$122  = 1'h0;
-  reg \$signal$123  = 1'h0;
-  reg \$signal$179  = 1'h0;
+  reg \$signal$118  = 1'h0;
+  reg \$signal$119  = 1'h0;
+  reg \$signal$180  = 1'h0;
   wire [14:0] a;
   reg [13:0] acc0_0 = 14'h0000;
   reg [13:0] acc1_0 = 14'h0000;
+  reg [13:0] acc2_0 = 14'h0000;
+  reg [13:0] acc3_0 = 14'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$194 ;
-  reg [9:0] at = 10'h001;
+  wire [5:0] \addr$195 ;
+  reg [4:0] at = 5'h01;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
   reg [13:0] bank1_0 = 14'h0000;
+  reg [13:0] bank2_0 = 14'h0000;
+  reg [13:0] bank3_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
-  reg [4:0] \beat$109  = 5'h00;
+  reg [4:0] \beat$101  = 5'h00;
   reg can_end = 1'h1;
   input clk;
   wire clk;
@@ -962,27 +1053,30 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
   wire credits_room_next;
-  reg [3:0] credits_space = 4'he;
+  reg [4:0] credits_space = 5'h14;
   wire [35:0] data;
-  wire [63:0] \data$193 ;
+  wire [63:0] \data$194 ;
   reg done = 1'h0;
   wire filled;
   reg [13:0] fin0_0 = 14'h0000;
   reg [13:0] fin1_0 = 14'h0000;
+  reg [13:0] fin2_0 = 14'h0000;
+  reg [13:0] fin3_0 = 14'h0000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
-  reg first2p_d3 = 1'h0;
   wire [2:0] flags_0;
   wire [2:0] flags_1;
-  reg [1:0] gap = 2'h0;
+  wire [2:0] flags_2;
+  wire [2:0] flags_3;
+  reg [2:0] gap = 3'h0;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$54 ;
-  wire [15:0] \i$65 ;
-  wire [15:0] \i$66 ;
+  wire [15:0] \i$51 ;
+  wire [15:0] \i$57 ;
+  wire [15:0] \i$63 ;
   wire [7:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -994,72 +1088,71 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
-  reg last2_d4 = 1'h0;
   reg last2p_d1 = 1'h0;
   reg last2p_d2 = 1'h0;
-  reg last2p_d3 = 1'h0;
   wire load;
   reg [8:0] m0_0_0 = 9'h000;
   reg [8:0] m0_0_1 = 9'h000;
   reg [8:0] m0_0_2 = 9'h000;
-  reg [8:0] m0_0_3 = 9'h000;
-  reg [8:0] m0_0_4 = 9'h000;
   reg [8:0] m1_0_0 = 9'h000;
   reg [8:0] m1_0_1 = 9'h000;
   reg [8:0] m1_0_2 = 9'h000;
-  reg [8:0] m1_0_3 = 9'h000;
-  reg [8:0] m1_0_4 = 9'h000;
-  reg [3:0] n_idx = 4'h0;
+  reg [8:0] m2_0_0 = 9'h000;
+  reg [8:0] m2_0_1 = 9'h000;
+  reg [8:0] m2_0_2 = 9'h000;
+  reg [8:0] m3_0_0 = 9'h000;
+  reg [8:0] m3_0_1 = 9'h000;
+  reg [8:0] m3_0_2 = 9'h000;
+  reg [2:0] n_idx = 3'h0;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
   wire [19:0] \o$131 ;
-  wire [19:0] \o$140 ;
-  wire [19:0] \o$141 ;
+  wire [19:0] \o$137 ;
+  wire [19:0] \o$143 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [63:0] \o__payload$125 ;
-  wire [7:0] \o__payload$94 ;
+  wire [63:0] \o__payload$121 ;
+  wire [7:0] \o__payload$86 ;
   wire o__ready;
-  input \o__ready$95 ;
-  wire \o__ready$95 ;
-  wire \o__ready$96 ;
+  input \o__ready$87 ;
+  wire \o__ready$87 ;
+  wire \o__ready$88 ;
   wire o__valid;
-  output \o__valid$97 ;
-  wire \o__valid$97 ;
-  wire \o__valid$98 ;
+  output \o__valid$89 ;
+  wire \o__valid$89 ;
+  wire \o__valid$90 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
+  reg [4:0] off1_2 = 5'h00;
+  reg [4:0] off1_3 = 5'h00;
   wire [28:0] p;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_2;
-  wire [8:0] p0_0_3;
-  wire [8:0] p0_0_4;
   wire [8:0] p1_0_0;
   wire [8:0] p1_0_1;
   wire [8:0] p1_0_2;
-  wire [8:0] p1_0_3;
-  wire [8:0] p1_0_4;
-  wire [2:0] port__addr;
-  wire [2:0] \port__addr$10 ;
-  wire [2:0] \port__addr$46 ;
-  wire [2:0] \port__addr$49 ;
-  wire [63:0] port__data;
-  wire [15:0] \port__data$12 ;
-  wire [63:0] \port__data$127 ;
-  wire [15:0] \port__data$128 ;
-  wire [7:0] port__en;
-  wire [1:0] \port__en$13 ;
-  wire \port__en$48 ;
-  wire \port__en$51 ;
-  reg [2:0] r_addr = 3'h0;
-  wire [2:0] r_addr_b0;
-  wire [2:0] r_addr_b1;
-  reg [2:0] r_base = 3'h0;
-  reg [2:0] r_next;
+  wire [8:0] p2_0_0;
+  wire [8:0] p2_0_1;
+  wire [8:0] p2_0_2;
+  wire [8:0] p3_0_0;
+  wire [8:0] p3_0_1;
+  wire [8:0] p3_0_2;
+  wire [3:0] port__addr;
+  wire [3:0] \port__addr$41 ;
+  wire [39:0] port__data;
+  wire [39:0] \port__data$123 ;
+  wire [4:0] port__en;
+  wire \port__en$43 ;
+  reg [3:0] r_addr = 4'h0;
+  wire [3:0] r_addr_b0;
+  reg [3:0] r_base = 4'h0;
+  reg [3:0] r_next;
   reg [4:0] row_ph0 = 5'h00;
   reg [4:0] row_ph1 = 5'h05;
+  reg [4:0] row_ph2 = 5'h0a;
+  reg [4:0] row_ph3 = 5'h0f;
   reg [26:0] rq0_acc_s1_0 = 27'h0000000;
   reg [21:0] rq0_beta = 22'h000000;
   reg [20:0] rq0_beta_b = 21'h000000;
@@ -1069,74 +1162,70 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   wire [7:0] rq0_y;
   input rst_conv1;
   wire rst_conv1;
-  reg [1:0] s_idx = 2'h0;
+  reg [2:0] s_idx = 3'h0;
   reg s_last = 1'h0;
   (* init = 14'h0000 *)
   wire [13:0] sa0_0;
   wire ser;
-  reg [1:0] ser_left = 2'h0;
+  reg [2:0] ser_left = 3'h0;
   wire shift;
   reg skipped_d1 = 1'h0;
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg sn_last = 1'h0;
-  wire [3:0] space_next;
+  wire [4:0] space_next;
   wire step;
   reg [10:0] t0_0_l2_0 = 11'h000;
-  reg [8:0] t0_0_l2_1 = 9'h000;
-  reg [11:0] t0_0_l3_0 = 12'h000;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_0;
   (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_2;
-  (* keep = 32'd1 *)
   wire [10:0] t0_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t0_0_w2_0;
   reg [10:0] t1_0_l2_0 = 11'h000;
-  reg [8:0] t1_0_l2_1 = 9'h000;
-  reg [11:0] t1_0_l3_0 = 12'h000;
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_0;
   (* keep = 32'd1 *)
-  wire [9:0] t1_0_w0_2;
-  (* keep = 32'd1 *)
   wire [10:0] t1_0_w1_0;
+  reg [10:0] t2_0_l2_0 = 11'h000;
   (* keep = 32'd1 *)
-  wire [11:0] t1_0_w2_0;
+  wire [9:0] t2_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t2_0_w1_0;
+  reg [10:0] t3_0_l2_0 = 11'h000;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t3_0_w1_0;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
-  reg v2_d4 = 1'h0;
   reg v2p_d1 = 1'h0;
   reg v2p_d2 = 1'h0;
-  reg v2p_d3 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
-  reg [9:0] w0_0 = 10'h000;
-  reg [9:0] w1_0 = 10'h000;
-  wire [2:0] w_addr;
-  wire [2:0] w_addr_b0;
-  wire [2:0] w_addr_b1;
+  reg [4:0] w0_0 = 5'h00;
+  reg [4:0] w1_0 = 5'h00;
+  reg [4:0] w2_0 = 5'h00;
+  reg [4:0] w3_0 = 5'h00;
+  wire [3:0] w_addr;
+  wire [3:0] w_addr_b0;
   input [7:0] w_data;
   wire [7:0] w_data;
-  wire [7:0] \w_data$99 ;
+  wire [7:0] \w_data$91 ;
   reg [7:0] w_data_q = 8'h00;
-  wire [9:0] w_en;
-  reg \w_en$100  = 1'h0;
-  wire [7:0] w_en_b0;
-  wire [1:0] w_en_b1;
+  wire [4:0] w_en;
+  reg \w_en$92  = 1'h0;
+  wire [4:0] w_en_b0;
   wire w_full;
-  wire \w_full$29 ;
+  wire \w_full$24 ;
   wire w_full_issue;
-  wire \w_full_issue$31 ;
+  wire \w_full_issue$26 ;
   reg w_half = 1'h0;
-  reg [1:0] word = 2'h0;
+  reg [2:0] word = 3'h0;
   reg [63:0] word1 = 64'h0000000000000000;
   reg [12:0] wsum_acc = 13'h0000;
   reg wsum_end_d1 = 1'h0;
@@ -1150,67 +1239,43 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   reg x_taken_d2 = 1'h0;
   reg x_taken_d3 = 1'h0;
   reg x_taken_d4 = 1'h0;
-  reg x_taken_d5 = 1'h0;
-  reg [79:0] xdata_d1 = 80'h00000000000000000000;
+  reg [39:0] xdata_d1 = 40'h0000000000;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors0 [5:0];
+  reg [39:0] vectors [9:0];
   initial begin
-    vectors0[0] = 64'h0000000000000000;
-    vectors0[1] = 64'h0000000000000000;
-    vectors0[2] = 64'h0000000000000000;
-    vectors0[3] = 64'h0000000000000000;
-    vectors0[4] = 64'h0000000000000000;
-    vectors0[5] = 64'h0000000000000000;
+    vectors[0] = 40'h0000000000;
+    vectors[1] = 40'h0000000000;
+    vectors[2] = 40'h0000000000;
+    vectors[3] = 40'h0000000000;
+    vectors[4] = 40'h0000000000;
+    vectors[5] = 40'h0000000000;
+    vectors[6] = 40'h0000000000;
+    vectors[7] = 40'h0000000000;
+    vectors[8] = 40'h0000000000;
+    vectors[9] = 40'h0000000000;
   end
   always @(posedge clk) begin
     if (port__en[0])
-      vectors0[port__addr][7:0] <= w_data_q;
+      vectors[port__addr][7:0] <= w_data_q;
     if (port__en[1])
-      vectors0[port__addr][15:8] <= w_data_q;
+      vectors[port__addr][15:8] <= w_data_q;
     if (port__en[2])
-      vectors0[port__addr][23:16] <= w_data_q;
+      vectors[port__addr][23:16] <= w_data_q;
     if (port__en[3])
-      vectors0[port__addr][31:24] <= w_data_q;
+      vectors[port__addr][31:24] <= w_data_q;
     if (port__en[4])
-      vectors0[port__addr][39:32] <= w_data_q;
-    if (port__en[5])
-      vectors0[port__addr][47:40] <= w_data_q;
-    if (port__en[6])
-      vectors0[port__addr][55:48] <= w_data_q;
-    if (port__en[7])
-      vectors0[port__addr][63:56] <= w_data_q;
+      vectors[port__addr][39:32] <= w_data_q;
   end
-  reg [63:0] _0_;
+  reg [39:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0[\port__addr$46 ];
+    _0_ <= vectors[\port__addr$41 ];
   end
-  assign \port__data$127  = _0_;
-  (* ram_style = "distributed" *)
-  reg [15:0] vectors1 [5:0];
-  initial begin
-    vectors1[0] = 16'h0000;
-    vectors1[1] = 16'h0000;
-    vectors1[2] = 16'h0000;
-    vectors1[3] = 16'h0000;
-    vectors1[4] = 16'h0000;
-    vectors1[5] = 16'h0000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$13 [0])
-      vectors1[\port__addr$10 ][7:0] <= w_data_q;
-    if (\port__en$13 [1])
-      vectors1[\port__addr$10 ][15:8] <= w_data_q;
-  end
-  reg [15:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= vectors1[\port__addr$49 ];
-  end
-  assign \port__data$128  = _1_;
+  assign \port__data$123  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 2'h3;
+  assign \$1  = w_half * 3'h5;
   assign \$2  = \$1  + word;
-  assign w_en = take ? at : 10'h000;
+  assign w_en = take ? at : 5'h00;
   assign filled = take & last;
   assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
@@ -1220,46 +1285,46 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   assign \$7  = step & sn_last;
   assign \$8  = \$6  | \$7 ;
   assign load = w_full_issue & \$8 ;
-  assign \$9  = s_idx == 1'h1;
+  assign \$9  = s_idx == 2'h3;
   assign \$10  = s_last ? 1'h0 : \$9 ;
   assign \$signal  = step ? \$10  : s_last;
   assign \$11  = step & s_last;
-  assign \$12  = n_idx == 4'he;
+  assign \$12  = n_idx == 3'h6;
   assign \$13  = n_last ? 1'h0 : \$12 ;
   assign n_last_next = \$11  ? \$13  : n_last;
   assign \$14  = r_addr + 1'h1;
   assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 2'h3 : 2'h0;
+  assign \$16  = w_half ? 3'h5 : 3'h0;
   assign \$17  = step & s_last;
   assign \$18  = gap == 1'h1;
   assign \$19  = gap_zero | \$18 ;
   assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
-  assign t0_0_w0_2 = m0_0_2 + m0_0_3;
-  assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
-  assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
+  assign t0_0_w1_0 = t0_0_w0_0 + m0_0_2;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
-  assign t1_0_w0_2 = m1_0_2 + m1_0_3;
-  assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
-  assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
-  assign group_end = v2_d4 & last2_d4;
+  assign t1_0_w1_0 = t1_0_w0_0 + m1_0_2;
+  assign t2_0_w0_0 = m2_0_0 + m2_0_1;
+  assign t2_0_w1_0 = t2_0_w0_0 + m2_0_2;
+  assign t3_0_w0_0 = m3_0_0 + m3_0_1;
+  assign t3_0_w1_0 = t3_0_w0_0 + m3_0_2;
+  assign group_end = v2_d3 & last2_d3;
   assign ser = | ser_left;
   assign \$20  = rq0_over ? 11'h0ff : rq0_shifted;
   assign \$21  = rq0_under ? 11'h000 : \$20 ;
   assign \$22  = credits_space + credits_returned;
-  assign \$23  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$23  = group_ended_d1 ? 3'h4 : 3'h0;
   assign \$24  = \$22  - \$23 ;
-  assign credits_room_next = \$24 [3:0] >= 2'h2;
-  assign \$25  = \beat$109  == 5'h17;
+  assign credits_room_next = \$24 [4:0] >= 3'h4;
+  assign \$25  = \beat$101  == 5'h17;
   assign \$26  = last ? 1'h0 : \$25 ;
   assign \$27  = take ? \$26  : last;
-  assign \$28  = \beat$109  + 1'h1;
+  assign \$28  = \beat$101  + 1'h1;
   assign \$29  = last ? 6'h00 : \$28 ;
-  assign \$30  = last | at[9];
-  assign \$31  = \$30  ? 10'h001 : { at[8:0], at[9] };
+  assign \$30  = last | at[4];
+  assign \$31  = \$30  ? 5'h01 : { at[3:0], at[4] };
   assign \$32  = word + 1'h1;
-  assign \$33  = at[9] ? \$32  : { 1'h0, word };
-  assign \$34  = last ? 3'h0 : \$33 ;
+  assign \$33  = at[4] ? \$32  : { 1'h0, word };
+  assign \$34  = last ? 4'h0 : \$33 ;
   assign \$35  = wsum_first_d1 ? 13'h0000 : wsum_acc;
   assign \$36  = \$35  + wsum_l0_0;
   assign \$37  = wsum_v_d1 & wsum_end_d1;
@@ -1268,155 +1333,207 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   assign \$40  = credits_room_next & gap_zero_next;
   assign \$41  = \$signal  & n_last_next;
   assign \$42  = s_idx + 1'h1;
-  assign \$43  = s_last ? 3'h0 : \$42 ;
+  assign \$43  = s_last ? 4'h0 : \$42 ;
   assign \$44  = n_idx + 1'h1;
-  assign \$45  = n_last ? 5'h00 : \$44 ;
+  assign \$45  = n_last ? 4'h0 : \$44 ;
   assign \$46  = step & sn_last;
-  assign \$47  = w_half ? 2'h3 : 2'h0;
+  assign \$47  = w_half ? 3'h5 : 3'h0;
   assign \$48  = ~ w_half;
   assign \$49  = step & s_last;
   assign \$50  = ~ gap_zero;
   assign \$51  = gap - 1'h1;
-  assign \$52  = col >= 4'ha;
-  assign \$53  = col - 4'ha;
-  assign \$54  = col + 4'ha;
+  assign \$52  = col >= 4'hf;
+  assign \$53  = col - 4'hf;
+  assign \$54  = col + 3'h5;
   assign \$55  = \$52  ? { \$53 [5], \$53  } : { 1'h0, \$54  };
   assign \$56  = s_last ? 7'h00 : \$55 ;
-  assign \$57  = row_ph0 >= 4'ha;
-  assign \$58  = row_ph0 - 4'ha;
-  assign \$59  = row_ph0 + 4'ha;
-  assign \$60  = \$57  ? { \$58 [5], \$58  } : { 1'h0, \$59  };
-  assign \$61  = n_last ? 7'h00 : \$60 ;
-  assign \$62  = row_ph1 >= 4'ha;
-  assign \$63  = row_ph1 - 4'ha;
-  assign \$64  = row_ph1 + 4'ha;
-  assign \$65  = \$62  ? { \$63 [5], \$63  } : { 1'h0, \$64  };
-  assign \$66  = n_last ? 7'h05 : \$65 ;
-  assign \$67  = row_ph0 + col;
+  assign \$57  = n_last ? 5'h00 : row_ph0;
+  assign \$58  = n_last ? 5'h05 : row_ph1;
+  assign \$59  = n_last ? 5'h0a : row_ph2;
+  assign \$60  = n_last ? 5'h0f : row_ph3;
+  assign \$61  = row_ph0 + col;
+  assign \$62  = \$61  >= 5'h14;
+  assign \$63  = row_ph0 + col;
+  assign \$64  = \$63  - 5'h14;
+  assign \$65  = row_ph0 + col;
+  assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
+  assign \$67  = row_ph1 + col;
   assign \$68  = \$67  >= 5'h14;
-  assign \$69  = row_ph0 + col;
+  assign \$69  = row_ph1 + col;
   assign \$70  = \$69  - 5'h14;
-  assign \$71  = row_ph0 + col;
+  assign \$71  = row_ph1 + col;
   assign \$72  = \$68  ? \$70  : { 1'h0, \$71  };
-  assign \$73  = row_ph1 + col;
+  assign \$73  = row_ph2 + col;
   assign \$74  = \$73  >= 5'h14;
-  assign \$75  = row_ph1 + col;
+  assign \$75  = row_ph2 + col;
   assign \$76  = \$75  - 5'h14;
-  assign \$77  = row_ph1 + col;
+  assign \$77  = row_ph2 + col;
   assign \$78  = \$74  ? \$76  : { 1'h0, \$77  };
-  assign \$79  = ! s_idx;
-  assign \$86  = off1_0[0] ? o[9:0] : o[19:10];
-  assign \$88  = off1_0[1] ? \$86  : \$87 ;
-  assign \$89  = off1_0[2] ? \$85  : \$88 ;
-  assign \$97  = off1_0[3] ? \$89  : \$96 ;
-  assign \$98  = off1_0[4] ? \$82  : \$97 ;
-  assign \$102  = off1_1[0] ? { \o$141 [4:0], \o$140 [19:15] } : \o$140 [14:5];
-  assign \$104  = off1_1[1] ? \$102  : \$103 ;
-  assign \$108  = off1_1[2] ? \$104  : \$107 ;
-  assign \$116  = off1_1[3] ? \$108  : \$115 ;
-  assign \$117  = off1_1[4] ? \$101  : \$116 ;
-  assign \$118  = - wsum_total;
-  assign \$119  = flags_0[1] ? x_init : acc0_0;
-  assign \$121  = $signed(\$119 ) + $signed({ 1'h0, \$120  });
-  assign \$122  = flags_0[0] & flags_0[2];
-  assign \$123  = flags_0[1] ? x_init : acc0_0;
-  assign \$125  = $signed(\$123 ) + $signed({ 1'h0, \$124  });
-  assign \$126  = flags_1[1] ? x_init : acc1_0;
-  assign \$128  = $signed(\$126 ) + $signed({ 1'h0, \$127  });
-  assign \$129  = flags_1[0] & flags_1[2];
-  assign \$130  = flags_1[1] ? x_init : acc1_0;
-  assign \$132  = $signed(\$130 ) + $signed({ 1'h0, \$131  });
-  assign \$133  = ser_left - 1'h1;
-  assign \$134  = addr == 5'h1f;
-  assign \$135  = addr + 1'h1;
-  assign \$136  = \$134  ? 6'h00 : \$135 ;
-  assign \$140  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$142  = $signed(\$141 ) + $signed(rq0_beta);
-  assign \$145  = $signed(\$144 ) < $signed(1'h0);
-  assign \$147  = $signed(\$146 ) > $signed(9'h0ff);
-  assign \$148  = step & s_last;
-  assign \$149  = \o__valid$97  & \o__ready$95 ;
-  assign \$150  = \$149  + skipped_d4;
-  assign \$151  = ~ rst_conv1;
-  assign \$153  = rst_conv1 ? 10'h000 : w_en;
-  assign \$154  = ~ rst_conv1;
-  assign \$156  = rst_conv1 ? 10'h000 : w_en;
-  assign \$157  = rst_conv1 | load;
-  assign \$158  = filled ? 1'h1 : w_full;
-  assign \$159  = \$157  ? 1'h0 : \$158 ;
-  assign \$160  = rst_conv1 | load;
-  assign \$161  = filled ? 1'h1 : w_full_issue;
-  assign \$162  = \$160  ? 1'h0 : \$161 ;
+  assign \$79  = row_ph3 + col;
+  assign \$80  = \$79  >= 5'h14;
+  assign \$81  = row_ph3 + col;
+  assign \$82  = \$81  - 5'h14;
+  assign \$83  = row_ph3 + col;
+  assign \$84  = \$80  ? \$82  : { 1'h0, \$83  };
+  assign \$85  = ! s_idx;
+  assign \$89  = off1_0[0] ? o[19:15] : o[4:0];
+  assign \$91  = off1_0[1] ? \$89  : \$90 ;
+  assign \$92  = off1_0[0] ? o[4:0] : o[14:10];
+  assign \$94  = off1_0[1] ? \$92  : \$93 ;
+  assign \$95  = off1_0[2] ? \$91  : \$94 ;
+  assign \$97  = off1_0[0] ? o[9:5] : o[4:0];
+  assign \$98  = off1_0[1] ? \$96  : \$97 ;
+  assign \$102  = off1_0[2] ? \$98  : \$101 ;
+  assign \$103  = off1_0[3] ? \$95  : \$102 ;
+  assign \$104  = off1_0[4] ? \$88  : \$103 ;
+  assign \$108  = off1_1[0] ? \o$131 [19:15] : \o$131 [4:0];
+  assign \$110  = off1_1[1] ? \$108  : \$109 ;
+  assign \$111  = off1_1[0] ? \o$131 [4:0] : \o$131 [14:10];
+  assign \$113  = off1_1[1] ? \$111  : \$112 ;
+  assign \$114  = off1_1[2] ? \$110  : \$113 ;
+  assign \$116  = off1_1[0] ? \o$131 [9:5] : \o$131 [4:0];
+  assign \$117  = off1_1[1] ? \$115  : \$116 ;
+  assign \$121  = off1_1[2] ? \$117  : \$120 ;
+  assign \$122  = off1_1[3] ? \$114  : \$121 ;
+  assign \$123  = off1_1[4] ? \$107  : \$122 ;
+  assign \$127  = off1_2[0] ? \o$137 [19:15] : \o$137 [4:0];
+  assign \$129  = off1_2[1] ? \$127  : \$128 ;
+  assign \$130  = off1_2[0] ? \o$137 [4:0] : \o$137 [14:10];
+  assign \$132  = off1_2[1] ? \$130  : \$131 ;
+  assign \$133  = off1_2[2] ? \$129  : \$132 ;
+  assign \$135  = off1_2[0] ? \o$137 [9:5] : \o$137 [4:0];
+  assign \$136  = off1_2[1] ? \$134  : \$135 ;
+  assign \$140  = off1_2[2] ? \$136  : \$139 ;
+  assign \$141  = off1_2[3] ? \$133  : \$140 ;
+  assign \$142  = off1_2[4] ? \$126  : \$141 ;
+  assign \$146  = off1_3[0] ? \o$143 [19:15] : \o$143 [4:0];
+  assign \$148  = off1_3[1] ? \$146  : \$147 ;
+  assign \$149  = off1_3[0] ? \o$143 [4:0] : \o$143 [14:10];
+  assign \$151  = off1_3[1] ? \$149  : \$150 ;
+  assign \$152  = off1_3[2] ? \$148  : \$151 ;
+  assign \$154  = off1_3[0] ? \o$143 [9:5] : \o$143 [4:0];
+  assign \$155  = off1_3[1] ? \$153  : \$154 ;
+  assign \$159  = off1_3[2] ? \$155  : \$158 ;
+  assign \$160  = off1_3[3] ? \$152  : \$159 ;
+  assign \$161  = off1_3[4] ? \$145  : \$160 ;
+  assign \$162  = - wsum_total;
+  assign \$163  = flags_0[1] ? x_init : acc0_0;
+  assign \$165  = $signed(\$163 ) + $signed({ 1'h0, \$164  });
+  assign \$166  = flags_0[0] & flags_0[2];
+  assign \$167  = flags_0[1] ? x_init : acc0_0;
+  assign \$169  = $signed(\$167 ) + $signed({ 1'h0, \$168  });
+  assign \$170  = flags_1[1] ? x_init : acc1_0;
+  assign \$172  = $signed(\$170 ) + $signed({ 1'h0, \$171  });
+  assign \$173  = flags_1[0] & flags_1[2];
+  assign \$174  = flags_1[1] ? x_init : acc1_0;
+  assign \$176  = $signed(\$174 ) + $signed({ 1'h0, \$175  });
+  assign \$177  = flags_2[1] ? x_init : acc2_0;
+  assign \$179  = $signed(\$177 ) + $signed({ 1'h0, \$178  });
+  assign \$180  = flags_2[0] & flags_2[2];
+  assign \$181  = flags_2[1] ? x_init : acc2_0;
+  assign \$183  = $signed(\$181 ) + $signed({ 1'h0, \$182  });
+  assign \$184  = flags_3[1] ? x_init : acc3_0;
+  assign \$186  = $signed(\$184 ) + $signed({ 1'h0, \$185  });
+  assign \$187  = flags_3[0] & flags_3[2];
+  assign \$188  = flags_3[1] ? x_init : acc3_0;
+  assign \$190  = $signed(\$188 ) + $signed({ 1'h0, \$189  });
+  assign \$191  = ser_left - 1'h1;
+  assign \$192  = addr == 5'h1f;
+  assign \$193  = addr + 1'h1;
+  assign \$194  = \$192  ? 6'h00 : \$193 ;
+  assign \$198  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$200  = $signed(\$199 ) + $signed(rq0_beta);
+  assign \$203  = $signed(\$202 ) < $signed(1'h0);
+  assign \$205  = $signed(\$204 ) > $signed(9'h0ff);
+  assign \$206  = step & s_last;
+  assign \$207  = \o__valid$89  & \o__ready$87 ;
+  assign \$208  = \$207  + skipped_d4;
+  assign \$209  = ~ rst_conv1;
+  assign \$211  = rst_conv1 ? 5'h00 : w_en;
+  assign \$212  = rst_conv1 | load;
+  assign \$213  = filled ? 1'h1 : w_full;
+  assign \$214  = \$212  ? 1'h0 : \$213 ;
+  assign \$215  = rst_conv1 | load;
+  assign \$216  = filled ? 1'h1 : w_full_issue;
+  assign \$217  = \$215  ? 1'h0 : \$216 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    last <= \$163 ;
+    last <= \$218 ;
   always @(posedge clk)
-    \beat$109  <= \$164 ;
+    \beat$101  <= \$219 ;
   always @(posedge clk)
-    at <= \$165 ;
+    at <= \$220 ;
   always @(posedge clk)
-    word <= \$166 ;
+    word <= \$221 ;
   always @(posedge clk)
     wsum_l0_0 <= w_data;
   always @(posedge clk)
-    wsum_first <= \$167 ;
+    wsum_first <= \$222 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$168 ;
+    wsum_v_d1 <= \$223 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$169 ;
+    wsum_first_d1 <= \$224 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$170 ;
+    wsum_end_d1 <= \$225 ;
   always @(posedge clk)
-    wsum_acc <= \$171 ;
+    wsum_acc <= \$226 ;
   always @(posedge clk)
-    wsum_total <= \$172 ;
+    wsum_total <= \$227 ;
   always @(posedge clk)
-    can_end <= \$173 ;
+    can_end <= \$228 ;
   always @(posedge clk)
-    gap_zero <= \$174 ;
+    gap_zero <= \$229 ;
   always @(posedge clk)
-    s_last <= \$175 ;
+    s_last <= \$230 ;
   always @(posedge clk)
-    n_last <= \$176 ;
+    n_last <= \$231 ;
   always @(posedge clk)
-    sn_last <= \$177 ;
+    sn_last <= \$232 ;
   always @(posedge clk)
-    r_addr <= \$178 ;
+    r_addr <= \$233 ;
   always @(posedge clk)
-    s_idx <= \$179 ;
+    s_idx <= \$234 ;
   always @(posedge clk)
-    n_idx <= \$180 ;
+    n_idx <= \$235 ;
   always @(posedge clk)
-    active <= \$181 ;
+    active <= \$236 ;
   always @(posedge clk)
-    r_base <= \$182 ;
+    r_base <= \$237 ;
   always @(posedge clk)
-    w_half <= \$183 ;
+    w_half <= \$238 ;
   always @(posedge clk)
-    gap <= \$184 ;
+    gap <= \$239 ;
   always @(posedge clk)
-    col <= \$185 ;
+    col <= \$240 ;
   always @(posedge clk)
-    row_ph0 <= \$186 ;
+    row_ph0 <= \$241 ;
   always @(posedge clk)
-    row_ph1 <= \$187 ;
+    row_ph1 <= \$242 ;
   always @(posedge clk)
-    off1_0 <= \$188 ;
+    row_ph2 <= \$243 ;
   always @(posedge clk)
-    off1_1 <= \$189 ;
+    row_ph3 <= \$244 ;
   always @(posedge clk)
-    \$signal$122  <= \$190 ;
+    off1_0 <= \$245 ;
   always @(posedge clk)
-    \$signal$123  <= \$191 ;
+    off1_1 <= \$246 ;
   always @(posedge clk)
-    last1 <= \$192 ;
+    off1_2 <= \$247 ;
   always @(posedge clk)
-    word1 <= \o__payload$125 ;
+    off1_3 <= \$248 ;
   always @(posedge clk)
-    xdata_d1 <= { \port__data$128 , \port__data$127  };
+    \$signal$118  <= \$249 ;
   always @(posedge clk)
-    w0_0 <= \$98 ;
+    \$signal$119  <= \$250 ;
+  always @(posedge clk)
+    last1 <= \$251 ;
+  always @(posedge clk)
+    word1 <= \o__payload$121 ;
+  always @(posedge clk)
+    xdata_d1 <= \port__data$123 ;
+  always @(posedge clk)
+    w0_0 <= \$104 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -1424,17 +1541,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   always @(posedge clk)
     m0_0_2 <= p0_0_2;
   always @(posedge clk)
-    m0_0_3 <= p0_0_3;
-  always @(posedge clk)
-    m0_0_4 <= p0_0_4;
-  always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    t0_0_l2_1 <= m0_0_4;
-  always @(posedge clk)
-    t0_0_l3_0 <= t0_0_w2_0;
-  always @(posedge clk)
-    w1_0 <= \$117 ;
+    w1_0 <= \$123 ;
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -1442,121 +1551,133 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   always @(posedge clk)
     m1_0_2 <= p1_0_2;
   always @(posedge clk)
-    m1_0_3 <= p1_0_3;
-  always @(posedge clk)
-    m1_0_4 <= p1_0_4;
-  always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
-    t1_0_l2_1 <= m1_0_4;
+    w2_0 <= \$142 ;
   always @(posedge clk)
-    t1_0_l3_0 <= t1_0_w2_0;
+    m2_0_0 <= p2_0_0;
   always @(posedge clk)
-    v2_d1 <= \$193 ;
+    m2_0_1 <= p2_0_1;
   always @(posedge clk)
-    v2_d2 <= \$194 ;
+    m2_0_2 <= p2_0_2;
   always @(posedge clk)
-    v2_d3 <= \$195 ;
+    t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
-    v2_d4 <= \$196 ;
+    w3_0 <= \$161 ;
   always @(posedge clk)
-    last2_d1 <= \$197 ;
+    m3_0_0 <= p3_0_0;
   always @(posedge clk)
-    last2_d2 <= \$198 ;
+    m3_0_1 <= p3_0_1;
   always @(posedge clk)
-    last2_d3 <= \$199 ;
+    m3_0_2 <= p3_0_2;
   always @(posedge clk)
-    last2_d4 <= \$200 ;
+    t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
-    v2p_d1 <= \$201 ;
+    v2_d1 <= \$252 ;
   always @(posedge clk)
-    v2p_d2 <= \$202 ;
+    v2_d2 <= \$253 ;
   always @(posedge clk)
-    v2p_d3 <= \$203 ;
+    v2_d3 <= \$254 ;
   always @(posedge clk)
-    first2p_d1 <= \$204 ;
+    last2_d1 <= \$255 ;
   always @(posedge clk)
-    first2p_d2 <= \$205 ;
+    last2_d2 <= \$256 ;
   always @(posedge clk)
-    first2p_d3 <= \$206 ;
+    last2_d3 <= \$257 ;
   always @(posedge clk)
-    last2p_d1 <= \$207 ;
+    v2p_d1 <= \$258 ;
   always @(posedge clk)
-    last2p_d2 <= \$208 ;
+    v2p_d2 <= \$259 ;
   always @(posedge clk)
-    last2p_d3 <= \$209 ;
+    first2p_d1 <= \$260 ;
   always @(posedge clk)
-    done <= \$210 ;
+    first2p_d2 <= \$261 ;
   always @(posedge clk)
-    x_taken_d1 <= \$211 ;
+    last2p_d1 <= \$262 ;
   always @(posedge clk)
-    x_taken_d2 <= \$212 ;
+    last2p_d2 <= \$263 ;
   always @(posedge clk)
-    x_taken_d3 <= \$213 ;
+    done <= \$264 ;
   always @(posedge clk)
-    x_taken_d4 <= \$214 ;
+    x_taken_d1 <= \$265 ;
   always @(posedge clk)
-    x_taken_d5 <= \$215 ;
+    x_taken_d2 <= \$266 ;
   always @(posedge clk)
-    x_init <= \$216 ;
+    x_taken_d3 <= \$267 ;
   always @(posedge clk)
-    acc0_0 <= \$217 ;
+    x_taken_d4 <= \$268 ;
   always @(posedge clk)
-    fin0_0 <= \$218 ;
+    x_init <= \$269 ;
   always @(posedge clk)
-    bank0_0 <= \$219 ;
+    acc0_0 <= \$270 ;
   always @(posedge clk)
-    acc1_0 <= \$220 ;
+    fin0_0 <= \$271 ;
   always @(posedge clk)
-    fin1_0 <= \$221 ;
+    bank0_0 <= \$272 ;
   always @(posedge clk)
-    bank1_0 <= \$222 ;
+    acc1_0 <= \$273 ;
   always @(posedge clk)
-    ser_left <= \$223 ;
+    fin1_0 <= \$274 ;
   always @(posedge clk)
-    addr <= \$224 ;
+    bank1_0 <= \$275 ;
   always @(posedge clk)
-    \$signal$179  <= \$225 ;
+    acc2_0 <= \$276 ;
   always @(posedge clk)
-    ka <= \$226 ;
+    fin2_0 <= \$277 ;
+  always @(posedge clk)
+    bank2_0 <= \$278 ;
+  always @(posedge clk)
+    acc3_0 <= \$279 ;
+  always @(posedge clk)
+    fin3_0 <= \$280 ;
+  always @(posedge clk)
+    bank3_0 <= \$281 ;
+  always @(posedge clk)
+    ser_left <= \$282 ;
+  always @(posedge clk)
+    addr <= \$283 ;
+  always @(posedge clk)
+    \$signal$180  <= \$284 ;
+  always @(posedge clk)
+    ka <= \$285 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$227 ;
+    vb <= \$286 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$140 ;
+    rq0_beta <= \$198 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$142 [26:0];
+    rq0_acc_s1_0 <= \$200 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$143 [10:0];
+    rq0_shifted <= \$201 [10:0];
   always @(posedge clk)
-    rq0_under <= \$145 ;
+    rq0_under <= \$203 ;
   always @(posedge clk)
-    rq0_over <= \$147 ;
+    rq0_over <= \$205 ;
   always @(posedge clk)
-    v_out_d1 <= \$228 ;
+    v_out_d1 <= \$287 ;
   always @(posedge clk)
-    v_out_d2 <= \$229 ;
+    v_out_d2 <= \$288 ;
   always @(posedge clk)
-    \w_en$100  <= \$230 ;
+    \w_en$92  <= \$289 ;
   always @(posedge clk)
-    skipped_d1 <= \$231 ;
+    skipped_d1 <= \$290 ;
   always @(posedge clk)
-    skipped_d2 <= \$232 ;
+    skipped_d2 <= \$291 ;
   always @(posedge clk)
-    skipped_d3 <= \$233 ;
+    skipped_d3 <= \$292 ;
   always @(posedge clk)
-    skipped_d4 <= \$234 ;
+    skipped_d4 <= \$293 ;
   always @(posedge clk)
-    group_ended_d1 <= \$235 ;
+    group_ended_d1 <= \$294 ;
   always @(posedge clk)
-    credits_returned <= \$236 ;
+    credits_returned <= \$295 ;
   always @(posedge clk)
-    credits_space <= \$237 ;
+    credits_space <= \$296 ;
   always @(posedge clk)
-    credits_room <= \$238 ;
+    credits_room <= \$297 ;
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1566,25 +1687,25 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
     .i(word1[15:0]),
     .o(o)
   );
-  \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
+  \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
     .i(word1[31:16]),
     .o(\o$131 )
   );
-  \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
+  \flexor_lenet5.conv1.dec_2_0_0  dec_2_0_0 (
     .i(word1[47:32]),
-    .o(\o$140 )
+    .o(\o$137 )
   );
-  \flexor_lenet5.conv1.dec_1_0_1  dec_1_0_1 (
+  \flexor_lenet5.conv1.dec_3_0_0  dec_3_0_0 (
     .i(word1[63:48]),
-    .o(\o$141 )
+    .o(\o$143 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$95 ),
-    .o__valid(\o__valid$97 ),
+    .o__ready(\o__ready$87 ),
+    .o__valid(\o__valid$89 ),
     .rst_conv1(rst_conv1),
-    .w_en(\w_en$100 ),
+    .w_en(\w_en$92 ),
     .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
@@ -1592,7 +1713,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
     .WIDTH(32'd3)
   ) flags_0_copy (
     .clk(clk),
-    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .d({ last2p_d2, first2p_d2, v2p_d2 }),
     .q(flags_0)
   );
   flexor_copy #(
@@ -1600,8 +1721,24 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
     .WIDTH(32'd3)
   ) flags_1_copy (
     .clk(clk),
-    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .d({ last2p_d2, first2p_d2, v2p_d2 }),
     .q(flags_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_2_copy (
+    .clk(clk),
+    .d({ last2p_d2, first2p_d2, v2p_d2 }),
+    .q(flags_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_3_copy (
+    .clk(clk),
+    .d({ last2p_d2, first2p_d2, v2p_d2 }),
+    .q(flags_3)
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -1628,30 +1765,10 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
     .WIDTH(32'd8)
   ) p0_0_2_add (
     .a(xdata_d1[39:32]),
-    .b(xdata_d1[47:40]),
+    .b(8'h00),
     .s(p0_0_2),
     .wa(w0_0[4]),
-    .wb(w0_0[5])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_3_add (
-    .a(xdata_d1[55:48]),
-    .b(xdata_d1[63:56]),
-    .s(p0_0_3),
-    .wa(w0_0[6]),
-    .wb(w0_0[7])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_4_add (
-    .a(xdata_d1[71:64]),
-    .b(xdata_d1[79:72]),
-    .s(p0_0_4),
-    .wa(w0_0[8]),
-    .wb(w0_0[9])
+    .wb(1'h0)
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -1678,51 +1795,83 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
     .WIDTH(32'd8)
   ) p1_0_2_add (
     .a(xdata_d1[39:32]),
-    .b(xdata_d1[47:40]),
+    .b(8'h00),
     .s(p1_0_2),
     .wa(w1_0[4]),
-    .wb(w1_0[5])
+    .wb(1'h0)
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p1_0_3_add (
-    .a(xdata_d1[55:48]),
-    .b(xdata_d1[63:56]),
-    .s(p1_0_3),
-    .wa(w1_0[6]),
-    .wb(w1_0[7])
+  ) p2_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p2_0_0),
+    .wa(w2_0[0]),
+    .wb(w2_0[1])
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p1_0_4_add (
-    .a(xdata_d1[71:64]),
-    .b(xdata_d1[79:72]),
-    .s(p1_0_4),
-    .wa(w1_0[8]),
-    .wb(w1_0[9])
+  ) p2_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p2_0_1),
+    .wa(w2_0[2]),
+    .wb(w2_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(8'h00),
+    .s(p2_0_2),
+    .wa(w2_0[4]),
+    .wb(1'h0)
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_0_add (
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
+    .s(p3_0_0),
+    .wa(w3_0[0]),
+    .wb(w3_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_1_add (
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
+    .s(p3_0_1),
+    .wa(w3_0[2]),
+    .wb(w3_0[3])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_2_add (
+    .a(xdata_d1[39:32]),
+    .b(8'h00),
+    .s(p3_0_2),
+    .wa(w3_0[4]),
+    .wb(1'h0)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd3)
+    .WIDTH(32'd4)
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$46 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) r_addr_b1_copy (
-    .clk(clk),
-    .d(r_next),
-    .q(\port__addr$49 )
+    .q(\port__addr$41 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$194 ),
+    .addr(\addr$195 ),
     .clk(clk),
-    .data(\data$193 )
+    .data(\data$194 )
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1732,42 +1881,26 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd3)
+    .WIDTH(32'd4)
   ) w_addr_b0_copy (
     .clk(clk),
-    .d(\$2 [2:0]),
+    .d(\$2 [3:0]),
     .q(port__addr)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) w_addr_b1_copy (
-    .clk(clk),
-    .d(\$2 [2:0]),
-    .q(\port__addr$10 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd5)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$153 [7:0]),
+    .d(\$211 ),
     .q(port__en)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) w_en_b1_copy (
-    .clk(clk),
-    .d(\$156 [9:8]),
-    .q(\port__en$13 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$159 ),
+    .d(\$214 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -1775,23 +1908,23 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$162 ),
+    .d(\$217 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv1.weights  weights (
     .clk(clk),
-    .data(\data$193 ),
-    .o__payload(\o__payload$125 ),
+    .data(\data$194 ),
+    .o__payload(\o__payload$121 ),
     .o__ready(step),
     .o__valid(o__valid),
-    .raddr(\addr$194 ),
+    .raddr(\addr$195 ),
     .rst_conv1(rst_conv1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [2:0];
+      r_next = \$15 [3:0];
     end
     if (load) begin
       r_next = { 1'h0, \$16  };
@@ -1799,667 +1932,715 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$97
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = \$27 ;
+    \$218  = \$27 ;
     if (rst_conv1) begin
-      \$163  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = \beat$109 ;
+    \$219  = \beat$101 ;
     if (take) begin
-      \$164  = \$29 [4:0];
+      \$219  = \$29 [4:0];
     end
     if (rst_conv1) begin
-      \$164  = 5'h00;
+      \$219  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = at;
+    \$220  = at;
     if (take) begin
-      \$165  = \$31 ;
+      \$220  = \$31 ;
     end
     if (rst_conv1) begin
-      \$165  = 10'h001;
+      \$220  = 5'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = word;
+    \$221  = word;
     if (take) begin
-      \$166  = \$34 [1:0];
+      \$221  = \$34 [2:0];
     end
     if (rst_conv1) begin
-      \$166  = 2'h0;
+      \$221  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = wsum_first;
+    \$222  = wsum_first;
     if (take) begin
-      \$167  = filled;
+      \$222  = filled;
     end
     if (rst_conv1) begin
-      \$167  = 1'h1;
+      \$222  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = take;
+    \$223  = take;
     if (rst_conv1) begin
-      \$168  = 1'h0;
+      \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = wsum_first;
+    \$224  = wsum_first;
     if (rst_conv1) begin
-      \$169  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = filled;
-    if (rst_conv1) begin
-      \$170  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = wsum_acc;
-    if (wsum_v_d1) begin
-      \$171  = \$36 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = wsum_total;
-    if (\$37 ) begin
-      \$172  = \$39 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = \$40 ;
-    if (rst_conv1) begin
-      \$173  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = gap_zero_next;
-    if (rst_conv1) begin
-      \$174  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = \$signal ;
-    if (rst_conv1) begin
-      \$175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = n_last_next;
-    if (rst_conv1) begin
-      \$176  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = \$41 ;
-    if (rst_conv1) begin
-      \$177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = r_next;
-    if (rst_conv1) begin
-      \$178  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = s_idx;
-    if (step) begin
-      \$179  = \$43 [1:0];
-    end
-    if (rst_conv1) begin
-      \$179  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$180  = \$45 [3:0];
-      end
-    end
-    if (rst_conv1) begin
-      \$180  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = active;
-    if (\$46 ) begin
-      \$181  = 1'h0;
-    end
-    if (load) begin
-      \$181  = 1'h1;
-    end
-    if (rst_conv1) begin
-      \$181  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = r_base;
-    if (load) begin
-      \$182  = { 1'h0, \$47  };
-    end
-    if (rst_conv1) begin
-      \$182  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = w_half;
-    if (load) begin
-      \$183  = \$48 ;
-    end
-    if (rst_conv1) begin
-      \$183  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = gap;
-    if (\$49 ) begin
-      \$184  = 2'h1;
-    end else if (\$50 ) begin
-      \$184  = \$51 [1:0];
-    end
-    if (rst_conv1) begin
-      \$184  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = col;
-    if (step) begin
-      \$185  = \$56 [4:0];
-    end
-    if (rst_conv1) begin
-      \$185  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$186  = \$61 [4:0];
-      end
-    end
-    if (rst_conv1) begin
-      \$186  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$187  = \$66 [4:0];
-      end
-    end
-    if (rst_conv1) begin
-      \$187  = 5'h05;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = \$72 [4:0];
-    if (rst_conv1) begin
-      \$188  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = \$78 [4:0];
-    if (rst_conv1) begin
-      \$189  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = step;
-    if (rst_conv1) begin
-      \$190  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = \$79 ;
-    if (rst_conv1) begin
-      \$191  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = s_last;
-    if (rst_conv1) begin
-      \$192  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = \$signal$122 ;
-    if (rst_conv1) begin
-      \$193  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = v2_d1;
-    if (rst_conv1) begin
-      \$194  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = v2_d2;
-    if (rst_conv1) begin
-      \$195  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = v2_d3;
-    if (rst_conv1) begin
-      \$196  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = last1;
-    if (rst_conv1) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = last2_d1;
-    if (rst_conv1) begin
-      \$198  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = last2_d2;
-    if (rst_conv1) begin
-      \$199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = last2_d3;
-    if (rst_conv1) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \$signal$122 ;
-    if (rst_conv1) begin
-      \$201  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = v2p_d1;
-    if (rst_conv1) begin
-      \$202  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = v2p_d2;
-    if (rst_conv1) begin
-      \$203  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = \$signal$123 ;
-    if (rst_conv1) begin
-      \$204  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = first2p_d1;
-    if (rst_conv1) begin
-      \$205  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = first2p_d2;
-    if (rst_conv1) begin
-      \$206  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = last1;
-    if (rst_conv1) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = last2p_d1;
-    if (rst_conv1) begin
-      \$208  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = last2p_d2;
-    if (rst_conv1) begin
-      \$209  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = group_end;
-    if (rst_conv1) begin
-      \$210  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = load;
-    if (rst_conv1) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = x_taken_d1;
-    if (rst_conv1) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = x_taken_d2;
-    if (rst_conv1) begin
-      \$213  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = x_taken_d3;
-    if (rst_conv1) begin
-      \$214  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = x_taken_d4;
-    if (rst_conv1) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = x_init;
-    if (x_taken_d5) begin
-      \$216  = \$118 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = acc0_0;
-    if (flags_0[0]) begin
-      \$217  = \$121 [13:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = fin0_0;
-    if (\$122 ) begin
-      \$218  = \$125 [13:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = bank0_0;
-    if (done) begin
-      \$219  = fin0_0;
-    end else if (ser) begin
-      \$219  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = acc1_0;
-    if (flags_1[0]) begin
-      \$220  = \$128 [13:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = fin1_0;
-    if (\$129 ) begin
-      \$221  = \$132 [13:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = bank1_0;
-    if (done) begin
-      \$222  = fin1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = ser_left;
-    if (done) begin
-      \$223  = 2'h2;
-    end else if (ser) begin
-      \$223  = \$133 [1:0];
-    end
-    if (rst_conv1) begin
-      \$223  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = addr;
-    if (ser) begin
-      \$224  = \$136 [4:0];
-    end
-    if (rst_conv1) begin
-      \$224  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = \$137 ;
+    \$225  = filled;
     if (rst_conv1) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = \$139 ;
-    if (rst_conv1) begin
-      \$226  = 1'h0;
+    \$226  = wsum_acc;
+    if (wsum_v_d1) begin
+      \$226  = \$36 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = \$signal$179 ;
-    if (rst_conv1) begin
-      \$227  = 1'h0;
+    \$227  = wsum_total;
+    if (\$37 ) begin
+      \$227  = \$39 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = vb;
+    \$228  = \$40 ;
     if (rst_conv1) begin
-      \$228  = 1'h0;
+      \$228  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = v_out_d1;
+    \$229  = gap_zero_next;
     if (rst_conv1) begin
-      \$229  = 1'h0;
+      \$229  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = v_out_d2;
+    \$230  = \$signal ;
     if (rst_conv1) begin
       \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = ka;
+    \$231  = n_last_next;
     if (rst_conv1) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = skipped_d1;
+    \$232  = \$41 ;
     if (rst_conv1) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = skipped_d2;
+    \$233  = r_next;
     if (rst_conv1) begin
-      \$233  = 1'h0;
+      \$233  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = skipped_d3;
+    \$234  = s_idx;
+    if (step) begin
+      \$234  = \$43 [2:0];
+    end
     if (rst_conv1) begin
-      \$234  = 1'h0;
+      \$234  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = \$148 ;
+    \$235  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$235  = \$45 [2:0];
+      end
+    end
     if (rst_conv1) begin
-      \$235  = 1'h0;
+      \$235  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = \$150 ;
+    \$236  = active;
+    if (\$46 ) begin
+      \$236  = 1'h0;
+    end
+    if (load) begin
+      \$236  = 1'h1;
+    end
     if (rst_conv1) begin
-      \$236  = 2'h0;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = \$24 [3:0];
+    \$237  = r_base;
+    if (load) begin
+      \$237  = { 1'h0, \$47  };
+    end
     if (rst_conv1) begin
-      \$237  = 4'he;
+      \$237  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = credits_room_next;
+    \$238  = w_half;
+    if (load) begin
+      \$238  = \$48 ;
+    end
     if (rst_conv1) begin
-      \$238  = 1'h1;
+      \$238  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$239  = gap;
+    if (\$49 ) begin
+      \$239  = 3'h3;
+    end else if (\$50 ) begin
+      \$239  = \$51 [2:0];
+    end
+    if (rst_conv1) begin
+      \$239  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$240  = col;
+    if (step) begin
+      \$240  = \$56 [4:0];
+    end
+    if (rst_conv1) begin
+      \$240  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$241  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$241  = \$57 ;
+      end
+    end
+    if (rst_conv1) begin
+      \$241  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$242  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$242  = \$58 ;
+      end
+    end
+    if (rst_conv1) begin
+      \$242  = 5'h05;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$243  = row_ph2;
+    if (step) begin
+      if (s_last) begin
+        \$243  = \$59 ;
+      end
+    end
+    if (rst_conv1) begin
+      \$243  = 5'h0a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$244  = row_ph3;
+    if (step) begin
+      if (s_last) begin
+        \$244  = \$60 ;
+      end
+    end
+    if (rst_conv1) begin
+      \$244  = 5'h0f;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$245  = \$66 [4:0];
+    if (rst_conv1) begin
+      \$245  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$246  = \$72 [4:0];
+    if (rst_conv1) begin
+      \$246  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$247  = \$78 [4:0];
+    if (rst_conv1) begin
+      \$247  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$248  = \$84 [4:0];
+    if (rst_conv1) begin
+      \$248  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$249  = step;
+    if (rst_conv1) begin
+      \$249  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$250  = \$85 ;
+    if (rst_conv1) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$251  = s_last;
+    if (rst_conv1) begin
+      \$251  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$252  = \$signal$118 ;
+    if (rst_conv1) begin
+      \$252  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$253  = v2_d1;
+    if (rst_conv1) begin
+      \$253  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$254  = v2_d2;
+    if (rst_conv1) begin
+      \$254  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$255  = last1;
+    if (rst_conv1) begin
+      \$255  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$256  = last2_d1;
+    if (rst_conv1) begin
+      \$256  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$257  = last2_d2;
+    if (rst_conv1) begin
+      \$257  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$258  = \$signal$118 ;
+    if (rst_conv1) begin
+      \$258  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$259  = v2p_d1;
+    if (rst_conv1) begin
+      \$259  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$260  = \$signal$119 ;
+    if (rst_conv1) begin
+      \$260  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$261  = first2p_d1;
+    if (rst_conv1) begin
+      \$261  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$262  = last1;
+    if (rst_conv1) begin
+      \$262  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$263  = last2p_d1;
+    if (rst_conv1) begin
+      \$263  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$264  = group_end;
+    if (rst_conv1) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$265  = load;
+    if (rst_conv1) begin
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$266  = x_taken_d1;
+    if (rst_conv1) begin
+      \$266  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$267  = x_taken_d2;
+    if (rst_conv1) begin
+      \$267  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$268  = x_taken_d3;
+    if (rst_conv1) begin
+      \$268  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$269  = x_init;
+    if (x_taken_d4) begin
+      \$269  = \$162 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$270  = acc0_0;
+    if (flags_0[0]) begin
+      \$270  = \$165 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$271  = fin0_0;
+    if (\$166 ) begin
+      \$271  = \$169 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$272  = bank0_0;
+    if (done) begin
+      \$272  = fin0_0;
+    end else if (ser) begin
+      \$272  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$273  = acc1_0;
+    if (flags_1[0]) begin
+      \$273  = \$172 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$274  = fin1_0;
+    if (\$173 ) begin
+      \$274  = \$176 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$275  = bank1_0;
+    if (done) begin
+      \$275  = fin1_0;
+    end else if (ser) begin
+      \$275  = bank2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$276  = acc2_0;
+    if (flags_2[0]) begin
+      \$276  = \$179 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$277  = fin2_0;
+    if (\$180 ) begin
+      \$277  = \$183 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$278  = bank2_0;
+    if (done) begin
+      \$278  = fin2_0;
+    end else if (ser) begin
+      \$278  = bank3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$279  = acc3_0;
+    if (flags_3[0]) begin
+      \$279  = \$186 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$280  = fin3_0;
+    if (\$187 ) begin
+      \$280  = \$190 [13:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$281  = bank3_0;
+    if (done) begin
+      \$281  = fin3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$282  = ser_left;
+    if (done) begin
+      \$282  = 3'h4;
+    end else if (ser) begin
+      \$282  = \$191 [2:0];
+    end
+    if (rst_conv1) begin
+      \$282  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$283  = addr;
+    if (ser) begin
+      \$283  = \$194 [4:0];
+    end
+    if (rst_conv1) begin
+      \$283  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$284  = \$195 ;
+    if (rst_conv1) begin
+      \$284  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$285  = \$197 ;
+    if (rst_conv1) begin
+      \$285  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$286  = \$signal$180 ;
+    if (rst_conv1) begin
+      \$286  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$287  = vb;
+    if (rst_conv1) begin
+      \$287  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$288  = v_out_d1;
+    if (rst_conv1) begin
+      \$288  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$289  = v_out_d2;
+    if (rst_conv1) begin
+      \$289  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$290  = ka;
+    if (rst_conv1) begin
+      \$290  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$291  = skipped_d1;
+    if (rst_conv1) begin
+      \$291  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$292  = skipped_d2;
+    if (rst_conv1) begin
+      \$292  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$293  = skipped_d3;
+    if (rst_conv1) begin
+      \$293  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$294  = \$206 ;
+    if (rst_conv1) begin
+      \$294  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$295  = \$208 ;
+    if (rst_conv1) begin
+      \$295  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$296  = \$24 [4:0];
+    if (rst_conv1) begin
+      \$296  = 5'h14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$297  = credits_room_next;
+    if (rst_conv1) begin
+      \$297  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
-  assign port__data = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
+  assign port__data = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
   assign w_en_b0 = port__en;
-  assign w_addr_b1 = \port__addr$10 ;
-  assign \port__data$12  = { w_data_q, w_data_q };
-  assign w_en_b1 = \port__en$13 ;
-  assign w_addr = \$2 [2:0];
+  assign w_addr = \$2 [3:0];
   assign i__payload = w_data;
-  assign \w_full$29  = w_full;
-  assign \w_full_issue$31  = w_full_issue;
+  assign \w_full$24  = w_full;
+  assign \w_full_issue$26  = w_full_issue;
   assign o__ready = step;
-  assign r_addr_b0 = \port__addr$46 ;
-  assign \port__en$48  = 1'h1;
-  assign r_addr_b1 = \port__addr$49 ;
-  assign \port__en$51  = 1'h1;
+  assign r_addr_b0 = \port__addr$41 ;
+  assign \port__en$43  = 1'h1;
   assign i = word1[15:0];
-  assign \i$54  = word1[31:16];
-  assign \i$65  = word1[47:32];
-  assign \i$66  = word1[63:48];
+  assign \i$51  = word1[31:16];
+  assign \i$57  = word1[47:32];
+  assign \i$63  = word1[63:48];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
   assign rq0_y = \$21 [7:0];
-  assign \o__payload$94  = o__payload;
-  assign \o__ready$96  = \o__ready$95 ;
-  assign \o__valid$98  = \o__valid$97 ;
-  assign \w_data$99  = \$21 [7:0];
-  assign v_out_d3 = \w_en$100 ;
-  assign space_next = \$24 [3:0];
-  assign \$80  = o[9:0];
-  assign \$81  = o[9:0];
-  assign \$82  = \$81 ;
-  assign \$83  = o[9:0];
-  assign \$84  = o[9:0];
-  assign \$85  = \$84 ;
-  assign \$87  = o[9:0];
-  assign \$90  = o[9:0];
-  assign \$91  = o[9:0];
-  assign \$92  = \$91 ;
-  assign \$93  = o[9:0];
-  assign \$94  = o[9:0];
-  assign \$95  = \$94 ;
-  assign \$96  = \$95 ;
-  assign \$99  = \o$140 [14:5];
-  assign \$100  = \o$140 [14:5];
+  assign \o__payload$86  = o__payload;
+  assign \o__ready$88  = \o__ready$87 ;
+  assign \o__valid$90  = \o__valid$89 ;
+  assign \w_data$91  = \$21 [7:0];
+  assign v_out_d3 = \w_en$92 ;
+  assign space_next = \$24 [4:0];
+  assign \$86  = o[4:0];
+  assign \$87  = o[4:0];
+  assign \$88  = \$87 ;
+  assign \$90  = o[4:0];
+  assign \$93  = o[4:0];
+  assign \$96  = o[4:0];
+  assign \$99  = o[4:0];
+  assign \$100  = o[4:0];
   assign \$101  = \$100 ;
-  assign \$103  = \o$140 [14:5];
-  assign \$105  = \o$140 [14:5];
-  assign \$106  = \o$140 [14:5];
+  assign \$105  = \o$131 [4:0];
+  assign \$106  = \o$131 [4:0];
   assign \$107  = \$106 ;
-  assign \$109  = \o$140 [14:5];
-  assign \$110  = \o$140 [14:5];
-  assign \$111  = \$110 ;
-  assign \$112  = \o$140 [14:5];
-  assign \$113  = \o$140 [14:5];
-  assign \$114  = \$113 ;
-  assign \$115  = \$114 ;
-  assign \$120  = { t0_0_l3_0, 1'h0 };
-  assign \$124  = { t0_0_l3_0, 1'h0 };
-  assign \$127  = { t1_0_l3_0, 1'h0 };
-  assign \$131  = { t1_0_l3_0, 1'h0 };
-  assign \$137  = ser;
-  assign \$138  = 1'h0;
-  assign \$139  = 1'h0;
-  assign \$141  = { p[28], p };
-  assign \$143  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$144  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$146  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$152  = \$151 ;
-  assign \$155  = \$154 ;
+  assign \$109  = \o$131 [4:0];
+  assign \$112  = \o$131 [4:0];
+  assign \$115  = \o$131 [4:0];
+  assign \$118  = \o$131 [4:0];
+  assign \$119  = \o$131 [4:0];
+  assign \$120  = \$119 ;
+  assign \$124  = \o$137 [4:0];
+  assign \$125  = \o$137 [4:0];
+  assign \$126  = \$125 ;
+  assign \$128  = \o$137 [4:0];
+  assign \$131  = \o$137 [4:0];
+  assign \$134  = \o$137 [4:0];
+  assign \$137  = \o$137 [4:0];
+  assign \$138  = \o$137 [4:0];
+  assign \$139  = \$138 ;
+  assign \$143  = \o$143 [4:0];
+  assign \$144  = \o$143 [4:0];
+  assign \$145  = \$144 ;
+  assign \$147  = \o$143 [4:0];
+  assign \$150  = \o$143 [4:0];
+  assign \$153  = \o$143 [4:0];
+  assign \$156  = \o$143 [4:0];
+  assign \$157  = \o$143 [4:0];
+  assign \$158  = \$157 ;
+  assign \$164  = { t0_0_l2_0, 1'h0 };
+  assign \$168  = { t0_0_l2_0, 1'h0 };
+  assign \$171  = { t1_0_l2_0, 1'h0 };
+  assign \$175  = { t1_0_l2_0, 1'h0 };
+  assign \$178  = { t2_0_l2_0, 1'h0 };
+  assign \$182  = { t2_0_l2_0, 1'h0 };
+  assign \$185  = { t3_0_l2_0, 1'h0 };
+  assign \$189  = { t3_0_l2_0, 1'h0 };
+  assign \$195  = ser;
+  assign \$196  = 1'h0;
+  assign \$197  = 1'h0;
+  assign \$199  = { p[28], p };
+  assign \$201  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$202  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$204  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$210  = \$209 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2485,74 +2666,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv1.dec_0_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[5] ^ i[15];
-  assign \$2  = i[10] ^ i[15];
-  assign \$3  = i[3] ^ i[11];
-  assign \$4  = i[5] ^ i[8];
-  assign \$5  = i[0] ^ i[2];
-  assign \$6  = i[5] ^ i[8];
-  assign \$7  = i[2] ^ i[5];
-  assign \$8  = i[9] ^ i[15];
-  assign \$9  = i[8] ^ i[9];
-  assign \$10  = i[0] ^ i[1];
-  assign \$11  = i[6] ^ i[9];
-  assign \$12  = i[1] ^ i[15];
-  assign \$13  = i[4] ^ i[7];
-  assign \$14  = i[2] ^ i[13];
-  assign \$15  = i[13] ^ i[15];
-  assign \$16  = i[3] ^ i[12];
-  assign \$17  = i[8] ^ i[11];
-  assign \$18  = i[2] ^ i[9];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[3] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.dec_0_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2688,7 +2801,75 @@ module \flexor_lenet5.conv1.dec_1_0_0 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.dec_1_0_1 (o, i);
+module \flexor_lenet5.conv1.dec_2_0_0 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[5] ^ i[15];
+  assign \$2  = i[10] ^ i[15];
+  assign \$3  = i[3] ^ i[11];
+  assign \$4  = i[5] ^ i[8];
+  assign \$5  = i[0] ^ i[2];
+  assign \$6  = i[5] ^ i[8];
+  assign \$7  = i[2] ^ i[5];
+  assign \$8  = i[9] ^ i[15];
+  assign \$9  = i[8] ^ i[9];
+  assign \$10  = i[0] ^ i[1];
+  assign \$11  = i[6] ^ i[9];
+  assign \$12  = i[1] ^ i[15];
+  assign \$13  = i[4] ^ i[7];
+  assign \$14  = i[2] ^ i[13];
+  assign \$15  = i[13] ^ i[15];
+  assign \$16  = i[3] ^ i[12];
+  assign \$17  = i[8] ^ i[11];
+  assign \$18  = i[2] ^ i[9];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[3] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1.dec_3_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2759,26 +2940,26 @@ endmodule
 module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [4:0] \$10 ;
-  wire [4:0] \$11 ;
+  wire [5:0] \$10 ;
+  wire [5:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [4:0] \$16 ;
-  wire [4:0] \$17 ;
+  wire [5:0] \$16 ;
+  wire [5:0] \$17 ;
   wire \$18 ;
-  wire [4:0] \$19 ;
+  wire [5:0] \$19 ;
   wire \$2 ;
-  wire [4:0] \$20 ;
+  wire [5:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [4:0] \$23 ;
+  wire [5:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [4:0] \$26 ;
-  wire [4:0] \$27 ;
-  wire [5:0] \$28 ;
+  wire [5:0] \$26 ;
+  wire [5:0] \$27 ;
+  wire [6:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -2788,13 +2969,13 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
   wire \$34 ;
   wire \$35 ;
   reg \$36 ;
-  reg [3:0] \$37 ;
+  reg [4:0] \$37 ;
   reg \$38 ;
   reg [7:0] \$39 ;
   wire \$4 ;
-  reg [3:0] \$40 ;
-  reg [3:0] \$41 ;
-  reg [3:0] \$42 ;
+  reg [4:0] \$40 ;
+  reg [4:0] \$41 ;
+  reg [4:0] \$42 ;
   reg \$43 ;
   wire \$5 ;
   wire \$6 ;
@@ -2817,25 +2998,25 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [3:0] r_port__addr;
+  wire [4:0] r_port__addr;
   wire [7:0] r_port__data;
   wire r_port__en;
-  reg [3:0] rd = 4'h0;
-  reg [3:0] rd_inc = 4'h1;
+  reg [4:0] rd = 5'h00;
+  reg [4:0] rd_inc = 5'h01;
   input rst_conv1;
   wire rst_conv1;
-  reg [3:0] used = 4'h0;
+  reg [4:0] used = 5'h00;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [3:0] w_port__addr = 4'h0;
+  reg [4:0] w_port__addr = 5'h00;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire [7:0] waiting;
-  (* init = 4'h0 *)
-  wire [3:0] wr;
-  reg [7:0] \buf  [12:0];
+  (* init = 5'h00 *)
+  wire [4:0] wr;
+  reg [7:0] \buf  [18:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -2850,6 +3031,12 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
     \buf [10] = 8'h00;
     \buf [11] = 8'h00;
     \buf [12] = 8'h00;
+    \buf [13] = 8'h00;
+    \buf [14] = 8'h00;
+    \buf [15] = 8'h00;
+    \buf [16] = 8'h00;
+    \buf [17] = 8'h00;
+    \buf [18] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -2877,18 +3064,18 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 4'hc;
+  assign \$9  = rd_inc == 5'h12;
   assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 5'h00 : \$10 ;
+  assign \$11  = \$9  ? 6'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 4'hc;
+  assign \$15  = rd == 5'h12;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 5'h00 : \$16 ;
-  assign \$18  = w_port__addr == 4'hc;
+  assign \$17  = \$15  ? 6'h00 : \$16 ;
+  assign \$18  = w_port__addr == 5'h12;
   assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 5'h00 : \$19 ;
+  assign \$20  = \$18  ? 6'h00 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -2896,7 +3083,7 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [4], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [5], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -2920,9 +3107,9 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
     w_port__addr <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = \$28 [3:0];
+    \$42  = \$28 [4:0];
     if (rst_conv1) begin
-      \$42  = 4'h0;
+      \$42  = 5'h00;
     end
   end
   always @* begin
@@ -2943,10 +3130,10 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$37  = rd_inc;
     if (pop) begin
-      \$37  = \$11 [3:0];
+      \$37  = \$11 [4:0];
     end
     if (rst_conv1) begin
-      \$37  = 4'h1;
+      \$37  = 5'h01;
     end
   end
   always @* begin
@@ -2970,20 +3157,20 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$40  = rd;
     if (pop) begin
-      \$40  = \$17 [3:0];
+      \$40  = \$17 [4:0];
     end
     if (rst_conv1) begin
-      \$40  = 4'h0;
+      \$40  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$41  = w_port__addr;
     if (push) begin
-      \$41  = \$20 [3:0];
+      \$41  = \$20 [4:0];
     end
     if (rst_conv1) begin
-      \$41  = 4'h0;
+      \$41  = 5'h00;
     end
   end
   assign head = o__payload;
@@ -3004,7 +3191,7 @@ module \flexor_lenet5.conv1.rom (data, addr, clk);
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd6),
     .COPY_BITS(32'd18),
-    .DEPTH(32'd48),
+    .DEPTH(32'd40),
     .INIT_FILE("flexor_lenet5_l0_weights.hex"),
     .LATENCY(32'd3),
     .WIDTH(32'd64)
@@ -3259,7 +3446,7 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__pay
   assign \$67  = \$65  & \$66 ;
   assign \$68  = \$67  ? 1'h0 : at5;
   assign \$69  = \$63  ? at4 : \$68 ;
-  assign \$70  = raddr == 6'h2f;
+  assign \$70  = raddr == 6'h27;
   assign \$71  = raddr + 1'h1;
   assign \$72  = \$70  ? 7'h00 : \$71 ;
   assign \$73  = ~ at0;
@@ -5345,127 +5532,127 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$559 , clk);
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o__payload, \o__ready$616 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
-  wire [14:0] \$100 ;
-  wire [19:0] \$101 ;
-  wire \$102 ;
+  wire [18:0] \$100 ;
+  wire \$101 ;
+  wire [17:0] \$102 ;
   wire [18:0] \$103 ;
-  wire [14:0] \$104 ;
+  wire [18:0] \$104 ;
   wire [19:0] \$105 ;
-  wire [18:0] \$106 ;
-  wire [14:0] \$107 ;
-  wire [19:0] \$108 ;
-  wire \$109 ;
+  wire [17:0] \$106 ;
+  wire [18:0] \$107 ;
+  wire \$108 ;
+  wire [17:0] \$109 ;
   wire \$11 ;
   wire [18:0] \$110 ;
-  wire [14:0] \$111 ;
+  wire [18:0] \$111 ;
   wire [19:0] \$112 ;
-  wire [18:0] \$113 ;
-  wire [14:0] \$114 ;
-  wire [19:0] \$115 ;
-  wire \$116 ;
-  wire [18:0] \$117 ;
-  wire [14:0] \$118 ;
-  wire [19:0] \$119 ;
+  wire [4:0] \$113 ;
+  wire \$114 ;
+  wire [6:0] \$115 ;
+  wire [6:0] \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [4:0] \$120 ;
-  wire \$121 ;
-  wire [6:0] \$122 ;
-  wire [6:0] \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire [19:0] \$127 ;
+  wire [19:0] \$120 ;
+  wire [30:0] \$121 ;
+  wire [45:0] \$122 ;
+  wire [46:0] \$123 ;
+  wire [47:0] \$124 ;
+  wire [30:0] \$125 ;
+  wire [30:0] \$126 ;
+  wire \$127 ;
   wire [30:0] \$128 ;
-  wire [45:0] \$129 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [46:0] \$130 ;
-  wire [47:0] \$131 ;
-  wire [30:0] \$132 ;
-  wire [30:0] \$133 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire [1:0] \$132 ;
+  wire \$133 ;
   wire \$134 ;
-  wire [30:0] \$135 ;
+  wire \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire [1:0] \$139 ;
-  wire [6:0] \$14 ;
+  wire \$139 ;
+  wire \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire [39:0] \$143 ;
+  wire \$143 ;
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
-  wire [39:0] \$147 ;
+  wire \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire [6:0] \$15 ;
   wire \$150 ;
-  wire [39:0] \$151 ;
+  wire \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
-  wire [39:0] \$155 ;
+  wire \$155 ;
   wire \$156 ;
   wire \$157 ;
   wire \$158 ;
-  wire [39:0] \$159 ;
-  wire [4:0] \$16 ;
+  wire \$159 ;
+  wire [6:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [39:0] \$163 ;
+  wire \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
-  wire [39:0] \$167 ;
+  wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire \$17 ;
+  wire [4:0] \$17 ;
   wire \$170 ;
-  wire [39:0] \$171 ;
+  wire \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [39:0] \$175 ;
+  wire \$175 ;
   wire \$176 ;
   wire \$177 ;
   wire \$178 ;
-  wire [39:0] \$179 ;
+  wire \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
-  wire [39:0] \$183 ;
+  wire \$183 ;
   wire \$184 ;
   wire \$185 ;
   wire \$186 ;
-  wire [39:0] \$187 ;
+  wire \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
   wire \$190 ;
-  wire [39:0] \$191 ;
+  wire \$191 ;
   wire \$192 ;
   wire \$193 ;
   wire \$194 ;
-  wire [39:0] \$195 ;
+  wire \$195 ;
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire [39:0] \$199 ;
+  wire [63:0] \$199 ;
   wire [6:0] \$2 ;
-  wire [14:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
+  wire \$20 ;
+  wire [63:0] \$200 ;
+  wire [63:0] \$201 ;
+  wire [63:0] \$202 ;
+  wire [63:0] \$203 ;
+  wire [63:0] \$204 ;
+  wire [63:0] \$205 ;
   wire [63:0] \$206 ;
   wire [63:0] \$207 ;
   wire [63:0] \$208 ;
@@ -5480,223 +5667,198 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   wire [63:0] \$216 ;
   wire [63:0] \$217 ;
   wire [63:0] \$218 ;
-  wire [63:0] \$219 ;
-  wire [5:0] \$22 ;
-  wire [63:0] \$220 ;
-  wire [63:0] \$221 ;
-  wire [63:0] \$222 ;
-  wire [63:0] \$223 ;
-  wire [63:0] \$224 ;
-  wire [63:0] \$225 ;
-  reg \$226 ;
-  reg [7:0] \$227 ;
-  reg [7:0] \$228 ;
-  reg [4:0] \$229 ;
-  wire [3:0] \$23 ;
+  reg [4:0] \$219 ;
+  wire [14:0] \$22 ;
+  reg \$220 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg [5:0] \$225 ;
+  reg [4:0] \$226 ;
+  reg [2:0] \$227 ;
+  reg \$228 ;
+  reg [5:0] \$229 ;
+  wire [5:0] \$23 ;
   reg \$230 ;
-  reg \$231 ;
+  reg [3:0] \$231 ;
   reg \$232 ;
   reg \$233 ;
   reg \$234 ;
-  reg \$235 ;
+  reg [5:0] \$235 ;
   reg \$236 ;
-  reg [17:0] \$237 ;
-  reg [17:0] \$238 ;
+  reg \$237 ;
+  reg \$238 ;
   reg \$239 ;
-  wire [6:0] \$24 ;
+  wire [3:0] \$24 ;
   reg \$240 ;
   reg \$241 ;
   reg \$242 ;
   reg \$243 ;
-  reg [5:0] \$244 ;
-  reg [4:0] \$245 ;
-  reg [2:0] \$246 ;
+  reg \$244 ;
+  reg \$245 ;
+  reg \$246 ;
   reg \$247 ;
-  reg [5:0] \$248 ;
+  reg \$248 ;
   reg \$249 ;
-  wire \$25 ;
-  reg [3:0] \$250 ;
+  wire [6:0] \$25 ;
+  reg \$250 ;
   reg \$251 ;
   reg \$252 ;
   reg \$253 ;
-  reg [5:0] \$254 ;
+  reg \$254 ;
   reg \$255 ;
   reg \$256 ;
   reg \$257 ;
   reg \$258 ;
-  reg \$259 ;
+  reg [17:0] \$259 ;
   wire \$26 ;
-  reg \$260 ;
-  reg \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg \$268 ;
-  reg \$269 ;
-  wire \$27 ;
-  reg \$270 ;
-  reg \$271 ;
-  reg \$272 ;
-  reg \$273 ;
-  reg \$274 ;
-  reg \$275 ;
-  reg \$276 ;
-  reg \$277 ;
-  reg \$278 ;
-  reg \$279 ;
-  wire [8:0] \$28 ;
-  reg \$280 ;
-  reg \$281 ;
-  reg \$282 ;
-  reg \$283 ;
+  reg [17:0] \$260 ;
+  reg [17:0] \$261 ;
+  reg [17:0] \$262 ;
+  reg [18:0] \$263 ;
+  reg [17:0] \$264 ;
+  reg [17:0] \$265 ;
+  reg [18:0] \$266 ;
+  reg [17:0] \$267 ;
+  reg [17:0] \$268 ;
+  reg [18:0] \$269 ;
+  wire [5:0] \$27 ;
+  reg [17:0] \$270 ;
+  reg [17:0] \$271 ;
+  reg [18:0] \$272 ;
+  reg [17:0] \$273 ;
+  reg [17:0] \$274 ;
+  reg [18:0] \$275 ;
+  reg [17:0] \$276 ;
+  reg [17:0] \$277 ;
+  reg [18:0] \$278 ;
+  reg [17:0] \$279 ;
+  wire [5:0] \$28 ;
+  reg [17:0] \$280 ;
+  reg [18:0] \$281 ;
+  reg [17:0] \$282 ;
+  reg [17:0] \$283 ;
   reg [18:0] \$284 ;
-  reg [18:0] \$285 ;
-  reg [18:0] \$286 ;
-  reg [18:0] \$287 ;
-  reg [18:0] \$288 ;
-  reg [18:0] \$289 ;
-  wire [8:0] \$29 ;
-  reg [18:0] \$290 ;
-  reg [18:0] \$291 ;
-  reg [18:0] \$292 ;
-  reg [18:0] \$293 ;
-  reg [18:0] \$294 ;
-  reg [18:0] \$295 ;
-  reg [18:0] \$296 ;
-  reg [18:0] \$297 ;
-  reg [18:0] \$298 ;
-  reg [18:0] \$299 ;
+  reg [3:0] \$285 ;
+  reg [5:0] \$286 ;
+  reg \$287 ;
+  reg \$288 ;
+  reg \$289 ;
+  wire \$29 ;
+  reg \$290 ;
+  reg \$291 ;
+  reg \$292 ;
+  reg \$293 ;
+  reg \$294 ;
+  reg \$295 ;
+  reg \$296 ;
+  reg \$297 ;
+  reg \$298 ;
+  reg \$299 ;
   wire \$3 ;
   wire \$30 ;
-  reg [18:0] \$300 ;
-  reg [18:0] \$301 ;
-  reg [18:0] \$302 ;
-  reg [18:0] \$303 ;
-  reg [18:0] \$304 ;
-  reg [18:0] \$305 ;
-  reg [18:0] \$306 ;
-  reg [18:0] \$307 ;
-  reg [18:0] \$308 ;
-  reg [3:0] \$309 ;
-  wire [7:0] \$31 ;
-  reg [5:0] \$310 ;
-  reg \$311 ;
-  reg \$312 ;
-  reg \$313 ;
-  reg \$314 ;
-  reg \$315 ;
-  reg \$316 ;
-  reg \$317 ;
-  reg \$318 ;
-  reg \$319 ;
+  reg [1:0] \$300 ;
+  reg [4:0] \$301 ;
+  reg \$302 ;
+  wire [63:0] \$303 ;
+  wire [63:0] \$304 ;
+  wire [63:0] \$305 ;
+  wire [63:0] \$306 ;
+  wire [5:0] \$31 ;
   wire [5:0] \$32 ;
-  reg \$320 ;
-  reg \$321 ;
-  reg \$322 ;
-  reg \$323 ;
-  reg [1:0] \$324 ;
-  reg [4:0] \$325 ;
-  reg \$326 ;
-  wire [63:0] \$327 ;
-  wire [63:0] \$328 ;
-  wire [63:0] \$329 ;
-  wire [5:0] \$33 ;
-  wire [63:0] \$330 ;
-  wire [5:0] \$34 ;
-  wire [17:0] \$35 ;
-  wire [18:0] \$36 ;
+  wire [3:0] \$33 ;
+  wire [3:0] \$34 ;
+  wire \$35 ;
+  wire [4:0] \$36 ;
   wire \$37 ;
-  wire [17:0] \$38 ;
-  wire [18:0] \$39 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [4:0] \$40 ;
   wire \$41 ;
-  wire [5:0] \$42 ;
-  wire [5:0] \$43 ;
-  wire [3:0] \$44 ;
-  wire [3:0] \$45 ;
-  wire \$46 ;
-  wire [4:0] \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  wire [63:0] \$42 ;
+  wire [63:0] \$43 ;
+  wire [63:0] \$44 ;
+  wire [63:0] \$45 ;
+  wire [63:0] \$46 ;
+  wire [63:0] \$47 ;
+  wire [63:0] \$48 ;
+  wire [63:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire [4:0] \$51 ;
-  wire \$52 ;
-  wire [63:0] \$53 ;
-  wire [63:0] \$54 ;
-  wire [63:0] \$55 ;
-  wire [63:0] \$56 ;
-  wire [63:0] \$57 ;
-  wire [63:0] \$58 ;
-  wire [63:0] \$59 ;
+  wire [63:0] \$50 ;
+  wire [63:0] \$51 ;
+  wire [17:0] \$52 ;
+  wire [18:0] \$53 ;
+  wire \$54 ;
+  wire [17:0] \$55 ;
+  wire [18:0] \$56 ;
+  wire [17:0] \$57 ;
+  wire [18:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [63:0] \$60 ;
-  wire [63:0] \$61 ;
-  wire [63:0] \$62 ;
-  wire [18:0] \$63 ;
-  wire [18:0] \$64 ;
-  wire [14:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire \$67 ;
+  wire [17:0] \$60 ;
+  wire [18:0] \$61 ;
+  wire [18:0] \$62 ;
+  wire [19:0] \$63 ;
+  wire [17:0] \$64 ;
+  wire [18:0] \$65 ;
+  wire \$66 ;
+  wire [17:0] \$67 ;
   wire [18:0] \$68 ;
-  wire [14:0] \$69 ;
+  wire [18:0] \$69 ;
   wire \$7 ;
   wire [19:0] \$70 ;
-  wire [18:0] \$71 ;
-  wire [14:0] \$72 ;
-  wire [19:0] \$73 ;
-  wire \$74 ;
+  wire [17:0] \$71 ;
+  wire [18:0] \$72 ;
+  wire \$73 ;
+  wire [17:0] \$74 ;
   wire [18:0] \$75 ;
-  wire [14:0] \$76 ;
+  wire [18:0] \$76 ;
   wire [19:0] \$77 ;
-  wire [18:0] \$78 ;
-  wire [14:0] \$79 ;
+  wire [17:0] \$78 ;
+  wire [18:0] \$79 ;
   wire \$8 ;
-  wire [19:0] \$80 ;
-  wire \$81 ;
+  wire \$80 ;
+  wire [17:0] \$81 ;
   wire [18:0] \$82 ;
-  wire [14:0] \$83 ;
+  wire [18:0] \$83 ;
   wire [19:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [14:0] \$86 ;
-  wire [19:0] \$87 ;
-  wire \$88 ;
+  wire [17:0] \$85 ;
+  wire [18:0] \$86 ;
+  wire \$87 ;
+  wire [17:0] \$88 ;
   wire [18:0] \$89 ;
   wire \$9 ;
-  wire [14:0] \$90 ;
+  wire [18:0] \$90 ;
   wire [19:0] \$91 ;
-  wire [18:0] \$92 ;
-  wire [14:0] \$93 ;
-  wire [19:0] \$94 ;
-  wire \$95 ;
+  wire [17:0] \$92 ;
+  wire [18:0] \$93 ;
+  wire \$94 ;
+  wire [17:0] \$95 ;
   wire [18:0] \$96 ;
-  wire [14:0] \$97 ;
+  wire [18:0] \$97 ;
   wire [19:0] \$98 ;
-  wire [18:0] \$99 ;
+  wire [17:0] \$99 ;
   wire \$signal ;
-  reg \$signal$584  = 1'h0;
-  reg \$signal$585  = 1'h0;
-  reg \$signal$870  = 1'h0;
+  reg \$signal$630  = 1'h0;
+  reg \$signal$631  = 1'h0;
+  reg \$signal$913  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$551 ;
-  reg [18:0] acc0_0 = 19'h00000;
-  reg [18:0] acc1_0 = 19'h00000;
-  reg [18:0] acc2_0 = 19'h00000;
-  reg [18:0] acc3_0 = 19'h00000;
-  reg [18:0] acc4_0 = 19'h00000;
-  reg [18:0] acc5_0 = 19'h00000;
-  reg [18:0] acc6_0 = 19'h00000;
-  reg [18:0] acc7_0 = 19'h00000;
+  wire [12:0] \a$608 ;
+  reg [17:0] acc0_0 = 18'h00000;
+  reg [17:0] acc1_0 = 18'h00000;
+  reg [17:0] acc2_0 = 18'h00000;
+  reg [17:0] acc3_0 = 18'h00000;
+  reg [17:0] acc4_0 = 18'h00000;
+  reg [17:0] acc5_0 = 18'h00000;
+  reg [17:0] acc6_0 = 18'h00000;
+  reg [17:0] acc7_0 = 18'h00000;
   reg active = 1'h0;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$890 ;
-  reg [7:0] at = 8'h01;
+  wire [7:0] \addr$933 ;
   wire [16:0] b;
-  wire [1:0] \b$552 ;
+  wire [1:0] \b$609 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -5707,7 +5869,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   reg [18:0] bank7_0 = 19'h00000;
   (* init = 6'h00 *)
   wire [5:0] beat;
-  reg [7:0] \beat$573  = 8'h00;
   reg can_end = 1'h1;
   input clk;
   wire clk;
@@ -5716,17 +5877,17 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   wire credits_room_next;
   reg [4:0] credits_space = 5'h18;
   wire [31:0] data;
-  wire [255:0] \data$889 ;
+  wire [255:0] \data$932 ;
   reg done = 1'h0;
   wire filled;
-  reg [18:0] fin0_0 = 19'h00000;
-  reg [18:0] fin1_0 = 19'h00000;
-  reg [18:0] fin2_0 = 19'h00000;
-  reg [18:0] fin3_0 = 19'h00000;
-  reg [18:0] fin4_0 = 19'h00000;
-  reg [18:0] fin5_0 = 19'h00000;
-  reg [18:0] fin6_0 = 19'h00000;
-  reg [18:0] fin7_0 = 19'h00000;
+  reg [17:0] fin0_0 = 18'h00000;
+  reg [17:0] fin1_0 = 18'h00000;
+  reg [17:0] fin2_0 = 18'h00000;
+  reg [17:0] fin3_0 = 18'h00000;
+  reg [17:0] fin4_0 = 18'h00000;
+  reg [17:0] fin5_0 = 18'h00000;
+  reg [17:0] fin6_0 = 18'h00000;
+  reg [17:0] fin7_0 = 18'h00000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
@@ -5739,34 +5900,34 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   wire [2:0] flags_5;
   wire [2:0] flags_6;
   wire [2:0] flags_7;
+  wire [2:0] flags_x;
   reg [3:0] gap = 4'h0;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$164 ;
-  wire [15:0] \i$210 ;
-  wire [15:0] \i$211 ;
-  wire [15:0] \i$257 ;
-  wire [15:0] \i$258 ;
-  wire [15:0] \i$304 ;
-  wire [15:0] \i$305 ;
-  wire [15:0] \i$351 ;
-  wire [15:0] \i$352 ;
-  wire [15:0] \i$398 ;
-  wire [15:0] \i$399 ;
-  wire [15:0] \i$445 ;
-  wire [15:0] \i$446 ;
-  wire [15:0] \i$492 ;
-  wire [15:0] \i$493 ;
-  wire [39:0] i__payload;
+  wire [15:0] \i$155 ;
+  wire [15:0] \i$201 ;
+  wire [15:0] \i$202 ;
+  wire [15:0] \i$248 ;
+  wire [15:0] \i$249 ;
+  wire [15:0] \i$295 ;
+  wire [15:0] \i$296 ;
+  wire [15:0] \i$342 ;
+  wire [15:0] \i$343 ;
+  wire [15:0] \i$389 ;
+  wire [15:0] \i$390 ;
+  wire [15:0] \i$436 ;
+  wire [15:0] \i$437 ;
+  wire [15:0] \i$483 ;
+  wire [15:0] \i$484 ;
+  wire [319:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
   reg ka = 1'h0;
-  reg last = 1'h0;
   reg last1 = 1'h0;
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
@@ -5942,34 +6103,34 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$612 ;
-  wire [19:0] \o$636 ;
-  wire [19:0] \o$637 ;
-  wire [19:0] \o$661 ;
-  wire [19:0] \o$662 ;
-  wire [19:0] \o$686 ;
-  wire [19:0] \o$687 ;
-  wire [19:0] \o$711 ;
-  wire [19:0] \o$712 ;
-  wire [19:0] \o$736 ;
-  wire [19:0] \o$737 ;
-  wire [19:0] \o$761 ;
-  wire [19:0] \o$762 ;
-  wire [19:0] \o$786 ;
-  wire [19:0] \o$787 ;
+  wire [19:0] \o$657 ;
+  wire [19:0] \o$681 ;
+  wire [19:0] \o$682 ;
+  wire [19:0] \o$706 ;
+  wire [19:0] \o$707 ;
+  wire [19:0] \o$731 ;
+  wire [19:0] \o$732 ;
+  wire [19:0] \o$756 ;
+  wire [19:0] \o$757 ;
+  wire [19:0] \o$781 ;
+  wire [19:0] \o$782 ;
+  wire [19:0] \o$806 ;
+  wire [19:0] \o$807 ;
+  wire [19:0] \o$831 ;
+  wire [19:0] \o$832 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$558 ;
-  wire [255:0] \o__payload$587 ;
+  wire [7:0] \o__payload$615 ;
+  wire [255:0] \o__payload$633 ;
   wire o__ready;
-  input \o__ready$559 ;
-  wire \o__ready$559 ;
-  wire \o__ready$560 ;
+  input \o__ready$616 ;
+  wire \o__ready$616 ;
+  wire \o__ready$617 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$562 ;
+  wire \o__valid$619 ;
   wire [29:0] p;
-  wire [14:0] \p$877 ;
+  wire [14:0] \p$920 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_10;
@@ -6132,6 +6293,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   wire [8:0] p7_0_9;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$10 ;
+  wire [3:0] \port__addr$108 ;
+  wire [3:0] \port__addr$111 ;
+  wire [2:0] \port__addr$114 ;
   wire [3:0] \port__addr$117 ;
   wire [3:0] \port__addr$120 ;
   wire [2:0] \port__addr$123 ;
@@ -6145,9 +6309,6 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   wire [3:0] \port__addr$147 ;
   wire [3:0] \port__addr$15 ;
   wire [2:0] \port__addr$150 ;
-  wire [3:0] \port__addr$153 ;
-  wire [3:0] \port__addr$156 ;
-  wire [2:0] \port__addr$159 ;
   wire [3:0] \port__addr$20 ;
   wire [3:0] \port__addr$25 ;
   wire [3:0] \port__addr$30 ;
@@ -6171,31 +6332,34 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   wire [63:0] \port__data$47 ;
   wire [63:0] \port__data$52 ;
   wire [63:0] \port__data$57 ;
-  wire [63:0] \port__data$591 ;
-  wire [63:0] \port__data$592 ;
-  wire [63:0] \port__data$593 ;
-  wire [63:0] \port__data$595 ;
-  wire [63:0] \port__data$596 ;
-  wire [63:0] \port__data$597 ;
-  wire [63:0] \port__data$599 ;
-  wire [63:0] \port__data$600 ;
-  wire [63:0] \port__data$601 ;
-  wire [63:0] \port__data$603 ;
-  wire [63:0] \port__data$604 ;
-  wire [63:0] \port__data$605 ;
-  wire [63:0] \port__data$607 ;
-  wire [63:0] \port__data$608 ;
-  wire [63:0] \port__data$609 ;
   wire [63:0] \port__data$62 ;
+  wire [63:0] \port__data$636 ;
+  wire [63:0] \port__data$637 ;
+  wire [63:0] \port__data$638 ;
+  wire [63:0] \port__data$640 ;
+  wire [63:0] \port__data$641 ;
+  wire [63:0] \port__data$642 ;
+  wire [63:0] \port__data$644 ;
+  wire [63:0] \port__data$645 ;
+  wire [63:0] \port__data$646 ;
+  wire [63:0] \port__data$648 ;
+  wire [63:0] \port__data$649 ;
+  wire [63:0] \port__data$650 ;
+  wire [63:0] \port__data$652 ;
+  wire [63:0] \port__data$653 ;
+  wire [63:0] \port__data$654 ;
   wire [63:0] \port__data$67 ;
   wire [63:0] \port__data$72 ;
   wire [63:0] \port__data$77 ;
-  wire [7:0] port__en;
+  wire port__en;
+  wire \port__en$110 ;
+  wire \port__en$113 ;
+  wire \port__en$116 ;
   wire \port__en$119 ;
   wire \port__en$122 ;
   wire \port__en$125 ;
   wire \port__en$128 ;
-  wire [7:0] \port__en$13 ;
+  wire \port__en$13 ;
   wire \port__en$131 ;
   wire \port__en$134 ;
   wire \port__en$137 ;
@@ -6204,22 +6368,19 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   wire \port__en$146 ;
   wire \port__en$149 ;
   wire \port__en$152 ;
-  wire \port__en$155 ;
-  wire \port__en$158 ;
-  wire \port__en$161 ;
-  wire [7:0] \port__en$18 ;
-  wire [7:0] \port__en$23 ;
-  wire [7:0] \port__en$28 ;
-  wire [7:0] \port__en$33 ;
-  wire [7:0] \port__en$38 ;
-  wire [7:0] \port__en$43 ;
-  wire [7:0] \port__en$48 ;
-  wire [7:0] \port__en$53 ;
-  wire [7:0] \port__en$58 ;
-  wire [7:0] \port__en$63 ;
-  wire [7:0] \port__en$68 ;
-  wire [7:0] \port__en$73 ;
-  wire [7:0] \port__en$78 ;
+  wire \port__en$18 ;
+  wire \port__en$23 ;
+  wire \port__en$28 ;
+  wire \port__en$33 ;
+  wire \port__en$38 ;
+  wire \port__en$43 ;
+  wire \port__en$48 ;
+  wire \port__en$53 ;
+  wire \port__en$58 ;
+  wire \port__en$63 ;
+  wire \port__en$68 ;
+  wire \port__en$73 ;
+  wire \port__en$78 ;
   reg [5:0] r_addr = 6'h00;
   wire [3:0] r_addr_b0_p0;
   wire [3:0] r_addr_b0_p1;
@@ -6677,65 +6838,145 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   wire [3:0] w_addr_b4_p0;
   wire [3:0] w_addr_b4_p1;
   wire [2:0] w_addr_b4_p2;
-  input [39:0] w_data;
-  wire [39:0] w_data;
-  wire [7:0] \w_data$563 ;
-  reg [39:0] w_data_q = 40'h0000000000;
-  wire [39:0] w_en;
-  reg \w_en$564  = 1'h0;
-  wire [7:0] w_en_b0_p0;
-  wire [7:0] w_en_b0_p1;
-  wire [7:0] w_en_b0_p2;
-  wire [7:0] w_en_b1_p0;
-  wire [7:0] w_en_b1_p1;
-  wire [7:0] w_en_b1_p2;
-  wire [7:0] w_en_b2_p0;
-  wire [7:0] w_en_b2_p1;
-  wire [7:0] w_en_b2_p2;
-  wire [7:0] w_en_b3_p0;
-  wire [7:0] w_en_b3_p1;
-  wire [7:0] w_en_b3_p2;
-  wire [7:0] w_en_b4_p0;
-  wire [7:0] w_en_b4_p1;
-  wire [7:0] w_en_b4_p2;
+  reg [4:0] w_count = 5'h00;
+  input [319:0] w_data;
+  wire [319:0] w_data;
+  wire [7:0] \w_data$620 ;
+  reg [319:0] w_data_q = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  wire w_en;
+  reg \w_en$621  = 1'h0;
+  wire w_en_b0_p0;
+  wire w_en_b0_p1;
+  wire w_en_b0_p2;
+  wire w_en_b1_p0;
+  wire w_en_b1_p1;
+  wire w_en_b1_p2;
+  wire w_en_b2_p0;
+  wire w_en_b2_p1;
+  wire w_en_b2_p2;
+  wire w_en_b3_p0;
+  wire w_en_b3_p1;
+  wire w_en_b3_p2;
+  wire w_en_b4_p0;
+  wire w_en_b4_p1;
+  wire w_en_b4_p2;
   wire w_full;
-  wire \w_full$100 ;
+  wire \w_full$91 ;
   wire w_full_issue;
-  wire \w_full_issue$102 ;
+  wire \w_full_issue$93 ;
   reg w_half = 1'h0;
-  reg [4:0] word = 5'h00;
   reg [255:0] word1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  reg [17:0] wsum_acc = 18'h00000;
-  reg wsum_end_d1 = 1'h0;
-  reg wsum_end_d2 = 1'h0;
-  reg wsum_first = 1'h1;
-  reg wsum_first_d1 = 1'h0;
-  reg wsum_first_d2 = 1'h0;
-  reg [8:0] wsum_l1_0 = 9'h000;
-  reg [8:0] wsum_l1_1 = 9'h000;
-  reg [7:0] wsum_l1_2 = 8'h00;
-  reg [10:0] wsum_l3_0 = 11'h000;
-  reg [17:0] wsum_total = 18'h00000;
-  reg wsum_v_d1 = 1'h0;
-  reg wsum_v_d2 = 1'h0;
-  (* keep = 32'd1 *)
-  wire [8:0] wsum_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] wsum_w0_2;
-  (* keep = 32'd1 *)
-  wire [9:0] wsum_w1_0;
-  (* keep = 32'd1 *)
-  wire [10:0] wsum_w2_0;
-  reg [18:0] x_init = 19'h00000;
-  reg x_taken_d1 = 1'h0;
-  reg x_taken_d2 = 1'h0;
-  reg x_taken_d3 = 1'h0;
-  reg x_taken_d4 = 1'h0;
-  reg x_taken_d5 = 1'h0;
-  reg x_taken_d6 = 1'h0;
+  reg [17:0] xacc = 18'h00000;
   wire [319:0] xdata_c0;
   wire [319:0] xdata_c1;
   reg [319:0] xdata_d1 = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [17:0] xfin = 18'h00000;
+  reg [8:0] xsum_l1_0 = 9'h000;
+  reg [8:0] xsum_l1_1 = 9'h000;
+  reg [8:0] xsum_l1_10 = 9'h000;
+  reg [8:0] xsum_l1_11 = 9'h000;
+  reg [8:0] xsum_l1_12 = 9'h000;
+  reg [8:0] xsum_l1_13 = 9'h000;
+  reg [8:0] xsum_l1_14 = 9'h000;
+  reg [8:0] xsum_l1_15 = 9'h000;
+  reg [8:0] xsum_l1_16 = 9'h000;
+  reg [8:0] xsum_l1_17 = 9'h000;
+  reg [8:0] xsum_l1_18 = 9'h000;
+  reg [8:0] xsum_l1_19 = 9'h000;
+  reg [8:0] xsum_l1_2 = 9'h000;
+  reg [8:0] xsum_l1_3 = 9'h000;
+  reg [8:0] xsum_l1_4 = 9'h000;
+  reg [8:0] xsum_l1_5 = 9'h000;
+  reg [8:0] xsum_l1_6 = 9'h000;
+  reg [8:0] xsum_l1_7 = 9'h000;
+  reg [8:0] xsum_l1_8 = 9'h000;
+  reg [8:0] xsum_l1_9 = 9'h000;
+  reg [10:0] xsum_l3_0 = 11'h000;
+  reg [10:0] xsum_l3_1 = 11'h000;
+  reg [10:0] xsum_l3_2 = 11'h000;
+  reg [10:0] xsum_l3_3 = 11'h000;
+  reg [10:0] xsum_l3_4 = 11'h000;
+  reg [12:0] xsum_l5_0 = 13'h0000;
+  reg [10:0] xsum_l5_1 = 11'h000;
+  reg [13:0] xsum_l6_0 = 14'h0000;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_0;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_10;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_12;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_14;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_16;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_18;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_2;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_20;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_22;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_24;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_26;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_28;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_30;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_32;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_34;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_36;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_38;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_4;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_6;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_8;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_0;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_10;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_12;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_14;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_16;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_18;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_2;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_4;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_6;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_8;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_0;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_2;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_4;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_6;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_8;
+  (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_0;
+  (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_2;
+  (* keep = 32'd1 *)
+  wire [12:0] xsum_w4_0;
+  (* keep = 32'd1 *)
+  wire [13:0] xsum_w5_0;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p0 [15:0];
   initial begin
@@ -6757,28 +6998,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors0_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en[0])
-      vectors0_p0[port__addr][7:0] <= w_data_q[7:0];
-    if (port__en[1])
-      vectors0_p0[port__addr][15:8] <= w_data_q[15:8];
-    if (port__en[2])
-      vectors0_p0[port__addr][23:16] <= w_data_q[23:16];
-    if (port__en[3])
-      vectors0_p0[port__addr][31:24] <= w_data_q[31:24];
-    if (port__en[4])
-      vectors0_p0[port__addr][39:32] <= w_data_q[39:32];
-    if (port__en[5])
-      vectors0_p0[port__addr][47:40] <= w_data_q[7:0];
-    if (port__en[6])
-      vectors0_p0[port__addr][55:48] <= w_data_q[15:8];
-    if (port__en[7])
-      vectors0_p0[port__addr][63:56] <= w_data_q[23:16];
+    if (port__en)
+      vectors0_p0[port__addr] <= w_data_q[63:0];
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$117 ];
+    _0_ <= vectors0_p0[\port__addr$108 ];
   end
-  assign \port__data$591  = _0_;
+  assign \port__data$636  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [15:0];
   initial begin
@@ -6800,28 +7027,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors0_p1[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$33 [0])
-      vectors0_p1[\port__addr$30 ][7:0] <= w_data_q[7:0];
-    if (\port__en$33 [1])
-      vectors0_p1[\port__addr$30 ][15:8] <= w_data_q[15:8];
-    if (\port__en$33 [2])
-      vectors0_p1[\port__addr$30 ][23:16] <= w_data_q[23:16];
-    if (\port__en$33 [3])
-      vectors0_p1[\port__addr$30 ][31:24] <= w_data_q[31:24];
-    if (\port__en$33 [4])
-      vectors0_p1[\port__addr$30 ][39:32] <= w_data_q[39:32];
-    if (\port__en$33 [5])
-      vectors0_p1[\port__addr$30 ][47:40] <= w_data_q[7:0];
-    if (\port__en$33 [6])
-      vectors0_p1[\port__addr$30 ][55:48] <= w_data_q[15:8];
-    if (\port__en$33 [7])
-      vectors0_p1[\port__addr$30 ][63:56] <= w_data_q[23:16];
+    if (\port__en$33 )
+      vectors0_p1[\port__addr$30 ] <= w_data_q[63:0];
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$120 ];
+    _1_ <= vectors0_p1[\port__addr$111 ];
   end
-  assign \port__data$592  = _1_;
+  assign \port__data$637  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p2 [7:0];
   initial begin
@@ -6835,28 +7048,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors0_p2[7] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$58 [0])
-      vectors0_p2[\port__addr$55 ][7:0] <= w_data_q[7:0];
-    if (\port__en$58 [1])
-      vectors0_p2[\port__addr$55 ][15:8] <= w_data_q[15:8];
-    if (\port__en$58 [2])
-      vectors0_p2[\port__addr$55 ][23:16] <= w_data_q[23:16];
-    if (\port__en$58 [3])
-      vectors0_p2[\port__addr$55 ][31:24] <= w_data_q[31:24];
-    if (\port__en$58 [4])
-      vectors0_p2[\port__addr$55 ][39:32] <= w_data_q[39:32];
-    if (\port__en$58 [5])
-      vectors0_p2[\port__addr$55 ][47:40] <= w_data_q[7:0];
-    if (\port__en$58 [6])
-      vectors0_p2[\port__addr$55 ][55:48] <= w_data_q[15:8];
-    if (\port__en$58 [7])
-      vectors0_p2[\port__addr$55 ][63:56] <= w_data_q[23:16];
+    if (\port__en$58 )
+      vectors0_p2[\port__addr$55 ] <= w_data_q[63:0];
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors0_p2[\port__addr$123 ];
+    _2_ <= vectors0_p2[\port__addr$114 ];
   end
-  assign \port__data$593  = _2_;
+  assign \port__data$638  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [15:0];
   initial begin
@@ -6878,28 +7077,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors1_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$13 [0])
-      vectors1_p0[\port__addr$10 ][7:0] <= w_data_q[31:24];
-    if (\port__en$13 [1])
-      vectors1_p0[\port__addr$10 ][15:8] <= w_data_q[39:32];
-    if (\port__en$13 [2])
-      vectors1_p0[\port__addr$10 ][23:16] <= w_data_q[7:0];
-    if (\port__en$13 [3])
-      vectors1_p0[\port__addr$10 ][31:24] <= w_data_q[15:8];
-    if (\port__en$13 [4])
-      vectors1_p0[\port__addr$10 ][39:32] <= w_data_q[23:16];
-    if (\port__en$13 [5])
-      vectors1_p0[\port__addr$10 ][47:40] <= w_data_q[31:24];
-    if (\port__en$13 [6])
-      vectors1_p0[\port__addr$10 ][55:48] <= w_data_q[39:32];
-    if (\port__en$13 [7])
-      vectors1_p0[\port__addr$10 ][63:56] <= w_data_q[7:0];
+    if (\port__en$13 )
+      vectors1_p0[\port__addr$10 ] <= w_data_q[127:64];
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors1_p0[\port__addr$126 ];
+    _3_ <= vectors1_p0[\port__addr$117 ];
   end
-  assign \port__data$595  = _3_;
+  assign \port__data$640  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [15:0];
   initial begin
@@ -6921,28 +7106,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors1_p1[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$38 [0])
-      vectors1_p1[\port__addr$35 ][7:0] <= w_data_q[31:24];
-    if (\port__en$38 [1])
-      vectors1_p1[\port__addr$35 ][15:8] <= w_data_q[39:32];
-    if (\port__en$38 [2])
-      vectors1_p1[\port__addr$35 ][23:16] <= w_data_q[7:0];
-    if (\port__en$38 [3])
-      vectors1_p1[\port__addr$35 ][31:24] <= w_data_q[15:8];
-    if (\port__en$38 [4])
-      vectors1_p1[\port__addr$35 ][39:32] <= w_data_q[23:16];
-    if (\port__en$38 [5])
-      vectors1_p1[\port__addr$35 ][47:40] <= w_data_q[31:24];
-    if (\port__en$38 [6])
-      vectors1_p1[\port__addr$35 ][55:48] <= w_data_q[39:32];
-    if (\port__en$38 [7])
-      vectors1_p1[\port__addr$35 ][63:56] <= w_data_q[7:0];
+    if (\port__en$38 )
+      vectors1_p1[\port__addr$35 ] <= w_data_q[127:64];
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors1_p1[\port__addr$129 ];
+    _4_ <= vectors1_p1[\port__addr$120 ];
   end
-  assign \port__data$596  = _4_;
+  assign \port__data$641  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p2 [7:0];
   initial begin
@@ -6956,28 +7127,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors1_p2[7] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$63 [0])
-      vectors1_p2[\port__addr$60 ][7:0] <= w_data_q[31:24];
-    if (\port__en$63 [1])
-      vectors1_p2[\port__addr$60 ][15:8] <= w_data_q[39:32];
-    if (\port__en$63 [2])
-      vectors1_p2[\port__addr$60 ][23:16] <= w_data_q[7:0];
-    if (\port__en$63 [3])
-      vectors1_p2[\port__addr$60 ][31:24] <= w_data_q[15:8];
-    if (\port__en$63 [4])
-      vectors1_p2[\port__addr$60 ][39:32] <= w_data_q[23:16];
-    if (\port__en$63 [5])
-      vectors1_p2[\port__addr$60 ][47:40] <= w_data_q[31:24];
-    if (\port__en$63 [6])
-      vectors1_p2[\port__addr$60 ][55:48] <= w_data_q[39:32];
-    if (\port__en$63 [7])
-      vectors1_p2[\port__addr$60 ][63:56] <= w_data_q[7:0];
+    if (\port__en$63 )
+      vectors1_p2[\port__addr$60 ] <= w_data_q[127:64];
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors1_p2[\port__addr$132 ];
+    _5_ <= vectors1_p2[\port__addr$123 ];
   end
-  assign \port__data$597  = _5_;
+  assign \port__data$642  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [15:0];
   initial begin
@@ -6999,28 +7156,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors2_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$18 [0])
-      vectors2_p0[\port__addr$15 ][7:0] <= w_data_q[15:8];
-    if (\port__en$18 [1])
-      vectors2_p0[\port__addr$15 ][15:8] <= w_data_q[23:16];
-    if (\port__en$18 [2])
-      vectors2_p0[\port__addr$15 ][23:16] <= w_data_q[31:24];
-    if (\port__en$18 [3])
-      vectors2_p0[\port__addr$15 ][31:24] <= w_data_q[39:32];
-    if (\port__en$18 [4])
-      vectors2_p0[\port__addr$15 ][39:32] <= w_data_q[7:0];
-    if (\port__en$18 [5])
-      vectors2_p0[\port__addr$15 ][47:40] <= w_data_q[15:8];
-    if (\port__en$18 [6])
-      vectors2_p0[\port__addr$15 ][55:48] <= w_data_q[23:16];
-    if (\port__en$18 [7])
-      vectors2_p0[\port__addr$15 ][63:56] <= w_data_q[31:24];
+    if (\port__en$18 )
+      vectors2_p0[\port__addr$15 ] <= w_data_q[191:128];
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors2_p0[\port__addr$135 ];
+    _6_ <= vectors2_p0[\port__addr$126 ];
   end
-  assign \port__data$599  = _6_;
+  assign \port__data$644  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p1 [15:0];
   initial begin
@@ -7042,28 +7185,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors2_p1[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$43 [0])
-      vectors2_p1[\port__addr$40 ][7:0] <= w_data_q[15:8];
-    if (\port__en$43 [1])
-      vectors2_p1[\port__addr$40 ][15:8] <= w_data_q[23:16];
-    if (\port__en$43 [2])
-      vectors2_p1[\port__addr$40 ][23:16] <= w_data_q[31:24];
-    if (\port__en$43 [3])
-      vectors2_p1[\port__addr$40 ][31:24] <= w_data_q[39:32];
-    if (\port__en$43 [4])
-      vectors2_p1[\port__addr$40 ][39:32] <= w_data_q[7:0];
-    if (\port__en$43 [5])
-      vectors2_p1[\port__addr$40 ][47:40] <= w_data_q[15:8];
-    if (\port__en$43 [6])
-      vectors2_p1[\port__addr$40 ][55:48] <= w_data_q[23:16];
-    if (\port__en$43 [7])
-      vectors2_p1[\port__addr$40 ][63:56] <= w_data_q[31:24];
+    if (\port__en$43 )
+      vectors2_p1[\port__addr$40 ] <= w_data_q[191:128];
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors2_p1[\port__addr$138 ];
+    _7_ <= vectors2_p1[\port__addr$129 ];
   end
-  assign \port__data$600  = _7_;
+  assign \port__data$645  = _7_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p2 [7:0];
   initial begin
@@ -7077,28 +7206,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors2_p2[7] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$68 [0])
-      vectors2_p2[\port__addr$65 ][7:0] <= w_data_q[15:8];
-    if (\port__en$68 [1])
-      vectors2_p2[\port__addr$65 ][15:8] <= w_data_q[23:16];
-    if (\port__en$68 [2])
-      vectors2_p2[\port__addr$65 ][23:16] <= w_data_q[31:24];
-    if (\port__en$68 [3])
-      vectors2_p2[\port__addr$65 ][31:24] <= w_data_q[39:32];
-    if (\port__en$68 [4])
-      vectors2_p2[\port__addr$65 ][39:32] <= w_data_q[7:0];
-    if (\port__en$68 [5])
-      vectors2_p2[\port__addr$65 ][47:40] <= w_data_q[15:8];
-    if (\port__en$68 [6])
-      vectors2_p2[\port__addr$65 ][55:48] <= w_data_q[23:16];
-    if (\port__en$68 [7])
-      vectors2_p2[\port__addr$65 ][63:56] <= w_data_q[31:24];
+    if (\port__en$68 )
+      vectors2_p2[\port__addr$65 ] <= w_data_q[191:128];
   end
   reg [63:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors2_p2[\port__addr$141 ];
+    _8_ <= vectors2_p2[\port__addr$132 ];
   end
-  assign \port__data$601  = _8_;
+  assign \port__data$646  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [15:0];
   initial begin
@@ -7120,28 +7235,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors3_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$23 [0])
-      vectors3_p0[\port__addr$20 ][7:0] <= w_data_q[39:32];
-    if (\port__en$23 [1])
-      vectors3_p0[\port__addr$20 ][15:8] <= w_data_q[7:0];
-    if (\port__en$23 [2])
-      vectors3_p0[\port__addr$20 ][23:16] <= w_data_q[15:8];
-    if (\port__en$23 [3])
-      vectors3_p0[\port__addr$20 ][31:24] <= w_data_q[23:16];
-    if (\port__en$23 [4])
-      vectors3_p0[\port__addr$20 ][39:32] <= w_data_q[31:24];
-    if (\port__en$23 [5])
-      vectors3_p0[\port__addr$20 ][47:40] <= w_data_q[39:32];
-    if (\port__en$23 [6])
-      vectors3_p0[\port__addr$20 ][55:48] <= w_data_q[7:0];
-    if (\port__en$23 [7])
-      vectors3_p0[\port__addr$20 ][63:56] <= w_data_q[15:8];
+    if (\port__en$23 )
+      vectors3_p0[\port__addr$20 ] <= w_data_q[255:192];
   end
   reg [63:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors3_p0[\port__addr$144 ];
+    _9_ <= vectors3_p0[\port__addr$135 ];
   end
-  assign \port__data$603  = _9_;
+  assign \port__data$648  = _9_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p1 [15:0];
   initial begin
@@ -7163,28 +7264,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors3_p1[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$48 [0])
-      vectors3_p1[\port__addr$45 ][7:0] <= w_data_q[39:32];
-    if (\port__en$48 [1])
-      vectors3_p1[\port__addr$45 ][15:8] <= w_data_q[7:0];
-    if (\port__en$48 [2])
-      vectors3_p1[\port__addr$45 ][23:16] <= w_data_q[15:8];
-    if (\port__en$48 [3])
-      vectors3_p1[\port__addr$45 ][31:24] <= w_data_q[23:16];
-    if (\port__en$48 [4])
-      vectors3_p1[\port__addr$45 ][39:32] <= w_data_q[31:24];
-    if (\port__en$48 [5])
-      vectors3_p1[\port__addr$45 ][47:40] <= w_data_q[39:32];
-    if (\port__en$48 [6])
-      vectors3_p1[\port__addr$45 ][55:48] <= w_data_q[7:0];
-    if (\port__en$48 [7])
-      vectors3_p1[\port__addr$45 ][63:56] <= w_data_q[15:8];
+    if (\port__en$48 )
+      vectors3_p1[\port__addr$45 ] <= w_data_q[255:192];
   end
   reg [63:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors3_p1[\port__addr$147 ];
+    _10_ <= vectors3_p1[\port__addr$138 ];
   end
-  assign \port__data$604  = _10_;
+  assign \port__data$649  = _10_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p2 [7:0];
   initial begin
@@ -7198,28 +7285,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors3_p2[7] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$73 [0])
-      vectors3_p2[\port__addr$70 ][7:0] <= w_data_q[39:32];
-    if (\port__en$73 [1])
-      vectors3_p2[\port__addr$70 ][15:8] <= w_data_q[7:0];
-    if (\port__en$73 [2])
-      vectors3_p2[\port__addr$70 ][23:16] <= w_data_q[15:8];
-    if (\port__en$73 [3])
-      vectors3_p2[\port__addr$70 ][31:24] <= w_data_q[23:16];
-    if (\port__en$73 [4])
-      vectors3_p2[\port__addr$70 ][39:32] <= w_data_q[31:24];
-    if (\port__en$73 [5])
-      vectors3_p2[\port__addr$70 ][47:40] <= w_data_q[39:32];
-    if (\port__en$73 [6])
-      vectors3_p2[\port__addr$70 ][55:48] <= w_data_q[7:0];
-    if (\port__en$73 [7])
-      vectors3_p2[\port__addr$70 ][63:56] <= w_data_q[15:8];
+    if (\port__en$73 )
+      vectors3_p2[\port__addr$70 ] <= w_data_q[255:192];
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors3_p2[\port__addr$150 ];
+    _11_ <= vectors3_p2[\port__addr$141 ];
   end
-  assign \port__data$605  = _11_;
+  assign \port__data$650  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [15:0];
   initial begin
@@ -7241,28 +7314,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors4_p0[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$28 [0])
-      vectors4_p0[\port__addr$25 ][7:0] <= w_data_q[23:16];
-    if (\port__en$28 [1])
-      vectors4_p0[\port__addr$25 ][15:8] <= w_data_q[31:24];
-    if (\port__en$28 [2])
-      vectors4_p0[\port__addr$25 ][23:16] <= w_data_q[39:32];
-    if (\port__en$28 [3])
-      vectors4_p0[\port__addr$25 ][31:24] <= w_data_q[7:0];
-    if (\port__en$28 [4])
-      vectors4_p0[\port__addr$25 ][39:32] <= w_data_q[15:8];
-    if (\port__en$28 [5])
-      vectors4_p0[\port__addr$25 ][47:40] <= w_data_q[23:16];
-    if (\port__en$28 [6])
-      vectors4_p0[\port__addr$25 ][55:48] <= w_data_q[31:24];
-    if (\port__en$28 [7])
-      vectors4_p0[\port__addr$25 ][63:56] <= w_data_q[39:32];
+    if (\port__en$28 )
+      vectors4_p0[\port__addr$25 ] <= w_data_q[319:256];
   end
   reg [63:0] _12_;
   always @(posedge clk) begin
-    _12_ <= vectors4_p0[\port__addr$153 ];
+    _12_ <= vectors4_p0[\port__addr$144 ];
   end
-  assign \port__data$607  = _12_;
+  assign \port__data$652  = _12_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p1 [15:0];
   initial begin
@@ -7284,28 +7343,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors4_p1[15] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$53 [0])
-      vectors4_p1[\port__addr$50 ][7:0] <= w_data_q[23:16];
-    if (\port__en$53 [1])
-      vectors4_p1[\port__addr$50 ][15:8] <= w_data_q[31:24];
-    if (\port__en$53 [2])
-      vectors4_p1[\port__addr$50 ][23:16] <= w_data_q[39:32];
-    if (\port__en$53 [3])
-      vectors4_p1[\port__addr$50 ][31:24] <= w_data_q[7:0];
-    if (\port__en$53 [4])
-      vectors4_p1[\port__addr$50 ][39:32] <= w_data_q[15:8];
-    if (\port__en$53 [5])
-      vectors4_p1[\port__addr$50 ][47:40] <= w_data_q[23:16];
-    if (\port__en$53 [6])
-      vectors4_p1[\port__addr$50 ][55:48] <= w_data_q[31:24];
-    if (\port__en$53 [7])
-      vectors4_p1[\port__addr$50 ][63:56] <= w_data_q[39:32];
+    if (\port__en$53 )
+      vectors4_p1[\port__addr$50 ] <= w_data_q[319:256];
   end
   reg [63:0] _13_;
   always @(posedge clk) begin
-    _13_ <= vectors4_p1[\port__addr$156 ];
+    _13_ <= vectors4_p1[\port__addr$147 ];
   end
-  assign \port__data$608  = _13_;
+  assign \port__data$653  = _13_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p2 [7:0];
   initial begin
@@ -7319,78 +7364,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     vectors4_p2[7] = 64'h0000000000000000;
   end
   always @(posedge clk) begin
-    if (\port__en$78 [0])
-      vectors4_p2[\port__addr$75 ][7:0] <= w_data_q[23:16];
-    if (\port__en$78 [1])
-      vectors4_p2[\port__addr$75 ][15:8] <= w_data_q[31:24];
-    if (\port__en$78 [2])
-      vectors4_p2[\port__addr$75 ][23:16] <= w_data_q[39:32];
-    if (\port__en$78 [3])
-      vectors4_p2[\port__addr$75 ][31:24] <= w_data_q[7:0];
-    if (\port__en$78 [4])
-      vectors4_p2[\port__addr$75 ][39:32] <= w_data_q[15:8];
-    if (\port__en$78 [5])
-      vectors4_p2[\port__addr$75 ][47:40] <= w_data_q[23:16];
-    if (\port__en$78 [6])
-      vectors4_p2[\port__addr$75 ][55:48] <= w_data_q[31:24];
-    if (\port__en$78 [7])
-      vectors4_p2[\port__addr$75 ][63:56] <= w_data_q[39:32];
+    if (\port__en$78 )
+      vectors4_p2[\port__addr$75 ] <= w_data_q[319:256];
   end
   reg [63:0] _14_;
   always @(posedge clk) begin
-    _14_ <= vectors4_p2[\port__addr$159 ];
+    _14_ <= vectors4_p2[\port__addr$150 ];
   end
-  assign \port__data$609  = _14_;
-  always @(posedge clk)
-    m5_0_19 <= p5_0_19;
-  always @(posedge clk)
-    t5_0_l2_0 <= t5_0_w1_0;
-  always @(posedge clk)
-    t5_0_l2_1 <= t5_0_w1_2;
-  always @(posedge clk)
-    t5_0_l2_2 <= t5_0_w1_4;
-  always @(posedge clk)
-    t5_0_l2_3 <= t5_0_w1_6;
-  always @(posedge clk)
-    t5_0_l2_4 <= t5_0_w1_8;
-  always @(posedge clk)
-    t5_0_l4_0 <= t5_0_w3_0;
-  always @(posedge clk)
-    t5_0_l4_1 <= t5_0_l2_4;
-  always @(posedge clk)
-    t5_0_l5_0 <= t5_0_w4_0;
-  always @(posedge clk)
-    w6_0 <= { \o$762 , \o$761  };
-  always @(posedge clk)
-    m6_0_0 <= p6_0_0;
-  always @(posedge clk)
-    m6_0_1 <= p6_0_1;
-  always @(posedge clk)
-    m6_0_2 <= p6_0_2;
-  always @(posedge clk)
-    m6_0_3 <= p6_0_3;
-  always @(posedge clk)
-    m6_0_4 <= p6_0_4;
-  always @(posedge clk)
-    m6_0_5 <= p6_0_5;
-  always @(posedge clk)
-    m6_0_6 <= p6_0_6;
-  always @(posedge clk)
-    m6_0_7 <= p6_0_7;
-  always @(posedge clk)
-    m6_0_8 <= p6_0_8;
-  always @(posedge clk)
-    m6_0_9 <= p6_0_9;
-  always @(posedge clk)
-    m6_0_10 <= p6_0_10;
-  always @(posedge clk)
-    m6_0_11 <= p6_0_11;
-  always @(posedge clk)
-    m6_0_12 <= p6_0_12;
-  always @(posedge clk)
-    m6_0_13 <= p6_0_13;
-  always @(posedge clk)
-    m6_0_14 <= p6_0_14;
+  assign \port__data$654  = _14_;
   always @(posedge clk)
     m6_0_15 <= p6_0_15;
   always @(posedge clk)
@@ -7418,7 +7399,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t6_0_l5_0 <= t6_0_w4_0;
   always @(posedge clk)
-    w7_0 <= { \o$787 , \o$786  };
+    w7_0 <= { \o$832 , \o$831  };
   always @(posedge clk)
     m7_0_0 <= p7_0_0;
   always @(posedge clk)
@@ -7476,198 +7457,240 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t7_0_l5_0 <= t7_0_w4_0;
   always @(posedge clk)
-    v2_d1 <= \$255 ;
+    xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
-    v2_d2 <= \$256 ;
+    xsum_l1_1 <= xsum_w0_2;
   always @(posedge clk)
-    v2_d3 <= \$257 ;
+    xsum_l1_2 <= xsum_w0_4;
   always @(posedge clk)
-    v2_d4 <= \$258 ;
+    xsum_l1_3 <= xsum_w0_6;
   always @(posedge clk)
-    v2_d5 <= \$259 ;
+    xsum_l1_4 <= xsum_w0_8;
   always @(posedge clk)
-    last2_d1 <= \$260 ;
+    xsum_l1_5 <= xsum_w0_10;
   always @(posedge clk)
-    last2_d2 <= \$261 ;
+    xsum_l1_6 <= xsum_w0_12;
   always @(posedge clk)
-    last2_d3 <= \$262 ;
+    xsum_l1_7 <= xsum_w0_14;
   always @(posedge clk)
-    last2_d4 <= \$263 ;
+    xsum_l1_8 <= xsum_w0_16;
   always @(posedge clk)
-    last2_d5 <= \$264 ;
+    xsum_l1_9 <= xsum_w0_18;
   always @(posedge clk)
-    v2p_d1 <= \$265 ;
+    xsum_l1_10 <= xsum_w0_20;
   always @(posedge clk)
-    v2p_d2 <= \$266 ;
+    xsum_l1_11 <= xsum_w0_22;
   always @(posedge clk)
-    v2p_d3 <= \$267 ;
+    xsum_l1_12 <= xsum_w0_24;
   always @(posedge clk)
-    v2p_d4 <= \$268 ;
+    xsum_l1_13 <= xsum_w0_26;
   always @(posedge clk)
-    first2p_d1 <= \$269 ;
+    xsum_l1_14 <= xsum_w0_28;
   always @(posedge clk)
-    first2p_d2 <= \$270 ;
+    xsum_l1_15 <= xsum_w0_30;
   always @(posedge clk)
-    first2p_d3 <= \$271 ;
+    xsum_l1_16 <= xsum_w0_32;
   always @(posedge clk)
-    first2p_d4 <= \$272 ;
+    xsum_l1_17 <= xsum_w0_34;
   always @(posedge clk)
-    last2p_d1 <= \$273 ;
+    xsum_l1_18 <= xsum_w0_36;
   always @(posedge clk)
-    last2p_d2 <= \$274 ;
+    xsum_l1_19 <= xsum_w0_38;
   always @(posedge clk)
-    last2p_d3 <= \$275 ;
+    xsum_l3_0 <= xsum_w2_0;
   always @(posedge clk)
-    last2p_d4 <= \$276 ;
+    xsum_l3_1 <= xsum_w2_2;
   always @(posedge clk)
-    done <= \$277 ;
+    xsum_l3_2 <= xsum_w2_4;
   always @(posedge clk)
-    x_taken_d1 <= \$278 ;
+    xsum_l3_3 <= xsum_w2_6;
   always @(posedge clk)
-    x_taken_d2 <= \$279 ;
+    xsum_l3_4 <= xsum_w2_8;
   always @(posedge clk)
-    x_taken_d3 <= \$280 ;
+    xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    x_taken_d4 <= \$281 ;
+    xsum_l5_1 <= xsum_l3_4;
   always @(posedge clk)
-    x_taken_d5 <= \$282 ;
+    xsum_l6_0 <= xsum_w5_0;
   always @(posedge clk)
-    x_taken_d6 <= \$283 ;
+    v2_d1 <= \$236 ;
   always @(posedge clk)
-    x_init <= \$284 ;
+    v2_d2 <= \$237 ;
   always @(posedge clk)
-    acc0_0 <= \$285 ;
+    v2_d3 <= \$238 ;
   always @(posedge clk)
-    fin0_0 <= \$286 ;
+    v2_d4 <= \$239 ;
   always @(posedge clk)
-    bank0_0 <= \$287 ;
+    v2_d5 <= \$240 ;
   always @(posedge clk)
-    acc1_0 <= \$288 ;
+    last2_d1 <= \$241 ;
   always @(posedge clk)
-    fin1_0 <= \$289 ;
+    last2_d2 <= \$242 ;
   always @(posedge clk)
-    bank1_0 <= \$290 ;
+    last2_d3 <= \$243 ;
   always @(posedge clk)
-    acc2_0 <= \$291 ;
+    last2_d4 <= \$244 ;
   always @(posedge clk)
-    fin2_0 <= \$292 ;
+    last2_d5 <= \$245 ;
   always @(posedge clk)
-    bank2_0 <= \$293 ;
+    v2p_d1 <= \$246 ;
   always @(posedge clk)
-    acc3_0 <= \$294 ;
+    v2p_d2 <= \$247 ;
   always @(posedge clk)
-    fin3_0 <= \$295 ;
+    v2p_d3 <= \$248 ;
   always @(posedge clk)
-    bank3_0 <= \$296 ;
+    v2p_d4 <= \$249 ;
   always @(posedge clk)
-    acc4_0 <= \$297 ;
+    first2p_d1 <= \$250 ;
   always @(posedge clk)
-    fin4_0 <= \$298 ;
+    first2p_d2 <= \$251 ;
   always @(posedge clk)
-    bank4_0 <= \$299 ;
+    first2p_d3 <= \$252 ;
   always @(posedge clk)
-    acc5_0 <= \$300 ;
+    first2p_d4 <= \$253 ;
   always @(posedge clk)
-    fin5_0 <= \$301 ;
+    last2p_d1 <= \$254 ;
   always @(posedge clk)
-    bank5_0 <= \$302 ;
+    last2p_d2 <= \$255 ;
   always @(posedge clk)
-    acc6_0 <= \$303 ;
+    last2p_d3 <= \$256 ;
   always @(posedge clk)
-    fin6_0 <= \$304 ;
+    last2p_d4 <= \$257 ;
   always @(posedge clk)
-    bank6_0 <= \$305 ;
+    done <= \$258 ;
   always @(posedge clk)
-    acc7_0 <= \$306 ;
+    xacc <= \$259 ;
   always @(posedge clk)
-    fin7_0 <= \$307 ;
+    xfin <= \$260 ;
   always @(posedge clk)
-    bank7_0 <= \$308 ;
+    acc0_0 <= \$261 ;
   always @(posedge clk)
-    ser_left <= \$309 ;
+    fin0_0 <= \$262 ;
   always @(posedge clk)
-    addr <= \$310 ;
+    bank0_0 <= \$263 ;
   always @(posedge clk)
-    \$signal$870  <= \$311 ;
+    acc1_0 <= \$264 ;
   always @(posedge clk)
-    ka <= \$312 ;
+    fin1_0 <= \$265 ;
+  always @(posedge clk)
+    bank1_0 <= \$266 ;
+  always @(posedge clk)
+    acc2_0 <= \$267 ;
+  always @(posedge clk)
+    fin2_0 <= \$268 ;
+  always @(posedge clk)
+    bank2_0 <= \$269 ;
+  always @(posedge clk)
+    acc3_0 <= \$270 ;
+  always @(posedge clk)
+    fin3_0 <= \$271 ;
+  always @(posedge clk)
+    bank3_0 <= \$272 ;
+  always @(posedge clk)
+    acc4_0 <= \$273 ;
+  always @(posedge clk)
+    fin4_0 <= \$274 ;
+  always @(posedge clk)
+    bank4_0 <= \$275 ;
+  always @(posedge clk)
+    acc5_0 <= \$276 ;
+  always @(posedge clk)
+    fin5_0 <= \$277 ;
+  always @(posedge clk)
+    bank5_0 <= \$278 ;
+  always @(posedge clk)
+    acc6_0 <= \$279 ;
+  always @(posedge clk)
+    fin6_0 <= \$280 ;
+  always @(posedge clk)
+    bank6_0 <= \$281 ;
+  always @(posedge clk)
+    acc7_0 <= \$282 ;
+  always @(posedge clk)
+    fin7_0 <= \$283 ;
+  always @(posedge clk)
+    bank7_0 <= \$284 ;
+  always @(posedge clk)
+    ser_left <= \$285 ;
+  always @(posedge clk)
+    addr <= \$286 ;
+  always @(posedge clk)
+    \$signal$913  <= \$287 ;
+  always @(posedge clk)
+    ka <= \$288 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$313 ;
+    vb <= \$289 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$127 ;
+    rq0_beta <= \$120 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$130 ;
+    rq0_acc_s1_0 <= \$123 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$131 [30:0];
+    rq0_acc_s2_0 <= \$124 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$132 [14:0];
+    rq0_shifted <= \$125 [14:0];
   always @(posedge clk)
-    rq0_under <= \$134 ;
+    rq0_under <= \$127 ;
   always @(posedge clk)
-    rq0_over <= \$136 ;
+    rq0_over <= \$129 ;
   always @(posedge clk)
-    v_out_d1 <= \$314 ;
+    v_out_d1 <= \$290 ;
   always @(posedge clk)
-    v_out_d2 <= \$315 ;
+    v_out_d2 <= \$291 ;
   always @(posedge clk)
-    v_out_d3 <= \$316 ;
+    v_out_d3 <= \$292 ;
   always @(posedge clk)
-    \w_en$564  <= \$317 ;
+    \w_en$621  <= \$293 ;
   always @(posedge clk)
-    skipped_d1 <= \$318 ;
+    skipped_d1 <= \$294 ;
   always @(posedge clk)
-    skipped_d2 <= \$319 ;
+    skipped_d2 <= \$295 ;
   always @(posedge clk)
-    skipped_d3 <= \$320 ;
+    skipped_d3 <= \$296 ;
   always @(posedge clk)
-    skipped_d4 <= \$321 ;
+    skipped_d4 <= \$297 ;
   always @(posedge clk)
-    skipped_d5 <= \$322 ;
+    skipped_d5 <= \$298 ;
   always @(posedge clk)
-    group_ended_d1 <= \$323 ;
+    group_ended_d1 <= \$299 ;
   always @(posedge clk)
-    credits_returned <= \$324 ;
+    credits_returned <= \$300 ;
   always @(posedge clk)
-    credits_space <= \$325 ;
+    credits_space <= \$301 ;
   always @(posedge clk)
-    credits_room <= \$326 ;
+    credits_room <= \$302 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h14;
-  assign \$2  = \$1  + word;
-  assign w_en = take ? { at[7], at[7], at[7], at[7], at[7:6], at[6], at[6], at[6], at[6:5], at[5], at[5], at[5], at[5:4], at[4], at[4], at[4], at[4:3], at[3], at[3], at[3], at[3:2], at[2], at[2], at[2], at[2:1], at[1], at[1], at[1], at[1:0], at[0], at[0], at[0], at[0] } : 40'h0000000000;
-  assign filled = take & last;
-  assign wsum_w0_0 = w_data[7:0] + w_data[15:8];
-  assign wsum_w0_2 = w_data[23:16] + w_data[31:24];
-  assign wsum_w1_0 = wsum_l1_0 + wsum_l1_1;
-  assign wsum_w2_0 = wsum_w1_0 + wsum_l1_2;
-  assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
-  assign step = \$3  & \$5 ;
-  assign \$6  = ~ active;
-  assign \$7  = step & sn_last;
-  assign \$8  = \$6  | \$7 ;
-  assign load = w_full_issue & \$8 ;
-  assign \$9  = s_idx == 5'h12;
-  assign \$10  = s_last ? 1'h0 : \$9 ;
-  assign \$signal  = step ? \$10  : s_last;
-  assign \$11  = step & s_last;
-  assign \$12  = n_idx == 3'h6;
-  assign \$13  = n_last ? 1'h0 : \$12 ;
-  assign n_last_next = \$11  ? \$13  : n_last;
-  assign \$14  = r_addr + 1'h1;
-  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 5'h14 : 5'h00;
-  assign \$17  = step & s_last;
-  assign \$18  = gap == 1'h1;
-  assign \$19  = gap_zero | \$18 ;
-  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
+  assign \$2  = \$1  + w_count;
+  assign \$3  = w_count == 5'h13;
+  assign filled = take & \$3 ;
+  assign \$5  = ~ s_last;
+  assign \$6  = \$5  | can_end;
+  assign step = \$4  & \$6 ;
+  assign \$7  = ~ active;
+  assign \$8  = step & sn_last;
+  assign \$9  = \$7  | \$8 ;
+  assign load = w_full_issue & \$9 ;
+  assign \$10  = s_idx == 5'h12;
+  assign \$11  = s_last ? 1'h0 : \$10 ;
+  assign \$signal  = step ? \$11  : s_last;
+  assign \$12  = step & s_last;
+  assign \$13  = n_idx == 3'h6;
+  assign \$14  = n_last ? 1'h0 : \$13 ;
+  assign n_last_next = \$12  ? \$14  : n_last;
+  assign \$15  = r_addr + 1'h1;
+  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
+  assign \$17  = w_half ? 5'h14 : 5'h00;
+  assign \$18  = step & s_last;
+  assign \$19  = gap == 1'h1;
+  assign \$20  = gap_zero | \$19 ;
+  assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -7820,265 +7843,272 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   assign t7_0_w2_2 = t7_0_l2_2 + t7_0_l2_3;
   assign t7_0_w3_0 = t7_0_w2_0 + t7_0_w2_2;
   assign t7_0_w4_0 = t7_0_l4_0 + t7_0_l4_1;
+  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
+  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
+  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
+  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
+  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
+  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
+  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
+  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
+  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
+  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
+  assign xsum_w0_20 = xdata_d1[167:160] + xdata_d1[175:168];
+  assign xsum_w0_22 = xdata_d1[183:176] + xdata_d1[191:184];
+  assign xsum_w0_24 = xdata_d1[199:192] + xdata_d1[207:200];
+  assign xsum_w0_26 = xdata_d1[215:208] + xdata_d1[223:216];
+  assign xsum_w0_28 = xdata_d1[231:224] + xdata_d1[239:232];
+  assign xsum_w0_30 = xdata_d1[247:240] + xdata_d1[255:248];
+  assign xsum_w0_32 = xdata_d1[263:256] + xdata_d1[271:264];
+  assign xsum_w0_34 = xdata_d1[279:272] + xdata_d1[287:280];
+  assign xsum_w0_36 = xdata_d1[295:288] + xdata_d1[303:296];
+  assign xsum_w0_38 = xdata_d1[311:304] + xdata_d1[319:312];
+  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
+  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
+  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
+  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
+  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
+  assign xsum_w1_10 = xsum_l1_10 + xsum_l1_11;
+  assign xsum_w1_12 = xsum_l1_12 + xsum_l1_13;
+  assign xsum_w1_14 = xsum_l1_14 + xsum_l1_15;
+  assign xsum_w1_16 = xsum_l1_16 + xsum_l1_17;
+  assign xsum_w1_18 = xsum_l1_18 + xsum_l1_19;
+  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
+  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
+  assign xsum_w2_4 = xsum_w1_8 + xsum_w1_10;
+  assign xsum_w2_6 = xsum_w1_12 + xsum_w1_14;
+  assign xsum_w2_8 = xsum_w1_16 + xsum_w1_18;
+  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
+  assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
+  assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
+  assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
-  assign \$20  = rq0_over ? 15'h00ff : rq0_shifted;
-  assign \$21  = rq0_under ? 15'h0000 : \$20 ;
-  assign \$22  = credits_space + credits_returned;
-  assign \$23  = group_ended_d1 ? 4'h8 : 4'h0;
-  assign \$24  = \$22  - \$23 ;
-  assign credits_room_next = \$24 [4:0] >= 4'h8;
-  assign \$25  = \beat$573  == 8'h9e;
-  assign \$26  = last ? 1'h0 : \$25 ;
-  assign \$27  = take ? \$26  : last;
-  assign \$28  = \beat$573  + 1'h1;
-  assign \$29  = last ? 9'h000 : \$28 ;
-  assign \$30  = last | at[7];
-  assign \$31  = \$30  ? 8'h01 : { at[6:0], at[7] };
-  assign \$32  = word + 1'h1;
-  assign \$33  = at[7] ? \$32  : { 1'h0, word };
-  assign \$34  = last ? 6'h00 : \$33 ;
-  assign \$35  = wsum_first_d2 ? 18'h00000 : wsum_acc;
-  assign \$36  = \$35  + wsum_l3_0;
-  assign \$37  = wsum_v_d2 & wsum_end_d2;
-  assign \$38  = wsum_first_d2 ? 18'h00000 : wsum_acc;
-  assign \$39  = \$38  + wsum_l3_0;
-  assign \$40  = credits_room_next & gap_zero_next;
-  assign \$41  = \$signal  & n_last_next;
-  assign \$42  = s_idx + 1'h1;
-  assign \$43  = s_last ? 6'h00 : \$42 ;
-  assign \$44  = n_idx + 1'h1;
-  assign \$45  = n_last ? 4'h0 : \$44 ;
-  assign \$46  = step & sn_last;
-  assign \$47  = w_half ? 5'h14 : 5'h00;
-  assign \$48  = ~ w_half;
-  assign \$49  = step & s_last;
-  assign \$50  = ~ gap_zero;
-  assign \$51  = gap - 1'h1;
-  assign \$52  = ! s_idx;
-  assign \$53  = r_page_b0[0] ? \port__data$592  : \port__data$591 ;
-  assign \$54  = r_page_b0[1] ? \port__data$593  : \$53 ;
-  assign \$55  = r_page_b1[0] ? \port__data$596  : \port__data$595 ;
-  assign \$56  = r_page_b1[1] ? \port__data$597  : \$55 ;
-  assign \$57  = r_page_b2[0] ? \port__data$600  : \port__data$599 ;
-  assign \$58  = r_page_b2[1] ? \port__data$601  : \$57 ;
-  assign \$59  = r_page_b3[0] ? \port__data$604  : \port__data$603 ;
-  assign \$60  = r_page_b3[1] ? \port__data$605  : \$59 ;
-  assign \$61  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
-  assign \$62  = r_page_b4[1] ? \port__data$609  : \$61 ;
-  assign \$63  = - wsum_total;
-  assign \$64  = flags_0[1] ? x_init : acc0_0;
-  assign \$66  = $signed(\$64 ) + $signed({ 1'h0, \$65  });
-  assign \$67  = flags_0[0] & flags_0[2];
-  assign \$68  = flags_0[1] ? x_init : acc0_0;
-  assign \$70  = $signed(\$68 ) + $signed({ 1'h0, \$69  });
-  assign \$71  = flags_1[1] ? x_init : acc1_0;
-  assign \$73  = $signed(\$71 ) + $signed({ 1'h0, \$72  });
-  assign \$74  = flags_1[0] & flags_1[2];
-  assign \$75  = flags_1[1] ? x_init : acc1_0;
-  assign \$77  = $signed(\$75 ) + $signed({ 1'h0, \$76  });
-  assign \$78  = flags_2[1] ? x_init : acc2_0;
-  assign \$80  = $signed(\$78 ) + $signed({ 1'h0, \$79  });
-  assign \$81  = flags_2[0] & flags_2[2];
-  assign \$82  = flags_2[1] ? x_init : acc2_0;
-  assign \$84  = $signed(\$82 ) + $signed({ 1'h0, \$83  });
-  assign \$85  = flags_3[1] ? x_init : acc3_0;
-  assign \$87  = $signed(\$85 ) + $signed({ 1'h0, \$86  });
-  assign \$88  = flags_3[0] & flags_3[2];
-  assign \$89  = flags_3[1] ? x_init : acc3_0;
-  assign \$91  = $signed(\$89 ) + $signed({ 1'h0, \$90  });
-  assign \$92  = flags_4[1] ? x_init : acc4_0;
-  assign \$94  = $signed(\$92 ) + $signed({ 1'h0, \$93  });
-  assign \$95  = flags_4[0] & flags_4[2];
-  assign \$96  = flags_4[1] ? x_init : acc4_0;
-  assign \$98  = $signed(\$96 ) + $signed({ 1'h0, \$97  });
-  assign \$99  = flags_5[1] ? x_init : acc5_0;
-  assign \$101  = $signed(\$99 ) + $signed({ 1'h0, \$100  });
-  assign \$102  = flags_5[0] & flags_5[2];
-  assign \$103  = flags_5[1] ? x_init : acc5_0;
-  assign \$105  = $signed(\$103 ) + $signed({ 1'h0, \$104  });
-  assign \$106  = flags_6[1] ? x_init : acc6_0;
-  assign \$108  = $signed(\$106 ) + $signed({ 1'h0, \$107  });
-  assign \$109  = flags_6[0] & flags_6[2];
-  assign \$110  = flags_6[1] ? x_init : acc6_0;
-  assign \$112  = $signed(\$110 ) + $signed({ 1'h0, \$111  });
-  assign \$113  = flags_7[1] ? x_init : acc7_0;
-  assign \$115  = $signed(\$113 ) + $signed({ 1'h0, \$114  });
-  assign \$116  = flags_7[0] & flags_7[2];
-  assign \$117  = flags_7[1] ? x_init : acc7_0;
-  assign \$119  = $signed(\$117 ) + $signed({ 1'h0, \$118  });
-  assign \$120  = ser_left - 1'h1;
-  assign \$121  = addr == 6'h3f;
-  assign \$122  = addr + 1'h1;
-  assign \$123  = \$121  ? 7'h00 : \$122 ;
-  assign \$127  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$130  = $signed(\$128 ) + $signed(\$129 );
-  assign \$131  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$134  = $signed(\$133 ) < $signed(1'h0);
-  assign \$136  = $signed(\$135 ) > $signed(9'h0ff);
-  assign \$137  = step & s_last;
-  assign \$138  = o__valid & \o__ready$559 ;
-  assign \$139  = \$138  + skipped_d5;
-  assign \$140  = ! \$2 [5:4];
-  assign \$141  = ~ rst_conv2;
-  assign \$142  = \$140  & \$141 ;
-  assign \$143  = \$142  ? w_en : 40'h0000000000;
-  assign \$144  = ! \$2 [5:4];
-  assign \$145  = ~ rst_conv2;
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = \$146  ? w_en : 40'h0000000000;
-  assign \$148  = ! \$2 [5:4];
-  assign \$149  = ~ rst_conv2;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = \$150  ? w_en : 40'h0000000000;
-  assign \$152  = ! \$2 [5:4];
-  assign \$153  = ~ rst_conv2;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = \$154  ? w_en : 40'h0000000000;
-  assign \$156  = ! \$2 [5:4];
-  assign \$157  = ~ rst_conv2;
-  assign \$158  = \$156  & \$157 ;
-  assign \$159  = \$158  ? w_en : 40'h0000000000;
-  assign \$160  = \$2 [5:4] == 1'h1;
-  assign \$161  = ~ rst_conv2;
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = \$162  ? w_en : 40'h0000000000;
-  assign \$164  = \$2 [5:4] == 1'h1;
-  assign \$165  = ~ rst_conv2;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = \$166  ? w_en : 40'h0000000000;
-  assign \$168  = \$2 [5:4] == 1'h1;
-  assign \$169  = ~ rst_conv2;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = \$170  ? w_en : 40'h0000000000;
-  assign \$172  = \$2 [5:4] == 1'h1;
-  assign \$173  = ~ rst_conv2;
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = \$174  ? w_en : 40'h0000000000;
-  assign \$176  = \$2 [5:4] == 1'h1;
-  assign \$177  = ~ rst_conv2;
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = \$178  ? w_en : 40'h0000000000;
-  assign \$180  = \$2 [5:4] == 2'h2;
-  assign \$181  = ~ rst_conv2;
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = \$182  ? w_en : 40'h0000000000;
-  assign \$184  = \$2 [5:4] == 2'h2;
-  assign \$185  = ~ rst_conv2;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = \$186  ? w_en : 40'h0000000000;
-  assign \$188  = \$2 [5:4] == 2'h2;
-  assign \$189  = ~ rst_conv2;
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = \$190  ? w_en : 40'h0000000000;
-  assign \$192  = \$2 [5:4] == 2'h2;
-  assign \$193  = ~ rst_conv2;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = \$194  ? w_en : 40'h0000000000;
-  assign \$196  = \$2 [5:4] == 2'h2;
-  assign \$197  = ~ rst_conv2;
-  assign \$198  = \$196  & \$197 ;
-  assign \$199  = \$198  ? w_en : 40'h0000000000;
-  assign \$200  = rst_conv2 | load;
-  assign \$201  = filled ? 1'h1 : w_full;
-  assign \$202  = \$200  ? 1'h0 : \$201 ;
-  assign \$203  = rst_conv2 | load;
-  assign \$204  = filled ? 1'h1 : w_full_issue;
-  assign \$205  = \$203  ? 1'h0 : \$204 ;
-  assign \$206  = r_page_b0[0] ? \port__data$592  : \port__data$591 ;
-  assign \$207  = r_page_b0[1] ? \port__data$593  : \$206 ;
-  assign \$208  = r_page_b1[0] ? \port__data$596  : \port__data$595 ;
-  assign \$209  = r_page_b1[1] ? \port__data$597  : \$208 ;
-  assign \$210  = r_page_b2[0] ? \port__data$600  : \port__data$599 ;
-  assign \$211  = r_page_b2[1] ? \port__data$601  : \$210 ;
-  assign \$212  = r_page_b3[0] ? \port__data$604  : \port__data$603 ;
-  assign \$213  = r_page_b3[1] ? \port__data$605  : \$212 ;
-  assign \$214  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
-  assign \$215  = r_page_b4[1] ? \port__data$609  : \$214 ;
-  assign \$216  = r_page_b0[0] ? \port__data$592  : \port__data$591 ;
-  assign \$217  = r_page_b0[1] ? \port__data$593  : \$216 ;
-  assign \$218  = r_page_b1[0] ? \port__data$596  : \port__data$595 ;
-  assign \$219  = r_page_b1[1] ? \port__data$597  : \$218 ;
-  assign \$220  = r_page_b2[0] ? \port__data$600  : \port__data$599 ;
-  assign \$221  = r_page_b2[1] ? \port__data$601  : \$220 ;
-  assign \$222  = r_page_b3[0] ? \port__data$604  : \port__data$603 ;
-  assign \$223  = r_page_b3[1] ? \port__data$605  : \$222 ;
-  assign \$224  = r_page_b4[0] ? \port__data$608  : \port__data$607 ;
-  assign \$225  = r_page_b4[1] ? \port__data$609  : \$224 ;
+  assign \$21  = rq0_over ? 15'h00ff : rq0_shifted;
+  assign \$22  = rq0_under ? 15'h0000 : \$21 ;
+  assign \$23  = credits_space + credits_returned;
+  assign \$24  = group_ended_d1 ? 4'h8 : 4'h0;
+  assign \$25  = \$23  - \$24 ;
+  assign credits_room_next = \$25 [4:0] >= 4'h8;
+  assign \$26  = w_count == 5'h13;
+  assign \$27  = w_count + 1'h1;
+  assign \$28  = \$26  ? 6'h00 : \$27 ;
+  assign \$29  = credits_room_next & gap_zero_next;
+  assign \$30  = \$signal  & n_last_next;
+  assign \$31  = s_idx + 1'h1;
+  assign \$32  = s_last ? 6'h00 : \$31 ;
+  assign \$33  = n_idx + 1'h1;
+  assign \$34  = n_last ? 4'h0 : \$33 ;
+  assign \$35  = step & sn_last;
+  assign \$36  = w_half ? 5'h14 : 5'h00;
+  assign \$37  = ~ w_half;
+  assign \$38  = step & s_last;
+  assign \$39  = ~ gap_zero;
+  assign \$40  = gap - 1'h1;
+  assign \$41  = ! s_idx;
+  assign \$42  = r_page_b0[0] ? \port__data$637  : \port__data$636 ;
+  assign \$43  = r_page_b0[1] ? \port__data$638  : \$42 ;
+  assign \$44  = r_page_b1[0] ? \port__data$641  : \port__data$640 ;
+  assign \$45  = r_page_b1[1] ? \port__data$642  : \$44 ;
+  assign \$46  = r_page_b2[0] ? \port__data$645  : \port__data$644 ;
+  assign \$47  = r_page_b2[1] ? \port__data$646  : \$46 ;
+  assign \$48  = r_page_b3[0] ? \port__data$649  : \port__data$648 ;
+  assign \$49  = r_page_b3[1] ? \port__data$650  : \$48 ;
+  assign \$50  = r_page_b4[0] ? \port__data$653  : \port__data$652 ;
+  assign \$51  = r_page_b4[1] ? \port__data$654  : \$50 ;
+  assign \$52  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$53  = \$52  + xsum_l6_0;
+  assign \$54  = flags_x[0] & flags_x[2];
+  assign \$55  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$56  = \$55  + xsum_l6_0;
+  assign \$57  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$58  = \$57  + t0_0_l5_0;
+  assign \$59  = flags_0[0] & flags_0[2];
+  assign \$60  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$61  = \$60  + t0_0_l5_0;
+  assign \$63  = \$62  - xfin;
+  assign \$64  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$65  = \$64  + t1_0_l5_0;
+  assign \$66  = flags_1[0] & flags_1[2];
+  assign \$67  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$68  = \$67  + t1_0_l5_0;
+  assign \$70  = \$69  - xfin;
+  assign \$71  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$72  = \$71  + t2_0_l5_0;
+  assign \$73  = flags_2[0] & flags_2[2];
+  assign \$74  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$75  = \$74  + t2_0_l5_0;
+  assign \$77  = \$76  - xfin;
+  assign \$78  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$79  = \$78  + t3_0_l5_0;
+  assign \$80  = flags_3[0] & flags_3[2];
+  assign \$81  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$82  = \$81  + t3_0_l5_0;
+  assign \$84  = \$83  - xfin;
+  assign \$85  = flags_4[1] ? 18'h00000 : acc4_0;
+  assign \$86  = \$85  + t4_0_l5_0;
+  assign \$87  = flags_4[0] & flags_4[2];
+  assign \$88  = flags_4[1] ? 18'h00000 : acc4_0;
+  assign \$89  = \$88  + t4_0_l5_0;
+  assign \$91  = \$90  - xfin;
+  assign \$92  = flags_5[1] ? 18'h00000 : acc5_0;
+  assign \$93  = \$92  + t5_0_l5_0;
+  assign \$94  = flags_5[0] & flags_5[2];
+  assign \$95  = flags_5[1] ? 18'h00000 : acc5_0;
+  assign \$96  = \$95  + t5_0_l5_0;
+  assign \$98  = \$97  - xfin;
+  assign \$99  = flags_6[1] ? 18'h00000 : acc6_0;
+  assign \$100  = \$99  + t6_0_l5_0;
+  assign \$101  = flags_6[0] & flags_6[2];
+  assign \$102  = flags_6[1] ? 18'h00000 : acc6_0;
+  assign \$103  = \$102  + t6_0_l5_0;
+  assign \$105  = \$104  - xfin;
+  assign \$106  = flags_7[1] ? 18'h00000 : acc7_0;
+  assign \$107  = \$106  + t7_0_l5_0;
+  assign \$108  = flags_7[0] & flags_7[2];
+  assign \$109  = flags_7[1] ? 18'h00000 : acc7_0;
+  assign \$110  = \$109  + t7_0_l5_0;
+  assign \$112  = \$111  - xfin;
+  assign \$113  = ser_left - 1'h1;
+  assign \$114  = addr == 6'h3f;
+  assign \$115  = addr + 1'h1;
+  assign \$116  = \$114  ? 7'h00 : \$115 ;
+  assign \$120  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$123  = $signed(\$121 ) + $signed(\$122 );
+  assign \$124  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$127  = $signed(\$126 ) < $signed(1'h0);
+  assign \$129  = $signed(\$128 ) > $signed(9'h0ff);
+  assign \$130  = step & s_last;
+  assign \$131  = o__valid & \o__ready$616 ;
+  assign \$132  = \$131  + skipped_d5;
+  assign \$133  = ! \$2 [5:4];
+  assign \$134  = ~ rst_conv2;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = \$135  ? take : 1'h0;
+  assign \$137  = ! \$2 [5:4];
+  assign \$138  = ~ rst_conv2;
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = \$139  ? take : 1'h0;
+  assign \$141  = ! \$2 [5:4];
+  assign \$142  = ~ rst_conv2;
+  assign \$143  = \$141  & \$142 ;
+  assign \$144  = \$143  ? take : 1'h0;
+  assign \$145  = ! \$2 [5:4];
+  assign \$146  = ~ rst_conv2;
+  assign \$147  = \$145  & \$146 ;
+  assign \$148  = \$147  ? take : 1'h0;
+  assign \$149  = ! \$2 [5:4];
+  assign \$150  = ~ rst_conv2;
+  assign \$151  = \$149  & \$150 ;
+  assign \$152  = \$151  ? take : 1'h0;
+  assign \$153  = \$2 [5:4] == 1'h1;
+  assign \$154  = ~ rst_conv2;
+  assign \$155  = \$153  & \$154 ;
+  assign \$156  = \$155  ? take : 1'h0;
+  assign \$157  = \$2 [5:4] == 1'h1;
+  assign \$158  = ~ rst_conv2;
+  assign \$159  = \$157  & \$158 ;
+  assign \$160  = \$159  ? take : 1'h0;
+  assign \$161  = \$2 [5:4] == 1'h1;
+  assign \$162  = ~ rst_conv2;
+  assign \$163  = \$161  & \$162 ;
+  assign \$164  = \$163  ? take : 1'h0;
+  assign \$165  = \$2 [5:4] == 1'h1;
+  assign \$166  = ~ rst_conv2;
+  assign \$167  = \$165  & \$166 ;
+  assign \$168  = \$167  ? take : 1'h0;
+  assign \$169  = \$2 [5:4] == 1'h1;
+  assign \$170  = ~ rst_conv2;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = \$171  ? take : 1'h0;
+  assign \$173  = \$2 [5:4] == 2'h2;
+  assign \$174  = ~ rst_conv2;
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = \$175  ? take : 1'h0;
+  assign \$177  = \$2 [5:4] == 2'h2;
+  assign \$178  = ~ rst_conv2;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = \$179  ? take : 1'h0;
+  assign \$181  = \$2 [5:4] == 2'h2;
+  assign \$182  = ~ rst_conv2;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = \$183  ? take : 1'h0;
+  assign \$185  = \$2 [5:4] == 2'h2;
+  assign \$186  = ~ rst_conv2;
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = \$187  ? take : 1'h0;
+  assign \$189  = \$2 [5:4] == 2'h2;
+  assign \$190  = ~ rst_conv2;
+  assign \$191  = \$189  & \$190 ;
+  assign \$192  = \$191  ? take : 1'h0;
+  assign \$193  = rst_conv2 | load;
+  assign \$194  = filled ? 1'h1 : w_full;
+  assign \$195  = \$193  ? 1'h0 : \$194 ;
+  assign \$196  = rst_conv2 | load;
+  assign \$197  = filled ? 1'h1 : w_full_issue;
+  assign \$198  = \$196  ? 1'h0 : \$197 ;
+  assign \$199  = r_page_b0[0] ? \port__data$637  : \port__data$636 ;
+  assign \$200  = r_page_b0[1] ? \port__data$638  : \$199 ;
+  assign \$201  = r_page_b1[0] ? \port__data$641  : \port__data$640 ;
+  assign \$202  = r_page_b1[1] ? \port__data$642  : \$201 ;
+  assign \$203  = r_page_b2[0] ? \port__data$645  : \port__data$644 ;
+  assign \$204  = r_page_b2[1] ? \port__data$646  : \$203 ;
+  assign \$205  = r_page_b3[0] ? \port__data$649  : \port__data$648 ;
+  assign \$206  = r_page_b3[1] ? \port__data$650  : \$205 ;
+  assign \$207  = r_page_b4[0] ? \port__data$653  : \port__data$652 ;
+  assign \$208  = r_page_b4[1] ? \port__data$654  : \$207 ;
+  assign \$209  = r_page_b0[0] ? \port__data$637  : \port__data$636 ;
+  assign \$210  = r_page_b0[1] ? \port__data$638  : \$209 ;
+  assign \$211  = r_page_b1[0] ? \port__data$641  : \port__data$640 ;
+  assign \$212  = r_page_b1[1] ? \port__data$642  : \$211 ;
+  assign \$213  = r_page_b2[0] ? \port__data$645  : \port__data$644 ;
+  assign \$214  = r_page_b2[1] ? \port__data$646  : \$213 ;
+  assign \$215  = r_page_b3[0] ? \port__data$649  : \port__data$648 ;
+  assign \$216  = r_page_b3[1] ? \port__data$650  : \$215 ;
+  assign \$217  = r_page_b4[0] ? \port__data$653  : \port__data$652 ;
+  assign \$218  = r_page_b4[1] ? \port__data$654  : \$217 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    last <= \$226 ;
+    w_count <= \$219 ;
   always @(posedge clk)
-    \beat$573  <= \$227 ;
+    can_end <= \$220 ;
   always @(posedge clk)
-    at <= \$228 ;
+    gap_zero <= \$221 ;
   always @(posedge clk)
-    word <= \$229 ;
+    s_last <= \$222 ;
   always @(posedge clk)
-    wsum_l1_0 <= wsum_w0_0;
+    n_last <= \$223 ;
   always @(posedge clk)
-    wsum_l1_1 <= wsum_w0_2;
+    sn_last <= \$224 ;
   always @(posedge clk)
-    wsum_l1_2 <= w_data[39:32];
+    r_addr <= \$225 ;
   always @(posedge clk)
-    wsum_l3_0 <= wsum_w2_0;
+    s_idx <= \$226 ;
   always @(posedge clk)
-    wsum_first <= \$230 ;
+    n_idx <= \$227 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$231 ;
+    active <= \$228 ;
   always @(posedge clk)
-    wsum_v_d2 <= \$232 ;
+    r_base <= \$229 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$233 ;
+    w_half <= \$230 ;
   always @(posedge clk)
-    wsum_first_d2 <= \$234 ;
+    gap <= \$231 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$235 ;
+    \$signal$630  <= \$232 ;
   always @(posedge clk)
-    wsum_end_d2 <= \$236 ;
+    \$signal$631  <= \$233 ;
   always @(posedge clk)
-    wsum_acc <= \$237 ;
+    last1 <= \$234 ;
   always @(posedge clk)
-    wsum_total <= \$238 ;
+    word1 <= { \$306 , \$305 , \$304 , \$303  };
   always @(posedge clk)
-    can_end <= \$239 ;
+    r_addr_q <= \$235 ;
   always @(posedge clk)
-    gap_zero <= \$240 ;
+    xdata_d1 <= { \$51 , \$49 , \$47 , \$45 , \$43  };
   always @(posedge clk)
-    s_last <= \$241 ;
-  always @(posedge clk)
-    n_last <= \$242 ;
-  always @(posedge clk)
-    sn_last <= \$243 ;
-  always @(posedge clk)
-    r_addr <= \$244 ;
-  always @(posedge clk)
-    s_idx <= \$245 ;
-  always @(posedge clk)
-    n_idx <= \$246 ;
-  always @(posedge clk)
-    active <= \$247 ;
-  always @(posedge clk)
-    r_base <= \$248 ;
-  always @(posedge clk)
-    w_half <= \$249 ;
-  always @(posedge clk)
-    gap <= \$250 ;
-  always @(posedge clk)
-    \$signal$584  <= \$251 ;
-  always @(posedge clk)
-    \$signal$585  <= \$252 ;
-  always @(posedge clk)
-    last1 <= \$253 ;
-  always @(posedge clk)
-    word1 <= { \$330 , \$329 , \$328 , \$327  };
-  always @(posedge clk)
-    r_addr_q <= \$254 ;
-  always @(posedge clk)
-    xdata_d1 <= { \$62 , \$60 , \$58 , \$56 , \$54  };
-  always @(posedge clk)
-    w0_0 <= { \o$612 , o };
+    w0_0 <= { \o$657 , o };
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -8136,7 +8166,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    w1_0 <= { \o$637 , \o$636  };
+    w1_0 <= { \o$682 , \o$681  };
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -8194,7 +8224,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t1_0_l5_0 <= t1_0_w4_0;
   always @(posedge clk)
-    w2_0 <= { \o$662 , \o$661  };
+    w2_0 <= { \o$707 , \o$706  };
   always @(posedge clk)
     m2_0_0 <= p2_0_0;
   always @(posedge clk)
@@ -8252,7 +8282,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t2_0_l5_0 <= t2_0_w4_0;
   always @(posedge clk)
-    w3_0 <= { \o$687 , \o$686  };
+    w3_0 <= { \o$732 , \o$731  };
   always @(posedge clk)
     m3_0_0 <= p3_0_0;
   always @(posedge clk)
@@ -8310,7 +8340,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t3_0_l5_0 <= t3_0_w4_0;
   always @(posedge clk)
-    w4_0 <= { \o$712 , \o$711  };
+    w4_0 <= { \o$757 , \o$756  };
   always @(posedge clk)
     m4_0_0 <= p4_0_0;
   always @(posedge clk)
@@ -8368,7 +8398,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t4_0_l5_0 <= t4_0_w4_0;
   always @(posedge clk)
-    w5_0 <= { \o$737 , \o$736  };
+    w5_0 <= { \o$782 , \o$781  };
   always @(posedge clk)
     m5_0_0 <= p5_0_0;
   always @(posedge clk)
@@ -8407,6 +8437,56 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     m5_0_17 <= p5_0_17;
   always @(posedge clk)
     m5_0_18 <= p5_0_18;
+  always @(posedge clk)
+    m5_0_19 <= p5_0_19;
+  always @(posedge clk)
+    t5_0_l2_0 <= t5_0_w1_0;
+  always @(posedge clk)
+    t5_0_l2_1 <= t5_0_w1_2;
+  always @(posedge clk)
+    t5_0_l2_2 <= t5_0_w1_4;
+  always @(posedge clk)
+    t5_0_l2_3 <= t5_0_w1_6;
+  always @(posedge clk)
+    t5_0_l2_4 <= t5_0_w1_8;
+  always @(posedge clk)
+    t5_0_l4_0 <= t5_0_w3_0;
+  always @(posedge clk)
+    t5_0_l4_1 <= t5_0_l2_4;
+  always @(posedge clk)
+    t5_0_l5_0 <= t5_0_w4_0;
+  always @(posedge clk)
+    w6_0 <= { \o$807 , \o$806  };
+  always @(posedge clk)
+    m6_0_0 <= p6_0_0;
+  always @(posedge clk)
+    m6_0_1 <= p6_0_1;
+  always @(posedge clk)
+    m6_0_2 <= p6_0_2;
+  always @(posedge clk)
+    m6_0_3 <= p6_0_3;
+  always @(posedge clk)
+    m6_0_4 <= p6_0_4;
+  always @(posedge clk)
+    m6_0_5 <= p6_0_5;
+  always @(posedge clk)
+    m6_0_6 <= p6_0_6;
+  always @(posedge clk)
+    m6_0_7 <= p6_0_7;
+  always @(posedge clk)
+    m6_0_8 <= p6_0_8;
+  always @(posedge clk)
+    m6_0_9 <= p6_0_9;
+  always @(posedge clk)
+    m6_0_10 <= p6_0_10;
+  always @(posedge clk)
+    m6_0_11 <= p6_0_11;
+  always @(posedge clk)
+    m6_0_12 <= p6_0_12;
+  always @(posedge clk)
+    m6_0_13 <= p6_0_13;
+  always @(posedge clk)
+    m6_0_14 <= p6_0_14;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8418,72 +8498,72 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$612 )
+    .o(\o$657 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[47:32]),
-    .o(\o$636 )
+    .o(\o$681 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[63:48]),
-    .o(\o$637 )
+    .o(\o$682 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[79:64]),
-    .o(\o$661 )
+    .o(\o$706 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[95:80]),
-    .o(\o$662 )
+    .o(\o$707 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[111:96]),
-    .o(\o$686 )
+    .o(\o$731 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[127:112]),
-    .o(\o$687 )
+    .o(\o$732 )
   );
   \flexor_lenet5.conv2.dec_4_0_0  dec_4_0_0 (
     .i(word1[143:128]),
-    .o(\o$711 )
+    .o(\o$756 )
   );
   \flexor_lenet5.conv2.dec_4_0_1  dec_4_0_1 (
     .i(word1[159:144]),
-    .o(\o$712 )
+    .o(\o$757 )
   );
   \flexor_lenet5.conv2.dec_5_0_0  dec_5_0_0 (
     .i(word1[175:160]),
-    .o(\o$736 )
+    .o(\o$781 )
   );
   \flexor_lenet5.conv2.dec_5_0_1  dec_5_0_1 (
     .i(word1[191:176]),
-    .o(\o$737 )
+    .o(\o$782 )
   );
   \flexor_lenet5.conv2.dec_6_0_0  dec_6_0_0 (
     .i(word1[207:192]),
-    .o(\o$761 )
+    .o(\o$806 )
   );
   \flexor_lenet5.conv2.dec_6_0_1  dec_6_0_1 (
     .i(word1[223:208]),
-    .o(\o$762 )
+    .o(\o$807 )
   );
   \flexor_lenet5.conv2.dec_7_0_0  dec_7_0_0 (
     .i(word1[239:224]),
-    .o(\o$786 )
+    .o(\o$831 )
   );
   \flexor_lenet5.conv2.dec_7_0_1  dec_7_0_1 (
     .i(word1[255:240]),
-    .o(\o$787 )
+    .o(\o$832 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$559 ),
+    .o__ready(\o__ready$616 ),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
-    .w_en(\w_en$564 ),
-    .w_port__data(\$21 [7:0])
+    .w_en(\w_en$621 ),
+    .w_port__data(\$22 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -8548,6 +8628,14 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     .clk(clk),
     .d({ last2p_d4, first2p_d4, v2p_d4 }),
     .q(flags_7)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_x_copy (
+    .clk(clk),
+    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .q(flags_x)
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -10155,7 +10243,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b0_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$117 )
+    .q(\port__addr$108 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10163,7 +10251,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b0_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$120 )
+    .q(\port__addr$111 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10171,7 +10259,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b0_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$123 )
+    .q(\port__addr$114 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10179,7 +10267,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b1_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$126 )
+    .q(\port__addr$117 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10187,7 +10275,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b1_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$129 )
+    .q(\port__addr$120 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10195,7 +10283,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b1_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$132 )
+    .q(\port__addr$123 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10203,7 +10291,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b2_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$135 )
+    .q(\port__addr$126 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10211,7 +10299,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b2_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$138 )
+    .q(\port__addr$129 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10219,7 +10307,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b2_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$141 )
+    .q(\port__addr$132 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10227,7 +10315,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b3_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$144 )
+    .q(\port__addr$135 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10235,7 +10323,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b3_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$147 )
+    .q(\port__addr$138 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10243,7 +10331,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b3_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$150 )
+    .q(\port__addr$141 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10251,7 +10339,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b4_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$153 )
+    .q(\port__addr$144 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10259,7 +10347,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b4_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$156 )
+    .q(\port__addr$147 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10267,7 +10355,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b4_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$159 )
+    .q(\port__addr$150 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10310,9 +10398,9 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     .q(r_page_b4)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$890 ),
+    .addr(\addr$933 ),
     .clk(clk),
-    .data(\data$889 )
+    .data(\data$932 )
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -10324,7 +10412,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$877 )
+    .p(\p$920 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10448,122 +10536,122 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$143 [7:0]),
+    .d(\$136 ),
     .q(port__en)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$163 [7:0]),
+    .d(\$156 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b0_p2_copy (
     .clk(clk),
-    .d(\$183 [7:0]),
+    .d(\$176 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$147 [15:8]),
+    .d(\$140 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$167 [15:8]),
+    .d(\$160 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b1_p2_copy (
     .clk(clk),
-    .d(\$187 [15:8]),
+    .d(\$180 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$151 [23:16]),
+    .d(\$144 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$171 [23:16]),
+    .d(\$164 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b2_p2_copy (
     .clk(clk),
-    .d(\$191 [23:16]),
+    .d(\$184 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b3_p0_copy (
     .clk(clk),
-    .d(\$155 [31:24]),
+    .d(\$148 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b3_p1_copy (
     .clk(clk),
-    .d(\$175 [31:24]),
+    .d(\$168 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b3_p2_copy (
     .clk(clk),
-    .d(\$195 [31:24]),
+    .d(\$188 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b4_p0_copy (
     .clk(clk),
-    .d(\$159 [39:32]),
+    .d(\$152 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b4_p1_copy (
     .clk(clk),
-    .d(\$179 [39:32]),
+    .d(\$172 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd1)
   ) w_en_b4_p2_copy (
     .clk(clk),
-    .d(\$199 [39:32]),
+    .d(\$192 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -10571,7 +10659,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$202 ),
+    .d(\$195 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -10579,18 +10667,18 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$205 ),
+    .d(\$198 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv2.weights  weights (
     .clk(clk),
-    .data(\data$889 ),
+    .data(\data$932 ),
     .o__ready(step),
-    .\port$1993$0 (\$327 ),
-    .\port$1999$0 (\$328 ),
-    .\port$2005$0 (\$329 ),
-    .\port$2011$0 (\$330 ),
-    .raddr(\addr$890 ),
+    .\port$2211$0 (\$303 ),
+    .\port$2217$0 (\$304 ),
+    .\port$2223$0 (\$305 ),
+    .\port$2229$0 (\$306 ),
+    .raddr(\addr$933 ),
     .rst_conv2(rst_conv2)
   );
   flexor_copy #(
@@ -10598,7 +10686,7 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd320)
   ) xdata_c0_copy (
     .clk(clk),
-    .d({ \$215 , \$213 , \$211 , \$209 , \$207  }),
+    .d({ \$208 , \$206 , \$204 , \$202 , \$200  }),
     .q(xdata_c0)
   );
   flexor_copy #(
@@ -10606,920 +10694,785 @@ module \flexor_lenet5.conv2 (rst_conv2, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd320)
   ) xdata_c1_copy (
     .clk(clk),
-    .d({ \$225 , \$223 , \$221 , \$219 , \$217  }),
+    .d({ \$218 , \$216 , \$214 , \$212 , \$210  }),
     .q(xdata_c1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$255  = \$signal$584 ;
-    if (rst_conv2) begin
-      \$255  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$256  = v2_d1;
-    if (rst_conv2) begin
-      \$256  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$257  = v2_d2;
-    if (rst_conv2) begin
-      \$257  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$258  = v2_d3;
-    if (rst_conv2) begin
-      \$258  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$259  = v2_d4;
-    if (rst_conv2) begin
-      \$259  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$260  = last1;
-    if (rst_conv2) begin
-      \$260  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$261  = last2_d1;
-    if (rst_conv2) begin
-      \$261  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$262  = last2_d2;
-    if (rst_conv2) begin
-      \$262  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$263  = last2_d3;
-    if (rst_conv2) begin
-      \$263  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$264  = last2_d4;
-    if (rst_conv2) begin
-      \$264  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$265  = \$signal$584 ;
-    if (rst_conv2) begin
-      \$265  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$266  = v2p_d1;
-    if (rst_conv2) begin
-      \$266  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$267  = v2p_d2;
-    if (rst_conv2) begin
-      \$267  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$268  = v2p_d3;
-    if (rst_conv2) begin
-      \$268  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$269  = \$signal$585 ;
-    if (rst_conv2) begin
-      \$269  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$270  = first2p_d1;
-    if (rst_conv2) begin
-      \$270  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$271  = first2p_d2;
-    if (rst_conv2) begin
-      \$271  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$272  = first2p_d3;
-    if (rst_conv2) begin
-      \$272  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$273  = last1;
-    if (rst_conv2) begin
-      \$273  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$274  = last2p_d1;
-    if (rst_conv2) begin
-      \$274  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$275  = last2p_d2;
-    if (rst_conv2) begin
-      \$275  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$276  = last2p_d3;
-    if (rst_conv2) begin
-      \$276  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$277  = group_end;
-    if (rst_conv2) begin
-      \$277  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$278  = load;
-    if (rst_conv2) begin
-      \$278  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$279  = x_taken_d1;
-    if (rst_conv2) begin
-      \$279  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$280  = x_taken_d2;
-    if (rst_conv2) begin
-      \$280  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$281  = x_taken_d3;
-    if (rst_conv2) begin
-      \$281  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$282  = x_taken_d4;
-    if (rst_conv2) begin
-      \$282  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$283  = x_taken_d5;
-    if (rst_conv2) begin
-      \$283  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$284  = x_init;
-    if (x_taken_d6) begin
-      \$284  = \$63 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$285  = acc0_0;
-    if (flags_0[0]) begin
-      \$285  = \$66 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$286  = fin0_0;
-    if (\$67 ) begin
-      \$286  = \$70 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$287  = bank0_0;
-    if (done) begin
-      \$287  = fin0_0;
-    end else if (ser) begin
-      \$287  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$288  = acc1_0;
-    if (flags_1[0]) begin
-      \$288  = \$73 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$289  = fin1_0;
-    if (\$74 ) begin
-      \$289  = \$77 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$290  = bank1_0;
-    if (done) begin
-      \$290  = fin1_0;
-    end else if (ser) begin
-      \$290  = bank2_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$291  = acc2_0;
-    if (flags_2[0]) begin
-      \$291  = \$80 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$292  = fin2_0;
-    if (\$81 ) begin
-      \$292  = \$84 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$293  = bank2_0;
-    if (done) begin
-      \$293  = fin2_0;
-    end else if (ser) begin
-      \$293  = bank3_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$294  = acc3_0;
-    if (flags_3[0]) begin
-      \$294  = \$87 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$295  = fin3_0;
-    if (\$88 ) begin
-      \$295  = \$91 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$296  = bank3_0;
-    if (done) begin
-      \$296  = fin3_0;
-    end else if (ser) begin
-      \$296  = bank4_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$297  = acc4_0;
-    if (flags_4[0]) begin
-      \$297  = \$94 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$298  = fin4_0;
-    if (\$95 ) begin
-      \$298  = \$98 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$299  = bank4_0;
-    if (done) begin
-      \$299  = fin4_0;
-    end else if (ser) begin
-      \$299  = bank5_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$300  = acc5_0;
-    if (flags_5[0]) begin
-      \$300  = \$101 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$301  = fin5_0;
-    if (\$102 ) begin
-      \$301  = \$105 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$302  = bank5_0;
-    if (done) begin
-      \$302  = fin5_0;
-    end else if (ser) begin
-      \$302  = bank6_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$303  = acc6_0;
-    if (flags_6[0]) begin
-      \$303  = \$108 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$304  = fin6_0;
-    if (\$109 ) begin
-      \$304  = \$112 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$305  = bank6_0;
-    if (done) begin
-      \$305  = fin6_0;
-    end else if (ser) begin
-      \$305  = bank7_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$306  = acc7_0;
-    if (flags_7[0]) begin
-      \$306  = \$115 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$307  = fin7_0;
-    if (\$116 ) begin
-      \$307  = \$119 [18:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$308  = bank7_0;
-    if (done) begin
-      \$308  = fin7_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$309  = ser_left;
-    if (done) begin
-      \$309  = 4'h8;
-    end else if (ser) begin
-      \$309  = \$120 [3:0];
-    end
-    if (rst_conv2) begin
-      \$309  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$310  = addr;
-    if (ser) begin
-      \$310  = \$123 [5:0];
-    end
-    if (rst_conv2) begin
-      \$310  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$311  = \$124 ;
-    if (rst_conv2) begin
-      \$311  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$312  = \$126 ;
-    if (rst_conv2) begin
-      \$312  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$313  = \$signal$870 ;
-    if (rst_conv2) begin
-      \$313  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$314  = vb;
-    if (rst_conv2) begin
-      \$314  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$315  = v_out_d1;
-    if (rst_conv2) begin
-      \$315  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$316  = v_out_d2;
-    if (rst_conv2) begin
-      \$316  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$317  = v_out_d3;
-    if (rst_conv2) begin
-      \$317  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$318  = ka;
-    if (rst_conv2) begin
-      \$318  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$319  = skipped_d1;
-    if (rst_conv2) begin
-      \$319  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$320  = skipped_d2;
-    if (rst_conv2) begin
-      \$320  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$321  = skipped_d3;
-    if (rst_conv2) begin
-      \$321  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$322  = skipped_d4;
-    if (rst_conv2) begin
-      \$322  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$323  = \$137 ;
-    if (rst_conv2) begin
-      \$323  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$324  = \$139 ;
-    if (rst_conv2) begin
-      \$324  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$325  = \$24 [4:0];
-    if (rst_conv2) begin
-      \$325  = 5'h18;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$326  = credits_room_next;
-    if (rst_conv2) begin
-      \$326  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    r_next = r_addr;
-    if (step) begin
-      r_next = \$15 [5:0];
-    end
-    if (load) begin
-      r_next = { 1'h0, \$16  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$226  = \$27 ;
-    if (rst_conv2) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$227  = \beat$573 ;
-    if (take) begin
-      \$227  = \$29 [7:0];
-    end
-    if (rst_conv2) begin
-      \$227  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$228  = at;
-    if (take) begin
-      \$228  = \$31 ;
-    end
-    if (rst_conv2) begin
-      \$228  = 8'h01;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$229  = word;
-    if (take) begin
-      \$229  = \$34 [4:0];
-    end
-    if (rst_conv2) begin
-      \$229  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$230  = wsum_first;
-    if (take) begin
-      \$230  = filled;
-    end
-    if (rst_conv2) begin
-      \$230  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$231  = take;
-    if (rst_conv2) begin
-      \$231  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$232  = wsum_v_d1;
-    if (rst_conv2) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$233  = wsum_first;
-    if (rst_conv2) begin
-      \$233  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$234  = wsum_first_d1;
-    if (rst_conv2) begin
-      \$234  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$235  = filled;
-    if (rst_conv2) begin
-      \$235  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$236  = wsum_end_d1;
+    \$236  = \$signal$630 ;
     if (rst_conv2) begin
       \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$237  = wsum_acc;
-    if (wsum_v_d2) begin
-      \$237  = \$36 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$238  = wsum_total;
-    if (\$37 ) begin
-      \$238  = \$39 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$239  = \$40 ;
+    \$237  = v2_d1;
     if (rst_conv2) begin
-      \$239  = 1'h1;
+      \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$240  = gap_zero_next;
+    \$238  = v2_d2;
     if (rst_conv2) begin
-      \$240  = 1'h1;
+      \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$241  = \$signal ;
+    \$239  = v2_d3;
+    if (rst_conv2) begin
+      \$239  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$240  = v2_d4;
+    if (rst_conv2) begin
+      \$240  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$241  = last1;
     if (rst_conv2) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$242  = n_last_next;
+    \$242  = last2_d1;
     if (rst_conv2) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$243  = \$41 ;
+    \$243  = last2_d2;
     if (rst_conv2) begin
       \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$244  = r_next;
+    \$244  = last2_d3;
     if (rst_conv2) begin
-      \$244  = 6'h00;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$245  = s_idx;
-    if (step) begin
-      \$245  = \$43 [4:0];
-    end
+    \$245  = last2_d4;
     if (rst_conv2) begin
-      \$245  = 5'h00;
+      \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$246  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$246  = \$45 [2:0];
-      end
-    end
+    \$246  = \$signal$630 ;
     if (rst_conv2) begin
-      \$246  = 3'h0;
+      \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$247  = active;
-    if (\$46 ) begin
-      \$247  = 1'h0;
-    end
-    if (load) begin
-      \$247  = 1'h1;
-    end
+    \$247  = v2p_d1;
     if (rst_conv2) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$248  = r_base;
-    if (load) begin
-      \$248  = { 1'h0, \$47  };
-    end
+    \$248  = v2p_d2;
     if (rst_conv2) begin
-      \$248  = 6'h00;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$249  = w_half;
-    if (load) begin
-      \$249  = \$48 ;
-    end
+    \$249  = v2p_d3;
     if (rst_conv2) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$250  = gap;
-    if (\$49 ) begin
-      \$250  = 4'h7;
-    end else if (\$50 ) begin
-      \$250  = \$51 [3:0];
-    end
+    \$250  = \$signal$631 ;
     if (rst_conv2) begin
-      \$250  = 4'h0;
+      \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$251  = step;
+    \$251  = first2p_d1;
     if (rst_conv2) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$252  = \$52 ;
+    \$252  = first2p_d2;
     if (rst_conv2) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$253  = s_last;
+    \$253  = first2p_d3;
     if (rst_conv2) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$254  = r_next;
+    \$254  = last1;
     if (rst_conv2) begin
-      \$254  = 6'h00;
+      \$254  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$255  = last2p_d1;
+    if (rst_conv2) begin
+      \$255  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$256  = last2p_d2;
+    if (rst_conv2) begin
+      \$256  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$257  = last2p_d3;
+    if (rst_conv2) begin
+      \$257  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$258  = group_end;
+    if (rst_conv2) begin
+      \$258  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$259  = xacc;
+    if (flags_x[0]) begin
+      \$259  = \$53 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$260  = xfin;
+    if (\$54 ) begin
+      \$260  = \$56 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$261  = acc0_0;
+    if (flags_0[0]) begin
+      \$261  = \$58 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$262  = fin0_0;
+    if (\$59 ) begin
+      \$262  = \$61 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$263  = bank0_0;
+    if (done) begin
+      \$263  = \$63 [18:0];
+    end else if (ser) begin
+      \$263  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$264  = acc1_0;
+    if (flags_1[0]) begin
+      \$264  = \$65 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$265  = fin1_0;
+    if (\$66 ) begin
+      \$265  = \$68 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$266  = bank1_0;
+    if (done) begin
+      \$266  = \$70 [18:0];
+    end else if (ser) begin
+      \$266  = bank2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$267  = acc2_0;
+    if (flags_2[0]) begin
+      \$267  = \$72 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$268  = fin2_0;
+    if (\$73 ) begin
+      \$268  = \$75 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$269  = bank2_0;
+    if (done) begin
+      \$269  = \$77 [18:0];
+    end else if (ser) begin
+      \$269  = bank3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$270  = acc3_0;
+    if (flags_3[0]) begin
+      \$270  = \$79 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$271  = fin3_0;
+    if (\$80 ) begin
+      \$271  = \$82 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$272  = bank3_0;
+    if (done) begin
+      \$272  = \$84 [18:0];
+    end else if (ser) begin
+      \$272  = bank4_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$273  = acc4_0;
+    if (flags_4[0]) begin
+      \$273  = \$86 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$274  = fin4_0;
+    if (\$87 ) begin
+      \$274  = \$89 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$275  = bank4_0;
+    if (done) begin
+      \$275  = \$91 [18:0];
+    end else if (ser) begin
+      \$275  = bank5_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$276  = acc5_0;
+    if (flags_5[0]) begin
+      \$276  = \$93 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$277  = fin5_0;
+    if (\$94 ) begin
+      \$277  = \$96 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$278  = bank5_0;
+    if (done) begin
+      \$278  = \$98 [18:0];
+    end else if (ser) begin
+      \$278  = bank6_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$279  = acc6_0;
+    if (flags_6[0]) begin
+      \$279  = \$100 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$280  = fin6_0;
+    if (\$101 ) begin
+      \$280  = \$103 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$281  = bank6_0;
+    if (done) begin
+      \$281  = \$105 [18:0];
+    end else if (ser) begin
+      \$281  = bank7_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$282  = acc7_0;
+    if (flags_7[0]) begin
+      \$282  = \$107 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$283  = fin7_0;
+    if (\$108 ) begin
+      \$283  = \$110 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$284  = bank7_0;
+    if (done) begin
+      \$284  = \$112 [18:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$285  = ser_left;
+    if (done) begin
+      \$285  = 4'h8;
+    end else if (ser) begin
+      \$285  = \$113 [3:0];
+    end
+    if (rst_conv2) begin
+      \$285  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$286  = addr;
+    if (ser) begin
+      \$286  = \$116 [5:0];
+    end
+    if (rst_conv2) begin
+      \$286  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$287  = \$117 ;
+    if (rst_conv2) begin
+      \$287  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$288  = \$119 ;
+    if (rst_conv2) begin
+      \$288  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$289  = \$signal$913 ;
+    if (rst_conv2) begin
+      \$289  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$290  = vb;
+    if (rst_conv2) begin
+      \$290  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$291  = v_out_d1;
+    if (rst_conv2) begin
+      \$291  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$292  = v_out_d2;
+    if (rst_conv2) begin
+      \$292  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$293  = v_out_d3;
+    if (rst_conv2) begin
+      \$293  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$294  = ka;
+    if (rst_conv2) begin
+      \$294  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$295  = skipped_d1;
+    if (rst_conv2) begin
+      \$295  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$296  = skipped_d2;
+    if (rst_conv2) begin
+      \$296  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$297  = skipped_d3;
+    if (rst_conv2) begin
+      \$297  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$298  = skipped_d4;
+    if (rst_conv2) begin
+      \$298  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$299  = \$130 ;
+    if (rst_conv2) begin
+      \$299  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$300  = \$132 ;
+    if (rst_conv2) begin
+      \$300  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$301  = \$25 [4:0];
+    if (rst_conv2) begin
+      \$301  = 5'h18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$302  = credits_room_next;
+    if (rst_conv2) begin
+      \$302  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    r_next = r_addr;
+    if (step) begin
+      r_next = \$16 [5:0];
+    end
+    if (load) begin
+      r_next = { 1'h0, \$17  };
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$219  = w_count;
+    if (take) begin
+      \$219  = \$28 [4:0];
+    end
+    if (rst_conv2) begin
+      \$219  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$220  = \$29 ;
+    if (rst_conv2) begin
+      \$220  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$221  = gap_zero_next;
+    if (rst_conv2) begin
+      \$221  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$222  = \$signal ;
+    if (rst_conv2) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$223  = n_last_next;
+    if (rst_conv2) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$224  = \$30 ;
+    if (rst_conv2) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$225  = r_next;
+    if (rst_conv2) begin
+      \$225  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$226  = s_idx;
+    if (step) begin
+      \$226  = \$32 [4:0];
+    end
+    if (rst_conv2) begin
+      \$226  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$227  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$227  = \$34 [2:0];
+      end
+    end
+    if (rst_conv2) begin
+      \$227  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$228  = active;
+    if (\$35 ) begin
+      \$228  = 1'h0;
+    end
+    if (load) begin
+      \$228  = 1'h1;
+    end
+    if (rst_conv2) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$229  = r_base;
+    if (load) begin
+      \$229  = { 1'h0, \$36  };
+    end
+    if (rst_conv2) begin
+      \$229  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$230  = w_half;
+    if (load) begin
+      \$230  = \$37 ;
+    end
+    if (rst_conv2) begin
+      \$230  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$231  = gap;
+    if (\$38 ) begin
+      \$231  = 4'h7;
+    end else if (\$39 ) begin
+      \$231  = \$40 [3:0];
+    end
+    if (rst_conv2) begin
+      \$231  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$232  = step;
+    if (rst_conv2) begin
+      \$232  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$233  = \$41 ;
+    if (rst_conv2) begin
+      \$233  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$234  = s_last;
+    if (rst_conv2) begin
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$235  = r_next;
+    if (rst_conv2) begin
+      \$235  = 6'h00;
     end
   end
   assign w_addr_b0_p0 = port__addr;
-  assign port__data = { w_data_q[23:0], w_data_q };
+  assign port__data = w_data_q[63:0];
   assign w_en_b0_p0 = port__en;
   assign w_addr_b1_p0 = \port__addr$10 ;
-  assign \port__data$12  = { w_data_q[7:0], w_data_q, w_data_q[39:24] };
+  assign \port__data$12  = w_data_q[127:64];
   assign w_en_b1_p0 = \port__en$13 ;
   assign w_addr_b2_p0 = \port__addr$15 ;
-  assign \port__data$17  = { w_data_q[31:0], w_data_q[39:8] };
+  assign \port__data$17  = w_data_q[191:128];
   assign w_en_b2_p0 = \port__en$18 ;
   assign w_addr_b3_p0 = \port__addr$20 ;
-  assign \port__data$22  = { w_data_q[15:0], w_data_q, w_data_q[39:32] };
+  assign \port__data$22  = w_data_q[255:192];
   assign w_en_b3_p0 = \port__en$23 ;
   assign w_addr_b4_p0 = \port__addr$25 ;
-  assign \port__data$27  = { w_data_q, w_data_q[39:16] };
+  assign \port__data$27  = w_data_q[319:256];
   assign w_en_b4_p0 = \port__en$28 ;
   assign w_addr_b0_p1 = \port__addr$30 ;
-  assign \port__data$32  = { w_data_q[23:0], w_data_q };
+  assign \port__data$32  = w_data_q[63:0];
   assign w_en_b0_p1 = \port__en$33 ;
   assign w_addr_b1_p1 = \port__addr$35 ;
-  assign \port__data$37  = { w_data_q[7:0], w_data_q, w_data_q[39:24] };
+  assign \port__data$37  = w_data_q[127:64];
   assign w_en_b1_p1 = \port__en$38 ;
   assign w_addr_b2_p1 = \port__addr$40 ;
-  assign \port__data$42  = { w_data_q[31:0], w_data_q[39:8] };
+  assign \port__data$42  = w_data_q[191:128];
   assign w_en_b2_p1 = \port__en$43 ;
   assign w_addr_b3_p1 = \port__addr$45 ;
-  assign \port__data$47  = { w_data_q[15:0], w_data_q, w_data_q[39:32] };
+  assign \port__data$47  = w_data_q[255:192];
   assign w_en_b3_p1 = \port__en$48 ;
   assign w_addr_b4_p1 = \port__addr$50 ;
-  assign \port__data$52  = { w_data_q, w_data_q[39:16] };
+  assign \port__data$52  = w_data_q[319:256];
   assign w_en_b4_p1 = \port__en$53 ;
   assign w_addr_b0_p2 = \port__addr$55 ;
-  assign \port__data$57  = { w_data_q[23:0], w_data_q };
+  assign \port__data$57  = w_data_q[63:0];
   assign w_en_b0_p2 = \port__en$58 ;
   assign w_addr_b1_p2 = \port__addr$60 ;
-  assign \port__data$62  = { w_data_q[7:0], w_data_q, w_data_q[39:24] };
+  assign \port__data$62  = w_data_q[127:64];
   assign w_en_b1_p2 = \port__en$63 ;
   assign w_addr_b2_p2 = \port__addr$65 ;
-  assign \port__data$67  = { w_data_q[31:0], w_data_q[39:8] };
+  assign \port__data$67  = w_data_q[191:128];
   assign w_en_b2_p2 = \port__en$68 ;
   assign w_addr_b3_p2 = \port__addr$70 ;
-  assign \port__data$72  = { w_data_q[15:0], w_data_q, w_data_q[39:32] };
+  assign \port__data$72  = w_data_q[255:192];
   assign w_en_b3_p2 = \port__en$73 ;
   assign w_addr_b4_p2 = \port__addr$75 ;
-  assign \port__data$77  = { w_data_q, w_data_q[39:16] };
+  assign \port__data$77  = w_data_q[319:256];
   assign w_en_b4_p2 = \port__en$78 ;
   assign w_addr = \$2 [5:0];
   assign i__payload = w_data;
-  assign \w_full$100  = w_full;
-  assign \w_full_issue$102  = w_full_issue;
+  assign w_en = take;
+  assign \w_full$91  = w_full;
+  assign \w_full_issue$93  = w_full_issue;
   assign o__ready = step;
-  assign r_addr_b0_p0 = \port__addr$117 ;
+  assign r_addr_b0_p0 = \port__addr$108 ;
+  assign \port__en$110  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$111 ;
+  assign \port__en$113  = 1'h1;
+  assign r_addr_b0_p2 = \port__addr$114 ;
+  assign \port__en$116  = 1'h1;
+  assign r_addr_b1_p0 = \port__addr$117 ;
   assign \port__en$119  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$120 ;
+  assign r_addr_b1_p1 = \port__addr$120 ;
   assign \port__en$122  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$123 ;
+  assign r_addr_b1_p2 = \port__addr$123 ;
   assign \port__en$125  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$126 ;
+  assign r_addr_b2_p0 = \port__addr$126 ;
   assign \port__en$128  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$129 ;
+  assign r_addr_b2_p1 = \port__addr$129 ;
   assign \port__en$131  = 1'h1;
-  assign r_addr_b1_p2 = \port__addr$132 ;
+  assign r_addr_b2_p2 = \port__addr$132 ;
   assign \port__en$134  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$135 ;
+  assign r_addr_b3_p0 = \port__addr$135 ;
   assign \port__en$137  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$138 ;
+  assign r_addr_b3_p1 = \port__addr$138 ;
   assign \port__en$140  = 1'h1;
-  assign r_addr_b2_p2 = \port__addr$141 ;
+  assign r_addr_b3_p2 = \port__addr$141 ;
   assign \port__en$143  = 1'h1;
-  assign r_addr_b3_p0 = \port__addr$144 ;
+  assign r_addr_b4_p0 = \port__addr$144 ;
   assign \port__en$146  = 1'h1;
-  assign r_addr_b3_p1 = \port__addr$147 ;
+  assign r_addr_b4_p1 = \port__addr$147 ;
   assign \port__en$149  = 1'h1;
-  assign r_addr_b3_p2 = \port__addr$150 ;
+  assign r_addr_b4_p2 = \port__addr$150 ;
   assign \port__en$152  = 1'h1;
-  assign r_addr_b4_p0 = \port__addr$153 ;
-  assign \port__en$155  = 1'h1;
-  assign r_addr_b4_p1 = \port__addr$156 ;
-  assign \port__en$158  = 1'h1;
-  assign r_addr_b4_p2 = \port__addr$159 ;
-  assign \port__en$161  = 1'h1;
   assign i = word1[15:0];
-  assign \i$164  = word1[31:16];
-  assign \i$210  = word1[47:32];
-  assign \i$211  = word1[63:48];
-  assign \i$257  = word1[79:64];
-  assign \i$258  = word1[95:80];
-  assign \i$304  = word1[111:96];
-  assign \i$305  = word1[127:112];
-  assign \i$351  = word1[143:128];
-  assign \i$352  = word1[159:144];
-  assign \i$398  = word1[175:160];
-  assign \i$399  = word1[191:176];
-  assign \i$445  = word1[207:192];
-  assign \i$446  = word1[223:208];
-  assign \i$492  = word1[239:224];
-  assign \i$493  = word1[255:240];
+  assign \i$155  = word1[31:16];
+  assign \i$201  = word1[47:32];
+  assign \i$202  = word1[63:48];
+  assign \i$248  = word1[79:64];
+  assign \i$249  = word1[95:80];
+  assign \i$295  = word1[111:96];
+  assign \i$296  = word1[127:112];
+  assign \i$342  = word1[143:128];
+  assign \i$343  = word1[159:144];
+  assign \i$389  = word1[175:160];
+  assign \i$390  = word1[191:176];
+  assign \i$436  = word1[207:192];
+  assign \i$437  = word1[223:208];
+  assign \i$483  = word1[239:224];
+  assign \i$484  = word1[255:240];
   assign shift = ser;
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$551  = data[12:0];
-  assign \b$552  = sa0_0[18:17];
-  assign rq0_y = \$21 [7:0];
-  assign \o__payload$558  = o__payload;
-  assign \o__ready$560  = \o__ready$559 ;
-  assign \o__valid$562  = o__valid;
-  assign \w_data$563  = \$21 [7:0];
-  assign v_out_d4 = \w_en$564 ;
-  assign space_next = \$24 [4:0];
-  assign \o__payload$587  = { \$330 , \$329 , \$328 , \$327  };
-  assign \$3  = active;
-  assign \$65  = { t0_0_l5_0, 1'h0 };
-  assign \$69  = { t0_0_l5_0, 1'h0 };
-  assign \$72  = { t1_0_l5_0, 1'h0 };
-  assign \$76  = { t1_0_l5_0, 1'h0 };
-  assign \$79  = { t2_0_l5_0, 1'h0 };
-  assign \$83  = { t2_0_l5_0, 1'h0 };
-  assign \$86  = { t3_0_l5_0, 1'h0 };
-  assign \$90  = { t3_0_l5_0, 1'h0 };
-  assign \$93  = { t4_0_l5_0, 1'h0 };
-  assign \$97  = { t4_0_l5_0, 1'h0 };
-  assign \$100  = { t5_0_l5_0, 1'h0 };
-  assign \$104  = { t5_0_l5_0, 1'h0 };
-  assign \$107  = { t6_0_l5_0, 1'h0 };
-  assign \$111  = { t6_0_l5_0, 1'h0 };
-  assign \$114  = { t7_0_l5_0, 1'h0 };
-  assign \$118  = { t7_0_l5_0, 1'h0 };
-  assign \$124  = ser;
-  assign \$125  = 1'h0;
-  assign \$126  = 1'h0;
-  assign \$128  = { p[29], p };
-  assign \$129  = { \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 [14], \p$877 , 17'h00000 };
-  assign \$132  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$133  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$135  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \a$608  = data[12:0];
+  assign \b$609  = sa0_0[18:17];
+  assign rq0_y = \$22 [7:0];
+  assign \o__payload$615  = o__payload;
+  assign \o__ready$617  = \o__ready$616 ;
+  assign \o__valid$619  = o__valid;
+  assign \w_data$620  = \$22 [7:0];
+  assign v_out_d4 = \w_en$621 ;
+  assign space_next = \$25 [4:0];
+  assign \o__payload$633  = { \$306 , \$305 , \$304 , \$303  };
+  assign \$4  = active;
+  assign \$62  = { fin0_0, 1'h0 };
+  assign \$69  = { fin1_0, 1'h0 };
+  assign \$76  = { fin2_0, 1'h0 };
+  assign \$83  = { fin3_0, 1'h0 };
+  assign \$90  = { fin4_0, 1'h0 };
+  assign \$97  = { fin5_0, 1'h0 };
+  assign \$104  = { fin6_0, 1'h0 };
+  assign \$111  = { fin7_0, 1'h0 };
+  assign \$117  = ser;
+  assign \$118  = 1'h0;
+  assign \$119  = 1'h0;
+  assign \$121  = { p[29], p };
+  assign \$122  = { \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 , 17'h00000 };
+  assign \$125  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$126  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$128  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12949,7 +12902,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1993$0 , \port$1999$0 , \port$2005$0 , \port$2011$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2211$0 , \port$2217$0 , \port$2223$0 , \port$2229$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -13108,14 +13061,14 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1993$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$1993$0 ;
-  wire [63:0] \port$1993$0 ;
-  output [63:0] \port$1999$0 ;
-  wire [63:0] \port$1999$0 ;
-  output [63:0] \port$2005$0 ;
-  wire [63:0] \port$2005$0 ;
-  output [63:0] \port$2011$0 ;
-  wire [63:0] \port$2011$0 ;
+  output [63:0] \port$2211$0 ;
+  wire [63:0] \port$2211$0 ;
+  output [63:0] \port$2217$0 ;
+  wire [63:0] \port$2217$0 ;
+  output [63:0] \port$2223$0 ;
+  wire [63:0] \port$2223$0 ;
+  output [63:0] \port$2229$0 ;
+  wire [63:0] \port$2229$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -13461,10 +13414,10 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$1993$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$99 , \$93 , \$87 , \$81  };
-  assign \port$1993$0  = \$81 ;
-  assign \port$1999$0  = \$87 ;
-  assign \port$2005$0  = \$93 ;
-  assign \port$2011$0  = \$99 ;
+  assign \port$2211$0  = \$81 ;
+  assign \port$2217$0  = \$87 ;
+  assign \port$2223$0  = \$93 ;
+  assign \port$2229$0  = \$99 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -20960,8 +20913,503 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$169 , o__valid, o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, i__valid, i__payload, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire [8:0] \$11 ;
+  wire [8:0] \$12 ;
+  wire \$13 ;
+  wire [7:0] \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  reg [7:0] \$90 ;
+  reg [7:0] \$91 ;
+  reg [319:0] \$92 ;
+  reg [319:0] \$93 ;
+  wire \$signal ;
+  reg [7:0] at = 8'h01;
+  reg [7:0] beat = 8'h00;
+  input clk;
+  wire clk;
+  wire full;
+  wire full_0;
+  wire full_1;
+  wire full_2;
+  wire full_3;
+  wire full_4;
+  wire full_q;
+  input [39:0] i__payload;
+  wire [39:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire last;
+  wire last_q;
+  output [319:0] o__payload;
+  reg [319:0] o__payload = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  (* init = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [319:0] out;
+  wire ready;
+  wire ready_0;
+  wire ready_1;
+  wire ready_2;
+  wire ready_3;
+  wire ready_4;
+  wire ready_q;
+  input rst_conv2_window_to_conv2;
+  wire rst_conv2_window_to_conv2;
+  wire take;
+  wire valid_0;
+  wire valid_1;
+  wire valid_2;
+  wire valid_3;
+  wire valid_4;
+  wire valid_next;
+  wire valid_q;
+  reg [319:0] word = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = beat + 1'h1;
+  assign \$12  = last ? 9'h000 : \$11 ;
+  assign \$13  = at[7] | last;
+  assign \$14  = \$13  ? 8'h01 : { at[6:0], at[7] };
+  assign \$15  = ~ valid_0;
+  assign \$16  = \$15  | o__ready;
+  assign \$17  = full_0 & \$16 ;
+  assign \$18  = i__valid & ready_0;
+  assign \$19  = ~ valid_1;
+  assign \$20  = \$19  | o__ready;
+  assign \$21  = full_1 & \$20 ;
+  assign \$22  = i__valid & ready_1;
+  assign \$23  = ~ valid_2;
+  assign \$24  = \$23  | o__ready;
+  assign \$25  = full_2 & \$24 ;
+  assign \$26  = i__valid & ready_2;
+  assign \$27  = ~ valid_3;
+  assign \$28  = \$27  | o__ready;
+  assign \$29  = full_3 & \$28 ;
+  assign \$30  = i__valid & ready_3;
+  assign \$31  = ~ valid_4;
+  assign \$32  = \$31  | o__ready;
+  assign \$33  = full_4 & \$32 ;
+  assign \$34  = i__valid & ready_4;
+  assign \$35  = rst_conv2_window_to_conv2 ? 1'h0 : valid_next;
+  assign \$36  = rst_conv2_window_to_conv2 ? 1'h0 : \$signal ;
+  assign \$37  = ~ \$signal ;
+  assign \$38  = ~ valid_next;
+  assign \$39  = \$37  | \$38 ;
+  assign \$40  = rst_conv2_window_to_conv2 ? 1'h1 : \$39 ;
+  assign \$41  = beat == 8'h9e;
+  assign \$42  = last ? 1'h0 : \$41 ;
+  assign \$43  = take ? \$42  : last;
+  assign \$44  = rst_conv2_window_to_conv2 ? 1'h0 : \$43 ;
+  assign \$45  = ~ \$signal ;
+  assign \$46  = ~ valid_next;
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = \$47  | rst_conv2_window_to_conv2;
+  assign \$49  = beat == 8'h9e;
+  assign \$50  = last ? 1'h0 : \$49 ;
+  assign \$51  = take ? \$50  : last;
+  assign \$52  = rst_conv2_window_to_conv2 ? 1'h0 : \$51 ;
+  assign \$54  = ~ \$signal ;
+  assign \$55  = ~ valid_next;
+  assign \$56  = \$54  | \$55 ;
+  assign \$57  = \$56  | rst_conv2_window_to_conv2;
+  assign \$58  = beat == 8'h9e;
+  assign \$59  = last ? 1'h0 : \$58 ;
+  assign \$60  = take ? \$59  : last;
+  assign \$61  = rst_conv2_window_to_conv2 ? 1'h0 : \$60 ;
+  assign \$63  = ~ \$signal ;
+  assign \$64  = ~ valid_next;
+  assign \$65  = \$63  | \$64 ;
+  assign \$66  = \$65  | rst_conv2_window_to_conv2;
+  assign \$67  = beat == 8'h9e;
+  assign \$68  = last ? 1'h0 : \$67 ;
+  assign \$69  = take ? \$68  : last;
+  assign \$70  = rst_conv2_window_to_conv2 ? 1'h0 : \$69 ;
+  assign \$72  = ~ \$signal ;
+  assign \$73  = ~ valid_next;
+  assign \$74  = \$72  | \$73 ;
+  assign \$75  = \$74  | rst_conv2_window_to_conv2;
+  assign \$76  = beat == 8'h9e;
+  assign \$77  = last ? 1'h0 : \$76 ;
+  assign \$78  = take ? \$77  : last;
+  assign \$79  = rst_conv2_window_to_conv2 ? 1'h0 : \$78 ;
+  assign \$81  = ~ \$signal ;
+  assign \$82  = ~ valid_next;
+  assign \$83  = \$81  | \$82 ;
+  assign \$84  = \$83  | rst_conv2_window_to_conv2;
+  assign \$85  = beat == 8'h9e;
+  assign \$86  = last ? 1'h0 : \$85 ;
+  assign \$87  = take ? \$86  : last;
+  assign \$88  = rst_conv2_window_to_conv2 ? 1'h0 : \$87 ;
+  always @(posedge clk)
+    beat <= \$90 ;
+  always @(posedge clk)
+    at <= \$91 ;
+  always @(posedge clk)
+    o__payload <= \$92 ;
+  always @(posedge clk)
+    word <= \$93 ;
+  assign take = i__valid & i__ready;
+  assign \$1  = at[7] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_0_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_1_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_2_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_3_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_4_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_q_copy (
+    .clk(clk),
+    .d(\$36 ),
+    .q(full)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_0_copy (
+    .clk(clk),
+    .d(\$52 ),
+    .q(\$53 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_1_copy (
+    .clk(clk),
+    .d(\$61 ),
+    .q(\$62 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_2_copy (
+    .clk(clk),
+    .d(\$70 ),
+    .q(\$71 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_3_copy (
+    .clk(clk),
+    .d(\$79 ),
+    .q(\$80 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_4_copy (
+    .clk(clk),
+    .d(\$88 ),
+    .q(\$89 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_q_copy (
+    .clk(clk),
+    .d(\$44 ),
+    .q(last)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_0_copy (
+    .clk(clk),
+    .d(\$48 ),
+    .q(ready_0)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_1_copy (
+    .clk(clk),
+    .d(\$57 ),
+    .q(ready_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_2_copy (
+    .clk(clk),
+    .d(\$66 ),
+    .q(ready_2)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_3_copy (
+    .clk(clk),
+    .d(\$75 ),
+    .q(ready_3)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_4_copy (
+    .clk(clk),
+    .d(\$84 ),
+    .q(ready_4)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_q_copy (
+    .clk(clk),
+    .d(\$40 ),
+    .q(i__ready)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_0_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_1_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_2_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_3_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_4_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_q_copy (
+    .clk(clk),
+    .d(\$35 ),
+    .q(o__valid)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$90  = beat;
+    if (take) begin
+      \$90  = \$12 [7:0];
+    end
+    if (rst_conv2_window_to_conv2) begin
+      \$90  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$91  = at;
+    if (take) begin
+      \$91  = \$14 ;
+    end
+    if (rst_conv2_window_to_conv2) begin
+      \$91  = 8'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$92  = o__payload;
+    if (\$17 ) begin
+      \$92 [63:0] = word[63:0];
+    end
+    if (\$21 ) begin
+      \$92 [127:64] = word[127:64];
+    end
+    if (\$25 ) begin
+      \$92 [191:128] = word[191:128];
+    end
+    if (\$29 ) begin
+      \$92 [255:192] = word[255:192];
+    end
+    if (\$33 ) begin
+      \$92 [319:256] = word[319:256];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$93  = word;
+    if (\$18 ) begin
+      \$93 [63:0] = word[103:40];
+    end
+    if (\$22 ) begin
+      \$93 [127:64] = word[167:104];
+    end
+    if (\$26 ) begin
+      \$93 [191:128] = word[231:168];
+    end
+    if (\$30 ) begin
+      \$93 [255:192] = word[295:232];
+    end
+    if (\$34 ) begin
+      \$93 [319:256] = { i__payload, word[319:296] };
+    end
+  end
+  assign ready = i__ready;
+  assign out = o__payload;
+  assign valid_q = o__valid;
+  assign full_q = full;
+  assign ready_q = i__ready;
+  assign last_q = last;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$169 , o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -23249,7 +23697,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     .rst_fc1(rst_fc1)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     filled = 1'h0;
     if (take) begin
       if (\$5 ) begin
@@ -23260,7 +23708,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$19 [8:0];
@@ -23270,7 +23718,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$279  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23285,7 +23733,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$280  = pix;
     if (take) begin
       if (\$29 ) begin
@@ -23302,7 +23750,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$281  = \$like ;
     if (take) begin
       if (\$29 ) begin
@@ -23319,7 +23767,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$282  = p_lane;
     if (take) begin
       if (\$29 ) begin
@@ -23336,7 +23784,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$283  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23356,7 +23804,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$284  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -23376,7 +23824,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$285  = wsum_first;
     if (take) begin
       \$285  = filled;
@@ -23386,91 +23834,91 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$286  = take;
     if (rst_fc1) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$287  = wsum_first;
     if (rst_fc1) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$288  = filled;
     if (rst_fc1) begin
       \$288  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$289  = wsum_acc;
     if (wsum_v_d1) begin
       \$289  = \$64 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$290  = wsum_total;
     if (\$65 ) begin
       \$290  = \$67 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$291  = \$68 ;
     if (rst_fc1) begin
       \$291  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$292  = gap_zero_next;
     if (rst_fc1) begin
       \$292  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$293  = \$signal$34 ;
     if (rst_fc1) begin
       \$293  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$294  = n_last_next;
     if (rst_fc1) begin
       \$294  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$295  = \$69 ;
     if (rst_fc1) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$296  = \$77 [6:0];
     if (rst_fc1) begin
       \$296  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$297  = \$83 [6:0];
     if (rst_fc1) begin
       \$297  = 7'h01;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$298  = head_boot;
     if (\$84 ) begin
       \$298  = \$85 [1:0];
@@ -23480,21 +23928,21 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$299  = head;
     if (\$88 ) begin
       \$299  = \data$194 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$300  = r_next;
     if (rst_fc1) begin
       \$300  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$301  = s_idx;
     if (step) begin
       \$301  = \$90 [7:0];
@@ -23504,7 +23952,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$302  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -23516,7 +23964,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$303  = active;
     if (\$93 ) begin
       \$303  = 1'h0;
@@ -23529,7 +23977,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$304  = r_base;
     if (load) begin
       \$304  = { 1'h0, \$94  };
@@ -23539,7 +23987,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$305  = w_half;
     if (load) begin
       \$305  = \$95 ;
@@ -23549,7 +23997,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$306  = gap;
     if (\$96 ) begin
       \$306  = 3'h3;
@@ -23561,7 +24009,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$307  = col;
     if (step) begin
       \$307  = \$99 ;
@@ -23571,7 +24019,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$308  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -23583,7 +24031,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$309  = row_ph1;
     if (step) begin
       if (s_last) begin
@@ -23595,7 +24043,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$310  = row_ph2;
     if (step) begin
       if (s_last) begin
@@ -23607,7 +24055,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$311  = row_ph3;
     if (step) begin
       if (s_last) begin
@@ -23619,266 +24067,266 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$312  = \$125 [4:0];
     if (rst_fc1) begin
       \$312  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$313  = \$131 [4:0];
     if (rst_fc1) begin
       \$313  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$314  = \$137 [4:0];
     if (rst_fc1) begin
       \$314  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$315  = \$143 [4:0];
     if (rst_fc1) begin
       \$315  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$316  = step;
     if (rst_fc1) begin
       \$316  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$317  = \$144 ;
     if (rst_fc1) begin
       \$317  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$318  = s_last;
     if (rst_fc1) begin
       \$318  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$319  = carry0_0;
     if (\$signal$204 ) begin
       \$319  = word1[7:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$320  = carry1_0;
     if (\$signal$204 ) begin
       \$320  = word1[15:8];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$321  = carry2_0;
     if (\$signal$204 ) begin
       \$321  = word1[23:16];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$322  = carry3_0;
     if (\$signal$204 ) begin
       \$322  = word1[31:24];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$323  = \$signal$204 ;
     if (rst_fc1) begin
       \$323  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$324  = v2_d1;
     if (rst_fc1) begin
       \$324  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$325  = v2_d2;
     if (rst_fc1) begin
       \$325  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$326  = v2_d3;
     if (rst_fc1) begin
       \$326  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$327  = last1;
     if (rst_fc1) begin
       \$327  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$328  = last2_d1;
     if (rst_fc1) begin
       \$328  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$329  = last2_d2;
     if (rst_fc1) begin
       \$329  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$330  = last2_d3;
     if (rst_fc1) begin
       \$330  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$331  = \$signal$204 ;
     if (rst_fc1) begin
       \$331  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$332  = v2p_d1;
     if (rst_fc1) begin
       \$332  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$333  = v2p_d2;
     if (rst_fc1) begin
       \$333  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$334  = \$signal$47 ;
     if (rst_fc1) begin
       \$334  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$335  = first2p_d1;
     if (rst_fc1) begin
       \$335  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$336  = first2p_d2;
     if (rst_fc1) begin
       \$336  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$337  = last1;
     if (rst_fc1) begin
       \$337  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$338  = last2p_d1;
     if (rst_fc1) begin
       \$338  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$339  = last2p_d2;
     if (rst_fc1) begin
       \$339  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$340  = group_end;
     if (rst_fc1) begin
       \$340  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$341  = load;
     if (rst_fc1) begin
       \$341  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$342  = x_taken_d1;
     if (rst_fc1) begin
       \$342  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$343  = x_taken_d2;
     if (rst_fc1) begin
       \$343  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$344  = x_taken_d3;
     if (rst_fc1) begin
       \$344  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$345  = x_taken_d4;
     if (rst_fc1) begin
       \$345  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$346  = x_init;
     if (x_taken_d5) begin
       \$346  = \$221 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$347  = acc0_0;
     if (flags_0[0]) begin
       \$347  = \$224 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$348  = fin0_0;
     if (\$225 ) begin
       \$348  = \$228 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$349  = bank0_0;
     if (done) begin
       \$349  = fin0_0;
@@ -23887,21 +24335,21 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$350  = acc1_0;
     if (flags_1[0]) begin
       \$350  = \$231 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$351  = fin1_0;
     if (\$232 ) begin
       \$351  = \$235 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$352  = bank1_0;
     if (done) begin
       \$352  = fin1_0;
@@ -23910,21 +24358,21 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$353  = acc2_0;
     if (flags_2[0]) begin
       \$353  = \$238 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$354  = fin2_0;
     if (\$239 ) begin
       \$354  = \$242 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$355  = bank2_0;
     if (done) begin
       \$355  = fin2_0;
@@ -23933,28 +24381,28 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$356  = acc3_0;
     if (flags_3[0]) begin
       \$356  = \$245 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$357  = fin3_0;
     if (\$246 ) begin
       \$357  = \$249 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$358  = bank3_0;
     if (done) begin
       \$358  = fin3_0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$359  = ser_left;
     if (done) begin
       \$359  = 3'h4;
@@ -23966,7 +24414,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$360  = \addr$155 ;
     if (ser) begin
       \$360  = \$253 [8:0];
@@ -23976,112 +24424,112 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$361  = \$254 ;
     if (rst_fc1) begin
       \$361  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$362  = \$256 ;
     if (rst_fc1) begin
       \$362  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$363  = \$signal$303 ;
     if (rst_fc1) begin
       \$363  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$364  = vb;
     if (rst_fc1) begin
       \$364  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$365  = v_out_d1;
     if (rst_fc1) begin
       \$365  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$366  = v_out_d2;
     if (rst_fc1) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$367  = v_out_d3;
     if (rst_fc1) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$368  = ka;
     if (rst_fc1) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$369  = skipped_d1;
     if (rst_fc1) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$370  = skipped_d2;
     if (rst_fc1) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$371  = skipped_d3;
     if (rst_fc1) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$372  = skipped_d4;
     if (rst_fc1) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$373  = \$267 ;
     if (rst_fc1) begin
       \$373  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$374  = \$269 ;
     if (rst_fc1) begin
       \$374  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$375  = \$28 [3:0];
     if (rst_fc1) begin
       \$375  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$376  = credits_room_next;
     if (rst_fc1) begin
       \$376  = 1'h1;
@@ -24731,7 +25179,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$11 ;
@@ -24887,28 +25335,28 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$42  = \$28 [2:0];
     if (rst_fc1) begin
       \$42  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$43  = \$35 ;
     if (rst_fc1) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$36  = \$8 ;
     if (rst_fc1) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [2:0];
@@ -24918,7 +25366,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -24928,14 +25376,14 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [2:0];
@@ -24945,7 +25393,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [2:0];
@@ -25057,7 +25505,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -25417,112 +25865,112 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   always @(posedge clk)
     slot6 <= \$145 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$120  = \$4 [2:0];
     if (rst_fc1) begin
       \$120  = 3'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$121  = \$9 ;
     if (rst_fc1) begin
       \$121  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$122  = \$19 ;
     if (rst_fc1) begin
       \$122  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$123  = \$29 ;
     if (rst_fc1) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$124  = \$39 ;
     if (rst_fc1) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$125  = \$49 ;
     if (rst_fc1) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$126  = \$59 ;
     if (rst_fc1) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$127  = \$69 ;
     if (rst_fc1) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$128  = \$79 ;
     if (rst_fc1) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$129  = \$89 ;
     if (rst_fc1) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$130  = issue;
     if (rst_fc1) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$131  = v1;
     if (rst_fc1) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$132  = v2;
     if (rst_fc1) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$133  = v3;
     if (rst_fc1) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$134  = v4;
     if (rst_fc1) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$135  = raddr;
     if (issue) begin
       \$135  = \$92 [14:0];
@@ -25532,7 +25980,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$136  = primed;
     if (at7) begin
       \$136  = 1'h1;
@@ -25542,14 +25990,14 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$137  = \$98 [2:0];
     if (rst_fc1) begin
       \$137  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$138  = wptr;
     if (v5) begin
       \$138  = \$101 [2:0];
@@ -25559,7 +26007,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$139  = slot0;
     if (v5) begin
       if (\$102 ) begin
@@ -25568,7 +26016,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$140  = slot1;
     if (v5) begin
       if (\$103 ) begin
@@ -25577,7 +26025,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$141  = slot2;
     if (v5) begin
       if (\$104 ) begin
@@ -25586,7 +26034,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$142  = slot3;
     if (v5) begin
       if (\$105 ) begin
@@ -25595,7 +26043,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$143  = slot4;
     if (v5) begin
       if (\$106 ) begin
@@ -25604,7 +26052,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$144  = slot5;
     if (v5) begin
       if (\$107 ) begin
@@ -25613,7 +26061,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$145  = slot6;
     if (v5) begin
       if (\$108 ) begin
@@ -25626,7 +26074,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -27487,7 +27935,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .rst_fc2(rst_fc2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$15 [5:0];
@@ -27497,14 +27945,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$169  = \$24 ;
     if (rst_fc2) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$170  = \beat$192 ;
     if (take) begin
       \$170  = \$26 [8:0];
@@ -27514,7 +27962,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$171  = at;
     if (take) begin
       \$171  = \$28 ;
@@ -27524,7 +27972,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$172  = word;
     if (take) begin
       \$172  = \$31 [4:0];
@@ -27534,7 +27982,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$173  = wsum_first;
     if (take) begin
       \$173  = filled;
@@ -27544,84 +27992,84 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$174  = take;
     if (rst_fc2) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$175  = wsum_first;
     if (rst_fc2) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$176  = filled;
     if (rst_fc2) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$177  = wsum_acc;
     if (wsum_v_d1) begin
       \$177  = \$33 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$178  = wsum_total;
     if (\$34 ) begin
       \$178  = \$36 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$179  = \$37 ;
     if (rst_fc2) begin
       \$179  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$180  = 1'h1;
     if (rst_fc2) begin
       \$180  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$181  = \$signal ;
     if (rst_fc2) begin
       \$181  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$182  = n_last_next;
     if (rst_fc2) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$183  = \$38 ;
     if (rst_fc2) begin
       \$183  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$184  = r_next;
     if (rst_fc2) begin
       \$184  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$185  = s_idx;
     if (step) begin
       \$185  = \$40 [4:0];
@@ -27631,7 +28079,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$186  = addr;
     if (step) begin
       if (s_last) begin
@@ -27643,7 +28091,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$187  = active;
     if (\$43 ) begin
       \$187  = 1'h0;
@@ -27656,7 +28104,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$188  = r_base;
     if (load) begin
       \$188  = { 1'h0, \$44  };
@@ -27666,7 +28114,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$189  = w_half;
     if (load) begin
       \$189  = \$45 ;
@@ -27676,7 +28124,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$190  = col;
     if (step) begin
       \$190  = \$46 ;
@@ -27686,7 +28134,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$191  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -27698,238 +28146,238 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$192  = \$57 [4:0];
     if (rst_fc2) begin
       \$192  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$193  = step;
     if (rst_fc2) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$194  = \$58 ;
     if (rst_fc2) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$195  = s_last;
     if (rst_fc2) begin
       \$195  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$196  = r_next;
     if (rst_fc2) begin
       \$196  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$197  = carry0_0;
     if (\$signal$204 ) begin
       \$197  = \i$134 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$198  = \$signal$204 ;
     if (rst_fc2) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$199  = v2_d1;
     if (rst_fc2) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$200  = v2_d2;
     if (rst_fc2) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$201  = v2_d3;
     if (rst_fc2) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$202  = last1;
     if (rst_fc2) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$203  = last2_d1;
     if (rst_fc2) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$204  = last2_d2;
     if (rst_fc2) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$205  = last2_d3;
     if (rst_fc2) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$206  = \$signal$204 ;
     if (rst_fc2) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$207  = v2p_d1;
     if (rst_fc2) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$208  = v2p_d2;
     if (rst_fc2) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$209  = \$signal$131 ;
     if (rst_fc2) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$210  = first2p_d1;
     if (rst_fc2) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$211  = first2p_d2;
     if (rst_fc2) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$212  = last1;
     if (rst_fc2) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$213  = last2p_d1;
     if (rst_fc2) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$214  = last2p_d2;
     if (rst_fc2) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$215  = group_end;
     if (rst_fc2) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$216  = load;
     if (rst_fc2) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$217  = x_taken_d1;
     if (rst_fc2) begin
       \$217  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$218  = x_taken_d2;
     if (rst_fc2) begin
       \$218  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$219  = x_taken_d3;
     if (rst_fc2) begin
       \$219  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$220  = x_taken_d4;
     if (rst_fc2) begin
       \$220  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$221  = x_init;
     if (x_taken_d5) begin
       \$221  = \$87 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$222  = acc0_0;
     if (flags_0[0]) begin
       \$222  = \$90 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$223  = fin0_0;
     if (\$91 ) begin
       \$223  = \$94 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$224  = bank0_0;
     if (done) begin
       \$224  = fin0_0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$225  = ser_left;
     if (done) begin
       \$225  = 1'h1;
@@ -27941,7 +28389,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$226  = \addr$164 ;
     if (ser) begin
       \$226  = \$98 [3:0];
@@ -27951,112 +28399,112 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$227  = \$99 ;
     if (rst_fc2) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$228  = \$101 ;
     if (rst_fc2) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$229  = \$signal$264 ;
     if (rst_fc2) begin
       \$229  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$230  = vb;
     if (rst_fc2) begin
       \$230  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$231  = v_out_d1;
     if (rst_fc2) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$232  = v_out_d2;
     if (rst_fc2) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$233  = v_out_d3;
     if (rst_fc2) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$234  = ka;
     if (rst_fc2) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$235  = skipped_d1;
     if (rst_fc2) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$236  = skipped_d2;
     if (rst_fc2) begin
       \$236  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$237  = skipped_d3;
     if (rst_fc2) begin
       \$237  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$238  = skipped_d4;
     if (rst_fc2) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$239  = \$112 ;
     if (rst_fc2) begin
       \$239  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$240  = \$114 ;
     if (rst_fc2) begin
       \$240  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$241  = \$21 [1:0];
     if (rst_fc2) begin
       \$241  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$242  = credits_room_next;
     if (rst_fc2) begin
       \$242  = 1'h1;
@@ -28324,7 +28772,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -28435,14 +28883,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -28452,14 +28900,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -28469,7 +28917,7 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -28479,14 +28927,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$36  = \$23 [0];
     if (rst_fc2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$37  = \$30 ;
     if (rst_fc2) begin
       \$37  = 1'h1;
@@ -28589,7 +29037,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -28835,70 +29283,70 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   assign \$1  = free - issue;
   assign \$2  = ~ at0;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$81  = \$4 [2:0];
     if (rst_fc2) begin
       \$81  = 3'h4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$82  = \$9 ;
     if (rst_fc2) begin
       \$82  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$83  = \$19 ;
     if (rst_fc2) begin
       \$83  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$84  = \$29 ;
     if (rst_fc2) begin
       \$84  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$85  = \$39 ;
     if (rst_fc2) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$86  = \$49 ;
     if (rst_fc2) begin
       \$86  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$87  = \$59 ;
     if (rst_fc2) begin
       \$87  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$88  = issue;
     if (rst_fc2) begin
       \$88  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$89  = v1;
     if (rst_fc2) begin
       \$89  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$90  = raddr;
     if (issue) begin
       \$90  = \$62 [8:0];
@@ -28908,7 +29356,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$91  = primed;
     if (at4) begin
       \$91  = 1'h1;
@@ -28918,14 +29366,14 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$92  = \$68 [1:0];
     if (rst_fc2) begin
       \$92  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$93  = wptr;
     if (v2) begin
       \$93  = \$71 [1:0];
@@ -28935,7 +29383,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$94  = slot0;
     if (v2) begin
       if (\$72 ) begin
@@ -28944,7 +29392,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$95  = slot1;
     if (v2) begin
       if (\$73 ) begin
@@ -28953,7 +29401,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$96  = slot2;
     if (v2) begin
       if (\$74 ) begin
@@ -28962,7 +29410,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$97  = slot3;
     if (v2) begin
       if (\$75 ) begin
@@ -28975,7 +29423,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i__payload, i__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -29735,14 +30183,14 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
     .w_port__data(new2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$68  = \$30 ;
     if (rst_pool1) begin
       \$68  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$69  = cg;
     if (take) begin
       \$69  = \$33 [4:0];
@@ -29752,7 +30200,7 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$70  = x;
     if (take) begin
       if (\$34 ) begin
@@ -29764,7 +30212,7 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$71  = \$signal ;
     if (take) begin
       if (\$34 ) begin
@@ -29776,7 +30224,7 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$72  = \$signal$10 ;
     if (take) begin
       if (\$34 ) begin
@@ -29788,7 +30236,7 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$73  = y;
     if (take) begin
       if (\$34 ) begin
@@ -29802,7 +30250,7 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$74  = \$signal$8 ;
     if (take) begin
       if (\$34 ) begin
@@ -29816,119 +30264,119 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$75  = take;
     if (rst_pool1) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$76  = \$59 ;
     if (rst_pool1) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$77  = last0;
     if (rst_pool1) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$78  = keep0;
     if (rst_pool1) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$79  = \$6 [8:0];
     if (rst_pool1) begin
       \$79  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$80  = \$signal$44 ;
     if (rst_pool1) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$81  = \$signal$48 ;
     if (rst_pool1) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$82  = \$signal$45 ;
     if (rst_pool1) begin
       \$82  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$83  = \$signal$46 ;
     if (rst_pool1) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$84  = addr1;
     if (rst_pool1) begin
       \$84  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$85  = \$60 ;
     if (rst_pool1) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$86  = addr2;
     if (rst_pool1) begin
       \$86  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$87  = wport__en;
     if (rst_pool1) begin
       \$87  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$88  = wport__addr;
     if (rst_pool1) begin
       \$88  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$89  = \$63 ;
     if (rst_pool1) begin
       \$89  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$90  = \$65 ;
     if (rst_pool1) begin
       \$90  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$91  = \$67 ;
     if (rst_pool1) begin
       \$91  = 1'h0;
@@ -29954,7 +30402,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -30045,7 +30493,7 @@ module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -30055,7 +30503,7 @@ module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -30065,7 +30513,7 @@ module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
@@ -30087,7 +30535,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i__payload, i__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -30847,14 +31295,14 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
     .w_port__data(new2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$68  = \$30 ;
     if (rst_pool2) begin
       \$68  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$69  = cg;
     if (take) begin
       \$69  = \$33 [5:0];
@@ -30864,7 +31312,7 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$70  = x;
     if (take) begin
       if (\$34 ) begin
@@ -30876,7 +31324,7 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$71  = \$signal ;
     if (take) begin
       if (\$34 ) begin
@@ -30888,7 +31336,7 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$72  = \$signal$10 ;
     if (take) begin
       if (\$34 ) begin
@@ -30900,7 +31348,7 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$73  = y;
     if (take) begin
       if (\$34 ) begin
@@ -30914,7 +31362,7 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$74  = \$signal$8 ;
     if (take) begin
       if (\$34 ) begin
@@ -30928,119 +31376,119 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$75  = take;
     if (rst_pool2) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$76  = \$59 ;
     if (rst_pool2) begin
       \$76  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$77  = last0;
     if (rst_pool2) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$78  = keep0;
     if (rst_pool2) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$79  = \$6 [8:0];
     if (rst_pool2) begin
       \$79  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$80  = \$signal$44 ;
     if (rst_pool2) begin
       \$80  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$81  = \$signal$48 ;
     if (rst_pool2) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$82  = \$signal$45 ;
     if (rst_pool2) begin
       \$82  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$83  = \$signal$46 ;
     if (rst_pool2) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$84  = addr1;
     if (rst_pool2) begin
       \$84  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$85  = \$60 ;
     if (rst_pool2) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$86  = addr2;
     if (rst_pool2) begin
       \$86  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$87  = wport__en;
     if (rst_pool2) begin
       \$87  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$88  = wport__addr;
     if (rst_pool2) begin
       \$88  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$89  = \$63 ;
     if (rst_pool2) begin
       \$89  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$90  = \$65 ;
     if (rst_pool2) begin
       \$90  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$91  = \$67 ;
     if (rst_pool2) begin
       \$91  = 1'h0;
@@ -31066,7 +31514,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -31157,7 +31605,7 @@ module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -31167,7 +31615,7 @@ module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -31177,7 +31625,7 @@ module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
@@ -31199,7 +31647,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   reg [3:0] \$10 ;
   reg \$11 ;
@@ -31252,21 +31700,21 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
   always @(posedge clk)
     held <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$9  = valid_next;
     if (rst_port_out) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$10  = o__payload;
     if (\$5 ) begin
       \$10  = \$8 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$11  = full;
     if (\$5 ) begin
       \$11  = 1'h0;
@@ -31278,7 +31726,7 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$12  = held;
     if (\$5 ) begin
     end else if (\$7 ) begin
