@@ -241,6 +241,17 @@ def test_design_that_does_not_fit(tmp_path, capsys):
            r"does not fit the ULX3S-25F \(LFE5U-25F-6BG381\): flip-flops estimated 23,210 "
            r"with the serial link, the device has 24,288 \(of which 85% usable\)$", tmp_path,
            capsys=capsys)
+    # LUT4 on the ECP5: beyond the folding's share (a folding at it leaves no room for the
+    # link), within the board's
+    from flexor_hw.board import BOARD_LUT_MARGIN
+    fits = int(BOARD_LUT_MARGIN * 24288) - 330
+    assert fits > 0.68 * 24288
+    board(_oversized(tmp_path / "4", luts=fits, ffs=1000, brams=10), "ulx3s-25f",
+          tmp_path / "fits", bitstream=False, quiet=True)
+    refuse(["board", _oversized(tmp_path / "5", luts=fits + 1, ffs=1000, brams=10),
+            "--board", "ulx3s-25f", "-o", tmp_path / "out"],
+           rf"LUT4 estimated {fits + 331:,} with the serial link, the device has 24,288 \(of "
+           rf"which {BOARD_LUT_MARGIN:.0%} usable\)$", tmp_path, capsys=capsys)
     # on the iCE40 a logic cell holds a LUT4 and a flip-flop: their sum counts
     big = _oversized(tmp_path / "2", luts=2500, ffs=2000, brams=4)
     refuse(["board", big, "--board", "icebreaker", "-o", tmp_path / "out"],

@@ -805,7 +805,8 @@ def parse_fold(text):
 def parse_budget(text):
     """``--budget luts=N,ffs=N,brams=N,dsps=N,lut_fill=P`` (any of them) as a dict: counts
     of each resource, and ``lut_fill`` the percentage of the LUTs a folding may take
-    (:data:`MARGIN`'s 65 % by default, the ECP5-85k's 76.5 %), as ``lut_margin``."""
+    (:data:`MARGIN`'s 65 % by default, the ECP5-25k's 68 %, the ECP5-85k's 76.5 %), as
+    ``lut_margin``."""
     budget = {}
     for item in text.split(","):
         key, _, value = item.strip().partition("=")
