@@ -1,5 +1,6 @@
 """Folding sweep of the shipped LeNet-5: for a range of LUT budgets on a device, the folding
-`--target T --budget luts=N` picks (the folding pass keeps the estimate within 65 % of N), its
+`--target T --budget luts=N` picks (the folding pass keeps the estimate within 65 % of N; at
+a share of 1, `--target T` alone, within the device's own margin), its
 cycles per image and estimated resources, and (with --synth) the placed figures beside the
 estimate. One JSON record per point as it lands, so a stop loses nothing finished;
 --plot-only redraws the Pareto plot from the JSON.
@@ -48,9 +49,10 @@ def sweep(args):
                             capture_output=True, text=True).stdout.strip() or None
     records = []
     for share in args.shares:
-        budget = {"luts": int(device["luts"] * share), "ffs": int(device["luts"] * share),
-                  "brams": device["brams"],
-                  "dsps": device["dsps"]}
+        # the whole device: as --target alone folds to it (its own LUT margin, if it has one)
+        budget = None if share >= 1 else {
+            "luts": int(device["luts"] * share), "ffs": int(device["luts"] * share),
+            "brams": device["brams"], "dsps": device["dsps"]}
         with tempfile.TemporaryDirectory(prefix="fold-") as tmp:
             try:
                 m = build(args.package, os.path.join(tmp, "rtl"), target=args.target,
