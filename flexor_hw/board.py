@@ -271,7 +271,7 @@ BOARD_CELLS_MARGIN = 0.9
 #: Share of the ECP5's LUT4 a board's design may fill (the folding's share is 65 %, 68 % on
 #: the ECP5-25k: :data:`~flexor_hw.synth.TARGETS`), likewise asking only whether it fits: a
 #: folding at the target's share leaves no room for the link within it. LeNet-5 estimated at
-#: 67.9 % of the 25k placed in 72.5 % of its LUT4 at 96 to 107 MHz, one at 79 % placed
+#: 67.9 % of the 25k placed in 72.5 % of its LUT4 at 96 to 107 MHz, one placed in 79 %
 #: routed at 79.9 MHz; ResNet-32 estimated at 83 % of the 85k placed and routed at 80.3 and
 #: 93.0 MHz (docs/performance.md).
 BOARD_LUT_MARGIN = 0.8
@@ -280,9 +280,9 @@ BOARD_LUT_MARGIN = 0.8
 def check_fit(manifest, board_name):
     """Refuse a design whose estimate (the build's manifest) and the link's do not fit the
     board's device: on the ECP5 LUT4 within :data:`BOARD_LUT_MARGIN` and flip-flops within
-    the folding's margin (docs/hardware.md, "Folding"); on the iCE40, where a logic cell holds one LUT4 and one
-    flip-flop, their sum within :data:`BOARD_CELLS_MARGIN` of its logic cells; block RAMs
-    within the count."""
+    the folding's margin (docs/hardware.md, "Folding"); on the iCE40, where a logic cell
+    holds one LUT4 and one flip-flop, their sum within :data:`BOARD_CELLS_MARGIN` of its
+    logic cells; block RAMs within the count."""
     from .hw.fold import MARGIN
     from .synth import TARGETS
     spec = BOARDS[board_name]

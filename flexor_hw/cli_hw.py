@@ -206,7 +206,8 @@ def add_hw_commands(sub):
     p.add_argument("--budget", metavar="luts=N,ffs=N,brams=N,dsps=N,lut_fill=P",
                    help="fold to these resources (any of them; with --target, at most its "
                         "own, in their place); lut_fill: the percentage of the LUTs a "
-                        "folding may take (default 65, 76.5 on the ecp5-85k)")
+                        "folding may take (default 65, 68 on the ecp5-25k, 76.5 on the "
+                        "ecp5-85k)")
     p.add_argument("--lanes", type=_lanes, default=None, metavar="N[,N...]|auto",
                    help="the older option: N slices of weight bits per cycle and row (PE 1, "
                         "SIMD N·n_out), one value or one per weighted node; 'auto' is --fold "
