@@ -113,7 +113,7 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
         device = {"luts": t["luts"], "ffs": t.get("ffs", t["luts"]), "brams": t["brams"],
                   "dsps": t["dsps"], "family": t["family"]}
         if "lut_margin" in t:
-            device["lut_margin"] = t["lut_margin"]
+            device["lut_margin"] = device["device_margin"] = t["lut_margin"]
         if t["family"] == "ice40":      # a logic cell holds a LUT4 and a flip-flop
             device["cells"] = t["luts"]
             device["lut_ram"] = False   # and there is no LUT RAM
@@ -141,6 +141,7 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
             # a target's own share is of its LUTs filled by one design; of a count of LUTs
             # given, a folding takes the common share (or lut_fill's)
             device.pop("lut_margin", None)
+            device.pop("device_margin", None)
         if target is not None:
             what = f"{target} with the budget"
     if fold is None and (target is not None or budget):

@@ -297,8 +297,10 @@ def test_a_budget_where_lut_and_block_ram_trade_is_folded_not_refused(monkeypatc
 def test_lut_fill_lets_a_folding_take_more_of_the_device():
     """``--budget lut_fill=P``: the share of the LUTs a folding may take, in place of the
     device's (the ECP5-25k's 68 %). The shipped LeNet-5 on the ECP5-25k folds slower within
-    60 % and stays within it, and no faster with 75 % (no faster folding fits the block
-    RAMs); a budget above the target's own counts is refused, naming both."""
+    60 % and stays within it, and no faster with 85 % (no faster folding fits the block
+    RAMs), where it keeps the device's share's folding: a wider share buys rate only (the
+    search at 85 % alone took 19,943 LUT4 for it). A budget above the target's own counts is
+    refused, naming both."""
     from flexor_hw.hw.fold import parse_budget
     from flexor_hw.package import load
     from flexor_hw.synth import TARGETS
@@ -311,10 +313,10 @@ def test_lut_fill_lets_a_folding_take_more_of_the_device():
     less = plan_hardware(pkg, target="ecp5-25k", budget=budget, argmax=True)
     assert less.cycles_per_image() > usual.cycles_per_image()
     assert less.estimate()["luts"] <= 0.6 * 24288 < usual.estimate()["luts"]
-    fuller = plan_hardware(pkg, target="ecp5-25k", budget=parse_budget("lut_fill=75"),
+    fuller = plan_hardware(pkg, target="ecp5-25k", budget=parse_budget("lut_fill=85"),
                            argmax=True)
     assert fuller.cycles_per_image() == usual.cycles_per_image()
-    assert fuller.estimate()["luts"] <= 0.75 * 24288
+    assert fuller.estimate() == usual.estimate()
     with pytest.raises(BuildError, match=r"^--budget luts=30000 is more than ecp5-25k has "
                                          r"\(24,288 LUT4\); to let a folding fill more of "
                                          r"its LUTs, give lut_fill=P \(a percentage\)$"):
