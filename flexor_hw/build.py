@@ -137,11 +137,12 @@ def plan_hardware(package, *, fold="auto", target=None, budget=None, lanes=None,
                                      f"({device[key]:,} {name}); to let a folding fill more "
                                      f"of its LUTs, give lut_fill=P (a percentage)")
         device.update(budget)
-        if "luts" in budget and "lut_margin" not in budget:
+        if "luts" in budget:
             # a target's own share is of its LUTs filled by one design; of a count of LUTs
             # given, a folding takes the common share (or lut_fill's)
-            device.pop("lut_margin", None)
             device.pop("device_margin", None)
+            if "lut_margin" not in budget:
+                device.pop("lut_margin", None)
         if target is not None:
             what = f"{target} with the budget"
     if fold is None and (target is not None or budget):

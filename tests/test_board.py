@@ -244,8 +244,9 @@ def test_design_that_does_not_fit(tmp_path, capsys):
     # LUT4 on the ECP5: beyond the folding's share (a folding at it leaves no room for the
     # link), within the board's
     from flexor_hw.board import BOARD_LUT_MARGIN
+    from flexor_hw.synth import TARGETS
     fits = int(BOARD_LUT_MARGIN * 24288) - 330
-    assert fits > 0.68 * 24288
+    assert fits > TARGETS["ecp5-25k"]["lut_margin"] * 24288
     board(_oversized(tmp_path / "4", luts=fits, ffs=1000, brams=10), "ulx3s-25f",
           tmp_path / "fits", bitstream=False, quiet=True)
     refuse(["board", _oversized(tmp_path / "5", luts=fits + 1, ffs=1000, brams=10),

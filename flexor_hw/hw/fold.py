@@ -516,8 +516,8 @@ def fold_to_device(graph, budget, *, what="the device", progress=None):
     # above the device's own share: the device's; the device's: the common one), its folding
     # (the one fewer LUTs at that margin lead to) is kept. (LeNet-5 on the ECP5-25k at
     # lut_fill=85 took 19,943 LUT4 for the rate 68 % reaches in 16,500.)
-    device = budget.get("device_margin", MARGIN["luts"])
-    lower = device if _lut_margin(budget) > device else MARGIN["luts"]
+    own = budget.get("device_margin", MARGIN["luts"])
+    lower = own if _lut_margin(budget) > own else MARGIN["luts"]
     if _lut_margin(budget) > lower:
         try:
             usual = fold_to_device(graph, dict(budget, lut_margin=lower,

@@ -78,6 +78,31 @@ def _pack(values, simd, width):
             for b in range(0, len(values), simd)]
 
 
+def _ready_signals(dut):
+    """What the pool's registered input ``ready`` must follow (:func:`_check_ready`)."""
+    level, flight, w_en, w_rdy = dut._count
+    return level, flight, w_en, w_rdy, dut.i.ready
+
+
+def _check_ready(values, depth, cycle, wrong):
+    """The pool's ``ready`` is its output FIFO's entries and the maxima on their way to it,
+    against ``depth``, and the FIFO is never written full; a mismatch goes into ``wrong``."""
+    lv, fl, we, wr, rdy = values
+    count = lv + (fl & 1) + (fl >> 1)
+    if rdy != (count < depth) or (we and not wr):
+        wrong.append((cycle, rdy, count, we, wr))
+
+
+def _ready_monitor(dut, depth, wrong):
+    """A monitor of :func:`_check_ready`, every cycle."""
+    async def monitor(ctx):
+        cycle = 0
+        async for _, _, *values in ctx.tick().sample(*_ready_signals(dut)):
+            cycle += 1
+            _check_ready(values, depth, cycle, wrong)
+    return monitor
+
+
 @pytest.mark.parametrize("c, h, w, k, simd, is_signed, stall", [
     (2, 6, 6, 2, 1, False, 0.3),        # one channel a beat
     (4, 7, 5, 2, 2, True, 0.3),         # a row and a column past the last window
@@ -106,15 +131,10 @@ def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
         # place must take the forwarded word (two cycles later), never the memory's
         take, rport, wport, fwd = dut._ports
         cycle, pending = 0, []
-        level, flight, w_en, w_rdy = dut._count
-        async for _, _, t, ra, en, wa, f, lv, fl, we, wr, rdy in ctx.tick().sample(
-                take, rport.addr, wport.en, wport.addr, fwd, level, flight, w_en, w_rdy,
-                dut.i.ready):
+        async for _, _, t, ra, en, wa, f, *ready in ctx.tick().sample(
+                take, rport.addr, wport.en, wport.addr, fwd, *_ready_signals(dut)):
             cycle += 1
-            # the registered ready is the FIFO's count against its depth, every cycle
-            count = lv + (fl & 1) + (fl >> 1)
-            if rdy != (count < 3) or (we and not wr):
-                wrong_ready.append((cycle, rdy, count, we, wr))
+            _check_ready(ready, 3, cycle, wrong_ready)
             if pending and pending[0] == cycle - 2:
                 pending.pop(0)
                 if not f:
@@ -131,11 +151,14 @@ def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
         assert run.in_cycles[-1] - run.in_cycles[0] == len(beats) - 1
 
 
-@pytest.mark.parametrize("out_depth, stall", [(3 + 4 * 4 // 2, 0.3), (3 + 4 * 4 // 2, 0.0),
-                                              (40, 0.5)])
-def test_tiled_maxpool_with_a_row_fifo_matches_golden(out_depth, stall):
+@pytest.mark.parametrize("out_depth, stall, out_stall", [
+    (3 + 4 * 4 // 2, 0.3, 0.3), (3 + 4 * 4 // 2, 0.0, 0.0), (40, 0.5, 0.5),
+    (3 + 4 * 4 // 2, 0.0, 0.9),     # drained slower than it fills: the FIFO runs full
+])
+def test_tiled_maxpool_with_a_row_fifo_matches_golden(out_depth, stall, out_stall):
     """A deeper output FIFO (an output row's beats and three, in memory): the same maxima,
-    stalls or not, and one beat a cycle in while its output drains."""
+    stalls or not, and one beat a cycle in while its output drains; its registered ready
+    follows the count every cycle, the FIFO full or not."""
     from flexor_hw.gateware.pool import TiledMaxPool
     c, h, w, k, simd = 4, 8, 8, 2, 2
     images = np.random.default_rng(out_depth).integers(0, 256, (3, c, h, w))
@@ -143,10 +166,13 @@ def test_tiled_maxpool_with_a_row_fifo_matches_golden(out_depth, stall):
         [images], None).transpose(0, 2, 3, 1).reshape(-1)
     dut = TiledMaxPool(8, c, h, w, k, simd=simd, out_depth=out_depth)
     beats = _pack(images.transpose(0, 2, 3, 1).reshape(-1), simd, 8)
-    run = run_stream(dut, beats, 3 * dut.beats_per_image, in_stall=stall, out_stall=stall,
-                     seed=out_depth)
+    wrong_ready = []
+    run = run_stream(dut, beats, 3 * dut.beats_per_image, in_stall=stall,
+                     out_stall=out_stall, seed=out_depth,
+                     monitor=_ready_monitor(dut, out_depth, wrong_ready))
+    assert wrong_ready == []
     assert run.outputs == _pack(want, simd, 8)
-    if not stall:
+    if not stall and not out_stall:
         assert run.in_cycles[-1] - run.in_cycles[0] == len(beats) - 1
 
 
