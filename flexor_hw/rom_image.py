@@ -10,6 +10,11 @@ slots. The offsets a PE row meets are few (``F mod n_out`` and ``SIMD mod n_out`
 them); the unit counts them (``(r·F + sf·SIMD) mod n_out``) and selects among just those.
 Where ``n_out`` divides ``F`` and ``SIMD`` every offset is 0: no selection at all.
 
+Where ``SIMD`` divides ``n_out`` (and ``F``), consecutive column blocks take their bits from
+the same slices: the unit reads such a word once and keeps it for the ``n_out / SIMD`` steps
+it serves, so the ROM stores it once (one PE row, or rows that meet their slices together:
+``n_out | F``; :func:`~flexor_hw.gateware.mvau.hold_steps`).
+
 Where ``n_out`` divides ``SIMD`` (``SIMD = k·n_out``) but not ``F``, a row's column blocks
 need ``k + 1`` slices each and consecutive blocks share one: the word would store every
 slice at a block's end twice. Such units *carry* it instead: a word holds the ``k`` slices
@@ -24,7 +29,7 @@ import functools
 
 import numpy as np
 
-from .gateware.mvau import MvauParams
+from .gateware.mvau import MvauParams, hold_steps
 from .xor import decrypt
 
 __all__ = ["hex_lines", "tile_geometry", "carries", "mvau_rom_bytes", "mvau_head_words",
@@ -99,7 +104,8 @@ def mvau_rom_bytes(layer, pe, simd, *, plain=False):
 
     Word layout, LSB first: plane ``i``, PE row ``j`` at ``(i·PE + j)·row_bits`` (``slots``
     slices of ``n_in`` stored bits each, or ``SIMD`` weight bits when ``plain``). Where a
-    row's bits start in its slots is counted by the unit, not stored.
+    row's bits start in its slots is counted by the unit, not stored. Where a word serves
+    several steps (:func:`~flexor_hw.gateware.mvau.hold_steps`), one word per those steps.
     """
     q, o, f = layer.q, layer.out_features, layer.fan_in
     nf, sf = -(-o // pe), -(-f // simd)
@@ -117,7 +123,8 @@ def mvau_rom_bytes(layer, pe, simd, *, plain=False):
     idx = first[..., None] + carry + np.arange(stored)              # [NF, SF, PE, stored]
     words = _pick(layer, idx, exists[..., None])                    # [q, NF, SF, PE, stored, n_in]
     words = words.transpose(1, 2, 0, 3, 4, 5).reshape(nf * sf, q * pe * stored * layer.n_in)
-    return np.packbits(words, axis=1, bitorder="little")
+    # a word serving several steps (hold_steps) is stored once, at its first
+    return np.packbits(words, axis=1, bitorder="little")[::hold_steps(f, layer.n_out, pe, simd)]
 
 
 def _pick(layer, idx, exists):

@@ -18,7 +18,8 @@ from .rom import Rom, flat_group_bits
 from .weight_stream import WeightStream, prime_cycles
 from .xor_decoder import XorDecoder
 
-__all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER", "mvau_cycles"]
+__all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER", "hold_steps",
+           "mvau_cycles"]
 
 #: Adder-tree levels between pipeline registers: a register on every level costs about as many
 #: flip-flops per lane as the lane has LUTs, and flip-flops then become the limit.
@@ -35,6 +36,17 @@ def mvau_cycles(fan_in, out_features, pe, simd, out_simd, in_simd=None):
     hand-over); the next vector loads while this one is computed."""
     sf, nf = -(-fan_in // simd), -(-out_features // pe)
     return max(nf * max(sf, pe // out_simd), -(-fan_in // (in_simd or simd)) + 1)
+
+
+def hold_steps(fan_in, n_out, pe, simd, plain=False):
+    """Steps a weight word serves: ``n_out / SIMD`` where ``SIMD`` divides both ``n_out``
+    and ``F`` and every PE row meets its slices at the same steps (one row, whose row groups
+    follow each other through the slices, or ``n_out | F``); else 1. Such a unit reads a
+    word of slices once and keeps it while its rows take their bits ``SIMD`` at a time, so
+    each slice is stored once (LeNet-5's fc2 at ``1 × 4``: 256 words, not 1,280)."""
+    if plain or simd >= n_out or n_out % simd or fan_in % simd or (pe > 1 and fan_in % n_out):
+        return 1
+    return n_out // simd
 
 
 @dataclass(frozen=True, eq=False)
@@ -223,8 +235,14 @@ class MvauParams:
         return self.q * self.pe * self.row_bits
 
     @property
+    def hold(self):
+        """Steps each weight word serves (:func:`hold_steps`)."""
+        return hold_steps(self.fan_in, self.n_out, self.pe, self.simd, self.plain)
+
+    @property
     def rom_depth(self):
-        return self.nf * self.sf
+        """A word per step, or per :attr:`hold` steps."""
+        return -(-self.nf * self.sf // self.hold)
 
     @property
     def rom_bits(self):
@@ -532,7 +550,18 @@ class MatrixVectorUnit(wiring.Component):
         w_full_issue = flag_copy(m, filled, load, "w_full_issue", emit=emit)
         self._w_full = (w_full, w_full_issue)   # for tests
         m.d.comb += load.eq(w_full_issue & (~active | vector_end))
-        m.d.comb += weights.o.ready.eq(step)
+        pop = step
+        if p.hold > 1:
+            # A word of slices serves ``hold`` steps: the phase counts them, restarting
+            # with each vector (whose last slice may end early).
+            ph = Signal(range(p.hold))
+            ph_last = Signal()                  # ph == hold − 1, as a register
+            ends = ph_last | sn_last
+            with m.If(step):
+                m.d.sync += [ph.eq(Mux(ends, 0, ph + 1)),
+                             ph_last.eq(~ends & (ph == p.hold - 2))]
+            pop = step & ends
+        m.d.comb += weights.o.ready.eq(pop)
         head_bits = None
         if head is not None and p.heads_prefetched:
             head_bits = _head_prefetch(m, head, step & s_last, n_last, nf)

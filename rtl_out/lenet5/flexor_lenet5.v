@@ -200,7 +200,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$64 ),
     .i__valid(\i__valid$62 ),
     .o__payload(\i__payload$66 ),
-    .\o__ready$178 (\o__ready$70 ),
+    .\o__ready$62 (\o__ready$70 ),
     .o__valid(\i__valid$68 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$60 )
@@ -26073,271 +26073,200 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
-  wire [5:0] \$1 ;
+  wire [10:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [21:0] \$102 ;
+  wire [50:0] \$100 ;
+  wire [51:0] \$101 ;
+  wire [52:0] \$102 ;
   wire [35:0] \$103 ;
-  wire [50:0] \$104 ;
-  wire [51:0] \$105 ;
-  wire [52:0] \$106 ;
-  wire [35:0] \$107 ;
-  wire [35:0] \$108 ;
+  wire [35:0] \$104 ;
+  wire \$105 ;
+  wire [35:0] \$106 ;
+  wire \$107 ;
+  wire \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire [35:0] \$110 ;
+  wire [1:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire [1:0] \$114 ;
+  wire \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
-  wire [19:0] \$118 ;
+  wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire [19:0] \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire [19:0] \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  reg [8:0] \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg [4:0] \$126 ;
+  reg \$127 ;
+  reg [9:0] \$128 ;
+  reg [8:0] \$129 ;
   wire \$13 ;
-  wire [19:0] \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire [19:0] \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire [19:0] \$138 ;
-  wire \$139 ;
-  wire [6:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire [19:0] \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [19:0] \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire [6:0] \$15 ;
-  wire [19:0] \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire [19:0] \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire [19:0] \$158 ;
-  wire \$159 ;
-  wire [4:0] \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire [19:0] \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
+  reg [3:0] \$130 ;
+  reg \$131 ;
+  reg [9:0] \$132 ;
+  reg \$133 ;
+  reg [4:0] \$134 ;
+  reg [4:0] \$135 ;
+  reg [4:0] \$136 ;
+  reg \$137 ;
+  reg \$138 ;
+  reg \$139 ;
+  wire \$14 ;
+  reg \$140 ;
+  reg \$141 ;
+  reg \$142 ;
+  reg \$143 ;
+  reg \$144 ;
+  reg \$145 ;
+  reg \$146 ;
+  reg \$147 ;
+  reg \$148 ;
+  reg \$149 ;
+  wire \$15 ;
+  reg \$150 ;
+  reg \$151 ;
+  reg \$152 ;
+  reg [16:0] \$153 ;
+  reg [16:0] \$154 ;
+  reg [16:0] \$155 ;
+  reg [16:0] \$156 ;
+  reg [17:0] \$157 ;
+  reg \$158 ;
+  reg [3:0] \$159 ;
+  wire [10:0] \$16 ;
+  reg \$160 ;
+  reg \$161 ;
+  reg \$162 ;
+  reg \$163 ;
+  reg \$164 ;
+  reg \$165 ;
+  reg \$166 ;
+  reg \$167 ;
+  reg \$168 ;
   reg \$169 ;
-  wire [19:0] \$17 ;
-  reg [8:0] \$170 ;
-  reg [19:0] \$171 ;
-  reg [4:0] \$172 ;
-  reg \$173 ;
-  reg \$174 ;
+  wire [10:0] \$17 ;
+  reg \$170 ;
+  reg \$171 ;
+  reg \$172 ;
+  reg [1:0] \$173 ;
+  reg [1:0] \$174 ;
   reg \$175 ;
-  reg \$176 ;
-  reg [16:0] \$177 ;
-  reg [16:0] \$178 ;
-  reg \$179 ;
-  wire [19:0] \$18 ;
-  reg \$180 ;
-  reg \$181 ;
-  reg \$182 ;
-  reg \$183 ;
-  reg [5:0] \$184 ;
-  reg [4:0] \$185 ;
-  reg [3:0] \$186 ;
-  reg \$187 ;
-  reg [5:0] \$188 ;
-  reg \$189 ;
-  wire [2:0] \$19 ;
-  reg [4:0] \$190 ;
-  reg [4:0] \$191 ;
-  reg [4:0] \$192 ;
-  reg \$193 ;
-  reg \$194 ;
-  reg \$195 ;
-  reg [5:0] \$196 ;
-  reg [15:0] \$197 ;
-  reg \$198 ;
-  reg \$199 ;
-  wire [6:0] \$2 ;
-  wire \$20 ;
-  reg \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg \$204 ;
-  reg \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg \$208 ;
-  reg \$209 ;
-  wire [3:0] \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg \$216 ;
-  reg \$217 ;
-  reg \$218 ;
-  reg \$219 ;
+  wire [9:0] \$18 ;
+  wire [19:0] \$19 ;
+  wire [11:0] \$2 ;
+  wire [19:0] \$20 ;
+  wire [2:0] \$21 ;
   wire \$22 ;
-  reg \$220 ;
-  reg [17:0] \$221 ;
-  reg [17:0] \$222 ;
-  reg [17:0] \$223 ;
-  reg [17:0] \$224 ;
-  reg \$225 ;
-  reg [3:0] \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  reg \$229 ;
-  wire \$23 ;
-  reg \$230 ;
-  reg \$231 ;
-  reg \$232 ;
-  reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg \$236 ;
-  reg \$237 ;
-  reg \$238 ;
-  reg \$239 ;
+  wire [3:0] \$23 ;
   wire \$24 ;
-  reg [1:0] \$240 ;
-  reg [1:0] \$241 ;
-  reg \$242 ;
   wire [9:0] \$25 ;
   wire [9:0] \$26 ;
   wire \$27 ;
-  wire [19:0] \$28 ;
-  wire [5:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire [5:0] \$30 ;
   wire [5:0] \$31 ;
-  wire [16:0] \$32 ;
-  wire [17:0] \$33 ;
+  wire \$32 ;
+  wire \$33 ;
   wire \$34 ;
-  wire [16:0] \$35 ;
-  wire [17:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire [5:0] \$39 ;
+  wire \$35 ;
+  wire [9:0] \$36 ;
+  wire [9:0] \$37 ;
+  wire [4:0] \$38 ;
+  wire [4:0] \$39 ;
   wire \$4 ;
-  wire [5:0] \$40 ;
-  wire [4:0] \$41 ;
-  wire [4:0] \$42 ;
+  wire \$40 ;
+  wire [9:0] \$41 ;
+  wire \$42 ;
   wire \$43 ;
-  wire [4:0] \$44 ;
-  wire \$45 ;
-  wire [4:0] \$46 ;
-  wire \$47 ;
-  wire [5:0] \$48 ;
+  wire [5:0] \$44 ;
+  wire [5:0] \$45 ;
+  wire [6:0] \$46 ;
+  wire [6:0] \$47 ;
+  wire \$48 ;
   wire [5:0] \$49 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
+  wire [5:0] \$50 ;
   wire [6:0] \$51 ;
-  wire [5:0] \$52 ;
-  wire \$53 ;
-  wire [5:0] \$54 ;
-  wire [6:0] \$55 ;
-  wire [5:0] \$56 ;
-  wire [6:0] \$57 ;
-  wire \$58 ;
-  wire [63:0] \$59 ;
+  wire [6:0] \$52 ;
+  wire [5:0] \$53 ;
+  wire \$54 ;
+  wire [5:0] \$55 ;
+  wire [6:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire [6:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [63:0] \$60 ;
-  wire [63:0] \$61 ;
-  wire [63:0] \$62 ;
-  wire [63:0] \$63 ;
-  wire [63:0] \$64 ;
-  wire [31:0] \$65 ;
-  wire [31:0] \$66 ;
-  wire [31:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [19:0] \$69 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [19:0] \$70 ;
-  wire [19:0] \$71 ;
-  wire [19:0] \$72 ;
-  wire [19:0] \$73 ;
-  wire [19:0] \$74 ;
-  wire [19:0] \$75 ;
-  wire [19:0] \$76 ;
-  wire [19:0] \$77 ;
-  wire [19:0] \$78 ;
-  wire [19:0] \$79 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [16:0] \$79 ;
   wire \$8 ;
-  wire [19:0] \$80 ;
-  wire [19:0] \$81 ;
-  wire [19:0] \$82 ;
-  wire [19:0] \$83 ;
-  wire [19:0] \$84 ;
-  wire [19:0] \$85 ;
-  wire [19:0] \$86 ;
-  wire [17:0] \$87 ;
+  wire [17:0] \$80 ;
+  wire \$81 ;
+  wire [16:0] \$82 ;
+  wire [17:0] \$83 ;
+  wire [16:0] \$84 ;
+  wire [17:0] \$85 ;
+  wire \$86 ;
+  wire [16:0] \$87 ;
   wire [17:0] \$88 ;
-  wire [13:0] \$89 ;
+  wire [17:0] \$89 ;
   wire \$9 ;
   wire [18:0] \$90 ;
-  wire \$91 ;
-  wire [17:0] \$92 ;
-  wire [13:0] \$93 ;
-  wire [18:0] \$94 ;
-  wire [1:0] \$95 ;
+  wire [1:0] \$91 ;
+  wire \$92 ;
+  wire [4:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire \$95 ;
   wire \$96 ;
-  wire [4:0] \$97 ;
-  wire [4:0] \$98 ;
-  wire \$99 ;
+  wire \$97 ;
+  wire [21:0] \$98 ;
+  wire [35:0] \$99 ;
   wire \$signal ;
-  reg \$signal$131  = 1'h0;
-  reg \$signal$204  = 1'h0;
-  reg \$signal$264  = 1'h0;
+  reg \$signal$112  = 1'h0;
+  reg \$signal$81  = 1'h0;
+  reg \$signal$82  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$170 ;
-  reg [17:0] acc0_0 = 18'h00000;
+  wire [1:0] \a$54 ;
+  reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   reg [3:0] addr = 4'h0;
-  reg [3:0] \addr$164  = 4'h0;
-  wire [8:0] \addr$284 ;
-  reg [19:0] at = 20'h00001;
+  wire [7:0] \addr$132 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$171 ;
+  wire [17:0] \b$55 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
-  reg [8:0] \beat$192  = 9'h000;
   reg can_end = 1'h1;
-  reg [15:0] carry0_0 = 16'h0000;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
@@ -26345,169 +26274,65 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
-  wire [15:0] data;
-  wire [39:0] \data$167 ;
-  wire [15:0] \data$283 ;
+  wire [39:0] data;
+  wire [15:0] \data$131 ;
   reg done = 1'h0;
   wire filled;
-  reg [17:0] fin0_0 = 18'h00000;
+  reg [16:0] fin0_0 = 17'h00000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
-  reg first2p_d3 = 1'h0;
   wire [2:0] flags_0;
+  wire [2:0] flags_x;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
   reg group_ended_d1 = 1'h0;
-  wire [15:0] i;
-  reg [15:0] \i$134  = 16'h0000;
+  reg [15:0] i = 16'h0000;
   wire [7:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
   reg ka = 1'h0;
-  reg last = 1'h0;
   reg last1 = 1'h0;
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
-  reg last2_d4 = 1'h0;
   reg last2p_d1 = 1'h0;
   reg last2p_d2 = 1'h0;
-  reg last2p_d3 = 1'h0;
   wire load;
   reg [8:0] m0_0_0 = 9'h000;
-  reg [8:0] m0_0_1 = 9'h000;
-  reg [8:0] m0_0_2 = 9'h000;
-  reg [8:0] m0_0_3 = 9'h000;
-  reg [8:0] m0_0_4 = 9'h000;
-  reg [8:0] m0_0_5 = 9'h000;
-  reg [8:0] m0_0_6 = 9'h000;
-  reg [8:0] m0_0_7 = 9'h000;
-  reg [8:0] m0_0_8 = 9'h000;
-  reg [8:0] m0_0_9 = 9'h000;
-  (* init = 4'h0 *)
-  wire [3:0] n_idx;
+  reg [3:0] n_idx = 4'h0;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$226 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$177 ;
-  wire [15:0] \o__payload$206 ;
+  wire [15:0] \o__payload$61 ;
+  wire [15:0] \o__payload$84 ;
   wire o__ready;
-  input \o__ready$178 ;
-  wire \o__ready$178 ;
-  wire \o__ready$179 ;
+  input \o__ready$62 ;
+  wire \o__ready$62 ;
+  wire \o__ready$63 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$181 ;
+  wire \o__valid$65 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$271 ;
+  wire [19:0] \p$119 ;
   wire [8:0] p0_0_0;
-  wire [8:0] p0_0_1;
-  wire [8:0] p0_0_2;
-  wire [8:0] p0_0_3;
-  wire [8:0] p0_0_4;
-  wire [8:0] p0_0_5;
-  wire [8:0] p0_0_6;
-  wire [8:0] p0_0_7;
-  wire [8:0] p0_0_8;
-  wire [8:0] p0_0_9;
-  wire [3:0] port__addr;
-  wire [3:0] \port__addr$10 ;
-  wire [3:0] \port__addr$100 ;
-  wire [1:0] \port__addr$103 ;
-  wire [3:0] \port__addr$106 ;
-  wire [3:0] \port__addr$109 ;
-  wire [3:0] \port__addr$112 ;
-  wire [1:0] \port__addr$115 ;
-  wire [3:0] \port__addr$118 ;
-  wire [3:0] \port__addr$121 ;
-  wire [3:0] \port__addr$124 ;
-  wire [1:0] \port__addr$127 ;
-  wire [3:0] \port__addr$15 ;
-  wire [3:0] \port__addr$20 ;
-  wire [3:0] \port__addr$25 ;
-  wire [3:0] \port__addr$30 ;
-  wire [3:0] \port__addr$35 ;
-  wire [3:0] \port__addr$40 ;
-  wire [3:0] \port__addr$45 ;
-  wire [1:0] \port__addr$50 ;
-  wire [1:0] \port__addr$55 ;
-  wire [1:0] \port__addr$60 ;
-  wire [3:0] \port__addr$94 ;
-  wire [3:0] \port__addr$97 ;
-  wire [63:0] port__data;
-  wire [63:0] \port__data$12 ;
-  wire [31:0] \port__data$17 ;
-  wire [63:0] \port__data$210 ;
-  wire [63:0] \port__data$211 ;
-  wire [63:0] \port__data$212 ;
-  wire [63:0] \port__data$213 ;
-  wire [63:0] \port__data$215 ;
-  wire [63:0] \port__data$216 ;
-  wire [63:0] \port__data$217 ;
-  wire [63:0] \port__data$218 ;
-  wire [63:0] \port__data$22 ;
-  wire [31:0] \port__data$220 ;
-  wire [31:0] \port__data$221 ;
-  wire [31:0] \port__data$222 ;
-  wire [31:0] \port__data$223 ;
-  wire [63:0] \port__data$27 ;
-  wire [31:0] \port__data$32 ;
-  wire [63:0] \port__data$37 ;
-  wire [63:0] \port__data$42 ;
-  wire [31:0] \port__data$47 ;
-  wire [63:0] \port__data$52 ;
-  wire [63:0] \port__data$57 ;
-  wire [31:0] \port__data$62 ;
-  wire [7:0] port__en;
-  wire \port__en$102 ;
-  wire \port__en$105 ;
-  wire \port__en$108 ;
-  wire \port__en$111 ;
-  wire \port__en$114 ;
-  wire \port__en$117 ;
-  wire \port__en$120 ;
-  wire \port__en$123 ;
-  wire \port__en$126 ;
-  wire \port__en$129 ;
-  wire [7:0] \port__en$13 ;
-  wire [3:0] \port__en$18 ;
-  wire [7:0] \port__en$23 ;
-  wire [7:0] \port__en$28 ;
-  wire [3:0] \port__en$33 ;
-  wire [7:0] \port__en$38 ;
-  wire [7:0] \port__en$43 ;
-  wire [3:0] \port__en$48 ;
-  wire [7:0] \port__en$53 ;
-  wire [7:0] \port__en$58 ;
-  wire [3:0] \port__en$63 ;
-  wire \port__en$96 ;
-  wire \port__en$99 ;
-  reg [5:0] r_addr = 6'h00;
-  wire [3:0] r_addr_b0_p0;
-  wire [3:0] r_addr_b0_p1;
-  wire [3:0] r_addr_b0_p2;
-  wire [1:0] r_addr_b0_p3;
-  wire [3:0] r_addr_b1_p0;
-  wire [3:0] r_addr_b1_p1;
-  wire [3:0] r_addr_b1_p2;
-  wire [1:0] r_addr_b1_p3;
-  wire [3:0] r_addr_b2_p0;
-  wire [3:0] r_addr_b2_p1;
-  wire [3:0] r_addr_b2_p2;
-  wire [1:0] r_addr_b2_p3;
-  reg [5:0] r_addr_q = 6'h00;
-  reg [5:0] r_base = 6'h00;
-  reg [5:0] r_next;
-  wire [1:0] r_page_b0;
-  wire [1:0] r_page_b1;
-  wire [1:0] r_page_b2;
+  reg [4:0] ph = 5'h00;
+  reg ph_last = 1'h0;
+  wire [9:0] port__addr;
+  wire [9:0] \port__addr$37 ;
+  reg [7:0] port__data = 8'h00;
+  wire [7:0] \port__data$86 ;
+  wire port__en;
+  wire \port__en$39 ;
+  reg [9:0] r_addr = 10'h000;
+  wire [9:0] r_addr_b0;
+  reg [9:0] r_base = 10'h000;
+  reg [9:0] r_next;
   reg [4:0] row_ph0 = 5'h00;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
   reg [21:0] rq0_acc_s1_1 = 22'h000000;
@@ -26520,7 +26345,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   wire [15:0] rq0_y;
   input rst_fc2;
   wire rst_fc2;
-  reg [4:0] s_idx = 5'h00;
+  reg [8:0] s_idx = 9'h000;
   reg s_last = 1'h0;
   (* init = 18'h00000 *)
   wire [17:0] sa0_0;
@@ -26535,1387 +26360,1435 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
   reg sn_last = 1'h0;
   wire [1:0] space_next;
   wire step;
-  reg [10:0] t0_0_l2_0 = 11'h000;
-  reg [10:0] t0_0_l2_1 = 11'h000;
-  reg [9:0] t0_0_l2_2 = 10'h000;
-  reg [12:0] t0_0_l4_0 = 13'h0000;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t0_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t0_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [11:0] t0_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [12:0] t0_0_w3_0;
+  reg [7:0] t0_0_l0_0 = 8'h00;
   wire take;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
-  reg v2_d4 = 1'h0;
   reg v2p_d1 = 1'h0;
   reg v2p_d2 = 1'h0;
-  reg v2p_d3 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d4;
   reg vb = 1'h0;
-  reg [19:0] w0_0 = 20'h00000;
-  wire [5:0] w_addr;
-  wire [3:0] w_addr_b0_p0;
-  wire [3:0] w_addr_b0_p1;
-  wire [3:0] w_addr_b0_p2;
-  wire [1:0] w_addr_b0_p3;
-  wire [3:0] w_addr_b1_p0;
-  wire [3:0] w_addr_b1_p1;
-  wire [3:0] w_addr_b1_p2;
-  wire [1:0] w_addr_b1_p3;
-  wire [3:0] w_addr_b2_p0;
-  wire [3:0] w_addr_b2_p1;
-  wire [3:0] w_addr_b2_p2;
-  wire [1:0] w_addr_b2_p3;
+  reg w0_0 = 1'h0;
+  wire [9:0] w_addr;
+  wire [9:0] w_addr_b0;
+  reg [8:0] w_count = 9'h000;
   input [7:0] w_data;
   wire [7:0] w_data;
-  wire [15:0] \w_data$182 ;
-  reg [7:0] w_data_q = 8'h00;
-  wire [19:0] w_en;
-  reg \w_en$183  = 1'h0;
-  wire [7:0] w_en_b0_p0;
-  wire [7:0] w_en_b0_p1;
-  wire [7:0] w_en_b0_p2;
-  wire [7:0] w_en_b0_p3;
-  wire [7:0] w_en_b1_p0;
-  wire [7:0] w_en_b1_p1;
-  wire [7:0] w_en_b1_p2;
-  wire [7:0] w_en_b1_p3;
-  wire [3:0] w_en_b2_p0;
-  wire [3:0] w_en_b2_p1;
-  wire [3:0] w_en_b2_p2;
-  wire [3:0] w_en_b2_p3;
+  wire [15:0] \w_data$66 ;
+  (* init = 8'h00 *)
+  wire [7:0] w_data_q;
+  wire w_en;
+  reg \w_en$67  = 1'h0;
+  wire w_en_b0;
   wire w_full;
-  wire \w_full$78 ;
+  wire \w_full$21 ;
   wire w_full_issue;
-  wire \w_full_issue$80 ;
+  wire \w_full_issue$23 ;
   reg w_half = 1'h0;
-  reg [4:0] word = 5'h00;
   (* init = 16'h0000 *)
   wire [15:0] word1;
-  reg [16:0] wsum_acc = 17'h00000;
-  reg wsum_end_d1 = 1'h0;
-  reg wsum_first = 1'h1;
-  reg wsum_first_d1 = 1'h0;
-  reg [7:0] wsum_l0_0 = 8'h00;
-  reg [16:0] wsum_total = 17'h00000;
-  reg wsum_v_d1 = 1'h0;
-  reg [17:0] x_init = 18'h00000;
-  reg x_taken_d1 = 1'h0;
-  reg x_taken_d2 = 1'h0;
-  reg x_taken_d3 = 1'h0;
-  reg x_taken_d4 = 1'h0;
-  reg x_taken_d5 = 1'h0;
-  reg [159:0] xdata_d1 = 160'h0000000000000000000000000000000000000000;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p0 [15:0];
+  reg [16:0] xacc = 17'h00000;
+  reg [7:0] xdata_d1 = 8'h00;
+  reg [16:0] xfin = 17'h00000;
+  reg [7:0] xsum_l0_0 = 8'h00;
+  reg [7:0] xsum_q_d1 = 8'h00;
+  (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
+  reg [7:0] vectors [1023:0];
   initial begin
-    vectors0_p0[0] = 64'h0000000000000000;
-    vectors0_p0[1] = 64'h0000000000000000;
-    vectors0_p0[2] = 64'h0000000000000000;
-    vectors0_p0[3] = 64'h0000000000000000;
-    vectors0_p0[4] = 64'h0000000000000000;
-    vectors0_p0[5] = 64'h0000000000000000;
-    vectors0_p0[6] = 64'h0000000000000000;
-    vectors0_p0[7] = 64'h0000000000000000;
-    vectors0_p0[8] = 64'h0000000000000000;
-    vectors0_p0[9] = 64'h0000000000000000;
-    vectors0_p0[10] = 64'h0000000000000000;
-    vectors0_p0[11] = 64'h0000000000000000;
-    vectors0_p0[12] = 64'h0000000000000000;
-    vectors0_p0[13] = 64'h0000000000000000;
-    vectors0_p0[14] = 64'h0000000000000000;
-    vectors0_p0[15] = 64'h0000000000000000;
+    vectors[0] = 8'h00;
+    vectors[1] = 8'h00;
+    vectors[2] = 8'h00;
+    vectors[3] = 8'h00;
+    vectors[4] = 8'h00;
+    vectors[5] = 8'h00;
+    vectors[6] = 8'h00;
+    vectors[7] = 8'h00;
+    vectors[8] = 8'h00;
+    vectors[9] = 8'h00;
+    vectors[10] = 8'h00;
+    vectors[11] = 8'h00;
+    vectors[12] = 8'h00;
+    vectors[13] = 8'h00;
+    vectors[14] = 8'h00;
+    vectors[15] = 8'h00;
+    vectors[16] = 8'h00;
+    vectors[17] = 8'h00;
+    vectors[18] = 8'h00;
+    vectors[19] = 8'h00;
+    vectors[20] = 8'h00;
+    vectors[21] = 8'h00;
+    vectors[22] = 8'h00;
+    vectors[23] = 8'h00;
+    vectors[24] = 8'h00;
+    vectors[25] = 8'h00;
+    vectors[26] = 8'h00;
+    vectors[27] = 8'h00;
+    vectors[28] = 8'h00;
+    vectors[29] = 8'h00;
+    vectors[30] = 8'h00;
+    vectors[31] = 8'h00;
+    vectors[32] = 8'h00;
+    vectors[33] = 8'h00;
+    vectors[34] = 8'h00;
+    vectors[35] = 8'h00;
+    vectors[36] = 8'h00;
+    vectors[37] = 8'h00;
+    vectors[38] = 8'h00;
+    vectors[39] = 8'h00;
+    vectors[40] = 8'h00;
+    vectors[41] = 8'h00;
+    vectors[42] = 8'h00;
+    vectors[43] = 8'h00;
+    vectors[44] = 8'h00;
+    vectors[45] = 8'h00;
+    vectors[46] = 8'h00;
+    vectors[47] = 8'h00;
+    vectors[48] = 8'h00;
+    vectors[49] = 8'h00;
+    vectors[50] = 8'h00;
+    vectors[51] = 8'h00;
+    vectors[52] = 8'h00;
+    vectors[53] = 8'h00;
+    vectors[54] = 8'h00;
+    vectors[55] = 8'h00;
+    vectors[56] = 8'h00;
+    vectors[57] = 8'h00;
+    vectors[58] = 8'h00;
+    vectors[59] = 8'h00;
+    vectors[60] = 8'h00;
+    vectors[61] = 8'h00;
+    vectors[62] = 8'h00;
+    vectors[63] = 8'h00;
+    vectors[64] = 8'h00;
+    vectors[65] = 8'h00;
+    vectors[66] = 8'h00;
+    vectors[67] = 8'h00;
+    vectors[68] = 8'h00;
+    vectors[69] = 8'h00;
+    vectors[70] = 8'h00;
+    vectors[71] = 8'h00;
+    vectors[72] = 8'h00;
+    vectors[73] = 8'h00;
+    vectors[74] = 8'h00;
+    vectors[75] = 8'h00;
+    vectors[76] = 8'h00;
+    vectors[77] = 8'h00;
+    vectors[78] = 8'h00;
+    vectors[79] = 8'h00;
+    vectors[80] = 8'h00;
+    vectors[81] = 8'h00;
+    vectors[82] = 8'h00;
+    vectors[83] = 8'h00;
+    vectors[84] = 8'h00;
+    vectors[85] = 8'h00;
+    vectors[86] = 8'h00;
+    vectors[87] = 8'h00;
+    vectors[88] = 8'h00;
+    vectors[89] = 8'h00;
+    vectors[90] = 8'h00;
+    vectors[91] = 8'h00;
+    vectors[92] = 8'h00;
+    vectors[93] = 8'h00;
+    vectors[94] = 8'h00;
+    vectors[95] = 8'h00;
+    vectors[96] = 8'h00;
+    vectors[97] = 8'h00;
+    vectors[98] = 8'h00;
+    vectors[99] = 8'h00;
+    vectors[100] = 8'h00;
+    vectors[101] = 8'h00;
+    vectors[102] = 8'h00;
+    vectors[103] = 8'h00;
+    vectors[104] = 8'h00;
+    vectors[105] = 8'h00;
+    vectors[106] = 8'h00;
+    vectors[107] = 8'h00;
+    vectors[108] = 8'h00;
+    vectors[109] = 8'h00;
+    vectors[110] = 8'h00;
+    vectors[111] = 8'h00;
+    vectors[112] = 8'h00;
+    vectors[113] = 8'h00;
+    vectors[114] = 8'h00;
+    vectors[115] = 8'h00;
+    vectors[116] = 8'h00;
+    vectors[117] = 8'h00;
+    vectors[118] = 8'h00;
+    vectors[119] = 8'h00;
+    vectors[120] = 8'h00;
+    vectors[121] = 8'h00;
+    vectors[122] = 8'h00;
+    vectors[123] = 8'h00;
+    vectors[124] = 8'h00;
+    vectors[125] = 8'h00;
+    vectors[126] = 8'h00;
+    vectors[127] = 8'h00;
+    vectors[128] = 8'h00;
+    vectors[129] = 8'h00;
+    vectors[130] = 8'h00;
+    vectors[131] = 8'h00;
+    vectors[132] = 8'h00;
+    vectors[133] = 8'h00;
+    vectors[134] = 8'h00;
+    vectors[135] = 8'h00;
+    vectors[136] = 8'h00;
+    vectors[137] = 8'h00;
+    vectors[138] = 8'h00;
+    vectors[139] = 8'h00;
+    vectors[140] = 8'h00;
+    vectors[141] = 8'h00;
+    vectors[142] = 8'h00;
+    vectors[143] = 8'h00;
+    vectors[144] = 8'h00;
+    vectors[145] = 8'h00;
+    vectors[146] = 8'h00;
+    vectors[147] = 8'h00;
+    vectors[148] = 8'h00;
+    vectors[149] = 8'h00;
+    vectors[150] = 8'h00;
+    vectors[151] = 8'h00;
+    vectors[152] = 8'h00;
+    vectors[153] = 8'h00;
+    vectors[154] = 8'h00;
+    vectors[155] = 8'h00;
+    vectors[156] = 8'h00;
+    vectors[157] = 8'h00;
+    vectors[158] = 8'h00;
+    vectors[159] = 8'h00;
+    vectors[160] = 8'h00;
+    vectors[161] = 8'h00;
+    vectors[162] = 8'h00;
+    vectors[163] = 8'h00;
+    vectors[164] = 8'h00;
+    vectors[165] = 8'h00;
+    vectors[166] = 8'h00;
+    vectors[167] = 8'h00;
+    vectors[168] = 8'h00;
+    vectors[169] = 8'h00;
+    vectors[170] = 8'h00;
+    vectors[171] = 8'h00;
+    vectors[172] = 8'h00;
+    vectors[173] = 8'h00;
+    vectors[174] = 8'h00;
+    vectors[175] = 8'h00;
+    vectors[176] = 8'h00;
+    vectors[177] = 8'h00;
+    vectors[178] = 8'h00;
+    vectors[179] = 8'h00;
+    vectors[180] = 8'h00;
+    vectors[181] = 8'h00;
+    vectors[182] = 8'h00;
+    vectors[183] = 8'h00;
+    vectors[184] = 8'h00;
+    vectors[185] = 8'h00;
+    vectors[186] = 8'h00;
+    vectors[187] = 8'h00;
+    vectors[188] = 8'h00;
+    vectors[189] = 8'h00;
+    vectors[190] = 8'h00;
+    vectors[191] = 8'h00;
+    vectors[192] = 8'h00;
+    vectors[193] = 8'h00;
+    vectors[194] = 8'h00;
+    vectors[195] = 8'h00;
+    vectors[196] = 8'h00;
+    vectors[197] = 8'h00;
+    vectors[198] = 8'h00;
+    vectors[199] = 8'h00;
+    vectors[200] = 8'h00;
+    vectors[201] = 8'h00;
+    vectors[202] = 8'h00;
+    vectors[203] = 8'h00;
+    vectors[204] = 8'h00;
+    vectors[205] = 8'h00;
+    vectors[206] = 8'h00;
+    vectors[207] = 8'h00;
+    vectors[208] = 8'h00;
+    vectors[209] = 8'h00;
+    vectors[210] = 8'h00;
+    vectors[211] = 8'h00;
+    vectors[212] = 8'h00;
+    vectors[213] = 8'h00;
+    vectors[214] = 8'h00;
+    vectors[215] = 8'h00;
+    vectors[216] = 8'h00;
+    vectors[217] = 8'h00;
+    vectors[218] = 8'h00;
+    vectors[219] = 8'h00;
+    vectors[220] = 8'h00;
+    vectors[221] = 8'h00;
+    vectors[222] = 8'h00;
+    vectors[223] = 8'h00;
+    vectors[224] = 8'h00;
+    vectors[225] = 8'h00;
+    vectors[226] = 8'h00;
+    vectors[227] = 8'h00;
+    vectors[228] = 8'h00;
+    vectors[229] = 8'h00;
+    vectors[230] = 8'h00;
+    vectors[231] = 8'h00;
+    vectors[232] = 8'h00;
+    vectors[233] = 8'h00;
+    vectors[234] = 8'h00;
+    vectors[235] = 8'h00;
+    vectors[236] = 8'h00;
+    vectors[237] = 8'h00;
+    vectors[238] = 8'h00;
+    vectors[239] = 8'h00;
+    vectors[240] = 8'h00;
+    vectors[241] = 8'h00;
+    vectors[242] = 8'h00;
+    vectors[243] = 8'h00;
+    vectors[244] = 8'h00;
+    vectors[245] = 8'h00;
+    vectors[246] = 8'h00;
+    vectors[247] = 8'h00;
+    vectors[248] = 8'h00;
+    vectors[249] = 8'h00;
+    vectors[250] = 8'h00;
+    vectors[251] = 8'h00;
+    vectors[252] = 8'h00;
+    vectors[253] = 8'h00;
+    vectors[254] = 8'h00;
+    vectors[255] = 8'h00;
+    vectors[256] = 8'h00;
+    vectors[257] = 8'h00;
+    vectors[258] = 8'h00;
+    vectors[259] = 8'h00;
+    vectors[260] = 8'h00;
+    vectors[261] = 8'h00;
+    vectors[262] = 8'h00;
+    vectors[263] = 8'h00;
+    vectors[264] = 8'h00;
+    vectors[265] = 8'h00;
+    vectors[266] = 8'h00;
+    vectors[267] = 8'h00;
+    vectors[268] = 8'h00;
+    vectors[269] = 8'h00;
+    vectors[270] = 8'h00;
+    vectors[271] = 8'h00;
+    vectors[272] = 8'h00;
+    vectors[273] = 8'h00;
+    vectors[274] = 8'h00;
+    vectors[275] = 8'h00;
+    vectors[276] = 8'h00;
+    vectors[277] = 8'h00;
+    vectors[278] = 8'h00;
+    vectors[279] = 8'h00;
+    vectors[280] = 8'h00;
+    vectors[281] = 8'h00;
+    vectors[282] = 8'h00;
+    vectors[283] = 8'h00;
+    vectors[284] = 8'h00;
+    vectors[285] = 8'h00;
+    vectors[286] = 8'h00;
+    vectors[287] = 8'h00;
+    vectors[288] = 8'h00;
+    vectors[289] = 8'h00;
+    vectors[290] = 8'h00;
+    vectors[291] = 8'h00;
+    vectors[292] = 8'h00;
+    vectors[293] = 8'h00;
+    vectors[294] = 8'h00;
+    vectors[295] = 8'h00;
+    vectors[296] = 8'h00;
+    vectors[297] = 8'h00;
+    vectors[298] = 8'h00;
+    vectors[299] = 8'h00;
+    vectors[300] = 8'h00;
+    vectors[301] = 8'h00;
+    vectors[302] = 8'h00;
+    vectors[303] = 8'h00;
+    vectors[304] = 8'h00;
+    vectors[305] = 8'h00;
+    vectors[306] = 8'h00;
+    vectors[307] = 8'h00;
+    vectors[308] = 8'h00;
+    vectors[309] = 8'h00;
+    vectors[310] = 8'h00;
+    vectors[311] = 8'h00;
+    vectors[312] = 8'h00;
+    vectors[313] = 8'h00;
+    vectors[314] = 8'h00;
+    vectors[315] = 8'h00;
+    vectors[316] = 8'h00;
+    vectors[317] = 8'h00;
+    vectors[318] = 8'h00;
+    vectors[319] = 8'h00;
+    vectors[320] = 8'h00;
+    vectors[321] = 8'h00;
+    vectors[322] = 8'h00;
+    vectors[323] = 8'h00;
+    vectors[324] = 8'h00;
+    vectors[325] = 8'h00;
+    vectors[326] = 8'h00;
+    vectors[327] = 8'h00;
+    vectors[328] = 8'h00;
+    vectors[329] = 8'h00;
+    vectors[330] = 8'h00;
+    vectors[331] = 8'h00;
+    vectors[332] = 8'h00;
+    vectors[333] = 8'h00;
+    vectors[334] = 8'h00;
+    vectors[335] = 8'h00;
+    vectors[336] = 8'h00;
+    vectors[337] = 8'h00;
+    vectors[338] = 8'h00;
+    vectors[339] = 8'h00;
+    vectors[340] = 8'h00;
+    vectors[341] = 8'h00;
+    vectors[342] = 8'h00;
+    vectors[343] = 8'h00;
+    vectors[344] = 8'h00;
+    vectors[345] = 8'h00;
+    vectors[346] = 8'h00;
+    vectors[347] = 8'h00;
+    vectors[348] = 8'h00;
+    vectors[349] = 8'h00;
+    vectors[350] = 8'h00;
+    vectors[351] = 8'h00;
+    vectors[352] = 8'h00;
+    vectors[353] = 8'h00;
+    vectors[354] = 8'h00;
+    vectors[355] = 8'h00;
+    vectors[356] = 8'h00;
+    vectors[357] = 8'h00;
+    vectors[358] = 8'h00;
+    vectors[359] = 8'h00;
+    vectors[360] = 8'h00;
+    vectors[361] = 8'h00;
+    vectors[362] = 8'h00;
+    vectors[363] = 8'h00;
+    vectors[364] = 8'h00;
+    vectors[365] = 8'h00;
+    vectors[366] = 8'h00;
+    vectors[367] = 8'h00;
+    vectors[368] = 8'h00;
+    vectors[369] = 8'h00;
+    vectors[370] = 8'h00;
+    vectors[371] = 8'h00;
+    vectors[372] = 8'h00;
+    vectors[373] = 8'h00;
+    vectors[374] = 8'h00;
+    vectors[375] = 8'h00;
+    vectors[376] = 8'h00;
+    vectors[377] = 8'h00;
+    vectors[378] = 8'h00;
+    vectors[379] = 8'h00;
+    vectors[380] = 8'h00;
+    vectors[381] = 8'h00;
+    vectors[382] = 8'h00;
+    vectors[383] = 8'h00;
+    vectors[384] = 8'h00;
+    vectors[385] = 8'h00;
+    vectors[386] = 8'h00;
+    vectors[387] = 8'h00;
+    vectors[388] = 8'h00;
+    vectors[389] = 8'h00;
+    vectors[390] = 8'h00;
+    vectors[391] = 8'h00;
+    vectors[392] = 8'h00;
+    vectors[393] = 8'h00;
+    vectors[394] = 8'h00;
+    vectors[395] = 8'h00;
+    vectors[396] = 8'h00;
+    vectors[397] = 8'h00;
+    vectors[398] = 8'h00;
+    vectors[399] = 8'h00;
+    vectors[400] = 8'h00;
+    vectors[401] = 8'h00;
+    vectors[402] = 8'h00;
+    vectors[403] = 8'h00;
+    vectors[404] = 8'h00;
+    vectors[405] = 8'h00;
+    vectors[406] = 8'h00;
+    vectors[407] = 8'h00;
+    vectors[408] = 8'h00;
+    vectors[409] = 8'h00;
+    vectors[410] = 8'h00;
+    vectors[411] = 8'h00;
+    vectors[412] = 8'h00;
+    vectors[413] = 8'h00;
+    vectors[414] = 8'h00;
+    vectors[415] = 8'h00;
+    vectors[416] = 8'h00;
+    vectors[417] = 8'h00;
+    vectors[418] = 8'h00;
+    vectors[419] = 8'h00;
+    vectors[420] = 8'h00;
+    vectors[421] = 8'h00;
+    vectors[422] = 8'h00;
+    vectors[423] = 8'h00;
+    vectors[424] = 8'h00;
+    vectors[425] = 8'h00;
+    vectors[426] = 8'h00;
+    vectors[427] = 8'h00;
+    vectors[428] = 8'h00;
+    vectors[429] = 8'h00;
+    vectors[430] = 8'h00;
+    vectors[431] = 8'h00;
+    vectors[432] = 8'h00;
+    vectors[433] = 8'h00;
+    vectors[434] = 8'h00;
+    vectors[435] = 8'h00;
+    vectors[436] = 8'h00;
+    vectors[437] = 8'h00;
+    vectors[438] = 8'h00;
+    vectors[439] = 8'h00;
+    vectors[440] = 8'h00;
+    vectors[441] = 8'h00;
+    vectors[442] = 8'h00;
+    vectors[443] = 8'h00;
+    vectors[444] = 8'h00;
+    vectors[445] = 8'h00;
+    vectors[446] = 8'h00;
+    vectors[447] = 8'h00;
+    vectors[448] = 8'h00;
+    vectors[449] = 8'h00;
+    vectors[450] = 8'h00;
+    vectors[451] = 8'h00;
+    vectors[452] = 8'h00;
+    vectors[453] = 8'h00;
+    vectors[454] = 8'h00;
+    vectors[455] = 8'h00;
+    vectors[456] = 8'h00;
+    vectors[457] = 8'h00;
+    vectors[458] = 8'h00;
+    vectors[459] = 8'h00;
+    vectors[460] = 8'h00;
+    vectors[461] = 8'h00;
+    vectors[462] = 8'h00;
+    vectors[463] = 8'h00;
+    vectors[464] = 8'h00;
+    vectors[465] = 8'h00;
+    vectors[466] = 8'h00;
+    vectors[467] = 8'h00;
+    vectors[468] = 8'h00;
+    vectors[469] = 8'h00;
+    vectors[470] = 8'h00;
+    vectors[471] = 8'h00;
+    vectors[472] = 8'h00;
+    vectors[473] = 8'h00;
+    vectors[474] = 8'h00;
+    vectors[475] = 8'h00;
+    vectors[476] = 8'h00;
+    vectors[477] = 8'h00;
+    vectors[478] = 8'h00;
+    vectors[479] = 8'h00;
+    vectors[480] = 8'h00;
+    vectors[481] = 8'h00;
+    vectors[482] = 8'h00;
+    vectors[483] = 8'h00;
+    vectors[484] = 8'h00;
+    vectors[485] = 8'h00;
+    vectors[486] = 8'h00;
+    vectors[487] = 8'h00;
+    vectors[488] = 8'h00;
+    vectors[489] = 8'h00;
+    vectors[490] = 8'h00;
+    vectors[491] = 8'h00;
+    vectors[492] = 8'h00;
+    vectors[493] = 8'h00;
+    vectors[494] = 8'h00;
+    vectors[495] = 8'h00;
+    vectors[496] = 8'h00;
+    vectors[497] = 8'h00;
+    vectors[498] = 8'h00;
+    vectors[499] = 8'h00;
+    vectors[500] = 8'h00;
+    vectors[501] = 8'h00;
+    vectors[502] = 8'h00;
+    vectors[503] = 8'h00;
+    vectors[504] = 8'h00;
+    vectors[505] = 8'h00;
+    vectors[506] = 8'h00;
+    vectors[507] = 8'h00;
+    vectors[508] = 8'h00;
+    vectors[509] = 8'h00;
+    vectors[510] = 8'h00;
+    vectors[511] = 8'h00;
+    vectors[512] = 8'h00;
+    vectors[513] = 8'h00;
+    vectors[514] = 8'h00;
+    vectors[515] = 8'h00;
+    vectors[516] = 8'h00;
+    vectors[517] = 8'h00;
+    vectors[518] = 8'h00;
+    vectors[519] = 8'h00;
+    vectors[520] = 8'h00;
+    vectors[521] = 8'h00;
+    vectors[522] = 8'h00;
+    vectors[523] = 8'h00;
+    vectors[524] = 8'h00;
+    vectors[525] = 8'h00;
+    vectors[526] = 8'h00;
+    vectors[527] = 8'h00;
+    vectors[528] = 8'h00;
+    vectors[529] = 8'h00;
+    vectors[530] = 8'h00;
+    vectors[531] = 8'h00;
+    vectors[532] = 8'h00;
+    vectors[533] = 8'h00;
+    vectors[534] = 8'h00;
+    vectors[535] = 8'h00;
+    vectors[536] = 8'h00;
+    vectors[537] = 8'h00;
+    vectors[538] = 8'h00;
+    vectors[539] = 8'h00;
+    vectors[540] = 8'h00;
+    vectors[541] = 8'h00;
+    vectors[542] = 8'h00;
+    vectors[543] = 8'h00;
+    vectors[544] = 8'h00;
+    vectors[545] = 8'h00;
+    vectors[546] = 8'h00;
+    vectors[547] = 8'h00;
+    vectors[548] = 8'h00;
+    vectors[549] = 8'h00;
+    vectors[550] = 8'h00;
+    vectors[551] = 8'h00;
+    vectors[552] = 8'h00;
+    vectors[553] = 8'h00;
+    vectors[554] = 8'h00;
+    vectors[555] = 8'h00;
+    vectors[556] = 8'h00;
+    vectors[557] = 8'h00;
+    vectors[558] = 8'h00;
+    vectors[559] = 8'h00;
+    vectors[560] = 8'h00;
+    vectors[561] = 8'h00;
+    vectors[562] = 8'h00;
+    vectors[563] = 8'h00;
+    vectors[564] = 8'h00;
+    vectors[565] = 8'h00;
+    vectors[566] = 8'h00;
+    vectors[567] = 8'h00;
+    vectors[568] = 8'h00;
+    vectors[569] = 8'h00;
+    vectors[570] = 8'h00;
+    vectors[571] = 8'h00;
+    vectors[572] = 8'h00;
+    vectors[573] = 8'h00;
+    vectors[574] = 8'h00;
+    vectors[575] = 8'h00;
+    vectors[576] = 8'h00;
+    vectors[577] = 8'h00;
+    vectors[578] = 8'h00;
+    vectors[579] = 8'h00;
+    vectors[580] = 8'h00;
+    vectors[581] = 8'h00;
+    vectors[582] = 8'h00;
+    vectors[583] = 8'h00;
+    vectors[584] = 8'h00;
+    vectors[585] = 8'h00;
+    vectors[586] = 8'h00;
+    vectors[587] = 8'h00;
+    vectors[588] = 8'h00;
+    vectors[589] = 8'h00;
+    vectors[590] = 8'h00;
+    vectors[591] = 8'h00;
+    vectors[592] = 8'h00;
+    vectors[593] = 8'h00;
+    vectors[594] = 8'h00;
+    vectors[595] = 8'h00;
+    vectors[596] = 8'h00;
+    vectors[597] = 8'h00;
+    vectors[598] = 8'h00;
+    vectors[599] = 8'h00;
+    vectors[600] = 8'h00;
+    vectors[601] = 8'h00;
+    vectors[602] = 8'h00;
+    vectors[603] = 8'h00;
+    vectors[604] = 8'h00;
+    vectors[605] = 8'h00;
+    vectors[606] = 8'h00;
+    vectors[607] = 8'h00;
+    vectors[608] = 8'h00;
+    vectors[609] = 8'h00;
+    vectors[610] = 8'h00;
+    vectors[611] = 8'h00;
+    vectors[612] = 8'h00;
+    vectors[613] = 8'h00;
+    vectors[614] = 8'h00;
+    vectors[615] = 8'h00;
+    vectors[616] = 8'h00;
+    vectors[617] = 8'h00;
+    vectors[618] = 8'h00;
+    vectors[619] = 8'h00;
+    vectors[620] = 8'h00;
+    vectors[621] = 8'h00;
+    vectors[622] = 8'h00;
+    vectors[623] = 8'h00;
+    vectors[624] = 8'h00;
+    vectors[625] = 8'h00;
+    vectors[626] = 8'h00;
+    vectors[627] = 8'h00;
+    vectors[628] = 8'h00;
+    vectors[629] = 8'h00;
+    vectors[630] = 8'h00;
+    vectors[631] = 8'h00;
+    vectors[632] = 8'h00;
+    vectors[633] = 8'h00;
+    vectors[634] = 8'h00;
+    vectors[635] = 8'h00;
+    vectors[636] = 8'h00;
+    vectors[637] = 8'h00;
+    vectors[638] = 8'h00;
+    vectors[639] = 8'h00;
+    vectors[640] = 8'h00;
+    vectors[641] = 8'h00;
+    vectors[642] = 8'h00;
+    vectors[643] = 8'h00;
+    vectors[644] = 8'h00;
+    vectors[645] = 8'h00;
+    vectors[646] = 8'h00;
+    vectors[647] = 8'h00;
+    vectors[648] = 8'h00;
+    vectors[649] = 8'h00;
+    vectors[650] = 8'h00;
+    vectors[651] = 8'h00;
+    vectors[652] = 8'h00;
+    vectors[653] = 8'h00;
+    vectors[654] = 8'h00;
+    vectors[655] = 8'h00;
+    vectors[656] = 8'h00;
+    vectors[657] = 8'h00;
+    vectors[658] = 8'h00;
+    vectors[659] = 8'h00;
+    vectors[660] = 8'h00;
+    vectors[661] = 8'h00;
+    vectors[662] = 8'h00;
+    vectors[663] = 8'h00;
+    vectors[664] = 8'h00;
+    vectors[665] = 8'h00;
+    vectors[666] = 8'h00;
+    vectors[667] = 8'h00;
+    vectors[668] = 8'h00;
+    vectors[669] = 8'h00;
+    vectors[670] = 8'h00;
+    vectors[671] = 8'h00;
+    vectors[672] = 8'h00;
+    vectors[673] = 8'h00;
+    vectors[674] = 8'h00;
+    vectors[675] = 8'h00;
+    vectors[676] = 8'h00;
+    vectors[677] = 8'h00;
+    vectors[678] = 8'h00;
+    vectors[679] = 8'h00;
+    vectors[680] = 8'h00;
+    vectors[681] = 8'h00;
+    vectors[682] = 8'h00;
+    vectors[683] = 8'h00;
+    vectors[684] = 8'h00;
+    vectors[685] = 8'h00;
+    vectors[686] = 8'h00;
+    vectors[687] = 8'h00;
+    vectors[688] = 8'h00;
+    vectors[689] = 8'h00;
+    vectors[690] = 8'h00;
+    vectors[691] = 8'h00;
+    vectors[692] = 8'h00;
+    vectors[693] = 8'h00;
+    vectors[694] = 8'h00;
+    vectors[695] = 8'h00;
+    vectors[696] = 8'h00;
+    vectors[697] = 8'h00;
+    vectors[698] = 8'h00;
+    vectors[699] = 8'h00;
+    vectors[700] = 8'h00;
+    vectors[701] = 8'h00;
+    vectors[702] = 8'h00;
+    vectors[703] = 8'h00;
+    vectors[704] = 8'h00;
+    vectors[705] = 8'h00;
+    vectors[706] = 8'h00;
+    vectors[707] = 8'h00;
+    vectors[708] = 8'h00;
+    vectors[709] = 8'h00;
+    vectors[710] = 8'h00;
+    vectors[711] = 8'h00;
+    vectors[712] = 8'h00;
+    vectors[713] = 8'h00;
+    vectors[714] = 8'h00;
+    vectors[715] = 8'h00;
+    vectors[716] = 8'h00;
+    vectors[717] = 8'h00;
+    vectors[718] = 8'h00;
+    vectors[719] = 8'h00;
+    vectors[720] = 8'h00;
+    vectors[721] = 8'h00;
+    vectors[722] = 8'h00;
+    vectors[723] = 8'h00;
+    vectors[724] = 8'h00;
+    vectors[725] = 8'h00;
+    vectors[726] = 8'h00;
+    vectors[727] = 8'h00;
+    vectors[728] = 8'h00;
+    vectors[729] = 8'h00;
+    vectors[730] = 8'h00;
+    vectors[731] = 8'h00;
+    vectors[732] = 8'h00;
+    vectors[733] = 8'h00;
+    vectors[734] = 8'h00;
+    vectors[735] = 8'h00;
+    vectors[736] = 8'h00;
+    vectors[737] = 8'h00;
+    vectors[738] = 8'h00;
+    vectors[739] = 8'h00;
+    vectors[740] = 8'h00;
+    vectors[741] = 8'h00;
+    vectors[742] = 8'h00;
+    vectors[743] = 8'h00;
+    vectors[744] = 8'h00;
+    vectors[745] = 8'h00;
+    vectors[746] = 8'h00;
+    vectors[747] = 8'h00;
+    vectors[748] = 8'h00;
+    vectors[749] = 8'h00;
+    vectors[750] = 8'h00;
+    vectors[751] = 8'h00;
+    vectors[752] = 8'h00;
+    vectors[753] = 8'h00;
+    vectors[754] = 8'h00;
+    vectors[755] = 8'h00;
+    vectors[756] = 8'h00;
+    vectors[757] = 8'h00;
+    vectors[758] = 8'h00;
+    vectors[759] = 8'h00;
+    vectors[760] = 8'h00;
+    vectors[761] = 8'h00;
+    vectors[762] = 8'h00;
+    vectors[763] = 8'h00;
+    vectors[764] = 8'h00;
+    vectors[765] = 8'h00;
+    vectors[766] = 8'h00;
+    vectors[767] = 8'h00;
+    vectors[768] = 8'h00;
+    vectors[769] = 8'h00;
+    vectors[770] = 8'h00;
+    vectors[771] = 8'h00;
+    vectors[772] = 8'h00;
+    vectors[773] = 8'h00;
+    vectors[774] = 8'h00;
+    vectors[775] = 8'h00;
+    vectors[776] = 8'h00;
+    vectors[777] = 8'h00;
+    vectors[778] = 8'h00;
+    vectors[779] = 8'h00;
+    vectors[780] = 8'h00;
+    vectors[781] = 8'h00;
+    vectors[782] = 8'h00;
+    vectors[783] = 8'h00;
+    vectors[784] = 8'h00;
+    vectors[785] = 8'h00;
+    vectors[786] = 8'h00;
+    vectors[787] = 8'h00;
+    vectors[788] = 8'h00;
+    vectors[789] = 8'h00;
+    vectors[790] = 8'h00;
+    vectors[791] = 8'h00;
+    vectors[792] = 8'h00;
+    vectors[793] = 8'h00;
+    vectors[794] = 8'h00;
+    vectors[795] = 8'h00;
+    vectors[796] = 8'h00;
+    vectors[797] = 8'h00;
+    vectors[798] = 8'h00;
+    vectors[799] = 8'h00;
+    vectors[800] = 8'h00;
+    vectors[801] = 8'h00;
+    vectors[802] = 8'h00;
+    vectors[803] = 8'h00;
+    vectors[804] = 8'h00;
+    vectors[805] = 8'h00;
+    vectors[806] = 8'h00;
+    vectors[807] = 8'h00;
+    vectors[808] = 8'h00;
+    vectors[809] = 8'h00;
+    vectors[810] = 8'h00;
+    vectors[811] = 8'h00;
+    vectors[812] = 8'h00;
+    vectors[813] = 8'h00;
+    vectors[814] = 8'h00;
+    vectors[815] = 8'h00;
+    vectors[816] = 8'h00;
+    vectors[817] = 8'h00;
+    vectors[818] = 8'h00;
+    vectors[819] = 8'h00;
+    vectors[820] = 8'h00;
+    vectors[821] = 8'h00;
+    vectors[822] = 8'h00;
+    vectors[823] = 8'h00;
+    vectors[824] = 8'h00;
+    vectors[825] = 8'h00;
+    vectors[826] = 8'h00;
+    vectors[827] = 8'h00;
+    vectors[828] = 8'h00;
+    vectors[829] = 8'h00;
+    vectors[830] = 8'h00;
+    vectors[831] = 8'h00;
+    vectors[832] = 8'h00;
+    vectors[833] = 8'h00;
+    vectors[834] = 8'h00;
+    vectors[835] = 8'h00;
+    vectors[836] = 8'h00;
+    vectors[837] = 8'h00;
+    vectors[838] = 8'h00;
+    vectors[839] = 8'h00;
+    vectors[840] = 8'h00;
+    vectors[841] = 8'h00;
+    vectors[842] = 8'h00;
+    vectors[843] = 8'h00;
+    vectors[844] = 8'h00;
+    vectors[845] = 8'h00;
+    vectors[846] = 8'h00;
+    vectors[847] = 8'h00;
+    vectors[848] = 8'h00;
+    vectors[849] = 8'h00;
+    vectors[850] = 8'h00;
+    vectors[851] = 8'h00;
+    vectors[852] = 8'h00;
+    vectors[853] = 8'h00;
+    vectors[854] = 8'h00;
+    vectors[855] = 8'h00;
+    vectors[856] = 8'h00;
+    vectors[857] = 8'h00;
+    vectors[858] = 8'h00;
+    vectors[859] = 8'h00;
+    vectors[860] = 8'h00;
+    vectors[861] = 8'h00;
+    vectors[862] = 8'h00;
+    vectors[863] = 8'h00;
+    vectors[864] = 8'h00;
+    vectors[865] = 8'h00;
+    vectors[866] = 8'h00;
+    vectors[867] = 8'h00;
+    vectors[868] = 8'h00;
+    vectors[869] = 8'h00;
+    vectors[870] = 8'h00;
+    vectors[871] = 8'h00;
+    vectors[872] = 8'h00;
+    vectors[873] = 8'h00;
+    vectors[874] = 8'h00;
+    vectors[875] = 8'h00;
+    vectors[876] = 8'h00;
+    vectors[877] = 8'h00;
+    vectors[878] = 8'h00;
+    vectors[879] = 8'h00;
+    vectors[880] = 8'h00;
+    vectors[881] = 8'h00;
+    vectors[882] = 8'h00;
+    vectors[883] = 8'h00;
+    vectors[884] = 8'h00;
+    vectors[885] = 8'h00;
+    vectors[886] = 8'h00;
+    vectors[887] = 8'h00;
+    vectors[888] = 8'h00;
+    vectors[889] = 8'h00;
+    vectors[890] = 8'h00;
+    vectors[891] = 8'h00;
+    vectors[892] = 8'h00;
+    vectors[893] = 8'h00;
+    vectors[894] = 8'h00;
+    vectors[895] = 8'h00;
+    vectors[896] = 8'h00;
+    vectors[897] = 8'h00;
+    vectors[898] = 8'h00;
+    vectors[899] = 8'h00;
+    vectors[900] = 8'h00;
+    vectors[901] = 8'h00;
+    vectors[902] = 8'h00;
+    vectors[903] = 8'h00;
+    vectors[904] = 8'h00;
+    vectors[905] = 8'h00;
+    vectors[906] = 8'h00;
+    vectors[907] = 8'h00;
+    vectors[908] = 8'h00;
+    vectors[909] = 8'h00;
+    vectors[910] = 8'h00;
+    vectors[911] = 8'h00;
+    vectors[912] = 8'h00;
+    vectors[913] = 8'h00;
+    vectors[914] = 8'h00;
+    vectors[915] = 8'h00;
+    vectors[916] = 8'h00;
+    vectors[917] = 8'h00;
+    vectors[918] = 8'h00;
+    vectors[919] = 8'h00;
+    vectors[920] = 8'h00;
+    vectors[921] = 8'h00;
+    vectors[922] = 8'h00;
+    vectors[923] = 8'h00;
+    vectors[924] = 8'h00;
+    vectors[925] = 8'h00;
+    vectors[926] = 8'h00;
+    vectors[927] = 8'h00;
+    vectors[928] = 8'h00;
+    vectors[929] = 8'h00;
+    vectors[930] = 8'h00;
+    vectors[931] = 8'h00;
+    vectors[932] = 8'h00;
+    vectors[933] = 8'h00;
+    vectors[934] = 8'h00;
+    vectors[935] = 8'h00;
+    vectors[936] = 8'h00;
+    vectors[937] = 8'h00;
+    vectors[938] = 8'h00;
+    vectors[939] = 8'h00;
+    vectors[940] = 8'h00;
+    vectors[941] = 8'h00;
+    vectors[942] = 8'h00;
+    vectors[943] = 8'h00;
+    vectors[944] = 8'h00;
+    vectors[945] = 8'h00;
+    vectors[946] = 8'h00;
+    vectors[947] = 8'h00;
+    vectors[948] = 8'h00;
+    vectors[949] = 8'h00;
+    vectors[950] = 8'h00;
+    vectors[951] = 8'h00;
+    vectors[952] = 8'h00;
+    vectors[953] = 8'h00;
+    vectors[954] = 8'h00;
+    vectors[955] = 8'h00;
+    vectors[956] = 8'h00;
+    vectors[957] = 8'h00;
+    vectors[958] = 8'h00;
+    vectors[959] = 8'h00;
+    vectors[960] = 8'h00;
+    vectors[961] = 8'h00;
+    vectors[962] = 8'h00;
+    vectors[963] = 8'h00;
+    vectors[964] = 8'h00;
+    vectors[965] = 8'h00;
+    vectors[966] = 8'h00;
+    vectors[967] = 8'h00;
+    vectors[968] = 8'h00;
+    vectors[969] = 8'h00;
+    vectors[970] = 8'h00;
+    vectors[971] = 8'h00;
+    vectors[972] = 8'h00;
+    vectors[973] = 8'h00;
+    vectors[974] = 8'h00;
+    vectors[975] = 8'h00;
+    vectors[976] = 8'h00;
+    vectors[977] = 8'h00;
+    vectors[978] = 8'h00;
+    vectors[979] = 8'h00;
+    vectors[980] = 8'h00;
+    vectors[981] = 8'h00;
+    vectors[982] = 8'h00;
+    vectors[983] = 8'h00;
+    vectors[984] = 8'h00;
+    vectors[985] = 8'h00;
+    vectors[986] = 8'h00;
+    vectors[987] = 8'h00;
+    vectors[988] = 8'h00;
+    vectors[989] = 8'h00;
+    vectors[990] = 8'h00;
+    vectors[991] = 8'h00;
+    vectors[992] = 8'h00;
+    vectors[993] = 8'h00;
+    vectors[994] = 8'h00;
+    vectors[995] = 8'h00;
+    vectors[996] = 8'h00;
+    vectors[997] = 8'h00;
+    vectors[998] = 8'h00;
+    vectors[999] = 8'h00;
+    vectors[1000] = 8'h00;
+    vectors[1001] = 8'h00;
+    vectors[1002] = 8'h00;
+    vectors[1003] = 8'h00;
+    vectors[1004] = 8'h00;
+    vectors[1005] = 8'h00;
+    vectors[1006] = 8'h00;
+    vectors[1007] = 8'h00;
+    vectors[1008] = 8'h00;
+    vectors[1009] = 8'h00;
+    vectors[1010] = 8'h00;
+    vectors[1011] = 8'h00;
+    vectors[1012] = 8'h00;
+    vectors[1013] = 8'h00;
+    vectors[1014] = 8'h00;
+    vectors[1015] = 8'h00;
+    vectors[1016] = 8'h00;
+    vectors[1017] = 8'h00;
+    vectors[1018] = 8'h00;
+    vectors[1019] = 8'h00;
+    vectors[1020] = 8'h00;
+    vectors[1021] = 8'h00;
+    vectors[1022] = 8'h00;
+    vectors[1023] = 8'h00;
   end
   always @(posedge clk) begin
-    if (port__en[0])
-      vectors0_p0[port__addr][7:0] <= w_data_q;
-    if (port__en[1])
-      vectors0_p0[port__addr][15:8] <= w_data_q;
-    if (port__en[2])
-      vectors0_p0[port__addr][23:16] <= w_data_q;
-    if (port__en[3])
-      vectors0_p0[port__addr][31:24] <= w_data_q;
-    if (port__en[4])
-      vectors0_p0[port__addr][39:32] <= w_data_q;
-    if (port__en[5])
-      vectors0_p0[port__addr][47:40] <= w_data_q;
-    if (port__en[6])
-      vectors0_p0[port__addr][55:48] <= w_data_q;
-    if (port__en[7])
-      vectors0_p0[port__addr][63:56] <= w_data_q;
+    if (port__en)
+      vectors[port__addr] <= port__data;
   end
-  reg [63:0] _0_;
+  reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$94 ];
+    _0_ <= vectors[\port__addr$37 ];
   end
-  assign \port__data$210  = _0_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p1 [15:0];
-  initial begin
-    vectors0_p1[0] = 64'h0000000000000000;
-    vectors0_p1[1] = 64'h0000000000000000;
-    vectors0_p1[2] = 64'h0000000000000000;
-    vectors0_p1[3] = 64'h0000000000000000;
-    vectors0_p1[4] = 64'h0000000000000000;
-    vectors0_p1[5] = 64'h0000000000000000;
-    vectors0_p1[6] = 64'h0000000000000000;
-    vectors0_p1[7] = 64'h0000000000000000;
-    vectors0_p1[8] = 64'h0000000000000000;
-    vectors0_p1[9] = 64'h0000000000000000;
-    vectors0_p1[10] = 64'h0000000000000000;
-    vectors0_p1[11] = 64'h0000000000000000;
-    vectors0_p1[12] = 64'h0000000000000000;
-    vectors0_p1[13] = 64'h0000000000000000;
-    vectors0_p1[14] = 64'h0000000000000000;
-    vectors0_p1[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$23 [0])
-      vectors0_p1[\port__addr$20 ][7:0] <= w_data_q;
-    if (\port__en$23 [1])
-      vectors0_p1[\port__addr$20 ][15:8] <= w_data_q;
-    if (\port__en$23 [2])
-      vectors0_p1[\port__addr$20 ][23:16] <= w_data_q;
-    if (\port__en$23 [3])
-      vectors0_p1[\port__addr$20 ][31:24] <= w_data_q;
-    if (\port__en$23 [4])
-      vectors0_p1[\port__addr$20 ][39:32] <= w_data_q;
-    if (\port__en$23 [5])
-      vectors0_p1[\port__addr$20 ][47:40] <= w_data_q;
-    if (\port__en$23 [6])
-      vectors0_p1[\port__addr$20 ][55:48] <= w_data_q;
-    if (\port__en$23 [7])
-      vectors0_p1[\port__addr$20 ][63:56] <= w_data_q;
-  end
-  reg [63:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$97 ];
-  end
-  assign \port__data$211  = _1_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p2 [15:0];
-  initial begin
-    vectors0_p2[0] = 64'h0000000000000000;
-    vectors0_p2[1] = 64'h0000000000000000;
-    vectors0_p2[2] = 64'h0000000000000000;
-    vectors0_p2[3] = 64'h0000000000000000;
-    vectors0_p2[4] = 64'h0000000000000000;
-    vectors0_p2[5] = 64'h0000000000000000;
-    vectors0_p2[6] = 64'h0000000000000000;
-    vectors0_p2[7] = 64'h0000000000000000;
-    vectors0_p2[8] = 64'h0000000000000000;
-    vectors0_p2[9] = 64'h0000000000000000;
-    vectors0_p2[10] = 64'h0000000000000000;
-    vectors0_p2[11] = 64'h0000000000000000;
-    vectors0_p2[12] = 64'h0000000000000000;
-    vectors0_p2[13] = 64'h0000000000000000;
-    vectors0_p2[14] = 64'h0000000000000000;
-    vectors0_p2[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$38 [0])
-      vectors0_p2[\port__addr$35 ][7:0] <= w_data_q;
-    if (\port__en$38 [1])
-      vectors0_p2[\port__addr$35 ][15:8] <= w_data_q;
-    if (\port__en$38 [2])
-      vectors0_p2[\port__addr$35 ][23:16] <= w_data_q;
-    if (\port__en$38 [3])
-      vectors0_p2[\port__addr$35 ][31:24] <= w_data_q;
-    if (\port__en$38 [4])
-      vectors0_p2[\port__addr$35 ][39:32] <= w_data_q;
-    if (\port__en$38 [5])
-      vectors0_p2[\port__addr$35 ][47:40] <= w_data_q;
-    if (\port__en$38 [6])
-      vectors0_p2[\port__addr$35 ][55:48] <= w_data_q;
-    if (\port__en$38 [7])
-      vectors0_p2[\port__addr$35 ][63:56] <= w_data_q;
-  end
-  reg [63:0] _2_;
-  always @(posedge clk) begin
-    _2_ <= vectors0_p2[\port__addr$100 ];
-  end
-  assign \port__data$212  = _2_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p3 [3:0];
-  initial begin
-    vectors0_p3[0] = 64'h0000000000000000;
-    vectors0_p3[1] = 64'h0000000000000000;
-    vectors0_p3[2] = 64'h0000000000000000;
-    vectors0_p3[3] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$53 [0])
-      vectors0_p3[\port__addr$50 ][7:0] <= w_data_q;
-    if (\port__en$53 [1])
-      vectors0_p3[\port__addr$50 ][15:8] <= w_data_q;
-    if (\port__en$53 [2])
-      vectors0_p3[\port__addr$50 ][23:16] <= w_data_q;
-    if (\port__en$53 [3])
-      vectors0_p3[\port__addr$50 ][31:24] <= w_data_q;
-    if (\port__en$53 [4])
-      vectors0_p3[\port__addr$50 ][39:32] <= w_data_q;
-    if (\port__en$53 [5])
-      vectors0_p3[\port__addr$50 ][47:40] <= w_data_q;
-    if (\port__en$53 [6])
-      vectors0_p3[\port__addr$50 ][55:48] <= w_data_q;
-    if (\port__en$53 [7])
-      vectors0_p3[\port__addr$50 ][63:56] <= w_data_q;
-  end
-  reg [63:0] _3_;
-  always @(posedge clk) begin
-    _3_ <= vectors0_p3[\port__addr$103 ];
-  end
-  assign \port__data$213  = _3_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p0 [15:0];
-  initial begin
-    vectors1_p0[0] = 64'h0000000000000000;
-    vectors1_p0[1] = 64'h0000000000000000;
-    vectors1_p0[2] = 64'h0000000000000000;
-    vectors1_p0[3] = 64'h0000000000000000;
-    vectors1_p0[4] = 64'h0000000000000000;
-    vectors1_p0[5] = 64'h0000000000000000;
-    vectors1_p0[6] = 64'h0000000000000000;
-    vectors1_p0[7] = 64'h0000000000000000;
-    vectors1_p0[8] = 64'h0000000000000000;
-    vectors1_p0[9] = 64'h0000000000000000;
-    vectors1_p0[10] = 64'h0000000000000000;
-    vectors1_p0[11] = 64'h0000000000000000;
-    vectors1_p0[12] = 64'h0000000000000000;
-    vectors1_p0[13] = 64'h0000000000000000;
-    vectors1_p0[14] = 64'h0000000000000000;
-    vectors1_p0[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$13 [0])
-      vectors1_p0[\port__addr$10 ][7:0] <= w_data_q;
-    if (\port__en$13 [1])
-      vectors1_p0[\port__addr$10 ][15:8] <= w_data_q;
-    if (\port__en$13 [2])
-      vectors1_p0[\port__addr$10 ][23:16] <= w_data_q;
-    if (\port__en$13 [3])
-      vectors1_p0[\port__addr$10 ][31:24] <= w_data_q;
-    if (\port__en$13 [4])
-      vectors1_p0[\port__addr$10 ][39:32] <= w_data_q;
-    if (\port__en$13 [5])
-      vectors1_p0[\port__addr$10 ][47:40] <= w_data_q;
-    if (\port__en$13 [6])
-      vectors1_p0[\port__addr$10 ][55:48] <= w_data_q;
-    if (\port__en$13 [7])
-      vectors1_p0[\port__addr$10 ][63:56] <= w_data_q;
-  end
-  reg [63:0] _4_;
-  always @(posedge clk) begin
-    _4_ <= vectors1_p0[\port__addr$106 ];
-  end
-  assign \port__data$215  = _4_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p1 [15:0];
-  initial begin
-    vectors1_p1[0] = 64'h0000000000000000;
-    vectors1_p1[1] = 64'h0000000000000000;
-    vectors1_p1[2] = 64'h0000000000000000;
-    vectors1_p1[3] = 64'h0000000000000000;
-    vectors1_p1[4] = 64'h0000000000000000;
-    vectors1_p1[5] = 64'h0000000000000000;
-    vectors1_p1[6] = 64'h0000000000000000;
-    vectors1_p1[7] = 64'h0000000000000000;
-    vectors1_p1[8] = 64'h0000000000000000;
-    vectors1_p1[9] = 64'h0000000000000000;
-    vectors1_p1[10] = 64'h0000000000000000;
-    vectors1_p1[11] = 64'h0000000000000000;
-    vectors1_p1[12] = 64'h0000000000000000;
-    vectors1_p1[13] = 64'h0000000000000000;
-    vectors1_p1[14] = 64'h0000000000000000;
-    vectors1_p1[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$28 [0])
-      vectors1_p1[\port__addr$25 ][7:0] <= w_data_q;
-    if (\port__en$28 [1])
-      vectors1_p1[\port__addr$25 ][15:8] <= w_data_q;
-    if (\port__en$28 [2])
-      vectors1_p1[\port__addr$25 ][23:16] <= w_data_q;
-    if (\port__en$28 [3])
-      vectors1_p1[\port__addr$25 ][31:24] <= w_data_q;
-    if (\port__en$28 [4])
-      vectors1_p1[\port__addr$25 ][39:32] <= w_data_q;
-    if (\port__en$28 [5])
-      vectors1_p1[\port__addr$25 ][47:40] <= w_data_q;
-    if (\port__en$28 [6])
-      vectors1_p1[\port__addr$25 ][55:48] <= w_data_q;
-    if (\port__en$28 [7])
-      vectors1_p1[\port__addr$25 ][63:56] <= w_data_q;
-  end
-  reg [63:0] _5_;
-  always @(posedge clk) begin
-    _5_ <= vectors1_p1[\port__addr$109 ];
-  end
-  assign \port__data$216  = _5_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p2 [15:0];
-  initial begin
-    vectors1_p2[0] = 64'h0000000000000000;
-    vectors1_p2[1] = 64'h0000000000000000;
-    vectors1_p2[2] = 64'h0000000000000000;
-    vectors1_p2[3] = 64'h0000000000000000;
-    vectors1_p2[4] = 64'h0000000000000000;
-    vectors1_p2[5] = 64'h0000000000000000;
-    vectors1_p2[6] = 64'h0000000000000000;
-    vectors1_p2[7] = 64'h0000000000000000;
-    vectors1_p2[8] = 64'h0000000000000000;
-    vectors1_p2[9] = 64'h0000000000000000;
-    vectors1_p2[10] = 64'h0000000000000000;
-    vectors1_p2[11] = 64'h0000000000000000;
-    vectors1_p2[12] = 64'h0000000000000000;
-    vectors1_p2[13] = 64'h0000000000000000;
-    vectors1_p2[14] = 64'h0000000000000000;
-    vectors1_p2[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$43 [0])
-      vectors1_p2[\port__addr$40 ][7:0] <= w_data_q;
-    if (\port__en$43 [1])
-      vectors1_p2[\port__addr$40 ][15:8] <= w_data_q;
-    if (\port__en$43 [2])
-      vectors1_p2[\port__addr$40 ][23:16] <= w_data_q;
-    if (\port__en$43 [3])
-      vectors1_p2[\port__addr$40 ][31:24] <= w_data_q;
-    if (\port__en$43 [4])
-      vectors1_p2[\port__addr$40 ][39:32] <= w_data_q;
-    if (\port__en$43 [5])
-      vectors1_p2[\port__addr$40 ][47:40] <= w_data_q;
-    if (\port__en$43 [6])
-      vectors1_p2[\port__addr$40 ][55:48] <= w_data_q;
-    if (\port__en$43 [7])
-      vectors1_p2[\port__addr$40 ][63:56] <= w_data_q;
-  end
-  reg [63:0] _6_;
-  always @(posedge clk) begin
-    _6_ <= vectors1_p2[\port__addr$112 ];
-  end
-  assign \port__data$217  = _6_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p3 [3:0];
-  initial begin
-    vectors1_p3[0] = 64'h0000000000000000;
-    vectors1_p3[1] = 64'h0000000000000000;
-    vectors1_p3[2] = 64'h0000000000000000;
-    vectors1_p3[3] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$58 [0])
-      vectors1_p3[\port__addr$55 ][7:0] <= w_data_q;
-    if (\port__en$58 [1])
-      vectors1_p3[\port__addr$55 ][15:8] <= w_data_q;
-    if (\port__en$58 [2])
-      vectors1_p3[\port__addr$55 ][23:16] <= w_data_q;
-    if (\port__en$58 [3])
-      vectors1_p3[\port__addr$55 ][31:24] <= w_data_q;
-    if (\port__en$58 [4])
-      vectors1_p3[\port__addr$55 ][39:32] <= w_data_q;
-    if (\port__en$58 [5])
-      vectors1_p3[\port__addr$55 ][47:40] <= w_data_q;
-    if (\port__en$58 [6])
-      vectors1_p3[\port__addr$55 ][55:48] <= w_data_q;
-    if (\port__en$58 [7])
-      vectors1_p3[\port__addr$55 ][63:56] <= w_data_q;
-  end
-  reg [63:0] _7_;
-  always @(posedge clk) begin
-    _7_ <= vectors1_p3[\port__addr$115 ];
-  end
-  assign \port__data$218  = _7_;
-  (* ram_style = "distributed" *)
-  reg [31:0] vectors2_p0 [15:0];
-  initial begin
-    vectors2_p0[0] = 32'd0;
-    vectors2_p0[1] = 32'd0;
-    vectors2_p0[2] = 32'd0;
-    vectors2_p0[3] = 32'd0;
-    vectors2_p0[4] = 32'd0;
-    vectors2_p0[5] = 32'd0;
-    vectors2_p0[6] = 32'd0;
-    vectors2_p0[7] = 32'd0;
-    vectors2_p0[8] = 32'd0;
-    vectors2_p0[9] = 32'd0;
-    vectors2_p0[10] = 32'd0;
-    vectors2_p0[11] = 32'd0;
-    vectors2_p0[12] = 32'd0;
-    vectors2_p0[13] = 32'd0;
-    vectors2_p0[14] = 32'd0;
-    vectors2_p0[15] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\port__en$18 [0])
-      vectors2_p0[\port__addr$15 ][7:0] <= w_data_q;
-    if (\port__en$18 [1])
-      vectors2_p0[\port__addr$15 ][15:8] <= w_data_q;
-    if (\port__en$18 [2])
-      vectors2_p0[\port__addr$15 ][23:16] <= w_data_q;
-    if (\port__en$18 [3])
-      vectors2_p0[\port__addr$15 ][31:24] <= w_data_q;
-  end
-  reg [31:0] _8_;
-  always @(posedge clk) begin
-    _8_ <= vectors2_p0[\port__addr$118 ];
-  end
-  assign \port__data$220  = _8_;
-  (* ram_style = "distributed" *)
-  reg [31:0] vectors2_p1 [15:0];
-  initial begin
-    vectors2_p1[0] = 32'd0;
-    vectors2_p1[1] = 32'd0;
-    vectors2_p1[2] = 32'd0;
-    vectors2_p1[3] = 32'd0;
-    vectors2_p1[4] = 32'd0;
-    vectors2_p1[5] = 32'd0;
-    vectors2_p1[6] = 32'd0;
-    vectors2_p1[7] = 32'd0;
-    vectors2_p1[8] = 32'd0;
-    vectors2_p1[9] = 32'd0;
-    vectors2_p1[10] = 32'd0;
-    vectors2_p1[11] = 32'd0;
-    vectors2_p1[12] = 32'd0;
-    vectors2_p1[13] = 32'd0;
-    vectors2_p1[14] = 32'd0;
-    vectors2_p1[15] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\port__en$33 [0])
-      vectors2_p1[\port__addr$30 ][7:0] <= w_data_q;
-    if (\port__en$33 [1])
-      vectors2_p1[\port__addr$30 ][15:8] <= w_data_q;
-    if (\port__en$33 [2])
-      vectors2_p1[\port__addr$30 ][23:16] <= w_data_q;
-    if (\port__en$33 [3])
-      vectors2_p1[\port__addr$30 ][31:24] <= w_data_q;
-  end
-  reg [31:0] _9_;
-  always @(posedge clk) begin
-    _9_ <= vectors2_p1[\port__addr$121 ];
-  end
-  assign \port__data$221  = _9_;
-  (* ram_style = "distributed" *)
-  reg [31:0] vectors2_p2 [15:0];
-  initial begin
-    vectors2_p2[0] = 32'd0;
-    vectors2_p2[1] = 32'd0;
-    vectors2_p2[2] = 32'd0;
-    vectors2_p2[3] = 32'd0;
-    vectors2_p2[4] = 32'd0;
-    vectors2_p2[5] = 32'd0;
-    vectors2_p2[6] = 32'd0;
-    vectors2_p2[7] = 32'd0;
-    vectors2_p2[8] = 32'd0;
-    vectors2_p2[9] = 32'd0;
-    vectors2_p2[10] = 32'd0;
-    vectors2_p2[11] = 32'd0;
-    vectors2_p2[12] = 32'd0;
-    vectors2_p2[13] = 32'd0;
-    vectors2_p2[14] = 32'd0;
-    vectors2_p2[15] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\port__en$48 [0])
-      vectors2_p2[\port__addr$45 ][7:0] <= w_data_q;
-    if (\port__en$48 [1])
-      vectors2_p2[\port__addr$45 ][15:8] <= w_data_q;
-    if (\port__en$48 [2])
-      vectors2_p2[\port__addr$45 ][23:16] <= w_data_q;
-    if (\port__en$48 [3])
-      vectors2_p2[\port__addr$45 ][31:24] <= w_data_q;
-  end
-  reg [31:0] _10_;
-  always @(posedge clk) begin
-    _10_ <= vectors2_p2[\port__addr$124 ];
-  end
-  assign \port__data$222  = _10_;
-  (* ram_style = "distributed" *)
-  reg [31:0] vectors2_p3 [3:0];
-  initial begin
-    vectors2_p3[0] = 32'd0;
-    vectors2_p3[1] = 32'd0;
-    vectors2_p3[2] = 32'd0;
-    vectors2_p3[3] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\port__en$63 [0])
-      vectors2_p3[\port__addr$60 ][7:0] <= w_data_q;
-    if (\port__en$63 [1])
-      vectors2_p3[\port__addr$60 ][15:8] <= w_data_q;
-    if (\port__en$63 [2])
-      vectors2_p3[\port__addr$60 ][23:16] <= w_data_q;
-    if (\port__en$63 [3])
-      vectors2_p3[\port__addr$60 ][31:24] <= w_data_q;
-  end
-  reg [31:0] _11_;
-  always @(posedge clk) begin
-    _11_ <= vectors2_p3[\port__addr$127 ];
-  end
-  assign \port__data$223  = _11_;
+  assign \port__data$86  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 5'h1a;
-  assign \$2  = \$1  + word;
-  assign w_en = take ? at : 20'h00000;
-  assign filled = take & last;
-  assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
-  assign step = \$3  & \$5 ;
-  assign \$6  = ~ active;
-  assign \$7  = step & sn_last;
-  assign \$8  = \$6  | \$7 ;
-  assign load = w_full_issue & \$8 ;
-  assign \$9  = s_idx == 5'h18;
-  assign \$10  = s_last ? 1'h0 : \$9 ;
-  assign \$signal  = step ? \$10  : s_last;
-  assign \$11  = step & s_last;
-  assign \$12  = addr == 4'h8;
-  assign \$13  = n_last ? 1'h0 : \$12 ;
-  assign n_last_next = \$11  ? \$13  : n_last;
-  assign \$14  = r_addr + 1'h1;
-  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 5'h1a : 5'h00;
-  assign i = \$signal$131  ? data : carry0_0;
-  assign t0_0_w0_0 = m0_0_0 + m0_0_1;
-  assign t0_0_w0_2 = m0_0_2 + m0_0_3;
-  assign t0_0_w0_4 = m0_0_4 + m0_0_5;
-  assign t0_0_w0_6 = m0_0_6 + m0_0_7;
-  assign t0_0_w0_8 = m0_0_8 + m0_0_9;
-  assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
-  assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
-  assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign group_end = v2_d4 & last2_d4;
-  assign \$17  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$18  = rq0_under ? 20'hf8000 : \$17 ;
-  assign \$19  = credits_space + credits_returned;
-  assign \$20  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$21  = \$19  - \$20 ;
-  assign credits_room_next = \$21 [1:0] >= 1'h1;
-  assign \$22  = \beat$192  == 9'h1fe;
-  assign \$23  = last ? 1'h0 : \$22 ;
-  assign \$24  = take ? \$23  : last;
-  assign \$25  = \beat$192  + 1'h1;
-  assign \$26  = last ? 10'h000 : \$25 ;
-  assign \$27  = last | at[19];
-  assign \$28  = \$27  ? 20'h00001 : { at[18:0], at[19] };
-  assign \$29  = word + 1'h1;
-  assign \$30  = at[19] ? \$29  : { 1'h0, word };
-  assign \$31  = last ? 6'h00 : \$30 ;
-  assign \$32  = wsum_first_d1 ? 17'h00000 : wsum_acc;
-  assign \$33  = \$32  + wsum_l0_0;
-  assign \$34  = wsum_v_d1 & wsum_end_d1;
-  assign \$35  = wsum_first_d1 ? 17'h00000 : wsum_acc;
-  assign \$36  = \$35  + wsum_l0_0;
-  assign \$38  = \$signal  & n_last_next;
-  assign \$39  = s_idx + 1'h1;
-  assign \$40  = s_last ? 6'h00 : \$39 ;
-  assign \$41  = addr + 1'h1;
-  assign \$42  = n_last ? 5'h00 : \$41 ;
-  assign \$43  = step & sn_last;
-  assign \$44  = w_half ? 5'h1a : 5'h00;
-  assign \$45  = ~ w_half;
-  assign \$46  = s_last ? 5'h00 : col;
-  assign \$47  = row_ph0 >= 4'h8;
-  assign \$48  = row_ph0 - 4'h8;
-  assign \$49  = row_ph0 + 4'hc;
-  assign \$50  = \$47  ? { \$48 [5], \$48  } : { 1'h0, \$49  };
-  assign \$51  = n_last ? 7'h00 : \$50 ;
-  assign \$52  = row_ph0 + col;
-  assign \$53  = \$52  >= 5'h14;
-  assign \$54  = row_ph0 + col;
-  assign \$55  = \$54  - 5'h14;
-  assign \$56  = row_ph0 + col;
-  assign \$57  = \$53  ? \$55  : { 1'h0, \$56  };
-  assign \$58  = ! s_idx;
-  assign \$59  = r_page_b0[0] ? \port__data$213  : \port__data$212 ;
-  assign \$60  = r_page_b0[0] ? \port__data$211  : \port__data$210 ;
-  assign \$61  = r_page_b0[1] ? \$59  : \$60 ;
-  assign \$62  = r_page_b1[0] ? \port__data$218  : \port__data$217 ;
-  assign \$63  = r_page_b1[0] ? \port__data$216  : \port__data$215 ;
-  assign \$64  = r_page_b1[1] ? \$62  : \$63 ;
-  assign \$65  = r_page_b2[0] ? \port__data$223  : \port__data$222 ;
-  assign \$66  = r_page_b2[0] ? \port__data$221  : \port__data$220 ;
-  assign \$67  = r_page_b2[1] ? \$65  : \$66 ;
-  assign \$69  = off1_0[0] ? o : { \o$226 [15:0], o[19:16] };
-  assign \$70  = off1_0[1] ? \$68  : \$69 ;
-  assign \$72  = off1_0[0] ? o : { \o$226 [11:0], o[19:12] };
-  assign \$73  = off1_0[1] ? \$71  : \$72 ;
-  assign \$75  = off1_0[0] ? o : { \o$226 [7:0], o[19:8] };
-  assign \$76  = off1_0[1] ? \$74  : \$75 ;
-  assign \$77  = off1_0[2] ? \$73  : \$76 ;
-  assign \$79  = off1_0[0] ? o : { \o$226 [3:0], o[19:4] };
-  assign \$80  = off1_0[1] ? \$78  : \$79 ;
-  assign \$84  = off1_0[2] ? \$80  : \$83 ;
-  assign \$85  = off1_0[3] ? \$77  : \$84 ;
-  assign \$86  = off1_0[4] ? \$70  : \$85 ;
-  assign \$87  = - wsum_total;
-  assign \$88  = flags_0[1] ? x_init : acc0_0;
-  assign \$90  = $signed(\$88 ) + $signed({ 1'h0, \$89  });
-  assign \$91  = flags_0[0] & flags_0[2];
-  assign \$92  = flags_0[1] ? x_init : acc0_0;
-  assign \$94  = $signed(\$92 ) + $signed({ 1'h0, \$93  });
-  assign \$95  = ser_left - 1'h1;
-  assign \$96  = \addr$164  == 4'h9;
-  assign \$97  = \addr$164  + 1'h1;
-  assign \$98  = \$96  ? 5'h00 : \$97 ;
-  assign \$102  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$105  = $signed(\$103 ) + $signed(\$104 );
-  assign \$106  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$109  = $signed(\$108 ) < $signed(16'h8000);
-  assign \$111  = $signed(\$110 ) > $signed(16'h7fff);
-  assign \$112  = step & s_last;
-  assign \$113  = o__valid & \o__ready$178 ;
-  assign \$114  = \$113  + skipped_d5;
-  assign \$115  = ! \$2 [5:4];
-  assign \$116  = ~ rst_fc2;
-  assign \$117  = \$115  & \$116 ;
-  assign \$118  = \$117  ? w_en : 20'h00000;
-  assign \$119  = ! \$2 [5:4];
-  assign \$120  = ~ rst_fc2;
-  assign \$121  = \$119  & \$120 ;
-  assign \$122  = \$121  ? w_en : 20'h00000;
-  assign \$123  = ! \$2 [5:4];
-  assign \$124  = ~ rst_fc2;
-  assign \$125  = \$123  & \$124 ;
-  assign \$126  = \$125  ? w_en : 20'h00000;
-  assign \$127  = \$2 [5:4] == 1'h1;
-  assign \$128  = ~ rst_fc2;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = \$129  ? w_en : 20'h00000;
-  assign \$131  = \$2 [5:4] == 1'h1;
-  assign \$132  = ~ rst_fc2;
-  assign \$133  = \$131  & \$132 ;
-  assign \$134  = \$133  ? w_en : 20'h00000;
-  assign \$135  = \$2 [5:4] == 1'h1;
-  assign \$136  = ~ rst_fc2;
-  assign \$137  = \$135  & \$136 ;
-  assign \$138  = \$137  ? w_en : 20'h00000;
-  assign \$139  = \$2 [5:4] == 2'h2;
-  assign \$140  = ~ rst_fc2;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = \$141  ? w_en : 20'h00000;
-  assign \$143  = \$2 [5:4] == 2'h2;
-  assign \$144  = ~ rst_fc2;
-  assign \$145  = \$143  & \$144 ;
-  assign \$146  = \$145  ? w_en : 20'h00000;
-  assign \$147  = \$2 [5:4] == 2'h2;
-  assign \$148  = ~ rst_fc2;
-  assign \$149  = \$147  & \$148 ;
-  assign \$150  = \$149  ? w_en : 20'h00000;
-  assign \$151  = \$2 [5:4] == 2'h3;
-  assign \$152  = ~ rst_fc2;
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = \$153  ? w_en : 20'h00000;
-  assign \$155  = \$2 [5:4] == 2'h3;
-  assign \$156  = ~ rst_fc2;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = \$157  ? w_en : 20'h00000;
-  assign \$159  = \$2 [5:4] == 2'h3;
-  assign \$160  = ~ rst_fc2;
-  assign \$161  = \$159  & \$160 ;
-  assign \$162  = \$161  ? w_en : 20'h00000;
-  assign \$163  = rst_fc2 | load;
-  assign \$164  = filled ? 1'h1 : w_full;
-  assign \$165  = \$163  ? 1'h0 : \$164 ;
-  assign \$166  = rst_fc2 | load;
-  assign \$167  = filled ? 1'h1 : w_full_issue;
-  assign \$168  = \$166  ? 1'h0 : \$167 ;
+  assign \$1  = w_half * 10'h200;
+  assign \$2  = \$1  + w_count;
+  assign \$3  = w_count == 9'h1ff;
+  assign filled = take & \$3 ;
+  assign \$5  = ~ s_last;
+  assign \$6  = \$5  | can_end;
+  assign step = \$4  & \$6 ;
+  assign \$7  = ~ active;
+  assign \$8  = step & sn_last;
+  assign \$9  = \$7  | \$8 ;
+  assign load = w_full_issue & \$9 ;
+  assign \$10  = ph_last | sn_last;
+  assign o__ready = step & \$10 ;
+  assign \$11  = s_idx == 9'h1fe;
+  assign \$12  = s_last ? 1'h0 : \$11 ;
+  assign \$signal  = step ? \$12  : s_last;
+  assign \$13  = step & s_last;
+  assign \$14  = n_idx == 4'h8;
+  assign \$15  = n_last ? 1'h0 : \$14 ;
+  assign n_last_next = \$13  ? \$15  : n_last;
+  assign \$16  = r_addr + 1'h1;
+  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
+  assign \$18  = w_half ? 10'h200 : 10'h000;
+  assign group_end = v2_d3 & last2_d3;
+  assign \$19  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$20  = rq0_under ? 20'hf8000 : \$19 ;
+  assign \$21  = credits_space + credits_returned;
+  assign \$22  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$23  = \$21  - \$22 ;
+  assign credits_room_next = \$23 [1:0] >= 1'h1;
+  assign \$24  = w_count == 9'h1ff;
+  assign \$25  = w_count + 1'h1;
+  assign \$26  = \$24  ? 10'h000 : \$25 ;
+  assign \$28  = \$signal  & n_last_next;
+  assign \$29  = ph_last | sn_last;
+  assign \$30  = ph + 1'h1;
+  assign \$31  = \$29  ? 6'h00 : \$30 ;
+  assign \$32  = ph_last | sn_last;
+  assign \$33  = ~ \$32 ;
+  assign \$34  = ph == 5'h12;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = s_idx + 1'h1;
+  assign \$37  = s_last ? 10'h000 : \$36 ;
+  assign \$38  = n_idx + 1'h1;
+  assign \$39  = n_last ? 5'h00 : \$38 ;
+  assign \$40  = step & sn_last;
+  assign \$41  = w_half ? 10'h200 : 10'h000;
+  assign \$42  = ~ w_half;
+  assign \$43  = col >= 5'h13;
+  assign \$44  = col - 5'h13;
+  assign \$45  = col + 1'h1;
+  assign \$46  = \$43  ? { \$44 [5], \$44  } : { 1'h0, \$45  };
+  assign \$47  = s_last ? 7'h00 : \$46 ;
+  assign \$48  = row_ph0 >= 4'h8;
+  assign \$49  = row_ph0 - 4'h8;
+  assign \$50  = row_ph0 + 4'hc;
+  assign \$51  = \$48  ? { \$49 [5], \$49  } : { 1'h0, \$50  };
+  assign \$52  = n_last ? 7'h00 : \$51 ;
+  assign \$53  = row_ph0 + col;
+  assign \$54  = \$53  >= 5'h14;
+  assign \$55  = row_ph0 + col;
+  assign \$56  = \$55  - 5'h14;
+  assign \$57  = row_ph0 + col;
+  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
+  assign \$59  = ! s_idx;
+  assign \$60  = off1_0[0] ? o[19] : o[18];
+  assign \$61  = off1_0[0] ? o[17] : o[16];
+  assign \$62  = off1_0[1] ? \$60  : \$61 ;
+  assign \$63  = off1_0[0] ? o[15] : o[14];
+  assign \$64  = off1_0[0] ? o[13] : o[12];
+  assign \$65  = off1_0[1] ? \$63  : \$64 ;
+  assign \$66  = off1_0[0] ? o[11] : o[10];
+  assign \$67  = off1_0[0] ? o[9] : o[8];
+  assign \$68  = off1_0[1] ? \$66  : \$67 ;
+  assign \$69  = off1_0[2] ? \$65  : \$68 ;
+  assign \$70  = off1_0[0] ? o[7] : o[6];
+  assign \$71  = off1_0[0] ? o[5] : o[4];
+  assign \$72  = off1_0[1] ? \$70  : \$71 ;
+  assign \$73  = off1_0[0] ? o[3] : o[2];
+  assign \$74  = off1_0[0] ? o[1] : o[0];
+  assign \$75  = off1_0[1] ? \$73  : \$74 ;
+  assign \$76  = off1_0[2] ? \$72  : \$75 ;
+  assign \$77  = off1_0[3] ? \$69  : \$76 ;
+  assign \$78  = off1_0[4] ? \$62  : \$77 ;
+  assign \$79  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$80  = \$79  + xsum_q_d1;
+  assign \$81  = flags_x[0] & flags_x[2];
+  assign \$82  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$83  = \$82  + xsum_q_d1;
+  assign \$84  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$85  = \$84  + t0_0_l0_0;
+  assign \$86  = flags_0[0] & flags_0[2];
+  assign \$87  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$88  = \$87  + t0_0_l0_0;
+  assign \$90  = \$89  - xfin;
+  assign \$91  = ser_left - 1'h1;
+  assign \$92  = addr == 4'h9;
+  assign \$93  = addr + 1'h1;
+  assign \$94  = \$92  ? 5'h00 : \$93 ;
+  assign \$98  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$101  = $signed(\$99 ) + $signed(\$100 );
+  assign \$102  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$105  = $signed(\$104 ) < $signed(16'h8000);
+  assign \$107  = $signed(\$106 ) > $signed(16'h7fff);
+  assign \$108  = step & s_last;
+  assign \$109  = o__valid & \o__ready$62 ;
+  assign \$110  = \$109  + skipped_d5;
+  assign \$111  = ~ rst_fc2;
+  assign \$113  = rst_fc2 ? 1'h0 : take;
+  assign \$114  = rst_fc2 | load;
+  assign \$115  = filled ? 1'h1 : w_full;
+  assign \$116  = \$114  ? 1'h0 : \$115 ;
+  assign \$117  = rst_fc2 | load;
+  assign \$118  = filled ? 1'h1 : w_full_issue;
+  assign \$119  = \$117  ? 1'h0 : \$118 ;
   always @(posedge clk)
-    w_data_q <= w_data;
+    port__data <= w_data;
   always @(posedge clk)
-    last <= \$169 ;
+    w_count <= \$120 ;
   always @(posedge clk)
-    \beat$192  <= \$170 ;
+    can_end <= \$121 ;
   always @(posedge clk)
-    at <= \$171 ;
+    gap_zero <= \$122 ;
   always @(posedge clk)
-    word <= \$172 ;
+    s_last <= \$123 ;
   always @(posedge clk)
-    wsum_l0_0 <= w_data;
+    n_last <= \$124 ;
   always @(posedge clk)
-    wsum_first <= \$173 ;
+    sn_last <= \$125 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$174 ;
+    ph <= \$126 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$175 ;
+    ph_last <= \$127 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$176 ;
+    r_addr <= \$128 ;
   always @(posedge clk)
-    wsum_acc <= \$177 ;
+    s_idx <= \$129 ;
   always @(posedge clk)
-    wsum_total <= \$178 ;
+    n_idx <= \$130 ;
   always @(posedge clk)
-    can_end <= \$179 ;
+    active <= \$131 ;
   always @(posedge clk)
-    gap_zero <= \$180 ;
+    r_base <= \$132 ;
   always @(posedge clk)
-    s_last <= \$181 ;
+    w_half <= \$133 ;
   always @(posedge clk)
-    n_last <= \$182 ;
+    col <= \$134 ;
   always @(posedge clk)
-    sn_last <= \$183 ;
+    row_ph0 <= \$135 ;
   always @(posedge clk)
-    r_addr <= \$184 ;
+    off1_0 <= \$136 ;
   always @(posedge clk)
-    s_idx <= \$185 ;
+    \$signal$81  <= \$137 ;
   always @(posedge clk)
-    addr <= \$186 ;
+    \$signal$82  <= \$138 ;
   always @(posedge clk)
-    active <= \$187 ;
+    last1 <= \$139 ;
   always @(posedge clk)
-    r_base <= \$188 ;
+    i <= \o__payload$84 ;
   always @(posedge clk)
-    w_half <= \$189 ;
+    xdata_d1 <= \port__data$86 ;
   always @(posedge clk)
-    col <= \$190 ;
-  always @(posedge clk)
-    row_ph0 <= \$191 ;
-  always @(posedge clk)
-    off1_0 <= \$192 ;
-  always @(posedge clk)
-    \$signal$204  <= \$193 ;
-  always @(posedge clk)
-    \$signal$131  <= \$194 ;
-  always @(posedge clk)
-    last1 <= \$195 ;
-  always @(posedge clk)
-    \i$134  <= \o__payload$206 ;
-  always @(posedge clk)
-    r_addr_q <= \$196 ;
-  always @(posedge clk)
-    xdata_d1 <= { \$67 , \$64 , \$61  };
-  always @(posedge clk)
-    carry0_0 <= \$197 ;
-  always @(posedge clk)
-    w0_0 <= \$86 ;
+    w0_0 <= \$78 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
-    m0_0_1 <= p0_0_1;
+    t0_0_l0_0 <= m0_0_0[7:0];
   always @(posedge clk)
-    m0_0_2 <= p0_0_2;
+    xsum_l0_0 <= xdata_d1;
   always @(posedge clk)
-    m0_0_3 <= p0_0_3;
+    xsum_q_d1 <= xsum_l0_0;
   always @(posedge clk)
-    m0_0_4 <= p0_0_4;
+    v2_d1 <= \$140 ;
   always @(posedge clk)
-    m0_0_5 <= p0_0_5;
+    v2_d2 <= \$141 ;
   always @(posedge clk)
-    m0_0_6 <= p0_0_6;
+    v2_d3 <= \$142 ;
   always @(posedge clk)
-    m0_0_7 <= p0_0_7;
+    last2_d1 <= \$143 ;
   always @(posedge clk)
-    m0_0_8 <= p0_0_8;
+    last2_d2 <= \$144 ;
   always @(posedge clk)
-    m0_0_9 <= p0_0_9;
+    last2_d3 <= \$145 ;
   always @(posedge clk)
-    t0_0_l2_0 <= t0_0_w1_0;
+    v2p_d1 <= \$146 ;
   always @(posedge clk)
-    t0_0_l2_1 <= t0_0_w1_2;
+    v2p_d2 <= \$147 ;
   always @(posedge clk)
-    t0_0_l2_2 <= t0_0_w0_8;
+    first2p_d1 <= \$148 ;
   always @(posedge clk)
-    t0_0_l4_0 <= t0_0_w3_0;
+    first2p_d2 <= \$149 ;
   always @(posedge clk)
-    v2_d1 <= \$198 ;
+    last2p_d1 <= \$150 ;
   always @(posedge clk)
-    v2_d2 <= \$199 ;
+    last2p_d2 <= \$151 ;
   always @(posedge clk)
-    v2_d3 <= \$200 ;
+    done <= \$152 ;
   always @(posedge clk)
-    v2_d4 <= \$201 ;
+    xacc <= \$153 ;
   always @(posedge clk)
-    last2_d1 <= \$202 ;
+    xfin <= \$154 ;
   always @(posedge clk)
-    last2_d2 <= \$203 ;
+    acc0_0 <= \$155 ;
   always @(posedge clk)
-    last2_d3 <= \$204 ;
+    fin0_0 <= \$156 ;
   always @(posedge clk)
-    last2_d4 <= \$205 ;
+    bank0_0 <= \$157 ;
   always @(posedge clk)
-    v2p_d1 <= \$206 ;
+    ser_left <= \$158 ;
   always @(posedge clk)
-    v2p_d2 <= \$207 ;
+    addr <= \$159 ;
   always @(posedge clk)
-    v2p_d3 <= \$208 ;
+    \$signal$112  <= \$160 ;
   always @(posedge clk)
-    first2p_d1 <= \$209 ;
-  always @(posedge clk)
-    first2p_d2 <= \$210 ;
-  always @(posedge clk)
-    first2p_d3 <= \$211 ;
-  always @(posedge clk)
-    last2p_d1 <= \$212 ;
-  always @(posedge clk)
-    last2p_d2 <= \$213 ;
-  always @(posedge clk)
-    last2p_d3 <= \$214 ;
-  always @(posedge clk)
-    done <= \$215 ;
-  always @(posedge clk)
-    x_taken_d1 <= \$216 ;
-  always @(posedge clk)
-    x_taken_d2 <= \$217 ;
-  always @(posedge clk)
-    x_taken_d3 <= \$218 ;
-  always @(posedge clk)
-    x_taken_d4 <= \$219 ;
-  always @(posedge clk)
-    x_taken_d5 <= \$220 ;
-  always @(posedge clk)
-    x_init <= \$221 ;
-  always @(posedge clk)
-    acc0_0 <= \$222 ;
-  always @(posedge clk)
-    fin0_0 <= \$223 ;
-  always @(posedge clk)
-    bank0_0 <= \$224 ;
-  always @(posedge clk)
-    ser_left <= \$225 ;
-  always @(posedge clk)
-    \addr$164  <= \$226 ;
-  always @(posedge clk)
-    \$signal$264  <= \$227 ;
-  always @(posedge clk)
-    ka <= \$228 ;
+    ka <= \$161 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$229 ;
+    vb <= \$162 ;
   always @(posedge clk)
-    rq0_beta_b <= \data$167 [39:19];
+    rq0_beta_b <= data[39:19];
   always @(posedge clk)
-    rq0_beta <= \$102 ;
+    rq0_beta <= \$98 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$105 ;
+    rq0_acc_s1_0 <= \$101 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$106 [35:0];
+    rq0_acc_s2_0 <= \$102 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$107 [19:0];
+    rq0_shifted <= \$103 [19:0];
   always @(posedge clk)
-    rq0_under <= \$109 ;
+    rq0_under <= \$105 ;
   always @(posedge clk)
-    rq0_over <= \$111 ;
+    rq0_over <= \$107 ;
   always @(posedge clk)
-    v_out_d1 <= \$230 ;
+    v_out_d1 <= \$163 ;
   always @(posedge clk)
-    v_out_d2 <= \$231 ;
+    v_out_d2 <= \$164 ;
   always @(posedge clk)
-    v_out_d3 <= \$232 ;
+    v_out_d3 <= \$165 ;
   always @(posedge clk)
-    \w_en$183  <= \$233 ;
+    \w_en$67  <= \$166 ;
   always @(posedge clk)
-    skipped_d1 <= \$234 ;
+    skipped_d1 <= \$167 ;
   always @(posedge clk)
-    skipped_d2 <= \$235 ;
+    skipped_d2 <= \$168 ;
   always @(posedge clk)
-    skipped_d3 <= \$236 ;
+    skipped_d3 <= \$169 ;
   always @(posedge clk)
-    skipped_d4 <= \$237 ;
+    skipped_d4 <= \$170 ;
   always @(posedge clk)
-    skipped_d5 <= \$238 ;
+    skipped_d5 <= \$171 ;
   always @(posedge clk)
-    group_ended_d1 <= \$239 ;
+    group_ended_d1 <= \$172 ;
   always @(posedge clk)
-    credits_returned <= \$240 ;
+    credits_returned <= \$173 ;
   always @(posedge clk)
-    credits_space <= \$241 ;
+    credits_space <= \$174 ;
   always @(posedge clk)
-    credits_room <= \$242 ;
+    credits_room <= \$175 ;
   \flexor_lenet5.fc2.consts  consts (
-    .addr(\addr$164 ),
+    .addr(addr),
     .clk(clk),
-    .data(\data$167 )
+    .data(data)
   );
   \flexor_lenet5.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
-  \flexor_lenet5.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$134 ),
-    .o(\o$226 )
-  );
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$178 ),
+    .o__ready(\o__ready$62 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
-    .w_data(\$18 [15:0]),
-    .w_en(\w_en$183 )
+    .w_data(\$20 [15:0]),
+    .w_en(\w_en$67 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd3)
   ) flags_0_copy (
     .clk(clk),
-    .d({ last2p_d3, first2p_d3, v2p_d3 }),
+    .d({ last2p_d2, first2p_d2, v2p_d2 }),
     .q(flags_0)
   );
-  \flexor_lenet5.fc2.heads  heads (
-    .addr(addr),
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) flags_x_copy (
     .clk(clk),
-    .data(data)
+    .d({ last2p_d2, first2p_d2, v2p_d2 }),
+    .q(flags_x)
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_0_add (
-    .a(xdata_d1[7:0]),
-    .b(xdata_d1[15:8]),
+    .a(xdata_d1),
+    .b(8'h00),
     .s(p0_0_0),
-    .wa(w0_0[0]),
-    .wb(w0_0[1])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_1_add (
-    .a(xdata_d1[23:16]),
-    .b(xdata_d1[31:24]),
-    .s(p0_0_1),
-    .wa(w0_0[2]),
-    .wb(w0_0[3])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_2_add (
-    .a(xdata_d1[39:32]),
-    .b(xdata_d1[47:40]),
-    .s(p0_0_2),
-    .wa(w0_0[4]),
-    .wb(w0_0[5])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_3_add (
-    .a(xdata_d1[55:48]),
-    .b(xdata_d1[63:56]),
-    .s(p0_0_3),
-    .wa(w0_0[6]),
-    .wb(w0_0[7])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_4_add (
-    .a(xdata_d1[71:64]),
-    .b(xdata_d1[79:72]),
-    .s(p0_0_4),
-    .wa(w0_0[8]),
-    .wb(w0_0[9])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_5_add (
-    .a(xdata_d1[87:80]),
-    .b(xdata_d1[95:88]),
-    .s(p0_0_5),
-    .wa(w0_0[10]),
-    .wb(w0_0[11])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_6_add (
-    .a(xdata_d1[103:96]),
-    .b(xdata_d1[111:104]),
-    .s(p0_0_6),
-    .wa(w0_0[12]),
-    .wb(w0_0[13])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_7_add (
-    .a(xdata_d1[119:112]),
-    .b(xdata_d1[127:120]),
-    .s(p0_0_7),
-    .wa(w0_0[14]),
-    .wb(w0_0[15])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_8_add (
-    .a(xdata_d1[135:128]),
-    .b(xdata_d1[143:136]),
-    .s(p0_0_8),
-    .wa(w0_0[16]),
-    .wb(w0_0[17])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p0_0_9_add (
-    .a(xdata_d1[151:144]),
-    .b(xdata_d1[159:152]),
-    .s(p0_0_9),
-    .wa(w0_0[18]),
-    .wb(w0_0[19])
+    .wa(w0_0),
+    .wb(1'h0)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p0_copy (
+    .WIDTH(32'd10)
+  ) r_addr_b0_copy (
     .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$94 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p1_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$97 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p2_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$100 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_addr_b0_p3_copy (
-    .clk(clk),
-    .d(r_next[1:0]),
-    .q(\port__addr$103 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b1_p0_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$106 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b1_p1_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$109 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b1_p2_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$112 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_addr_b1_p3_copy (
-    .clk(clk),
-    .d(r_next[1:0]),
-    .q(\port__addr$115 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b2_p0_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$118 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b2_p1_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$121 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b2_p2_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$124 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_addr_b2_p3_copy (
-    .clk(clk),
-    .d(r_next[1:0]),
-    .q(\port__addr$127 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_page_b0_copy (
-    .clk(clk),
-    .d(r_addr_q[5:4]),
-    .q(r_page_b0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_page_b1_copy (
-    .clk(clk),
-    .d(r_addr_q[5:4]),
-    .q(r_page_b1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_page_b2_copy (
-    .clk(clk),
-    .d(r_addr_q[5:4]),
-    .q(r_page_b2)
+    .d(r_next),
+    .q(\port__addr$37 )
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$284 ),
+    .addr(\addr$132 ),
     .clk(clk),
-    .data(\data$283 )
+    .data(\data$131 )
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$167 [16:0]),
+    .a(data[16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$167 [18:17]),
+    .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$271 )
+    .p(\p$119 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b0_p0_copy (
+    .WIDTH(32'd10)
+  ) w_addr_b0_copy (
     .clk(clk),
-    .d(\$2 [3:0]),
+    .d(\$2 [9:0]),
     .q(port__addr)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b0_p1_copy (
+    .WIDTH(32'd1)
+  ) w_en_b0_copy (
     .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$20 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b0_p2_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$35 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) w_addr_b0_p3_copy (
-    .clk(clk),
-    .d(\$2 [1:0]),
-    .q(\port__addr$50 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b1_p0_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$10 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b1_p1_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$25 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b1_p2_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$40 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) w_addr_b1_p3_copy (
-    .clk(clk),
-    .d(\$2 [1:0]),
-    .q(\port__addr$55 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b2_p0_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$15 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b2_p1_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$30 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b2_p2_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$45 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) w_addr_b2_p3_copy (
-    .clk(clk),
-    .d(\$2 [1:0]),
-    .q(\port__addr$60 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd8)
-  ) w_en_b0_p0_copy (
-    .clk(clk),
-    .d(\$118 [7:0]),
+    .d(\$113 ),
     .q(port__en)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd8)
-  ) w_en_b0_p1_copy (
-    .clk(clk),
-    .d(\$130 [7:0]),
-    .q(\port__en$23 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd8)
-  ) w_en_b0_p2_copy (
-    .clk(clk),
-    .d(\$142 [7:0]),
-    .q(\port__en$38 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd8)
-  ) w_en_b0_p3_copy (
-    .clk(clk),
-    .d(\$154 [7:0]),
-    .q(\port__en$53 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd8)
-  ) w_en_b1_p0_copy (
-    .clk(clk),
-    .d(\$122 [15:8]),
-    .q(\port__en$13 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd8)
-  ) w_en_b1_p1_copy (
-    .clk(clk),
-    .d(\$134 [15:8]),
-    .q(\port__en$28 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd8)
-  ) w_en_b1_p2_copy (
-    .clk(clk),
-    .d(\$146 [15:8]),
-    .q(\port__en$43 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd8)
-  ) w_en_b1_p3_copy (
-    .clk(clk),
-    .d(\$158 [15:8]),
-    .q(\port__en$58 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_en_b2_p0_copy (
-    .clk(clk),
-    .d(\$126 [19:16]),
-    .q(\port__en$18 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_en_b2_p1_copy (
-    .clk(clk),
-    .d(\$138 [19:16]),
-    .q(\port__en$33 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_en_b2_p2_copy (
-    .clk(clk),
-    .d(\$150 [19:16]),
-    .q(\port__en$48 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_en_b2_p3_copy (
-    .clk(clk),
-    .d(\$162 [19:16]),
-    .q(\port__en$63 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$165 ),
+    .d(\$116 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -27923,693 +27796,501 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$178 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$168 ),
+    .d(\$119 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
     .clk(clk),
-    .data(\data$283 ),
-    .o__payload(\o__payload$206 ),
-    .o__ready(step),
-    .raddr(\addr$284 ),
+    .data(\data$131 ),
+    .o__payload(\o__payload$84 ),
+    .o__ready(o__ready),
+    .raddr(\addr$132 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [5:0];
+      r_next = \$17 [9:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$16  };
+      r_next = \$18 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$169  = \$24 ;
+    \$120  = w_count;
+    if (take) begin
+      \$120  = \$26 [8:0];
+    end
+    if (rst_fc2) begin
+      \$120  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$121  = \$27 ;
+    if (rst_fc2) begin
+      \$121  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$122  = 1'h1;
+    if (rst_fc2) begin
+      \$122  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$123  = \$signal ;
+    if (rst_fc2) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$124  = n_last_next;
+    if (rst_fc2) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$125  = \$28 ;
+    if (rst_fc2) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$126  = ph;
+    if (step) begin
+      \$126  = \$31 [4:0];
+    end
+    if (rst_fc2) begin
+      \$126  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$127  = ph_last;
+    if (step) begin
+      \$127  = \$35 ;
+    end
+    if (rst_fc2) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$128  = r_next;
+    if (rst_fc2) begin
+      \$128  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$129  = s_idx;
+    if (step) begin
+      \$129  = \$37 [8:0];
+    end
+    if (rst_fc2) begin
+      \$129  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$130  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$130  = \$39 [3:0];
+      end
+    end
+    if (rst_fc2) begin
+      \$130  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$131  = active;
+    if (\$40 ) begin
+      \$131  = 1'h0;
+    end
+    if (load) begin
+      \$131  = 1'h1;
+    end
+    if (rst_fc2) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$132  = r_base;
+    if (load) begin
+      \$132  = \$41 ;
+    end
+    if (rst_fc2) begin
+      \$132  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$133  = w_half;
+    if (load) begin
+      \$133  = \$42 ;
+    end
+    if (rst_fc2) begin
+      \$133  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$134  = col;
+    if (step) begin
+      \$134  = \$47 [4:0];
+    end
+    if (rst_fc2) begin
+      \$134  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$135  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$135  = \$52 [4:0];
+      end
+    end
+    if (rst_fc2) begin
+      \$135  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$136  = \$58 [4:0];
+    if (rst_fc2) begin
+      \$136  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$137  = step;
+    if (rst_fc2) begin
+      \$137  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$138  = \$59 ;
+    if (rst_fc2) begin
+      \$138  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$139  = s_last;
+    if (rst_fc2) begin
+      \$139  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$140  = \$signal$81 ;
+    if (rst_fc2) begin
+      \$140  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$141  = v2_d1;
+    if (rst_fc2) begin
+      \$141  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$142  = v2_d2;
+    if (rst_fc2) begin
+      \$142  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$143  = last1;
+    if (rst_fc2) begin
+      \$143  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$144  = last2_d1;
+    if (rst_fc2) begin
+      \$144  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$145  = last2_d2;
+    if (rst_fc2) begin
+      \$145  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$146  = \$signal$81 ;
+    if (rst_fc2) begin
+      \$146  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$147  = v2p_d1;
+    if (rst_fc2) begin
+      \$147  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$148  = \$signal$82 ;
+    if (rst_fc2) begin
+      \$148  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$149  = first2p_d1;
+    if (rst_fc2) begin
+      \$149  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$150  = last1;
+    if (rst_fc2) begin
+      \$150  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$151  = last2p_d1;
+    if (rst_fc2) begin
+      \$151  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$152  = group_end;
+    if (rst_fc2) begin
+      \$152  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$153  = xacc;
+    if (flags_x[0]) begin
+      \$153  = \$80 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$154  = xfin;
+    if (\$81 ) begin
+      \$154  = \$83 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$155  = acc0_0;
+    if (flags_0[0]) begin
+      \$155  = \$85 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$156  = fin0_0;
+    if (\$86 ) begin
+      \$156  = \$88 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$157  = bank0_0;
+    if (done) begin
+      \$157  = \$90 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$158  = ser_left;
+    if (done) begin
+      \$158  = 1'h1;
+    end else if (ser) begin
+      \$158  = \$91 [0];
+    end
+    if (rst_fc2) begin
+      \$158  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$159  = addr;
+    if (ser) begin
+      \$159  = \$94 [3:0];
+    end
+    if (rst_fc2) begin
+      \$159  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$160  = \$95 ;
+    if (rst_fc2) begin
+      \$160  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$161  = \$97 ;
+    if (rst_fc2) begin
+      \$161  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$162  = \$signal$112 ;
+    if (rst_fc2) begin
+      \$162  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$163  = vb;
+    if (rst_fc2) begin
+      \$163  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$164  = v_out_d1;
+    if (rst_fc2) begin
+      \$164  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$165  = v_out_d2;
+    if (rst_fc2) begin
+      \$165  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$166  = v_out_d3;
+    if (rst_fc2) begin
+      \$166  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$167  = ka;
+    if (rst_fc2) begin
+      \$167  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$168  = skipped_d1;
+    if (rst_fc2) begin
+      \$168  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$169  = skipped_d2;
     if (rst_fc2) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$170  = \beat$192 ;
-    if (take) begin
-      \$170  = \$26 [8:0];
-    end
-    if (rst_fc2) begin
-      \$170  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$171  = at;
-    if (take) begin
-      \$171  = \$28 ;
-    end
-    if (rst_fc2) begin
-      \$171  = 20'h00001;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$172  = word;
-    if (take) begin
-      \$172  = \$31 [4:0];
-    end
-    if (rst_fc2) begin
-      \$172  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$173  = wsum_first;
-    if (take) begin
-      \$173  = filled;
-    end
-    if (rst_fc2) begin
-      \$173  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$174  = take;
-    if (rst_fc2) begin
-      \$174  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$175  = wsum_first;
-    if (rst_fc2) begin
-      \$175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$176  = filled;
-    if (rst_fc2) begin
-      \$176  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$177  = wsum_acc;
-    if (wsum_v_d1) begin
-      \$177  = \$33 [16:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$178  = wsum_total;
-    if (\$34 ) begin
-      \$178  = \$36 [16:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$179  = \$37 ;
-    if (rst_fc2) begin
-      \$179  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$180  = 1'h1;
-    if (rst_fc2) begin
-      \$180  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$181  = \$signal ;
-    if (rst_fc2) begin
-      \$181  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$182  = n_last_next;
-    if (rst_fc2) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$183  = \$38 ;
-    if (rst_fc2) begin
-      \$183  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$184  = r_next;
-    if (rst_fc2) begin
-      \$184  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$185  = s_idx;
-    if (step) begin
-      \$185  = \$40 [4:0];
-    end
-    if (rst_fc2) begin
-      \$185  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$186  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$186  = \$42 [3:0];
-      end
-    end
-    if (rst_fc2) begin
-      \$186  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$187  = active;
-    if (\$43 ) begin
-      \$187  = 1'h0;
-    end
-    if (load) begin
-      \$187  = 1'h1;
-    end
-    if (rst_fc2) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$188  = r_base;
-    if (load) begin
-      \$188  = { 1'h0, \$44  };
-    end
-    if (rst_fc2) begin
-      \$188  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$189  = w_half;
-    if (load) begin
-      \$189  = \$45 ;
-    end
-    if (rst_fc2) begin
-      \$189  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$190  = col;
-    if (step) begin
-      \$190  = \$46 ;
-    end
-    if (rst_fc2) begin
-      \$190  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$191  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$191  = \$51 [4:0];
-      end
-    end
-    if (rst_fc2) begin
-      \$191  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$192  = \$57 [4:0];
-    if (rst_fc2) begin
-      \$192  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$193  = step;
-    if (rst_fc2) begin
-      \$193  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$194  = \$58 ;
-    if (rst_fc2) begin
-      \$194  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$195  = s_last;
-    if (rst_fc2) begin
-      \$195  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$196  = r_next;
-    if (rst_fc2) begin
-      \$196  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$197  = carry0_0;
-    if (\$signal$204 ) begin
-      \$197  = \i$134 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$198  = \$signal$204 ;
-    if (rst_fc2) begin
-      \$198  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$199  = v2_d1;
-    if (rst_fc2) begin
-      \$199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$200  = v2_d2;
-    if (rst_fc2) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$201  = v2_d3;
-    if (rst_fc2) begin
-      \$201  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$202  = last1;
-    if (rst_fc2) begin
-      \$202  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$203  = last2_d1;
-    if (rst_fc2) begin
-      \$203  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$204  = last2_d2;
-    if (rst_fc2) begin
-      \$204  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$205  = last2_d3;
-    if (rst_fc2) begin
-      \$205  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$206  = \$signal$204 ;
-    if (rst_fc2) begin
-      \$206  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$207  = v2p_d1;
-    if (rst_fc2) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$208  = v2p_d2;
-    if (rst_fc2) begin
-      \$208  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$209  = \$signal$131 ;
-    if (rst_fc2) begin
-      \$209  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$210  = first2p_d1;
-    if (rst_fc2) begin
-      \$210  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$211  = first2p_d2;
-    if (rst_fc2) begin
-      \$211  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$212  = last1;
-    if (rst_fc2) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$213  = last2p_d1;
-    if (rst_fc2) begin
-      \$213  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$214  = last2p_d2;
-    if (rst_fc2) begin
-      \$214  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$215  = group_end;
-    if (rst_fc2) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$216  = load;
-    if (rst_fc2) begin
-      \$216  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$217  = x_taken_d1;
-    if (rst_fc2) begin
-      \$217  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$218  = x_taken_d2;
-    if (rst_fc2) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$219  = x_taken_d3;
-    if (rst_fc2) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$220  = x_taken_d4;
-    if (rst_fc2) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$221  = x_init;
-    if (x_taken_d5) begin
-      \$221  = \$87 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$222  = acc0_0;
-    if (flags_0[0]) begin
-      \$222  = \$90 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$223  = fin0_0;
-    if (\$91 ) begin
-      \$223  = \$94 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$224  = bank0_0;
-    if (done) begin
-      \$224  = fin0_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$225  = ser_left;
-    if (done) begin
-      \$225  = 1'h1;
-    end else if (ser) begin
-      \$225  = \$95 [0];
-    end
-    if (rst_fc2) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$226  = \addr$164 ;
-    if (ser) begin
-      \$226  = \$98 [3:0];
-    end
-    if (rst_fc2) begin
-      \$226  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$227  = \$99 ;
-    if (rst_fc2) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$228  = \$101 ;
-    if (rst_fc2) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$229  = \$signal$264 ;
-    if (rst_fc2) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$230  = vb;
-    if (rst_fc2) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$231  = v_out_d1;
-    if (rst_fc2) begin
-      \$231  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$232  = v_out_d2;
-    if (rst_fc2) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$233  = v_out_d3;
-    if (rst_fc2) begin
-      \$233  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$234  = ka;
-    if (rst_fc2) begin
-      \$234  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$235  = skipped_d1;
-    if (rst_fc2) begin
-      \$235  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$236  = skipped_d2;
-    if (rst_fc2) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$237  = skipped_d3;
+    \$170  = skipped_d3;
     if (rst_fc2) begin
-      \$237  = 1'h0;
+      \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$238  = skipped_d4;
+    \$171  = skipped_d4;
     if (rst_fc2) begin
-      \$238  = 1'h0;
+      \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$239  = \$112 ;
+    \$172  = \$108 ;
     if (rst_fc2) begin
-      \$239  = 1'h0;
+      \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$240  = \$114 ;
+    \$173  = \$110 ;
     if (rst_fc2) begin
-      \$240  = 2'h0;
+      \$173  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$241  = \$21 [1:0];
+    \$174  = \$23 [1:0];
     if (rst_fc2) begin
-      \$241  = 2'h2;
+      \$174  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$242  = credits_room_next;
+    \$175  = credits_room_next;
     if (rst_fc2) begin
-      \$242  = 1'h1;
+      \$175  = 1'h1;
     end
   end
-  assign w_addr_b0_p0 = port__addr;
-  assign port__data = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b0_p0 = port__en;
-  assign w_addr_b1_p0 = \port__addr$10 ;
-  assign \port__data$12  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b1_p0 = \port__en$13 ;
-  assign w_addr_b2_p0 = \port__addr$15 ;
-  assign \port__data$17  = { w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b2_p0 = \port__en$18 ;
-  assign w_addr_b0_p1 = \port__addr$20 ;
-  assign \port__data$22  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b0_p1 = \port__en$23 ;
-  assign w_addr_b1_p1 = \port__addr$25 ;
-  assign \port__data$27  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b1_p1 = \port__en$28 ;
-  assign w_addr_b2_p1 = \port__addr$30 ;
-  assign \port__data$32  = { w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b2_p1 = \port__en$33 ;
-  assign w_addr_b0_p2 = \port__addr$35 ;
-  assign \port__data$37  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b0_p2 = \port__en$38 ;
-  assign w_addr_b1_p2 = \port__addr$40 ;
-  assign \port__data$42  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b1_p2 = \port__en$43 ;
-  assign w_addr_b2_p2 = \port__addr$45 ;
-  assign \port__data$47  = { w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b2_p2 = \port__en$48 ;
-  assign w_addr_b0_p3 = \port__addr$50 ;
-  assign \port__data$52  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b0_p3 = \port__en$53 ;
-  assign w_addr_b1_p3 = \port__addr$55 ;
-  assign \port__data$57  = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b1_p3 = \port__en$58 ;
-  assign w_addr_b2_p3 = \port__addr$60 ;
-  assign \port__data$62  = { w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b2_p3 = \port__en$63 ;
-  assign w_addr = \$2 [5:0];
+  assign w_addr_b0 = port__addr;
+  assign w_data_q = port__data;
+  assign w_en_b0 = port__en;
+  assign w_addr = \$2 [9:0];
   assign i__payload = w_data;
-  assign \w_full$78  = w_full;
-  assign \w_full_issue$80  = w_full_issue;
-  assign o__ready = step;
-  assign n_idx = addr;
+  assign w_en = take;
+  assign \w_full$21  = w_full;
+  assign \w_full_issue$23  = w_full_issue;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0_p0 = \port__addr$94 ;
-  assign \port__en$96  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$97 ;
-  assign \port__en$99  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$100 ;
-  assign \port__en$102  = 1'h1;
-  assign r_addr_b0_p3 = \port__addr$103 ;
-  assign \port__en$105  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$106 ;
-  assign \port__en$108  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$109 ;
-  assign \port__en$111  = 1'h1;
-  assign r_addr_b1_p2 = \port__addr$112 ;
-  assign \port__en$114  = 1'h1;
-  assign r_addr_b1_p3 = \port__addr$115 ;
-  assign \port__en$117  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$118 ;
-  assign \port__en$120  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$121 ;
-  assign \port__en$123  = 1'h1;
-  assign r_addr_b2_p2 = \port__addr$124 ;
-  assign \port__en$126  = 1'h1;
-  assign r_addr_b2_p3 = \port__addr$127 ;
-  assign \port__en$129  = 1'h1;
-  assign word1 = \i$134 ;
+  assign r_addr_b0 = \port__addr$37 ;
+  assign \port__en$39  = 1'h1;
+  assign word1 = i;
   assign shift = ser;
-  assign beat = \addr$164 ;
-  assign a = \data$167 [16:0];
+  assign beat = addr;
+  assign a = data[16:0];
   assign sa0_0 = b;
-  assign \a$170  = \data$167 [18:17];
-  assign \b$171  = b;
-  assign rq0_y = \$18 [15:0];
-  assign \o__payload$177  = o__payload;
-  assign \o__ready$179  = \o__ready$178 ;
-  assign \o__valid$181  = o__valid;
-  assign \w_data$182  = \$18 [15:0];
-  assign v_out_d4 = \w_en$183 ;
-  assign space_next = \$21 [1:0];
-  assign \$3  = active;
-  assign \$37  = credits_room_next;
-  assign \$68  = o;
-  assign \$71  = o;
-  assign \$74  = o;
-  assign \$78  = o;
-  assign \$81  = o;
-  assign \$82  = o;
-  assign \$83  = \$82 ;
-  assign \$89  = { t0_0_l4_0, 1'h0 };
-  assign \$93  = { t0_0_l4_0, 1'h0 };
-  assign \$99  = ser;
-  assign \$100  = 1'h0;
-  assign \$101  = 1'h0;
-  assign \$103  = { p[34], p };
-  assign \$104  = { \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 [19], \p$271 , 17'h00000 };
-  assign \$107  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$108  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$110  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \a$54  = data[18:17];
+  assign \b$55  = b;
+  assign rq0_y = \$20 [15:0];
+  assign \o__payload$61  = o__payload;
+  assign \o__ready$63  = \o__ready$62 ;
+  assign \o__valid$65  = o__valid;
+  assign \w_data$66  = \$20 [15:0];
+  assign v_out_d4 = \w_en$67 ;
+  assign space_next = \$23 [1:0];
+  assign \$4  = active;
+  assign \$27  = credits_room_next;
+  assign \$89  = { fin0_0, 1'h0 };
+  assign \$95  = ser;
+  assign \$96  = 1'h0;
+  assign \$97  = 1'h0;
+  assign \$99  = { p[34], p };
+  assign \$100  = { \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 , 17'h00000 };
+  assign \$103  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$104  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$106  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$112  = \$111 ;
   assign ser = ser_left;
 endmodule
 
@@ -28636,74 +28317,6 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.dec_0_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[1] ^ i[9];
-  assign \$2  = i[0] ^ i[13];
-  assign \$3  = i[3] ^ i[4];
-  assign \$4  = i[14] ^ i[15];
-  assign \$5  = i[2] ^ i[14];
-  assign \$6  = i[10] ^ i[14];
-  assign \$7  = i[2] ^ i[12];
-  assign \$8  = i[1] ^ i[11];
-  assign \$9  = i[7] ^ i[8];
-  assign \$10  = i[6] ^ i[14];
-  assign \$11  = i[1] ^ i[10];
-  assign \$12  = i[2] ^ i[10];
-  assign \$13  = i[3] ^ i[7];
-  assign \$14  = i[6] ^ i[10];
-  assign \$15  = i[4] ^ i[14];
-  assign \$16  = i[4] ^ i[11];
-  assign \$17  = i[6] ^ i[12];
-  assign \$18  = i[6] ^ i[13];
-  assign \$19  = i[6] ^ i[7];
-  assign \$20  = i[3] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.dec_0_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -28946,39 +28559,19 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.heads (data, addr, clk);
-  input [3:0] addr;
-  wire [3:0] addr;
+module \flexor_lenet5.fc2.rom (data, addr, clk);
+  input [7:0] addr;
+  wire [7:0] addr;
   input clk;
   wire clk;
   output [15:0] data;
   wire [15:0] data;
   flexor_rom_logic #(
-    .ADDR_WIDTH(32'd4),
-    .DEPTH(32'd10),
-    .INIT_FILE("flexor_lenet5_l3_heads.hex"),
-    .LATENCY(32'd1),
-    .WIDTH(32'd16)
-  ) rom (
-    .addr(addr),
-    .clk(clk),
-    .data(data)
-  );
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.rom (data, addr, clk);
-  input [8:0] addr;
-  wire [8:0] addr;
-  input clk;
-  wire clk;
-  output [15:0] data;
-  wire [15:0] data;
-  flexor_rom #(
-    .ADDR_WIDTH(32'd9),
-    .DEPTH(32'd260),
+    .ADDR_WIDTH(32'd8),
+    .DEPTH(32'd256),
     .INIT_FILE("flexor_lenet5_l3_weights.hex"),
-    .LATENCY(32'd2),
+    .LATENCY(32'd3),
+    .PAGE_BITS(32'd6),
     .WIDTH(32'd16)
   ) rom (
     .addr(addr),
@@ -29040,7 +28633,21 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
+  reg \$100 ;
+  reg \$101 ;
+  reg \$102 ;
+  reg \$103 ;
+  reg \$104 ;
+  reg [7:0] \$105 ;
+  reg \$106 ;
+  reg [2:0] \$107 ;
+  reg [2:0] \$108 ;
+  reg [15:0] \$109 ;
   wire \$11 ;
+  reg [15:0] \$110 ;
+  reg [15:0] \$111 ;
+  reg [15:0] \$112 ;
+  reg [15:0] \$113 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -29095,58 +28702,61 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   wire \$59 ;
   wire \$6 ;
   wire \$60 ;
-  wire [9:0] \$61 ;
-  wire [9:0] \$62 ;
+  wire \$61 ;
+  wire \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [2:0] \$66 ;
-  wire [2:0] \$67 ;
-  wire [2:0] \$68 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire [2:0] \$70 ;
-  wire [2:0] \$71 ;
-  wire \$72 ;
+  wire \$70 ;
+  wire [8:0] \$71 ;
+  wire [8:0] \$72 ;
   wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [15:0] \$79 ;
+  wire [3:0] \$76 ;
+  wire [3:0] \$77 ;
+  wire [3:0] \$78 ;
+  wire \$79 ;
   wire [4:0] \$8 ;
-  wire [15:0] \$80 ;
-  reg [2:0] \$81 ;
-  reg \$82 ;
-  reg \$83 ;
-  reg \$84 ;
-  reg \$85 ;
-  reg \$86 ;
-  reg \$87 ;
-  reg \$88 ;
-  reg \$89 ;
+  wire [3:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  reg [8:0] \$90 ;
-  reg \$91 ;
-  reg [1:0] \$92 ;
-  reg [1:0] \$93 ;
-  reg [15:0] \$94 ;
-  reg [15:0] \$95 ;
-  reg [15:0] \$96 ;
-  reg [15:0] \$97 ;
-  (* init = 9'h000 *)
-  wire [8:0] addr;
+  wire \$90 ;
+  wire [15:0] \$91 ;
+  wire [15:0] \$92 ;
+  wire [15:0] \$93 ;
+  reg [2:0] \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg \$99 ;
+  (* init = 8'h00 *)
+  wire [7:0] addr;
   reg at0 = 1'h1;
   reg at1 = 1'h0;
   reg at2 = 1'h0;
   reg at3 = 1'h0;
   reg at4 = 1'h0;
+  reg at5 = 1'h0;
   input clk;
   wire clk;
   input [15:0] data;
   wire [15:0] data;
-  reg [2:0] free = 3'h4;
+  reg [2:0] free = 3'h5;
   reg issue = 1'h1;
   output [15:0] o__payload;
   wire [15:0] o__payload;
@@ -29154,18 +28764,22 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   wire o__ready;
   wire o__valid;
   reg primed = 1'h0;
-  output [8:0] raddr;
-  reg [8:0] raddr = 9'h000;
-  reg [1:0] rptr = 2'h0;
+  output [7:0] raddr;
+  reg [7:0] raddr = 8'h00;
+  reg [2:0] rptr = 3'h0;
   input rst_fc2;
   wire rst_fc2;
   reg [15:0] slot0 = 16'h0000;
   reg [15:0] slot1 = 16'h0000;
   reg [15:0] slot2 = 16'h0000;
   reg [15:0] slot3 = 16'h0000;
+  reg [15:0] slot4 = 16'h0000;
   reg v1 = 1'h0;
   reg v2 = 1'h0;
-  reg [1:0] wptr = 2'h0;
+  reg v3 = 1'h0;
+  reg [2:0] wptr = 3'h0;
+  assign \$1  = free - issue;
+  assign \$2  = ~ at0;
   assign \$3  = \$2  & o__ready;
   assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
   assign \$5  = free - issue;
@@ -29176,245 +28790,285 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, c
   assign \$10  = ~ at0;
   assign \$11  = \$10  & o__ready;
   assign \$12  = ~ \$11 ;
-  assign \$13  = v2 & \$12 ;
+  assign \$13  = v3 & \$12 ;
   assign \$14  = ~ at0;
   assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ v2;
+  assign \$16  = ~ v3;
   assign \$17  = \$15  & \$16 ;
   assign \$18  = \$17  ? at1 : at0;
   assign \$19  = \$13  ? 1'h0 : \$18 ;
   assign \$20  = ~ at0;
   assign \$21  = \$20  & o__ready;
   assign \$22  = ~ \$21 ;
-  assign \$23  = v2 & \$22 ;
+  assign \$23  = v3 & \$22 ;
   assign \$24  = ~ at0;
   assign \$25  = \$24  & o__ready;
-  assign \$26  = ~ v2;
+  assign \$26  = ~ v3;
   assign \$27  = \$25  & \$26 ;
   assign \$28  = \$27  ? at2 : at1;
   assign \$29  = \$23  ? at0 : \$28 ;
   assign \$30  = ~ at0;
   assign \$31  = \$30  & o__ready;
   assign \$32  = ~ \$31 ;
-  assign \$33  = v2 & \$32 ;
+  assign \$33  = v3 & \$32 ;
   assign \$34  = ~ at0;
   assign \$35  = \$34  & o__ready;
-  assign \$36  = ~ v2;
+  assign \$36  = ~ v3;
   assign \$37  = \$35  & \$36 ;
   assign \$38  = \$37  ? at3 : at2;
   assign \$39  = \$33  ? at1 : \$38 ;
   assign \$40  = ~ at0;
   assign \$41  = \$40  & o__ready;
   assign \$42  = ~ \$41 ;
-  assign \$43  = v2 & \$42 ;
+  assign \$43  = v3 & \$42 ;
   assign \$44  = ~ at0;
   assign \$45  = \$44  & o__ready;
-  assign \$46  = ~ v2;
+  assign \$46  = ~ v3;
   assign \$47  = \$45  & \$46 ;
   assign \$48  = \$47  ? at4 : at3;
   assign \$49  = \$43  ? at2 : \$48 ;
   assign \$50  = ~ at0;
   assign \$51  = \$50  & o__ready;
   assign \$52  = ~ \$51 ;
-  assign \$53  = v2 & \$52 ;
+  assign \$53  = v3 & \$52 ;
   assign \$54  = ~ at0;
   assign \$55  = \$54  & o__ready;
-  assign \$56  = ~ v2;
+  assign \$56  = ~ v3;
   assign \$57  = \$55  & \$56 ;
-  assign \$58  = \$57  ? 1'h0 : at4;
+  assign \$58  = \$57  ? at5 : at4;
   assign \$59  = \$53  ? at3 : \$58 ;
-  assign \$60  = raddr == 9'h103;
-  assign \$61  = raddr + 1'h1;
-  assign \$62  = \$60  ? 10'h000 : \$61 ;
-  assign \$63  = ~ at0;
-  assign \$64  = \$63  & o__ready;
-  assign \$65  = rptr == 2'h3;
-  assign \$66  = rptr + 1'h1;
-  assign \$67  = \$65  ? 3'h0 : \$66 ;
-  assign \$68  = \$64  ? \$67  : { 1'h0, rptr };
-  assign \$69  = wptr == 2'h3;
-  assign \$70  = wptr + 1'h1;
-  assign \$71  = \$69  ? 3'h0 : \$70 ;
-  assign \$72  = ! wptr;
-  assign \$73  = wptr == 1'h1;
-  assign \$74  = wptr == 2'h2;
-  assign \$75  = wptr == 2'h3;
+  assign \$60  = ~ at0;
+  assign \$61  = \$60  & o__ready;
+  assign \$62  = ~ \$61 ;
+  assign \$63  = v3 & \$62 ;
+  assign \$64  = ~ at0;
+  assign \$65  = \$64  & o__ready;
+  assign \$66  = ~ v3;
+  assign \$67  = \$65  & \$66 ;
+  assign \$68  = \$67  ? 1'h0 : at5;
+  assign \$69  = \$63  ? at4 : \$68 ;
+  assign \$70  = raddr == 8'hff;
+  assign \$71  = raddr + 1'h1;
+  assign \$72  = \$70  ? 9'h000 : \$71 ;
+  assign \$73  = ~ at0;
+  assign \$74  = \$73  & o__ready;
+  assign \$75  = rptr == 3'h4;
+  assign \$76  = rptr + 1'h1;
+  assign \$77  = \$75  ? 4'h0 : \$76 ;
+  assign \$78  = \$74  ? \$77  : { 1'h0, rptr };
+  assign \$79  = wptr == 3'h4;
+  assign \$80  = wptr + 1'h1;
+  assign \$81  = \$79  ? 4'h0 : \$80 ;
+  assign \$82  = ! wptr;
+  assign \$83  = wptr == 1'h1;
+  assign \$84  = wptr == 2'h2;
+  assign \$85  = wptr == 2'h3;
+  assign \$86  = wptr == 3'h4;
   assign o__valid = ~ at0;
-  assign \$76  = rptr == 2'h3;
-  assign \$77  = rptr == 2'h2;
-  assign \$78  = rptr == 1'h1;
-  assign \$79  = \$78  ? slot1 : slot0;
-  assign \$80  = \$77  ? slot2 : \$79 ;
-  assign o__payload = \$76  ? slot3 : \$80 ;
+  assign \$87  = rptr == 3'h4;
+  assign \$88  = rptr == 2'h3;
+  assign \$89  = rptr == 2'h2;
+  assign \$90  = rptr == 1'h1;
+  assign \$91  = \$90  ? slot1 : slot0;
+  assign \$92  = \$89  ? slot2 : \$91 ;
+  assign \$93  = \$88  ? slot3 : \$92 ;
+  assign o__payload = \$87  ? slot4 : \$93 ;
   always @(posedge clk)
-    free <= \$81 ;
+    free <= \$94 ;
   always @(posedge clk)
-    issue <= \$82 ;
+    issue <= \$95 ;
   always @(posedge clk)
-    at0 <= \$83 ;
+    at0 <= \$96 ;
   always @(posedge clk)
-    at1 <= \$84 ;
+    at1 <= \$97 ;
   always @(posedge clk)
-    at2 <= \$85 ;
+    at2 <= \$98 ;
   always @(posedge clk)
-    at3 <= \$86 ;
+    at3 <= \$99 ;
   always @(posedge clk)
-    at4 <= \$87 ;
+    at4 <= \$100 ;
   always @(posedge clk)
-    v1 <= \$88 ;
+    at5 <= \$101 ;
   always @(posedge clk)
-    v2 <= \$89 ;
+    v1 <= \$102 ;
   always @(posedge clk)
-    raddr <= \$90 ;
+    v2 <= \$103 ;
   always @(posedge clk)
-    primed <= \$91 ;
+    v3 <= \$104 ;
   always @(posedge clk)
-    rptr <= \$92 ;
+    raddr <= \$105 ;
   always @(posedge clk)
-    wptr <= \$93 ;
+    primed <= \$106 ;
   always @(posedge clk)
-    slot0 <= \$94 ;
+    rptr <= \$107 ;
   always @(posedge clk)
-    slot1 <= \$95 ;
+    wptr <= \$108 ;
   always @(posedge clk)
-    slot2 <= \$96 ;
+    slot0 <= \$109 ;
   always @(posedge clk)
-    slot3 <= \$97 ;
-  assign \$1  = free - issue;
-  assign \$2  = ~ at0;
+    slot1 <= \$110 ;
+  always @(posedge clk)
+    slot2 <= \$111 ;
+  always @(posedge clk)
+    slot3 <= \$112 ;
+  always @(posedge clk)
+    slot4 <= \$113 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$81  = \$4 [2:0];
+    \$94  = \$4 [2:0];
     if (rst_fc2) begin
-      \$81  = 3'h4;
+      \$94  = 3'h5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$82  = \$9 ;
+    \$95  = \$9 ;
     if (rst_fc2) begin
-      \$82  = 1'h1;
+      \$95  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$83  = \$19 ;
+    \$96  = \$19 ;
     if (rst_fc2) begin
-      \$83  = 1'h1;
+      \$96  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$84  = \$29 ;
+    \$97  = \$29 ;
     if (rst_fc2) begin
-      \$84  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$85  = \$39 ;
+    \$98  = \$39 ;
     if (rst_fc2) begin
-      \$85  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$86  = \$49 ;
+    \$99  = \$49 ;
     if (rst_fc2) begin
-      \$86  = 1'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$87  = \$59 ;
+    \$100  = \$59 ;
     if (rst_fc2) begin
-      \$87  = 1'h0;
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$88  = issue;
+    \$101  = \$69 ;
     if (rst_fc2) begin
-      \$88  = 1'h0;
+      \$101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$89  = v1;
+    \$102  = issue;
     if (rst_fc2) begin
-      \$89  = 1'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$90  = raddr;
+    \$103  = v1;
+    if (rst_fc2) begin
+      \$103  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$104  = v2;
+    if (rst_fc2) begin
+      \$104  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$105  = raddr;
     if (issue) begin
-      \$90  = \$62 [8:0];
+      \$105  = \$72 [7:0];
     end
     if (rst_fc2) begin
-      \$90  = 9'h000;
+      \$105  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$91  = primed;
-    if (at4) begin
-      \$91  = 1'h1;
+    \$106  = primed;
+    if (at5) begin
+      \$106  = 1'h1;
     end
     if (rst_fc2) begin
-      \$91  = 1'h0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$92  = \$68 [1:0];
+    \$107  = \$78 [2:0];
     if (rst_fc2) begin
-      \$92  = 2'h0;
+      \$107  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$93  = wptr;
-    if (v2) begin
-      \$93  = \$71 [1:0];
+    \$108  = wptr;
+    if (v3) begin
+      \$108  = \$81 [2:0];
     end
     if (rst_fc2) begin
-      \$93  = 2'h0;
+      \$108  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$94  = slot0;
-    if (v2) begin
-      if (\$72 ) begin
-        \$94  = data;
+    \$109  = slot0;
+    if (v3) begin
+      if (\$82 ) begin
+        \$109  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$95  = slot1;
-    if (v2) begin
-      if (\$73 ) begin
-        \$95  = data;
+    \$110  = slot1;
+    if (v3) begin
+      if (\$83 ) begin
+        \$110  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$96  = slot2;
-    if (v2) begin
-      if (\$74 ) begin
-        \$96  = data;
+    \$111  = slot2;
+    if (v3) begin
+      if (\$84 ) begin
+        \$111  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$97  = slot3;
-    if (v2) begin
-      if (\$75 ) begin
-        \$97  = data;
+    \$112  = slot3;
+    if (v3) begin
+      if (\$85 ) begin
+        \$112  = data;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    \$113  = slot4;
+    if (v3) begin
+      if (\$86 ) begin
+        \$113  = data;
       end
     end
   end

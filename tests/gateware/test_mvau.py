@@ -56,7 +56,7 @@ def _inputs(consts, n, f, seed):
 
 
 CASES = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
-    (13, 6, 1, 1, 1, 1, 6, 10, False),      # fully folded
+    (13, 6, 1, 1, 1, 1, 6, 10, False),      # fully folded: a word held for 10 steps
     (13, 6, 2, 4, 1, 1, 6, 10, False),      # neither divides the fan-in; straddling slices
     (13, 6, 6, 13, 3, 2, 6, 10, False),     # fully parallel
     (20, 8, 4, 10, 2, 1, 4, 10, True),      # signed input, aligned columns
@@ -67,7 +67,9 @@ CASES = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
     (31, 4, 2, 15, 2, 1, 3, 5, False),      # carried, three slices a word
     (17, 70, 1, 10, 1, 1, 6, 10, False),    # carried, two steps a group: heads read as used
     (23, 70, 1, 10, 1, 1, 6, 10, False),    # carried, 70 groups: heads read a group ahead
-    (50, 4, 2, 1, 1, 1, 6, 10, False),      # 100 vector words: seven LUT-RAM pages
+    (50, 4, 2, 1, 1, 1, 6, 10, False),      # 100 vector words: seven LUT-RAM pages; held
+    (26, 3, 1, 2, 1, 2, 6, 10, True),       # held 5 steps across rows, the last slice short
+    (40, 6, 3, 5, 3, 1, 6, 10, False),      # held 2 steps by three rows (n_out | F)
 ]
 
 
@@ -82,6 +84,10 @@ def test_mvau_matches_golden_under_stalls(f, o, pe, simd, r, q, n_in, n_out, sig
     params = mvau_params(layer, consts, pe, simd, r, masked_adders=masked_adders)
     if (f, o) in ((17, 70), (23, 70)):        # the two ways a carrying unit reads its heads
         assert params.carry and params.heads_prefetched == (params.sf >= 3)
+    if (f, o, pe, simd) in ((13, 6, 1, 1), (50, 4, 2, 1), (26, 3, 1, 2), (40, 6, 3, 5)):
+        # a word held for several steps
+        assert params.hold == n_out // simd and len(params.rom_words) == params.rom_depth \
+            == -(-params.nf * params.sf // params.hold)
     x = _inputs(consts, 3, f, seed=f * o)
     got, _ = _simulate(params, x, stall=0.3, seed=pe + simd)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
