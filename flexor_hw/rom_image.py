@@ -172,7 +172,8 @@ def mvau_const_words(consts, out_features, pe, out_simd):
 
 
 def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar=False,
-                contents=True, rom_logic=False, vectors_lutram=None, scatter=None,
+                contents=True, rom_logic=False, rom_block=False, vectors_lutram=None,
+                scatter=None,
                 in_simd=None, bits_register=True, address_register=False, masked_adders=False,
                 rom_page_words=None, lut_multipliers=False):
     """:class:`~flexor_hw.gateware.mvau.MvauParams` of a layer (a weighted node, or an int
@@ -192,7 +193,8 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
         xor=np.asarray(layer.xor), plain=plain, unipolar=unipolar, slots=slots,
         offsets=offsets, carry=carry,
         head_words=mvau_head_words(layer, pe, simd) if carry else None,
-        rom_logic=rom_logic, vectors_lutram=vectors_lutram, scatter=scatter,
+        rom_logic=rom_logic, rom_block=rom_block, vectors_lutram=vectors_lutram,
+        scatter=scatter,
         in_simd=in_simd, bits_register=bits_register, address_register=address_register,
         masked_adders=masked_adders, rom_page_words=rom_page_words,
         lut_multipliers=lut_multipliers, rom_words=rom, const_words=const)

@@ -253,6 +253,31 @@ def test_memories_leave_block_ram_where_block_rams_run_out(tmp_path):
     assert "flexor_rom_logic #(" in v
 
 
+def test_a_small_rom_goes_to_block_ram_where_luts_are_short(tmp_path):
+    """A FleXOR ROM small enough to be logic by default (at most 4 Kbit) goes to block RAM
+    when LUTs are what the budget is short of: the manifest says so, the estimate counts the
+    block, the emitted ROM asks for block RAM, and the design runs exact on Icarus; without
+    block RAMs the same ROM is logic."""
+    from flexor_hw.synthetic import random_package
+    pkg = random_package([200, 20, 10], n_in=8, n_out=10, q=1, n_tap=2, seed=9, name="small")
+    save(pkg, tmp_path / "s.flexor.npz")
+    short = build(tmp_path / "s.flexor.npz", tmp_path / "short",
+                  budget={"luts": 3000, "ffs": 24288, "brams": 30}, quiet=True)
+    fc1 = short["layers"][0]
+    assert 0 < fc1["rom_bits"] <= 4096 and not fc1["rom_in_logic"]
+    node = next(n for n in short["nodes"] if n["name"] == fc1["name"])
+    assert node["memories"][0]["kind"] == "weights" and node["memories"][0]["block_rams"] == 1
+    v = (tmp_path / "short" / short["verilog"]).read_text()
+    assert "flexor_rom #(" in v
+    from flexor_hw.verify import verify
+    report = verify(tmp_path / "short", vectors=4, seed=2, quiet=True)
+    assert report["mismatches"] == 0
+    none = build(tmp_path / "s.flexor.npz", tmp_path / "none",
+                 budget={"luts": 24288, "ffs": 24288, "brams": 0}, quiet=True)
+    assert all(layer["rom_in_logic"] for layer in none["layers"])
+    assert none["estimate"]["brams"] == 0
+
+
 def test_a_budget_where_lut_and_block_ram_trade_is_folded_not_refused(monkeypatch):
     """The shipped LeNet-5 under 36 % of the ECP5-25k's LUTs: the narrowest folding by LUTs
     needs 98 block RAMs, the one reweighing finds by block RAMs 34,000 LUT4, and foldings

@@ -201,8 +201,8 @@ def test_a_device_folding_records_what_a_faster_one_runs_out_of():
     the record names both (tried at another rate than the one just below: what fits is not
     monotone in the rate). Within 19,000 LUT4 it folds to 43,904: the faster one needs
     more LUT4 than their usable share, and more block RAMs than the device has; the record
-    names both, so that the LUT share raised to what it names is refused for the block RAMs
-    alone."""
+    names both, so that the LUT share raised to what it names buys no rate: the block RAMs
+    are still short."""
     import math
 
     from flexor_hw.build import plan_hardware
@@ -210,12 +210,12 @@ def test_a_device_folding_records_what_a_faster_one_runs_out_of():
     pkg = _lenet5()
     g = plan_hardware(pkg, target="ecp5-25k", argmax=True)
     limit = g.limit
-    assert limit["cycles"] < g.cycles_per_image() == 31_361
-    assert limit["resource"] == "luts" and limit["available"] == 24288
-    assert limit["usable"] == TARGETS["ecp5-25k"]["lut_margin"]
-    assert limit["estimate"] > limit["usable"] * 24288 and limit["of"] == "ecp5-25k"
-    [brams] = limit["also"]
-    assert brams["resource"] == "brams" and brams["available"] == 56 < brams["estimate"]
+    assert limit["cycles"] < g.cycles_per_image() == 31_361 and limit["of"] == "ecp5-25k"
+    short = {r["resource"]: r for r in [limit] + limit["also"]}
+    luts, brams = short["luts"], short["brams"]
+    assert luts["available"] == 24288 and luts["usable"] == TARGETS["ecp5-25k"]["lut_margin"]
+    assert luts["estimate"] > luts["usable"] * 24288
+    assert brams["available"] == 56 < brams["estimate"]
     g = plan_hardware(pkg, target="ecp5-25k", budget={"luts": 19000}, argmax=True)
     limit = g.limit
     assert limit["cycles"] < g.cycles_per_image() == 43_904
@@ -231,21 +231,21 @@ def test_a_device_folding_records_what_a_faster_one_runs_out_of():
     more = plan_hardware(pkg, target="ecp5-25k", budget={"luts": 19000, "lut_margin": raised},
                          argmax=True)
     assert more.cycles_per_image() == g.cycles_per_image()
-    assert (more.limit["cycles"], more.limit["resource"]) == (limit["cycles"], "brams")
-    assert more.limit["also"] == []
+    short = {r["resource"]: r for r in [more.limit] + more.limit["also"]}
+    assert short["brams"]["estimate"] > 56
 
 
 def test_units_chosen_together_fold_lenet5_faster_on_the_45k(monkeypatch):
     """Each unit's cheapest folding by weighed resources leaves LeNet-5 on the ECP5-45k with
-    90 of its block RAMs at 20,096 cycles per image: no weighing fits a faster rate in them
+    86 of its block RAMs at 20,096 cycles per image: no weighing fits a faster rate in them
     and 65 % of its LUTs. The units and pools chosen together (the fewest LUT4 within the
     block RAMs) fit 12,544, conv2's own rate at 8 × 100."""
     from flexor_hw.build import plan_hardware
     pkg = _lenet5()
-    budget = {"brams": 90}
+    budget = {"brams": 86}
     g = plan_hardware(pkg, target="ecp5-45k", budget=budget, argmax=True)
     est = g.estimate()
-    assert est["luts"] <= F.MARGIN["luts"] * 43848 and est["brams"] <= 90
+    assert est["luts"] <= F.MARGIN["luts"] * 43848 and est["brams"] <= 86
     monkeypatch.setattr(F, "_knapsack", lambda graph, target, budget: None)
     alone = plan_hardware(pkg, target="ecp5-45k", budget=budget, argmax=True)
     assert g.cycles_per_image() < alone.cycles_per_image()

@@ -70,7 +70,8 @@ class MvauParams:
     DWC); or ``scatter = (C, HW)``: the vector one
     element a beat in ``(pixel, c)`` order (a conv's output), element ``(p, c)`` written to
     column ``c·HW + p`` (PyTorch's flatten), so no frame buffer reorders it first.
-    Memories: ``rom_logic`` asks for the weight ROM in logic; ``vectors_lutram`` asks for the
+    Memories: ``rom_logic`` asks for the weight ROM in logic, ``rom_block`` for one that is
+    small enough to be logic by default in block RAM; ``vectors_lutram`` asks for the
     vector memory in LUT RAM (True) or block RAM (False) (:attr:`vectors_style`, a
     ``ram_style`` in the Verilog), or leaves it to the tools (None).
     ``bits_register``: the decoded weight bits are registered before they mask the
@@ -110,6 +111,7 @@ class MvauParams:
     carry: bool = False
     head_words: tuple = None
     rom_logic: bool = False
+    rom_block: bool = False
     vectors_lutram: bool = None
     scatter: tuple = None
     in_simd: int = None
@@ -1024,8 +1026,9 @@ LUT4_WORDS = 16
 
 def rom_in_logic(p, logic_rom_bits):
     """Whether a unit's weight ROM is built in logic: asked for (``rom_logic``), or of at
-    most ``logic_rom_bits`` bits (a logic ROM is never banked)."""
-    return p.rom_logic or p.rom_bits <= logic_rom_bits
+    most ``logic_rom_bits`` bits and not asked to be block RAM (``rom_block``; a logic ROM is
+    never banked)."""
+    return p.rom_logic or (p.rom_bits <= logic_rom_bits and not p.rom_block)
 
 
 def rom_latency(p, logic):

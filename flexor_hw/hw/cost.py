@@ -57,8 +57,14 @@ COST = {
     "window_io": {"ffs": 3, "ffs_per_out_bit": 1},
     "maxpool": {"luts": 200, "ffs": 140},
     # counters, the forward compares; per lane bit: compare, select among the read word and
-    # three forwarded ones, the stages' and forwarded words' registers and the three-entry FIFO
-    "tiled_maxpool": {"luts": 65, "ffs": 60, "luts_per_bit": 3.5, "ffs_per_bit": 11.0},
+    # three forwarded ones, the stages' and forwarded words' registers and the three-entry
+    # FIFO. Fitted to LeNet-5's pools synthesized (flexor-hw synth per module rows,
+    # benchmarks/lenet5_*.md) with their maxima in block RAM: 8 lane bits 162–173 LUT4,
+    # 16 233–242, 32 374–457, 64 599–682. Maxima in LUT RAM deeper than a cell add the read
+    # multiplexer across its pages, about a LUT4 per bit and page (448 × 8 bits: 715–737
+    # LUT4 the pool, estimated 720).
+    "tiled_maxpool": {"luts": 100, "ffs": 60, "luts_per_bit": 8.5, "ffs_per_bit": 11.0,
+                      "luts_per_page_bit": 1.0},
     # counters, the read-modify-write adder, the clamp (64 channels × 64 pixels: 178 LUT4
     # and 57 FF beside the accumulators' LUT RAM; the product with A in a MULT18X18D)
     "gap": {"luts": 180, "ffs": 60, "dsps": 1},
@@ -108,23 +114,24 @@ def ram_style(depth, width, style=None):
     return "distributed" if depth <= 16 or depth * width <= SMALL_RAM_BITS else "block"
 
 
-def memory(kind, depth, width, *, rom=False, logic=False, style=None, family="ecp5",
-           read_ports=1):
+def memory(kind, depth, width, *, rom=False, logic=False, block=False, style=None,
+           family="ecp5", read_ports=1):
     """``{kind, depth, width, bits, block_rams, luts, ffs}`` of one memory: a ROM in block
-    RAM, or logic with ``logic``; a RAM in block RAM or LUT RAM as the Verilog asks
+    RAM, or logic with ``logic`` or when small (``block``: block RAM however small); a RAM in block RAM or LUT RAM as the Verilog asks
     (``style``: ``"block"`` or ``"distributed"``; ``logic``: LUT RAM), else where Yosys
     puts it. LUT RAM has one read port: each further one is a copy (``read_ports``).
     On the iCE40 (``family="ice40"``) block RAMs are SB_RAM40_4K and every RAM
     goes to them (there is no LUT RAM)."""
     bits, ffs = depth * width, 0
-    if family == "ice40" and not (rom and (logic or bits <= LOGIC_ROM_BITS)):
+    small = bits <= LOGIC_ROM_BITS and not block
+    if family == "ice40" and not (rom and (logic or small)):
         # the fewest SB_RAM40_4K of one configuration (the placed digits MLP: its units'
         # 14 × 80 and 26 × 80 vector memories took 5 blocks each)
         blocks = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in SB_RAM40_CONFIGS)
         return {"kind": kind, "depth": depth, "width": width, "bits": bits,
                 "block_rams": blocks, "luts": 0, "ffs": 0}
     if rom:
-        in_bram = bits > LOGIC_ROM_BITS and not logic
+        in_bram = not (logic or small)
         if in_bram:     # banks side by side: their row registered, then the bank chosen
             banks, _, blocks = rom_layout(depth, width)
             luts = ROM_MUX_LUTS * width * (banks - 1)

@@ -187,19 +187,25 @@ MAX_LUTRAM_BITS = 16384
 
 
 def _memory_styles(unit, lut_ram=True):
-    """Where a folded unit's weight ROM and vector memory may go: ``(("rom_logic", b),
-    ("vectors_lutram", b))`` choices, block RAM first. A vector memory of more than 16 words
+    """Where a folded unit's weight ROM and vector memory may go: ``(("rom_logic", a),
+    ("rom_block", b), ("vectors_lutram", c))`` choices, where the tools would put them first
+    (a FleXOR ROM small enough to be logic, :data:`~flexor_hw.gateware.rom.LOGIC_ROM_BITS`,
+    may still go to block RAM where LUTs are what is short: LeNet-5's fc2 at ``1×4`` on the
+    ECP5-45k). A vector memory of more than 16 words
     and at most :data:`MAX_LUTRAM_BITS` goes where the Verilog says (the tools' own choice
     there turns on costs too close to estimate: a 24 × 96-bit memory went to LUT RAM, a
     448 × 8 one to block RAM); others, and all on a device without LUT RAM (``lut_ram``
     false: the iCE40), where the tools put them (None)."""
     from ..gateware.rom import LOGIC_ROM_BITS
     p = unit.params
-    roms = [False, True] if LOGIC_ROM_BITS < p.rom_bits <= MAX_LOGIC_ROM_BITS else [False]
+    roms = [(False, False), (True, False)] if LOGIC_ROM_BITS < p.rom_bits <= MAX_LOGIC_ROM_BITS \
+        else [(False, False), (False, True)] if p.rom_bits <= LOGIC_ROM_BITS and not p.plain \
+        else [(False, False)]
     vec_bits = p.activation_memory_bits
     vecs = [False, True] if lut_ram and 2 * p.sf > 16 and vec_bits <= MAX_LUTRAM_BITS \
         else [None]
-    return [(("rom_logic", a), ("vectors_lutram", b)) for a in roms for b in vecs]
+    return [(("rom_logic", a), ("rom_block", k), ("vectors_lutram", b))
+            for a, k in roms for b in vecs]
 
 
 def _pool_memory(pool, budget):

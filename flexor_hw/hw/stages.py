@@ -276,6 +276,7 @@ class Mvau(Stage):
     baseline: bool = False
     unipolar: bool = False
     rom_logic: bool = False         # the weight ROM in logic, not block RAM
+    rom_block: bool = False         # a weight ROM small enough to be logic in block RAM
     vectors_lutram: bool = None     # the vector memory in LUT RAM / block RAM / (None) by cost
     scatter: tuple = None           # (C, H, W): a linear layer's spatial input, flattened
                                     # as it is written (one element a beat)
@@ -311,7 +312,8 @@ class Mvau(Stage):
         from ..rom_image import mvau_params
         return mvau_params(self.weights, self.consts, self.pe, self.simd, self.rows_per_beat,
                            baseline=self.baseline, unipolar=self.unipolar, contents=contents,
-                           rom_logic=self.rom_logic, vectors_lutram=self.vectors_lutram,
+                           rom_logic=self.rom_logic, rom_block=self.rom_block,
+                           vectors_lutram=self.vectors_lutram,
                            bits_register=self.bits_register,
                            address_register=self.address_register,
                            # the ECP5's carry-chain LUTs take the weight bits' masks
@@ -321,9 +323,10 @@ class Mvau(Stage):
                            scatter=None if self.scatter is None else
                            (self.scatter[0], self.scatter[1] * self.scatter[2]))
 
-    def folded(self, pe, simd, out_simd, *, rom_logic=False, vectors_lutram=None):
+    def folded(self, pe, simd, out_simd, *, rom_logic=False, rom_block=False,
+               vectors_lutram=None):
         return replace(self, pe=pe, simd=simd, rows_per_beat=out_simd, rom_logic=rom_logic,
-                       vectors_lutram=vectors_lutram, in_beat=None)
+                       rom_block=rom_block, vectors_lutram=vectors_lutram, in_beat=None)
 
     def cycles_per_image(self):
         return self.vectors * self.params.cycles_per_vector
@@ -333,7 +336,8 @@ class Mvau(Stage):
 
     def memories(self):
         p = self.params
-        return [_mem(self, "weights", p.rom_depth, p.rom_width, rom=True, logic=p.rom_logic),
+        return [_mem(self, "weights", p.rom_depth, p.rom_width, rom=True,
+                     logic=rom_in_logic(p, LOGIC_ROM_BITS), block=p.rom_block),
                 _mem(self, "constants", p.const_depth, p.const_width, rom=True),
                 _mem(self, "activations", 2 * p.sf, p.simd * p.x_width,
                         style=p.vectors_style)] + \
@@ -590,7 +594,10 @@ class MaxPool(Stage):
             return super().estimate()
         c = COST["tiled_maxpool"]
         lanes = self.simd * self.x_shape.width
-        est = {"luts": round(c["luts"] + c["luts_per_bit"] * lanes),
+        maxima = self.memories()[0]
+        pages = -(-maxima["depth"] // 16) if maxima["block_rams"] == 0 else 1
+        est = {"luts": round(c["luts"] + c["luts_per_bit"] * lanes
+                             + c["luts_per_page_bit"] * lanes * (pages - 1)),
                "ffs": round(c["ffs"] + c["ffs_per_bit"] * lanes), "brams": 0, "dsps": 0}
         return _with_memories(est, self.memories())
 
