@@ -70,6 +70,7 @@ CASES = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
     (50, 4, 2, 1, 1, 1, 6, 10, False),      # 100 vector words: seven LUT-RAM pages; held
     (26, 3, 1, 2, 1, 2, 6, 10, True),       # held 5 steps across rows, the last slice short
     (40, 6, 3, 5, 3, 1, 6, 10, False),      # held 2 steps by three rows (n_out | F)
+    (5, 3, 1, 5, 1, 1, 6, 10, False),       # held 2 steps, a step a row
 ]
 
 
@@ -84,7 +85,8 @@ def test_mvau_matches_golden_under_stalls(f, o, pe, simd, r, q, n_in, n_out, sig
     params = mvau_params(layer, consts, pe, simd, r, masked_adders=masked_adders)
     if (f, o) in ((17, 70), (23, 70)):        # the two ways a carrying unit reads its heads
         assert params.carry and params.heads_prefetched == (params.sf >= 3)
-    if (f, o, pe, simd) in ((13, 6, 1, 1), (50, 4, 2, 1), (26, 3, 1, 2), (40, 6, 3, 5)):
+    if (f, o, pe, simd) in ((13, 6, 1, 1), (50, 4, 2, 1), (26, 3, 1, 2), (40, 6, 3, 5),
+                            (5, 3, 1, 5)):
         # a word held for several steps
         assert params.hold == n_out // simd and len(params.rom_words) == params.rom_depth \
             == -(-params.nf * params.sf // params.hold)
