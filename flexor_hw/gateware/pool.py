@@ -5,7 +5,7 @@ from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .mul import const_product
-from .pipeline import NO_RW_CHECK
+from .pipeline import NO_RW_CHECK, copy_register
 from .window import SlidingWindow, _positive
 
 __all__ = ["MaxPool", "TiledMaxPool", "GroupMax", "GlobalAvgPool"]
@@ -90,12 +90,23 @@ class TiledMaxPool(wiring.Component):
     comes 5.6 ns after the clock on the ECP5), and the result registered before it is
     written, so a word is written three cycles after its read; a word read again within
     those three cycles (``C ≤ 3·simd``) is forwarded.
+
+    Maxima in LUT RAM (``ram_style="distributed"``) deeper than ``bank_words`` are cut into
+    banks of that many words, each read at a copy of the read address of its own (registered
+    where a block RAM registers it) and the bank chosen after: one address register into
+    all of 448 words' 56 LUT-RAM cells and their 28-way read was the placed LeNet-5's longest
+    path (pool1, 7.1 ns of routing). ``emit``: the copies as ``flexor_copy`` instances.
     """
 
+    #: Words of a bank of maxima in LUT RAM: eight TRELLIS_DPR16X4 pages.
+    BANK_WORDS = 128
+
     def __init__(self, shape, channels, height, width, kernel, *, simd=1, ram_style=None,
-                 out_depth=3):
+                 out_depth=3, bank_words=None, emit=False):
         self._shape = Shape.cast(shape)
         self._ram_style = ram_style         # "block", "distributed" or None (the tools')
+        self._bank_words = _positive("Bank words", bank_words or self.BANK_WORDS)
+        self._emit = emit
         self._out_depth = _positive("Output FIFO depth", out_depth)
         self._c = _positive("Channels", channels)
         self._h, self._w = _positive("Height", height), _positive("Width", width)
@@ -136,10 +147,14 @@ class TiledMaxPool(wiring.Component):
             # write data behind the block RAM, where the read's register could not go into
             # the DP16KD's output register
             attrs = dict(NO_RW_CHECK, **attrs)
-        m.submodules.maxima = mem = memory.Memory(shape=P * xw, depth=max(2, depth), init=[],
-                                                  attrs=attrs)
-        rport, wport = mem.read_port(domain="sync"), mem.write_port()
-        self._maxima = mem                                            # for tests
+        B = self._bank_words
+        banked = self._ram_style == "distributed" and depth > B
+        self._n_banks = -(-depth // B) if banked else 1                  # for tests
+        if not banked:
+            m.submodules.maxima = mem = memory.Memory(shape=P * xw, depth=max(2, depth),
+                                                      init=[], attrs=attrs)
+            rport, wport = mem.read_port(domain="sync"), mem.write_port()
+            self._maxima = mem                                        # for tests
         D = self._out_depth
         # three entries; more (a buffered FIFO, in memory) where the consumer drains slower
         # than an output row leaves (:class:`~flexor_hw.hw.stages.MaxPool`'s ``out_depth``)
@@ -187,7 +202,33 @@ class TiledMaxPool(wiring.Component):
         m.d.sync += ready.eq(out.level + pending[0] + pending[1] + (take & last0 & keep0)
                              < D + read)
         addr = Signal(range(max(2, depth)))
-        m.d.comb += [addr.eq(ox * groups + cg), rport.addr.eq(addr), rport.en.eq(1)]
+        m.d.comb += addr.eq(ox * groups + cg)
+        wdata, wen, waddr = Signal(P * xw), Signal(), Signal.like(addr)
+        if banked:
+            # a bank per B words, each read at its own copy of the registered address; the
+            # bank chosen by a copy more
+            n_banks = -(-depth // B)
+            sel = copy_register(m, addr // B, "bank_sel", emit=self._emit)
+            words = []
+            for b in range(n_banks):
+                size = min(B, depth - b * B)
+                bank = memory.Memory(shape=P * xw, depth=max(2, size), init=[], attrs=attrs)
+                m.submodules[f"maxima{b}"] = bank
+                a = copy_register(m, (addr - b * B)[:max(1, (size - 1).bit_length())],
+                                  f"bank{b}_addr", emit=self._emit)
+                rp, wp = bank.read_port(domain="comb"), bank.write_port()
+                m.d.comb += [rp.addr.eq(a), wp.addr.eq(waddr - b * B), wp.data.eq(wdata),
+                             wp.en.eq(wen & (waddr // B == b))]
+                words.append(rp.data)
+            rdata = Signal(P * xw)
+            m.d.comb += rdata.eq(words[0])
+            for b in range(1, n_banks):
+                with m.If(sel == b):
+                    m.d.comb += rdata.eq(words[b])
+        else:
+            m.d.comb += [rport.addr.eq(addr), rport.en.eq(1), wport.addr.eq(waddr),
+                         wport.data.eq(wdata), wport.en.eq(wen)]
+            rdata = rport.data
         with m.If(take):
             m.d.sync += cg.eq(Mux(cg == groups - 1, 0, cg + 1))
             with m.If(cg == groups - 1):
@@ -201,7 +242,7 @@ class TiledMaxPool(wiring.Component):
         m.d.sync += [v1.eq(take), first1.eq((px == 0) & (py == 0)),
                      last1.eq(last0), keep1.eq(keep0), addr1.eq(addr), in1.eq(self.i.payload),
                      v2.eq(v1), first2.eq(first1), last2.eq(last1), keep2.eq(keep1),
-                     addr2.eq(addr1), in2.eq(in1), old2.eq(rport.data),
+                     addr2.eq(addr1), in2.eq(in1), old2.eq(rdata),
                      v3.eq(w2), addr3.eq(addr2), new3.eq(new2), new4.eq(new3),
                      v4.eq(v3), addr4.eq(addr3), new5.eq(new4),
                      # stages 2 and 3 hold words stage 1's beat read too early, and stage 4
@@ -211,7 +252,7 @@ class TiledMaxPool(wiring.Component):
                      fwd_c.eq(v4 & (addr4 == addr1))]
 
         old = Mux(fwd_a, new3, Mux(fwd_b, new4, Mux(fwd_c, new5, old2)))
-        self._ports = (take, rport, wport, fwd_a | fwd_b | fwd_c)     # for tests
+        self._ports = (take, addr, wen, waddr, fwd_a | fwd_b | fwd_c)  # for tests
         self._count = (out.level, pending, out.w_en, out.w_rdy)        # for tests
         lanes = []
         for k in range(P):
@@ -221,7 +262,7 @@ class TiledMaxPool(wiring.Component):
                 a, b = a.as_signed(), b.as_signed()
             lanes.append(Mux(first2 | (a > b), a, b)[:xw])
         m.d.comb += [new2.eq(Cat(*lanes)),
-                     wport.addr.eq(addr3), wport.data.eq(new3), wport.en.eq(v3),
+                     waddr.eq(addr3), wdata.eq(new3), wen.eq(v3),
                      out.w_data.eq(new2), out.w_en.eq(v2 & last2 & keep2)]
         return m
 

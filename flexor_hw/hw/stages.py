@@ -616,7 +616,7 @@ class MaxPool(Stage):
         if self.tiled:
             return TiledMaxPool(self.x_shape, self.channels, self.height, self.width,
                                 tuple(self.kernel), simd=self.simd, ram_style=self.ram_style,
-                                out_depth=self.out_depth)
+                                out_depth=self.out_depth, emit=files is not None)
         return Unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
                     stride=self.stride)
 

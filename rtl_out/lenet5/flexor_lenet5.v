@@ -10674,10 +10674,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .clk(clk),
     .data(\data$932 ),
     .o__ready(step),
-    .\port$2211$0 (\$303 ),
-    .\port$2217$0 (\$304 ),
-    .\port$2223$0 (\$305 ),
-    .\port$2229$0 (\$306 ),
+    .\port$2255$0 (\$303 ),
+    .\port$2261$0 (\$304 ),
+    .\port$2267$0 (\$305 ),
+    .\port$2273$0 (\$306 ),
     .raddr(\addr$933 ),
     .rst_conv2(rst_conv2)
   );
@@ -12902,7 +12902,7 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2211$0 , \port$2217$0 , \port$2223$0 , \port$2229$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2255$0 , \port$2261$0 , \port$2267$0 , \port$2273$0 , raddr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -13061,14 +13061,14 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2211$0 , \
   input o__ready;
   wire o__ready;
   wire o__valid;
-  output [63:0] \port$2211$0 ;
-  wire [63:0] \port$2211$0 ;
-  output [63:0] \port$2217$0 ;
-  wire [63:0] \port$2217$0 ;
-  output [63:0] \port$2223$0 ;
-  wire [63:0] \port$2223$0 ;
-  output [63:0] \port$2229$0 ;
-  wire [63:0] \port$2229$0 ;
+  output [63:0] \port$2255$0 ;
+  wire [63:0] \port$2255$0 ;
+  output [63:0] \port$2261$0 ;
+  wire [63:0] \port$2261$0 ;
+  output [63:0] \port$2267$0 ;
+  wire [63:0] \port$2267$0 ;
+  output [63:0] \port$2273$0 ;
+  wire [63:0] \port$2273$0 ;
   reg primed = 1'h0;
   output [7:0] raddr;
   reg [7:0] raddr = 8'h00;
@@ -13414,10 +13414,10 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2211$0 , \
   end
   assign addr = raddr;
   assign o__payload = { \$99 , \$93 , \$87 , \$81  };
-  assign \port$2211$0  = \$81 ;
-  assign \port$2217$0  = \$87 ;
-  assign \port$2223$0  = \$93 ;
-  assign \port$2229$0  = \$99 ;
+  assign \port$2255$0  = \$81 ;
+  assign \port$2261$0  = \$87 ;
+  assign \port$2267$0  = \$93 ;
+  assign \port$2273$0  = \$99 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -29079,120 +29079,163 @@ endmodule
 module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i__payload, i__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [7:0] \$12 ;
-  wire [7:0] \$13 ;
-  wire [7:0] \$14 ;
+  wire [9:0] \$10 ;
+  reg \$100 ;
+  reg \$101 ;
+  reg \$102 ;
+  reg \$103 ;
+  reg [8:0] \$104 ;
+  reg \$105 ;
+  reg [8:0] \$106 ;
+  reg \$107 ;
+  reg [8:0] \$108 ;
+  reg \$109 ;
+  wire [8:0] \$11 ;
+  reg \$110 ;
+  reg \$111 ;
+  wire \$12 ;
+  wire [8:0] \$123 ;
+  wire \$125 ;
+  wire [9:0] \$13 ;
+  wire [8:0] \$131 ;
+  wire \$133 ;
+  wire [8:0] \$139 ;
+  wire [8:0] \$14 ;
+  wire \$141 ;
+  wire [8:0] \$147 ;
+  wire \$149 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
+  wire [9:0] \$16 ;
+  wire [8:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [2:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire [3:0] \$25 ;
+  wire [7:0] \$22 ;
+  wire [8:0] \$220 ;
+  wire \$222 ;
+  wire [7:0] \$23 ;
+  wire [7:0] \$24 ;
+  wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
-  wire [4:0] \$28 ;
-  wire [2:0] \$29 ;
+  wire [7:0] \$27 ;
+  wire [7:0] \$28 ;
+  wire [7:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [5:0] \$32 ;
-  wire [5:0] \$33 ;
+  wire \$32 ;
+  wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire [5:0] \$36 ;
-  wire [5:0] \$37 ;
+  wire [2:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [1:0] \$41 ;
-  wire [1:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire [4:0] \$45 ;
-  wire [4:0] \$46 ;
-  wire [4:0] \$47 ;
-  wire \$48 ;
+  wire [3:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [4:0] \$43 ;
+  wire [2:0] \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [5:0] \$47 ;
+  wire [5:0] \$48 ;
   wire \$49 ;
   wire [9:0] \$5 ;
-  wire [5:0] \$50 ;
+  wire \$50 ;
   wire [5:0] \$51 ;
-  wire \$52 ;
+  wire [5:0] \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [1:0] \$55 ;
+  wire \$55 ;
   wire [1:0] \$56 ;
-  wire \$57 ;
+  wire [1:0] \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire [10:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
+  wire [4:0] \$60 ;
+  wire [4:0] \$61 ;
+  wire [4:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
+  wire [5:0] \$65 ;
+  wire [5:0] \$66 ;
   wire \$67 ;
-  reg \$68 ;
-  reg [4:0] \$69 ;
-  wire [7:0] \$7 ;
-  reg [4:0] \$70 ;
-  reg \$71 ;
-  reg [3:0] \$72 ;
-  reg [4:0] \$73 ;
-  reg \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg \$77 ;
-  reg \$78 ;
-  reg [8:0] \$79 ;
-  wire [7:0] \$8 ;
-  reg \$80 ;
-  reg \$81 ;
-  reg \$82 ;
-  reg \$83 ;
-  reg [8:0] \$84 ;
-  reg \$85 ;
-  reg [8:0] \$86 ;
-  reg \$87 ;
-  reg [8:0] \$88 ;
-  reg \$89 ;
-  wire [7:0] \$9 ;
-  reg \$90 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [9:0] \$7 ;
+  wire [1:0] \$70 ;
+  wire [1:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [8:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [8:0] \$83 ;
+  wire [9:0] \$84 ;
+  wire [9:0] \$85 ;
+  wire [9:0] \$86 ;
+  wire [9:0] \$87 ;
+  reg \$88 ;
+  reg [4:0] \$89 ;
+  wire \$9 ;
+  reg [4:0] \$90 ;
   reg \$91 ;
+  reg [3:0] \$92 ;
+  reg [4:0] \$93 ;
+  reg \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg [8:0] \$99 ;
   reg \$signal  = 1'h0;
   reg [3:0] \$signal$10  = 4'h0;
-  reg \$signal$22  = 1'h0;
-  reg \$signal$24  = 1'h0;
-  reg \$signal$25  = 1'h0;
+  (* init = 8'h00 *)
+  wire [7:0] \$signal$24 ;
+  reg \$signal$26  = 1'h0;
+  reg \$signal$49  = 1'h0;
+  reg \$signal$51  = 1'h0;
+  reg \$signal$52  = 1'h0;
   (* init = 1'h0 *)
-  wire \$signal$35 ;
-  reg \$signal$38  = 1'h0;
-  reg \$signal$39  = 1'h0;
-  reg \$signal$40  = 1'h0;
-  reg \$signal$44  = 1'h0;
-  reg \$signal$45  = 1'h0;
-  reg \$signal$46  = 1'h0;
-  reg \$signal$48  = 1'h0;
+  wire \$signal$59 ;
+  reg \$signal$62  = 1'h0;
+  reg \$signal$63  = 1'h0;
+  reg \$signal$64  = 1'h0;
+  reg \$signal$68  = 1'h0;
+  reg \$signal$69  = 1'h0;
+  reg \$signal$70  = 1'h0;
+  reg \$signal$72  = 1'h0;
   reg \$signal$8  = 1'h0;
-  wire [8:0] \$signature__addr ;
+  wire [6:0] \$signature__addr ;
+  wire [6:0] \$signature__addr$27 ;
+  wire [6:0] \$signature__addr$32 ;
+  wire [5:0] \$signature__addr$37 ;
   wire [7:0] \$signature__data ;
-  wire \$signature__en ;
+  wire [7:0] \$signature__data$45 ;
+  wire [7:0] \$signature__data$46 ;
+  wire [7:0] \$signature__data$47 ;
   wire [8:0] addr;
   reg [8:0] addr1 = 9'h000;
   reg [8:0] addr2 = 9'h000;
   (* init = 9'h000 *)
   wire [8:0] addr3;
   reg [8:0] addr4 = 9'h000;
+  wire [6:0] bank0_addr;
+  wire [6:0] bank1_addr;
+  wire [6:0] bank2_addr;
+  wire [5:0] bank3_addr;
+  wire [8:0] bank_sel;
   reg [4:0] cg = 5'h00;
   input clk;
   wire clk;
@@ -29209,7 +29252,8 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
   wire last0;
   wire [1:0] level;
   wire [7:0] new2;
-  reg [7:0] new3 = 8'h00;
+  (* init = 8'h00 *)
+  wire [7:0] new3;
   reg [7:0] new4 = 8'h00;
   reg [7:0] new5 = 8'h00;
   output [7:0] o__payload;
@@ -29222,6 +29266,7 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
   input r_en;
   wire r_en;
   wire r_rdy;
+  reg [7:0] rdata;
   wire read;
   (* init = 1'h1 *)
   wire ready;
@@ -29231,601 +29276,700 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
   reg v4 = 1'h0;
   wire [7:0] w_data;
   wire w_en;
-  reg [8:0] wport__addr = 9'h000;
+  reg [8:0] waddr = 9'h000;
+  wire [6:0] wp__addr;
+  wire [6:0] \wp__addr$29 ;
+  wire [6:0] \wp__addr$34 ;
+  wire [5:0] \wp__addr$39 ;
+  reg [7:0] wp__data = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] wport__data;
-  reg wport__en = 1'h0;
+  wire [7:0] \wp__data$30 ;
+  (* init = 8'h00 *)
+  wire [7:0] \wp__data$35 ;
+  (* init = 8'h00 *)
+  wire [7:0] \wp__data$40 ;
+  wire wp__en;
+  wire \wp__en$31 ;
+  wire \wp__en$36 ;
+  wire \wp__en$41 ;
   reg [4:0] x = 5'h00;
   reg [4:0] y = 5'h00;
   (* ram_style = "distributed" *)
-  reg [7:0] maxima [447:0];
+  reg [7:0] maxima0 [127:0];
   initial begin
-    maxima[0] = 8'h00;
-    maxima[1] = 8'h00;
-    maxima[2] = 8'h00;
-    maxima[3] = 8'h00;
-    maxima[4] = 8'h00;
-    maxima[5] = 8'h00;
-    maxima[6] = 8'h00;
-    maxima[7] = 8'h00;
-    maxima[8] = 8'h00;
-    maxima[9] = 8'h00;
-    maxima[10] = 8'h00;
-    maxima[11] = 8'h00;
-    maxima[12] = 8'h00;
-    maxima[13] = 8'h00;
-    maxima[14] = 8'h00;
-    maxima[15] = 8'h00;
-    maxima[16] = 8'h00;
-    maxima[17] = 8'h00;
-    maxima[18] = 8'h00;
-    maxima[19] = 8'h00;
-    maxima[20] = 8'h00;
-    maxima[21] = 8'h00;
-    maxima[22] = 8'h00;
-    maxima[23] = 8'h00;
-    maxima[24] = 8'h00;
-    maxima[25] = 8'h00;
-    maxima[26] = 8'h00;
-    maxima[27] = 8'h00;
-    maxima[28] = 8'h00;
-    maxima[29] = 8'h00;
-    maxima[30] = 8'h00;
-    maxima[31] = 8'h00;
-    maxima[32] = 8'h00;
-    maxima[33] = 8'h00;
-    maxima[34] = 8'h00;
-    maxima[35] = 8'h00;
-    maxima[36] = 8'h00;
-    maxima[37] = 8'h00;
-    maxima[38] = 8'h00;
-    maxima[39] = 8'h00;
-    maxima[40] = 8'h00;
-    maxima[41] = 8'h00;
-    maxima[42] = 8'h00;
-    maxima[43] = 8'h00;
-    maxima[44] = 8'h00;
-    maxima[45] = 8'h00;
-    maxima[46] = 8'h00;
-    maxima[47] = 8'h00;
-    maxima[48] = 8'h00;
-    maxima[49] = 8'h00;
-    maxima[50] = 8'h00;
-    maxima[51] = 8'h00;
-    maxima[52] = 8'h00;
-    maxima[53] = 8'h00;
-    maxima[54] = 8'h00;
-    maxima[55] = 8'h00;
-    maxima[56] = 8'h00;
-    maxima[57] = 8'h00;
-    maxima[58] = 8'h00;
-    maxima[59] = 8'h00;
-    maxima[60] = 8'h00;
-    maxima[61] = 8'h00;
-    maxima[62] = 8'h00;
-    maxima[63] = 8'h00;
-    maxima[64] = 8'h00;
-    maxima[65] = 8'h00;
-    maxima[66] = 8'h00;
-    maxima[67] = 8'h00;
-    maxima[68] = 8'h00;
-    maxima[69] = 8'h00;
-    maxima[70] = 8'h00;
-    maxima[71] = 8'h00;
-    maxima[72] = 8'h00;
-    maxima[73] = 8'h00;
-    maxima[74] = 8'h00;
-    maxima[75] = 8'h00;
-    maxima[76] = 8'h00;
-    maxima[77] = 8'h00;
-    maxima[78] = 8'h00;
-    maxima[79] = 8'h00;
-    maxima[80] = 8'h00;
-    maxima[81] = 8'h00;
-    maxima[82] = 8'h00;
-    maxima[83] = 8'h00;
-    maxima[84] = 8'h00;
-    maxima[85] = 8'h00;
-    maxima[86] = 8'h00;
-    maxima[87] = 8'h00;
-    maxima[88] = 8'h00;
-    maxima[89] = 8'h00;
-    maxima[90] = 8'h00;
-    maxima[91] = 8'h00;
-    maxima[92] = 8'h00;
-    maxima[93] = 8'h00;
-    maxima[94] = 8'h00;
-    maxima[95] = 8'h00;
-    maxima[96] = 8'h00;
-    maxima[97] = 8'h00;
-    maxima[98] = 8'h00;
-    maxima[99] = 8'h00;
-    maxima[100] = 8'h00;
-    maxima[101] = 8'h00;
-    maxima[102] = 8'h00;
-    maxima[103] = 8'h00;
-    maxima[104] = 8'h00;
-    maxima[105] = 8'h00;
-    maxima[106] = 8'h00;
-    maxima[107] = 8'h00;
-    maxima[108] = 8'h00;
-    maxima[109] = 8'h00;
-    maxima[110] = 8'h00;
-    maxima[111] = 8'h00;
-    maxima[112] = 8'h00;
-    maxima[113] = 8'h00;
-    maxima[114] = 8'h00;
-    maxima[115] = 8'h00;
-    maxima[116] = 8'h00;
-    maxima[117] = 8'h00;
-    maxima[118] = 8'h00;
-    maxima[119] = 8'h00;
-    maxima[120] = 8'h00;
-    maxima[121] = 8'h00;
-    maxima[122] = 8'h00;
-    maxima[123] = 8'h00;
-    maxima[124] = 8'h00;
-    maxima[125] = 8'h00;
-    maxima[126] = 8'h00;
-    maxima[127] = 8'h00;
-    maxima[128] = 8'h00;
-    maxima[129] = 8'h00;
-    maxima[130] = 8'h00;
-    maxima[131] = 8'h00;
-    maxima[132] = 8'h00;
-    maxima[133] = 8'h00;
-    maxima[134] = 8'h00;
-    maxima[135] = 8'h00;
-    maxima[136] = 8'h00;
-    maxima[137] = 8'h00;
-    maxima[138] = 8'h00;
-    maxima[139] = 8'h00;
-    maxima[140] = 8'h00;
-    maxima[141] = 8'h00;
-    maxima[142] = 8'h00;
-    maxima[143] = 8'h00;
-    maxima[144] = 8'h00;
-    maxima[145] = 8'h00;
-    maxima[146] = 8'h00;
-    maxima[147] = 8'h00;
-    maxima[148] = 8'h00;
-    maxima[149] = 8'h00;
-    maxima[150] = 8'h00;
-    maxima[151] = 8'h00;
-    maxima[152] = 8'h00;
-    maxima[153] = 8'h00;
-    maxima[154] = 8'h00;
-    maxima[155] = 8'h00;
-    maxima[156] = 8'h00;
-    maxima[157] = 8'h00;
-    maxima[158] = 8'h00;
-    maxima[159] = 8'h00;
-    maxima[160] = 8'h00;
-    maxima[161] = 8'h00;
-    maxima[162] = 8'h00;
-    maxima[163] = 8'h00;
-    maxima[164] = 8'h00;
-    maxima[165] = 8'h00;
-    maxima[166] = 8'h00;
-    maxima[167] = 8'h00;
-    maxima[168] = 8'h00;
-    maxima[169] = 8'h00;
-    maxima[170] = 8'h00;
-    maxima[171] = 8'h00;
-    maxima[172] = 8'h00;
-    maxima[173] = 8'h00;
-    maxima[174] = 8'h00;
-    maxima[175] = 8'h00;
-    maxima[176] = 8'h00;
-    maxima[177] = 8'h00;
-    maxima[178] = 8'h00;
-    maxima[179] = 8'h00;
-    maxima[180] = 8'h00;
-    maxima[181] = 8'h00;
-    maxima[182] = 8'h00;
-    maxima[183] = 8'h00;
-    maxima[184] = 8'h00;
-    maxima[185] = 8'h00;
-    maxima[186] = 8'h00;
-    maxima[187] = 8'h00;
-    maxima[188] = 8'h00;
-    maxima[189] = 8'h00;
-    maxima[190] = 8'h00;
-    maxima[191] = 8'h00;
-    maxima[192] = 8'h00;
-    maxima[193] = 8'h00;
-    maxima[194] = 8'h00;
-    maxima[195] = 8'h00;
-    maxima[196] = 8'h00;
-    maxima[197] = 8'h00;
-    maxima[198] = 8'h00;
-    maxima[199] = 8'h00;
-    maxima[200] = 8'h00;
-    maxima[201] = 8'h00;
-    maxima[202] = 8'h00;
-    maxima[203] = 8'h00;
-    maxima[204] = 8'h00;
-    maxima[205] = 8'h00;
-    maxima[206] = 8'h00;
-    maxima[207] = 8'h00;
-    maxima[208] = 8'h00;
-    maxima[209] = 8'h00;
-    maxima[210] = 8'h00;
-    maxima[211] = 8'h00;
-    maxima[212] = 8'h00;
-    maxima[213] = 8'h00;
-    maxima[214] = 8'h00;
-    maxima[215] = 8'h00;
-    maxima[216] = 8'h00;
-    maxima[217] = 8'h00;
-    maxima[218] = 8'h00;
-    maxima[219] = 8'h00;
-    maxima[220] = 8'h00;
-    maxima[221] = 8'h00;
-    maxima[222] = 8'h00;
-    maxima[223] = 8'h00;
-    maxima[224] = 8'h00;
-    maxima[225] = 8'h00;
-    maxima[226] = 8'h00;
-    maxima[227] = 8'h00;
-    maxima[228] = 8'h00;
-    maxima[229] = 8'h00;
-    maxima[230] = 8'h00;
-    maxima[231] = 8'h00;
-    maxima[232] = 8'h00;
-    maxima[233] = 8'h00;
-    maxima[234] = 8'h00;
-    maxima[235] = 8'h00;
-    maxima[236] = 8'h00;
-    maxima[237] = 8'h00;
-    maxima[238] = 8'h00;
-    maxima[239] = 8'h00;
-    maxima[240] = 8'h00;
-    maxima[241] = 8'h00;
-    maxima[242] = 8'h00;
-    maxima[243] = 8'h00;
-    maxima[244] = 8'h00;
-    maxima[245] = 8'h00;
-    maxima[246] = 8'h00;
-    maxima[247] = 8'h00;
-    maxima[248] = 8'h00;
-    maxima[249] = 8'h00;
-    maxima[250] = 8'h00;
-    maxima[251] = 8'h00;
-    maxima[252] = 8'h00;
-    maxima[253] = 8'h00;
-    maxima[254] = 8'h00;
-    maxima[255] = 8'h00;
-    maxima[256] = 8'h00;
-    maxima[257] = 8'h00;
-    maxima[258] = 8'h00;
-    maxima[259] = 8'h00;
-    maxima[260] = 8'h00;
-    maxima[261] = 8'h00;
-    maxima[262] = 8'h00;
-    maxima[263] = 8'h00;
-    maxima[264] = 8'h00;
-    maxima[265] = 8'h00;
-    maxima[266] = 8'h00;
-    maxima[267] = 8'h00;
-    maxima[268] = 8'h00;
-    maxima[269] = 8'h00;
-    maxima[270] = 8'h00;
-    maxima[271] = 8'h00;
-    maxima[272] = 8'h00;
-    maxima[273] = 8'h00;
-    maxima[274] = 8'h00;
-    maxima[275] = 8'h00;
-    maxima[276] = 8'h00;
-    maxima[277] = 8'h00;
-    maxima[278] = 8'h00;
-    maxima[279] = 8'h00;
-    maxima[280] = 8'h00;
-    maxima[281] = 8'h00;
-    maxima[282] = 8'h00;
-    maxima[283] = 8'h00;
-    maxima[284] = 8'h00;
-    maxima[285] = 8'h00;
-    maxima[286] = 8'h00;
-    maxima[287] = 8'h00;
-    maxima[288] = 8'h00;
-    maxima[289] = 8'h00;
-    maxima[290] = 8'h00;
-    maxima[291] = 8'h00;
-    maxima[292] = 8'h00;
-    maxima[293] = 8'h00;
-    maxima[294] = 8'h00;
-    maxima[295] = 8'h00;
-    maxima[296] = 8'h00;
-    maxima[297] = 8'h00;
-    maxima[298] = 8'h00;
-    maxima[299] = 8'h00;
-    maxima[300] = 8'h00;
-    maxima[301] = 8'h00;
-    maxima[302] = 8'h00;
-    maxima[303] = 8'h00;
-    maxima[304] = 8'h00;
-    maxima[305] = 8'h00;
-    maxima[306] = 8'h00;
-    maxima[307] = 8'h00;
-    maxima[308] = 8'h00;
-    maxima[309] = 8'h00;
-    maxima[310] = 8'h00;
-    maxima[311] = 8'h00;
-    maxima[312] = 8'h00;
-    maxima[313] = 8'h00;
-    maxima[314] = 8'h00;
-    maxima[315] = 8'h00;
-    maxima[316] = 8'h00;
-    maxima[317] = 8'h00;
-    maxima[318] = 8'h00;
-    maxima[319] = 8'h00;
-    maxima[320] = 8'h00;
-    maxima[321] = 8'h00;
-    maxima[322] = 8'h00;
-    maxima[323] = 8'h00;
-    maxima[324] = 8'h00;
-    maxima[325] = 8'h00;
-    maxima[326] = 8'h00;
-    maxima[327] = 8'h00;
-    maxima[328] = 8'h00;
-    maxima[329] = 8'h00;
-    maxima[330] = 8'h00;
-    maxima[331] = 8'h00;
-    maxima[332] = 8'h00;
-    maxima[333] = 8'h00;
-    maxima[334] = 8'h00;
-    maxima[335] = 8'h00;
-    maxima[336] = 8'h00;
-    maxima[337] = 8'h00;
-    maxima[338] = 8'h00;
-    maxima[339] = 8'h00;
-    maxima[340] = 8'h00;
-    maxima[341] = 8'h00;
-    maxima[342] = 8'h00;
-    maxima[343] = 8'h00;
-    maxima[344] = 8'h00;
-    maxima[345] = 8'h00;
-    maxima[346] = 8'h00;
-    maxima[347] = 8'h00;
-    maxima[348] = 8'h00;
-    maxima[349] = 8'h00;
-    maxima[350] = 8'h00;
-    maxima[351] = 8'h00;
-    maxima[352] = 8'h00;
-    maxima[353] = 8'h00;
-    maxima[354] = 8'h00;
-    maxima[355] = 8'h00;
-    maxima[356] = 8'h00;
-    maxima[357] = 8'h00;
-    maxima[358] = 8'h00;
-    maxima[359] = 8'h00;
-    maxima[360] = 8'h00;
-    maxima[361] = 8'h00;
-    maxima[362] = 8'h00;
-    maxima[363] = 8'h00;
-    maxima[364] = 8'h00;
-    maxima[365] = 8'h00;
-    maxima[366] = 8'h00;
-    maxima[367] = 8'h00;
-    maxima[368] = 8'h00;
-    maxima[369] = 8'h00;
-    maxima[370] = 8'h00;
-    maxima[371] = 8'h00;
-    maxima[372] = 8'h00;
-    maxima[373] = 8'h00;
-    maxima[374] = 8'h00;
-    maxima[375] = 8'h00;
-    maxima[376] = 8'h00;
-    maxima[377] = 8'h00;
-    maxima[378] = 8'h00;
-    maxima[379] = 8'h00;
-    maxima[380] = 8'h00;
-    maxima[381] = 8'h00;
-    maxima[382] = 8'h00;
-    maxima[383] = 8'h00;
-    maxima[384] = 8'h00;
-    maxima[385] = 8'h00;
-    maxima[386] = 8'h00;
-    maxima[387] = 8'h00;
-    maxima[388] = 8'h00;
-    maxima[389] = 8'h00;
-    maxima[390] = 8'h00;
-    maxima[391] = 8'h00;
-    maxima[392] = 8'h00;
-    maxima[393] = 8'h00;
-    maxima[394] = 8'h00;
-    maxima[395] = 8'h00;
-    maxima[396] = 8'h00;
-    maxima[397] = 8'h00;
-    maxima[398] = 8'h00;
-    maxima[399] = 8'h00;
-    maxima[400] = 8'h00;
-    maxima[401] = 8'h00;
-    maxima[402] = 8'h00;
-    maxima[403] = 8'h00;
-    maxima[404] = 8'h00;
-    maxima[405] = 8'h00;
-    maxima[406] = 8'h00;
-    maxima[407] = 8'h00;
-    maxima[408] = 8'h00;
-    maxima[409] = 8'h00;
-    maxima[410] = 8'h00;
-    maxima[411] = 8'h00;
-    maxima[412] = 8'h00;
-    maxima[413] = 8'h00;
-    maxima[414] = 8'h00;
-    maxima[415] = 8'h00;
-    maxima[416] = 8'h00;
-    maxima[417] = 8'h00;
-    maxima[418] = 8'h00;
-    maxima[419] = 8'h00;
-    maxima[420] = 8'h00;
-    maxima[421] = 8'h00;
-    maxima[422] = 8'h00;
-    maxima[423] = 8'h00;
-    maxima[424] = 8'h00;
-    maxima[425] = 8'h00;
-    maxima[426] = 8'h00;
-    maxima[427] = 8'h00;
-    maxima[428] = 8'h00;
-    maxima[429] = 8'h00;
-    maxima[430] = 8'h00;
-    maxima[431] = 8'h00;
-    maxima[432] = 8'h00;
-    maxima[433] = 8'h00;
-    maxima[434] = 8'h00;
-    maxima[435] = 8'h00;
-    maxima[436] = 8'h00;
-    maxima[437] = 8'h00;
-    maxima[438] = 8'h00;
-    maxima[439] = 8'h00;
-    maxima[440] = 8'h00;
-    maxima[441] = 8'h00;
-    maxima[442] = 8'h00;
-    maxima[443] = 8'h00;
-    maxima[444] = 8'h00;
-    maxima[445] = 8'h00;
-    maxima[446] = 8'h00;
-    maxima[447] = 8'h00;
+    maxima0[0] = 8'h00;
+    maxima0[1] = 8'h00;
+    maxima0[2] = 8'h00;
+    maxima0[3] = 8'h00;
+    maxima0[4] = 8'h00;
+    maxima0[5] = 8'h00;
+    maxima0[6] = 8'h00;
+    maxima0[7] = 8'h00;
+    maxima0[8] = 8'h00;
+    maxima0[9] = 8'h00;
+    maxima0[10] = 8'h00;
+    maxima0[11] = 8'h00;
+    maxima0[12] = 8'h00;
+    maxima0[13] = 8'h00;
+    maxima0[14] = 8'h00;
+    maxima0[15] = 8'h00;
+    maxima0[16] = 8'h00;
+    maxima0[17] = 8'h00;
+    maxima0[18] = 8'h00;
+    maxima0[19] = 8'h00;
+    maxima0[20] = 8'h00;
+    maxima0[21] = 8'h00;
+    maxima0[22] = 8'h00;
+    maxima0[23] = 8'h00;
+    maxima0[24] = 8'h00;
+    maxima0[25] = 8'h00;
+    maxima0[26] = 8'h00;
+    maxima0[27] = 8'h00;
+    maxima0[28] = 8'h00;
+    maxima0[29] = 8'h00;
+    maxima0[30] = 8'h00;
+    maxima0[31] = 8'h00;
+    maxima0[32] = 8'h00;
+    maxima0[33] = 8'h00;
+    maxima0[34] = 8'h00;
+    maxima0[35] = 8'h00;
+    maxima0[36] = 8'h00;
+    maxima0[37] = 8'h00;
+    maxima0[38] = 8'h00;
+    maxima0[39] = 8'h00;
+    maxima0[40] = 8'h00;
+    maxima0[41] = 8'h00;
+    maxima0[42] = 8'h00;
+    maxima0[43] = 8'h00;
+    maxima0[44] = 8'h00;
+    maxima0[45] = 8'h00;
+    maxima0[46] = 8'h00;
+    maxima0[47] = 8'h00;
+    maxima0[48] = 8'h00;
+    maxima0[49] = 8'h00;
+    maxima0[50] = 8'h00;
+    maxima0[51] = 8'h00;
+    maxima0[52] = 8'h00;
+    maxima0[53] = 8'h00;
+    maxima0[54] = 8'h00;
+    maxima0[55] = 8'h00;
+    maxima0[56] = 8'h00;
+    maxima0[57] = 8'h00;
+    maxima0[58] = 8'h00;
+    maxima0[59] = 8'h00;
+    maxima0[60] = 8'h00;
+    maxima0[61] = 8'h00;
+    maxima0[62] = 8'h00;
+    maxima0[63] = 8'h00;
+    maxima0[64] = 8'h00;
+    maxima0[65] = 8'h00;
+    maxima0[66] = 8'h00;
+    maxima0[67] = 8'h00;
+    maxima0[68] = 8'h00;
+    maxima0[69] = 8'h00;
+    maxima0[70] = 8'h00;
+    maxima0[71] = 8'h00;
+    maxima0[72] = 8'h00;
+    maxima0[73] = 8'h00;
+    maxima0[74] = 8'h00;
+    maxima0[75] = 8'h00;
+    maxima0[76] = 8'h00;
+    maxima0[77] = 8'h00;
+    maxima0[78] = 8'h00;
+    maxima0[79] = 8'h00;
+    maxima0[80] = 8'h00;
+    maxima0[81] = 8'h00;
+    maxima0[82] = 8'h00;
+    maxima0[83] = 8'h00;
+    maxima0[84] = 8'h00;
+    maxima0[85] = 8'h00;
+    maxima0[86] = 8'h00;
+    maxima0[87] = 8'h00;
+    maxima0[88] = 8'h00;
+    maxima0[89] = 8'h00;
+    maxima0[90] = 8'h00;
+    maxima0[91] = 8'h00;
+    maxima0[92] = 8'h00;
+    maxima0[93] = 8'h00;
+    maxima0[94] = 8'h00;
+    maxima0[95] = 8'h00;
+    maxima0[96] = 8'h00;
+    maxima0[97] = 8'h00;
+    maxima0[98] = 8'h00;
+    maxima0[99] = 8'h00;
+    maxima0[100] = 8'h00;
+    maxima0[101] = 8'h00;
+    maxima0[102] = 8'h00;
+    maxima0[103] = 8'h00;
+    maxima0[104] = 8'h00;
+    maxima0[105] = 8'h00;
+    maxima0[106] = 8'h00;
+    maxima0[107] = 8'h00;
+    maxima0[108] = 8'h00;
+    maxima0[109] = 8'h00;
+    maxima0[110] = 8'h00;
+    maxima0[111] = 8'h00;
+    maxima0[112] = 8'h00;
+    maxima0[113] = 8'h00;
+    maxima0[114] = 8'h00;
+    maxima0[115] = 8'h00;
+    maxima0[116] = 8'h00;
+    maxima0[117] = 8'h00;
+    maxima0[118] = 8'h00;
+    maxima0[119] = 8'h00;
+    maxima0[120] = 8'h00;
+    maxima0[121] = 8'h00;
+    maxima0[122] = 8'h00;
+    maxima0[123] = 8'h00;
+    maxima0[124] = 8'h00;
+    maxima0[125] = 8'h00;
+    maxima0[126] = 8'h00;
+    maxima0[127] = 8'h00;
   end
   always @(posedge clk) begin
-    if (wport__en)
-      maxima[wport__addr] <= new3;
+    if (wp__en)
+      maxima0[\$7 [6:0]] <= wp__data;
   end
-  reg [7:0] _0_;
+  assign \$signature__data  = maxima0[\$signature__addr ];
+  (* ram_style = "distributed" *)
+  reg [7:0] maxima1 [127:0];
+  initial begin
+    maxima1[0] = 8'h00;
+    maxima1[1] = 8'h00;
+    maxima1[2] = 8'h00;
+    maxima1[3] = 8'h00;
+    maxima1[4] = 8'h00;
+    maxima1[5] = 8'h00;
+    maxima1[6] = 8'h00;
+    maxima1[7] = 8'h00;
+    maxima1[8] = 8'h00;
+    maxima1[9] = 8'h00;
+    maxima1[10] = 8'h00;
+    maxima1[11] = 8'h00;
+    maxima1[12] = 8'h00;
+    maxima1[13] = 8'h00;
+    maxima1[14] = 8'h00;
+    maxima1[15] = 8'h00;
+    maxima1[16] = 8'h00;
+    maxima1[17] = 8'h00;
+    maxima1[18] = 8'h00;
+    maxima1[19] = 8'h00;
+    maxima1[20] = 8'h00;
+    maxima1[21] = 8'h00;
+    maxima1[22] = 8'h00;
+    maxima1[23] = 8'h00;
+    maxima1[24] = 8'h00;
+    maxima1[25] = 8'h00;
+    maxima1[26] = 8'h00;
+    maxima1[27] = 8'h00;
+    maxima1[28] = 8'h00;
+    maxima1[29] = 8'h00;
+    maxima1[30] = 8'h00;
+    maxima1[31] = 8'h00;
+    maxima1[32] = 8'h00;
+    maxima1[33] = 8'h00;
+    maxima1[34] = 8'h00;
+    maxima1[35] = 8'h00;
+    maxima1[36] = 8'h00;
+    maxima1[37] = 8'h00;
+    maxima1[38] = 8'h00;
+    maxima1[39] = 8'h00;
+    maxima1[40] = 8'h00;
+    maxima1[41] = 8'h00;
+    maxima1[42] = 8'h00;
+    maxima1[43] = 8'h00;
+    maxima1[44] = 8'h00;
+    maxima1[45] = 8'h00;
+    maxima1[46] = 8'h00;
+    maxima1[47] = 8'h00;
+    maxima1[48] = 8'h00;
+    maxima1[49] = 8'h00;
+    maxima1[50] = 8'h00;
+    maxima1[51] = 8'h00;
+    maxima1[52] = 8'h00;
+    maxima1[53] = 8'h00;
+    maxima1[54] = 8'h00;
+    maxima1[55] = 8'h00;
+    maxima1[56] = 8'h00;
+    maxima1[57] = 8'h00;
+    maxima1[58] = 8'h00;
+    maxima1[59] = 8'h00;
+    maxima1[60] = 8'h00;
+    maxima1[61] = 8'h00;
+    maxima1[62] = 8'h00;
+    maxima1[63] = 8'h00;
+    maxima1[64] = 8'h00;
+    maxima1[65] = 8'h00;
+    maxima1[66] = 8'h00;
+    maxima1[67] = 8'h00;
+    maxima1[68] = 8'h00;
+    maxima1[69] = 8'h00;
+    maxima1[70] = 8'h00;
+    maxima1[71] = 8'h00;
+    maxima1[72] = 8'h00;
+    maxima1[73] = 8'h00;
+    maxima1[74] = 8'h00;
+    maxima1[75] = 8'h00;
+    maxima1[76] = 8'h00;
+    maxima1[77] = 8'h00;
+    maxima1[78] = 8'h00;
+    maxima1[79] = 8'h00;
+    maxima1[80] = 8'h00;
+    maxima1[81] = 8'h00;
+    maxima1[82] = 8'h00;
+    maxima1[83] = 8'h00;
+    maxima1[84] = 8'h00;
+    maxima1[85] = 8'h00;
+    maxima1[86] = 8'h00;
+    maxima1[87] = 8'h00;
+    maxima1[88] = 8'h00;
+    maxima1[89] = 8'h00;
+    maxima1[90] = 8'h00;
+    maxima1[91] = 8'h00;
+    maxima1[92] = 8'h00;
+    maxima1[93] = 8'h00;
+    maxima1[94] = 8'h00;
+    maxima1[95] = 8'h00;
+    maxima1[96] = 8'h00;
+    maxima1[97] = 8'h00;
+    maxima1[98] = 8'h00;
+    maxima1[99] = 8'h00;
+    maxima1[100] = 8'h00;
+    maxima1[101] = 8'h00;
+    maxima1[102] = 8'h00;
+    maxima1[103] = 8'h00;
+    maxima1[104] = 8'h00;
+    maxima1[105] = 8'h00;
+    maxima1[106] = 8'h00;
+    maxima1[107] = 8'h00;
+    maxima1[108] = 8'h00;
+    maxima1[109] = 8'h00;
+    maxima1[110] = 8'h00;
+    maxima1[111] = 8'h00;
+    maxima1[112] = 8'h00;
+    maxima1[113] = 8'h00;
+    maxima1[114] = 8'h00;
+    maxima1[115] = 8'h00;
+    maxima1[116] = 8'h00;
+    maxima1[117] = 8'h00;
+    maxima1[118] = 8'h00;
+    maxima1[119] = 8'h00;
+    maxima1[120] = 8'h00;
+    maxima1[121] = 8'h00;
+    maxima1[122] = 8'h00;
+    maxima1[123] = 8'h00;
+    maxima1[124] = 8'h00;
+    maxima1[125] = 8'h00;
+    maxima1[126] = 8'h00;
+    maxima1[127] = 8'h00;
+  end
   always @(posedge clk) begin
-    _0_ <= maxima[\$6 [8:0]];
+    if (\wp__en$31 )
+      maxima1[\$10 [6:0]] <= wp__data;
   end
-  assign \$signature__data  = _0_;
-  assign \$5  = \$signal$10  * 6'h20;
-  assign \$6  = \$5  + cg;
-  assign \$7  = fwd_c ? new5 : old2;
-  assign \$8  = \$signal$25  ? new4 : \$7 ;
-  assign \$9  = \$signal$24  ? new3 : \$8 ;
-  assign \$10  = in2 > \$9 ;
-  assign \$11  = \$signal$22  | \$10 ;
-  assign \$12  = fwd_c ? new5 : old2;
-  assign \$13  = \$signal$25  ? new4 : \$12 ;
-  assign \$14  = \$signal$24  ? new3 : \$13 ;
-  assign new2 = \$11  ? in2 : \$14 ;
-  assign \$15  = \$signal$38  & \$signal$39 ;
-  assign w_en = \$15  & \$signal$40 ;
-  assign \$16  = \$signal$44  & \$signal$45 ;
-  assign \$17  = \$16  & \$signal$46 ;
-  assign \$18  = \$signal$38  & \$signal$39 ;
-  assign \$19  = \$18  & \$signal$40 ;
-  assign \$20  = level + \$17 ;
-  assign \$21  = \$signal$44  & \$signal$45 ;
-  assign \$22  = \$21  & \$signal$46 ;
-  assign \$23  = \$signal$38  & \$signal$39 ;
-  assign \$24  = \$23  & \$signal$40 ;
-  assign \$25  = \$20  + \$24 ;
-  assign \$26  = take & last0;
-  assign \$27  = \$26  & keep0;
-  assign \$28  = \$25  + \$27 ;
-  assign \$29  = 2'h3 + read;
-  assign \$30  = \$28  < \$29 ;
-  assign \$31  = cg == 5'h1f;
-  assign \$32  = cg + 1'h1;
-  assign \$33  = \$31  ? 6'h00 : \$32 ;
-  assign \$34  = cg == 5'h1f;
-  assign \$35  = x == 5'h1b;
-  assign \$36  = x + 1'h1;
-  assign \$37  = \$35  ? 6'h00 : \$36 ;
-  assign \$39  = x == 5'h1b;
-  assign \$40  = \$38  | \$39 ;
-  assign \$41  = \$signal  + 1'h1;
-  assign \$42  = \$40  ? 2'h0 : \$41 ;
-  assign \$43  = x == 5'h1b;
-  assign \$45  = \$signal$10  + 1'h1;
-  assign \$46  = \$44  ? \$45  : { 1'h0, \$signal$10  };
-  assign \$47  = \$43  ? 5'h00 : \$46 ;
-  assign \$48  = x == 5'h1b;
-  assign \$49  = y == 5'h1b;
-  assign \$50  = y + 1'h1;
-  assign \$51  = \$49  ? 6'h00 : \$50 ;
-  assign \$53  = y == 5'h1b;
-  assign \$54  = \$52  | \$53 ;
-  assign \$55  = \$signal$8  + 1'h1;
-  assign \$56  = \$54  ? 2'h0 : \$55 ;
-  assign \$57  = ! \$signal ;
-  assign \$58  = ! \$signal$8 ;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = \$signal$38  & \$signal$40 ;
-  assign \$61  = \$signal$38  & \$signal$40 ;
-  assign \$62  = addr2 == addr1;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = wport__addr == addr1;
-  assign \$65  = wport__en & \$64 ;
-  assign \$66  = addr4 == addr1;
-  assign \$67  = v4 & \$66 ;
-  always @(posedge clk)
-    i__ready <= \$68 ;
-  always @(posedge clk)
-    cg <= \$69 ;
-  always @(posedge clk)
-    x <= \$70 ;
-  always @(posedge clk)
-    \$signal  <= \$71 ;
-  always @(posedge clk)
-    \$signal$10  <= \$72 ;
-  always @(posedge clk)
-    y <= \$73 ;
-  always @(posedge clk)
-    \$signal$8  <= \$74 ;
-  always @(posedge clk)
-    \$signal$44  <= \$75 ;
-  always @(posedge clk)
-    \$signal$48  <= \$76 ;
-  always @(posedge clk)
-    \$signal$45  <= \$77 ;
-  always @(posedge clk)
-    \$signal$46  <= \$78 ;
-  always @(posedge clk)
-    addr1 <= \$79 ;
-  always @(posedge clk)
-    in1 <= i__payload;
-  always @(posedge clk)
-    \$signal$38  <= \$80 ;
-  always @(posedge clk)
-    \$signal$22  <= \$81 ;
-  always @(posedge clk)
-    \$signal$39  <= \$82 ;
-  always @(posedge clk)
-    \$signal$40  <= \$83 ;
-  always @(posedge clk)
-    addr2 <= \$84 ;
-  always @(posedge clk)
-    in2 <= in1;
-  always @(posedge clk)
-    old2 <= \$signature__data ;
-  always @(posedge clk)
-    wport__en <= \$85 ;
-  always @(posedge clk)
-    wport__addr <= \$86 ;
-  always @(posedge clk)
-    new3 <= new2;
-  always @(posedge clk)
-    new4 <= new3;
-  always @(posedge clk)
-    v4 <= \$87 ;
-  always @(posedge clk)
-    addr4 <= \$88 ;
-  always @(posedge clk)
-    new5 <= new4;
-  always @(posedge clk)
-    \$signal$24  <= \$89 ;
-  always @(posedge clk)
-    \$signal$25  <= \$90 ;
-  always @(posedge clk)
-    fwd_c <= \$91 ;
+  assign \$signature__data$45  = maxima1[\$signature__addr$27 ];
+  (* ram_style = "distributed" *)
+  reg [7:0] maxima2 [127:0];
+  initial begin
+    maxima2[0] = 8'h00;
+    maxima2[1] = 8'h00;
+    maxima2[2] = 8'h00;
+    maxima2[3] = 8'h00;
+    maxima2[4] = 8'h00;
+    maxima2[5] = 8'h00;
+    maxima2[6] = 8'h00;
+    maxima2[7] = 8'h00;
+    maxima2[8] = 8'h00;
+    maxima2[9] = 8'h00;
+    maxima2[10] = 8'h00;
+    maxima2[11] = 8'h00;
+    maxima2[12] = 8'h00;
+    maxima2[13] = 8'h00;
+    maxima2[14] = 8'h00;
+    maxima2[15] = 8'h00;
+    maxima2[16] = 8'h00;
+    maxima2[17] = 8'h00;
+    maxima2[18] = 8'h00;
+    maxima2[19] = 8'h00;
+    maxima2[20] = 8'h00;
+    maxima2[21] = 8'h00;
+    maxima2[22] = 8'h00;
+    maxima2[23] = 8'h00;
+    maxima2[24] = 8'h00;
+    maxima2[25] = 8'h00;
+    maxima2[26] = 8'h00;
+    maxima2[27] = 8'h00;
+    maxima2[28] = 8'h00;
+    maxima2[29] = 8'h00;
+    maxima2[30] = 8'h00;
+    maxima2[31] = 8'h00;
+    maxima2[32] = 8'h00;
+    maxima2[33] = 8'h00;
+    maxima2[34] = 8'h00;
+    maxima2[35] = 8'h00;
+    maxima2[36] = 8'h00;
+    maxima2[37] = 8'h00;
+    maxima2[38] = 8'h00;
+    maxima2[39] = 8'h00;
+    maxima2[40] = 8'h00;
+    maxima2[41] = 8'h00;
+    maxima2[42] = 8'h00;
+    maxima2[43] = 8'h00;
+    maxima2[44] = 8'h00;
+    maxima2[45] = 8'h00;
+    maxima2[46] = 8'h00;
+    maxima2[47] = 8'h00;
+    maxima2[48] = 8'h00;
+    maxima2[49] = 8'h00;
+    maxima2[50] = 8'h00;
+    maxima2[51] = 8'h00;
+    maxima2[52] = 8'h00;
+    maxima2[53] = 8'h00;
+    maxima2[54] = 8'h00;
+    maxima2[55] = 8'h00;
+    maxima2[56] = 8'h00;
+    maxima2[57] = 8'h00;
+    maxima2[58] = 8'h00;
+    maxima2[59] = 8'h00;
+    maxima2[60] = 8'h00;
+    maxima2[61] = 8'h00;
+    maxima2[62] = 8'h00;
+    maxima2[63] = 8'h00;
+    maxima2[64] = 8'h00;
+    maxima2[65] = 8'h00;
+    maxima2[66] = 8'h00;
+    maxima2[67] = 8'h00;
+    maxima2[68] = 8'h00;
+    maxima2[69] = 8'h00;
+    maxima2[70] = 8'h00;
+    maxima2[71] = 8'h00;
+    maxima2[72] = 8'h00;
+    maxima2[73] = 8'h00;
+    maxima2[74] = 8'h00;
+    maxima2[75] = 8'h00;
+    maxima2[76] = 8'h00;
+    maxima2[77] = 8'h00;
+    maxima2[78] = 8'h00;
+    maxima2[79] = 8'h00;
+    maxima2[80] = 8'h00;
+    maxima2[81] = 8'h00;
+    maxima2[82] = 8'h00;
+    maxima2[83] = 8'h00;
+    maxima2[84] = 8'h00;
+    maxima2[85] = 8'h00;
+    maxima2[86] = 8'h00;
+    maxima2[87] = 8'h00;
+    maxima2[88] = 8'h00;
+    maxima2[89] = 8'h00;
+    maxima2[90] = 8'h00;
+    maxima2[91] = 8'h00;
+    maxima2[92] = 8'h00;
+    maxima2[93] = 8'h00;
+    maxima2[94] = 8'h00;
+    maxima2[95] = 8'h00;
+    maxima2[96] = 8'h00;
+    maxima2[97] = 8'h00;
+    maxima2[98] = 8'h00;
+    maxima2[99] = 8'h00;
+    maxima2[100] = 8'h00;
+    maxima2[101] = 8'h00;
+    maxima2[102] = 8'h00;
+    maxima2[103] = 8'h00;
+    maxima2[104] = 8'h00;
+    maxima2[105] = 8'h00;
+    maxima2[106] = 8'h00;
+    maxima2[107] = 8'h00;
+    maxima2[108] = 8'h00;
+    maxima2[109] = 8'h00;
+    maxima2[110] = 8'h00;
+    maxima2[111] = 8'h00;
+    maxima2[112] = 8'h00;
+    maxima2[113] = 8'h00;
+    maxima2[114] = 8'h00;
+    maxima2[115] = 8'h00;
+    maxima2[116] = 8'h00;
+    maxima2[117] = 8'h00;
+    maxima2[118] = 8'h00;
+    maxima2[119] = 8'h00;
+    maxima2[120] = 8'h00;
+    maxima2[121] = 8'h00;
+    maxima2[122] = 8'h00;
+    maxima2[123] = 8'h00;
+    maxima2[124] = 8'h00;
+    maxima2[125] = 8'h00;
+    maxima2[126] = 8'h00;
+    maxima2[127] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\wp__en$36 )
+      maxima2[\$13 [6:0]] <= wp__data;
+  end
+  assign \$signature__data$46  = maxima2[\$signature__addr$32 ];
+  (* ram_style = "distributed" *)
+  reg [7:0] maxima3 [63:0];
+  initial begin
+    maxima3[0] = 8'h00;
+    maxima3[1] = 8'h00;
+    maxima3[2] = 8'h00;
+    maxima3[3] = 8'h00;
+    maxima3[4] = 8'h00;
+    maxima3[5] = 8'h00;
+    maxima3[6] = 8'h00;
+    maxima3[7] = 8'h00;
+    maxima3[8] = 8'h00;
+    maxima3[9] = 8'h00;
+    maxima3[10] = 8'h00;
+    maxima3[11] = 8'h00;
+    maxima3[12] = 8'h00;
+    maxima3[13] = 8'h00;
+    maxima3[14] = 8'h00;
+    maxima3[15] = 8'h00;
+    maxima3[16] = 8'h00;
+    maxima3[17] = 8'h00;
+    maxima3[18] = 8'h00;
+    maxima3[19] = 8'h00;
+    maxima3[20] = 8'h00;
+    maxima3[21] = 8'h00;
+    maxima3[22] = 8'h00;
+    maxima3[23] = 8'h00;
+    maxima3[24] = 8'h00;
+    maxima3[25] = 8'h00;
+    maxima3[26] = 8'h00;
+    maxima3[27] = 8'h00;
+    maxima3[28] = 8'h00;
+    maxima3[29] = 8'h00;
+    maxima3[30] = 8'h00;
+    maxima3[31] = 8'h00;
+    maxima3[32] = 8'h00;
+    maxima3[33] = 8'h00;
+    maxima3[34] = 8'h00;
+    maxima3[35] = 8'h00;
+    maxima3[36] = 8'h00;
+    maxima3[37] = 8'h00;
+    maxima3[38] = 8'h00;
+    maxima3[39] = 8'h00;
+    maxima3[40] = 8'h00;
+    maxima3[41] = 8'h00;
+    maxima3[42] = 8'h00;
+    maxima3[43] = 8'h00;
+    maxima3[44] = 8'h00;
+    maxima3[45] = 8'h00;
+    maxima3[46] = 8'h00;
+    maxima3[47] = 8'h00;
+    maxima3[48] = 8'h00;
+    maxima3[49] = 8'h00;
+    maxima3[50] = 8'h00;
+    maxima3[51] = 8'h00;
+    maxima3[52] = 8'h00;
+    maxima3[53] = 8'h00;
+    maxima3[54] = 8'h00;
+    maxima3[55] = 8'h00;
+    maxima3[56] = 8'h00;
+    maxima3[57] = 8'h00;
+    maxima3[58] = 8'h00;
+    maxima3[59] = 8'h00;
+    maxima3[60] = 8'h00;
+    maxima3[61] = 8'h00;
+    maxima3[62] = 8'h00;
+    maxima3[63] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\wp__en$41 )
+      maxima3[\$16 [5:0]] <= wp__data;
+  end
+  assign \$signature__data$47  = maxima3[\$signature__addr$37 ];
   assign last0 = \$1  & \$2 ;
   assign \$3  = \$signal$10  < 4'he;
   assign \$4  = y < 5'h1c;
   assign keep0 = \$3  & \$4 ;
   assign read = o__valid & r_en;
   assign take = i__valid & i__ready;
+  assign \$5  = \$signal$10  * 6'h20;
+  assign \$6  = \$5  + cg;
+  assign \$7  = waddr - 1'h0;
+  assign \$123  = waddr / 8'h80;
+  assign \$9  = ! \$8 ;
+  assign wp__en = \$signal$26  & \$9 ;
+  assign \$10  = waddr - 8'h80;
+  assign \$131  = waddr / 8'h80;
+  assign \$12  = \$11  == 1'h1;
+  assign \wp__en$31  = \$signal$26  & \$12 ;
+  assign \$13  = waddr - 9'h100;
+  assign \$139  = waddr / 8'h80;
+  assign \$15  = \$14  == 2'h2;
+  assign \wp__en$36  = \$signal$26  & \$15 ;
+  assign \$16  = waddr - 9'h180;
+  assign \$147  = waddr / 8'h80;
+  assign \$18  = \$17  == 2'h3;
+  assign \wp__en$41  = \$signal$26  & \$18 ;
+  assign \$19  = bank_sel == 1'h1;
+  assign \$20  = bank_sel == 2'h2;
+  assign \$21  = bank_sel == 2'h3;
+  assign \$22  = fwd_c ? new5 : old2;
+  assign \$23  = \$signal$52  ? new4 : \$22 ;
+  assign \$24  = \$signal$51  ? wp__data : \$23 ;
+  assign \$25  = in2 > \$24 ;
+  assign \$26  = \$signal$49  | \$25 ;
+  assign \$27  = fwd_c ? new5 : old2;
+  assign \$28  = \$signal$52  ? new4 : \$27 ;
+  assign \$29  = \$signal$51  ? wp__data : \$28 ;
+  assign new2 = \$26  ? in2 : \$29 ;
+  assign \$30  = \$signal$62  & \$signal$63 ;
+  assign w_en = \$30  & \$signal$64 ;
+  assign \$31  = \$signal$68  & \$signal$69 ;
+  assign \$32  = \$31  & \$signal$70 ;
+  assign \$33  = \$signal$62  & \$signal$63 ;
+  assign \$34  = \$33  & \$signal$64 ;
+  assign \$35  = level + \$32 ;
+  assign \$36  = \$signal$68  & \$signal$69 ;
+  assign \$37  = \$36  & \$signal$70 ;
+  assign \$38  = \$signal$62  & \$signal$63 ;
+  assign \$39  = \$38  & \$signal$64 ;
+  assign \$40  = \$35  + \$39 ;
+  assign \$41  = take & last0;
+  assign \$42  = \$41  & keep0;
+  assign \$43  = \$40  + \$42 ;
+  assign \$44  = 2'h3 + read;
+  assign \$45  = \$43  < \$44 ;
+  assign \$46  = cg == 5'h1f;
+  assign \$47  = cg + 1'h1;
+  assign \$48  = \$46  ? 6'h00 : \$47 ;
+  assign \$49  = cg == 5'h1f;
+  assign \$50  = x == 5'h1b;
+  assign \$51  = x + 1'h1;
+  assign \$52  = \$50  ? 6'h00 : \$51 ;
+  assign \$54  = x == 5'h1b;
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = \$signal  + 1'h1;
+  assign \$57  = \$55  ? 2'h0 : \$56 ;
+  assign \$58  = x == 5'h1b;
+  assign \$60  = \$signal$10  + 1'h1;
+  assign \$61  = \$59  ? \$60  : { 1'h0, \$signal$10  };
+  assign \$62  = \$58  ? 5'h00 : \$61 ;
+  assign \$63  = x == 5'h1b;
+  assign \$64  = y == 5'h1b;
+  assign \$65  = y + 1'h1;
+  assign \$66  = \$64  ? 6'h00 : \$65 ;
+  assign \$68  = y == 5'h1b;
+  assign \$69  = \$67  | \$68 ;
+  assign \$70  = \$signal$8  + 1'h1;
+  assign \$71  = \$69  ? 2'h0 : \$70 ;
+  assign \$72  = ! \$signal ;
+  assign \$73  = ! \$signal$8 ;
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$signal$62  & \$signal$64 ;
+  assign \$76  = \$signal$62  & \$signal$64 ;
+  assign \$77  = addr2 == addr1;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = waddr == addr1;
+  assign \$80  = \$signal$26  & \$79 ;
+  assign \$81  = addr4 == addr1;
+  assign \$82  = v4 & \$81 ;
+  assign \$220  = \$6 [8:0] / 8'h80;
+  assign \$84  = \$6 [8:0] - 1'h0;
+  assign \$85  = \$6 [8:0] - 8'h80;
+  assign \$86  = \$6 [8:0] - 9'h100;
+  assign \$87  = \$6 [8:0] - 9'h180;
+  always @(posedge clk)
+    i__ready <= \$88 ;
+  always @(posedge clk)
+    cg <= \$89 ;
+  always @(posedge clk)
+    x <= \$90 ;
+  always @(posedge clk)
+    \$signal  <= \$91 ;
+  always @(posedge clk)
+    \$signal$10  <= \$92 ;
+  always @(posedge clk)
+    y <= \$93 ;
+  always @(posedge clk)
+    \$signal$8  <= \$94 ;
+  always @(posedge clk)
+    \$signal$68  <= \$95 ;
+  always @(posedge clk)
+    \$signal$72  <= \$96 ;
+  always @(posedge clk)
+    \$signal$69  <= \$97 ;
+  always @(posedge clk)
+    \$signal$70  <= \$98 ;
+  always @(posedge clk)
+    addr1 <= \$99 ;
+  always @(posedge clk)
+    in1 <= i__payload;
+  always @(posedge clk)
+    \$signal$62  <= \$100 ;
+  always @(posedge clk)
+    \$signal$49  <= \$101 ;
+  always @(posedge clk)
+    \$signal$63  <= \$102 ;
+  always @(posedge clk)
+    \$signal$64  <= \$103 ;
+  always @(posedge clk)
+    addr2 <= \$104 ;
+  always @(posedge clk)
+    in2 <= in1;
+  always @(posedge clk)
+    old2 <= rdata;
+  always @(posedge clk)
+    \$signal$26  <= \$105 ;
+  always @(posedge clk)
+    waddr <= \$106 ;
+  always @(posedge clk)
+    wp__data <= new2;
+  always @(posedge clk)
+    new4 <= wp__data;
+  always @(posedge clk)
+    v4 <= \$107 ;
+  always @(posedge clk)
+    addr4 <= \$108 ;
+  always @(posedge clk)
+    new5 <= new4;
+  always @(posedge clk)
+    \$signal$51  <= \$109 ;
+  always @(posedge clk)
+    \$signal$52  <= \$110 ;
+  always @(posedge clk)
+    fwd_c <= \$111 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd7)
+  ) bank0_addr_copy (
+    .clk(clk),
+    .d(\$84 [6:0]),
+    .q(\$signature__addr )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd7)
+  ) bank1_addr_copy (
+    .clk(clk),
+    .d(\$85 [6:0]),
+    .q(\$signature__addr$27 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd7)
+  ) bank2_addr_copy (
+    .clk(clk),
+    .d(\$86 [6:0]),
+    .q(\$signature__addr$32 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd6)
+  ) bank3_addr_copy (
+    .clk(clk),
+    .d(\$87 [5:0]),
+    .q(\$signature__addr$37 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd9)
+  ) bank_sel_copy (
+    .clk(clk),
+    .d(\$83 ),
+    .q(bank_sel)
+  );
   \flexor_lenet5.pool1.out  out (
     .clk(clk),
     .level(level),
@@ -29838,202 +29982,215 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$68  = \$30 ;
-    if (rst_pool1) begin
-      \$68  = 1'h1;
+    rdata = \$signature__data ;
+    if (\$19 ) begin
+      rdata = \$signature__data$45 ;
+    end
+    if (\$20 ) begin
+      rdata = \$signature__data$46 ;
+    end
+    if (\$21 ) begin
+      rdata = \$signature__data$47 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$69  = cg;
-    if (take) begin
-      \$69  = \$33 [4:0];
-    end
+    \$88  = \$45 ;
     if (rst_pool1) begin
-      \$69  = 5'h00;
+      \$88  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$70  = x;
+    \$89  = cg;
     if (take) begin
-      if (\$34 ) begin
-        \$70  = \$37 [4:0];
+      \$89  = \$48 [4:0];
+    end
+    if (rst_pool1) begin
+      \$89  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$90  = x;
+    if (take) begin
+      if (\$49 ) begin
+        \$90  = \$52 [4:0];
       end
     end
     if (rst_pool1) begin
-      \$70  = 5'h00;
+      \$90  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$71  = \$signal ;
+    \$91  = \$signal ;
     if (take) begin
-      if (\$34 ) begin
-        \$71  = \$42 [0];
+      if (\$49 ) begin
+        \$91  = \$57 [0];
       end
     end
-    if (rst_pool1) begin
-      \$71  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$72  = \$signal$10 ;
-    if (take) begin
-      if (\$34 ) begin
-        \$72  = \$47 [3:0];
-      end
-    end
-    if (rst_pool1) begin
-      \$72  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$73  = y;
-    if (take) begin
-      if (\$34 ) begin
-        if (\$48 ) begin
-          \$73  = \$51 [4:0];
-        end
-      end
-    end
-    if (rst_pool1) begin
-      \$73  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$74  = \$signal$8 ;
-    if (take) begin
-      if (\$34 ) begin
-        if (\$48 ) begin
-          \$74  = \$56 [0];
-        end
-      end
-    end
-    if (rst_pool1) begin
-      \$74  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$75  = take;
-    if (rst_pool1) begin
-      \$75  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$76  = \$59 ;
-    if (rst_pool1) begin
-      \$76  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$77  = last0;
-    if (rst_pool1) begin
-      \$77  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$78  = keep0;
-    if (rst_pool1) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$79  = \$6 [8:0];
-    if (rst_pool1) begin
-      \$79  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$80  = \$signal$44 ;
-    if (rst_pool1) begin
-      \$80  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$81  = \$signal$48 ;
-    if (rst_pool1) begin
-      \$81  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$82  = \$signal$45 ;
-    if (rst_pool1) begin
-      \$82  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$83  = \$signal$46 ;
-    if (rst_pool1) begin
-      \$83  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$84  = addr1;
-    if (rst_pool1) begin
-      \$84  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$85  = \$60 ;
-    if (rst_pool1) begin
-      \$85  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$86  = addr2;
-    if (rst_pool1) begin
-      \$86  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$87  = wport__en;
-    if (rst_pool1) begin
-      \$87  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$88  = wport__addr;
-    if (rst_pool1) begin
-      \$88  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$89  = \$63 ;
-    if (rst_pool1) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$90  = \$65 ;
-    if (rst_pool1) begin
-      \$90  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$91  = \$67 ;
     if (rst_pool1) begin
       \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$92  = \$signal$10 ;
+    if (take) begin
+      if (\$49 ) begin
+        \$92  = \$62 [3:0];
+      end
+    end
+    if (rst_pool1) begin
+      \$92  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$93  = y;
+    if (take) begin
+      if (\$49 ) begin
+        if (\$63 ) begin
+          \$93  = \$66 [4:0];
+        end
+      end
+    end
+    if (rst_pool1) begin
+      \$93  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$94  = \$signal$8 ;
+    if (take) begin
+      if (\$49 ) begin
+        if (\$63 ) begin
+          \$94  = \$71 [0];
+        end
+      end
+    end
+    if (rst_pool1) begin
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$95  = take;
+    if (rst_pool1) begin
+      \$95  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$96  = \$74 ;
+    if (rst_pool1) begin
+      \$96  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$97  = last0;
+    if (rst_pool1) begin
+      \$97  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$98  = keep0;
+    if (rst_pool1) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$99  = \$6 [8:0];
+    if (rst_pool1) begin
+      \$99  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$100  = \$signal$68 ;
+    if (rst_pool1) begin
+      \$100  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$101  = \$signal$72 ;
+    if (rst_pool1) begin
+      \$101  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$102  = \$signal$69 ;
+    if (rst_pool1) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$103  = \$signal$70 ;
+    if (rst_pool1) begin
+      \$103  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$104  = addr1;
+    if (rst_pool1) begin
+      \$104  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$105  = \$75 ;
+    if (rst_pool1) begin
+      \$105  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$106  = addr2;
+    if (rst_pool1) begin
+      \$106  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$107  = \$signal$26 ;
+    if (rst_pool1) begin
+      \$107  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$108  = waddr;
+    if (rst_pool1) begin
+      \$108  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$109  = \$78 ;
+    if (rst_pool1) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$110  = \$80 ;
+    if (rst_pool1) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$111  = \$82 ;
+    if (rst_pool1) begin
+      \$111  = 1'h0;
     end
   end
   assign r_data = o__payload;
@@ -30041,17 +30198,37 @@ module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i_
   assign o__ready = r_en;
   assign ready = i__ready;
   assign addr = \$6 [8:0];
-  assign \$signature__addr  = \$6 [8:0];
-  assign \$signature__en  = 1'h1;
-  assign addr3 = wport__addr;
-  assign wport__data = new3;
-  assign \$signal$35  = wport__en;
+  assign bank0_addr = \$signature__addr ;
+  assign wp__addr = \$7 [6:0];
+  assign \$signal$24  = wp__data;
+  assign bank1_addr = \$signature__addr$27 ;
+  assign \wp__addr$29  = \$10 [6:0];
+  assign \wp__data$30  = wp__data;
+  assign bank2_addr = \$signature__addr$32 ;
+  assign \wp__addr$34  = \$13 [6:0];
+  assign \wp__data$35  = wp__data;
+  assign bank3_addr = \$signature__addr$37 ;
+  assign \wp__addr$39  = \$16 [5:0];
+  assign \wp__data$40  = wp__data;
+  assign new3 = wp__data;
+  assign addr3 = waddr;
+  assign \$signal$59  = \$signal$26 ;
   assign w_data = new2;
   assign \$1  = \$signal ;
   assign \$2  = \$signal$8 ;
-  assign \$38  = \$signal ;
-  assign \$44  = \$signal ;
-  assign \$52  = \$signal$8 ;
+  assign \$125  = 1'h1;
+  assign \$8  = \$123 ;
+  assign \$133  = 1'h1;
+  assign \$11  = \$131 ;
+  assign \$141  = 1'h1;
+  assign \$14  = \$139 ;
+  assign \$149  = 1'h1;
+  assign \$17  = \$147 ;
+  assign \$53  = \$signal ;
+  assign \$59  = \$signal ;
+  assign \$67  = \$signal$8 ;
+  assign \$222  = 1'h1;
+  assign \$83  = \$220 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -30191,120 +30368,163 @@ endmodule
 module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i__payload, i__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire [7:0] \$12 ;
-  wire [7:0] \$13 ;
-  wire [7:0] \$14 ;
+  wire [9:0] \$10 ;
+  reg \$100 ;
+  reg \$101 ;
+  reg \$102 ;
+  reg \$103 ;
+  reg [8:0] \$104 ;
+  reg \$105 ;
+  reg [8:0] \$106 ;
+  reg \$107 ;
+  reg [8:0] \$108 ;
+  reg \$109 ;
+  wire [8:0] \$11 ;
+  reg \$110 ;
+  reg \$111 ;
+  wire \$12 ;
+  wire [8:0] \$123 ;
+  wire \$125 ;
+  wire [9:0] \$13 ;
+  wire [8:0] \$131 ;
+  wire \$133 ;
+  wire [8:0] \$139 ;
+  wire [8:0] \$14 ;
+  wire \$141 ;
+  wire [8:0] \$147 ;
+  wire \$149 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
+  wire [9:0] \$16 ;
+  wire [8:0] \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [2:0] \$20 ;
+  wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire [3:0] \$25 ;
+  wire [7:0] \$22 ;
+  wire [8:0] \$220 ;
+  wire \$222 ;
+  wire [7:0] \$23 ;
+  wire [7:0] \$24 ;
+  wire \$25 ;
   wire \$26 ;
-  wire \$27 ;
-  wire [4:0] \$28 ;
-  wire [2:0] \$29 ;
+  wire [7:0] \$27 ;
+  wire [7:0] \$28 ;
+  wire [7:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [6:0] \$32 ;
-  wire [6:0] \$33 ;
+  wire \$32 ;
+  wire \$33 ;
   wire \$34 ;
-  wire \$35 ;
-  wire [4:0] \$36 ;
-  wire [4:0] \$37 ;
+  wire [2:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
-  wire [1:0] \$41 ;
-  wire [1:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire [3:0] \$45 ;
-  wire [3:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire \$48 ;
+  wire [3:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire [4:0] \$43 ;
+  wire [2:0] \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [6:0] \$47 ;
+  wire [6:0] \$48 ;
   wire \$49 ;
   wire [9:0] \$5 ;
-  wire [4:0] \$50 ;
+  wire \$50 ;
   wire [4:0] \$51 ;
-  wire \$52 ;
+  wire [4:0] \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [1:0] \$55 ;
+  wire \$55 ;
   wire [1:0] \$56 ;
-  wire \$57 ;
+  wire [1:0] \$57 ;
   wire \$58 ;
   wire \$59 ;
   wire [10:0] \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
+  wire [3:0] \$60 ;
+  wire [3:0] \$61 ;
+  wire [3:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
+  wire [4:0] \$65 ;
+  wire [4:0] \$66 ;
   wire \$67 ;
-  reg \$68 ;
-  reg [5:0] \$69 ;
-  wire [7:0] \$7 ;
-  reg [3:0] \$70 ;
-  reg \$71 ;
-  reg [2:0] \$72 ;
-  reg [3:0] \$73 ;
-  reg \$74 ;
-  reg \$75 ;
-  reg \$76 ;
-  reg \$77 ;
-  reg \$78 ;
-  reg [8:0] \$79 ;
-  wire [7:0] \$8 ;
-  reg \$80 ;
-  reg \$81 ;
-  reg \$82 ;
-  reg \$83 ;
-  reg [8:0] \$84 ;
-  reg \$85 ;
-  reg [8:0] \$86 ;
-  reg \$87 ;
-  reg [8:0] \$88 ;
-  reg \$89 ;
-  wire [7:0] \$9 ;
-  reg \$90 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire [9:0] \$7 ;
+  wire [1:0] \$70 ;
+  wire [1:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [8:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire [8:0] \$83 ;
+  wire [9:0] \$84 ;
+  wire [9:0] \$85 ;
+  wire [9:0] \$86 ;
+  wire [9:0] \$87 ;
+  reg \$88 ;
+  reg [5:0] \$89 ;
+  wire \$9 ;
+  reg [3:0] \$90 ;
   reg \$91 ;
+  reg [2:0] \$92 ;
+  reg [3:0] \$93 ;
+  reg \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg [8:0] \$99 ;
   reg \$signal  = 1'h0;
   reg [2:0] \$signal$10  = 3'h0;
-  reg \$signal$22  = 1'h0;
-  reg \$signal$24  = 1'h0;
-  reg \$signal$25  = 1'h0;
+  (* init = 8'h00 *)
+  wire [7:0] \$signal$24 ;
+  reg \$signal$26  = 1'h0;
+  reg \$signal$49  = 1'h0;
+  reg \$signal$51  = 1'h0;
+  reg \$signal$52  = 1'h0;
   (* init = 1'h0 *)
-  wire \$signal$35 ;
-  reg \$signal$38  = 1'h0;
-  reg \$signal$39  = 1'h0;
-  reg \$signal$40  = 1'h0;
-  reg \$signal$44  = 1'h0;
-  reg \$signal$45  = 1'h0;
-  reg \$signal$46  = 1'h0;
-  reg \$signal$48  = 1'h0;
+  wire \$signal$59 ;
+  reg \$signal$62  = 1'h0;
+  reg \$signal$63  = 1'h0;
+  reg \$signal$64  = 1'h0;
+  reg \$signal$68  = 1'h0;
+  reg \$signal$69  = 1'h0;
+  reg \$signal$70  = 1'h0;
+  reg \$signal$72  = 1'h0;
   reg \$signal$8  = 1'h0;
-  wire [8:0] \$signature__addr ;
+  wire [6:0] \$signature__addr ;
+  wire [6:0] \$signature__addr$27 ;
+  wire [6:0] \$signature__addr$32 ;
+  wire [5:0] \$signature__addr$37 ;
   wire [7:0] \$signature__data ;
-  wire \$signature__en ;
+  wire [7:0] \$signature__data$45 ;
+  wire [7:0] \$signature__data$46 ;
+  wire [7:0] \$signature__data$47 ;
   wire [8:0] addr;
   reg [8:0] addr1 = 9'h000;
   reg [8:0] addr2 = 9'h000;
   (* init = 9'h000 *)
   wire [8:0] addr3;
   reg [8:0] addr4 = 9'h000;
+  wire [6:0] bank0_addr;
+  wire [6:0] bank1_addr;
+  wire [6:0] bank2_addr;
+  wire [5:0] bank3_addr;
+  wire [8:0] bank_sel;
   reg [5:0] cg = 6'h00;
   input clk;
   wire clk;
@@ -30321,7 +30541,8 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
   wire last0;
   wire [1:0] level;
   wire [7:0] new2;
-  reg [7:0] new3 = 8'h00;
+  (* init = 8'h00 *)
+  wire [7:0] new3;
   reg [7:0] new4 = 8'h00;
   reg [7:0] new5 = 8'h00;
   output [7:0] o__payload;
@@ -30334,6 +30555,7 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
   input r_en;
   wire r_en;
   wire r_rdy;
+  reg [7:0] rdata;
   wire read;
   (* init = 1'h1 *)
   wire ready;
@@ -30343,601 +30565,700 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
   reg v4 = 1'h0;
   wire [7:0] w_data;
   wire w_en;
-  reg [8:0] wport__addr = 9'h000;
+  reg [8:0] waddr = 9'h000;
+  wire [6:0] wp__addr;
+  wire [6:0] \wp__addr$29 ;
+  wire [6:0] \wp__addr$34 ;
+  wire [5:0] \wp__addr$39 ;
+  reg [7:0] wp__data = 8'h00;
   (* init = 8'h00 *)
-  wire [7:0] wport__data;
-  reg wport__en = 1'h0;
+  wire [7:0] \wp__data$30 ;
+  (* init = 8'h00 *)
+  wire [7:0] \wp__data$35 ;
+  (* init = 8'h00 *)
+  wire [7:0] \wp__data$40 ;
+  wire wp__en;
+  wire \wp__en$31 ;
+  wire \wp__en$36 ;
+  wire \wp__en$41 ;
   reg [3:0] x = 4'h0;
   reg [3:0] y = 4'h0;
   (* ram_style = "distributed" *)
-  reg [7:0] maxima [447:0];
+  reg [7:0] maxima0 [127:0];
   initial begin
-    maxima[0] = 8'h00;
-    maxima[1] = 8'h00;
-    maxima[2] = 8'h00;
-    maxima[3] = 8'h00;
-    maxima[4] = 8'h00;
-    maxima[5] = 8'h00;
-    maxima[6] = 8'h00;
-    maxima[7] = 8'h00;
-    maxima[8] = 8'h00;
-    maxima[9] = 8'h00;
-    maxima[10] = 8'h00;
-    maxima[11] = 8'h00;
-    maxima[12] = 8'h00;
-    maxima[13] = 8'h00;
-    maxima[14] = 8'h00;
-    maxima[15] = 8'h00;
-    maxima[16] = 8'h00;
-    maxima[17] = 8'h00;
-    maxima[18] = 8'h00;
-    maxima[19] = 8'h00;
-    maxima[20] = 8'h00;
-    maxima[21] = 8'h00;
-    maxima[22] = 8'h00;
-    maxima[23] = 8'h00;
-    maxima[24] = 8'h00;
-    maxima[25] = 8'h00;
-    maxima[26] = 8'h00;
-    maxima[27] = 8'h00;
-    maxima[28] = 8'h00;
-    maxima[29] = 8'h00;
-    maxima[30] = 8'h00;
-    maxima[31] = 8'h00;
-    maxima[32] = 8'h00;
-    maxima[33] = 8'h00;
-    maxima[34] = 8'h00;
-    maxima[35] = 8'h00;
-    maxima[36] = 8'h00;
-    maxima[37] = 8'h00;
-    maxima[38] = 8'h00;
-    maxima[39] = 8'h00;
-    maxima[40] = 8'h00;
-    maxima[41] = 8'h00;
-    maxima[42] = 8'h00;
-    maxima[43] = 8'h00;
-    maxima[44] = 8'h00;
-    maxima[45] = 8'h00;
-    maxima[46] = 8'h00;
-    maxima[47] = 8'h00;
-    maxima[48] = 8'h00;
-    maxima[49] = 8'h00;
-    maxima[50] = 8'h00;
-    maxima[51] = 8'h00;
-    maxima[52] = 8'h00;
-    maxima[53] = 8'h00;
-    maxima[54] = 8'h00;
-    maxima[55] = 8'h00;
-    maxima[56] = 8'h00;
-    maxima[57] = 8'h00;
-    maxima[58] = 8'h00;
-    maxima[59] = 8'h00;
-    maxima[60] = 8'h00;
-    maxima[61] = 8'h00;
-    maxima[62] = 8'h00;
-    maxima[63] = 8'h00;
-    maxima[64] = 8'h00;
-    maxima[65] = 8'h00;
-    maxima[66] = 8'h00;
-    maxima[67] = 8'h00;
-    maxima[68] = 8'h00;
-    maxima[69] = 8'h00;
-    maxima[70] = 8'h00;
-    maxima[71] = 8'h00;
-    maxima[72] = 8'h00;
-    maxima[73] = 8'h00;
-    maxima[74] = 8'h00;
-    maxima[75] = 8'h00;
-    maxima[76] = 8'h00;
-    maxima[77] = 8'h00;
-    maxima[78] = 8'h00;
-    maxima[79] = 8'h00;
-    maxima[80] = 8'h00;
-    maxima[81] = 8'h00;
-    maxima[82] = 8'h00;
-    maxima[83] = 8'h00;
-    maxima[84] = 8'h00;
-    maxima[85] = 8'h00;
-    maxima[86] = 8'h00;
-    maxima[87] = 8'h00;
-    maxima[88] = 8'h00;
-    maxima[89] = 8'h00;
-    maxima[90] = 8'h00;
-    maxima[91] = 8'h00;
-    maxima[92] = 8'h00;
-    maxima[93] = 8'h00;
-    maxima[94] = 8'h00;
-    maxima[95] = 8'h00;
-    maxima[96] = 8'h00;
-    maxima[97] = 8'h00;
-    maxima[98] = 8'h00;
-    maxima[99] = 8'h00;
-    maxima[100] = 8'h00;
-    maxima[101] = 8'h00;
-    maxima[102] = 8'h00;
-    maxima[103] = 8'h00;
-    maxima[104] = 8'h00;
-    maxima[105] = 8'h00;
-    maxima[106] = 8'h00;
-    maxima[107] = 8'h00;
-    maxima[108] = 8'h00;
-    maxima[109] = 8'h00;
-    maxima[110] = 8'h00;
-    maxima[111] = 8'h00;
-    maxima[112] = 8'h00;
-    maxima[113] = 8'h00;
-    maxima[114] = 8'h00;
-    maxima[115] = 8'h00;
-    maxima[116] = 8'h00;
-    maxima[117] = 8'h00;
-    maxima[118] = 8'h00;
-    maxima[119] = 8'h00;
-    maxima[120] = 8'h00;
-    maxima[121] = 8'h00;
-    maxima[122] = 8'h00;
-    maxima[123] = 8'h00;
-    maxima[124] = 8'h00;
-    maxima[125] = 8'h00;
-    maxima[126] = 8'h00;
-    maxima[127] = 8'h00;
-    maxima[128] = 8'h00;
-    maxima[129] = 8'h00;
-    maxima[130] = 8'h00;
-    maxima[131] = 8'h00;
-    maxima[132] = 8'h00;
-    maxima[133] = 8'h00;
-    maxima[134] = 8'h00;
-    maxima[135] = 8'h00;
-    maxima[136] = 8'h00;
-    maxima[137] = 8'h00;
-    maxima[138] = 8'h00;
-    maxima[139] = 8'h00;
-    maxima[140] = 8'h00;
-    maxima[141] = 8'h00;
-    maxima[142] = 8'h00;
-    maxima[143] = 8'h00;
-    maxima[144] = 8'h00;
-    maxima[145] = 8'h00;
-    maxima[146] = 8'h00;
-    maxima[147] = 8'h00;
-    maxima[148] = 8'h00;
-    maxima[149] = 8'h00;
-    maxima[150] = 8'h00;
-    maxima[151] = 8'h00;
-    maxima[152] = 8'h00;
-    maxima[153] = 8'h00;
-    maxima[154] = 8'h00;
-    maxima[155] = 8'h00;
-    maxima[156] = 8'h00;
-    maxima[157] = 8'h00;
-    maxima[158] = 8'h00;
-    maxima[159] = 8'h00;
-    maxima[160] = 8'h00;
-    maxima[161] = 8'h00;
-    maxima[162] = 8'h00;
-    maxima[163] = 8'h00;
-    maxima[164] = 8'h00;
-    maxima[165] = 8'h00;
-    maxima[166] = 8'h00;
-    maxima[167] = 8'h00;
-    maxima[168] = 8'h00;
-    maxima[169] = 8'h00;
-    maxima[170] = 8'h00;
-    maxima[171] = 8'h00;
-    maxima[172] = 8'h00;
-    maxima[173] = 8'h00;
-    maxima[174] = 8'h00;
-    maxima[175] = 8'h00;
-    maxima[176] = 8'h00;
-    maxima[177] = 8'h00;
-    maxima[178] = 8'h00;
-    maxima[179] = 8'h00;
-    maxima[180] = 8'h00;
-    maxima[181] = 8'h00;
-    maxima[182] = 8'h00;
-    maxima[183] = 8'h00;
-    maxima[184] = 8'h00;
-    maxima[185] = 8'h00;
-    maxima[186] = 8'h00;
-    maxima[187] = 8'h00;
-    maxima[188] = 8'h00;
-    maxima[189] = 8'h00;
-    maxima[190] = 8'h00;
-    maxima[191] = 8'h00;
-    maxima[192] = 8'h00;
-    maxima[193] = 8'h00;
-    maxima[194] = 8'h00;
-    maxima[195] = 8'h00;
-    maxima[196] = 8'h00;
-    maxima[197] = 8'h00;
-    maxima[198] = 8'h00;
-    maxima[199] = 8'h00;
-    maxima[200] = 8'h00;
-    maxima[201] = 8'h00;
-    maxima[202] = 8'h00;
-    maxima[203] = 8'h00;
-    maxima[204] = 8'h00;
-    maxima[205] = 8'h00;
-    maxima[206] = 8'h00;
-    maxima[207] = 8'h00;
-    maxima[208] = 8'h00;
-    maxima[209] = 8'h00;
-    maxima[210] = 8'h00;
-    maxima[211] = 8'h00;
-    maxima[212] = 8'h00;
-    maxima[213] = 8'h00;
-    maxima[214] = 8'h00;
-    maxima[215] = 8'h00;
-    maxima[216] = 8'h00;
-    maxima[217] = 8'h00;
-    maxima[218] = 8'h00;
-    maxima[219] = 8'h00;
-    maxima[220] = 8'h00;
-    maxima[221] = 8'h00;
-    maxima[222] = 8'h00;
-    maxima[223] = 8'h00;
-    maxima[224] = 8'h00;
-    maxima[225] = 8'h00;
-    maxima[226] = 8'h00;
-    maxima[227] = 8'h00;
-    maxima[228] = 8'h00;
-    maxima[229] = 8'h00;
-    maxima[230] = 8'h00;
-    maxima[231] = 8'h00;
-    maxima[232] = 8'h00;
-    maxima[233] = 8'h00;
-    maxima[234] = 8'h00;
-    maxima[235] = 8'h00;
-    maxima[236] = 8'h00;
-    maxima[237] = 8'h00;
-    maxima[238] = 8'h00;
-    maxima[239] = 8'h00;
-    maxima[240] = 8'h00;
-    maxima[241] = 8'h00;
-    maxima[242] = 8'h00;
-    maxima[243] = 8'h00;
-    maxima[244] = 8'h00;
-    maxima[245] = 8'h00;
-    maxima[246] = 8'h00;
-    maxima[247] = 8'h00;
-    maxima[248] = 8'h00;
-    maxima[249] = 8'h00;
-    maxima[250] = 8'h00;
-    maxima[251] = 8'h00;
-    maxima[252] = 8'h00;
-    maxima[253] = 8'h00;
-    maxima[254] = 8'h00;
-    maxima[255] = 8'h00;
-    maxima[256] = 8'h00;
-    maxima[257] = 8'h00;
-    maxima[258] = 8'h00;
-    maxima[259] = 8'h00;
-    maxima[260] = 8'h00;
-    maxima[261] = 8'h00;
-    maxima[262] = 8'h00;
-    maxima[263] = 8'h00;
-    maxima[264] = 8'h00;
-    maxima[265] = 8'h00;
-    maxima[266] = 8'h00;
-    maxima[267] = 8'h00;
-    maxima[268] = 8'h00;
-    maxima[269] = 8'h00;
-    maxima[270] = 8'h00;
-    maxima[271] = 8'h00;
-    maxima[272] = 8'h00;
-    maxima[273] = 8'h00;
-    maxima[274] = 8'h00;
-    maxima[275] = 8'h00;
-    maxima[276] = 8'h00;
-    maxima[277] = 8'h00;
-    maxima[278] = 8'h00;
-    maxima[279] = 8'h00;
-    maxima[280] = 8'h00;
-    maxima[281] = 8'h00;
-    maxima[282] = 8'h00;
-    maxima[283] = 8'h00;
-    maxima[284] = 8'h00;
-    maxima[285] = 8'h00;
-    maxima[286] = 8'h00;
-    maxima[287] = 8'h00;
-    maxima[288] = 8'h00;
-    maxima[289] = 8'h00;
-    maxima[290] = 8'h00;
-    maxima[291] = 8'h00;
-    maxima[292] = 8'h00;
-    maxima[293] = 8'h00;
-    maxima[294] = 8'h00;
-    maxima[295] = 8'h00;
-    maxima[296] = 8'h00;
-    maxima[297] = 8'h00;
-    maxima[298] = 8'h00;
-    maxima[299] = 8'h00;
-    maxima[300] = 8'h00;
-    maxima[301] = 8'h00;
-    maxima[302] = 8'h00;
-    maxima[303] = 8'h00;
-    maxima[304] = 8'h00;
-    maxima[305] = 8'h00;
-    maxima[306] = 8'h00;
-    maxima[307] = 8'h00;
-    maxima[308] = 8'h00;
-    maxima[309] = 8'h00;
-    maxima[310] = 8'h00;
-    maxima[311] = 8'h00;
-    maxima[312] = 8'h00;
-    maxima[313] = 8'h00;
-    maxima[314] = 8'h00;
-    maxima[315] = 8'h00;
-    maxima[316] = 8'h00;
-    maxima[317] = 8'h00;
-    maxima[318] = 8'h00;
-    maxima[319] = 8'h00;
-    maxima[320] = 8'h00;
-    maxima[321] = 8'h00;
-    maxima[322] = 8'h00;
-    maxima[323] = 8'h00;
-    maxima[324] = 8'h00;
-    maxima[325] = 8'h00;
-    maxima[326] = 8'h00;
-    maxima[327] = 8'h00;
-    maxima[328] = 8'h00;
-    maxima[329] = 8'h00;
-    maxima[330] = 8'h00;
-    maxima[331] = 8'h00;
-    maxima[332] = 8'h00;
-    maxima[333] = 8'h00;
-    maxima[334] = 8'h00;
-    maxima[335] = 8'h00;
-    maxima[336] = 8'h00;
-    maxima[337] = 8'h00;
-    maxima[338] = 8'h00;
-    maxima[339] = 8'h00;
-    maxima[340] = 8'h00;
-    maxima[341] = 8'h00;
-    maxima[342] = 8'h00;
-    maxima[343] = 8'h00;
-    maxima[344] = 8'h00;
-    maxima[345] = 8'h00;
-    maxima[346] = 8'h00;
-    maxima[347] = 8'h00;
-    maxima[348] = 8'h00;
-    maxima[349] = 8'h00;
-    maxima[350] = 8'h00;
-    maxima[351] = 8'h00;
-    maxima[352] = 8'h00;
-    maxima[353] = 8'h00;
-    maxima[354] = 8'h00;
-    maxima[355] = 8'h00;
-    maxima[356] = 8'h00;
-    maxima[357] = 8'h00;
-    maxima[358] = 8'h00;
-    maxima[359] = 8'h00;
-    maxima[360] = 8'h00;
-    maxima[361] = 8'h00;
-    maxima[362] = 8'h00;
-    maxima[363] = 8'h00;
-    maxima[364] = 8'h00;
-    maxima[365] = 8'h00;
-    maxima[366] = 8'h00;
-    maxima[367] = 8'h00;
-    maxima[368] = 8'h00;
-    maxima[369] = 8'h00;
-    maxima[370] = 8'h00;
-    maxima[371] = 8'h00;
-    maxima[372] = 8'h00;
-    maxima[373] = 8'h00;
-    maxima[374] = 8'h00;
-    maxima[375] = 8'h00;
-    maxima[376] = 8'h00;
-    maxima[377] = 8'h00;
-    maxima[378] = 8'h00;
-    maxima[379] = 8'h00;
-    maxima[380] = 8'h00;
-    maxima[381] = 8'h00;
-    maxima[382] = 8'h00;
-    maxima[383] = 8'h00;
-    maxima[384] = 8'h00;
-    maxima[385] = 8'h00;
-    maxima[386] = 8'h00;
-    maxima[387] = 8'h00;
-    maxima[388] = 8'h00;
-    maxima[389] = 8'h00;
-    maxima[390] = 8'h00;
-    maxima[391] = 8'h00;
-    maxima[392] = 8'h00;
-    maxima[393] = 8'h00;
-    maxima[394] = 8'h00;
-    maxima[395] = 8'h00;
-    maxima[396] = 8'h00;
-    maxima[397] = 8'h00;
-    maxima[398] = 8'h00;
-    maxima[399] = 8'h00;
-    maxima[400] = 8'h00;
-    maxima[401] = 8'h00;
-    maxima[402] = 8'h00;
-    maxima[403] = 8'h00;
-    maxima[404] = 8'h00;
-    maxima[405] = 8'h00;
-    maxima[406] = 8'h00;
-    maxima[407] = 8'h00;
-    maxima[408] = 8'h00;
-    maxima[409] = 8'h00;
-    maxima[410] = 8'h00;
-    maxima[411] = 8'h00;
-    maxima[412] = 8'h00;
-    maxima[413] = 8'h00;
-    maxima[414] = 8'h00;
-    maxima[415] = 8'h00;
-    maxima[416] = 8'h00;
-    maxima[417] = 8'h00;
-    maxima[418] = 8'h00;
-    maxima[419] = 8'h00;
-    maxima[420] = 8'h00;
-    maxima[421] = 8'h00;
-    maxima[422] = 8'h00;
-    maxima[423] = 8'h00;
-    maxima[424] = 8'h00;
-    maxima[425] = 8'h00;
-    maxima[426] = 8'h00;
-    maxima[427] = 8'h00;
-    maxima[428] = 8'h00;
-    maxima[429] = 8'h00;
-    maxima[430] = 8'h00;
-    maxima[431] = 8'h00;
-    maxima[432] = 8'h00;
-    maxima[433] = 8'h00;
-    maxima[434] = 8'h00;
-    maxima[435] = 8'h00;
-    maxima[436] = 8'h00;
-    maxima[437] = 8'h00;
-    maxima[438] = 8'h00;
-    maxima[439] = 8'h00;
-    maxima[440] = 8'h00;
-    maxima[441] = 8'h00;
-    maxima[442] = 8'h00;
-    maxima[443] = 8'h00;
-    maxima[444] = 8'h00;
-    maxima[445] = 8'h00;
-    maxima[446] = 8'h00;
-    maxima[447] = 8'h00;
+    maxima0[0] = 8'h00;
+    maxima0[1] = 8'h00;
+    maxima0[2] = 8'h00;
+    maxima0[3] = 8'h00;
+    maxima0[4] = 8'h00;
+    maxima0[5] = 8'h00;
+    maxima0[6] = 8'h00;
+    maxima0[7] = 8'h00;
+    maxima0[8] = 8'h00;
+    maxima0[9] = 8'h00;
+    maxima0[10] = 8'h00;
+    maxima0[11] = 8'h00;
+    maxima0[12] = 8'h00;
+    maxima0[13] = 8'h00;
+    maxima0[14] = 8'h00;
+    maxima0[15] = 8'h00;
+    maxima0[16] = 8'h00;
+    maxima0[17] = 8'h00;
+    maxima0[18] = 8'h00;
+    maxima0[19] = 8'h00;
+    maxima0[20] = 8'h00;
+    maxima0[21] = 8'h00;
+    maxima0[22] = 8'h00;
+    maxima0[23] = 8'h00;
+    maxima0[24] = 8'h00;
+    maxima0[25] = 8'h00;
+    maxima0[26] = 8'h00;
+    maxima0[27] = 8'h00;
+    maxima0[28] = 8'h00;
+    maxima0[29] = 8'h00;
+    maxima0[30] = 8'h00;
+    maxima0[31] = 8'h00;
+    maxima0[32] = 8'h00;
+    maxima0[33] = 8'h00;
+    maxima0[34] = 8'h00;
+    maxima0[35] = 8'h00;
+    maxima0[36] = 8'h00;
+    maxima0[37] = 8'h00;
+    maxima0[38] = 8'h00;
+    maxima0[39] = 8'h00;
+    maxima0[40] = 8'h00;
+    maxima0[41] = 8'h00;
+    maxima0[42] = 8'h00;
+    maxima0[43] = 8'h00;
+    maxima0[44] = 8'h00;
+    maxima0[45] = 8'h00;
+    maxima0[46] = 8'h00;
+    maxima0[47] = 8'h00;
+    maxima0[48] = 8'h00;
+    maxima0[49] = 8'h00;
+    maxima0[50] = 8'h00;
+    maxima0[51] = 8'h00;
+    maxima0[52] = 8'h00;
+    maxima0[53] = 8'h00;
+    maxima0[54] = 8'h00;
+    maxima0[55] = 8'h00;
+    maxima0[56] = 8'h00;
+    maxima0[57] = 8'h00;
+    maxima0[58] = 8'h00;
+    maxima0[59] = 8'h00;
+    maxima0[60] = 8'h00;
+    maxima0[61] = 8'h00;
+    maxima0[62] = 8'h00;
+    maxima0[63] = 8'h00;
+    maxima0[64] = 8'h00;
+    maxima0[65] = 8'h00;
+    maxima0[66] = 8'h00;
+    maxima0[67] = 8'h00;
+    maxima0[68] = 8'h00;
+    maxima0[69] = 8'h00;
+    maxima0[70] = 8'h00;
+    maxima0[71] = 8'h00;
+    maxima0[72] = 8'h00;
+    maxima0[73] = 8'h00;
+    maxima0[74] = 8'h00;
+    maxima0[75] = 8'h00;
+    maxima0[76] = 8'h00;
+    maxima0[77] = 8'h00;
+    maxima0[78] = 8'h00;
+    maxima0[79] = 8'h00;
+    maxima0[80] = 8'h00;
+    maxima0[81] = 8'h00;
+    maxima0[82] = 8'h00;
+    maxima0[83] = 8'h00;
+    maxima0[84] = 8'h00;
+    maxima0[85] = 8'h00;
+    maxima0[86] = 8'h00;
+    maxima0[87] = 8'h00;
+    maxima0[88] = 8'h00;
+    maxima0[89] = 8'h00;
+    maxima0[90] = 8'h00;
+    maxima0[91] = 8'h00;
+    maxima0[92] = 8'h00;
+    maxima0[93] = 8'h00;
+    maxima0[94] = 8'h00;
+    maxima0[95] = 8'h00;
+    maxima0[96] = 8'h00;
+    maxima0[97] = 8'h00;
+    maxima0[98] = 8'h00;
+    maxima0[99] = 8'h00;
+    maxima0[100] = 8'h00;
+    maxima0[101] = 8'h00;
+    maxima0[102] = 8'h00;
+    maxima0[103] = 8'h00;
+    maxima0[104] = 8'h00;
+    maxima0[105] = 8'h00;
+    maxima0[106] = 8'h00;
+    maxima0[107] = 8'h00;
+    maxima0[108] = 8'h00;
+    maxima0[109] = 8'h00;
+    maxima0[110] = 8'h00;
+    maxima0[111] = 8'h00;
+    maxima0[112] = 8'h00;
+    maxima0[113] = 8'h00;
+    maxima0[114] = 8'h00;
+    maxima0[115] = 8'h00;
+    maxima0[116] = 8'h00;
+    maxima0[117] = 8'h00;
+    maxima0[118] = 8'h00;
+    maxima0[119] = 8'h00;
+    maxima0[120] = 8'h00;
+    maxima0[121] = 8'h00;
+    maxima0[122] = 8'h00;
+    maxima0[123] = 8'h00;
+    maxima0[124] = 8'h00;
+    maxima0[125] = 8'h00;
+    maxima0[126] = 8'h00;
+    maxima0[127] = 8'h00;
   end
   always @(posedge clk) begin
-    if (wport__en)
-      maxima[wport__addr] <= new3;
+    if (wp__en)
+      maxima0[\$7 [6:0]] <= wp__data;
   end
-  reg [7:0] _0_;
+  assign \$signature__data  = maxima0[\$signature__addr ];
+  (* ram_style = "distributed" *)
+  reg [7:0] maxima1 [127:0];
+  initial begin
+    maxima1[0] = 8'h00;
+    maxima1[1] = 8'h00;
+    maxima1[2] = 8'h00;
+    maxima1[3] = 8'h00;
+    maxima1[4] = 8'h00;
+    maxima1[5] = 8'h00;
+    maxima1[6] = 8'h00;
+    maxima1[7] = 8'h00;
+    maxima1[8] = 8'h00;
+    maxima1[9] = 8'h00;
+    maxima1[10] = 8'h00;
+    maxima1[11] = 8'h00;
+    maxima1[12] = 8'h00;
+    maxima1[13] = 8'h00;
+    maxima1[14] = 8'h00;
+    maxima1[15] = 8'h00;
+    maxima1[16] = 8'h00;
+    maxima1[17] = 8'h00;
+    maxima1[18] = 8'h00;
+    maxima1[19] = 8'h00;
+    maxima1[20] = 8'h00;
+    maxima1[21] = 8'h00;
+    maxima1[22] = 8'h00;
+    maxima1[23] = 8'h00;
+    maxima1[24] = 8'h00;
+    maxima1[25] = 8'h00;
+    maxima1[26] = 8'h00;
+    maxima1[27] = 8'h00;
+    maxima1[28] = 8'h00;
+    maxima1[29] = 8'h00;
+    maxima1[30] = 8'h00;
+    maxima1[31] = 8'h00;
+    maxima1[32] = 8'h00;
+    maxima1[33] = 8'h00;
+    maxima1[34] = 8'h00;
+    maxima1[35] = 8'h00;
+    maxima1[36] = 8'h00;
+    maxima1[37] = 8'h00;
+    maxima1[38] = 8'h00;
+    maxima1[39] = 8'h00;
+    maxima1[40] = 8'h00;
+    maxima1[41] = 8'h00;
+    maxima1[42] = 8'h00;
+    maxima1[43] = 8'h00;
+    maxima1[44] = 8'h00;
+    maxima1[45] = 8'h00;
+    maxima1[46] = 8'h00;
+    maxima1[47] = 8'h00;
+    maxima1[48] = 8'h00;
+    maxima1[49] = 8'h00;
+    maxima1[50] = 8'h00;
+    maxima1[51] = 8'h00;
+    maxima1[52] = 8'h00;
+    maxima1[53] = 8'h00;
+    maxima1[54] = 8'h00;
+    maxima1[55] = 8'h00;
+    maxima1[56] = 8'h00;
+    maxima1[57] = 8'h00;
+    maxima1[58] = 8'h00;
+    maxima1[59] = 8'h00;
+    maxima1[60] = 8'h00;
+    maxima1[61] = 8'h00;
+    maxima1[62] = 8'h00;
+    maxima1[63] = 8'h00;
+    maxima1[64] = 8'h00;
+    maxima1[65] = 8'h00;
+    maxima1[66] = 8'h00;
+    maxima1[67] = 8'h00;
+    maxima1[68] = 8'h00;
+    maxima1[69] = 8'h00;
+    maxima1[70] = 8'h00;
+    maxima1[71] = 8'h00;
+    maxima1[72] = 8'h00;
+    maxima1[73] = 8'h00;
+    maxima1[74] = 8'h00;
+    maxima1[75] = 8'h00;
+    maxima1[76] = 8'h00;
+    maxima1[77] = 8'h00;
+    maxima1[78] = 8'h00;
+    maxima1[79] = 8'h00;
+    maxima1[80] = 8'h00;
+    maxima1[81] = 8'h00;
+    maxima1[82] = 8'h00;
+    maxima1[83] = 8'h00;
+    maxima1[84] = 8'h00;
+    maxima1[85] = 8'h00;
+    maxima1[86] = 8'h00;
+    maxima1[87] = 8'h00;
+    maxima1[88] = 8'h00;
+    maxima1[89] = 8'h00;
+    maxima1[90] = 8'h00;
+    maxima1[91] = 8'h00;
+    maxima1[92] = 8'h00;
+    maxima1[93] = 8'h00;
+    maxima1[94] = 8'h00;
+    maxima1[95] = 8'h00;
+    maxima1[96] = 8'h00;
+    maxima1[97] = 8'h00;
+    maxima1[98] = 8'h00;
+    maxima1[99] = 8'h00;
+    maxima1[100] = 8'h00;
+    maxima1[101] = 8'h00;
+    maxima1[102] = 8'h00;
+    maxima1[103] = 8'h00;
+    maxima1[104] = 8'h00;
+    maxima1[105] = 8'h00;
+    maxima1[106] = 8'h00;
+    maxima1[107] = 8'h00;
+    maxima1[108] = 8'h00;
+    maxima1[109] = 8'h00;
+    maxima1[110] = 8'h00;
+    maxima1[111] = 8'h00;
+    maxima1[112] = 8'h00;
+    maxima1[113] = 8'h00;
+    maxima1[114] = 8'h00;
+    maxima1[115] = 8'h00;
+    maxima1[116] = 8'h00;
+    maxima1[117] = 8'h00;
+    maxima1[118] = 8'h00;
+    maxima1[119] = 8'h00;
+    maxima1[120] = 8'h00;
+    maxima1[121] = 8'h00;
+    maxima1[122] = 8'h00;
+    maxima1[123] = 8'h00;
+    maxima1[124] = 8'h00;
+    maxima1[125] = 8'h00;
+    maxima1[126] = 8'h00;
+    maxima1[127] = 8'h00;
+  end
   always @(posedge clk) begin
-    _0_ <= maxima[\$6 [8:0]];
+    if (\wp__en$31 )
+      maxima1[\$10 [6:0]] <= wp__data;
   end
-  assign \$signature__data  = _0_;
-  assign \$5  = \$signal$10  * 7'h40;
-  assign \$6  = \$5  + cg;
-  assign \$7  = fwd_c ? new5 : old2;
-  assign \$8  = \$signal$25  ? new4 : \$7 ;
-  assign \$9  = \$signal$24  ? new3 : \$8 ;
-  assign \$10  = in2 > \$9 ;
-  assign \$11  = \$signal$22  | \$10 ;
-  assign \$12  = fwd_c ? new5 : old2;
-  assign \$13  = \$signal$25  ? new4 : \$12 ;
-  assign \$14  = \$signal$24  ? new3 : \$13 ;
-  assign new2 = \$11  ? in2 : \$14 ;
-  assign \$15  = \$signal$38  & \$signal$39 ;
-  assign w_en = \$15  & \$signal$40 ;
-  assign \$16  = \$signal$44  & \$signal$45 ;
-  assign \$17  = \$16  & \$signal$46 ;
-  assign \$18  = \$signal$38  & \$signal$39 ;
-  assign \$19  = \$18  & \$signal$40 ;
-  assign \$20  = level + \$17 ;
-  assign \$21  = \$signal$44  & \$signal$45 ;
-  assign \$22  = \$21  & \$signal$46 ;
-  assign \$23  = \$signal$38  & \$signal$39 ;
-  assign \$24  = \$23  & \$signal$40 ;
-  assign \$25  = \$20  + \$24 ;
-  assign \$26  = take & last0;
-  assign \$27  = \$26  & keep0;
-  assign \$28  = \$25  + \$27 ;
-  assign \$29  = 2'h3 + read;
-  assign \$30  = \$28  < \$29 ;
-  assign \$31  = cg == 6'h3f;
-  assign \$32  = cg + 1'h1;
-  assign \$33  = \$31  ? 7'h00 : \$32 ;
-  assign \$34  = cg == 6'h3f;
-  assign \$35  = x == 4'hd;
-  assign \$36  = x + 1'h1;
-  assign \$37  = \$35  ? 5'h00 : \$36 ;
-  assign \$39  = x == 4'hd;
-  assign \$40  = \$38  | \$39 ;
-  assign \$41  = \$signal  + 1'h1;
-  assign \$42  = \$40  ? 2'h0 : \$41 ;
-  assign \$43  = x == 4'hd;
-  assign \$45  = \$signal$10  + 1'h1;
-  assign \$46  = \$44  ? \$45  : { 1'h0, \$signal$10  };
-  assign \$47  = \$43  ? 4'h0 : \$46 ;
-  assign \$48  = x == 4'hd;
-  assign \$49  = y == 4'hd;
-  assign \$50  = y + 1'h1;
-  assign \$51  = \$49  ? 5'h00 : \$50 ;
-  assign \$53  = y == 4'hd;
-  assign \$54  = \$52  | \$53 ;
-  assign \$55  = \$signal$8  + 1'h1;
-  assign \$56  = \$54  ? 2'h0 : \$55 ;
-  assign \$57  = ! \$signal ;
-  assign \$58  = ! \$signal$8 ;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = \$signal$38  & \$signal$40 ;
-  assign \$61  = \$signal$38  & \$signal$40 ;
-  assign \$62  = addr2 == addr1;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = wport__addr == addr1;
-  assign \$65  = wport__en & \$64 ;
-  assign \$66  = addr4 == addr1;
-  assign \$67  = v4 & \$66 ;
-  always @(posedge clk)
-    i__ready <= \$68 ;
-  always @(posedge clk)
-    cg <= \$69 ;
-  always @(posedge clk)
-    x <= \$70 ;
-  always @(posedge clk)
-    \$signal  <= \$71 ;
-  always @(posedge clk)
-    \$signal$10  <= \$72 ;
-  always @(posedge clk)
-    y <= \$73 ;
-  always @(posedge clk)
-    \$signal$8  <= \$74 ;
-  always @(posedge clk)
-    \$signal$44  <= \$75 ;
-  always @(posedge clk)
-    \$signal$48  <= \$76 ;
-  always @(posedge clk)
-    \$signal$45  <= \$77 ;
-  always @(posedge clk)
-    \$signal$46  <= \$78 ;
-  always @(posedge clk)
-    addr1 <= \$79 ;
-  always @(posedge clk)
-    in1 <= i__payload;
-  always @(posedge clk)
-    \$signal$38  <= \$80 ;
-  always @(posedge clk)
-    \$signal$22  <= \$81 ;
-  always @(posedge clk)
-    \$signal$39  <= \$82 ;
-  always @(posedge clk)
-    \$signal$40  <= \$83 ;
-  always @(posedge clk)
-    addr2 <= \$84 ;
-  always @(posedge clk)
-    in2 <= in1;
-  always @(posedge clk)
-    old2 <= \$signature__data ;
-  always @(posedge clk)
-    wport__en <= \$85 ;
-  always @(posedge clk)
-    wport__addr <= \$86 ;
-  always @(posedge clk)
-    new3 <= new2;
-  always @(posedge clk)
-    new4 <= new3;
-  always @(posedge clk)
-    v4 <= \$87 ;
-  always @(posedge clk)
-    addr4 <= \$88 ;
-  always @(posedge clk)
-    new5 <= new4;
-  always @(posedge clk)
-    \$signal$24  <= \$89 ;
-  always @(posedge clk)
-    \$signal$25  <= \$90 ;
-  always @(posedge clk)
-    fwd_c <= \$91 ;
+  assign \$signature__data$45  = maxima1[\$signature__addr$27 ];
+  (* ram_style = "distributed" *)
+  reg [7:0] maxima2 [127:0];
+  initial begin
+    maxima2[0] = 8'h00;
+    maxima2[1] = 8'h00;
+    maxima2[2] = 8'h00;
+    maxima2[3] = 8'h00;
+    maxima2[4] = 8'h00;
+    maxima2[5] = 8'h00;
+    maxima2[6] = 8'h00;
+    maxima2[7] = 8'h00;
+    maxima2[8] = 8'h00;
+    maxima2[9] = 8'h00;
+    maxima2[10] = 8'h00;
+    maxima2[11] = 8'h00;
+    maxima2[12] = 8'h00;
+    maxima2[13] = 8'h00;
+    maxima2[14] = 8'h00;
+    maxima2[15] = 8'h00;
+    maxima2[16] = 8'h00;
+    maxima2[17] = 8'h00;
+    maxima2[18] = 8'h00;
+    maxima2[19] = 8'h00;
+    maxima2[20] = 8'h00;
+    maxima2[21] = 8'h00;
+    maxima2[22] = 8'h00;
+    maxima2[23] = 8'h00;
+    maxima2[24] = 8'h00;
+    maxima2[25] = 8'h00;
+    maxima2[26] = 8'h00;
+    maxima2[27] = 8'h00;
+    maxima2[28] = 8'h00;
+    maxima2[29] = 8'h00;
+    maxima2[30] = 8'h00;
+    maxima2[31] = 8'h00;
+    maxima2[32] = 8'h00;
+    maxima2[33] = 8'h00;
+    maxima2[34] = 8'h00;
+    maxima2[35] = 8'h00;
+    maxima2[36] = 8'h00;
+    maxima2[37] = 8'h00;
+    maxima2[38] = 8'h00;
+    maxima2[39] = 8'h00;
+    maxima2[40] = 8'h00;
+    maxima2[41] = 8'h00;
+    maxima2[42] = 8'h00;
+    maxima2[43] = 8'h00;
+    maxima2[44] = 8'h00;
+    maxima2[45] = 8'h00;
+    maxima2[46] = 8'h00;
+    maxima2[47] = 8'h00;
+    maxima2[48] = 8'h00;
+    maxima2[49] = 8'h00;
+    maxima2[50] = 8'h00;
+    maxima2[51] = 8'h00;
+    maxima2[52] = 8'h00;
+    maxima2[53] = 8'h00;
+    maxima2[54] = 8'h00;
+    maxima2[55] = 8'h00;
+    maxima2[56] = 8'h00;
+    maxima2[57] = 8'h00;
+    maxima2[58] = 8'h00;
+    maxima2[59] = 8'h00;
+    maxima2[60] = 8'h00;
+    maxima2[61] = 8'h00;
+    maxima2[62] = 8'h00;
+    maxima2[63] = 8'h00;
+    maxima2[64] = 8'h00;
+    maxima2[65] = 8'h00;
+    maxima2[66] = 8'h00;
+    maxima2[67] = 8'h00;
+    maxima2[68] = 8'h00;
+    maxima2[69] = 8'h00;
+    maxima2[70] = 8'h00;
+    maxima2[71] = 8'h00;
+    maxima2[72] = 8'h00;
+    maxima2[73] = 8'h00;
+    maxima2[74] = 8'h00;
+    maxima2[75] = 8'h00;
+    maxima2[76] = 8'h00;
+    maxima2[77] = 8'h00;
+    maxima2[78] = 8'h00;
+    maxima2[79] = 8'h00;
+    maxima2[80] = 8'h00;
+    maxima2[81] = 8'h00;
+    maxima2[82] = 8'h00;
+    maxima2[83] = 8'h00;
+    maxima2[84] = 8'h00;
+    maxima2[85] = 8'h00;
+    maxima2[86] = 8'h00;
+    maxima2[87] = 8'h00;
+    maxima2[88] = 8'h00;
+    maxima2[89] = 8'h00;
+    maxima2[90] = 8'h00;
+    maxima2[91] = 8'h00;
+    maxima2[92] = 8'h00;
+    maxima2[93] = 8'h00;
+    maxima2[94] = 8'h00;
+    maxima2[95] = 8'h00;
+    maxima2[96] = 8'h00;
+    maxima2[97] = 8'h00;
+    maxima2[98] = 8'h00;
+    maxima2[99] = 8'h00;
+    maxima2[100] = 8'h00;
+    maxima2[101] = 8'h00;
+    maxima2[102] = 8'h00;
+    maxima2[103] = 8'h00;
+    maxima2[104] = 8'h00;
+    maxima2[105] = 8'h00;
+    maxima2[106] = 8'h00;
+    maxima2[107] = 8'h00;
+    maxima2[108] = 8'h00;
+    maxima2[109] = 8'h00;
+    maxima2[110] = 8'h00;
+    maxima2[111] = 8'h00;
+    maxima2[112] = 8'h00;
+    maxima2[113] = 8'h00;
+    maxima2[114] = 8'h00;
+    maxima2[115] = 8'h00;
+    maxima2[116] = 8'h00;
+    maxima2[117] = 8'h00;
+    maxima2[118] = 8'h00;
+    maxima2[119] = 8'h00;
+    maxima2[120] = 8'h00;
+    maxima2[121] = 8'h00;
+    maxima2[122] = 8'h00;
+    maxima2[123] = 8'h00;
+    maxima2[124] = 8'h00;
+    maxima2[125] = 8'h00;
+    maxima2[126] = 8'h00;
+    maxima2[127] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\wp__en$36 )
+      maxima2[\$13 [6:0]] <= wp__data;
+  end
+  assign \$signature__data$46  = maxima2[\$signature__addr$32 ];
+  (* ram_style = "distributed" *)
+  reg [7:0] maxima3 [63:0];
+  initial begin
+    maxima3[0] = 8'h00;
+    maxima3[1] = 8'h00;
+    maxima3[2] = 8'h00;
+    maxima3[3] = 8'h00;
+    maxima3[4] = 8'h00;
+    maxima3[5] = 8'h00;
+    maxima3[6] = 8'h00;
+    maxima3[7] = 8'h00;
+    maxima3[8] = 8'h00;
+    maxima3[9] = 8'h00;
+    maxima3[10] = 8'h00;
+    maxima3[11] = 8'h00;
+    maxima3[12] = 8'h00;
+    maxima3[13] = 8'h00;
+    maxima3[14] = 8'h00;
+    maxima3[15] = 8'h00;
+    maxima3[16] = 8'h00;
+    maxima3[17] = 8'h00;
+    maxima3[18] = 8'h00;
+    maxima3[19] = 8'h00;
+    maxima3[20] = 8'h00;
+    maxima3[21] = 8'h00;
+    maxima3[22] = 8'h00;
+    maxima3[23] = 8'h00;
+    maxima3[24] = 8'h00;
+    maxima3[25] = 8'h00;
+    maxima3[26] = 8'h00;
+    maxima3[27] = 8'h00;
+    maxima3[28] = 8'h00;
+    maxima3[29] = 8'h00;
+    maxima3[30] = 8'h00;
+    maxima3[31] = 8'h00;
+    maxima3[32] = 8'h00;
+    maxima3[33] = 8'h00;
+    maxima3[34] = 8'h00;
+    maxima3[35] = 8'h00;
+    maxima3[36] = 8'h00;
+    maxima3[37] = 8'h00;
+    maxima3[38] = 8'h00;
+    maxima3[39] = 8'h00;
+    maxima3[40] = 8'h00;
+    maxima3[41] = 8'h00;
+    maxima3[42] = 8'h00;
+    maxima3[43] = 8'h00;
+    maxima3[44] = 8'h00;
+    maxima3[45] = 8'h00;
+    maxima3[46] = 8'h00;
+    maxima3[47] = 8'h00;
+    maxima3[48] = 8'h00;
+    maxima3[49] = 8'h00;
+    maxima3[50] = 8'h00;
+    maxima3[51] = 8'h00;
+    maxima3[52] = 8'h00;
+    maxima3[53] = 8'h00;
+    maxima3[54] = 8'h00;
+    maxima3[55] = 8'h00;
+    maxima3[56] = 8'h00;
+    maxima3[57] = 8'h00;
+    maxima3[58] = 8'h00;
+    maxima3[59] = 8'h00;
+    maxima3[60] = 8'h00;
+    maxima3[61] = 8'h00;
+    maxima3[62] = 8'h00;
+    maxima3[63] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\wp__en$41 )
+      maxima3[\$16 [5:0]] <= wp__data;
+  end
+  assign \$signature__data$47  = maxima3[\$signature__addr$37 ];
   assign last0 = \$1  & \$2 ;
   assign \$3  = \$signal$10  < 3'h7;
   assign \$4  = y < 4'he;
   assign keep0 = \$3  & \$4 ;
   assign read = o__valid & r_en;
   assign take = i__valid & i__ready;
+  assign \$5  = \$signal$10  * 7'h40;
+  assign \$6  = \$5  + cg;
+  assign \$7  = waddr - 1'h0;
+  assign \$123  = waddr / 8'h80;
+  assign \$9  = ! \$8 ;
+  assign wp__en = \$signal$26  & \$9 ;
+  assign \$10  = waddr - 8'h80;
+  assign \$131  = waddr / 8'h80;
+  assign \$12  = \$11  == 1'h1;
+  assign \wp__en$31  = \$signal$26  & \$12 ;
+  assign \$13  = waddr - 9'h100;
+  assign \$139  = waddr / 8'h80;
+  assign \$15  = \$14  == 2'h2;
+  assign \wp__en$36  = \$signal$26  & \$15 ;
+  assign \$16  = waddr - 9'h180;
+  assign \$147  = waddr / 8'h80;
+  assign \$18  = \$17  == 2'h3;
+  assign \wp__en$41  = \$signal$26  & \$18 ;
+  assign \$19  = bank_sel == 1'h1;
+  assign \$20  = bank_sel == 2'h2;
+  assign \$21  = bank_sel == 2'h3;
+  assign \$22  = fwd_c ? new5 : old2;
+  assign \$23  = \$signal$52  ? new4 : \$22 ;
+  assign \$24  = \$signal$51  ? wp__data : \$23 ;
+  assign \$25  = in2 > \$24 ;
+  assign \$26  = \$signal$49  | \$25 ;
+  assign \$27  = fwd_c ? new5 : old2;
+  assign \$28  = \$signal$52  ? new4 : \$27 ;
+  assign \$29  = \$signal$51  ? wp__data : \$28 ;
+  assign new2 = \$26  ? in2 : \$29 ;
+  assign \$30  = \$signal$62  & \$signal$63 ;
+  assign w_en = \$30  & \$signal$64 ;
+  assign \$31  = \$signal$68  & \$signal$69 ;
+  assign \$32  = \$31  & \$signal$70 ;
+  assign \$33  = \$signal$62  & \$signal$63 ;
+  assign \$34  = \$33  & \$signal$64 ;
+  assign \$35  = level + \$32 ;
+  assign \$36  = \$signal$68  & \$signal$69 ;
+  assign \$37  = \$36  & \$signal$70 ;
+  assign \$38  = \$signal$62  & \$signal$63 ;
+  assign \$39  = \$38  & \$signal$64 ;
+  assign \$40  = \$35  + \$39 ;
+  assign \$41  = take & last0;
+  assign \$42  = \$41  & keep0;
+  assign \$43  = \$40  + \$42 ;
+  assign \$44  = 2'h3 + read;
+  assign \$45  = \$43  < \$44 ;
+  assign \$46  = cg == 6'h3f;
+  assign \$47  = cg + 1'h1;
+  assign \$48  = \$46  ? 7'h00 : \$47 ;
+  assign \$49  = cg == 6'h3f;
+  assign \$50  = x == 4'hd;
+  assign \$51  = x + 1'h1;
+  assign \$52  = \$50  ? 5'h00 : \$51 ;
+  assign \$54  = x == 4'hd;
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = \$signal  + 1'h1;
+  assign \$57  = \$55  ? 2'h0 : \$56 ;
+  assign \$58  = x == 4'hd;
+  assign \$60  = \$signal$10  + 1'h1;
+  assign \$61  = \$59  ? \$60  : { 1'h0, \$signal$10  };
+  assign \$62  = \$58  ? 4'h0 : \$61 ;
+  assign \$63  = x == 4'hd;
+  assign \$64  = y == 4'hd;
+  assign \$65  = y + 1'h1;
+  assign \$66  = \$64  ? 5'h00 : \$65 ;
+  assign \$68  = y == 4'hd;
+  assign \$69  = \$67  | \$68 ;
+  assign \$70  = \$signal$8  + 1'h1;
+  assign \$71  = \$69  ? 2'h0 : \$70 ;
+  assign \$72  = ! \$signal ;
+  assign \$73  = ! \$signal$8 ;
+  assign \$74  = \$72  & \$73 ;
+  assign \$75  = \$signal$62  & \$signal$64 ;
+  assign \$76  = \$signal$62  & \$signal$64 ;
+  assign \$77  = addr2 == addr1;
+  assign \$78  = \$76  & \$77 ;
+  assign \$79  = waddr == addr1;
+  assign \$80  = \$signal$26  & \$79 ;
+  assign \$81  = addr4 == addr1;
+  assign \$82  = v4 & \$81 ;
+  assign \$220  = \$6 [8:0] / 8'h80;
+  assign \$84  = \$6 [8:0] - 1'h0;
+  assign \$85  = \$6 [8:0] - 8'h80;
+  assign \$86  = \$6 [8:0] - 9'h100;
+  assign \$87  = \$6 [8:0] - 9'h180;
+  always @(posedge clk)
+    i__ready <= \$88 ;
+  always @(posedge clk)
+    cg <= \$89 ;
+  always @(posedge clk)
+    x <= \$90 ;
+  always @(posedge clk)
+    \$signal  <= \$91 ;
+  always @(posedge clk)
+    \$signal$10  <= \$92 ;
+  always @(posedge clk)
+    y <= \$93 ;
+  always @(posedge clk)
+    \$signal$8  <= \$94 ;
+  always @(posedge clk)
+    \$signal$68  <= \$95 ;
+  always @(posedge clk)
+    \$signal$72  <= \$96 ;
+  always @(posedge clk)
+    \$signal$69  <= \$97 ;
+  always @(posedge clk)
+    \$signal$70  <= \$98 ;
+  always @(posedge clk)
+    addr1 <= \$99 ;
+  always @(posedge clk)
+    in1 <= i__payload;
+  always @(posedge clk)
+    \$signal$62  <= \$100 ;
+  always @(posedge clk)
+    \$signal$49  <= \$101 ;
+  always @(posedge clk)
+    \$signal$63  <= \$102 ;
+  always @(posedge clk)
+    \$signal$64  <= \$103 ;
+  always @(posedge clk)
+    addr2 <= \$104 ;
+  always @(posedge clk)
+    in2 <= in1;
+  always @(posedge clk)
+    old2 <= rdata;
+  always @(posedge clk)
+    \$signal$26  <= \$105 ;
+  always @(posedge clk)
+    waddr <= \$106 ;
+  always @(posedge clk)
+    wp__data <= new2;
+  always @(posedge clk)
+    new4 <= wp__data;
+  always @(posedge clk)
+    v4 <= \$107 ;
+  always @(posedge clk)
+    addr4 <= \$108 ;
+  always @(posedge clk)
+    new5 <= new4;
+  always @(posedge clk)
+    \$signal$51  <= \$109 ;
+  always @(posedge clk)
+    \$signal$52  <= \$110 ;
+  always @(posedge clk)
+    fwd_c <= \$111 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd7)
+  ) bank0_addr_copy (
+    .clk(clk),
+    .d(\$84 [6:0]),
+    .q(\$signature__addr )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd7)
+  ) bank1_addr_copy (
+    .clk(clk),
+    .d(\$85 [6:0]),
+    .q(\$signature__addr$27 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd7)
+  ) bank2_addr_copy (
+    .clk(clk),
+    .d(\$86 [6:0]),
+    .q(\$signature__addr$32 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd6)
+  ) bank3_addr_copy (
+    .clk(clk),
+    .d(\$87 [5:0]),
+    .q(\$signature__addr$37 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd9)
+  ) bank_sel_copy (
+    .clk(clk),
+    .d(\$83 ),
+    .q(bank_sel)
+  );
   \flexor_lenet5.pool2.out  out (
     .clk(clk),
     .level(level),
@@ -30950,202 +31271,215 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$68  = \$30 ;
-    if (rst_pool2) begin
-      \$68  = 1'h1;
+    rdata = \$signature__data ;
+    if (\$19 ) begin
+      rdata = \$signature__data$45 ;
+    end
+    if (\$20 ) begin
+      rdata = \$signature__data$46 ;
+    end
+    if (\$21 ) begin
+      rdata = \$signature__data$47 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$69  = cg;
-    if (take) begin
-      \$69  = \$33 [5:0];
-    end
+    \$88  = \$45 ;
     if (rst_pool2) begin
-      \$69  = 6'h00;
+      \$88  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$70  = x;
+    \$89  = cg;
     if (take) begin
-      if (\$34 ) begin
-        \$70  = \$37 [3:0];
+      \$89  = \$48 [5:0];
+    end
+    if (rst_pool2) begin
+      \$89  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$90  = x;
+    if (take) begin
+      if (\$49 ) begin
+        \$90  = \$52 [3:0];
       end
     end
     if (rst_pool2) begin
-      \$70  = 4'h0;
+      \$90  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$71  = \$signal ;
+    \$91  = \$signal ;
     if (take) begin
-      if (\$34 ) begin
-        \$71  = \$42 [0];
+      if (\$49 ) begin
+        \$91  = \$57 [0];
       end
     end
-    if (rst_pool2) begin
-      \$71  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$72  = \$signal$10 ;
-    if (take) begin
-      if (\$34 ) begin
-        \$72  = \$47 [2:0];
-      end
-    end
-    if (rst_pool2) begin
-      \$72  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$73  = y;
-    if (take) begin
-      if (\$34 ) begin
-        if (\$48 ) begin
-          \$73  = \$51 [3:0];
-        end
-      end
-    end
-    if (rst_pool2) begin
-      \$73  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$74  = \$signal$8 ;
-    if (take) begin
-      if (\$34 ) begin
-        if (\$48 ) begin
-          \$74  = \$56 [0];
-        end
-      end
-    end
-    if (rst_pool2) begin
-      \$74  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$75  = take;
-    if (rst_pool2) begin
-      \$75  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$76  = \$59 ;
-    if (rst_pool2) begin
-      \$76  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$77  = last0;
-    if (rst_pool2) begin
-      \$77  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$78  = keep0;
-    if (rst_pool2) begin
-      \$78  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$79  = \$6 [8:0];
-    if (rst_pool2) begin
-      \$79  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$80  = \$signal$44 ;
-    if (rst_pool2) begin
-      \$80  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$81  = \$signal$48 ;
-    if (rst_pool2) begin
-      \$81  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$82  = \$signal$45 ;
-    if (rst_pool2) begin
-      \$82  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$83  = \$signal$46 ;
-    if (rst_pool2) begin
-      \$83  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$84  = addr1;
-    if (rst_pool2) begin
-      \$84  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$85  = \$60 ;
-    if (rst_pool2) begin
-      \$85  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$86  = addr2;
-    if (rst_pool2) begin
-      \$86  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$87  = wport__en;
-    if (rst_pool2) begin
-      \$87  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$88  = wport__addr;
-    if (rst_pool2) begin
-      \$88  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$89  = \$63 ;
-    if (rst_pool2) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$90  = \$65 ;
-    if (rst_pool2) begin
-      \$90  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$91  = \$67 ;
     if (rst_pool2) begin
       \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$92  = \$signal$10 ;
+    if (take) begin
+      if (\$49 ) begin
+        \$92  = \$62 [2:0];
+      end
+    end
+    if (rst_pool2) begin
+      \$92  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$93  = y;
+    if (take) begin
+      if (\$49 ) begin
+        if (\$63 ) begin
+          \$93  = \$66 [3:0];
+        end
+      end
+    end
+    if (rst_pool2) begin
+      \$93  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$94  = \$signal$8 ;
+    if (take) begin
+      if (\$49 ) begin
+        if (\$63 ) begin
+          \$94  = \$71 [0];
+        end
+      end
+    end
+    if (rst_pool2) begin
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$95  = take;
+    if (rst_pool2) begin
+      \$95  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$96  = \$74 ;
+    if (rst_pool2) begin
+      \$96  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$97  = last0;
+    if (rst_pool2) begin
+      \$97  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$98  = keep0;
+    if (rst_pool2) begin
+      \$98  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$99  = \$6 [8:0];
+    if (rst_pool2) begin
+      \$99  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$100  = \$signal$68 ;
+    if (rst_pool2) begin
+      \$100  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$101  = \$signal$72 ;
+    if (rst_pool2) begin
+      \$101  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$102  = \$signal$69 ;
+    if (rst_pool2) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$103  = \$signal$70 ;
+    if (rst_pool2) begin
+      \$103  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$104  = addr1;
+    if (rst_pool2) begin
+      \$104  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$105  = \$75 ;
+    if (rst_pool2) begin
+      \$105  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$106  = addr2;
+    if (rst_pool2) begin
+      \$106  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$107  = \$signal$26 ;
+    if (rst_pool2) begin
+      \$107  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$108  = waddr;
+    if (rst_pool2) begin
+      \$108  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$109  = \$78 ;
+    if (rst_pool2) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$110  = \$80 ;
+    if (rst_pool2) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$111  = \$82 ;
+    if (rst_pool2) begin
+      \$111  = 1'h0;
     end
   end
   assign r_data = o__payload;
@@ -31153,17 +31487,37 @@ module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i_
   assign o__ready = r_en;
   assign ready = i__ready;
   assign addr = \$6 [8:0];
-  assign \$signature__addr  = \$6 [8:0];
-  assign \$signature__en  = 1'h1;
-  assign addr3 = wport__addr;
-  assign wport__data = new3;
-  assign \$signal$35  = wport__en;
+  assign bank0_addr = \$signature__addr ;
+  assign wp__addr = \$7 [6:0];
+  assign \$signal$24  = wp__data;
+  assign bank1_addr = \$signature__addr$27 ;
+  assign \wp__addr$29  = \$10 [6:0];
+  assign \wp__data$30  = wp__data;
+  assign bank2_addr = \$signature__addr$32 ;
+  assign \wp__addr$34  = \$13 [6:0];
+  assign \wp__data$35  = wp__data;
+  assign bank3_addr = \$signature__addr$37 ;
+  assign \wp__addr$39  = \$16 [5:0];
+  assign \wp__data$40  = wp__data;
+  assign new3 = wp__data;
+  assign addr3 = waddr;
+  assign \$signal$59  = \$signal$26 ;
   assign w_data = new2;
   assign \$1  = \$signal ;
   assign \$2  = \$signal$8 ;
-  assign \$38  = \$signal ;
-  assign \$44  = \$signal ;
-  assign \$52  = \$signal$8 ;
+  assign \$125  = 1'h1;
+  assign \$8  = \$123 ;
+  assign \$133  = 1'h1;
+  assign \$11  = \$131 ;
+  assign \$141  = 1'h1;
+  assign \$14  = \$139 ;
+  assign \$149  = 1'h1;
+  assign \$17  = \$147 ;
+  assign \$53  = \$signal ;
+  assign \$59  = \$signal ;
+  assign \$67  = \$signal$8 ;
+  assign \$222  = 1'h1;
+  assign \$83  = \$220 ;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -103,6 +103,7 @@ def _ready_monitor(dut, depth, wrong):
     return monitor
 
 
+@pytest.mark.parametrize("style", ["block", "distributed"])
 @pytest.mark.parametrize("c, h, w, k, simd, is_signed, stall", [
     (2, 6, 6, 2, 1, False, 0.3),        # one channel a beat
     (4, 7, 5, 2, 2, True, 0.3),         # a row and a column past the last window
@@ -114,7 +115,9 @@ def _ready_monitor(dut, depth, wrong):
     (4, 4, 4, (2, 1), 4, True, 0.3),    # the whole pixel a beat, non-square kernel
     (3, 4, 4, 1, 1, False, 0.2),        # 1×1: every beat completes its window
 ])
-def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
+def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall, style):
+    """Exact under stalls, a read that meets the write of its place forwarded; the maxima in
+    block RAM, or in LUT RAM in banks of 4 words, each read at its own address copy."""
     from flexor_hw.gateware.pool import TiledMaxPool
     rng = np.random.default_rng(h * w + c)
     lo, hi = (-128, 127) if is_signed else (0, 255)
@@ -122,17 +125,17 @@ def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
     kk = k if isinstance(k, tuple) else (k, k)
     node = MaxPool2d(name="p", kernel=kk, stride=kk)
     want = node.run_int([images], None).transpose(0, 2, 3, 1).reshape(-1)   # (y, x, c)
-    dut = TiledMaxPool(signed(8) if is_signed else 8, c, h, w, k, simd=simd, ram_style="block")
+    dut = TiledMaxPool(signed(8) if is_signed else 8, c, h, w, k, simd=simd, ram_style=style,
+                       bank_words=4)
     beats = _pack(images.transpose(0, 2, 3, 1).reshape(-1), simd, 8)
     missed, wrong_ready = [], []
 
     async def monitor(ctx):
         # in block RAM the maxima carry no_rw_check: a read that meets the write of its
         # place must take the forwarded word (two cycles later), never the memory's
-        take, rport, wport, fwd = dut._ports
         cycle, pending = 0, []
         async for _, _, t, ra, en, wa, f, *ready in ctx.tick().sample(
-                take, rport.addr, wport.en, wport.addr, fwd, *_ready_signals(dut)):
+                *dut._ports, *_ready_signals(dut)):
             cycle += 1
             _check_ready(ready, 3, cycle, wrong_ready)
             if pending and pending[0] == cycle - 2:
@@ -144,7 +147,12 @@ def test_tiled_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
 
     run = run_stream(dut, beats, 3 * dut.beats_per_image, in_stall=stall, out_stall=stall,
                      seed=c, monitor=monitor)
-    assert missed == [] and dut._maxima._attrs.get("no_rw_check")
+    assert missed == []
+    depth = (w // kk[1]) * c // simd
+    if style == "block":
+        assert dut._maxima._attrs.get("no_rw_check")
+    else:       # banks of four words where the maxima are more
+        assert dut._n_banks == (-(-depth // 4) if depth > 4 else 1)
     assert wrong_ready == []
     assert run.outputs == _pack(want, simd, 8)
     if not stall:       # one beat a cycle in, whatever the output does
