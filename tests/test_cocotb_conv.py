@@ -203,9 +203,10 @@ def test_imported_checkpoints_on_verilator(arch, tmp_path):
 def test_resnet32_folded_for_the_85k_on_verilator(tmp_path):
     """The paper's ResNet-32 (FleXOR 3×3 convs at n_in 6 / n_out 10, int8 first conv and fc,
     option-A shortcuts; random calibrated weights) as folded for the ECP5-85k: 2 images on
-    Verilator, bit-exact, unstalled at exactly the manifest's cycles per image, within
-    1.15× the ideal (81,920 cycles, 1.12×; its first stage's skip FIFOs in banks of a block
-    RAM each). (ResNet-20 and ResNet-32 with more images: benchmarks/bench_resnet_fold.py
+    Verilator, bit-exact, unstalled at exactly the manifest's cycles per image, at 81,920
+    cycles or faster (its first stage's skip FIFOs in banks of a block RAM each; 1.21× the
+    ideal, where units that fold wider than the rate needs take fewer LUT4, their ROMs in
+    block RAM). (ResNet-20 and ResNet-32 with more images: benchmarks/bench_resnet_fold.py
     --verilator N.)"""
     from flexor_hw.toolchain import SimulatorMissing, require_simulator
     try:
@@ -218,7 +219,7 @@ def test_resnet32_folded_for_the_85k_on_verilator(tmp_path):
     save(pkg, tmp_path / "r32.flexor.npz")
     manifest = build(tmp_path / "r32.flexor.npz", tmp_path / "rtl", target="ecp5-85k",
                      argmax=True, quiet=True)
-    assert manifest["cycles_per_inference"] <= 1.15 * manifest["ideal_cycles_per_inference"]
+    assert manifest["cycles_per_inference"] <= 81_920
     assert any(n.get("skip_fifo_bank_words") for n in manifest["nodes"])
     x = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32))
     report = verify(tmp_path / "rtl", sim="verilator", inputs=x, in_stall=0, out_stall=0,
