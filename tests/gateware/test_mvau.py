@@ -391,6 +391,25 @@ def test_mvau_reset_in_the_middle_of_a_vector(hold, offered):
     assert wrong == []
 
 
+def test_held_words_restart_with_a_reset_in_the_middle_of_a_vector():
+    """A unit whose weight words serve several steps (PE 1, SIMD 2 of slices of 10: five
+    steps a word), reset while a vector is issued and the next half written: its phase and
+    its weight stream start again together, and the vectors after are exact."""
+    pkg, layer, consts = _layer(26, 3, q=2)
+    params = mvau_params(layer, consts, 1, 2, 1)
+    assert params.hold == 5
+    dut, wrong = MatrixVectorUnit(params), []
+    junk = pack_beats(_inputs(consts, 4, 26, seed=7), 2, params.x_width)
+    before = reset_while_stalled(dut, junk[:params.sf + 7], settle=23, hold=2, offered=False,
+                                 fill=False)
+    x = _inputs(consts, 3, 26, seed=8)
+    run = run_stream(dut, pack_beats(x, 2, params.x_width), 3 * 3, in_stall=0.2, out_stall=0.3,
+                     seed=2, before=before, monitor=_copies_agree(dut, wrong))
+    got = unpack_beats(run.outputs, 1, params.y_width, consts.y_lo < 0).reshape(3, 3)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+    assert wrong == []
+
+
 def test_rom_image_holds_each_rows_bits_at_its_offset():
     """Decoding a tiled word's slots and taking SIMD bits at the row's offset
     ``(r·F + sf·SIMD) mod n_out`` gives exactly the weight bits of that row and column block
