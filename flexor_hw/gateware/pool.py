@@ -149,7 +149,7 @@ class TiledMaxPool(wiring.Component):
             attrs = dict(NO_RW_CHECK, **attrs)
         B = self._bank_words
         banked = self._ram_style == "distributed" and depth > B
-        self._n_banks = -(-depth // B) if banked else 1                  # for tests
+        n_banks = self._n_banks = -(-depth // B) if banked else 1       # (for tests)
         if not banked:
             m.submodules.maxima = mem = memory.Memory(shape=P * xw, depth=max(2, depth),
                                                       init=[], attrs=attrs)
@@ -207,7 +207,6 @@ class TiledMaxPool(wiring.Component):
         if banked:
             # a bank per B words, each read at its own copy of the registered address; the
             # bank chosen by a copy more
-            n_banks = -(-depth // B)
             sel = copy_register(m, addr // B, "bank_sel", emit=self._emit)
             words = []
             for b in range(n_banks):

@@ -117,9 +117,9 @@ def ram_style(depth, width, style=None):
 def memory(kind, depth, width, *, rom=False, logic=False, block=False, style=None,
            family="ecp5", read_ports=1):
     """``{kind, depth, width, bits, block_rams, luts, ffs}`` of one memory: a ROM in block
-    RAM, or logic with ``logic`` or when small (``block``: block RAM however small); a RAM in block RAM or LUT RAM as the Verilog asks
-    (``style``: ``"block"`` or ``"distributed"``; ``logic``: LUT RAM), else where Yosys
-    puts it. LUT RAM has one read port: each further one is a copy (``read_ports``).
+    RAM, or logic with ``logic`` or when small (``block``: block RAM however small); a RAM
+    in block RAM or LUT RAM as the Verilog asks (``style``: ``"block"`` or
+    ``"distributed"``; ``logic``: LUT RAM), else where Yosys puts it. LUT RAM has one read port: each further one is a copy (``read_ports``).
     On the iCE40 (``family="ice40"``) block RAMs are SB_RAM40_4K and every RAM
     goes to them (there is no LUT RAM)."""
     bits, ffs = depth * width, 0

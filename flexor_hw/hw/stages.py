@@ -336,8 +336,9 @@ class Mvau(Stage):
 
     def memories(self):
         p = self.params
-        return [_mem(self, "weights", p.rom_depth, p.rom_width, rom=True,
-                     logic=rom_in_logic(p, LOGIC_ROM_BITS), block=p.rom_block),
+        in_logic = rom_in_logic(p, LOGIC_ROM_BITS)      # the unit's own rule, rom_block's too
+        return [_mem(self, "weights", p.rom_depth, p.rom_width, rom=True, logic=in_logic,
+                     block=not in_logic),
                 _mem(self, "constants", p.const_depth, p.const_width, rom=True),
                 _mem(self, "activations", 2 * p.sf, p.simd * p.x_width,
                         style=p.vectors_style)] + \

@@ -370,42 +370,28 @@ def test_mvau_int8_planes_and_baseline():
     assert np.array_equal(got, run_int(pkg, x, F)[0])
 
 
-@pytest.mark.parametrize("hold, offered", [(2, False), (1, True)])
-def test_mvau_reset_in_the_middle_of_a_vector(hold, offered):
+@pytest.mark.parametrize("f, o, pe, simd, r, hold, offered", [
+    (21, 8, 4, 5, 2, 2, False), (21, 8, 4, 5, 2, 1, True),
+    (26, 3, 1, 2, 1, 2, False),     # weight words held five steps: the phase restarts too
+])
+def test_mvau_reset_in_the_middle_of_a_vector(f, o, pe, simd, r, hold, offered):
     """A reset while a vector is issued and the next one half written (``w_full``'s issue
-    copy follows the reset through its input: equal to ``w_full`` in every cycle)."""
-    pkg, layer, consts = _layer(21, 8, q=2)
-    params = mvau_params(layer, consts, 4, 5, 2)
+    copy follows the reset through its input: equal to ``w_full`` in every cycle; a unit
+    whose words serve several steps starts its phase again with its weight stream)."""
+    pkg, layer, consts = _layer(f, o, q=2)
+    params = mvau_params(layer, consts, pe, simd, r)
+    assert params.hold == (5 if pe == 1 else 1)
     dut, wrong = MatrixVectorUnit(params), []
-    junk = pack_beats(_inputs(consts, 8, 21, seed=7), 5, params.x_width)
+    junk = pack_beats(_inputs(consts, 8, f, seed=7), simd, params.x_width)
 
     # a vector and part of the next, output stalled (or vectors until the input is out of
     # room, both halves full, and a beat offered during the reset)
-    before = reset_while_stalled(dut, junk[:5 + 2] if not offered else junk, settle=30,
-                                 hold=hold, offered=offered, fill=offered)
-    x = _inputs(consts, 3, 21, seed=8)
-    run = run_stream(dut, pack_beats(x, 5, params.x_width), 3 * 4, in_stall=0.2, out_stall=0.3,
-                     seed=2, before=before, monitor=_copies_agree(dut, wrong))
-    got = unpack_beats(run.outputs, 2, params.y_width, consts.y_lo < 0).reshape(3, 8)
-    assert np.array_equal(got, run_int(pkg, x, F)[0])
-    assert wrong == []
-
-
-def test_held_words_restart_with_a_reset_in_the_middle_of_a_vector():
-    """A unit whose weight words serve several steps (PE 1, SIMD 2 of slices of 10: five
-    steps a word), reset while a vector is issued and the next half written: its phase and
-    its weight stream start again together, and the vectors after are exact."""
-    pkg, layer, consts = _layer(26, 3, q=2)
-    params = mvau_params(layer, consts, 1, 2, 1)
-    assert params.hold == 5
-    dut, wrong = MatrixVectorUnit(params), []
-    junk = pack_beats(_inputs(consts, 4, 26, seed=7), 2, params.x_width)
-    before = reset_while_stalled(dut, junk[:params.sf + 7], settle=23, hold=2, offered=False,
-                                 fill=False)
-    x = _inputs(consts, 3, 26, seed=8)
-    run = run_stream(dut, pack_beats(x, 2, params.x_width), 3 * 3, in_stall=0.2, out_stall=0.3,
-                     seed=2, before=before, monitor=_copies_agree(dut, wrong))
-    got = unpack_beats(run.outputs, 1, params.y_width, consts.y_lo < 0).reshape(3, 3)
+    before = reset_while_stalled(dut, junk[:params.sf + 2] if not offered else junk,
+                                 settle=30, hold=hold, offered=offered, fill=offered)
+    x = _inputs(consts, 3, f, seed=8)
+    run = run_stream(dut, pack_beats(x, simd, params.x_width), 3 * o // r, in_stall=0.2,
+                     out_stall=0.3, seed=2, before=before, monitor=_copies_agree(dut, wrong))
+    got = unpack_beats(run.outputs, r, params.y_width, consts.y_lo < 0).reshape(3, o)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
     assert wrong == []
 
