@@ -98,6 +98,79 @@ def test_the_emitted_rom_reads_every_word(tmp_path, logic, width, depth, latency
     assert got == [words[a] for a in order]
 
 
+STALL_BENCH = """
+module bench;
+    reg clk = 0;
+    reg en = 1;
+    reg [{aw}-1:0] addr = 0;
+    wire [{width}-1:0] data;
+    reg [{aw}-1:0] order [0:{n}-1];
+    reg enables [0:{cycles}-1];
+    integer k, j;
+    {module} #(.WIDTH({width}), .DEPTH({depth}), .ADDR_WIDTH({aw}), .INIT_FILE("rom.hex"),
+               .LATENCY({latency}), .STALL(1){extra}) dut (.clk(clk), .addr(addr), .en(en),
+               .data(data));
+    initial begin
+        $readmemh("order.hex", order);
+        $readmemb("en.bin", enables);
+        j = 0;
+        for (k = 0; k < {cycles}; k = k + 1) begin
+            addr = order[j % {n}];
+            en = enables[k];
+            #1 clk = 1;
+            #1 clk = 0;
+            if (en) j = j + 1;
+            $display("%0d %0d %h", k, en, data);
+        end
+        $finish;
+    end
+endmodule
+"""
+
+
+@pytest.mark.parametrize("logic, width, depth, latency, page_words",
+                         [c for c in CASES if c[:3] != (False, 40, 1024)],
+                         ids=[f"{'logic' if c[0] else 'bram'}-w{c[1]}d{c[2]}l{c[3]}p{c[4]}"
+                              for c in CASES if c[:3] != (False, 40, 1024)])
+def test_the_emitted_rom_holds_its_read_while_stalled(tmp_path, logic, width, depth, latency,
+                                                      page_words):
+    """With ``STALL`` every register of the read loads only on a clock with ``en`` high
+    (the address presented then): after the e-th such clock, ``data`` is the word at the
+    address of the (e − latency + 1)-th, and holds through the clocks between."""
+    rng = np.random.default_rng(depth + 3 * width)
+    words = [int("".join(map(str, b)), 2) for b in rng.integers(0, 2, (depth, width))]
+    rom = Rom(width, depth=depth, init_file="rom.hex", logic=logic, latency=latency,
+              page_words=page_words, stall=True)
+    assert rom.banks == 1
+    digits = -(-width // 4)
+    (tmp_path / "rom.hex").write_text("\n".join(f"{v:0{digits}x}" for v in words) + "\n")
+    order = rng.permutation(depth)
+    (tmp_path / "order.hex").write_text("\n".join(f"{a:x}" for a in order) + "\n")
+    cycles = 2 * depth + 8
+    enables = (rng.random(cycles) < 0.5).astype(int)
+    enables[:2] = 0                                 # held before the first read, too
+    (tmp_path / "en.bin").write_text("\n".join(map(str, enables)) + "\n")
+    extra = "" if rom._page_bits is None else f", .PAGE_BITS({rom._page_bits})"
+    extra += "" if rom._copy_bits is None else f", .COPY_BITS({rom._copy_bits})"
+    extra += "" if rom._group_bits is None else f", .GROUP_BITS({rom._group_bits})"
+    module = "flexor_rom_logic" if logic else "flexor_rom"
+    bench = STALL_BENCH.format(aw=len(rom.addr), width=width, n=depth, module=module,
+                               depth=depth, latency=rom.latency, extra=extra, cycles=cycles)
+    (tmp_path / "bench.v").write_text((ROM_LOGIC_VERILOG if logic else ROM_VERILOG) + bench)
+    subprocess.run(["iverilog", "-g2012", "-o", "bench.out", "bench.v"], cwd=tmp_path,
+                   check=True)
+    out = subprocess.run(["vvp", "-n", "bench.out"], cwd=tmp_path, check=True,
+                         capture_output=True, text=True).stdout
+    edges, checked = 0, 0
+    for line in out.splitlines():
+        _, en, value = line.split()
+        edges += int(en)
+        if edges >= rom.latency:
+            assert value == f"{words[order[(edges - rom.latency) % depth]]:0{digits}x}", edges
+            checked += 1
+    assert checked > depth // 2
+
+
 def rom_banked_params(rom):
     from flexor_hw.gateware.rom import rom_group_bits
     return {"p_BANKS": rom.banks, "p_BANK_ADDR": rom._bank_addr,

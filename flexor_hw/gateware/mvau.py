@@ -14,8 +14,8 @@ from .mul import MUL_WIDTH, Multiplier, lut_product, lut_product_terms
 from .pipeline import (NO_RW_CHECK, Credits, OutputFifo, copy_register, delay, flag_copy,
                        int_shape, mux_tree, pipelined_sum, ram_style_attr)
 from .repack import shift_in
-from .rom import Rom, flat_group_bits
-from .weight_stream import WeightStream, prime_cycles
+from .rom import Rom, flat_group_bits, rom_banked
+from .weight_stream import WeightStream
 from .xor_decoder import XorDecoder
 
 __all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER", "hold_steps",
@@ -452,13 +452,15 @@ class MatrixVectorUnit(wiring.Component):
         small = self._logic_rom_bits
         rom_logic = rom_in_logic(p, small)
         latency = rom_latency(p, rom_logic)
+        stall = rom_stalls(p, rom_logic)
         if self._init_files is None:
             rom = Rom(p.rom_width, words=p.rom_words, latency=latency, logic=rom_logic,
-                      page_words=p.rom_page_words)
+                      page_words=p.rom_page_words, stall=stall)
             crom = Rom(p.const_width, words=p.const_words)
         else:
             rom = Rom(p.rom_width, depth=p.rom_depth, init_file=self._init_files[0],
-                      logic=rom_logic, latency=latency, page_words=p.rom_page_words)
+                      logic=rom_logic, latency=latency, page_words=p.rom_page_words,
+                      stall=stall)
             crom = Rom(p.const_width, depth=p.const_depth, init_file=self._init_files[1],
                        logic=p.const_width * p.const_depth <= small)
         m.submodules.rom, m.submodules.consts = rom, crom
@@ -527,7 +529,7 @@ class MatrixVectorUnit(wiring.Component):
         # Once primed, the weight stream never runs dry under a step every cycle; a unit
         # whose first vector takes long enough to arrive never steps before that, and needs
         # no gate on the stream's valid (prime_cycles).
-        valid = weights.o.valid if sf + 1 < prime_cycles(rom.latency) else 1
+        valid = weights.o.valid if sf + 1 < weights.prime_cycles else 1
         step = Signal()
         m.d.comb += step.eq(active & valid & (~s_last | can_end))
         self._step = step                   # for tests
@@ -1045,6 +1047,12 @@ def rom_latency(p, logic):
         wide = flat_group_bits(p.rom_depth, p.rom_width) is not None
         return 3 if wide and not p.address_register else 2
     return 3 if not p.address_register and deep else 2
+
+
+def rom_stalls(p, logic):
+    """Whether the weight stream stalls the unit's ROM (:class:`WeightStream`): where it is
+    not banked (a ring of words behind a banked one)."""
+    return not rom_banked(p.rom_depth, p.rom_width, rom_latency(p, logic), logic)
 
 
 def vector_pages(p):

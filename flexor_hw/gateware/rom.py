@@ -9,7 +9,7 @@ from amaranth.utils import ceil_log2
 
 __all__ = ["Rom", "ROM_VERILOG", "rom_modules", "rom_layout", "rom_group_bits", "bank_rows",
            "LOGIC_ROM_BITS", "DP16KD_CONFIGS", "rom_address_copies", "flat_group_bits",
-           "rom_read_latency"]
+           "rom_read_latency", "rom_banked"]
 
 # ROMs of a network up to this many bits are logic, not block RAM: a few hundred constants (or
 # a first conv's 640 weight bits) would each take a whole 18 Kbit block RAM, and block RAM is
@@ -87,11 +87,17 @@ def flat_group_bits(depth, width):
 BANKED_LATENCY = 5
 
 
+def rom_banked(depth, width, latency, logic=False):
+    """Whether a :class:`Rom` of ``depth × width`` asked for ``latency`` is banked: in block
+    RAM, registered, and deeper than the configuration that holds it in the fewest blocks
+    (:func:`rom_layout`)."""
+    return latency >= 2 and not logic and rom_layout(depth, width)[0] > 1
+
+
 def rom_read_latency(depth, width, latency, logic=False):
     """Cycles from address to data of a :class:`Rom` of ``depth × width`` asked for
     ``latency``: :data:`BANKED_LATENCY` where it is banked in block RAM."""
-    banked = latency >= 2 and not logic and rom_layout(depth, width)[0] > 1
-    return BANKED_LATENCY if banked else latency
+    return BANKED_LATENCY if rom_banked(depth, width, latency, logic) else latency
 
 
 def bank_rows(words, width, banks, rows):
@@ -121,12 +127,17 @@ module {name} #(
     parameter BANK_ADDR = ADDR_WIDTH,
     parameter GROUP_BITS = 1,
     parameter PAGE_BITS = ADDR_WIDTH,
-    parameter COPY_BITS = 0
+    parameter COPY_BITS = 0,
+    parameter STALL = 0
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
+    input wire en,
     output reg [WIDTH-1:0] data
 );
+    // With STALL, every register of the read (not banked) loads only while en is high: the
+    // read holds its word and the words behind it (a block RAM's clock enables).
+    wire go = STALL ? en : 1'b1;
     generate if (BANKS > 1) begin : banked
         // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
         // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is read in groups
@@ -198,11 +209,11 @@ module {name} #(
             initial $readmemh(INIT_FILE, mem);
             reg [ADDR_WIDTH-1:0] a;
             reg [HI-LO-1:0] part;
-            (* keep *) always @(posedge clk) a <= addr;
-            always @(posedge clk) part <= mem[a][HI-1:LO];
+            (* keep *) always @(posedge clk) if (go) a <= addr;
+            always @(posedge clk) if (go) part <= mem[a][HI-1:LO];
             assign word[HI-1:LO] = part;
         end
-        always @(posedge clk) data <= word;
+        always @(posedge clk) if (go) data <= word;
     end else begin : flat
         (* rom_style = "{style}" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
         if (INIT_FILE != "") begin : init
@@ -222,14 +233,15 @@ module {name} #(
                 reg [WIDTH-1:0] word;
                 if (LATENCY == 3) begin : addr_copy
                     reg [PAGE_BITS-1:0] a;
-                    (* keep *) always @(posedge clk) a <= addr[PAGE_BITS-1:0];
-                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | a];
+                    (* keep *) always @(posedge clk) if (go) a <= addr[PAGE_BITS-1:0];
+                    always @(posedge clk) if (go) word <= mem[(p << PAGE_BITS) | a];
                 end else begin : direct
-                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                    always @(posedge clk)
+                        if (go) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
                 end
                 assign pages[p*WIDTH +: WIDTH] = word;
             end
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 page_a <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
@@ -247,26 +259,26 @@ module {name} #(
                 localparam HI = LO + COPY_BITS < WIDTH ? LO + COPY_BITS : WIDTH;
                 reg [ADDR_WIDTH-1:0] a;
                 reg [HI-LO-1:0] part;
-                (* keep *) always @(posedge clk) a <= addr;
-                always @(posedge clk) part <= mem[a][HI-1:LO];
+                (* keep *) always @(posedge clk) if (go) a <= addr;
+                always @(posedge clk) if (go) part <= mem[a][HI-1:LO];
                 assign word[HI-1:LO] = part;
             end
-            always @(posedge clk) data <= word;
+            always @(posedge clk) if (go) data <= word;
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 word <= mem[addr];
                 word_q <= word;
                 data <= word_q;
             end
         end else if (LATENCY == 2) begin : outreg
             reg [WIDTH-1:0] word;
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 word <= mem[addr];
                 data <= word;
             end
         end else begin : direct
-            always @(posedge clk) data <= mem[addr];
+            always @(posedge clk) if (go) data <= mem[addr];
         end
     end endgenerate
 endmodule
@@ -327,10 +339,16 @@ class Rom(wiring.Component):
         every page's decode starts at a register of the page's own. A logic ROM of latency
         3 that is not paged registers its address first too, in a copy per
         :data:`ADDRESS_COPY_BITS` bits of the word (:func:`rom_address_copies`).
+    stall : bool
+        An input ``en``: every register of the read loads only while it is high, so a low
+        ``en`` holds the word on ``data`` and those behind it (in block RAM: the blocks' clock
+        enables, and their output registers' where the word's register moves into them,
+        :mod:`flexor_hw.outreg`). Not for a banked ROM (:func:`rom_read_latency`), whose
+        read's registers are many and spread over the device.
     """
 
     def __init__(self, width, *, words=None, depth=None, init_file=None, logic=False,
-                 latency=1, page_words=None):
+                 latency=1, page_words=None, stall=False):
         if not isinstance(width, int) or width <= 0:
             raise TypeError(f"Width must be a positive integer, not {width!r}")
         if (words is None) == (init_file is None):
@@ -348,6 +366,10 @@ class Rom(wiring.Component):
         if latency >= 2 and not self._logic:
             self._banks, self._bank_addr, _ = rom_layout(depth, width)
         self._latency = rom_read_latency(depth, width, latency, self._logic)
+        self._stall = bool(stall)
+        if self._stall and self._banks > 1:
+            raise ValueError(f"A banked ROM ({depth} words in {self._banks} banks) cannot "
+                             f"stall its read")
         if page_words is not None and (page_words < 2 or page_words & (page_words - 1)):
             raise ValueError(f"Page words must be a power of two from 2 up, not {page_words!r}")
         self._page_bits = None
@@ -359,7 +381,10 @@ class Rom(wiring.Component):
         self._group_bits = None     # a wide block RAM ROM of latency 3: a copy per group
         if not self._logic and latency == 3 and self._banks == 1:
             self._group_bits = flat_group_bits(depth, width)
-        super().__init__({"addr": In(max(1, ceil_log2(depth))), "data": Out(width)})
+        ports = {"addr": In(max(1, ceil_log2(depth))), "data": Out(width)}
+        if self._stall:
+            ports["en"] = In(1)
+        super().__init__(ports)
 
     @property
     def width(self):
@@ -372,6 +397,11 @@ class Rom(wiring.Component):
     @property
     def latency(self):
         return self._latency
+
+    @property
+    def stall(self):
+        """Whether the read holds while ``en`` is low."""
+        return self._stall
 
     @property
     def banks(self):
@@ -390,11 +420,13 @@ class Rom(wiring.Component):
             m.submodules.mem = mem = memory.Memory(shape=self._width, depth=self._depth,
                                                    init=self._words)
             port = mem.read_port(domain="sync")
-            m.d.comb += [port.addr.eq(self.addr), port.en.eq(1)]
+            go = self.en if self._stall else 1
+            m.d.comb += [port.addr.eq(self.addr), port.en.eq(go)]
             data = port.data
             for k in range(self._latency - 1):
                 reg = Signal(self._width, name=f"data_{k + 1}", reset_less=True)
-                m.d.sync += reg.eq(data)
+                with m.If(go):
+                    m.d.sync += reg.eq(data)
                 data = reg
             m.d.comb += self.data.eq(data)
         else:
@@ -407,9 +439,12 @@ class Rom(wiring.Component):
                 banked["p_COPY_BITS"] = self._copy_bits
             if self._group_bits is not None:
                 banked["p_GROUP_BITS"] = self._group_bits
+            if self._stall:
+                banked["p_STALL"] = 1
             m.submodules.rom = Instance(
                 "flexor_rom_logic" if self._logic else "flexor_rom",
                 p_WIDTH=self._width, p_DEPTH=self._depth, p_ADDR_WIDTH=len(self.addr),
                 p_INIT_FILE=self._init_file, p_LATENCY=self._latency, **banked,
-                i_clk=ClockSignal("sync"), i_addr=self.addr, o_data=self.data)
+                i_clk=ClockSignal("sync"), i_addr=self.addr, i_en=self.en if self._stall else 1,
+                o_data=self.data)
         return m

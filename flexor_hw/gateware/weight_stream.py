@@ -27,17 +27,28 @@ def prefetch_depth(latency):
     return latency + 2
 
 
-def prime_cycles(latency):
-    """Clock edges from reset until ``primed`` is high (tested). A consumer that cannot want a
+def prime_cycles(latency, stall=False):
+    """Clock edges from reset until ``primed`` is high (tested): a ROM that stalls is read
+    ``latency`` times and holds its first word; the ring fills. A consumer that cannot want a
     word sooner needs no gate on it: a layer engine loads its first vector ``fan_in`` beats
     after reset at the earliest, and steps a cycle after that."""
-    return 2 * latency + 3
+    return latency if stall else 2 * latency + 3
 
 
 class WeightStream(wiring.Component):
-    """Words ``0, 1, …, n_words − 1, 0, 1, …`` of a two-cycle ROM as a stream.
+    """Words ``0, 1, …, n_words − 1, 0, 1, …`` of a ROM as a stream.
 
-    A layer's weights are read in the same cyclic order for every vector, whatever the
+    A ROM that stalls (``Rom(..., stall=True)``; not banked) is the stream itself: its
+    address counts on and every register of its read loads only when a word is taken (and
+    ``latency`` times after reset, to prime it), so ``o.payload`` is the ROM's ``data``, the
+    word taken next. Nothing else holds words: in block RAM the word's register is the
+    blocks' output register (:mod:`flexor_hw.outreg`, its clock enable the take), and the
+    take reaches only the blocks' clock enables and the address, not a flip-flop a bit.
+    (A ring of ``latency + 2`` words took LeNet-5's conv2 on the ECP5-25k 815 LUT4 and
+    1,315 flip-flops beside its block RAMs.)
+
+    A banked ROM (five cycles, its registers many and spread over the device) runs ahead
+    instead. A layer's weights are read in the same cyclic order for every vector, whatever the
     stalls: the order does not depend on when the engine steps. So the ROM runs ahead on its
     own: its address is a register, its read data goes into a register (block RAM output
     registers; ``Rom(..., latency=2)``), and the words wait in a ring of
@@ -51,8 +62,8 @@ class WeightStream(wiring.Component):
     Parameters
     ----------
     rom : :class:`flexor_hw.gateware.rom.Rom`
-        With a latency of 2 cycles or more (a banked block RAM ROM's is 5); the stream
-        drives its ``addr``. Add it as a submodule yourself.
+        One that stalls, or one with a latency of 2 cycles or more (a banked block RAM ROM's
+        is 5); the stream drives its ``addr`` (and ``en``). Add it as a submodule yourself.
     emit : bool
         The read pointer's copies (one per :data:`PIECE_BITS` bits of the word, each
         choosing its piece of the head) as ``flexor_copy`` instances, which Yosys keeps
@@ -60,13 +71,20 @@ class WeightStream(wiring.Component):
     """
 
     def __init__(self, rom, *, emit=False):
-        if rom.latency < 2:
+        if rom.latency < 2 and not rom.stall:
             raise ValueError(f"The weight stream reads a ROM with a latency of 2 cycles or more, "
                              f"not {rom.latency}")
         self._rom, self._emit = rom, emit
         super().__init__({"o": Out(stream.Signature(rom.width)), "primed": Out(1)})
 
+    @property
+    def prime_cycles(self):
+        """Clock edges from reset until ``primed`` is high (:func:`prime_cycles`)."""
+        return prime_cycles(self._rom.latency, self._rom.stall)
+
     def elaborate(self, platform):
+        if self._rom.stall:
+            return self._stalled()
         m = Module()
         rom, n_words = self._rom, self._rom.depth
         depth = prefetch_depth(rom.latency)
@@ -140,4 +158,19 @@ class WeightStream(wiring.Component):
                 en = copy_register(m, coming & (wptr_next == k), f"we{k}_{j}", emit=self._emit)
                 with m.If(en):
                     m.d.sync += slots[k][lo:hi].eq(rom.data[lo:hi])
+        return m
+
+    def _stalled(self):
+        m = Module()
+        rom, n_words = self._rom, self._rom.depth
+        raddr = Signal(range(max(2, n_words)))
+        # the reads since reset, up to the ROM's latency: primed once its first word is out
+        reads = Signal(range(rom.latency + 1))
+        go = Signal()
+        m.d.comb += [go.eq(self.o.ready | ~self.primed), rom.en.eq(go), rom.addr.eq(raddr),
+                     self.o.valid.eq(self.primed), self.o.payload.eq(rom.data)]
+        with m.If(go):
+            m.d.sync += raddr.eq(Mux(raddr == n_words - 1, 0, raddr + 1))
+        with m.If(~self.primed):
+            m.d.sync += [reads.eq(reads + 1), self.primed.eq(reads == rom.latency - 1)]
         return m

@@ -32,8 +32,10 @@ COST = {
         # (:attr:`~flexor_hw.gateware.mvau.MvauParams.x_sum_written`)
         "luts_per_difference_bit": 1.0,
         "ffs_per_row_bit": 3.0,
+        # behind a banked ROM only (where the weight stream stalls its ROM, no queue:
+        # :func:`~flexor_hw.hw.stages.stream_word_ffs`)
         "luts_per_word_bit": 1.0,               # the weight queue's head mux
-        "ffs_per_word_bit": 6.0,                # ROM output registers and the 4-word queue
+        "ffs_per_word_bit": 6.0,                # ROM output registers and the queue
         "luts_per_requantizer": 90, "ffs_per_requantizer": 110,
         # a requantizer's product in logic, per bit of a_width × s_width beyond its DSPs'
         # (synth_ecp5 of the requantizer alone: 15 × 21 bits +687 LUT4 / +473 FF, 13 × 31

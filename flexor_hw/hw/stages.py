@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
 
-from ..gateware.mvau import (rom_in_logic, rom_latency, rom_paged, vector_pages,
+from ..gateware.mvau import (rom_in_logic, rom_latency, rom_paged, rom_stalls, vector_pages,
                               vector_write_ffs, write_data_lanes)
 from ..gateware.pipeline import int_shape, ram_style_attr
 from ..gateware.rom import (LOGIC_ROM_BITS, flat_group_bits, rom_address_copies, rom_layout,
@@ -412,7 +412,7 @@ def mvau_logic(p):
             + decoded + select + carried + ahead_luts
             + (c["luts_per_row_bit"] - c["luts_per_difference_bit"] * p.x_sum_written)
             * rows * t_width
-            + c["luts_per_word_bit"] * p.rom_width
+            + c["luts_per_word_bit"] * p.rom_width * (not stream_stalls(p))
             + c["luts_per_requantizer"] * p.out_simd)
     # masked in the first level's adders: a register of a pair's sum takes the place of the
     # two masked activations' (about half the flip-flops)
@@ -435,7 +435,7 @@ def mvau_logic(p):
            + (p.x_copies * p.simd * xw if p.x_copies > 1 else 0)
            + (2 * p.sf - 1).bit_length() * p.address_register
            + c["ffs_per_row_bit"] * rows * t_width + carried + ahead_ffs
-           + c["ffs_per_word_bit"] * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
+           + stream_word_ffs(p) * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
            + rom_read_ffs(p) + stream_enable_ffs(p)
            + c["ffs_per_product_bit"] * product_bits)
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0, "dsps": p.dsps}
@@ -464,31 +464,51 @@ def skid_buffer_cost(width):
     return {"luts": width, "ffs": 2 * width + 2}
 
 
+def stream_stalls(p):
+    """Whether a unit's weight stream stalls its ROM (no ring of words:
+    :func:`~flexor_hw.gateware.mvau.rom_stalls`)."""
+    return rom_stalls(p, rom_in_logic(p, LOGIC_ROM_BITS))
+
+
+def stream_word_ffs(p):
+    """Flip-flops per bit of a unit's weight word: the ROM's registers of the word (those of
+    latency 3 apart: :func:`rom_read_ffs`) and the engine's. Behind a banked ROM, a ring of
+    :func:`prefetch_depth` words more (fitted: :data:`COST`). Where the stream stalls the
+    ROM: in block RAM the engine's register alone (the ROM's moves into the blocks' output
+    registers: :mod:`flexor_hw.outreg`); in logic the ROM's word register too, and its
+    decode's unless that is read in pages (a page's register is counted with the pages)."""
+    if not stream_stalls(p):
+        return COST["mvau"]["ffs_per_word_bit"]
+    if not rom_in_logic(p, LOGIC_ROM_BITS):
+        return 1
+    return 2 + (not rom_paged(p))
+
+
 def rom_read_ffs(p):
     """The registers a weight ROM of latency 3 (:func:`rom_latency`) adds: in logic, read in
     pages (``rom_page_words``), a word per page and the address's copy per page; else the
     address's copy per 18 bits of the word; in block RAM, the address's copy per group of
-    blocks; and the weight stream's word more for the cycle the copies take. None at
-    latency 2 (the iCE40, ``address_register``: each page register takes the logic cell of
-    the LUT4 that decodes its page bit)."""
+    blocks. None at latency 2 (the iCE40, ``address_register``: each page register takes the
+    logic cell of the LUT4 that decodes its page bit; and a banked ROM, whose registers the
+    ring's fitted cost holds)."""
     logic = rom_in_logic(p, LOGIC_ROM_BITS)
     if rom_latency(p, logic) < 3:
         return 0
     address_bits = max(1, (p.rom_depth - 1).bit_length())
     if not logic:       # a wide one in block RAM: the address's copy per group of blocks
         groups = -(-p.rom_width // flat_group_bits(p.rom_depth, p.rom_width))
-        return groups * address_bits + p.rom_width
+        return groups * address_bits
     if not rom_paged(p):
-        return rom_address_copies(p.rom_width) * address_bits + p.rom_width
+        return rom_address_copies(p.rom_width) * address_bits
     pages = -(-p.rom_depth // p.rom_page_words)
-    return pages * (p.rom_width + p.rom_page_words.bit_length() - 1) + p.rom_width
+    return pages * (p.rom_width + p.rom_page_words.bit_length() - 1)
 
 
 def stream_enable_ffs(p):
     """The weight stream's slot enables of a word wider than
     :data:`~flexor_hw.gateware.weight_stream.ENABLE_PIECES_ABOVE`: a register per piece and
     slot (:class:`~flexor_hw.gateware.weight_stream.WeightStream`)."""
-    if p.rom_width <= ENABLE_PIECES_ABOVE:
+    if p.rom_width <= ENABLE_PIECES_ABOVE or stream_stalls(p):
         return 0
     logic = rom_in_logic(p, LOGIC_ROM_BITS)
     latency = rom_read_latency(p.rom_depth, p.rom_width, rom_latency(p, logic), logic)

@@ -572,18 +572,23 @@ def test_ice40_builds_register_the_read_address_not_the_word(tmp_path):
         assert ("xdata_d1" in v) == word_register, target
 
 
-@pytest.mark.parametrize("sf", [1, 2, 5, 6, 7])
-def test_first_step_never_outruns_the_weight_stream(sf):
+@pytest.mark.parametrize("sf, o, n_in", [(1, 4, 5), (2, 4, 5), (5, 4, 5), (1, 2049, 9),
+                                         (6, 2049, 9)])
+def test_first_step_never_outruns_the_weight_stream(sf, o, n_in):
     """A unit whose first vector arrives in fewer beats than the weight stream takes to
-    prime checks the stream's valid (without it, SF 1 and 2 step on words not yet read);
-    one whose vector takes longer does not need to. All exact, with vectors back to back
-    from reset (latency-2 ROM: primed after 7 edges)."""
+    prime checks the stream's valid; one whose vector takes longer does not need to. A ROM
+    that stalls primes in its latency (2 edges here); a banked one (2,049 words of 9 bits)
+    fills a ring of 7 words behind its five cycles, 13 edges: without the check SF 1 steps
+    on words not yet read. All exact, with vectors back to back from reset."""
+    from flexor_hw.gateware.rom import rom_banked
     from flexor_hw.gateware.weight_stream import prime_cycles
-    assert prime_cycles(2) == 7
     f = 10 * sf
-    pkg, layer, consts = _layer(f, 4, n_in=5, n_out=10)
-    params = mvau_params(layer, consts, 4, 10, 1)
+    pkg, layer, consts = _layer(f, o, n_in=n_in, n_out=10)
+    params = mvau_params(layer, consts, 1, 10, 1)
     assert params.sf == sf
-    x = _inputs(consts, 3, f, seed=sf)
+    banked = rom_banked(params.rom_depth, params.rom_width, 2)
+    assert banked == (o > 2048)
+    assert prime_cycles(5 if banked else 2, stall=not banked) == (13 if banked else 2)
+    x = _inputs(consts, 2 if banked else 3, f, seed=sf)
     got, _ = _simulate(params, x)
     assert np.array_equal(got, run_int(pkg, x, F)[0])

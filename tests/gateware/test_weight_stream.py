@@ -12,13 +12,13 @@ from flexor_hw.gateware.rom import Rom
 from flexor_hw.gateware.weight_stream import WeightStream, prefetch_depth, prime_cycles
 
 
-def run_stream(n_words, *, take, cycles=120, width=9, seed=0, latency=2):
+def run_stream(n_words, *, take, cycles=120, width=9, seed=0, latency=2, stall=False):
     """Run ``cycles`` clocks after priming with ready = ``take(rng)`` each cycle. Returns the
     words taken, the ROM's words, and the cycles ready found the stream empty."""
     rng = random.Random(seed)
     words = [rng.randrange(1 << width) for _ in range(n_words)]
     m = Module()
-    m.submodules.rom = rom = Rom(width, words=words, latency=latency)
+    m.submodules.rom = rom = Rom(width, words=words, latency=latency, stall=stall)
     m.submodules.dut = dut = WeightStream(rom)
     got, empty = [], []
     sim = Simulator(m)
@@ -31,7 +31,7 @@ def run_stream(n_words, *, take, cycles=120, width=9, seed=0, latency=2):
             primed_at += 1
             await ctx.tick()
         # the engine leaves layers with a fan-in of at least this many beats ungated
-        assert primed_at == prime_cycles(rom.latency)
+        assert primed_at == prime_cycles(rom.latency, stall) == dut.prime_cycles
         for t in range(cycles):
             ready = take(rng)
             ctx.set(dut.o.ready, ready)
@@ -48,41 +48,47 @@ def run_stream(n_words, *, take, cycles=120, width=9, seed=0, latency=2):
     return got, words, empty
 
 
-@pytest.mark.parametrize("latency", [2, 3])
-@pytest.mark.parametrize("n_words", [1, 2, 3, 5, 17, 2049])
-def test_every_cycle_never_empty(n_words, latency):
-    got, words, empty = run_stream(n_words, take=lambda rng: 1, latency=latency)
+# (a banked ROM, 2049 words, does not stall)
+@pytest.mark.parametrize("n_words, latency, stall", [
+    (n, latency, stall) for n in (1, 2, 3, 5, 17, 2049)
+    for latency, stall in ((2, False), (3, False), (1, True), (2, True), (3, True))
+    if not (stall and n > 2048)])
+def test_every_cycle_never_empty(n_words, latency, stall):
+    got, words, empty = run_stream(n_words, take=lambda rng: 1, latency=latency, stall=stall)
     assert empty == []
     assert got == [words[t % n_words] for t in range(len(got))] and len(got) == 120
 
 
 # 150: three pieces, a pointer copy each; 300: five, each slot's piece enabled by its own
 # register (ENABLE_PIECES_ABOVE)
-@pytest.mark.parametrize("width", [9, 150, 300])
-@pytest.mark.parametrize("latency", [2, 3])
-@pytest.mark.parametrize("n_words,p", [(1, 0.5), (4, 0.3), (7, 0.8), (13, 0.5),
-                                       (2049, 0.5)])
-def test_random_takes_keep_the_order(n_words, p, latency, width):
+# (a ROM that stalls, not banked, holds one word whatever its width)
+@pytest.mark.parametrize("n_words, p, latency, width, stall", [
+    (n, p, latency, width, stall)
+    for n, p in ((1, 0.5), (4, 0.3), (7, 0.8), (13, 0.5), (2049, 0.5))
+    for latency in (2, 3) for width in (9, 150, 300) for stall in (False, True)
+    if not stall or (n < 2049 and width == 150)])
+def test_random_takes_keep_the_order(n_words, p, latency, width, stall):
     got, words, empty = run_stream(n_words, take=lambda rng: int(rng.random() < p), seed=n_words,
-                                   latency=latency, width=width)
+                                   latency=latency, width=width, stall=stall)
     assert empty == []
     assert len(got) > 10
     assert got == [words[t % n_words] for t in range(len(got))]
 
 
-@pytest.mark.parametrize("latency", [2, 3])
-def test_bursts_after_idle(latency):
+@pytest.mark.parametrize("latency, stall", [(2, False), (3, False), (2, True), (3, True)])
+def test_bursts_after_idle(latency, stall):
     # long idle stretches (a vector loading), then words every cycle
     pattern = ([0] * 9 + [1] * 23) * 4
     got, words, empty = run_stream(6, take=lambda rng, it=iter(pattern): next(it),
-                                   cycles=len(pattern), latency=latency)
+                                   cycles=len(pattern), latency=latency, stall=stall)
     assert empty == [] and len(got) == 23 * 4
     assert got == [words[t % 6] for t in range(len(got))]
 
 
-@pytest.mark.parametrize("width, latency, hold", [(150, 2, True), (300, 2, False),
-                                                   (300, 3, False)])
-def test_a_reset_mid_stream_starts_the_words_again(width, latency, hold):
+@pytest.mark.parametrize("width, latency, hold, stall", [
+    (150, 2, True, False), (300, 2, False, False), (300, 3, False, False),
+    (150, 2, True, True), (300, 3, False, True)])
+def test_a_reset_mid_stream_starts_the_words_again(width, latency, hold, stall):
     """Wide words (each piece of the head chosen by a copy of the read pointer of its own;
     at 300 bits each piece of each slot written on an enable register of its own, set a
     cycle ahead and never reset): a reset after a few words taken at random (the consumer
@@ -93,7 +99,7 @@ def test_a_reset_mid_stream_starts_the_words_again(width, latency, hold):
     words = [rng.randrange(1 << width) for _ in range(7)]
     m = Module()
     m.domains.sync = cd = ClockDomain("sync")
-    m.submodules.rom = rom = Rom(width, words=words, latency=latency)
+    m.submodules.rom = rom = Rom(width, words=words, latency=latency, stall=stall)
     m.submodules.dut = dut = WeightStream(rom)
     got = []
     sim = Simulator(m)
@@ -148,3 +154,9 @@ def test_deep_block_rom_is_banked(depth, width, banks, latency):
     assert (rom.banks, rom.latency) == (banks, latency)
     assert Rom(width, depth=depth, init_file="w.hex", latency=2, logic=True).banks == 1
     assert Rom(width, depth=depth, init_file="w.hex").latency == 1
+
+
+def test_a_banked_rom_does_not_stall():
+    with pytest.raises(ValueError, match=r"^A banked ROM \(2049 words in 2 banks\) cannot "
+                                         r"stall its read$"):
+        Rom(9, words=[0] * 2049, latency=2, stall=True)
