@@ -18,7 +18,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   input [4:0] i__payload;
   wire [4:0] i__payload;
   wire [4:0] \i__payload$15 ;
-  wire [49:0] \i__payload$18 ;
+  wire [79:0] \i__payload$18 ;
   wire [7:0] \i__payload$24 ;
   wire [79:0] \i__payload$30 ;
   wire [15:0] \i__payload$36 ;
@@ -44,7 +44,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire i_held__valid;
   output [3:0] o__payload;
   wire [3:0] o__payload;
-  wire [49:0] \o__payload$19 ;
+  wire [79:0] \o__payload$19 ;
   wire [7:0] \o__payload$25 ;
   wire [79:0] \o__payload$31 ;
   wire [15:0] \o__payload$37 ;
@@ -104,7 +104,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$22 ),
     .i__valid(\i__valid$20 ),
     .o__payload(\i__payload$24 ),
-    .\o__ready$126 (\o__ready$28 ),
+    .\o__ready$164 (\o__ready$28 ),
     .o__valid(\i__valid$26 ),
     .rst_fc1(rst_fc1),
     .w_data(\i__payload$18 )
@@ -577,80 +577,80 @@ module \flexor_digits.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$126 , clk);
+module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$164 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [10:0] \$100 ;
-  wire [11:0] \$101 ;
+  wire [12:0] \$100 ;
+  wire [10:0] \$101 ;
   wire [11:0] \$102 ;
-  wire [12:0] \$103 ;
-  wire [2:0] \$104 ;
-  wire \$105 ;
-  wire [7:0] \$106 ;
-  wire [7:0] \$107 ;
-  wire \$108 ;
+  wire \$103 ;
+  wire [10:0] \$104 ;
+  wire [11:0] \$105 ;
+  wire [11:0] \$106 ;
+  wire [12:0] \$107 ;
+  wire [2:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [21:0] \$111 ;
-  wire [30:0] \$112 ;
-  wire [31:0] \$113 ;
-  wire [28:0] \$114 ;
-  wire [28:0] \$115 ;
-  wire \$116 ;
-  wire [28:0] \$117 ;
-  wire \$118 ;
-  wire \$119 ;
+  wire [7:0] \$110 ;
+  wire [7:0] \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire [21:0] \$115 ;
+  wire [30:0] \$116 ;
+  wire [31:0] \$117 ;
+  wire [28:0] \$118 ;
+  wire [28:0] \$119 ;
   wire \$12 ;
   wire \$120 ;
-  wire [1:0] \$121 ;
+  wire [28:0] \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
-  wire \$125 ;
+  wire [1:0] \$125 ;
   wire \$126 ;
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
-  reg [2:0] \$131 ;
-  reg \$132 ;
-  reg \$133 ;
-  reg \$134 ;
-  reg \$135 ;
-  reg \$136 ;
-  reg [3:0] \$137 ;
-  reg [2:0] \$138 ;
-  reg [5:0] \$139 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  reg [1:0] \$138 ;
+  reg \$139 ;
   wire \$14 ;
   reg \$140 ;
-  reg [3:0] \$141 ;
+  reg \$141 ;
   reg \$142 ;
-  reg [1:0] \$143 ;
-  reg [3:0] \$144 ;
-  reg [3:0] \$145 ;
-  reg [3:0] \$146 ;
-  reg [3:0] \$147 ;
-  reg [3:0] \$148 ;
+  reg \$143 ;
+  reg [2:0] \$144 ;
+  reg [1:0] \$145 ;
+  reg [5:0] \$146 ;
+  reg \$147 ;
+  reg [2:0] \$148 ;
   reg \$149 ;
-  wire [4:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
-  reg [5:0] \$152 ;
-  reg [4:0] \$153 ;
-  reg [4:0] \$154 ;
-  reg [4:0] \$155 ;
-  reg [4:0] \$156 ;
-  reg [4:0] \$157 ;
-  reg [4:0] \$158 ;
+  wire [3:0] \$15 ;
+  reg [1:0] \$150 ;
+  reg [3:0] \$151 ;
+  reg [3:0] \$152 ;
+  reg [3:0] \$153 ;
+  reg [3:0] \$154 ;
+  reg [3:0] \$155 ;
+  reg \$156 ;
+  reg \$157 ;
+  reg \$158 ;
   reg [4:0] \$159 ;
-  wire [4:0] \$16 ;
+  wire [3:0] \$16 ;
   reg [4:0] \$160 ;
   reg [4:0] \$161 ;
   reg [4:0] \$162 ;
-  reg [5:0] \$163 ;
+  reg [4:0] \$163 ;
   reg [4:0] \$164 ;
   reg [4:0] \$165 ;
   reg [4:0] \$166 ;
@@ -662,38 +662,38 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] \$171 ;
   reg [4:0] \$172 ;
   reg [4:0] \$173 ;
-  reg \$174 ;
-  reg \$175 ;
-  reg \$176 ;
-  reg \$177 ;
-  reg \$178 ;
-  reg \$179 ;
+  reg [4:0] \$174 ;
+  reg [4:0] \$175 ;
+  reg [4:0] \$176 ;
+  reg [4:0] \$177 ;
+  reg [4:0] \$178 ;
+  reg [4:0] \$179 ;
   wire \$18 ;
-  reg \$180 ;
-  reg \$181 ;
-  reg \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
+  reg [4:0] \$180 ;
+  reg [4:0] \$181 ;
+  reg [4:0] \$182 ;
+  reg [4:0] \$183 ;
+  reg [4:0] \$184 ;
+  reg [4:0] \$185 ;
+  reg [4:0] \$186 ;
+  reg [4:0] \$187 ;
+  reg [4:0] \$188 ;
+  reg [4:0] \$189 ;
   wire \$19 ;
-  reg \$190 ;
+  reg [4:0] \$190 ;
   reg \$191 ;
-  reg [10:0] \$192 ;
-  reg [10:0] \$193 ;
-  reg [10:0] \$194 ;
-  reg [10:0] \$195 ;
-  reg [11:0] \$196 ;
-  reg [10:0] \$197 ;
-  reg [10:0] \$198 ;
-  reg [11:0] \$199 ;
+  reg \$192 ;
+  reg \$193 ;
+  reg \$194 ;
+  reg \$195 ;
+  reg \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg \$199 ;
   wire [4:0] \$2 ;
   wire \$20 ;
-  reg [1:0] \$200 ;
-  reg [6:0] \$201 ;
+  reg \$200 ;
+  reg \$201 ;
   reg \$202 ;
   reg \$203 ;
   reg \$204 ;
@@ -701,26 +701,43 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$206 ;
   reg \$207 ;
   reg \$208 ;
-  reg \$209 ;
+  reg [10:0] \$209 ;
   wire [12:0] \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg [1:0] \$213 ;
-  reg [3:0] \$214 ;
-  reg \$215 ;
+  reg [10:0] \$210 ;
+  reg [10:0] \$211 ;
+  reg [10:0] \$212 ;
+  reg [11:0] \$213 ;
+  reg [10:0] \$214 ;
+  reg [10:0] \$215 ;
+  reg [11:0] \$216 ;
+  reg [1:0] \$217 ;
+  reg [6:0] \$218 ;
+  reg \$219 ;
   wire [12:0] \$22 ;
+  reg \$220 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg \$225 ;
+  reg \$226 ;
+  reg \$227 ;
+  reg \$228 ;
+  reg \$229 ;
   wire [4:0] \$23 ;
+  reg [1:0] \$230 ;
+  reg [3:0] \$231 ;
+  reg \$232 ;
   wire [1:0] \$24 ;
   wire [5:0] \$25 ;
   wire \$26 ;
-  wire [3:0] \$27 ;
-  wire [3:0] \$28 ;
+  wire [2:0] \$27 ;
+  wire [2:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
-  wire [3:0] \$31 ;
-  wire [3:0] \$32 ;
+  wire [2:0] \$31 ;
+  wire [2:0] \$32 ;
   wire [6:0] \$33 ;
   wire [6:0] \$34 ;
   wire \$35 ;
@@ -730,100 +747,97 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire \$39 ;
   wire \$4 ;
   wire [2:0] \$40 ;
-  wire [3:0] \$41 ;
-  wire \$42 ;
+  wire \$41 ;
+  wire [4:0] \$42 ;
   wire [4:0] \$43 ;
-  wire [4:0] \$44 ;
+  wire [5:0] \$44 ;
   wire [5:0] \$45 ;
-  wire [5:0] \$46 ;
-  wire \$47 ;
+  wire \$46 ;
+  wire [4:0] \$47 ;
   wire [4:0] \$48 ;
-  wire [4:0] \$49 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
   wire [5:0] \$50 ;
-  wire [5:0] \$51 ;
+  wire \$51 ;
   wire [4:0] \$52 ;
-  wire \$53 ;
-  wire [4:0] \$54 ;
+  wire [4:0] \$53 ;
+  wire [5:0] \$54 ;
   wire [5:0] \$55 ;
   wire [4:0] \$56 ;
-  wire [5:0] \$57 ;
+  wire \$57 ;
   wire [4:0] \$58 ;
-  wire \$59 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
   wire [4:0] \$60 ;
   wire [5:0] \$61 ;
   wire [4:0] \$62 ;
-  wire [5:0] \$63 ;
-  wire \$64 ;
-  wire [9:0] \$65 ;
-  wire [9:0] \$66 ;
-  wire [9:0] \$67 ;
-  wire [9:0] \$68 ;
-  wire [9:0] \$69 ;
+  wire \$63 ;
+  wire [4:0] \$64 ;
+  wire [5:0] \$65 ;
+  wire [4:0] \$66 ;
+  wire [5:0] \$67 ;
+  wire \$68 ;
+  wire [15:0] \$69 ;
   wire \$7 ;
-  wire [9:0] \$70 ;
-  wire [9:0] \$71 ;
-  wire [9:0] \$72 ;
-  wire [9:0] \$73 ;
-  wire [9:0] \$74 ;
-  wire [9:0] \$75 ;
-  wire [9:0] \$76 ;
-  wire [9:0] \$77 ;
-  wire [9:0] \$78 ;
-  wire [9:0] \$79 ;
+  wire [15:0] \$70 ;
+  wire [15:0] \$71 ;
+  wire [15:0] \$72 ;
+  wire [15:0] \$73 ;
+  wire [15:0] \$74 ;
+  wire [15:0] \$75 ;
+  wire [15:0] \$76 ;
+  wire [15:0] \$77 ;
+  wire [15:0] \$78 ;
+  wire [15:0] \$79 ;
   wire \$8 ;
-  wire [9:0] \$80 ;
-  wire [9:0] \$81 ;
-  wire [9:0] \$82 ;
-  wire [9:0] \$83 ;
-  wire [9:0] \$84 ;
-  wire [10:0] \$85 ;
-  wire [11:0] \$86 ;
-  wire \$87 ;
-  wire [10:0] \$88 ;
-  wire [11:0] \$89 ;
+  wire [15:0] \$80 ;
+  wire [15:0] \$81 ;
+  wire [15:0] \$82 ;
+  wire [15:0] \$83 ;
+  wire [15:0] \$84 ;
+  wire [15:0] \$85 ;
+  wire [15:0] \$86 ;
+  wire [15:0] \$87 ;
+  wire [15:0] \$88 ;
+  wire [10:0] \$89 ;
   wire \$9 ;
-  wire [10:0] \$90 ;
-  wire [11:0] \$91 ;
-  wire \$92 ;
-  wire [10:0] \$93 ;
-  wire [11:0] \$94 ;
+  wire [11:0] \$90 ;
+  wire \$91 ;
+  wire [10:0] \$92 ;
+  wire [11:0] \$93 ;
+  wire [10:0] \$94 ;
   wire [11:0] \$95 ;
-  wire [12:0] \$96 ;
+  wire \$96 ;
   wire [10:0] \$97 ;
   wire [11:0] \$98 ;
-  wire \$99 ;
+  wire [11:0] \$99 ;
   wire \$signal ;
-  reg \$signal$145  = 1'h0;
-  reg \$signal$185  = 1'h0;
-  reg \$signal$43  = 1'h0;
+  reg \$signal$183  = 1'h0;
+  reg \$signal$184  = 1'h0;
+  reg \$signal$227  = 1'h0;
   wire [17:0] a;
   reg [10:0] acc0_0 = 11'h000;
   reg [10:0] acc1_0 = 11'h000;
   reg active = 1'h0;
-  reg [5:0] addr = 6'h00;
-  reg [6:0] \addr$114  = 7'h00;
-  wire [8:0] \addr$200 ;
+  reg [6:0] addr = 7'h00;
+  wire [7:0] \addr$242 ;
   reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
   (* init = 7'h00 *)
   wire [6:0] beat;
   reg can_end = 1'h1;
-  reg [5:0] carry0_0 = 6'h00;
-  reg [5:0] carry1_0 = 6'h00;
   input clk;
   wire clk;
   reg [3:0] col = 4'h0;
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
   wire credits_room_next;
-  reg [3:0] credits_space = 4'h8;
-  wire [11:0] data;
-  wire [38:0] \data$117 ;
-  wire [11:0] \data$199 ;
+  reg [3:0] credits_space = 4'hc;
+  wire [38:0] data;
+  wire [35:0] \data$243 ;
   reg done = 1'h0;
+  wire en;
   wire filled;
   reg [10:0] fin0_0 = 11'h000;
   reg [10:0] fin1_0 = 11'h000;
@@ -839,10 +853,12 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [5:0] i;
-  wire [5:0] \i$46 ;
-  wire [5:0] \i$70 ;
-  wire [5:0] \i$72 ;
-  wire [49:0] i__payload;
+  wire [5:0] \i$51 ;
+  wire [5:0] \i$52 ;
+  wire [5:0] \i$88 ;
+  wire [5:0] \i$89 ;
+  wire [5:0] \i$90 ;
+  wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -859,6 +875,12 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire load;
   reg [4:0] m0_0_0 = 5'h00;
   reg [4:0] m0_0_1 = 5'h00;
+  reg [4:0] m0_0_10 = 5'h00;
+  reg [4:0] m0_0_11 = 5'h00;
+  reg [4:0] m0_0_12 = 5'h00;
+  reg [4:0] m0_0_13 = 5'h00;
+  reg [4:0] m0_0_14 = 5'h00;
+  reg [4:0] m0_0_15 = 5'h00;
   reg [4:0] m0_0_2 = 5'h00;
   reg [4:0] m0_0_3 = 5'h00;
   reg [4:0] m0_0_4 = 5'h00;
@@ -869,6 +891,12 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] m0_0_9 = 5'h00;
   reg [4:0] m1_0_0 = 5'h00;
   reg [4:0] m1_0_1 = 5'h00;
+  reg [4:0] m1_0_10 = 5'h00;
+  reg [4:0] m1_0_11 = 5'h00;
+  reg [4:0] m1_0_12 = 5'h00;
+  reg [4:0] m1_0_13 = 5'h00;
+  reg [4:0] m1_0_14 = 5'h00;
+  reg [4:0] m1_0_15 = 5'h00;
   reg [4:0] m1_0_2 = 5'h00;
   reg [4:0] m1_0_3 = 5'h00;
   reg [4:0] m1_0_4 = 5'h00;
@@ -877,38 +905,46 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] m1_0_7 = 5'h00;
   reg [4:0] m1_0_8 = 5'h00;
   reg [4:0] m1_0_9 = 5'h00;
-  (* init = 6'h00 *)
-  wire [5:0] n_idx;
+  reg [5:0] n_idx = 6'h00;
   reg n_last = 1'h0;
   wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$150 ;
-  wire [9:0] \o$154 ;
-  wire [9:0] \o$155 ;
+  wire [9:0] \o$189 ;
+  wire [9:0] \o$190 ;
+  wire [9:0] \o$195 ;
+  wire [9:0] \o$196 ;
+  wire [9:0] \o$197 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$125 ;
-  wire [11:0] \o__payload$147 ;
+  wire [7:0] \o__payload$163 ;
+  wire [35:0] \o__payload$186 ;
   wire o__ready;
-  input \o__ready$126 ;
-  wire \o__ready$126 ;
-  wire \o__ready$127 ;
+  input \o__ready$164 ;
+  wire \o__ready$164 ;
+  wire \o__ready$165 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$129 ;
+  wire \o__valid$167 ;
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
   wire [29:0] p;
-  wire [3:0] port__addr;
-  wire [3:0] \port__addr$39 ;
-  reg [49:0] port__data = 50'h0000000000000;
-  wire [49:0] \port__data$151 ;
+  wire [2:0] port__addr;
+  wire [2:0] \port__addr$10 ;
+  wire [2:0] \port__addr$43 ;
+  wire [2:0] \port__addr$46 ;
+  wire [59:0] port__data;
+  wire [19:0] \port__data$12 ;
+  wire [59:0] \port__data$191 ;
+  wire [19:0] \port__data$192 ;
   wire port__en;
-  wire \port__en$41 ;
-  reg [3:0] r_addr = 4'h0;
-  wire [3:0] r_addr_b0;
-  reg [3:0] r_base = 4'h0;
-  reg [3:0] r_next;
+  wire \port__en$13 ;
+  wire \port__en$45 ;
+  wire \port__en$48 ;
+  reg [2:0] r_addr = 3'h0;
+  wire [2:0] r_addr_b0;
+  wire [2:0] r_addr_b1;
+  reg [2:0] r_base = 3'h0;
+  reg [2:0] r_next;
   reg [3:0] row_ph0 = 4'h0;
   reg [3:0] row_ph1 = 4'h4;
   reg [28:0] rq0_acc_s1_0 = 29'h00000000;
@@ -920,7 +956,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire [7:0] rq0_y;
   input rst_fc1;
   wire rst_fc1;
-  reg [2:0] s_idx = 3'h0;
+  reg [1:0] s_idx = 2'h0;
   reg s_last = 1'h0;
   (* init = 12'h000 *)
   wire [11:0] sa0_0;
@@ -936,10 +972,17 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire step;
   reg [6:0] t0_0_l2_0 = 7'h00;
   reg [6:0] t0_0_l2_1 = 7'h00;
-  reg [5:0] t0_0_l2_2 = 6'h00;
+  reg [6:0] t0_0_l2_2 = 7'h00;
+  reg [6:0] t0_0_l2_3 = 7'h00;
   reg [8:0] t0_0_l4_0 = 9'h000;
   (* keep = 32'd1 *)
   wire [5:0] t0_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [5:0] t0_0_w0_10;
+  (* keep = 32'd1 *)
+  wire [5:0] t0_0_w0_12;
+  (* keep = 32'd1 *)
+  wire [5:0] t0_0_w0_14;
   (* keep = 32'd1 *)
   wire [5:0] t0_0_w0_2;
   (* keep = 32'd1 *)
@@ -953,15 +996,28 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   (* keep = 32'd1 *)
   wire [6:0] t0_0_w1_2;
   (* keep = 32'd1 *)
+  wire [6:0] t0_0_w1_4;
+  (* keep = 32'd1 *)
+  wire [6:0] t0_0_w1_6;
+  (* keep = 32'd1 *)
   wire [7:0] t0_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [7:0] t0_0_w2_2;
   (* keep = 32'd1 *)
   wire [8:0] t0_0_w3_0;
   reg [6:0] t1_0_l2_0 = 7'h00;
   reg [6:0] t1_0_l2_1 = 7'h00;
-  reg [5:0] t1_0_l2_2 = 6'h00;
+  reg [6:0] t1_0_l2_2 = 7'h00;
+  reg [6:0] t1_0_l2_3 = 7'h00;
   reg [8:0] t1_0_l4_0 = 9'h000;
   (* keep = 32'd1 *)
   wire [5:0] t1_0_w0_0;
+  (* keep = 32'd1 *)
+  wire [5:0] t1_0_w0_10;
+  (* keep = 32'd1 *)
+  wire [5:0] t1_0_w0_12;
+  (* keep = 32'd1 *)
+  wire [5:0] t1_0_w0_14;
   (* keep = 32'd1 *)
   wire [5:0] t1_0_w0_2;
   (* keep = 32'd1 *)
@@ -975,7 +1031,13 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   (* keep = 32'd1 *)
   wire [6:0] t1_0_w1_2;
   (* keep = 32'd1 *)
+  wire [6:0] t1_0_w1_4;
+  (* keep = 32'd1 *)
+  wire [6:0] t1_0_w1_6;
+  (* keep = 32'd1 *)
   wire [7:0] t1_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [7:0] t1_0_w2_2;
   (* keep = 32'd1 *)
   wire [8:0] t1_0_w3_0;
   wire take;
@@ -991,33 +1053,41 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   (* init = 1'h0 *)
   wire v_out_d3;
   reg vb = 1'h0;
-  reg [9:0] w0_0 = 10'h000;
-  reg [9:0] w1_0 = 10'h000;
-  wire [3:0] w_addr;
-  wire [3:0] w_addr_b0;
-  reg [2:0] w_count = 3'h0;
-  input [49:0] w_data;
-  wire [49:0] w_data;
-  wire [7:0] \w_data$130 ;
-  (* init = 50'h0000000000000 *)
-  wire [49:0] w_data_q;
+  reg [15:0] w0_0 = 16'h0000;
+  reg [15:0] w1_0 = 16'h0000;
+  wire [2:0] w_addr;
+  wire [2:0] w_addr_b0;
+  wire [2:0] w_addr_b1;
+  reg [1:0] w_count = 2'h0;
+  input [79:0] w_data;
+  wire [79:0] w_data;
+  wire [7:0] \w_data$168 ;
+  reg [79:0] w_data_q = 80'h00000000000000000000;
   wire w_en;
-  reg \w_en$131  = 1'h0;
+  reg \w_en$169  = 1'h0;
   wire w_en_b0;
+  wire w_en_b1;
   wire w_full;
-  wire \w_full$21 ;
+  wire \w_full$26 ;
   wire w_full_issue;
-  wire \w_full_issue$23 ;
+  wire \w_full_issue$28 ;
   reg w_half = 1'h0;
-  reg [11:0] word1 = 12'h000;
+  reg [35:0] word1 = 36'h000000000;
   reg [10:0] xacc = 11'h000;
   reg [10:0] xfin = 11'h000;
   reg [6:0] xsum_l2_0 = 7'h00;
   reg [6:0] xsum_l2_1 = 7'h00;
-  reg [5:0] xsum_l2_2 = 6'h00;
+  reg [6:0] xsum_l2_2 = 7'h00;
+  reg [6:0] xsum_l2_3 = 7'h00;
   reg [8:0] xsum_l4_0 = 9'h000;
   (* keep = 32'd1 *)
   wire [5:0] xsum_w0_0;
+  (* keep = 32'd1 *)
+  wire [5:0] xsum_w0_10;
+  (* keep = 32'd1 *)
+  wire [5:0] xsum_w0_12;
+  (* keep = 32'd1 *)
+  wire [5:0] xsum_w0_14;
   (* keep = 32'd1 *)
   wire [5:0] xsum_w0_2;
   (* keep = 32'd1 *)
@@ -1031,42 +1101,63 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   (* keep = 32'd1 *)
   wire [6:0] xsum_w1_2;
   (* keep = 32'd1 *)
+  wire [6:0] xsum_w1_4;
+  (* keep = 32'd1 *)
+  wire [6:0] xsum_w1_6;
+  (* keep = 32'd1 *)
   wire [7:0] xsum_w2_0;
   (* keep = 32'd1 *)
+  wire [7:0] xsum_w2_2;
+  (* keep = 32'd1 *)
   wire [8:0] xsum_w3_0;
-  reg [49:0] xword_d1 = 50'h0000000000000;
+  reg [79:0] xword_d1 = 80'h00000000000000000000;
   (* no_rw_check = 32'd1 *)
-  reg [49:0] vectors [13:0];
+  reg [59:0] vectors0 [7:0];
   initial begin
-    vectors[0] = 50'h0000000000000;
-    vectors[1] = 50'h0000000000000;
-    vectors[2] = 50'h0000000000000;
-    vectors[3] = 50'h0000000000000;
-    vectors[4] = 50'h0000000000000;
-    vectors[5] = 50'h0000000000000;
-    vectors[6] = 50'h0000000000000;
-    vectors[7] = 50'h0000000000000;
-    vectors[8] = 50'h0000000000000;
-    vectors[9] = 50'h0000000000000;
-    vectors[10] = 50'h0000000000000;
-    vectors[11] = 50'h0000000000000;
-    vectors[12] = 50'h0000000000000;
-    vectors[13] = 50'h0000000000000;
+    vectors0[0] = 60'h000000000000000;
+    vectors0[1] = 60'h000000000000000;
+    vectors0[2] = 60'h000000000000000;
+    vectors0[3] = 60'h000000000000000;
+    vectors0[4] = 60'h000000000000000;
+    vectors0[5] = 60'h000000000000000;
+    vectors0[6] = 60'h000000000000000;
+    vectors0[7] = 60'h000000000000000;
   end
   always @(posedge clk) begin
     if (port__en)
-      vectors[port__addr] <= port__data;
+      vectors0[port__addr] <= w_data_q[59:0];
   end
-  reg [49:0] _0_;
+  reg [59:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$39 ];
+    _0_ <= vectors0[\port__addr$43 ];
   end
-  assign \port__data$151  = _0_;
+  assign \port__data$191  = _0_;
+  (* no_rw_check = 32'd1 *)
+  reg [19:0] vectors1 [7:0];
+  initial begin
+    vectors1[0] = 20'h00000;
+    vectors1[1] = 20'h00000;
+    vectors1[2] = 20'h00000;
+    vectors1[3] = 20'h00000;
+    vectors1[4] = 20'h00000;
+    vectors1[5] = 20'h00000;
+    vectors1[6] = 20'h00000;
+    vectors1[7] = 20'h00000;
+  end
+  always @(posedge clk) begin
+    if (\port__en$13 )
+      vectors1[\port__addr$10 ] <= w_data_q[79:60];
+  end
+  reg [19:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= vectors1[\port__addr$46 ];
+  end
+  assign \port__data$192  = _1_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
-  assign \$1  = w_half * 3'h7;
+  assign \$1  = w_half * 3'h4;
   assign \$2  = \$1  + w_count;
-  assign \$3  = w_count == 3'h6;
+  assign \$3  = w_count == 2'h3;
   assign filled = take & \$3 ;
   assign \$5  = ~ s_last;
   assign \$6  = \$5  | can_end;
@@ -1075,49 +1166,65 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$8  = step & sn_last;
   assign \$9  = \$7  | \$8 ;
   assign load = w_full_issue & \$9 ;
-  assign \$10  = s_idx == 3'h5;
+  assign \$10  = s_idx == 2'h2;
   assign \$11  = s_last ? 1'h0 : \$10 ;
   assign \$signal  = step ? \$11  : s_last;
   assign \$12  = step & s_last;
-  assign \$13  = addr == 6'h3e;
+  assign \$13  = n_idx == 6'h3e;
   assign \$14  = n_last ? 1'h0 : \$13 ;
   assign n_last_next = \$12  ? \$14  : n_last;
   assign \$15  = r_addr + 1'h1;
   assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
-  assign \$17  = w_half ? 3'h7 : 3'h0;
+  assign \$17  = w_half ? 3'h4 : 3'h0;
   assign \$18  = step & s_last;
   assign \$19  = gap == 1'h1;
   assign \$20  = gap_zero | \$19 ;
   assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
-  assign i = \$signal$43  ? data[5:0] : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
   assign t0_0_w0_6 = m0_0_6 + m0_0_7;
   assign t0_0_w0_8 = m0_0_8 + m0_0_9;
+  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
+  assign t0_0_w0_12 = m0_0_12 + m0_0_13;
+  assign t0_0_w0_14 = m0_0_14 + m0_0_15;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
+  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
+  assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
-  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_l2_2;
-  assign \i$70  = \$signal$43  ? data[11:6] : carry1_0;
+  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
   assign t1_0_w0_6 = m1_0_6 + m1_0_7;
   assign t1_0_w0_8 = m1_0_8 + m1_0_9;
+  assign t1_0_w0_10 = m1_0_10 + m1_0_11;
+  assign t1_0_w0_12 = m1_0_12 + m1_0_13;
+  assign t1_0_w0_14 = m1_0_14 + m1_0_15;
   assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
   assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
+  assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
+  assign t1_0_w1_6 = t1_0_w0_12 + t1_0_w0_14;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
-  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_l2_2;
+  assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
+  assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
   assign xsum_w0_0 = xword_d1[4:0] + xword_d1[9:5];
   assign xsum_w0_2 = xword_d1[14:10] + xword_d1[19:15];
   assign xsum_w0_4 = xword_d1[24:20] + xword_d1[29:25];
   assign xsum_w0_6 = xword_d1[34:30] + xword_d1[39:35];
   assign xsum_w0_8 = xword_d1[44:40] + xword_d1[49:45];
+  assign xsum_w0_10 = xword_d1[54:50] + xword_d1[59:55];
+  assign xsum_w0_12 = xword_d1[64:60] + xword_d1[69:65];
+  assign xsum_w0_14 = xword_d1[74:70] + xword_d1[79:75];
   assign xsum_w1_0 = xsum_w0_0 + xsum_w0_2;
   assign xsum_w1_2 = xsum_w0_4 + xsum_w0_6;
+  assign xsum_w1_4 = xsum_w0_8 + xsum_w0_10;
+  assign xsum_w1_6 = xsum_w0_12 + xsum_w0_14;
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
-  assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
+  assign xsum_w2_2 = xsum_l2_2 + xsum_l2_3;
+  assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
   assign \$21  = rq0_over ? 13'h00ff : rq0_shifted;
@@ -1126,345 +1233,385 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$24  = group_ended_d1 ? 2'h2 : 2'h0;
   assign \$25  = \$23  - \$24 ;
   assign credits_room_next = \$25 [3:0] >= 2'h2;
-  assign \$26  = w_count == 3'h6;
+  assign \$26  = w_count == 2'h3;
   assign \$27  = w_count + 1'h1;
-  assign \$28  = \$26  ? 4'h0 : \$27 ;
+  assign \$28  = \$26  ? 3'h0 : \$27 ;
   assign \$29  = credits_room_next & gap_zero_next;
   assign \$30  = \$signal  & n_last_next;
   assign \$31  = s_idx + 1'h1;
-  assign \$32  = s_last ? 4'h0 : \$31 ;
-  assign \$33  = addr + 1'h1;
+  assign \$32  = s_last ? 3'h0 : \$31 ;
+  assign \$33  = n_idx + 1'h1;
   assign \$34  = n_last ? 7'h00 : \$33 ;
   assign \$35  = step & sn_last;
-  assign \$36  = w_half ? 3'h7 : 3'h0;
+  assign \$36  = w_half ? 3'h4 : 3'h0;
   assign \$37  = ~ w_half;
   assign \$38  = step & s_last;
   assign \$39  = ~ gap_zero;
   assign \$40  = gap - 1'h1;
-  assign \$41  = s_last ? 4'h0 : col;
-  assign \$42  = row_ph0 >= 2'h2;
-  assign \$43  = row_ph0 - 2'h2;
-  assign \$44  = row_ph0 + 4'h8;
-  assign \$45  = \$42  ? { \$43 [4], \$43  } : { 1'h0, \$44  };
-  assign \$46  = n_last ? 6'h00 : \$45 ;
-  assign \$47  = row_ph1 >= 2'h2;
-  assign \$48  = row_ph1 - 2'h2;
-  assign \$49  = row_ph1 + 4'h8;
-  assign \$50  = \$47  ? { \$48 [4], \$48  } : { 1'h0, \$49  };
-  assign \$51  = n_last ? 6'h04 : \$50 ;
-  assign \$52  = row_ph0 + col;
-  assign \$53  = \$52  >= 4'ha;
-  assign \$54  = row_ph0 + col;
-  assign \$55  = \$54  - 4'ha;
+  assign \$41  = col >= 3'h4;
+  assign \$42  = col - 3'h4;
+  assign \$43  = col + 3'h6;
+  assign \$44  = \$41  ? { \$42 [4], \$42  } : { 1'h0, \$43  };
+  assign \$45  = s_last ? 6'h00 : \$44 ;
+  assign \$46  = row_ph0 >= 2'h2;
+  assign \$47  = row_ph0 - 2'h2;
+  assign \$48  = row_ph0 + 4'h8;
+  assign \$49  = \$46  ? { \$47 [4], \$47  } : { 1'h0, \$48  };
+  assign \$50  = n_last ? 6'h00 : \$49 ;
+  assign \$51  = row_ph1 >= 2'h2;
+  assign \$52  = row_ph1 - 2'h2;
+  assign \$53  = row_ph1 + 4'h8;
+  assign \$54  = \$51  ? { \$52 [4], \$52  } : { 1'h0, \$53  };
+  assign \$55  = n_last ? 6'h04 : \$54 ;
   assign \$56  = row_ph0 + col;
-  assign \$57  = \$53  ? \$55  : { 1'h0, \$56  };
-  assign \$58  = row_ph1 + col;
-  assign \$59  = \$58  >= 4'ha;
-  assign \$60  = row_ph1 + col;
-  assign \$61  = \$60  - 4'ha;
+  assign \$57  = \$56  >= 4'ha;
+  assign \$58  = row_ph0 + col;
+  assign \$59  = \$58  - 4'ha;
+  assign \$60  = row_ph0 + col;
+  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
   assign \$62  = row_ph1 + col;
-  assign \$63  = \$59  ? \$61  : { 1'h0, \$62  };
-  assign \$64  = ! s_idx;
-  assign \$65  = off1_0[0] ? o : { \o$150 [7:0], o[9:8] };
-  assign \$66  = off1_0[0] ? o : { \o$150 [5:0], o[9:6] };
-  assign \$67  = off1_0[0] ? o : { \o$150 [3:0], o[9:4] };
-  assign \$68  = off1_0[1] ? \$66  : \$67 ;
-  assign \$69  = off1_0[0] ? o : { \o$150 [1:0], o[9:2] };
-  assign \$71  = off1_0[1] ? \$69  : \$70 ;
-  assign \$72  = off1_0[2] ? \$68  : \$71 ;
-  assign \$73  = off1_0[3] ? \$65  : \$72 ;
-  assign \$74  = ~ \$73 ;
-  assign \$75  = off1_1[0] ? \o$154  : { \o$155 [7:0], \o$154 [9:8] };
-  assign \$76  = off1_1[0] ? \o$154  : { \o$155 [5:0], \o$154 [9:6] };
-  assign \$77  = off1_1[0] ? \o$154  : { \o$155 [3:0], \o$154 [9:4] };
-  assign \$78  = off1_1[1] ? \$76  : \$77 ;
-  assign \$79  = off1_1[0] ? \o$154  : { \o$155 [1:0], \o$154 [9:2] };
-  assign \$81  = off1_1[1] ? \$79  : \$80 ;
-  assign \$82  = off1_1[2] ? \$78  : \$81 ;
-  assign \$83  = off1_1[3] ? \$75  : \$82 ;
-  assign \$84  = ~ \$83 ;
-  assign \$85  = flags_x[1] ? 11'h000 : xacc;
-  assign \$86  = \$85  + xsum_l4_0;
-  assign \$87  = flags_x[0] & flags_x[2];
-  assign \$88  = flags_x[1] ? 11'h000 : xacc;
-  assign \$89  = \$88  + xsum_l4_0;
-  assign \$90  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$91  = \$90  + t0_0_l4_0;
-  assign \$92  = flags_0[0] & flags_0[2];
-  assign \$93  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$94  = \$93  + t0_0_l4_0;
-  assign \$96  = \$95  - xfin;
-  assign \$97  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$98  = \$97  + t1_0_l4_0;
-  assign \$99  = flags_1[0] & flags_1[2];
-  assign \$100  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$101  = \$100  + t1_0_l4_0;
-  assign \$103  = \$102  - xfin;
-  assign \$104  = ser_left - 1'h1;
-  assign \$105  = \addr$114  == 7'h7f;
-  assign \$106  = \addr$114  + 1'h1;
-  assign \$107  = \$105  ? 8'h00 : \$106 ;
-  assign \$111  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$113  = $signed(\$112 ) + $signed(rq0_beta);
-  assign \$116  = $signed(\$115 ) < $signed(1'h0);
-  assign \$118  = $signed(\$117 ) > $signed(9'h0ff);
-  assign \$119  = step & s_last;
-  assign \$120  = o__valid & \o__ready$126 ;
-  assign \$121  = \$120  + skipped_d4;
-  assign \$122  = ~ rst_fc1;
-  assign \$124  = rst_fc1 ? 1'h0 : take;
-  assign \$125  = rst_fc1 | load;
-  assign \$126  = filled ? 1'h1 : w_full;
-  assign \$127  = \$125  ? 1'h0 : \$126 ;
-  assign \$128  = rst_fc1 | load;
-  assign \$129  = filled ? 1'h1 : w_full_issue;
-  assign \$130  = \$128  ? 1'h0 : \$129 ;
+  assign \$63  = \$62  >= 4'ha;
+  assign \$64  = row_ph1 + col;
+  assign \$65  = \$64  - 4'ha;
+  assign \$66  = row_ph1 + col;
+  assign \$67  = \$63  ? \$65  : { 1'h0, \$66  };
+  assign \$68  = ! s_idx;
+  assign \$69  = off1_0[0] ? { \o$189 [5:0], o } : { \o$190 [3:0], \o$189 , o[9:8] };
+  assign \$70  = off1_0[0] ? { \o$189 [5:0], o } : { \o$190 [1:0], \o$189 , o[9:6] };
+  assign \$71  = off1_0[0] ? { \o$189 [5:0], o } : { \o$189 , o[9:4] };
+  assign \$72  = off1_0[1] ? \$70  : \$71 ;
+  assign \$73  = off1_0[0] ? { \o$189 [5:0], o } : { \o$189 [7:0], o[9:2] };
+  assign \$75  = off1_0[1] ? \$73  : \$74 ;
+  assign \$76  = off1_0[2] ? \$72  : \$75 ;
+  assign \$77  = off1_0[3] ? \$69  : \$76 ;
+  assign \$78  = ~ \$77 ;
+  assign \$79  = off1_1[0] ? { \o$196 [5:0], \o$195  } : { \o$197 [3:0], \o$196 , \o$195 [9:8] };
+  assign \$80  = off1_1[0] ? { \o$196 [5:0], \o$195  } : { \o$197 [1:0], \o$196 , \o$195 [9:6] };
+  assign \$81  = off1_1[0] ? { \o$196 [5:0], \o$195  } : { \o$196 , \o$195 [9:4] };
+  assign \$82  = off1_1[1] ? \$80  : \$81 ;
+  assign \$83  = off1_1[0] ? { \o$196 [5:0], \o$195  } : { \o$196 [7:0], \o$195 [9:2] };
+  assign \$85  = off1_1[1] ? \$83  : \$84 ;
+  assign \$86  = off1_1[2] ? \$82  : \$85 ;
+  assign \$87  = off1_1[3] ? \$79  : \$86 ;
+  assign \$88  = ~ \$87 ;
+  assign \$89  = flags_x[1] ? 11'h000 : xacc;
+  assign \$90  = \$89  + xsum_l4_0;
+  assign \$91  = flags_x[0] & flags_x[2];
+  assign \$92  = flags_x[1] ? 11'h000 : xacc;
+  assign \$93  = \$92  + xsum_l4_0;
+  assign \$94  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$95  = \$94  + t0_0_l4_0;
+  assign \$96  = flags_0[0] & flags_0[2];
+  assign \$97  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$98  = \$97  + t0_0_l4_0;
+  assign \$100  = \$99  - xfin;
+  assign \$101  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$102  = \$101  + t1_0_l4_0;
+  assign \$103  = flags_1[0] & flags_1[2];
+  assign \$104  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$105  = \$104  + t1_0_l4_0;
+  assign \$107  = \$106  - xfin;
+  assign \$108  = ser_left - 1'h1;
+  assign \$109  = addr == 7'h7f;
+  assign \$110  = addr + 1'h1;
+  assign \$111  = \$109  ? 8'h00 : \$110 ;
+  assign \$115  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$117  = $signed(\$116 ) + $signed(rq0_beta);
+  assign \$120  = $signed(\$119 ) < $signed(1'h0);
+  assign \$122  = $signed(\$121 ) > $signed(9'h0ff);
+  assign \$123  = step & s_last;
+  assign \$124  = o__valid & \o__ready$164 ;
+  assign \$125  = \$124  + skipped_d4;
+  assign \$126  = ~ rst_fc1;
+  assign \$128  = rst_fc1 ? 1'h0 : take;
+  assign \$129  = ~ rst_fc1;
+  assign \$131  = rst_fc1 ? 1'h0 : take;
+  assign \$132  = rst_fc1 | load;
+  assign \$133  = filled ? 1'h1 : w_full;
+  assign \$134  = \$132  ? 1'h0 : \$133 ;
+  assign \$135  = rst_fc1 | load;
+  assign \$136  = filled ? 1'h1 : w_full_issue;
+  assign \$137  = \$135  ? 1'h0 : \$136 ;
   always @(posedge clk)
-    port__data <= w_data;
+    w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$131 ;
+    w_count <= \$138 ;
   always @(posedge clk)
-    can_end <= \$132 ;
+    can_end <= \$139 ;
   always @(posedge clk)
-    gap_zero <= \$133 ;
+    gap_zero <= \$140 ;
   always @(posedge clk)
-    s_last <= \$134 ;
+    s_last <= \$141 ;
   always @(posedge clk)
-    n_last <= \$135 ;
+    n_last <= \$142 ;
   always @(posedge clk)
-    sn_last <= \$136 ;
+    sn_last <= \$143 ;
   always @(posedge clk)
-    r_addr <= \$137 ;
+    r_addr <= \$144 ;
   always @(posedge clk)
-    s_idx <= \$138 ;
+    s_idx <= \$145 ;
   always @(posedge clk)
-    addr <= \$139 ;
+    n_idx <= \$146 ;
   always @(posedge clk)
-    active <= \$140 ;
+    active <= \$147 ;
   always @(posedge clk)
-    r_base <= \$141 ;
+    r_base <= \$148 ;
   always @(posedge clk)
-    w_half <= \$142 ;
+    w_half <= \$149 ;
   always @(posedge clk)
-    gap <= \$143 ;
+    gap <= \$150 ;
   always @(posedge clk)
-    col <= \$144 ;
+    col <= \$151 ;
   always @(posedge clk)
-    row_ph0 <= \$145 ;
+    row_ph0 <= \$152 ;
   always @(posedge clk)
-    row_ph1 <= \$146 ;
+    row_ph1 <= \$153 ;
   always @(posedge clk)
-    off1_0 <= \$147 ;
+    off1_0 <= \$154 ;
   always @(posedge clk)
-    off1_1 <= \$148 ;
+    off1_1 <= \$155 ;
   always @(posedge clk)
-    \$signal$145  <= \$149 ;
+    \$signal$183  <= \$156 ;
   always @(posedge clk)
-    \$signal$43  <= \$150 ;
+    \$signal$184  <= \$157 ;
   always @(posedge clk)
-    last1 <= \$151 ;
+    last1 <= \$158 ;
   always @(posedge clk)
-    word1 <= \o__payload$147 ;
+    word1 <= \o__payload$186 ;
   always @(posedge clk)
-    carry0_0 <= \$152 ;
+    w0_0 <= \$78 ;
   always @(posedge clk)
-    w0_0 <= \$74 ;
+    m0_0_0 <= \$159 ;
   always @(posedge clk)
-    m0_0_0 <= \$153 ;
+    m0_0_1 <= \$160 ;
   always @(posedge clk)
-    m0_0_1 <= \$154 ;
+    m0_0_2 <= \$161 ;
   always @(posedge clk)
-    m0_0_2 <= \$155 ;
+    m0_0_3 <= \$162 ;
   always @(posedge clk)
-    m0_0_3 <= \$156 ;
+    m0_0_4 <= \$163 ;
   always @(posedge clk)
-    m0_0_4 <= \$157 ;
+    m0_0_5 <= \$164 ;
   always @(posedge clk)
-    m0_0_5 <= \$158 ;
+    m0_0_6 <= \$165 ;
   always @(posedge clk)
-    m0_0_6 <= \$159 ;
+    m0_0_7 <= \$166 ;
   always @(posedge clk)
-    m0_0_7 <= \$160 ;
+    m0_0_8 <= \$167 ;
   always @(posedge clk)
-    m0_0_8 <= \$161 ;
+    m0_0_9 <= \$168 ;
   always @(posedge clk)
-    m0_0_9 <= \$162 ;
+    m0_0_10 <= \$169 ;
+  always @(posedge clk)
+    m0_0_11 <= \$170 ;
+  always @(posedge clk)
+    m0_0_12 <= \$171 ;
+  always @(posedge clk)
+    m0_0_13 <= \$172 ;
+  always @(posedge clk)
+    m0_0_14 <= \$173 ;
+  always @(posedge clk)
+    m0_0_15 <= \$174 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
     t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    t0_0_l2_2 <= t0_0_w0_8;
+    t0_0_l2_2 <= t0_0_w1_4;
+  always @(posedge clk)
+    t0_0_l2_3 <= t0_0_w1_6;
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$163 ;
+    w1_0 <= \$88 ;
   always @(posedge clk)
-    w1_0 <= \$84 ;
+    m1_0_0 <= \$175 ;
   always @(posedge clk)
-    m1_0_0 <= \$164 ;
+    m1_0_1 <= \$176 ;
   always @(posedge clk)
-    m1_0_1 <= \$165 ;
+    m1_0_2 <= \$177 ;
   always @(posedge clk)
-    m1_0_2 <= \$166 ;
+    m1_0_3 <= \$178 ;
   always @(posedge clk)
-    m1_0_3 <= \$167 ;
+    m1_0_4 <= \$179 ;
   always @(posedge clk)
-    m1_0_4 <= \$168 ;
+    m1_0_5 <= \$180 ;
   always @(posedge clk)
-    m1_0_5 <= \$169 ;
+    m1_0_6 <= \$181 ;
   always @(posedge clk)
-    m1_0_6 <= \$170 ;
+    m1_0_7 <= \$182 ;
   always @(posedge clk)
-    m1_0_7 <= \$171 ;
+    m1_0_8 <= \$183 ;
   always @(posedge clk)
-    m1_0_8 <= \$172 ;
+    m1_0_9 <= \$184 ;
   always @(posedge clk)
-    m1_0_9 <= \$173 ;
+    m1_0_10 <= \$185 ;
+  always @(posedge clk)
+    m1_0_11 <= \$186 ;
+  always @(posedge clk)
+    m1_0_12 <= \$187 ;
+  always @(posedge clk)
+    m1_0_13 <= \$188 ;
+  always @(posedge clk)
+    m1_0_14 <= \$189 ;
+  always @(posedge clk)
+    m1_0_15 <= \$190 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
     t1_0_l2_1 <= t1_0_w1_2;
   always @(posedge clk)
-    t1_0_l2_2 <= t1_0_w0_8;
+    t1_0_l2_2 <= t1_0_w1_4;
+  always @(posedge clk)
+    t1_0_l2_3 <= t1_0_w1_6;
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    xword_d1 <= \port__data$151 ;
+    xword_d1 <= { \port__data$192 , \port__data$191  };
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
     xsum_l2_1 <= xsum_w1_2;
   always @(posedge clk)
-    xsum_l2_2 <= xsum_w0_8;
+    xsum_l2_2 <= xsum_w1_4;
+  always @(posedge clk)
+    xsum_l2_3 <= xsum_w1_6;
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$174 ;
+    v2_d1 <= \$191 ;
   always @(posedge clk)
-    v2_d2 <= \$175 ;
+    v2_d2 <= \$192 ;
   always @(posedge clk)
-    v2_d3 <= \$176 ;
+    v2_d3 <= \$193 ;
   always @(posedge clk)
-    v2_d4 <= \$177 ;
+    v2_d4 <= \$194 ;
   always @(posedge clk)
-    last2_d1 <= \$178 ;
+    last2_d1 <= \$195 ;
   always @(posedge clk)
-    last2_d2 <= \$179 ;
+    last2_d2 <= \$196 ;
   always @(posedge clk)
-    last2_d3 <= \$180 ;
+    last2_d3 <= \$197 ;
   always @(posedge clk)
-    last2_d4 <= \$181 ;
+    last2_d4 <= \$198 ;
   always @(posedge clk)
-    v2p_d1 <= \$182 ;
+    v2p_d1 <= \$199 ;
   always @(posedge clk)
-    v2p_d2 <= \$183 ;
+    v2p_d2 <= \$200 ;
   always @(posedge clk)
-    v2p_d3 <= \$184 ;
+    v2p_d3 <= \$201 ;
   always @(posedge clk)
-    first2p_d1 <= \$185 ;
+    first2p_d1 <= \$202 ;
   always @(posedge clk)
-    first2p_d2 <= \$186 ;
+    first2p_d2 <= \$203 ;
   always @(posedge clk)
-    first2p_d3 <= \$187 ;
+    first2p_d3 <= \$204 ;
   always @(posedge clk)
-    last2p_d1 <= \$188 ;
+    last2p_d1 <= \$205 ;
   always @(posedge clk)
-    last2p_d2 <= \$189 ;
+    last2p_d2 <= \$206 ;
   always @(posedge clk)
-    last2p_d3 <= \$190 ;
+    last2p_d3 <= \$207 ;
   always @(posedge clk)
-    done <= \$191 ;
+    done <= \$208 ;
   always @(posedge clk)
-    xacc <= \$192 ;
+    xacc <= \$209 ;
   always @(posedge clk)
-    xfin <= \$193 ;
+    xfin <= \$210 ;
   always @(posedge clk)
-    acc0_0 <= \$194 ;
+    acc0_0 <= \$211 ;
   always @(posedge clk)
-    fin0_0 <= \$195 ;
+    fin0_0 <= \$212 ;
   always @(posedge clk)
-    bank0_0 <= \$196 ;
+    bank0_0 <= \$213 ;
   always @(posedge clk)
-    acc1_0 <= \$197 ;
+    acc1_0 <= \$214 ;
   always @(posedge clk)
-    fin1_0 <= \$198 ;
+    fin1_0 <= \$215 ;
   always @(posedge clk)
-    bank1_0 <= \$199 ;
+    bank1_0 <= \$216 ;
   always @(posedge clk)
-    ser_left <= \$200 ;
+    ser_left <= \$217 ;
   always @(posedge clk)
-    \addr$114  <= \$201 ;
+    addr <= \$218 ;
   always @(posedge clk)
-    \$signal$185  <= \$202 ;
+    \$signal$227  <= \$219 ;
   always @(posedge clk)
-    ka <= \$203 ;
+    ka <= \$220 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$204 ;
+    vb <= \$221 ;
   always @(posedge clk)
-    rq0_beta_b <= \data$117 [38:18];
+    rq0_beta_b <= data[38:18];
   always @(posedge clk)
-    rq0_beta <= \$111 ;
+    rq0_beta <= \$115 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$113 [28:0];
+    rq0_acc_s1_0 <= \$117 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$114 [12:0];
+    rq0_shifted <= \$118 [12:0];
   always @(posedge clk)
-    rq0_under <= \$116 ;
+    rq0_under <= \$120 ;
   always @(posedge clk)
-    rq0_over <= \$118 ;
+    rq0_over <= \$122 ;
   always @(posedge clk)
-    v_out_d1 <= \$205 ;
+    v_out_d1 <= \$222 ;
   always @(posedge clk)
-    v_out_d2 <= \$206 ;
+    v_out_d2 <= \$223 ;
   always @(posedge clk)
-    \w_en$131  <= \$207 ;
+    \w_en$169  <= \$224 ;
   always @(posedge clk)
-    skipped_d1 <= \$208 ;
+    skipped_d1 <= \$225 ;
   always @(posedge clk)
-    skipped_d2 <= \$209 ;
+    skipped_d2 <= \$226 ;
   always @(posedge clk)
-    skipped_d3 <= \$210 ;
+    skipped_d3 <= \$227 ;
   always @(posedge clk)
-    skipped_d4 <= \$211 ;
+    skipped_d4 <= \$228 ;
   always @(posedge clk)
-    group_ended_d1 <= \$212 ;
+    group_ended_d1 <= \$229 ;
   always @(posedge clk)
-    credits_returned <= \$213 ;
+    credits_returned <= \$230 ;
   always @(posedge clk)
-    credits_space <= \$214 ;
+    credits_space <= \$231 ;
   always @(posedge clk)
-    credits_room <= \$215 ;
+    credits_room <= \$232 ;
   \flexor_digits.fc1.consts  consts (
-    .addr(\addr$114 ),
+    .addr(addr),
     .clk(clk),
-    .data(\data$117 )
+    .data(data)
   );
   \flexor_digits.fc1.dec_0_0_0  dec_0_0_0 (
-    .i(i),
+    .i(word1[5:0]),
     .o(o)
   );
   \flexor_digits.fc1.dec_0_0_1  dec_0_0_1 (
-    .i(word1[5:0]),
-    .o(\o$150 )
+    .i(word1[11:6]),
+    .o(\o$189 )
+  );
+  \flexor_digits.fc1.dec_0_0_2  dec_0_0_2 (
+    .i(word1[17:12]),
+    .o(\o$190 )
   );
   \flexor_digits.fc1.dec_1_0_0  dec_1_0_0 (
-    .i(\i$70 ),
-    .o(\o$154 )
+    .i(word1[23:18]),
+    .o(\o$195 )
   );
   \flexor_digits.fc1.dec_1_0_1  dec_1_0_1 (
-    .i(word1[11:6]),
-    .o(\o$155 )
+    .i(word1[29:24]),
+    .o(\o$196 )
+  );
+  \flexor_digits.fc1.dec_1_0_2  dec_1_0_2 (
+    .i(word1[35:30]),
+    .o(\o$197 )
   );
   \flexor_digits.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$126 ),
+    .o__ready(\o__ready$164 ),
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
-    .w_en(\w_en$131 ),
+    .w_en(\w_en$169 ),
     .w_port__data(\$22 [7:0])
   );
   flexor_copy #(
@@ -1491,52 +1638,72 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .d({ last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_x)
   );
-  \flexor_digits.fc1.heads  heads (
-    .addr(addr),
-    .clk(clk),
-    .data(data)
-  );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
+    .WIDTH(32'd3)
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_addr),
-    .q(\port__addr$39 )
+    .q(\port__addr$43 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) r_addr_b1_copy (
+    .clk(clk),
+    .d(r_addr),
+    .q(\port__addr$46 )
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$200 ),
+    .addr(\addr$242 ),
     .clk(clk),
-    .data(\data$199 )
+    .data(\o__payload$186 ),
+    .en(en)
   );
   \flexor_digits.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$117 [17:0]),
+    .a(data[17:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
+    .WIDTH(32'd3)
   ) w_addr_b0_copy (
     .clk(clk),
-    .d(\$2 [3:0]),
+    .d(\$2 [2:0]),
     .q(port__addr)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) w_addr_b1_copy (
+    .clk(clk),
+    .d(\$2 [2:0]),
+    .q(\port__addr$10 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$124 ),
+    .d(\$128 ),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b1_copy (
+    .clk(clk),
+    .d(\$131 ),
+    .q(\port__en$13 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$127 ),
+    .d(\$134 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -1544,751 +1711,855 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$130 ),
+    .d(\$137 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc1.weights  weights (
+    .addr(\addr$242 ),
     .clk(clk),
-    .data(\data$199 ),
-    .o__payload(\o__payload$147 ),
+    .go(en),
+    .o__payload(\o__payload$186 ),
     .o__ready(step),
-    .raddr(\addr$200 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$16 [3:0];
+      r_next = \$16 [2:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$17  };
+      r_next = \$17 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = w_count;
+    \$138  = w_count;
     if (take) begin
-      \$131  = \$28 [2:0];
+      \$138  = \$28 [1:0];
     end
     if (rst_fc1) begin
-      \$131  = 3'h0;
+      \$138  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = \$29 ;
+    \$139  = \$29 ;
     if (rst_fc1) begin
-      \$132  = 1'h1;
+      \$139  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = gap_zero_next;
+    \$140  = gap_zero_next;
     if (rst_fc1) begin
-      \$133  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = \$signal ;
-    if (rst_fc1) begin
-      \$134  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = n_last_next;
-    if (rst_fc1) begin
-      \$135  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = \$30 ;
-    if (rst_fc1) begin
-      \$136  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = r_next;
-    if (rst_fc1) begin
-      \$137  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = s_idx;
-    if (step) begin
-      \$138  = \$32 [2:0];
-    end
-    if (rst_fc1) begin
-      \$138  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$139  = \$34 [5:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$139  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = active;
-    if (\$35 ) begin
-      \$140  = 1'h0;
-    end
-    if (load) begin
       \$140  = 1'h1;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$141  = \$signal ;
     if (rst_fc1) begin
-      \$140  = 1'h0;
+      \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = r_base;
-    if (load) begin
-      \$141  = { 1'h0, \$36  };
-    end
-    if (rst_fc1) begin
-      \$141  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = w_half;
-    if (load) begin
-      \$142  = \$37 ;
-    end
+    \$142  = n_last_next;
     if (rst_fc1) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = gap;
-    if (\$38 ) begin
-      \$143  = 2'h1;
-    end else if (\$39 ) begin
-      \$143  = \$40 [1:0];
-    end
+    \$143  = \$30 ;
     if (rst_fc1) begin
-      \$143  = 2'h0;
+      \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = col;
+    \$144  = r_next;
+    if (rst_fc1) begin
+      \$144  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$145  = s_idx;
     if (step) begin
-      \$144  = \$41 ;
+      \$145  = \$32 [1:0];
     end
     if (rst_fc1) begin
-      \$144  = 4'h0;
+      \$145  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$145  = row_ph0;
+    \$146  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$145  = \$46 [3:0];
+        \$146  = \$34 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$145  = 4'h0;
+      \$146  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$146  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$146  = \$51 [3:0];
-      end
+    \$147  = active;
+    if (\$35 ) begin
+      \$147  = 1'h0;
+    end
+    if (load) begin
+      \$147  = 1'h1;
     end
     if (rst_fc1) begin
-      \$146  = 4'h4;
+      \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = \$57 [3:0];
+    \$148  = r_base;
+    if (load) begin
+      \$148  = \$36 ;
+    end
     if (rst_fc1) begin
-      \$147  = 4'h0;
+      \$148  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = \$63 [3:0];
-    if (rst_fc1) begin
-      \$148  = 4'h0;
+    \$149  = w_half;
+    if (load) begin
+      \$149  = \$37 ;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$149  = step;
     if (rst_fc1) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = \$64 ;
+    \$150  = gap;
+    if (\$38 ) begin
+      \$150  = 2'h1;
+    end else if (\$39 ) begin
+      \$150  = \$40 [1:0];
+    end
     if (rst_fc1) begin
-      \$150  = 1'h0;
+      \$150  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$151  = s_last;
+    \$151  = col;
+    if (step) begin
+      \$151  = \$45 [3:0];
+    end
     if (rst_fc1) begin
-      \$151  = 1'h0;
+      \$151  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = carry0_0;
-    if (\$signal$145 ) begin
-      \$152  = word1[5:0];
+    \$152  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$152  = \$50 [3:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$152  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$153  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$153  = \$55 [3:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$153  = 4'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$154  = \$61 [3:0];
+    if (rst_fc1) begin
+      \$154  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$155  = \$67 [3:0];
+    if (rst_fc1) begin
+      \$155  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$156  = step;
+    if (rst_fc1) begin
+      \$156  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$157  = \$68 ;
+    if (rst_fc1) begin
+      \$157  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$158  = s_last;
+    if (rst_fc1) begin
+      \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$153  = 5'h00;
+      \$159  = 5'h00;
     end else begin
-      \$153  = \port__data$151 [4:0];
+      \$159  = \port__data$191 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$154  = 5'h00;
+      \$160  = 5'h00;
     end else begin
-      \$154  = \port__data$151 [9:5];
+      \$160  = \port__data$191 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$155  = 5'h00;
+      \$161  = 5'h00;
     end else begin
-      \$155  = \port__data$151 [14:10];
+      \$161  = \port__data$191 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$156  = 5'h00;
+      \$162  = 5'h00;
     end else begin
-      \$156  = \port__data$151 [19:15];
+      \$162  = \port__data$191 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$157  = 5'h00;
+      \$163  = 5'h00;
     end else begin
-      \$157  = \port__data$151 [24:20];
+      \$163  = \port__data$191 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$158  = 5'h00;
+      \$164  = 5'h00;
     end else begin
-      \$158  = \port__data$151 [29:25];
+      \$164  = \port__data$191 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$159  = 5'h00;
+      \$165  = 5'h00;
     end else begin
-      \$159  = \port__data$151 [34:30];
+      \$165  = \port__data$191 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$160  = 5'h00;
+      \$166  = 5'h00;
     end else begin
-      \$160  = \port__data$151 [39:35];
+      \$166  = \port__data$191 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$161  = 5'h00;
+      \$167  = 5'h00;
     end else begin
-      \$161  = \port__data$151 [44:40];
+      \$167  = \port__data$191 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$162  = 5'h00;
+      \$168  = 5'h00;
     end else begin
-      \$162  = \port__data$151 [49:45];
+      \$168  = \port__data$191 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = carry1_0;
-    if (\$signal$145 ) begin
-      \$163  = word1[11:6];
+    (* full_case = 32'd1 *)
+    if (w0_0[10]) begin
+      \$169  = 5'h00;
+    end else begin
+      \$169  = \port__data$191 [54:50];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[11]) begin
+      \$170  = 5'h00;
+    end else begin
+      \$170  = \port__data$191 [59:55];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[12]) begin
+      \$171  = 5'h00;
+    end else begin
+      \$171  = \port__data$192 [4:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[13]) begin
+      \$172  = 5'h00;
+    end else begin
+      \$172  = \port__data$192 [9:5];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[14]) begin
+      \$173  = 5'h00;
+    end else begin
+      \$173  = \port__data$192 [14:10];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    (* full_case = 32'd1 *)
+    if (w0_0[15]) begin
+      \$174  = 5'h00;
+    end else begin
+      \$174  = \port__data$192 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$164  = 5'h00;
+      \$175  = 5'h00;
     end else begin
-      \$164  = \port__data$151 [4:0];
+      \$175  = \port__data$191 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$165  = 5'h00;
+      \$176  = 5'h00;
     end else begin
-      \$165  = \port__data$151 [9:5];
+      \$176  = \port__data$191 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$166  = 5'h00;
+      \$177  = 5'h00;
     end else begin
-      \$166  = \port__data$151 [14:10];
+      \$177  = \port__data$191 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$167  = 5'h00;
+      \$178  = 5'h00;
     end else begin
-      \$167  = \port__data$151 [19:15];
+      \$178  = \port__data$191 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$168  = 5'h00;
+      \$179  = 5'h00;
     end else begin
-      \$168  = \port__data$151 [24:20];
+      \$179  = \port__data$191 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$169  = 5'h00;
+      \$180  = 5'h00;
     end else begin
-      \$169  = \port__data$151 [29:25];
+      \$180  = \port__data$191 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$170  = 5'h00;
+      \$181  = 5'h00;
     end else begin
-      \$170  = \port__data$151 [34:30];
+      \$181  = \port__data$191 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$171  = 5'h00;
+      \$182  = 5'h00;
     end else begin
-      \$171  = \port__data$151 [39:35];
+      \$182  = \port__data$191 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$172  = 5'h00;
+      \$183  = 5'h00;
     end else begin
-      \$172  = \port__data$151 [44:40];
+      \$183  = \port__data$191 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$173  = 5'h00;
+      \$184  = 5'h00;
     end else begin
-      \$173  = \port__data$151 [49:45];
+      \$184  = \port__data$191 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = \$signal$145 ;
-    if (rst_fc1) begin
-      \$174  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w1_0[10]) begin
+      \$185  = 5'h00;
+    end else begin
+      \$185  = \port__data$191 [54:50];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = v2_d1;
-    if (rst_fc1) begin
-      \$175  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w1_0[11]) begin
+      \$186  = 5'h00;
+    end else begin
+      \$186  = \port__data$191 [59:55];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = v2_d2;
-    if (rst_fc1) begin
-      \$176  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w1_0[12]) begin
+      \$187  = 5'h00;
+    end else begin
+      \$187  = \port__data$192 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = v2_d3;
-    if (rst_fc1) begin
-      \$177  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w1_0[13]) begin
+      \$188  = 5'h00;
+    end else begin
+      \$188  = \port__data$192 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = last1;
-    if (rst_fc1) begin
-      \$178  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w1_0[14]) begin
+      \$189  = 5'h00;
+    end else begin
+      \$189  = \port__data$192 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = last2_d1;
-    if (rst_fc1) begin
-      \$179  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (w1_0[15]) begin
+      \$190  = 5'h00;
+    end else begin
+      \$190  = \port__data$192 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = last2_d2;
-    if (rst_fc1) begin
-      \$180  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = last2_d3;
-    if (rst_fc1) begin
-      \$181  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = \$signal$145 ;
-    if (rst_fc1) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = v2p_d1;
-    if (rst_fc1) begin
-      \$183  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = v2p_d2;
-    if (rst_fc1) begin
-      \$184  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = \$signal$43 ;
-    if (rst_fc1) begin
-      \$185  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = first2p_d1;
-    if (rst_fc1) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = first2p_d2;
-    if (rst_fc1) begin
-      \$187  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = last1;
-    if (rst_fc1) begin
-      \$188  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = last2p_d1;
-    if (rst_fc1) begin
-      \$189  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = last2p_d2;
-    if (rst_fc1) begin
-      \$190  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = group_end;
+    \$191  = \$signal$183 ;
     if (rst_fc1) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = xacc;
-    if (flags_x[0]) begin
-      \$192  = \$86 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = xfin;
-    if (\$87 ) begin
-      \$193  = \$89 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = acc0_0;
-    if (flags_0[0]) begin
-      \$194  = \$91 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = fin0_0;
-    if (\$92 ) begin
-      \$195  = \$94 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = bank0_0;
-    if (done) begin
-      \$196  = \$96 [11:0];
-    end else if (ser) begin
-      \$196  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = acc1_0;
-    if (flags_1[0]) begin
-      \$197  = \$98 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = fin1_0;
-    if (\$99 ) begin
-      \$198  = \$101 [10:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = bank1_0;
-    if (done) begin
-      \$199  = \$103 [11:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = ser_left;
-    if (done) begin
-      \$200  = 2'h2;
-    end else if (ser) begin
-      \$200  = \$104 [1:0];
-    end
+    \$192  = v2_d1;
     if (rst_fc1) begin
-      \$200  = 2'h0;
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \addr$114 ;
-    if (ser) begin
-      \$201  = \$107 [6:0];
-    end
+    \$193  = v2_d2;
     if (rst_fc1) begin
-      \$201  = 7'h00;
+      \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = \$108 ;
+    \$194  = v2_d3;
+    if (rst_fc1) begin
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$195  = last1;
+    if (rst_fc1) begin
+      \$195  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$196  = last2_d1;
+    if (rst_fc1) begin
+      \$196  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$197  = last2_d2;
+    if (rst_fc1) begin
+      \$197  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$198  = last2_d3;
+    if (rst_fc1) begin
+      \$198  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$199  = \$signal$183 ;
+    if (rst_fc1) begin
+      \$199  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$200  = v2p_d1;
+    if (rst_fc1) begin
+      \$200  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$201  = v2p_d2;
+    if (rst_fc1) begin
+      \$201  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$202  = \$signal$184 ;
     if (rst_fc1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = \$110 ;
+    \$203  = first2p_d1;
     if (rst_fc1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = \$signal$185 ;
+    \$204  = first2p_d2;
     if (rst_fc1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = vb;
+    \$205  = last1;
     if (rst_fc1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = v_out_d1;
+    \$206  = last2p_d1;
     if (rst_fc1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = v_out_d2;
+    \$207  = last2p_d2;
     if (rst_fc1) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = ka;
+    \$208  = group_end;
     if (rst_fc1) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = skipped_d1;
-    if (rst_fc1) begin
-      \$209  = 1'h0;
+    \$209  = xacc;
+    if (flags_x[0]) begin
+      \$209  = \$90 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = skipped_d2;
-    if (rst_fc1) begin
-      \$210  = 1'h0;
+    \$210  = xfin;
+    if (\$91 ) begin
+      \$210  = \$93 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = skipped_d3;
-    if (rst_fc1) begin
-      \$211  = 1'h0;
+    \$211  = acc0_0;
+    if (flags_0[0]) begin
+      \$211  = \$95 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = \$119 ;
-    if (rst_fc1) begin
-      \$212  = 1'h0;
+    \$212  = fin0_0;
+    if (\$96 ) begin
+      \$212  = \$98 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = \$121 ;
-    if (rst_fc1) begin
-      \$213  = 2'h0;
+    \$213  = bank0_0;
+    if (done) begin
+      \$213  = \$100 [11:0];
+    end else if (ser) begin
+      \$213  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = \$25 [3:0];
-    if (rst_fc1) begin
-      \$214  = 4'h8;
+    \$214  = acc1_0;
+    if (flags_1[0]) begin
+      \$214  = \$102 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = credits_room_next;
+    \$215  = fin1_0;
+    if (\$103 ) begin
+      \$215  = \$105 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$216  = bank1_0;
+    if (done) begin
+      \$216  = \$107 [11:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$217  = ser_left;
+    if (done) begin
+      \$217  = 2'h2;
+    end else if (ser) begin
+      \$217  = \$108 [1:0];
+    end
     if (rst_fc1) begin
-      \$215  = 1'h1;
+      \$217  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$218  = addr;
+    if (ser) begin
+      \$218  = \$111 [6:0];
+    end
+    if (rst_fc1) begin
+      \$218  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$219  = \$112 ;
+    if (rst_fc1) begin
+      \$219  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$220  = \$114 ;
+    if (rst_fc1) begin
+      \$220  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$221  = \$signal$227 ;
+    if (rst_fc1) begin
+      \$221  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$222  = vb;
+    if (rst_fc1) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$223  = v_out_d1;
+    if (rst_fc1) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$224  = v_out_d2;
+    if (rst_fc1) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$225  = ka;
+    if (rst_fc1) begin
+      \$225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$226  = skipped_d1;
+    if (rst_fc1) begin
+      \$226  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$227  = skipped_d2;
+    if (rst_fc1) begin
+      \$227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$228  = skipped_d3;
+    if (rst_fc1) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$229  = \$123 ;
+    if (rst_fc1) begin
+      \$229  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$230  = \$125 ;
+    if (rst_fc1) begin
+      \$230  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$231  = \$25 [3:0];
+    if (rst_fc1) begin
+      \$231  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$232  = credits_room_next;
+    if (rst_fc1) begin
+      \$232  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
-  assign w_data_q = port__data;
+  assign port__data = w_data_q[59:0];
   assign w_en_b0 = port__en;
-  assign w_addr = \$2 [3:0];
+  assign w_addr_b1 = \port__addr$10 ;
+  assign \port__data$12  = w_data_q[79:60];
+  assign w_en_b1 = \port__en$13 ;
+  assign w_addr = \$2 [2:0];
   assign i__payload = w_data;
   assign w_en = take;
-  assign \w_full$21  = w_full;
-  assign \w_full_issue$23  = w_full_issue;
+  assign \w_full$26  = w_full;
+  assign \w_full_issue$28  = w_full_issue;
   assign o__ready = step;
-  assign n_idx = addr;
-  assign r_addr_b0 = \port__addr$39 ;
-  assign \port__en$41  = 1'h1;
-  assign \i$46  = word1[5:0];
-  assign \i$72  = word1[11:6];
+  assign r_addr_b0 = \port__addr$43 ;
+  assign \port__en$45  = 1'h1;
+  assign r_addr_b1 = \port__addr$46 ;
+  assign \port__en$48  = 1'h1;
+  assign i = word1[5:0];
+  assign \i$51  = word1[11:6];
+  assign \i$52  = word1[17:12];
+  assign \i$88  = word1[23:18];
+  assign \i$89  = word1[29:24];
+  assign \i$90  = word1[35:30];
   assign shift = ser;
-  assign beat = \addr$114 ;
-  assign a = \data$117 [17:0];
+  assign beat = addr;
+  assign a = data[17:0];
   assign sa0_0 = b;
   assign rq0_y = \$22 [7:0];
-  assign \o__payload$125  = o__payload;
-  assign \o__ready$127  = \o__ready$126 ;
-  assign \o__valid$129  = o__valid;
-  assign \w_data$130  = \$22 [7:0];
-  assign v_out_d3 = \w_en$131 ;
+  assign \o__payload$163  = o__payload;
+  assign \o__ready$165  = \o__ready$164 ;
+  assign \o__valid$167  = o__valid;
+  assign \w_data$168  = \$22 [7:0];
+  assign v_out_d3 = \w_en$169 ;
   assign space_next = \$25 [3:0];
+  assign \data$243  = \o__payload$186 ;
   assign \$4  = active;
-  assign \$70  = o;
-  assign \$80  = \o$154 ;
-  assign \$95  = { fin0_0, 1'h0 };
-  assign \$102  = { fin1_0, 1'h0 };
-  assign \$108  = ser;
-  assign \$109  = 1'h0;
-  assign \$110  = 1'h0;
-  assign \$112  = { p[29], p };
-  assign \$114  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$115  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$117  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$123  = \$122 ;
+  assign \$74  = { \o$189 [5:0], o };
+  assign \$84  = { \o$196 [5:0], \o$195  };
+  assign \$99  = { fin0_0, 1'h0 };
+  assign \$106  = { fin1_0, 1'h0 };
+  assign \$112  = ser;
+  assign \$113  = 1'h0;
+  assign \$114  = 1'h0;
+  assign \$116  = { p[29], p };
+  assign \$118  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$119  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$121  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$127  = \$126 ;
+  assign \$130  = \$129 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2308,7 +2579,8 @@ module \flexor_digits.fc1.consts (data, addr, clk);
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(1'h1)
   );
 endmodule
 
@@ -2352,6 +2624,44 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_digits.fc1.dec_0_0_1 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [5:0] i;
+  wire [5:0] i;
+  output [9:0] o;
+  wire [9:0] o;
+  assign \$1  = i[1] ^ i[2];
+  assign \$2  = i[3] ^ i[5];
+  assign \$3  = i[1] ^ i[3];
+  assign \$4  = i[1] ^ i[2];
+  assign \$5  = i[0] ^ i[5];
+  assign \$6  = i[2] ^ i[5];
+  assign \$7  = i[0] ^ i[1];
+  assign \$8  = i[3] ^ i[5];
+  assign \$9  = i[3] ^ i[5];
+  assign \$10  = i[0] ^ i[5];
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_digits.fc1.dec_0_0_2 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$2 ;
@@ -2465,29 +2775,67 @@ module \flexor_digits.fc1.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
+module \flexor_digits.fc1.dec_1_0_2 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [5:0] i;
+  wire [5:0] i;
+  output [9:0] o;
+  wire [9:0] o;
+  assign \$1  = i[1] ^ i[2];
+  assign \$2  = i[3] ^ i[5];
+  assign \$3  = i[1] ^ i[3];
+  assign \$4  = i[1] ^ i[2];
+  assign \$5  = i[0] ^ i[5];
+  assign \$6  = i[2] ^ i[5];
+  assign \$7  = i[0] ^ i[1];
+  assign \$8  = i[3] ^ i[5];
+  assign \$9  = i[3] ^ i[5];
+  assign \$10  = i[0] ^ i[5];
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
 module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [3:0] \$10 ;
-  wire [3:0] \$11 ;
+  wire [4:0] \$10 ;
+  wire [4:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [3:0] \$16 ;
-  wire [3:0] \$17 ;
+  wire [4:0] \$16 ;
+  wire [4:0] \$17 ;
   wire \$18 ;
-  wire [3:0] \$19 ;
+  wire [4:0] \$19 ;
   wire \$2 ;
-  wire [3:0] \$20 ;
+  wire [4:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [3:0] \$23 ;
+  wire [4:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [3:0] \$26 ;
-  wire [3:0] \$27 ;
-  wire [4:0] \$28 ;
+  wire [4:0] \$26 ;
+  wire [4:0] \$27 ;
+  wire [5:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -2497,13 +2845,13 @@ module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payloa
   wire \$34 ;
   wire \$35 ;
   reg \$36 ;
-  reg [2:0] \$37 ;
+  reg [3:0] \$37 ;
   reg \$38 ;
   reg [7:0] \$39 ;
   wire \$4 ;
-  reg [2:0] \$40 ;
-  reg [2:0] \$41 ;
-  reg [2:0] \$42 ;
+  reg [3:0] \$40 ;
+  reg [3:0] \$41 ;
+  reg [3:0] \$42 ;
   reg \$43 ;
   wire \$5 ;
   wire \$6 ;
@@ -2526,25 +2874,25 @@ module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payloa
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [2:0] r_port__addr;
+  wire [3:0] r_port__addr;
   wire [7:0] r_port__data;
   wire r_port__en;
-  reg [2:0] rd = 3'h0;
-  reg [2:0] rd_inc = 3'h1;
+  reg [3:0] rd = 4'h0;
+  reg [3:0] rd_inc = 4'h1;
   input rst_fc1;
   wire rst_fc1;
-  reg [2:0] used = 3'h0;
+  reg [3:0] used = 4'h0;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [2:0] w_port__addr = 3'h0;
+  reg [3:0] w_port__addr = 4'h0;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire [7:0] waiting;
-  (* init = 3'h0 *)
-  wire [2:0] wr;
-  reg [7:0] \buf  [6:0];
+  (* init = 4'h0 *)
+  wire [3:0] wr;
+  reg [7:0] \buf  [10:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -2553,6 +2901,10 @@ module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payloa
     \buf [4] = 8'h00;
     \buf [5] = 8'h00;
     \buf [6] = 8'h00;
+    \buf [7] = 8'h00;
+    \buf [8] = 8'h00;
+    \buf [9] = 8'h00;
+    \buf [10] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -2580,18 +2932,18 @@ module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payloa
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 3'h6;
+  assign \$9  = rd_inc == 4'ha;
   assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 4'h0 : \$10 ;
+  assign \$11  = \$9  ? 5'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 3'h6;
+  assign \$15  = rd == 4'ha;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 4'h0 : \$16 ;
-  assign \$18  = w_port__addr == 3'h6;
+  assign \$17  = \$15  ? 5'h00 : \$16 ;
+  assign \$18  = w_port__addr == 4'ha;
   assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 4'h0 : \$19 ;
+  assign \$20  = \$18  ? 5'h00 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -2599,7 +2951,7 @@ module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payloa
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [3], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [4], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -2623,9 +2975,9 @@ module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payloa
     w_port__addr <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = \$28 [2:0];
+    \$42  = \$28 [3:0];
     if (rst_fc1) begin
-      \$42  = 3'h0;
+      \$42  = 4'h0;
     end
   end
   always @* begin
@@ -2646,10 +2998,10 @@ module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payloa
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$37  = rd_inc;
     if (pop) begin
-      \$37  = \$11 [2:0];
+      \$37  = \$11 [3:0];
     end
     if (rst_fc1) begin
-      \$37  = 3'h1;
+      \$37  = 4'h1;
     end
   end
   always @* begin
@@ -2673,20 +3025,20 @@ module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payloa
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$40  = rd;
     if (pop) begin
-      \$40  = \$17 [2:0];
+      \$40  = \$17 [3:0];
     end
     if (rst_fc1) begin
-      \$40  = 3'h0;
+      \$40  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$41  = w_port__addr;
     if (push) begin
-      \$41  = \$20 [2:0];
+      \$41  = \$20 [3:0];
     end
     if (rst_fc1) begin
-      \$41  = 3'h0;
+      \$41  = 4'h0;
     end
   end
   assign head = o__payload;
@@ -2697,44 +3049,27 @@ module \flexor_digits.fc1.fifo (rst_fc1, w_port__data, w_en, o__valid, o__payloa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.heads (data, addr, clk);
-  input [5:0] addr;
-  wire [5:0] addr;
+module \flexor_digits.fc1.rom (data, en, addr, clk);
+  input [7:0] addr;
+  wire [7:0] addr;
   input clk;
   wire clk;
-  output [11:0] data;
-  wire [11:0] data;
-  flexor_rom_logic #(
-    .ADDR_WIDTH(32'd6),
-    .DEPTH(32'd64),
-    .INIT_FILE("flexor_digits_l0_heads.hex"),
-    .LATENCY(32'd1),
-    .WIDTH(32'd12)
-  ) rom (
-    .addr(addr),
-    .clk(clk),
-    .data(data)
-  );
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_digits.fc1.rom (data, addr, clk);
-  input [8:0] addr;
-  wire [8:0] addr;
-  input clk;
-  wire clk;
-  output [11:0] data;
-  wire [11:0] data;
+  output [35:0] data;
+  wire [35:0] data;
+  input en;
+  wire en;
   flexor_rom #(
-    .ADDR_WIDTH(32'd9),
-    .DEPTH(32'd448),
+    .ADDR_WIDTH(32'd8),
+    .DEPTH(32'd256),
     .INIT_FILE("flexor_digits_l0_weights.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd12)
+    .STALL(32'd1),
+    .WIDTH(32'd36)
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(en)
   );
 endmodule
 
@@ -2763,389 +3098,86 @@ module \flexor_digits.fc1.rq0_mul0_0_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, clk);
+module \flexor_digits.fc1.weights (rst_fc1, o__ready, o__payload, go, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [3:0] \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire \$1 ;
+  reg \$10 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [4:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [3:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire [9:0] \$61 ;
-  wire [9:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire [2:0] \$66 ;
-  wire [2:0] \$67 ;
-  wire [2:0] \$68 ;
-  wire \$69 ;
+  wire [8:0] \$3 ;
+  wire [8:0] \$4 ;
+  wire \$5 ;
+  wire [2:0] \$6 ;
   wire \$7 ;
-  wire [2:0] \$70 ;
-  wire [2:0] \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [11:0] \$79 ;
-  wire [4:0] \$8 ;
-  wire [11:0] \$80 ;
-  reg [2:0] \$81 ;
-  reg \$82 ;
-  reg \$83 ;
-  reg \$84 ;
-  reg \$85 ;
-  reg \$86 ;
-  reg \$87 ;
-  reg \$88 ;
-  reg \$89 ;
-  wire \$9 ;
-  reg [8:0] \$90 ;
-  reg \$91 ;
-  reg [1:0] \$92 ;
-  reg [1:0] \$93 ;
-  reg [11:0] \$94 ;
-  reg [11:0] \$95 ;
-  reg [11:0] \$96 ;
-  reg [11:0] \$97 ;
-  (* init = 9'h000 *)
-  wire [8:0] addr;
-  reg at0 = 1'h1;
-  reg at1 = 1'h0;
-  reg at2 = 1'h0;
-  reg at3 = 1'h0;
-  reg at4 = 1'h0;
+  reg [7:0] \$8 ;
+  reg [1:0] \$9 ;
+  output [7:0] addr;
+  reg [7:0] addr = 8'h00;
   input clk;
   wire clk;
-  input [11:0] data;
-  wire [11:0] data;
-  reg [2:0] free = 3'h4;
-  reg issue = 1'h1;
-  output [11:0] o__payload;
-  wire [11:0] o__payload;
+  wire [35:0] data;
+  wire en;
+  output go;
+  wire go;
+  input [35:0] o__payload;
+  wire [35:0] o__payload;
   input o__ready;
   wire o__ready;
+  (* init = 1'h0 *)
   wire o__valid;
   reg primed = 1'h0;
-  output [8:0] raddr;
-  reg [8:0] raddr = 9'h000;
-  reg [1:0] rptr = 2'h0;
+  (* init = 8'h00 *)
+  wire [7:0] raddr;
+  reg [1:0] reads = 2'h0;
   input rst_fc1;
   wire rst_fc1;
-  reg [11:0] slot0 = 12'h000;
-  reg [11:0] slot1 = 12'h000;
-  reg [11:0] slot2 = 12'h000;
-  reg [11:0] slot3 = 12'h000;
-  reg v1 = 1'h0;
-  reg v2 = 1'h0;
-  reg [1:0] wptr = 2'h0;
-  assign \$3  = \$2  & o__ready;
-  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
-  assign \$5  = free - issue;
-  assign \$6  = ~ at0;
-  assign \$7  = \$6  & o__ready;
-  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
-  assign \$9  = | \$8 ;
-  assign \$10  = ~ at0;
-  assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = v2 & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ v2;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at1 : at0;
-  assign \$19  = \$13  ? 1'h0 : \$18 ;
-  assign \$20  = ~ at0;
-  assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = v2 & \$22 ;
-  assign \$24  = ~ at0;
-  assign \$25  = \$24  & o__ready;
-  assign \$26  = ~ v2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = \$27  ? at2 : at1;
-  assign \$29  = \$23  ? at0 : \$28 ;
-  assign \$30  = ~ at0;
-  assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$31 ;
-  assign \$33  = v2 & \$32 ;
-  assign \$34  = ~ at0;
-  assign \$35  = \$34  & o__ready;
-  assign \$36  = ~ v2;
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = \$37  ? at3 : at2;
-  assign \$39  = \$33  ? at1 : \$38 ;
-  assign \$40  = ~ at0;
-  assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$41 ;
-  assign \$43  = v2 & \$42 ;
-  assign \$44  = ~ at0;
-  assign \$45  = \$44  & o__ready;
-  assign \$46  = ~ v2;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = \$47  ? at4 : at3;
-  assign \$49  = \$43  ? at2 : \$48 ;
-  assign \$50  = ~ at0;
-  assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$51 ;
-  assign \$53  = v2 & \$52 ;
-  assign \$54  = ~ at0;
-  assign \$55  = \$54  & o__ready;
-  assign \$56  = ~ v2;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = \$57  ? 1'h0 : at4;
-  assign \$59  = \$53  ? at3 : \$58 ;
-  assign \$60  = raddr == 9'h1bf;
-  assign \$61  = raddr + 1'h1;
-  assign \$62  = \$60  ? 10'h000 : \$61 ;
-  assign \$63  = ~ at0;
-  assign \$64  = \$63  & o__ready;
-  assign \$65  = rptr == 2'h3;
-  assign \$66  = rptr + 1'h1;
-  assign \$67  = \$65  ? 3'h0 : \$66 ;
-  assign \$68  = \$64  ? \$67  : { 1'h0, rptr };
-  assign \$69  = wptr == 2'h3;
-  assign \$70  = wptr + 1'h1;
-  assign \$71  = \$69  ? 3'h0 : \$70 ;
-  assign \$72  = ! wptr;
-  assign \$73  = wptr == 1'h1;
-  assign \$74  = wptr == 2'h2;
-  assign \$75  = wptr == 2'h3;
-  assign o__valid = ~ at0;
-  assign \$76  = rptr == 2'h3;
-  assign \$77  = rptr == 2'h2;
-  assign \$78  = rptr == 1'h1;
-  assign \$79  = \$78  ? slot1 : slot0;
-  assign \$80  = \$77  ? slot2 : \$79 ;
-  assign o__payload = \$76  ? slot3 : \$80 ;
+  assign \$1  = ~ primed;
+  assign go = o__ready | \$1 ;
+  assign \$2  = addr == 8'hff;
+  assign \$3  = addr + 1'h1;
+  assign \$4  = \$2  ? 9'h000 : \$3 ;
+  assign \$5  = ~ primed;
+  assign \$6  = reads + 1'h1;
+  assign \$7  = reads == 1'h1;
   always @(posedge clk)
-    free <= \$81 ;
+    addr <= \$8 ;
   always @(posedge clk)
-    issue <= \$82 ;
+    reads <= \$9 ;
   always @(posedge clk)
-    at0 <= \$83 ;
-  always @(posedge clk)
-    at1 <= \$84 ;
-  always @(posedge clk)
-    at2 <= \$85 ;
-  always @(posedge clk)
-    at3 <= \$86 ;
-  always @(posedge clk)
-    at4 <= \$87 ;
-  always @(posedge clk)
-    v1 <= \$88 ;
-  always @(posedge clk)
-    v2 <= \$89 ;
-  always @(posedge clk)
-    raddr <= \$90 ;
-  always @(posedge clk)
-    primed <= \$91 ;
-  always @(posedge clk)
-    rptr <= \$92 ;
-  always @(posedge clk)
-    wptr <= \$93 ;
-  always @(posedge clk)
-    slot0 <= \$94 ;
-  always @(posedge clk)
-    slot1 <= \$95 ;
-  always @(posedge clk)
-    slot2 <= \$96 ;
-  always @(posedge clk)
-    slot3 <= \$97 ;
-  assign \$1  = free - issue;
-  assign \$2  = ~ at0;
+    primed <= \$10 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$81  = \$4 [2:0];
-    if (rst_fc1) begin
-      \$81  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$82  = \$9 ;
-    if (rst_fc1) begin
-      \$82  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$83  = \$19 ;
-    if (rst_fc1) begin
-      \$83  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$84  = \$29 ;
-    if (rst_fc1) begin
-      \$84  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$85  = \$39 ;
-    if (rst_fc1) begin
-      \$85  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$86  = \$49 ;
-    if (rst_fc1) begin
-      \$86  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$87  = \$59 ;
-    if (rst_fc1) begin
-      \$87  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$88  = issue;
-    if (rst_fc1) begin
-      \$88  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$89  = v1;
-    if (rst_fc1) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$90  = raddr;
-    if (issue) begin
-      \$90  = \$62 [8:0];
+    \$8  = addr;
+    if (go) begin
+      \$8  = \$4 [7:0];
     end
     if (rst_fc1) begin
-      \$90  = 9'h000;
+      \$8  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$91  = primed;
-    if (at4) begin
-      \$91  = 1'h1;
+    \$9  = reads;
+    if (\$5 ) begin
+      \$9  = \$6 [1:0];
     end
     if (rst_fc1) begin
-      \$91  = 1'h0;
+      \$9  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$92  = \$68 [1:0];
-    if (rst_fc1) begin
-      \$92  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$93  = wptr;
-    if (v2) begin
-      \$93  = \$71 [1:0];
+    \$10  = primed;
+    if (\$5 ) begin
+      \$10  = \$7 ;
     end
     if (rst_fc1) begin
-      \$93  = 2'h0;
+      \$10  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$94  = slot0;
-    if (v2) begin
-      if (\$72 ) begin
-        \$94  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$95  = slot1;
-    if (v2) begin
-      if (\$73 ) begin
-        \$95  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$96  = slot2;
-    if (v2) begin
-      if (\$74 ) begin
-        \$96  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$97  = slot3;
-    if (v2) begin
-      if (\$75 ) begin
-        \$97  = data;
-      end
-    end
-  end
-  assign addr = raddr;
+  assign en = go;
+  assign raddr = addr;
+  assign o__valid = primed;
+  assign data = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3518,9 +3550,10 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   wire credits_room_next;
   reg [1:0] credits_space = 2'h3;
   wire [5:0] data;
-  wire [5:0] \data$170 ;
+  wire [5:0] \data$172 ;
   wire [44:0] \data$90 ;
   reg done = 1'h0;
+  wire en;
   wire filled;
   reg [14:0] fin0_0 = 15'h0000;
   reg first2p_d1 = 1'h0;
@@ -4084,7 +4117,8 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   \flexor_digits.fc2.rom  rom (
     .addr(\addr$171 ),
     .clk(clk),
-    .data(\data$170 )
+    .data(\o__payload$121 ),
+    .en(en)
   );
   \flexor_digits.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(\data$90 [16:0]),
@@ -4131,11 +4165,11 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
     .q(w_full_issue)
   );
   \flexor_digits.fc2.weights  weights (
+    .addr(\addr$171 ),
     .clk(clk),
-    .data(\data$170 ),
+    .go(en),
     .o__payload(\o__payload$121 ),
     .o__ready(step),
-    .raddr(\addr$171 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
@@ -4724,6 +4758,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   assign \w_data$105  = \$19 [15:0];
   assign v_out_d4 = \w_en$106 ;
   assign space_next = \$22 [1:0];
+  assign \data$172  = \o__payload$121 ;
   assign \$4  = active;
   assign \$26  = credits_room_next;
   assign \$53  = o;
@@ -4757,7 +4792,8 @@ module \flexor_digits.fc2.consts (data, addr, clk);
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(1'h1)
   );
 endmodule
 
@@ -5043,29 +5079,34 @@ module \flexor_digits.fc2.heads (data, addr, clk);
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(1'h1)
   );
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2.rom (data, addr, clk);
+module \flexor_digits.fc2.rom (data, en, addr, clk);
   input [7:0] addr;
   wire [7:0] addr;
   input clk;
   wire clk;
   output [5:0] data;
   wire [5:0] data;
+  input en;
+  wire en;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd8),
     .DEPTH(32'd130),
     .INIT_FILE("flexor_digits_l1_weights.hex"),
     .LATENCY(32'd2),
     .PAGE_BITS(32'd4),
+    .STALL(32'd1),
     .WIDTH(32'd6)
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(en)
   );
 endmodule
 
@@ -5118,389 +5159,86 @@ module \flexor_digits.fc2.rq0_mul0_17_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, clk);
+module \flexor_digits.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire [3:0] \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire \$1 ;
+  reg \$10 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [4:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [3:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire [8:0] \$61 ;
-  wire [8:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire [2:0] \$66 ;
-  wire [2:0] \$67 ;
-  wire [2:0] \$68 ;
-  wire \$69 ;
+  wire [8:0] \$3 ;
+  wire [8:0] \$4 ;
+  wire \$5 ;
+  wire [2:0] \$6 ;
   wire \$7 ;
-  wire [2:0] \$70 ;
-  wire [2:0] \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [5:0] \$79 ;
-  wire [4:0] \$8 ;
-  wire [5:0] \$80 ;
-  reg [2:0] \$81 ;
-  reg \$82 ;
-  reg \$83 ;
-  reg \$84 ;
-  reg \$85 ;
-  reg \$86 ;
-  reg \$87 ;
-  reg \$88 ;
-  reg \$89 ;
-  wire \$9 ;
-  reg [7:0] \$90 ;
-  reg \$91 ;
-  reg [1:0] \$92 ;
-  reg [1:0] \$93 ;
-  reg [5:0] \$94 ;
-  reg [5:0] \$95 ;
-  reg [5:0] \$96 ;
-  reg [5:0] \$97 ;
-  (* init = 8'h00 *)
-  wire [7:0] addr;
-  reg at0 = 1'h1;
-  reg at1 = 1'h0;
-  reg at2 = 1'h0;
-  reg at3 = 1'h0;
-  reg at4 = 1'h0;
+  reg [7:0] \$8 ;
+  reg [1:0] \$9 ;
+  output [7:0] addr;
+  reg [7:0] addr = 8'h00;
   input clk;
   wire clk;
-  input [5:0] data;
   wire [5:0] data;
-  reg [2:0] free = 3'h4;
-  reg issue = 1'h1;
-  output [5:0] o__payload;
+  wire en;
+  output go;
+  wire go;
+  input [5:0] o__payload;
   wire [5:0] o__payload;
   input o__ready;
   wire o__ready;
+  (* init = 1'h0 *)
   wire o__valid;
   reg primed = 1'h0;
-  output [7:0] raddr;
-  reg [7:0] raddr = 8'h00;
-  reg [1:0] rptr = 2'h0;
+  (* init = 8'h00 *)
+  wire [7:0] raddr;
+  reg [1:0] reads = 2'h0;
   input rst_fc2;
   wire rst_fc2;
-  reg [5:0] slot0 = 6'h00;
-  reg [5:0] slot1 = 6'h00;
-  reg [5:0] slot2 = 6'h00;
-  reg [5:0] slot3 = 6'h00;
-  reg v1 = 1'h0;
-  reg v2 = 1'h0;
-  reg [1:0] wptr = 2'h0;
-  assign \$3  = \$2  & o__ready;
-  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
-  assign \$5  = free - issue;
-  assign \$6  = ~ at0;
-  assign \$7  = \$6  & o__ready;
-  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
-  assign \$9  = | \$8 ;
-  assign \$10  = ~ at0;
-  assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = v2 & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ v2;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at1 : at0;
-  assign \$19  = \$13  ? 1'h0 : \$18 ;
-  assign \$20  = ~ at0;
-  assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = v2 & \$22 ;
-  assign \$24  = ~ at0;
-  assign \$25  = \$24  & o__ready;
-  assign \$26  = ~ v2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = \$27  ? at2 : at1;
-  assign \$29  = \$23  ? at0 : \$28 ;
-  assign \$30  = ~ at0;
-  assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$31 ;
-  assign \$33  = v2 & \$32 ;
-  assign \$34  = ~ at0;
-  assign \$35  = \$34  & o__ready;
-  assign \$36  = ~ v2;
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = \$37  ? at3 : at2;
-  assign \$39  = \$33  ? at1 : \$38 ;
-  assign \$40  = ~ at0;
-  assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$41 ;
-  assign \$43  = v2 & \$42 ;
-  assign \$44  = ~ at0;
-  assign \$45  = \$44  & o__ready;
-  assign \$46  = ~ v2;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = \$47  ? at4 : at3;
-  assign \$49  = \$43  ? at2 : \$48 ;
-  assign \$50  = ~ at0;
-  assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$51 ;
-  assign \$53  = v2 & \$52 ;
-  assign \$54  = ~ at0;
-  assign \$55  = \$54  & o__ready;
-  assign \$56  = ~ v2;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = \$57  ? 1'h0 : at4;
-  assign \$59  = \$53  ? at3 : \$58 ;
-  assign \$60  = raddr == 8'h81;
-  assign \$61  = raddr + 1'h1;
-  assign \$62  = \$60  ? 9'h000 : \$61 ;
-  assign \$63  = ~ at0;
-  assign \$64  = \$63  & o__ready;
-  assign \$65  = rptr == 2'h3;
-  assign \$66  = rptr + 1'h1;
-  assign \$67  = \$65  ? 3'h0 : \$66 ;
-  assign \$68  = \$64  ? \$67  : { 1'h0, rptr };
-  assign \$69  = wptr == 2'h3;
-  assign \$70  = wptr + 1'h1;
-  assign \$71  = \$69  ? 3'h0 : \$70 ;
-  assign \$72  = ! wptr;
-  assign \$73  = wptr == 1'h1;
-  assign \$74  = wptr == 2'h2;
-  assign \$75  = wptr == 2'h3;
-  assign o__valid = ~ at0;
-  assign \$76  = rptr == 2'h3;
-  assign \$77  = rptr == 2'h2;
-  assign \$78  = rptr == 1'h1;
-  assign \$79  = \$78  ? slot1 : slot0;
-  assign \$80  = \$77  ? slot2 : \$79 ;
-  assign o__payload = \$76  ? slot3 : \$80 ;
+  assign \$1  = ~ primed;
+  assign go = o__ready | \$1 ;
+  assign \$2  = addr == 8'h81;
+  assign \$3  = addr + 1'h1;
+  assign \$4  = \$2  ? 9'h000 : \$3 ;
+  assign \$5  = ~ primed;
+  assign \$6  = reads + 1'h1;
+  assign \$7  = reads == 1'h1;
   always @(posedge clk)
-    free <= \$81 ;
+    addr <= \$8 ;
   always @(posedge clk)
-    issue <= \$82 ;
+    reads <= \$9 ;
   always @(posedge clk)
-    at0 <= \$83 ;
-  always @(posedge clk)
-    at1 <= \$84 ;
-  always @(posedge clk)
-    at2 <= \$85 ;
-  always @(posedge clk)
-    at3 <= \$86 ;
-  always @(posedge clk)
-    at4 <= \$87 ;
-  always @(posedge clk)
-    v1 <= \$88 ;
-  always @(posedge clk)
-    v2 <= \$89 ;
-  always @(posedge clk)
-    raddr <= \$90 ;
-  always @(posedge clk)
-    primed <= \$91 ;
-  always @(posedge clk)
-    rptr <= \$92 ;
-  always @(posedge clk)
-    wptr <= \$93 ;
-  always @(posedge clk)
-    slot0 <= \$94 ;
-  always @(posedge clk)
-    slot1 <= \$95 ;
-  always @(posedge clk)
-    slot2 <= \$96 ;
-  always @(posedge clk)
-    slot3 <= \$97 ;
-  assign \$1  = free - issue;
-  assign \$2  = ~ at0;
+    primed <= \$10 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$81  = \$4 [2:0];
-    if (rst_fc2) begin
-      \$81  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$82  = \$9 ;
-    if (rst_fc2) begin
-      \$82  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$83  = \$19 ;
-    if (rst_fc2) begin
-      \$83  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$84  = \$29 ;
-    if (rst_fc2) begin
-      \$84  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$85  = \$39 ;
-    if (rst_fc2) begin
-      \$85  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$86  = \$49 ;
-    if (rst_fc2) begin
-      \$86  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$87  = \$59 ;
-    if (rst_fc2) begin
-      \$87  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$88  = issue;
-    if (rst_fc2) begin
-      \$88  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$89  = v1;
-    if (rst_fc2) begin
-      \$89  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$90  = raddr;
-    if (issue) begin
-      \$90  = \$62 [7:0];
+    \$8  = addr;
+    if (go) begin
+      \$8  = \$4 [7:0];
     end
     if (rst_fc2) begin
-      \$90  = 8'h00;
+      \$8  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$91  = primed;
-    if (at4) begin
-      \$91  = 1'h1;
+    \$9  = reads;
+    if (\$5 ) begin
+      \$9  = \$6 [1:0];
     end
     if (rst_fc2) begin
-      \$91  = 1'h0;
+      \$9  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$92  = \$68 [1:0];
-    if (rst_fc2) begin
-      \$92  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$93  = wptr;
-    if (v2) begin
-      \$93  = \$71 [1:0];
+    \$10  = primed;
+    if (\$5 ) begin
+      \$10  = \$7 ;
     end
     if (rst_fc2) begin
-      \$93  = 2'h0;
+      \$10  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$94  = slot0;
-    if (v2) begin
-      if (\$72 ) begin
-        \$94  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$95  = slot1;
-    if (v2) begin
-      if (\$73 ) begin
-        \$95  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$96  = slot2;
-    if (v2) begin
-      if (\$74 ) begin
-        \$96  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$97  = slot3;
-    if (v2) begin
-      if (\$75 ) begin
-        \$97  = data;
-      end
-    end
-  end
-  assign addr = raddr;
+  assign en = go;
+  assign raddr = addr;
+  assign o__valid = primed;
+  assign data = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5518,20 +5256,19 @@ module \flexor_digits.input_to_fc1 (i__payload, i__valid, rst_input_to_fc1, o__r
   wire [6:0] \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire [9:0] \$20 ;
+  wire [15:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
   wire \$23 ;
-  wire [49:0] \$24 ;
+  reg \$24 ;
   reg \$25 ;
   reg \$26 ;
   reg \$27 ;
-  reg \$28 ;
-  reg [5:0] \$29 ;
+  reg [5:0] \$28 ;
+  reg [15:0] \$29 ;
   wire \$3 ;
-  reg [9:0] \$30 ;
-  reg [49:0] \$31 ;
-  reg [49:0] \$32 ;
+  reg [79:0] \$30 ;
+  reg [79:0] \$31 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
@@ -5539,7 +5276,7 @@ module \flexor_digits.input_to_fc1 (i__payload, i__valid, rst_input_to_fc1, o__r
   wire \$8 ;
   wire \$9 ;
   wire \$signal ;
-  reg [9:0] at = 10'h001;
+  reg [15:0] at = 16'h0001;
   reg [5:0] beat = 6'h00;
   input clk;
   wire clk;
@@ -5551,23 +5288,23 @@ module \flexor_digits.input_to_fc1 (i__payload, i__valid, rst_input_to_fc1, o__r
   input i__valid;
   wire i__valid;
   reg last = 1'h0;
-  output [49:0] o__payload;
-  reg [49:0] o__payload = 50'h0000000000000;
+  output [79:0] o__payload;
+  reg [79:0] o__payload = 80'h00000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  (* init = 50'h0000000000000 *)
-  wire [49:0] out;
+  (* init = 80'h00000000000000000000 *)
+  wire [79:0] out;
   (* init = 1'h1 *)
   wire ready;
   input rst_input_to_fc1;
   wire rst_input_to_fc1;
   wire take;
   wire valid_next;
-  reg [49:0] word = 50'h0000000000000;
+  reg [79:0] word = 80'h00000000000000000000;
   assign take = i__valid & i__ready;
-  assign \$1  = at[9] | last;
+  assign \$1  = at[15] | last;
   assign \$2  = take & \$1 ;
   assign \$3  = ~ o__valid;
   assign \$4  = \$3  | o__ready;
@@ -5587,88 +5324,87 @@ module \flexor_digits.input_to_fc1 (i__payload, i__valid, rst_input_to_fc1, o__r
   assign \$16  = take ? \$15  : last;
   assign \$17  = beat + 1'h1;
   assign \$18  = last ? 7'h00 : \$17 ;
-  assign \$19  = at[9] | last;
-  assign \$20  = \$19  ? 10'h001 : { at[8:0], at[9] };
+  assign \$19  = at[15] | last;
+  assign \$20  = \$19  ? 16'h0001 : { at[14:0], at[15] };
   assign \$21  = ~ o__valid;
   assign \$22  = \$21  | o__ready;
   assign \$23  = full & \$22 ;
-  assign \$24  = last ? { 30'h00000000, i__payload, word[49:35] } : { i__payload, word[49:5] };
   always @(posedge clk)
-    o__valid <= \$25 ;
+    o__valid <= \$24 ;
   always @(posedge clk)
-    full <= \$26 ;
+    full <= \$25 ;
   always @(posedge clk)
-    i__ready <= \$27 ;
+    i__ready <= \$26 ;
   always @(posedge clk)
-    last <= \$28 ;
+    last <= \$27 ;
   always @(posedge clk)
-    beat <= \$29 ;
+    beat <= \$28 ;
   always @(posedge clk)
-    at <= \$30 ;
+    at <= \$29 ;
   always @(posedge clk)
-    o__payload <= \$31 ;
+    o__payload <= \$30 ;
   always @(posedge clk)
-    word <= \$32 ;
+    word <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$25  = valid_next;
+    \$24  = valid_next;
+    if (rst_input_to_fc1) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$25  = \$signal ;
     if (rst_input_to_fc1) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$26  = \$signal ;
+    \$26  = \$13 ;
     if (rst_input_to_fc1) begin
-      \$26  = 1'h0;
+      \$26  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$27  = \$13 ;
+    \$27  = \$16 ;
     if (rst_input_to_fc1) begin
-      \$27  = 1'h1;
+      \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$28  = \$16 ;
-    if (rst_input_to_fc1) begin
-      \$28  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$29  = beat;
+    \$28  = beat;
     if (take) begin
-      \$29  = \$18 [5:0];
+      \$28  = \$18 [5:0];
     end
     if (rst_input_to_fc1) begin
-      \$29  = 6'h00;
+      \$28  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$30  = at;
+    \$29  = at;
     if (take) begin
-      \$30  = \$20 ;
+      \$29  = \$20 ;
     end
     if (rst_input_to_fc1) begin
-      \$30  = 10'h001;
+      \$29  = 16'h0001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$31  = o__payload;
+    \$30  = o__payload;
     if (\$23 ) begin
-      \$31  = word;
+      \$30  = word;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$32  = word;
+    \$31  = word;
     if (take) begin
-      \$32  = \$24 ;
+      \$31  = { i__payload, word[79:5] };
     end
   end
   assign ready = i__ready;
@@ -5778,12 +5514,17 @@ module flexor_rom #(
     parameter BANK_ADDR = ADDR_WIDTH,
     parameter GROUP_BITS = 1,
     parameter PAGE_BITS = ADDR_WIDTH,
-    parameter COPY_BITS = 0
+    parameter COPY_BITS = 0,
+    parameter STALL = 0
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
+    input wire en,
     output reg [WIDTH-1:0] data
 );
+    // With STALL, every register of the read (not banked) loads only while en is high: the
+    // read holds its word and the words behind it (a block RAM's clock enables).
+    wire go = STALL ? en : 1'b1;
     generate if (BANKS > 1) begin : banked
         // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
         // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is read in groups
@@ -5855,11 +5596,11 @@ module flexor_rom #(
             initial $readmemh(INIT_FILE, mem);
             reg [ADDR_WIDTH-1:0] a;
             reg [HI-LO-1:0] part;
-            (* keep *) always @(posedge clk) a <= addr;
-            always @(posedge clk) part <= mem[a][HI-1:LO];
+            (* keep *) always @(posedge clk) if (go) a <= addr;
+            always @(posedge clk) if (go) part <= mem[a][HI-1:LO];
             assign word[HI-1:LO] = part;
         end
-        always @(posedge clk) data <= word;
+        always @(posedge clk) if (go) data <= word;
     end else begin : flat
         (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
         if (INIT_FILE != "") begin : init
@@ -5879,14 +5620,15 @@ module flexor_rom #(
                 reg [WIDTH-1:0] word;
                 if (LATENCY == 3) begin : addr_copy
                     reg [PAGE_BITS-1:0] a;
-                    (* keep *) always @(posedge clk) a <= addr[PAGE_BITS-1:0];
-                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | a];
+                    (* keep *) always @(posedge clk) if (go) a <= addr[PAGE_BITS-1:0];
+                    always @(posedge clk) if (go) word <= mem[(p << PAGE_BITS) | a];
                 end else begin : direct
-                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                    always @(posedge clk)
+                        if (go) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
                 end
                 assign pages[p*WIDTH +: WIDTH] = word;
             end
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 page_a <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
@@ -5904,26 +5646,26 @@ module flexor_rom #(
                 localparam HI = LO + COPY_BITS < WIDTH ? LO + COPY_BITS : WIDTH;
                 reg [ADDR_WIDTH-1:0] a;
                 reg [HI-LO-1:0] part;
-                (* keep *) always @(posedge clk) a <= addr;
-                always @(posedge clk) part <= mem[a][HI-1:LO];
+                (* keep *) always @(posedge clk) if (go) a <= addr;
+                always @(posedge clk) if (go) part <= mem[a][HI-1:LO];
                 assign word[HI-1:LO] = part;
             end
-            always @(posedge clk) data <= word;
+            always @(posedge clk) if (go) data <= word;
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 word <= mem[addr];
                 word_q <= word;
                 data <= word_q;
             end
         end else if (LATENCY == 2) begin : outreg
             reg [WIDTH-1:0] word;
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 word <= mem[addr];
                 data <= word;
             end
         end else begin : direct
-            always @(posedge clk) data <= mem[addr];
+            always @(posedge clk) if (go) data <= mem[addr];
         end
     end endgenerate
 endmodule
@@ -5939,12 +5681,17 @@ module flexor_rom_logic #(
     parameter BANK_ADDR = ADDR_WIDTH,
     parameter GROUP_BITS = 1,
     parameter PAGE_BITS = ADDR_WIDTH,
-    parameter COPY_BITS = 0
+    parameter COPY_BITS = 0,
+    parameter STALL = 0
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
+    input wire en,
     output reg [WIDTH-1:0] data
 );
+    // With STALL, every register of the read (not banked) loads only while en is high: the
+    // read holds its word and the words behind it (a block RAM's clock enables).
+    wire go = STALL ? en : 1'b1;
     generate if (BANKS > 1) begin : banked
         // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
         // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is read in groups
@@ -6016,11 +5763,11 @@ module flexor_rom_logic #(
             initial $readmemh(INIT_FILE, mem);
             reg [ADDR_WIDTH-1:0] a;
             reg [HI-LO-1:0] part;
-            (* keep *) always @(posedge clk) a <= addr;
-            always @(posedge clk) part <= mem[a][HI-1:LO];
+            (* keep *) always @(posedge clk) if (go) a <= addr;
+            always @(posedge clk) if (go) part <= mem[a][HI-1:LO];
             assign word[HI-1:LO] = part;
         end
-        always @(posedge clk) data <= word;
+        always @(posedge clk) if (go) data <= word;
     end else begin : flat
         (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
         if (INIT_FILE != "") begin : init
@@ -6040,14 +5787,15 @@ module flexor_rom_logic #(
                 reg [WIDTH-1:0] word;
                 if (LATENCY == 3) begin : addr_copy
                     reg [PAGE_BITS-1:0] a;
-                    (* keep *) always @(posedge clk) a <= addr[PAGE_BITS-1:0];
-                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | a];
+                    (* keep *) always @(posedge clk) if (go) a <= addr[PAGE_BITS-1:0];
+                    always @(posedge clk) if (go) word <= mem[(p << PAGE_BITS) | a];
                 end else begin : direct
-                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                    always @(posedge clk)
+                        if (go) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
                 end
                 assign pages[p*WIDTH +: WIDTH] = word;
             end
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 page_a <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
@@ -6065,26 +5813,26 @@ module flexor_rom_logic #(
                 localparam HI = LO + COPY_BITS < WIDTH ? LO + COPY_BITS : WIDTH;
                 reg [ADDR_WIDTH-1:0] a;
                 reg [HI-LO-1:0] part;
-                (* keep *) always @(posedge clk) a <= addr;
-                always @(posedge clk) part <= mem[a][HI-1:LO];
+                (* keep *) always @(posedge clk) if (go) a <= addr;
+                always @(posedge clk) if (go) part <= mem[a][HI-1:LO];
                 assign word[HI-1:LO] = part;
             end
-            always @(posedge clk) data <= word;
+            always @(posedge clk) if (go) data <= word;
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 word <= mem[addr];
                 word_q <= word;
                 data <= word_q;
             end
         end else if (LATENCY == 2) begin : outreg
             reg [WIDTH-1:0] word;
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 word <= mem[addr];
                 data <= word;
             end
         end else begin : direct
-            always @(posedge clk) data <= mem[addr];
+            always @(posedge clk) if (go) data <= mem[addr];
         end
     end endgenerate
 endmodule

@@ -140,8 +140,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$22 ),
     .i__valid(\i__valid$20 ),
     .o__payload(\i__payload$24 ),
-    .\o__ready$87 (\o__ready$28 ),
-    .\o__valid$89 (\i__valid$26 ),
+    .\o__ready$86 (\o__ready$28 ),
+    .o__valid(\i__valid$26 ),
     .rst_conv1(rst_conv1),
     .w_data(\i__payload$18 )
   );
@@ -726,7 +726,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89 , o__payload, \o__ready$87 , clk);
+module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$86 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -1026,9 +1026,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   wire [4:0] \$98 ;
   wire [4:0] \$99 ;
   wire \$signal ;
+  reg \$signal$117  = 1'h0;
   reg \$signal$118  = 1'h0;
-  reg \$signal$119  = 1'h0;
-  reg \$signal$180  = 1'h0;
+  reg \$signal$179  = 1'h0;
   wire [14:0] a;
   reg [13:0] acc0_0 = 14'h0000;
   reg [13:0] acc1_0 = 14'h0000;
@@ -1036,7 +1036,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   reg [13:0] acc3_0 = 14'h0000;
   reg active = 1'h0;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$195 ;
+  wire [5:0] \addr$194 ;
   reg [4:0] at = 5'h01;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
@@ -1045,7 +1045,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   reg [13:0] bank3_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
-  reg [4:0] \beat$101  = 5'h00;
+  reg [4:0] \beat$100  = 5'h00;
   reg can_end = 1'h1;
   input clk;
   wire clk;
@@ -1055,8 +1055,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   wire credits_room_next;
   reg [4:0] credits_space = 5'h14;
   wire [35:0] data;
-  wire [63:0] \data$194 ;
+  wire [63:0] \data$195 ;
   reg done = 1'h0;
+  wire en;
   wire filled;
   reg [13:0] fin0_0 = 14'h0000;
   reg [13:0] fin1_0 = 14'h0000;
@@ -1074,9 +1075,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$51 ;
-  wire [15:0] \i$57 ;
-  wire [15:0] \i$63 ;
+  wire [15:0] \i$50 ;
+  wire [15:0] \i$56 ;
+  wire [15:0] \i$62 ;
   wire [7:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -1107,21 +1108,20 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$131 ;
-  wire [19:0] \o$137 ;
-  wire [19:0] \o$143 ;
+  wire [19:0] \o$130 ;
+  wire [19:0] \o$136 ;
+  wire [19:0] \o$142 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [63:0] \o__payload$121 ;
-  wire [7:0] \o__payload$86 ;
+  wire [63:0] \o__payload$120 ;
+  wire [7:0] \o__payload$85 ;
   wire o__ready;
-  input \o__ready$87 ;
+  input \o__ready$86 ;
+  wire \o__ready$86 ;
   wire \o__ready$87 ;
-  wire \o__ready$88 ;
+  output o__valid;
   wire o__valid;
-  output \o__valid$89 ;
   wire \o__valid$89 ;
-  wire \o__valid$90 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   reg [4:0] off1_2 = 5'h00;
@@ -1140,11 +1140,11 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   wire [8:0] p3_0_1;
   wire [8:0] p3_0_2;
   wire [3:0] port__addr;
-  wire [3:0] \port__addr$41 ;
+  wire [3:0] \port__addr$40 ;
   wire [39:0] port__data;
-  wire [39:0] \port__data$123 ;
+  wire [39:0] \port__data$122 ;
   wire [4:0] port__en;
-  wire \port__en$43 ;
+  wire \port__en$42 ;
   reg [3:0] r_addr = 4'h0;
   wire [3:0] r_addr_b0;
   reg [3:0] r_base = 4'h0;
@@ -1215,15 +1215,15 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   wire [3:0] w_addr_b0;
   input [7:0] w_data;
   wire [7:0] w_data;
-  wire [7:0] \w_data$91 ;
+  wire [7:0] \w_data$90 ;
   reg [7:0] w_data_q = 8'h00;
   wire [4:0] w_en;
-  reg \w_en$92  = 1'h0;
+  reg \w_en$91  = 1'h0;
   wire [4:0] w_en_b0;
   wire w_full;
-  wire \w_full$24 ;
+  wire \w_full$23 ;
   wire w_full_issue;
-  wire \w_full_issue$26 ;
+  wire \w_full_issue$25 ;
   reg w_half = 1'h0;
   reg [2:0] word = 3'h0;
   reg [63:0] word1 = 64'h0000000000000000;
@@ -1268,16 +1268,15 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   end
   reg [39:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$41 ];
+    _0_ <= vectors[\port__addr$40 ];
   end
-  assign \port__data$123  = _0_;
+  assign \port__data$122  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 3'h5;
   assign \$2  = \$1  + word;
   assign w_en = take ? at : 5'h00;
   assign filled = take & last;
-  assign \$3  = active & o__valid;
   assign \$4  = ~ s_last;
   assign \$5  = \$4  | can_end;
   assign step = \$3  & \$5 ;
@@ -1315,10 +1314,10 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   assign \$23  = group_ended_d1 ? 3'h4 : 3'h0;
   assign \$24  = \$22  - \$23 ;
   assign credits_room_next = \$24 [4:0] >= 3'h4;
-  assign \$25  = \beat$101  == 5'h17;
+  assign \$25  = \beat$100  == 5'h17;
   assign \$26  = last ? 1'h0 : \$25 ;
   assign \$27  = take ? \$26  : last;
-  assign \$28  = \beat$101  + 1'h1;
+  assign \$28  = \beat$100  + 1'h1;
   assign \$29  = last ? 6'h00 : \$28 ;
   assign \$30  = last | at[4];
   assign \$31  = \$30  ? 5'h01 : { at[3:0], at[4] };
@@ -1386,32 +1385,32 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   assign \$102  = off1_0[2] ? \$98  : \$101 ;
   assign \$103  = off1_0[3] ? \$95  : \$102 ;
   assign \$104  = off1_0[4] ? \$88  : \$103 ;
-  assign \$108  = off1_1[0] ? \o$131 [19:15] : \o$131 [4:0];
+  assign \$108  = off1_1[0] ? \o$130 [19:15] : \o$130 [4:0];
   assign \$110  = off1_1[1] ? \$108  : \$109 ;
-  assign \$111  = off1_1[0] ? \o$131 [4:0] : \o$131 [14:10];
+  assign \$111  = off1_1[0] ? \o$130 [4:0] : \o$130 [14:10];
   assign \$113  = off1_1[1] ? \$111  : \$112 ;
   assign \$114  = off1_1[2] ? \$110  : \$113 ;
-  assign \$116  = off1_1[0] ? \o$131 [9:5] : \o$131 [4:0];
+  assign \$116  = off1_1[0] ? \o$130 [9:5] : \o$130 [4:0];
   assign \$117  = off1_1[1] ? \$115  : \$116 ;
   assign \$121  = off1_1[2] ? \$117  : \$120 ;
   assign \$122  = off1_1[3] ? \$114  : \$121 ;
   assign \$123  = off1_1[4] ? \$107  : \$122 ;
-  assign \$127  = off1_2[0] ? \o$137 [19:15] : \o$137 [4:0];
+  assign \$127  = off1_2[0] ? \o$136 [19:15] : \o$136 [4:0];
   assign \$129  = off1_2[1] ? \$127  : \$128 ;
-  assign \$130  = off1_2[0] ? \o$137 [4:0] : \o$137 [14:10];
+  assign \$130  = off1_2[0] ? \o$136 [4:0] : \o$136 [14:10];
   assign \$132  = off1_2[1] ? \$130  : \$131 ;
   assign \$133  = off1_2[2] ? \$129  : \$132 ;
-  assign \$135  = off1_2[0] ? \o$137 [9:5] : \o$137 [4:0];
+  assign \$135  = off1_2[0] ? \o$136 [9:5] : \o$136 [4:0];
   assign \$136  = off1_2[1] ? \$134  : \$135 ;
   assign \$140  = off1_2[2] ? \$136  : \$139 ;
   assign \$141  = off1_2[3] ? \$133  : \$140 ;
   assign \$142  = off1_2[4] ? \$126  : \$141 ;
-  assign \$146  = off1_3[0] ? \o$143 [19:15] : \o$143 [4:0];
+  assign \$146  = off1_3[0] ? \o$142 [19:15] : \o$142 [4:0];
   assign \$148  = off1_3[1] ? \$146  : \$147 ;
-  assign \$149  = off1_3[0] ? \o$143 [4:0] : \o$143 [14:10];
+  assign \$149  = off1_3[0] ? \o$142 [4:0] : \o$142 [14:10];
   assign \$151  = off1_3[1] ? \$149  : \$150 ;
   assign \$152  = off1_3[2] ? \$148  : \$151 ;
-  assign \$154  = off1_3[0] ? \o$143 [9:5] : \o$143 [4:0];
+  assign \$154  = off1_3[0] ? \o$142 [9:5] : \o$142 [4:0];
   assign \$155  = off1_3[1] ? \$153  : \$154 ;
   assign \$159  = off1_3[2] ? \$155  : \$158 ;
   assign \$160  = off1_3[3] ? \$152  : \$159 ;
@@ -1446,7 +1445,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   assign \$203  = $signed(\$202 ) < $signed(1'h0);
   assign \$205  = $signed(\$204 ) > $signed(9'h0ff);
   assign \$206  = step & s_last;
-  assign \$207  = \o__valid$89  & \o__ready$87 ;
+  assign \$207  = o__valid & \o__ready$86 ;
   assign \$208  = \$207  + skipped_d4;
   assign \$209  = ~ rst_conv1;
   assign \$211  = rst_conv1 ? 5'h00 : w_en;
@@ -1461,7 +1460,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   always @(posedge clk)
     last <= \$218 ;
   always @(posedge clk)
-    \beat$101  <= \$219 ;
+    \beat$100  <= \$219 ;
   always @(posedge clk)
     at <= \$220 ;
   always @(posedge clk)
@@ -1523,15 +1522,15 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   always @(posedge clk)
     off1_3 <= \$248 ;
   always @(posedge clk)
-    \$signal$118  <= \$249 ;
+    \$signal$117  <= \$249 ;
   always @(posedge clk)
-    \$signal$119  <= \$250 ;
+    \$signal$118  <= \$250 ;
   always @(posedge clk)
     last1 <= \$251 ;
   always @(posedge clk)
-    word1 <= \o__payload$121 ;
+    word1 <= \o__payload$120 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$123 ;
+    xdata_d1 <= \port__data$122 ;
   always @(posedge clk)
     w0_0 <= \$104 ;
   always @(posedge clk)
@@ -1637,7 +1636,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   always @(posedge clk)
     addr <= \$283 ;
   always @(posedge clk)
-    \$signal$180  <= \$284 ;
+    \$signal$179  <= \$284 ;
   always @(posedge clk)
     ka <= \$285 ;
   always @(posedge clk)
@@ -1661,7 +1660,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   always @(posedge clk)
     v_out_d2 <= \$288 ;
   always @(posedge clk)
-    \w_en$92  <= \$289 ;
+    \w_en$91  <= \$289 ;
   always @(posedge clk)
     skipped_d1 <= \$290 ;
   always @(posedge clk)
@@ -1689,23 +1688,23 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   );
   \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
     .i(word1[31:16]),
-    .o(\o$131 )
+    .o(\o$130 )
   );
   \flexor_lenet5.conv1.dec_2_0_0  dec_2_0_0 (
     .i(word1[47:32]),
-    .o(\o$137 )
+    .o(\o$136 )
   );
   \flexor_lenet5.conv1.dec_3_0_0  dec_3_0_0 (
     .i(word1[63:48]),
-    .o(\o$143 )
+    .o(\o$142 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$87 ),
-    .o__valid(\o__valid$89 ),
+    .o__ready(\o__ready$86 ),
+    .o__valid(o__valid),
     .rst_conv1(rst_conv1),
-    .w_en(\w_en$92 ),
+    .w_en(\w_en$91 ),
     .w_port__data(\$21 [7:0])
   );
   flexor_copy #(
@@ -1866,12 +1865,13 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$41 )
+    .q(\port__addr$40 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$195 ),
+    .addr(\addr$194 ),
     .clk(clk),
-    .data(\data$194 )
+    .data(\o__payload$120 ),
+    .en(en)
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
@@ -1912,12 +1912,11 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
     .q(w_full_issue)
   );
   \flexor_lenet5.conv1.weights  weights (
+    .addr(\addr$194 ),
     .clk(clk),
-    .data(\data$194 ),
-    .o__payload(\o__payload$121 ),
+    .go(en),
+    .o__payload(\o__payload$120 ),
     .o__ready(step),
-    .o__valid(o__valid),
-    .raddr(\addr$195 ),
     .rst_conv1(rst_conv1)
   );
   always @* begin
@@ -1939,7 +1938,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = \beat$101 ;
+    \$219  = \beat$100 ;
     if (take) begin
       \$219  = \$29 [4:0];
     end
@@ -2230,7 +2229,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$252  = \$signal$118 ;
+    \$252  = \$signal$117 ;
     if (rst_conv1) begin
       \$252  = 1'h0;
     end
@@ -2272,7 +2271,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$258  = \$signal$118 ;
+    \$258  = \$signal$117 ;
     if (rst_conv1) begin
       \$258  = 1'h0;
     end
@@ -2286,7 +2285,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$260  = \$signal$119 ;
+    \$260  = \$signal$118 ;
     if (rst_conv1) begin
       \$260  = 1'h0;
     end
@@ -2482,7 +2481,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$286  = \$signal$180 ;
+    \$286  = \$signal$179 ;
     if (rst_conv1) begin
       \$286  = 1'h0;
     end
@@ -2569,26 +2568,28 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   assign w_en_b0 = port__en;
   assign w_addr = \$2 [3:0];
   assign i__payload = w_data;
-  assign \w_full$24  = w_full;
-  assign \w_full_issue$26  = w_full_issue;
+  assign \w_full$23  = w_full;
+  assign \w_full_issue$25  = w_full_issue;
   assign o__ready = step;
-  assign r_addr_b0 = \port__addr$41 ;
-  assign \port__en$43  = 1'h1;
+  assign r_addr_b0 = \port__addr$40 ;
+  assign \port__en$42  = 1'h1;
   assign i = word1[15:0];
-  assign \i$51  = word1[31:16];
-  assign \i$57  = word1[47:32];
-  assign \i$63  = word1[63:48];
+  assign \i$50  = word1[31:16];
+  assign \i$56  = word1[47:32];
+  assign \i$62  = word1[63:48];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
   assign rq0_y = \$21 [7:0];
-  assign \o__payload$86  = o__payload;
-  assign \o__ready$88  = \o__ready$87 ;
-  assign \o__valid$90  = \o__valid$89 ;
-  assign \w_data$91  = \$21 [7:0];
-  assign v_out_d3 = \w_en$92 ;
+  assign \o__payload$85  = o__payload;
+  assign \o__ready$87  = \o__ready$86 ;
+  assign \o__valid$89  = o__valid;
+  assign \w_data$90  = \$21 [7:0];
+  assign v_out_d3 = \w_en$91 ;
   assign space_next = \$24 [4:0];
+  assign \data$195  = \o__payload$120 ;
+  assign \$3  = active;
   assign \$86  = o[4:0];
   assign \$87  = o[4:0];
   assign \$88  = \$87 ;
@@ -2598,32 +2599,32 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, \o__valid$89
   assign \$99  = o[4:0];
   assign \$100  = o[4:0];
   assign \$101  = \$100 ;
-  assign \$105  = \o$131 [4:0];
-  assign \$106  = \o$131 [4:0];
+  assign \$105  = \o$130 [4:0];
+  assign \$106  = \o$130 [4:0];
   assign \$107  = \$106 ;
-  assign \$109  = \o$131 [4:0];
-  assign \$112  = \o$131 [4:0];
-  assign \$115  = \o$131 [4:0];
-  assign \$118  = \o$131 [4:0];
-  assign \$119  = \o$131 [4:0];
+  assign \$109  = \o$130 [4:0];
+  assign \$112  = \o$130 [4:0];
+  assign \$115  = \o$130 [4:0];
+  assign \$118  = \o$130 [4:0];
+  assign \$119  = \o$130 [4:0];
   assign \$120  = \$119 ;
-  assign \$124  = \o$137 [4:0];
-  assign \$125  = \o$137 [4:0];
+  assign \$124  = \o$136 [4:0];
+  assign \$125  = \o$136 [4:0];
   assign \$126  = \$125 ;
-  assign \$128  = \o$137 [4:0];
-  assign \$131  = \o$137 [4:0];
-  assign \$134  = \o$137 [4:0];
-  assign \$137  = \o$137 [4:0];
-  assign \$138  = \o$137 [4:0];
+  assign \$128  = \o$136 [4:0];
+  assign \$131  = \o$136 [4:0];
+  assign \$134  = \o$136 [4:0];
+  assign \$137  = \o$136 [4:0];
+  assign \$138  = \o$136 [4:0];
   assign \$139  = \$138 ;
-  assign \$143  = \o$143 [4:0];
-  assign \$144  = \o$143 [4:0];
+  assign \$143  = \o$142 [4:0];
+  assign \$144  = \o$142 [4:0];
   assign \$145  = \$144 ;
-  assign \$147  = \o$143 [4:0];
-  assign \$150  = \o$143 [4:0];
-  assign \$153  = \o$143 [4:0];
-  assign \$156  = \o$143 [4:0];
-  assign \$157  = \o$143 [4:0];
+  assign \$147  = \o$142 [4:0];
+  assign \$150  = \o$142 [4:0];
+  assign \$153  = \o$142 [4:0];
+  assign \$156  = \o$142 [4:0];
+  assign \$157  = \o$142 [4:0];
   assign \$158  = \$157 ;
   assign \$164  = { t0_0_l2_0, 1'h0 };
   assign \$168  = { t0_0_l2_0, 1'h0 };
@@ -2660,7 +2661,8 @@ module \flexor_lenet5.conv1.consts (data, addr, clk);
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(1'h1)
   );
 endmodule
 
@@ -3181,24 +3183,28 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.rom (data, addr, clk);
+module \flexor_lenet5.conv1.rom (data, en, addr, clk);
   input [5:0] addr;
   wire [5:0] addr;
   input clk;
   wire clk;
   output [63:0] data;
   wire [63:0] data;
+  input en;
+  wire en;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd6),
     .COPY_BITS(32'd18),
     .DEPTH(32'd40),
     .INIT_FILE("flexor_lenet5_l0_weights.hex"),
     .LATENCY(32'd3),
+    .STALL(32'd1),
     .WIDTH(32'd64)
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(en)
   );
 endmodule
 
@@ -3227,451 +3233,86 @@ module \flexor_lenet5.conv1.rq0_mul0_0_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, data, o__valid, o__payload, raddr, clk);
+module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, o__payload, go, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
-  wire [3:0] \$1 ;
-  wire \$10 ;
-  reg \$100 ;
-  reg \$101 ;
-  reg \$102 ;
-  reg \$103 ;
-  reg \$104 ;
-  reg [5:0] \$105 ;
-  reg \$106 ;
-  reg [2:0] \$107 ;
-  reg [2:0] \$108 ;
-  reg [63:0] \$109 ;
-  wire \$11 ;
-  reg [63:0] \$110 ;
-  reg [63:0] \$111 ;
-  reg [63:0] \$112 ;
-  reg [63:0] \$113 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire \$1 ;
+  reg \$10 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [4:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [3:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [6:0] \$3 ;
+  wire [6:0] \$4 ;
+  wire \$5 ;
+  wire [2:0] \$6 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [6:0] \$71 ;
-  wire [6:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [3:0] \$76 ;
-  wire [3:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire \$79 ;
-  wire [4:0] \$8 ;
-  wire [3:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire [63:0] \$91 ;
-  wire [63:0] \$92 ;
-  wire [63:0] \$93 ;
-  reg [2:0] \$94 ;
-  reg \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg \$98 ;
-  reg \$99 ;
-  (* init = 6'h00 *)
-  wire [5:0] addr;
-  reg at0 = 1'h1;
-  reg at1 = 1'h0;
-  reg at2 = 1'h0;
-  reg at3 = 1'h0;
-  reg at4 = 1'h0;
-  reg at5 = 1'h0;
+  reg [5:0] \$8 ;
+  reg [1:0] \$9 ;
+  output [5:0] addr;
+  reg [5:0] addr = 6'h00;
   input clk;
   wire clk;
-  input [63:0] data;
   wire [63:0] data;
-  reg [2:0] free = 3'h5;
-  reg issue = 1'h1;
-  output [63:0] o__payload;
+  wire en;
+  output go;
+  wire go;
+  input [63:0] o__payload;
   wire [63:0] o__payload;
   input o__ready;
   wire o__ready;
-  output o__valid;
+  (* init = 1'h0 *)
   wire o__valid;
   reg primed = 1'h0;
-  output [5:0] raddr;
-  reg [5:0] raddr = 6'h00;
-  reg [2:0] rptr = 3'h0;
+  (* init = 6'h00 *)
+  wire [5:0] raddr;
+  reg [1:0] reads = 2'h0;
   input rst_conv1;
   wire rst_conv1;
-  reg [63:0] slot0 = 64'h0000000000000000;
-  reg [63:0] slot1 = 64'h0000000000000000;
-  reg [63:0] slot2 = 64'h0000000000000000;
-  reg [63:0] slot3 = 64'h0000000000000000;
-  reg [63:0] slot4 = 64'h0000000000000000;
-  reg v1 = 1'h0;
-  reg v2 = 1'h0;
-  reg v3 = 1'h0;
-  reg [2:0] wptr = 3'h0;
-  assign \$1  = free - issue;
-  assign \$2  = ~ at0;
-  assign \$3  = \$2  & o__ready;
-  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
-  assign \$5  = free - issue;
-  assign \$6  = ~ at0;
-  assign \$7  = \$6  & o__ready;
-  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
-  assign \$9  = | \$8 ;
-  assign \$10  = ~ at0;
-  assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = v3 & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ v3;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at1 : at0;
-  assign \$19  = \$13  ? 1'h0 : \$18 ;
-  assign \$20  = ~ at0;
-  assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = v3 & \$22 ;
-  assign \$24  = ~ at0;
-  assign \$25  = \$24  & o__ready;
-  assign \$26  = ~ v3;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = \$27  ? at2 : at1;
-  assign \$29  = \$23  ? at0 : \$28 ;
-  assign \$30  = ~ at0;
-  assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$31 ;
-  assign \$33  = v3 & \$32 ;
-  assign \$34  = ~ at0;
-  assign \$35  = \$34  & o__ready;
-  assign \$36  = ~ v3;
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = \$37  ? at3 : at2;
-  assign \$39  = \$33  ? at1 : \$38 ;
-  assign \$40  = ~ at0;
-  assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$41 ;
-  assign \$43  = v3 & \$42 ;
-  assign \$44  = ~ at0;
-  assign \$45  = \$44  & o__ready;
-  assign \$46  = ~ v3;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = \$47  ? at4 : at3;
-  assign \$49  = \$43  ? at2 : \$48 ;
-  assign \$50  = ~ at0;
-  assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$51 ;
-  assign \$53  = v3 & \$52 ;
-  assign \$54  = ~ at0;
-  assign \$55  = \$54  & o__ready;
-  assign \$56  = ~ v3;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = \$57  ? at5 : at4;
-  assign \$59  = \$53  ? at3 : \$58 ;
-  assign \$60  = ~ at0;
-  assign \$61  = \$60  & o__ready;
-  assign \$62  = ~ \$61 ;
-  assign \$63  = v3 & \$62 ;
-  assign \$64  = ~ at0;
-  assign \$65  = \$64  & o__ready;
-  assign \$66  = ~ v3;
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = \$67  ? 1'h0 : at5;
-  assign \$69  = \$63  ? at4 : \$68 ;
-  assign \$70  = raddr == 6'h27;
-  assign \$71  = raddr + 1'h1;
-  assign \$72  = \$70  ? 7'h00 : \$71 ;
-  assign \$73  = ~ at0;
-  assign \$74  = \$73  & o__ready;
-  assign \$75  = rptr == 3'h4;
-  assign \$76  = rptr + 1'h1;
-  assign \$77  = \$75  ? 4'h0 : \$76 ;
-  assign \$78  = \$74  ? \$77  : { 1'h0, rptr };
-  assign \$79  = wptr == 3'h4;
-  assign \$80  = wptr + 1'h1;
-  assign \$81  = \$79  ? 4'h0 : \$80 ;
-  assign \$82  = ! wptr;
-  assign \$83  = wptr == 1'h1;
-  assign \$84  = wptr == 2'h2;
-  assign \$85  = wptr == 2'h3;
-  assign \$86  = wptr == 3'h4;
-  assign o__valid = ~ at0;
-  assign \$87  = rptr == 3'h4;
-  assign \$88  = rptr == 2'h3;
-  assign \$89  = rptr == 2'h2;
-  assign \$90  = rptr == 1'h1;
-  assign \$91  = \$90  ? slot1 : slot0;
-  assign \$92  = \$89  ? slot2 : \$91 ;
-  assign \$93  = \$88  ? slot3 : \$92 ;
-  assign o__payload = \$87  ? slot4 : \$93 ;
+  assign \$1  = ~ primed;
+  assign go = o__ready | \$1 ;
+  assign \$2  = addr == 6'h27;
+  assign \$3  = addr + 1'h1;
+  assign \$4  = \$2  ? 7'h00 : \$3 ;
+  assign \$5  = ~ primed;
+  assign \$6  = reads + 1'h1;
+  assign \$7  = reads == 2'h2;
   always @(posedge clk)
-    free <= \$94 ;
+    addr <= \$8 ;
   always @(posedge clk)
-    issue <= \$95 ;
+    reads <= \$9 ;
   always @(posedge clk)
-    at0 <= \$96 ;
-  always @(posedge clk)
-    at1 <= \$97 ;
-  always @(posedge clk)
-    at2 <= \$98 ;
-  always @(posedge clk)
-    at3 <= \$99 ;
-  always @(posedge clk)
-    at4 <= \$100 ;
-  always @(posedge clk)
-    at5 <= \$101 ;
-  always @(posedge clk)
-    v1 <= \$102 ;
-  always @(posedge clk)
-    v2 <= \$103 ;
-  always @(posedge clk)
-    v3 <= \$104 ;
-  always @(posedge clk)
-    raddr <= \$105 ;
-  always @(posedge clk)
-    primed <= \$106 ;
-  always @(posedge clk)
-    rptr <= \$107 ;
-  always @(posedge clk)
-    wptr <= \$108 ;
-  always @(posedge clk)
-    slot0 <= \$109 ;
-  always @(posedge clk)
-    slot1 <= \$110 ;
-  always @(posedge clk)
-    slot2 <= \$111 ;
-  always @(posedge clk)
-    slot3 <= \$112 ;
-  always @(posedge clk)
-    slot4 <= \$113 ;
+    primed <= \$10 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$94  = \$4 [2:0];
-    if (rst_conv1) begin
-      \$94  = 3'h5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$95  = \$9 ;
-    if (rst_conv1) begin
-      \$95  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$96  = \$19 ;
-    if (rst_conv1) begin
-      \$96  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$97  = \$29 ;
-    if (rst_conv1) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$98  = \$39 ;
-    if (rst_conv1) begin
-      \$98  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$99  = \$49 ;
-    if (rst_conv1) begin
-      \$99  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$100  = \$59 ;
-    if (rst_conv1) begin
-      \$100  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$101  = \$69 ;
-    if (rst_conv1) begin
-      \$101  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$102  = issue;
-    if (rst_conv1) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$103  = v1;
-    if (rst_conv1) begin
-      \$103  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$104  = v2;
-    if (rst_conv1) begin
-      \$104  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$105  = raddr;
-    if (issue) begin
-      \$105  = \$72 [5:0];
+    \$8  = addr;
+    if (go) begin
+      \$8  = \$4 [5:0];
     end
     if (rst_conv1) begin
-      \$105  = 6'h00;
+      \$8  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$106  = primed;
-    if (at5) begin
-      \$106  = 1'h1;
+    \$9  = reads;
+    if (\$5 ) begin
+      \$9  = \$6 [1:0];
     end
     if (rst_conv1) begin
-      \$106  = 1'h0;
+      \$9  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$107  = \$78 [2:0];
-    if (rst_conv1) begin
-      \$107  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$108  = wptr;
-    if (v3) begin
-      \$108  = \$81 [2:0];
+    \$10  = primed;
+    if (\$5 ) begin
+      \$10  = \$7 ;
     end
     if (rst_conv1) begin
-      \$108  = 3'h0;
+      \$10  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$109  = slot0;
-    if (v3) begin
-      if (\$82 ) begin
-        \$109  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$110  = slot1;
-    if (v3) begin
-      if (\$83 ) begin
-        \$110  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$111  = slot2;
-    if (v3) begin
-      if (\$84 ) begin
-        \$111  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$112  = slot3;
-    if (v3) begin
-      if (\$85 ) begin
-        \$112  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$113  = slot4;
-    if (v3) begin
-      if (\$86 ) begin
-        \$113  = data;
-      end
-    end
-  end
-  assign addr = raddr;
+  assign en = go;
+  assign raddr = addr;
+  assign o__valid = primed;
+  assign data = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5761,10 +5402,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   reg [1:0] \$300 ;
   reg [4:0] \$301 ;
   reg \$302 ;
-  wire [63:0] \$303 ;
-  wire [63:0] \$304 ;
-  wire [63:0] \$305 ;
-  wire [63:0] \$306 ;
   wire [5:0] \$31 ;
   wire [5:0] \$32 ;
   wire [3:0] \$33 ;
@@ -5877,8 +5514,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire credits_room_next;
   reg [4:0] credits_space = 5'h18;
   wire [31:0] data;
-  wire [255:0] \data$932 ;
+  wire [255:0] \data$934 ;
   reg done = 1'h0;
+  wire en;
   wire filled;
   reg [17:0] fin0_0 = 18'h00000;
   reg [17:0] fin1_0 = 18'h00000;
@@ -7373,14 +7011,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   assign \port__data$654  = _14_;
   always @(posedge clk)
-    m6_0_15 <= p6_0_15;
-  always @(posedge clk)
-    m6_0_16 <= p6_0_16;
-  always @(posedge clk)
-    m6_0_17 <= p6_0_17;
-  always @(posedge clk)
-    m6_0_18 <= p6_0_18;
-  always @(posedge clk)
     m6_0_19 <= p6_0_19;
   always @(posedge clk)
     t6_0_l2_0 <= t6_0_w1_0;
@@ -8102,7 +7732,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   always @(posedge clk)
     last1 <= \$234 ;
   always @(posedge clk)
-    word1 <= { \$306 , \$305 , \$304 , \$303  };
+    word1 <= \o__payload$633 ;
   always @(posedge clk)
     r_addr_q <= \$235 ;
   always @(posedge clk)
@@ -8487,6 +8117,14 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     m6_0_13 <= p6_0_13;
   always @(posedge clk)
     m6_0_14 <= p6_0_14;
+  always @(posedge clk)
+    m6_0_15 <= p6_0_15;
+  always @(posedge clk)
+    m6_0_16 <= p6_0_16;
+  always @(posedge clk)
+    m6_0_17 <= p6_0_17;
+  always @(posedge clk)
+    m6_0_18 <= p6_0_18;
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -10400,7 +10038,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   \flexor_lenet5.conv2.rom  rom (
     .addr(\addr$933 ),
     .clk(clk),
-    .data(\data$932 )
+    .data(\o__payload$633 ),
+    .en(en)
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
@@ -10671,14 +10310,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .q(w_full_issue)
   );
   \flexor_lenet5.conv2.weights  weights (
+    .addr(\addr$933 ),
     .clk(clk),
-    .data(\data$932 ),
+    .go(en),
+    .o__payload(\o__payload$633 ),
     .o__ready(step),
-    .\port$2255$0 (\$303 ),
-    .\port$2261$0 (\$304 ),
-    .\port$2267$0 (\$305 ),
-    .\port$2273$0 (\$306 ),
-    .raddr(\addr$933 ),
     .rst_conv2(rst_conv2)
   );
   flexor_copy #(
@@ -11455,7 +11091,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   assign \w_data$620  = \$22 [7:0];
   assign v_out_d4 = \w_en$621 ;
   assign space_next = \$25 [4:0];
-  assign \o__payload$633  = { \$306 , \$305 , \$304 , \$303  };
+  assign \data$934  = \o__payload$633 ;
   assign \$4  = active;
   assign \$62  = { fin0_0, 1'h0 };
   assign \$69  = { fin1_0, 1'h0 };
@@ -11492,7 +11128,8 @@ module \flexor_lenet5.conv2.consts (data, addr, clk);
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(1'h1)
   );
 endmodule
 
@@ -12833,23 +12470,27 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, w_en, o__valid, o__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.rom (data, addr, clk);
+module \flexor_lenet5.conv2.rom (data, en, addr, clk);
   input [7:0] addr;
   wire [7:0] addr;
   input clk;
   wire clk;
   output [255:0] data;
   wire [255:0] data;
+  input en;
+  wire en;
   flexor_rom #(
     .ADDR_WIDTH(32'd8),
     .DEPTH(32'd160),
     .INIT_FILE("flexor_lenet5_l1_weights.hex"),
     .LATENCY(32'd2),
+    .STALL(32'd1),
     .WIDTH(32'd256)
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(en)
   );
 endmodule
 
@@ -12902,522 +12543,86 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, data, \port$2255$0 , \port$2261$0 , \port$2267$0 , \port$2273$0 , raddr, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
-  wire [3:0] \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire [2:0] \$103 ;
-  wire [2:0] \$104 ;
-  wire [2:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire [2:0] \$109 ;
-  wire \$11 ;
-  wire [2:0] \$110 ;
-  wire [2:0] \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [2:0] \$115 ;
-  wire [2:0] \$116 ;
-  wire [2:0] \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire [2:0] \$121 ;
-  wire [2:0] \$122 ;
-  wire [2:0] \$123 ;
-  reg [2:0] \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
-  wire \$13 ;
-  reg \$130 ;
-  reg \$131 ;
-  reg \$132 ;
-  reg [7:0] \$133 ;
-  reg \$134 ;
-  reg [1:0] \$135 ;
-  reg [1:0] \$136 ;
-  reg [255:0] \$137 ;
-  reg [255:0] \$138 ;
-  reg [255:0] \$139 ;
-  wire \$14 ;
-  reg [255:0] \$140 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire \$1 ;
+  reg \$10 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [4:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [3:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire [8:0] \$61 ;
-  wire [8:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire [2:0] \$66 ;
-  wire [2:0] \$67 ;
-  wire [2:0] \$68 ;
-  wire \$69 ;
+  wire [8:0] \$3 ;
+  wire [8:0] \$4 ;
+  wire \$5 ;
+  wire [2:0] \$6 ;
   wire \$7 ;
-  wire [2:0] \$70 ;
-  wire [2:0] \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire [63:0] \$79 ;
-  wire [4:0] \$8 ;
-  wire [63:0] \$80 ;
-  wire [63:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [63:0] \$85 ;
-  wire [63:0] \$86 ;
-  wire [63:0] \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire [63:0] \$91 ;
-  wire [63:0] \$92 ;
-  wire [63:0] \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire [63:0] \$97 ;
-  wire [63:0] \$98 ;
-  wire [63:0] \$99 ;
-  (* init = 8'h00 *)
-  wire [7:0] addr;
-  reg at0 = 1'h1;
-  reg at1 = 1'h0;
-  reg at2 = 1'h0;
-  reg at3 = 1'h0;
-  reg at4 = 1'h0;
+  reg [7:0] \$8 ;
+  reg [1:0] \$9 ;
+  output [7:0] addr;
+  reg [7:0] addr = 8'h00;
   input clk;
   wire clk;
-  input [255:0] data;
   wire [255:0] data;
-  reg [2:0] free = 3'h4;
-  reg issue = 1'h1;
+  wire en;
+  output go;
+  wire go;
+  input [255:0] o__payload;
   wire [255:0] o__payload;
   input o__ready;
   wire o__ready;
+  (* init = 1'h0 *)
   wire o__valid;
-  output [63:0] \port$2255$0 ;
-  wire [63:0] \port$2255$0 ;
-  output [63:0] \port$2261$0 ;
-  wire [63:0] \port$2261$0 ;
-  output [63:0] \port$2267$0 ;
-  wire [63:0] \port$2267$0 ;
-  output [63:0] \port$2273$0 ;
-  wire [63:0] \port$2273$0 ;
   reg primed = 1'h0;
-  output [7:0] raddr;
-  reg [7:0] raddr = 8'h00;
-  reg [1:0] rptr = 2'h0;
-  wire [2:0] rptr_0;
-  wire [2:0] rptr_1;
-  wire [2:0] rptr_2;
-  wire [2:0] rptr_3;
+  (* init = 8'h00 *)
+  wire [7:0] raddr;
+  reg [1:0] reads = 2'h0;
   input rst_conv2;
   wire rst_conv2;
-  reg [255:0] slot0 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  reg [255:0] slot1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  reg [255:0] slot2 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  reg [255:0] slot3 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  reg v1 = 1'h0;
-  reg v2 = 1'h0;
-  reg [1:0] wptr = 2'h0;
-  assign \$1  = free - issue;
-  assign \$2  = ~ at0;
-  assign \$3  = \$2  & o__ready;
-  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
-  assign \$5  = free - issue;
-  assign \$6  = ~ at0;
-  assign \$7  = \$6  & o__ready;
-  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
-  assign \$9  = | \$8 ;
-  assign \$10  = ~ at0;
-  assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = v2 & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ v2;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at1 : at0;
-  assign \$19  = \$13  ? 1'h0 : \$18 ;
-  assign \$20  = ~ at0;
-  assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = v2 & \$22 ;
-  assign \$24  = ~ at0;
-  assign \$25  = \$24  & o__ready;
-  assign \$26  = ~ v2;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = \$27  ? at2 : at1;
-  assign \$29  = \$23  ? at0 : \$28 ;
-  assign \$30  = ~ at0;
-  assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$31 ;
-  assign \$33  = v2 & \$32 ;
-  assign \$34  = ~ at0;
-  assign \$35  = \$34  & o__ready;
-  assign \$36  = ~ v2;
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = \$37  ? at3 : at2;
-  assign \$39  = \$33  ? at1 : \$38 ;
-  assign \$40  = ~ at0;
-  assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$41 ;
-  assign \$43  = v2 & \$42 ;
-  assign \$44  = ~ at0;
-  assign \$45  = \$44  & o__ready;
-  assign \$46  = ~ v2;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = \$47  ? at4 : at3;
-  assign \$49  = \$43  ? at2 : \$48 ;
-  assign \$50  = ~ at0;
-  assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$51 ;
-  assign \$53  = v2 & \$52 ;
-  assign \$54  = ~ at0;
-  assign \$55  = \$54  & o__ready;
-  assign \$56  = ~ v2;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = \$57  ? 1'h0 : at4;
-  assign \$59  = \$53  ? at3 : \$58 ;
-  assign \$60  = raddr == 8'h9f;
-  assign \$61  = raddr + 1'h1;
-  assign \$62  = \$60  ? 9'h000 : \$61 ;
-  assign \$63  = ~ at0;
-  assign \$64  = \$63  & o__ready;
-  assign \$65  = rptr == 2'h3;
-  assign \$66  = rptr + 1'h1;
-  assign \$67  = \$65  ? 3'h0 : \$66 ;
-  assign \$68  = \$64  ? \$67  : { 1'h0, rptr };
-  assign \$69  = wptr == 2'h3;
-  assign \$70  = wptr + 1'h1;
-  assign \$71  = \$69  ? 3'h0 : \$70 ;
-  assign \$72  = ! wptr;
-  assign \$73  = wptr == 1'h1;
-  assign \$74  = wptr == 2'h2;
-  assign \$75  = wptr == 2'h3;
-  assign o__valid = ~ at0;
-  assign \$76  = rptr_0 == 2'h3;
-  assign \$77  = rptr_0 == 2'h2;
-  assign \$78  = rptr_0 == 1'h1;
-  assign \$79  = \$78  ? slot1[63:0] : slot0[63:0];
-  assign \$80  = \$77  ? slot2[63:0] : \$79 ;
-  assign \$81  = \$76  ? slot3[63:0] : \$80 ;
-  assign \$82  = rptr_1 == 2'h3;
-  assign \$83  = rptr_1 == 2'h2;
-  assign \$84  = rptr_1 == 1'h1;
-  assign \$85  = \$84  ? slot1[127:64] : slot0[127:64];
-  assign \$86  = \$83  ? slot2[127:64] : \$85 ;
-  assign \$87  = \$82  ? slot3[127:64] : \$86 ;
-  assign \$88  = rptr_2 == 2'h3;
-  assign \$89  = rptr_2 == 2'h2;
-  assign \$90  = rptr_2 == 1'h1;
-  assign \$91  = \$90  ? slot1[191:128] : slot0[191:128];
-  assign \$92  = \$89  ? slot2[191:128] : \$91 ;
-  assign \$93  = \$88  ? slot3[191:128] : \$92 ;
-  assign \$94  = rptr_3 == 2'h3;
-  assign \$95  = rptr_3 == 2'h2;
-  assign \$96  = rptr_3 == 1'h1;
-  assign \$97  = \$96  ? slot1[255:192] : slot0[255:192];
-  assign \$98  = \$95  ? slot2[255:192] : \$97 ;
-  assign \$99  = \$94  ? slot3[255:192] : \$98 ;
-  assign \$100  = ~ at0;
-  assign \$101  = \$100  & o__ready;
-  assign \$102  = rptr == 2'h3;
-  assign \$103  = rptr + 1'h1;
-  assign \$104  = \$102  ? 3'h0 : \$103 ;
-  assign \$105  = \$101  ? \$104  : { 1'h0, rptr };
-  assign \$106  = ~ at0;
-  assign \$107  = \$106  & o__ready;
-  assign \$108  = rptr == 2'h3;
-  assign \$109  = rptr + 1'h1;
-  assign \$110  = \$108  ? 3'h0 : \$109 ;
-  assign \$111  = \$107  ? \$110  : { 1'h0, rptr };
-  assign \$112  = ~ at0;
-  assign \$113  = \$112  & o__ready;
-  assign \$114  = rptr == 2'h3;
-  assign \$115  = rptr + 1'h1;
-  assign \$116  = \$114  ? 3'h0 : \$115 ;
-  assign \$117  = \$113  ? \$116  : { 1'h0, rptr };
-  assign \$118  = ~ at0;
-  assign \$119  = \$118  & o__ready;
-  assign \$120  = rptr == 2'h3;
-  assign \$121  = rptr + 1'h1;
-  assign \$122  = \$120  ? 3'h0 : \$121 ;
-  assign \$123  = \$119  ? \$122  : { 1'h0, rptr };
+  assign \$1  = ~ primed;
+  assign go = o__ready | \$1 ;
+  assign \$2  = addr == 8'h9f;
+  assign \$3  = addr + 1'h1;
+  assign \$4  = \$2  ? 9'h000 : \$3 ;
+  assign \$5  = ~ primed;
+  assign \$6  = reads + 1'h1;
+  assign \$7  = reads == 1'h1;
   always @(posedge clk)
-    free <= \$124 ;
+    addr <= \$8 ;
   always @(posedge clk)
-    issue <= \$125 ;
+    reads <= \$9 ;
   always @(posedge clk)
-    at0 <= \$126 ;
-  always @(posedge clk)
-    at1 <= \$127 ;
-  always @(posedge clk)
-    at2 <= \$128 ;
-  always @(posedge clk)
-    at3 <= \$129 ;
-  always @(posedge clk)
-    at4 <= \$130 ;
-  always @(posedge clk)
-    v1 <= \$131 ;
-  always @(posedge clk)
-    v2 <= \$132 ;
-  always @(posedge clk)
-    raddr <= \$133 ;
-  always @(posedge clk)
-    primed <= \$134 ;
-  always @(posedge clk)
-    rptr <= \$135 ;
-  always @(posedge clk)
-    wptr <= \$136 ;
-  always @(posedge clk)
-    slot0 <= \$137 ;
-  always @(posedge clk)
-    slot1 <= \$138 ;
-  always @(posedge clk)
-    slot2 <= \$139 ;
-  always @(posedge clk)
-    slot3 <= \$140 ;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) rptr_0_copy (
-    .clk(clk),
-    .d(\$105 ),
-    .q(rptr_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) rptr_1_copy (
-    .clk(clk),
-    .d(\$111 ),
-    .q(rptr_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) rptr_2_copy (
-    .clk(clk),
-    .d(\$117 ),
-    .q(rptr_2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) rptr_3_copy (
-    .clk(clk),
-    .d(\$123 ),
-    .q(rptr_3)
-  );
+    primed <= \$10 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$124  = \$4 [2:0];
-    if (rst_conv2) begin
-      \$124  = 3'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$125  = \$9 ;
-    if (rst_conv2) begin
-      \$125  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$126  = \$19 ;
-    if (rst_conv2) begin
-      \$126  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$127  = \$29 ;
-    if (rst_conv2) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$128  = \$39 ;
-    if (rst_conv2) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$129  = \$49 ;
-    if (rst_conv2) begin
-      \$129  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$130  = \$59 ;
-    if (rst_conv2) begin
-      \$130  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$131  = issue;
-    if (rst_conv2) begin
-      \$131  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$132  = v1;
-    if (rst_conv2) begin
-      \$132  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$133  = raddr;
-    if (issue) begin
-      \$133  = \$62 [7:0];
+    \$8  = addr;
+    if (go) begin
+      \$8  = \$4 [7:0];
     end
     if (rst_conv2) begin
-      \$133  = 8'h00;
+      \$8  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$134  = primed;
-    if (at4) begin
-      \$134  = 1'h1;
+    \$9  = reads;
+    if (\$5 ) begin
+      \$9  = \$6 [1:0];
     end
     if (rst_conv2) begin
-      \$134  = 1'h0;
+      \$9  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$135  = \$68 [1:0];
-    if (rst_conv2) begin
-      \$135  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$136  = wptr;
-    if (v2) begin
-      \$136  = \$71 [1:0];
+    \$10  = primed;
+    if (\$5 ) begin
+      \$10  = \$7 ;
     end
     if (rst_conv2) begin
-      \$136  = 2'h0;
+      \$10  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$137  = slot0;
-    if (v2) begin
-      if (\$72 ) begin
-        \$137  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$138  = slot1;
-    if (v2) begin
-      if (\$73 ) begin
-        \$138  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$139  = slot2;
-    if (v2) begin
-      if (\$74 ) begin
-        \$139  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$140  = slot3;
-    if (v2) begin
-      if (\$75 ) begin
-        \$140  = data;
-      end
-    end
-  end
-  assign addr = raddr;
-  assign o__payload = { \$99 , \$93 , \$87 , \$81  };
-  assign \port$2255$0  = \$81 ;
-  assign \port$2261$0  = \$87 ;
-  assign \port$2267$0  = \$93 ;
-  assign \port$2273$0  = \$99 ;
+  assign en = go;
+  assign raddr = addr;
+  assign o__valid = primed;
+  assign data = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -24629,7 +23834,8 @@ module \flexor_lenet5.fc1.consts (data, addr, clk);
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(1'h1)
   );
 endmodule
 
@@ -25427,7 +24633,8 @@ module \flexor_lenet5.fc1.heads (data, addr, clk);
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(1'h1)
   );
 endmodule
 
@@ -25451,7 +24658,8 @@ module \flexor_lenet5.fc1.rom (data, addr, clk);
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(1'h1)
   );
 endmodule
 
@@ -26275,8 +25483,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [39:0] data;
-  wire [15:0] \data$131 ;
+  wire [15:0] \data$133 ;
   reg done = 1'h0;
+  wire en;
   wire filled;
   reg [16:0] fin0_0 = 17'h00000;
   reg first2p_d1 = 1'h0;
@@ -27753,7 +26962,8 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   \flexor_lenet5.fc2.rom  rom (
     .addr(\addr$132 ),
     .clk(clk),
-    .data(\data$131 )
+    .data(\o__payload$84 ),
+    .en(en)
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[16:0]),
@@ -27800,11 +27010,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
+    .addr(\addr$132 ),
     .clk(clk),
-    .data(\data$131 ),
+    .go(en),
     .o__payload(\o__payload$84 ),
     .o__ready(o__ready),
-    .raddr(\addr$132 ),
     .rst_fc2(rst_fc2)
   );
   always @* begin
@@ -28279,6 +27489,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   assign \w_data$66  = \$20 [15:0];
   assign v_out_d4 = \w_en$67 ;
   assign space_next = \$23 [1:0];
+  assign \data$133  = \o__payload$84 ;
   assign \$4  = active;
   assign \$27  = credits_room_next;
   assign \$89  = { fin0_0, 1'h0 };
@@ -28311,7 +27522,8 @@ module \flexor_lenet5.fc2.consts (data, addr, clk);
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(1'h1)
   );
 endmodule
 
@@ -28559,24 +27771,28 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.rom (data, addr, clk);
+module \flexor_lenet5.fc2.rom (data, en, addr, clk);
   input [7:0] addr;
   wire [7:0] addr;
   input clk;
   wire clk;
   output [15:0] data;
   wire [15:0] data;
+  input en;
+  wire en;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd8),
     .DEPTH(32'd256),
     .INIT_FILE("flexor_lenet5_l3_weights.hex"),
     .LATENCY(32'd3),
     .PAGE_BITS(32'd6),
+    .STALL(32'd1),
     .WIDTH(32'd16)
   ) rom (
     .addr(addr),
     .clk(clk),
-    .data(data)
+    .data(data),
+    .en(en)
   );
 endmodule
 
@@ -28629,450 +27845,86 @@ module \flexor_lenet5.fc2.rq0_mul0_17_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, data, o__payload, raddr, clk);
+module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
-  wire [3:0] \$1 ;
-  wire \$10 ;
-  reg \$100 ;
-  reg \$101 ;
-  reg \$102 ;
-  reg \$103 ;
-  reg \$104 ;
-  reg [7:0] \$105 ;
-  reg \$106 ;
-  reg [2:0] \$107 ;
-  reg [2:0] \$108 ;
-  reg [15:0] \$109 ;
-  wire \$11 ;
-  reg [15:0] \$110 ;
-  reg [15:0] \$111 ;
-  reg [15:0] \$112 ;
-  reg [15:0] \$113 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire \$1 ;
+  reg \$10 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire [4:0] \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [3:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [8:0] \$3 ;
+  wire [8:0] \$4 ;
+  wire \$5 ;
+  wire [2:0] \$6 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [8:0] \$71 ;
-  wire [8:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire [3:0] \$76 ;
-  wire [3:0] \$77 ;
-  wire [3:0] \$78 ;
-  wire \$79 ;
-  wire [4:0] \$8 ;
-  wire [3:0] \$80 ;
-  wire [3:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire [15:0] \$91 ;
-  wire [15:0] \$92 ;
-  wire [15:0] \$93 ;
-  reg [2:0] \$94 ;
-  reg \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg \$98 ;
-  reg \$99 ;
-  (* init = 8'h00 *)
-  wire [7:0] addr;
-  reg at0 = 1'h1;
-  reg at1 = 1'h0;
-  reg at2 = 1'h0;
-  reg at3 = 1'h0;
-  reg at4 = 1'h0;
-  reg at5 = 1'h0;
+  reg [7:0] \$8 ;
+  reg [1:0] \$9 ;
+  output [7:0] addr;
+  reg [7:0] addr = 8'h00;
   input clk;
   wire clk;
-  input [15:0] data;
   wire [15:0] data;
-  reg [2:0] free = 3'h5;
-  reg issue = 1'h1;
-  output [15:0] o__payload;
+  wire en;
+  output go;
+  wire go;
+  input [15:0] o__payload;
   wire [15:0] o__payload;
   input o__ready;
   wire o__ready;
+  (* init = 1'h0 *)
   wire o__valid;
   reg primed = 1'h0;
-  output [7:0] raddr;
-  reg [7:0] raddr = 8'h00;
-  reg [2:0] rptr = 3'h0;
+  (* init = 8'h00 *)
+  wire [7:0] raddr;
+  reg [1:0] reads = 2'h0;
   input rst_fc2;
   wire rst_fc2;
-  reg [15:0] slot0 = 16'h0000;
-  reg [15:0] slot1 = 16'h0000;
-  reg [15:0] slot2 = 16'h0000;
-  reg [15:0] slot3 = 16'h0000;
-  reg [15:0] slot4 = 16'h0000;
-  reg v1 = 1'h0;
-  reg v2 = 1'h0;
-  reg v3 = 1'h0;
-  reg [2:0] wptr = 3'h0;
-  assign \$1  = free - issue;
-  assign \$2  = ~ at0;
-  assign \$3  = \$2  & o__ready;
-  assign \$4  = $signed(\$1 ) + $signed({ 1'h0, \$3  });
-  assign \$5  = free - issue;
-  assign \$6  = ~ at0;
-  assign \$7  = \$6  & o__ready;
-  assign \$8  = $signed(\$5 ) + $signed({ 1'h0, \$7  });
-  assign \$9  = | \$8 ;
-  assign \$10  = ~ at0;
-  assign \$11  = \$10  & o__ready;
-  assign \$12  = ~ \$11 ;
-  assign \$13  = v3 & \$12 ;
-  assign \$14  = ~ at0;
-  assign \$15  = \$14  & o__ready;
-  assign \$16  = ~ v3;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = \$17  ? at1 : at0;
-  assign \$19  = \$13  ? 1'h0 : \$18 ;
-  assign \$20  = ~ at0;
-  assign \$21  = \$20  & o__ready;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = v3 & \$22 ;
-  assign \$24  = ~ at0;
-  assign \$25  = \$24  & o__ready;
-  assign \$26  = ~ v3;
-  assign \$27  = \$25  & \$26 ;
-  assign \$28  = \$27  ? at2 : at1;
-  assign \$29  = \$23  ? at0 : \$28 ;
-  assign \$30  = ~ at0;
-  assign \$31  = \$30  & o__ready;
-  assign \$32  = ~ \$31 ;
-  assign \$33  = v3 & \$32 ;
-  assign \$34  = ~ at0;
-  assign \$35  = \$34  & o__ready;
-  assign \$36  = ~ v3;
-  assign \$37  = \$35  & \$36 ;
-  assign \$38  = \$37  ? at3 : at2;
-  assign \$39  = \$33  ? at1 : \$38 ;
-  assign \$40  = ~ at0;
-  assign \$41  = \$40  & o__ready;
-  assign \$42  = ~ \$41 ;
-  assign \$43  = v3 & \$42 ;
-  assign \$44  = ~ at0;
-  assign \$45  = \$44  & o__ready;
-  assign \$46  = ~ v3;
-  assign \$47  = \$45  & \$46 ;
-  assign \$48  = \$47  ? at4 : at3;
-  assign \$49  = \$43  ? at2 : \$48 ;
-  assign \$50  = ~ at0;
-  assign \$51  = \$50  & o__ready;
-  assign \$52  = ~ \$51 ;
-  assign \$53  = v3 & \$52 ;
-  assign \$54  = ~ at0;
-  assign \$55  = \$54  & o__ready;
-  assign \$56  = ~ v3;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = \$57  ? at5 : at4;
-  assign \$59  = \$53  ? at3 : \$58 ;
-  assign \$60  = ~ at0;
-  assign \$61  = \$60  & o__ready;
-  assign \$62  = ~ \$61 ;
-  assign \$63  = v3 & \$62 ;
-  assign \$64  = ~ at0;
-  assign \$65  = \$64  & o__ready;
-  assign \$66  = ~ v3;
-  assign \$67  = \$65  & \$66 ;
-  assign \$68  = \$67  ? 1'h0 : at5;
-  assign \$69  = \$63  ? at4 : \$68 ;
-  assign \$70  = raddr == 8'hff;
-  assign \$71  = raddr + 1'h1;
-  assign \$72  = \$70  ? 9'h000 : \$71 ;
-  assign \$73  = ~ at0;
-  assign \$74  = \$73  & o__ready;
-  assign \$75  = rptr == 3'h4;
-  assign \$76  = rptr + 1'h1;
-  assign \$77  = \$75  ? 4'h0 : \$76 ;
-  assign \$78  = \$74  ? \$77  : { 1'h0, rptr };
-  assign \$79  = wptr == 3'h4;
-  assign \$80  = wptr + 1'h1;
-  assign \$81  = \$79  ? 4'h0 : \$80 ;
-  assign \$82  = ! wptr;
-  assign \$83  = wptr == 1'h1;
-  assign \$84  = wptr == 2'h2;
-  assign \$85  = wptr == 2'h3;
-  assign \$86  = wptr == 3'h4;
-  assign o__valid = ~ at0;
-  assign \$87  = rptr == 3'h4;
-  assign \$88  = rptr == 2'h3;
-  assign \$89  = rptr == 2'h2;
-  assign \$90  = rptr == 1'h1;
-  assign \$91  = \$90  ? slot1 : slot0;
-  assign \$92  = \$89  ? slot2 : \$91 ;
-  assign \$93  = \$88  ? slot3 : \$92 ;
-  assign o__payload = \$87  ? slot4 : \$93 ;
+  assign \$1  = ~ primed;
+  assign go = o__ready | \$1 ;
+  assign \$2  = addr == 8'hff;
+  assign \$3  = addr + 1'h1;
+  assign \$4  = \$2  ? 9'h000 : \$3 ;
+  assign \$5  = ~ primed;
+  assign \$6  = reads + 1'h1;
+  assign \$7  = reads == 2'h2;
   always @(posedge clk)
-    free <= \$94 ;
+    addr <= \$8 ;
   always @(posedge clk)
-    issue <= \$95 ;
+    reads <= \$9 ;
   always @(posedge clk)
-    at0 <= \$96 ;
-  always @(posedge clk)
-    at1 <= \$97 ;
-  always @(posedge clk)
-    at2 <= \$98 ;
-  always @(posedge clk)
-    at3 <= \$99 ;
-  always @(posedge clk)
-    at4 <= \$100 ;
-  always @(posedge clk)
-    at5 <= \$101 ;
-  always @(posedge clk)
-    v1 <= \$102 ;
-  always @(posedge clk)
-    v2 <= \$103 ;
-  always @(posedge clk)
-    v3 <= \$104 ;
-  always @(posedge clk)
-    raddr <= \$105 ;
-  always @(posedge clk)
-    primed <= \$106 ;
-  always @(posedge clk)
-    rptr <= \$107 ;
-  always @(posedge clk)
-    wptr <= \$108 ;
-  always @(posedge clk)
-    slot0 <= \$109 ;
-  always @(posedge clk)
-    slot1 <= \$110 ;
-  always @(posedge clk)
-    slot2 <= \$111 ;
-  always @(posedge clk)
-    slot3 <= \$112 ;
-  always @(posedge clk)
-    slot4 <= \$113 ;
+    primed <= \$10 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$94  = \$4 [2:0];
-    if (rst_fc2) begin
-      \$94  = 3'h5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$95  = \$9 ;
-    if (rst_fc2) begin
-      \$95  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$96  = \$19 ;
-    if (rst_fc2) begin
-      \$96  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$97  = \$29 ;
-    if (rst_fc2) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$98  = \$39 ;
-    if (rst_fc2) begin
-      \$98  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$99  = \$49 ;
-    if (rst_fc2) begin
-      \$99  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$100  = \$59 ;
-    if (rst_fc2) begin
-      \$100  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$101  = \$69 ;
-    if (rst_fc2) begin
-      \$101  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$102  = issue;
-    if (rst_fc2) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$103  = v1;
-    if (rst_fc2) begin
-      \$103  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$104  = v2;
-    if (rst_fc2) begin
-      \$104  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$105  = raddr;
-    if (issue) begin
-      \$105  = \$72 [7:0];
+    \$8  = addr;
+    if (go) begin
+      \$8  = \$4 [7:0];
     end
     if (rst_fc2) begin
-      \$105  = 8'h00;
+      \$8  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$106  = primed;
-    if (at5) begin
-      \$106  = 1'h1;
+    \$9  = reads;
+    if (\$5 ) begin
+      \$9  = \$6 [1:0];
     end
     if (rst_fc2) begin
-      \$106  = 1'h0;
+      \$9  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$107  = \$78 [2:0];
-    if (rst_fc2) begin
-      \$107  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$108  = wptr;
-    if (v3) begin
-      \$108  = \$81 [2:0];
+    \$10  = primed;
+    if (\$5 ) begin
+      \$10  = \$7 ;
     end
     if (rst_fc2) begin
-      \$108  = 3'h0;
+      \$10  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$109  = slot0;
-    if (v3) begin
-      if (\$82 ) begin
-        \$109  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$110  = slot1;
-    if (v3) begin
-      if (\$83 ) begin
-        \$110  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$111  = slot2;
-    if (v3) begin
-      if (\$84 ) begin
-        \$111  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$112  = slot3;
-    if (v3) begin
-      if (\$85 ) begin
-        \$112  = data;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
-    \$113  = slot4;
-    if (v3) begin
-      if (\$86 ) begin
-        \$113  = data;
-      end
-    end
-  end
-  assign addr = raddr;
+  assign en = go;
+  assign raddr = addr;
+  assign o__valid = primed;
+  assign data = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -31756,12 +30608,17 @@ module flexor_rom #(
     parameter BANK_ADDR = ADDR_WIDTH,
     parameter GROUP_BITS = 1,
     parameter PAGE_BITS = ADDR_WIDTH,
-    parameter COPY_BITS = 0
+    parameter COPY_BITS = 0,
+    parameter STALL = 0
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
+    input wire en,
     output reg [WIDTH-1:0] data
 );
+    // With STALL, every register of the read (not banked) loads only while en is high: the
+    // read holds its word and the words behind it (a block RAM's clock enables).
+    wire go = STALL ? en : 1'b1;
     generate if (BANKS > 1) begin : banked
         // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
         // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is read in groups
@@ -31833,11 +30690,11 @@ module flexor_rom #(
             initial $readmemh(INIT_FILE, mem);
             reg [ADDR_WIDTH-1:0] a;
             reg [HI-LO-1:0] part;
-            (* keep *) always @(posedge clk) a <= addr;
-            always @(posedge clk) part <= mem[a][HI-1:LO];
+            (* keep *) always @(posedge clk) if (go) a <= addr;
+            always @(posedge clk) if (go) part <= mem[a][HI-1:LO];
             assign word[HI-1:LO] = part;
         end
-        always @(posedge clk) data <= word;
+        always @(posedge clk) if (go) data <= word;
     end else begin : flat
         (* rom_style = "block" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
         if (INIT_FILE != "") begin : init
@@ -31857,14 +30714,15 @@ module flexor_rom #(
                 reg [WIDTH-1:0] word;
                 if (LATENCY == 3) begin : addr_copy
                     reg [PAGE_BITS-1:0] a;
-                    (* keep *) always @(posedge clk) a <= addr[PAGE_BITS-1:0];
-                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | a];
+                    (* keep *) always @(posedge clk) if (go) a <= addr[PAGE_BITS-1:0];
+                    always @(posedge clk) if (go) word <= mem[(p << PAGE_BITS) | a];
                 end else begin : direct
-                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                    always @(posedge clk)
+                        if (go) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
                 end
                 assign pages[p*WIDTH +: WIDTH] = word;
             end
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 page_a <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
@@ -31882,26 +30740,26 @@ module flexor_rom #(
                 localparam HI = LO + COPY_BITS < WIDTH ? LO + COPY_BITS : WIDTH;
                 reg [ADDR_WIDTH-1:0] a;
                 reg [HI-LO-1:0] part;
-                (* keep *) always @(posedge clk) a <= addr;
-                always @(posedge clk) part <= mem[a][HI-1:LO];
+                (* keep *) always @(posedge clk) if (go) a <= addr;
+                always @(posedge clk) if (go) part <= mem[a][HI-1:LO];
                 assign word[HI-1:LO] = part;
             end
-            always @(posedge clk) data <= word;
+            always @(posedge clk) if (go) data <= word;
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 word <= mem[addr];
                 word_q <= word;
                 data <= word_q;
             end
         end else if (LATENCY == 2) begin : outreg
             reg [WIDTH-1:0] word;
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 word <= mem[addr];
                 data <= word;
             end
         end else begin : direct
-            always @(posedge clk) data <= mem[addr];
+            always @(posedge clk) if (go) data <= mem[addr];
         end
     end endgenerate
 endmodule
@@ -31917,12 +30775,17 @@ module flexor_rom_logic #(
     parameter BANK_ADDR = ADDR_WIDTH,
     parameter GROUP_BITS = 1,
     parameter PAGE_BITS = ADDR_WIDTH,
-    parameter COPY_BITS = 0
+    parameter COPY_BITS = 0,
+    parameter STALL = 0
 ) (
     input wire clk,
     input wire [ADDR_WIDTH-1:0] addr,
+    input wire en,
     output reg [WIDTH-1:0] data
 );
+    // With STALL, every register of the read (not banked) loads only while en is high: the
+    // read holds its word and the words behind it (a block RAM's clock enables).
+    wire go = STALL ? en : 1'b1;
     generate if (BANKS > 1) begin : banked
         // BANKS words side by side in a row of 2**BANK_ADDR rows: the file holds the rows;
         // word a is bank a >> BANK_ADDR of row a mod 2**BANK_ADDR. The row is read in groups
@@ -31994,11 +30857,11 @@ module flexor_rom_logic #(
             initial $readmemh(INIT_FILE, mem);
             reg [ADDR_WIDTH-1:0] a;
             reg [HI-LO-1:0] part;
-            (* keep *) always @(posedge clk) a <= addr;
-            always @(posedge clk) part <= mem[a][HI-1:LO];
+            (* keep *) always @(posedge clk) if (go) a <= addr;
+            always @(posedge clk) if (go) part <= mem[a][HI-1:LO];
             assign word[HI-1:LO] = part;
         end
-        always @(posedge clk) data <= word;
+        always @(posedge clk) if (go) data <= word;
     end else begin : flat
         (* rom_style = "logic" *) reg [WIDTH-1:0] mem [0:DEPTH-1];
         if (INIT_FILE != "") begin : init
@@ -32018,14 +30881,15 @@ module flexor_rom_logic #(
                 reg [WIDTH-1:0] word;
                 if (LATENCY == 3) begin : addr_copy
                     reg [PAGE_BITS-1:0] a;
-                    (* keep *) always @(posedge clk) a <= addr[PAGE_BITS-1:0];
-                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | a];
+                    (* keep *) always @(posedge clk) if (go) a <= addr[PAGE_BITS-1:0];
+                    always @(posedge clk) if (go) word <= mem[(p << PAGE_BITS) | a];
                 end else begin : direct
-                    always @(posedge clk) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
+                    always @(posedge clk)
+                        if (go) word <= mem[(p << PAGE_BITS) | addr[PAGE_BITS-1:0]];
                 end
                 assign pages[p*WIDTH +: WIDTH] = word;
             end
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 page_a <= addr[ADDR_WIDTH-1:PAGE_BITS];
                 page <= LATENCY == 3 ? page_a : addr[ADDR_WIDTH-1:PAGE_BITS];
                 data <= pages[page*WIDTH +: WIDTH];
@@ -32043,26 +30907,26 @@ module flexor_rom_logic #(
                 localparam HI = LO + COPY_BITS < WIDTH ? LO + COPY_BITS : WIDTH;
                 reg [ADDR_WIDTH-1:0] a;
                 reg [HI-LO-1:0] part;
-                (* keep *) always @(posedge clk) a <= addr;
-                always @(posedge clk) part <= mem[a][HI-1:LO];
+                (* keep *) always @(posedge clk) if (go) a <= addr;
+                always @(posedge clk) if (go) part <= mem[a][HI-1:LO];
                 assign word[HI-1:LO] = part;
             end
-            always @(posedge clk) data <= word;
+            always @(posedge clk) if (go) data <= word;
         end else if (LATENCY == 3) begin : outreg2
             reg [WIDTH-1:0] word, word_q;
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 word <= mem[addr];
                 word_q <= word;
                 data <= word_q;
             end
         end else if (LATENCY == 2) begin : outreg
             reg [WIDTH-1:0] word;
-            always @(posedge clk) begin
+            always @(posedge clk) if (go) begin
                 word <= mem[addr];
                 data <= word;
             end
         end else begin : direct
-            always @(posedge clk) data <= mem[addr];
+            always @(posedge clk) if (go) data <= mem[addr];
         end
     end endgenerate
 endmodule
