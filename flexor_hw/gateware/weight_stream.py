@@ -1,5 +1,6 @@
-"""Weight stream: a ROM read ahead of its consumer through a registered pipeline, so the ROM's
-output has a register of its own and nothing but wiring sits between the memory and it."""
+"""Weight stream: a ROM's words in cyclic order, the ROM's read stalled while the consumer
+waits (or, behind a banked ROM, read ahead into a ring), so the ROM's output has a register
+of its own and nothing but wiring sits between the memory and it."""
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
@@ -48,9 +49,9 @@ class WeightStream(wiring.Component):
     1,315 flip-flops beside its block RAMs.)
 
     A banked ROM (five cycles, its registers many and spread over the device) runs ahead
-    instead. A layer's weights are read in the same cyclic order for every vector, whatever the
-    stalls: the order does not depend on when the engine steps. So the ROM runs ahead on its
-    own: its address is a register, its read data goes into a register (block RAM output
+    instead. A layer's weights are read in the same cyclic order for every vector, whatever
+    the stalls: the order does not depend on when the engine steps. So the ROM runs ahead on
+    its own: its address is a register, its read data goes into a register (block RAM output
     registers; ``Rom(..., latency=2)``), and the words wait in a ring of
     :func:`prefetch_depth` registers: an arriving word goes to the write pointer's slot,
     ``o.payload`` is the read pointer's, so taking a word moves a pointer and a count, not
