@@ -1066,6 +1066,18 @@ def vector_bank_lanes(p):
     return p.simd if p.vectors_in_block_ram else max(1, VECTOR_BANK_BITS // p.x_width)
 
 
+def vector_banks_and_pages(p):
+    """``(banks, pages)`` of a unit's vector memory, one memory each pair: the banks' lanes
+    ``(lo, hi)`` (:func:`vector_bank_lanes`) and the pages' words ``(lo, hi)`` at multiples
+    of :data:`PAGE_WORDS` (:func:`vector_pages`). A word's page is its address's high bits
+    and its place in the page the low bits (no subtraction or compare between the issue's
+    address and the pages' copies: the placed LeNet-5's longest path at a seed)."""
+    per, depth = vector_bank_lanes(p), 2 * p.sf
+    size = PAGE_WORDS if vector_pages(p) > 1 else depth
+    return ([(lo, min(p.simd, lo + per)) for lo in range(0, p.simd, per)],
+            [(lo, min(depth, lo + size)) for lo in range(0, depth, size)])
+
+
 def vector_write_ffs(p):
     """Flip-flops of the vector memory's write copies: each bank and page's address and
     enable (an enable a lane on a scattered input)."""
@@ -1109,13 +1121,7 @@ class _VectorMemory:
 
     def __init__(self, m, p, *, emit=False):
         self._lane, self._depth, self._emit = p.x_width, 2 * p.sf, emit
-        per = vector_bank_lanes(p)
-        self._banks = [(lo, min(p.simd, lo + per)) for lo in range(0, p.simd, per)]
-        # pages at multiples of PAGE_WORDS: a word's page is its address's high bits and its
-        # place in the page the low bits (no subtraction or compare between the issue's
-        # address and the pages' copies: the placed LeNet-5's longest path at a seed)
-        size = PAGE_WORDS if vector_pages(p) > 1 else self._depth
-        self._pages = [(lo, min(self._depth, lo + size)) for lo in range(0, self._depth, size)]
+        self._banks, self._pages = vector_banks_and_pages(p)
         self._page_bits = PAGE_WORDS.bit_length() - 1
         attrs = {"ram_style": p.vectors_style} if p.vectors_style else None
         if p.address_register:          # the iCE40: block RAM, however small

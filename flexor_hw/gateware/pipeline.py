@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 from ..golden import value_width
 
 __all__ = ["Credits", "OutputFifo", "SkidBuffer", "StreamRegister", "delay", "mux_tree",
+           "fifo_memory_words",
            "pipelined_sum", "int_shape", "copy_register", "kept_register", "COPY_VERILOG",
            "copy_modules", "ram_style_attr", "NO_RW_CHECK", "no_rw_check_attrs"]
 
@@ -244,6 +245,12 @@ class OutputFifo(wiring.Component):
 
 #: Deepest output FIFO buffer kept in registers (deeper ones are memories).
 _MAX_REGISTER_BUFFER = 4
+
+
+def fifo_memory_words(depth):
+    """Words of the memory an :class:`OutputFifo` of ``depth`` entries holds its waiting
+    entries in: ``depth − 1`` beyond :data:`_MAX_REGISTER_BUFFER`, else 0 (registers)."""
+    return depth - 1 if depth - 1 > _MAX_REGISTER_BUFFER else 0
 
 
 def mux_tree(index, values):

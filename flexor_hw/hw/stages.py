@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import ClassVar
 
-from ..gateware.mvau import (rom_in_logic, rom_latency, rom_paged, rom_stalls, vector_pages,
-                              vector_write_ffs, write_data_lanes)
-from ..gateware.pipeline import int_shape, ram_style_attr
+from ..gateware.mvau import (rom_in_logic, rom_latency, rom_paged, rom_stalls,
+                              vector_banks_and_pages, vector_pages, vector_write_ffs,
+                              write_data_lanes)
+from ..gateware.pipeline import fifo_memory_words, int_shape, ram_style_attr
 from ..gateware.rom import (LOGIC_ROM_BITS, flat_group_bits, rom_address_copies, rom_layout,
                              rom_read_latency)
 from ..gateware.weight_stream import ENABLE_PIECES_ABOVE, PIECE_BITS, prefetch_depth
@@ -337,11 +338,26 @@ class Mvau(Stage):
     def memories(self):
         p = self.params
         in_logic = rom_in_logic(p, LOGIC_ROM_BITS)      # the unit's own rule, rom_block's too
+        vectors = [_mem(self, "activations", 2 * p.sf, p.simd * p.x_width,
+                        style=p.vectors_style)]
+        fifo = []
+        if self.family == "ice40":
+            # No LUT RAM: the vector memory's banks and pages (cut for LUT RAM unless it asks
+            # for block RAM) and an output FIFO's memory each take block RAMs of their own
+            # (the placed digits MLP's fc1, 2 × 16 of 5 bits: banks of 60 and 20 bits in 4
+            # and 2 SB_RAM40_4K, its 11 waiting beats in 1)
+            banks, pages = vector_banks_and_pages(p)
+            if len(banks) * len(pages) > 1:
+                vectors = [_mem(self, f"activations bank {k} page {g}", b - a,
+                                (hi - lo) * p.x_width)
+                           for k, (lo, hi) in enumerate(banks) for g, (a, b) in enumerate(pages)]
+            words = fifo_memory_words(p.fifo_depth)
+            if words:
+                fifo = [_mem(self, "output FIFO", words, p.out_simd * p.y_width)]
         return [_mem(self, "weights", p.rom_depth, p.rom_width, rom=True, logic=in_logic,
                      block=not in_logic),
-                _mem(self, "constants", p.const_depth, p.const_width, rom=True),
-                _mem(self, "activations", 2 * p.sf, p.simd * p.x_width,
-                        style=p.vectors_style)] + \
+                _mem(self, "constants", p.const_depth, p.const_width, rom=True)] + \
+            vectors + fifo + \
             ([_mem(self, "row-group heads", p.nf, p.head_width, rom=True, logic=True)]
              if p.carry else [])
 
