@@ -5094,12 +5094,11 @@ module \flexor_digits.fc2.rom (data, en, addr, clk);
   wire [5:0] data;
   input en;
   wire en;
-  flexor_rom_logic #(
+  flexor_rom #(
     .ADDR_WIDTH(32'd8),
     .DEPTH(32'd130),
     .INIT_FILE("flexor_digits_l1_weights.hex"),
     .LATENCY(32'd2),
-    .PAGE_BITS(32'd4),
     .STALL(32'd1),
     .WIDTH(32'd6)
   ) rom (
