@@ -265,7 +265,7 @@ LINK_ESTIMATE = {"luts": 330, "ffs": 210}
 #: only whether the design fits, and its clock is the board's (12 MHz on the iCEBreaker)
 #: unless asked. The sum overstates the placed cells (a LUT4 and the flip-flop it drives
 #: share one) by a tenth to a quarter: the digits MLP with the link, estimated at 4,358,
-#: placed in 3,869 cells; at 256 cycles, estimated at 4,800, in 3,684 (70 %).
+#: placed in 3,869 cells; at 256 cycles, estimated at 4,728, in 3,684 (70 %).
 BOARD_CELLS_MARGIN = 1.0
 
 #: Share of the ECP5's LUT4 a board's design may fill (the folding's share is 65 %, 68 % on

@@ -204,10 +204,10 @@ def test_resnet32_folded_for_the_85k_on_verilator(tmp_path):
     """The paper's ResNet-32 (FleXOR 3×3 convs at n_in 6 / n_out 10, int8 first conv and fc,
     option-A shortcuts; random calibrated weights) as folded for the ECP5-85k: 2 images on
     Verilator, bit-exact, unstalled at exactly the manifest's cycles per image, at 81,920
-    cycles or faster (its first stage's skip FIFOs in banks of a block RAM each; 1.21× the
-    ideal, where units that fold wider than the rate needs take fewer LUT4, their ROMs in
-    block RAM). (ResNet-20 and ResNet-32 with more images: benchmarks/bench_resnet_fold.py
-    --verilator N.)"""
+    cycles or faster (its first stage's skip FIFOs in banks of a block RAM each; 73,729,
+    1.09× the ideal, where units that fold wider than the rate needs take fewer LUT4, their
+    ROMs in block RAM). (ResNet-20 and ResNet-32 with more images:
+    benchmarks/bench_resnet_fold.py --verilator N.)"""
     from flexor_hw.toolchain import SimulatorMissing, require_simulator
     try:
         require_simulator("verilator")

@@ -869,8 +869,19 @@ class Repack(Stage):
 
     def estimate(self):
         c = COST[self.kind]
-        bits = max(self.n_in, self.n_out) * self.x_shape.width
-        return {"luts": round(c["luts"] + c["luts_per_bit"] * bits),
+        w = self.x_shape.width
+        bits = max(self.n_in, self.n_out) * w
+        muxed = bits
+        if self.n_out > self.n_in:
+            # Widening: the beats shift into the word, every bit to one place; a multiplexer
+            # a bit only where a vector's last word closes early (aligned to the bottom) or
+            # its last beat runs past its end (:func:`~flexor_hw.gateware.repack.shift_in`)
+            beats = -(-self.length // self.n_in)
+            early = (beats - 1) % (self.n_out // self.n_in) < self.n_out // self.n_in - 1
+            short = self.length - (beats - 1) * self.n_in < self.n_in
+            muxed = bits * early + self.n_in * w * short
+        return {"luts": round(c["luts"] + c["luts_per_bit"] * muxed
+                              + c["luts_per_shifted_bit"] * (bits - muxed)),
                 "ffs": round(c["ffs"] + c["ffs_per_bit"] * bits), "brams": 0, "dsps": 0}
 
     def describe(self):
