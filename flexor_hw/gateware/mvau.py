@@ -12,7 +12,7 @@ from amaranth.utils import ceil_log2
 from .madd import masked_add
 from .mul import MUL_WIDTH, Multiplier, lut_product, lut_product_terms
 from .pipeline import (NO_RW_CHECK, Credits, OutputFifo, copy_register, delay, flag_copy,
-                       int_shape, mux_tree, pipelined_sum, ram_style_attr)
+                       int_shape, kept_register, mux_tree, pipelined_sum, ram_style_attr)
 from .repack import shift_in
 from .rom import Rom, flat_group_bits, rom_banked
 from .weight_stream import WeightStream
@@ -565,7 +565,25 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += [ph.eq(Mux(ends, 0, ph + 1)),
                              ph_last.eq(~ends & (ph == p.hold - 2))]
             pop = step & ends
-        m.d.comb += weights.o.ready.eq(pop)
+        rom_pop = pop
+        if rom.stall:
+            # A stalled ROM's read takes the pop as its block RAMs' clock enables, beside the
+            # ROM, not the issue: from copies of the step's flags of its own (the one ``step``
+            # into the issue's registers and conv2's 8 blocks placed them apart at a seed,
+            # ``active`` into the vector memory's read address copies: 10.1 ns of routing).
+            flags = [("active", Mux(load, 1, Mux(vector_end, 0, active)), 0),
+                     ("s_last", s_last_next, int(sf == 1)),
+                     ("can_end", credits.room_next & gap_zero_next, 1)]
+            if p.hold > 1:
+                flags += [("sn_last", s_last_next & n_last_next, int(sf == 1 and nf == 1)),
+                          ("ph_last", Mux(step, ~ends & (ph == p.hold - 2), ph_last), 0)]
+            rc = {name: kept_register(m, value, f"{name}_rom", emit=emit, init=init)
+                  for name, value, init in flags}
+            rom_pop = rc["active"] & valid & (~rc["s_last"] | rc["can_end"])
+            if p.hold > 1:
+                rom_pop = rom_pop & (rc["ph_last"] | rc["sn_last"])
+        self._pops = (pop, rom_pop)             # for tests
+        m.d.comb += weights.o.ready.eq(rom_pop)
         head_bits = None
         if head is not None and p.heads_prefetched:
             head_bits = _head_prefetch(m, head, step & s_last, n_last, nf)

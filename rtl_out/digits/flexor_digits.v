@@ -104,7 +104,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$22 ),
     .i__valid(\i__valid$20 ),
     .o__payload(\i__payload$24 ),
-    .\o__ready$164 (\o__ready$28 ),
+    .\o__ready$167 (\o__ready$28 ),
     .o__valid(\i__valid$26 ),
     .rst_fc1(rst_fc1),
     .w_data(\i__payload$18 )
@@ -124,7 +124,7 @@ module flexor_digits(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$34 ),
     .i__valid(\i__valid$32 ),
     .o__payload(\i__payload$36 ),
-    .\o__ready$101 (\o__ready$40 ),
+    .\o__ready$104 (\o__ready$40 ),
     .o__valid(\i__valid$38 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$30 )
@@ -577,41 +577,41 @@ module \flexor_digits.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$164 , clk);
+module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$167 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [12:0] \$100 ;
-  wire [10:0] \$101 ;
+  wire [10:0] \$100 ;
+  wire [11:0] \$101 ;
   wire [11:0] \$102 ;
-  wire \$103 ;
+  wire [12:0] \$103 ;
   wire [10:0] \$104 ;
   wire [11:0] \$105 ;
-  wire [11:0] \$106 ;
-  wire [12:0] \$107 ;
-  wire [2:0] \$108 ;
-  wire \$109 ;
+  wire \$106 ;
+  wire [10:0] \$107 ;
+  wire [11:0] \$108 ;
+  wire [11:0] \$109 ;
   wire \$11 ;
-  wire [7:0] \$110 ;
-  wire [7:0] \$111 ;
+  wire [12:0] \$110 ;
+  wire [2:0] \$111 ;
   wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire [21:0] \$115 ;
-  wire [30:0] \$116 ;
-  wire [31:0] \$117 ;
-  wire [28:0] \$118 ;
-  wire [28:0] \$119 ;
+  wire [7:0] \$113 ;
+  wire [7:0] \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire [21:0] \$118 ;
+  wire [30:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
+  wire [31:0] \$120 ;
   wire [28:0] \$121 ;
-  wire \$122 ;
+  wire [28:0] \$122 ;
   wire \$123 ;
-  wire \$124 ;
-  wire [1:0] \$125 ;
+  wire [28:0] \$124 ;
+  wire \$125 ;
   wire \$126 ;
   wire \$127 ;
-  wire \$128 ;
+  wire [1:0] \$128 ;
   wire \$129 ;
   wire \$13 ;
   wire \$130 ;
@@ -622,42 +622,42 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire \$135 ;
   wire \$136 ;
   wire \$137 ;
-  reg [1:0] \$138 ;
-  reg \$139 ;
+  wire \$138 ;
+  wire \$139 ;
   wire \$14 ;
-  reg \$140 ;
-  reg \$141 ;
-  reg \$142 ;
-  reg \$143 ;
-  reg [2:0] \$144 ;
-  reg [1:0] \$145 ;
-  reg [5:0] \$146 ;
-  reg \$147 ;
-  reg [2:0] \$148 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  reg [1:0] \$148 ;
   reg \$149 ;
-  wire [3:0] \$15 ;
-  reg [1:0] \$150 ;
-  reg [3:0] \$151 ;
-  reg [3:0] \$152 ;
-  reg [3:0] \$153 ;
-  reg [3:0] \$154 ;
-  reg [3:0] \$155 ;
-  reg \$156 ;
+  wire \$15 ;
+  reg \$150 ;
+  reg \$151 ;
+  reg \$152 ;
+  reg \$153 ;
+  reg [2:0] \$154 ;
+  reg [1:0] \$155 ;
+  reg [5:0] \$156 ;
   reg \$157 ;
-  reg \$158 ;
-  reg [4:0] \$159 ;
-  wire [3:0] \$16 ;
-  reg [4:0] \$160 ;
-  reg [4:0] \$161 ;
-  reg [4:0] \$162 ;
-  reg [4:0] \$163 ;
-  reg [4:0] \$164 ;
-  reg [4:0] \$165 ;
-  reg [4:0] \$166 ;
-  reg [4:0] \$167 ;
-  reg [4:0] \$168 ;
+  reg [2:0] \$158 ;
+  reg \$159 ;
+  wire \$16 ;
+  reg [1:0] \$160 ;
+  reg [3:0] \$161 ;
+  reg [3:0] \$162 ;
+  reg [3:0] \$163 ;
+  reg [3:0] \$164 ;
+  reg [3:0] \$165 ;
+  reg \$166 ;
+  reg \$167 ;
+  reg \$168 ;
   reg [4:0] \$169 ;
-  wire [2:0] \$17 ;
+  wire \$17 ;
   reg [4:0] \$170 ;
   reg [4:0] \$171 ;
   reg [4:0] \$172 ;
@@ -668,7 +668,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] \$177 ;
   reg [4:0] \$178 ;
   reg [4:0] \$179 ;
-  wire \$18 ;
+  wire [3:0] \$18 ;
   reg [4:0] \$180 ;
   reg [4:0] \$181 ;
   reg [4:0] \$182 ;
@@ -679,20 +679,20 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] \$187 ;
   reg [4:0] \$188 ;
   reg [4:0] \$189 ;
-  wire \$19 ;
+  wire [3:0] \$19 ;
   reg [4:0] \$190 ;
-  reg \$191 ;
-  reg \$192 ;
-  reg \$193 ;
-  reg \$194 ;
-  reg \$195 ;
-  reg \$196 ;
-  reg \$197 ;
-  reg \$198 ;
-  reg \$199 ;
+  reg [4:0] \$191 ;
+  reg [4:0] \$192 ;
+  reg [4:0] \$193 ;
+  reg [4:0] \$194 ;
+  reg [4:0] \$195 ;
+  reg [4:0] \$196 ;
+  reg [4:0] \$197 ;
+  reg [4:0] \$198 ;
+  reg [4:0] \$199 ;
   wire [4:0] \$2 ;
-  wire \$20 ;
-  reg \$200 ;
+  wire [2:0] \$20 ;
+  reg [4:0] \$200 ;
   reg \$201 ;
   reg \$202 ;
   reg \$203 ;
@@ -701,86 +701,96 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$206 ;
   reg \$207 ;
   reg \$208 ;
-  reg [10:0] \$209 ;
-  wire [12:0] \$21 ;
-  reg [10:0] \$210 ;
-  reg [10:0] \$211 ;
-  reg [10:0] \$212 ;
-  reg [11:0] \$213 ;
-  reg [10:0] \$214 ;
-  reg [10:0] \$215 ;
-  reg [11:0] \$216 ;
-  reg [1:0] \$217 ;
-  reg [6:0] \$218 ;
-  reg \$219 ;
-  wire [12:0] \$22 ;
-  reg \$220 ;
-  reg \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg \$228 ;
+  reg \$209 ;
+  wire \$21 ;
+  reg \$210 ;
+  reg \$211 ;
+  reg \$212 ;
+  reg \$213 ;
+  reg \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg [10:0] \$219 ;
+  wire \$22 ;
+  reg [10:0] \$220 ;
+  reg [10:0] \$221 ;
+  reg [10:0] \$222 ;
+  reg [11:0] \$223 ;
+  reg [10:0] \$224 ;
+  reg [10:0] \$225 ;
+  reg [11:0] \$226 ;
+  reg [1:0] \$227 ;
+  reg [6:0] \$228 ;
   reg \$229 ;
-  wire [4:0] \$23 ;
-  reg [1:0] \$230 ;
-  reg [3:0] \$231 ;
+  wire \$23 ;
+  reg \$230 ;
+  reg \$231 ;
   reg \$232 ;
-  wire [1:0] \$24 ;
-  wire [5:0] \$25 ;
-  wire \$26 ;
-  wire [2:0] \$27 ;
-  wire [2:0] \$28 ;
+  reg \$233 ;
+  reg \$234 ;
+  reg \$235 ;
+  reg \$236 ;
+  reg \$237 ;
+  reg \$238 ;
+  reg \$239 ;
+  wire [12:0] \$24 ;
+  reg [1:0] \$240 ;
+  reg [3:0] \$241 ;
+  reg \$242 ;
+  wire [12:0] \$25 ;
+  wire [4:0] \$26 ;
+  wire [1:0] \$27 ;
+  wire [5:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
+  wire [2:0] \$30 ;
   wire [2:0] \$31 ;
-  wire [2:0] \$32 ;
-  wire [6:0] \$33 ;
-  wire [6:0] \$34 ;
-  wire \$35 ;
-  wire [2:0] \$36 ;
-  wire \$37 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [2:0] \$34 ;
+  wire [2:0] \$35 ;
+  wire [6:0] \$36 ;
+  wire [6:0] \$37 ;
   wire \$38 ;
-  wire \$39 ;
+  wire [2:0] \$39 ;
   wire \$4 ;
-  wire [2:0] \$40 ;
+  wire \$40 ;
   wire \$41 ;
-  wire [4:0] \$42 ;
-  wire [4:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [5:0] \$45 ;
-  wire \$46 ;
-  wire [4:0] \$47 ;
-  wire [4:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire \$42 ;
+  wire [2:0] \$43 ;
+  wire \$44 ;
+  wire [4:0] \$45 ;
+  wire [4:0] \$46 ;
+  wire [5:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
-  wire \$51 ;
-  wire [4:0] \$52 ;
-  wire [4:0] \$53 ;
-  wire [5:0] \$54 ;
-  wire [5:0] \$55 ;
+  wire [4:0] \$50 ;
+  wire [4:0] \$51 ;
+  wire [5:0] \$52 ;
+  wire [5:0] \$53 ;
+  wire \$54 ;
+  wire [4:0] \$55 ;
   wire [4:0] \$56 ;
-  wire \$57 ;
-  wire [4:0] \$58 ;
-  wire [5:0] \$59 ;
+  wire [5:0] \$57 ;
+  wire [5:0] \$58 ;
+  wire [4:0] \$59 ;
   wire \$6 ;
-  wire [4:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire [4:0] \$62 ;
-  wire \$63 ;
-  wire [4:0] \$64 ;
-  wire [5:0] \$65 ;
-  wire [4:0] \$66 ;
-  wire [5:0] \$67 ;
-  wire \$68 ;
-  wire [15:0] \$69 ;
+  wire \$60 ;
+  wire [4:0] \$61 ;
+  wire [5:0] \$62 ;
+  wire [4:0] \$63 ;
+  wire [5:0] \$64 ;
+  wire [4:0] \$65 ;
+  wire \$66 ;
+  wire [4:0] \$67 ;
+  wire [5:0] \$68 ;
+  wire [4:0] \$69 ;
   wire \$7 ;
-  wire [15:0] \$70 ;
-  wire [15:0] \$71 ;
+  wire [5:0] \$70 ;
+  wire \$71 ;
   wire [15:0] \$72 ;
   wire [15:0] \$73 ;
   wire [15:0] \$74 ;
@@ -799,34 +809,36 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire [15:0] \$86 ;
   wire [15:0] \$87 ;
   wire [15:0] \$88 ;
-  wire [10:0] \$89 ;
+  wire [15:0] \$89 ;
   wire \$9 ;
-  wire [11:0] \$90 ;
-  wire \$91 ;
+  wire [15:0] \$90 ;
+  wire [15:0] \$91 ;
   wire [10:0] \$92 ;
   wire [11:0] \$93 ;
-  wire [10:0] \$94 ;
-  wire [11:0] \$95 ;
-  wire \$96 ;
+  wire \$94 ;
+  wire [10:0] \$95 ;
+  wire [11:0] \$96 ;
   wire [10:0] \$97 ;
   wire [11:0] \$98 ;
-  wire [11:0] \$99 ;
+  wire \$99 ;
   wire \$signal ;
-  reg \$signal$183  = 1'h0;
-  reg \$signal$184  = 1'h0;
-  reg \$signal$227  = 1'h0;
+  reg \$signal$186  = 1'h0;
+  reg \$signal$187  = 1'h0;
+  reg \$signal$230  = 1'h0;
   wire [17:0] a;
   reg [10:0] acc0_0 = 11'h000;
   reg [10:0] acc1_0 = 11'h000;
   reg active = 1'h0;
+  wire active_rom;
   reg [6:0] addr = 7'h00;
-  wire [7:0] \addr$242 ;
+  wire [7:0] \addr$245 ;
   reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
   (* init = 7'h00 *)
   wire [6:0] beat;
   reg can_end = 1'h1;
+  wire can_end_rom;
   input clk;
   wire clk;
   reg [3:0] col = 4'h0;
@@ -835,7 +847,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [38:0] data;
-  wire [35:0] \data$243 ;
+  wire [35:0] \data$246 ;
   reg done = 1'h0;
   wire en;
   wire filled;
@@ -853,11 +865,11 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [5:0] i;
-  wire [5:0] \i$51 ;
-  wire [5:0] \i$52 ;
-  wire [5:0] \i$88 ;
-  wire [5:0] \i$89 ;
-  wire [5:0] \i$90 ;
+  wire [5:0] \i$54 ;
+  wire [5:0] \i$55 ;
+  wire [5:0] \i$91 ;
+  wire [5:0] \i$92 ;
+  wire [5:0] \i$93 ;
   wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -909,37 +921,37 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg n_last = 1'h0;
   wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$189 ;
-  wire [9:0] \o$190 ;
-  wire [9:0] \o$195 ;
-  wire [9:0] \o$196 ;
-  wire [9:0] \o$197 ;
+  wire [9:0] \o$192 ;
+  wire [9:0] \o$193 ;
+  wire [9:0] \o$198 ;
+  wire [9:0] \o$199 ;
+  wire [9:0] \o$200 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$163 ;
-  wire [35:0] \o__payload$186 ;
+  wire [7:0] \o__payload$166 ;
+  wire [35:0] \o__payload$189 ;
   wire o__ready;
-  input \o__ready$164 ;
-  wire \o__ready$164 ;
-  wire \o__ready$165 ;
+  input \o__ready$167 ;
+  wire \o__ready$167 ;
+  wire \o__ready$168 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$167 ;
+  wire \o__valid$170 ;
   reg [3:0] off1_0 = 4'h0;
   reg [3:0] off1_1 = 4'h0;
   wire [29:0] p;
   wire [2:0] port__addr;
   wire [2:0] \port__addr$10 ;
-  wire [2:0] \port__addr$43 ;
   wire [2:0] \port__addr$46 ;
+  wire [2:0] \port__addr$49 ;
   wire [59:0] port__data;
   wire [19:0] \port__data$12 ;
-  wire [59:0] \port__data$191 ;
-  wire [19:0] \port__data$192 ;
+  wire [59:0] \port__data$194 ;
+  wire [19:0] \port__data$195 ;
   wire port__en;
   wire \port__en$13 ;
-  wire \port__en$45 ;
   wire \port__en$48 ;
+  wire \port__en$51 ;
   reg [2:0] r_addr = 3'h0;
   wire [2:0] r_addr_b0;
   wire [2:0] r_addr_b1;
@@ -958,6 +970,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire rst_fc1;
   reg [1:0] s_idx = 2'h0;
   reg s_last = 1'h0;
+  wire s_last_rom;
   (* init = 12'h000 *)
   wire [11:0] sa0_0;
   wire ser;
@@ -1061,10 +1074,10 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [1:0] w_count = 2'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
-  wire [7:0] \w_data$168 ;
+  wire [7:0] \w_data$171 ;
   reg [79:0] w_data_q = 80'h00000000000000000000;
   wire w_en;
-  reg \w_en$169  = 1'h0;
+  reg \w_en$172  = 1'h0;
   wire w_en_b0;
   wire w_en_b1;
   wire w_full;
@@ -1129,9 +1142,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   reg [59:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0[\port__addr$43 ];
+    _0_ <= vectors0[\port__addr$46 ];
   end
-  assign \port__data$191  = _0_;
+  assign \port__data$194  = _0_;
   (* no_rw_check = 32'd1 *)
   reg [19:0] vectors1 [7:0];
   initial begin
@@ -1150,9 +1163,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   reg [19:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors1[\port__addr$46 ];
+    _1_ <= vectors1[\port__addr$49 ];
   end
-  assign \port__data$192  = _1_;
+  assign \port__data$195  = _1_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 3'h4;
@@ -1166,20 +1179,23 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$8  = step & sn_last;
   assign \$9  = \$7  | \$8 ;
   assign load = w_full_issue & \$9 ;
-  assign \$10  = s_idx == 2'h2;
-  assign \$11  = s_last ? 1'h0 : \$10 ;
-  assign \$signal  = step ? \$11  : s_last;
-  assign \$12  = step & s_last;
-  assign \$13  = n_idx == 6'h3e;
-  assign \$14  = n_last ? 1'h0 : \$13 ;
-  assign n_last_next = \$12  ? \$14  : n_last;
-  assign \$15  = r_addr + 1'h1;
-  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
-  assign \$17  = w_half ? 3'h4 : 3'h0;
-  assign \$18  = step & s_last;
-  assign \$19  = gap == 1'h1;
-  assign \$20  = gap_zero | \$19 ;
-  assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
+  assign \$11  = ~ s_last_rom;
+  assign \$12  = \$11  | can_end_rom;
+  assign o__ready = \$10  & \$12 ;
+  assign \$13  = s_idx == 2'h2;
+  assign \$14  = s_last ? 1'h0 : \$13 ;
+  assign \$signal  = step ? \$14  : s_last;
+  assign \$15  = step & s_last;
+  assign \$16  = n_idx == 6'h3e;
+  assign \$17  = n_last ? 1'h0 : \$16 ;
+  assign n_last_next = \$15  ? \$17  : n_last;
+  assign \$18  = r_addr + 1'h1;
+  assign \$19  = s_last ? { 1'h0, r_base } : \$18 ;
+  assign \$20  = w_half ? 3'h4 : 3'h0;
+  assign \$21  = step & s_last;
+  assign \$22  = gap == 1'h1;
+  assign \$23  = gap_zero | \$22 ;
+  assign gap_zero_next = \$21  ? 1'h0 : \$23 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -1227,191 +1243,198 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign xsum_w3_0 = xsum_w2_0 + xsum_w2_2;
   assign group_end = v2_d4 & last2_d4;
   assign ser = | ser_left;
-  assign \$21  = rq0_over ? 13'h00ff : rq0_shifted;
-  assign \$22  = rq0_under ? 13'h0000 : \$21 ;
-  assign \$23  = credits_space + credits_returned;
-  assign \$24  = group_ended_d1 ? 2'h2 : 2'h0;
-  assign \$25  = \$23  - \$24 ;
-  assign credits_room_next = \$25 [3:0] >= 2'h2;
-  assign \$26  = w_count == 2'h3;
-  assign \$27  = w_count + 1'h1;
-  assign \$28  = \$26  ? 3'h0 : \$27 ;
-  assign \$29  = credits_room_next & gap_zero_next;
-  assign \$30  = \$signal  & n_last_next;
-  assign \$31  = s_idx + 1'h1;
-  assign \$32  = s_last ? 3'h0 : \$31 ;
-  assign \$33  = n_idx + 1'h1;
-  assign \$34  = n_last ? 7'h00 : \$33 ;
-  assign \$35  = step & sn_last;
-  assign \$36  = w_half ? 3'h4 : 3'h0;
-  assign \$37  = ~ w_half;
-  assign \$38  = step & s_last;
-  assign \$39  = ~ gap_zero;
-  assign \$40  = gap - 1'h1;
-  assign \$41  = col >= 3'h4;
-  assign \$42  = col - 3'h4;
-  assign \$43  = col + 3'h6;
-  assign \$44  = \$41  ? { \$42 [4], \$42  } : { 1'h0, \$43  };
-  assign \$45  = s_last ? 6'h00 : \$44 ;
-  assign \$46  = row_ph0 >= 2'h2;
-  assign \$47  = row_ph0 - 2'h2;
-  assign \$48  = row_ph0 + 4'h8;
-  assign \$49  = \$46  ? { \$47 [4], \$47  } : { 1'h0, \$48  };
-  assign \$50  = n_last ? 6'h00 : \$49 ;
-  assign \$51  = row_ph1 >= 2'h2;
-  assign \$52  = row_ph1 - 2'h2;
-  assign \$53  = row_ph1 + 4'h8;
-  assign \$54  = \$51  ? { \$52 [4], \$52  } : { 1'h0, \$53  };
-  assign \$55  = n_last ? 6'h04 : \$54 ;
-  assign \$56  = row_ph0 + col;
-  assign \$57  = \$56  >= 4'ha;
-  assign \$58  = row_ph0 + col;
-  assign \$59  = \$58  - 4'ha;
-  assign \$60  = row_ph0 + col;
-  assign \$61  = \$57  ? \$59  : { 1'h0, \$60  };
-  assign \$62  = row_ph1 + col;
-  assign \$63  = \$62  >= 4'ha;
-  assign \$64  = row_ph1 + col;
-  assign \$65  = \$64  - 4'ha;
-  assign \$66  = row_ph1 + col;
-  assign \$67  = \$63  ? \$65  : { 1'h0, \$66  };
-  assign \$68  = ! s_idx;
-  assign \$69  = off1_0[0] ? { \o$189 [5:0], o } : { \o$190 [3:0], \o$189 , o[9:8] };
-  assign \$70  = off1_0[0] ? { \o$189 [5:0], o } : { \o$190 [1:0], \o$189 , o[9:6] };
-  assign \$71  = off1_0[0] ? { \o$189 [5:0], o } : { \o$189 , o[9:4] };
-  assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$73  = off1_0[0] ? { \o$189 [5:0], o } : { \o$189 [7:0], o[9:2] };
+  assign \$24  = rq0_over ? 13'h00ff : rq0_shifted;
+  assign \$25  = rq0_under ? 13'h0000 : \$24 ;
+  assign \$26  = credits_space + credits_returned;
+  assign \$27  = group_ended_d1 ? 2'h2 : 2'h0;
+  assign \$28  = \$26  - \$27 ;
+  assign credits_room_next = \$28 [3:0] >= 2'h2;
+  assign \$29  = w_count == 2'h3;
+  assign \$30  = w_count + 1'h1;
+  assign \$31  = \$29  ? 3'h0 : \$30 ;
+  assign \$32  = credits_room_next & gap_zero_next;
+  assign \$33  = \$signal  & n_last_next;
+  assign \$34  = s_idx + 1'h1;
+  assign \$35  = s_last ? 3'h0 : \$34 ;
+  assign \$36  = n_idx + 1'h1;
+  assign \$37  = n_last ? 7'h00 : \$36 ;
+  assign \$38  = step & sn_last;
+  assign \$39  = w_half ? 3'h4 : 3'h0;
+  assign \$40  = ~ w_half;
+  assign \$41  = step & s_last;
+  assign \$42  = ~ gap_zero;
+  assign \$43  = gap - 1'h1;
+  assign \$44  = col >= 3'h4;
+  assign \$45  = col - 3'h4;
+  assign \$46  = col + 3'h6;
+  assign \$47  = \$44  ? { \$45 [4], \$45  } : { 1'h0, \$46  };
+  assign \$48  = s_last ? 6'h00 : \$47 ;
+  assign \$49  = row_ph0 >= 2'h2;
+  assign \$50  = row_ph0 - 2'h2;
+  assign \$51  = row_ph0 + 4'h8;
+  assign \$52  = \$49  ? { \$50 [4], \$50  } : { 1'h0, \$51  };
+  assign \$53  = n_last ? 6'h00 : \$52 ;
+  assign \$54  = row_ph1 >= 2'h2;
+  assign \$55  = row_ph1 - 2'h2;
+  assign \$56  = row_ph1 + 4'h8;
+  assign \$57  = \$54  ? { \$55 [4], \$55  } : { 1'h0, \$56  };
+  assign \$58  = n_last ? 6'h04 : \$57 ;
+  assign \$59  = row_ph0 + col;
+  assign \$60  = \$59  >= 4'ha;
+  assign \$61  = row_ph0 + col;
+  assign \$62  = \$61  - 4'ha;
+  assign \$63  = row_ph0 + col;
+  assign \$64  = \$60  ? \$62  : { 1'h0, \$63  };
+  assign \$65  = row_ph1 + col;
+  assign \$66  = \$65  >= 4'ha;
+  assign \$67  = row_ph1 + col;
+  assign \$68  = \$67  - 4'ha;
+  assign \$69  = row_ph1 + col;
+  assign \$70  = \$66  ? \$68  : { 1'h0, \$69  };
+  assign \$71  = ! s_idx;
+  assign \$72  = off1_0[0] ? { \o$192 [5:0], o } : { \o$193 [3:0], \o$192 , o[9:8] };
+  assign \$73  = off1_0[0] ? { \o$192 [5:0], o } : { \o$193 [1:0], \o$192 , o[9:6] };
+  assign \$74  = off1_0[0] ? { \o$192 [5:0], o } : { \o$192 , o[9:4] };
   assign \$75  = off1_0[1] ? \$73  : \$74 ;
-  assign \$76  = off1_0[2] ? \$72  : \$75 ;
-  assign \$77  = off1_0[3] ? \$69  : \$76 ;
-  assign \$78  = ~ \$77 ;
-  assign \$79  = off1_1[0] ? { \o$196 [5:0], \o$195  } : { \o$197 [3:0], \o$196 , \o$195 [9:8] };
-  assign \$80  = off1_1[0] ? { \o$196 [5:0], \o$195  } : { \o$197 [1:0], \o$196 , \o$195 [9:6] };
-  assign \$81  = off1_1[0] ? { \o$196 [5:0], \o$195  } : { \o$196 , \o$195 [9:4] };
-  assign \$82  = off1_1[1] ? \$80  : \$81 ;
-  assign \$83  = off1_1[0] ? { \o$196 [5:0], \o$195  } : { \o$196 [7:0], \o$195 [9:2] };
+  assign \$76  = off1_0[0] ? { \o$192 [5:0], o } : { \o$192 [7:0], o[9:2] };
+  assign \$78  = off1_0[1] ? \$76  : \$77 ;
+  assign \$79  = off1_0[2] ? \$75  : \$78 ;
+  assign \$80  = off1_0[3] ? \$72  : \$79 ;
+  assign \$81  = ~ \$80 ;
+  assign \$82  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:8] };
+  assign \$83  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:6] };
+  assign \$84  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$199 , \o$198 [9:4] };
   assign \$85  = off1_1[1] ? \$83  : \$84 ;
-  assign \$86  = off1_1[2] ? \$82  : \$85 ;
-  assign \$87  = off1_1[3] ? \$79  : \$86 ;
-  assign \$88  = ~ \$87 ;
-  assign \$89  = flags_x[1] ? 11'h000 : xacc;
-  assign \$90  = \$89  + xsum_l4_0;
-  assign \$91  = flags_x[0] & flags_x[2];
+  assign \$86  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$199 [7:0], \o$198 [9:2] };
+  assign \$88  = off1_1[1] ? \$86  : \$87 ;
+  assign \$89  = off1_1[2] ? \$85  : \$88 ;
+  assign \$90  = off1_1[3] ? \$82  : \$89 ;
+  assign \$91  = ~ \$90 ;
   assign \$92  = flags_x[1] ? 11'h000 : xacc;
   assign \$93  = \$92  + xsum_l4_0;
-  assign \$94  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$95  = \$94  + t0_0_l4_0;
-  assign \$96  = flags_0[0] & flags_0[2];
+  assign \$94  = flags_x[0] & flags_x[2];
+  assign \$95  = flags_x[1] ? 11'h000 : xacc;
+  assign \$96  = \$95  + xsum_l4_0;
   assign \$97  = flags_0[1] ? 11'h000 : acc0_0;
   assign \$98  = \$97  + t0_0_l4_0;
-  assign \$100  = \$99  - xfin;
-  assign \$101  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$102  = \$101  + t1_0_l4_0;
-  assign \$103  = flags_1[0] & flags_1[2];
+  assign \$99  = flags_0[0] & flags_0[2];
+  assign \$100  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$101  = \$100  + t0_0_l4_0;
+  assign \$103  = \$102  - xfin;
   assign \$104  = flags_1[1] ? 11'h000 : acc1_0;
   assign \$105  = \$104  + t1_0_l4_0;
-  assign \$107  = \$106  - xfin;
-  assign \$108  = ser_left - 1'h1;
-  assign \$109  = addr == 7'h7f;
-  assign \$110  = addr + 1'h1;
-  assign \$111  = \$109  ? 8'h00 : \$110 ;
-  assign \$115  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$117  = $signed(\$116 ) + $signed(rq0_beta);
-  assign \$120  = $signed(\$119 ) < $signed(1'h0);
-  assign \$122  = $signed(\$121 ) > $signed(9'h0ff);
-  assign \$123  = step & s_last;
-  assign \$124  = o__valid & \o__ready$164 ;
-  assign \$125  = \$124  + skipped_d4;
-  assign \$126  = ~ rst_fc1;
-  assign \$128  = rst_fc1 ? 1'h0 : take;
+  assign \$106  = flags_1[0] & flags_1[2];
+  assign \$107  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$108  = \$107  + t1_0_l4_0;
+  assign \$110  = \$109  - xfin;
+  assign \$111  = ser_left - 1'h1;
+  assign \$112  = addr == 7'h7f;
+  assign \$113  = addr + 1'h1;
+  assign \$114  = \$112  ? 8'h00 : \$113 ;
+  assign \$118  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$120  = $signed(\$119 ) + $signed(rq0_beta);
+  assign \$123  = $signed(\$122 ) < $signed(1'h0);
+  assign \$125  = $signed(\$124 ) > $signed(9'h0ff);
+  assign \$126  = step & s_last;
+  assign \$127  = o__valid & \o__ready$167 ;
+  assign \$128  = \$127  + skipped_d4;
   assign \$129  = ~ rst_fc1;
   assign \$131  = rst_fc1 ? 1'h0 : take;
-  assign \$132  = rst_fc1 | load;
-  assign \$133  = filled ? 1'h1 : w_full;
-  assign \$134  = \$132  ? 1'h0 : \$133 ;
+  assign \$132  = ~ rst_fc1;
+  assign \$134  = rst_fc1 ? 1'h0 : take;
   assign \$135  = rst_fc1 | load;
-  assign \$136  = filled ? 1'h1 : w_full_issue;
+  assign \$136  = filled ? 1'h1 : w_full;
   assign \$137  = \$135  ? 1'h0 : \$136 ;
+  assign \$138  = rst_fc1 | load;
+  assign \$139  = filled ? 1'h1 : w_full_issue;
+  assign \$140  = \$138  ? 1'h0 : \$139 ;
+  assign \$141  = step & sn_last;
+  assign \$142  = \$141  ? 1'h0 : active;
+  assign \$143  = load ? 1'h1 : \$142 ;
+  assign \$144  = rst_fc1 ? 1'h0 : \$143 ;
+  assign \$145  = rst_fc1 ? 1'h0 : \$signal ;
+  assign \$146  = credits_room_next & gap_zero_next;
+  assign \$147  = rst_fc1 ? 1'h1 : \$146 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$138 ;
+    w_count <= \$148 ;
   always @(posedge clk)
-    can_end <= \$139 ;
+    can_end <= \$149 ;
   always @(posedge clk)
-    gap_zero <= \$140 ;
+    gap_zero <= \$150 ;
   always @(posedge clk)
-    s_last <= \$141 ;
+    s_last <= \$151 ;
   always @(posedge clk)
-    n_last <= \$142 ;
+    n_last <= \$152 ;
   always @(posedge clk)
-    sn_last <= \$143 ;
+    sn_last <= \$153 ;
   always @(posedge clk)
-    r_addr <= \$144 ;
+    r_addr <= \$154 ;
   always @(posedge clk)
-    s_idx <= \$145 ;
+    s_idx <= \$155 ;
   always @(posedge clk)
-    n_idx <= \$146 ;
+    n_idx <= \$156 ;
   always @(posedge clk)
-    active <= \$147 ;
+    active <= \$157 ;
   always @(posedge clk)
-    r_base <= \$148 ;
+    r_base <= \$158 ;
   always @(posedge clk)
-    w_half <= \$149 ;
+    w_half <= \$159 ;
   always @(posedge clk)
-    gap <= \$150 ;
+    gap <= \$160 ;
   always @(posedge clk)
-    col <= \$151 ;
+    col <= \$161 ;
   always @(posedge clk)
-    row_ph0 <= \$152 ;
+    row_ph0 <= \$162 ;
   always @(posedge clk)
-    row_ph1 <= \$153 ;
+    row_ph1 <= \$163 ;
   always @(posedge clk)
-    off1_0 <= \$154 ;
+    off1_0 <= \$164 ;
   always @(posedge clk)
-    off1_1 <= \$155 ;
+    off1_1 <= \$165 ;
   always @(posedge clk)
-    \$signal$183  <= \$156 ;
+    \$signal$186  <= \$166 ;
   always @(posedge clk)
-    \$signal$184  <= \$157 ;
+    \$signal$187  <= \$167 ;
   always @(posedge clk)
-    last1 <= \$158 ;
+    last1 <= \$168 ;
   always @(posedge clk)
-    word1 <= \o__payload$186 ;
+    word1 <= \o__payload$189 ;
   always @(posedge clk)
-    w0_0 <= \$78 ;
+    w0_0 <= \$81 ;
   always @(posedge clk)
-    m0_0_0 <= \$159 ;
+    m0_0_0 <= \$169 ;
   always @(posedge clk)
-    m0_0_1 <= \$160 ;
+    m0_0_1 <= \$170 ;
   always @(posedge clk)
-    m0_0_2 <= \$161 ;
+    m0_0_2 <= \$171 ;
   always @(posedge clk)
-    m0_0_3 <= \$162 ;
+    m0_0_3 <= \$172 ;
   always @(posedge clk)
-    m0_0_4 <= \$163 ;
+    m0_0_4 <= \$173 ;
   always @(posedge clk)
-    m0_0_5 <= \$164 ;
+    m0_0_5 <= \$174 ;
   always @(posedge clk)
-    m0_0_6 <= \$165 ;
+    m0_0_6 <= \$175 ;
   always @(posedge clk)
-    m0_0_7 <= \$166 ;
+    m0_0_7 <= \$176 ;
   always @(posedge clk)
-    m0_0_8 <= \$167 ;
+    m0_0_8 <= \$177 ;
   always @(posedge clk)
-    m0_0_9 <= \$168 ;
+    m0_0_9 <= \$178 ;
   always @(posedge clk)
-    m0_0_10 <= \$169 ;
+    m0_0_10 <= \$179 ;
   always @(posedge clk)
-    m0_0_11 <= \$170 ;
+    m0_0_11 <= \$180 ;
   always @(posedge clk)
-    m0_0_12 <= \$171 ;
+    m0_0_12 <= \$181 ;
   always @(posedge clk)
-    m0_0_13 <= \$172 ;
+    m0_0_13 <= \$182 ;
   always @(posedge clk)
-    m0_0_14 <= \$173 ;
+    m0_0_14 <= \$183 ;
   always @(posedge clk)
-    m0_0_15 <= \$174 ;
+    m0_0_15 <= \$184 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1423,39 +1446,39 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    w1_0 <= \$88 ;
+    w1_0 <= \$91 ;
   always @(posedge clk)
-    m1_0_0 <= \$175 ;
+    m1_0_0 <= \$185 ;
   always @(posedge clk)
-    m1_0_1 <= \$176 ;
+    m1_0_1 <= \$186 ;
   always @(posedge clk)
-    m1_0_2 <= \$177 ;
+    m1_0_2 <= \$187 ;
   always @(posedge clk)
-    m1_0_3 <= \$178 ;
+    m1_0_3 <= \$188 ;
   always @(posedge clk)
-    m1_0_4 <= \$179 ;
+    m1_0_4 <= \$189 ;
   always @(posedge clk)
-    m1_0_5 <= \$180 ;
+    m1_0_5 <= \$190 ;
   always @(posedge clk)
-    m1_0_6 <= \$181 ;
+    m1_0_6 <= \$191 ;
   always @(posedge clk)
-    m1_0_7 <= \$182 ;
+    m1_0_7 <= \$192 ;
   always @(posedge clk)
-    m1_0_8 <= \$183 ;
+    m1_0_8 <= \$193 ;
   always @(posedge clk)
-    m1_0_9 <= \$184 ;
+    m1_0_9 <= \$194 ;
   always @(posedge clk)
-    m1_0_10 <= \$185 ;
+    m1_0_10 <= \$195 ;
   always @(posedge clk)
-    m1_0_11 <= \$186 ;
+    m1_0_11 <= \$196 ;
   always @(posedge clk)
-    m1_0_12 <= \$187 ;
+    m1_0_12 <= \$197 ;
   always @(posedge clk)
-    m1_0_13 <= \$188 ;
+    m1_0_13 <= \$198 ;
   always @(posedge clk)
-    m1_0_14 <= \$189 ;
+    m1_0_14 <= \$199 ;
   always @(posedge clk)
-    m1_0_15 <= \$190 ;
+    m1_0_15 <= \$200 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -1467,7 +1490,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    xword_d1 <= { \port__data$192 , \port__data$191  };
+    xword_d1 <= { \port__data$195 , \port__data$194  };
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
@@ -1479,103 +1502,119 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$191 ;
+    v2_d1 <= \$201 ;
   always @(posedge clk)
-    v2_d2 <= \$192 ;
+    v2_d2 <= \$202 ;
   always @(posedge clk)
-    v2_d3 <= \$193 ;
+    v2_d3 <= \$203 ;
   always @(posedge clk)
-    v2_d4 <= \$194 ;
+    v2_d4 <= \$204 ;
   always @(posedge clk)
-    last2_d1 <= \$195 ;
+    last2_d1 <= \$205 ;
   always @(posedge clk)
-    last2_d2 <= \$196 ;
+    last2_d2 <= \$206 ;
   always @(posedge clk)
-    last2_d3 <= \$197 ;
+    last2_d3 <= \$207 ;
   always @(posedge clk)
-    last2_d4 <= \$198 ;
+    last2_d4 <= \$208 ;
   always @(posedge clk)
-    v2p_d1 <= \$199 ;
+    v2p_d1 <= \$209 ;
   always @(posedge clk)
-    v2p_d2 <= \$200 ;
+    v2p_d2 <= \$210 ;
   always @(posedge clk)
-    v2p_d3 <= \$201 ;
+    v2p_d3 <= \$211 ;
   always @(posedge clk)
-    first2p_d1 <= \$202 ;
+    first2p_d1 <= \$212 ;
   always @(posedge clk)
-    first2p_d2 <= \$203 ;
+    first2p_d2 <= \$213 ;
   always @(posedge clk)
-    first2p_d3 <= \$204 ;
+    first2p_d3 <= \$214 ;
   always @(posedge clk)
-    last2p_d1 <= \$205 ;
+    last2p_d1 <= \$215 ;
   always @(posedge clk)
-    last2p_d2 <= \$206 ;
+    last2p_d2 <= \$216 ;
   always @(posedge clk)
-    last2p_d3 <= \$207 ;
+    last2p_d3 <= \$217 ;
   always @(posedge clk)
-    done <= \$208 ;
+    done <= \$218 ;
   always @(posedge clk)
-    xacc <= \$209 ;
+    xacc <= \$219 ;
   always @(posedge clk)
-    xfin <= \$210 ;
+    xfin <= \$220 ;
   always @(posedge clk)
-    acc0_0 <= \$211 ;
+    acc0_0 <= \$221 ;
   always @(posedge clk)
-    fin0_0 <= \$212 ;
+    fin0_0 <= \$222 ;
   always @(posedge clk)
-    bank0_0 <= \$213 ;
+    bank0_0 <= \$223 ;
   always @(posedge clk)
-    acc1_0 <= \$214 ;
+    acc1_0 <= \$224 ;
   always @(posedge clk)
-    fin1_0 <= \$215 ;
+    fin1_0 <= \$225 ;
   always @(posedge clk)
-    bank1_0 <= \$216 ;
+    bank1_0 <= \$226 ;
   always @(posedge clk)
-    ser_left <= \$217 ;
+    ser_left <= \$227 ;
   always @(posedge clk)
-    addr <= \$218 ;
+    addr <= \$228 ;
   always @(posedge clk)
-    \$signal$227  <= \$219 ;
+    \$signal$230  <= \$229 ;
   always @(posedge clk)
-    ka <= \$220 ;
+    ka <= \$230 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$221 ;
+    vb <= \$231 ;
   always @(posedge clk)
     rq0_beta_b <= data[38:18];
   always @(posedge clk)
-    rq0_beta <= \$115 ;
+    rq0_beta <= \$118 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$117 [28:0];
+    rq0_acc_s1_0 <= \$120 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$118 [12:0];
+    rq0_shifted <= \$121 [12:0];
   always @(posedge clk)
-    rq0_under <= \$120 ;
+    rq0_under <= \$123 ;
   always @(posedge clk)
-    rq0_over <= \$122 ;
+    rq0_over <= \$125 ;
   always @(posedge clk)
-    v_out_d1 <= \$222 ;
+    v_out_d1 <= \$232 ;
   always @(posedge clk)
-    v_out_d2 <= \$223 ;
+    v_out_d2 <= \$233 ;
   always @(posedge clk)
-    \w_en$169  <= \$224 ;
+    \w_en$172  <= \$234 ;
   always @(posedge clk)
-    skipped_d1 <= \$225 ;
+    skipped_d1 <= \$235 ;
   always @(posedge clk)
-    skipped_d2 <= \$226 ;
+    skipped_d2 <= \$236 ;
   always @(posedge clk)
-    skipped_d3 <= \$227 ;
+    skipped_d3 <= \$237 ;
   always @(posedge clk)
-    skipped_d4 <= \$228 ;
+    skipped_d4 <= \$238 ;
   always @(posedge clk)
-    group_ended_d1 <= \$229 ;
+    group_ended_d1 <= \$239 ;
   always @(posedge clk)
-    credits_returned <= \$230 ;
+    credits_returned <= \$240 ;
   always @(posedge clk)
-    credits_space <= \$231 ;
+    credits_space <= \$241 ;
   always @(posedge clk)
-    credits_room <= \$232 ;
+    credits_room <= \$242 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) active_rom_copy (
+    .clk(clk),
+    .d(\$144 ),
+    .q(active_rom)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_end_rom_copy (
+    .clk(clk),
+    .d(\$147 ),
+    .q(can_end_rom)
+  );
   \flexor_digits.fc1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1587,32 +1626,32 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   );
   \flexor_digits.fc1.dec_0_0_1  dec_0_0_1 (
     .i(word1[11:6]),
-    .o(\o$189 )
+    .o(\o$192 )
   );
   \flexor_digits.fc1.dec_0_0_2  dec_0_0_2 (
     .i(word1[17:12]),
-    .o(\o$190 )
+    .o(\o$193 )
   );
   \flexor_digits.fc1.dec_1_0_0  dec_1_0_0 (
     .i(word1[23:18]),
-    .o(\o$195 )
+    .o(\o$198 )
   );
   \flexor_digits.fc1.dec_1_0_1  dec_1_0_1 (
     .i(word1[29:24]),
-    .o(\o$196 )
+    .o(\o$199 )
   );
   \flexor_digits.fc1.dec_1_0_2  dec_1_0_2 (
     .i(word1[35:30]),
-    .o(\o$197 )
+    .o(\o$200 )
   );
   \flexor_digits.fc1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$164 ),
+    .o__ready(\o__ready$167 ),
     .o__valid(o__valid),
     .rst_fc1(rst_fc1),
-    .w_en(\w_en$169 ),
-    .w_port__data(\$22 [7:0])
+    .w_en(\w_en$172 ),
+    .w_port__data(\$25 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1644,7 +1683,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_addr),
-    .q(\port__addr$43 )
+    .q(\port__addr$46 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1652,12 +1691,12 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   ) r_addr_b1_copy (
     .clk(clk),
     .d(r_addr),
-    .q(\port__addr$46 )
+    .q(\port__addr$49 )
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$242 ),
+    .addr(\addr$245 ),
     .clk(clk),
-    .data(\o__payload$186 ),
+    .data(\o__payload$189 ),
     .en(en)
   );
   \flexor_digits.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
@@ -1665,6 +1704,14 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .b(b),
     .clk(clk),
     .p(p)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) s_last_rom_copy (
+    .clk(clk),
+    .d(\$145 ),
+    .q(s_last_rom)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1687,7 +1734,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$128 ),
+    .d(\$131 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -1695,7 +1742,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_en_b1_copy (
     .clk(clk),
-    .d(\$131 ),
+    .d(\$134 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -1703,7 +1750,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$134 ),
+    .d(\$137 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -1711,597 +1758,527 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$137 ),
+    .d(\$140 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc1.weights  weights (
-    .addr(\addr$242 ),
+    .addr(\addr$245 ),
     .clk(clk),
     .go(en),
-    .o__payload(\o__payload$186 ),
-    .o__ready(step),
+    .o__payload(\o__payload$189 ),
+    .o__ready(o__ready),
     .rst_fc1(rst_fc1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$16 [2:0];
+      r_next = \$19 [2:0];
     end
     if (load) begin
-      r_next = \$17 ;
+      r_next = \$20 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = w_count;
+    \$148  = w_count;
     if (take) begin
-      \$138  = \$28 [1:0];
+      \$148  = \$31 [1:0];
     end
     if (rst_fc1) begin
-      \$138  = 2'h0;
+      \$148  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = \$29 ;
+    \$149  = \$32 ;
     if (rst_fc1) begin
-      \$139  = 1'h1;
+      \$149  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = gap_zero_next;
+    \$150  = gap_zero_next;
     if (rst_fc1) begin
-      \$140  = 1'h1;
+      \$150  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = \$signal ;
+    \$151  = \$signal ;
     if (rst_fc1) begin
-      \$141  = 1'h0;
+      \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = n_last_next;
+    \$152  = n_last_next;
     if (rst_fc1) begin
-      \$142  = 1'h0;
+      \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = \$30 ;
+    \$153  = \$33 ;
     if (rst_fc1) begin
-      \$143  = 1'h0;
+      \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = r_next;
+    \$154  = r_next;
     if (rst_fc1) begin
-      \$144  = 3'h0;
+      \$154  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$145  = s_idx;
+    \$155  = s_idx;
     if (step) begin
-      \$145  = \$32 [1:0];
+      \$155  = \$35 [1:0];
     end
     if (rst_fc1) begin
-      \$145  = 2'h0;
+      \$155  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$146  = n_idx;
+    \$156  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$146  = \$34 [5:0];
+        \$156  = \$37 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$146  = 6'h00;
+      \$156  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = active;
-    if (\$35 ) begin
-      \$147  = 1'h0;
-    end
-    if (load) begin
-      \$147  = 1'h1;
-    end
-    if (rst_fc1) begin
-      \$147  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = r_base;
-    if (load) begin
-      \$148  = \$36 ;
-    end
-    if (rst_fc1) begin
-      \$148  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$149  = w_half;
-    if (load) begin
-      \$149  = \$37 ;
-    end
-    if (rst_fc1) begin
-      \$149  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = gap;
+    \$157  = active;
     if (\$38 ) begin
-      \$150  = 2'h1;
-    end else if (\$39 ) begin
-      \$150  = \$40 [1:0];
+      \$157  = 1'h0;
     end
-    if (rst_fc1) begin
-      \$150  = 2'h0;
+    if (load) begin
+      \$157  = 1'h1;
     end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$151  = col;
-    if (step) begin
-      \$151  = \$45 [3:0];
-    end
-    if (rst_fc1) begin
-      \$151  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$152  = \$50 [3:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$152  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$153  = \$55 [3:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$153  = 4'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = \$61 [3:0];
-    if (rst_fc1) begin
-      \$154  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = \$67 [3:0];
-    if (rst_fc1) begin
-      \$155  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = step;
-    if (rst_fc1) begin
-      \$156  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = \$68 ;
     if (rst_fc1) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = s_last;
+    \$158  = r_base;
+    if (load) begin
+      \$158  = \$39 ;
+    end
     if (rst_fc1) begin
-      \$158  = 1'h0;
+      \$158  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$159  = w_half;
+    if (load) begin
+      \$159  = \$40 ;
+    end
+    if (rst_fc1) begin
+      \$159  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$160  = gap;
+    if (\$41 ) begin
+      \$160  = 2'h1;
+    end else if (\$42 ) begin
+      \$160  = \$43 [1:0];
+    end
+    if (rst_fc1) begin
+      \$160  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$161  = col;
+    if (step) begin
+      \$161  = \$48 [3:0];
+    end
+    if (rst_fc1) begin
+      \$161  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$162  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$162  = \$53 [3:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$162  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$163  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$163  = \$58 [3:0];
+      end
+    end
+    if (rst_fc1) begin
+      \$163  = 4'h4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$164  = \$64 [3:0];
+    if (rst_fc1) begin
+      \$164  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$165  = \$70 [3:0];
+    if (rst_fc1) begin
+      \$165  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$166  = step;
+    if (rst_fc1) begin
+      \$166  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$167  = \$71 ;
+    if (rst_fc1) begin
+      \$167  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$168  = s_last;
+    if (rst_fc1) begin
+      \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$159  = 5'h00;
+      \$169  = 5'h00;
     end else begin
-      \$159  = \port__data$191 [4:0];
+      \$169  = \port__data$194 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$160  = 5'h00;
+      \$170  = 5'h00;
     end else begin
-      \$160  = \port__data$191 [9:5];
+      \$170  = \port__data$194 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$161  = 5'h00;
+      \$171  = 5'h00;
     end else begin
-      \$161  = \port__data$191 [14:10];
+      \$171  = \port__data$194 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$162  = 5'h00;
+      \$172  = 5'h00;
     end else begin
-      \$162  = \port__data$191 [19:15];
+      \$172  = \port__data$194 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$163  = 5'h00;
+      \$173  = 5'h00;
     end else begin
-      \$163  = \port__data$191 [24:20];
+      \$173  = \port__data$194 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$164  = 5'h00;
+      \$174  = 5'h00;
     end else begin
-      \$164  = \port__data$191 [29:25];
+      \$174  = \port__data$194 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$165  = 5'h00;
+      \$175  = 5'h00;
     end else begin
-      \$165  = \port__data$191 [34:30];
+      \$175  = \port__data$194 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$166  = 5'h00;
+      \$176  = 5'h00;
     end else begin
-      \$166  = \port__data$191 [39:35];
+      \$176  = \port__data$194 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$167  = 5'h00;
+      \$177  = 5'h00;
     end else begin
-      \$167  = \port__data$191 [44:40];
+      \$177  = \port__data$194 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$168  = 5'h00;
+      \$178  = 5'h00;
     end else begin
-      \$168  = \port__data$191 [49:45];
+      \$178  = \port__data$194 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$169  = 5'h00;
+      \$179  = 5'h00;
     end else begin
-      \$169  = \port__data$191 [54:50];
+      \$179  = \port__data$194 [54:50];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$170  = 5'h00;
+      \$180  = 5'h00;
     end else begin
-      \$170  = \port__data$191 [59:55];
+      \$180  = \port__data$194 [59:55];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$171  = 5'h00;
+      \$181  = 5'h00;
     end else begin
-      \$171  = \port__data$192 [4:0];
+      \$181  = \port__data$195 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$172  = 5'h00;
+      \$182  = 5'h00;
     end else begin
-      \$172  = \port__data$192 [9:5];
+      \$182  = \port__data$195 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$173  = 5'h00;
+      \$183  = 5'h00;
     end else begin
-      \$173  = \port__data$192 [14:10];
+      \$183  = \port__data$195 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$174  = 5'h00;
+      \$184  = 5'h00;
     end else begin
-      \$174  = \port__data$192 [19:15];
+      \$184  = \port__data$195 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$175  = 5'h00;
+      \$185  = 5'h00;
     end else begin
-      \$175  = \port__data$191 [4:0];
+      \$185  = \port__data$194 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$176  = 5'h00;
+      \$186  = 5'h00;
     end else begin
-      \$176  = \port__data$191 [9:5];
+      \$186  = \port__data$194 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$177  = 5'h00;
+      \$187  = 5'h00;
     end else begin
-      \$177  = \port__data$191 [14:10];
+      \$187  = \port__data$194 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$178  = 5'h00;
+      \$188  = 5'h00;
     end else begin
-      \$178  = \port__data$191 [19:15];
+      \$188  = \port__data$194 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$179  = 5'h00;
+      \$189  = 5'h00;
     end else begin
-      \$179  = \port__data$191 [24:20];
+      \$189  = \port__data$194 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$180  = 5'h00;
+      \$190  = 5'h00;
     end else begin
-      \$180  = \port__data$191 [29:25];
+      \$190  = \port__data$194 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$181  = 5'h00;
+      \$191  = 5'h00;
     end else begin
-      \$181  = \port__data$191 [34:30];
+      \$191  = \port__data$194 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$182  = 5'h00;
+      \$192  = 5'h00;
     end else begin
-      \$182  = \port__data$191 [39:35];
+      \$192  = \port__data$194 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$183  = 5'h00;
+      \$193  = 5'h00;
     end else begin
-      \$183  = \port__data$191 [44:40];
+      \$193  = \port__data$194 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$184  = 5'h00;
+      \$194  = 5'h00;
     end else begin
-      \$184  = \port__data$191 [49:45];
+      \$194  = \port__data$194 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$185  = 5'h00;
+      \$195  = 5'h00;
     end else begin
-      \$185  = \port__data$191 [54:50];
+      \$195  = \port__data$194 [54:50];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$186  = 5'h00;
+      \$196  = 5'h00;
     end else begin
-      \$186  = \port__data$191 [59:55];
+      \$196  = \port__data$194 [59:55];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$187  = 5'h00;
+      \$197  = 5'h00;
     end else begin
-      \$187  = \port__data$192 [4:0];
+      \$197  = \port__data$195 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$188  = 5'h00;
+      \$198  = 5'h00;
     end else begin
-      \$188  = \port__data$192 [9:5];
+      \$198  = \port__data$195 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$189  = 5'h00;
+      \$199  = 5'h00;
     end else begin
-      \$189  = \port__data$192 [14:10];
+      \$199  = \port__data$195 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$190  = 5'h00;
+      \$200  = 5'h00;
     end else begin
-      \$190  = \port__data$192 [19:15];
+      \$200  = \port__data$195 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = \$signal$183 ;
-    if (rst_fc1) begin
-      \$191  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = v2_d1;
-    if (rst_fc1) begin
-      \$192  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = v2_d2;
-    if (rst_fc1) begin
-      \$193  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = v2_d3;
-    if (rst_fc1) begin
-      \$194  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = last1;
-    if (rst_fc1) begin
-      \$195  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = last2_d1;
-    if (rst_fc1) begin
-      \$196  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = last2_d2;
-    if (rst_fc1) begin
-      \$197  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = last2_d3;
-    if (rst_fc1) begin
-      \$198  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = \$signal$183 ;
-    if (rst_fc1) begin
-      \$199  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = v2p_d1;
-    if (rst_fc1) begin
-      \$200  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = v2p_d2;
+    \$201  = \$signal$186 ;
     if (rst_fc1) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = \$signal$184 ;
+    \$202  = v2_d1;
     if (rst_fc1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = first2p_d1;
+    \$203  = v2_d2;
     if (rst_fc1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = first2p_d2;
+    \$204  = v2_d3;
     if (rst_fc1) begin
       \$204  = 1'h0;
     end
@@ -2315,201 +2292,271 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = last2p_d1;
+    \$206  = last2_d1;
     if (rst_fc1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = last2p_d2;
+    \$207  = last2_d2;
     if (rst_fc1) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = group_end;
+    \$208  = last2_d3;
     if (rst_fc1) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = xacc;
+    \$209  = \$signal$186 ;
+    if (rst_fc1) begin
+      \$209  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$210  = v2p_d1;
+    if (rst_fc1) begin
+      \$210  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$211  = v2p_d2;
+    if (rst_fc1) begin
+      \$211  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$212  = \$signal$187 ;
+    if (rst_fc1) begin
+      \$212  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$213  = first2p_d1;
+    if (rst_fc1) begin
+      \$213  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$214  = first2p_d2;
+    if (rst_fc1) begin
+      \$214  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$215  = last1;
+    if (rst_fc1) begin
+      \$215  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$216  = last2p_d1;
+    if (rst_fc1) begin
+      \$216  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$217  = last2p_d2;
+    if (rst_fc1) begin
+      \$217  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$218  = group_end;
+    if (rst_fc1) begin
+      \$218  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$219  = xacc;
     if (flags_x[0]) begin
-      \$209  = \$90 [10:0];
+      \$219  = \$93 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = xfin;
-    if (\$91 ) begin
-      \$210  = \$93 [10:0];
+    \$220  = xfin;
+    if (\$94 ) begin
+      \$220  = \$96 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = acc0_0;
+    \$221  = acc0_0;
     if (flags_0[0]) begin
-      \$211  = \$95 [10:0];
+      \$221  = \$98 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = fin0_0;
-    if (\$96 ) begin
-      \$212  = \$98 [10:0];
+    \$222  = fin0_0;
+    if (\$99 ) begin
+      \$222  = \$101 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = bank0_0;
+    \$223  = bank0_0;
     if (done) begin
-      \$213  = \$100 [11:0];
+      \$223  = \$103 [11:0];
     end else if (ser) begin
-      \$213  = bank1_0;
+      \$223  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = acc1_0;
+    \$224  = acc1_0;
     if (flags_1[0]) begin
-      \$214  = \$102 [10:0];
+      \$224  = \$105 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = fin1_0;
-    if (\$103 ) begin
-      \$215  = \$105 [10:0];
+    \$225  = fin1_0;
+    if (\$106 ) begin
+      \$225  = \$108 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = bank1_0;
+    \$226  = bank1_0;
     if (done) begin
-      \$216  = \$107 [11:0];
+      \$226  = \$110 [11:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = ser_left;
+    \$227  = ser_left;
     if (done) begin
-      \$217  = 2'h2;
+      \$227  = 2'h2;
     end else if (ser) begin
-      \$217  = \$108 [1:0];
+      \$227  = \$111 [1:0];
     end
     if (rst_fc1) begin
-      \$217  = 2'h0;
+      \$227  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = addr;
+    \$228  = addr;
     if (ser) begin
-      \$218  = \$111 [6:0];
+      \$228  = \$114 [6:0];
     end
     if (rst_fc1) begin
-      \$218  = 7'h00;
+      \$228  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = \$112 ;
-    if (rst_fc1) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = \$114 ;
-    if (rst_fc1) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = \$signal$227 ;
-    if (rst_fc1) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = vb;
-    if (rst_fc1) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = v_out_d1;
-    if (rst_fc1) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = v_out_d2;
-    if (rst_fc1) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = ka;
-    if (rst_fc1) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = skipped_d1;
-    if (rst_fc1) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = skipped_d2;
-    if (rst_fc1) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = skipped_d3;
-    if (rst_fc1) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = \$123 ;
+    \$229  = \$115 ;
     if (rst_fc1) begin
       \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = \$125 ;
+    \$230  = \$117 ;
     if (rst_fc1) begin
-      \$230  = 2'h0;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = \$25 [3:0];
+    \$231  = \$signal$230 ;
     if (rst_fc1) begin
-      \$231  = 4'hc;
+      \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = credits_room_next;
+    \$232  = vb;
     if (rst_fc1) begin
-      \$232  = 1'h1;
+      \$232  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$233  = v_out_d1;
+    if (rst_fc1) begin
+      \$233  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$234  = v_out_d2;
+    if (rst_fc1) begin
+      \$234  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$235  = ka;
+    if (rst_fc1) begin
+      \$235  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$236  = skipped_d1;
+    if (rst_fc1) begin
+      \$236  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$237  = skipped_d2;
+    if (rst_fc1) begin
+      \$237  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$238  = skipped_d3;
+    if (rst_fc1) begin
+      \$238  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$239  = \$126 ;
+    if (rst_fc1) begin
+      \$239  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$240  = \$128 ;
+    if (rst_fc1) begin
+      \$240  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$241  = \$28 [3:0];
+    if (rst_fc1) begin
+      \$241  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$242  = credits_room_next;
+    if (rst_fc1) begin
+      \$242  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2523,43 +2570,43 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign w_en = take;
   assign \w_full$26  = w_full;
   assign \w_full_issue$28  = w_full_issue;
-  assign o__ready = step;
-  assign r_addr_b0 = \port__addr$43 ;
-  assign \port__en$45  = 1'h1;
-  assign r_addr_b1 = \port__addr$46 ;
+  assign r_addr_b0 = \port__addr$46 ;
   assign \port__en$48  = 1'h1;
+  assign r_addr_b1 = \port__addr$49 ;
+  assign \port__en$51  = 1'h1;
   assign i = word1[5:0];
-  assign \i$51  = word1[11:6];
-  assign \i$52  = word1[17:12];
-  assign \i$88  = word1[23:18];
-  assign \i$89  = word1[29:24];
-  assign \i$90  = word1[35:30];
+  assign \i$54  = word1[11:6];
+  assign \i$55  = word1[17:12];
+  assign \i$91  = word1[23:18];
+  assign \i$92  = word1[29:24];
+  assign \i$93  = word1[35:30];
   assign shift = ser;
   assign beat = addr;
   assign a = data[17:0];
   assign sa0_0 = b;
-  assign rq0_y = \$22 [7:0];
-  assign \o__payload$163  = o__payload;
-  assign \o__ready$165  = \o__ready$164 ;
-  assign \o__valid$167  = o__valid;
-  assign \w_data$168  = \$22 [7:0];
-  assign v_out_d3 = \w_en$169 ;
-  assign space_next = \$25 [3:0];
-  assign \data$243  = \o__payload$186 ;
+  assign rq0_y = \$25 [7:0];
+  assign \o__payload$166  = o__payload;
+  assign \o__ready$168  = \o__ready$167 ;
+  assign \o__valid$170  = o__valid;
+  assign \w_data$171  = \$25 [7:0];
+  assign v_out_d3 = \w_en$172 ;
+  assign space_next = \$28 [3:0];
+  assign \data$246  = \o__payload$189 ;
   assign \$4  = active;
-  assign \$74  = { \o$189 [5:0], o };
-  assign \$84  = { \o$196 [5:0], \o$195  };
-  assign \$99  = { fin0_0, 1'h0 };
-  assign \$106  = { fin1_0, 1'h0 };
-  assign \$112  = ser;
-  assign \$113  = 1'h0;
-  assign \$114  = 1'h0;
-  assign \$116  = { p[29], p };
-  assign \$118  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$119  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$10  = active_rom;
+  assign \$77  = { \o$192 [5:0], o };
+  assign \$87  = { \o$199 [5:0], \o$198  };
+  assign \$102  = { fin0_0, 1'h0 };
+  assign \$109  = { fin1_0, 1'h0 };
+  assign \$115  = ser;
+  assign \$116  = 1'h0;
+  assign \$117  = 1'h0;
+  assign \$119  = { p[29], p };
   assign \$121  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$127  = \$126 ;
+  assign \$122  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$124  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
   assign \$130  = \$129 ;
+  assign \$133  = \$132 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3353,51 +3400,51 @@ module \flexor_digits.fc1_to_fc2 (rst_fc1_to_fc2, o__ready, i__valid, i__payload
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  reg \$100 ;
-  reg \$101 ;
-  reg \$102 ;
-  reg \$103 ;
-  reg \$104 ;
-  reg [4:0] \$105 ;
-  reg [3:0] \$106 ;
-  reg [3:0] \$107 ;
-  reg \$108 ;
-  reg [4:0] \$109 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  reg [3:0] \$109 ;
   wire \$11 ;
   reg \$110 ;
-  reg [3:0] \$111 ;
-  reg [3:0] \$112 ;
-  reg [3:0] \$113 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg \$113 ;
   reg \$114 ;
-  reg \$115 ;
-  reg \$116 ;
-  reg [5:0] \$117 ;
-  reg [7:0] \$118 ;
-  reg [7:0] \$119 ;
+  reg [4:0] \$115 ;
+  reg [3:0] \$116 ;
+  reg [3:0] \$117 ;
+  reg \$118 ;
+  reg [4:0] \$119 ;
   wire \$12 ;
-  reg [7:0] \$120 ;
-  reg [7:0] \$121 ;
-  reg [7:0] \$122 ;
-  reg [7:0] \$123 ;
-  reg [7:0] \$124 ;
-  reg [7:0] \$125 ;
-  reg [7:0] \$126 ;
-  reg [7:0] \$127 ;
-  reg \$128 ;
-  reg \$129 ;
+  reg \$120 ;
+  reg [3:0] \$121 ;
+  reg [3:0] \$122 ;
+  reg [3:0] \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg [5:0] \$127 ;
+  reg [7:0] \$128 ;
+  reg [7:0] \$129 ;
   wire \$13 ;
-  reg \$130 ;
-  reg \$131 ;
-  reg \$132 ;
-  reg \$133 ;
-  reg \$134 ;
-  reg \$135 ;
-  reg \$136 ;
-  reg \$137 ;
+  reg [7:0] \$130 ;
+  reg [7:0] \$131 ;
+  reg [7:0] \$132 ;
+  reg [7:0] \$133 ;
+  reg [7:0] \$134 ;
+  reg [7:0] \$135 ;
+  reg [7:0] \$136 ;
+  reg [7:0] \$137 ;
   reg \$138 ;
   reg \$139 ;
   wire \$14 ;
@@ -3407,69 +3454,79 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   reg \$143 ;
   reg \$144 ;
   reg \$145 ;
-  reg [14:0] \$146 ;
-  reg [14:0] \$147 ;
-  reg [14:0] \$148 ;
-  reg [14:0] \$149 ;
-  wire [5:0] \$15 ;
-  reg [15:0] \$150 ;
+  reg \$146 ;
+  reg \$147 ;
+  reg \$148 ;
+  reg \$149 ;
+  wire \$15 ;
+  reg \$150 ;
   reg \$151 ;
-  reg [3:0] \$152 ;
+  reg \$152 ;
   reg \$153 ;
   reg \$154 ;
   reg \$155 ;
-  reg \$156 ;
-  reg \$157 ;
-  reg \$158 ;
-  reg \$159 ;
-  wire [5:0] \$16 ;
-  reg \$160 ;
+  reg [14:0] \$156 ;
+  reg [14:0] \$157 ;
+  reg [14:0] \$158 ;
+  reg [14:0] \$159 ;
+  wire \$16 ;
+  reg [15:0] \$160 ;
   reg \$161 ;
-  reg \$162 ;
+  reg [3:0] \$162 ;
   reg \$163 ;
   reg \$164 ;
   reg \$165 ;
-  reg [1:0] \$166 ;
-  reg [1:0] \$167 ;
+  reg \$166 ;
+  reg \$167 ;
   reg \$168 ;
-  wire [3:0] \$17 ;
-  wire [19:0] \$18 ;
-  wire [19:0] \$19 ;
+  reg \$169 ;
+  wire \$17 ;
+  reg \$170 ;
+  reg \$171 ;
+  reg \$172 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg \$175 ;
+  reg [1:0] \$176 ;
+  reg [1:0] \$177 ;
+  reg \$178 ;
+  wire [5:0] \$18 ;
+  wire [5:0] \$19 ;
   wire [5:0] \$2 ;
-  wire [2:0] \$20 ;
-  wire \$21 ;
-  wire [3:0] \$22 ;
-  wire \$23 ;
-  wire [4:0] \$24 ;
-  wire [4:0] \$25 ;
+  wire [3:0] \$20 ;
+  wire [19:0] \$21 ;
+  wire [19:0] \$22 ;
+  wire [2:0] \$23 ;
+  wire \$24 ;
+  wire [3:0] \$25 ;
   wire \$26 ;
-  wire \$27 ;
+  wire [4:0] \$27 ;
   wire [4:0] \$28 ;
-  wire [4:0] \$29 ;
+  wire \$29 ;
   wire \$3 ;
-  wire [4:0] \$30 ;
+  wire \$30 ;
   wire [4:0] \$31 ;
-  wire \$32 ;
-  wire [3:0] \$33 ;
-  wire \$34 ;
-  wire [3:0] \$35 ;
-  wire \$36 ;
-  wire [4:0] \$37 ;
-  wire [4:0] \$38 ;
-  wire [5:0] \$39 ;
+  wire [4:0] \$32 ;
+  wire [4:0] \$33 ;
+  wire [4:0] \$34 ;
+  wire \$35 ;
+  wire [3:0] \$36 ;
+  wire \$37 ;
+  wire [3:0] \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire [5:0] \$40 ;
+  wire [4:0] \$40 ;
   wire [4:0] \$41 ;
-  wire \$42 ;
-  wire [4:0] \$43 ;
-  wire [5:0] \$44 ;
-  wire [4:0] \$45 ;
-  wire [5:0] \$46 ;
-  wire \$47 ;
-  wire [9:0] \$48 ;
-  wire [9:0] \$49 ;
+  wire [5:0] \$42 ;
+  wire [5:0] \$43 ;
+  wire [4:0] \$44 ;
+  wire \$45 ;
+  wire [4:0] \$46 ;
+  wire [5:0] \$47 ;
+  wire [4:0] \$48 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
-  wire [9:0] \$50 ;
+  wire \$50 ;
   wire [9:0] \$51 ;
   wire [9:0] \$52 ;
   wire [9:0] \$53 ;
@@ -3477,70 +3534,72 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   wire [9:0] \$55 ;
   wire [9:0] \$56 ;
   wire [9:0] \$57 ;
-  wire [14:0] \$58 ;
-  wire [15:0] \$59 ;
+  wire [9:0] \$58 ;
+  wire [9:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [9:0] \$60 ;
   wire [14:0] \$61 ;
   wire [15:0] \$62 ;
-  wire [14:0] \$63 ;
-  wire [15:0] \$64 ;
-  wire \$65 ;
+  wire \$63 ;
+  wire [14:0] \$64 ;
+  wire [15:0] \$65 ;
   wire [14:0] \$66 ;
   wire [15:0] \$67 ;
-  wire [15:0] \$68 ;
-  wire [16:0] \$69 ;
+  wire \$68 ;
+  wire [14:0] \$69 ;
   wire \$7 ;
-  wire [1:0] \$70 ;
-  wire \$71 ;
-  wire [4:0] \$72 ;
-  wire [4:0] \$73 ;
+  wire [15:0] \$70 ;
+  wire [15:0] \$71 ;
+  wire [16:0] \$72 ;
+  wire [1:0] \$73 ;
   wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire [24:0] \$77 ;
-  wire [33:0] \$78 ;
-  wire [50:0] \$79 ;
+  wire [4:0] \$75 ;
+  wire [4:0] \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [51:0] \$80 ;
-  wire [52:0] \$81 ;
-  wire [35:0] \$82 ;
-  wire [35:0] \$83 ;
-  wire \$84 ;
+  wire [24:0] \$80 ;
+  wire [33:0] \$81 ;
+  wire [50:0] \$82 ;
+  wire [51:0] \$83 ;
+  wire [52:0] \$84 ;
   wire [35:0] \$85 ;
-  wire \$86 ;
+  wire [35:0] \$86 ;
   wire \$87 ;
-  wire \$88 ;
-  wire [1:0] \$89 ;
+  wire [35:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
+  wire [1:0] \$92 ;
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  reg [3:0] \$99 ;
+  wire \$99 ;
   wire \$signal ;
-  reg \$signal$119  = 1'h0;
-  reg \$signal$151  = 1'h0;
-  reg \$signal$41  = 1'h0;
+  reg \$signal$122  = 1'h0;
+  reg \$signal$154  = 1'h0;
+  reg \$signal$44  = 1'h0;
   wire [16:0] a;
-  wire [3:0] \a$93 ;
+  wire [3:0] \a$96 ;
   reg [14:0] acc0_0 = 15'h0000;
   reg active = 1'h0;
+  wire active_rom;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$171 ;
-  reg [3:0] \addr$87  = 4'h0;
+  wire [7:0] \addr$174 ;
+  reg [3:0] \addr$90  = 4'h0;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$94 ;
+  wire [15:0] \b$97 ;
   reg [15:0] bank0_0 = 16'h0000;
   (* init = 4'h0 *)
   wire [3:0] beat;
   reg can_end = 1'h1;
+  wire can_end_rom;
   reg [5:0] carry0_0 = 6'h00;
   input clk;
   wire clk;
@@ -3550,8 +3609,8 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   wire credits_room_next;
   reg [1:0] credits_space = 2'h3;
   wire [5:0] data;
-  wire [5:0] \data$172 ;
-  wire [44:0] \data$90 ;
+  wire [5:0] \data$175 ;
+  wire [44:0] \data$93 ;
   reg done = 1'h0;
   wire en;
   wire filled;
@@ -3566,7 +3625,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [5:0] i;
-  reg [5:0] \i$44  = 6'h00;
+  reg [5:0] \i$47  = 6'h00;
   wire [79:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -3597,27 +3656,27 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   reg n_last = 1'h0;
   wire n_last_next;
   wire [9:0] o;
-  wire [9:0] \o$124 ;
+  wire [9:0] \o$127 ;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$100 ;
-  wire [5:0] \o__payload$121 ;
+  wire [15:0] \o__payload$103 ;
+  wire [5:0] \o__payload$124 ;
   wire o__ready;
-  input \o__ready$101 ;
-  wire \o__ready$101 ;
-  wire \o__ready$102 ;
+  input \o__ready$104 ;
+  wire \o__ready$104 ;
+  wire \o__ready$105 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$104 ;
+  wire \o__valid$107 ;
   reg [3:0] off1_0 = 4'h0;
   wire [32:0] p;
-  wire [19:0] \p$158 ;
+  wire [19:0] \p$161 ;
   wire [4:0] port__addr;
-  wire [4:0] \port__addr$37 ;
+  wire [4:0] \port__addr$40 ;
   reg [79:0] port__data = 80'h00000000000000000000;
-  wire [79:0] \port__data$125 ;
+  wire [79:0] \port__data$128 ;
   wire port__en;
-  wire \port__en$39 ;
+  wire \port__en$42 ;
   reg [4:0] r_addr = 5'h00;
   wire [4:0] r_addr_b0;
   reg [4:0] r_base = 5'h00;
@@ -3636,6 +3695,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   wire rst_fc2;
   reg [3:0] s_idx = 4'h0;
   reg s_last = 1'h0;
+  wire s_last_rom;
   (* init = 16'h0000 *)
   wire [15:0] sa0_0;
   wire ser;
@@ -3691,11 +3751,11 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   reg [3:0] w_count = 4'h0;
   input [79:0] w_data;
   wire [79:0] w_data;
-  wire [15:0] \w_data$105 ;
+  wire [15:0] \w_data$108 ;
   (* init = 80'h00000000000000000000 *)
   wire [79:0] w_data_q;
   wire w_en;
-  reg \w_en$106  = 1'h0;
+  reg \w_en$109  = 1'h0;
   wire w_en_b0;
   wire w_full;
   wire \w_full$21 ;
@@ -3765,9 +3825,9 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   end
   reg [79:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$37 ];
+    _0_ <= vectors[\port__addr$40 ];
   end
-  assign \port__data$125  = _0_;
+  assign \port__data$128  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 4'hd;
@@ -3781,17 +3841,20 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   assign \$8  = step & sn_last;
   assign \$9  = \$7  | \$8 ;
   assign load = w_full_issue & \$9 ;
-  assign \$10  = s_idx == 4'hb;
-  assign \$11  = s_last ? 1'h0 : \$10 ;
-  assign \$signal  = step ? \$11  : s_last;
-  assign \$12  = step & s_last;
-  assign \$13  = addr == 4'h8;
-  assign \$14  = n_last ? 1'h0 : \$13 ;
-  assign n_last_next = \$12  ? \$14  : n_last;
-  assign \$15  = r_addr + 1'h1;
-  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
-  assign \$17  = w_half ? 4'hd : 4'h0;
-  assign i = \$signal$41  ? data : carry0_0;
+  assign \$11  = ~ s_last_rom;
+  assign \$12  = \$11  | can_end_rom;
+  assign o__ready = \$10  & \$12 ;
+  assign \$13  = s_idx == 4'hb;
+  assign \$14  = s_last ? 1'h0 : \$13 ;
+  assign \$signal  = step ? \$14  : s_last;
+  assign \$15  = step & s_last;
+  assign \$16  = addr == 4'h8;
+  assign \$17  = n_last ? 1'h0 : \$16 ;
+  assign n_last_next = \$15  ? \$17  : n_last;
+  assign \$18  = r_addr + 1'h1;
+  assign \$19  = s_last ? { 1'h0, r_base } : \$18 ;
+  assign \$20  = w_half ? 4'hd : 4'h0;
+  assign i = \$signal$44  ? data : carry0_0;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -3811,140 +3874,146 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   assign xsum_w2_0 = xsum_l2_0 + xsum_l2_1;
   assign xsum_w3_0 = xsum_w2_0 + xsum_l2_2;
   assign group_end = v2_d4 & last2_d4;
-  assign \$18  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$19  = rq0_under ? 20'hf8000 : \$18 ;
-  assign \$20  = credits_space + credits_returned;
-  assign \$21  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$22  = \$20  - \$21 ;
-  assign credits_room_next = \$22 [1:0] >= 1'h1;
-  assign \$23  = w_count == 4'hc;
-  assign \$24  = w_count + 1'h1;
-  assign \$25  = \$23  ? 5'h00 : \$24 ;
-  assign \$27  = \$signal  & n_last_next;
-  assign \$28  = s_idx + 1'h1;
-  assign \$29  = s_last ? 5'h00 : \$28 ;
-  assign \$30  = addr + 1'h1;
-  assign \$31  = n_last ? 5'h00 : \$30 ;
-  assign \$32  = step & sn_last;
-  assign \$33  = w_half ? 4'hd : 4'h0;
-  assign \$34  = ~ w_half;
-  assign \$35  = s_last ? 4'h0 : col;
-  assign \$36  = row_ph0 >= 2'h2;
-  assign \$37  = row_ph0 - 2'h2;
-  assign \$38  = row_ph0 + 4'h8;
-  assign \$39  = \$36  ? { \$37 [4], \$37  } : { 1'h0, \$38  };
-  assign \$40  = n_last ? 6'h00 : \$39 ;
-  assign \$41  = row_ph0 + col;
-  assign \$42  = \$41  >= 4'ha;
-  assign \$43  = row_ph0 + col;
-  assign \$44  = \$43  - 4'ha;
-  assign \$45  = row_ph0 + col;
-  assign \$46  = \$42  ? \$44  : { 1'h0, \$45  };
-  assign \$47  = ! s_idx;
-  assign \$48  = off1_0[0] ? o : { \o$124 [7:0], o[9:8] };
-  assign \$49  = off1_0[0] ? o : { \o$124 [5:0], o[9:6] };
-  assign \$50  = off1_0[0] ? o : { \o$124 [3:0], o[9:4] };
-  assign \$51  = off1_0[1] ? \$49  : \$50 ;
-  assign \$52  = off1_0[0] ? o : { \o$124 [1:0], o[9:2] };
+  assign \$21  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$22  = rq0_under ? 20'hf8000 : \$21 ;
+  assign \$23  = credits_space + credits_returned;
+  assign \$24  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$25  = \$23  - \$24 ;
+  assign credits_room_next = \$25 [1:0] >= 1'h1;
+  assign \$26  = w_count == 4'hc;
+  assign \$27  = w_count + 1'h1;
+  assign \$28  = \$26  ? 5'h00 : \$27 ;
+  assign \$30  = \$signal  & n_last_next;
+  assign \$31  = s_idx + 1'h1;
+  assign \$32  = s_last ? 5'h00 : \$31 ;
+  assign \$33  = addr + 1'h1;
+  assign \$34  = n_last ? 5'h00 : \$33 ;
+  assign \$35  = step & sn_last;
+  assign \$36  = w_half ? 4'hd : 4'h0;
+  assign \$37  = ~ w_half;
+  assign \$38  = s_last ? 4'h0 : col;
+  assign \$39  = row_ph0 >= 2'h2;
+  assign \$40  = row_ph0 - 2'h2;
+  assign \$41  = row_ph0 + 4'h8;
+  assign \$42  = \$39  ? { \$40 [4], \$40  } : { 1'h0, \$41  };
+  assign \$43  = n_last ? 6'h00 : \$42 ;
+  assign \$44  = row_ph0 + col;
+  assign \$45  = \$44  >= 4'ha;
+  assign \$46  = row_ph0 + col;
+  assign \$47  = \$46  - 4'ha;
+  assign \$48  = row_ph0 + col;
+  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
+  assign \$50  = ! s_idx;
+  assign \$51  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
+  assign \$52  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
+  assign \$53  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
   assign \$54  = off1_0[1] ? \$52  : \$53 ;
-  assign \$55  = off1_0[2] ? \$51  : \$54 ;
-  assign \$56  = off1_0[3] ? \$48  : \$55 ;
-  assign \$57  = ~ \$56 ;
-  assign \$58  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$59  = \$58  + xsum_l4_0;
-  assign \$60  = flags_x[0] & flags_x[2];
+  assign \$55  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$57  = off1_0[1] ? \$55  : \$56 ;
+  assign \$58  = off1_0[2] ? \$54  : \$57 ;
+  assign \$59  = off1_0[3] ? \$51  : \$58 ;
+  assign \$60  = ~ \$59 ;
   assign \$61  = flags_x[1] ? 15'h0000 : xacc;
   assign \$62  = \$61  + xsum_l4_0;
-  assign \$63  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$64  = \$63  + t0_0_l4_0;
-  assign \$65  = flags_0[0] & flags_0[2];
+  assign \$63  = flags_x[0] & flags_x[2];
+  assign \$64  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$65  = \$64  + xsum_l4_0;
   assign \$66  = flags_0[1] ? 15'h0000 : acc0_0;
   assign \$67  = \$66  + t0_0_l4_0;
-  assign \$69  = \$68  - xfin;
-  assign \$70  = ser_left - 1'h1;
-  assign \$71  = \addr$87  == 4'h9;
-  assign \$72  = \addr$87  + 1'h1;
-  assign \$73  = \$71  ? 5'h00 : \$72 ;
-  assign \$77  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$80  = $signed(\$78 ) + $signed(\$79 );
-  assign \$81  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$84  = $signed(\$83 ) < $signed(16'h8000);
-  assign \$86  = $signed(\$85 ) > $signed(16'h7fff);
-  assign \$87  = step & s_last;
-  assign \$88  = o__valid & \o__ready$101 ;
-  assign \$89  = \$88  + skipped_d5;
-  assign \$90  = ~ rst_fc2;
-  assign \$92  = rst_fc2 ? 1'h0 : take;
-  assign \$93  = rst_fc2 | load;
-  assign \$94  = filled ? 1'h1 : w_full;
-  assign \$95  = \$93  ? 1'h0 : \$94 ;
+  assign \$68  = flags_0[0] & flags_0[2];
+  assign \$69  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$70  = \$69  + t0_0_l4_0;
+  assign \$72  = \$71  - xfin;
+  assign \$73  = ser_left - 1'h1;
+  assign \$74  = \addr$90  == 4'h9;
+  assign \$75  = \addr$90  + 1'h1;
+  assign \$76  = \$74  ? 5'h00 : \$75 ;
+  assign \$80  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$83  = $signed(\$81 ) + $signed(\$82 );
+  assign \$84  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$87  = $signed(\$86 ) < $signed(16'h8000);
+  assign \$89  = $signed(\$88 ) > $signed(16'h7fff);
+  assign \$90  = step & s_last;
+  assign \$91  = o__valid & \o__ready$104 ;
+  assign \$92  = \$91  + skipped_d5;
+  assign \$93  = ~ rst_fc2;
+  assign \$95  = rst_fc2 ? 1'h0 : take;
   assign \$96  = rst_fc2 | load;
-  assign \$97  = filled ? 1'h1 : w_full_issue;
+  assign \$97  = filled ? 1'h1 : w_full;
   assign \$98  = \$96  ? 1'h0 : \$97 ;
+  assign \$99  = rst_fc2 | load;
+  assign \$100  = filled ? 1'h1 : w_full_issue;
+  assign \$101  = \$99  ? 1'h0 : \$100 ;
+  assign \$102  = step & sn_last;
+  assign \$103  = \$102  ? 1'h0 : active;
+  assign \$104  = load ? 1'h1 : \$103 ;
+  assign \$105  = rst_fc2 ? 1'h0 : \$104 ;
+  assign \$106  = rst_fc2 ? 1'h0 : \$signal ;
+  assign \$108  = rst_fc2 ? 1'h1 : \$107 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$99 ;
+    w_count <= \$109 ;
   always @(posedge clk)
-    can_end <= \$100 ;
+    can_end <= \$110 ;
   always @(posedge clk)
-    gap_zero <= \$101 ;
+    gap_zero <= \$111 ;
   always @(posedge clk)
-    s_last <= \$102 ;
+    s_last <= \$112 ;
   always @(posedge clk)
-    n_last <= \$103 ;
+    n_last <= \$113 ;
   always @(posedge clk)
-    sn_last <= \$104 ;
+    sn_last <= \$114 ;
   always @(posedge clk)
-    r_addr <= \$105 ;
+    r_addr <= \$115 ;
   always @(posedge clk)
-    s_idx <= \$106 ;
+    s_idx <= \$116 ;
   always @(posedge clk)
-    addr <= \$107 ;
+    addr <= \$117 ;
   always @(posedge clk)
-    active <= \$108 ;
+    active <= \$118 ;
   always @(posedge clk)
-    r_base <= \$109 ;
+    r_base <= \$119 ;
   always @(posedge clk)
-    w_half <= \$110 ;
+    w_half <= \$120 ;
   always @(posedge clk)
-    col <= \$111 ;
+    col <= \$121 ;
   always @(posedge clk)
-    row_ph0 <= \$112 ;
+    row_ph0 <= \$122 ;
   always @(posedge clk)
-    off1_0 <= \$113 ;
+    off1_0 <= \$123 ;
   always @(posedge clk)
-    \$signal$119  <= \$114 ;
+    \$signal$122  <= \$124 ;
   always @(posedge clk)
-    \$signal$41  <= \$115 ;
+    \$signal$44  <= \$125 ;
   always @(posedge clk)
-    last1 <= \$116 ;
+    last1 <= \$126 ;
   always @(posedge clk)
-    \i$44  <= \o__payload$121 ;
+    \i$47  <= \o__payload$124 ;
   always @(posedge clk)
-    carry0_0 <= \$117 ;
+    carry0_0 <= \$127 ;
   always @(posedge clk)
-    w0_0 <= \$57 ;
+    w0_0 <= \$60 ;
   always @(posedge clk)
-    m0_0_0 <= \$118 ;
+    m0_0_0 <= \$128 ;
   always @(posedge clk)
-    m0_0_1 <= \$119 ;
+    m0_0_1 <= \$129 ;
   always @(posedge clk)
-    m0_0_2 <= \$120 ;
+    m0_0_2 <= \$130 ;
   always @(posedge clk)
-    m0_0_3 <= \$121 ;
+    m0_0_3 <= \$131 ;
   always @(posedge clk)
-    m0_0_4 <= \$122 ;
+    m0_0_4 <= \$132 ;
   always @(posedge clk)
-    m0_0_5 <= \$123 ;
+    m0_0_5 <= \$133 ;
   always @(posedge clk)
-    m0_0_6 <= \$124 ;
+    m0_0_6 <= \$134 ;
   always @(posedge clk)
-    m0_0_7 <= \$125 ;
+    m0_0_7 <= \$135 ;
   always @(posedge clk)
-    m0_0_8 <= \$126 ;
+    m0_0_8 <= \$136 ;
   always @(posedge clk)
-    m0_0_9 <= \$127 ;
+    m0_0_9 <= \$137 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -3954,7 +4023,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    xword_d1 <= \port__data$125 ;
+    xword_d1 <= \port__data$128 ;
   always @(posedge clk)
     xsum_l2_0 <= xsum_w1_0;
   always @(posedge clk)
@@ -3964,126 +4033,142 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$128 ;
+    v2_d1 <= \$138 ;
   always @(posedge clk)
-    v2_d2 <= \$129 ;
+    v2_d2 <= \$139 ;
   always @(posedge clk)
-    v2_d3 <= \$130 ;
+    v2_d3 <= \$140 ;
   always @(posedge clk)
-    v2_d4 <= \$131 ;
+    v2_d4 <= \$141 ;
   always @(posedge clk)
-    last2_d1 <= \$132 ;
+    last2_d1 <= \$142 ;
   always @(posedge clk)
-    last2_d2 <= \$133 ;
+    last2_d2 <= \$143 ;
   always @(posedge clk)
-    last2_d3 <= \$134 ;
+    last2_d3 <= \$144 ;
   always @(posedge clk)
-    last2_d4 <= \$135 ;
+    last2_d4 <= \$145 ;
   always @(posedge clk)
-    v2p_d1 <= \$136 ;
+    v2p_d1 <= \$146 ;
   always @(posedge clk)
-    v2p_d2 <= \$137 ;
+    v2p_d2 <= \$147 ;
   always @(posedge clk)
-    v2p_d3 <= \$138 ;
+    v2p_d3 <= \$148 ;
   always @(posedge clk)
-    first2p_d1 <= \$139 ;
+    first2p_d1 <= \$149 ;
   always @(posedge clk)
-    first2p_d2 <= \$140 ;
+    first2p_d2 <= \$150 ;
   always @(posedge clk)
-    first2p_d3 <= \$141 ;
+    first2p_d3 <= \$151 ;
   always @(posedge clk)
-    last2p_d1 <= \$142 ;
+    last2p_d1 <= \$152 ;
   always @(posedge clk)
-    last2p_d2 <= \$143 ;
+    last2p_d2 <= \$153 ;
   always @(posedge clk)
-    last2p_d3 <= \$144 ;
+    last2p_d3 <= \$154 ;
   always @(posedge clk)
-    done <= \$145 ;
+    done <= \$155 ;
   always @(posedge clk)
-    xacc <= \$146 ;
+    xacc <= \$156 ;
   always @(posedge clk)
-    xfin <= \$147 ;
+    xfin <= \$157 ;
   always @(posedge clk)
-    acc0_0 <= \$148 ;
+    acc0_0 <= \$158 ;
   always @(posedge clk)
-    fin0_0 <= \$149 ;
+    fin0_0 <= \$159 ;
   always @(posedge clk)
-    bank0_0 <= \$150 ;
+    bank0_0 <= \$160 ;
   always @(posedge clk)
-    ser_left <= \$151 ;
+    ser_left <= \$161 ;
   always @(posedge clk)
-    \addr$87  <= \$152 ;
+    \addr$90  <= \$162 ;
   always @(posedge clk)
-    \$signal$151  <= \$153 ;
+    \$signal$154  <= \$163 ;
   always @(posedge clk)
-    ka <= \$154 ;
+    ka <= \$164 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$155 ;
+    vb <= \$165 ;
   always @(posedge clk)
-    rq0_beta_b <= \data$90 [44:21];
+    rq0_beta_b <= \data$93 [44:21];
   always @(posedge clk)
-    rq0_beta <= \$77 ;
+    rq0_beta <= \$80 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$80 ;
+    rq0_acc_s1_0 <= \$83 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$81 [35:0];
+    rq0_acc_s2_0 <= \$84 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$82 [19:0];
+    rq0_shifted <= \$85 [19:0];
   always @(posedge clk)
-    rq0_under <= \$84 ;
+    rq0_under <= \$87 ;
   always @(posedge clk)
-    rq0_over <= \$86 ;
+    rq0_over <= \$89 ;
   always @(posedge clk)
-    v_out_d1 <= \$156 ;
+    v_out_d1 <= \$166 ;
   always @(posedge clk)
-    v_out_d2 <= \$157 ;
+    v_out_d2 <= \$167 ;
   always @(posedge clk)
-    v_out_d3 <= \$158 ;
+    v_out_d3 <= \$168 ;
   always @(posedge clk)
-    \w_en$106  <= \$159 ;
+    \w_en$109  <= \$169 ;
   always @(posedge clk)
-    skipped_d1 <= \$160 ;
+    skipped_d1 <= \$170 ;
   always @(posedge clk)
-    skipped_d2 <= \$161 ;
+    skipped_d2 <= \$171 ;
   always @(posedge clk)
-    skipped_d3 <= \$162 ;
+    skipped_d3 <= \$172 ;
   always @(posedge clk)
-    skipped_d4 <= \$163 ;
+    skipped_d4 <= \$173 ;
   always @(posedge clk)
-    skipped_d5 <= \$164 ;
+    skipped_d5 <= \$174 ;
   always @(posedge clk)
-    group_ended_d1 <= \$165 ;
+    group_ended_d1 <= \$175 ;
   always @(posedge clk)
-    credits_returned <= \$166 ;
+    credits_returned <= \$176 ;
   always @(posedge clk)
-    credits_space <= \$167 ;
+    credits_space <= \$177 ;
   always @(posedge clk)
-    credits_room <= \$168 ;
-  \flexor_digits.fc2.consts  consts (
-    .addr(\addr$87 ),
+    credits_room <= \$178 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) active_rom_copy (
     .clk(clk),
-    .data(\data$90 )
+    .d(\$105 ),
+    .q(active_rom)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_end_rom_copy (
+    .clk(clk),
+    .d(\$108 ),
+    .q(can_end_rom)
+  );
+  \flexor_digits.fc2.consts  consts (
+    .addr(\addr$90 ),
+    .clk(clk),
+    .data(\data$93 )
   );
   \flexor_digits.fc2.dec_0_0_0  dec_0_0_0 (
     .i(i),
     .o(o)
   );
   \flexor_digits.fc2.dec_0_0_1  dec_0_0_1 (
-    .i(\i$44 ),
-    .o(\o$124 )
+    .i(\i$47 ),
+    .o(\o$127 )
   );
   \flexor_digits.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$101 ),
+    .o__ready(\o__ready$104 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
-    .w_data(\$19 [15:0]),
-    .w_en(\w_en$106 )
+    .w_data(\$22 [15:0]),
+    .w_en(\w_en$109 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -4112,25 +4197,33 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_addr),
-    .q(\port__addr$37 )
+    .q(\port__addr$40 )
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$171 ),
+    .addr(\addr$174 ),
     .clk(clk),
-    .data(\o__payload$121 ),
+    .data(\o__payload$124 ),
     .en(en)
   );
   \flexor_digits.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
-    .a(\data$90 [16:0]),
+    .a(\data$93 [16:0]),
     .b(b),
     .clk(clk),
     .p(p)
   );
   \flexor_digits.fc2.rq0_mul0_17_0  rq0_mul0_17_0 (
-    .a(\data$90 [20:17]),
+    .a(\data$93 [20:17]),
     .b(b),
     .clk(clk),
-    .p(\p$158 )
+    .p(\p$161 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) s_last_rom_copy (
+    .clk(clk),
+    .d(\$106 ),
+    .q(s_last_rom)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -4145,7 +4238,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$92 ),
+    .d(\$95 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -4153,7 +4246,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$95 ),
+    .d(\$98 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -4161,375 +4254,305 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$98 ),
+    .d(\$101 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc2.weights  weights (
-    .addr(\addr$171 ),
+    .addr(\addr$174 ),
     .clk(clk),
     .go(en),
-    .o__payload(\o__payload$121 ),
-    .o__ready(step),
+    .o__payload(\o__payload$124 ),
+    .o__ready(o__ready),
     .rst_fc2(rst_fc2)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$16 [4:0];
+      r_next = \$19 [4:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$17  };
+      r_next = { 1'h0, \$20  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$99  = w_count;
+    \$109  = w_count;
     if (take) begin
-      \$99  = \$25 [3:0];
+      \$109  = \$28 [3:0];
     end
     if (rst_fc2) begin
-      \$99  = 4'h0;
+      \$109  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$100  = \$26 ;
+    \$110  = \$29 ;
     if (rst_fc2) begin
-      \$100  = 1'h1;
+      \$110  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$101  = 1'h1;
+    \$111  = 1'h1;
     if (rst_fc2) begin
-      \$101  = 1'h1;
+      \$111  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$102  = \$signal ;
+    \$112  = \$signal ;
     if (rst_fc2) begin
-      \$102  = 1'h0;
+      \$112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$103  = n_last_next;
+    \$113  = n_last_next;
     if (rst_fc2) begin
-      \$103  = 1'h0;
+      \$113  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$104  = \$27 ;
-    if (rst_fc2) begin
-      \$104  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$105  = r_next;
-    if (rst_fc2) begin
-      \$105  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$106  = s_idx;
-    if (step) begin
-      \$106  = \$29 [3:0];
-    end
-    if (rst_fc2) begin
-      \$106  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$107  = addr;
-    if (step) begin
-      if (s_last) begin
-        \$107  = \$31 [3:0];
-      end
-    end
-    if (rst_fc2) begin
-      \$107  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$108  = active;
-    if (\$32 ) begin
-      \$108  = 1'h0;
-    end
-    if (load) begin
-      \$108  = 1'h1;
-    end
-    if (rst_fc2) begin
-      \$108  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$109  = r_base;
-    if (load) begin
-      \$109  = { 1'h0, \$33  };
-    end
-    if (rst_fc2) begin
-      \$109  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$110  = w_half;
-    if (load) begin
-      \$110  = \$34 ;
-    end
-    if (rst_fc2) begin
-      \$110  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = col;
-    if (step) begin
-      \$111  = \$35 ;
-    end
-    if (rst_fc2) begin
-      \$111  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$112  = \$40 [3:0];
-      end
-    end
-    if (rst_fc2) begin
-      \$112  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$113  = \$46 [3:0];
-    if (rst_fc2) begin
-      \$113  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$114  = step;
+    \$114  = \$30 ;
     if (rst_fc2) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$115  = \$47 ;
+    \$115  = r_next;
     if (rst_fc2) begin
-      \$115  = 1'h0;
+      \$115  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$116  = s_last;
+    \$116  = s_idx;
+    if (step) begin
+      \$116  = \$32 [3:0];
+    end
     if (rst_fc2) begin
-      \$116  = 1'h0;
+      \$116  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$117  = carry0_0;
-    if (\$signal$119 ) begin
-      \$117  = \i$44 ;
+    \$117  = addr;
+    if (step) begin
+      if (s_last) begin
+        \$117  = \$34 [3:0];
+      end
+    end
+    if (rst_fc2) begin
+      \$117  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$118  = active;
+    if (\$35 ) begin
+      \$118  = 1'h0;
+    end
+    if (load) begin
+      \$118  = 1'h1;
+    end
+    if (rst_fc2) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$119  = r_base;
+    if (load) begin
+      \$119  = { 1'h0, \$36  };
+    end
+    if (rst_fc2) begin
+      \$119  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$120  = w_half;
+    if (load) begin
+      \$120  = \$37 ;
+    end
+    if (rst_fc2) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$121  = col;
+    if (step) begin
+      \$121  = \$38 ;
+    end
+    if (rst_fc2) begin
+      \$121  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$122  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$122  = \$43 [3:0];
+      end
+    end
+    if (rst_fc2) begin
+      \$122  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$123  = \$49 [3:0];
+    if (rst_fc2) begin
+      \$123  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$124  = step;
+    if (rst_fc2) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$125  = \$50 ;
+    if (rst_fc2) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$126  = s_last;
+    if (rst_fc2) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$127  = carry0_0;
+    if (\$signal$122 ) begin
+      \$127  = \i$47 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$118  = 8'h00;
+      \$128  = 8'h00;
     end else begin
-      \$118  = \port__data$125 [7:0];
+      \$128  = \port__data$128 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$119  = 8'h00;
+      \$129  = 8'h00;
     end else begin
-      \$119  = \port__data$125 [15:8];
+      \$129  = \port__data$128 [15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$120  = 8'h00;
+      \$130  = 8'h00;
     end else begin
-      \$120  = \port__data$125 [23:16];
+      \$130  = \port__data$128 [23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$121  = 8'h00;
+      \$131  = 8'h00;
     end else begin
-      \$121  = \port__data$125 [31:24];
+      \$131  = \port__data$128 [31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$122  = 8'h00;
+      \$132  = 8'h00;
     end else begin
-      \$122  = \port__data$125 [39:32];
+      \$132  = \port__data$128 [39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$123  = 8'h00;
+      \$133  = 8'h00;
     end else begin
-      \$123  = \port__data$125 [47:40];
+      \$133  = \port__data$128 [47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$124  = 8'h00;
+      \$134  = 8'h00;
     end else begin
-      \$124  = \port__data$125 [55:48];
+      \$134  = \port__data$128 [55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$125  = 8'h00;
+      \$135  = 8'h00;
     end else begin
-      \$125  = \port__data$125 [63:56];
+      \$135  = \port__data$128 [63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$126  = 8'h00;
+      \$136  = 8'h00;
     end else begin
-      \$126  = \port__data$125 [71:64];
+      \$136  = \port__data$128 [71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$127  = 8'h00;
+      \$137  = 8'h00;
     end else begin
-      \$127  = \port__data$125 [79:72];
+      \$137  = \port__data$128 [79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = \$signal$119 ;
-    if (rst_fc2) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$129  = v2_d1;
-    if (rst_fc2) begin
-      \$129  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$130  = v2_d2;
-    if (rst_fc2) begin
-      \$130  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$131  = v2_d3;
-    if (rst_fc2) begin
-      \$131  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$132  = last1;
-    if (rst_fc2) begin
-      \$132  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$133  = last2_d1;
-    if (rst_fc2) begin
-      \$133  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$134  = last2_d2;
-    if (rst_fc2) begin
-      \$134  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$135  = last2_d3;
-    if (rst_fc2) begin
-      \$135  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$136  = \$signal$119 ;
-    if (rst_fc2) begin
-      \$136  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$137  = v2p_d1;
-    if (rst_fc2) begin
-      \$137  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$138  = v2p_d2;
+    \$138  = \$signal$122 ;
     if (rst_fc2) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = \$signal$41 ;
+    \$139  = v2_d1;
     if (rst_fc2) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = first2p_d1;
+    \$140  = v2_d2;
     if (rst_fc2) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = first2p_d2;
+    \$141  = v2_d3;
     if (rst_fc2) begin
       \$141  = 1'h0;
     end
@@ -4543,192 +4566,262 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = last2p_d1;
+    \$143  = last2_d1;
     if (rst_fc2) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = last2p_d2;
+    \$144  = last2_d2;
     if (rst_fc2) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = group_end;
+    \$145  = last2_d3;
     if (rst_fc2) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = xacc;
-    if (flags_x[0]) begin
-      \$146  = \$59 [14:0];
+    \$146  = \$signal$122 ;
+    if (rst_fc2) begin
+      \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = xfin;
-    if (\$60 ) begin
-      \$147  = \$62 [14:0];
+    \$147  = v2p_d1;
+    if (rst_fc2) begin
+      \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = acc0_0;
-    if (flags_0[0]) begin
-      \$148  = \$64 [14:0];
+    \$148  = v2p_d2;
+    if (rst_fc2) begin
+      \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = fin0_0;
-    if (\$65 ) begin
-      \$149  = \$67 [14:0];
+    \$149  = \$signal$44 ;
+    if (rst_fc2) begin
+      \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = bank0_0;
-    if (done) begin
-      \$150  = \$69 [15:0];
+    \$150  = first2p_d1;
+    if (rst_fc2) begin
+      \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = ser_left;
-    if (done) begin
-      \$151  = 1'h1;
-    end else if (ser) begin
-      \$151  = \$70 [0];
-    end
+    \$151  = first2p_d2;
     if (rst_fc2) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = \addr$87 ;
-    if (ser) begin
-      \$152  = \$73 [3:0];
-    end
+    \$152  = last1;
     if (rst_fc2) begin
-      \$152  = 4'h0;
+      \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = \$74 ;
+    \$153  = last2p_d1;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = \$76 ;
+    \$154  = last2p_d2;
     if (rst_fc2) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = \$signal$151 ;
+    \$155  = group_end;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = vb;
-    if (rst_fc2) begin
-      \$156  = 1'h0;
+    \$156  = xacc;
+    if (flags_x[0]) begin
+      \$156  = \$62 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$157  = v_out_d1;
-    if (rst_fc2) begin
-      \$157  = 1'h0;
+    \$157  = xfin;
+    if (\$63 ) begin
+      \$157  = \$65 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$158  = v_out_d2;
-    if (rst_fc2) begin
-      \$158  = 1'h0;
+    \$158  = acc0_0;
+    if (flags_0[0]) begin
+      \$158  = \$67 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$159  = v_out_d3;
-    if (rst_fc2) begin
-      \$159  = 1'h0;
+    \$159  = fin0_0;
+    if (\$68 ) begin
+      \$159  = \$70 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$160  = ka;
-    if (rst_fc2) begin
-      \$160  = 1'h0;
+    \$160  = bank0_0;
+    if (done) begin
+      \$160  = \$72 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$161  = skipped_d1;
+    \$161  = ser_left;
+    if (done) begin
+      \$161  = 1'h1;
+    end else if (ser) begin
+      \$161  = \$73 [0];
+    end
     if (rst_fc2) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$162  = skipped_d2;
+    \$162  = \addr$90 ;
+    if (ser) begin
+      \$162  = \$76 [3:0];
+    end
     if (rst_fc2) begin
-      \$162  = 1'h0;
+      \$162  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$163  = skipped_d3;
+    \$163  = \$77 ;
     if (rst_fc2) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$164  = skipped_d4;
+    \$164  = \$79 ;
     if (rst_fc2) begin
       \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$165  = \$87 ;
+    \$165  = \$signal$154 ;
     if (rst_fc2) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$166  = \$89 ;
+    \$166  = vb;
     if (rst_fc2) begin
-      \$166  = 2'h0;
+      \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$167  = \$22 [1:0];
+    \$167  = v_out_d1;
     if (rst_fc2) begin
-      \$167  = 2'h3;
+      \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$168  = credits_room_next;
+    \$168  = v_out_d2;
     if (rst_fc2) begin
-      \$168  = 1'h1;
+      \$168  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$169  = v_out_d3;
+    if (rst_fc2) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$170  = ka;
+    if (rst_fc2) begin
+      \$170  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$171  = skipped_d1;
+    if (rst_fc2) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$172  = skipped_d2;
+    if (rst_fc2) begin
+      \$172  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$173  = skipped_d3;
+    if (rst_fc2) begin
+      \$173  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$174  = skipped_d4;
+    if (rst_fc2) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$175  = \$90 ;
+    if (rst_fc2) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$176  = \$92 ;
+    if (rst_fc2) begin
+      \$176  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$177  = \$25 [1:0];
+    if (rst_fc2) begin
+      \$177  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$178  = credits_room_next;
+    if (rst_fc2) begin
+      \$178  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -4739,39 +4832,40 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$101 , i__valid, w_data, 
   assign w_en = take;
   assign \w_full$21  = w_full;
   assign \w_full_issue$23  = w_full_issue;
-  assign o__ready = step;
   assign n_idx = addr;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$37 ;
-  assign \port__en$39  = 1'h1;
-  assign word1 = \i$44 ;
+  assign r_addr_b0 = \port__addr$40 ;
+  assign \port__en$42  = 1'h1;
+  assign word1 = \i$47 ;
   assign shift = ser;
-  assign beat = \addr$87 ;
-  assign a = \data$90 [16:0];
+  assign beat = \addr$90 ;
+  assign a = \data$93 [16:0];
   assign sa0_0 = b;
-  assign \a$93  = \data$90 [20:17];
-  assign \b$94  = b;
-  assign rq0_y = \$19 [15:0];
-  assign \o__payload$100  = o__payload;
-  assign \o__ready$102  = \o__ready$101 ;
-  assign \o__valid$104  = o__valid;
-  assign \w_data$105  = \$19 [15:0];
-  assign v_out_d4 = \w_en$106 ;
-  assign space_next = \$22 [1:0];
-  assign \data$172  = \o__payload$121 ;
+  assign \a$96  = \data$93 [20:17];
+  assign \b$97  = b;
+  assign rq0_y = \$22 [15:0];
+  assign \o__payload$103  = o__payload;
+  assign \o__ready$105  = \o__ready$104 ;
+  assign \o__valid$107  = o__valid;
+  assign \w_data$108  = \$22 [15:0];
+  assign v_out_d4 = \w_en$109 ;
+  assign space_next = \$25 [1:0];
+  assign \data$175  = \o__payload$124 ;
   assign \$4  = active;
-  assign \$26  = credits_room_next;
-  assign \$53  = o;
-  assign \$68  = { fin0_0, 1'h0 };
-  assign \$74  = ser;
-  assign \$75  = 1'h0;
-  assign \$76  = 1'h0;
-  assign \$78  = { p[32], p };
-  assign \$79  = { \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 [19], \p$158 , 17'h00000 };
-  assign \$82  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$83  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$10  = active_rom;
+  assign \$29  = credits_room_next;
+  assign \$56  = o;
+  assign \$71  = { fin0_0, 1'h0 };
+  assign \$77  = ser;
+  assign \$78  = 1'h0;
+  assign \$79  = 1'h0;
+  assign \$81  = { p[32], p };
+  assign \$82  = { \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 , 17'h00000 };
   assign \$85  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$91  = \$90 ;
+  assign \$86  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$88  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$94  = \$93 ;
+  assign \$107  = credits_room_next;
   assign ser = ser_left;
 endmodule
 

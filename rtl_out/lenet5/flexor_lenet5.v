@@ -140,7 +140,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$22 ),
     .i__valid(\i__valid$20 ),
     .o__payload(\i__payload$24 ),
-    .\o__ready$86 (\o__ready$28 ),
+    .\o__ready$89 (\o__ready$28 ),
     .o__valid(\i__valid$26 ),
     .rst_conv1(rst_conv1),
     .w_data(\i__payload$18 )
@@ -160,7 +160,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$46 ),
     .i__valid(\i__valid$44 ),
     .o__payload(\i__payload$48 ),
-    .\o__ready$616 (\o__ready$52 ),
+    .\o__ready$619 (\o__ready$52 ),
     .o__valid(\i__valid$50 ),
     .rst_conv2(rst_conv2),
     .w_data(\i__payload$42 )
@@ -200,7 +200,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$64 ),
     .i__valid(\i__valid$62 ),
     .o__payload(\i__payload$66 ),
-    .\o__ready$62 (\o__ready$70 ),
+    .\o__ready$66 (\o__ready$70 ),
     .o__valid(\i__valid$68 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$60 )
@@ -726,7 +726,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$86 , clk);
+module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$89 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -773,7 +773,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire [4:0] \$137 ;
   wire [4:0] \$138 ;
   wire [4:0] \$139 ;
-  wire [4:0] \$14 ;
+  wire \$14 ;
   wire [4:0] \$140 ;
   wire [4:0] \$141 ;
   wire [4:0] \$142 ;
@@ -784,7 +784,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire [4:0] \$147 ;
   wire [4:0] \$148 ;
   wire [4:0] \$149 ;
-  wire [4:0] \$15 ;
+  wire \$15 ;
   wire [4:0] \$150 ;
   wire [4:0] \$151 ;
   wire [4:0] \$152 ;
@@ -795,118 +795,118 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire [4:0] \$157 ;
   wire [4:0] \$158 ;
   wire [4:0] \$159 ;
-  wire [2:0] \$16 ;
+  wire \$16 ;
   wire [4:0] \$160 ;
   wire [4:0] \$161 ;
-  wire [13:0] \$162 ;
-  wire [13:0] \$163 ;
-  wire [11:0] \$164 ;
-  wire [14:0] \$165 ;
-  wire \$166 ;
-  wire [13:0] \$167 ;
-  wire [11:0] \$168 ;
-  wire [14:0] \$169 ;
-  wire \$17 ;
+  wire [4:0] \$162 ;
+  wire [4:0] \$163 ;
+  wire [4:0] \$164 ;
+  wire [13:0] \$165 ;
+  wire [13:0] \$166 ;
+  wire [11:0] \$167 ;
+  wire [14:0] \$168 ;
+  wire \$169 ;
+  wire [4:0] \$17 ;
   wire [13:0] \$170 ;
   wire [11:0] \$171 ;
   wire [14:0] \$172 ;
-  wire \$173 ;
-  wire [13:0] \$174 ;
-  wire [11:0] \$175 ;
-  wire [14:0] \$176 ;
+  wire [13:0] \$173 ;
+  wire [11:0] \$174 ;
+  wire [14:0] \$175 ;
+  wire \$176 ;
   wire [13:0] \$177 ;
   wire [11:0] \$178 ;
   wire [14:0] \$179 ;
-  wire \$18 ;
-  wire \$180 ;
-  wire [13:0] \$181 ;
-  wire [11:0] \$182 ;
-  wire [14:0] \$183 ;
+  wire [4:0] \$18 ;
+  wire [13:0] \$180 ;
+  wire [11:0] \$181 ;
+  wire [14:0] \$182 ;
+  wire \$183 ;
   wire [13:0] \$184 ;
   wire [11:0] \$185 ;
   wire [14:0] \$186 ;
-  wire \$187 ;
-  wire [13:0] \$188 ;
-  wire [11:0] \$189 ;
-  wire \$19 ;
-  wire [14:0] \$190 ;
-  wire [3:0] \$191 ;
-  wire \$192 ;
-  wire [5:0] \$193 ;
-  wire [5:0] \$194 ;
+  wire [13:0] \$187 ;
+  wire [11:0] \$188 ;
+  wire [14:0] \$189 ;
+  wire [2:0] \$19 ;
+  wire \$190 ;
+  wire [13:0] \$191 ;
+  wire [11:0] \$192 ;
+  wire [14:0] \$193 ;
+  wire [3:0] \$194 ;
   wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire [21:0] \$198 ;
-  wire [29:0] \$199 ;
+  wire [5:0] \$196 ;
+  wire [5:0] \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire [4:0] \$2 ;
-  wire [10:0] \$20 ;
-  wire [30:0] \$200 ;
-  wire [26:0] \$201 ;
-  wire [26:0] \$202 ;
-  wire \$203 ;
+  wire \$20 ;
+  wire \$200 ;
+  wire [21:0] \$201 ;
+  wire [29:0] \$202 ;
+  wire [30:0] \$203 ;
   wire [26:0] \$204 ;
-  wire \$205 ;
+  wire [26:0] \$205 ;
   wire \$206 ;
-  wire \$207 ;
-  wire [1:0] \$208 ;
+  wire [26:0] \$207 ;
+  wire \$208 ;
   wire \$209 ;
-  wire [10:0] \$21 ;
+  wire \$21 ;
   wire \$210 ;
-  wire [4:0] \$211 ;
+  wire [1:0] \$211 ;
   wire \$212 ;
   wire \$213 ;
-  wire \$214 ;
+  wire [4:0] \$214 ;
   wire \$215 ;
   wire \$216 ;
   wire \$217 ;
-  reg \$218 ;
-  reg [4:0] \$219 ;
-  wire [5:0] \$22 ;
-  reg [4:0] \$220 ;
-  reg [2:0] \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg \$225 ;
-  reg [12:0] \$226 ;
-  reg [12:0] \$227 ;
+  wire \$218 ;
+  wire \$219 ;
+  wire \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
   reg \$228 ;
-  reg \$229 ;
-  wire [2:0] \$23 ;
-  reg \$230 ;
-  reg \$231 ;
+  reg [4:0] \$229 ;
+  wire [10:0] \$23 ;
+  reg [4:0] \$230 ;
+  reg [2:0] \$231 ;
   reg \$232 ;
-  reg [3:0] \$233 ;
-  reg [2:0] \$234 ;
-  reg [2:0] \$235 ;
-  reg \$236 ;
-  reg [3:0] \$237 ;
+  reg \$233 ;
+  reg \$234 ;
+  reg \$235 ;
+  reg [12:0] \$236 ;
+  reg [12:0] \$237 ;
   reg \$238 ;
-  reg [2:0] \$239 ;
-  wire [6:0] \$24 ;
-  reg [4:0] \$240 ;
-  reg [4:0] \$241 ;
-  reg [4:0] \$242 ;
-  reg [4:0] \$243 ;
-  reg [4:0] \$244 ;
-  reg [4:0] \$245 ;
-  reg [4:0] \$246 ;
-  reg [4:0] \$247 ;
-  reg [4:0] \$248 ;
-  reg \$249 ;
-  wire \$25 ;
-  reg \$250 ;
-  reg \$251 ;
-  reg \$252 ;
-  reg \$253 ;
-  reg \$254 ;
-  reg \$255 ;
-  reg \$256 ;
-  reg \$257 ;
-  reg \$258 ;
+  reg \$239 ;
+  wire [10:0] \$24 ;
+  reg \$240 ;
+  reg \$241 ;
+  reg \$242 ;
+  reg [3:0] \$243 ;
+  reg [2:0] \$244 ;
+  reg [2:0] \$245 ;
+  reg \$246 ;
+  reg [3:0] \$247 ;
+  reg \$248 ;
+  reg [2:0] \$249 ;
+  wire [5:0] \$25 ;
+  reg [4:0] \$250 ;
+  reg [4:0] \$251 ;
+  reg [4:0] \$252 ;
+  reg [4:0] \$253 ;
+  reg [4:0] \$254 ;
+  reg [4:0] \$255 ;
+  reg [4:0] \$256 ;
+  reg [4:0] \$257 ;
+  reg [4:0] \$258 ;
   reg \$259 ;
-  wire \$26 ;
+  wire [2:0] \$26 ;
   reg \$260 ;
   reg \$261 ;
   reg \$262 ;
@@ -916,103 +916,113 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   reg \$266 ;
   reg \$267 ;
   reg \$268 ;
-  reg [13:0] \$269 ;
-  wire \$27 ;
-  reg [13:0] \$270 ;
-  reg [13:0] \$271 ;
-  reg [13:0] \$272 ;
-  reg [13:0] \$273 ;
-  reg [13:0] \$274 ;
-  reg [13:0] \$275 ;
-  reg [13:0] \$276 ;
-  reg [13:0] \$277 ;
-  reg [13:0] \$278 ;
+  reg \$269 ;
+  wire [6:0] \$27 ;
+  reg \$270 ;
+  reg \$271 ;
+  reg \$272 ;
+  reg \$273 ;
+  reg \$274 ;
+  reg \$275 ;
+  reg \$276 ;
+  reg \$277 ;
+  reg \$278 ;
   reg [13:0] \$279 ;
-  wire [5:0] \$28 ;
+  wire \$28 ;
   reg [13:0] \$280 ;
   reg [13:0] \$281 ;
-  reg [2:0] \$282 ;
-  reg [4:0] \$283 ;
-  reg \$284 ;
-  reg \$285 ;
-  reg \$286 ;
-  reg \$287 ;
-  reg \$288 ;
-  reg \$289 ;
-  wire [5:0] \$29 ;
-  reg \$290 ;
-  reg \$291 ;
-  reg \$292 ;
-  reg \$293 ;
+  reg [13:0] \$282 ;
+  reg [13:0] \$283 ;
+  reg [13:0] \$284 ;
+  reg [13:0] \$285 ;
+  reg [13:0] \$286 ;
+  reg [13:0] \$287 ;
+  reg [13:0] \$288 ;
+  reg [13:0] \$289 ;
+  wire \$29 ;
+  reg [13:0] \$290 ;
+  reg [13:0] \$291 ;
+  reg [2:0] \$292 ;
+  reg [4:0] \$293 ;
   reg \$294 ;
-  reg [1:0] \$295 ;
-  reg [4:0] \$296 ;
+  reg \$295 ;
+  reg \$296 ;
   reg \$297 ;
+  reg \$298 ;
+  reg \$299 ;
   wire \$3 ;
   wire \$30 ;
-  wire [4:0] \$31 ;
-  wire [3:0] \$32 ;
-  wire [3:0] \$33 ;
-  wire [3:0] \$34 ;
-  wire [12:0] \$35 ;
-  wire [13:0] \$36 ;
-  wire \$37 ;
+  reg \$300 ;
+  reg \$301 ;
+  reg \$302 ;
+  reg \$303 ;
+  reg \$304 ;
+  reg [1:0] \$305 ;
+  reg [4:0] \$306 ;
+  reg \$307 ;
+  wire [5:0] \$31 ;
+  wire [5:0] \$32 ;
+  wire \$33 ;
+  wire [4:0] \$34 ;
+  wire [3:0] \$35 ;
+  wire [3:0] \$36 ;
+  wire [3:0] \$37 ;
   wire [12:0] \$38 ;
   wire [13:0] \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire \$41 ;
-  wire [3:0] \$42 ;
-  wire [3:0] \$43 ;
-  wire [3:0] \$44 ;
+  wire [12:0] \$41 ;
+  wire [13:0] \$42 ;
+  wire \$43 ;
+  wire \$44 ;
   wire [3:0] \$45 ;
-  wire \$46 ;
-  wire [2:0] \$47 ;
-  wire \$48 ;
+  wire [3:0] \$46 ;
+  wire [3:0] \$47 ;
+  wire [3:0] \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire [3:0] \$51 ;
+  wire [2:0] \$50 ;
+  wire \$51 ;
   wire \$52 ;
-  wire [5:0] \$53 ;
-  wire [5:0] \$54 ;
-  wire [6:0] \$55 ;
-  wire [6:0] \$56 ;
-  wire [4:0] \$57 ;
-  wire [4:0] \$58 ;
-  wire [4:0] \$59 ;
+  wire \$53 ;
+  wire [3:0] \$54 ;
+  wire \$55 ;
+  wire [5:0] \$56 ;
+  wire [5:0] \$57 ;
+  wire [6:0] \$58 ;
+  wire [6:0] \$59 ;
   wire \$6 ;
   wire [4:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire \$62 ;
-  wire [5:0] \$63 ;
-  wire [6:0] \$64 ;
-  wire [5:0] \$65 ;
-  wire [6:0] \$66 ;
-  wire [5:0] \$67 ;
-  wire \$68 ;
-  wire [5:0] \$69 ;
+  wire [4:0] \$61 ;
+  wire [4:0] \$62 ;
+  wire [4:0] \$63 ;
+  wire [5:0] \$64 ;
+  wire \$65 ;
+  wire [5:0] \$66 ;
+  wire [6:0] \$67 ;
+  wire [5:0] \$68 ;
+  wire [6:0] \$69 ;
   wire \$7 ;
-  wire [6:0] \$70 ;
-  wire [5:0] \$71 ;
-  wire [6:0] \$72 ;
-  wire [5:0] \$73 ;
-  wire \$74 ;
-  wire [5:0] \$75 ;
-  wire [6:0] \$76 ;
-  wire [5:0] \$77 ;
-  wire [6:0] \$78 ;
-  wire [5:0] \$79 ;
+  wire [5:0] \$70 ;
+  wire \$71 ;
+  wire [5:0] \$72 ;
+  wire [6:0] \$73 ;
+  wire [5:0] \$74 ;
+  wire [6:0] \$75 ;
+  wire [5:0] \$76 ;
+  wire \$77 ;
+  wire [5:0] \$78 ;
+  wire [6:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire [5:0] \$81 ;
-  wire [6:0] \$82 ;
-  wire [5:0] \$83 ;
-  wire [6:0] \$84 ;
-  wire \$85 ;
-  wire [4:0] \$86 ;
-  wire [4:0] \$87 ;
-  wire [4:0] \$88 ;
+  wire [5:0] \$80 ;
+  wire [6:0] \$81 ;
+  wire [5:0] \$82 ;
+  wire \$83 ;
+  wire [5:0] \$84 ;
+  wire [6:0] \$85 ;
+  wire [5:0] \$86 ;
+  wire [6:0] \$87 ;
+  wire \$88 ;
   wire [4:0] \$89 ;
   wire \$9 ;
   wire [4:0] \$90 ;
@@ -1026,17 +1036,18 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire [4:0] \$98 ;
   wire [4:0] \$99 ;
   wire \$signal ;
-  reg \$signal$117  = 1'h0;
-  reg \$signal$118  = 1'h0;
-  reg \$signal$179  = 1'h0;
+  reg \$signal$120  = 1'h0;
+  reg \$signal$121  = 1'h0;
+  reg \$signal$182  = 1'h0;
   wire [14:0] a;
   reg [13:0] acc0_0 = 14'h0000;
   reg [13:0] acc1_0 = 14'h0000;
   reg [13:0] acc2_0 = 14'h0000;
   reg [13:0] acc3_0 = 14'h0000;
   reg active = 1'h0;
+  wire active_rom;
   reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$194 ;
+  wire [5:0] \addr$197 ;
   reg [4:0] at = 5'h01;
   reg [13:0] b = 14'h0000;
   reg [13:0] bank0_0 = 14'h0000;
@@ -1045,8 +1056,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   reg [13:0] bank3_0 = 14'h0000;
   (* init = 5'h00 *)
   wire [4:0] beat;
-  reg [4:0] \beat$100  = 5'h00;
+  reg [4:0] \beat$103  = 5'h00;
   reg can_end = 1'h1;
+  wire can_end_rom;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
@@ -1055,7 +1067,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire credits_room_next;
   reg [4:0] credits_space = 5'h14;
   wire [35:0] data;
-  wire [63:0] \data$195 ;
+  wire [63:0] \data$198 ;
   reg done = 1'h0;
   wire en;
   wire filled;
@@ -1075,9 +1087,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$50 ;
-  wire [15:0] \i$56 ;
-  wire [15:0] \i$62 ;
+  wire [15:0] \i$53 ;
+  wire [15:0] \i$59 ;
+  wire [15:0] \i$65 ;
   wire [7:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -1108,20 +1120,20 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$130 ;
-  wire [19:0] \o$136 ;
-  wire [19:0] \o$142 ;
+  wire [19:0] \o$133 ;
+  wire [19:0] \o$139 ;
+  wire [19:0] \o$145 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [63:0] \o__payload$120 ;
-  wire [7:0] \o__payload$85 ;
+  wire [63:0] \o__payload$123 ;
+  wire [7:0] \o__payload$88 ;
   wire o__ready;
-  input \o__ready$86 ;
-  wire \o__ready$86 ;
-  wire \o__ready$87 ;
+  input \o__ready$89 ;
+  wire \o__ready$89 ;
+  wire \o__ready$90 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$89 ;
+  wire \o__valid$92 ;
   reg [4:0] off1_0 = 5'h00;
   reg [4:0] off1_1 = 5'h00;
   reg [4:0] off1_2 = 5'h00;
@@ -1140,11 +1152,11 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire [8:0] p3_0_1;
   wire [8:0] p3_0_2;
   wire [3:0] port__addr;
-  wire [3:0] \port__addr$40 ;
+  wire [3:0] \port__addr$43 ;
   wire [39:0] port__data;
-  wire [39:0] \port__data$122 ;
+  wire [39:0] \port__data$125 ;
   wire [4:0] port__en;
-  wire \port__en$42 ;
+  wire \port__en$45 ;
   reg [3:0] r_addr = 4'h0;
   wire [3:0] r_addr_b0;
   reg [3:0] r_base = 4'h0;
@@ -1164,6 +1176,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire rst_conv1;
   reg [2:0] s_idx = 3'h0;
   reg s_last = 1'h0;
+  wire s_last_rom;
   (* init = 14'h0000 *)
   wire [13:0] sa0_0;
   wire ser;
@@ -1215,10 +1228,10 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire [3:0] w_addr_b0;
   input [7:0] w_data;
   wire [7:0] w_data;
-  wire [7:0] \w_data$90 ;
+  wire [7:0] \w_data$93 ;
   reg [7:0] w_data_q = 8'h00;
   wire [4:0] w_en;
-  reg \w_en$91  = 1'h0;
+  reg \w_en$94  = 1'h0;
   wire [4:0] w_en_b0;
   wire w_full;
   wire \w_full$23 ;
@@ -1268,9 +1281,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   end
   reg [39:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$40 ];
+    _0_ <= vectors[\port__addr$43 ];
   end
-  assign \port__data$122  = _0_;
+  assign \port__data$125  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 3'h5;
@@ -1284,20 +1297,23 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   assign \$7  = step & sn_last;
   assign \$8  = \$6  | \$7 ;
   assign load = w_full_issue & \$8 ;
-  assign \$9  = s_idx == 2'h3;
-  assign \$10  = s_last ? 1'h0 : \$9 ;
-  assign \$signal  = step ? \$10  : s_last;
-  assign \$11  = step & s_last;
-  assign \$12  = n_idx == 3'h6;
-  assign \$13  = n_last ? 1'h0 : \$12 ;
-  assign n_last_next = \$11  ? \$13  : n_last;
-  assign \$14  = r_addr + 1'h1;
-  assign \$15  = s_last ? { 1'h0, r_base } : \$14 ;
-  assign \$16  = w_half ? 3'h5 : 3'h0;
-  assign \$17  = step & s_last;
-  assign \$18  = gap == 1'h1;
-  assign \$19  = gap_zero | \$18 ;
-  assign gap_zero_next = \$17  ? 1'h0 : \$19 ;
+  assign \$10  = ~ s_last_rom;
+  assign \$11  = \$10  | can_end_rom;
+  assign o__ready = \$9  & \$11 ;
+  assign \$12  = s_idx == 2'h3;
+  assign \$13  = s_last ? 1'h0 : \$12 ;
+  assign \$signal  = step ? \$13  : s_last;
+  assign \$14  = step & s_last;
+  assign \$15  = n_idx == 3'h6;
+  assign \$16  = n_last ? 1'h0 : \$15 ;
+  assign n_last_next = \$14  ? \$16  : n_last;
+  assign \$17  = r_addr + 1'h1;
+  assign \$18  = s_last ? { 1'h0, r_base } : \$17 ;
+  assign \$19  = w_half ? 3'h5 : 3'h0;
+  assign \$20  = step & s_last;
+  assign \$21  = gap == 1'h1;
+  assign \$22  = gap_zero | \$21 ;
+  assign gap_zero_next = \$20  ? 1'h0 : \$22 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w1_0 = t0_0_w0_0 + m0_0_2;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
@@ -1308,231 +1324,238 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   assign t3_0_w1_0 = t3_0_w0_0 + m3_0_2;
   assign group_end = v2_d3 & last2_d3;
   assign ser = | ser_left;
-  assign \$20  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$21  = rq0_under ? 11'h000 : \$20 ;
-  assign \$22  = credits_space + credits_returned;
-  assign \$23  = group_ended_d1 ? 3'h4 : 3'h0;
-  assign \$24  = \$22  - \$23 ;
-  assign credits_room_next = \$24 [4:0] >= 3'h4;
-  assign \$25  = \beat$100  == 5'h17;
-  assign \$26  = last ? 1'h0 : \$25 ;
-  assign \$27  = take ? \$26  : last;
-  assign \$28  = \beat$100  + 1'h1;
-  assign \$29  = last ? 6'h00 : \$28 ;
-  assign \$30  = last | at[4];
-  assign \$31  = \$30  ? 5'h01 : { at[3:0], at[4] };
-  assign \$32  = word + 1'h1;
-  assign \$33  = at[4] ? \$32  : { 1'h0, word };
-  assign \$34  = last ? 4'h0 : \$33 ;
-  assign \$35  = wsum_first_d1 ? 13'h0000 : wsum_acc;
-  assign \$36  = \$35  + wsum_l0_0;
-  assign \$37  = wsum_v_d1 & wsum_end_d1;
+  assign \$23  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$24  = rq0_under ? 11'h000 : \$23 ;
+  assign \$25  = credits_space + credits_returned;
+  assign \$26  = group_ended_d1 ? 3'h4 : 3'h0;
+  assign \$27  = \$25  - \$26 ;
+  assign credits_room_next = \$27 [4:0] >= 3'h4;
+  assign \$28  = \beat$103  == 5'h17;
+  assign \$29  = last ? 1'h0 : \$28 ;
+  assign \$30  = take ? \$29  : last;
+  assign \$31  = \beat$103  + 1'h1;
+  assign \$32  = last ? 6'h00 : \$31 ;
+  assign \$33  = last | at[4];
+  assign \$34  = \$33  ? 5'h01 : { at[3:0], at[4] };
+  assign \$35  = word + 1'h1;
+  assign \$36  = at[4] ? \$35  : { 1'h0, word };
+  assign \$37  = last ? 4'h0 : \$36 ;
   assign \$38  = wsum_first_d1 ? 13'h0000 : wsum_acc;
   assign \$39  = \$38  + wsum_l0_0;
-  assign \$40  = credits_room_next & gap_zero_next;
-  assign \$41  = \$signal  & n_last_next;
-  assign \$42  = s_idx + 1'h1;
-  assign \$43  = s_last ? 4'h0 : \$42 ;
-  assign \$44  = n_idx + 1'h1;
-  assign \$45  = n_last ? 4'h0 : \$44 ;
-  assign \$46  = step & sn_last;
-  assign \$47  = w_half ? 3'h5 : 3'h0;
-  assign \$48  = ~ w_half;
-  assign \$49  = step & s_last;
-  assign \$50  = ~ gap_zero;
-  assign \$51  = gap - 1'h1;
-  assign \$52  = col >= 4'hf;
-  assign \$53  = col - 4'hf;
-  assign \$54  = col + 3'h5;
-  assign \$55  = \$52  ? { \$53 [5], \$53  } : { 1'h0, \$54  };
-  assign \$56  = s_last ? 7'h00 : \$55 ;
-  assign \$57  = n_last ? 5'h00 : row_ph0;
-  assign \$58  = n_last ? 5'h05 : row_ph1;
-  assign \$59  = n_last ? 5'h0a : row_ph2;
-  assign \$60  = n_last ? 5'h0f : row_ph3;
-  assign \$61  = row_ph0 + col;
-  assign \$62  = \$61  >= 5'h14;
-  assign \$63  = row_ph0 + col;
-  assign \$64  = \$63  - 5'h14;
-  assign \$65  = row_ph0 + col;
-  assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
-  assign \$67  = row_ph1 + col;
-  assign \$68  = \$67  >= 5'h14;
-  assign \$69  = row_ph1 + col;
-  assign \$70  = \$69  - 5'h14;
-  assign \$71  = row_ph1 + col;
-  assign \$72  = \$68  ? \$70  : { 1'h0, \$71  };
-  assign \$73  = row_ph2 + col;
-  assign \$74  = \$73  >= 5'h14;
-  assign \$75  = row_ph2 + col;
-  assign \$76  = \$75  - 5'h14;
-  assign \$77  = row_ph2 + col;
-  assign \$78  = \$74  ? \$76  : { 1'h0, \$77  };
-  assign \$79  = row_ph3 + col;
-  assign \$80  = \$79  >= 5'h14;
-  assign \$81  = row_ph3 + col;
-  assign \$82  = \$81  - 5'h14;
-  assign \$83  = row_ph3 + col;
-  assign \$84  = \$80  ? \$82  : { 1'h0, \$83  };
-  assign \$85  = ! s_idx;
-  assign \$89  = off1_0[0] ? o[19:15] : o[4:0];
-  assign \$91  = off1_0[1] ? \$89  : \$90 ;
-  assign \$92  = off1_0[0] ? o[4:0] : o[14:10];
+  assign \$40  = wsum_v_d1 & wsum_end_d1;
+  assign \$41  = wsum_first_d1 ? 13'h0000 : wsum_acc;
+  assign \$42  = \$41  + wsum_l0_0;
+  assign \$43  = credits_room_next & gap_zero_next;
+  assign \$44  = \$signal  & n_last_next;
+  assign \$45  = s_idx + 1'h1;
+  assign \$46  = s_last ? 4'h0 : \$45 ;
+  assign \$47  = n_idx + 1'h1;
+  assign \$48  = n_last ? 4'h0 : \$47 ;
+  assign \$49  = step & sn_last;
+  assign \$50  = w_half ? 3'h5 : 3'h0;
+  assign \$51  = ~ w_half;
+  assign \$52  = step & s_last;
+  assign \$53  = ~ gap_zero;
+  assign \$54  = gap - 1'h1;
+  assign \$55  = col >= 4'hf;
+  assign \$56  = col - 4'hf;
+  assign \$57  = col + 3'h5;
+  assign \$58  = \$55  ? { \$56 [5], \$56  } : { 1'h0, \$57  };
+  assign \$59  = s_last ? 7'h00 : \$58 ;
+  assign \$60  = n_last ? 5'h00 : row_ph0;
+  assign \$61  = n_last ? 5'h05 : row_ph1;
+  assign \$62  = n_last ? 5'h0a : row_ph2;
+  assign \$63  = n_last ? 5'h0f : row_ph3;
+  assign \$64  = row_ph0 + col;
+  assign \$65  = \$64  >= 5'h14;
+  assign \$66  = row_ph0 + col;
+  assign \$67  = \$66  - 5'h14;
+  assign \$68  = row_ph0 + col;
+  assign \$69  = \$65  ? \$67  : { 1'h0, \$68  };
+  assign \$70  = row_ph1 + col;
+  assign \$71  = \$70  >= 5'h14;
+  assign \$72  = row_ph1 + col;
+  assign \$73  = \$72  - 5'h14;
+  assign \$74  = row_ph1 + col;
+  assign \$75  = \$71  ? \$73  : { 1'h0, \$74  };
+  assign \$76  = row_ph2 + col;
+  assign \$77  = \$76  >= 5'h14;
+  assign \$78  = row_ph2 + col;
+  assign \$79  = \$78  - 5'h14;
+  assign \$80  = row_ph2 + col;
+  assign \$81  = \$77  ? \$79  : { 1'h0, \$80  };
+  assign \$82  = row_ph3 + col;
+  assign \$83  = \$82  >= 5'h14;
+  assign \$84  = row_ph3 + col;
+  assign \$85  = \$84  - 5'h14;
+  assign \$86  = row_ph3 + col;
+  assign \$87  = \$83  ? \$85  : { 1'h0, \$86  };
+  assign \$88  = ! s_idx;
+  assign \$92  = off1_0[0] ? o[19:15] : o[4:0];
   assign \$94  = off1_0[1] ? \$92  : \$93 ;
-  assign \$95  = off1_0[2] ? \$91  : \$94 ;
-  assign \$97  = off1_0[0] ? o[9:5] : o[4:0];
-  assign \$98  = off1_0[1] ? \$96  : \$97 ;
-  assign \$102  = off1_0[2] ? \$98  : \$101 ;
-  assign \$103  = off1_0[3] ? \$95  : \$102 ;
-  assign \$104  = off1_0[4] ? \$88  : \$103 ;
-  assign \$108  = off1_1[0] ? \o$130 [19:15] : \o$130 [4:0];
-  assign \$110  = off1_1[1] ? \$108  : \$109 ;
-  assign \$111  = off1_1[0] ? \o$130 [4:0] : \o$130 [14:10];
+  assign \$95  = off1_0[0] ? o[4:0] : o[14:10];
+  assign \$97  = off1_0[1] ? \$95  : \$96 ;
+  assign \$98  = off1_0[2] ? \$94  : \$97 ;
+  assign \$100  = off1_0[0] ? o[9:5] : o[4:0];
+  assign \$101  = off1_0[1] ? \$99  : \$100 ;
+  assign \$105  = off1_0[2] ? \$101  : \$104 ;
+  assign \$106  = off1_0[3] ? \$98  : \$105 ;
+  assign \$107  = off1_0[4] ? \$91  : \$106 ;
+  assign \$111  = off1_1[0] ? \o$133 [19:15] : \o$133 [4:0];
   assign \$113  = off1_1[1] ? \$111  : \$112 ;
-  assign \$114  = off1_1[2] ? \$110  : \$113 ;
-  assign \$116  = off1_1[0] ? \o$130 [9:5] : \o$130 [4:0];
-  assign \$117  = off1_1[1] ? \$115  : \$116 ;
-  assign \$121  = off1_1[2] ? \$117  : \$120 ;
-  assign \$122  = off1_1[3] ? \$114  : \$121 ;
-  assign \$123  = off1_1[4] ? \$107  : \$122 ;
-  assign \$127  = off1_2[0] ? \o$136 [19:15] : \o$136 [4:0];
-  assign \$129  = off1_2[1] ? \$127  : \$128 ;
-  assign \$130  = off1_2[0] ? \o$136 [4:0] : \o$136 [14:10];
+  assign \$114  = off1_1[0] ? \o$133 [4:0] : \o$133 [14:10];
+  assign \$116  = off1_1[1] ? \$114  : \$115 ;
+  assign \$117  = off1_1[2] ? \$113  : \$116 ;
+  assign \$119  = off1_1[0] ? \o$133 [9:5] : \o$133 [4:0];
+  assign \$120  = off1_1[1] ? \$118  : \$119 ;
+  assign \$124  = off1_1[2] ? \$120  : \$123 ;
+  assign \$125  = off1_1[3] ? \$117  : \$124 ;
+  assign \$126  = off1_1[4] ? \$110  : \$125 ;
+  assign \$130  = off1_2[0] ? \o$139 [19:15] : \o$139 [4:0];
   assign \$132  = off1_2[1] ? \$130  : \$131 ;
-  assign \$133  = off1_2[2] ? \$129  : \$132 ;
-  assign \$135  = off1_2[0] ? \o$136 [9:5] : \o$136 [4:0];
-  assign \$136  = off1_2[1] ? \$134  : \$135 ;
-  assign \$140  = off1_2[2] ? \$136  : \$139 ;
-  assign \$141  = off1_2[3] ? \$133  : \$140 ;
-  assign \$142  = off1_2[4] ? \$126  : \$141 ;
-  assign \$146  = off1_3[0] ? \o$142 [19:15] : \o$142 [4:0];
-  assign \$148  = off1_3[1] ? \$146  : \$147 ;
-  assign \$149  = off1_3[0] ? \o$142 [4:0] : \o$142 [14:10];
+  assign \$133  = off1_2[0] ? \o$139 [4:0] : \o$139 [14:10];
+  assign \$135  = off1_2[1] ? \$133  : \$134 ;
+  assign \$136  = off1_2[2] ? \$132  : \$135 ;
+  assign \$138  = off1_2[0] ? \o$139 [9:5] : \o$139 [4:0];
+  assign \$139  = off1_2[1] ? \$137  : \$138 ;
+  assign \$143  = off1_2[2] ? \$139  : \$142 ;
+  assign \$144  = off1_2[3] ? \$136  : \$143 ;
+  assign \$145  = off1_2[4] ? \$129  : \$144 ;
+  assign \$149  = off1_3[0] ? \o$145 [19:15] : \o$145 [4:0];
   assign \$151  = off1_3[1] ? \$149  : \$150 ;
-  assign \$152  = off1_3[2] ? \$148  : \$151 ;
-  assign \$154  = off1_3[0] ? \o$142 [9:5] : \o$142 [4:0];
-  assign \$155  = off1_3[1] ? \$153  : \$154 ;
-  assign \$159  = off1_3[2] ? \$155  : \$158 ;
-  assign \$160  = off1_3[3] ? \$152  : \$159 ;
-  assign \$161  = off1_3[4] ? \$145  : \$160 ;
-  assign \$162  = - wsum_total;
-  assign \$163  = flags_0[1] ? x_init : acc0_0;
-  assign \$165  = $signed(\$163 ) + $signed({ 1'h0, \$164  });
-  assign \$166  = flags_0[0] & flags_0[2];
-  assign \$167  = flags_0[1] ? x_init : acc0_0;
-  assign \$169  = $signed(\$167 ) + $signed({ 1'h0, \$168  });
-  assign \$170  = flags_1[1] ? x_init : acc1_0;
+  assign \$152  = off1_3[0] ? \o$145 [4:0] : \o$145 [14:10];
+  assign \$154  = off1_3[1] ? \$152  : \$153 ;
+  assign \$155  = off1_3[2] ? \$151  : \$154 ;
+  assign \$157  = off1_3[0] ? \o$145 [9:5] : \o$145 [4:0];
+  assign \$158  = off1_3[1] ? \$156  : \$157 ;
+  assign \$162  = off1_3[2] ? \$158  : \$161 ;
+  assign \$163  = off1_3[3] ? \$155  : \$162 ;
+  assign \$164  = off1_3[4] ? \$148  : \$163 ;
+  assign \$165  = - wsum_total;
+  assign \$166  = flags_0[1] ? x_init : acc0_0;
+  assign \$168  = $signed(\$166 ) + $signed({ 1'h0, \$167  });
+  assign \$169  = flags_0[0] & flags_0[2];
+  assign \$170  = flags_0[1] ? x_init : acc0_0;
   assign \$172  = $signed(\$170 ) + $signed({ 1'h0, \$171  });
-  assign \$173  = flags_1[0] & flags_1[2];
-  assign \$174  = flags_1[1] ? x_init : acc1_0;
-  assign \$176  = $signed(\$174 ) + $signed({ 1'h0, \$175  });
-  assign \$177  = flags_2[1] ? x_init : acc2_0;
+  assign \$173  = flags_1[1] ? x_init : acc1_0;
+  assign \$175  = $signed(\$173 ) + $signed({ 1'h0, \$174  });
+  assign \$176  = flags_1[0] & flags_1[2];
+  assign \$177  = flags_1[1] ? x_init : acc1_0;
   assign \$179  = $signed(\$177 ) + $signed({ 1'h0, \$178  });
-  assign \$180  = flags_2[0] & flags_2[2];
-  assign \$181  = flags_2[1] ? x_init : acc2_0;
-  assign \$183  = $signed(\$181 ) + $signed({ 1'h0, \$182  });
-  assign \$184  = flags_3[1] ? x_init : acc3_0;
+  assign \$180  = flags_2[1] ? x_init : acc2_0;
+  assign \$182  = $signed(\$180 ) + $signed({ 1'h0, \$181  });
+  assign \$183  = flags_2[0] & flags_2[2];
+  assign \$184  = flags_2[1] ? x_init : acc2_0;
   assign \$186  = $signed(\$184 ) + $signed({ 1'h0, \$185  });
-  assign \$187  = flags_3[0] & flags_3[2];
-  assign \$188  = flags_3[1] ? x_init : acc3_0;
-  assign \$190  = $signed(\$188 ) + $signed({ 1'h0, \$189  });
-  assign \$191  = ser_left - 1'h1;
-  assign \$192  = addr == 5'h1f;
-  assign \$193  = addr + 1'h1;
-  assign \$194  = \$192  ? 6'h00 : \$193 ;
-  assign \$198  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$200  = $signed(\$199 ) + $signed(rq0_beta);
-  assign \$203  = $signed(\$202 ) < $signed(1'h0);
-  assign \$205  = $signed(\$204 ) > $signed(9'h0ff);
-  assign \$206  = step & s_last;
-  assign \$207  = o__valid & \o__ready$86 ;
-  assign \$208  = \$207  + skipped_d4;
-  assign \$209  = ~ rst_conv1;
-  assign \$211  = rst_conv1 ? 5'h00 : w_en;
-  assign \$212  = rst_conv1 | load;
-  assign \$213  = filled ? 1'h1 : w_full;
-  assign \$214  = \$212  ? 1'h0 : \$213 ;
+  assign \$187  = flags_3[1] ? x_init : acc3_0;
+  assign \$189  = $signed(\$187 ) + $signed({ 1'h0, \$188  });
+  assign \$190  = flags_3[0] & flags_3[2];
+  assign \$191  = flags_3[1] ? x_init : acc3_0;
+  assign \$193  = $signed(\$191 ) + $signed({ 1'h0, \$192  });
+  assign \$194  = ser_left - 1'h1;
+  assign \$195  = addr == 5'h1f;
+  assign \$196  = addr + 1'h1;
+  assign \$197  = \$195  ? 6'h00 : \$196 ;
+  assign \$201  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$203  = $signed(\$202 ) + $signed(rq0_beta);
+  assign \$206  = $signed(\$205 ) < $signed(1'h0);
+  assign \$208  = $signed(\$207 ) > $signed(9'h0ff);
+  assign \$209  = step & s_last;
+  assign \$210  = o__valid & \o__ready$89 ;
+  assign \$211  = \$210  + skipped_d4;
+  assign \$212  = ~ rst_conv1;
+  assign \$214  = rst_conv1 ? 5'h00 : w_en;
   assign \$215  = rst_conv1 | load;
-  assign \$216  = filled ? 1'h1 : w_full_issue;
+  assign \$216  = filled ? 1'h1 : w_full;
   assign \$217  = \$215  ? 1'h0 : \$216 ;
+  assign \$218  = rst_conv1 | load;
+  assign \$219  = filled ? 1'h1 : w_full_issue;
+  assign \$220  = \$218  ? 1'h0 : \$219 ;
+  assign \$221  = step & sn_last;
+  assign \$222  = \$221  ? 1'h0 : active;
+  assign \$223  = load ? 1'h1 : \$222 ;
+  assign \$224  = rst_conv1 ? 1'h0 : \$223 ;
+  assign \$225  = rst_conv1 ? 1'h0 : \$signal ;
+  assign \$226  = credits_room_next & gap_zero_next;
+  assign \$227  = rst_conv1 ? 1'h1 : \$226 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    last <= \$218 ;
+    last <= \$228 ;
   always @(posedge clk)
-    \beat$100  <= \$219 ;
+    \beat$103  <= \$229 ;
   always @(posedge clk)
-    at <= \$220 ;
+    at <= \$230 ;
   always @(posedge clk)
-    word <= \$221 ;
+    word <= \$231 ;
   always @(posedge clk)
     wsum_l0_0 <= w_data;
   always @(posedge clk)
-    wsum_first <= \$222 ;
+    wsum_first <= \$232 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$223 ;
+    wsum_v_d1 <= \$233 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$224 ;
+    wsum_first_d1 <= \$234 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$225 ;
+    wsum_end_d1 <= \$235 ;
   always @(posedge clk)
-    wsum_acc <= \$226 ;
+    wsum_acc <= \$236 ;
   always @(posedge clk)
-    wsum_total <= \$227 ;
+    wsum_total <= \$237 ;
   always @(posedge clk)
-    can_end <= \$228 ;
+    can_end <= \$238 ;
   always @(posedge clk)
-    gap_zero <= \$229 ;
+    gap_zero <= \$239 ;
   always @(posedge clk)
-    s_last <= \$230 ;
+    s_last <= \$240 ;
   always @(posedge clk)
-    n_last <= \$231 ;
+    n_last <= \$241 ;
   always @(posedge clk)
-    sn_last <= \$232 ;
+    sn_last <= \$242 ;
   always @(posedge clk)
-    r_addr <= \$233 ;
+    r_addr <= \$243 ;
   always @(posedge clk)
-    s_idx <= \$234 ;
+    s_idx <= \$244 ;
   always @(posedge clk)
-    n_idx <= \$235 ;
+    n_idx <= \$245 ;
   always @(posedge clk)
-    active <= \$236 ;
+    active <= \$246 ;
   always @(posedge clk)
-    r_base <= \$237 ;
+    r_base <= \$247 ;
   always @(posedge clk)
-    w_half <= \$238 ;
+    w_half <= \$248 ;
   always @(posedge clk)
-    gap <= \$239 ;
+    gap <= \$249 ;
   always @(posedge clk)
-    col <= \$240 ;
+    col <= \$250 ;
   always @(posedge clk)
-    row_ph0 <= \$241 ;
+    row_ph0 <= \$251 ;
   always @(posedge clk)
-    row_ph1 <= \$242 ;
+    row_ph1 <= \$252 ;
   always @(posedge clk)
-    row_ph2 <= \$243 ;
+    row_ph2 <= \$253 ;
   always @(posedge clk)
-    row_ph3 <= \$244 ;
+    row_ph3 <= \$254 ;
   always @(posedge clk)
-    off1_0 <= \$245 ;
+    off1_0 <= \$255 ;
   always @(posedge clk)
-    off1_1 <= \$246 ;
+    off1_1 <= \$256 ;
   always @(posedge clk)
-    off1_2 <= \$247 ;
+    off1_2 <= \$257 ;
   always @(posedge clk)
-    off1_3 <= \$248 ;
+    off1_3 <= \$258 ;
   always @(posedge clk)
-    \$signal$117  <= \$249 ;
+    \$signal$120  <= \$259 ;
   always @(posedge clk)
-    \$signal$118  <= \$250 ;
+    \$signal$121  <= \$260 ;
   always @(posedge clk)
-    last1 <= \$251 ;
+    last1 <= \$261 ;
   always @(posedge clk)
-    word1 <= \o__payload$120 ;
+    word1 <= \o__payload$123 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$122 ;
+    xdata_d1 <= \port__data$125 ;
   always @(posedge clk)
-    w0_0 <= \$104 ;
+    w0_0 <= \$107 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -1542,7 +1565,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    w1_0 <= \$123 ;
+    w1_0 <= \$126 ;
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -1552,7 +1575,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
-    w2_0 <= \$142 ;
+    w2_0 <= \$145 ;
   always @(posedge clk)
     m2_0_0 <= p2_0_0;
   always @(posedge clk)
@@ -1562,7 +1585,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
-    w3_0 <= \$161 ;
+    w3_0 <= \$164 ;
   always @(posedge clk)
     m3_0_0 <= p3_0_0;
   always @(posedge clk)
@@ -1572,111 +1595,127 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
-    v2_d1 <= \$252 ;
+    v2_d1 <= \$262 ;
   always @(posedge clk)
-    v2_d2 <= \$253 ;
+    v2_d2 <= \$263 ;
   always @(posedge clk)
-    v2_d3 <= \$254 ;
+    v2_d3 <= \$264 ;
   always @(posedge clk)
-    last2_d1 <= \$255 ;
+    last2_d1 <= \$265 ;
   always @(posedge clk)
-    last2_d2 <= \$256 ;
+    last2_d2 <= \$266 ;
   always @(posedge clk)
-    last2_d3 <= \$257 ;
+    last2_d3 <= \$267 ;
   always @(posedge clk)
-    v2p_d1 <= \$258 ;
+    v2p_d1 <= \$268 ;
   always @(posedge clk)
-    v2p_d2 <= \$259 ;
+    v2p_d2 <= \$269 ;
   always @(posedge clk)
-    first2p_d1 <= \$260 ;
+    first2p_d1 <= \$270 ;
   always @(posedge clk)
-    first2p_d2 <= \$261 ;
+    first2p_d2 <= \$271 ;
   always @(posedge clk)
-    last2p_d1 <= \$262 ;
+    last2p_d1 <= \$272 ;
   always @(posedge clk)
-    last2p_d2 <= \$263 ;
+    last2p_d2 <= \$273 ;
   always @(posedge clk)
-    done <= \$264 ;
+    done <= \$274 ;
   always @(posedge clk)
-    x_taken_d1 <= \$265 ;
+    x_taken_d1 <= \$275 ;
   always @(posedge clk)
-    x_taken_d2 <= \$266 ;
+    x_taken_d2 <= \$276 ;
   always @(posedge clk)
-    x_taken_d3 <= \$267 ;
+    x_taken_d3 <= \$277 ;
   always @(posedge clk)
-    x_taken_d4 <= \$268 ;
+    x_taken_d4 <= \$278 ;
   always @(posedge clk)
-    x_init <= \$269 ;
+    x_init <= \$279 ;
   always @(posedge clk)
-    acc0_0 <= \$270 ;
+    acc0_0 <= \$280 ;
   always @(posedge clk)
-    fin0_0 <= \$271 ;
+    fin0_0 <= \$281 ;
   always @(posedge clk)
-    bank0_0 <= \$272 ;
+    bank0_0 <= \$282 ;
   always @(posedge clk)
-    acc1_0 <= \$273 ;
+    acc1_0 <= \$283 ;
   always @(posedge clk)
-    fin1_0 <= \$274 ;
+    fin1_0 <= \$284 ;
   always @(posedge clk)
-    bank1_0 <= \$275 ;
+    bank1_0 <= \$285 ;
   always @(posedge clk)
-    acc2_0 <= \$276 ;
+    acc2_0 <= \$286 ;
   always @(posedge clk)
-    fin2_0 <= \$277 ;
+    fin2_0 <= \$287 ;
   always @(posedge clk)
-    bank2_0 <= \$278 ;
+    bank2_0 <= \$288 ;
   always @(posedge clk)
-    acc3_0 <= \$279 ;
+    acc3_0 <= \$289 ;
   always @(posedge clk)
-    fin3_0 <= \$280 ;
+    fin3_0 <= \$290 ;
   always @(posedge clk)
-    bank3_0 <= \$281 ;
+    bank3_0 <= \$291 ;
   always @(posedge clk)
-    ser_left <= \$282 ;
+    ser_left <= \$292 ;
   always @(posedge clk)
-    addr <= \$283 ;
+    addr <= \$293 ;
   always @(posedge clk)
-    \$signal$179  <= \$284 ;
+    \$signal$182  <= \$294 ;
   always @(posedge clk)
-    ka <= \$285 ;
+    ka <= \$295 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$286 ;
+    vb <= \$296 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$198 ;
+    rq0_beta <= \$201 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$200 [26:0];
+    rq0_acc_s1_0 <= \$203 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$201 [10:0];
+    rq0_shifted <= \$204 [10:0];
   always @(posedge clk)
-    rq0_under <= \$203 ;
+    rq0_under <= \$206 ;
   always @(posedge clk)
-    rq0_over <= \$205 ;
+    rq0_over <= \$208 ;
   always @(posedge clk)
-    v_out_d1 <= \$287 ;
+    v_out_d1 <= \$297 ;
   always @(posedge clk)
-    v_out_d2 <= \$288 ;
+    v_out_d2 <= \$298 ;
   always @(posedge clk)
-    \w_en$91  <= \$289 ;
+    \w_en$94  <= \$299 ;
   always @(posedge clk)
-    skipped_d1 <= \$290 ;
+    skipped_d1 <= \$300 ;
   always @(posedge clk)
-    skipped_d2 <= \$291 ;
+    skipped_d2 <= \$301 ;
   always @(posedge clk)
-    skipped_d3 <= \$292 ;
+    skipped_d3 <= \$302 ;
   always @(posedge clk)
-    skipped_d4 <= \$293 ;
+    skipped_d4 <= \$303 ;
   always @(posedge clk)
-    group_ended_d1 <= \$294 ;
+    group_ended_d1 <= \$304 ;
   always @(posedge clk)
-    credits_returned <= \$295 ;
+    credits_returned <= \$305 ;
   always @(posedge clk)
-    credits_space <= \$296 ;
+    credits_space <= \$306 ;
   always @(posedge clk)
-    credits_room <= \$297 ;
+    credits_room <= \$307 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) active_rom_copy (
+    .clk(clk),
+    .d(\$224 ),
+    .q(active_rom)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_end_rom_copy (
+    .clk(clk),
+    .d(\$227 ),
+    .q(can_end_rom)
+  );
   \flexor_lenet5.conv1.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -1688,24 +1727,24 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   );
   \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
     .i(word1[31:16]),
-    .o(\o$130 )
+    .o(\o$133 )
   );
   \flexor_lenet5.conv1.dec_2_0_0  dec_2_0_0 (
     .i(word1[47:32]),
-    .o(\o$136 )
+    .o(\o$139 )
   );
   \flexor_lenet5.conv1.dec_3_0_0  dec_3_0_0 (
     .i(word1[63:48]),
-    .o(\o$142 )
+    .o(\o$145 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$86 ),
+    .o__ready(\o__ready$89 ),
     .o__valid(o__valid),
     .rst_conv1(rst_conv1),
-    .w_en(\w_en$91 ),
-    .w_port__data(\$21 [7:0])
+    .w_en(\w_en$94 ),
+    .w_port__data(\$24 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1865,12 +1904,12 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$40 )
+    .q(\port__addr$43 )
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$194 ),
+    .addr(\addr$197 ),
     .clk(clk),
-    .data(\o__payload$120 ),
+    .data(\o__payload$123 ),
     .en(en)
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
@@ -1878,6 +1917,14 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
     .b(b),
     .clk(clk),
     .p(p)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) s_last_rom_copy (
+    .clk(clk),
+    .d(\$225 ),
+    .q(s_last_rom)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1892,7 +1939,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd5)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$211 ),
+    .d(\$214 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -1900,7 +1947,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$214 ),
+    .d(\$217 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -1908,659 +1955,659 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$217 ),
+    .d(\$220 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$194 ),
+    .addr(\addr$197 ),
     .clk(clk),
     .go(en),
-    .o__payload(\o__payload$120 ),
-    .o__ready(step),
+    .o__payload(\o__payload$123 ),
+    .o__ready(o__ready),
     .rst_conv1(rst_conv1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$15 [3:0];
+      r_next = \$18 [3:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$16  };
+      r_next = { 1'h0, \$19  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = \$27 ;
+    \$228  = \$30 ;
     if (rst_conv1) begin
-      \$218  = 1'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = \beat$100 ;
+    \$229  = \beat$103 ;
     if (take) begin
-      \$219  = \$29 [4:0];
+      \$229  = \$32 [4:0];
     end
     if (rst_conv1) begin
-      \$219  = 5'h00;
+      \$229  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = at;
+    \$230  = at;
     if (take) begin
-      \$220  = \$31 ;
+      \$230  = \$34 ;
     end
     if (rst_conv1) begin
-      \$220  = 5'h01;
+      \$230  = 5'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = word;
+    \$231  = word;
     if (take) begin
-      \$221  = \$34 [2:0];
+      \$231  = \$37 [2:0];
     end
     if (rst_conv1) begin
-      \$221  = 3'h0;
+      \$231  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = wsum_first;
+    \$232  = wsum_first;
     if (take) begin
-      \$222  = filled;
+      \$232  = filled;
     end
     if (rst_conv1) begin
-      \$222  = 1'h1;
+      \$232  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = take;
+    \$233  = take;
     if (rst_conv1) begin
-      \$223  = 1'h0;
+      \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = wsum_first;
+    \$234  = wsum_first;
     if (rst_conv1) begin
-      \$224  = 1'h0;
+      \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = filled;
+    \$235  = filled;
     if (rst_conv1) begin
-      \$225  = 1'h0;
+      \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = wsum_acc;
+    \$236  = wsum_acc;
     if (wsum_v_d1) begin
-      \$226  = \$36 [12:0];
+      \$236  = \$39 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = wsum_total;
-    if (\$37 ) begin
-      \$227  = \$39 [12:0];
+    \$237  = wsum_total;
+    if (\$40 ) begin
+      \$237  = \$42 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = \$40 ;
+    \$238  = \$43 ;
     if (rst_conv1) begin
-      \$228  = 1'h1;
+      \$238  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = gap_zero_next;
+    \$239  = gap_zero_next;
     if (rst_conv1) begin
-      \$229  = 1'h1;
+      \$239  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = \$signal ;
+    \$240  = \$signal ;
     if (rst_conv1) begin
-      \$230  = 1'h0;
+      \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = n_last_next;
+    \$241  = n_last_next;
     if (rst_conv1) begin
-      \$231  = 1'h0;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = \$41 ;
+    \$242  = \$44 ;
     if (rst_conv1) begin
-      \$232  = 1'h0;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = r_next;
+    \$243  = r_next;
     if (rst_conv1) begin
-      \$233  = 4'h0;
+      \$243  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = s_idx;
+    \$244  = s_idx;
     if (step) begin
-      \$234  = \$43 [2:0];
+      \$244  = \$46 [2:0];
     end
     if (rst_conv1) begin
-      \$234  = 3'h0;
+      \$244  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = n_idx;
+    \$245  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$235  = \$45 [2:0];
+        \$245  = \$48 [2:0];
       end
     end
     if (rst_conv1) begin
-      \$235  = 3'h0;
+      \$245  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = active;
-    if (\$46 ) begin
-      \$236  = 1'h0;
-    end
-    if (load) begin
-      \$236  = 1'h1;
-    end
-    if (rst_conv1) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = r_base;
-    if (load) begin
-      \$237  = { 1'h0, \$47  };
-    end
-    if (rst_conv1) begin
-      \$237  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = w_half;
-    if (load) begin
-      \$238  = \$48 ;
-    end
-    if (rst_conv1) begin
-      \$238  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$239  = gap;
+    \$246  = active;
     if (\$49 ) begin
-      \$239  = 3'h3;
-    end else if (\$50 ) begin
-      \$239  = \$51 [2:0];
+      \$246  = 1'h0;
+    end
+    if (load) begin
+      \$246  = 1'h1;
     end
     if (rst_conv1) begin
-      \$239  = 3'h0;
+      \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$240  = col;
+    \$247  = r_base;
+    if (load) begin
+      \$247  = { 1'h0, \$50  };
+    end
+    if (rst_conv1) begin
+      \$247  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$248  = w_half;
+    if (load) begin
+      \$248  = \$51 ;
+    end
+    if (rst_conv1) begin
+      \$248  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$249  = gap;
+    if (\$52 ) begin
+      \$249  = 3'h3;
+    end else if (\$53 ) begin
+      \$249  = \$54 [2:0];
+    end
+    if (rst_conv1) begin
+      \$249  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$250  = col;
     if (step) begin
-      \$240  = \$56 [4:0];
+      \$250  = \$59 [4:0];
     end
     if (rst_conv1) begin
-      \$240  = 5'h00;
+      \$250  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$241  = row_ph0;
+    \$251  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$241  = \$57 ;
+        \$251  = \$60 ;
       end
     end
     if (rst_conv1) begin
-      \$241  = 5'h00;
+      \$251  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$242  = row_ph1;
+    \$252  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$242  = \$58 ;
+        \$252  = \$61 ;
       end
     end
     if (rst_conv1) begin
-      \$242  = 5'h05;
+      \$252  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$243  = row_ph2;
+    \$253  = row_ph2;
     if (step) begin
       if (s_last) begin
-        \$243  = \$59 ;
+        \$253  = \$62 ;
       end
     end
     if (rst_conv1) begin
-      \$243  = 5'h0a;
+      \$253  = 5'h0a;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$244  = row_ph3;
+    \$254  = row_ph3;
     if (step) begin
       if (s_last) begin
-        \$244  = \$60 ;
+        \$254  = \$63 ;
       end
     end
     if (rst_conv1) begin
-      \$244  = 5'h0f;
+      \$254  = 5'h0f;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$245  = \$66 [4:0];
+    \$255  = \$69 [4:0];
     if (rst_conv1) begin
-      \$245  = 5'h00;
+      \$255  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$246  = \$72 [4:0];
+    \$256  = \$75 [4:0];
     if (rst_conv1) begin
-      \$246  = 5'h00;
+      \$256  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$247  = \$78 [4:0];
+    \$257  = \$81 [4:0];
     if (rst_conv1) begin
-      \$247  = 5'h00;
+      \$257  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$248  = \$84 [4:0];
+    \$258  = \$87 [4:0];
     if (rst_conv1) begin
-      \$248  = 5'h00;
+      \$258  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$249  = step;
-    if (rst_conv1) begin
-      \$249  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$250  = \$85 ;
-    if (rst_conv1) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$251  = s_last;
-    if (rst_conv1) begin
-      \$251  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$252  = \$signal$117 ;
-    if (rst_conv1) begin
-      \$252  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$253  = v2_d1;
-    if (rst_conv1) begin
-      \$253  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$254  = v2_d2;
-    if (rst_conv1) begin
-      \$254  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$255  = last1;
-    if (rst_conv1) begin
-      \$255  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$256  = last2_d1;
-    if (rst_conv1) begin
-      \$256  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$257  = last2_d2;
-    if (rst_conv1) begin
-      \$257  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$258  = \$signal$117 ;
-    if (rst_conv1) begin
-      \$258  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$259  = v2p_d1;
+    \$259  = step;
     if (rst_conv1) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$260  = \$signal$118 ;
+    \$260  = \$88 ;
     if (rst_conv1) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$261  = first2p_d1;
+    \$261  = s_last;
     if (rst_conv1) begin
       \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$262  = last1;
+    \$262  = \$signal$120 ;
     if (rst_conv1) begin
       \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$263  = last2p_d1;
+    \$263  = v2_d1;
     if (rst_conv1) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$264  = group_end;
+    \$264  = v2_d2;
     if (rst_conv1) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$265  = load;
+    \$265  = last1;
     if (rst_conv1) begin
       \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$266  = x_taken_d1;
+    \$266  = last2_d1;
     if (rst_conv1) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$267  = x_taken_d2;
+    \$267  = last2_d2;
     if (rst_conv1) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$268  = x_taken_d3;
+    \$268  = \$signal$120 ;
     if (rst_conv1) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$269  = x_init;
+    \$269  = v2p_d1;
+    if (rst_conv1) begin
+      \$269  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$270  = \$signal$121 ;
+    if (rst_conv1) begin
+      \$270  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$271  = first2p_d1;
+    if (rst_conv1) begin
+      \$271  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$272  = last1;
+    if (rst_conv1) begin
+      \$272  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$273  = last2p_d1;
+    if (rst_conv1) begin
+      \$273  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$274  = group_end;
+    if (rst_conv1) begin
+      \$274  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$275  = load;
+    if (rst_conv1) begin
+      \$275  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$276  = x_taken_d1;
+    if (rst_conv1) begin
+      \$276  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$277  = x_taken_d2;
+    if (rst_conv1) begin
+      \$277  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$278  = x_taken_d3;
+    if (rst_conv1) begin
+      \$278  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$279  = x_init;
     if (x_taken_d4) begin
-      \$269  = \$162 ;
+      \$279  = \$165 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$270  = acc0_0;
+    \$280  = acc0_0;
     if (flags_0[0]) begin
-      \$270  = \$165 [13:0];
+      \$280  = \$168 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$271  = fin0_0;
-    if (\$166 ) begin
-      \$271  = \$169 [13:0];
+    \$281  = fin0_0;
+    if (\$169 ) begin
+      \$281  = \$172 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$272  = bank0_0;
+    \$282  = bank0_0;
     if (done) begin
-      \$272  = fin0_0;
+      \$282  = fin0_0;
     end else if (ser) begin
-      \$272  = bank1_0;
+      \$282  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$273  = acc1_0;
+    \$283  = acc1_0;
     if (flags_1[0]) begin
-      \$273  = \$172 [13:0];
+      \$283  = \$175 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$274  = fin1_0;
-    if (\$173 ) begin
-      \$274  = \$176 [13:0];
+    \$284  = fin1_0;
+    if (\$176 ) begin
+      \$284  = \$179 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$275  = bank1_0;
+    \$285  = bank1_0;
     if (done) begin
-      \$275  = fin1_0;
+      \$285  = fin1_0;
     end else if (ser) begin
-      \$275  = bank2_0;
+      \$285  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$276  = acc2_0;
+    \$286  = acc2_0;
     if (flags_2[0]) begin
-      \$276  = \$179 [13:0];
+      \$286  = \$182 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$277  = fin2_0;
-    if (\$180 ) begin
-      \$277  = \$183 [13:0];
+    \$287  = fin2_0;
+    if (\$183 ) begin
+      \$287  = \$186 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$278  = bank2_0;
+    \$288  = bank2_0;
     if (done) begin
-      \$278  = fin2_0;
+      \$288  = fin2_0;
     end else if (ser) begin
-      \$278  = bank3_0;
+      \$288  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$279  = acc3_0;
+    \$289  = acc3_0;
     if (flags_3[0]) begin
-      \$279  = \$186 [13:0];
+      \$289  = \$189 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$280  = fin3_0;
-    if (\$187 ) begin
-      \$280  = \$190 [13:0];
+    \$290  = fin3_0;
+    if (\$190 ) begin
+      \$290  = \$193 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$281  = bank3_0;
+    \$291  = bank3_0;
     if (done) begin
-      \$281  = fin3_0;
+      \$291  = fin3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$282  = ser_left;
+    \$292  = ser_left;
     if (done) begin
-      \$282  = 3'h4;
+      \$292  = 3'h4;
     end else if (ser) begin
-      \$282  = \$191 [2:0];
+      \$292  = \$194 [2:0];
     end
     if (rst_conv1) begin
-      \$282  = 3'h0;
+      \$292  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$283  = addr;
+    \$293  = addr;
     if (ser) begin
-      \$283  = \$194 [4:0];
+      \$293  = \$197 [4:0];
     end
     if (rst_conv1) begin
-      \$283  = 5'h00;
+      \$293  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$284  = \$195 ;
-    if (rst_conv1) begin
-      \$284  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$285  = \$197 ;
-    if (rst_conv1) begin
-      \$285  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$286  = \$signal$179 ;
-    if (rst_conv1) begin
-      \$286  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$287  = vb;
-    if (rst_conv1) begin
-      \$287  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$288  = v_out_d1;
-    if (rst_conv1) begin
-      \$288  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$289  = v_out_d2;
-    if (rst_conv1) begin
-      \$289  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$290  = ka;
-    if (rst_conv1) begin
-      \$290  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$291  = skipped_d1;
-    if (rst_conv1) begin
-      \$291  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$292  = skipped_d2;
-    if (rst_conv1) begin
-      \$292  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$293  = skipped_d3;
-    if (rst_conv1) begin
-      \$293  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$294  = \$206 ;
+    \$294  = \$198 ;
     if (rst_conv1) begin
       \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$295  = \$208 ;
+    \$295  = \$200 ;
     if (rst_conv1) begin
-      \$295  = 2'h0;
+      \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$296  = \$24 [4:0];
+    \$296  = \$signal$182 ;
     if (rst_conv1) begin
-      \$296  = 5'h14;
+      \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$297  = credits_room_next;
+    \$297  = vb;
     if (rst_conv1) begin
-      \$297  = 1'h1;
+      \$297  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$298  = v_out_d1;
+    if (rst_conv1) begin
+      \$298  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$299  = v_out_d2;
+    if (rst_conv1) begin
+      \$299  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$300  = ka;
+    if (rst_conv1) begin
+      \$300  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$301  = skipped_d1;
+    if (rst_conv1) begin
+      \$301  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$302  = skipped_d2;
+    if (rst_conv1) begin
+      \$302  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$303  = skipped_d3;
+    if (rst_conv1) begin
+      \$303  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$304  = \$209 ;
+    if (rst_conv1) begin
+      \$304  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$305  = \$211 ;
+    if (rst_conv1) begin
+      \$305  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$306  = \$27 [4:0];
+    if (rst_conv1) begin
+      \$306  = 5'h14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$307  = credits_room_next;
+    if (rst_conv1) begin
+      \$307  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2570,78 +2617,78 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   assign i__payload = w_data;
   assign \w_full$23  = w_full;
   assign \w_full_issue$25  = w_full_issue;
-  assign o__ready = step;
-  assign r_addr_b0 = \port__addr$40 ;
-  assign \port__en$42  = 1'h1;
+  assign r_addr_b0 = \port__addr$43 ;
+  assign \port__en$45  = 1'h1;
   assign i = word1[15:0];
-  assign \i$50  = word1[31:16];
-  assign \i$56  = word1[47:32];
-  assign \i$62  = word1[63:48];
+  assign \i$53  = word1[31:16];
+  assign \i$59  = word1[47:32];
+  assign \i$65  = word1[63:48];
   assign shift = ser;
   assign beat = addr;
   assign a = data[14:0];
   assign sa0_0 = b;
-  assign rq0_y = \$21 [7:0];
-  assign \o__payload$85  = o__payload;
-  assign \o__ready$87  = \o__ready$86 ;
-  assign \o__valid$89  = o__valid;
-  assign \w_data$90  = \$21 [7:0];
-  assign v_out_d3 = \w_en$91 ;
-  assign space_next = \$24 [4:0];
-  assign \data$195  = \o__payload$120 ;
+  assign rq0_y = \$24 [7:0];
+  assign \o__payload$88  = o__payload;
+  assign \o__ready$90  = \o__ready$89 ;
+  assign \o__valid$92  = o__valid;
+  assign \w_data$93  = \$24 [7:0];
+  assign v_out_d3 = \w_en$94 ;
+  assign space_next = \$27 [4:0];
+  assign \data$198  = \o__payload$123 ;
   assign \$3  = active;
-  assign \$86  = o[4:0];
-  assign \$87  = o[4:0];
-  assign \$88  = \$87 ;
+  assign \$9  = active_rom;
+  assign \$89  = o[4:0];
   assign \$90  = o[4:0];
+  assign \$91  = \$90 ;
   assign \$93  = o[4:0];
   assign \$96  = o[4:0];
   assign \$99  = o[4:0];
-  assign \$100  = o[4:0];
-  assign \$101  = \$100 ;
-  assign \$105  = \o$130 [4:0];
-  assign \$106  = \o$130 [4:0];
-  assign \$107  = \$106 ;
-  assign \$109  = \o$130 [4:0];
-  assign \$112  = \o$130 [4:0];
-  assign \$115  = \o$130 [4:0];
-  assign \$118  = \o$130 [4:0];
-  assign \$119  = \o$130 [4:0];
-  assign \$120  = \$119 ;
-  assign \$124  = \o$136 [4:0];
-  assign \$125  = \o$136 [4:0];
-  assign \$126  = \$125 ;
-  assign \$128  = \o$136 [4:0];
-  assign \$131  = \o$136 [4:0];
-  assign \$134  = \o$136 [4:0];
-  assign \$137  = \o$136 [4:0];
-  assign \$138  = \o$136 [4:0];
-  assign \$139  = \$138 ;
-  assign \$143  = \o$142 [4:0];
-  assign \$144  = \o$142 [4:0];
-  assign \$145  = \$144 ;
-  assign \$147  = \o$142 [4:0];
-  assign \$150  = \o$142 [4:0];
-  assign \$153  = \o$142 [4:0];
-  assign \$156  = \o$142 [4:0];
-  assign \$157  = \o$142 [4:0];
-  assign \$158  = \$157 ;
-  assign \$164  = { t0_0_l2_0, 1'h0 };
-  assign \$168  = { t0_0_l2_0, 1'h0 };
-  assign \$171  = { t1_0_l2_0, 1'h0 };
-  assign \$175  = { t1_0_l2_0, 1'h0 };
-  assign \$178  = { t2_0_l2_0, 1'h0 };
-  assign \$182  = { t2_0_l2_0, 1'h0 };
-  assign \$185  = { t3_0_l2_0, 1'h0 };
-  assign \$189  = { t3_0_l2_0, 1'h0 };
-  assign \$195  = ser;
-  assign \$196  = 1'h0;
-  assign \$197  = 1'h0;
-  assign \$199  = { p[28], p };
-  assign \$201  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$202  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$102  = o[4:0];
+  assign \$103  = o[4:0];
+  assign \$104  = \$103 ;
+  assign \$108  = \o$133 [4:0];
+  assign \$109  = \o$133 [4:0];
+  assign \$110  = \$109 ;
+  assign \$112  = \o$133 [4:0];
+  assign \$115  = \o$133 [4:0];
+  assign \$118  = \o$133 [4:0];
+  assign \$121  = \o$133 [4:0];
+  assign \$122  = \o$133 [4:0];
+  assign \$123  = \$122 ;
+  assign \$127  = \o$139 [4:0];
+  assign \$128  = \o$139 [4:0];
+  assign \$129  = \$128 ;
+  assign \$131  = \o$139 [4:0];
+  assign \$134  = \o$139 [4:0];
+  assign \$137  = \o$139 [4:0];
+  assign \$140  = \o$139 [4:0];
+  assign \$141  = \o$139 [4:0];
+  assign \$142  = \$141 ;
+  assign \$146  = \o$145 [4:0];
+  assign \$147  = \o$145 [4:0];
+  assign \$148  = \$147 ;
+  assign \$150  = \o$145 [4:0];
+  assign \$153  = \o$145 [4:0];
+  assign \$156  = \o$145 [4:0];
+  assign \$159  = \o$145 [4:0];
+  assign \$160  = \o$145 [4:0];
+  assign \$161  = \$160 ;
+  assign \$167  = { t0_0_l2_0, 1'h0 };
+  assign \$171  = { t0_0_l2_0, 1'h0 };
+  assign \$174  = { t1_0_l2_0, 1'h0 };
+  assign \$178  = { t1_0_l2_0, 1'h0 };
+  assign \$181  = { t2_0_l2_0, 1'h0 };
+  assign \$185  = { t2_0_l2_0, 1'h0 };
+  assign \$188  = { t3_0_l2_0, 1'h0 };
+  assign \$192  = { t3_0_l2_0, 1'h0 };
+  assign \$198  = ser;
+  assign \$199  = 1'h0;
+  assign \$200  = 1'h0;
+  assign \$202  = { p[28], p };
   assign \$204  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$210  = \$209 ;
+  assign \$205  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$207  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$213  = \$212 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5173,49 +5220,49 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o__payload, \o__ready$616 , clk);
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o__payload, \o__ready$619 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
   wire [18:0] \$100 ;
-  wire \$101 ;
+  wire [19:0] \$101 ;
   wire [17:0] \$102 ;
   wire [18:0] \$103 ;
-  wire [18:0] \$104 ;
-  wire [19:0] \$105 ;
-  wire [17:0] \$106 ;
+  wire \$104 ;
+  wire [17:0] \$105 ;
+  wire [18:0] \$106 ;
   wire [18:0] \$107 ;
-  wire \$108 ;
+  wire [19:0] \$108 ;
   wire [17:0] \$109 ;
   wire \$11 ;
   wire [18:0] \$110 ;
-  wire [18:0] \$111 ;
-  wire [19:0] \$112 ;
-  wire [4:0] \$113 ;
-  wire \$114 ;
-  wire [6:0] \$115 ;
-  wire [6:0] \$116 ;
+  wire \$111 ;
+  wire [17:0] \$112 ;
+  wire [18:0] \$113 ;
+  wire [18:0] \$114 ;
+  wire [19:0] \$115 ;
+  wire [4:0] \$116 ;
   wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
+  wire [6:0] \$118 ;
+  wire [6:0] \$119 ;
   wire \$12 ;
-  wire [19:0] \$120 ;
-  wire [30:0] \$121 ;
-  wire [45:0] \$122 ;
-  wire [46:0] \$123 ;
-  wire [47:0] \$124 ;
-  wire [30:0] \$125 ;
-  wire [30:0] \$126 ;
-  wire \$127 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [19:0] \$123 ;
+  wire [30:0] \$124 ;
+  wire [45:0] \$125 ;
+  wire [46:0] \$126 ;
+  wire [47:0] \$127 ;
   wire [30:0] \$128 ;
-  wire \$129 ;
+  wire [30:0] \$129 ;
   wire \$13 ;
   wire \$130 ;
-  wire \$131 ;
-  wire [1:0] \$132 ;
+  wire [30:0] \$131 ;
+  wire \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire \$135 ;
+  wire [1:0] \$135 ;
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
@@ -5231,7 +5278,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [6:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -5242,7 +5289,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [6:0] \$16 ;
+  wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
@@ -5253,7 +5300,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
-  wire [4:0] \$17 ;
+  wire \$17 ;
   wire \$170 ;
   wire \$171 ;
   wire \$172 ;
@@ -5264,7 +5311,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
-  wire \$18 ;
+  wire [6:0] \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
@@ -5275,7 +5322,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
-  wire \$19 ;
+  wire [6:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
   wire \$192 ;
@@ -5285,20 +5332,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire [63:0] \$199 ;
+  wire \$199 ;
   wire [6:0] \$2 ;
-  wire \$20 ;
-  wire [63:0] \$200 ;
-  wire [63:0] \$201 ;
-  wire [63:0] \$202 ;
-  wire [63:0] \$203 ;
-  wire [63:0] \$204 ;
-  wire [63:0] \$205 ;
-  wire [63:0] \$206 ;
-  wire [63:0] \$207 ;
-  wire [63:0] \$208 ;
+  wire [4:0] \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
   wire [63:0] \$209 ;
-  wire [14:0] \$21 ;
+  wire \$21 ;
   wire [63:0] \$210 ;
   wire [63:0] \$211 ;
   wire [63:0] \$212 ;
@@ -5308,41 +5355,41 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire [63:0] \$216 ;
   wire [63:0] \$217 ;
   wire [63:0] \$218 ;
-  reg [4:0] \$219 ;
-  wire [14:0] \$22 ;
-  reg \$220 ;
-  reg \$221 ;
-  reg \$222 ;
-  reg \$223 ;
-  reg \$224 ;
-  reg [5:0] \$225 ;
-  reg [4:0] \$226 ;
-  reg [2:0] \$227 ;
-  reg \$228 ;
-  reg [5:0] \$229 ;
-  wire [5:0] \$23 ;
+  wire [63:0] \$219 ;
+  wire \$22 ;
+  wire [63:0] \$220 ;
+  wire [63:0] \$221 ;
+  wire [63:0] \$222 ;
+  wire [63:0] \$223 ;
+  wire [63:0] \$224 ;
+  wire [63:0] \$225 ;
+  wire [63:0] \$226 ;
+  wire [63:0] \$227 ;
+  wire [63:0] \$228 ;
+  reg [4:0] \$229 ;
+  wire \$23 ;
   reg \$230 ;
-  reg [3:0] \$231 ;
+  reg \$231 ;
   reg \$232 ;
   reg \$233 ;
   reg \$234 ;
   reg [5:0] \$235 ;
-  reg \$236 ;
-  reg \$237 ;
+  reg [4:0] \$236 ;
+  reg [2:0] \$237 ;
   reg \$238 ;
-  reg \$239 ;
-  wire [3:0] \$24 ;
+  reg [5:0] \$239 ;
+  wire [14:0] \$24 ;
   reg \$240 ;
-  reg \$241 ;
+  reg [3:0] \$241 ;
   reg \$242 ;
   reg \$243 ;
   reg \$244 ;
-  reg \$245 ;
+  reg [5:0] \$245 ;
   reg \$246 ;
   reg \$247 ;
   reg \$248 ;
   reg \$249 ;
-  wire [6:0] \$25 ;
+  wire [14:0] \$25 ;
   reg \$250 ;
   reg \$251 ;
   reg \$252 ;
@@ -5352,71 +5399,81 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   reg \$256 ;
   reg \$257 ;
   reg \$258 ;
-  reg [17:0] \$259 ;
-  wire \$26 ;
-  reg [17:0] \$260 ;
-  reg [17:0] \$261 ;
-  reg [17:0] \$262 ;
-  reg [18:0] \$263 ;
-  reg [17:0] \$264 ;
-  reg [17:0] \$265 ;
-  reg [18:0] \$266 ;
-  reg [17:0] \$267 ;
-  reg [17:0] \$268 ;
-  reg [18:0] \$269 ;
-  wire [5:0] \$27 ;
+  reg \$259 ;
+  wire [5:0] \$26 ;
+  reg \$260 ;
+  reg \$261 ;
+  reg \$262 ;
+  reg \$263 ;
+  reg \$264 ;
+  reg \$265 ;
+  reg \$266 ;
+  reg \$267 ;
+  reg \$268 ;
+  reg [17:0] \$269 ;
+  wire [3:0] \$27 ;
   reg [17:0] \$270 ;
   reg [17:0] \$271 ;
-  reg [18:0] \$272 ;
-  reg [17:0] \$273 ;
+  reg [17:0] \$272 ;
+  reg [18:0] \$273 ;
   reg [17:0] \$274 ;
-  reg [18:0] \$275 ;
-  reg [17:0] \$276 ;
+  reg [17:0] \$275 ;
+  reg [18:0] \$276 ;
   reg [17:0] \$277 ;
-  reg [18:0] \$278 ;
-  reg [17:0] \$279 ;
-  wire [5:0] \$28 ;
+  reg [17:0] \$278 ;
+  reg [18:0] \$279 ;
+  wire [6:0] \$28 ;
   reg [17:0] \$280 ;
-  reg [18:0] \$281 ;
-  reg [17:0] \$282 ;
+  reg [17:0] \$281 ;
+  reg [18:0] \$282 ;
   reg [17:0] \$283 ;
-  reg [18:0] \$284 ;
-  reg [3:0] \$285 ;
-  reg [5:0] \$286 ;
-  reg \$287 ;
-  reg \$288 ;
-  reg \$289 ;
+  reg [17:0] \$284 ;
+  reg [18:0] \$285 ;
+  reg [17:0] \$286 ;
+  reg [17:0] \$287 ;
+  reg [18:0] \$288 ;
+  reg [17:0] \$289 ;
   wire \$29 ;
-  reg \$290 ;
-  reg \$291 ;
-  reg \$292 ;
-  reg \$293 ;
-  reg \$294 ;
-  reg \$295 ;
-  reg \$296 ;
+  reg [17:0] \$290 ;
+  reg [18:0] \$291 ;
+  reg [17:0] \$292 ;
+  reg [17:0] \$293 ;
+  reg [18:0] \$294 ;
+  reg [3:0] \$295 ;
+  reg [5:0] \$296 ;
   reg \$297 ;
   reg \$298 ;
   reg \$299 ;
   wire \$3 ;
-  wire \$30 ;
-  reg [1:0] \$300 ;
-  reg [4:0] \$301 ;
+  wire [5:0] \$30 ;
+  reg \$300 ;
+  reg \$301 ;
   reg \$302 ;
+  reg \$303 ;
+  reg \$304 ;
+  reg \$305 ;
+  reg \$306 ;
+  reg \$307 ;
+  reg \$308 ;
+  reg \$309 ;
   wire [5:0] \$31 ;
-  wire [5:0] \$32 ;
-  wire [3:0] \$33 ;
-  wire [3:0] \$34 ;
-  wire \$35 ;
-  wire [4:0] \$36 ;
-  wire \$37 ;
+  reg [1:0] \$310 ;
+  reg [4:0] \$311 ;
+  reg \$312 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [5:0] \$34 ;
+  wire [5:0] \$35 ;
+  wire [3:0] \$36 ;
+  wire [3:0] \$37 ;
   wire \$38 ;
-  wire \$39 ;
+  wire [4:0] \$39 ;
   wire \$4 ;
-  wire [4:0] \$40 ;
+  wire \$40 ;
   wire \$41 ;
-  wire [63:0] \$42 ;
-  wire [63:0] \$43 ;
-  wire [63:0] \$44 ;
+  wire \$42 ;
+  wire [4:0] \$43 ;
+  wire \$44 ;
   wire [63:0] \$45 ;
   wire [63:0] \$46 ;
   wire [63:0] \$47 ;
@@ -5425,64 +5482,64 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire \$5 ;
   wire [63:0] \$50 ;
   wire [63:0] \$51 ;
-  wire [17:0] \$52 ;
-  wire [18:0] \$53 ;
-  wire \$54 ;
+  wire [63:0] \$52 ;
+  wire [63:0] \$53 ;
+  wire [63:0] \$54 ;
   wire [17:0] \$55 ;
   wire [18:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
-  wire \$59 ;
+  wire \$57 ;
+  wire [17:0] \$58 ;
+  wire [18:0] \$59 ;
   wire \$6 ;
   wire [17:0] \$60 ;
   wire [18:0] \$61 ;
-  wire [18:0] \$62 ;
-  wire [19:0] \$63 ;
-  wire [17:0] \$64 ;
+  wire \$62 ;
+  wire [17:0] \$63 ;
+  wire [18:0] \$64 ;
   wire [18:0] \$65 ;
-  wire \$66 ;
+  wire [19:0] \$66 ;
   wire [17:0] \$67 ;
   wire [18:0] \$68 ;
-  wire [18:0] \$69 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [19:0] \$70 ;
-  wire [17:0] \$71 ;
+  wire [17:0] \$70 ;
+  wire [18:0] \$71 ;
   wire [18:0] \$72 ;
-  wire \$73 ;
+  wire [19:0] \$73 ;
   wire [17:0] \$74 ;
   wire [18:0] \$75 ;
-  wire [18:0] \$76 ;
-  wire [19:0] \$77 ;
-  wire [17:0] \$78 ;
+  wire \$76 ;
+  wire [17:0] \$77 ;
+  wire [18:0] \$78 ;
   wire [18:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
+  wire [19:0] \$80 ;
   wire [17:0] \$81 ;
   wire [18:0] \$82 ;
-  wire [18:0] \$83 ;
-  wire [19:0] \$84 ;
-  wire [17:0] \$85 ;
+  wire \$83 ;
+  wire [17:0] \$84 ;
+  wire [18:0] \$85 ;
   wire [18:0] \$86 ;
-  wire \$87 ;
+  wire [19:0] \$87 ;
   wire [17:0] \$88 ;
   wire [18:0] \$89 ;
   wire \$9 ;
-  wire [18:0] \$90 ;
-  wire [19:0] \$91 ;
-  wire [17:0] \$92 ;
+  wire \$90 ;
+  wire [17:0] \$91 ;
+  wire [18:0] \$92 ;
   wire [18:0] \$93 ;
-  wire \$94 ;
+  wire [19:0] \$94 ;
   wire [17:0] \$95 ;
   wire [18:0] \$96 ;
-  wire [18:0] \$97 ;
-  wire [19:0] \$98 ;
-  wire [17:0] \$99 ;
+  wire \$97 ;
+  wire [17:0] \$98 ;
+  wire [18:0] \$99 ;
   wire \$signal ;
-  reg \$signal$630  = 1'h0;
-  reg \$signal$631  = 1'h0;
-  reg \$signal$913  = 1'h0;
+  reg \$signal$633  = 1'h0;
+  reg \$signal$634  = 1'h0;
+  reg \$signal$916  = 1'h0;
   wire [12:0] a;
-  wire [12:0] \a$608 ;
+  wire [12:0] \a$611 ;
   reg [17:0] acc0_0 = 18'h00000;
   reg [17:0] acc1_0 = 18'h00000;
   reg [17:0] acc2_0 = 18'h00000;
@@ -5492,10 +5549,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   reg [17:0] acc6_0 = 18'h00000;
   reg [17:0] acc7_0 = 18'h00000;
   reg active = 1'h0;
+  wire active_rom;
   reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$933 ;
+  wire [7:0] \addr$936 ;
   wire [16:0] b;
-  wire [1:0] \b$609 ;
+  wire [1:0] \b$612 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -5507,6 +5565,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   (* init = 6'h00 *)
   wire [5:0] beat;
   reg can_end = 1'h1;
+  wire can_end_rom;
   input clk;
   wire clk;
   reg [1:0] credits_returned = 2'h0;
@@ -5514,7 +5573,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire credits_room_next;
   reg [4:0] credits_space = 5'h18;
   wire [31:0] data;
-  wire [255:0] \data$934 ;
+  wire [255:0] \data$937 ;
   reg done = 1'h0;
   wire en;
   wire filled;
@@ -5545,21 +5604,21 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire group_end;
   reg group_ended_d1 = 1'h0;
   wire [15:0] i;
-  wire [15:0] \i$155 ;
-  wire [15:0] \i$201 ;
-  wire [15:0] \i$202 ;
-  wire [15:0] \i$248 ;
-  wire [15:0] \i$249 ;
-  wire [15:0] \i$295 ;
-  wire [15:0] \i$296 ;
-  wire [15:0] \i$342 ;
-  wire [15:0] \i$343 ;
-  wire [15:0] \i$389 ;
-  wire [15:0] \i$390 ;
-  wire [15:0] \i$436 ;
-  wire [15:0] \i$437 ;
-  wire [15:0] \i$483 ;
-  wire [15:0] \i$484 ;
+  wire [15:0] \i$158 ;
+  wire [15:0] \i$204 ;
+  wire [15:0] \i$205 ;
+  wire [15:0] \i$251 ;
+  wire [15:0] \i$252 ;
+  wire [15:0] \i$298 ;
+  wire [15:0] \i$299 ;
+  wire [15:0] \i$345 ;
+  wire [15:0] \i$346 ;
+  wire [15:0] \i$392 ;
+  wire [15:0] \i$393 ;
+  wire [15:0] \i$439 ;
+  wire [15:0] \i$440 ;
+  wire [15:0] \i$486 ;
+  wire [15:0] \i$487 ;
   wire [319:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -5741,34 +5800,34 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   reg n_last = 1'h0;
   wire n_last_next;
   wire [19:0] o;
-  wire [19:0] \o$657 ;
-  wire [19:0] \o$681 ;
-  wire [19:0] \o$682 ;
-  wire [19:0] \o$706 ;
-  wire [19:0] \o$707 ;
-  wire [19:0] \o$731 ;
-  wire [19:0] \o$732 ;
-  wire [19:0] \o$756 ;
-  wire [19:0] \o$757 ;
-  wire [19:0] \o$781 ;
-  wire [19:0] \o$782 ;
-  wire [19:0] \o$806 ;
-  wire [19:0] \o$807 ;
-  wire [19:0] \o$831 ;
-  wire [19:0] \o$832 ;
+  wire [19:0] \o$660 ;
+  wire [19:0] \o$684 ;
+  wire [19:0] \o$685 ;
+  wire [19:0] \o$709 ;
+  wire [19:0] \o$710 ;
+  wire [19:0] \o$734 ;
+  wire [19:0] \o$735 ;
+  wire [19:0] \o$759 ;
+  wire [19:0] \o$760 ;
+  wire [19:0] \o$784 ;
+  wire [19:0] \o$785 ;
+  wire [19:0] \o$809 ;
+  wire [19:0] \o$810 ;
+  wire [19:0] \o$834 ;
+  wire [19:0] \o$835 ;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$615 ;
-  wire [255:0] \o__payload$633 ;
+  wire [7:0] \o__payload$618 ;
+  wire [255:0] \o__payload$636 ;
   wire o__ready;
-  input \o__ready$616 ;
-  wire \o__ready$616 ;
-  wire \o__ready$617 ;
+  input \o__ready$619 ;
+  wire \o__ready$619 ;
+  wire \o__ready$620 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$619 ;
+  wire \o__valid$622 ;
   wire [29:0] p;
-  wire [14:0] \p$920 ;
+  wire [14:0] \p$923 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_10;
@@ -5931,22 +5990,22 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire [8:0] p7_0_9;
   wire [3:0] port__addr;
   wire [3:0] \port__addr$10 ;
-  wire [3:0] \port__addr$108 ;
   wire [3:0] \port__addr$111 ;
-  wire [2:0] \port__addr$114 ;
-  wire [3:0] \port__addr$117 ;
+  wire [3:0] \port__addr$114 ;
+  wire [2:0] \port__addr$117 ;
   wire [3:0] \port__addr$120 ;
-  wire [2:0] \port__addr$123 ;
-  wire [3:0] \port__addr$126 ;
+  wire [3:0] \port__addr$123 ;
+  wire [2:0] \port__addr$126 ;
   wire [3:0] \port__addr$129 ;
-  wire [2:0] \port__addr$132 ;
-  wire [3:0] \port__addr$135 ;
+  wire [3:0] \port__addr$132 ;
+  wire [2:0] \port__addr$135 ;
   wire [3:0] \port__addr$138 ;
-  wire [2:0] \port__addr$141 ;
-  wire [3:0] \port__addr$144 ;
+  wire [3:0] \port__addr$141 ;
+  wire [2:0] \port__addr$144 ;
   wire [3:0] \port__addr$147 ;
   wire [3:0] \port__addr$15 ;
-  wire [2:0] \port__addr$150 ;
+  wire [3:0] \port__addr$150 ;
+  wire [2:0] \port__addr$153 ;
   wire [3:0] \port__addr$20 ;
   wire [3:0] \port__addr$25 ;
   wire [3:0] \port__addr$30 ;
@@ -5971,26 +6030,25 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire [63:0] \port__data$52 ;
   wire [63:0] \port__data$57 ;
   wire [63:0] \port__data$62 ;
-  wire [63:0] \port__data$636 ;
-  wire [63:0] \port__data$637 ;
-  wire [63:0] \port__data$638 ;
+  wire [63:0] \port__data$639 ;
   wire [63:0] \port__data$640 ;
   wire [63:0] \port__data$641 ;
-  wire [63:0] \port__data$642 ;
+  wire [63:0] \port__data$643 ;
   wire [63:0] \port__data$644 ;
   wire [63:0] \port__data$645 ;
-  wire [63:0] \port__data$646 ;
+  wire [63:0] \port__data$647 ;
   wire [63:0] \port__data$648 ;
   wire [63:0] \port__data$649 ;
-  wire [63:0] \port__data$650 ;
+  wire [63:0] \port__data$651 ;
   wire [63:0] \port__data$652 ;
   wire [63:0] \port__data$653 ;
-  wire [63:0] \port__data$654 ;
+  wire [63:0] \port__data$655 ;
+  wire [63:0] \port__data$656 ;
+  wire [63:0] \port__data$657 ;
   wire [63:0] \port__data$67 ;
   wire [63:0] \port__data$72 ;
   wire [63:0] \port__data$77 ;
   wire port__en;
-  wire \port__en$110 ;
   wire \port__en$113 ;
   wire \port__en$116 ;
   wire \port__en$119 ;
@@ -6006,6 +6064,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire \port__en$146 ;
   wire \port__en$149 ;
   wire \port__en$152 ;
+  wire \port__en$155 ;
   wire \port__en$18 ;
   wire \port__en$23 ;
   wire \port__en$28 ;
@@ -6056,6 +6115,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire rst_conv2;
   reg [4:0] s_idx = 5'h00;
   reg s_last = 1'h0;
+  wire s_last_rom;
   reg [18:0] sa0_0 = 19'h00000;
   wire ser;
   reg [3:0] ser_left = 4'h0;
@@ -6479,10 +6539,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   reg [4:0] w_count = 5'h00;
   input [319:0] w_data;
   wire [319:0] w_data;
-  wire [7:0] \w_data$620 ;
+  wire [7:0] \w_data$623 ;
   reg [319:0] w_data_q = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   wire w_en;
-  reg \w_en$621  = 1'h0;
+  reg \w_en$624  = 1'h0;
   wire w_en_b0_p0;
   wire w_en_b0_p1;
   wire w_en_b0_p2;
@@ -6641,9 +6701,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$108 ];
+    _0_ <= vectors0_p0[\port__addr$111 ];
   end
-  assign \port__data$636  = _0_;
+  assign \port__data$639  = _0_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p1 [15:0];
   initial begin
@@ -6670,9 +6730,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$111 ];
+    _1_ <= vectors0_p1[\port__addr$114 ];
   end
-  assign \port__data$637  = _1_;
+  assign \port__data$640  = _1_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors0_p2 [7:0];
   initial begin
@@ -6691,9 +6751,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors0_p2[\port__addr$114 ];
+    _2_ <= vectors0_p2[\port__addr$117 ];
   end
-  assign \port__data$638  = _2_;
+  assign \port__data$641  = _2_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p0 [15:0];
   initial begin
@@ -6720,9 +6780,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors1_p0[\port__addr$117 ];
+    _3_ <= vectors1_p0[\port__addr$120 ];
   end
-  assign \port__data$640  = _3_;
+  assign \port__data$643  = _3_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p1 [15:0];
   initial begin
@@ -6749,9 +6809,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors1_p1[\port__addr$120 ];
+    _4_ <= vectors1_p1[\port__addr$123 ];
   end
-  assign \port__data$641  = _4_;
+  assign \port__data$644  = _4_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors1_p2 [7:0];
   initial begin
@@ -6770,9 +6830,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors1_p2[\port__addr$123 ];
+    _5_ <= vectors1_p2[\port__addr$126 ];
   end
-  assign \port__data$642  = _5_;
+  assign \port__data$645  = _5_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p0 [15:0];
   initial begin
@@ -6799,9 +6859,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors2_p0[\port__addr$126 ];
+    _6_ <= vectors2_p0[\port__addr$129 ];
   end
-  assign \port__data$644  = _6_;
+  assign \port__data$647  = _6_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p1 [15:0];
   initial begin
@@ -6828,9 +6888,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors2_p1[\port__addr$129 ];
+    _7_ <= vectors2_p1[\port__addr$132 ];
   end
-  assign \port__data$645  = _7_;
+  assign \port__data$648  = _7_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors2_p2 [7:0];
   initial begin
@@ -6849,9 +6909,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors2_p2[\port__addr$132 ];
+    _8_ <= vectors2_p2[\port__addr$135 ];
   end
-  assign \port__data$646  = _8_;
+  assign \port__data$649  = _8_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p0 [15:0];
   initial begin
@@ -6878,9 +6938,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors3_p0[\port__addr$135 ];
+    _9_ <= vectors3_p0[\port__addr$138 ];
   end
-  assign \port__data$648  = _9_;
+  assign \port__data$651  = _9_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p1 [15:0];
   initial begin
@@ -6907,9 +6967,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors3_p1[\port__addr$138 ];
+    _10_ <= vectors3_p1[\port__addr$141 ];
   end
-  assign \port__data$649  = _10_;
+  assign \port__data$652  = _10_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors3_p2 [7:0];
   initial begin
@@ -6928,9 +6988,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors3_p2[\port__addr$141 ];
+    _11_ <= vectors3_p2[\port__addr$144 ];
   end
-  assign \port__data$650  = _11_;
+  assign \port__data$653  = _11_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p0 [15:0];
   initial begin
@@ -6957,9 +7017,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _12_;
   always @(posedge clk) begin
-    _12_ <= vectors4_p0[\port__addr$144 ];
+    _12_ <= vectors4_p0[\port__addr$147 ];
   end
-  assign \port__data$652  = _12_;
+  assign \port__data$655  = _12_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p1 [15:0];
   initial begin
@@ -6986,9 +7046,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _13_;
   always @(posedge clk) begin
-    _13_ <= vectors4_p1[\port__addr$147 ];
+    _13_ <= vectors4_p1[\port__addr$150 ];
   end
-  assign \port__data$653  = _13_;
+  assign \port__data$656  = _13_;
   (* ram_style = "distributed" *)
   reg [63:0] vectors4_p2 [7:0];
   initial begin
@@ -7007,9 +7067,51 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   reg [63:0] _14_;
   always @(posedge clk) begin
-    _14_ <= vectors4_p2[\port__addr$150 ];
+    _14_ <= vectors4_p2[\port__addr$153 ];
   end
-  assign \port__data$654  = _14_;
+  assign \port__data$657  = _14_;
+  always @(posedge clk)
+    t5_0_l5_0 <= t5_0_w4_0;
+  always @(posedge clk)
+    w6_0 <= { \o$810 , \o$809  };
+  always @(posedge clk)
+    m6_0_0 <= p6_0_0;
+  always @(posedge clk)
+    m6_0_1 <= p6_0_1;
+  always @(posedge clk)
+    m6_0_2 <= p6_0_2;
+  always @(posedge clk)
+    m6_0_3 <= p6_0_3;
+  always @(posedge clk)
+    m6_0_4 <= p6_0_4;
+  always @(posedge clk)
+    m6_0_5 <= p6_0_5;
+  always @(posedge clk)
+    m6_0_6 <= p6_0_6;
+  always @(posedge clk)
+    m6_0_7 <= p6_0_7;
+  always @(posedge clk)
+    m6_0_8 <= p6_0_8;
+  always @(posedge clk)
+    m6_0_9 <= p6_0_9;
+  always @(posedge clk)
+    m6_0_10 <= p6_0_10;
+  always @(posedge clk)
+    m6_0_11 <= p6_0_11;
+  always @(posedge clk)
+    m6_0_12 <= p6_0_12;
+  always @(posedge clk)
+    m6_0_13 <= p6_0_13;
+  always @(posedge clk)
+    m6_0_14 <= p6_0_14;
+  always @(posedge clk)
+    m6_0_15 <= p6_0_15;
+  always @(posedge clk)
+    m6_0_16 <= p6_0_16;
+  always @(posedge clk)
+    m6_0_17 <= p6_0_17;
+  always @(posedge clk)
+    m6_0_18 <= p6_0_18;
   always @(posedge clk)
     m6_0_19 <= p6_0_19;
   always @(posedge clk)
@@ -7029,7 +7131,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   always @(posedge clk)
     t6_0_l5_0 <= t6_0_w4_0;
   always @(posedge clk)
-    w7_0 <= { \o$832 , \o$831  };
+    w7_0 <= { \o$835 , \o$834  };
   always @(posedge clk)
     m7_0_0 <= p7_0_0;
   always @(posedge clk)
@@ -7143,157 +7245,157 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   always @(posedge clk)
     xsum_l6_0 <= xsum_w5_0;
   always @(posedge clk)
-    v2_d1 <= \$236 ;
+    v2_d1 <= \$246 ;
   always @(posedge clk)
-    v2_d2 <= \$237 ;
+    v2_d2 <= \$247 ;
   always @(posedge clk)
-    v2_d3 <= \$238 ;
+    v2_d3 <= \$248 ;
   always @(posedge clk)
-    v2_d4 <= \$239 ;
+    v2_d4 <= \$249 ;
   always @(posedge clk)
-    v2_d5 <= \$240 ;
+    v2_d5 <= \$250 ;
   always @(posedge clk)
-    last2_d1 <= \$241 ;
+    last2_d1 <= \$251 ;
   always @(posedge clk)
-    last2_d2 <= \$242 ;
+    last2_d2 <= \$252 ;
   always @(posedge clk)
-    last2_d3 <= \$243 ;
+    last2_d3 <= \$253 ;
   always @(posedge clk)
-    last2_d4 <= \$244 ;
+    last2_d4 <= \$254 ;
   always @(posedge clk)
-    last2_d5 <= \$245 ;
+    last2_d5 <= \$255 ;
   always @(posedge clk)
-    v2p_d1 <= \$246 ;
+    v2p_d1 <= \$256 ;
   always @(posedge clk)
-    v2p_d2 <= \$247 ;
+    v2p_d2 <= \$257 ;
   always @(posedge clk)
-    v2p_d3 <= \$248 ;
+    v2p_d3 <= \$258 ;
   always @(posedge clk)
-    v2p_d4 <= \$249 ;
+    v2p_d4 <= \$259 ;
   always @(posedge clk)
-    first2p_d1 <= \$250 ;
+    first2p_d1 <= \$260 ;
   always @(posedge clk)
-    first2p_d2 <= \$251 ;
+    first2p_d2 <= \$261 ;
   always @(posedge clk)
-    first2p_d3 <= \$252 ;
+    first2p_d3 <= \$262 ;
   always @(posedge clk)
-    first2p_d4 <= \$253 ;
+    first2p_d4 <= \$263 ;
   always @(posedge clk)
-    last2p_d1 <= \$254 ;
+    last2p_d1 <= \$264 ;
   always @(posedge clk)
-    last2p_d2 <= \$255 ;
+    last2p_d2 <= \$265 ;
   always @(posedge clk)
-    last2p_d3 <= \$256 ;
+    last2p_d3 <= \$266 ;
   always @(posedge clk)
-    last2p_d4 <= \$257 ;
+    last2p_d4 <= \$267 ;
   always @(posedge clk)
-    done <= \$258 ;
+    done <= \$268 ;
   always @(posedge clk)
-    xacc <= \$259 ;
+    xacc <= \$269 ;
   always @(posedge clk)
-    xfin <= \$260 ;
+    xfin <= \$270 ;
   always @(posedge clk)
-    acc0_0 <= \$261 ;
+    acc0_0 <= \$271 ;
   always @(posedge clk)
-    fin0_0 <= \$262 ;
+    fin0_0 <= \$272 ;
   always @(posedge clk)
-    bank0_0 <= \$263 ;
+    bank0_0 <= \$273 ;
   always @(posedge clk)
-    acc1_0 <= \$264 ;
+    acc1_0 <= \$274 ;
   always @(posedge clk)
-    fin1_0 <= \$265 ;
+    fin1_0 <= \$275 ;
   always @(posedge clk)
-    bank1_0 <= \$266 ;
+    bank1_0 <= \$276 ;
   always @(posedge clk)
-    acc2_0 <= \$267 ;
+    acc2_0 <= \$277 ;
   always @(posedge clk)
-    fin2_0 <= \$268 ;
+    fin2_0 <= \$278 ;
   always @(posedge clk)
-    bank2_0 <= \$269 ;
+    bank2_0 <= \$279 ;
   always @(posedge clk)
-    acc3_0 <= \$270 ;
+    acc3_0 <= \$280 ;
   always @(posedge clk)
-    fin3_0 <= \$271 ;
+    fin3_0 <= \$281 ;
   always @(posedge clk)
-    bank3_0 <= \$272 ;
+    bank3_0 <= \$282 ;
   always @(posedge clk)
-    acc4_0 <= \$273 ;
+    acc4_0 <= \$283 ;
   always @(posedge clk)
-    fin4_0 <= \$274 ;
+    fin4_0 <= \$284 ;
   always @(posedge clk)
-    bank4_0 <= \$275 ;
+    bank4_0 <= \$285 ;
   always @(posedge clk)
-    acc5_0 <= \$276 ;
+    acc5_0 <= \$286 ;
   always @(posedge clk)
-    fin5_0 <= \$277 ;
+    fin5_0 <= \$287 ;
   always @(posedge clk)
-    bank5_0 <= \$278 ;
+    bank5_0 <= \$288 ;
   always @(posedge clk)
-    acc6_0 <= \$279 ;
+    acc6_0 <= \$289 ;
   always @(posedge clk)
-    fin6_0 <= \$280 ;
+    fin6_0 <= \$290 ;
   always @(posedge clk)
-    bank6_0 <= \$281 ;
+    bank6_0 <= \$291 ;
   always @(posedge clk)
-    acc7_0 <= \$282 ;
+    acc7_0 <= \$292 ;
   always @(posedge clk)
-    fin7_0 <= \$283 ;
+    fin7_0 <= \$293 ;
   always @(posedge clk)
-    bank7_0 <= \$284 ;
+    bank7_0 <= \$294 ;
   always @(posedge clk)
-    ser_left <= \$285 ;
+    ser_left <= \$295 ;
   always @(posedge clk)
-    addr <= \$286 ;
+    addr <= \$296 ;
   always @(posedge clk)
-    \$signal$913  <= \$287 ;
+    \$signal$916  <= \$297 ;
   always @(posedge clk)
-    ka <= \$288 ;
+    ka <= \$298 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$289 ;
+    vb <= \$299 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$120 ;
+    rq0_beta <= \$123 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$123 ;
+    rq0_acc_s1_0 <= \$126 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$124 [30:0];
+    rq0_acc_s2_0 <= \$127 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$125 [14:0];
+    rq0_shifted <= \$128 [14:0];
   always @(posedge clk)
-    rq0_under <= \$127 ;
+    rq0_under <= \$130 ;
   always @(posedge clk)
-    rq0_over <= \$129 ;
+    rq0_over <= \$132 ;
   always @(posedge clk)
-    v_out_d1 <= \$290 ;
+    v_out_d1 <= \$300 ;
   always @(posedge clk)
-    v_out_d2 <= \$291 ;
+    v_out_d2 <= \$301 ;
   always @(posedge clk)
-    v_out_d3 <= \$292 ;
+    v_out_d3 <= \$302 ;
   always @(posedge clk)
-    \w_en$621  <= \$293 ;
+    \w_en$624  <= \$303 ;
   always @(posedge clk)
-    skipped_d1 <= \$294 ;
+    skipped_d1 <= \$304 ;
   always @(posedge clk)
-    skipped_d2 <= \$295 ;
+    skipped_d2 <= \$305 ;
   always @(posedge clk)
-    skipped_d3 <= \$296 ;
+    skipped_d3 <= \$306 ;
   always @(posedge clk)
-    skipped_d4 <= \$297 ;
+    skipped_d4 <= \$307 ;
   always @(posedge clk)
-    skipped_d5 <= \$298 ;
+    skipped_d5 <= \$308 ;
   always @(posedge clk)
-    group_ended_d1 <= \$299 ;
+    group_ended_d1 <= \$309 ;
   always @(posedge clk)
-    credits_returned <= \$300 ;
+    credits_returned <= \$310 ;
   always @(posedge clk)
-    credits_space <= \$301 ;
+    credits_space <= \$311 ;
   always @(posedge clk)
-    credits_room <= \$302 ;
+    credits_room <= \$312 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h14;
@@ -7307,20 +7409,23 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   assign \$8  = step & sn_last;
   assign \$9  = \$7  | \$8 ;
   assign load = w_full_issue & \$9 ;
-  assign \$10  = s_idx == 5'h12;
-  assign \$11  = s_last ? 1'h0 : \$10 ;
-  assign \$signal  = step ? \$11  : s_last;
-  assign \$12  = step & s_last;
-  assign \$13  = n_idx == 3'h6;
-  assign \$14  = n_last ? 1'h0 : \$13 ;
-  assign n_last_next = \$12  ? \$14  : n_last;
-  assign \$15  = r_addr + 1'h1;
-  assign \$16  = s_last ? { 1'h0, r_base } : \$15 ;
-  assign \$17  = w_half ? 5'h14 : 5'h00;
-  assign \$18  = step & s_last;
-  assign \$19  = gap == 1'h1;
-  assign \$20  = gap_zero | \$19 ;
-  assign gap_zero_next = \$18  ? 1'h0 : \$20 ;
+  assign \$11  = ~ s_last_rom;
+  assign \$12  = \$11  | can_end_rom;
+  assign o__ready = \$10  & \$12 ;
+  assign \$13  = s_idx == 5'h12;
+  assign \$14  = s_last ? 1'h0 : \$13 ;
+  assign \$signal  = step ? \$14  : s_last;
+  assign \$15  = step & s_last;
+  assign \$16  = n_idx == 3'h6;
+  assign \$17  = n_last ? 1'h0 : \$16 ;
+  assign n_last_next = \$15  ? \$17  : n_last;
+  assign \$18  = r_addr + 1'h1;
+  assign \$19  = s_last ? { 1'h0, r_base } : \$18 ;
+  assign \$20  = w_half ? 5'h14 : 5'h00;
+  assign \$21  = step & s_last;
+  assign \$22  = gap == 1'h1;
+  assign \$23  = gap_zero | \$22 ;
+  assign gap_zero_next = \$21  ? 1'h0 : \$23 ;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -7514,231 +7619,238 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
   assign group_end = v2_d5 & last2_d5;
   assign ser = | ser_left;
-  assign \$21  = rq0_over ? 15'h00ff : rq0_shifted;
-  assign \$22  = rq0_under ? 15'h0000 : \$21 ;
-  assign \$23  = credits_space + credits_returned;
-  assign \$24  = group_ended_d1 ? 4'h8 : 4'h0;
-  assign \$25  = \$23  - \$24 ;
-  assign credits_room_next = \$25 [4:0] >= 4'h8;
-  assign \$26  = w_count == 5'h13;
-  assign \$27  = w_count + 1'h1;
-  assign \$28  = \$26  ? 6'h00 : \$27 ;
-  assign \$29  = credits_room_next & gap_zero_next;
-  assign \$30  = \$signal  & n_last_next;
-  assign \$31  = s_idx + 1'h1;
-  assign \$32  = s_last ? 6'h00 : \$31 ;
-  assign \$33  = n_idx + 1'h1;
-  assign \$34  = n_last ? 4'h0 : \$33 ;
-  assign \$35  = step & sn_last;
-  assign \$36  = w_half ? 5'h14 : 5'h00;
-  assign \$37  = ~ w_half;
-  assign \$38  = step & s_last;
-  assign \$39  = ~ gap_zero;
-  assign \$40  = gap - 1'h1;
-  assign \$41  = ! s_idx;
-  assign \$42  = r_page_b0[0] ? \port__data$637  : \port__data$636 ;
-  assign \$43  = r_page_b0[1] ? \port__data$638  : \$42 ;
-  assign \$44  = r_page_b1[0] ? \port__data$641  : \port__data$640 ;
-  assign \$45  = r_page_b1[1] ? \port__data$642  : \$44 ;
-  assign \$46  = r_page_b2[0] ? \port__data$645  : \port__data$644 ;
-  assign \$47  = r_page_b2[1] ? \port__data$646  : \$46 ;
-  assign \$48  = r_page_b3[0] ? \port__data$649  : \port__data$648 ;
-  assign \$49  = r_page_b3[1] ? \port__data$650  : \$48 ;
-  assign \$50  = r_page_b4[0] ? \port__data$653  : \port__data$652 ;
-  assign \$51  = r_page_b4[1] ? \port__data$654  : \$50 ;
-  assign \$52  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$53  = \$52  + xsum_l6_0;
-  assign \$54  = flags_x[0] & flags_x[2];
+  assign \$24  = rq0_over ? 15'h00ff : rq0_shifted;
+  assign \$25  = rq0_under ? 15'h0000 : \$24 ;
+  assign \$26  = credits_space + credits_returned;
+  assign \$27  = group_ended_d1 ? 4'h8 : 4'h0;
+  assign \$28  = \$26  - \$27 ;
+  assign credits_room_next = \$28 [4:0] >= 4'h8;
+  assign \$29  = w_count == 5'h13;
+  assign \$30  = w_count + 1'h1;
+  assign \$31  = \$29  ? 6'h00 : \$30 ;
+  assign \$32  = credits_room_next & gap_zero_next;
+  assign \$33  = \$signal  & n_last_next;
+  assign \$34  = s_idx + 1'h1;
+  assign \$35  = s_last ? 6'h00 : \$34 ;
+  assign \$36  = n_idx + 1'h1;
+  assign \$37  = n_last ? 4'h0 : \$36 ;
+  assign \$38  = step & sn_last;
+  assign \$39  = w_half ? 5'h14 : 5'h00;
+  assign \$40  = ~ w_half;
+  assign \$41  = step & s_last;
+  assign \$42  = ~ gap_zero;
+  assign \$43  = gap - 1'h1;
+  assign \$44  = ! s_idx;
+  assign \$45  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
+  assign \$46  = r_page_b0[1] ? \port__data$641  : \$45 ;
+  assign \$47  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
+  assign \$48  = r_page_b1[1] ? \port__data$645  : \$47 ;
+  assign \$49  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
+  assign \$50  = r_page_b2[1] ? \port__data$649  : \$49 ;
+  assign \$51  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
+  assign \$52  = r_page_b3[1] ? \port__data$653  : \$51 ;
+  assign \$53  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
+  assign \$54  = r_page_b4[1] ? \port__data$657  : \$53 ;
   assign \$55  = flags_x[1] ? 18'h00000 : xacc;
   assign \$56  = \$55  + xsum_l6_0;
-  assign \$57  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$58  = \$57  + t0_0_l5_0;
-  assign \$59  = flags_0[0] & flags_0[2];
+  assign \$57  = flags_x[0] & flags_x[2];
+  assign \$58  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$59  = \$58  + xsum_l6_0;
   assign \$60  = flags_0[1] ? 18'h00000 : acc0_0;
   assign \$61  = \$60  + t0_0_l5_0;
-  assign \$63  = \$62  - xfin;
-  assign \$64  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$65  = \$64  + t1_0_l5_0;
-  assign \$66  = flags_1[0] & flags_1[2];
+  assign \$62  = flags_0[0] & flags_0[2];
+  assign \$63  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$64  = \$63  + t0_0_l5_0;
+  assign \$66  = \$65  - xfin;
   assign \$67  = flags_1[1] ? 18'h00000 : acc1_0;
   assign \$68  = \$67  + t1_0_l5_0;
-  assign \$70  = \$69  - xfin;
-  assign \$71  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$72  = \$71  + t2_0_l5_0;
-  assign \$73  = flags_2[0] & flags_2[2];
+  assign \$69  = flags_1[0] & flags_1[2];
+  assign \$70  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$71  = \$70  + t1_0_l5_0;
+  assign \$73  = \$72  - xfin;
   assign \$74  = flags_2[1] ? 18'h00000 : acc2_0;
   assign \$75  = \$74  + t2_0_l5_0;
-  assign \$77  = \$76  - xfin;
-  assign \$78  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$79  = \$78  + t3_0_l5_0;
-  assign \$80  = flags_3[0] & flags_3[2];
+  assign \$76  = flags_2[0] & flags_2[2];
+  assign \$77  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$78  = \$77  + t2_0_l5_0;
+  assign \$80  = \$79  - xfin;
   assign \$81  = flags_3[1] ? 18'h00000 : acc3_0;
   assign \$82  = \$81  + t3_0_l5_0;
-  assign \$84  = \$83  - xfin;
-  assign \$85  = flags_4[1] ? 18'h00000 : acc4_0;
-  assign \$86  = \$85  + t4_0_l5_0;
-  assign \$87  = flags_4[0] & flags_4[2];
+  assign \$83  = flags_3[0] & flags_3[2];
+  assign \$84  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$85  = \$84  + t3_0_l5_0;
+  assign \$87  = \$86  - xfin;
   assign \$88  = flags_4[1] ? 18'h00000 : acc4_0;
   assign \$89  = \$88  + t4_0_l5_0;
-  assign \$91  = \$90  - xfin;
-  assign \$92  = flags_5[1] ? 18'h00000 : acc5_0;
-  assign \$93  = \$92  + t5_0_l5_0;
-  assign \$94  = flags_5[0] & flags_5[2];
+  assign \$90  = flags_4[0] & flags_4[2];
+  assign \$91  = flags_4[1] ? 18'h00000 : acc4_0;
+  assign \$92  = \$91  + t4_0_l5_0;
+  assign \$94  = \$93  - xfin;
   assign \$95  = flags_5[1] ? 18'h00000 : acc5_0;
   assign \$96  = \$95  + t5_0_l5_0;
-  assign \$98  = \$97  - xfin;
-  assign \$99  = flags_6[1] ? 18'h00000 : acc6_0;
-  assign \$100  = \$99  + t6_0_l5_0;
-  assign \$101  = flags_6[0] & flags_6[2];
+  assign \$97  = flags_5[0] & flags_5[2];
+  assign \$98  = flags_5[1] ? 18'h00000 : acc5_0;
+  assign \$99  = \$98  + t5_0_l5_0;
+  assign \$101  = \$100  - xfin;
   assign \$102  = flags_6[1] ? 18'h00000 : acc6_0;
   assign \$103  = \$102  + t6_0_l5_0;
-  assign \$105  = \$104  - xfin;
-  assign \$106  = flags_7[1] ? 18'h00000 : acc7_0;
-  assign \$107  = \$106  + t7_0_l5_0;
-  assign \$108  = flags_7[0] & flags_7[2];
+  assign \$104  = flags_6[0] & flags_6[2];
+  assign \$105  = flags_6[1] ? 18'h00000 : acc6_0;
+  assign \$106  = \$105  + t6_0_l5_0;
+  assign \$108  = \$107  - xfin;
   assign \$109  = flags_7[1] ? 18'h00000 : acc7_0;
   assign \$110  = \$109  + t7_0_l5_0;
-  assign \$112  = \$111  - xfin;
-  assign \$113  = ser_left - 1'h1;
-  assign \$114  = addr == 6'h3f;
-  assign \$115  = addr + 1'h1;
-  assign \$116  = \$114  ? 7'h00 : \$115 ;
-  assign \$120  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$123  = $signed(\$121 ) + $signed(\$122 );
-  assign \$124  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$127  = $signed(\$126 ) < $signed(1'h0);
-  assign \$129  = $signed(\$128 ) > $signed(9'h0ff);
-  assign \$130  = step & s_last;
-  assign \$131  = o__valid & \o__ready$616 ;
-  assign \$132  = \$131  + skipped_d5;
-  assign \$133  = ! \$2 [5:4];
-  assign \$134  = ~ rst_conv2;
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = \$135  ? take : 1'h0;
-  assign \$137  = ! \$2 [5:4];
-  assign \$138  = ~ rst_conv2;
-  assign \$139  = \$137  & \$138 ;
-  assign \$140  = \$139  ? take : 1'h0;
-  assign \$141  = ! \$2 [5:4];
-  assign \$142  = ~ rst_conv2;
-  assign \$143  = \$141  & \$142 ;
-  assign \$144  = \$143  ? take : 1'h0;
-  assign \$145  = ! \$2 [5:4];
-  assign \$146  = ~ rst_conv2;
-  assign \$147  = \$145  & \$146 ;
-  assign \$148  = \$147  ? take : 1'h0;
-  assign \$149  = ! \$2 [5:4];
-  assign \$150  = ~ rst_conv2;
-  assign \$151  = \$149  & \$150 ;
-  assign \$152  = \$151  ? take : 1'h0;
-  assign \$153  = \$2 [5:4] == 1'h1;
-  assign \$154  = ~ rst_conv2;
-  assign \$155  = \$153  & \$154 ;
-  assign \$156  = \$155  ? take : 1'h0;
-  assign \$157  = \$2 [5:4] == 1'h1;
-  assign \$158  = ~ rst_conv2;
-  assign \$159  = \$157  & \$158 ;
-  assign \$160  = \$159  ? take : 1'h0;
-  assign \$161  = \$2 [5:4] == 1'h1;
-  assign \$162  = ~ rst_conv2;
-  assign \$163  = \$161  & \$162 ;
-  assign \$164  = \$163  ? take : 1'h0;
-  assign \$165  = \$2 [5:4] == 1'h1;
-  assign \$166  = ~ rst_conv2;
-  assign \$167  = \$165  & \$166 ;
-  assign \$168  = \$167  ? take : 1'h0;
-  assign \$169  = \$2 [5:4] == 1'h1;
-  assign \$170  = ~ rst_conv2;
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = \$171  ? take : 1'h0;
-  assign \$173  = \$2 [5:4] == 2'h2;
-  assign \$174  = ~ rst_conv2;
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = \$175  ? take : 1'h0;
-  assign \$177  = \$2 [5:4] == 2'h2;
-  assign \$178  = ~ rst_conv2;
-  assign \$179  = \$177  & \$178 ;
-  assign \$180  = \$179  ? take : 1'h0;
-  assign \$181  = \$2 [5:4] == 2'h2;
-  assign \$182  = ~ rst_conv2;
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = \$183  ? take : 1'h0;
-  assign \$185  = \$2 [5:4] == 2'h2;
-  assign \$186  = ~ rst_conv2;
-  assign \$187  = \$185  & \$186 ;
-  assign \$188  = \$187  ? take : 1'h0;
-  assign \$189  = \$2 [5:4] == 2'h2;
-  assign \$190  = ~ rst_conv2;
-  assign \$191  = \$189  & \$190 ;
-  assign \$192  = \$191  ? take : 1'h0;
-  assign \$193  = rst_conv2 | load;
-  assign \$194  = filled ? 1'h1 : w_full;
-  assign \$195  = \$193  ? 1'h0 : \$194 ;
+  assign \$111  = flags_7[0] & flags_7[2];
+  assign \$112  = flags_7[1] ? 18'h00000 : acc7_0;
+  assign \$113  = \$112  + t7_0_l5_0;
+  assign \$115  = \$114  - xfin;
+  assign \$116  = ser_left - 1'h1;
+  assign \$117  = addr == 6'h3f;
+  assign \$118  = addr + 1'h1;
+  assign \$119  = \$117  ? 7'h00 : \$118 ;
+  assign \$123  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$126  = $signed(\$124 ) + $signed(\$125 );
+  assign \$127  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$130  = $signed(\$129 ) < $signed(1'h0);
+  assign \$132  = $signed(\$131 ) > $signed(9'h0ff);
+  assign \$133  = step & s_last;
+  assign \$134  = o__valid & \o__ready$619 ;
+  assign \$135  = \$134  + skipped_d5;
+  assign \$136  = ! \$2 [5:4];
+  assign \$137  = ~ rst_conv2;
+  assign \$138  = \$136  & \$137 ;
+  assign \$139  = \$138  ? take : 1'h0;
+  assign \$140  = ! \$2 [5:4];
+  assign \$141  = ~ rst_conv2;
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = \$142  ? take : 1'h0;
+  assign \$144  = ! \$2 [5:4];
+  assign \$145  = ~ rst_conv2;
+  assign \$146  = \$144  & \$145 ;
+  assign \$147  = \$146  ? take : 1'h0;
+  assign \$148  = ! \$2 [5:4];
+  assign \$149  = ~ rst_conv2;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = \$150  ? take : 1'h0;
+  assign \$152  = ! \$2 [5:4];
+  assign \$153  = ~ rst_conv2;
+  assign \$154  = \$152  & \$153 ;
+  assign \$155  = \$154  ? take : 1'h0;
+  assign \$156  = \$2 [5:4] == 1'h1;
+  assign \$157  = ~ rst_conv2;
+  assign \$158  = \$156  & \$157 ;
+  assign \$159  = \$158  ? take : 1'h0;
+  assign \$160  = \$2 [5:4] == 1'h1;
+  assign \$161  = ~ rst_conv2;
+  assign \$162  = \$160  & \$161 ;
+  assign \$163  = \$162  ? take : 1'h0;
+  assign \$164  = \$2 [5:4] == 1'h1;
+  assign \$165  = ~ rst_conv2;
+  assign \$166  = \$164  & \$165 ;
+  assign \$167  = \$166  ? take : 1'h0;
+  assign \$168  = \$2 [5:4] == 1'h1;
+  assign \$169  = ~ rst_conv2;
+  assign \$170  = \$168  & \$169 ;
+  assign \$171  = \$170  ? take : 1'h0;
+  assign \$172  = \$2 [5:4] == 1'h1;
+  assign \$173  = ~ rst_conv2;
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = \$174  ? take : 1'h0;
+  assign \$176  = \$2 [5:4] == 2'h2;
+  assign \$177  = ~ rst_conv2;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = \$178  ? take : 1'h0;
+  assign \$180  = \$2 [5:4] == 2'h2;
+  assign \$181  = ~ rst_conv2;
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = \$182  ? take : 1'h0;
+  assign \$184  = \$2 [5:4] == 2'h2;
+  assign \$185  = ~ rst_conv2;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = \$186  ? take : 1'h0;
+  assign \$188  = \$2 [5:4] == 2'h2;
+  assign \$189  = ~ rst_conv2;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = \$190  ? take : 1'h0;
+  assign \$192  = \$2 [5:4] == 2'h2;
+  assign \$193  = ~ rst_conv2;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$194  ? take : 1'h0;
   assign \$196  = rst_conv2 | load;
-  assign \$197  = filled ? 1'h1 : w_full_issue;
+  assign \$197  = filled ? 1'h1 : w_full;
   assign \$198  = \$196  ? 1'h0 : \$197 ;
-  assign \$199  = r_page_b0[0] ? \port__data$637  : \port__data$636 ;
-  assign \$200  = r_page_b0[1] ? \port__data$638  : \$199 ;
-  assign \$201  = r_page_b1[0] ? \port__data$641  : \port__data$640 ;
-  assign \$202  = r_page_b1[1] ? \port__data$642  : \$201 ;
-  assign \$203  = r_page_b2[0] ? \port__data$645  : \port__data$644 ;
-  assign \$204  = r_page_b2[1] ? \port__data$646  : \$203 ;
-  assign \$205  = r_page_b3[0] ? \port__data$649  : \port__data$648 ;
-  assign \$206  = r_page_b3[1] ? \port__data$650  : \$205 ;
-  assign \$207  = r_page_b4[0] ? \port__data$653  : \port__data$652 ;
-  assign \$208  = r_page_b4[1] ? \port__data$654  : \$207 ;
-  assign \$209  = r_page_b0[0] ? \port__data$637  : \port__data$636 ;
-  assign \$210  = r_page_b0[1] ? \port__data$638  : \$209 ;
-  assign \$211  = r_page_b1[0] ? \port__data$641  : \port__data$640 ;
-  assign \$212  = r_page_b1[1] ? \port__data$642  : \$211 ;
-  assign \$213  = r_page_b2[0] ? \port__data$645  : \port__data$644 ;
-  assign \$214  = r_page_b2[1] ? \port__data$646  : \$213 ;
-  assign \$215  = r_page_b3[0] ? \port__data$649  : \port__data$648 ;
-  assign \$216  = r_page_b3[1] ? \port__data$650  : \$215 ;
-  assign \$217  = r_page_b4[0] ? \port__data$653  : \port__data$652 ;
-  assign \$218  = r_page_b4[1] ? \port__data$654  : \$217 ;
+  assign \$199  = rst_conv2 | load;
+  assign \$200  = filled ? 1'h1 : w_full_issue;
+  assign \$201  = \$199  ? 1'h0 : \$200 ;
+  assign \$202  = step & sn_last;
+  assign \$203  = \$202  ? 1'h0 : active;
+  assign \$204  = load ? 1'h1 : \$203 ;
+  assign \$205  = rst_conv2 ? 1'h0 : \$204 ;
+  assign \$206  = rst_conv2 ? 1'h0 : \$signal ;
+  assign \$207  = credits_room_next & gap_zero_next;
+  assign \$208  = rst_conv2 ? 1'h1 : \$207 ;
+  assign \$209  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
+  assign \$210  = r_page_b0[1] ? \port__data$641  : \$209 ;
+  assign \$211  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
+  assign \$212  = r_page_b1[1] ? \port__data$645  : \$211 ;
+  assign \$213  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
+  assign \$214  = r_page_b2[1] ? \port__data$649  : \$213 ;
+  assign \$215  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
+  assign \$216  = r_page_b3[1] ? \port__data$653  : \$215 ;
+  assign \$217  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
+  assign \$218  = r_page_b4[1] ? \port__data$657  : \$217 ;
+  assign \$219  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
+  assign \$220  = r_page_b0[1] ? \port__data$641  : \$219 ;
+  assign \$221  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
+  assign \$222  = r_page_b1[1] ? \port__data$645  : \$221 ;
+  assign \$223  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
+  assign \$224  = r_page_b2[1] ? \port__data$649  : \$223 ;
+  assign \$225  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
+  assign \$226  = r_page_b3[1] ? \port__data$653  : \$225 ;
+  assign \$227  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
+  assign \$228  = r_page_b4[1] ? \port__data$657  : \$227 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$219 ;
+    w_count <= \$229 ;
   always @(posedge clk)
-    can_end <= \$220 ;
+    can_end <= \$230 ;
   always @(posedge clk)
-    gap_zero <= \$221 ;
+    gap_zero <= \$231 ;
   always @(posedge clk)
-    s_last <= \$222 ;
+    s_last <= \$232 ;
   always @(posedge clk)
-    n_last <= \$223 ;
+    n_last <= \$233 ;
   always @(posedge clk)
-    sn_last <= \$224 ;
+    sn_last <= \$234 ;
   always @(posedge clk)
-    r_addr <= \$225 ;
+    r_addr <= \$235 ;
   always @(posedge clk)
-    s_idx <= \$226 ;
+    s_idx <= \$236 ;
   always @(posedge clk)
-    n_idx <= \$227 ;
+    n_idx <= \$237 ;
   always @(posedge clk)
-    active <= \$228 ;
+    active <= \$238 ;
   always @(posedge clk)
-    r_base <= \$229 ;
+    r_base <= \$239 ;
   always @(posedge clk)
-    w_half <= \$230 ;
+    w_half <= \$240 ;
   always @(posedge clk)
-    gap <= \$231 ;
+    gap <= \$241 ;
   always @(posedge clk)
-    \$signal$630  <= \$232 ;
+    \$signal$633  <= \$242 ;
   always @(posedge clk)
-    \$signal$631  <= \$233 ;
+    \$signal$634  <= \$243 ;
   always @(posedge clk)
-    last1 <= \$234 ;
+    last1 <= \$244 ;
   always @(posedge clk)
-    word1 <= \o__payload$633 ;
+    word1 <= \o__payload$636 ;
   always @(posedge clk)
-    r_addr_q <= \$235 ;
+    r_addr_q <= \$245 ;
   always @(posedge clk)
-    xdata_d1 <= { \$51 , \$49 , \$47 , \$45 , \$43  };
+    xdata_d1 <= { \$54 , \$52 , \$50 , \$48 , \$46  };
   always @(posedge clk)
-    w0_0 <= { \o$657 , o };
+    w0_0 <= { \o$660 , o };
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -7796,7 +7908,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   always @(posedge clk)
     t0_0_l5_0 <= t0_0_w4_0;
   always @(posedge clk)
-    w1_0 <= { \o$682 , \o$681  };
+    w1_0 <= { \o$685 , \o$684  };
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -7854,7 +7966,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   always @(posedge clk)
     t1_0_l5_0 <= t1_0_w4_0;
   always @(posedge clk)
-    w2_0 <= { \o$707 , \o$706  };
+    w2_0 <= { \o$710 , \o$709  };
   always @(posedge clk)
     m2_0_0 <= p2_0_0;
   always @(posedge clk)
@@ -7912,7 +8024,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   always @(posedge clk)
     t2_0_l5_0 <= t2_0_w4_0;
   always @(posedge clk)
-    w3_0 <= { \o$732 , \o$731  };
+    w3_0 <= { \o$735 , \o$734  };
   always @(posedge clk)
     m3_0_0 <= p3_0_0;
   always @(posedge clk)
@@ -7970,7 +8082,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   always @(posedge clk)
     t3_0_l5_0 <= t3_0_w4_0;
   always @(posedge clk)
-    w4_0 <= { \o$757 , \o$756  };
+    w4_0 <= { \o$760 , \o$759  };
   always @(posedge clk)
     m4_0_0 <= p4_0_0;
   always @(posedge clk)
@@ -8028,7 +8140,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   always @(posedge clk)
     t4_0_l5_0 <= t4_0_w4_0;
   always @(posedge clk)
-    w5_0 <= { \o$782 , \o$781  };
+    w5_0 <= { \o$785 , \o$784  };
   always @(posedge clk)
     m5_0_0 <= p5_0_0;
   always @(posedge clk)
@@ -8083,48 +8195,22 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     t5_0_l4_0 <= t5_0_w3_0;
   always @(posedge clk)
     t5_0_l4_1 <= t5_0_l2_4;
-  always @(posedge clk)
-    t5_0_l5_0 <= t5_0_w4_0;
-  always @(posedge clk)
-    w6_0 <= { \o$807 , \o$806  };
-  always @(posedge clk)
-    m6_0_0 <= p6_0_0;
-  always @(posedge clk)
-    m6_0_1 <= p6_0_1;
-  always @(posedge clk)
-    m6_0_2 <= p6_0_2;
-  always @(posedge clk)
-    m6_0_3 <= p6_0_3;
-  always @(posedge clk)
-    m6_0_4 <= p6_0_4;
-  always @(posedge clk)
-    m6_0_5 <= p6_0_5;
-  always @(posedge clk)
-    m6_0_6 <= p6_0_6;
-  always @(posedge clk)
-    m6_0_7 <= p6_0_7;
-  always @(posedge clk)
-    m6_0_8 <= p6_0_8;
-  always @(posedge clk)
-    m6_0_9 <= p6_0_9;
-  always @(posedge clk)
-    m6_0_10 <= p6_0_10;
-  always @(posedge clk)
-    m6_0_11 <= p6_0_11;
-  always @(posedge clk)
-    m6_0_12 <= p6_0_12;
-  always @(posedge clk)
-    m6_0_13 <= p6_0_13;
-  always @(posedge clk)
-    m6_0_14 <= p6_0_14;
-  always @(posedge clk)
-    m6_0_15 <= p6_0_15;
-  always @(posedge clk)
-    m6_0_16 <= p6_0_16;
-  always @(posedge clk)
-    m6_0_17 <= p6_0_17;
-  always @(posedge clk)
-    m6_0_18 <= p6_0_18;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) active_rom_copy (
+    .clk(clk),
+    .d(\$205 ),
+    .q(active_rom)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_end_rom_copy (
+    .clk(clk),
+    .d(\$208 ),
+    .q(can_end_rom)
+  );
   \flexor_lenet5.conv2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -8136,72 +8222,72 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$657 )
+    .o(\o$660 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
     .i(word1[47:32]),
-    .o(\o$681 )
+    .o(\o$684 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
     .i(word1[63:48]),
-    .o(\o$682 )
+    .o(\o$685 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
     .i(word1[79:64]),
-    .o(\o$706 )
+    .o(\o$709 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
     .i(word1[95:80]),
-    .o(\o$707 )
+    .o(\o$710 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
     .i(word1[111:96]),
-    .o(\o$731 )
+    .o(\o$734 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
     .i(word1[127:112]),
-    .o(\o$732 )
+    .o(\o$735 )
   );
   \flexor_lenet5.conv2.dec_4_0_0  dec_4_0_0 (
     .i(word1[143:128]),
-    .o(\o$756 )
+    .o(\o$759 )
   );
   \flexor_lenet5.conv2.dec_4_0_1  dec_4_0_1 (
     .i(word1[159:144]),
-    .o(\o$757 )
+    .o(\o$760 )
   );
   \flexor_lenet5.conv2.dec_5_0_0  dec_5_0_0 (
     .i(word1[175:160]),
-    .o(\o$781 )
+    .o(\o$784 )
   );
   \flexor_lenet5.conv2.dec_5_0_1  dec_5_0_1 (
     .i(word1[191:176]),
-    .o(\o$782 )
+    .o(\o$785 )
   );
   \flexor_lenet5.conv2.dec_6_0_0  dec_6_0_0 (
     .i(word1[207:192]),
-    .o(\o$806 )
+    .o(\o$809 )
   );
   \flexor_lenet5.conv2.dec_6_0_1  dec_6_0_1 (
     .i(word1[223:208]),
-    .o(\o$807 )
+    .o(\o$810 )
   );
   \flexor_lenet5.conv2.dec_7_0_0  dec_7_0_0 (
     .i(word1[239:224]),
-    .o(\o$831 )
+    .o(\o$834 )
   );
   \flexor_lenet5.conv2.dec_7_0_1  dec_7_0_1 (
     .i(word1[255:240]),
-    .o(\o$832 )
+    .o(\o$835 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$616 ),
+    .o__ready(\o__ready$619 ),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
-    .w_en(\w_en$621 ),
-    .w_port__data(\$22 [7:0])
+    .w_en(\w_en$624 ),
+    .w_port__data(\$25 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9881,7 +9967,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b0_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$108 )
+    .q(\port__addr$111 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9889,7 +9975,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b0_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$111 )
+    .q(\port__addr$114 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9897,7 +9983,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b0_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$114 )
+    .q(\port__addr$117 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9905,7 +9991,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b1_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$117 )
+    .q(\port__addr$120 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9913,7 +9999,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b1_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$120 )
+    .q(\port__addr$123 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9921,7 +10007,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b1_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$123 )
+    .q(\port__addr$126 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9929,7 +10015,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b2_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$126 )
+    .q(\port__addr$129 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9937,7 +10023,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b2_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$129 )
+    .q(\port__addr$132 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9945,7 +10031,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b2_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$132 )
+    .q(\port__addr$135 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9953,7 +10039,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b3_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$135 )
+    .q(\port__addr$138 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9961,7 +10047,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b3_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$138 )
+    .q(\port__addr$141 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9969,7 +10055,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b3_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$141 )
+    .q(\port__addr$144 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9977,7 +10063,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b4_p0_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$144 )
+    .q(\port__addr$147 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9985,7 +10071,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b4_p1_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$147 )
+    .q(\port__addr$150 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9993,7 +10079,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   ) r_addr_b4_p2_copy (
     .clk(clk),
     .d(r_next[2:0]),
-    .q(\port__addr$150 )
+    .q(\port__addr$153 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10036,9 +10122,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .q(r_page_b4)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$933 ),
+    .addr(\addr$936 ),
     .clk(clk),
-    .data(\o__payload$633 ),
+    .data(\o__payload$636 ),
     .en(en)
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
@@ -10051,7 +10137,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$920 )
+    .p(\p$923 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) s_last_rom_copy (
+    .clk(clk),
+    .d(\$206 ),
+    .q(s_last_rom)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10178,7 +10272,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$136 ),
+    .d(\$139 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -10186,7 +10280,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$156 ),
+    .d(\$159 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -10194,7 +10288,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b0_p2_copy (
     .clk(clk),
-    .d(\$176 ),
+    .d(\$179 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -10202,7 +10296,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$140 ),
+    .d(\$143 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -10210,7 +10304,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$160 ),
+    .d(\$163 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -10218,7 +10312,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b1_p2_copy (
     .clk(clk),
-    .d(\$180 ),
+    .d(\$183 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -10226,7 +10320,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$144 ),
+    .d(\$147 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -10234,7 +10328,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$164 ),
+    .d(\$167 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -10242,7 +10336,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b2_p2_copy (
     .clk(clk),
-    .d(\$184 ),
+    .d(\$187 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -10250,7 +10344,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b3_p0_copy (
     .clk(clk),
-    .d(\$148 ),
+    .d(\$151 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -10258,7 +10352,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b3_p1_copy (
     .clk(clk),
-    .d(\$168 ),
+    .d(\$171 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -10266,7 +10360,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b3_p2_copy (
     .clk(clk),
-    .d(\$188 ),
+    .d(\$191 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -10274,7 +10368,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b4_p0_copy (
     .clk(clk),
-    .d(\$152 ),
+    .d(\$155 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -10282,7 +10376,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b4_p1_copy (
     .clk(clk),
-    .d(\$172 ),
+    .d(\$175 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -10290,7 +10384,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b4_p2_copy (
     .clk(clk),
-    .d(\$192 ),
+    .d(\$195 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -10298,7 +10392,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$195 ),
+    .d(\$198 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -10306,15 +10400,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$198 ),
+    .d(\$201 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$933 ),
+    .addr(\addr$936 ),
     .clk(clk),
     .go(en),
-    .o__payload(\o__payload$633 ),
-    .o__ready(step),
+    .o__payload(\o__payload$636 ),
+    .o__ready(o__ready),
     .rst_conv2(rst_conv2)
   );
   flexor_copy #(
@@ -10322,7 +10416,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd320)
   ) xdata_c0_copy (
     .clk(clk),
-    .d({ \$208 , \$206 , \$204 , \$202 , \$200  }),
+    .d({ \$218 , \$216 , \$214 , \$212 , \$210  }),
     .q(xdata_c0)
   );
   flexor_copy #(
@@ -10330,646 +10424,551 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd320)
   ) xdata_c1_copy (
     .clk(clk),
-    .d({ \$218 , \$216 , \$214 , \$212 , \$210  }),
+    .d({ \$228 , \$226 , \$224 , \$222 , \$220  }),
     .q(xdata_c1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$236  = \$signal$630 ;
-    if (rst_conv2) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$237  = v2_d1;
-    if (rst_conv2) begin
-      \$237  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$238  = v2_d2;
-    if (rst_conv2) begin
-      \$238  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$239  = v2_d3;
-    if (rst_conv2) begin
-      \$239  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$240  = v2_d4;
-    if (rst_conv2) begin
-      \$240  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$241  = last1;
-    if (rst_conv2) begin
-      \$241  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$242  = last2_d1;
-    if (rst_conv2) begin
-      \$242  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$243  = last2_d2;
-    if (rst_conv2) begin
-      \$243  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$244  = last2_d3;
-    if (rst_conv2) begin
-      \$244  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$245  = last2_d4;
-    if (rst_conv2) begin
-      \$245  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$246  = \$signal$630 ;
+    \$246  = \$signal$633 ;
     if (rst_conv2) begin
       \$246  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$247  = v2p_d1;
+    \$247  = v2_d1;
     if (rst_conv2) begin
       \$247  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$248  = v2p_d2;
+    \$248  = v2_d2;
     if (rst_conv2) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$249  = v2p_d3;
+    \$249  = v2_d3;
     if (rst_conv2) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$250  = \$signal$631 ;
+    \$250  = v2_d4;
     if (rst_conv2) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$251  = first2p_d1;
+    \$251  = last1;
     if (rst_conv2) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$252  = first2p_d2;
+    \$252  = last2_d1;
     if (rst_conv2) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$253  = first2p_d3;
+    \$253  = last2_d2;
     if (rst_conv2) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$254  = last1;
+    \$254  = last2_d3;
     if (rst_conv2) begin
       \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$255  = last2p_d1;
+    \$255  = last2_d4;
     if (rst_conv2) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$256  = last2p_d2;
+    \$256  = \$signal$633 ;
     if (rst_conv2) begin
       \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$257  = last2p_d3;
+    \$257  = v2p_d1;
     if (rst_conv2) begin
       \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$258  = group_end;
+    \$258  = v2p_d2;
     if (rst_conv2) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$259  = xacc;
+    \$259  = v2p_d3;
+    if (rst_conv2) begin
+      \$259  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$260  = \$signal$634 ;
+    if (rst_conv2) begin
+      \$260  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$261  = first2p_d1;
+    if (rst_conv2) begin
+      \$261  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$262  = first2p_d2;
+    if (rst_conv2) begin
+      \$262  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$263  = first2p_d3;
+    if (rst_conv2) begin
+      \$263  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$264  = last1;
+    if (rst_conv2) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$265  = last2p_d1;
+    if (rst_conv2) begin
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$266  = last2p_d2;
+    if (rst_conv2) begin
+      \$266  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$267  = last2p_d3;
+    if (rst_conv2) begin
+      \$267  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$268  = group_end;
+    if (rst_conv2) begin
+      \$268  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$269  = xacc;
     if (flags_x[0]) begin
-      \$259  = \$53 [17:0];
+      \$269  = \$56 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$260  = xfin;
-    if (\$54 ) begin
-      \$260  = \$56 [17:0];
+    \$270  = xfin;
+    if (\$57 ) begin
+      \$270  = \$59 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$261  = acc0_0;
+    \$271  = acc0_0;
     if (flags_0[0]) begin
-      \$261  = \$58 [17:0];
+      \$271  = \$61 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$262  = fin0_0;
-    if (\$59 ) begin
-      \$262  = \$61 [17:0];
+    \$272  = fin0_0;
+    if (\$62 ) begin
+      \$272  = \$64 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$263  = bank0_0;
+    \$273  = bank0_0;
     if (done) begin
-      \$263  = \$63 [18:0];
+      \$273  = \$66 [18:0];
     end else if (ser) begin
-      \$263  = bank1_0;
+      \$273  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$264  = acc1_0;
+    \$274  = acc1_0;
     if (flags_1[0]) begin
-      \$264  = \$65 [17:0];
+      \$274  = \$68 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$265  = fin1_0;
-    if (\$66 ) begin
-      \$265  = \$68 [17:0];
+    \$275  = fin1_0;
+    if (\$69 ) begin
+      \$275  = \$71 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$266  = bank1_0;
+    \$276  = bank1_0;
     if (done) begin
-      \$266  = \$70 [18:0];
+      \$276  = \$73 [18:0];
     end else if (ser) begin
-      \$266  = bank2_0;
+      \$276  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$267  = acc2_0;
+    \$277  = acc2_0;
     if (flags_2[0]) begin
-      \$267  = \$72 [17:0];
+      \$277  = \$75 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$268  = fin2_0;
-    if (\$73 ) begin
-      \$268  = \$75 [17:0];
+    \$278  = fin2_0;
+    if (\$76 ) begin
+      \$278  = \$78 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$269  = bank2_0;
+    \$279  = bank2_0;
     if (done) begin
-      \$269  = \$77 [18:0];
+      \$279  = \$80 [18:0];
     end else if (ser) begin
-      \$269  = bank3_0;
+      \$279  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$270  = acc3_0;
+    \$280  = acc3_0;
     if (flags_3[0]) begin
-      \$270  = \$79 [17:0];
+      \$280  = \$82 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$271  = fin3_0;
-    if (\$80 ) begin
-      \$271  = \$82 [17:0];
+    \$281  = fin3_0;
+    if (\$83 ) begin
+      \$281  = \$85 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$272  = bank3_0;
+    \$282  = bank3_0;
     if (done) begin
-      \$272  = \$84 [18:0];
+      \$282  = \$87 [18:0];
     end else if (ser) begin
-      \$272  = bank4_0;
+      \$282  = bank4_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$273  = acc4_0;
+    \$283  = acc4_0;
     if (flags_4[0]) begin
-      \$273  = \$86 [17:0];
+      \$283  = \$89 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$274  = fin4_0;
-    if (\$87 ) begin
-      \$274  = \$89 [17:0];
+    \$284  = fin4_0;
+    if (\$90 ) begin
+      \$284  = \$92 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$275  = bank4_0;
+    \$285  = bank4_0;
     if (done) begin
-      \$275  = \$91 [18:0];
+      \$285  = \$94 [18:0];
     end else if (ser) begin
-      \$275  = bank5_0;
+      \$285  = bank5_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$276  = acc5_0;
+    \$286  = acc5_0;
     if (flags_5[0]) begin
-      \$276  = \$93 [17:0];
+      \$286  = \$96 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$277  = fin5_0;
-    if (\$94 ) begin
-      \$277  = \$96 [17:0];
+    \$287  = fin5_0;
+    if (\$97 ) begin
+      \$287  = \$99 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$278  = bank5_0;
+    \$288  = bank5_0;
     if (done) begin
-      \$278  = \$98 [18:0];
+      \$288  = \$101 [18:0];
     end else if (ser) begin
-      \$278  = bank6_0;
+      \$288  = bank6_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$279  = acc6_0;
+    \$289  = acc6_0;
     if (flags_6[0]) begin
-      \$279  = \$100 [17:0];
+      \$289  = \$103 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$280  = fin6_0;
-    if (\$101 ) begin
-      \$280  = \$103 [17:0];
+    \$290  = fin6_0;
+    if (\$104 ) begin
+      \$290  = \$106 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$281  = bank6_0;
+    \$291  = bank6_0;
     if (done) begin
-      \$281  = \$105 [18:0];
+      \$291  = \$108 [18:0];
     end else if (ser) begin
-      \$281  = bank7_0;
+      \$291  = bank7_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$282  = acc7_0;
+    \$292  = acc7_0;
     if (flags_7[0]) begin
-      \$282  = \$107 [17:0];
+      \$292  = \$110 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$283  = fin7_0;
-    if (\$108 ) begin
-      \$283  = \$110 [17:0];
+    \$293  = fin7_0;
+    if (\$111 ) begin
+      \$293  = \$113 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$284  = bank7_0;
+    \$294  = bank7_0;
     if (done) begin
-      \$284  = \$112 [18:0];
+      \$294  = \$115 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$285  = ser_left;
+    \$295  = ser_left;
     if (done) begin
-      \$285  = 4'h8;
+      \$295  = 4'h8;
     end else if (ser) begin
-      \$285  = \$113 [3:0];
+      \$295  = \$116 [3:0];
     end
     if (rst_conv2) begin
-      \$285  = 4'h0;
+      \$295  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$286  = addr;
+    \$296  = addr;
     if (ser) begin
-      \$286  = \$116 [5:0];
+      \$296  = \$119 [5:0];
     end
     if (rst_conv2) begin
-      \$286  = 6'h00;
+      \$296  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$287  = \$117 ;
-    if (rst_conv2) begin
-      \$287  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$288  = \$119 ;
-    if (rst_conv2) begin
-      \$288  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$289  = \$signal$913 ;
-    if (rst_conv2) begin
-      \$289  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$290  = vb;
-    if (rst_conv2) begin
-      \$290  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$291  = v_out_d1;
-    if (rst_conv2) begin
-      \$291  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$292  = v_out_d2;
-    if (rst_conv2) begin
-      \$292  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$293  = v_out_d3;
-    if (rst_conv2) begin
-      \$293  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$294  = ka;
-    if (rst_conv2) begin
-      \$294  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$295  = skipped_d1;
-    if (rst_conv2) begin
-      \$295  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$296  = skipped_d2;
-    if (rst_conv2) begin
-      \$296  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$297  = skipped_d3;
+    \$297  = \$120 ;
     if (rst_conv2) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$298  = skipped_d4;
+    \$298  = \$122 ;
     if (rst_conv2) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$299  = \$130 ;
+    \$299  = \$signal$916 ;
     if (rst_conv2) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$300  = \$132 ;
+    \$300  = vb;
     if (rst_conv2) begin
-      \$300  = 2'h0;
+      \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$301  = \$25 [4:0];
+    \$301  = v_out_d1;
     if (rst_conv2) begin
-      \$301  = 5'h18;
+      \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$302  = credits_room_next;
+    \$302  = v_out_d2;
     if (rst_conv2) begin
-      \$302  = 1'h1;
+      \$302  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$303  = v_out_d3;
+    if (rst_conv2) begin
+      \$303  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$304  = ka;
+    if (rst_conv2) begin
+      \$304  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$305  = skipped_d1;
+    if (rst_conv2) begin
+      \$305  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$306  = skipped_d2;
+    if (rst_conv2) begin
+      \$306  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$307  = skipped_d3;
+    if (rst_conv2) begin
+      \$307  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$308  = skipped_d4;
+    if (rst_conv2) begin
+      \$308  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$309  = \$133 ;
+    if (rst_conv2) begin
+      \$309  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$310  = \$135 ;
+    if (rst_conv2) begin
+      \$310  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$311  = \$28 [4:0];
+    if (rst_conv2) begin
+      \$311  = 5'h18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$312  = credits_room_next;
+    if (rst_conv2) begin
+      \$312  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$16 [5:0];
+      r_next = \$19 [5:0];
     end
     if (load) begin
-      r_next = { 1'h0, \$17  };
+      r_next = { 1'h0, \$20  };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$219  = w_count;
+    \$229  = w_count;
     if (take) begin
-      \$219  = \$28 [4:0];
+      \$229  = \$31 [4:0];
     end
     if (rst_conv2) begin
-      \$219  = 5'h00;
+      \$229  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$220  = \$29 ;
+    \$230  = \$32 ;
     if (rst_conv2) begin
-      \$220  = 1'h1;
+      \$230  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$221  = gap_zero_next;
+    \$231  = gap_zero_next;
     if (rst_conv2) begin
-      \$221  = 1'h1;
+      \$231  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$222  = \$signal ;
-    if (rst_conv2) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$223  = n_last_next;
-    if (rst_conv2) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$224  = \$30 ;
-    if (rst_conv2) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$225  = r_next;
-    if (rst_conv2) begin
-      \$225  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$226  = s_idx;
-    if (step) begin
-      \$226  = \$32 [4:0];
-    end
-    if (rst_conv2) begin
-      \$226  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$227  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$227  = \$34 [2:0];
-      end
-    end
-    if (rst_conv2) begin
-      \$227  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$228  = active;
-    if (\$35 ) begin
-      \$228  = 1'h0;
-    end
-    if (load) begin
-      \$228  = 1'h1;
-    end
-    if (rst_conv2) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$229  = r_base;
-    if (load) begin
-      \$229  = { 1'h0, \$36  };
-    end
-    if (rst_conv2) begin
-      \$229  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$230  = w_half;
-    if (load) begin
-      \$230  = \$37 ;
-    end
-    if (rst_conv2) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$231  = gap;
-    if (\$38 ) begin
-      \$231  = 4'h7;
-    end else if (\$39 ) begin
-      \$231  = \$40 [3:0];
-    end
-    if (rst_conv2) begin
-      \$231  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$232  = step;
+    \$232  = \$signal ;
     if (rst_conv2) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$233  = \$41 ;
+    \$233  = n_last_next;
     if (rst_conv2) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$234  = s_last;
+    \$234  = \$33 ;
     if (rst_conv2) begin
       \$234  = 1'h0;
     end
@@ -10979,6 +10978,101 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     \$235  = r_next;
     if (rst_conv2) begin
       \$235  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$236  = s_idx;
+    if (step) begin
+      \$236  = \$35 [4:0];
+    end
+    if (rst_conv2) begin
+      \$236  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$237  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$237  = \$37 [2:0];
+      end
+    end
+    if (rst_conv2) begin
+      \$237  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$238  = active;
+    if (\$38 ) begin
+      \$238  = 1'h0;
+    end
+    if (load) begin
+      \$238  = 1'h1;
+    end
+    if (rst_conv2) begin
+      \$238  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$239  = r_base;
+    if (load) begin
+      \$239  = { 1'h0, \$39  };
+    end
+    if (rst_conv2) begin
+      \$239  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$240  = w_half;
+    if (load) begin
+      \$240  = \$40 ;
+    end
+    if (rst_conv2) begin
+      \$240  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$241  = gap;
+    if (\$41 ) begin
+      \$241  = 4'h7;
+    end else if (\$42 ) begin
+      \$241  = \$43 [3:0];
+    end
+    if (rst_conv2) begin
+      \$241  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$242  = step;
+    if (rst_conv2) begin
+      \$242  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$243  = \$44 ;
+    if (rst_conv2) begin
+      \$243  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$244  = s_last;
+    if (rst_conv2) begin
+      \$244  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$245  = r_next;
+    if (rst_conv2) begin
+      \$245  = 6'h00;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -11031,84 +11125,84 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   assign w_en = take;
   assign \w_full$91  = w_full;
   assign \w_full_issue$93  = w_full_issue;
-  assign o__ready = step;
-  assign r_addr_b0_p0 = \port__addr$108 ;
-  assign \port__en$110  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$111 ;
+  assign r_addr_b0_p0 = \port__addr$111 ;
   assign \port__en$113  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$114 ;
+  assign r_addr_b0_p1 = \port__addr$114 ;
   assign \port__en$116  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$117 ;
+  assign r_addr_b0_p2 = \port__addr$117 ;
   assign \port__en$119  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$120 ;
+  assign r_addr_b1_p0 = \port__addr$120 ;
   assign \port__en$122  = 1'h1;
-  assign r_addr_b1_p2 = \port__addr$123 ;
+  assign r_addr_b1_p1 = \port__addr$123 ;
   assign \port__en$125  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$126 ;
+  assign r_addr_b1_p2 = \port__addr$126 ;
   assign \port__en$128  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$129 ;
+  assign r_addr_b2_p0 = \port__addr$129 ;
   assign \port__en$131  = 1'h1;
-  assign r_addr_b2_p2 = \port__addr$132 ;
+  assign r_addr_b2_p1 = \port__addr$132 ;
   assign \port__en$134  = 1'h1;
-  assign r_addr_b3_p0 = \port__addr$135 ;
+  assign r_addr_b2_p2 = \port__addr$135 ;
   assign \port__en$137  = 1'h1;
-  assign r_addr_b3_p1 = \port__addr$138 ;
+  assign r_addr_b3_p0 = \port__addr$138 ;
   assign \port__en$140  = 1'h1;
-  assign r_addr_b3_p2 = \port__addr$141 ;
+  assign r_addr_b3_p1 = \port__addr$141 ;
   assign \port__en$143  = 1'h1;
-  assign r_addr_b4_p0 = \port__addr$144 ;
+  assign r_addr_b3_p2 = \port__addr$144 ;
   assign \port__en$146  = 1'h1;
-  assign r_addr_b4_p1 = \port__addr$147 ;
+  assign r_addr_b4_p0 = \port__addr$147 ;
   assign \port__en$149  = 1'h1;
-  assign r_addr_b4_p2 = \port__addr$150 ;
+  assign r_addr_b4_p1 = \port__addr$150 ;
   assign \port__en$152  = 1'h1;
+  assign r_addr_b4_p2 = \port__addr$153 ;
+  assign \port__en$155  = 1'h1;
   assign i = word1[15:0];
-  assign \i$155  = word1[31:16];
-  assign \i$201  = word1[47:32];
-  assign \i$202  = word1[63:48];
-  assign \i$248  = word1[79:64];
-  assign \i$249  = word1[95:80];
-  assign \i$295  = word1[111:96];
-  assign \i$296  = word1[127:112];
-  assign \i$342  = word1[143:128];
-  assign \i$343  = word1[159:144];
-  assign \i$389  = word1[175:160];
-  assign \i$390  = word1[191:176];
-  assign \i$436  = word1[207:192];
-  assign \i$437  = word1[223:208];
-  assign \i$483  = word1[239:224];
-  assign \i$484  = word1[255:240];
+  assign \i$158  = word1[31:16];
+  assign \i$204  = word1[47:32];
+  assign \i$205  = word1[63:48];
+  assign \i$251  = word1[79:64];
+  assign \i$252  = word1[95:80];
+  assign \i$298  = word1[111:96];
+  assign \i$299  = word1[127:112];
+  assign \i$345  = word1[143:128];
+  assign \i$346  = word1[159:144];
+  assign \i$392  = word1[175:160];
+  assign \i$393  = word1[191:176];
+  assign \i$439  = word1[207:192];
+  assign \i$440  = word1[223:208];
+  assign \i$486  = word1[239:224];
+  assign \i$487  = word1[255:240];
   assign shift = ser;
   assign beat = addr;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$608  = data[12:0];
-  assign \b$609  = sa0_0[18:17];
-  assign rq0_y = \$22 [7:0];
-  assign \o__payload$615  = o__payload;
-  assign \o__ready$617  = \o__ready$616 ;
-  assign \o__valid$619  = o__valid;
-  assign \w_data$620  = \$22 [7:0];
-  assign v_out_d4 = \w_en$621 ;
-  assign space_next = \$25 [4:0];
-  assign \data$934  = \o__payload$633 ;
+  assign \a$611  = data[12:0];
+  assign \b$612  = sa0_0[18:17];
+  assign rq0_y = \$25 [7:0];
+  assign \o__payload$618  = o__payload;
+  assign \o__ready$620  = \o__ready$619 ;
+  assign \o__valid$622  = o__valid;
+  assign \w_data$623  = \$25 [7:0];
+  assign v_out_d4 = \w_en$624 ;
+  assign space_next = \$28 [4:0];
+  assign \data$937  = \o__payload$636 ;
   assign \$4  = active;
-  assign \$62  = { fin0_0, 1'h0 };
-  assign \$69  = { fin1_0, 1'h0 };
-  assign \$76  = { fin2_0, 1'h0 };
-  assign \$83  = { fin3_0, 1'h0 };
-  assign \$90  = { fin4_0, 1'h0 };
-  assign \$97  = { fin5_0, 1'h0 };
-  assign \$104  = { fin6_0, 1'h0 };
-  assign \$111  = { fin7_0, 1'h0 };
-  assign \$117  = ser;
-  assign \$118  = 1'h0;
-  assign \$119  = 1'h0;
-  assign \$121  = { p[29], p };
-  assign \$122  = { \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 [14], \p$920 , 17'h00000 };
-  assign \$125  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$126  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$10  = active_rom;
+  assign \$65  = { fin0_0, 1'h0 };
+  assign \$72  = { fin1_0, 1'h0 };
+  assign \$79  = { fin2_0, 1'h0 };
+  assign \$86  = { fin3_0, 1'h0 };
+  assign \$93  = { fin4_0, 1'h0 };
+  assign \$100  = { fin5_0, 1'h0 };
+  assign \$107  = { fin6_0, 1'h0 };
+  assign \$114  = { fin7_0, 1'h0 };
+  assign \$120  = ser;
+  assign \$121  = 1'h0;
+  assign \$122  = 1'h0;
+  assign \$124  = { p[29], p };
+  assign \$125  = { \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 , 17'h00000 };
   assign \$128  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$129  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$131  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -25281,76 +25375,76 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
-  wire [50:0] \$100 ;
-  wire [51:0] \$101 ;
-  wire [52:0] \$102 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire [21:0] \$102 ;
   wire [35:0] \$103 ;
-  wire [35:0] \$104 ;
-  wire \$105 ;
-  wire [35:0] \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire [50:0] \$104 ;
+  wire [51:0] \$105 ;
+  wire [52:0] \$106 ;
+  wire [35:0] \$107 ;
+  wire [35:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire [1:0] \$110 ;
+  wire [35:0] \$110 ;
   wire \$111 ;
   wire \$112 ;
   wire \$113 ;
-  wire \$114 ;
+  wire [1:0] \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  reg [8:0] \$120 ;
-  reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg [4:0] \$126 ;
-  reg \$127 ;
-  reg [9:0] \$128 ;
-  reg [8:0] \$129 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  reg [3:0] \$130 ;
-  reg \$131 ;
-  reg [9:0] \$132 ;
-  reg \$133 ;
-  reg [4:0] \$134 ;
-  reg [4:0] \$135 ;
-  reg [4:0] \$136 ;
-  reg \$137 ;
-  reg \$138 ;
-  reg \$139 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  reg [8:0] \$139 ;
   wire \$14 ;
   reg \$140 ;
   reg \$141 ;
   reg \$142 ;
   reg \$143 ;
   reg \$144 ;
-  reg \$145 ;
+  reg [4:0] \$145 ;
   reg \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg \$149 ;
+  reg [9:0] \$147 ;
+  reg [8:0] \$148 ;
+  reg [3:0] \$149 ;
   wire \$15 ;
   reg \$150 ;
-  reg \$151 ;
+  reg [9:0] \$151 ;
   reg \$152 ;
-  reg [16:0] \$153 ;
-  reg [16:0] \$154 ;
-  reg [16:0] \$155 ;
-  reg [16:0] \$156 ;
-  reg [17:0] \$157 ;
+  reg [4:0] \$153 ;
+  reg [4:0] \$154 ;
+  reg [4:0] \$155 ;
+  reg \$156 ;
+  reg \$157 ;
   reg \$158 ;
-  reg [3:0] \$159 ;
-  wire [10:0] \$16 ;
+  reg \$159 ;
+  wire \$16 ;
   reg \$160 ;
   reg \$161 ;
   reg \$162 ;
@@ -25361,63 +25455,82 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   reg \$167 ;
   reg \$168 ;
   reg \$169 ;
-  wire [10:0] \$17 ;
+  wire \$17 ;
   reg \$170 ;
   reg \$171 ;
-  reg \$172 ;
-  reg [1:0] \$173 ;
-  reg [1:0] \$174 ;
-  reg \$175 ;
-  wire [9:0] \$18 ;
-  wire [19:0] \$19 ;
+  reg [16:0] \$172 ;
+  reg [16:0] \$173 ;
+  reg [16:0] \$174 ;
+  reg [16:0] \$175 ;
+  reg [17:0] \$176 ;
+  reg \$177 ;
+  reg [3:0] \$178 ;
+  reg \$179 ;
+  wire \$18 ;
+  reg \$180 ;
+  reg \$181 ;
+  reg \$182 ;
+  reg \$183 ;
+  reg \$184 ;
+  reg \$185 ;
+  reg \$186 ;
+  reg \$187 ;
+  reg \$188 ;
+  reg \$189 ;
+  wire \$19 ;
+  reg \$190 ;
+  reg \$191 ;
+  reg [1:0] \$192 ;
+  reg [1:0] \$193 ;
+  reg \$194 ;
   wire [11:0] \$2 ;
-  wire [19:0] \$20 ;
-  wire [2:0] \$21 ;
-  wire \$22 ;
-  wire [3:0] \$23 ;
-  wire \$24 ;
-  wire [9:0] \$25 ;
-  wire [9:0] \$26 ;
-  wire \$27 ;
+  wire [10:0] \$20 ;
+  wire [10:0] \$21 ;
+  wire [9:0] \$22 ;
+  wire [19:0] \$23 ;
+  wire [19:0] \$24 ;
+  wire [2:0] \$25 ;
+  wire \$26 ;
+  wire [3:0] \$27 ;
   wire \$28 ;
-  wire \$29 ;
+  wire [9:0] \$29 ;
   wire \$3 ;
-  wire [5:0] \$30 ;
-  wire [5:0] \$31 ;
+  wire [9:0] \$30 ;
+  wire \$31 ;
   wire \$32 ;
   wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire [9:0] \$36 ;
-  wire [9:0] \$37 ;
-  wire [4:0] \$38 ;
-  wire [4:0] \$39 ;
+  wire [5:0] \$34 ;
+  wire [5:0] \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [9:0] \$40 ;
   wire [9:0] \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire [5:0] \$44 ;
-  wire [5:0] \$45 ;
-  wire [6:0] \$46 ;
-  wire [6:0] \$47 ;
-  wire \$48 ;
+  wire [4:0] \$42 ;
+  wire [4:0] \$43 ;
+  wire \$44 ;
+  wire [9:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [5:0] \$48 ;
   wire [5:0] \$49 ;
   wire \$5 ;
-  wire [5:0] \$50 ;
+  wire [6:0] \$50 ;
   wire [6:0] \$51 ;
-  wire [6:0] \$52 ;
+  wire \$52 ;
   wire [5:0] \$53 ;
-  wire \$54 ;
-  wire [5:0] \$55 ;
+  wire [5:0] \$54 ;
+  wire [6:0] \$55 ;
   wire [6:0] \$56 ;
   wire [5:0] \$57 ;
-  wire [6:0] \$58 ;
-  wire \$59 ;
+  wire \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire [6:0] \$62 ;
   wire \$63 ;
   wire \$64 ;
   wire \$65 ;
@@ -25435,46 +25548,48 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
-  wire [16:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [17:0] \$80 ;
+  wire \$80 ;
   wire \$81 ;
-  wire [16:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [16:0] \$84 ;
-  wire [17:0] \$85 ;
-  wire \$86 ;
-  wire [16:0] \$87 ;
-  wire [17:0] \$88 ;
+  wire \$82 ;
+  wire [16:0] \$83 ;
+  wire [17:0] \$84 ;
+  wire \$85 ;
+  wire [16:0] \$86 ;
+  wire [17:0] \$87 ;
+  wire [16:0] \$88 ;
   wire [17:0] \$89 ;
   wire \$9 ;
-  wire [18:0] \$90 ;
-  wire [1:0] \$91 ;
-  wire \$92 ;
-  wire [4:0] \$93 ;
-  wire [4:0] \$94 ;
-  wire \$95 ;
+  wire \$90 ;
+  wire [16:0] \$91 ;
+  wire [17:0] \$92 ;
+  wire [17:0] \$93 ;
+  wire [18:0] \$94 ;
+  wire [1:0] \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire [21:0] \$98 ;
-  wire [35:0] \$99 ;
+  wire [4:0] \$97 ;
+  wire [4:0] \$98 ;
+  wire \$99 ;
   wire \$signal ;
-  reg \$signal$112  = 1'h0;
-  reg \$signal$81  = 1'h0;
-  reg \$signal$82  = 1'h0;
+  reg \$signal$117  = 1'h0;
+  reg \$signal$86  = 1'h0;
+  reg \$signal$87  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$54 ;
+  wire [1:0] \a$58 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
+  wire active_rom;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$132 ;
+  wire [7:0] \addr$137 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$55 ;
+  wire [17:0] \b$59 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
   reg can_end = 1'h1;
+  wire can_end_rom;
   input clk;
   wire clk;
   reg [4:0] col = 5'h00;
@@ -25483,7 +25598,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [39:0] data;
-  wire [15:0] \data$133 ;
+  wire [15:0] \data$138 ;
   reg done = 1'h0;
   wire en;
   wire filled;
@@ -25517,27 +25632,28 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   wire [19:0] o;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$61 ;
-  wire [15:0] \o__payload$84 ;
+  wire [15:0] \o__payload$65 ;
+  wire [15:0] \o__payload$89 ;
   wire o__ready;
-  input \o__ready$62 ;
-  wire \o__ready$62 ;
-  wire \o__ready$63 ;
+  input \o__ready$66 ;
+  wire \o__ready$66 ;
+  wire \o__ready$67 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$65 ;
+  wire \o__valid$69 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$119 ;
+  wire [19:0] \p$124 ;
   wire [8:0] p0_0_0;
   reg [4:0] ph = 5'h00;
   reg ph_last = 1'h0;
+  wire ph_last_rom;
   wire [9:0] port__addr;
-  wire [9:0] \port__addr$37 ;
+  wire [9:0] \port__addr$41 ;
   reg [7:0] port__data = 8'h00;
-  wire [7:0] \port__data$86 ;
+  wire [7:0] \port__data$91 ;
   wire port__en;
-  wire \port__en$39 ;
+  wire \port__en$43 ;
   reg [9:0] r_addr = 10'h000;
   wire [9:0] r_addr_b0;
   reg [9:0] r_base = 10'h000;
@@ -25556,6 +25672,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   wire rst_fc2;
   reg [8:0] s_idx = 9'h000;
   reg s_last = 1'h0;
+  wire s_last_rom;
   (* init = 18'h00000 *)
   wire [17:0] sa0_0;
   wire ser;
@@ -25567,6 +25684,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
   reg sn_last = 1'h0;
+  wire sn_last_rom;
   wire [1:0] space_next;
   wire step;
   reg [7:0] t0_0_l0_0 = 8'h00;
@@ -25588,11 +25706,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   reg [8:0] w_count = 9'h000;
   input [7:0] w_data;
   wire [7:0] w_data;
-  wire [15:0] \w_data$66 ;
+  wire [15:0] \w_data$70 ;
   (* init = 8'h00 *)
   wire [7:0] w_data_q;
   wire w_en;
-  reg \w_en$67  = 1'h0;
+  reg \w_en$71  = 1'h0;
   wire w_en_b0;
   wire w_full;
   wire \w_full$21 ;
@@ -26641,9 +26759,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$37 ];
+    _0_ <= vectors[\port__addr$41 ];
   end
-  assign \port__data$86  = _0_;
+  assign \port__data$91  = _0_;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 10'h200;
@@ -26657,158 +26775,175 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   assign \$8  = step & sn_last;
   assign \$9  = \$7  | \$8 ;
   assign load = w_full_issue & \$9 ;
-  assign \$10  = ph_last | sn_last;
-  assign o__ready = step & \$10 ;
-  assign \$11  = s_idx == 9'h1fe;
-  assign \$12  = s_last ? 1'h0 : \$11 ;
-  assign \$signal  = step ? \$12  : s_last;
-  assign \$13  = step & s_last;
-  assign \$14  = n_idx == 4'h8;
-  assign \$15  = n_last ? 1'h0 : \$14 ;
-  assign n_last_next = \$13  ? \$15  : n_last;
-  assign \$16  = r_addr + 1'h1;
-  assign \$17  = s_last ? { 1'h0, r_base } : \$16 ;
-  assign \$18  = w_half ? 10'h200 : 10'h000;
+  assign \$11  = ~ s_last_rom;
+  assign \$12  = \$11  | can_end_rom;
+  assign \$13  = \$10  & \$12 ;
+  assign \$14  = ph_last_rom | sn_last_rom;
+  assign o__ready = \$13  & \$14 ;
+  assign \$15  = s_idx == 9'h1fe;
+  assign \$16  = s_last ? 1'h0 : \$15 ;
+  assign \$signal  = step ? \$16  : s_last;
+  assign \$17  = step & s_last;
+  assign \$18  = n_idx == 4'h8;
+  assign \$19  = n_last ? 1'h0 : \$18 ;
+  assign n_last_next = \$17  ? \$19  : n_last;
+  assign \$20  = r_addr + 1'h1;
+  assign \$21  = s_last ? { 1'h0, r_base } : \$20 ;
+  assign \$22  = w_half ? 10'h200 : 10'h000;
   assign group_end = v2_d3 & last2_d3;
-  assign \$19  = rq0_over ? 20'h07fff : rq0_shifted;
-  assign \$20  = rq0_under ? 20'hf8000 : \$19 ;
-  assign \$21  = credits_space + credits_returned;
-  assign \$22  = group_ended_d1 ? 1'h1 : 1'h0;
-  assign \$23  = \$21  - \$22 ;
-  assign credits_room_next = \$23 [1:0] >= 1'h1;
-  assign \$24  = w_count == 9'h1ff;
-  assign \$25  = w_count + 1'h1;
-  assign \$26  = \$24  ? 10'h000 : \$25 ;
-  assign \$28  = \$signal  & n_last_next;
-  assign \$29  = ph_last | sn_last;
-  assign \$30  = ph + 1'h1;
-  assign \$31  = \$29  ? 6'h00 : \$30 ;
-  assign \$32  = ph_last | sn_last;
-  assign \$33  = ~ \$32 ;
-  assign \$34  = ph == 5'h12;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = s_idx + 1'h1;
-  assign \$37  = s_last ? 10'h000 : \$36 ;
-  assign \$38  = n_idx + 1'h1;
-  assign \$39  = n_last ? 5'h00 : \$38 ;
-  assign \$40  = step & sn_last;
-  assign \$41  = w_half ? 10'h200 : 10'h000;
-  assign \$42  = ~ w_half;
-  assign \$43  = col >= 5'h13;
-  assign \$44  = col - 5'h13;
-  assign \$45  = col + 1'h1;
-  assign \$46  = \$43  ? { \$44 [5], \$44  } : { 1'h0, \$45  };
-  assign \$47  = s_last ? 7'h00 : \$46 ;
-  assign \$48  = row_ph0 >= 4'h8;
-  assign \$49  = row_ph0 - 4'h8;
-  assign \$50  = row_ph0 + 4'hc;
-  assign \$51  = \$48  ? { \$49 [5], \$49  } : { 1'h0, \$50  };
-  assign \$52  = n_last ? 7'h00 : \$51 ;
-  assign \$53  = row_ph0 + col;
-  assign \$54  = \$53  >= 5'h14;
-  assign \$55  = row_ph0 + col;
-  assign \$56  = \$55  - 5'h14;
+  assign \$23  = rq0_over ? 20'h07fff : rq0_shifted;
+  assign \$24  = rq0_under ? 20'hf8000 : \$23 ;
+  assign \$25  = credits_space + credits_returned;
+  assign \$26  = group_ended_d1 ? 1'h1 : 1'h0;
+  assign \$27  = \$25  - \$26 ;
+  assign credits_room_next = \$27 [1:0] >= 1'h1;
+  assign \$28  = w_count == 9'h1ff;
+  assign \$29  = w_count + 1'h1;
+  assign \$30  = \$28  ? 10'h000 : \$29 ;
+  assign \$32  = \$signal  & n_last_next;
+  assign \$33  = ph_last | sn_last;
+  assign \$34  = ph + 1'h1;
+  assign \$35  = \$33  ? 6'h00 : \$34 ;
+  assign \$36  = ph_last | sn_last;
+  assign \$37  = ~ \$36 ;
+  assign \$38  = ph == 5'h12;
+  assign \$39  = \$37  & \$38 ;
+  assign \$40  = s_idx + 1'h1;
+  assign \$41  = s_last ? 10'h000 : \$40 ;
+  assign \$42  = n_idx + 1'h1;
+  assign \$43  = n_last ? 5'h00 : \$42 ;
+  assign \$44  = step & sn_last;
+  assign \$45  = w_half ? 10'h200 : 10'h000;
+  assign \$46  = ~ w_half;
+  assign \$47  = col >= 5'h13;
+  assign \$48  = col - 5'h13;
+  assign \$49  = col + 1'h1;
+  assign \$50  = \$47  ? { \$48 [5], \$48  } : { 1'h0, \$49  };
+  assign \$51  = s_last ? 7'h00 : \$50 ;
+  assign \$52  = row_ph0 >= 4'h8;
+  assign \$53  = row_ph0 - 4'h8;
+  assign \$54  = row_ph0 + 4'hc;
+  assign \$55  = \$52  ? { \$53 [5], \$53  } : { 1'h0, \$54  };
+  assign \$56  = n_last ? 7'h00 : \$55 ;
   assign \$57  = row_ph0 + col;
-  assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
-  assign \$59  = ! s_idx;
-  assign \$60  = off1_0[0] ? o[19] : o[18];
-  assign \$61  = off1_0[0] ? o[17] : o[16];
-  assign \$62  = off1_0[1] ? \$60  : \$61 ;
-  assign \$63  = off1_0[0] ? o[15] : o[14];
-  assign \$64  = off1_0[0] ? o[13] : o[12];
-  assign \$65  = off1_0[1] ? \$63  : \$64 ;
-  assign \$66  = off1_0[0] ? o[11] : o[10];
-  assign \$67  = off1_0[0] ? o[9] : o[8];
-  assign \$68  = off1_0[1] ? \$66  : \$67 ;
-  assign \$69  = off1_0[2] ? \$65  : \$68 ;
-  assign \$70  = off1_0[0] ? o[7] : o[6];
-  assign \$71  = off1_0[0] ? o[5] : o[4];
+  assign \$58  = \$57  >= 5'h14;
+  assign \$59  = row_ph0 + col;
+  assign \$60  = \$59  - 5'h14;
+  assign \$61  = row_ph0 + col;
+  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
+  assign \$63  = ! s_idx;
+  assign \$64  = off1_0[0] ? o[19] : o[18];
+  assign \$65  = off1_0[0] ? o[17] : o[16];
+  assign \$66  = off1_0[1] ? \$64  : \$65 ;
+  assign \$67  = off1_0[0] ? o[15] : o[14];
+  assign \$68  = off1_0[0] ? o[13] : o[12];
+  assign \$69  = off1_0[1] ? \$67  : \$68 ;
+  assign \$70  = off1_0[0] ? o[11] : o[10];
+  assign \$71  = off1_0[0] ? o[9] : o[8];
   assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$73  = off1_0[0] ? o[3] : o[2];
-  assign \$74  = off1_0[0] ? o[1] : o[0];
-  assign \$75  = off1_0[1] ? \$73  : \$74 ;
-  assign \$76  = off1_0[2] ? \$72  : \$75 ;
-  assign \$77  = off1_0[3] ? \$69  : \$76 ;
-  assign \$78  = off1_0[4] ? \$62  : \$77 ;
-  assign \$79  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$80  = \$79  + xsum_q_d1;
-  assign \$81  = flags_x[0] & flags_x[2];
-  assign \$82  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$83  = \$82  + xsum_q_d1;
-  assign \$84  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$85  = \$84  + t0_0_l0_0;
-  assign \$86  = flags_0[0] & flags_0[2];
-  assign \$87  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$88  = \$87  + t0_0_l0_0;
-  assign \$90  = \$89  - xfin;
-  assign \$91  = ser_left - 1'h1;
-  assign \$92  = addr == 4'h9;
-  assign \$93  = addr + 1'h1;
-  assign \$94  = \$92  ? 5'h00 : \$93 ;
-  assign \$98  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$101  = $signed(\$99 ) + $signed(\$100 );
-  assign \$102  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$105  = $signed(\$104 ) < $signed(16'h8000);
-  assign \$107  = $signed(\$106 ) > $signed(16'h7fff);
-  assign \$108  = step & s_last;
-  assign \$109  = o__valid & \o__ready$62 ;
-  assign \$110  = \$109  + skipped_d5;
-  assign \$111  = ~ rst_fc2;
-  assign \$113  = rst_fc2 ? 1'h0 : take;
-  assign \$114  = rst_fc2 | load;
-  assign \$115  = filled ? 1'h1 : w_full;
-  assign \$116  = \$114  ? 1'h0 : \$115 ;
-  assign \$117  = rst_fc2 | load;
-  assign \$118  = filled ? 1'h1 : w_full_issue;
-  assign \$119  = \$117  ? 1'h0 : \$118 ;
+  assign \$73  = off1_0[2] ? \$69  : \$72 ;
+  assign \$74  = off1_0[0] ? o[7] : o[6];
+  assign \$75  = off1_0[0] ? o[5] : o[4];
+  assign \$76  = off1_0[1] ? \$74  : \$75 ;
+  assign \$77  = off1_0[0] ? o[3] : o[2];
+  assign \$78  = off1_0[0] ? o[1] : o[0];
+  assign \$79  = off1_0[1] ? \$77  : \$78 ;
+  assign \$80  = off1_0[2] ? \$76  : \$79 ;
+  assign \$81  = off1_0[3] ? \$73  : \$80 ;
+  assign \$82  = off1_0[4] ? \$66  : \$81 ;
+  assign \$83  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$84  = \$83  + xsum_q_d1;
+  assign \$85  = flags_x[0] & flags_x[2];
+  assign \$86  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$87  = \$86  + xsum_q_d1;
+  assign \$88  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$89  = \$88  + t0_0_l0_0;
+  assign \$90  = flags_0[0] & flags_0[2];
+  assign \$91  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$92  = \$91  + t0_0_l0_0;
+  assign \$94  = \$93  - xfin;
+  assign \$95  = ser_left - 1'h1;
+  assign \$96  = addr == 4'h9;
+  assign \$97  = addr + 1'h1;
+  assign \$98  = \$96  ? 5'h00 : \$97 ;
+  assign \$102  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$105  = $signed(\$103 ) + $signed(\$104 );
+  assign \$106  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$109  = $signed(\$108 ) < $signed(16'h8000);
+  assign \$111  = $signed(\$110 ) > $signed(16'h7fff);
+  assign \$112  = step & s_last;
+  assign \$113  = o__valid & \o__ready$66 ;
+  assign \$114  = \$113  + skipped_d5;
+  assign \$115  = ~ rst_fc2;
+  assign \$117  = rst_fc2 ? 1'h0 : take;
+  assign \$118  = rst_fc2 | load;
+  assign \$119  = filled ? 1'h1 : w_full;
+  assign \$120  = \$118  ? 1'h0 : \$119 ;
+  assign \$121  = rst_fc2 | load;
+  assign \$122  = filled ? 1'h1 : w_full_issue;
+  assign \$123  = \$121  ? 1'h0 : \$122 ;
+  assign \$124  = step & sn_last;
+  assign \$125  = \$124  ? 1'h0 : active;
+  assign \$126  = load ? 1'h1 : \$125 ;
+  assign \$127  = rst_fc2 ? 1'h0 : \$126 ;
+  assign \$128  = rst_fc2 ? 1'h0 : \$signal ;
+  assign \$130  = rst_fc2 ? 1'h1 : \$129 ;
+  assign \$131  = \$signal  & n_last_next;
+  assign \$132  = rst_fc2 ? 1'h0 : \$131 ;
+  assign \$133  = ph_last | sn_last;
+  assign \$134  = ~ \$133 ;
+  assign \$135  = ph == 5'h12;
+  assign \$136  = \$134  & \$135 ;
+  assign \$137  = step ? \$136  : ph_last;
+  assign \$138  = rst_fc2 ? 1'h0 : \$137 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$120 ;
+    w_count <= \$139 ;
   always @(posedge clk)
-    can_end <= \$121 ;
+    can_end <= \$140 ;
   always @(posedge clk)
-    gap_zero <= \$122 ;
+    gap_zero <= \$141 ;
   always @(posedge clk)
-    s_last <= \$123 ;
+    s_last <= \$142 ;
   always @(posedge clk)
-    n_last <= \$124 ;
+    n_last <= \$143 ;
   always @(posedge clk)
-    sn_last <= \$125 ;
+    sn_last <= \$144 ;
   always @(posedge clk)
-    ph <= \$126 ;
+    ph <= \$145 ;
   always @(posedge clk)
-    ph_last <= \$127 ;
+    ph_last <= \$146 ;
   always @(posedge clk)
-    r_addr <= \$128 ;
+    r_addr <= \$147 ;
   always @(posedge clk)
-    s_idx <= \$129 ;
+    s_idx <= \$148 ;
   always @(posedge clk)
-    n_idx <= \$130 ;
+    n_idx <= \$149 ;
   always @(posedge clk)
-    active <= \$131 ;
+    active <= \$150 ;
   always @(posedge clk)
-    r_base <= \$132 ;
+    r_base <= \$151 ;
   always @(posedge clk)
-    w_half <= \$133 ;
+    w_half <= \$152 ;
   always @(posedge clk)
-    col <= \$134 ;
+    col <= \$153 ;
   always @(posedge clk)
-    row_ph0 <= \$135 ;
+    row_ph0 <= \$154 ;
   always @(posedge clk)
-    off1_0 <= \$136 ;
+    off1_0 <= \$155 ;
   always @(posedge clk)
-    \$signal$81  <= \$137 ;
+    \$signal$86  <= \$156 ;
   always @(posedge clk)
-    \$signal$82  <= \$138 ;
+    \$signal$87  <= \$157 ;
   always @(posedge clk)
-    last1 <= \$139 ;
+    last1 <= \$158 ;
   always @(posedge clk)
-    i <= \o__payload$84 ;
+    i <= \o__payload$89 ;
   always @(posedge clk)
-    xdata_d1 <= \port__data$86 ;
+    xdata_d1 <= \port__data$91 ;
   always @(posedge clk)
-    w0_0 <= \$78 ;
+    w0_0 <= \$82 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -26818,95 +26953,111 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   always @(posedge clk)
     xsum_q_d1 <= xsum_l0_0;
   always @(posedge clk)
-    v2_d1 <= \$140 ;
+    v2_d1 <= \$159 ;
   always @(posedge clk)
-    v2_d2 <= \$141 ;
+    v2_d2 <= \$160 ;
   always @(posedge clk)
-    v2_d3 <= \$142 ;
+    v2_d3 <= \$161 ;
   always @(posedge clk)
-    last2_d1 <= \$143 ;
+    last2_d1 <= \$162 ;
   always @(posedge clk)
-    last2_d2 <= \$144 ;
+    last2_d2 <= \$163 ;
   always @(posedge clk)
-    last2_d3 <= \$145 ;
+    last2_d3 <= \$164 ;
   always @(posedge clk)
-    v2p_d1 <= \$146 ;
+    v2p_d1 <= \$165 ;
   always @(posedge clk)
-    v2p_d2 <= \$147 ;
+    v2p_d2 <= \$166 ;
   always @(posedge clk)
-    first2p_d1 <= \$148 ;
+    first2p_d1 <= \$167 ;
   always @(posedge clk)
-    first2p_d2 <= \$149 ;
+    first2p_d2 <= \$168 ;
   always @(posedge clk)
-    last2p_d1 <= \$150 ;
+    last2p_d1 <= \$169 ;
   always @(posedge clk)
-    last2p_d2 <= \$151 ;
+    last2p_d2 <= \$170 ;
   always @(posedge clk)
-    done <= \$152 ;
+    done <= \$171 ;
   always @(posedge clk)
-    xacc <= \$153 ;
+    xacc <= \$172 ;
   always @(posedge clk)
-    xfin <= \$154 ;
+    xfin <= \$173 ;
   always @(posedge clk)
-    acc0_0 <= \$155 ;
+    acc0_0 <= \$174 ;
   always @(posedge clk)
-    fin0_0 <= \$156 ;
+    fin0_0 <= \$175 ;
   always @(posedge clk)
-    bank0_0 <= \$157 ;
+    bank0_0 <= \$176 ;
   always @(posedge clk)
-    ser_left <= \$158 ;
+    ser_left <= \$177 ;
   always @(posedge clk)
-    addr <= \$159 ;
+    addr <= \$178 ;
   always @(posedge clk)
-    \$signal$112  <= \$160 ;
+    \$signal$117  <= \$179 ;
   always @(posedge clk)
-    ka <= \$161 ;
+    ka <= \$180 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$162 ;
+    vb <= \$181 ;
   always @(posedge clk)
     rq0_beta_b <= data[39:19];
   always @(posedge clk)
-    rq0_beta <= \$98 ;
+    rq0_beta <= \$102 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$101 ;
+    rq0_acc_s1_0 <= \$105 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$102 [35:0];
+    rq0_acc_s2_0 <= \$106 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$103 [19:0];
+    rq0_shifted <= \$107 [19:0];
   always @(posedge clk)
-    rq0_under <= \$105 ;
+    rq0_under <= \$109 ;
   always @(posedge clk)
-    rq0_over <= \$107 ;
+    rq0_over <= \$111 ;
   always @(posedge clk)
-    v_out_d1 <= \$163 ;
+    v_out_d1 <= \$182 ;
   always @(posedge clk)
-    v_out_d2 <= \$164 ;
+    v_out_d2 <= \$183 ;
   always @(posedge clk)
-    v_out_d3 <= \$165 ;
+    v_out_d3 <= \$184 ;
   always @(posedge clk)
-    \w_en$67  <= \$166 ;
+    \w_en$71  <= \$185 ;
   always @(posedge clk)
-    skipped_d1 <= \$167 ;
+    skipped_d1 <= \$186 ;
   always @(posedge clk)
-    skipped_d2 <= \$168 ;
+    skipped_d2 <= \$187 ;
   always @(posedge clk)
-    skipped_d3 <= \$169 ;
+    skipped_d3 <= \$188 ;
   always @(posedge clk)
-    skipped_d4 <= \$170 ;
+    skipped_d4 <= \$189 ;
   always @(posedge clk)
-    skipped_d5 <= \$171 ;
+    skipped_d5 <= \$190 ;
   always @(posedge clk)
-    group_ended_d1 <= \$172 ;
+    group_ended_d1 <= \$191 ;
   always @(posedge clk)
-    credits_returned <= \$173 ;
+    credits_returned <= \$192 ;
   always @(posedge clk)
-    credits_space <= \$174 ;
+    credits_space <= \$193 ;
   always @(posedge clk)
-    credits_room <= \$175 ;
+    credits_room <= \$194 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) active_rom_copy (
+    .clk(clk),
+    .d(\$127 ),
+    .q(active_rom)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_end_rom_copy (
+    .clk(clk),
+    .d(\$130 ),
+    .q(can_end_rom)
+  );
   \flexor_lenet5.fc2.consts  consts (
     .addr(addr),
     .clk(clk),
@@ -26919,11 +27070,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$62 ),
+    .o__ready(\o__ready$66 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
-    .w_data(\$20 [15:0]),
-    .w_en(\w_en$67 )
+    .w_data(\$24 [15:0]),
+    .w_en(\w_en$71 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -26953,16 +27104,24 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   );
   flexor_copy #(
     .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) ph_last_rom_copy (
+    .clk(clk),
+    .d(\$138 ),
+    .q(ph_last_rom)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
     .WIDTH(32'd10)
   ) r_addr_b0_copy (
     .clk(clk),
     .d(r_next),
-    .q(\port__addr$37 )
+    .q(\port__addr$41 )
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$132 ),
+    .addr(\addr$137 ),
     .clk(clk),
-    .data(\o__payload$84 ),
+    .data(\o__payload$89 ),
     .en(en)
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
@@ -26975,7 +27134,23 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
     .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$119 )
+    .p(\p$124 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) s_last_rom_copy (
+    .clk(clk),
+    .d(\$128 ),
+    .q(s_last_rom)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) sn_last_rom_copy (
+    .clk(clk),
+    .d(\$132 ),
+    .q(sn_last_rom)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -26990,7 +27165,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$113 ),
+    .d(\$117 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -26998,7 +27173,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$116 ),
+    .d(\$120 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -27006,14 +27181,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$119 ),
+    .d(\$123 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$132 ),
+    .addr(\addr$137 ),
     .clk(clk),
     .go(en),
-    .o__payload(\o__payload$84 ),
+    .o__payload(\o__payload$89 ),
     .o__ready(o__ready),
     .rst_fc2(rst_fc2)
   );
@@ -27021,447 +27196,447 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     r_next = r_addr;
     if (step) begin
-      r_next = \$17 [9:0];
+      r_next = \$21 [9:0];
     end
     if (load) begin
-      r_next = \$18 ;
+      r_next = \$22 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$120  = w_count;
+    \$139  = w_count;
     if (take) begin
-      \$120  = \$26 [8:0];
+      \$139  = \$30 [8:0];
     end
     if (rst_fc2) begin
-      \$120  = 9'h000;
+      \$139  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$121  = \$27 ;
+    \$140  = \$31 ;
     if (rst_fc2) begin
-      \$121  = 1'h1;
+      \$140  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$122  = 1'h1;
+    \$141  = 1'h1;
     if (rst_fc2) begin
-      \$122  = 1'h1;
+      \$141  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$123  = \$signal ;
-    if (rst_fc2) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$124  = n_last_next;
-    if (rst_fc2) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$125  = \$28 ;
-    if (rst_fc2) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$126  = ph;
-    if (step) begin
-      \$126  = \$31 [4:0];
-    end
-    if (rst_fc2) begin
-      \$126  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$127  = ph_last;
-    if (step) begin
-      \$127  = \$35 ;
-    end
-    if (rst_fc2) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$128  = r_next;
-    if (rst_fc2) begin
-      \$128  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$129  = s_idx;
-    if (step) begin
-      \$129  = \$37 [8:0];
-    end
-    if (rst_fc2) begin
-      \$129  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$130  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$130  = \$39 [3:0];
-      end
-    end
-    if (rst_fc2) begin
-      \$130  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$131  = active;
-    if (\$40 ) begin
-      \$131  = 1'h0;
-    end
-    if (load) begin
-      \$131  = 1'h1;
-    end
-    if (rst_fc2) begin
-      \$131  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$132  = r_base;
-    if (load) begin
-      \$132  = \$41 ;
-    end
-    if (rst_fc2) begin
-      \$132  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$133  = w_half;
-    if (load) begin
-      \$133  = \$42 ;
-    end
-    if (rst_fc2) begin
-      \$133  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$134  = col;
-    if (step) begin
-      \$134  = \$47 [4:0];
-    end
-    if (rst_fc2) begin
-      \$134  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$135  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$135  = \$52 [4:0];
-      end
-    end
-    if (rst_fc2) begin
-      \$135  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$136  = \$58 [4:0];
-    if (rst_fc2) begin
-      \$136  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$137  = step;
-    if (rst_fc2) begin
-      \$137  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$138  = \$59 ;
-    if (rst_fc2) begin
-      \$138  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$139  = s_last;
-    if (rst_fc2) begin
-      \$139  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$140  = \$signal$81 ;
-    if (rst_fc2) begin
-      \$140  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$141  = v2_d1;
-    if (rst_fc2) begin
-      \$141  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$142  = v2_d2;
+    \$142  = \$signal ;
     if (rst_fc2) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$143  = last1;
+    \$143  = n_last_next;
     if (rst_fc2) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$144  = last2_d1;
+    \$144  = \$32 ;
     if (rst_fc2) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$145  = last2_d2;
+    \$145  = ph;
+    if (step) begin
+      \$145  = \$35 [4:0];
+    end
     if (rst_fc2) begin
-      \$145  = 1'h0;
+      \$145  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$146  = \$signal$81 ;
+    \$146  = ph_last;
+    if (step) begin
+      \$146  = \$39 ;
+    end
     if (rst_fc2) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$147  = v2p_d1;
+    \$147  = r_next;
     if (rst_fc2) begin
-      \$147  = 1'h0;
+      \$147  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$148  = \$signal$82 ;
+    \$148  = s_idx;
+    if (step) begin
+      \$148  = \$41 [8:0];
+    end
     if (rst_fc2) begin
-      \$148  = 1'h0;
+      \$148  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$149  = first2p_d1;
+    \$149  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$149  = \$43 [3:0];
+      end
+    end
     if (rst_fc2) begin
-      \$149  = 1'h0;
+      \$149  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$150  = last1;
+    \$150  = active;
+    if (\$44 ) begin
+      \$150  = 1'h0;
+    end
+    if (load) begin
+      \$150  = 1'h1;
+    end
     if (rst_fc2) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$151  = last2p_d1;
+    \$151  = r_base;
+    if (load) begin
+      \$151  = \$45 ;
+    end
     if (rst_fc2) begin
-      \$151  = 1'h0;
+      \$151  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$152  = group_end;
+    \$152  = w_half;
+    if (load) begin
+      \$152  = \$46 ;
+    end
     if (rst_fc2) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$153  = xacc;
-    if (flags_x[0]) begin
-      \$153  = \$80 [16:0];
+    \$153  = col;
+    if (step) begin
+      \$153  = \$51 [4:0];
+    end
+    if (rst_fc2) begin
+      \$153  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$154  = xfin;
-    if (\$81 ) begin
-      \$154  = \$83 [16:0];
+    \$154  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$154  = \$56 [4:0];
+      end
+    end
+    if (rst_fc2) begin
+      \$154  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$155  = acc0_0;
-    if (flags_0[0]) begin
-      \$155  = \$85 [16:0];
+    \$155  = \$62 [4:0];
+    if (rst_fc2) begin
+      \$155  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$156  = fin0_0;
-    if (\$86 ) begin
-      \$156  = \$88 [16:0];
+    \$156  = step;
+    if (rst_fc2) begin
+      \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$157  = bank0_0;
-    if (done) begin
-      \$157  = \$90 [17:0];
+    \$157  = \$63 ;
+    if (rst_fc2) begin
+      \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$158  = ser_left;
-    if (done) begin
-      \$158  = 1'h1;
-    end else if (ser) begin
-      \$158  = \$91 [0];
-    end
+    \$158  = s_last;
     if (rst_fc2) begin
       \$158  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$159  = addr;
-    if (ser) begin
-      \$159  = \$94 [3:0];
-    end
+    \$159  = \$signal$86 ;
     if (rst_fc2) begin
-      \$159  = 4'h0;
+      \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$160  = \$95 ;
+    \$160  = v2_d1;
     if (rst_fc2) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$161  = \$97 ;
+    \$161  = v2_d2;
     if (rst_fc2) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$162  = \$signal$112 ;
+    \$162  = last1;
     if (rst_fc2) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$163  = vb;
+    \$163  = last2_d1;
     if (rst_fc2) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$164  = v_out_d1;
+    \$164  = last2_d2;
     if (rst_fc2) begin
       \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$165  = v_out_d2;
+    \$165  = \$signal$86 ;
     if (rst_fc2) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$166  = v_out_d3;
+    \$166  = v2p_d1;
     if (rst_fc2) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$167  = ka;
+    \$167  = \$signal$87 ;
     if (rst_fc2) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$168  = skipped_d1;
+    \$168  = first2p_d1;
     if (rst_fc2) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$169  = skipped_d2;
+    \$169  = last1;
     if (rst_fc2) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$170  = skipped_d3;
+    \$170  = last2p_d1;
     if (rst_fc2) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$171  = skipped_d4;
+    \$171  = group_end;
     if (rst_fc2) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$172  = \$108 ;
-    if (rst_fc2) begin
-      \$172  = 1'h0;
+    \$172  = xacc;
+    if (flags_x[0]) begin
+      \$172  = \$84 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$173  = \$110 ;
-    if (rst_fc2) begin
-      \$173  = 2'h0;
+    \$173  = xfin;
+    if (\$85 ) begin
+      \$173  = \$87 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$174  = \$23 [1:0];
-    if (rst_fc2) begin
-      \$174  = 2'h2;
+    \$174  = acc0_0;
+    if (flags_0[0]) begin
+      \$174  = \$89 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$175  = credits_room_next;
+    \$175  = fin0_0;
+    if (\$90 ) begin
+      \$175  = \$92 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$176  = bank0_0;
+    if (done) begin
+      \$176  = \$94 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$177  = ser_left;
+    if (done) begin
+      \$177  = 1'h1;
+    end else if (ser) begin
+      \$177  = \$95 [0];
+    end
     if (rst_fc2) begin
-      \$175  = 1'h1;
+      \$177  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$178  = addr;
+    if (ser) begin
+      \$178  = \$98 [3:0];
+    end
+    if (rst_fc2) begin
+      \$178  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$179  = \$99 ;
+    if (rst_fc2) begin
+      \$179  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$180  = \$101 ;
+    if (rst_fc2) begin
+      \$180  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$181  = \$signal$117 ;
+    if (rst_fc2) begin
+      \$181  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$182  = vb;
+    if (rst_fc2) begin
+      \$182  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$183  = v_out_d1;
+    if (rst_fc2) begin
+      \$183  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$184  = v_out_d2;
+    if (rst_fc2) begin
+      \$184  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$185  = v_out_d3;
+    if (rst_fc2) begin
+      \$185  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$186  = ka;
+    if (rst_fc2) begin
+      \$186  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$187  = skipped_d1;
+    if (rst_fc2) begin
+      \$187  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$188  = skipped_d2;
+    if (rst_fc2) begin
+      \$188  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$189  = skipped_d3;
+    if (rst_fc2) begin
+      \$189  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$190  = skipped_d4;
+    if (rst_fc2) begin
+      \$190  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$191  = \$112 ;
+    if (rst_fc2) begin
+      \$191  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$192  = \$114 ;
+    if (rst_fc2) begin
+      \$192  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$193  = \$27 [1:0];
+    if (rst_fc2) begin
+      \$193  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$194  = credits_room_next;
+    if (rst_fc2) begin
+      \$194  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -27473,35 +27648,37 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$62 , i__valid, w_data, o
   assign \w_full$21  = w_full;
   assign \w_full_issue$23  = w_full_issue;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$37 ;
-  assign \port__en$39  = 1'h1;
+  assign r_addr_b0 = \port__addr$41 ;
+  assign \port__en$43  = 1'h1;
   assign word1 = i;
   assign shift = ser;
   assign beat = addr;
   assign a = data[16:0];
   assign sa0_0 = b;
-  assign \a$54  = data[18:17];
-  assign \b$55  = b;
-  assign rq0_y = \$20 [15:0];
-  assign \o__payload$61  = o__payload;
-  assign \o__ready$63  = \o__ready$62 ;
-  assign \o__valid$65  = o__valid;
-  assign \w_data$66  = \$20 [15:0];
-  assign v_out_d4 = \w_en$67 ;
-  assign space_next = \$23 [1:0];
-  assign \data$133  = \o__payload$84 ;
+  assign \a$58  = data[18:17];
+  assign \b$59  = b;
+  assign rq0_y = \$24 [15:0];
+  assign \o__payload$65  = o__payload;
+  assign \o__ready$67  = \o__ready$66 ;
+  assign \o__valid$69  = o__valid;
+  assign \w_data$70  = \$24 [15:0];
+  assign v_out_d4 = \w_en$71 ;
+  assign space_next = \$27 [1:0];
+  assign \data$138  = \o__payload$89 ;
   assign \$4  = active;
-  assign \$27  = credits_room_next;
-  assign \$89  = { fin0_0, 1'h0 };
-  assign \$95  = ser;
-  assign \$96  = 1'h0;
-  assign \$97  = 1'h0;
-  assign \$99  = { p[34], p };
-  assign \$100  = { \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 [19], \p$119 , 17'h00000 };
-  assign \$103  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$104  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$106  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$112  = \$111 ;
+  assign \$10  = active_rom;
+  assign \$31  = credits_room_next;
+  assign \$93  = { fin0_0, 1'h0 };
+  assign \$99  = ser;
+  assign \$100  = 1'h0;
+  assign \$101  = 1'h0;
+  assign \$103  = { p[34], p };
+  assign \$104  = { \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 , 17'h00000 };
+  assign \$107  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$108  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$110  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$116  = \$115 ;
+  assign \$129  = credits_room_next;
   assign ser = ser_left;
 endmodule
 

@@ -29,13 +29,14 @@ def _layer(f, o, *, q=1, n_in=6, n_out=10, signed=False, seed=0):
 
 
 def _copies_agree(dut, wrong):
-    """A monitor: ``w_full`` and its issue copy equal in every cycle (else the cycle into
+    """A monitor: ``w_full`` and its issue copy equal in every cycle, and the weight
+    stream's pop from the step's flags' copies equal to the issue's (else the cycle into
     ``wrong``)."""
     async def monitor(ctx):
         cycle = 0
-        async for _, _, a, b in ctx.tick().sample(*dut._w_full):
+        async for _, _, a, b, pop, rom_pop in ctx.tick().sample(*dut._w_full, *dut._pops):
             cycle += 1
-            if a != b:
+            if a != b or pop != rom_pop:
                 wrong.append(cycle)
     return monitor
 
