@@ -389,3 +389,21 @@ def test_the_folding_pass_remembers_estimates_per_lowering():
     del units, wide, narrow, unit, graph
     gc.collect()
     assert len(F._ESTIMATES) <= held - 2
+
+
+@pytest.mark.parametrize("length, n_in, n_out, bits, luts", [
+    (800, 5, 40, 8, 42),    # LeNet-5's conv2 window to conv2: every word closes whole
+    (64, 1, 16, 5, 18),     # the digits MLP's input: aligned
+    (128, 1, 10, 8, 90),    # fc1 to fc2 of the digits MLP: the last word closes early
+    (30, 4, 8, 5, 32),      # the last beat runs past the vector's end: its 4 lanes muxed
+    (128, 10, 1, 8, 90),    # narrowing: a chunk chosen per bit
+])
+def test_a_widening_repack_is_estimated_as_a_shift(length, n_in, n_out, bits, luts):
+    """A widening repack's word shifts (every bit to one place): a multiplexer a bit only
+    where a vector's last word closes early or its last beat runs past the vector's end
+    (synthesized alone: LeNet-5's 5 → 40 of 8 bits 47 LUT4, the digits MLP's aligned
+    1 → 16 of 5 bits 32, its 1 → 10 of 8 bits 91)."""
+    from flexor_hw.hw.stages import Repack
+    hi = (1 << bits) - 1
+    st = Repack("r", (0, hi), (0, hi), length=length, n_in=n_in, n_out=n_out)
+    assert st.estimate()["luts"] == luts
