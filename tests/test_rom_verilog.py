@@ -76,11 +76,7 @@ def test_the_emitted_rom_reads_every_word(tmp_path, logic, width, depth, latency
     order = rng.permutation(depth)
     aw = len(rom.addr)
     (tmp_path / "order.hex").write_text("\n".join(f"{a:x}" for a in order) + "\n")
-    extra = "" if rom._page_bits is None else f", .PAGE_BITS({rom._page_bits})"
-    extra += "" if rom._copy_bits is None else f", .COPY_BITS({rom._copy_bits})"
-    extra += "" if rom._group_bits is None else f", .GROUP_BITS({rom._group_bits})"
-    extra += "" if rom.banks == 1 else \
-        "".join(f", .{k[2:]}({v})" for k, v in rom_banked_params(rom).items())
+    extra = _parameters(rom)
     module = "flexor_rom_logic" if logic else "flexor_rom"
     bench = BENCH.format(aw=aw, width=width, n=depth, module=module, depth=depth,
                          latency=rom.latency, extra=extra)
@@ -150,9 +146,7 @@ def test_the_emitted_rom_holds_its_read_while_stalled(tmp_path, logic, width, de
     enables = (rng.random(cycles) < 0.5).astype(int)
     enables[:2] = 0                                 # held before the first read, too
     (tmp_path / "en.bin").write_text("\n".join(map(str, enables)) + "\n")
-    extra = "" if rom._page_bits is None else f", .PAGE_BITS({rom._page_bits})"
-    extra += "" if rom._copy_bits is None else f", .COPY_BITS({rom._copy_bits})"
-    extra += "" if rom._group_bits is None else f", .GROUP_BITS({rom._group_bits})"
+    extra = _parameters(rom)
     module = "flexor_rom_logic" if logic else "flexor_rom"
     bench = STALL_BENCH.format(aw=len(rom.addr), width=width, n=depth, module=module,
                                depth=depth, latency=rom.latency, extra=extra, cycles=cycles)
@@ -169,6 +163,15 @@ def test_the_emitted_rom_holds_its_read_while_stalled(tmp_path, logic, width, de
             assert value == f"{words[order[(edges - rom.latency) % depth]]:0{digits}x}", edges
             checked += 1
     assert checked > depth // 2
+
+
+def _parameters(rom):
+    """The instance's parameters past LATENCY, as ``Rom`` gives them to ``flexor_rom``."""
+    extra = "" if rom._page_bits is None else f", .PAGE_BITS({rom._page_bits})"
+    extra += "" if rom._copy_bits is None else f", .COPY_BITS({rom._copy_bits})"
+    extra += "" if rom._group_bits is None else f", .GROUP_BITS({rom._group_bits})"
+    return extra + ("" if rom.banks == 1 else
+                    "".join(f", .{k[2:]}({v})" for k, v in rom_banked_params(rom).items()))
 
 
 def rom_banked_params(rom):

@@ -523,9 +523,9 @@ class MatrixVectorUnit(wiring.Component):
         gap_zero_next = Signal()
         s_last_next, n_last_next = Signal(), Signal()
         sn_last = Signal(init=sf == 1 and nf == 1)     # s_last & n_last, as a register
-        m.d.sync += [can_end.eq(credits.room_next & gap_zero_next), gap_zero.eq(gap_zero_next),
-                     s_last.eq(s_last_next), n_last.eq(n_last_next),
-                     sn_last.eq(s_last_next & n_last_next)]
+        can_end_next, sn_last_next = credits.room_next & gap_zero_next, s_last_next & n_last_next
+        m.d.sync += [can_end.eq(can_end_next), gap_zero.eq(gap_zero_next),
+                     s_last.eq(s_last_next), n_last.eq(n_last_next), sn_last.eq(sn_last_next)]
         # Once primed, the weight stream never runs dry under a step every cycle; a unit
         # whose first vector takes long enough to arrive never steps before that, and needs
         # no gate on the stream's valid (prime_cycles).
@@ -554,6 +554,7 @@ class MatrixVectorUnit(wiring.Component):
         w_full_issue = flag_copy(m, filled, load, "w_full_issue", emit=emit)
         self._w_full = (w_full, w_full_issue)   # for tests
         m.d.comb += load.eq(w_full_issue & (~active | vector_end))
+        active_next = Mux(load, 1, Mux(vector_end, 0, active))
         pop = step
         if p.hold > 1:
             # A word of slices serves ``hold`` steps: the phase counts them, restarting
@@ -561,9 +562,10 @@ class MatrixVectorUnit(wiring.Component):
             ph = Signal(range(p.hold))
             ph_last = Signal()                  # ph == hold − 1, as a register
             ends = ph_last | sn_last
+            ph_last_next = Mux(step, ~ends & (ph == p.hold - 2), ph_last)
+            m.d.sync += ph_last.eq(ph_last_next)
             with m.If(step):
-                m.d.sync += [ph.eq(Mux(ends, 0, ph + 1)),
-                             ph_last.eq(~ends & (ph == p.hold - 2))]
+                m.d.sync += ph.eq(Mux(ends, 0, ph + 1))
             pop = step & ends
         rom_pop = pop
         if rom.stall:
@@ -571,12 +573,11 @@ class MatrixVectorUnit(wiring.Component):
             # ROM, not the issue: from copies of the step's flags of its own (the one ``step``
             # into the issue's registers and conv2's 8 blocks placed them apart at a seed,
             # ``active`` into the vector memory's read address copies: 10.1 ns of routing).
-            flags = [("active", Mux(load, 1, Mux(vector_end, 0, active)), 0),
-                     ("s_last", s_last_next, int(sf == 1)),
-                     ("can_end", credits.room_next & gap_zero_next, 1)]
+            flags = [("active", active_next, 0), ("s_last", s_last_next, int(sf == 1)),
+                     ("can_end", can_end_next, 1)]
             if p.hold > 1:
-                flags += [("sn_last", s_last_next & n_last_next, int(sf == 1 and nf == 1)),
-                          ("ph_last", Mux(step, ~ends & (ph == p.hold - 2), ph_last), 0)]
+                flags += [("sn_last", sn_last_next, int(sf == 1 and nf == 1)),
+                          ("ph_last", ph_last_next, 0)]
             rc = {name: kept_register(m, value, f"{name}_rom", emit=emit, init=init)
                   for name, value, init in flags}
             rom_pop = rc["active"] & valid & (~rc["s_last"] | rc["can_end"])
@@ -601,12 +602,11 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += s_idx.eq(Mux(s_last, 0, s_idx + 1))
             with m.If(s_last):
                 m.d.sync += n_idx.eq(Mux(n_last, 0, n_idx + 1))
-        with m.If(vector_end):
-            m.d.sync += active.eq(0)
+        m.d.sync += active.eq(active_next)
         with m.If(load):
             new_base = Mux(w_half, sf, 0)
             m.d.comb += r_next.eq(new_base)
-            m.d.sync += [active.eq(1), r_base.eq(new_base), w_half.eq(~w_half)]
+            m.d.sync += [r_base.eq(new_base), w_half.eq(~w_half)]
         if G > 1:
             m.d.comb += gap_zero_next.eq(Mux(step & s_last, 0, gap_zero | (gap == 1)))
             with m.If(step & s_last):

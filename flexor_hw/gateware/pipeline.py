@@ -186,7 +186,7 @@ class OutputFifo(wiring.Component):
         # A write always lands in buf[wr] (its enable ignores o.ready); it counts only when
         # it does not go straight to the head.
         waiting = Signal(self._shape, reset_less=True)  # buf[rd]
-        if n_buf <= _MAX_REGISTER_BUFFER:
+        if not fifo_memory_words(self._depth):
             buf = [Signal(self._shape, name=f"buf{k}", reset_less=True) for k in range(n_buf)]
             for k in range(n_buf):
                 with m.If(self.w_en & (wr == k)):

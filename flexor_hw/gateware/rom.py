@@ -343,7 +343,7 @@ class Rom(wiring.Component):
         An input ``en``: every register of the read loads only while it is high, so a low
         ``en`` holds the word on ``data`` and those behind it (in block RAM: the blocks' clock
         enables, and their output registers' where the word's register moves into them,
-        :mod:`flexor_hw.outreg`). Not for a banked ROM (:func:`rom_read_latency`), whose
+        :mod:`flexor_hw.outreg`). Not for a banked ROM (:func:`rom_banked`), whose
         read's registers are many and spread over the device.
     """
 

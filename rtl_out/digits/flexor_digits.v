@@ -581,40 +581,40 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [10:0] \$100 ;
-  wire [11:0] \$101 ;
-  wire [11:0] \$102 ;
-  wire [12:0] \$103 ;
-  wire [10:0] \$104 ;
-  wire [11:0] \$105 ;
-  wire \$106 ;
-  wire [10:0] \$107 ;
-  wire [11:0] \$108 ;
-  wire [11:0] \$109 ;
+  wire [11:0] \$100 ;
+  wire \$101 ;
+  wire [10:0] \$102 ;
+  wire [11:0] \$103 ;
+  wire [11:0] \$104 ;
+  wire [12:0] \$105 ;
+  wire [10:0] \$106 ;
+  wire [11:0] \$107 ;
+  wire \$108 ;
+  wire [10:0] \$109 ;
   wire \$11 ;
-  wire [12:0] \$110 ;
-  wire [2:0] \$111 ;
-  wire \$112 ;
-  wire [7:0] \$113 ;
-  wire [7:0] \$114 ;
-  wire \$115 ;
-  wire \$116 ;
+  wire [11:0] \$110 ;
+  wire [11:0] \$111 ;
+  wire [12:0] \$112 ;
+  wire [2:0] \$113 ;
+  wire \$114 ;
+  wire [7:0] \$115 ;
+  wire [7:0] \$116 ;
   wire \$117 ;
-  wire [21:0] \$118 ;
-  wire [30:0] \$119 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [31:0] \$120 ;
-  wire [28:0] \$121 ;
-  wire [28:0] \$122 ;
-  wire \$123 ;
+  wire [21:0] \$120 ;
+  wire [30:0] \$121 ;
+  wire [31:0] \$122 ;
+  wire [28:0] \$123 ;
   wire [28:0] \$124 ;
   wire \$125 ;
-  wire \$126 ;
+  wire [28:0] \$126 ;
   wire \$127 ;
-  wire [1:0] \$128 ;
+  wire \$128 ;
   wire \$129 ;
   wire \$13 ;
-  wire \$130 ;
+  wire [1:0] \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
@@ -633,32 +633,32 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  reg [1:0] \$148 ;
-  reg \$149 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  reg \$150 ;
+  reg [1:0] \$150 ;
   reg \$151 ;
   reg \$152 ;
   reg \$153 ;
-  reg [2:0] \$154 ;
-  reg [1:0] \$155 ;
-  reg [5:0] \$156 ;
-  reg \$157 ;
-  reg [2:0] \$158 ;
+  reg \$154 ;
+  reg \$155 ;
+  reg [2:0] \$156 ;
+  reg [1:0] \$157 ;
+  reg [5:0] \$158 ;
   reg \$159 ;
   wire \$16 ;
-  reg [1:0] \$160 ;
-  reg [3:0] \$161 ;
-  reg [3:0] \$162 ;
+  reg [2:0] \$160 ;
+  reg \$161 ;
+  reg [1:0] \$162 ;
   reg [3:0] \$163 ;
   reg [3:0] \$164 ;
   reg [3:0] \$165 ;
-  reg \$166 ;
-  reg \$167 ;
+  reg [3:0] \$166 ;
+  reg [3:0] \$167 ;
   reg \$168 ;
-  reg [4:0] \$169 ;
+  reg \$169 ;
   wire \$17 ;
-  reg [4:0] \$170 ;
+  reg \$170 ;
   reg [4:0] \$171 ;
   reg [4:0] \$172 ;
   reg [4:0] \$173 ;
@@ -693,8 +693,8 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire [4:0] \$2 ;
   wire [2:0] \$20 ;
   reg [4:0] \$200 ;
-  reg \$201 ;
-  reg \$202 ;
+  reg [4:0] \$201 ;
+  reg [4:0] \$202 ;
   reg \$203 ;
   reg \$204 ;
   reg \$205 ;
@@ -712,20 +712,20 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$216 ;
   reg \$217 ;
   reg \$218 ;
-  reg [10:0] \$219 ;
+  reg \$219 ;
   wire \$22 ;
-  reg [10:0] \$220 ;
+  reg \$220 ;
   reg [10:0] \$221 ;
   reg [10:0] \$222 ;
-  reg [11:0] \$223 ;
+  reg [10:0] \$223 ;
   reg [10:0] \$224 ;
-  reg [10:0] \$225 ;
-  reg [11:0] \$226 ;
-  reg [1:0] \$227 ;
-  reg [6:0] \$228 ;
-  reg \$229 ;
+  reg [11:0] \$225 ;
+  reg [10:0] \$226 ;
+  reg [10:0] \$227 ;
+  reg [11:0] \$228 ;
+  reg [1:0] \$229 ;
   wire \$23 ;
-  reg \$230 ;
+  reg [6:0] \$230 ;
   reg \$231 ;
   reg \$232 ;
   reg \$233 ;
@@ -736,9 +736,11 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$238 ;
   reg \$239 ;
   wire [12:0] \$24 ;
-  reg [1:0] \$240 ;
-  reg [3:0] \$241 ;
-  reg \$242 ;
+  reg \$240 ;
+  reg \$241 ;
+  reg [1:0] \$242 ;
+  reg [3:0] \$243 ;
+  reg \$244 ;
   wire [12:0] \$25 ;
   wire [4:0] \$26 ;
   wire [1:0] \$27 ;
@@ -754,45 +756,45 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire [6:0] \$36 ;
   wire [6:0] \$37 ;
   wire \$38 ;
-  wire [2:0] \$39 ;
+  wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire \$41 ;
+  wire [2:0] \$41 ;
   wire \$42 ;
-  wire [2:0] \$43 ;
+  wire \$43 ;
   wire \$44 ;
-  wire [4:0] \$45 ;
-  wire [4:0] \$46 ;
-  wire [5:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire \$49 ;
+  wire [2:0] \$45 ;
+  wire \$46 ;
+  wire [4:0] \$47 ;
+  wire [4:0] \$48 ;
+  wire [5:0] \$49 ;
   wire \$5 ;
-  wire [4:0] \$50 ;
-  wire [4:0] \$51 ;
-  wire [5:0] \$52 ;
-  wire [5:0] \$53 ;
-  wire \$54 ;
-  wire [4:0] \$55 ;
-  wire [4:0] \$56 ;
-  wire [5:0] \$57 ;
-  wire [5:0] \$58 ;
-  wire [4:0] \$59 ;
+  wire [5:0] \$50 ;
+  wire \$51 ;
+  wire [4:0] \$52 ;
+  wire [4:0] \$53 ;
+  wire [5:0] \$54 ;
+  wire [5:0] \$55 ;
+  wire \$56 ;
+  wire [4:0] \$57 ;
+  wire [4:0] \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [5:0] \$60 ;
   wire [4:0] \$61 ;
-  wire [5:0] \$62 ;
+  wire \$62 ;
   wire [4:0] \$63 ;
   wire [5:0] \$64 ;
   wire [4:0] \$65 ;
-  wire \$66 ;
+  wire [5:0] \$66 ;
   wire [4:0] \$67 ;
-  wire [5:0] \$68 ;
+  wire \$68 ;
   wire [4:0] \$69 ;
   wire \$7 ;
   wire [5:0] \$70 ;
-  wire \$71 ;
-  wire [15:0] \$72 ;
-  wire [15:0] \$73 ;
+  wire [4:0] \$71 ;
+  wire [5:0] \$72 ;
+  wire \$73 ;
   wire [15:0] \$74 ;
   wire [15:0] \$75 ;
   wire [15:0] \$76 ;
@@ -813,14 +815,14 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire \$9 ;
   wire [15:0] \$90 ;
   wire [15:0] \$91 ;
-  wire [10:0] \$92 ;
-  wire [11:0] \$93 ;
-  wire \$94 ;
-  wire [10:0] \$95 ;
-  wire [11:0] \$96 ;
+  wire [15:0] \$92 ;
+  wire [15:0] \$93 ;
+  wire [10:0] \$94 ;
+  wire [11:0] \$95 ;
+  wire \$96 ;
   wire [10:0] \$97 ;
   wire [11:0] \$98 ;
-  wire \$99 ;
+  wire [10:0] \$99 ;
   wire \$signal ;
   reg \$signal$186  = 1'h0;
   reg \$signal$187  = 1'h0;
@@ -1259,182 +1261,184 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$36  = n_idx + 1'h1;
   assign \$37  = n_last ? 7'h00 : \$36 ;
   assign \$38  = step & sn_last;
-  assign \$39  = w_half ? 3'h4 : 3'h0;
-  assign \$40  = ~ w_half;
-  assign \$41  = step & s_last;
-  assign \$42  = ~ gap_zero;
-  assign \$43  = gap - 1'h1;
-  assign \$44  = col >= 3'h4;
-  assign \$45  = col - 3'h4;
-  assign \$46  = col + 3'h6;
-  assign \$47  = \$44  ? { \$45 [4], \$45  } : { 1'h0, \$46  };
-  assign \$48  = s_last ? 6'h00 : \$47 ;
-  assign \$49  = row_ph0 >= 2'h2;
-  assign \$50  = row_ph0 - 2'h2;
-  assign \$51  = row_ph0 + 4'h8;
-  assign \$52  = \$49  ? { \$50 [4], \$50  } : { 1'h0, \$51  };
-  assign \$53  = n_last ? 6'h00 : \$52 ;
-  assign \$54  = row_ph1 >= 2'h2;
-  assign \$55  = row_ph1 - 2'h2;
-  assign \$56  = row_ph1 + 4'h8;
-  assign \$57  = \$54  ? { \$55 [4], \$55  } : { 1'h0, \$56  };
-  assign \$58  = n_last ? 6'h04 : \$57 ;
-  assign \$59  = row_ph0 + col;
-  assign \$60  = \$59  >= 4'ha;
+  assign \$39  = \$38  ? 1'h0 : active;
+  assign \$40  = load ? 1'h1 : \$39 ;
+  assign \$41  = w_half ? 3'h4 : 3'h0;
+  assign \$42  = ~ w_half;
+  assign \$43  = step & s_last;
+  assign \$44  = ~ gap_zero;
+  assign \$45  = gap - 1'h1;
+  assign \$46  = col >= 3'h4;
+  assign \$47  = col - 3'h4;
+  assign \$48  = col + 3'h6;
+  assign \$49  = \$46  ? { \$47 [4], \$47  } : { 1'h0, \$48  };
+  assign \$50  = s_last ? 6'h00 : \$49 ;
+  assign \$51  = row_ph0 >= 2'h2;
+  assign \$52  = row_ph0 - 2'h2;
+  assign \$53  = row_ph0 + 4'h8;
+  assign \$54  = \$51  ? { \$52 [4], \$52  } : { 1'h0, \$53  };
+  assign \$55  = n_last ? 6'h00 : \$54 ;
+  assign \$56  = row_ph1 >= 2'h2;
+  assign \$57  = row_ph1 - 2'h2;
+  assign \$58  = row_ph1 + 4'h8;
+  assign \$59  = \$56  ? { \$57 [4], \$57  } : { 1'h0, \$58  };
+  assign \$60  = n_last ? 6'h04 : \$59 ;
   assign \$61  = row_ph0 + col;
-  assign \$62  = \$61  - 4'ha;
+  assign \$62  = \$61  >= 4'ha;
   assign \$63  = row_ph0 + col;
-  assign \$64  = \$60  ? \$62  : { 1'h0, \$63  };
-  assign \$65  = row_ph1 + col;
-  assign \$66  = \$65  >= 4'ha;
+  assign \$64  = \$63  - 4'ha;
+  assign \$65  = row_ph0 + col;
+  assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
   assign \$67  = row_ph1 + col;
-  assign \$68  = \$67  - 4'ha;
+  assign \$68  = \$67  >= 4'ha;
   assign \$69  = row_ph1 + col;
-  assign \$70  = \$66  ? \$68  : { 1'h0, \$69  };
-  assign \$71  = ! s_idx;
-  assign \$72  = off1_0[0] ? { \o$192 [5:0], o } : { \o$193 [3:0], \o$192 , o[9:8] };
-  assign \$73  = off1_0[0] ? { \o$192 [5:0], o } : { \o$193 [1:0], \o$192 , o[9:6] };
-  assign \$74  = off1_0[0] ? { \o$192 [5:0], o } : { \o$192 , o[9:4] };
-  assign \$75  = off1_0[1] ? \$73  : \$74 ;
-  assign \$76  = off1_0[0] ? { \o$192 [5:0], o } : { \o$192 [7:0], o[9:2] };
-  assign \$78  = off1_0[1] ? \$76  : \$77 ;
-  assign \$79  = off1_0[2] ? \$75  : \$78 ;
-  assign \$80  = off1_0[3] ? \$72  : \$79 ;
-  assign \$81  = ~ \$80 ;
-  assign \$82  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:8] };
-  assign \$83  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:6] };
-  assign \$84  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$199 , \o$198 [9:4] };
-  assign \$85  = off1_1[1] ? \$83  : \$84 ;
-  assign \$86  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$199 [7:0], \o$198 [9:2] };
-  assign \$88  = off1_1[1] ? \$86  : \$87 ;
-  assign \$89  = off1_1[2] ? \$85  : \$88 ;
-  assign \$90  = off1_1[3] ? \$82  : \$89 ;
-  assign \$91  = ~ \$90 ;
-  assign \$92  = flags_x[1] ? 11'h000 : xacc;
-  assign \$93  = \$92  + xsum_l4_0;
-  assign \$94  = flags_x[0] & flags_x[2];
-  assign \$95  = flags_x[1] ? 11'h000 : xacc;
-  assign \$96  = \$95  + xsum_l4_0;
-  assign \$97  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$98  = \$97  + t0_0_l4_0;
-  assign \$99  = flags_0[0] & flags_0[2];
-  assign \$100  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$101  = \$100  + t0_0_l4_0;
-  assign \$103  = \$102  - xfin;
-  assign \$104  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$105  = \$104  + t1_0_l4_0;
-  assign \$106  = flags_1[0] & flags_1[2];
-  assign \$107  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$108  = \$107  + t1_0_l4_0;
-  assign \$110  = \$109  - xfin;
-  assign \$111  = ser_left - 1'h1;
-  assign \$112  = addr == 7'h7f;
-  assign \$113  = addr + 1'h1;
-  assign \$114  = \$112  ? 8'h00 : \$113 ;
-  assign \$118  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$120  = $signed(\$119 ) + $signed(rq0_beta);
-  assign \$123  = $signed(\$122 ) < $signed(1'h0);
-  assign \$125  = $signed(\$124 ) > $signed(9'h0ff);
-  assign \$126  = step & s_last;
-  assign \$127  = o__valid & \o__ready$167 ;
-  assign \$128  = \$127  + skipped_d4;
-  assign \$129  = ~ rst_fc1;
-  assign \$131  = rst_fc1 ? 1'h0 : take;
-  assign \$132  = ~ rst_fc1;
-  assign \$134  = rst_fc1 ? 1'h0 : take;
-  assign \$135  = rst_fc1 | load;
-  assign \$136  = filled ? 1'h1 : w_full;
-  assign \$137  = \$135  ? 1'h0 : \$136 ;
-  assign \$138  = rst_fc1 | load;
-  assign \$139  = filled ? 1'h1 : w_full_issue;
-  assign \$140  = \$138  ? 1'h0 : \$139 ;
-  assign \$141  = step & sn_last;
-  assign \$142  = \$141  ? 1'h0 : active;
-  assign \$143  = load ? 1'h1 : \$142 ;
-  assign \$144  = rst_fc1 ? 1'h0 : \$143 ;
-  assign \$145  = rst_fc1 ? 1'h0 : \$signal ;
-  assign \$146  = credits_room_next & gap_zero_next;
-  assign \$147  = rst_fc1 ? 1'h1 : \$146 ;
+  assign \$70  = \$69  - 4'ha;
+  assign \$71  = row_ph1 + col;
+  assign \$72  = \$68  ? \$70  : { 1'h0, \$71  };
+  assign \$73  = ! s_idx;
+  assign \$74  = off1_0[0] ? { \o$192 [5:0], o } : { \o$193 [3:0], \o$192 , o[9:8] };
+  assign \$75  = off1_0[0] ? { \o$192 [5:0], o } : { \o$193 [1:0], \o$192 , o[9:6] };
+  assign \$76  = off1_0[0] ? { \o$192 [5:0], o } : { \o$192 , o[9:4] };
+  assign \$77  = off1_0[1] ? \$75  : \$76 ;
+  assign \$78  = off1_0[0] ? { \o$192 [5:0], o } : { \o$192 [7:0], o[9:2] };
+  assign \$80  = off1_0[1] ? \$78  : \$79 ;
+  assign \$81  = off1_0[2] ? \$77  : \$80 ;
+  assign \$82  = off1_0[3] ? \$74  : \$81 ;
+  assign \$83  = ~ \$82 ;
+  assign \$84  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:8] };
+  assign \$85  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:6] };
+  assign \$86  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$199 , \o$198 [9:4] };
+  assign \$87  = off1_1[1] ? \$85  : \$86 ;
+  assign \$88  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$199 [7:0], \o$198 [9:2] };
+  assign \$90  = off1_1[1] ? \$88  : \$89 ;
+  assign \$91  = off1_1[2] ? \$87  : \$90 ;
+  assign \$92  = off1_1[3] ? \$84  : \$91 ;
+  assign \$93  = ~ \$92 ;
+  assign \$94  = flags_x[1] ? 11'h000 : xacc;
+  assign \$95  = \$94  + xsum_l4_0;
+  assign \$96  = flags_x[0] & flags_x[2];
+  assign \$97  = flags_x[1] ? 11'h000 : xacc;
+  assign \$98  = \$97  + xsum_l4_0;
+  assign \$99  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$100  = \$99  + t0_0_l4_0;
+  assign \$101  = flags_0[0] & flags_0[2];
+  assign \$102  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$103  = \$102  + t0_0_l4_0;
+  assign \$105  = \$104  - xfin;
+  assign \$106  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$107  = \$106  + t1_0_l4_0;
+  assign \$108  = flags_1[0] & flags_1[2];
+  assign \$109  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$110  = \$109  + t1_0_l4_0;
+  assign \$112  = \$111  - xfin;
+  assign \$113  = ser_left - 1'h1;
+  assign \$114  = addr == 7'h7f;
+  assign \$115  = addr + 1'h1;
+  assign \$116  = \$114  ? 8'h00 : \$115 ;
+  assign \$120  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$122  = $signed(\$121 ) + $signed(rq0_beta);
+  assign \$125  = $signed(\$124 ) < $signed(1'h0);
+  assign \$127  = $signed(\$126 ) > $signed(9'h0ff);
+  assign \$128  = step & s_last;
+  assign \$129  = o__valid & \o__ready$167 ;
+  assign \$130  = \$129  + skipped_d4;
+  assign \$131  = ~ rst_fc1;
+  assign \$133  = rst_fc1 ? 1'h0 : take;
+  assign \$134  = ~ rst_fc1;
+  assign \$136  = rst_fc1 ? 1'h0 : take;
+  assign \$137  = rst_fc1 | load;
+  assign \$138  = filled ? 1'h1 : w_full;
+  assign \$139  = \$137  ? 1'h0 : \$138 ;
+  assign \$140  = rst_fc1 | load;
+  assign \$141  = filled ? 1'h1 : w_full_issue;
+  assign \$142  = \$140  ? 1'h0 : \$141 ;
+  assign \$143  = step & sn_last;
+  assign \$144  = \$143  ? 1'h0 : active;
+  assign \$145  = load ? 1'h1 : \$144 ;
+  assign \$146  = rst_fc1 ? 1'h0 : \$145 ;
+  assign \$147  = rst_fc1 ? 1'h0 : \$signal ;
+  assign \$148  = credits_room_next & gap_zero_next;
+  assign \$149  = rst_fc1 ? 1'h1 : \$148 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$148 ;
+    w_count <= \$150 ;
   always @(posedge clk)
-    can_end <= \$149 ;
+    can_end <= \$151 ;
   always @(posedge clk)
-    gap_zero <= \$150 ;
+    gap_zero <= \$152 ;
   always @(posedge clk)
-    s_last <= \$151 ;
+    s_last <= \$153 ;
   always @(posedge clk)
-    n_last <= \$152 ;
+    n_last <= \$154 ;
   always @(posedge clk)
-    sn_last <= \$153 ;
+    sn_last <= \$155 ;
   always @(posedge clk)
-    r_addr <= \$154 ;
+    r_addr <= \$156 ;
   always @(posedge clk)
-    s_idx <= \$155 ;
+    s_idx <= \$157 ;
   always @(posedge clk)
-    n_idx <= \$156 ;
+    n_idx <= \$158 ;
   always @(posedge clk)
-    active <= \$157 ;
+    active <= \$159 ;
   always @(posedge clk)
-    r_base <= \$158 ;
+    r_base <= \$160 ;
   always @(posedge clk)
-    w_half <= \$159 ;
+    w_half <= \$161 ;
   always @(posedge clk)
-    gap <= \$160 ;
+    gap <= \$162 ;
   always @(posedge clk)
-    col <= \$161 ;
+    col <= \$163 ;
   always @(posedge clk)
-    row_ph0 <= \$162 ;
+    row_ph0 <= \$164 ;
   always @(posedge clk)
-    row_ph1 <= \$163 ;
+    row_ph1 <= \$165 ;
   always @(posedge clk)
-    off1_0 <= \$164 ;
+    off1_0 <= \$166 ;
   always @(posedge clk)
-    off1_1 <= \$165 ;
+    off1_1 <= \$167 ;
   always @(posedge clk)
-    \$signal$186  <= \$166 ;
+    \$signal$186  <= \$168 ;
   always @(posedge clk)
-    \$signal$187  <= \$167 ;
+    \$signal$187  <= \$169 ;
   always @(posedge clk)
-    last1 <= \$168 ;
+    last1 <= \$170 ;
   always @(posedge clk)
     word1 <= \o__payload$189 ;
   always @(posedge clk)
-    w0_0 <= \$81 ;
+    w0_0 <= \$83 ;
   always @(posedge clk)
-    m0_0_0 <= \$169 ;
+    m0_0_0 <= \$171 ;
   always @(posedge clk)
-    m0_0_1 <= \$170 ;
+    m0_0_1 <= \$172 ;
   always @(posedge clk)
-    m0_0_2 <= \$171 ;
+    m0_0_2 <= \$173 ;
   always @(posedge clk)
-    m0_0_3 <= \$172 ;
+    m0_0_3 <= \$174 ;
   always @(posedge clk)
-    m0_0_4 <= \$173 ;
+    m0_0_4 <= \$175 ;
   always @(posedge clk)
-    m0_0_5 <= \$174 ;
+    m0_0_5 <= \$176 ;
   always @(posedge clk)
-    m0_0_6 <= \$175 ;
+    m0_0_6 <= \$177 ;
   always @(posedge clk)
-    m0_0_7 <= \$176 ;
+    m0_0_7 <= \$178 ;
   always @(posedge clk)
-    m0_0_8 <= \$177 ;
+    m0_0_8 <= \$179 ;
   always @(posedge clk)
-    m0_0_9 <= \$178 ;
+    m0_0_9 <= \$180 ;
   always @(posedge clk)
-    m0_0_10 <= \$179 ;
+    m0_0_10 <= \$181 ;
   always @(posedge clk)
-    m0_0_11 <= \$180 ;
+    m0_0_11 <= \$182 ;
   always @(posedge clk)
-    m0_0_12 <= \$181 ;
+    m0_0_12 <= \$183 ;
   always @(posedge clk)
-    m0_0_13 <= \$182 ;
+    m0_0_13 <= \$184 ;
   always @(posedge clk)
-    m0_0_14 <= \$183 ;
+    m0_0_14 <= \$185 ;
   always @(posedge clk)
-    m0_0_15 <= \$184 ;
+    m0_0_15 <= \$186 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1446,39 +1450,39 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    w1_0 <= \$91 ;
+    w1_0 <= \$93 ;
   always @(posedge clk)
-    m1_0_0 <= \$185 ;
+    m1_0_0 <= \$187 ;
   always @(posedge clk)
-    m1_0_1 <= \$186 ;
+    m1_0_1 <= \$188 ;
   always @(posedge clk)
-    m1_0_2 <= \$187 ;
+    m1_0_2 <= \$189 ;
   always @(posedge clk)
-    m1_0_3 <= \$188 ;
+    m1_0_3 <= \$190 ;
   always @(posedge clk)
-    m1_0_4 <= \$189 ;
+    m1_0_4 <= \$191 ;
   always @(posedge clk)
-    m1_0_5 <= \$190 ;
+    m1_0_5 <= \$192 ;
   always @(posedge clk)
-    m1_0_6 <= \$191 ;
+    m1_0_6 <= \$193 ;
   always @(posedge clk)
-    m1_0_7 <= \$192 ;
+    m1_0_7 <= \$194 ;
   always @(posedge clk)
-    m1_0_8 <= \$193 ;
+    m1_0_8 <= \$195 ;
   always @(posedge clk)
-    m1_0_9 <= \$194 ;
+    m1_0_9 <= \$196 ;
   always @(posedge clk)
-    m1_0_10 <= \$195 ;
+    m1_0_10 <= \$197 ;
   always @(posedge clk)
-    m1_0_11 <= \$196 ;
+    m1_0_11 <= \$198 ;
   always @(posedge clk)
-    m1_0_12 <= \$197 ;
+    m1_0_12 <= \$199 ;
   always @(posedge clk)
-    m1_0_13 <= \$198 ;
+    m1_0_13 <= \$200 ;
   always @(posedge clk)
-    m1_0_14 <= \$199 ;
+    m1_0_14 <= \$201 ;
   always @(posedge clk)
-    m1_0_15 <= \$200 ;
+    m1_0_15 <= \$202 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -1502,109 +1506,109 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$201 ;
+    v2_d1 <= \$203 ;
   always @(posedge clk)
-    v2_d2 <= \$202 ;
+    v2_d2 <= \$204 ;
   always @(posedge clk)
-    v2_d3 <= \$203 ;
+    v2_d3 <= \$205 ;
   always @(posedge clk)
-    v2_d4 <= \$204 ;
+    v2_d4 <= \$206 ;
   always @(posedge clk)
-    last2_d1 <= \$205 ;
+    last2_d1 <= \$207 ;
   always @(posedge clk)
-    last2_d2 <= \$206 ;
+    last2_d2 <= \$208 ;
   always @(posedge clk)
-    last2_d3 <= \$207 ;
+    last2_d3 <= \$209 ;
   always @(posedge clk)
-    last2_d4 <= \$208 ;
+    last2_d4 <= \$210 ;
   always @(posedge clk)
-    v2p_d1 <= \$209 ;
+    v2p_d1 <= \$211 ;
   always @(posedge clk)
-    v2p_d2 <= \$210 ;
+    v2p_d2 <= \$212 ;
   always @(posedge clk)
-    v2p_d3 <= \$211 ;
+    v2p_d3 <= \$213 ;
   always @(posedge clk)
-    first2p_d1 <= \$212 ;
+    first2p_d1 <= \$214 ;
   always @(posedge clk)
-    first2p_d2 <= \$213 ;
+    first2p_d2 <= \$215 ;
   always @(posedge clk)
-    first2p_d3 <= \$214 ;
+    first2p_d3 <= \$216 ;
   always @(posedge clk)
-    last2p_d1 <= \$215 ;
+    last2p_d1 <= \$217 ;
   always @(posedge clk)
-    last2p_d2 <= \$216 ;
+    last2p_d2 <= \$218 ;
   always @(posedge clk)
-    last2p_d3 <= \$217 ;
+    last2p_d3 <= \$219 ;
   always @(posedge clk)
-    done <= \$218 ;
+    done <= \$220 ;
   always @(posedge clk)
-    xacc <= \$219 ;
+    xacc <= \$221 ;
   always @(posedge clk)
-    xfin <= \$220 ;
+    xfin <= \$222 ;
   always @(posedge clk)
-    acc0_0 <= \$221 ;
+    acc0_0 <= \$223 ;
   always @(posedge clk)
-    fin0_0 <= \$222 ;
+    fin0_0 <= \$224 ;
   always @(posedge clk)
-    bank0_0 <= \$223 ;
+    bank0_0 <= \$225 ;
   always @(posedge clk)
-    acc1_0 <= \$224 ;
+    acc1_0 <= \$226 ;
   always @(posedge clk)
-    fin1_0 <= \$225 ;
+    fin1_0 <= \$227 ;
   always @(posedge clk)
-    bank1_0 <= \$226 ;
+    bank1_0 <= \$228 ;
   always @(posedge clk)
-    ser_left <= \$227 ;
+    ser_left <= \$229 ;
   always @(posedge clk)
-    addr <= \$228 ;
+    addr <= \$230 ;
   always @(posedge clk)
-    \$signal$230  <= \$229 ;
+    \$signal$230  <= \$231 ;
   always @(posedge clk)
-    ka <= \$230 ;
+    ka <= \$232 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$231 ;
+    vb <= \$233 ;
   always @(posedge clk)
     rq0_beta_b <= data[38:18];
   always @(posedge clk)
-    rq0_beta <= \$118 ;
+    rq0_beta <= \$120 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$120 [28:0];
+    rq0_acc_s1_0 <= \$122 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$121 [12:0];
+    rq0_shifted <= \$123 [12:0];
   always @(posedge clk)
-    rq0_under <= \$123 ;
+    rq0_under <= \$125 ;
   always @(posedge clk)
-    rq0_over <= \$125 ;
+    rq0_over <= \$127 ;
   always @(posedge clk)
-    v_out_d1 <= \$232 ;
+    v_out_d1 <= \$234 ;
   always @(posedge clk)
-    v_out_d2 <= \$233 ;
+    v_out_d2 <= \$235 ;
   always @(posedge clk)
-    \w_en$172  <= \$234 ;
+    \w_en$172  <= \$236 ;
   always @(posedge clk)
-    skipped_d1 <= \$235 ;
+    skipped_d1 <= \$237 ;
   always @(posedge clk)
-    skipped_d2 <= \$236 ;
+    skipped_d2 <= \$238 ;
   always @(posedge clk)
-    skipped_d3 <= \$237 ;
+    skipped_d3 <= \$239 ;
   always @(posedge clk)
-    skipped_d4 <= \$238 ;
+    skipped_d4 <= \$240 ;
   always @(posedge clk)
-    group_ended_d1 <= \$239 ;
+    group_ended_d1 <= \$241 ;
   always @(posedge clk)
-    credits_returned <= \$240 ;
+    credits_returned <= \$242 ;
   always @(posedge clk)
-    credits_space <= \$241 ;
+    credits_space <= \$243 ;
   always @(posedge clk)
-    credits_room <= \$242 ;
+    credits_room <= \$244 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$144 ),
+    .d(\$146 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -1612,7 +1616,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$147 ),
+    .d(\$149 ),
     .q(can_end_rom)
   );
   \flexor_digits.fc1.consts  consts (
@@ -1710,7 +1714,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$145 ),
+    .d(\$147 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -1734,7 +1738,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$131 ),
+    .d(\$133 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -1742,7 +1746,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_en_b1_copy (
     .clk(clk),
-    .d(\$134 ),
+    .d(\$136 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -1750,7 +1754,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$137 ),
+    .d(\$139 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -1758,7 +1762,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$140 ),
+    .d(\$142 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc1.weights  weights (
@@ -1781,782 +1785,776 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = w_count;
+    \$150  = w_count;
     if (take) begin
-      \$148  = \$31 [1:0];
+      \$150  = \$31 [1:0];
     end
     if (rst_fc1) begin
-      \$148  = 2'h0;
+      \$150  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$149  = \$32 ;
+    \$151  = \$32 ;
     if (rst_fc1) begin
-      \$149  = 1'h1;
+      \$151  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = gap_zero_next;
+    \$152  = gap_zero_next;
     if (rst_fc1) begin
-      \$150  = 1'h1;
+      \$152  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$151  = \$signal ;
-    if (rst_fc1) begin
-      \$151  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = n_last_next;
-    if (rst_fc1) begin
-      \$152  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = \$33 ;
+    \$153  = \$signal ;
     if (rst_fc1) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = r_next;
+    \$154  = n_last_next;
     if (rst_fc1) begin
-      \$154  = 3'h0;
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = s_idx;
+    \$155  = \$33 ;
+    if (rst_fc1) begin
+      \$155  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$156  = r_next;
+    if (rst_fc1) begin
+      \$156  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$157  = s_idx;
     if (step) begin
-      \$155  = \$35 [1:0];
+      \$157  = \$35 [1:0];
     end
     if (rst_fc1) begin
-      \$155  = 2'h0;
+      \$157  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = n_idx;
+    \$158  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$156  = \$37 [5:0];
+        \$158  = \$37 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$156  = 6'h00;
+      \$158  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = active;
-    if (\$38 ) begin
-      \$157  = 1'h0;
-    end
-    if (load) begin
-      \$157  = 1'h1;
-    end
-    if (rst_fc1) begin
-      \$157  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = r_base;
-    if (load) begin
-      \$158  = \$39 ;
-    end
-    if (rst_fc1) begin
-      \$158  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = w_half;
-    if (load) begin
-      \$159  = \$40 ;
-    end
+    \$159  = \$40 ;
     if (rst_fc1) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = gap;
-    if (\$41 ) begin
-      \$160  = 2'h1;
-    end else if (\$42 ) begin
-      \$160  = \$43 [1:0];
+    \$160  = r_base;
+    if (load) begin
+      \$160  = \$41 ;
     end
     if (rst_fc1) begin
-      \$160  = 2'h0;
+      \$160  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = col;
+    \$161  = w_half;
+    if (load) begin
+      \$161  = \$42 ;
+    end
+    if (rst_fc1) begin
+      \$161  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$162  = gap;
+    if (\$43 ) begin
+      \$162  = 2'h1;
+    end else if (\$44 ) begin
+      \$162  = \$45 [1:0];
+    end
+    if (rst_fc1) begin
+      \$162  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$163  = col;
     if (step) begin
-      \$161  = \$48 [3:0];
+      \$163  = \$50 [3:0];
     end
     if (rst_fc1) begin
-      \$161  = 4'h0;
+      \$163  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = row_ph0;
+    \$164  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$162  = \$53 [3:0];
+        \$164  = \$55 [3:0];
       end
     end
-    if (rst_fc1) begin
-      \$162  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$163  = \$58 [3:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$163  = 4'h4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = \$64 [3:0];
     if (rst_fc1) begin
       \$164  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = \$70 [3:0];
+    \$165  = row_ph1;
+    if (step) begin
+      if (s_last) begin
+        \$165  = \$60 [3:0];
+      end
+    end
     if (rst_fc1) begin
-      \$165  = 4'h0;
+      \$165  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = step;
+    \$166  = \$66 [3:0];
     if (rst_fc1) begin
-      \$166  = 1'h0;
+      \$166  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = \$71 ;
+    \$167  = \$72 [3:0];
     if (rst_fc1) begin
-      \$167  = 1'h0;
+      \$167  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = s_last;
+    \$168  = step;
     if (rst_fc1) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$169  = \$73 ;
+    if (rst_fc1) begin
+      \$169  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$170  = s_last;
+    if (rst_fc1) begin
+      \$170  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$169  = 5'h00;
+      \$171  = 5'h00;
     end else begin
-      \$169  = \port__data$194 [4:0];
+      \$171  = \port__data$194 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$170  = 5'h00;
+      \$172  = 5'h00;
     end else begin
-      \$170  = \port__data$194 [9:5];
+      \$172  = \port__data$194 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$171  = 5'h00;
+      \$173  = 5'h00;
     end else begin
-      \$171  = \port__data$194 [14:10];
+      \$173  = \port__data$194 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$172  = 5'h00;
+      \$174  = 5'h00;
     end else begin
-      \$172  = \port__data$194 [19:15];
+      \$174  = \port__data$194 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$173  = 5'h00;
+      \$175  = 5'h00;
     end else begin
-      \$173  = \port__data$194 [24:20];
+      \$175  = \port__data$194 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$174  = 5'h00;
+      \$176  = 5'h00;
     end else begin
-      \$174  = \port__data$194 [29:25];
+      \$176  = \port__data$194 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$175  = 5'h00;
+      \$177  = 5'h00;
     end else begin
-      \$175  = \port__data$194 [34:30];
+      \$177  = \port__data$194 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$176  = 5'h00;
+      \$178  = 5'h00;
     end else begin
-      \$176  = \port__data$194 [39:35];
+      \$178  = \port__data$194 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$177  = 5'h00;
+      \$179  = 5'h00;
     end else begin
-      \$177  = \port__data$194 [44:40];
+      \$179  = \port__data$194 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$178  = 5'h00;
+      \$180  = 5'h00;
     end else begin
-      \$178  = \port__data$194 [49:45];
+      \$180  = \port__data$194 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$179  = 5'h00;
+      \$181  = 5'h00;
     end else begin
-      \$179  = \port__data$194 [54:50];
+      \$181  = \port__data$194 [54:50];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$180  = 5'h00;
+      \$182  = 5'h00;
     end else begin
-      \$180  = \port__data$194 [59:55];
+      \$182  = \port__data$194 [59:55];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$181  = 5'h00;
+      \$183  = 5'h00;
     end else begin
-      \$181  = \port__data$195 [4:0];
+      \$183  = \port__data$195 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$182  = 5'h00;
+      \$184  = 5'h00;
     end else begin
-      \$182  = \port__data$195 [9:5];
+      \$184  = \port__data$195 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$183  = 5'h00;
+      \$185  = 5'h00;
     end else begin
-      \$183  = \port__data$195 [14:10];
+      \$185  = \port__data$195 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$184  = 5'h00;
+      \$186  = 5'h00;
     end else begin
-      \$184  = \port__data$195 [19:15];
+      \$186  = \port__data$195 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$185  = 5'h00;
+      \$187  = 5'h00;
     end else begin
-      \$185  = \port__data$194 [4:0];
+      \$187  = \port__data$194 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$186  = 5'h00;
+      \$188  = 5'h00;
     end else begin
-      \$186  = \port__data$194 [9:5];
+      \$188  = \port__data$194 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$187  = 5'h00;
+      \$189  = 5'h00;
     end else begin
-      \$187  = \port__data$194 [14:10];
+      \$189  = \port__data$194 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$188  = 5'h00;
+      \$190  = 5'h00;
     end else begin
-      \$188  = \port__data$194 [19:15];
+      \$190  = \port__data$194 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$189  = 5'h00;
+      \$191  = 5'h00;
     end else begin
-      \$189  = \port__data$194 [24:20];
+      \$191  = \port__data$194 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$190  = 5'h00;
+      \$192  = 5'h00;
     end else begin
-      \$190  = \port__data$194 [29:25];
+      \$192  = \port__data$194 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$191  = 5'h00;
+      \$193  = 5'h00;
     end else begin
-      \$191  = \port__data$194 [34:30];
+      \$193  = \port__data$194 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$192  = 5'h00;
+      \$194  = 5'h00;
     end else begin
-      \$192  = \port__data$194 [39:35];
+      \$194  = \port__data$194 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$193  = 5'h00;
+      \$195  = 5'h00;
     end else begin
-      \$193  = \port__data$194 [44:40];
+      \$195  = \port__data$194 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$194  = 5'h00;
+      \$196  = 5'h00;
     end else begin
-      \$194  = \port__data$194 [49:45];
+      \$196  = \port__data$194 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$195  = 5'h00;
+      \$197  = 5'h00;
     end else begin
-      \$195  = \port__data$194 [54:50];
+      \$197  = \port__data$194 [54:50];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$196  = 5'h00;
+      \$198  = 5'h00;
     end else begin
-      \$196  = \port__data$194 [59:55];
+      \$198  = \port__data$194 [59:55];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$197  = 5'h00;
+      \$199  = 5'h00;
     end else begin
-      \$197  = \port__data$195 [4:0];
+      \$199  = \port__data$195 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$198  = 5'h00;
+      \$200  = 5'h00;
     end else begin
-      \$198  = \port__data$195 [9:5];
+      \$200  = \port__data$195 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$199  = 5'h00;
+      \$201  = 5'h00;
     end else begin
-      \$199  = \port__data$195 [14:10];
+      \$201  = \port__data$195 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$200  = 5'h00;
+      \$202  = 5'h00;
     end else begin
-      \$200  = \port__data$195 [19:15];
+      \$202  = \port__data$195 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \$signal$186 ;
-    if (rst_fc1) begin
-      \$201  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = v2_d1;
-    if (rst_fc1) begin
-      \$202  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = v2_d2;
+    \$203  = \$signal$186 ;
     if (rst_fc1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = v2_d3;
+    \$204  = v2_d1;
     if (rst_fc1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = last1;
+    \$205  = v2_d2;
     if (rst_fc1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = last2_d1;
+    \$206  = v2_d3;
     if (rst_fc1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = last2_d2;
+    \$207  = last1;
     if (rst_fc1) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = last2_d3;
+    \$208  = last2_d1;
     if (rst_fc1) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = \$signal$186 ;
+    \$209  = last2_d2;
     if (rst_fc1) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = v2p_d1;
+    \$210  = last2_d3;
     if (rst_fc1) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = v2p_d2;
+    \$211  = \$signal$186 ;
     if (rst_fc1) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = \$signal$187 ;
+    \$212  = v2p_d1;
     if (rst_fc1) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = first2p_d1;
+    \$213  = v2p_d2;
     if (rst_fc1) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = first2p_d2;
+    \$214  = \$signal$187 ;
     if (rst_fc1) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = last1;
+    \$215  = first2p_d1;
     if (rst_fc1) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = last2p_d1;
+    \$216  = first2p_d2;
     if (rst_fc1) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = last2p_d2;
+    \$217  = last1;
     if (rst_fc1) begin
       \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = group_end;
+    \$218  = last2p_d1;
     if (rst_fc1) begin
       \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = xacc;
+    \$219  = last2p_d2;
+    if (rst_fc1) begin
+      \$219  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$220  = group_end;
+    if (rst_fc1) begin
+      \$220  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$221  = xacc;
     if (flags_x[0]) begin
-      \$219  = \$93 [10:0];
+      \$221  = \$95 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = xfin;
-    if (\$94 ) begin
-      \$220  = \$96 [10:0];
+    \$222  = xfin;
+    if (\$96 ) begin
+      \$222  = \$98 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = acc0_0;
+    \$223  = acc0_0;
     if (flags_0[0]) begin
-      \$221  = \$98 [10:0];
+      \$223  = \$100 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = fin0_0;
-    if (\$99 ) begin
-      \$222  = \$101 [10:0];
+    \$224  = fin0_0;
+    if (\$101 ) begin
+      \$224  = \$103 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = bank0_0;
+    \$225  = bank0_0;
     if (done) begin
-      \$223  = \$103 [11:0];
+      \$225  = \$105 [11:0];
     end else if (ser) begin
-      \$223  = bank1_0;
+      \$225  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = acc1_0;
+    \$226  = acc1_0;
     if (flags_1[0]) begin
-      \$224  = \$105 [10:0];
+      \$226  = \$107 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = fin1_0;
-    if (\$106 ) begin
-      \$225  = \$108 [10:0];
+    \$227  = fin1_0;
+    if (\$108 ) begin
+      \$227  = \$110 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = bank1_0;
+    \$228  = bank1_0;
     if (done) begin
-      \$226  = \$110 [11:0];
+      \$228  = \$112 [11:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = ser_left;
+    \$229  = ser_left;
     if (done) begin
-      \$227  = 2'h2;
+      \$229  = 2'h2;
     end else if (ser) begin
-      \$227  = \$111 [1:0];
+      \$229  = \$113 [1:0];
     end
     if (rst_fc1) begin
-      \$227  = 2'h0;
+      \$229  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = addr;
+    \$230  = addr;
     if (ser) begin
-      \$228  = \$114 [6:0];
+      \$230  = \$116 [6:0];
     end
     if (rst_fc1) begin
-      \$228  = 7'h00;
+      \$230  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = \$115 ;
-    if (rst_fc1) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = \$117 ;
-    if (rst_fc1) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = \$signal$230 ;
+    \$231  = \$117 ;
     if (rst_fc1) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = vb;
+    \$232  = \$119 ;
     if (rst_fc1) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = v_out_d1;
+    \$233  = \$signal$230 ;
     if (rst_fc1) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = v_out_d2;
+    \$234  = vb;
     if (rst_fc1) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = ka;
+    \$235  = v_out_d1;
     if (rst_fc1) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = skipped_d1;
+    \$236  = v_out_d2;
     if (rst_fc1) begin
       \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = skipped_d2;
+    \$237  = ka;
     if (rst_fc1) begin
       \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = skipped_d3;
+    \$238  = skipped_d1;
     if (rst_fc1) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$239  = \$126 ;
+    \$239  = skipped_d2;
     if (rst_fc1) begin
       \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$240  = \$128 ;
+    \$240  = skipped_d3;
     if (rst_fc1) begin
-      \$240  = 2'h0;
+      \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$241  = \$28 [3:0];
+    \$241  = \$128 ;
     if (rst_fc1) begin
-      \$241  = 4'hc;
+      \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$242  = credits_room_next;
+    \$242  = \$130 ;
     if (rst_fc1) begin
-      \$242  = 1'h1;
+      \$242  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$243  = \$28 [3:0];
+    if (rst_fc1) begin
+      \$243  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$244  = credits_room_next;
+    if (rst_fc1) begin
+      \$244  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2594,19 +2592,19 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \data$246  = \o__payload$189 ;
   assign \$4  = active;
   assign \$10  = active_rom;
-  assign \$77  = { \o$192 [5:0], o };
-  assign \$87  = { \o$199 [5:0], \o$198  };
-  assign \$102  = { fin0_0, 1'h0 };
-  assign \$109  = { fin1_0, 1'h0 };
-  assign \$115  = ser;
-  assign \$116  = 1'h0;
-  assign \$117  = 1'h0;
-  assign \$119  = { p[29], p };
-  assign \$121  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$122  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$79  = { \o$192 [5:0], o };
+  assign \$89  = { \o$199 [5:0], \o$198  };
+  assign \$104  = { fin0_0, 1'h0 };
+  assign \$111  = { fin1_0, 1'h0 };
+  assign \$117  = ser;
+  assign \$118  = 1'h0;
+  assign \$119  = 1'h0;
+  assign \$121  = { p[29], p };
+  assign \$123  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
   assign \$124  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$130  = \$129 ;
-  assign \$133  = \$132 ;
+  assign \$126  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$132  = \$131 ;
+  assign \$135  = \$134 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3413,29 +3411,29 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  reg [3:0] \$109 ;
+  wire \$109 ;
   wire \$11 ;
-  reg \$110 ;
-  reg \$111 ;
+  wire \$110 ;
+  reg [3:0] \$111 ;
   reg \$112 ;
   reg \$113 ;
   reg \$114 ;
-  reg [4:0] \$115 ;
-  reg [3:0] \$116 ;
-  reg [3:0] \$117 ;
-  reg \$118 ;
-  reg [4:0] \$119 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg [4:0] \$117 ;
+  reg [3:0] \$118 ;
+  reg [3:0] \$119 ;
   wire \$12 ;
   reg \$120 ;
-  reg [3:0] \$121 ;
-  reg [3:0] \$122 ;
+  reg [4:0] \$121 ;
+  reg \$122 ;
   reg [3:0] \$123 ;
-  reg \$124 ;
-  reg \$125 ;
+  reg [3:0] \$124 ;
+  reg [3:0] \$125 ;
   reg \$126 ;
-  reg [5:0] \$127 ;
-  reg [7:0] \$128 ;
-  reg [7:0] \$129 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg [5:0] \$129 ;
   wire \$13 ;
   reg [7:0] \$130 ;
   reg [7:0] \$131 ;
@@ -3445,8 +3443,8 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg [7:0] \$135 ;
   reg [7:0] \$136 ;
   reg [7:0] \$137 ;
-  reg \$138 ;
-  reg \$139 ;
+  reg [7:0] \$138 ;
+  reg [7:0] \$139 ;
   wire \$14 ;
   reg \$140 ;
   reg \$141 ;
@@ -3465,16 +3463,16 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg \$153 ;
   reg \$154 ;
   reg \$155 ;
-  reg [14:0] \$156 ;
-  reg [14:0] \$157 ;
+  reg \$156 ;
+  reg \$157 ;
   reg [14:0] \$158 ;
   reg [14:0] \$159 ;
   wire \$16 ;
-  reg [15:0] \$160 ;
-  reg \$161 ;
-  reg [3:0] \$162 ;
+  reg [14:0] \$160 ;
+  reg [14:0] \$161 ;
+  reg [15:0] \$162 ;
   reg \$163 ;
-  reg \$164 ;
+  reg [3:0] \$164 ;
   reg \$165 ;
   reg \$166 ;
   reg \$167 ;
@@ -3487,10 +3485,12 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg \$173 ;
   reg \$174 ;
   reg \$175 ;
-  reg [1:0] \$176 ;
-  reg [1:0] \$177 ;
-  reg \$178 ;
+  reg \$176 ;
+  reg \$177 ;
+  reg [1:0] \$178 ;
+  reg [1:0] \$179 ;
   wire [5:0] \$18 ;
+  reg \$180 ;
   wire [5:0] \$19 ;
   wire [5:0] \$2 ;
   wire [3:0] \$20 ;
@@ -3510,25 +3510,25 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   wire [4:0] \$33 ;
   wire [4:0] \$34 ;
   wire \$35 ;
-  wire [3:0] \$36 ;
+  wire \$36 ;
   wire \$37 ;
   wire [3:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [4:0] \$40 ;
-  wire [4:0] \$41 ;
-  wire [5:0] \$42 ;
-  wire [5:0] \$43 ;
-  wire [4:0] \$44 ;
-  wire \$45 ;
+  wire [3:0] \$40 ;
+  wire \$41 ;
+  wire [4:0] \$42 ;
+  wire [4:0] \$43 ;
+  wire [5:0] \$44 ;
+  wire [5:0] \$45 ;
   wire [4:0] \$46 ;
-  wire [5:0] \$47 ;
+  wire \$47 ;
   wire [4:0] \$48 ;
   wire [5:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
-  wire [9:0] \$51 ;
-  wire [9:0] \$52 ;
+  wire [4:0] \$50 ;
+  wire [5:0] \$51 ;
+  wire \$52 ;
   wire [9:0] \$53 ;
   wire [9:0] \$54 ;
   wire [9:0] \$55 ;
@@ -3538,43 +3538,43 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   wire [9:0] \$59 ;
   wire \$6 ;
   wire [9:0] \$60 ;
-  wire [14:0] \$61 ;
-  wire [15:0] \$62 ;
-  wire \$63 ;
-  wire [14:0] \$64 ;
-  wire [15:0] \$65 ;
+  wire [9:0] \$61 ;
+  wire [9:0] \$62 ;
+  wire [14:0] \$63 ;
+  wire [15:0] \$64 ;
+  wire \$65 ;
   wire [14:0] \$66 ;
   wire [15:0] \$67 ;
-  wire \$68 ;
-  wire [14:0] \$69 ;
+  wire [14:0] \$68 ;
+  wire [15:0] \$69 ;
   wire \$7 ;
-  wire [15:0] \$70 ;
-  wire [15:0] \$71 ;
-  wire [16:0] \$72 ;
-  wire [1:0] \$73 ;
-  wire \$74 ;
-  wire [4:0] \$75 ;
-  wire [4:0] \$76 ;
-  wire \$77 ;
-  wire \$78 ;
+  wire \$70 ;
+  wire [14:0] \$71 ;
+  wire [15:0] \$72 ;
+  wire [15:0] \$73 ;
+  wire [16:0] \$74 ;
+  wire [1:0] \$75 ;
+  wire \$76 ;
+  wire [4:0] \$77 ;
+  wire [4:0] \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [24:0] \$80 ;
-  wire [33:0] \$81 ;
-  wire [50:0] \$82 ;
-  wire [51:0] \$83 ;
-  wire [52:0] \$84 ;
-  wire [35:0] \$85 ;
-  wire [35:0] \$86 ;
-  wire \$87 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire [24:0] \$82 ;
+  wire [33:0] \$83 ;
+  wire [50:0] \$84 ;
+  wire [51:0] \$85 ;
+  wire [52:0] \$86 ;
+  wire [35:0] \$87 ;
   wire [35:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [35:0] \$90 ;
   wire \$91 ;
-  wire [1:0] \$92 ;
+  wire \$92 ;
   wire \$93 ;
-  wire \$94 ;
+  wire [1:0] \$94 ;
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
@@ -3889,131 +3889,133 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   assign \$33  = addr + 1'h1;
   assign \$34  = n_last ? 5'h00 : \$33 ;
   assign \$35  = step & sn_last;
-  assign \$36  = w_half ? 4'hd : 4'h0;
-  assign \$37  = ~ w_half;
-  assign \$38  = s_last ? 4'h0 : col;
-  assign \$39  = row_ph0 >= 2'h2;
-  assign \$40  = row_ph0 - 2'h2;
-  assign \$41  = row_ph0 + 4'h8;
-  assign \$42  = \$39  ? { \$40 [4], \$40  } : { 1'h0, \$41  };
-  assign \$43  = n_last ? 6'h00 : \$42 ;
-  assign \$44  = row_ph0 + col;
-  assign \$45  = \$44  >= 4'ha;
+  assign \$36  = \$35  ? 1'h0 : active;
+  assign \$37  = load ? 1'h1 : \$36 ;
+  assign \$38  = w_half ? 4'hd : 4'h0;
+  assign \$39  = ~ w_half;
+  assign \$40  = s_last ? 4'h0 : col;
+  assign \$41  = row_ph0 >= 2'h2;
+  assign \$42  = row_ph0 - 2'h2;
+  assign \$43  = row_ph0 + 4'h8;
+  assign \$44  = \$41  ? { \$42 [4], \$42  } : { 1'h0, \$43  };
+  assign \$45  = n_last ? 6'h00 : \$44 ;
   assign \$46  = row_ph0 + col;
-  assign \$47  = \$46  - 4'ha;
+  assign \$47  = \$46  >= 4'ha;
   assign \$48  = row_ph0 + col;
-  assign \$49  = \$45  ? \$47  : { 1'h0, \$48  };
-  assign \$50  = ! s_idx;
-  assign \$51  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$52  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$53  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
-  assign \$54  = off1_0[1] ? \$52  : \$53 ;
-  assign \$55  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
-  assign \$57  = off1_0[1] ? \$55  : \$56 ;
-  assign \$58  = off1_0[2] ? \$54  : \$57 ;
-  assign \$59  = off1_0[3] ? \$51  : \$58 ;
-  assign \$60  = ~ \$59 ;
-  assign \$61  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$62  = \$61  + xsum_l4_0;
-  assign \$63  = flags_x[0] & flags_x[2];
-  assign \$64  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$65  = \$64  + xsum_l4_0;
-  assign \$66  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$67  = \$66  + t0_0_l4_0;
-  assign \$68  = flags_0[0] & flags_0[2];
-  assign \$69  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$70  = \$69  + t0_0_l4_0;
-  assign \$72  = \$71  - xfin;
-  assign \$73  = ser_left - 1'h1;
-  assign \$74  = \addr$90  == 4'h9;
-  assign \$75  = \addr$90  + 1'h1;
-  assign \$76  = \$74  ? 5'h00 : \$75 ;
-  assign \$80  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$83  = $signed(\$81 ) + $signed(\$82 );
-  assign \$84  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$87  = $signed(\$86 ) < $signed(16'h8000);
-  assign \$89  = $signed(\$88 ) > $signed(16'h7fff);
-  assign \$90  = step & s_last;
-  assign \$91  = o__valid & \o__ready$104 ;
-  assign \$92  = \$91  + skipped_d5;
-  assign \$93  = ~ rst_fc2;
-  assign \$95  = rst_fc2 ? 1'h0 : take;
-  assign \$96  = rst_fc2 | load;
-  assign \$97  = filled ? 1'h1 : w_full;
-  assign \$98  = \$96  ? 1'h0 : \$97 ;
-  assign \$99  = rst_fc2 | load;
-  assign \$100  = filled ? 1'h1 : w_full_issue;
-  assign \$101  = \$99  ? 1'h0 : \$100 ;
-  assign \$102  = step & sn_last;
-  assign \$103  = \$102  ? 1'h0 : active;
-  assign \$104  = load ? 1'h1 : \$103 ;
-  assign \$105  = rst_fc2 ? 1'h0 : \$104 ;
-  assign \$106  = rst_fc2 ? 1'h0 : \$signal ;
-  assign \$108  = rst_fc2 ? 1'h1 : \$107 ;
+  assign \$49  = \$48  - 4'ha;
+  assign \$50  = row_ph0 + col;
+  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
+  assign \$52  = ! s_idx;
+  assign \$53  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
+  assign \$54  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
+  assign \$55  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$56  = off1_0[1] ? \$54  : \$55 ;
+  assign \$57  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$59  = off1_0[1] ? \$57  : \$58 ;
+  assign \$60  = off1_0[2] ? \$56  : \$59 ;
+  assign \$61  = off1_0[3] ? \$53  : \$60 ;
+  assign \$62  = ~ \$61 ;
+  assign \$63  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$64  = \$63  + xsum_l4_0;
+  assign \$65  = flags_x[0] & flags_x[2];
+  assign \$66  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$67  = \$66  + xsum_l4_0;
+  assign \$68  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$69  = \$68  + t0_0_l4_0;
+  assign \$70  = flags_0[0] & flags_0[2];
+  assign \$71  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$72  = \$71  + t0_0_l4_0;
+  assign \$74  = \$73  - xfin;
+  assign \$75  = ser_left - 1'h1;
+  assign \$76  = \addr$90  == 4'h9;
+  assign \$77  = \addr$90  + 1'h1;
+  assign \$78  = \$76  ? 5'h00 : \$77 ;
+  assign \$82  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$85  = $signed(\$83 ) + $signed(\$84 );
+  assign \$86  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$89  = $signed(\$88 ) < $signed(16'h8000);
+  assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
+  assign \$92  = step & s_last;
+  assign \$93  = o__valid & \o__ready$104 ;
+  assign \$94  = \$93  + skipped_d5;
+  assign \$95  = ~ rst_fc2;
+  assign \$97  = rst_fc2 ? 1'h0 : take;
+  assign \$98  = rst_fc2 | load;
+  assign \$99  = filled ? 1'h1 : w_full;
+  assign \$100  = \$98  ? 1'h0 : \$99 ;
+  assign \$101  = rst_fc2 | load;
+  assign \$102  = filled ? 1'h1 : w_full_issue;
+  assign \$103  = \$101  ? 1'h0 : \$102 ;
+  assign \$104  = step & sn_last;
+  assign \$105  = \$104  ? 1'h0 : active;
+  assign \$106  = load ? 1'h1 : \$105 ;
+  assign \$107  = rst_fc2 ? 1'h0 : \$106 ;
+  assign \$108  = rst_fc2 ? 1'h0 : \$signal ;
+  assign \$110  = rst_fc2 ? 1'h1 : \$109 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$109 ;
+    w_count <= \$111 ;
   always @(posedge clk)
-    can_end <= \$110 ;
+    can_end <= \$112 ;
   always @(posedge clk)
-    gap_zero <= \$111 ;
+    gap_zero <= \$113 ;
   always @(posedge clk)
-    s_last <= \$112 ;
+    s_last <= \$114 ;
   always @(posedge clk)
-    n_last <= \$113 ;
+    n_last <= \$115 ;
   always @(posedge clk)
-    sn_last <= \$114 ;
+    sn_last <= \$116 ;
   always @(posedge clk)
-    r_addr <= \$115 ;
+    r_addr <= \$117 ;
   always @(posedge clk)
-    s_idx <= \$116 ;
+    s_idx <= \$118 ;
   always @(posedge clk)
-    addr <= \$117 ;
+    addr <= \$119 ;
   always @(posedge clk)
-    active <= \$118 ;
+    active <= \$120 ;
   always @(posedge clk)
-    r_base <= \$119 ;
+    r_base <= \$121 ;
   always @(posedge clk)
-    w_half <= \$120 ;
+    w_half <= \$122 ;
   always @(posedge clk)
-    col <= \$121 ;
+    col <= \$123 ;
   always @(posedge clk)
-    row_ph0 <= \$122 ;
+    row_ph0 <= \$124 ;
   always @(posedge clk)
-    off1_0 <= \$123 ;
+    off1_0 <= \$125 ;
   always @(posedge clk)
-    \$signal$122  <= \$124 ;
+    \$signal$122  <= \$126 ;
   always @(posedge clk)
-    \$signal$44  <= \$125 ;
+    \$signal$44  <= \$127 ;
   always @(posedge clk)
-    last1 <= \$126 ;
+    last1 <= \$128 ;
   always @(posedge clk)
     \i$47  <= \o__payload$124 ;
   always @(posedge clk)
-    carry0_0 <= \$127 ;
+    carry0_0 <= \$129 ;
   always @(posedge clk)
-    w0_0 <= \$60 ;
+    w0_0 <= \$62 ;
   always @(posedge clk)
-    m0_0_0 <= \$128 ;
+    m0_0_0 <= \$130 ;
   always @(posedge clk)
-    m0_0_1 <= \$129 ;
+    m0_0_1 <= \$131 ;
   always @(posedge clk)
-    m0_0_2 <= \$130 ;
+    m0_0_2 <= \$132 ;
   always @(posedge clk)
-    m0_0_3 <= \$131 ;
+    m0_0_3 <= \$133 ;
   always @(posedge clk)
-    m0_0_4 <= \$132 ;
+    m0_0_4 <= \$134 ;
   always @(posedge clk)
-    m0_0_5 <= \$133 ;
+    m0_0_5 <= \$135 ;
   always @(posedge clk)
-    m0_0_6 <= \$134 ;
+    m0_0_6 <= \$136 ;
   always @(posedge clk)
-    m0_0_7 <= \$135 ;
+    m0_0_7 <= \$137 ;
   always @(posedge clk)
-    m0_0_8 <= \$136 ;
+    m0_0_8 <= \$138 ;
   always @(posedge clk)
-    m0_0_9 <= \$137 ;
+    m0_0_9 <= \$139 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -4033,111 +4035,111 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$138 ;
+    v2_d1 <= \$140 ;
   always @(posedge clk)
-    v2_d2 <= \$139 ;
+    v2_d2 <= \$141 ;
   always @(posedge clk)
-    v2_d3 <= \$140 ;
+    v2_d3 <= \$142 ;
   always @(posedge clk)
-    v2_d4 <= \$141 ;
+    v2_d4 <= \$143 ;
   always @(posedge clk)
-    last2_d1 <= \$142 ;
+    last2_d1 <= \$144 ;
   always @(posedge clk)
-    last2_d2 <= \$143 ;
+    last2_d2 <= \$145 ;
   always @(posedge clk)
-    last2_d3 <= \$144 ;
+    last2_d3 <= \$146 ;
   always @(posedge clk)
-    last2_d4 <= \$145 ;
+    last2_d4 <= \$147 ;
   always @(posedge clk)
-    v2p_d1 <= \$146 ;
+    v2p_d1 <= \$148 ;
   always @(posedge clk)
-    v2p_d2 <= \$147 ;
+    v2p_d2 <= \$149 ;
   always @(posedge clk)
-    v2p_d3 <= \$148 ;
+    v2p_d3 <= \$150 ;
   always @(posedge clk)
-    first2p_d1 <= \$149 ;
+    first2p_d1 <= \$151 ;
   always @(posedge clk)
-    first2p_d2 <= \$150 ;
+    first2p_d2 <= \$152 ;
   always @(posedge clk)
-    first2p_d3 <= \$151 ;
+    first2p_d3 <= \$153 ;
   always @(posedge clk)
-    last2p_d1 <= \$152 ;
+    last2p_d1 <= \$154 ;
   always @(posedge clk)
-    last2p_d2 <= \$153 ;
+    last2p_d2 <= \$155 ;
   always @(posedge clk)
-    last2p_d3 <= \$154 ;
+    last2p_d3 <= \$156 ;
   always @(posedge clk)
-    done <= \$155 ;
+    done <= \$157 ;
   always @(posedge clk)
-    xacc <= \$156 ;
+    xacc <= \$158 ;
   always @(posedge clk)
-    xfin <= \$157 ;
+    xfin <= \$159 ;
   always @(posedge clk)
-    acc0_0 <= \$158 ;
+    acc0_0 <= \$160 ;
   always @(posedge clk)
-    fin0_0 <= \$159 ;
+    fin0_0 <= \$161 ;
   always @(posedge clk)
-    bank0_0 <= \$160 ;
+    bank0_0 <= \$162 ;
   always @(posedge clk)
-    ser_left <= \$161 ;
+    ser_left <= \$163 ;
   always @(posedge clk)
-    \addr$90  <= \$162 ;
+    \addr$90  <= \$164 ;
   always @(posedge clk)
-    \$signal$154  <= \$163 ;
+    \$signal$154  <= \$165 ;
   always @(posedge clk)
-    ka <= \$164 ;
+    ka <= \$166 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$165 ;
+    vb <= \$167 ;
   always @(posedge clk)
     rq0_beta_b <= \data$93 [44:21];
   always @(posedge clk)
-    rq0_beta <= \$80 ;
+    rq0_beta <= \$82 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$83 ;
+    rq0_acc_s1_0 <= \$85 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$84 [35:0];
+    rq0_acc_s2_0 <= \$86 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$85 [19:0];
+    rq0_shifted <= \$87 [19:0];
   always @(posedge clk)
-    rq0_under <= \$87 ;
+    rq0_under <= \$89 ;
   always @(posedge clk)
-    rq0_over <= \$89 ;
+    rq0_over <= \$91 ;
   always @(posedge clk)
-    v_out_d1 <= \$166 ;
+    v_out_d1 <= \$168 ;
   always @(posedge clk)
-    v_out_d2 <= \$167 ;
+    v_out_d2 <= \$169 ;
   always @(posedge clk)
-    v_out_d3 <= \$168 ;
+    v_out_d3 <= \$170 ;
   always @(posedge clk)
-    \w_en$109  <= \$169 ;
+    \w_en$109  <= \$171 ;
   always @(posedge clk)
-    skipped_d1 <= \$170 ;
+    skipped_d1 <= \$172 ;
   always @(posedge clk)
-    skipped_d2 <= \$171 ;
+    skipped_d2 <= \$173 ;
   always @(posedge clk)
-    skipped_d3 <= \$172 ;
+    skipped_d3 <= \$174 ;
   always @(posedge clk)
-    skipped_d4 <= \$173 ;
+    skipped_d4 <= \$175 ;
   always @(posedge clk)
-    skipped_d5 <= \$174 ;
+    skipped_d5 <= \$176 ;
   always @(posedge clk)
-    group_ended_d1 <= \$175 ;
+    group_ended_d1 <= \$177 ;
   always @(posedge clk)
-    credits_returned <= \$176 ;
+    credits_returned <= \$178 ;
   always @(posedge clk)
-    credits_space <= \$177 ;
+    credits_space <= \$179 ;
   always @(posedge clk)
-    credits_room <= \$178 ;
+    credits_room <= \$180 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$105 ),
+    .d(\$107 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -4145,7 +4147,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$108 ),
+    .d(\$110 ),
     .q(can_end_rom)
   );
   \flexor_digits.fc2.consts  consts (
@@ -4222,7 +4224,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$106 ),
+    .d(\$108 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -4238,7 +4240,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$95 ),
+    .d(\$97 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -4246,7 +4248,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$98 ),
+    .d(\$100 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -4254,7 +4256,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$101 ),
+    .d(\$103 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc2.weights  weights (
@@ -4277,551 +4279,545 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$109  = w_count;
+    \$111  = w_count;
     if (take) begin
-      \$109  = \$28 [3:0];
+      \$111  = \$28 [3:0];
     end
     if (rst_fc2) begin
-      \$109  = 4'h0;
+      \$111  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$110  = \$29 ;
+    \$112  = \$29 ;
     if (rst_fc2) begin
-      \$110  = 1'h1;
+      \$112  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = 1'h1;
+    \$113  = 1'h1;
     if (rst_fc2) begin
-      \$111  = 1'h1;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = \$signal ;
-    if (rst_fc2) begin
-      \$112  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$113  = n_last_next;
-    if (rst_fc2) begin
-      \$113  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$114  = \$30 ;
+    \$114  = \$signal ;
     if (rst_fc2) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$115  = r_next;
+    \$115  = n_last_next;
     if (rst_fc2) begin
-      \$115  = 5'h00;
+      \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$116  = s_idx;
+    \$116  = \$30 ;
+    if (rst_fc2) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$117  = r_next;
+    if (rst_fc2) begin
+      \$117  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$118  = s_idx;
     if (step) begin
-      \$116  = \$32 [3:0];
+      \$118  = \$32 [3:0];
     end
     if (rst_fc2) begin
-      \$116  = 4'h0;
+      \$118  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$117  = addr;
+    \$119  = addr;
     if (step) begin
       if (s_last) begin
-        \$117  = \$34 [3:0];
+        \$119  = \$34 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$117  = 4'h0;
+      \$119  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$118  = active;
-    if (\$35 ) begin
-      \$118  = 1'h0;
-    end
-    if (load) begin
-      \$118  = 1'h1;
-    end
-    if (rst_fc2) begin
-      \$118  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$119  = r_base;
-    if (load) begin
-      \$119  = { 1'h0, \$36  };
-    end
-    if (rst_fc2) begin
-      \$119  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$120  = w_half;
-    if (load) begin
-      \$120  = \$37 ;
-    end
+    \$120  = \$37 ;
     if (rst_fc2) begin
       \$120  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$121  = col;
-    if (step) begin
-      \$121  = \$38 ;
+    \$121  = r_base;
+    if (load) begin
+      \$121  = { 1'h0, \$38  };
     end
     if (rst_fc2) begin
-      \$121  = 4'h0;
+      \$121  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$122  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$122  = \$43 [3:0];
-      end
+    \$122  = w_half;
+    if (load) begin
+      \$122  = \$39 ;
     end
     if (rst_fc2) begin
-      \$122  = 4'h0;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$123  = \$49 [3:0];
+    \$123  = col;
+    if (step) begin
+      \$123  = \$40 ;
+    end
     if (rst_fc2) begin
       \$123  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$124  = step;
+    \$124  = row_ph0;
+    if (step) begin
+      if (s_last) begin
+        \$124  = \$45 [3:0];
+      end
+    end
     if (rst_fc2) begin
-      \$124  = 1'h0;
+      \$124  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = \$50 ;
+    \$125  = \$51 [3:0];
     if (rst_fc2) begin
-      \$125  = 1'h0;
+      \$125  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = s_last;
+    \$126  = step;
     if (rst_fc2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = carry0_0;
+    \$127  = \$52 ;
+    if (rst_fc2) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$128  = s_last;
+    if (rst_fc2) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$129  = carry0_0;
     if (\$signal$122 ) begin
-      \$127  = \i$47 ;
+      \$129  = \i$47 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$128  = 8'h00;
+      \$130  = 8'h00;
     end else begin
-      \$128  = \port__data$128 [7:0];
+      \$130  = \port__data$128 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$129  = 8'h00;
+      \$131  = 8'h00;
     end else begin
-      \$129  = \port__data$128 [15:8];
+      \$131  = \port__data$128 [15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$130  = 8'h00;
+      \$132  = 8'h00;
     end else begin
-      \$130  = \port__data$128 [23:16];
+      \$132  = \port__data$128 [23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$131  = 8'h00;
+      \$133  = 8'h00;
     end else begin
-      \$131  = \port__data$128 [31:24];
+      \$133  = \port__data$128 [31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$132  = 8'h00;
+      \$134  = 8'h00;
     end else begin
-      \$132  = \port__data$128 [39:32];
+      \$134  = \port__data$128 [39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$133  = 8'h00;
+      \$135  = 8'h00;
     end else begin
-      \$133  = \port__data$128 [47:40];
+      \$135  = \port__data$128 [47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$134  = 8'h00;
+      \$136  = 8'h00;
     end else begin
-      \$134  = \port__data$128 [55:48];
+      \$136  = \port__data$128 [55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$135  = 8'h00;
+      \$137  = 8'h00;
     end else begin
-      \$135  = \port__data$128 [63:56];
+      \$137  = \port__data$128 [63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$136  = 8'h00;
+      \$138  = 8'h00;
     end else begin
-      \$136  = \port__data$128 [71:64];
+      \$138  = \port__data$128 [71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$137  = 8'h00;
+      \$139  = 8'h00;
     end else begin
-      \$137  = \port__data$128 [79:72];
+      \$139  = \port__data$128 [79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$138  = \$signal$122 ;
-    if (rst_fc2) begin
-      \$138  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$139  = v2_d1;
-    if (rst_fc2) begin
-      \$139  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = v2_d2;
+    \$140  = \$signal$122 ;
     if (rst_fc2) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = v2_d3;
+    \$141  = v2_d1;
     if (rst_fc2) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$142  = last1;
+    \$142  = v2_d2;
     if (rst_fc2) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = last2_d1;
+    \$143  = v2_d3;
     if (rst_fc2) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = last2_d2;
+    \$144  = last1;
     if (rst_fc2) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = last2_d3;
+    \$145  = last2_d1;
     if (rst_fc2) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = \$signal$122 ;
+    \$146  = last2_d2;
     if (rst_fc2) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = v2p_d1;
+    \$147  = last2_d3;
     if (rst_fc2) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = v2p_d2;
+    \$148  = \$signal$122 ;
     if (rst_fc2) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = \$signal$44 ;
+    \$149  = v2p_d1;
     if (rst_fc2) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = first2p_d1;
+    \$150  = v2p_d2;
     if (rst_fc2) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = first2p_d2;
+    \$151  = \$signal$44 ;
     if (rst_fc2) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = last1;
+    \$152  = first2p_d1;
     if (rst_fc2) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = last2p_d1;
+    \$153  = first2p_d2;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = last2p_d2;
+    \$154  = last1;
     if (rst_fc2) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = group_end;
+    \$155  = last2p_d1;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = xacc;
+    \$156  = last2p_d2;
+    if (rst_fc2) begin
+      \$156  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$157  = group_end;
+    if (rst_fc2) begin
+      \$157  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$158  = xacc;
     if (flags_x[0]) begin
-      \$156  = \$62 [14:0];
+      \$158  = \$64 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$157  = xfin;
-    if (\$63 ) begin
-      \$157  = \$65 [14:0];
+    \$159  = xfin;
+    if (\$65 ) begin
+      \$159  = \$67 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$158  = acc0_0;
+    \$160  = acc0_0;
     if (flags_0[0]) begin
-      \$158  = \$67 [14:0];
+      \$160  = \$69 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$159  = fin0_0;
-    if (\$68 ) begin
-      \$159  = \$70 [14:0];
+    \$161  = fin0_0;
+    if (\$70 ) begin
+      \$161  = \$72 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$160  = bank0_0;
+    \$162  = bank0_0;
     if (done) begin
-      \$160  = \$72 [15:0];
+      \$162  = \$74 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$161  = ser_left;
+    \$163  = ser_left;
     if (done) begin
-      \$161  = 1'h1;
+      \$163  = 1'h1;
     end else if (ser) begin
-      \$161  = \$73 [0];
+      \$163  = \$75 [0];
     end
-    if (rst_fc2) begin
-      \$161  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$162  = \addr$90 ;
-    if (ser) begin
-      \$162  = \$76 [3:0];
-    end
-    if (rst_fc2) begin
-      \$162  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$163  = \$77 ;
     if (rst_fc2) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$164  = \$79 ;
+    \$164  = \addr$90 ;
+    if (ser) begin
+      \$164  = \$78 [3:0];
+    end
     if (rst_fc2) begin
-      \$164  = 1'h0;
+      \$164  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$165  = \$signal$154 ;
+    \$165  = \$79 ;
     if (rst_fc2) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$166  = vb;
+    \$166  = \$81 ;
     if (rst_fc2) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$167  = v_out_d1;
+    \$167  = \$signal$154 ;
     if (rst_fc2) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$168  = v_out_d2;
+    \$168  = vb;
     if (rst_fc2) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$169  = v_out_d3;
+    \$169  = v_out_d1;
     if (rst_fc2) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = ka;
+    \$170  = v_out_d2;
     if (rst_fc2) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = skipped_d1;
+    \$171  = v_out_d3;
     if (rst_fc2) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = skipped_d2;
+    \$172  = ka;
     if (rst_fc2) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = skipped_d3;
+    \$173  = skipped_d1;
     if (rst_fc2) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = skipped_d4;
+    \$174  = skipped_d2;
     if (rst_fc2) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = \$90 ;
+    \$175  = skipped_d3;
     if (rst_fc2) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = \$92 ;
+    \$176  = skipped_d4;
     if (rst_fc2) begin
-      \$176  = 2'h0;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = \$25 [1:0];
+    \$177  = \$92 ;
     if (rst_fc2) begin
-      \$177  = 2'h3;
+      \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = credits_room_next;
+    \$178  = \$94 ;
     if (rst_fc2) begin
-      \$178  = 1'h1;
+      \$178  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$179  = \$25 [1:0];
+    if (rst_fc2) begin
+      \$179  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$180  = credits_room_next;
+    if (rst_fc2) begin
+      \$180  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -4854,18 +4850,18 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   assign \$4  = active;
   assign \$10  = active_rom;
   assign \$29  = credits_room_next;
-  assign \$56  = o;
-  assign \$71  = { fin0_0, 1'h0 };
-  assign \$77  = ser;
-  assign \$78  = 1'h0;
-  assign \$79  = 1'h0;
-  assign \$81  = { p[32], p };
-  assign \$82  = { \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 , 17'h00000 };
-  assign \$85  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$86  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$58  = o;
+  assign \$73  = { fin0_0, 1'h0 };
+  assign \$79  = ser;
+  assign \$80  = 1'h0;
+  assign \$81  = 1'h0;
+  assign \$83  = { p[32], p };
+  assign \$84  = { \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 , 17'h00000 };
+  assign \$87  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$88  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$94  = \$93 ;
-  assign \$107  = credits_room_next;
+  assign \$90  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$96  = \$95 ;
+  assign \$109  = credits_room_next;
   assign ser = ser_left;
 endmodule
 

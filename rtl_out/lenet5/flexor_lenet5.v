@@ -801,64 +801,64 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire [4:0] \$162 ;
   wire [4:0] \$163 ;
   wire [4:0] \$164 ;
-  wire [13:0] \$165 ;
-  wire [13:0] \$166 ;
-  wire [11:0] \$167 ;
-  wire [14:0] \$168 ;
-  wire \$169 ;
+  wire [4:0] \$165 ;
+  wire [4:0] \$166 ;
+  wire [13:0] \$167 ;
+  wire [13:0] \$168 ;
+  wire [11:0] \$169 ;
   wire [4:0] \$17 ;
-  wire [13:0] \$170 ;
-  wire [11:0] \$171 ;
-  wire [14:0] \$172 ;
-  wire [13:0] \$173 ;
-  wire [11:0] \$174 ;
-  wire [14:0] \$175 ;
-  wire \$176 ;
-  wire [13:0] \$177 ;
-  wire [11:0] \$178 ;
-  wire [14:0] \$179 ;
+  wire [14:0] \$170 ;
+  wire \$171 ;
+  wire [13:0] \$172 ;
+  wire [11:0] \$173 ;
+  wire [14:0] \$174 ;
+  wire [13:0] \$175 ;
+  wire [11:0] \$176 ;
+  wire [14:0] \$177 ;
+  wire \$178 ;
+  wire [13:0] \$179 ;
   wire [4:0] \$18 ;
-  wire [13:0] \$180 ;
-  wire [11:0] \$181 ;
-  wire [14:0] \$182 ;
-  wire \$183 ;
-  wire [13:0] \$184 ;
-  wire [11:0] \$185 ;
-  wire [14:0] \$186 ;
-  wire [13:0] \$187 ;
-  wire [11:0] \$188 ;
-  wire [14:0] \$189 ;
+  wire [11:0] \$180 ;
+  wire [14:0] \$181 ;
+  wire [13:0] \$182 ;
+  wire [11:0] \$183 ;
+  wire [14:0] \$184 ;
+  wire \$185 ;
+  wire [13:0] \$186 ;
+  wire [11:0] \$187 ;
+  wire [14:0] \$188 ;
+  wire [13:0] \$189 ;
   wire [2:0] \$19 ;
-  wire \$190 ;
-  wire [13:0] \$191 ;
-  wire [11:0] \$192 ;
-  wire [14:0] \$193 ;
-  wire [3:0] \$194 ;
-  wire \$195 ;
-  wire [5:0] \$196 ;
-  wire [5:0] \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [11:0] \$190 ;
+  wire [14:0] \$191 ;
+  wire \$192 ;
+  wire [13:0] \$193 ;
+  wire [11:0] \$194 ;
+  wire [14:0] \$195 ;
+  wire [3:0] \$196 ;
+  wire \$197 ;
+  wire [5:0] \$198 ;
+  wire [5:0] \$199 ;
   wire [4:0] \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire [21:0] \$201 ;
-  wire [29:0] \$202 ;
-  wire [30:0] \$203 ;
-  wire [26:0] \$204 ;
-  wire [26:0] \$205 ;
-  wire \$206 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire [21:0] \$203 ;
+  wire [29:0] \$204 ;
+  wire [30:0] \$205 ;
+  wire [26:0] \$206 ;
   wire [26:0] \$207 ;
   wire \$208 ;
-  wire \$209 ;
+  wire [26:0] \$209 ;
   wire \$21 ;
   wire \$210 ;
-  wire [1:0] \$211 ;
+  wire \$211 ;
   wire \$212 ;
-  wire \$213 ;
-  wire [4:0] \$214 ;
+  wire [1:0] \$213 ;
+  wire \$214 ;
   wire \$215 ;
-  wire \$216 ;
+  wire [4:0] \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
@@ -871,33 +871,33 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire \$225 ;
   wire \$226 ;
   wire \$227 ;
-  reg \$228 ;
-  reg [4:0] \$229 ;
+  wire \$228 ;
+  wire \$229 ;
   wire [10:0] \$23 ;
-  reg [4:0] \$230 ;
-  reg [2:0] \$231 ;
-  reg \$232 ;
-  reg \$233 ;
+  reg \$230 ;
+  reg [4:0] \$231 ;
+  reg [4:0] \$232 ;
+  reg [2:0] \$233 ;
   reg \$234 ;
   reg \$235 ;
-  reg [12:0] \$236 ;
-  reg [12:0] \$237 ;
-  reg \$238 ;
-  reg \$239 ;
+  reg \$236 ;
+  reg \$237 ;
+  reg [12:0] \$238 ;
+  reg [12:0] \$239 ;
   wire [10:0] \$24 ;
   reg \$240 ;
   reg \$241 ;
   reg \$242 ;
-  reg [3:0] \$243 ;
-  reg [2:0] \$244 ;
-  reg [2:0] \$245 ;
-  reg \$246 ;
-  reg [3:0] \$247 ;
+  reg \$243 ;
+  reg \$244 ;
+  reg [3:0] \$245 ;
+  reg [2:0] \$246 ;
+  reg [2:0] \$247 ;
   reg \$248 ;
-  reg [2:0] \$249 ;
+  reg [3:0] \$249 ;
   wire [5:0] \$25 ;
-  reg [4:0] \$250 ;
-  reg [4:0] \$251 ;
+  reg \$250 ;
+  reg [2:0] \$251 ;
   reg [4:0] \$252 ;
   reg [4:0] \$253 ;
   reg [4:0] \$254 ;
@@ -905,9 +905,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   reg [4:0] \$256 ;
   reg [4:0] \$257 ;
   reg [4:0] \$258 ;
-  reg \$259 ;
+  reg [4:0] \$259 ;
   wire [2:0] \$26 ;
-  reg \$260 ;
+  reg [4:0] \$260 ;
   reg \$261 ;
   reg \$262 ;
   reg \$263 ;
@@ -927,9 +927,9 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   reg \$276 ;
   reg \$277 ;
   reg \$278 ;
-  reg [13:0] \$279 ;
+  reg \$279 ;
   wire \$28 ;
-  reg [13:0] \$280 ;
+  reg \$280 ;
   reg [13:0] \$281 ;
   reg [13:0] \$282 ;
   reg [13:0] \$283 ;
@@ -942,10 +942,10 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire \$29 ;
   reg [13:0] \$290 ;
   reg [13:0] \$291 ;
-  reg [2:0] \$292 ;
-  reg [4:0] \$293 ;
-  reg \$294 ;
-  reg \$295 ;
+  reg [13:0] \$292 ;
+  reg [13:0] \$293 ;
+  reg [2:0] \$294 ;
+  reg [4:0] \$295 ;
   reg \$296 ;
   reg \$297 ;
   reg \$298 ;
@@ -957,9 +957,11 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   reg \$302 ;
   reg \$303 ;
   reg \$304 ;
-  reg [1:0] \$305 ;
-  reg [4:0] \$306 ;
-  reg \$307 ;
+  reg \$305 ;
+  reg \$306 ;
+  reg [1:0] \$307 ;
+  reg [4:0] \$308 ;
+  reg \$309 ;
   wire [5:0] \$31 ;
   wire [5:0] \$32 ;
   wire \$33 ;
@@ -981,51 +983,51 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   wire [3:0] \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire [2:0] \$50 ;
+  wire \$50 ;
   wire \$51 ;
-  wire \$52 ;
+  wire [2:0] \$52 ;
   wire \$53 ;
-  wire [3:0] \$54 ;
+  wire \$54 ;
   wire \$55 ;
-  wire [5:0] \$56 ;
-  wire [5:0] \$57 ;
-  wire [6:0] \$58 ;
-  wire [6:0] \$59 ;
+  wire [3:0] \$56 ;
+  wire \$57 ;
+  wire [5:0] \$58 ;
+  wire [5:0] \$59 ;
   wire \$6 ;
-  wire [4:0] \$60 ;
-  wire [4:0] \$61 ;
+  wire [6:0] \$60 ;
+  wire [6:0] \$61 ;
   wire [4:0] \$62 ;
   wire [4:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire \$65 ;
+  wire [4:0] \$64 ;
+  wire [4:0] \$65 ;
   wire [5:0] \$66 ;
-  wire [6:0] \$67 ;
+  wire \$67 ;
   wire [5:0] \$68 ;
   wire [6:0] \$69 ;
   wire \$7 ;
   wire [5:0] \$70 ;
-  wire \$71 ;
+  wire [6:0] \$71 ;
   wire [5:0] \$72 ;
-  wire [6:0] \$73 ;
+  wire \$73 ;
   wire [5:0] \$74 ;
   wire [6:0] \$75 ;
   wire [5:0] \$76 ;
-  wire \$77 ;
+  wire [6:0] \$77 ;
   wire [5:0] \$78 ;
-  wire [6:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
   wire [5:0] \$80 ;
   wire [6:0] \$81 ;
   wire [5:0] \$82 ;
-  wire \$83 ;
+  wire [6:0] \$83 ;
   wire [5:0] \$84 ;
-  wire [6:0] \$85 ;
+  wire \$85 ;
   wire [5:0] \$86 ;
   wire [6:0] \$87 ;
-  wire \$88 ;
-  wire [4:0] \$89 ;
+  wire [5:0] \$88 ;
+  wire [6:0] \$89 ;
   wire \$9 ;
-  wire [4:0] \$90 ;
+  wire \$90 ;
   wire [4:0] \$91 ;
   wire [4:0] \$92 ;
   wire [4:0] \$93 ;
@@ -1352,210 +1354,212 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   assign \$47  = n_idx + 1'h1;
   assign \$48  = n_last ? 4'h0 : \$47 ;
   assign \$49  = step & sn_last;
-  assign \$50  = w_half ? 3'h5 : 3'h0;
-  assign \$51  = ~ w_half;
-  assign \$52  = step & s_last;
-  assign \$53  = ~ gap_zero;
-  assign \$54  = gap - 1'h1;
-  assign \$55  = col >= 4'hf;
-  assign \$56  = col - 4'hf;
-  assign \$57  = col + 3'h5;
-  assign \$58  = \$55  ? { \$56 [5], \$56  } : { 1'h0, \$57  };
-  assign \$59  = s_last ? 7'h00 : \$58 ;
-  assign \$60  = n_last ? 5'h00 : row_ph0;
-  assign \$61  = n_last ? 5'h05 : row_ph1;
-  assign \$62  = n_last ? 5'h0a : row_ph2;
-  assign \$63  = n_last ? 5'h0f : row_ph3;
-  assign \$64  = row_ph0 + col;
-  assign \$65  = \$64  >= 5'h14;
+  assign \$50  = \$49  ? 1'h0 : active;
+  assign \$51  = load ? 1'h1 : \$50 ;
+  assign \$52  = w_half ? 3'h5 : 3'h0;
+  assign \$53  = ~ w_half;
+  assign \$54  = step & s_last;
+  assign \$55  = ~ gap_zero;
+  assign \$56  = gap - 1'h1;
+  assign \$57  = col >= 4'hf;
+  assign \$58  = col - 4'hf;
+  assign \$59  = col + 3'h5;
+  assign \$60  = \$57  ? { \$58 [5], \$58  } : { 1'h0, \$59  };
+  assign \$61  = s_last ? 7'h00 : \$60 ;
+  assign \$62  = n_last ? 5'h00 : row_ph0;
+  assign \$63  = n_last ? 5'h05 : row_ph1;
+  assign \$64  = n_last ? 5'h0a : row_ph2;
+  assign \$65  = n_last ? 5'h0f : row_ph3;
   assign \$66  = row_ph0 + col;
-  assign \$67  = \$66  - 5'h14;
+  assign \$67  = \$66  >= 5'h14;
   assign \$68  = row_ph0 + col;
-  assign \$69  = \$65  ? \$67  : { 1'h0, \$68  };
-  assign \$70  = row_ph1 + col;
-  assign \$71  = \$70  >= 5'h14;
+  assign \$69  = \$68  - 5'h14;
+  assign \$70  = row_ph0 + col;
+  assign \$71  = \$67  ? \$69  : { 1'h0, \$70  };
   assign \$72  = row_ph1 + col;
-  assign \$73  = \$72  - 5'h14;
+  assign \$73  = \$72  >= 5'h14;
   assign \$74  = row_ph1 + col;
-  assign \$75  = \$71  ? \$73  : { 1'h0, \$74  };
-  assign \$76  = row_ph2 + col;
-  assign \$77  = \$76  >= 5'h14;
+  assign \$75  = \$74  - 5'h14;
+  assign \$76  = row_ph1 + col;
+  assign \$77  = \$73  ? \$75  : { 1'h0, \$76  };
   assign \$78  = row_ph2 + col;
-  assign \$79  = \$78  - 5'h14;
+  assign \$79  = \$78  >= 5'h14;
   assign \$80  = row_ph2 + col;
-  assign \$81  = \$77  ? \$79  : { 1'h0, \$80  };
-  assign \$82  = row_ph3 + col;
-  assign \$83  = \$82  >= 5'h14;
+  assign \$81  = \$80  - 5'h14;
+  assign \$82  = row_ph2 + col;
+  assign \$83  = \$79  ? \$81  : { 1'h0, \$82  };
   assign \$84  = row_ph3 + col;
-  assign \$85  = \$84  - 5'h14;
+  assign \$85  = \$84  >= 5'h14;
   assign \$86  = row_ph3 + col;
-  assign \$87  = \$83  ? \$85  : { 1'h0, \$86  };
-  assign \$88  = ! s_idx;
-  assign \$92  = off1_0[0] ? o[19:15] : o[4:0];
-  assign \$94  = off1_0[1] ? \$92  : \$93 ;
-  assign \$95  = off1_0[0] ? o[4:0] : o[14:10];
-  assign \$97  = off1_0[1] ? \$95  : \$96 ;
-  assign \$98  = off1_0[2] ? \$94  : \$97 ;
-  assign \$100  = off1_0[0] ? o[9:5] : o[4:0];
-  assign \$101  = off1_0[1] ? \$99  : \$100 ;
-  assign \$105  = off1_0[2] ? \$101  : \$104 ;
-  assign \$106  = off1_0[3] ? \$98  : \$105 ;
-  assign \$107  = off1_0[4] ? \$91  : \$106 ;
-  assign \$111  = off1_1[0] ? \o$133 [19:15] : \o$133 [4:0];
-  assign \$113  = off1_1[1] ? \$111  : \$112 ;
-  assign \$114  = off1_1[0] ? \o$133 [4:0] : \o$133 [14:10];
-  assign \$116  = off1_1[1] ? \$114  : \$115 ;
-  assign \$117  = off1_1[2] ? \$113  : \$116 ;
-  assign \$119  = off1_1[0] ? \o$133 [9:5] : \o$133 [4:0];
-  assign \$120  = off1_1[1] ? \$118  : \$119 ;
-  assign \$124  = off1_1[2] ? \$120  : \$123 ;
-  assign \$125  = off1_1[3] ? \$117  : \$124 ;
-  assign \$126  = off1_1[4] ? \$110  : \$125 ;
-  assign \$130  = off1_2[0] ? \o$139 [19:15] : \o$139 [4:0];
-  assign \$132  = off1_2[1] ? \$130  : \$131 ;
-  assign \$133  = off1_2[0] ? \o$139 [4:0] : \o$139 [14:10];
-  assign \$135  = off1_2[1] ? \$133  : \$134 ;
-  assign \$136  = off1_2[2] ? \$132  : \$135 ;
-  assign \$138  = off1_2[0] ? \o$139 [9:5] : \o$139 [4:0];
-  assign \$139  = off1_2[1] ? \$137  : \$138 ;
-  assign \$143  = off1_2[2] ? \$139  : \$142 ;
-  assign \$144  = off1_2[3] ? \$136  : \$143 ;
-  assign \$145  = off1_2[4] ? \$129  : \$144 ;
-  assign \$149  = off1_3[0] ? \o$145 [19:15] : \o$145 [4:0];
-  assign \$151  = off1_3[1] ? \$149  : \$150 ;
-  assign \$152  = off1_3[0] ? \o$145 [4:0] : \o$145 [14:10];
-  assign \$154  = off1_3[1] ? \$152  : \$153 ;
-  assign \$155  = off1_3[2] ? \$151  : \$154 ;
-  assign \$157  = off1_3[0] ? \o$145 [9:5] : \o$145 [4:0];
-  assign \$158  = off1_3[1] ? \$156  : \$157 ;
-  assign \$162  = off1_3[2] ? \$158  : \$161 ;
-  assign \$163  = off1_3[3] ? \$155  : \$162 ;
-  assign \$164  = off1_3[4] ? \$148  : \$163 ;
-  assign \$165  = - wsum_total;
-  assign \$166  = flags_0[1] ? x_init : acc0_0;
-  assign \$168  = $signed(\$166 ) + $signed({ 1'h0, \$167  });
-  assign \$169  = flags_0[0] & flags_0[2];
-  assign \$170  = flags_0[1] ? x_init : acc0_0;
-  assign \$172  = $signed(\$170 ) + $signed({ 1'h0, \$171  });
-  assign \$173  = flags_1[1] ? x_init : acc1_0;
-  assign \$175  = $signed(\$173 ) + $signed({ 1'h0, \$174  });
-  assign \$176  = flags_1[0] & flags_1[2];
-  assign \$177  = flags_1[1] ? x_init : acc1_0;
-  assign \$179  = $signed(\$177 ) + $signed({ 1'h0, \$178  });
-  assign \$180  = flags_2[1] ? x_init : acc2_0;
-  assign \$182  = $signed(\$180 ) + $signed({ 1'h0, \$181  });
-  assign \$183  = flags_2[0] & flags_2[2];
-  assign \$184  = flags_2[1] ? x_init : acc2_0;
-  assign \$186  = $signed(\$184 ) + $signed({ 1'h0, \$185  });
-  assign \$187  = flags_3[1] ? x_init : acc3_0;
-  assign \$189  = $signed(\$187 ) + $signed({ 1'h0, \$188  });
-  assign \$190  = flags_3[0] & flags_3[2];
-  assign \$191  = flags_3[1] ? x_init : acc3_0;
-  assign \$193  = $signed(\$191 ) + $signed({ 1'h0, \$192  });
-  assign \$194  = ser_left - 1'h1;
-  assign \$195  = addr == 5'h1f;
-  assign \$196  = addr + 1'h1;
-  assign \$197  = \$195  ? 6'h00 : \$196 ;
-  assign \$201  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$203  = $signed(\$202 ) + $signed(rq0_beta);
-  assign \$206  = $signed(\$205 ) < $signed(1'h0);
-  assign \$208  = $signed(\$207 ) > $signed(9'h0ff);
-  assign \$209  = step & s_last;
-  assign \$210  = o__valid & \o__ready$89 ;
-  assign \$211  = \$210  + skipped_d4;
-  assign \$212  = ~ rst_conv1;
-  assign \$214  = rst_conv1 ? 5'h00 : w_en;
-  assign \$215  = rst_conv1 | load;
-  assign \$216  = filled ? 1'h1 : w_full;
-  assign \$217  = \$215  ? 1'h0 : \$216 ;
-  assign \$218  = rst_conv1 | load;
-  assign \$219  = filled ? 1'h1 : w_full_issue;
-  assign \$220  = \$218  ? 1'h0 : \$219 ;
-  assign \$221  = step & sn_last;
-  assign \$222  = \$221  ? 1'h0 : active;
-  assign \$223  = load ? 1'h1 : \$222 ;
-  assign \$224  = rst_conv1 ? 1'h0 : \$223 ;
-  assign \$225  = rst_conv1 ? 1'h0 : \$signal ;
-  assign \$226  = credits_room_next & gap_zero_next;
-  assign \$227  = rst_conv1 ? 1'h1 : \$226 ;
+  assign \$87  = \$86  - 5'h14;
+  assign \$88  = row_ph3 + col;
+  assign \$89  = \$85  ? \$87  : { 1'h0, \$88  };
+  assign \$90  = ! s_idx;
+  assign \$94  = off1_0[0] ? o[19:15] : o[4:0];
+  assign \$96  = off1_0[1] ? \$94  : \$95 ;
+  assign \$97  = off1_0[0] ? o[4:0] : o[14:10];
+  assign \$99  = off1_0[1] ? \$97  : \$98 ;
+  assign \$100  = off1_0[2] ? \$96  : \$99 ;
+  assign \$102  = off1_0[0] ? o[9:5] : o[4:0];
+  assign \$103  = off1_0[1] ? \$101  : \$102 ;
+  assign \$107  = off1_0[2] ? \$103  : \$106 ;
+  assign \$108  = off1_0[3] ? \$100  : \$107 ;
+  assign \$109  = off1_0[4] ? \$93  : \$108 ;
+  assign \$113  = off1_1[0] ? \o$133 [19:15] : \o$133 [4:0];
+  assign \$115  = off1_1[1] ? \$113  : \$114 ;
+  assign \$116  = off1_1[0] ? \o$133 [4:0] : \o$133 [14:10];
+  assign \$118  = off1_1[1] ? \$116  : \$117 ;
+  assign \$119  = off1_1[2] ? \$115  : \$118 ;
+  assign \$121  = off1_1[0] ? \o$133 [9:5] : \o$133 [4:0];
+  assign \$122  = off1_1[1] ? \$120  : \$121 ;
+  assign \$126  = off1_1[2] ? \$122  : \$125 ;
+  assign \$127  = off1_1[3] ? \$119  : \$126 ;
+  assign \$128  = off1_1[4] ? \$112  : \$127 ;
+  assign \$132  = off1_2[0] ? \o$139 [19:15] : \o$139 [4:0];
+  assign \$134  = off1_2[1] ? \$132  : \$133 ;
+  assign \$135  = off1_2[0] ? \o$139 [4:0] : \o$139 [14:10];
+  assign \$137  = off1_2[1] ? \$135  : \$136 ;
+  assign \$138  = off1_2[2] ? \$134  : \$137 ;
+  assign \$140  = off1_2[0] ? \o$139 [9:5] : \o$139 [4:0];
+  assign \$141  = off1_2[1] ? \$139  : \$140 ;
+  assign \$145  = off1_2[2] ? \$141  : \$144 ;
+  assign \$146  = off1_2[3] ? \$138  : \$145 ;
+  assign \$147  = off1_2[4] ? \$131  : \$146 ;
+  assign \$151  = off1_3[0] ? \o$145 [19:15] : \o$145 [4:0];
+  assign \$153  = off1_3[1] ? \$151  : \$152 ;
+  assign \$154  = off1_3[0] ? \o$145 [4:0] : \o$145 [14:10];
+  assign \$156  = off1_3[1] ? \$154  : \$155 ;
+  assign \$157  = off1_3[2] ? \$153  : \$156 ;
+  assign \$159  = off1_3[0] ? \o$145 [9:5] : \o$145 [4:0];
+  assign \$160  = off1_3[1] ? \$158  : \$159 ;
+  assign \$164  = off1_3[2] ? \$160  : \$163 ;
+  assign \$165  = off1_3[3] ? \$157  : \$164 ;
+  assign \$166  = off1_3[4] ? \$150  : \$165 ;
+  assign \$167  = - wsum_total;
+  assign \$168  = flags_0[1] ? x_init : acc0_0;
+  assign \$170  = $signed(\$168 ) + $signed({ 1'h0, \$169  });
+  assign \$171  = flags_0[0] & flags_0[2];
+  assign \$172  = flags_0[1] ? x_init : acc0_0;
+  assign \$174  = $signed(\$172 ) + $signed({ 1'h0, \$173  });
+  assign \$175  = flags_1[1] ? x_init : acc1_0;
+  assign \$177  = $signed(\$175 ) + $signed({ 1'h0, \$176  });
+  assign \$178  = flags_1[0] & flags_1[2];
+  assign \$179  = flags_1[1] ? x_init : acc1_0;
+  assign \$181  = $signed(\$179 ) + $signed({ 1'h0, \$180  });
+  assign \$182  = flags_2[1] ? x_init : acc2_0;
+  assign \$184  = $signed(\$182 ) + $signed({ 1'h0, \$183  });
+  assign \$185  = flags_2[0] & flags_2[2];
+  assign \$186  = flags_2[1] ? x_init : acc2_0;
+  assign \$188  = $signed(\$186 ) + $signed({ 1'h0, \$187  });
+  assign \$189  = flags_3[1] ? x_init : acc3_0;
+  assign \$191  = $signed(\$189 ) + $signed({ 1'h0, \$190  });
+  assign \$192  = flags_3[0] & flags_3[2];
+  assign \$193  = flags_3[1] ? x_init : acc3_0;
+  assign \$195  = $signed(\$193 ) + $signed({ 1'h0, \$194  });
+  assign \$196  = ser_left - 1'h1;
+  assign \$197  = addr == 5'h1f;
+  assign \$198  = addr + 1'h1;
+  assign \$199  = \$197  ? 6'h00 : \$198 ;
+  assign \$203  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$205  = $signed(\$204 ) + $signed(rq0_beta);
+  assign \$208  = $signed(\$207 ) < $signed(1'h0);
+  assign \$210  = $signed(\$209 ) > $signed(9'h0ff);
+  assign \$211  = step & s_last;
+  assign \$212  = o__valid & \o__ready$89 ;
+  assign \$213  = \$212  + skipped_d4;
+  assign \$214  = ~ rst_conv1;
+  assign \$216  = rst_conv1 ? 5'h00 : w_en;
+  assign \$217  = rst_conv1 | load;
+  assign \$218  = filled ? 1'h1 : w_full;
+  assign \$219  = \$217  ? 1'h0 : \$218 ;
+  assign \$220  = rst_conv1 | load;
+  assign \$221  = filled ? 1'h1 : w_full_issue;
+  assign \$222  = \$220  ? 1'h0 : \$221 ;
+  assign \$223  = step & sn_last;
+  assign \$224  = \$223  ? 1'h0 : active;
+  assign \$225  = load ? 1'h1 : \$224 ;
+  assign \$226  = rst_conv1 ? 1'h0 : \$225 ;
+  assign \$227  = rst_conv1 ? 1'h0 : \$signal ;
+  assign \$228  = credits_room_next & gap_zero_next;
+  assign \$229  = rst_conv1 ? 1'h1 : \$228 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    last <= \$228 ;
+    last <= \$230 ;
   always @(posedge clk)
-    \beat$103  <= \$229 ;
+    \beat$103  <= \$231 ;
   always @(posedge clk)
-    at <= \$230 ;
+    at <= \$232 ;
   always @(posedge clk)
-    word <= \$231 ;
+    word <= \$233 ;
   always @(posedge clk)
     wsum_l0_0 <= w_data;
   always @(posedge clk)
-    wsum_first <= \$232 ;
+    wsum_first <= \$234 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$233 ;
+    wsum_v_d1 <= \$235 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$234 ;
+    wsum_first_d1 <= \$236 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$235 ;
+    wsum_end_d1 <= \$237 ;
   always @(posedge clk)
-    wsum_acc <= \$236 ;
+    wsum_acc <= \$238 ;
   always @(posedge clk)
-    wsum_total <= \$237 ;
+    wsum_total <= \$239 ;
   always @(posedge clk)
-    can_end <= \$238 ;
+    can_end <= \$240 ;
   always @(posedge clk)
-    gap_zero <= \$239 ;
+    gap_zero <= \$241 ;
   always @(posedge clk)
-    s_last <= \$240 ;
+    s_last <= \$242 ;
   always @(posedge clk)
-    n_last <= \$241 ;
+    n_last <= \$243 ;
   always @(posedge clk)
-    sn_last <= \$242 ;
+    sn_last <= \$244 ;
   always @(posedge clk)
-    r_addr <= \$243 ;
+    r_addr <= \$245 ;
   always @(posedge clk)
-    s_idx <= \$244 ;
+    s_idx <= \$246 ;
   always @(posedge clk)
-    n_idx <= \$245 ;
+    n_idx <= \$247 ;
   always @(posedge clk)
-    active <= \$246 ;
+    active <= \$248 ;
   always @(posedge clk)
-    r_base <= \$247 ;
+    r_base <= \$249 ;
   always @(posedge clk)
-    w_half <= \$248 ;
+    w_half <= \$250 ;
   always @(posedge clk)
-    gap <= \$249 ;
+    gap <= \$251 ;
   always @(posedge clk)
-    col <= \$250 ;
+    col <= \$252 ;
   always @(posedge clk)
-    row_ph0 <= \$251 ;
+    row_ph0 <= \$253 ;
   always @(posedge clk)
-    row_ph1 <= \$252 ;
+    row_ph1 <= \$254 ;
   always @(posedge clk)
-    row_ph2 <= \$253 ;
+    row_ph2 <= \$255 ;
   always @(posedge clk)
-    row_ph3 <= \$254 ;
+    row_ph3 <= \$256 ;
   always @(posedge clk)
-    off1_0 <= \$255 ;
+    off1_0 <= \$257 ;
   always @(posedge clk)
-    off1_1 <= \$256 ;
+    off1_1 <= \$258 ;
   always @(posedge clk)
-    off1_2 <= \$257 ;
+    off1_2 <= \$259 ;
   always @(posedge clk)
-    off1_3 <= \$258 ;
+    off1_3 <= \$260 ;
   always @(posedge clk)
-    \$signal$120  <= \$259 ;
+    \$signal$120  <= \$261 ;
   always @(posedge clk)
-    \$signal$121  <= \$260 ;
+    \$signal$121  <= \$262 ;
   always @(posedge clk)
-    last1 <= \$261 ;
+    last1 <= \$263 ;
   always @(posedge clk)
     word1 <= \o__payload$123 ;
   always @(posedge clk)
     xdata_d1 <= \port__data$125 ;
   always @(posedge clk)
-    w0_0 <= \$107 ;
+    w0_0 <= \$109 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -1565,7 +1569,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    w1_0 <= \$126 ;
+    w1_0 <= \$128 ;
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -1575,7 +1579,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
-    w2_0 <= \$145 ;
+    w2_0 <= \$147 ;
   always @(posedge clk)
     m2_0_0 <= p2_0_0;
   always @(posedge clk)
@@ -1585,7 +1589,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
-    w3_0 <= \$164 ;
+    w3_0 <= \$166 ;
   always @(posedge clk)
     m3_0_0 <= p3_0_0;
   always @(posedge clk)
@@ -1595,117 +1599,117 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   always @(posedge clk)
     t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
-    v2_d1 <= \$262 ;
+    v2_d1 <= \$264 ;
   always @(posedge clk)
-    v2_d2 <= \$263 ;
+    v2_d2 <= \$265 ;
   always @(posedge clk)
-    v2_d3 <= \$264 ;
+    v2_d3 <= \$266 ;
   always @(posedge clk)
-    last2_d1 <= \$265 ;
+    last2_d1 <= \$267 ;
   always @(posedge clk)
-    last2_d2 <= \$266 ;
+    last2_d2 <= \$268 ;
   always @(posedge clk)
-    last2_d3 <= \$267 ;
+    last2_d3 <= \$269 ;
   always @(posedge clk)
-    v2p_d1 <= \$268 ;
+    v2p_d1 <= \$270 ;
   always @(posedge clk)
-    v2p_d2 <= \$269 ;
+    v2p_d2 <= \$271 ;
   always @(posedge clk)
-    first2p_d1 <= \$270 ;
+    first2p_d1 <= \$272 ;
   always @(posedge clk)
-    first2p_d2 <= \$271 ;
+    first2p_d2 <= \$273 ;
   always @(posedge clk)
-    last2p_d1 <= \$272 ;
+    last2p_d1 <= \$274 ;
   always @(posedge clk)
-    last2p_d2 <= \$273 ;
+    last2p_d2 <= \$275 ;
   always @(posedge clk)
-    done <= \$274 ;
+    done <= \$276 ;
   always @(posedge clk)
-    x_taken_d1 <= \$275 ;
+    x_taken_d1 <= \$277 ;
   always @(posedge clk)
-    x_taken_d2 <= \$276 ;
+    x_taken_d2 <= \$278 ;
   always @(posedge clk)
-    x_taken_d3 <= \$277 ;
+    x_taken_d3 <= \$279 ;
   always @(posedge clk)
-    x_taken_d4 <= \$278 ;
+    x_taken_d4 <= \$280 ;
   always @(posedge clk)
-    x_init <= \$279 ;
+    x_init <= \$281 ;
   always @(posedge clk)
-    acc0_0 <= \$280 ;
+    acc0_0 <= \$282 ;
   always @(posedge clk)
-    fin0_0 <= \$281 ;
+    fin0_0 <= \$283 ;
   always @(posedge clk)
-    bank0_0 <= \$282 ;
+    bank0_0 <= \$284 ;
   always @(posedge clk)
-    acc1_0 <= \$283 ;
+    acc1_0 <= \$285 ;
   always @(posedge clk)
-    fin1_0 <= \$284 ;
+    fin1_0 <= \$286 ;
   always @(posedge clk)
-    bank1_0 <= \$285 ;
+    bank1_0 <= \$287 ;
   always @(posedge clk)
-    acc2_0 <= \$286 ;
+    acc2_0 <= \$288 ;
   always @(posedge clk)
-    fin2_0 <= \$287 ;
+    fin2_0 <= \$289 ;
   always @(posedge clk)
-    bank2_0 <= \$288 ;
+    bank2_0 <= \$290 ;
   always @(posedge clk)
-    acc3_0 <= \$289 ;
+    acc3_0 <= \$291 ;
   always @(posedge clk)
-    fin3_0 <= \$290 ;
+    fin3_0 <= \$292 ;
   always @(posedge clk)
-    bank3_0 <= \$291 ;
+    bank3_0 <= \$293 ;
   always @(posedge clk)
-    ser_left <= \$292 ;
+    ser_left <= \$294 ;
   always @(posedge clk)
-    addr <= \$293 ;
+    addr <= \$295 ;
   always @(posedge clk)
-    \$signal$182  <= \$294 ;
+    \$signal$182  <= \$296 ;
   always @(posedge clk)
-    ka <= \$295 ;
+    ka <= \$297 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$296 ;
+    vb <= \$298 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$201 ;
+    rq0_beta <= \$203 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$203 [26:0];
+    rq0_acc_s1_0 <= \$205 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$204 [10:0];
+    rq0_shifted <= \$206 [10:0];
   always @(posedge clk)
-    rq0_under <= \$206 ;
+    rq0_under <= \$208 ;
   always @(posedge clk)
-    rq0_over <= \$208 ;
+    rq0_over <= \$210 ;
   always @(posedge clk)
-    v_out_d1 <= \$297 ;
+    v_out_d1 <= \$299 ;
   always @(posedge clk)
-    v_out_d2 <= \$298 ;
+    v_out_d2 <= \$300 ;
   always @(posedge clk)
-    \w_en$94  <= \$299 ;
+    \w_en$94  <= \$301 ;
   always @(posedge clk)
-    skipped_d1 <= \$300 ;
+    skipped_d1 <= \$302 ;
   always @(posedge clk)
-    skipped_d2 <= \$301 ;
+    skipped_d2 <= \$303 ;
   always @(posedge clk)
-    skipped_d3 <= \$302 ;
+    skipped_d3 <= \$304 ;
   always @(posedge clk)
-    skipped_d4 <= \$303 ;
+    skipped_d4 <= \$305 ;
   always @(posedge clk)
-    group_ended_d1 <= \$304 ;
+    group_ended_d1 <= \$306 ;
   always @(posedge clk)
-    credits_returned <= \$305 ;
+    credits_returned <= \$307 ;
   always @(posedge clk)
-    credits_space <= \$306 ;
+    credits_space <= \$308 ;
   always @(posedge clk)
-    credits_room <= \$307 ;
+    credits_room <= \$309 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$224 ),
+    .d(\$226 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -1713,7 +1717,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$227 ),
+    .d(\$229 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.conv1.consts  consts (
@@ -1923,7 +1927,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$225 ),
+    .d(\$227 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -1939,7 +1943,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd5)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$214 ),
+    .d(\$216 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -1947,7 +1951,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$217 ),
+    .d(\$219 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -1955,7 +1959,7 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$220 ),
+    .d(\$222 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv1.weights  weights (
@@ -1978,636 +1982,630 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = \$30 ;
+    \$230  = \$30 ;
     if (rst_conv1) begin
-      \$228  = 1'h0;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = \beat$103 ;
+    \$231  = \beat$103 ;
     if (take) begin
-      \$229  = \$32 [4:0];
+      \$231  = \$32 [4:0];
     end
     if (rst_conv1) begin
-      \$229  = 5'h00;
+      \$231  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = at;
+    \$232  = at;
     if (take) begin
-      \$230  = \$34 ;
+      \$232  = \$34 ;
     end
     if (rst_conv1) begin
-      \$230  = 5'h01;
+      \$232  = 5'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = word;
+    \$233  = word;
     if (take) begin
-      \$231  = \$37 [2:0];
+      \$233  = \$37 [2:0];
     end
     if (rst_conv1) begin
-      \$231  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = wsum_first;
-    if (take) begin
-      \$232  = filled;
-    end
-    if (rst_conv1) begin
-      \$232  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = take;
-    if (rst_conv1) begin
-      \$233  = 1'h0;
+      \$233  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$234  = wsum_first;
+    if (take) begin
+      \$234  = filled;
+    end
     if (rst_conv1) begin
-      \$234  = 1'h0;
+      \$234  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = filled;
+    \$235  = take;
     if (rst_conv1) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = wsum_acc;
+    \$236  = wsum_first;
+    if (rst_conv1) begin
+      \$236  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$237  = filled;
+    if (rst_conv1) begin
+      \$237  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$238  = wsum_acc;
     if (wsum_v_d1) begin
-      \$236  = \$39 [12:0];
+      \$238  = \$39 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = wsum_total;
+    \$239  = wsum_total;
     if (\$40 ) begin
-      \$237  = \$42 [12:0];
+      \$239  = \$42 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = \$43 ;
+    \$240  = \$43 ;
     if (rst_conv1) begin
-      \$238  = 1'h1;
+      \$240  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$239  = gap_zero_next;
+    \$241  = gap_zero_next;
     if (rst_conv1) begin
-      \$239  = 1'h1;
+      \$241  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$240  = \$signal ;
-    if (rst_conv1) begin
-      \$240  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$241  = n_last_next;
-    if (rst_conv1) begin
-      \$241  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$242  = \$44 ;
+    \$242  = \$signal ;
     if (rst_conv1) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$243  = r_next;
+    \$243  = n_last_next;
     if (rst_conv1) begin
-      \$243  = 4'h0;
+      \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$244  = s_idx;
+    \$244  = \$44 ;
+    if (rst_conv1) begin
+      \$244  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$245  = r_next;
+    if (rst_conv1) begin
+      \$245  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$246  = s_idx;
     if (step) begin
-      \$244  = \$46 [2:0];
+      \$246  = \$46 [2:0];
     end
     if (rst_conv1) begin
-      \$244  = 3'h0;
+      \$246  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$245  = n_idx;
+    \$247  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$245  = \$48 [2:0];
+        \$247  = \$48 [2:0];
       end
     end
     if (rst_conv1) begin
-      \$245  = 3'h0;
+      \$247  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$246  = active;
-    if (\$49 ) begin
-      \$246  = 1'h0;
-    end
-    if (load) begin
-      \$246  = 1'h1;
-    end
-    if (rst_conv1) begin
-      \$246  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$247  = r_base;
-    if (load) begin
-      \$247  = { 1'h0, \$50  };
-    end
-    if (rst_conv1) begin
-      \$247  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$248  = w_half;
-    if (load) begin
-      \$248  = \$51 ;
-    end
+    \$248  = \$51 ;
     if (rst_conv1) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$249  = gap;
-    if (\$52 ) begin
-      \$249  = 3'h3;
-    end else if (\$53 ) begin
-      \$249  = \$54 [2:0];
+    \$249  = r_base;
+    if (load) begin
+      \$249  = { 1'h0, \$52  };
     end
     if (rst_conv1) begin
-      \$249  = 3'h0;
+      \$249  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$250  = col;
+    \$250  = w_half;
+    if (load) begin
+      \$250  = \$53 ;
+    end
+    if (rst_conv1) begin
+      \$250  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$251  = gap;
+    if (\$54 ) begin
+      \$251  = 3'h3;
+    end else if (\$55 ) begin
+      \$251  = \$56 [2:0];
+    end
+    if (rst_conv1) begin
+      \$251  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$252  = col;
     if (step) begin
-      \$250  = \$59 [4:0];
+      \$252  = \$61 [4:0];
     end
     if (rst_conv1) begin
-      \$250  = 5'h00;
+      \$252  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$251  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$251  = \$60 ;
-      end
-    end
-    if (rst_conv1) begin
-      \$251  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$252  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$252  = \$61 ;
-      end
-    end
-    if (rst_conv1) begin
-      \$252  = 5'h05;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$253  = row_ph2;
+    \$253  = row_ph0;
     if (step) begin
       if (s_last) begin
         \$253  = \$62 ;
       end
     end
     if (rst_conv1) begin
-      \$253  = 5'h0a;
+      \$253  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$254  = row_ph3;
+    \$254  = row_ph1;
     if (step) begin
       if (s_last) begin
         \$254  = \$63 ;
       end
     end
     if (rst_conv1) begin
-      \$254  = 5'h0f;
+      \$254  = 5'h05;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$255  = \$69 [4:0];
+    \$255  = row_ph2;
+    if (step) begin
+      if (s_last) begin
+        \$255  = \$64 ;
+      end
+    end
     if (rst_conv1) begin
-      \$255  = 5'h00;
+      \$255  = 5'h0a;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$256  = \$75 [4:0];
+    \$256  = row_ph3;
+    if (step) begin
+      if (s_last) begin
+        \$256  = \$65 ;
+      end
+    end
     if (rst_conv1) begin
-      \$256  = 5'h00;
+      \$256  = 5'h0f;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$257  = \$81 [4:0];
+    \$257  = \$71 [4:0];
     if (rst_conv1) begin
       \$257  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$258  = \$87 [4:0];
+    \$258  = \$77 [4:0];
     if (rst_conv1) begin
       \$258  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$259  = step;
+    \$259  = \$83 [4:0];
     if (rst_conv1) begin
-      \$259  = 1'h0;
+      \$259  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$260  = \$88 ;
+    \$260  = \$89 [4:0];
     if (rst_conv1) begin
-      \$260  = 1'h0;
+      \$260  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$261  = s_last;
+    \$261  = step;
     if (rst_conv1) begin
       \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$262  = \$signal$120 ;
+    \$262  = \$90 ;
     if (rst_conv1) begin
       \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$263  = v2_d1;
+    \$263  = s_last;
     if (rst_conv1) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$264  = v2_d2;
+    \$264  = \$signal$120 ;
     if (rst_conv1) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$265  = last1;
+    \$265  = v2_d1;
     if (rst_conv1) begin
       \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$266  = last2_d1;
+    \$266  = v2_d2;
     if (rst_conv1) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$267  = last2_d2;
+    \$267  = last1;
     if (rst_conv1) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$268  = \$signal$120 ;
+    \$268  = last2_d1;
     if (rst_conv1) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$269  = v2p_d1;
+    \$269  = last2_d2;
     if (rst_conv1) begin
       \$269  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$270  = \$signal$121 ;
+    \$270  = \$signal$120 ;
     if (rst_conv1) begin
       \$270  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$271  = first2p_d1;
+    \$271  = v2p_d1;
     if (rst_conv1) begin
       \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$272  = last1;
+    \$272  = \$signal$121 ;
     if (rst_conv1) begin
       \$272  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$273  = last2p_d1;
+    \$273  = first2p_d1;
     if (rst_conv1) begin
       \$273  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$274  = group_end;
+    \$274  = last1;
     if (rst_conv1) begin
       \$274  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$275  = load;
+    \$275  = last2p_d1;
     if (rst_conv1) begin
       \$275  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$276  = x_taken_d1;
+    \$276  = group_end;
     if (rst_conv1) begin
       \$276  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$277  = x_taken_d2;
+    \$277  = load;
     if (rst_conv1) begin
       \$277  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$278  = x_taken_d3;
+    \$278  = x_taken_d1;
     if (rst_conv1) begin
       \$278  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$279  = x_init;
+    \$279  = x_taken_d2;
+    if (rst_conv1) begin
+      \$279  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$280  = x_taken_d3;
+    if (rst_conv1) begin
+      \$280  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$281  = x_init;
     if (x_taken_d4) begin
-      \$279  = \$165 ;
+      \$281  = \$167 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$280  = acc0_0;
+    \$282  = acc0_0;
     if (flags_0[0]) begin
-      \$280  = \$168 [13:0];
+      \$282  = \$170 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$281  = fin0_0;
-    if (\$169 ) begin
-      \$281  = \$172 [13:0];
+    \$283  = fin0_0;
+    if (\$171 ) begin
+      \$283  = \$174 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$282  = bank0_0;
+    \$284  = bank0_0;
     if (done) begin
-      \$282  = fin0_0;
+      \$284  = fin0_0;
     end else if (ser) begin
-      \$282  = bank1_0;
+      \$284  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$283  = acc1_0;
+    \$285  = acc1_0;
     if (flags_1[0]) begin
-      \$283  = \$175 [13:0];
+      \$285  = \$177 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$284  = fin1_0;
-    if (\$176 ) begin
-      \$284  = \$179 [13:0];
+    \$286  = fin1_0;
+    if (\$178 ) begin
+      \$286  = \$181 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$285  = bank1_0;
+    \$287  = bank1_0;
     if (done) begin
-      \$285  = fin1_0;
+      \$287  = fin1_0;
     end else if (ser) begin
-      \$285  = bank2_0;
+      \$287  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$286  = acc2_0;
+    \$288  = acc2_0;
     if (flags_2[0]) begin
-      \$286  = \$182 [13:0];
+      \$288  = \$184 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$287  = fin2_0;
-    if (\$183 ) begin
-      \$287  = \$186 [13:0];
+    \$289  = fin2_0;
+    if (\$185 ) begin
+      \$289  = \$188 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$288  = bank2_0;
+    \$290  = bank2_0;
     if (done) begin
-      \$288  = fin2_0;
+      \$290  = fin2_0;
     end else if (ser) begin
-      \$288  = bank3_0;
+      \$290  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$289  = acc3_0;
+    \$291  = acc3_0;
     if (flags_3[0]) begin
-      \$289  = \$189 [13:0];
+      \$291  = \$191 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$290  = fin3_0;
-    if (\$190 ) begin
-      \$290  = \$193 [13:0];
+    \$292  = fin3_0;
+    if (\$192 ) begin
+      \$292  = \$195 [13:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$291  = bank3_0;
+    \$293  = bank3_0;
     if (done) begin
-      \$291  = fin3_0;
+      \$293  = fin3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$292  = ser_left;
+    \$294  = ser_left;
     if (done) begin
-      \$292  = 3'h4;
+      \$294  = 3'h4;
     end else if (ser) begin
-      \$292  = \$194 [2:0];
+      \$294  = \$196 [2:0];
     end
     if (rst_conv1) begin
-      \$292  = 3'h0;
+      \$294  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$293  = addr;
+    \$295  = addr;
     if (ser) begin
-      \$293  = \$197 [4:0];
+      \$295  = \$199 [4:0];
     end
     if (rst_conv1) begin
-      \$293  = 5'h00;
+      \$295  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$294  = \$198 ;
-    if (rst_conv1) begin
-      \$294  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$295  = \$200 ;
-    if (rst_conv1) begin
-      \$295  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$296  = \$signal$182 ;
+    \$296  = \$200 ;
     if (rst_conv1) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$297  = vb;
+    \$297  = \$202 ;
     if (rst_conv1) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$298  = v_out_d1;
+    \$298  = \$signal$182 ;
     if (rst_conv1) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$299  = v_out_d2;
+    \$299  = vb;
     if (rst_conv1) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$300  = ka;
+    \$300  = v_out_d1;
     if (rst_conv1) begin
       \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$301  = skipped_d1;
+    \$301  = v_out_d2;
     if (rst_conv1) begin
       \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$302  = skipped_d2;
+    \$302  = ka;
     if (rst_conv1) begin
       \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$303  = skipped_d3;
+    \$303  = skipped_d1;
     if (rst_conv1) begin
       \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$304  = \$209 ;
+    \$304  = skipped_d2;
     if (rst_conv1) begin
       \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$305  = \$211 ;
+    \$305  = skipped_d3;
     if (rst_conv1) begin
-      \$305  = 2'h0;
+      \$305  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$306  = \$27 [4:0];
+    \$306  = \$211 ;
     if (rst_conv1) begin
-      \$306  = 5'h14;
+      \$306  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$307  = credits_room_next;
+    \$307  = \$213 ;
     if (rst_conv1) begin
-      \$307  = 1'h1;
+      \$307  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$308  = \$27 [4:0];
+    if (rst_conv1) begin
+      \$308  = 5'h14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$309  = credits_room_next;
+    if (rst_conv1) begin
+      \$309  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2637,58 +2635,58 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o_
   assign \data$198  = \o__payload$123 ;
   assign \$3  = active;
   assign \$9  = active_rom;
-  assign \$89  = o[4:0];
-  assign \$90  = o[4:0];
-  assign \$91  = \$90 ;
-  assign \$93  = o[4:0];
-  assign \$96  = o[4:0];
-  assign \$99  = o[4:0];
-  assign \$102  = o[4:0];
-  assign \$103  = o[4:0];
-  assign \$104  = \$103 ;
-  assign \$108  = \o$133 [4:0];
-  assign \$109  = \o$133 [4:0];
-  assign \$110  = \$109 ;
-  assign \$112  = \o$133 [4:0];
-  assign \$115  = \o$133 [4:0];
-  assign \$118  = \o$133 [4:0];
-  assign \$121  = \o$133 [4:0];
-  assign \$122  = \o$133 [4:0];
-  assign \$123  = \$122 ;
-  assign \$127  = \o$139 [4:0];
-  assign \$128  = \o$139 [4:0];
-  assign \$129  = \$128 ;
-  assign \$131  = \o$139 [4:0];
-  assign \$134  = \o$139 [4:0];
-  assign \$137  = \o$139 [4:0];
-  assign \$140  = \o$139 [4:0];
-  assign \$141  = \o$139 [4:0];
-  assign \$142  = \$141 ;
-  assign \$146  = \o$145 [4:0];
-  assign \$147  = \o$145 [4:0];
-  assign \$148  = \$147 ;
-  assign \$150  = \o$145 [4:0];
-  assign \$153  = \o$145 [4:0];
-  assign \$156  = \o$145 [4:0];
-  assign \$159  = \o$145 [4:0];
-  assign \$160  = \o$145 [4:0];
-  assign \$161  = \$160 ;
-  assign \$167  = { t0_0_l2_0, 1'h0 };
-  assign \$171  = { t0_0_l2_0, 1'h0 };
-  assign \$174  = { t1_0_l2_0, 1'h0 };
-  assign \$178  = { t1_0_l2_0, 1'h0 };
-  assign \$181  = { t2_0_l2_0, 1'h0 };
-  assign \$185  = { t2_0_l2_0, 1'h0 };
-  assign \$188  = { t3_0_l2_0, 1'h0 };
-  assign \$192  = { t3_0_l2_0, 1'h0 };
-  assign \$198  = ser;
-  assign \$199  = 1'h0;
-  assign \$200  = 1'h0;
-  assign \$202  = { p[28], p };
-  assign \$204  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$205  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$91  = o[4:0];
+  assign \$92  = o[4:0];
+  assign \$93  = \$92 ;
+  assign \$95  = o[4:0];
+  assign \$98  = o[4:0];
+  assign \$101  = o[4:0];
+  assign \$104  = o[4:0];
+  assign \$105  = o[4:0];
+  assign \$106  = \$105 ;
+  assign \$110  = \o$133 [4:0];
+  assign \$111  = \o$133 [4:0];
+  assign \$112  = \$111 ;
+  assign \$114  = \o$133 [4:0];
+  assign \$117  = \o$133 [4:0];
+  assign \$120  = \o$133 [4:0];
+  assign \$123  = \o$133 [4:0];
+  assign \$124  = \o$133 [4:0];
+  assign \$125  = \$124 ;
+  assign \$129  = \o$139 [4:0];
+  assign \$130  = \o$139 [4:0];
+  assign \$131  = \$130 ;
+  assign \$133  = \o$139 [4:0];
+  assign \$136  = \o$139 [4:0];
+  assign \$139  = \o$139 [4:0];
+  assign \$142  = \o$139 [4:0];
+  assign \$143  = \o$139 [4:0];
+  assign \$144  = \$143 ;
+  assign \$148  = \o$145 [4:0];
+  assign \$149  = \o$145 [4:0];
+  assign \$150  = \$149 ;
+  assign \$152  = \o$145 [4:0];
+  assign \$155  = \o$145 [4:0];
+  assign \$158  = \o$145 [4:0];
+  assign \$161  = \o$145 [4:0];
+  assign \$162  = \o$145 [4:0];
+  assign \$163  = \$162 ;
+  assign \$169  = { t0_0_l2_0, 1'h0 };
+  assign \$173  = { t0_0_l2_0, 1'h0 };
+  assign \$176  = { t1_0_l2_0, 1'h0 };
+  assign \$180  = { t1_0_l2_0, 1'h0 };
+  assign \$183  = { t2_0_l2_0, 1'h0 };
+  assign \$187  = { t2_0_l2_0, 1'h0 };
+  assign \$190  = { t3_0_l2_0, 1'h0 };
+  assign \$194  = { t3_0_l2_0, 1'h0 };
+  assign \$200  = ser;
+  assign \$201  = 1'h0;
+  assign \$202  = 1'h0;
+  assign \$204  = { p[28], p };
+  assign \$206  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
   assign \$207  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$213  = \$212 ;
+  assign \$209  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$215  = \$214 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5224,47 +5222,47 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
-  wire [18:0] \$100 ;
-  wire [19:0] \$101 ;
-  wire [17:0] \$102 ;
-  wire [18:0] \$103 ;
-  wire \$104 ;
-  wire [17:0] \$105 ;
-  wire [18:0] \$106 ;
-  wire [18:0] \$107 ;
-  wire [19:0] \$108 ;
-  wire [17:0] \$109 ;
+  wire [17:0] \$100 ;
+  wire [18:0] \$101 ;
+  wire [18:0] \$102 ;
+  wire [19:0] \$103 ;
+  wire [17:0] \$104 ;
+  wire [18:0] \$105 ;
+  wire \$106 ;
+  wire [17:0] \$107 ;
+  wire [18:0] \$108 ;
+  wire [18:0] \$109 ;
   wire \$11 ;
-  wire [18:0] \$110 ;
-  wire \$111 ;
-  wire [17:0] \$112 ;
-  wire [18:0] \$113 ;
-  wire [18:0] \$114 ;
-  wire [19:0] \$115 ;
-  wire [4:0] \$116 ;
-  wire \$117 ;
-  wire [6:0] \$118 ;
-  wire [6:0] \$119 ;
+  wire [19:0] \$110 ;
+  wire [17:0] \$111 ;
+  wire [18:0] \$112 ;
+  wire \$113 ;
+  wire [17:0] \$114 ;
+  wire [18:0] \$115 ;
+  wire [18:0] \$116 ;
+  wire [19:0] \$117 ;
+  wire [4:0] \$118 ;
+  wire \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
+  wire [6:0] \$120 ;
+  wire [6:0] \$121 ;
   wire \$122 ;
-  wire [19:0] \$123 ;
-  wire [30:0] \$124 ;
-  wire [45:0] \$125 ;
-  wire [46:0] \$126 ;
-  wire [47:0] \$127 ;
-  wire [30:0] \$128 ;
-  wire [30:0] \$129 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire [19:0] \$125 ;
+  wire [30:0] \$126 ;
+  wire [45:0] \$127 ;
+  wire [46:0] \$128 ;
+  wire [47:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
+  wire [30:0] \$130 ;
   wire [30:0] \$131 ;
   wire \$132 ;
-  wire \$133 ;
+  wire [30:0] \$133 ;
   wire \$134 ;
-  wire [1:0] \$135 ;
+  wire \$135 ;
   wire \$136 ;
-  wire \$137 ;
+  wire [1:0] \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire \$14 ;
@@ -5344,9 +5342,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire [63:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [63:0] \$210 ;
+  wire \$210 ;
   wire [63:0] \$211 ;
   wire [63:0] \$212 ;
   wire [63:0] \$213 ;
@@ -5366,27 +5364,27 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire [63:0] \$226 ;
   wire [63:0] \$227 ;
   wire [63:0] \$228 ;
-  reg [4:0] \$229 ;
+  wire [63:0] \$229 ;
   wire \$23 ;
-  reg \$230 ;
-  reg \$231 ;
+  wire [63:0] \$230 ;
+  reg [4:0] \$231 ;
   reg \$232 ;
   reg \$233 ;
   reg \$234 ;
-  reg [5:0] \$235 ;
-  reg [4:0] \$236 ;
-  reg [2:0] \$237 ;
-  reg \$238 ;
-  reg [5:0] \$239 ;
+  reg \$235 ;
+  reg \$236 ;
+  reg [5:0] \$237 ;
+  reg [4:0] \$238 ;
+  reg [2:0] \$239 ;
   wire [14:0] \$24 ;
   reg \$240 ;
-  reg [3:0] \$241 ;
+  reg [5:0] \$241 ;
   reg \$242 ;
-  reg \$243 ;
+  reg [3:0] \$243 ;
   reg \$244 ;
-  reg [5:0] \$245 ;
+  reg \$245 ;
   reg \$246 ;
-  reg \$247 ;
+  reg [5:0] \$247 ;
   reg \$248 ;
   reg \$249 ;
   wire [14:0] \$25 ;
@@ -5410,39 +5408,39 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   reg \$266 ;
   reg \$267 ;
   reg \$268 ;
-  reg [17:0] \$269 ;
+  reg \$269 ;
   wire [3:0] \$27 ;
-  reg [17:0] \$270 ;
+  reg \$270 ;
   reg [17:0] \$271 ;
   reg [17:0] \$272 ;
-  reg [18:0] \$273 ;
+  reg [17:0] \$273 ;
   reg [17:0] \$274 ;
-  reg [17:0] \$275 ;
-  reg [18:0] \$276 ;
+  reg [18:0] \$275 ;
+  reg [17:0] \$276 ;
   reg [17:0] \$277 ;
-  reg [17:0] \$278 ;
-  reg [18:0] \$279 ;
+  reg [18:0] \$278 ;
+  reg [17:0] \$279 ;
   wire [6:0] \$28 ;
   reg [17:0] \$280 ;
-  reg [17:0] \$281 ;
-  reg [18:0] \$282 ;
+  reg [18:0] \$281 ;
+  reg [17:0] \$282 ;
   reg [17:0] \$283 ;
-  reg [17:0] \$284 ;
-  reg [18:0] \$285 ;
+  reg [18:0] \$284 ;
+  reg [17:0] \$285 ;
   reg [17:0] \$286 ;
-  reg [17:0] \$287 ;
-  reg [18:0] \$288 ;
+  reg [18:0] \$287 ;
+  reg [17:0] \$288 ;
   reg [17:0] \$289 ;
   wire \$29 ;
-  reg [17:0] \$290 ;
-  reg [18:0] \$291 ;
+  reg [18:0] \$290 ;
+  reg [17:0] \$291 ;
   reg [17:0] \$292 ;
-  reg [17:0] \$293 ;
-  reg [18:0] \$294 ;
-  reg [3:0] \$295 ;
-  reg [5:0] \$296 ;
-  reg \$297 ;
-  reg \$298 ;
+  reg [18:0] \$293 ;
+  reg [17:0] \$294 ;
+  reg [17:0] \$295 ;
+  reg [18:0] \$296 ;
+  reg [3:0] \$297 ;
+  reg [5:0] \$298 ;
   reg \$299 ;
   wire \$3 ;
   wire [5:0] \$30 ;
@@ -5457,9 +5455,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   reg \$308 ;
   reg \$309 ;
   wire [5:0] \$31 ;
-  reg [1:0] \$310 ;
-  reg [4:0] \$311 ;
-  reg \$312 ;
+  reg \$310 ;
+  reg \$311 ;
+  reg [1:0] \$312 ;
+  reg [4:0] \$313 ;
+  reg \$314 ;
   wire \$32 ;
   wire \$33 ;
   wire [5:0] \$34 ;
@@ -5467,15 +5467,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire [3:0] \$36 ;
   wire [3:0] \$37 ;
   wire \$38 ;
-  wire [4:0] \$39 ;
+  wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire \$41 ;
+  wire [4:0] \$41 ;
   wire \$42 ;
-  wire [4:0] \$43 ;
+  wire \$43 ;
   wire \$44 ;
-  wire [63:0] \$45 ;
-  wire [63:0] \$46 ;
+  wire [4:0] \$45 ;
+  wire \$46 ;
   wire [63:0] \$47 ;
   wire [63:0] \$48 ;
   wire [63:0] \$49 ;
@@ -5485,55 +5485,55 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   wire [63:0] \$52 ;
   wire [63:0] \$53 ;
   wire [63:0] \$54 ;
-  wire [17:0] \$55 ;
-  wire [18:0] \$56 ;
-  wire \$57 ;
-  wire [17:0] \$58 ;
-  wire [18:0] \$59 ;
+  wire [63:0] \$55 ;
+  wire [63:0] \$56 ;
+  wire [17:0] \$57 ;
+  wire [18:0] \$58 ;
+  wire \$59 ;
   wire \$6 ;
   wire [17:0] \$60 ;
   wire [18:0] \$61 ;
-  wire \$62 ;
-  wire [17:0] \$63 ;
-  wire [18:0] \$64 ;
-  wire [18:0] \$65 ;
-  wire [19:0] \$66 ;
-  wire [17:0] \$67 ;
-  wire [18:0] \$68 ;
-  wire \$69 ;
+  wire [17:0] \$62 ;
+  wire [18:0] \$63 ;
+  wire \$64 ;
+  wire [17:0] \$65 ;
+  wire [18:0] \$66 ;
+  wire [18:0] \$67 ;
+  wire [19:0] \$68 ;
+  wire [17:0] \$69 ;
   wire \$7 ;
-  wire [17:0] \$70 ;
-  wire [18:0] \$71 ;
-  wire [18:0] \$72 ;
-  wire [19:0] \$73 ;
-  wire [17:0] \$74 ;
-  wire [18:0] \$75 ;
-  wire \$76 ;
-  wire [17:0] \$77 ;
-  wire [18:0] \$78 ;
-  wire [18:0] \$79 ;
+  wire [18:0] \$70 ;
+  wire \$71 ;
+  wire [17:0] \$72 ;
+  wire [18:0] \$73 ;
+  wire [18:0] \$74 ;
+  wire [19:0] \$75 ;
+  wire [17:0] \$76 ;
+  wire [18:0] \$77 ;
+  wire \$78 ;
+  wire [17:0] \$79 ;
   wire \$8 ;
-  wire [19:0] \$80 ;
-  wire [17:0] \$81 ;
-  wire [18:0] \$82 ;
-  wire \$83 ;
-  wire [17:0] \$84 ;
-  wire [18:0] \$85 ;
-  wire [18:0] \$86 ;
-  wire [19:0] \$87 ;
-  wire [17:0] \$88 ;
-  wire [18:0] \$89 ;
+  wire [18:0] \$80 ;
+  wire [18:0] \$81 ;
+  wire [19:0] \$82 ;
+  wire [17:0] \$83 ;
+  wire [18:0] \$84 ;
+  wire \$85 ;
+  wire [17:0] \$86 ;
+  wire [18:0] \$87 ;
+  wire [18:0] \$88 ;
+  wire [19:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [17:0] \$91 ;
-  wire [18:0] \$92 ;
-  wire [18:0] \$93 ;
-  wire [19:0] \$94 ;
-  wire [17:0] \$95 ;
-  wire [18:0] \$96 ;
-  wire \$97 ;
-  wire [17:0] \$98 ;
-  wire [18:0] \$99 ;
+  wire [17:0] \$90 ;
+  wire [18:0] \$91 ;
+  wire \$92 ;
+  wire [17:0] \$93 ;
+  wire [18:0] \$94 ;
+  wire [18:0] \$95 ;
+  wire [19:0] \$96 ;
+  wire [17:0] \$97 ;
+  wire [18:0] \$98 ;
+  wire \$99 ;
   wire \$signal ;
   reg \$signal$633  = 1'h0;
   reg \$signal$634  = 1'h0;
@@ -7071,6 +7071,14 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   assign \port__data$657  = _14_;
   always @(posedge clk)
+    t5_0_l2_3 <= t5_0_w1_6;
+  always @(posedge clk)
+    t5_0_l2_4 <= t5_0_w1_8;
+  always @(posedge clk)
+    t5_0_l4_0 <= t5_0_w3_0;
+  always @(posedge clk)
+    t5_0_l4_1 <= t5_0_l2_4;
+  always @(posedge clk)
     t5_0_l5_0 <= t5_0_w4_0;
   always @(posedge clk)
     w6_0 <= { \o$810 , \o$809  };
@@ -7245,157 +7253,157 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   always @(posedge clk)
     xsum_l6_0 <= xsum_w5_0;
   always @(posedge clk)
-    v2_d1 <= \$246 ;
+    v2_d1 <= \$248 ;
   always @(posedge clk)
-    v2_d2 <= \$247 ;
+    v2_d2 <= \$249 ;
   always @(posedge clk)
-    v2_d3 <= \$248 ;
+    v2_d3 <= \$250 ;
   always @(posedge clk)
-    v2_d4 <= \$249 ;
+    v2_d4 <= \$251 ;
   always @(posedge clk)
-    v2_d5 <= \$250 ;
+    v2_d5 <= \$252 ;
   always @(posedge clk)
-    last2_d1 <= \$251 ;
+    last2_d1 <= \$253 ;
   always @(posedge clk)
-    last2_d2 <= \$252 ;
+    last2_d2 <= \$254 ;
   always @(posedge clk)
-    last2_d3 <= \$253 ;
+    last2_d3 <= \$255 ;
   always @(posedge clk)
-    last2_d4 <= \$254 ;
+    last2_d4 <= \$256 ;
   always @(posedge clk)
-    last2_d5 <= \$255 ;
+    last2_d5 <= \$257 ;
   always @(posedge clk)
-    v2p_d1 <= \$256 ;
+    v2p_d1 <= \$258 ;
   always @(posedge clk)
-    v2p_d2 <= \$257 ;
+    v2p_d2 <= \$259 ;
   always @(posedge clk)
-    v2p_d3 <= \$258 ;
+    v2p_d3 <= \$260 ;
   always @(posedge clk)
-    v2p_d4 <= \$259 ;
+    v2p_d4 <= \$261 ;
   always @(posedge clk)
-    first2p_d1 <= \$260 ;
+    first2p_d1 <= \$262 ;
   always @(posedge clk)
-    first2p_d2 <= \$261 ;
+    first2p_d2 <= \$263 ;
   always @(posedge clk)
-    first2p_d3 <= \$262 ;
+    first2p_d3 <= \$264 ;
   always @(posedge clk)
-    first2p_d4 <= \$263 ;
+    first2p_d4 <= \$265 ;
   always @(posedge clk)
-    last2p_d1 <= \$264 ;
+    last2p_d1 <= \$266 ;
   always @(posedge clk)
-    last2p_d2 <= \$265 ;
+    last2p_d2 <= \$267 ;
   always @(posedge clk)
-    last2p_d3 <= \$266 ;
+    last2p_d3 <= \$268 ;
   always @(posedge clk)
-    last2p_d4 <= \$267 ;
+    last2p_d4 <= \$269 ;
   always @(posedge clk)
-    done <= \$268 ;
+    done <= \$270 ;
   always @(posedge clk)
-    xacc <= \$269 ;
+    xacc <= \$271 ;
   always @(posedge clk)
-    xfin <= \$270 ;
+    xfin <= \$272 ;
   always @(posedge clk)
-    acc0_0 <= \$271 ;
+    acc0_0 <= \$273 ;
   always @(posedge clk)
-    fin0_0 <= \$272 ;
+    fin0_0 <= \$274 ;
   always @(posedge clk)
-    bank0_0 <= \$273 ;
+    bank0_0 <= \$275 ;
   always @(posedge clk)
-    acc1_0 <= \$274 ;
+    acc1_0 <= \$276 ;
   always @(posedge clk)
-    fin1_0 <= \$275 ;
+    fin1_0 <= \$277 ;
   always @(posedge clk)
-    bank1_0 <= \$276 ;
+    bank1_0 <= \$278 ;
   always @(posedge clk)
-    acc2_0 <= \$277 ;
+    acc2_0 <= \$279 ;
   always @(posedge clk)
-    fin2_0 <= \$278 ;
+    fin2_0 <= \$280 ;
   always @(posedge clk)
-    bank2_0 <= \$279 ;
+    bank2_0 <= \$281 ;
   always @(posedge clk)
-    acc3_0 <= \$280 ;
+    acc3_0 <= \$282 ;
   always @(posedge clk)
-    fin3_0 <= \$281 ;
+    fin3_0 <= \$283 ;
   always @(posedge clk)
-    bank3_0 <= \$282 ;
+    bank3_0 <= \$284 ;
   always @(posedge clk)
-    acc4_0 <= \$283 ;
+    acc4_0 <= \$285 ;
   always @(posedge clk)
-    fin4_0 <= \$284 ;
+    fin4_0 <= \$286 ;
   always @(posedge clk)
-    bank4_0 <= \$285 ;
+    bank4_0 <= \$287 ;
   always @(posedge clk)
-    acc5_0 <= \$286 ;
+    acc5_0 <= \$288 ;
   always @(posedge clk)
-    fin5_0 <= \$287 ;
+    fin5_0 <= \$289 ;
   always @(posedge clk)
-    bank5_0 <= \$288 ;
+    bank5_0 <= \$290 ;
   always @(posedge clk)
-    acc6_0 <= \$289 ;
+    acc6_0 <= \$291 ;
   always @(posedge clk)
-    fin6_0 <= \$290 ;
+    fin6_0 <= \$292 ;
   always @(posedge clk)
-    bank6_0 <= \$291 ;
+    bank6_0 <= \$293 ;
   always @(posedge clk)
-    acc7_0 <= \$292 ;
+    acc7_0 <= \$294 ;
   always @(posedge clk)
-    fin7_0 <= \$293 ;
+    fin7_0 <= \$295 ;
   always @(posedge clk)
-    bank7_0 <= \$294 ;
+    bank7_0 <= \$296 ;
   always @(posedge clk)
-    ser_left <= \$295 ;
+    ser_left <= \$297 ;
   always @(posedge clk)
-    addr <= \$296 ;
+    addr <= \$298 ;
   always @(posedge clk)
-    \$signal$916  <= \$297 ;
+    \$signal$916  <= \$299 ;
   always @(posedge clk)
-    ka <= \$298 ;
+    ka <= \$300 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$299 ;
+    vb <= \$301 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$123 ;
+    rq0_beta <= \$125 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$126 ;
+    rq0_acc_s1_0 <= \$128 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$127 [30:0];
+    rq0_acc_s2_0 <= \$129 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$128 [14:0];
+    rq0_shifted <= \$130 [14:0];
   always @(posedge clk)
-    rq0_under <= \$130 ;
+    rq0_under <= \$132 ;
   always @(posedge clk)
-    rq0_over <= \$132 ;
+    rq0_over <= \$134 ;
   always @(posedge clk)
-    v_out_d1 <= \$300 ;
+    v_out_d1 <= \$302 ;
   always @(posedge clk)
-    v_out_d2 <= \$301 ;
+    v_out_d2 <= \$303 ;
   always @(posedge clk)
-    v_out_d3 <= \$302 ;
+    v_out_d3 <= \$304 ;
   always @(posedge clk)
-    \w_en$624  <= \$303 ;
+    \w_en$624  <= \$305 ;
   always @(posedge clk)
-    skipped_d1 <= \$304 ;
+    skipped_d1 <= \$306 ;
   always @(posedge clk)
-    skipped_d2 <= \$305 ;
+    skipped_d2 <= \$307 ;
   always @(posedge clk)
-    skipped_d3 <= \$306 ;
+    skipped_d3 <= \$308 ;
   always @(posedge clk)
-    skipped_d4 <= \$307 ;
+    skipped_d4 <= \$309 ;
   always @(posedge clk)
-    skipped_d5 <= \$308 ;
+    skipped_d5 <= \$310 ;
   always @(posedge clk)
-    group_ended_d1 <= \$309 ;
+    group_ended_d1 <= \$311 ;
   always @(posedge clk)
-    credits_returned <= \$310 ;
+    credits_returned <= \$312 ;
   always @(posedge clk)
-    credits_space <= \$311 ;
+    credits_space <= \$313 ;
   always @(posedge clk)
-    credits_room <= \$312 ;
+    credits_room <= \$314 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 5'h14;
@@ -7635,220 +7643,222 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   assign \$36  = n_idx + 1'h1;
   assign \$37  = n_last ? 4'h0 : \$36 ;
   assign \$38  = step & sn_last;
-  assign \$39  = w_half ? 5'h14 : 5'h00;
-  assign \$40  = ~ w_half;
-  assign \$41  = step & s_last;
-  assign \$42  = ~ gap_zero;
-  assign \$43  = gap - 1'h1;
-  assign \$44  = ! s_idx;
-  assign \$45  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
-  assign \$46  = r_page_b0[1] ? \port__data$641  : \$45 ;
-  assign \$47  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
-  assign \$48  = r_page_b1[1] ? \port__data$645  : \$47 ;
-  assign \$49  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
-  assign \$50  = r_page_b2[1] ? \port__data$649  : \$49 ;
-  assign \$51  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
-  assign \$52  = r_page_b3[1] ? \port__data$653  : \$51 ;
-  assign \$53  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
-  assign \$54  = r_page_b4[1] ? \port__data$657  : \$53 ;
-  assign \$55  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$56  = \$55  + xsum_l6_0;
-  assign \$57  = flags_x[0] & flags_x[2];
-  assign \$58  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$59  = \$58  + xsum_l6_0;
-  assign \$60  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$61  = \$60  + t0_0_l5_0;
-  assign \$62  = flags_0[0] & flags_0[2];
-  assign \$63  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$64  = \$63  + t0_0_l5_0;
-  assign \$66  = \$65  - xfin;
-  assign \$67  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$68  = \$67  + t1_0_l5_0;
-  assign \$69  = flags_1[0] & flags_1[2];
-  assign \$70  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$71  = \$70  + t1_0_l5_0;
-  assign \$73  = \$72  - xfin;
-  assign \$74  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$75  = \$74  + t2_0_l5_0;
-  assign \$76  = flags_2[0] & flags_2[2];
-  assign \$77  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$78  = \$77  + t2_0_l5_0;
-  assign \$80  = \$79  - xfin;
-  assign \$81  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$82  = \$81  + t3_0_l5_0;
-  assign \$83  = flags_3[0] & flags_3[2];
-  assign \$84  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$85  = \$84  + t3_0_l5_0;
-  assign \$87  = \$86  - xfin;
-  assign \$88  = flags_4[1] ? 18'h00000 : acc4_0;
-  assign \$89  = \$88  + t4_0_l5_0;
-  assign \$90  = flags_4[0] & flags_4[2];
-  assign \$91  = flags_4[1] ? 18'h00000 : acc4_0;
-  assign \$92  = \$91  + t4_0_l5_0;
-  assign \$94  = \$93  - xfin;
-  assign \$95  = flags_5[1] ? 18'h00000 : acc5_0;
-  assign \$96  = \$95  + t5_0_l5_0;
-  assign \$97  = flags_5[0] & flags_5[2];
-  assign \$98  = flags_5[1] ? 18'h00000 : acc5_0;
-  assign \$99  = \$98  + t5_0_l5_0;
-  assign \$101  = \$100  - xfin;
-  assign \$102  = flags_6[1] ? 18'h00000 : acc6_0;
-  assign \$103  = \$102  + t6_0_l5_0;
-  assign \$104  = flags_6[0] & flags_6[2];
-  assign \$105  = flags_6[1] ? 18'h00000 : acc6_0;
-  assign \$106  = \$105  + t6_0_l5_0;
-  assign \$108  = \$107  - xfin;
-  assign \$109  = flags_7[1] ? 18'h00000 : acc7_0;
-  assign \$110  = \$109  + t7_0_l5_0;
-  assign \$111  = flags_7[0] & flags_7[2];
-  assign \$112  = flags_7[1] ? 18'h00000 : acc7_0;
-  assign \$113  = \$112  + t7_0_l5_0;
-  assign \$115  = \$114  - xfin;
-  assign \$116  = ser_left - 1'h1;
-  assign \$117  = addr == 6'h3f;
-  assign \$118  = addr + 1'h1;
-  assign \$119  = \$117  ? 7'h00 : \$118 ;
-  assign \$123  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$126  = $signed(\$124 ) + $signed(\$125 );
-  assign \$127  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$130  = $signed(\$129 ) < $signed(1'h0);
-  assign \$132  = $signed(\$131 ) > $signed(9'h0ff);
-  assign \$133  = step & s_last;
-  assign \$134  = o__valid & \o__ready$619 ;
-  assign \$135  = \$134  + skipped_d5;
-  assign \$136  = ! \$2 [5:4];
-  assign \$137  = ~ rst_conv2;
-  assign \$138  = \$136  & \$137 ;
-  assign \$139  = \$138  ? take : 1'h0;
-  assign \$140  = ! \$2 [5:4];
-  assign \$141  = ~ rst_conv2;
-  assign \$142  = \$140  & \$141 ;
-  assign \$143  = \$142  ? take : 1'h0;
-  assign \$144  = ! \$2 [5:4];
-  assign \$145  = ~ rst_conv2;
-  assign \$146  = \$144  & \$145 ;
-  assign \$147  = \$146  ? take : 1'h0;
-  assign \$148  = ! \$2 [5:4];
-  assign \$149  = ~ rst_conv2;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = \$150  ? take : 1'h0;
-  assign \$152  = ! \$2 [5:4];
-  assign \$153  = ~ rst_conv2;
-  assign \$154  = \$152  & \$153 ;
-  assign \$155  = \$154  ? take : 1'h0;
-  assign \$156  = \$2 [5:4] == 1'h1;
-  assign \$157  = ~ rst_conv2;
-  assign \$158  = \$156  & \$157 ;
-  assign \$159  = \$158  ? take : 1'h0;
-  assign \$160  = \$2 [5:4] == 1'h1;
-  assign \$161  = ~ rst_conv2;
-  assign \$162  = \$160  & \$161 ;
-  assign \$163  = \$162  ? take : 1'h0;
-  assign \$164  = \$2 [5:4] == 1'h1;
-  assign \$165  = ~ rst_conv2;
-  assign \$166  = \$164  & \$165 ;
-  assign \$167  = \$166  ? take : 1'h0;
-  assign \$168  = \$2 [5:4] == 1'h1;
-  assign \$169  = ~ rst_conv2;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = \$170  ? take : 1'h0;
-  assign \$172  = \$2 [5:4] == 1'h1;
-  assign \$173  = ~ rst_conv2;
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = \$174  ? take : 1'h0;
-  assign \$176  = \$2 [5:4] == 2'h2;
-  assign \$177  = ~ rst_conv2;
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = \$178  ? take : 1'h0;
-  assign \$180  = \$2 [5:4] == 2'h2;
-  assign \$181  = ~ rst_conv2;
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = \$182  ? take : 1'h0;
-  assign \$184  = \$2 [5:4] == 2'h2;
-  assign \$185  = ~ rst_conv2;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = \$186  ? take : 1'h0;
-  assign \$188  = \$2 [5:4] == 2'h2;
-  assign \$189  = ~ rst_conv2;
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = \$190  ? take : 1'h0;
-  assign \$192  = \$2 [5:4] == 2'h2;
-  assign \$193  = ~ rst_conv2;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = \$194  ? take : 1'h0;
-  assign \$196  = rst_conv2 | load;
-  assign \$197  = filled ? 1'h1 : w_full;
-  assign \$198  = \$196  ? 1'h0 : \$197 ;
-  assign \$199  = rst_conv2 | load;
-  assign \$200  = filled ? 1'h1 : w_full_issue;
-  assign \$201  = \$199  ? 1'h0 : \$200 ;
-  assign \$202  = step & sn_last;
-  assign \$203  = \$202  ? 1'h0 : active;
-  assign \$204  = load ? 1'h1 : \$203 ;
-  assign \$205  = rst_conv2 ? 1'h0 : \$204 ;
-  assign \$206  = rst_conv2 ? 1'h0 : \$signal ;
-  assign \$207  = credits_room_next & gap_zero_next;
-  assign \$208  = rst_conv2 ? 1'h1 : \$207 ;
-  assign \$209  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
-  assign \$210  = r_page_b0[1] ? \port__data$641  : \$209 ;
-  assign \$211  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
-  assign \$212  = r_page_b1[1] ? \port__data$645  : \$211 ;
-  assign \$213  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
-  assign \$214  = r_page_b2[1] ? \port__data$649  : \$213 ;
-  assign \$215  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
-  assign \$216  = r_page_b3[1] ? \port__data$653  : \$215 ;
-  assign \$217  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
-  assign \$218  = r_page_b4[1] ? \port__data$657  : \$217 ;
-  assign \$219  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
-  assign \$220  = r_page_b0[1] ? \port__data$641  : \$219 ;
-  assign \$221  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
-  assign \$222  = r_page_b1[1] ? \port__data$645  : \$221 ;
-  assign \$223  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
-  assign \$224  = r_page_b2[1] ? \port__data$649  : \$223 ;
-  assign \$225  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
-  assign \$226  = r_page_b3[1] ? \port__data$653  : \$225 ;
-  assign \$227  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
-  assign \$228  = r_page_b4[1] ? \port__data$657  : \$227 ;
+  assign \$39  = \$38  ? 1'h0 : active;
+  assign \$40  = load ? 1'h1 : \$39 ;
+  assign \$41  = w_half ? 5'h14 : 5'h00;
+  assign \$42  = ~ w_half;
+  assign \$43  = step & s_last;
+  assign \$44  = ~ gap_zero;
+  assign \$45  = gap - 1'h1;
+  assign \$46  = ! s_idx;
+  assign \$47  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
+  assign \$48  = r_page_b0[1] ? \port__data$641  : \$47 ;
+  assign \$49  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
+  assign \$50  = r_page_b1[1] ? \port__data$645  : \$49 ;
+  assign \$51  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
+  assign \$52  = r_page_b2[1] ? \port__data$649  : \$51 ;
+  assign \$53  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
+  assign \$54  = r_page_b3[1] ? \port__data$653  : \$53 ;
+  assign \$55  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
+  assign \$56  = r_page_b4[1] ? \port__data$657  : \$55 ;
+  assign \$57  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$58  = \$57  + xsum_l6_0;
+  assign \$59  = flags_x[0] & flags_x[2];
+  assign \$60  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$61  = \$60  + xsum_l6_0;
+  assign \$62  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$63  = \$62  + t0_0_l5_0;
+  assign \$64  = flags_0[0] & flags_0[2];
+  assign \$65  = flags_0[1] ? 18'h00000 : acc0_0;
+  assign \$66  = \$65  + t0_0_l5_0;
+  assign \$68  = \$67  - xfin;
+  assign \$69  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$70  = \$69  + t1_0_l5_0;
+  assign \$71  = flags_1[0] & flags_1[2];
+  assign \$72  = flags_1[1] ? 18'h00000 : acc1_0;
+  assign \$73  = \$72  + t1_0_l5_0;
+  assign \$75  = \$74  - xfin;
+  assign \$76  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$77  = \$76  + t2_0_l5_0;
+  assign \$78  = flags_2[0] & flags_2[2];
+  assign \$79  = flags_2[1] ? 18'h00000 : acc2_0;
+  assign \$80  = \$79  + t2_0_l5_0;
+  assign \$82  = \$81  - xfin;
+  assign \$83  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$84  = \$83  + t3_0_l5_0;
+  assign \$85  = flags_3[0] & flags_3[2];
+  assign \$86  = flags_3[1] ? 18'h00000 : acc3_0;
+  assign \$87  = \$86  + t3_0_l5_0;
+  assign \$89  = \$88  - xfin;
+  assign \$90  = flags_4[1] ? 18'h00000 : acc4_0;
+  assign \$91  = \$90  + t4_0_l5_0;
+  assign \$92  = flags_4[0] & flags_4[2];
+  assign \$93  = flags_4[1] ? 18'h00000 : acc4_0;
+  assign \$94  = \$93  + t4_0_l5_0;
+  assign \$96  = \$95  - xfin;
+  assign \$97  = flags_5[1] ? 18'h00000 : acc5_0;
+  assign \$98  = \$97  + t5_0_l5_0;
+  assign \$99  = flags_5[0] & flags_5[2];
+  assign \$100  = flags_5[1] ? 18'h00000 : acc5_0;
+  assign \$101  = \$100  + t5_0_l5_0;
+  assign \$103  = \$102  - xfin;
+  assign \$104  = flags_6[1] ? 18'h00000 : acc6_0;
+  assign \$105  = \$104  + t6_0_l5_0;
+  assign \$106  = flags_6[0] & flags_6[2];
+  assign \$107  = flags_6[1] ? 18'h00000 : acc6_0;
+  assign \$108  = \$107  + t6_0_l5_0;
+  assign \$110  = \$109  - xfin;
+  assign \$111  = flags_7[1] ? 18'h00000 : acc7_0;
+  assign \$112  = \$111  + t7_0_l5_0;
+  assign \$113  = flags_7[0] & flags_7[2];
+  assign \$114  = flags_7[1] ? 18'h00000 : acc7_0;
+  assign \$115  = \$114  + t7_0_l5_0;
+  assign \$117  = \$116  - xfin;
+  assign \$118  = ser_left - 1'h1;
+  assign \$119  = addr == 6'h3f;
+  assign \$120  = addr + 1'h1;
+  assign \$121  = \$119  ? 7'h00 : \$120 ;
+  assign \$125  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$128  = $signed(\$126 ) + $signed(\$127 );
+  assign \$129  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$132  = $signed(\$131 ) < $signed(1'h0);
+  assign \$134  = $signed(\$133 ) > $signed(9'h0ff);
+  assign \$135  = step & s_last;
+  assign \$136  = o__valid & \o__ready$619 ;
+  assign \$137  = \$136  + skipped_d5;
+  assign \$138  = ! \$2 [5:4];
+  assign \$139  = ~ rst_conv2;
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = \$140  ? take : 1'h0;
+  assign \$142  = ! \$2 [5:4];
+  assign \$143  = ~ rst_conv2;
+  assign \$144  = \$142  & \$143 ;
+  assign \$145  = \$144  ? take : 1'h0;
+  assign \$146  = ! \$2 [5:4];
+  assign \$147  = ~ rst_conv2;
+  assign \$148  = \$146  & \$147 ;
+  assign \$149  = \$148  ? take : 1'h0;
+  assign \$150  = ! \$2 [5:4];
+  assign \$151  = ~ rst_conv2;
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = \$152  ? take : 1'h0;
+  assign \$154  = ! \$2 [5:4];
+  assign \$155  = ~ rst_conv2;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = \$156  ? take : 1'h0;
+  assign \$158  = \$2 [5:4] == 1'h1;
+  assign \$159  = ~ rst_conv2;
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = \$160  ? take : 1'h0;
+  assign \$162  = \$2 [5:4] == 1'h1;
+  assign \$163  = ~ rst_conv2;
+  assign \$164  = \$162  & \$163 ;
+  assign \$165  = \$164  ? take : 1'h0;
+  assign \$166  = \$2 [5:4] == 1'h1;
+  assign \$167  = ~ rst_conv2;
+  assign \$168  = \$166  & \$167 ;
+  assign \$169  = \$168  ? take : 1'h0;
+  assign \$170  = \$2 [5:4] == 1'h1;
+  assign \$171  = ~ rst_conv2;
+  assign \$172  = \$170  & \$171 ;
+  assign \$173  = \$172  ? take : 1'h0;
+  assign \$174  = \$2 [5:4] == 1'h1;
+  assign \$175  = ~ rst_conv2;
+  assign \$176  = \$174  & \$175 ;
+  assign \$177  = \$176  ? take : 1'h0;
+  assign \$178  = \$2 [5:4] == 2'h2;
+  assign \$179  = ~ rst_conv2;
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = \$180  ? take : 1'h0;
+  assign \$182  = \$2 [5:4] == 2'h2;
+  assign \$183  = ~ rst_conv2;
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = \$184  ? take : 1'h0;
+  assign \$186  = \$2 [5:4] == 2'h2;
+  assign \$187  = ~ rst_conv2;
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = \$188  ? take : 1'h0;
+  assign \$190  = \$2 [5:4] == 2'h2;
+  assign \$191  = ~ rst_conv2;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = \$192  ? take : 1'h0;
+  assign \$194  = \$2 [5:4] == 2'h2;
+  assign \$195  = ~ rst_conv2;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = \$196  ? take : 1'h0;
+  assign \$198  = rst_conv2 | load;
+  assign \$199  = filled ? 1'h1 : w_full;
+  assign \$200  = \$198  ? 1'h0 : \$199 ;
+  assign \$201  = rst_conv2 | load;
+  assign \$202  = filled ? 1'h1 : w_full_issue;
+  assign \$203  = \$201  ? 1'h0 : \$202 ;
+  assign \$204  = step & sn_last;
+  assign \$205  = \$204  ? 1'h0 : active;
+  assign \$206  = load ? 1'h1 : \$205 ;
+  assign \$207  = rst_conv2 ? 1'h0 : \$206 ;
+  assign \$208  = rst_conv2 ? 1'h0 : \$signal ;
+  assign \$209  = credits_room_next & gap_zero_next;
+  assign \$210  = rst_conv2 ? 1'h1 : \$209 ;
+  assign \$211  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
+  assign \$212  = r_page_b0[1] ? \port__data$641  : \$211 ;
+  assign \$213  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
+  assign \$214  = r_page_b1[1] ? \port__data$645  : \$213 ;
+  assign \$215  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
+  assign \$216  = r_page_b2[1] ? \port__data$649  : \$215 ;
+  assign \$217  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
+  assign \$218  = r_page_b3[1] ? \port__data$653  : \$217 ;
+  assign \$219  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
+  assign \$220  = r_page_b4[1] ? \port__data$657  : \$219 ;
+  assign \$221  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
+  assign \$222  = r_page_b0[1] ? \port__data$641  : \$221 ;
+  assign \$223  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
+  assign \$224  = r_page_b1[1] ? \port__data$645  : \$223 ;
+  assign \$225  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
+  assign \$226  = r_page_b2[1] ? \port__data$649  : \$225 ;
+  assign \$227  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
+  assign \$228  = r_page_b3[1] ? \port__data$653  : \$227 ;
+  assign \$229  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
+  assign \$230  = r_page_b4[1] ? \port__data$657  : \$229 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$229 ;
+    w_count <= \$231 ;
   always @(posedge clk)
-    can_end <= \$230 ;
+    can_end <= \$232 ;
   always @(posedge clk)
-    gap_zero <= \$231 ;
+    gap_zero <= \$233 ;
   always @(posedge clk)
-    s_last <= \$232 ;
+    s_last <= \$234 ;
   always @(posedge clk)
-    n_last <= \$233 ;
+    n_last <= \$235 ;
   always @(posedge clk)
-    sn_last <= \$234 ;
+    sn_last <= \$236 ;
   always @(posedge clk)
-    r_addr <= \$235 ;
+    r_addr <= \$237 ;
   always @(posedge clk)
-    s_idx <= \$236 ;
+    s_idx <= \$238 ;
   always @(posedge clk)
-    n_idx <= \$237 ;
+    n_idx <= \$239 ;
   always @(posedge clk)
-    active <= \$238 ;
+    active <= \$240 ;
   always @(posedge clk)
-    r_base <= \$239 ;
+    r_base <= \$241 ;
   always @(posedge clk)
-    w_half <= \$240 ;
+    w_half <= \$242 ;
   always @(posedge clk)
-    gap <= \$241 ;
+    gap <= \$243 ;
   always @(posedge clk)
-    \$signal$633  <= \$242 ;
+    \$signal$633  <= \$244 ;
   always @(posedge clk)
-    \$signal$634  <= \$243 ;
+    \$signal$634  <= \$245 ;
   always @(posedge clk)
-    last1 <= \$244 ;
+    last1 <= \$246 ;
   always @(posedge clk)
     word1 <= \o__payload$636 ;
   always @(posedge clk)
-    r_addr_q <= \$245 ;
+    r_addr_q <= \$247 ;
   always @(posedge clk)
-    xdata_d1 <= { \$54 , \$52 , \$50 , \$48 , \$46  };
+    xdata_d1 <= { \$56 , \$54 , \$52 , \$50 , \$48  };
   always @(posedge clk)
     w0_0 <= { \o$660 , o };
   always @(posedge clk)
@@ -8187,20 +8197,12 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     t5_0_l2_1 <= t5_0_w1_2;
   always @(posedge clk)
     t5_0_l2_2 <= t5_0_w1_4;
-  always @(posedge clk)
-    t5_0_l2_3 <= t5_0_w1_6;
-  always @(posedge clk)
-    t5_0_l2_4 <= t5_0_w1_8;
-  always @(posedge clk)
-    t5_0_l4_0 <= t5_0_w3_0;
-  always @(posedge clk)
-    t5_0_l4_1 <= t5_0_l2_4;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$205 ),
+    .d(\$207 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -8208,7 +8210,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$208 ),
+    .d(\$210 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.conv2.consts  consts (
@@ -10144,7 +10146,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$206 ),
+    .d(\$208 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -10272,7 +10274,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$139 ),
+    .d(\$141 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -10280,7 +10282,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$159 ),
+    .d(\$161 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -10288,7 +10290,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b0_p2_copy (
     .clk(clk),
-    .d(\$179 ),
+    .d(\$181 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -10296,7 +10298,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b1_p0_copy (
     .clk(clk),
-    .d(\$143 ),
+    .d(\$145 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -10304,7 +10306,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b1_p1_copy (
     .clk(clk),
-    .d(\$163 ),
+    .d(\$165 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -10312,7 +10314,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b1_p2_copy (
     .clk(clk),
-    .d(\$183 ),
+    .d(\$185 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -10320,7 +10322,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b2_p0_copy (
     .clk(clk),
-    .d(\$147 ),
+    .d(\$149 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -10328,7 +10330,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b2_p1_copy (
     .clk(clk),
-    .d(\$167 ),
+    .d(\$169 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -10336,7 +10338,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b2_p2_copy (
     .clk(clk),
-    .d(\$187 ),
+    .d(\$189 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -10344,7 +10346,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b3_p0_copy (
     .clk(clk),
-    .d(\$151 ),
+    .d(\$153 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -10352,7 +10354,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b3_p1_copy (
     .clk(clk),
-    .d(\$171 ),
+    .d(\$173 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -10360,7 +10362,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b3_p2_copy (
     .clk(clk),
-    .d(\$191 ),
+    .d(\$193 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -10368,7 +10370,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b4_p0_copy (
     .clk(clk),
-    .d(\$155 ),
+    .d(\$157 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -10376,7 +10378,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b4_p1_copy (
     .clk(clk),
-    .d(\$175 ),
+    .d(\$177 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -10384,7 +10386,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_en_b4_p2_copy (
     .clk(clk),
-    .d(\$195 ),
+    .d(\$197 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -10392,7 +10394,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$198 ),
+    .d(\$200 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -10400,7 +10402,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$201 ),
+    .d(\$203 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.conv2.weights  weights (
@@ -10416,7 +10418,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd320)
   ) xdata_c0_copy (
     .clk(clk),
-    .d({ \$218 , \$216 , \$214 , \$212 , \$210  }),
+    .d({ \$220 , \$218 , \$216 , \$214 , \$212  }),
     .q(xdata_c0)
   );
   flexor_copy #(
@@ -10424,498 +10426,498 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
     .WIDTH(32'd320)
   ) xdata_c1_copy (
     .clk(clk),
-    .d({ \$228 , \$226 , \$224 , \$222 , \$220  }),
+    .d({ \$230 , \$228 , \$226 , \$224 , \$222  }),
     .q(xdata_c1)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$246  = \$signal$633 ;
-    if (rst_conv2) begin
-      \$246  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$247  = v2_d1;
-    if (rst_conv2) begin
-      \$247  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$248  = v2_d2;
+    \$248  = \$signal$633 ;
     if (rst_conv2) begin
       \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$249  = v2_d3;
+    \$249  = v2_d1;
     if (rst_conv2) begin
       \$249  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$250  = v2_d4;
+    \$250  = v2_d2;
     if (rst_conv2) begin
       \$250  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$251  = last1;
+    \$251  = v2_d3;
     if (rst_conv2) begin
       \$251  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$252  = last2_d1;
+    \$252  = v2_d4;
     if (rst_conv2) begin
       \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$253  = last2_d2;
+    \$253  = last1;
     if (rst_conv2) begin
       \$253  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$254  = last2_d3;
+    \$254  = last2_d1;
     if (rst_conv2) begin
       \$254  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$255  = last2_d4;
+    \$255  = last2_d2;
     if (rst_conv2) begin
       \$255  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$256  = \$signal$633 ;
+    \$256  = last2_d3;
     if (rst_conv2) begin
       \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$257  = v2p_d1;
+    \$257  = last2_d4;
     if (rst_conv2) begin
       \$257  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$258  = v2p_d2;
+    \$258  = \$signal$633 ;
     if (rst_conv2) begin
       \$258  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$259  = v2p_d3;
+    \$259  = v2p_d1;
     if (rst_conv2) begin
       \$259  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$260  = \$signal$634 ;
+    \$260  = v2p_d2;
     if (rst_conv2) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$261  = first2p_d1;
+    \$261  = v2p_d3;
     if (rst_conv2) begin
       \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$262  = first2p_d2;
+    \$262  = \$signal$634 ;
     if (rst_conv2) begin
       \$262  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$263  = first2p_d3;
+    \$263  = first2p_d1;
     if (rst_conv2) begin
       \$263  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$264  = last1;
+    \$264  = first2p_d2;
     if (rst_conv2) begin
       \$264  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$265  = last2p_d1;
+    \$265  = first2p_d3;
     if (rst_conv2) begin
       \$265  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$266  = last2p_d2;
+    \$266  = last1;
     if (rst_conv2) begin
       \$266  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$267  = last2p_d3;
+    \$267  = last2p_d1;
     if (rst_conv2) begin
       \$267  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$268  = group_end;
+    \$268  = last2p_d2;
     if (rst_conv2) begin
       \$268  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$269  = xacc;
+    \$269  = last2p_d3;
+    if (rst_conv2) begin
+      \$269  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$270  = group_end;
+    if (rst_conv2) begin
+      \$270  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$271  = xacc;
     if (flags_x[0]) begin
-      \$269  = \$56 [17:0];
+      \$271  = \$58 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$270  = xfin;
-    if (\$57 ) begin
-      \$270  = \$59 [17:0];
+    \$272  = xfin;
+    if (\$59 ) begin
+      \$272  = \$61 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$271  = acc0_0;
+    \$273  = acc0_0;
     if (flags_0[0]) begin
-      \$271  = \$61 [17:0];
+      \$273  = \$63 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$272  = fin0_0;
-    if (\$62 ) begin
-      \$272  = \$64 [17:0];
+    \$274  = fin0_0;
+    if (\$64 ) begin
+      \$274  = \$66 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$273  = bank0_0;
+    \$275  = bank0_0;
     if (done) begin
-      \$273  = \$66 [18:0];
+      \$275  = \$68 [18:0];
     end else if (ser) begin
-      \$273  = bank1_0;
+      \$275  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$274  = acc1_0;
+    \$276  = acc1_0;
     if (flags_1[0]) begin
-      \$274  = \$68 [17:0];
+      \$276  = \$70 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$275  = fin1_0;
-    if (\$69 ) begin
-      \$275  = \$71 [17:0];
+    \$277  = fin1_0;
+    if (\$71 ) begin
+      \$277  = \$73 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$276  = bank1_0;
+    \$278  = bank1_0;
     if (done) begin
-      \$276  = \$73 [18:0];
+      \$278  = \$75 [18:0];
     end else if (ser) begin
-      \$276  = bank2_0;
+      \$278  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$277  = acc2_0;
+    \$279  = acc2_0;
     if (flags_2[0]) begin
-      \$277  = \$75 [17:0];
+      \$279  = \$77 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$278  = fin2_0;
-    if (\$76 ) begin
-      \$278  = \$78 [17:0];
+    \$280  = fin2_0;
+    if (\$78 ) begin
+      \$280  = \$80 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$279  = bank2_0;
+    \$281  = bank2_0;
     if (done) begin
-      \$279  = \$80 [18:0];
+      \$281  = \$82 [18:0];
     end else if (ser) begin
-      \$279  = bank3_0;
+      \$281  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$280  = acc3_0;
+    \$282  = acc3_0;
     if (flags_3[0]) begin
-      \$280  = \$82 [17:0];
+      \$282  = \$84 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$281  = fin3_0;
-    if (\$83 ) begin
-      \$281  = \$85 [17:0];
+    \$283  = fin3_0;
+    if (\$85 ) begin
+      \$283  = \$87 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$282  = bank3_0;
+    \$284  = bank3_0;
     if (done) begin
-      \$282  = \$87 [18:0];
+      \$284  = \$89 [18:0];
     end else if (ser) begin
-      \$282  = bank4_0;
+      \$284  = bank4_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$283  = acc4_0;
+    \$285  = acc4_0;
     if (flags_4[0]) begin
-      \$283  = \$89 [17:0];
+      \$285  = \$91 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$284  = fin4_0;
-    if (\$90 ) begin
-      \$284  = \$92 [17:0];
+    \$286  = fin4_0;
+    if (\$92 ) begin
+      \$286  = \$94 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$285  = bank4_0;
+    \$287  = bank4_0;
     if (done) begin
-      \$285  = \$94 [18:0];
+      \$287  = \$96 [18:0];
     end else if (ser) begin
-      \$285  = bank5_0;
+      \$287  = bank5_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$286  = acc5_0;
+    \$288  = acc5_0;
     if (flags_5[0]) begin
-      \$286  = \$96 [17:0];
+      \$288  = \$98 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$287  = fin5_0;
-    if (\$97 ) begin
-      \$287  = \$99 [17:0];
+    \$289  = fin5_0;
+    if (\$99 ) begin
+      \$289  = \$101 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$288  = bank5_0;
+    \$290  = bank5_0;
     if (done) begin
-      \$288  = \$101 [18:0];
+      \$290  = \$103 [18:0];
     end else if (ser) begin
-      \$288  = bank6_0;
+      \$290  = bank6_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$289  = acc6_0;
+    \$291  = acc6_0;
     if (flags_6[0]) begin
-      \$289  = \$103 [17:0];
+      \$291  = \$105 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$290  = fin6_0;
-    if (\$104 ) begin
-      \$290  = \$106 [17:0];
+    \$292  = fin6_0;
+    if (\$106 ) begin
+      \$292  = \$108 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$291  = bank6_0;
+    \$293  = bank6_0;
     if (done) begin
-      \$291  = \$108 [18:0];
+      \$293  = \$110 [18:0];
     end else if (ser) begin
-      \$291  = bank7_0;
+      \$293  = bank7_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$292  = acc7_0;
+    \$294  = acc7_0;
     if (flags_7[0]) begin
-      \$292  = \$110 [17:0];
+      \$294  = \$112 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$293  = fin7_0;
-    if (\$111 ) begin
-      \$293  = \$113 [17:0];
+    \$295  = fin7_0;
+    if (\$113 ) begin
+      \$295  = \$115 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$294  = bank7_0;
+    \$296  = bank7_0;
     if (done) begin
-      \$294  = \$115 [18:0];
+      \$296  = \$117 [18:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$295  = ser_left;
+    \$297  = ser_left;
     if (done) begin
-      \$295  = 4'h8;
+      \$297  = 4'h8;
     end else if (ser) begin
-      \$295  = \$116 [3:0];
+      \$297  = \$118 [3:0];
     end
     if (rst_conv2) begin
-      \$295  = 4'h0;
+      \$297  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$296  = addr;
+    \$298  = addr;
     if (ser) begin
-      \$296  = \$119 [5:0];
+      \$298  = \$121 [5:0];
     end
     if (rst_conv2) begin
-      \$296  = 6'h00;
+      \$298  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$297  = \$120 ;
-    if (rst_conv2) begin
-      \$297  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$298  = \$122 ;
-    if (rst_conv2) begin
-      \$298  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$299  = \$signal$916 ;
+    \$299  = \$122 ;
     if (rst_conv2) begin
       \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$300  = vb;
+    \$300  = \$124 ;
     if (rst_conv2) begin
       \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$301  = v_out_d1;
+    \$301  = \$signal$916 ;
     if (rst_conv2) begin
       \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$302  = v_out_d2;
+    \$302  = vb;
     if (rst_conv2) begin
       \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$303  = v_out_d3;
+    \$303  = v_out_d1;
     if (rst_conv2) begin
       \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$304  = ka;
+    \$304  = v_out_d2;
     if (rst_conv2) begin
       \$304  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$305  = skipped_d1;
+    \$305  = v_out_d3;
     if (rst_conv2) begin
       \$305  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$306  = skipped_d2;
+    \$306  = ka;
     if (rst_conv2) begin
       \$306  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$307  = skipped_d3;
+    \$307  = skipped_d1;
     if (rst_conv2) begin
       \$307  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$308  = skipped_d4;
+    \$308  = skipped_d2;
     if (rst_conv2) begin
       \$308  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$309  = \$133 ;
+    \$309  = skipped_d3;
     if (rst_conv2) begin
       \$309  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$310  = \$135 ;
+    \$310  = skipped_d4;
     if (rst_conv2) begin
-      \$310  = 2'h0;
+      \$310  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$311  = \$28 [4:0];
+    \$311  = \$135 ;
     if (rst_conv2) begin
-      \$311  = 5'h18;
+      \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$312  = credits_room_next;
+    \$312  = \$137 ;
     if (rst_conv2) begin
-      \$312  = 1'h1;
+      \$312  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$313  = \$28 [4:0];
+    if (rst_conv2) begin
+      \$313  = 5'h18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$314  = credits_room_next;
+    if (rst_conv2) begin
+      \$314  = 1'h1;
     end
   end
   always @* begin
@@ -10930,149 +10932,143 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$229  = w_count;
+    \$231  = w_count;
     if (take) begin
-      \$229  = \$31 [4:0];
+      \$231  = \$31 [4:0];
     end
     if (rst_conv2) begin
-      \$229  = 5'h00;
+      \$231  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$230  = \$32 ;
+    \$232  = \$32 ;
     if (rst_conv2) begin
-      \$230  = 1'h1;
+      \$232  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$231  = gap_zero_next;
+    \$233  = gap_zero_next;
     if (rst_conv2) begin
-      \$231  = 1'h1;
+      \$233  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$232  = \$signal ;
-    if (rst_conv2) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$233  = n_last_next;
-    if (rst_conv2) begin
-      \$233  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$234  = \$33 ;
+    \$234  = \$signal ;
     if (rst_conv2) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$235  = r_next;
+    \$235  = n_last_next;
     if (rst_conv2) begin
-      \$235  = 6'h00;
+      \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$236  = s_idx;
+    \$236  = \$33 ;
+    if (rst_conv2) begin
+      \$236  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$237  = r_next;
+    if (rst_conv2) begin
+      \$237  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$238  = s_idx;
     if (step) begin
-      \$236  = \$35 [4:0];
+      \$238  = \$35 [4:0];
     end
     if (rst_conv2) begin
-      \$236  = 5'h00;
+      \$238  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$237  = n_idx;
+    \$239  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$237  = \$37 [2:0];
+        \$239  = \$37 [2:0];
       end
     end
     if (rst_conv2) begin
-      \$237  = 3'h0;
+      \$239  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$238  = active;
-    if (\$38 ) begin
-      \$238  = 1'h0;
-    end
-    if (load) begin
-      \$238  = 1'h1;
-    end
-    if (rst_conv2) begin
-      \$238  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$239  = r_base;
-    if (load) begin
-      \$239  = { 1'h0, \$39  };
-    end
-    if (rst_conv2) begin
-      \$239  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$240  = w_half;
-    if (load) begin
-      \$240  = \$40 ;
-    end
+    \$240  = \$40 ;
     if (rst_conv2) begin
       \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$241  = gap;
-    if (\$41 ) begin
-      \$241  = 4'h7;
-    end else if (\$42 ) begin
-      \$241  = \$43 [3:0];
+    \$241  = r_base;
+    if (load) begin
+      \$241  = { 1'h0, \$41  };
     end
     if (rst_conv2) begin
-      \$241  = 4'h0;
+      \$241  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$242  = step;
+    \$242  = w_half;
+    if (load) begin
+      \$242  = \$42 ;
+    end
     if (rst_conv2) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$243  = \$44 ;
+    \$243  = gap;
+    if (\$43 ) begin
+      \$243  = 4'h7;
+    end else if (\$44 ) begin
+      \$243  = \$45 [3:0];
+    end
     if (rst_conv2) begin
-      \$243  = 1'h0;
+      \$243  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$244  = s_last;
+    \$244  = step;
     if (rst_conv2) begin
       \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$245  = r_next;
+    \$245  = \$46 ;
     if (rst_conv2) begin
-      \$245  = 6'h00;
+      \$245  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$246  = s_last;
+    if (rst_conv2) begin
+      \$246  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$247  = r_next;
+    if (rst_conv2) begin
+      \$247  = 6'h00;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -11187,22 +11183,22 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o_
   assign \data$937  = \o__payload$636 ;
   assign \$4  = active;
   assign \$10  = active_rom;
-  assign \$65  = { fin0_0, 1'h0 };
-  assign \$72  = { fin1_0, 1'h0 };
-  assign \$79  = { fin2_0, 1'h0 };
-  assign \$86  = { fin3_0, 1'h0 };
-  assign \$93  = { fin4_0, 1'h0 };
-  assign \$100  = { fin5_0, 1'h0 };
-  assign \$107  = { fin6_0, 1'h0 };
-  assign \$114  = { fin7_0, 1'h0 };
-  assign \$120  = ser;
-  assign \$121  = 1'h0;
-  assign \$122  = 1'h0;
-  assign \$124  = { p[29], p };
-  assign \$125  = { \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 , 17'h00000 };
-  assign \$128  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$129  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$67  = { fin0_0, 1'h0 };
+  assign \$74  = { fin1_0, 1'h0 };
+  assign \$81  = { fin2_0, 1'h0 };
+  assign \$88  = { fin3_0, 1'h0 };
+  assign \$95  = { fin4_0, 1'h0 };
+  assign \$102  = { fin5_0, 1'h0 };
+  assign \$109  = { fin6_0, 1'h0 };
+  assign \$116  = { fin7_0, 1'h0 };
+  assign \$122  = ser;
+  assign \$123  = 1'h0;
+  assign \$124  = 1'h0;
+  assign \$126  = { p[29], p };
+  assign \$127  = { \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 , 17'h00000 };
+  assign \$130  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$131  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$133  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -20711,57 +20707,57 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [5:0] \$101 ;
-  wire [5:0] \$102 ;
-  wire [6:0] \$103 ;
-  wire [6:0] \$104 ;
-  wire \$105 ;
-  wire [5:0] \$106 ;
-  wire [5:0] \$107 ;
-  wire [6:0] \$108 ;
-  wire [6:0] \$109 ;
+  wire [3:0] \$100 ;
+  wire [4:0] \$101 ;
+  wire \$102 ;
+  wire [5:0] \$103 ;
+  wire [5:0] \$104 ;
+  wire [6:0] \$105 ;
+  wire [6:0] \$106 ;
+  wire \$107 ;
+  wire [5:0] \$108 ;
+  wire [5:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [5:0] \$111 ;
-  wire [5:0] \$112 ;
-  wire [6:0] \$113 ;
-  wire [6:0] \$114 ;
-  wire \$115 ;
-  wire [5:0] \$116 ;
-  wire [5:0] \$117 ;
-  wire [6:0] \$118 ;
-  wire [6:0] \$119 ;
+  wire [6:0] \$110 ;
+  wire [6:0] \$111 ;
+  wire \$112 ;
+  wire [5:0] \$113 ;
+  wire [5:0] \$114 ;
+  wire [6:0] \$115 ;
+  wire [6:0] \$116 ;
+  wire \$117 ;
+  wire [5:0] \$118 ;
+  wire [5:0] \$119 ;
   wire \$12 ;
-  wire [5:0] \$120 ;
-  wire \$121 ;
+  wire [6:0] \$120 ;
+  wire [6:0] \$121 ;
   wire [5:0] \$122 ;
-  wire [6:0] \$123 ;
+  wire \$123 ;
   wire [5:0] \$124 ;
   wire [6:0] \$125 ;
   wire [5:0] \$126 ;
-  wire \$127 ;
+  wire [6:0] \$127 ;
   wire [5:0] \$128 ;
-  wire [6:0] \$129 ;
+  wire \$129 ;
   wire \$13 ;
   wire [5:0] \$130 ;
   wire [6:0] \$131 ;
   wire [5:0] \$132 ;
-  wire \$133 ;
+  wire [6:0] \$133 ;
   wire [5:0] \$134 ;
-  wire [6:0] \$135 ;
+  wire \$135 ;
   wire [5:0] \$136 ;
   wire [6:0] \$137 ;
   wire [5:0] \$138 ;
-  wire \$139 ;
+  wire [6:0] \$139 ;
   wire \$14 ;
   wire [5:0] \$140 ;
-  wire [6:0] \$141 ;
+  wire \$141 ;
   wire [5:0] \$142 ;
   wire [6:0] \$143 ;
-  wire \$144 ;
-  wire [19:0] \$145 ;
-  wire [19:0] \$146 ;
+  wire [5:0] \$144 ;
+  wire [6:0] \$145 ;
+  wire \$146 ;
   wire [19:0] \$147 ;
   wire [19:0] \$148 ;
   wire [19:0] \$149 ;
@@ -20845,103 +20841,103 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   wire [19:0] \$219 ;
   wire \$22 ;
   wire [19:0] \$220 ;
-  wire [20:0] \$221 ;
-  wire [20:0] \$222 ;
-  wire [13:0] \$223 ;
-  wire [21:0] \$224 ;
-  wire \$225 ;
-  wire [20:0] \$226 ;
-  wire [13:0] \$227 ;
-  wire [21:0] \$228 ;
-  wire [20:0] \$229 ;
+  wire [19:0] \$221 ;
+  wire [19:0] \$222 ;
+  wire [20:0] \$223 ;
+  wire [20:0] \$224 ;
+  wire [13:0] \$225 ;
+  wire [21:0] \$226 ;
+  wire \$227 ;
+  wire [20:0] \$228 ;
+  wire [13:0] \$229 ;
   wire \$23 ;
-  wire [13:0] \$230 ;
-  wire [21:0] \$231 ;
-  wire \$232 ;
-  wire [20:0] \$233 ;
-  wire [13:0] \$234 ;
-  wire [21:0] \$235 ;
-  wire [20:0] \$236 ;
-  wire [13:0] \$237 ;
-  wire [21:0] \$238 ;
-  wire \$239 ;
+  wire [21:0] \$230 ;
+  wire [20:0] \$231 ;
+  wire [13:0] \$232 ;
+  wire [21:0] \$233 ;
+  wire \$234 ;
+  wire [20:0] \$235 ;
+  wire [13:0] \$236 ;
+  wire [21:0] \$237 ;
+  wire [20:0] \$238 ;
+  wire [13:0] \$239 ;
   wire [16:0] \$24 ;
-  wire [20:0] \$240 ;
-  wire [13:0] \$241 ;
-  wire [21:0] \$242 ;
-  wire [20:0] \$243 ;
-  wire [13:0] \$244 ;
-  wire [21:0] \$245 ;
-  wire \$246 ;
-  wire [20:0] \$247 ;
-  wire [13:0] \$248 ;
-  wire [21:0] \$249 ;
+  wire [21:0] \$240 ;
+  wire \$241 ;
+  wire [20:0] \$242 ;
+  wire [13:0] \$243 ;
+  wire [21:0] \$244 ;
+  wire [20:0] \$245 ;
+  wire [13:0] \$246 ;
+  wire [21:0] \$247 ;
+  wire \$248 ;
+  wire [20:0] \$249 ;
   wire [16:0] \$25 ;
-  wire [3:0] \$250 ;
-  wire \$251 ;
-  wire [9:0] \$252 ;
-  wire [9:0] \$253 ;
-  wire \$254 ;
-  wire \$255 ;
+  wire [13:0] \$250 ;
+  wire [21:0] \$251 ;
+  wire [3:0] \$252 ;
+  wire \$253 ;
+  wire [9:0] \$254 ;
+  wire [9:0] \$255 ;
   wire \$256 ;
-  wire [17:0] \$257 ;
-  wire [30:0] \$258 ;
-  wire [47:0] \$259 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire [17:0] \$259 ;
   wire [4:0] \$26 ;
-  wire [48:0] \$260 ;
-  wire [49:0] \$261 ;
-  wire [32:0] \$262 ;
-  wire [32:0] \$263 ;
-  wire \$264 ;
+  wire [30:0] \$260 ;
+  wire [47:0] \$261 ;
+  wire [48:0] \$262 ;
+  wire [49:0] \$263 ;
+  wire [32:0] \$264 ;
   wire [32:0] \$265 ;
   wire \$266 ;
-  wire \$267 ;
+  wire [32:0] \$267 ;
   wire \$268 ;
-  wire [1:0] \$269 ;
+  wire \$269 ;
   wire [2:0] \$27 ;
   wire \$270 ;
-  wire \$271 ;
-  wire [19:0] \$272 ;
+  wire [1:0] \$271 ;
+  wire \$272 ;
   wire \$273 ;
-  wire \$274 ;
+  wire [19:0] \$274 ;
   wire \$275 ;
   wire \$276 ;
   wire \$277 ;
   wire \$278 ;
-  reg [5:0] \$279 ;
+  wire \$279 ;
   wire [5:0] \$28 ;
-  reg [5:0] \$280 ;
-  reg [7:0] \$281 ;
-  reg [4:0] \$282 ;
+  wire \$280 ;
+  reg [5:0] \$281 ;
+  reg [5:0] \$282 ;
   reg [7:0] \$283 ;
   reg [4:0] \$284 ;
-  reg \$285 ;
-  reg \$286 ;
+  reg [7:0] \$285 ;
+  reg [4:0] \$286 ;
   reg \$287 ;
   reg \$288 ;
-  reg [19:0] \$289 ;
+  reg \$289 ;
   wire \$29 ;
-  reg [19:0] \$290 ;
-  reg \$291 ;
-  reg \$292 ;
+  reg \$290 ;
+  reg [19:0] \$291 ;
+  reg [19:0] \$292 ;
   reg \$293 ;
   reg \$294 ;
   reg \$295 ;
-  reg [6:0] \$296 ;
-  reg [6:0] \$297 ;
-  reg [1:0] \$298 ;
-  reg [31:0] \$299 ;
+  reg \$296 ;
+  reg \$297 ;
+  reg [6:0] \$298 ;
+  reg [6:0] \$299 ;
   wire [50:0] \$3 ;
   wire \$30 ;
-  reg [8:0] \$300 ;
-  reg [7:0] \$301 ;
-  reg [6:0] \$302 ;
-  reg \$303 ;
-  reg [8:0] \$304 ;
+  reg [1:0] \$300 ;
+  reg [31:0] \$301 ;
+  reg [8:0] \$302 ;
+  reg [7:0] \$303 ;
+  reg [6:0] \$304 ;
   reg \$305 ;
-  reg [2:0] \$306 ;
-  reg [4:0] \$307 ;
-  reg [4:0] \$308 ;
+  reg [8:0] \$306 ;
+  reg \$307 ;
+  reg [2:0] \$308 ;
   reg [4:0] \$309 ;
   wire [6:0] \$31 ;
   reg [4:0] \$310 ;
@@ -20950,16 +20946,16 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   reg [4:0] \$313 ;
   reg [4:0] \$314 ;
   reg [4:0] \$315 ;
-  reg \$316 ;
-  reg \$317 ;
+  reg [4:0] \$316 ;
+  reg [4:0] \$317 ;
   reg \$318 ;
-  reg [7:0] \$319 ;
+  reg \$319 ;
   wire [8:0] \$32 ;
-  reg [7:0] \$320 ;
+  reg \$320 ;
   reg [7:0] \$321 ;
   reg [7:0] \$322 ;
-  reg \$323 ;
-  reg \$324 ;
+  reg [7:0] \$323 ;
+  reg [7:0] \$324 ;
   reg \$325 ;
   reg \$326 ;
   reg \$327 ;
@@ -20983,8 +20979,8 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   reg \$343 ;
   reg \$344 ;
   reg \$345 ;
-  reg [20:0] \$346 ;
-  reg [20:0] \$347 ;
+  reg \$346 ;
+  reg \$347 ;
   reg [20:0] \$348 ;
   reg [20:0] \$349 ;
   wire [9:0] \$35 ;
@@ -20997,11 +20993,11 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   reg [20:0] \$356 ;
   reg [20:0] \$357 ;
   reg [20:0] \$358 ;
-  reg [2:0] \$359 ;
+  reg [20:0] \$359 ;
   wire [5:0] \$36 ;
-  reg [8:0] \$360 ;
-  reg \$361 ;
-  reg \$362 ;
+  reg [20:0] \$360 ;
+  reg [2:0] \$361 ;
+  reg [8:0] \$362 ;
   reg \$363 ;
   reg \$364 ;
   reg \$365 ;
@@ -21014,9 +21010,11 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   reg \$371 ;
   reg \$372 ;
   reg \$373 ;
-  reg [1:0] \$374 ;
-  reg [3:0] \$375 ;
-  reg \$376 ;
+  reg \$374 ;
+  reg \$375 ;
+  reg [1:0] \$376 ;
+  reg [3:0] \$377 ;
+  reg \$378 ;
   wire [5:0] \$38 ;
   wire [6:0] \$39 ;
   wire [50:0] \$4 ;
@@ -21079,12 +21077,12 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   wire [7:0] \$91 ;
   wire [7:0] \$92 ;
   wire \$93 ;
-  wire [7:0] \$94 ;
+  wire \$94 ;
   wire \$95 ;
-  wire \$96 ;
+  wire [7:0] \$96 ;
   wire \$97 ;
-  wire [3:0] \$98 ;
-  wire [4:0] \$99 ;
+  wire \$98 ;
+  wire \$99 ;
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
   reg \$signal$204  = 1'h0;
@@ -21965,238 +21963,240 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   assign \$91  = n_idx + 1'h1;
   assign \$92  = n_last ? 8'h00 : \$91 ;
   assign \$93  = step & sn_last;
-  assign \$94  = w_half ? 8'h9d : 8'h00;
-  assign \$95  = ~ w_half;
-  assign \$96  = step & s_last;
-  assign \$97  = ~ gap_zero;
-  assign \$98  = gap - 1'h1;
-  assign \$99  = s_last ? 5'h00 : col;
-  assign \$100  = row_ph0 >= 5'h10;
-  assign \$101  = row_ph0 - 5'h10;
-  assign \$102  = row_ph0 + 3'h4;
-  assign \$103  = \$100  ? { \$101 [5], \$101  } : { 1'h0, \$102  };
-  assign \$104  = n_last ? 7'h00 : \$103 ;
-  assign \$105  = row_ph1 >= 5'h10;
-  assign \$106  = row_ph1 - 5'h10;
-  assign \$107  = row_ph1 + 3'h4;
-  assign \$108  = \$105  ? { \$106 [5], \$106  } : { 1'h0, \$107  };
-  assign \$109  = n_last ? 7'h10 : \$108 ;
-  assign \$110  = row_ph2 >= 5'h10;
-  assign \$111  = row_ph2 - 5'h10;
-  assign \$112  = row_ph2 + 3'h4;
-  assign \$113  = \$110  ? { \$111 [5], \$111  } : { 1'h0, \$112  };
-  assign \$114  = n_last ? 7'h0c : \$113 ;
-  assign \$115  = row_ph3 >= 5'h10;
-  assign \$116  = row_ph3 - 5'h10;
-  assign \$117  = row_ph3 + 3'h4;
-  assign \$118  = \$115  ? { \$116 [5], \$116  } : { 1'h0, \$117  };
-  assign \$119  = n_last ? 7'h08 : \$118 ;
-  assign \$120  = row_ph0 + col;
-  assign \$121  = \$120  >= 5'h14;
+  assign \$94  = \$93  ? 1'h0 : active;
+  assign \$95  = load ? 1'h1 : \$94 ;
+  assign \$96  = w_half ? 8'h9d : 8'h00;
+  assign \$97  = ~ w_half;
+  assign \$98  = step & s_last;
+  assign \$99  = ~ gap_zero;
+  assign \$100  = gap - 1'h1;
+  assign \$101  = s_last ? 5'h00 : col;
+  assign \$102  = row_ph0 >= 5'h10;
+  assign \$103  = row_ph0 - 5'h10;
+  assign \$104  = row_ph0 + 3'h4;
+  assign \$105  = \$102  ? { \$103 [5], \$103  } : { 1'h0, \$104  };
+  assign \$106  = n_last ? 7'h00 : \$105 ;
+  assign \$107  = row_ph1 >= 5'h10;
+  assign \$108  = row_ph1 - 5'h10;
+  assign \$109  = row_ph1 + 3'h4;
+  assign \$110  = \$107  ? { \$108 [5], \$108  } : { 1'h0, \$109  };
+  assign \$111  = n_last ? 7'h10 : \$110 ;
+  assign \$112  = row_ph2 >= 5'h10;
+  assign \$113  = row_ph2 - 5'h10;
+  assign \$114  = row_ph2 + 3'h4;
+  assign \$115  = \$112  ? { \$113 [5], \$113  } : { 1'h0, \$114  };
+  assign \$116  = n_last ? 7'h0c : \$115 ;
+  assign \$117  = row_ph3 >= 5'h10;
+  assign \$118  = row_ph3 - 5'h10;
+  assign \$119  = row_ph3 + 3'h4;
+  assign \$120  = \$117  ? { \$118 [5], \$118  } : { 1'h0, \$119  };
+  assign \$121  = n_last ? 7'h08 : \$120 ;
   assign \$122  = row_ph0 + col;
-  assign \$123  = \$122  - 5'h14;
+  assign \$123  = \$122  >= 5'h14;
   assign \$124  = row_ph0 + col;
-  assign \$125  = \$121  ? \$123  : { 1'h0, \$124  };
-  assign \$126  = row_ph1 + col;
-  assign \$127  = \$126  >= 5'h14;
+  assign \$125  = \$124  - 5'h14;
+  assign \$126  = row_ph0 + col;
+  assign \$127  = \$123  ? \$125  : { 1'h0, \$126  };
   assign \$128  = row_ph1 + col;
-  assign \$129  = \$128  - 5'h14;
+  assign \$129  = \$128  >= 5'h14;
   assign \$130  = row_ph1 + col;
-  assign \$131  = \$127  ? \$129  : { 1'h0, \$130  };
-  assign \$132  = row_ph2 + col;
-  assign \$133  = \$132  >= 5'h14;
+  assign \$131  = \$130  - 5'h14;
+  assign \$132  = row_ph1 + col;
+  assign \$133  = \$129  ? \$131  : { 1'h0, \$132  };
   assign \$134  = row_ph2 + col;
-  assign \$135  = \$134  - 5'h14;
+  assign \$135  = \$134  >= 5'h14;
   assign \$136  = row_ph2 + col;
-  assign \$137  = \$133  ? \$135  : { 1'h0, \$136  };
-  assign \$138  = row_ph3 + col;
-  assign \$139  = \$138  >= 5'h14;
+  assign \$137  = \$136  - 5'h14;
+  assign \$138  = row_ph2 + col;
+  assign \$139  = \$135  ? \$137  : { 1'h0, \$138  };
   assign \$140  = row_ph3 + col;
-  assign \$141  = \$140  - 5'h14;
+  assign \$141  = \$140  >= 5'h14;
   assign \$142  = row_ph3 + col;
-  assign \$143  = \$139  ? \$141  : { 1'h0, \$142  };
-  assign \$144  = ! s_idx;
-  assign \$146  = off1_0[0] ? o : { \o$211 [15:0], o[19:16] };
-  assign \$147  = off1_0[1] ? \$145  : \$146 ;
-  assign \$149  = off1_0[0] ? o : { \o$211 [11:0], o[19:12] };
-  assign \$150  = off1_0[1] ? \$148  : \$149 ;
-  assign \$152  = off1_0[0] ? o : { \o$211 [7:0], o[19:8] };
-  assign \$153  = off1_0[1] ? \$151  : \$152 ;
-  assign \$154  = off1_0[2] ? \$150  : \$153 ;
-  assign \$156  = off1_0[0] ? o : { \o$211 [3:0], o[19:4] };
-  assign \$157  = off1_0[1] ? \$155  : \$156 ;
-  assign \$161  = off1_0[2] ? \$157  : \$160 ;
-  assign \$162  = off1_0[3] ? \$154  : \$161 ;
-  assign \$163  = off1_0[4] ? \$147  : \$162 ;
-  assign \$165  = off1_1[0] ? \o$224  : { \o$225 [15:0], \o$224 [19:16] };
-  assign \$166  = off1_1[1] ? \$164  : \$165 ;
-  assign \$168  = off1_1[0] ? \o$224  : { \o$225 [11:0], \o$224 [19:12] };
-  assign \$169  = off1_1[1] ? \$167  : \$168 ;
-  assign \$171  = off1_1[0] ? \o$224  : { \o$225 [7:0], \o$224 [19:8] };
-  assign \$172  = off1_1[1] ? \$170  : \$171 ;
-  assign \$173  = off1_1[2] ? \$169  : \$172 ;
-  assign \$175  = off1_1[0] ? \o$224  : { \o$225 [3:0], \o$224 [19:4] };
-  assign \$176  = off1_1[1] ? \$174  : \$175 ;
-  assign \$180  = off1_1[2] ? \$176  : \$179 ;
-  assign \$181  = off1_1[3] ? \$173  : \$180 ;
-  assign \$182  = off1_1[4] ? \$166  : \$181 ;
-  assign \$184  = off1_2[0] ? \o$238  : { \o$239 [15:0], \o$238 [19:16] };
-  assign \$185  = off1_2[1] ? \$183  : \$184 ;
-  assign \$187  = off1_2[0] ? \o$238  : { \o$239 [11:0], \o$238 [19:12] };
-  assign \$188  = off1_2[1] ? \$186  : \$187 ;
-  assign \$190  = off1_2[0] ? \o$238  : { \o$239 [7:0], \o$238 [19:8] };
-  assign \$191  = off1_2[1] ? \$189  : \$190 ;
-  assign \$192  = off1_2[2] ? \$188  : \$191 ;
-  assign \$194  = off1_2[0] ? \o$238  : { \o$239 [3:0], \o$238 [19:4] };
-  assign \$195  = off1_2[1] ? \$193  : \$194 ;
-  assign \$199  = off1_2[2] ? \$195  : \$198 ;
-  assign \$200  = off1_2[3] ? \$192  : \$199 ;
-  assign \$201  = off1_2[4] ? \$185  : \$200 ;
-  assign \$203  = off1_3[0] ? \o$252  : { \o$253 [15:0], \o$252 [19:16] };
-  assign \$204  = off1_3[1] ? \$202  : \$203 ;
-  assign \$206  = off1_3[0] ? \o$252  : { \o$253 [11:0], \o$252 [19:12] };
-  assign \$207  = off1_3[1] ? \$205  : \$206 ;
-  assign \$209  = off1_3[0] ? \o$252  : { \o$253 [7:0], \o$252 [19:8] };
-  assign \$210  = off1_3[1] ? \$208  : \$209 ;
-  assign \$211  = off1_3[2] ? \$207  : \$210 ;
-  assign \$213  = off1_3[0] ? \o$252  : { \o$253 [3:0], \o$252 [19:4] };
-  assign \$214  = off1_3[1] ? \$212  : \$213 ;
-  assign \$218  = off1_3[2] ? \$214  : \$217 ;
-  assign \$219  = off1_3[3] ? \$211  : \$218 ;
-  assign \$220  = off1_3[4] ? \$204  : \$219 ;
-  assign \$221  = - wsum_total;
-  assign \$222  = flags_0[1] ? x_init : acc0_0;
-  assign \$224  = $signed(\$222 ) + $signed({ 1'h0, \$223  });
-  assign \$225  = flags_0[0] & flags_0[2];
-  assign \$226  = flags_0[1] ? x_init : acc0_0;
-  assign \$228  = $signed(\$226 ) + $signed({ 1'h0, \$227  });
-  assign \$229  = flags_1[1] ? x_init : acc1_0;
-  assign \$231  = $signed(\$229 ) + $signed({ 1'h0, \$230  });
-  assign \$232  = flags_1[0] & flags_1[2];
-  assign \$233  = flags_1[1] ? x_init : acc1_0;
-  assign \$235  = $signed(\$233 ) + $signed({ 1'h0, \$234  });
-  assign \$236  = flags_2[1] ? x_init : acc2_0;
-  assign \$238  = $signed(\$236 ) + $signed({ 1'h0, \$237  });
-  assign \$239  = flags_2[0] & flags_2[2];
-  assign \$240  = flags_2[1] ? x_init : acc2_0;
-  assign \$242  = $signed(\$240 ) + $signed({ 1'h0, \$241  });
-  assign \$243  = flags_3[1] ? x_init : acc3_0;
-  assign \$245  = $signed(\$243 ) + $signed({ 1'h0, \$244  });
-  assign \$246  = flags_3[0] & flags_3[2];
-  assign \$247  = flags_3[1] ? x_init : acc3_0;
-  assign \$249  = $signed(\$247 ) + $signed({ 1'h0, \$248  });
-  assign \$250  = ser_left - 1'h1;
-  assign \$251  = \addr$155  == 9'h1ff;
-  assign \$252  = \addr$155  + 1'h1;
-  assign \$253  = \$251  ? 10'h000 : \$252 ;
-  assign \$257  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$260  = $signed(\$258 ) + $signed(\$259 );
-  assign \$261  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$264  = $signed(\$263 ) < $signed(1'h0);
-  assign \$266  = $signed(\$265 ) > $signed(9'h0ff);
-  assign \$267  = step & s_last;
-  assign \$268  = o__valid & \o__ready$169 ;
-  assign \$269  = \$268  + skipped_d5;
-  assign \$270  = ~ rst_fc1;
-  assign \$272  = rst_fc1 ? 20'h00000 : \$4 [19:0];
-  assign \$273  = rst_fc1 | load;
-  assign \$274  = filled ? 1'h1 : w_full;
-  assign \$275  = \$273  ? 1'h0 : \$274 ;
-  assign \$276  = rst_fc1 | load;
-  assign \$277  = filled ? 1'h1 : w_full_issue;
-  assign \$278  = \$276  ? 1'h0 : \$277 ;
+  assign \$143  = \$142  - 5'h14;
+  assign \$144  = row_ph3 + col;
+  assign \$145  = \$141  ? \$143  : { 1'h0, \$144  };
+  assign \$146  = ! s_idx;
+  assign \$148  = off1_0[0] ? o : { \o$211 [15:0], o[19:16] };
+  assign \$149  = off1_0[1] ? \$147  : \$148 ;
+  assign \$151  = off1_0[0] ? o : { \o$211 [11:0], o[19:12] };
+  assign \$152  = off1_0[1] ? \$150  : \$151 ;
+  assign \$154  = off1_0[0] ? o : { \o$211 [7:0], o[19:8] };
+  assign \$155  = off1_0[1] ? \$153  : \$154 ;
+  assign \$156  = off1_0[2] ? \$152  : \$155 ;
+  assign \$158  = off1_0[0] ? o : { \o$211 [3:0], o[19:4] };
+  assign \$159  = off1_0[1] ? \$157  : \$158 ;
+  assign \$163  = off1_0[2] ? \$159  : \$162 ;
+  assign \$164  = off1_0[3] ? \$156  : \$163 ;
+  assign \$165  = off1_0[4] ? \$149  : \$164 ;
+  assign \$167  = off1_1[0] ? \o$224  : { \o$225 [15:0], \o$224 [19:16] };
+  assign \$168  = off1_1[1] ? \$166  : \$167 ;
+  assign \$170  = off1_1[0] ? \o$224  : { \o$225 [11:0], \o$224 [19:12] };
+  assign \$171  = off1_1[1] ? \$169  : \$170 ;
+  assign \$173  = off1_1[0] ? \o$224  : { \o$225 [7:0], \o$224 [19:8] };
+  assign \$174  = off1_1[1] ? \$172  : \$173 ;
+  assign \$175  = off1_1[2] ? \$171  : \$174 ;
+  assign \$177  = off1_1[0] ? \o$224  : { \o$225 [3:0], \o$224 [19:4] };
+  assign \$178  = off1_1[1] ? \$176  : \$177 ;
+  assign \$182  = off1_1[2] ? \$178  : \$181 ;
+  assign \$183  = off1_1[3] ? \$175  : \$182 ;
+  assign \$184  = off1_1[4] ? \$168  : \$183 ;
+  assign \$186  = off1_2[0] ? \o$238  : { \o$239 [15:0], \o$238 [19:16] };
+  assign \$187  = off1_2[1] ? \$185  : \$186 ;
+  assign \$189  = off1_2[0] ? \o$238  : { \o$239 [11:0], \o$238 [19:12] };
+  assign \$190  = off1_2[1] ? \$188  : \$189 ;
+  assign \$192  = off1_2[0] ? \o$238  : { \o$239 [7:0], \o$238 [19:8] };
+  assign \$193  = off1_2[1] ? \$191  : \$192 ;
+  assign \$194  = off1_2[2] ? \$190  : \$193 ;
+  assign \$196  = off1_2[0] ? \o$238  : { \o$239 [3:0], \o$238 [19:4] };
+  assign \$197  = off1_2[1] ? \$195  : \$196 ;
+  assign \$201  = off1_2[2] ? \$197  : \$200 ;
+  assign \$202  = off1_2[3] ? \$194  : \$201 ;
+  assign \$203  = off1_2[4] ? \$187  : \$202 ;
+  assign \$205  = off1_3[0] ? \o$252  : { \o$253 [15:0], \o$252 [19:16] };
+  assign \$206  = off1_3[1] ? \$204  : \$205 ;
+  assign \$208  = off1_3[0] ? \o$252  : { \o$253 [11:0], \o$252 [19:12] };
+  assign \$209  = off1_3[1] ? \$207  : \$208 ;
+  assign \$211  = off1_3[0] ? \o$252  : { \o$253 [7:0], \o$252 [19:8] };
+  assign \$212  = off1_3[1] ? \$210  : \$211 ;
+  assign \$213  = off1_3[2] ? \$209  : \$212 ;
+  assign \$215  = off1_3[0] ? \o$252  : { \o$253 [3:0], \o$252 [19:4] };
+  assign \$216  = off1_3[1] ? \$214  : \$215 ;
+  assign \$220  = off1_3[2] ? \$216  : \$219 ;
+  assign \$221  = off1_3[3] ? \$213  : \$220 ;
+  assign \$222  = off1_3[4] ? \$206  : \$221 ;
+  assign \$223  = - wsum_total;
+  assign \$224  = flags_0[1] ? x_init : acc0_0;
+  assign \$226  = $signed(\$224 ) + $signed({ 1'h0, \$225  });
+  assign \$227  = flags_0[0] & flags_0[2];
+  assign \$228  = flags_0[1] ? x_init : acc0_0;
+  assign \$230  = $signed(\$228 ) + $signed({ 1'h0, \$229  });
+  assign \$231  = flags_1[1] ? x_init : acc1_0;
+  assign \$233  = $signed(\$231 ) + $signed({ 1'h0, \$232  });
+  assign \$234  = flags_1[0] & flags_1[2];
+  assign \$235  = flags_1[1] ? x_init : acc1_0;
+  assign \$237  = $signed(\$235 ) + $signed({ 1'h0, \$236  });
+  assign \$238  = flags_2[1] ? x_init : acc2_0;
+  assign \$240  = $signed(\$238 ) + $signed({ 1'h0, \$239  });
+  assign \$241  = flags_2[0] & flags_2[2];
+  assign \$242  = flags_2[1] ? x_init : acc2_0;
+  assign \$244  = $signed(\$242 ) + $signed({ 1'h0, \$243  });
+  assign \$245  = flags_3[1] ? x_init : acc3_0;
+  assign \$247  = $signed(\$245 ) + $signed({ 1'h0, \$246  });
+  assign \$248  = flags_3[0] & flags_3[2];
+  assign \$249  = flags_3[1] ? x_init : acc3_0;
+  assign \$251  = $signed(\$249 ) + $signed({ 1'h0, \$250  });
+  assign \$252  = ser_left - 1'h1;
+  assign \$253  = \addr$155  == 9'h1ff;
+  assign \$254  = \addr$155  + 1'h1;
+  assign \$255  = \$253  ? 10'h000 : \$254 ;
+  assign \$259  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$262  = $signed(\$260 ) + $signed(\$261 );
+  assign \$263  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$266  = $signed(\$265 ) < $signed(1'h0);
+  assign \$268  = $signed(\$267 ) > $signed(9'h0ff);
+  assign \$269  = step & s_last;
+  assign \$270  = o__valid & \o__ready$169 ;
+  assign \$271  = \$270  + skipped_d5;
+  assign \$272  = ~ rst_fc1;
+  assign \$274  = rst_fc1 ? 20'h00000 : \$4 [19:0];
+  assign \$275  = rst_fc1 | load;
+  assign \$276  = filled ? 1'h1 : w_full;
+  assign \$277  = \$275  ? 1'h0 : \$276 ;
+  assign \$278  = rst_fc1 | load;
+  assign \$279  = filled ? 1'h1 : w_full_issue;
+  assign \$280  = \$278  ? 1'h0 : \$279 ;
   always @(posedge clk)
     port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
-    c <= \$279 ;
+    c <= \$281 ;
   always @(posedge clk)
-    pix <= \$280 ;
+    pix <= \$282 ;
   always @(posedge clk)
-    \$like  <= \$281 ;
+    \$like  <= \$283 ;
   always @(posedge clk)
-    p_lane <= \$282 ;
+    p_lane <= \$284 ;
   always @(posedge clk)
-    \$signal  <= \$283 ;
+    \$signal  <= \$285 ;
   always @(posedge clk)
-    lane <= \$284 ;
+    lane <= \$286 ;
   always @(posedge clk)
     wsum_l0_0 <= i__payload;
   always @(posedge clk)
-    wsum_first <= \$285 ;
+    wsum_first <= \$287 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$286 ;
+    wsum_v_d1 <= \$288 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$287 ;
+    wsum_first_d1 <= \$289 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$288 ;
+    wsum_end_d1 <= \$290 ;
   always @(posedge clk)
-    wsum_acc <= \$289 ;
+    wsum_acc <= \$291 ;
   always @(posedge clk)
-    wsum_total <= \$290 ;
+    wsum_total <= \$292 ;
   always @(posedge clk)
-    can_end <= \$291 ;
+    can_end <= \$293 ;
   always @(posedge clk)
-    gap_zero <= \$292 ;
+    gap_zero <= \$294 ;
   always @(posedge clk)
-    s_last <= \$293 ;
+    s_last <= \$295 ;
   always @(posedge clk)
-    n_last <= \$294 ;
+    n_last <= \$296 ;
   always @(posedge clk)
-    sn_last <= \$295 ;
+    sn_last <= \$297 ;
   always @(posedge clk)
-    addr <= \$296 ;
+    addr <= \$298 ;
   always @(posedge clk)
-    head_next <= \$297 ;
+    head_next <= \$299 ;
   always @(posedge clk)
-    head_boot <= \$298 ;
+    head_boot <= \$300 ;
   always @(posedge clk)
-    head <= \$299 ;
+    head <= \$301 ;
   always @(posedge clk)
-    r_addr <= \$300 ;
+    r_addr <= \$302 ;
   always @(posedge clk)
-    s_idx <= \$301 ;
+    s_idx <= \$303 ;
   always @(posedge clk)
-    n_idx <= \$302 ;
+    n_idx <= \$304 ;
   always @(posedge clk)
-    active <= \$303 ;
+    active <= \$305 ;
   always @(posedge clk)
-    r_base <= \$304 ;
+    r_base <= \$306 ;
   always @(posedge clk)
-    w_half <= \$305 ;
+    w_half <= \$307 ;
   always @(posedge clk)
-    gap <= \$306 ;
+    gap <= \$308 ;
   always @(posedge clk)
-    col <= \$307 ;
+    col <= \$309 ;
   always @(posedge clk)
-    row_ph0 <= \$308 ;
+    row_ph0 <= \$310 ;
   always @(posedge clk)
-    row_ph1 <= \$309 ;
+    row_ph1 <= \$311 ;
   always @(posedge clk)
-    row_ph2 <= \$310 ;
+    row_ph2 <= \$312 ;
   always @(posedge clk)
-    row_ph3 <= \$311 ;
+    row_ph3 <= \$313 ;
   always @(posedge clk)
-    off1_0 <= \$312 ;
+    off1_0 <= \$314 ;
   always @(posedge clk)
-    off1_1 <= \$313 ;
+    off1_1 <= \$315 ;
   always @(posedge clk)
-    off1_2 <= \$314 ;
+    off1_2 <= \$316 ;
   always @(posedge clk)
-    off1_3 <= \$315 ;
+    off1_3 <= \$317 ;
   always @(posedge clk)
-    \$signal$204  <= \$316 ;
+    \$signal$204  <= \$318 ;
   always @(posedge clk)
-    \$signal$47  <= \$317 ;
+    \$signal$47  <= \$319 ;
   always @(posedge clk)
-    last1 <= \$318 ;
+    last1 <= \$320 ;
   always @(posedge clk)
     word1 <= \o__payload$206 ;
   always @(posedge clk)
     xdata_d1 <= \port__data$208 ;
   always @(posedge clk)
-    carry0_0 <= \$319 ;
+    carry0_0 <= \$321 ;
   always @(posedge clk)
-    w0_0 <= \$163 ;
+    w0_0 <= \$165 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -22226,9 +22226,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$320 ;
+    carry1_0 <= \$322 ;
   always @(posedge clk)
-    w1_0 <= \$182 ;
+    w1_0 <= \$184 ;
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -22258,9 +22258,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    carry2_0 <= \$321 ;
+    carry2_0 <= \$323 ;
   always @(posedge clk)
-    w2_0 <= \$201 ;
+    w2_0 <= \$203 ;
   always @(posedge clk)
     m2_0_0 <= p2_0_0;
   always @(posedge clk)
@@ -22290,9 +22290,9 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   always @(posedge clk)
     t2_0_l4_0 <= t2_0_w3_0;
   always @(posedge clk)
-    carry3_0 <= \$322 ;
+    carry3_0 <= \$324 ;
   always @(posedge clk)
-    w3_0 <= \$220 ;
+    w3_0 <= \$222 ;
   always @(posedge clk)
     m3_0_0 <= p3_0_0;
   always @(posedge clk)
@@ -22322,131 +22322,131 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   always @(posedge clk)
     t3_0_l4_0 <= t3_0_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$323 ;
+    v2_d1 <= \$325 ;
   always @(posedge clk)
-    v2_d2 <= \$324 ;
+    v2_d2 <= \$326 ;
   always @(posedge clk)
-    v2_d3 <= \$325 ;
+    v2_d3 <= \$327 ;
   always @(posedge clk)
-    v2_d4 <= \$326 ;
+    v2_d4 <= \$328 ;
   always @(posedge clk)
-    last2_d1 <= \$327 ;
+    last2_d1 <= \$329 ;
   always @(posedge clk)
-    last2_d2 <= \$328 ;
+    last2_d2 <= \$330 ;
   always @(posedge clk)
-    last2_d3 <= \$329 ;
+    last2_d3 <= \$331 ;
   always @(posedge clk)
-    last2_d4 <= \$330 ;
+    last2_d4 <= \$332 ;
   always @(posedge clk)
-    v2p_d1 <= \$331 ;
+    v2p_d1 <= \$333 ;
   always @(posedge clk)
-    v2p_d2 <= \$332 ;
+    v2p_d2 <= \$334 ;
   always @(posedge clk)
-    v2p_d3 <= \$333 ;
+    v2p_d3 <= \$335 ;
   always @(posedge clk)
-    first2p_d1 <= \$334 ;
+    first2p_d1 <= \$336 ;
   always @(posedge clk)
-    first2p_d2 <= \$335 ;
+    first2p_d2 <= \$337 ;
   always @(posedge clk)
-    first2p_d3 <= \$336 ;
+    first2p_d3 <= \$338 ;
   always @(posedge clk)
-    last2p_d1 <= \$337 ;
+    last2p_d1 <= \$339 ;
   always @(posedge clk)
-    last2p_d2 <= \$338 ;
+    last2p_d2 <= \$340 ;
   always @(posedge clk)
-    last2p_d3 <= \$339 ;
+    last2p_d3 <= \$341 ;
   always @(posedge clk)
-    done <= \$340 ;
+    done <= \$342 ;
   always @(posedge clk)
-    x_taken_d1 <= \$341 ;
+    x_taken_d1 <= \$343 ;
   always @(posedge clk)
-    x_taken_d2 <= \$342 ;
+    x_taken_d2 <= \$344 ;
   always @(posedge clk)
-    x_taken_d3 <= \$343 ;
+    x_taken_d3 <= \$345 ;
   always @(posedge clk)
-    x_taken_d4 <= \$344 ;
+    x_taken_d4 <= \$346 ;
   always @(posedge clk)
-    x_taken_d5 <= \$345 ;
+    x_taken_d5 <= \$347 ;
   always @(posedge clk)
-    x_init <= \$346 ;
+    x_init <= \$348 ;
   always @(posedge clk)
-    acc0_0 <= \$347 ;
+    acc0_0 <= \$349 ;
   always @(posedge clk)
-    fin0_0 <= \$348 ;
+    fin0_0 <= \$350 ;
   always @(posedge clk)
-    bank0_0 <= \$349 ;
+    bank0_0 <= \$351 ;
   always @(posedge clk)
-    acc1_0 <= \$350 ;
+    acc1_0 <= \$352 ;
   always @(posedge clk)
-    fin1_0 <= \$351 ;
+    fin1_0 <= \$353 ;
   always @(posedge clk)
-    bank1_0 <= \$352 ;
+    bank1_0 <= \$354 ;
   always @(posedge clk)
-    acc2_0 <= \$353 ;
+    acc2_0 <= \$355 ;
   always @(posedge clk)
-    fin2_0 <= \$354 ;
+    fin2_0 <= \$356 ;
   always @(posedge clk)
-    bank2_0 <= \$355 ;
+    bank2_0 <= \$357 ;
   always @(posedge clk)
-    acc3_0 <= \$356 ;
+    acc3_0 <= \$358 ;
   always @(posedge clk)
-    fin3_0 <= \$357 ;
+    fin3_0 <= \$359 ;
   always @(posedge clk)
-    bank3_0 <= \$358 ;
+    bank3_0 <= \$360 ;
   always @(posedge clk)
-    ser_left <= \$359 ;
+    ser_left <= \$361 ;
   always @(posedge clk)
-    \addr$155  <= \$360 ;
+    \addr$155  <= \$362 ;
   always @(posedge clk)
-    \$signal$303  <= \$361 ;
+    \$signal$303  <= \$363 ;
   always @(posedge clk)
-    ka <= \$362 ;
+    ka <= \$364 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$363 ;
+    vb <= \$365 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
-    rq0_beta <= \$257 ;
+    rq0_beta <= \$259 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$260 ;
+    rq0_acc_s1_0 <= \$262 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$261 [32:0];
+    rq0_acc_s2_0 <= \$263 [32:0];
   always @(posedge clk)
-    rq0_shifted <= \$262 [16:0];
+    rq0_shifted <= \$264 [16:0];
   always @(posedge clk)
-    rq0_under <= \$264 ;
+    rq0_under <= \$266 ;
   always @(posedge clk)
-    rq0_over <= \$266 ;
+    rq0_over <= \$268 ;
   always @(posedge clk)
-    v_out_d1 <= \$364 ;
+    v_out_d1 <= \$366 ;
   always @(posedge clk)
-    v_out_d2 <= \$365 ;
+    v_out_d2 <= \$367 ;
   always @(posedge clk)
-    v_out_d3 <= \$366 ;
+    v_out_d3 <= \$368 ;
   always @(posedge clk)
-    \w_en$174  <= \$367 ;
+    \w_en$174  <= \$369 ;
   always @(posedge clk)
-    skipped_d1 <= \$368 ;
+    skipped_d1 <= \$370 ;
   always @(posedge clk)
-    skipped_d2 <= \$369 ;
+    skipped_d2 <= \$371 ;
   always @(posedge clk)
-    skipped_d3 <= \$370 ;
+    skipped_d3 <= \$372 ;
   always @(posedge clk)
-    skipped_d4 <= \$371 ;
+    skipped_d4 <= \$373 ;
   always @(posedge clk)
-    skipped_d5 <= \$372 ;
+    skipped_d5 <= \$374 ;
   always @(posedge clk)
-    group_ended_d1 <= \$373 ;
+    group_ended_d1 <= \$375 ;
   always @(posedge clk)
-    credits_returned <= \$374 ;
+    credits_returned <= \$376 ;
   always @(posedge clk)
-    credits_space <= \$375 ;
+    credits_space <= \$377 ;
   always @(posedge clk)
-    credits_room <= \$376 ;
+    credits_room <= \$378 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$155 ),
     .clk(clk),
@@ -22968,7 +22968,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     .WIDTH(32'd20)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$272 ),
+    .d(\$274 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -22976,7 +22976,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$275 ),
+    .d(\$277 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -22984,7 +22984,7 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$278 ),
+    .d(\$280 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc1.weights  weights (
@@ -23018,84 +23018,47 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$279  = c;
+    \$281  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
-        \$279  = 6'h00;
+        \$281  = 6'h00;
       end else begin
-        \$279  = \$52 [5:0];
+        \$281  = \$52 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$279  = 6'h00;
+      \$281  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$280  = pix;
+    \$282  = pix;
     if (take) begin
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$280  = 6'h00;
+          \$282  = 6'h00;
         end else begin
-          \$280  = \$31 [5:0];
+          \$282  = \$31 [5:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$280  = 6'h00;
+      \$282  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$281  = \$like ;
+    \$283  = \$like ;
     if (take) begin
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$281  = 8'h00;
-        end else begin
-          \$281  = \$35 [7:0];
-        end
-      end
-    end
-    if (rst_fc1) begin
-      \$281  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$282  = p_lane;
-    if (take) begin
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$282  = 5'h00;
-        end else begin
-          \$282  = \$41 [4:0];
-        end
-      end
-    end
-    if (rst_fc1) begin
-      \$282  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$283  = \$signal ;
-    if (take) begin
-      (* full_case = 32'd1 *)
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
           \$283  = 8'h00;
         end else begin
-          \$283  = \$45 [7:0];
+          \$283  = \$35 [7:0];
         end
-      end else begin
-        \$283  = \$56 [7:0];
       end
     end
     if (rst_fc1) begin
@@ -23104,18 +23067,15 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$284  = lane;
+    \$284  = p_lane;
     if (take) begin
-      (* full_case = 32'd1 *)
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
           \$284  = 5'h00;
         end else begin
-          \$284  = \$51 [4:0];
+          \$284  = \$41 [4:0];
         end
-      end else begin
-        \$284  = \$62 [4:0];
       end
     end
     if (rst_fc1) begin
@@ -23124,714 +23084,748 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$285  = wsum_first;
+    \$285  = \$signal ;
     if (take) begin
-      \$285  = filled;
+      (* full_case = 32'd1 *)
+      if (\$29 ) begin
+        (* full_case = 32'd1 *)
+        if (\$30 ) begin
+          \$285  = 8'h00;
+        end else begin
+          \$285  = \$45 [7:0];
+        end
+      end else begin
+        \$285  = \$56 [7:0];
+      end
     end
     if (rst_fc1) begin
-      \$285  = 1'h1;
+      \$285  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$286  = take;
+    \$286  = lane;
+    if (take) begin
+      (* full_case = 32'd1 *)
+      if (\$29 ) begin
+        (* full_case = 32'd1 *)
+        if (\$30 ) begin
+          \$286  = 5'h00;
+        end else begin
+          \$286  = \$51 [4:0];
+        end
+      end else begin
+        \$286  = \$62 [4:0];
+      end
+    end
     if (rst_fc1) begin
-      \$286  = 1'h0;
+      \$286  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$287  = wsum_first;
+    if (take) begin
+      \$287  = filled;
+    end
     if (rst_fc1) begin
-      \$287  = 1'h0;
+      \$287  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$288  = filled;
+    \$288  = take;
     if (rst_fc1) begin
       \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$289  = wsum_acc;
+    \$289  = wsum_first;
+    if (rst_fc1) begin
+      \$289  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$290  = filled;
+    if (rst_fc1) begin
+      \$290  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$291  = wsum_acc;
     if (wsum_v_d1) begin
-      \$289  = \$64 [19:0];
+      \$291  = \$64 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$290  = wsum_total;
+    \$292  = wsum_total;
     if (\$65 ) begin
-      \$290  = \$67 [19:0];
+      \$292  = \$67 [19:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$291  = \$68 ;
+    \$293  = \$68 ;
     if (rst_fc1) begin
-      \$291  = 1'h1;
+      \$293  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$292  = gap_zero_next;
+    \$294  = gap_zero_next;
     if (rst_fc1) begin
-      \$292  = 1'h1;
+      \$294  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$293  = \$signal$34 ;
-    if (rst_fc1) begin
-      \$293  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$294  = n_last_next;
-    if (rst_fc1) begin
-      \$294  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$295  = \$69 ;
+    \$295  = \$signal$34 ;
     if (rst_fc1) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$296  = \$77 [6:0];
+    \$296  = n_last_next;
     if (rst_fc1) begin
-      \$296  = 7'h00;
+      \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$297  = \$83 [6:0];
+    \$297  = \$69 ;
     if (rst_fc1) begin
-      \$297  = 7'h01;
+      \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$298  = head_boot;
+    \$298  = \$77 [6:0];
+    if (rst_fc1) begin
+      \$298  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$299  = \$83 [6:0];
+    if (rst_fc1) begin
+      \$299  = 7'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$300  = head_boot;
     if (\$84 ) begin
-      \$298  = \$85 [1:0];
+      \$300  = \$85 [1:0];
     end
     if (rst_fc1) begin
-      \$298  = 2'h3;
+      \$300  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$299  = head;
+    \$301  = head;
     if (\$88 ) begin
-      \$299  = \data$194 ;
+      \$301  = \data$194 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$300  = r_next;
+    \$302  = r_next;
     if (rst_fc1) begin
-      \$300  = 9'h000;
+      \$302  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$301  = s_idx;
+    \$303  = s_idx;
     if (step) begin
-      \$301  = \$90 [7:0];
+      \$303  = \$90 [7:0];
     end
     if (rst_fc1) begin
-      \$301  = 8'h00;
+      \$303  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$302  = n_idx;
+    \$304  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$302  = \$92 [6:0];
+        \$304  = \$92 [6:0];
       end
     end
     if (rst_fc1) begin
-      \$302  = 7'h00;
+      \$304  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$303  = active;
-    if (\$93 ) begin
-      \$303  = 1'h0;
-    end
-    if (load) begin
-      \$303  = 1'h1;
-    end
-    if (rst_fc1) begin
-      \$303  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$304  = r_base;
-    if (load) begin
-      \$304  = { 1'h0, \$94  };
-    end
-    if (rst_fc1) begin
-      \$304  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$305  = w_half;
-    if (load) begin
-      \$305  = \$95 ;
-    end
+    \$305  = \$95 ;
     if (rst_fc1) begin
       \$305  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$306  = gap;
-    if (\$96 ) begin
-      \$306  = 3'h3;
-    end else if (\$97 ) begin
-      \$306  = \$98 [2:0];
+    \$306  = r_base;
+    if (load) begin
+      \$306  = { 1'h0, \$96  };
     end
     if (rst_fc1) begin
-      \$306  = 3'h0;
+      \$306  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$307  = col;
+    \$307  = w_half;
+    if (load) begin
+      \$307  = \$97 ;
+    end
+    if (rst_fc1) begin
+      \$307  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$308  = gap;
+    if (\$98 ) begin
+      \$308  = 3'h3;
+    end else if (\$99 ) begin
+      \$308  = \$100 [2:0];
+    end
+    if (rst_fc1) begin
+      \$308  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$309  = col;
     if (step) begin
-      \$307  = \$99 ;
+      \$309  = \$101 ;
     end
     if (rst_fc1) begin
-      \$307  = 5'h00;
+      \$309  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$308  = row_ph0;
+    \$310  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$308  = \$104 [4:0];
+        \$310  = \$106 [4:0];
       end
     end
     if (rst_fc1) begin
-      \$308  = 5'h00;
+      \$310  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$309  = row_ph1;
+    \$311  = row_ph1;
     if (step) begin
       if (s_last) begin
-        \$309  = \$109 [4:0];
+        \$311  = \$111 [4:0];
       end
     end
     if (rst_fc1) begin
-      \$309  = 5'h10;
+      \$311  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$310  = row_ph2;
+    \$312  = row_ph2;
     if (step) begin
       if (s_last) begin
-        \$310  = \$114 [4:0];
+        \$312  = \$116 [4:0];
       end
     end
     if (rst_fc1) begin
-      \$310  = 5'h0c;
+      \$312  = 5'h0c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$311  = row_ph3;
+    \$313  = row_ph3;
     if (step) begin
       if (s_last) begin
-        \$311  = \$119 [4:0];
+        \$313  = \$121 [4:0];
       end
     end
     if (rst_fc1) begin
-      \$311  = 5'h08;
+      \$313  = 5'h08;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$312  = \$125 [4:0];
-    if (rst_fc1) begin
-      \$312  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$313  = \$131 [4:0];
-    if (rst_fc1) begin
-      \$313  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$314  = \$137 [4:0];
+    \$314  = \$127 [4:0];
     if (rst_fc1) begin
       \$314  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$315  = \$143 [4:0];
+    \$315  = \$133 [4:0];
     if (rst_fc1) begin
       \$315  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$316  = step;
+    \$316  = \$139 [4:0];
     if (rst_fc1) begin
-      \$316  = 1'h0;
+      \$316  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$317  = \$144 ;
+    \$317  = \$145 [4:0];
     if (rst_fc1) begin
-      \$317  = 1'h0;
+      \$317  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$318  = s_last;
+    \$318  = step;
     if (rst_fc1) begin
       \$318  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$319  = carry0_0;
-    if (\$signal$204 ) begin
-      \$319  = word1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$320  = carry1_0;
-    if (\$signal$204 ) begin
-      \$320  = word1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$321  = carry2_0;
-    if (\$signal$204 ) begin
-      \$321  = word1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$322  = carry3_0;
-    if (\$signal$204 ) begin
-      \$322  = word1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$323  = \$signal$204 ;
+    \$319  = \$146 ;
     if (rst_fc1) begin
-      \$323  = 1'h0;
+      \$319  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$324  = v2_d1;
+    \$320  = s_last;
     if (rst_fc1) begin
-      \$324  = 1'h0;
+      \$320  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$325  = v2_d2;
+    \$321  = carry0_0;
+    if (\$signal$204 ) begin
+      \$321  = word1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$322  = carry1_0;
+    if (\$signal$204 ) begin
+      \$322  = word1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$323  = carry2_0;
+    if (\$signal$204 ) begin
+      \$323  = word1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$324  = carry3_0;
+    if (\$signal$204 ) begin
+      \$324  = word1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$325  = \$signal$204 ;
     if (rst_fc1) begin
       \$325  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$326  = v2_d3;
+    \$326  = v2_d1;
     if (rst_fc1) begin
       \$326  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$327  = last1;
+    \$327  = v2_d2;
     if (rst_fc1) begin
       \$327  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$328  = last2_d1;
+    \$328  = v2_d3;
     if (rst_fc1) begin
       \$328  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$329  = last2_d2;
+    \$329  = last1;
     if (rst_fc1) begin
       \$329  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$330  = last2_d3;
+    \$330  = last2_d1;
     if (rst_fc1) begin
       \$330  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$331  = \$signal$204 ;
+    \$331  = last2_d2;
     if (rst_fc1) begin
       \$331  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$332  = v2p_d1;
+    \$332  = last2_d3;
     if (rst_fc1) begin
       \$332  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$333  = v2p_d2;
+    \$333  = \$signal$204 ;
     if (rst_fc1) begin
       \$333  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$334  = \$signal$47 ;
+    \$334  = v2p_d1;
     if (rst_fc1) begin
       \$334  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$335  = first2p_d1;
+    \$335  = v2p_d2;
     if (rst_fc1) begin
       \$335  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$336  = first2p_d2;
+    \$336  = \$signal$47 ;
     if (rst_fc1) begin
       \$336  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$337  = last1;
+    \$337  = first2p_d1;
     if (rst_fc1) begin
       \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$338  = last2p_d1;
+    \$338  = first2p_d2;
     if (rst_fc1) begin
       \$338  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$339  = last2p_d2;
+    \$339  = last1;
     if (rst_fc1) begin
       \$339  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$340  = group_end;
+    \$340  = last2p_d1;
     if (rst_fc1) begin
       \$340  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$341  = load;
+    \$341  = last2p_d2;
     if (rst_fc1) begin
       \$341  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$342  = x_taken_d1;
+    \$342  = group_end;
     if (rst_fc1) begin
       \$342  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$343  = x_taken_d2;
+    \$343  = load;
     if (rst_fc1) begin
       \$343  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$344  = x_taken_d3;
+    \$344  = x_taken_d1;
     if (rst_fc1) begin
       \$344  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$345  = x_taken_d4;
+    \$345  = x_taken_d2;
     if (rst_fc1) begin
       \$345  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$346  = x_init;
+    \$346  = x_taken_d3;
+    if (rst_fc1) begin
+      \$346  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$347  = x_taken_d4;
+    if (rst_fc1) begin
+      \$347  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$348  = x_init;
     if (x_taken_d5) begin
-      \$346  = \$221 ;
+      \$348  = \$223 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$347  = acc0_0;
+    \$349  = acc0_0;
     if (flags_0[0]) begin
-      \$347  = \$224 [20:0];
+      \$349  = \$226 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$348  = fin0_0;
-    if (\$225 ) begin
-      \$348  = \$228 [20:0];
+    \$350  = fin0_0;
+    if (\$227 ) begin
+      \$350  = \$230 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$349  = bank0_0;
+    \$351  = bank0_0;
     if (done) begin
-      \$349  = fin0_0;
+      \$351  = fin0_0;
     end else if (ser) begin
-      \$349  = bank1_0;
+      \$351  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$350  = acc1_0;
+    \$352  = acc1_0;
     if (flags_1[0]) begin
-      \$350  = \$231 [20:0];
+      \$352  = \$233 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$351  = fin1_0;
-    if (\$232 ) begin
-      \$351  = \$235 [20:0];
+    \$353  = fin1_0;
+    if (\$234 ) begin
+      \$353  = \$237 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$352  = bank1_0;
+    \$354  = bank1_0;
     if (done) begin
-      \$352  = fin1_0;
+      \$354  = fin1_0;
     end else if (ser) begin
-      \$352  = bank2_0;
+      \$354  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$353  = acc2_0;
+    \$355  = acc2_0;
     if (flags_2[0]) begin
-      \$353  = \$238 [20:0];
+      \$355  = \$240 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$354  = fin2_0;
-    if (\$239 ) begin
-      \$354  = \$242 [20:0];
+    \$356  = fin2_0;
+    if (\$241 ) begin
+      \$356  = \$244 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$355  = bank2_0;
+    \$357  = bank2_0;
     if (done) begin
-      \$355  = fin2_0;
+      \$357  = fin2_0;
     end else if (ser) begin
-      \$355  = bank3_0;
+      \$357  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$356  = acc3_0;
+    \$358  = acc3_0;
     if (flags_3[0]) begin
-      \$356  = \$245 [20:0];
+      \$358  = \$247 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$357  = fin3_0;
-    if (\$246 ) begin
-      \$357  = \$249 [20:0];
+    \$359  = fin3_0;
+    if (\$248 ) begin
+      \$359  = \$251 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$358  = bank3_0;
+    \$360  = bank3_0;
     if (done) begin
-      \$358  = fin3_0;
+      \$360  = fin3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$359  = ser_left;
+    \$361  = ser_left;
     if (done) begin
-      \$359  = 3'h4;
+      \$361  = 3'h4;
     end else if (ser) begin
-      \$359  = \$250 [2:0];
+      \$361  = \$252 [2:0];
     end
     if (rst_fc1) begin
-      \$359  = 3'h0;
+      \$361  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$360  = \addr$155 ;
+    \$362  = \addr$155 ;
     if (ser) begin
-      \$360  = \$253 [8:0];
+      \$362  = \$255 [8:0];
     end
     if (rst_fc1) begin
-      \$360  = 9'h000;
+      \$362  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$361  = \$254 ;
-    if (rst_fc1) begin
-      \$361  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$362  = \$256 ;
-    if (rst_fc1) begin
-      \$362  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$363  = \$signal$303 ;
+    \$363  = \$256 ;
     if (rst_fc1) begin
       \$363  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$364  = vb;
+    \$364  = \$258 ;
     if (rst_fc1) begin
       \$364  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$365  = v_out_d1;
+    \$365  = \$signal$303 ;
     if (rst_fc1) begin
       \$365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$366  = v_out_d2;
+    \$366  = vb;
     if (rst_fc1) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$367  = v_out_d3;
+    \$367  = v_out_d1;
     if (rst_fc1) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$368  = ka;
+    \$368  = v_out_d2;
     if (rst_fc1) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$369  = skipped_d1;
+    \$369  = v_out_d3;
     if (rst_fc1) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$370  = skipped_d2;
+    \$370  = ka;
     if (rst_fc1) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$371  = skipped_d3;
+    \$371  = skipped_d1;
     if (rst_fc1) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$372  = skipped_d4;
+    \$372  = skipped_d2;
     if (rst_fc1) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$373  = \$267 ;
+    \$373  = skipped_d3;
     if (rst_fc1) begin
       \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$374  = \$269 ;
+    \$374  = skipped_d4;
     if (rst_fc1) begin
-      \$374  = 2'h0;
+      \$374  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$375  = \$28 [3:0];
+    \$375  = \$269 ;
     if (rst_fc1) begin
-      \$375  = 4'h8;
+      \$375  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$376  = credits_room_next;
+    \$376  = \$271 ;
     if (rst_fc1) begin
-      \$376  = 1'h1;
+      \$376  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$377  = \$28 [3:0];
+    if (rst_fc1) begin
+      \$377  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$378  = credits_room_next;
+    if (rst_fc1) begin
+      \$378  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -23864,51 +23858,51 @@ module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$16
   assign v_out_d4 = \w_en$174 ;
   assign space_next = \$28 [3:0];
   assign \$7  = active;
-  assign \$145  = o;
-  assign \$148  = o;
-  assign \$151  = o;
-  assign \$155  = o;
-  assign \$158  = o;
-  assign \$159  = o;
-  assign \$160  = \$159 ;
-  assign \$164  = \o$224 ;
-  assign \$167  = \o$224 ;
-  assign \$170  = \o$224 ;
-  assign \$174  = \o$224 ;
-  assign \$177  = \o$224 ;
-  assign \$178  = \o$224 ;
-  assign \$179  = \$178 ;
-  assign \$183  = \o$238 ;
-  assign \$186  = \o$238 ;
-  assign \$189  = \o$238 ;
-  assign \$193  = \o$238 ;
-  assign \$196  = \o$238 ;
-  assign \$197  = \o$238 ;
-  assign \$198  = \$197 ;
-  assign \$202  = \o$252 ;
-  assign \$205  = \o$252 ;
-  assign \$208  = \o$252 ;
-  assign \$212  = \o$252 ;
-  assign \$215  = \o$252 ;
-  assign \$216  = \o$252 ;
-  assign \$217  = \$216 ;
-  assign \$223  = { t0_0_l4_0, 1'h0 };
-  assign \$227  = { t0_0_l4_0, 1'h0 };
-  assign \$230  = { t1_0_l4_0, 1'h0 };
-  assign \$234  = { t1_0_l4_0, 1'h0 };
-  assign \$237  = { t2_0_l4_0, 1'h0 };
-  assign \$241  = { t2_0_l4_0, 1'h0 };
-  assign \$244  = { t3_0_l4_0, 1'h0 };
-  assign \$248  = { t3_0_l4_0, 1'h0 };
-  assign \$254  = ser;
-  assign \$255  = 1'h0;
-  assign \$256  = 1'h0;
-  assign \$258  = { p[29], p };
-  assign \$259  = { \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 , 17'h00000 };
-  assign \$262  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$263  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$147  = o;
+  assign \$150  = o;
+  assign \$153  = o;
+  assign \$157  = o;
+  assign \$160  = o;
+  assign \$161  = o;
+  assign \$162  = \$161 ;
+  assign \$166  = \o$224 ;
+  assign \$169  = \o$224 ;
+  assign \$172  = \o$224 ;
+  assign \$176  = \o$224 ;
+  assign \$179  = \o$224 ;
+  assign \$180  = \o$224 ;
+  assign \$181  = \$180 ;
+  assign \$185  = \o$238 ;
+  assign \$188  = \o$238 ;
+  assign \$191  = \o$238 ;
+  assign \$195  = \o$238 ;
+  assign \$198  = \o$238 ;
+  assign \$199  = \o$238 ;
+  assign \$200  = \$199 ;
+  assign \$204  = \o$252 ;
+  assign \$207  = \o$252 ;
+  assign \$210  = \o$252 ;
+  assign \$214  = \o$252 ;
+  assign \$217  = \o$252 ;
+  assign \$218  = \o$252 ;
+  assign \$219  = \$218 ;
+  assign \$225  = { t0_0_l4_0, 1'h0 };
+  assign \$229  = { t0_0_l4_0, 1'h0 };
+  assign \$232  = { t1_0_l4_0, 1'h0 };
+  assign \$236  = { t1_0_l4_0, 1'h0 };
+  assign \$239  = { t2_0_l4_0, 1'h0 };
+  assign \$243  = { t2_0_l4_0, 1'h0 };
+  assign \$246  = { t3_0_l4_0, 1'h0 };
+  assign \$250  = { t3_0_l4_0, 1'h0 };
+  assign \$256  = ser;
+  assign \$257  = 1'h0;
+  assign \$258  = 1'h0;
+  assign \$260  = { p[29], p };
+  assign \$261  = { \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 , 17'h00000 };
+  assign \$264  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$265  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$271  = \$270 ;
+  assign \$267  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$273  = \$272 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -25379,25 +25373,25 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [21:0] \$102 ;
-  wire [35:0] \$103 ;
-  wire [50:0] \$104 ;
-  wire [51:0] \$105 ;
-  wire [52:0] \$106 ;
-  wire [35:0] \$107 ;
-  wire [35:0] \$108 ;
-  wire \$109 ;
+  wire [4:0] \$100 ;
+  wire [4:0] \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire [21:0] \$105 ;
+  wire [35:0] \$106 ;
+  wire [50:0] \$107 ;
+  wire [51:0] \$108 ;
+  wire [52:0] \$109 ;
   wire \$11 ;
   wire [35:0] \$110 ;
-  wire \$111 ;
+  wire [35:0] \$111 ;
   wire \$112 ;
-  wire \$113 ;
-  wire [1:0] \$114 ;
+  wire [35:0] \$113 ;
+  wire \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire \$117 ;
+  wire [1:0] \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
@@ -25421,28 +25415,28 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire \$136 ;
   wire \$137 ;
   wire \$138 ;
-  reg [8:0] \$139 ;
+  wire \$139 ;
   wire \$14 ;
-  reg \$140 ;
-  reg \$141 ;
-  reg \$142 ;
+  wire \$140 ;
+  wire \$141 ;
+  reg [8:0] \$142 ;
   reg \$143 ;
   reg \$144 ;
-  reg [4:0] \$145 ;
+  reg \$145 ;
   reg \$146 ;
-  reg [9:0] \$147 ;
-  reg [8:0] \$148 ;
-  reg [3:0] \$149 ;
+  reg \$147 ;
+  reg \$148 ;
+  reg [4:0] \$149 ;
   wire \$15 ;
-  reg \$150 ;
-  reg [9:0] \$151 ;
-  reg \$152 ;
-  reg [4:0] \$153 ;
-  reg [4:0] \$154 ;
-  reg [4:0] \$155 ;
-  reg \$156 ;
-  reg \$157 ;
-  reg \$158 ;
+  reg [9:0] \$150 ;
+  reg [8:0] \$151 ;
+  reg [3:0] \$152 ;
+  reg \$153 ;
+  reg [9:0] \$154 ;
+  reg \$155 ;
+  reg [4:0] \$156 ;
+  reg [4:0] \$157 ;
+  reg [4:0] \$158 ;
   reg \$159 ;
   wire \$16 ;
   reg \$160 ;
@@ -25458,17 +25452,17 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire \$17 ;
   reg \$170 ;
   reg \$171 ;
-  reg [16:0] \$172 ;
-  reg [16:0] \$173 ;
-  reg [16:0] \$174 ;
+  reg \$172 ;
+  reg \$173 ;
+  reg \$174 ;
   reg [16:0] \$175 ;
-  reg [17:0] \$176 ;
-  reg \$177 ;
-  reg [3:0] \$178 ;
-  reg \$179 ;
+  reg [16:0] \$176 ;
+  reg [16:0] \$177 ;
+  reg [16:0] \$178 ;
+  reg [17:0] \$179 ;
   wire \$18 ;
   reg \$180 ;
-  reg \$181 ;
+  reg [3:0] \$181 ;
   reg \$182 ;
   reg \$183 ;
   reg \$184 ;
@@ -25480,9 +25474,12 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire \$19 ;
   reg \$190 ;
   reg \$191 ;
-  reg [1:0] \$192 ;
-  reg [1:0] \$193 ;
+  reg \$192 ;
+  reg \$193 ;
   reg \$194 ;
+  reg [1:0] \$195 ;
+  reg [1:0] \$196 ;
+  reg \$197 ;
   wire [11:0] \$2 ;
   wire [10:0] \$20 ;
   wire [10:0] \$21 ;
@@ -25499,41 +25496,41 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
-  wire [5:0] \$34 ;
-  wire [5:0] \$35 ;
+  wire \$34 ;
+  wire \$35 ;
   wire \$36 ;
   wire \$37 ;
   wire \$38 ;
-  wire \$39 ;
+  wire [5:0] \$39 ;
   wire \$4 ;
-  wire [9:0] \$40 ;
+  wire [5:0] \$40 ;
   wire [9:0] \$41 ;
-  wire [4:0] \$42 ;
+  wire [9:0] \$42 ;
   wire [4:0] \$43 ;
-  wire \$44 ;
-  wire [9:0] \$45 ;
+  wire [4:0] \$44 ;
+  wire \$45 ;
   wire \$46 ;
   wire \$47 ;
-  wire [5:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire [9:0] \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [6:0] \$50 ;
-  wire [6:0] \$51 ;
-  wire \$52 ;
-  wire [5:0] \$53 ;
-  wire [5:0] \$54 ;
-  wire [6:0] \$55 ;
-  wire [6:0] \$56 ;
+  wire \$50 ;
+  wire [5:0] \$51 ;
+  wire [5:0] \$52 ;
+  wire [6:0] \$53 ;
+  wire [6:0] \$54 ;
+  wire \$55 ;
+  wire [5:0] \$56 ;
   wire [5:0] \$57 ;
-  wire \$58 ;
-  wire [5:0] \$59 ;
+  wire [6:0] \$58 ;
+  wire [6:0] \$59 ;
   wire \$6 ;
-  wire [6:0] \$60 ;
-  wire [5:0] \$61 ;
-  wire [6:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
+  wire [5:0] \$60 ;
+  wire \$61 ;
+  wire [5:0] \$62 ;
+  wire [6:0] \$63 ;
+  wire [5:0] \$64 ;
+  wire [6:0] \$65 ;
   wire \$66 ;
   wire \$67 ;
   wire \$68 ;
@@ -25553,23 +25550,23 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire [16:0] \$83 ;
-  wire [17:0] \$84 ;
+  wire \$83 ;
+  wire \$84 ;
   wire \$85 ;
   wire [16:0] \$86 ;
   wire [17:0] \$87 ;
-  wire [16:0] \$88 ;
-  wire [17:0] \$89 ;
+  wire \$88 ;
+  wire [16:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [17:0] \$90 ;
   wire [16:0] \$91 ;
   wire [17:0] \$92 ;
-  wire [17:0] \$93 ;
-  wire [18:0] \$94 ;
-  wire [1:0] \$95 ;
-  wire \$96 ;
-  wire [4:0] \$97 ;
-  wire [4:0] \$98 ;
+  wire \$93 ;
+  wire [16:0] \$94 ;
+  wire [17:0] \$95 ;
+  wire [17:0] \$96 ;
+  wire [18:0] \$97 ;
+  wire [1:0] \$98 ;
   wire \$99 ;
   wire \$signal ;
   reg \$signal$117  = 1'h0;
@@ -26802,148 +26799,151 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   assign \$30  = \$28  ? 10'h000 : \$29 ;
   assign \$32  = \$signal  & n_last_next;
   assign \$33  = ph_last | sn_last;
-  assign \$34  = ph + 1'h1;
-  assign \$35  = \$33  ? 6'h00 : \$34 ;
-  assign \$36  = ph_last | sn_last;
-  assign \$37  = ~ \$36 ;
-  assign \$38  = ph == 5'h12;
-  assign \$39  = \$37  & \$38 ;
-  assign \$40  = s_idx + 1'h1;
-  assign \$41  = s_last ? 10'h000 : \$40 ;
-  assign \$42  = n_idx + 1'h1;
-  assign \$43  = n_last ? 5'h00 : \$42 ;
-  assign \$44  = step & sn_last;
-  assign \$45  = w_half ? 10'h200 : 10'h000;
-  assign \$46  = ~ w_half;
-  assign \$47  = col >= 5'h13;
-  assign \$48  = col - 5'h13;
-  assign \$49  = col + 1'h1;
-  assign \$50  = \$47  ? { \$48 [5], \$48  } : { 1'h0, \$49  };
-  assign \$51  = s_last ? 7'h00 : \$50 ;
-  assign \$52  = row_ph0 >= 4'h8;
-  assign \$53  = row_ph0 - 4'h8;
-  assign \$54  = row_ph0 + 4'hc;
-  assign \$55  = \$52  ? { \$53 [5], \$53  } : { 1'h0, \$54  };
-  assign \$56  = n_last ? 7'h00 : \$55 ;
-  assign \$57  = row_ph0 + col;
-  assign \$58  = \$57  >= 5'h14;
-  assign \$59  = row_ph0 + col;
-  assign \$60  = \$59  - 5'h14;
-  assign \$61  = row_ph0 + col;
-  assign \$62  = \$58  ? \$60  : { 1'h0, \$61  };
-  assign \$63  = ! s_idx;
-  assign \$64  = off1_0[0] ? o[19] : o[18];
-  assign \$65  = off1_0[0] ? o[17] : o[16];
-  assign \$66  = off1_0[1] ? \$64  : \$65 ;
-  assign \$67  = off1_0[0] ? o[15] : o[14];
-  assign \$68  = off1_0[0] ? o[13] : o[12];
+  assign \$34  = ~ \$33 ;
+  assign \$35  = ph == 5'h12;
+  assign \$36  = \$34  & \$35 ;
+  assign \$37  = step ? \$36  : ph_last;
+  assign \$38  = ph_last | sn_last;
+  assign \$39  = ph + 1'h1;
+  assign \$40  = \$38  ? 6'h00 : \$39 ;
+  assign \$41  = s_idx + 1'h1;
+  assign \$42  = s_last ? 10'h000 : \$41 ;
+  assign \$43  = n_idx + 1'h1;
+  assign \$44  = n_last ? 5'h00 : \$43 ;
+  assign \$45  = step & sn_last;
+  assign \$46  = \$45  ? 1'h0 : active;
+  assign \$47  = load ? 1'h1 : \$46 ;
+  assign \$48  = w_half ? 10'h200 : 10'h000;
+  assign \$49  = ~ w_half;
+  assign \$50  = col >= 5'h13;
+  assign \$51  = col - 5'h13;
+  assign \$52  = col + 1'h1;
+  assign \$53  = \$50  ? { \$51 [5], \$51  } : { 1'h0, \$52  };
+  assign \$54  = s_last ? 7'h00 : \$53 ;
+  assign \$55  = row_ph0 >= 4'h8;
+  assign \$56  = row_ph0 - 4'h8;
+  assign \$57  = row_ph0 + 4'hc;
+  assign \$58  = \$55  ? { \$56 [5], \$56  } : { 1'h0, \$57  };
+  assign \$59  = n_last ? 7'h00 : \$58 ;
+  assign \$60  = row_ph0 + col;
+  assign \$61  = \$60  >= 5'h14;
+  assign \$62  = row_ph0 + col;
+  assign \$63  = \$62  - 5'h14;
+  assign \$64  = row_ph0 + col;
+  assign \$65  = \$61  ? \$63  : { 1'h0, \$64  };
+  assign \$66  = ! s_idx;
+  assign \$67  = off1_0[0] ? o[19] : o[18];
+  assign \$68  = off1_0[0] ? o[17] : o[16];
   assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$70  = off1_0[0] ? o[11] : o[10];
-  assign \$71  = off1_0[0] ? o[9] : o[8];
+  assign \$70  = off1_0[0] ? o[15] : o[14];
+  assign \$71  = off1_0[0] ? o[13] : o[12];
   assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$73  = off1_0[2] ? \$69  : \$72 ;
-  assign \$74  = off1_0[0] ? o[7] : o[6];
-  assign \$75  = off1_0[0] ? o[5] : o[4];
-  assign \$76  = off1_0[1] ? \$74  : \$75 ;
-  assign \$77  = off1_0[0] ? o[3] : o[2];
-  assign \$78  = off1_0[0] ? o[1] : o[0];
+  assign \$73  = off1_0[0] ? o[11] : o[10];
+  assign \$74  = off1_0[0] ? o[9] : o[8];
+  assign \$75  = off1_0[1] ? \$73  : \$74 ;
+  assign \$76  = off1_0[2] ? \$72  : \$75 ;
+  assign \$77  = off1_0[0] ? o[7] : o[6];
+  assign \$78  = off1_0[0] ? o[5] : o[4];
   assign \$79  = off1_0[1] ? \$77  : \$78 ;
-  assign \$80  = off1_0[2] ? \$76  : \$79 ;
-  assign \$81  = off1_0[3] ? \$73  : \$80 ;
-  assign \$82  = off1_0[4] ? \$66  : \$81 ;
-  assign \$83  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$84  = \$83  + xsum_q_d1;
-  assign \$85  = flags_x[0] & flags_x[2];
+  assign \$80  = off1_0[0] ? o[3] : o[2];
+  assign \$81  = off1_0[0] ? o[1] : o[0];
+  assign \$82  = off1_0[1] ? \$80  : \$81 ;
+  assign \$83  = off1_0[2] ? \$79  : \$82 ;
+  assign \$84  = off1_0[3] ? \$76  : \$83 ;
+  assign \$85  = off1_0[4] ? \$69  : \$84 ;
   assign \$86  = flags_x[1] ? 17'h00000 : xacc;
   assign \$87  = \$86  + xsum_q_d1;
-  assign \$88  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$89  = \$88  + t0_0_l0_0;
-  assign \$90  = flags_0[0] & flags_0[2];
+  assign \$88  = flags_x[0] & flags_x[2];
+  assign \$89  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$90  = \$89  + xsum_q_d1;
   assign \$91  = flags_0[1] ? 17'h00000 : acc0_0;
   assign \$92  = \$91  + t0_0_l0_0;
-  assign \$94  = \$93  - xfin;
-  assign \$95  = ser_left - 1'h1;
-  assign \$96  = addr == 4'h9;
-  assign \$97  = addr + 1'h1;
-  assign \$98  = \$96  ? 5'h00 : \$97 ;
-  assign \$102  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$105  = $signed(\$103 ) + $signed(\$104 );
-  assign \$106  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$109  = $signed(\$108 ) < $signed(16'h8000);
-  assign \$111  = $signed(\$110 ) > $signed(16'h7fff);
-  assign \$112  = step & s_last;
-  assign \$113  = o__valid & \o__ready$66 ;
-  assign \$114  = \$113  + skipped_d5;
-  assign \$115  = ~ rst_fc2;
-  assign \$117  = rst_fc2 ? 1'h0 : take;
-  assign \$118  = rst_fc2 | load;
-  assign \$119  = filled ? 1'h1 : w_full;
-  assign \$120  = \$118  ? 1'h0 : \$119 ;
+  assign \$93  = flags_0[0] & flags_0[2];
+  assign \$94  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$95  = \$94  + t0_0_l0_0;
+  assign \$97  = \$96  - xfin;
+  assign \$98  = ser_left - 1'h1;
+  assign \$99  = addr == 4'h9;
+  assign \$100  = addr + 1'h1;
+  assign \$101  = \$99  ? 5'h00 : \$100 ;
+  assign \$105  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$108  = $signed(\$106 ) + $signed(\$107 );
+  assign \$109  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$112  = $signed(\$111 ) < $signed(16'h8000);
+  assign \$114  = $signed(\$113 ) > $signed(16'h7fff);
+  assign \$115  = step & s_last;
+  assign \$116  = o__valid & \o__ready$66 ;
+  assign \$117  = \$116  + skipped_d5;
+  assign \$118  = ~ rst_fc2;
+  assign \$120  = rst_fc2 ? 1'h0 : take;
   assign \$121  = rst_fc2 | load;
-  assign \$122  = filled ? 1'h1 : w_full_issue;
+  assign \$122  = filled ? 1'h1 : w_full;
   assign \$123  = \$121  ? 1'h0 : \$122 ;
-  assign \$124  = step & sn_last;
-  assign \$125  = \$124  ? 1'h0 : active;
-  assign \$126  = load ? 1'h1 : \$125 ;
-  assign \$127  = rst_fc2 ? 1'h0 : \$126 ;
-  assign \$128  = rst_fc2 ? 1'h0 : \$signal ;
-  assign \$130  = rst_fc2 ? 1'h1 : \$129 ;
-  assign \$131  = \$signal  & n_last_next;
-  assign \$132  = rst_fc2 ? 1'h0 : \$131 ;
-  assign \$133  = ph_last | sn_last;
-  assign \$134  = ~ \$133 ;
-  assign \$135  = ph == 5'h12;
-  assign \$136  = \$134  & \$135 ;
-  assign \$137  = step ? \$136  : ph_last;
-  assign \$138  = rst_fc2 ? 1'h0 : \$137 ;
+  assign \$124  = rst_fc2 | load;
+  assign \$125  = filled ? 1'h1 : w_full_issue;
+  assign \$126  = \$124  ? 1'h0 : \$125 ;
+  assign \$127  = step & sn_last;
+  assign \$128  = \$127  ? 1'h0 : active;
+  assign \$129  = load ? 1'h1 : \$128 ;
+  assign \$130  = rst_fc2 ? 1'h0 : \$129 ;
+  assign \$131  = rst_fc2 ? 1'h0 : \$signal ;
+  assign \$133  = rst_fc2 ? 1'h1 : \$132 ;
+  assign \$134  = \$signal  & n_last_next;
+  assign \$135  = rst_fc2 ? 1'h0 : \$134 ;
+  assign \$136  = ph_last | sn_last;
+  assign \$137  = ~ \$136 ;
+  assign \$138  = ph == 5'h12;
+  assign \$139  = \$137  & \$138 ;
+  assign \$140  = step ? \$139  : ph_last;
+  assign \$141  = rst_fc2 ? 1'h0 : \$140 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$139 ;
+    w_count <= \$142 ;
   always @(posedge clk)
-    can_end <= \$140 ;
+    can_end <= \$143 ;
   always @(posedge clk)
-    gap_zero <= \$141 ;
+    gap_zero <= \$144 ;
   always @(posedge clk)
-    s_last <= \$142 ;
+    s_last <= \$145 ;
   always @(posedge clk)
-    n_last <= \$143 ;
+    n_last <= \$146 ;
   always @(posedge clk)
-    sn_last <= \$144 ;
+    sn_last <= \$147 ;
   always @(posedge clk)
-    ph <= \$145 ;
+    ph_last <= \$148 ;
   always @(posedge clk)
-    ph_last <= \$146 ;
+    ph <= \$149 ;
   always @(posedge clk)
-    r_addr <= \$147 ;
+    r_addr <= \$150 ;
   always @(posedge clk)
-    s_idx <= \$148 ;
+    s_idx <= \$151 ;
   always @(posedge clk)
-    n_idx <= \$149 ;
+    n_idx <= \$152 ;
   always @(posedge clk)
-    active <= \$150 ;
+    active <= \$153 ;
   always @(posedge clk)
-    r_base <= \$151 ;
+    r_base <= \$154 ;
   always @(posedge clk)
-    w_half <= \$152 ;
+    w_half <= \$155 ;
   always @(posedge clk)
-    col <= \$153 ;
+    col <= \$156 ;
   always @(posedge clk)
-    row_ph0 <= \$154 ;
+    row_ph0 <= \$157 ;
   always @(posedge clk)
-    off1_0 <= \$155 ;
+    off1_0 <= \$158 ;
   always @(posedge clk)
-    \$signal$86  <= \$156 ;
+    \$signal$86  <= \$159 ;
   always @(posedge clk)
-    \$signal$87  <= \$157 ;
+    \$signal$87  <= \$160 ;
   always @(posedge clk)
-    last1 <= \$158 ;
+    last1 <= \$161 ;
   always @(posedge clk)
     i <= \o__payload$89 ;
   always @(posedge clk)
     xdata_d1 <= \port__data$91 ;
   always @(posedge clk)
-    w0_0 <= \$82 ;
+    w0_0 <= \$85 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -26953,101 +26953,101 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   always @(posedge clk)
     xsum_q_d1 <= xsum_l0_0;
   always @(posedge clk)
-    v2_d1 <= \$159 ;
+    v2_d1 <= \$162 ;
   always @(posedge clk)
-    v2_d2 <= \$160 ;
+    v2_d2 <= \$163 ;
   always @(posedge clk)
-    v2_d3 <= \$161 ;
+    v2_d3 <= \$164 ;
   always @(posedge clk)
-    last2_d1 <= \$162 ;
+    last2_d1 <= \$165 ;
   always @(posedge clk)
-    last2_d2 <= \$163 ;
+    last2_d2 <= \$166 ;
   always @(posedge clk)
-    last2_d3 <= \$164 ;
+    last2_d3 <= \$167 ;
   always @(posedge clk)
-    v2p_d1 <= \$165 ;
+    v2p_d1 <= \$168 ;
   always @(posedge clk)
-    v2p_d2 <= \$166 ;
+    v2p_d2 <= \$169 ;
   always @(posedge clk)
-    first2p_d1 <= \$167 ;
+    first2p_d1 <= \$170 ;
   always @(posedge clk)
-    first2p_d2 <= \$168 ;
+    first2p_d2 <= \$171 ;
   always @(posedge clk)
-    last2p_d1 <= \$169 ;
+    last2p_d1 <= \$172 ;
   always @(posedge clk)
-    last2p_d2 <= \$170 ;
+    last2p_d2 <= \$173 ;
   always @(posedge clk)
-    done <= \$171 ;
+    done <= \$174 ;
   always @(posedge clk)
-    xacc <= \$172 ;
+    xacc <= \$175 ;
   always @(posedge clk)
-    xfin <= \$173 ;
+    xfin <= \$176 ;
   always @(posedge clk)
-    acc0_0 <= \$174 ;
+    acc0_0 <= \$177 ;
   always @(posedge clk)
-    fin0_0 <= \$175 ;
+    fin0_0 <= \$178 ;
   always @(posedge clk)
-    bank0_0 <= \$176 ;
+    bank0_0 <= \$179 ;
   always @(posedge clk)
-    ser_left <= \$177 ;
+    ser_left <= \$180 ;
   always @(posedge clk)
-    addr <= \$178 ;
+    addr <= \$181 ;
   always @(posedge clk)
-    \$signal$117  <= \$179 ;
+    \$signal$117  <= \$182 ;
   always @(posedge clk)
-    ka <= \$180 ;
+    ka <= \$183 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$181 ;
+    vb <= \$184 ;
   always @(posedge clk)
     rq0_beta_b <= data[39:19];
   always @(posedge clk)
-    rq0_beta <= \$102 ;
+    rq0_beta <= \$105 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$105 ;
+    rq0_acc_s1_0 <= \$108 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$106 [35:0];
+    rq0_acc_s2_0 <= \$109 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$107 [19:0];
+    rq0_shifted <= \$110 [19:0];
   always @(posedge clk)
-    rq0_under <= \$109 ;
+    rq0_under <= \$112 ;
   always @(posedge clk)
-    rq0_over <= \$111 ;
+    rq0_over <= \$114 ;
   always @(posedge clk)
-    v_out_d1 <= \$182 ;
+    v_out_d1 <= \$185 ;
   always @(posedge clk)
-    v_out_d2 <= \$183 ;
+    v_out_d2 <= \$186 ;
   always @(posedge clk)
-    v_out_d3 <= \$184 ;
+    v_out_d3 <= \$187 ;
   always @(posedge clk)
-    \w_en$71  <= \$185 ;
+    \w_en$71  <= \$188 ;
   always @(posedge clk)
-    skipped_d1 <= \$186 ;
+    skipped_d1 <= \$189 ;
   always @(posedge clk)
-    skipped_d2 <= \$187 ;
+    skipped_d2 <= \$190 ;
   always @(posedge clk)
-    skipped_d3 <= \$188 ;
+    skipped_d3 <= \$191 ;
   always @(posedge clk)
-    skipped_d4 <= \$189 ;
+    skipped_d4 <= \$192 ;
   always @(posedge clk)
-    skipped_d5 <= \$190 ;
+    skipped_d5 <= \$193 ;
   always @(posedge clk)
-    group_ended_d1 <= \$191 ;
+    group_ended_d1 <= \$194 ;
   always @(posedge clk)
-    credits_returned <= \$192 ;
+    credits_returned <= \$195 ;
   always @(posedge clk)
-    credits_space <= \$193 ;
+    credits_space <= \$196 ;
   always @(posedge clk)
-    credits_room <= \$194 ;
+    credits_room <= \$197 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$127 ),
+    .d(\$130 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -27055,7 +27055,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$130 ),
+    .d(\$133 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.fc2.consts  consts (
@@ -27107,7 +27107,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) ph_last_rom_copy (
     .clk(clk),
-    .d(\$138 ),
+    .d(\$141 ),
     .q(ph_last_rom)
   );
   flexor_copy #(
@@ -27141,7 +27141,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$128 ),
+    .d(\$131 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -27149,7 +27149,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) sn_last_rom_copy (
     .clk(clk),
-    .d(\$132 ),
+    .d(\$135 ),
     .q(sn_last_rom)
   );
   flexor_copy #(
@@ -27165,7 +27165,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$117 ),
+    .d(\$120 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -27173,7 +27173,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$120 ),
+    .d(\$123 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -27181,7 +27181,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$123 ),
+    .d(\$126 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
@@ -27204,439 +27204,430 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$139  = w_count;
+    \$142  = w_count;
     if (take) begin
-      \$139  = \$30 [8:0];
+      \$142  = \$30 [8:0];
     end
     if (rst_fc2) begin
-      \$139  = 9'h000;
+      \$142  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$140  = \$31 ;
+    \$143  = \$31 ;
     if (rst_fc2) begin
-      \$140  = 1'h1;
+      \$143  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$141  = 1'h1;
+    \$144  = 1'h1;
     if (rst_fc2) begin
-      \$141  = 1'h1;
+      \$144  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$142  = \$signal ;
+    \$145  = \$signal ;
     if (rst_fc2) begin
-      \$142  = 1'h0;
+      \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$143  = n_last_next;
-    if (rst_fc2) begin
-      \$143  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$144  = \$32 ;
-    if (rst_fc2) begin
-      \$144  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$145  = ph;
-    if (step) begin
-      \$145  = \$35 [4:0];
-    end
-    if (rst_fc2) begin
-      \$145  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$146  = ph_last;
-    if (step) begin
-      \$146  = \$39 ;
-    end
+    \$146  = n_last_next;
     if (rst_fc2) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$147  = r_next;
+    \$147  = \$32 ;
     if (rst_fc2) begin
-      \$147  = 10'h000;
+      \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$148  = s_idx;
+    \$148  = \$37 ;
+    if (rst_fc2) begin
+      \$148  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$149  = ph;
     if (step) begin
-      \$148  = \$41 [8:0];
+      \$149  = \$40 [4:0];
     end
     if (rst_fc2) begin
-      \$148  = 9'h000;
+      \$149  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$149  = n_idx;
+    \$150  = r_next;
+    if (rst_fc2) begin
+      \$150  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$151  = s_idx;
+    if (step) begin
+      \$151  = \$42 [8:0];
+    end
+    if (rst_fc2) begin
+      \$151  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$152  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$149  = \$43 [3:0];
+        \$152  = \$44 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$149  = 4'h0;
+      \$152  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$150  = active;
-    if (\$44 ) begin
-      \$150  = 1'h0;
+    \$153  = \$47 ;
+    if (rst_fc2) begin
+      \$153  = 1'h0;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$154  = r_base;
     if (load) begin
-      \$150  = 1'h1;
+      \$154  = \$48 ;
     end
     if (rst_fc2) begin
-      \$150  = 1'h0;
+      \$154  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$151  = r_base;
+    \$155  = w_half;
     if (load) begin
-      \$151  = \$45 ;
+      \$155  = \$49 ;
     end
     if (rst_fc2) begin
-      \$151  = 10'h000;
+      \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$152  = w_half;
-    if (load) begin
-      \$152  = \$46 ;
-    end
-    if (rst_fc2) begin
-      \$152  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$153  = col;
+    \$156  = col;
     if (step) begin
-      \$153  = \$51 [4:0];
+      \$156  = \$54 [4:0];
     end
     if (rst_fc2) begin
-      \$153  = 5'h00;
+      \$156  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$154  = row_ph0;
+    \$157  = row_ph0;
     if (step) begin
       if (s_last) begin
-        \$154  = \$56 [4:0];
+        \$157  = \$59 [4:0];
       end
     end
     if (rst_fc2) begin
-      \$154  = 5'h00;
+      \$157  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$155  = \$62 [4:0];
+    \$158  = \$65 [4:0];
     if (rst_fc2) begin
-      \$155  = 5'h00;
+      \$158  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$156  = step;
-    if (rst_fc2) begin
-      \$156  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$157  = \$63 ;
-    if (rst_fc2) begin
-      \$157  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$158  = s_last;
-    if (rst_fc2) begin
-      \$158  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$159  = \$signal$86 ;
+    \$159  = step;
     if (rst_fc2) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$160  = v2_d1;
+    \$160  = \$66 ;
     if (rst_fc2) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$161  = v2_d2;
+    \$161  = s_last;
     if (rst_fc2) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$162  = last1;
+    \$162  = \$signal$86 ;
     if (rst_fc2) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$163  = last2_d1;
+    \$163  = v2_d1;
     if (rst_fc2) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$164  = last2_d2;
+    \$164  = v2_d2;
     if (rst_fc2) begin
       \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$165  = \$signal$86 ;
+    \$165  = last1;
     if (rst_fc2) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$166  = v2p_d1;
+    \$166  = last2_d1;
     if (rst_fc2) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$167  = \$signal$87 ;
+    \$167  = last2_d2;
     if (rst_fc2) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$168  = first2p_d1;
+    \$168  = \$signal$86 ;
     if (rst_fc2) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$169  = last1;
+    \$169  = v2p_d1;
     if (rst_fc2) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$170  = last2p_d1;
+    \$170  = \$signal$87 ;
     if (rst_fc2) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$171  = group_end;
+    \$171  = first2p_d1;
     if (rst_fc2) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$172  = xacc;
+    \$172  = last1;
+    if (rst_fc2) begin
+      \$172  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$173  = last2p_d1;
+    if (rst_fc2) begin
+      \$173  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$174  = group_end;
+    if (rst_fc2) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$175  = xacc;
     if (flags_x[0]) begin
-      \$172  = \$84 [16:0];
+      \$175  = \$87 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$173  = xfin;
-    if (\$85 ) begin
-      \$173  = \$87 [16:0];
+    \$176  = xfin;
+    if (\$88 ) begin
+      \$176  = \$90 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$174  = acc0_0;
+    \$177  = acc0_0;
     if (flags_0[0]) begin
-      \$174  = \$89 [16:0];
+      \$177  = \$92 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$175  = fin0_0;
-    if (\$90 ) begin
-      \$175  = \$92 [16:0];
+    \$178  = fin0_0;
+    if (\$93 ) begin
+      \$178  = \$95 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$176  = bank0_0;
+    \$179  = bank0_0;
     if (done) begin
-      \$176  = \$94 [17:0];
+      \$179  = \$97 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$177  = ser_left;
+    \$180  = ser_left;
     if (done) begin
-      \$177  = 1'h1;
+      \$180  = 1'h1;
     end else if (ser) begin
-      \$177  = \$95 [0];
+      \$180  = \$98 [0];
     end
-    if (rst_fc2) begin
-      \$177  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$178  = addr;
-    if (ser) begin
-      \$178  = \$98 [3:0];
-    end
-    if (rst_fc2) begin
-      \$178  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$179  = \$99 ;
-    if (rst_fc2) begin
-      \$179  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$180  = \$101 ;
     if (rst_fc2) begin
       \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$181  = \$signal$117 ;
+    \$181  = addr;
+    if (ser) begin
+      \$181  = \$101 [3:0];
+    end
     if (rst_fc2) begin
-      \$181  = 1'h0;
+      \$181  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$182  = vb;
+    \$182  = \$102 ;
     if (rst_fc2) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$183  = v_out_d1;
+    \$183  = \$104 ;
     if (rst_fc2) begin
       \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$184  = v_out_d2;
+    \$184  = \$signal$117 ;
     if (rst_fc2) begin
       \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$185  = v_out_d3;
+    \$185  = vb;
     if (rst_fc2) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$186  = ka;
+    \$186  = v_out_d1;
     if (rst_fc2) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$187  = skipped_d1;
+    \$187  = v_out_d2;
     if (rst_fc2) begin
       \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$188  = skipped_d2;
+    \$188  = v_out_d3;
     if (rst_fc2) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$189  = skipped_d3;
+    \$189  = ka;
     if (rst_fc2) begin
       \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$190  = skipped_d4;
+    \$190  = skipped_d1;
     if (rst_fc2) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$191  = \$112 ;
+    \$191  = skipped_d2;
     if (rst_fc2) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$192  = \$114 ;
+    \$192  = skipped_d3;
     if (rst_fc2) begin
-      \$192  = 2'h0;
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$193  = \$27 [1:0];
+    \$193  = skipped_d4;
     if (rst_fc2) begin
-      \$193  = 2'h2;
+      \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$194  = credits_room_next;
+    \$194  = \$115 ;
     if (rst_fc2) begin
-      \$194  = 1'h1;
+      \$194  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$195  = \$117 ;
+    if (rst_fc2) begin
+      \$195  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$196  = \$27 [1:0];
+    if (rst_fc2) begin
+      \$196  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$197  = credits_room_next;
+    if (rst_fc2) begin
+      \$197  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -27668,17 +27659,17 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   assign \$4  = active;
   assign \$10  = active_rom;
   assign \$31  = credits_room_next;
-  assign \$93  = { fin0_0, 1'h0 };
-  assign \$99  = ser;
-  assign \$100  = 1'h0;
-  assign \$101  = 1'h0;
-  assign \$103  = { p[34], p };
-  assign \$104  = { \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 , 17'h00000 };
-  assign \$107  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$108  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$96  = { fin0_0, 1'h0 };
+  assign \$102  = ser;
+  assign \$103  = 1'h0;
+  assign \$104  = 1'h0;
+  assign \$106  = { p[34], p };
+  assign \$107  = { \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 , 17'h00000 };
   assign \$110  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$116  = \$115 ;
-  assign \$129  = credits_room_next;
+  assign \$111  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$113  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$119  = \$118 ;
+  assign \$132  = credits_room_next;
   assign ser = ser_left;
 endmodule
 
