@@ -39,7 +39,7 @@ def _pair(name, value, minimum):
 SLACK_BEATS = 8
 
 
-def window_rows(style, channels, height, width, kernel, stride, padding):
+def window_rows(style, channels, height, width, kernel, stride, padding, block=(1, 1)):
     """Rows a window's line buffer holds: ``kh + sh`` for a :class:`SlidingWindow` (``sh``
     more than a window needs, so the writer fills the next rows while the reader walks
     these), ``2·kh + sh`` for a :class:`RowWindow` and a :class:`KernelWindow` (a kernel row
@@ -50,18 +50,23 @@ def window_rows(style, channels, height, width, kernel, stride, padding):
     the map's and a kernel's more (the writer fills the next image's first rows while the
     reader finishes this one); for a kernel window a multiple of ``kh`` (row ``g`` in row
     bank ``g mod kh``: any ``kh`` rows in a row are then in ``kh`` different banks).
-    ``style``: ``"element"``, ``"row"`` or ``"kernel"``."""
+    ``style``: ``"element"``, ``"row"`` or ``"kernel"``. ``block``: ``(by, bx)``, output
+    pixels in blocks of ``by`` rows (:class:`SlidingWindow`'s ``block``): the reader's row
+    is ``by`` output rows, a window ``kh + (by − 1)·sh`` rows high stepping ``by·sh``."""
     (kh, kw), (sh, sw), pw = kernel, stride, padding[1]
+    by = block[0]
     ow = (width + 2 * pw - kw) // sw + 1
     row = width * channels
+    out_row = by * ow * channels * {"element": kh * kw, "row": kh, "kernel": 1}[style]
+    banks = kh
+    kh, sh = kh + (by - 1) * sh, by * sh        # the reader's rows
     rows = kh + sh if style == "element" else 2 * kh + sh
-    out_row = ow * channels * {"element": kh * kw, "row": kh, "kernel": 1}[style]
     held = (rows - kh - sh) * row
     if abs(out_row - sh * row) < SLACK_BEATS and held < SLACK_BEATS:
         rows += -(-(SLACK_BEATS - held) // row)
     rows = min(height + kh, rows)
     if style == "kernel":
-        rows = -(-rows // kh) * kh
+        rows = -(-rows // banks) * banks
     return rows
 
 
@@ -109,7 +114,7 @@ class SlidingWindow(wiring.Component):
     """
 
     def __init__(self, shape, channels, height, width, kernel, *, stride=1, padding=0,
-                 emit=False):
+                 block=1, emit=False):
         self._shape = Shape.cast(shape)
         self._emit = emit
         self._c = _positive("Channels", channels)
@@ -122,6 +127,14 @@ class SlidingWindow(wiring.Component):
         if oh < 1 or ow < 1:
             raise ValueError(f"Kernel {list(self._k)} with padding {list(self._p)} does not fit "
                              f"a {height}×{width} map")
+        self._b = _pair("Block", block, 1)
+        if self._b != (1, 1):
+            if self._style == "kernel":
+                raise ValueError("A kernel window emits its output pixels in raster order "
+                                 "only, not in blocks")
+            if oh % self._b[0] or ow % self._b[1]:
+                raise ValueError(f"Block {list(self._b)} must divide the {oh}×{ow} output "
+                                 f"pixels")
         super().__init__({"i": In(stream.Signature(self._shape)),
                           "o": Out(stream.Signature(self._out_width()))})
 
@@ -151,7 +164,7 @@ class SlidingWindow(wiring.Component):
     def buffer_rows(self):
         """Rows of line buffer (:func:`window_rows`)."""
         return window_rows(self._style, self._c, self._h, self._w, self._k, self._s,
-                           self._p)
+                           self._p, self._b)
 
     def elaborate(self, platform):
         m = Module()
@@ -162,6 +175,7 @@ class SlidingWindow(wiring.Component):
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
         R = self.buffer_rows
+        blk = _Block(self)
 
         m.submodules.mem = mem = memory.Memory(shape=self._shape, depth=R * W * C, init=[],
                                                attrs=no_rw_check_attrs(R * W * C,
@@ -177,12 +191,12 @@ class SlidingWindow(wiring.Component):
         w_px = Signal(range(W * C))             # position within the row
         w_addr = Signal(range(R * W * C))
         # Reader: the output pixel and window element it asks for next.
-        oy = Signal(range(oh))
-        ox = Signal(range(ow))
+        oy = Signal(range(blk.oh))             # the reader's row: ``by`` output rows
+        ox = Signal(range(blk.ow))             # its block of ``bx`` output pixels
         c = Signal(range(C))
         ky = Signal(range(kh))
         kx = Signal(range(kw))
-        low = Signal(range(-ph, (oh - 1) * sh - ph + 1), init=-ph)        # oy·sh − ph
+        low = Signal(range(-ph, (oh - 1) * sh - ph + 1), init=-ph)        # oy·by·sh − ph
         img_slot = Signal(range(R))                                       # slot of row 0
         base_slot = Signal(range(R), init=(-ph) % R)                      # slot of row low
         ix0 = Signal(range(-pw, (ow - 1) * sw - pw + 1), init=-pw)        # ox·sw − pw
@@ -216,7 +230,7 @@ class SlidingWindow(wiring.Component):
         # (``avail``, a register: :func:`_flow_control`); ``pad``: the element is padding.
         pad = Signal()
         m.d.comb += pad.eq(_outside(iy, H) | _outside(ix, W))
-        reader = _Reader(m, self, avail_init=int(kh <= ph))
+        reader = _Reader(m, self, avail_init=int(blk.kh <= ph))
         self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
         pad_a = Signal(reset_less=True)
         pad_reg = Signal(reset_less=True)
@@ -230,8 +244,9 @@ class SlidingWindow(wiring.Component):
         col_addr = Signal(range(min(0, col_lo), col_hi + 1), init=col_lo)
         ix0c = Signal(range(min(0, col_lo), col_hi + 1), init=col_lo)  # ix0·C
 
-        rows = _Rows(R, H, sh, ph, oy, low, r_done, ahead, img_slot, base_slot, row_slot)
-        steps = _row_steps(m, rows, ow * C * kh * kw)
+        rows = _Rows(R, H, blk.sh, ph, oy, low, r_done, ahead, img_slot, base_slot, row_slot,
+                     **blk.rows_fields(base_slot, low, R))
+        steps = _row_steps(m, rows, blk.by * ow * C * kh * kw)
 
         # The read address and the padding flag follow the reader's state every cycle (no
         # enable): what a take reads is the state's at the take (:class:`_Reader`).
@@ -244,7 +259,7 @@ class SlidingWindow(wiring.Component):
         reader.output(m, Cat(rd.data, pad_reg), lambda bits: Mux(bits[xw], 0, bits[:xw]))
 
         last_kx, last_ky, last_c = kx == kw - 1, ky == kh - 1, c == C - 1
-        last_ox, last_oy = ox == ow - 1, oy == oh - 1
+        last_ox, last_oy = ox == blk.ow - 1, oy == blk.oh - 1
         with m.If(step):
             m.d.sync += kx.eq(Mux(last_kx, 0, kx + 1))
             with m.If(~last_kx):
@@ -255,38 +270,45 @@ class SlidingWindow(wiring.Component):
                     m.d.sync += [col_addr.eq(ix0c + c),
                                  row_slot.eq(_wrap(row_slot + 1, R))]
                 with m.Else():
-                    m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_slot.eq(base_slot)]
+                    m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_slot.eq(blk.row_base)]
                     with m.If(~last_c):
                         m.d.sync += col_addr.eq(ix0c + c + 1)
                     with m.Else():
-                        m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
-                                     ix0.eq(Mux(last_ox, -pw, ix0 + sw)),
-                                     ix0c.eq(Mux(last_ox, col_lo, ix0c + sw * C)),
-                                     col_addr.eq(Mux(last_ox, col_lo, ix0c + sw * C))]
-                        with m.If(last_ox):
-                            _next_output_row(m, rows, steps, last_oy)
+                        def next_block():
+                            m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
+                                         ix0.eq(Mux(last_ox, -pw, ix0 + sw)),
+                                         ix0c.eq(Mux(last_ox, col_lo, ix0c + sw * C)),
+                                         col_addr.eq(Mux(last_ox, col_lo, ix0c + sw * C))]
+                            with m.If(last_ox):
+                                _next_output_row(m, rows, steps, last_oy)
+
+                        def move(cols):
+                            # ``cols`` columns on (or back) within the block
+                            m.d.sync += [ix0.eq(ix0 + cols), ix0c.eq(ix0c + cols * C),
+                                         col_addr.eq(ix0c + cols * C)]
+                        blk.next_pixel(m, rows, row_slot, next_block, move, sw)
         with m.If(step):
             with m.If(~last_kx):
                 m.d.sync += ix.eq(ix + 1)
             with m.Elif(last_ky & last_c):
-                m.d.sync += ix.eq(Mux(last_ox, -pw, ix0 + sw))
+                m.d.sync += ix.eq(blk.next_ix0(ix0, Mux(last_ox, -pw, ix0 + sw), sw))
             with m.Else():
                 m.d.sync += ix.eq(ix0)
             with m.If(last_kx):
-                _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
+                blk.next_iy(m, iy, low, last_ky, last_c, last_ox, last_oy, sh, ph)
         # (A switch comes only once the reader is done: no take in the same cycle.)
         w_last = _ends_next(m, write, [(w_px, W * C)], "w_last")
         wr_end, wr_end_rows = write & w_last, writer.rows & w_last
         with m.If(switch):
             _hand_over(m, rows, steps, w_row, wr_end)
         self._ahead = (ahead, _reader_ahead(m, self, ahead_rows, switch, wr_end_rows, w_row, H))
-        row_end = _ends_next(m, step, [(ox, ow), (c, C), (ky, kh), (kx, kw)], "r_last")
+        row_end = _ends_next(m, step, [(ox, blk.ow), *blk.counters, (c, C), (ky, kh),
+                                       (kx, kw)], "r_last")
         self._flow = _flow_control(
             m, writer, reader, w_row=w_row, low=low, ahead=ahead, ahead_rows=ahead_rows,
             r_done=r_done, switch=switch, w_end=wr_end,
-            oy=oy, oh=oh, r_end=reader.rows & row_end, H=H, R=R, kh=kh, sh=sh, ph=ph,
-            w_beats=W * C,
-            r_beats=ow * C * kh * kw)
+            oy=oy, oh=blk.oh, r_end=reader.rows & row_end, H=H, R=R, kh=blk.kh, sh=blk.sh,
+            ph=ph, w_beats=W * C, r_beats=blk.by * ow * C * kh * kw)
         return m
 
 
@@ -322,6 +344,7 @@ class RowWindow(SlidingWindow):
         (kh, kw), (sh, sw), (ph, pw) = self._k, self._s, self._p
         oh, ow = self.output_size
         R = self.buffer_rows
+        blk = _Block(self)
         Wb = -(-W // kw)                        # column groups: pixel x in group x // kw
         xw = self._shape.width
         rw = Shape.cast(range(kw)).width
@@ -359,11 +382,11 @@ class RowWindow(SlidingWindow):
         w_b = Signal(range(kw))                 # x mod kw
         w_grp = Signal(range(RBC + 1))          # (slot·Wb + x // kw)·C
         w_slot = Signal(range(R))               # the writer's row's slot
-        oy = Signal(range(oh))
-        ox = Signal(range(ow))
+        oy = Signal(range(blk.oh))             # the reader's row: ``by`` output rows
+        ox = Signal(range(blk.ow))             # its block of ``bx`` output pixels
         c = Signal(range(C))
         ky = Signal(range(kh))
-        low = Signal(range(-ph, (oh - 1) * sh - ph + 1), init=-ph)        # oy·sh − ph
+        low = Signal(range(-ph, (oh - 1) * sh - ph + 1), init=-ph)        # oy·by·sh − ph
         img_slot = Signal(range(R))
         base_slot = Signal(range(R), init=(-ph) % R)
         ix0 = Signal(range(-pw, (ow - 1) * sw - pw + 1), init=-pw)        # ox·sw − pw
@@ -389,7 +412,7 @@ class RowWindow(SlidingWindow):
         qc = Signal(range(min(0, q_lo * C), q_hi * C + C + 1), init=((-pw) // kw) * C)
         q0c = Signal.like(qc, init=((-pw) // kw) * C)             # q0·C
         row_slot = Signal(range(R), init=base_slot.init)     # the kernel row's slot
-        reader = _Reader(m, self, avail_init=int(kh <= ph))
+        reader = _Reader(m, self, avail_init=int(blk.kh <= ph))
         self._reader, step = reader, reader.step    # a copy of ``take``: the counters' enable
         row_pad = _outside(iy, H)
         pads_a = Signal(kw, reset_less=True)    # element kx of the beat is padding
@@ -409,35 +432,58 @@ class RowWindow(SlidingWindow):
             m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
         reader.output(m, Cat(*[rd.data for _, rd in banks], rot, pads), finish)
 
-        rows = _Rows(R, H, sh, ph, oy, low, r_done, ahead, img_slot, base_slot, row_slot)
-        steps = _row_steps(m, rows, ow * C * kh)
+        rows = _Rows(R, H, blk.sh, ph, oy, low, r_done, ahead, img_slot, base_slot, row_slot,
+                     **blk.rows_fields(base_slot, low, R))
+        steps = _row_steps(m, rows, blk.by * ow * C * kh)
         last_ky, last_c = ky == kh - 1, c == C - 1
-        last_ox, last_oy = ox == ow - 1, oy == oh - 1
+        last_ox, last_oy = ox == blk.ow - 1, oy == blk.oh - 1
+        if blk.on:
+            # the block's first column, kept to come back to on its next row
+            b_ix0, b_r0, b_q0c = (Signal.like(v, name=f"block_{v.name}") for v in (ix0, r0, q0c))
+
+        def next_block():
+            if not blk.on:
+                _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw,
+                            sw, pw)
+                return
+            # the next block starts a column on from the block's last pixel
+            ix0_n, r0_n, q0c_n = _column_step(ix0, r0, q0c, C, kw, sw)
+            m.d.sync += [b_ix0.eq(Mux(last_ox, ix0.init, ix0_n)),
+                         b_r0.eq(Mux(last_ox, r0.init, r0_n)),
+                         b_q0c.eq(Mux(last_ox, q0c.init, q0c_n))]
+            _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw, sw, pw)
+
+        def move(cols):
+            if cols > 0:        # a pixel on within the block's row
+                ix0_n, r0_n, q0c_n = _column_step(ix0, r0, q0c, C, kw, sw)
+            else:               # back to the block's first column
+                ix0_n, r0_n, q0c_n = b_ix0, b_r0, b_q0c
+            m.d.sync += [ix0.eq(ix0_n), r0.eq(r0_n), q0c.eq(q0c_n), qc.eq(q0c_n)]
         with m.If(step):
             m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
             with m.If(~last_ky):
                 m.d.sync += row_slot.eq(_wrap(row_slot + 1, R))
             with m.Else():
-                m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_slot.eq(base_slot)]
+                m.d.sync += [c.eq(Mux(last_c, 0, c + 1)), row_slot.eq(blk.row_base)]
                 with m.If(~last_c):
                     m.d.sync += qc.eq(qc + 1)
                 with m.Else():
-                    _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C,
-                                kw, sw, pw)
+                    blk.next_pixel(m, rows, row_slot, lambda: next_block(),
+                                   lambda cols: move(cols), sw)
         with m.If(step):
-            _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
+            blk.next_iy(m, iy, low, last_ky, last_c, last_ox, last_oy, sh, ph)
         w_last = _ends_next(m, write, [(w_x, W), (w_c, C)], "w_last")
         wr_end, wr_end_rows = write & w_last, writer.rows & w_last
         with m.If(switch):
             _hand_over(m, rows, steps, w_row, wr_end)
         self._ahead = (ahead, _reader_ahead(m, self, ahead_rows, switch, wr_end_rows, w_row, H))
-        row_end = _ends_next(m, step, [(ox, ow), (c, C), (ky, kh)], "r_last")
+        row_end = _ends_next(m, step, [(ox, blk.ow), *blk.counters, (c, C), (ky, kh)],
+                             "r_last")
         self._flow = _flow_control(
             m, writer, reader, w_row=w_row, low=low, ahead=ahead, ahead_rows=ahead_rows,
             r_done=r_done, switch=switch, w_end=wr_end,
-            oy=oy, oh=oh, r_end=reader.rows & row_end, H=H, R=R, kh=kh, sh=sh, ph=ph,
-            w_beats=W * C,
-            r_beats=ow * C * kh)
+            oy=oy, oh=blk.oh, r_end=reader.rows & row_end, H=H, R=R, kh=blk.kh, sh=blk.sh,
+            ph=ph, w_beats=W * C, r_beats=blk.by * ow * C * kh)
         return m
 
 
@@ -994,7 +1040,8 @@ class _Rows:
     """A window reader's row bookkeeping over its circular line buffer of ``R`` rows, in
     slots: ``img_slot`` holds its image's row 0, ``base_slot`` its output row's first row
     (``low``), ``row_slot`` the row it reads (None where the reader reads every row of a
-    window at once)."""
+    window at once); in blocks of output pixels (:class:`_Block`), ``pix_slot`` and
+    ``pix_low`` the slot and row of the pixel's first row."""
 
     R: int
     H: int
@@ -1007,6 +1054,87 @@ class _Rows:
     img_slot: object
     base_slot: object
     row_slot: object = None
+    pix_slot: object = None
+    pix_low: object = None
+
+
+class _Block:
+    """A window reader's place in its block of output pixels (:class:`SlidingWindow`'s
+    ``block``, ``(by, bx)``): the reader's row is ``by`` output rows (``kh + (by − 1)·sh``
+    input rows, ``by·sh`` on to the next), each walked block by block, a block's pixels
+    row by row (``dy``, ``dx``). The first row of the pixel's window, ``pix_low``, and its
+    slot, ``pix_slot``, are registers: one output row on (``+ sh``) within the block, back
+    to the block's first (``low``, ``base_slot``) at its end. Unblocked (``1 × 1``), the
+    reader's raster order, and none of these."""
+
+    def __init__(self, unit):
+        (kh, _), (sh, _) = unit._k, unit._s
+        oh, ow = unit.output_size
+        self.by, self.bx = unit._b
+        self.on = unit._b != (1, 1)
+        self.oh, self.ow = oh // self.by, ow // self.bx
+        self.kh, self.sh = kh + (self.by - 1) * sh, self.by * sh
+        self._sh = sh
+        self.dy = Signal(range(self.by), name="block_dy")
+        self.dx = Signal(range(self.bx), name="block_dx")
+        self.counters = [(self.dy, self.by), (self.dx, self.bx)] if self.on else []
+
+    def rows_fields(self, base_slot, low, R):
+        """``pix_slot`` and ``pix_low`` for :class:`_Rows` (none unblocked); sets
+        :attr:`row_base`, the slot a pixel's window starts in."""
+        self._R = R
+        if not self.on:
+            self.row_base = base_slot
+            return {}
+        self.pix_slot = Signal(range(R), init=base_slot.init, name="pix_slot")
+        self.pix_low = Signal.like(low, name="pix_low")
+        self.row_base = self.pix_slot
+        return {"pix_slot": self.pix_slot, "pix_low": self.pix_low}
+
+    def next_pixel(self, m, rows, row_slot, next_block, move, sw):
+        """The reader moves on from a pixel's last element (under its step): ``move(cols)``
+        along the block's row, or back to its first column on the next row, or
+        ``next_block()`` (the raster order's next pixel, unblocked)."""
+        if not self.on:
+            next_block()
+            return
+        last_dx, last_dy = self.dx == self.bx - 1, self.dy == self.by - 1
+        m.d.sync += self.dx.eq(Mux(last_dx, 0, self.dx + 1))
+        with m.If(~last_dx):
+            move(sw)
+        with m.Elif(~last_dy):
+            nxt = _wrap(self.pix_slot + self._sh, self._R)
+            m.d.sync += [self.dy.eq(self.dy + 1), self.pix_slot.eq(nxt), row_slot.eq(nxt),
+                         self.pix_low.eq(self.pix_low + self._sh)]
+            move(-(self.bx - 1) * sw)
+        with m.Else():
+            m.d.sync += [self.dy.eq(0), self.pix_slot.eq(rows.base_slot),
+                         row_slot.eq(rows.base_slot), self.pix_low.eq(rows.low)]
+            next_block()
+
+    def next_ix0(self, ix0, raster, sw):
+        """The next pixel's first column: ``raster``'s (the next block's) at a block's
+        end."""
+        if not self.on:
+            return raster
+        return Mux(self.dx != self.bx - 1, ix0 + sw,
+                   Mux(self.dy != self.by - 1, ix0 - (self.bx - 1) * sw, raster))
+
+    def next_iy(self, m, iy, low, last_ky, last_c, last_ox, last_oy, sh, ph):
+        """``iy``, the row read, as it follows a step of ``ky`` (:func:`_next_iy`)."""
+        if not self.on:
+            _next_iy(m, iy, low, last_ky, last_c & last_ox, last_oy, sh, ph)
+            return
+        with m.If(~last_ky):
+            m.d.sync += iy.eq(iy + 1)
+        with m.Elif(~last_c | (self.dx != self.bx - 1)):
+            m.d.sync += iy.eq(self.pix_low)
+        with m.Elif(self.dy != self.by - 1):
+            m.d.sync += iy.eq(self.pix_low + sh)
+        with m.Elif(~last_ox):
+            m.d.sync += iy.eq(low)
+        with m.Else():
+            m.d.sync += iy.eq(Mux(last_oy, -ph, low + self.sh))
 
 
 def _row_steps(m, r, beats_per_row):
@@ -1029,18 +1157,24 @@ def _row_steps(m, r, beats_per_row):
     return regs
 
 
+def _column_step(ix0, r0, q0c, C, kw, sw):
+    """A column-banked reader's first column ``ix0 = q0·kw + r0`` (``q0c = q0·C``), ``sw``
+    columns on: the three next values."""
+    t = r0 + sw % kw
+    carry = sw // kw + (t >= kw)
+    return ix0 + sw, Mux(t >= kw, t - kw, t), q0c + carry * C
+
+
 def _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw, sw, pw):
     """A column-banked reader moves to its next output pixel, ``sw`` columns on: the first
     column ``ix0 = q0·kw + r0`` (``q0c = q0·C``; ``qc``, the read group, back to it), or the
     next output row's first."""
-    t = r0 + sw % kw
-    carry = sw // kw + (t >= kw)
-    next_q0c = q0c + carry * C
+    ix0_n, r0_n, q0c_n = _column_step(ix0, r0, q0c, C, kw, sw)
     m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
-                 ix0.eq(Mux(last_ox, -pw, ix0 + sw)),
-                 r0.eq(Mux(last_ox, r0.init, Mux(t >= kw, t - kw, t))),
-                 q0c.eq(Mux(last_ox, q0c.init, next_q0c)),
-                 qc.eq(Mux(last_ox, q0c.init, next_q0c))]
+                 ix0.eq(Mux(last_ox, -pw, ix0_n)),
+                 r0.eq(Mux(last_ox, r0.init, r0_n)),
+                 q0c.eq(Mux(last_ox, q0c.init, q0c_n)),
+                 qc.eq(Mux(last_ox, q0c.init, q0c_n))]
     with m.If(last_ox):
         _next_output_row(m, rows, steps, last_oy)
 
@@ -1049,12 +1183,15 @@ def _next_output_row(m, r, steps, last_oy):
     """The reader moves to the next output row (or is done with the image)."""
     m.d.sync += [r.oy.eq(Mux(last_oy, 0, r.oy + 1)),
                  r.low.eq(Mux(last_oy, -r.ph, r.low + r.sh))]
+    if r.pix_low is not None:
+        m.d.sync += r.pix_low.eq(Mux(last_oy, -r.ph, r.low + r.sh))
     with m.If(last_oy):
         m.d.sync += r.r_done.eq(1)
     with m.Else():
         m.d.sync += r.base_slot.eq(steps["next_slot"])
-        if r.row_slot is not None:
-            m.d.sync += r.row_slot.eq(steps["next_slot"])
+        for slot in (r.row_slot, r.pix_slot):
+            if slot is not None:
+                m.d.sync += slot.eq(steps["next_slot"])
 
 
 def _hand_over(m, r, steps, w_row, w_end):
@@ -1067,5 +1204,6 @@ def _hand_over(m, r, steps, w_row, w_end):
         m.d.sync += w_row.eq(0)
     m.d.sync += [r.ahead.eq(full), r.r_done.eq(0),
                  r.img_slot.eq(steps["img_slot"]), r.base_slot.eq(steps["base_slot"])]
-    if r.row_slot is not None:
-        m.d.sync += r.row_slot.eq(steps["base_slot"])
+    for slot in (r.row_slot, r.pix_slot):
+        if slot is not None:
+            m.d.sync += slot.eq(steps["base_slot"])

@@ -12,14 +12,20 @@ from flexor_hw.ops.conv2d import im2col
 from flexor_hw.simulate import reset_while_stalled, run_stream
 
 
-def ref_windows(images, kernel, stride, padding):
-    """What the unit must emit: per image, per output pixel, the window in (c, ky, kx)."""
-    return im2col(images, kernel, stride, padding, np.int64).reshape(-1)
+def ref_windows(images, kernel, stride, padding, block=(1, 1)):
+    """What the unit must emit: per image, per output pixel, the window in (c, ky, kx);
+    the pixels in blocks of ``block`` (blocks in raster order, a block's pixels too)."""
+    cols = im2col(images, kernel, stride, padding, np.int64)
+    n, (by, bx) = len(images), block
+    oh = (images.shape[2] + 2 * padding[0] - kernel[0]) // stride[0] + 1
+    ow = (images.shape[3] + 2 * padding[1] - kernel[1]) // stride[1] + 1
+    cols = cols.reshape(n, oh // by, by, ow // bx, bx, -1).transpose(0, 1, 3, 2, 4, 5)
+    return cols.reshape(-1)
 
 
-def rtl_windows(images, kernel, stride, padding, *, stall=0.3, seed=0):
+def rtl_windows(images, kernel, stride, padding, *, stall=0.3, seed=0, block=1):
     n, c, h, w = images.shape
-    dut = SlidingWindow(8, c, h, w, kernel, stride=stride, padding=padding)
+    dut = SlidingWindow(8, c, h, w, kernel, stride=stride, padding=padding, block=block)
     beats = images.transpose(0, 2, 3, 1).reshape(-1)          # (y, x, c) order per image
     run = run_stream(dut, beats.tolist(), n * dut.beats_per_image, in_stall=stall,
                      out_stall=stall, seed=seed)
@@ -47,6 +53,49 @@ def test_windows_match_im2col(c, h, w, k, s, p):
     for seed in (h, h + 1):
         got, _, _ = rtl_windows(images, k, s, p, seed=seed)
         assert got.tolist() == want.tolist()
+
+
+BLOCKED = [  # (c, h, w, kernel, stride, padding, block)
+    (2, 6, 6, 3, 1, 1, 2), (1, 8, 8, 5, 1, 2, 2),         # LeNet-5's conv1 in small
+    (3, 7, 6, 3, 1, 0, (1, 2)), (2, 9, 8, 3, 2, 1, (5, 2)), (1, 6, 4, 1, 1, 0, 2),
+    (2, 8, 8, 3, 1, 1, (2, 1)), (2, 7, 7, 3, 2, 1, 2),
+    (1, 4, 1, (3, 1), 1, (1, 0), (2, 1)),                 # a beat a row
+]
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+@pytest.mark.parametrize("c, h, w, k, s, p, b", BLOCKED,
+                         ids=[f"c{c}h{h}w{w}k{k}s{s}p{p}b{b}" for c, h, w, k, s, p, b in BLOCKED])
+def test_windows_in_blocks_of_pixels(c, h, w, k, s, p, b):
+    """With ``block``, the same windows with the output pixels in blocks (a max pool's
+    windows, for :class:`~flexor_hw.gateware.pool.BlockMaxPool`), exactly, stalled and
+    not; unstalled, images as many cycles apart as in raster order."""
+    rng = np.random.default_rng(c * 100 + h * 10 + w)
+    images = rng.integers(1, 256, (3, c, h, w))
+    want = ref_windows(images, _pair(k), _pair(s), _pair(p), _pair(b))
+    periods = []
+    for block in (b, 1):
+        for stall in (0.3, 0.0) if block == b else (0.0,):
+            got, run, dut = rtl_windows(images, k, s, p, stall=stall, seed=h, block=block)
+            if block == b:
+                assert got.tolist() == want.tolist()
+        per = dut.beats_per_image
+        periods.append(set(np.diff([run.out_cycles[(i + 1) * per - 1] for i in range(3)])))
+    assert periods[0] == periods[1] and len(periods[0]) == 1
+
+
+@pytest.mark.parametrize("cls, block, msg", [
+    ("SlidingWindow", (2, 3), r"^Block \[2, 3\] must divide the 6×4 output pixels$"),
+    ("RowWindow", 0, r"^Block must be at least 1, not 0$"),
+    ("KernelWindow", 2, r"^A kernel window emits its output pixels in raster order only, not "
+                        r"in blocks$")])
+def test_blocks_are_checked(cls, block, msg):
+    from flexor_hw.gateware import window
+    with pytest.raises(ValueError, match=msg):
+        getattr(window, cls)(8, 1, 6, 4, 3, padding=1, block=block)
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.7])
@@ -117,13 +166,16 @@ def test_input_ready_is_a_register(cls):
     assert re.search(r"^\s*reg o__valid = 1'h0;", skid, re.MULTILINE)
 
 
-@pytest.mark.parametrize("cls, c, h, w, k, s, p, stall", [
-    ("SlidingWindow", 2, 7, 6, 3, 2, 1, 0.3), ("SlidingWindow", 1, 9, 8, 5, 1, 2, 0.0),
-    ("SlidingWindow", 2, 8, 5, 3, 2, 0, 0.5), ("RowWindow", 2, 6, 7, 3, 1, 1, 0.3),
-    ("RowWindow", 1, 8, 8, 5, 1, 2, 0.0), ("RowWindow", 2, 9, 9, 5, 2, 0, 0.5),
-    ("KernelWindow", 2, 6, 7, 3, 1, 1, 0.3), ("KernelWindow", 1, 8, 8, 5, 1, 2, 0.0),
-    ("KernelWindow", 2, 9, 9, 5, 2, 0, 0.5), ("KernelWindow", 1, 5, 6, 3, 1, 1, 0.5)])
-def test_flow_control_never_grants_what_the_state_does_not(cls, c, h, w, k, s, p, stall):
+@pytest.mark.parametrize("cls, c, h, w, k, s, p, stall, b", [
+    ("SlidingWindow", 2, 7, 6, 3, 2, 1, 0.3, 1), ("SlidingWindow", 1, 9, 8, 5, 1, 2, 0.0, 1),
+    ("SlidingWindow", 2, 8, 5, 3, 2, 0, 0.5, 1), ("RowWindow", 2, 6, 7, 3, 1, 1, 0.3, 1),
+    ("RowWindow", 1, 8, 8, 5, 1, 2, 0.0, 1), ("RowWindow", 2, 9, 9, 5, 2, 0, 0.5, 1),
+    ("KernelWindow", 2, 6, 7, 3, 1, 1, 0.3, 1), ("KernelWindow", 1, 8, 8, 5, 1, 2, 0.0, 1),
+    ("KernelWindow", 2, 9, 9, 5, 2, 0, 0.5, 1), ("KernelWindow", 1, 5, 6, 3, 1, 1, 0.5, 1),
+    # output pixels in blocks: the reader's row is ``by`` output rows
+    ("SlidingWindow", 2, 8, 6, 3, 1, 1, 0.3, 2), ("SlidingWindow", 1, 8, 8, 5, 1, 2, 0.0, 2),
+    ("RowWindow", 2, 8, 6, 3, 1, 1, 0.3, 2), ("RowWindow", 1, 9, 9, 3, 2, 1, 0.5, (5, 1))])
+def test_flow_control_never_grants_what_the_state_does_not(cls, c, h, w, k, s, p, stall, b):
     """The reader's ``avail`` and the writer's room, registers read from flags a cycle
     behind the state, never grant a step the state does not allow: ``avail`` only where
     the rows of the reader's output row are complete (``min(low + kh, H)`` of its image,
@@ -132,8 +184,9 @@ def test_flow_control_never_grants_what_the_state_does_not(cls, c, h, w, k, s, p
     (a take, the writer's row end and the hand-over in every combination)."""
     from flexor_hw.gateware import window
     images = np.random.default_rng(c + h).integers(0, 256, (3, c, h, w))
-    dut = getattr(window, cls)(8, c, h, w, k, stride=s, padding=p)
+    dut = getattr(window, cls)(8, c, h, w, k, stride=s, padding=p, block=b)
     R, H = dut.buffer_rows, h
+    k += (_pair(b)[0] - 1) * s          # the rows of the reader's row of blocks
     wrong, cycles, granted = [], [0], [0, 0]
 
     async def monitor(ctx):
@@ -158,32 +211,34 @@ def test_flow_control_never_grants_what_the_state_does_not(cls, c, h, w, k, s, p
     assert cycles[0] > n_out and wrong == [] and min(granted) > 0
 
 
-@pytest.mark.parametrize("cls, c, h, w, k, s, p", [
-    ("SlidingWindow", 2, 7, 6, 3, 2, 1), ("SlidingWindow", 1, 6, 6, 3, 1, 0),
-    ("RowWindow", 2, 6, 7, 3, 1, 1), ("RowWindow", 1, 8, 8, 5, 1, 2),
-    ("KernelWindow", 2, 6, 7, 3, 1, 1), ("KernelWindow", 1, 8, 8, 5, 1, 2)])
+@pytest.mark.parametrize("cls, c, h, w, k, s, p, b", [
+    ("SlidingWindow", 2, 7, 6, 3, 2, 1, 1), ("SlidingWindow", 1, 6, 6, 3, 1, 0, 1),
+    ("RowWindow", 2, 6, 7, 3, 1, 1, 1), ("RowWindow", 1, 8, 8, 5, 1, 2, 1),
+    ("KernelWindow", 2, 6, 7, 3, 1, 1, 1), ("KernelWindow", 1, 8, 8, 5, 1, 2, 1),
+    ("SlidingWindow", 2, 8, 6, 3, 1, 1, 2), ("RowWindow", 1, 8, 8, 5, 1, 2, 2)])
 @pytest.mark.parametrize("junk_rows", [1.5, None, "full", "ahead"])
 @pytest.mark.parametrize("offered", [False, True])
 def test_a_one_cycle_reset_mid_image_restarts_the_window_and_its_copies(
-        cls, c, h, w, k, s, p, junk_rows, offered):
+        cls, c, h, w, k, s, p, b, junk_rows, offered):
     """A reset of one cycle while the reader holds a full output FIFO (the counters' and
     the rows-done bookkeeping's copies of ``take``, the bookkeeping's copy of the writer's
     ``write`` and the reader's of ``ahead`` follow the reset through their inputs): every
     copy equals its original in every cycle, and the images after the reset come out
-    exact. ``junk_rows``: the rows written before the reset (None: a kernel's height, the
-    reader's first output row ready; "full": beats until the writer is out of room and the
+    exact (``b``: output pixels in blocks). ``junk_rows``: the rows written before the
+    reset (None: a kernel's height, the reader's first output row ready; "full": beats until the writer is out of room and the
     input's skid buffer holds its two; "ahead": a whole image, its outputs taken into the
     last output row, so that the writer is ahead of the reader); ``offered``: a beat
     offered on the input during the reset."""
     from flexor_hw.gateware import window
     rng = np.random.default_rng(c * 7 + h)
     images = rng.integers(0, 256, (3, c, h, w))
-    dut = getattr(window, cls)(8, c, h, w, k, stride=s, padding=p)
+    dut = getattr(window, cls)(8, c, h, w, k, stride=s, padding=p, block=b)
     beats = images.transpose(0, 2, 3, 1).reshape(-1).tolist()
     per_image = len(beats) // 3
-    rows = {None: k, "full": dut.buffer_rows + 1, "ahead": h}.get(junk_rows, junk_rows)
+    kb = k + (b - 1) * s            # the rows of the reader's row (of blocks)
+    rows = {None: kb, "full": dut.buffer_rows + 1, "ahead": h}.get(junk_rows, junk_rows)
     if junk_rows == 1.5:
-        rows = k - p + 0.5          # the first beat needs its window's rows; half a row more
+        rows = kb - p + 0.5         # the first beat needs its window's rows; half a row more
     junk = beats[:int(rows * w * c)]
     # "ahead": the reader stops half an output row before its image's end
     # (and more than its output FIFO holds: its reads stop short of the image's end)
@@ -214,7 +269,7 @@ def test_a_one_cycle_reset_mid_image_restarts_the_window_and_its_copies(
     run = run_stream(dut, beats[per_image:], n_out, in_stall=0.3, out_stall=0.3, seed=k,
                      before=before,
                      monitor=monitor)
-    want = ref_windows(images[1:], (k, k), (s, s), (p, p))
+    want = ref_windows(images[1:], (k, k), (s, s), (p, p), (b, b))
     if cls != "SlidingWindow":
         got = np.array([(v >> (8 * e)) & 255 for v in run.outputs for e in range(dut.simd)])
     else:
