@@ -8,7 +8,7 @@ from .mul import const_product
 from .pipeline import NO_RW_CHECK, copy_register
 from .window import SlidingWindow, _positive
 
-__all__ = ["MaxPool", "TiledMaxPool", "GroupMax", "GlobalAvgPool"]
+__all__ = ["MaxPool", "TiledMaxPool", "BlockMaxPool", "GroupMax", "GlobalAvgPool"]
 
 
 class GroupMax(wiring.Component):
@@ -270,6 +270,60 @@ def _clamp_shift(value, frac_bits, y_lo, y_hi):
     """``clamp((value + ⌊2^(F−1)⌋) >> F, lo, hi)`` (the contract's requantization)."""
     shifted = (value + ((1 << frac_bits) >> 1)) >> frac_bits
     return Mux(shifted < y_lo, y_lo, Mux(shifted > y_hi, y_hi, shifted))
+
+
+class BlockMaxPool(wiring.Component):
+    """2-D max pooling whose windows tile the image, of a stream in blocks: each pooling
+    window's ``kh·kw`` pixels one after another (a :class:`~.window.SlidingWindow` with
+    ``block = kernel`` in front of the producing engine emits its pixels so), ``simd``
+    channels a beat; out, the pooled ``(y', x', c)`` stream.
+
+    A window's running maxima are a ring of ``C/simd`` words of registers, one per beat of
+    a pixel: the beat's word leaves the ring's head, is folded with the beat and goes back
+    at its tail, and the window's last pixel sends it out instead. No memory, no forwarding:
+    a beat's word is back at the head by the time its channels come again. One beat per
+    cycle in; ``o.valid`` and ``o.payload`` are registers, a window's output beat leaving a
+    cycle after its last input beat."""
+
+    def __init__(self, shape, channels, kernel, *, simd=1):
+        self._shape = Shape.cast(shape)
+        self._c = _positive("Channels", channels)
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        self._k = (_positive("Kernel height", kh), _positive("Kernel width", kw))
+        self._p = _positive("SIMD", simd)
+        if self._c % self._p:
+            raise ValueError(f"SIMD {self._p} must divide the channels ({self._c})")
+        beat = Shape(self._shape.width * self._p)
+        super().__init__({"i": In(stream.Signature(beat)), "o": Out(stream.Signature(beat))})
+
+    def elaborate(self, platform):
+        m = Module()
+        w, n = self._shape.width, self._p
+        words, pixels = self._c // n, self._k[0] * self._k[1]
+        ring = [Signal(w * n, name=f"maxima{j}", reset_less=True) for j in range(words)]
+        pixel = Signal(range(pixels))
+        beat = Signal(range(words))
+        out = Signal(w * n, reset_less=True)
+        take = Signal()
+        m.d.comb += [self.i.ready.eq(~self.o.valid | self.o.ready),
+                     take.eq(self.i.valid & self.i.ready), self.o.payload.eq(out)]
+
+        def lane(v, k):
+            x = v[k * w:(k + 1) * w]
+            return x.as_signed() if self._shape.signed else x
+
+        folded = Cat(*[Mux((pixel == 0) | (lane(self.i.payload, k) > lane(ring[0], k)),
+                           lane(self.i.payload, k), lane(ring[0], k)) for k in range(n)])
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(take):
+            m.d.sync += [ring[j].eq(ring[j + 1]) for j in range(words - 1)]
+            m.d.sync += [ring[-1].eq(folded), beat.eq(Mux(beat == words - 1, 0, beat + 1))]
+            with m.If(beat == words - 1):
+                m.d.sync += pixel.eq(Mux(pixel == pixels - 1, 0, pixel + 1))
+            with m.If(pixel == pixels - 1):
+                m.d.sync += [out.eq(folded), self.o.valid.eq(1)]
+        return m
 
 
 class GlobalAvgPool(wiring.Component):

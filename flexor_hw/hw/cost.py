@@ -57,6 +57,9 @@ COST = {
                       "luts_per_select_bit": 1.1, "ffs_per_element_bit": 2.0},
     # either window's output register and its input's registered ready
     "window_io": {"ffs": 3, "ffs_per_out_bit": 1},
+    # a window's output pixels in blocks: the place in the block, the pixel's first row and
+    # its slot, a row window's block's first column
+    "window_block": {"luts": 40, "ffs": 30},
     "maxpool": {"luts": 200, "ffs": 140},
     # counters, the forward compares; per lane bit: compare, select among the read word and
     # three forwarded ones, the stages' and forwarded words' registers and the three-entry
@@ -67,6 +70,10 @@ COST = {
     # LUT4 the pool, estimated 720).
     "tiled_maxpool": {"luts": 100, "ffs": 60, "luts_per_bit": 8.5, "ffs_per_bit": 11.0,
                       "luts_per_page_bit": 1.0},
+    # its input in blocks of its windows' pixels: the counters; per lane bit the compare
+    # and the select into the ring of running maxima (flip-flops: the ring, a channel's
+    # bits each, and the output's register, counted by the stage)
+    "block_maxpool": {"luts": 20, "ffs": 10, "luts_per_bit": 2.0},
     # counters, the read-modify-write adder, the clamp (64 channels × 64 pixels: 178 LUT4
     # and 57 FF beside the accumulators' LUT RAM; the product with A in a MULT18X18D)
     "gap": {"luts": 180, "ffs": 60, "dsps": 1},

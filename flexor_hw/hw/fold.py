@@ -22,7 +22,7 @@ from . import stages as S
 from .fifo import size_fifos
 
 __all__ = ["fold", "fold_unit", "fold_to_device", "parse_fold", "parse_budget",
-           "match_widths", "limit_text", "MARGIN"]
+           "match_widths", "limit_text", "fuse_pools", "MARGIN"]
 
 #: Share of a device's LUTs and flip-flops a folding may fill (routing and packing need the
 #: rest). On the ECP5-25k, LeNet-5 estimated at 13,426 LUT4 (55 %) placed and routed in 5
@@ -282,7 +282,7 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
     if target is None:
         target = _fixed_cycles(graph, kernels=False)
     stages, quantum = [], 1
-    for st in graph.stages:
+    for st in unfuse_pools(graph.stages):
         st = replace(st, family=budget.get("family", "ecp5"))
         if st.kind == "mvau":
             st = replace(st, bits_register=budget.get("bits_register", True),
@@ -332,7 +332,41 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
         stages = _buffer_pool_rows(stages, limit)
     # the skip FIFOs sized for the windows chosen, so that their block RAMs are weighed with
     # the rest (sized after folding, ResNet-32 under --budget brams=150 was built at 178)
+    stages = fuse_pools(stages)
     return multipliers_to_logic(replace(graph, stages=size_fifos(stages)), budget)
+
+
+def unfuse_pools(stages):
+    """``stages`` with every window in raster order and every pool keeping its row of
+    maxima, as lowered (:func:`fuse_pools` undone: a folded graph folds again from there)."""
+    return [replace(st, block=(1, 1)) if st.kind == "window" and st.blocked
+            else replace(st, blocks=False) if st.kind == "maxpool" and st.blocks else st
+            for st in stages]
+
+
+def fuse_pools(stages):
+    """Each tiled max pool right after a conv's unit whose window can emit its output
+    pixels in blocks of the pool's windows (an element or row window, the blocks tiling
+    its output): the window does, and the pool folds each block's pixels into a ring of
+    one pixel's maxima (:class:`~flexor_hw.gateware.pool.BlockMaxPool`) instead of
+    keeping a row of them in a memory (LeNet-5's pools on the ECP5-25k: 448 words of LUT
+    RAM each, some 740 LUT4). Not where the window's line buffer, a row of blocks higher,
+    would take block RAMs the pool's maxima do not free."""
+    out = list(stages)
+    for k in range(2, len(out)):
+        pool, unit, win = out[k], out[k - 1], out[k - 2]
+        if (pool.kind == "maxpool" and pool.tiled and unit.kind == "mvau"
+                and unit.op == "conv2d" and win.kind == "window"
+                and pool.output_size[0] * pool.kernel[0] == pool.height
+                and pool.output_size[1] * pool.kernel[1] == pool.width
+                and win.can_block(tuple(pool.kernel))):
+            blocked = replace(win, block=tuple(pool.kernel))
+            # (its line buffer holds a row more: not where that takes block RAMs the
+            # pool's row of maxima does not free)
+            if blocked.estimate()["brams"] <= win.estimate()["brams"] + pool.estimate()["brams"]:
+                out[k - 2] = blocked
+                out[k] = replace(pool, blocks=True, out_depth=3, lutram=None)
+    return out
 
 
 #: Stages whose multipliers can be built in logic (``lut_multipliers``).

@@ -154,6 +154,8 @@ class SlidingWindow(Stage):
     padding: tuple = (0, 0)
     simd: int = 1       # 1; kw: a kernel row per beat (RowWindow); kh·kw: a channel's kernel
                         # (KernelWindow)
+    block: tuple = (1, 1)   # output pixels in blocks of (by, bx), for a max pool of that
+                            # kernel after the unit (:func:`~.fold.fuse_pools`)
 
     @property
     def out_simd(self):
@@ -180,7 +182,7 @@ class SlidingWindow(Stage):
     @property
     def buffer_rows(self):
         return window_rows(self.style, self.channels, self.height, self.width, self.kernel,
-                           self.stride, self.padding)
+                           self.stride, self.padding, self.block)
 
     @property
     def output_size(self):
@@ -241,21 +243,37 @@ class SlidingWindow(Stage):
             bits = n * self.x_shape.width
             luts += round(c["luts_per_bank"] * n + c["luts_per_select_bit"] * (kh + kw) * bits)
             ffs += round(c["ffs_per_bank"] * n + c["ffs_per_element_bit"] * bits)
+        if self.blocked:
+            # the place in the block, the pixel's first row and slot, the block's first
+            # column (kept to come back to)
+            luts, ffs = luts + COST["window_block"]["luts"], ffs + COST["window_block"]["ffs"]
         skid = skid_buffer_cost(self.x_shape.width)         # the input's skid buffer
         return _with_memories({"luts": luts + skid["luts"] + 2, "ffs": ffs + skid["ffs"],
                                "brams": 0, "dsps": 0}, mems)
+
+    @property
+    def blocked(self):
+        return tuple(self.block) != (1, 1)
+
+    def can_block(self, block):
+        """Whether it can emit its output pixels in blocks of ``block`` (an element or row
+        window whose output the blocks tile)."""
+        oh, ow = self.output_size
+        return self.style != "kernel" and oh % block[0] == 0 and ow % block[1] == 0
 
     def describe(self):
         return {"channels": self.channels, "height": self.height, "width": self.width,
                 "kernel": list(self.kernel), "stride": list(self.stride),
                 "padding": list(self.padding), "simd": self.simd,
-                "line_buffer_rows": self.buffer_rows}
+                "line_buffer_rows": self.buffer_rows,
+                **({"pixel_blocks": list(self.block)} if self.blocked else {})}
 
     def unit(self, files=None):
         from ..gateware.window import KernelWindow, RowWindow, SlidingWindow
         unit = {"element": SlidingWindow, "row": RowWindow, "kernel": KernelWindow}[self.style]
         return unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
-                    stride=self.stride, padding=self.padding, emit=files is not None)
+                    stride=self.stride, padding=self.padding, block=self.block,
+                    emit=files is not None)
 
 
 @register
@@ -563,6 +581,8 @@ class MaxPool(Stage):
     simd: int = 1
     lutram: bool = None         # a tiled pool's maxima in LUT RAM / block RAM / (None) by cost
     out_depth: int = 3          # a tiled pool's output FIFO, in beats
+    blocks: bool = False        # tiled, its input in blocks of its windows' pixels (the
+                                # producer's window emits them so: fold.fuse_pools)
 
     def row_buffered(self):
         """The pool with an output FIFO that holds an output row (and the three beats a
@@ -615,6 +635,8 @@ class MaxPool(Stage):
                    self.channels * self.height * self.width) + 1
 
     def memories(self):
+        if self.blocks:
+            return []
         if self.tiled:
             ow = self.output_size[1]
             mems = [_mem(self, "row maxima", ow * self.channels // self.simd,
@@ -627,6 +649,13 @@ class MaxPool(Stage):
         return [_mem(self, "line buffer", rows * self.width * self.channels, self.x_shape.width)]
 
     def estimate(self):
+        if self.blocks:
+            # the ring of a pixel's running maxima, the output's register, per lane bit the
+            # compare and the select
+            c, lanes = COST["block_maxpool"], self.simd * self.x_shape.width
+            return {"luts": round(c["luts"] + c["luts_per_bit"] * lanes),
+                    "ffs": c["ffs"] + self.channels * self.x_shape.width + lanes,
+                    "brams": 0, "dsps": 0}
         if not self.tiled:
             return super().estimate()
         c = COST["tiled_maxpool"]
@@ -643,13 +672,19 @@ class MaxPool(Stage):
         return ram_style_attr(self.lutram)
 
     def describe(self):
+        if self.blocks:
+            return {"channels": self.channels, "height": self.height, "width": self.width,
+                    "kernel": list(self.kernel), "stride": list(self.stride), "simd": self.simd,
+                    "input_in_blocks": True}
         return {"channels": self.channels, "height": self.height, "width": self.width,
                 "kernel": list(self.kernel), "stride": list(self.stride), "simd": self.simd,
                 "maxima_in_lut_ram": self.lutram, **({"output_fifo": self.out_depth}
                                                      if self.out_depth > 3 else {})}
 
     def unit(self, files=None):
-        from ..gateware.pool import MaxPool as Unit, TiledMaxPool
+        from ..gateware.pool import BlockMaxPool, MaxPool as Unit, TiledMaxPool
+        if self.blocks:
+            return BlockMaxPool(self.x_shape, self.channels, tuple(self.kernel), simd=self.simd)
         if self.tiled:
             return TiledMaxPool(self.x_shape, self.channels, self.height, self.width,
                                 tuple(self.kernel), simd=self.simd, ram_style=self.ram_style,

@@ -227,8 +227,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$28 ),
     .i__valid(\i__valid$26 ),
     .o__payload(\i__payload$30 ),
+    .o__ready(\o__ready$34 ),
     .o__valid(\i__valid$32 ),
-    .r_en(\o__ready$34 ),
     .rst_pool1(rst_pool1)
   );
   \flexor_lenet5.pool2  pool2 (
@@ -237,8 +237,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$52 ),
     .i__valid(\i__valid$50 ),
     .o__payload(\i__payload$54 ),
+    .o__ready(\o__ready$58 ),
     .o__valid(\i__valid$56 ),
-    .r_en(\o__ready$58 ),
     .rst_pool2(rst_pool2)
   );
   \flexor_lenet5.port_out  port_out (
@@ -726,7 +726,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst_conv1, i__ready, i__valid, w_data, o__valid, o__payload, \o__ready$89 , clk);
+module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$89 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
@@ -2984,7 +2984,7 @@ module \flexor_lenet5.conv1.dec_3_0_0 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -3365,40 +3365,40 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
-  wire \$100 ;
+  wire [6:0] \$100 ;
   wire [6:0] \$101 ;
   wire \$102 ;
   wire [6:0] \$103 ;
   wire [6:0] \$104 ;
   wire \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire [4:0] \$107 ;
+  wire [4:0] \$108 ;
   wire \$109 ;
   wire [5:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
+  wire [6:0] \$110 ;
+  wire [6:0] \$111 ;
   wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
+  wire [6:0] \$113 ;
+  wire [6:0] \$114 ;
   wire \$115 ;
   wire \$116 ;
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire [6:0] \$120 ;
-  wire \$121 ;
+  wire \$120 ;
+  wire [6:0] \$121 ;
   wire \$122 ;
-  wire \$123 ;
+  wire [6:0] \$123 ;
   wire \$124 ;
-  wire \$125 ;
+  wire [6:0] \$125 ;
   wire \$126 ;
   wire [6:0] \$127 ;
-  wire [7:0] \$128 ;
-  wire \$129 ;
+  wire [6:0] \$128 ;
+  wire [6:0] \$129 ;
   wire [8:0] \$13 ;
-  wire \$130 ;
+  wire [6:0] \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
@@ -3409,13 +3409,13 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$138 ;
   wire \$139 ;
   wire [8:0] \$14 ;
-  wire [5:0] \$140 ;
+  wire \$140 ;
   wire [6:0] \$141 ;
-  wire \$142 ;
+  wire [6:0] \$142 ;
   wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire [6:0] \$146 ;
+  wire [6:0] \$144 ;
+  wire [6:0] \$145 ;
+  wire \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
@@ -3428,25 +3428,25 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$155 ;
   wire \$156 ;
   wire \$157 ;
-  wire [5:0] \$158 ;
-  wire [5:0] \$159 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire \$163 ;
-  wire [5:0] \$164 ;
-  wire [5:0] \$165 ;
+  wire [6:0] \$163 ;
+  wire \$164 ;
+  wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
   wire \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire [5:0] \$171 ;
-  wire [5:0] \$172 ;
-  wire [6:0] \$173 ;
-  wire [6:0] \$174 ;
+  wire [6:0] \$170 ;
+  wire [7:0] \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
   wire \$175 ;
   wire \$176 ;
   wire \$177 ;
@@ -3454,14 +3454,14 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire [5:0] \$181 ;
-  wire [5:0] \$182 ;
-  wire \$183 ;
-  wire \$184 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire [5:0] \$183 ;
+  wire [6:0] \$184 ;
   wire \$185 ;
   wire \$186 ;
-  wire [5:0] \$187 ;
-  wire [5:0] \$188 ;
+  wire \$187 ;
+  wire \$188 ;
   wire [6:0] \$189 ;
   wire [5:0] \$19 ;
   wire \$190 ;
@@ -3477,24 +3477,24 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
+  wire [5:0] \$201 ;
+  wire [5:0] \$202 ;
   wire \$203 ;
   wire \$204 ;
   wire \$205 ;
   wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
+  wire [5:0] \$207 ;
+  wire [5:0] \$208 ;
   wire \$209 ;
   wire [3:0] \$21 ;
   wire \$210 ;
   wire \$211 ;
   wire \$212 ;
   wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
+  wire [5:0] \$214 ;
+  wire [5:0] \$215 ;
+  wire [6:0] \$216 ;
+  wire [6:0] \$217 ;
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
@@ -3502,63 +3502,110 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
+  wire [5:0] \$224 ;
+  wire [5:0] \$225 ;
   wire \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire [3:0] \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
+  wire [5:0] \$230 ;
+  wire [5:0] \$231 ;
+  wire [6:0] \$232 ;
   wire \$233 ;
   wire \$234 ;
   wire \$235 ;
   wire \$236 ;
-  reg [4:0] \$237 ;
-  reg [7:0] \$238 ;
-  reg \$239 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire [4:0] \$24 ;
-  reg [4:0] \$240 ;
-  reg \$241 ;
-  reg [2:0] \$242 ;
-  reg \$243 ;
-  reg \$244 ;
-  reg \$245 ;
-  reg \$246 ;
-  reg [2:0] \$247 ;
-  reg [5:0] \$248 ;
-  reg [2:0] \$249 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire [3:0] \$25 ;
-  reg [2:0] \$250 ;
-  reg [4:0] \$251 ;
-  reg [5:0] \$252 ;
-  reg [5:0] \$253 ;
-  reg [4:0] \$254 ;
-  reg [5:0] \$255 ;
-  reg \$256 ;
-  reg [2:0] \$257 ;
-  reg [5:0] \$258 ;
-  reg [5:0] \$259 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
   wire [4:0] \$26 ;
-  reg \$260 ;
-  reg [2:0] \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg \$268 ;
-  reg \$269 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire [3:0] \$27 ;
-  reg \$270 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
+  reg [4:0] \$280 ;
+  reg [7:0] \$281 ;
+  reg \$282 ;
+  reg [4:0] \$283 ;
+  reg \$284 ;
+  reg [2:0] \$285 ;
+  reg \$286 ;
+  reg \$287 ;
+  reg \$288 ;
+  reg \$289 ;
   wire [3:0] \$29 ;
+  reg [2:0] \$290 ;
+  reg [5:0] \$291 ;
+  reg [2:0] \$292 ;
+  reg [2:0] \$293 ;
+  reg \$294 ;
+  reg [5:0] \$295 ;
+  reg [5:0] \$296 ;
+  reg \$297 ;
+  reg [2:0] \$298 ;
+  reg [5:0] \$299 ;
   wire \$3 ;
   wire [4:0] \$30 ;
+  reg [3:0] \$300 ;
+  reg [3:0] \$301 ;
+  reg [5:0] \$302 ;
+  reg \$303 ;
+  reg [2:0] \$304 ;
+  reg [5:0] \$305 ;
+  reg [5:0] \$306 ;
+  reg \$307 ;
+  reg [2:0] \$308 ;
+  reg \$309 ;
   wire [3:0] \$31 ;
+  reg \$310 ;
+  reg \$311 ;
+  reg \$312 ;
+  reg \$313 ;
+  reg \$314 ;
+  reg \$315 ;
+  reg \$316 ;
+  reg \$317 ;
   wire [4:0] \$32 ;
   wire [3:0] \$33 ;
   wire \$34 ;
@@ -3597,41 +3644,41 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire [6:0] \$64 ;
   wire [7:0] \$65 ;
   wire \$66 ;
-  wire [5:0] \$67 ;
-  wire [5:0] \$68 ;
+  wire [1:0] \$67 ;
+  wire [1:0] \$68 ;
   wire \$69 ;
   wire [3:0] \$7 ;
-  wire [6:0] \$70 ;
-  wire [6:0] \$71 ;
+  wire \$70 ;
+  wire \$71 ;
   wire \$72 ;
   wire [6:0] \$73 ;
   wire [6:0] \$74 ;
-  wire \$75 ;
-  wire [6:0] \$76 ;
-  wire [6:0] \$77 ;
+  wire [6:0] \$75 ;
+  wire [1:0] \$76 ;
+  wire [3:0] \$77 ;
   wire \$78 ;
-  wire \$79 ;
+  wire [3:0] \$79 ;
   wire [4:0] \$8 ;
-  wire [5:0] \$80 ;
-  wire [5:0] \$81 ;
-  wire \$82 ;
-  wire [6:0] \$83 ;
-  wire [6:0] \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
+  wire [4:0] \$80 ;
+  wire [3:0] \$81 ;
+  wire [4:0] \$82 ;
+  wire [3:0] \$83 ;
+  wire \$84 ;
+  wire [3:0] \$85 ;
+  wire [4:0] \$86 ;
+  wire [3:0] \$87 ;
+  wire [4:0] \$88 ;
+  wire [6:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
+  wire [6:0] \$90 ;
   wire [6:0] \$91 ;
-  wire \$92 ;
-  wire [6:0] \$93 ;
-  wire [6:0] \$94 ;
-  wire \$95 ;
+  wire [6:0] \$92 ;
+  wire \$93 ;
+  wire [4:0] \$94 ;
+  wire [4:0] \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
+  wire [6:0] \$97 ;
+  wire [6:0] \$98 ;
   wire \$99 ;
   reg ahead = 1'h0;
   wire ahead_rows;
@@ -3643,7 +3690,9 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire avail_q;
   wire avail_rows;
   wire avail_step;
-  reg [2:0] base_slot = 3'h4;
+  reg [2:0] base_slot = 3'h6;
+  reg block_dx = 1'h0;
+  reg block_dy = 1'h0;
   wire [-1:0] c;
   wire can_write;
   wire can_write_q;
@@ -3674,7 +3723,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   output [7:0] o__payload;
   wire [7:0] o__payload;
   wire [7:0] \o__payload$23 ;
-  wire [7:0] \o__payload$95 ;
+  wire [7:0] \o__payload$99 ;
   wire o__ready;
   input \o__ready$24 ;
   wire \o__ready$24 ;
@@ -3683,11 +3732,13 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   output \o__valid$26 ;
   wire \o__valid$26 ;
   wire \o__valid$27 ;
-  reg [4:0] ox = 5'h00;
-  reg [4:0] oy = 5'h00;
+  reg [3:0] ox = 4'h0;
+  reg [3:0] oy = 4'h0;
   wire pad;
   reg pad_a = 1'h0;
   reg pad_reg = 1'h0;
+  reg [5:0] pix_low = 6'h3e;
+  reg [2:0] pix_slot = 3'h6;
   (* init = 8'h00 *)
   wire [7:0] r_addr;
   reg r_done = 1'h0;
@@ -3711,14 +3762,14 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg room_ok_next = 1'h1;
   wire room_rows;
   wire room_step;
-  reg [2:0] row_slot = 3'h4;
+  reg [2:0] row_slot = 3'h6;
   reg [7:0] row_words;
   input rst_conv1_window;
   wire rst_conv1_window;
   wire [2:0] space_next;
-  reg [2:0] step_base_slot = 3'h4;
+  reg [2:0] step_base_slot = 3'h6;
   reg [2:0] step_img_slot = 3'h0;
-  reg [2:0] step_next_slot = 3'h4;
+  reg [2:0] step_next_slot = 3'h6;
   wire switch;
   reg switch_d = 1'h0;
   wire take;
@@ -3742,7 +3793,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire write_rows;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "distributed" *)
-  reg [7:0] mem [167:0];
+  reg [7:0] mem [223:0];
   initial begin
     mem[0] = 8'h00;
     mem[1] = 8'h00;
@@ -3912,6 +3963,62 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     mem[165] = 8'h00;
     mem[166] = 8'h00;
     mem[167] = 8'h00;
+    mem[168] = 8'h00;
+    mem[169] = 8'h00;
+    mem[170] = 8'h00;
+    mem[171] = 8'h00;
+    mem[172] = 8'h00;
+    mem[173] = 8'h00;
+    mem[174] = 8'h00;
+    mem[175] = 8'h00;
+    mem[176] = 8'h00;
+    mem[177] = 8'h00;
+    mem[178] = 8'h00;
+    mem[179] = 8'h00;
+    mem[180] = 8'h00;
+    mem[181] = 8'h00;
+    mem[182] = 8'h00;
+    mem[183] = 8'h00;
+    mem[184] = 8'h00;
+    mem[185] = 8'h00;
+    mem[186] = 8'h00;
+    mem[187] = 8'h00;
+    mem[188] = 8'h00;
+    mem[189] = 8'h00;
+    mem[190] = 8'h00;
+    mem[191] = 8'h00;
+    mem[192] = 8'h00;
+    mem[193] = 8'h00;
+    mem[194] = 8'h00;
+    mem[195] = 8'h00;
+    mem[196] = 8'h00;
+    mem[197] = 8'h00;
+    mem[198] = 8'h00;
+    mem[199] = 8'h00;
+    mem[200] = 8'h00;
+    mem[201] = 8'h00;
+    mem[202] = 8'h00;
+    mem[203] = 8'h00;
+    mem[204] = 8'h00;
+    mem[205] = 8'h00;
+    mem[206] = 8'h00;
+    mem[207] = 8'h00;
+    mem[208] = 8'h00;
+    mem[209] = 8'h00;
+    mem[210] = 8'h00;
+    mem[211] = 8'h00;
+    mem[212] = 8'h00;
+    mem[213] = 8'h00;
+    mem[214] = 8'h00;
+    mem[215] = 8'h00;
+    mem[216] = 8'h00;
+    mem[217] = 8'h00;
+    mem[218] = 8'h00;
+    mem[219] = 8'h00;
+    mem[220] = 8'h00;
+    mem[221] = 8'h00;
+    mem[222] = 8'h00;
+    mem[223] = 8'h00;
   end
   always @(posedge clk) begin
     if (wr__en)
@@ -3941,7 +4048,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$9  = w_px == 5'h1b;
   assign \$10  = w_px + 1'h1;
   assign \$11  = \$9  ? 6'h00 : \$10 ;
-  assign \$12  = w_addr == 8'ha7;
+  assign \$12  = w_addr == 8'hdf;
   assign \$13  = w_addr + 1'h1;
   assign \$14  = \$12  ? 9'h000 : \$13 ;
   assign \$15  = w_px == 5'h1b;
@@ -3950,22 +4057,22 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$18  = \$16  & \$17 ;
   assign \$19  = w_row + 1'h1;
   assign \$20  = \o__valid$26  & \o__ready$24 ;
-  assign \$21  = base_slot + 1'h1;
-  assign \$22  = \$21  >= 3'h6;
-  assign \$23  = base_slot + 1'h1;
-  assign \$24  = \$23  - 3'h6;
-  assign \$25  = base_slot + 1'h1;
+  assign \$21  = base_slot + 2'h2;
+  assign \$22  = \$21  >= 4'h8;
+  assign \$23  = base_slot + 2'h2;
+  assign \$24  = \$23  - 4'h8;
+  assign \$25  = base_slot + 2'h2;
   assign \$26  = \$22  ? \$24  : { 1'h0, \$25  };
   assign \$27  = img_slot + 3'h4;
-  assign \$28  = \$27  >= 3'h6;
+  assign \$28  = \$27  >= 4'h8;
   assign \$29  = img_slot + 3'h4;
-  assign \$30  = \$29  - 3'h6;
+  assign \$30  = \$29  - 4'h8;
   assign \$31  = img_slot + 3'h4;
   assign \$32  = \$28  ? \$30  : { 1'h0, \$31  };
   assign \$33  = img_slot + 2'h2;
-  assign \$34  = \$33  >= 3'h6;
+  assign \$34  = \$33  >= 4'h8;
   assign \$35  = img_slot + 2'h2;
-  assign \$36  = \$35  - 3'h6;
+  assign \$36  = \$35  - 4'h8;
   assign \$37  = img_slot + 2'h2;
   assign \$38  = \$34  ? \$36  : { 1'h0, \$37  };
   assign \$39  = $signed({ 1'h0, row_words }) + $signed(col_addr);
@@ -3983,199 +4090,236 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$51  = ~ \$50 ;
   assign \$52  = $signed(ix0c) + $signed(1'h0);
   assign \$53  = row_slot + 1'h1;
-  assign \$54  = \$53  >= 3'h6;
+  assign \$54  = \$53  >= 4'h8;
   assign \$55  = row_slot + 1'h1;
-  assign \$56  = \$55  - 3'h6;
+  assign \$56  = \$55  - 4'h8;
   assign \$57  = row_slot + 1'h1;
   assign \$58  = \$54  ? \$56  : { 1'h0, \$57  };
   assign \$64  = $signed(ix0c) + $signed(1'h0);
   assign \$65  = $signed(\$64 ) + $signed(2'h1);
-  assign \$66  = ox == 5'h1b;
-  assign \$67  = ox + 1'h1;
-  assign \$68  = \$66  ? 6'h00 : \$67 ;
-  assign \$69  = ox == 5'h1b;
-  assign \$70  = $signed(ix0) + $signed(2'h1);
-  assign \$71  = \$69  ? 7'h7e : \$70 ;
-  assign \$72  = ox == 5'h1b;
-  assign \$73  = $signed(ix0c) + $signed(2'h1);
-  assign \$74  = \$72  ? 7'h7e : \$73 ;
-  assign \$75  = ox == 5'h1b;
-  assign \$76  = $signed(ix0c) + $signed(2'h1);
-  assign \$77  = \$75  ? 7'h7e : \$76 ;
-  assign \$78  = ox == 5'h1b;
-  assign \$79  = oy == 5'h1b;
-  assign \$80  = oy + 1'h1;
-  assign \$81  = \$79  ? 6'h00 : \$80 ;
-  assign \$82  = oy == 5'h1b;
-  assign \$83  = $signed(low) + $signed(2'h1);
-  assign \$84  = \$82  ? 7'h7e : \$83 ;
-  assign \$85  = oy == 5'h1b;
-  assign \$86  = kx == 3'h4;
-  assign \$87  = ~ \$86 ;
-  assign \$88  = ky == 3'h4;
-  assign \$91  = $signed(ix) + $signed(2'h1);
-  assign \$92  = ox == 5'h1b;
-  assign \$93  = $signed(ix0) + $signed(2'h1);
-  assign \$94  = \$92  ? 7'h7e : \$93 ;
-  assign \$95  = kx == 3'h4;
-  assign \$96  = ky == 3'h4;
-  assign \$97  = ~ \$96 ;
-  assign \$99  = ox == 5'h1b;
-  assign \$101  = $signed(iy) + $signed(2'h1);
-  assign \$102  = oy == 5'h1b;
-  assign \$103  = $signed(low) + $signed(2'h1);
+  assign \$67  = block_dx + 1'h1;
+  assign \$68  = \$66  ? 2'h0 : \$67 ;
+  assign \$70  = ~ \$69 ;
+  assign \$72  = ~ \$71 ;
+  assign \$73  = $signed(ix0) + $signed(2'h1);
+  assign \$74  = $signed(ix0c) + $signed(2'h1);
+  assign \$75  = $signed(ix0c) + $signed(2'h1);
+  assign \$76  = block_dy + 1'h1;
+  assign \$77  = pix_slot + 1'h1;
+  assign \$78  = \$77  >= 4'h8;
+  assign \$79  = pix_slot + 1'h1;
+  assign \$80  = \$79  - 4'h8;
+  assign \$81  = pix_slot + 1'h1;
+  assign \$82  = \$78  ? \$80  : { 1'h0, \$81  };
+  assign \$83  = pix_slot + 1'h1;
+  assign \$84  = \$83  >= 4'h8;
+  assign \$85  = pix_slot + 1'h1;
+  assign \$86  = \$85  - 4'h8;
+  assign \$87  = pix_slot + 1'h1;
+  assign \$88  = \$84  ? \$86  : { 1'h0, \$87  };
+  assign \$89  = $signed(pix_low) + $signed(2'h1);
+  assign \$90  = $signed(ix0) + $signed(1'h1);
+  assign \$91  = $signed(ix0c) + $signed(1'h1);
+  assign \$92  = $signed(ix0c) + $signed(1'h1);
+  assign \$93  = ox == 4'hd;
+  assign \$94  = ox + 1'h1;
+  assign \$95  = \$93  ? 5'h00 : \$94 ;
+  assign \$96  = ox == 4'hd;
+  assign \$97  = $signed(ix0) + $signed(2'h1);
+  assign \$98  = \$96  ? 7'h7e : \$97 ;
+  assign \$99  = ox == 4'hd;
+  assign \$100  = $signed(ix0c) + $signed(2'h1);
+  assign \$101  = \$99  ? 7'h7e : \$100 ;
+  assign \$102  = ox == 4'hd;
+  assign \$103  = $signed(ix0c) + $signed(2'h1);
   assign \$104  = \$102  ? 7'h7e : \$103 ;
-  assign \$105  = w_px == 5'h1a;
-  assign \$107  = write & w_last;
-  assign \$108  = w_row == 5'h1b;
-  assign \$109  = w_row == 5'h1c;
-  assign \$110  = \$107  ? \$108  : \$109 ;
-  assign \$111  = write & w_last;
-  assign \$112  = w_row == 5'h1b;
-  assign \$113  = w_row == 5'h1c;
-  assign \$114  = \$111  ? \$112  : \$113 ;
-  assign \$115  = kx == 2'h3;
-  assign \$116  = ox == 5'h1b;
-  assign \$117  = ky == 3'h4;
-  assign \$118  = & { \$117 , \$116 , \$115  };
-  assign \$119  = ~ r_done;
-  assign \$120  = $signed(low) + $signed(4'h5);
-  assign \$121  = $signed({ 1'h0, w_row }) >= $signed(\$120 );
-  assign \$122  = ahead_rows | \$121 ;
-  assign \$123  = w_row == 5'h1c;
-  assign \$124  = \$122  | \$123 ;
-  assign \$125  = \$119  & \$124 ;
-  assign \$126  = oy != 5'h1b;
-  assign \$127  = $signed(low) + $signed(2'h1);
-  assign \$128  = $signed(\$127 ) + $signed(4'h5);
-  assign \$129  = $signed({ 1'h0, w_row }) >= $signed(\$128 );
-  assign \$130  = ahead_rows | \$129 ;
-  assign \$131  = w_row == 5'h1c;
-  assign \$132  = \$130  | \$131 ;
-  assign \$133  = \$126  & \$132 ;
-  assign \$134  = w_row >= 2'h3;
-  assign \$135  = ahead_rows & \$134 ;
-  assign \$136  = take_rows & r_last;
-  assign \$137  = w_row < 5'h1c;
-  assign \$138  = w_row < 3'h4;
-  assign \$139  = \$137  & \$138 ;
-  assign \$140  = w_row + 5'h1c;
-  assign \$141  = $signed(low) + $signed(4'h6);
-  assign \$142  = $signed({ 1'h0, \$140  }) < $signed(\$141 );
-  assign \$143  = r_done | \$142 ;
-  assign \$144  = \$139  & \$143 ;
-  assign \$145  = w_row < 5'h1c;
-  assign \$146  = $signed(low) + $signed(4'h6);
-  assign \$147  = $signed({ 1'h0, w_row }) < $signed(\$146 );
-  assign \$148  = r_done | \$147 ;
-  assign \$149  = \$145  & \$148 ;
-  assign \$150  = ahead ? \$144  : \$149 ;
-  assign \$151  = ~ ahead;
-  assign \$152  = w_row == 5'h1b;
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = ahead | \$153 ;
-  assign \$155  = ~ ahead;
-  assign \$156  = w_row == 5'h1b;
-  assign \$157  = \$155  & \$156 ;
-  assign \$158  = w_row + 1'h1;
-  assign \$159  = \$157  ? 6'h00 : \$158 ;
-  assign \$160  = \$159  < 5'h1c;
-  assign \$161  = ~ ahead;
-  assign \$162  = w_row == 5'h1b;
-  assign \$163  = \$161  & \$162 ;
-  assign \$164  = w_row + 1'h1;
-  assign \$165  = \$163  ? 6'h00 : \$164 ;
-  assign \$166  = \$165  < 3'h4;
-  assign \$167  = \$160  & \$166 ;
-  assign \$168  = ~ ahead;
-  assign \$169  = w_row == 5'h1b;
-  assign \$170  = \$168  & \$169 ;
-  assign \$171  = w_row + 1'h1;
-  assign \$172  = \$170  ? 6'h00 : \$171 ;
-  assign \$173  = \$172  + 5'h1c;
-  assign \$174  = $signed(low) + $signed(4'h6);
-  assign \$175  = $signed({ 1'h0, \$173  }) < $signed(\$174 );
-  assign \$176  = r_done | \$175 ;
-  assign \$177  = \$167  & \$176 ;
-  assign \$178  = ~ ahead;
-  assign \$179  = w_row == 5'h1b;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = w_row + 1'h1;
-  assign \$182  = \$180  ? 6'h00 : \$181 ;
-  assign \$183  = \$182  < 5'h1c;
-  assign \$184  = ~ ahead;
-  assign \$185  = w_row == 5'h1b;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = w_row + 1'h1;
-  assign \$188  = \$186  ? 6'h00 : \$187 ;
-  assign \$189  = $signed(low) + $signed(4'h6);
-  assign \$190  = $signed({ 1'h0, \$188  }) < $signed(\$189 );
+  assign \$105  = ox == 4'hd;
+  assign \$106  = oy == 4'hd;
+  assign \$107  = oy + 1'h1;
+  assign \$108  = \$106  ? 5'h00 : \$107 ;
+  assign \$109  = oy == 4'hd;
+  assign \$110  = $signed(low) + $signed(3'h2);
+  assign \$111  = \$109  ? 7'h7e : \$110 ;
+  assign \$112  = oy == 4'hd;
+  assign \$113  = $signed(low) + $signed(3'h2);
+  assign \$114  = \$112  ? 7'h7e : \$113 ;
+  assign \$115  = oy == 4'hd;
+  assign \$116  = kx == 3'h4;
+  assign \$117  = ~ \$116 ;
+  assign \$118  = ky == 3'h4;
+  assign \$121  = $signed(ix) + $signed(2'h1);
+  assign \$122  = ~ block_dx;
+  assign \$123  = $signed(ix0) + $signed(2'h1);
+  assign \$124  = ~ block_dy;
+  assign \$125  = $signed(ix0) - $signed(2'h1);
+  assign \$126  = ox == 4'hd;
+  assign \$127  = $signed(ix0) + $signed(2'h1);
+  assign \$128  = \$126  ? 7'h7e : \$127 ;
+  assign \$129  = block_dy ? \$128  : \$125 ;
+  assign \$130  = block_dx ? \$129  : \$123 ;
+  assign \$131  = kx == 3'h4;
+  assign \$132  = ky == 3'h4;
+  assign \$133  = ~ \$132 ;
+  assign \$136  = ~ block_dx;
+  assign \$138  = ~ block_dy;
+  assign \$139  = ox == 4'hd;
+  assign \$140  = ~ \$139 ;
+  assign \$141  = $signed(iy) + $signed(2'h1);
+  assign \$142  = $signed(pix_low) + $signed(2'h1);
+  assign \$143  = oy == 4'hd;
+  assign \$144  = $signed(low) + $signed(3'h2);
+  assign \$145  = \$143  ? 7'h7e : \$144 ;
+  assign \$146  = w_px == 5'h1a;
+  assign \$148  = write & w_last;
+  assign \$149  = w_row == 5'h1b;
+  assign \$150  = w_row == 5'h1c;
+  assign \$151  = \$148  ? \$149  : \$150 ;
+  assign \$152  = write & w_last;
+  assign \$153  = w_row == 5'h1b;
+  assign \$154  = w_row == 5'h1c;
+  assign \$155  = \$152  ? \$153  : \$154 ;
+  assign \$156  = kx == 2'h3;
+  assign \$157  = ox == 4'hd;
+  assign \$160  = ky == 3'h4;
+  assign \$161  = & { \$160 , \$159 , \$158 , \$157 , \$156  };
+  assign \$162  = ~ r_done;
+  assign \$163  = $signed(low) + $signed(4'h6);
+  assign \$164  = $signed({ 1'h0, w_row }) >= $signed(\$163 );
+  assign \$165  = ahead_rows | \$164 ;
+  assign \$166  = w_row == 5'h1c;
+  assign \$167  = \$165  | \$166 ;
+  assign \$168  = \$162  & \$167 ;
+  assign \$169  = oy != 4'hd;
+  assign \$170  = $signed(low) + $signed(3'h2);
+  assign \$171  = $signed(\$170 ) + $signed(4'h6);
+  assign \$172  = $signed({ 1'h0, w_row }) >= $signed(\$171 );
+  assign \$173  = ahead_rows | \$172 ;
+  assign \$174  = w_row == 5'h1c;
+  assign \$175  = \$173  | \$174 ;
+  assign \$176  = \$169  & \$175 ;
+  assign \$177  = w_row >= 3'h4;
+  assign \$178  = ahead_rows & \$177 ;
+  assign \$179  = take_rows & r_last;
+  assign \$180  = w_row < 5'h1c;
+  assign \$181  = w_row < 3'h6;
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = w_row + 5'h1c;
+  assign \$184  = $signed(low) + $signed(5'h08);
+  assign \$185  = $signed({ 1'h0, \$183  }) < $signed(\$184 );
+  assign \$186  = r_done | \$185 ;
+  assign \$187  = \$182  & \$186 ;
+  assign \$188  = w_row < 5'h1c;
+  assign \$189  = $signed(low) + $signed(5'h08);
+  assign \$190  = $signed({ 1'h0, w_row }) < $signed(\$189 );
   assign \$191  = r_done | \$190 ;
-  assign \$192  = \$183  & \$191 ;
-  assign \$193  = \$154  ? \$177  : \$192 ;
-  assign \$194  = write & w_last;
-  assign \$195  = rst_conv1_window ? 1'h0 : valid_next;
-  assign \$196  = rst_conv1_window ? 1'h1 : read_credits_room_next;
-  assign \$197  = write_rows & w_last;
-  assign \$198  = w_row == 5'h1b;
-  assign \$199  = w_row == 5'h1c;
-  assign \$200  = \$197  ? \$198  : \$199 ;
-  assign \$201  = ~ \$200 ;
-  assign \$202  = switch & \$201 ;
-  assign \$203  = rst_conv1_window | \$202 ;
-  assign \$204  = write_rows & w_last;
+  assign \$192  = \$188  & \$191 ;
+  assign \$193  = ahead ? \$187  : \$192 ;
+  assign \$194  = ~ ahead;
+  assign \$195  = w_row == 5'h1b;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = ahead | \$196 ;
+  assign \$198  = ~ ahead;
+  assign \$199  = w_row == 5'h1b;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = w_row + 1'h1;
+  assign \$202  = \$200  ? 6'h00 : \$201 ;
+  assign \$203  = \$202  < 5'h1c;
+  assign \$204  = ~ ahead;
   assign \$205  = w_row == 5'h1b;
   assign \$206  = \$204  & \$205 ;
-  assign \$207  = \$206  ? 1'h1 : ahead_rows;
-  assign \$208  = \$203  ? 1'h0 : \$207 ;
-  assign \$209  = switch | switch_d;
-  assign \$210  = take_rows & r_last;
-  assign \$211  = \$210  | r_end_d;
-  assign \$212  = \$211  ? avail_ok_next : avail_ok;
-  assign \$213  = \$209  ? avail_ok_image : \$212 ;
-  assign \$214  = rst_conv1_window ? 1'h0 : \$213 ;
-  assign \$215  = switch | switch_d;
-  assign \$216  = take_rows & r_last;
-  assign \$217  = \$216  | r_end_d;
-  assign \$218  = \$217  ? avail_ok_next : avail_ok;
-  assign \$219  = \$215  ? avail_ok_image : \$218 ;
-  assign \$220  = rst_conv1_window ? 1'h0 : \$219 ;
-  assign \$221  = read_credits_room_next | rst_conv1_window;
-  assign \$222  = switch | switch_d;
-  assign \$223  = take_rows & r_last;
-  assign \$224  = \$223  | r_end_d;
-  assign \$225  = \$224  ? avail_ok_next : avail_ok;
-  assign \$226  = \$222  ? avail_ok_image : \$225 ;
-  assign \$227  = rst_conv1_window ? 1'h0 : \$226 ;
-  assign \$228  = read_credits_room_next | rst_conv1_window;
-  assign \$229  = write & w_last;
-  assign \$230  = \$229  | w_end_d;
-  assign \$231  = \$230  ? room_ok_next : room_ok;
-  assign \$232  = rst_conv1_window ? 1'h1 : \$231 ;
-  assign \$233  = write & w_last;
-  assign \$234  = \$233  | w_end_d;
-  assign \$235  = \$234  ? room_ok_next : room_ok;
-  assign \$236  = rst_conv1_window ? 1'h1 : \$235 ;
+  assign \$207  = w_row + 1'h1;
+  assign \$208  = \$206  ? 6'h00 : \$207 ;
+  assign \$209  = \$208  < 3'h6;
+  assign \$210  = \$203  & \$209 ;
+  assign \$211  = ~ ahead;
+  assign \$212  = w_row == 5'h1b;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = w_row + 1'h1;
+  assign \$215  = \$213  ? 6'h00 : \$214 ;
+  assign \$216  = \$215  + 5'h1c;
+  assign \$217  = $signed(low) + $signed(5'h08);
+  assign \$218  = $signed({ 1'h0, \$216  }) < $signed(\$217 );
+  assign \$219  = r_done | \$218 ;
+  assign \$220  = \$210  & \$219 ;
+  assign \$221  = ~ ahead;
+  assign \$222  = w_row == 5'h1b;
+  assign \$223  = \$221  & \$222 ;
+  assign \$224  = w_row + 1'h1;
+  assign \$225  = \$223  ? 6'h00 : \$224 ;
+  assign \$226  = \$225  < 5'h1c;
+  assign \$227  = ~ ahead;
+  assign \$228  = w_row == 5'h1b;
+  assign \$229  = \$227  & \$228 ;
+  assign \$230  = w_row + 1'h1;
+  assign \$231  = \$229  ? 6'h00 : \$230 ;
+  assign \$232  = $signed(low) + $signed(5'h08);
+  assign \$233  = $signed({ 1'h0, \$231  }) < $signed(\$232 );
+  assign \$234  = r_done | \$233 ;
+  assign \$235  = \$226  & \$234 ;
+  assign \$236  = \$197  ? \$220  : \$235 ;
+  assign \$237  = write & w_last;
+  assign \$238  = rst_conv1_window ? 1'h0 : valid_next;
+  assign \$239  = rst_conv1_window ? 1'h1 : read_credits_room_next;
+  assign \$240  = write_rows & w_last;
+  assign \$241  = w_row == 5'h1b;
+  assign \$242  = w_row == 5'h1c;
+  assign \$243  = \$240  ? \$241  : \$242 ;
+  assign \$244  = ~ \$243 ;
+  assign \$245  = switch & \$244 ;
+  assign \$246  = rst_conv1_window | \$245 ;
+  assign \$247  = write_rows & w_last;
+  assign \$248  = w_row == 5'h1b;
+  assign \$249  = \$247  & \$248 ;
+  assign \$250  = \$249  ? 1'h1 : ahead_rows;
+  assign \$251  = \$246  ? 1'h0 : \$250 ;
+  assign \$252  = switch | switch_d;
+  assign \$253  = take_rows & r_last;
+  assign \$254  = \$253  | r_end_d;
+  assign \$255  = \$254  ? avail_ok_next : avail_ok;
+  assign \$256  = \$252  ? avail_ok_image : \$255 ;
+  assign \$257  = rst_conv1_window ? 1'h0 : \$256 ;
+  assign \$258  = switch | switch_d;
+  assign \$259  = take_rows & r_last;
+  assign \$260  = \$259  | r_end_d;
+  assign \$261  = \$260  ? avail_ok_next : avail_ok;
+  assign \$262  = \$258  ? avail_ok_image : \$261 ;
+  assign \$263  = rst_conv1_window ? 1'h0 : \$262 ;
+  assign \$264  = read_credits_room_next | rst_conv1_window;
+  assign \$265  = switch | switch_d;
+  assign \$266  = take_rows & r_last;
+  assign \$267  = \$266  | r_end_d;
+  assign \$268  = \$267  ? avail_ok_next : avail_ok;
+  assign \$269  = \$265  ? avail_ok_image : \$268 ;
+  assign \$270  = rst_conv1_window ? 1'h0 : \$269 ;
+  assign \$271  = read_credits_room_next | rst_conv1_window;
+  assign \$272  = write & w_last;
+  assign \$273  = \$272  | w_end_d;
+  assign \$274  = \$273  ? room_ok_next : room_ok;
+  assign \$275  = rst_conv1_window ? 1'h1 : \$274 ;
+  assign \$276  = write & w_last;
+  assign \$277  = \$276  | w_end_d;
+  assign \$278  = \$277  ? room_ok_next : room_ok;
+  assign \$279  = rst_conv1_window ? 1'h1 : \$278 ;
   always @(posedge clk)
-    w_px <= \$237 ;
+    w_px <= \$280 ;
   always @(posedge clk)
-    w_addr <= \$238 ;
+    w_addr <= \$281 ;
   always @(posedge clk)
-    ahead <= \$239 ;
+    ahead <= \$282 ;
   always @(posedge clk)
-    w_row <= \$240 ;
+    w_row <= \$283 ;
   always @(posedge clk)
-    read_credits_returned <= \$241 ;
+    read_credits_returned <= \$284 ;
   always @(posedge clk)
-    read_credits_space <= \$242 ;
+    read_credits_space <= \$285 ;
   always @(posedge clk)
-    read_v1 <= \$243 ;
+    read_v1 <= \$286 ;
   always @(posedge clk)
-    read_v2 <= \$244 ;
+    read_v2 <= \$287 ;
   always @(posedge clk)
-    read_v3 <= \$245 ;
+    read_v3 <= \$288 ;
   always @(posedge clk)
-    w_en <= \$246 ;
+    w_en <= \$289 ;
   always @(posedge clk)
     step_next_slot <= \$26 [2:0];
   always @(posedge clk)
@@ -4193,59 +4337,67 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @(posedge clk)
     w_data <= \$40 ;
   always @(posedge clk)
-    kx <= \$247 ;
+    kx <= \$290 ;
   always @(posedge clk)
-    col_addr <= \$248 ;
+    col_addr <= \$291 ;
   always @(posedge clk)
-    ky <= \$249 ;
+    ky <= \$292 ;
   always @(posedge clk)
-    row_slot <= \$250 ;
+    row_slot <= \$293 ;
   always @(posedge clk)
-    ox <= \$251 ;
+    block_dx <= \$294 ;
   always @(posedge clk)
-    ix0 <= \$252 ;
+    ix0 <= \$295 ;
   always @(posedge clk)
-    ix0c <= \$253 ;
+    ix0c <= \$296 ;
   always @(posedge clk)
-    oy <= \$254 ;
+    block_dy <= \$297 ;
   always @(posedge clk)
-    low <= \$255 ;
+    pix_slot <= \$298 ;
   always @(posedge clk)
-    r_done <= \$256 ;
+    pix_low <= \$299 ;
   always @(posedge clk)
-    base_slot <= \$257 ;
+    ox <= \$300 ;
   always @(posedge clk)
-    ix <= \$258 ;
+    oy <= \$301 ;
   always @(posedge clk)
-    iy <= \$259 ;
+    low <= \$302 ;
   always @(posedge clk)
-    w_last <= \$260 ;
+    r_done <= \$303 ;
   always @(posedge clk)
-    img_slot <= \$261 ;
+    base_slot <= \$304 ;
   always @(posedge clk)
-    r_last <= \$262 ;
+    ix <= \$305 ;
   always @(posedge clk)
-    avail_ok <= \$263 ;
+    iy <= \$306 ;
   always @(posedge clk)
-    avail_ok_next <= \$264 ;
+    w_last <= \$307 ;
   always @(posedge clk)
-    avail_ok_image <= \$265 ;
+    img_slot <= \$308 ;
   always @(posedge clk)
-    r_end_d <= \$266 ;
+    r_last <= \$309 ;
   always @(posedge clk)
-    switch_d <= \$267 ;
+    avail_ok <= \$310 ;
   always @(posedge clk)
-    room_ok <= \$268 ;
+    avail_ok_next <= \$311 ;
   always @(posedge clk)
-    room_ok_next <= \$269 ;
+    avail_ok_image <= \$312 ;
   always @(posedge clk)
-    w_end_d <= \$270 ;
+    r_end_d <= \$313 ;
+  always @(posedge clk)
+    switch_d <= \$314 ;
+  always @(posedge clk)
+    room_ok <= \$315 ;
+  always @(posedge clk)
+    room_ok_next <= \$316 ;
+  always @(posedge clk)
+    w_end_d <= \$317 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) ahead_rows_copy (
     .clk(clk),
-    .d(\$208 ),
+    .d(\$251 ),
     .q(ahead_rows)
   );
   flexor_copy #(
@@ -4253,7 +4405,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_q_copy (
     .clk(clk),
-    .d(\$214 ),
+    .d(\$257 ),
     .q(avail)
   );
   flexor_copy #(
@@ -4261,7 +4413,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$227 ),
+    .d(\$270 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -4269,7 +4421,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$220 ),
+    .d(\$263 ),
     .q(avail_step)
   );
   flexor_copy #(
@@ -4277,7 +4429,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) can_write_q_copy (
     .clk(clk),
-    .d(\$232 ),
+    .d(\$275 ),
     .q(o__ready)
   );
   flexor_copy #(
@@ -4285,7 +4437,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$236 ),
+    .d(\$279 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv1_window.inp  inp (
@@ -4293,7 +4445,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$95 ),
+    .o__payload(\o__payload$99 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window),
@@ -4304,7 +4456,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) inp_valid_rows_copy (
     .clk(clk),
-    .d(\$195 ),
+    .d(\$238 ),
     .q(inp_valid_rows)
   );
   \flexor_lenet5.conv1_window.out  out (
@@ -4321,7 +4473,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) read_credits_room_q_copy (
     .clk(clk),
-    .d(\$196 ),
+    .d(\$239 ),
     .q(read_credits_room)
   );
   flexor_copy #(
@@ -4329,7 +4481,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$228 ),
+    .d(\$271 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -4337,7 +4489,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$221 ),
+    .d(\$264 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -4353,7 +4505,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$95 ),
+    .d(\o__payload$99 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -4366,7 +4518,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    row_words = 8'h00;
+    (* full_case = 32'd1 *)
     casez (row_slot)
       3'h0:
           row_words = 8'h00;
@@ -4380,178 +4532,196 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           row_words = 8'h70;
       3'h5:
           row_words = 8'h8c;
+      3'h6:
+          row_words = 8'ha8;
+      3'h7:
+          row_words = 8'hc4;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$237  = w_px;
+    \$280  = w_px;
     if (write) begin
-      \$237  = \$11 [4:0];
+      \$280  = \$11 [4:0];
     end
     if (rst_conv1_window) begin
-      \$237  = 5'h00;
+      \$280  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$238  = w_addr;
+    \$281  = w_addr;
     if (write) begin
-      \$238  = \$14 [7:0];
+      \$281  = \$14 [7:0];
     end
     if (rst_conv1_window) begin
-      \$238  = 8'h00;
+      \$281  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$239  = ahead;
+    \$282  = ahead;
     if (write) begin
       if (\$15 ) begin
         if (\$18 ) begin
-          \$239  = 1'h1;
+          \$282  = 1'h1;
         end
       end
     end
     if (switch) begin
-      \$239  = \$114 ;
+      \$282  = \$155 ;
     end
     if (rst_conv1_window) begin
-      \$239  = 1'h0;
+      \$282  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$240  = w_row;
+    \$283  = w_row;
     if (write) begin
       if (\$15 ) begin
         (* full_case = 32'd1 *)
         if (\$18 ) begin
-          \$240  = 5'h00;
+          \$283  = 5'h00;
         end else begin
-          \$240  = \$19 [4:0];
+          \$283  = \$19 [4:0];
         end
       end
     end
     if (switch) begin
-      if (\$110 ) begin
-        \$240  = 5'h00;
+      if (\$151 ) begin
+        \$283  = 5'h00;
       end
     end
     if (rst_conv1_window) begin
-      \$240  = 5'h00;
+      \$283  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$241  = \$20 ;
+    \$284  = \$20 ;
     if (rst_conv1_window) begin
-      \$241  = 1'h0;
+      \$284  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$242  = \$8 [2:0];
+    \$285  = \$8 [2:0];
     if (rst_conv1_window) begin
-      \$242  = 3'h7;
+      \$285  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$243  = take;
+    \$286  = take;
     if (rst_conv1_window) begin
-      \$243  = 1'h0;
+      \$286  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$244  = read_v1;
+    \$287  = read_v1;
     if (rst_conv1_window) begin
-      \$244  = 1'h0;
+      \$287  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$245  = read_v2;
+    \$288  = read_v2;
     if (rst_conv1_window) begin
-      \$245  = 1'h0;
+      \$288  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$246  = read_v3;
+    \$289  = read_v3;
     if (rst_conv1_window) begin
-      \$246  = 1'h0;
+      \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$247  = kx;
+    \$290  = kx;
     if (take_step) begin
-      \$247  = \$43 [2:0];
+      \$290  = \$43 [2:0];
     end
     if (rst_conv1_window) begin
-      \$247  = 3'h0;
+      \$290  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$248  = col_addr;
+    \$291  = col_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
-        \$248  = \$46 [5:0];
+        \$291  = \$46 [5:0];
       end else begin
         (* full_case = 32'd1 *)
         if (\$51 ) begin
-          \$248  = \$52 [5:0];
+          \$291  = \$52 [5:0];
         end else begin
           (* full_case = 32'd1 *)
           if (\$63 ) begin
-            \$248  = \$65 [5:0];
+            \$291  = \$65 [5:0];
           end else begin
-            \$248  = \$77 [5:0];
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+              \$291  = \$75 [5:0];
+            end else if (\$72 ) begin
+              \$291  = \$92 [5:0];
+            end else begin
+              \$291  = \$104 [5:0];
+            end
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$248  = 6'h3e;
+      \$291  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$249  = ky;
+    \$292  = ky;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
       end else begin
-        \$249  = \$49 [2:0];
+        \$292  = \$49 [2:0];
       end
     end
     if (rst_conv1_window) begin
-      \$249  = 3'h0;
+      \$292  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$250  = row_slot;
+    \$293  = row_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$51 ) begin
-          \$250  = \$58 [2:0];
+          \$293  = \$58 [2:0];
         end else begin
-          \$250  = base_slot;
+          \$293  = pix_slot;
           (* full_case = 32'd1 *)
           if (\$63 ) begin
           end else begin
-            if (\$78 ) begin
-              (* full_case = 32'd1 *)
-              if (\$85 ) begin
-              end else begin
-                \$250  = step_next_slot;
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+              \$293  = \$88 [2:0];
+            end else begin
+              \$293  = base_slot;
+              if (\$105 ) begin
+                (* full_case = 32'd1 *)
+                if (\$115 ) begin
+                end else begin
+                  \$293  = step_next_slot;
+                end
               end
             end
           end
@@ -4559,15 +4729,15 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$250  = step_base_slot;
+      \$293  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$250  = 3'h4;
+      \$293  = 3'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$251  = ox;
+    \$294  = block_dx;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
@@ -4578,18 +4748,18 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           (* full_case = 32'd1 *)
           if (\$63 ) begin
           end else begin
-            \$251  = \$68 [4:0];
+            \$294  = \$68 [0];
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$251  = 5'h00;
+      \$294  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$252  = ix0;
+    \$295  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
@@ -4600,64 +4770,25 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           (* full_case = 32'd1 *)
           if (\$63 ) begin
           end else begin
-            \$252  = \$71 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$252  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$253  = ix0c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$45 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$51 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$63 ) begin
-          end else begin
-            \$253  = \$74 [5:0];
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$253  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$254  = oy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$45 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$51 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$63 ) begin
-          end else begin
-            if (\$78 ) begin
-              \$254  = \$81 [4:0];
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+              \$295  = \$73 [5:0];
+            end else if (\$72 ) begin
+              \$295  = \$90 [5:0];
+            end else begin
+              \$295  = \$98 [5:0];
             end
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$254  = 5'h00;
+      \$295  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$255  = low;
+    \$296  = ix0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
@@ -4668,20 +4799,25 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           (* full_case = 32'd1 *)
           if (\$63 ) begin
           end else begin
-            if (\$78 ) begin
-              \$255  = \$84 [5:0];
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+              \$296  = \$74 [5:0];
+            end else if (\$72 ) begin
+              \$296  = \$91 [5:0];
+            end else begin
+              \$296  = \$101 [5:0];
             end
           end
         end
       end
     end
     if (rst_conv1_window) begin
-      \$255  = 6'h3e;
+      \$296  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$256  = r_done;
+    \$297  = block_dy;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
@@ -4692,9 +4828,46 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           (* full_case = 32'd1 *)
           if (\$63 ) begin
           end else begin
-            if (\$78 ) begin
-              if (\$85 ) begin
-                \$256  = 1'h1;
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+              \$297  = \$76 [0];
+            end else begin
+              \$297  = 1'h0;
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$297  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$298  = pix_slot;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+              \$298  = \$82 [2:0];
+            end else begin
+              \$298  = base_slot;
+              if (\$105 ) begin
+                (* full_case = 32'd1 *)
+                if (\$115 ) begin
+                end else begin
+                  \$298  = step_next_slot;
+                end
               end
             end
           end
@@ -4702,15 +4875,15 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$256  = 1'h0;
+      \$298  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$256  = 1'h0;
+      \$298  = 3'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$257  = base_slot;
+    \$299  = pix_low;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
@@ -4721,11 +4894,130 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
           (* full_case = 32'd1 *)
           if (\$63 ) begin
           end else begin
-            if (\$78 ) begin
-              (* full_case = 32'd1 *)
-              if (\$85 ) begin
-              end else begin
-                \$257  = step_next_slot;
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+              \$299  = \$89 [5:0];
+            end else begin
+              \$299  = low;
+              if (\$105 ) begin
+                \$299  = \$114 [5:0];
+              end
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$299  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$300  = ox;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+            end else begin
+              \$300  = \$95 [3:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$300  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$301  = oy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+            end else begin
+              if (\$105 ) begin
+                \$301  = \$108 [3:0];
+              end
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$301  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$302  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+            end else begin
+              if (\$105 ) begin
+                \$302  = \$111 [5:0];
+              end
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$302  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$303  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+            end else begin
+              if (\$105 ) begin
+                if (\$115 ) begin
+                  \$303  = 1'h1;
+                end
               end
             end
           end
@@ -4733,132 +5025,172 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$257  = step_base_slot;
+      \$303  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$257  = 3'h4;
+      \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$258  = ix;
+    \$304  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$87 ) begin
-        \$258  = \$91 [5:0];
-      end else if (\$90 ) begin
-        \$258  = \$94 [5:0];
+      if (\$45 ) begin
       end else begin
-        \$258  = ix0;
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+            end else begin
+              if (\$105 ) begin
+                (* full_case = 32'd1 *)
+                if (\$115 ) begin
+                end else begin
+                  \$304  = step_next_slot;
+                end
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$304  = step_base_slot;
+    end
+    if (rst_conv1_window) begin
+      \$304  = 3'h6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$305  = ix;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$117 ) begin
+        \$305  = \$121 [5:0];
+      end else if (\$120 ) begin
+        \$305  = \$130 [5:0];
+      end else begin
+        \$305  = ix0;
       end
     end
     if (rst_conv1_window) begin
-      \$258  = 6'h3e;
+      \$305  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$259  = iy;
+    \$306  = iy;
     if (take_step) begin
-      if (\$95 ) begin
+      if (\$131 ) begin
         (* full_case = 32'd1 *)
-        if (\$97 ) begin
-          \$259  = \$101 [5:0];
-        end else if (\$100 ) begin
-          \$259  = \$104 [5:0];
+        if (\$133 ) begin
+          \$306  = \$141 [5:0];
+        end else if (\$137 ) begin
+          \$306  = pix_low;
+        end else if (\$138 ) begin
+          \$306  = \$142 [5:0];
+        end else if (\$140 ) begin
+          \$306  = low;
         end else begin
-          \$259  = low;
+          \$306  = \$145 [5:0];
         end
       end
     end
     if (rst_conv1_window) begin
-      \$259  = 6'h3e;
+      \$306  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$260  = w_last;
+    \$307  = w_last;
     if (write) begin
-      \$260  = \$106 ;
+      \$307  = \$147 ;
     end
     if (rst_conv1_window) begin
-      \$260  = 1'h0;
+      \$307  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$261  = img_slot;
+    \$308  = img_slot;
     if (switch) begin
-      \$261  = step_img_slot;
+      \$308  = step_img_slot;
     end
     if (rst_conv1_window) begin
-      \$261  = 3'h0;
+      \$308  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$262  = r_last;
+    \$309  = r_last;
     if (take_step) begin
-      \$262  = \$118 ;
+      \$309  = \$161 ;
     end
     if (rst_conv1_window) begin
-      \$262  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$263  = \$125 ;
-    if (rst_conv1_window) begin
-      \$263  = 1'h0;
+      \$309  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$264  = \$133 ;
+    \$310  = \$168 ;
     if (rst_conv1_window) begin
-      \$264  = 1'h0;
+      \$310  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$265  = \$135 ;
+    \$311  = \$176 ;
     if (rst_conv1_window) begin
-      \$265  = 1'h0;
+      \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$266  = \$136 ;
+    \$312  = \$178 ;
     if (rst_conv1_window) begin
-      \$266  = 1'h0;
+      \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$267  = switch;
+    \$313  = \$179 ;
     if (rst_conv1_window) begin
-      \$267  = 1'h0;
+      \$313  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$268  = \$150 ;
+    \$314  = switch;
     if (rst_conv1_window) begin
-      \$268  = 1'h1;
+      \$314  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$269  = \$193 ;
+    \$315  = \$193 ;
     if (rst_conv1_window) begin
-      \$269  = 1'h1;
+      \$315  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$270  = \$194 ;
+    \$316  = \$236 ;
     if (rst_conv1_window) begin
-      \$270  = 1'h0;
+      \$316  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$317  = \$237 ;
+    if (rst_conv1_window) begin
+      \$317  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -4885,11 +5217,17 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$61  = 2'h0;
   assign \$62  = 1'h1;
   assign \$63  = 1'h0;
-  assign \$89  = 1'h1;
-  assign \$90  = \$88 ;
-  assign \$98  = 1'h1;
-  assign \$100  = \$99 ;
-  assign \$106  = \$105 ;
+  assign \$66  = block_dx;
+  assign \$69  = block_dx;
+  assign \$71  = block_dy;
+  assign \$119  = 1'h1;
+  assign \$120  = \$118 ;
+  assign \$134  = 1'h1;
+  assign \$135  = 1'h0;
+  assign \$137  = \$136 ;
+  assign \$147  = \$146 ;
+  assign \$158  = block_dy;
+  assign \$159  = block_dx;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5218,7 +5556,7 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, w_data, o__valid, o__payload, \o__ready$619 , clk);
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire [5:0] \$1 ;
   wire \$10 ;
@@ -12312,7 +12650,7 @@ module \flexor_lenet5.conv2.dec_7_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
+module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
@@ -12716,7 +13054,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, addr, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__ready, \o__ready$47 , \o__valid$49 , o__payload, clk);
+module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i__valid, i__payload, \o__valid$49 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -12789,133 +13127,133 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$160 ;
   wire [9:0] \$161 ;
   wire \$162 ;
-  wire [4:0] \$163 ;
-  wire [4:0] \$164 ;
+  wire [1:0] \$163 ;
+  wire [1:0] \$164 ;
   wire \$165 ;
-  wire [5:0] \$166 ;
-  wire [5:0] \$167 ;
+  wire \$166 ;
+  wire \$167 ;
   wire \$168 ;
-  wire [3:0] \$169 ;
+  wire [5:0] \$169 ;
   wire [3:0] \$17 ;
-  wire \$170 ;
-  wire [3:0] \$171 ;
-  wire [4:0] \$172 ;
-  wire [3:0] \$173 ;
-  wire [4:0] \$174 ;
+  wire [3:0] \$170 ;
+  wire \$171 ;
+  wire [3:0] \$172 ;
+  wire [4:0] \$173 ;
+  wire [3:0] \$174 ;
   wire [4:0] \$175 ;
-  wire \$176 ;
-  wire [3:0] \$177 ;
-  wire \$178 ;
-  wire [1:0] \$179 ;
+  wire [3:0] \$176 ;
+  wire \$177 ;
+  wire [1:0] \$178 ;
+  wire [7:0] \$179 ;
   wire \$18 ;
-  wire [7:0] \$180 ;
-  wire [9:0] \$181 ;
-  wire [9:0] \$182 ;
-  wire \$183 ;
-  wire [3:0] \$184 ;
-  wire \$185 ;
+  wire [9:0] \$180 ;
+  wire [3:0] \$181 ;
+  wire \$182 ;
+  wire [1:0] \$183 ;
+  wire [7:0] \$184 ;
+  wire [9:0] \$185 ;
   wire [1:0] \$186 ;
-  wire [7:0] \$187 ;
-  wire [9:0] \$188 ;
-  wire [9:0] \$189 ;
+  wire [4:0] \$187 ;
+  wire \$188 ;
+  wire [4:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire [4:0] \$192 ;
+  wire [5:0] \$190 ;
+  wire [4:0] \$191 ;
+  wire [5:0] \$192 ;
   wire [4:0] \$193 ;
   wire \$194 ;
-  wire [5:0] \$195 ;
+  wire [4:0] \$195 ;
   wire [5:0] \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [4:0] \$197 ;
+  wire [5:0] \$198 ;
+  wire [5:0] \$199 ;
   wire [4:0] \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire [5:0] \$203 ;
-  wire \$204 ;
-  wire [5:0] \$205 ;
-  wire [5:0] \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
+  wire [5:0] \$201 ;
+  wire [5:0] \$202 ;
+  wire \$203 ;
+  wire [3:0] \$204 ;
+  wire \$205 ;
+  wire [3:0] \$206 ;
+  wire [4:0] \$207 ;
+  wire [3:0] \$208 ;
+  wire [4:0] \$209 ;
   wire [4:0] \$21 ;
-  wire \$210 ;
+  wire [4:0] \$210 ;
   wire \$211 ;
-  wire \$212 ;
+  wire [3:0] \$212 ;
   wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire \$217 ;
+  wire [1:0] \$214 ;
+  wire [7:0] \$215 ;
+  wire [9:0] \$216 ;
+  wire [9:0] \$217 ;
   wire \$218 ;
-  wire \$219 ;
+  wire [3:0] \$219 ;
   wire [4:0] \$22 ;
-  wire \$220 ;
+  wire [3:0] \$220 ;
   wire \$221 ;
-  wire \$222 ;
+  wire [5:0] \$222 ;
   wire [5:0] \$223 ;
   wire \$224 ;
-  wire \$225 ;
+  wire [3:0] \$225 ;
   wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
+  wire [3:0] \$227 ;
+  wire [4:0] \$228 ;
+  wire [3:0] \$229 ;
   wire \$23 ;
-  wire [5:0] \$230 ;
-  wire [6:0] \$231 ;
+  wire [4:0] \$230 ;
+  wire [4:0] \$231 ;
   wire \$232 ;
-  wire \$233 ;
+  wire [3:0] \$233 ;
   wire \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire \$237 ;
-  wire \$238 ;
+  wire [1:0] \$235 ;
+  wire [7:0] \$236 ;
+  wire [9:0] \$237 ;
+  wire [9:0] \$238 ;
   wire \$239 ;
   wire \$24 ;
-  wire \$240 ;
+  wire [3:0] \$240 ;
   wire \$241 ;
-  wire \$242 ;
-  wire [4:0] \$243 ;
-  wire [5:0] \$244 ;
-  wire \$245 ;
+  wire [1:0] \$242 ;
+  wire [7:0] \$243 ;
+  wire [9:0] \$244 ;
+  wire [9:0] \$245 ;
   wire \$246 ;
   wire \$247 ;
-  wire \$248 ;
-  wire [5:0] \$249 ;
+  wire [3:0] \$248 ;
+  wire [3:0] \$249 ;
   wire \$25 ;
   wire \$250 ;
-  wire \$251 ;
-  wire \$252 ;
+  wire [5:0] \$251 ;
+  wire [5:0] \$252 ;
   wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
+  wire [5:0] \$254 ;
+  wire [5:0] \$255 ;
   wire \$256 ;
   wire \$257 ;
   wire \$258 ;
   wire \$259 ;
   wire [4:0] \$26 ;
   wire \$260 ;
-  wire [4:0] \$261 ;
-  wire [4:0] \$262 ;
+  wire \$261 ;
+  wire \$262 ;
   wire \$263 ;
   wire \$264 ;
   wire \$265 ;
-  wire \$266 ;
-  wire [4:0] \$267 ;
-  wire [4:0] \$268 ;
-  wire \$269 ;
+  wire [5:0] \$266 ;
+  wire [5:0] \$267 ;
+  wire \$268 ;
+  wire [5:0] \$269 ;
   wire [11:0] \$27 ;
-  wire \$270 ;
+  wire [5:0] \$270 ;
   wire \$271 ;
   wire \$272 ;
   wire \$273 ;
-  wire [4:0] \$274 ;
-  wire [4:0] \$275 ;
-  wire [5:0] \$276 ;
-  wire [5:0] \$277 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
@@ -12923,42 +13261,42 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$281 ;
   wire \$282 ;
   wire \$283 ;
-  wire [4:0] \$284 ;
-  wire [4:0] \$285 ;
+  wire \$284 ;
+  wire \$285 ;
   wire \$286 ;
   wire \$287 ;
   wire \$288 ;
-  wire \$289 ;
+  wire [5:0] \$289 ;
   wire \$29 ;
-  wire [4:0] \$290 ;
-  wire [4:0] \$291 ;
-  wire [5:0] \$292 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
   wire \$293 ;
   wire \$294 ;
   wire \$295 ;
-  wire \$296 ;
-  wire \$297 ;
+  wire [5:0] \$296 ;
+  wire [6:0] \$297 ;
   wire \$298 ;
-  wire [11:0] \$299 ;
+  wire \$299 ;
   wire [4:0] \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
-  wire [11:0] \$302 ;
+  wire \$302 ;
   wire \$303 ;
   wire \$304 ;
-  wire [11:0] \$305 ;
+  wire \$305 ;
   wire \$306 ;
   wire \$307 ;
-  wire [11:0] \$308 ;
-  wire \$309 ;
+  wire \$308 ;
+  wire [4:0] \$309 ;
   wire \$31 ;
-  wire \$310 ;
-  wire [11:0] \$311 ;
+  wire [5:0] \$310 ;
+  wire \$311 ;
   wire \$312 ;
   wire \$313 ;
   wire \$314 ;
-  wire \$315 ;
+  wire [5:0] \$315 ;
   wire \$316 ;
   wire \$317 ;
   wire \$318 ;
@@ -12971,25 +13309,25 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$324 ;
   wire \$325 ;
   wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
+  wire [4:0] \$327 ;
+  wire [4:0] \$328 ;
   wire \$329 ;
   wire \$33 ;
   wire \$330 ;
   wire \$331 ;
   wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
+  wire [4:0] \$333 ;
+  wire [4:0] \$334 ;
   wire \$335 ;
   wire \$336 ;
   wire \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
+  wire [4:0] \$340 ;
+  wire [4:0] \$341 ;
+  wire [5:0] \$342 ;
+  wire [5:0] \$343 ;
   wire \$344 ;
   wire \$345 ;
   wire \$346 ;
@@ -12997,60 +13335,133 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$348 ;
   wire \$349 ;
   wire \$35 ;
-  wire \$350 ;
-  wire \$351 ;
+  wire [4:0] \$350 ;
+  wire [4:0] \$351 ;
   wire \$352 ;
   wire \$353 ;
   wire \$354 ;
-  reg [4:0] \$355 ;
-  reg [3:0] \$356 ;
-  reg [2:0] \$357 ;
-  reg [3:0] \$358 ;
-  reg [10:0] \$359 ;
+  wire \$355 ;
+  wire [4:0] \$356 ;
+  wire [4:0] \$357 ;
+  wire [5:0] \$358 ;
+  wire \$359 ;
   wire \$36 ;
-  reg \$360 ;
-  reg [3:0] \$361 ;
-  reg \$362 ;
-  reg [2:0] \$363 ;
-  reg \$364 ;
-  reg \$365 ;
-  reg \$366 ;
-  reg \$367 ;
-  reg [2:0] \$368 ;
-  reg [3:0] \$369 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire [11:0] \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire [11:0] \$368 ;
+  wire \$369 ;
   wire \$37 ;
-  reg [4:0] \$370 ;
-  reg [8:0] \$371 ;
-  reg [3:0] \$372 ;
-  reg [4:0] \$373 ;
-  reg [2:0] \$374 ;
-  reg [8:0] \$375 ;
-  reg [3:0] \$376 ;
-  reg [4:0] \$377 ;
-  reg \$378 ;
-  reg [3:0] \$379 ;
+  wire \$370 ;
+  wire [11:0] \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire [11:0] \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire [11:0] \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
-  reg [4:0] \$380 ;
-  reg \$381 ;
-  reg [3:0] \$382 ;
-  reg \$383 ;
-  reg \$384 ;
-  reg \$385 ;
-  reg \$386 ;
-  reg \$387 ;
-  reg \$388 ;
-  reg \$389 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   wire \$39 ;
-  reg \$390 ;
-  reg \$391 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
   wire [3:0] \$4 ;
   wire \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
   wire \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
   wire \$42 ;
+  wire \$420 ;
+  reg [4:0] \$421 ;
+  reg [3:0] \$422 ;
+  reg [2:0] \$423 ;
+  reg [3:0] \$424 ;
+  reg [10:0] \$425 ;
+  reg \$426 ;
+  reg [3:0] \$427 ;
+  reg \$428 ;
+  reg [2:0] \$429 ;
   wire \$43 ;
+  reg \$430 ;
+  reg \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg [2:0] \$434 ;
+  reg [3:0] \$435 ;
+  reg [4:0] \$436 ;
+  reg [8:0] \$437 ;
+  reg \$438 ;
+  reg [4:0] \$439 ;
   wire \$44 ;
+  reg [2:0] \$440 ;
+  reg [8:0] \$441 ;
+  reg \$442 ;
+  reg [3:0] \$443 ;
+  reg [4:0] \$444 ;
+  reg [4:0] \$445 ;
+  reg [2:0] \$446 ;
+  reg [8:0] \$447 ;
+  reg [2:0] \$448 ;
+  reg [2:0] \$449 ;
   wire \$45 ;
+  reg [4:0] \$450 ;
+  reg \$451 ;
+  reg [3:0] \$452 ;
+  reg [4:0] \$453 ;
+  reg \$454 ;
+  reg [3:0] \$455 ;
+  reg \$456 ;
+  reg \$457 ;
+  reg \$458 ;
+  reg \$459 ;
   wire \$46 ;
+  reg \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg \$464 ;
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
@@ -13070,26 +13481,26 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  wire [11:0] \$64 ;
+  wire [12:0] \$64 ;
   wire \$65 ;
   wire [5:0] \$66 ;
-  wire [12:0] \$67 ;
-  wire [11:0] \$68 ;
+  wire [13:0] \$67 ;
+  wire [12:0] \$68 ;
   wire \$69 ;
   wire [5:0] \$7 ;
   wire [5:0] \$70 ;
-  wire [12:0] \$71 ;
-  wire [11:0] \$72 ;
+  wire [13:0] \$71 ;
+  wire [12:0] \$72 ;
   wire \$73 ;
   wire [5:0] \$74 ;
-  wire [12:0] \$75 ;
-  wire [11:0] \$76 ;
+  wire [13:0] \$75 ;
+  wire [12:0] \$76 ;
   wire \$77 ;
   wire [5:0] \$78 ;
-  wire [12:0] \$79 ;
+  wire [13:0] \$79 ;
   wire [5:0] \$8 ;
-  wire [11:0] \$80 ;
-  wire [12:0] \$81 ;
+  wire [12:0] \$80 ;
+  wire [13:0] \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
@@ -13149,7 +13560,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire avail_q;
   wire avail_rows;
   wire avail_step;
-  reg [3:0] base_slot = 4'h9;
+  reg [3:0] base_slot = 4'hc;
+  reg block_dx = 1'h0;
+  reg block_dy = 1'h0;
+  reg [4:0] block_ix0 = 5'h1e;
+  reg [8:0] block_q0c = 9'h1e0;
+  reg [2:0] block_r0 = 3'h3;
   reg [4:0] c = 5'h00;
   wire can_write;
   wire can_write_q;
@@ -13175,7 +13591,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [4:0] low = 5'h1e;
   output [39:0] o__payload;
   wire [39:0] o__payload;
-  wire [7:0] \o__payload$139 ;
+  wire [7:0] \o__payload$146 ;
   wire [39:0] \o__payload$46 ;
   wire o__ready;
   input \o__ready$47 ;
@@ -13185,10 +13601,12 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   output \o__valid$49 ;
   wire \o__valid$49 ;
   wire \o__valid$50 ;
-  reg [3:0] ox = 4'h0;
-  reg [3:0] oy = 4'h0;
+  reg [2:0] ox = 3'h0;
+  reg [2:0] oy = 3'h0;
   reg [4:0] pads = 5'h00;
   reg [4:0] pads_a = 5'h00;
+  reg [4:0] pix_low = 5'h1e;
+  reg [3:0] pix_slot = 4'hc;
   reg [8:0] q0c = 9'h1e0;
   reg [8:0] qc = 9'h1e0;
   reg [2:0] r0 = 3'h3;
@@ -13222,14 +13640,14 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   wire room_step;
   reg [2:0] rot = 3'h0;
   reg [2:0] rot_a = 3'h0;
-  reg [3:0] row_slot = 4'h9;
-  reg [9:0] row_words;
+  reg [3:0] row_slot = 4'hc;
+  reg [10:0] row_words;
   input rst_conv2_window;
   wire rst_conv2_window;
   wire [2:0] space_next;
-  reg [3:0] step_base_slot = 4'h9;
+  reg [3:0] step_base_slot = 4'hc;
   reg [3:0] step_img_slot = 4'h0;
-  reg [3:0] step_next_slot = 4'h9;
+  reg [3:0] step_next_slot = 4'hc;
   wire switch;
   reg switch_d = 1'h0;
   wire take;
@@ -13259,14 +13677,14 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   reg [10:0] w_grp = 11'h000;
   reg w_last = 1'h0;
   reg [3:0] w_row = 4'h0;
-  reg [9:0] w_row_words;
+  reg [10:0] w_row_words;
   reg [3:0] w_slot = 4'h0;
   reg [3:0] w_x = 4'h0;
   wire write;
   wire write_rows;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
-  reg [7:0] bank0 [1055:0];
+  reg [7:0] bank0 [1343:0];
   initial begin
     bank0[0] = 8'h00;
     bank0[1] = 8'h00;
@@ -14324,6 +14742,294 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     bank0[1053] = 8'h00;
     bank0[1054] = 8'h00;
     bank0[1055] = 8'h00;
+    bank0[1056] = 8'h00;
+    bank0[1057] = 8'h00;
+    bank0[1058] = 8'h00;
+    bank0[1059] = 8'h00;
+    bank0[1060] = 8'h00;
+    bank0[1061] = 8'h00;
+    bank0[1062] = 8'h00;
+    bank0[1063] = 8'h00;
+    bank0[1064] = 8'h00;
+    bank0[1065] = 8'h00;
+    bank0[1066] = 8'h00;
+    bank0[1067] = 8'h00;
+    bank0[1068] = 8'h00;
+    bank0[1069] = 8'h00;
+    bank0[1070] = 8'h00;
+    bank0[1071] = 8'h00;
+    bank0[1072] = 8'h00;
+    bank0[1073] = 8'h00;
+    bank0[1074] = 8'h00;
+    bank0[1075] = 8'h00;
+    bank0[1076] = 8'h00;
+    bank0[1077] = 8'h00;
+    bank0[1078] = 8'h00;
+    bank0[1079] = 8'h00;
+    bank0[1080] = 8'h00;
+    bank0[1081] = 8'h00;
+    bank0[1082] = 8'h00;
+    bank0[1083] = 8'h00;
+    bank0[1084] = 8'h00;
+    bank0[1085] = 8'h00;
+    bank0[1086] = 8'h00;
+    bank0[1087] = 8'h00;
+    bank0[1088] = 8'h00;
+    bank0[1089] = 8'h00;
+    bank0[1090] = 8'h00;
+    bank0[1091] = 8'h00;
+    bank0[1092] = 8'h00;
+    bank0[1093] = 8'h00;
+    bank0[1094] = 8'h00;
+    bank0[1095] = 8'h00;
+    bank0[1096] = 8'h00;
+    bank0[1097] = 8'h00;
+    bank0[1098] = 8'h00;
+    bank0[1099] = 8'h00;
+    bank0[1100] = 8'h00;
+    bank0[1101] = 8'h00;
+    bank0[1102] = 8'h00;
+    bank0[1103] = 8'h00;
+    bank0[1104] = 8'h00;
+    bank0[1105] = 8'h00;
+    bank0[1106] = 8'h00;
+    bank0[1107] = 8'h00;
+    bank0[1108] = 8'h00;
+    bank0[1109] = 8'h00;
+    bank0[1110] = 8'h00;
+    bank0[1111] = 8'h00;
+    bank0[1112] = 8'h00;
+    bank0[1113] = 8'h00;
+    bank0[1114] = 8'h00;
+    bank0[1115] = 8'h00;
+    bank0[1116] = 8'h00;
+    bank0[1117] = 8'h00;
+    bank0[1118] = 8'h00;
+    bank0[1119] = 8'h00;
+    bank0[1120] = 8'h00;
+    bank0[1121] = 8'h00;
+    bank0[1122] = 8'h00;
+    bank0[1123] = 8'h00;
+    bank0[1124] = 8'h00;
+    bank0[1125] = 8'h00;
+    bank0[1126] = 8'h00;
+    bank0[1127] = 8'h00;
+    bank0[1128] = 8'h00;
+    bank0[1129] = 8'h00;
+    bank0[1130] = 8'h00;
+    bank0[1131] = 8'h00;
+    bank0[1132] = 8'h00;
+    bank0[1133] = 8'h00;
+    bank0[1134] = 8'h00;
+    bank0[1135] = 8'h00;
+    bank0[1136] = 8'h00;
+    bank0[1137] = 8'h00;
+    bank0[1138] = 8'h00;
+    bank0[1139] = 8'h00;
+    bank0[1140] = 8'h00;
+    bank0[1141] = 8'h00;
+    bank0[1142] = 8'h00;
+    bank0[1143] = 8'h00;
+    bank0[1144] = 8'h00;
+    bank0[1145] = 8'h00;
+    bank0[1146] = 8'h00;
+    bank0[1147] = 8'h00;
+    bank0[1148] = 8'h00;
+    bank0[1149] = 8'h00;
+    bank0[1150] = 8'h00;
+    bank0[1151] = 8'h00;
+    bank0[1152] = 8'h00;
+    bank0[1153] = 8'h00;
+    bank0[1154] = 8'h00;
+    bank0[1155] = 8'h00;
+    bank0[1156] = 8'h00;
+    bank0[1157] = 8'h00;
+    bank0[1158] = 8'h00;
+    bank0[1159] = 8'h00;
+    bank0[1160] = 8'h00;
+    bank0[1161] = 8'h00;
+    bank0[1162] = 8'h00;
+    bank0[1163] = 8'h00;
+    bank0[1164] = 8'h00;
+    bank0[1165] = 8'h00;
+    bank0[1166] = 8'h00;
+    bank0[1167] = 8'h00;
+    bank0[1168] = 8'h00;
+    bank0[1169] = 8'h00;
+    bank0[1170] = 8'h00;
+    bank0[1171] = 8'h00;
+    bank0[1172] = 8'h00;
+    bank0[1173] = 8'h00;
+    bank0[1174] = 8'h00;
+    bank0[1175] = 8'h00;
+    bank0[1176] = 8'h00;
+    bank0[1177] = 8'h00;
+    bank0[1178] = 8'h00;
+    bank0[1179] = 8'h00;
+    bank0[1180] = 8'h00;
+    bank0[1181] = 8'h00;
+    bank0[1182] = 8'h00;
+    bank0[1183] = 8'h00;
+    bank0[1184] = 8'h00;
+    bank0[1185] = 8'h00;
+    bank0[1186] = 8'h00;
+    bank0[1187] = 8'h00;
+    bank0[1188] = 8'h00;
+    bank0[1189] = 8'h00;
+    bank0[1190] = 8'h00;
+    bank0[1191] = 8'h00;
+    bank0[1192] = 8'h00;
+    bank0[1193] = 8'h00;
+    bank0[1194] = 8'h00;
+    bank0[1195] = 8'h00;
+    bank0[1196] = 8'h00;
+    bank0[1197] = 8'h00;
+    bank0[1198] = 8'h00;
+    bank0[1199] = 8'h00;
+    bank0[1200] = 8'h00;
+    bank0[1201] = 8'h00;
+    bank0[1202] = 8'h00;
+    bank0[1203] = 8'h00;
+    bank0[1204] = 8'h00;
+    bank0[1205] = 8'h00;
+    bank0[1206] = 8'h00;
+    bank0[1207] = 8'h00;
+    bank0[1208] = 8'h00;
+    bank0[1209] = 8'h00;
+    bank0[1210] = 8'h00;
+    bank0[1211] = 8'h00;
+    bank0[1212] = 8'h00;
+    bank0[1213] = 8'h00;
+    bank0[1214] = 8'h00;
+    bank0[1215] = 8'h00;
+    bank0[1216] = 8'h00;
+    bank0[1217] = 8'h00;
+    bank0[1218] = 8'h00;
+    bank0[1219] = 8'h00;
+    bank0[1220] = 8'h00;
+    bank0[1221] = 8'h00;
+    bank0[1222] = 8'h00;
+    bank0[1223] = 8'h00;
+    bank0[1224] = 8'h00;
+    bank0[1225] = 8'h00;
+    bank0[1226] = 8'h00;
+    bank0[1227] = 8'h00;
+    bank0[1228] = 8'h00;
+    bank0[1229] = 8'h00;
+    bank0[1230] = 8'h00;
+    bank0[1231] = 8'h00;
+    bank0[1232] = 8'h00;
+    bank0[1233] = 8'h00;
+    bank0[1234] = 8'h00;
+    bank0[1235] = 8'h00;
+    bank0[1236] = 8'h00;
+    bank0[1237] = 8'h00;
+    bank0[1238] = 8'h00;
+    bank0[1239] = 8'h00;
+    bank0[1240] = 8'h00;
+    bank0[1241] = 8'h00;
+    bank0[1242] = 8'h00;
+    bank0[1243] = 8'h00;
+    bank0[1244] = 8'h00;
+    bank0[1245] = 8'h00;
+    bank0[1246] = 8'h00;
+    bank0[1247] = 8'h00;
+    bank0[1248] = 8'h00;
+    bank0[1249] = 8'h00;
+    bank0[1250] = 8'h00;
+    bank0[1251] = 8'h00;
+    bank0[1252] = 8'h00;
+    bank0[1253] = 8'h00;
+    bank0[1254] = 8'h00;
+    bank0[1255] = 8'h00;
+    bank0[1256] = 8'h00;
+    bank0[1257] = 8'h00;
+    bank0[1258] = 8'h00;
+    bank0[1259] = 8'h00;
+    bank0[1260] = 8'h00;
+    bank0[1261] = 8'h00;
+    bank0[1262] = 8'h00;
+    bank0[1263] = 8'h00;
+    bank0[1264] = 8'h00;
+    bank0[1265] = 8'h00;
+    bank0[1266] = 8'h00;
+    bank0[1267] = 8'h00;
+    bank0[1268] = 8'h00;
+    bank0[1269] = 8'h00;
+    bank0[1270] = 8'h00;
+    bank0[1271] = 8'h00;
+    bank0[1272] = 8'h00;
+    bank0[1273] = 8'h00;
+    bank0[1274] = 8'h00;
+    bank0[1275] = 8'h00;
+    bank0[1276] = 8'h00;
+    bank0[1277] = 8'h00;
+    bank0[1278] = 8'h00;
+    bank0[1279] = 8'h00;
+    bank0[1280] = 8'h00;
+    bank0[1281] = 8'h00;
+    bank0[1282] = 8'h00;
+    bank0[1283] = 8'h00;
+    bank0[1284] = 8'h00;
+    bank0[1285] = 8'h00;
+    bank0[1286] = 8'h00;
+    bank0[1287] = 8'h00;
+    bank0[1288] = 8'h00;
+    bank0[1289] = 8'h00;
+    bank0[1290] = 8'h00;
+    bank0[1291] = 8'h00;
+    bank0[1292] = 8'h00;
+    bank0[1293] = 8'h00;
+    bank0[1294] = 8'h00;
+    bank0[1295] = 8'h00;
+    bank0[1296] = 8'h00;
+    bank0[1297] = 8'h00;
+    bank0[1298] = 8'h00;
+    bank0[1299] = 8'h00;
+    bank0[1300] = 8'h00;
+    bank0[1301] = 8'h00;
+    bank0[1302] = 8'h00;
+    bank0[1303] = 8'h00;
+    bank0[1304] = 8'h00;
+    bank0[1305] = 8'h00;
+    bank0[1306] = 8'h00;
+    bank0[1307] = 8'h00;
+    bank0[1308] = 8'h00;
+    bank0[1309] = 8'h00;
+    bank0[1310] = 8'h00;
+    bank0[1311] = 8'h00;
+    bank0[1312] = 8'h00;
+    bank0[1313] = 8'h00;
+    bank0[1314] = 8'h00;
+    bank0[1315] = 8'h00;
+    bank0[1316] = 8'h00;
+    bank0[1317] = 8'h00;
+    bank0[1318] = 8'h00;
+    bank0[1319] = 8'h00;
+    bank0[1320] = 8'h00;
+    bank0[1321] = 8'h00;
+    bank0[1322] = 8'h00;
+    bank0[1323] = 8'h00;
+    bank0[1324] = 8'h00;
+    bank0[1325] = 8'h00;
+    bank0[1326] = 8'h00;
+    bank0[1327] = 8'h00;
+    bank0[1328] = 8'h00;
+    bank0[1329] = 8'h00;
+    bank0[1330] = 8'h00;
+    bank0[1331] = 8'h00;
+    bank0[1332] = 8'h00;
+    bank0[1333] = 8'h00;
+    bank0[1334] = 8'h00;
+    bank0[1335] = 8'h00;
+    bank0[1336] = 8'h00;
+    bank0[1337] = 8'h00;
+    bank0[1338] = 8'h00;
+    bank0[1339] = 8'h00;
+    bank0[1340] = 8'h00;
+    bank0[1341] = 8'h00;
+    bank0[1342] = 8'h00;
+    bank0[1343] = 8'h00;
   end
   always @(posedge clk) begin
     if (\$signature__en )
@@ -14336,7 +15042,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$signature__data$112  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
-  reg [7:0] bank1 [1055:0];
+  reg [7:0] bank1 [1343:0];
   initial begin
     bank1[0] = 8'h00;
     bank1[1] = 8'h00;
@@ -15394,6 +16100,294 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     bank1[1053] = 8'h00;
     bank1[1054] = 8'h00;
     bank1[1055] = 8'h00;
+    bank1[1056] = 8'h00;
+    bank1[1057] = 8'h00;
+    bank1[1058] = 8'h00;
+    bank1[1059] = 8'h00;
+    bank1[1060] = 8'h00;
+    bank1[1061] = 8'h00;
+    bank1[1062] = 8'h00;
+    bank1[1063] = 8'h00;
+    bank1[1064] = 8'h00;
+    bank1[1065] = 8'h00;
+    bank1[1066] = 8'h00;
+    bank1[1067] = 8'h00;
+    bank1[1068] = 8'h00;
+    bank1[1069] = 8'h00;
+    bank1[1070] = 8'h00;
+    bank1[1071] = 8'h00;
+    bank1[1072] = 8'h00;
+    bank1[1073] = 8'h00;
+    bank1[1074] = 8'h00;
+    bank1[1075] = 8'h00;
+    bank1[1076] = 8'h00;
+    bank1[1077] = 8'h00;
+    bank1[1078] = 8'h00;
+    bank1[1079] = 8'h00;
+    bank1[1080] = 8'h00;
+    bank1[1081] = 8'h00;
+    bank1[1082] = 8'h00;
+    bank1[1083] = 8'h00;
+    bank1[1084] = 8'h00;
+    bank1[1085] = 8'h00;
+    bank1[1086] = 8'h00;
+    bank1[1087] = 8'h00;
+    bank1[1088] = 8'h00;
+    bank1[1089] = 8'h00;
+    bank1[1090] = 8'h00;
+    bank1[1091] = 8'h00;
+    bank1[1092] = 8'h00;
+    bank1[1093] = 8'h00;
+    bank1[1094] = 8'h00;
+    bank1[1095] = 8'h00;
+    bank1[1096] = 8'h00;
+    bank1[1097] = 8'h00;
+    bank1[1098] = 8'h00;
+    bank1[1099] = 8'h00;
+    bank1[1100] = 8'h00;
+    bank1[1101] = 8'h00;
+    bank1[1102] = 8'h00;
+    bank1[1103] = 8'h00;
+    bank1[1104] = 8'h00;
+    bank1[1105] = 8'h00;
+    bank1[1106] = 8'h00;
+    bank1[1107] = 8'h00;
+    bank1[1108] = 8'h00;
+    bank1[1109] = 8'h00;
+    bank1[1110] = 8'h00;
+    bank1[1111] = 8'h00;
+    bank1[1112] = 8'h00;
+    bank1[1113] = 8'h00;
+    bank1[1114] = 8'h00;
+    bank1[1115] = 8'h00;
+    bank1[1116] = 8'h00;
+    bank1[1117] = 8'h00;
+    bank1[1118] = 8'h00;
+    bank1[1119] = 8'h00;
+    bank1[1120] = 8'h00;
+    bank1[1121] = 8'h00;
+    bank1[1122] = 8'h00;
+    bank1[1123] = 8'h00;
+    bank1[1124] = 8'h00;
+    bank1[1125] = 8'h00;
+    bank1[1126] = 8'h00;
+    bank1[1127] = 8'h00;
+    bank1[1128] = 8'h00;
+    bank1[1129] = 8'h00;
+    bank1[1130] = 8'h00;
+    bank1[1131] = 8'h00;
+    bank1[1132] = 8'h00;
+    bank1[1133] = 8'h00;
+    bank1[1134] = 8'h00;
+    bank1[1135] = 8'h00;
+    bank1[1136] = 8'h00;
+    bank1[1137] = 8'h00;
+    bank1[1138] = 8'h00;
+    bank1[1139] = 8'h00;
+    bank1[1140] = 8'h00;
+    bank1[1141] = 8'h00;
+    bank1[1142] = 8'h00;
+    bank1[1143] = 8'h00;
+    bank1[1144] = 8'h00;
+    bank1[1145] = 8'h00;
+    bank1[1146] = 8'h00;
+    bank1[1147] = 8'h00;
+    bank1[1148] = 8'h00;
+    bank1[1149] = 8'h00;
+    bank1[1150] = 8'h00;
+    bank1[1151] = 8'h00;
+    bank1[1152] = 8'h00;
+    bank1[1153] = 8'h00;
+    bank1[1154] = 8'h00;
+    bank1[1155] = 8'h00;
+    bank1[1156] = 8'h00;
+    bank1[1157] = 8'h00;
+    bank1[1158] = 8'h00;
+    bank1[1159] = 8'h00;
+    bank1[1160] = 8'h00;
+    bank1[1161] = 8'h00;
+    bank1[1162] = 8'h00;
+    bank1[1163] = 8'h00;
+    bank1[1164] = 8'h00;
+    bank1[1165] = 8'h00;
+    bank1[1166] = 8'h00;
+    bank1[1167] = 8'h00;
+    bank1[1168] = 8'h00;
+    bank1[1169] = 8'h00;
+    bank1[1170] = 8'h00;
+    bank1[1171] = 8'h00;
+    bank1[1172] = 8'h00;
+    bank1[1173] = 8'h00;
+    bank1[1174] = 8'h00;
+    bank1[1175] = 8'h00;
+    bank1[1176] = 8'h00;
+    bank1[1177] = 8'h00;
+    bank1[1178] = 8'h00;
+    bank1[1179] = 8'h00;
+    bank1[1180] = 8'h00;
+    bank1[1181] = 8'h00;
+    bank1[1182] = 8'h00;
+    bank1[1183] = 8'h00;
+    bank1[1184] = 8'h00;
+    bank1[1185] = 8'h00;
+    bank1[1186] = 8'h00;
+    bank1[1187] = 8'h00;
+    bank1[1188] = 8'h00;
+    bank1[1189] = 8'h00;
+    bank1[1190] = 8'h00;
+    bank1[1191] = 8'h00;
+    bank1[1192] = 8'h00;
+    bank1[1193] = 8'h00;
+    bank1[1194] = 8'h00;
+    bank1[1195] = 8'h00;
+    bank1[1196] = 8'h00;
+    bank1[1197] = 8'h00;
+    bank1[1198] = 8'h00;
+    bank1[1199] = 8'h00;
+    bank1[1200] = 8'h00;
+    bank1[1201] = 8'h00;
+    bank1[1202] = 8'h00;
+    bank1[1203] = 8'h00;
+    bank1[1204] = 8'h00;
+    bank1[1205] = 8'h00;
+    bank1[1206] = 8'h00;
+    bank1[1207] = 8'h00;
+    bank1[1208] = 8'h00;
+    bank1[1209] = 8'h00;
+    bank1[1210] = 8'h00;
+    bank1[1211] = 8'h00;
+    bank1[1212] = 8'h00;
+    bank1[1213] = 8'h00;
+    bank1[1214] = 8'h00;
+    bank1[1215] = 8'h00;
+    bank1[1216] = 8'h00;
+    bank1[1217] = 8'h00;
+    bank1[1218] = 8'h00;
+    bank1[1219] = 8'h00;
+    bank1[1220] = 8'h00;
+    bank1[1221] = 8'h00;
+    bank1[1222] = 8'h00;
+    bank1[1223] = 8'h00;
+    bank1[1224] = 8'h00;
+    bank1[1225] = 8'h00;
+    bank1[1226] = 8'h00;
+    bank1[1227] = 8'h00;
+    bank1[1228] = 8'h00;
+    bank1[1229] = 8'h00;
+    bank1[1230] = 8'h00;
+    bank1[1231] = 8'h00;
+    bank1[1232] = 8'h00;
+    bank1[1233] = 8'h00;
+    bank1[1234] = 8'h00;
+    bank1[1235] = 8'h00;
+    bank1[1236] = 8'h00;
+    bank1[1237] = 8'h00;
+    bank1[1238] = 8'h00;
+    bank1[1239] = 8'h00;
+    bank1[1240] = 8'h00;
+    bank1[1241] = 8'h00;
+    bank1[1242] = 8'h00;
+    bank1[1243] = 8'h00;
+    bank1[1244] = 8'h00;
+    bank1[1245] = 8'h00;
+    bank1[1246] = 8'h00;
+    bank1[1247] = 8'h00;
+    bank1[1248] = 8'h00;
+    bank1[1249] = 8'h00;
+    bank1[1250] = 8'h00;
+    bank1[1251] = 8'h00;
+    bank1[1252] = 8'h00;
+    bank1[1253] = 8'h00;
+    bank1[1254] = 8'h00;
+    bank1[1255] = 8'h00;
+    bank1[1256] = 8'h00;
+    bank1[1257] = 8'h00;
+    bank1[1258] = 8'h00;
+    bank1[1259] = 8'h00;
+    bank1[1260] = 8'h00;
+    bank1[1261] = 8'h00;
+    bank1[1262] = 8'h00;
+    bank1[1263] = 8'h00;
+    bank1[1264] = 8'h00;
+    bank1[1265] = 8'h00;
+    bank1[1266] = 8'h00;
+    bank1[1267] = 8'h00;
+    bank1[1268] = 8'h00;
+    bank1[1269] = 8'h00;
+    bank1[1270] = 8'h00;
+    bank1[1271] = 8'h00;
+    bank1[1272] = 8'h00;
+    bank1[1273] = 8'h00;
+    bank1[1274] = 8'h00;
+    bank1[1275] = 8'h00;
+    bank1[1276] = 8'h00;
+    bank1[1277] = 8'h00;
+    bank1[1278] = 8'h00;
+    bank1[1279] = 8'h00;
+    bank1[1280] = 8'h00;
+    bank1[1281] = 8'h00;
+    bank1[1282] = 8'h00;
+    bank1[1283] = 8'h00;
+    bank1[1284] = 8'h00;
+    bank1[1285] = 8'h00;
+    bank1[1286] = 8'h00;
+    bank1[1287] = 8'h00;
+    bank1[1288] = 8'h00;
+    bank1[1289] = 8'h00;
+    bank1[1290] = 8'h00;
+    bank1[1291] = 8'h00;
+    bank1[1292] = 8'h00;
+    bank1[1293] = 8'h00;
+    bank1[1294] = 8'h00;
+    bank1[1295] = 8'h00;
+    bank1[1296] = 8'h00;
+    bank1[1297] = 8'h00;
+    bank1[1298] = 8'h00;
+    bank1[1299] = 8'h00;
+    bank1[1300] = 8'h00;
+    bank1[1301] = 8'h00;
+    bank1[1302] = 8'h00;
+    bank1[1303] = 8'h00;
+    bank1[1304] = 8'h00;
+    bank1[1305] = 8'h00;
+    bank1[1306] = 8'h00;
+    bank1[1307] = 8'h00;
+    bank1[1308] = 8'h00;
+    bank1[1309] = 8'h00;
+    bank1[1310] = 8'h00;
+    bank1[1311] = 8'h00;
+    bank1[1312] = 8'h00;
+    bank1[1313] = 8'h00;
+    bank1[1314] = 8'h00;
+    bank1[1315] = 8'h00;
+    bank1[1316] = 8'h00;
+    bank1[1317] = 8'h00;
+    bank1[1318] = 8'h00;
+    bank1[1319] = 8'h00;
+    bank1[1320] = 8'h00;
+    bank1[1321] = 8'h00;
+    bank1[1322] = 8'h00;
+    bank1[1323] = 8'h00;
+    bank1[1324] = 8'h00;
+    bank1[1325] = 8'h00;
+    bank1[1326] = 8'h00;
+    bank1[1327] = 8'h00;
+    bank1[1328] = 8'h00;
+    bank1[1329] = 8'h00;
+    bank1[1330] = 8'h00;
+    bank1[1331] = 8'h00;
+    bank1[1332] = 8'h00;
+    bank1[1333] = 8'h00;
+    bank1[1334] = 8'h00;
+    bank1[1335] = 8'h00;
+    bank1[1336] = 8'h00;
+    bank1[1337] = 8'h00;
+    bank1[1338] = 8'h00;
+    bank1[1339] = 8'h00;
+    bank1[1340] = 8'h00;
+    bank1[1341] = 8'h00;
+    bank1[1342] = 8'h00;
+    bank1[1343] = 8'h00;
   end
   always @(posedge clk) begin
     if (\$signature__en$20 )
@@ -15406,7 +16400,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$signature__data$113  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
-  reg [7:0] bank2 [1055:0];
+  reg [7:0] bank2 [1343:0];
   initial begin
     bank2[0] = 8'h00;
     bank2[1] = 8'h00;
@@ -16464,6 +17458,294 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     bank2[1053] = 8'h00;
     bank2[1054] = 8'h00;
     bank2[1055] = 8'h00;
+    bank2[1056] = 8'h00;
+    bank2[1057] = 8'h00;
+    bank2[1058] = 8'h00;
+    bank2[1059] = 8'h00;
+    bank2[1060] = 8'h00;
+    bank2[1061] = 8'h00;
+    bank2[1062] = 8'h00;
+    bank2[1063] = 8'h00;
+    bank2[1064] = 8'h00;
+    bank2[1065] = 8'h00;
+    bank2[1066] = 8'h00;
+    bank2[1067] = 8'h00;
+    bank2[1068] = 8'h00;
+    bank2[1069] = 8'h00;
+    bank2[1070] = 8'h00;
+    bank2[1071] = 8'h00;
+    bank2[1072] = 8'h00;
+    bank2[1073] = 8'h00;
+    bank2[1074] = 8'h00;
+    bank2[1075] = 8'h00;
+    bank2[1076] = 8'h00;
+    bank2[1077] = 8'h00;
+    bank2[1078] = 8'h00;
+    bank2[1079] = 8'h00;
+    bank2[1080] = 8'h00;
+    bank2[1081] = 8'h00;
+    bank2[1082] = 8'h00;
+    bank2[1083] = 8'h00;
+    bank2[1084] = 8'h00;
+    bank2[1085] = 8'h00;
+    bank2[1086] = 8'h00;
+    bank2[1087] = 8'h00;
+    bank2[1088] = 8'h00;
+    bank2[1089] = 8'h00;
+    bank2[1090] = 8'h00;
+    bank2[1091] = 8'h00;
+    bank2[1092] = 8'h00;
+    bank2[1093] = 8'h00;
+    bank2[1094] = 8'h00;
+    bank2[1095] = 8'h00;
+    bank2[1096] = 8'h00;
+    bank2[1097] = 8'h00;
+    bank2[1098] = 8'h00;
+    bank2[1099] = 8'h00;
+    bank2[1100] = 8'h00;
+    bank2[1101] = 8'h00;
+    bank2[1102] = 8'h00;
+    bank2[1103] = 8'h00;
+    bank2[1104] = 8'h00;
+    bank2[1105] = 8'h00;
+    bank2[1106] = 8'h00;
+    bank2[1107] = 8'h00;
+    bank2[1108] = 8'h00;
+    bank2[1109] = 8'h00;
+    bank2[1110] = 8'h00;
+    bank2[1111] = 8'h00;
+    bank2[1112] = 8'h00;
+    bank2[1113] = 8'h00;
+    bank2[1114] = 8'h00;
+    bank2[1115] = 8'h00;
+    bank2[1116] = 8'h00;
+    bank2[1117] = 8'h00;
+    bank2[1118] = 8'h00;
+    bank2[1119] = 8'h00;
+    bank2[1120] = 8'h00;
+    bank2[1121] = 8'h00;
+    bank2[1122] = 8'h00;
+    bank2[1123] = 8'h00;
+    bank2[1124] = 8'h00;
+    bank2[1125] = 8'h00;
+    bank2[1126] = 8'h00;
+    bank2[1127] = 8'h00;
+    bank2[1128] = 8'h00;
+    bank2[1129] = 8'h00;
+    bank2[1130] = 8'h00;
+    bank2[1131] = 8'h00;
+    bank2[1132] = 8'h00;
+    bank2[1133] = 8'h00;
+    bank2[1134] = 8'h00;
+    bank2[1135] = 8'h00;
+    bank2[1136] = 8'h00;
+    bank2[1137] = 8'h00;
+    bank2[1138] = 8'h00;
+    bank2[1139] = 8'h00;
+    bank2[1140] = 8'h00;
+    bank2[1141] = 8'h00;
+    bank2[1142] = 8'h00;
+    bank2[1143] = 8'h00;
+    bank2[1144] = 8'h00;
+    bank2[1145] = 8'h00;
+    bank2[1146] = 8'h00;
+    bank2[1147] = 8'h00;
+    bank2[1148] = 8'h00;
+    bank2[1149] = 8'h00;
+    bank2[1150] = 8'h00;
+    bank2[1151] = 8'h00;
+    bank2[1152] = 8'h00;
+    bank2[1153] = 8'h00;
+    bank2[1154] = 8'h00;
+    bank2[1155] = 8'h00;
+    bank2[1156] = 8'h00;
+    bank2[1157] = 8'h00;
+    bank2[1158] = 8'h00;
+    bank2[1159] = 8'h00;
+    bank2[1160] = 8'h00;
+    bank2[1161] = 8'h00;
+    bank2[1162] = 8'h00;
+    bank2[1163] = 8'h00;
+    bank2[1164] = 8'h00;
+    bank2[1165] = 8'h00;
+    bank2[1166] = 8'h00;
+    bank2[1167] = 8'h00;
+    bank2[1168] = 8'h00;
+    bank2[1169] = 8'h00;
+    bank2[1170] = 8'h00;
+    bank2[1171] = 8'h00;
+    bank2[1172] = 8'h00;
+    bank2[1173] = 8'h00;
+    bank2[1174] = 8'h00;
+    bank2[1175] = 8'h00;
+    bank2[1176] = 8'h00;
+    bank2[1177] = 8'h00;
+    bank2[1178] = 8'h00;
+    bank2[1179] = 8'h00;
+    bank2[1180] = 8'h00;
+    bank2[1181] = 8'h00;
+    bank2[1182] = 8'h00;
+    bank2[1183] = 8'h00;
+    bank2[1184] = 8'h00;
+    bank2[1185] = 8'h00;
+    bank2[1186] = 8'h00;
+    bank2[1187] = 8'h00;
+    bank2[1188] = 8'h00;
+    bank2[1189] = 8'h00;
+    bank2[1190] = 8'h00;
+    bank2[1191] = 8'h00;
+    bank2[1192] = 8'h00;
+    bank2[1193] = 8'h00;
+    bank2[1194] = 8'h00;
+    bank2[1195] = 8'h00;
+    bank2[1196] = 8'h00;
+    bank2[1197] = 8'h00;
+    bank2[1198] = 8'h00;
+    bank2[1199] = 8'h00;
+    bank2[1200] = 8'h00;
+    bank2[1201] = 8'h00;
+    bank2[1202] = 8'h00;
+    bank2[1203] = 8'h00;
+    bank2[1204] = 8'h00;
+    bank2[1205] = 8'h00;
+    bank2[1206] = 8'h00;
+    bank2[1207] = 8'h00;
+    bank2[1208] = 8'h00;
+    bank2[1209] = 8'h00;
+    bank2[1210] = 8'h00;
+    bank2[1211] = 8'h00;
+    bank2[1212] = 8'h00;
+    bank2[1213] = 8'h00;
+    bank2[1214] = 8'h00;
+    bank2[1215] = 8'h00;
+    bank2[1216] = 8'h00;
+    bank2[1217] = 8'h00;
+    bank2[1218] = 8'h00;
+    bank2[1219] = 8'h00;
+    bank2[1220] = 8'h00;
+    bank2[1221] = 8'h00;
+    bank2[1222] = 8'h00;
+    bank2[1223] = 8'h00;
+    bank2[1224] = 8'h00;
+    bank2[1225] = 8'h00;
+    bank2[1226] = 8'h00;
+    bank2[1227] = 8'h00;
+    bank2[1228] = 8'h00;
+    bank2[1229] = 8'h00;
+    bank2[1230] = 8'h00;
+    bank2[1231] = 8'h00;
+    bank2[1232] = 8'h00;
+    bank2[1233] = 8'h00;
+    bank2[1234] = 8'h00;
+    bank2[1235] = 8'h00;
+    bank2[1236] = 8'h00;
+    bank2[1237] = 8'h00;
+    bank2[1238] = 8'h00;
+    bank2[1239] = 8'h00;
+    bank2[1240] = 8'h00;
+    bank2[1241] = 8'h00;
+    bank2[1242] = 8'h00;
+    bank2[1243] = 8'h00;
+    bank2[1244] = 8'h00;
+    bank2[1245] = 8'h00;
+    bank2[1246] = 8'h00;
+    bank2[1247] = 8'h00;
+    bank2[1248] = 8'h00;
+    bank2[1249] = 8'h00;
+    bank2[1250] = 8'h00;
+    bank2[1251] = 8'h00;
+    bank2[1252] = 8'h00;
+    bank2[1253] = 8'h00;
+    bank2[1254] = 8'h00;
+    bank2[1255] = 8'h00;
+    bank2[1256] = 8'h00;
+    bank2[1257] = 8'h00;
+    bank2[1258] = 8'h00;
+    bank2[1259] = 8'h00;
+    bank2[1260] = 8'h00;
+    bank2[1261] = 8'h00;
+    bank2[1262] = 8'h00;
+    bank2[1263] = 8'h00;
+    bank2[1264] = 8'h00;
+    bank2[1265] = 8'h00;
+    bank2[1266] = 8'h00;
+    bank2[1267] = 8'h00;
+    bank2[1268] = 8'h00;
+    bank2[1269] = 8'h00;
+    bank2[1270] = 8'h00;
+    bank2[1271] = 8'h00;
+    bank2[1272] = 8'h00;
+    bank2[1273] = 8'h00;
+    bank2[1274] = 8'h00;
+    bank2[1275] = 8'h00;
+    bank2[1276] = 8'h00;
+    bank2[1277] = 8'h00;
+    bank2[1278] = 8'h00;
+    bank2[1279] = 8'h00;
+    bank2[1280] = 8'h00;
+    bank2[1281] = 8'h00;
+    bank2[1282] = 8'h00;
+    bank2[1283] = 8'h00;
+    bank2[1284] = 8'h00;
+    bank2[1285] = 8'h00;
+    bank2[1286] = 8'h00;
+    bank2[1287] = 8'h00;
+    bank2[1288] = 8'h00;
+    bank2[1289] = 8'h00;
+    bank2[1290] = 8'h00;
+    bank2[1291] = 8'h00;
+    bank2[1292] = 8'h00;
+    bank2[1293] = 8'h00;
+    bank2[1294] = 8'h00;
+    bank2[1295] = 8'h00;
+    bank2[1296] = 8'h00;
+    bank2[1297] = 8'h00;
+    bank2[1298] = 8'h00;
+    bank2[1299] = 8'h00;
+    bank2[1300] = 8'h00;
+    bank2[1301] = 8'h00;
+    bank2[1302] = 8'h00;
+    bank2[1303] = 8'h00;
+    bank2[1304] = 8'h00;
+    bank2[1305] = 8'h00;
+    bank2[1306] = 8'h00;
+    bank2[1307] = 8'h00;
+    bank2[1308] = 8'h00;
+    bank2[1309] = 8'h00;
+    bank2[1310] = 8'h00;
+    bank2[1311] = 8'h00;
+    bank2[1312] = 8'h00;
+    bank2[1313] = 8'h00;
+    bank2[1314] = 8'h00;
+    bank2[1315] = 8'h00;
+    bank2[1316] = 8'h00;
+    bank2[1317] = 8'h00;
+    bank2[1318] = 8'h00;
+    bank2[1319] = 8'h00;
+    bank2[1320] = 8'h00;
+    bank2[1321] = 8'h00;
+    bank2[1322] = 8'h00;
+    bank2[1323] = 8'h00;
+    bank2[1324] = 8'h00;
+    bank2[1325] = 8'h00;
+    bank2[1326] = 8'h00;
+    bank2[1327] = 8'h00;
+    bank2[1328] = 8'h00;
+    bank2[1329] = 8'h00;
+    bank2[1330] = 8'h00;
+    bank2[1331] = 8'h00;
+    bank2[1332] = 8'h00;
+    bank2[1333] = 8'h00;
+    bank2[1334] = 8'h00;
+    bank2[1335] = 8'h00;
+    bank2[1336] = 8'h00;
+    bank2[1337] = 8'h00;
+    bank2[1338] = 8'h00;
+    bank2[1339] = 8'h00;
+    bank2[1340] = 8'h00;
+    bank2[1341] = 8'h00;
+    bank2[1342] = 8'h00;
+    bank2[1343] = 8'h00;
   end
   always @(posedge clk) begin
     if (\$signature__en$26 )
@@ -16476,7 +17758,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$signature__data$114  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
-  reg [7:0] bank3 [1055:0];
+  reg [7:0] bank3 [1343:0];
   initial begin
     bank3[0] = 8'h00;
     bank3[1] = 8'h00;
@@ -17534,6 +18816,294 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     bank3[1053] = 8'h00;
     bank3[1054] = 8'h00;
     bank3[1055] = 8'h00;
+    bank3[1056] = 8'h00;
+    bank3[1057] = 8'h00;
+    bank3[1058] = 8'h00;
+    bank3[1059] = 8'h00;
+    bank3[1060] = 8'h00;
+    bank3[1061] = 8'h00;
+    bank3[1062] = 8'h00;
+    bank3[1063] = 8'h00;
+    bank3[1064] = 8'h00;
+    bank3[1065] = 8'h00;
+    bank3[1066] = 8'h00;
+    bank3[1067] = 8'h00;
+    bank3[1068] = 8'h00;
+    bank3[1069] = 8'h00;
+    bank3[1070] = 8'h00;
+    bank3[1071] = 8'h00;
+    bank3[1072] = 8'h00;
+    bank3[1073] = 8'h00;
+    bank3[1074] = 8'h00;
+    bank3[1075] = 8'h00;
+    bank3[1076] = 8'h00;
+    bank3[1077] = 8'h00;
+    bank3[1078] = 8'h00;
+    bank3[1079] = 8'h00;
+    bank3[1080] = 8'h00;
+    bank3[1081] = 8'h00;
+    bank3[1082] = 8'h00;
+    bank3[1083] = 8'h00;
+    bank3[1084] = 8'h00;
+    bank3[1085] = 8'h00;
+    bank3[1086] = 8'h00;
+    bank3[1087] = 8'h00;
+    bank3[1088] = 8'h00;
+    bank3[1089] = 8'h00;
+    bank3[1090] = 8'h00;
+    bank3[1091] = 8'h00;
+    bank3[1092] = 8'h00;
+    bank3[1093] = 8'h00;
+    bank3[1094] = 8'h00;
+    bank3[1095] = 8'h00;
+    bank3[1096] = 8'h00;
+    bank3[1097] = 8'h00;
+    bank3[1098] = 8'h00;
+    bank3[1099] = 8'h00;
+    bank3[1100] = 8'h00;
+    bank3[1101] = 8'h00;
+    bank3[1102] = 8'h00;
+    bank3[1103] = 8'h00;
+    bank3[1104] = 8'h00;
+    bank3[1105] = 8'h00;
+    bank3[1106] = 8'h00;
+    bank3[1107] = 8'h00;
+    bank3[1108] = 8'h00;
+    bank3[1109] = 8'h00;
+    bank3[1110] = 8'h00;
+    bank3[1111] = 8'h00;
+    bank3[1112] = 8'h00;
+    bank3[1113] = 8'h00;
+    bank3[1114] = 8'h00;
+    bank3[1115] = 8'h00;
+    bank3[1116] = 8'h00;
+    bank3[1117] = 8'h00;
+    bank3[1118] = 8'h00;
+    bank3[1119] = 8'h00;
+    bank3[1120] = 8'h00;
+    bank3[1121] = 8'h00;
+    bank3[1122] = 8'h00;
+    bank3[1123] = 8'h00;
+    bank3[1124] = 8'h00;
+    bank3[1125] = 8'h00;
+    bank3[1126] = 8'h00;
+    bank3[1127] = 8'h00;
+    bank3[1128] = 8'h00;
+    bank3[1129] = 8'h00;
+    bank3[1130] = 8'h00;
+    bank3[1131] = 8'h00;
+    bank3[1132] = 8'h00;
+    bank3[1133] = 8'h00;
+    bank3[1134] = 8'h00;
+    bank3[1135] = 8'h00;
+    bank3[1136] = 8'h00;
+    bank3[1137] = 8'h00;
+    bank3[1138] = 8'h00;
+    bank3[1139] = 8'h00;
+    bank3[1140] = 8'h00;
+    bank3[1141] = 8'h00;
+    bank3[1142] = 8'h00;
+    bank3[1143] = 8'h00;
+    bank3[1144] = 8'h00;
+    bank3[1145] = 8'h00;
+    bank3[1146] = 8'h00;
+    bank3[1147] = 8'h00;
+    bank3[1148] = 8'h00;
+    bank3[1149] = 8'h00;
+    bank3[1150] = 8'h00;
+    bank3[1151] = 8'h00;
+    bank3[1152] = 8'h00;
+    bank3[1153] = 8'h00;
+    bank3[1154] = 8'h00;
+    bank3[1155] = 8'h00;
+    bank3[1156] = 8'h00;
+    bank3[1157] = 8'h00;
+    bank3[1158] = 8'h00;
+    bank3[1159] = 8'h00;
+    bank3[1160] = 8'h00;
+    bank3[1161] = 8'h00;
+    bank3[1162] = 8'h00;
+    bank3[1163] = 8'h00;
+    bank3[1164] = 8'h00;
+    bank3[1165] = 8'h00;
+    bank3[1166] = 8'h00;
+    bank3[1167] = 8'h00;
+    bank3[1168] = 8'h00;
+    bank3[1169] = 8'h00;
+    bank3[1170] = 8'h00;
+    bank3[1171] = 8'h00;
+    bank3[1172] = 8'h00;
+    bank3[1173] = 8'h00;
+    bank3[1174] = 8'h00;
+    bank3[1175] = 8'h00;
+    bank3[1176] = 8'h00;
+    bank3[1177] = 8'h00;
+    bank3[1178] = 8'h00;
+    bank3[1179] = 8'h00;
+    bank3[1180] = 8'h00;
+    bank3[1181] = 8'h00;
+    bank3[1182] = 8'h00;
+    bank3[1183] = 8'h00;
+    bank3[1184] = 8'h00;
+    bank3[1185] = 8'h00;
+    bank3[1186] = 8'h00;
+    bank3[1187] = 8'h00;
+    bank3[1188] = 8'h00;
+    bank3[1189] = 8'h00;
+    bank3[1190] = 8'h00;
+    bank3[1191] = 8'h00;
+    bank3[1192] = 8'h00;
+    bank3[1193] = 8'h00;
+    bank3[1194] = 8'h00;
+    bank3[1195] = 8'h00;
+    bank3[1196] = 8'h00;
+    bank3[1197] = 8'h00;
+    bank3[1198] = 8'h00;
+    bank3[1199] = 8'h00;
+    bank3[1200] = 8'h00;
+    bank3[1201] = 8'h00;
+    bank3[1202] = 8'h00;
+    bank3[1203] = 8'h00;
+    bank3[1204] = 8'h00;
+    bank3[1205] = 8'h00;
+    bank3[1206] = 8'h00;
+    bank3[1207] = 8'h00;
+    bank3[1208] = 8'h00;
+    bank3[1209] = 8'h00;
+    bank3[1210] = 8'h00;
+    bank3[1211] = 8'h00;
+    bank3[1212] = 8'h00;
+    bank3[1213] = 8'h00;
+    bank3[1214] = 8'h00;
+    bank3[1215] = 8'h00;
+    bank3[1216] = 8'h00;
+    bank3[1217] = 8'h00;
+    bank3[1218] = 8'h00;
+    bank3[1219] = 8'h00;
+    bank3[1220] = 8'h00;
+    bank3[1221] = 8'h00;
+    bank3[1222] = 8'h00;
+    bank3[1223] = 8'h00;
+    bank3[1224] = 8'h00;
+    bank3[1225] = 8'h00;
+    bank3[1226] = 8'h00;
+    bank3[1227] = 8'h00;
+    bank3[1228] = 8'h00;
+    bank3[1229] = 8'h00;
+    bank3[1230] = 8'h00;
+    bank3[1231] = 8'h00;
+    bank3[1232] = 8'h00;
+    bank3[1233] = 8'h00;
+    bank3[1234] = 8'h00;
+    bank3[1235] = 8'h00;
+    bank3[1236] = 8'h00;
+    bank3[1237] = 8'h00;
+    bank3[1238] = 8'h00;
+    bank3[1239] = 8'h00;
+    bank3[1240] = 8'h00;
+    bank3[1241] = 8'h00;
+    bank3[1242] = 8'h00;
+    bank3[1243] = 8'h00;
+    bank3[1244] = 8'h00;
+    bank3[1245] = 8'h00;
+    bank3[1246] = 8'h00;
+    bank3[1247] = 8'h00;
+    bank3[1248] = 8'h00;
+    bank3[1249] = 8'h00;
+    bank3[1250] = 8'h00;
+    bank3[1251] = 8'h00;
+    bank3[1252] = 8'h00;
+    bank3[1253] = 8'h00;
+    bank3[1254] = 8'h00;
+    bank3[1255] = 8'h00;
+    bank3[1256] = 8'h00;
+    bank3[1257] = 8'h00;
+    bank3[1258] = 8'h00;
+    bank3[1259] = 8'h00;
+    bank3[1260] = 8'h00;
+    bank3[1261] = 8'h00;
+    bank3[1262] = 8'h00;
+    bank3[1263] = 8'h00;
+    bank3[1264] = 8'h00;
+    bank3[1265] = 8'h00;
+    bank3[1266] = 8'h00;
+    bank3[1267] = 8'h00;
+    bank3[1268] = 8'h00;
+    bank3[1269] = 8'h00;
+    bank3[1270] = 8'h00;
+    bank3[1271] = 8'h00;
+    bank3[1272] = 8'h00;
+    bank3[1273] = 8'h00;
+    bank3[1274] = 8'h00;
+    bank3[1275] = 8'h00;
+    bank3[1276] = 8'h00;
+    bank3[1277] = 8'h00;
+    bank3[1278] = 8'h00;
+    bank3[1279] = 8'h00;
+    bank3[1280] = 8'h00;
+    bank3[1281] = 8'h00;
+    bank3[1282] = 8'h00;
+    bank3[1283] = 8'h00;
+    bank3[1284] = 8'h00;
+    bank3[1285] = 8'h00;
+    bank3[1286] = 8'h00;
+    bank3[1287] = 8'h00;
+    bank3[1288] = 8'h00;
+    bank3[1289] = 8'h00;
+    bank3[1290] = 8'h00;
+    bank3[1291] = 8'h00;
+    bank3[1292] = 8'h00;
+    bank3[1293] = 8'h00;
+    bank3[1294] = 8'h00;
+    bank3[1295] = 8'h00;
+    bank3[1296] = 8'h00;
+    bank3[1297] = 8'h00;
+    bank3[1298] = 8'h00;
+    bank3[1299] = 8'h00;
+    bank3[1300] = 8'h00;
+    bank3[1301] = 8'h00;
+    bank3[1302] = 8'h00;
+    bank3[1303] = 8'h00;
+    bank3[1304] = 8'h00;
+    bank3[1305] = 8'h00;
+    bank3[1306] = 8'h00;
+    bank3[1307] = 8'h00;
+    bank3[1308] = 8'h00;
+    bank3[1309] = 8'h00;
+    bank3[1310] = 8'h00;
+    bank3[1311] = 8'h00;
+    bank3[1312] = 8'h00;
+    bank3[1313] = 8'h00;
+    bank3[1314] = 8'h00;
+    bank3[1315] = 8'h00;
+    bank3[1316] = 8'h00;
+    bank3[1317] = 8'h00;
+    bank3[1318] = 8'h00;
+    bank3[1319] = 8'h00;
+    bank3[1320] = 8'h00;
+    bank3[1321] = 8'h00;
+    bank3[1322] = 8'h00;
+    bank3[1323] = 8'h00;
+    bank3[1324] = 8'h00;
+    bank3[1325] = 8'h00;
+    bank3[1326] = 8'h00;
+    bank3[1327] = 8'h00;
+    bank3[1328] = 8'h00;
+    bank3[1329] = 8'h00;
+    bank3[1330] = 8'h00;
+    bank3[1331] = 8'h00;
+    bank3[1332] = 8'h00;
+    bank3[1333] = 8'h00;
+    bank3[1334] = 8'h00;
+    bank3[1335] = 8'h00;
+    bank3[1336] = 8'h00;
+    bank3[1337] = 8'h00;
+    bank3[1338] = 8'h00;
+    bank3[1339] = 8'h00;
+    bank3[1340] = 8'h00;
+    bank3[1341] = 8'h00;
+    bank3[1342] = 8'h00;
+    bank3[1343] = 8'h00;
   end
   always @(posedge clk) begin
     if (\$signature__en$32 )
@@ -17546,7 +19116,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$signature__data$115  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
-  reg [7:0] bank4 [1055:0];
+  reg [7:0] bank4 [1343:0];
   initial begin
     bank4[0] = 8'h00;
     bank4[1] = 8'h00;
@@ -18604,6 +20174,294 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     bank4[1053] = 8'h00;
     bank4[1054] = 8'h00;
     bank4[1055] = 8'h00;
+    bank4[1056] = 8'h00;
+    bank4[1057] = 8'h00;
+    bank4[1058] = 8'h00;
+    bank4[1059] = 8'h00;
+    bank4[1060] = 8'h00;
+    bank4[1061] = 8'h00;
+    bank4[1062] = 8'h00;
+    bank4[1063] = 8'h00;
+    bank4[1064] = 8'h00;
+    bank4[1065] = 8'h00;
+    bank4[1066] = 8'h00;
+    bank4[1067] = 8'h00;
+    bank4[1068] = 8'h00;
+    bank4[1069] = 8'h00;
+    bank4[1070] = 8'h00;
+    bank4[1071] = 8'h00;
+    bank4[1072] = 8'h00;
+    bank4[1073] = 8'h00;
+    bank4[1074] = 8'h00;
+    bank4[1075] = 8'h00;
+    bank4[1076] = 8'h00;
+    bank4[1077] = 8'h00;
+    bank4[1078] = 8'h00;
+    bank4[1079] = 8'h00;
+    bank4[1080] = 8'h00;
+    bank4[1081] = 8'h00;
+    bank4[1082] = 8'h00;
+    bank4[1083] = 8'h00;
+    bank4[1084] = 8'h00;
+    bank4[1085] = 8'h00;
+    bank4[1086] = 8'h00;
+    bank4[1087] = 8'h00;
+    bank4[1088] = 8'h00;
+    bank4[1089] = 8'h00;
+    bank4[1090] = 8'h00;
+    bank4[1091] = 8'h00;
+    bank4[1092] = 8'h00;
+    bank4[1093] = 8'h00;
+    bank4[1094] = 8'h00;
+    bank4[1095] = 8'h00;
+    bank4[1096] = 8'h00;
+    bank4[1097] = 8'h00;
+    bank4[1098] = 8'h00;
+    bank4[1099] = 8'h00;
+    bank4[1100] = 8'h00;
+    bank4[1101] = 8'h00;
+    bank4[1102] = 8'h00;
+    bank4[1103] = 8'h00;
+    bank4[1104] = 8'h00;
+    bank4[1105] = 8'h00;
+    bank4[1106] = 8'h00;
+    bank4[1107] = 8'h00;
+    bank4[1108] = 8'h00;
+    bank4[1109] = 8'h00;
+    bank4[1110] = 8'h00;
+    bank4[1111] = 8'h00;
+    bank4[1112] = 8'h00;
+    bank4[1113] = 8'h00;
+    bank4[1114] = 8'h00;
+    bank4[1115] = 8'h00;
+    bank4[1116] = 8'h00;
+    bank4[1117] = 8'h00;
+    bank4[1118] = 8'h00;
+    bank4[1119] = 8'h00;
+    bank4[1120] = 8'h00;
+    bank4[1121] = 8'h00;
+    bank4[1122] = 8'h00;
+    bank4[1123] = 8'h00;
+    bank4[1124] = 8'h00;
+    bank4[1125] = 8'h00;
+    bank4[1126] = 8'h00;
+    bank4[1127] = 8'h00;
+    bank4[1128] = 8'h00;
+    bank4[1129] = 8'h00;
+    bank4[1130] = 8'h00;
+    bank4[1131] = 8'h00;
+    bank4[1132] = 8'h00;
+    bank4[1133] = 8'h00;
+    bank4[1134] = 8'h00;
+    bank4[1135] = 8'h00;
+    bank4[1136] = 8'h00;
+    bank4[1137] = 8'h00;
+    bank4[1138] = 8'h00;
+    bank4[1139] = 8'h00;
+    bank4[1140] = 8'h00;
+    bank4[1141] = 8'h00;
+    bank4[1142] = 8'h00;
+    bank4[1143] = 8'h00;
+    bank4[1144] = 8'h00;
+    bank4[1145] = 8'h00;
+    bank4[1146] = 8'h00;
+    bank4[1147] = 8'h00;
+    bank4[1148] = 8'h00;
+    bank4[1149] = 8'h00;
+    bank4[1150] = 8'h00;
+    bank4[1151] = 8'h00;
+    bank4[1152] = 8'h00;
+    bank4[1153] = 8'h00;
+    bank4[1154] = 8'h00;
+    bank4[1155] = 8'h00;
+    bank4[1156] = 8'h00;
+    bank4[1157] = 8'h00;
+    bank4[1158] = 8'h00;
+    bank4[1159] = 8'h00;
+    bank4[1160] = 8'h00;
+    bank4[1161] = 8'h00;
+    bank4[1162] = 8'h00;
+    bank4[1163] = 8'h00;
+    bank4[1164] = 8'h00;
+    bank4[1165] = 8'h00;
+    bank4[1166] = 8'h00;
+    bank4[1167] = 8'h00;
+    bank4[1168] = 8'h00;
+    bank4[1169] = 8'h00;
+    bank4[1170] = 8'h00;
+    bank4[1171] = 8'h00;
+    bank4[1172] = 8'h00;
+    bank4[1173] = 8'h00;
+    bank4[1174] = 8'h00;
+    bank4[1175] = 8'h00;
+    bank4[1176] = 8'h00;
+    bank4[1177] = 8'h00;
+    bank4[1178] = 8'h00;
+    bank4[1179] = 8'h00;
+    bank4[1180] = 8'h00;
+    bank4[1181] = 8'h00;
+    bank4[1182] = 8'h00;
+    bank4[1183] = 8'h00;
+    bank4[1184] = 8'h00;
+    bank4[1185] = 8'h00;
+    bank4[1186] = 8'h00;
+    bank4[1187] = 8'h00;
+    bank4[1188] = 8'h00;
+    bank4[1189] = 8'h00;
+    bank4[1190] = 8'h00;
+    bank4[1191] = 8'h00;
+    bank4[1192] = 8'h00;
+    bank4[1193] = 8'h00;
+    bank4[1194] = 8'h00;
+    bank4[1195] = 8'h00;
+    bank4[1196] = 8'h00;
+    bank4[1197] = 8'h00;
+    bank4[1198] = 8'h00;
+    bank4[1199] = 8'h00;
+    bank4[1200] = 8'h00;
+    bank4[1201] = 8'h00;
+    bank4[1202] = 8'h00;
+    bank4[1203] = 8'h00;
+    bank4[1204] = 8'h00;
+    bank4[1205] = 8'h00;
+    bank4[1206] = 8'h00;
+    bank4[1207] = 8'h00;
+    bank4[1208] = 8'h00;
+    bank4[1209] = 8'h00;
+    bank4[1210] = 8'h00;
+    bank4[1211] = 8'h00;
+    bank4[1212] = 8'h00;
+    bank4[1213] = 8'h00;
+    bank4[1214] = 8'h00;
+    bank4[1215] = 8'h00;
+    bank4[1216] = 8'h00;
+    bank4[1217] = 8'h00;
+    bank4[1218] = 8'h00;
+    bank4[1219] = 8'h00;
+    bank4[1220] = 8'h00;
+    bank4[1221] = 8'h00;
+    bank4[1222] = 8'h00;
+    bank4[1223] = 8'h00;
+    bank4[1224] = 8'h00;
+    bank4[1225] = 8'h00;
+    bank4[1226] = 8'h00;
+    bank4[1227] = 8'h00;
+    bank4[1228] = 8'h00;
+    bank4[1229] = 8'h00;
+    bank4[1230] = 8'h00;
+    bank4[1231] = 8'h00;
+    bank4[1232] = 8'h00;
+    bank4[1233] = 8'h00;
+    bank4[1234] = 8'h00;
+    bank4[1235] = 8'h00;
+    bank4[1236] = 8'h00;
+    bank4[1237] = 8'h00;
+    bank4[1238] = 8'h00;
+    bank4[1239] = 8'h00;
+    bank4[1240] = 8'h00;
+    bank4[1241] = 8'h00;
+    bank4[1242] = 8'h00;
+    bank4[1243] = 8'h00;
+    bank4[1244] = 8'h00;
+    bank4[1245] = 8'h00;
+    bank4[1246] = 8'h00;
+    bank4[1247] = 8'h00;
+    bank4[1248] = 8'h00;
+    bank4[1249] = 8'h00;
+    bank4[1250] = 8'h00;
+    bank4[1251] = 8'h00;
+    bank4[1252] = 8'h00;
+    bank4[1253] = 8'h00;
+    bank4[1254] = 8'h00;
+    bank4[1255] = 8'h00;
+    bank4[1256] = 8'h00;
+    bank4[1257] = 8'h00;
+    bank4[1258] = 8'h00;
+    bank4[1259] = 8'h00;
+    bank4[1260] = 8'h00;
+    bank4[1261] = 8'h00;
+    bank4[1262] = 8'h00;
+    bank4[1263] = 8'h00;
+    bank4[1264] = 8'h00;
+    bank4[1265] = 8'h00;
+    bank4[1266] = 8'h00;
+    bank4[1267] = 8'h00;
+    bank4[1268] = 8'h00;
+    bank4[1269] = 8'h00;
+    bank4[1270] = 8'h00;
+    bank4[1271] = 8'h00;
+    bank4[1272] = 8'h00;
+    bank4[1273] = 8'h00;
+    bank4[1274] = 8'h00;
+    bank4[1275] = 8'h00;
+    bank4[1276] = 8'h00;
+    bank4[1277] = 8'h00;
+    bank4[1278] = 8'h00;
+    bank4[1279] = 8'h00;
+    bank4[1280] = 8'h00;
+    bank4[1281] = 8'h00;
+    bank4[1282] = 8'h00;
+    bank4[1283] = 8'h00;
+    bank4[1284] = 8'h00;
+    bank4[1285] = 8'h00;
+    bank4[1286] = 8'h00;
+    bank4[1287] = 8'h00;
+    bank4[1288] = 8'h00;
+    bank4[1289] = 8'h00;
+    bank4[1290] = 8'h00;
+    bank4[1291] = 8'h00;
+    bank4[1292] = 8'h00;
+    bank4[1293] = 8'h00;
+    bank4[1294] = 8'h00;
+    bank4[1295] = 8'h00;
+    bank4[1296] = 8'h00;
+    bank4[1297] = 8'h00;
+    bank4[1298] = 8'h00;
+    bank4[1299] = 8'h00;
+    bank4[1300] = 8'h00;
+    bank4[1301] = 8'h00;
+    bank4[1302] = 8'h00;
+    bank4[1303] = 8'h00;
+    bank4[1304] = 8'h00;
+    bank4[1305] = 8'h00;
+    bank4[1306] = 8'h00;
+    bank4[1307] = 8'h00;
+    bank4[1308] = 8'h00;
+    bank4[1309] = 8'h00;
+    bank4[1310] = 8'h00;
+    bank4[1311] = 8'h00;
+    bank4[1312] = 8'h00;
+    bank4[1313] = 8'h00;
+    bank4[1314] = 8'h00;
+    bank4[1315] = 8'h00;
+    bank4[1316] = 8'h00;
+    bank4[1317] = 8'h00;
+    bank4[1318] = 8'h00;
+    bank4[1319] = 8'h00;
+    bank4[1320] = 8'h00;
+    bank4[1321] = 8'h00;
+    bank4[1322] = 8'h00;
+    bank4[1323] = 8'h00;
+    bank4[1324] = 8'h00;
+    bank4[1325] = 8'h00;
+    bank4[1326] = 8'h00;
+    bank4[1327] = 8'h00;
+    bank4[1328] = 8'h00;
+    bank4[1329] = 8'h00;
+    bank4[1330] = 8'h00;
+    bank4[1331] = 8'h00;
+    bank4[1332] = 8'h00;
+    bank4[1333] = 8'h00;
+    bank4[1334] = 8'h00;
+    bank4[1335] = 8'h00;
+    bank4[1336] = 8'h00;
+    bank4[1337] = 8'h00;
+    bank4[1338] = 8'h00;
+    bank4[1339] = 8'h00;
+    bank4[1340] = 8'h00;
+    bank4[1341] = 8'h00;
+    bank4[1342] = 8'h00;
+    bank4[1343] = 8'h00;
   end
   always @(posedge clk) begin
     if (\$signature__en$38 )
@@ -18614,9 +20472,21 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     _4_ <= bank4[\$signature__addr$73 ];
   end
   assign \$signature__data$116  = _4_;
+  always @(posedge clk)
+    avail_ok_image <= \$459 ;
+  always @(posedge clk)
+    r_end_d <= \$460 ;
+  always @(posedge clk)
+    switch_d <= \$461 ;
+  always @(posedge clk)
+    room_ok <= \$462 ;
+  always @(posedge clk)
+    room_ok_next <= \$463 ;
+  always @(posedge clk)
+    w_end_d <= \$464 ;
   assign write = o__valid & o__ready;
   assign switch = r_done & ahead_rows;
-  assign \$1  = w_slot == 4'ha;
+  assign \$1  = w_slot == 4'hd;
   assign \$2  = w_slot + 1'h1;
   assign \$3  = \$1  ? 5'h00 : \$2 ;
   assign take = avail & read_credits_room;
@@ -18640,7 +20510,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$17  = \$15  ? 4'h0 : \$16 ;
   assign \$18  = w_x == 4'hd;
   assign \$19  = w_b == 3'h4;
-  assign \$20  = w_slot == 4'ha;
+  assign \$20  = w_slot == 4'hd;
   assign \$21  = w_slot + 1'h1;
   assign \$22  = \$20  ? 5'h00 : \$21 ;
   assign \$23  = ~ ahead;
@@ -18747,23 +20617,23 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$124  = \$119  ? read_data[23:16] : \$123 ;
   assign \$125  = \$118  ? read_data[31:24] : \$124 ;
   assign \$126  = read_data[47] ? 8'h00 : \$125 ;
-  assign \$127  = base_slot + 1'h1;
-  assign \$128  = \$127  >= 4'hb;
-  assign \$129  = base_slot + 1'h1;
-  assign \$130  = \$129  - 4'hb;
-  assign \$131  = base_slot + 1'h1;
+  assign \$127  = base_slot + 2'h2;
+  assign \$128  = \$127  >= 4'he;
+  assign \$129  = base_slot + 2'h2;
+  assign \$130  = \$129  - 4'he;
+  assign \$131  = base_slot + 2'h2;
   assign \$132  = \$128  ? \$130  : { 1'h0, \$131  };
-  assign \$133  = img_slot + 2'h3;
-  assign \$134  = \$133  >= 4'hb;
-  assign \$135  = img_slot + 2'h3;
-  assign \$136  = \$135  - 4'hb;
-  assign \$137  = img_slot + 2'h3;
+  assign \$133  = img_slot + 1'h0;
+  assign \$134  = \$133  >= 4'he;
+  assign \$135  = img_slot + 1'h0;
+  assign \$136  = \$135  - 4'he;
+  assign \$137  = img_slot + 1'h0;
   assign \$138  = \$134  ? \$136  : { 1'h0, \$137  };
-  assign \$139  = img_slot + 1'h1;
-  assign \$140  = \$139  >= 4'hb;
-  assign \$141  = img_slot + 1'h1;
-  assign \$142  = \$141  - 4'hb;
-  assign \$143  = img_slot + 1'h1;
+  assign \$139  = img_slot + 4'hc;
+  assign \$140  = \$139  >= 4'he;
+  assign \$141  = img_slot + 4'hc;
+  assign \$142  = \$141  - 4'he;
+  assign \$143  = img_slot + 4'hc;
   assign \$144  = \$140  ? \$142  : { 1'h0, \$143  };
   assign \$145  = ky == 3'h4;
   assign \$146  = ky + 1'h1;
@@ -18771,9 +20641,9 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$148  = ky == 3'h4;
   assign \$149  = ~ \$148 ;
   assign \$150  = row_slot + 1'h1;
-  assign \$151  = \$150  >= 4'hb;
+  assign \$151  = \$150  >= 4'he;
   assign \$152  = row_slot + 1'h1;
-  assign \$153  = \$152  - 4'hb;
+  assign \$153  = \$152  - 4'he;
   assign \$154  = row_slot + 1'h1;
   assign \$155  = \$151  ? \$153  : { 1'h0, \$154  };
   assign \$156  = c == 5'h1f;
@@ -18782,225 +20652,286 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \$159  = c == 5'h1f;
   assign \$160  = ~ \$159 ;
   assign \$161  = $signed(qc) + $signed(2'h1);
-  assign \$162  = ox == 4'hd;
-  assign \$163  = ox + 1'h1;
-  assign \$164  = \$162  ? 5'h00 : \$163 ;
-  assign \$165  = ox == 4'hd;
-  assign \$166  = $signed(ix0) + $signed(2'h1);
-  assign \$167  = \$165  ? 6'h3e : \$166 ;
-  assign \$168  = ox == 4'hd;
-  assign \$169  = r0 + 1'h1;
-  assign \$170  = \$169  >= 3'h5;
-  assign \$171  = r0 + 1'h1;
-  assign \$172  = \$171  - 3'h5;
-  assign \$173  = r0 + 1'h1;
-  assign \$174  = \$170  ? \$172  : { 1'h0, \$173  };
-  assign \$175  = \$168  ? 5'h03 : \$174 ;
-  assign \$176  = ox == 4'hd;
-  assign \$177  = r0 + 1'h1;
-  assign \$178  = \$177  >= 3'h5;
-  assign \$179  = 1'h0 + \$178 ;
-  assign \$180  = \$179  * 6'h20;
-  assign \$181  = $signed(q0c) + $signed({ 1'h0, \$180  });
-  assign \$182  = \$176  ? 10'h3e0 : \$181 ;
-  assign \$183  = ox == 4'hd;
-  assign \$184  = r0 + 1'h1;
-  assign \$185  = \$184  >= 3'h5;
-  assign \$186  = 1'h0 + \$185 ;
-  assign \$187  = \$186  * 6'h20;
-  assign \$188  = $signed(q0c) + $signed({ 1'h0, \$187  });
-  assign \$189  = \$183  ? 10'h3e0 : \$188 ;
-  assign \$190  = ox == 4'hd;
-  assign \$191  = oy == 4'hd;
-  assign \$192  = oy + 1'h1;
-  assign \$193  = \$191  ? 5'h00 : \$192 ;
-  assign \$194  = oy == 4'hd;
-  assign \$195  = $signed(low) + $signed(2'h1);
-  assign \$196  = \$194  ? 6'h3e : \$195 ;
-  assign \$197  = oy == 4'hd;
-  assign \$198  = ky == 3'h4;
-  assign \$199  = ~ \$198 ;
-  assign \$200  = c == 5'h1f;
-  assign \$201  = ox == 4'hd;
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = $signed(iy) + $signed(2'h1);
-  assign \$204  = oy == 4'hd;
-  assign \$205  = $signed(low) + $signed(2'h1);
-  assign \$206  = \$204  ? 6'h3e : \$205 ;
-  assign \$207  = w_c == 5'h1e;
-  assign \$208  = w_x == 4'hd;
-  assign \$209  = & { \$208 , \$207  };
-  assign \$210  = write & w_last;
-  assign \$211  = w_row == 4'hd;
-  assign \$212  = w_row == 4'he;
-  assign \$213  = \$210  ? \$211  : \$212 ;
-  assign \$214  = write & w_last;
-  assign \$215  = w_row == 4'hd;
-  assign \$216  = w_row == 4'he;
-  assign \$217  = \$214  ? \$215  : \$216 ;
-  assign \$218  = ky == 2'h3;
-  assign \$219  = ox == 4'hd;
-  assign \$220  = c == 5'h1f;
-  assign \$221  = & { \$220 , \$219 , \$218  };
-  assign \$222  = ~ r_done;
-  assign \$223  = $signed(low) + $signed(4'h5);
-  assign \$224  = $signed({ 1'h0, w_row }) >= $signed(\$223 );
-  assign \$225  = ahead_rows | \$224 ;
-  assign \$226  = w_row == 4'he;
-  assign \$227  = \$225  | \$226 ;
-  assign \$228  = \$222  & \$227 ;
-  assign \$229  = oy != 4'hd;
-  assign \$230  = $signed(low) + $signed(2'h1);
-  assign \$231  = $signed(\$230 ) + $signed(4'h5);
-  assign \$232  = $signed({ 1'h0, w_row }) >= $signed(\$231 );
-  assign \$233  = ahead_rows | \$232 ;
-  assign \$234  = w_row == 4'he;
-  assign \$235  = \$233  | \$234 ;
-  assign \$236  = \$229  & \$235 ;
-  assign \$237  = w_row >= 2'h3;
-  assign \$238  = ahead_rows & \$237 ;
-  assign \$239  = take_rows & r_last;
-  assign \$240  = w_row < 4'he;
-  assign \$241  = w_row < 4'h9;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = w_row + 4'he;
-  assign \$244  = $signed(low) + $signed(5'h0b);
-  assign \$245  = $signed({ 1'h0, \$243  }) < $signed(\$244 );
-  assign \$246  = r_done | \$245 ;
-  assign \$247  = \$242  & \$246 ;
-  assign \$248  = w_row < 4'he;
-  assign \$249  = $signed(low) + $signed(5'h0b);
-  assign \$250  = $signed({ 1'h0, w_row }) < $signed(\$249 );
-  assign \$251  = r_done | \$250 ;
-  assign \$252  = \$248  & \$251 ;
-  assign \$253  = ahead ? \$247  : \$252 ;
-  assign \$254  = ~ ahead;
-  assign \$255  = w_row == 4'hd;
-  assign \$256  = \$254  & \$255 ;
-  assign \$257  = ahead | \$256 ;
-  assign \$258  = ~ ahead;
-  assign \$259  = w_row == 4'hd;
-  assign \$260  = \$258  & \$259 ;
-  assign \$261  = w_row + 1'h1;
-  assign \$262  = \$260  ? 5'h00 : \$261 ;
-  assign \$263  = \$262  < 4'he;
-  assign \$264  = ~ ahead;
-  assign \$265  = w_row == 4'hd;
-  assign \$266  = \$264  & \$265 ;
-  assign \$267  = w_row + 1'h1;
-  assign \$268  = \$266  ? 5'h00 : \$267 ;
-  assign \$269  = \$268  < 4'h9;
-  assign \$270  = \$263  & \$269 ;
-  assign \$271  = ~ ahead;
-  assign \$272  = w_row == 4'hd;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = w_row + 1'h1;
-  assign \$275  = \$273  ? 5'h00 : \$274 ;
-  assign \$276  = \$275  + 4'he;
-  assign \$277  = $signed(low) + $signed(5'h0b);
-  assign \$278  = $signed({ 1'h0, \$276  }) < $signed(\$277 );
-  assign \$279  = r_done | \$278 ;
-  assign \$280  = \$270  & \$279 ;
-  assign \$281  = ~ ahead;
-  assign \$282  = w_row == 4'hd;
-  assign \$283  = \$281  & \$282 ;
-  assign \$284  = w_row + 1'h1;
-  assign \$285  = \$283  ? 5'h00 : \$284 ;
-  assign \$286  = \$285  < 4'he;
-  assign \$287  = ~ ahead;
-  assign \$288  = w_row == 4'hd;
-  assign \$289  = \$287  & \$288 ;
-  assign \$290  = w_row + 1'h1;
-  assign \$291  = \$289  ? 5'h00 : \$290 ;
-  assign \$292  = $signed(low) + $signed(5'h0b);
-  assign \$293  = $signed({ 1'h0, \$291  }) < $signed(\$292 );
-  assign \$294  = r_done | \$293 ;
-  assign \$295  = \$286  & \$294 ;
-  assign \$296  = \$257  ? \$280  : \$295 ;
-  assign \$297  = write & w_last;
-  assign \$298  = rst_conv2_window ? 1'h0 : valid_next;
-  assign \$299  = w_grp + w_c;
-  assign \$300  = ! w_b;
-  assign \$301  = write & \$300 ;
-  assign \$302  = w_grp + w_c;
-  assign \$303  = w_b == 1'h1;
-  assign \$304  = write & \$303 ;
-  assign \$305  = w_grp + w_c;
-  assign \$306  = w_b == 2'h2;
-  assign \$307  = write & \$306 ;
-  assign \$308  = w_grp + w_c;
-  assign \$309  = w_b == 2'h3;
-  assign \$310  = write & \$309 ;
-  assign \$311  = w_grp + w_c;
-  assign \$312  = w_b == 3'h4;
-  assign \$313  = write & \$312 ;
-  assign \$314  = rst_conv2_window ? 1'h1 : read_credits_room_next;
-  assign \$315  = write_rows & w_last;
-  assign \$316  = w_row == 4'hd;
-  assign \$317  = w_row == 4'he;
-  assign \$318  = \$315  ? \$316  : \$317 ;
-  assign \$319  = ~ \$318 ;
-  assign \$320  = switch & \$319 ;
-  assign \$321  = rst_conv2_window | \$320 ;
-  assign \$322  = write_rows & w_last;
-  assign \$323  = w_row == 4'hd;
-  assign \$324  = \$322  & \$323 ;
-  assign \$325  = \$324  ? 1'h1 : ahead_rows;
-  assign \$326  = \$321  ? 1'h0 : \$325 ;
-  assign \$327  = switch | switch_d;
-  assign \$328  = take_rows & r_last;
-  assign \$329  = \$328  | r_end_d;
-  assign \$330  = \$329  ? avail_ok_next : avail_ok;
-  assign \$331  = \$327  ? avail_ok_image : \$330 ;
-  assign \$332  = rst_conv2_window ? 1'h0 : \$331 ;
-  assign \$333  = switch | switch_d;
-  assign \$334  = take_rows & r_last;
-  assign \$335  = \$334  | r_end_d;
-  assign \$336  = \$335  ? avail_ok_next : avail_ok;
-  assign \$337  = \$333  ? avail_ok_image : \$336 ;
-  assign \$338  = rst_conv2_window ? 1'h0 : \$337 ;
-  assign \$339  = read_credits_room_next | rst_conv2_window;
-  assign \$340  = switch | switch_d;
-  assign \$341  = take_rows & r_last;
-  assign \$342  = \$341  | r_end_d;
-  assign \$343  = \$342  ? avail_ok_next : avail_ok;
-  assign \$344  = \$340  ? avail_ok_image : \$343 ;
-  assign \$345  = rst_conv2_window ? 1'h0 : \$344 ;
-  assign \$346  = read_credits_room_next | rst_conv2_window;
-  assign \$347  = write & w_last;
-  assign \$348  = \$347  | w_end_d;
-  assign \$349  = \$348  ? room_ok_next : room_ok;
-  assign \$350  = rst_conv2_window ? 1'h1 : \$349 ;
-  assign \$351  = write & w_last;
-  assign \$352  = \$351  | w_end_d;
-  assign \$353  = \$352  ? room_ok_next : room_ok;
-  assign \$354  = rst_conv2_window ? 1'h1 : \$353 ;
+  assign \$163  = block_dx + 1'h1;
+  assign \$164  = \$162  ? 2'h0 : \$163 ;
+  assign \$166  = ~ \$165 ;
+  assign \$168  = ~ \$167 ;
+  assign \$169  = $signed(ix0) + $signed(2'h1);
+  assign \$170  = r0 + 1'h1;
+  assign \$171  = \$170  >= 3'h5;
+  assign \$172  = r0 + 1'h1;
+  assign \$173  = \$172  - 3'h5;
+  assign \$174  = r0 + 1'h1;
+  assign \$175  = \$171  ? \$173  : { 1'h0, \$174  };
+  assign \$176  = r0 + 1'h1;
+  assign \$177  = \$176  >= 3'h5;
+  assign \$178  = 1'h0 + \$177 ;
+  assign \$179  = \$178  * 6'h20;
+  assign \$180  = $signed(q0c) + $signed({ 1'h0, \$179  });
+  assign \$181  = r0 + 1'h1;
+  assign \$182  = \$181  >= 3'h5;
+  assign \$183  = 1'h0 + \$182 ;
+  assign \$184  = \$183  * 6'h20;
+  assign \$185  = $signed(q0c) + $signed({ 1'h0, \$184  });
+  assign \$186  = block_dy + 1'h1;
+  assign \$187  = pix_slot + 1'h1;
+  assign \$188  = \$187  >= 4'he;
+  assign \$189  = pix_slot + 1'h1;
+  assign \$190  = \$189  - 4'he;
+  assign \$191  = pix_slot + 1'h1;
+  assign \$192  = \$188  ? \$190  : { 1'h0, \$191  };
+  assign \$193  = pix_slot + 1'h1;
+  assign \$194  = \$193  >= 4'he;
+  assign \$195  = pix_slot + 1'h1;
+  assign \$196  = \$195  - 4'he;
+  assign \$197  = pix_slot + 1'h1;
+  assign \$198  = \$194  ? \$196  : { 1'h0, \$197  };
+  assign \$199  = $signed(pix_low) + $signed(2'h1);
+  assign \$200  = ox == 3'h6;
+  assign \$201  = $signed(ix0) + $signed(2'h1);
+  assign \$202  = \$200  ? 6'h3e : \$201 ;
+  assign \$203  = ox == 3'h6;
+  assign \$204  = r0 + 1'h1;
+  assign \$205  = \$204  >= 3'h5;
+  assign \$206  = r0 + 1'h1;
+  assign \$207  = \$206  - 3'h5;
+  assign \$208  = r0 + 1'h1;
+  assign \$209  = \$205  ? \$207  : { 1'h0, \$208  };
+  assign \$210  = \$203  ? 5'h03 : \$209 ;
+  assign \$211  = ox == 3'h6;
+  assign \$212  = r0 + 1'h1;
+  assign \$213  = \$212  >= 3'h5;
+  assign \$214  = 1'h0 + \$213 ;
+  assign \$215  = \$214  * 6'h20;
+  assign \$216  = $signed(q0c) + $signed({ 1'h0, \$215  });
+  assign \$217  = \$211  ? 10'h3e0 : \$216 ;
+  assign \$218  = ox == 3'h6;
+  assign \$219  = ox + 1'h1;
+  assign \$220  = \$218  ? 4'h0 : \$219 ;
+  assign \$221  = ox == 3'h6;
+  assign \$222  = $signed(ix0) + $signed(2'h1);
+  assign \$223  = \$221  ? 6'h3e : \$222 ;
+  assign \$224  = ox == 3'h6;
+  assign \$225  = r0 + 1'h1;
+  assign \$226  = \$225  >= 3'h5;
+  assign \$227  = r0 + 1'h1;
+  assign \$228  = \$227  - 3'h5;
+  assign \$229  = r0 + 1'h1;
+  assign \$230  = \$226  ? \$228  : { 1'h0, \$229  };
+  assign \$231  = \$224  ? 5'h03 : \$230 ;
+  assign \$232  = ox == 3'h6;
+  assign \$233  = r0 + 1'h1;
+  assign \$234  = \$233  >= 3'h5;
+  assign \$235  = 1'h0 + \$234 ;
+  assign \$236  = \$235  * 6'h20;
+  assign \$237  = $signed(q0c) + $signed({ 1'h0, \$236  });
+  assign \$238  = \$232  ? 10'h3e0 : \$237 ;
+  assign \$239  = ox == 3'h6;
+  assign \$240  = r0 + 1'h1;
+  assign \$241  = \$240  >= 3'h5;
+  assign \$242  = 1'h0 + \$241 ;
+  assign \$243  = \$242  * 6'h20;
+  assign \$244  = $signed(q0c) + $signed({ 1'h0, \$243  });
+  assign \$245  = \$239  ? 10'h3e0 : \$244 ;
+  assign \$246  = ox == 3'h6;
+  assign \$247  = oy == 3'h6;
+  assign \$248  = oy + 1'h1;
+  assign \$249  = \$247  ? 4'h0 : \$248 ;
+  assign \$250  = oy == 3'h6;
+  assign \$251  = $signed(low) + $signed(3'h2);
+  assign \$252  = \$250  ? 6'h3e : \$251 ;
+  assign \$253  = oy == 3'h6;
+  assign \$254  = $signed(low) + $signed(3'h2);
+  assign \$255  = \$253  ? 6'h3e : \$254 ;
+  assign \$256  = oy == 3'h6;
+  assign \$257  = ky == 3'h4;
+  assign \$258  = ~ \$257 ;
+  assign \$259  = c == 5'h1f;
+  assign \$260  = ~ \$259 ;
+  assign \$261  = ~ block_dx;
+  assign \$262  = \$260  | \$261 ;
+  assign \$263  = ~ block_dy;
+  assign \$264  = ox == 3'h6;
+  assign \$265  = ~ \$264 ;
+  assign \$266  = $signed(iy) + $signed(2'h1);
+  assign \$267  = $signed(pix_low) + $signed(2'h1);
+  assign \$268  = oy == 3'h6;
+  assign \$269  = $signed(low) + $signed(3'h2);
+  assign \$270  = \$268  ? 6'h3e : \$269 ;
+  assign \$271  = w_c == 5'h1e;
+  assign \$272  = w_x == 4'hd;
+  assign \$273  = & { \$272 , \$271  };
+  assign \$274  = write & w_last;
+  assign \$275  = w_row == 4'hd;
+  assign \$276  = w_row == 4'he;
+  assign \$277  = \$274  ? \$275  : \$276 ;
+  assign \$278  = write & w_last;
+  assign \$279  = w_row == 4'hd;
+  assign \$280  = w_row == 4'he;
+  assign \$281  = \$278  ? \$279  : \$280 ;
+  assign \$282  = ky == 2'h3;
+  assign \$283  = ox == 3'h6;
+  assign \$286  = c == 5'h1f;
+  assign \$287  = & { \$286 , \$285 , \$284 , \$283 , \$282  };
+  assign \$288  = ~ r_done;
+  assign \$289  = $signed(low) + $signed(4'h6);
+  assign \$290  = $signed({ 1'h0, w_row }) >= $signed(\$289 );
+  assign \$291  = ahead_rows | \$290 ;
+  assign \$292  = w_row == 4'he;
+  assign \$293  = \$291  | \$292 ;
+  assign \$294  = \$288  & \$293 ;
+  assign \$295  = oy != 3'h6;
+  assign \$296  = $signed(low) + $signed(3'h2);
+  assign \$297  = $signed(\$296 ) + $signed(4'h6);
+  assign \$298  = $signed({ 1'h0, w_row }) >= $signed(\$297 );
+  assign \$299  = ahead_rows | \$298 ;
+  assign \$300  = w_row == 4'he;
+  assign \$301  = \$299  | \$300 ;
+  assign \$302  = \$295  & \$301 ;
+  assign \$303  = w_row >= 3'h4;
+  assign \$304  = ahead_rows & \$303 ;
+  assign \$305  = take_rows & r_last;
+  assign \$306  = w_row < 4'he;
+  assign \$307  = w_row < 4'hc;
+  assign \$308  = \$306  & \$307 ;
+  assign \$309  = w_row + 4'he;
+  assign \$310  = $signed(low) + $signed(5'h0e);
+  assign \$311  = $signed({ 1'h0, \$309  }) < $signed(\$310 );
+  assign \$312  = r_done | \$311 ;
+  assign \$313  = \$308  & \$312 ;
+  assign \$314  = w_row < 4'he;
+  assign \$315  = $signed(low) + $signed(5'h0e);
+  assign \$316  = $signed({ 1'h0, w_row }) < $signed(\$315 );
+  assign \$317  = r_done | \$316 ;
+  assign \$318  = \$314  & \$317 ;
+  assign \$319  = ahead ? \$313  : \$318 ;
+  assign \$320  = ~ ahead;
+  assign \$321  = w_row == 4'hd;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = ahead | \$322 ;
+  assign \$324  = ~ ahead;
+  assign \$325  = w_row == 4'hd;
+  assign \$326  = \$324  & \$325 ;
+  assign \$327  = w_row + 1'h1;
+  assign \$328  = \$326  ? 5'h00 : \$327 ;
+  assign \$329  = \$328  < 4'he;
+  assign \$330  = ~ ahead;
+  assign \$331  = w_row == 4'hd;
+  assign \$332  = \$330  & \$331 ;
+  assign \$333  = w_row + 1'h1;
+  assign \$334  = \$332  ? 5'h00 : \$333 ;
+  assign \$335  = \$334  < 4'hc;
+  assign \$336  = \$329  & \$335 ;
+  assign \$337  = ~ ahead;
+  assign \$338  = w_row == 4'hd;
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = w_row + 1'h1;
+  assign \$341  = \$339  ? 5'h00 : \$340 ;
+  assign \$342  = \$341  + 4'he;
+  assign \$343  = $signed(low) + $signed(5'h0e);
+  assign \$344  = $signed({ 1'h0, \$342  }) < $signed(\$343 );
+  assign \$345  = r_done | \$344 ;
+  assign \$346  = \$336  & \$345 ;
+  assign \$347  = ~ ahead;
+  assign \$348  = w_row == 4'hd;
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = w_row + 1'h1;
+  assign \$351  = \$349  ? 5'h00 : \$350 ;
+  assign \$352  = \$351  < 4'he;
+  assign \$353  = ~ ahead;
+  assign \$354  = w_row == 4'hd;
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = w_row + 1'h1;
+  assign \$357  = \$355  ? 5'h00 : \$356 ;
+  assign \$358  = $signed(low) + $signed(5'h0e);
+  assign \$359  = $signed({ 1'h0, \$357  }) < $signed(\$358 );
+  assign \$360  = r_done | \$359 ;
+  assign \$361  = \$352  & \$360 ;
+  assign \$362  = \$323  ? \$346  : \$361 ;
+  assign \$363  = write & w_last;
+  assign \$364  = rst_conv2_window ? 1'h0 : valid_next;
+  assign \$365  = w_grp + w_c;
+  assign \$366  = ! w_b;
+  assign \$367  = write & \$366 ;
+  assign \$368  = w_grp + w_c;
+  assign \$369  = w_b == 1'h1;
+  assign \$370  = write & \$369 ;
+  assign \$371  = w_grp + w_c;
+  assign \$372  = w_b == 2'h2;
+  assign \$373  = write & \$372 ;
+  assign \$374  = w_grp + w_c;
+  assign \$375  = w_b == 2'h3;
+  assign \$376  = write & \$375 ;
+  assign \$377  = w_grp + w_c;
+  assign \$378  = w_b == 3'h4;
+  assign \$379  = write & \$378 ;
+  assign \$380  = rst_conv2_window ? 1'h1 : read_credits_room_next;
+  assign \$381  = write_rows & w_last;
+  assign \$382  = w_row == 4'hd;
+  assign \$383  = w_row == 4'he;
+  assign \$384  = \$381  ? \$382  : \$383 ;
+  assign \$385  = ~ \$384 ;
+  assign \$386  = switch & \$385 ;
+  assign \$387  = rst_conv2_window | \$386 ;
+  assign \$388  = write_rows & w_last;
+  assign \$389  = w_row == 4'hd;
+  assign \$390  = \$388  & \$389 ;
+  assign \$391  = \$390  ? 1'h1 : ahead_rows;
+  assign \$392  = \$387  ? 1'h0 : \$391 ;
+  assign \$393  = switch | switch_d;
+  assign \$394  = take_rows & r_last;
+  assign \$395  = \$394  | r_end_d;
+  assign \$396  = \$395  ? avail_ok_next : avail_ok;
+  assign \$397  = \$393  ? avail_ok_image : \$396 ;
+  assign \$398  = rst_conv2_window ? 1'h0 : \$397 ;
+  assign \$399  = switch | switch_d;
+  assign \$400  = take_rows & r_last;
+  assign \$401  = \$400  | r_end_d;
+  assign \$402  = \$401  ? avail_ok_next : avail_ok;
+  assign \$403  = \$399  ? avail_ok_image : \$402 ;
+  assign \$404  = rst_conv2_window ? 1'h0 : \$403 ;
+  assign \$405  = read_credits_room_next | rst_conv2_window;
+  assign \$406  = switch | switch_d;
+  assign \$407  = take_rows & r_last;
+  assign \$408  = \$407  | r_end_d;
+  assign \$409  = \$408  ? avail_ok_next : avail_ok;
+  assign \$410  = \$406  ? avail_ok_image : \$409 ;
+  assign \$411  = rst_conv2_window ? 1'h0 : \$410 ;
+  assign \$412  = read_credits_room_next | rst_conv2_window;
+  assign \$413  = write & w_last;
+  assign \$414  = \$413  | w_end_d;
+  assign \$415  = \$414  ? room_ok_next : room_ok;
+  assign \$416  = rst_conv2_window ? 1'h1 : \$415 ;
+  assign \$417  = write & w_last;
+  assign \$418  = \$417  | w_end_d;
+  assign \$419  = \$418  ? room_ok_next : room_ok;
+  assign \$420  = rst_conv2_window ? 1'h1 : \$419 ;
   always @(posedge clk)
-    w_c <= \$355 ;
+    w_c <= \$421 ;
   always @(posedge clk)
-    w_x <= \$356 ;
+    w_x <= \$422 ;
   always @(posedge clk)
-    w_b <= \$357 ;
+    w_b <= \$423 ;
   always @(posedge clk)
-    w_slot <= \$358 ;
+    w_slot <= \$424 ;
   always @(posedge clk)
-    w_grp <= \$359 ;
+    w_grp <= \$425 ;
   always @(posedge clk)
-    ahead <= \$360 ;
+    ahead <= \$426 ;
   always @(posedge clk)
-    w_row <= \$361 ;
+    w_row <= \$427 ;
   always @(posedge clk)
-    read_credits_returned <= \$362 ;
+    read_credits_returned <= \$428 ;
   always @(posedge clk)
-    read_credits_space <= \$363 ;
+    read_credits_space <= \$429 ;
   always @(posedge clk)
-    read_v1 <= \$364 ;
+    read_v1 <= \$430 ;
   always @(posedge clk)
-    read_v2 <= \$365 ;
+    read_v2 <= \$431 ;
   always @(posedge clk)
-    read_v3 <= \$366 ;
+    read_v3 <= \$432 ;
   always @(posedge clk)
-    w_en <= \$367 ;
+    w_en <= \$433 ;
   always @(posedge clk)
     pads_a <= { \$63 , \$56 , \$49 , \$42 , \$35  };
   always @(posedge clk)
@@ -19030,59 +20961,61 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   always @(posedge clk)
     step_base_slot <= \$144 [3:0];
   always @(posedge clk)
-    ky <= \$368 ;
+    ky <= \$434 ;
   always @(posedge clk)
-    row_slot <= \$369 ;
+    row_slot <= \$435 ;
   always @(posedge clk)
-    c <= \$370 ;
+    c <= \$436 ;
   always @(posedge clk)
-    qc <= \$371 ;
+    qc <= \$437 ;
   always @(posedge clk)
-    ox <= \$372 ;
+    block_dx <= \$438 ;
   always @(posedge clk)
-    ix0 <= \$373 ;
+    ix0 <= \$439 ;
   always @(posedge clk)
-    r0 <= \$374 ;
+    r0 <= \$440 ;
   always @(posedge clk)
-    q0c <= \$375 ;
+    q0c <= \$441 ;
   always @(posedge clk)
-    oy <= \$376 ;
+    block_dy <= \$442 ;
   always @(posedge clk)
-    low <= \$377 ;
+    pix_slot <= \$443 ;
   always @(posedge clk)
-    r_done <= \$378 ;
+    pix_low <= \$444 ;
   always @(posedge clk)
-    base_slot <= \$379 ;
+    block_ix0 <= \$445 ;
   always @(posedge clk)
-    iy <= \$380 ;
+    block_r0 <= \$446 ;
   always @(posedge clk)
-    w_last <= \$381 ;
+    block_q0c <= \$447 ;
   always @(posedge clk)
-    img_slot <= \$382 ;
+    ox <= \$448 ;
   always @(posedge clk)
-    r_last <= \$383 ;
+    oy <= \$449 ;
   always @(posedge clk)
-    avail_ok <= \$384 ;
+    low <= \$450 ;
   always @(posedge clk)
-    avail_ok_next <= \$385 ;
+    r_done <= \$451 ;
   always @(posedge clk)
-    avail_ok_image <= \$386 ;
+    base_slot <= \$452 ;
   always @(posedge clk)
-    r_end_d <= \$387 ;
+    iy <= \$453 ;
   always @(posedge clk)
-    switch_d <= \$388 ;
+    w_last <= \$454 ;
   always @(posedge clk)
-    room_ok <= \$389 ;
+    img_slot <= \$455 ;
   always @(posedge clk)
-    room_ok_next <= \$390 ;
+    r_last <= \$456 ;
   always @(posedge clk)
-    w_end_d <= \$391 ;
+    avail_ok <= \$457 ;
+  always @(posedge clk)
+    avail_ok_next <= \$458 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) ahead_rows_copy (
     .clk(clk),
-    .d(\$326 ),
+    .d(\$392 ),
     .q(ahead_rows)
   );
   flexor_copy #(
@@ -19090,7 +21023,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_q_copy (
     .clk(clk),
-    .d(\$332 ),
+    .d(\$398 ),
     .q(avail)
   );
   flexor_copy #(
@@ -19098,7 +21031,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_rows_copy (
     .clk(clk),
-    .d(\$345 ),
+    .d(\$411 ),
     .q(avail_rows)
   );
   flexor_copy #(
@@ -19106,7 +21039,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) avail_step_copy (
     .clk(clk),
-    .d(\$338 ),
+    .d(\$404 ),
     .q(avail_step)
   );
   flexor_copy #(
@@ -19114,7 +21047,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) can_write_q_copy (
     .clk(clk),
-    .d(\$350 ),
+    .d(\$416 ),
     .q(o__ready)
   );
   flexor_copy #(
@@ -19122,7 +21055,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) can_write_rows_copy (
     .clk(clk),
-    .d(\$354 ),
+    .d(\$420 ),
     .q(can_write_rows)
   );
   \flexor_lenet5.conv2_window.inp  inp (
@@ -19130,7 +21063,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$139 ),
+    .o__payload(\o__payload$146 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window),
@@ -19141,7 +21074,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) inp_valid_rows_copy (
     .clk(clk),
-    .d(\$298 ),
+    .d(\$364 ),
     .q(inp_valid_rows)
   );
   \flexor_lenet5.conv2_window.out  out (
@@ -19158,7 +21091,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) read_credits_room_q_copy (
     .clk(clk),
-    .d(\$314 ),
+    .d(\$380 ),
     .q(read_credits_room)
   );
   flexor_copy #(
@@ -19166,7 +21099,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_rows_copy (
     .clk(clk),
-    .d(\$346 ),
+    .d(\$412 ),
     .q(room_rows)
   );
   flexor_copy #(
@@ -19174,7 +21107,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) room_step_copy (
     .clk(clk),
-    .d(\$339 ),
+    .d(\$405 ),
     .q(room_step)
   );
   flexor_copy #(
@@ -19182,7 +21115,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr0_q_copy (
     .clk(clk),
-    .d(\$299 [10:0]),
+    .d(\$365 [10:0]),
     .q(\$signature__addr )
   );
   flexor_copy #(
@@ -19190,7 +21123,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr1_q_copy (
     .clk(clk),
-    .d(\$302 [10:0]),
+    .d(\$368 [10:0]),
     .q(\$signature__addr$16 )
   );
   flexor_copy #(
@@ -19198,7 +21131,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr2_q_copy (
     .clk(clk),
-    .d(\$305 [10:0]),
+    .d(\$371 [10:0]),
     .q(\$signature__addr$22 )
   );
   flexor_copy #(
@@ -19206,7 +21139,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr3_q_copy (
     .clk(clk),
-    .d(\$308 [10:0]),
+    .d(\$374 [10:0]),
     .q(\$signature__addr$28 )
   );
   flexor_copy #(
@@ -19214,7 +21147,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd11)
   ) w_addr4_q_copy (
     .clk(clk),
-    .d(\$311 [10:0]),
+    .d(\$377 [10:0]),
     .q(\$signature__addr$34 )
   );
   flexor_copy #(
@@ -19222,7 +21155,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$139 ),
+    .d(\o__payload$146 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -19230,7 +21163,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$139 ),
+    .d(\o__payload$146 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -19238,7 +21171,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$139 ),
+    .d(\o__payload$146 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -19246,7 +21179,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$139 ),
+    .d(\o__payload$146 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -19254,7 +21187,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd8)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$139 ),
+    .d(\o__payload$146 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -19262,7 +21195,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en0_q_copy (
     .clk(clk),
-    .d(\$301 ),
+    .d(\$367 ),
     .q(\$signature__en )
   );
   flexor_copy #(
@@ -19270,7 +21203,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en1_q_copy (
     .clk(clk),
-    .d(\$304 ),
+    .d(\$370 ),
     .q(\$signature__en$20 )
   );
   flexor_copy #(
@@ -19278,7 +21211,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en2_q_copy (
     .clk(clk),
-    .d(\$307 ),
+    .d(\$373 ),
     .q(\$signature__en$26 )
   );
   flexor_copy #(
@@ -19286,7 +21219,7 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en3_q_copy (
     .clk(clk),
-    .d(\$310 ),
+    .d(\$376 ),
     .q(\$signature__en$32 )
   );
   flexor_copy #(
@@ -19294,381 +21227,350 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
     .WIDTH(32'd1)
   ) w_en4_q_copy (
     .clk(clk),
-    .d(\$313 ),
+    .d(\$379 ),
     .q(\$signature__en$38 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    w_row_words = 10'h000;
+    \$460  = \$305 ;
+    if (rst_conv2_window) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$461  = switch;
+    if (rst_conv2_window) begin
+      \$461  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$462  = \$319 ;
+    if (rst_conv2_window) begin
+      \$462  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$463  = \$362 ;
+    if (rst_conv2_window) begin
+      \$463  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$464  = \$363 ;
+    if (rst_conv2_window) begin
+      \$464  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    w_row_words = 11'h000;
     casez (\$3 )
       5'h00:
-          w_row_words = 10'h000;
+          w_row_words = 11'h000;
       5'h01:
-          w_row_words = 10'h060;
+          w_row_words = 11'h060;
       5'h02:
-          w_row_words = 10'h0c0;
+          w_row_words = 11'h0c0;
       5'h03:
-          w_row_words = 10'h120;
+          w_row_words = 11'h120;
       5'h04:
-          w_row_words = 10'h180;
+          w_row_words = 11'h180;
       5'h05:
-          w_row_words = 10'h1e0;
+          w_row_words = 11'h1e0;
       5'h06:
-          w_row_words = 10'h240;
+          w_row_words = 11'h240;
       5'h07:
-          w_row_words = 10'h2a0;
+          w_row_words = 11'h2a0;
       5'h08:
-          w_row_words = 10'h300;
+          w_row_words = 11'h300;
       5'h09:
-          w_row_words = 10'h360;
+          w_row_words = 11'h360;
       5'h0a:
-          w_row_words = 10'h3c0;
+          w_row_words = 11'h3c0;
+      5'h0b:
+          w_row_words = 11'h420;
+      5'h0c:
+          w_row_words = 11'h480;
+      5'h0d:
+          w_row_words = 11'h4e0;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    row_words = 10'h000;
+    row_words = 11'h000;
     casez (row_slot)
       4'h0:
-          row_words = 10'h000;
+          row_words = 11'h000;
       4'h1:
-          row_words = 10'h060;
+          row_words = 11'h060;
       4'h2:
-          row_words = 10'h0c0;
+          row_words = 11'h0c0;
       4'h3:
-          row_words = 10'h120;
+          row_words = 11'h120;
       4'h4:
-          row_words = 10'h180;
+          row_words = 11'h180;
       4'h5:
-          row_words = 10'h1e0;
+          row_words = 11'h1e0;
       4'h6:
-          row_words = 10'h240;
+          row_words = 11'h240;
       4'h7:
-          row_words = 10'h2a0;
+          row_words = 11'h2a0;
       4'h8:
-          row_words = 10'h300;
+          row_words = 11'h300;
       4'h9:
-          row_words = 10'h360;
+          row_words = 11'h360;
       4'ha:
-          row_words = 10'h3c0;
+          row_words = 11'h3c0;
+      4'hb:
+          row_words = 11'h420;
+      4'hc:
+          row_words = 11'h480;
+      4'hd:
+          row_words = 11'h4e0;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$355  = w_c;
+    \$421  = w_c;
     if (write) begin
-      \$355  = \$8 [4:0];
+      \$421  = \$8 [4:0];
     end
     if (rst_conv2_window) begin
-      \$355  = 5'h00;
+      \$421  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$356  = w_x;
+    \$422  = w_x;
     if (write) begin
       if (\$9 ) begin
-        \$356  = \$12 [3:0];
+        \$422  = \$12 [3:0];
       end
     end
     if (rst_conv2_window) begin
-      \$356  = 4'h0;
+      \$422  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$357  = w_b;
+    \$423  = w_b;
     if (write) begin
       if (\$9 ) begin
-        \$357  = \$17 [2:0];
+        \$423  = \$17 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$357  = 3'h0;
+      \$423  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$358  = w_slot;
+    \$424  = w_slot;
     if (write) begin
       if (\$9 ) begin
         if (\$18 ) begin
-          \$358  = \$22 [3:0];
+          \$424  = \$22 [3:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$358  = 4'h0;
+      \$424  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$359  = w_grp;
+    \$425  = w_grp;
     if (write) begin
       if (\$9 ) begin
         if (\$18 ) begin
-          \$359  = { 1'h0, w_row_words };
+          \$425  = w_row_words;
         end else if (\$19 ) begin
-          \$359  = \$27 [10:0];
+          \$425  = \$27 [10:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$359  = 11'h000;
+      \$425  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$360  = ahead;
+    \$426  = ahead;
     if (write) begin
       if (\$9 ) begin
         if (\$18 ) begin
           if (\$25 ) begin
-            \$360  = 1'h1;
+            \$426  = 1'h1;
           end
         end
       end
     end
     if (switch) begin
-      \$360  = \$217 ;
+      \$426  = \$281 ;
     end
     if (rst_conv2_window) begin
-      \$360  = 1'h0;
+      \$426  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$361  = w_row;
+    \$427  = w_row;
     if (write) begin
       if (\$9 ) begin
         if (\$18 ) begin
           (* full_case = 32'd1 *)
           if (\$25 ) begin
-            \$361  = 4'h0;
+            \$427  = 4'h0;
           end else begin
-            \$361  = \$26 [3:0];
+            \$427  = \$26 [3:0];
           end
         end
       end
     end
     if (switch) begin
-      if (\$213 ) begin
-        \$361  = 4'h0;
+      if (\$277 ) begin
+        \$427  = 4'h0;
       end
     end
     if (rst_conv2_window) begin
-      \$361  = 4'h0;
+      \$427  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$362  = \$28 ;
+    \$428  = \$28 ;
     if (rst_conv2_window) begin
-      \$362  = 1'h0;
+      \$428  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$363  = \$5 [2:0];
+    \$429  = \$5 [2:0];
     if (rst_conv2_window) begin
-      \$363  = 3'h7;
+      \$429  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$364  = take;
+    \$430  = take;
     if (rst_conv2_window) begin
-      \$364  = 1'h0;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$365  = read_v1;
+    \$431  = read_v1;
     if (rst_conv2_window) begin
-      \$365  = 1'h0;
+      \$431  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$366  = read_v2;
+    \$432  = read_v2;
     if (rst_conv2_window) begin
-      \$366  = 1'h0;
+      \$432  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$367  = read_v3;
+    \$433  = read_v3;
     if (rst_conv2_window) begin
-      \$367  = 1'h0;
+      \$433  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$368  = ky;
+    \$434  = ky;
     if (take_step) begin
-      \$368  = \$147 [2:0];
+      \$434  = \$147 [2:0];
     end
     if (rst_conv2_window) begin
-      \$368  = 3'h0;
+      \$434  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$369  = row_slot;
+    \$435  = row_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
-        \$369  = \$155 [3:0];
+        \$435  = \$155 [3:0];
       end else begin
-        \$369  = base_slot;
+        \$435  = pix_slot;
         (* full_case = 32'd1 *)
         if (\$160 ) begin
         end else begin
-          if (\$190 ) begin
-            (* full_case = 32'd1 *)
-            if (\$197 ) begin
-            end else begin
-              \$369  = step_next_slot;
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+            \$435  = \$198 [3:0];
+          end else begin
+            \$435  = base_slot;
+            if (\$246 ) begin
+              (* full_case = 32'd1 *)
+              if (\$256 ) begin
+              end else begin
+                \$435  = step_next_slot;
+              end
             end
           end
         end
       end
     end
     if (switch) begin
-      \$369  = step_base_slot;
+      \$435  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$369  = 4'h9;
+      \$435  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$370  = c;
+    \$436  = c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
       end else begin
-        \$370  = \$158 [4:0];
+        \$436  = \$158 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$370  = 5'h00;
+      \$436  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$371  = qc;
+    \$437  = qc;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
       end else begin
         (* full_case = 32'd1 *)
         if (\$160 ) begin
-          \$371  = \$161 [8:0];
+          \$437  = \$161 [8:0];
         end else begin
-          \$371  = \$189 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$371  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$372  = ox;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          \$372  = \$164 [3:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$372  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$373  = ix0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          \$373  = \$167 [4:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$373  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$374  = r0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          \$374  = \$175 [2:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$374  = 3'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$375  = q0c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          \$375  = \$182 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$375  = 9'h1e0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$376  = oy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          if (\$190 ) begin
-            \$376  = \$193 [3:0];
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+            \$437  = \$185 [8:0];
+          end else if (\$168 ) begin
+            \$437  = block_q0c;
+          end else begin
+            \$437  = \$245 [8:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$376  = 4'h0;
+      \$437  = 9'h1e0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$377  = low;
+    \$438  = block_dx;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
@@ -19676,19 +21578,42 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$160 ) begin
         end else begin
-          if (\$190 ) begin
-            \$377  = \$196 [4:0];
+          \$438  = \$164 [0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$439  = ix0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+            \$439  = \$169 [4:0];
+          end else if (\$168 ) begin
+            \$439  = block_ix0;
+          end else begin
+            \$439  = \$223 [4:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$377  = 5'h1e;
+      \$439  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$378  = r_done;
+    \$440  = r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
@@ -19696,24 +21621,107 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$160 ) begin
         end else begin
-          if (\$190 ) begin
-            if (\$197 ) begin
-              \$378  = 1'h1;
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+            \$440  = \$175 [2:0];
+          end else if (\$168 ) begin
+            \$440  = block_r0;
+          end else begin
+            \$440  = \$231 [2:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$440  = 3'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$441  = q0c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+            \$441  = \$180 [8:0];
+          end else if (\$168 ) begin
+            \$441  = block_q0c;
+          end else begin
+            \$441  = \$238 [8:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$441  = 9'h1e0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$442  = block_dy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+            \$442  = \$186 [0];
+          end else begin
+            \$442  = 1'h0;
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$442  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$443  = pix_slot;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+            \$443  = \$192 [3:0];
+          end else begin
+            \$443  = base_slot;
+            if (\$246 ) begin
+              (* full_case = 32'd1 *)
+              if (\$256 ) begin
+              end else begin
+                \$443  = step_next_slot;
+              end
             end
           end
         end
       end
     end
     if (switch) begin
-      \$378  = 1'h0;
+      \$443  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$378  = 1'h0;
+      \$443  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$379  = base_slot;
+    \$444  = pix_low;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
@@ -19721,124 +21729,297 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
         (* full_case = 32'd1 *)
         if (\$160 ) begin
         end else begin
-          if (\$190 ) begin
-            (* full_case = 32'd1 *)
-            if (\$197 ) begin
-            end else begin
-              \$379  = step_next_slot;
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+            \$444  = \$199 [4:0];
+          end else begin
+            \$444  = low;
+            if (\$246 ) begin
+              \$444  = \$255 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$444  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$445  = block_ix0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            \$445  = \$202 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$445  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$446  = block_r0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            \$446  = \$210 [2:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$446  = 3'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$447  = block_q0c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            \$447  = \$217 [8:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$447  = 9'h1e0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$448  = ox;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            \$448  = \$220 [2:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$448  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$449  = oy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            if (\$246 ) begin
+              \$449  = \$249 [2:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$449  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$450  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            if (\$246 ) begin
+              \$450  = \$252 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$450  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$451  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            if (\$246 ) begin
+              if (\$256 ) begin
+                \$451  = 1'h1;
+              end
             end
           end
         end
       end
     end
     if (switch) begin
-      \$379  = step_base_slot;
+      \$451  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$379  = 4'h9;
+      \$451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$380  = iy;
+    \$452  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$199 ) begin
-        \$380  = \$203 [4:0];
-      end else if (\$202 ) begin
-        \$380  = \$206 [4:0];
+      if (\$149 ) begin
       end else begin
-        \$380  = low;
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            if (\$246 ) begin
+              (* full_case = 32'd1 *)
+              if (\$256 ) begin
+              end else begin
+                \$452  = step_next_slot;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$452  = step_base_slot;
+    end
+    if (rst_conv2_window) begin
+      \$452  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    \$453  = iy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$258 ) begin
+        \$453  = \$266 [4:0];
+      end else if (\$262 ) begin
+        \$453  = pix_low;
+      end else if (\$263 ) begin
+        \$453  = \$267 [4:0];
+      end else if (\$265 ) begin
+        \$453  = low;
+      end else begin
+        \$453  = \$270 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$380  = 5'h1e;
+      \$453  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$381  = w_last;
+    \$454  = w_last;
     if (write) begin
-      \$381  = \$209 ;
+      \$454  = \$273 ;
     end
     if (rst_conv2_window) begin
-      \$381  = 1'h0;
+      \$454  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$382  = img_slot;
+    \$455  = img_slot;
     if (switch) begin
-      \$382  = step_img_slot;
+      \$455  = step_img_slot;
     end
     if (rst_conv2_window) begin
-      \$382  = 4'h0;
+      \$455  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$383  = r_last;
+    \$456  = r_last;
     if (take_step) begin
-      \$383  = \$221 ;
+      \$456  = \$287 ;
     end
     if (rst_conv2_window) begin
-      \$383  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$384  = \$228 ;
-    if (rst_conv2_window) begin
-      \$384  = 1'h0;
+      \$456  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$385  = \$236 ;
+    \$457  = \$294 ;
     if (rst_conv2_window) begin
-      \$385  = 1'h0;
+      \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$386  = \$238 ;
+    \$458  = \$302 ;
     if (rst_conv2_window) begin
-      \$386  = 1'h0;
+      \$458  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$387  = \$239 ;
+    \$459  = \$304 ;
     if (rst_conv2_window) begin
-      \$387  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$388  = switch;
-    if (rst_conv2_window) begin
-      \$388  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$389  = \$253 ;
-    if (rst_conv2_window) begin
-      \$389  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$390  = \$296 ;
-    if (rst_conv2_window) begin
-      \$390  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$391  = \$297 ;
-    if (rst_conv2_window) begin
-      \$391  = 1'h0;
+      \$459  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -19880,10 +22061,15 @@ module \flexor_lenet5.conv2_window (i__valid, i__payload, rst_conv2_window, i__r
   assign \ahead_rows$80  = ahead_rows;
   assign avail_q = avail;
   assign can_write_q = o__ready;
+  assign \$162  = block_dx;
+  assign \$165  = block_dx;
+  assign \$167  = block_dy;
+  assign \$284  = block_dy;
+  assign \$285  = block_dx;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.inp (i__valid, i__payload, rst_conv2_window, i__ready, valid_next, o__valid, o__ready, o__payload, clk);
+module \flexor_lenet5.conv2_window.inp (rst_conv2_window, i__ready, valid_next, o__valid, o__ready, i__valid, i__payload, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   reg [7:0] \$10 ;
@@ -20703,7 +22889,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc1 (i__valid, i__payload, rst_fc1, i__ready, \o__ready$169 , o__valid, o__payload, clk);
+module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
@@ -28096,2586 +30282,1310 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool1 (rst_pool1, o__valid, o__payload, r_en, i__valid, i__payload, i__ready, clk);
+module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
-  wire [9:0] \$10 ;
-  reg \$100 ;
-  reg \$101 ;
-  reg \$102 ;
-  reg \$103 ;
-  reg [8:0] \$104 ;
-  reg \$105 ;
-  reg [8:0] \$106 ;
-  reg \$107 ;
-  reg [8:0] \$108 ;
-  reg \$109 ;
-  wire [8:0] \$11 ;
-  reg \$110 ;
-  reg \$111 ;
-  wire \$12 ;
-  wire [8:0] \$123 ;
-  wire \$125 ;
-  wire [9:0] \$13 ;
-  wire [8:0] \$131 ;
-  wire \$133 ;
-  wire [8:0] \$139 ;
-  wire [8:0] \$14 ;
-  wire \$141 ;
-  wire [8:0] \$147 ;
-  wire \$149 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire [2:0] \$12 ;
+  wire [2:0] \$13 ;
+  wire \$14 ;
   wire \$15 ;
-  wire [9:0] \$16 ;
-  wire [8:0] \$17 ;
-  wire \$18 ;
-  wire \$19 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [7:0] \$18 ;
+  reg \$19 ;
   wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [7:0] \$22 ;
-  wire [8:0] \$220 ;
-  wire \$222 ;
-  wire [7:0] \$23 ;
-  wire [7:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [7:0] \$27 ;
-  wire [7:0] \$28 ;
-  wire [7:0] \$29 ;
+  reg [7:0] \$20 ;
+  reg [7:0] \$21 ;
+  reg [7:0] \$22 ;
+  reg [7:0] \$23 ;
+  reg [7:0] \$24 ;
+  reg [7:0] \$25 ;
+  reg [7:0] \$26 ;
+  reg [7:0] \$27 ;
+  reg [7:0] \$28 ;
+  reg [7:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [2:0] \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  reg [7:0] \$30 ;
+  reg [7:0] \$31 ;
+  reg [7:0] \$32 ;
+  reg [7:0] \$33 ;
+  reg [7:0] \$34 ;
+  reg [7:0] \$35 ;
+  reg [7:0] \$36 ;
+  reg [7:0] \$37 ;
+  reg [7:0] \$38 ;
+  reg [7:0] \$39 ;
   wire \$4 ;
-  wire [3:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [4:0] \$43 ;
-  wire [2:0] \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire [5:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire \$49 ;
-  wire [9:0] \$5 ;
-  wire \$50 ;
-  wire [5:0] \$51 ;
-  wire [5:0] \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire [1:0] \$56 ;
-  wire [1:0] \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire [10:0] \$6 ;
-  wire [4:0] \$60 ;
-  wire [4:0] \$61 ;
-  wire [4:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [5:0] \$65 ;
-  wire [5:0] \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [9:0] \$7 ;
-  wire [1:0] \$70 ;
-  wire [1:0] \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [8:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [8:0] \$83 ;
-  wire [9:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire [9:0] \$86 ;
-  wire [9:0] \$87 ;
-  reg \$88 ;
-  reg [4:0] \$89 ;
-  wire \$9 ;
-  reg [4:0] \$90 ;
-  reg \$91 ;
-  reg [3:0] \$92 ;
-  reg [4:0] \$93 ;
-  reg \$94 ;
-  reg \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg \$98 ;
-  reg [8:0] \$99 ;
-  reg \$signal  = 1'h0;
-  reg [3:0] \$signal$10  = 4'h0;
-  (* init = 8'h00 *)
-  wire [7:0] \$signal$24 ;
-  reg \$signal$26  = 1'h0;
-  reg \$signal$49  = 1'h0;
-  reg \$signal$51  = 1'h0;
-  reg \$signal$52  = 1'h0;
-  (* init = 1'h0 *)
-  wire \$signal$59 ;
-  reg \$signal$62  = 1'h0;
-  reg \$signal$63  = 1'h0;
-  reg \$signal$64  = 1'h0;
-  reg \$signal$68  = 1'h0;
-  reg \$signal$69  = 1'h0;
-  reg \$signal$70  = 1'h0;
-  reg \$signal$72  = 1'h0;
-  reg \$signal$8  = 1'h0;
-  wire [6:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$27 ;
-  wire [6:0] \$signature__addr$32 ;
-  wire [5:0] \$signature__addr$37 ;
-  wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$45 ;
-  wire [7:0] \$signature__data$46 ;
-  wire [7:0] \$signature__data$47 ;
-  wire [8:0] addr;
-  reg [8:0] addr1 = 9'h000;
-  reg [8:0] addr2 = 9'h000;
-  (* init = 9'h000 *)
-  wire [8:0] addr3;
-  reg [8:0] addr4 = 9'h000;
-  wire [6:0] bank0_addr;
-  wire [6:0] bank1_addr;
-  wire [6:0] bank2_addr;
-  wire [5:0] bank3_addr;
-  wire [8:0] bank_sel;
-  reg [4:0] cg = 5'h00;
+  reg [7:0] \$40 ;
+  reg [7:0] \$41 ;
+  reg [7:0] \$42 ;
+  reg [7:0] \$43 ;
+  reg [7:0] \$44 ;
+  reg [7:0] \$45 ;
+  reg [7:0] \$46 ;
+  reg [7:0] \$47 ;
+  reg [7:0] \$48 ;
+  reg [7:0] \$49 ;
+  wire \$5 ;
+  reg [7:0] \$50 ;
+  reg [7:0] \$51 ;
+  reg [4:0] \$52 ;
+  reg [1:0] \$53 ;
+  reg [7:0] \$54 ;
+  wire [7:0] \$6 ;
+  wire \$7 ;
+  wire [5:0] \$8 ;
+  wire [5:0] \$9 ;
+  reg [4:0] beat = 5'h00;
   input clk;
   wire clk;
-  reg fwd_c = 1'h0;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
-  reg i__ready = 1'h1;
+  wire i__ready;
   input i__valid;
   wire i__valid;
-  reg [7:0] in1 = 8'h00;
-  reg [7:0] in2 = 8'h00;
-  wire keep0;
-  wire last0;
-  wire [1:0] level;
-  wire [7:0] new2;
-  (* init = 8'h00 *)
-  wire [7:0] new3;
-  reg [7:0] new4 = 8'h00;
-  reg [7:0] new5 = 8'h00;
+  reg [7:0] maxima0 = 8'h00;
+  reg [7:0] maxima1 = 8'h00;
+  reg [7:0] maxima10 = 8'h00;
+  reg [7:0] maxima11 = 8'h00;
+  reg [7:0] maxima12 = 8'h00;
+  reg [7:0] maxima13 = 8'h00;
+  reg [7:0] maxima14 = 8'h00;
+  reg [7:0] maxima15 = 8'h00;
+  reg [7:0] maxima16 = 8'h00;
+  reg [7:0] maxima17 = 8'h00;
+  reg [7:0] maxima18 = 8'h00;
+  reg [7:0] maxima19 = 8'h00;
+  reg [7:0] maxima2 = 8'h00;
+  reg [7:0] maxima20 = 8'h00;
+  reg [7:0] maxima21 = 8'h00;
+  reg [7:0] maxima22 = 8'h00;
+  reg [7:0] maxima23 = 8'h00;
+  reg [7:0] maxima24 = 8'h00;
+  reg [7:0] maxima25 = 8'h00;
+  reg [7:0] maxima26 = 8'h00;
+  reg [7:0] maxima27 = 8'h00;
+  reg [7:0] maxima28 = 8'h00;
+  reg [7:0] maxima29 = 8'h00;
+  reg [7:0] maxima3 = 8'h00;
+  reg [7:0] maxima30 = 8'h00;
+  reg [7:0] maxima31 = 8'h00;
+  reg [7:0] maxima4 = 8'h00;
+  reg [7:0] maxima5 = 8'h00;
+  reg [7:0] maxima6 = 8'h00;
+  reg [7:0] maxima7 = 8'h00;
+  reg [7:0] maxima8 = 8'h00;
+  reg [7:0] maxima9 = 8'h00;
   output [7:0] o__payload;
-  wire [7:0] o__payload;
+  reg [7:0] o__payload = 8'h00;
+  input o__ready;
   wire o__ready;
   output o__valid;
-  wire o__valid;
-  reg [7:0] old2 = 8'h00;
-  wire [7:0] r_data;
-  input r_en;
-  wire r_en;
-  wire r_rdy;
-  reg [7:0] rdata;
-  wire read;
-  (* init = 1'h1 *)
-  wire ready;
+  reg o__valid = 1'h0;
+  (* init = 8'h00 *)
+  wire [7:0] out;
+  reg [1:0] pixel = 2'h0;
   input rst_pool1;
   wire rst_pool1;
   wire take;
-  reg v4 = 1'h0;
-  wire [7:0] w_data;
-  wire w_en;
-  reg [8:0] waddr = 9'h000;
-  wire [6:0] wp__addr;
-  wire [6:0] \wp__addr$29 ;
-  wire [6:0] \wp__addr$34 ;
-  wire [5:0] \wp__addr$39 ;
-  reg [7:0] wp__data = 8'h00;
-  (* init = 8'h00 *)
-  wire [7:0] \wp__data$30 ;
-  (* init = 8'h00 *)
-  wire [7:0] \wp__data$35 ;
-  (* init = 8'h00 *)
-  wire [7:0] \wp__data$40 ;
-  wire wp__en;
-  wire \wp__en$31 ;
-  wire \wp__en$36 ;
-  wire \wp__en$41 ;
-  reg [4:0] x = 5'h00;
-  reg [4:0] y = 5'h00;
-  (* ram_style = "distributed" *)
-  reg [7:0] maxima0 [127:0];
-  initial begin
-    maxima0[0] = 8'h00;
-    maxima0[1] = 8'h00;
-    maxima0[2] = 8'h00;
-    maxima0[3] = 8'h00;
-    maxima0[4] = 8'h00;
-    maxima0[5] = 8'h00;
-    maxima0[6] = 8'h00;
-    maxima0[7] = 8'h00;
-    maxima0[8] = 8'h00;
-    maxima0[9] = 8'h00;
-    maxima0[10] = 8'h00;
-    maxima0[11] = 8'h00;
-    maxima0[12] = 8'h00;
-    maxima0[13] = 8'h00;
-    maxima0[14] = 8'h00;
-    maxima0[15] = 8'h00;
-    maxima0[16] = 8'h00;
-    maxima0[17] = 8'h00;
-    maxima0[18] = 8'h00;
-    maxima0[19] = 8'h00;
-    maxima0[20] = 8'h00;
-    maxima0[21] = 8'h00;
-    maxima0[22] = 8'h00;
-    maxima0[23] = 8'h00;
-    maxima0[24] = 8'h00;
-    maxima0[25] = 8'h00;
-    maxima0[26] = 8'h00;
-    maxima0[27] = 8'h00;
-    maxima0[28] = 8'h00;
-    maxima0[29] = 8'h00;
-    maxima0[30] = 8'h00;
-    maxima0[31] = 8'h00;
-    maxima0[32] = 8'h00;
-    maxima0[33] = 8'h00;
-    maxima0[34] = 8'h00;
-    maxima0[35] = 8'h00;
-    maxima0[36] = 8'h00;
-    maxima0[37] = 8'h00;
-    maxima0[38] = 8'h00;
-    maxima0[39] = 8'h00;
-    maxima0[40] = 8'h00;
-    maxima0[41] = 8'h00;
-    maxima0[42] = 8'h00;
-    maxima0[43] = 8'h00;
-    maxima0[44] = 8'h00;
-    maxima0[45] = 8'h00;
-    maxima0[46] = 8'h00;
-    maxima0[47] = 8'h00;
-    maxima0[48] = 8'h00;
-    maxima0[49] = 8'h00;
-    maxima0[50] = 8'h00;
-    maxima0[51] = 8'h00;
-    maxima0[52] = 8'h00;
-    maxima0[53] = 8'h00;
-    maxima0[54] = 8'h00;
-    maxima0[55] = 8'h00;
-    maxima0[56] = 8'h00;
-    maxima0[57] = 8'h00;
-    maxima0[58] = 8'h00;
-    maxima0[59] = 8'h00;
-    maxima0[60] = 8'h00;
-    maxima0[61] = 8'h00;
-    maxima0[62] = 8'h00;
-    maxima0[63] = 8'h00;
-    maxima0[64] = 8'h00;
-    maxima0[65] = 8'h00;
-    maxima0[66] = 8'h00;
-    maxima0[67] = 8'h00;
-    maxima0[68] = 8'h00;
-    maxima0[69] = 8'h00;
-    maxima0[70] = 8'h00;
-    maxima0[71] = 8'h00;
-    maxima0[72] = 8'h00;
-    maxima0[73] = 8'h00;
-    maxima0[74] = 8'h00;
-    maxima0[75] = 8'h00;
-    maxima0[76] = 8'h00;
-    maxima0[77] = 8'h00;
-    maxima0[78] = 8'h00;
-    maxima0[79] = 8'h00;
-    maxima0[80] = 8'h00;
-    maxima0[81] = 8'h00;
-    maxima0[82] = 8'h00;
-    maxima0[83] = 8'h00;
-    maxima0[84] = 8'h00;
-    maxima0[85] = 8'h00;
-    maxima0[86] = 8'h00;
-    maxima0[87] = 8'h00;
-    maxima0[88] = 8'h00;
-    maxima0[89] = 8'h00;
-    maxima0[90] = 8'h00;
-    maxima0[91] = 8'h00;
-    maxima0[92] = 8'h00;
-    maxima0[93] = 8'h00;
-    maxima0[94] = 8'h00;
-    maxima0[95] = 8'h00;
-    maxima0[96] = 8'h00;
-    maxima0[97] = 8'h00;
-    maxima0[98] = 8'h00;
-    maxima0[99] = 8'h00;
-    maxima0[100] = 8'h00;
-    maxima0[101] = 8'h00;
-    maxima0[102] = 8'h00;
-    maxima0[103] = 8'h00;
-    maxima0[104] = 8'h00;
-    maxima0[105] = 8'h00;
-    maxima0[106] = 8'h00;
-    maxima0[107] = 8'h00;
-    maxima0[108] = 8'h00;
-    maxima0[109] = 8'h00;
-    maxima0[110] = 8'h00;
-    maxima0[111] = 8'h00;
-    maxima0[112] = 8'h00;
-    maxima0[113] = 8'h00;
-    maxima0[114] = 8'h00;
-    maxima0[115] = 8'h00;
-    maxima0[116] = 8'h00;
-    maxima0[117] = 8'h00;
-    maxima0[118] = 8'h00;
-    maxima0[119] = 8'h00;
-    maxima0[120] = 8'h00;
-    maxima0[121] = 8'h00;
-    maxima0[122] = 8'h00;
-    maxima0[123] = 8'h00;
-    maxima0[124] = 8'h00;
-    maxima0[125] = 8'h00;
-    maxima0[126] = 8'h00;
-    maxima0[127] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (wp__en)
-      maxima0[\$7 [6:0]] <= wp__data;
-  end
-  assign \$signature__data  = maxima0[\$signature__addr ];
-  (* ram_style = "distributed" *)
-  reg [7:0] maxima1 [127:0];
-  initial begin
-    maxima1[0] = 8'h00;
-    maxima1[1] = 8'h00;
-    maxima1[2] = 8'h00;
-    maxima1[3] = 8'h00;
-    maxima1[4] = 8'h00;
-    maxima1[5] = 8'h00;
-    maxima1[6] = 8'h00;
-    maxima1[7] = 8'h00;
-    maxima1[8] = 8'h00;
-    maxima1[9] = 8'h00;
-    maxima1[10] = 8'h00;
-    maxima1[11] = 8'h00;
-    maxima1[12] = 8'h00;
-    maxima1[13] = 8'h00;
-    maxima1[14] = 8'h00;
-    maxima1[15] = 8'h00;
-    maxima1[16] = 8'h00;
-    maxima1[17] = 8'h00;
-    maxima1[18] = 8'h00;
-    maxima1[19] = 8'h00;
-    maxima1[20] = 8'h00;
-    maxima1[21] = 8'h00;
-    maxima1[22] = 8'h00;
-    maxima1[23] = 8'h00;
-    maxima1[24] = 8'h00;
-    maxima1[25] = 8'h00;
-    maxima1[26] = 8'h00;
-    maxima1[27] = 8'h00;
-    maxima1[28] = 8'h00;
-    maxima1[29] = 8'h00;
-    maxima1[30] = 8'h00;
-    maxima1[31] = 8'h00;
-    maxima1[32] = 8'h00;
-    maxima1[33] = 8'h00;
-    maxima1[34] = 8'h00;
-    maxima1[35] = 8'h00;
-    maxima1[36] = 8'h00;
-    maxima1[37] = 8'h00;
-    maxima1[38] = 8'h00;
-    maxima1[39] = 8'h00;
-    maxima1[40] = 8'h00;
-    maxima1[41] = 8'h00;
-    maxima1[42] = 8'h00;
-    maxima1[43] = 8'h00;
-    maxima1[44] = 8'h00;
-    maxima1[45] = 8'h00;
-    maxima1[46] = 8'h00;
-    maxima1[47] = 8'h00;
-    maxima1[48] = 8'h00;
-    maxima1[49] = 8'h00;
-    maxima1[50] = 8'h00;
-    maxima1[51] = 8'h00;
-    maxima1[52] = 8'h00;
-    maxima1[53] = 8'h00;
-    maxima1[54] = 8'h00;
-    maxima1[55] = 8'h00;
-    maxima1[56] = 8'h00;
-    maxima1[57] = 8'h00;
-    maxima1[58] = 8'h00;
-    maxima1[59] = 8'h00;
-    maxima1[60] = 8'h00;
-    maxima1[61] = 8'h00;
-    maxima1[62] = 8'h00;
-    maxima1[63] = 8'h00;
-    maxima1[64] = 8'h00;
-    maxima1[65] = 8'h00;
-    maxima1[66] = 8'h00;
-    maxima1[67] = 8'h00;
-    maxima1[68] = 8'h00;
-    maxima1[69] = 8'h00;
-    maxima1[70] = 8'h00;
-    maxima1[71] = 8'h00;
-    maxima1[72] = 8'h00;
-    maxima1[73] = 8'h00;
-    maxima1[74] = 8'h00;
-    maxima1[75] = 8'h00;
-    maxima1[76] = 8'h00;
-    maxima1[77] = 8'h00;
-    maxima1[78] = 8'h00;
-    maxima1[79] = 8'h00;
-    maxima1[80] = 8'h00;
-    maxima1[81] = 8'h00;
-    maxima1[82] = 8'h00;
-    maxima1[83] = 8'h00;
-    maxima1[84] = 8'h00;
-    maxima1[85] = 8'h00;
-    maxima1[86] = 8'h00;
-    maxima1[87] = 8'h00;
-    maxima1[88] = 8'h00;
-    maxima1[89] = 8'h00;
-    maxima1[90] = 8'h00;
-    maxima1[91] = 8'h00;
-    maxima1[92] = 8'h00;
-    maxima1[93] = 8'h00;
-    maxima1[94] = 8'h00;
-    maxima1[95] = 8'h00;
-    maxima1[96] = 8'h00;
-    maxima1[97] = 8'h00;
-    maxima1[98] = 8'h00;
-    maxima1[99] = 8'h00;
-    maxima1[100] = 8'h00;
-    maxima1[101] = 8'h00;
-    maxima1[102] = 8'h00;
-    maxima1[103] = 8'h00;
-    maxima1[104] = 8'h00;
-    maxima1[105] = 8'h00;
-    maxima1[106] = 8'h00;
-    maxima1[107] = 8'h00;
-    maxima1[108] = 8'h00;
-    maxima1[109] = 8'h00;
-    maxima1[110] = 8'h00;
-    maxima1[111] = 8'h00;
-    maxima1[112] = 8'h00;
-    maxima1[113] = 8'h00;
-    maxima1[114] = 8'h00;
-    maxima1[115] = 8'h00;
-    maxima1[116] = 8'h00;
-    maxima1[117] = 8'h00;
-    maxima1[118] = 8'h00;
-    maxima1[119] = 8'h00;
-    maxima1[120] = 8'h00;
-    maxima1[121] = 8'h00;
-    maxima1[122] = 8'h00;
-    maxima1[123] = 8'h00;
-    maxima1[124] = 8'h00;
-    maxima1[125] = 8'h00;
-    maxima1[126] = 8'h00;
-    maxima1[127] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (\wp__en$31 )
-      maxima1[\$10 [6:0]] <= wp__data;
-  end
-  assign \$signature__data$45  = maxima1[\$signature__addr$27 ];
-  (* ram_style = "distributed" *)
-  reg [7:0] maxima2 [127:0];
-  initial begin
-    maxima2[0] = 8'h00;
-    maxima2[1] = 8'h00;
-    maxima2[2] = 8'h00;
-    maxima2[3] = 8'h00;
-    maxima2[4] = 8'h00;
-    maxima2[5] = 8'h00;
-    maxima2[6] = 8'h00;
-    maxima2[7] = 8'h00;
-    maxima2[8] = 8'h00;
-    maxima2[9] = 8'h00;
-    maxima2[10] = 8'h00;
-    maxima2[11] = 8'h00;
-    maxima2[12] = 8'h00;
-    maxima2[13] = 8'h00;
-    maxima2[14] = 8'h00;
-    maxima2[15] = 8'h00;
-    maxima2[16] = 8'h00;
-    maxima2[17] = 8'h00;
-    maxima2[18] = 8'h00;
-    maxima2[19] = 8'h00;
-    maxima2[20] = 8'h00;
-    maxima2[21] = 8'h00;
-    maxima2[22] = 8'h00;
-    maxima2[23] = 8'h00;
-    maxima2[24] = 8'h00;
-    maxima2[25] = 8'h00;
-    maxima2[26] = 8'h00;
-    maxima2[27] = 8'h00;
-    maxima2[28] = 8'h00;
-    maxima2[29] = 8'h00;
-    maxima2[30] = 8'h00;
-    maxima2[31] = 8'h00;
-    maxima2[32] = 8'h00;
-    maxima2[33] = 8'h00;
-    maxima2[34] = 8'h00;
-    maxima2[35] = 8'h00;
-    maxima2[36] = 8'h00;
-    maxima2[37] = 8'h00;
-    maxima2[38] = 8'h00;
-    maxima2[39] = 8'h00;
-    maxima2[40] = 8'h00;
-    maxima2[41] = 8'h00;
-    maxima2[42] = 8'h00;
-    maxima2[43] = 8'h00;
-    maxima2[44] = 8'h00;
-    maxima2[45] = 8'h00;
-    maxima2[46] = 8'h00;
-    maxima2[47] = 8'h00;
-    maxima2[48] = 8'h00;
-    maxima2[49] = 8'h00;
-    maxima2[50] = 8'h00;
-    maxima2[51] = 8'h00;
-    maxima2[52] = 8'h00;
-    maxima2[53] = 8'h00;
-    maxima2[54] = 8'h00;
-    maxima2[55] = 8'h00;
-    maxima2[56] = 8'h00;
-    maxima2[57] = 8'h00;
-    maxima2[58] = 8'h00;
-    maxima2[59] = 8'h00;
-    maxima2[60] = 8'h00;
-    maxima2[61] = 8'h00;
-    maxima2[62] = 8'h00;
-    maxima2[63] = 8'h00;
-    maxima2[64] = 8'h00;
-    maxima2[65] = 8'h00;
-    maxima2[66] = 8'h00;
-    maxima2[67] = 8'h00;
-    maxima2[68] = 8'h00;
-    maxima2[69] = 8'h00;
-    maxima2[70] = 8'h00;
-    maxima2[71] = 8'h00;
-    maxima2[72] = 8'h00;
-    maxima2[73] = 8'h00;
-    maxima2[74] = 8'h00;
-    maxima2[75] = 8'h00;
-    maxima2[76] = 8'h00;
-    maxima2[77] = 8'h00;
-    maxima2[78] = 8'h00;
-    maxima2[79] = 8'h00;
-    maxima2[80] = 8'h00;
-    maxima2[81] = 8'h00;
-    maxima2[82] = 8'h00;
-    maxima2[83] = 8'h00;
-    maxima2[84] = 8'h00;
-    maxima2[85] = 8'h00;
-    maxima2[86] = 8'h00;
-    maxima2[87] = 8'h00;
-    maxima2[88] = 8'h00;
-    maxima2[89] = 8'h00;
-    maxima2[90] = 8'h00;
-    maxima2[91] = 8'h00;
-    maxima2[92] = 8'h00;
-    maxima2[93] = 8'h00;
-    maxima2[94] = 8'h00;
-    maxima2[95] = 8'h00;
-    maxima2[96] = 8'h00;
-    maxima2[97] = 8'h00;
-    maxima2[98] = 8'h00;
-    maxima2[99] = 8'h00;
-    maxima2[100] = 8'h00;
-    maxima2[101] = 8'h00;
-    maxima2[102] = 8'h00;
-    maxima2[103] = 8'h00;
-    maxima2[104] = 8'h00;
-    maxima2[105] = 8'h00;
-    maxima2[106] = 8'h00;
-    maxima2[107] = 8'h00;
-    maxima2[108] = 8'h00;
-    maxima2[109] = 8'h00;
-    maxima2[110] = 8'h00;
-    maxima2[111] = 8'h00;
-    maxima2[112] = 8'h00;
-    maxima2[113] = 8'h00;
-    maxima2[114] = 8'h00;
-    maxima2[115] = 8'h00;
-    maxima2[116] = 8'h00;
-    maxima2[117] = 8'h00;
-    maxima2[118] = 8'h00;
-    maxima2[119] = 8'h00;
-    maxima2[120] = 8'h00;
-    maxima2[121] = 8'h00;
-    maxima2[122] = 8'h00;
-    maxima2[123] = 8'h00;
-    maxima2[124] = 8'h00;
-    maxima2[125] = 8'h00;
-    maxima2[126] = 8'h00;
-    maxima2[127] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (\wp__en$36 )
-      maxima2[\$13 [6:0]] <= wp__data;
-  end
-  assign \$signature__data$46  = maxima2[\$signature__addr$32 ];
-  (* ram_style = "distributed" *)
-  reg [7:0] maxima3 [63:0];
-  initial begin
-    maxima3[0] = 8'h00;
-    maxima3[1] = 8'h00;
-    maxima3[2] = 8'h00;
-    maxima3[3] = 8'h00;
-    maxima3[4] = 8'h00;
-    maxima3[5] = 8'h00;
-    maxima3[6] = 8'h00;
-    maxima3[7] = 8'h00;
-    maxima3[8] = 8'h00;
-    maxima3[9] = 8'h00;
-    maxima3[10] = 8'h00;
-    maxima3[11] = 8'h00;
-    maxima3[12] = 8'h00;
-    maxima3[13] = 8'h00;
-    maxima3[14] = 8'h00;
-    maxima3[15] = 8'h00;
-    maxima3[16] = 8'h00;
-    maxima3[17] = 8'h00;
-    maxima3[18] = 8'h00;
-    maxima3[19] = 8'h00;
-    maxima3[20] = 8'h00;
-    maxima3[21] = 8'h00;
-    maxima3[22] = 8'h00;
-    maxima3[23] = 8'h00;
-    maxima3[24] = 8'h00;
-    maxima3[25] = 8'h00;
-    maxima3[26] = 8'h00;
-    maxima3[27] = 8'h00;
-    maxima3[28] = 8'h00;
-    maxima3[29] = 8'h00;
-    maxima3[30] = 8'h00;
-    maxima3[31] = 8'h00;
-    maxima3[32] = 8'h00;
-    maxima3[33] = 8'h00;
-    maxima3[34] = 8'h00;
-    maxima3[35] = 8'h00;
-    maxima3[36] = 8'h00;
-    maxima3[37] = 8'h00;
-    maxima3[38] = 8'h00;
-    maxima3[39] = 8'h00;
-    maxima3[40] = 8'h00;
-    maxima3[41] = 8'h00;
-    maxima3[42] = 8'h00;
-    maxima3[43] = 8'h00;
-    maxima3[44] = 8'h00;
-    maxima3[45] = 8'h00;
-    maxima3[46] = 8'h00;
-    maxima3[47] = 8'h00;
-    maxima3[48] = 8'h00;
-    maxima3[49] = 8'h00;
-    maxima3[50] = 8'h00;
-    maxima3[51] = 8'h00;
-    maxima3[52] = 8'h00;
-    maxima3[53] = 8'h00;
-    maxima3[54] = 8'h00;
-    maxima3[55] = 8'h00;
-    maxima3[56] = 8'h00;
-    maxima3[57] = 8'h00;
-    maxima3[58] = 8'h00;
-    maxima3[59] = 8'h00;
-    maxima3[60] = 8'h00;
-    maxima3[61] = 8'h00;
-    maxima3[62] = 8'h00;
-    maxima3[63] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (\wp__en$41 )
-      maxima3[\$16 [5:0]] <= wp__data;
-  end
-  assign \$signature__data$47  = maxima3[\$signature__addr$37 ];
-  assign last0 = \$1  & \$2 ;
-  assign \$3  = \$signal$10  < 4'he;
-  assign \$4  = y < 5'h1c;
-  assign keep0 = \$3  & \$4 ;
-  assign read = o__valid & r_en;
+  always @(posedge clk)
+    maxima11 <= \$31 ;
+  always @(posedge clk)
+    maxima12 <= \$32 ;
+  always @(posedge clk)
+    maxima13 <= \$33 ;
+  always @(posedge clk)
+    maxima14 <= \$34 ;
+  always @(posedge clk)
+    maxima15 <= \$35 ;
+  always @(posedge clk)
+    maxima16 <= \$36 ;
+  always @(posedge clk)
+    maxima17 <= \$37 ;
+  always @(posedge clk)
+    maxima18 <= \$38 ;
+  always @(posedge clk)
+    maxima19 <= \$39 ;
+  always @(posedge clk)
+    maxima20 <= \$40 ;
+  always @(posedge clk)
+    maxima21 <= \$41 ;
+  always @(posedge clk)
+    maxima22 <= \$42 ;
+  always @(posedge clk)
+    maxima23 <= \$43 ;
+  always @(posedge clk)
+    maxima24 <= \$44 ;
+  always @(posedge clk)
+    maxima25 <= \$45 ;
+  always @(posedge clk)
+    maxima26 <= \$46 ;
+  always @(posedge clk)
+    maxima27 <= \$47 ;
+  always @(posedge clk)
+    maxima28 <= \$48 ;
+  always @(posedge clk)
+    maxima29 <= \$49 ;
+  always @(posedge clk)
+    maxima30 <= \$50 ;
+  always @(posedge clk)
+    maxima31 <= \$51 ;
+  always @(posedge clk)
+    beat <= \$52 ;
+  always @(posedge clk)
+    pixel <= \$53 ;
+  always @(posedge clk)
+    o__payload <= \$54 ;
+  assign \$1  = ~ o__valid;
+  assign i__ready = \$1  | o__ready;
   assign take = i__valid & i__ready;
-  assign \$5  = \$signal$10  * 6'h20;
-  assign \$6  = \$5  + cg;
-  assign \$7  = waddr - 1'h0;
-  assign \$123  = waddr / 8'h80;
-  assign \$9  = ! \$8 ;
-  assign wp__en = \$signal$26  & \$9 ;
-  assign \$10  = waddr - 8'h80;
-  assign \$131  = waddr / 8'h80;
-  assign \$12  = \$11  == 1'h1;
-  assign \wp__en$31  = \$signal$26  & \$12 ;
-  assign \$13  = waddr - 9'h100;
-  assign \$139  = waddr / 8'h80;
-  assign \$15  = \$14  == 2'h2;
-  assign \wp__en$36  = \$signal$26  & \$15 ;
-  assign \$16  = waddr - 9'h180;
-  assign \$147  = waddr / 8'h80;
-  assign \$18  = \$17  == 2'h3;
-  assign \wp__en$41  = \$signal$26  & \$18 ;
-  assign \$19  = bank_sel == 1'h1;
-  assign \$20  = bank_sel == 2'h2;
-  assign \$21  = bank_sel == 2'h3;
-  assign \$22  = fwd_c ? new5 : old2;
-  assign \$23  = \$signal$52  ? new4 : \$22 ;
-  assign \$24  = \$signal$51  ? wp__data : \$23 ;
-  assign \$25  = in2 > \$24 ;
-  assign \$26  = \$signal$49  | \$25 ;
-  assign \$27  = fwd_c ? new5 : old2;
-  assign \$28  = \$signal$52  ? new4 : \$27 ;
-  assign \$29  = \$signal$51  ? wp__data : \$28 ;
-  assign new2 = \$26  ? in2 : \$29 ;
-  assign \$30  = \$signal$62  & \$signal$63 ;
-  assign w_en = \$30  & \$signal$64 ;
-  assign \$31  = \$signal$68  & \$signal$69 ;
-  assign \$32  = \$31  & \$signal$70 ;
-  assign \$33  = \$signal$62  & \$signal$63 ;
-  assign \$34  = \$33  & \$signal$64 ;
-  assign \$35  = level + \$32 ;
-  assign \$36  = \$signal$68  & \$signal$69 ;
-  assign \$37  = \$36  & \$signal$70 ;
-  assign \$38  = \$signal$62  & \$signal$63 ;
-  assign \$39  = \$38  & \$signal$64 ;
-  assign \$40  = \$35  + \$39 ;
-  assign \$41  = take & last0;
-  assign \$42  = \$41  & keep0;
-  assign \$43  = \$40  + \$42 ;
-  assign \$44  = 2'h3 + read;
-  assign \$45  = \$43  < \$44 ;
-  assign \$46  = cg == 5'h1f;
-  assign \$47  = cg + 1'h1;
-  assign \$48  = \$46  ? 6'h00 : \$47 ;
-  assign \$49  = cg == 5'h1f;
-  assign \$50  = x == 5'h1b;
-  assign \$51  = x + 1'h1;
-  assign \$52  = \$50  ? 6'h00 : \$51 ;
-  assign \$54  = x == 5'h1b;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = \$signal  + 1'h1;
-  assign \$57  = \$55  ? 2'h0 : \$56 ;
-  assign \$58  = x == 5'h1b;
-  assign \$60  = \$signal$10  + 1'h1;
-  assign \$61  = \$59  ? \$60  : { 1'h0, \$signal$10  };
-  assign \$62  = \$58  ? 5'h00 : \$61 ;
-  assign \$63  = x == 5'h1b;
-  assign \$64  = y == 5'h1b;
-  assign \$65  = y + 1'h1;
-  assign \$66  = \$64  ? 6'h00 : \$65 ;
-  assign \$68  = y == 5'h1b;
-  assign \$69  = \$67  | \$68 ;
-  assign \$70  = \$signal$8  + 1'h1;
-  assign \$71  = \$69  ? 2'h0 : \$70 ;
-  assign \$72  = ! \$signal ;
-  assign \$73  = ! \$signal$8 ;
-  assign \$74  = \$72  & \$73 ;
-  assign \$75  = \$signal$62  & \$signal$64 ;
-  assign \$76  = \$signal$62  & \$signal$64 ;
-  assign \$77  = addr2 == addr1;
-  assign \$78  = \$76  & \$77 ;
-  assign \$79  = waddr == addr1;
-  assign \$80  = \$signal$26  & \$79 ;
-  assign \$81  = addr4 == addr1;
-  assign \$82  = v4 & \$81 ;
-  assign \$220  = \$6 [8:0] / 8'h80;
-  assign \$84  = \$6 [8:0] - 1'h0;
-  assign \$85  = \$6 [8:0] - 8'h80;
-  assign \$86  = \$6 [8:0] - 9'h100;
-  assign \$87  = \$6 [8:0] - 9'h180;
+  assign \$2  = o__valid & o__ready;
+  assign \$3  = ! pixel;
+  assign \$4  = i__payload > maxima0;
+  assign \$5  = \$3  | \$4 ;
+  assign \$6  = \$5  ? i__payload : maxima0;
+  assign \$7  = beat == 5'h1f;
+  assign \$8  = beat + 1'h1;
+  assign \$9  = \$7  ? 6'h00 : \$8 ;
+  assign \$10  = beat == 5'h1f;
+  assign \$11  = pixel == 2'h3;
+  assign \$12  = pixel + 1'h1;
+  assign \$13  = \$11  ? 3'h0 : \$12 ;
+  assign \$14  = pixel == 2'h3;
+  assign \$15  = ! pixel;
+  assign \$16  = i__payload > maxima0;
+  assign \$17  = \$15  | \$16 ;
+  assign \$18  = \$17  ? i__payload : maxima0;
   always @(posedge clk)
-    i__ready <= \$88 ;
+    o__valid <= \$19 ;
   always @(posedge clk)
-    cg <= \$89 ;
+    maxima0 <= \$20 ;
   always @(posedge clk)
-    x <= \$90 ;
+    maxima1 <= \$21 ;
   always @(posedge clk)
-    \$signal  <= \$91 ;
+    maxima2 <= \$22 ;
   always @(posedge clk)
-    \$signal$10  <= \$92 ;
+    maxima3 <= \$23 ;
   always @(posedge clk)
-    y <= \$93 ;
+    maxima4 <= \$24 ;
   always @(posedge clk)
-    \$signal$8  <= \$94 ;
+    maxima5 <= \$25 ;
   always @(posedge clk)
-    \$signal$68  <= \$95 ;
+    maxima6 <= \$26 ;
   always @(posedge clk)
-    \$signal$72  <= \$96 ;
+    maxima7 <= \$27 ;
   always @(posedge clk)
-    \$signal$69  <= \$97 ;
+    maxima8 <= \$28 ;
   always @(posedge clk)
-    \$signal$70  <= \$98 ;
+    maxima9 <= \$29 ;
   always @(posedge clk)
-    addr1 <= \$99 ;
-  always @(posedge clk)
-    in1 <= i__payload;
-  always @(posedge clk)
-    \$signal$62  <= \$100 ;
-  always @(posedge clk)
-    \$signal$49  <= \$101 ;
-  always @(posedge clk)
-    \$signal$63  <= \$102 ;
-  always @(posedge clk)
-    \$signal$64  <= \$103 ;
-  always @(posedge clk)
-    addr2 <= \$104 ;
-  always @(posedge clk)
-    in2 <= in1;
-  always @(posedge clk)
-    old2 <= rdata;
-  always @(posedge clk)
-    \$signal$26  <= \$105 ;
-  always @(posedge clk)
-    waddr <= \$106 ;
-  always @(posedge clk)
-    wp__data <= new2;
-  always @(posedge clk)
-    new4 <= wp__data;
-  always @(posedge clk)
-    v4 <= \$107 ;
-  always @(posedge clk)
-    addr4 <= \$108 ;
-  always @(posedge clk)
-    new5 <= new4;
-  always @(posedge clk)
-    \$signal$51  <= \$109 ;
-  always @(posedge clk)
-    \$signal$52  <= \$110 ;
-  always @(posedge clk)
-    fwd_c <= \$111 ;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd7)
-  ) bank0_addr_copy (
-    .clk(clk),
-    .d(\$84 [6:0]),
-    .q(\$signature__addr )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd7)
-  ) bank1_addr_copy (
-    .clk(clk),
-    .d(\$85 [6:0]),
-    .q(\$signature__addr$27 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd7)
-  ) bank2_addr_copy (
-    .clk(clk),
-    .d(\$86 [6:0]),
-    .q(\$signature__addr$32 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd6)
-  ) bank3_addr_copy (
-    .clk(clk),
-    .d(\$87 [5:0]),
-    .q(\$signature__addr$37 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd9)
-  ) bank_sel_copy (
-    .clk(clk),
-    .d(\$83 ),
-    .q(bank_sel)
-  );
-  \flexor_lenet5.pool1.out  out (
-    .clk(clk),
-    .level(level),
-    .r_data(o__payload),
-    .r_en(r_en),
-    .r_rdy(o__valid),
-    .rst_pool1(rst_pool1),
-    .w_en(w_en),
-    .w_port__data(new2)
-  );
+    maxima10 <= \$30 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    rdata = \$signature__data ;
-    if (\$19 ) begin
-      rdata = \$signature__data$45 ;
-    end
-    if (\$20 ) begin
-      rdata = \$signature__data$46 ;
-    end
-    if (\$21 ) begin
-      rdata = \$signature__data$47 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$88  = \$45 ;
-    if (rst_pool1) begin
-      \$88  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$89  = cg;
+    \$32  = maxima12;
     if (take) begin
-      \$89  = \$48 [4:0];
+      \$32  = maxima13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$33  = maxima13;
+    if (take) begin
+      \$33  = maxima14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$34  = maxima14;
+    if (take) begin
+      \$34  = maxima15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$35  = maxima15;
+    if (take) begin
+      \$35  = maxima16;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$36  = maxima16;
+    if (take) begin
+      \$36  = maxima17;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$37  = maxima17;
+    if (take) begin
+      \$37  = maxima18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$38  = maxima18;
+    if (take) begin
+      \$38  = maxima19;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$39  = maxima19;
+    if (take) begin
+      \$39  = maxima20;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$40  = maxima20;
+    if (take) begin
+      \$40  = maxima21;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$41  = maxima21;
+    if (take) begin
+      \$41  = maxima22;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$42  = maxima22;
+    if (take) begin
+      \$42  = maxima23;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$43  = maxima23;
+    if (take) begin
+      \$43  = maxima24;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$44  = maxima24;
+    if (take) begin
+      \$44  = maxima25;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$45  = maxima25;
+    if (take) begin
+      \$45  = maxima26;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$46  = maxima26;
+    if (take) begin
+      \$46  = maxima27;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$47  = maxima27;
+    if (take) begin
+      \$47  = maxima28;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$48  = maxima28;
+    if (take) begin
+      \$48  = maxima29;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$49  = maxima29;
+    if (take) begin
+      \$49  = maxima30;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$50  = maxima30;
+    if (take) begin
+      \$50  = maxima31;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$51  = maxima31;
+    if (take) begin
+      \$51  = \$6 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$52  = beat;
+    if (take) begin
+      \$52  = \$9 [4:0];
     end
     if (rst_pool1) begin
-      \$89  = 5'h00;
+      \$52  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$90  = x;
+    \$53  = pixel;
     if (take) begin
-      if (\$49 ) begin
-        \$90  = \$52 [4:0];
+      if (\$10 ) begin
+        \$53  = \$13 [1:0];
       end
     end
     if (rst_pool1) begin
-      \$90  = 5'h00;
+      \$53  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$91  = \$signal ;
+    \$54  = o__payload;
     if (take) begin
-      if (\$49 ) begin
-        \$91  = \$57 [0];
+      if (\$14 ) begin
+        \$54  = \$18 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$19  = o__valid;
+    if (\$2 ) begin
+      \$19  = 1'h0;
+    end
+    if (take) begin
+      if (\$14 ) begin
+        \$19  = 1'h1;
       end
     end
     if (rst_pool1) begin
-      \$91  = 1'h0;
+      \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$92  = \$signal$10 ;
+    \$20  = maxima0;
     if (take) begin
-      if (\$49 ) begin
-        \$92  = \$62 [3:0];
-      end
-    end
-    if (rst_pool1) begin
-      \$92  = 4'h0;
+      \$20  = maxima1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$93  = y;
+    \$21  = maxima1;
     if (take) begin
-      if (\$49 ) begin
-        if (\$63 ) begin
-          \$93  = \$66 [4:0];
-        end
-      end
-    end
-    if (rst_pool1) begin
-      \$93  = 5'h00;
+      \$21  = maxima2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$94  = \$signal$8 ;
+    \$22  = maxima2;
     if (take) begin
-      if (\$49 ) begin
-        if (\$63 ) begin
-          \$94  = \$71 [0];
-        end
-      end
-    end
-    if (rst_pool1) begin
-      \$94  = 1'h0;
+      \$22  = maxima3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$95  = take;
-    if (rst_pool1) begin
-      \$95  = 1'h0;
+    \$23  = maxima3;
+    if (take) begin
+      \$23  = maxima4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$96  = \$74 ;
-    if (rst_pool1) begin
-      \$96  = 1'h0;
+    \$24  = maxima4;
+    if (take) begin
+      \$24  = maxima5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$97  = last0;
-    if (rst_pool1) begin
-      \$97  = 1'h0;
+    \$25  = maxima5;
+    if (take) begin
+      \$25  = maxima6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$98  = keep0;
-    if (rst_pool1) begin
-      \$98  = 1'h0;
+    \$26  = maxima6;
+    if (take) begin
+      \$26  = maxima7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$99  = \$6 [8:0];
-    if (rst_pool1) begin
-      \$99  = 9'h000;
+    \$27  = maxima7;
+    if (take) begin
+      \$27  = maxima8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$100  = \$signal$68 ;
-    if (rst_pool1) begin
-      \$100  = 1'h0;
+    \$28  = maxima8;
+    if (take) begin
+      \$28  = maxima9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$101  = \$signal$72 ;
-    if (rst_pool1) begin
-      \$101  = 1'h0;
+    \$29  = maxima9;
+    if (take) begin
+      \$29  = maxima10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$102  = \$signal$69 ;
-    if (rst_pool1) begin
-      \$102  = 1'h0;
+    \$30  = maxima10;
+    if (take) begin
+      \$30  = maxima11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$103  = \$signal$70 ;
-    if (rst_pool1) begin
-      \$103  = 1'h0;
+    \$31  = maxima11;
+    if (take) begin
+      \$31  = maxima12;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$104  = addr1;
-    if (rst_pool1) begin
-      \$104  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$105  = \$75 ;
-    if (rst_pool1) begin
-      \$105  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$106  = addr2;
-    if (rst_pool1) begin
-      \$106  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$107  = \$signal$26 ;
-    if (rst_pool1) begin
-      \$107  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$108  = waddr;
-    if (rst_pool1) begin
-      \$108  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$109  = \$78 ;
-    if (rst_pool1) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$110  = \$80 ;
-    if (rst_pool1) begin
-      \$110  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$111  = \$82 ;
-    if (rst_pool1) begin
-      \$111  = 1'h0;
-    end
-  end
-  assign r_data = o__payload;
-  assign r_rdy = o__valid;
-  assign o__ready = r_en;
-  assign ready = i__ready;
-  assign addr = \$6 [8:0];
-  assign bank0_addr = \$signature__addr ;
-  assign wp__addr = \$7 [6:0];
-  assign \$signal$24  = wp__data;
-  assign bank1_addr = \$signature__addr$27 ;
-  assign \wp__addr$29  = \$10 [6:0];
-  assign \wp__data$30  = wp__data;
-  assign bank2_addr = \$signature__addr$32 ;
-  assign \wp__addr$34  = \$13 [6:0];
-  assign \wp__data$35  = wp__data;
-  assign bank3_addr = \$signature__addr$37 ;
-  assign \wp__addr$39  = \$16 [5:0];
-  assign \wp__data$40  = wp__data;
-  assign new3 = wp__data;
-  assign addr3 = waddr;
-  assign \$signal$59  = \$signal$26 ;
-  assign w_data = new2;
-  assign \$1  = \$signal ;
-  assign \$2  = \$signal$8 ;
-  assign \$125  = 1'h1;
-  assign \$8  = \$123 ;
-  assign \$133  = 1'h1;
-  assign \$11  = \$131 ;
-  assign \$141  = 1'h1;
-  assign \$14  = \$139 ;
-  assign \$149  = 1'h1;
-  assign \$17  = \$147 ;
-  assign \$53  = \$signal ;
-  assign \$59  = \$signal ;
-  assign \$67  = \$signal$8 ;
-  assign \$222  = 1'h1;
-  assign \$83  = \$220 ;
+  assign out = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool1.out (rst_pool1, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
+module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire \$12 ;
+  wire [2:0] \$12 ;
   wire [2:0] \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
-  wire [2:0] \$18 ;
-  reg [1:0] \$19 ;
+  wire [7:0] \$18 ;
+  reg \$19 ;
   wire \$2 ;
-  reg [1:0] \$20 ;
-  reg [1:0] \$21 ;
-  wire [2:0] \$3 ;
-  wire [2:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [2:0] \$7 ;
-  wire [2:0] \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 2'h0 *)
-  wire [1:0] consume;
-  output [1:0] level;
-  reg [1:0] level = 2'h0;
-  (* init = 2'h0 *)
-  wire [1:0] produce;
-  output [7:0] r_data;
-  wire [7:0] r_data;
-  input r_en;
-  wire r_en;
-  (* init = 2'h0 *)
-  wire [1:0] r_level;
-  reg [1:0] r_port__addr = 2'h0;
-  wire [7:0] r_port__data;
-  output r_rdy;
-  wire r_rdy;
-  input rst_pool1;
-  wire rst_pool1;
-  wire [7:0] w_data;
-  input w_en;
-  wire w_en;
-  (* init = 2'h0 *)
-  wire [1:0] w_level;
-  reg [1:0] w_port__addr = 2'h0;
-  input [7:0] w_port__data;
-  wire [7:0] w_port__data;
-  wire w_port__en;
-  wire w_rdy;
-  reg [7:0] storage [2:0];
-  initial begin
-    storage[0] = 8'h00;
-    storage[1] = 8'h00;
-    storage[2] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  assign r_data = storage[r_port__addr];
-  assign w_rdy = level != 2'h3;
-  assign r_rdy = | level;
-  assign w_port__en = w_en & w_rdy;
-  assign \$1  = w_rdy & w_en;
-  assign \$2  = w_port__addr == 2'h2;
-  assign \$3  = w_port__addr + 1'h1;
-  assign \$4  = \$2  ? 3'h0 : \$3 ;
-  assign \$5  = r_rdy & r_en;
-  assign \$6  = r_port__addr == 2'h2;
-  assign \$7  = r_port__addr + 1'h1;
-  assign \$8  = \$6  ? 3'h0 : \$7 ;
-  assign \$9  = w_rdy & w_en;
-  assign \$10  = r_rdy & r_en;
-  assign \$11  = ~ \$10 ;
-  assign \$12  = \$9  & \$11 ;
-  assign \$13  = level + 1'h1;
-  assign \$14  = r_rdy & r_en;
-  assign \$15  = w_rdy & w_en;
-  assign \$16  = ~ \$15 ;
-  assign \$17  = \$14  & \$16 ;
-  assign \$18  = level - 1'h1;
-  always @(posedge clk)
-    w_port__addr <= \$19 ;
-  always @(posedge clk)
-    r_port__addr <= \$20 ;
-  always @(posedge clk)
-    level <= \$21 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$19  = w_port__addr;
-    if (\$1 ) begin
-      \$19  = \$4 [1:0];
-    end
-    if (rst_pool1) begin
-      \$19  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$20  = r_port__addr;
-    if (\$5 ) begin
-      \$20  = \$8 [1:0];
-    end
-    if (rst_pool1) begin
-      \$20  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$21  = level;
-    if (\$12 ) begin
-      \$21  = \$13 [1:0];
-    end
-    if (\$17 ) begin
-      \$21  = \$18 [1:0];
-    end
-    if (rst_pool1) begin
-      \$21  = 2'h0;
-    end
-  end
-  assign w_level = level;
-  assign r_level = level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.pool2 (rst_pool2, o__valid, o__payload, r_en, i__valid, i__payload, i__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
-  wire \$1 ;
-  wire [9:0] \$10 ;
-  reg \$100 ;
-  reg \$101 ;
-  reg \$102 ;
-  reg \$103 ;
-  reg [8:0] \$104 ;
-  reg \$105 ;
-  reg [8:0] \$106 ;
-  reg \$107 ;
-  reg [8:0] \$108 ;
-  reg \$109 ;
-  wire [8:0] \$11 ;
-  reg \$110 ;
-  reg \$111 ;
-  wire \$12 ;
-  wire [8:0] \$123 ;
-  wire \$125 ;
-  wire [9:0] \$13 ;
-  wire [8:0] \$131 ;
-  wire \$133 ;
-  wire [8:0] \$139 ;
-  wire [8:0] \$14 ;
-  wire \$141 ;
-  wire [8:0] \$147 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire [9:0] \$16 ;
-  wire [8:0] \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire [7:0] \$22 ;
-  wire [8:0] \$220 ;
-  wire \$222 ;
-  wire [7:0] \$23 ;
-  wire [7:0] \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire [7:0] \$27 ;
-  wire [7:0] \$28 ;
-  wire [7:0] \$29 ;
+  reg [7:0] \$20 ;
+  reg [7:0] \$21 ;
+  reg [7:0] \$22 ;
+  reg [7:0] \$23 ;
+  reg [7:0] \$24 ;
+  reg [7:0] \$25 ;
+  reg [7:0] \$26 ;
+  reg [7:0] \$27 ;
+  reg [7:0] \$28 ;
+  reg [7:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire [2:0] \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  reg [7:0] \$30 ;
+  reg [7:0] \$31 ;
+  reg [7:0] \$32 ;
+  reg [7:0] \$33 ;
+  reg [7:0] \$34 ;
+  reg [7:0] \$35 ;
+  reg [7:0] \$36 ;
+  reg [7:0] \$37 ;
+  reg [7:0] \$38 ;
+  reg [7:0] \$39 ;
   wire \$4 ;
-  wire [3:0] \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire [4:0] \$43 ;
-  wire [2:0] \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire [6:0] \$47 ;
-  wire [6:0] \$48 ;
-  wire \$49 ;
-  wire [9:0] \$5 ;
-  wire \$50 ;
-  wire [4:0] \$51 ;
-  wire [4:0] \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire [1:0] \$56 ;
-  wire [1:0] \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire [10:0] \$6 ;
-  wire [3:0] \$60 ;
-  wire [3:0] \$61 ;
-  wire [3:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire [4:0] \$65 ;
-  wire [4:0] \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire [9:0] \$7 ;
-  wire [1:0] \$70 ;
-  wire [1:0] \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire [8:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [8:0] \$83 ;
-  wire [9:0] \$84 ;
-  wire [9:0] \$85 ;
-  wire [9:0] \$86 ;
-  wire [9:0] \$87 ;
-  reg \$88 ;
-  reg [5:0] \$89 ;
-  wire \$9 ;
-  reg [3:0] \$90 ;
-  reg \$91 ;
-  reg [2:0] \$92 ;
-  reg [3:0] \$93 ;
-  reg \$94 ;
-  reg \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg \$98 ;
-  reg [8:0] \$99 ;
-  reg \$signal  = 1'h0;
-  reg [2:0] \$signal$10  = 3'h0;
-  (* init = 8'h00 *)
-  wire [7:0] \$signal$24 ;
-  reg \$signal$26  = 1'h0;
-  reg \$signal$49  = 1'h0;
-  reg \$signal$51  = 1'h0;
-  reg \$signal$52  = 1'h0;
-  (* init = 1'h0 *)
-  wire \$signal$59 ;
-  reg \$signal$62  = 1'h0;
-  reg \$signal$63  = 1'h0;
-  reg \$signal$64  = 1'h0;
-  reg \$signal$68  = 1'h0;
-  reg \$signal$69  = 1'h0;
-  reg \$signal$70  = 1'h0;
-  reg \$signal$72  = 1'h0;
-  reg \$signal$8  = 1'h0;
-  wire [6:0] \$signature__addr ;
-  wire [6:0] \$signature__addr$27 ;
-  wire [6:0] \$signature__addr$32 ;
-  wire [5:0] \$signature__addr$37 ;
-  wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$45 ;
-  wire [7:0] \$signature__data$46 ;
-  wire [7:0] \$signature__data$47 ;
-  wire [8:0] addr;
-  reg [8:0] addr1 = 9'h000;
-  reg [8:0] addr2 = 9'h000;
-  (* init = 9'h000 *)
-  wire [8:0] addr3;
-  reg [8:0] addr4 = 9'h000;
-  wire [6:0] bank0_addr;
-  wire [6:0] bank1_addr;
-  wire [6:0] bank2_addr;
-  wire [5:0] bank3_addr;
-  wire [8:0] bank_sel;
-  reg [5:0] cg = 6'h00;
+  reg [7:0] \$40 ;
+  reg [7:0] \$41 ;
+  reg [7:0] \$42 ;
+  reg [7:0] \$43 ;
+  reg [7:0] \$44 ;
+  reg [7:0] \$45 ;
+  reg [7:0] \$46 ;
+  reg [7:0] \$47 ;
+  reg [7:0] \$48 ;
+  reg [7:0] \$49 ;
+  wire \$5 ;
+  reg [7:0] \$50 ;
+  reg [7:0] \$51 ;
+  reg [7:0] \$52 ;
+  reg [7:0] \$53 ;
+  reg [7:0] \$54 ;
+  reg [7:0] \$55 ;
+  reg [7:0] \$56 ;
+  reg [7:0] \$57 ;
+  reg [7:0] \$58 ;
+  reg [7:0] \$59 ;
+  wire [7:0] \$6 ;
+  reg [7:0] \$60 ;
+  reg [7:0] \$61 ;
+  reg [7:0] \$62 ;
+  reg [7:0] \$63 ;
+  reg [7:0] \$64 ;
+  reg [7:0] \$65 ;
+  reg [7:0] \$66 ;
+  reg [7:0] \$67 ;
+  reg [7:0] \$68 ;
+  reg [7:0] \$69 ;
+  wire \$7 ;
+  reg [7:0] \$70 ;
+  reg [7:0] \$71 ;
+  reg [7:0] \$72 ;
+  reg [7:0] \$73 ;
+  reg [7:0] \$74 ;
+  reg [7:0] \$75 ;
+  reg [7:0] \$76 ;
+  reg [7:0] \$77 ;
+  reg [7:0] \$78 ;
+  reg [7:0] \$79 ;
+  wire [6:0] \$8 ;
+  reg [7:0] \$80 ;
+  reg [7:0] \$81 ;
+  reg [7:0] \$82 ;
+  reg [7:0] \$83 ;
+  reg [5:0] \$84 ;
+  reg [1:0] \$85 ;
+  reg [7:0] \$86 ;
+  wire [6:0] \$9 ;
+  reg [5:0] beat = 6'h00;
   input clk;
   wire clk;
-  reg fwd_c = 1'h0;
   input [7:0] i__payload;
   wire [7:0] i__payload;
   output i__ready;
-  reg i__ready = 1'h1;
+  wire i__ready;
   input i__valid;
   wire i__valid;
-  reg [7:0] in1 = 8'h00;
-  reg [7:0] in2 = 8'h00;
-  wire keep0;
-  wire last0;
-  wire [1:0] level;
-  wire [7:0] new2;
-  (* init = 8'h00 *)
-  wire [7:0] new3;
-  reg [7:0] new4 = 8'h00;
-  reg [7:0] new5 = 8'h00;
+  reg [7:0] maxima0 = 8'h00;
+  reg [7:0] maxima1 = 8'h00;
+  reg [7:0] maxima10 = 8'h00;
+  reg [7:0] maxima11 = 8'h00;
+  reg [7:0] maxima12 = 8'h00;
+  reg [7:0] maxima13 = 8'h00;
+  reg [7:0] maxima14 = 8'h00;
+  reg [7:0] maxima15 = 8'h00;
+  reg [7:0] maxima16 = 8'h00;
+  reg [7:0] maxima17 = 8'h00;
+  reg [7:0] maxima18 = 8'h00;
+  reg [7:0] maxima19 = 8'h00;
+  reg [7:0] maxima2 = 8'h00;
+  reg [7:0] maxima20 = 8'h00;
+  reg [7:0] maxima21 = 8'h00;
+  reg [7:0] maxima22 = 8'h00;
+  reg [7:0] maxima23 = 8'h00;
+  reg [7:0] maxima24 = 8'h00;
+  reg [7:0] maxima25 = 8'h00;
+  reg [7:0] maxima26 = 8'h00;
+  reg [7:0] maxima27 = 8'h00;
+  reg [7:0] maxima28 = 8'h00;
+  reg [7:0] maxima29 = 8'h00;
+  reg [7:0] maxima3 = 8'h00;
+  reg [7:0] maxima30 = 8'h00;
+  reg [7:0] maxima31 = 8'h00;
+  reg [7:0] maxima32 = 8'h00;
+  reg [7:0] maxima33 = 8'h00;
+  reg [7:0] maxima34 = 8'h00;
+  reg [7:0] maxima35 = 8'h00;
+  reg [7:0] maxima36 = 8'h00;
+  reg [7:0] maxima37 = 8'h00;
+  reg [7:0] maxima38 = 8'h00;
+  reg [7:0] maxima39 = 8'h00;
+  reg [7:0] maxima4 = 8'h00;
+  reg [7:0] maxima40 = 8'h00;
+  reg [7:0] maxima41 = 8'h00;
+  reg [7:0] maxima42 = 8'h00;
+  reg [7:0] maxima43 = 8'h00;
+  reg [7:0] maxima44 = 8'h00;
+  reg [7:0] maxima45 = 8'h00;
+  reg [7:0] maxima46 = 8'h00;
+  reg [7:0] maxima47 = 8'h00;
+  reg [7:0] maxima48 = 8'h00;
+  reg [7:0] maxima49 = 8'h00;
+  reg [7:0] maxima5 = 8'h00;
+  reg [7:0] maxima50 = 8'h00;
+  reg [7:0] maxima51 = 8'h00;
+  reg [7:0] maxima52 = 8'h00;
+  reg [7:0] maxima53 = 8'h00;
+  reg [7:0] maxima54 = 8'h00;
+  reg [7:0] maxima55 = 8'h00;
+  reg [7:0] maxima56 = 8'h00;
+  reg [7:0] maxima57 = 8'h00;
+  reg [7:0] maxima58 = 8'h00;
+  reg [7:0] maxima59 = 8'h00;
+  reg [7:0] maxima6 = 8'h00;
+  reg [7:0] maxima60 = 8'h00;
+  reg [7:0] maxima61 = 8'h00;
+  reg [7:0] maxima62 = 8'h00;
+  reg [7:0] maxima63 = 8'h00;
+  reg [7:0] maxima7 = 8'h00;
+  reg [7:0] maxima8 = 8'h00;
+  reg [7:0] maxima9 = 8'h00;
   output [7:0] o__payload;
-  wire [7:0] o__payload;
+  reg [7:0] o__payload = 8'h00;
+  input o__ready;
   wire o__ready;
   output o__valid;
-  wire o__valid;
-  reg [7:0] old2 = 8'h00;
-  wire [7:0] r_data;
-  input r_en;
-  wire r_en;
-  wire r_rdy;
-  reg [7:0] rdata;
-  wire read;
-  (* init = 1'h1 *)
-  wire ready;
+  reg o__valid = 1'h0;
+  (* init = 8'h00 *)
+  wire [7:0] out;
+  reg [1:0] pixel = 2'h0;
   input rst_pool2;
   wire rst_pool2;
   wire take;
-  reg v4 = 1'h0;
-  wire [7:0] w_data;
-  wire w_en;
-  reg [8:0] waddr = 9'h000;
-  wire [6:0] wp__addr;
-  wire [6:0] \wp__addr$29 ;
-  wire [6:0] \wp__addr$34 ;
-  wire [5:0] \wp__addr$39 ;
-  reg [7:0] wp__data = 8'h00;
-  (* init = 8'h00 *)
-  wire [7:0] \wp__data$30 ;
-  (* init = 8'h00 *)
-  wire [7:0] \wp__data$35 ;
-  (* init = 8'h00 *)
-  wire [7:0] \wp__data$40 ;
-  wire wp__en;
-  wire \wp__en$31 ;
-  wire \wp__en$36 ;
-  wire \wp__en$41 ;
-  reg [3:0] x = 4'h0;
-  reg [3:0] y = 4'h0;
-  (* ram_style = "distributed" *)
-  reg [7:0] maxima0 [127:0];
-  initial begin
-    maxima0[0] = 8'h00;
-    maxima0[1] = 8'h00;
-    maxima0[2] = 8'h00;
-    maxima0[3] = 8'h00;
-    maxima0[4] = 8'h00;
-    maxima0[5] = 8'h00;
-    maxima0[6] = 8'h00;
-    maxima0[7] = 8'h00;
-    maxima0[8] = 8'h00;
-    maxima0[9] = 8'h00;
-    maxima0[10] = 8'h00;
-    maxima0[11] = 8'h00;
-    maxima0[12] = 8'h00;
-    maxima0[13] = 8'h00;
-    maxima0[14] = 8'h00;
-    maxima0[15] = 8'h00;
-    maxima0[16] = 8'h00;
-    maxima0[17] = 8'h00;
-    maxima0[18] = 8'h00;
-    maxima0[19] = 8'h00;
-    maxima0[20] = 8'h00;
-    maxima0[21] = 8'h00;
-    maxima0[22] = 8'h00;
-    maxima0[23] = 8'h00;
-    maxima0[24] = 8'h00;
-    maxima0[25] = 8'h00;
-    maxima0[26] = 8'h00;
-    maxima0[27] = 8'h00;
-    maxima0[28] = 8'h00;
-    maxima0[29] = 8'h00;
-    maxima0[30] = 8'h00;
-    maxima0[31] = 8'h00;
-    maxima0[32] = 8'h00;
-    maxima0[33] = 8'h00;
-    maxima0[34] = 8'h00;
-    maxima0[35] = 8'h00;
-    maxima0[36] = 8'h00;
-    maxima0[37] = 8'h00;
-    maxima0[38] = 8'h00;
-    maxima0[39] = 8'h00;
-    maxima0[40] = 8'h00;
-    maxima0[41] = 8'h00;
-    maxima0[42] = 8'h00;
-    maxima0[43] = 8'h00;
-    maxima0[44] = 8'h00;
-    maxima0[45] = 8'h00;
-    maxima0[46] = 8'h00;
-    maxima0[47] = 8'h00;
-    maxima0[48] = 8'h00;
-    maxima0[49] = 8'h00;
-    maxima0[50] = 8'h00;
-    maxima0[51] = 8'h00;
-    maxima0[52] = 8'h00;
-    maxima0[53] = 8'h00;
-    maxima0[54] = 8'h00;
-    maxima0[55] = 8'h00;
-    maxima0[56] = 8'h00;
-    maxima0[57] = 8'h00;
-    maxima0[58] = 8'h00;
-    maxima0[59] = 8'h00;
-    maxima0[60] = 8'h00;
-    maxima0[61] = 8'h00;
-    maxima0[62] = 8'h00;
-    maxima0[63] = 8'h00;
-    maxima0[64] = 8'h00;
-    maxima0[65] = 8'h00;
-    maxima0[66] = 8'h00;
-    maxima0[67] = 8'h00;
-    maxima0[68] = 8'h00;
-    maxima0[69] = 8'h00;
-    maxima0[70] = 8'h00;
-    maxima0[71] = 8'h00;
-    maxima0[72] = 8'h00;
-    maxima0[73] = 8'h00;
-    maxima0[74] = 8'h00;
-    maxima0[75] = 8'h00;
-    maxima0[76] = 8'h00;
-    maxima0[77] = 8'h00;
-    maxima0[78] = 8'h00;
-    maxima0[79] = 8'h00;
-    maxima0[80] = 8'h00;
-    maxima0[81] = 8'h00;
-    maxima0[82] = 8'h00;
-    maxima0[83] = 8'h00;
-    maxima0[84] = 8'h00;
-    maxima0[85] = 8'h00;
-    maxima0[86] = 8'h00;
-    maxima0[87] = 8'h00;
-    maxima0[88] = 8'h00;
-    maxima0[89] = 8'h00;
-    maxima0[90] = 8'h00;
-    maxima0[91] = 8'h00;
-    maxima0[92] = 8'h00;
-    maxima0[93] = 8'h00;
-    maxima0[94] = 8'h00;
-    maxima0[95] = 8'h00;
-    maxima0[96] = 8'h00;
-    maxima0[97] = 8'h00;
-    maxima0[98] = 8'h00;
-    maxima0[99] = 8'h00;
-    maxima0[100] = 8'h00;
-    maxima0[101] = 8'h00;
-    maxima0[102] = 8'h00;
-    maxima0[103] = 8'h00;
-    maxima0[104] = 8'h00;
-    maxima0[105] = 8'h00;
-    maxima0[106] = 8'h00;
-    maxima0[107] = 8'h00;
-    maxima0[108] = 8'h00;
-    maxima0[109] = 8'h00;
-    maxima0[110] = 8'h00;
-    maxima0[111] = 8'h00;
-    maxima0[112] = 8'h00;
-    maxima0[113] = 8'h00;
-    maxima0[114] = 8'h00;
-    maxima0[115] = 8'h00;
-    maxima0[116] = 8'h00;
-    maxima0[117] = 8'h00;
-    maxima0[118] = 8'h00;
-    maxima0[119] = 8'h00;
-    maxima0[120] = 8'h00;
-    maxima0[121] = 8'h00;
-    maxima0[122] = 8'h00;
-    maxima0[123] = 8'h00;
-    maxima0[124] = 8'h00;
-    maxima0[125] = 8'h00;
-    maxima0[126] = 8'h00;
-    maxima0[127] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (wp__en)
-      maxima0[\$7 [6:0]] <= wp__data;
-  end
-  assign \$signature__data  = maxima0[\$signature__addr ];
-  (* ram_style = "distributed" *)
-  reg [7:0] maxima1 [127:0];
-  initial begin
-    maxima1[0] = 8'h00;
-    maxima1[1] = 8'h00;
-    maxima1[2] = 8'h00;
-    maxima1[3] = 8'h00;
-    maxima1[4] = 8'h00;
-    maxima1[5] = 8'h00;
-    maxima1[6] = 8'h00;
-    maxima1[7] = 8'h00;
-    maxima1[8] = 8'h00;
-    maxima1[9] = 8'h00;
-    maxima1[10] = 8'h00;
-    maxima1[11] = 8'h00;
-    maxima1[12] = 8'h00;
-    maxima1[13] = 8'h00;
-    maxima1[14] = 8'h00;
-    maxima1[15] = 8'h00;
-    maxima1[16] = 8'h00;
-    maxima1[17] = 8'h00;
-    maxima1[18] = 8'h00;
-    maxima1[19] = 8'h00;
-    maxima1[20] = 8'h00;
-    maxima1[21] = 8'h00;
-    maxima1[22] = 8'h00;
-    maxima1[23] = 8'h00;
-    maxima1[24] = 8'h00;
-    maxima1[25] = 8'h00;
-    maxima1[26] = 8'h00;
-    maxima1[27] = 8'h00;
-    maxima1[28] = 8'h00;
-    maxima1[29] = 8'h00;
-    maxima1[30] = 8'h00;
-    maxima1[31] = 8'h00;
-    maxima1[32] = 8'h00;
-    maxima1[33] = 8'h00;
-    maxima1[34] = 8'h00;
-    maxima1[35] = 8'h00;
-    maxima1[36] = 8'h00;
-    maxima1[37] = 8'h00;
-    maxima1[38] = 8'h00;
-    maxima1[39] = 8'h00;
-    maxima1[40] = 8'h00;
-    maxima1[41] = 8'h00;
-    maxima1[42] = 8'h00;
-    maxima1[43] = 8'h00;
-    maxima1[44] = 8'h00;
-    maxima1[45] = 8'h00;
-    maxima1[46] = 8'h00;
-    maxima1[47] = 8'h00;
-    maxima1[48] = 8'h00;
-    maxima1[49] = 8'h00;
-    maxima1[50] = 8'h00;
-    maxima1[51] = 8'h00;
-    maxima1[52] = 8'h00;
-    maxima1[53] = 8'h00;
-    maxima1[54] = 8'h00;
-    maxima1[55] = 8'h00;
-    maxima1[56] = 8'h00;
-    maxima1[57] = 8'h00;
-    maxima1[58] = 8'h00;
-    maxima1[59] = 8'h00;
-    maxima1[60] = 8'h00;
-    maxima1[61] = 8'h00;
-    maxima1[62] = 8'h00;
-    maxima1[63] = 8'h00;
-    maxima1[64] = 8'h00;
-    maxima1[65] = 8'h00;
-    maxima1[66] = 8'h00;
-    maxima1[67] = 8'h00;
-    maxima1[68] = 8'h00;
-    maxima1[69] = 8'h00;
-    maxima1[70] = 8'h00;
-    maxima1[71] = 8'h00;
-    maxima1[72] = 8'h00;
-    maxima1[73] = 8'h00;
-    maxima1[74] = 8'h00;
-    maxima1[75] = 8'h00;
-    maxima1[76] = 8'h00;
-    maxima1[77] = 8'h00;
-    maxima1[78] = 8'h00;
-    maxima1[79] = 8'h00;
-    maxima1[80] = 8'h00;
-    maxima1[81] = 8'h00;
-    maxima1[82] = 8'h00;
-    maxima1[83] = 8'h00;
-    maxima1[84] = 8'h00;
-    maxima1[85] = 8'h00;
-    maxima1[86] = 8'h00;
-    maxima1[87] = 8'h00;
-    maxima1[88] = 8'h00;
-    maxima1[89] = 8'h00;
-    maxima1[90] = 8'h00;
-    maxima1[91] = 8'h00;
-    maxima1[92] = 8'h00;
-    maxima1[93] = 8'h00;
-    maxima1[94] = 8'h00;
-    maxima1[95] = 8'h00;
-    maxima1[96] = 8'h00;
-    maxima1[97] = 8'h00;
-    maxima1[98] = 8'h00;
-    maxima1[99] = 8'h00;
-    maxima1[100] = 8'h00;
-    maxima1[101] = 8'h00;
-    maxima1[102] = 8'h00;
-    maxima1[103] = 8'h00;
-    maxima1[104] = 8'h00;
-    maxima1[105] = 8'h00;
-    maxima1[106] = 8'h00;
-    maxima1[107] = 8'h00;
-    maxima1[108] = 8'h00;
-    maxima1[109] = 8'h00;
-    maxima1[110] = 8'h00;
-    maxima1[111] = 8'h00;
-    maxima1[112] = 8'h00;
-    maxima1[113] = 8'h00;
-    maxima1[114] = 8'h00;
-    maxima1[115] = 8'h00;
-    maxima1[116] = 8'h00;
-    maxima1[117] = 8'h00;
-    maxima1[118] = 8'h00;
-    maxima1[119] = 8'h00;
-    maxima1[120] = 8'h00;
-    maxima1[121] = 8'h00;
-    maxima1[122] = 8'h00;
-    maxima1[123] = 8'h00;
-    maxima1[124] = 8'h00;
-    maxima1[125] = 8'h00;
-    maxima1[126] = 8'h00;
-    maxima1[127] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (\wp__en$31 )
-      maxima1[\$10 [6:0]] <= wp__data;
-  end
-  assign \$signature__data$45  = maxima1[\$signature__addr$27 ];
-  (* ram_style = "distributed" *)
-  reg [7:0] maxima2 [127:0];
-  initial begin
-    maxima2[0] = 8'h00;
-    maxima2[1] = 8'h00;
-    maxima2[2] = 8'h00;
-    maxima2[3] = 8'h00;
-    maxima2[4] = 8'h00;
-    maxima2[5] = 8'h00;
-    maxima2[6] = 8'h00;
-    maxima2[7] = 8'h00;
-    maxima2[8] = 8'h00;
-    maxima2[9] = 8'h00;
-    maxima2[10] = 8'h00;
-    maxima2[11] = 8'h00;
-    maxima2[12] = 8'h00;
-    maxima2[13] = 8'h00;
-    maxima2[14] = 8'h00;
-    maxima2[15] = 8'h00;
-    maxima2[16] = 8'h00;
-    maxima2[17] = 8'h00;
-    maxima2[18] = 8'h00;
-    maxima2[19] = 8'h00;
-    maxima2[20] = 8'h00;
-    maxima2[21] = 8'h00;
-    maxima2[22] = 8'h00;
-    maxima2[23] = 8'h00;
-    maxima2[24] = 8'h00;
-    maxima2[25] = 8'h00;
-    maxima2[26] = 8'h00;
-    maxima2[27] = 8'h00;
-    maxima2[28] = 8'h00;
-    maxima2[29] = 8'h00;
-    maxima2[30] = 8'h00;
-    maxima2[31] = 8'h00;
-    maxima2[32] = 8'h00;
-    maxima2[33] = 8'h00;
-    maxima2[34] = 8'h00;
-    maxima2[35] = 8'h00;
-    maxima2[36] = 8'h00;
-    maxima2[37] = 8'h00;
-    maxima2[38] = 8'h00;
-    maxima2[39] = 8'h00;
-    maxima2[40] = 8'h00;
-    maxima2[41] = 8'h00;
-    maxima2[42] = 8'h00;
-    maxima2[43] = 8'h00;
-    maxima2[44] = 8'h00;
-    maxima2[45] = 8'h00;
-    maxima2[46] = 8'h00;
-    maxima2[47] = 8'h00;
-    maxima2[48] = 8'h00;
-    maxima2[49] = 8'h00;
-    maxima2[50] = 8'h00;
-    maxima2[51] = 8'h00;
-    maxima2[52] = 8'h00;
-    maxima2[53] = 8'h00;
-    maxima2[54] = 8'h00;
-    maxima2[55] = 8'h00;
-    maxima2[56] = 8'h00;
-    maxima2[57] = 8'h00;
-    maxima2[58] = 8'h00;
-    maxima2[59] = 8'h00;
-    maxima2[60] = 8'h00;
-    maxima2[61] = 8'h00;
-    maxima2[62] = 8'h00;
-    maxima2[63] = 8'h00;
-    maxima2[64] = 8'h00;
-    maxima2[65] = 8'h00;
-    maxima2[66] = 8'h00;
-    maxima2[67] = 8'h00;
-    maxima2[68] = 8'h00;
-    maxima2[69] = 8'h00;
-    maxima2[70] = 8'h00;
-    maxima2[71] = 8'h00;
-    maxima2[72] = 8'h00;
-    maxima2[73] = 8'h00;
-    maxima2[74] = 8'h00;
-    maxima2[75] = 8'h00;
-    maxima2[76] = 8'h00;
-    maxima2[77] = 8'h00;
-    maxima2[78] = 8'h00;
-    maxima2[79] = 8'h00;
-    maxima2[80] = 8'h00;
-    maxima2[81] = 8'h00;
-    maxima2[82] = 8'h00;
-    maxima2[83] = 8'h00;
-    maxima2[84] = 8'h00;
-    maxima2[85] = 8'h00;
-    maxima2[86] = 8'h00;
-    maxima2[87] = 8'h00;
-    maxima2[88] = 8'h00;
-    maxima2[89] = 8'h00;
-    maxima2[90] = 8'h00;
-    maxima2[91] = 8'h00;
-    maxima2[92] = 8'h00;
-    maxima2[93] = 8'h00;
-    maxima2[94] = 8'h00;
-    maxima2[95] = 8'h00;
-    maxima2[96] = 8'h00;
-    maxima2[97] = 8'h00;
-    maxima2[98] = 8'h00;
-    maxima2[99] = 8'h00;
-    maxima2[100] = 8'h00;
-    maxima2[101] = 8'h00;
-    maxima2[102] = 8'h00;
-    maxima2[103] = 8'h00;
-    maxima2[104] = 8'h00;
-    maxima2[105] = 8'h00;
-    maxima2[106] = 8'h00;
-    maxima2[107] = 8'h00;
-    maxima2[108] = 8'h00;
-    maxima2[109] = 8'h00;
-    maxima2[110] = 8'h00;
-    maxima2[111] = 8'h00;
-    maxima2[112] = 8'h00;
-    maxima2[113] = 8'h00;
-    maxima2[114] = 8'h00;
-    maxima2[115] = 8'h00;
-    maxima2[116] = 8'h00;
-    maxima2[117] = 8'h00;
-    maxima2[118] = 8'h00;
-    maxima2[119] = 8'h00;
-    maxima2[120] = 8'h00;
-    maxima2[121] = 8'h00;
-    maxima2[122] = 8'h00;
-    maxima2[123] = 8'h00;
-    maxima2[124] = 8'h00;
-    maxima2[125] = 8'h00;
-    maxima2[126] = 8'h00;
-    maxima2[127] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (\wp__en$36 )
-      maxima2[\$13 [6:0]] <= wp__data;
-  end
-  assign \$signature__data$46  = maxima2[\$signature__addr$32 ];
-  (* ram_style = "distributed" *)
-  reg [7:0] maxima3 [63:0];
-  initial begin
-    maxima3[0] = 8'h00;
-    maxima3[1] = 8'h00;
-    maxima3[2] = 8'h00;
-    maxima3[3] = 8'h00;
-    maxima3[4] = 8'h00;
-    maxima3[5] = 8'h00;
-    maxima3[6] = 8'h00;
-    maxima3[7] = 8'h00;
-    maxima3[8] = 8'h00;
-    maxima3[9] = 8'h00;
-    maxima3[10] = 8'h00;
-    maxima3[11] = 8'h00;
-    maxima3[12] = 8'h00;
-    maxima3[13] = 8'h00;
-    maxima3[14] = 8'h00;
-    maxima3[15] = 8'h00;
-    maxima3[16] = 8'h00;
-    maxima3[17] = 8'h00;
-    maxima3[18] = 8'h00;
-    maxima3[19] = 8'h00;
-    maxima3[20] = 8'h00;
-    maxima3[21] = 8'h00;
-    maxima3[22] = 8'h00;
-    maxima3[23] = 8'h00;
-    maxima3[24] = 8'h00;
-    maxima3[25] = 8'h00;
-    maxima3[26] = 8'h00;
-    maxima3[27] = 8'h00;
-    maxima3[28] = 8'h00;
-    maxima3[29] = 8'h00;
-    maxima3[30] = 8'h00;
-    maxima3[31] = 8'h00;
-    maxima3[32] = 8'h00;
-    maxima3[33] = 8'h00;
-    maxima3[34] = 8'h00;
-    maxima3[35] = 8'h00;
-    maxima3[36] = 8'h00;
-    maxima3[37] = 8'h00;
-    maxima3[38] = 8'h00;
-    maxima3[39] = 8'h00;
-    maxima3[40] = 8'h00;
-    maxima3[41] = 8'h00;
-    maxima3[42] = 8'h00;
-    maxima3[43] = 8'h00;
-    maxima3[44] = 8'h00;
-    maxima3[45] = 8'h00;
-    maxima3[46] = 8'h00;
-    maxima3[47] = 8'h00;
-    maxima3[48] = 8'h00;
-    maxima3[49] = 8'h00;
-    maxima3[50] = 8'h00;
-    maxima3[51] = 8'h00;
-    maxima3[52] = 8'h00;
-    maxima3[53] = 8'h00;
-    maxima3[54] = 8'h00;
-    maxima3[55] = 8'h00;
-    maxima3[56] = 8'h00;
-    maxima3[57] = 8'h00;
-    maxima3[58] = 8'h00;
-    maxima3[59] = 8'h00;
-    maxima3[60] = 8'h00;
-    maxima3[61] = 8'h00;
-    maxima3[62] = 8'h00;
-    maxima3[63] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (\wp__en$41 )
-      maxima3[\$16 [5:0]] <= wp__data;
-  end
-  assign \$signature__data$47  = maxima3[\$signature__addr$37 ];
-  assign last0 = \$1  & \$2 ;
-  assign \$3  = \$signal$10  < 3'h7;
-  assign \$4  = y < 4'he;
-  assign keep0 = \$3  & \$4 ;
-  assign read = o__valid & r_en;
+  assign \$12  = pixel + 1'h1;
+  assign \$13  = \$11  ? 3'h0 : \$12 ;
+  assign \$14  = pixel == 2'h3;
+  assign \$15  = ! pixel;
+  assign \$16  = i__payload > maxima0;
+  assign \$17  = \$15  | \$16 ;
+  assign \$18  = \$17  ? i__payload : maxima0;
+  always @(posedge clk)
+    o__valid <= \$19 ;
+  always @(posedge clk)
+    maxima0 <= \$20 ;
+  always @(posedge clk)
+    maxima1 <= \$21 ;
+  always @(posedge clk)
+    maxima2 <= \$22 ;
+  always @(posedge clk)
+    maxima3 <= \$23 ;
+  always @(posedge clk)
+    maxima4 <= \$24 ;
+  always @(posedge clk)
+    maxima5 <= \$25 ;
+  always @(posedge clk)
+    maxima6 <= \$26 ;
+  always @(posedge clk)
+    maxima7 <= \$27 ;
+  always @(posedge clk)
+    maxima8 <= \$28 ;
+  always @(posedge clk)
+    maxima9 <= \$29 ;
+  always @(posedge clk)
+    maxima10 <= \$30 ;
+  always @(posedge clk)
+    maxima11 <= \$31 ;
+  always @(posedge clk)
+    maxima12 <= \$32 ;
+  always @(posedge clk)
+    maxima13 <= \$33 ;
+  always @(posedge clk)
+    maxima14 <= \$34 ;
+  always @(posedge clk)
+    maxima15 <= \$35 ;
+  always @(posedge clk)
+    maxima16 <= \$36 ;
+  always @(posedge clk)
+    maxima17 <= \$37 ;
+  always @(posedge clk)
+    maxima18 <= \$38 ;
+  always @(posedge clk)
+    maxima19 <= \$39 ;
+  always @(posedge clk)
+    maxima20 <= \$40 ;
+  always @(posedge clk)
+    maxima21 <= \$41 ;
+  always @(posedge clk)
+    maxima22 <= \$42 ;
+  always @(posedge clk)
+    maxima23 <= \$43 ;
+  always @(posedge clk)
+    maxima24 <= \$44 ;
+  always @(posedge clk)
+    maxima25 <= \$45 ;
+  always @(posedge clk)
+    maxima26 <= \$46 ;
+  always @(posedge clk)
+    maxima27 <= \$47 ;
+  always @(posedge clk)
+    maxima28 <= \$48 ;
+  always @(posedge clk)
+    maxima29 <= \$49 ;
+  always @(posedge clk)
+    maxima30 <= \$50 ;
+  always @(posedge clk)
+    maxima31 <= \$51 ;
+  always @(posedge clk)
+    maxima32 <= \$52 ;
+  always @(posedge clk)
+    maxima33 <= \$53 ;
+  always @(posedge clk)
+    maxima34 <= \$54 ;
+  always @(posedge clk)
+    maxima35 <= \$55 ;
+  always @(posedge clk)
+    maxima36 <= \$56 ;
+  always @(posedge clk)
+    maxima37 <= \$57 ;
+  always @(posedge clk)
+    maxima38 <= \$58 ;
+  always @(posedge clk)
+    maxima39 <= \$59 ;
+  always @(posedge clk)
+    maxima40 <= \$60 ;
+  always @(posedge clk)
+    maxima41 <= \$61 ;
+  always @(posedge clk)
+    maxima42 <= \$62 ;
+  always @(posedge clk)
+    maxima43 <= \$63 ;
+  always @(posedge clk)
+    maxima44 <= \$64 ;
+  always @(posedge clk)
+    maxima45 <= \$65 ;
+  always @(posedge clk)
+    maxima46 <= \$66 ;
+  always @(posedge clk)
+    maxima47 <= \$67 ;
+  always @(posedge clk)
+    maxima48 <= \$68 ;
+  always @(posedge clk)
+    maxima49 <= \$69 ;
+  always @(posedge clk)
+    maxima50 <= \$70 ;
+  always @(posedge clk)
+    maxima51 <= \$71 ;
+  always @(posedge clk)
+    maxima52 <= \$72 ;
+  always @(posedge clk)
+    maxima53 <= \$73 ;
+  always @(posedge clk)
+    maxima54 <= \$74 ;
+  always @(posedge clk)
+    maxima55 <= \$75 ;
+  always @(posedge clk)
+    maxima56 <= \$76 ;
+  always @(posedge clk)
+    maxima57 <= \$77 ;
+  always @(posedge clk)
+    maxima58 <= \$78 ;
+  always @(posedge clk)
+    maxima59 <= \$79 ;
+  always @(posedge clk)
+    maxima60 <= \$80 ;
+  always @(posedge clk)
+    maxima61 <= \$81 ;
+  always @(posedge clk)
+    maxima62 <= \$82 ;
+  always @(posedge clk)
+    maxima63 <= \$83 ;
+  always @(posedge clk)
+    beat <= \$84 ;
+  always @(posedge clk)
+    pixel <= \$85 ;
+  always @(posedge clk)
+    o__payload <= \$86 ;
+  assign \$1  = ~ o__valid;
+  assign i__ready = \$1  | o__ready;
   assign take = i__valid & i__ready;
-  assign \$5  = \$signal$10  * 7'h40;
-  assign \$6  = \$5  + cg;
-  assign \$7  = waddr - 1'h0;
-  assign \$123  = waddr / 8'h80;
-  assign \$9  = ! \$8 ;
-  assign wp__en = \$signal$26  & \$9 ;
-  assign \$10  = waddr - 8'h80;
-  assign \$131  = waddr / 8'h80;
-  assign \$12  = \$11  == 1'h1;
-  assign \wp__en$31  = \$signal$26  & \$12 ;
-  assign \$13  = waddr - 9'h100;
-  assign \$139  = waddr / 8'h80;
-  assign \$15  = \$14  == 2'h2;
-  assign \wp__en$36  = \$signal$26  & \$15 ;
-  assign \$16  = waddr - 9'h180;
-  assign \$147  = waddr / 8'h80;
-  assign \$18  = \$17  == 2'h3;
-  assign \wp__en$41  = \$signal$26  & \$18 ;
-  assign \$19  = bank_sel == 1'h1;
-  assign \$20  = bank_sel == 2'h2;
-  assign \$21  = bank_sel == 2'h3;
-  assign \$22  = fwd_c ? new5 : old2;
-  assign \$23  = \$signal$52  ? new4 : \$22 ;
-  assign \$24  = \$signal$51  ? wp__data : \$23 ;
-  assign \$25  = in2 > \$24 ;
-  assign \$26  = \$signal$49  | \$25 ;
-  assign \$27  = fwd_c ? new5 : old2;
-  assign \$28  = \$signal$52  ? new4 : \$27 ;
-  assign \$29  = \$signal$51  ? wp__data : \$28 ;
-  assign new2 = \$26  ? in2 : \$29 ;
-  assign \$30  = \$signal$62  & \$signal$63 ;
-  assign w_en = \$30  & \$signal$64 ;
-  assign \$31  = \$signal$68  & \$signal$69 ;
-  assign \$32  = \$31  & \$signal$70 ;
-  assign \$33  = \$signal$62  & \$signal$63 ;
-  assign \$34  = \$33  & \$signal$64 ;
-  assign \$35  = level + \$32 ;
-  assign \$36  = \$signal$68  & \$signal$69 ;
-  assign \$37  = \$36  & \$signal$70 ;
-  assign \$38  = \$signal$62  & \$signal$63 ;
-  assign \$39  = \$38  & \$signal$64 ;
-  assign \$40  = \$35  + \$39 ;
-  assign \$41  = take & last0;
-  assign \$42  = \$41  & keep0;
-  assign \$43  = \$40  + \$42 ;
-  assign \$44  = 2'h3 + read;
-  assign \$45  = \$43  < \$44 ;
-  assign \$46  = cg == 6'h3f;
-  assign \$47  = cg + 1'h1;
-  assign \$48  = \$46  ? 7'h00 : \$47 ;
-  assign \$49  = cg == 6'h3f;
-  assign \$50  = x == 4'hd;
-  assign \$51  = x + 1'h1;
-  assign \$52  = \$50  ? 5'h00 : \$51 ;
-  assign \$54  = x == 4'hd;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = \$signal  + 1'h1;
-  assign \$57  = \$55  ? 2'h0 : \$56 ;
-  assign \$58  = x == 4'hd;
-  assign \$60  = \$signal$10  + 1'h1;
-  assign \$61  = \$59  ? \$60  : { 1'h0, \$signal$10  };
-  assign \$62  = \$58  ? 4'h0 : \$61 ;
-  assign \$63  = x == 4'hd;
-  assign \$64  = y == 4'hd;
-  assign \$65  = y + 1'h1;
-  assign \$66  = \$64  ? 5'h00 : \$65 ;
-  assign \$68  = y == 4'hd;
-  assign \$69  = \$67  | \$68 ;
-  assign \$70  = \$signal$8  + 1'h1;
-  assign \$71  = \$69  ? 2'h0 : \$70 ;
-  assign \$72  = ! \$signal ;
-  assign \$73  = ! \$signal$8 ;
-  assign \$74  = \$72  & \$73 ;
-  assign \$75  = \$signal$62  & \$signal$64 ;
-  assign \$76  = \$signal$62  & \$signal$64 ;
-  assign \$77  = addr2 == addr1;
-  assign \$78  = \$76  & \$77 ;
-  assign \$79  = waddr == addr1;
-  assign \$80  = \$signal$26  & \$79 ;
-  assign \$81  = addr4 == addr1;
-  assign \$82  = v4 & \$81 ;
-  assign \$220  = \$6 [8:0] / 8'h80;
-  assign \$84  = \$6 [8:0] - 1'h0;
-  assign \$85  = \$6 [8:0] - 8'h80;
-  assign \$86  = \$6 [8:0] - 9'h100;
-  assign \$87  = \$6 [8:0] - 9'h180;
-  always @(posedge clk)
-    i__ready <= \$88 ;
-  always @(posedge clk)
-    cg <= \$89 ;
-  always @(posedge clk)
-    x <= \$90 ;
-  always @(posedge clk)
-    \$signal  <= \$91 ;
-  always @(posedge clk)
-    \$signal$10  <= \$92 ;
-  always @(posedge clk)
-    y <= \$93 ;
-  always @(posedge clk)
-    \$signal$8  <= \$94 ;
-  always @(posedge clk)
-    \$signal$68  <= \$95 ;
-  always @(posedge clk)
-    \$signal$72  <= \$96 ;
-  always @(posedge clk)
-    \$signal$69  <= \$97 ;
-  always @(posedge clk)
-    \$signal$70  <= \$98 ;
-  always @(posedge clk)
-    addr1 <= \$99 ;
-  always @(posedge clk)
-    in1 <= i__payload;
-  always @(posedge clk)
-    \$signal$62  <= \$100 ;
-  always @(posedge clk)
-    \$signal$49  <= \$101 ;
-  always @(posedge clk)
-    \$signal$63  <= \$102 ;
-  always @(posedge clk)
-    \$signal$64  <= \$103 ;
-  always @(posedge clk)
-    addr2 <= \$104 ;
-  always @(posedge clk)
-    in2 <= in1;
-  always @(posedge clk)
-    old2 <= rdata;
-  always @(posedge clk)
-    \$signal$26  <= \$105 ;
-  always @(posedge clk)
-    waddr <= \$106 ;
-  always @(posedge clk)
-    wp__data <= new2;
-  always @(posedge clk)
-    new4 <= wp__data;
-  always @(posedge clk)
-    v4 <= \$107 ;
-  always @(posedge clk)
-    addr4 <= \$108 ;
-  always @(posedge clk)
-    new5 <= new4;
-  always @(posedge clk)
-    \$signal$51  <= \$109 ;
-  always @(posedge clk)
-    \$signal$52  <= \$110 ;
-  always @(posedge clk)
-    fwd_c <= \$111 ;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd7)
-  ) bank0_addr_copy (
-    .clk(clk),
-    .d(\$84 [6:0]),
-    .q(\$signature__addr )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd7)
-  ) bank1_addr_copy (
-    .clk(clk),
-    .d(\$85 [6:0]),
-    .q(\$signature__addr$27 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd7)
-  ) bank2_addr_copy (
-    .clk(clk),
-    .d(\$86 [6:0]),
-    .q(\$signature__addr$32 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd6)
-  ) bank3_addr_copy (
-    .clk(clk),
-    .d(\$87 [5:0]),
-    .q(\$signature__addr$37 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd9)
-  ) bank_sel_copy (
-    .clk(clk),
-    .d(\$83 ),
-    .q(bank_sel)
-  );
-  \flexor_lenet5.pool2.out  out (
-    .clk(clk),
-    .level(level),
-    .r_data(o__payload),
-    .r_en(r_en),
-    .r_rdy(o__valid),
-    .rst_pool2(rst_pool2),
-    .w_en(w_en),
-    .w_port__data(new2)
-  );
+  assign \$2  = o__valid & o__ready;
+  assign \$3  = ! pixel;
+  assign \$4  = i__payload > maxima0;
+  assign \$5  = \$3  | \$4 ;
+  assign \$6  = \$5  ? i__payload : maxima0;
+  assign \$7  = beat == 6'h3f;
+  assign \$8  = beat + 1'h1;
+  assign \$9  = \$7  ? 7'h00 : \$8 ;
+  assign \$10  = beat == 6'h3f;
+  assign \$11  = pixel == 2'h3;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    rdata = \$signature__data ;
-    if (\$19 ) begin
-      rdata = \$signature__data$45 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$19  = o__valid;
+    if (\$2 ) begin
+      \$19  = 1'h0;
     end
-    if (\$20 ) begin
-      rdata = \$signature__data$46 ;
-    end
-    if (\$21 ) begin
-      rdata = \$signature__data$47 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$88  = \$45 ;
-    if (rst_pool2) begin
-      \$88  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$89  = cg;
     if (take) begin
-      \$89  = \$48 [5:0];
-    end
-    if (rst_pool2) begin
-      \$89  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$90  = x;
-    if (take) begin
-      if (\$49 ) begin
-        \$90  = \$52 [3:0];
+      if (\$14 ) begin
+        \$19  = 1'h1;
       end
     end
     if (rst_pool2) begin
-      \$90  = 4'h0;
+      \$19  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$91  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$20  = maxima0;
     if (take) begin
-      if (\$49 ) begin
-        \$91  = \$57 [0];
+      \$20  = maxima1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$21  = maxima1;
+    if (take) begin
+      \$21  = maxima2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$22  = maxima2;
+    if (take) begin
+      \$22  = maxima3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$23  = maxima3;
+    if (take) begin
+      \$23  = maxima4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$24  = maxima4;
+    if (take) begin
+      \$24  = maxima5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$25  = maxima5;
+    if (take) begin
+      \$25  = maxima6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$26  = maxima6;
+    if (take) begin
+      \$26  = maxima7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$27  = maxima7;
+    if (take) begin
+      \$27  = maxima8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$28  = maxima8;
+    if (take) begin
+      \$28  = maxima9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$29  = maxima9;
+    if (take) begin
+      \$29  = maxima10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$30  = maxima10;
+    if (take) begin
+      \$30  = maxima11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$31  = maxima11;
+    if (take) begin
+      \$31  = maxima12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$32  = maxima12;
+    if (take) begin
+      \$32  = maxima13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$33  = maxima13;
+    if (take) begin
+      \$33  = maxima14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$34  = maxima14;
+    if (take) begin
+      \$34  = maxima15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$35  = maxima15;
+    if (take) begin
+      \$35  = maxima16;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$36  = maxima16;
+    if (take) begin
+      \$36  = maxima17;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$37  = maxima17;
+    if (take) begin
+      \$37  = maxima18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$38  = maxima18;
+    if (take) begin
+      \$38  = maxima19;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$39  = maxima19;
+    if (take) begin
+      \$39  = maxima20;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$40  = maxima20;
+    if (take) begin
+      \$40  = maxima21;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$41  = maxima21;
+    if (take) begin
+      \$41  = maxima22;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$42  = maxima22;
+    if (take) begin
+      \$42  = maxima23;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$43  = maxima23;
+    if (take) begin
+      \$43  = maxima24;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$44  = maxima24;
+    if (take) begin
+      \$44  = maxima25;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$45  = maxima25;
+    if (take) begin
+      \$45  = maxima26;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$46  = maxima26;
+    if (take) begin
+      \$46  = maxima27;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$47  = maxima27;
+    if (take) begin
+      \$47  = maxima28;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$48  = maxima28;
+    if (take) begin
+      \$48  = maxima29;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$49  = maxima29;
+    if (take) begin
+      \$49  = maxima30;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$50  = maxima30;
+    if (take) begin
+      \$50  = maxima31;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$51  = maxima31;
+    if (take) begin
+      \$51  = maxima32;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$52  = maxima32;
+    if (take) begin
+      \$52  = maxima33;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$53  = maxima33;
+    if (take) begin
+      \$53  = maxima34;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$54  = maxima34;
+    if (take) begin
+      \$54  = maxima35;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$55  = maxima35;
+    if (take) begin
+      \$55  = maxima36;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$56  = maxima36;
+    if (take) begin
+      \$56  = maxima37;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$57  = maxima37;
+    if (take) begin
+      \$57  = maxima38;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$58  = maxima38;
+    if (take) begin
+      \$58  = maxima39;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$59  = maxima39;
+    if (take) begin
+      \$59  = maxima40;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$60  = maxima40;
+    if (take) begin
+      \$60  = maxima41;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$61  = maxima41;
+    if (take) begin
+      \$61  = maxima42;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$62  = maxima42;
+    if (take) begin
+      \$62  = maxima43;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$63  = maxima43;
+    if (take) begin
+      \$63  = maxima44;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$64  = maxima44;
+    if (take) begin
+      \$64  = maxima45;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$65  = maxima45;
+    if (take) begin
+      \$65  = maxima46;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$66  = maxima46;
+    if (take) begin
+      \$66  = maxima47;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$67  = maxima47;
+    if (take) begin
+      \$67  = maxima48;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$68  = maxima48;
+    if (take) begin
+      \$68  = maxima49;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$69  = maxima49;
+    if (take) begin
+      \$69  = maxima50;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$70  = maxima50;
+    if (take) begin
+      \$70  = maxima51;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$71  = maxima51;
+    if (take) begin
+      \$71  = maxima52;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$72  = maxima52;
+    if (take) begin
+      \$72  = maxima53;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$73  = maxima53;
+    if (take) begin
+      \$73  = maxima54;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$74  = maxima54;
+    if (take) begin
+      \$74  = maxima55;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$75  = maxima55;
+    if (take) begin
+      \$75  = maxima56;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$76  = maxima56;
+    if (take) begin
+      \$76  = maxima57;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$77  = maxima57;
+    if (take) begin
+      \$77  = maxima58;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$78  = maxima58;
+    if (take) begin
+      \$78  = maxima59;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$79  = maxima59;
+    if (take) begin
+      \$79  = maxima60;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$80  = maxima60;
+    if (take) begin
+      \$80  = maxima61;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$81  = maxima61;
+    if (take) begin
+      \$81  = maxima62;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$82  = maxima62;
+    if (take) begin
+      \$82  = maxima63;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$83  = maxima63;
+    if (take) begin
+      \$83  = \$6 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$84  = beat;
+    if (take) begin
+      \$84  = \$9 [5:0];
+    end
+    if (rst_pool2) begin
+      \$84  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$85  = pixel;
+    if (take) begin
+      if (\$10 ) begin
+        \$85  = \$13 [1:0];
       end
     end
     if (rst_pool2) begin
-      \$91  = 1'h0;
+      \$85  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$92  = \$signal$10 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$86  = o__payload;
     if (take) begin
-      if (\$49 ) begin
-        \$92  = \$62 [2:0];
+      if (\$14 ) begin
+        \$86  = \$18 ;
       end
     end
-    if (rst_pool2) begin
-      \$92  = 3'h0;
-    end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$93  = y;
-    if (take) begin
-      if (\$49 ) begin
-        if (\$63 ) begin
-          \$93  = \$66 [3:0];
-        end
-      end
-    end
-    if (rst_pool2) begin
-      \$93  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$94  = \$signal$8 ;
-    if (take) begin
-      if (\$49 ) begin
-        if (\$63 ) begin
-          \$94  = \$71 [0];
-        end
-      end
-    end
-    if (rst_pool2) begin
-      \$94  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$95  = take;
-    if (rst_pool2) begin
-      \$95  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$96  = \$74 ;
-    if (rst_pool2) begin
-      \$96  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$97  = last0;
-    if (rst_pool2) begin
-      \$97  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$98  = keep0;
-    if (rst_pool2) begin
-      \$98  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$99  = \$6 [8:0];
-    if (rst_pool2) begin
-      \$99  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$100  = \$signal$68 ;
-    if (rst_pool2) begin
-      \$100  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$101  = \$signal$72 ;
-    if (rst_pool2) begin
-      \$101  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$102  = \$signal$69 ;
-    if (rst_pool2) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$103  = \$signal$70 ;
-    if (rst_pool2) begin
-      \$103  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$104  = addr1;
-    if (rst_pool2) begin
-      \$104  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$105  = \$75 ;
-    if (rst_pool2) begin
-      \$105  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$106  = addr2;
-    if (rst_pool2) begin
-      \$106  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$107  = \$signal$26 ;
-    if (rst_pool2) begin
-      \$107  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$108  = waddr;
-    if (rst_pool2) begin
-      \$108  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$109  = \$78 ;
-    if (rst_pool2) begin
-      \$109  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$110  = \$80 ;
-    if (rst_pool2) begin
-      \$110  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$111  = \$82 ;
-    if (rst_pool2) begin
-      \$111  = 1'h0;
-    end
-  end
-  assign r_data = o__payload;
-  assign r_rdy = o__valid;
-  assign o__ready = r_en;
-  assign ready = i__ready;
-  assign addr = \$6 [8:0];
-  assign bank0_addr = \$signature__addr ;
-  assign wp__addr = \$7 [6:0];
-  assign \$signal$24  = wp__data;
-  assign bank1_addr = \$signature__addr$27 ;
-  assign \wp__addr$29  = \$10 [6:0];
-  assign \wp__data$30  = wp__data;
-  assign bank2_addr = \$signature__addr$32 ;
-  assign \wp__addr$34  = \$13 [6:0];
-  assign \wp__data$35  = wp__data;
-  assign bank3_addr = \$signature__addr$37 ;
-  assign \wp__addr$39  = \$16 [5:0];
-  assign \wp__data$40  = wp__data;
-  assign new3 = wp__data;
-  assign addr3 = waddr;
-  assign \$signal$59  = \$signal$26 ;
-  assign w_data = new2;
-  assign \$1  = \$signal ;
-  assign \$2  = \$signal$8 ;
-  assign \$125  = 1'h1;
-  assign \$8  = \$123 ;
-  assign \$133  = 1'h1;
-  assign \$11  = \$131 ;
-  assign \$141  = 1'h1;
-  assign \$14  = \$139 ;
-  assign \$149  = 1'h1;
-  assign \$17  = \$147 ;
-  assign \$53  = \$signal ;
-  assign \$59  = \$signal ;
-  assign \$67  = \$signal$8 ;
-  assign \$222  = 1'h1;
-  assign \$83  = \$220 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.pool2.out (rst_pool2, w_port__data, w_en, r_rdy, r_data, r_en, level, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire [2:0] \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [2:0] \$18 ;
-  reg [1:0] \$19 ;
-  wire \$2 ;
-  reg [1:0] \$20 ;
-  reg [1:0] \$21 ;
-  wire [2:0] \$3 ;
-  wire [2:0] \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire [2:0] \$7 ;
-  wire [2:0] \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 2'h0 *)
-  wire [1:0] consume;
-  output [1:0] level;
-  reg [1:0] level = 2'h0;
-  (* init = 2'h0 *)
-  wire [1:0] produce;
-  output [7:0] r_data;
-  wire [7:0] r_data;
-  input r_en;
-  wire r_en;
-  (* init = 2'h0 *)
-  wire [1:0] r_level;
-  reg [1:0] r_port__addr = 2'h0;
-  wire [7:0] r_port__data;
-  output r_rdy;
-  wire r_rdy;
-  input rst_pool2;
-  wire rst_pool2;
-  wire [7:0] w_data;
-  input w_en;
-  wire w_en;
-  (* init = 2'h0 *)
-  wire [1:0] w_level;
-  reg [1:0] w_port__addr = 2'h0;
-  input [7:0] w_port__data;
-  wire [7:0] w_port__data;
-  wire w_port__en;
-  wire w_rdy;
-  reg [7:0] storage [2:0];
-  initial begin
-    storage[0] = 8'h00;
-    storage[1] = 8'h00;
-    storage[2] = 8'h00;
-  end
-  always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
-  end
-  assign r_data = storage[r_port__addr];
-  assign w_rdy = level != 2'h3;
-  assign r_rdy = | level;
-  assign w_port__en = w_en & w_rdy;
-  assign \$1  = w_rdy & w_en;
-  assign \$2  = w_port__addr == 2'h2;
-  assign \$3  = w_port__addr + 1'h1;
-  assign \$4  = \$2  ? 3'h0 : \$3 ;
-  assign \$5  = r_rdy & r_en;
-  assign \$6  = r_port__addr == 2'h2;
-  assign \$7  = r_port__addr + 1'h1;
-  assign \$8  = \$6  ? 3'h0 : \$7 ;
-  assign \$9  = w_rdy & w_en;
-  assign \$10  = r_rdy & r_en;
-  assign \$11  = ~ \$10 ;
-  assign \$12  = \$9  & \$11 ;
-  assign \$13  = level + 1'h1;
-  assign \$14  = r_rdy & r_en;
-  assign \$15  = w_rdy & w_en;
-  assign \$16  = ~ \$15 ;
-  assign \$17  = \$14  & \$16 ;
-  assign \$18  = level - 1'h1;
-  always @(posedge clk)
-    w_port__addr <= \$19 ;
-  always @(posedge clk)
-    r_port__addr <= \$20 ;
-  always @(posedge clk)
-    level <= \$21 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$19  = w_port__addr;
-    if (\$1 ) begin
-      \$19  = \$4 [1:0];
-    end
-    if (rst_pool2) begin
-      \$19  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$20  = r_port__addr;
-    if (\$5 ) begin
-      \$20  = \$8 [1:0];
-    end
-    if (rst_pool2) begin
-      \$20  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
-    \$21  = level;
-    if (\$12 ) begin
-      \$21  = \$13 [1:0];
-    end
-    if (\$17 ) begin
-      \$21  = \$18 [1:0];
-    end
-    if (rst_pool2) begin
-      \$21  = 2'h0;
-    end
-  end
-  assign w_level = level;
-  assign r_level = level;
-  assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign consume = r_port__addr;
-  assign r_port__data = r_data;
+  assign out = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   reg [3:0] \$10 ;
   reg \$11 ;
@@ -30728,21 +31638,21 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
   always @(posedge clk)
     held <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$9  = valid_next;
     if (rst_port_out) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$10  = o__payload;
     if (\$5 ) begin
       \$10  = \$8 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$11  = full;
     if (\$5 ) begin
       \$11  = 1'h0;
@@ -30754,7 +31664,7 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$12  = held;
     if (\$5 ) begin
     end else if (\$7 ) begin

@@ -249,3 +249,44 @@ def test_a_row_fifo_keeps_the_pool_at_its_producers_pace():
     paced = 2 * (len(beats) - 1)
     assert span(3) > paced
     assert span(3 + (w // 2) * c // simd) == paced
+
+
+def blocks_order(images, kh, kw):
+    """``[N, C, H, W]`` → beats in blocks of ``kh × kw`` pixels: the blocks in raster order,
+    a block's pixels in raster order, each pixel's channels."""
+    n, c, h, w = images.shape
+    x = images.transpose(0, 2, 3, 1).reshape(n, h // kh, kh, w // kw, kw, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(-1)
+
+
+@pytest.mark.parametrize("c, h, w, k, simd, is_signed, stall", [
+    (2, 4, 4, 2, 1, False, 0.3),
+    (4, 6, 4, 2, 2, True, 0.3),
+    (3, 6, 6, 3, 1, False, 0.0),        # unstalled: a beat a cycle (below)
+    (4, 4, 6, (2, 3), 4, True, 0.2),    # the whole pixel a beat: one word in the ring
+    (1, 2, 2, 2, 1, False, 0.5),        # one channel, one window an image
+    (3, 4, 4, 1, 1, True, 0.3),         # 1×1: every pixel is its window
+])
+def test_block_maxpool_matches_golden(c, h, w, k, simd, is_signed, stall):
+    """Pixels in blocks of the pool's windows in (from a window with ``block``); out, the
+    golden pool's ``(y', x', c)`` stream exactly, both streams stalled, images back to
+    back; unstalled, a beat a cycle in."""
+    from flexor_hw.gateware.pool import BlockMaxPool
+    kh, kw = (k, k) if isinstance(k, int) else k
+    rng = np.random.default_rng(c * h + w)
+    lo, hi = (-128, 127) if is_signed else (0, 255)
+    images = rng.integers(lo, hi + 1, (3, c, h, w))
+    node = MaxPool2d(name="p", kernel=(kh, kw), stride=(kh, kw))
+    want = node.run_int([images], None).transpose(0, 2, 3, 1).reshape(-1)
+    dut = BlockMaxPool(signed(8) if is_signed else 8, c, k, simd=simd)
+    beats = _pack(blocks_order(images, kh, kw), simd, 8)
+    run = run_stream(dut, beats, len(want) // simd, in_stall=stall, out_stall=stall, seed=h)
+    assert run.outputs == _pack(want, simd, 8)
+    if stall == 0:
+        assert run.in_cycles[-1] - run.in_cycles[0] == len(beats) - 1
+
+
+def test_block_maxpool_checks_its_simd():
+    from flexor_hw.gateware.pool import BlockMaxPool
+    with pytest.raises(ValueError, match=r"^SIMD 3 must divide the channels \(4\)$"):
+        BlockMaxPool(8, 4, 2, simd=3)
