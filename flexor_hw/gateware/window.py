@@ -468,8 +468,7 @@ class RowWindow(SlidingWindow):
                 with m.If(~last_c):
                     m.d.sync += qc.eq(qc + 1)
                 with m.Else():
-                    blk.next_pixel(m, rows, row_slot, lambda: next_block(),
-                                   lambda cols: move(cols), sw)
+                    blk.next_pixel(m, rows, row_slot, next_block, move, sw)
         with m.If(step):
             blk.next_iy(m, iy, low, last_ky, last_c, last_ox, last_oy, sh, ph)
         w_last = _ends_next(m, write, [(w_x, W), (w_c, C)], "w_last")

@@ -225,9 +225,10 @@ def test_a_one_cycle_reset_mid_image_restarts_the_window_and_its_copies(
     ``write`` and the reader's of ``ahead`` follow the reset through their inputs): every
     copy equals its original in every cycle, and the images after the reset come out
     exact (``b``: output pixels in blocks). ``junk_rows``: the rows written before the
-    reset (None: a kernel's height, the reader's first output row ready; "full": beats until the writer is out of room and the
-    input's skid buffer holds its two; "ahead": a whole image, its outputs taken into the
-    last output row, so that the writer is ahead of the reader); ``offered``: a beat
+    reset (None: a kernel's height, the reader's first output row ready; "full": beats
+    until the writer is out of room and the input's skid buffer holds its two; "ahead": a
+    whole image, its outputs taken into the last output row, so that the writer is ahead
+    of the reader); ``offered``: a beat
     offered on the input during the reset."""
     from flexor_hw.gateware import window
     rng = np.random.default_rng(c * 7 + h)
