@@ -569,8 +569,10 @@ def _const_products_in_logic(est, products):
 class MaxPool(Stage):
     """Max pooling of a ``(y, x, c)`` stream. Windows that tile the image (kernel = stride):
     ``simd`` channels a beat folded into one output row of running maxima
-    (:class:`~flexor_hw.gateware.pool.TiledMaxPool`), an input beat per cycle. Overlapping
-    windows: a sliding window and a group maximum, ``kh·kw`` cycles per output element."""
+    (:class:`~flexor_hw.gateware.pool.TiledMaxPool`), an input beat per cycle; with
+    ``blocks``, the input in blocks of its windows' pixels, folded into one pixel's maxima
+    (:class:`~flexor_hw.gateware.pool.BlockMaxPool`). Overlapping windows: a sliding window
+    and a group maximum, ``kh·kw`` cycles per output element."""
 
     kind: ClassVar[str] = "maxpool"
     channels: int = 1
@@ -672,14 +674,12 @@ class MaxPool(Stage):
         return ram_style_attr(self.lutram)
 
     def describe(self):
+        shape = {"channels": self.channels, "height": self.height, "width": self.width,
+                 "kernel": list(self.kernel), "stride": list(self.stride), "simd": self.simd}
         if self.blocks:
-            return {"channels": self.channels, "height": self.height, "width": self.width,
-                    "kernel": list(self.kernel), "stride": list(self.stride), "simd": self.simd,
-                    "input_in_blocks": True}
-        return {"channels": self.channels, "height": self.height, "width": self.width,
-                "kernel": list(self.kernel), "stride": list(self.stride), "simd": self.simd,
-                "maxima_in_lut_ram": self.lutram, **({"output_fifo": self.out_depth}
-                                                     if self.out_depth > 3 else {})}
+            return {**shape, "input_in_blocks": True}
+        return {**shape, "maxima_in_lut_ram": self.lutram,
+                **({"output_fifo": self.out_depth} if self.out_depth > 3 else {})}
 
     def unit(self, files=None):
         from ..gateware.pool import BlockMaxPool, MaxPool as Unit, TiledMaxPool
