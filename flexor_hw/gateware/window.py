@@ -437,27 +437,21 @@ class RowWindow(SlidingWindow):
         steps = _row_steps(m, rows, blk.by * ow * C * kh)
         last_ky, last_c = ky == kh - 1, c == C - 1
         last_ox, last_oy = ox == blk.ow - 1, oy == blk.oh - 1
+        col_next = _column_step(ix0, r0, q0c, C, kw, sw)    # a pixel on: ix0, r0, q0c
         if blk.on:
             # the block's first column, kept to come back to on its next row
-            b_ix0, b_r0, b_q0c = (Signal.like(v, name=f"block_{v.name}") for v in (ix0, r0, q0c))
+            b_col = [Signal.like(v, name=f"block_{v.name}") for v in (ix0, r0, q0c)]
 
         def next_block():
-            if not blk.on:
-                _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw,
-                            sw, pw)
-                return
-            # the next block starts a column on from the block's last pixel
-            ix0_n, r0_n, q0c_n = _column_step(ix0, r0, q0c, C, kw, sw)
-            m.d.sync += [b_ix0.eq(Mux(last_ox, ix0.init, ix0_n)),
-                         b_r0.eq(Mux(last_ox, r0.init, r0_n)),
-                         b_q0c.eq(Mux(last_ox, q0c.init, q0c_n))]
-            _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw, sw, pw)
+            if blk.on:      # the next block starts a pixel on from the block's last
+                m.d.sync += [b.eq(Mux(last_ox, v.init, n))
+                             for b, v, n in zip(b_col, (ix0, r0, q0c), col_next)]
+            _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw, sw, pw,
+                        col_next)
 
         def move(cols):
-            if cols > 0:        # a pixel on within the block's row
-                ix0_n, r0_n, q0c_n = _column_step(ix0, r0, q0c, C, kw, sw)
-            else:               # back to the block's first column
-                ix0_n, r0_n, q0c_n = b_ix0, b_r0, b_q0c
+            # a pixel on within the block's row, or back to the block's first column
+            ix0_n, r0_n, q0c_n = col_next if cols > 0 else b_col
             m.d.sync += [ix0.eq(ix0_n), r0.eq(r0_n), q0c.eq(q0c_n), qc.eq(q0c_n)]
         with m.If(step):
             m.d.sync += ky.eq(Mux(last_ky, 0, ky + 1))
@@ -1164,11 +1158,12 @@ def _column_step(ix0, r0, q0c, C, kw, sw):
     return ix0 + sw, Mux(t >= kw, t - kw, t), q0c + carry * C
 
 
-def _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw, sw, pw):
+def _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw, sw, pw,
+                col_next=None):
     """A column-banked reader moves to its next output pixel, ``sw`` columns on: the first
     column ``ix0 = q0·kw + r0`` (``q0c = q0·C``; ``qc``, the read group, back to it), or the
-    next output row's first."""
-    ix0_n, r0_n, q0c_n = _column_step(ix0, r0, q0c, C, kw, sw)
+    next output row's first. ``col_next``: :func:`_column_step`'s values, if made already."""
+    ix0_n, r0_n, q0c_n = col_next or _column_step(ix0, r0, q0c, C, kw, sw)
     m.d.sync += [ox.eq(Mux(last_ox, 0, ox + 1)),
                  ix0.eq(Mux(last_ox, -pw, ix0_n)),
                  r0.eq(Mux(last_ox, r0.init, r0_n)),
