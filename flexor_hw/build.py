@@ -356,7 +356,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
         _progress(f"[build] {st.name!r}: PE {p.pe} × SIMD {p.simd}, {p.rom_depth} words × "
                   f"{p.rom_width} bits -> {weights_file}", quiet)
         described = st.describe()
-        image = mvau_rom_bytes(w, p.pe, p.simd, plain=p.plain)
+        image = mvau_rom_bytes(w, p.pe, p.simd, plain=p.plain, stationary=p.stationary)
         if described["rom_banks"] > 1:          # the rows of a banked ROM (rom_layout)
             image = bank_rows(image, p.rom_width, described["rom_banks"],
                               described["rom_file_words"])

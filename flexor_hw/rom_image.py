@@ -97,7 +97,7 @@ def _plain_bits(layer):
     return np.stack(planes).reshape(layer.q, layer.out_features, layer.fan_in)
 
 
-def mvau_rom_bytes(layer, pe, simd, *, plain=False):
+def mvau_rom_bytes(layer, pe, simd, *, plain=False, stationary=False):
     """Weight ROM image of a :class:`~flexor_hw.gateware.mvau.MatrixVectorUnit`:
     ``uint8 [NF·SF, ⌈width/8⌉]``, little-endian words in the order the unit reads them
     (row group major, then column block).
@@ -106,7 +106,21 @@ def mvau_rom_bytes(layer, pe, simd, *, plain=False):
     slices of ``n_in`` stored bits each, or ``SIMD`` weight bits when ``plain``). Where a
     row's bits start in its slots is counted by the unit, not stored. Where a word serves
     several steps (:func:`~flexor_hw.gateware.mvau.hold_steps`), one word per those steps.
+    ``stationary``: column block major, the order an input-stationary unit reads them in
+    (each word holds whole slices for its own rows and columns, so words move freely).
     """
+    image = _rom_bytes(layer, pe, simd, plain)
+    if stationary:
+        nf, sf = -(-layer.out_features // pe), -(-layer.fan_in // simd)
+        if image.shape[0] != nf * sf:
+            raise ValueError("An input-stationary unit reads a word a step: not one whose "
+                             "words serve several steps")
+        image = image.reshape(nf, sf, -1).transpose(1, 0, 2).reshape(nf * sf, -1)
+    return image
+
+
+def _rom_bytes(layer, pe, simd, plain):
+    """:func:`mvau_rom_bytes` in row group major order."""
     q, o, f = layer.q, layer.out_features, layer.fan_in
     nf, sf = -(-o // pe), -(-f // simd)
     if plain:
@@ -175,7 +189,7 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
                 contents=True, rom_logic=False, rom_block=False, vectors_lutram=None,
                 scatter=None,
                 in_simd=None, bits_register=True, address_register=False, masked_adders=False,
-                rom_page_words=None, lut_multipliers=False):
+                rom_page_words=None, lut_multipliers=False, stationary=False):
     """:class:`~flexor_hw.gateware.mvau.MvauParams` of a layer (a weighted node, or an int
     node's :class:`~flexor_hw.hw.int_planes.IntPlanes`) at a folding; with ``contents`` the ROM and
     constant words (for Amaranth's simulator)."""
@@ -185,7 +199,8 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
     rom = const = None
     if contents:
         rom = tuple(int.from_bytes(w.tobytes(), "little")
-                    for w in mvau_rom_bytes(layer, pe, simd, plain=plain))
+                    for w in mvau_rom_bytes(layer, pe, simd, plain=plain,
+                                            stationary=stationary))
         const = tuple(mvau_const_words(consts, layer.out_features, pe, out_simd))
     return MvauParams(
         fan_in=layer.fan_in, out_features=layer.out_features, q=layer.q, n_in=layer.n_in,
@@ -197,7 +212,8 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
         scatter=scatter,
         in_simd=in_simd, bits_register=bits_register, address_register=address_register,
         masked_adders=masked_adders, rom_page_words=rom_page_words,
-        lut_multipliers=lut_multipliers, rom_words=rom, const_words=const)
+        lut_multipliers=lut_multipliers, stationary=stationary, rom_words=rom,
+        const_words=const)
 
 
 def hex_lines(words_bytes, width):

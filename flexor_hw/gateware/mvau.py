@@ -19,7 +19,7 @@ from .weight_stream import WeightStream
 from .xor_decoder import XorDecoder
 
 __all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER", "hold_steps",
-           "mvau_cycles"]
+           "mvau_cycles", "stationary_refusal", "MAX_STATIONARY_GROUPS"]
 
 #: Adder-tree levels between pipeline registers: a register on every level costs about as many
 #: flip-flops per lane as the lane has LUTs, and flip-flops then become the limit.
@@ -27,6 +27,9 @@ TREE_LEVELS_PER_REGISTER = 2
 
 #: PE rows whose first adders read one copy of the vector word's register.
 X_COPY_ROWS = 4
+
+#: Bits of an input-stationary unit's word register under one enable.
+X_PIECE_BITS = 64
 
 
 def mvau_cycles(fan_in, out_features, pe, simd, out_simd, in_simd=None):
@@ -47,6 +50,37 @@ def hold_steps(fan_in, n_out, pe, simd, plain=False):
     if plain or simd >= n_out or n_out % simd or fan_in % simd or (pe > 1 and fan_in % n_out):
         return 1
     return n_out // simd
+
+
+#: Most row groups an input-stationary unit keeps running sums for (a ring of registers each).
+MAX_STATIONARY_GROUPS = 32
+
+
+def stationary_refusal(p):
+    """Why the unit of params ``p`` cannot be input-stationary, or None. It takes its input a
+    word of ``SIMD`` activations a beat and holds it while its ``NF`` row groups take it, a
+    step each, so a word of weights is read per step in column-block-major order: not where
+    a word serves several steps (:func:`hold_steps`) or carries a slice from the word before
+    (those follow a row group's words in turn), nor a scattered or narrow input, nor the
+    iCE40's registered read address; its row groups' sums wait in a ring of registers, a
+    group's beats in a buffer of LUT RAM (at most :data:`MAX_STATIONARY_GROUPS` groups), and
+    a vector's ``NF`` groups end a step apart: the serializer takes one every ``G = PE/R``
+    cycles, at most ``SF`` of them."""
+    if p.carry:
+        return "cannot carry slices from the word before (its words are not read in a row)"
+    if hold_steps(p.fan_in, p.n_out, p.pe, p.simd, p.plain) > 1:
+        return "cannot hold a word of slices for several steps"
+    if p.scatter is not None or (p.in_simd or p.simd) != p.simd:
+        return f"takes its input a word of SIMD ({p.simd}) elements a beat"
+    if p.address_register:
+        return "has no registered read address (it has no vector memory)"
+    if -(-p.out_features // p.pe) > MAX_STATIONARY_GROUPS:
+        return (f"keeps at most {MAX_STATIONARY_GROUPS} row groups' sums, not "
+                f"{-(-p.out_features // p.pe)}")
+    if p.pe // p.out_simd > -(-p.fan_in // p.simd):
+        return (f"serializes a row group's {p.pe // p.out_simd} beats within its "
+                f"{-(-p.fan_in // p.simd)} steps")
+    return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,6 +123,9 @@ class MvauParams:
     (iCE40 SB_RAM40); the ECP5's DP16KD keeps the word register. ``rom_page_words``: a
     weight ROM in logic decodes pages of that many words, registered, then chooses the page
     (:class:`~flexor_hw.gateware.rom.Rom`; None: in one cycle).
+    ``stationary``: the unit holds each input word while every row group takes it (weights
+    read column block major, :func:`stationary_refusal`) and keeps each group's sums in a
+    ring of registers, instead of a vector memory that every group re-reads.
     Arithmetic: ``consts`` (:class:`flexor_hw.ops.weighted.LayerConstants`), ``unipolar``
     (``S = T`` for 0/1 planes instead of ``2T − Σx``).
     Contents for simulation: ``rom_words``, ``const_words`` (Python ints).
@@ -120,6 +157,7 @@ class MvauParams:
     masked_adders: bool = False
     rom_page_words: int = None
     lut_multipliers: bool = False
+    stationary: bool = False
     rom_words: tuple = None
     const_words: tuple = None
 
@@ -148,6 +186,10 @@ class MvauParams:
                            or len(self.head_words) != self.nf):
             raise ValueError(f"A carrying MVAU needs at least 2 slots and one head word per "
                              f"row group ({self.nf})")
+        if self.stationary:
+            why = stationary_refusal(self)
+            if why:
+                raise ValueError(f"An input-stationary MVAU {why}")
         if self.address_register and not self.bits_register:
             raise ValueError("A registered vector read address (address_register) takes the "
                              "place of the word's register beside the registered weight bits: "
@@ -324,6 +366,9 @@ class MvauParams:
     def fifo_depth(self):
         """Output FIFO beats: a group's beats for every group that can be in flight while
         its credits go round, and one group more."""
+        if self.stationary:     # reserved as the serializer reads a group from its buffer
+            in_flight = 2 + self.group_beats + self.requant_latency + 3
+            return self.group_beats * (-(-in_flight // self.group_beats) + 1)
         in_flight = 2 + self.tree_stages + 2 + self.group_beats + self.requant_latency + 3
         return self.group_beats * (-(-in_flight // self.group_interval) + 1)
 
@@ -366,21 +411,56 @@ class MvauParams:
 
     @property
     def cycles_per_vector(self):
-        """See :func:`mvau_cycles`."""
+        """See :func:`mvau_cycles`; an input-stationary unit: ``SF·NF`` steps, a word taken
+        with the last of its ``NF`` (no hand-over), and ``NF·G`` output beats."""
+        if self.stationary:
+            return self.nf * max(self.sf, self.group_beats)
         return mvau_cycles(self.fan_in, self.out_features, self.pe, self.simd, self.out_simd,
                            self.in_beat)
 
     @property
     def latency_cycles(self):
         """From a vector's last input beat to its last output beat (idle unit, ready consumer)."""
+        if self.stationary:     # the last word, taken with its first group's step: its
+            # NF groups end a step apart, then queue for the serializer
+            return (self.nf + self.tree_stages + 3 + max(self.nf * self.group_beats - self.nf + 1,
+                                                    self.group_beats)
+                    + self.requant_latency + 1)
         last_end = (self.nf - 1) * self.group_interval + self.sf - 1
         return (1 + last_end + 1 + self.tree_stages + 2
                 + self.last_group_beats + self.requant_latency + 1)
 
     @property
     def activation_memory_bits(self):
-        """Two vectors of ``SF`` words of ``SIMD`` activations."""
-        return 2 * self.sf * self.simd * self.x_width
+        """Two vectors of ``SF`` words of ``SIMD`` activations (none input-stationary)."""
+        return 0 if self.stationary else 2 * self.sf * self.simd * self.x_width
+
+    @property
+    def group_slots(self):
+        """An input-stationary unit's places for finished row groups, reserved by a group's
+        last step and free again ``tree_stages + 5`` cycles later at the soonest (its sums,
+        the buffer's write and read, the count): a vector's ``NF`` groups end a step apart,
+        and where fewer steps than that separate them from the next vector's, as many
+        places as steps (at least 2)."""
+        if not self.stationary:
+            return 0
+        loop = self.tree_stages + 5
+        return max(2, self.nf + max(0, loop - self.sf * self.nf))
+
+    @property
+    def ring_bits(self):
+        """An input-stationary unit's running sums: ``NF`` groups of ``PE`` rows and ``q``
+        planes, each of the accumulator's width."""
+        return self.nf * self.pe * self.q * self.acc_shape.width if self.stationary else 0
+
+    @property
+    def acc_shape(self):
+        """A row's running sum: ``T`` (or ``2·T − Σx`` from ``−Σx``, written sums)."""
+        if self.x_sum_written:
+            c = self.consts
+            fm = self.fan_in * max(abs(c.x_lo), abs(c.x_hi))
+            return int_shape(-fm, fm)
+        return self.total_shape
 
     @property
     def lanes(self):
@@ -476,171 +556,195 @@ class MatrixVectorUnit(wiring.Component):
             m.submodules.heads = head
         m.submodules.weights = weights = WeightStream(rom, emit=self._init_files is not None)
 
-        # -- input side: two halves of SF words ------------------------------------------
-        self._vmem = vmem = _VectorMemory(m, p, emit=self._init_files is not None)
-        w_half = Signal()                       # the half being written
-        w_full = Signal()                       # the half holds a whole vector
-        filled = Signal()                       # the beat taken completes the vector
-        take = Signal()
-        m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready)]
-        last = None                             # the next beat is the vector's last
-        if p.writer == "assemble":
-            last = self._assemble(m, vmem, take, w_half, filled)
-        elif p.writer == "lanes":
-            last = self._narrow(m, vmem, take, w_half, filled)
-        elif p.writer == "word":
-            wport = vmem.write_port(m)
-            w_count = Signal(range(max(2, sf)))
-            m.d.comb += [wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
-                         wport.en.eq(take), filled.eq(take & (w_count == sf - 1))]
-            with m.If(take):
-                m.d.sync += w_count.eq(Mux(w_count == sf - 1, 0, w_count + 1))
-        else:
-            self._scatter(m, vmem, take, w_half, filled)
-        if p.x_sum_written:
-            written_sum = self._write_sum(m, take, filled, last)
-
-        # -- issue: one weight word and one vector word per step ----------------------------
-        active = Signal()
-        r_base = Signal(range(2 * sf))
-        r_addr = Signal(range(2 * sf))
-        s_idx = Signal(range(max(2, sf)))
-        n_idx = Signal(range(max(2, nf)))
-        s_last = Signal(init=sf == 1)           # s_idx == sf − 1, as a register
-        n_last = Signal(init=nf == 1)
-        # a group's G beats are reserved with its last step
-        credits = Credits(p.fifo_depth, G)
-        gap = Signal(range(G + 1))              # cycles until the serializer takes a group
-        gap_zero = Signal(init=1)               # gap == 0, as a register
-        # The issue's conditions are registers, so that ``step`` is one LUT4 of flip-flops
-        # and ``load`` two (the placed digits MLP's longest paths on the UP5K ran through
-        # them into the enables of the issue's registers): a group may end (room for its
-        # beats, the serializer free), and the step at hand is the vector's last.
-        # (Next values as plain expressions, not conditional assignments: Icarus does not
-        # evaluate an ``always @*`` block at time 0, and a register that only ever loads one
-        # can be X from the first clock after reset.)
-        can_end = Signal(init=1)
-        gap_zero_next = Signal()
-        s_last_next, n_last_next = Signal(), Signal()
-        sn_last = Signal(init=sf == 1 and nf == 1)     # s_last & n_last, as a register
-        can_end_next, sn_last_next = credits.room_next & gap_zero_next, s_last_next & n_last_next
-        m.d.sync += [can_end.eq(can_end_next), gap_zero.eq(gap_zero_next),
-                     s_last.eq(s_last_next), n_last.eq(n_last_next), sn_last.eq(sn_last_next)]
-        # Once primed, the weight stream never runs dry under a step every cycle; a unit
-        # whose first vector takes long enough to arrive never steps before that, and needs
-        # no gate on the stream's valid (prime_cycles).
-        valid = weights.o.valid if sf + 1 < weights.prime_cycles else 1
-        step = Signal()
-        m.d.comb += step.eq(active & valid & (~s_last | can_end))
-        self._step = step                   # for tests
-        vector_end = step & sn_last
-        load = Signal()
-        # w_full in two registers, each holding through itself, that step alike (so they
-        # are equal): the input's ready and the writer's own, and the issue's copy
-        # (``w_full_issue``, a ``flexor_copy`` following the reset through its input) for
-        # ``load``. Each reads the other side once: the input side's ``load``, the issue's
-        # ``filled``. With one register, the input side and the issue placed apart, the loop
-        # from it through ``load`` back into its own reset was the placed ResNet-20's longest
-        # path twice over (conv21: 1.4 ns of logic, 16.2 of routing); with a copy that held
-        # through the input side's register, the placer put the copy by the input side and
-        # the loop crossed twice again (conv3: 11.1 ns of routing). (A take and a load never
-        # meet: the take needs ``~w_full``, the load ``w_full``.)
-        # Both are kept copies: Yosys merges a plain register into a kept twin that steps
-        # alike (its opt_merge keeps the kept one), and did so in four of ResNet-20's twenty
-        # units, the loop through ``load`` then crossing the unit again (conv26's ``w_full``
-        # into itself, 10.3 ns of routing).
         emit = self._init_files is not None
-        flag_copy(m, filled, load, "w_full", emit=emit, flag=w_full)
-        w_full_issue = flag_copy(m, filled, load, "w_full_issue", emit=emit)
-        self._w_full = (w_full, w_full_issue)   # for tests
-        m.d.comb += load.eq(w_full_issue & (~active | vector_end))
-        active_next = Mux(load, 1, Mux(vector_end, 0, active))
-        pop = step
-        if p.hold > 1:
-            # A word of slices serves ``hold`` steps: the phase counts them, restarting
-            # with each vector (whose last slice may end early).
-            ph = Signal(range(p.hold))
-            ph_last = Signal()                  # ph == hold − 1, as a register
-            ends = ph_last | sn_last
-            ph_last_next = Mux(step, ~ends & (ph == p.hold - 2), ph_last)
-            m.d.sync += ph_last.eq(ph_last_next)
-            with m.If(step):
-                m.d.sync += ph.eq(Mux(ends, 0, ph + 1))
-            pop = step & ends
-        rom_pop = pop
-        if rom.stall:
-            # A stalled ROM's read takes the pop as its block RAMs' clock enables, beside the
-            # ROM, not the issue: from copies of the step's flags of its own (the one ``step``
-            # into the issue's registers and conv2's 8 blocks placed them apart at a seed,
-            # ``active`` into the vector memory's read address copies: 10.1 ns of routing).
-            flags = [("active", active_next, 0), ("s_last", s_last_next, int(sf == 1)),
-                     ("can_end", can_end_next, 1)]
-            if p.hold > 1:
-                flags += [("sn_last", sn_last_next, int(sf == 1 and nf == 1)),
-                          ("ph_last", ph_last_next, 0)]
-            rc = {name: kept_register(m, value, f"{name}_rom", emit=emit, init=init)
-                  for name, value, init in flags}
-            rom_pop = rc["active"] & valid & (~rc["s_last"] | rc["can_end"])
-            if p.hold > 1:
-                rom_pop = rom_pop & (rc["ph_last"] | rc["sn_last"])
-        self._pops = (pop, rom_pop)             # for tests
-        m.d.comb += weights.o.ready.eq(rom_pop)
-        head_bits = None
-        if head is not None and p.heads_prefetched:
-            head_bits = _head_prefetch(m, head, step & s_last, n_last, nf)
-        elif head is not None:
-            m.d.comb += head.addr.eq(n_idx)
-            head_bits = head.data
-        r_next = Signal.like(r_addr)        # the read address, registered in every bank
-        m.d.comb += r_next.eq(r_addr)
-        m.d.sync += r_addr.eq(r_next)
-        m.d.comb += [
-            s_last_next.eq(Mux(step, Mux(s_last, sf == 1, s_idx == sf - 2), s_last)),
-            n_last_next.eq(Mux(step & s_last, Mux(n_last, nf == 1, n_idx == nf - 2), n_last))]
-        with m.If(step):
-            m.d.comb += r_next.eq(Mux(s_last, r_base, r_addr + 1))
-            m.d.sync += s_idx.eq(Mux(s_last, 0, s_idx + 1))
-            with m.If(s_last):
-                m.d.sync += n_idx.eq(Mux(n_last, 0, n_idx + 1))
-        m.d.sync += active.eq(active_next)
-        with m.If(load):
-            new_base = Mux(w_half, sf, 0)
-            m.d.comb += r_next.eq(new_base)
-            m.d.sync += [r_base.eq(new_base), w_half.eq(~w_half)]
-        if G > 1:
-            m.d.comb += gap_zero_next.eq(Mux(step & s_last, 0, gap_zero | (gap == 1)))
-            with m.If(step & s_last):
-                m.d.sync += gap.eq(G - 1)
-            with m.Elif(~gap_zero):
-                m.d.sync += gap.eq(gap - 1)
+        if p.stationary:
+            iss = self._issue_stationary(m, weights, rom)
+            step, s_idx, n_idx = iss.step, iss.s_idx, iss.n_idx
+            s_last, n_last = iss.s_last, iss.n_last
+            offs1, vmem, load, r_next, r_addr, head_bits = iss.offs1, None, None, None, None, None
+            credits = iss.credits
         else:
-            m.d.comb += gap_zero_next.eq(1)
+            # -- input side: two halves of SF words ------------------------------------------
+            self._vmem = vmem = _VectorMemory(m, p, emit=self._init_files is not None)
+            w_half = Signal()                       # the half being written
+            w_full = Signal()                       # the half holds a whole vector
+            filled = Signal()                       # the beat taken completes the vector
+            take = Signal()
+            m.d.comb += [self.i.ready.eq(~w_full), take.eq(self.i.valid & self.i.ready)]
+            last = None                             # the next beat is the vector's last
+            if p.writer == "assemble":
+                last = self._assemble(m, vmem, take, w_half, filled)
+            elif p.writer == "lanes":
+                last = self._narrow(m, vmem, take, w_half, filled)
+            elif p.writer == "word":
+                wport = vmem.write_port(m)
+                w_count = Signal(range(max(2, sf)))
+                m.d.comb += [wport.addr.eq(w_half * sf + w_count), wport.data.eq(self.i.payload),
+                             wport.en.eq(take), filled.eq(take & (w_count == sf - 1))]
+                with m.If(take):
+                    m.d.sync += w_count.eq(Mux(w_count == sf - 1, 0, w_count + 1))
+            else:
+                self._scatter(m, vmem, take, w_half, filled)
+            if p.x_sum_written:
+                written_sum = self._write_sum(m, take, filled, last)
 
-        # Each PE row's bit offset in its decoded slots, counted: ``(r·F + sf·SIMD) mod
-        # n_out`` for row r = nf·PE + j, as a column phase (per step) plus a row phase (per
-        # row group), each a small modular counter.
-        offs1 = []
-        if p.offset_bits:
-            n = p.n_out
-            col = Signal(range(n))
-            rows_ph = [Signal(range(n), init=(j * f) % n, name=f"row_ph{j}") for j in range(pe)]
+            # -- issue: one weight word and one vector word per step ----------------------------
+            active = Signal()
+            r_base = Signal(range(2 * sf))
+            r_addr = Signal(range(2 * sf))
+            s_idx = Signal(range(max(2, sf)))
+            n_idx = Signal(range(max(2, nf)))
+            s_last = Signal(init=sf == 1)           # s_idx == sf − 1, as a register
+            n_last = Signal(init=nf == 1)
+            # a group's G beats are reserved with its last step
+            credits = Credits(p.fifo_depth, G)
+            gap = Signal(range(G + 1))              # cycles until the serializer takes a group
+            gap_zero = Signal(init=1)               # gap == 0, as a register
+            # The issue's conditions are registers, so that ``step`` is one LUT4 of flip-flops
+            # and ``load`` two (the placed digits MLP's longest paths on the UP5K ran through
+            # them into the enables of the issue's registers): a group may end (room for its
+            # beats, the serializer free), and the step at hand is the vector's last.
+            # (Next values as plain expressions, not conditional assignments: Icarus does not
+            # evaluate an ``always @*`` block at time 0, and a register that only ever loads one
+            # can be X from the first clock after reset.)
+            can_end = Signal(init=1)
+            gap_zero_next = Signal()
+            s_last_next, n_last_next = Signal(), Signal()
+            sn_last = Signal(init=sf == 1 and nf == 1)     # s_last & n_last, as a register
+            can_end_next = credits.room_next & gap_zero_next
+            sn_last_next = s_last_next & n_last_next
+            m.d.sync += [can_end.eq(can_end_next), gap_zero.eq(gap_zero_next),
+                         s_last.eq(s_last_next), n_last.eq(n_last_next), sn_last.eq(sn_last_next)]
+            # Once primed, the weight stream never runs dry under a step every cycle; a unit
+            # whose first vector takes long enough to arrive never steps before that, and needs
+            # no gate on the stream's valid (prime_cycles).
+            valid = weights.o.valid if sf + 1 < weights.prime_cycles else 1
+            step = Signal()
+            m.d.comb += step.eq(active & valid & (~s_last | can_end))
+            self._step = step                   # for tests
+            vector_end = step & sn_last
+            load = Signal()
+            # w_full in two registers, each holding through itself, that step alike (so they
+            # are equal): the input's ready and the writer's own, and the issue's copy
+            # (``w_full_issue``, a ``flexor_copy`` following the reset through its input) for
+            # ``load``. Each reads the other side once: the input side's ``load``, the issue's
+            # ``filled``. With one register, the input side and the issue placed apart, the loop
+            # from it through ``load`` back into its own reset was the placed ResNet-20's longest
+            # path twice over (conv21: 1.4 ns of logic, 16.2 of routing); with a copy that held
+            # through the input side's register, the placer put the copy by the input side and
+            # the loop crossed twice again (conv3: 11.1 ns of routing). (A take and a load never
+            # meet: the take needs ``~w_full``, the load ``w_full``.)
+            # Both are kept copies: Yosys merges a plain register into a kept twin that steps
+            # alike (its opt_merge keeps the kept one), and did so in four of ResNet-20's twenty
+            # units, the loop through ``load`` then crossing the unit again (conv26's ``w_full``
+            # into itself, 10.3 ns of routing).
+            emit = self._init_files is not None
+            flag_copy(m, filled, load, "w_full", emit=emit, flag=w_full)
+            w_full_issue = flag_copy(m, filled, load, "w_full_issue", emit=emit)
+            self._w_full = (w_full, w_full_issue)   # for tests
+            m.d.comb += load.eq(w_full_issue & (~active | vector_end))
+            active_next = Mux(load, 1, Mux(vector_end, 0, active))
+            pop = step
+            if p.hold > 1:
+                # A word of slices serves ``hold`` steps: the phase counts them, restarting
+                # with each vector (whose last slice may end early).
+                ph = Signal(range(p.hold))
+                ph_last = Signal()                  # ph == hold − 1, as a register
+                ends = ph_last | sn_last
+                ph_last_next = Mux(step, ~ends & (ph == p.hold - 2), ph_last)
+                m.d.sync += ph_last.eq(ph_last_next)
+                with m.If(step):
+                    m.d.sync += ph.eq(Mux(ends, 0, ph + 1))
+                pop = step & ends
+            rom_pop = pop
+            if rom.stall:
+                # A stalled ROM's read takes the pop as its block RAMs' clock enables, beside the
+                # ROM, not the issue: from copies of the step's flags of its own (the one ``step``
+                # into the issue's registers and conv2's 8 blocks placed them apart at a seed,
+                # ``active`` into the vector memory's read address copies: 10.1 ns of routing).
+                flags = [("active", active_next, 0), ("s_last", s_last_next, int(sf == 1)),
+                         ("can_end", can_end_next, 1)]
+                if p.hold > 1:
+                    flags += [("sn_last", sn_last_next, int(sf == 1 and nf == 1)),
+                              ("ph_last", ph_last_next, 0)]
+                rc = {name: kept_register(m, value, f"{name}_rom", emit=emit, init=init)
+                      for name, value, init in flags}
+                rom_pop = rc["active"] & valid & (~rc["s_last"] | rc["can_end"])
+                if p.hold > 1:
+                    rom_pop = rom_pop & (rc["ph_last"] | rc["sn_last"])
+            self._pops = (pop, rom_pop)             # for tests
+            m.d.comb += weights.o.ready.eq(rom_pop)
+            head_bits = None
+            if head is not None and p.heads_prefetched:
+                head_bits = _head_prefetch(m, head, step & s_last, n_last, nf)
+            elif head is not None:
+                m.d.comb += head.addr.eq(n_idx)
+                head_bits = head.data
+            r_next = Signal.like(r_addr)        # the read address, registered in every bank
+            m.d.comb += r_next.eq(r_addr)
+            m.d.sync += r_addr.eq(r_next)
+            m.d.comb += [
+                s_last_next.eq(Mux(step, Mux(s_last, sf == 1, s_idx == sf - 2), s_last)),
+                n_last_next.eq(Mux(step & s_last, Mux(n_last, nf == 1, n_idx == nf - 2), n_last))]
             with m.If(step):
-                m.d.sync += col.eq(Mux(s_last, 0, _mod_add(col, simd % n, n)))
+                m.d.comb += r_next.eq(Mux(s_last, r_base, r_addr + 1))
+                m.d.sync += s_idx.eq(Mux(s_last, 0, s_idx + 1))
                 with m.If(s_last):
-                    for j in range(pe):
-                        m.d.sync += rows_ph[j].eq(Mux(n_last, (j * f) % n,
-                                                      _mod_add(rows_ph[j], (pe * f) % n, n)))
-            for j in range(pe):
-                off = Signal(range(n), name=f"off1_{j}")
-                m.d.sync += off.eq(_mod_sum(rows_ph[j], col, n))
-                offs1.append(off)
+                    m.d.sync += n_idx.eq(Mux(n_last, 0, n_idx + 1))
+            m.d.sync += active.eq(active_next)
+            with m.If(load):
+                new_base = Mux(w_half, sf, 0)
+                m.d.comb += r_next.eq(new_base)
+                m.d.sync += [r_base.eq(new_base), w_half.eq(~w_half)]
+            if G > 1:
+                m.d.comb += gap_zero_next.eq(Mux(step & s_last, 0, gap_zero | (gap == 1)))
+                with m.If(step & s_last):
+                    m.d.sync += gap.eq(G - 1)
+                with m.Elif(~gap_zero):
+                    m.d.sync += gap.eq(gap - 1)
+            else:
+                m.d.comb += gap_zero_next.eq(1)
+
+            # Each PE row's bit offset in its decoded slots, counted: ``(r·F + sf·SIMD) mod
+            # n_out`` for row r = nf·PE + j, as a column phase (per step) plus a row phase (per
+            # row group), each a small modular counter.
+            offs1 = []
+            if p.offset_bits:
+                n = p.n_out
+                col = Signal(range(n))
+                rows_ph = [Signal(range(n), init=(j * f) % n, name=f"row_ph{j}")
+                           for j in range(pe)]
+                with m.If(step):
+                    m.d.sync += col.eq(Mux(s_last, 0, _mod_add(col, simd % n, n)))
+                    with m.If(s_last):
+                        for j in range(pe):
+                            m.d.sync += rows_ph[j].eq(Mux(n_last, (j * f) % n,
+                                                          _mod_add(rows_ph[j], (pe * f) % n, n)))
+                for j in range(pe):
+                    off = Signal(range(n), name=f"off1_{j}")
+                    m.d.sync += off.eq(_mod_sum(rows_ph[j], col, n))
+                    offs1.append(off)
 
         # -- stage 1: the step's weight word and flags, registered; the vector word arrives --
         v1, first1, last1 = Signal(), Signal(), Signal()
         word1 = Signal(p.rom_width, reset_less=True)
         m.d.sync += [v1.eq(step), first1.eq(s_idx == 0), last1.eq(s_last),
                      word1.eq(weights.o.payload)]
-        if p.address_register:
+        nfirst1 = Signal(init=1)            # (input-stationary) the word's first row group
+        if p.stationary:
+            m.d.sync += nfirst1.eq(n_idx == 0)
+            # the input word, taken with its first group's step into a register of its own
+            # (where a vector memory's read would be), then beside the registered weight bits
+            # (loaded in every cycle that waits for a word's first group: the word on the
+            # stream is the one that step takes; in pieces, each enabled by a copy of its own)
+            rdata = Signal(p.simd * xw, name="xword", reset_less=True)
+            for k, lo in enumerate(range(0, p.simd * xw, X_PIECE_BITS)):
+                hi = min(p.simd * xw, lo + X_PIECE_BITS)
+                load = kept_register(m, self._n_first_next, f"xload_{k}", emit=emit, init=1)
+                with m.If(load):
+                    m.d.sync += rdata[lo:hi].eq(self.i.payload[lo:hi])
+            xdata = delay(m, rdata, 1, "xdata", data=True) if p.bits_register else rdata
+        elif p.address_register:
             # the step's address register, registered again beside the memory: the word
             # arrives two cycles after its step, beside the registered weight bits
             xdata = vmem.read(m, r_addr)
@@ -772,11 +876,14 @@ class MatrixVectorUnit(wiring.Component):
         flags = Cat(delay(m, v1, p.tree_stages - 1, "v2p"),
                     delay(m, first1, p.tree_stages - 1, "first2p"),
                     delay(m, last1, p.tree_stages - 1, "last2p"))
+        if p.stationary:
+            flags = Cat(flags, delay(m, nfirst1, p.tree_stages - 1, "nfirst2p"))
 
         def row_flags(name):
-            """``(v2, first2, group_end)`` from copies of a row's own."""
+            """``(v2, first2, group_end)`` from copies of a row's own (and, input-stationary,
+            whether the step is its word's first group)."""
             r = copy_register(m, flags, name, emit=self._init_files is not None)
-            return r[0], r[1], r[0] & r[2]
+            return (r[0], r[1], r[0] & r[2]) + ((r[3],) if p.stationary else ())
 
         # -- accumulate each row (and Σx) over its SF words; a group's end is latched, then
         # S = 2·T − Σx goes into the bank (S = T for unipolar planes) -----------------------
@@ -803,13 +910,18 @@ class MatrixVectorUnit(wiring.Component):
         elif not p.unipolar:
             xacc = Signal(t_shape, reset_less=True)
             xfin = Signal(t_shape, reset_less=True)
-            v_x, first_x, end_x = row_flags("flags_x")
+            v_x, first_x, end_x, *word_first = row_flags("flags_x")
+            if p.stationary:    # a word's sum once, with its first row group's step
+                v_x, end_x = v_x & word_first[0], end_x & word_first[0]
             with m.If(v_x):
                 m.d.sync += xacc.eq(Mux(first_x, 0, xacc) + word_sum)
             with m.If(end_x):
                 m.d.sync += xfin.eq(Mux(first_x, 0, xacc) + word_sum)
             xtotal = xfin
-        for j in range(pe):
+        if p.stationary:
+            done, ser, beat, rd_go = self._stationary_sums(m, trees, row_flags, xtotal, bank,
+                                                           group_end, shift)
+        for j in range(pe if not p.stationary else 0):
             v_j, first_j, end_j = row_flags(f"flags_{j}")
             for i in range(q):
                 if x_init is not None:      # S from −Σx, twice the row's sums
@@ -831,17 +943,19 @@ class MatrixVectorUnit(wiring.Component):
                         m.d.sync += bank[j][i].eq(bank[j + p.out_simd][i])
 
         # -- serializer: R rows per cycle from the bank into R requantizers -----------------
-        ser_left = Signal(range(G + 1))
-        beat = Signal(range(max(2, p.const_depth)))            # the constant ROM's address
         keep_limit = (nf - 1) * G + p.last_group_beats          # beats past it are not rows
-        ser = Signal()
-        m.d.comb += [ser.eq(ser_left != 0), shift.eq(ser), crom.addr.eq(beat)]
-        with m.If(done):
-            m.d.sync += ser_left.eq(G)
-        with m.Elif(ser):
-            m.d.sync += ser_left.eq(ser_left - 1)
-        with m.If(ser):
-            m.d.sync += beat.eq(Mux(beat == p.const_depth - 1, 0, beat + 1))
+        if not p.stationary:
+            ser_left = Signal(range(G + 1))
+            beat = Signal(range(max(2, p.const_depth)))        # the constant ROM's address
+            ser = Signal()
+            m.d.comb += [ser.eq(ser_left != 0), shift.eq(ser)]
+            with m.If(done):
+                m.d.sync += ser_left.eq(G)
+            with m.Elif(ser):
+                m.d.sync += ser_left.eq(ser_left - 1)
+            with m.If(ser):
+                m.d.sync += beat.eq(Mux(beat == p.const_depth - 1, 0, beat + 1))
+        m.d.comb += crom.addr.eq(beat)
         keep = beat < keep_limit if keep_limit < p.const_depth else Const(1)
 
         # Operands: the bank's rows now, their constants a cycle later (the ROM's read).
@@ -874,12 +988,161 @@ class MatrixVectorUnit(wiring.Component):
         # A group's beats are reserved with its last step; counted a cycle later where a
         # group takes two steps or more (the next group cannot end sooner), so the issue logic
         # does not feed the credits' adder.
-        ends = step & s_last
-        if sf > 1:
-            ends = delay(m, ends, 1, "group_ended")
+        if p.stationary:        # reserved as the serializer reads a group from its buffer
+            ends = rd_go
+        else:
+            ends = step & s_last
+            if sf > 1:
+                ends = delay(m, ends, 1, "group_ended")
         credits.count(m, Mux(ends, G, 0), (self.o.valid & self.o.ready) + skipped)
         return m
 
+
+    def _issue_stationary(self, m, weights, rom):
+        """The issue of an input-stationary unit (:attr:`MvauParams.stationary`): a step per
+        row group of each input word (the groups inner, the words outer), the word taken
+        with its last group's step; a group's last word's step reserves a place in the
+        buffer of finished groups (``slots``, :meth:`_stationary_sums`). Returns the issue's
+        counters and flags, the rows' counted offsets, and the output FIFO's credits."""
+        p = self._params
+        sf, nf, pe, simd, f = p.sf, p.nf, p.pe, p.simd, p.fan_in
+        emit = self._init_files is not None
+        s_idx = Signal(range(max(2, sf)), name="word_idx")
+        n_idx = Signal(range(max(2, nf)), name="group_idx")
+        s_last = Signal(init=sf == 1, name="word_last")     # s_idx == sf − 1, a register
+        n_last = Signal(init=nf == 1, name="group_last")    # n_idx == nf − 1, a register
+        self._slots = slots = Credits(p.group_slots, 1, "slots")
+        credits = Credits(p.fifo_depth, p.group_beats)      # the output FIFO's
+        self._group_read, self._fifo_room = Signal(name="group_read"), credits.room
+        can_end = Signal(init=1)
+        s_last_next, n_last_next = Signal(), Signal()
+        n_first = Signal(init=1, name="group_first")         # n_idx == 0, a register
+        n_first_next = Signal()
+        m.d.sync += [can_end.eq(slots.room_next), s_last.eq(s_last_next),
+                     n_last.eq(n_last_next), n_first.eq(n_first_next)]
+        # The word is taken with its first row group's step, into the unit's own register
+        # (:meth:`elaborate`), so that the producer's output register is free for the next
+        # word while the groups take this one (a width converter that held its word until
+        # the last group's step lost a cycle a word).
+        # ``ready`` from registers alone, not the input's ``valid`` (the width converter's
+        # output enables behind it: its valid through the step into them was the placed
+        # LeNet-5's longest path)
+        step, ok = Signal(), Signal()
+        m.d.comb += [ok.eq(weights.o.valid & (~s_last | can_end)),
+                     step.eq((self.i.valid | ~n_first) & ok),
+                     self.i.ready.eq(n_first & ok), n_first_next.eq(Mux(step, n_last, n_first))]
+        self._n_first_next = n_first_next
+        self._step = step                   # for tests
+        m.d.comb += [
+            n_last_next.eq(Mux(step, Mux(n_last, nf == 1, n_idx == nf - 2), n_last)),
+            s_last_next.eq(Mux(step & n_last, Mux(s_last, sf == 1, s_idx == sf - 2), s_last))]
+        with m.If(step):
+            m.d.sync += n_idx.eq(Mux(n_last, 0, n_idx + 1))
+            with m.If(n_last):
+                m.d.sync += s_idx.eq(Mux(s_last, 0, s_idx + 1))
+        rom_pop = step
+        if rom.stall:       # the block RAMs' clock enables from copies of the flags' own
+            rc = {name: kept_register(m, value, f"{name}_rom", emit=emit, init=init)
+                  for name, value, init in (("s_last", s_last_next, int(sf == 1)),
+                                            ("can_end", slots.room_next, 1),
+                                            ("n_first", n_first_next, 1))}
+            rom_pop = (self.i.valid | ~rc["n_first"]) & weights.o.valid & \
+                (~rc["s_last"] | rc["can_end"])
+        self._pops = (step, rom_pop)            # for tests
+        m.d.comb += weights.o.ready.eq(rom_pop)
+        slots.count(m, step & s_last, self._group_read)
+
+        # Each PE row's bit offset, ``(r·F + s·SIMD) mod n_out`` for row r = n·PE + j: a row
+        # phase stepped each step (the groups), a column phase each word.
+        offs1 = []
+        if p.offset_bits:
+            n = p.n_out
+            col = Signal(range(n))
+            rows_ph = [Signal(range(n), init=(j * f) % n, name=f"row_ph{j}")
+                       for j in range(pe)]
+            with m.If(step):
+                for j in range(pe):
+                    m.d.sync += rows_ph[j].eq(Mux(n_last, (j * f) % n,
+                                                  _mod_add(rows_ph[j], (pe * f) % n, n)))
+                with m.If(n_last):
+                    m.d.sync += col.eq(Mux(s_last, 0, _mod_add(col, simd % n, n)))
+            for j in range(pe):
+                off = Signal(range(n), name=f"off1_{j}")
+                m.d.sync += off.eq(_mod_sum(rows_ph[j], col, n))
+                offs1.append(off)
+
+        class Issue:
+            pass
+        iss = Issue()
+        iss.step, iss.s_idx, iss.n_idx = step, s_idx, n_idx
+        iss.s_last, iss.n_last = s_last, n_last
+        iss.offs1, iss.credits = offs1, credits
+        return iss
+
+    def _stationary_sums(self, m, trees, row_flags, xtotal, bank, group_end, shift):
+        """An input-stationary unit's sums: each PE row and plane keeps its ``NF`` groups'
+        running sums in a ring of registers that steps with each of its sums (the head is
+        the group at hand; the new sum goes to the tail), so no register is chosen by an
+        index. A group's ``S = 2·T − Σx`` (``T`` the unipolar planes') is written into a
+        buffer of finished groups (LUT RAM, :attr:`MvauParams.group_slots` words of the
+        rows' ``S``) the cycle after its last sum, from the ring's tail; the serializer
+        reads a group from it into the bank when the bank is free and the output FIFO has
+        room for its ``G`` beats (reserved then). Returns ``(done, ser, beat, read)``: the
+        bank loading, the serializer's beat and constant address, and the buffer's read."""
+        p, c = self._params, self._params.consts
+        pe, q, nf, G, B = p.pe, p.q, p.nf, p.group_beats, p.group_slots
+        sw = c.s_width
+        buf = memory.Memory(shape=pe * q * sw, depth=B, init=[],
+                            attrs={"ram_style": "distributed"})
+        m.submodules.groups = buf
+        wport, rport = buf.write_port(), buf.read_port(domain="sync")
+        sums = []
+        for j in range(pe):
+            v_j, first_j, _, _ = row_flags(f"flags_{j}")
+            for i in range(q):
+                ring = [Signal(p.acc_shape, name=f"acc{j}_{i}_g{g}", reset_less=True)
+                        for g in range(nf)]
+                with m.If(v_j):
+                    m.d.sync += [ring[g].eq(ring[g + 1]) for g in range(nf - 1)]
+                    m.d.sync += ring[-1].eq(Mux(first_j, 0, ring[0]) + trees[j][i])
+                s_val = Signal(signed(sw), name=f"s{j}_{i}")
+                m.d.comb += s_val.eq(ring[-1] if xtotal is None else (ring[-1] << 1) - xtotal)
+                sums.append(s_val)
+        written = delay(m, group_end, 1, "group_written")
+        wptr, rptr = Signal(range(B), name="group_wptr"), Signal(range(B), name="group_rptr")
+        m.d.comb += [wport.addr.eq(wptr), wport.data.eq(Cat(*sums)), wport.en.eq(written),
+                     rport.addr.eq(rptr), rport.en.eq(1)]
+        with m.If(written):
+            m.d.sync += wptr.eq(Mux(wptr == B - 1, 0, wptr + 1))
+
+        count = Signal(range(B + 1), name="groups_held")
+        ser_left = Signal(range(G + 1))
+        done = Signal()
+        read = self._group_read
+        fifo_room = self._fifo_room
+        # the bank is free when the group read now arrives: its last beat leaves by then
+        m.d.comb += read.eq((count != 0) & fifo_room & Mux(done, G <= 1, ser_left <= 2))
+        m.d.sync += [count.eq(count + written - read), done.eq(read)]
+        with m.If(read):
+            m.d.sync += rptr.eq(Mux(rptr == B - 1, 0, rptr + 1))
+        beat = Signal(range(max(2, p.const_depth)))            # the constant ROM's address
+        ser = Signal()
+        m.d.comb += [ser.eq(ser_left != 0), shift.eq(ser)]
+        with m.If(done):
+            m.d.sync += ser_left.eq(G)
+        with m.Elif(ser):
+            m.d.sync += ser_left.eq(ser_left - 1)
+        with m.If(ser):
+            m.d.sync += beat.eq(Mux(beat == p.const_depth - 1, 0, beat + 1))
+        for j in range(pe):
+            for i in range(q):
+                k = j * q + i
+                with m.If(done):
+                    m.d.sync += bank[j][i].eq(rport.data[k * sw:(k + 1) * sw].as_signed())
+                if j + p.out_simd < pe:
+                    with m.Elif(shift):
+                        m.d.sync += bank[j][i].eq(bank[j + p.out_simd][i])
+        return done, ser, beat, read
 
     def _write_sum(self, m, take, filled, last):
         """Σx of each vector as its beats are taken (:attr:`MvauParams.x_sum_written`): each

@@ -37,6 +37,9 @@ COST = {
         "luts_per_word_bit": 1.0,               # the weight queue's head mux
         "ffs_per_word_bit": 6.0,                # ROM output registers and the queue
         "luts_per_requantizer": 90, "ffs_per_requantizer": 110,
+        # input-stationary (:attr:`~flexor_hw.gateware.mvau.MvauParams.stationary`): the
+        # finished groups' counters and the serializer's read, beside the buffer's LUT RAM
+        "luts_stationary": 30,
         # a requantizer's product in logic, per bit of a_width × s_width beyond its DSPs'
         # (synth_ecp5 of the requantizer alone: 15 × 21 bits +687 LUT4 / +473 FF, 13 × 31
         # +842 / +463, 8 × 27 +401 / +242, two planes of 13 × 19 +1,093 / +656)

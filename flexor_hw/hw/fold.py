@@ -17,7 +17,7 @@ import weakref
 from dataclasses import replace
 
 from ..errors import BuildError
-from ..gateware.mvau import mvau_cycles
+from ..gateware.mvau import mvau_cycles, stationary_refusal
 from . import stages as S
 from .fifo import size_fifos
 
@@ -204,8 +204,14 @@ def _memory_styles(unit, lut_ram=True):
     vec_bits = p.activation_memory_bits
     vecs = [False, True] if lut_ram and 2 * p.sf > 16 and vec_bits <= MAX_LUTRAM_BITS \
         else [None]
-    return [(("rom_logic", a), ("rom_block", k), ("vectors_lutram", b))
-            for a, k in roms for b in vecs]
+    styles = [(("rom_logic", a), ("rom_block", k), ("vectors_lutram", b))
+              for a, k in roms for b in vecs]
+    if lut_ram and p.nf > 1 and stationary_refusal(p) is None:
+        # input-stationary: no vector memory, the row groups' sums in rings of flip-flops
+        # and a few finished groups in LUT RAM
+        styles += [(("rom_logic", a), ("rom_block", k), ("vectors_lutram", None),
+                    ("stationary", True)) for a, k in roms]
+    return styles
 
 
 def _pool_memory(pool, budget):
@@ -228,7 +234,9 @@ def _cached_estimate(unit, pe, simd, r, quantum=1, styles=(), ukey=None):
     again, under changing weights)."""
     def compute():
         est = dict(unit.folded(pe, simd, r, **dict(styles)).estimate())
-        if simd % quantum and not unit.scatter:     # the width converter its input needs
+        # the width converter its input needs (an input-stationary unit takes whole words)
+        if (simd % quantum or (dict(styles).get("stationary") and simd != quantum)) \
+                and not unit.scatter:
             conv = S.Repack("", unit.x_range, unit.x_range, length=unit.weights.fan_in,
                             n_in=quantum, n_out=simd).estimate()
             est = {k: est[k] + conv[k] for k in est}
@@ -563,6 +571,17 @@ def fold_to_device(graph, budget, *, what="the device", progress=None):
                 hi, best = mid, folded
             else:
                 lo = mid
+    # Units folded to the rate the folding reached, not 1/32 faster, where that takes fewer
+    # LUT4 and loses no cycle: the stage that bounds it stays the bottleneck (LeNet-5 on the
+    # ECP5-25k: conv2 at 8 × 40, 31,360 cycles, beside its window's 31,361: 13,290 LUT4
+    # estimated, where 4 × 100 at 25,088 took 14,979)
+    reached = best.cycles_per_image()
+    eased = _at_rate(reached + -(-reached // (UNIT_SLACK - 1)))
+    if eased is not None and eased.cycles_per_image() <= reached and \
+            match_widths(eased).estimate()["luts"] < match_widths(best).estimate()["luts"]:
+        say(f"[fold] the units at the rate reached ({reached:,} cycles per image) take "
+            f"fewer LUT4")
+        best = eased
     best = _pools_back_to_block_ram(best, budget)
     faster = [g for g in tried.get(lo, []) if g.cycles_per_image() < best.cycles_per_image()]
     if not faster:      # none at the rate just below (what fits is not monotone in the
@@ -813,7 +832,7 @@ def _narrow_input(graph, rate, prev, prev_simd, st):
     unit's write register but a beat (a window's kernel row into an 18-wide unit: 144 bits
     staged three times, and now 24 into LUT RAM, 144 into block RAM)."""
     if st is None or st.kind != "mvau" or st.scatter or st.family == "ice40" or \
-            st.simd <= prev_simd or st.simd % prev_simd:
+            st.stationary or st.simd <= prev_simd or st.simd % prev_simd:
         return st
     narrow = replace(st, in_beat=prev_simd, vectors_lutram=not st.params.vectors_in_block_ram)
     conv = S.Repack("", st.x_range, st.x_range, length=st.in_length, n_in=prev_simd,
@@ -832,6 +851,8 @@ def _burst_span(prev):
     if prev is None or prev.kind != "mvau":
         return None
     p = prev.params
+    if p.stationary:        # its last word's groups end a step apart: their beats in a row
+        return (p.nf - 1) * p.group_beats + p.last_group_beats - 1
     return (p.nf - 1) * p.group_interval + p.last_group_beats - 1
 
 

@@ -305,6 +305,8 @@ class Mvau(Stage):
     address_register: bool = False  # the vector read address registered twice (the iCE40)
     rom_page_words: int = None      # a logic weight ROM decoded in pages (the iCE40: 16)
     lut_multipliers: bool = False   # the requantizer's products in logic, not DSPs
+    stationary: bool = False        # each input word held while every row group takes it:
+                                    # no vector memory, the groups' sums in rings
 
     @property
     def in_simd(self):
@@ -339,13 +341,15 @@ class Mvau(Stage):
                            masked_adders=self.family == "ecp5" and not self.address_register,
                            rom_page_words=self.rom_page_words,
                            lut_multipliers=self.lut_multipliers, in_simd=self.in_beat,
+                           stationary=self.stationary,
                            scatter=None if self.scatter is None else
                            (self.scatter[0], self.scatter[1] * self.scatter[2]))
 
     def folded(self, pe, simd, out_simd, *, rom_logic=False, rom_block=False,
-               vectors_lutram=None):
+               vectors_lutram=None, stationary=False):
         return replace(self, pe=pe, simd=simd, rows_per_beat=out_simd, rom_logic=rom_logic,
-                       rom_block=rom_block, vectors_lutram=vectors_lutram, in_beat=None)
+                       rom_block=rom_block, vectors_lutram=vectors_lutram, in_beat=None,
+                       stationary=stationary)
 
     def cycles_per_image(self):
         return self.vectors * self.params.cycles_per_vector
@@ -358,6 +362,9 @@ class Mvau(Stage):
         in_logic = rom_in_logic(p, LOGIC_ROM_BITS)      # the unit's own rule, rom_block's too
         vectors = [_mem(self, "activations", 2 * p.sf, p.simd * p.x_width,
                         style=p.vectors_style)]
+        if p.stationary:        # no vector memory: a buffer of finished row groups' sums
+            vectors = [_mem(self, "finished groups", p.group_slots,
+                            p.pe * p.q * p.consts.s_width, style="distributed")]
         fifo = []
         if self.family == "ice40":
             # No LUT RAM: the vector memory's banks and pages (cut for LUT RAM unless it asks
@@ -401,7 +408,8 @@ class Mvau(Stage):
                                                          default=1), "carry": p.carry,
                 "rom_in_logic": in_logic, "rom_banks": banks,
                 "rom_file_words": file_words, "rom_file_width": banks * p.rom_width,
-                "vectors_in_lut_ram": p.vectors_style == "distributed",
+                "vectors_in_lut_ram": p.vectors_style == "distributed" and not p.stationary,
+                "input_stationary": p.stationary,
                 "rom_words": p.rom_depth, "rom_width": p.rom_width, "rom_bits": p.weight_bits,
                 "const_rom_bits": p.const_width * p.const_depth,
                 "const_rom_words": p.const_depth, "const_rom_width": p.const_width,
@@ -452,6 +460,20 @@ def mvau_logic(p):
     # two masked activations' (about half the flip-flops)
     lane_ffs = (c["ffs_per_lane_bit"] * lanes * xw if not p.masked_adders else
                 (c["ffs_per_lane_bit"] - 1) * lanes * xw + lanes * (xw + 1) / 2)
+    if p.stationary:
+        # no vector memory: its read and write registers and Σx's hold go; the input word's
+        # register takes the read's place, and each row's NF − 1 other groups' sums wait in
+        # its ring (flip-flops only: they shift under the row's enable); a finished group's
+        # place in the buffer, its counters and the serializer's read
+        ffs = (c["ffs"] + lane_ffs + c["ffs_per_column_bit"] * columns * xw
+               + p.simd * xw * (1 + p.bits_register) + lanes * p.bits_register
+               + (p.x_copies * p.simd * xw if p.x_copies > 1 else 0)
+               + c["ffs_per_row_bit"] * rows * t_width + (p.nf - 1) * rows * p.acc_shape.width
+               + stream_word_ffs(p) * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
+               + rom_read_ffs(p) + stream_enable_ffs(p)
+               + c["ffs_per_product_bit"] * product_bits)
+        return {"luts": round(luts + c["luts_stationary"]), "ffs": round(ffs), "brams": 0,
+                "dsps": p.dsps}
     ffs = (c["ffs"] + lane_ffs
            # the Σx tree's registers, and on the iCE40 the word's register before it; a
            # written vector's sum is held once more, for the issue

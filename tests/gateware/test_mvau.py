@@ -34,9 +34,10 @@ def _copies_agree(dut, wrong):
     ``wrong``)."""
     async def monitor(ctx):
         cycle = 0
-        async for _, _, a, b, pop, rom_pop in ctx.tick().sample(*dut._w_full, *dut._pops):
+        pairs = dut._pops if dut.params.stationary else (*dut._w_full, *dut._pops)
+        async for _, _, *values in ctx.tick().sample(*pairs):
             cycle += 1
-            if a != b or pop != rom_pop:
+            if any(a != b for a, b in zip(values[::2], values[1::2])):
                 wrong.append(cycle)
     return monitor
 
@@ -593,3 +594,103 @@ def test_first_step_never_outruns_the_weight_stream(sf, o, n_in):
     x = _inputs(consts, 2 if banked else 3, f, seed=sf)
     got, _ = _simulate(params, x)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+
+STATIONARY = [  # (fan_in, out, pe, simd, out_simd, q, n_in, n_out, signed)
+    (40, 16, 4, 8, 1, 2, 6, 10, False),     # counted offsets: SIMD ∤ n_out, G = 4 of 5 steps
+    (13, 6, 2, 4, 1, 1, 6, 10, False),      # a short last word, slices straddling rows
+    (25, 32, 2, 25, 2, 2, 6, 10, True),     # one word a vector, signed planes, R = 2
+    (40, 6, 1, 40, 1, 1, 6, 10, False),     # one word, six groups: more places than groups
+    (60, 4, 4, 20, 2, 1, 8, 20, False),     # one group: the ring is one register
+    (30, 12, 3, 10, 3, 1, 6, 10, False),    # n_out | SIMD and F: every offset 0, G = 1
+]
+
+
+def _stationary(case, **kw):
+    f, o, pe, simd, r, q, n_in, n_out, signed = case
+    pkg, layer, consts = _layer(f, o, q=q, n_in=n_in, n_out=n_out, signed=signed)
+    return pkg, consts, mvau_params(layer, consts, pe, simd, r, stationary=True, **kw)
+
+
+@pytest.mark.parametrize("masked_adders", [False, True], ids=["reset_masks", "masked_adders"])
+@pytest.mark.parametrize("case", STATIONARY, ids=[f"f{c[0]}o{c[1]}pe{c[2]}s{c[3]}r{c[4]}"
+                                                  for c in STATIONARY])
+def test_stationary_mvau_matches_golden_under_stalls(case, masked_adders):
+    """An input-stationary unit (each word held while every row group takes it, the groups'
+    sums in rings, finished groups in a buffer) is exact with both streams stalled, and it
+    reads its ROM image column block major."""
+    pkg, consts, params = _stationary(case, masked_adders=masked_adders)
+    assert params.stationary and params.activation_memory_bits == 0
+    f = case[0]
+    x = _inputs(consts, 4, f, seed=f)
+    got, _ = _simulate(params, x, stall=0.35, seed=case[2] + case[3])
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+
+@pytest.mark.parametrize("case", STATIONARY, ids=[f"f{c[0]}o{c[1]}pe{c[2]}s{c[3]}r{c[4]}"
+                                                  for c in STATIONARY])
+def test_stationary_mvau_runs_at_its_stated_rate_and_latency(case):
+    """Unstalled, vectors leave exactly ``cycles_per_vector = NF·max(SF, G)`` apart (no
+    hand-over between vectors), and the first vector's last output exactly
+    ``latency_cycles`` after its last beat was taken."""
+    pkg, consts, params = _stationary(case, masked_adders=True)
+    f, o, r = case[0], case[1], case[4]
+    x = _inputs(consts, 6, f, seed=3)
+
+    async def idle(ctx, rst):
+        await ctx.tick().repeat(10)
+
+    got, run = _simulate(params, x, before=idle)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+    per = o // r
+    ends = [run.out_cycles[(k + 1) * per - 1] for k in range(6)]
+    assert params.cycles_per_vector == params.nf * max(params.sf, params.group_beats)
+    assert set(np.diff(ends).tolist()) == {params.cycles_per_vector}
+    assert run.out_cycles[per - 1] - run.in_cycles[params.sf - 1] == params.latency_cycles
+
+
+def test_stationary_mvau_reset_in_the_middle_of_a_vector():
+    """A reset while groups are issued, finished groups wait in the buffer and the output
+    stalls: the next vectors are exact (the rings, the buffer's counts and the issue start
+    again; the word's register loads from the reset on)."""
+    pkg, consts, params = _stationary(STATIONARY[0], masked_adders=True)
+    dut = MatrixVectorUnit(params)
+    junk = pack_beats(_inputs(consts, 4, 40, seed=7), params.simd, params.x_width)
+    before = reset_while_stalled(dut, junk[:params.sf + 2], settle=30, hold=2)
+    x = _inputs(consts, 3, 40, seed=8)
+    run = run_stream(dut, pack_beats(x, params.simd, params.x_width), 3 * 16, in_stall=0.2,
+                     out_stall=0.3, seed=2, before=before)
+    got = unpack_beats(run.outputs, 1, params.y_width, consts.y_lo < 0).reshape(3, 16)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+
+
+def test_stationary_rom_image_is_column_block_major():
+    """The input-stationary image holds the same words as the row-group-major one, word
+    ``s·NF + n`` being that one's ``n·SF + s``."""
+    _, layer, _ = _layer(40, 16)
+    rows = mvau_rom_bytes(layer, 4, 8)
+    cols = mvau_rom_bytes(layer, 4, 8, stationary=True)
+    nf, sf = 4, 5
+    assert cols.shape == rows.shape
+    for n in range(nf):
+        for s in range(sf):
+            assert cols[s * nf + n].tolist() == rows[n * sf + s].tolist()
+    assert not np.array_equal(cols, rows)
+
+
+@pytest.mark.parametrize("f, o, pe, simd, r, kw, msg", [
+    (33, 6, 2, 10, 1, {}, r"cannot carry slices from the word before"),
+    (30, 8, 8, 30, 1, {}, r"serializes a row group's 8 beats within its 1 steps"),
+    (40, 66, 2, 8, 1, {}, r"keeps at most 32 row groups' sums, not 33"),
+    (40, 16, 4, 8, 1, {"in_simd": 4}, r"takes its input a word of SIMD \(8\) elements a beat"),
+    (40, 16, 4, 8, 1, {"address_register": True}, r"has no registered read address"),
+])
+def test_stationary_mvau_refuses_what_it_cannot_do(f, o, pe, simd, r, kw, msg):
+    _, layer, consts = _layer(f, o)
+    params = mvau_params(layer, consts, pe, simd, r, contents=False, **kw)
+    with pytest.raises(ValueError, match=r"^An input-stationary MVAU " + msg):
+        replace(params, stationary=True)
+    # a word that serves several steps is refused where the image is made
+    _, layer, consts = _layer(26, 3)
+    with pytest.raises(ValueError, match=r"reads a word a step: not one whose words serve"):
+        mvau_params(layer, consts, 1, 2, 1, stationary=True)
