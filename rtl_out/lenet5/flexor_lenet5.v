@@ -19,15 +19,16 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] i__payload;
   wire [7:0] \i__payload$15 ;
   wire [7:0] \i__payload$18 ;
-  wire [7:0] \i__payload$24 ;
+  wire [199:0] \i__payload$24 ;
   wire [7:0] \i__payload$30 ;
-  wire [39:0] \i__payload$36 ;
-  wire [319:0] \i__payload$42 ;
-  wire [7:0] \i__payload$48 ;
+  wire [7:0] \i__payload$36 ;
+  wire [39:0] \i__payload$42 ;
+  wire [639:0] \i__payload$48 ;
   wire [7:0] \i__payload$54 ;
   wire [7:0] \i__payload$60 ;
-  wire [15:0] \i__payload$66 ;
-  wire [3:0] \i__payload$72 ;
+  wire [7:0] \i__payload$66 ;
+  wire [15:0] \i__payload$72 ;
+  wire [3:0] \i__payload$78 ;
   output i__ready;
   wire i__ready;
   wire \i__ready$17 ;
@@ -41,6 +42,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__ready$65 ;
   wire \i__ready$71 ;
   wire \i__ready$77 ;
+  wire \i__ready$83 ;
   input i__valid;
   wire i__valid;
   wire \i__valid$16 ;
@@ -54,22 +56,24 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__valid$62 ;
   wire \i__valid$68 ;
   wire \i__valid$74 ;
+  wire \i__valid$80 ;
   wire [7:0] i_held__payload;
   wire i_held__ready;
   wire i_held__valid;
   output [3:0] o__payload;
   wire [3:0] o__payload;
   wire [7:0] \o__payload$19 ;
-  wire [7:0] \o__payload$25 ;
+  wire [199:0] \o__payload$25 ;
   wire [7:0] \o__payload$31 ;
-  wire [39:0] \o__payload$37 ;
-  wire [319:0] \o__payload$43 ;
-  wire [7:0] \o__payload$49 ;
+  wire [7:0] \o__payload$37 ;
+  wire [39:0] \o__payload$43 ;
+  wire [639:0] \o__payload$49 ;
   wire [7:0] \o__payload$55 ;
   wire [7:0] \o__payload$61 ;
-  wire [15:0] \o__payload$67 ;
-  wire [3:0] \o__payload$73 ;
-  wire [3:0] \o__payload$78 ;
+  wire [7:0] \o__payload$67 ;
+  wire [15:0] \o__payload$73 ;
+  wire [3:0] \o__payload$79 ;
+  wire [3:0] \o__payload$84 ;
   input o__ready;
   wire o__ready;
   wire \o__ready$22 ;
@@ -82,7 +86,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \o__ready$64 ;
   wire \o__ready$70 ;
   wire \o__ready$76 ;
-  wire \o__ready$80 ;
+  wire \o__ready$82 ;
+  wire \o__ready$86 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$21 ;
@@ -95,12 +100,14 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \o__valid$63 ;
   wire \o__valid$69 ;
   wire \o__valid$75 ;
-  wire \o__valid$79 ;
+  wire \o__valid$81 ;
+  wire \o__valid$85 ;
   input rst;
   wire rst;
   wire rst_argmax;
   wire rst_conv1;
   wire rst_conv1_window;
+  wire rst_conv1_window_to_conv1;
   wire rst_conv2;
   wire rst_conv2_window;
   wire rst_conv2_window_to_conv2;
@@ -118,32 +125,32 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \$3  = ~ held;
   assign i__ready = i_held__ready & \$3 ;
   assign \$4  = ~ held;
-  assign o__valid = \o__valid$79  & \$4 ;
+  assign o__valid = \o__valid$85  & \$4 ;
   assign \$5  = ~ gate_out;
-  assign \o__ready$80  = o__ready & \$5 ;
+  assign \o__ready$86  = o__ready & \$5 ;
   assign \$6  = rst | rst_top;
   assign \$7  = rst | rst_top;
   assign \$1  = rst | rst_top;
   assign held = \$1  | rst_top_2;
   \flexor_lenet5.argmax  argmax (
     .clk(clk),
-    .i__payload(\i__payload$66 ),
-    .i__ready(\o__ready$70 ),
-    .i__valid(\i__valid$68 ),
-    .o__payload(\i__payload$72 ),
-    .o__ready(\o__ready$76 ),
-    .o__valid(\i__valid$74 ),
+    .i__payload(\i__payload$72 ),
+    .i__ready(\o__ready$76 ),
+    .i__valid(\i__valid$74 ),
+    .o__payload(\i__payload$78 ),
+    .o__ready(\o__ready$82 ),
+    .o__valid(\i__valid$80 ),
     .rst_argmax(rst_argmax)
   );
   \flexor_lenet5.conv1  conv1 (
     .clk(clk),
-    .i__ready(\o__ready$22 ),
-    .i__valid(\i__valid$20 ),
-    .o__payload(\i__payload$24 ),
-    .\o__ready$89 (\o__ready$28 ),
-    .o__valid(\i__valid$26 ),
-    .rst_conv1(rst_conv1),
-    .w_data(\i__payload$18 )
+    .i__payload(\i__payload$24 ),
+    .i__ready(\o__ready$28 ),
+    .i__valid(\i__valid$26 ),
+    .\o__payload$237 (\i__payload$30 ),
+    .o__ready(\o__ready$34 ),
+    .o__valid(\i__valid$32 ),
+    .rst_conv1(rst_conv1)
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
@@ -155,55 +162,65 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .\o__valid$26 (\i__valid$20 ),
     .rst_conv1_window(rst_conv1_window)
   );
+  \flexor_lenet5.conv1_window_to_conv1  conv1_window_to_conv1 (
+    .clk(clk),
+    .i__payload(\i__payload$18 ),
+    .i__ready(\o__ready$22 ),
+    .i__valid(\i__valid$20 ),
+    .o__payload(\i__payload$24 ),
+    .o__ready(\o__ready$28 ),
+    .o__valid(\i__valid$26 ),
+    .rst_conv1_window_to_conv1(rst_conv1_window_to_conv1)
+  );
   \flexor_lenet5.conv2  conv2 (
     .clk(clk),
-    .i__ready(\o__ready$46 ),
-    .i__valid(\i__valid$44 ),
-    .o__payload(\i__payload$48 ),
-    .\o__ready$619 (\o__ready$52 ),
-    .o__valid(\i__valid$50 ),
-    .rst_conv2(rst_conv2),
-    .w_data(\i__payload$42 )
+    .i__payload(\i__payload$48 ),
+    .i__ready(\o__ready$52 ),
+    .i__valid(\i__valid$50 ),
+    .\o__payload$905 (\i__payload$54 ),
+    .o__ready(\o__ready$58 ),
+    .o__valid(\i__valid$56 ),
+    .rst_conv2(rst_conv2)
   );
   \flexor_lenet5.conv2_window  conv2_window (
-    .clk(clk),
-    .i__payload(\i__payload$30 ),
-    .i__ready(\o__ready$34 ),
-    .i__valid(\i__valid$32 ),
-    .o__payload(\i__payload$36 ),
-    .\o__ready$47 (\o__ready$40 ),
-    .\o__valid$49 (\i__valid$38 ),
-    .rst_conv2_window(rst_conv2_window)
-  );
-  \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
     .clk(clk),
     .i__payload(\i__payload$36 ),
     .i__ready(\o__ready$40 ),
     .i__valid(\i__valid$38 ),
     .o__payload(\i__payload$42 ),
-    .o__ready(\o__ready$46 ),
-    .o__valid(\i__valid$44 ),
+    .\o__ready$47 (\o__ready$46 ),
+    .\o__valid$49 (\i__valid$44 ),
+    .rst_conv2_window(rst_conv2_window)
+  );
+  \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
+    .clk(clk),
+    .i__payload(\i__payload$42 ),
+    .i__ready(\o__ready$46 ),
+    .i__valid(\i__valid$44 ),
+    .o__payload(\i__payload$48 ),
+    .o__ready(\o__ready$52 ),
+    .o__valid(\i__valid$50 ),
     .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
   );
   \flexor_lenet5.fc1  fc1 (
     .clk(clk),
-    .i__payload(\i__payload$54 ),
-    .i__ready(\o__ready$58 ),
-    .i__valid(\i__valid$56 ),
-    .o__payload(\i__payload$60 ),
-    .\o__ready$169 (\o__ready$64 ),
-    .o__valid(\i__valid$62 ),
+    .i__payload(\i__payload$60 ),
+    .i__ready(\o__ready$64 ),
+    .i__valid(\i__valid$62 ),
+    .o__payload(\i__payload$66 ),
+    .\o__ready$169 (\o__ready$70 ),
+    .o__valid(\i__valid$68 ),
     .rst_fc1(rst_fc1)
   );
   \flexor_lenet5.fc2  fc2 (
     .clk(clk),
-    .i__ready(\o__ready$64 ),
-    .i__valid(\i__valid$62 ),
-    .o__payload(\i__payload$66 ),
-    .\o__ready$66 (\o__ready$70 ),
-    .o__valid(\i__valid$68 ),
+    .i__ready(\o__ready$70 ),
+    .i__valid(\i__valid$68 ),
+    .o__payload(\i__payload$72 ),
+    .\o__ready$66 (\o__ready$76 ),
+    .o__valid(\i__valid$74 ),
     .rst_fc2(rst_fc2),
-    .w_data(\i__payload$60 )
+    .w_data(\i__payload$66 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -223,32 +240,32 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.pool1  pool1 (
     .clk(clk),
-    .i__payload(\i__payload$24 ),
-    .i__ready(\o__ready$28 ),
-    .i__valid(\i__valid$26 ),
-    .o__payload(\i__payload$30 ),
-    .o__ready(\o__ready$34 ),
-    .o__valid(\i__valid$32 ),
+    .i__payload(\i__payload$30 ),
+    .i__ready(\o__ready$34 ),
+    .i__valid(\i__valid$32 ),
+    .o__payload(\i__payload$36 ),
+    .o__ready(\o__ready$40 ),
+    .o__valid(\i__valid$38 ),
     .rst_pool1(rst_pool1)
   );
   \flexor_lenet5.pool2  pool2 (
     .clk(clk),
-    .i__payload(\i__payload$48 ),
-    .i__ready(\o__ready$52 ),
-    .i__valid(\i__valid$50 ),
-    .o__payload(\i__payload$54 ),
-    .o__ready(\o__ready$58 ),
-    .o__valid(\i__valid$56 ),
+    .i__payload(\i__payload$54 ),
+    .i__ready(\o__ready$58 ),
+    .i__valid(\i__valid$56 ),
+    .o__payload(\i__payload$60 ),
+    .o__ready(\o__ready$64 ),
+    .o__valid(\i__valid$62 ),
     .rst_pool2(rst_pool2)
   );
   \flexor_lenet5.port_out  port_out (
     .clk(clk),
-    .i__payload(\i__payload$72 ),
-    .i__ready(\o__ready$76 ),
-    .i__valid(\i__valid$74 ),
+    .i__payload(\i__payload$78 ),
+    .i__ready(\o__ready$82 ),
+    .i__valid(\i__valid$80 ),
     .o__payload(o__payload),
-    .o__ready(\o__ready$80 ),
-    .o__valid(\o__valid$79 ),
+    .o__ready(\o__ready$86 ),
+    .o__valid(\o__valid$85 ),
     .rst_port_out(rst_port_out)
   );
   flexor_copy #(
@@ -274,6 +291,14 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .clk(clk),
     .d(rst_g0),
     .q(rst_conv1_window)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) rst_conv1_window_to_conv1_copy (
+    .clk(clk),
+    .d(rst_g0),
+    .q(rst_conv1_window_to_conv1)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -304,7 +329,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_fc1_copy (
     .clk(clk),
-    .d(rst_g0),
+    .d(rst_g1),
     .q(rst_fc1)
   );
   flexor_copy #(
@@ -405,7 +430,10 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \o__payload$73  = \i__payload$72 ;
   assign \o__valid$75  = \i__valid$74 ;
   assign \i__ready$77  = \o__ready$76 ;
-  assign \o__payload$78  = o__payload;
+  assign \o__payload$79  = \i__payload$78 ;
+  assign \o__valid$81  = \i__valid$80 ;
+  assign \i__ready$83  = \o__ready$82 ;
+  assign \o__payload$84  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -726,339 +754,261 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$89 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload, o__valid, \o__payload$237 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
-  wire [3:0] \$1 ;
+  wire [5:0] \$1 ;
   wire \$10 ;
-  wire [4:0] \$100 ;
+  wire [10:0] \$100 ;
   wire [4:0] \$101 ;
-  wire [4:0] \$102 ;
-  wire [4:0] \$103 ;
-  wire [4:0] \$104 ;
-  wire [4:0] \$105 ;
-  wire [4:0] \$106 ;
-  wire [4:0] \$107 ;
-  wire [4:0] \$108 ;
-  wire [4:0] \$109 ;
-  wire \$11 ;
-  wire [4:0] \$110 ;
-  wire [4:0] \$111 ;
-  wire [4:0] \$112 ;
-  wire [4:0] \$113 ;
-  wire [4:0] \$114 ;
-  wire [4:0] \$115 ;
-  wire [4:0] \$116 ;
-  wire [4:0] \$117 ;
-  wire [4:0] \$118 ;
-  wire [4:0] \$119 ;
-  wire \$12 ;
-  wire [4:0] \$120 ;
-  wire [4:0] \$121 ;
-  wire [4:0] \$122 ;
-  wire [4:0] \$123 ;
-  wire [4:0] \$124 ;
-  wire [4:0] \$125 ;
-  wire [4:0] \$126 ;
-  wire [4:0] \$127 ;
-  wire [4:0] \$128 ;
-  wire [4:0] \$129 ;
-  wire \$13 ;
-  wire [4:0] \$130 ;
-  wire [4:0] \$131 ;
-  wire [4:0] \$132 ;
-  wire [4:0] \$133 ;
-  wire [4:0] \$134 ;
-  wire [4:0] \$135 ;
-  wire [4:0] \$136 ;
-  wire [4:0] \$137 ;
-  wire [4:0] \$138 ;
-  wire [4:0] \$139 ;
-  wire \$14 ;
-  wire [4:0] \$140 ;
-  wire [4:0] \$141 ;
-  wire [4:0] \$142 ;
-  wire [4:0] \$143 ;
-  wire [4:0] \$144 ;
-  wire [4:0] \$145 ;
-  wire [4:0] \$146 ;
-  wire [4:0] \$147 ;
-  wire [4:0] \$148 ;
-  wire [4:0] \$149 ;
-  wire \$15 ;
-  wire [4:0] \$150 ;
-  wire [4:0] \$151 ;
-  wire [4:0] \$152 ;
-  wire [4:0] \$153 ;
-  wire [4:0] \$154 ;
-  wire [4:0] \$155 ;
-  wire [4:0] \$156 ;
-  wire [4:0] \$157 ;
-  wire [4:0] \$158 ;
-  wire [4:0] \$159 ;
+  wire \$102 ;
+  wire [5:0] \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire [5:0] \$11 ;
+  wire \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg [4:0] \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg [5:0] \$118 ;
+  reg \$119 ;
+  wire [5:0] \$12 ;
+  reg [4:0] \$120 ;
+  reg [4:0] \$121 ;
+  reg [4:0] \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg [199:0] \$127 ;
+  reg \$128 ;
+  reg \$129 ;
+  wire [6:0] \$13 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg \$133 ;
+  reg \$134 ;
+  reg \$135 ;
+  reg \$136 ;
+  reg \$137 ;
+  reg \$138 ;
+  reg \$139 ;
+  wire [6:0] \$14 ;
+  reg \$140 ;
+  reg \$141 ;
+  reg \$142 ;
+  reg \$143 ;
+  reg \$144 ;
+  reg \$145 ;
+  reg \$146 ;
+  reg \$147 ;
+  reg \$148 ;
+  reg [12:0] \$149 ;
+  wire [5:0] \$15 ;
+  reg [12:0] \$150 ;
+  reg [12:0] \$151 ;
+  reg [12:0] \$152 ;
+  reg [12:0] \$153 ;
+  reg [12:0] \$154 ;
+  reg [12:0] \$155 ;
+  reg [12:0] \$156 ;
+  reg [12:0] \$157 ;
+  reg [12:0] \$158 ;
+  reg [12:0] \$159 ;
   wire \$16 ;
-  wire [4:0] \$160 ;
-  wire [4:0] \$161 ;
-  wire [4:0] \$162 ;
-  wire [4:0] \$163 ;
-  wire [4:0] \$164 ;
-  wire [4:0] \$165 ;
-  wire [4:0] \$166 ;
-  wire [13:0] \$167 ;
-  wire [13:0] \$168 ;
-  wire [11:0] \$169 ;
-  wire [4:0] \$17 ;
-  wire [14:0] \$170 ;
-  wire \$171 ;
-  wire [13:0] \$172 ;
-  wire [11:0] \$173 ;
-  wire [14:0] \$174 ;
-  wire [13:0] \$175 ;
-  wire [11:0] \$176 ;
-  wire [14:0] \$177 ;
-  wire \$178 ;
-  wire [13:0] \$179 ;
-  wire [4:0] \$18 ;
-  wire [11:0] \$180 ;
-  wire [14:0] \$181 ;
-  wire [13:0] \$182 ;
-  wire [11:0] \$183 ;
-  wire [14:0] \$184 ;
-  wire \$185 ;
-  wire [13:0] \$186 ;
-  wire [11:0] \$187 ;
-  wire [14:0] \$188 ;
-  wire [13:0] \$189 ;
-  wire [2:0] \$19 ;
-  wire [11:0] \$190 ;
-  wire [14:0] \$191 ;
-  wire \$192 ;
-  wire [13:0] \$193 ;
-  wire [11:0] \$194 ;
-  wire [14:0] \$195 ;
-  wire [3:0] \$196 ;
-  wire \$197 ;
-  wire [5:0] \$198 ;
-  wire [5:0] \$199 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire [21:0] \$203 ;
-  wire [29:0] \$204 ;
-  wire [30:0] \$205 ;
-  wire [26:0] \$206 ;
-  wire [26:0] \$207 ;
-  wire \$208 ;
-  wire [26:0] \$209 ;
+  reg [12:0] \$160 ;
+  reg [12:0] \$161 ;
+  reg [12:0] \$162 ;
+  reg [12:0] \$163 ;
+  reg [12:0] \$164 ;
+  reg [12:0] \$165 ;
+  reg [12:0] \$166 ;
+  reg [12:0] \$167 ;
+  reg [12:0] \$168 ;
+  reg [12:0] \$169 ;
+  wire [5:0] \$17 ;
+  reg [12:0] \$170 ;
+  reg [12:0] \$171 ;
+  reg [12:0] \$172 ;
+  reg [12:0] \$173 ;
+  reg [12:0] \$174 ;
+  reg [12:0] \$175 ;
+  reg [12:0] \$176 ;
+  reg [12:0] \$177 ;
+  reg [12:0] \$178 ;
+  reg [12:0] \$179 ;
+  wire [6:0] \$18 ;
+  reg [12:0] \$180 ;
+  reg [12:0] \$181 ;
+  reg [12:0] \$182 ;
+  reg \$183 ;
+  reg [4:0] \$184 ;
+  reg [5:0] \$185 ;
+  reg \$186 ;
+  reg [4:0] \$187 ;
+  reg \$188 ;
+  reg [4:0] \$189 ;
+  wire [5:0] \$19 ;
+  reg [13:0] \$190 ;
+  reg \$191 ;
+  reg \$192 ;
+  reg \$193 ;
+  reg \$194 ;
+  reg \$195 ;
+  reg \$196 ;
+  reg \$197 ;
+  reg \$198 ;
+  reg \$199 ;
+  wire [5:0] \$2 ;
+  wire [6:0] \$20 ;
+  reg \$200 ;
+  reg [1:0] \$201 ;
+  reg [3:0] \$202 ;
+  reg \$203 ;
   wire \$21 ;
-  wire \$210 ;
-  wire \$211 ;
-  wire \$212 ;
-  wire [1:0] \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire [4:0] \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
-  wire \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
-  wire \$229 ;
-  wire [10:0] \$23 ;
-  reg \$230 ;
-  reg [4:0] \$231 ;
-  reg [4:0] \$232 ;
-  reg [2:0] \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg \$236 ;
-  reg \$237 ;
-  reg [12:0] \$238 ;
-  reg [12:0] \$239 ;
-  wire [10:0] \$24 ;
-  reg \$240 ;
-  reg \$241 ;
-  reg \$242 ;
-  reg \$243 ;
-  reg \$244 ;
-  reg [3:0] \$245 ;
-  reg [2:0] \$246 ;
-  reg [2:0] \$247 ;
-  reg \$248 ;
-  reg [3:0] \$249 ;
-  wire [5:0] \$25 ;
-  reg \$250 ;
-  reg [2:0] \$251 ;
-  reg [4:0] \$252 ;
-  reg [4:0] \$253 ;
-  reg [4:0] \$254 ;
-  reg [4:0] \$255 ;
-  reg [4:0] \$256 ;
-  reg [4:0] \$257 ;
-  reg [4:0] \$258 ;
-  reg [4:0] \$259 ;
-  wire [2:0] \$26 ;
-  reg [4:0] \$260 ;
-  reg \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg \$268 ;
-  reg \$269 ;
-  wire [6:0] \$27 ;
-  reg \$270 ;
-  reg \$271 ;
-  reg \$272 ;
-  reg \$273 ;
-  reg \$274 ;
-  reg \$275 ;
-  reg \$276 ;
-  reg \$277 ;
-  reg \$278 ;
-  reg \$279 ;
-  wire \$28 ;
-  reg \$280 ;
-  reg [13:0] \$281 ;
-  reg [13:0] \$282 ;
-  reg [13:0] \$283 ;
-  reg [13:0] \$284 ;
-  reg [13:0] \$285 ;
-  reg [13:0] \$286 ;
-  reg [13:0] \$287 ;
-  reg [13:0] \$288 ;
-  reg [13:0] \$289 ;
-  wire \$29 ;
-  reg [13:0] \$290 ;
-  reg [13:0] \$291 ;
-  reg [13:0] \$292 ;
-  reg [13:0] \$293 ;
-  reg [2:0] \$294 ;
-  reg [4:0] \$295 ;
-  reg \$296 ;
-  reg \$297 ;
-  reg \$298 ;
-  reg \$299 ;
-  wire \$3 ;
-  wire \$30 ;
-  reg \$300 ;
-  reg \$301 ;
-  reg \$302 ;
-  reg \$303 ;
-  reg \$304 ;
-  reg \$305 ;
-  reg \$306 ;
-  reg [1:0] \$307 ;
-  reg [4:0] \$308 ;
-  reg \$309 ;
-  wire [5:0] \$31 ;
-  wire [5:0] \$32 ;
-  wire \$33 ;
-  wire [4:0] \$34 ;
-  wire [3:0] \$35 ;
-  wire [3:0] \$36 ;
-  wire [3:0] \$37 ;
-  wire [12:0] \$38 ;
-  wire [13:0] \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire [12:0] \$41 ;
-  wire [13:0] \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire [3:0] \$45 ;
-  wire [3:0] \$46 ;
-  wire [3:0] \$47 ;
-  wire [3:0] \$48 ;
-  wire \$49 ;
+  wire [24:0] \$23 ;
+  wire [24:0] \$24 ;
+  wire [24:0] \$25 ;
+  wire [24:0] \$26 ;
+  wire [24:0] \$27 ;
+  wire [24:0] \$28 ;
+  wire [24:0] \$29 ;
+  wire [1:0] \$3 ;
+  wire [24:0] \$30 ;
+  wire [24:0] \$31 ;
+  wire [24:0] \$32 ;
+  wire [24:0] \$33 ;
+  wire [24:0] \$34 ;
+  wire [24:0] \$35 ;
+  wire [24:0] \$36 ;
+  wire [24:0] \$37 ;
+  wire [24:0] \$38 ;
+  wire [24:0] \$39 ;
+  wire [1:0] \$4 ;
+  wire [24:0] \$40 ;
+  wire [24:0] \$41 ;
+  wire \$42 ;
+  wire [12:0] \$43 ;
+  wire [13:0] \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire [12:0] \$47 ;
+  wire [13:0] \$48 ;
+  wire [12:0] \$49 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [13:0] \$50 ;
   wire \$51 ;
-  wire [2:0] \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire [3:0] \$56 ;
-  wire \$57 ;
+  wire [5:0] \$52 ;
+  wire [5:0] \$53 ;
+  wire [6:0] \$54 ;
+  wire [7:0] \$55 ;
+  wire \$56 ;
+  wire [5:0] \$57 ;
   wire [5:0] \$58 ;
-  wire [5:0] \$59 ;
-  wire \$6 ;
-  wire [6:0] \$60 ;
-  wire [6:0] \$61 ;
-  wire [4:0] \$62 ;
-  wire [4:0] \$63 ;
-  wire [4:0] \$64 ;
-  wire [4:0] \$65 ;
-  wire [5:0] \$66 ;
-  wire \$67 ;
-  wire [5:0] \$68 ;
-  wire [6:0] \$69 ;
-  wire \$7 ;
-  wire [5:0] \$70 ;
-  wire [6:0] \$71 ;
-  wire [5:0] \$72 ;
+  wire [1:0] \$59 ;
+  wire [5:0] \$6 ;
+  wire \$60 ;
+  wire [5:0] \$61 ;
+  wire [5:0] \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire [21:0] \$66 ;
+  wire [29:0] \$67 ;
+  wire [30:0] \$68 ;
+  wire [26:0] \$69 ;
+  wire [5:0] \$7 ;
+  wire [26:0] \$70 ;
+  wire \$71 ;
+  wire [26:0] \$72 ;
   wire \$73 ;
-  wire [5:0] \$74 ;
-  wire [6:0] \$75 ;
-  wire [5:0] \$76 ;
-  wire [6:0] \$77 ;
-  wire [5:0] \$78 ;
+  wire \$74 ;
+  wire [1:0] \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
   wire \$79 ;
-  wire \$8 ;
-  wire [5:0] \$80 ;
-  wire [6:0] \$81 ;
-  wire [5:0] \$82 ;
-  wire [6:0] \$83 ;
-  wire [5:0] \$84 ;
+  wire [6:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
   wire \$85 ;
-  wire [5:0] \$86 ;
-  wire [6:0] \$87 ;
-  wire [5:0] \$88 ;
-  wire [6:0] \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire [4:0] \$91 ;
-  wire [4:0] \$92 ;
-  wire [4:0] \$93 ;
-  wire [4:0] \$94 ;
-  wire [4:0] \$95 ;
-  wire [4:0] \$96 ;
-  wire [4:0] \$97 ;
-  wire [4:0] \$98 ;
-  wire [4:0] \$99 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire [6:0] \$9 ;
+  wire [6:0] \$90 ;
+  wire \$91 ;
+  wire [7:0] \$92 ;
+  wire [13:0] \$93 ;
+  wire [14:0] \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire [10:0] \$99 ;
   wire \$signal ;
-  reg \$signal$120  = 1'h0;
-  reg \$signal$121  = 1'h0;
-  reg \$signal$182  = 1'h0;
-  wire [14:0] a;
-  reg [13:0] acc0_0 = 14'h0000;
-  reg [13:0] acc1_0 = 14'h0000;
-  reg [13:0] acc2_0 = 14'h0000;
-  reg [13:0] acc3_0 = 14'h0000;
-  reg active = 1'h0;
-  wire active_rom;
-  reg [4:0] addr = 5'h00;
-  wire [5:0] \addr$197 ;
-  reg [4:0] at = 5'h01;
-  reg [13:0] b = 14'h0000;
-  reg [13:0] bank0_0 = 14'h0000;
-  reg [13:0] bank1_0 = 14'h0000;
-  reg [13:0] bank2_0 = 14'h0000;
-  reg [13:0] bank3_0 = 14'h0000;
+  wire \$signal$10 ;
+  reg \$signal$174  = 1'h0;
+  reg \$signal$21  = 1'h0;
+  reg \$signal$22  = 1'h0;
   (* init = 5'h00 *)
-  wire [4:0] beat;
-  reg [4:0] \beat$103  = 5'h00;
+  wire [4:0] \$signature__addr ;
+  wire [13:0] \$signature__data ;
+  (* init = 1'h0 *)
+  wire \$signature__en ;
+  wire [14:0] a;
+  reg [12:0] acc0_0_g0 = 13'h0000;
+  reg [12:0] acc0_0_g1 = 13'h0000;
+  reg [12:0] acc0_0_g10 = 13'h0000;
+  reg [12:0] acc0_0_g11 = 13'h0000;
+  reg [12:0] acc0_0_g12 = 13'h0000;
+  reg [12:0] acc0_0_g13 = 13'h0000;
+  reg [12:0] acc0_0_g14 = 13'h0000;
+  reg [12:0] acc0_0_g15 = 13'h0000;
+  reg [12:0] acc0_0_g16 = 13'h0000;
+  reg [12:0] acc0_0_g17 = 13'h0000;
+  reg [12:0] acc0_0_g18 = 13'h0000;
+  reg [12:0] acc0_0_g19 = 13'h0000;
+  reg [12:0] acc0_0_g2 = 13'h0000;
+  reg [12:0] acc0_0_g20 = 13'h0000;
+  reg [12:0] acc0_0_g21 = 13'h0000;
+  reg [12:0] acc0_0_g22 = 13'h0000;
+  reg [12:0] acc0_0_g23 = 13'h0000;
+  reg [12:0] acc0_0_g24 = 13'h0000;
+  reg [12:0] acc0_0_g25 = 13'h0000;
+  reg [12:0] acc0_0_g26 = 13'h0000;
+  reg [12:0] acc0_0_g27 = 13'h0000;
+  reg [12:0] acc0_0_g28 = 13'h0000;
+  reg [12:0] acc0_0_g29 = 13'h0000;
+  reg [12:0] acc0_0_g3 = 13'h0000;
+  reg [12:0] acc0_0_g30 = 13'h0000;
+  reg [12:0] acc0_0_g31 = 13'h0000;
+  reg [12:0] acc0_0_g4 = 13'h0000;
+  reg [12:0] acc0_0_g5 = 13'h0000;
+  reg [12:0] acc0_0_g6 = 13'h0000;
+  reg [12:0] acc0_0_g7 = 13'h0000;
+  reg [12:0] acc0_0_g8 = 13'h0000;
+  reg [12:0] acc0_0_g9 = 13'h0000;
+  (* init = 5'h00 *)
+  wire [4:0] addr;
+  wire [4:0] \addr$244 ;
+  (* init = 14'h0000 *)
+  wire [13:0] b;
+  reg [13:0] bank0_0 = 14'h0000;
+  reg [4:0] beat = 5'h00;
   reg can_end = 1'h1;
   wire can_end_rom;
   input clk;
@@ -1067,106 +1017,98 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$89 , i__valid, w_dat
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
   wire credits_room_next;
-  reg [4:0] credits_space = 5'h14;
+  reg [3:0] credits_space = 4'hc;
   wire [35:0] data;
-  wire [63:0] \data$198 ;
+  wire [31:0] \data$245 ;
   reg done = 1'h0;
+  reg \done$167  = 1'h0;
   wire en;
-  wire filled;
-  reg [13:0] fin0_0 = 14'h0000;
-  reg [13:0] fin1_0 = 14'h0000;
-  reg [13:0] fin2_0 = 14'h0000;
-  reg [13:0] fin3_0 = 14'h0000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
-  wire [2:0] flags_0;
-  wire [2:0] flags_1;
-  wire [2:0] flags_2;
-  wire [2:0] flags_3;
-  reg [2:0] gap = 3'h0;
-  reg gap_zero = 1'h1;
-  wire gap_zero_next;
+  reg first2p_d3 = 1'h0;
+  wire [3:0] flags_0;
+  wire [3:0] flags_x;
   wire group_end;
-  reg group_ended_d1 = 1'h0;
+  reg group_first = 1'h1;
+  reg [4:0] group_idx = 5'h00;
+  reg group_last = 1'h0;
+  wire group_read;
+  reg [4:0] group_rptr = 5'h00;
+  reg [4:0] group_wptr = 5'h00;
+  reg group_written_d1 = 1'h0;
+  reg [5:0] groups_held = 6'h00;
   wire [15:0] i;
-  wire [15:0] \i$53 ;
-  wire [15:0] \i$59 ;
-  wire [15:0] \i$65 ;
-  wire [7:0] i__payload;
+  wire [15:0] \i$209 ;
+  input [199:0] i__payload;
+  wire [199:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
   reg ka = 1'h0;
-  reg last = 1'h0;
   reg last1 = 1'h0;
   reg last2_d1 = 1'h0;
   reg last2_d2 = 1'h0;
   reg last2_d3 = 1'h0;
+  reg last2_d4 = 1'h0;
   reg last2p_d1 = 1'h0;
   reg last2p_d2 = 1'h0;
-  wire load;
+  reg last2p_d3 = 1'h0;
   reg [8:0] m0_0_0 = 9'h000;
   reg [8:0] m0_0_1 = 9'h000;
+  reg [8:0] m0_0_10 = 9'h000;
+  reg [8:0] m0_0_11 = 9'h000;
+  reg [8:0] m0_0_12 = 9'h000;
   reg [8:0] m0_0_2 = 9'h000;
-  reg [8:0] m1_0_0 = 9'h000;
-  reg [8:0] m1_0_1 = 9'h000;
-  reg [8:0] m1_0_2 = 9'h000;
-  reg [8:0] m2_0_0 = 9'h000;
-  reg [8:0] m2_0_1 = 9'h000;
-  reg [8:0] m2_0_2 = 9'h000;
-  reg [8:0] m3_0_0 = 9'h000;
-  reg [8:0] m3_0_1 = 9'h000;
-  reg [8:0] m3_0_2 = 9'h000;
-  reg [2:0] n_idx = 3'h0;
-  reg n_last = 1'h0;
+  reg [8:0] m0_0_3 = 9'h000;
+  reg [8:0] m0_0_4 = 9'h000;
+  reg [8:0] m0_0_5 = 9'h000;
+  reg [8:0] m0_0_6 = 9'h000;
+  reg [8:0] m0_0_7 = 9'h000;
+  reg [8:0] m0_0_8 = 9'h000;
+  reg [8:0] m0_0_9 = 9'h000;
+  wire n_first_next;
+  wire n_first_rom;
   wire n_last_next;
+  reg nfirst1 = 1'h1;
+  reg nfirst2p_d1 = 1'h0;
+  reg nfirst2p_d2 = 1'h0;
+  reg nfirst2p_d3 = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$133 ;
-  wire [19:0] \o$139 ;
-  wire [19:0] \o$145 ;
-  output [7:0] o__payload;
-  wire [7:0] o__payload;
-  wire [63:0] \o__payload$123 ;
-  wire [7:0] \o__payload$88 ;
+  wire [19:0] \o$36 ;
+  wire [31:0] o__payload;
+  output [7:0] \o__payload$237 ;
+  wire [7:0] \o__payload$237 ;
+  wire [7:0] \o__payload$238 ;
+  input o__ready;
   wire o__ready;
-  input \o__ready$89 ;
-  wire \o__ready$89 ;
-  wire \o__ready$90 ;
+  wire \o__ready$204 ;
+  wire \o__ready$239 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$92 ;
+  wire \o__valid$201 ;
+  wire \o__valid$240 ;
   reg [4:0] off1_0 = 5'h00;
-  reg [4:0] off1_1 = 5'h00;
-  reg [4:0] off1_2 = 5'h00;
-  reg [4:0] off1_3 = 5'h00;
+  wire ok;
   wire [28:0] p;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
+  wire [8:0] p0_0_10;
+  wire [8:0] p0_0_11;
+  wire [8:0] p0_0_12;
   wire [8:0] p0_0_2;
-  wire [8:0] p1_0_0;
-  wire [8:0] p1_0_1;
-  wire [8:0] p1_0_2;
-  wire [8:0] p2_0_0;
-  wire [8:0] p2_0_1;
-  wire [8:0] p2_0_2;
-  wire [8:0] p3_0_0;
-  wire [8:0] p3_0_1;
-  wire [8:0] p3_0_2;
-  wire [3:0] port__addr;
-  wire [3:0] \port__addr$43 ;
-  wire [39:0] port__data;
-  wire [39:0] \port__data$125 ;
-  wire [4:0] port__en;
-  wire \port__en$45 ;
-  reg [3:0] r_addr = 4'h0;
-  wire [3:0] r_addr_b0;
-  reg [3:0] r_base = 4'h0;
-  reg [3:0] r_next;
+  wire [8:0] p0_0_3;
+  wire [8:0] p0_0_4;
+  wire [8:0] p0_0_5;
+  wire [8:0] p0_0_6;
+  wire [8:0] p0_0_7;
+  wire [8:0] p0_0_8;
+  wire [8:0] p0_0_9;
   reg [4:0] row_ph0 = 5'h00;
-  reg [4:0] row_ph1 = 5'h05;
-  reg [4:0] row_ph2 = 5'h0a;
-  reg [4:0] row_ph3 = 5'h0f;
+  (* init = 5'h00 *)
+  wire [4:0] rport__addr;
+  wire [13:0] rport__data;
+  wire rport__en;
   reg [26:0] rq0_acc_s1_0 = 27'h0000000;
   reg [21:0] rq0_beta = 22'h000000;
   reg [20:0] rq0_beta_b = 21'h000000;
@@ -1176,390 +1118,367 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$89 , i__valid, w_dat
   wire [7:0] rq0_y;
   input rst_conv1;
   wire rst_conv1;
-  reg [2:0] s_idx = 3'h0;
-  reg s_last = 1'h0;
+  wire [13:0] s0_0;
   wire s_last_rom;
-  (* init = 14'h0000 *)
-  wire [13:0] sa0_0;
+  reg [13:0] sa0_0 = 14'h0000;
   wire ser;
-  reg [2:0] ser_left = 3'h0;
+  reg ser_left = 1'h0;
   wire shift;
   reg skipped_d1 = 1'h0;
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
-  reg sn_last = 1'h0;
-  wire [4:0] space_next;
-  wire step;
+  reg slots_returned = 1'h0;
+  reg slots_room = 1'h1;
+  wire slots_room_next;
+  reg [5:0] slots_space = 6'h20;
+  wire [5:0] space_next;
+  wire [3:0] \space_next$197 ;
   reg [10:0] t0_0_l2_0 = 11'h000;
+  reg [10:0] t0_0_l2_1 = 11'h000;
+  reg [10:0] t0_0_l2_2 = 11'h000;
+  reg [8:0] t0_0_l2_3 = 9'h000;
+  reg [12:0] t0_0_l4_0 = 13'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_0;
   (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_10;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_2;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_4;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_6;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_8;
+  (* keep = 32'd1 *)
   wire [10:0] t0_0_w1_0;
-  reg [10:0] t1_0_l2_0 = 11'h000;
   (* keep = 32'd1 *)
-  wire [9:0] t1_0_w0_0;
+  wire [10:0] t0_0_w1_2;
   (* keep = 32'd1 *)
-  wire [10:0] t1_0_w1_0;
-  reg [10:0] t2_0_l2_0 = 11'h000;
+  wire [10:0] t0_0_w1_4;
   (* keep = 32'd1 *)
-  wire [9:0] t2_0_w0_0;
+  wire [11:0] t0_0_w2_0;
   (* keep = 32'd1 *)
-  wire [10:0] t2_0_w1_0;
-  reg [10:0] t3_0_l2_0 = 11'h000;
+  wire [11:0] t0_0_w2_2;
   (* keep = 32'd1 *)
-  wire [9:0] t3_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t3_0_w1_0;
-  wire take;
+  wire [12:0] t0_0_w3_0;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
+  reg v2_d4 = 1'h0;
   reg v2p_d1 = 1'h0;
   reg v2p_d2 = 1'h0;
+  reg v2p_d3 = 1'h0;
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
-  (* init = 1'h0 *)
-  wire v_out_d3;
+  reg v_out_d3 = 1'h0;
   reg vb = 1'h0;
-  reg [4:0] w0_0 = 5'h00;
-  reg [4:0] w1_0 = 5'h00;
-  reg [4:0] w2_0 = 5'h00;
-  reg [4:0] w3_0 = 5'h00;
-  wire [3:0] w_addr;
-  wire [3:0] w_addr_b0;
-  input [7:0] w_data;
+  reg [24:0] w0_0 = 25'h0000000;
   wire [7:0] w_data;
-  wire [7:0] \w_data$93 ;
-  reg [7:0] w_data_q = 8'h00;
-  wire [4:0] w_en;
-  reg \w_en$94  = 1'h0;
-  wire [4:0] w_en_b0;
-  wire w_full;
-  wire \w_full$23 ;
-  wire w_full_issue;
-  wire \w_full_issue$25 ;
-  reg w_half = 1'h0;
-  reg [2:0] word = 3'h0;
-  reg [63:0] word1 = 64'h0000000000000000;
-  reg [12:0] wsum_acc = 13'h0000;
-  reg wsum_end_d1 = 1'h0;
-  reg wsum_first = 1'h1;
-  reg wsum_first_d1 = 1'h0;
-  reg [7:0] wsum_l0_0 = 8'h00;
-  reg [12:0] wsum_total = 13'h0000;
-  reg wsum_v_d1 = 1'h0;
-  reg [13:0] x_init = 14'h0000;
-  reg x_taken_d1 = 1'h0;
-  reg x_taken_d2 = 1'h0;
-  reg x_taken_d3 = 1'h0;
-  reg x_taken_d4 = 1'h0;
-  reg [39:0] xdata_d1 = 40'h0000000000;
+  (* init = 1'h0 *)
+  wire w_en;
+  reg [31:0] word1 = 32'd0;
+  reg word_idx = 1'h0;
+  reg word_last = 1'h1;
+  reg [12:0] xacc = 13'h0000;
+  reg [199:0] xdata_d1 = 200'h00000000000000000000000000000000000000000000000000;
+  reg [12:0] xfin = 13'h0000;
+  wire xload_0;
+  wire xload_1;
+  wire xload_2;
+  wire xload_3;
+  reg [8:0] xsum_l1_0 = 9'h000;
+  reg [8:0] xsum_l1_1 = 9'h000;
+  reg [8:0] xsum_l1_10 = 9'h000;
+  reg [8:0] xsum_l1_11 = 9'h000;
+  reg [7:0] xsum_l1_12 = 8'h00;
+  reg [8:0] xsum_l1_2 = 9'h000;
+  reg [8:0] xsum_l1_3 = 9'h000;
+  reg [8:0] xsum_l1_4 = 9'h000;
+  reg [8:0] xsum_l1_5 = 9'h000;
+  reg [8:0] xsum_l1_6 = 9'h000;
+  reg [8:0] xsum_l1_7 = 9'h000;
+  reg [8:0] xsum_l1_8 = 9'h000;
+  reg [8:0] xsum_l1_9 = 9'h000;
+  reg [10:0] xsum_l3_0 = 11'h000;
+  reg [10:0] xsum_l3_1 = 11'h000;
+  reg [10:0] xsum_l3_2 = 11'h000;
+  reg [7:0] xsum_l3_3 = 8'h00;
+  reg [12:0] xsum_l5_0 = 13'h0000;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_0;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_10;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_12;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_14;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_16;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_18;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_2;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_20;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_22;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_4;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_6;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_8;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_0;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_10;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_2;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_4;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_6;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_8;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_0;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_2;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_4;
+  (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_0;
+  (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_2;
+  (* keep = 32'd1 *)
+  wire [12:0] xsum_w4_0;
+  reg [199:0] xword = 200'h00000000000000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
-  reg [39:0] vectors [9:0];
+  reg [13:0] groups [31:0];
   initial begin
-    vectors[0] = 40'h0000000000;
-    vectors[1] = 40'h0000000000;
-    vectors[2] = 40'h0000000000;
-    vectors[3] = 40'h0000000000;
-    vectors[4] = 40'h0000000000;
-    vectors[5] = 40'h0000000000;
-    vectors[6] = 40'h0000000000;
-    vectors[7] = 40'h0000000000;
-    vectors[8] = 40'h0000000000;
-    vectors[9] = 40'h0000000000;
+    groups[0] = 14'h0000;
+    groups[1] = 14'h0000;
+    groups[2] = 14'h0000;
+    groups[3] = 14'h0000;
+    groups[4] = 14'h0000;
+    groups[5] = 14'h0000;
+    groups[6] = 14'h0000;
+    groups[7] = 14'h0000;
+    groups[8] = 14'h0000;
+    groups[9] = 14'h0000;
+    groups[10] = 14'h0000;
+    groups[11] = 14'h0000;
+    groups[12] = 14'h0000;
+    groups[13] = 14'h0000;
+    groups[14] = 14'h0000;
+    groups[15] = 14'h0000;
+    groups[16] = 14'h0000;
+    groups[17] = 14'h0000;
+    groups[18] = 14'h0000;
+    groups[19] = 14'h0000;
+    groups[20] = 14'h0000;
+    groups[21] = 14'h0000;
+    groups[22] = 14'h0000;
+    groups[23] = 14'h0000;
+    groups[24] = 14'h0000;
+    groups[25] = 14'h0000;
+    groups[26] = 14'h0000;
+    groups[27] = 14'h0000;
+    groups[28] = 14'h0000;
+    groups[29] = 14'h0000;
+    groups[30] = 14'h0000;
+    groups[31] = 14'h0000;
   end
   always @(posedge clk) begin
-    if (port__en[0])
-      vectors[port__addr][7:0] <= w_data_q;
-    if (port__en[1])
-      vectors[port__addr][15:8] <= w_data_q;
-    if (port__en[2])
-      vectors[port__addr][23:16] <= w_data_q;
-    if (port__en[3])
-      vectors[port__addr][31:24] <= w_data_q;
-    if (port__en[4])
-      vectors[port__addr][39:32] <= w_data_q;
+    if (group_written_d1)
+      groups[group_wptr] <= \$94 [13:0];
   end
-  reg [39:0] _0_;
+  reg [13:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$43 ];
+    _0_ <= groups[group_rptr];
   end
-  assign \port__data$125  = _0_;
-  assign i__ready = ~ w_full;
-  assign take = i__valid & i__ready;
-  assign \$1  = w_half * 3'h5;
-  assign \$2  = \$1  + word;
-  assign w_en = take ? at : 5'h00;
-  assign filled = take & last;
-  assign \$4  = ~ s_last;
-  assign \$5  = \$4  | can_end;
-  assign step = \$3  & \$5 ;
-  assign \$6  = ~ active;
-  assign \$7  = step & sn_last;
-  assign \$8  = \$6  | \$7 ;
-  assign load = w_full_issue & \$8 ;
-  assign \$10  = ~ s_last_rom;
-  assign \$11  = \$10  | can_end_rom;
-  assign o__ready = \$9  & \$11 ;
-  assign \$12  = s_idx == 2'h3;
-  assign \$13  = s_last ? 1'h0 : \$12 ;
-  assign \$signal  = step ? \$13  : s_last;
-  assign \$14  = step & s_last;
-  assign \$15  = n_idx == 3'h6;
-  assign \$16  = n_last ? 1'h0 : \$15 ;
-  assign n_last_next = \$14  ? \$16  : n_last;
-  assign \$17  = r_addr + 1'h1;
-  assign \$18  = s_last ? { 1'h0, r_base } : \$17 ;
-  assign \$19  = w_half ? 3'h5 : 3'h0;
-  assign \$20  = step & s_last;
-  assign \$21  = gap == 1'h1;
-  assign \$22  = gap_zero | \$21 ;
-  assign gap_zero_next = \$20  ? 1'h0 : \$22 ;
+  assign rport__data = _0_;
+  assign \$1  = group_idx + 1'h1;
+  assign \$2  = group_last ? 6'h00 : \$1 ;
+  assign \$3  = word_idx + 1'h1;
+  assign \$4  = word_last ? 2'h0 : \$3 ;
+  assign \$5  = row_ph0 >= 4'hf;
+  assign \$6  = row_ph0 - 4'hf;
+  assign \$7  = row_ph0 + 3'h5;
+  assign \$8  = \$5  ? { \$6 [5], \$6  } : { 1'h0, \$7  };
+  assign \$9  = group_last ? 7'h00 : \$8 ;
+  assign \$10  = col >= 4'hf;
+  assign \$11  = col - 4'hf;
+  assign \$12  = col + 3'h5;
+  assign \$13  = \$10  ? { \$11 [5], \$11  } : { 1'h0, \$12  };
+  assign \$14  = word_last ? 7'h00 : \$13 ;
+  assign \$15  = row_ph0 + col;
+  assign \$16  = \$15  >= 5'h14;
+  assign \$17  = row_ph0 + col;
+  assign \$18  = \$17  - 5'h14;
+  assign \$19  = row_ph0 + col;
+  assign \$20  = \$16  ? \$18  : { 1'h0, \$19  };
+  assign \$21  = ! word_idx;
+  assign \$22  = ! group_idx;
+  assign \$26  = off1_0[0] ? { \o$36 , o[19:15] } : { \o$36 [4:0], o };
+  assign \$28  = off1_0[1] ? \$26  : \$27 ;
+  assign \$29  = off1_0[0] ? { \o$36 [4:0], o } : { \o$36 [14:0], o[19:10] };
+  assign \$31  = off1_0[1] ? \$29  : \$30 ;
+  assign \$32  = off1_0[2] ? \$28  : \$31 ;
+  assign \$34  = off1_0[0] ? { \o$36 [9:0], o[19:5] } : { \o$36 [4:0], o };
+  assign \$35  = off1_0[1] ? \$33  : \$34 ;
+  assign \$39  = off1_0[2] ? \$35  : \$38 ;
+  assign \$40  = off1_0[3] ? \$32  : \$39 ;
+  assign \$41  = off1_0[4] ? \$25  : \$40 ;
+  assign \$42  = flags_x[0] & flags_x[3];
+  assign \$43  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$44  = \$43  + xsum_l5_0;
+  assign \$45  = flags_x[0] & flags_x[2];
+  assign \$46  = \$45  & flags_x[3];
+  assign \$47  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$48  = \$47  + xsum_l5_0;
+  assign \$49  = flags_0[1] ? 13'h0000 : acc0_0_g0;
+  assign \$50  = \$49  + t0_0_l4_0;
+  assign \$51  = group_wptr == 5'h1f;
+  assign \$52  = group_wptr + 1'h1;
+  assign \$53  = \$51  ? 6'h00 : \$52 ;
+  assign \$54  = groups_held + group_written_d1;
+  assign \$55  = \$54  - group_read;
+  assign \$56  = group_rptr == 5'h1f;
+  assign \$57  = group_rptr + 1'h1;
+  assign \$58  = \$56  ? 6'h00 : \$57 ;
+  assign \$59  = ser_left - 1'h1;
+  assign \$60  = beat == 5'h1f;
+  assign \$61  = beat + 1'h1;
+  assign \$62  = \$60  ? 6'h00 : \$61 ;
+  assign \$66  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$68  = $signed(\$67 ) + $signed(rq0_beta);
+  assign \$71  = $signed(\$70 ) < $signed(1'h0);
+  assign \$73  = $signed(\$72 ) > $signed(9'h0ff);
+  assign \$74  = o__valid & o__ready;
+  assign \$75  = \$74  + skipped_d4;
+  assign \$76  = ~ word_last;
+  assign \$77  = \$76  | can_end;
+  assign ok = \o__valid$201  & \$77 ;
+  assign \$78  = ~ group_first;
+  assign \$79  = i__valid | \$78 ;
+  assign \$signal$10  = \$79  & ok;
+  assign i__ready = group_first & ok;
+  assign n_first_next = \$signal$10  ? group_last : group_first;
+  assign \$80  = group_idx == 5'h1e;
+  assign \$81  = group_last ? 1'h0 : \$80 ;
+  assign n_last_next = \$signal$10  ? \$81  : group_last;
+  assign \$82  = \$signal$10  & group_last;
+  assign \$84  = word_last ? 1'h1 : 1'h0;
+  assign \$signal  = \$82  ? \$84  : word_last;
+  assign \$85  = ~ n_first_rom;
+  assign \$86  = i__valid | \$85 ;
+  assign \$87  = \$86  & \o__valid$201 ;
+  assign \$88  = ~ s_last_rom;
+  assign \$89  = \$88  | can_end_rom;
+  assign \o__ready$204  = \$87  & \$89 ;
+  assign \$90  = slots_space + slots_returned;
+  assign \$91  = \$signal$10  & word_last;
+  assign \$92  = \$90  - \$91 ;
+  assign slots_room_next = \$92 [5:0] >= 1'h1;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
-  assign t0_0_w1_0 = t0_0_w0_0 + m0_0_2;
-  assign t1_0_w0_0 = m1_0_0 + m1_0_1;
-  assign t1_0_w1_0 = t1_0_w0_0 + m1_0_2;
-  assign t2_0_w0_0 = m2_0_0 + m2_0_1;
-  assign t2_0_w1_0 = t2_0_w0_0 + m2_0_2;
-  assign t3_0_w0_0 = m3_0_0 + m3_0_1;
-  assign t3_0_w1_0 = t3_0_w0_0 + m3_0_2;
-  assign group_end = v2_d3 & last2_d3;
-  assign ser = | ser_left;
-  assign \$23  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$24  = rq0_under ? 11'h000 : \$23 ;
-  assign \$25  = credits_space + credits_returned;
-  assign \$26  = group_ended_d1 ? 3'h4 : 3'h0;
-  assign \$27  = \$25  - \$26 ;
-  assign credits_room_next = \$27 [4:0] >= 3'h4;
-  assign \$28  = \beat$103  == 5'h17;
-  assign \$29  = last ? 1'h0 : \$28 ;
-  assign \$30  = take ? \$29  : last;
-  assign \$31  = \beat$103  + 1'h1;
-  assign \$32  = last ? 6'h00 : \$31 ;
-  assign \$33  = last | at[4];
-  assign \$34  = \$33  ? 5'h01 : { at[3:0], at[4] };
-  assign \$35  = word + 1'h1;
-  assign \$36  = at[4] ? \$35  : { 1'h0, word };
-  assign \$37  = last ? 4'h0 : \$36 ;
-  assign \$38  = wsum_first_d1 ? 13'h0000 : wsum_acc;
-  assign \$39  = \$38  + wsum_l0_0;
-  assign \$40  = wsum_v_d1 & wsum_end_d1;
-  assign \$41  = wsum_first_d1 ? 13'h0000 : wsum_acc;
-  assign \$42  = \$41  + wsum_l0_0;
-  assign \$43  = credits_room_next & gap_zero_next;
-  assign \$44  = \$signal  & n_last_next;
-  assign \$45  = s_idx + 1'h1;
-  assign \$46  = s_last ? 4'h0 : \$45 ;
-  assign \$47  = n_idx + 1'h1;
-  assign \$48  = n_last ? 4'h0 : \$47 ;
-  assign \$49  = step & sn_last;
-  assign \$50  = \$49  ? 1'h0 : active;
-  assign \$51  = load ? 1'h1 : \$50 ;
-  assign \$52  = w_half ? 3'h5 : 3'h0;
-  assign \$53  = ~ w_half;
-  assign \$54  = step & s_last;
-  assign \$55  = ~ gap_zero;
-  assign \$56  = gap - 1'h1;
-  assign \$57  = col >= 4'hf;
-  assign \$58  = col - 4'hf;
-  assign \$59  = col + 3'h5;
-  assign \$60  = \$57  ? { \$58 [5], \$58  } : { 1'h0, \$59  };
-  assign \$61  = s_last ? 7'h00 : \$60 ;
-  assign \$62  = n_last ? 5'h00 : row_ph0;
-  assign \$63  = n_last ? 5'h05 : row_ph1;
-  assign \$64  = n_last ? 5'h0a : row_ph2;
-  assign \$65  = n_last ? 5'h0f : row_ph3;
-  assign \$66  = row_ph0 + col;
-  assign \$67  = \$66  >= 5'h14;
-  assign \$68  = row_ph0 + col;
-  assign \$69  = \$68  - 5'h14;
-  assign \$70  = row_ph0 + col;
-  assign \$71  = \$67  ? \$69  : { 1'h0, \$70  };
-  assign \$72  = row_ph1 + col;
-  assign \$73  = \$72  >= 5'h14;
-  assign \$74  = row_ph1 + col;
-  assign \$75  = \$74  - 5'h14;
-  assign \$76  = row_ph1 + col;
-  assign \$77  = \$73  ? \$75  : { 1'h0, \$76  };
-  assign \$78  = row_ph2 + col;
-  assign \$79  = \$78  >= 5'h14;
-  assign \$80  = row_ph2 + col;
-  assign \$81  = \$80  - 5'h14;
-  assign \$82  = row_ph2 + col;
-  assign \$83  = \$79  ? \$81  : { 1'h0, \$82  };
-  assign \$84  = row_ph3 + col;
-  assign \$85  = \$84  >= 5'h14;
-  assign \$86  = row_ph3 + col;
-  assign \$87  = \$86  - 5'h14;
-  assign \$88  = row_ph3 + col;
-  assign \$89  = \$85  ? \$87  : { 1'h0, \$88  };
-  assign \$90  = ! s_idx;
-  assign \$94  = off1_0[0] ? o[19:15] : o[4:0];
-  assign \$96  = off1_0[1] ? \$94  : \$95 ;
-  assign \$97  = off1_0[0] ? o[4:0] : o[14:10];
-  assign \$99  = off1_0[1] ? \$97  : \$98 ;
-  assign \$100  = off1_0[2] ? \$96  : \$99 ;
-  assign \$102  = off1_0[0] ? o[9:5] : o[4:0];
-  assign \$103  = off1_0[1] ? \$101  : \$102 ;
-  assign \$107  = off1_0[2] ? \$103  : \$106 ;
-  assign \$108  = off1_0[3] ? \$100  : \$107 ;
-  assign \$109  = off1_0[4] ? \$93  : \$108 ;
-  assign \$113  = off1_1[0] ? \o$133 [19:15] : \o$133 [4:0];
-  assign \$115  = off1_1[1] ? \$113  : \$114 ;
-  assign \$116  = off1_1[0] ? \o$133 [4:0] : \o$133 [14:10];
-  assign \$118  = off1_1[1] ? \$116  : \$117 ;
-  assign \$119  = off1_1[2] ? \$115  : \$118 ;
-  assign \$121  = off1_1[0] ? \o$133 [9:5] : \o$133 [4:0];
-  assign \$122  = off1_1[1] ? \$120  : \$121 ;
-  assign \$126  = off1_1[2] ? \$122  : \$125 ;
-  assign \$127  = off1_1[3] ? \$119  : \$126 ;
-  assign \$128  = off1_1[4] ? \$112  : \$127 ;
-  assign \$132  = off1_2[0] ? \o$139 [19:15] : \o$139 [4:0];
-  assign \$134  = off1_2[1] ? \$132  : \$133 ;
-  assign \$135  = off1_2[0] ? \o$139 [4:0] : \o$139 [14:10];
-  assign \$137  = off1_2[1] ? \$135  : \$136 ;
-  assign \$138  = off1_2[2] ? \$134  : \$137 ;
-  assign \$140  = off1_2[0] ? \o$139 [9:5] : \o$139 [4:0];
-  assign \$141  = off1_2[1] ? \$139  : \$140 ;
-  assign \$145  = off1_2[2] ? \$141  : \$144 ;
-  assign \$146  = off1_2[3] ? \$138  : \$145 ;
-  assign \$147  = off1_2[4] ? \$131  : \$146 ;
-  assign \$151  = off1_3[0] ? \o$145 [19:15] : \o$145 [4:0];
-  assign \$153  = off1_3[1] ? \$151  : \$152 ;
-  assign \$154  = off1_3[0] ? \o$145 [4:0] : \o$145 [14:10];
-  assign \$156  = off1_3[1] ? \$154  : \$155 ;
-  assign \$157  = off1_3[2] ? \$153  : \$156 ;
-  assign \$159  = off1_3[0] ? \o$145 [9:5] : \o$145 [4:0];
-  assign \$160  = off1_3[1] ? \$158  : \$159 ;
-  assign \$164  = off1_3[2] ? \$160  : \$163 ;
-  assign \$165  = off1_3[3] ? \$157  : \$164 ;
-  assign \$166  = off1_3[4] ? \$150  : \$165 ;
-  assign \$167  = - wsum_total;
-  assign \$168  = flags_0[1] ? x_init : acc0_0;
-  assign \$170  = $signed(\$168 ) + $signed({ 1'h0, \$169  });
-  assign \$171  = flags_0[0] & flags_0[2];
-  assign \$172  = flags_0[1] ? x_init : acc0_0;
-  assign \$174  = $signed(\$172 ) + $signed({ 1'h0, \$173  });
-  assign \$175  = flags_1[1] ? x_init : acc1_0;
-  assign \$177  = $signed(\$175 ) + $signed({ 1'h0, \$176  });
-  assign \$178  = flags_1[0] & flags_1[2];
-  assign \$179  = flags_1[1] ? x_init : acc1_0;
-  assign \$181  = $signed(\$179 ) + $signed({ 1'h0, \$180  });
-  assign \$182  = flags_2[1] ? x_init : acc2_0;
-  assign \$184  = $signed(\$182 ) + $signed({ 1'h0, \$183  });
-  assign \$185  = flags_2[0] & flags_2[2];
-  assign \$186  = flags_2[1] ? x_init : acc2_0;
-  assign \$188  = $signed(\$186 ) + $signed({ 1'h0, \$187  });
-  assign \$189  = flags_3[1] ? x_init : acc3_0;
-  assign \$191  = $signed(\$189 ) + $signed({ 1'h0, \$190  });
-  assign \$192  = flags_3[0] & flags_3[2];
-  assign \$193  = flags_3[1] ? x_init : acc3_0;
-  assign \$195  = $signed(\$193 ) + $signed({ 1'h0, \$194  });
-  assign \$196  = ser_left - 1'h1;
-  assign \$197  = addr == 5'h1f;
-  assign \$198  = addr + 1'h1;
-  assign \$199  = \$197  ? 6'h00 : \$198 ;
-  assign \$203  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$205  = $signed(\$204 ) + $signed(rq0_beta);
-  assign \$208  = $signed(\$207 ) < $signed(1'h0);
-  assign \$210  = $signed(\$209 ) > $signed(9'h0ff);
-  assign \$211  = step & s_last;
-  assign \$212  = o__valid & \o__ready$89 ;
-  assign \$213  = \$212  + skipped_d4;
-  assign \$214  = ~ rst_conv1;
-  assign \$216  = rst_conv1 ? 5'h00 : w_en;
-  assign \$217  = rst_conv1 | load;
-  assign \$218  = filled ? 1'h1 : w_full;
-  assign \$219  = \$217  ? 1'h0 : \$218 ;
-  assign \$220  = rst_conv1 | load;
-  assign \$221  = filled ? 1'h1 : w_full_issue;
-  assign \$222  = \$220  ? 1'h0 : \$221 ;
-  assign \$223  = step & sn_last;
-  assign \$224  = \$223  ? 1'h0 : active;
-  assign \$225  = load ? 1'h1 : \$224 ;
-  assign \$226  = rst_conv1 ? 1'h0 : \$225 ;
-  assign \$227  = rst_conv1 ? 1'h0 : \$signal ;
-  assign \$228  = credits_room_next & gap_zero_next;
-  assign \$229  = rst_conv1 ? 1'h1 : \$228 ;
+  assign t0_0_w0_2 = m0_0_2 + m0_0_3;
+  assign t0_0_w0_4 = m0_0_4 + m0_0_5;
+  assign t0_0_w0_6 = m0_0_6 + m0_0_7;
+  assign t0_0_w0_8 = m0_0_8 + m0_0_9;
+  assign t0_0_w0_10 = m0_0_10 + m0_0_11;
+  assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
+  assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
+  assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
+  assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
+  assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
+  assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
+  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
+  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
+  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
+  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
+  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
+  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
+  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
+  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
+  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
+  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
+  assign xsum_w0_20 = xdata_d1[167:160] + xdata_d1[175:168];
+  assign xsum_w0_22 = xdata_d1[183:176] + xdata_d1[191:184];
+  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
+  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
+  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
+  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
+  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
+  assign xsum_w1_10 = xsum_l1_10 + xsum_l1_11;
+  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
+  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
+  assign xsum_w2_4 = xsum_w1_8 + xsum_w1_10;
+  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
+  assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
+  assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
+  assign group_end = v2_d4 & last2_d4;
+  assign \$94  = \$93  - xfin;
+  assign \$95  = | groups_held;
+  assign \$96  = \$95  & credits_room;
+  assign \$97  = ser_left <= 2'h2;
+  assign \$98  = \done$167  ? 1'h1 : \$97 ;
+  assign group_read = \$96  & \$98 ;
+  assign \$99  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$100  = rq0_under ? 11'h000 : \$99 ;
+  assign \$101  = credits_space + credits_returned;
+  assign \$102  = group_read ? 1'h1 : 1'h0;
+  assign \$103  = \$101  - \$102 ;
+  assign credits_room_next = \$103 [3:0] >= 1'h1;
+  assign \$104  = rst_conv1 ? 1'h1 : \$signal ;
+  assign \$105  = rst_conv1 ? 1'h1 : slots_room_next;
+  assign \$106  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$107  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$108  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$109  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$110  = rst_conv1 ? 1'h1 : n_first_next;
   always @(posedge clk)
-    w_data_q <= w_data;
+    can_end <= \$111 ;
   always @(posedge clk)
-    last <= \$230 ;
+    word_last <= \$112 ;
   always @(posedge clk)
-    \beat$103  <= \$231 ;
+    group_last <= \$113 ;
   always @(posedge clk)
-    at <= \$232 ;
+    group_first <= \$114 ;
   always @(posedge clk)
-    word <= \$233 ;
+    group_idx <= \$115 ;
   always @(posedge clk)
-    wsum_l0_0 <= w_data;
+    word_idx <= \$116 ;
   always @(posedge clk)
-    wsum_first <= \$234 ;
+    slots_returned <= \$117 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$235 ;
+    slots_space <= \$118 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$236 ;
+    slots_room <= \$119 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$237 ;
+    row_ph0 <= \$120 ;
   always @(posedge clk)
-    wsum_acc <= \$238 ;
+    col <= \$121 ;
   always @(posedge clk)
-    wsum_total <= \$239 ;
+    off1_0 <= \$122 ;
   always @(posedge clk)
-    can_end <= \$240 ;
+    \$signal$21  <= \$123 ;
   always @(posedge clk)
-    gap_zero <= \$241 ;
+    \$signal$22  <= \$124 ;
   always @(posedge clk)
-    s_last <= \$242 ;
+    last1 <= \$125 ;
   always @(posedge clk)
-    n_last <= \$243 ;
+    word1 <= o__payload;
   always @(posedge clk)
-    sn_last <= \$244 ;
+    nfirst1 <= \$126 ;
   always @(posedge clk)
-    r_addr <= \$245 ;
+    xword <= \$127 ;
   always @(posedge clk)
-    s_idx <= \$246 ;
+    xdata_d1 <= xword;
   always @(posedge clk)
-    n_idx <= \$247 ;
-  always @(posedge clk)
-    active <= \$248 ;
-  always @(posedge clk)
-    r_base <= \$249 ;
-  always @(posedge clk)
-    w_half <= \$250 ;
-  always @(posedge clk)
-    gap <= \$251 ;
-  always @(posedge clk)
-    col <= \$252 ;
-  always @(posedge clk)
-    row_ph0 <= \$253 ;
-  always @(posedge clk)
-    row_ph1 <= \$254 ;
-  always @(posedge clk)
-    row_ph2 <= \$255 ;
-  always @(posedge clk)
-    row_ph3 <= \$256 ;
-  always @(posedge clk)
-    off1_0 <= \$257 ;
-  always @(posedge clk)
-    off1_1 <= \$258 ;
-  always @(posedge clk)
-    off1_2 <= \$259 ;
-  always @(posedge clk)
-    off1_3 <= \$260 ;
-  always @(posedge clk)
-    \$signal$120  <= \$261 ;
-  always @(posedge clk)
-    \$signal$121  <= \$262 ;
-  always @(posedge clk)
-    last1 <= \$263 ;
-  always @(posedge clk)
-    word1 <= \o__payload$123 ;
-  always @(posedge clk)
-    xdata_d1 <= \port__data$125 ;
-  always @(posedge clk)
-    w0_0 <= \$109 ;
+    w0_0 <= \$41 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -1567,161 +1486,247 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$89 , i__valid, w_dat
   always @(posedge clk)
     m0_0_2 <= p0_0_2;
   always @(posedge clk)
+    m0_0_3 <= p0_0_3;
+  always @(posedge clk)
+    m0_0_4 <= p0_0_4;
+  always @(posedge clk)
+    m0_0_5 <= p0_0_5;
+  always @(posedge clk)
+    m0_0_6 <= p0_0_6;
+  always @(posedge clk)
+    m0_0_7 <= p0_0_7;
+  always @(posedge clk)
+    m0_0_8 <= p0_0_8;
+  always @(posedge clk)
+    m0_0_9 <= p0_0_9;
+  always @(posedge clk)
+    m0_0_10 <= p0_0_10;
+  always @(posedge clk)
+    m0_0_11 <= p0_0_11;
+  always @(posedge clk)
+    m0_0_12 <= p0_0_12;
+  always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
-    w1_0 <= \$128 ;
+    t0_0_l2_1 <= t0_0_w1_2;
   always @(posedge clk)
-    m1_0_0 <= p1_0_0;
+    t0_0_l2_2 <= t0_0_w1_4;
   always @(posedge clk)
-    m1_0_1 <= p1_0_1;
+    t0_0_l2_3 <= m0_0_12;
   always @(posedge clk)
-    m1_0_2 <= p1_0_2;
+    t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    t1_0_l2_0 <= t1_0_w1_0;
+    xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
-    w2_0 <= \$147 ;
+    xsum_l1_1 <= xsum_w0_2;
   always @(posedge clk)
-    m2_0_0 <= p2_0_0;
+    xsum_l1_2 <= xsum_w0_4;
   always @(posedge clk)
-    m2_0_1 <= p2_0_1;
+    xsum_l1_3 <= xsum_w0_6;
   always @(posedge clk)
-    m2_0_2 <= p2_0_2;
+    xsum_l1_4 <= xsum_w0_8;
   always @(posedge clk)
-    t2_0_l2_0 <= t2_0_w1_0;
+    xsum_l1_5 <= xsum_w0_10;
   always @(posedge clk)
-    w3_0 <= \$166 ;
+    xsum_l1_6 <= xsum_w0_12;
   always @(posedge clk)
-    m3_0_0 <= p3_0_0;
+    xsum_l1_7 <= xsum_w0_14;
   always @(posedge clk)
-    m3_0_1 <= p3_0_1;
+    xsum_l1_8 <= xsum_w0_16;
   always @(posedge clk)
-    m3_0_2 <= p3_0_2;
+    xsum_l1_9 <= xsum_w0_18;
   always @(posedge clk)
-    t3_0_l2_0 <= t3_0_w1_0;
+    xsum_l1_10 <= xsum_w0_20;
   always @(posedge clk)
-    v2_d1 <= \$264 ;
+    xsum_l1_11 <= xsum_w0_22;
   always @(posedge clk)
-    v2_d2 <= \$265 ;
+    xsum_l1_12 <= xdata_d1[199:192];
   always @(posedge clk)
-    v2_d3 <= \$266 ;
+    xsum_l3_0 <= xsum_w2_0;
   always @(posedge clk)
-    last2_d1 <= \$267 ;
+    xsum_l3_1 <= xsum_w2_2;
   always @(posedge clk)
-    last2_d2 <= \$268 ;
+    xsum_l3_2 <= xsum_w2_4;
   always @(posedge clk)
-    last2_d3 <= \$269 ;
+    xsum_l3_3 <= xsum_l1_12;
   always @(posedge clk)
-    v2p_d1 <= \$270 ;
+    xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    v2p_d2 <= \$271 ;
+    v2_d1 <= \$128 ;
   always @(posedge clk)
-    first2p_d1 <= \$272 ;
+    v2_d2 <= \$129 ;
   always @(posedge clk)
-    first2p_d2 <= \$273 ;
+    v2_d3 <= \$130 ;
   always @(posedge clk)
-    last2p_d1 <= \$274 ;
+    v2_d4 <= \$131 ;
   always @(posedge clk)
-    last2p_d2 <= \$275 ;
+    last2_d1 <= \$132 ;
   always @(posedge clk)
-    done <= \$276 ;
+    last2_d2 <= \$133 ;
   always @(posedge clk)
-    x_taken_d1 <= \$277 ;
+    last2_d3 <= \$134 ;
   always @(posedge clk)
-    x_taken_d2 <= \$278 ;
+    last2_d4 <= \$135 ;
   always @(posedge clk)
-    x_taken_d3 <= \$279 ;
+    v2p_d1 <= \$136 ;
   always @(posedge clk)
-    x_taken_d4 <= \$280 ;
+    v2p_d2 <= \$137 ;
   always @(posedge clk)
-    x_init <= \$281 ;
+    v2p_d3 <= \$138 ;
   always @(posedge clk)
-    acc0_0 <= \$282 ;
+    first2p_d1 <= \$139 ;
   always @(posedge clk)
-    fin0_0 <= \$283 ;
+    first2p_d2 <= \$140 ;
   always @(posedge clk)
-    bank0_0 <= \$284 ;
+    first2p_d3 <= \$141 ;
   always @(posedge clk)
-    acc1_0 <= \$285 ;
+    last2p_d1 <= \$142 ;
   always @(posedge clk)
-    fin1_0 <= \$286 ;
+    last2p_d2 <= \$143 ;
   always @(posedge clk)
-    bank1_0 <= \$287 ;
+    last2p_d3 <= \$144 ;
   always @(posedge clk)
-    acc2_0 <= \$288 ;
+    nfirst2p_d1 <= \$145 ;
   always @(posedge clk)
-    fin2_0 <= \$289 ;
+    nfirst2p_d2 <= \$146 ;
   always @(posedge clk)
-    bank2_0 <= \$290 ;
+    nfirst2p_d3 <= \$147 ;
   always @(posedge clk)
-    acc3_0 <= \$291 ;
+    done <= \$148 ;
   always @(posedge clk)
-    fin3_0 <= \$292 ;
+    xacc <= \$149 ;
   always @(posedge clk)
-    bank3_0 <= \$293 ;
+    xfin <= \$150 ;
   always @(posedge clk)
-    ser_left <= \$294 ;
+    acc0_0_g0 <= \$151 ;
   always @(posedge clk)
-    addr <= \$295 ;
+    acc0_0_g1 <= \$152 ;
   always @(posedge clk)
-    \$signal$182  <= \$296 ;
+    acc0_0_g2 <= \$153 ;
   always @(posedge clk)
-    ka <= \$297 ;
+    acc0_0_g3 <= \$154 ;
   always @(posedge clk)
-    b <= bank0_0;
+    acc0_0_g4 <= \$155 ;
   always @(posedge clk)
-    vb <= \$298 ;
+    acc0_0_g5 <= \$156 ;
+  always @(posedge clk)
+    acc0_0_g6 <= \$157 ;
+  always @(posedge clk)
+    acc0_0_g7 <= \$158 ;
+  always @(posedge clk)
+    acc0_0_g8 <= \$159 ;
+  always @(posedge clk)
+    acc0_0_g9 <= \$160 ;
+  always @(posedge clk)
+    acc0_0_g10 <= \$161 ;
+  always @(posedge clk)
+    acc0_0_g11 <= \$162 ;
+  always @(posedge clk)
+    acc0_0_g12 <= \$163 ;
+  always @(posedge clk)
+    acc0_0_g13 <= \$164 ;
+  always @(posedge clk)
+    acc0_0_g14 <= \$165 ;
+  always @(posedge clk)
+    acc0_0_g15 <= \$166 ;
+  always @(posedge clk)
+    acc0_0_g16 <= \$167 ;
+  always @(posedge clk)
+    acc0_0_g17 <= \$168 ;
+  always @(posedge clk)
+    acc0_0_g18 <= \$169 ;
+  always @(posedge clk)
+    acc0_0_g19 <= \$170 ;
+  always @(posedge clk)
+    acc0_0_g20 <= \$171 ;
+  always @(posedge clk)
+    acc0_0_g21 <= \$172 ;
+  always @(posedge clk)
+    acc0_0_g22 <= \$173 ;
+  always @(posedge clk)
+    acc0_0_g23 <= \$174 ;
+  always @(posedge clk)
+    acc0_0_g24 <= \$175 ;
+  always @(posedge clk)
+    acc0_0_g25 <= \$176 ;
+  always @(posedge clk)
+    acc0_0_g26 <= \$177 ;
+  always @(posedge clk)
+    acc0_0_g27 <= \$178 ;
+  always @(posedge clk)
+    acc0_0_g28 <= \$179 ;
+  always @(posedge clk)
+    acc0_0_g29 <= \$180 ;
+  always @(posedge clk)
+    acc0_0_g30 <= \$181 ;
+  always @(posedge clk)
+    acc0_0_g31 <= \$182 ;
+  always @(posedge clk)
+    group_written_d1 <= \$183 ;
+  always @(posedge clk)
+    group_wptr <= \$184 ;
+  always @(posedge clk)
+    groups_held <= \$185 ;
+  always @(posedge clk)
+    \done$167  <= \$186 ;
+  always @(posedge clk)
+    group_rptr <= \$187 ;
+  always @(posedge clk)
+    ser_left <= \$188 ;
+  always @(posedge clk)
+    beat <= \$189 ;
+  always @(posedge clk)
+    bank0_0 <= \$190 ;
+  always @(posedge clk)
+    \$signal$174  <= \$191 ;
+  always @(posedge clk)
+    ka <= \$192 ;
+  always @(posedge clk)
+    sa0_0 <= bank0_0;
+  always @(posedge clk)
+    vb <= \$193 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$203 ;
+    rq0_beta <= \$66 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$205 [26:0];
+    rq0_acc_s1_0 <= \$68 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$206 [10:0];
+    rq0_shifted <= \$69 [10:0];
   always @(posedge clk)
-    rq0_under <= \$208 ;
+    rq0_under <= \$71 ;
   always @(posedge clk)
-    rq0_over <= \$210 ;
+    rq0_over <= \$73 ;
   always @(posedge clk)
-    v_out_d1 <= \$299 ;
+    v_out_d1 <= \$194 ;
   always @(posedge clk)
-    v_out_d2 <= \$300 ;
+    v_out_d2 <= \$195 ;
   always @(posedge clk)
-    \w_en$94  <= \$301 ;
+    v_out_d3 <= \$196 ;
   always @(posedge clk)
-    skipped_d1 <= \$302 ;
+    skipped_d1 <= \$197 ;
   always @(posedge clk)
-    skipped_d2 <= \$303 ;
+    skipped_d2 <= \$198 ;
   always @(posedge clk)
-    skipped_d3 <= \$304 ;
+    skipped_d3 <= \$199 ;
   always @(posedge clk)
-    skipped_d4 <= \$305 ;
+    skipped_d4 <= \$200 ;
   always @(posedge clk)
-    group_ended_d1 <= \$306 ;
+    credits_returned <= \$201 ;
   always @(posedge clk)
-    credits_returned <= \$307 ;
+    credits_space <= \$202 ;
   always @(posedge clk)
-    credits_space <= \$308 ;
-  always @(posedge clk)
-    credits_room <= \$309 ;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) active_rom_copy (
-    .clk(clk),
-    .d(\$226 ),
-    .q(active_rom)
-  );
+    credits_room <= \$203 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$229 ),
+    .d(\$105 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.conv1.consts  consts (
-    .addr(addr),
+    .addr(beat),
     .clk(clk),
     .data(data)
   );
@@ -1729,58 +1734,42 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$89 , i__valid, w_dat
     .i(word1[15:0]),
     .o(o)
   );
-  \flexor_lenet5.conv1.dec_1_0_0  dec_1_0_0 (
+  \flexor_lenet5.conv1.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$133 )
-  );
-  \flexor_lenet5.conv1.dec_2_0_0  dec_2_0_0 (
-    .i(word1[47:32]),
-    .o(\o$139 )
-  );
-  \flexor_lenet5.conv1.dec_3_0_0  dec_3_0_0 (
-    .i(word1[63:48]),
-    .o(\o$145 )
+    .o(\o$36 )
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
-    .o__payload(o__payload),
-    .o__ready(\o__ready$89 ),
+    .o__payload(\o__payload$237 ),
+    .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1(rst_conv1),
-    .w_en(\w_en$94 ),
-    .w_port__data(\$24 [7:0])
+    .w_en(v_out_d3),
+    .w_port__data(\$100 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd3)
+    .WIDTH(32'd4)
   ) flags_0_copy (
     .clk(clk),
-    .d({ last2p_d2, first2p_d2, v2p_d2 }),
+    .d({ nfirst2p_d3, last2p_d3, first2p_d3, v2p_d3 }),
     .q(flags_0)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_1_copy (
+    .WIDTH(32'd4)
+  ) flags_x_copy (
     .clk(clk),
-    .d({ last2p_d2, first2p_d2, v2p_d2 }),
-    .q(flags_1)
+    .d({ nfirst2p_d3, last2p_d3, first2p_d3, v2p_d3 }),
+    .q(flags_x)
   );
   flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_2_copy (
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) n_first_rom_copy (
     .clk(clk),
-    .d({ last2p_d2, first2p_d2, v2p_d2 }),
-    .q(flags_2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_3_copy (
-    .clk(clk),
-    .d({ last2p_d2, first2p_d2, v2p_d2 }),
-    .q(flags_3)
+    .d(\$106 ),
+    .q(n_first_rom)
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -1791,6 +1780,36 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$89 , i__valid, w_dat
     .s(p0_0_0),
     .wa(w0_0[0]),
     .wb(w0_0[1])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_10_add (
+    .a(xdata_d1[167:160]),
+    .b(xdata_d1[175:168]),
+    .s(p0_0_10),
+    .wa(w0_0[20]),
+    .wb(w0_0[21])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_11_add (
+    .a(xdata_d1[183:176]),
+    .b(xdata_d1[191:184]),
+    .s(p0_0_11),
+    .wa(w0_0[22]),
+    .wb(w0_0[23])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_12_add (
+    .a(xdata_d1[199:192]),
+    .b(8'h00),
+    .s(p0_0_12),
+    .wa(w0_0[24]),
+    .wb(1'h0)
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -1807,886 +1826,872 @@ module \flexor_lenet5.conv1 (rst_conv1, i__ready, \o__ready$89 , i__valid, w_dat
     .WIDTH(32'd8)
   ) p0_0_2_add (
     .a(xdata_d1[39:32]),
-    .b(8'h00),
+    .b(xdata_d1[47:40]),
     .s(p0_0_2),
     .wa(w0_0[4]),
-    .wb(1'h0)
+    .wb(w0_0[5])
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p1_0_0_add (
-    .a(xdata_d1[7:0]),
-    .b(xdata_d1[15:8]),
-    .s(p1_0_0),
-    .wa(w1_0[0]),
-    .wb(w1_0[1])
+  ) p0_0_3_add (
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
+    .s(p0_0_3),
+    .wa(w0_0[6]),
+    .wb(w0_0[7])
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p1_0_1_add (
-    .a(xdata_d1[23:16]),
-    .b(xdata_d1[31:24]),
-    .s(p1_0_1),
-    .wa(w1_0[2]),
-    .wb(w1_0[3])
+  ) p0_0_4_add (
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
+    .s(p0_0_4),
+    .wa(w0_0[8]),
+    .wb(w0_0[9])
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p1_0_2_add (
-    .a(xdata_d1[39:32]),
-    .b(8'h00),
-    .s(p1_0_2),
-    .wa(w1_0[4]),
-    .wb(1'h0)
+  ) p0_0_5_add (
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
+    .s(p0_0_5),
+    .wa(w0_0[10]),
+    .wb(w0_0[11])
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p2_0_0_add (
-    .a(xdata_d1[7:0]),
-    .b(xdata_d1[15:8]),
-    .s(p2_0_0),
-    .wa(w2_0[0]),
-    .wb(w2_0[1])
+  ) p0_0_6_add (
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
+    .s(p0_0_6),
+    .wa(w0_0[12]),
+    .wb(w0_0[13])
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p2_0_1_add (
-    .a(xdata_d1[23:16]),
-    .b(xdata_d1[31:24]),
-    .s(p2_0_1),
-    .wa(w2_0[2]),
-    .wb(w2_0[3])
+  ) p0_0_7_add (
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
+    .s(p0_0_7),
+    .wa(w0_0[14]),
+    .wb(w0_0[15])
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p2_0_2_add (
-    .a(xdata_d1[39:32]),
-    .b(8'h00),
-    .s(p2_0_2),
-    .wa(w2_0[4]),
-    .wb(1'h0)
+  ) p0_0_8_add (
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
+    .s(p0_0_8),
+    .wa(w0_0[16]),
+    .wb(w0_0[17])
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
-  ) p3_0_0_add (
-    .a(xdata_d1[7:0]),
-    .b(xdata_d1[15:8]),
-    .s(p3_0_0),
-    .wa(w3_0[0]),
-    .wb(w3_0[1])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_1_add (
-    .a(xdata_d1[23:16]),
-    .b(xdata_d1[31:24]),
-    .s(p3_0_1),
-    .wa(w3_0[2]),
-    .wb(w3_0[3])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p3_0_2_add (
-    .a(xdata_d1[39:32]),
-    .b(8'h00),
-    .s(p3_0_2),
-    .wa(w3_0[4]),
-    .wb(1'h0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_copy (
-    .clk(clk),
-    .d(r_next),
-    .q(\port__addr$43 )
+  ) p0_0_9_add (
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
+    .s(p0_0_9),
+    .wa(w0_0[18]),
+    .wb(w0_0[19])
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$197 ),
+    .addr(\addr$244 ),
     .clk(clk),
-    .data(\o__payload$123 ),
+    .data(o__payload),
     .en(en)
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
-    .b(b),
+    .b(sa0_0),
     .clk(clk),
     .p(p)
   );
   flexor_copy #(
-    .INIT(32'd0),
+    .INIT(32'd1),
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$227 ),
+    .d(\$104 ),
     .q(s_last_rom)
   );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b0_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(port__addr)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd5)
-  ) w_en_b0_copy (
-    .clk(clk),
-    .d(\$216 ),
-    .q(port__en)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_full_copy (
-    .clk(clk),
-    .d(\$219 ),
-    .q(w_full)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_full_issue_copy (
-    .clk(clk),
-    .d(\$222 ),
-    .q(w_full_issue)
-  );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$197 ),
+    .addr(\addr$244 ),
     .clk(clk),
     .go(en),
-    .o__payload(\o__payload$123 ),
-    .o__ready(o__ready),
+    .o__payload(o__payload),
+    .o__ready(\o__ready$204 ),
+    .primed(\o__valid$201 ),
     .rst_conv1(rst_conv1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_0_copy (
+    .clk(clk),
+    .d(\$107 ),
+    .q(xload_0)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_1_copy (
+    .clk(clk),
+    .d(\$108 ),
+    .q(xload_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_2_copy (
+    .clk(clk),
+    .d(\$109 ),
+    .q(xload_2)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_3_copy (
+    .clk(clk),
+    .d(\$110 ),
+    .q(xload_3)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    r_next = r_addr;
-    if (step) begin
-      r_next = \$18 [3:0];
-    end
-    if (load) begin
-      r_next = { 1'h0, \$19  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = \$30 ;
+    \$111  = slots_room_next;
     if (rst_conv1) begin
-      \$230  = 1'h0;
+      \$111  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = \beat$103 ;
-    if (take) begin
-      \$231  = \$32 [4:0];
-    end
+    \$112  = \$signal ;
     if (rst_conv1) begin
-      \$231  = 5'h00;
+      \$112  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = at;
-    if (take) begin
-      \$232  = \$34 ;
-    end
+    \$113  = n_last_next;
     if (rst_conv1) begin
-      \$232  = 5'h01;
+      \$113  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = word;
-    if (take) begin
-      \$233  = \$37 [2:0];
+    \$114  = n_first_next;
+    if (rst_conv1) begin
+      \$114  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$115  = group_idx;
+    if (\$signal$10 ) begin
+      \$115  = \$2 [4:0];
     end
     if (rst_conv1) begin
-      \$233  = 3'h0;
+      \$115  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = wsum_first;
-    if (take) begin
-      \$234  = filled;
-    end
-    if (rst_conv1) begin
-      \$234  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = take;
-    if (rst_conv1) begin
-      \$235  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = wsum_first;
-    if (rst_conv1) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = filled;
-    if (rst_conv1) begin
-      \$237  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = wsum_acc;
-    if (wsum_v_d1) begin
-      \$238  = \$39 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$239  = wsum_total;
-    if (\$40 ) begin
-      \$239  = \$42 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$240  = \$43 ;
-    if (rst_conv1) begin
-      \$240  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$241  = gap_zero_next;
-    if (rst_conv1) begin
-      \$241  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$242  = \$signal ;
-    if (rst_conv1) begin
-      \$242  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$243  = n_last_next;
-    if (rst_conv1) begin
-      \$243  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$244  = \$44 ;
-    if (rst_conv1) begin
-      \$244  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$245  = r_next;
-    if (rst_conv1) begin
-      \$245  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$246  = s_idx;
-    if (step) begin
-      \$246  = \$46 [2:0];
-    end
-    if (rst_conv1) begin
-      \$246  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$247  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$247  = \$48 [2:0];
+    \$116  = word_idx;
+    if (\$signal$10 ) begin
+      if (group_last) begin
+        \$116  = \$4 [0];
       end
     end
     if (rst_conv1) begin
-      \$247  = 3'h0;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$248  = \$51 ;
+    \$117  = group_read;
     if (rst_conv1) begin
-      \$248  = 1'h0;
+      \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$249  = r_base;
-    if (load) begin
-      \$249  = { 1'h0, \$52  };
-    end
+    \$118  = \$92 [5:0];
     if (rst_conv1) begin
-      \$249  = 4'h0;
+      \$118  = 6'h20;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$250  = w_half;
-    if (load) begin
-      \$250  = \$53 ;
-    end
+    \$119  = slots_room_next;
     if (rst_conv1) begin
-      \$250  = 1'h0;
+      \$119  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$251  = gap;
-    if (\$54 ) begin
-      \$251  = 3'h3;
-    end else if (\$55 ) begin
-      \$251  = \$56 [2:0];
+    \$120  = row_ph0;
+    if (\$signal$10 ) begin
+      \$120  = \$9 [4:0];
     end
     if (rst_conv1) begin
-      \$251  = 3'h0;
+      \$120  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$252  = col;
-    if (step) begin
-      \$252  = \$61 [4:0];
-    end
-    if (rst_conv1) begin
-      \$252  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$253  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$253  = \$62 ;
+    \$121  = col;
+    if (\$signal$10 ) begin
+      if (group_last) begin
+        \$121  = \$14 [4:0];
       end
     end
     if (rst_conv1) begin
-      \$253  = 5'h00;
+      \$121  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$254  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$254  = \$63 ;
-      end
-    end
+    \$122  = \$20 [4:0];
     if (rst_conv1) begin
-      \$254  = 5'h05;
+      \$122  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$255  = row_ph2;
-    if (step) begin
-      if (s_last) begin
-        \$255  = \$64 ;
-      end
-    end
+    \$123  = \$signal$10 ;
     if (rst_conv1) begin
-      \$255  = 5'h0a;
+      \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$256  = row_ph3;
-    if (step) begin
-      if (s_last) begin
-        \$256  = \$65 ;
-      end
-    end
+    \$124  = \$21 ;
     if (rst_conv1) begin
-      \$256  = 5'h0f;
+      \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$257  = \$71 [4:0];
+    \$125  = word_last;
     if (rst_conv1) begin
-      \$257  = 5'h00;
+      \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$258  = \$77 [4:0];
+    \$126  = \$22 ;
     if (rst_conv1) begin
-      \$258  = 5'h00;
+      \$126  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$259  = \$83 [4:0];
+    \$127  = xword;
+    if (xload_0) begin
+      \$127 [63:0] = i__payload[63:0];
+    end
+    if (xload_1) begin
+      \$127 [127:64] = i__payload[127:64];
+    end
+    if (xload_2) begin
+      \$127 [191:128] = i__payload[191:128];
+    end
+    if (xload_3) begin
+      \$127 [199:192] = i__payload[199:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$128  = \$signal$21 ;
     if (rst_conv1) begin
-      \$259  = 5'h00;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$260  = \$89 [4:0];
+    \$129  = v2_d1;
     if (rst_conv1) begin
-      \$260  = 5'h00;
+      \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$261  = step;
+    \$130  = v2_d2;
     if (rst_conv1) begin
-      \$261  = 1'h0;
+      \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$262  = \$90 ;
+    \$131  = v2_d3;
     if (rst_conv1) begin
-      \$262  = 1'h0;
+      \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$263  = s_last;
+    \$132  = last1;
     if (rst_conv1) begin
-      \$263  = 1'h0;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$264  = \$signal$120 ;
+    \$133  = last2_d1;
     if (rst_conv1) begin
-      \$264  = 1'h0;
+      \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$265  = v2_d1;
+    \$134  = last2_d2;
     if (rst_conv1) begin
-      \$265  = 1'h0;
+      \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$266  = v2_d2;
+    \$135  = last2_d3;
     if (rst_conv1) begin
-      \$266  = 1'h0;
+      \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$267  = last1;
+    \$136  = \$signal$21 ;
     if (rst_conv1) begin
-      \$267  = 1'h0;
+      \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$268  = last2_d1;
+    \$137  = v2p_d1;
     if (rst_conv1) begin
-      \$268  = 1'h0;
+      \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$269  = last2_d2;
+    \$138  = v2p_d2;
     if (rst_conv1) begin
-      \$269  = 1'h0;
+      \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$270  = \$signal$120 ;
+    \$139  = \$signal$22 ;
     if (rst_conv1) begin
-      \$270  = 1'h0;
+      \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$271  = v2p_d1;
+    \$140  = first2p_d1;
     if (rst_conv1) begin
-      \$271  = 1'h0;
+      \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$272  = \$signal$121 ;
+    \$141  = first2p_d2;
     if (rst_conv1) begin
-      \$272  = 1'h0;
+      \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$273  = first2p_d1;
+    \$142  = last1;
     if (rst_conv1) begin
-      \$273  = 1'h0;
+      \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$274  = last1;
+    \$143  = last2p_d1;
     if (rst_conv1) begin
-      \$274  = 1'h0;
+      \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$275  = last2p_d1;
+    \$144  = last2p_d2;
     if (rst_conv1) begin
-      \$275  = 1'h0;
+      \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$276  = group_end;
+    \$145  = nfirst1;
     if (rst_conv1) begin
-      \$276  = 1'h0;
+      \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$277  = load;
+    \$146  = nfirst2p_d1;
     if (rst_conv1) begin
-      \$277  = 1'h0;
+      \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$278  = x_taken_d1;
+    \$147  = nfirst2p_d2;
     if (rst_conv1) begin
-      \$278  = 1'h0;
+      \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$279  = x_taken_d2;
+    \$148  = group_end;
     if (rst_conv1) begin
-      \$279  = 1'h0;
+      \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$280  = x_taken_d3;
-    if (rst_conv1) begin
-      \$280  = 1'h0;
+    \$149  = xacc;
+    if (\$42 ) begin
+      \$149  = \$44 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$281  = x_init;
-    if (x_taken_d4) begin
-      \$281  = \$167 ;
+    \$150  = xfin;
+    if (\$46 ) begin
+      \$150  = \$48 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$282  = acc0_0;
+    \$151  = acc0_0_g0;
     if (flags_0[0]) begin
-      \$282  = \$170 [13:0];
+      \$151  = acc0_0_g1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$283  = fin0_0;
-    if (\$171 ) begin
-      \$283  = \$174 [13:0];
+    \$152  = acc0_0_g1;
+    if (flags_0[0]) begin
+      \$152  = acc0_0_g2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$284  = bank0_0;
-    if (done) begin
-      \$284  = fin0_0;
-    end else if (ser) begin
-      \$284  = bank1_0;
+    \$153  = acc0_0_g2;
+    if (flags_0[0]) begin
+      \$153  = acc0_0_g3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$285  = acc1_0;
-    if (flags_1[0]) begin
-      \$285  = \$177 [13:0];
+    \$154  = acc0_0_g3;
+    if (flags_0[0]) begin
+      \$154  = acc0_0_g4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$286  = fin1_0;
-    if (\$178 ) begin
-      \$286  = \$181 [13:0];
+    \$155  = acc0_0_g4;
+    if (flags_0[0]) begin
+      \$155  = acc0_0_g5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$287  = bank1_0;
-    if (done) begin
-      \$287  = fin1_0;
-    end else if (ser) begin
-      \$287  = bank2_0;
+    \$156  = acc0_0_g5;
+    if (flags_0[0]) begin
+      \$156  = acc0_0_g6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$288  = acc2_0;
-    if (flags_2[0]) begin
-      \$288  = \$184 [13:0];
+    \$157  = acc0_0_g6;
+    if (flags_0[0]) begin
+      \$157  = acc0_0_g7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$289  = fin2_0;
-    if (\$185 ) begin
-      \$289  = \$188 [13:0];
+    \$158  = acc0_0_g7;
+    if (flags_0[0]) begin
+      \$158  = acc0_0_g8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$290  = bank2_0;
-    if (done) begin
-      \$290  = fin2_0;
-    end else if (ser) begin
-      \$290  = bank3_0;
+    \$159  = acc0_0_g8;
+    if (flags_0[0]) begin
+      \$159  = acc0_0_g9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$291  = acc3_0;
-    if (flags_3[0]) begin
-      \$291  = \$191 [13:0];
+    \$160  = acc0_0_g9;
+    if (flags_0[0]) begin
+      \$160  = acc0_0_g10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$292  = fin3_0;
-    if (\$192 ) begin
-      \$292  = \$195 [13:0];
+    \$161  = acc0_0_g10;
+    if (flags_0[0]) begin
+      \$161  = acc0_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$293  = bank3_0;
-    if (done) begin
-      \$293  = fin3_0;
+    \$162  = acc0_0_g11;
+    if (flags_0[0]) begin
+      \$162  = acc0_0_g12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$294  = ser_left;
-    if (done) begin
-      \$294  = 3'h4;
-    end else if (ser) begin
-      \$294  = \$196 [2:0];
+    \$163  = acc0_0_g12;
+    if (flags_0[0]) begin
+      \$163  = acc0_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$164  = acc0_0_g13;
+    if (flags_0[0]) begin
+      \$164  = acc0_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$165  = acc0_0_g14;
+    if (flags_0[0]) begin
+      \$165  = acc0_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$166  = acc0_0_g15;
+    if (flags_0[0]) begin
+      \$166  = acc0_0_g16;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$167  = acc0_0_g16;
+    if (flags_0[0]) begin
+      \$167  = acc0_0_g17;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$168  = acc0_0_g17;
+    if (flags_0[0]) begin
+      \$168  = acc0_0_g18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$169  = acc0_0_g18;
+    if (flags_0[0]) begin
+      \$169  = acc0_0_g19;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$170  = acc0_0_g19;
+    if (flags_0[0]) begin
+      \$170  = acc0_0_g20;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$171  = acc0_0_g20;
+    if (flags_0[0]) begin
+      \$171  = acc0_0_g21;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$172  = acc0_0_g21;
+    if (flags_0[0]) begin
+      \$172  = acc0_0_g22;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$173  = acc0_0_g22;
+    if (flags_0[0]) begin
+      \$173  = acc0_0_g23;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$174  = acc0_0_g23;
+    if (flags_0[0]) begin
+      \$174  = acc0_0_g24;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$175  = acc0_0_g24;
+    if (flags_0[0]) begin
+      \$175  = acc0_0_g25;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$176  = acc0_0_g25;
+    if (flags_0[0]) begin
+      \$176  = acc0_0_g26;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$177  = acc0_0_g26;
+    if (flags_0[0]) begin
+      \$177  = acc0_0_g27;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$178  = acc0_0_g27;
+    if (flags_0[0]) begin
+      \$178  = acc0_0_g28;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$179  = acc0_0_g28;
+    if (flags_0[0]) begin
+      \$179  = acc0_0_g29;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$180  = acc0_0_g29;
+    if (flags_0[0]) begin
+      \$180  = acc0_0_g30;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$181  = acc0_0_g30;
+    if (flags_0[0]) begin
+      \$181  = acc0_0_g31;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$182  = acc0_0_g31;
+    if (flags_0[0]) begin
+      \$182  = \$50 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$183  = group_end;
+    if (rst_conv1) begin
+      \$183  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$184  = group_wptr;
+    if (group_written_d1) begin
+      \$184  = \$53 [4:0];
     end
     if (rst_conv1) begin
-      \$294  = 3'h0;
+      \$184  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$295  = addr;
+    \$185  = \$55 [5:0];
+    if (rst_conv1) begin
+      \$185  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$186  = group_read;
+    if (rst_conv1) begin
+      \$186  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$187  = group_rptr;
+    if (group_read) begin
+      \$187  = \$58 [4:0];
+    end
+    if (rst_conv1) begin
+      \$187  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$188  = ser_left;
+    if (\done$167 ) begin
+      \$188  = 1'h1;
+    end else if (ser) begin
+      \$188  = \$59 [0];
+    end
+    if (rst_conv1) begin
+      \$188  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$189  = beat;
     if (ser) begin
-      \$295  = \$199 [4:0];
+      \$189  = \$62 [4:0];
     end
     if (rst_conv1) begin
-      \$295  = 5'h00;
+      \$189  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$296  = \$200 ;
-    if (rst_conv1) begin
-      \$296  = 1'h0;
+    \$190  = bank0_0;
+    if (\done$167 ) begin
+      \$190  = rport__data;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$297  = \$202 ;
+    \$191  = \$63 ;
     if (rst_conv1) begin
-      \$297  = 1'h0;
+      \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$298  = \$signal$182 ;
+    \$192  = \$65 ;
     if (rst_conv1) begin
-      \$298  = 1'h0;
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$299  = vb;
+    \$193  = \$signal$174 ;
     if (rst_conv1) begin
-      \$299  = 1'h0;
+      \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$300  = v_out_d1;
+    \$194  = vb;
     if (rst_conv1) begin
-      \$300  = 1'h0;
+      \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$301  = v_out_d2;
+    \$195  = v_out_d1;
     if (rst_conv1) begin
-      \$301  = 1'h0;
+      \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$302  = ka;
+    \$196  = v_out_d2;
     if (rst_conv1) begin
-      \$302  = 1'h0;
+      \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$303  = skipped_d1;
+    \$197  = ka;
     if (rst_conv1) begin
-      \$303  = 1'h0;
+      \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$304  = skipped_d2;
+    \$198  = skipped_d1;
     if (rst_conv1) begin
-      \$304  = 1'h0;
+      \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$305  = skipped_d3;
+    \$199  = skipped_d2;
     if (rst_conv1) begin
-      \$305  = 1'h0;
+      \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$306  = \$211 ;
+    \$200  = skipped_d3;
     if (rst_conv1) begin
-      \$306  = 1'h0;
+      \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$307  = \$213 ;
+    \$201  = \$75 ;
     if (rst_conv1) begin
-      \$307  = 2'h0;
+      \$201  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$308  = \$27 [4:0];
+    \$202  = \$103 [3:0];
     if (rst_conv1) begin
-      \$308  = 5'h14;
+      \$202  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$309  = credits_room_next;
+    \$203  = credits_room_next;
     if (rst_conv1) begin
-      \$309  = 1'h1;
+      \$203  = 1'h1;
     end
   end
-  assign w_addr_b0 = port__addr;
-  assign port__data = { w_data_q, w_data_q, w_data_q, w_data_q, w_data_q };
-  assign w_en_b0 = port__en;
-  assign w_addr = \$2 [3:0];
-  assign i__payload = w_data;
-  assign \w_full$23  = w_full;
-  assign \w_full_issue$25  = w_full_issue;
-  assign r_addr_b0 = \port__addr$43 ;
-  assign \port__en$45  = 1'h1;
+  assign space_next = \$92 [5:0];
+  assign \space_next$197  = \$103 [3:0];
   assign i = word1[15:0];
-  assign \i$53  = word1[31:16];
-  assign \i$59  = word1[47:32];
-  assign \i$65  = word1[63:48];
+  assign \i$209  = word1[31:16];
+  assign s0_0 = \$94 [13:0];
+  assign \$signature__addr  = group_wptr;
+  assign \$signature__data  = \$94 [13:0];
+  assign \$signature__en  = group_written_d1;
+  assign rport__addr = group_rptr;
+  assign rport__en = 1'h1;
   assign shift = ser;
-  assign beat = addr;
+  assign addr = beat;
   assign a = data[14:0];
-  assign sa0_0 = b;
-  assign rq0_y = \$24 [7:0];
-  assign \o__payload$88  = o__payload;
-  assign \o__ready$90  = \o__ready$89 ;
-  assign \o__valid$92  = o__valid;
-  assign \w_data$93  = \$24 [7:0];
-  assign v_out_d3 = \w_en$94 ;
-  assign space_next = \$27 [4:0];
-  assign \data$198  = \o__payload$123 ;
-  assign \$3  = active;
-  assign \$9  = active_rom;
-  assign \$91  = o[4:0];
-  assign \$92  = o[4:0];
-  assign \$93  = \$92 ;
-  assign \$95  = o[4:0];
-  assign \$98  = o[4:0];
-  assign \$101  = o[4:0];
-  assign \$104  = o[4:0];
-  assign \$105  = o[4:0];
-  assign \$106  = \$105 ;
-  assign \$110  = \o$133 [4:0];
-  assign \$111  = \o$133 [4:0];
-  assign \$112  = \$111 ;
-  assign \$114  = \o$133 [4:0];
-  assign \$117  = \o$133 [4:0];
-  assign \$120  = \o$133 [4:0];
-  assign \$123  = \o$133 [4:0];
-  assign \$124  = \o$133 [4:0];
-  assign \$125  = \$124 ;
-  assign \$129  = \o$139 [4:0];
-  assign \$130  = \o$139 [4:0];
-  assign \$131  = \$130 ;
-  assign \$133  = \o$139 [4:0];
-  assign \$136  = \o$139 [4:0];
-  assign \$139  = \o$139 [4:0];
-  assign \$142  = \o$139 [4:0];
-  assign \$143  = \o$139 [4:0];
-  assign \$144  = \$143 ;
-  assign \$148  = \o$145 [4:0];
-  assign \$149  = \o$145 [4:0];
-  assign \$150  = \$149 ;
-  assign \$152  = \o$145 [4:0];
-  assign \$155  = \o$145 [4:0];
-  assign \$158  = \o$145 [4:0];
-  assign \$161  = \o$145 [4:0];
-  assign \$162  = \o$145 [4:0];
-  assign \$163  = \$162 ;
-  assign \$169  = { t0_0_l2_0, 1'h0 };
-  assign \$173  = { t0_0_l2_0, 1'h0 };
-  assign \$176  = { t1_0_l2_0, 1'h0 };
-  assign \$180  = { t1_0_l2_0, 1'h0 };
-  assign \$183  = { t2_0_l2_0, 1'h0 };
-  assign \$187  = { t2_0_l2_0, 1'h0 };
-  assign \$190  = { t3_0_l2_0, 1'h0 };
-  assign \$194  = { t3_0_l2_0, 1'h0 };
-  assign \$200  = ser;
-  assign \$201  = 1'h0;
-  assign \$202  = 1'h0;
-  assign \$204  = { p[28], p };
-  assign \$206  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$207  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$209  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$215  = \$214 ;
+  assign b = sa0_0;
+  assign rq0_y = \$100 [7:0];
+  assign \o__payload$238  = \o__payload$237 ;
+  assign \o__ready$239  = o__ready;
+  assign \o__valid$240  = o__valid;
+  assign w_data = \$100 [7:0];
+  assign w_en = v_out_d3;
+  assign \data$245  = o__payload;
+  assign \$23  = { \o$36 [4:0], o };
+  assign \$24  = { \o$36 [4:0], o };
+  assign \$25  = \$24 ;
+  assign \$27  = { \o$36 [4:0], o };
+  assign \$30  = { \o$36 [4:0], o };
+  assign \$33  = { \o$36 [4:0], o };
+  assign \$36  = { \o$36 [4:0], o };
+  assign \$37  = { \o$36 [4:0], o };
+  assign \$38  = \$37 ;
+  assign \$63  = ser;
+  assign \$64  = 1'h0;
+  assign \$65  = 1'h0;
+  assign \$67  = { p[28], p };
+  assign \$69  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$70  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$72  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$83  = 1'h0;
+  assign \$93  = { acc0_0_g31, 1'h0 };
+  assign ser = ser_left;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -2780,143 +2785,7 @@ module \flexor_lenet5.conv1.dec_0_0_0 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.dec_1_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[5] ^ i[15];
-  assign \$2  = i[10] ^ i[15];
-  assign \$3  = i[3] ^ i[11];
-  assign \$4  = i[5] ^ i[8];
-  assign \$5  = i[0] ^ i[2];
-  assign \$6  = i[5] ^ i[8];
-  assign \$7  = i[2] ^ i[5];
-  assign \$8  = i[9] ^ i[15];
-  assign \$9  = i[8] ^ i[9];
-  assign \$10  = i[0] ^ i[1];
-  assign \$11  = i[6] ^ i[9];
-  assign \$12  = i[1] ^ i[15];
-  assign \$13  = i[4] ^ i[7];
-  assign \$14  = i[2] ^ i[13];
-  assign \$15  = i[13] ^ i[15];
-  assign \$16  = i[3] ^ i[12];
-  assign \$17  = i[8] ^ i[11];
-  assign \$18  = i[2] ^ i[9];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[3] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.dec_2_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[5] ^ i[15];
-  assign \$2  = i[10] ^ i[15];
-  assign \$3  = i[3] ^ i[11];
-  assign \$4  = i[5] ^ i[8];
-  assign \$5  = i[0] ^ i[2];
-  assign \$6  = i[5] ^ i[8];
-  assign \$7  = i[2] ^ i[5];
-  assign \$8  = i[9] ^ i[15];
-  assign \$9  = i[8] ^ i[9];
-  assign \$10  = i[0] ^ i[1];
-  assign \$11  = i[6] ^ i[9];
-  assign \$12  = i[1] ^ i[15];
-  assign \$13  = i[4] ^ i[7];
-  assign \$14  = i[2] ^ i[13];
-  assign \$15  = i[13] ^ i[15];
-  assign \$16  = i[3] ^ i[12];
-  assign \$17  = i[8] ^ i[11];
-  assign \$18  = i[2] ^ i[9];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[3] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.dec_3_0_0 (o, i);
+module \flexor_lenet5.conv1.dec_0_0_1 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -2987,26 +2856,26 @@ endmodule
 module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
-  wire [5:0] \$10 ;
-  wire [5:0] \$11 ;
+  wire [4:0] \$10 ;
+  wire [4:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire [7:0] \$14 ;
   wire \$15 ;
-  wire [5:0] \$16 ;
-  wire [5:0] \$17 ;
+  wire [4:0] \$16 ;
+  wire [4:0] \$17 ;
   wire \$18 ;
-  wire [5:0] \$19 ;
+  wire [4:0] \$19 ;
   wire \$2 ;
-  wire [5:0] \$20 ;
+  wire [4:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [5:0] \$23 ;
+  wire [4:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [5:0] \$26 ;
-  wire [5:0] \$27 ;
-  wire [6:0] \$28 ;
+  wire [4:0] \$26 ;
+  wire [4:0] \$27 ;
+  wire [5:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
@@ -3016,13 +2885,13 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__va
   wire \$34 ;
   wire \$35 ;
   reg \$36 ;
-  reg [4:0] \$37 ;
+  reg [3:0] \$37 ;
   reg \$38 ;
   reg [7:0] \$39 ;
   wire \$4 ;
-  reg [4:0] \$40 ;
-  reg [4:0] \$41 ;
-  reg [4:0] \$42 ;
+  reg [3:0] \$40 ;
+  reg [3:0] \$41 ;
+  reg [3:0] \$42 ;
   reg \$43 ;
   wire \$5 ;
   wire \$6 ;
@@ -3045,25 +2914,25 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__va
   reg o__valid = 1'h0;
   wire pop;
   wire push;
-  wire [4:0] r_port__addr;
+  wire [3:0] r_port__addr;
   wire [7:0] r_port__data;
   wire r_port__en;
-  reg [4:0] rd = 5'h00;
-  reg [4:0] rd_inc = 5'h01;
+  reg [3:0] rd = 4'h0;
+  reg [3:0] rd_inc = 4'h1;
   input rst_conv1;
   wire rst_conv1;
-  reg [4:0] used = 5'h00;
+  reg [3:0] used = 4'h0;
   wire [7:0] w_data;
   input w_en;
   wire w_en;
-  reg [4:0] w_port__addr = 5'h00;
+  reg [3:0] w_port__addr = 4'h0;
   input [7:0] w_port__data;
   wire [7:0] w_port__data;
   wire w_port__en;
   wire [7:0] waiting;
-  (* init = 5'h00 *)
-  wire [4:0] wr;
-  reg [7:0] \buf  [18:0];
+  (* init = 4'h0 *)
+  wire [3:0] wr;
+  reg [7:0] \buf  [10:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -3076,14 +2945,6 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__va
     \buf [8] = 8'h00;
     \buf [9] = 8'h00;
     \buf [10] = 8'h00;
-    \buf [11] = 8'h00;
-    \buf [12] = 8'h00;
-    \buf [13] = 8'h00;
-    \buf [14] = 8'h00;
-    \buf [15] = 8'h00;
-    \buf [16] = 8'h00;
-    \buf [17] = 8'h00;
-    \buf [18] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -3111,18 +2972,18 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__va
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 5'h12;
+  assign \$9  = rd_inc == 4'ha;
   assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 6'h00 : \$10 ;
+  assign \$11  = \$9  ? 5'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 5'h12;
+  assign \$15  = rd == 4'ha;
   assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 6'h00 : \$16 ;
-  assign \$18  = w_port__addr == 5'h12;
+  assign \$17  = \$15  ? 5'h00 : \$16 ;
+  assign \$18  = w_port__addr == 4'ha;
   assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 6'h00 : \$19 ;
+  assign \$20  = \$18  ? 5'h00 : \$19 ;
   assign \$21  = ~ pop;
   assign \$22  = push & \$21 ;
   assign \$23  = used + 1'h1;
@@ -3130,7 +2991,7 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__va
   assign \$25  = pop & \$24 ;
   assign \$26  = used - 1'h1;
   assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [5], \$27  };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [4], \$27  };
   assign \$29  = ~ pop;
   assign \$30  = push & \$29 ;
   assign \$31  = ~ push;
@@ -3154,9 +3015,9 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__va
     w_port__addr <= \$41 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$42  = \$28 [4:0];
+    \$42  = \$28 [3:0];
     if (rst_conv1) begin
-      \$42  = 5'h00;
+      \$42  = 4'h0;
     end
   end
   always @* begin
@@ -3177,10 +3038,10 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__va
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$37  = rd_inc;
     if (pop) begin
-      \$37  = \$11 [4:0];
+      \$37  = \$11 [3:0];
     end
     if (rst_conv1) begin
-      \$37  = 5'h01;
+      \$37  = 4'h1;
     end
   end
   always @* begin
@@ -3204,20 +3065,20 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__va
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$40  = rd;
     if (pop) begin
-      \$40  = \$17 [4:0];
+      \$40  = \$17 [3:0];
     end
     if (rst_conv1) begin
-      \$40  = 5'h00;
+      \$40  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     \$41  = w_port__addr;
     if (push) begin
-      \$41  = \$20 [4:0];
+      \$41  = \$20 [3:0];
     end
     if (rst_conv1) begin
-      \$41  = 5'h00;
+      \$41  = 4'h0;
     end
   end
   assign head = o__payload;
@@ -3229,22 +3090,22 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv1.rom (data, en, addr, clk);
-  input [5:0] addr;
-  wire [5:0] addr;
+  input [4:0] addr;
+  wire [4:0] addr;
   input clk;
   wire clk;
-  output [63:0] data;
-  wire [63:0] data;
+  output [31:0] data;
+  wire [31:0] data;
   input en;
   wire en;
   flexor_rom_logic #(
-    .ADDR_WIDTH(32'd6),
+    .ADDR_WIDTH(32'd5),
     .COPY_BITS(32'd18),
-    .DEPTH(32'd40),
+    .DEPTH(32'd32),
     .INIT_FILE("flexor_lenet5_l0_weights.hex"),
     .LATENCY(32'd3),
     .STALL(32'd1),
-    .WIDTH(32'd64)
+    .WIDTH(32'd32)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -3278,43 +3139,44 @@ module \flexor_lenet5.conv1.rq0_mul0_0_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, o__payload, go, addr, clk);
+module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, o__payload, go, addr, primed, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   reg \$10 ;
   wire \$2 ;
-  wire [6:0] \$3 ;
-  wire [6:0] \$4 ;
+  wire [5:0] \$3 ;
+  wire [5:0] \$4 ;
   wire \$5 ;
   wire [2:0] \$6 ;
   wire \$7 ;
-  reg [5:0] \$8 ;
+  reg [4:0] \$8 ;
   reg [1:0] \$9 ;
-  output [5:0] addr;
-  reg [5:0] addr = 6'h00;
+  output [4:0] addr;
+  reg [4:0] addr = 5'h00;
   input clk;
   wire clk;
-  wire [63:0] data;
+  wire [31:0] data;
   wire en;
   output go;
   wire go;
-  input [63:0] o__payload;
-  wire [63:0] o__payload;
+  input [31:0] o__payload;
+  wire [31:0] o__payload;
   input o__ready;
   wire o__ready;
   (* init = 1'h0 *)
   wire o__valid;
+  output primed;
   reg primed = 1'h0;
-  (* init = 6'h00 *)
-  wire [5:0] raddr;
+  (* init = 5'h00 *)
+  wire [4:0] raddr;
   reg [1:0] reads = 2'h0;
   input rst_conv1;
   wire rst_conv1;
   assign \$1  = ~ primed;
   assign go = o__ready | \$1 ;
-  assign \$2  = addr == 6'h27;
+  assign \$2  = addr == 5'h1f;
   assign \$3  = addr + 1'h1;
-  assign \$4  = \$2  ? 7'h00 : \$3 ;
+  assign \$4  = \$2  ? 6'h00 : \$3 ;
   assign \$5  = ~ primed;
   assign \$6  = reads + 1'h1;
   assign \$7  = reads == 2'h2;
@@ -3328,10 +3190,10 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, o__payload, go, addr, 
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$8  = addr;
     if (go) begin
-      \$8  = \$4 [5:0];
+      \$8  = \$4 [4:0];
     end
     if (rst_conv1) begin
-      \$8  = 6'h00;
+      \$8  = 5'h00;
     end
   end
   always @* begin
@@ -5556,352 +5418,751 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid, i__ready, o__ready, i__valid, i__payload, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
-  wire [5:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
-  wire [17:0] \$100 ;
-  wire [18:0] \$101 ;
-  wire [18:0] \$102 ;
-  wire [19:0] \$103 ;
-  wire [17:0] \$104 ;
-  wire [18:0] \$105 ;
-  wire \$106 ;
-  wire [17:0] \$107 ;
-  wire [18:0] \$108 ;
-  wire [18:0] \$109 ;
-  wire \$11 ;
-  wire [19:0] \$110 ;
-  wire [17:0] \$111 ;
-  wire [18:0] \$112 ;
-  wire \$113 ;
-  wire [17:0] \$114 ;
-  wire [18:0] \$115 ;
-  wire [18:0] \$116 ;
-  wire [19:0] \$117 ;
-  wire [4:0] \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire [6:0] \$120 ;
-  wire [6:0] \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire [19:0] \$125 ;
-  wire [30:0] \$126 ;
-  wire [45:0] \$127 ;
-  wire [46:0] \$128 ;
-  wire [47:0] \$129 ;
+  wire [5:0] \$11 ;
+  wire [5:0] \$12 ;
   wire \$13 ;
-  wire [30:0] \$130 ;
-  wire [30:0] \$131 ;
-  wire \$132 ;
-  wire [30:0] \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire [1:0] \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  wire [24:0] \$14 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
-  wire \$156 ;
-  wire \$157 ;
-  wire \$158 ;
-  wire \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire [6:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire [6:0] \$19 ;
-  wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
-  wire [6:0] \$2 ;
-  wire [4:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire \$209 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
   wire \$21 ;
-  wire \$210 ;
-  wire [63:0] \$211 ;
-  wire [63:0] \$212 ;
-  wire [63:0] \$213 ;
-  wire [63:0] \$214 ;
-  wire [63:0] \$215 ;
-  wire [63:0] \$216 ;
-  wire [63:0] \$217 ;
-  wire [63:0] \$218 ;
-  wire [63:0] \$219 ;
   wire \$22 ;
-  wire [63:0] \$220 ;
-  wire [63:0] \$221 ;
-  wire [63:0] \$222 ;
-  wire [63:0] \$223 ;
-  wire [63:0] \$224 ;
-  wire [63:0] \$225 ;
-  wire [63:0] \$226 ;
-  wire [63:0] \$227 ;
-  wire [63:0] \$228 ;
-  wire [63:0] \$229 ;
   wire \$23 ;
-  wire [63:0] \$230 ;
-  reg [4:0] \$231 ;
-  reg \$232 ;
-  reg \$233 ;
-  reg \$234 ;
-  reg \$235 ;
-  reg \$236 ;
-  reg [5:0] \$237 ;
-  reg [4:0] \$238 ;
-  reg [2:0] \$239 ;
-  wire [14:0] \$24 ;
-  reg \$240 ;
-  reg [5:0] \$241 ;
-  reg \$242 ;
-  reg [3:0] \$243 ;
-  reg \$244 ;
-  reg \$245 ;
-  reg \$246 ;
-  reg [5:0] \$247 ;
-  reg \$248 ;
-  reg \$249 ;
-  wire [14:0] \$25 ;
-  reg \$250 ;
-  reg \$251 ;
-  reg \$252 ;
-  reg \$253 ;
-  reg \$254 ;
-  reg \$255 ;
-  reg \$256 ;
-  reg \$257 ;
-  reg \$258 ;
-  reg \$259 ;
-  wire [5:0] \$26 ;
-  reg \$260 ;
-  reg \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg \$264 ;
-  reg \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg \$268 ;
-  reg \$269 ;
-  wire [3:0] \$27 ;
-  reg \$270 ;
-  reg [17:0] \$271 ;
-  reg [17:0] \$272 ;
-  reg [17:0] \$273 ;
-  reg [17:0] \$274 ;
-  reg [18:0] \$275 ;
-  reg [17:0] \$276 ;
-  reg [17:0] \$277 ;
-  reg [18:0] \$278 ;
-  reg [17:0] \$279 ;
-  wire [6:0] \$28 ;
-  reg [17:0] \$280 ;
-  reg [18:0] \$281 ;
-  reg [17:0] \$282 ;
-  reg [17:0] \$283 ;
-  reg [18:0] \$284 ;
-  reg [17:0] \$285 ;
-  reg [17:0] \$286 ;
-  reg [18:0] \$287 ;
-  reg [17:0] \$288 ;
-  reg [17:0] \$289 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
   wire \$29 ;
-  reg [18:0] \$290 ;
-  reg [17:0] \$291 ;
-  reg [17:0] \$292 ;
-  reg [18:0] \$293 ;
-  reg [17:0] \$294 ;
-  reg [17:0] \$295 ;
-  reg [18:0] \$296 ;
-  reg [3:0] \$297 ;
-  reg [5:0] \$298 ;
-  reg \$299 ;
   wire \$3 ;
-  wire [5:0] \$30 ;
-  reg \$300 ;
-  reg \$301 ;
-  reg \$302 ;
-  reg \$303 ;
-  reg \$304 ;
-  reg \$305 ;
-  reg \$306 ;
-  reg \$307 ;
-  reg \$308 ;
-  reg \$309 ;
-  wire [5:0] \$31 ;
-  reg \$310 ;
-  reg \$311 ;
-  reg [1:0] \$312 ;
-  reg [4:0] \$313 ;
-  reg \$314 ;
+  wire \$30 ;
+  wire \$31 ;
   wire \$32 ;
   wire \$33 ;
-  wire [5:0] \$34 ;
-  wire [5:0] \$35 ;
-  wire [3:0] \$36 ;
-  wire [3:0] \$37 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
-  wire [4:0] \$41 ;
+  wire \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
-  wire [4:0] \$45 ;
+  wire \$45 ;
   wire \$46 ;
-  wire [63:0] \$47 ;
-  wire [63:0] \$48 ;
-  wire [63:0] \$49 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
   wire \$5 ;
-  wire [63:0] \$50 ;
-  wire [63:0] \$51 ;
-  wire [63:0] \$52 ;
-  wire [63:0] \$53 ;
-  wire [63:0] \$54 ;
-  wire [63:0] \$55 ;
-  wire [63:0] \$56 ;
-  wire [17:0] \$57 ;
-  wire [18:0] \$58 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire [17:0] \$60 ;
-  wire [18:0] \$61 ;
-  wire [17:0] \$62 ;
-  wire [18:0] \$63 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
   wire \$64 ;
-  wire [17:0] \$65 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  reg [4:0] \$77 ;
+  reg [24:0] \$78 ;
+  reg [199:0] \$79 ;
+  wire \$8 ;
+  reg [199:0] \$80 ;
+  wire \$9 ;
+  wire \$signal ;
+  reg [24:0] at = 25'h0000001;
+  reg [4:0] beat = 5'h00;
+  input clk;
+  wire clk;
+  wire full;
+  wire full_0;
+  wire full_1;
+  wire full_2;
+  wire full_3;
+  wire full_q;
+  input [7:0] i__payload;
+  wire [7:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire last;
+  wire last_q;
+  output [199:0] o__payload;
+  reg [199:0] o__payload = 200'h00000000000000000000000000000000000000000000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  (* init = 200'h00000000000000000000000000000000000000000000000000 *)
+  wire [199:0] out;
+  wire ready;
+  wire ready_0;
+  wire ready_1;
+  wire ready_2;
+  wire ready_3;
+  wire ready_q;
+  input rst_conv1_window_to_conv1;
+  wire rst_conv1_window_to_conv1;
+  wire take;
+  wire valid_0;
+  wire valid_1;
+  wire valid_2;
+  wire valid_3;
+  wire valid_next;
+  wire valid_q;
+  reg [199:0] word = 200'h00000000000000000000000000000000000000000000000000;
+  assign \$17  = full_0 & \$16 ;
+  assign \$18  = i__valid & ready_0;
+  assign \$19  = ~ valid_1;
+  assign \$20  = \$19  | o__ready;
+  assign \$21  = full_1 & \$20 ;
+  assign \$22  = i__valid & ready_1;
+  assign \$23  = ~ valid_2;
+  assign \$24  = \$23  | o__ready;
+  assign \$25  = full_2 & \$24 ;
+  assign \$26  = i__valid & ready_2;
+  assign \$27  = ~ valid_3;
+  assign \$28  = \$27  | o__ready;
+  assign \$29  = full_3 & \$28 ;
+  assign \$30  = i__valid & ready_3;
+  assign \$31  = rst_conv1_window_to_conv1 ? 1'h0 : valid_next;
+  assign \$32  = rst_conv1_window_to_conv1 ? 1'h0 : \$signal ;
+  assign \$33  = ~ \$signal ;
+  assign \$34  = ~ valid_next;
+  assign \$35  = \$33  | \$34 ;
+  assign \$36  = rst_conv1_window_to_conv1 ? 1'h1 : \$35 ;
+  assign \$37  = beat == 5'h17;
+  assign \$38  = last ? 1'h0 : \$37 ;
+  assign \$39  = take ? \$38  : last;
+  assign \$40  = rst_conv1_window_to_conv1 ? 1'h0 : \$39 ;
+  assign \$41  = ~ \$signal ;
+  assign \$42  = ~ valid_next;
+  assign \$43  = \$41  | \$42 ;
+  assign \$44  = \$43  | rst_conv1_window_to_conv1;
+  assign \$45  = beat == 5'h17;
+  assign \$46  = last ? 1'h0 : \$45 ;
+  assign \$47  = take ? \$46  : last;
+  assign \$48  = rst_conv1_window_to_conv1 ? 1'h0 : \$47 ;
+  assign \$50  = ~ \$signal ;
+  assign \$51  = ~ valid_next;
+  assign \$52  = \$50  | \$51 ;
+  assign \$53  = \$52  | rst_conv1_window_to_conv1;
+  assign \$54  = beat == 5'h17;
+  assign \$55  = last ? 1'h0 : \$54 ;
+  assign \$56  = take ? \$55  : last;
+  assign \$57  = rst_conv1_window_to_conv1 ? 1'h0 : \$56 ;
+  assign \$59  = ~ \$signal ;
+  assign \$60  = ~ valid_next;
+  assign \$61  = \$59  | \$60 ;
+  assign \$62  = \$61  | rst_conv1_window_to_conv1;
+  assign \$63  = beat == 5'h17;
+  assign \$64  = last ? 1'h0 : \$63 ;
+  assign \$65  = take ? \$64  : last;
+  assign \$66  = rst_conv1_window_to_conv1 ? 1'h0 : \$65 ;
+  assign \$68  = ~ \$signal ;
+  assign \$69  = ~ valid_next;
+  assign \$70  = \$68  | \$69 ;
+  assign \$71  = \$70  | rst_conv1_window_to_conv1;
+  assign \$72  = beat == 5'h17;
+  assign \$73  = last ? 1'h0 : \$72 ;
+  assign \$74  = take ? \$73  : last;
+  assign \$75  = rst_conv1_window_to_conv1 ? 1'h0 : \$74 ;
+  always @(posedge clk)
+    beat <= \$77 ;
+  always @(posedge clk)
+    at <= \$78 ;
+  always @(posedge clk)
+    o__payload <= \$79 ;
+  always @(posedge clk)
+    word <= \$80 ;
+  assign take = i__valid & i__ready;
+  assign \$1  = at[24] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = beat + 1'h1;
+  assign \$12  = last ? 6'h00 : \$11 ;
+  assign \$13  = at[24] | last;
+  assign \$14  = \$13  ? 25'h0000001 : { at[23:0], at[24] };
+  assign \$15  = ~ valid_0;
+  assign \$16  = \$15  | o__ready;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_0_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_1_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_2_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_3_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_q_copy (
+    .clk(clk),
+    .d(\$32 ),
+    .q(full)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_0_copy (
+    .clk(clk),
+    .d(\$48 ),
+    .q(\$49 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_1_copy (
+    .clk(clk),
+    .d(\$57 ),
+    .q(\$58 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_2_copy (
+    .clk(clk),
+    .d(\$66 ),
+    .q(\$67 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_3_copy (
+    .clk(clk),
+    .d(\$75 ),
+    .q(\$76 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_q_copy (
+    .clk(clk),
+    .d(\$40 ),
+    .q(last)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_0_copy (
+    .clk(clk),
+    .d(\$44 ),
+    .q(ready_0)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_1_copy (
+    .clk(clk),
+    .d(\$53 ),
+    .q(ready_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_2_copy (
+    .clk(clk),
+    .d(\$62 ),
+    .q(ready_2)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_3_copy (
+    .clk(clk),
+    .d(\$71 ),
+    .q(ready_3)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_q_copy (
+    .clk(clk),
+    .d(\$36 ),
+    .q(i__ready)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_0_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_1_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_2_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_3_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_q_copy (
+    .clk(clk),
+    .d(\$31 ),
+    .q(o__valid)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$77  = beat;
+    if (take) begin
+      \$77  = \$12 [4:0];
+    end
+    if (rst_conv1_window_to_conv1) begin
+      \$77  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$78  = at;
+    if (take) begin
+      \$78  = \$14 ;
+    end
+    if (rst_conv1_window_to_conv1) begin
+      \$78  = 25'h0000001;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$79  = o__payload;
+    if (\$17 ) begin
+      \$79 [63:0] = word[63:0];
+    end
+    if (\$21 ) begin
+      \$79 [127:64] = word[127:64];
+    end
+    if (\$25 ) begin
+      \$79 [191:128] = word[191:128];
+    end
+    if (\$29 ) begin
+      \$79 [199:192] = word[199:192];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    \$80  = word;
+    if (\$18 ) begin
+      \$80 [63:0] = word[71:8];
+    end
+    if (\$22 ) begin
+      \$80 [127:64] = word[135:72];
+    end
+    if (\$26 ) begin
+      \$80 [191:128] = word[199:136];
+    end
+    if (\$30 ) begin
+      \$80 [199:192] = i__payload;
+    end
+  end
+  assign ready = i__ready;
+  assign out = o__payload;
+  assign valid_q = o__valid;
+  assign full_q = full;
+  assign ready_q = i__ready;
+  assign last_q = last;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$905 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  wire [4:0] \$1 ;
+  wire \$10 ;
+  reg [3:0] \$100 ;
+  reg [3:0] \$101 ;
+  reg \$102 ;
+  reg [4:0] \$103 ;
+  reg \$104 ;
+  reg \$105 ;
+  reg \$106 ;
+  reg \$107 ;
+  reg \$108 ;
+  reg [639:0] \$109 ;
+  wire \$11 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg \$119 ;
+  wire [17:0] \$12 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
+  wire [18:0] \$13 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg \$133 ;
+  reg \$134 ;
+  reg \$135 ;
+  reg \$136 ;
+  reg [17:0] \$137 ;
+  reg [17:0] \$138 ;
+  reg [17:0] \$139 ;
+  wire [17:0] \$14 ;
+  reg [17:0] \$140 ;
+  reg [17:0] \$141 ;
+  reg [17:0] \$142 ;
+  reg [17:0] \$143 ;
+  reg [17:0] \$144 ;
+  reg [17:0] \$145 ;
+  reg [17:0] \$146 ;
+  reg [17:0] \$147 ;
+  reg [17:0] \$148 ;
+  reg [17:0] \$149 ;
+  wire [18:0] \$15 ;
+  reg [17:0] \$150 ;
+  reg [17:0] \$151 ;
+  reg [17:0] \$152 ;
+  reg [17:0] \$153 ;
+  reg [17:0] \$154 ;
+  reg [17:0] \$155 ;
+  reg [17:0] \$156 ;
+  reg [17:0] \$157 ;
+  reg [17:0] \$158 ;
+  reg [17:0] \$159 ;
+  wire [17:0] \$16 ;
+  reg [17:0] \$160 ;
+  reg [17:0] \$161 ;
+  reg [17:0] \$162 ;
+  reg [17:0] \$163 ;
+  reg [17:0] \$164 ;
+  reg [17:0] \$165 ;
+  reg [17:0] \$166 ;
+  reg [17:0] \$167 ;
+  reg [17:0] \$168 ;
+  reg [17:0] \$169 ;
+  wire [18:0] \$17 ;
+  reg [17:0] \$170 ;
+  reg [17:0] \$171 ;
+  reg [17:0] \$172 ;
+  reg [17:0] \$173 ;
+  reg [17:0] \$174 ;
+  reg [17:0] \$175 ;
+  reg [17:0] \$176 ;
+  reg [17:0] \$177 ;
+  reg [17:0] \$178 ;
+  reg [17:0] \$179 ;
+  wire [17:0] \$18 ;
+  reg [17:0] \$180 ;
+  reg [17:0] \$181 ;
+  reg [17:0] \$182 ;
+  reg [17:0] \$183 ;
+  reg [17:0] \$184 ;
+  reg [17:0] \$185 ;
+  reg [17:0] \$186 ;
+  reg [17:0] \$187 ;
+  reg [17:0] \$188 ;
+  reg [17:0] \$189 ;
+  wire [18:0] \$19 ;
+  reg [17:0] \$190 ;
+  reg [17:0] \$191 ;
+  reg [17:0] \$192 ;
+  reg [17:0] \$193 ;
+  reg [17:0] \$194 ;
+  reg [17:0] \$195 ;
+  reg [17:0] \$196 ;
+  reg [17:0] \$197 ;
+  reg [17:0] \$198 ;
+  reg [17:0] \$199 ;
+  wire [4:0] \$2 ;
+  wire [17:0] \$20 ;
+  reg [17:0] \$200 ;
+  reg [17:0] \$201 ;
+  reg [17:0] \$202 ;
+  reg \$203 ;
+  reg [3:0] \$204 ;
+  reg [4:0] \$205 ;
+  reg \$206 ;
+  reg [3:0] \$207 ;
+  reg [2:0] \$208 ;
+  reg [5:0] \$209 ;
+  wire [18:0] \$21 ;
+  reg [18:0] \$210 ;
+  reg [18:0] \$211 ;
+  reg [18:0] \$212 ;
+  reg [18:0] \$213 ;
+  reg \$214 ;
+  reg \$215 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg \$219 ;
+  wire \$22 ;
+  reg \$220 ;
+  reg \$221 ;
+  reg \$222 ;
+  reg \$223 ;
+  reg \$224 ;
+  reg \$225 ;
+  reg [1:0] \$226 ;
+  reg [4:0] \$227 ;
+  reg \$228 ;
+  wire [4:0] \$23 ;
+  wire [4:0] \$24 ;
+  wire [5:0] \$25 ;
+  wire [6:0] \$26 ;
+  wire \$27 ;
+  wire [4:0] \$28 ;
+  wire [4:0] \$29 ;
+  wire [4:0] \$3 ;
+  wire [3:0] \$30 ;
+  wire \$31 ;
+  wire [6:0] \$32 ;
+  wire [6:0] \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire [19:0] \$37 ;
+  wire [30:0] \$38 ;
+  wire [45:0] \$39 ;
+  wire [4:0] \$4 ;
+  wire [46:0] \$40 ;
+  wire [47:0] \$41 ;
+  wire [30:0] \$42 ;
+  wire [30:0] \$43 ;
+  wire \$44 ;
+  wire [30:0] \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire [1:0] \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire [5:0] \$63 ;
+  wire \$64 ;
+  wire [6:0] \$65 ;
   wire [18:0] \$66 ;
-  wire [18:0] \$67 ;
-  wire [19:0] \$68 ;
-  wire [17:0] \$69 ;
+  wire [19:0] \$67 ;
+  wire [18:0] \$68 ;
+  wire [19:0] \$69 ;
   wire \$7 ;
   wire [18:0] \$70 ;
-  wire \$71 ;
-  wire [17:0] \$72 ;
-  wire [18:0] \$73 ;
-  wire [18:0] \$74 ;
-  wire [19:0] \$75 ;
-  wire [17:0] \$76 ;
-  wire [18:0] \$77 ;
-  wire \$78 ;
-  wire [17:0] \$79 ;
-  wire \$8 ;
-  wire [18:0] \$80 ;
-  wire [18:0] \$81 ;
-  wire [19:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [18:0] \$84 ;
+  wire [19:0] \$71 ;
+  wire [18:0] \$72 ;
+  wire [19:0] \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire [14:0] \$78 ;
+  wire [14:0] \$79 ;
+  wire [17:0] \$8 ;
+  wire [5:0] \$80 ;
+  wire [2:0] \$81 ;
+  wire [6:0] \$82 ;
+  wire \$83 ;
+  wire \$84 ;
   wire \$85 ;
-  wire [17:0] \$86 ;
-  wire [18:0] \$87 ;
-  wire [18:0] \$88 ;
-  wire [19:0] \$89 ;
-  wire \$9 ;
-  wire [17:0] \$90 ;
-  wire [18:0] \$91 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire [18:0] \$9 ;
+  wire \$90 ;
+  wire \$91 ;
   wire \$92 ;
-  wire [17:0] \$93 ;
-  wire [18:0] \$94 ;
-  wire [18:0] \$95 ;
-  wire [19:0] \$96 ;
-  wire [17:0] \$97 ;
-  wire [18:0] \$98 ;
-  wire \$99 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   wire \$signal ;
-  reg \$signal$633  = 1'h0;
-  reg \$signal$634  = 1'h0;
-  reg \$signal$916  = 1'h0;
+  wire \$signal$10 ;
+  reg \$signal$18  = 1'h0;
+  reg \$signal$19  = 1'h0;
+  reg \$signal$710  = 1'h0;
+  (* init = 4'h0 *)
+  wire [3:0] \$signature__addr ;
+  wire [75:0] \$signature__data ;
+  (* init = 1'h0 *)
+  wire \$signature__en ;
   wire [12:0] a;
-  wire [12:0] \a$611 ;
-  reg [17:0] acc0_0 = 18'h00000;
-  reg [17:0] acc1_0 = 18'h00000;
-  reg [17:0] acc2_0 = 18'h00000;
-  reg [17:0] acc3_0 = 18'h00000;
-  reg [17:0] acc4_0 = 18'h00000;
-  reg [17:0] acc5_0 = 18'h00000;
-  reg [17:0] acc6_0 = 18'h00000;
-  reg [17:0] acc7_0 = 18'h00000;
-  reg active = 1'h0;
-  wire active_rom;
-  reg [5:0] addr = 6'h00;
-  wire [7:0] \addr$936 ;
+  wire [12:0] \a$902 ;
+  reg [17:0] acc0_0_g0 = 18'h00000;
+  reg [17:0] acc0_0_g1 = 18'h00000;
+  reg [17:0] acc0_0_g10 = 18'h00000;
+  reg [17:0] acc0_0_g11 = 18'h00000;
+  reg [17:0] acc0_0_g12 = 18'h00000;
+  reg [17:0] acc0_0_g13 = 18'h00000;
+  reg [17:0] acc0_0_g14 = 18'h00000;
+  reg [17:0] acc0_0_g15 = 18'h00000;
+  reg [17:0] acc0_0_g2 = 18'h00000;
+  reg [17:0] acc0_0_g3 = 18'h00000;
+  reg [17:0] acc0_0_g4 = 18'h00000;
+  reg [17:0] acc0_0_g5 = 18'h00000;
+  reg [17:0] acc0_0_g6 = 18'h00000;
+  reg [17:0] acc0_0_g7 = 18'h00000;
+  reg [17:0] acc0_0_g8 = 18'h00000;
+  reg [17:0] acc0_0_g9 = 18'h00000;
+  reg [17:0] acc1_0_g0 = 18'h00000;
+  reg [17:0] acc1_0_g1 = 18'h00000;
+  reg [17:0] acc1_0_g10 = 18'h00000;
+  reg [17:0] acc1_0_g11 = 18'h00000;
+  reg [17:0] acc1_0_g12 = 18'h00000;
+  reg [17:0] acc1_0_g13 = 18'h00000;
+  reg [17:0] acc1_0_g14 = 18'h00000;
+  reg [17:0] acc1_0_g15 = 18'h00000;
+  reg [17:0] acc1_0_g2 = 18'h00000;
+  reg [17:0] acc1_0_g3 = 18'h00000;
+  reg [17:0] acc1_0_g4 = 18'h00000;
+  reg [17:0] acc1_0_g5 = 18'h00000;
+  reg [17:0] acc1_0_g6 = 18'h00000;
+  reg [17:0] acc1_0_g7 = 18'h00000;
+  reg [17:0] acc1_0_g8 = 18'h00000;
+  reg [17:0] acc1_0_g9 = 18'h00000;
+  reg [17:0] acc2_0_g0 = 18'h00000;
+  reg [17:0] acc2_0_g1 = 18'h00000;
+  reg [17:0] acc2_0_g10 = 18'h00000;
+  reg [17:0] acc2_0_g11 = 18'h00000;
+  reg [17:0] acc2_0_g12 = 18'h00000;
+  reg [17:0] acc2_0_g13 = 18'h00000;
+  reg [17:0] acc2_0_g14 = 18'h00000;
+  reg [17:0] acc2_0_g15 = 18'h00000;
+  reg [17:0] acc2_0_g2 = 18'h00000;
+  reg [17:0] acc2_0_g3 = 18'h00000;
+  reg [17:0] acc2_0_g4 = 18'h00000;
+  reg [17:0] acc2_0_g5 = 18'h00000;
+  reg [17:0] acc2_0_g6 = 18'h00000;
+  reg [17:0] acc2_0_g7 = 18'h00000;
+  reg [17:0] acc2_0_g8 = 18'h00000;
+  reg [17:0] acc2_0_g9 = 18'h00000;
+  reg [17:0] acc3_0_g0 = 18'h00000;
+  reg [17:0] acc3_0_g1 = 18'h00000;
+  reg [17:0] acc3_0_g10 = 18'h00000;
+  reg [17:0] acc3_0_g11 = 18'h00000;
+  reg [17:0] acc3_0_g12 = 18'h00000;
+  reg [17:0] acc3_0_g13 = 18'h00000;
+  reg [17:0] acc3_0_g14 = 18'h00000;
+  reg [17:0] acc3_0_g15 = 18'h00000;
+  reg [17:0] acc3_0_g2 = 18'h00000;
+  reg [17:0] acc3_0_g3 = 18'h00000;
+  reg [17:0] acc3_0_g4 = 18'h00000;
+  reg [17:0] acc3_0_g5 = 18'h00000;
+  reg [17:0] acc3_0_g6 = 18'h00000;
+  reg [17:0] acc3_0_g7 = 18'h00000;
+  reg [17:0] acc3_0_g8 = 18'h00000;
+  reg [17:0] acc3_0_g9 = 18'h00000;
+  (* init = 6'h00 *)
+  wire [5:0] addr;
+  wire [7:0] \addr$912 ;
   wire [16:0] b;
-  wire [1:0] \b$612 ;
+  wire [1:0] \b$903 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
   reg [18:0] bank3_0 = 19'h00000;
-  reg [18:0] bank4_0 = 19'h00000;
-  reg [18:0] bank5_0 = 19'h00000;
-  reg [18:0] bank6_0 = 19'h00000;
-  reg [18:0] bank7_0 = 19'h00000;
-  (* init = 6'h00 *)
-  wire [5:0] beat;
+  reg [5:0] beat = 6'h00;
   reg can_end = 1'h1;
   wire can_end_rom;
   input clk;
@@ -5909,55 +6170,48 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
   wire credits_room_next;
-  reg [4:0] credits_space = 5'h18;
+  reg [4:0] credits_space = 5'h14;
   wire [31:0] data;
-  wire [255:0] \data$937 ;
+  wire [255:0] \data$913 ;
   reg done = 1'h0;
+  reg \done$699  = 1'h0;
   wire en;
-  wire filled;
-  reg [17:0] fin0_0 = 18'h00000;
-  reg [17:0] fin1_0 = 18'h00000;
-  reg [17:0] fin2_0 = 18'h00000;
-  reg [17:0] fin3_0 = 18'h00000;
-  reg [17:0] fin4_0 = 18'h00000;
-  reg [17:0] fin5_0 = 18'h00000;
-  reg [17:0] fin6_0 = 18'h00000;
-  reg [17:0] fin7_0 = 18'h00000;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
   reg first2p_d4 = 1'h0;
-  wire [2:0] flags_0;
-  wire [2:0] flags_1;
-  wire [2:0] flags_2;
-  wire [2:0] flags_3;
-  wire [2:0] flags_4;
-  wire [2:0] flags_5;
-  wire [2:0] flags_6;
-  wire [2:0] flags_7;
-  wire [2:0] flags_x;
-  reg [3:0] gap = 4'h0;
-  reg gap_zero = 1'h1;
-  wire gap_zero_next;
+  wire [3:0] flags_0;
+  wire [3:0] flags_1;
+  wire [3:0] flags_2;
+  wire [3:0] flags_3;
+  wire [3:0] flags_x;
   wire group_end;
-  reg group_ended_d1 = 1'h0;
+  reg group_first = 1'h1;
+  reg [3:0] group_idx = 4'h0;
+  reg group_last = 1'h0;
+  wire group_read;
+  reg [3:0] group_rptr = 4'h0;
+  reg [3:0] group_wptr = 4'h0;
+  reg group_written_d1 = 1'h0;
+  reg [4:0] groups_held = 5'h00;
   wire [15:0] i;
-  wire [15:0] \i$158 ;
-  wire [15:0] \i$204 ;
-  wire [15:0] \i$205 ;
-  wire [15:0] \i$251 ;
-  wire [15:0] \i$252 ;
-  wire [15:0] \i$298 ;
-  wire [15:0] \i$299 ;
-  wire [15:0] \i$345 ;
-  wire [15:0] \i$346 ;
-  wire [15:0] \i$392 ;
-  wire [15:0] \i$393 ;
-  wire [15:0] \i$439 ;
-  wire [15:0] \i$440 ;
-  wire [15:0] \i$486 ;
-  wire [15:0] \i$487 ;
-  wire [319:0] i__payload;
+  wire [15:0] \i$750 ;
+  wire [15:0] \i$751 ;
+  wire [15:0] \i$752 ;
+  wire [15:0] \i$778 ;
+  wire [15:0] \i$779 ;
+  wire [15:0] \i$780 ;
+  wire [15:0] \i$781 ;
+  wire [15:0] \i$807 ;
+  wire [15:0] \i$808 ;
+  wire [15:0] \i$809 ;
+  wire [15:0] \i$810 ;
+  wire [15:0] \i$836 ;
+  wire [15:0] \i$837 ;
+  wire [15:0] \i$838 ;
+  wire [15:0] \i$839 ;
+  input [639:0] i__payload;
+  wire [639:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -5973,7 +6227,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   reg last2p_d2 = 1'h0;
   reg last2p_d3 = 1'h0;
   reg last2p_d4 = 1'h0;
-  wire load;
   reg [8:0] m0_0_0 = 9'h000;
   reg [8:0] m0_0_1 = 9'h000;
   reg [8:0] m0_0_10 = 9'h000;
@@ -5987,7 +6240,27 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   reg [8:0] m0_0_18 = 9'h000;
   reg [8:0] m0_0_19 = 9'h000;
   reg [8:0] m0_0_2 = 9'h000;
+  reg [8:0] m0_0_20 = 9'h000;
+  reg [8:0] m0_0_21 = 9'h000;
+  reg [8:0] m0_0_22 = 9'h000;
+  reg [8:0] m0_0_23 = 9'h000;
+  reg [8:0] m0_0_24 = 9'h000;
+  reg [8:0] m0_0_25 = 9'h000;
+  reg [8:0] m0_0_26 = 9'h000;
+  reg [8:0] m0_0_27 = 9'h000;
+  reg [8:0] m0_0_28 = 9'h000;
+  reg [8:0] m0_0_29 = 9'h000;
   reg [8:0] m0_0_3 = 9'h000;
+  reg [8:0] m0_0_30 = 9'h000;
+  reg [8:0] m0_0_31 = 9'h000;
+  reg [8:0] m0_0_32 = 9'h000;
+  reg [8:0] m0_0_33 = 9'h000;
+  reg [8:0] m0_0_34 = 9'h000;
+  reg [8:0] m0_0_35 = 9'h000;
+  reg [8:0] m0_0_36 = 9'h000;
+  reg [8:0] m0_0_37 = 9'h000;
+  reg [8:0] m0_0_38 = 9'h000;
+  reg [8:0] m0_0_39 = 9'h000;
   reg [8:0] m0_0_4 = 9'h000;
   reg [8:0] m0_0_5 = 9'h000;
   reg [8:0] m0_0_6 = 9'h000;
@@ -6007,7 +6280,27 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   reg [8:0] m1_0_18 = 9'h000;
   reg [8:0] m1_0_19 = 9'h000;
   reg [8:0] m1_0_2 = 9'h000;
+  reg [8:0] m1_0_20 = 9'h000;
+  reg [8:0] m1_0_21 = 9'h000;
+  reg [8:0] m1_0_22 = 9'h000;
+  reg [8:0] m1_0_23 = 9'h000;
+  reg [8:0] m1_0_24 = 9'h000;
+  reg [8:0] m1_0_25 = 9'h000;
+  reg [8:0] m1_0_26 = 9'h000;
+  reg [8:0] m1_0_27 = 9'h000;
+  reg [8:0] m1_0_28 = 9'h000;
+  reg [8:0] m1_0_29 = 9'h000;
   reg [8:0] m1_0_3 = 9'h000;
+  reg [8:0] m1_0_30 = 9'h000;
+  reg [8:0] m1_0_31 = 9'h000;
+  reg [8:0] m1_0_32 = 9'h000;
+  reg [8:0] m1_0_33 = 9'h000;
+  reg [8:0] m1_0_34 = 9'h000;
+  reg [8:0] m1_0_35 = 9'h000;
+  reg [8:0] m1_0_36 = 9'h000;
+  reg [8:0] m1_0_37 = 9'h000;
+  reg [8:0] m1_0_38 = 9'h000;
+  reg [8:0] m1_0_39 = 9'h000;
   reg [8:0] m1_0_4 = 9'h000;
   reg [8:0] m1_0_5 = 9'h000;
   reg [8:0] m1_0_6 = 9'h000;
@@ -6027,7 +6320,27 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   reg [8:0] m2_0_18 = 9'h000;
   reg [8:0] m2_0_19 = 9'h000;
   reg [8:0] m2_0_2 = 9'h000;
+  reg [8:0] m2_0_20 = 9'h000;
+  reg [8:0] m2_0_21 = 9'h000;
+  reg [8:0] m2_0_22 = 9'h000;
+  reg [8:0] m2_0_23 = 9'h000;
+  reg [8:0] m2_0_24 = 9'h000;
+  reg [8:0] m2_0_25 = 9'h000;
+  reg [8:0] m2_0_26 = 9'h000;
+  reg [8:0] m2_0_27 = 9'h000;
+  reg [8:0] m2_0_28 = 9'h000;
+  reg [8:0] m2_0_29 = 9'h000;
   reg [8:0] m2_0_3 = 9'h000;
+  reg [8:0] m2_0_30 = 9'h000;
+  reg [8:0] m2_0_31 = 9'h000;
+  reg [8:0] m2_0_32 = 9'h000;
+  reg [8:0] m2_0_33 = 9'h000;
+  reg [8:0] m2_0_34 = 9'h000;
+  reg [8:0] m2_0_35 = 9'h000;
+  reg [8:0] m2_0_36 = 9'h000;
+  reg [8:0] m2_0_37 = 9'h000;
+  reg [8:0] m2_0_38 = 9'h000;
+  reg [8:0] m2_0_39 = 9'h000;
   reg [8:0] m2_0_4 = 9'h000;
   reg [8:0] m2_0_5 = 9'h000;
   reg [8:0] m2_0_6 = 9'h000;
@@ -6047,125 +6360,72 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   reg [8:0] m3_0_18 = 9'h000;
   reg [8:0] m3_0_19 = 9'h000;
   reg [8:0] m3_0_2 = 9'h000;
+  reg [8:0] m3_0_20 = 9'h000;
+  reg [8:0] m3_0_21 = 9'h000;
+  reg [8:0] m3_0_22 = 9'h000;
+  reg [8:0] m3_0_23 = 9'h000;
+  reg [8:0] m3_0_24 = 9'h000;
+  reg [8:0] m3_0_25 = 9'h000;
+  reg [8:0] m3_0_26 = 9'h000;
+  reg [8:0] m3_0_27 = 9'h000;
+  reg [8:0] m3_0_28 = 9'h000;
+  reg [8:0] m3_0_29 = 9'h000;
   reg [8:0] m3_0_3 = 9'h000;
+  reg [8:0] m3_0_30 = 9'h000;
+  reg [8:0] m3_0_31 = 9'h000;
+  reg [8:0] m3_0_32 = 9'h000;
+  reg [8:0] m3_0_33 = 9'h000;
+  reg [8:0] m3_0_34 = 9'h000;
+  reg [8:0] m3_0_35 = 9'h000;
+  reg [8:0] m3_0_36 = 9'h000;
+  reg [8:0] m3_0_37 = 9'h000;
+  reg [8:0] m3_0_38 = 9'h000;
+  reg [8:0] m3_0_39 = 9'h000;
   reg [8:0] m3_0_4 = 9'h000;
   reg [8:0] m3_0_5 = 9'h000;
   reg [8:0] m3_0_6 = 9'h000;
   reg [8:0] m3_0_7 = 9'h000;
   reg [8:0] m3_0_8 = 9'h000;
   reg [8:0] m3_0_9 = 9'h000;
-  reg [8:0] m4_0_0 = 9'h000;
-  reg [8:0] m4_0_1 = 9'h000;
-  reg [8:0] m4_0_10 = 9'h000;
-  reg [8:0] m4_0_11 = 9'h000;
-  reg [8:0] m4_0_12 = 9'h000;
-  reg [8:0] m4_0_13 = 9'h000;
-  reg [8:0] m4_0_14 = 9'h000;
-  reg [8:0] m4_0_15 = 9'h000;
-  reg [8:0] m4_0_16 = 9'h000;
-  reg [8:0] m4_0_17 = 9'h000;
-  reg [8:0] m4_0_18 = 9'h000;
-  reg [8:0] m4_0_19 = 9'h000;
-  reg [8:0] m4_0_2 = 9'h000;
-  reg [8:0] m4_0_3 = 9'h000;
-  reg [8:0] m4_0_4 = 9'h000;
-  reg [8:0] m4_0_5 = 9'h000;
-  reg [8:0] m4_0_6 = 9'h000;
-  reg [8:0] m4_0_7 = 9'h000;
-  reg [8:0] m4_0_8 = 9'h000;
-  reg [8:0] m4_0_9 = 9'h000;
-  reg [8:0] m5_0_0 = 9'h000;
-  reg [8:0] m5_0_1 = 9'h000;
-  reg [8:0] m5_0_10 = 9'h000;
-  reg [8:0] m5_0_11 = 9'h000;
-  reg [8:0] m5_0_12 = 9'h000;
-  reg [8:0] m5_0_13 = 9'h000;
-  reg [8:0] m5_0_14 = 9'h000;
-  reg [8:0] m5_0_15 = 9'h000;
-  reg [8:0] m5_0_16 = 9'h000;
-  reg [8:0] m5_0_17 = 9'h000;
-  reg [8:0] m5_0_18 = 9'h000;
-  reg [8:0] m5_0_19 = 9'h000;
-  reg [8:0] m5_0_2 = 9'h000;
-  reg [8:0] m5_0_3 = 9'h000;
-  reg [8:0] m5_0_4 = 9'h000;
-  reg [8:0] m5_0_5 = 9'h000;
-  reg [8:0] m5_0_6 = 9'h000;
-  reg [8:0] m5_0_7 = 9'h000;
-  reg [8:0] m5_0_8 = 9'h000;
-  reg [8:0] m5_0_9 = 9'h000;
-  reg [8:0] m6_0_0 = 9'h000;
-  reg [8:0] m6_0_1 = 9'h000;
-  reg [8:0] m6_0_10 = 9'h000;
-  reg [8:0] m6_0_11 = 9'h000;
-  reg [8:0] m6_0_12 = 9'h000;
-  reg [8:0] m6_0_13 = 9'h000;
-  reg [8:0] m6_0_14 = 9'h000;
-  reg [8:0] m6_0_15 = 9'h000;
-  reg [8:0] m6_0_16 = 9'h000;
-  reg [8:0] m6_0_17 = 9'h000;
-  reg [8:0] m6_0_18 = 9'h000;
-  reg [8:0] m6_0_19 = 9'h000;
-  reg [8:0] m6_0_2 = 9'h000;
-  reg [8:0] m6_0_3 = 9'h000;
-  reg [8:0] m6_0_4 = 9'h000;
-  reg [8:0] m6_0_5 = 9'h000;
-  reg [8:0] m6_0_6 = 9'h000;
-  reg [8:0] m6_0_7 = 9'h000;
-  reg [8:0] m6_0_8 = 9'h000;
-  reg [8:0] m6_0_9 = 9'h000;
-  reg [8:0] m7_0_0 = 9'h000;
-  reg [8:0] m7_0_1 = 9'h000;
-  reg [8:0] m7_0_10 = 9'h000;
-  reg [8:0] m7_0_11 = 9'h000;
-  reg [8:0] m7_0_12 = 9'h000;
-  reg [8:0] m7_0_13 = 9'h000;
-  reg [8:0] m7_0_14 = 9'h000;
-  reg [8:0] m7_0_15 = 9'h000;
-  reg [8:0] m7_0_16 = 9'h000;
-  reg [8:0] m7_0_17 = 9'h000;
-  reg [8:0] m7_0_18 = 9'h000;
-  reg [8:0] m7_0_19 = 9'h000;
-  reg [8:0] m7_0_2 = 9'h000;
-  reg [8:0] m7_0_3 = 9'h000;
-  reg [8:0] m7_0_4 = 9'h000;
-  reg [8:0] m7_0_5 = 9'h000;
-  reg [8:0] m7_0_6 = 9'h000;
-  reg [8:0] m7_0_7 = 9'h000;
-  reg [8:0] m7_0_8 = 9'h000;
-  reg [8:0] m7_0_9 = 9'h000;
-  reg [2:0] n_idx = 3'h0;
-  reg n_last = 1'h0;
+  wire n_first_next;
+  wire n_first_rom;
   wire n_last_next;
+  reg nfirst1 = 1'h1;
+  reg nfirst2p_d1 = 1'h0;
+  reg nfirst2p_d2 = 1'h0;
+  reg nfirst2p_d3 = 1'h0;
+  reg nfirst2p_d4 = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$660 ;
-  wire [19:0] \o$684 ;
-  wire [19:0] \o$685 ;
-  wire [19:0] \o$709 ;
-  wire [19:0] \o$710 ;
-  wire [19:0] \o$734 ;
-  wire [19:0] \o$735 ;
-  wire [19:0] \o$759 ;
-  wire [19:0] \o$760 ;
-  wire [19:0] \o$784 ;
-  wire [19:0] \o$785 ;
-  wire [19:0] \o$809 ;
-  wire [19:0] \o$810 ;
-  wire [19:0] \o$834 ;
-  wire [19:0] \o$835 ;
-  output [7:0] o__payload;
-  wire [7:0] o__payload;
-  wire [7:0] \o__payload$618 ;
-  wire [255:0] \o__payload$636 ;
+  wire [19:0] \o$151 ;
+  wire [19:0] \o$152 ;
+  wire [19:0] \o$153 ;
+  wire [19:0] \o$154 ;
+  wire [19:0] \o$264 ;
+  wire [19:0] \o$265 ;
+  wire [19:0] \o$266 ;
+  wire [19:0] \o$267 ;
+  wire [19:0] \o$377 ;
+  wire [19:0] \o$378 ;
+  wire [19:0] \o$379 ;
+  wire [19:0] \o$380 ;
+  wire [19:0] \o$39 ;
+  wire [19:0] \o$40 ;
+  wire [19:0] \o$41 ;
+  wire [255:0] o__payload;
+  output [7:0] \o__payload$905 ;
+  wire [7:0] \o__payload$905 ;
+  wire [7:0] \o__payload$906 ;
+  input o__ready;
   wire o__ready;
-  input \o__ready$619 ;
-  wire \o__ready$619 ;
-  wire \o__ready$620 ;
+  wire \o__ready$745 ;
+  wire \o__ready$907 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$622 ;
+  wire \o__valid$742 ;
+  wire \o__valid$908 ;
+  wire ok;
   wire [29:0] p;
-  wire [14:0] \p$923 ;
+  wire [14:0] \p$719 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_10;
@@ -6179,7 +6439,27 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   wire [8:0] p0_0_18;
   wire [8:0] p0_0_19;
   wire [8:0] p0_0_2;
+  wire [8:0] p0_0_20;
+  wire [8:0] p0_0_21;
+  wire [8:0] p0_0_22;
+  wire [8:0] p0_0_23;
+  wire [8:0] p0_0_24;
+  wire [8:0] p0_0_25;
+  wire [8:0] p0_0_26;
+  wire [8:0] p0_0_27;
+  wire [8:0] p0_0_28;
+  wire [8:0] p0_0_29;
   wire [8:0] p0_0_3;
+  wire [8:0] p0_0_30;
+  wire [8:0] p0_0_31;
+  wire [8:0] p0_0_32;
+  wire [8:0] p0_0_33;
+  wire [8:0] p0_0_34;
+  wire [8:0] p0_0_35;
+  wire [8:0] p0_0_36;
+  wire [8:0] p0_0_37;
+  wire [8:0] p0_0_38;
+  wire [8:0] p0_0_39;
   wire [8:0] p0_0_4;
   wire [8:0] p0_0_5;
   wire [8:0] p0_0_6;
@@ -6199,7 +6479,27 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   wire [8:0] p1_0_18;
   wire [8:0] p1_0_19;
   wire [8:0] p1_0_2;
+  wire [8:0] p1_0_20;
+  wire [8:0] p1_0_21;
+  wire [8:0] p1_0_22;
+  wire [8:0] p1_0_23;
+  wire [8:0] p1_0_24;
+  wire [8:0] p1_0_25;
+  wire [8:0] p1_0_26;
+  wire [8:0] p1_0_27;
+  wire [8:0] p1_0_28;
+  wire [8:0] p1_0_29;
   wire [8:0] p1_0_3;
+  wire [8:0] p1_0_30;
+  wire [8:0] p1_0_31;
+  wire [8:0] p1_0_32;
+  wire [8:0] p1_0_33;
+  wire [8:0] p1_0_34;
+  wire [8:0] p1_0_35;
+  wire [8:0] p1_0_36;
+  wire [8:0] p1_0_37;
+  wire [8:0] p1_0_38;
+  wire [8:0] p1_0_39;
   wire [8:0] p1_0_4;
   wire [8:0] p1_0_5;
   wire [8:0] p1_0_6;
@@ -6219,7 +6519,27 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   wire [8:0] p2_0_18;
   wire [8:0] p2_0_19;
   wire [8:0] p2_0_2;
+  wire [8:0] p2_0_20;
+  wire [8:0] p2_0_21;
+  wire [8:0] p2_0_22;
+  wire [8:0] p2_0_23;
+  wire [8:0] p2_0_24;
+  wire [8:0] p2_0_25;
+  wire [8:0] p2_0_26;
+  wire [8:0] p2_0_27;
+  wire [8:0] p2_0_28;
+  wire [8:0] p2_0_29;
   wire [8:0] p2_0_3;
+  wire [8:0] p2_0_30;
+  wire [8:0] p2_0_31;
+  wire [8:0] p2_0_32;
+  wire [8:0] p2_0_33;
+  wire [8:0] p2_0_34;
+  wire [8:0] p2_0_35;
+  wire [8:0] p2_0_36;
+  wire [8:0] p2_0_37;
+  wire [8:0] p2_0_38;
+  wire [8:0] p2_0_39;
   wire [8:0] p2_0_4;
   wire [8:0] p2_0_5;
   wire [8:0] p2_0_6;
@@ -6239,207 +6559,37 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   wire [8:0] p3_0_18;
   wire [8:0] p3_0_19;
   wire [8:0] p3_0_2;
+  wire [8:0] p3_0_20;
+  wire [8:0] p3_0_21;
+  wire [8:0] p3_0_22;
+  wire [8:0] p3_0_23;
+  wire [8:0] p3_0_24;
+  wire [8:0] p3_0_25;
+  wire [8:0] p3_0_26;
+  wire [8:0] p3_0_27;
+  wire [8:0] p3_0_28;
+  wire [8:0] p3_0_29;
   wire [8:0] p3_0_3;
+  wire [8:0] p3_0_30;
+  wire [8:0] p3_0_31;
+  wire [8:0] p3_0_32;
+  wire [8:0] p3_0_33;
+  wire [8:0] p3_0_34;
+  wire [8:0] p3_0_35;
+  wire [8:0] p3_0_36;
+  wire [8:0] p3_0_37;
+  wire [8:0] p3_0_38;
+  wire [8:0] p3_0_39;
   wire [8:0] p3_0_4;
   wire [8:0] p3_0_5;
   wire [8:0] p3_0_6;
   wire [8:0] p3_0_7;
   wire [8:0] p3_0_8;
   wire [8:0] p3_0_9;
-  wire [8:0] p4_0_0;
-  wire [8:0] p4_0_1;
-  wire [8:0] p4_0_10;
-  wire [8:0] p4_0_11;
-  wire [8:0] p4_0_12;
-  wire [8:0] p4_0_13;
-  wire [8:0] p4_0_14;
-  wire [8:0] p4_0_15;
-  wire [8:0] p4_0_16;
-  wire [8:0] p4_0_17;
-  wire [8:0] p4_0_18;
-  wire [8:0] p4_0_19;
-  wire [8:0] p4_0_2;
-  wire [8:0] p4_0_3;
-  wire [8:0] p4_0_4;
-  wire [8:0] p4_0_5;
-  wire [8:0] p4_0_6;
-  wire [8:0] p4_0_7;
-  wire [8:0] p4_0_8;
-  wire [8:0] p4_0_9;
-  wire [8:0] p5_0_0;
-  wire [8:0] p5_0_1;
-  wire [8:0] p5_0_10;
-  wire [8:0] p5_0_11;
-  wire [8:0] p5_0_12;
-  wire [8:0] p5_0_13;
-  wire [8:0] p5_0_14;
-  wire [8:0] p5_0_15;
-  wire [8:0] p5_0_16;
-  wire [8:0] p5_0_17;
-  wire [8:0] p5_0_18;
-  wire [8:0] p5_0_19;
-  wire [8:0] p5_0_2;
-  wire [8:0] p5_0_3;
-  wire [8:0] p5_0_4;
-  wire [8:0] p5_0_5;
-  wire [8:0] p5_0_6;
-  wire [8:0] p5_0_7;
-  wire [8:0] p5_0_8;
-  wire [8:0] p5_0_9;
-  wire [8:0] p6_0_0;
-  wire [8:0] p6_0_1;
-  wire [8:0] p6_0_10;
-  wire [8:0] p6_0_11;
-  wire [8:0] p6_0_12;
-  wire [8:0] p6_0_13;
-  wire [8:0] p6_0_14;
-  wire [8:0] p6_0_15;
-  wire [8:0] p6_0_16;
-  wire [8:0] p6_0_17;
-  wire [8:0] p6_0_18;
-  wire [8:0] p6_0_19;
-  wire [8:0] p6_0_2;
-  wire [8:0] p6_0_3;
-  wire [8:0] p6_0_4;
-  wire [8:0] p6_0_5;
-  wire [8:0] p6_0_6;
-  wire [8:0] p6_0_7;
-  wire [8:0] p6_0_8;
-  wire [8:0] p6_0_9;
-  wire [8:0] p7_0_0;
-  wire [8:0] p7_0_1;
-  wire [8:0] p7_0_10;
-  wire [8:0] p7_0_11;
-  wire [8:0] p7_0_12;
-  wire [8:0] p7_0_13;
-  wire [8:0] p7_0_14;
-  wire [8:0] p7_0_15;
-  wire [8:0] p7_0_16;
-  wire [8:0] p7_0_17;
-  wire [8:0] p7_0_18;
-  wire [8:0] p7_0_19;
-  wire [8:0] p7_0_2;
-  wire [8:0] p7_0_3;
-  wire [8:0] p7_0_4;
-  wire [8:0] p7_0_5;
-  wire [8:0] p7_0_6;
-  wire [8:0] p7_0_7;
-  wire [8:0] p7_0_8;
-  wire [8:0] p7_0_9;
-  wire [3:0] port__addr;
-  wire [3:0] \port__addr$10 ;
-  wire [3:0] \port__addr$111 ;
-  wire [3:0] \port__addr$114 ;
-  wire [2:0] \port__addr$117 ;
-  wire [3:0] \port__addr$120 ;
-  wire [3:0] \port__addr$123 ;
-  wire [2:0] \port__addr$126 ;
-  wire [3:0] \port__addr$129 ;
-  wire [3:0] \port__addr$132 ;
-  wire [2:0] \port__addr$135 ;
-  wire [3:0] \port__addr$138 ;
-  wire [3:0] \port__addr$141 ;
-  wire [2:0] \port__addr$144 ;
-  wire [3:0] \port__addr$147 ;
-  wire [3:0] \port__addr$15 ;
-  wire [3:0] \port__addr$150 ;
-  wire [2:0] \port__addr$153 ;
-  wire [3:0] \port__addr$20 ;
-  wire [3:0] \port__addr$25 ;
-  wire [3:0] \port__addr$30 ;
-  wire [3:0] \port__addr$35 ;
-  wire [3:0] \port__addr$40 ;
-  wire [3:0] \port__addr$45 ;
-  wire [3:0] \port__addr$50 ;
-  wire [2:0] \port__addr$55 ;
-  wire [2:0] \port__addr$60 ;
-  wire [2:0] \port__addr$65 ;
-  wire [2:0] \port__addr$70 ;
-  wire [2:0] \port__addr$75 ;
-  wire [63:0] port__data;
-  wire [63:0] \port__data$12 ;
-  wire [63:0] \port__data$17 ;
-  wire [63:0] \port__data$22 ;
-  wire [63:0] \port__data$27 ;
-  wire [63:0] \port__data$32 ;
-  wire [63:0] \port__data$37 ;
-  wire [63:0] \port__data$42 ;
-  wire [63:0] \port__data$47 ;
-  wire [63:0] \port__data$52 ;
-  wire [63:0] \port__data$57 ;
-  wire [63:0] \port__data$62 ;
-  wire [63:0] \port__data$639 ;
-  wire [63:0] \port__data$640 ;
-  wire [63:0] \port__data$641 ;
-  wire [63:0] \port__data$643 ;
-  wire [63:0] \port__data$644 ;
-  wire [63:0] \port__data$645 ;
-  wire [63:0] \port__data$647 ;
-  wire [63:0] \port__data$648 ;
-  wire [63:0] \port__data$649 ;
-  wire [63:0] \port__data$651 ;
-  wire [63:0] \port__data$652 ;
-  wire [63:0] \port__data$653 ;
-  wire [63:0] \port__data$655 ;
-  wire [63:0] \port__data$656 ;
-  wire [63:0] \port__data$657 ;
-  wire [63:0] \port__data$67 ;
-  wire [63:0] \port__data$72 ;
-  wire [63:0] \port__data$77 ;
-  wire port__en;
-  wire \port__en$113 ;
-  wire \port__en$116 ;
-  wire \port__en$119 ;
-  wire \port__en$122 ;
-  wire \port__en$125 ;
-  wire \port__en$128 ;
-  wire \port__en$13 ;
-  wire \port__en$131 ;
-  wire \port__en$134 ;
-  wire \port__en$137 ;
-  wire \port__en$140 ;
-  wire \port__en$143 ;
-  wire \port__en$146 ;
-  wire \port__en$149 ;
-  wire \port__en$152 ;
-  wire \port__en$155 ;
-  wire \port__en$18 ;
-  wire \port__en$23 ;
-  wire \port__en$28 ;
-  wire \port__en$33 ;
-  wire \port__en$38 ;
-  wire \port__en$43 ;
-  wire \port__en$48 ;
-  wire \port__en$53 ;
-  wire \port__en$58 ;
-  wire \port__en$63 ;
-  wire \port__en$68 ;
-  wire \port__en$73 ;
-  wire \port__en$78 ;
-  reg [5:0] r_addr = 6'h00;
-  wire [3:0] r_addr_b0_p0;
-  wire [3:0] r_addr_b0_p1;
-  wire [2:0] r_addr_b0_p2;
-  wire [3:0] r_addr_b1_p0;
-  wire [3:0] r_addr_b1_p1;
-  wire [2:0] r_addr_b1_p2;
-  wire [3:0] r_addr_b2_p0;
-  wire [3:0] r_addr_b2_p1;
-  wire [2:0] r_addr_b2_p2;
-  wire [3:0] r_addr_b3_p0;
-  wire [3:0] r_addr_b3_p1;
-  wire [2:0] r_addr_b3_p2;
-  wire [3:0] r_addr_b4_p0;
-  wire [3:0] r_addr_b4_p1;
-  wire [2:0] r_addr_b4_p2;
-  reg [5:0] r_addr_q = 6'h00;
-  reg [5:0] r_base = 6'h00;
-  reg [5:0] r_next;
-  wire [1:0] r_page_b0;
-  wire [1:0] r_page_b1;
-  wire [1:0] r_page_b2;
-  wire [1:0] r_page_b3;
-  wire [1:0] r_page_b4;
+  (* init = 4'h0 *)
+  wire [3:0] rport__addr;
+  wire [75:0] rport__data;
+  wire rport__en;
   reg [46:0] rq0_acc_s1_0 = 47'h000000000000;
   reg [19:0] rq0_acc_s1_1 = 20'h00000;
   reg [30:0] rq0_acc_s2_0 = 31'h00000000;
@@ -6451,29 +6601,40 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   wire [7:0] rq0_y;
   input rst_conv2;
   wire rst_conv2;
-  reg [4:0] s_idx = 5'h00;
-  reg s_last = 1'h0;
+  wire [18:0] s0_0;
+  wire [18:0] s1_0;
+  wire [18:0] s2_0;
+  wire [18:0] s3_0;
   wire s_last_rom;
   reg [18:0] sa0_0 = 19'h00000;
   wire ser;
-  reg [3:0] ser_left = 4'h0;
+  reg [2:0] ser_left = 3'h0;
   wire shift;
   reg skipped_d1 = 1'h0;
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
-  reg sn_last = 1'h0;
+  reg slots_returned = 1'h0;
+  reg slots_room = 1'h1;
+  wire slots_room_next;
+  reg [4:0] slots_space = 5'h10;
   wire [4:0] space_next;
-  wire step;
+  wire [4:0] \space_next$738 ;
   reg [10:0] t0_0_l2_0 = 11'h000;
   reg [10:0] t0_0_l2_1 = 11'h000;
   reg [10:0] t0_0_l2_2 = 11'h000;
   reg [10:0] t0_0_l2_3 = 11'h000;
   reg [10:0] t0_0_l2_4 = 11'h000;
+  reg [10:0] t0_0_l2_5 = 11'h000;
+  reg [10:0] t0_0_l2_6 = 11'h000;
+  reg [10:0] t0_0_l2_7 = 11'h000;
+  reg [10:0] t0_0_l2_8 = 11'h000;
+  reg [10:0] t0_0_l2_9 = 11'h000;
   reg [12:0] t0_0_l4_0 = 13'h0000;
-  reg [10:0] t0_0_l4_1 = 11'h000;
-  reg [13:0] t0_0_l5_0 = 14'h0000;
+  reg [12:0] t0_0_l4_1 = 13'h0000;
+  reg [11:0] t0_0_l4_2 = 12'h000;
+  reg [14:0] t0_0_l6_0 = 15'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_0;
   (* keep = 32'd1 *)
@@ -6489,6 +6650,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_2;
   (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_20;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_22;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_24;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_26;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_28;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_30;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_32;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_34;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_36;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_38;
+  (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_4;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_6;
@@ -6496,6 +6677,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   wire [9:0] t0_0_w0_8;
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t0_0_w1_10;
+  (* keep = 32'd1 *)
+  wire [10:0] t0_0_w1_12;
+  (* keep = 32'd1 *)
+  wire [10:0] t0_0_w1_14;
+  (* keep = 32'd1 *)
+  wire [10:0] t0_0_w1_16;
+  (* keep = 32'd1 *)
+  wire [10:0] t0_0_w1_18;
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w1_2;
   (* keep = 32'd1 *)
@@ -6509,17 +6700,33 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [11:0] t0_0_w2_2;
   (* keep = 32'd1 *)
+  wire [11:0] t0_0_w2_4;
+  (* keep = 32'd1 *)
+  wire [11:0] t0_0_w2_6;
+  (* keep = 32'd1 *)
+  wire [11:0] t0_0_w2_8;
+  (* keep = 32'd1 *)
   wire [12:0] t0_0_w3_0;
   (* keep = 32'd1 *)
+  wire [12:0] t0_0_w3_2;
+  (* keep = 32'd1 *)
   wire [13:0] t0_0_w4_0;
+  (* keep = 32'd1 *)
+  wire [14:0] t0_0_w5_0;
   reg [10:0] t1_0_l2_0 = 11'h000;
   reg [10:0] t1_0_l2_1 = 11'h000;
   reg [10:0] t1_0_l2_2 = 11'h000;
   reg [10:0] t1_0_l2_3 = 11'h000;
   reg [10:0] t1_0_l2_4 = 11'h000;
+  reg [10:0] t1_0_l2_5 = 11'h000;
+  reg [10:0] t1_0_l2_6 = 11'h000;
+  reg [10:0] t1_0_l2_7 = 11'h000;
+  reg [10:0] t1_0_l2_8 = 11'h000;
+  reg [10:0] t1_0_l2_9 = 11'h000;
   reg [12:0] t1_0_l4_0 = 13'h0000;
-  reg [10:0] t1_0_l4_1 = 11'h000;
-  reg [13:0] t1_0_l5_0 = 14'h0000;
+  reg [12:0] t1_0_l4_1 = 13'h0000;
+  reg [11:0] t1_0_l4_2 = 12'h000;
+  reg [14:0] t1_0_l6_0 = 15'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_0;
   (* keep = 32'd1 *)
@@ -6535,6 +6742,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_2;
   (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_20;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_22;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_24;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_26;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_28;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_30;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_32;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_34;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_36;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_38;
+  (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_4;
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_6;
@@ -6542,6 +6769,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   wire [9:0] t1_0_w0_8;
   (* keep = 32'd1 *)
   wire [10:0] t1_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t1_0_w1_10;
+  (* keep = 32'd1 *)
+  wire [10:0] t1_0_w1_12;
+  (* keep = 32'd1 *)
+  wire [10:0] t1_0_w1_14;
+  (* keep = 32'd1 *)
+  wire [10:0] t1_0_w1_16;
+  (* keep = 32'd1 *)
+  wire [10:0] t1_0_w1_18;
   (* keep = 32'd1 *)
   wire [10:0] t1_0_w1_2;
   (* keep = 32'd1 *)
@@ -6555,17 +6792,33 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [11:0] t1_0_w2_2;
   (* keep = 32'd1 *)
+  wire [11:0] t1_0_w2_4;
+  (* keep = 32'd1 *)
+  wire [11:0] t1_0_w2_6;
+  (* keep = 32'd1 *)
+  wire [11:0] t1_0_w2_8;
+  (* keep = 32'd1 *)
   wire [12:0] t1_0_w3_0;
   (* keep = 32'd1 *)
+  wire [12:0] t1_0_w3_2;
+  (* keep = 32'd1 *)
   wire [13:0] t1_0_w4_0;
+  (* keep = 32'd1 *)
+  wire [14:0] t1_0_w5_0;
   reg [10:0] t2_0_l2_0 = 11'h000;
   reg [10:0] t2_0_l2_1 = 11'h000;
   reg [10:0] t2_0_l2_2 = 11'h000;
   reg [10:0] t2_0_l2_3 = 11'h000;
   reg [10:0] t2_0_l2_4 = 11'h000;
+  reg [10:0] t2_0_l2_5 = 11'h000;
+  reg [10:0] t2_0_l2_6 = 11'h000;
+  reg [10:0] t2_0_l2_7 = 11'h000;
+  reg [10:0] t2_0_l2_8 = 11'h000;
+  reg [10:0] t2_0_l2_9 = 11'h000;
   reg [12:0] t2_0_l4_0 = 13'h0000;
-  reg [10:0] t2_0_l4_1 = 11'h000;
-  reg [13:0] t2_0_l5_0 = 14'h0000;
+  reg [12:0] t2_0_l4_1 = 13'h0000;
+  reg [11:0] t2_0_l4_2 = 12'h000;
+  reg [14:0] t2_0_l6_0 = 15'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_0;
   (* keep = 32'd1 *)
@@ -6581,6 +6834,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_2;
   (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_20;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_22;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_24;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_26;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_28;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_30;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_32;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_34;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_36;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_38;
+  (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_4;
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_6;
@@ -6588,6 +6861,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   wire [9:0] t2_0_w0_8;
   (* keep = 32'd1 *)
   wire [10:0] t2_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t2_0_w1_10;
+  (* keep = 32'd1 *)
+  wire [10:0] t2_0_w1_12;
+  (* keep = 32'd1 *)
+  wire [10:0] t2_0_w1_14;
+  (* keep = 32'd1 *)
+  wire [10:0] t2_0_w1_16;
+  (* keep = 32'd1 *)
+  wire [10:0] t2_0_w1_18;
   (* keep = 32'd1 *)
   wire [10:0] t2_0_w1_2;
   (* keep = 32'd1 *)
@@ -6601,17 +6884,33 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [11:0] t2_0_w2_2;
   (* keep = 32'd1 *)
+  wire [11:0] t2_0_w2_4;
+  (* keep = 32'd1 *)
+  wire [11:0] t2_0_w2_6;
+  (* keep = 32'd1 *)
+  wire [11:0] t2_0_w2_8;
+  (* keep = 32'd1 *)
   wire [12:0] t2_0_w3_0;
   (* keep = 32'd1 *)
+  wire [12:0] t2_0_w3_2;
+  (* keep = 32'd1 *)
   wire [13:0] t2_0_w4_0;
+  (* keep = 32'd1 *)
+  wire [14:0] t2_0_w5_0;
   reg [10:0] t3_0_l2_0 = 11'h000;
   reg [10:0] t3_0_l2_1 = 11'h000;
   reg [10:0] t3_0_l2_2 = 11'h000;
   reg [10:0] t3_0_l2_3 = 11'h000;
   reg [10:0] t3_0_l2_4 = 11'h000;
+  reg [10:0] t3_0_l2_5 = 11'h000;
+  reg [10:0] t3_0_l2_6 = 11'h000;
+  reg [10:0] t3_0_l2_7 = 11'h000;
+  reg [10:0] t3_0_l2_8 = 11'h000;
+  reg [10:0] t3_0_l2_9 = 11'h000;
   reg [12:0] t3_0_l4_0 = 13'h0000;
-  reg [10:0] t3_0_l4_1 = 11'h000;
-  reg [13:0] t3_0_l5_0 = 14'h0000;
+  reg [12:0] t3_0_l4_1 = 13'h0000;
+  reg [11:0] t3_0_l4_2 = 12'h000;
+  reg [14:0] t3_0_l6_0 = 15'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_0;
   (* keep = 32'd1 *)
@@ -6627,6 +6926,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_2;
   (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_20;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_22;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_24;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_26;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_28;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_30;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_32;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_34;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_36;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_38;
+  (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_4;
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_6;
@@ -6634,6 +6953,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   wire [9:0] t3_0_w0_8;
   (* keep = 32'd1 *)
   wire [10:0] t3_0_w1_0;
+  (* keep = 32'd1 *)
+  wire [10:0] t3_0_w1_10;
+  (* keep = 32'd1 *)
+  wire [10:0] t3_0_w1_12;
+  (* keep = 32'd1 *)
+  wire [10:0] t3_0_w1_14;
+  (* keep = 32'd1 *)
+  wire [10:0] t3_0_w1_16;
+  (* keep = 32'd1 *)
+  wire [10:0] t3_0_w1_18;
   (* keep = 32'd1 *)
   wire [10:0] t3_0_w1_2;
   (* keep = 32'd1 *)
@@ -6647,194 +6976,19 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [11:0] t3_0_w2_2;
   (* keep = 32'd1 *)
+  wire [11:0] t3_0_w2_4;
+  (* keep = 32'd1 *)
+  wire [11:0] t3_0_w2_6;
+  (* keep = 32'd1 *)
+  wire [11:0] t3_0_w2_8;
+  (* keep = 32'd1 *)
   wire [12:0] t3_0_w3_0;
   (* keep = 32'd1 *)
+  wire [12:0] t3_0_w3_2;
+  (* keep = 32'd1 *)
   wire [13:0] t3_0_w4_0;
-  reg [10:0] t4_0_l2_0 = 11'h000;
-  reg [10:0] t4_0_l2_1 = 11'h000;
-  reg [10:0] t4_0_l2_2 = 11'h000;
-  reg [10:0] t4_0_l2_3 = 11'h000;
-  reg [10:0] t4_0_l2_4 = 11'h000;
-  reg [12:0] t4_0_l4_0 = 13'h0000;
-  reg [10:0] t4_0_l4_1 = 11'h000;
-  reg [13:0] t4_0_l5_0 = 14'h0000;
   (* keep = 32'd1 *)
-  wire [9:0] t4_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w0_18;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t4_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t4_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t4_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t4_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t4_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [10:0] t4_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [11:0] t4_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t4_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [12:0] t4_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t4_0_w4_0;
-  reg [10:0] t5_0_l2_0 = 11'h000;
-  reg [10:0] t5_0_l2_1 = 11'h000;
-  reg [10:0] t5_0_l2_2 = 11'h000;
-  reg [10:0] t5_0_l2_3 = 11'h000;
-  reg [10:0] t5_0_l2_4 = 11'h000;
-  reg [12:0] t5_0_l4_0 = 13'h0000;
-  reg [10:0] t5_0_l4_1 = 11'h000;
-  reg [13:0] t5_0_l5_0 = 14'h0000;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w0_18;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t5_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t5_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t5_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t5_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t5_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [10:0] t5_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [11:0] t5_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t5_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [12:0] t5_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t5_0_w4_0;
-  reg [10:0] t6_0_l2_0 = 11'h000;
-  reg [10:0] t6_0_l2_1 = 11'h000;
-  reg [10:0] t6_0_l2_2 = 11'h000;
-  reg [10:0] t6_0_l2_3 = 11'h000;
-  reg [10:0] t6_0_l2_4 = 11'h000;
-  reg [12:0] t6_0_l4_0 = 13'h0000;
-  reg [10:0] t6_0_l4_1 = 11'h000;
-  reg [13:0] t6_0_l5_0 = 14'h0000;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w0_18;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t6_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t6_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t6_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t6_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t6_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [10:0] t6_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [11:0] t6_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t6_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [12:0] t6_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t6_0_w4_0;
-  reg [10:0] t7_0_l2_0 = 11'h000;
-  reg [10:0] t7_0_l2_1 = 11'h000;
-  reg [10:0] t7_0_l2_2 = 11'h000;
-  reg [10:0] t7_0_l2_3 = 11'h000;
-  reg [10:0] t7_0_l2_4 = 11'h000;
-  reg [12:0] t7_0_l4_0 = 13'h0000;
-  reg [10:0] t7_0_l4_1 = 11'h000;
-  reg [13:0] t7_0_l5_0 = 14'h0000;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w0_0;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w0_10;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w0_12;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w0_14;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w0_16;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w0_18;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w0_2;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w0_4;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w0_6;
-  (* keep = 32'd1 *)
-  wire [9:0] t7_0_w0_8;
-  (* keep = 32'd1 *)
-  wire [10:0] t7_0_w1_0;
-  (* keep = 32'd1 *)
-  wire [10:0] t7_0_w1_2;
-  (* keep = 32'd1 *)
-  wire [10:0] t7_0_w1_4;
-  (* keep = 32'd1 *)
-  wire [10:0] t7_0_w1_6;
-  (* keep = 32'd1 *)
-  wire [10:0] t7_0_w1_8;
-  (* keep = 32'd1 *)
-  wire [11:0] t7_0_w2_0;
-  (* keep = 32'd1 *)
-  wire [11:0] t7_0_w2_2;
-  (* keep = 32'd1 *)
-  wire [12:0] t7_0_w3_0;
-  (* keep = 32'd1 *)
-  wire [13:0] t7_0_w4_0;
-  wire take;
+  wire [14:0] t3_0_w5_0;
   reg v2_d1 = 1'h0;
   reg v2_d2 = 1'h0;
   reg v2_d3 = 1'h0;
@@ -6847,66 +7001,31 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
-  (* init = 1'h0 *)
-  wire v_out_d4;
+  reg v_out_d4 = 1'h0;
   reg vb = 1'h0;
-  reg [39:0] w0_0 = 40'h0000000000;
-  reg [39:0] w1_0 = 40'h0000000000;
-  reg [39:0] w2_0 = 40'h0000000000;
-  reg [39:0] w3_0 = 40'h0000000000;
-  reg [39:0] w4_0 = 40'h0000000000;
-  reg [39:0] w5_0 = 40'h0000000000;
-  reg [39:0] w6_0 = 40'h0000000000;
-  reg [39:0] w7_0 = 40'h0000000000;
-  wire [5:0] w_addr;
-  wire [3:0] w_addr_b0_p0;
-  wire [3:0] w_addr_b0_p1;
-  wire [2:0] w_addr_b0_p2;
-  wire [3:0] w_addr_b1_p0;
-  wire [3:0] w_addr_b1_p1;
-  wire [2:0] w_addr_b1_p2;
-  wire [3:0] w_addr_b2_p0;
-  wire [3:0] w_addr_b2_p1;
-  wire [2:0] w_addr_b2_p2;
-  wire [3:0] w_addr_b3_p0;
-  wire [3:0] w_addr_b3_p1;
-  wire [2:0] w_addr_b3_p2;
-  wire [3:0] w_addr_b4_p0;
-  wire [3:0] w_addr_b4_p1;
-  wire [2:0] w_addr_b4_p2;
-  reg [4:0] w_count = 5'h00;
-  input [319:0] w_data;
-  wire [319:0] w_data;
-  wire [7:0] \w_data$623 ;
-  reg [319:0] w_data_q = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [79:0] w0_0 = 80'h00000000000000000000;
+  reg [79:0] w1_0 = 80'h00000000000000000000;
+  reg [79:0] w2_0 = 80'h00000000000000000000;
+  reg [79:0] w3_0 = 80'h00000000000000000000;
+  wire [7:0] w_data;
+  (* init = 1'h0 *)
   wire w_en;
-  reg \w_en$624  = 1'h0;
-  wire w_en_b0_p0;
-  wire w_en_b0_p1;
-  wire w_en_b0_p2;
-  wire w_en_b1_p0;
-  wire w_en_b1_p1;
-  wire w_en_b1_p2;
-  wire w_en_b2_p0;
-  wire w_en_b2_p1;
-  wire w_en_b2_p2;
-  wire w_en_b3_p0;
-  wire w_en_b3_p1;
-  wire w_en_b3_p2;
-  wire w_en_b4_p0;
-  wire w_en_b4_p1;
-  wire w_en_b4_p2;
-  wire w_full;
-  wire \w_full$91 ;
-  wire w_full_issue;
-  wire \w_full_issue$93 ;
-  reg w_half = 1'h0;
   reg [255:0] word1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
+  reg [3:0] word_idx = 4'h0;
+  reg word_last = 1'h0;
   reg [17:0] xacc = 18'h00000;
-  wire [319:0] xdata_c0;
-  wire [319:0] xdata_c1;
-  reg [319:0] xdata_d1 = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [639:0] xdata_d1 = 640'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [17:0] xfin = 18'h00000;
+  wire xload_0;
+  wire xload_1;
+  wire xload_2;
+  wire xload_3;
+  wire xload_4;
+  wire xload_5;
+  wire xload_6;
+  wire xload_7;
+  wire xload_8;
+  wire xload_9;
   reg [8:0] xsum_l1_0 = 9'h000;
   reg [8:0] xsum_l1_1 = 9'h000;
   reg [8:0] xsum_l1_10 = 9'h000;
@@ -6920,7 +7039,27 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   reg [8:0] xsum_l1_18 = 9'h000;
   reg [8:0] xsum_l1_19 = 9'h000;
   reg [8:0] xsum_l1_2 = 9'h000;
+  reg [8:0] xsum_l1_20 = 9'h000;
+  reg [8:0] xsum_l1_21 = 9'h000;
+  reg [8:0] xsum_l1_22 = 9'h000;
+  reg [8:0] xsum_l1_23 = 9'h000;
+  reg [8:0] xsum_l1_24 = 9'h000;
+  reg [8:0] xsum_l1_25 = 9'h000;
+  reg [8:0] xsum_l1_26 = 9'h000;
+  reg [8:0] xsum_l1_27 = 9'h000;
+  reg [8:0] xsum_l1_28 = 9'h000;
+  reg [8:0] xsum_l1_29 = 9'h000;
   reg [8:0] xsum_l1_3 = 9'h000;
+  reg [8:0] xsum_l1_30 = 9'h000;
+  reg [8:0] xsum_l1_31 = 9'h000;
+  reg [8:0] xsum_l1_32 = 9'h000;
+  reg [8:0] xsum_l1_33 = 9'h000;
+  reg [8:0] xsum_l1_34 = 9'h000;
+  reg [8:0] xsum_l1_35 = 9'h000;
+  reg [8:0] xsum_l1_36 = 9'h000;
+  reg [8:0] xsum_l1_37 = 9'h000;
+  reg [8:0] xsum_l1_38 = 9'h000;
+  reg [8:0] xsum_l1_39 = 9'h000;
   reg [8:0] xsum_l1_4 = 9'h000;
   reg [8:0] xsum_l1_5 = 9'h000;
   reg [8:0] xsum_l1_6 = 9'h000;
@@ -6932,9 +7071,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   reg [10:0] xsum_l3_2 = 11'h000;
   reg [10:0] xsum_l3_3 = 11'h000;
   reg [10:0] xsum_l3_4 = 11'h000;
+  reg [10:0] xsum_l3_5 = 11'h000;
+  reg [10:0] xsum_l3_6 = 11'h000;
+  reg [10:0] xsum_l3_7 = 11'h000;
+  reg [10:0] xsum_l3_8 = 11'h000;
+  reg [10:0] xsum_l3_9 = 11'h000;
   reg [12:0] xsum_l5_0 = 13'h0000;
-  reg [10:0] xsum_l5_1 = 11'h000;
-  reg [13:0] xsum_l6_0 = 14'h0000;
+  reg [12:0] xsum_l5_1 = 13'h0000;
+  reg [11:0] xsum_l5_2 = 12'h000;
+  reg [14:0] xsum_l7_0 = 15'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
   (* keep = 32'd1 *)
@@ -6972,7 +7117,47 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_4;
   (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_40;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_42;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_44;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_46;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_48;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_50;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_52;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_54;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_56;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_58;
+  (* keep = 32'd1 *)
   wire [8:0] xsum_w0_6;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_60;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_62;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_64;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_66;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_68;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_70;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_72;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_74;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_76;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_78;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_8;
   (* keep = 32'd1 *)
@@ -6990,6 +7175,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_2;
   (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_20;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_22;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_24;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_26;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_28;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_30;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_32;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_34;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_36;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_38;
+  (* keep = 32'd1 *)
   wire [9:0] xsum_w1_4;
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_6;
@@ -6997,6 +7202,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   wire [9:0] xsum_w1_8;
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_0;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_10;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_12;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_14;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_16;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_18;
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_2;
   (* keep = 32'd1 *)
@@ -7010,768 +7225,248 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   (* keep = 32'd1 *)
   wire [11:0] xsum_w3_2;
   (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_4;
+  (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_6;
+  (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_8;
+  (* keep = 32'd1 *)
   wire [12:0] xsum_w4_0;
   (* keep = 32'd1 *)
+  wire [12:0] xsum_w4_2;
+  (* keep = 32'd1 *)
   wire [13:0] xsum_w5_0;
+  (* keep = 32'd1 *)
+  wire [14:0] xsum_w6_0;
+  reg [639:0] xword = 640'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p0 [15:0];
+  reg [75:0] groups [15:0];
   initial begin
-    vectors0_p0[0] = 64'h0000000000000000;
-    vectors0_p0[1] = 64'h0000000000000000;
-    vectors0_p0[2] = 64'h0000000000000000;
-    vectors0_p0[3] = 64'h0000000000000000;
-    vectors0_p0[4] = 64'h0000000000000000;
-    vectors0_p0[5] = 64'h0000000000000000;
-    vectors0_p0[6] = 64'h0000000000000000;
-    vectors0_p0[7] = 64'h0000000000000000;
-    vectors0_p0[8] = 64'h0000000000000000;
-    vectors0_p0[9] = 64'h0000000000000000;
-    vectors0_p0[10] = 64'h0000000000000000;
-    vectors0_p0[11] = 64'h0000000000000000;
-    vectors0_p0[12] = 64'h0000000000000000;
-    vectors0_p0[13] = 64'h0000000000000000;
-    vectors0_p0[14] = 64'h0000000000000000;
-    vectors0_p0[15] = 64'h0000000000000000;
+    groups[0] = 76'h0000000000000000000;
+    groups[1] = 76'h0000000000000000000;
+    groups[2] = 76'h0000000000000000000;
+    groups[3] = 76'h0000000000000000000;
+    groups[4] = 76'h0000000000000000000;
+    groups[5] = 76'h0000000000000000000;
+    groups[6] = 76'h0000000000000000000;
+    groups[7] = 76'h0000000000000000000;
+    groups[8] = 76'h0000000000000000000;
+    groups[9] = 76'h0000000000000000000;
+    groups[10] = 76'h0000000000000000000;
+    groups[11] = 76'h0000000000000000000;
+    groups[12] = 76'h0000000000000000000;
+    groups[13] = 76'h0000000000000000000;
+    groups[14] = 76'h0000000000000000000;
+    groups[15] = 76'h0000000000000000000;
   end
   always @(posedge clk) begin
-    if (port__en)
-      vectors0_p0[port__addr] <= w_data_q[63:0];
+    if (group_written_d1)
+      groups[group_wptr] <= { \$73 [18:0], \$71 [18:0], \$69 [18:0], \$67 [18:0] };
   end
-  reg [63:0] _0_;
+  reg [75:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors0_p0[\port__addr$111 ];
+    _0_ <= groups[group_rptr];
   end
-  assign \port__data$639  = _0_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p1 [15:0];
-  initial begin
-    vectors0_p1[0] = 64'h0000000000000000;
-    vectors0_p1[1] = 64'h0000000000000000;
-    vectors0_p1[2] = 64'h0000000000000000;
-    vectors0_p1[3] = 64'h0000000000000000;
-    vectors0_p1[4] = 64'h0000000000000000;
-    vectors0_p1[5] = 64'h0000000000000000;
-    vectors0_p1[6] = 64'h0000000000000000;
-    vectors0_p1[7] = 64'h0000000000000000;
-    vectors0_p1[8] = 64'h0000000000000000;
-    vectors0_p1[9] = 64'h0000000000000000;
-    vectors0_p1[10] = 64'h0000000000000000;
-    vectors0_p1[11] = 64'h0000000000000000;
-    vectors0_p1[12] = 64'h0000000000000000;
-    vectors0_p1[13] = 64'h0000000000000000;
-    vectors0_p1[14] = 64'h0000000000000000;
-    vectors0_p1[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$33 )
-      vectors0_p1[\port__addr$30 ] <= w_data_q[63:0];
-  end
-  reg [63:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= vectors0_p1[\port__addr$114 ];
-  end
-  assign \port__data$640  = _1_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors0_p2 [7:0];
-  initial begin
-    vectors0_p2[0] = 64'h0000000000000000;
-    vectors0_p2[1] = 64'h0000000000000000;
-    vectors0_p2[2] = 64'h0000000000000000;
-    vectors0_p2[3] = 64'h0000000000000000;
-    vectors0_p2[4] = 64'h0000000000000000;
-    vectors0_p2[5] = 64'h0000000000000000;
-    vectors0_p2[6] = 64'h0000000000000000;
-    vectors0_p2[7] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$58 )
-      vectors0_p2[\port__addr$55 ] <= w_data_q[63:0];
-  end
-  reg [63:0] _2_;
-  always @(posedge clk) begin
-    _2_ <= vectors0_p2[\port__addr$117 ];
-  end
-  assign \port__data$641  = _2_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p0 [15:0];
-  initial begin
-    vectors1_p0[0] = 64'h0000000000000000;
-    vectors1_p0[1] = 64'h0000000000000000;
-    vectors1_p0[2] = 64'h0000000000000000;
-    vectors1_p0[3] = 64'h0000000000000000;
-    vectors1_p0[4] = 64'h0000000000000000;
-    vectors1_p0[5] = 64'h0000000000000000;
-    vectors1_p0[6] = 64'h0000000000000000;
-    vectors1_p0[7] = 64'h0000000000000000;
-    vectors1_p0[8] = 64'h0000000000000000;
-    vectors1_p0[9] = 64'h0000000000000000;
-    vectors1_p0[10] = 64'h0000000000000000;
-    vectors1_p0[11] = 64'h0000000000000000;
-    vectors1_p0[12] = 64'h0000000000000000;
-    vectors1_p0[13] = 64'h0000000000000000;
-    vectors1_p0[14] = 64'h0000000000000000;
-    vectors1_p0[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$13 )
-      vectors1_p0[\port__addr$10 ] <= w_data_q[127:64];
-  end
-  reg [63:0] _3_;
-  always @(posedge clk) begin
-    _3_ <= vectors1_p0[\port__addr$120 ];
-  end
-  assign \port__data$643  = _3_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p1 [15:0];
-  initial begin
-    vectors1_p1[0] = 64'h0000000000000000;
-    vectors1_p1[1] = 64'h0000000000000000;
-    vectors1_p1[2] = 64'h0000000000000000;
-    vectors1_p1[3] = 64'h0000000000000000;
-    vectors1_p1[4] = 64'h0000000000000000;
-    vectors1_p1[5] = 64'h0000000000000000;
-    vectors1_p1[6] = 64'h0000000000000000;
-    vectors1_p1[7] = 64'h0000000000000000;
-    vectors1_p1[8] = 64'h0000000000000000;
-    vectors1_p1[9] = 64'h0000000000000000;
-    vectors1_p1[10] = 64'h0000000000000000;
-    vectors1_p1[11] = 64'h0000000000000000;
-    vectors1_p1[12] = 64'h0000000000000000;
-    vectors1_p1[13] = 64'h0000000000000000;
-    vectors1_p1[14] = 64'h0000000000000000;
-    vectors1_p1[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$38 )
-      vectors1_p1[\port__addr$35 ] <= w_data_q[127:64];
-  end
-  reg [63:0] _4_;
-  always @(posedge clk) begin
-    _4_ <= vectors1_p1[\port__addr$123 ];
-  end
-  assign \port__data$644  = _4_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors1_p2 [7:0];
-  initial begin
-    vectors1_p2[0] = 64'h0000000000000000;
-    vectors1_p2[1] = 64'h0000000000000000;
-    vectors1_p2[2] = 64'h0000000000000000;
-    vectors1_p2[3] = 64'h0000000000000000;
-    vectors1_p2[4] = 64'h0000000000000000;
-    vectors1_p2[5] = 64'h0000000000000000;
-    vectors1_p2[6] = 64'h0000000000000000;
-    vectors1_p2[7] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$63 )
-      vectors1_p2[\port__addr$60 ] <= w_data_q[127:64];
-  end
-  reg [63:0] _5_;
-  always @(posedge clk) begin
-    _5_ <= vectors1_p2[\port__addr$126 ];
-  end
-  assign \port__data$645  = _5_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors2_p0 [15:0];
-  initial begin
-    vectors2_p0[0] = 64'h0000000000000000;
-    vectors2_p0[1] = 64'h0000000000000000;
-    vectors2_p0[2] = 64'h0000000000000000;
-    vectors2_p0[3] = 64'h0000000000000000;
-    vectors2_p0[4] = 64'h0000000000000000;
-    vectors2_p0[5] = 64'h0000000000000000;
-    vectors2_p0[6] = 64'h0000000000000000;
-    vectors2_p0[7] = 64'h0000000000000000;
-    vectors2_p0[8] = 64'h0000000000000000;
-    vectors2_p0[9] = 64'h0000000000000000;
-    vectors2_p0[10] = 64'h0000000000000000;
-    vectors2_p0[11] = 64'h0000000000000000;
-    vectors2_p0[12] = 64'h0000000000000000;
-    vectors2_p0[13] = 64'h0000000000000000;
-    vectors2_p0[14] = 64'h0000000000000000;
-    vectors2_p0[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$18 )
-      vectors2_p0[\port__addr$15 ] <= w_data_q[191:128];
-  end
-  reg [63:0] _6_;
-  always @(posedge clk) begin
-    _6_ <= vectors2_p0[\port__addr$129 ];
-  end
-  assign \port__data$647  = _6_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors2_p1 [15:0];
-  initial begin
-    vectors2_p1[0] = 64'h0000000000000000;
-    vectors2_p1[1] = 64'h0000000000000000;
-    vectors2_p1[2] = 64'h0000000000000000;
-    vectors2_p1[3] = 64'h0000000000000000;
-    vectors2_p1[4] = 64'h0000000000000000;
-    vectors2_p1[5] = 64'h0000000000000000;
-    vectors2_p1[6] = 64'h0000000000000000;
-    vectors2_p1[7] = 64'h0000000000000000;
-    vectors2_p1[8] = 64'h0000000000000000;
-    vectors2_p1[9] = 64'h0000000000000000;
-    vectors2_p1[10] = 64'h0000000000000000;
-    vectors2_p1[11] = 64'h0000000000000000;
-    vectors2_p1[12] = 64'h0000000000000000;
-    vectors2_p1[13] = 64'h0000000000000000;
-    vectors2_p1[14] = 64'h0000000000000000;
-    vectors2_p1[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$43 )
-      vectors2_p1[\port__addr$40 ] <= w_data_q[191:128];
-  end
-  reg [63:0] _7_;
-  always @(posedge clk) begin
-    _7_ <= vectors2_p1[\port__addr$132 ];
-  end
-  assign \port__data$648  = _7_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors2_p2 [7:0];
-  initial begin
-    vectors2_p2[0] = 64'h0000000000000000;
-    vectors2_p2[1] = 64'h0000000000000000;
-    vectors2_p2[2] = 64'h0000000000000000;
-    vectors2_p2[3] = 64'h0000000000000000;
-    vectors2_p2[4] = 64'h0000000000000000;
-    vectors2_p2[5] = 64'h0000000000000000;
-    vectors2_p2[6] = 64'h0000000000000000;
-    vectors2_p2[7] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$68 )
-      vectors2_p2[\port__addr$65 ] <= w_data_q[191:128];
-  end
-  reg [63:0] _8_;
-  always @(posedge clk) begin
-    _8_ <= vectors2_p2[\port__addr$135 ];
-  end
-  assign \port__data$649  = _8_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors3_p0 [15:0];
-  initial begin
-    vectors3_p0[0] = 64'h0000000000000000;
-    vectors3_p0[1] = 64'h0000000000000000;
-    vectors3_p0[2] = 64'h0000000000000000;
-    vectors3_p0[3] = 64'h0000000000000000;
-    vectors3_p0[4] = 64'h0000000000000000;
-    vectors3_p0[5] = 64'h0000000000000000;
-    vectors3_p0[6] = 64'h0000000000000000;
-    vectors3_p0[7] = 64'h0000000000000000;
-    vectors3_p0[8] = 64'h0000000000000000;
-    vectors3_p0[9] = 64'h0000000000000000;
-    vectors3_p0[10] = 64'h0000000000000000;
-    vectors3_p0[11] = 64'h0000000000000000;
-    vectors3_p0[12] = 64'h0000000000000000;
-    vectors3_p0[13] = 64'h0000000000000000;
-    vectors3_p0[14] = 64'h0000000000000000;
-    vectors3_p0[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$23 )
-      vectors3_p0[\port__addr$20 ] <= w_data_q[255:192];
-  end
-  reg [63:0] _9_;
-  always @(posedge clk) begin
-    _9_ <= vectors3_p0[\port__addr$138 ];
-  end
-  assign \port__data$651  = _9_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors3_p1 [15:0];
-  initial begin
-    vectors3_p1[0] = 64'h0000000000000000;
-    vectors3_p1[1] = 64'h0000000000000000;
-    vectors3_p1[2] = 64'h0000000000000000;
-    vectors3_p1[3] = 64'h0000000000000000;
-    vectors3_p1[4] = 64'h0000000000000000;
-    vectors3_p1[5] = 64'h0000000000000000;
-    vectors3_p1[6] = 64'h0000000000000000;
-    vectors3_p1[7] = 64'h0000000000000000;
-    vectors3_p1[8] = 64'h0000000000000000;
-    vectors3_p1[9] = 64'h0000000000000000;
-    vectors3_p1[10] = 64'h0000000000000000;
-    vectors3_p1[11] = 64'h0000000000000000;
-    vectors3_p1[12] = 64'h0000000000000000;
-    vectors3_p1[13] = 64'h0000000000000000;
-    vectors3_p1[14] = 64'h0000000000000000;
-    vectors3_p1[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$48 )
-      vectors3_p1[\port__addr$45 ] <= w_data_q[255:192];
-  end
-  reg [63:0] _10_;
-  always @(posedge clk) begin
-    _10_ <= vectors3_p1[\port__addr$141 ];
-  end
-  assign \port__data$652  = _10_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors3_p2 [7:0];
-  initial begin
-    vectors3_p2[0] = 64'h0000000000000000;
-    vectors3_p2[1] = 64'h0000000000000000;
-    vectors3_p2[2] = 64'h0000000000000000;
-    vectors3_p2[3] = 64'h0000000000000000;
-    vectors3_p2[4] = 64'h0000000000000000;
-    vectors3_p2[5] = 64'h0000000000000000;
-    vectors3_p2[6] = 64'h0000000000000000;
-    vectors3_p2[7] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$73 )
-      vectors3_p2[\port__addr$70 ] <= w_data_q[255:192];
-  end
-  reg [63:0] _11_;
-  always @(posedge clk) begin
-    _11_ <= vectors3_p2[\port__addr$144 ];
-  end
-  assign \port__data$653  = _11_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors4_p0 [15:0];
-  initial begin
-    vectors4_p0[0] = 64'h0000000000000000;
-    vectors4_p0[1] = 64'h0000000000000000;
-    vectors4_p0[2] = 64'h0000000000000000;
-    vectors4_p0[3] = 64'h0000000000000000;
-    vectors4_p0[4] = 64'h0000000000000000;
-    vectors4_p0[5] = 64'h0000000000000000;
-    vectors4_p0[6] = 64'h0000000000000000;
-    vectors4_p0[7] = 64'h0000000000000000;
-    vectors4_p0[8] = 64'h0000000000000000;
-    vectors4_p0[9] = 64'h0000000000000000;
-    vectors4_p0[10] = 64'h0000000000000000;
-    vectors4_p0[11] = 64'h0000000000000000;
-    vectors4_p0[12] = 64'h0000000000000000;
-    vectors4_p0[13] = 64'h0000000000000000;
-    vectors4_p0[14] = 64'h0000000000000000;
-    vectors4_p0[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$28 )
-      vectors4_p0[\port__addr$25 ] <= w_data_q[319:256];
-  end
-  reg [63:0] _12_;
-  always @(posedge clk) begin
-    _12_ <= vectors4_p0[\port__addr$147 ];
-  end
-  assign \port__data$655  = _12_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors4_p1 [15:0];
-  initial begin
-    vectors4_p1[0] = 64'h0000000000000000;
-    vectors4_p1[1] = 64'h0000000000000000;
-    vectors4_p1[2] = 64'h0000000000000000;
-    vectors4_p1[3] = 64'h0000000000000000;
-    vectors4_p1[4] = 64'h0000000000000000;
-    vectors4_p1[5] = 64'h0000000000000000;
-    vectors4_p1[6] = 64'h0000000000000000;
-    vectors4_p1[7] = 64'h0000000000000000;
-    vectors4_p1[8] = 64'h0000000000000000;
-    vectors4_p1[9] = 64'h0000000000000000;
-    vectors4_p1[10] = 64'h0000000000000000;
-    vectors4_p1[11] = 64'h0000000000000000;
-    vectors4_p1[12] = 64'h0000000000000000;
-    vectors4_p1[13] = 64'h0000000000000000;
-    vectors4_p1[14] = 64'h0000000000000000;
-    vectors4_p1[15] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$53 )
-      vectors4_p1[\port__addr$50 ] <= w_data_q[319:256];
-  end
-  reg [63:0] _13_;
-  always @(posedge clk) begin
-    _13_ <= vectors4_p1[\port__addr$150 ];
-  end
-  assign \port__data$656  = _13_;
-  (* ram_style = "distributed" *)
-  reg [63:0] vectors4_p2 [7:0];
-  initial begin
-    vectors4_p2[0] = 64'h0000000000000000;
-    vectors4_p2[1] = 64'h0000000000000000;
-    vectors4_p2[2] = 64'h0000000000000000;
-    vectors4_p2[3] = 64'h0000000000000000;
-    vectors4_p2[4] = 64'h0000000000000000;
-    vectors4_p2[5] = 64'h0000000000000000;
-    vectors4_p2[6] = 64'h0000000000000000;
-    vectors4_p2[7] = 64'h0000000000000000;
-  end
-  always @(posedge clk) begin
-    if (\port__en$78 )
-      vectors4_p2[\port__addr$75 ] <= w_data_q[319:256];
-  end
-  reg [63:0] _14_;
-  always @(posedge clk) begin
-    _14_ <= vectors4_p2[\port__addr$153 ];
-  end
-  assign \port__data$657  = _14_;
-  always @(posedge clk)
-    t5_0_l2_3 <= t5_0_w1_6;
-  always @(posedge clk)
-    t5_0_l2_4 <= t5_0_w1_8;
-  always @(posedge clk)
-    t5_0_l4_0 <= t5_0_w3_0;
-  always @(posedge clk)
-    t5_0_l4_1 <= t5_0_l2_4;
-  always @(posedge clk)
-    t5_0_l5_0 <= t5_0_w4_0;
-  always @(posedge clk)
-    w6_0 <= { \o$810 , \o$809  };
-  always @(posedge clk)
-    m6_0_0 <= p6_0_0;
-  always @(posedge clk)
-    m6_0_1 <= p6_0_1;
-  always @(posedge clk)
-    m6_0_2 <= p6_0_2;
-  always @(posedge clk)
-    m6_0_3 <= p6_0_3;
-  always @(posedge clk)
-    m6_0_4 <= p6_0_4;
-  always @(posedge clk)
-    m6_0_5 <= p6_0_5;
-  always @(posedge clk)
-    m6_0_6 <= p6_0_6;
-  always @(posedge clk)
-    m6_0_7 <= p6_0_7;
-  always @(posedge clk)
-    m6_0_8 <= p6_0_8;
-  always @(posedge clk)
-    m6_0_9 <= p6_0_9;
-  always @(posedge clk)
-    m6_0_10 <= p6_0_10;
-  always @(posedge clk)
-    m6_0_11 <= p6_0_11;
-  always @(posedge clk)
-    m6_0_12 <= p6_0_12;
-  always @(posedge clk)
-    m6_0_13 <= p6_0_13;
-  always @(posedge clk)
-    m6_0_14 <= p6_0_14;
-  always @(posedge clk)
-    m6_0_15 <= p6_0_15;
-  always @(posedge clk)
-    m6_0_16 <= p6_0_16;
-  always @(posedge clk)
-    m6_0_17 <= p6_0_17;
-  always @(posedge clk)
-    m6_0_18 <= p6_0_18;
-  always @(posedge clk)
-    m6_0_19 <= p6_0_19;
-  always @(posedge clk)
-    t6_0_l2_0 <= t6_0_w1_0;
-  always @(posedge clk)
-    t6_0_l2_1 <= t6_0_w1_2;
-  always @(posedge clk)
-    t6_0_l2_2 <= t6_0_w1_4;
-  always @(posedge clk)
-    t6_0_l2_3 <= t6_0_w1_6;
-  always @(posedge clk)
-    t6_0_l2_4 <= t6_0_w1_8;
-  always @(posedge clk)
-    t6_0_l4_0 <= t6_0_w3_0;
-  always @(posedge clk)
-    t6_0_l4_1 <= t6_0_l2_4;
-  always @(posedge clk)
-    t6_0_l5_0 <= t6_0_w4_0;
-  always @(posedge clk)
-    w7_0 <= { \o$835 , \o$834  };
-  always @(posedge clk)
-    m7_0_0 <= p7_0_0;
-  always @(posedge clk)
-    m7_0_1 <= p7_0_1;
-  always @(posedge clk)
-    m7_0_2 <= p7_0_2;
-  always @(posedge clk)
-    m7_0_3 <= p7_0_3;
-  always @(posedge clk)
-    m7_0_4 <= p7_0_4;
-  always @(posedge clk)
-    m7_0_5 <= p7_0_5;
-  always @(posedge clk)
-    m7_0_6 <= p7_0_6;
-  always @(posedge clk)
-    m7_0_7 <= p7_0_7;
-  always @(posedge clk)
-    m7_0_8 <= p7_0_8;
-  always @(posedge clk)
-    m7_0_9 <= p7_0_9;
-  always @(posedge clk)
-    m7_0_10 <= p7_0_10;
-  always @(posedge clk)
-    m7_0_11 <= p7_0_11;
-  always @(posedge clk)
-    m7_0_12 <= p7_0_12;
-  always @(posedge clk)
-    m7_0_13 <= p7_0_13;
-  always @(posedge clk)
-    m7_0_14 <= p7_0_14;
-  always @(posedge clk)
-    m7_0_15 <= p7_0_15;
-  always @(posedge clk)
-    m7_0_16 <= p7_0_16;
-  always @(posedge clk)
-    m7_0_17 <= p7_0_17;
-  always @(posedge clk)
-    m7_0_18 <= p7_0_18;
-  always @(posedge clk)
-    m7_0_19 <= p7_0_19;
-  always @(posedge clk)
-    t7_0_l2_0 <= t7_0_w1_0;
-  always @(posedge clk)
-    t7_0_l2_1 <= t7_0_w1_2;
-  always @(posedge clk)
-    t7_0_l2_2 <= t7_0_w1_4;
-  always @(posedge clk)
-    t7_0_l2_3 <= t7_0_w1_6;
-  always @(posedge clk)
-    t7_0_l2_4 <= t7_0_w1_8;
-  always @(posedge clk)
-    t7_0_l4_0 <= t7_0_w3_0;
-  always @(posedge clk)
-    t7_0_l4_1 <= t7_0_l2_4;
-  always @(posedge clk)
-    t7_0_l5_0 <= t7_0_w4_0;
-  always @(posedge clk)
-    xsum_l1_0 <= xsum_w0_0;
-  always @(posedge clk)
-    xsum_l1_1 <= xsum_w0_2;
-  always @(posedge clk)
-    xsum_l1_2 <= xsum_w0_4;
-  always @(posedge clk)
-    xsum_l1_3 <= xsum_w0_6;
-  always @(posedge clk)
-    xsum_l1_4 <= xsum_w0_8;
-  always @(posedge clk)
-    xsum_l1_5 <= xsum_w0_10;
-  always @(posedge clk)
-    xsum_l1_6 <= xsum_w0_12;
-  always @(posedge clk)
-    xsum_l1_7 <= xsum_w0_14;
-  always @(posedge clk)
-    xsum_l1_8 <= xsum_w0_16;
-  always @(posedge clk)
-    xsum_l1_9 <= xsum_w0_18;
-  always @(posedge clk)
-    xsum_l1_10 <= xsum_w0_20;
-  always @(posedge clk)
-    xsum_l1_11 <= xsum_w0_22;
-  always @(posedge clk)
-    xsum_l1_12 <= xsum_w0_24;
-  always @(posedge clk)
-    xsum_l1_13 <= xsum_w0_26;
-  always @(posedge clk)
-    xsum_l1_14 <= xsum_w0_28;
-  always @(posedge clk)
-    xsum_l1_15 <= xsum_w0_30;
-  always @(posedge clk)
-    xsum_l1_16 <= xsum_w0_32;
-  always @(posedge clk)
-    xsum_l1_17 <= xsum_w0_34;
-  always @(posedge clk)
-    xsum_l1_18 <= xsum_w0_36;
-  always @(posedge clk)
-    xsum_l1_19 <= xsum_w0_38;
-  always @(posedge clk)
-    xsum_l3_0 <= xsum_w2_0;
+  assign rport__data = _0_;
   always @(posedge clk)
-    xsum_l3_1 <= xsum_w2_2;
+    acc2_0_g0 <= \$171 ;
   always @(posedge clk)
-    xsum_l3_2 <= xsum_w2_4;
+    acc2_0_g1 <= \$172 ;
   always @(posedge clk)
-    xsum_l3_3 <= xsum_w2_6;
+    acc2_0_g2 <= \$173 ;
   always @(posedge clk)
-    xsum_l3_4 <= xsum_w2_8;
+    acc2_0_g3 <= \$174 ;
   always @(posedge clk)
-    xsum_l5_0 <= xsum_w4_0;
+    acc2_0_g4 <= \$175 ;
   always @(posedge clk)
-    xsum_l5_1 <= xsum_l3_4;
+    acc2_0_g5 <= \$176 ;
   always @(posedge clk)
-    xsum_l6_0 <= xsum_w5_0;
+    acc2_0_g6 <= \$177 ;
   always @(posedge clk)
-    v2_d1 <= \$248 ;
+    acc2_0_g7 <= \$178 ;
   always @(posedge clk)
-    v2_d2 <= \$249 ;
+    acc2_0_g8 <= \$179 ;
   always @(posedge clk)
-    v2_d3 <= \$250 ;
+    acc2_0_g9 <= \$180 ;
   always @(posedge clk)
-    v2_d4 <= \$251 ;
+    acc2_0_g10 <= \$181 ;
   always @(posedge clk)
-    v2_d5 <= \$252 ;
+    acc2_0_g11 <= \$182 ;
   always @(posedge clk)
-    last2_d1 <= \$253 ;
+    acc2_0_g12 <= \$183 ;
   always @(posedge clk)
-    last2_d2 <= \$254 ;
+    acc2_0_g13 <= \$184 ;
   always @(posedge clk)
-    last2_d3 <= \$255 ;
+    acc2_0_g14 <= \$185 ;
   always @(posedge clk)
-    last2_d4 <= \$256 ;
+    acc2_0_g15 <= \$186 ;
   always @(posedge clk)
-    last2_d5 <= \$257 ;
+    acc3_0_g0 <= \$187 ;
   always @(posedge clk)
-    v2p_d1 <= \$258 ;
+    acc3_0_g1 <= \$188 ;
   always @(posedge clk)
-    v2p_d2 <= \$259 ;
+    acc3_0_g2 <= \$189 ;
   always @(posedge clk)
-    v2p_d3 <= \$260 ;
+    acc3_0_g3 <= \$190 ;
   always @(posedge clk)
-    v2p_d4 <= \$261 ;
+    acc3_0_g4 <= \$191 ;
   always @(posedge clk)
-    first2p_d1 <= \$262 ;
+    acc3_0_g5 <= \$192 ;
   always @(posedge clk)
-    first2p_d2 <= \$263 ;
+    acc3_0_g6 <= \$193 ;
   always @(posedge clk)
-    first2p_d3 <= \$264 ;
+    acc3_0_g7 <= \$194 ;
   always @(posedge clk)
-    first2p_d4 <= \$265 ;
+    acc3_0_g8 <= \$195 ;
   always @(posedge clk)
-    last2p_d1 <= \$266 ;
+    acc3_0_g9 <= \$196 ;
   always @(posedge clk)
-    last2p_d2 <= \$267 ;
+    acc3_0_g10 <= \$197 ;
   always @(posedge clk)
-    last2p_d3 <= \$268 ;
+    acc3_0_g11 <= \$198 ;
   always @(posedge clk)
-    last2p_d4 <= \$269 ;
+    acc3_0_g12 <= \$199 ;
   always @(posedge clk)
-    done <= \$270 ;
+    acc3_0_g13 <= \$200 ;
   always @(posedge clk)
-    xacc <= \$271 ;
+    acc3_0_g14 <= \$201 ;
   always @(posedge clk)
-    xfin <= \$272 ;
+    acc3_0_g15 <= \$202 ;
   always @(posedge clk)
-    acc0_0 <= \$273 ;
+    group_written_d1 <= \$203 ;
   always @(posedge clk)
-    fin0_0 <= \$274 ;
+    group_wptr <= \$204 ;
   always @(posedge clk)
-    bank0_0 <= \$275 ;
+    groups_held <= \$205 ;
   always @(posedge clk)
-    acc1_0 <= \$276 ;
+    \done$699  <= \$206 ;
   always @(posedge clk)
-    fin1_0 <= \$277 ;
+    group_rptr <= \$207 ;
   always @(posedge clk)
-    bank1_0 <= \$278 ;
+    ser_left <= \$208 ;
   always @(posedge clk)
-    acc2_0 <= \$279 ;
+    beat <= \$209 ;
   always @(posedge clk)
-    fin2_0 <= \$280 ;
+    bank0_0 <= \$210 ;
   always @(posedge clk)
-    bank2_0 <= \$281 ;
+    bank1_0 <= \$211 ;
   always @(posedge clk)
-    acc3_0 <= \$282 ;
+    bank2_0 <= \$212 ;
   always @(posedge clk)
-    fin3_0 <= \$283 ;
+    bank3_0 <= \$213 ;
   always @(posedge clk)
-    bank3_0 <= \$284 ;
+    \$signal$710  <= \$214 ;
   always @(posedge clk)
-    acc4_0 <= \$285 ;
-  always @(posedge clk)
-    fin4_0 <= \$286 ;
-  always @(posedge clk)
-    bank4_0 <= \$287 ;
-  always @(posedge clk)
-    acc5_0 <= \$288 ;
-  always @(posedge clk)
-    fin5_0 <= \$289 ;
-  always @(posedge clk)
-    bank5_0 <= \$290 ;
-  always @(posedge clk)
-    acc6_0 <= \$291 ;
-  always @(posedge clk)
-    fin6_0 <= \$292 ;
-  always @(posedge clk)
-    bank6_0 <= \$293 ;
-  always @(posedge clk)
-    acc7_0 <= \$294 ;
-  always @(posedge clk)
-    fin7_0 <= \$295 ;
-  always @(posedge clk)
-    bank7_0 <= \$296 ;
-  always @(posedge clk)
-    ser_left <= \$297 ;
-  always @(posedge clk)
-    addr <= \$298 ;
-  always @(posedge clk)
-    \$signal$916  <= \$299 ;
-  always @(posedge clk)
-    ka <= \$300 ;
+    ka <= \$215 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$301 ;
+    vb <= \$216 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
-    rq0_beta <= \$125 ;
+    rq0_beta <= \$37 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$128 ;
+    rq0_acc_s1_0 <= \$40 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$129 [30:0];
+    rq0_acc_s2_0 <= \$41 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$130 [14:0];
+    rq0_shifted <= \$42 [14:0];
   always @(posedge clk)
-    rq0_under <= \$132 ;
+    rq0_under <= \$44 ;
   always @(posedge clk)
-    rq0_over <= \$134 ;
+    rq0_over <= \$46 ;
   always @(posedge clk)
-    v_out_d1 <= \$302 ;
+    v_out_d1 <= \$217 ;
   always @(posedge clk)
-    v_out_d2 <= \$303 ;
+    v_out_d2 <= \$218 ;
   always @(posedge clk)
-    v_out_d3 <= \$304 ;
+    v_out_d3 <= \$219 ;
   always @(posedge clk)
-    \w_en$624  <= \$305 ;
+    v_out_d4 <= \$220 ;
   always @(posedge clk)
-    skipped_d1 <= \$306 ;
+    skipped_d1 <= \$221 ;
   always @(posedge clk)
-    skipped_d2 <= \$307 ;
+    skipped_d2 <= \$222 ;
   always @(posedge clk)
-    skipped_d3 <= \$308 ;
+    skipped_d3 <= \$223 ;
   always @(posedge clk)
-    skipped_d4 <= \$309 ;
+    skipped_d4 <= \$224 ;
   always @(posedge clk)
-    skipped_d5 <= \$310 ;
+    skipped_d5 <= \$225 ;
   always @(posedge clk)
-    group_ended_d1 <= \$311 ;
+    credits_returned <= \$226 ;
   always @(posedge clk)
-    credits_returned <= \$312 ;
+    credits_space <= \$227 ;
   always @(posedge clk)
-    credits_space <= \$313 ;
-  always @(posedge clk)
-    credits_room <= \$314 ;
-  assign i__ready = ~ w_full;
-  assign take = i__valid & i__ready;
-  assign \$1  = w_half * 5'h14;
-  assign \$2  = \$1  + w_count;
-  assign \$3  = w_count == 5'h13;
-  assign filled = take & \$3 ;
-  assign \$5  = ~ s_last;
-  assign \$6  = \$5  | can_end;
-  assign step = \$4  & \$6 ;
-  assign \$7  = ~ active;
-  assign \$8  = step & sn_last;
-  assign \$9  = \$7  | \$8 ;
-  assign load = w_full_issue & \$9 ;
-  assign \$11  = ~ s_last_rom;
-  assign \$12  = \$11  | can_end_rom;
-  assign o__ready = \$10  & \$12 ;
-  assign \$13  = s_idx == 5'h12;
-  assign \$14  = s_last ? 1'h0 : \$13 ;
-  assign \$signal  = step ? \$14  : s_last;
-  assign \$15  = step & s_last;
-  assign \$16  = n_idx == 3'h6;
-  assign \$17  = n_last ? 1'h0 : \$16 ;
-  assign n_last_next = \$15  ? \$17  : n_last;
-  assign \$18  = r_addr + 1'h1;
-  assign \$19  = s_last ? { 1'h0, r_base } : \$18 ;
-  assign \$20  = w_half ? 5'h14 : 5'h00;
-  assign \$21  = step & s_last;
-  assign \$22  = gap == 1'h1;
-  assign \$23  = gap_zero | \$22 ;
-  assign gap_zero_next = \$21  ? 1'h0 : \$23 ;
+    credits_room <= \$228 ;
+  assign \$1  = group_idx + 1'h1;
+  assign \$2  = group_last ? 5'h00 : \$1 ;
+  assign \$3  = word_idx + 1'h1;
+  assign \$4  = word_last ? 5'h00 : \$3 ;
+  assign \$5  = ! word_idx;
+  assign \$6  = ! group_idx;
+  assign \$7  = flags_x[0] & flags_x[3];
+  assign \$8  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$9  = \$8  + xsum_l7_0;
+  assign \$10  = flags_x[0] & flags_x[2];
+  assign \$11  = \$10  & flags_x[3];
+  assign \$12  = flags_x[1] ? 18'h00000 : xacc;
+  assign \$13  = \$12  + xsum_l7_0;
+  assign \$14  = flags_0[1] ? 18'h00000 : acc0_0_g0;
+  assign \$15  = \$14  + t0_0_l6_0;
+  assign \$16  = flags_1[1] ? 18'h00000 : acc1_0_g0;
+  assign \$17  = \$16  + t1_0_l6_0;
+  assign \$18  = flags_2[1] ? 18'h00000 : acc2_0_g0;
+  assign \$19  = \$18  + t2_0_l6_0;
+  assign \$20  = flags_3[1] ? 18'h00000 : acc3_0_g0;
+  assign \$21  = \$20  + t3_0_l6_0;
+  assign \$22  = group_wptr == 4'hf;
+  assign \$23  = group_wptr + 1'h1;
+  assign \$24  = \$22  ? 5'h00 : \$23 ;
+  assign \$25  = groups_held + group_written_d1;
+  assign \$26  = \$25  - group_read;
+  assign \$27  = group_rptr == 4'hf;
+  assign \$28  = group_rptr + 1'h1;
+  assign \$29  = \$27  ? 5'h00 : \$28 ;
+  assign \$30  = ser_left - 1'h1;
+  assign \$31  = beat == 6'h3f;
+  assign \$32  = beat + 1'h1;
+  assign \$33  = \$31  ? 7'h00 : \$32 ;
+  assign \$37  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$40  = $signed(\$38 ) + $signed(\$39 );
+  assign \$41  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$44  = $signed(\$43 ) < $signed(1'h0);
+  assign \$46  = $signed(\$45 ) > $signed(9'h0ff);
+  assign \$47  = o__valid & o__ready;
+  assign \$48  = \$47  + skipped_d5;
+  assign \$49  = ~ word_last;
+  assign \$50  = \$49  | can_end;
+  assign ok = \o__valid$742  & \$50 ;
+  assign \$51  = ~ group_first;
+  assign \$52  = i__valid | \$51 ;
+  assign \$signal$10  = \$52  & ok;
+  assign i__ready = group_first & ok;
+  assign n_first_next = \$signal$10  ? group_last : group_first;
+  assign \$53  = group_idx == 4'he;
+  assign \$54  = group_last ? 1'h0 : \$53 ;
+  assign n_last_next = \$signal$10  ? \$54  : group_last;
+  assign \$55  = \$signal$10  & group_last;
+  assign \$56  = word_idx == 4'h8;
+  assign \$57  = word_last ? 1'h0 : \$56 ;
+  assign \$signal  = \$55  ? \$57  : word_last;
+  assign \$58  = ~ n_first_rom;
+  assign \$59  = i__valid | \$58 ;
+  assign \$60  = \$59  & \o__valid$742 ;
+  assign \$61  = ~ s_last_rom;
+  assign \$62  = \$61  | can_end_rom;
+  assign \o__ready$745  = \$60  & \$62 ;
+  assign \$63  = slots_space + slots_returned;
+  assign \$64  = \$signal$10  & word_last;
+  assign \$65  = \$63  - \$64 ;
+  assign slots_room_next = \$65 [4:0] >= 1'h1;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -7782,15 +7477,35 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   assign t0_0_w0_14 = m0_0_14 + m0_0_15;
   assign t0_0_w0_16 = m0_0_16 + m0_0_17;
   assign t0_0_w0_18 = m0_0_18 + m0_0_19;
+  assign t0_0_w0_20 = m0_0_20 + m0_0_21;
+  assign t0_0_w0_22 = m0_0_22 + m0_0_23;
+  assign t0_0_w0_24 = m0_0_24 + m0_0_25;
+  assign t0_0_w0_26 = m0_0_26 + m0_0_27;
+  assign t0_0_w0_28 = m0_0_28 + m0_0_29;
+  assign t0_0_w0_30 = m0_0_30 + m0_0_31;
+  assign t0_0_w0_32 = m0_0_32 + m0_0_33;
+  assign t0_0_w0_34 = m0_0_34 + m0_0_35;
+  assign t0_0_w0_36 = m0_0_36 + m0_0_37;
+  assign t0_0_w0_38 = m0_0_38 + m0_0_39;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
   assign t0_0_w1_6 = t0_0_w0_12 + t0_0_w0_14;
   assign t0_0_w1_8 = t0_0_w0_16 + t0_0_w0_18;
+  assign t0_0_w1_10 = t0_0_w0_20 + t0_0_w0_22;
+  assign t0_0_w1_12 = t0_0_w0_24 + t0_0_w0_26;
+  assign t0_0_w1_14 = t0_0_w0_28 + t0_0_w0_30;
+  assign t0_0_w1_16 = t0_0_w0_32 + t0_0_w0_34;
+  assign t0_0_w1_18 = t0_0_w0_36 + t0_0_w0_38;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
+  assign t0_0_w2_4 = t0_0_l2_4 + t0_0_l2_5;
+  assign t0_0_w2_6 = t0_0_l2_6 + t0_0_l2_7;
+  assign t0_0_w2_8 = t0_0_l2_8 + t0_0_l2_9;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
+  assign t0_0_w3_2 = t0_0_w2_4 + t0_0_w2_6;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
+  assign t0_0_w5_0 = t0_0_w4_0 + t0_0_l4_2;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -7801,15 +7516,35 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   assign t1_0_w0_14 = m1_0_14 + m1_0_15;
   assign t1_0_w0_16 = m1_0_16 + m1_0_17;
   assign t1_0_w0_18 = m1_0_18 + m1_0_19;
+  assign t1_0_w0_20 = m1_0_20 + m1_0_21;
+  assign t1_0_w0_22 = m1_0_22 + m1_0_23;
+  assign t1_0_w0_24 = m1_0_24 + m1_0_25;
+  assign t1_0_w0_26 = m1_0_26 + m1_0_27;
+  assign t1_0_w0_28 = m1_0_28 + m1_0_29;
+  assign t1_0_w0_30 = m1_0_30 + m1_0_31;
+  assign t1_0_w0_32 = m1_0_32 + m1_0_33;
+  assign t1_0_w0_34 = m1_0_34 + m1_0_35;
+  assign t1_0_w0_36 = m1_0_36 + m1_0_37;
+  assign t1_0_w0_38 = m1_0_38 + m1_0_39;
   assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
   assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
   assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
   assign t1_0_w1_6 = t1_0_w0_12 + t1_0_w0_14;
   assign t1_0_w1_8 = t1_0_w0_16 + t1_0_w0_18;
+  assign t1_0_w1_10 = t1_0_w0_20 + t1_0_w0_22;
+  assign t1_0_w1_12 = t1_0_w0_24 + t1_0_w0_26;
+  assign t1_0_w1_14 = t1_0_w0_28 + t1_0_w0_30;
+  assign t1_0_w1_16 = t1_0_w0_32 + t1_0_w0_34;
+  assign t1_0_w1_18 = t1_0_w0_36 + t1_0_w0_38;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
   assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
+  assign t1_0_w2_4 = t1_0_l2_4 + t1_0_l2_5;
+  assign t1_0_w2_6 = t1_0_l2_6 + t1_0_l2_7;
+  assign t1_0_w2_8 = t1_0_l2_8 + t1_0_l2_9;
   assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
+  assign t1_0_w3_2 = t1_0_w2_4 + t1_0_w2_6;
   assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
+  assign t1_0_w5_0 = t1_0_w4_0 + t1_0_l4_2;
   assign t2_0_w0_0 = m2_0_0 + m2_0_1;
   assign t2_0_w0_2 = m2_0_2 + m2_0_3;
   assign t2_0_w0_4 = m2_0_4 + m2_0_5;
@@ -7820,15 +7555,35 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   assign t2_0_w0_14 = m2_0_14 + m2_0_15;
   assign t2_0_w0_16 = m2_0_16 + m2_0_17;
   assign t2_0_w0_18 = m2_0_18 + m2_0_19;
+  assign t2_0_w0_20 = m2_0_20 + m2_0_21;
+  assign t2_0_w0_22 = m2_0_22 + m2_0_23;
+  assign t2_0_w0_24 = m2_0_24 + m2_0_25;
+  assign t2_0_w0_26 = m2_0_26 + m2_0_27;
+  assign t2_0_w0_28 = m2_0_28 + m2_0_29;
+  assign t2_0_w0_30 = m2_0_30 + m2_0_31;
+  assign t2_0_w0_32 = m2_0_32 + m2_0_33;
+  assign t2_0_w0_34 = m2_0_34 + m2_0_35;
+  assign t2_0_w0_36 = m2_0_36 + m2_0_37;
+  assign t2_0_w0_38 = m2_0_38 + m2_0_39;
   assign t2_0_w1_0 = t2_0_w0_0 + t2_0_w0_2;
   assign t2_0_w1_2 = t2_0_w0_4 + t2_0_w0_6;
   assign t2_0_w1_4 = t2_0_w0_8 + t2_0_w0_10;
   assign t2_0_w1_6 = t2_0_w0_12 + t2_0_w0_14;
   assign t2_0_w1_8 = t2_0_w0_16 + t2_0_w0_18;
+  assign t2_0_w1_10 = t2_0_w0_20 + t2_0_w0_22;
+  assign t2_0_w1_12 = t2_0_w0_24 + t2_0_w0_26;
+  assign t2_0_w1_14 = t2_0_w0_28 + t2_0_w0_30;
+  assign t2_0_w1_16 = t2_0_w0_32 + t2_0_w0_34;
+  assign t2_0_w1_18 = t2_0_w0_36 + t2_0_w0_38;
   assign t2_0_w2_0 = t2_0_l2_0 + t2_0_l2_1;
   assign t2_0_w2_2 = t2_0_l2_2 + t2_0_l2_3;
+  assign t2_0_w2_4 = t2_0_l2_4 + t2_0_l2_5;
+  assign t2_0_w2_6 = t2_0_l2_6 + t2_0_l2_7;
+  assign t2_0_w2_8 = t2_0_l2_8 + t2_0_l2_9;
   assign t2_0_w3_0 = t2_0_w2_0 + t2_0_w2_2;
+  assign t2_0_w3_2 = t2_0_w2_4 + t2_0_w2_6;
   assign t2_0_w4_0 = t2_0_l4_0 + t2_0_l4_1;
+  assign t2_0_w5_0 = t2_0_w4_0 + t2_0_l4_2;
   assign t3_0_w0_0 = m3_0_0 + m3_0_1;
   assign t3_0_w0_2 = m3_0_2 + m3_0_3;
   assign t3_0_w0_4 = m3_0_4 + m3_0_5;
@@ -7839,91 +7594,35 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   assign t3_0_w0_14 = m3_0_14 + m3_0_15;
   assign t3_0_w0_16 = m3_0_16 + m3_0_17;
   assign t3_0_w0_18 = m3_0_18 + m3_0_19;
+  assign t3_0_w0_20 = m3_0_20 + m3_0_21;
+  assign t3_0_w0_22 = m3_0_22 + m3_0_23;
+  assign t3_0_w0_24 = m3_0_24 + m3_0_25;
+  assign t3_0_w0_26 = m3_0_26 + m3_0_27;
+  assign t3_0_w0_28 = m3_0_28 + m3_0_29;
+  assign t3_0_w0_30 = m3_0_30 + m3_0_31;
+  assign t3_0_w0_32 = m3_0_32 + m3_0_33;
+  assign t3_0_w0_34 = m3_0_34 + m3_0_35;
+  assign t3_0_w0_36 = m3_0_36 + m3_0_37;
+  assign t3_0_w0_38 = m3_0_38 + m3_0_39;
   assign t3_0_w1_0 = t3_0_w0_0 + t3_0_w0_2;
   assign t3_0_w1_2 = t3_0_w0_4 + t3_0_w0_6;
   assign t3_0_w1_4 = t3_0_w0_8 + t3_0_w0_10;
   assign t3_0_w1_6 = t3_0_w0_12 + t3_0_w0_14;
   assign t3_0_w1_8 = t3_0_w0_16 + t3_0_w0_18;
+  assign t3_0_w1_10 = t3_0_w0_20 + t3_0_w0_22;
+  assign t3_0_w1_12 = t3_0_w0_24 + t3_0_w0_26;
+  assign t3_0_w1_14 = t3_0_w0_28 + t3_0_w0_30;
+  assign t3_0_w1_16 = t3_0_w0_32 + t3_0_w0_34;
+  assign t3_0_w1_18 = t3_0_w0_36 + t3_0_w0_38;
   assign t3_0_w2_0 = t3_0_l2_0 + t3_0_l2_1;
   assign t3_0_w2_2 = t3_0_l2_2 + t3_0_l2_3;
+  assign t3_0_w2_4 = t3_0_l2_4 + t3_0_l2_5;
+  assign t3_0_w2_6 = t3_0_l2_6 + t3_0_l2_7;
+  assign t3_0_w2_8 = t3_0_l2_8 + t3_0_l2_9;
   assign t3_0_w3_0 = t3_0_w2_0 + t3_0_w2_2;
+  assign t3_0_w3_2 = t3_0_w2_4 + t3_0_w2_6;
   assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
-  assign t4_0_w0_0 = m4_0_0 + m4_0_1;
-  assign t4_0_w0_2 = m4_0_2 + m4_0_3;
-  assign t4_0_w0_4 = m4_0_4 + m4_0_5;
-  assign t4_0_w0_6 = m4_0_6 + m4_0_7;
-  assign t4_0_w0_8 = m4_0_8 + m4_0_9;
-  assign t4_0_w0_10 = m4_0_10 + m4_0_11;
-  assign t4_0_w0_12 = m4_0_12 + m4_0_13;
-  assign t4_0_w0_14 = m4_0_14 + m4_0_15;
-  assign t4_0_w0_16 = m4_0_16 + m4_0_17;
-  assign t4_0_w0_18 = m4_0_18 + m4_0_19;
-  assign t4_0_w1_0 = t4_0_w0_0 + t4_0_w0_2;
-  assign t4_0_w1_2 = t4_0_w0_4 + t4_0_w0_6;
-  assign t4_0_w1_4 = t4_0_w0_8 + t4_0_w0_10;
-  assign t4_0_w1_6 = t4_0_w0_12 + t4_0_w0_14;
-  assign t4_0_w1_8 = t4_0_w0_16 + t4_0_w0_18;
-  assign t4_0_w2_0 = t4_0_l2_0 + t4_0_l2_1;
-  assign t4_0_w2_2 = t4_0_l2_2 + t4_0_l2_3;
-  assign t4_0_w3_0 = t4_0_w2_0 + t4_0_w2_2;
-  assign t4_0_w4_0 = t4_0_l4_0 + t4_0_l4_1;
-  assign t5_0_w0_0 = m5_0_0 + m5_0_1;
-  assign t5_0_w0_2 = m5_0_2 + m5_0_3;
-  assign t5_0_w0_4 = m5_0_4 + m5_0_5;
-  assign t5_0_w0_6 = m5_0_6 + m5_0_7;
-  assign t5_0_w0_8 = m5_0_8 + m5_0_9;
-  assign t5_0_w0_10 = m5_0_10 + m5_0_11;
-  assign t5_0_w0_12 = m5_0_12 + m5_0_13;
-  assign t5_0_w0_14 = m5_0_14 + m5_0_15;
-  assign t5_0_w0_16 = m5_0_16 + m5_0_17;
-  assign t5_0_w0_18 = m5_0_18 + m5_0_19;
-  assign t5_0_w1_0 = t5_0_w0_0 + t5_0_w0_2;
-  assign t5_0_w1_2 = t5_0_w0_4 + t5_0_w0_6;
-  assign t5_0_w1_4 = t5_0_w0_8 + t5_0_w0_10;
-  assign t5_0_w1_6 = t5_0_w0_12 + t5_0_w0_14;
-  assign t5_0_w1_8 = t5_0_w0_16 + t5_0_w0_18;
-  assign t5_0_w2_0 = t5_0_l2_0 + t5_0_l2_1;
-  assign t5_0_w2_2 = t5_0_l2_2 + t5_0_l2_3;
-  assign t5_0_w3_0 = t5_0_w2_0 + t5_0_w2_2;
-  assign t5_0_w4_0 = t5_0_l4_0 + t5_0_l4_1;
-  assign t6_0_w0_0 = m6_0_0 + m6_0_1;
-  assign t6_0_w0_2 = m6_0_2 + m6_0_3;
-  assign t6_0_w0_4 = m6_0_4 + m6_0_5;
-  assign t6_0_w0_6 = m6_0_6 + m6_0_7;
-  assign t6_0_w0_8 = m6_0_8 + m6_0_9;
-  assign t6_0_w0_10 = m6_0_10 + m6_0_11;
-  assign t6_0_w0_12 = m6_0_12 + m6_0_13;
-  assign t6_0_w0_14 = m6_0_14 + m6_0_15;
-  assign t6_0_w0_16 = m6_0_16 + m6_0_17;
-  assign t6_0_w0_18 = m6_0_18 + m6_0_19;
-  assign t6_0_w1_0 = t6_0_w0_0 + t6_0_w0_2;
-  assign t6_0_w1_2 = t6_0_w0_4 + t6_0_w0_6;
-  assign t6_0_w1_4 = t6_0_w0_8 + t6_0_w0_10;
-  assign t6_0_w1_6 = t6_0_w0_12 + t6_0_w0_14;
-  assign t6_0_w1_8 = t6_0_w0_16 + t6_0_w0_18;
-  assign t6_0_w2_0 = t6_0_l2_0 + t6_0_l2_1;
-  assign t6_0_w2_2 = t6_0_l2_2 + t6_0_l2_3;
-  assign t6_0_w3_0 = t6_0_w2_0 + t6_0_w2_2;
-  assign t6_0_w4_0 = t6_0_l4_0 + t6_0_l4_1;
-  assign t7_0_w0_0 = m7_0_0 + m7_0_1;
-  assign t7_0_w0_2 = m7_0_2 + m7_0_3;
-  assign t7_0_w0_4 = m7_0_4 + m7_0_5;
-  assign t7_0_w0_6 = m7_0_6 + m7_0_7;
-  assign t7_0_w0_8 = m7_0_8 + m7_0_9;
-  assign t7_0_w0_10 = m7_0_10 + m7_0_11;
-  assign t7_0_w0_12 = m7_0_12 + m7_0_13;
-  assign t7_0_w0_14 = m7_0_14 + m7_0_15;
-  assign t7_0_w0_16 = m7_0_16 + m7_0_17;
-  assign t7_0_w0_18 = m7_0_18 + m7_0_19;
-  assign t7_0_w1_0 = t7_0_w0_0 + t7_0_w0_2;
-  assign t7_0_w1_2 = t7_0_w0_4 + t7_0_w0_6;
-  assign t7_0_w1_4 = t7_0_w0_8 + t7_0_w0_10;
-  assign t7_0_w1_6 = t7_0_w0_12 + t7_0_w0_14;
-  assign t7_0_w1_8 = t7_0_w0_16 + t7_0_w0_18;
-  assign t7_0_w2_0 = t7_0_l2_0 + t7_0_l2_1;
-  assign t7_0_w2_2 = t7_0_l2_2 + t7_0_l2_3;
-  assign t7_0_w3_0 = t7_0_w2_0 + t7_0_w2_2;
-  assign t7_0_w4_0 = t7_0_l4_0 + t7_0_l4_1;
+  assign t3_0_w5_0 = t3_0_w4_0 + t3_0_l4_2;
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
   assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
@@ -7944,6 +7643,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   assign xsum_w0_34 = xdata_d1[279:272] + xdata_d1[287:280];
   assign xsum_w0_36 = xdata_d1[295:288] + xdata_d1[303:296];
   assign xsum_w0_38 = xdata_d1[311:304] + xdata_d1[319:312];
+  assign xsum_w0_40 = xdata_d1[327:320] + xdata_d1[335:328];
+  assign xsum_w0_42 = xdata_d1[343:336] + xdata_d1[351:344];
+  assign xsum_w0_44 = xdata_d1[359:352] + xdata_d1[367:360];
+  assign xsum_w0_46 = xdata_d1[375:368] + xdata_d1[383:376];
+  assign xsum_w0_48 = xdata_d1[391:384] + xdata_d1[399:392];
+  assign xsum_w0_50 = xdata_d1[407:400] + xdata_d1[415:408];
+  assign xsum_w0_52 = xdata_d1[423:416] + xdata_d1[431:424];
+  assign xsum_w0_54 = xdata_d1[439:432] + xdata_d1[447:440];
+  assign xsum_w0_56 = xdata_d1[455:448] + xdata_d1[463:456];
+  assign xsum_w0_58 = xdata_d1[471:464] + xdata_d1[479:472];
+  assign xsum_w0_60 = xdata_d1[487:480] + xdata_d1[495:488];
+  assign xsum_w0_62 = xdata_d1[503:496] + xdata_d1[511:504];
+  assign xsum_w0_64 = xdata_d1[519:512] + xdata_d1[527:520];
+  assign xsum_w0_66 = xdata_d1[535:528] + xdata_d1[543:536];
+  assign xsum_w0_68 = xdata_d1[551:544] + xdata_d1[559:552];
+  assign xsum_w0_70 = xdata_d1[567:560] + xdata_d1[575:568];
+  assign xsum_w0_72 = xdata_d1[583:576] + xdata_d1[591:584];
+  assign xsum_w0_74 = xdata_d1[599:592] + xdata_d1[607:600];
+  assign xsum_w0_76 = xdata_d1[615:608] + xdata_d1[623:616];
+  assign xsum_w0_78 = xdata_d1[631:624] + xdata_d1[639:632];
   assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
   assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
   assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
@@ -7954,251 +7673,99 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   assign xsum_w1_14 = xsum_l1_14 + xsum_l1_15;
   assign xsum_w1_16 = xsum_l1_16 + xsum_l1_17;
   assign xsum_w1_18 = xsum_l1_18 + xsum_l1_19;
+  assign xsum_w1_20 = xsum_l1_20 + xsum_l1_21;
+  assign xsum_w1_22 = xsum_l1_22 + xsum_l1_23;
+  assign xsum_w1_24 = xsum_l1_24 + xsum_l1_25;
+  assign xsum_w1_26 = xsum_l1_26 + xsum_l1_27;
+  assign xsum_w1_28 = xsum_l1_28 + xsum_l1_29;
+  assign xsum_w1_30 = xsum_l1_30 + xsum_l1_31;
+  assign xsum_w1_32 = xsum_l1_32 + xsum_l1_33;
+  assign xsum_w1_34 = xsum_l1_34 + xsum_l1_35;
+  assign xsum_w1_36 = xsum_l1_36 + xsum_l1_37;
+  assign xsum_w1_38 = xsum_l1_38 + xsum_l1_39;
   assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
   assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
   assign xsum_w2_4 = xsum_w1_8 + xsum_w1_10;
   assign xsum_w2_6 = xsum_w1_12 + xsum_w1_14;
   assign xsum_w2_8 = xsum_w1_16 + xsum_w1_18;
+  assign xsum_w2_10 = xsum_w1_20 + xsum_w1_22;
+  assign xsum_w2_12 = xsum_w1_24 + xsum_w1_26;
+  assign xsum_w2_14 = xsum_w1_28 + xsum_w1_30;
+  assign xsum_w2_16 = xsum_w1_32 + xsum_w1_34;
+  assign xsum_w2_18 = xsum_w1_36 + xsum_w1_38;
   assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
   assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
+  assign xsum_w3_4 = xsum_l3_4 + xsum_l3_5;
+  assign xsum_w3_6 = xsum_l3_6 + xsum_l3_7;
+  assign xsum_w3_8 = xsum_l3_8 + xsum_l3_9;
   assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
+  assign xsum_w4_2 = xsum_w3_4 + xsum_w3_6;
   assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
+  assign xsum_w6_0 = xsum_w5_0 + xsum_l5_2;
   assign group_end = v2_d5 & last2_d5;
+  assign \$67  = \$66  - xfin;
+  assign \$69  = \$68  - xfin;
+  assign \$71  = \$70  - xfin;
+  assign \$73  = \$72  - xfin;
+  assign \$74  = | groups_held;
+  assign \$75  = \$74  & credits_room;
+  assign \$76  = ser_left <= 2'h2;
+  assign \$77  = \done$699  ? 1'h0 : \$76 ;
+  assign group_read = \$75  & \$77 ;
   assign ser = | ser_left;
-  assign \$24  = rq0_over ? 15'h00ff : rq0_shifted;
-  assign \$25  = rq0_under ? 15'h0000 : \$24 ;
-  assign \$26  = credits_space + credits_returned;
-  assign \$27  = group_ended_d1 ? 4'h8 : 4'h0;
-  assign \$28  = \$26  - \$27 ;
-  assign credits_room_next = \$28 [4:0] >= 4'h8;
-  assign \$29  = w_count == 5'h13;
-  assign \$30  = w_count + 1'h1;
-  assign \$31  = \$29  ? 6'h00 : \$30 ;
-  assign \$32  = credits_room_next & gap_zero_next;
-  assign \$33  = \$signal  & n_last_next;
-  assign \$34  = s_idx + 1'h1;
-  assign \$35  = s_last ? 6'h00 : \$34 ;
-  assign \$36  = n_idx + 1'h1;
-  assign \$37  = n_last ? 4'h0 : \$36 ;
-  assign \$38  = step & sn_last;
-  assign \$39  = \$38  ? 1'h0 : active;
-  assign \$40  = load ? 1'h1 : \$39 ;
-  assign \$41  = w_half ? 5'h14 : 5'h00;
-  assign \$42  = ~ w_half;
-  assign \$43  = step & s_last;
-  assign \$44  = ~ gap_zero;
-  assign \$45  = gap - 1'h1;
-  assign \$46  = ! s_idx;
-  assign \$47  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
-  assign \$48  = r_page_b0[1] ? \port__data$641  : \$47 ;
-  assign \$49  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
-  assign \$50  = r_page_b1[1] ? \port__data$645  : \$49 ;
-  assign \$51  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
-  assign \$52  = r_page_b2[1] ? \port__data$649  : \$51 ;
-  assign \$53  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
-  assign \$54  = r_page_b3[1] ? \port__data$653  : \$53 ;
-  assign \$55  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
-  assign \$56  = r_page_b4[1] ? \port__data$657  : \$55 ;
-  assign \$57  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$58  = \$57  + xsum_l6_0;
-  assign \$59  = flags_x[0] & flags_x[2];
-  assign \$60  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$61  = \$60  + xsum_l6_0;
-  assign \$62  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$63  = \$62  + t0_0_l5_0;
-  assign \$64  = flags_0[0] & flags_0[2];
-  assign \$65  = flags_0[1] ? 18'h00000 : acc0_0;
-  assign \$66  = \$65  + t0_0_l5_0;
-  assign \$68  = \$67  - xfin;
-  assign \$69  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$70  = \$69  + t1_0_l5_0;
-  assign \$71  = flags_1[0] & flags_1[2];
-  assign \$72  = flags_1[1] ? 18'h00000 : acc1_0;
-  assign \$73  = \$72  + t1_0_l5_0;
-  assign \$75  = \$74  - xfin;
-  assign \$76  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$77  = \$76  + t2_0_l5_0;
-  assign \$78  = flags_2[0] & flags_2[2];
-  assign \$79  = flags_2[1] ? 18'h00000 : acc2_0;
-  assign \$80  = \$79  + t2_0_l5_0;
-  assign \$82  = \$81  - xfin;
-  assign \$83  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$84  = \$83  + t3_0_l5_0;
-  assign \$85  = flags_3[0] & flags_3[2];
-  assign \$86  = flags_3[1] ? 18'h00000 : acc3_0;
-  assign \$87  = \$86  + t3_0_l5_0;
-  assign \$89  = \$88  - xfin;
-  assign \$90  = flags_4[1] ? 18'h00000 : acc4_0;
-  assign \$91  = \$90  + t4_0_l5_0;
-  assign \$92  = flags_4[0] & flags_4[2];
-  assign \$93  = flags_4[1] ? 18'h00000 : acc4_0;
-  assign \$94  = \$93  + t4_0_l5_0;
-  assign \$96  = \$95  - xfin;
-  assign \$97  = flags_5[1] ? 18'h00000 : acc5_0;
-  assign \$98  = \$97  + t5_0_l5_0;
-  assign \$99  = flags_5[0] & flags_5[2];
-  assign \$100  = flags_5[1] ? 18'h00000 : acc5_0;
-  assign \$101  = \$100  + t5_0_l5_0;
-  assign \$103  = \$102  - xfin;
-  assign \$104  = flags_6[1] ? 18'h00000 : acc6_0;
-  assign \$105  = \$104  + t6_0_l5_0;
-  assign \$106  = flags_6[0] & flags_6[2];
-  assign \$107  = flags_6[1] ? 18'h00000 : acc6_0;
-  assign \$108  = \$107  + t6_0_l5_0;
-  assign \$110  = \$109  - xfin;
-  assign \$111  = flags_7[1] ? 18'h00000 : acc7_0;
-  assign \$112  = \$111  + t7_0_l5_0;
-  assign \$113  = flags_7[0] & flags_7[2];
-  assign \$114  = flags_7[1] ? 18'h00000 : acc7_0;
-  assign \$115  = \$114  + t7_0_l5_0;
-  assign \$117  = \$116  - xfin;
-  assign \$118  = ser_left - 1'h1;
-  assign \$119  = addr == 6'h3f;
-  assign \$120  = addr + 1'h1;
-  assign \$121  = \$119  ? 7'h00 : \$120 ;
-  assign \$125  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$128  = $signed(\$126 ) + $signed(\$127 );
-  assign \$129  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$132  = $signed(\$131 ) < $signed(1'h0);
-  assign \$134  = $signed(\$133 ) > $signed(9'h0ff);
-  assign \$135  = step & s_last;
-  assign \$136  = o__valid & \o__ready$619 ;
-  assign \$137  = \$136  + skipped_d5;
-  assign \$138  = ! \$2 [5:4];
-  assign \$139  = ~ rst_conv2;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = \$140  ? take : 1'h0;
-  assign \$142  = ! \$2 [5:4];
-  assign \$143  = ~ rst_conv2;
-  assign \$144  = \$142  & \$143 ;
-  assign \$145  = \$144  ? take : 1'h0;
-  assign \$146  = ! \$2 [5:4];
-  assign \$147  = ~ rst_conv2;
-  assign \$148  = \$146  & \$147 ;
-  assign \$149  = \$148  ? take : 1'h0;
-  assign \$150  = ! \$2 [5:4];
-  assign \$151  = ~ rst_conv2;
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = \$152  ? take : 1'h0;
-  assign \$154  = ! \$2 [5:4];
-  assign \$155  = ~ rst_conv2;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = \$156  ? take : 1'h0;
-  assign \$158  = \$2 [5:4] == 1'h1;
-  assign \$159  = ~ rst_conv2;
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = \$160  ? take : 1'h0;
-  assign \$162  = \$2 [5:4] == 1'h1;
-  assign \$163  = ~ rst_conv2;
-  assign \$164  = \$162  & \$163 ;
-  assign \$165  = \$164  ? take : 1'h0;
-  assign \$166  = \$2 [5:4] == 1'h1;
-  assign \$167  = ~ rst_conv2;
-  assign \$168  = \$166  & \$167 ;
-  assign \$169  = \$168  ? take : 1'h0;
-  assign \$170  = \$2 [5:4] == 1'h1;
-  assign \$171  = ~ rst_conv2;
-  assign \$172  = \$170  & \$171 ;
-  assign \$173  = \$172  ? take : 1'h0;
-  assign \$174  = \$2 [5:4] == 1'h1;
-  assign \$175  = ~ rst_conv2;
-  assign \$176  = \$174  & \$175 ;
-  assign \$177  = \$176  ? take : 1'h0;
-  assign \$178  = \$2 [5:4] == 2'h2;
-  assign \$179  = ~ rst_conv2;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = \$180  ? take : 1'h0;
-  assign \$182  = \$2 [5:4] == 2'h2;
-  assign \$183  = ~ rst_conv2;
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = \$184  ? take : 1'h0;
-  assign \$186  = \$2 [5:4] == 2'h2;
-  assign \$187  = ~ rst_conv2;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = \$188  ? take : 1'h0;
-  assign \$190  = \$2 [5:4] == 2'h2;
-  assign \$191  = ~ rst_conv2;
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = \$192  ? take : 1'h0;
-  assign \$194  = \$2 [5:4] == 2'h2;
-  assign \$195  = ~ rst_conv2;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = \$196  ? take : 1'h0;
-  assign \$198  = rst_conv2 | load;
-  assign \$199  = filled ? 1'h1 : w_full;
-  assign \$200  = \$198  ? 1'h0 : \$199 ;
-  assign \$201  = rst_conv2 | load;
-  assign \$202  = filled ? 1'h1 : w_full_issue;
-  assign \$203  = \$201  ? 1'h0 : \$202 ;
-  assign \$204  = step & sn_last;
-  assign \$205  = \$204  ? 1'h0 : active;
-  assign \$206  = load ? 1'h1 : \$205 ;
-  assign \$207  = rst_conv2 ? 1'h0 : \$206 ;
-  assign \$208  = rst_conv2 ? 1'h0 : \$signal ;
-  assign \$209  = credits_room_next & gap_zero_next;
-  assign \$210  = rst_conv2 ? 1'h1 : \$209 ;
-  assign \$211  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
-  assign \$212  = r_page_b0[1] ? \port__data$641  : \$211 ;
-  assign \$213  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
-  assign \$214  = r_page_b1[1] ? \port__data$645  : \$213 ;
-  assign \$215  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
-  assign \$216  = r_page_b2[1] ? \port__data$649  : \$215 ;
-  assign \$217  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
-  assign \$218  = r_page_b3[1] ? \port__data$653  : \$217 ;
-  assign \$219  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
-  assign \$220  = r_page_b4[1] ? \port__data$657  : \$219 ;
-  assign \$221  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
-  assign \$222  = r_page_b0[1] ? \port__data$641  : \$221 ;
-  assign \$223  = r_page_b1[0] ? \port__data$644  : \port__data$643 ;
-  assign \$224  = r_page_b1[1] ? \port__data$645  : \$223 ;
-  assign \$225  = r_page_b2[0] ? \port__data$648  : \port__data$647 ;
-  assign \$226  = r_page_b2[1] ? \port__data$649  : \$225 ;
-  assign \$227  = r_page_b3[0] ? \port__data$652  : \port__data$651 ;
-  assign \$228  = r_page_b3[1] ? \port__data$653  : \$227 ;
-  assign \$229  = r_page_b4[0] ? \port__data$656  : \port__data$655 ;
-  assign \$230  = r_page_b4[1] ? \port__data$657  : \$229 ;
+  assign \$78  = rq0_over ? 15'h00ff : rq0_shifted;
+  assign \$79  = rq0_under ? 15'h0000 : \$78 ;
+  assign \$80  = credits_space + credits_returned;
+  assign \$81  = group_read ? 3'h4 : 3'h0;
+  assign \$82  = \$80  - \$81 ;
+  assign credits_room_next = \$82 [4:0] >= 3'h4;
+  assign \$83  = rst_conv2 ? 1'h0 : \$signal ;
+  assign \$84  = rst_conv2 ? 1'h1 : slots_room_next;
+  assign \$85  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$86  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$87  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$88  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$89  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$90  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$91  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$92  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$93  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$94  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$95  = rst_conv2 ? 1'h1 : n_first_next;
   always @(posedge clk)
-    w_data_q <= w_data;
+    can_end <= \$96 ;
   always @(posedge clk)
-    w_count <= \$231 ;
+    word_last <= \$97 ;
   always @(posedge clk)
-    can_end <= \$232 ;
+    group_last <= \$98 ;
   always @(posedge clk)
-    gap_zero <= \$233 ;
+    group_first <= \$99 ;
   always @(posedge clk)
-    s_last <= \$234 ;
+    group_idx <= \$100 ;
   always @(posedge clk)
-    n_last <= \$235 ;
+    word_idx <= \$101 ;
   always @(posedge clk)
-    sn_last <= \$236 ;
+    slots_returned <= \$102 ;
   always @(posedge clk)
-    r_addr <= \$237 ;
+    slots_space <= \$103 ;
   always @(posedge clk)
-    s_idx <= \$238 ;
+    slots_room <= \$104 ;
   always @(posedge clk)
-    n_idx <= \$239 ;
+    \$signal$18  <= \$105 ;
   always @(posedge clk)
-    active <= \$240 ;
+    \$signal$19  <= \$106 ;
   always @(posedge clk)
-    r_base <= \$241 ;
+    last1 <= \$107 ;
   always @(posedge clk)
-    w_half <= \$242 ;
+    word1 <= o__payload;
   always @(posedge clk)
-    gap <= \$243 ;
+    nfirst1 <= \$108 ;
   always @(posedge clk)
-    \$signal$633  <= \$244 ;
+    xword <= \$109 ;
   always @(posedge clk)
-    \$signal$634  <= \$245 ;
+    xdata_d1 <= xword;
   always @(posedge clk)
-    last1 <= \$246 ;
-  always @(posedge clk)
-    word1 <= \o__payload$636 ;
-  always @(posedge clk)
-    r_addr_q <= \$247 ;
-  always @(posedge clk)
-    xdata_d1 <= { \$56 , \$54 , \$52 , \$50 , \$48  };
-  always @(posedge clk)
-    w0_0 <= { \o$660 , o };
+    w0_0 <= { \o$41 , \o$40 , \o$39 , o };
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -8240,6 +7807,46 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   always @(posedge clk)
     m0_0_19 <= p0_0_19;
   always @(posedge clk)
+    m0_0_20 <= p0_0_20;
+  always @(posedge clk)
+    m0_0_21 <= p0_0_21;
+  always @(posedge clk)
+    m0_0_22 <= p0_0_22;
+  always @(posedge clk)
+    m0_0_23 <= p0_0_23;
+  always @(posedge clk)
+    m0_0_24 <= p0_0_24;
+  always @(posedge clk)
+    m0_0_25 <= p0_0_25;
+  always @(posedge clk)
+    m0_0_26 <= p0_0_26;
+  always @(posedge clk)
+    m0_0_27 <= p0_0_27;
+  always @(posedge clk)
+    m0_0_28 <= p0_0_28;
+  always @(posedge clk)
+    m0_0_29 <= p0_0_29;
+  always @(posedge clk)
+    m0_0_30 <= p0_0_30;
+  always @(posedge clk)
+    m0_0_31 <= p0_0_31;
+  always @(posedge clk)
+    m0_0_32 <= p0_0_32;
+  always @(posedge clk)
+    m0_0_33 <= p0_0_33;
+  always @(posedge clk)
+    m0_0_34 <= p0_0_34;
+  always @(posedge clk)
+    m0_0_35 <= p0_0_35;
+  always @(posedge clk)
+    m0_0_36 <= p0_0_36;
+  always @(posedge clk)
+    m0_0_37 <= p0_0_37;
+  always @(posedge clk)
+    m0_0_38 <= p0_0_38;
+  always @(posedge clk)
+    m0_0_39 <= p0_0_39;
+  always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
     t0_0_l2_1 <= t0_0_w1_2;
@@ -8250,13 +7857,25 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   always @(posedge clk)
     t0_0_l2_4 <= t0_0_w1_8;
   always @(posedge clk)
+    t0_0_l2_5 <= t0_0_w1_10;
+  always @(posedge clk)
+    t0_0_l2_6 <= t0_0_w1_12;
+  always @(posedge clk)
+    t0_0_l2_7 <= t0_0_w1_14;
+  always @(posedge clk)
+    t0_0_l2_8 <= t0_0_w1_16;
+  always @(posedge clk)
+    t0_0_l2_9 <= t0_0_w1_18;
+  always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    t0_0_l4_1 <= t0_0_l2_4;
+    t0_0_l4_1 <= t0_0_w3_2;
   always @(posedge clk)
-    t0_0_l5_0 <= t0_0_w4_0;
+    t0_0_l4_2 <= t0_0_w2_8;
   always @(posedge clk)
-    w1_0 <= { \o$685 , \o$684  };
+    t0_0_l6_0 <= t0_0_w5_0;
+  always @(posedge clk)
+    w1_0 <= { \o$154 , \o$153 , \o$152 , \o$151  };
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -8298,6 +7917,46 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   always @(posedge clk)
     m1_0_19 <= p1_0_19;
   always @(posedge clk)
+    m1_0_20 <= p1_0_20;
+  always @(posedge clk)
+    m1_0_21 <= p1_0_21;
+  always @(posedge clk)
+    m1_0_22 <= p1_0_22;
+  always @(posedge clk)
+    m1_0_23 <= p1_0_23;
+  always @(posedge clk)
+    m1_0_24 <= p1_0_24;
+  always @(posedge clk)
+    m1_0_25 <= p1_0_25;
+  always @(posedge clk)
+    m1_0_26 <= p1_0_26;
+  always @(posedge clk)
+    m1_0_27 <= p1_0_27;
+  always @(posedge clk)
+    m1_0_28 <= p1_0_28;
+  always @(posedge clk)
+    m1_0_29 <= p1_0_29;
+  always @(posedge clk)
+    m1_0_30 <= p1_0_30;
+  always @(posedge clk)
+    m1_0_31 <= p1_0_31;
+  always @(posedge clk)
+    m1_0_32 <= p1_0_32;
+  always @(posedge clk)
+    m1_0_33 <= p1_0_33;
+  always @(posedge clk)
+    m1_0_34 <= p1_0_34;
+  always @(posedge clk)
+    m1_0_35 <= p1_0_35;
+  always @(posedge clk)
+    m1_0_36 <= p1_0_36;
+  always @(posedge clk)
+    m1_0_37 <= p1_0_37;
+  always @(posedge clk)
+    m1_0_38 <= p1_0_38;
+  always @(posedge clk)
+    m1_0_39 <= p1_0_39;
+  always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
     t1_0_l2_1 <= t1_0_w1_2;
@@ -8308,13 +7967,25 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   always @(posedge clk)
     t1_0_l2_4 <= t1_0_w1_8;
   always @(posedge clk)
+    t1_0_l2_5 <= t1_0_w1_10;
+  always @(posedge clk)
+    t1_0_l2_6 <= t1_0_w1_12;
+  always @(posedge clk)
+    t1_0_l2_7 <= t1_0_w1_14;
+  always @(posedge clk)
+    t1_0_l2_8 <= t1_0_w1_16;
+  always @(posedge clk)
+    t1_0_l2_9 <= t1_0_w1_18;
+  always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    t1_0_l4_1 <= t1_0_l2_4;
+    t1_0_l4_1 <= t1_0_w3_2;
   always @(posedge clk)
-    t1_0_l5_0 <= t1_0_w4_0;
+    t1_0_l4_2 <= t1_0_w2_8;
   always @(posedge clk)
-    w2_0 <= { \o$710 , \o$709  };
+    t1_0_l6_0 <= t1_0_w5_0;
+  always @(posedge clk)
+    w2_0 <= { \o$267 , \o$266 , \o$265 , \o$264  };
   always @(posedge clk)
     m2_0_0 <= p2_0_0;
   always @(posedge clk)
@@ -8356,6 +8027,46 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   always @(posedge clk)
     m2_0_19 <= p2_0_19;
   always @(posedge clk)
+    m2_0_20 <= p2_0_20;
+  always @(posedge clk)
+    m2_0_21 <= p2_0_21;
+  always @(posedge clk)
+    m2_0_22 <= p2_0_22;
+  always @(posedge clk)
+    m2_0_23 <= p2_0_23;
+  always @(posedge clk)
+    m2_0_24 <= p2_0_24;
+  always @(posedge clk)
+    m2_0_25 <= p2_0_25;
+  always @(posedge clk)
+    m2_0_26 <= p2_0_26;
+  always @(posedge clk)
+    m2_0_27 <= p2_0_27;
+  always @(posedge clk)
+    m2_0_28 <= p2_0_28;
+  always @(posedge clk)
+    m2_0_29 <= p2_0_29;
+  always @(posedge clk)
+    m2_0_30 <= p2_0_30;
+  always @(posedge clk)
+    m2_0_31 <= p2_0_31;
+  always @(posedge clk)
+    m2_0_32 <= p2_0_32;
+  always @(posedge clk)
+    m2_0_33 <= p2_0_33;
+  always @(posedge clk)
+    m2_0_34 <= p2_0_34;
+  always @(posedge clk)
+    m2_0_35 <= p2_0_35;
+  always @(posedge clk)
+    m2_0_36 <= p2_0_36;
+  always @(posedge clk)
+    m2_0_37 <= p2_0_37;
+  always @(posedge clk)
+    m2_0_38 <= p2_0_38;
+  always @(posedge clk)
+    m2_0_39 <= p2_0_39;
+  always @(posedge clk)
     t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
     t2_0_l2_1 <= t2_0_w1_2;
@@ -8366,13 +8077,25 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   always @(posedge clk)
     t2_0_l2_4 <= t2_0_w1_8;
   always @(posedge clk)
+    t2_0_l2_5 <= t2_0_w1_10;
+  always @(posedge clk)
+    t2_0_l2_6 <= t2_0_w1_12;
+  always @(posedge clk)
+    t2_0_l2_7 <= t2_0_w1_14;
+  always @(posedge clk)
+    t2_0_l2_8 <= t2_0_w1_16;
+  always @(posedge clk)
+    t2_0_l2_9 <= t2_0_w1_18;
+  always @(posedge clk)
     t2_0_l4_0 <= t2_0_w3_0;
   always @(posedge clk)
-    t2_0_l4_1 <= t2_0_l2_4;
+    t2_0_l4_1 <= t2_0_w3_2;
   always @(posedge clk)
-    t2_0_l5_0 <= t2_0_w4_0;
+    t2_0_l4_2 <= t2_0_w2_8;
   always @(posedge clk)
-    w3_0 <= { \o$735 , \o$734  };
+    t2_0_l6_0 <= t2_0_w5_0;
+  always @(posedge clk)
+    w3_0 <= { \o$380 , \o$379 , \o$378 , \o$377  };
   always @(posedge clk)
     m3_0_0 <= p3_0_0;
   always @(posedge clk)
@@ -8414,6 +8137,46 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   always @(posedge clk)
     m3_0_19 <= p3_0_19;
   always @(posedge clk)
+    m3_0_20 <= p3_0_20;
+  always @(posedge clk)
+    m3_0_21 <= p3_0_21;
+  always @(posedge clk)
+    m3_0_22 <= p3_0_22;
+  always @(posedge clk)
+    m3_0_23 <= p3_0_23;
+  always @(posedge clk)
+    m3_0_24 <= p3_0_24;
+  always @(posedge clk)
+    m3_0_25 <= p3_0_25;
+  always @(posedge clk)
+    m3_0_26 <= p3_0_26;
+  always @(posedge clk)
+    m3_0_27 <= p3_0_27;
+  always @(posedge clk)
+    m3_0_28 <= p3_0_28;
+  always @(posedge clk)
+    m3_0_29 <= p3_0_29;
+  always @(posedge clk)
+    m3_0_30 <= p3_0_30;
+  always @(posedge clk)
+    m3_0_31 <= p3_0_31;
+  always @(posedge clk)
+    m3_0_32 <= p3_0_32;
+  always @(posedge clk)
+    m3_0_33 <= p3_0_33;
+  always @(posedge clk)
+    m3_0_34 <= p3_0_34;
+  always @(posedge clk)
+    m3_0_35 <= p3_0_35;
+  always @(posedge clk)
+    m3_0_36 <= p3_0_36;
+  always @(posedge clk)
+    m3_0_37 <= p3_0_37;
+  always @(posedge clk)
+    m3_0_38 <= p3_0_38;
+  always @(posedge clk)
+    m3_0_39 <= p3_0_39;
+  always @(posedge clk)
     t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
     t3_0_l2_1 <= t3_0_w1_2;
@@ -8424,135 +8187,263 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   always @(posedge clk)
     t3_0_l2_4 <= t3_0_w1_8;
   always @(posedge clk)
+    t3_0_l2_5 <= t3_0_w1_10;
+  always @(posedge clk)
+    t3_0_l2_6 <= t3_0_w1_12;
+  always @(posedge clk)
+    t3_0_l2_7 <= t3_0_w1_14;
+  always @(posedge clk)
+    t3_0_l2_8 <= t3_0_w1_16;
+  always @(posedge clk)
+    t3_0_l2_9 <= t3_0_w1_18;
+  always @(posedge clk)
     t3_0_l4_0 <= t3_0_w3_0;
   always @(posedge clk)
-    t3_0_l4_1 <= t3_0_l2_4;
+    t3_0_l4_1 <= t3_0_w3_2;
   always @(posedge clk)
-    t3_0_l5_0 <= t3_0_w4_0;
+    t3_0_l4_2 <= t3_0_w2_8;
   always @(posedge clk)
-    w4_0 <= { \o$760 , \o$759  };
+    t3_0_l6_0 <= t3_0_w5_0;
   always @(posedge clk)
-    m4_0_0 <= p4_0_0;
+    xsum_l1_0 <= xsum_w0_0;
   always @(posedge clk)
-    m4_0_1 <= p4_0_1;
+    xsum_l1_1 <= xsum_w0_2;
   always @(posedge clk)
-    m4_0_2 <= p4_0_2;
+    xsum_l1_2 <= xsum_w0_4;
   always @(posedge clk)
-    m4_0_3 <= p4_0_3;
+    xsum_l1_3 <= xsum_w0_6;
   always @(posedge clk)
-    m4_0_4 <= p4_0_4;
+    xsum_l1_4 <= xsum_w0_8;
   always @(posedge clk)
-    m4_0_5 <= p4_0_5;
+    xsum_l1_5 <= xsum_w0_10;
   always @(posedge clk)
-    m4_0_6 <= p4_0_6;
+    xsum_l1_6 <= xsum_w0_12;
   always @(posedge clk)
-    m4_0_7 <= p4_0_7;
+    xsum_l1_7 <= xsum_w0_14;
   always @(posedge clk)
-    m4_0_8 <= p4_0_8;
+    xsum_l1_8 <= xsum_w0_16;
   always @(posedge clk)
-    m4_0_9 <= p4_0_9;
+    xsum_l1_9 <= xsum_w0_18;
   always @(posedge clk)
-    m4_0_10 <= p4_0_10;
+    xsum_l1_10 <= xsum_w0_20;
   always @(posedge clk)
-    m4_0_11 <= p4_0_11;
+    xsum_l1_11 <= xsum_w0_22;
   always @(posedge clk)
-    m4_0_12 <= p4_0_12;
+    xsum_l1_12 <= xsum_w0_24;
   always @(posedge clk)
-    m4_0_13 <= p4_0_13;
+    xsum_l1_13 <= xsum_w0_26;
   always @(posedge clk)
-    m4_0_14 <= p4_0_14;
+    xsum_l1_14 <= xsum_w0_28;
   always @(posedge clk)
-    m4_0_15 <= p4_0_15;
+    xsum_l1_15 <= xsum_w0_30;
   always @(posedge clk)
-    m4_0_16 <= p4_0_16;
+    xsum_l1_16 <= xsum_w0_32;
   always @(posedge clk)
-    m4_0_17 <= p4_0_17;
+    xsum_l1_17 <= xsum_w0_34;
   always @(posedge clk)
-    m4_0_18 <= p4_0_18;
+    xsum_l1_18 <= xsum_w0_36;
   always @(posedge clk)
-    m4_0_19 <= p4_0_19;
+    xsum_l1_19 <= xsum_w0_38;
   always @(posedge clk)
-    t4_0_l2_0 <= t4_0_w1_0;
+    xsum_l1_20 <= xsum_w0_40;
   always @(posedge clk)
-    t4_0_l2_1 <= t4_0_w1_2;
+    xsum_l1_21 <= xsum_w0_42;
   always @(posedge clk)
-    t4_0_l2_2 <= t4_0_w1_4;
+    xsum_l1_22 <= xsum_w0_44;
   always @(posedge clk)
-    t4_0_l2_3 <= t4_0_w1_6;
+    xsum_l1_23 <= xsum_w0_46;
   always @(posedge clk)
-    t4_0_l2_4 <= t4_0_w1_8;
+    xsum_l1_24 <= xsum_w0_48;
   always @(posedge clk)
-    t4_0_l4_0 <= t4_0_w3_0;
+    xsum_l1_25 <= xsum_w0_50;
   always @(posedge clk)
-    t4_0_l4_1 <= t4_0_l2_4;
+    xsum_l1_26 <= xsum_w0_52;
   always @(posedge clk)
-    t4_0_l5_0 <= t4_0_w4_0;
+    xsum_l1_27 <= xsum_w0_54;
   always @(posedge clk)
-    w5_0 <= { \o$785 , \o$784  };
+    xsum_l1_28 <= xsum_w0_56;
   always @(posedge clk)
-    m5_0_0 <= p5_0_0;
+    xsum_l1_29 <= xsum_w0_58;
   always @(posedge clk)
-    m5_0_1 <= p5_0_1;
+    xsum_l1_30 <= xsum_w0_60;
   always @(posedge clk)
-    m5_0_2 <= p5_0_2;
+    xsum_l1_31 <= xsum_w0_62;
   always @(posedge clk)
-    m5_0_3 <= p5_0_3;
+    xsum_l1_32 <= xsum_w0_64;
   always @(posedge clk)
-    m5_0_4 <= p5_0_4;
+    xsum_l1_33 <= xsum_w0_66;
   always @(posedge clk)
-    m5_0_5 <= p5_0_5;
+    xsum_l1_34 <= xsum_w0_68;
   always @(posedge clk)
-    m5_0_6 <= p5_0_6;
+    xsum_l1_35 <= xsum_w0_70;
   always @(posedge clk)
-    m5_0_7 <= p5_0_7;
+    xsum_l1_36 <= xsum_w0_72;
   always @(posedge clk)
-    m5_0_8 <= p5_0_8;
+    xsum_l1_37 <= xsum_w0_74;
   always @(posedge clk)
-    m5_0_9 <= p5_0_9;
+    xsum_l1_38 <= xsum_w0_76;
   always @(posedge clk)
-    m5_0_10 <= p5_0_10;
+    xsum_l1_39 <= xsum_w0_78;
   always @(posedge clk)
-    m5_0_11 <= p5_0_11;
+    xsum_l3_0 <= xsum_w2_0;
   always @(posedge clk)
-    m5_0_12 <= p5_0_12;
+    xsum_l3_1 <= xsum_w2_2;
   always @(posedge clk)
-    m5_0_13 <= p5_0_13;
+    xsum_l3_2 <= xsum_w2_4;
   always @(posedge clk)
-    m5_0_14 <= p5_0_14;
+    xsum_l3_3 <= xsum_w2_6;
   always @(posedge clk)
-    m5_0_15 <= p5_0_15;
+    xsum_l3_4 <= xsum_w2_8;
   always @(posedge clk)
-    m5_0_16 <= p5_0_16;
+    xsum_l3_5 <= xsum_w2_10;
   always @(posedge clk)
-    m5_0_17 <= p5_0_17;
+    xsum_l3_6 <= xsum_w2_12;
   always @(posedge clk)
-    m5_0_18 <= p5_0_18;
+    xsum_l3_7 <= xsum_w2_14;
   always @(posedge clk)
-    m5_0_19 <= p5_0_19;
+    xsum_l3_8 <= xsum_w2_16;
   always @(posedge clk)
-    t5_0_l2_0 <= t5_0_w1_0;
+    xsum_l3_9 <= xsum_w2_18;
   always @(posedge clk)
-    t5_0_l2_1 <= t5_0_w1_2;
+    xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    t5_0_l2_2 <= t5_0_w1_4;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) active_rom_copy (
-    .clk(clk),
-    .d(\$207 ),
-    .q(active_rom)
-  );
+    xsum_l5_1 <= xsum_w4_2;
+  always @(posedge clk)
+    xsum_l5_2 <= xsum_w3_8;
+  always @(posedge clk)
+    xsum_l7_0 <= xsum_w6_0;
+  always @(posedge clk)
+    v2_d1 <= \$110 ;
+  always @(posedge clk)
+    v2_d2 <= \$111 ;
+  always @(posedge clk)
+    v2_d3 <= \$112 ;
+  always @(posedge clk)
+    v2_d4 <= \$113 ;
+  always @(posedge clk)
+    v2_d5 <= \$114 ;
+  always @(posedge clk)
+    last2_d1 <= \$115 ;
+  always @(posedge clk)
+    last2_d2 <= \$116 ;
+  always @(posedge clk)
+    last2_d3 <= \$117 ;
+  always @(posedge clk)
+    last2_d4 <= \$118 ;
+  always @(posedge clk)
+    last2_d5 <= \$119 ;
+  always @(posedge clk)
+    v2p_d1 <= \$120 ;
+  always @(posedge clk)
+    v2p_d2 <= \$121 ;
+  always @(posedge clk)
+    v2p_d3 <= \$122 ;
+  always @(posedge clk)
+    v2p_d4 <= \$123 ;
+  always @(posedge clk)
+    first2p_d1 <= \$124 ;
+  always @(posedge clk)
+    first2p_d2 <= \$125 ;
+  always @(posedge clk)
+    first2p_d3 <= \$126 ;
+  always @(posedge clk)
+    first2p_d4 <= \$127 ;
+  always @(posedge clk)
+    last2p_d1 <= \$128 ;
+  always @(posedge clk)
+    last2p_d2 <= \$129 ;
+  always @(posedge clk)
+    last2p_d3 <= \$130 ;
+  always @(posedge clk)
+    last2p_d4 <= \$131 ;
+  always @(posedge clk)
+    nfirst2p_d1 <= \$132 ;
+  always @(posedge clk)
+    nfirst2p_d2 <= \$133 ;
+  always @(posedge clk)
+    nfirst2p_d3 <= \$134 ;
+  always @(posedge clk)
+    nfirst2p_d4 <= \$135 ;
+  always @(posedge clk)
+    done <= \$136 ;
+  always @(posedge clk)
+    xacc <= \$137 ;
+  always @(posedge clk)
+    xfin <= \$138 ;
+  always @(posedge clk)
+    acc0_0_g0 <= \$139 ;
+  always @(posedge clk)
+    acc0_0_g1 <= \$140 ;
+  always @(posedge clk)
+    acc0_0_g2 <= \$141 ;
+  always @(posedge clk)
+    acc0_0_g3 <= \$142 ;
+  always @(posedge clk)
+    acc0_0_g4 <= \$143 ;
+  always @(posedge clk)
+    acc0_0_g5 <= \$144 ;
+  always @(posedge clk)
+    acc0_0_g6 <= \$145 ;
+  always @(posedge clk)
+    acc0_0_g7 <= \$146 ;
+  always @(posedge clk)
+    acc0_0_g8 <= \$147 ;
+  always @(posedge clk)
+    acc0_0_g9 <= \$148 ;
+  always @(posedge clk)
+    acc0_0_g10 <= \$149 ;
+  always @(posedge clk)
+    acc0_0_g11 <= \$150 ;
+  always @(posedge clk)
+    acc0_0_g12 <= \$151 ;
+  always @(posedge clk)
+    acc0_0_g13 <= \$152 ;
+  always @(posedge clk)
+    acc0_0_g14 <= \$153 ;
+  always @(posedge clk)
+    acc0_0_g15 <= \$154 ;
+  always @(posedge clk)
+    acc1_0_g0 <= \$155 ;
+  always @(posedge clk)
+    acc1_0_g1 <= \$156 ;
+  always @(posedge clk)
+    acc1_0_g2 <= \$157 ;
+  always @(posedge clk)
+    acc1_0_g3 <= \$158 ;
+  always @(posedge clk)
+    acc1_0_g4 <= \$159 ;
+  always @(posedge clk)
+    acc1_0_g5 <= \$160 ;
+  always @(posedge clk)
+    acc1_0_g6 <= \$161 ;
+  always @(posedge clk)
+    acc1_0_g7 <= \$162 ;
+  always @(posedge clk)
+    acc1_0_g8 <= \$163 ;
+  always @(posedge clk)
+    acc1_0_g9 <= \$164 ;
+  always @(posedge clk)
+    acc1_0_g10 <= \$165 ;
+  always @(posedge clk)
+    acc1_0_g11 <= \$166 ;
+  always @(posedge clk)
+    acc1_0_g12 <= \$167 ;
+  always @(posedge clk)
+    acc1_0_g13 <= \$168 ;
+  always @(posedge clk)
+    acc1_0_g14 <= \$169 ;
+  always @(posedge clk)
+    acc1_0_g15 <= \$170 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$210 ),
+    .d(\$84 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.conv2.consts  consts (
-    .addr(addr),
+    .addr(beat),
     .clk(clk),
     .data(data)
   );
@@ -8562,151 +8453,127 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$660 )
+    .o(\o$39 )
+  );
+  \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
+    .i(word1[47:32]),
+    .o(\o$40 )
+  );
+  \flexor_lenet5.conv2.dec_0_0_3  dec_0_0_3 (
+    .i(word1[63:48]),
+    .o(\o$41 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
-    .i(word1[47:32]),
-    .o(\o$684 )
+    .i(word1[79:64]),
+    .o(\o$151 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
-    .i(word1[63:48]),
-    .o(\o$685 )
+    .i(word1[95:80]),
+    .o(\o$152 )
+  );
+  \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
+    .i(word1[111:96]),
+    .o(\o$153 )
+  );
+  \flexor_lenet5.conv2.dec_1_0_3  dec_1_0_3 (
+    .i(word1[127:112]),
+    .o(\o$154 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
-    .i(word1[79:64]),
-    .o(\o$709 )
+    .i(word1[143:128]),
+    .o(\o$264 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
-    .i(word1[95:80]),
-    .o(\o$710 )
+    .i(word1[159:144]),
+    .o(\o$265 )
+  );
+  \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
+    .i(word1[175:160]),
+    .o(\o$266 )
+  );
+  \flexor_lenet5.conv2.dec_2_0_3  dec_2_0_3 (
+    .i(word1[191:176]),
+    .o(\o$267 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
-    .i(word1[111:96]),
-    .o(\o$734 )
+    .i(word1[207:192]),
+    .o(\o$377 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
-    .i(word1[127:112]),
-    .o(\o$735 )
-  );
-  \flexor_lenet5.conv2.dec_4_0_0  dec_4_0_0 (
-    .i(word1[143:128]),
-    .o(\o$759 )
-  );
-  \flexor_lenet5.conv2.dec_4_0_1  dec_4_0_1 (
-    .i(word1[159:144]),
-    .o(\o$760 )
-  );
-  \flexor_lenet5.conv2.dec_5_0_0  dec_5_0_0 (
-    .i(word1[175:160]),
-    .o(\o$784 )
-  );
-  \flexor_lenet5.conv2.dec_5_0_1  dec_5_0_1 (
-    .i(word1[191:176]),
-    .o(\o$785 )
-  );
-  \flexor_lenet5.conv2.dec_6_0_0  dec_6_0_0 (
-    .i(word1[207:192]),
-    .o(\o$809 )
-  );
-  \flexor_lenet5.conv2.dec_6_0_1  dec_6_0_1 (
     .i(word1[223:208]),
-    .o(\o$810 )
+    .o(\o$378 )
   );
-  \flexor_lenet5.conv2.dec_7_0_0  dec_7_0_0 (
+  \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
     .i(word1[239:224]),
-    .o(\o$834 )
+    .o(\o$379 )
   );
-  \flexor_lenet5.conv2.dec_7_0_1  dec_7_0_1 (
+  \flexor_lenet5.conv2.dec_3_0_3  dec_3_0_3 (
     .i(word1[255:240]),
-    .o(\o$835 )
+    .o(\o$380 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
-    .o__payload(o__payload),
-    .o__ready(\o__ready$619 ),
+    .o__payload(\o__payload$905 ),
+    .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
-    .w_en(\w_en$624 ),
-    .w_port__data(\$25 [7:0])
+    .w_en(v_out_d4),
+    .w_port__data(\$79 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd3)
+    .WIDTH(32'd4)
   ) flags_0_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ nfirst2p_d4, last2p_d4, first2p_d4, v2p_d4 }),
     .q(flags_0)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd3)
+    .WIDTH(32'd4)
   ) flags_1_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ nfirst2p_d4, last2p_d4, first2p_d4, v2p_d4 }),
     .q(flags_1)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd3)
+    .WIDTH(32'd4)
   ) flags_2_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ nfirst2p_d4, last2p_d4, first2p_d4, v2p_d4 }),
     .q(flags_2)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd3)
+    .WIDTH(32'd4)
   ) flags_3_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ nfirst2p_d4, last2p_d4, first2p_d4, v2p_d4 }),
     .q(flags_3)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_4_copy (
-    .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
-    .q(flags_4)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_5_copy (
-    .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
-    .q(flags_5)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_6_copy (
-    .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
-    .q(flags_6)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_7_copy (
-    .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
-    .q(flags_7)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
+    .WIDTH(32'd4)
   ) flags_x_copy (
     .clk(clk),
-    .d({ last2p_d4, first2p_d4, v2p_d4 }),
+    .d({ nfirst2p_d4, last2p_d4, first2p_d4, v2p_d4 }),
     .q(flags_x)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) n_first_rom_copy (
+    .clk(clk),
+    .d(\$85 ),
+    .q(n_first_rom)
   );
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_0_add (
-    .a(xdata_c0[7:0]),
-    .b(xdata_c0[15:8]),
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
     .s(p0_0_0),
     .wa(w0_0[0]),
     .wb(w0_0[1])
@@ -8715,8 +8582,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_10_add (
-    .a(xdata_c0[167:160]),
-    .b(xdata_c0[175:168]),
+    .a(xdata_d1[167:160]),
+    .b(xdata_d1[175:168]),
     .s(p0_0_10),
     .wa(w0_0[20]),
     .wb(w0_0[21])
@@ -8725,8 +8592,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_11_add (
-    .a(xdata_c0[183:176]),
-    .b(xdata_c0[191:184]),
+    .a(xdata_d1[183:176]),
+    .b(xdata_d1[191:184]),
     .s(p0_0_11),
     .wa(w0_0[22]),
     .wb(w0_0[23])
@@ -8735,8 +8602,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_12_add (
-    .a(xdata_c0[199:192]),
-    .b(xdata_c0[207:200]),
+    .a(xdata_d1[199:192]),
+    .b(xdata_d1[207:200]),
     .s(p0_0_12),
     .wa(w0_0[24]),
     .wb(w0_0[25])
@@ -8745,8 +8612,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_13_add (
-    .a(xdata_c0[215:208]),
-    .b(xdata_c0[223:216]),
+    .a(xdata_d1[215:208]),
+    .b(xdata_d1[223:216]),
     .s(p0_0_13),
     .wa(w0_0[26]),
     .wb(w0_0[27])
@@ -8755,8 +8622,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_14_add (
-    .a(xdata_c0[231:224]),
-    .b(xdata_c0[239:232]),
+    .a(xdata_d1[231:224]),
+    .b(xdata_d1[239:232]),
     .s(p0_0_14),
     .wa(w0_0[28]),
     .wb(w0_0[29])
@@ -8765,8 +8632,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_15_add (
-    .a(xdata_c0[247:240]),
-    .b(xdata_c0[255:248]),
+    .a(xdata_d1[247:240]),
+    .b(xdata_d1[255:248]),
     .s(p0_0_15),
     .wa(w0_0[30]),
     .wb(w0_0[31])
@@ -8775,8 +8642,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_16_add (
-    .a(xdata_c0[263:256]),
-    .b(xdata_c0[271:264]),
+    .a(xdata_d1[263:256]),
+    .b(xdata_d1[271:264]),
     .s(p0_0_16),
     .wa(w0_0[32]),
     .wb(w0_0[33])
@@ -8785,8 +8652,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_17_add (
-    .a(xdata_c0[279:272]),
-    .b(xdata_c0[287:280]),
+    .a(xdata_d1[279:272]),
+    .b(xdata_d1[287:280]),
     .s(p0_0_17),
     .wa(w0_0[34]),
     .wb(w0_0[35])
@@ -8795,8 +8662,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_18_add (
-    .a(xdata_c0[295:288]),
-    .b(xdata_c0[303:296]),
+    .a(xdata_d1[295:288]),
+    .b(xdata_d1[303:296]),
     .s(p0_0_18),
     .wa(w0_0[36]),
     .wb(w0_0[37])
@@ -8805,8 +8672,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_19_add (
-    .a(xdata_c0[311:304]),
-    .b(xdata_c0[319:312]),
+    .a(xdata_d1[311:304]),
+    .b(xdata_d1[319:312]),
     .s(p0_0_19),
     .wa(w0_0[38]),
     .wb(w0_0[39])
@@ -8815,8 +8682,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_1_add (
-    .a(xdata_c0[23:16]),
-    .b(xdata_c0[31:24]),
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
     .s(p0_0_1),
     .wa(w0_0[2]),
     .wb(w0_0[3])
@@ -8824,9 +8691,109 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
+  ) p0_0_20_add (
+    .a(xdata_d1[327:320]),
+    .b(xdata_d1[335:328]),
+    .s(p0_0_20),
+    .wa(w0_0[40]),
+    .wb(w0_0[41])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_21_add (
+    .a(xdata_d1[343:336]),
+    .b(xdata_d1[351:344]),
+    .s(p0_0_21),
+    .wa(w0_0[42]),
+    .wb(w0_0[43])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_22_add (
+    .a(xdata_d1[359:352]),
+    .b(xdata_d1[367:360]),
+    .s(p0_0_22),
+    .wa(w0_0[44]),
+    .wb(w0_0[45])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_23_add (
+    .a(xdata_d1[375:368]),
+    .b(xdata_d1[383:376]),
+    .s(p0_0_23),
+    .wa(w0_0[46]),
+    .wb(w0_0[47])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_24_add (
+    .a(xdata_d1[391:384]),
+    .b(xdata_d1[399:392]),
+    .s(p0_0_24),
+    .wa(w0_0[48]),
+    .wb(w0_0[49])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_25_add (
+    .a(xdata_d1[407:400]),
+    .b(xdata_d1[415:408]),
+    .s(p0_0_25),
+    .wa(w0_0[50]),
+    .wb(w0_0[51])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_26_add (
+    .a(xdata_d1[423:416]),
+    .b(xdata_d1[431:424]),
+    .s(p0_0_26),
+    .wa(w0_0[52]),
+    .wb(w0_0[53])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_27_add (
+    .a(xdata_d1[439:432]),
+    .b(xdata_d1[447:440]),
+    .s(p0_0_27),
+    .wa(w0_0[54]),
+    .wb(w0_0[55])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_28_add (
+    .a(xdata_d1[455:448]),
+    .b(xdata_d1[463:456]),
+    .s(p0_0_28),
+    .wa(w0_0[56]),
+    .wb(w0_0[57])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_29_add (
+    .a(xdata_d1[471:464]),
+    .b(xdata_d1[479:472]),
+    .s(p0_0_29),
+    .wa(w0_0[58]),
+    .wb(w0_0[59])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
   ) p0_0_2_add (
-    .a(xdata_c0[39:32]),
-    .b(xdata_c0[47:40]),
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
     .s(p0_0_2),
     .wa(w0_0[4]),
     .wb(w0_0[5])
@@ -8834,9 +8801,109 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
+  ) p0_0_30_add (
+    .a(xdata_d1[487:480]),
+    .b(xdata_d1[495:488]),
+    .s(p0_0_30),
+    .wa(w0_0[60]),
+    .wb(w0_0[61])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_31_add (
+    .a(xdata_d1[503:496]),
+    .b(xdata_d1[511:504]),
+    .s(p0_0_31),
+    .wa(w0_0[62]),
+    .wb(w0_0[63])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_32_add (
+    .a(xdata_d1[519:512]),
+    .b(xdata_d1[527:520]),
+    .s(p0_0_32),
+    .wa(w0_0[64]),
+    .wb(w0_0[65])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_33_add (
+    .a(xdata_d1[535:528]),
+    .b(xdata_d1[543:536]),
+    .s(p0_0_33),
+    .wa(w0_0[66]),
+    .wb(w0_0[67])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_34_add (
+    .a(xdata_d1[551:544]),
+    .b(xdata_d1[559:552]),
+    .s(p0_0_34),
+    .wa(w0_0[68]),
+    .wb(w0_0[69])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_35_add (
+    .a(xdata_d1[567:560]),
+    .b(xdata_d1[575:568]),
+    .s(p0_0_35),
+    .wa(w0_0[70]),
+    .wb(w0_0[71])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_36_add (
+    .a(xdata_d1[583:576]),
+    .b(xdata_d1[591:584]),
+    .s(p0_0_36),
+    .wa(w0_0[72]),
+    .wb(w0_0[73])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_37_add (
+    .a(xdata_d1[599:592]),
+    .b(xdata_d1[607:600]),
+    .s(p0_0_37),
+    .wa(w0_0[74]),
+    .wb(w0_0[75])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_38_add (
+    .a(xdata_d1[615:608]),
+    .b(xdata_d1[623:616]),
+    .s(p0_0_38),
+    .wa(w0_0[76]),
+    .wb(w0_0[77])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_39_add (
+    .a(xdata_d1[631:624]),
+    .b(xdata_d1[639:632]),
+    .s(p0_0_39),
+    .wa(w0_0[78]),
+    .wb(w0_0[79])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
   ) p0_0_3_add (
-    .a(xdata_c0[55:48]),
-    .b(xdata_c0[63:56]),
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
     .s(p0_0_3),
     .wa(w0_0[6]),
     .wb(w0_0[7])
@@ -8845,8 +8912,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_4_add (
-    .a(xdata_c0[71:64]),
-    .b(xdata_c0[79:72]),
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
     .s(p0_0_4),
     .wa(w0_0[8]),
     .wb(w0_0[9])
@@ -8855,8 +8922,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_5_add (
-    .a(xdata_c0[87:80]),
-    .b(xdata_c0[95:88]),
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
     .s(p0_0_5),
     .wa(w0_0[10]),
     .wb(w0_0[11])
@@ -8865,8 +8932,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_6_add (
-    .a(xdata_c0[103:96]),
-    .b(xdata_c0[111:104]),
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
     .s(p0_0_6),
     .wa(w0_0[12]),
     .wb(w0_0[13])
@@ -8875,8 +8942,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_7_add (
-    .a(xdata_c0[119:112]),
-    .b(xdata_c0[127:120]),
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
     .s(p0_0_7),
     .wa(w0_0[14]),
     .wb(w0_0[15])
@@ -8885,8 +8952,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_8_add (
-    .a(xdata_c0[135:128]),
-    .b(xdata_c0[143:136]),
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
     .s(p0_0_8),
     .wa(w0_0[16]),
     .wb(w0_0[17])
@@ -8895,8 +8962,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p0_0_9_add (
-    .a(xdata_c0[151:144]),
-    .b(xdata_c0[159:152]),
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
     .s(p0_0_9),
     .wa(w0_0[18]),
     .wb(w0_0[19])
@@ -8905,8 +8972,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_0_add (
-    .a(xdata_c0[7:0]),
-    .b(xdata_c0[15:8]),
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
     .s(p1_0_0),
     .wa(w1_0[0]),
     .wb(w1_0[1])
@@ -8915,8 +8982,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_10_add (
-    .a(xdata_c0[167:160]),
-    .b(xdata_c0[175:168]),
+    .a(xdata_d1[167:160]),
+    .b(xdata_d1[175:168]),
     .s(p1_0_10),
     .wa(w1_0[20]),
     .wb(w1_0[21])
@@ -8925,8 +8992,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_11_add (
-    .a(xdata_c0[183:176]),
-    .b(xdata_c0[191:184]),
+    .a(xdata_d1[183:176]),
+    .b(xdata_d1[191:184]),
     .s(p1_0_11),
     .wa(w1_0[22]),
     .wb(w1_0[23])
@@ -8935,8 +9002,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_12_add (
-    .a(xdata_c0[199:192]),
-    .b(xdata_c0[207:200]),
+    .a(xdata_d1[199:192]),
+    .b(xdata_d1[207:200]),
     .s(p1_0_12),
     .wa(w1_0[24]),
     .wb(w1_0[25])
@@ -8945,8 +9012,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_13_add (
-    .a(xdata_c0[215:208]),
-    .b(xdata_c0[223:216]),
+    .a(xdata_d1[215:208]),
+    .b(xdata_d1[223:216]),
     .s(p1_0_13),
     .wa(w1_0[26]),
     .wb(w1_0[27])
@@ -8955,8 +9022,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_14_add (
-    .a(xdata_c0[231:224]),
-    .b(xdata_c0[239:232]),
+    .a(xdata_d1[231:224]),
+    .b(xdata_d1[239:232]),
     .s(p1_0_14),
     .wa(w1_0[28]),
     .wb(w1_0[29])
@@ -8965,8 +9032,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_15_add (
-    .a(xdata_c0[247:240]),
-    .b(xdata_c0[255:248]),
+    .a(xdata_d1[247:240]),
+    .b(xdata_d1[255:248]),
     .s(p1_0_15),
     .wa(w1_0[30]),
     .wb(w1_0[31])
@@ -8975,8 +9042,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_16_add (
-    .a(xdata_c0[263:256]),
-    .b(xdata_c0[271:264]),
+    .a(xdata_d1[263:256]),
+    .b(xdata_d1[271:264]),
     .s(p1_0_16),
     .wa(w1_0[32]),
     .wb(w1_0[33])
@@ -8985,8 +9052,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_17_add (
-    .a(xdata_c0[279:272]),
-    .b(xdata_c0[287:280]),
+    .a(xdata_d1[279:272]),
+    .b(xdata_d1[287:280]),
     .s(p1_0_17),
     .wa(w1_0[34]),
     .wb(w1_0[35])
@@ -8995,8 +9062,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_18_add (
-    .a(xdata_c0[295:288]),
-    .b(xdata_c0[303:296]),
+    .a(xdata_d1[295:288]),
+    .b(xdata_d1[303:296]),
     .s(p1_0_18),
     .wa(w1_0[36]),
     .wb(w1_0[37])
@@ -9005,8 +9072,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_19_add (
-    .a(xdata_c0[311:304]),
-    .b(xdata_c0[319:312]),
+    .a(xdata_d1[311:304]),
+    .b(xdata_d1[319:312]),
     .s(p1_0_19),
     .wa(w1_0[38]),
     .wb(w1_0[39])
@@ -9015,8 +9082,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_1_add (
-    .a(xdata_c0[23:16]),
-    .b(xdata_c0[31:24]),
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
     .s(p1_0_1),
     .wa(w1_0[2]),
     .wb(w1_0[3])
@@ -9024,9 +9091,109 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
+  ) p1_0_20_add (
+    .a(xdata_d1[327:320]),
+    .b(xdata_d1[335:328]),
+    .s(p1_0_20),
+    .wa(w1_0[40]),
+    .wb(w1_0[41])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_21_add (
+    .a(xdata_d1[343:336]),
+    .b(xdata_d1[351:344]),
+    .s(p1_0_21),
+    .wa(w1_0[42]),
+    .wb(w1_0[43])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_22_add (
+    .a(xdata_d1[359:352]),
+    .b(xdata_d1[367:360]),
+    .s(p1_0_22),
+    .wa(w1_0[44]),
+    .wb(w1_0[45])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_23_add (
+    .a(xdata_d1[375:368]),
+    .b(xdata_d1[383:376]),
+    .s(p1_0_23),
+    .wa(w1_0[46]),
+    .wb(w1_0[47])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_24_add (
+    .a(xdata_d1[391:384]),
+    .b(xdata_d1[399:392]),
+    .s(p1_0_24),
+    .wa(w1_0[48]),
+    .wb(w1_0[49])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_25_add (
+    .a(xdata_d1[407:400]),
+    .b(xdata_d1[415:408]),
+    .s(p1_0_25),
+    .wa(w1_0[50]),
+    .wb(w1_0[51])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_26_add (
+    .a(xdata_d1[423:416]),
+    .b(xdata_d1[431:424]),
+    .s(p1_0_26),
+    .wa(w1_0[52]),
+    .wb(w1_0[53])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_27_add (
+    .a(xdata_d1[439:432]),
+    .b(xdata_d1[447:440]),
+    .s(p1_0_27),
+    .wa(w1_0[54]),
+    .wb(w1_0[55])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_28_add (
+    .a(xdata_d1[455:448]),
+    .b(xdata_d1[463:456]),
+    .s(p1_0_28),
+    .wa(w1_0[56]),
+    .wb(w1_0[57])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_29_add (
+    .a(xdata_d1[471:464]),
+    .b(xdata_d1[479:472]),
+    .s(p1_0_29),
+    .wa(w1_0[58]),
+    .wb(w1_0[59])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
   ) p1_0_2_add (
-    .a(xdata_c0[39:32]),
-    .b(xdata_c0[47:40]),
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
     .s(p1_0_2),
     .wa(w1_0[4]),
     .wb(w1_0[5])
@@ -9034,9 +9201,109 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
+  ) p1_0_30_add (
+    .a(xdata_d1[487:480]),
+    .b(xdata_d1[495:488]),
+    .s(p1_0_30),
+    .wa(w1_0[60]),
+    .wb(w1_0[61])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_31_add (
+    .a(xdata_d1[503:496]),
+    .b(xdata_d1[511:504]),
+    .s(p1_0_31),
+    .wa(w1_0[62]),
+    .wb(w1_0[63])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_32_add (
+    .a(xdata_d1[519:512]),
+    .b(xdata_d1[527:520]),
+    .s(p1_0_32),
+    .wa(w1_0[64]),
+    .wb(w1_0[65])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_33_add (
+    .a(xdata_d1[535:528]),
+    .b(xdata_d1[543:536]),
+    .s(p1_0_33),
+    .wa(w1_0[66]),
+    .wb(w1_0[67])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_34_add (
+    .a(xdata_d1[551:544]),
+    .b(xdata_d1[559:552]),
+    .s(p1_0_34),
+    .wa(w1_0[68]),
+    .wb(w1_0[69])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_35_add (
+    .a(xdata_d1[567:560]),
+    .b(xdata_d1[575:568]),
+    .s(p1_0_35),
+    .wa(w1_0[70]),
+    .wb(w1_0[71])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_36_add (
+    .a(xdata_d1[583:576]),
+    .b(xdata_d1[591:584]),
+    .s(p1_0_36),
+    .wa(w1_0[72]),
+    .wb(w1_0[73])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_37_add (
+    .a(xdata_d1[599:592]),
+    .b(xdata_d1[607:600]),
+    .s(p1_0_37),
+    .wa(w1_0[74]),
+    .wb(w1_0[75])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_38_add (
+    .a(xdata_d1[615:608]),
+    .b(xdata_d1[623:616]),
+    .s(p1_0_38),
+    .wa(w1_0[76]),
+    .wb(w1_0[77])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_39_add (
+    .a(xdata_d1[631:624]),
+    .b(xdata_d1[639:632]),
+    .s(p1_0_39),
+    .wa(w1_0[78]),
+    .wb(w1_0[79])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
   ) p1_0_3_add (
-    .a(xdata_c0[55:48]),
-    .b(xdata_c0[63:56]),
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
     .s(p1_0_3),
     .wa(w1_0[6]),
     .wb(w1_0[7])
@@ -9045,8 +9312,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_4_add (
-    .a(xdata_c0[71:64]),
-    .b(xdata_c0[79:72]),
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
     .s(p1_0_4),
     .wa(w1_0[8]),
     .wb(w1_0[9])
@@ -9055,8 +9322,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_5_add (
-    .a(xdata_c0[87:80]),
-    .b(xdata_c0[95:88]),
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
     .s(p1_0_5),
     .wa(w1_0[10]),
     .wb(w1_0[11])
@@ -9065,8 +9332,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_6_add (
-    .a(xdata_c0[103:96]),
-    .b(xdata_c0[111:104]),
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
     .s(p1_0_6),
     .wa(w1_0[12]),
     .wb(w1_0[13])
@@ -9075,8 +9342,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_7_add (
-    .a(xdata_c0[119:112]),
-    .b(xdata_c0[127:120]),
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
     .s(p1_0_7),
     .wa(w1_0[14]),
     .wb(w1_0[15])
@@ -9085,8 +9352,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_8_add (
-    .a(xdata_c0[135:128]),
-    .b(xdata_c0[143:136]),
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
     .s(p1_0_8),
     .wa(w1_0[16]),
     .wb(w1_0[17])
@@ -9095,8 +9362,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p1_0_9_add (
-    .a(xdata_c0[151:144]),
-    .b(xdata_c0[159:152]),
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
     .s(p1_0_9),
     .wa(w1_0[18]),
     .wb(w1_0[19])
@@ -9105,8 +9372,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_0_add (
-    .a(xdata_c0[7:0]),
-    .b(xdata_c0[15:8]),
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
     .s(p2_0_0),
     .wa(w2_0[0]),
     .wb(w2_0[1])
@@ -9115,8 +9382,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_10_add (
-    .a(xdata_c0[167:160]),
-    .b(xdata_c0[175:168]),
+    .a(xdata_d1[167:160]),
+    .b(xdata_d1[175:168]),
     .s(p2_0_10),
     .wa(w2_0[20]),
     .wb(w2_0[21])
@@ -9125,8 +9392,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_11_add (
-    .a(xdata_c0[183:176]),
-    .b(xdata_c0[191:184]),
+    .a(xdata_d1[183:176]),
+    .b(xdata_d1[191:184]),
     .s(p2_0_11),
     .wa(w2_0[22]),
     .wb(w2_0[23])
@@ -9135,8 +9402,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_12_add (
-    .a(xdata_c0[199:192]),
-    .b(xdata_c0[207:200]),
+    .a(xdata_d1[199:192]),
+    .b(xdata_d1[207:200]),
     .s(p2_0_12),
     .wa(w2_0[24]),
     .wb(w2_0[25])
@@ -9145,8 +9412,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_13_add (
-    .a(xdata_c0[215:208]),
-    .b(xdata_c0[223:216]),
+    .a(xdata_d1[215:208]),
+    .b(xdata_d1[223:216]),
     .s(p2_0_13),
     .wa(w2_0[26]),
     .wb(w2_0[27])
@@ -9155,8 +9422,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_14_add (
-    .a(xdata_c0[231:224]),
-    .b(xdata_c0[239:232]),
+    .a(xdata_d1[231:224]),
+    .b(xdata_d1[239:232]),
     .s(p2_0_14),
     .wa(w2_0[28]),
     .wb(w2_0[29])
@@ -9165,8 +9432,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_15_add (
-    .a(xdata_c0[247:240]),
-    .b(xdata_c0[255:248]),
+    .a(xdata_d1[247:240]),
+    .b(xdata_d1[255:248]),
     .s(p2_0_15),
     .wa(w2_0[30]),
     .wb(w2_0[31])
@@ -9175,8 +9442,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_16_add (
-    .a(xdata_c0[263:256]),
-    .b(xdata_c0[271:264]),
+    .a(xdata_d1[263:256]),
+    .b(xdata_d1[271:264]),
     .s(p2_0_16),
     .wa(w2_0[32]),
     .wb(w2_0[33])
@@ -9185,8 +9452,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_17_add (
-    .a(xdata_c0[279:272]),
-    .b(xdata_c0[287:280]),
+    .a(xdata_d1[279:272]),
+    .b(xdata_d1[287:280]),
     .s(p2_0_17),
     .wa(w2_0[34]),
     .wb(w2_0[35])
@@ -9195,8 +9462,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_18_add (
-    .a(xdata_c0[295:288]),
-    .b(xdata_c0[303:296]),
+    .a(xdata_d1[295:288]),
+    .b(xdata_d1[303:296]),
     .s(p2_0_18),
     .wa(w2_0[36]),
     .wb(w2_0[37])
@@ -9205,8 +9472,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_19_add (
-    .a(xdata_c0[311:304]),
-    .b(xdata_c0[319:312]),
+    .a(xdata_d1[311:304]),
+    .b(xdata_d1[319:312]),
     .s(p2_0_19),
     .wa(w2_0[38]),
     .wb(w2_0[39])
@@ -9215,8 +9482,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_1_add (
-    .a(xdata_c0[23:16]),
-    .b(xdata_c0[31:24]),
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
     .s(p2_0_1),
     .wa(w2_0[2]),
     .wb(w2_0[3])
@@ -9224,9 +9491,109 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
+  ) p2_0_20_add (
+    .a(xdata_d1[327:320]),
+    .b(xdata_d1[335:328]),
+    .s(p2_0_20),
+    .wa(w2_0[40]),
+    .wb(w2_0[41])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_21_add (
+    .a(xdata_d1[343:336]),
+    .b(xdata_d1[351:344]),
+    .s(p2_0_21),
+    .wa(w2_0[42]),
+    .wb(w2_0[43])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_22_add (
+    .a(xdata_d1[359:352]),
+    .b(xdata_d1[367:360]),
+    .s(p2_0_22),
+    .wa(w2_0[44]),
+    .wb(w2_0[45])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_23_add (
+    .a(xdata_d1[375:368]),
+    .b(xdata_d1[383:376]),
+    .s(p2_0_23),
+    .wa(w2_0[46]),
+    .wb(w2_0[47])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_24_add (
+    .a(xdata_d1[391:384]),
+    .b(xdata_d1[399:392]),
+    .s(p2_0_24),
+    .wa(w2_0[48]),
+    .wb(w2_0[49])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_25_add (
+    .a(xdata_d1[407:400]),
+    .b(xdata_d1[415:408]),
+    .s(p2_0_25),
+    .wa(w2_0[50]),
+    .wb(w2_0[51])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_26_add (
+    .a(xdata_d1[423:416]),
+    .b(xdata_d1[431:424]),
+    .s(p2_0_26),
+    .wa(w2_0[52]),
+    .wb(w2_0[53])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_27_add (
+    .a(xdata_d1[439:432]),
+    .b(xdata_d1[447:440]),
+    .s(p2_0_27),
+    .wa(w2_0[54]),
+    .wb(w2_0[55])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_28_add (
+    .a(xdata_d1[455:448]),
+    .b(xdata_d1[463:456]),
+    .s(p2_0_28),
+    .wa(w2_0[56]),
+    .wb(w2_0[57])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_29_add (
+    .a(xdata_d1[471:464]),
+    .b(xdata_d1[479:472]),
+    .s(p2_0_29),
+    .wa(w2_0[58]),
+    .wb(w2_0[59])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
   ) p2_0_2_add (
-    .a(xdata_c0[39:32]),
-    .b(xdata_c0[47:40]),
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
     .s(p2_0_2),
     .wa(w2_0[4]),
     .wb(w2_0[5])
@@ -9234,9 +9601,109 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
+  ) p2_0_30_add (
+    .a(xdata_d1[487:480]),
+    .b(xdata_d1[495:488]),
+    .s(p2_0_30),
+    .wa(w2_0[60]),
+    .wb(w2_0[61])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_31_add (
+    .a(xdata_d1[503:496]),
+    .b(xdata_d1[511:504]),
+    .s(p2_0_31),
+    .wa(w2_0[62]),
+    .wb(w2_0[63])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_32_add (
+    .a(xdata_d1[519:512]),
+    .b(xdata_d1[527:520]),
+    .s(p2_0_32),
+    .wa(w2_0[64]),
+    .wb(w2_0[65])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_33_add (
+    .a(xdata_d1[535:528]),
+    .b(xdata_d1[543:536]),
+    .s(p2_0_33),
+    .wa(w2_0[66]),
+    .wb(w2_0[67])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_34_add (
+    .a(xdata_d1[551:544]),
+    .b(xdata_d1[559:552]),
+    .s(p2_0_34),
+    .wa(w2_0[68]),
+    .wb(w2_0[69])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_35_add (
+    .a(xdata_d1[567:560]),
+    .b(xdata_d1[575:568]),
+    .s(p2_0_35),
+    .wa(w2_0[70]),
+    .wb(w2_0[71])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_36_add (
+    .a(xdata_d1[583:576]),
+    .b(xdata_d1[591:584]),
+    .s(p2_0_36),
+    .wa(w2_0[72]),
+    .wb(w2_0[73])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_37_add (
+    .a(xdata_d1[599:592]),
+    .b(xdata_d1[607:600]),
+    .s(p2_0_37),
+    .wa(w2_0[74]),
+    .wb(w2_0[75])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_38_add (
+    .a(xdata_d1[615:608]),
+    .b(xdata_d1[623:616]),
+    .s(p2_0_38),
+    .wa(w2_0[76]),
+    .wb(w2_0[77])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_39_add (
+    .a(xdata_d1[631:624]),
+    .b(xdata_d1[639:632]),
+    .s(p2_0_39),
+    .wa(w2_0[78]),
+    .wb(w2_0[79])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
   ) p2_0_3_add (
-    .a(xdata_c0[55:48]),
-    .b(xdata_c0[63:56]),
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
     .s(p2_0_3),
     .wa(w2_0[6]),
     .wb(w2_0[7])
@@ -9245,8 +9712,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_4_add (
-    .a(xdata_c0[71:64]),
-    .b(xdata_c0[79:72]),
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
     .s(p2_0_4),
     .wa(w2_0[8]),
     .wb(w2_0[9])
@@ -9255,8 +9722,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_5_add (
-    .a(xdata_c0[87:80]),
-    .b(xdata_c0[95:88]),
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
     .s(p2_0_5),
     .wa(w2_0[10]),
     .wb(w2_0[11])
@@ -9265,8 +9732,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_6_add (
-    .a(xdata_c0[103:96]),
-    .b(xdata_c0[111:104]),
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
     .s(p2_0_6),
     .wa(w2_0[12]),
     .wb(w2_0[13])
@@ -9275,8 +9742,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_7_add (
-    .a(xdata_c0[119:112]),
-    .b(xdata_c0[127:120]),
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
     .s(p2_0_7),
     .wa(w2_0[14]),
     .wb(w2_0[15])
@@ -9285,8 +9752,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_8_add (
-    .a(xdata_c0[135:128]),
-    .b(xdata_c0[143:136]),
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
     .s(p2_0_8),
     .wa(w2_0[16]),
     .wb(w2_0[17])
@@ -9295,8 +9762,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p2_0_9_add (
-    .a(xdata_c0[151:144]),
-    .b(xdata_c0[159:152]),
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
     .s(p2_0_9),
     .wa(w2_0[18]),
     .wb(w2_0[19])
@@ -9305,8 +9772,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_0_add (
-    .a(xdata_c0[7:0]),
-    .b(xdata_c0[15:8]),
+    .a(xdata_d1[7:0]),
+    .b(xdata_d1[15:8]),
     .s(p3_0_0),
     .wa(w3_0[0]),
     .wb(w3_0[1])
@@ -9315,8 +9782,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_10_add (
-    .a(xdata_c0[167:160]),
-    .b(xdata_c0[175:168]),
+    .a(xdata_d1[167:160]),
+    .b(xdata_d1[175:168]),
     .s(p3_0_10),
     .wa(w3_0[20]),
     .wb(w3_0[21])
@@ -9325,8 +9792,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_11_add (
-    .a(xdata_c0[183:176]),
-    .b(xdata_c0[191:184]),
+    .a(xdata_d1[183:176]),
+    .b(xdata_d1[191:184]),
     .s(p3_0_11),
     .wa(w3_0[22]),
     .wb(w3_0[23])
@@ -9335,8 +9802,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_12_add (
-    .a(xdata_c0[199:192]),
-    .b(xdata_c0[207:200]),
+    .a(xdata_d1[199:192]),
+    .b(xdata_d1[207:200]),
     .s(p3_0_12),
     .wa(w3_0[24]),
     .wb(w3_0[25])
@@ -9345,8 +9812,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_13_add (
-    .a(xdata_c0[215:208]),
-    .b(xdata_c0[223:216]),
+    .a(xdata_d1[215:208]),
+    .b(xdata_d1[223:216]),
     .s(p3_0_13),
     .wa(w3_0[26]),
     .wb(w3_0[27])
@@ -9355,8 +9822,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_14_add (
-    .a(xdata_c0[231:224]),
-    .b(xdata_c0[239:232]),
+    .a(xdata_d1[231:224]),
+    .b(xdata_d1[239:232]),
     .s(p3_0_14),
     .wa(w3_0[28]),
     .wb(w3_0[29])
@@ -9365,8 +9832,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_15_add (
-    .a(xdata_c0[247:240]),
-    .b(xdata_c0[255:248]),
+    .a(xdata_d1[247:240]),
+    .b(xdata_d1[255:248]),
     .s(p3_0_15),
     .wa(w3_0[30]),
     .wb(w3_0[31])
@@ -9375,8 +9842,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_16_add (
-    .a(xdata_c0[263:256]),
-    .b(xdata_c0[271:264]),
+    .a(xdata_d1[263:256]),
+    .b(xdata_d1[271:264]),
     .s(p3_0_16),
     .wa(w3_0[32]),
     .wb(w3_0[33])
@@ -9385,8 +9852,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_17_add (
-    .a(xdata_c0[279:272]),
-    .b(xdata_c0[287:280]),
+    .a(xdata_d1[279:272]),
+    .b(xdata_d1[287:280]),
     .s(p3_0_17),
     .wa(w3_0[34]),
     .wb(w3_0[35])
@@ -9395,8 +9862,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_18_add (
-    .a(xdata_c0[295:288]),
-    .b(xdata_c0[303:296]),
+    .a(xdata_d1[295:288]),
+    .b(xdata_d1[303:296]),
     .s(p3_0_18),
     .wa(w3_0[36]),
     .wb(w3_0[37])
@@ -9405,8 +9872,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_19_add (
-    .a(xdata_c0[311:304]),
-    .b(xdata_c0[319:312]),
+    .a(xdata_d1[311:304]),
+    .b(xdata_d1[319:312]),
     .s(p3_0_19),
     .wa(w3_0[38]),
     .wb(w3_0[39])
@@ -9415,8 +9882,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_1_add (
-    .a(xdata_c0[23:16]),
-    .b(xdata_c0[31:24]),
+    .a(xdata_d1[23:16]),
+    .b(xdata_d1[31:24]),
     .s(p3_0_1),
     .wa(w3_0[2]),
     .wb(w3_0[3])
@@ -9424,9 +9891,109 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
+  ) p3_0_20_add (
+    .a(xdata_d1[327:320]),
+    .b(xdata_d1[335:328]),
+    .s(p3_0_20),
+    .wa(w3_0[40]),
+    .wb(w3_0[41])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_21_add (
+    .a(xdata_d1[343:336]),
+    .b(xdata_d1[351:344]),
+    .s(p3_0_21),
+    .wa(w3_0[42]),
+    .wb(w3_0[43])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_22_add (
+    .a(xdata_d1[359:352]),
+    .b(xdata_d1[367:360]),
+    .s(p3_0_22),
+    .wa(w3_0[44]),
+    .wb(w3_0[45])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_23_add (
+    .a(xdata_d1[375:368]),
+    .b(xdata_d1[383:376]),
+    .s(p3_0_23),
+    .wa(w3_0[46]),
+    .wb(w3_0[47])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_24_add (
+    .a(xdata_d1[391:384]),
+    .b(xdata_d1[399:392]),
+    .s(p3_0_24),
+    .wa(w3_0[48]),
+    .wb(w3_0[49])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_25_add (
+    .a(xdata_d1[407:400]),
+    .b(xdata_d1[415:408]),
+    .s(p3_0_25),
+    .wa(w3_0[50]),
+    .wb(w3_0[51])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_26_add (
+    .a(xdata_d1[423:416]),
+    .b(xdata_d1[431:424]),
+    .s(p3_0_26),
+    .wa(w3_0[52]),
+    .wb(w3_0[53])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_27_add (
+    .a(xdata_d1[439:432]),
+    .b(xdata_d1[447:440]),
+    .s(p3_0_27),
+    .wa(w3_0[54]),
+    .wb(w3_0[55])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_28_add (
+    .a(xdata_d1[455:448]),
+    .b(xdata_d1[463:456]),
+    .s(p3_0_28),
+    .wa(w3_0[56]),
+    .wb(w3_0[57])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_29_add (
+    .a(xdata_d1[471:464]),
+    .b(xdata_d1[479:472]),
+    .s(p3_0_29),
+    .wa(w3_0[58]),
+    .wb(w3_0[59])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
   ) p3_0_2_add (
-    .a(xdata_c0[39:32]),
-    .b(xdata_c0[47:40]),
+    .a(xdata_d1[39:32]),
+    .b(xdata_d1[47:40]),
     .s(p3_0_2),
     .wa(w3_0[4]),
     .wb(w3_0[5])
@@ -9434,9 +10001,109 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
+  ) p3_0_30_add (
+    .a(xdata_d1[487:480]),
+    .b(xdata_d1[495:488]),
+    .s(p3_0_30),
+    .wa(w3_0[60]),
+    .wb(w3_0[61])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_31_add (
+    .a(xdata_d1[503:496]),
+    .b(xdata_d1[511:504]),
+    .s(p3_0_31),
+    .wa(w3_0[62]),
+    .wb(w3_0[63])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_32_add (
+    .a(xdata_d1[519:512]),
+    .b(xdata_d1[527:520]),
+    .s(p3_0_32),
+    .wa(w3_0[64]),
+    .wb(w3_0[65])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_33_add (
+    .a(xdata_d1[535:528]),
+    .b(xdata_d1[543:536]),
+    .s(p3_0_33),
+    .wa(w3_0[66]),
+    .wb(w3_0[67])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_34_add (
+    .a(xdata_d1[551:544]),
+    .b(xdata_d1[559:552]),
+    .s(p3_0_34),
+    .wa(w3_0[68]),
+    .wb(w3_0[69])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_35_add (
+    .a(xdata_d1[567:560]),
+    .b(xdata_d1[575:568]),
+    .s(p3_0_35),
+    .wa(w3_0[70]),
+    .wb(w3_0[71])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_36_add (
+    .a(xdata_d1[583:576]),
+    .b(xdata_d1[591:584]),
+    .s(p3_0_36),
+    .wa(w3_0[72]),
+    .wb(w3_0[73])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_37_add (
+    .a(xdata_d1[599:592]),
+    .b(xdata_d1[607:600]),
+    .s(p3_0_37),
+    .wa(w3_0[74]),
+    .wb(w3_0[75])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_38_add (
+    .a(xdata_d1[615:608]),
+    .b(xdata_d1[623:616]),
+    .s(p3_0_38),
+    .wa(w3_0[76]),
+    .wb(w3_0[77])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_39_add (
+    .a(xdata_d1[631:624]),
+    .b(xdata_d1[639:632]),
+    .s(p3_0_39),
+    .wa(w3_0[78]),
+    .wb(w3_0[79])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
   ) p3_0_3_add (
-    .a(xdata_c0[55:48]),
-    .b(xdata_c0[63:56]),
+    .a(xdata_d1[55:48]),
+    .b(xdata_d1[63:56]),
     .s(p3_0_3),
     .wa(w3_0[6]),
     .wb(w3_0[7])
@@ -9445,8 +10112,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_4_add (
-    .a(xdata_c0[71:64]),
-    .b(xdata_c0[79:72]),
+    .a(xdata_d1[71:64]),
+    .b(xdata_d1[79:72]),
     .s(p3_0_4),
     .wa(w3_0[8]),
     .wb(w3_0[9])
@@ -9455,8 +10122,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_5_add (
-    .a(xdata_c0[87:80]),
-    .b(xdata_c0[95:88]),
+    .a(xdata_d1[87:80]),
+    .b(xdata_d1[95:88]),
     .s(p3_0_5),
     .wa(w3_0[10]),
     .wb(w3_0[11])
@@ -9465,8 +10132,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_6_add (
-    .a(xdata_c0[103:96]),
-    .b(xdata_c0[111:104]),
+    .a(xdata_d1[103:96]),
+    .b(xdata_d1[111:104]),
     .s(p3_0_6),
     .wa(w3_0[12]),
     .wb(w3_0[13])
@@ -9475,8 +10142,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_7_add (
-    .a(xdata_c0[119:112]),
-    .b(xdata_c0[127:120]),
+    .a(xdata_d1[119:112]),
+    .b(xdata_d1[127:120]),
     .s(p3_0_7),
     .wa(w3_0[14]),
     .wb(w3_0[15])
@@ -9485,8 +10152,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_8_add (
-    .a(xdata_c0[135:128]),
-    .b(xdata_c0[143:136]),
+    .a(xdata_d1[135:128]),
+    .b(xdata_d1[143:136]),
     .s(p3_0_8),
     .wa(w3_0[16]),
     .wb(w3_0[17])
@@ -9495,976 +10162,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .SIGNED(32'd0),
     .WIDTH(32'd8)
   ) p3_0_9_add (
-    .a(xdata_c0[151:144]),
-    .b(xdata_c0[159:152]),
+    .a(xdata_d1[151:144]),
+    .b(xdata_d1[159:152]),
     .s(p3_0_9),
     .wa(w3_0[18]),
     .wb(w3_0[19])
   );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_0_add (
-    .a(xdata_c1[7:0]),
-    .b(xdata_c1[15:8]),
-    .s(p4_0_0),
-    .wa(w4_0[0]),
-    .wb(w4_0[1])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_10_add (
-    .a(xdata_c1[167:160]),
-    .b(xdata_c1[175:168]),
-    .s(p4_0_10),
-    .wa(w4_0[20]),
-    .wb(w4_0[21])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_11_add (
-    .a(xdata_c1[183:176]),
-    .b(xdata_c1[191:184]),
-    .s(p4_0_11),
-    .wa(w4_0[22]),
-    .wb(w4_0[23])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_12_add (
-    .a(xdata_c1[199:192]),
-    .b(xdata_c1[207:200]),
-    .s(p4_0_12),
-    .wa(w4_0[24]),
-    .wb(w4_0[25])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_13_add (
-    .a(xdata_c1[215:208]),
-    .b(xdata_c1[223:216]),
-    .s(p4_0_13),
-    .wa(w4_0[26]),
-    .wb(w4_0[27])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_14_add (
-    .a(xdata_c1[231:224]),
-    .b(xdata_c1[239:232]),
-    .s(p4_0_14),
-    .wa(w4_0[28]),
-    .wb(w4_0[29])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_15_add (
-    .a(xdata_c1[247:240]),
-    .b(xdata_c1[255:248]),
-    .s(p4_0_15),
-    .wa(w4_0[30]),
-    .wb(w4_0[31])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_16_add (
-    .a(xdata_c1[263:256]),
-    .b(xdata_c1[271:264]),
-    .s(p4_0_16),
-    .wa(w4_0[32]),
-    .wb(w4_0[33])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_17_add (
-    .a(xdata_c1[279:272]),
-    .b(xdata_c1[287:280]),
-    .s(p4_0_17),
-    .wa(w4_0[34]),
-    .wb(w4_0[35])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_18_add (
-    .a(xdata_c1[295:288]),
-    .b(xdata_c1[303:296]),
-    .s(p4_0_18),
-    .wa(w4_0[36]),
-    .wb(w4_0[37])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_19_add (
-    .a(xdata_c1[311:304]),
-    .b(xdata_c1[319:312]),
-    .s(p4_0_19),
-    .wa(w4_0[38]),
-    .wb(w4_0[39])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_1_add (
-    .a(xdata_c1[23:16]),
-    .b(xdata_c1[31:24]),
-    .s(p4_0_1),
-    .wa(w4_0[2]),
-    .wb(w4_0[3])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_2_add (
-    .a(xdata_c1[39:32]),
-    .b(xdata_c1[47:40]),
-    .s(p4_0_2),
-    .wa(w4_0[4]),
-    .wb(w4_0[5])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_3_add (
-    .a(xdata_c1[55:48]),
-    .b(xdata_c1[63:56]),
-    .s(p4_0_3),
-    .wa(w4_0[6]),
-    .wb(w4_0[7])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_4_add (
-    .a(xdata_c1[71:64]),
-    .b(xdata_c1[79:72]),
-    .s(p4_0_4),
-    .wa(w4_0[8]),
-    .wb(w4_0[9])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_5_add (
-    .a(xdata_c1[87:80]),
-    .b(xdata_c1[95:88]),
-    .s(p4_0_5),
-    .wa(w4_0[10]),
-    .wb(w4_0[11])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_6_add (
-    .a(xdata_c1[103:96]),
-    .b(xdata_c1[111:104]),
-    .s(p4_0_6),
-    .wa(w4_0[12]),
-    .wb(w4_0[13])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_7_add (
-    .a(xdata_c1[119:112]),
-    .b(xdata_c1[127:120]),
-    .s(p4_0_7),
-    .wa(w4_0[14]),
-    .wb(w4_0[15])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_8_add (
-    .a(xdata_c1[135:128]),
-    .b(xdata_c1[143:136]),
-    .s(p4_0_8),
-    .wa(w4_0[16]),
-    .wb(w4_0[17])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p4_0_9_add (
-    .a(xdata_c1[151:144]),
-    .b(xdata_c1[159:152]),
-    .s(p4_0_9),
-    .wa(w4_0[18]),
-    .wb(w4_0[19])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_0_add (
-    .a(xdata_c1[7:0]),
-    .b(xdata_c1[15:8]),
-    .s(p5_0_0),
-    .wa(w5_0[0]),
-    .wb(w5_0[1])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_10_add (
-    .a(xdata_c1[167:160]),
-    .b(xdata_c1[175:168]),
-    .s(p5_0_10),
-    .wa(w5_0[20]),
-    .wb(w5_0[21])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_11_add (
-    .a(xdata_c1[183:176]),
-    .b(xdata_c1[191:184]),
-    .s(p5_0_11),
-    .wa(w5_0[22]),
-    .wb(w5_0[23])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_12_add (
-    .a(xdata_c1[199:192]),
-    .b(xdata_c1[207:200]),
-    .s(p5_0_12),
-    .wa(w5_0[24]),
-    .wb(w5_0[25])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_13_add (
-    .a(xdata_c1[215:208]),
-    .b(xdata_c1[223:216]),
-    .s(p5_0_13),
-    .wa(w5_0[26]),
-    .wb(w5_0[27])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_14_add (
-    .a(xdata_c1[231:224]),
-    .b(xdata_c1[239:232]),
-    .s(p5_0_14),
-    .wa(w5_0[28]),
-    .wb(w5_0[29])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_15_add (
-    .a(xdata_c1[247:240]),
-    .b(xdata_c1[255:248]),
-    .s(p5_0_15),
-    .wa(w5_0[30]),
-    .wb(w5_0[31])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_16_add (
-    .a(xdata_c1[263:256]),
-    .b(xdata_c1[271:264]),
-    .s(p5_0_16),
-    .wa(w5_0[32]),
-    .wb(w5_0[33])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_17_add (
-    .a(xdata_c1[279:272]),
-    .b(xdata_c1[287:280]),
-    .s(p5_0_17),
-    .wa(w5_0[34]),
-    .wb(w5_0[35])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_18_add (
-    .a(xdata_c1[295:288]),
-    .b(xdata_c1[303:296]),
-    .s(p5_0_18),
-    .wa(w5_0[36]),
-    .wb(w5_0[37])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_19_add (
-    .a(xdata_c1[311:304]),
-    .b(xdata_c1[319:312]),
-    .s(p5_0_19),
-    .wa(w5_0[38]),
-    .wb(w5_0[39])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_1_add (
-    .a(xdata_c1[23:16]),
-    .b(xdata_c1[31:24]),
-    .s(p5_0_1),
-    .wa(w5_0[2]),
-    .wb(w5_0[3])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_2_add (
-    .a(xdata_c1[39:32]),
-    .b(xdata_c1[47:40]),
-    .s(p5_0_2),
-    .wa(w5_0[4]),
-    .wb(w5_0[5])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_3_add (
-    .a(xdata_c1[55:48]),
-    .b(xdata_c1[63:56]),
-    .s(p5_0_3),
-    .wa(w5_0[6]),
-    .wb(w5_0[7])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_4_add (
-    .a(xdata_c1[71:64]),
-    .b(xdata_c1[79:72]),
-    .s(p5_0_4),
-    .wa(w5_0[8]),
-    .wb(w5_0[9])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_5_add (
-    .a(xdata_c1[87:80]),
-    .b(xdata_c1[95:88]),
-    .s(p5_0_5),
-    .wa(w5_0[10]),
-    .wb(w5_0[11])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_6_add (
-    .a(xdata_c1[103:96]),
-    .b(xdata_c1[111:104]),
-    .s(p5_0_6),
-    .wa(w5_0[12]),
-    .wb(w5_0[13])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_7_add (
-    .a(xdata_c1[119:112]),
-    .b(xdata_c1[127:120]),
-    .s(p5_0_7),
-    .wa(w5_0[14]),
-    .wb(w5_0[15])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_8_add (
-    .a(xdata_c1[135:128]),
-    .b(xdata_c1[143:136]),
-    .s(p5_0_8),
-    .wa(w5_0[16]),
-    .wb(w5_0[17])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p5_0_9_add (
-    .a(xdata_c1[151:144]),
-    .b(xdata_c1[159:152]),
-    .s(p5_0_9),
-    .wa(w5_0[18]),
-    .wb(w5_0[19])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_0_add (
-    .a(xdata_c1[7:0]),
-    .b(xdata_c1[15:8]),
-    .s(p6_0_0),
-    .wa(w6_0[0]),
-    .wb(w6_0[1])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_10_add (
-    .a(xdata_c1[167:160]),
-    .b(xdata_c1[175:168]),
-    .s(p6_0_10),
-    .wa(w6_0[20]),
-    .wb(w6_0[21])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_11_add (
-    .a(xdata_c1[183:176]),
-    .b(xdata_c1[191:184]),
-    .s(p6_0_11),
-    .wa(w6_0[22]),
-    .wb(w6_0[23])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_12_add (
-    .a(xdata_c1[199:192]),
-    .b(xdata_c1[207:200]),
-    .s(p6_0_12),
-    .wa(w6_0[24]),
-    .wb(w6_0[25])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_13_add (
-    .a(xdata_c1[215:208]),
-    .b(xdata_c1[223:216]),
-    .s(p6_0_13),
-    .wa(w6_0[26]),
-    .wb(w6_0[27])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_14_add (
-    .a(xdata_c1[231:224]),
-    .b(xdata_c1[239:232]),
-    .s(p6_0_14),
-    .wa(w6_0[28]),
-    .wb(w6_0[29])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_15_add (
-    .a(xdata_c1[247:240]),
-    .b(xdata_c1[255:248]),
-    .s(p6_0_15),
-    .wa(w6_0[30]),
-    .wb(w6_0[31])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_16_add (
-    .a(xdata_c1[263:256]),
-    .b(xdata_c1[271:264]),
-    .s(p6_0_16),
-    .wa(w6_0[32]),
-    .wb(w6_0[33])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_17_add (
-    .a(xdata_c1[279:272]),
-    .b(xdata_c1[287:280]),
-    .s(p6_0_17),
-    .wa(w6_0[34]),
-    .wb(w6_0[35])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_18_add (
-    .a(xdata_c1[295:288]),
-    .b(xdata_c1[303:296]),
-    .s(p6_0_18),
-    .wa(w6_0[36]),
-    .wb(w6_0[37])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_19_add (
-    .a(xdata_c1[311:304]),
-    .b(xdata_c1[319:312]),
-    .s(p6_0_19),
-    .wa(w6_0[38]),
-    .wb(w6_0[39])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_1_add (
-    .a(xdata_c1[23:16]),
-    .b(xdata_c1[31:24]),
-    .s(p6_0_1),
-    .wa(w6_0[2]),
-    .wb(w6_0[3])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_2_add (
-    .a(xdata_c1[39:32]),
-    .b(xdata_c1[47:40]),
-    .s(p6_0_2),
-    .wa(w6_0[4]),
-    .wb(w6_0[5])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_3_add (
-    .a(xdata_c1[55:48]),
-    .b(xdata_c1[63:56]),
-    .s(p6_0_3),
-    .wa(w6_0[6]),
-    .wb(w6_0[7])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_4_add (
-    .a(xdata_c1[71:64]),
-    .b(xdata_c1[79:72]),
-    .s(p6_0_4),
-    .wa(w6_0[8]),
-    .wb(w6_0[9])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_5_add (
-    .a(xdata_c1[87:80]),
-    .b(xdata_c1[95:88]),
-    .s(p6_0_5),
-    .wa(w6_0[10]),
-    .wb(w6_0[11])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_6_add (
-    .a(xdata_c1[103:96]),
-    .b(xdata_c1[111:104]),
-    .s(p6_0_6),
-    .wa(w6_0[12]),
-    .wb(w6_0[13])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_7_add (
-    .a(xdata_c1[119:112]),
-    .b(xdata_c1[127:120]),
-    .s(p6_0_7),
-    .wa(w6_0[14]),
-    .wb(w6_0[15])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_8_add (
-    .a(xdata_c1[135:128]),
-    .b(xdata_c1[143:136]),
-    .s(p6_0_8),
-    .wa(w6_0[16]),
-    .wb(w6_0[17])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p6_0_9_add (
-    .a(xdata_c1[151:144]),
-    .b(xdata_c1[159:152]),
-    .s(p6_0_9),
-    .wa(w6_0[18]),
-    .wb(w6_0[19])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_0_add (
-    .a(xdata_c1[7:0]),
-    .b(xdata_c1[15:8]),
-    .s(p7_0_0),
-    .wa(w7_0[0]),
-    .wb(w7_0[1])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_10_add (
-    .a(xdata_c1[167:160]),
-    .b(xdata_c1[175:168]),
-    .s(p7_0_10),
-    .wa(w7_0[20]),
-    .wb(w7_0[21])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_11_add (
-    .a(xdata_c1[183:176]),
-    .b(xdata_c1[191:184]),
-    .s(p7_0_11),
-    .wa(w7_0[22]),
-    .wb(w7_0[23])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_12_add (
-    .a(xdata_c1[199:192]),
-    .b(xdata_c1[207:200]),
-    .s(p7_0_12),
-    .wa(w7_0[24]),
-    .wb(w7_0[25])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_13_add (
-    .a(xdata_c1[215:208]),
-    .b(xdata_c1[223:216]),
-    .s(p7_0_13),
-    .wa(w7_0[26]),
-    .wb(w7_0[27])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_14_add (
-    .a(xdata_c1[231:224]),
-    .b(xdata_c1[239:232]),
-    .s(p7_0_14),
-    .wa(w7_0[28]),
-    .wb(w7_0[29])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_15_add (
-    .a(xdata_c1[247:240]),
-    .b(xdata_c1[255:248]),
-    .s(p7_0_15),
-    .wa(w7_0[30]),
-    .wb(w7_0[31])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_16_add (
-    .a(xdata_c1[263:256]),
-    .b(xdata_c1[271:264]),
-    .s(p7_0_16),
-    .wa(w7_0[32]),
-    .wb(w7_0[33])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_17_add (
-    .a(xdata_c1[279:272]),
-    .b(xdata_c1[287:280]),
-    .s(p7_0_17),
-    .wa(w7_0[34]),
-    .wb(w7_0[35])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_18_add (
-    .a(xdata_c1[295:288]),
-    .b(xdata_c1[303:296]),
-    .s(p7_0_18),
-    .wa(w7_0[36]),
-    .wb(w7_0[37])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_19_add (
-    .a(xdata_c1[311:304]),
-    .b(xdata_c1[319:312]),
-    .s(p7_0_19),
-    .wa(w7_0[38]),
-    .wb(w7_0[39])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_1_add (
-    .a(xdata_c1[23:16]),
-    .b(xdata_c1[31:24]),
-    .s(p7_0_1),
-    .wa(w7_0[2]),
-    .wb(w7_0[3])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_2_add (
-    .a(xdata_c1[39:32]),
-    .b(xdata_c1[47:40]),
-    .s(p7_0_2),
-    .wa(w7_0[4]),
-    .wb(w7_0[5])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_3_add (
-    .a(xdata_c1[55:48]),
-    .b(xdata_c1[63:56]),
-    .s(p7_0_3),
-    .wa(w7_0[6]),
-    .wb(w7_0[7])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_4_add (
-    .a(xdata_c1[71:64]),
-    .b(xdata_c1[79:72]),
-    .s(p7_0_4),
-    .wa(w7_0[8]),
-    .wb(w7_0[9])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_5_add (
-    .a(xdata_c1[87:80]),
-    .b(xdata_c1[95:88]),
-    .s(p7_0_5),
-    .wa(w7_0[10]),
-    .wb(w7_0[11])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_6_add (
-    .a(xdata_c1[103:96]),
-    .b(xdata_c1[111:104]),
-    .s(p7_0_6),
-    .wa(w7_0[12]),
-    .wb(w7_0[13])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_7_add (
-    .a(xdata_c1[119:112]),
-    .b(xdata_c1[127:120]),
-    .s(p7_0_7),
-    .wa(w7_0[14]),
-    .wb(w7_0[15])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_8_add (
-    .a(xdata_c1[135:128]),
-    .b(xdata_c1[143:136]),
-    .s(p7_0_8),
-    .wa(w7_0[16]),
-    .wb(w7_0[17])
-  );
-  flexor_madd #(
-    .SIGNED(32'd0),
-    .WIDTH(32'd8)
-  ) p7_0_9_add (
-    .a(xdata_c1[151:144]),
-    .b(xdata_c1[159:152]),
-    .s(p7_0_9),
-    .wa(w7_0[18]),
-    .wb(w7_0[19])
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p0_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$111 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p1_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$114 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) r_addr_b0_p2_copy (
-    .clk(clk),
-    .d(r_next[2:0]),
-    .q(\port__addr$117 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b1_p0_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$120 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b1_p1_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$123 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) r_addr_b1_p2_copy (
-    .clk(clk),
-    .d(r_next[2:0]),
-    .q(\port__addr$126 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b2_p0_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$129 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b2_p1_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$132 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) r_addr_b2_p2_copy (
-    .clk(clk),
-    .d(r_next[2:0]),
-    .q(\port__addr$135 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b3_p0_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$138 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b3_p1_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$141 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) r_addr_b3_p2_copy (
-    .clk(clk),
-    .d(r_next[2:0]),
-    .q(\port__addr$144 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b4_p0_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$147 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b4_p1_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$150 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) r_addr_b4_p2_copy (
-    .clk(clk),
-    .d(r_next[2:0]),
-    .q(\port__addr$153 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_page_b0_copy (
-    .clk(clk),
-    .d(r_addr_q[5:4]),
-    .q(r_page_b0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_page_b1_copy (
-    .clk(clk),
-    .d(r_addr_q[5:4]),
-    .q(r_page_b1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_page_b2_copy (
-    .clk(clk),
-    .d(r_addr_q[5:4]),
-    .q(r_page_b2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_page_b3_copy (
-    .clk(clk),
-    .d(r_addr_q[5:4]),
-    .q(r_page_b3)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd2)
-  ) r_page_b4_copy (
-    .clk(clk),
-    .d(r_addr_q[5:4]),
-    .q(r_page_b4)
-  );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$936 ),
+    .addr(\addr$912 ),
     .clk(clk),
-    .data(\o__payload$636 ),
+    .data(o__payload),
     .en(en)
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
@@ -10477,1066 +10184,1143 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, \o__ready$619 , w_da
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$923 )
+    .p(\p$719 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$208 ),
+    .d(\$83 ),
     .q(s_last_rom)
   );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b0_p0_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(port__addr)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b0_p1_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$30 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) w_addr_b0_p2_copy (
-    .clk(clk),
-    .d(\$2 [2:0]),
-    .q(\port__addr$55 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b1_p0_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$10 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b1_p1_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$35 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) w_addr_b1_p2_copy (
-    .clk(clk),
-    .d(\$2 [2:0]),
-    .q(\port__addr$60 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b2_p0_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$15 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b2_p1_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$40 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) w_addr_b2_p2_copy (
-    .clk(clk),
-    .d(\$2 [2:0]),
-    .q(\port__addr$65 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b3_p0_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$20 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b3_p1_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$45 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) w_addr_b3_p2_copy (
-    .clk(clk),
-    .d(\$2 [2:0]),
-    .q(\port__addr$70 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b4_p0_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$25 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) w_addr_b4_p1_copy (
-    .clk(clk),
-    .d(\$2 [3:0]),
-    .q(\port__addr$50 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) w_addr_b4_p2_copy (
-    .clk(clk),
-    .d(\$2 [2:0]),
-    .q(\port__addr$75 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b0_p0_copy (
-    .clk(clk),
-    .d(\$141 ),
-    .q(port__en)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b0_p1_copy (
-    .clk(clk),
-    .d(\$161 ),
-    .q(\port__en$33 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b0_p2_copy (
-    .clk(clk),
-    .d(\$181 ),
-    .q(\port__en$58 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b1_p0_copy (
-    .clk(clk),
-    .d(\$145 ),
-    .q(\port__en$13 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b1_p1_copy (
-    .clk(clk),
-    .d(\$165 ),
-    .q(\port__en$38 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b1_p2_copy (
-    .clk(clk),
-    .d(\$185 ),
-    .q(\port__en$63 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b2_p0_copy (
-    .clk(clk),
-    .d(\$149 ),
-    .q(\port__en$18 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b2_p1_copy (
-    .clk(clk),
-    .d(\$169 ),
-    .q(\port__en$43 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b2_p2_copy (
-    .clk(clk),
-    .d(\$189 ),
-    .q(\port__en$68 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b3_p0_copy (
-    .clk(clk),
-    .d(\$153 ),
-    .q(\port__en$23 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b3_p1_copy (
-    .clk(clk),
-    .d(\$173 ),
-    .q(\port__en$48 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b3_p2_copy (
-    .clk(clk),
-    .d(\$193 ),
-    .q(\port__en$73 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b4_p0_copy (
-    .clk(clk),
-    .d(\$157 ),
-    .q(\port__en$28 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b4_p1_copy (
-    .clk(clk),
-    .d(\$177 ),
-    .q(\port__en$53 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b4_p2_copy (
-    .clk(clk),
-    .d(\$197 ),
-    .q(\port__en$78 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_full_copy (
-    .clk(clk),
-    .d(\$200 ),
-    .q(w_full)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_full_issue_copy (
-    .clk(clk),
-    .d(\$203 ),
-    .q(w_full_issue)
-  );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$936 ),
+    .addr(\addr$912 ),
     .clk(clk),
     .go(en),
-    .o__payload(\o__payload$636 ),
-    .o__ready(o__ready),
+    .o__payload(o__payload),
+    .o__ready(\o__ready$745 ),
+    .primed(\o__valid$742 ),
     .rst_conv2(rst_conv2)
   );
   flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd320)
-  ) xdata_c0_copy (
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_0_copy (
     .clk(clk),
-    .d({ \$220 , \$218 , \$216 , \$214 , \$212  }),
-    .q(xdata_c0)
+    .d(\$86 ),
+    .q(xload_0)
   );
   flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd320)
-  ) xdata_c1_copy (
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_1_copy (
     .clk(clk),
-    .d({ \$230 , \$228 , \$226 , \$224 , \$222  }),
-    .q(xdata_c1)
+    .d(\$87 ),
+    .q(xload_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_2_copy (
+    .clk(clk),
+    .d(\$88 ),
+    .q(xload_2)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_3_copy (
+    .clk(clk),
+    .d(\$89 ),
+    .q(xload_3)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_4_copy (
+    .clk(clk),
+    .d(\$90 ),
+    .q(xload_4)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_5_copy (
+    .clk(clk),
+    .d(\$91 ),
+    .q(xload_5)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_6_copy (
+    .clk(clk),
+    .d(\$92 ),
+    .q(xload_6)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_7_copy (
+    .clk(clk),
+    .d(\$93 ),
+    .q(xload_7)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_8_copy (
+    .clk(clk),
+    .d(\$94 ),
+    .q(xload_8)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_9_copy (
+    .clk(clk),
+    .d(\$95 ),
+    .q(xload_9)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$248  = \$signal$633 ;
-    if (rst_conv2) begin
-      \$248  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$249  = v2_d1;
-    if (rst_conv2) begin
-      \$249  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$250  = v2_d2;
-    if (rst_conv2) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$251  = v2_d3;
-    if (rst_conv2) begin
-      \$251  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$252  = v2_d4;
-    if (rst_conv2) begin
-      \$252  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$253  = last1;
-    if (rst_conv2) begin
-      \$253  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$254  = last2_d1;
-    if (rst_conv2) begin
-      \$254  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$255  = last2_d2;
-    if (rst_conv2) begin
-      \$255  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$256  = last2_d3;
-    if (rst_conv2) begin
-      \$256  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$257  = last2_d4;
-    if (rst_conv2) begin
-      \$257  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$258  = \$signal$633 ;
-    if (rst_conv2) begin
-      \$258  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$259  = v2p_d1;
-    if (rst_conv2) begin
-      \$259  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$260  = v2p_d2;
-    if (rst_conv2) begin
-      \$260  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$261  = v2p_d3;
-    if (rst_conv2) begin
-      \$261  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$262  = \$signal$634 ;
-    if (rst_conv2) begin
-      \$262  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$263  = first2p_d1;
-    if (rst_conv2) begin
-      \$263  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$264  = first2p_d2;
-    if (rst_conv2) begin
-      \$264  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$265  = first2p_d3;
-    if (rst_conv2) begin
-      \$265  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$266  = last1;
-    if (rst_conv2) begin
-      \$266  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$267  = last2p_d1;
-    if (rst_conv2) begin
-      \$267  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$268  = last2p_d2;
-    if (rst_conv2) begin
-      \$268  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$269  = last2p_d3;
-    if (rst_conv2) begin
-      \$269  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$270  = group_end;
-    if (rst_conv2) begin
-      \$270  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$271  = xacc;
-    if (flags_x[0]) begin
-      \$271  = \$58 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$272  = xfin;
-    if (\$59 ) begin
-      \$272  = \$61 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$273  = acc0_0;
-    if (flags_0[0]) begin
-      \$273  = \$63 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$274  = fin0_0;
-    if (\$64 ) begin
-      \$274  = \$66 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$275  = bank0_0;
-    if (done) begin
-      \$275  = \$68 [18:0];
-    end else if (ser) begin
-      \$275  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$276  = acc1_0;
-    if (flags_1[0]) begin
-      \$276  = \$70 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$277  = fin1_0;
-    if (\$71 ) begin
-      \$277  = \$73 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$278  = bank1_0;
-    if (done) begin
-      \$278  = \$75 [18:0];
-    end else if (ser) begin
-      \$278  = bank2_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$279  = acc2_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$171  = acc2_0_g0;
     if (flags_2[0]) begin
-      \$279  = \$77 [17:0];
+      \$171  = acc2_0_g1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$280  = fin2_0;
-    if (\$78 ) begin
-      \$280  = \$80 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$172  = acc2_0_g1;
+    if (flags_2[0]) begin
+      \$172  = acc2_0_g2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$281  = bank2_0;
-    if (done) begin
-      \$281  = \$82 [18:0];
-    end else if (ser) begin
-      \$281  = bank3_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$173  = acc2_0_g2;
+    if (flags_2[0]) begin
+      \$173  = acc2_0_g3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$282  = acc3_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$174  = acc2_0_g3;
+    if (flags_2[0]) begin
+      \$174  = acc2_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$175  = acc2_0_g4;
+    if (flags_2[0]) begin
+      \$175  = acc2_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$176  = acc2_0_g5;
+    if (flags_2[0]) begin
+      \$176  = acc2_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$177  = acc2_0_g6;
+    if (flags_2[0]) begin
+      \$177  = acc2_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$178  = acc2_0_g7;
+    if (flags_2[0]) begin
+      \$178  = acc2_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$179  = acc2_0_g8;
+    if (flags_2[0]) begin
+      \$179  = acc2_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$180  = acc2_0_g9;
+    if (flags_2[0]) begin
+      \$180  = acc2_0_g10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$181  = acc2_0_g10;
+    if (flags_2[0]) begin
+      \$181  = acc2_0_g11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$182  = acc2_0_g11;
+    if (flags_2[0]) begin
+      \$182  = acc2_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$183  = acc2_0_g12;
+    if (flags_2[0]) begin
+      \$183  = acc2_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$184  = acc2_0_g13;
+    if (flags_2[0]) begin
+      \$184  = acc2_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$185  = acc2_0_g14;
+    if (flags_2[0]) begin
+      \$185  = acc2_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$186  = acc2_0_g15;
+    if (flags_2[0]) begin
+      \$186  = \$19 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$187  = acc3_0_g0;
     if (flags_3[0]) begin
-      \$282  = \$84 [17:0];
+      \$187  = acc3_0_g1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$283  = fin3_0;
-    if (\$85 ) begin
-      \$283  = \$87 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$188  = acc3_0_g1;
+    if (flags_3[0]) begin
+      \$188  = acc3_0_g2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$284  = bank3_0;
-    if (done) begin
-      \$284  = \$89 [18:0];
-    end else if (ser) begin
-      \$284  = bank4_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$189  = acc3_0_g2;
+    if (flags_3[0]) begin
+      \$189  = acc3_0_g3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$285  = acc4_0;
-    if (flags_4[0]) begin
-      \$285  = \$91 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$190  = acc3_0_g3;
+    if (flags_3[0]) begin
+      \$190  = acc3_0_g4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$286  = fin4_0;
-    if (\$92 ) begin
-      \$286  = \$94 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$191  = acc3_0_g4;
+    if (flags_3[0]) begin
+      \$191  = acc3_0_g5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$287  = bank4_0;
-    if (done) begin
-      \$287  = \$96 [18:0];
-    end else if (ser) begin
-      \$287  = bank5_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$192  = acc3_0_g5;
+    if (flags_3[0]) begin
+      \$192  = acc3_0_g6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$288  = acc5_0;
-    if (flags_5[0]) begin
-      \$288  = \$98 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$193  = acc3_0_g6;
+    if (flags_3[0]) begin
+      \$193  = acc3_0_g7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$289  = fin5_0;
-    if (\$99 ) begin
-      \$289  = \$101 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$194  = acc3_0_g7;
+    if (flags_3[0]) begin
+      \$194  = acc3_0_g8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$290  = bank5_0;
-    if (done) begin
-      \$290  = \$103 [18:0];
-    end else if (ser) begin
-      \$290  = bank6_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$195  = acc3_0_g8;
+    if (flags_3[0]) begin
+      \$195  = acc3_0_g9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$291  = acc6_0;
-    if (flags_6[0]) begin
-      \$291  = \$105 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$196  = acc3_0_g9;
+    if (flags_3[0]) begin
+      \$196  = acc3_0_g10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$292  = fin6_0;
-    if (\$106 ) begin
-      \$292  = \$108 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$197  = acc3_0_g10;
+    if (flags_3[0]) begin
+      \$197  = acc3_0_g11;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$293  = bank6_0;
-    if (done) begin
-      \$293  = \$110 [18:0];
-    end else if (ser) begin
-      \$293  = bank7_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$198  = acc3_0_g11;
+    if (flags_3[0]) begin
+      \$198  = acc3_0_g12;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$294  = acc7_0;
-    if (flags_7[0]) begin
-      \$294  = \$112 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$199  = acc3_0_g12;
+    if (flags_3[0]) begin
+      \$199  = acc3_0_g13;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$295  = fin7_0;
-    if (\$113 ) begin
-      \$295  = \$115 [17:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$200  = acc3_0_g13;
+    if (flags_3[0]) begin
+      \$200  = acc3_0_g14;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$296  = bank7_0;
-    if (done) begin
-      \$296  = \$117 [18:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$201  = acc3_0_g14;
+    if (flags_3[0]) begin
+      \$201  = acc3_0_g15;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$297  = ser_left;
-    if (done) begin
-      \$297  = 4'h8;
-    end else if (ser) begin
-      \$297  = \$118 [3:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$202  = acc3_0_g15;
+    if (flags_3[0]) begin
+      \$202  = \$21 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$203  = group_end;
+    if (rst_conv2) begin
+      \$203  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$204  = group_wptr;
+    if (group_written_d1) begin
+      \$204  = \$24 [3:0];
     end
     if (rst_conv2) begin
-      \$297  = 4'h0;
+      \$204  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$298  = addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$205  = \$26 [4:0];
+    if (rst_conv2) begin
+      \$205  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$206  = group_read;
+    if (rst_conv2) begin
+      \$206  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$207  = group_rptr;
+    if (group_read) begin
+      \$207  = \$29 [3:0];
+    end
+    if (rst_conv2) begin
+      \$207  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$208  = ser_left;
+    if (\done$699 ) begin
+      \$208  = 3'h4;
+    end else if (ser) begin
+      \$208  = \$30 [2:0];
+    end
+    if (rst_conv2) begin
+      \$208  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$209  = beat;
     if (ser) begin
-      \$298  = \$121 [5:0];
+      \$209  = \$33 [5:0];
     end
     if (rst_conv2) begin
-      \$298  = 6'h00;
+      \$209  = 6'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$299  = \$122 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$210  = bank0_0;
+    if (\done$699 ) begin
+      \$210  = rport__data[18:0];
+    end else if (ser) begin
+      \$210  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$211  = bank1_0;
+    if (\done$699 ) begin
+      \$211  = rport__data[37:19];
+    end else if (ser) begin
+      \$211  = bank2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$212  = bank2_0;
+    if (\done$699 ) begin
+      \$212  = rport__data[56:38];
+    end else if (ser) begin
+      \$212  = bank3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$213  = bank3_0;
+    if (\done$699 ) begin
+      \$213  = rport__data[75:57];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$214  = \$34 ;
     if (rst_conv2) begin
-      \$299  = 1'h0;
+      \$214  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$300  = \$124 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$215  = \$36 ;
     if (rst_conv2) begin
-      \$300  = 1'h0;
+      \$215  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$301  = \$signal$916 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$216  = \$signal$710 ;
     if (rst_conv2) begin
-      \$301  = 1'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$302  = vb;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$217  = vb;
     if (rst_conv2) begin
-      \$302  = 1'h0;
+      \$217  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$303  = v_out_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$218  = v_out_d1;
     if (rst_conv2) begin
-      \$303  = 1'h0;
+      \$218  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$304  = v_out_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$219  = v_out_d2;
     if (rst_conv2) begin
-      \$304  = 1'h0;
+      \$219  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$305  = v_out_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$220  = v_out_d3;
     if (rst_conv2) begin
-      \$305  = 1'h0;
+      \$220  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$306  = ka;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$221  = ka;
     if (rst_conv2) begin
-      \$306  = 1'h0;
+      \$221  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$307  = skipped_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$222  = skipped_d1;
     if (rst_conv2) begin
-      \$307  = 1'h0;
+      \$222  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$308  = skipped_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$223  = skipped_d2;
     if (rst_conv2) begin
-      \$308  = 1'h0;
+      \$223  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$309  = skipped_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$224  = skipped_d3;
     if (rst_conv2) begin
-      \$309  = 1'h0;
+      \$224  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$310  = skipped_d4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$225  = skipped_d4;
     if (rst_conv2) begin
-      \$310  = 1'h0;
+      \$225  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$311  = \$135 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$226  = \$48 ;
     if (rst_conv2) begin
-      \$311  = 1'h0;
+      \$226  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$312  = \$137 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$227  = \$82 [4:0];
     if (rst_conv2) begin
-      \$312  = 2'h0;
+      \$227  = 5'h14;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$313  = \$28 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$228  = credits_room_next;
     if (rst_conv2) begin
-      \$313  = 5'h18;
+      \$228  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$314  = credits_room_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$96  = slots_room_next;
     if (rst_conv2) begin
-      \$314  = 1'h1;
+      \$96  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    r_next = r_addr;
-    if (step) begin
-      r_next = \$19 [5:0];
-    end
-    if (load) begin
-      r_next = { 1'h0, \$20  };
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$231  = w_count;
-    if (take) begin
-      \$231  = \$31 [4:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$97  = \$signal ;
     if (rst_conv2) begin
-      \$231  = 5'h00;
+      \$97  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$232  = \$32 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$98  = n_last_next;
     if (rst_conv2) begin
-      \$232  = 1'h1;
+      \$98  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$233  = gap_zero_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$99  = n_first_next;
     if (rst_conv2) begin
-      \$233  = 1'h1;
+      \$99  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$234  = \$signal ;
-    if (rst_conv2) begin
-      \$234  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$235  = n_last_next;
-    if (rst_conv2) begin
-      \$235  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$236  = \$33 ;
-    if (rst_conv2) begin
-      \$236  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$237  = r_next;
-    if (rst_conv2) begin
-      \$237  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$238  = s_idx;
-    if (step) begin
-      \$238  = \$35 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$100  = group_idx;
+    if (\$signal$10 ) begin
+      \$100  = \$2 [3:0];
     end
     if (rst_conv2) begin
-      \$238  = 5'h00;
+      \$100  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$239  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$239  = \$37 [2:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$101  = word_idx;
+    if (\$signal$10 ) begin
+      if (group_last) begin
+        \$101  = \$4 [3:0];
       end
     end
     if (rst_conv2) begin
-      \$239  = 3'h0;
+      \$101  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$240  = \$40 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$102  = group_read;
     if (rst_conv2) begin
-      \$240  = 1'h0;
+      \$102  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$241  = r_base;
-    if (load) begin
-      \$241  = { 1'h0, \$41  };
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$103  = \$65 [4:0];
     if (rst_conv2) begin
-      \$241  = 6'h00;
+      \$103  = 5'h10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$242  = w_half;
-    if (load) begin
-      \$242  = \$42 ;
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$104  = slots_room_next;
     if (rst_conv2) begin
-      \$242  = 1'h0;
+      \$104  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$243  = gap;
-    if (\$43 ) begin
-      \$243  = 4'h7;
-    end else if (\$44 ) begin
-      \$243  = \$45 [3:0];
-    end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$105  = \$signal$10 ;
     if (rst_conv2) begin
-      \$243  = 4'h0;
+      \$105  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$244  = step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$106  = \$5 ;
     if (rst_conv2) begin
-      \$244  = 1'h0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$245  = \$46 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$107  = word_last;
     if (rst_conv2) begin
-      \$245  = 1'h0;
+      \$107  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$246  = s_last;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$108  = \$6 ;
     if (rst_conv2) begin
-      \$246  = 1'h0;
+      \$108  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$247  = r_next;
-    if (rst_conv2) begin
-      \$247  = 6'h00;
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$109  = xword;
+    if (xload_0) begin
+      \$109 [63:0] = i__payload[63:0];
+    end
+    if (xload_1) begin
+      \$109 [127:64] = i__payload[127:64];
+    end
+    if (xload_2) begin
+      \$109 [191:128] = i__payload[191:128];
+    end
+    if (xload_3) begin
+      \$109 [255:192] = i__payload[255:192];
+    end
+    if (xload_4) begin
+      \$109 [319:256] = i__payload[319:256];
+    end
+    if (xload_5) begin
+      \$109 [383:320] = i__payload[383:320];
+    end
+    if (xload_6) begin
+      \$109 [447:384] = i__payload[447:384];
+    end
+    if (xload_7) begin
+      \$109 [511:448] = i__payload[511:448];
+    end
+    if (xload_8) begin
+      \$109 [575:512] = i__payload[575:512];
+    end
+    if (xload_9) begin
+      \$109 [639:576] = i__payload[639:576];
     end
   end
-  assign w_addr_b0_p0 = port__addr;
-  assign port__data = w_data_q[63:0];
-  assign w_en_b0_p0 = port__en;
-  assign w_addr_b1_p0 = \port__addr$10 ;
-  assign \port__data$12  = w_data_q[127:64];
-  assign w_en_b1_p0 = \port__en$13 ;
-  assign w_addr_b2_p0 = \port__addr$15 ;
-  assign \port__data$17  = w_data_q[191:128];
-  assign w_en_b2_p0 = \port__en$18 ;
-  assign w_addr_b3_p0 = \port__addr$20 ;
-  assign \port__data$22  = w_data_q[255:192];
-  assign w_en_b3_p0 = \port__en$23 ;
-  assign w_addr_b4_p0 = \port__addr$25 ;
-  assign \port__data$27  = w_data_q[319:256];
-  assign w_en_b4_p0 = \port__en$28 ;
-  assign w_addr_b0_p1 = \port__addr$30 ;
-  assign \port__data$32  = w_data_q[63:0];
-  assign w_en_b0_p1 = \port__en$33 ;
-  assign w_addr_b1_p1 = \port__addr$35 ;
-  assign \port__data$37  = w_data_q[127:64];
-  assign w_en_b1_p1 = \port__en$38 ;
-  assign w_addr_b2_p1 = \port__addr$40 ;
-  assign \port__data$42  = w_data_q[191:128];
-  assign w_en_b2_p1 = \port__en$43 ;
-  assign w_addr_b3_p1 = \port__addr$45 ;
-  assign \port__data$47  = w_data_q[255:192];
-  assign w_en_b3_p1 = \port__en$48 ;
-  assign w_addr_b4_p1 = \port__addr$50 ;
-  assign \port__data$52  = w_data_q[319:256];
-  assign w_en_b4_p1 = \port__en$53 ;
-  assign w_addr_b0_p2 = \port__addr$55 ;
-  assign \port__data$57  = w_data_q[63:0];
-  assign w_en_b0_p2 = \port__en$58 ;
-  assign w_addr_b1_p2 = \port__addr$60 ;
-  assign \port__data$62  = w_data_q[127:64];
-  assign w_en_b1_p2 = \port__en$63 ;
-  assign w_addr_b2_p2 = \port__addr$65 ;
-  assign \port__data$67  = w_data_q[191:128];
-  assign w_en_b2_p2 = \port__en$68 ;
-  assign w_addr_b3_p2 = \port__addr$70 ;
-  assign \port__data$72  = w_data_q[255:192];
-  assign w_en_b3_p2 = \port__en$73 ;
-  assign w_addr_b4_p2 = \port__addr$75 ;
-  assign \port__data$77  = w_data_q[319:256];
-  assign w_en_b4_p2 = \port__en$78 ;
-  assign w_addr = \$2 [5:0];
-  assign i__payload = w_data;
-  assign w_en = take;
-  assign \w_full$91  = w_full;
-  assign \w_full_issue$93  = w_full_issue;
-  assign r_addr_b0_p0 = \port__addr$111 ;
-  assign \port__en$113  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$114 ;
-  assign \port__en$116  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$117 ;
-  assign \port__en$119  = 1'h1;
-  assign r_addr_b1_p0 = \port__addr$120 ;
-  assign \port__en$122  = 1'h1;
-  assign r_addr_b1_p1 = \port__addr$123 ;
-  assign \port__en$125  = 1'h1;
-  assign r_addr_b1_p2 = \port__addr$126 ;
-  assign \port__en$128  = 1'h1;
-  assign r_addr_b2_p0 = \port__addr$129 ;
-  assign \port__en$131  = 1'h1;
-  assign r_addr_b2_p1 = \port__addr$132 ;
-  assign \port__en$134  = 1'h1;
-  assign r_addr_b2_p2 = \port__addr$135 ;
-  assign \port__en$137  = 1'h1;
-  assign r_addr_b3_p0 = \port__addr$138 ;
-  assign \port__en$140  = 1'h1;
-  assign r_addr_b3_p1 = \port__addr$141 ;
-  assign \port__en$143  = 1'h1;
-  assign r_addr_b3_p2 = \port__addr$144 ;
-  assign \port__en$146  = 1'h1;
-  assign r_addr_b4_p0 = \port__addr$147 ;
-  assign \port__en$149  = 1'h1;
-  assign r_addr_b4_p1 = \port__addr$150 ;
-  assign \port__en$152  = 1'h1;
-  assign r_addr_b4_p2 = \port__addr$153 ;
-  assign \port__en$155  = 1'h1;
-  assign i = word1[15:0];
-  assign \i$158  = word1[31:16];
-  assign \i$204  = word1[47:32];
-  assign \i$205  = word1[63:48];
-  assign \i$251  = word1[79:64];
-  assign \i$252  = word1[95:80];
-  assign \i$298  = word1[111:96];
-  assign \i$299  = word1[127:112];
-  assign \i$345  = word1[143:128];
-  assign \i$346  = word1[159:144];
-  assign \i$392  = word1[175:160];
-  assign \i$393  = word1[191:176];
-  assign \i$439  = word1[207:192];
-  assign \i$440  = word1[223:208];
-  assign \i$486  = word1[239:224];
-  assign \i$487  = word1[255:240];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$110  = \$signal$18 ;
+    if (rst_conv2) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$111  = v2_d1;
+    if (rst_conv2) begin
+      \$111  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$112  = v2_d2;
+    if (rst_conv2) begin
+      \$112  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$113  = v2_d3;
+    if (rst_conv2) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$114  = v2_d4;
+    if (rst_conv2) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$115  = last1;
+    if (rst_conv2) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$116  = last2_d1;
+    if (rst_conv2) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$117  = last2_d2;
+    if (rst_conv2) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$118  = last2_d3;
+    if (rst_conv2) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$119  = last2_d4;
+    if (rst_conv2) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$120  = \$signal$18 ;
+    if (rst_conv2) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$121  = v2p_d1;
+    if (rst_conv2) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$122  = v2p_d2;
+    if (rst_conv2) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$123  = v2p_d3;
+    if (rst_conv2) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$124  = \$signal$19 ;
+    if (rst_conv2) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$125  = first2p_d1;
+    if (rst_conv2) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$126  = first2p_d2;
+    if (rst_conv2) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$127  = first2p_d3;
+    if (rst_conv2) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$128  = last1;
+    if (rst_conv2) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$129  = last2p_d1;
+    if (rst_conv2) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$130  = last2p_d2;
+    if (rst_conv2) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$131  = last2p_d3;
+    if (rst_conv2) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$132  = nfirst1;
+    if (rst_conv2) begin
+      \$132  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$133  = nfirst2p_d1;
+    if (rst_conv2) begin
+      \$133  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$134  = nfirst2p_d2;
+    if (rst_conv2) begin
+      \$134  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$135  = nfirst2p_d3;
+    if (rst_conv2) begin
+      \$135  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$136  = group_end;
+    if (rst_conv2) begin
+      \$136  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$137  = xacc;
+    if (\$7 ) begin
+      \$137  = \$9 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$138  = xfin;
+    if (\$11 ) begin
+      \$138  = \$13 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$139  = acc0_0_g0;
+    if (flags_0[0]) begin
+      \$139  = acc0_0_g1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$140  = acc0_0_g1;
+    if (flags_0[0]) begin
+      \$140  = acc0_0_g2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$141  = acc0_0_g2;
+    if (flags_0[0]) begin
+      \$141  = acc0_0_g3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$142  = acc0_0_g3;
+    if (flags_0[0]) begin
+      \$142  = acc0_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$143  = acc0_0_g4;
+    if (flags_0[0]) begin
+      \$143  = acc0_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$144  = acc0_0_g5;
+    if (flags_0[0]) begin
+      \$144  = acc0_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$145  = acc0_0_g6;
+    if (flags_0[0]) begin
+      \$145  = acc0_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$146  = acc0_0_g7;
+    if (flags_0[0]) begin
+      \$146  = acc0_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$147  = acc0_0_g8;
+    if (flags_0[0]) begin
+      \$147  = acc0_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$148  = acc0_0_g9;
+    if (flags_0[0]) begin
+      \$148  = acc0_0_g10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$149  = acc0_0_g10;
+    if (flags_0[0]) begin
+      \$149  = acc0_0_g11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$150  = acc0_0_g11;
+    if (flags_0[0]) begin
+      \$150  = acc0_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$151  = acc0_0_g12;
+    if (flags_0[0]) begin
+      \$151  = acc0_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$152  = acc0_0_g13;
+    if (flags_0[0]) begin
+      \$152  = acc0_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$153  = acc0_0_g14;
+    if (flags_0[0]) begin
+      \$153  = acc0_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$154  = acc0_0_g15;
+    if (flags_0[0]) begin
+      \$154  = \$15 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$155  = acc1_0_g0;
+    if (flags_1[0]) begin
+      \$155  = acc1_0_g1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$156  = acc1_0_g1;
+    if (flags_1[0]) begin
+      \$156  = acc1_0_g2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$157  = acc1_0_g2;
+    if (flags_1[0]) begin
+      \$157  = acc1_0_g3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$158  = acc1_0_g3;
+    if (flags_1[0]) begin
+      \$158  = acc1_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$159  = acc1_0_g4;
+    if (flags_1[0]) begin
+      \$159  = acc1_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$160  = acc1_0_g5;
+    if (flags_1[0]) begin
+      \$160  = acc1_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$161  = acc1_0_g6;
+    if (flags_1[0]) begin
+      \$161  = acc1_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$162  = acc1_0_g7;
+    if (flags_1[0]) begin
+      \$162  = acc1_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$163  = acc1_0_g8;
+    if (flags_1[0]) begin
+      \$163  = acc1_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$164  = acc1_0_g9;
+    if (flags_1[0]) begin
+      \$164  = acc1_0_g10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$165  = acc1_0_g10;
+    if (flags_1[0]) begin
+      \$165  = acc1_0_g11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$166  = acc1_0_g11;
+    if (flags_1[0]) begin
+      \$166  = acc1_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$167  = acc1_0_g12;
+    if (flags_1[0]) begin
+      \$167  = acc1_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$168  = acc1_0_g13;
+    if (flags_1[0]) begin
+      \$168  = acc1_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$169  = acc1_0_g14;
+    if (flags_1[0]) begin
+      \$169  = acc1_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$170  = acc1_0_g15;
+    if (flags_1[0]) begin
+      \$170  = \$17 [17:0];
+    end
+  end
+  assign space_next = \$65 [4:0];
   assign shift = ser;
-  assign beat = addr;
+  assign \space_next$738  = \$82 [4:0];
+  assign i = word1[15:0];
+  assign \i$750  = word1[31:16];
+  assign \i$751  = word1[47:32];
+  assign \i$752  = word1[63:48];
+  assign \i$778  = word1[79:64];
+  assign \i$779  = word1[95:80];
+  assign \i$780  = word1[111:96];
+  assign \i$781  = word1[127:112];
+  assign \i$807  = word1[143:128];
+  assign \i$808  = word1[159:144];
+  assign \i$809  = word1[175:160];
+  assign \i$810  = word1[191:176];
+  assign \i$836  = word1[207:192];
+  assign \i$837  = word1[223:208];
+  assign \i$838  = word1[239:224];
+  assign \i$839  = word1[255:240];
+  assign s0_0 = \$67 [18:0];
+  assign s1_0 = \$69 [18:0];
+  assign s2_0 = \$71 [18:0];
+  assign s3_0 = \$73 [18:0];
+  assign \$signature__addr  = group_wptr;
+  assign \$signature__data  = { \$73 [18:0], \$71 [18:0], \$69 [18:0], \$67 [18:0] };
+  assign \$signature__en  = group_written_d1;
+  assign rport__addr = group_rptr;
+  assign rport__en = 1'h1;
+  assign addr = beat;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$611  = data[12:0];
-  assign \b$612  = sa0_0[18:17];
-  assign rq0_y = \$25 [7:0];
-  assign \o__payload$618  = o__payload;
-  assign \o__ready$620  = \o__ready$619 ;
-  assign \o__valid$622  = o__valid;
-  assign \w_data$623  = \$25 [7:0];
-  assign v_out_d4 = \w_en$624 ;
-  assign space_next = \$28 [4:0];
-  assign \data$937  = \o__payload$636 ;
-  assign \$4  = active;
-  assign \$10  = active_rom;
-  assign \$67  = { fin0_0, 1'h0 };
-  assign \$74  = { fin1_0, 1'h0 };
-  assign \$81  = { fin2_0, 1'h0 };
-  assign \$88  = { fin3_0, 1'h0 };
-  assign \$95  = { fin4_0, 1'h0 };
-  assign \$102  = { fin5_0, 1'h0 };
-  assign \$109  = { fin6_0, 1'h0 };
-  assign \$116  = { fin7_0, 1'h0 };
-  assign \$122  = ser;
-  assign \$123  = 1'h0;
-  assign \$124  = 1'h0;
-  assign \$126  = { p[29], p };
-  assign \$127  = { \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 [14], \p$923 , 17'h00000 };
-  assign \$130  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$131  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$133  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \a$902  = data[12:0];
+  assign \b$903  = sa0_0[18:17];
+  assign rq0_y = \$79 [7:0];
+  assign \o__payload$906  = \o__payload$905 ;
+  assign \o__ready$907  = o__ready;
+  assign \o__valid$908  = o__valid;
+  assign w_data = \$79 [7:0];
+  assign w_en = v_out_d4;
+  assign \data$913  = o__payload;
+  assign \$34  = ser;
+  assign \$35  = 1'h0;
+  assign \$36  = 1'h0;
+  assign \$38  = { p[29], p };
+  assign \$39  = { \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 , 17'h00000 };
+  assign \$42  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$43  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$45  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$66  = { acc0_0_g15, 1'h0 };
+  assign \$68  = { acc1_0_g15, 1'h0 };
+  assign \$70  = { acc2_0_g15, 1'h0 };
+  assign \$72  = { acc3_0_g15, 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -11631,6 +11415,142 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_0_0_1 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_0_0_2 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_0_0_3 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -11834,6 +11754,142 @@ module \flexor_lenet5.conv2.dec_1_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_1_0_2 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_1_0_3 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_2_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
@@ -11903,6 +11959,142 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_2_0_1 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_2_0_2 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_2_0_3 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -12106,7 +12298,7 @@ module \flexor_lenet5.conv2.dec_3_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_4_0_0 (o, i);
+module \flexor_lenet5.conv2.dec_3_0_2 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -12174,415 +12366,7 @@ module \flexor_lenet5.conv2.dec_4_0_0 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_4_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[3] ^ i[8];
-  assign \$2  = i[2] ^ i[5];
-  assign \$3  = i[3] ^ i[13];
-  assign \$4  = i[0] ^ i[4];
-  assign \$5  = i[5] ^ i[14];
-  assign \$6  = i[12] ^ i[13];
-  assign \$7  = i[5] ^ i[6];
-  assign \$8  = i[6] ^ i[8];
-  assign \$9  = i[5] ^ i[12];
-  assign \$10  = i[0] ^ i[6];
-  assign \$11  = i[9] ^ i[12];
-  assign \$12  = i[0] ^ i[9];
-  assign \$13  = i[7] ^ i[11];
-  assign \$14  = i[12] ^ i[14];
-  assign \$15  = i[3] ^ i[7];
-  assign \$16  = i[2] ^ i[13];
-  assign \$17  = i[5] ^ i[13];
-  assign \$18  = i[9] ^ i[15];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[8] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_5_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[3] ^ i[8];
-  assign \$2  = i[2] ^ i[5];
-  assign \$3  = i[3] ^ i[13];
-  assign \$4  = i[0] ^ i[4];
-  assign \$5  = i[5] ^ i[14];
-  assign \$6  = i[12] ^ i[13];
-  assign \$7  = i[5] ^ i[6];
-  assign \$8  = i[6] ^ i[8];
-  assign \$9  = i[5] ^ i[12];
-  assign \$10  = i[0] ^ i[6];
-  assign \$11  = i[9] ^ i[12];
-  assign \$12  = i[0] ^ i[9];
-  assign \$13  = i[7] ^ i[11];
-  assign \$14  = i[12] ^ i[14];
-  assign \$15  = i[3] ^ i[7];
-  assign \$16  = i[2] ^ i[13];
-  assign \$17  = i[5] ^ i[13];
-  assign \$18  = i[9] ^ i[15];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[8] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_5_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[3] ^ i[8];
-  assign \$2  = i[2] ^ i[5];
-  assign \$3  = i[3] ^ i[13];
-  assign \$4  = i[0] ^ i[4];
-  assign \$5  = i[5] ^ i[14];
-  assign \$6  = i[12] ^ i[13];
-  assign \$7  = i[5] ^ i[6];
-  assign \$8  = i[6] ^ i[8];
-  assign \$9  = i[5] ^ i[12];
-  assign \$10  = i[0] ^ i[6];
-  assign \$11  = i[9] ^ i[12];
-  assign \$12  = i[0] ^ i[9];
-  assign \$13  = i[7] ^ i[11];
-  assign \$14  = i[12] ^ i[14];
-  assign \$15  = i[3] ^ i[7];
-  assign \$16  = i[2] ^ i[13];
-  assign \$17  = i[5] ^ i[13];
-  assign \$18  = i[9] ^ i[15];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[8] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_6_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[3] ^ i[8];
-  assign \$2  = i[2] ^ i[5];
-  assign \$3  = i[3] ^ i[13];
-  assign \$4  = i[0] ^ i[4];
-  assign \$5  = i[5] ^ i[14];
-  assign \$6  = i[12] ^ i[13];
-  assign \$7  = i[5] ^ i[6];
-  assign \$8  = i[6] ^ i[8];
-  assign \$9  = i[5] ^ i[12];
-  assign \$10  = i[0] ^ i[6];
-  assign \$11  = i[9] ^ i[12];
-  assign \$12  = i[0] ^ i[9];
-  assign \$13  = i[7] ^ i[11];
-  assign \$14  = i[12] ^ i[14];
-  assign \$15  = i[3] ^ i[7];
-  assign \$16  = i[2] ^ i[13];
-  assign \$17  = i[5] ^ i[13];
-  assign \$18  = i[9] ^ i[15];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[8] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_6_0_1 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[3] ^ i[8];
-  assign \$2  = i[2] ^ i[5];
-  assign \$3  = i[3] ^ i[13];
-  assign \$4  = i[0] ^ i[4];
-  assign \$5  = i[5] ^ i[14];
-  assign \$6  = i[12] ^ i[13];
-  assign \$7  = i[5] ^ i[6];
-  assign \$8  = i[6] ^ i[8];
-  assign \$9  = i[5] ^ i[12];
-  assign \$10  = i[0] ^ i[6];
-  assign \$11  = i[9] ^ i[12];
-  assign \$12  = i[0] ^ i[9];
-  assign \$13  = i[7] ^ i[11];
-  assign \$14  = i[12] ^ i[14];
-  assign \$15  = i[3] ^ i[7];
-  assign \$16  = i[2] ^ i[13];
-  assign \$17  = i[5] ^ i[13];
-  assign \$18  = i[9] ^ i[15];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[8] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_7_0_0 (o, i);
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  input [15:0] i;
-  wire [15:0] i;
-  output [19:0] o;
-  wire [19:0] o;
-  assign \$1  = i[3] ^ i[8];
-  assign \$2  = i[2] ^ i[5];
-  assign \$3  = i[3] ^ i[13];
-  assign \$4  = i[0] ^ i[4];
-  assign \$5  = i[5] ^ i[14];
-  assign \$6  = i[12] ^ i[13];
-  assign \$7  = i[5] ^ i[6];
-  assign \$8  = i[6] ^ i[8];
-  assign \$9  = i[5] ^ i[12];
-  assign \$10  = i[0] ^ i[6];
-  assign \$11  = i[9] ^ i[12];
-  assign \$12  = i[0] ^ i[9];
-  assign \$13  = i[7] ^ i[11];
-  assign \$14  = i[12] ^ i[14];
-  assign \$15  = i[3] ^ i[7];
-  assign \$16  = i[2] ^ i[13];
-  assign \$17  = i[5] ^ i[13];
-  assign \$18  = i[9] ^ i[15];
-  assign \$19  = i[8] ^ i[12];
-  assign \$20  = i[8] ^ i[11];
-  assign o[19] = \$20 ;
-  assign o[18] = \$19 ;
-  assign o[17] = \$18 ;
-  assign o[16] = \$17 ;
-  assign o[15] = \$16 ;
-  assign o[14] = \$15 ;
-  assign o[13] = \$14 ;
-  assign o[12] = \$13 ;
-  assign o[11] = \$12 ;
-  assign o[10] = \$11 ;
-  assign o[9] = \$10 ;
-  assign o[8] = \$9 ;
-  assign o[7] = \$8 ;
-  assign o[6] = \$7 ;
-  assign o[5] = \$6 ;
-  assign o[4] = \$5 ;
-  assign o[3] = \$4 ;
-  assign o[2] = \$3 ;
-  assign o[1] = \$2 ;
-  assign o[0] = \$1 ;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.dec_7_0_1 (o, i);
+module \flexor_lenet5.conv2.dec_3_0_3 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -12651,7 +12435,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [5:0] \$11 ;
@@ -12729,7 +12513,7 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
   wire [7:0] waiting;
   (* init = 5'h00 *)
   wire [4:0] wr;
-  reg [7:0] \buf  [22:0];
+  reg [7:0] \buf  [18:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -12750,10 +12534,6 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     \buf [16] = 8'h00;
     \buf [17] = 8'h00;
     \buf [18] = 8'h00;
-    \buf [19] = 8'h00;
-    \buf [20] = 8'h00;
-    \buf [21] = 8'h00;
-    \buf [22] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -12781,16 +12561,16 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 5'h16;
+  assign \$9  = rd_inc == 5'h12;
   assign \$10  = rd_inc + 1'h1;
   assign \$11  = \$9  ? 6'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 5'h16;
+  assign \$15  = rd == 5'h12;
   assign \$16  = rd + 1'h1;
   assign \$17  = \$15  ? 6'h00 : \$16 ;
-  assign \$18  = w_port__addr == 5'h16;
+  assign \$18  = w_port__addr == 5'h12;
   assign \$19  = w_port__addr + 1'h1;
   assign \$20  = \$18  ? 6'h00 : \$19 ;
   assign \$21  = ~ pop;
@@ -12823,28 +12603,28 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$42  = \$28 [4:0];
     if (rst_conv2) begin
       \$42  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$43  = \$35 ;
     if (rst_conv2) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$36  = \$8 ;
     if (rst_conv2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [4:0];
@@ -12854,7 +12634,7 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -12864,14 +12644,14 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [4:0];
@@ -12881,7 +12661,7 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [4:0];
@@ -12971,8 +12751,8 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, addr, primed, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   reg \$10 ;
   wire \$2 ;
@@ -12997,6 +12777,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, addr, 
   wire o__ready;
   (* init = 1'h0 *)
   wire o__valid;
+  output primed;
   reg primed = 1'h0;
   (* init = 8'h00 *)
   wire [7:0] raddr;
@@ -13018,7 +12799,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, addr, 
   always @(posedge clk)
     primed <= \$10 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$8  = addr;
     if (go) begin
       \$8  = \$4 [7:0];
@@ -13028,7 +12809,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, addr, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$9  = reads;
     if (\$5 ) begin
       \$9  = \$6 [1:0];
@@ -13038,7 +12819,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, addr, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$10  = primed;
     if (\$5 ) begin
       \$10  = \$7 ;
@@ -13055,7 +12836,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i__valid, i__payload, \o__valid$49 , o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
@@ -21231,42 +21012,42 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     .q(\$signature__en$38 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$460  = \$305 ;
     if (rst_conv2_window) begin
       \$460  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$461  = switch;
     if (rst_conv2_window) begin
       \$461  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$462  = \$319 ;
     if (rst_conv2_window) begin
       \$462  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$463  = \$362 ;
     if (rst_conv2_window) begin
       \$463  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$464  = \$363 ;
     if (rst_conv2_window) begin
       \$464  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     w_row_words = 11'h000;
     casez (\$3 )
       5'h00:
@@ -21300,7 +21081,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     row_words = 11'h000;
     casez (row_slot)
       4'h0:
@@ -21334,7 +21115,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$421  = w_c;
     if (write) begin
       \$421  = \$8 [4:0];
@@ -21344,7 +21125,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$422  = w_x;
     if (write) begin
       if (\$9 ) begin
@@ -21356,7 +21137,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$423  = w_b;
     if (write) begin
       if (\$9 ) begin
@@ -21368,7 +21149,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$424  = w_slot;
     if (write) begin
       if (\$9 ) begin
@@ -21382,7 +21163,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$425  = w_grp;
     if (write) begin
       if (\$9 ) begin
@@ -21398,7 +21179,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$426  = ahead;
     if (write) begin
       if (\$9 ) begin
@@ -21417,7 +21198,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$427  = w_row;
     if (write) begin
       if (\$9 ) begin
@@ -21441,49 +21222,49 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$428  = \$28 ;
     if (rst_conv2_window) begin
       \$428  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$429  = \$5 [2:0];
     if (rst_conv2_window) begin
       \$429  = 3'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$430  = take;
     if (rst_conv2_window) begin
       \$430  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$431  = read_v1;
     if (rst_conv2_window) begin
       \$431  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$432  = read_v2;
     if (rst_conv2_window) begin
       \$432  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$433  = read_v3;
     if (rst_conv2_window) begin
       \$433  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$434  = ky;
     if (take_step) begin
       \$434  = \$147 [2:0];
@@ -21493,7 +21274,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$435  = row_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21529,7 +21310,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$436  = c;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21543,7 +21324,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$437  = qc;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21569,7 +21350,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$438  = block_dx;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21587,7 +21368,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$439  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21612,7 +21393,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$440  = r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21637,7 +21418,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$441  = q0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21662,7 +21443,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$442  = block_dy;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21686,7 +21467,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$443  = pix_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21720,7 +21501,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$444  = pix_low;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21747,7 +21528,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$445  = block_ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21770,7 +21551,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$446  = block_r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21793,7 +21574,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$447  = block_q0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21816,7 +21597,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$448  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21839,7 +21620,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$449  = oy;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21864,7 +21645,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$450  = low;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21889,7 +21670,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$451  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21919,7 +21700,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$452  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21951,7 +21732,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$453  = iy;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21972,7 +21753,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$454  = w_last;
     if (write) begin
       \$454  = \$273 ;
@@ -21982,7 +21763,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$455  = img_slot;
     if (switch) begin
       \$455  = step_img_slot;
@@ -21992,7 +21773,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$456  = r_last;
     if (take_step) begin
       \$456  = \$287 ;
@@ -22002,21 +21783,21 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$457  = \$294 ;
     if (rst_conv2_window) begin
       \$457  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$458  = \$302 ;
     if (rst_conv2_window) begin
       \$458  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$459  = \$304 ;
     if (rst_conv2_window) begin
       \$459  = 1'h0;
@@ -22070,7 +21851,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window.inp (rst_conv2_window, i__ready, valid_next, o__valid, o__ready, i__valid, i__payload, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   reg [7:0] \$10 ;
   reg \$11 ;
@@ -22132,14 +21913,14 @@ module \flexor_lenet5.conv2_window.inp (rst_conv2_window, i__ready, valid_next, 
     .q(o__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$10  = o__payload;
     if (\$5 ) begin
       \$10  = \$8 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$11  = full;
     if (\$5 ) begin
       \$11  = 1'h0;
@@ -22151,7 +21932,7 @@ module \flexor_lenet5.conv2_window.inp (rst_conv2_window, i__ready, valid_next, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
     \$12  = held;
     if (\$5 ) begin
     end else if (\$7 ) begin
@@ -22164,7 +21945,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port__data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$11 ;
@@ -22319,28 +22100,28 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$42  = \$28 [2:0];
     if (rst_conv2_window) begin
       \$42  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$43  = \$35 ;
     if (rst_conv2_window) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$36  = \$8 ;
     if (rst_conv2_window) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [2:0];
@@ -22350,7 +22131,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -22360,14 +22141,14 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [2:0];
@@ -22377,7 +22158,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [2:0];
@@ -22395,14 +22176,73 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, i__valid, i__payload, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
   wire \$1 ;
   wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire [8:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire [8:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [7:0] \$14 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire [15:0] \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  reg [7:0] \$155 ;
+  reg [15:0] \$156 ;
+  reg [639:0] \$157 ;
+  reg [639:0] \$158 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -22485,12 +22325,18 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  reg [7:0] \$90 ;
-  reg [7:0] \$91 ;
-  reg [319:0] \$92 ;
-  reg [319:0] \$93 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire \$signal ;
-  reg [7:0] at = 8'h01;
+  reg [15:0] at = 16'h0001;
   reg [7:0] beat = 8'h00;
   input clk;
   wire clk;
@@ -22500,6 +22346,11 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
   wire full_2;
   wire full_3;
   wire full_4;
+  wire full_5;
+  wire full_6;
+  wire full_7;
+  wire full_8;
+  wire full_9;
   wire full_q;
   input [39:0] i__payload;
   wire [39:0] i__payload;
@@ -22509,20 +22360,25 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
   wire i__valid;
   wire last;
   wire last_q;
-  output [319:0] o__payload;
-  reg [319:0] o__payload = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  output [639:0] o__payload;
+  reg [639:0] o__payload = 640'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
   wire o__valid;
-  (* init = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [319:0] out;
+  (* init = 640'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [639:0] out;
   wire ready;
   wire ready_0;
   wire ready_1;
   wire ready_2;
   wire ready_3;
   wire ready_4;
+  wire ready_5;
+  wire ready_6;
+  wire ready_7;
+  wire ready_8;
+  wire ready_9;
   wire ready_q;
   input rst_conv2_window_to_conv2;
   wire rst_conv2_window_to_conv2;
@@ -22532,9 +22388,20 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
   wire valid_2;
   wire valid_3;
   wire valid_4;
+  wire valid_5;
+  wire valid_6;
+  wire valid_7;
+  wire valid_8;
+  wire valid_9;
   wire valid_next;
   wire valid_q;
-  reg [319:0] word = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [639:0] word = 640'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign take = i__valid & i__ready;
+  assign \$1  = at[15] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
   assign \$6  = \$5  ? 1'h0 : full;
   assign \$signal  = \$2  ? 1'h1 : \$6 ;
   assign \$7  = ~ o__valid;
@@ -22544,8 +22411,8 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
   assign valid_next = \$9  ? 1'h1 : \$10 ;
   assign \$11  = beat + 1'h1;
   assign \$12  = last ? 9'h000 : \$11 ;
-  assign \$13  = at[7] | last;
-  assign \$14  = \$13  ? 8'h01 : { at[6:0], at[7] };
+  assign \$13  = at[15] | last;
+  assign \$14  = \$13  ? 16'h0001 : { at[14:0], at[15] };
   assign \$15  = ~ valid_0;
   assign \$16  = \$15  | o__ready;
   assign \$17  = full_0 & \$16 ;
@@ -22566,70 +22433,124 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
   assign \$32  = \$31  | o__ready;
   assign \$33  = full_4 & \$32 ;
   assign \$34  = i__valid & ready_4;
-  assign \$35  = rst_conv2_window_to_conv2 ? 1'h0 : valid_next;
-  assign \$36  = rst_conv2_window_to_conv2 ? 1'h0 : \$signal ;
-  assign \$37  = ~ \$signal ;
-  assign \$38  = ~ valid_next;
-  assign \$39  = \$37  | \$38 ;
-  assign \$40  = rst_conv2_window_to_conv2 ? 1'h1 : \$39 ;
-  assign \$41  = beat == 8'h9e;
-  assign \$42  = last ? 1'h0 : \$41 ;
-  assign \$43  = take ? \$42  : last;
-  assign \$44  = rst_conv2_window_to_conv2 ? 1'h0 : \$43 ;
-  assign \$45  = ~ \$signal ;
-  assign \$46  = ~ valid_next;
-  assign \$47  = \$45  | \$46 ;
-  assign \$48  = \$47  | rst_conv2_window_to_conv2;
-  assign \$49  = beat == 8'h9e;
-  assign \$50  = last ? 1'h0 : \$49 ;
-  assign \$51  = take ? \$50  : last;
-  assign \$52  = rst_conv2_window_to_conv2 ? 1'h0 : \$51 ;
-  assign \$54  = ~ \$signal ;
-  assign \$55  = ~ valid_next;
-  assign \$56  = \$54  | \$55 ;
-  assign \$57  = \$56  | rst_conv2_window_to_conv2;
-  assign \$58  = beat == 8'h9e;
-  assign \$59  = last ? 1'h0 : \$58 ;
-  assign \$60  = take ? \$59  : last;
-  assign \$61  = rst_conv2_window_to_conv2 ? 1'h0 : \$60 ;
-  assign \$63  = ~ \$signal ;
-  assign \$64  = ~ valid_next;
-  assign \$65  = \$63  | \$64 ;
-  assign \$66  = \$65  | rst_conv2_window_to_conv2;
-  assign \$67  = beat == 8'h9e;
-  assign \$68  = last ? 1'h0 : \$67 ;
-  assign \$69  = take ? \$68  : last;
-  assign \$70  = rst_conv2_window_to_conv2 ? 1'h0 : \$69 ;
-  assign \$72  = ~ \$signal ;
-  assign \$73  = ~ valid_next;
-  assign \$74  = \$72  | \$73 ;
-  assign \$75  = \$74  | rst_conv2_window_to_conv2;
-  assign \$76  = beat == 8'h9e;
-  assign \$77  = last ? 1'h0 : \$76 ;
-  assign \$78  = take ? \$77  : last;
-  assign \$79  = rst_conv2_window_to_conv2 ? 1'h0 : \$78 ;
-  assign \$81  = ~ \$signal ;
-  assign \$82  = ~ valid_next;
-  assign \$83  = \$81  | \$82 ;
-  assign \$84  = \$83  | rst_conv2_window_to_conv2;
-  assign \$85  = beat == 8'h9e;
-  assign \$86  = last ? 1'h0 : \$85 ;
-  assign \$87  = take ? \$86  : last;
-  assign \$88  = rst_conv2_window_to_conv2 ? 1'h0 : \$87 ;
+  assign \$35  = ~ valid_5;
+  assign \$36  = \$35  | o__ready;
+  assign \$37  = full_5 & \$36 ;
+  assign \$38  = i__valid & ready_5;
+  assign \$39  = ~ valid_6;
+  assign \$40  = \$39  | o__ready;
+  assign \$41  = full_6 & \$40 ;
+  assign \$42  = i__valid & ready_6;
+  assign \$43  = ~ valid_7;
+  assign \$44  = \$43  | o__ready;
+  assign \$45  = full_7 & \$44 ;
+  assign \$46  = i__valid & ready_7;
+  assign \$47  = ~ valid_8;
+  assign \$48  = \$47  | o__ready;
+  assign \$49  = full_8 & \$48 ;
+  assign \$50  = i__valid & ready_8;
+  assign \$51  = ~ valid_9;
+  assign \$52  = \$51  | o__ready;
+  assign \$53  = full_9 & \$52 ;
+  assign \$54  = i__valid & ready_9;
+  assign \$55  = rst_conv2_window_to_conv2 ? 1'h0 : valid_next;
+  assign \$56  = rst_conv2_window_to_conv2 ? 1'h0 : \$signal ;
+  assign \$57  = ~ \$signal ;
+  assign \$58  = ~ valid_next;
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = rst_conv2_window_to_conv2 ? 1'h1 : \$59 ;
+  assign \$61  = beat == 8'h9e;
+  assign \$62  = last ? 1'h0 : \$61 ;
+  assign \$63  = take ? \$62  : last;
+  assign \$64  = rst_conv2_window_to_conv2 ? 1'h0 : \$63 ;
+  assign \$65  = ~ \$signal ;
+  assign \$66  = ~ valid_next;
+  assign \$67  = \$65  | \$66 ;
+  assign \$68  = \$67  | rst_conv2_window_to_conv2;
+  assign \$69  = beat == 8'h9e;
+  assign \$70  = last ? 1'h0 : \$69 ;
+  assign \$71  = take ? \$70  : last;
+  assign \$72  = rst_conv2_window_to_conv2 ? 1'h0 : \$71 ;
+  assign \$74  = ~ \$signal ;
+  assign \$75  = ~ valid_next;
+  assign \$76  = \$74  | \$75 ;
+  assign \$77  = \$76  | rst_conv2_window_to_conv2;
+  assign \$78  = beat == 8'h9e;
+  assign \$79  = last ? 1'h0 : \$78 ;
+  assign \$80  = take ? \$79  : last;
+  assign \$81  = rst_conv2_window_to_conv2 ? 1'h0 : \$80 ;
+  assign \$83  = ~ \$signal ;
+  assign \$84  = ~ valid_next;
+  assign \$85  = \$83  | \$84 ;
+  assign \$86  = \$85  | rst_conv2_window_to_conv2;
+  assign \$87  = beat == 8'h9e;
+  assign \$88  = last ? 1'h0 : \$87 ;
+  assign \$89  = take ? \$88  : last;
+  assign \$90  = rst_conv2_window_to_conv2 ? 1'h0 : \$89 ;
+  assign \$92  = ~ \$signal ;
+  assign \$93  = ~ valid_next;
+  assign \$94  = \$92  | \$93 ;
+  assign \$95  = \$94  | rst_conv2_window_to_conv2;
+  assign \$96  = beat == 8'h9e;
+  assign \$97  = last ? 1'h0 : \$96 ;
+  assign \$98  = take ? \$97  : last;
+  assign \$99  = rst_conv2_window_to_conv2 ? 1'h0 : \$98 ;
+  assign \$101  = ~ \$signal ;
+  assign \$102  = ~ valid_next;
+  assign \$103  = \$101  | \$102 ;
+  assign \$104  = \$103  | rst_conv2_window_to_conv2;
+  assign \$105  = beat == 8'h9e;
+  assign \$106  = last ? 1'h0 : \$105 ;
+  assign \$107  = take ? \$106  : last;
+  assign \$108  = rst_conv2_window_to_conv2 ? 1'h0 : \$107 ;
+  assign \$110  = ~ \$signal ;
+  assign \$111  = ~ valid_next;
+  assign \$112  = \$110  | \$111 ;
+  assign \$113  = \$112  | rst_conv2_window_to_conv2;
+  assign \$114  = beat == 8'h9e;
+  assign \$115  = last ? 1'h0 : \$114 ;
+  assign \$116  = take ? \$115  : last;
+  assign \$117  = rst_conv2_window_to_conv2 ? 1'h0 : \$116 ;
+  assign \$119  = ~ \$signal ;
+  assign \$120  = ~ valid_next;
+  assign \$121  = \$119  | \$120 ;
+  assign \$122  = \$121  | rst_conv2_window_to_conv2;
+  assign \$123  = beat == 8'h9e;
+  assign \$124  = last ? 1'h0 : \$123 ;
+  assign \$125  = take ? \$124  : last;
+  assign \$126  = rst_conv2_window_to_conv2 ? 1'h0 : \$125 ;
+  assign \$128  = ~ \$signal ;
+  assign \$129  = ~ valid_next;
+  assign \$130  = \$128  | \$129 ;
+  assign \$131  = \$130  | rst_conv2_window_to_conv2;
+  assign \$132  = beat == 8'h9e;
+  assign \$133  = last ? 1'h0 : \$132 ;
+  assign \$134  = take ? \$133  : last;
+  assign \$135  = rst_conv2_window_to_conv2 ? 1'h0 : \$134 ;
+  assign \$137  = ~ \$signal ;
+  assign \$138  = ~ valid_next;
+  assign \$139  = \$137  | \$138 ;
+  assign \$140  = \$139  | rst_conv2_window_to_conv2;
+  assign \$141  = beat == 8'h9e;
+  assign \$142  = last ? 1'h0 : \$141 ;
+  assign \$143  = take ? \$142  : last;
+  assign \$144  = rst_conv2_window_to_conv2 ? 1'h0 : \$143 ;
+  assign \$146  = ~ \$signal ;
+  assign \$147  = ~ valid_next;
+  assign \$148  = \$146  | \$147 ;
+  assign \$149  = \$148  | rst_conv2_window_to_conv2;
+  assign \$150  = beat == 8'h9e;
+  assign \$151  = last ? 1'h0 : \$150 ;
+  assign \$152  = take ? \$151  : last;
+  assign \$153  = rst_conv2_window_to_conv2 ? 1'h0 : \$152 ;
   always @(posedge clk)
-    beat <= \$90 ;
+    beat <= \$155 ;
   always @(posedge clk)
-    at <= \$91 ;
+    at <= \$156 ;
   always @(posedge clk)
-    o__payload <= \$92 ;
+    o__payload <= \$157 ;
   always @(posedge clk)
-    word <= \$93 ;
-  assign take = i__valid & i__ready;
-  assign \$1  = at[7] | last;
-  assign \$2  = take & \$1 ;
-  assign \$3  = ~ o__valid;
-  assign \$4  = \$3  | o__ready;
-  assign \$5  = full & \$4 ;
+    word <= \$158 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -22673,9 +22594,49 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) full_5_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_6_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_7_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_7)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_8_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_8)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_9_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_9)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) full_q_copy (
     .clk(clk),
-    .d(\$36 ),
+    .d(\$56 ),
     .q(full)
   );
   flexor_copy #(
@@ -22683,47 +22644,87 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
     .WIDTH(32'd1)
   ) last_0_copy (
     .clk(clk),
-    .d(\$52 ),
-    .q(\$53 )
+    .d(\$72 ),
+    .q(\$73 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_1_copy (
     .clk(clk),
-    .d(\$61 ),
-    .q(\$62 )
+    .d(\$81 ),
+    .q(\$82 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_2_copy (
     .clk(clk),
-    .d(\$70 ),
-    .q(\$71 )
+    .d(\$90 ),
+    .q(\$91 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_3_copy (
     .clk(clk),
-    .d(\$79 ),
-    .q(\$80 )
+    .d(\$99 ),
+    .q(\$100 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_4_copy (
     .clk(clk),
-    .d(\$88 ),
-    .q(\$89 )
+    .d(\$108 ),
+    .q(\$109 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_5_copy (
+    .clk(clk),
+    .d(\$117 ),
+    .q(\$118 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_6_copy (
+    .clk(clk),
+    .d(\$126 ),
+    .q(\$127 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_7_copy (
+    .clk(clk),
+    .d(\$135 ),
+    .q(\$136 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_8_copy (
+    .clk(clk),
+    .d(\$144 ),
+    .q(\$145 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_9_copy (
+    .clk(clk),
+    .d(\$153 ),
+    .q(\$154 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_q_copy (
     .clk(clk),
-    .d(\$44 ),
+    .d(\$64 ),
     .q(last)
   );
   flexor_copy #(
@@ -22731,7 +22732,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
     .WIDTH(32'd1)
   ) ready_0_copy (
     .clk(clk),
-    .d(\$48 ),
+    .d(\$68 ),
     .q(ready_0)
   );
   flexor_copy #(
@@ -22739,7 +22740,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
     .WIDTH(32'd1)
   ) ready_1_copy (
     .clk(clk),
-    .d(\$57 ),
+    .d(\$77 ),
     .q(ready_1)
   );
   flexor_copy #(
@@ -22747,7 +22748,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
     .WIDTH(32'd1)
   ) ready_2_copy (
     .clk(clk),
-    .d(\$66 ),
+    .d(\$86 ),
     .q(ready_2)
   );
   flexor_copy #(
@@ -22755,7 +22756,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
     .WIDTH(32'd1)
   ) ready_3_copy (
     .clk(clk),
-    .d(\$75 ),
+    .d(\$95 ),
     .q(ready_3)
   );
   flexor_copy #(
@@ -22763,15 +22764,55 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
     .WIDTH(32'd1)
   ) ready_4_copy (
     .clk(clk),
-    .d(\$84 ),
+    .d(\$104 ),
     .q(ready_4)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_5_copy (
+    .clk(clk),
+    .d(\$113 ),
+    .q(ready_5)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_6_copy (
+    .clk(clk),
+    .d(\$122 ),
+    .q(ready_6)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_7_copy (
+    .clk(clk),
+    .d(\$131 ),
+    .q(ready_7)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_8_copy (
+    .clk(clk),
+    .d(\$140 ),
+    .q(ready_8)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_9_copy (
+    .clk(clk),
+    .d(\$149 ),
+    .q(ready_9)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) ready_q_copy (
     .clk(clk),
-    .d(\$40 ),
+    .d(\$60 ),
     .q(i__ready)
   );
   flexor_copy #(
@@ -22817,67 +22858,137 @@ module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) valid_5_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_6_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_7_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_7)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_8_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_8)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_9_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_9)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) valid_q_copy (
     .clk(clk),
-    .d(\$35 ),
+    .d(\$55 ),
     .q(o__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$90  = beat;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$155  = beat;
     if (take) begin
-      \$90  = \$12 [7:0];
+      \$155  = \$12 [7:0];
     end
     if (rst_conv2_window_to_conv2) begin
-      \$90  = 8'h00;
+      \$155  = 8'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$91  = at;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$156  = at;
     if (take) begin
-      \$91  = \$14 ;
+      \$156  = \$14 ;
     end
     if (rst_conv2_window_to_conv2) begin
-      \$91  = 8'h01;
+      \$156  = 16'h0001;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$92  = o__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$157  = o__payload;
     if (\$17 ) begin
-      \$92 [63:0] = word[63:0];
+      \$157 [63:0] = word[63:0];
     end
     if (\$21 ) begin
-      \$92 [127:64] = word[127:64];
+      \$157 [127:64] = word[127:64];
     end
     if (\$25 ) begin
-      \$92 [191:128] = word[191:128];
+      \$157 [191:128] = word[191:128];
     end
     if (\$29 ) begin
-      \$92 [255:192] = word[255:192];
+      \$157 [255:192] = word[255:192];
     end
     if (\$33 ) begin
-      \$92 [319:256] = word[319:256];
+      \$157 [319:256] = word[319:256];
+    end
+    if (\$37 ) begin
+      \$157 [383:320] = word[383:320];
+    end
+    if (\$41 ) begin
+      \$157 [447:384] = word[447:384];
+    end
+    if (\$45 ) begin
+      \$157 [511:448] = word[511:448];
+    end
+    if (\$49 ) begin
+      \$157 [575:512] = word[575:512];
+    end
+    if (\$53 ) begin
+      \$157 [639:576] = word[639:576];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$93  = word;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$158  = word;
     if (\$18 ) begin
-      \$93 [63:0] = word[103:40];
+      \$158 [63:0] = word[103:40];
     end
     if (\$22 ) begin
-      \$93 [127:64] = word[167:104];
+      \$158 [127:64] = word[167:104];
     end
     if (\$26 ) begin
-      \$93 [191:128] = word[231:168];
+      \$158 [191:128] = word[231:168];
     end
     if (\$30 ) begin
-      \$93 [255:192] = word[295:232];
+      \$158 [255:192] = word[295:232];
     end
     if (\$34 ) begin
-      \$93 [319:256] = { i__payload, word[319:296] };
+      \$158 [319:256] = word[359:296];
+    end
+    if (\$38 ) begin
+      \$158 [383:320] = word[423:360];
+    end
+    if (\$42 ) begin
+      \$158 [447:384] = word[487:424];
+    end
+    if (\$46 ) begin
+      \$158 [511:448] = word[551:488];
+    end
+    if (\$50 ) begin
+      \$158 [575:512] = word[615:552];
+    end
+    if (\$54 ) begin
+      \$158 [639:576] = { i__payload, word[639:616] };
     end
   end
   assign ready = i__ready;
@@ -22890,7 +23001,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -25182,7 +25293,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     .rst_fc1(rst_fc1)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     filled = 1'h0;
     if (take) begin
       if (\$5 ) begin
@@ -25193,7 +25304,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$19 [8:0];
@@ -25203,7 +25314,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$281  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -25218,7 +25329,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$282  = pix;
     if (take) begin
       if (\$29 ) begin
@@ -25235,7 +25346,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$283  = \$like ;
     if (take) begin
       if (\$29 ) begin
@@ -25252,7 +25363,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$284  = p_lane;
     if (take) begin
       if (\$29 ) begin
@@ -25269,7 +25380,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$285  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -25289,7 +25400,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$286  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -25309,7 +25420,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$287  = wsum_first;
     if (take) begin
       \$287  = filled;
@@ -25319,91 +25430,91 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$288  = take;
     if (rst_fc1) begin
       \$288  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$289  = wsum_first;
     if (rst_fc1) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$290  = filled;
     if (rst_fc1) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$291  = wsum_acc;
     if (wsum_v_d1) begin
       \$291  = \$64 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$292  = wsum_total;
     if (\$65 ) begin
       \$292  = \$67 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$293  = \$68 ;
     if (rst_fc1) begin
       \$293  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$294  = gap_zero_next;
     if (rst_fc1) begin
       \$294  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$295  = \$signal$34 ;
     if (rst_fc1) begin
       \$295  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$296  = n_last_next;
     if (rst_fc1) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$297  = \$69 ;
     if (rst_fc1) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$298  = \$77 [6:0];
     if (rst_fc1) begin
       \$298  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$299  = \$83 [6:0];
     if (rst_fc1) begin
       \$299  = 7'h01;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$300  = head_boot;
     if (\$84 ) begin
       \$300  = \$85 [1:0];
@@ -25413,21 +25524,21 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$301  = head;
     if (\$88 ) begin
       \$301  = \data$194 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$302  = r_next;
     if (rst_fc1) begin
       \$302  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$303  = s_idx;
     if (step) begin
       \$303  = \$90 [7:0];
@@ -25437,7 +25548,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$304  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -25449,14 +25560,14 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$305  = \$95 ;
     if (rst_fc1) begin
       \$305  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$306  = r_base;
     if (load) begin
       \$306  = { 1'h0, \$96  };
@@ -25466,7 +25577,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$307  = w_half;
     if (load) begin
       \$307  = \$97 ;
@@ -25476,7 +25587,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$308  = gap;
     if (\$98 ) begin
       \$308  = 3'h3;
@@ -25488,7 +25599,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$309  = col;
     if (step) begin
       \$309  = \$101 ;
@@ -25498,7 +25609,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$310  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -25510,7 +25621,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$311  = row_ph1;
     if (step) begin
       if (s_last) begin
@@ -25522,7 +25633,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$312  = row_ph2;
     if (step) begin
       if (s_last) begin
@@ -25534,7 +25645,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$313  = row_ph3;
     if (step) begin
       if (s_last) begin
@@ -25546,266 +25657,266 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$314  = \$127 [4:0];
     if (rst_fc1) begin
       \$314  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$315  = \$133 [4:0];
     if (rst_fc1) begin
       \$315  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$316  = \$139 [4:0];
     if (rst_fc1) begin
       \$316  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$317  = \$145 [4:0];
     if (rst_fc1) begin
       \$317  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$318  = step;
     if (rst_fc1) begin
       \$318  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$319  = \$146 ;
     if (rst_fc1) begin
       \$319  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$320  = s_last;
     if (rst_fc1) begin
       \$320  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$321  = carry0_0;
     if (\$signal$204 ) begin
       \$321  = word1[7:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$322  = carry1_0;
     if (\$signal$204 ) begin
       \$322  = word1[15:8];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$323  = carry2_0;
     if (\$signal$204 ) begin
       \$323  = word1[23:16];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$324  = carry3_0;
     if (\$signal$204 ) begin
       \$324  = word1[31:24];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$325  = \$signal$204 ;
     if (rst_fc1) begin
       \$325  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$326  = v2_d1;
     if (rst_fc1) begin
       \$326  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$327  = v2_d2;
     if (rst_fc1) begin
       \$327  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$328  = v2_d3;
     if (rst_fc1) begin
       \$328  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$329  = last1;
     if (rst_fc1) begin
       \$329  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$330  = last2_d1;
     if (rst_fc1) begin
       \$330  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$331  = last2_d2;
     if (rst_fc1) begin
       \$331  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$332  = last2_d3;
     if (rst_fc1) begin
       \$332  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$333  = \$signal$204 ;
     if (rst_fc1) begin
       \$333  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$334  = v2p_d1;
     if (rst_fc1) begin
       \$334  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$335  = v2p_d2;
     if (rst_fc1) begin
       \$335  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$336  = \$signal$47 ;
     if (rst_fc1) begin
       \$336  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$337  = first2p_d1;
     if (rst_fc1) begin
       \$337  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$338  = first2p_d2;
     if (rst_fc1) begin
       \$338  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$339  = last1;
     if (rst_fc1) begin
       \$339  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$340  = last2p_d1;
     if (rst_fc1) begin
       \$340  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$341  = last2p_d2;
     if (rst_fc1) begin
       \$341  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$342  = group_end;
     if (rst_fc1) begin
       \$342  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$343  = load;
     if (rst_fc1) begin
       \$343  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$344  = x_taken_d1;
     if (rst_fc1) begin
       \$344  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$345  = x_taken_d2;
     if (rst_fc1) begin
       \$345  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$346  = x_taken_d3;
     if (rst_fc1) begin
       \$346  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$347  = x_taken_d4;
     if (rst_fc1) begin
       \$347  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$348  = x_init;
     if (x_taken_d5) begin
       \$348  = \$223 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$349  = acc0_0;
     if (flags_0[0]) begin
       \$349  = \$226 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$350  = fin0_0;
     if (\$227 ) begin
       \$350  = \$230 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$351  = bank0_0;
     if (done) begin
       \$351  = fin0_0;
@@ -25814,21 +25925,21 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$352  = acc1_0;
     if (flags_1[0]) begin
       \$352  = \$233 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$353  = fin1_0;
     if (\$234 ) begin
       \$353  = \$237 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$354  = bank1_0;
     if (done) begin
       \$354  = fin1_0;
@@ -25837,21 +25948,21 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$355  = acc2_0;
     if (flags_2[0]) begin
       \$355  = \$240 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$356  = fin2_0;
     if (\$241 ) begin
       \$356  = \$244 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$357  = bank2_0;
     if (done) begin
       \$357  = fin2_0;
@@ -25860,28 +25971,28 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$358  = acc3_0;
     if (flags_3[0]) begin
       \$358  = \$247 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$359  = fin3_0;
     if (\$248 ) begin
       \$359  = \$251 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$360  = bank3_0;
     if (done) begin
       \$360  = fin3_0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$361  = ser_left;
     if (done) begin
       \$361  = 3'h4;
@@ -25893,7 +26004,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$362  = \addr$155 ;
     if (ser) begin
       \$362  = \$255 [8:0];
@@ -25903,112 +26014,112 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$363  = \$256 ;
     if (rst_fc1) begin
       \$363  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$364  = \$258 ;
     if (rst_fc1) begin
       \$364  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$365  = \$signal$303 ;
     if (rst_fc1) begin
       \$365  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$366  = vb;
     if (rst_fc1) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$367  = v_out_d1;
     if (rst_fc1) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$368  = v_out_d2;
     if (rst_fc1) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$369  = v_out_d3;
     if (rst_fc1) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$370  = ka;
     if (rst_fc1) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$371  = skipped_d1;
     if (rst_fc1) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$372  = skipped_d2;
     if (rst_fc1) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$373  = skipped_d3;
     if (rst_fc1) begin
       \$373  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$374  = skipped_d4;
     if (rst_fc1) begin
       \$374  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$375  = \$269 ;
     if (rst_fc1) begin
       \$375  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$376  = \$271 ;
     if (rst_fc1) begin
       \$376  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$377  = \$28 [3:0];
     if (rst_fc1) begin
       \$377  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$378  = credits_room_next;
     if (rst_fc1) begin
       \$378  = 1'h1;
@@ -26659,7 +26770,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$11 ;
@@ -26815,28 +26926,28 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$42  = \$28 [2:0];
     if (rst_fc1) begin
       \$42  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$43  = \$35 ;
     if (rst_fc1) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$36  = \$8 ;
     if (rst_fc1) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [2:0];
@@ -26846,7 +26957,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -26856,14 +26967,14 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [2:0];
@@ -26873,7 +26984,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [2:0];
@@ -26987,7 +27098,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -27347,112 +27458,112 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   always @(posedge clk)
     slot6 <= \$145 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$120  = \$4 [2:0];
     if (rst_fc1) begin
       \$120  = 3'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$121  = \$9 ;
     if (rst_fc1) begin
       \$121  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$122  = \$19 ;
     if (rst_fc1) begin
       \$122  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$123  = \$29 ;
     if (rst_fc1) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$124  = \$39 ;
     if (rst_fc1) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$125  = \$49 ;
     if (rst_fc1) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$126  = \$59 ;
     if (rst_fc1) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$127  = \$69 ;
     if (rst_fc1) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$128  = \$79 ;
     if (rst_fc1) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$129  = \$89 ;
     if (rst_fc1) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$130  = issue;
     if (rst_fc1) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$131  = v1;
     if (rst_fc1) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$132  = v2;
     if (rst_fc1) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$133  = v3;
     if (rst_fc1) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$134  = v4;
     if (rst_fc1) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$135  = raddr;
     if (issue) begin
       \$135  = \$92 [14:0];
@@ -27462,7 +27573,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$136  = primed;
     if (at7) begin
       \$136  = 1'h1;
@@ -27472,14 +27583,14 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$137  = \$98 [2:0];
     if (rst_fc1) begin
       \$137  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$138  = wptr;
     if (v5) begin
       \$138  = \$101 [2:0];
@@ -27489,7 +27600,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$139  = slot0;
     if (v5) begin
       if (\$102 ) begin
@@ -27498,7 +27609,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$140  = slot1;
     if (v5) begin
       if (\$103 ) begin
@@ -27507,7 +27618,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$141  = slot2;
     if (v5) begin
       if (\$104 ) begin
@@ -27516,7 +27627,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$142  = slot3;
     if (v5) begin
       if (\$105 ) begin
@@ -27525,7 +27636,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$143  = slot4;
     if (v5) begin
       if (\$106 ) begin
@@ -27534,7 +27645,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$144  = slot5;
     if (v5) begin
       if (\$107 ) begin
@@ -27543,7 +27654,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$145  = slot6;
     if (v5) begin
       if (\$108 ) begin
@@ -27556,7 +27667,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
   wire [4:0] \$100 ;
@@ -29379,7 +29490,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .rst_fc2(rst_fc2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$21 [9:0];
@@ -29389,7 +29500,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$142  = w_count;
     if (take) begin
       \$142  = \$30 [8:0];
@@ -29399,49 +29510,49 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$143  = \$31 ;
     if (rst_fc2) begin
       \$143  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$144  = 1'h1;
     if (rst_fc2) begin
       \$144  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$145  = \$signal ;
     if (rst_fc2) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$146  = n_last_next;
     if (rst_fc2) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$147  = \$32 ;
     if (rst_fc2) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$148  = \$37 ;
     if (rst_fc2) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$149  = ph;
     if (step) begin
       \$149  = \$40 [4:0];
@@ -29451,14 +29562,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$150  = r_next;
     if (rst_fc2) begin
       \$150  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$151  = s_idx;
     if (step) begin
       \$151  = \$42 [8:0];
@@ -29468,7 +29579,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$152  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -29480,14 +29591,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$153  = \$47 ;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$154  = r_base;
     if (load) begin
       \$154  = \$48 ;
@@ -29497,7 +29608,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$155  = w_half;
     if (load) begin
       \$155  = \$49 ;
@@ -29507,7 +29618,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$156  = col;
     if (step) begin
       \$156  = \$54 [4:0];
@@ -29517,7 +29628,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$157  = row_ph0;
     if (step) begin
       if (s_last) begin
@@ -29529,161 +29640,161 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$158  = \$65 [4:0];
     if (rst_fc2) begin
       \$158  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$159  = step;
     if (rst_fc2) begin
       \$159  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$160  = \$66 ;
     if (rst_fc2) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$161  = s_last;
     if (rst_fc2) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$162  = \$signal$86 ;
     if (rst_fc2) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$163  = v2_d1;
     if (rst_fc2) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$164  = v2_d2;
     if (rst_fc2) begin
       \$164  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$165  = last1;
     if (rst_fc2) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$166  = last2_d1;
     if (rst_fc2) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$167  = last2_d2;
     if (rst_fc2) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$168  = \$signal$86 ;
     if (rst_fc2) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$169  = v2p_d1;
     if (rst_fc2) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$170  = \$signal$87 ;
     if (rst_fc2) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$171  = first2p_d1;
     if (rst_fc2) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$172  = last1;
     if (rst_fc2) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$173  = last2p_d1;
     if (rst_fc2) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$174  = group_end;
     if (rst_fc2) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$175  = xacc;
     if (flags_x[0]) begin
       \$175  = \$87 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$176  = xfin;
     if (\$88 ) begin
       \$176  = \$90 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$177  = acc0_0;
     if (flags_0[0]) begin
       \$177  = \$92 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$178  = fin0_0;
     if (\$93 ) begin
       \$178  = \$95 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$179  = bank0_0;
     if (done) begin
       \$179  = \$97 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$180  = ser_left;
     if (done) begin
       \$180  = 1'h1;
@@ -29695,7 +29806,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$181  = addr;
     if (ser) begin
       \$181  = \$101 [3:0];
@@ -29705,112 +29816,112 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$182  = \$102 ;
     if (rst_fc2) begin
       \$182  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$183  = \$104 ;
     if (rst_fc2) begin
       \$183  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$184  = \$signal$117 ;
     if (rst_fc2) begin
       \$184  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$185  = vb;
     if (rst_fc2) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$186  = v_out_d1;
     if (rst_fc2) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$187  = v_out_d2;
     if (rst_fc2) begin
       \$187  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$188  = v_out_d3;
     if (rst_fc2) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$189  = ka;
     if (rst_fc2) begin
       \$189  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$190  = skipped_d1;
     if (rst_fc2) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$191  = skipped_d2;
     if (rst_fc2) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$192  = skipped_d3;
     if (rst_fc2) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$193  = skipped_d4;
     if (rst_fc2) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$194  = \$115 ;
     if (rst_fc2) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$195  = \$117 ;
     if (rst_fc2) begin
       \$195  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$196  = \$27 [1:0];
     if (rst_fc2) begin
       \$196  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$197  = credits_room_next;
     if (rst_fc2) begin
       \$197  = 1'h1;
@@ -29951,7 +30062,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -30062,14 +30173,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -30079,14 +30190,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -30096,7 +30207,7 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -30106,14 +30217,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$36  = \$23 [0];
     if (rst_fc2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$37  = \$30 ;
     if (rst_fc2) begin
       \$37  = 1'h1;
@@ -30200,7 +30311,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   reg \$10 ;
   wire \$2 ;
@@ -30246,7 +30357,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
   always @(posedge clk)
     primed <= \$10 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$8  = addr;
     if (go) begin
       \$8  = \$4 [7:0];
@@ -30256,7 +30367,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$9  = reads;
     if (\$5 ) begin
       \$9  = \$6 [1:0];
@@ -30266,7 +30377,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$10  = primed;
     if (\$5 ) begin
       \$10  = \$7 ;
@@ -30283,7 +30394,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -30484,147 +30595,147 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__ready, i__valid, i__payload
   always @(posedge clk)
     maxima10 <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$32  = maxima12;
     if (take) begin
       \$32  = maxima13;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$33  = maxima13;
     if (take) begin
       \$33  = maxima14;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$34  = maxima14;
     if (take) begin
       \$34  = maxima15;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$35  = maxima15;
     if (take) begin
       \$35  = maxima16;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$36  = maxima16;
     if (take) begin
       \$36  = maxima17;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$37  = maxima17;
     if (take) begin
       \$37  = maxima18;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$38  = maxima18;
     if (take) begin
       \$38  = maxima19;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$39  = maxima19;
     if (take) begin
       \$39  = maxima20;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$40  = maxima20;
     if (take) begin
       \$40  = maxima21;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$41  = maxima21;
     if (take) begin
       \$41  = maxima22;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$42  = maxima22;
     if (take) begin
       \$42  = maxima23;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$43  = maxima23;
     if (take) begin
       \$43  = maxima24;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$44  = maxima24;
     if (take) begin
       \$44  = maxima25;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$45  = maxima25;
     if (take) begin
       \$45  = maxima26;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$46  = maxima26;
     if (take) begin
       \$46  = maxima27;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$47  = maxima27;
     if (take) begin
       \$47  = maxima28;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$48  = maxima28;
     if (take) begin
       \$48  = maxima29;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$49  = maxima29;
     if (take) begin
       \$49  = maxima30;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$50  = maxima30;
     if (take) begin
       \$50  = maxima31;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$51  = maxima31;
     if (take) begin
       \$51  = \$6 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$52  = beat;
     if (take) begin
       \$52  = \$9 [4:0];
@@ -30634,7 +30745,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$53  = pixel;
     if (take) begin
       if (\$10 ) begin
@@ -30646,7 +30757,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$54  = o__payload;
     if (take) begin
       if (\$14 ) begin
@@ -30655,7 +30766,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$19  = o__valid;
     if (\$2 ) begin
       \$19  = 1'h0;
@@ -30670,84 +30781,84 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$20  = maxima0;
     if (take) begin
       \$20  = maxima1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$21  = maxima1;
     if (take) begin
       \$21  = maxima2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$22  = maxima2;
     if (take) begin
       \$22  = maxima3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$23  = maxima3;
     if (take) begin
       \$23  = maxima4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$24  = maxima4;
     if (take) begin
       \$24  = maxima5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$25  = maxima5;
     if (take) begin
       \$25  = maxima6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$26  = maxima6;
     if (take) begin
       \$26  = maxima7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$27  = maxima7;
     if (take) begin
       \$27  = maxima8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$28  = maxima8;
     if (take) begin
       \$28  = maxima9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$29  = maxima9;
     if (take) begin
       \$29  = maxima10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$30  = maxima10;
     if (take) begin
       \$30  = maxima11;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$31  = maxima11;
     if (take) begin
       \$31  = maxima12;
@@ -30758,7 +30869,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -31087,7 +31198,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
   assign \$10  = beat == 6'h3f;
   assign \$11  = pixel == 2'h3;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$19  = o__valid;
     if (\$2 ) begin
       \$19  = 1'h0;
@@ -31102,455 +31213,455 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$20  = maxima0;
     if (take) begin
       \$20  = maxima1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$21  = maxima1;
     if (take) begin
       \$21  = maxima2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$22  = maxima2;
     if (take) begin
       \$22  = maxima3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$23  = maxima3;
     if (take) begin
       \$23  = maxima4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$24  = maxima4;
     if (take) begin
       \$24  = maxima5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$25  = maxima5;
     if (take) begin
       \$25  = maxima6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$26  = maxima6;
     if (take) begin
       \$26  = maxima7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$27  = maxima7;
     if (take) begin
       \$27  = maxima8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$28  = maxima8;
     if (take) begin
       \$28  = maxima9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$29  = maxima9;
     if (take) begin
       \$29  = maxima10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$30  = maxima10;
     if (take) begin
       \$30  = maxima11;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$31  = maxima11;
     if (take) begin
       \$31  = maxima12;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$32  = maxima12;
     if (take) begin
       \$32  = maxima13;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$33  = maxima13;
     if (take) begin
       \$33  = maxima14;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$34  = maxima14;
     if (take) begin
       \$34  = maxima15;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$35  = maxima15;
     if (take) begin
       \$35  = maxima16;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$36  = maxima16;
     if (take) begin
       \$36  = maxima17;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$37  = maxima17;
     if (take) begin
       \$37  = maxima18;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$38  = maxima18;
     if (take) begin
       \$38  = maxima19;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$39  = maxima19;
     if (take) begin
       \$39  = maxima20;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$40  = maxima20;
     if (take) begin
       \$40  = maxima21;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$41  = maxima21;
     if (take) begin
       \$41  = maxima22;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$42  = maxima22;
     if (take) begin
       \$42  = maxima23;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$43  = maxima23;
     if (take) begin
       \$43  = maxima24;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$44  = maxima24;
     if (take) begin
       \$44  = maxima25;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$45  = maxima25;
     if (take) begin
       \$45  = maxima26;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$46  = maxima26;
     if (take) begin
       \$46  = maxima27;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$47  = maxima27;
     if (take) begin
       \$47  = maxima28;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$48  = maxima28;
     if (take) begin
       \$48  = maxima29;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$49  = maxima29;
     if (take) begin
       \$49  = maxima30;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$50  = maxima30;
     if (take) begin
       \$50  = maxima31;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$51  = maxima31;
     if (take) begin
       \$51  = maxima32;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$52  = maxima32;
     if (take) begin
       \$52  = maxima33;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$53  = maxima33;
     if (take) begin
       \$53  = maxima34;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$54  = maxima34;
     if (take) begin
       \$54  = maxima35;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$55  = maxima35;
     if (take) begin
       \$55  = maxima36;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$56  = maxima36;
     if (take) begin
       \$56  = maxima37;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$57  = maxima37;
     if (take) begin
       \$57  = maxima38;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$58  = maxima38;
     if (take) begin
       \$58  = maxima39;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$59  = maxima39;
     if (take) begin
       \$59  = maxima40;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$60  = maxima40;
     if (take) begin
       \$60  = maxima41;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$61  = maxima41;
     if (take) begin
       \$61  = maxima42;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$62  = maxima42;
     if (take) begin
       \$62  = maxima43;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$63  = maxima43;
     if (take) begin
       \$63  = maxima44;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$64  = maxima44;
     if (take) begin
       \$64  = maxima45;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$65  = maxima45;
     if (take) begin
       \$65  = maxima46;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$66  = maxima46;
     if (take) begin
       \$66  = maxima47;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$67  = maxima47;
     if (take) begin
       \$67  = maxima48;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$68  = maxima48;
     if (take) begin
       \$68  = maxima49;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$69  = maxima49;
     if (take) begin
       \$69  = maxima50;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$70  = maxima50;
     if (take) begin
       \$70  = maxima51;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$71  = maxima51;
     if (take) begin
       \$71  = maxima52;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$72  = maxima52;
     if (take) begin
       \$72  = maxima53;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$73  = maxima53;
     if (take) begin
       \$73  = maxima54;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$74  = maxima54;
     if (take) begin
       \$74  = maxima55;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$75  = maxima55;
     if (take) begin
       \$75  = maxima56;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$76  = maxima56;
     if (take) begin
       \$76  = maxima57;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$77  = maxima57;
     if (take) begin
       \$77  = maxima58;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$78  = maxima58;
     if (take) begin
       \$78  = maxima59;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$79  = maxima59;
     if (take) begin
       \$79  = maxima60;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$80  = maxima60;
     if (take) begin
       \$80  = maxima61;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$81  = maxima61;
     if (take) begin
       \$81  = maxima62;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$82  = maxima62;
     if (take) begin
       \$82  = maxima63;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$83  = maxima63;
     if (take) begin
       \$83  = \$6 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$84  = beat;
     if (take) begin
       \$84  = \$9 [5:0];
@@ -31560,7 +31671,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$85  = pixel;
     if (take) begin
       if (\$10 ) begin
@@ -31572,7 +31683,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$86  = o__payload;
     if (take) begin
       if (\$14 ) begin
@@ -31585,7 +31696,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   reg [3:0] \$10 ;
   reg \$11 ;
@@ -31638,21 +31749,21 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
   always @(posedge clk)
     held <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$9  = valid_next;
     if (rst_port_out) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$10  = o__payload;
     if (\$5 ) begin
       \$10  = \$8 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$11  = full;
     if (\$5 ) begin
       \$11  = 1'h0;
@@ -31664,7 +31775,7 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$12  = held;
     if (\$5 ) begin
     end else if (\$7 ) begin
