@@ -705,25 +705,9 @@ class MatrixVectorUnit(wiring.Component):
             else:
                 m.d.comb += gap_zero_next.eq(1)
 
-            # Each PE row's bit offset in its decoded slots, counted: ``(r·F + sf·SIMD) mod
-            # n_out`` for row r = nf·PE + j, as a column phase (per step) plus a row phase (per
-            # row group), each a small modular counter.
-            offs1 = []
-            if p.offset_bits:
-                n = p.n_out
-                col = Signal(range(n))
-                rows_ph = [Signal(range(n), init=(j * f) % n, name=f"row_ph{j}")
-                           for j in range(pe)]
-                with m.If(step):
-                    m.d.sync += col.eq(Mux(s_last, 0, _mod_add(col, simd % n, n)))
-                    with m.If(s_last):
-                        for j in range(pe):
-                            m.d.sync += rows_ph[j].eq(Mux(n_last, (j * f) % n,
-                                                          _mod_add(rows_ph[j], (pe * f) % n, n)))
-                for j in range(pe):
-                    off = Signal(range(n), name=f"off1_{j}")
-                    m.d.sync += off.eq(_mod_sum(rows_ph[j], col, n))
-                    offs1.append(off)
+            # Each PE row's bit offset in its decoded slots, counted: a column phase per step
+            # plus a row phase per row group
+            offs1 = _offset_counters(m, p, step, s_last, step & s_last, n_last)
 
         # -- stage 1: the step's weight word and flags, registered; the vector word arrives --
         v1, first1, last1 = Signal(), Signal(), Signal()
@@ -945,16 +929,7 @@ class MatrixVectorUnit(wiring.Component):
         # -- serializer: R rows per cycle from the bank into R requantizers -----------------
         keep_limit = (nf - 1) * G + p.last_group_beats          # beats past it are not rows
         if not p.stationary:
-            ser_left = Signal(range(G + 1))
-            beat = Signal(range(max(2, p.const_depth)))        # the constant ROM's address
-            ser = Signal()
-            m.d.comb += [ser.eq(ser_left != 0), shift.eq(ser)]
-            with m.If(done):
-                m.d.sync += ser_left.eq(G)
-            with m.Elif(ser):
-                m.d.sync += ser_left.eq(ser_left - 1)
-            with m.If(ser):
-                m.d.sync += beat.eq(Mux(beat == p.const_depth - 1, 0, beat + 1))
+            ser, beat, _ = self._serializer(m, done, shift)
         m.d.comb += crom.addr.eq(beat)
         keep = beat < keep_limit if keep_limit < p.const_depth else Const(1)
 
@@ -998,6 +973,24 @@ class MatrixVectorUnit(wiring.Component):
         return m
 
 
+    def _serializer(self, m, done, shift):
+        """The serializer's count of a group's beats left (``G`` from ``done``, the bank's
+        loading), its beat (``shift``: the bank moves on ``R`` rows) and the constant ROM's
+        address, a beat at a time. Returns ``(ser, beat, ser_left)``."""
+        p = self._params
+        G = p.group_beats
+        ser_left = Signal(range(G + 1))
+        beat = Signal(range(max(2, p.const_depth)))            # the constant ROM's address
+        ser = Signal()
+        m.d.comb += [ser.eq(ser_left != 0), shift.eq(ser)]
+        with m.If(done):
+            m.d.sync += ser_left.eq(G)
+        with m.Elif(ser):
+            m.d.sync += ser_left.eq(ser_left - 1)
+        with m.If(ser):
+            m.d.sync += beat.eq(Mux(beat == p.const_depth - 1, 0, beat + 1))
+        return ser, beat, ser_left
+
     def _issue_stationary(self, m, weights, rom):
         """The issue of an input-stationary unit (:attr:`MvauParams.stationary`): a step per
         row group of each input word (the groups inner, the words outer), the word taken
@@ -1005,7 +998,7 @@ class MatrixVectorUnit(wiring.Component):
         buffer of finished groups (``slots``, :meth:`_stationary_sums`). Returns the issue's
         counters and flags, the rows' counted offsets, and the output FIFO's credits."""
         p = self._params
-        sf, nf, pe, simd, f = p.sf, p.nf, p.pe, p.simd, p.fan_in
+        sf, nf = p.sf, p.nf
         emit = self._init_files is not None
         s_idx = Signal(range(max(2, sf)), name="word_idx")
         n_idx = Signal(range(max(2, nf)), name="group_idx")
@@ -1024,13 +1017,17 @@ class MatrixVectorUnit(wiring.Component):
         # (:meth:`elaborate`), so that the producer's output register is free for the next
         # word while the groups take this one (a width converter that held its word until
         # the last group's step lost a cycle a word).
-        # ``ready`` from registers alone, not the input's ``valid`` (the width converter's
-        # output enables behind it: its valid through the step into them was the placed
-        # LeNet-5's longest path)
+        # ``ready`` a register of its own, not the input's ``valid`` nor the issue's flags
+        # through logic (the width converter's output enables behind it: its valid through
+        # the step into them, then the issue's flags through ``ready``, were the placed
+        # LeNet-5's longest paths). It equals ``n_first & ok`` in every cycle.
         step, ok = Signal(), Signal()
+        ready_next = n_first_next & weights.valid_next & (~s_last_next | slots.room_next)
+        ready = kept_register(m, ready_next, "ready", emit=emit)
         m.d.comb += [ok.eq(weights.o.valid & (~s_last | can_end)),
                      step.eq((self.i.valid | ~n_first) & ok),
-                     self.i.ready.eq(n_first & ok), n_first_next.eq(Mux(step, n_last, n_first))]
+                     self.i.ready.eq(ready), n_first_next.eq(Mux(step, n_last, n_first))]
+        self._ready = (ready, n_first & ok)     # for tests: equal in every cycle
         self._n_first_next = n_first_next
         self._step = step                   # for tests
         m.d.comb += [
@@ -1052,24 +1049,9 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += weights.o.ready.eq(rom_pop)
         slots.count(m, step & s_last, self._group_read)
 
-        # Each PE row's bit offset, ``(r·F + s·SIMD) mod n_out`` for row r = n·PE + j: a row
-        # phase stepped each step (the groups), a column phase each word.
-        offs1 = []
-        if p.offset_bits:
-            n = p.n_out
-            col = Signal(range(n))
-            rows_ph = [Signal(range(n), init=(j * f) % n, name=f"row_ph{j}")
-                       for j in range(pe)]
-            with m.If(step):
-                for j in range(pe):
-                    m.d.sync += rows_ph[j].eq(Mux(n_last, (j * f) % n,
-                                                  _mod_add(rows_ph[j], (pe * f) % n, n)))
-                with m.If(n_last):
-                    m.d.sync += col.eq(Mux(s_last, 0, _mod_add(col, simd % n, n)))
-            for j in range(pe):
-                off = Signal(range(n), name=f"off1_{j}")
-                m.d.sync += off.eq(_mod_sum(rows_ph[j], col, n))
-                offs1.append(off)
+        # Each PE row's bit offset: a row phase stepped each step (the groups), a column
+        # phase each word
+        offs1 = _offset_counters(m, p, step & n_last, s_last, step, n_last)
 
         class Issue:
             pass
@@ -1116,8 +1098,8 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += wptr.eq(Mux(wptr == B - 1, 0, wptr + 1))
 
         count = Signal(range(B + 1), name="groups_held")
-        ser_left = Signal(range(G + 1))
         done = Signal()
+        ser, beat, ser_left = self._serializer(m, done, shift)
         read = self._group_read
         fifo_room = self._fifo_room
         # the bank is free when the group read now arrives: its last beat leaves by then
@@ -1125,15 +1107,6 @@ class MatrixVectorUnit(wiring.Component):
         m.d.sync += [count.eq(count + written - read), done.eq(read)]
         with m.If(read):
             m.d.sync += rptr.eq(Mux(rptr == B - 1, 0, rptr + 1))
-        beat = Signal(range(max(2, p.const_depth)))            # the constant ROM's address
-        ser = Signal()
-        m.d.comb += [ser.eq(ser_left != 0), shift.eq(ser)]
-        with m.If(done):
-            m.d.sync += ser_left.eq(G)
-        with m.Elif(ser):
-            m.d.sync += ser_left.eq(ser_left - 1)
-        with m.If(ser):
-            m.d.sync += beat.eq(Mux(beat == p.const_depth - 1, 0, beat + 1))
         for j in range(pe):
             for i in range(q):
                 k = j * q + i
@@ -1525,6 +1498,31 @@ def _head_prefetch(m, head, group_end, n_last, nf):
     with m.If((boot == 1) | group_end):          # group 0's head after reset; the next's
         m.d.sync += held.eq(head.data)
     return held
+
+
+def _offset_counters(m, p, col_step, col_wrap, row_step, row_wrap):
+    """Each PE row's bit offset in its decoded slots, ``(r·F + s·SIMD) mod n_out`` for row
+    ``r = n·PE + j`` at column block ``s``, registered (none where every row has one): a
+    column phase stepped by ``col_step`` (back to 0 with ``col_wrap``) plus a row phase per
+    row stepped by ``row_step`` (back to its first group's with ``row_wrap``), each a small
+    modular counter."""
+    if not p.offset_bits:
+        return []
+    n, f, pe = p.n_out, p.fan_in, p.pe
+    col = Signal(range(n))
+    rows_ph = [Signal(range(n), init=(j * f) % n, name=f"row_ph{j}") for j in range(pe)]
+    with m.If(col_step):
+        m.d.sync += col.eq(Mux(col_wrap, 0, _mod_add(col, p.simd % n, n)))
+    with m.If(row_step):
+        for j in range(pe):
+            m.d.sync += rows_ph[j].eq(Mux(row_wrap, (j * f) % n,
+                                          _mod_add(rows_ph[j], (pe * f) % n, n)))
+    offs = []
+    for j in range(pe):
+        off = Signal(range(n), name=f"off1_{j}")
+        m.d.sync += off.eq(_mod_sum(rows_ph[j], col, n))
+        offs.append(off)
+    return offs
 
 
 def _mod_add(value, const, n):

@@ -77,6 +77,9 @@ class WeightStream(wiring.Component):
                              f"not {rom.latency}")
         self._rom, self._emit = rom, emit
         super().__init__({"o": Out(stream.Signature(rom.width)), "primed": Out(1)})
+        #: ``o.valid``'s next value (it is a register), for a consumer that registers what
+        #: it will accept next
+        self.valid_next = Signal(name="valid_next")
 
     @property
     def prime_cycles(self):
@@ -132,6 +135,7 @@ class WeightStream(wiring.Component):
             below = at[k - 1] if k > 0 else 0
             above = at[k + 1] if k < depth else 0
             m.d.sync += at[k].eq(Mux(grow, below, Mux(shrink, above, at[k])))
+        m.d.comb += self.valid_next.eq(~Mux(grow, 0, Mux(shrink, at[1], at[0])))
         m.d.sync += [a.eq(b) for a, b in zip(flight, [issue] + flight[:-1])]
         with m.If(issue):
             m.d.sync += raddr.eq(Mux(raddr == n_words - 1, 0, raddr + 1))
@@ -174,4 +178,5 @@ class WeightStream(wiring.Component):
             m.d.sync += raddr.eq(Mux(raddr == n_words - 1, 0, raddr + 1))
         with m.If(~self.primed):
             m.d.sync += [reads.eq(reads + 1), self.primed.eq(reads == rom.latency - 1)]
+        m.d.comb += self.valid_next.eq(self.primed | (reads == rom.latency - 1))
         return m

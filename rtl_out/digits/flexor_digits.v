@@ -581,41 +581,41 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
-  wire [11:0] \$100 ;
-  wire \$101 ;
-  wire [10:0] \$102 ;
-  wire [11:0] \$103 ;
+  wire [10:0] \$100 ;
+  wire [11:0] \$101 ;
+  wire \$102 ;
+  wire [10:0] \$103 ;
   wire [11:0] \$104 ;
-  wire [12:0] \$105 ;
-  wire [10:0] \$106 ;
-  wire [11:0] \$107 ;
-  wire \$108 ;
-  wire [10:0] \$109 ;
+  wire [11:0] \$105 ;
+  wire [12:0] \$106 ;
+  wire [10:0] \$107 ;
+  wire [11:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
-  wire [11:0] \$110 ;
+  wire [10:0] \$110 ;
   wire [11:0] \$111 ;
-  wire [12:0] \$112 ;
-  wire [2:0] \$113 ;
-  wire \$114 ;
-  wire [7:0] \$115 ;
+  wire [11:0] \$112 ;
+  wire [12:0] \$113 ;
+  wire [2:0] \$114 ;
+  wire \$115 ;
   wire [7:0] \$116 ;
-  wire \$117 ;
+  wire [7:0] \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire [21:0] \$120 ;
-  wire [30:0] \$121 ;
-  wire [31:0] \$122 ;
-  wire [28:0] \$123 ;
+  wire \$120 ;
+  wire [21:0] \$121 ;
+  wire [30:0] \$122 ;
+  wire [31:0] \$123 ;
   wire [28:0] \$124 ;
-  wire \$125 ;
-  wire [28:0] \$126 ;
-  wire \$127 ;
+  wire [28:0] \$125 ;
+  wire \$126 ;
+  wire [28:0] \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire \$13 ;
-  wire [1:0] \$130 ;
-  wire \$131 ;
+  wire \$130 ;
+  wire [1:0] \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
@@ -636,30 +636,30 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  reg [1:0] \$150 ;
-  reg \$151 ;
+  wire \$150 ;
+  reg [1:0] \$151 ;
   reg \$152 ;
   reg \$153 ;
   reg \$154 ;
   reg \$155 ;
-  reg [2:0] \$156 ;
-  reg [1:0] \$157 ;
-  reg [5:0] \$158 ;
-  reg \$159 ;
+  reg \$156 ;
+  reg [2:0] \$157 ;
+  reg [1:0] \$158 ;
+  reg [5:0] \$159 ;
   wire \$16 ;
-  reg [2:0] \$160 ;
-  reg \$161 ;
-  reg [1:0] \$162 ;
-  reg [3:0] \$163 ;
+  reg \$160 ;
+  reg [2:0] \$161 ;
+  reg \$162 ;
+  reg [1:0] \$163 ;
   reg [3:0] \$164 ;
   reg [3:0] \$165 ;
   reg [3:0] \$166 ;
   reg [3:0] \$167 ;
-  reg \$168 ;
+  reg [3:0] \$168 ;
   reg \$169 ;
   wire \$17 ;
   reg \$170 ;
-  reg [4:0] \$171 ;
+  reg \$171 ;
   reg [4:0] \$172 ;
   reg [4:0] \$173 ;
   reg [4:0] \$174 ;
@@ -695,7 +695,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [4:0] \$200 ;
   reg [4:0] \$201 ;
   reg [4:0] \$202 ;
-  reg \$203 ;
+  reg [4:0] \$203 ;
   reg \$204 ;
   reg \$205 ;
   reg \$206 ;
@@ -715,18 +715,18 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$219 ;
   wire \$22 ;
   reg \$220 ;
-  reg [10:0] \$221 ;
+  reg \$221 ;
   reg [10:0] \$222 ;
   reg [10:0] \$223 ;
   reg [10:0] \$224 ;
-  reg [11:0] \$225 ;
-  reg [10:0] \$226 ;
+  reg [10:0] \$225 ;
+  reg [11:0] \$226 ;
   reg [10:0] \$227 ;
-  reg [11:0] \$228 ;
-  reg [1:0] \$229 ;
+  reg [10:0] \$228 ;
+  reg [11:0] \$229 ;
   wire \$23 ;
-  reg [6:0] \$230 ;
-  reg \$231 ;
+  reg [1:0] \$230 ;
+  reg [6:0] \$231 ;
   reg \$232 ;
   reg \$233 ;
   reg \$234 ;
@@ -738,9 +738,10 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire [12:0] \$24 ;
   reg \$240 ;
   reg \$241 ;
-  reg [1:0] \$242 ;
-  reg [3:0] \$243 ;
-  reg \$244 ;
+  reg \$242 ;
+  reg [1:0] \$243 ;
+  reg [3:0] \$244 ;
+  reg \$245 ;
   wire [12:0] \$25 ;
   wire [4:0] \$26 ;
   wire [1:0] \$27 ;
@@ -771,31 +772,31 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire \$5 ;
   wire [5:0] \$50 ;
   wire \$51 ;
-  wire [4:0] \$52 ;
+  wire \$52 ;
   wire [4:0] \$53 ;
-  wire [5:0] \$54 ;
+  wire [4:0] \$54 ;
   wire [5:0] \$55 ;
-  wire \$56 ;
-  wire [4:0] \$57 ;
+  wire [5:0] \$56 ;
+  wire \$57 ;
   wire [4:0] \$58 ;
-  wire [5:0] \$59 ;
+  wire [4:0] \$59 ;
   wire \$6 ;
   wire [5:0] \$60 ;
-  wire [4:0] \$61 ;
-  wire \$62 ;
-  wire [4:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire [4:0] \$65 ;
-  wire [5:0] \$66 ;
-  wire [4:0] \$67 ;
-  wire \$68 ;
-  wire [4:0] \$69 ;
+  wire [5:0] \$61 ;
+  wire [4:0] \$62 ;
+  wire \$63 ;
+  wire [4:0] \$64 ;
+  wire [5:0] \$65 ;
+  wire [4:0] \$66 ;
+  wire [5:0] \$67 ;
+  wire [4:0] \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  wire [5:0] \$70 ;
-  wire [4:0] \$71 ;
-  wire [5:0] \$72 ;
-  wire \$73 ;
-  wire [15:0] \$74 ;
+  wire [4:0] \$70 ;
+  wire [5:0] \$71 ;
+  wire [4:0] \$72 ;
+  wire [5:0] \$73 ;
+  wire \$74 ;
   wire [15:0] \$75 ;
   wire [15:0] \$76 ;
   wire [15:0] \$77 ;
@@ -817,12 +818,12 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire [15:0] \$91 ;
   wire [15:0] \$92 ;
   wire [15:0] \$93 ;
-  wire [10:0] \$94 ;
-  wire [11:0] \$95 ;
-  wire \$96 ;
-  wire [10:0] \$97 ;
-  wire [11:0] \$98 ;
-  wire [10:0] \$99 ;
+  wire [15:0] \$94 ;
+  wire [10:0] \$95 ;
+  wire [11:0] \$96 ;
+  wire \$97 ;
+  wire [10:0] \$98 ;
+  wire [11:0] \$99 ;
   wire \$signal ;
   reg \$signal$186  = 1'h0;
   reg \$signal$187  = 1'h0;
@@ -1273,172 +1274,173 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$48  = col + 3'h6;
   assign \$49  = \$46  ? { \$47 [4], \$47  } : { 1'h0, \$48  };
   assign \$50  = s_last ? 6'h00 : \$49 ;
-  assign \$51  = row_ph0 >= 2'h2;
-  assign \$52  = row_ph0 - 2'h2;
-  assign \$53  = row_ph0 + 4'h8;
-  assign \$54  = \$51  ? { \$52 [4], \$52  } : { 1'h0, \$53  };
-  assign \$55  = n_last ? 6'h00 : \$54 ;
-  assign \$56  = row_ph1 >= 2'h2;
-  assign \$57  = row_ph1 - 2'h2;
-  assign \$58  = row_ph1 + 4'h8;
-  assign \$59  = \$56  ? { \$57 [4], \$57  } : { 1'h0, \$58  };
-  assign \$60  = n_last ? 6'h04 : \$59 ;
-  assign \$61  = row_ph0 + col;
-  assign \$62  = \$61  >= 4'ha;
-  assign \$63  = row_ph0 + col;
-  assign \$64  = \$63  - 4'ha;
-  assign \$65  = row_ph0 + col;
-  assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
-  assign \$67  = row_ph1 + col;
-  assign \$68  = \$67  >= 4'ha;
-  assign \$69  = row_ph1 + col;
-  assign \$70  = \$69  - 4'ha;
-  assign \$71  = row_ph1 + col;
-  assign \$72  = \$68  ? \$70  : { 1'h0, \$71  };
-  assign \$73  = ! s_idx;
-  assign \$74  = off1_0[0] ? { \o$192 [5:0], o } : { \o$193 [3:0], \o$192 , o[9:8] };
-  assign \$75  = off1_0[0] ? { \o$192 [5:0], o } : { \o$193 [1:0], \o$192 , o[9:6] };
-  assign \$76  = off1_0[0] ? { \o$192 [5:0], o } : { \o$192 , o[9:4] };
-  assign \$77  = off1_0[1] ? \$75  : \$76 ;
-  assign \$78  = off1_0[0] ? { \o$192 [5:0], o } : { \o$192 [7:0], o[9:2] };
-  assign \$80  = off1_0[1] ? \$78  : \$79 ;
-  assign \$81  = off1_0[2] ? \$77  : \$80 ;
-  assign \$82  = off1_0[3] ? \$74  : \$81 ;
-  assign \$83  = ~ \$82 ;
-  assign \$84  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:8] };
-  assign \$85  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:6] };
-  assign \$86  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$199 , \o$198 [9:4] };
-  assign \$87  = off1_1[1] ? \$85  : \$86 ;
-  assign \$88  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$199 [7:0], \o$198 [9:2] };
-  assign \$90  = off1_1[1] ? \$88  : \$89 ;
-  assign \$91  = off1_1[2] ? \$87  : \$90 ;
-  assign \$92  = off1_1[3] ? \$84  : \$91 ;
-  assign \$93  = ~ \$92 ;
-  assign \$94  = flags_x[1] ? 11'h000 : xacc;
-  assign \$95  = \$94  + xsum_l4_0;
-  assign \$96  = flags_x[0] & flags_x[2];
-  assign \$97  = flags_x[1] ? 11'h000 : xacc;
-  assign \$98  = \$97  + xsum_l4_0;
-  assign \$99  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$100  = \$99  + t0_0_l4_0;
-  assign \$101  = flags_0[0] & flags_0[2];
-  assign \$102  = flags_0[1] ? 11'h000 : acc0_0;
-  assign \$103  = \$102  + t0_0_l4_0;
-  assign \$105  = \$104  - xfin;
-  assign \$106  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$107  = \$106  + t1_0_l4_0;
-  assign \$108  = flags_1[0] & flags_1[2];
-  assign \$109  = flags_1[1] ? 11'h000 : acc1_0;
-  assign \$110  = \$109  + t1_0_l4_0;
-  assign \$112  = \$111  - xfin;
-  assign \$113  = ser_left - 1'h1;
-  assign \$114  = addr == 7'h7f;
-  assign \$115  = addr + 1'h1;
-  assign \$116  = \$114  ? 8'h00 : \$115 ;
-  assign \$120  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$122  = $signed(\$121 ) + $signed(rq0_beta);
-  assign \$125  = $signed(\$124 ) < $signed(1'h0);
-  assign \$127  = $signed(\$126 ) > $signed(9'h0ff);
-  assign \$128  = step & s_last;
-  assign \$129  = o__valid & \o__ready$167 ;
-  assign \$130  = \$129  + skipped_d4;
-  assign \$131  = ~ rst_fc1;
-  assign \$133  = rst_fc1 ? 1'h0 : take;
-  assign \$134  = ~ rst_fc1;
-  assign \$136  = rst_fc1 ? 1'h0 : take;
-  assign \$137  = rst_fc1 | load;
-  assign \$138  = filled ? 1'h1 : w_full;
-  assign \$139  = \$137  ? 1'h0 : \$138 ;
-  assign \$140  = rst_fc1 | load;
-  assign \$141  = filled ? 1'h1 : w_full_issue;
-  assign \$142  = \$140  ? 1'h0 : \$141 ;
-  assign \$143  = step & sn_last;
-  assign \$144  = \$143  ? 1'h0 : active;
-  assign \$145  = load ? 1'h1 : \$144 ;
-  assign \$146  = rst_fc1 ? 1'h0 : \$145 ;
-  assign \$147  = rst_fc1 ? 1'h0 : \$signal ;
-  assign \$148  = credits_room_next & gap_zero_next;
-  assign \$149  = rst_fc1 ? 1'h1 : \$148 ;
+  assign \$51  = step & s_last;
+  assign \$52  = row_ph0 >= 2'h2;
+  assign \$53  = row_ph0 - 2'h2;
+  assign \$54  = row_ph0 + 4'h8;
+  assign \$55  = \$52  ? { \$53 [4], \$53  } : { 1'h0, \$54  };
+  assign \$56  = n_last ? 6'h00 : \$55 ;
+  assign \$57  = row_ph1 >= 2'h2;
+  assign \$58  = row_ph1 - 2'h2;
+  assign \$59  = row_ph1 + 4'h8;
+  assign \$60  = \$57  ? { \$58 [4], \$58  } : { 1'h0, \$59  };
+  assign \$61  = n_last ? 6'h04 : \$60 ;
+  assign \$62  = row_ph0 + col;
+  assign \$63  = \$62  >= 4'ha;
+  assign \$64  = row_ph0 + col;
+  assign \$65  = \$64  - 4'ha;
+  assign \$66  = row_ph0 + col;
+  assign \$67  = \$63  ? \$65  : { 1'h0, \$66  };
+  assign \$68  = row_ph1 + col;
+  assign \$69  = \$68  >= 4'ha;
+  assign \$70  = row_ph1 + col;
+  assign \$71  = \$70  - 4'ha;
+  assign \$72  = row_ph1 + col;
+  assign \$73  = \$69  ? \$71  : { 1'h0, \$72  };
+  assign \$74  = ! s_idx;
+  assign \$75  = off1_0[0] ? { \o$192 [5:0], o } : { \o$193 [3:0], \o$192 , o[9:8] };
+  assign \$76  = off1_0[0] ? { \o$192 [5:0], o } : { \o$193 [1:0], \o$192 , o[9:6] };
+  assign \$77  = off1_0[0] ? { \o$192 [5:0], o } : { \o$192 , o[9:4] };
+  assign \$78  = off1_0[1] ? \$76  : \$77 ;
+  assign \$79  = off1_0[0] ? { \o$192 [5:0], o } : { \o$192 [7:0], o[9:2] };
+  assign \$81  = off1_0[1] ? \$79  : \$80 ;
+  assign \$82  = off1_0[2] ? \$78  : \$81 ;
+  assign \$83  = off1_0[3] ? \$75  : \$82 ;
+  assign \$84  = ~ \$83 ;
+  assign \$85  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$200 [3:0], \o$199 , \o$198 [9:8] };
+  assign \$86  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$200 [1:0], \o$199 , \o$198 [9:6] };
+  assign \$87  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$199 , \o$198 [9:4] };
+  assign \$88  = off1_1[1] ? \$86  : \$87 ;
+  assign \$89  = off1_1[0] ? { \o$199 [5:0], \o$198  } : { \o$199 [7:0], \o$198 [9:2] };
+  assign \$91  = off1_1[1] ? \$89  : \$90 ;
+  assign \$92  = off1_1[2] ? \$88  : \$91 ;
+  assign \$93  = off1_1[3] ? \$85  : \$92 ;
+  assign \$94  = ~ \$93 ;
+  assign \$95  = flags_x[1] ? 11'h000 : xacc;
+  assign \$96  = \$95  + xsum_l4_0;
+  assign \$97  = flags_x[0] & flags_x[2];
+  assign \$98  = flags_x[1] ? 11'h000 : xacc;
+  assign \$99  = \$98  + xsum_l4_0;
+  assign \$100  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$101  = \$100  + t0_0_l4_0;
+  assign \$102  = flags_0[0] & flags_0[2];
+  assign \$103  = flags_0[1] ? 11'h000 : acc0_0;
+  assign \$104  = \$103  + t0_0_l4_0;
+  assign \$106  = \$105  - xfin;
+  assign \$107  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$108  = \$107  + t1_0_l4_0;
+  assign \$109  = flags_1[0] & flags_1[2];
+  assign \$110  = flags_1[1] ? 11'h000 : acc1_0;
+  assign \$111  = \$110  + t1_0_l4_0;
+  assign \$113  = \$112  - xfin;
+  assign \$114  = ser_left - 1'h1;
+  assign \$115  = addr == 7'h7f;
+  assign \$116  = addr + 1'h1;
+  assign \$117  = \$115  ? 8'h00 : \$116 ;
+  assign \$121  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$123  = $signed(\$122 ) + $signed(rq0_beta);
+  assign \$126  = $signed(\$125 ) < $signed(1'h0);
+  assign \$128  = $signed(\$127 ) > $signed(9'h0ff);
+  assign \$129  = step & s_last;
+  assign \$130  = o__valid & \o__ready$167 ;
+  assign \$131  = \$130  + skipped_d4;
+  assign \$132  = ~ rst_fc1;
+  assign \$134  = rst_fc1 ? 1'h0 : take;
+  assign \$135  = ~ rst_fc1;
+  assign \$137  = rst_fc1 ? 1'h0 : take;
+  assign \$138  = rst_fc1 | load;
+  assign \$139  = filled ? 1'h1 : w_full;
+  assign \$140  = \$138  ? 1'h0 : \$139 ;
+  assign \$141  = rst_fc1 | load;
+  assign \$142  = filled ? 1'h1 : w_full_issue;
+  assign \$143  = \$141  ? 1'h0 : \$142 ;
+  assign \$144  = step & sn_last;
+  assign \$145  = \$144  ? 1'h0 : active;
+  assign \$146  = load ? 1'h1 : \$145 ;
+  assign \$147  = rst_fc1 ? 1'h0 : \$146 ;
+  assign \$148  = rst_fc1 ? 1'h0 : \$signal ;
+  assign \$149  = credits_room_next & gap_zero_next;
+  assign \$150  = rst_fc1 ? 1'h1 : \$149 ;
   always @(posedge clk)
     w_data_q <= w_data;
   always @(posedge clk)
-    w_count <= \$150 ;
+    w_count <= \$151 ;
   always @(posedge clk)
-    can_end <= \$151 ;
+    can_end <= \$152 ;
   always @(posedge clk)
-    gap_zero <= \$152 ;
+    gap_zero <= \$153 ;
   always @(posedge clk)
-    s_last <= \$153 ;
+    s_last <= \$154 ;
   always @(posedge clk)
-    n_last <= \$154 ;
+    n_last <= \$155 ;
   always @(posedge clk)
-    sn_last <= \$155 ;
+    sn_last <= \$156 ;
   always @(posedge clk)
-    r_addr <= \$156 ;
+    r_addr <= \$157 ;
   always @(posedge clk)
-    s_idx <= \$157 ;
+    s_idx <= \$158 ;
   always @(posedge clk)
-    n_idx <= \$158 ;
+    n_idx <= \$159 ;
   always @(posedge clk)
-    active <= \$159 ;
+    active <= \$160 ;
   always @(posedge clk)
-    r_base <= \$160 ;
+    r_base <= \$161 ;
   always @(posedge clk)
-    w_half <= \$161 ;
+    w_half <= \$162 ;
   always @(posedge clk)
-    gap <= \$162 ;
+    gap <= \$163 ;
   always @(posedge clk)
-    col <= \$163 ;
+    col <= \$164 ;
   always @(posedge clk)
-    row_ph0 <= \$164 ;
+    row_ph0 <= \$165 ;
   always @(posedge clk)
-    row_ph1 <= \$165 ;
+    row_ph1 <= \$166 ;
   always @(posedge clk)
-    off1_0 <= \$166 ;
+    off1_0 <= \$167 ;
   always @(posedge clk)
-    off1_1 <= \$167 ;
+    off1_1 <= \$168 ;
   always @(posedge clk)
-    \$signal$186  <= \$168 ;
+    \$signal$186  <= \$169 ;
   always @(posedge clk)
-    \$signal$187  <= \$169 ;
+    \$signal$187  <= \$170 ;
   always @(posedge clk)
-    last1 <= \$170 ;
+    last1 <= \$171 ;
   always @(posedge clk)
     word1 <= \o__payload$189 ;
   always @(posedge clk)
-    w0_0 <= \$83 ;
+    w0_0 <= \$84 ;
   always @(posedge clk)
-    m0_0_0 <= \$171 ;
+    m0_0_0 <= \$172 ;
   always @(posedge clk)
-    m0_0_1 <= \$172 ;
+    m0_0_1 <= \$173 ;
   always @(posedge clk)
-    m0_0_2 <= \$173 ;
+    m0_0_2 <= \$174 ;
   always @(posedge clk)
-    m0_0_3 <= \$174 ;
+    m0_0_3 <= \$175 ;
   always @(posedge clk)
-    m0_0_4 <= \$175 ;
+    m0_0_4 <= \$176 ;
   always @(posedge clk)
-    m0_0_5 <= \$176 ;
+    m0_0_5 <= \$177 ;
   always @(posedge clk)
-    m0_0_6 <= \$177 ;
+    m0_0_6 <= \$178 ;
   always @(posedge clk)
-    m0_0_7 <= \$178 ;
+    m0_0_7 <= \$179 ;
   always @(posedge clk)
-    m0_0_8 <= \$179 ;
+    m0_0_8 <= \$180 ;
   always @(posedge clk)
-    m0_0_9 <= \$180 ;
+    m0_0_9 <= \$181 ;
   always @(posedge clk)
-    m0_0_10 <= \$181 ;
+    m0_0_10 <= \$182 ;
   always @(posedge clk)
-    m0_0_11 <= \$182 ;
+    m0_0_11 <= \$183 ;
   always @(posedge clk)
-    m0_0_12 <= \$183 ;
+    m0_0_12 <= \$184 ;
   always @(posedge clk)
-    m0_0_13 <= \$184 ;
+    m0_0_13 <= \$185 ;
   always @(posedge clk)
-    m0_0_14 <= \$185 ;
+    m0_0_14 <= \$186 ;
   always @(posedge clk)
-    m0_0_15 <= \$186 ;
+    m0_0_15 <= \$187 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -1450,39 +1452,39 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    w1_0 <= \$93 ;
+    w1_0 <= \$94 ;
   always @(posedge clk)
-    m1_0_0 <= \$187 ;
+    m1_0_0 <= \$188 ;
   always @(posedge clk)
-    m1_0_1 <= \$188 ;
+    m1_0_1 <= \$189 ;
   always @(posedge clk)
-    m1_0_2 <= \$189 ;
+    m1_0_2 <= \$190 ;
   always @(posedge clk)
-    m1_0_3 <= \$190 ;
+    m1_0_3 <= \$191 ;
   always @(posedge clk)
-    m1_0_4 <= \$191 ;
+    m1_0_4 <= \$192 ;
   always @(posedge clk)
-    m1_0_5 <= \$192 ;
+    m1_0_5 <= \$193 ;
   always @(posedge clk)
-    m1_0_6 <= \$193 ;
+    m1_0_6 <= \$194 ;
   always @(posedge clk)
-    m1_0_7 <= \$194 ;
+    m1_0_7 <= \$195 ;
   always @(posedge clk)
-    m1_0_8 <= \$195 ;
+    m1_0_8 <= \$196 ;
   always @(posedge clk)
-    m1_0_9 <= \$196 ;
+    m1_0_9 <= \$197 ;
   always @(posedge clk)
-    m1_0_10 <= \$197 ;
+    m1_0_10 <= \$198 ;
   always @(posedge clk)
-    m1_0_11 <= \$198 ;
+    m1_0_11 <= \$199 ;
   always @(posedge clk)
-    m1_0_12 <= \$199 ;
+    m1_0_12 <= \$200 ;
   always @(posedge clk)
-    m1_0_13 <= \$200 ;
+    m1_0_13 <= \$201 ;
   always @(posedge clk)
-    m1_0_14 <= \$201 ;
+    m1_0_14 <= \$202 ;
   always @(posedge clk)
-    m1_0_15 <= \$202 ;
+    m1_0_15 <= \$203 ;
   always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
@@ -1506,109 +1508,109 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$203 ;
+    v2_d1 <= \$204 ;
   always @(posedge clk)
-    v2_d2 <= \$204 ;
+    v2_d2 <= \$205 ;
   always @(posedge clk)
-    v2_d3 <= \$205 ;
+    v2_d3 <= \$206 ;
   always @(posedge clk)
-    v2_d4 <= \$206 ;
+    v2_d4 <= \$207 ;
   always @(posedge clk)
-    last2_d1 <= \$207 ;
+    last2_d1 <= \$208 ;
   always @(posedge clk)
-    last2_d2 <= \$208 ;
+    last2_d2 <= \$209 ;
   always @(posedge clk)
-    last2_d3 <= \$209 ;
+    last2_d3 <= \$210 ;
   always @(posedge clk)
-    last2_d4 <= \$210 ;
+    last2_d4 <= \$211 ;
   always @(posedge clk)
-    v2p_d1 <= \$211 ;
+    v2p_d1 <= \$212 ;
   always @(posedge clk)
-    v2p_d2 <= \$212 ;
+    v2p_d2 <= \$213 ;
   always @(posedge clk)
-    v2p_d3 <= \$213 ;
+    v2p_d3 <= \$214 ;
   always @(posedge clk)
-    first2p_d1 <= \$214 ;
+    first2p_d1 <= \$215 ;
   always @(posedge clk)
-    first2p_d2 <= \$215 ;
+    first2p_d2 <= \$216 ;
   always @(posedge clk)
-    first2p_d3 <= \$216 ;
+    first2p_d3 <= \$217 ;
   always @(posedge clk)
-    last2p_d1 <= \$217 ;
+    last2p_d1 <= \$218 ;
   always @(posedge clk)
-    last2p_d2 <= \$218 ;
+    last2p_d2 <= \$219 ;
   always @(posedge clk)
-    last2p_d3 <= \$219 ;
+    last2p_d3 <= \$220 ;
   always @(posedge clk)
-    done <= \$220 ;
+    done <= \$221 ;
   always @(posedge clk)
-    xacc <= \$221 ;
+    xacc <= \$222 ;
   always @(posedge clk)
-    xfin <= \$222 ;
+    xfin <= \$223 ;
   always @(posedge clk)
-    acc0_0 <= \$223 ;
+    acc0_0 <= \$224 ;
   always @(posedge clk)
-    fin0_0 <= \$224 ;
+    fin0_0 <= \$225 ;
   always @(posedge clk)
-    bank0_0 <= \$225 ;
+    bank0_0 <= \$226 ;
   always @(posedge clk)
-    acc1_0 <= \$226 ;
+    acc1_0 <= \$227 ;
   always @(posedge clk)
-    fin1_0 <= \$227 ;
+    fin1_0 <= \$228 ;
   always @(posedge clk)
-    bank1_0 <= \$228 ;
+    bank1_0 <= \$229 ;
   always @(posedge clk)
-    ser_left <= \$229 ;
+    ser_left <= \$230 ;
   always @(posedge clk)
-    addr <= \$230 ;
+    addr <= \$231 ;
   always @(posedge clk)
-    \$signal$230  <= \$231 ;
+    \$signal$230  <= \$232 ;
   always @(posedge clk)
-    ka <= \$232 ;
+    ka <= \$233 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$233 ;
+    vb <= \$234 ;
   always @(posedge clk)
     rq0_beta_b <= data[38:18];
   always @(posedge clk)
-    rq0_beta <= \$120 ;
+    rq0_beta <= \$121 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$122 [28:0];
+    rq0_acc_s1_0 <= \$123 [28:0];
   always @(posedge clk)
-    rq0_shifted <= \$123 [12:0];
+    rq0_shifted <= \$124 [12:0];
   always @(posedge clk)
-    rq0_under <= \$125 ;
+    rq0_under <= \$126 ;
   always @(posedge clk)
-    rq0_over <= \$127 ;
+    rq0_over <= \$128 ;
   always @(posedge clk)
-    v_out_d1 <= \$234 ;
+    v_out_d1 <= \$235 ;
   always @(posedge clk)
-    v_out_d2 <= \$235 ;
+    v_out_d2 <= \$236 ;
   always @(posedge clk)
-    \w_en$172  <= \$236 ;
+    \w_en$172  <= \$237 ;
   always @(posedge clk)
-    skipped_d1 <= \$237 ;
+    skipped_d1 <= \$238 ;
   always @(posedge clk)
-    skipped_d2 <= \$238 ;
+    skipped_d2 <= \$239 ;
   always @(posedge clk)
-    skipped_d3 <= \$239 ;
+    skipped_d3 <= \$240 ;
   always @(posedge clk)
-    skipped_d4 <= \$240 ;
+    skipped_d4 <= \$241 ;
   always @(posedge clk)
-    group_ended_d1 <= \$241 ;
+    group_ended_d1 <= \$242 ;
   always @(posedge clk)
-    credits_returned <= \$242 ;
+    credits_returned <= \$243 ;
   always @(posedge clk)
-    credits_space <= \$243 ;
+    credits_space <= \$244 ;
   always @(posedge clk)
-    credits_room <= \$244 ;
+    credits_room <= \$245 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$146 ),
+    .d(\$147 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -1616,7 +1618,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$149 ),
+    .d(\$150 ),
     .q(can_end_rom)
   );
   \flexor_digits.fc1.consts  consts (
@@ -1714,7 +1716,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$147 ),
+    .d(\$148 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -1738,7 +1740,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$133 ),
+    .d(\$134 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -1746,7 +1748,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_en_b1_copy (
     .clk(clk),
-    .d(\$136 ),
+    .d(\$137 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -1754,7 +1756,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$139 ),
+    .d(\$140 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -1762,7 +1764,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$142 ),
+    .d(\$143 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc1.weights  weights (
@@ -1785,134 +1787,122 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = w_count;
+    \$151  = w_count;
     if (take) begin
-      \$150  = \$31 [1:0];
+      \$151  = \$31 [1:0];
     end
     if (rst_fc1) begin
-      \$150  = 2'h0;
+      \$151  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$151  = \$32 ;
-    if (rst_fc1) begin
-      \$151  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = gap_zero_next;
+    \$152  = \$32 ;
     if (rst_fc1) begin
       \$152  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = \$signal ;
+    \$153  = gap_zero_next;
     if (rst_fc1) begin
-      \$153  = 1'h0;
+      \$153  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = n_last_next;
+    \$154  = \$signal ;
     if (rst_fc1) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = \$33 ;
+    \$155  = n_last_next;
     if (rst_fc1) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = r_next;
+    \$156  = \$33 ;
     if (rst_fc1) begin
-      \$156  = 3'h0;
+      \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = s_idx;
+    \$157  = r_next;
+    if (rst_fc1) begin
+      \$157  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$158  = s_idx;
     if (step) begin
-      \$157  = \$35 [1:0];
+      \$158  = \$35 [1:0];
     end
     if (rst_fc1) begin
-      \$157  = 2'h0;
+      \$158  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = n_idx;
+    \$159  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$158  = \$37 [5:0];
+        \$159  = \$37 [5:0];
       end
     end
     if (rst_fc1) begin
-      \$158  = 6'h00;
+      \$159  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = \$40 ;
+    \$160  = \$40 ;
     if (rst_fc1) begin
-      \$159  = 1'h0;
+      \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = r_base;
+    \$161  = r_base;
     if (load) begin
-      \$160  = \$41 ;
+      \$161  = \$41 ;
     end
     if (rst_fc1) begin
-      \$160  = 3'h0;
+      \$161  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = w_half;
+    \$162  = w_half;
     if (load) begin
-      \$161  = \$42 ;
+      \$162  = \$42 ;
     end
     if (rst_fc1) begin
-      \$161  = 1'h0;
+      \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = gap;
+    \$163  = gap;
     if (\$43 ) begin
-      \$162  = 2'h1;
+      \$163  = 2'h1;
     end else if (\$44 ) begin
-      \$162  = \$45 [1:0];
+      \$163  = \$45 [1:0];
     end
     if (rst_fc1) begin
-      \$162  = 2'h0;
+      \$163  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = col;
+    \$164  = col;
     if (step) begin
-      \$163  = \$50 [3:0];
-    end
-    if (rst_fc1) begin
-      \$163  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$164  = \$55 [3:0];
-      end
+      \$164  = \$50 [3:0];
     end
     if (rst_fc1) begin
       \$164  = 4'h0;
@@ -1920,641 +1910,649 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$165  = \$60 [3:0];
-      end
+    \$165  = row_ph0;
+    if (\$51 ) begin
+      \$165  = \$56 [3:0];
     end
     if (rst_fc1) begin
-      \$165  = 4'h4;
+      \$165  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = \$66 [3:0];
+    \$166  = row_ph1;
+    if (\$51 ) begin
+      \$166  = \$61 [3:0];
+    end
     if (rst_fc1) begin
-      \$166  = 4'h0;
+      \$166  = 4'h4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = \$72 [3:0];
+    \$167  = \$67 [3:0];
     if (rst_fc1) begin
       \$167  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = step;
+    \$168  = \$73 [3:0];
     if (rst_fc1) begin
-      \$168  = 1'h0;
+      \$168  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = \$73 ;
+    \$169  = step;
     if (rst_fc1) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = s_last;
+    \$170  = \$74 ;
     if (rst_fc1) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$171  = s_last;
+    if (rst_fc1) begin
+      \$171  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$171  = 5'h00;
+      \$172  = 5'h00;
     end else begin
-      \$171  = \port__data$194 [4:0];
+      \$172  = \port__data$194 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$172  = 5'h00;
+      \$173  = 5'h00;
     end else begin
-      \$172  = \port__data$194 [9:5];
+      \$173  = \port__data$194 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$173  = 5'h00;
+      \$174  = 5'h00;
     end else begin
-      \$173  = \port__data$194 [14:10];
+      \$174  = \port__data$194 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$174  = 5'h00;
+      \$175  = 5'h00;
     end else begin
-      \$174  = \port__data$194 [19:15];
+      \$175  = \port__data$194 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$175  = 5'h00;
+      \$176  = 5'h00;
     end else begin
-      \$175  = \port__data$194 [24:20];
+      \$176  = \port__data$194 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$176  = 5'h00;
+      \$177  = 5'h00;
     end else begin
-      \$176  = \port__data$194 [29:25];
+      \$177  = \port__data$194 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$177  = 5'h00;
+      \$178  = 5'h00;
     end else begin
-      \$177  = \port__data$194 [34:30];
+      \$178  = \port__data$194 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$178  = 5'h00;
+      \$179  = 5'h00;
     end else begin
-      \$178  = \port__data$194 [39:35];
+      \$179  = \port__data$194 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$179  = 5'h00;
+      \$180  = 5'h00;
     end else begin
-      \$179  = \port__data$194 [44:40];
+      \$180  = \port__data$194 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$180  = 5'h00;
+      \$181  = 5'h00;
     end else begin
-      \$180  = \port__data$194 [49:45];
+      \$181  = \port__data$194 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[10]) begin
-      \$181  = 5'h00;
+      \$182  = 5'h00;
     end else begin
-      \$181  = \port__data$194 [54:50];
+      \$182  = \port__data$194 [54:50];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[11]) begin
-      \$182  = 5'h00;
+      \$183  = 5'h00;
     end else begin
-      \$182  = \port__data$194 [59:55];
+      \$183  = \port__data$194 [59:55];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[12]) begin
-      \$183  = 5'h00;
+      \$184  = 5'h00;
     end else begin
-      \$183  = \port__data$195 [4:0];
+      \$184  = \port__data$195 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[13]) begin
-      \$184  = 5'h00;
+      \$185  = 5'h00;
     end else begin
-      \$184  = \port__data$195 [9:5];
+      \$185  = \port__data$195 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[14]) begin
-      \$185  = 5'h00;
+      \$186  = 5'h00;
     end else begin
-      \$185  = \port__data$195 [14:10];
+      \$186  = \port__data$195 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[15]) begin
-      \$186  = 5'h00;
+      \$187  = 5'h00;
     end else begin
-      \$186  = \port__data$195 [19:15];
+      \$187  = \port__data$195 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[0]) begin
-      \$187  = 5'h00;
+      \$188  = 5'h00;
     end else begin
-      \$187  = \port__data$194 [4:0];
+      \$188  = \port__data$194 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[1]) begin
-      \$188  = 5'h00;
+      \$189  = 5'h00;
     end else begin
-      \$188  = \port__data$194 [9:5];
+      \$189  = \port__data$194 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[2]) begin
-      \$189  = 5'h00;
+      \$190  = 5'h00;
     end else begin
-      \$189  = \port__data$194 [14:10];
+      \$190  = \port__data$194 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[3]) begin
-      \$190  = 5'h00;
+      \$191  = 5'h00;
     end else begin
-      \$190  = \port__data$194 [19:15];
+      \$191  = \port__data$194 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[4]) begin
-      \$191  = 5'h00;
+      \$192  = 5'h00;
     end else begin
-      \$191  = \port__data$194 [24:20];
+      \$192  = \port__data$194 [24:20];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[5]) begin
-      \$192  = 5'h00;
+      \$193  = 5'h00;
     end else begin
-      \$192  = \port__data$194 [29:25];
+      \$193  = \port__data$194 [29:25];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[6]) begin
-      \$193  = 5'h00;
+      \$194  = 5'h00;
     end else begin
-      \$193  = \port__data$194 [34:30];
+      \$194  = \port__data$194 [34:30];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[7]) begin
-      \$194  = 5'h00;
+      \$195  = 5'h00;
     end else begin
-      \$194  = \port__data$194 [39:35];
+      \$195  = \port__data$194 [39:35];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[8]) begin
-      \$195  = 5'h00;
+      \$196  = 5'h00;
     end else begin
-      \$195  = \port__data$194 [44:40];
+      \$196  = \port__data$194 [44:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[9]) begin
-      \$196  = 5'h00;
+      \$197  = 5'h00;
     end else begin
-      \$196  = \port__data$194 [49:45];
+      \$197  = \port__data$194 [49:45];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[10]) begin
-      \$197  = 5'h00;
+      \$198  = 5'h00;
     end else begin
-      \$197  = \port__data$194 [54:50];
+      \$198  = \port__data$194 [54:50];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[11]) begin
-      \$198  = 5'h00;
+      \$199  = 5'h00;
     end else begin
-      \$198  = \port__data$194 [59:55];
+      \$199  = \port__data$194 [59:55];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[12]) begin
-      \$199  = 5'h00;
+      \$200  = 5'h00;
     end else begin
-      \$199  = \port__data$195 [4:0];
+      \$200  = \port__data$195 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[13]) begin
-      \$200  = 5'h00;
+      \$201  = 5'h00;
     end else begin
-      \$200  = \port__data$195 [9:5];
+      \$201  = \port__data$195 [9:5];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[14]) begin
-      \$201  = 5'h00;
+      \$202  = 5'h00;
     end else begin
-      \$201  = \port__data$195 [14:10];
+      \$202  = \port__data$195 [14:10];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     (* full_case = 32'd1 *)
     if (w1_0[15]) begin
-      \$202  = 5'h00;
+      \$203  = 5'h00;
     end else begin
-      \$202  = \port__data$195 [19:15];
+      \$203  = \port__data$195 [19:15];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = \$signal$186 ;
-    if (rst_fc1) begin
-      \$203  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = v2_d1;
+    \$204  = \$signal$186 ;
     if (rst_fc1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = v2_d2;
+    \$205  = v2_d1;
     if (rst_fc1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = v2_d3;
+    \$206  = v2_d2;
     if (rst_fc1) begin
       \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = last1;
+    \$207  = v2_d3;
     if (rst_fc1) begin
       \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = last2_d1;
+    \$208  = last1;
     if (rst_fc1) begin
       \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = last2_d2;
+    \$209  = last2_d1;
     if (rst_fc1) begin
       \$209  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = last2_d3;
+    \$210  = last2_d2;
     if (rst_fc1) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$211  = \$signal$186 ;
+    \$211  = last2_d3;
     if (rst_fc1) begin
       \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$212  = v2p_d1;
+    \$212  = \$signal$186 ;
     if (rst_fc1) begin
       \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$213  = v2p_d2;
+    \$213  = v2p_d1;
     if (rst_fc1) begin
       \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$214  = \$signal$187 ;
+    \$214  = v2p_d2;
     if (rst_fc1) begin
       \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$215  = first2p_d1;
+    \$215  = \$signal$187 ;
     if (rst_fc1) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$216  = first2p_d2;
+    \$216  = first2p_d1;
     if (rst_fc1) begin
       \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$217  = last1;
+    \$217  = first2p_d2;
     if (rst_fc1) begin
       \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$218  = last2p_d1;
+    \$218  = last1;
     if (rst_fc1) begin
       \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$219  = last2p_d2;
+    \$219  = last2p_d1;
     if (rst_fc1) begin
       \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$220  = group_end;
+    \$220  = last2p_d2;
     if (rst_fc1) begin
       \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = xacc;
+    \$221  = group_end;
+    if (rst_fc1) begin
+      \$221  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$222  = xacc;
     if (flags_x[0]) begin
-      \$221  = \$95 [10:0];
+      \$222  = \$96 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = xfin;
-    if (\$96 ) begin
-      \$222  = \$98 [10:0];
+    \$223  = xfin;
+    if (\$97 ) begin
+      \$223  = \$99 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = acc0_0;
+    \$224  = acc0_0;
     if (flags_0[0]) begin
-      \$223  = \$100 [10:0];
+      \$224  = \$101 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$224  = fin0_0;
-    if (\$101 ) begin
-      \$224  = \$103 [10:0];
+    \$225  = fin0_0;
+    if (\$102 ) begin
+      \$225  = \$104 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$225  = bank0_0;
+    \$226  = bank0_0;
     if (done) begin
-      \$225  = \$105 [11:0];
+      \$226  = \$106 [11:0];
     end else if (ser) begin
-      \$225  = bank1_0;
+      \$226  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$226  = acc1_0;
+    \$227  = acc1_0;
     if (flags_1[0]) begin
-      \$226  = \$107 [10:0];
+      \$227  = \$108 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$227  = fin1_0;
-    if (\$108 ) begin
-      \$227  = \$110 [10:0];
+    \$228  = fin1_0;
+    if (\$109 ) begin
+      \$228  = \$111 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$228  = bank1_0;
+    \$229  = bank1_0;
     if (done) begin
-      \$228  = \$112 [11:0];
+      \$229  = \$113 [11:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$229  = ser_left;
+    \$230  = ser_left;
     if (done) begin
-      \$229  = 2'h2;
+      \$230  = 2'h2;
     end else if (ser) begin
-      \$229  = \$113 [1:0];
+      \$230  = \$114 [1:0];
     end
     if (rst_fc1) begin
-      \$229  = 2'h0;
+      \$230  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$230  = addr;
+    \$231  = addr;
     if (ser) begin
-      \$230  = \$116 [6:0];
+      \$231  = \$117 [6:0];
     end
     if (rst_fc1) begin
-      \$230  = 7'h00;
+      \$231  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$231  = \$117 ;
-    if (rst_fc1) begin
-      \$231  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$232  = \$119 ;
+    \$232  = \$118 ;
     if (rst_fc1) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$233  = \$signal$230 ;
+    \$233  = \$120 ;
     if (rst_fc1) begin
       \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = vb;
+    \$234  = \$signal$230 ;
     if (rst_fc1) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = v_out_d1;
+    \$235  = vb;
     if (rst_fc1) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = v_out_d2;
+    \$236  = v_out_d1;
     if (rst_fc1) begin
       \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = ka;
+    \$237  = v_out_d2;
     if (rst_fc1) begin
       \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = skipped_d1;
+    \$238  = ka;
     if (rst_fc1) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$239  = skipped_d2;
+    \$239  = skipped_d1;
     if (rst_fc1) begin
       \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$240  = skipped_d3;
+    \$240  = skipped_d2;
     if (rst_fc1) begin
       \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$241  = \$128 ;
+    \$241  = skipped_d3;
     if (rst_fc1) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$242  = \$130 ;
+    \$242  = \$129 ;
     if (rst_fc1) begin
-      \$242  = 2'h0;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$243  = \$28 [3:0];
+    \$243  = \$131 ;
     if (rst_fc1) begin
-      \$243  = 4'hc;
+      \$243  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$244  = credits_room_next;
+    \$244  = \$28 [3:0];
     if (rst_fc1) begin
-      \$244  = 1'h1;
+      \$244  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$245  = credits_room_next;
+    if (rst_fc1) begin
+      \$245  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2592,19 +2590,19 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \data$246  = \o__payload$189 ;
   assign \$4  = active;
   assign \$10  = active_rom;
-  assign \$79  = { \o$192 [5:0], o };
-  assign \$89  = { \o$199 [5:0], \o$198  };
-  assign \$104  = { fin0_0, 1'h0 };
-  assign \$111  = { fin1_0, 1'h0 };
-  assign \$117  = ser;
-  assign \$118  = 1'h0;
+  assign \$80  = { \o$192 [5:0], o };
+  assign \$90  = { \o$199 [5:0], \o$198  };
+  assign \$105  = { fin0_0, 1'h0 };
+  assign \$112  = { fin1_0, 1'h0 };
+  assign \$118  = ser;
   assign \$119  = 1'h0;
-  assign \$121  = { p[29], p };
-  assign \$123  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$120  = 1'h0;
+  assign \$122  = { p[29], p };
   assign \$124  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$126  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
-  assign \$132  = \$131 ;
-  assign \$135  = \$134 ;
+  assign \$125  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$127  = { rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28], rq0_acc_s1_0[28:16] };
+  assign \$133  = \$132 ;
+  assign \$136  = \$135 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -3146,15 +3144,16 @@ endmodule
 module \flexor_digits.fc1.weights (rst_fc1, o__ready, o__payload, go, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
-  reg \$10 ;
+  reg [1:0] \$10 ;
+  reg \$11 ;
   wire \$2 ;
-  wire [8:0] \$3 ;
+  wire \$3 ;
   wire [8:0] \$4 ;
-  wire \$5 ;
-  wire [2:0] \$6 ;
-  wire \$7 ;
-  reg [7:0] \$8 ;
-  reg [1:0] \$9 ;
+  wire [8:0] \$5 ;
+  wire \$6 ;
+  wire [2:0] \$7 ;
+  wire \$8 ;
+  reg [7:0] \$9 ;
   output [7:0] addr;
   reg [7:0] addr = 8'h00;
   input clk;
@@ -3175,48 +3174,51 @@ module \flexor_digits.fc1.weights (rst_fc1, o__ready, o__payload, go, addr, clk)
   reg [1:0] reads = 2'h0;
   input rst_fc1;
   wire rst_fc1;
+  wire valid_next;
   assign \$1  = ~ primed;
   assign go = o__ready | \$1 ;
-  assign \$2  = addr == 8'hff;
-  assign \$3  = addr + 1'h1;
-  assign \$4  = \$2  ? 9'h000 : \$3 ;
-  assign \$5  = ~ primed;
-  assign \$6  = reads + 1'h1;
-  assign \$7  = reads == 1'h1;
+  assign \$2  = reads == 1'h1;
+  assign valid_next = primed | \$2 ;
+  assign \$3  = addr == 8'hff;
+  assign \$4  = addr + 1'h1;
+  assign \$5  = \$3  ? 9'h000 : \$4 ;
+  assign \$6  = ~ primed;
+  assign \$7  = reads + 1'h1;
+  assign \$8  = reads == 1'h1;
   always @(posedge clk)
-    addr <= \$8 ;
+    addr <= \$9 ;
   always @(posedge clk)
-    reads <= \$9 ;
+    reads <= \$10 ;
   always @(posedge clk)
-    primed <= \$10 ;
+    primed <= \$11 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$8  = addr;
+    \$9  = addr;
     if (go) begin
-      \$8  = \$4 [7:0];
+      \$9  = \$5 [7:0];
     end
     if (rst_fc1) begin
-      \$8  = 8'h00;
+      \$9  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$9  = reads;
-    if (\$5 ) begin
-      \$9  = \$6 [1:0];
+    \$10  = reads;
+    if (\$6 ) begin
+      \$10  = \$7 [1:0];
     end
     if (rst_fc1) begin
-      \$9  = 2'h0;
+      \$10  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$10  = primed;
-    if (\$5 ) begin
-      \$10  = \$7 ;
+    \$11  = primed;
+    if (\$6 ) begin
+      \$11  = \$8 ;
     end
     if (rst_fc1) begin
-      \$10  = 1'h0;
+      \$11  = 1'h0;
     end
   end
   assign en = go;
@@ -3414,28 +3416,28 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  reg [3:0] \$111 ;
-  reg \$112 ;
+  wire \$111 ;
+  reg [3:0] \$112 ;
   reg \$113 ;
   reg \$114 ;
   reg \$115 ;
   reg \$116 ;
-  reg [4:0] \$117 ;
-  reg [3:0] \$118 ;
+  reg \$117 ;
+  reg [4:0] \$118 ;
   reg [3:0] \$119 ;
   wire \$12 ;
-  reg \$120 ;
-  reg [4:0] \$121 ;
-  reg \$122 ;
-  reg [3:0] \$123 ;
+  reg [3:0] \$120 ;
+  reg \$121 ;
+  reg [4:0] \$122 ;
+  reg \$123 ;
   reg [3:0] \$124 ;
   reg [3:0] \$125 ;
-  reg \$126 ;
+  reg [3:0] \$126 ;
   reg \$127 ;
   reg \$128 ;
-  reg [5:0] \$129 ;
+  reg \$129 ;
   wire \$13 ;
-  reg [7:0] \$130 ;
+  reg [5:0] \$130 ;
   reg [7:0] \$131 ;
   reg [7:0] \$132 ;
   reg [7:0] \$133 ;
@@ -3446,7 +3448,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg [7:0] \$138 ;
   reg [7:0] \$139 ;
   wire \$14 ;
-  reg \$140 ;
+  reg [7:0] \$140 ;
   reg \$141 ;
   reg \$142 ;
   reg \$143 ;
@@ -3465,15 +3467,15 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg \$155 ;
   reg \$156 ;
   reg \$157 ;
-  reg [14:0] \$158 ;
+  reg \$158 ;
   reg [14:0] \$159 ;
   wire \$16 ;
   reg [14:0] \$160 ;
   reg [14:0] \$161 ;
-  reg [15:0] \$162 ;
-  reg \$163 ;
-  reg [3:0] \$164 ;
-  reg \$165 ;
+  reg [14:0] \$162 ;
+  reg [15:0] \$163 ;
+  reg \$164 ;
+  reg [3:0] \$165 ;
   reg \$166 ;
   reg \$167 ;
   reg \$168 ;
@@ -3487,10 +3489,11 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg \$175 ;
   reg \$176 ;
   reg \$177 ;
-  reg [1:0] \$178 ;
+  reg \$178 ;
   reg [1:0] \$179 ;
   wire [5:0] \$18 ;
-  reg \$180 ;
+  reg [1:0] \$180 ;
+  reg \$181 ;
   wire [5:0] \$19 ;
   wire [5:0] \$2 ;
   wire [3:0] \$20 ;
@@ -3517,19 +3520,19 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   wire \$4 ;
   wire [3:0] \$40 ;
   wire \$41 ;
-  wire [4:0] \$42 ;
+  wire \$42 ;
   wire [4:0] \$43 ;
-  wire [5:0] \$44 ;
+  wire [4:0] \$44 ;
   wire [5:0] \$45 ;
-  wire [4:0] \$46 ;
-  wire \$47 ;
-  wire [4:0] \$48 ;
-  wire [5:0] \$49 ;
+  wire [5:0] \$46 ;
+  wire [4:0] \$47 ;
+  wire \$48 ;
+  wire [4:0] \$49 ;
   wire \$5 ;
-  wire [4:0] \$50 ;
-  wire [5:0] \$51 ;
-  wire \$52 ;
-  wire [9:0] \$53 ;
+  wire [5:0] \$50 ;
+  wire [4:0] \$51 ;
+  wire [5:0] \$52 ;
+  wire \$53 ;
   wire [9:0] \$54 ;
   wire [9:0] \$55 ;
   wire [9:0] \$56 ;
@@ -3540,42 +3543,42 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   wire [9:0] \$60 ;
   wire [9:0] \$61 ;
   wire [9:0] \$62 ;
-  wire [14:0] \$63 ;
-  wire [15:0] \$64 ;
-  wire \$65 ;
-  wire [14:0] \$66 ;
-  wire [15:0] \$67 ;
-  wire [14:0] \$68 ;
-  wire [15:0] \$69 ;
+  wire [9:0] \$63 ;
+  wire [14:0] \$64 ;
+  wire [15:0] \$65 ;
+  wire \$66 ;
+  wire [14:0] \$67 ;
+  wire [15:0] \$68 ;
+  wire [14:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire [14:0] \$71 ;
-  wire [15:0] \$72 ;
+  wire [15:0] \$70 ;
+  wire \$71 ;
+  wire [14:0] \$72 ;
   wire [15:0] \$73 ;
-  wire [16:0] \$74 ;
-  wire [1:0] \$75 ;
-  wire \$76 ;
-  wire [4:0] \$77 ;
+  wire [15:0] \$74 ;
+  wire [16:0] \$75 ;
+  wire [1:0] \$76 ;
+  wire \$77 ;
   wire [4:0] \$78 ;
-  wire \$79 ;
+  wire [4:0] \$79 ;
   wire \$8 ;
   wire \$80 ;
   wire \$81 ;
-  wire [24:0] \$82 ;
-  wire [33:0] \$83 ;
-  wire [50:0] \$84 ;
-  wire [51:0] \$85 ;
-  wire [52:0] \$86 ;
-  wire [35:0] \$87 ;
+  wire \$82 ;
+  wire [24:0] \$83 ;
+  wire [33:0] \$84 ;
+  wire [50:0] \$85 ;
+  wire [51:0] \$86 ;
+  wire [52:0] \$87 ;
   wire [35:0] \$88 ;
-  wire \$89 ;
+  wire [35:0] \$89 ;
   wire \$9 ;
-  wire [35:0] \$90 ;
-  wire \$91 ;
+  wire \$90 ;
+  wire [35:0] \$91 ;
   wire \$92 ;
   wire \$93 ;
-  wire [1:0] \$94 ;
-  wire \$95 ;
+  wire \$94 ;
+  wire [1:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
@@ -3894,128 +3897,129 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   assign \$38  = w_half ? 4'hd : 4'h0;
   assign \$39  = ~ w_half;
   assign \$40  = s_last ? 4'h0 : col;
-  assign \$41  = row_ph0 >= 2'h2;
-  assign \$42  = row_ph0 - 2'h2;
-  assign \$43  = row_ph0 + 4'h8;
-  assign \$44  = \$41  ? { \$42 [4], \$42  } : { 1'h0, \$43  };
-  assign \$45  = n_last ? 6'h00 : \$44 ;
-  assign \$46  = row_ph0 + col;
-  assign \$47  = \$46  >= 4'ha;
-  assign \$48  = row_ph0 + col;
-  assign \$49  = \$48  - 4'ha;
-  assign \$50  = row_ph0 + col;
-  assign \$51  = \$47  ? \$49  : { 1'h0, \$50  };
-  assign \$52  = ! s_idx;
-  assign \$53  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
-  assign \$54  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
-  assign \$55  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
-  assign \$56  = off1_0[1] ? \$54  : \$55 ;
-  assign \$57  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
-  assign \$59  = off1_0[1] ? \$57  : \$58 ;
-  assign \$60  = off1_0[2] ? \$56  : \$59 ;
-  assign \$61  = off1_0[3] ? \$53  : \$60 ;
-  assign \$62  = ~ \$61 ;
-  assign \$63  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$64  = \$63  + xsum_l4_0;
-  assign \$65  = flags_x[0] & flags_x[2];
-  assign \$66  = flags_x[1] ? 15'h0000 : xacc;
-  assign \$67  = \$66  + xsum_l4_0;
-  assign \$68  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$69  = \$68  + t0_0_l4_0;
-  assign \$70  = flags_0[0] & flags_0[2];
-  assign \$71  = flags_0[1] ? 15'h0000 : acc0_0;
-  assign \$72  = \$71  + t0_0_l4_0;
-  assign \$74  = \$73  - xfin;
-  assign \$75  = ser_left - 1'h1;
-  assign \$76  = \addr$90  == 4'h9;
-  assign \$77  = \addr$90  + 1'h1;
-  assign \$78  = \$76  ? 5'h00 : \$77 ;
-  assign \$82  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$85  = $signed(\$83 ) + $signed(\$84 );
-  assign \$86  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$89  = $signed(\$88 ) < $signed(16'h8000);
-  assign \$91  = $signed(\$90 ) > $signed(16'h7fff);
-  assign \$92  = step & s_last;
-  assign \$93  = o__valid & \o__ready$104 ;
-  assign \$94  = \$93  + skipped_d5;
-  assign \$95  = ~ rst_fc2;
-  assign \$97  = rst_fc2 ? 1'h0 : take;
-  assign \$98  = rst_fc2 | load;
-  assign \$99  = filled ? 1'h1 : w_full;
-  assign \$100  = \$98  ? 1'h0 : \$99 ;
-  assign \$101  = rst_fc2 | load;
-  assign \$102  = filled ? 1'h1 : w_full_issue;
-  assign \$103  = \$101  ? 1'h0 : \$102 ;
-  assign \$104  = step & sn_last;
-  assign \$105  = \$104  ? 1'h0 : active;
-  assign \$106  = load ? 1'h1 : \$105 ;
-  assign \$107  = rst_fc2 ? 1'h0 : \$106 ;
-  assign \$108  = rst_fc2 ? 1'h0 : \$signal ;
-  assign \$110  = rst_fc2 ? 1'h1 : \$109 ;
+  assign \$41  = step & s_last;
+  assign \$42  = row_ph0 >= 2'h2;
+  assign \$43  = row_ph0 - 2'h2;
+  assign \$44  = row_ph0 + 4'h8;
+  assign \$45  = \$42  ? { \$43 [4], \$43  } : { 1'h0, \$44  };
+  assign \$46  = n_last ? 6'h00 : \$45 ;
+  assign \$47  = row_ph0 + col;
+  assign \$48  = \$47  >= 4'ha;
+  assign \$49  = row_ph0 + col;
+  assign \$50  = \$49  - 4'ha;
+  assign \$51  = row_ph0 + col;
+  assign \$52  = \$48  ? \$50  : { 1'h0, \$51  };
+  assign \$53  = ! s_idx;
+  assign \$54  = off1_0[0] ? o : { \o$127 [7:0], o[9:8] };
+  assign \$55  = off1_0[0] ? o : { \o$127 [5:0], o[9:6] };
+  assign \$56  = off1_0[0] ? o : { \o$127 [3:0], o[9:4] };
+  assign \$57  = off1_0[1] ? \$55  : \$56 ;
+  assign \$58  = off1_0[0] ? o : { \o$127 [1:0], o[9:2] };
+  assign \$60  = off1_0[1] ? \$58  : \$59 ;
+  assign \$61  = off1_0[2] ? \$57  : \$60 ;
+  assign \$62  = off1_0[3] ? \$54  : \$61 ;
+  assign \$63  = ~ \$62 ;
+  assign \$64  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$65  = \$64  + xsum_l4_0;
+  assign \$66  = flags_x[0] & flags_x[2];
+  assign \$67  = flags_x[1] ? 15'h0000 : xacc;
+  assign \$68  = \$67  + xsum_l4_0;
+  assign \$69  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$70  = \$69  + t0_0_l4_0;
+  assign \$71  = flags_0[0] & flags_0[2];
+  assign \$72  = flags_0[1] ? 15'h0000 : acc0_0;
+  assign \$73  = \$72  + t0_0_l4_0;
+  assign \$75  = \$74  - xfin;
+  assign \$76  = ser_left - 1'h1;
+  assign \$77  = \addr$90  == 4'h9;
+  assign \$78  = \addr$90  + 1'h1;
+  assign \$79  = \$77  ? 5'h00 : \$78 ;
+  assign \$83  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$86  = $signed(\$84 ) + $signed(\$85 );
+  assign \$87  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$90  = $signed(\$89 ) < $signed(16'h8000);
+  assign \$92  = $signed(\$91 ) > $signed(16'h7fff);
+  assign \$93  = step & s_last;
+  assign \$94  = o__valid & \o__ready$104 ;
+  assign \$95  = \$94  + skipped_d5;
+  assign \$96  = ~ rst_fc2;
+  assign \$98  = rst_fc2 ? 1'h0 : take;
+  assign \$99  = rst_fc2 | load;
+  assign \$100  = filled ? 1'h1 : w_full;
+  assign \$101  = \$99  ? 1'h0 : \$100 ;
+  assign \$102  = rst_fc2 | load;
+  assign \$103  = filled ? 1'h1 : w_full_issue;
+  assign \$104  = \$102  ? 1'h0 : \$103 ;
+  assign \$105  = step & sn_last;
+  assign \$106  = \$105  ? 1'h0 : active;
+  assign \$107  = load ? 1'h1 : \$106 ;
+  assign \$108  = rst_fc2 ? 1'h0 : \$107 ;
+  assign \$109  = rst_fc2 ? 1'h0 : \$signal ;
+  assign \$111  = rst_fc2 ? 1'h1 : \$110 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$111 ;
+    w_count <= \$112 ;
   always @(posedge clk)
-    can_end <= \$112 ;
+    can_end <= \$113 ;
   always @(posedge clk)
-    gap_zero <= \$113 ;
+    gap_zero <= \$114 ;
   always @(posedge clk)
-    s_last <= \$114 ;
+    s_last <= \$115 ;
   always @(posedge clk)
-    n_last <= \$115 ;
+    n_last <= \$116 ;
   always @(posedge clk)
-    sn_last <= \$116 ;
+    sn_last <= \$117 ;
   always @(posedge clk)
-    r_addr <= \$117 ;
+    r_addr <= \$118 ;
   always @(posedge clk)
-    s_idx <= \$118 ;
+    s_idx <= \$119 ;
   always @(posedge clk)
-    addr <= \$119 ;
+    addr <= \$120 ;
   always @(posedge clk)
-    active <= \$120 ;
+    active <= \$121 ;
   always @(posedge clk)
-    r_base <= \$121 ;
+    r_base <= \$122 ;
   always @(posedge clk)
-    w_half <= \$122 ;
+    w_half <= \$123 ;
   always @(posedge clk)
-    col <= \$123 ;
+    col <= \$124 ;
   always @(posedge clk)
-    row_ph0 <= \$124 ;
+    row_ph0 <= \$125 ;
   always @(posedge clk)
-    off1_0 <= \$125 ;
+    off1_0 <= \$126 ;
   always @(posedge clk)
-    \$signal$122  <= \$126 ;
+    \$signal$122  <= \$127 ;
   always @(posedge clk)
-    \$signal$44  <= \$127 ;
+    \$signal$44  <= \$128 ;
   always @(posedge clk)
-    last1 <= \$128 ;
+    last1 <= \$129 ;
   always @(posedge clk)
     \i$47  <= \o__payload$124 ;
   always @(posedge clk)
-    carry0_0 <= \$129 ;
+    carry0_0 <= \$130 ;
   always @(posedge clk)
-    w0_0 <= \$62 ;
+    w0_0 <= \$63 ;
   always @(posedge clk)
-    m0_0_0 <= \$130 ;
+    m0_0_0 <= \$131 ;
   always @(posedge clk)
-    m0_0_1 <= \$131 ;
+    m0_0_1 <= \$132 ;
   always @(posedge clk)
-    m0_0_2 <= \$132 ;
+    m0_0_2 <= \$133 ;
   always @(posedge clk)
-    m0_0_3 <= \$133 ;
+    m0_0_3 <= \$134 ;
   always @(posedge clk)
-    m0_0_4 <= \$134 ;
+    m0_0_4 <= \$135 ;
   always @(posedge clk)
-    m0_0_5 <= \$135 ;
+    m0_0_5 <= \$136 ;
   always @(posedge clk)
-    m0_0_6 <= \$136 ;
+    m0_0_6 <= \$137 ;
   always @(posedge clk)
-    m0_0_7 <= \$137 ;
+    m0_0_7 <= \$138 ;
   always @(posedge clk)
-    m0_0_8 <= \$138 ;
+    m0_0_8 <= \$139 ;
   always @(posedge clk)
-    m0_0_9 <= \$139 ;
+    m0_0_9 <= \$140 ;
   always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
@@ -4035,111 +4039,111 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   always @(posedge clk)
     xsum_l4_0 <= xsum_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$140 ;
+    v2_d1 <= \$141 ;
   always @(posedge clk)
-    v2_d2 <= \$141 ;
+    v2_d2 <= \$142 ;
   always @(posedge clk)
-    v2_d3 <= \$142 ;
+    v2_d3 <= \$143 ;
   always @(posedge clk)
-    v2_d4 <= \$143 ;
+    v2_d4 <= \$144 ;
   always @(posedge clk)
-    last2_d1 <= \$144 ;
+    last2_d1 <= \$145 ;
   always @(posedge clk)
-    last2_d2 <= \$145 ;
+    last2_d2 <= \$146 ;
   always @(posedge clk)
-    last2_d3 <= \$146 ;
+    last2_d3 <= \$147 ;
   always @(posedge clk)
-    last2_d4 <= \$147 ;
+    last2_d4 <= \$148 ;
   always @(posedge clk)
-    v2p_d1 <= \$148 ;
+    v2p_d1 <= \$149 ;
   always @(posedge clk)
-    v2p_d2 <= \$149 ;
+    v2p_d2 <= \$150 ;
   always @(posedge clk)
-    v2p_d3 <= \$150 ;
+    v2p_d3 <= \$151 ;
   always @(posedge clk)
-    first2p_d1 <= \$151 ;
+    first2p_d1 <= \$152 ;
   always @(posedge clk)
-    first2p_d2 <= \$152 ;
+    first2p_d2 <= \$153 ;
   always @(posedge clk)
-    first2p_d3 <= \$153 ;
+    first2p_d3 <= \$154 ;
   always @(posedge clk)
-    last2p_d1 <= \$154 ;
+    last2p_d1 <= \$155 ;
   always @(posedge clk)
-    last2p_d2 <= \$155 ;
+    last2p_d2 <= \$156 ;
   always @(posedge clk)
-    last2p_d3 <= \$156 ;
+    last2p_d3 <= \$157 ;
   always @(posedge clk)
-    done <= \$157 ;
+    done <= \$158 ;
   always @(posedge clk)
-    xacc <= \$158 ;
+    xacc <= \$159 ;
   always @(posedge clk)
-    xfin <= \$159 ;
+    xfin <= \$160 ;
   always @(posedge clk)
-    acc0_0 <= \$160 ;
+    acc0_0 <= \$161 ;
   always @(posedge clk)
-    fin0_0 <= \$161 ;
+    fin0_0 <= \$162 ;
   always @(posedge clk)
-    bank0_0 <= \$162 ;
+    bank0_0 <= \$163 ;
   always @(posedge clk)
-    ser_left <= \$163 ;
+    ser_left <= \$164 ;
   always @(posedge clk)
-    \addr$90  <= \$164 ;
+    \addr$90  <= \$165 ;
   always @(posedge clk)
-    \$signal$154  <= \$165 ;
+    \$signal$154  <= \$166 ;
   always @(posedge clk)
-    ka <= \$166 ;
+    ka <= \$167 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$167 ;
+    vb <= \$168 ;
   always @(posedge clk)
     rq0_beta_b <= \data$93 [44:21];
   always @(posedge clk)
-    rq0_beta <= \$82 ;
+    rq0_beta <= \$83 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$85 ;
+    rq0_acc_s1_0 <= \$86 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$86 [35:0];
+    rq0_acc_s2_0 <= \$87 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$87 [19:0];
+    rq0_shifted <= \$88 [19:0];
   always @(posedge clk)
-    rq0_under <= \$89 ;
+    rq0_under <= \$90 ;
   always @(posedge clk)
-    rq0_over <= \$91 ;
+    rq0_over <= \$92 ;
   always @(posedge clk)
-    v_out_d1 <= \$168 ;
+    v_out_d1 <= \$169 ;
   always @(posedge clk)
-    v_out_d2 <= \$169 ;
+    v_out_d2 <= \$170 ;
   always @(posedge clk)
-    v_out_d3 <= \$170 ;
+    v_out_d3 <= \$171 ;
   always @(posedge clk)
-    \w_en$109  <= \$171 ;
+    \w_en$109  <= \$172 ;
   always @(posedge clk)
-    skipped_d1 <= \$172 ;
+    skipped_d1 <= \$173 ;
   always @(posedge clk)
-    skipped_d2 <= \$173 ;
+    skipped_d2 <= \$174 ;
   always @(posedge clk)
-    skipped_d3 <= \$174 ;
+    skipped_d3 <= \$175 ;
   always @(posedge clk)
-    skipped_d4 <= \$175 ;
+    skipped_d4 <= \$176 ;
   always @(posedge clk)
-    skipped_d5 <= \$176 ;
+    skipped_d5 <= \$177 ;
   always @(posedge clk)
-    group_ended_d1 <= \$177 ;
+    group_ended_d1 <= \$178 ;
   always @(posedge clk)
-    credits_returned <= \$178 ;
+    credits_returned <= \$179 ;
   always @(posedge clk)
-    credits_space <= \$179 ;
+    credits_space <= \$180 ;
   always @(posedge clk)
-    credits_room <= \$180 ;
+    credits_room <= \$181 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$107 ),
+    .d(\$108 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -4147,7 +4151,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$110 ),
+    .d(\$111 ),
     .q(can_end_rom)
   );
   \flexor_digits.fc2.consts  consts (
@@ -4224,7 +4228,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$108 ),
+    .d(\$109 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -4240,7 +4244,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$97 ),
+    .d(\$98 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -4248,7 +4252,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$100 ),
+    .d(\$101 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -4256,7 +4260,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$103 ),
+    .d(\$104 ),
     .q(w_full_issue)
   );
   \flexor_digits.fc2.weights  weights (
@@ -4279,73 +4283,61 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$111  = w_count;
+    \$112  = w_count;
     if (take) begin
-      \$111  = \$28 [3:0];
+      \$112  = \$28 [3:0];
     end
     if (rst_fc2) begin
-      \$111  = 4'h0;
+      \$112  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$112  = \$29 ;
-    if (rst_fc2) begin
-      \$112  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$113  = 1'h1;
+    \$113  = \$29 ;
     if (rst_fc2) begin
       \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$114  = \$signal ;
+    \$114  = 1'h1;
     if (rst_fc2) begin
-      \$114  = 1'h0;
+      \$114  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$115  = n_last_next;
+    \$115  = \$signal ;
     if (rst_fc2) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$116  = \$30 ;
+    \$116  = n_last_next;
     if (rst_fc2) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$117  = r_next;
+    \$117  = \$30 ;
     if (rst_fc2) begin
-      \$117  = 5'h00;
+      \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$118  = s_idx;
-    if (step) begin
-      \$118  = \$32 [3:0];
-    end
+    \$118  = r_next;
     if (rst_fc2) begin
-      \$118  = 4'h0;
+      \$118  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$119  = addr;
+    \$119  = s_idx;
     if (step) begin
-      if (s_last) begin
-        \$119  = \$34 [3:0];
-      end
+      \$119  = \$32 [3:0];
     end
     if (rst_fc2) begin
       \$119  = 4'h0;
@@ -4353,48 +4345,48 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$120  = \$37 ;
-    if (rst_fc2) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$121  = r_base;
-    if (load) begin
-      \$121  = { 1'h0, \$38  };
-    end
-    if (rst_fc2) begin
-      \$121  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$122  = w_half;
-    if (load) begin
-      \$122  = \$39 ;
-    end
-    if (rst_fc2) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$123  = col;
-    if (step) begin
-      \$123  = \$40 ;
-    end
-    if (rst_fc2) begin
-      \$123  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$124  = row_ph0;
+    \$120  = addr;
     if (step) begin
       if (s_last) begin
-        \$124  = \$45 [3:0];
+        \$120  = \$34 [3:0];
       end
+    end
+    if (rst_fc2) begin
+      \$120  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$121  = \$37 ;
+    if (rst_fc2) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$122  = r_base;
+    if (load) begin
+      \$122  = { 1'h0, \$38  };
+    end
+    if (rst_fc2) begin
+      \$122  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$123  = w_half;
+    if (load) begin
+      \$123  = \$39 ;
+    end
+    if (rst_fc2) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$124  = col;
+    if (step) begin
+      \$124  = \$40 ;
     end
     if (rst_fc2) begin
       \$124  = 4'h0;
@@ -4402,422 +4394,432 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$125  = \$51 [3:0];
+    \$125  = row_ph0;
+    if (\$41 ) begin
+      \$125  = \$46 [3:0];
+    end
     if (rst_fc2) begin
       \$125  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$126  = step;
+    \$126  = \$52 [3:0];
     if (rst_fc2) begin
-      \$126  = 1'h0;
+      \$126  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$127  = \$52 ;
+    \$127  = step;
     if (rst_fc2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$128  = s_last;
+    \$128  = \$53 ;
     if (rst_fc2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$129  = carry0_0;
+    \$129  = s_last;
+    if (rst_fc2) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$130  = carry0_0;
     if (\$signal$122 ) begin
-      \$129  = \i$47 ;
+      \$130  = \i$47 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[0]) begin
-      \$130  = 8'h00;
+      \$131  = 8'h00;
     end else begin
-      \$130  = \port__data$128 [7:0];
+      \$131  = \port__data$128 [7:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[1]) begin
-      \$131  = 8'h00;
+      \$132  = 8'h00;
     end else begin
-      \$131  = \port__data$128 [15:8];
+      \$132  = \port__data$128 [15:8];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[2]) begin
-      \$132  = 8'h00;
+      \$133  = 8'h00;
     end else begin
-      \$132  = \port__data$128 [23:16];
+      \$133  = \port__data$128 [23:16];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[3]) begin
-      \$133  = 8'h00;
+      \$134  = 8'h00;
     end else begin
-      \$133  = \port__data$128 [31:24];
+      \$134  = \port__data$128 [31:24];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[4]) begin
-      \$134  = 8'h00;
+      \$135  = 8'h00;
     end else begin
-      \$134  = \port__data$128 [39:32];
+      \$135  = \port__data$128 [39:32];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[5]) begin
-      \$135  = 8'h00;
+      \$136  = 8'h00;
     end else begin
-      \$135  = \port__data$128 [47:40];
+      \$136  = \port__data$128 [47:40];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[6]) begin
-      \$136  = 8'h00;
+      \$137  = 8'h00;
     end else begin
-      \$136  = \port__data$128 [55:48];
+      \$137  = \port__data$128 [55:48];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[7]) begin
-      \$137  = 8'h00;
+      \$138  = 8'h00;
     end else begin
-      \$137  = \port__data$128 [63:56];
+      \$138  = \port__data$128 [63:56];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[8]) begin
-      \$138  = 8'h00;
+      \$139  = 8'h00;
     end else begin
-      \$138  = \port__data$128 [71:64];
+      \$139  = \port__data$128 [71:64];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (w0_0[9]) begin
-      \$139  = 8'h00;
+      \$140  = 8'h00;
     end else begin
-      \$139  = \port__data$128 [79:72];
+      \$140  = \port__data$128 [79:72];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$140  = \$signal$122 ;
-    if (rst_fc2) begin
-      \$140  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$141  = v2_d1;
+    \$141  = \$signal$122 ;
     if (rst_fc2) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$142  = v2_d2;
+    \$142  = v2_d1;
     if (rst_fc2) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$143  = v2_d3;
+    \$143  = v2_d2;
     if (rst_fc2) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$144  = last1;
+    \$144  = v2_d3;
     if (rst_fc2) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$145  = last2_d1;
+    \$145  = last1;
     if (rst_fc2) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$146  = last2_d2;
+    \$146  = last2_d1;
     if (rst_fc2) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$147  = last2_d3;
+    \$147  = last2_d2;
     if (rst_fc2) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$148  = \$signal$122 ;
+    \$148  = last2_d3;
     if (rst_fc2) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$149  = v2p_d1;
+    \$149  = \$signal$122 ;
     if (rst_fc2) begin
       \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$150  = v2p_d2;
+    \$150  = v2p_d1;
     if (rst_fc2) begin
       \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$151  = \$signal$44 ;
+    \$151  = v2p_d2;
     if (rst_fc2) begin
       \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$152  = first2p_d1;
+    \$152  = \$signal$44 ;
     if (rst_fc2) begin
       \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$153  = first2p_d2;
+    \$153  = first2p_d1;
     if (rst_fc2) begin
       \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$154  = last1;
+    \$154  = first2p_d2;
     if (rst_fc2) begin
       \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$155  = last2p_d1;
+    \$155  = last1;
     if (rst_fc2) begin
       \$155  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$156  = last2p_d2;
+    \$156  = last2p_d1;
     if (rst_fc2) begin
       \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$157  = group_end;
+    \$157  = last2p_d2;
     if (rst_fc2) begin
       \$157  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$158  = xacc;
+    \$158  = group_end;
+    if (rst_fc2) begin
+      \$158  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$159  = xacc;
     if (flags_x[0]) begin
-      \$158  = \$64 [14:0];
+      \$159  = \$65 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$159  = xfin;
-    if (\$65 ) begin
-      \$159  = \$67 [14:0];
+    \$160  = xfin;
+    if (\$66 ) begin
+      \$160  = \$68 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$160  = acc0_0;
+    \$161  = acc0_0;
     if (flags_0[0]) begin
-      \$160  = \$69 [14:0];
+      \$161  = \$70 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$161  = fin0_0;
-    if (\$70 ) begin
-      \$161  = \$72 [14:0];
+    \$162  = fin0_0;
+    if (\$71 ) begin
+      \$162  = \$73 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$162  = bank0_0;
+    \$163  = bank0_0;
     if (done) begin
-      \$162  = \$74 [15:0];
+      \$163  = \$75 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$163  = ser_left;
+    \$164  = ser_left;
     if (done) begin
-      \$163  = 1'h1;
+      \$164  = 1'h1;
     end else if (ser) begin
-      \$163  = \$75 [0];
+      \$164  = \$76 [0];
     end
     if (rst_fc2) begin
-      \$163  = 1'h0;
+      \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$164  = \addr$90 ;
+    \$165  = \addr$90 ;
     if (ser) begin
-      \$164  = \$78 [3:0];
+      \$165  = \$79 [3:0];
     end
     if (rst_fc2) begin
-      \$164  = 4'h0;
+      \$165  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$165  = \$79 ;
-    if (rst_fc2) begin
-      \$165  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$166  = \$81 ;
+    \$166  = \$80 ;
     if (rst_fc2) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$167  = \$signal$154 ;
+    \$167  = \$82 ;
     if (rst_fc2) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$168  = vb;
+    \$168  = \$signal$154 ;
     if (rst_fc2) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$169  = v_out_d1;
+    \$169  = vb;
     if (rst_fc2) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = v_out_d2;
+    \$170  = v_out_d1;
     if (rst_fc2) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = v_out_d3;
+    \$171  = v_out_d2;
     if (rst_fc2) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = ka;
+    \$172  = v_out_d3;
     if (rst_fc2) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = skipped_d1;
+    \$173  = ka;
     if (rst_fc2) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = skipped_d2;
+    \$174  = skipped_d1;
     if (rst_fc2) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = skipped_d3;
+    \$175  = skipped_d2;
     if (rst_fc2) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = skipped_d4;
+    \$176  = skipped_d3;
     if (rst_fc2) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = \$92 ;
+    \$177  = skipped_d4;
     if (rst_fc2) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = \$94 ;
+    \$178  = \$93 ;
     if (rst_fc2) begin
-      \$178  = 2'h0;
+      \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$179  = \$25 [1:0];
+    \$179  = \$95 ;
     if (rst_fc2) begin
-      \$179  = 2'h3;
+      \$179  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$180  = credits_room_next;
+    \$180  = \$25 [1:0];
     if (rst_fc2) begin
-      \$180  = 1'h1;
+      \$180  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$181  = credits_room_next;
+    if (rst_fc2) begin
+      \$181  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -4850,18 +4852,18 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   assign \$4  = active;
   assign \$10  = active_rom;
   assign \$29  = credits_room_next;
-  assign \$58  = o;
-  assign \$73  = { fin0_0, 1'h0 };
-  assign \$79  = ser;
-  assign \$80  = 1'h0;
+  assign \$59  = o;
+  assign \$74  = { fin0_0, 1'h0 };
+  assign \$80  = ser;
   assign \$81  = 1'h0;
-  assign \$83  = { p[32], p };
-  assign \$84  = { \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 , 17'h00000 };
-  assign \$87  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$82  = 1'h0;
+  assign \$84  = { p[32], p };
+  assign \$85  = { \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 , 17'h00000 };
   assign \$88  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$90  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$96  = \$95 ;
-  assign \$109  = credits_room_next;
+  assign \$89  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$91  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$97  = \$96 ;
+  assign \$110  = credits_room_next;
   assign ser = ser_left;
 endmodule
 
@@ -5251,15 +5253,16 @@ endmodule
 module \flexor_digits.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
-  reg \$10 ;
+  reg [1:0] \$10 ;
+  reg \$11 ;
   wire \$2 ;
-  wire [8:0] \$3 ;
+  wire \$3 ;
   wire [8:0] \$4 ;
-  wire \$5 ;
-  wire [2:0] \$6 ;
-  wire \$7 ;
-  reg [7:0] \$8 ;
-  reg [1:0] \$9 ;
+  wire [8:0] \$5 ;
+  wire \$6 ;
+  wire [2:0] \$7 ;
+  wire \$8 ;
+  reg [7:0] \$9 ;
   output [7:0] addr;
   reg [7:0] addr = 8'h00;
   input clk;
@@ -5280,48 +5283,51 @@ module \flexor_digits.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
   reg [1:0] reads = 2'h0;
   input rst_fc2;
   wire rst_fc2;
+  wire valid_next;
   assign \$1  = ~ primed;
   assign go = o__ready | \$1 ;
-  assign \$2  = addr == 8'h81;
-  assign \$3  = addr + 1'h1;
-  assign \$4  = \$2  ? 9'h000 : \$3 ;
-  assign \$5  = ~ primed;
-  assign \$6  = reads + 1'h1;
-  assign \$7  = reads == 1'h1;
+  assign \$2  = reads == 1'h1;
+  assign valid_next = primed | \$2 ;
+  assign \$3  = addr == 8'h81;
+  assign \$4  = addr + 1'h1;
+  assign \$5  = \$3  ? 9'h000 : \$4 ;
+  assign \$6  = ~ primed;
+  assign \$7  = reads + 1'h1;
+  assign \$8  = reads == 1'h1;
   always @(posedge clk)
-    addr <= \$8 ;
+    addr <= \$9 ;
   always @(posedge clk)
-    reads <= \$9 ;
+    reads <= \$10 ;
   always @(posedge clk)
-    primed <= \$10 ;
+    primed <= \$11 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$8  = addr;
+    \$9  = addr;
     if (go) begin
-      \$8  = \$4 [7:0];
+      \$9  = \$5 [7:0];
     end
     if (rst_fc2) begin
-      \$8  = 8'h00;
+      \$9  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$9  = reads;
-    if (\$5 ) begin
-      \$9  = \$6 [1:0];
+    \$10  = reads;
+    if (\$6 ) begin
+      \$10  = \$7 [1:0];
     end
     if (rst_fc2) begin
-      \$9  = 2'h0;
+      \$10  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
-    \$10  = primed;
-    if (\$5 ) begin
-      \$10  = \$7 ;
+    \$11  = primed;
+    if (\$6 ) begin
+      \$11  = \$8 ;
     end
     if (rst_fc2) begin
-      \$10  = 1'h0;
+      \$11  = 1'h0;
     end
   end
   assign en = go;

@@ -147,7 +147,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__payload(\i__payload$24 ),
     .i__ready(\o__ready$28 ),
     .i__valid(\i__valid$26 ),
-    .\o__payload$237 (\i__payload$30 ),
+    .\o__payload$238 (\i__payload$30 ),
     .o__ready(\o__ready$34 ),
     .o__valid(\i__valid$32 ),
     .rst_conv1(rst_conv1)
@@ -177,7 +177,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__payload(\i__payload$48 ),
     .i__ready(\o__ready$52 ),
     .i__valid(\i__valid$50 ),
-    .\o__payload$905 (\i__payload$54 ),
+    .\o__payload$906 (\i__payload$54 ),
     .o__ready(\o__ready$58 ),
     .o__valid(\i__valid$56 ),
     .rst_conv2(rst_conv2)
@@ -754,47 +754,47 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload, o__valid, \o__payload$237 , clk);
+module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload, o__valid, \o__payload$238 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [5:0] \$1 ;
-  wire \$10 ;
+  wire [6:0] \$10 ;
   wire [10:0] \$100 ;
-  wire [4:0] \$101 ;
-  wire \$102 ;
-  wire [5:0] \$103 ;
-  wire \$104 ;
+  wire [10:0] \$101 ;
+  wire [4:0] \$102 ;
+  wire \$103 ;
+  wire [5:0] \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire [5:0] \$11 ;
+  wire \$11 ;
   wire \$110 ;
-  reg \$111 ;
-  reg \$112 ;
-  reg \$113 ;
-  reg \$114 ;
-  reg [4:0] \$115 ;
-  reg \$116 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
   reg \$117 ;
-  reg [5:0] \$118 ;
+  reg \$118 ;
   reg \$119 ;
   wire [5:0] \$12 ;
-  reg [4:0] \$120 ;
+  reg \$120 ;
   reg [4:0] \$121 ;
-  reg [4:0] \$122 ;
+  reg \$122 ;
   reg \$123 ;
-  reg \$124 ;
+  reg [5:0] \$124 ;
   reg \$125 ;
-  reg \$126 ;
-  reg [199:0] \$127 ;
-  reg \$128 ;
+  reg [4:0] \$126 ;
+  reg [4:0] \$127 ;
+  reg [4:0] \$128 ;
   reg \$129 ;
-  wire [6:0] \$13 ;
+  wire [5:0] \$13 ;
   reg \$130 ;
   reg \$131 ;
   reg \$132 ;
-  reg \$133 ;
+  reg [199:0] \$133 ;
   reg \$134 ;
   reg \$135 ;
   reg \$136 ;
@@ -811,19 +811,19 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg \$146 ;
   reg \$147 ;
   reg \$148 ;
-  reg [12:0] \$149 ;
-  wire [5:0] \$15 ;
-  reg [12:0] \$150 ;
-  reg [12:0] \$151 ;
-  reg [12:0] \$152 ;
-  reg [12:0] \$153 ;
-  reg [12:0] \$154 ;
+  reg \$149 ;
+  wire [6:0] \$15 ;
+  reg \$150 ;
+  reg \$151 ;
+  reg \$152 ;
+  reg \$153 ;
+  reg \$154 ;
   reg [12:0] \$155 ;
   reg [12:0] \$156 ;
   reg [12:0] \$157 ;
   reg [12:0] \$158 ;
   reg [12:0] \$159 ;
-  wire \$16 ;
+  wire [5:0] \$16 ;
   reg [12:0] \$160 ;
   reg [12:0] \$161 ;
   reg [12:0] \$162 ;
@@ -834,7 +834,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg [12:0] \$167 ;
   reg [12:0] \$168 ;
   reg [12:0] \$169 ;
-  wire [5:0] \$17 ;
+  wire \$17 ;
   reg [12:0] \$170 ;
   reg [12:0] \$171 ;
   reg [12:0] \$172 ;
@@ -845,37 +845,43 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg [12:0] \$177 ;
   reg [12:0] \$178 ;
   reg [12:0] \$179 ;
-  wire [6:0] \$18 ;
+  wire [5:0] \$18 ;
   reg [12:0] \$180 ;
   reg [12:0] \$181 ;
   reg [12:0] \$182 ;
-  reg \$183 ;
-  reg [4:0] \$184 ;
-  reg [5:0] \$185 ;
-  reg \$186 ;
-  reg [4:0] \$187 ;
-  reg \$188 ;
-  reg [4:0] \$189 ;
-  wire [5:0] \$19 ;
-  reg [13:0] \$190 ;
+  reg [12:0] \$183 ;
+  reg [12:0] \$184 ;
+  reg [12:0] \$185 ;
+  reg [12:0] \$186 ;
+  reg [12:0] \$187 ;
+  reg [12:0] \$188 ;
+  reg \$189 ;
+  wire [6:0] \$19 ;
+  reg [4:0] \$190 ;
   reg \$191 ;
-  reg \$192 ;
-  reg \$193 ;
+  reg [4:0] \$192 ;
+  reg [5:0] \$193 ;
   reg \$194 ;
-  reg \$195 ;
-  reg \$196 ;
+  reg [4:0] \$195 ;
+  reg [13:0] \$196 ;
   reg \$197 ;
   reg \$198 ;
   reg \$199 ;
   wire [5:0] \$2 ;
-  wire [6:0] \$20 ;
+  wire [5:0] \$20 ;
   reg \$200 ;
-  reg [1:0] \$201 ;
-  reg [3:0] \$202 ;
+  reg \$201 ;
+  reg \$202 ;
   reg \$203 ;
-  wire \$21 ;
+  reg \$204 ;
+  reg \$205 ;
+  reg \$206 ;
+  reg [1:0] \$207 ;
+  reg [3:0] \$208 ;
+  reg \$209 ;
+  wire [6:0] \$21 ;
   wire \$22 ;
-  wire [24:0] \$23 ;
+  wire \$23 ;
   wire [24:0] \$24 ;
   wire [24:0] \$25 ;
   wire [24:0] \$26 ;
@@ -896,48 +902,48 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   wire [1:0] \$4 ;
   wire [24:0] \$40 ;
   wire [24:0] \$41 ;
-  wire \$42 ;
-  wire [12:0] \$43 ;
-  wire [13:0] \$44 ;
-  wire \$45 ;
+  wire [24:0] \$42 ;
+  wire \$43 ;
+  wire [12:0] \$44 ;
+  wire [13:0] \$45 ;
   wire \$46 ;
-  wire [12:0] \$47 ;
-  wire [13:0] \$48 ;
-  wire [12:0] \$49 ;
+  wire \$47 ;
+  wire [12:0] \$48 ;
+  wire [13:0] \$49 ;
   wire \$5 ;
-  wire [13:0] \$50 ;
-  wire \$51 ;
-  wire [5:0] \$52 ;
+  wire [12:0] \$50 ;
+  wire [13:0] \$51 ;
+  wire \$52 ;
   wire [5:0] \$53 ;
-  wire [6:0] \$54 ;
-  wire [7:0] \$55 ;
+  wire [5:0] \$54 ;
+  wire [1:0] \$55 ;
   wire \$56 ;
   wire [5:0] \$57 ;
   wire [5:0] \$58 ;
-  wire [1:0] \$59 ;
-  wire [5:0] \$6 ;
-  wire \$60 ;
-  wire [5:0] \$61 ;
+  wire [6:0] \$59 ;
+  wire \$6 ;
+  wire [7:0] \$60 ;
+  wire \$61 ;
   wire [5:0] \$62 ;
-  wire \$63 ;
+  wire [5:0] \$63 ;
   wire \$64 ;
   wire \$65 ;
-  wire [21:0] \$66 ;
-  wire [29:0] \$67 ;
-  wire [30:0] \$68 ;
-  wire [26:0] \$69 ;
+  wire \$66 ;
+  wire [21:0] \$67 ;
+  wire [29:0] \$68 ;
+  wire [30:0] \$69 ;
   wire [5:0] \$7 ;
   wire [26:0] \$70 ;
-  wire \$71 ;
-  wire [26:0] \$72 ;
-  wire \$73 ;
+  wire [26:0] \$71 ;
+  wire \$72 ;
+  wire [26:0] \$73 ;
   wire \$74 ;
-  wire [1:0] \$75 ;
-  wire \$76 ;
+  wire \$75 ;
+  wire [1:0] \$76 ;
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
-  wire [6:0] \$8 ;
+  wire [5:0] \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
@@ -949,16 +955,16 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   wire \$88 ;
   wire \$89 ;
   wire [6:0] \$9 ;
-  wire [6:0] \$90 ;
-  wire \$91 ;
-  wire [7:0] \$92 ;
-  wire [13:0] \$93 ;
-  wire [14:0] \$94 ;
-  wire \$95 ;
+  wire \$90 ;
+  wire [6:0] \$91 ;
+  wire \$92 ;
+  wire [7:0] \$93 ;
+  wire [13:0] \$94 ;
+  wire [14:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
-  wire [10:0] \$99 ;
+  wire \$99 ;
   wire \$signal ;
   wire \$signal$10 ;
   reg \$signal$174  = 1'h0;
@@ -1004,7 +1010,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg [12:0] acc0_0_g9 = 13'h0000;
   (* init = 5'h00 *)
   wire [4:0] addr;
-  wire [4:0] \addr$244 ;
+  wire [4:0] \addr$245 ;
   (* init = 14'h0000 *)
   wire [13:0] b;
   reg [13:0] bank0_0 = 14'h0000;
@@ -1019,9 +1025,9 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [35:0] data;
-  wire [31:0] \data$245 ;
+  wire [31:0] \data$246 ;
   reg done = 1'h0;
-  reg \done$167  = 1'h0;
+  reg \done$166  = 1'h0;
   wire en;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
@@ -1038,7 +1044,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg group_written_d1 = 1'h0;
   reg [5:0] groups_held = 6'h00;
   wire [15:0] i;
-  wire [15:0] \i$209 ;
+  wire [15:0] \i$210 ;
   input [199:0] i__payload;
   wire [199:0] i__payload;
   output i__ready;
@@ -1077,17 +1083,17 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   wire [19:0] o;
   wire [19:0] \o$36 ;
   wire [31:0] o__payload;
-  output [7:0] \o__payload$237 ;
-  wire [7:0] \o__payload$237 ;
+  output [7:0] \o__payload$238 ;
   wire [7:0] \o__payload$238 ;
+  wire [7:0] \o__payload$239 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$204 ;
-  wire \o__ready$239 ;
+  wire \o__ready$205 ;
+  wire \o__ready$240 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$201 ;
-  wire \o__valid$240 ;
+  wire \o__valid$241 ;
   reg [4:0] off1_0 = 5'h00;
   wire ok;
   wire [28:0] p;
@@ -1104,6 +1110,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   wire [8:0] p0_0_7;
   wire [8:0] p0_0_8;
   wire [8:0] p0_0_9;
+  wire ready;
   reg [4:0] row_ph0 = 5'h00;
   (* init = 5'h00 *)
   wire [4:0] rport__addr;
@@ -1173,6 +1180,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg v_out_d1 = 1'h0;
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
+  wire valid_next;
   reg vb = 1'h0;
   reg [24:0] w0_0 = 25'h0000000;
   wire [7:0] w_data;
@@ -1293,7 +1301,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   end
   always @(posedge clk) begin
     if (group_written_d1)
-      groups[group_wptr] <= \$94 [13:0];
+      groups[group_wptr] <= \$95 [13:0];
   end
   reg [13:0] _0_;
   always @(posedge clk) begin
@@ -1304,85 +1312,85 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   assign \$2  = group_last ? 6'h00 : \$1 ;
   assign \$3  = word_idx + 1'h1;
   assign \$4  = word_last ? 2'h0 : \$3 ;
-  assign \$5  = row_ph0 >= 4'hf;
-  assign \$6  = row_ph0 - 4'hf;
-  assign \$7  = row_ph0 + 3'h5;
-  assign \$8  = \$5  ? { \$6 [5], \$6  } : { 1'h0, \$7  };
-  assign \$9  = group_last ? 7'h00 : \$8 ;
-  assign \$10  = col >= 4'hf;
-  assign \$11  = col - 4'hf;
-  assign \$12  = col + 3'h5;
-  assign \$13  = \$10  ? { \$11 [5], \$11  } : { 1'h0, \$12  };
-  assign \$14  = word_last ? 7'h00 : \$13 ;
-  assign \$15  = row_ph0 + col;
-  assign \$16  = \$15  >= 5'h14;
-  assign \$17  = row_ph0 + col;
-  assign \$18  = \$17  - 5'h14;
-  assign \$19  = row_ph0 + col;
-  assign \$20  = \$16  ? \$18  : { 1'h0, \$19  };
-  assign \$21  = ! word_idx;
-  assign \$22  = ! group_idx;
-  assign \$26  = off1_0[0] ? { \o$36 , o[19:15] } : { \o$36 [4:0], o };
-  assign \$28  = off1_0[1] ? \$26  : \$27 ;
-  assign \$29  = off1_0[0] ? { \o$36 [4:0], o } : { \o$36 [14:0], o[19:10] };
-  assign \$31  = off1_0[1] ? \$29  : \$30 ;
-  assign \$32  = off1_0[2] ? \$28  : \$31 ;
-  assign \$34  = off1_0[0] ? { \o$36 [9:0], o[19:5] } : { \o$36 [4:0], o };
-  assign \$35  = off1_0[1] ? \$33  : \$34 ;
-  assign \$39  = off1_0[2] ? \$35  : \$38 ;
-  assign \$40  = off1_0[3] ? \$32  : \$39 ;
-  assign \$41  = off1_0[4] ? \$25  : \$40 ;
-  assign \$42  = flags_x[0] & flags_x[3];
-  assign \$43  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$44  = \$43  + xsum_l5_0;
-  assign \$45  = flags_x[0] & flags_x[2];
-  assign \$46  = \$45  & flags_x[3];
-  assign \$47  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$48  = \$47  + xsum_l5_0;
-  assign \$49  = flags_0[1] ? 13'h0000 : acc0_0_g0;
-  assign \$50  = \$49  + t0_0_l4_0;
-  assign \$51  = group_wptr == 5'h1f;
-  assign \$52  = group_wptr + 1'h1;
-  assign \$53  = \$51  ? 6'h00 : \$52 ;
-  assign \$54  = groups_held + group_written_d1;
-  assign \$55  = \$54  - group_read;
-  assign \$56  = group_rptr == 5'h1f;
-  assign \$57  = group_rptr + 1'h1;
+  assign \$5  = \$signal$10  & group_last;
+  assign \$6  = col >= 4'hf;
+  assign \$7  = col - 4'hf;
+  assign \$8  = col + 3'h5;
+  assign \$9  = \$6  ? { \$7 [5], \$7  } : { 1'h0, \$8  };
+  assign \$10  = word_last ? 7'h00 : \$9 ;
+  assign \$11  = row_ph0 >= 4'hf;
+  assign \$12  = row_ph0 - 4'hf;
+  assign \$13  = row_ph0 + 3'h5;
+  assign \$14  = \$11  ? { \$12 [5], \$12  } : { 1'h0, \$13  };
+  assign \$15  = group_last ? 7'h00 : \$14 ;
+  assign \$16  = row_ph0 + col;
+  assign \$17  = \$16  >= 5'h14;
+  assign \$18  = row_ph0 + col;
+  assign \$19  = \$18  - 5'h14;
+  assign \$20  = row_ph0 + col;
+  assign \$21  = \$17  ? \$19  : { 1'h0, \$20  };
+  assign \$22  = ! word_idx;
+  assign \$23  = ! group_idx;
+  assign \$27  = off1_0[0] ? { \o$36 , o[19:15] } : { \o$36 [4:0], o };
+  assign \$29  = off1_0[1] ? \$27  : \$28 ;
+  assign \$30  = off1_0[0] ? { \o$36 [4:0], o } : { \o$36 [14:0], o[19:10] };
+  assign \$32  = off1_0[1] ? \$30  : \$31 ;
+  assign \$33  = off1_0[2] ? \$29  : \$32 ;
+  assign \$35  = off1_0[0] ? { \o$36 [9:0], o[19:5] } : { \o$36 [4:0], o };
+  assign \$36  = off1_0[1] ? \$34  : \$35 ;
+  assign \$40  = off1_0[2] ? \$36  : \$39 ;
+  assign \$41  = off1_0[3] ? \$33  : \$40 ;
+  assign \$42  = off1_0[4] ? \$26  : \$41 ;
+  assign \$43  = flags_x[0] & flags_x[3];
+  assign \$44  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$45  = \$44  + xsum_l5_0;
+  assign \$46  = flags_x[0] & flags_x[2];
+  assign \$47  = \$46  & flags_x[3];
+  assign \$48  = flags_x[1] ? 13'h0000 : xacc;
+  assign \$49  = \$48  + xsum_l5_0;
+  assign \$50  = flags_0[1] ? 13'h0000 : acc0_0_g0;
+  assign \$51  = \$50  + t0_0_l4_0;
+  assign \$52  = group_wptr == 5'h1f;
+  assign \$53  = group_wptr + 1'h1;
+  assign \$54  = \$52  ? 6'h00 : \$53 ;
+  assign \$55  = ser_left - 1'h1;
+  assign \$56  = beat == 5'h1f;
+  assign \$57  = beat + 1'h1;
   assign \$58  = \$56  ? 6'h00 : \$57 ;
-  assign \$59  = ser_left - 1'h1;
-  assign \$60  = beat == 5'h1f;
-  assign \$61  = beat + 1'h1;
-  assign \$62  = \$60  ? 6'h00 : \$61 ;
-  assign \$66  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$68  = $signed(\$67 ) + $signed(rq0_beta);
-  assign \$71  = $signed(\$70 ) < $signed(1'h0);
-  assign \$73  = $signed(\$72 ) > $signed(9'h0ff);
-  assign \$74  = o__valid & o__ready;
-  assign \$75  = \$74  + skipped_d4;
-  assign \$76  = ~ word_last;
-  assign \$77  = \$76  | can_end;
-  assign ok = \o__valid$201  & \$77 ;
-  assign \$78  = ~ group_first;
-  assign \$79  = i__valid | \$78 ;
-  assign \$signal$10  = \$79  & ok;
-  assign i__ready = group_first & ok;
+  assign \$59  = groups_held + group_written_d1;
+  assign \$60  = \$59  - group_read;
+  assign \$61  = group_rptr == 5'h1f;
+  assign \$62  = group_rptr + 1'h1;
+  assign \$63  = \$61  ? 6'h00 : \$62 ;
+  assign \$67  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$69  = $signed(\$68 ) + $signed(rq0_beta);
+  assign \$72  = $signed(\$71 ) < $signed(1'h0);
+  assign \$74  = $signed(\$73 ) > $signed(9'h0ff);
+  assign \$75  = o__valid & o__ready;
+  assign \$76  = \$75  + skipped_d4;
+  assign \$77  = ~ word_last;
+  assign \$78  = \$77  | can_end;
+  assign ok = \o__valid$201  & \$78 ;
+  assign \$79  = ~ group_first;
+  assign \$80  = i__valid | \$79 ;
+  assign \$signal$10  = \$80  & ok;
   assign n_first_next = \$signal$10  ? group_last : group_first;
-  assign \$80  = group_idx == 5'h1e;
-  assign \$81  = group_last ? 1'h0 : \$80 ;
-  assign n_last_next = \$signal$10  ? \$81  : group_last;
-  assign \$82  = \$signal$10  & group_last;
-  assign \$84  = word_last ? 1'h1 : 1'h0;
-  assign \$signal  = \$82  ? \$84  : word_last;
-  assign \$85  = ~ n_first_rom;
-  assign \$86  = i__valid | \$85 ;
-  assign \$87  = \$86  & \o__valid$201 ;
-  assign \$88  = ~ s_last_rom;
-  assign \$89  = \$88  | can_end_rom;
-  assign \o__ready$204  = \$87  & \$89 ;
-  assign \$90  = slots_space + slots_returned;
-  assign \$91  = \$signal$10  & word_last;
-  assign \$92  = \$90  - \$91 ;
-  assign slots_room_next = \$92 [5:0] >= 1'h1;
+  assign \$81  = group_idx == 5'h1e;
+  assign \$82  = group_last ? 1'h0 : \$81 ;
+  assign n_last_next = \$signal$10  ? \$82  : group_last;
+  assign \$83  = \$signal$10  & group_last;
+  assign \$85  = word_last ? 1'h1 : 1'h0;
+  assign \$signal  = \$83  ? \$85  : word_last;
+  assign \$86  = ~ n_first_rom;
+  assign \$87  = i__valid | \$86 ;
+  assign \$88  = \$87  & \o__valid$201 ;
+  assign \$89  = ~ s_last_rom;
+  assign \$90  = \$89  | can_end_rom;
+  assign \o__ready$205  = \$88  & \$90 ;
+  assign \$91  = slots_space + slots_returned;
+  assign \$92  = \$signal$10  & word_last;
+  assign \$93  = \$91  - \$92 ;
+  assign slots_room_next = \$93 [5:0] >= 1'h1;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -1420,65 +1428,70 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
   assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
   assign group_end = v2_d4 & last2_d4;
-  assign \$94  = \$93  - xfin;
-  assign \$95  = | groups_held;
-  assign \$96  = \$95  & credits_room;
-  assign \$97  = ser_left <= 2'h2;
-  assign \$98  = \done$167  ? 1'h1 : \$97 ;
-  assign group_read = \$96  & \$98 ;
-  assign \$99  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$100  = rq0_under ? 11'h000 : \$99 ;
-  assign \$101  = credits_space + credits_returned;
-  assign \$102  = group_read ? 1'h1 : 1'h0;
-  assign \$103  = \$101  - \$102 ;
-  assign credits_room_next = \$103 [3:0] >= 1'h1;
-  assign \$104  = rst_conv1 ? 1'h1 : \$signal ;
-  assign \$105  = rst_conv1 ? 1'h1 : slots_room_next;
-  assign \$106  = rst_conv1 ? 1'h1 : n_first_next;
-  assign \$107  = rst_conv1 ? 1'h1 : n_first_next;
-  assign \$108  = rst_conv1 ? 1'h1 : n_first_next;
-  assign \$109  = rst_conv1 ? 1'h1 : n_first_next;
-  assign \$110  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$95  = \$94  - xfin;
+  assign \$96  = | groups_held;
+  assign \$97  = \$96  & credits_room;
+  assign \$98  = ser_left <= 2'h2;
+  assign \$99  = \done$166  ? 1'h1 : \$98 ;
+  assign group_read = \$97  & \$99 ;
+  assign \$100  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$101  = rq0_under ? 11'h000 : \$100 ;
+  assign \$102  = credits_space + credits_returned;
+  assign \$103  = group_read ? 1'h1 : 1'h0;
+  assign \$104  = \$102  - \$103 ;
+  assign credits_room_next = \$104 [3:0] >= 1'h1;
+  assign \$105  = n_first_next & valid_next;
+  assign \$106  = ~ \$signal ;
+  assign \$107  = \$106  | slots_room_next;
+  assign \$108  = \$105  & \$107 ;
+  assign \$109  = rst_conv1 ? 1'h0 : \$108 ;
+  assign \$110  = rst_conv1 ? 1'h1 : \$signal ;
+  assign \$111  = rst_conv1 ? 1'h1 : slots_room_next;
+  assign \$112  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$113  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$114  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$115  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$116  = rst_conv1 ? 1'h1 : n_first_next;
   always @(posedge clk)
-    can_end <= \$111 ;
+    can_end <= \$117 ;
   always @(posedge clk)
-    word_last <= \$112 ;
+    word_last <= \$118 ;
   always @(posedge clk)
-    group_last <= \$113 ;
+    group_last <= \$119 ;
   always @(posedge clk)
-    group_first <= \$114 ;
+    group_first <= \$120 ;
   always @(posedge clk)
-    group_idx <= \$115 ;
+    group_idx <= \$121 ;
   always @(posedge clk)
-    word_idx <= \$116 ;
+    word_idx <= \$122 ;
   always @(posedge clk)
-    slots_returned <= \$117 ;
+    slots_returned <= \$123 ;
   always @(posedge clk)
-    slots_space <= \$118 ;
+    slots_space <= \$124 ;
   always @(posedge clk)
-    slots_room <= \$119 ;
+    slots_room <= \$125 ;
   always @(posedge clk)
-    row_ph0 <= \$120 ;
+    col <= \$126 ;
   always @(posedge clk)
-    col <= \$121 ;
+    row_ph0 <= \$127 ;
   always @(posedge clk)
-    off1_0 <= \$122 ;
+    off1_0 <= \$128 ;
   always @(posedge clk)
-    \$signal$21  <= \$123 ;
+    \$signal$21  <= \$129 ;
   always @(posedge clk)
-    \$signal$22  <= \$124 ;
+    \$signal$22  <= \$130 ;
   always @(posedge clk)
-    last1 <= \$125 ;
+    last1 <= \$131 ;
   always @(posedge clk)
     word1 <= o__payload;
   always @(posedge clk)
-    nfirst1 <= \$126 ;
+    nfirst1 <= \$132 ;
   always @(posedge clk)
-    xword <= \$127 ;
+    xword <= \$133 ;
   always @(posedge clk)
     xdata_d1 <= xword;
   always @(posedge clk)
-    w0_0 <= \$41 ;
+    w0_0 <= \$42 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -1552,177 +1565,177 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   always @(posedge clk)
     xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    v2_d1 <= \$128 ;
+    v2_d1 <= \$134 ;
   always @(posedge clk)
-    v2_d2 <= \$129 ;
+    v2_d2 <= \$135 ;
   always @(posedge clk)
-    v2_d3 <= \$130 ;
+    v2_d3 <= \$136 ;
   always @(posedge clk)
-    v2_d4 <= \$131 ;
+    v2_d4 <= \$137 ;
   always @(posedge clk)
-    last2_d1 <= \$132 ;
+    last2_d1 <= \$138 ;
   always @(posedge clk)
-    last2_d2 <= \$133 ;
+    last2_d2 <= \$139 ;
   always @(posedge clk)
-    last2_d3 <= \$134 ;
+    last2_d3 <= \$140 ;
   always @(posedge clk)
-    last2_d4 <= \$135 ;
+    last2_d4 <= \$141 ;
   always @(posedge clk)
-    v2p_d1 <= \$136 ;
+    v2p_d1 <= \$142 ;
   always @(posedge clk)
-    v2p_d2 <= \$137 ;
+    v2p_d2 <= \$143 ;
   always @(posedge clk)
-    v2p_d3 <= \$138 ;
+    v2p_d3 <= \$144 ;
   always @(posedge clk)
-    first2p_d1 <= \$139 ;
+    first2p_d1 <= \$145 ;
   always @(posedge clk)
-    first2p_d2 <= \$140 ;
+    first2p_d2 <= \$146 ;
   always @(posedge clk)
-    first2p_d3 <= \$141 ;
+    first2p_d3 <= \$147 ;
   always @(posedge clk)
-    last2p_d1 <= \$142 ;
+    last2p_d1 <= \$148 ;
   always @(posedge clk)
-    last2p_d2 <= \$143 ;
+    last2p_d2 <= \$149 ;
   always @(posedge clk)
-    last2p_d3 <= \$144 ;
+    last2p_d3 <= \$150 ;
   always @(posedge clk)
-    nfirst2p_d1 <= \$145 ;
+    nfirst2p_d1 <= \$151 ;
   always @(posedge clk)
-    nfirst2p_d2 <= \$146 ;
+    nfirst2p_d2 <= \$152 ;
   always @(posedge clk)
-    nfirst2p_d3 <= \$147 ;
+    nfirst2p_d3 <= \$153 ;
   always @(posedge clk)
-    done <= \$148 ;
+    done <= \$154 ;
   always @(posedge clk)
-    xacc <= \$149 ;
+    xacc <= \$155 ;
   always @(posedge clk)
-    xfin <= \$150 ;
+    xfin <= \$156 ;
   always @(posedge clk)
-    acc0_0_g0 <= \$151 ;
+    acc0_0_g0 <= \$157 ;
   always @(posedge clk)
-    acc0_0_g1 <= \$152 ;
+    acc0_0_g1 <= \$158 ;
   always @(posedge clk)
-    acc0_0_g2 <= \$153 ;
+    acc0_0_g2 <= \$159 ;
   always @(posedge clk)
-    acc0_0_g3 <= \$154 ;
+    acc0_0_g3 <= \$160 ;
   always @(posedge clk)
-    acc0_0_g4 <= \$155 ;
+    acc0_0_g4 <= \$161 ;
   always @(posedge clk)
-    acc0_0_g5 <= \$156 ;
+    acc0_0_g5 <= \$162 ;
   always @(posedge clk)
-    acc0_0_g6 <= \$157 ;
+    acc0_0_g6 <= \$163 ;
   always @(posedge clk)
-    acc0_0_g7 <= \$158 ;
+    acc0_0_g7 <= \$164 ;
   always @(posedge clk)
-    acc0_0_g8 <= \$159 ;
+    acc0_0_g8 <= \$165 ;
   always @(posedge clk)
-    acc0_0_g9 <= \$160 ;
+    acc0_0_g9 <= \$166 ;
   always @(posedge clk)
-    acc0_0_g10 <= \$161 ;
+    acc0_0_g10 <= \$167 ;
   always @(posedge clk)
-    acc0_0_g11 <= \$162 ;
+    acc0_0_g11 <= \$168 ;
   always @(posedge clk)
-    acc0_0_g12 <= \$163 ;
+    acc0_0_g12 <= \$169 ;
   always @(posedge clk)
-    acc0_0_g13 <= \$164 ;
+    acc0_0_g13 <= \$170 ;
   always @(posedge clk)
-    acc0_0_g14 <= \$165 ;
+    acc0_0_g14 <= \$171 ;
   always @(posedge clk)
-    acc0_0_g15 <= \$166 ;
+    acc0_0_g15 <= \$172 ;
   always @(posedge clk)
-    acc0_0_g16 <= \$167 ;
+    acc0_0_g16 <= \$173 ;
   always @(posedge clk)
-    acc0_0_g17 <= \$168 ;
+    acc0_0_g17 <= \$174 ;
   always @(posedge clk)
-    acc0_0_g18 <= \$169 ;
+    acc0_0_g18 <= \$175 ;
   always @(posedge clk)
-    acc0_0_g19 <= \$170 ;
+    acc0_0_g19 <= \$176 ;
   always @(posedge clk)
-    acc0_0_g20 <= \$171 ;
+    acc0_0_g20 <= \$177 ;
   always @(posedge clk)
-    acc0_0_g21 <= \$172 ;
+    acc0_0_g21 <= \$178 ;
   always @(posedge clk)
-    acc0_0_g22 <= \$173 ;
+    acc0_0_g22 <= \$179 ;
   always @(posedge clk)
-    acc0_0_g23 <= \$174 ;
+    acc0_0_g23 <= \$180 ;
   always @(posedge clk)
-    acc0_0_g24 <= \$175 ;
+    acc0_0_g24 <= \$181 ;
   always @(posedge clk)
-    acc0_0_g25 <= \$176 ;
+    acc0_0_g25 <= \$182 ;
   always @(posedge clk)
-    acc0_0_g26 <= \$177 ;
+    acc0_0_g26 <= \$183 ;
   always @(posedge clk)
-    acc0_0_g27 <= \$178 ;
+    acc0_0_g27 <= \$184 ;
   always @(posedge clk)
-    acc0_0_g28 <= \$179 ;
+    acc0_0_g28 <= \$185 ;
   always @(posedge clk)
-    acc0_0_g29 <= \$180 ;
+    acc0_0_g29 <= \$186 ;
   always @(posedge clk)
-    acc0_0_g30 <= \$181 ;
+    acc0_0_g30 <= \$187 ;
   always @(posedge clk)
-    acc0_0_g31 <= \$182 ;
+    acc0_0_g31 <= \$188 ;
   always @(posedge clk)
-    group_written_d1 <= \$183 ;
+    group_written_d1 <= \$189 ;
   always @(posedge clk)
-    group_wptr <= \$184 ;
+    group_wptr <= \$190 ;
   always @(posedge clk)
-    groups_held <= \$185 ;
+    ser_left <= \$191 ;
   always @(posedge clk)
-    \done$167  <= \$186 ;
+    beat <= \$192 ;
   always @(posedge clk)
-    group_rptr <= \$187 ;
+    groups_held <= \$193 ;
   always @(posedge clk)
-    ser_left <= \$188 ;
+    \done$166  <= \$194 ;
   always @(posedge clk)
-    beat <= \$189 ;
+    group_rptr <= \$195 ;
   always @(posedge clk)
-    bank0_0 <= \$190 ;
+    bank0_0 <= \$196 ;
   always @(posedge clk)
-    \$signal$174  <= \$191 ;
+    \$signal$174  <= \$197 ;
   always @(posedge clk)
-    ka <= \$192 ;
+    ka <= \$198 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$193 ;
+    vb <= \$199 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
-    rq0_beta <= \$66 ;
+    rq0_beta <= \$67 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$68 [26:0];
+    rq0_acc_s1_0 <= \$69 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$69 [10:0];
+    rq0_shifted <= \$70 [10:0];
   always @(posedge clk)
-    rq0_under <= \$71 ;
+    rq0_under <= \$72 ;
   always @(posedge clk)
-    rq0_over <= \$73 ;
+    rq0_over <= \$74 ;
   always @(posedge clk)
-    v_out_d1 <= \$194 ;
+    v_out_d1 <= \$200 ;
   always @(posedge clk)
-    v_out_d2 <= \$195 ;
+    v_out_d2 <= \$201 ;
   always @(posedge clk)
-    v_out_d3 <= \$196 ;
+    v_out_d3 <= \$202 ;
   always @(posedge clk)
-    skipped_d1 <= \$197 ;
+    skipped_d1 <= \$203 ;
   always @(posedge clk)
-    skipped_d2 <= \$198 ;
+    skipped_d2 <= \$204 ;
   always @(posedge clk)
-    skipped_d3 <= \$199 ;
+    skipped_d3 <= \$205 ;
   always @(posedge clk)
-    skipped_d4 <= \$200 ;
+    skipped_d4 <= \$206 ;
   always @(posedge clk)
-    credits_returned <= \$201 ;
+    credits_returned <= \$207 ;
   always @(posedge clk)
-    credits_space <= \$202 ;
+    credits_space <= \$208 ;
   always @(posedge clk)
-    credits_room <= \$203 ;
+    credits_room <= \$209 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$105 ),
+    .d(\$111 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.conv1.consts  consts (
@@ -1740,12 +1753,12 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
-    .o__payload(\o__payload$237 ),
+    .o__payload(\o__payload$238 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1(rst_conv1),
     .w_en(v_out_d3),
-    .w_port__data(\$100 [7:0])
+    .w_port__data(\$101 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1768,7 +1781,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) n_first_rom_copy (
     .clk(clk),
-    .d(\$106 ),
+    .d(\$112 ),
     .q(n_first_rom)
   );
   flexor_madd #(
@@ -1901,8 +1914,16 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
     .wa(w0_0[18]),
     .wb(w0_0[19])
   );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) ready_copy (
+    .clk(clk),
+    .d(\$109 ),
+    .q(i__ready)
+  );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$244 ),
+    .addr(\addr$245 ),
     .clk(clk),
     .data(o__payload),
     .en(en)
@@ -1918,24 +1939,25 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$104 ),
+    .d(\$110 ),
     .q(s_last_rom)
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$244 ),
+    .addr(\addr$245 ),
     .clk(clk),
     .go(en),
     .o__payload(o__payload),
-    .o__ready(\o__ready$204 ),
+    .o__ready(\o__ready$205 ),
     .primed(\o__valid$201 ),
-    .rst_conv1(rst_conv1)
+    .rst_conv1(rst_conv1),
+    .valid_next(valid_next)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) xload_0_copy (
     .clk(clk),
-    .d(\$107 ),
+    .d(\$113 ),
     .q(xload_0)
   );
   flexor_copy #(
@@ -1943,7 +1965,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_1_copy (
     .clk(clk),
-    .d(\$108 ),
+    .d(\$114 ),
     .q(xload_1)
   );
   flexor_copy #(
@@ -1951,7 +1973,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_2_copy (
     .clk(clk),
-    .d(\$109 ),
+    .d(\$115 ),
     .q(xload_2)
   );
   flexor_copy #(
@@ -1959,97 +1981,42 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_3_copy (
     .clk(clk),
-    .d(\$110 ),
+    .d(\$116 ),
     .q(xload_3)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$111  = slots_room_next;
+    \$117  = slots_room_next;
     if (rst_conv1) begin
-      \$111  = 1'h1;
+      \$117  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$112  = \$signal ;
+    \$118  = \$signal ;
     if (rst_conv1) begin
-      \$112  = 1'h1;
+      \$118  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$113  = n_last_next;
+    \$119  = n_last_next;
     if (rst_conv1) begin
-      \$113  = 1'h0;
+      \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$114  = n_first_next;
+    \$120  = n_first_next;
     if (rst_conv1) begin
-      \$114  = 1'h1;
+      \$120  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$115  = group_idx;
+    \$121  = group_idx;
     if (\$signal$10 ) begin
-      \$115  = \$2 [4:0];
-    end
-    if (rst_conv1) begin
-      \$115  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$116  = word_idx;
-    if (\$signal$10 ) begin
-      if (group_last) begin
-        \$116  = \$4 [0];
-      end
-    end
-    if (rst_conv1) begin
-      \$116  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$117  = group_read;
-    if (rst_conv1) begin
-      \$117  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$118  = \$92 [5:0];
-    if (rst_conv1) begin
-      \$118  = 6'h20;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$119  = slots_room_next;
-    if (rst_conv1) begin
-      \$119  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$120  = row_ph0;
-    if (\$signal$10 ) begin
-      \$120  = \$9 [4:0];
-    end
-    if (rst_conv1) begin
-      \$120  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = col;
-    if (\$signal$10 ) begin
-      if (group_last) begin
-        \$121  = \$14 [4:0];
-      end
+      \$121  = \$2 [4:0];
     end
     if (rst_conv1) begin
       \$121  = 5'h00;
@@ -2057,608 +2024,662 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = \$20 [4:0];
+    \$122  = word_idx;
+    if (\$signal$10 ) begin
+      if (group_last) begin
+        \$122  = \$4 [0];
+      end
+    end
     if (rst_conv1) begin
-      \$122  = 5'h00;
+      \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = \$signal$10 ;
+    \$123  = group_read;
     if (rst_conv1) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = \$21 ;
+    \$124  = \$93 [5:0];
     if (rst_conv1) begin
-      \$124  = 1'h0;
+      \$124  = 6'h20;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = word_last;
+    \$125  = slots_room_next;
     if (rst_conv1) begin
-      \$125  = 1'h0;
+      \$125  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = \$22 ;
+    \$126  = col;
+    if (\$5 ) begin
+      \$126  = \$10 [4:0];
+    end
     if (rst_conv1) begin
-      \$126  = 1'h1;
+      \$126  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = xword;
-    if (xload_0) begin
-      \$127 [63:0] = i__payload[63:0];
+    \$127  = row_ph0;
+    if (\$signal$10 ) begin
+      \$127  = \$15 [4:0];
     end
-    if (xload_1) begin
-      \$127 [127:64] = i__payload[127:64];
-    end
-    if (xload_2) begin
-      \$127 [191:128] = i__payload[191:128];
-    end
-    if (xload_3) begin
-      \$127 [199:192] = i__payload[199:192];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = \$signal$21 ;
     if (rst_conv1) begin
-      \$128  = 1'h0;
+      \$127  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = v2_d1;
+    \$128  = \$21 [4:0];
+    if (rst_conv1) begin
+      \$128  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$129  = \$signal$10 ;
     if (rst_conv1) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = v2_d2;
+    \$130  = \$22 ;
     if (rst_conv1) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = v2_d3;
+    \$131  = word_last;
     if (rst_conv1) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = last1;
+    \$132  = \$23 ;
     if (rst_conv1) begin
-      \$132  = 1'h0;
+      \$132  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = last2_d1;
-    if (rst_conv1) begin
-      \$133  = 1'h0;
+    \$133  = xword;
+    if (xload_0) begin
+      \$133 [63:0] = i__payload[63:0];
+    end
+    if (xload_1) begin
+      \$133 [127:64] = i__payload[127:64];
+    end
+    if (xload_2) begin
+      \$133 [191:128] = i__payload[191:128];
+    end
+    if (xload_3) begin
+      \$133 [199:192] = i__payload[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$134  = last2_d2;
+    \$134  = \$signal$21 ;
     if (rst_conv1) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = last2_d3;
+    \$135  = v2_d1;
     if (rst_conv1) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = \$signal$21 ;
+    \$136  = v2_d2;
     if (rst_conv1) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = v2p_d1;
+    \$137  = v2_d3;
     if (rst_conv1) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = v2p_d2;
+    \$138  = last1;
     if (rst_conv1) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = \$signal$22 ;
+    \$139  = last2_d1;
     if (rst_conv1) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = first2p_d1;
+    \$140  = last2_d2;
     if (rst_conv1) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = first2p_d2;
+    \$141  = last2_d3;
     if (rst_conv1) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = last1;
+    \$142  = \$signal$21 ;
     if (rst_conv1) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = last2p_d1;
+    \$143  = v2p_d1;
     if (rst_conv1) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = last2p_d2;
+    \$144  = v2p_d2;
     if (rst_conv1) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$145  = nfirst1;
+    \$145  = \$signal$22 ;
     if (rst_conv1) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$146  = nfirst2p_d1;
+    \$146  = first2p_d1;
     if (rst_conv1) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = nfirst2p_d2;
+    \$147  = first2p_d2;
     if (rst_conv1) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = group_end;
+    \$148  = last1;
     if (rst_conv1) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$149  = xacc;
-    if (\$42 ) begin
-      \$149  = \$44 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = xfin;
-    if (\$46 ) begin
-      \$150  = \$48 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$151  = acc0_0_g0;
-    if (flags_0[0]) begin
-      \$151  = acc0_0_g1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = acc0_0_g1;
-    if (flags_0[0]) begin
-      \$152  = acc0_0_g2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = acc0_0_g2;
-    if (flags_0[0]) begin
-      \$153  = acc0_0_g3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = acc0_0_g3;
-    if (flags_0[0]) begin
-      \$154  = acc0_0_g4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = acc0_0_g4;
-    if (flags_0[0]) begin
-      \$155  = acc0_0_g5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = acc0_0_g5;
-    if (flags_0[0]) begin
-      \$156  = acc0_0_g6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = acc0_0_g6;
-    if (flags_0[0]) begin
-      \$157  = acc0_0_g7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = acc0_0_g7;
-    if (flags_0[0]) begin
-      \$158  = acc0_0_g8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = acc0_0_g8;
-    if (flags_0[0]) begin
-      \$159  = acc0_0_g9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = acc0_0_g9;
-    if (flags_0[0]) begin
-      \$160  = acc0_0_g10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = acc0_0_g10;
-    if (flags_0[0]) begin
-      \$161  = acc0_0_g11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = acc0_0_g11;
-    if (flags_0[0]) begin
-      \$162  = acc0_0_g12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = acc0_0_g12;
-    if (flags_0[0]) begin
-      \$163  = acc0_0_g13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = acc0_0_g13;
-    if (flags_0[0]) begin
-      \$164  = acc0_0_g14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = acc0_0_g14;
-    if (flags_0[0]) begin
-      \$165  = acc0_0_g15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = acc0_0_g15;
-    if (flags_0[0]) begin
-      \$166  = acc0_0_g16;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = acc0_0_g16;
-    if (flags_0[0]) begin
-      \$167  = acc0_0_g17;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = acc0_0_g17;
-    if (flags_0[0]) begin
-      \$168  = acc0_0_g18;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = acc0_0_g18;
-    if (flags_0[0]) begin
-      \$169  = acc0_0_g19;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = acc0_0_g19;
-    if (flags_0[0]) begin
-      \$170  = acc0_0_g20;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = acc0_0_g20;
-    if (flags_0[0]) begin
-      \$171  = acc0_0_g21;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = acc0_0_g21;
-    if (flags_0[0]) begin
-      \$172  = acc0_0_g22;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = acc0_0_g22;
-    if (flags_0[0]) begin
-      \$173  = acc0_0_g23;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = acc0_0_g23;
-    if (flags_0[0]) begin
-      \$174  = acc0_0_g24;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = acc0_0_g24;
-    if (flags_0[0]) begin
-      \$175  = acc0_0_g25;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = acc0_0_g25;
-    if (flags_0[0]) begin
-      \$176  = acc0_0_g26;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = acc0_0_g26;
-    if (flags_0[0]) begin
-      \$177  = acc0_0_g27;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = acc0_0_g27;
-    if (flags_0[0]) begin
-      \$178  = acc0_0_g28;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = acc0_0_g28;
-    if (flags_0[0]) begin
-      \$179  = acc0_0_g29;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = acc0_0_g29;
-    if (flags_0[0]) begin
-      \$180  = acc0_0_g30;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = acc0_0_g30;
-    if (flags_0[0]) begin
-      \$181  = acc0_0_g31;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = acc0_0_g31;
-    if (flags_0[0]) begin
-      \$182  = \$50 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = group_end;
+    \$149  = last2p_d1;
     if (rst_conv1) begin
-      \$183  = 1'h0;
+      \$149  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = group_wptr;
+    \$150  = last2p_d2;
+    if (rst_conv1) begin
+      \$150  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$151  = nfirst1;
+    if (rst_conv1) begin
+      \$151  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$152  = nfirst2p_d1;
+    if (rst_conv1) begin
+      \$152  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$153  = nfirst2p_d2;
+    if (rst_conv1) begin
+      \$153  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$154  = group_end;
+    if (rst_conv1) begin
+      \$154  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$155  = xacc;
+    if (\$43 ) begin
+      \$155  = \$45 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$156  = xfin;
+    if (\$47 ) begin
+      \$156  = \$49 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$157  = acc0_0_g0;
+    if (flags_0[0]) begin
+      \$157  = acc0_0_g1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$158  = acc0_0_g1;
+    if (flags_0[0]) begin
+      \$158  = acc0_0_g2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$159  = acc0_0_g2;
+    if (flags_0[0]) begin
+      \$159  = acc0_0_g3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$160  = acc0_0_g3;
+    if (flags_0[0]) begin
+      \$160  = acc0_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$161  = acc0_0_g4;
+    if (flags_0[0]) begin
+      \$161  = acc0_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$162  = acc0_0_g5;
+    if (flags_0[0]) begin
+      \$162  = acc0_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$163  = acc0_0_g6;
+    if (flags_0[0]) begin
+      \$163  = acc0_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$164  = acc0_0_g7;
+    if (flags_0[0]) begin
+      \$164  = acc0_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$165  = acc0_0_g8;
+    if (flags_0[0]) begin
+      \$165  = acc0_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$166  = acc0_0_g9;
+    if (flags_0[0]) begin
+      \$166  = acc0_0_g10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$167  = acc0_0_g10;
+    if (flags_0[0]) begin
+      \$167  = acc0_0_g11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$168  = acc0_0_g11;
+    if (flags_0[0]) begin
+      \$168  = acc0_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$169  = acc0_0_g12;
+    if (flags_0[0]) begin
+      \$169  = acc0_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$170  = acc0_0_g13;
+    if (flags_0[0]) begin
+      \$170  = acc0_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$171  = acc0_0_g14;
+    if (flags_0[0]) begin
+      \$171  = acc0_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$172  = acc0_0_g15;
+    if (flags_0[0]) begin
+      \$172  = acc0_0_g16;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$173  = acc0_0_g16;
+    if (flags_0[0]) begin
+      \$173  = acc0_0_g17;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$174  = acc0_0_g17;
+    if (flags_0[0]) begin
+      \$174  = acc0_0_g18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$175  = acc0_0_g18;
+    if (flags_0[0]) begin
+      \$175  = acc0_0_g19;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$176  = acc0_0_g19;
+    if (flags_0[0]) begin
+      \$176  = acc0_0_g20;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$177  = acc0_0_g20;
+    if (flags_0[0]) begin
+      \$177  = acc0_0_g21;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$178  = acc0_0_g21;
+    if (flags_0[0]) begin
+      \$178  = acc0_0_g22;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$179  = acc0_0_g22;
+    if (flags_0[0]) begin
+      \$179  = acc0_0_g23;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$180  = acc0_0_g23;
+    if (flags_0[0]) begin
+      \$180  = acc0_0_g24;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$181  = acc0_0_g24;
+    if (flags_0[0]) begin
+      \$181  = acc0_0_g25;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$182  = acc0_0_g25;
+    if (flags_0[0]) begin
+      \$182  = acc0_0_g26;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$183  = acc0_0_g26;
+    if (flags_0[0]) begin
+      \$183  = acc0_0_g27;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$184  = acc0_0_g27;
+    if (flags_0[0]) begin
+      \$184  = acc0_0_g28;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$185  = acc0_0_g28;
+    if (flags_0[0]) begin
+      \$185  = acc0_0_g29;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$186  = acc0_0_g29;
+    if (flags_0[0]) begin
+      \$186  = acc0_0_g30;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$187  = acc0_0_g30;
+    if (flags_0[0]) begin
+      \$187  = acc0_0_g31;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$188  = acc0_0_g31;
+    if (flags_0[0]) begin
+      \$188  = \$51 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$189  = group_end;
+    if (rst_conv1) begin
+      \$189  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$190  = group_wptr;
     if (group_written_d1) begin
-      \$184  = \$53 [4:0];
+      \$190  = \$54 [4:0];
     end
     if (rst_conv1) begin
-      \$184  = 5'h00;
+      \$190  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = \$55 [5:0];
-    if (rst_conv1) begin
-      \$185  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = group_read;
-    if (rst_conv1) begin
-      \$186  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = group_rptr;
-    if (group_read) begin
-      \$187  = \$58 [4:0];
-    end
-    if (rst_conv1) begin
-      \$187  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = ser_left;
-    if (\done$167 ) begin
-      \$188  = 1'h1;
+    \$191  = ser_left;
+    if (\done$166 ) begin
+      \$191  = 1'h1;
     end else if (ser) begin
-      \$188  = \$59 [0];
+      \$191  = \$55 [0];
     end
-    if (rst_conv1) begin
-      \$188  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = beat;
-    if (ser) begin
-      \$189  = \$62 [4:0];
-    end
-    if (rst_conv1) begin
-      \$189  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = bank0_0;
-    if (\done$167 ) begin
-      \$190  = rport__data;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = \$63 ;
     if (rst_conv1) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = \$65 ;
+    \$192  = beat;
+    if (ser) begin
+      \$192  = \$58 [4:0];
+    end
     if (rst_conv1) begin
-      \$192  = 1'h0;
+      \$192  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = \$signal$174 ;
+    \$193  = \$60 [5:0];
     if (rst_conv1) begin
-      \$193  = 1'h0;
+      \$193  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = vb;
+    \$194  = group_read;
     if (rst_conv1) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = v_out_d1;
+    \$195  = group_rptr;
+    if (group_read) begin
+      \$195  = \$63 [4:0];
+    end
     if (rst_conv1) begin
-      \$195  = 1'h0;
+      \$195  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = v_out_d2;
-    if (rst_conv1) begin
-      \$196  = 1'h0;
+    \$196  = bank0_0;
+    if (\done$166 ) begin
+      \$196  = rport__data;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = ka;
+    \$197  = \$64 ;
     if (rst_conv1) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = skipped_d1;
+    \$198  = \$66 ;
     if (rst_conv1) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = skipped_d2;
+    \$199  = \$signal$174 ;
     if (rst_conv1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = skipped_d3;
+    \$200  = vb;
     if (rst_conv1) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = \$75 ;
+    \$201  = v_out_d1;
     if (rst_conv1) begin
-      \$201  = 2'h0;
+      \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = \$103 [3:0];
+    \$202  = v_out_d2;
     if (rst_conv1) begin
-      \$202  = 4'hc;
+      \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = credits_room_next;
+    \$203  = ka;
     if (rst_conv1) begin
-      \$203  = 1'h1;
+      \$203  = 1'h0;
     end
   end
-  assign space_next = \$92 [5:0];
-  assign \space_next$197  = \$103 [3:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$204  = skipped_d1;
+    if (rst_conv1) begin
+      \$204  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$205  = skipped_d2;
+    if (rst_conv1) begin
+      \$205  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$206  = skipped_d3;
+    if (rst_conv1) begin
+      \$206  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$207  = \$76 ;
+    if (rst_conv1) begin
+      \$207  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$208  = \$104 [3:0];
+    if (rst_conv1) begin
+      \$208  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$209  = credits_room_next;
+    if (rst_conv1) begin
+      \$209  = 1'h1;
+    end
+  end
+  assign space_next = \$93 [5:0];
+  assign \space_next$197  = \$104 [3:0];
+  assign ready = i__ready;
   assign i = word1[15:0];
-  assign \i$209  = word1[31:16];
-  assign s0_0 = \$94 [13:0];
+  assign \i$210  = word1[31:16];
+  assign s0_0 = \$95 [13:0];
   assign \$signature__addr  = group_wptr;
-  assign \$signature__data  = \$94 [13:0];
+  assign \$signature__data  = \$95 [13:0];
   assign \$signature__en  = group_written_d1;
   assign rport__addr = group_rptr;
   assign rport__en = 1'h1;
@@ -2666,31 +2687,31 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   assign addr = beat;
   assign a = data[14:0];
   assign b = sa0_0;
-  assign rq0_y = \$100 [7:0];
-  assign \o__payload$238  = \o__payload$237 ;
-  assign \o__ready$239  = o__ready;
-  assign \o__valid$240  = o__valid;
-  assign w_data = \$100 [7:0];
+  assign rq0_y = \$101 [7:0];
+  assign \o__payload$239  = \o__payload$238 ;
+  assign \o__ready$240  = o__ready;
+  assign \o__valid$241  = o__valid;
+  assign w_data = \$101 [7:0];
   assign w_en = v_out_d3;
-  assign \data$245  = o__payload;
-  assign \$23  = { \o$36 [4:0], o };
+  assign \data$246  = o__payload;
   assign \$24  = { \o$36 [4:0], o };
-  assign \$25  = \$24 ;
-  assign \$27  = { \o$36 [4:0], o };
-  assign \$30  = { \o$36 [4:0], o };
-  assign \$33  = { \o$36 [4:0], o };
-  assign \$36  = { \o$36 [4:0], o };
+  assign \$25  = { \o$36 [4:0], o };
+  assign \$26  = \$25 ;
+  assign \$28  = { \o$36 [4:0], o };
+  assign \$31  = { \o$36 [4:0], o };
+  assign \$34  = { \o$36 [4:0], o };
   assign \$37  = { \o$36 [4:0], o };
-  assign \$38  = \$37 ;
-  assign \$63  = ser;
-  assign \$64  = 1'h0;
+  assign \$38  = { \o$36 [4:0], o };
+  assign \$39  = \$38 ;
+  assign \$64  = ser;
   assign \$65  = 1'h0;
-  assign \$67  = { p[28], p };
-  assign \$69  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$66  = 1'h0;
+  assign \$68  = { p[28], p };
   assign \$70  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$72  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$83  = 1'h0;
-  assign \$93  = { acc0_0_g31, 1'h0 };
+  assign \$71  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$73  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$84  = 1'h0;
+  assign \$94  = { acc0_0_g31, 1'h0 };
   assign ser = ser_left;
 endmodule
 
@@ -3139,18 +3160,19 @@ module \flexor_lenet5.conv1.rq0_mul0_0_0 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, o__payload, go, addr, primed, clk);
+module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, o__payload, go, valid_next, addr, primed, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
-  reg \$10 ;
+  reg [1:0] \$10 ;
+  reg \$11 ;
   wire \$2 ;
-  wire [5:0] \$3 ;
+  wire \$3 ;
   wire [5:0] \$4 ;
-  wire \$5 ;
-  wire [2:0] \$6 ;
-  wire \$7 ;
-  reg [4:0] \$8 ;
-  reg [1:0] \$9 ;
+  wire [5:0] \$5 ;
+  wire \$6 ;
+  wire [2:0] \$7 ;
+  wire \$8 ;
+  reg [4:0] \$9 ;
   output [4:0] addr;
   reg [4:0] addr = 5'h00;
   input clk;
@@ -3172,48 +3194,52 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, o__payload, go, addr, 
   reg [1:0] reads = 2'h0;
   input rst_conv1;
   wire rst_conv1;
+  output valid_next;
+  wire valid_next;
   assign \$1  = ~ primed;
   assign go = o__ready | \$1 ;
-  assign \$2  = addr == 5'h1f;
-  assign \$3  = addr + 1'h1;
-  assign \$4  = \$2  ? 6'h00 : \$3 ;
-  assign \$5  = ~ primed;
-  assign \$6  = reads + 1'h1;
-  assign \$7  = reads == 2'h2;
+  assign \$2  = reads == 2'h2;
+  assign valid_next = primed | \$2 ;
+  assign \$3  = addr == 5'h1f;
+  assign \$4  = addr + 1'h1;
+  assign \$5  = \$3  ? 6'h00 : \$4 ;
+  assign \$6  = ~ primed;
+  assign \$7  = reads + 1'h1;
+  assign \$8  = reads == 2'h2;
   always @(posedge clk)
-    addr <= \$8 ;
+    addr <= \$9 ;
   always @(posedge clk)
-    reads <= \$9 ;
+    reads <= \$10 ;
   always @(posedge clk)
-    primed <= \$10 ;
+    primed <= \$11 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$8  = addr;
+    \$9  = addr;
     if (go) begin
-      \$8  = \$4 [4:0];
+      \$9  = \$5 [4:0];
     end
     if (rst_conv1) begin
-      \$8  = 5'h00;
+      \$9  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$9  = reads;
-    if (\$5 ) begin
-      \$9  = \$6 [1:0];
+    \$10  = reads;
+    if (\$6 ) begin
+      \$10  = \$7 [1:0];
     end
     if (rst_conv1) begin
-      \$9  = 2'h0;
+      \$10  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$10  = primed;
-    if (\$5 ) begin
-      \$10  = \$7 ;
+    \$11  = primed;
+    if (\$6 ) begin
+      \$11  = \$8 ;
     end
     if (rst_conv1) begin
-      \$10  = 1'h0;
+      \$11  = 1'h0;
     end
   end
   assign en = go;
@@ -5847,26 +5873,26 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$905 , clk);
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$906 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
-  reg [3:0] \$100 ;
-  reg [3:0] \$101 ;
+  wire \$100 ;
+  reg \$101 ;
   reg \$102 ;
-  reg [4:0] \$103 ;
+  reg \$103 ;
   reg \$104 ;
-  reg \$105 ;
-  reg \$106 ;
+  reg [3:0] \$105 ;
+  reg [3:0] \$106 ;
   reg \$107 ;
-  reg \$108 ;
-  reg [639:0] \$109 ;
+  reg [4:0] \$108 ;
+  reg \$109 ;
   wire \$11 ;
   reg \$110 ;
   reg \$111 ;
   reg \$112 ;
   reg \$113 ;
-  reg \$114 ;
+  reg [639:0] \$114 ;
   reg \$115 ;
   reg \$116 ;
   reg \$117 ;
@@ -5891,12 +5917,12 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg \$134 ;
   reg \$135 ;
   reg \$136 ;
-  reg [17:0] \$137 ;
-  reg [17:0] \$138 ;
-  reg [17:0] \$139 ;
+  reg \$137 ;
+  reg \$138 ;
+  reg \$139 ;
   wire [17:0] \$14 ;
-  reg [17:0] \$140 ;
-  reg [17:0] \$141 ;
+  reg \$140 ;
+  reg \$141 ;
   reg [17:0] \$142 ;
   reg [17:0] \$143 ;
   reg [17:0] \$144 ;
@@ -5965,23 +5991,23 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] \$200 ;
   reg [17:0] \$201 ;
   reg [17:0] \$202 ;
-  reg \$203 ;
-  reg [3:0] \$204 ;
-  reg [4:0] \$205 ;
-  reg \$206 ;
-  reg [3:0] \$207 ;
-  reg [2:0] \$208 ;
-  reg [5:0] \$209 ;
+  reg [17:0] \$203 ;
+  reg [17:0] \$204 ;
+  reg [17:0] \$205 ;
+  reg [17:0] \$206 ;
+  reg [17:0] \$207 ;
+  reg \$208 ;
+  reg [3:0] \$209 ;
   wire [18:0] \$21 ;
-  reg [18:0] \$210 ;
-  reg [18:0] \$211 ;
-  reg [18:0] \$212 ;
-  reg [18:0] \$213 ;
-  reg \$214 ;
-  reg \$215 ;
-  reg \$216 ;
-  reg \$217 ;
-  reg \$218 ;
+  reg [2:0] \$210 ;
+  reg [5:0] \$211 ;
+  reg [4:0] \$212 ;
+  reg \$213 ;
+  reg [3:0] \$214 ;
+  reg [18:0] \$215 ;
+  reg [18:0] \$216 ;
+  reg [18:0] \$217 ;
+  reg [18:0] \$218 ;
   reg \$219 ;
   wire \$22 ;
   reg \$220 ;
@@ -5990,21 +6016,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg \$223 ;
   reg \$224 ;
   reg \$225 ;
-  reg [1:0] \$226 ;
-  reg [4:0] \$227 ;
+  reg \$226 ;
+  reg \$227 ;
   reg \$228 ;
+  reg \$229 ;
   wire [4:0] \$23 ;
+  reg \$230 ;
+  reg [1:0] \$231 ;
+  reg [4:0] \$232 ;
+  reg \$233 ;
   wire [4:0] \$24 ;
-  wire [5:0] \$25 ;
-  wire [6:0] \$26 ;
-  wire \$27 ;
-  wire [4:0] \$28 ;
-  wire [4:0] \$29 ;
+  wire [3:0] \$25 ;
+  wire \$26 ;
+  wire [6:0] \$27 ;
+  wire [6:0] \$28 ;
+  wire [5:0] \$29 ;
   wire [4:0] \$3 ;
-  wire [3:0] \$30 ;
+  wire [6:0] \$30 ;
   wire \$31 ;
-  wire [6:0] \$32 ;
-  wire [6:0] \$33 ;
+  wire [4:0] \$32 ;
+  wire [4:0] \$33 ;
   wire \$34 ;
   wire \$35 ;
   wire \$36 ;
@@ -6073,10 +6104,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire \$93 ;
   wire \$94 ;
   wire \$95 ;
-  reg \$96 ;
-  reg \$97 ;
-  reg \$98 ;
-  reg \$99 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire \$signal ;
   wire \$signal$10 ;
   reg \$signal$18  = 1'h0;
@@ -6088,7 +6119,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* init = 1'h0 *)
   wire \$signature__en ;
   wire [12:0] a;
-  wire [12:0] \a$902 ;
+  wire [12:0] \a$903 ;
   reg [17:0] acc0_0_g0 = 18'h00000;
   reg [17:0] acc0_0_g1 = 18'h00000;
   reg [17:0] acc0_0_g10 = 18'h00000;
@@ -6155,9 +6186,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] acc3_0_g9 = 18'h00000;
   (* init = 6'h00 *)
   wire [5:0] addr;
-  wire [7:0] \addr$912 ;
+  wire [7:0] \addr$913 ;
   wire [16:0] b;
-  wire [1:0] \b$903 ;
+  wire [1:0] \b$904 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -6172,9 +6203,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire credits_room_next;
   reg [4:0] credits_space = 5'h14;
   wire [31:0] data;
-  wire [255:0] \data$913 ;
+  wire [255:0] \data$914 ;
   reg done = 1'h0;
-  reg \done$699  = 1'h0;
+  reg \done$698  = 1'h0;
   wire en;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
@@ -6195,21 +6226,21 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg group_written_d1 = 1'h0;
   reg [4:0] groups_held = 5'h00;
   wire [15:0] i;
-  wire [15:0] \i$750 ;
   wire [15:0] \i$751 ;
   wire [15:0] \i$752 ;
-  wire [15:0] \i$778 ;
+  wire [15:0] \i$753 ;
   wire [15:0] \i$779 ;
   wire [15:0] \i$780 ;
   wire [15:0] \i$781 ;
-  wire [15:0] \i$807 ;
+  wire [15:0] \i$782 ;
   wire [15:0] \i$808 ;
   wire [15:0] \i$809 ;
   wire [15:0] \i$810 ;
-  wire [15:0] \i$836 ;
+  wire [15:0] \i$811 ;
   wire [15:0] \i$837 ;
   wire [15:0] \i$838 ;
   wire [15:0] \i$839 ;
+  wire [15:0] \i$840 ;
   input [639:0] i__payload;
   wire [639:0] i__payload;
   output i__ready;
@@ -6412,17 +6443,17 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [19:0] \o$40 ;
   wire [19:0] \o$41 ;
   wire [255:0] o__payload;
-  output [7:0] \o__payload$905 ;
-  wire [7:0] \o__payload$905 ;
+  output [7:0] \o__payload$906 ;
   wire [7:0] \o__payload$906 ;
+  wire [7:0] \o__payload$907 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$745 ;
-  wire \o__ready$907 ;
+  wire \o__ready$746 ;
+  wire \o__ready$908 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$742 ;
-  wire \o__valid$908 ;
+  wire \o__valid$909 ;
   wire ok;
   wire [29:0] p;
   wire [14:0] \p$719 ;
@@ -6586,6 +6617,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [8:0] p3_0_7;
   wire [8:0] p3_0_8;
   wire [8:0] p3_0_9;
+  wire ready;
   (* init = 4'h0 *)
   wire [3:0] rport__addr;
   wire [75:0] rport__data;
@@ -7002,6 +7034,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
   reg v_out_d4 = 1'h0;
+  wire valid_next;
   reg vb = 1'h0;
   reg [79:0] w0_0 = 80'h00000000000000000000;
   reg [79:0] w1_0 = 80'h00000000000000000000;
@@ -7269,99 +7302,109 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   end
   assign rport__data = _0_;
   always @(posedge clk)
-    acc2_0_g0 <= \$171 ;
+    acc1_0_g11 <= \$171 ;
   always @(posedge clk)
-    acc2_0_g1 <= \$172 ;
+    acc1_0_g12 <= \$172 ;
   always @(posedge clk)
-    acc2_0_g2 <= \$173 ;
+    acc1_0_g13 <= \$173 ;
   always @(posedge clk)
-    acc2_0_g3 <= \$174 ;
+    acc1_0_g14 <= \$174 ;
   always @(posedge clk)
-    acc2_0_g4 <= \$175 ;
+    acc1_0_g15 <= \$175 ;
   always @(posedge clk)
-    acc2_0_g5 <= \$176 ;
+    acc2_0_g0 <= \$176 ;
   always @(posedge clk)
-    acc2_0_g6 <= \$177 ;
+    acc2_0_g1 <= \$177 ;
   always @(posedge clk)
-    acc2_0_g7 <= \$178 ;
+    acc2_0_g2 <= \$178 ;
   always @(posedge clk)
-    acc2_0_g8 <= \$179 ;
+    acc2_0_g3 <= \$179 ;
   always @(posedge clk)
-    acc2_0_g9 <= \$180 ;
+    acc2_0_g4 <= \$180 ;
   always @(posedge clk)
-    acc2_0_g10 <= \$181 ;
+    acc2_0_g5 <= \$181 ;
   always @(posedge clk)
-    acc2_0_g11 <= \$182 ;
+    acc2_0_g6 <= \$182 ;
   always @(posedge clk)
-    acc2_0_g12 <= \$183 ;
+    acc2_0_g7 <= \$183 ;
   always @(posedge clk)
-    acc2_0_g13 <= \$184 ;
+    acc2_0_g8 <= \$184 ;
   always @(posedge clk)
-    acc2_0_g14 <= \$185 ;
+    acc2_0_g9 <= \$185 ;
   always @(posedge clk)
-    acc2_0_g15 <= \$186 ;
+    acc2_0_g10 <= \$186 ;
   always @(posedge clk)
-    acc3_0_g0 <= \$187 ;
+    acc2_0_g11 <= \$187 ;
   always @(posedge clk)
-    acc3_0_g1 <= \$188 ;
+    acc2_0_g12 <= \$188 ;
   always @(posedge clk)
-    acc3_0_g2 <= \$189 ;
+    acc2_0_g13 <= \$189 ;
   always @(posedge clk)
-    acc3_0_g3 <= \$190 ;
+    acc2_0_g14 <= \$190 ;
   always @(posedge clk)
-    acc3_0_g4 <= \$191 ;
+    acc2_0_g15 <= \$191 ;
   always @(posedge clk)
-    acc3_0_g5 <= \$192 ;
+    acc3_0_g0 <= \$192 ;
   always @(posedge clk)
-    acc3_0_g6 <= \$193 ;
+    acc3_0_g1 <= \$193 ;
   always @(posedge clk)
-    acc3_0_g7 <= \$194 ;
+    acc3_0_g2 <= \$194 ;
   always @(posedge clk)
-    acc3_0_g8 <= \$195 ;
+    acc3_0_g3 <= \$195 ;
   always @(posedge clk)
-    acc3_0_g9 <= \$196 ;
+    acc3_0_g4 <= \$196 ;
   always @(posedge clk)
-    acc3_0_g10 <= \$197 ;
+    acc3_0_g5 <= \$197 ;
   always @(posedge clk)
-    acc3_0_g11 <= \$198 ;
+    acc3_0_g6 <= \$198 ;
   always @(posedge clk)
-    acc3_0_g12 <= \$199 ;
+    acc3_0_g7 <= \$199 ;
   always @(posedge clk)
-    acc3_0_g13 <= \$200 ;
+    acc3_0_g8 <= \$200 ;
   always @(posedge clk)
-    acc3_0_g14 <= \$201 ;
+    acc3_0_g9 <= \$201 ;
   always @(posedge clk)
-    acc3_0_g15 <= \$202 ;
+    acc3_0_g10 <= \$202 ;
   always @(posedge clk)
-    group_written_d1 <= \$203 ;
+    acc3_0_g11 <= \$203 ;
   always @(posedge clk)
-    group_wptr <= \$204 ;
+    acc3_0_g12 <= \$204 ;
   always @(posedge clk)
-    groups_held <= \$205 ;
+    acc3_0_g13 <= \$205 ;
   always @(posedge clk)
-    \done$699  <= \$206 ;
+    acc3_0_g14 <= \$206 ;
   always @(posedge clk)
-    group_rptr <= \$207 ;
+    acc3_0_g15 <= \$207 ;
   always @(posedge clk)
-    ser_left <= \$208 ;
+    group_written_d1 <= \$208 ;
   always @(posedge clk)
-    beat <= \$209 ;
+    group_wptr <= \$209 ;
   always @(posedge clk)
-    bank0_0 <= \$210 ;
+    ser_left <= \$210 ;
   always @(posedge clk)
-    bank1_0 <= \$211 ;
+    beat <= \$211 ;
   always @(posedge clk)
-    bank2_0 <= \$212 ;
+    groups_held <= \$212 ;
   always @(posedge clk)
-    bank3_0 <= \$213 ;
+    \done$698  <= \$213 ;
   always @(posedge clk)
-    \$signal$710  <= \$214 ;
+    group_rptr <= \$214 ;
   always @(posedge clk)
-    ka <= \$215 ;
+    bank0_0 <= \$215 ;
+  always @(posedge clk)
+    bank1_0 <= \$216 ;
+  always @(posedge clk)
+    bank2_0 <= \$217 ;
+  always @(posedge clk)
+    bank3_0 <= \$218 ;
+  always @(posedge clk)
+    \$signal$710  <= \$219 ;
+  always @(posedge clk)
+    ka <= \$220 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$216 ;
+    vb <= \$221 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
@@ -7379,29 +7422,29 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     rq0_over <= \$46 ;
   always @(posedge clk)
-    v_out_d1 <= \$217 ;
+    v_out_d1 <= \$222 ;
   always @(posedge clk)
-    v_out_d2 <= \$218 ;
+    v_out_d2 <= \$223 ;
   always @(posedge clk)
-    v_out_d3 <= \$219 ;
+    v_out_d3 <= \$224 ;
   always @(posedge clk)
-    v_out_d4 <= \$220 ;
+    v_out_d4 <= \$225 ;
   always @(posedge clk)
-    skipped_d1 <= \$221 ;
+    skipped_d1 <= \$226 ;
   always @(posedge clk)
-    skipped_d2 <= \$222 ;
+    skipped_d2 <= \$227 ;
   always @(posedge clk)
-    skipped_d3 <= \$223 ;
+    skipped_d3 <= \$228 ;
   always @(posedge clk)
-    skipped_d4 <= \$224 ;
+    skipped_d4 <= \$229 ;
   always @(posedge clk)
-    skipped_d5 <= \$225 ;
+    skipped_d5 <= \$230 ;
   always @(posedge clk)
-    credits_returned <= \$226 ;
+    credits_returned <= \$231 ;
   always @(posedge clk)
-    credits_space <= \$227 ;
+    credits_space <= \$232 ;
   always @(posedge clk)
-    credits_room <= \$228 ;
+    credits_room <= \$233 ;
   assign \$1  = group_idx + 1'h1;
   assign \$2  = group_last ? 5'h00 : \$1 ;
   assign \$3  = word_idx + 1'h1;
@@ -7426,15 +7469,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$22  = group_wptr == 4'hf;
   assign \$23  = group_wptr + 1'h1;
   assign \$24  = \$22  ? 5'h00 : \$23 ;
-  assign \$25  = groups_held + group_written_d1;
-  assign \$26  = \$25  - group_read;
-  assign \$27  = group_rptr == 4'hf;
-  assign \$28  = group_rptr + 1'h1;
-  assign \$29  = \$27  ? 5'h00 : \$28 ;
-  assign \$30  = ser_left - 1'h1;
-  assign \$31  = beat == 6'h3f;
-  assign \$32  = beat + 1'h1;
-  assign \$33  = \$31  ? 7'h00 : \$32 ;
+  assign \$25  = ser_left - 1'h1;
+  assign \$26  = beat == 6'h3f;
+  assign \$27  = beat + 1'h1;
+  assign \$28  = \$26  ? 7'h00 : \$27 ;
+  assign \$29  = groups_held + group_written_d1;
+  assign \$30  = \$29  - group_read;
+  assign \$31  = group_rptr == 4'hf;
+  assign \$32  = group_rptr + 1'h1;
+  assign \$33  = \$31  ? 5'h00 : \$32 ;
   assign \$37  = $signed(rq0_beta_b) + $signed(17'h08000);
   assign \$40  = $signed(\$38 ) + $signed(\$39 );
   assign \$41  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
@@ -7448,7 +7491,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$51  = ~ group_first;
   assign \$52  = i__valid | \$51 ;
   assign \$signal$10  = \$52  & ok;
-  assign i__ready = group_first & ok;
   assign n_first_next = \$signal$10  ? group_last : group_first;
   assign \$53  = group_idx == 4'he;
   assign \$54  = group_last ? 1'h0 : \$53 ;
@@ -7462,7 +7504,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$60  = \$59  & \o__valid$742 ;
   assign \$61  = ~ s_last_rom;
   assign \$62  = \$61  | can_end_rom;
-  assign \o__ready$745  = \$60  & \$62 ;
+  assign \o__ready$746  = \$60  & \$62 ;
   assign \$63  = slots_space + slots_returned;
   assign \$64  = \$signal$10  & word_last;
   assign \$65  = \$63  - \$64 ;
@@ -7707,61 +7749,66 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$69  = \$68  - xfin;
   assign \$71  = \$70  - xfin;
   assign \$73  = \$72  - xfin;
+  assign ser = | ser_left;
   assign \$74  = | groups_held;
   assign \$75  = \$74  & credits_room;
   assign \$76  = ser_left <= 2'h2;
-  assign \$77  = \done$699  ? 1'h0 : \$76 ;
+  assign \$77  = \done$698  ? 1'h0 : \$76 ;
   assign group_read = \$75  & \$77 ;
-  assign ser = | ser_left;
   assign \$78  = rq0_over ? 15'h00ff : rq0_shifted;
   assign \$79  = rq0_under ? 15'h0000 : \$78 ;
   assign \$80  = credits_space + credits_returned;
   assign \$81  = group_read ? 3'h4 : 3'h0;
   assign \$82  = \$80  - \$81 ;
   assign credits_room_next = \$82 [4:0] >= 3'h4;
-  assign \$83  = rst_conv2 ? 1'h0 : \$signal ;
-  assign \$84  = rst_conv2 ? 1'h1 : slots_room_next;
-  assign \$85  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$86  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$87  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$88  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$89  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$83  = n_first_next & valid_next;
+  assign \$84  = ~ \$signal ;
+  assign \$85  = \$84  | slots_room_next;
+  assign \$86  = \$83  & \$85 ;
+  assign \$87  = rst_conv2 ? 1'h0 : \$86 ;
+  assign \$88  = rst_conv2 ? 1'h0 : \$signal ;
+  assign \$89  = rst_conv2 ? 1'h1 : slots_room_next;
   assign \$90  = rst_conv2 ? 1'h1 : n_first_next;
   assign \$91  = rst_conv2 ? 1'h1 : n_first_next;
   assign \$92  = rst_conv2 ? 1'h1 : n_first_next;
   assign \$93  = rst_conv2 ? 1'h1 : n_first_next;
   assign \$94  = rst_conv2 ? 1'h1 : n_first_next;
   assign \$95  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$96  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$97  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$98  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$99  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$100  = rst_conv2 ? 1'h1 : n_first_next;
   always @(posedge clk)
-    can_end <= \$96 ;
+    can_end <= \$101 ;
   always @(posedge clk)
-    word_last <= \$97 ;
+    word_last <= \$102 ;
   always @(posedge clk)
-    group_last <= \$98 ;
+    group_last <= \$103 ;
   always @(posedge clk)
-    group_first <= \$99 ;
+    group_first <= \$104 ;
   always @(posedge clk)
-    group_idx <= \$100 ;
+    group_idx <= \$105 ;
   always @(posedge clk)
-    word_idx <= \$101 ;
+    word_idx <= \$106 ;
   always @(posedge clk)
-    slots_returned <= \$102 ;
+    slots_returned <= \$107 ;
   always @(posedge clk)
-    slots_space <= \$103 ;
+    slots_space <= \$108 ;
   always @(posedge clk)
-    slots_room <= \$104 ;
+    slots_room <= \$109 ;
   always @(posedge clk)
-    \$signal$18  <= \$105 ;
+    \$signal$18  <= \$110 ;
   always @(posedge clk)
-    \$signal$19  <= \$106 ;
+    \$signal$19  <= \$111 ;
   always @(posedge clk)
-    last1 <= \$107 ;
+    last1 <= \$112 ;
   always @(posedge clk)
     word1 <= o__payload;
   always @(posedge clk)
-    nfirst1 <= \$108 ;
+    nfirst1 <= \$113 ;
   always @(posedge clk)
-    xword <= \$109 ;
+    xword <= \$114 ;
   always @(posedge clk)
     xdata_d1 <= xword;
   always @(posedge clk)
@@ -8313,133 +8360,123 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     xsum_l7_0 <= xsum_w6_0;
   always @(posedge clk)
-    v2_d1 <= \$110 ;
+    v2_d1 <= \$115 ;
   always @(posedge clk)
-    v2_d2 <= \$111 ;
+    v2_d2 <= \$116 ;
   always @(posedge clk)
-    v2_d3 <= \$112 ;
+    v2_d3 <= \$117 ;
   always @(posedge clk)
-    v2_d4 <= \$113 ;
+    v2_d4 <= \$118 ;
   always @(posedge clk)
-    v2_d5 <= \$114 ;
+    v2_d5 <= \$119 ;
   always @(posedge clk)
-    last2_d1 <= \$115 ;
+    last2_d1 <= \$120 ;
   always @(posedge clk)
-    last2_d2 <= \$116 ;
+    last2_d2 <= \$121 ;
   always @(posedge clk)
-    last2_d3 <= \$117 ;
+    last2_d3 <= \$122 ;
   always @(posedge clk)
-    last2_d4 <= \$118 ;
+    last2_d4 <= \$123 ;
   always @(posedge clk)
-    last2_d5 <= \$119 ;
+    last2_d5 <= \$124 ;
   always @(posedge clk)
-    v2p_d1 <= \$120 ;
+    v2p_d1 <= \$125 ;
   always @(posedge clk)
-    v2p_d2 <= \$121 ;
+    v2p_d2 <= \$126 ;
   always @(posedge clk)
-    v2p_d3 <= \$122 ;
+    v2p_d3 <= \$127 ;
   always @(posedge clk)
-    v2p_d4 <= \$123 ;
+    v2p_d4 <= \$128 ;
   always @(posedge clk)
-    first2p_d1 <= \$124 ;
+    first2p_d1 <= \$129 ;
   always @(posedge clk)
-    first2p_d2 <= \$125 ;
+    first2p_d2 <= \$130 ;
   always @(posedge clk)
-    first2p_d3 <= \$126 ;
+    first2p_d3 <= \$131 ;
   always @(posedge clk)
-    first2p_d4 <= \$127 ;
+    first2p_d4 <= \$132 ;
   always @(posedge clk)
-    last2p_d1 <= \$128 ;
+    last2p_d1 <= \$133 ;
   always @(posedge clk)
-    last2p_d2 <= \$129 ;
+    last2p_d2 <= \$134 ;
   always @(posedge clk)
-    last2p_d3 <= \$130 ;
+    last2p_d3 <= \$135 ;
   always @(posedge clk)
-    last2p_d4 <= \$131 ;
+    last2p_d4 <= \$136 ;
   always @(posedge clk)
-    nfirst2p_d1 <= \$132 ;
+    nfirst2p_d1 <= \$137 ;
   always @(posedge clk)
-    nfirst2p_d2 <= \$133 ;
+    nfirst2p_d2 <= \$138 ;
   always @(posedge clk)
-    nfirst2p_d3 <= \$134 ;
+    nfirst2p_d3 <= \$139 ;
   always @(posedge clk)
-    nfirst2p_d4 <= \$135 ;
+    nfirst2p_d4 <= \$140 ;
   always @(posedge clk)
-    done <= \$136 ;
+    done <= \$141 ;
   always @(posedge clk)
-    xacc <= \$137 ;
+    xacc <= \$142 ;
   always @(posedge clk)
-    xfin <= \$138 ;
+    xfin <= \$143 ;
   always @(posedge clk)
-    acc0_0_g0 <= \$139 ;
+    acc0_0_g0 <= \$144 ;
   always @(posedge clk)
-    acc0_0_g1 <= \$140 ;
+    acc0_0_g1 <= \$145 ;
   always @(posedge clk)
-    acc0_0_g2 <= \$141 ;
+    acc0_0_g2 <= \$146 ;
   always @(posedge clk)
-    acc0_0_g3 <= \$142 ;
+    acc0_0_g3 <= \$147 ;
   always @(posedge clk)
-    acc0_0_g4 <= \$143 ;
+    acc0_0_g4 <= \$148 ;
   always @(posedge clk)
-    acc0_0_g5 <= \$144 ;
+    acc0_0_g5 <= \$149 ;
   always @(posedge clk)
-    acc0_0_g6 <= \$145 ;
+    acc0_0_g6 <= \$150 ;
   always @(posedge clk)
-    acc0_0_g7 <= \$146 ;
+    acc0_0_g7 <= \$151 ;
   always @(posedge clk)
-    acc0_0_g8 <= \$147 ;
+    acc0_0_g8 <= \$152 ;
   always @(posedge clk)
-    acc0_0_g9 <= \$148 ;
+    acc0_0_g9 <= \$153 ;
   always @(posedge clk)
-    acc0_0_g10 <= \$149 ;
+    acc0_0_g10 <= \$154 ;
   always @(posedge clk)
-    acc0_0_g11 <= \$150 ;
+    acc0_0_g11 <= \$155 ;
   always @(posedge clk)
-    acc0_0_g12 <= \$151 ;
+    acc0_0_g12 <= \$156 ;
   always @(posedge clk)
-    acc0_0_g13 <= \$152 ;
+    acc0_0_g13 <= \$157 ;
   always @(posedge clk)
-    acc0_0_g14 <= \$153 ;
+    acc0_0_g14 <= \$158 ;
   always @(posedge clk)
-    acc0_0_g15 <= \$154 ;
+    acc0_0_g15 <= \$159 ;
   always @(posedge clk)
-    acc1_0_g0 <= \$155 ;
+    acc1_0_g0 <= \$160 ;
   always @(posedge clk)
-    acc1_0_g1 <= \$156 ;
+    acc1_0_g1 <= \$161 ;
   always @(posedge clk)
-    acc1_0_g2 <= \$157 ;
+    acc1_0_g2 <= \$162 ;
   always @(posedge clk)
-    acc1_0_g3 <= \$158 ;
+    acc1_0_g3 <= \$163 ;
   always @(posedge clk)
-    acc1_0_g4 <= \$159 ;
+    acc1_0_g4 <= \$164 ;
   always @(posedge clk)
-    acc1_0_g5 <= \$160 ;
+    acc1_0_g5 <= \$165 ;
   always @(posedge clk)
-    acc1_0_g6 <= \$161 ;
+    acc1_0_g6 <= \$166 ;
   always @(posedge clk)
-    acc1_0_g7 <= \$162 ;
+    acc1_0_g7 <= \$167 ;
   always @(posedge clk)
-    acc1_0_g8 <= \$163 ;
+    acc1_0_g8 <= \$168 ;
   always @(posedge clk)
-    acc1_0_g9 <= \$164 ;
+    acc1_0_g9 <= \$169 ;
   always @(posedge clk)
-    acc1_0_g10 <= \$165 ;
-  always @(posedge clk)
-    acc1_0_g11 <= \$166 ;
-  always @(posedge clk)
-    acc1_0_g12 <= \$167 ;
-  always @(posedge clk)
-    acc1_0_g13 <= \$168 ;
-  always @(posedge clk)
-    acc1_0_g14 <= \$169 ;
-  always @(posedge clk)
-    acc1_0_g15 <= \$170 ;
+    acc1_0_g10 <= \$170 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$84 ),
+    .d(\$89 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.conv2.consts  consts (
@@ -8513,7 +8550,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
-    .o__payload(\o__payload$905 ),
+    .o__payload(\o__payload$906 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
@@ -8565,7 +8602,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) n_first_rom_copy (
     .clk(clk),
-    .d(\$85 ),
+    .d(\$90 ),
     .q(n_first_rom)
   );
   flexor_madd #(
@@ -10168,8 +10205,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .wa(w3_0[18]),
     .wb(w3_0[19])
   );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) ready_copy (
+    .clk(clk),
+    .d(\$87 ),
+    .q(i__ready)
+  );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$912 ),
+    .addr(\addr$913 ),
     .clk(clk),
     .data(o__payload),
     .en(en)
@@ -10191,24 +10236,25 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$83 ),
+    .d(\$88 ),
     .q(s_last_rom)
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$912 ),
+    .addr(\addr$913 ),
     .clk(clk),
     .go(en),
     .o__payload(o__payload),
-    .o__ready(\o__ready$745 ),
+    .o__ready(\o__ready$746 ),
     .primed(\o__valid$742 ),
-    .rst_conv2(rst_conv2)
+    .rst_conv2(rst_conv2),
+    .valid_next(valid_next)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) xload_0_copy (
     .clk(clk),
-    .d(\$86 ),
+    .d(\$91 ),
     .q(xload_0)
   );
   flexor_copy #(
@@ -10216,7 +10262,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_1_copy (
     .clk(clk),
-    .d(\$87 ),
+    .d(\$92 ),
     .q(xload_1)
   );
   flexor_copy #(
@@ -10224,7 +10270,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_2_copy (
     .clk(clk),
-    .d(\$88 ),
+    .d(\$93 ),
     .q(xload_2)
   );
   flexor_copy #(
@@ -10232,7 +10278,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_3_copy (
     .clk(clk),
-    .d(\$89 ),
+    .d(\$94 ),
     .q(xload_3)
   );
   flexor_copy #(
@@ -10240,7 +10286,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_4_copy (
     .clk(clk),
-    .d(\$90 ),
+    .d(\$95 ),
     .q(xload_4)
   );
   flexor_copy #(
@@ -10248,7 +10294,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_5_copy (
     .clk(clk),
-    .d(\$91 ),
+    .d(\$96 ),
     .q(xload_5)
   );
   flexor_copy #(
@@ -10256,7 +10302,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_6_copy (
     .clk(clk),
-    .d(\$92 ),
+    .d(\$97 ),
     .q(xload_6)
   );
   flexor_copy #(
@@ -10264,7 +10310,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_7_copy (
     .clk(clk),
-    .d(\$93 ),
+    .d(\$98 ),
     .q(xload_7)
   );
   flexor_copy #(
@@ -10272,7 +10318,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_8_copy (
     .clk(clk),
-    .d(\$94 ),
+    .d(\$99 ),
     .q(xload_8)
   );
   flexor_copy #(
@@ -10280,1014 +10326,1015 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_9_copy (
     .clk(clk),
-    .d(\$95 ),
+    .d(\$100 ),
     .q(xload_9)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$171  = acc2_0_g0;
+    \$172  = acc1_0_g12;
+    if (flags_1[0]) begin
+      \$172  = acc1_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$173  = acc1_0_g13;
+    if (flags_1[0]) begin
+      \$173  = acc1_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$174  = acc1_0_g14;
+    if (flags_1[0]) begin
+      \$174  = acc1_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$175  = acc1_0_g15;
+    if (flags_1[0]) begin
+      \$175  = \$17 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$176  = acc2_0_g0;
     if (flags_2[0]) begin
-      \$171  = acc2_0_g1;
+      \$176  = acc2_0_g1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$172  = acc2_0_g1;
+    \$177  = acc2_0_g1;
     if (flags_2[0]) begin
-      \$172  = acc2_0_g2;
+      \$177  = acc2_0_g2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$173  = acc2_0_g2;
+    \$178  = acc2_0_g2;
     if (flags_2[0]) begin
-      \$173  = acc2_0_g3;
+      \$178  = acc2_0_g3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$174  = acc2_0_g3;
+    \$179  = acc2_0_g3;
     if (flags_2[0]) begin
-      \$174  = acc2_0_g4;
+      \$179  = acc2_0_g4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$175  = acc2_0_g4;
+    \$180  = acc2_0_g4;
     if (flags_2[0]) begin
-      \$175  = acc2_0_g5;
+      \$180  = acc2_0_g5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = acc2_0_g5;
+    \$181  = acc2_0_g5;
     if (flags_2[0]) begin
-      \$176  = acc2_0_g6;
+      \$181  = acc2_0_g6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = acc2_0_g6;
+    \$182  = acc2_0_g6;
     if (flags_2[0]) begin
-      \$177  = acc2_0_g7;
+      \$182  = acc2_0_g7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = acc2_0_g7;
+    \$183  = acc2_0_g7;
     if (flags_2[0]) begin
-      \$178  = acc2_0_g8;
+      \$183  = acc2_0_g8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = acc2_0_g8;
+    \$184  = acc2_0_g8;
     if (flags_2[0]) begin
-      \$179  = acc2_0_g9;
+      \$184  = acc2_0_g9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = acc2_0_g9;
+    \$185  = acc2_0_g9;
     if (flags_2[0]) begin
-      \$180  = acc2_0_g10;
+      \$185  = acc2_0_g10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = acc2_0_g10;
+    \$186  = acc2_0_g10;
     if (flags_2[0]) begin
-      \$181  = acc2_0_g11;
+      \$186  = acc2_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = acc2_0_g11;
+    \$187  = acc2_0_g11;
     if (flags_2[0]) begin
-      \$182  = acc2_0_g12;
+      \$187  = acc2_0_g12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$183  = acc2_0_g12;
+    \$188  = acc2_0_g12;
     if (flags_2[0]) begin
-      \$183  = acc2_0_g13;
+      \$188  = acc2_0_g13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$184  = acc2_0_g13;
+    \$189  = acc2_0_g13;
     if (flags_2[0]) begin
-      \$184  = acc2_0_g14;
+      \$189  = acc2_0_g14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$185  = acc2_0_g14;
+    \$190  = acc2_0_g14;
     if (flags_2[0]) begin
-      \$185  = acc2_0_g15;
+      \$190  = acc2_0_g15;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$186  = acc2_0_g15;
+    \$191  = acc2_0_g15;
     if (flags_2[0]) begin
-      \$186  = \$19 [17:0];
+      \$191  = \$19 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$187  = acc3_0_g0;
+    \$192  = acc3_0_g0;
     if (flags_3[0]) begin
-      \$187  = acc3_0_g1;
+      \$192  = acc3_0_g1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$188  = acc3_0_g1;
+    \$193  = acc3_0_g1;
     if (flags_3[0]) begin
-      \$188  = acc3_0_g2;
+      \$193  = acc3_0_g2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$189  = acc3_0_g2;
+    \$194  = acc3_0_g2;
     if (flags_3[0]) begin
-      \$189  = acc3_0_g3;
+      \$194  = acc3_0_g3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$190  = acc3_0_g3;
+    \$195  = acc3_0_g3;
     if (flags_3[0]) begin
-      \$190  = acc3_0_g4;
+      \$195  = acc3_0_g4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$191  = acc3_0_g4;
+    \$196  = acc3_0_g4;
     if (flags_3[0]) begin
-      \$191  = acc3_0_g5;
+      \$196  = acc3_0_g5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$192  = acc3_0_g5;
+    \$197  = acc3_0_g5;
     if (flags_3[0]) begin
-      \$192  = acc3_0_g6;
+      \$197  = acc3_0_g6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$193  = acc3_0_g6;
+    \$198  = acc3_0_g6;
     if (flags_3[0]) begin
-      \$193  = acc3_0_g7;
+      \$198  = acc3_0_g7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$194  = acc3_0_g7;
+    \$199  = acc3_0_g7;
     if (flags_3[0]) begin
-      \$194  = acc3_0_g8;
+      \$199  = acc3_0_g8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$195  = acc3_0_g8;
+    \$200  = acc3_0_g8;
     if (flags_3[0]) begin
-      \$195  = acc3_0_g9;
+      \$200  = acc3_0_g9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$196  = acc3_0_g9;
+    \$201  = acc3_0_g9;
     if (flags_3[0]) begin
-      \$196  = acc3_0_g10;
+      \$201  = acc3_0_g10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$197  = acc3_0_g10;
+    \$202  = acc3_0_g10;
     if (flags_3[0]) begin
-      \$197  = acc3_0_g11;
+      \$202  = acc3_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$198  = acc3_0_g11;
+    \$203  = acc3_0_g11;
     if (flags_3[0]) begin
-      \$198  = acc3_0_g12;
+      \$203  = acc3_0_g12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$199  = acc3_0_g12;
+    \$204  = acc3_0_g12;
     if (flags_3[0]) begin
-      \$199  = acc3_0_g13;
+      \$204  = acc3_0_g13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$200  = acc3_0_g13;
+    \$205  = acc3_0_g13;
     if (flags_3[0]) begin
-      \$200  = acc3_0_g14;
+      \$205  = acc3_0_g14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$201  = acc3_0_g14;
+    \$206  = acc3_0_g14;
     if (flags_3[0]) begin
-      \$201  = acc3_0_g15;
+      \$206  = acc3_0_g15;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$202  = acc3_0_g15;
+    \$207  = acc3_0_g15;
     if (flags_3[0]) begin
-      \$202  = \$21 [17:0];
+      \$207  = \$21 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$203  = group_end;
+    \$208  = group_end;
     if (rst_conv2) begin
-      \$203  = 1'h0;
+      \$208  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$204  = group_wptr;
+    \$209  = group_wptr;
     if (group_written_d1) begin
-      \$204  = \$24 [3:0];
+      \$209  = \$24 [3:0];
     end
     if (rst_conv2) begin
-      \$204  = 4'h0;
+      \$209  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$205  = \$26 [4:0];
-    if (rst_conv2) begin
-      \$205  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$206  = group_read;
-    if (rst_conv2) begin
-      \$206  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$207  = group_rptr;
-    if (group_read) begin
-      \$207  = \$29 [3:0];
-    end
-    if (rst_conv2) begin
-      \$207  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$208  = ser_left;
-    if (\done$699 ) begin
-      \$208  = 3'h4;
+    \$210  = ser_left;
+    if (\done$698 ) begin
+      \$210  = 3'h4;
     end else if (ser) begin
-      \$208  = \$30 [2:0];
+      \$210  = \$25 [2:0];
     end
     if (rst_conv2) begin
-      \$208  = 3'h0;
+      \$210  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$209  = beat;
+    \$211  = beat;
     if (ser) begin
-      \$209  = \$33 [5:0];
+      \$211  = \$28 [5:0];
     end
     if (rst_conv2) begin
-      \$209  = 6'h00;
+      \$211  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$210  = bank0_0;
-    if (\done$699 ) begin
-      \$210  = rport__data[18:0];
+    \$212  = \$30 [4:0];
+    if (rst_conv2) begin
+      \$212  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$213  = group_read;
+    if (rst_conv2) begin
+      \$213  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$214  = group_rptr;
+    if (group_read) begin
+      \$214  = \$33 [3:0];
+    end
+    if (rst_conv2) begin
+      \$214  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$215  = bank0_0;
+    if (\done$698 ) begin
+      \$215  = rport__data[18:0];
     end else if (ser) begin
-      \$210  = bank1_0;
+      \$215  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$211  = bank1_0;
-    if (\done$699 ) begin
-      \$211  = rport__data[37:19];
+    \$216  = bank1_0;
+    if (\done$698 ) begin
+      \$216  = rport__data[37:19];
     end else if (ser) begin
-      \$211  = bank2_0;
+      \$216  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$212  = bank2_0;
-    if (\done$699 ) begin
-      \$212  = rport__data[56:38];
+    \$217  = bank2_0;
+    if (\done$698 ) begin
+      \$217  = rport__data[56:38];
     end else if (ser) begin
-      \$212  = bank3_0;
+      \$217  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$213  = bank3_0;
-    if (\done$699 ) begin
-      \$213  = rport__data[75:57];
+    \$218  = bank3_0;
+    if (\done$698 ) begin
+      \$218  = rport__data[75:57];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$214  = \$34 ;
-    if (rst_conv2) begin
-      \$214  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$215  = \$36 ;
-    if (rst_conv2) begin
-      \$215  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$216  = \$signal$710 ;
-    if (rst_conv2) begin
-      \$216  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$217  = vb;
-    if (rst_conv2) begin
-      \$217  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$218  = v_out_d1;
-    if (rst_conv2) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$219  = v_out_d2;
+    \$219  = \$34 ;
     if (rst_conv2) begin
       \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$220  = v_out_d3;
+    \$220  = \$36 ;
     if (rst_conv2) begin
       \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$221  = ka;
+    \$221  = \$signal$710 ;
     if (rst_conv2) begin
       \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$222  = skipped_d1;
+    \$222  = vb;
     if (rst_conv2) begin
       \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$223  = skipped_d2;
+    \$223  = v_out_d1;
     if (rst_conv2) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$224  = skipped_d3;
+    \$224  = v_out_d2;
     if (rst_conv2) begin
       \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$225  = skipped_d4;
+    \$225  = v_out_d3;
     if (rst_conv2) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$226  = \$48 ;
+    \$226  = ka;
     if (rst_conv2) begin
-      \$226  = 2'h0;
+      \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$227  = \$82 [4:0];
+    \$227  = skipped_d1;
     if (rst_conv2) begin
-      \$227  = 5'h14;
+      \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$228  = credits_room_next;
+    \$228  = skipped_d2;
     if (rst_conv2) begin
-      \$228  = 1'h1;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$96  = slots_room_next;
+    \$229  = skipped_d3;
     if (rst_conv2) begin
-      \$96  = 1'h1;
+      \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$97  = \$signal ;
+    \$230  = skipped_d4;
     if (rst_conv2) begin
-      \$97  = 1'h0;
+      \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$98  = n_last_next;
+    \$231  = \$48 ;
     if (rst_conv2) begin
-      \$98  = 1'h0;
+      \$231  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$99  = n_first_next;
+    \$232  = \$82 [4:0];
     if (rst_conv2) begin
-      \$99  = 1'h1;
+      \$232  = 5'h14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$100  = group_idx;
-    if (\$signal$10 ) begin
-      \$100  = \$2 [3:0];
-    end
+    \$233  = credits_room_next;
     if (rst_conv2) begin
-      \$100  = 4'h0;
+      \$233  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$101  = word_idx;
-    if (\$signal$10 ) begin
-      if (group_last) begin
-        \$101  = \$4 [3:0];
-      end
-    end
+    \$101  = slots_room_next;
     if (rst_conv2) begin
-      \$101  = 4'h0;
+      \$101  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$102  = group_read;
+    \$102  = \$signal ;
     if (rst_conv2) begin
       \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$103  = \$65 [4:0];
+    \$103  = n_last_next;
     if (rst_conv2) begin
-      \$103  = 5'h10;
+      \$103  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$104  = slots_room_next;
+    \$104  = n_first_next;
     if (rst_conv2) begin
       \$104  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$105  = \$signal$10 ;
+    \$105  = group_idx;
+    if (\$signal$10 ) begin
+      \$105  = \$2 [3:0];
+    end
     if (rst_conv2) begin
-      \$105  = 1'h0;
+      \$105  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$106  = \$5 ;
+    \$106  = word_idx;
+    if (\$signal$10 ) begin
+      if (group_last) begin
+        \$106  = \$4 [3:0];
+      end
+    end
     if (rst_conv2) begin
-      \$106  = 1'h0;
+      \$106  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$107  = word_last;
+    \$107  = group_read;
     if (rst_conv2) begin
       \$107  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$108  = \$6 ;
+    \$108  = \$65 [4:0];
     if (rst_conv2) begin
-      \$108  = 1'h1;
+      \$108  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$109  = xword;
-    if (xload_0) begin
-      \$109 [63:0] = i__payload[63:0];
-    end
-    if (xload_1) begin
-      \$109 [127:64] = i__payload[127:64];
-    end
-    if (xload_2) begin
-      \$109 [191:128] = i__payload[191:128];
-    end
-    if (xload_3) begin
-      \$109 [255:192] = i__payload[255:192];
-    end
-    if (xload_4) begin
-      \$109 [319:256] = i__payload[319:256];
-    end
-    if (xload_5) begin
-      \$109 [383:320] = i__payload[383:320];
-    end
-    if (xload_6) begin
-      \$109 [447:384] = i__payload[447:384];
-    end
-    if (xload_7) begin
-      \$109 [511:448] = i__payload[511:448];
-    end
-    if (xload_8) begin
-      \$109 [575:512] = i__payload[575:512];
-    end
-    if (xload_9) begin
-      \$109 [639:576] = i__payload[639:576];
+    \$109  = slots_room_next;
+    if (rst_conv2) begin
+      \$109  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$110  = \$signal$18 ;
+    \$110  = \$signal$10 ;
     if (rst_conv2) begin
       \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$111  = v2_d1;
+    \$111  = \$5 ;
     if (rst_conv2) begin
       \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$112  = v2_d2;
+    \$112  = word_last;
     if (rst_conv2) begin
       \$112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$113  = v2_d3;
+    \$113  = \$6 ;
     if (rst_conv2) begin
-      \$113  = 1'h0;
+      \$113  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$114  = v2_d4;
-    if (rst_conv2) begin
-      \$114  = 1'h0;
+    \$114  = xword;
+    if (xload_0) begin
+      \$114 [63:0] = i__payload[63:0];
+    end
+    if (xload_1) begin
+      \$114 [127:64] = i__payload[127:64];
+    end
+    if (xload_2) begin
+      \$114 [191:128] = i__payload[191:128];
+    end
+    if (xload_3) begin
+      \$114 [255:192] = i__payload[255:192];
+    end
+    if (xload_4) begin
+      \$114 [319:256] = i__payload[319:256];
+    end
+    if (xload_5) begin
+      \$114 [383:320] = i__payload[383:320];
+    end
+    if (xload_6) begin
+      \$114 [447:384] = i__payload[447:384];
+    end
+    if (xload_7) begin
+      \$114 [511:448] = i__payload[511:448];
+    end
+    if (xload_8) begin
+      \$114 [575:512] = i__payload[575:512];
+    end
+    if (xload_9) begin
+      \$114 [639:576] = i__payload[639:576];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$115  = last1;
+    \$115  = \$signal$18 ;
     if (rst_conv2) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$116  = last2_d1;
+    \$116  = v2_d1;
     if (rst_conv2) begin
       \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$117  = last2_d2;
+    \$117  = v2_d2;
     if (rst_conv2) begin
       \$117  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$118  = last2_d3;
+    \$118  = v2_d3;
     if (rst_conv2) begin
       \$118  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$119  = last2_d4;
+    \$119  = v2_d4;
     if (rst_conv2) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$120  = \$signal$18 ;
+    \$120  = last1;
     if (rst_conv2) begin
       \$120  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$121  = v2p_d1;
+    \$121  = last2_d1;
     if (rst_conv2) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$122  = v2p_d2;
+    \$122  = last2_d2;
     if (rst_conv2) begin
       \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$123  = v2p_d3;
+    \$123  = last2_d3;
     if (rst_conv2) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$124  = \$signal$19 ;
+    \$124  = last2_d4;
     if (rst_conv2) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$125  = first2p_d1;
+    \$125  = \$signal$18 ;
     if (rst_conv2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$126  = first2p_d2;
+    \$126  = v2p_d1;
     if (rst_conv2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$127  = first2p_d3;
+    \$127  = v2p_d2;
     if (rst_conv2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$128  = last1;
+    \$128  = v2p_d3;
     if (rst_conv2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$129  = last2p_d1;
+    \$129  = \$signal$19 ;
     if (rst_conv2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$130  = last2p_d2;
+    \$130  = first2p_d1;
     if (rst_conv2) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$131  = last2p_d3;
+    \$131  = first2p_d2;
     if (rst_conv2) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$132  = nfirst1;
+    \$132  = first2p_d3;
     if (rst_conv2) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$133  = nfirst2p_d1;
+    \$133  = last1;
     if (rst_conv2) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$134  = nfirst2p_d2;
+    \$134  = last2p_d1;
     if (rst_conv2) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$135  = nfirst2p_d3;
+    \$135  = last2p_d2;
     if (rst_conv2) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$136  = group_end;
+    \$136  = last2p_d3;
     if (rst_conv2) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$137  = xacc;
+    \$137  = nfirst1;
+    if (rst_conv2) begin
+      \$137  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$138  = nfirst2p_d1;
+    if (rst_conv2) begin
+      \$138  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$139  = nfirst2p_d2;
+    if (rst_conv2) begin
+      \$139  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$140  = nfirst2p_d3;
+    if (rst_conv2) begin
+      \$140  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$141  = group_end;
+    if (rst_conv2) begin
+      \$141  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$142  = xacc;
     if (\$7 ) begin
-      \$137  = \$9 [17:0];
+      \$142  = \$9 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$138  = xfin;
+    \$143  = xfin;
     if (\$11 ) begin
-      \$138  = \$13 [17:0];
+      \$143  = \$13 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$139  = acc0_0_g0;
+    \$144  = acc0_0_g0;
     if (flags_0[0]) begin
-      \$139  = acc0_0_g1;
+      \$144  = acc0_0_g1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$140  = acc0_0_g1;
+    \$145  = acc0_0_g1;
     if (flags_0[0]) begin
-      \$140  = acc0_0_g2;
+      \$145  = acc0_0_g2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$141  = acc0_0_g2;
+    \$146  = acc0_0_g2;
     if (flags_0[0]) begin
-      \$141  = acc0_0_g3;
+      \$146  = acc0_0_g3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$142  = acc0_0_g3;
+    \$147  = acc0_0_g3;
     if (flags_0[0]) begin
-      \$142  = acc0_0_g4;
+      \$147  = acc0_0_g4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$143  = acc0_0_g4;
+    \$148  = acc0_0_g4;
     if (flags_0[0]) begin
-      \$143  = acc0_0_g5;
+      \$148  = acc0_0_g5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$144  = acc0_0_g5;
+    \$149  = acc0_0_g5;
     if (flags_0[0]) begin
-      \$144  = acc0_0_g6;
+      \$149  = acc0_0_g6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$145  = acc0_0_g6;
+    \$150  = acc0_0_g6;
     if (flags_0[0]) begin
-      \$145  = acc0_0_g7;
+      \$150  = acc0_0_g7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$146  = acc0_0_g7;
+    \$151  = acc0_0_g7;
     if (flags_0[0]) begin
-      \$146  = acc0_0_g8;
+      \$151  = acc0_0_g8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$147  = acc0_0_g8;
+    \$152  = acc0_0_g8;
     if (flags_0[0]) begin
-      \$147  = acc0_0_g9;
+      \$152  = acc0_0_g9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$148  = acc0_0_g9;
+    \$153  = acc0_0_g9;
     if (flags_0[0]) begin
-      \$148  = acc0_0_g10;
+      \$153  = acc0_0_g10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$149  = acc0_0_g10;
+    \$154  = acc0_0_g10;
     if (flags_0[0]) begin
-      \$149  = acc0_0_g11;
+      \$154  = acc0_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$150  = acc0_0_g11;
+    \$155  = acc0_0_g11;
     if (flags_0[0]) begin
-      \$150  = acc0_0_g12;
+      \$155  = acc0_0_g12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$151  = acc0_0_g12;
+    \$156  = acc0_0_g12;
     if (flags_0[0]) begin
-      \$151  = acc0_0_g13;
+      \$156  = acc0_0_g13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$152  = acc0_0_g13;
+    \$157  = acc0_0_g13;
     if (flags_0[0]) begin
-      \$152  = acc0_0_g14;
+      \$157  = acc0_0_g14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$153  = acc0_0_g14;
+    \$158  = acc0_0_g14;
     if (flags_0[0]) begin
-      \$153  = acc0_0_g15;
+      \$158  = acc0_0_g15;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$154  = acc0_0_g15;
+    \$159  = acc0_0_g15;
     if (flags_0[0]) begin
-      \$154  = \$15 [17:0];
+      \$159  = \$15 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$155  = acc1_0_g0;
+    \$160  = acc1_0_g0;
     if (flags_1[0]) begin
-      \$155  = acc1_0_g1;
+      \$160  = acc1_0_g1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$156  = acc1_0_g1;
+    \$161  = acc1_0_g1;
     if (flags_1[0]) begin
-      \$156  = acc1_0_g2;
+      \$161  = acc1_0_g2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$157  = acc1_0_g2;
+    \$162  = acc1_0_g2;
     if (flags_1[0]) begin
-      \$157  = acc1_0_g3;
+      \$162  = acc1_0_g3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$158  = acc1_0_g3;
+    \$163  = acc1_0_g3;
     if (flags_1[0]) begin
-      \$158  = acc1_0_g4;
+      \$163  = acc1_0_g4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$159  = acc1_0_g4;
+    \$164  = acc1_0_g4;
     if (flags_1[0]) begin
-      \$159  = acc1_0_g5;
+      \$164  = acc1_0_g5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$160  = acc1_0_g5;
+    \$165  = acc1_0_g5;
     if (flags_1[0]) begin
-      \$160  = acc1_0_g6;
+      \$165  = acc1_0_g6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$161  = acc1_0_g6;
+    \$166  = acc1_0_g6;
     if (flags_1[0]) begin
-      \$161  = acc1_0_g7;
+      \$166  = acc1_0_g7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$162  = acc1_0_g7;
+    \$167  = acc1_0_g7;
     if (flags_1[0]) begin
-      \$162  = acc1_0_g8;
+      \$167  = acc1_0_g8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$163  = acc1_0_g8;
+    \$168  = acc1_0_g8;
     if (flags_1[0]) begin
-      \$163  = acc1_0_g9;
+      \$168  = acc1_0_g9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$164  = acc1_0_g9;
+    \$169  = acc1_0_g9;
     if (flags_1[0]) begin
-      \$164  = acc1_0_g10;
+      \$169  = acc1_0_g10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$165  = acc1_0_g10;
+    \$170  = acc1_0_g10;
     if (flags_1[0]) begin
-      \$165  = acc1_0_g11;
+      \$170  = acc1_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$166  = acc1_0_g11;
+    \$171  = acc1_0_g11;
     if (flags_1[0]) begin
-      \$166  = acc1_0_g12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$167  = acc1_0_g12;
-    if (flags_1[0]) begin
-      \$167  = acc1_0_g13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$168  = acc1_0_g13;
-    if (flags_1[0]) begin
-      \$168  = acc1_0_g14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$169  = acc1_0_g14;
-    if (flags_1[0]) begin
-      \$169  = acc1_0_g15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$170  = acc1_0_g15;
-    if (flags_1[0]) begin
-      \$170  = \$17 [17:0];
+      \$171  = acc1_0_g12;
     end
   end
   assign space_next = \$65 [4:0];
   assign shift = ser;
   assign \space_next$738  = \$82 [4:0];
+  assign ready = i__ready;
   assign i = word1[15:0];
-  assign \i$750  = word1[31:16];
-  assign \i$751  = word1[47:32];
-  assign \i$752  = word1[63:48];
-  assign \i$778  = word1[79:64];
-  assign \i$779  = word1[95:80];
-  assign \i$780  = word1[111:96];
-  assign \i$781  = word1[127:112];
-  assign \i$807  = word1[143:128];
-  assign \i$808  = word1[159:144];
-  assign \i$809  = word1[175:160];
-  assign \i$810  = word1[191:176];
-  assign \i$836  = word1[207:192];
-  assign \i$837  = word1[223:208];
-  assign \i$838  = word1[239:224];
-  assign \i$839  = word1[255:240];
+  assign \i$751  = word1[31:16];
+  assign \i$752  = word1[47:32];
+  assign \i$753  = word1[63:48];
+  assign \i$779  = word1[79:64];
+  assign \i$780  = word1[95:80];
+  assign \i$781  = word1[111:96];
+  assign \i$782  = word1[127:112];
+  assign \i$808  = word1[143:128];
+  assign \i$809  = word1[159:144];
+  assign \i$810  = word1[175:160];
+  assign \i$811  = word1[191:176];
+  assign \i$837  = word1[207:192];
+  assign \i$838  = word1[223:208];
+  assign \i$839  = word1[239:224];
+  assign \i$840  = word1[255:240];
   assign s0_0 = \$67 [18:0];
   assign s1_0 = \$69 [18:0];
   assign s2_0 = \$71 [18:0];
@@ -11300,15 +11347,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign addr = beat;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$902  = data[12:0];
-  assign \b$903  = sa0_0[18:17];
+  assign \a$903  = data[12:0];
+  assign \b$904  = sa0_0[18:17];
   assign rq0_y = \$79 [7:0];
-  assign \o__payload$906  = \o__payload$905 ;
-  assign \o__ready$907  = o__ready;
-  assign \o__valid$908  = o__valid;
+  assign \o__payload$907  = \o__payload$906 ;
+  assign \o__ready$908  = o__ready;
+  assign \o__valid$909  = o__valid;
   assign w_data = \$79 [7:0];
   assign w_en = v_out_d4;
-  assign \data$913  = o__payload;
+  assign \data$914  = o__payload;
   assign \$34  = ser;
   assign \$35  = 1'h0;
   assign \$36  = 1'h0;
@@ -12751,18 +12798,19 @@ module \flexor_lenet5.conv2.rq0_mul0_0_17 (a, p, b, clk);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, addr, primed, clk);
+module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, valid_next, addr, primed, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
-  reg \$10 ;
+  reg [1:0] \$10 ;
+  reg \$11 ;
   wire \$2 ;
-  wire [8:0] \$3 ;
+  wire \$3 ;
   wire [8:0] \$4 ;
-  wire \$5 ;
-  wire [2:0] \$6 ;
-  wire \$7 ;
-  reg [7:0] \$8 ;
-  reg [1:0] \$9 ;
+  wire [8:0] \$5 ;
+  wire \$6 ;
+  wire [2:0] \$7 ;
+  wire \$8 ;
+  reg [7:0] \$9 ;
   output [7:0] addr;
   reg [7:0] addr = 8'h00;
   input clk;
@@ -12784,48 +12832,52 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, addr, 
   reg [1:0] reads = 2'h0;
   input rst_conv2;
   wire rst_conv2;
+  output valid_next;
+  wire valid_next;
   assign \$1  = ~ primed;
   assign go = o__ready | \$1 ;
-  assign \$2  = addr == 8'h9f;
-  assign \$3  = addr + 1'h1;
-  assign \$4  = \$2  ? 9'h000 : \$3 ;
-  assign \$5  = ~ primed;
-  assign \$6  = reads + 1'h1;
-  assign \$7  = reads == 1'h1;
+  assign \$2  = reads == 1'h1;
+  assign valid_next = primed | \$2 ;
+  assign \$3  = addr == 8'h9f;
+  assign \$4  = addr + 1'h1;
+  assign \$5  = \$3  ? 9'h000 : \$4 ;
+  assign \$6  = ~ primed;
+  assign \$7  = reads + 1'h1;
+  assign \$8  = reads == 1'h1;
   always @(posedge clk)
-    addr <= \$8 ;
+    addr <= \$9 ;
   always @(posedge clk)
-    reads <= \$9 ;
+    reads <= \$10 ;
   always @(posedge clk)
-    primed <= \$10 ;
+    primed <= \$11 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$8  = addr;
+    \$9  = addr;
     if (go) begin
-      \$8  = \$4 [7:0];
+      \$9  = \$5 [7:0];
     end
     if (rst_conv2) begin
-      \$8  = 8'h00;
+      \$9  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$9  = reads;
-    if (\$5 ) begin
-      \$9  = \$6 [1:0];
+    \$10  = reads;
+    if (\$6 ) begin
+      \$10  = \$7 [1:0];
     end
     if (rst_conv2) begin
-      \$9  = 2'h0;
+      \$10  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
-    \$10  = primed;
-    if (\$5 ) begin
-      \$10  = \$7 ;
+    \$11  = primed;
+    if (\$6 ) begin
+      \$11  = \$8 ;
     end
     if (rst_conv2) begin
-      \$10  = 1'h0;
+      \$11  = 1'h0;
     end
   end
   assign en = go;
@@ -23007,55 +23059,55 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   wire [3:0] \$100 ;
   wire [4:0] \$101 ;
   wire \$102 ;
-  wire [5:0] \$103 ;
+  wire \$103 ;
   wire [5:0] \$104 ;
-  wire [6:0] \$105 ;
+  wire [5:0] \$105 ;
   wire [6:0] \$106 ;
-  wire \$107 ;
-  wire [5:0] \$108 ;
+  wire [6:0] \$107 ;
+  wire \$108 ;
   wire [5:0] \$109 ;
   wire \$11 ;
-  wire [6:0] \$110 ;
+  wire [5:0] \$110 ;
   wire [6:0] \$111 ;
-  wire \$112 ;
-  wire [5:0] \$113 ;
+  wire [6:0] \$112 ;
+  wire \$113 ;
   wire [5:0] \$114 ;
-  wire [6:0] \$115 ;
+  wire [5:0] \$115 ;
   wire [6:0] \$116 ;
-  wire \$117 ;
-  wire [5:0] \$118 ;
+  wire [6:0] \$117 ;
+  wire \$118 ;
   wire [5:0] \$119 ;
   wire \$12 ;
-  wire [6:0] \$120 ;
+  wire [5:0] \$120 ;
   wire [6:0] \$121 ;
-  wire [5:0] \$122 ;
-  wire \$123 ;
-  wire [5:0] \$124 ;
-  wire [6:0] \$125 ;
-  wire [5:0] \$126 ;
-  wire [6:0] \$127 ;
-  wire [5:0] \$128 ;
-  wire \$129 ;
+  wire [6:0] \$122 ;
+  wire [5:0] \$123 ;
+  wire \$124 ;
+  wire [5:0] \$125 ;
+  wire [6:0] \$126 ;
+  wire [5:0] \$127 ;
+  wire [6:0] \$128 ;
+  wire [5:0] \$129 ;
   wire \$13 ;
-  wire [5:0] \$130 ;
-  wire [6:0] \$131 ;
-  wire [5:0] \$132 ;
-  wire [6:0] \$133 ;
-  wire [5:0] \$134 ;
-  wire \$135 ;
-  wire [5:0] \$136 ;
-  wire [6:0] \$137 ;
-  wire [5:0] \$138 ;
-  wire [6:0] \$139 ;
+  wire \$130 ;
+  wire [5:0] \$131 ;
+  wire [6:0] \$132 ;
+  wire [5:0] \$133 ;
+  wire [6:0] \$134 ;
+  wire [5:0] \$135 ;
+  wire \$136 ;
+  wire [5:0] \$137 ;
+  wire [6:0] \$138 ;
+  wire [5:0] \$139 ;
   wire \$14 ;
-  wire [5:0] \$140 ;
-  wire \$141 ;
-  wire [5:0] \$142 ;
-  wire [6:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire [6:0] \$145 ;
-  wire \$146 ;
-  wire [19:0] \$147 ;
+  wire [6:0] \$140 ;
+  wire [5:0] \$141 ;
+  wire \$142 ;
+  wire [5:0] \$143 ;
+  wire [6:0] \$144 ;
+  wire [5:0] \$145 ;
+  wire [6:0] \$146 ;
+  wire \$147 ;
   wire [19:0] \$148 ;
   wire [19:0] \$149 ;
   wire \$15 ;
@@ -23140,102 +23192,102 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   wire [19:0] \$220 ;
   wire [19:0] \$221 ;
   wire [19:0] \$222 ;
-  wire [20:0] \$223 ;
+  wire [19:0] \$223 ;
   wire [20:0] \$224 ;
-  wire [13:0] \$225 ;
-  wire [21:0] \$226 ;
-  wire \$227 ;
-  wire [20:0] \$228 ;
-  wire [13:0] \$229 ;
+  wire [20:0] \$225 ;
+  wire [13:0] \$226 ;
+  wire [21:0] \$227 ;
+  wire \$228 ;
+  wire [20:0] \$229 ;
   wire \$23 ;
-  wire [21:0] \$230 ;
-  wire [20:0] \$231 ;
-  wire [13:0] \$232 ;
-  wire [21:0] \$233 ;
-  wire \$234 ;
-  wire [20:0] \$235 ;
-  wire [13:0] \$236 ;
-  wire [21:0] \$237 ;
-  wire [20:0] \$238 ;
-  wire [13:0] \$239 ;
+  wire [13:0] \$230 ;
+  wire [21:0] \$231 ;
+  wire [20:0] \$232 ;
+  wire [13:0] \$233 ;
+  wire [21:0] \$234 ;
+  wire \$235 ;
+  wire [20:0] \$236 ;
+  wire [13:0] \$237 ;
+  wire [21:0] \$238 ;
+  wire [20:0] \$239 ;
   wire [16:0] \$24 ;
-  wire [21:0] \$240 ;
-  wire \$241 ;
-  wire [20:0] \$242 ;
-  wire [13:0] \$243 ;
-  wire [21:0] \$244 ;
-  wire [20:0] \$245 ;
-  wire [13:0] \$246 ;
-  wire [21:0] \$247 ;
-  wire \$248 ;
-  wire [20:0] \$249 ;
+  wire [13:0] \$240 ;
+  wire [21:0] \$241 ;
+  wire \$242 ;
+  wire [20:0] \$243 ;
+  wire [13:0] \$244 ;
+  wire [21:0] \$245 ;
+  wire [20:0] \$246 ;
+  wire [13:0] \$247 ;
+  wire [21:0] \$248 ;
+  wire \$249 ;
   wire [16:0] \$25 ;
-  wire [13:0] \$250 ;
-  wire [21:0] \$251 ;
-  wire [3:0] \$252 ;
-  wire \$253 ;
-  wire [9:0] \$254 ;
+  wire [20:0] \$250 ;
+  wire [13:0] \$251 ;
+  wire [21:0] \$252 ;
+  wire [3:0] \$253 ;
+  wire \$254 ;
   wire [9:0] \$255 ;
-  wire \$256 ;
+  wire [9:0] \$256 ;
   wire \$257 ;
   wire \$258 ;
-  wire [17:0] \$259 ;
+  wire \$259 ;
   wire [4:0] \$26 ;
-  wire [30:0] \$260 ;
-  wire [47:0] \$261 ;
-  wire [48:0] \$262 ;
-  wire [49:0] \$263 ;
-  wire [32:0] \$264 ;
+  wire [17:0] \$260 ;
+  wire [30:0] \$261 ;
+  wire [47:0] \$262 ;
+  wire [48:0] \$263 ;
+  wire [49:0] \$264 ;
   wire [32:0] \$265 ;
-  wire \$266 ;
-  wire [32:0] \$267 ;
-  wire \$268 ;
+  wire [32:0] \$266 ;
+  wire \$267 ;
+  wire [32:0] \$268 ;
   wire \$269 ;
   wire [2:0] \$27 ;
   wire \$270 ;
-  wire [1:0] \$271 ;
-  wire \$272 ;
+  wire \$271 ;
+  wire [1:0] \$272 ;
   wire \$273 ;
-  wire [19:0] \$274 ;
-  wire \$275 ;
+  wire \$274 ;
+  wire [19:0] \$275 ;
   wire \$276 ;
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
   wire [5:0] \$28 ;
   wire \$280 ;
-  reg [5:0] \$281 ;
+  wire \$281 ;
   reg [5:0] \$282 ;
-  reg [7:0] \$283 ;
-  reg [4:0] \$284 ;
-  reg [7:0] \$285 ;
-  reg [4:0] \$286 ;
-  reg \$287 ;
+  reg [5:0] \$283 ;
+  reg [7:0] \$284 ;
+  reg [4:0] \$285 ;
+  reg [7:0] \$286 ;
+  reg [4:0] \$287 ;
   reg \$288 ;
   reg \$289 ;
   wire \$29 ;
   reg \$290 ;
-  reg [19:0] \$291 ;
+  reg \$291 ;
   reg [19:0] \$292 ;
-  reg \$293 ;
+  reg [19:0] \$293 ;
   reg \$294 ;
   reg \$295 ;
   reg \$296 ;
   reg \$297 ;
-  reg [6:0] \$298 ;
+  reg \$298 ;
   reg [6:0] \$299 ;
   wire [50:0] \$3 ;
   wire \$30 ;
-  reg [1:0] \$300 ;
-  reg [31:0] \$301 ;
-  reg [8:0] \$302 ;
-  reg [7:0] \$303 ;
-  reg [6:0] \$304 ;
-  reg \$305 ;
-  reg [8:0] \$306 ;
-  reg \$307 ;
-  reg [2:0] \$308 ;
-  reg [4:0] \$309 ;
+  reg [6:0] \$300 ;
+  reg [1:0] \$301 ;
+  reg [31:0] \$302 ;
+  reg [8:0] \$303 ;
+  reg [7:0] \$304 ;
+  reg [6:0] \$305 ;
+  reg \$306 ;
+  reg [8:0] \$307 ;
+  reg \$308 ;
+  reg [2:0] \$309 ;
   wire [6:0] \$31 ;
   reg [4:0] \$310 ;
   reg [4:0] \$311 ;
@@ -23245,15 +23297,15 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg [4:0] \$315 ;
   reg [4:0] \$316 ;
   reg [4:0] \$317 ;
-  reg \$318 ;
+  reg [4:0] \$318 ;
   reg \$319 ;
   wire [8:0] \$32 ;
   reg \$320 ;
-  reg [7:0] \$321 ;
+  reg \$321 ;
   reg [7:0] \$322 ;
   reg [7:0] \$323 ;
   reg [7:0] \$324 ;
-  reg \$325 ;
+  reg [7:0] \$325 ;
   reg \$326 ;
   reg \$327 ;
   reg \$328 ;
@@ -23278,7 +23330,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg \$345 ;
   reg \$346 ;
   reg \$347 ;
-  reg [20:0] \$348 ;
+  reg \$348 ;
   reg [20:0] \$349 ;
   wire [9:0] \$35 ;
   reg [20:0] \$350 ;
@@ -23293,9 +23345,9 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg [20:0] \$359 ;
   wire [5:0] \$36 ;
   reg [20:0] \$360 ;
-  reg [2:0] \$361 ;
-  reg [8:0] \$362 ;
-  reg \$363 ;
+  reg [20:0] \$361 ;
+  reg [2:0] \$362 ;
+  reg [8:0] \$363 ;
   reg \$364 ;
   reg \$365 ;
   reg \$366 ;
@@ -23309,9 +23361,10 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg \$373 ;
   reg \$374 ;
   reg \$375 ;
-  reg [1:0] \$376 ;
-  reg [3:0] \$377 ;
-  reg \$378 ;
+  reg \$376 ;
+  reg [1:0] \$377 ;
+  reg [3:0] \$378 ;
+  reg \$379 ;
   wire [5:0] \$38 ;
   wire [6:0] \$39 ;
   wire [50:0] \$4 ;
@@ -24268,232 +24321,233 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   assign \$99  = ~ gap_zero;
   assign \$100  = gap - 1'h1;
   assign \$101  = s_last ? 5'h00 : col;
-  assign \$102  = row_ph0 >= 5'h10;
-  assign \$103  = row_ph0 - 5'h10;
-  assign \$104  = row_ph0 + 3'h4;
-  assign \$105  = \$102  ? { \$103 [5], \$103  } : { 1'h0, \$104  };
-  assign \$106  = n_last ? 7'h00 : \$105 ;
-  assign \$107  = row_ph1 >= 5'h10;
-  assign \$108  = row_ph1 - 5'h10;
-  assign \$109  = row_ph1 + 3'h4;
-  assign \$110  = \$107  ? { \$108 [5], \$108  } : { 1'h0, \$109  };
-  assign \$111  = n_last ? 7'h10 : \$110 ;
-  assign \$112  = row_ph2 >= 5'h10;
-  assign \$113  = row_ph2 - 5'h10;
-  assign \$114  = row_ph2 + 3'h4;
-  assign \$115  = \$112  ? { \$113 [5], \$113  } : { 1'h0, \$114  };
-  assign \$116  = n_last ? 7'h0c : \$115 ;
-  assign \$117  = row_ph3 >= 5'h10;
-  assign \$118  = row_ph3 - 5'h10;
-  assign \$119  = row_ph3 + 3'h4;
-  assign \$120  = \$117  ? { \$118 [5], \$118  } : { 1'h0, \$119  };
-  assign \$121  = n_last ? 7'h08 : \$120 ;
-  assign \$122  = row_ph0 + col;
-  assign \$123  = \$122  >= 5'h14;
-  assign \$124  = row_ph0 + col;
-  assign \$125  = \$124  - 5'h14;
-  assign \$126  = row_ph0 + col;
-  assign \$127  = \$123  ? \$125  : { 1'h0, \$126  };
-  assign \$128  = row_ph1 + col;
-  assign \$129  = \$128  >= 5'h14;
-  assign \$130  = row_ph1 + col;
-  assign \$131  = \$130  - 5'h14;
-  assign \$132  = row_ph1 + col;
-  assign \$133  = \$129  ? \$131  : { 1'h0, \$132  };
-  assign \$134  = row_ph2 + col;
-  assign \$135  = \$134  >= 5'h14;
-  assign \$136  = row_ph2 + col;
-  assign \$137  = \$136  - 5'h14;
-  assign \$138  = row_ph2 + col;
-  assign \$139  = \$135  ? \$137  : { 1'h0, \$138  };
-  assign \$140  = row_ph3 + col;
-  assign \$141  = \$140  >= 5'h14;
-  assign \$142  = row_ph3 + col;
-  assign \$143  = \$142  - 5'h14;
-  assign \$144  = row_ph3 + col;
-  assign \$145  = \$141  ? \$143  : { 1'h0, \$144  };
-  assign \$146  = ! s_idx;
-  assign \$148  = off1_0[0] ? o : { \o$211 [15:0], o[19:16] };
-  assign \$149  = off1_0[1] ? \$147  : \$148 ;
-  assign \$151  = off1_0[0] ? o : { \o$211 [11:0], o[19:12] };
-  assign \$152  = off1_0[1] ? \$150  : \$151 ;
-  assign \$154  = off1_0[0] ? o : { \o$211 [7:0], o[19:8] };
-  assign \$155  = off1_0[1] ? \$153  : \$154 ;
-  assign \$156  = off1_0[2] ? \$152  : \$155 ;
-  assign \$158  = off1_0[0] ? o : { \o$211 [3:0], o[19:4] };
-  assign \$159  = off1_0[1] ? \$157  : \$158 ;
-  assign \$163  = off1_0[2] ? \$159  : \$162 ;
-  assign \$164  = off1_0[3] ? \$156  : \$163 ;
-  assign \$165  = off1_0[4] ? \$149  : \$164 ;
-  assign \$167  = off1_1[0] ? \o$224  : { \o$225 [15:0], \o$224 [19:16] };
-  assign \$168  = off1_1[1] ? \$166  : \$167 ;
-  assign \$170  = off1_1[0] ? \o$224  : { \o$225 [11:0], \o$224 [19:12] };
-  assign \$171  = off1_1[1] ? \$169  : \$170 ;
-  assign \$173  = off1_1[0] ? \o$224  : { \o$225 [7:0], \o$224 [19:8] };
-  assign \$174  = off1_1[1] ? \$172  : \$173 ;
-  assign \$175  = off1_1[2] ? \$171  : \$174 ;
-  assign \$177  = off1_1[0] ? \o$224  : { \o$225 [3:0], \o$224 [19:4] };
-  assign \$178  = off1_1[1] ? \$176  : \$177 ;
-  assign \$182  = off1_1[2] ? \$178  : \$181 ;
-  assign \$183  = off1_1[3] ? \$175  : \$182 ;
-  assign \$184  = off1_1[4] ? \$168  : \$183 ;
-  assign \$186  = off1_2[0] ? \o$238  : { \o$239 [15:0], \o$238 [19:16] };
-  assign \$187  = off1_2[1] ? \$185  : \$186 ;
-  assign \$189  = off1_2[0] ? \o$238  : { \o$239 [11:0], \o$238 [19:12] };
-  assign \$190  = off1_2[1] ? \$188  : \$189 ;
-  assign \$192  = off1_2[0] ? \o$238  : { \o$239 [7:0], \o$238 [19:8] };
-  assign \$193  = off1_2[1] ? \$191  : \$192 ;
-  assign \$194  = off1_2[2] ? \$190  : \$193 ;
-  assign \$196  = off1_2[0] ? \o$238  : { \o$239 [3:0], \o$238 [19:4] };
-  assign \$197  = off1_2[1] ? \$195  : \$196 ;
-  assign \$201  = off1_2[2] ? \$197  : \$200 ;
-  assign \$202  = off1_2[3] ? \$194  : \$201 ;
-  assign \$203  = off1_2[4] ? \$187  : \$202 ;
-  assign \$205  = off1_3[0] ? \o$252  : { \o$253 [15:0], \o$252 [19:16] };
-  assign \$206  = off1_3[1] ? \$204  : \$205 ;
-  assign \$208  = off1_3[0] ? \o$252  : { \o$253 [11:0], \o$252 [19:12] };
-  assign \$209  = off1_3[1] ? \$207  : \$208 ;
-  assign \$211  = off1_3[0] ? \o$252  : { \o$253 [7:0], \o$252 [19:8] };
-  assign \$212  = off1_3[1] ? \$210  : \$211 ;
-  assign \$213  = off1_3[2] ? \$209  : \$212 ;
-  assign \$215  = off1_3[0] ? \o$252  : { \o$253 [3:0], \o$252 [19:4] };
-  assign \$216  = off1_3[1] ? \$214  : \$215 ;
-  assign \$220  = off1_3[2] ? \$216  : \$219 ;
-  assign \$221  = off1_3[3] ? \$213  : \$220 ;
-  assign \$222  = off1_3[4] ? \$206  : \$221 ;
-  assign \$223  = - wsum_total;
-  assign \$224  = flags_0[1] ? x_init : acc0_0;
-  assign \$226  = $signed(\$224 ) + $signed({ 1'h0, \$225  });
-  assign \$227  = flags_0[0] & flags_0[2];
-  assign \$228  = flags_0[1] ? x_init : acc0_0;
-  assign \$230  = $signed(\$228 ) + $signed({ 1'h0, \$229  });
-  assign \$231  = flags_1[1] ? x_init : acc1_0;
-  assign \$233  = $signed(\$231 ) + $signed({ 1'h0, \$232  });
-  assign \$234  = flags_1[0] & flags_1[2];
-  assign \$235  = flags_1[1] ? x_init : acc1_0;
-  assign \$237  = $signed(\$235 ) + $signed({ 1'h0, \$236  });
-  assign \$238  = flags_2[1] ? x_init : acc2_0;
-  assign \$240  = $signed(\$238 ) + $signed({ 1'h0, \$239  });
-  assign \$241  = flags_2[0] & flags_2[2];
-  assign \$242  = flags_2[1] ? x_init : acc2_0;
-  assign \$244  = $signed(\$242 ) + $signed({ 1'h0, \$243  });
-  assign \$245  = flags_3[1] ? x_init : acc3_0;
-  assign \$247  = $signed(\$245 ) + $signed({ 1'h0, \$246  });
-  assign \$248  = flags_3[0] & flags_3[2];
-  assign \$249  = flags_3[1] ? x_init : acc3_0;
-  assign \$251  = $signed(\$249 ) + $signed({ 1'h0, \$250  });
-  assign \$252  = ser_left - 1'h1;
-  assign \$253  = \addr$155  == 9'h1ff;
-  assign \$254  = \addr$155  + 1'h1;
-  assign \$255  = \$253  ? 10'h000 : \$254 ;
-  assign \$259  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$262  = $signed(\$260 ) + $signed(\$261 );
-  assign \$263  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$266  = $signed(\$265 ) < $signed(1'h0);
-  assign \$268  = $signed(\$267 ) > $signed(9'h0ff);
-  assign \$269  = step & s_last;
-  assign \$270  = o__valid & \o__ready$169 ;
-  assign \$271  = \$270  + skipped_d5;
-  assign \$272  = ~ rst_fc1;
-  assign \$274  = rst_fc1 ? 20'h00000 : \$4 [19:0];
-  assign \$275  = rst_fc1 | load;
-  assign \$276  = filled ? 1'h1 : w_full;
-  assign \$277  = \$275  ? 1'h0 : \$276 ;
-  assign \$278  = rst_fc1 | load;
-  assign \$279  = filled ? 1'h1 : w_full_issue;
-  assign \$280  = \$278  ? 1'h0 : \$279 ;
+  assign \$102  = step & s_last;
+  assign \$103  = row_ph0 >= 5'h10;
+  assign \$104  = row_ph0 - 5'h10;
+  assign \$105  = row_ph0 + 3'h4;
+  assign \$106  = \$103  ? { \$104 [5], \$104  } : { 1'h0, \$105  };
+  assign \$107  = n_last ? 7'h00 : \$106 ;
+  assign \$108  = row_ph1 >= 5'h10;
+  assign \$109  = row_ph1 - 5'h10;
+  assign \$110  = row_ph1 + 3'h4;
+  assign \$111  = \$108  ? { \$109 [5], \$109  } : { 1'h0, \$110  };
+  assign \$112  = n_last ? 7'h10 : \$111 ;
+  assign \$113  = row_ph2 >= 5'h10;
+  assign \$114  = row_ph2 - 5'h10;
+  assign \$115  = row_ph2 + 3'h4;
+  assign \$116  = \$113  ? { \$114 [5], \$114  } : { 1'h0, \$115  };
+  assign \$117  = n_last ? 7'h0c : \$116 ;
+  assign \$118  = row_ph3 >= 5'h10;
+  assign \$119  = row_ph3 - 5'h10;
+  assign \$120  = row_ph3 + 3'h4;
+  assign \$121  = \$118  ? { \$119 [5], \$119  } : { 1'h0, \$120  };
+  assign \$122  = n_last ? 7'h08 : \$121 ;
+  assign \$123  = row_ph0 + col;
+  assign \$124  = \$123  >= 5'h14;
+  assign \$125  = row_ph0 + col;
+  assign \$126  = \$125  - 5'h14;
+  assign \$127  = row_ph0 + col;
+  assign \$128  = \$124  ? \$126  : { 1'h0, \$127  };
+  assign \$129  = row_ph1 + col;
+  assign \$130  = \$129  >= 5'h14;
+  assign \$131  = row_ph1 + col;
+  assign \$132  = \$131  - 5'h14;
+  assign \$133  = row_ph1 + col;
+  assign \$134  = \$130  ? \$132  : { 1'h0, \$133  };
+  assign \$135  = row_ph2 + col;
+  assign \$136  = \$135  >= 5'h14;
+  assign \$137  = row_ph2 + col;
+  assign \$138  = \$137  - 5'h14;
+  assign \$139  = row_ph2 + col;
+  assign \$140  = \$136  ? \$138  : { 1'h0, \$139  };
+  assign \$141  = row_ph3 + col;
+  assign \$142  = \$141  >= 5'h14;
+  assign \$143  = row_ph3 + col;
+  assign \$144  = \$143  - 5'h14;
+  assign \$145  = row_ph3 + col;
+  assign \$146  = \$142  ? \$144  : { 1'h0, \$145  };
+  assign \$147  = ! s_idx;
+  assign \$149  = off1_0[0] ? o : { \o$211 [15:0], o[19:16] };
+  assign \$150  = off1_0[1] ? \$148  : \$149 ;
+  assign \$152  = off1_0[0] ? o : { \o$211 [11:0], o[19:12] };
+  assign \$153  = off1_0[1] ? \$151  : \$152 ;
+  assign \$155  = off1_0[0] ? o : { \o$211 [7:0], o[19:8] };
+  assign \$156  = off1_0[1] ? \$154  : \$155 ;
+  assign \$157  = off1_0[2] ? \$153  : \$156 ;
+  assign \$159  = off1_0[0] ? o : { \o$211 [3:0], o[19:4] };
+  assign \$160  = off1_0[1] ? \$158  : \$159 ;
+  assign \$164  = off1_0[2] ? \$160  : \$163 ;
+  assign \$165  = off1_0[3] ? \$157  : \$164 ;
+  assign \$166  = off1_0[4] ? \$150  : \$165 ;
+  assign \$168  = off1_1[0] ? \o$224  : { \o$225 [15:0], \o$224 [19:16] };
+  assign \$169  = off1_1[1] ? \$167  : \$168 ;
+  assign \$171  = off1_1[0] ? \o$224  : { \o$225 [11:0], \o$224 [19:12] };
+  assign \$172  = off1_1[1] ? \$170  : \$171 ;
+  assign \$174  = off1_1[0] ? \o$224  : { \o$225 [7:0], \o$224 [19:8] };
+  assign \$175  = off1_1[1] ? \$173  : \$174 ;
+  assign \$176  = off1_1[2] ? \$172  : \$175 ;
+  assign \$178  = off1_1[0] ? \o$224  : { \o$225 [3:0], \o$224 [19:4] };
+  assign \$179  = off1_1[1] ? \$177  : \$178 ;
+  assign \$183  = off1_1[2] ? \$179  : \$182 ;
+  assign \$184  = off1_1[3] ? \$176  : \$183 ;
+  assign \$185  = off1_1[4] ? \$169  : \$184 ;
+  assign \$187  = off1_2[0] ? \o$238  : { \o$239 [15:0], \o$238 [19:16] };
+  assign \$188  = off1_2[1] ? \$186  : \$187 ;
+  assign \$190  = off1_2[0] ? \o$238  : { \o$239 [11:0], \o$238 [19:12] };
+  assign \$191  = off1_2[1] ? \$189  : \$190 ;
+  assign \$193  = off1_2[0] ? \o$238  : { \o$239 [7:0], \o$238 [19:8] };
+  assign \$194  = off1_2[1] ? \$192  : \$193 ;
+  assign \$195  = off1_2[2] ? \$191  : \$194 ;
+  assign \$197  = off1_2[0] ? \o$238  : { \o$239 [3:0], \o$238 [19:4] };
+  assign \$198  = off1_2[1] ? \$196  : \$197 ;
+  assign \$202  = off1_2[2] ? \$198  : \$201 ;
+  assign \$203  = off1_2[3] ? \$195  : \$202 ;
+  assign \$204  = off1_2[4] ? \$188  : \$203 ;
+  assign \$206  = off1_3[0] ? \o$252  : { \o$253 [15:0], \o$252 [19:16] };
+  assign \$207  = off1_3[1] ? \$205  : \$206 ;
+  assign \$209  = off1_3[0] ? \o$252  : { \o$253 [11:0], \o$252 [19:12] };
+  assign \$210  = off1_3[1] ? \$208  : \$209 ;
+  assign \$212  = off1_3[0] ? \o$252  : { \o$253 [7:0], \o$252 [19:8] };
+  assign \$213  = off1_3[1] ? \$211  : \$212 ;
+  assign \$214  = off1_3[2] ? \$210  : \$213 ;
+  assign \$216  = off1_3[0] ? \o$252  : { \o$253 [3:0], \o$252 [19:4] };
+  assign \$217  = off1_3[1] ? \$215  : \$216 ;
+  assign \$221  = off1_3[2] ? \$217  : \$220 ;
+  assign \$222  = off1_3[3] ? \$214  : \$221 ;
+  assign \$223  = off1_3[4] ? \$207  : \$222 ;
+  assign \$224  = - wsum_total;
+  assign \$225  = flags_0[1] ? x_init : acc0_0;
+  assign \$227  = $signed(\$225 ) + $signed({ 1'h0, \$226  });
+  assign \$228  = flags_0[0] & flags_0[2];
+  assign \$229  = flags_0[1] ? x_init : acc0_0;
+  assign \$231  = $signed(\$229 ) + $signed({ 1'h0, \$230  });
+  assign \$232  = flags_1[1] ? x_init : acc1_0;
+  assign \$234  = $signed(\$232 ) + $signed({ 1'h0, \$233  });
+  assign \$235  = flags_1[0] & flags_1[2];
+  assign \$236  = flags_1[1] ? x_init : acc1_0;
+  assign \$238  = $signed(\$236 ) + $signed({ 1'h0, \$237  });
+  assign \$239  = flags_2[1] ? x_init : acc2_0;
+  assign \$241  = $signed(\$239 ) + $signed({ 1'h0, \$240  });
+  assign \$242  = flags_2[0] & flags_2[2];
+  assign \$243  = flags_2[1] ? x_init : acc2_0;
+  assign \$245  = $signed(\$243 ) + $signed({ 1'h0, \$244  });
+  assign \$246  = flags_3[1] ? x_init : acc3_0;
+  assign \$248  = $signed(\$246 ) + $signed({ 1'h0, \$247  });
+  assign \$249  = flags_3[0] & flags_3[2];
+  assign \$250  = flags_3[1] ? x_init : acc3_0;
+  assign \$252  = $signed(\$250 ) + $signed({ 1'h0, \$251  });
+  assign \$253  = ser_left - 1'h1;
+  assign \$254  = \addr$155  == 9'h1ff;
+  assign \$255  = \addr$155  + 1'h1;
+  assign \$256  = \$254  ? 10'h000 : \$255 ;
+  assign \$260  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$263  = $signed(\$261 ) + $signed(\$262 );
+  assign \$264  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$267  = $signed(\$266 ) < $signed(1'h0);
+  assign \$269  = $signed(\$268 ) > $signed(9'h0ff);
+  assign \$270  = step & s_last;
+  assign \$271  = o__valid & \o__ready$169 ;
+  assign \$272  = \$271  + skipped_d5;
+  assign \$273  = ~ rst_fc1;
+  assign \$275  = rst_fc1 ? 20'h00000 : \$4 [19:0];
+  assign \$276  = rst_fc1 | load;
+  assign \$277  = filled ? 1'h1 : w_full;
+  assign \$278  = \$276  ? 1'h0 : \$277 ;
+  assign \$279  = rst_fc1 | load;
+  assign \$280  = filled ? 1'h1 : w_full_issue;
+  assign \$281  = \$279  ? 1'h0 : \$280 ;
   always @(posedge clk)
     port__data <= { i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload, i__payload };
   always @(posedge clk)
-    c <= \$281 ;
+    c <= \$282 ;
   always @(posedge clk)
-    pix <= \$282 ;
+    pix <= \$283 ;
   always @(posedge clk)
-    \$like  <= \$283 ;
+    \$like  <= \$284 ;
   always @(posedge clk)
-    p_lane <= \$284 ;
+    p_lane <= \$285 ;
   always @(posedge clk)
-    \$signal  <= \$285 ;
+    \$signal  <= \$286 ;
   always @(posedge clk)
-    lane <= \$286 ;
+    lane <= \$287 ;
   always @(posedge clk)
     wsum_l0_0 <= i__payload;
   always @(posedge clk)
-    wsum_first <= \$287 ;
+    wsum_first <= \$288 ;
   always @(posedge clk)
-    wsum_v_d1 <= \$288 ;
+    wsum_v_d1 <= \$289 ;
   always @(posedge clk)
-    wsum_first_d1 <= \$289 ;
+    wsum_first_d1 <= \$290 ;
   always @(posedge clk)
-    wsum_end_d1 <= \$290 ;
+    wsum_end_d1 <= \$291 ;
   always @(posedge clk)
-    wsum_acc <= \$291 ;
+    wsum_acc <= \$292 ;
   always @(posedge clk)
-    wsum_total <= \$292 ;
+    wsum_total <= \$293 ;
   always @(posedge clk)
-    can_end <= \$293 ;
+    can_end <= \$294 ;
   always @(posedge clk)
-    gap_zero <= \$294 ;
+    gap_zero <= \$295 ;
   always @(posedge clk)
-    s_last <= \$295 ;
+    s_last <= \$296 ;
   always @(posedge clk)
-    n_last <= \$296 ;
+    n_last <= \$297 ;
   always @(posedge clk)
-    sn_last <= \$297 ;
+    sn_last <= \$298 ;
   always @(posedge clk)
-    addr <= \$298 ;
+    addr <= \$299 ;
   always @(posedge clk)
-    head_next <= \$299 ;
+    head_next <= \$300 ;
   always @(posedge clk)
-    head_boot <= \$300 ;
+    head_boot <= \$301 ;
   always @(posedge clk)
-    head <= \$301 ;
+    head <= \$302 ;
   always @(posedge clk)
-    r_addr <= \$302 ;
+    r_addr <= \$303 ;
   always @(posedge clk)
-    s_idx <= \$303 ;
+    s_idx <= \$304 ;
   always @(posedge clk)
-    n_idx <= \$304 ;
+    n_idx <= \$305 ;
   always @(posedge clk)
-    active <= \$305 ;
+    active <= \$306 ;
   always @(posedge clk)
-    r_base <= \$306 ;
+    r_base <= \$307 ;
   always @(posedge clk)
-    w_half <= \$307 ;
+    w_half <= \$308 ;
   always @(posedge clk)
-    gap <= \$308 ;
+    gap <= \$309 ;
   always @(posedge clk)
-    col <= \$309 ;
+    col <= \$310 ;
   always @(posedge clk)
-    row_ph0 <= \$310 ;
+    row_ph0 <= \$311 ;
   always @(posedge clk)
-    row_ph1 <= \$311 ;
+    row_ph1 <= \$312 ;
   always @(posedge clk)
-    row_ph2 <= \$312 ;
+    row_ph2 <= \$313 ;
   always @(posedge clk)
-    row_ph3 <= \$313 ;
+    row_ph3 <= \$314 ;
   always @(posedge clk)
-    off1_0 <= \$314 ;
+    off1_0 <= \$315 ;
   always @(posedge clk)
-    off1_1 <= \$315 ;
+    off1_1 <= \$316 ;
   always @(posedge clk)
-    off1_2 <= \$316 ;
+    off1_2 <= \$317 ;
   always @(posedge clk)
-    off1_3 <= \$317 ;
+    off1_3 <= \$318 ;
   always @(posedge clk)
-    \$signal$204  <= \$318 ;
+    \$signal$204  <= \$319 ;
   always @(posedge clk)
-    \$signal$47  <= \$319 ;
+    \$signal$47  <= \$320 ;
   always @(posedge clk)
-    last1 <= \$320 ;
+    last1 <= \$321 ;
   always @(posedge clk)
     word1 <= \o__payload$206 ;
   always @(posedge clk)
     xdata_d1 <= \port__data$208 ;
   always @(posedge clk)
-    carry0_0 <= \$321 ;
+    carry0_0 <= \$322 ;
   always @(posedge clk)
-    w0_0 <= \$165 ;
+    w0_0 <= \$166 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -24523,9 +24577,9 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    carry1_0 <= \$322 ;
+    carry1_0 <= \$323 ;
   always @(posedge clk)
-    w1_0 <= \$184 ;
+    w1_0 <= \$185 ;
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -24555,9 +24609,9 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
-    carry2_0 <= \$323 ;
+    carry2_0 <= \$324 ;
   always @(posedge clk)
-    w2_0 <= \$203 ;
+    w2_0 <= \$204 ;
   always @(posedge clk)
     m2_0_0 <= p2_0_0;
   always @(posedge clk)
@@ -24587,9 +24641,9 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   always @(posedge clk)
     t2_0_l4_0 <= t2_0_w3_0;
   always @(posedge clk)
-    carry3_0 <= \$324 ;
+    carry3_0 <= \$325 ;
   always @(posedge clk)
-    w3_0 <= \$222 ;
+    w3_0 <= \$223 ;
   always @(posedge clk)
     m3_0_0 <= p3_0_0;
   always @(posedge clk)
@@ -24619,131 +24673,131 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   always @(posedge clk)
     t3_0_l4_0 <= t3_0_w3_0;
   always @(posedge clk)
-    v2_d1 <= \$325 ;
+    v2_d1 <= \$326 ;
   always @(posedge clk)
-    v2_d2 <= \$326 ;
+    v2_d2 <= \$327 ;
   always @(posedge clk)
-    v2_d3 <= \$327 ;
+    v2_d3 <= \$328 ;
   always @(posedge clk)
-    v2_d4 <= \$328 ;
+    v2_d4 <= \$329 ;
   always @(posedge clk)
-    last2_d1 <= \$329 ;
+    last2_d1 <= \$330 ;
   always @(posedge clk)
-    last2_d2 <= \$330 ;
+    last2_d2 <= \$331 ;
   always @(posedge clk)
-    last2_d3 <= \$331 ;
+    last2_d3 <= \$332 ;
   always @(posedge clk)
-    last2_d4 <= \$332 ;
+    last2_d4 <= \$333 ;
   always @(posedge clk)
-    v2p_d1 <= \$333 ;
+    v2p_d1 <= \$334 ;
   always @(posedge clk)
-    v2p_d2 <= \$334 ;
+    v2p_d2 <= \$335 ;
   always @(posedge clk)
-    v2p_d3 <= \$335 ;
+    v2p_d3 <= \$336 ;
   always @(posedge clk)
-    first2p_d1 <= \$336 ;
+    first2p_d1 <= \$337 ;
   always @(posedge clk)
-    first2p_d2 <= \$337 ;
+    first2p_d2 <= \$338 ;
   always @(posedge clk)
-    first2p_d3 <= \$338 ;
+    first2p_d3 <= \$339 ;
   always @(posedge clk)
-    last2p_d1 <= \$339 ;
+    last2p_d1 <= \$340 ;
   always @(posedge clk)
-    last2p_d2 <= \$340 ;
+    last2p_d2 <= \$341 ;
   always @(posedge clk)
-    last2p_d3 <= \$341 ;
+    last2p_d3 <= \$342 ;
   always @(posedge clk)
-    done <= \$342 ;
+    done <= \$343 ;
   always @(posedge clk)
-    x_taken_d1 <= \$343 ;
+    x_taken_d1 <= \$344 ;
   always @(posedge clk)
-    x_taken_d2 <= \$344 ;
+    x_taken_d2 <= \$345 ;
   always @(posedge clk)
-    x_taken_d3 <= \$345 ;
+    x_taken_d3 <= \$346 ;
   always @(posedge clk)
-    x_taken_d4 <= \$346 ;
+    x_taken_d4 <= \$347 ;
   always @(posedge clk)
-    x_taken_d5 <= \$347 ;
+    x_taken_d5 <= \$348 ;
   always @(posedge clk)
-    x_init <= \$348 ;
+    x_init <= \$349 ;
   always @(posedge clk)
-    acc0_0 <= \$349 ;
+    acc0_0 <= \$350 ;
   always @(posedge clk)
-    fin0_0 <= \$350 ;
+    fin0_0 <= \$351 ;
   always @(posedge clk)
-    bank0_0 <= \$351 ;
+    bank0_0 <= \$352 ;
   always @(posedge clk)
-    acc1_0 <= \$352 ;
+    acc1_0 <= \$353 ;
   always @(posedge clk)
-    fin1_0 <= \$353 ;
+    fin1_0 <= \$354 ;
   always @(posedge clk)
-    bank1_0 <= \$354 ;
+    bank1_0 <= \$355 ;
   always @(posedge clk)
-    acc2_0 <= \$355 ;
+    acc2_0 <= \$356 ;
   always @(posedge clk)
-    fin2_0 <= \$356 ;
+    fin2_0 <= \$357 ;
   always @(posedge clk)
-    bank2_0 <= \$357 ;
+    bank2_0 <= \$358 ;
   always @(posedge clk)
-    acc3_0 <= \$358 ;
+    acc3_0 <= \$359 ;
   always @(posedge clk)
-    fin3_0 <= \$359 ;
+    fin3_0 <= \$360 ;
   always @(posedge clk)
-    bank3_0 <= \$360 ;
+    bank3_0 <= \$361 ;
   always @(posedge clk)
-    ser_left <= \$361 ;
+    ser_left <= \$362 ;
   always @(posedge clk)
-    \addr$155  <= \$362 ;
+    \addr$155  <= \$363 ;
   always @(posedge clk)
-    \$signal$303  <= \$363 ;
+    \$signal$303  <= \$364 ;
   always @(posedge clk)
-    ka <= \$364 ;
+    ka <= \$365 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$365 ;
+    vb <= \$366 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
-    rq0_beta <= \$259 ;
+    rq0_beta <= \$260 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$262 ;
+    rq0_acc_s1_0 <= \$263 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$263 [32:0];
+    rq0_acc_s2_0 <= \$264 [32:0];
   always @(posedge clk)
-    rq0_shifted <= \$264 [16:0];
+    rq0_shifted <= \$265 [16:0];
   always @(posedge clk)
-    rq0_under <= \$266 ;
+    rq0_under <= \$267 ;
   always @(posedge clk)
-    rq0_over <= \$268 ;
+    rq0_over <= \$269 ;
   always @(posedge clk)
-    v_out_d1 <= \$366 ;
+    v_out_d1 <= \$367 ;
   always @(posedge clk)
-    v_out_d2 <= \$367 ;
+    v_out_d2 <= \$368 ;
   always @(posedge clk)
-    v_out_d3 <= \$368 ;
+    v_out_d3 <= \$369 ;
   always @(posedge clk)
-    \w_en$174  <= \$369 ;
+    \w_en$174  <= \$370 ;
   always @(posedge clk)
-    skipped_d1 <= \$370 ;
+    skipped_d1 <= \$371 ;
   always @(posedge clk)
-    skipped_d2 <= \$371 ;
+    skipped_d2 <= \$372 ;
   always @(posedge clk)
-    skipped_d3 <= \$372 ;
+    skipped_d3 <= \$373 ;
   always @(posedge clk)
-    skipped_d4 <= \$373 ;
+    skipped_d4 <= \$374 ;
   always @(posedge clk)
-    skipped_d5 <= \$374 ;
+    skipped_d5 <= \$375 ;
   always @(posedge clk)
-    group_ended_d1 <= \$375 ;
+    group_ended_d1 <= \$376 ;
   always @(posedge clk)
-    credits_returned <= \$376 ;
+    credits_returned <= \$377 ;
   always @(posedge clk)
-    credits_space <= \$377 ;
+    credits_space <= \$378 ;
   always @(posedge clk)
-    credits_room <= \$378 ;
+    credits_room <= \$379 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$155 ),
     .clk(clk),
@@ -25265,7 +25319,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     .WIDTH(32'd20)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$274 ),
+    .d(\$275 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -25273,7 +25327,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$277 ),
+    .d(\$278 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -25281,7 +25335,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$280 ),
+    .d(\$281 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc1.weights  weights (
@@ -25315,30 +25369,13 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$281  = c;
+    \$282  = c;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
-        \$281  = 6'h00;
+        \$282  = 6'h00;
       end else begin
-        \$281  = \$52 [5:0];
-      end
-    end
-    if (rst_fc1) begin
-      \$281  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$282  = pix;
-    if (take) begin
-      if (\$29 ) begin
-        (* full_case = 32'd1 *)
-        if (\$30 ) begin
-          \$282  = 6'h00;
-        end else begin
-          \$282  = \$31 [5:0];
-        end
+        \$282  = \$52 [5:0];
       end
     end
     if (rst_fc1) begin
@@ -25347,274 +25384,279 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$283  = \$like ;
+    \$283  = pix;
     if (take) begin
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$283  = 8'h00;
+          \$283  = 6'h00;
         end else begin
-          \$283  = \$35 [7:0];
+          \$283  = \$31 [5:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$283  = 8'h00;
+      \$283  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$284  = p_lane;
+    \$284  = \$like ;
     if (take) begin
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$284  = 5'h00;
+          \$284  = 8'h00;
         end else begin
-          \$284  = \$41 [4:0];
+          \$284  = \$35 [7:0];
         end
       end
     end
     if (rst_fc1) begin
-      \$284  = 5'h00;
+      \$284  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$285  = \$signal ;
+    \$285  = p_lane;
+    if (take) begin
+      if (\$29 ) begin
+        (* full_case = 32'd1 *)
+        if (\$30 ) begin
+          \$285  = 5'h00;
+        end else begin
+          \$285  = \$41 [4:0];
+        end
+      end
+    end
+    if (rst_fc1) begin
+      \$285  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$286  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$285  = 8'h00;
+          \$286  = 8'h00;
         end else begin
-          \$285  = \$45 [7:0];
+          \$286  = \$45 [7:0];
         end
       end else begin
-        \$285  = \$56 [7:0];
+        \$286  = \$56 [7:0];
       end
     end
     if (rst_fc1) begin
-      \$285  = 8'h00;
+      \$286  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$286  = lane;
+    \$287  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
       if (\$29 ) begin
         (* full_case = 32'd1 *)
         if (\$30 ) begin
-          \$286  = 5'h00;
+          \$287  = 5'h00;
         end else begin
-          \$286  = \$51 [4:0];
+          \$287  = \$51 [4:0];
         end
       end else begin
-        \$286  = \$62 [4:0];
+        \$287  = \$62 [4:0];
       end
     end
     if (rst_fc1) begin
-      \$286  = 5'h00;
+      \$287  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$287  = wsum_first;
+    \$288  = wsum_first;
     if (take) begin
-      \$287  = filled;
+      \$288  = filled;
     end
     if (rst_fc1) begin
-      \$287  = 1'h1;
+      \$288  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$288  = take;
-    if (rst_fc1) begin
-      \$288  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$289  = wsum_first;
+    \$289  = take;
     if (rst_fc1) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$290  = filled;
+    \$290  = wsum_first;
     if (rst_fc1) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$291  = wsum_acc;
-    if (wsum_v_d1) begin
-      \$291  = \$64 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$292  = wsum_total;
-    if (\$65 ) begin
-      \$292  = \$67 [19:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$293  = \$68 ;
+    \$291  = filled;
     if (rst_fc1) begin
-      \$293  = 1'h1;
+      \$291  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$294  = gap_zero_next;
+    \$292  = wsum_acc;
+    if (wsum_v_d1) begin
+      \$292  = \$64 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$293  = wsum_total;
+    if (\$65 ) begin
+      \$293  = \$67 [19:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$294  = \$68 ;
     if (rst_fc1) begin
       \$294  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$295  = \$signal$34 ;
+    \$295  = gap_zero_next;
     if (rst_fc1) begin
-      \$295  = 1'h0;
+      \$295  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$296  = n_last_next;
+    \$296  = \$signal$34 ;
     if (rst_fc1) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$297  = \$69 ;
+    \$297  = n_last_next;
     if (rst_fc1) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$298  = \$77 [6:0];
+    \$298  = \$69 ;
     if (rst_fc1) begin
-      \$298  = 7'h00;
+      \$298  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$299  = \$83 [6:0];
+    \$299  = \$77 [6:0];
     if (rst_fc1) begin
-      \$299  = 7'h01;
+      \$299  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$300  = head_boot;
+    \$300  = \$83 [6:0];
+    if (rst_fc1) begin
+      \$300  = 7'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$301  = head_boot;
     if (\$84 ) begin
-      \$300  = \$85 [1:0];
+      \$301  = \$85 [1:0];
     end
     if (rst_fc1) begin
-      \$300  = 2'h3;
+      \$301  = 2'h3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$301  = head;
+    \$302  = head;
     if (\$88 ) begin
-      \$301  = \data$194 ;
+      \$302  = \data$194 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$302  = r_next;
+    \$303  = r_next;
     if (rst_fc1) begin
-      \$302  = 9'h000;
+      \$303  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$303  = s_idx;
+    \$304  = s_idx;
     if (step) begin
-      \$303  = \$90 [7:0];
+      \$304  = \$90 [7:0];
     end
     if (rst_fc1) begin
-      \$303  = 8'h00;
+      \$304  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$304  = n_idx;
+    \$305  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$304  = \$92 [6:0];
+        \$305  = \$92 [6:0];
       end
     end
     if (rst_fc1) begin
-      \$304  = 7'h00;
+      \$305  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$305  = \$95 ;
+    \$306  = \$95 ;
     if (rst_fc1) begin
-      \$305  = 1'h0;
+      \$306  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$306  = r_base;
+    \$307  = r_base;
     if (load) begin
-      \$306  = { 1'h0, \$96  };
+      \$307  = { 1'h0, \$96  };
     end
     if (rst_fc1) begin
-      \$306  = 9'h000;
+      \$307  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$307  = w_half;
+    \$308  = w_half;
     if (load) begin
-      \$307  = \$97 ;
+      \$308  = \$97 ;
     end
     if (rst_fc1) begin
-      \$307  = 1'h0;
+      \$308  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$308  = gap;
+    \$309  = gap;
     if (\$98 ) begin
-      \$308  = 3'h3;
+      \$309  = 3'h3;
     end else if (\$99 ) begin
-      \$308  = \$100 [2:0];
+      \$309  = \$100 [2:0];
     end
     if (rst_fc1) begin
-      \$308  = 3'h0;
+      \$309  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$309  = col;
+    \$310  = col;
     if (step) begin
-      \$309  = \$101 ;
-    end
-    if (rst_fc1) begin
-      \$309  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$310  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$310  = \$106 [4:0];
-      end
+      \$310  = \$101 ;
     end
     if (rst_fc1) begin
       \$310  = 5'h00;
@@ -25622,507 +25664,511 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$311  = row_ph1;
-    if (step) begin
-      if (s_last) begin
-        \$311  = \$111 [4:0];
-      end
+    \$311  = row_ph0;
+    if (\$102 ) begin
+      \$311  = \$107 [4:0];
     end
     if (rst_fc1) begin
-      \$311  = 5'h10;
+      \$311  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$312  = row_ph2;
-    if (step) begin
-      if (s_last) begin
-        \$312  = \$116 [4:0];
-      end
+    \$312  = row_ph1;
+    if (\$102 ) begin
+      \$312  = \$112 [4:0];
     end
     if (rst_fc1) begin
-      \$312  = 5'h0c;
+      \$312  = 5'h10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$313  = row_ph3;
-    if (step) begin
-      if (s_last) begin
-        \$313  = \$121 [4:0];
-      end
+    \$313  = row_ph2;
+    if (\$102 ) begin
+      \$313  = \$117 [4:0];
     end
     if (rst_fc1) begin
-      \$313  = 5'h08;
+      \$313  = 5'h0c;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$314  = \$127 [4:0];
+    \$314  = row_ph3;
+    if (\$102 ) begin
+      \$314  = \$122 [4:0];
+    end
     if (rst_fc1) begin
-      \$314  = 5'h00;
+      \$314  = 5'h08;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$315  = \$133 [4:0];
+    \$315  = \$128 [4:0];
     if (rst_fc1) begin
       \$315  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$316  = \$139 [4:0];
+    \$316  = \$134 [4:0];
     if (rst_fc1) begin
       \$316  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$317  = \$145 [4:0];
+    \$317  = \$140 [4:0];
     if (rst_fc1) begin
       \$317  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$318  = step;
+    \$318  = \$146 [4:0];
     if (rst_fc1) begin
-      \$318  = 1'h0;
+      \$318  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$319  = \$146 ;
+    \$319  = step;
     if (rst_fc1) begin
       \$319  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$320  = s_last;
+    \$320  = \$147 ;
     if (rst_fc1) begin
       \$320  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$321  = carry0_0;
-    if (\$signal$204 ) begin
-      \$321  = word1[7:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$322  = carry1_0;
-    if (\$signal$204 ) begin
-      \$322  = word1[15:8];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$323  = carry2_0;
-    if (\$signal$204 ) begin
-      \$323  = word1[23:16];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$324  = carry3_0;
-    if (\$signal$204 ) begin
-      \$324  = word1[31:24];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$325  = \$signal$204 ;
+    \$321  = s_last;
     if (rst_fc1) begin
-      \$325  = 1'h0;
+      \$321  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$326  = v2_d1;
+    \$322  = carry0_0;
+    if (\$signal$204 ) begin
+      \$322  = word1[7:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$323  = carry1_0;
+    if (\$signal$204 ) begin
+      \$323  = word1[15:8];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$324  = carry2_0;
+    if (\$signal$204 ) begin
+      \$324  = word1[23:16];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$325  = carry3_0;
+    if (\$signal$204 ) begin
+      \$325  = word1[31:24];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$326  = \$signal$204 ;
     if (rst_fc1) begin
       \$326  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$327  = v2_d2;
+    \$327  = v2_d1;
     if (rst_fc1) begin
       \$327  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$328  = v2_d3;
+    \$328  = v2_d2;
     if (rst_fc1) begin
       \$328  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$329  = last1;
+    \$329  = v2_d3;
     if (rst_fc1) begin
       \$329  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$330  = last2_d1;
+    \$330  = last1;
     if (rst_fc1) begin
       \$330  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$331  = last2_d2;
+    \$331  = last2_d1;
     if (rst_fc1) begin
       \$331  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$332  = last2_d3;
+    \$332  = last2_d2;
     if (rst_fc1) begin
       \$332  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$333  = \$signal$204 ;
+    \$333  = last2_d3;
     if (rst_fc1) begin
       \$333  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$334  = v2p_d1;
+    \$334  = \$signal$204 ;
     if (rst_fc1) begin
       \$334  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$335  = v2p_d2;
+    \$335  = v2p_d1;
     if (rst_fc1) begin
       \$335  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$336  = \$signal$47 ;
+    \$336  = v2p_d2;
     if (rst_fc1) begin
       \$336  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$337  = first2p_d1;
+    \$337  = \$signal$47 ;
     if (rst_fc1) begin
       \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$338  = first2p_d2;
+    \$338  = first2p_d1;
     if (rst_fc1) begin
       \$338  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$339  = last1;
+    \$339  = first2p_d2;
     if (rst_fc1) begin
       \$339  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$340  = last2p_d1;
+    \$340  = last1;
     if (rst_fc1) begin
       \$340  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$341  = last2p_d2;
+    \$341  = last2p_d1;
     if (rst_fc1) begin
       \$341  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$342  = group_end;
+    \$342  = last2p_d2;
     if (rst_fc1) begin
       \$342  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$343  = load;
+    \$343  = group_end;
     if (rst_fc1) begin
       \$343  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$344  = x_taken_d1;
+    \$344  = load;
     if (rst_fc1) begin
       \$344  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$345  = x_taken_d2;
+    \$345  = x_taken_d1;
     if (rst_fc1) begin
       \$345  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$346  = x_taken_d3;
+    \$346  = x_taken_d2;
     if (rst_fc1) begin
       \$346  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$347  = x_taken_d4;
+    \$347  = x_taken_d3;
     if (rst_fc1) begin
       \$347  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$348  = x_init;
+    \$348  = x_taken_d4;
+    if (rst_fc1) begin
+      \$348  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$349  = x_init;
     if (x_taken_d5) begin
-      \$348  = \$223 ;
+      \$349  = \$224 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$349  = acc0_0;
+    \$350  = acc0_0;
     if (flags_0[0]) begin
-      \$349  = \$226 [20:0];
+      \$350  = \$227 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$350  = fin0_0;
-    if (\$227 ) begin
-      \$350  = \$230 [20:0];
+    \$351  = fin0_0;
+    if (\$228 ) begin
+      \$351  = \$231 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$351  = bank0_0;
+    \$352  = bank0_0;
     if (done) begin
-      \$351  = fin0_0;
+      \$352  = fin0_0;
     end else if (ser) begin
-      \$351  = bank1_0;
+      \$352  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$352  = acc1_0;
+    \$353  = acc1_0;
     if (flags_1[0]) begin
-      \$352  = \$233 [20:0];
+      \$353  = \$234 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$353  = fin1_0;
-    if (\$234 ) begin
-      \$353  = \$237 [20:0];
+    \$354  = fin1_0;
+    if (\$235 ) begin
+      \$354  = \$238 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$354  = bank1_0;
+    \$355  = bank1_0;
     if (done) begin
-      \$354  = fin1_0;
+      \$355  = fin1_0;
     end else if (ser) begin
-      \$354  = bank2_0;
+      \$355  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$355  = acc2_0;
+    \$356  = acc2_0;
     if (flags_2[0]) begin
-      \$355  = \$240 [20:0];
+      \$356  = \$241 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$356  = fin2_0;
-    if (\$241 ) begin
-      \$356  = \$244 [20:0];
+    \$357  = fin2_0;
+    if (\$242 ) begin
+      \$357  = \$245 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$357  = bank2_0;
+    \$358  = bank2_0;
     if (done) begin
-      \$357  = fin2_0;
+      \$358  = fin2_0;
     end else if (ser) begin
-      \$357  = bank3_0;
+      \$358  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$358  = acc3_0;
+    \$359  = acc3_0;
     if (flags_3[0]) begin
-      \$358  = \$247 [20:0];
+      \$359  = \$248 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$359  = fin3_0;
-    if (\$248 ) begin
-      \$359  = \$251 [20:0];
+    \$360  = fin3_0;
+    if (\$249 ) begin
+      \$360  = \$252 [20:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$360  = bank3_0;
+    \$361  = bank3_0;
     if (done) begin
-      \$360  = fin3_0;
+      \$361  = fin3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$361  = ser_left;
+    \$362  = ser_left;
     if (done) begin
-      \$361  = 3'h4;
+      \$362  = 3'h4;
     end else if (ser) begin
-      \$361  = \$252 [2:0];
+      \$362  = \$253 [2:0];
     end
     if (rst_fc1) begin
-      \$361  = 3'h0;
+      \$362  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$362  = \addr$155 ;
+    \$363  = \addr$155 ;
     if (ser) begin
-      \$362  = \$255 [8:0];
+      \$363  = \$256 [8:0];
     end
     if (rst_fc1) begin
-      \$362  = 9'h000;
+      \$363  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$363  = \$256 ;
-    if (rst_fc1) begin
-      \$363  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$364  = \$258 ;
+    \$364  = \$257 ;
     if (rst_fc1) begin
       \$364  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$365  = \$signal$303 ;
+    \$365  = \$259 ;
     if (rst_fc1) begin
       \$365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$366  = vb;
+    \$366  = \$signal$303 ;
     if (rst_fc1) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$367  = v_out_d1;
+    \$367  = vb;
     if (rst_fc1) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$368  = v_out_d2;
+    \$368  = v_out_d1;
     if (rst_fc1) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$369  = v_out_d3;
+    \$369  = v_out_d2;
     if (rst_fc1) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$370  = ka;
+    \$370  = v_out_d3;
     if (rst_fc1) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$371  = skipped_d1;
+    \$371  = ka;
     if (rst_fc1) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$372  = skipped_d2;
+    \$372  = skipped_d1;
     if (rst_fc1) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$373  = skipped_d3;
+    \$373  = skipped_d2;
     if (rst_fc1) begin
       \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$374  = skipped_d4;
+    \$374  = skipped_d3;
     if (rst_fc1) begin
       \$374  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$375  = \$269 ;
+    \$375  = skipped_d4;
     if (rst_fc1) begin
       \$375  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$376  = \$271 ;
+    \$376  = \$270 ;
     if (rst_fc1) begin
-      \$376  = 2'h0;
+      \$376  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$377  = \$28 [3:0];
+    \$377  = \$272 ;
     if (rst_fc1) begin
-      \$377  = 4'h8;
+      \$377  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$378  = credits_room_next;
+    \$378  = \$28 [3:0];
     if (rst_fc1) begin
-      \$378  = 1'h1;
+      \$378  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$379  = credits_room_next;
+    if (rst_fc1) begin
+      \$379  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -26155,51 +26201,51 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   assign v_out_d4 = \w_en$174 ;
   assign space_next = \$28 [3:0];
   assign \$7  = active;
-  assign \$147  = o;
-  assign \$150  = o;
-  assign \$153  = o;
-  assign \$157  = o;
-  assign \$160  = o;
+  assign \$148  = o;
+  assign \$151  = o;
+  assign \$154  = o;
+  assign \$158  = o;
   assign \$161  = o;
-  assign \$162  = \$161 ;
-  assign \$166  = \o$224 ;
-  assign \$169  = \o$224 ;
-  assign \$172  = \o$224 ;
-  assign \$176  = \o$224 ;
-  assign \$179  = \o$224 ;
+  assign \$162  = o;
+  assign \$163  = \$162 ;
+  assign \$167  = \o$224 ;
+  assign \$170  = \o$224 ;
+  assign \$173  = \o$224 ;
+  assign \$177  = \o$224 ;
   assign \$180  = \o$224 ;
-  assign \$181  = \$180 ;
-  assign \$185  = \o$238 ;
-  assign \$188  = \o$238 ;
-  assign \$191  = \o$238 ;
-  assign \$195  = \o$238 ;
-  assign \$198  = \o$238 ;
+  assign \$181  = \o$224 ;
+  assign \$182  = \$181 ;
+  assign \$186  = \o$238 ;
+  assign \$189  = \o$238 ;
+  assign \$192  = \o$238 ;
+  assign \$196  = \o$238 ;
   assign \$199  = \o$238 ;
-  assign \$200  = \$199 ;
-  assign \$204  = \o$252 ;
-  assign \$207  = \o$252 ;
-  assign \$210  = \o$252 ;
-  assign \$214  = \o$252 ;
-  assign \$217  = \o$252 ;
+  assign \$200  = \o$238 ;
+  assign \$201  = \$200 ;
+  assign \$205  = \o$252 ;
+  assign \$208  = \o$252 ;
+  assign \$211  = \o$252 ;
+  assign \$215  = \o$252 ;
   assign \$218  = \o$252 ;
-  assign \$219  = \$218 ;
-  assign \$225  = { t0_0_l4_0, 1'h0 };
-  assign \$229  = { t0_0_l4_0, 1'h0 };
-  assign \$232  = { t1_0_l4_0, 1'h0 };
-  assign \$236  = { t1_0_l4_0, 1'h0 };
-  assign \$239  = { t2_0_l4_0, 1'h0 };
-  assign \$243  = { t2_0_l4_0, 1'h0 };
-  assign \$246  = { t3_0_l4_0, 1'h0 };
-  assign \$250  = { t3_0_l4_0, 1'h0 };
-  assign \$256  = ser;
-  assign \$257  = 1'h0;
+  assign \$219  = \o$252 ;
+  assign \$220  = \$219 ;
+  assign \$226  = { t0_0_l4_0, 1'h0 };
+  assign \$230  = { t0_0_l4_0, 1'h0 };
+  assign \$233  = { t1_0_l4_0, 1'h0 };
+  assign \$237  = { t1_0_l4_0, 1'h0 };
+  assign \$240  = { t2_0_l4_0, 1'h0 };
+  assign \$244  = { t2_0_l4_0, 1'h0 };
+  assign \$247  = { t3_0_l4_0, 1'h0 };
+  assign \$251  = { t3_0_l4_0, 1'h0 };
+  assign \$257  = ser;
   assign \$258  = 1'h0;
-  assign \$260  = { p[29], p };
-  assign \$261  = { \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 , 17'h00000 };
-  assign \$264  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$259  = 1'h0;
+  assign \$261  = { p[29], p };
+  assign \$262  = { \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 , 17'h00000 };
   assign \$265  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$267  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
-  assign \$273  = \$272 ;
+  assign \$266  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$268  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
+  assign \$274  = \$273 ;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -27123,35 +27169,45 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   wire [31:0] \$118 ;
   wire [31:0] \$119 ;
   wire \$12 ;
-  reg [2:0] \$120 ;
-  reg \$121 ;
-  reg \$122 ;
-  reg \$123 ;
-  reg \$124 ;
-  reg \$125 ;
-  reg \$126 ;
-  reg \$127 ;
-  reg \$128 ;
-  reg \$129 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  reg \$130 ;
+  reg [2:0] \$130 ;
   reg \$131 ;
   reg \$132 ;
   reg \$133 ;
   reg \$134 ;
-  reg [14:0] \$135 ;
+  reg \$135 ;
   reg \$136 ;
-  reg [2:0] \$137 ;
-  reg [2:0] \$138 ;
-  reg [31:0] \$139 ;
+  reg \$137 ;
+  reg \$138 ;
+  reg \$139 ;
   wire \$14 ;
-  reg [31:0] \$140 ;
-  reg [31:0] \$141 ;
-  reg [31:0] \$142 ;
-  reg [31:0] \$143 ;
-  reg [31:0] \$144 ;
-  reg [31:0] \$145 ;
+  reg \$140 ;
+  reg \$141 ;
+  reg \$142 ;
+  reg \$143 ;
+  reg \$144 ;
+  reg [14:0] \$145 ;
+  reg \$146 ;
+  reg [2:0] \$147 ;
+  reg [2:0] \$148 ;
+  reg [31:0] \$149 ;
   wire \$15 ;
+  reg [31:0] \$150 ;
+  reg [31:0] \$151 ;
+  reg [31:0] \$152 ;
+  reg [31:0] \$153 ;
+  reg [31:0] \$154 ;
+  reg [31:0] \$155 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -27283,6 +27339,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   reg v3 = 1'h0;
   reg v4 = 1'h0;
   reg v5 = 1'h0;
+  wire valid_next;
   reg [2:0] wptr = 3'h0;
   assign \$1  = free - issue;
   assign \$2  = ~ at0;
@@ -27405,260 +27462,271 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   assign \$118  = \$111  ? slot4 : \$117 ;
   assign \$119  = \$110  ? slot5 : \$118 ;
   assign o__payload = \$109  ? slot6 : \$119 ;
+  assign \$120  = ~ at0;
+  assign \$121  = \$120  & o__ready;
+  assign \$122  = ~ \$121 ;
+  assign \$123  = v5 & \$122 ;
+  assign \$124  = ~ at0;
+  assign \$125  = \$124  & o__ready;
+  assign \$126  = ~ v5;
+  assign \$127  = \$125  & \$126 ;
+  assign \$128  = \$127  ? at1 : at0;
+  assign \$129  = \$123  ? 1'h0 : \$128 ;
+  assign valid_next = ~ \$129 ;
   always @(posedge clk)
-    free <= \$120 ;
+    free <= \$130 ;
   always @(posedge clk)
-    issue <= \$121 ;
+    issue <= \$131 ;
   always @(posedge clk)
-    at0 <= \$122 ;
+    at0 <= \$132 ;
   always @(posedge clk)
-    at1 <= \$123 ;
+    at1 <= \$133 ;
   always @(posedge clk)
-    at2 <= \$124 ;
+    at2 <= \$134 ;
   always @(posedge clk)
-    at3 <= \$125 ;
+    at3 <= \$135 ;
   always @(posedge clk)
-    at4 <= \$126 ;
+    at4 <= \$136 ;
   always @(posedge clk)
-    at5 <= \$127 ;
+    at5 <= \$137 ;
   always @(posedge clk)
-    at6 <= \$128 ;
+    at6 <= \$138 ;
   always @(posedge clk)
-    at7 <= \$129 ;
+    at7 <= \$139 ;
   always @(posedge clk)
-    v1 <= \$130 ;
+    v1 <= \$140 ;
   always @(posedge clk)
-    v2 <= \$131 ;
+    v2 <= \$141 ;
   always @(posedge clk)
-    v3 <= \$132 ;
+    v3 <= \$142 ;
   always @(posedge clk)
-    v4 <= \$133 ;
+    v4 <= \$143 ;
   always @(posedge clk)
-    v5 <= \$134 ;
+    v5 <= \$144 ;
   always @(posedge clk)
-    raddr <= \$135 ;
+    raddr <= \$145 ;
   always @(posedge clk)
-    primed <= \$136 ;
+    primed <= \$146 ;
   always @(posedge clk)
-    rptr <= \$137 ;
+    rptr <= \$147 ;
   always @(posedge clk)
-    wptr <= \$138 ;
+    wptr <= \$148 ;
   always @(posedge clk)
-    slot0 <= \$139 ;
+    slot0 <= \$149 ;
   always @(posedge clk)
-    slot1 <= \$140 ;
+    slot1 <= \$150 ;
   always @(posedge clk)
-    slot2 <= \$141 ;
+    slot2 <= \$151 ;
   always @(posedge clk)
-    slot3 <= \$142 ;
+    slot3 <= \$152 ;
   always @(posedge clk)
-    slot4 <= \$143 ;
+    slot4 <= \$153 ;
   always @(posedge clk)
-    slot5 <= \$144 ;
+    slot5 <= \$154 ;
   always @(posedge clk)
-    slot6 <= \$145 ;
+    slot6 <= \$155 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$120  = \$4 [2:0];
+    \$130  = \$4 [2:0];
     if (rst_fc1) begin
-      \$120  = 3'h7;
+      \$130  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$121  = \$9 ;
+    \$131  = \$9 ;
     if (rst_fc1) begin
-      \$121  = 1'h1;
+      \$131  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$122  = \$19 ;
+    \$132  = \$19 ;
     if (rst_fc1) begin
-      \$122  = 1'h1;
+      \$132  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$123  = \$29 ;
-    if (rst_fc1) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$124  = \$39 ;
-    if (rst_fc1) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$125  = \$49 ;
-    if (rst_fc1) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$126  = \$59 ;
-    if (rst_fc1) begin
-      \$126  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$127  = \$69 ;
-    if (rst_fc1) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$128  = \$79 ;
-    if (rst_fc1) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$129  = \$89 ;
-    if (rst_fc1) begin
-      \$129  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$130  = issue;
-    if (rst_fc1) begin
-      \$130  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$131  = v1;
-    if (rst_fc1) begin
-      \$131  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$132  = v2;
-    if (rst_fc1) begin
-      \$132  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$133  = v3;
+    \$133  = \$29 ;
     if (rst_fc1) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$134  = v4;
+    \$134  = \$39 ;
     if (rst_fc1) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$135  = raddr;
-    if (issue) begin
-      \$135  = \$92 [14:0];
-    end
+    \$135  = \$49 ;
     if (rst_fc1) begin
-      \$135  = 15'h0000;
+      \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$136  = primed;
-    if (at7) begin
-      \$136  = 1'h1;
-    end
+    \$136  = \$59 ;
     if (rst_fc1) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$137  = \$98 [2:0];
+    \$137  = \$69 ;
     if (rst_fc1) begin
-      \$137  = 3'h0;
+      \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$138  = wptr;
+    \$138  = \$79 ;
+    if (rst_fc1) begin
+      \$138  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$139  = \$89 ;
+    if (rst_fc1) begin
+      \$139  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$140  = issue;
+    if (rst_fc1) begin
+      \$140  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$141  = v1;
+    if (rst_fc1) begin
+      \$141  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$142  = v2;
+    if (rst_fc1) begin
+      \$142  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$143  = v3;
+    if (rst_fc1) begin
+      \$143  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$144  = v4;
+    if (rst_fc1) begin
+      \$144  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$145  = raddr;
+    if (issue) begin
+      \$145  = \$92 [14:0];
+    end
+    if (rst_fc1) begin
+      \$145  = 15'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$146  = primed;
+    if (at7) begin
+      \$146  = 1'h1;
+    end
+    if (rst_fc1) begin
+      \$146  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$147  = \$98 [2:0];
+    if (rst_fc1) begin
+      \$147  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    \$148  = wptr;
     if (v5) begin
-      \$138  = \$101 [2:0];
+      \$148  = \$101 [2:0];
     end
     if (rst_fc1) begin
-      \$138  = 3'h0;
+      \$148  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$139  = slot0;
+    \$149  = slot0;
     if (v5) begin
       if (\$102 ) begin
-        \$139  = data;
+        \$149  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$140  = slot1;
+    \$150  = slot1;
     if (v5) begin
       if (\$103 ) begin
-        \$140  = data;
+        \$150  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$141  = slot2;
+    \$151  = slot2;
     if (v5) begin
       if (\$104 ) begin
-        \$141  = data;
+        \$151  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$142  = slot3;
+    \$152  = slot3;
     if (v5) begin
       if (\$105 ) begin
-        \$142  = data;
+        \$152  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$143  = slot4;
+    \$153  = slot4;
     if (v5) begin
       if (\$106 ) begin
-        \$143  = data;
+        \$153  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$144  = slot5;
+    \$154  = slot5;
     if (v5) begin
       if (\$107 ) begin
-        \$144  = data;
+        \$154  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$145  = slot6;
+    \$155  = slot6;
     if (v5) begin
       if (\$108 ) begin
-        \$145  = data;
+        \$155  = data;
       end
     end
   end
@@ -27670,26 +27738,26 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
-  wire [4:0] \$100 ;
+  wire \$100 ;
   wire [4:0] \$101 ;
-  wire \$102 ;
+  wire [4:0] \$102 ;
   wire \$103 ;
   wire \$104 ;
-  wire [21:0] \$105 ;
-  wire [35:0] \$106 ;
-  wire [50:0] \$107 ;
-  wire [51:0] \$108 ;
-  wire [52:0] \$109 ;
+  wire \$105 ;
+  wire [21:0] \$106 ;
+  wire [35:0] \$107 ;
+  wire [50:0] \$108 ;
+  wire [51:0] \$109 ;
   wire \$11 ;
-  wire [35:0] \$110 ;
+  wire [52:0] \$110 ;
   wire [35:0] \$111 ;
-  wire \$112 ;
-  wire [35:0] \$113 ;
-  wire \$114 ;
+  wire [35:0] \$112 ;
+  wire \$113 ;
+  wire [35:0] \$114 ;
   wire \$115 ;
   wire \$116 ;
-  wire [1:0] \$117 ;
-  wire \$118 ;
+  wire \$117 ;
+  wire [1:0] \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire \$120 ;
@@ -27716,25 +27784,25 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire \$14 ;
   wire \$140 ;
   wire \$141 ;
-  reg [8:0] \$142 ;
-  reg \$143 ;
+  wire \$142 ;
+  reg [8:0] \$143 ;
   reg \$144 ;
   reg \$145 ;
   reg \$146 ;
   reg \$147 ;
   reg \$148 ;
-  reg [4:0] \$149 ;
+  reg \$149 ;
   wire \$15 ;
-  reg [9:0] \$150 ;
-  reg [8:0] \$151 ;
-  reg [3:0] \$152 ;
-  reg \$153 ;
-  reg [9:0] \$154 ;
-  reg \$155 ;
-  reg [4:0] \$156 ;
+  reg [4:0] \$150 ;
+  reg [9:0] \$151 ;
+  reg [8:0] \$152 ;
+  reg [3:0] \$153 ;
+  reg \$154 ;
+  reg [9:0] \$155 ;
+  reg \$156 ;
   reg [4:0] \$157 ;
   reg [4:0] \$158 ;
-  reg \$159 ;
+  reg [4:0] \$159 ;
   wire \$16 ;
   reg \$160 ;
   reg \$161 ;
@@ -27752,15 +27820,15 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   reg \$172 ;
   reg \$173 ;
   reg \$174 ;
-  reg [16:0] \$175 ;
+  reg \$175 ;
   reg [16:0] \$176 ;
   reg [16:0] \$177 ;
   reg [16:0] \$178 ;
-  reg [17:0] \$179 ;
+  reg [16:0] \$179 ;
   wire \$18 ;
-  reg \$180 ;
-  reg [3:0] \$181 ;
-  reg \$182 ;
+  reg [17:0] \$180 ;
+  reg \$181 ;
+  reg [3:0] \$182 ;
   reg \$183 ;
   reg \$184 ;
   reg \$185 ;
@@ -27774,9 +27842,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   reg \$192 ;
   reg \$193 ;
   reg \$194 ;
-  reg [1:0] \$195 ;
+  reg \$195 ;
   reg [1:0] \$196 ;
-  reg \$197 ;
+  reg [1:0] \$197 ;
+  reg \$198 ;
   wire [11:0] \$2 ;
   wire [10:0] \$20 ;
   wire [10:0] \$21 ;
@@ -27817,18 +27886,18 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire [6:0] \$53 ;
   wire [6:0] \$54 ;
   wire \$55 ;
-  wire [5:0] \$56 ;
+  wire \$56 ;
   wire [5:0] \$57 ;
-  wire [6:0] \$58 ;
+  wire [5:0] \$58 ;
   wire [6:0] \$59 ;
   wire \$6 ;
-  wire [5:0] \$60 ;
-  wire \$61 ;
-  wire [5:0] \$62 ;
-  wire [6:0] \$63 ;
-  wire [5:0] \$64 ;
-  wire [6:0] \$65 ;
-  wire \$66 ;
+  wire [6:0] \$60 ;
+  wire [5:0] \$61 ;
+  wire \$62 ;
+  wire [5:0] \$63 ;
+  wire [6:0] \$64 ;
+  wire [5:0] \$65 ;
+  wire [6:0] \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
@@ -27850,21 +27919,21 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
-  wire [16:0] \$86 ;
-  wire [17:0] \$87 ;
-  wire \$88 ;
-  wire [16:0] \$89 ;
+  wire \$86 ;
+  wire [16:0] \$87 ;
+  wire [17:0] \$88 ;
+  wire \$89 ;
   wire \$9 ;
-  wire [17:0] \$90 ;
-  wire [16:0] \$91 ;
-  wire [17:0] \$92 ;
-  wire \$93 ;
-  wire [16:0] \$94 ;
-  wire [17:0] \$95 ;
+  wire [16:0] \$90 ;
+  wire [17:0] \$91 ;
+  wire [16:0] \$92 ;
+  wire [17:0] \$93 ;
+  wire \$94 ;
+  wire [16:0] \$95 ;
   wire [17:0] \$96 ;
-  wire [18:0] \$97 ;
-  wire [1:0] \$98 ;
-  wire \$99 ;
+  wire [17:0] \$97 ;
+  wire [18:0] \$98 ;
+  wire [1:0] \$99 ;
   wire \$signal ;
   reg \$signal$117  = 1'h0;
   reg \$signal$86  = 1'h0;
@@ -29117,130 +29186,131 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   assign \$52  = col + 1'h1;
   assign \$53  = \$50  ? { \$51 [5], \$51  } : { 1'h0, \$52  };
   assign \$54  = s_last ? 7'h00 : \$53 ;
-  assign \$55  = row_ph0 >= 4'h8;
-  assign \$56  = row_ph0 - 4'h8;
-  assign \$57  = row_ph0 + 4'hc;
-  assign \$58  = \$55  ? { \$56 [5], \$56  } : { 1'h0, \$57  };
-  assign \$59  = n_last ? 7'h00 : \$58 ;
-  assign \$60  = row_ph0 + col;
-  assign \$61  = \$60  >= 5'h14;
-  assign \$62  = row_ph0 + col;
-  assign \$63  = \$62  - 5'h14;
-  assign \$64  = row_ph0 + col;
-  assign \$65  = \$61  ? \$63  : { 1'h0, \$64  };
-  assign \$66  = ! s_idx;
-  assign \$67  = off1_0[0] ? o[19] : o[18];
-  assign \$68  = off1_0[0] ? o[17] : o[16];
-  assign \$69  = off1_0[1] ? \$67  : \$68 ;
-  assign \$70  = off1_0[0] ? o[15] : o[14];
-  assign \$71  = off1_0[0] ? o[13] : o[12];
-  assign \$72  = off1_0[1] ? \$70  : \$71 ;
-  assign \$73  = off1_0[0] ? o[11] : o[10];
-  assign \$74  = off1_0[0] ? o[9] : o[8];
-  assign \$75  = off1_0[1] ? \$73  : \$74 ;
-  assign \$76  = off1_0[2] ? \$72  : \$75 ;
-  assign \$77  = off1_0[0] ? o[7] : o[6];
-  assign \$78  = off1_0[0] ? o[5] : o[4];
-  assign \$79  = off1_0[1] ? \$77  : \$78 ;
-  assign \$80  = off1_0[0] ? o[3] : o[2];
-  assign \$81  = off1_0[0] ? o[1] : o[0];
-  assign \$82  = off1_0[1] ? \$80  : \$81 ;
-  assign \$83  = off1_0[2] ? \$79  : \$82 ;
-  assign \$84  = off1_0[3] ? \$76  : \$83 ;
-  assign \$85  = off1_0[4] ? \$69  : \$84 ;
-  assign \$86  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$87  = \$86  + xsum_q_d1;
-  assign \$88  = flags_x[0] & flags_x[2];
-  assign \$89  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$90  = \$89  + xsum_q_d1;
-  assign \$91  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$92  = \$91  + t0_0_l0_0;
-  assign \$93  = flags_0[0] & flags_0[2];
-  assign \$94  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$95  = \$94  + t0_0_l0_0;
-  assign \$97  = \$96  - xfin;
-  assign \$98  = ser_left - 1'h1;
-  assign \$99  = addr == 4'h9;
-  assign \$100  = addr + 1'h1;
-  assign \$101  = \$99  ? 5'h00 : \$100 ;
-  assign \$105  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$108  = $signed(\$106 ) + $signed(\$107 );
-  assign \$109  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$112  = $signed(\$111 ) < $signed(16'h8000);
-  assign \$114  = $signed(\$113 ) > $signed(16'h7fff);
-  assign \$115  = step & s_last;
-  assign \$116  = o__valid & \o__ready$66 ;
-  assign \$117  = \$116  + skipped_d5;
-  assign \$118  = ~ rst_fc2;
-  assign \$120  = rst_fc2 ? 1'h0 : take;
-  assign \$121  = rst_fc2 | load;
-  assign \$122  = filled ? 1'h1 : w_full;
-  assign \$123  = \$121  ? 1'h0 : \$122 ;
-  assign \$124  = rst_fc2 | load;
-  assign \$125  = filled ? 1'h1 : w_full_issue;
-  assign \$126  = \$124  ? 1'h0 : \$125 ;
-  assign \$127  = step & sn_last;
-  assign \$128  = \$127  ? 1'h0 : active;
-  assign \$129  = load ? 1'h1 : \$128 ;
-  assign \$130  = rst_fc2 ? 1'h0 : \$129 ;
-  assign \$131  = rst_fc2 ? 1'h0 : \$signal ;
-  assign \$133  = rst_fc2 ? 1'h1 : \$132 ;
-  assign \$134  = \$signal  & n_last_next;
-  assign \$135  = rst_fc2 ? 1'h0 : \$134 ;
-  assign \$136  = ph_last | sn_last;
-  assign \$137  = ~ \$136 ;
-  assign \$138  = ph == 5'h12;
-  assign \$139  = \$137  & \$138 ;
-  assign \$140  = step ? \$139  : ph_last;
-  assign \$141  = rst_fc2 ? 1'h0 : \$140 ;
+  assign \$55  = step & s_last;
+  assign \$56  = row_ph0 >= 4'h8;
+  assign \$57  = row_ph0 - 4'h8;
+  assign \$58  = row_ph0 + 4'hc;
+  assign \$59  = \$56  ? { \$57 [5], \$57  } : { 1'h0, \$58  };
+  assign \$60  = n_last ? 7'h00 : \$59 ;
+  assign \$61  = row_ph0 + col;
+  assign \$62  = \$61  >= 5'h14;
+  assign \$63  = row_ph0 + col;
+  assign \$64  = \$63  - 5'h14;
+  assign \$65  = row_ph0 + col;
+  assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
+  assign \$67  = ! s_idx;
+  assign \$68  = off1_0[0] ? o[19] : o[18];
+  assign \$69  = off1_0[0] ? o[17] : o[16];
+  assign \$70  = off1_0[1] ? \$68  : \$69 ;
+  assign \$71  = off1_0[0] ? o[15] : o[14];
+  assign \$72  = off1_0[0] ? o[13] : o[12];
+  assign \$73  = off1_0[1] ? \$71  : \$72 ;
+  assign \$74  = off1_0[0] ? o[11] : o[10];
+  assign \$75  = off1_0[0] ? o[9] : o[8];
+  assign \$76  = off1_0[1] ? \$74  : \$75 ;
+  assign \$77  = off1_0[2] ? \$73  : \$76 ;
+  assign \$78  = off1_0[0] ? o[7] : o[6];
+  assign \$79  = off1_0[0] ? o[5] : o[4];
+  assign \$80  = off1_0[1] ? \$78  : \$79 ;
+  assign \$81  = off1_0[0] ? o[3] : o[2];
+  assign \$82  = off1_0[0] ? o[1] : o[0];
+  assign \$83  = off1_0[1] ? \$81  : \$82 ;
+  assign \$84  = off1_0[2] ? \$80  : \$83 ;
+  assign \$85  = off1_0[3] ? \$77  : \$84 ;
+  assign \$86  = off1_0[4] ? \$70  : \$85 ;
+  assign \$87  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$88  = \$87  + xsum_q_d1;
+  assign \$89  = flags_x[0] & flags_x[2];
+  assign \$90  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$91  = \$90  + xsum_q_d1;
+  assign \$92  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$93  = \$92  + t0_0_l0_0;
+  assign \$94  = flags_0[0] & flags_0[2];
+  assign \$95  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$96  = \$95  + t0_0_l0_0;
+  assign \$98  = \$97  - xfin;
+  assign \$99  = ser_left - 1'h1;
+  assign \$100  = addr == 4'h9;
+  assign \$101  = addr + 1'h1;
+  assign \$102  = \$100  ? 5'h00 : \$101 ;
+  assign \$106  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$109  = $signed(\$107 ) + $signed(\$108 );
+  assign \$110  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$113  = $signed(\$112 ) < $signed(16'h8000);
+  assign \$115  = $signed(\$114 ) > $signed(16'h7fff);
+  assign \$116  = step & s_last;
+  assign \$117  = o__valid & \o__ready$66 ;
+  assign \$118  = \$117  + skipped_d5;
+  assign \$119  = ~ rst_fc2;
+  assign \$121  = rst_fc2 ? 1'h0 : take;
+  assign \$122  = rst_fc2 | load;
+  assign \$123  = filled ? 1'h1 : w_full;
+  assign \$124  = \$122  ? 1'h0 : \$123 ;
+  assign \$125  = rst_fc2 | load;
+  assign \$126  = filled ? 1'h1 : w_full_issue;
+  assign \$127  = \$125  ? 1'h0 : \$126 ;
+  assign \$128  = step & sn_last;
+  assign \$129  = \$128  ? 1'h0 : active;
+  assign \$130  = load ? 1'h1 : \$129 ;
+  assign \$131  = rst_fc2 ? 1'h0 : \$130 ;
+  assign \$132  = rst_fc2 ? 1'h0 : \$signal ;
+  assign \$134  = rst_fc2 ? 1'h1 : \$133 ;
+  assign \$135  = \$signal  & n_last_next;
+  assign \$136  = rst_fc2 ? 1'h0 : \$135 ;
+  assign \$137  = ph_last | sn_last;
+  assign \$138  = ~ \$137 ;
+  assign \$139  = ph == 5'h12;
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = step ? \$140  : ph_last;
+  assign \$142  = rst_fc2 ? 1'h0 : \$141 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$142 ;
+    w_count <= \$143 ;
   always @(posedge clk)
-    can_end <= \$143 ;
+    can_end <= \$144 ;
   always @(posedge clk)
-    gap_zero <= \$144 ;
+    gap_zero <= \$145 ;
   always @(posedge clk)
-    s_last <= \$145 ;
+    s_last <= \$146 ;
   always @(posedge clk)
-    n_last <= \$146 ;
+    n_last <= \$147 ;
   always @(posedge clk)
-    sn_last <= \$147 ;
+    sn_last <= \$148 ;
   always @(posedge clk)
-    ph_last <= \$148 ;
+    ph_last <= \$149 ;
   always @(posedge clk)
-    ph <= \$149 ;
+    ph <= \$150 ;
   always @(posedge clk)
-    r_addr <= \$150 ;
+    r_addr <= \$151 ;
   always @(posedge clk)
-    s_idx <= \$151 ;
+    s_idx <= \$152 ;
   always @(posedge clk)
-    n_idx <= \$152 ;
+    n_idx <= \$153 ;
   always @(posedge clk)
-    active <= \$153 ;
+    active <= \$154 ;
   always @(posedge clk)
-    r_base <= \$154 ;
+    r_base <= \$155 ;
   always @(posedge clk)
-    w_half <= \$155 ;
+    w_half <= \$156 ;
   always @(posedge clk)
-    col <= \$156 ;
+    col <= \$157 ;
   always @(posedge clk)
-    row_ph0 <= \$157 ;
+    row_ph0 <= \$158 ;
   always @(posedge clk)
-    off1_0 <= \$158 ;
+    off1_0 <= \$159 ;
   always @(posedge clk)
-    \$signal$86  <= \$159 ;
+    \$signal$86  <= \$160 ;
   always @(posedge clk)
-    \$signal$87  <= \$160 ;
+    \$signal$87  <= \$161 ;
   always @(posedge clk)
-    last1 <= \$161 ;
+    last1 <= \$162 ;
   always @(posedge clk)
     i <= \o__payload$89 ;
   always @(posedge clk)
     xdata_d1 <= \port__data$91 ;
   always @(posedge clk)
-    w0_0 <= \$85 ;
+    w0_0 <= \$86 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -29250,101 +29320,101 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   always @(posedge clk)
     xsum_q_d1 <= xsum_l0_0;
   always @(posedge clk)
-    v2_d1 <= \$162 ;
+    v2_d1 <= \$163 ;
   always @(posedge clk)
-    v2_d2 <= \$163 ;
+    v2_d2 <= \$164 ;
   always @(posedge clk)
-    v2_d3 <= \$164 ;
+    v2_d3 <= \$165 ;
   always @(posedge clk)
-    last2_d1 <= \$165 ;
+    last2_d1 <= \$166 ;
   always @(posedge clk)
-    last2_d2 <= \$166 ;
+    last2_d2 <= \$167 ;
   always @(posedge clk)
-    last2_d3 <= \$167 ;
+    last2_d3 <= \$168 ;
   always @(posedge clk)
-    v2p_d1 <= \$168 ;
+    v2p_d1 <= \$169 ;
   always @(posedge clk)
-    v2p_d2 <= \$169 ;
+    v2p_d2 <= \$170 ;
   always @(posedge clk)
-    first2p_d1 <= \$170 ;
+    first2p_d1 <= \$171 ;
   always @(posedge clk)
-    first2p_d2 <= \$171 ;
+    first2p_d2 <= \$172 ;
   always @(posedge clk)
-    last2p_d1 <= \$172 ;
+    last2p_d1 <= \$173 ;
   always @(posedge clk)
-    last2p_d2 <= \$173 ;
+    last2p_d2 <= \$174 ;
   always @(posedge clk)
-    done <= \$174 ;
+    done <= \$175 ;
   always @(posedge clk)
-    xacc <= \$175 ;
+    xacc <= \$176 ;
   always @(posedge clk)
-    xfin <= \$176 ;
+    xfin <= \$177 ;
   always @(posedge clk)
-    acc0_0 <= \$177 ;
+    acc0_0 <= \$178 ;
   always @(posedge clk)
-    fin0_0 <= \$178 ;
+    fin0_0 <= \$179 ;
   always @(posedge clk)
-    bank0_0 <= \$179 ;
+    bank0_0 <= \$180 ;
   always @(posedge clk)
-    ser_left <= \$180 ;
+    ser_left <= \$181 ;
   always @(posedge clk)
-    addr <= \$181 ;
+    addr <= \$182 ;
   always @(posedge clk)
-    \$signal$117  <= \$182 ;
+    \$signal$117  <= \$183 ;
   always @(posedge clk)
-    ka <= \$183 ;
+    ka <= \$184 ;
   always @(posedge clk)
     b <= bank0_0;
   always @(posedge clk)
-    vb <= \$184 ;
+    vb <= \$185 ;
   always @(posedge clk)
     rq0_beta_b <= data[39:19];
   always @(posedge clk)
-    rq0_beta <= \$105 ;
+    rq0_beta <= \$106 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$108 ;
+    rq0_acc_s1_0 <= \$109 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$109 [35:0];
+    rq0_acc_s2_0 <= \$110 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$110 [19:0];
+    rq0_shifted <= \$111 [19:0];
   always @(posedge clk)
-    rq0_under <= \$112 ;
+    rq0_under <= \$113 ;
   always @(posedge clk)
-    rq0_over <= \$114 ;
+    rq0_over <= \$115 ;
   always @(posedge clk)
-    v_out_d1 <= \$185 ;
+    v_out_d1 <= \$186 ;
   always @(posedge clk)
-    v_out_d2 <= \$186 ;
+    v_out_d2 <= \$187 ;
   always @(posedge clk)
-    v_out_d3 <= \$187 ;
+    v_out_d3 <= \$188 ;
   always @(posedge clk)
-    \w_en$71  <= \$188 ;
+    \w_en$71  <= \$189 ;
   always @(posedge clk)
-    skipped_d1 <= \$189 ;
+    skipped_d1 <= \$190 ;
   always @(posedge clk)
-    skipped_d2 <= \$190 ;
+    skipped_d2 <= \$191 ;
   always @(posedge clk)
-    skipped_d3 <= \$191 ;
+    skipped_d3 <= \$192 ;
   always @(posedge clk)
-    skipped_d4 <= \$192 ;
+    skipped_d4 <= \$193 ;
   always @(posedge clk)
-    skipped_d5 <= \$193 ;
+    skipped_d5 <= \$194 ;
   always @(posedge clk)
-    group_ended_d1 <= \$194 ;
+    group_ended_d1 <= \$195 ;
   always @(posedge clk)
-    credits_returned <= \$195 ;
+    credits_returned <= \$196 ;
   always @(posedge clk)
-    credits_space <= \$196 ;
+    credits_space <= \$197 ;
   always @(posedge clk)
-    credits_room <= \$197 ;
+    credits_room <= \$198 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$130 ),
+    .d(\$131 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -29352,7 +29422,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$133 ),
+    .d(\$134 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.fc2.consts  consts (
@@ -29404,7 +29474,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) ph_last_rom_copy (
     .clk(clk),
-    .d(\$141 ),
+    .d(\$142 ),
     .q(ph_last_rom)
   );
   flexor_copy #(
@@ -29438,7 +29508,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$131 ),
+    .d(\$132 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -29446,7 +29516,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) sn_last_rom_copy (
     .clk(clk),
-    .d(\$135 ),
+    .d(\$136 ),
     .q(sn_last_rom)
   );
   flexor_copy #(
@@ -29462,7 +29532,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_en_b0_copy (
     .clk(clk),
-    .d(\$120 ),
+    .d(\$121 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -29470,7 +29540,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$123 ),
+    .d(\$124 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -29478,7 +29548,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$126 ),
+    .d(\$127 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
@@ -29501,139 +29571,127 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$142  = w_count;
+    \$143  = w_count;
     if (take) begin
-      \$142  = \$30 [8:0];
+      \$143  = \$30 [8:0];
     end
     if (rst_fc2) begin
-      \$142  = 9'h000;
+      \$143  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$143  = \$31 ;
-    if (rst_fc2) begin
-      \$143  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$144  = 1'h1;
+    \$144  = \$31 ;
     if (rst_fc2) begin
       \$144  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$145  = \$signal ;
+    \$145  = 1'h1;
     if (rst_fc2) begin
-      \$145  = 1'h0;
+      \$145  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$146  = n_last_next;
+    \$146  = \$signal ;
     if (rst_fc2) begin
       \$146  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$147  = \$32 ;
+    \$147  = n_last_next;
     if (rst_fc2) begin
       \$147  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$148  = \$37 ;
+    \$148  = \$32 ;
     if (rst_fc2) begin
       \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$149  = ph;
+    \$149  = \$37 ;
+    if (rst_fc2) begin
+      \$149  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$150  = ph;
     if (step) begin
-      \$149  = \$40 [4:0];
+      \$150  = \$40 [4:0];
     end
     if (rst_fc2) begin
-      \$149  = 5'h00;
+      \$150  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$150  = r_next;
+    \$151  = r_next;
     if (rst_fc2) begin
-      \$150  = 10'h000;
+      \$151  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$151  = s_idx;
+    \$152  = s_idx;
     if (step) begin
-      \$151  = \$42 [8:0];
+      \$152  = \$42 [8:0];
     end
     if (rst_fc2) begin
-      \$151  = 9'h000;
+      \$152  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$152  = n_idx;
+    \$153  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$152  = \$44 [3:0];
+        \$153  = \$44 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$152  = 4'h0;
+      \$153  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$153  = \$47 ;
+    \$154  = \$47 ;
     if (rst_fc2) begin
-      \$153  = 1'h0;
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$154  = r_base;
+    \$155  = r_base;
     if (load) begin
-      \$154  = \$48 ;
+      \$155  = \$48 ;
     end
     if (rst_fc2) begin
-      \$154  = 10'h000;
+      \$155  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$155  = w_half;
+    \$156  = w_half;
     if (load) begin
-      \$155  = \$49 ;
+      \$156  = \$49 ;
     end
     if (rst_fc2) begin
-      \$155  = 1'h0;
+      \$156  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$156  = col;
+    \$157  = col;
     if (step) begin
-      \$156  = \$54 [4:0];
-    end
-    if (rst_fc2) begin
-      \$156  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$157  = row_ph0;
-    if (step) begin
-      if (s_last) begin
-        \$157  = \$59 [4:0];
-      end
+      \$157  = \$54 [4:0];
     end
     if (rst_fc2) begin
       \$157  = 5'h00;
@@ -29641,290 +29699,300 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$158  = \$65 [4:0];
+    \$158  = row_ph0;
+    if (\$55 ) begin
+      \$158  = \$60 [4:0];
+    end
     if (rst_fc2) begin
       \$158  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$159  = step;
+    \$159  = \$66 [4:0];
     if (rst_fc2) begin
-      \$159  = 1'h0;
+      \$159  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$160  = \$66 ;
+    \$160  = step;
     if (rst_fc2) begin
       \$160  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$161  = s_last;
+    \$161  = \$67 ;
     if (rst_fc2) begin
       \$161  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$162  = \$signal$86 ;
+    \$162  = s_last;
     if (rst_fc2) begin
       \$162  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$163  = v2_d1;
+    \$163  = \$signal$86 ;
     if (rst_fc2) begin
       \$163  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$164  = v2_d2;
+    \$164  = v2_d1;
     if (rst_fc2) begin
       \$164  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$165  = last1;
+    \$165  = v2_d2;
     if (rst_fc2) begin
       \$165  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$166  = last2_d1;
+    \$166  = last1;
     if (rst_fc2) begin
       \$166  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$167  = last2_d2;
+    \$167  = last2_d1;
     if (rst_fc2) begin
       \$167  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$168  = \$signal$86 ;
+    \$168  = last2_d2;
     if (rst_fc2) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$169  = v2p_d1;
+    \$169  = \$signal$86 ;
     if (rst_fc2) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$170  = \$signal$87 ;
+    \$170  = v2p_d1;
     if (rst_fc2) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$171  = first2p_d1;
+    \$171  = \$signal$87 ;
     if (rst_fc2) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$172  = last1;
+    \$172  = first2p_d1;
     if (rst_fc2) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$173  = last2p_d1;
+    \$173  = last1;
     if (rst_fc2) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$174  = group_end;
+    \$174  = last2p_d1;
     if (rst_fc2) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$175  = xacc;
+    \$175  = group_end;
+    if (rst_fc2) begin
+      \$175  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$176  = xacc;
     if (flags_x[0]) begin
-      \$175  = \$87 [16:0];
+      \$176  = \$88 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$176  = xfin;
-    if (\$88 ) begin
-      \$176  = \$90 [16:0];
+    \$177  = xfin;
+    if (\$89 ) begin
+      \$177  = \$91 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$177  = acc0_0;
+    \$178  = acc0_0;
     if (flags_0[0]) begin
-      \$177  = \$92 [16:0];
+      \$178  = \$93 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$178  = fin0_0;
-    if (\$93 ) begin
-      \$178  = \$95 [16:0];
+    \$179  = fin0_0;
+    if (\$94 ) begin
+      \$179  = \$96 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$179  = bank0_0;
+    \$180  = bank0_0;
     if (done) begin
-      \$179  = \$97 [17:0];
+      \$180  = \$98 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$180  = ser_left;
+    \$181  = ser_left;
     if (done) begin
-      \$180  = 1'h1;
+      \$181  = 1'h1;
     end else if (ser) begin
-      \$180  = \$98 [0];
+      \$181  = \$99 [0];
     end
     if (rst_fc2) begin
-      \$180  = 1'h0;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$181  = addr;
+    \$182  = addr;
     if (ser) begin
-      \$181  = \$101 [3:0];
+      \$182  = \$102 [3:0];
     end
     if (rst_fc2) begin
-      \$181  = 4'h0;
+      \$182  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$182  = \$102 ;
-    if (rst_fc2) begin
-      \$182  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$183  = \$104 ;
+    \$183  = \$103 ;
     if (rst_fc2) begin
       \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$184  = \$signal$117 ;
+    \$184  = \$105 ;
     if (rst_fc2) begin
       \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$185  = vb;
+    \$185  = \$signal$117 ;
     if (rst_fc2) begin
       \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$186  = v_out_d1;
+    \$186  = vb;
     if (rst_fc2) begin
       \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$187  = v_out_d2;
+    \$187  = v_out_d1;
     if (rst_fc2) begin
       \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$188  = v_out_d3;
+    \$188  = v_out_d2;
     if (rst_fc2) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$189  = ka;
+    \$189  = v_out_d3;
     if (rst_fc2) begin
       \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$190  = skipped_d1;
+    \$190  = ka;
     if (rst_fc2) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$191  = skipped_d2;
+    \$191  = skipped_d1;
     if (rst_fc2) begin
       \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$192  = skipped_d3;
+    \$192  = skipped_d2;
     if (rst_fc2) begin
       \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$193  = skipped_d4;
+    \$193  = skipped_d3;
     if (rst_fc2) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$194  = \$115 ;
+    \$194  = skipped_d4;
     if (rst_fc2) begin
       \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$195  = \$117 ;
+    \$195  = \$116 ;
     if (rst_fc2) begin
-      \$195  = 2'h0;
+      \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$196  = \$27 [1:0];
+    \$196  = \$118 ;
     if (rst_fc2) begin
-      \$196  = 2'h2;
+      \$196  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$197  = credits_room_next;
+    \$197  = \$27 [1:0];
     if (rst_fc2) begin
-      \$197  = 1'h1;
+      \$197  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$198  = credits_room_next;
+    if (rst_fc2) begin
+      \$198  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -29956,17 +30024,17 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   assign \$4  = active;
   assign \$10  = active_rom;
   assign \$31  = credits_room_next;
-  assign \$96  = { fin0_0, 1'h0 };
-  assign \$102  = ser;
-  assign \$103  = 1'h0;
+  assign \$97  = { fin0_0, 1'h0 };
+  assign \$103  = ser;
   assign \$104  = 1'h0;
-  assign \$106  = { p[34], p };
-  assign \$107  = { \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 , 17'h00000 };
-  assign \$110  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$105  = 1'h0;
+  assign \$107  = { p[34], p };
+  assign \$108  = { \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 , 17'h00000 };
   assign \$111  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$113  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$119  = \$118 ;
-  assign \$132  = credits_room_next;
+  assign \$112  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$114  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$120  = \$119 ;
+  assign \$133  = credits_room_next;
   assign ser = ser_left;
 endmodule
 
@@ -30313,15 +30381,16 @@ endmodule
 module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
-  reg \$10 ;
+  reg [1:0] \$10 ;
+  reg \$11 ;
   wire \$2 ;
-  wire [8:0] \$3 ;
+  wire \$3 ;
   wire [8:0] \$4 ;
-  wire \$5 ;
-  wire [2:0] \$6 ;
-  wire \$7 ;
-  reg [7:0] \$8 ;
-  reg [1:0] \$9 ;
+  wire [8:0] \$5 ;
+  wire \$6 ;
+  wire [2:0] \$7 ;
+  wire \$8 ;
+  reg [7:0] \$9 ;
   output [7:0] addr;
   reg [7:0] addr = 8'h00;
   input clk;
@@ -30342,48 +30411,51 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
   reg [1:0] reads = 2'h0;
   input rst_fc2;
   wire rst_fc2;
+  wire valid_next;
   assign \$1  = ~ primed;
   assign go = o__ready | \$1 ;
-  assign \$2  = addr == 8'hff;
-  assign \$3  = addr + 1'h1;
-  assign \$4  = \$2  ? 9'h000 : \$3 ;
-  assign \$5  = ~ primed;
-  assign \$6  = reads + 1'h1;
-  assign \$7  = reads == 2'h2;
+  assign \$2  = reads == 2'h2;
+  assign valid_next = primed | \$2 ;
+  assign \$3  = addr == 8'hff;
+  assign \$4  = addr + 1'h1;
+  assign \$5  = \$3  ? 9'h000 : \$4 ;
+  assign \$6  = ~ primed;
+  assign \$7  = reads + 1'h1;
+  assign \$8  = reads == 2'h2;
   always @(posedge clk)
-    addr <= \$8 ;
+    addr <= \$9 ;
   always @(posedge clk)
-    reads <= \$9 ;
+    reads <= \$10 ;
   always @(posedge clk)
-    primed <= \$10 ;
+    primed <= \$11 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$8  = addr;
+    \$9  = addr;
     if (go) begin
-      \$8  = \$4 [7:0];
+      \$9  = \$5 [7:0];
     end
     if (rst_fc2) begin
-      \$8  = 8'h00;
+      \$9  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$9  = reads;
-    if (\$5 ) begin
-      \$9  = \$6 [1:0];
+    \$10  = reads;
+    if (\$6 ) begin
+      \$10  = \$7 [1:0];
     end
     if (rst_fc2) begin
-      \$9  = 2'h0;
+      \$10  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$10  = primed;
-    if (\$5 ) begin
-      \$10  = \$7 ;
+    \$11  = primed;
+    if (\$6 ) begin
+      \$11  = \$8 ;
     end
     if (rst_fc2) begin
-      \$10  = 1'h0;
+      \$11  = 1'h0;
     end
   end
   assign en = go;

@@ -29,12 +29,13 @@ def _layer(f, o, *, q=1, n_in=6, n_out=10, signed=False, seed=0):
 
 
 def _copies_agree(dut, wrong):
-    """A monitor: ``w_full`` and its issue copy equal in every cycle, and the weight
-    stream's pop from the step's flags' copies equal to the issue's (else the cycle into
-    ``wrong``)."""
+    """A monitor: ``w_full`` and its issue copy equal in every cycle (an input-stationary
+    unit: its registered ``ready`` and what it stands for), and the weight stream's pop from
+    the step's flags' copies equal to the issue's (else the cycle into ``wrong``)."""
     async def monitor(ctx):
         cycle = 0
-        pairs = dut._pops if dut.params.stationary else (*dut._w_full, *dut._pops)
+        pairs = (*dut._pops, *dut._ready) if dut.params.stationary else \
+            (*dut._w_full, *dut._pops)
         async for _, _, *values in ctx.tick().sample(*pairs):
             cycle += 1
             if any(a != b for a, b in zip(values[::2], values[1::2])):
@@ -654,14 +655,15 @@ def test_stationary_mvau_reset_in_the_middle_of_a_vector():
     stalls: the next vectors are exact (the rings, the buffer's counts and the issue start
     again; the word's register loads from the reset on)."""
     pkg, consts, params = _stationary(STATIONARY[0], masked_adders=True)
-    dut = MatrixVectorUnit(params)
+    dut, wrong = MatrixVectorUnit(params), []
     junk = pack_beats(_inputs(consts, 4, 40, seed=7), params.simd, params.x_width)
     before = reset_while_stalled(dut, junk[:params.sf + 2], settle=30, hold=2)
     x = _inputs(consts, 3, 40, seed=8)
     run = run_stream(dut, pack_beats(x, params.simd, params.x_width), 3 * 16, in_stall=0.2,
-                     out_stall=0.3, seed=2, before=before)
+                     out_stall=0.3, seed=2, before=before, monitor=_copies_agree(dut, wrong))
     got = unpack_beats(run.outputs, 1, params.y_width, consts.y_lo < 0).reshape(3, 16)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
+    assert wrong == []
 
 
 def test_stationary_rom_image_is_column_block_major():
