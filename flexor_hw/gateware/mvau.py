@@ -3,6 +3,7 @@ fan-in elements per cycle, each activation shared by the ``PE`` rows, FleXOR wei
 from a ROM image tiled for that folding."""
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, ResetSignal, Shape, Signal, signed, unsigned
 from amaranth.lib import memory, stream, wiring
@@ -994,7 +995,7 @@ class MatrixVectorUnit(wiring.Component):
     def _issue_stationary(self, m, weights, rom):
         """The issue of an input-stationary unit (:attr:`MvauParams.stationary`): a step per
         row group of each input word (the groups inner, the words outer), the word taken
-        with its last group's step; a group's last word's step reserves a place in the
+        with its first group's step; a group's last word's step reserves a place in the
         buffer of finished groups (``slots``, :meth:`_stationary_sums`). Returns the issue's
         counters and flags, the rows' counted offsets, and the output FIFO's credits."""
         p = self._params
@@ -1053,13 +1054,8 @@ class MatrixVectorUnit(wiring.Component):
         # phase each word
         offs1 = _offset_counters(m, p, step & n_last, s_last, step, n_last)
 
-        class Issue:
-            pass
-        iss = Issue()
-        iss.step, iss.s_idx, iss.n_idx = step, s_idx, n_idx
-        iss.s_last, iss.n_last = s_last, n_last
-        iss.offs1, iss.credits = offs1, credits
-        return iss
+        return SimpleNamespace(step=step, s_idx=s_idx, n_idx=n_idx, s_last=s_last,
+                               n_last=n_last, offs1=offs1, credits=credits)
 
     def _stationary_sums(self, m, trees, row_flags, xtotal, bank, group_end, shift):
         """An input-stationary unit's sums: each PE row and plane keeps its ``NF`` groups'
