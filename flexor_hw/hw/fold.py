@@ -573,7 +573,7 @@ def fold_to_device(graph, budget, *, what="the device", progress=None):
                 lo = mid
     # Units folded to the rate the folding reached, not 1/32 faster, where that takes fewer
     # LUT4 and loses no cycle: the stage that bounds it stays the bottleneck (LeNet-5 on the
-    # ECP5-25k: conv2 at 8 × 40, 31,360 cycles, beside its window's 31,361: 13,290 LUT4
+    # ECP5-25k: conv2 at 4 × 80, 31,360 cycles, beside its window's 31,361: 12,899 LUT4
     # estimated, where 4 × 100 at 25,088 took 14,979)
     reached = best.cycles_per_image()
     eased = _at_rate(reached + -(-reached // (UNIT_SLACK - 1)))

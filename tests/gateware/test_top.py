@@ -252,3 +252,35 @@ def test_reset_tree_reaches_each_unit_through_a_register_of_its_own(tmp_path):
         assert re.search(rf"\brst_{n}\b", unit.split(";", 1)[0])       # a port of the unit
     assert not any(re.search(r"\brst\b", t) for t in modules[2:])
     assert sum(len(re.findall(r"\bif \(rst_", t)) for t in modules[2:]) > 10 * len(names)
+
+
+def test_input_stationary_units_in_a_network_run_at_the_manifest_rate():
+    """The small LeNet with every unit that can be input-stationary made so (its width
+    converters matched again: such a unit takes whole words), exact with stalls, and
+    unstalled images leave exactly the manifest's cycles apart."""
+    from dataclasses import replace
+
+    from flexor_hw.gateware.mvau import stationary_refusal
+    from flexor_hw.hw import fold as F
+    pkg = random_graph((1, 12, 12), "c8k3p1,mp2,c8k3p1,mp2,fc24,fc4", q=1, n_in=4, n_out=10,
+                       seed=3, calibration=8)
+    graph = plan_hardware(pkg, frac_bits=12)
+    stages = []
+    for st in graph.stages:
+        if st.kind == "mvau":
+            whole = replace(st, in_beat=None)
+            if whole.params.nf > 1 and stationary_refusal(whole.params) is None:
+                st = replace(whole, stationary=True)
+        if st.kind != "repack":
+            stages.append(st)
+    graph = F.match_widths(replace(graph, stages=stages))
+    assert [st.name for st in graph.mvaus if st.stationary] == ["conv1", "conv3"]
+    x = np.random.default_rng(0).integers(0, 256, (4, 1, 12, 12))
+    want = run_int(pkg, x, 12)[-1].reshape(-1).tolist()
+    run = run_stream(hardware_top(graph), image_beats(x), len(want), in_stall=0.3,
+                     out_stall=0.3, seed=4)
+    assert run.outputs == want
+    run = run_stream(hardware_top(graph), image_beats(x), len(want))
+    assert run.outputs == want
+    ends = [run.out_cycles[(i + 1) * 4 - 1] for i in range(4)]
+    assert list(np.diff(ends))[1:] == [graph.cycles_per_image()] * 2
