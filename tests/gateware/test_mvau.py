@@ -352,21 +352,23 @@ def test_mvau_refuses_an_input_simd_that_does_not_divide_simd():
             replace(params, in_simd=bad)
 
 
-def test_mvau_int8_planes_and_baseline():
+@pytest.mark.parametrize("stationary", [False, True], ids=["vector_memory", "stationary"])
+def test_mvau_int8_planes_and_baseline(stationary):
     """An int8 layer's two's complement planes (unipolar, stored as they are) and the 1-bit
-    baseline (decrypted bits in the ROM) compute the same outputs as the golden model."""
+    baseline (decrypted bits in the ROM) compute the same outputs as the golden model, with
+    a vector memory and input-stationary."""
     pkg = random_graph((23,), "ifc7,fc5", seed=4, calibration=8)
     node = pkg.nodes[0]
     view = IntPlanes(node)
     consts = view.constants(graph_constants(pkg, F)[node.name])
-    params = mvau_params(view, consts, 3, 6, 1, unipolar=True)
+    params = mvau_params(view, consts, 3, 6, 1, unipolar=True, stationary=stationary)
     assert params.plain and params.rom_width == 8 * 3 * 6
     x = _inputs(consts, 3, 23, seed=5)
     got, _ = _simulate(params, x, stall=0.2)
     assert np.array_equal(got, run_int(pkg, x, F)[0])
 
     pkg, layer, consts = _layer(19, 6, q=2)
-    base = mvau_params(layer, consts, 2, 5, 2, baseline=True)
+    base = mvau_params(layer, consts, 2, 5, 2, baseline=True, stationary=stationary)
     assert base.plain and base.rom_width == 2 * 2 * 5
     x = _inputs(consts, 2, 19, seed=6)
     got, _ = _simulate(base, x, stall=0.2)
@@ -613,14 +615,16 @@ def _stationary(case, **kw):
     return pkg, consts, mvau_params(layer, consts, pe, simd, r, stationary=True, **kw)
 
 
+@pytest.mark.parametrize("bits_register", [True, False], ids=["bits_registered", "bits"])
 @pytest.mark.parametrize("masked_adders", [False, True], ids=["reset_masks", "masked_adders"])
 @pytest.mark.parametrize("case", STATIONARY, ids=[f"f{c[0]}o{c[1]}pe{c[2]}s{c[3]}r{c[4]}"
                                                   for c in STATIONARY])
-def test_stationary_mvau_matches_golden_under_stalls(case, masked_adders):
+def test_stationary_mvau_matches_golden_under_stalls(case, masked_adders, bits_register):
     """An input-stationary unit (each word held while every row group takes it, the groups'
-    sums in rings, finished groups in a buffer) is exact with both streams stalled, and it
-    reads its ROM image column block major."""
-    pkg, consts, params = _stationary(case, masked_adders=masked_adders)
+    sums in rings, finished groups in a buffer) is exact with both streams stalled, its
+    weight bits registered or not, and it reads its ROM image column block major."""
+    pkg, consts, params = _stationary(case, masked_adders=masked_adders,
+                                      bits_register=bits_register)
     assert params.stationary and params.activation_memory_bits == 0
     f = case[0]
     x = _inputs(consts, 4, f, seed=f)
