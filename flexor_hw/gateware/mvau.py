@@ -526,7 +526,6 @@ class MatrixVectorUnit(wiring.Component):
         p, c = self._params, self._params.consts
         sf, nf, pe, simd, q = p.sf, p.nf, p.pe, p.simd, p.q
         xs, xw = p.x_shape, p.x_width
-        f = p.fan_in
         G = p.group_beats
 
         # ROMs.
@@ -878,8 +877,6 @@ class MatrixVectorUnit(wiring.Component):
                 for j in range(pe)]
         group_end = Signal()
         m.d.comb += group_end.eq(v2 & last2)
-        done = Signal()                                 # the group's totals are latched
-        m.d.sync += done.eq(group_end)
         shift = Signal()
         xtotal = x_init = None
         if p.x_sum_written:
@@ -887,9 +884,7 @@ class MatrixVectorUnit(wiring.Component):
             # (S = 2·T − Σx accumulated itself): taken ``tree_stages + 1`` cycles after the
             # vector's load, the cycle before its first row group's first sums arrive and
             # after the vector before's last group's (:attr:`MvauParams.x_sum_written`)
-            fm = f * max(abs(c.x_lo), abs(c.x_hi))
-            a_shape = int_shape(-fm, fm)        # every partial 2·T − Σx
-            x_init = Signal(a_shape, name="x_init", reset_less=True)
+            x_init = Signal(p.acc_shape, name="x_init", reset_less=True)
             with m.If(delay(m, load, p.tree_stages + 1, "x_taken")):
                 m.d.sync += x_init.eq(-written_sum)
         elif not p.unipolar:
@@ -906,31 +901,32 @@ class MatrixVectorUnit(wiring.Component):
         if p.stationary:
             done, ser, beat, rd_go = self._stationary_sums(m, trees, row_flags, xtotal, bank,
                                                            group_end, shift)
-        for j in range(pe if not p.stationary else 0):
-            v_j, first_j, end_j = row_flags(f"flags_{j}")
-            for i in range(q):
-                if x_init is not None:      # S from −Σx, twice the row's sums
-                    acc = Signal(a_shape, name=f"acc{j}_{i}", reset_less=True)
-                    fin = Signal(a_shape, name=f"fin{j}_{i}", reset_less=True)
-                    total = Mux(first_j, x_init, acc) + (trees[j][i] << 1)
-                else:
-                    acc = Signal(t_shape, name=f"acc{j}_{i}", reset_less=True)
-                    fin = Signal(t_shape, name=f"fin{j}_{i}", reset_less=True)
-                    total = Mux(first_j, 0, acc) + trees[j][i]
-                with m.If(v_j):
-                    m.d.sync += acc.eq(total)
-                with m.If(end_j):
-                    m.d.sync += fin.eq(total)
-                with m.If(done):
-                    m.d.sync += bank[j][i].eq(fin if xtotal is None else (fin << 1) - xtotal)
-                if j + p.out_simd < pe:
-                    with m.Elif(shift):
-                        m.d.sync += bank[j][i].eq(bank[j + p.out_simd][i])
+        else:
+            done = Signal()                             # the group's totals are latched
+            m.d.sync += done.eq(group_end)
+            for j in range(pe):
+                v_j, first_j, end_j = row_flags(f"flags_{j}")
+                for i in range(q):
+                    acc = Signal(p.acc_shape, name=f"acc{j}_{i}", reset_less=True)
+                    fin = Signal(p.acc_shape, name=f"fin{j}_{i}", reset_less=True)
+                    if x_init is not None:      # S from −Σx, twice the row's sums
+                        total = Mux(first_j, x_init, acc) + (trees[j][i] << 1)
+                    else:
+                        total = Mux(first_j, 0, acc) + trees[j][i]
+                    with m.If(v_j):
+                        m.d.sync += acc.eq(total)
+                    with m.If(end_j):
+                        m.d.sync += fin.eq(total)
+                    with m.If(done):
+                        m.d.sync += bank[j][i].eq(fin if xtotal is None else
+                                                  (fin << 1) - xtotal)
+                    if j + p.out_simd < pe:
+                        with m.Elif(shift):
+                            m.d.sync += bank[j][i].eq(bank[j + p.out_simd][i])
+            ser, beat, _ = self._serializer(m, done, shift)
 
         # -- serializer: R rows per cycle from the bank into R requantizers -----------------
         keep_limit = (nf - 1) * G + p.last_group_beats          # beats past it are not rows
-        if not p.stationary:
-            ser, beat, _ = self._serializer(m, done, shift)
         m.d.comb += crom.addr.eq(beat)
         keep = beat < keep_limit if keep_limit < p.const_depth else Const(1)
 

@@ -360,11 +360,12 @@ class Mvau(Stage):
     def memories(self):
         p = self.params
         in_logic = rom_in_logic(p, LOGIC_ROM_BITS)      # the unit's own rule, rom_block's too
-        vectors = [_mem(self, "activations", 2 * p.sf, p.simd * p.x_width,
-                        style=p.vectors_style)]
         if p.stationary:        # no vector memory: a buffer of finished row groups' sums
             vectors = [_mem(self, "finished groups", p.group_slots,
                             p.pe * p.q * p.consts.s_width, style="distributed")]
+        else:
+            vectors = [_mem(self, "activations", 2 * p.sf, p.simd * p.x_width,
+                            style=p.vectors_style)]
         fifo = []
         if self.family == "ice40":
             # No LUT RAM: the vector memory's banks and pages (cut for LUT RAM unless it asks
@@ -460,40 +461,37 @@ def mvau_logic(p):
     # two masked activations' (about half the flip-flops)
     lane_ffs = (c["ffs_per_lane_bit"] * lanes * xw if not p.masked_adders else
                 (c["ffs_per_lane_bit"] - 1) * lanes * xw + lanes * (xw + 1) / 2)
-    if p.stationary:
-        # no vector memory: its read and write registers and Σx's hold go; the input word's
-        # register takes the read's place, and each row's NF − 1 other groups' sums wait in
-        # its ring (flip-flops only: they shift under the row's enable); a finished group's
-        # place in the buffer, its counters and the serializer's read
-        ffs = (c["ffs"] + lane_ffs + c["ffs_per_column_bit"] * columns * xw
-               + p.simd * xw * (1 + p.bits_register) + lanes * p.bits_register
-               + (p.x_copies * p.simd * xw if p.x_copies > 1 else 0)
-               + c["ffs_per_row_bit"] * rows * t_width + (p.nf - 1) * rows * p.acc_shape.width
-               + stream_word_ffs(p) * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
-               + rom_read_ffs(p) + stream_enable_ffs(p)
-               + c["ffs_per_product_bit"] * product_bits)
-        return {"luts": round(luts + c["luts_stationary"]), "ffs": round(ffs), "brams": 0,
-                "dsps": p.dsps}
     ffs = (c["ffs"] + lane_ffs
-           # the Σx tree's registers, and on the iCE40 the word's register before it; a
-           # written vector's sum is held once more, for the issue
+           # the Σx tree's registers
            + c["ffs_per_column_bit"] * columns * xw
-           + (p.address_register * p.simd * xw if not p.x_sum_written else t_width)
-           + (vector_pages(p) - 1) * p.simd * xw        # a read register per LUT-RAM page
-           + vector_write_ffs(p)                        # the write address's copies
-           # a narrow input's write data register holds a beat, not a word
-           - (p.simd - write_data_lanes(p)) * xw
-           # the weight bits and the word read (the read address on the iCE40, where the
-           # bits' and a paged ROM's registers share their LUTs' logic cells: the cells are
-           # what counts there, and the placed digits MLP took fewer with them)
-           + (p.simd * xw + lanes) * (p.bits_register and not p.address_register)
            # the word's copies for the rows' masked adders (the Σx tree keeps the register)
            + (p.x_copies * p.simd * xw if p.x_copies > 1 else 0)
-           + (2 * p.sf - 1).bit_length() * p.address_register
            + c["ffs_per_row_bit"] * rows * t_width + carried + ahead_ffs
            + stream_word_ffs(p) * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
            + rom_read_ffs(p) + stream_enable_ffs(p)
            + c["ffs_per_product_bit"] * product_bits)
+    if p.stationary:
+        # no vector memory: the input word's register takes its read's place (and the
+        # weight bits' and the word's beside them), and each row's NF − 1 other groups'
+        # sums wait in its ring (flip-flops only: they shift under the row's enable); the
+        # finished groups' counters and the serializer's read
+        ffs += (p.simd * xw * (1 + p.bits_register) + lanes * p.bits_register
+                + (p.nf - 1) * rows * p.acc_shape.width)
+        luts += c["luts_stationary"]
+    else:
+        ffs += (
+            # on the iCE40 the word's register before the Σx tree; a written vector's sum
+            # is held once more, for the issue
+            (p.address_register * p.simd * xw if not p.x_sum_written else t_width)
+            + (vector_pages(p) - 1) * p.simd * xw       # a read register per LUT-RAM page
+            + vector_write_ffs(p)                       # the write address's copies
+            # a narrow input's write data register holds a beat, not a word
+            - (p.simd - write_data_lanes(p)) * xw
+            # the weight bits and the word read (the read address on the iCE40, where the
+            # bits' and a paged ROM's registers share their LUTs' logic cells: the cells are
+            # what counts there, and the placed digits MLP took fewer with them)
+            + (p.simd * xw + lanes) * (p.bits_register and not p.address_register)
+            + (2 * p.sf - 1).bit_length() * p.address_register)
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0, "dsps": p.dsps}
 
 

@@ -715,9 +715,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$219 ;
   wire \$22 ;
   reg \$220 ;
-  reg \$221 ;
+  reg [10:0] \$221 ;
   reg [10:0] \$222 ;
-  reg [10:0] \$223 ;
+  reg \$223 ;
   reg [10:0] \$224 ;
   reg [10:0] \$225 ;
   reg [11:0] \$226 ;
@@ -1542,11 +1542,11 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     last2p_d3 <= \$220 ;
   always @(posedge clk)
-    done <= \$221 ;
+    xacc <= \$221 ;
   always @(posedge clk)
-    xacc <= \$222 ;
+    xfin <= \$222 ;
   always @(posedge clk)
-    xfin <= \$223 ;
+    done <= \$223 ;
   always @(posedge clk)
     acc0_0 <= \$224 ;
   always @(posedge clk)
@@ -2372,23 +2372,23 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$221  = group_end;
-    if (rst_fc1) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$222  = xacc;
+    \$221  = xacc;
     if (flags_x[0]) begin
-      \$222  = \$96 [10:0];
+      \$221  = \$96 [10:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$223  = xfin;
+    \$222  = xfin;
     if (\$97 ) begin
-      \$223  = \$99 [10:0];
+      \$222  = \$99 [10:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$223  = group_end;
+    if (rst_fc1) begin
+      \$223  = 1'h0;
     end
   end
   always @* begin
@@ -3467,10 +3467,10 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg \$155 ;
   reg \$156 ;
   reg \$157 ;
-  reg \$158 ;
+  reg [14:0] \$158 ;
   reg [14:0] \$159 ;
   wire \$16 ;
-  reg [14:0] \$160 ;
+  reg \$160 ;
   reg [14:0] \$161 ;
   reg [14:0] \$162 ;
   reg [15:0] \$163 ;
@@ -4073,11 +4073,11 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   always @(posedge clk)
     last2p_d3 <= \$157 ;
   always @(posedge clk)
-    done <= \$158 ;
+    xacc <= \$158 ;
   always @(posedge clk)
-    xacc <= \$159 ;
+    xfin <= \$159 ;
   always @(posedge clk)
-    xfin <= \$160 ;
+    done <= \$160 ;
   always @(posedge clk)
     acc0_0 <= \$161 ;
   always @(posedge clk)
@@ -4648,23 +4648,23 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$158  = group_end;
-    if (rst_fc2) begin
-      \$158  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$159  = xacc;
+    \$158  = xacc;
     if (flags_x[0]) begin
-      \$159  = \$65 [14:0];
+      \$158  = \$65 [14:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$160  = xfin;
+    \$159  = xfin;
     if (\$66 ) begin
-      \$160  = \$68 [14:0];
+      \$159  = \$68 [14:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$160  = group_end;
+    if (rst_fc2) begin
+      \$160  = 1'h0;
     end
   end
   always @* begin

@@ -147,7 +147,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__payload(\i__payload$24 ),
     .i__ready(\o__ready$28 ),
     .i__valid(\i__valid$26 ),
-    .\o__payload$238 (\i__payload$30 ),
+    .\o__payload$237 (\i__payload$30 ),
     .o__ready(\o__ready$34 ),
     .o__valid(\i__valid$32 ),
     .rst_conv1(rst_conv1)
@@ -177,7 +177,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__payload(\i__payload$48 ),
     .i__ready(\o__ready$52 ),
     .i__valid(\i__valid$50 ),
-    .\o__payload$906 (\i__payload$54 ),
+    .\o__payload$905 (\i__payload$54 ),
     .o__ready(\o__ready$58 ),
     .o__valid(\i__valid$56 ),
     .rst_conv2(rst_conv2)
@@ -754,7 +754,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload, o__valid, \o__payload$238 , clk);
+module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload, o__valid, \o__payload$237 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [5:0] \$1 ;
   wire [6:0] \$10 ;
@@ -817,7 +817,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg \$151 ;
   reg \$152 ;
   reg \$153 ;
-  reg \$154 ;
+  reg [12:0] \$154 ;
   reg [12:0] \$155 ;
   reg [12:0] \$156 ;
   reg [12:0] \$157 ;
@@ -854,16 +854,16 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg [12:0] \$185 ;
   reg [12:0] \$186 ;
   reg [12:0] \$187 ;
-  reg [12:0] \$188 ;
-  reg \$189 ;
+  reg \$188 ;
+  reg [4:0] \$189 ;
   wire [6:0] \$19 ;
-  reg [4:0] \$190 ;
-  reg \$191 ;
-  reg [4:0] \$192 ;
-  reg [5:0] \$193 ;
-  reg \$194 ;
-  reg [4:0] \$195 ;
-  reg [13:0] \$196 ;
+  reg \$190 ;
+  reg [4:0] \$191 ;
+  reg [5:0] \$192 ;
+  reg \$193 ;
+  reg [4:0] \$194 ;
+  reg [13:0] \$195 ;
+  reg \$196 ;
   reg \$197 ;
   reg \$198 ;
   reg \$199 ;
@@ -875,10 +875,9 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg \$203 ;
   reg \$204 ;
   reg \$205 ;
-  reg \$206 ;
-  reg [1:0] \$207 ;
-  reg [3:0] \$208 ;
-  reg \$209 ;
+  reg [1:0] \$206 ;
+  reg [3:0] \$207 ;
+  reg \$208 ;
   wire [6:0] \$21 ;
   wire \$22 ;
   wire \$23 ;
@@ -967,7 +966,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   wire \$99 ;
   wire \$signal ;
   wire \$signal$10 ;
-  reg \$signal$174  = 1'h0;
+  reg \$signal$173  = 1'h0;
   reg \$signal$21  = 1'h0;
   reg \$signal$22  = 1'h0;
   (* init = 5'h00 *)
@@ -1010,7 +1009,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg [12:0] acc0_0_g9 = 13'h0000;
   (* init = 5'h00 *)
   wire [4:0] addr;
-  wire [4:0] \addr$245 ;
+  wire [4:0] \addr$244 ;
   (* init = 14'h0000 *)
   wire [13:0] b;
   reg [13:0] bank0_0 = 14'h0000;
@@ -1025,9 +1024,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [35:0] data;
-  wire [31:0] \data$246 ;
+  wire [31:0] \data$245 ;
   reg done = 1'h0;
-  reg \done$166  = 1'h0;
   wire en;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
@@ -1044,7 +1042,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   reg group_written_d1 = 1'h0;
   reg [5:0] groups_held = 6'h00;
   wire [15:0] i;
-  wire [15:0] \i$210 ;
+  wire [15:0] \i$209 ;
   input [199:0] i__payload;
   wire [199:0] i__payload;
   output i__ready;
@@ -1083,17 +1081,17 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   wire [19:0] o;
   wire [19:0] \o$36 ;
   wire [31:0] o__payload;
-  output [7:0] \o__payload$238 ;
+  output [7:0] \o__payload$237 ;
+  wire [7:0] \o__payload$237 ;
   wire [7:0] \o__payload$238 ;
-  wire [7:0] \o__payload$239 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$205 ;
-  wire \o__ready$240 ;
+  wire \o__ready$204 ;
+  wire \o__ready$239 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$201 ;
-  wire \o__valid$241 ;
+  wire \o__valid$200 ;
+  wire \o__valid$240 ;
   reg [4:0] off1_0 = 5'h00;
   wire ok;
   wire [28:0] p;
@@ -1140,7 +1138,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   wire slots_room_next;
   reg [5:0] slots_space = 6'h20;
   wire [5:0] space_next;
-  wire [3:0] \space_next$197 ;
+  wire [3:0] \space_next$196 ;
   reg [10:0] t0_0_l2_0 = 11'h000;
   reg [10:0] t0_0_l2_1 = 11'h000;
   reg [10:0] t0_0_l2_2 = 11'h000;
@@ -1370,7 +1368,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   assign \$76  = \$75  + skipped_d4;
   assign \$77  = ~ word_last;
   assign \$78  = \$77  | can_end;
-  assign ok = \o__valid$201  & \$78 ;
+  assign ok = \o__valid$200  & \$78 ;
   assign \$79  = ~ group_first;
   assign \$80  = i__valid | \$79 ;
   assign \$signal$10  = \$80  & ok;
@@ -1383,10 +1381,10 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   assign \$signal  = \$83  ? \$85  : word_last;
   assign \$86  = ~ n_first_rom;
   assign \$87  = i__valid | \$86 ;
-  assign \$88  = \$87  & \o__valid$201 ;
+  assign \$88  = \$87  & \o__valid$200 ;
   assign \$89  = ~ s_last_rom;
   assign \$90  = \$89  | can_end_rom;
-  assign \o__ready$205  = \$88  & \$90 ;
+  assign \o__ready$204  = \$88  & \$90 ;
   assign \$91  = slots_space + slots_returned;
   assign \$92  = \$signal$10  & word_last;
   assign \$93  = \$91  - \$92 ;
@@ -1432,7 +1430,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   assign \$96  = | groups_held;
   assign \$97  = \$96  & credits_room;
   assign \$98  = ser_left <= 2'h2;
-  assign \$99  = \done$166  ? 1'h1 : \$98 ;
+  assign \$99  = done ? 1'h1 : \$98 ;
   assign group_read = \$97  & \$99 ;
   assign \$100  = rq0_over ? 11'h0ff : rq0_shifted;
   assign \$101  = rq0_under ? 11'h000 : \$100 ;
@@ -1605,99 +1603,97 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   always @(posedge clk)
     nfirst2p_d3 <= \$153 ;
   always @(posedge clk)
-    done <= \$154 ;
+    xacc <= \$154 ;
   always @(posedge clk)
-    xacc <= \$155 ;
+    xfin <= \$155 ;
   always @(posedge clk)
-    xfin <= \$156 ;
+    acc0_0_g0 <= \$156 ;
   always @(posedge clk)
-    acc0_0_g0 <= \$157 ;
+    acc0_0_g1 <= \$157 ;
   always @(posedge clk)
-    acc0_0_g1 <= \$158 ;
+    acc0_0_g2 <= \$158 ;
   always @(posedge clk)
-    acc0_0_g2 <= \$159 ;
+    acc0_0_g3 <= \$159 ;
   always @(posedge clk)
-    acc0_0_g3 <= \$160 ;
+    acc0_0_g4 <= \$160 ;
   always @(posedge clk)
-    acc0_0_g4 <= \$161 ;
+    acc0_0_g5 <= \$161 ;
   always @(posedge clk)
-    acc0_0_g5 <= \$162 ;
+    acc0_0_g6 <= \$162 ;
   always @(posedge clk)
-    acc0_0_g6 <= \$163 ;
+    acc0_0_g7 <= \$163 ;
   always @(posedge clk)
-    acc0_0_g7 <= \$164 ;
+    acc0_0_g8 <= \$164 ;
   always @(posedge clk)
-    acc0_0_g8 <= \$165 ;
+    acc0_0_g9 <= \$165 ;
   always @(posedge clk)
-    acc0_0_g9 <= \$166 ;
+    acc0_0_g10 <= \$166 ;
   always @(posedge clk)
-    acc0_0_g10 <= \$167 ;
+    acc0_0_g11 <= \$167 ;
   always @(posedge clk)
-    acc0_0_g11 <= \$168 ;
+    acc0_0_g12 <= \$168 ;
   always @(posedge clk)
-    acc0_0_g12 <= \$169 ;
+    acc0_0_g13 <= \$169 ;
   always @(posedge clk)
-    acc0_0_g13 <= \$170 ;
+    acc0_0_g14 <= \$170 ;
   always @(posedge clk)
-    acc0_0_g14 <= \$171 ;
+    acc0_0_g15 <= \$171 ;
   always @(posedge clk)
-    acc0_0_g15 <= \$172 ;
+    acc0_0_g16 <= \$172 ;
   always @(posedge clk)
-    acc0_0_g16 <= \$173 ;
+    acc0_0_g17 <= \$173 ;
   always @(posedge clk)
-    acc0_0_g17 <= \$174 ;
+    acc0_0_g18 <= \$174 ;
   always @(posedge clk)
-    acc0_0_g18 <= \$175 ;
+    acc0_0_g19 <= \$175 ;
   always @(posedge clk)
-    acc0_0_g19 <= \$176 ;
+    acc0_0_g20 <= \$176 ;
   always @(posedge clk)
-    acc0_0_g20 <= \$177 ;
+    acc0_0_g21 <= \$177 ;
   always @(posedge clk)
-    acc0_0_g21 <= \$178 ;
+    acc0_0_g22 <= \$178 ;
   always @(posedge clk)
-    acc0_0_g22 <= \$179 ;
+    acc0_0_g23 <= \$179 ;
   always @(posedge clk)
-    acc0_0_g23 <= \$180 ;
+    acc0_0_g24 <= \$180 ;
   always @(posedge clk)
-    acc0_0_g24 <= \$181 ;
+    acc0_0_g25 <= \$181 ;
   always @(posedge clk)
-    acc0_0_g25 <= \$182 ;
+    acc0_0_g26 <= \$182 ;
   always @(posedge clk)
-    acc0_0_g26 <= \$183 ;
+    acc0_0_g27 <= \$183 ;
   always @(posedge clk)
-    acc0_0_g27 <= \$184 ;
+    acc0_0_g28 <= \$184 ;
   always @(posedge clk)
-    acc0_0_g28 <= \$185 ;
+    acc0_0_g29 <= \$185 ;
   always @(posedge clk)
-    acc0_0_g29 <= \$186 ;
+    acc0_0_g30 <= \$186 ;
   always @(posedge clk)
-    acc0_0_g30 <= \$187 ;
+    acc0_0_g31 <= \$187 ;
   always @(posedge clk)
-    acc0_0_g31 <= \$188 ;
+    group_written_d1 <= \$188 ;
   always @(posedge clk)
-    group_written_d1 <= \$189 ;
+    group_wptr <= \$189 ;
   always @(posedge clk)
-    group_wptr <= \$190 ;
+    ser_left <= \$190 ;
   always @(posedge clk)
-    ser_left <= \$191 ;
+    beat <= \$191 ;
   always @(posedge clk)
-    beat <= \$192 ;
+    groups_held <= \$192 ;
   always @(posedge clk)
-    groups_held <= \$193 ;
+    done <= \$193 ;
   always @(posedge clk)
-    \done$166  <= \$194 ;
+    group_rptr <= \$194 ;
   always @(posedge clk)
-    group_rptr <= \$195 ;
+    bank0_0 <= \$195 ;
   always @(posedge clk)
-    bank0_0 <= \$196 ;
+    \$signal$173  <= \$196 ;
   always @(posedge clk)
-    \$signal$174  <= \$197 ;
-  always @(posedge clk)
-    ka <= \$198 ;
+    ka <= \$197 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$199 ;
+    vb <= \$198 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
@@ -1711,25 +1707,25 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   always @(posedge clk)
     rq0_over <= \$74 ;
   always @(posedge clk)
-    v_out_d1 <= \$200 ;
+    v_out_d1 <= \$199 ;
   always @(posedge clk)
-    v_out_d2 <= \$201 ;
+    v_out_d2 <= \$200 ;
   always @(posedge clk)
-    v_out_d3 <= \$202 ;
+    v_out_d3 <= \$201 ;
   always @(posedge clk)
-    skipped_d1 <= \$203 ;
+    skipped_d1 <= \$202 ;
   always @(posedge clk)
-    skipped_d2 <= \$204 ;
+    skipped_d2 <= \$203 ;
   always @(posedge clk)
-    skipped_d3 <= \$205 ;
+    skipped_d3 <= \$204 ;
   always @(posedge clk)
-    skipped_d4 <= \$206 ;
+    skipped_d4 <= \$205 ;
   always @(posedge clk)
-    credits_returned <= \$207 ;
+    credits_returned <= \$206 ;
   always @(posedge clk)
-    credits_space <= \$208 ;
+    credits_space <= \$207 ;
   always @(posedge clk)
-    credits_room <= \$209 ;
+    credits_room <= \$208 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
@@ -1753,7 +1749,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
-    .o__payload(\o__payload$238 ),
+    .o__payload(\o__payload$237 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1(rst_conv1),
@@ -1923,7 +1919,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
     .q(i__ready)
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$245 ),
+    .addr(\addr$244 ),
     .clk(clk),
     .data(o__payload),
     .en(en)
@@ -1943,12 +1939,12 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
     .q(s_last_rom)
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$245 ),
+    .addr(\addr$244 ),
     .clk(clk),
     .go(en),
     .o__payload(o__payload),
-    .o__ready(\o__ready$205 ),
-    .primed(\o__valid$201 ),
+    .o__ready(\o__ready$204 ),
+    .primed(\o__valid$200 ),
     .rst_conv1(rst_conv1),
     .valid_next(valid_next)
   );
@@ -2268,415 +2264,408 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = group_end;
-    if (rst_conv1) begin
-      \$154  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = xacc;
+    \$154  = xacc;
     if (\$43 ) begin
-      \$155  = \$45 [12:0];
+      \$154  = \$45 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = xfin;
+    \$155  = xfin;
     if (\$47 ) begin
-      \$156  = \$49 [12:0];
+      \$155  = \$49 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = acc0_0_g0;
+    \$156  = acc0_0_g0;
     if (flags_0[0]) begin
-      \$157  = acc0_0_g1;
+      \$156  = acc0_0_g1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = acc0_0_g1;
+    \$157  = acc0_0_g1;
     if (flags_0[0]) begin
-      \$158  = acc0_0_g2;
+      \$157  = acc0_0_g2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = acc0_0_g2;
+    \$158  = acc0_0_g2;
     if (flags_0[0]) begin
-      \$159  = acc0_0_g3;
+      \$158  = acc0_0_g3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = acc0_0_g3;
+    \$159  = acc0_0_g3;
     if (flags_0[0]) begin
-      \$160  = acc0_0_g4;
+      \$159  = acc0_0_g4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = acc0_0_g4;
+    \$160  = acc0_0_g4;
     if (flags_0[0]) begin
-      \$161  = acc0_0_g5;
+      \$160  = acc0_0_g5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = acc0_0_g5;
+    \$161  = acc0_0_g5;
     if (flags_0[0]) begin
-      \$162  = acc0_0_g6;
+      \$161  = acc0_0_g6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = acc0_0_g6;
+    \$162  = acc0_0_g6;
     if (flags_0[0]) begin
-      \$163  = acc0_0_g7;
+      \$162  = acc0_0_g7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = acc0_0_g7;
+    \$163  = acc0_0_g7;
     if (flags_0[0]) begin
-      \$164  = acc0_0_g8;
+      \$163  = acc0_0_g8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = acc0_0_g8;
+    \$164  = acc0_0_g8;
     if (flags_0[0]) begin
-      \$165  = acc0_0_g9;
+      \$164  = acc0_0_g9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = acc0_0_g9;
+    \$165  = acc0_0_g9;
     if (flags_0[0]) begin
-      \$166  = acc0_0_g10;
+      \$165  = acc0_0_g10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = acc0_0_g10;
+    \$166  = acc0_0_g10;
     if (flags_0[0]) begin
-      \$167  = acc0_0_g11;
+      \$166  = acc0_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = acc0_0_g11;
+    \$167  = acc0_0_g11;
     if (flags_0[0]) begin
-      \$168  = acc0_0_g12;
+      \$167  = acc0_0_g12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = acc0_0_g12;
+    \$168  = acc0_0_g12;
     if (flags_0[0]) begin
-      \$169  = acc0_0_g13;
+      \$168  = acc0_0_g13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = acc0_0_g13;
+    \$169  = acc0_0_g13;
     if (flags_0[0]) begin
-      \$170  = acc0_0_g14;
+      \$169  = acc0_0_g14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = acc0_0_g14;
+    \$170  = acc0_0_g14;
     if (flags_0[0]) begin
-      \$171  = acc0_0_g15;
+      \$170  = acc0_0_g15;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = acc0_0_g15;
+    \$171  = acc0_0_g15;
     if (flags_0[0]) begin
-      \$172  = acc0_0_g16;
+      \$171  = acc0_0_g16;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = acc0_0_g16;
+    \$172  = acc0_0_g16;
     if (flags_0[0]) begin
-      \$173  = acc0_0_g17;
+      \$172  = acc0_0_g17;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = acc0_0_g17;
+    \$173  = acc0_0_g17;
     if (flags_0[0]) begin
-      \$174  = acc0_0_g18;
+      \$173  = acc0_0_g18;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = acc0_0_g18;
+    \$174  = acc0_0_g18;
     if (flags_0[0]) begin
-      \$175  = acc0_0_g19;
+      \$174  = acc0_0_g19;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = acc0_0_g19;
+    \$175  = acc0_0_g19;
     if (flags_0[0]) begin
-      \$176  = acc0_0_g20;
+      \$175  = acc0_0_g20;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = acc0_0_g20;
+    \$176  = acc0_0_g20;
     if (flags_0[0]) begin
-      \$177  = acc0_0_g21;
+      \$176  = acc0_0_g21;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = acc0_0_g21;
+    \$177  = acc0_0_g21;
     if (flags_0[0]) begin
-      \$178  = acc0_0_g22;
+      \$177  = acc0_0_g22;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = acc0_0_g22;
+    \$178  = acc0_0_g22;
     if (flags_0[0]) begin
-      \$179  = acc0_0_g23;
+      \$178  = acc0_0_g23;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = acc0_0_g23;
+    \$179  = acc0_0_g23;
     if (flags_0[0]) begin
-      \$180  = acc0_0_g24;
+      \$179  = acc0_0_g24;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = acc0_0_g24;
+    \$180  = acc0_0_g24;
     if (flags_0[0]) begin
-      \$181  = acc0_0_g25;
+      \$180  = acc0_0_g25;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = acc0_0_g25;
+    \$181  = acc0_0_g25;
     if (flags_0[0]) begin
-      \$182  = acc0_0_g26;
+      \$181  = acc0_0_g26;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = acc0_0_g26;
+    \$182  = acc0_0_g26;
     if (flags_0[0]) begin
-      \$183  = acc0_0_g27;
+      \$182  = acc0_0_g27;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = acc0_0_g27;
+    \$183  = acc0_0_g27;
     if (flags_0[0]) begin
-      \$184  = acc0_0_g28;
+      \$183  = acc0_0_g28;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = acc0_0_g28;
+    \$184  = acc0_0_g28;
     if (flags_0[0]) begin
-      \$185  = acc0_0_g29;
+      \$184  = acc0_0_g29;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = acc0_0_g29;
+    \$185  = acc0_0_g29;
     if (flags_0[0]) begin
-      \$186  = acc0_0_g30;
+      \$185  = acc0_0_g30;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = acc0_0_g30;
+    \$186  = acc0_0_g30;
     if (flags_0[0]) begin
-      \$187  = acc0_0_g31;
+      \$186  = acc0_0_g31;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = acc0_0_g31;
+    \$187  = acc0_0_g31;
     if (flags_0[0]) begin
-      \$188  = \$51 [12:0];
+      \$187  = \$51 [12:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = group_end;
+    \$188  = group_end;
     if (rst_conv1) begin
-      \$189  = 1'h0;
+      \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = group_wptr;
+    \$189  = group_wptr;
     if (group_written_d1) begin
-      \$190  = \$54 [4:0];
+      \$189  = \$54 [4:0];
     end
     if (rst_conv1) begin
-      \$190  = 5'h00;
+      \$189  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = ser_left;
-    if (\done$166 ) begin
-      \$191  = 1'h1;
+    \$190  = ser_left;
+    if (done) begin
+      \$190  = 1'h1;
     end else if (ser) begin
-      \$191  = \$55 [0];
+      \$190  = \$55 [0];
     end
     if (rst_conv1) begin
-      \$191  = 1'h0;
+      \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = beat;
+    \$191  = beat;
     if (ser) begin
-      \$192  = \$58 [4:0];
+      \$191  = \$58 [4:0];
     end
     if (rst_conv1) begin
-      \$192  = 5'h00;
+      \$191  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = \$60 [5:0];
+    \$192  = \$60 [5:0];
     if (rst_conv1) begin
-      \$193  = 6'h00;
+      \$192  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = group_read;
+    \$193  = group_read;
     if (rst_conv1) begin
-      \$194  = 1'h0;
+      \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = group_rptr;
+    \$194  = group_rptr;
     if (group_read) begin
-      \$195  = \$63 [4:0];
+      \$194  = \$63 [4:0];
     end
     if (rst_conv1) begin
-      \$195  = 5'h00;
+      \$194  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = bank0_0;
-    if (\done$166 ) begin
-      \$196  = rport__data;
+    \$195  = bank0_0;
+    if (done) begin
+      \$195  = rport__data;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = \$64 ;
+    \$196  = \$64 ;
+    if (rst_conv1) begin
+      \$196  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$197  = \$66 ;
     if (rst_conv1) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = \$66 ;
+    \$198  = \$signal$173 ;
     if (rst_conv1) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = \$signal$174 ;
+    \$199  = vb;
     if (rst_conv1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = vb;
+    \$200  = v_out_d1;
     if (rst_conv1) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = v_out_d1;
+    \$201  = v_out_d2;
     if (rst_conv1) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = v_out_d2;
+    \$202  = ka;
     if (rst_conv1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = ka;
+    \$203  = skipped_d1;
     if (rst_conv1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = skipped_d1;
+    \$204  = skipped_d2;
     if (rst_conv1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = skipped_d2;
+    \$205  = skipped_d3;
     if (rst_conv1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = skipped_d3;
+    \$206  = \$76 ;
     if (rst_conv1) begin
-      \$206  = 1'h0;
+      \$206  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = \$76 ;
+    \$207  = \$104 [3:0];
     if (rst_conv1) begin
-      \$207  = 2'h0;
+      \$207  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = \$104 [3:0];
+    \$208  = credits_room_next;
     if (rst_conv1) begin
-      \$208  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = credits_room_next;
-    if (rst_conv1) begin
-      \$209  = 1'h1;
+      \$208  = 1'h1;
     end
   end
   assign space_next = \$93 [5:0];
-  assign \space_next$197  = \$104 [3:0];
+  assign \space_next$196  = \$104 [3:0];
   assign ready = i__ready;
   assign i = word1[15:0];
-  assign \i$210  = word1[31:16];
+  assign \i$209  = word1[31:16];
   assign s0_0 = \$95 [13:0];
   assign \$signature__addr  = group_wptr;
   assign \$signature__data  = \$95 [13:0];
@@ -2688,12 +2677,12 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload
   assign a = data[14:0];
   assign b = sa0_0;
   assign rq0_y = \$101 [7:0];
-  assign \o__payload$239  = \o__payload$238 ;
-  assign \o__ready$240  = o__ready;
-  assign \o__valid$241  = o__valid;
+  assign \o__payload$238  = \o__payload$237 ;
+  assign \o__ready$239  = o__ready;
+  assign \o__valid$240  = o__valid;
   assign w_data = \$101 [7:0];
   assign w_en = v_out_d3;
-  assign \data$246  = o__payload;
+  assign \data$245  = o__payload;
   assign \$24  = { \o$36 [4:0], o };
   assign \$25  = { \o$36 [4:0], o };
   assign \$26  = \$25 ;
@@ -5873,7 +5862,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$906 , clk);
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$905 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
@@ -5922,7 +5911,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg \$139 ;
   wire [17:0] \$14 ;
   reg \$140 ;
-  reg \$141 ;
+  reg [17:0] \$141 ;
   reg [17:0] \$142 ;
   reg [17:0] \$143 ;
   reg [17:0] \$144 ;
@@ -5995,19 +5984,19 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] \$204 ;
   reg [17:0] \$205 ;
   reg [17:0] \$206 ;
-  reg [17:0] \$207 ;
-  reg \$208 ;
-  reg [3:0] \$209 ;
+  reg \$207 ;
+  reg [3:0] \$208 ;
+  reg [2:0] \$209 ;
   wire [18:0] \$21 ;
-  reg [2:0] \$210 ;
-  reg [5:0] \$211 ;
-  reg [4:0] \$212 ;
-  reg \$213 ;
-  reg [3:0] \$214 ;
+  reg [5:0] \$210 ;
+  reg [4:0] \$211 ;
+  reg \$212 ;
+  reg [3:0] \$213 ;
+  reg [18:0] \$214 ;
   reg [18:0] \$215 ;
   reg [18:0] \$216 ;
   reg [18:0] \$217 ;
-  reg [18:0] \$218 ;
+  reg \$218 ;
   reg \$219 ;
   wire \$22 ;
   reg \$220 ;
@@ -6021,10 +6010,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg \$228 ;
   reg \$229 ;
   wire [4:0] \$23 ;
-  reg \$230 ;
-  reg [1:0] \$231 ;
-  reg [4:0] \$232 ;
-  reg \$233 ;
+  reg [1:0] \$230 ;
+  reg [4:0] \$231 ;
+  reg \$232 ;
   wire [4:0] \$24 ;
   wire [3:0] \$25 ;
   wire \$26 ;
@@ -6112,14 +6100,14 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire \$signal$10 ;
   reg \$signal$18  = 1'h0;
   reg \$signal$19  = 1'h0;
-  reg \$signal$710  = 1'h0;
+  reg \$signal$709  = 1'h0;
   (* init = 4'h0 *)
   wire [3:0] \$signature__addr ;
   wire [75:0] \$signature__data ;
   (* init = 1'h0 *)
   wire \$signature__en ;
   wire [12:0] a;
-  wire [12:0] \a$903 ;
+  wire [12:0] \a$902 ;
   reg [17:0] acc0_0_g0 = 18'h00000;
   reg [17:0] acc0_0_g1 = 18'h00000;
   reg [17:0] acc0_0_g10 = 18'h00000;
@@ -6186,9 +6174,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] acc3_0_g9 = 18'h00000;
   (* init = 6'h00 *)
   wire [5:0] addr;
-  wire [7:0] \addr$913 ;
+  wire [7:0] \addr$912 ;
   wire [16:0] b;
-  wire [1:0] \b$904 ;
+  wire [1:0] \b$903 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -6203,9 +6191,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire credits_room_next;
   reg [4:0] credits_space = 5'h14;
   wire [31:0] data;
-  wire [255:0] \data$914 ;
+  wire [255:0] \data$913 ;
   reg done = 1'h0;
-  reg \done$698  = 1'h0;
   wire en;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
@@ -6226,21 +6213,21 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg group_written_d1 = 1'h0;
   reg [4:0] groups_held = 5'h00;
   wire [15:0] i;
+  wire [15:0] \i$750 ;
   wire [15:0] \i$751 ;
   wire [15:0] \i$752 ;
-  wire [15:0] \i$753 ;
+  wire [15:0] \i$778 ;
   wire [15:0] \i$779 ;
   wire [15:0] \i$780 ;
   wire [15:0] \i$781 ;
-  wire [15:0] \i$782 ;
+  wire [15:0] \i$807 ;
   wire [15:0] \i$808 ;
   wire [15:0] \i$809 ;
   wire [15:0] \i$810 ;
-  wire [15:0] \i$811 ;
+  wire [15:0] \i$836 ;
   wire [15:0] \i$837 ;
   wire [15:0] \i$838 ;
   wire [15:0] \i$839 ;
-  wire [15:0] \i$840 ;
   input [639:0] i__payload;
   wire [639:0] i__payload;
   output i__ready;
@@ -6443,20 +6430,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [19:0] \o$40 ;
   wire [19:0] \o$41 ;
   wire [255:0] o__payload;
-  output [7:0] \o__payload$906 ;
+  output [7:0] \o__payload$905 ;
+  wire [7:0] \o__payload$905 ;
   wire [7:0] \o__payload$906 ;
-  wire [7:0] \o__payload$907 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$746 ;
-  wire \o__ready$908 ;
+  wire \o__ready$745 ;
+  wire \o__ready$907 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$742 ;
-  wire \o__valid$909 ;
+  wire \o__valid$741 ;
+  wire \o__valid$908 ;
   wire ok;
   wire [29:0] p;
-  wire [14:0] \p$719 ;
+  wire [14:0] \p$718 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_10;
@@ -6652,7 +6639,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire slots_room_next;
   reg [4:0] slots_space = 5'h10;
   wire [4:0] space_next;
-  wire [4:0] \space_next$738 ;
+  wire [4:0] \space_next$737 ;
   reg [10:0] t0_0_l2_0 = 11'h000;
   reg [10:0] t0_0_l2_1 = 11'h000;
   reg [10:0] t0_0_l2_2 = 11'h000;
@@ -7302,109 +7289,105 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   end
   assign rport__data = _0_;
   always @(posedge clk)
-    acc1_0_g11 <= \$171 ;
+    acc1_0_g13 <= \$172 ;
   always @(posedge clk)
-    acc1_0_g12 <= \$172 ;
+    acc1_0_g14 <= \$173 ;
   always @(posedge clk)
-    acc1_0_g13 <= \$173 ;
+    acc1_0_g15 <= \$174 ;
   always @(posedge clk)
-    acc1_0_g14 <= \$174 ;
+    acc2_0_g0 <= \$175 ;
   always @(posedge clk)
-    acc1_0_g15 <= \$175 ;
+    acc2_0_g1 <= \$176 ;
   always @(posedge clk)
-    acc2_0_g0 <= \$176 ;
+    acc2_0_g2 <= \$177 ;
   always @(posedge clk)
-    acc2_0_g1 <= \$177 ;
+    acc2_0_g3 <= \$178 ;
   always @(posedge clk)
-    acc2_0_g2 <= \$178 ;
+    acc2_0_g4 <= \$179 ;
   always @(posedge clk)
-    acc2_0_g3 <= \$179 ;
+    acc2_0_g5 <= \$180 ;
   always @(posedge clk)
-    acc2_0_g4 <= \$180 ;
+    acc2_0_g6 <= \$181 ;
   always @(posedge clk)
-    acc2_0_g5 <= \$181 ;
+    acc2_0_g7 <= \$182 ;
   always @(posedge clk)
-    acc2_0_g6 <= \$182 ;
+    acc2_0_g8 <= \$183 ;
   always @(posedge clk)
-    acc2_0_g7 <= \$183 ;
+    acc2_0_g9 <= \$184 ;
   always @(posedge clk)
-    acc2_0_g8 <= \$184 ;
+    acc2_0_g10 <= \$185 ;
   always @(posedge clk)
-    acc2_0_g9 <= \$185 ;
+    acc2_0_g11 <= \$186 ;
   always @(posedge clk)
-    acc2_0_g10 <= \$186 ;
+    acc2_0_g12 <= \$187 ;
   always @(posedge clk)
-    acc2_0_g11 <= \$187 ;
+    acc2_0_g13 <= \$188 ;
   always @(posedge clk)
-    acc2_0_g12 <= \$188 ;
+    acc2_0_g14 <= \$189 ;
   always @(posedge clk)
-    acc2_0_g13 <= \$189 ;
+    acc2_0_g15 <= \$190 ;
   always @(posedge clk)
-    acc2_0_g14 <= \$190 ;
+    acc3_0_g0 <= \$191 ;
   always @(posedge clk)
-    acc2_0_g15 <= \$191 ;
+    acc3_0_g1 <= \$192 ;
   always @(posedge clk)
-    acc3_0_g0 <= \$192 ;
+    acc3_0_g2 <= \$193 ;
   always @(posedge clk)
-    acc3_0_g1 <= \$193 ;
+    acc3_0_g3 <= \$194 ;
   always @(posedge clk)
-    acc3_0_g2 <= \$194 ;
+    acc3_0_g4 <= \$195 ;
   always @(posedge clk)
-    acc3_0_g3 <= \$195 ;
+    acc3_0_g5 <= \$196 ;
   always @(posedge clk)
-    acc3_0_g4 <= \$196 ;
+    acc3_0_g6 <= \$197 ;
   always @(posedge clk)
-    acc3_0_g5 <= \$197 ;
+    acc3_0_g7 <= \$198 ;
   always @(posedge clk)
-    acc3_0_g6 <= \$198 ;
+    acc3_0_g8 <= \$199 ;
   always @(posedge clk)
-    acc3_0_g7 <= \$199 ;
+    acc3_0_g9 <= \$200 ;
   always @(posedge clk)
-    acc3_0_g8 <= \$200 ;
+    acc3_0_g10 <= \$201 ;
   always @(posedge clk)
-    acc3_0_g9 <= \$201 ;
+    acc3_0_g11 <= \$202 ;
   always @(posedge clk)
-    acc3_0_g10 <= \$202 ;
+    acc3_0_g12 <= \$203 ;
   always @(posedge clk)
-    acc3_0_g11 <= \$203 ;
+    acc3_0_g13 <= \$204 ;
   always @(posedge clk)
-    acc3_0_g12 <= \$204 ;
+    acc3_0_g14 <= \$205 ;
   always @(posedge clk)
-    acc3_0_g13 <= \$205 ;
+    acc3_0_g15 <= \$206 ;
   always @(posedge clk)
-    acc3_0_g14 <= \$206 ;
+    group_written_d1 <= \$207 ;
   always @(posedge clk)
-    acc3_0_g15 <= \$207 ;
+    group_wptr <= \$208 ;
   always @(posedge clk)
-    group_written_d1 <= \$208 ;
+    ser_left <= \$209 ;
   always @(posedge clk)
-    group_wptr <= \$209 ;
+    beat <= \$210 ;
   always @(posedge clk)
-    ser_left <= \$210 ;
+    groups_held <= \$211 ;
   always @(posedge clk)
-    beat <= \$211 ;
+    done <= \$212 ;
   always @(posedge clk)
-    groups_held <= \$212 ;
+    group_rptr <= \$213 ;
   always @(posedge clk)
-    \done$698  <= \$213 ;
+    bank0_0 <= \$214 ;
   always @(posedge clk)
-    group_rptr <= \$214 ;
+    bank1_0 <= \$215 ;
   always @(posedge clk)
-    bank0_0 <= \$215 ;
+    bank2_0 <= \$216 ;
   always @(posedge clk)
-    bank1_0 <= \$216 ;
+    bank3_0 <= \$217 ;
   always @(posedge clk)
-    bank2_0 <= \$217 ;
+    \$signal$709  <= \$218 ;
   always @(posedge clk)
-    bank3_0 <= \$218 ;
-  always @(posedge clk)
-    \$signal$710  <= \$219 ;
-  always @(posedge clk)
-    ka <= \$220 ;
+    ka <= \$219 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$221 ;
+    vb <= \$220 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
@@ -7422,29 +7405,29 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     rq0_over <= \$46 ;
   always @(posedge clk)
-    v_out_d1 <= \$222 ;
+    v_out_d1 <= \$221 ;
   always @(posedge clk)
-    v_out_d2 <= \$223 ;
+    v_out_d2 <= \$222 ;
   always @(posedge clk)
-    v_out_d3 <= \$224 ;
+    v_out_d3 <= \$223 ;
   always @(posedge clk)
-    v_out_d4 <= \$225 ;
+    v_out_d4 <= \$224 ;
   always @(posedge clk)
-    skipped_d1 <= \$226 ;
+    skipped_d1 <= \$225 ;
   always @(posedge clk)
-    skipped_d2 <= \$227 ;
+    skipped_d2 <= \$226 ;
   always @(posedge clk)
-    skipped_d3 <= \$228 ;
+    skipped_d3 <= \$227 ;
   always @(posedge clk)
-    skipped_d4 <= \$229 ;
+    skipped_d4 <= \$228 ;
   always @(posedge clk)
-    skipped_d5 <= \$230 ;
+    skipped_d5 <= \$229 ;
   always @(posedge clk)
-    credits_returned <= \$231 ;
+    credits_returned <= \$230 ;
   always @(posedge clk)
-    credits_space <= \$232 ;
+    credits_space <= \$231 ;
   always @(posedge clk)
-    credits_room <= \$233 ;
+    credits_room <= \$232 ;
   assign \$1  = group_idx + 1'h1;
   assign \$2  = group_last ? 5'h00 : \$1 ;
   assign \$3  = word_idx + 1'h1;
@@ -7487,7 +7470,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$48  = \$47  + skipped_d5;
   assign \$49  = ~ word_last;
   assign \$50  = \$49  | can_end;
-  assign ok = \o__valid$742  & \$50 ;
+  assign ok = \o__valid$741  & \$50 ;
   assign \$51  = ~ group_first;
   assign \$52  = i__valid | \$51 ;
   assign \$signal$10  = \$52  & ok;
@@ -7501,10 +7484,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$signal  = \$55  ? \$57  : word_last;
   assign \$58  = ~ n_first_rom;
   assign \$59  = i__valid | \$58 ;
-  assign \$60  = \$59  & \o__valid$742 ;
+  assign \$60  = \$59  & \o__valid$741 ;
   assign \$61  = ~ s_last_rom;
   assign \$62  = \$61  | can_end_rom;
-  assign \o__ready$746  = \$60  & \$62 ;
+  assign \o__ready$745  = \$60  & \$62 ;
   assign \$63  = slots_space + slots_returned;
   assign \$64  = \$signal$10  & word_last;
   assign \$65  = \$63  - \$64 ;
@@ -7753,7 +7736,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$74  = | groups_held;
   assign \$75  = \$74  & credits_room;
   assign \$76  = ser_left <= 2'h2;
-  assign \$77  = \done$698  ? 1'h0 : \$76 ;
+  assign \$77  = done ? 1'h0 : \$76 ;
   assign group_read = \$75  & \$77 ;
   assign \$78  = rq0_over ? 15'h00ff : rq0_shifted;
   assign \$79  = rq0_under ? 15'h0000 : \$78 ;
@@ -8412,65 +8395,67 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     nfirst2p_d4 <= \$140 ;
   always @(posedge clk)
-    done <= \$141 ;
+    xacc <= \$141 ;
   always @(posedge clk)
-    xacc <= \$142 ;
+    xfin <= \$142 ;
   always @(posedge clk)
-    xfin <= \$143 ;
+    acc0_0_g0 <= \$143 ;
   always @(posedge clk)
-    acc0_0_g0 <= \$144 ;
+    acc0_0_g1 <= \$144 ;
   always @(posedge clk)
-    acc0_0_g1 <= \$145 ;
+    acc0_0_g2 <= \$145 ;
   always @(posedge clk)
-    acc0_0_g2 <= \$146 ;
+    acc0_0_g3 <= \$146 ;
   always @(posedge clk)
-    acc0_0_g3 <= \$147 ;
+    acc0_0_g4 <= \$147 ;
   always @(posedge clk)
-    acc0_0_g4 <= \$148 ;
+    acc0_0_g5 <= \$148 ;
   always @(posedge clk)
-    acc0_0_g5 <= \$149 ;
+    acc0_0_g6 <= \$149 ;
   always @(posedge clk)
-    acc0_0_g6 <= \$150 ;
+    acc0_0_g7 <= \$150 ;
   always @(posedge clk)
-    acc0_0_g7 <= \$151 ;
+    acc0_0_g8 <= \$151 ;
   always @(posedge clk)
-    acc0_0_g8 <= \$152 ;
+    acc0_0_g9 <= \$152 ;
   always @(posedge clk)
-    acc0_0_g9 <= \$153 ;
+    acc0_0_g10 <= \$153 ;
   always @(posedge clk)
-    acc0_0_g10 <= \$154 ;
+    acc0_0_g11 <= \$154 ;
   always @(posedge clk)
-    acc0_0_g11 <= \$155 ;
+    acc0_0_g12 <= \$155 ;
   always @(posedge clk)
-    acc0_0_g12 <= \$156 ;
+    acc0_0_g13 <= \$156 ;
   always @(posedge clk)
-    acc0_0_g13 <= \$157 ;
+    acc0_0_g14 <= \$157 ;
   always @(posedge clk)
-    acc0_0_g14 <= \$158 ;
+    acc0_0_g15 <= \$158 ;
   always @(posedge clk)
-    acc0_0_g15 <= \$159 ;
+    acc1_0_g0 <= \$159 ;
   always @(posedge clk)
-    acc1_0_g0 <= \$160 ;
+    acc1_0_g1 <= \$160 ;
   always @(posedge clk)
-    acc1_0_g1 <= \$161 ;
+    acc1_0_g2 <= \$161 ;
   always @(posedge clk)
-    acc1_0_g2 <= \$162 ;
+    acc1_0_g3 <= \$162 ;
   always @(posedge clk)
-    acc1_0_g3 <= \$163 ;
+    acc1_0_g4 <= \$163 ;
   always @(posedge clk)
-    acc1_0_g4 <= \$164 ;
+    acc1_0_g5 <= \$164 ;
   always @(posedge clk)
-    acc1_0_g5 <= \$165 ;
+    acc1_0_g6 <= \$165 ;
   always @(posedge clk)
-    acc1_0_g6 <= \$166 ;
+    acc1_0_g7 <= \$166 ;
   always @(posedge clk)
-    acc1_0_g7 <= \$167 ;
+    acc1_0_g8 <= \$167 ;
   always @(posedge clk)
-    acc1_0_g8 <= \$168 ;
+    acc1_0_g9 <= \$168 ;
   always @(posedge clk)
-    acc1_0_g9 <= \$169 ;
+    acc1_0_g10 <= \$169 ;
   always @(posedge clk)
-    acc1_0_g10 <= \$170 ;
+    acc1_0_g11 <= \$170 ;
+  always @(posedge clk)
+    acc1_0_g12 <= \$171 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
@@ -8550,7 +8535,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
-    .o__payload(\o__payload$906 ),
+    .o__payload(\o__payload$905 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
@@ -10214,7 +10199,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .q(i__ready)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$913 ),
+    .addr(\addr$912 ),
     .clk(clk),
     .data(o__payload),
     .en(en)
@@ -10229,7 +10214,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$719 )
+    .p(\p$718 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10240,12 +10225,12 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .q(s_last_rom)
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$913 ),
+    .addr(\addr$912 ),
     .clk(clk),
     .go(en),
     .o__payload(o__payload),
-    .o__ready(\o__ready$746 ),
-    .primed(\o__valid$742 ),
+    .o__ready(\o__ready$745 ),
+    .primed(\o__valid$741 ),
     .rst_conv2(rst_conv2),
     .valid_next(valid_next)
   );
@@ -10331,456 +10316,449 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$172  = acc1_0_g12;
+    \$172  = acc1_0_g13;
     if (flags_1[0]) begin
-      \$172  = acc1_0_g13;
+      \$172  = acc1_0_g14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$173  = acc1_0_g13;
+    \$173  = acc1_0_g14;
     if (flags_1[0]) begin
-      \$173  = acc1_0_g14;
+      \$173  = acc1_0_g15;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$174  = acc1_0_g14;
+    \$174  = acc1_0_g15;
     if (flags_1[0]) begin
-      \$174  = acc1_0_g15;
+      \$174  = \$17 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$175  = acc1_0_g15;
-    if (flags_1[0]) begin
-      \$175  = \$17 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = acc2_0_g0;
+    \$175  = acc2_0_g0;
     if (flags_2[0]) begin
-      \$176  = acc2_0_g1;
+      \$175  = acc2_0_g1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = acc2_0_g1;
+    \$176  = acc2_0_g1;
     if (flags_2[0]) begin
-      \$177  = acc2_0_g2;
+      \$176  = acc2_0_g2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = acc2_0_g2;
+    \$177  = acc2_0_g2;
     if (flags_2[0]) begin
-      \$178  = acc2_0_g3;
+      \$177  = acc2_0_g3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = acc2_0_g3;
+    \$178  = acc2_0_g3;
     if (flags_2[0]) begin
-      \$179  = acc2_0_g4;
+      \$178  = acc2_0_g4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = acc2_0_g4;
+    \$179  = acc2_0_g4;
     if (flags_2[0]) begin
-      \$180  = acc2_0_g5;
+      \$179  = acc2_0_g5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = acc2_0_g5;
+    \$180  = acc2_0_g5;
     if (flags_2[0]) begin
-      \$181  = acc2_0_g6;
+      \$180  = acc2_0_g6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = acc2_0_g6;
+    \$181  = acc2_0_g6;
     if (flags_2[0]) begin
-      \$182  = acc2_0_g7;
+      \$181  = acc2_0_g7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$183  = acc2_0_g7;
+    \$182  = acc2_0_g7;
     if (flags_2[0]) begin
-      \$183  = acc2_0_g8;
+      \$182  = acc2_0_g8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$184  = acc2_0_g8;
+    \$183  = acc2_0_g8;
     if (flags_2[0]) begin
-      \$184  = acc2_0_g9;
+      \$183  = acc2_0_g9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$185  = acc2_0_g9;
+    \$184  = acc2_0_g9;
     if (flags_2[0]) begin
-      \$185  = acc2_0_g10;
+      \$184  = acc2_0_g10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$186  = acc2_0_g10;
+    \$185  = acc2_0_g10;
     if (flags_2[0]) begin
-      \$186  = acc2_0_g11;
+      \$185  = acc2_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$187  = acc2_0_g11;
+    \$186  = acc2_0_g11;
     if (flags_2[0]) begin
-      \$187  = acc2_0_g12;
+      \$186  = acc2_0_g12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$188  = acc2_0_g12;
+    \$187  = acc2_0_g12;
     if (flags_2[0]) begin
-      \$188  = acc2_0_g13;
+      \$187  = acc2_0_g13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$189  = acc2_0_g13;
+    \$188  = acc2_0_g13;
     if (flags_2[0]) begin
-      \$189  = acc2_0_g14;
+      \$188  = acc2_0_g14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$190  = acc2_0_g14;
+    \$189  = acc2_0_g14;
     if (flags_2[0]) begin
-      \$190  = acc2_0_g15;
+      \$189  = acc2_0_g15;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$191  = acc2_0_g15;
+    \$190  = acc2_0_g15;
     if (flags_2[0]) begin
-      \$191  = \$19 [17:0];
+      \$190  = \$19 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$192  = acc3_0_g0;
+    \$191  = acc3_0_g0;
     if (flags_3[0]) begin
-      \$192  = acc3_0_g1;
+      \$191  = acc3_0_g1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$193  = acc3_0_g1;
+    \$192  = acc3_0_g1;
     if (flags_3[0]) begin
-      \$193  = acc3_0_g2;
+      \$192  = acc3_0_g2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$194  = acc3_0_g2;
+    \$193  = acc3_0_g2;
     if (flags_3[0]) begin
-      \$194  = acc3_0_g3;
+      \$193  = acc3_0_g3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$195  = acc3_0_g3;
+    \$194  = acc3_0_g3;
     if (flags_3[0]) begin
-      \$195  = acc3_0_g4;
+      \$194  = acc3_0_g4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$196  = acc3_0_g4;
+    \$195  = acc3_0_g4;
     if (flags_3[0]) begin
-      \$196  = acc3_0_g5;
+      \$195  = acc3_0_g5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$197  = acc3_0_g5;
+    \$196  = acc3_0_g5;
     if (flags_3[0]) begin
-      \$197  = acc3_0_g6;
+      \$196  = acc3_0_g6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$198  = acc3_0_g6;
+    \$197  = acc3_0_g6;
     if (flags_3[0]) begin
-      \$198  = acc3_0_g7;
+      \$197  = acc3_0_g7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$199  = acc3_0_g7;
+    \$198  = acc3_0_g7;
     if (flags_3[0]) begin
-      \$199  = acc3_0_g8;
+      \$198  = acc3_0_g8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$200  = acc3_0_g8;
+    \$199  = acc3_0_g8;
     if (flags_3[0]) begin
-      \$200  = acc3_0_g9;
+      \$199  = acc3_0_g9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$201  = acc3_0_g9;
+    \$200  = acc3_0_g9;
     if (flags_3[0]) begin
-      \$201  = acc3_0_g10;
+      \$200  = acc3_0_g10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$202  = acc3_0_g10;
+    \$201  = acc3_0_g10;
     if (flags_3[0]) begin
-      \$202  = acc3_0_g11;
+      \$201  = acc3_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$203  = acc3_0_g11;
+    \$202  = acc3_0_g11;
     if (flags_3[0]) begin
-      \$203  = acc3_0_g12;
+      \$202  = acc3_0_g12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$204  = acc3_0_g12;
+    \$203  = acc3_0_g12;
     if (flags_3[0]) begin
-      \$204  = acc3_0_g13;
+      \$203  = acc3_0_g13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$205  = acc3_0_g13;
+    \$204  = acc3_0_g13;
     if (flags_3[0]) begin
-      \$205  = acc3_0_g14;
+      \$204  = acc3_0_g14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$206  = acc3_0_g14;
+    \$205  = acc3_0_g14;
     if (flags_3[0]) begin
-      \$206  = acc3_0_g15;
+      \$205  = acc3_0_g15;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$207  = acc3_0_g15;
+    \$206  = acc3_0_g15;
     if (flags_3[0]) begin
-      \$207  = \$21 [17:0];
+      \$206  = \$21 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$208  = group_end;
+    \$207  = group_end;
     if (rst_conv2) begin
-      \$208  = 1'h0;
+      \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$209  = group_wptr;
+    \$208  = group_wptr;
     if (group_written_d1) begin
-      \$209  = \$24 [3:0];
+      \$208  = \$24 [3:0];
     end
     if (rst_conv2) begin
-      \$209  = 4'h0;
+      \$208  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$210  = ser_left;
-    if (\done$698 ) begin
-      \$210  = 3'h4;
+    \$209  = ser_left;
+    if (done) begin
+      \$209  = 3'h4;
     end else if (ser) begin
-      \$210  = \$25 [2:0];
+      \$209  = \$25 [2:0];
     end
     if (rst_conv2) begin
-      \$210  = 3'h0;
+      \$209  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$211  = beat;
+    \$210  = beat;
     if (ser) begin
-      \$211  = \$28 [5:0];
+      \$210  = \$28 [5:0];
     end
     if (rst_conv2) begin
-      \$211  = 6'h00;
+      \$210  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$212  = \$30 [4:0];
+    \$211  = \$30 [4:0];
     if (rst_conv2) begin
-      \$212  = 5'h00;
+      \$211  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$213  = group_read;
+    \$212  = group_read;
     if (rst_conv2) begin
-      \$213  = 1'h0;
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$214  = group_rptr;
+    \$213  = group_rptr;
     if (group_read) begin
-      \$214  = \$33 [3:0];
+      \$213  = \$33 [3:0];
     end
     if (rst_conv2) begin
-      \$214  = 4'h0;
+      \$213  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$215  = bank0_0;
-    if (\done$698 ) begin
-      \$215  = rport__data[18:0];
+    \$214  = bank0_0;
+    if (done) begin
+      \$214  = rport__data[18:0];
     end else if (ser) begin
-      \$215  = bank1_0;
+      \$214  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$216  = bank1_0;
-    if (\done$698 ) begin
-      \$216  = rport__data[37:19];
+    \$215  = bank1_0;
+    if (done) begin
+      \$215  = rport__data[37:19];
     end else if (ser) begin
-      \$216  = bank2_0;
+      \$215  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$217  = bank2_0;
-    if (\done$698 ) begin
-      \$217  = rport__data[56:38];
+    \$216  = bank2_0;
+    if (done) begin
+      \$216  = rport__data[56:38];
     end else if (ser) begin
-      \$217  = bank3_0;
+      \$216  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$218  = bank3_0;
-    if (\done$698 ) begin
-      \$218  = rport__data[75:57];
+    \$217  = bank3_0;
+    if (done) begin
+      \$217  = rport__data[75:57];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$219  = \$34 ;
+    \$218  = \$34 ;
+    if (rst_conv2) begin
+      \$218  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$219  = \$36 ;
     if (rst_conv2) begin
       \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$220  = \$36 ;
+    \$220  = \$signal$709 ;
     if (rst_conv2) begin
       \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$221  = \$signal$710 ;
+    \$221  = vb;
     if (rst_conv2) begin
       \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$222  = vb;
+    \$222  = v_out_d1;
     if (rst_conv2) begin
       \$222  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$223  = v_out_d1;
+    \$223  = v_out_d2;
     if (rst_conv2) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$224  = v_out_d2;
+    \$224  = v_out_d3;
     if (rst_conv2) begin
       \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$225  = v_out_d3;
+    \$225  = ka;
     if (rst_conv2) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$226  = ka;
+    \$226  = skipped_d1;
     if (rst_conv2) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$227  = skipped_d1;
+    \$227  = skipped_d2;
     if (rst_conv2) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$228  = skipped_d2;
+    \$228  = skipped_d3;
     if (rst_conv2) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$229  = skipped_d3;
+    \$229  = skipped_d4;
     if (rst_conv2) begin
       \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$230  = skipped_d4;
+    \$230  = \$48 ;
     if (rst_conv2) begin
-      \$230  = 1'h0;
+      \$230  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$231  = \$48 ;
+    \$231  = \$82 [4:0];
     if (rst_conv2) begin
-      \$231  = 2'h0;
+      \$231  = 5'h14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$232  = \$82 [4:0];
+    \$232  = credits_room_next;
     if (rst_conv2) begin
-      \$232  = 5'h14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$233  = credits_room_next;
-    if (rst_conv2) begin
-      \$233  = 1'h1;
+      \$232  = 1'h1;
     end
   end
   always @* begin
@@ -11100,241 +11078,241 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$141  = group_end;
-    if (rst_conv2) begin
-      \$141  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$142  = xacc;
+    \$141  = xacc;
     if (\$7 ) begin
-      \$142  = \$9 [17:0];
+      \$141  = \$9 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$143  = xfin;
+    \$142  = xfin;
     if (\$11 ) begin
-      \$143  = \$13 [17:0];
+      \$142  = \$13 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$144  = acc0_0_g0;
+    \$143  = acc0_0_g0;
     if (flags_0[0]) begin
-      \$144  = acc0_0_g1;
+      \$143  = acc0_0_g1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$145  = acc0_0_g1;
+    \$144  = acc0_0_g1;
     if (flags_0[0]) begin
-      \$145  = acc0_0_g2;
+      \$144  = acc0_0_g2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$146  = acc0_0_g2;
+    \$145  = acc0_0_g2;
     if (flags_0[0]) begin
-      \$146  = acc0_0_g3;
+      \$145  = acc0_0_g3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$147  = acc0_0_g3;
+    \$146  = acc0_0_g3;
     if (flags_0[0]) begin
-      \$147  = acc0_0_g4;
+      \$146  = acc0_0_g4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$148  = acc0_0_g4;
+    \$147  = acc0_0_g4;
     if (flags_0[0]) begin
-      \$148  = acc0_0_g5;
+      \$147  = acc0_0_g5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$149  = acc0_0_g5;
+    \$148  = acc0_0_g5;
     if (flags_0[0]) begin
-      \$149  = acc0_0_g6;
+      \$148  = acc0_0_g6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$150  = acc0_0_g6;
+    \$149  = acc0_0_g6;
     if (flags_0[0]) begin
-      \$150  = acc0_0_g7;
+      \$149  = acc0_0_g7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$151  = acc0_0_g7;
+    \$150  = acc0_0_g7;
     if (flags_0[0]) begin
-      \$151  = acc0_0_g8;
+      \$150  = acc0_0_g8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$152  = acc0_0_g8;
+    \$151  = acc0_0_g8;
     if (flags_0[0]) begin
-      \$152  = acc0_0_g9;
+      \$151  = acc0_0_g9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$153  = acc0_0_g9;
+    \$152  = acc0_0_g9;
     if (flags_0[0]) begin
-      \$153  = acc0_0_g10;
+      \$152  = acc0_0_g10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$154  = acc0_0_g10;
+    \$153  = acc0_0_g10;
     if (flags_0[0]) begin
-      \$154  = acc0_0_g11;
+      \$153  = acc0_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$155  = acc0_0_g11;
+    \$154  = acc0_0_g11;
     if (flags_0[0]) begin
-      \$155  = acc0_0_g12;
+      \$154  = acc0_0_g12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$156  = acc0_0_g12;
+    \$155  = acc0_0_g12;
     if (flags_0[0]) begin
-      \$156  = acc0_0_g13;
+      \$155  = acc0_0_g13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$157  = acc0_0_g13;
+    \$156  = acc0_0_g13;
     if (flags_0[0]) begin
-      \$157  = acc0_0_g14;
+      \$156  = acc0_0_g14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$158  = acc0_0_g14;
+    \$157  = acc0_0_g14;
     if (flags_0[0]) begin
-      \$158  = acc0_0_g15;
+      \$157  = acc0_0_g15;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$159  = acc0_0_g15;
+    \$158  = acc0_0_g15;
     if (flags_0[0]) begin
-      \$159  = \$15 [17:0];
+      \$158  = \$15 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$160  = acc1_0_g0;
+    \$159  = acc1_0_g0;
     if (flags_1[0]) begin
-      \$160  = acc1_0_g1;
+      \$159  = acc1_0_g1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$161  = acc1_0_g1;
+    \$160  = acc1_0_g1;
     if (flags_1[0]) begin
-      \$161  = acc1_0_g2;
+      \$160  = acc1_0_g2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$162  = acc1_0_g2;
+    \$161  = acc1_0_g2;
     if (flags_1[0]) begin
-      \$162  = acc1_0_g3;
+      \$161  = acc1_0_g3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$163  = acc1_0_g3;
+    \$162  = acc1_0_g3;
     if (flags_1[0]) begin
-      \$163  = acc1_0_g4;
+      \$162  = acc1_0_g4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$164  = acc1_0_g4;
+    \$163  = acc1_0_g4;
     if (flags_1[0]) begin
-      \$164  = acc1_0_g5;
+      \$163  = acc1_0_g5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$165  = acc1_0_g5;
+    \$164  = acc1_0_g5;
     if (flags_1[0]) begin
-      \$165  = acc1_0_g6;
+      \$164  = acc1_0_g6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$166  = acc1_0_g6;
+    \$165  = acc1_0_g6;
     if (flags_1[0]) begin
-      \$166  = acc1_0_g7;
+      \$165  = acc1_0_g7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$167  = acc1_0_g7;
+    \$166  = acc1_0_g7;
     if (flags_1[0]) begin
-      \$167  = acc1_0_g8;
+      \$166  = acc1_0_g8;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$168  = acc1_0_g8;
+    \$167  = acc1_0_g8;
     if (flags_1[0]) begin
-      \$168  = acc1_0_g9;
+      \$167  = acc1_0_g9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$169  = acc1_0_g9;
+    \$168  = acc1_0_g9;
     if (flags_1[0]) begin
-      \$169  = acc1_0_g10;
+      \$168  = acc1_0_g10;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$170  = acc1_0_g10;
+    \$169  = acc1_0_g10;
     if (flags_1[0]) begin
-      \$170  = acc1_0_g11;
+      \$169  = acc1_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$171  = acc1_0_g11;
+    \$170  = acc1_0_g11;
     if (flags_1[0]) begin
-      \$171  = acc1_0_g12;
+      \$170  = acc1_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$171  = acc1_0_g12;
+    if (flags_1[0]) begin
+      \$171  = acc1_0_g13;
     end
   end
   assign space_next = \$65 [4:0];
   assign shift = ser;
-  assign \space_next$738  = \$82 [4:0];
+  assign \space_next$737  = \$82 [4:0];
   assign ready = i__ready;
   assign i = word1[15:0];
-  assign \i$751  = word1[31:16];
-  assign \i$752  = word1[47:32];
-  assign \i$753  = word1[63:48];
-  assign \i$779  = word1[79:64];
-  assign \i$780  = word1[95:80];
-  assign \i$781  = word1[111:96];
-  assign \i$782  = word1[127:112];
-  assign \i$808  = word1[143:128];
-  assign \i$809  = word1[159:144];
-  assign \i$810  = word1[175:160];
-  assign \i$811  = word1[191:176];
-  assign \i$837  = word1[207:192];
-  assign \i$838  = word1[223:208];
-  assign \i$839  = word1[239:224];
-  assign \i$840  = word1[255:240];
+  assign \i$750  = word1[31:16];
+  assign \i$751  = word1[47:32];
+  assign \i$752  = word1[63:48];
+  assign \i$778  = word1[79:64];
+  assign \i$779  = word1[95:80];
+  assign \i$780  = word1[111:96];
+  assign \i$781  = word1[127:112];
+  assign \i$807  = word1[143:128];
+  assign \i$808  = word1[159:144];
+  assign \i$809  = word1[175:160];
+  assign \i$810  = word1[191:176];
+  assign \i$836  = word1[207:192];
+  assign \i$837  = word1[223:208];
+  assign \i$838  = word1[239:224];
+  assign \i$839  = word1[255:240];
   assign s0_0 = \$67 [18:0];
   assign s1_0 = \$69 [18:0];
   assign s2_0 = \$71 [18:0];
@@ -11347,20 +11325,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign addr = beat;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$903  = data[12:0];
-  assign \b$904  = sa0_0[18:17];
+  assign \a$902  = data[12:0];
+  assign \b$903  = sa0_0[18:17];
   assign rq0_y = \$79 [7:0];
-  assign \o__payload$907  = \o__payload$906 ;
-  assign \o__ready$908  = o__ready;
-  assign \o__valid$909  = o__valid;
+  assign \o__payload$906  = \o__payload$905 ;
+  assign \o__ready$907  = o__ready;
+  assign \o__valid$908  = o__valid;
   assign w_data = \$79 [7:0];
   assign w_en = v_out_d4;
-  assign \data$914  = o__payload;
+  assign \data$913  = o__payload;
   assign \$34  = ser;
   assign \$35  = 1'h0;
   assign \$36  = 1'h0;
   assign \$38  = { p[29], p };
-  assign \$39  = { \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 [14], \p$719 , 17'h00000 };
+  assign \$39  = { \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 , 17'h00000 };
   assign \$42  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$43  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$45  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
@@ -23330,8 +23308,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg \$345 ;
   reg \$346 ;
   reg \$347 ;
-  reg \$348 ;
-  reg [20:0] \$349 ;
+  reg [20:0] \$348 ;
+  reg \$349 ;
   wire [9:0] \$35 ;
   reg [20:0] \$350 ;
   reg [20:0] \$351 ;
@@ -24707,19 +24685,19 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   always @(posedge clk)
     last2p_d3 <= \$342 ;
   always @(posedge clk)
-    done <= \$343 ;
+    x_taken_d1 <= \$343 ;
   always @(posedge clk)
-    x_taken_d1 <= \$344 ;
+    x_taken_d2 <= \$344 ;
   always @(posedge clk)
-    x_taken_d2 <= \$345 ;
+    x_taken_d3 <= \$345 ;
   always @(posedge clk)
-    x_taken_d3 <= \$346 ;
+    x_taken_d4 <= \$346 ;
   always @(posedge clk)
-    x_taken_d4 <= \$347 ;
+    x_taken_d5 <= \$347 ;
   always @(posedge clk)
-    x_taken_d5 <= \$348 ;
+    x_init <= \$348 ;
   always @(posedge clk)
-    x_init <= \$349 ;
+    done <= \$349 ;
   always @(posedge clk)
     acc0_0 <= \$350 ;
   always @(posedge clk)
@@ -25900,51 +25878,51 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$343  = group_end;
+    \$343  = load;
     if (rst_fc1) begin
       \$343  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$344  = load;
+    \$344  = x_taken_d1;
     if (rst_fc1) begin
       \$344  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$345  = x_taken_d1;
+    \$345  = x_taken_d2;
     if (rst_fc1) begin
       \$345  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$346  = x_taken_d2;
+    \$346  = x_taken_d3;
     if (rst_fc1) begin
       \$346  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$347  = x_taken_d3;
+    \$347  = x_taken_d4;
     if (rst_fc1) begin
       \$347  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$348  = x_taken_d4;
-    if (rst_fc1) begin
-      \$348  = 1'h0;
+    \$348  = x_init;
+    if (x_taken_d5) begin
+      \$348  = \$224 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$349  = x_init;
-    if (x_taken_d5) begin
-      \$349  = \$224 ;
+    \$349  = group_end;
+    if (rst_fc1) begin
+      \$349  = 1'h0;
     end
   end
   always @* begin
@@ -27820,9 +27798,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   reg \$172 ;
   reg \$173 ;
   reg \$174 ;
-  reg \$175 ;
+  reg [16:0] \$175 ;
   reg [16:0] \$176 ;
-  reg [16:0] \$177 ;
+  reg \$177 ;
   reg [16:0] \$178 ;
   reg [16:0] \$179 ;
   wire \$18 ;
@@ -29344,11 +29322,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   always @(posedge clk)
     last2p_d2 <= \$174 ;
   always @(posedge clk)
-    done <= \$175 ;
+    xacc <= \$175 ;
   always @(posedge clk)
-    xacc <= \$176 ;
+    xfin <= \$176 ;
   always @(posedge clk)
-    xfin <= \$177 ;
+    done <= \$177 ;
   always @(posedge clk)
     acc0_0 <= \$178 ;
   always @(posedge clk)
@@ -29821,23 +29799,23 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$175  = group_end;
-    if (rst_fc2) begin
-      \$175  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$176  = xacc;
+    \$175  = xacc;
     if (flags_x[0]) begin
-      \$176  = \$88 [16:0];
+      \$175  = \$88 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$177  = xfin;
+    \$176  = xfin;
     if (\$89 ) begin
-      \$177  = \$91 [16:0];
+      \$176  = \$91 [16:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$177  = group_end;
+    if (rst_fc2) begin
+      \$177  = 1'h0;
     end
   end
   always @* begin
