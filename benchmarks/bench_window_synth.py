@@ -22,7 +22,7 @@ from flexor_hw.synth import _CELLS, _CLASSIC_LUT_MAP, _count
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: (label, channels, height, width, kernel, stride, padding, simd): 1 an element a beat,
-#: kw a kernel row, kh·kw a channel's kernel.
+#: kw a kernel row, kh·kw a channel's kernel, g·kh·kw the kernels of a group of g channels.
 WINDOWS = [
     ("ResNet stage 1, a kernel row a beat", 16, 32, 32, 3, 1, 1, 3),
     ("ResNet stage 1, an element a beat", 16, 32, 32, 3, 1, 1, 1),
@@ -30,6 +30,8 @@ WINDOWS = [
     ("ResNet stage 3, an element a beat", 64, 8, 8, 3, 1, 1, 1),
     ("LeNet-5 conv2, a kernel row a beat", 32, 14, 14, 5, 1, 2, 5),
     ("LeNet-5 conv2, a channel's kernel a beat", 32, 14, 14, 5, 1, 2, 25),
+    ("LeNet-5 conv2, the kernels of 2 channels a beat", 32, 14, 14, 5, 1, 2, 50),
+    ("LeNet-5 conv2, the kernels of 4 channels a beat", 32, 14, 14, 5, 1, 2, 100),
 ]
 
 # synth_ecp5 with classic ABC for the LUT mapping, as `flexor-hw synth` falls back to

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from .pipeline import (Credits, OutputFifo, SkidBuffer, copy_register, flag_copy,
                        kept_register, no_rw_check_attrs)
 
-__all__ = ["SlidingWindow", "RowWindow", "KernelWindow", "line_buffer_rows", "window_rows"]
+__all__ = ["SlidingWindow", "RowWindow", "GroupWindow", "KernelWindow", "line_buffer_rows", "window_rows"]
 
 
 def _positive(name, value, minimum=1):
@@ -350,12 +350,15 @@ class RowWindow(SlidingWindow):
         rw = Shape.cast(range(kw)).width
 
         def finish(bits):
-            """The banks' data, the rotation and the padding flags, as read, into the kernel
-            row: element kx from bank (rot + kx) mod kw, or 0 where it is padding."""
+            """The banks' data, the rotations and the padding flags, as read, into the kernel
+            row: element kx from bank (rot + kx) mod kw, by a copy of rot of its own (a
+            group window's 32-bit elements: 160 bits selected), or 0 where it is
+            padding."""
             data = [bits[b * xw:(b + 1) * xw] for b in range(kw)]
-            rot, pads = bits[kw * xw:kw * xw + rw], bits[kw * xw + rw:]
+            rots, pads = bits[kw * xw:kw * (xw + rw)], bits[kw * (xw + rw):]
             elements = []
             for kx in range(kw):
+                rot = rots[kx * rw:(kx + 1) * rw]
                 picked = data[kx % kw]
                 for r in range(1, kw):
                     picked = Mux(rot == r, data[(r + kx) % kw], picked)
@@ -418,19 +421,19 @@ class RowWindow(SlidingWindow):
         pads_a = Signal(kw, reset_less=True)    # element kx of the beat is padding
         rot_a = Signal(range(kw), reset_less=True)
         pads = Signal(kw, reset_less=True)
-        rot = Signal(range(kw), reset_less=True)
         # The read addresses, padding flags and rotation follow the reader's state every
         # cycle (no enable): what a take reads is the state's at the take (:class:`_Reader`).
         m.d.sync += [pads_a.eq(Cat(*[row_pad | _outside(ix0, W, kx)
                                      for kx in range(kw)])), rot_a.eq(r0),
-                     pads.eq(pads_a), rot.eq(rot_a)]
+                     pads.eq(pads_a)]
+        rots = [copy_register(m, rot_a, f"rot{kx}", emit=self._emit) for kx in range(kw)]
         row_words = _slot_words(m, row_slot, R, BWC, "row_words")
         for b, (_, rd) in enumerate(banks):
             # columns left of the rotation point sit one group further on
             addr = Signal.like(rd.addr, name=f"r_addr{b}", reset_less=True)
             m.d.sync += addr.eq(row_words + qc + (Mux(r0 > b, C, 0) if b < kw - 1 else 0))
             m.d.comb += [rd.addr.eq(addr), rd.en.eq(1)]
-        reader.output(m, Cat(*[rd.data for _, rd in banks], rot, pads), finish)
+        reader.output(m, Cat(*[rd.data for _, rd in banks], *rots, pads), finish)
 
         rows = _Rows(R, H, blk.sh, ph, oy, low, r_done, ahead, img_slot, base_slot, row_slot,
                      **blk.rows_fields(base_slot, low, R))
@@ -695,6 +698,99 @@ class KernelWindow(SlidingWindow):
             oy=oy, oh=oh, r_end=reader.rows & row_end, H=H, R=R, kh=kh, sh=sh, ph=ph,
             w_beats=W * C,
             r_beats=ow * C)
+        return m
+
+
+class GroupWindow(wiring.Component):
+    """Windows of a feature map, the kernels of a group of ``g`` channels per beat: the
+    ``g·kh·kw`` elements ``(c, ky, kx)`` for ``c`` from ``g·cg`` to ``g·cg + g − 1`` of each
+    output pixel's window leave together, in the same ``(c, ky, kx)`` order as
+    :class:`SlidingWindow` (element ``(j, ky, kx)`` of the group at bits
+    ``((j·kh + ky)·kw + kx)·w``), a beat every ``kh`` cycles: ``g·kw`` elements a cycle,
+    for a matrix-vector unit whose SIMD is a multiple of ``g·kh·kw``.
+
+    A :class:`RowWindow` over words of ``g`` channels: its line buffer's ``kw`` column banks
+    hold a pixel's ``g`` channels in a word (LeNet-5's conv2, 32 channels of 8 bits in
+    groups of 4: five 264 × 32-bit banks, a block RAM each, as a row window's five of
+    8 bits, at four times its rate, where a channel's kernel a beat takes 25). In front, a
+    :class:`~.repack.Repack` packs each pixel's channels into words; behind, another
+    gathers a group's ``kh`` kernel rows (``(ky, kx, j)`` as read) into a beat, whose
+    elements are wired into the weights' order. Flow control is the parts': each takes a
+    beat a cycle and its ``ready`` is a register.
+
+    Parameters
+    ----------
+    As :class:`SlidingWindow`'s, and:
+
+    group : int
+        Channels a word holds, ``g``: at least 2, dividing ``channels``.
+    in_beat : int
+        Elements of an input beat, dividing ``g`` (a pixel's channels in order).
+    pieces : bool
+        The gather's word in pieces (:class:`~.repack.Repack`).
+    """
+
+    def __init__(self, shape, channels, height, width, kernel, *, group, stride=1,
+                 padding=0, block=1, in_beat=1, pieces=True, emit=False):
+        self._shape = Shape.cast(shape)
+        c = _positive("Channels", channels)
+        self._g = g = _positive("Group", group, 2)
+        if c % g:
+            raise ValueError(f"Group {g} must divide the {c} channels")
+        self._in = _positive("Input beat", in_beat)
+        if g % in_beat:
+            raise ValueError(f"Input beat {in_beat} must divide the group of {g} channels")
+        self._c = c
+        self._k = _pair("Kernel", kernel, 1)
+        self._pieces, self._emit = pieces, emit
+        xw = self._shape.width
+        self._rows = RowWindow(g * xw, c // g, height, width, kernel, stride=stride,
+                               padding=padding, block=block, emit=emit)
+        super().__init__({"i": In(stream.Signature(in_beat * xw)),
+                          "o": Out(stream.Signature(g * self._k[0] * self._k[1] * xw))})
+
+    @property
+    def simd(self):
+        return self._g * self._k[0] * self._k[1]
+
+    @property
+    def output_size(self):
+        return self._rows.output_size
+
+    @property
+    def window_beats(self):
+        """Beats per output pixel: ``channels / g``."""
+        return self._c // self._g
+
+    @property
+    def beats_per_image(self):
+        oh, ow = self.output_size
+        return oh * ow * self.window_beats
+
+    @property
+    def buffer_rows(self):
+        return self._rows.buffer_rows
+
+    def elaborate(self, platform):
+        from .repack import Repack
+        m = Module()
+        g, (kh, kw), xw = self._g, self._k, self._shape.width
+        m.submodules.pack = pack = Repack(self._shape, self._c, self._in, g,
+                                          pieces=self._pieces, emit=self._emit)
+        m.submodules.rows = rows = self._rows
+        m.submodules.gather = gather = Repack(self._shape, self._c * kh * kw, g * kw,
+                                              self.simd, pieces=self._pieces, emit=self._emit)
+        wiring.connect(m, wiring.flipped(self.i), pack.i)
+        wiring.connect(m, pack.o, rows.i)
+        wiring.connect(m, rows.o, gather.i)
+        # gathered: kernel row ky's beat at ky·kw·g, its column kx's word at kx·g, channel j
+        # of the word at j; out: (j, ky, kx)
+        word = gather.o.payload
+        m.d.comb += [
+            self.o.payload.eq(Cat(*[word[((ky * kw + kx) * g + j) * xw:][:xw]
+                                    for j in range(g) for ky in range(kh)
+                                    for kx in range(kw)])),
+            self.o.valid.eq(gather.o.valid), gather.o.ready.eq(self.o.ready)]
         return m
 
 

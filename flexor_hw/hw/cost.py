@@ -58,6 +58,12 @@ COST = {
     # channels) 3,116 LUT4 and 1,710 FF, a 3 × 3 one of 16 channels 1,260 and 807
     "kernel_window": {"luts": 700, "ffs": 300, "luts_per_bank": 10, "ffs_per_bank": 12,
                       "luts_per_select_bit": 1.1, "ffs_per_element_bit": 2.0},
+    # a group window (a row window over words of g channels, a packer before it, a gather
+    # after): beside its parts' estimates, per bit of the kernel row it reads (kw·g·w) the
+    # rotation of the wide words, their output FIFO and the gather's enables. Synthesized
+    # alone, LeNet-5's conv2 window in groups of 2 and 4 (80 and 160 bits): 1,193 and 1,813
+    # LUT4, 1,675 and 3,028 FF (estimated 1,260 and 1,797, 1,704 and 3,023)
+    "group_window": {"luts_per_row_bit": 6, "ffs_per_row_bit": 3.75},
     # either window's output register and its input's registered ready
     "window_io": {"ffs": 3, "ffs_per_out_bit": 1},
     # a window's output pixels in blocks: the place in the block, the pixel's first row and

@@ -30,7 +30,7 @@ def skip_fifo_depth(main_path, out_rows, stride, channels_in, width_in, *, full_
     add's rows, plus one pixel of slack for the fork's and shortcut's registers. With fewer
     places the fork stalls the main path while it still needs input: the classic deadlock of
     skip connections in dataflow accelerators. Each window's input register (a skid buffer)
-    holds two beats more.
+    holds two beats more, and a group window's packer two words of its channels.
 
     That minimum is deadlock-free but paces the main path at the add's speed. With
     ``full_rate`` ``P`` counts the rows every window's line buffer can hold, so the fork never
@@ -45,8 +45,10 @@ def skip_fifo_depth(main_path, out_rows, stride, channels_in, width_in, *, full_
             if stage.kind in ("window", "maxpool"):
                 rows = rows_needed(stage, rows - 1, held=full_rate)
         worst = max(worst, -(-(rows - oy * stride) // stride) * kept_row_beats)
-    # each window's input register holds up to two beats of its input
-    held = sum(2 for stage in main_path if stage.kind == "window")
+    # each window's input register holds up to two beats of its input, and a group
+    # window's packer a word and its output register
+    held = sum(2 + (2 * stage.group if stage.style == "group" else 0)
+               for stage in main_path if stage.kind == "window")
     return worst + channels_in + 2 + held
 
 

@@ -318,6 +318,7 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
             st = _fastest(st, target)
             quantum = st.simd
         stages.append(st)
+    stages = _groups_to_unit_width(stages)
     units = [st.cycles_per_image() for st in stages if st.kind == "mvau"]
     if widen and not explicit and units:
         # A tiled pool as slow as the slowest unit stalls its producer whenever the unit
@@ -327,7 +328,7 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
         stages = [_pool_memory(st.at_rate(limit), budget)
                   if st.kind == "maxpool" and st.cycles_per_image() > limit else st
                   for st in stages]
-        stages = _buffer_pool_rows(stages, limit)
+        stages = _buffer_pool_rows(_group_inputs(stages), limit)
     if explicit and widen:
         # Windows and pools keep up with the slowest unit (or stay one element per beat),
         # and a pool whose rows would stall its producer takes a row's FIFO, as above.
@@ -337,7 +338,7 @@ def fold(graph, *, target=None, budget=None, explicit=None, widen=True):
                   if st.kind == "window" and st.cycles_per_image() > slowest
                   else _pool_memory(st.at_rate(limit), budget) if st.kind == "maxpool"
                   else st for st in stages]
-        stages = _buffer_pool_rows(stages, limit)
+        stages = _buffer_pool_rows(_group_inputs(stages), limit)
     # the skip FIFOs sized for the windows chosen, so that their block RAMs are weighed with
     # the rest (sized after folding, ResNet-32 under --budget brams=150 was built at 178)
     stages = fuse_pools(stages)
@@ -350,6 +351,35 @@ def unfuse_pools(stages):
     return [replace(st, block=(1, 1)) if st.kind == "window" and st.blocked
             else replace(st, blocks=False) if st.kind == "maxpool" and st.blocks else st
             for st in stages]
+
+
+def _groups_to_unit_width(stages):
+    """Each group window whose unit takes a wider beat that is a group's kernels too: the
+    window emits that beat, a faster one from the same banks, where the width converter
+    between would gather its beats (LeNet-5's conv2 window in groups of 4 channels, its
+    32-bit words, for conv2 at 4 × 100: a converter of 1,610 flip-flops saved)."""
+    out = list(stages)
+    for k in range(len(out) - 1):
+        win, unit = out[k], out[k + 1]
+        if win.kind == "window" and win.style == "group" and unit.kind == "mvau" and \
+                unit.simd > win.simd and unit.simd in win.widths and \
+                win.widened(unit.simd).style == "group":
+            out[k] = win.widened(unit.simd)
+    return out
+
+
+def _group_inputs(stages):
+    """Each group window (:class:`~flexor_hw.gateware.window.GroupWindow`) taking its
+    producer's beats where they divide its group: its packer widens them, with no width
+    converter between, and a tiled pool before it keeps its beat and can fuse with its own
+    producer's window (:func:`fuse_pools`; LeNet-5's pool1 two elements a beat into conv2's
+    window, at 25,088 cycles an image)."""
+    out = list(stages)
+    for k in range(1, len(out)):
+        st, b = out[k], out[k - 1].out_simd
+        if st.kind == "window" and st.style == "group" and b > 1 and st.group % b == 0:
+            out[k] = replace(st, in_beat=b)
+    return out
 
 
 def fuse_pools(stages):
@@ -577,11 +607,16 @@ def fold_to_device(graph, budget, *, what="the device", progress=None):
     # estimated, where 4 × 100 at 25,088 took 14,979)
     reached = best.cycles_per_image()
     eased = _at_rate(reached + -(-reached // (UNIT_SLACK - 1)))
-    if eased is not None and eased.cycles_per_image() <= reached and \
-            match_widths(eased).estimate()["luts"] < match_widths(best).estimate()["luts"]:
-        say(f"[fold] the units at the rate reached ({reached:,} cycles per image) take "
-            f"fewer LUT4")
-        best = eased
+    # and the units chosen together for the fewest LUT4 at that rate (reweighing the units
+    # one by one took LeNet-5's conv2 on the ECP5-45k to a weight ROM in 18,470 LUT4 of
+    # logic, with 58 of the 108 block RAMs free)
+    together = _knapsack(eased or best, reached + -(-reached // (UNIT_SLACK - 1)), budget)
+    for g in (eased, together):
+        if g is not None and fits(g) and g.cycles_per_image() <= reached and \
+                match_widths(g).estimate()["luts"] < match_widths(best).estimate()["luts"]:
+            say(f"[fold] the units at the rate reached ({reached:,} cycles per image) take "
+                f"fewer LUT4")
+            best = g
     best = _pools_back_to_block_ram(best, budget)
     faster = [g for g in tried.get(lo, []) if g.cycles_per_image() < best.cycles_per_image()]
     if not faster:      # none at the rate just below (what fits is not monotone in the

@@ -139,6 +139,11 @@ class InputQuantizer(Stage):
         return Unit([list(t) for t in self.thresholds], self.x_shape)
 
 
+#: Widest line buffer word of a group window (:attr:`SlidingWindow.channel_groups`): a
+#: DP16KD's port.
+MAX_GROUP_BITS = 36
+
+
 @register
 @dataclass(frozen=True, eq=False)
 class SlidingWindow(Stage):
@@ -156,31 +161,76 @@ class SlidingWindow(Stage):
                         # (KernelWindow)
     block: tuple = (1, 1)   # output pixels in blocks of (by, bx), for a max pool of that
                             # kernel after the unit (:func:`~.fold.fuse_pools`)
+    in_beat: int = 1        # elements an input beat (a group window's; dividing its group)
+
+    @property
+    def in_simd(self):
+        return self.in_beat
 
     @property
     def out_simd(self):
         return self.simd
 
     def widened(self, simd):
-        return replace(self, simd=simd)
+        return replace(self, simd=simd, in_beat=1)
 
     @property
     def widths(self):
-        """The beats this window can emit, narrowest first: an element, a kernel row, a
-        channel's kernel."""
+        """The beats this window can emit, slowest first (at one rate, fewest banks first):
+        an element, a kernel row, the kernels of ``g`` channels (a channel group; ``g·kw``
+        elements a cycle), a channel's kernel (``kh·kw`` a cycle)."""
         kh, kw = self.kernel
-        return sorted({1, kw, kh * kw})
+        options = {1: (1, 1), kw: (kw, kw), kh * kw: (kh * kw, kh * kw)}
+        for g in self.channel_groups:
+            options.setdefault(g * kh * kw, (g * kw, kw))
+        return sorted(options, key=lambda simd: options[simd])
+
+    @property
+    def channel_groups(self):
+        """Channels a group window's line buffer word can hold (:class:`GroupWindow`): from 2,
+        dividing the channels, at most :data:`MAX_GROUP_BITS` bits a word, the group's
+        kernels fewer elements a cycle than a channel's kernel window's or up to twice as
+        many."""
+        kh, kw = self.kernel
+        xw = self.x_shape.width
+        return [g for g in range(2, self.channels + 1)
+                if self.channels % g == 0 and g * xw <= MAX_GROUP_BITS and kh > 1
+                and g * kw <= 2 * kh * kw]
+
+    @property
+    def group(self):
+        """Channels a line buffer word holds: ``simd / (kh·kw)`` for a group window, else 1."""
+        kh, kw = self.kernel
+        return self.simd // (kh * kw) if self.style == "group" else 1
 
     @property
     def style(self):
-        """``"element"``, ``"row"`` or ``"kernel"``: the unit its beat width makes."""
+        """``"element"``, ``"row"``, ``"group"`` or ``"kernel"``: the unit its beat width
+        makes."""
         kh, kw = self.kernel
         if self.simd == 1:
             return "element"
-        return "row" if self.simd == kw else "kernel"
+        if self.simd == kw:
+            return "row"
+        return "kernel" if self.simd == kh * kw else "group"
+
+    def _group_parts(self):
+        """A group window's parts as stages: the packer of ``g`` channels into a word, the
+        row window over words, and the gather of a group's ``kh`` kernel rows."""
+        g, kw, xw = self.group, self.kernel[1], self.x_shape.width
+        word = (0, (1 << (g * xw)) - 1)
+        rows = replace(self, x_range=word, y_range=word, channels=self.channels // g, simd=kw)
+        pack = Repack(f"{self.name}_pack", self.x_range, self.x_range, length=self.channels,
+                      n_in=self.in_beat, n_out=g, family=self.family)
+        gather = Repack(f"{self.name}_gather", self.x_range, self.x_range,
+                        length=self.window_elements, n_in=g * kw, n_out=self.simd,
+                        family=self.family)
+        return pack, rows, gather
 
     @property
     def buffer_rows(self):
+        if self.style == "group":
+            return self._group_parts()[1].buffer_rows
         return window_rows(self.style, self.channels, self.height, self.width, self.kernel,
                            self.stride, self.padding, self.block)
 
@@ -205,10 +255,14 @@ class SlidingWindow(Stage):
         """One beat of ``simd`` window elements per cycle and a cycle between images, or
         one input beat per cycle, if more (measured)."""
         oh, ow = self.output_size
-        return max(oh * ow * self.window_elements // self.simd + 1,
-                   self.channels * self.height * self.width)
+        beats = oh * ow * self.window_elements // self.simd
+        if self.style == "group":       # a beat every kh cycles: a kernel row of the group
+            beats *= self.kernel[0]
+        return max(beats + 1, self.channels * self.height * self.width // self.in_beat)
 
     def memories(self):
+        if self.style == "group":
+            return self._group_parts()[1].memories()
         rows = self.buffer_rows
         if self.simd == 1:
             return [_mem(self, "line buffer", rows * self.width * self.channels,
@@ -222,6 +276,14 @@ class SlidingWindow(Stage):
                      xw) for rb in range(kh) for cb in range(kw)]
 
     def estimate(self):
+        if self.style == "group":
+            parts = [p.estimate() for p in self._group_parts()]
+            est = {k: sum(p[k] for p in parts) for k in parts[0]}
+            c = COST["group_window"]
+            bits = self.kernel[1] * self.group * self.x_shape.width
+            est["luts"] += round(c["luts_per_row_bit"] * bits)
+            est["ffs"] += round(c["ffs_per_row_bit"] * bits)
+            return est
         c = COST[{"element": "window", "row": "row_window", "kernel": "kernel_window"}[
             self.style]]
         # the output's register beside the unit's fixed cost
@@ -266,10 +328,17 @@ class SlidingWindow(Stage):
                 "kernel": list(self.kernel), "stride": list(self.stride),
                 "padding": list(self.padding), "simd": self.simd,
                 "line_buffer_rows": self.buffer_rows,
+                **({"channels_per_word": self.group, "input_beat": self.in_beat}
+                   if self.style == "group" else {}),
                 **({"pixel_blocks": list(self.block)} if self.blocked else {})}
 
     def unit(self, files=None):
-        from ..gateware.window import KernelWindow, RowWindow, SlidingWindow
+        from ..gateware.window import GroupWindow, KernelWindow, RowWindow, SlidingWindow
+        if self.style == "group":
+            return GroupWindow(self.x_shape, self.channels, self.height, self.width,
+                               self.kernel, group=self.group, stride=self.stride,
+                               padding=self.padding, block=self.block, in_beat=self.in_beat,
+                               pieces=self.family != "ice40", emit=files is not None)
         unit = {"element": SlidingWindow, "row": RowWindow, "kernel": KernelWindow}[self.style]
         return unit(self.x_shape, self.channels, self.height, self.width, self.kernel,
                     stride=self.stride, padding=self.padding, block=self.block,
