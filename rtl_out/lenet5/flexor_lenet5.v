@@ -10,6 +10,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
+  wire [799:0] \$8 ;
   input clk;
   wire clk;
   wire gate_in;
@@ -21,9 +22,9 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] \i__payload$18 ;
   wire [199:0] \i__payload$24 ;
   wire [7:0] \i__payload$30 ;
-  wire [7:0] \i__payload$36 ;
-  wire [39:0] \i__payload$42 ;
-  wire [639:0] \i__payload$48 ;
+  wire [15:0] \i__payload$36 ;
+  wire [15:0] \i__payload$42 ;
+  wire [799:0] \i__payload$48 ;
   wire [7:0] \i__payload$54 ;
   wire [7:0] \i__payload$60 ;
   wire [7:0] \i__payload$66 ;
@@ -65,9 +66,9 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] \o__payload$19 ;
   wire [199:0] \o__payload$25 ;
   wire [7:0] \o__payload$31 ;
-  wire [7:0] \o__payload$37 ;
-  wire [39:0] \o__payload$43 ;
-  wire [639:0] \o__payload$49 ;
+  wire [15:0] \o__payload$37 ;
+  wire [15:0] \o__payload$43 ;
+  wire [799:0] \o__payload$49 ;
   wire [7:0] \o__payload$55 ;
   wire [7:0] \o__payload$61 ;
   wire [7:0] \o__payload$67 ;
@@ -106,11 +107,11 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire rst;
   wire rst_argmax;
   wire rst_conv1;
+  wire rst_conv1_to_pool1;
   wire rst_conv1_window;
   wire rst_conv1_window_to_conv1;
   wire rst_conv2;
   wire rst_conv2_window;
-  wire rst_conv2_window_to_conv2;
   wire rst_fc1;
   wire rst_fc2;
   wire rst_g0;
@@ -120,6 +121,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire rst_port_out;
   wire rst_top;
   wire rst_top_2;
+  assign held = \$1  | rst_top_2;
   assign \$2  = ~ gate_in;
   assign i_held__valid = i__valid & \$2 ;
   assign \$3  = ~ held;
@@ -131,7 +133,6 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \$6  = rst | rst_top;
   assign \$7  = rst | rst_top;
   assign \$1  = rst | rst_top;
-  assign held = \$1  | rst_top_2;
   \flexor_lenet5.argmax  argmax (
     .clk(clk),
     .i__payload(\i__payload$72 ),
@@ -151,6 +152,16 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .o__ready(\o__ready$34 ),
     .o__valid(\i__valid$32 ),
     .rst_conv1(rst_conv1)
+  );
+  \flexor_lenet5.conv1_to_pool1  conv1_to_pool1 (
+    .clk(clk),
+    .i__payload(\i__payload$30 ),
+    .i__ready(\o__ready$34 ),
+    .i__valid(\i__valid$32 ),
+    .o__payload(\i__payload$36 ),
+    .o__ready(\o__ready$40 ),
+    .o__valid(\i__valid$38 ),
+    .rst_conv1_to_pool1(rst_conv1_to_pool1)
   );
   \flexor_lenet5.conv1_window  conv1_window (
     .clk(clk),
@@ -174,33 +185,23 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.conv2  conv2 (
     .clk(clk),
-    .i__payload(\i__payload$48 ),
     .i__ready(\o__ready$52 ),
     .i__valid(\i__valid$50 ),
-    .\o__payload$905 (\i__payload$54 ),
+    .\o__payload$1086 (\i__payload$54 ),
     .o__ready(\o__ready$58 ),
     .o__valid(\i__valid$56 ),
+    .\port$5513$0 (\$8 ),
     .rst_conv2(rst_conv2)
   );
   \flexor_lenet5.conv2_window  conv2_window (
     .clk(clk),
-    .i__payload(\i__payload$36 ),
-    .i__ready(\o__ready$40 ),
-    .i__valid(\i__valid$38 ),
-    .o__payload(\i__payload$42 ),
-    .\o__ready$47 (\o__ready$46 ),
-    .\o__valid$49 (\i__valid$44 ),
-    .rst_conv2_window(rst_conv2_window)
-  );
-  \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
-    .clk(clk),
     .i__payload(\i__payload$42 ),
     .i__ready(\o__ready$46 ),
     .i__valid(\i__valid$44 ),
-    .o__payload(\i__payload$48 ),
-    .o__ready(\o__ready$52 ),
-    .o__valid(\i__valid$50 ),
-    .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
+    .\o__payload$19 (\$8 ),
+    .\o__ready$22 (\o__ready$52 ),
+    .\o__valid$20 (\i__valid$50 ),
+    .rst_conv2_window(rst_conv2_window)
   );
   \flexor_lenet5.fc1  fc1 (
     .clk(clk),
@@ -217,7 +218,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$70 ),
     .i__valid(\i__valid$68 ),
     .o__payload(\i__payload$72 ),
-    .\o__ready$66 (\o__ready$76 ),
+    .\o__ready$570 (\o__ready$76 ),
     .o__valid(\i__valid$74 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$66 )
@@ -240,12 +241,12 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.pool1  pool1 (
     .clk(clk),
-    .i__payload(\i__payload$30 ),
-    .i__ready(\o__ready$34 ),
-    .i__valid(\i__valid$32 ),
-    .o__payload(\i__payload$36 ),
-    .o__ready(\o__ready$40 ),
-    .o__valid(\i__valid$38 ),
+    .i__payload(\i__payload$36 ),
+    .i__ready(\o__ready$40 ),
+    .i__valid(\i__valid$38 ),
+    .o__payload(\i__payload$42 ),
+    .o__ready(\o__ready$46 ),
+    .o__valid(\i__valid$44 ),
     .rst_pool1(rst_pool1)
   );
   \flexor_lenet5.pool2  pool2 (
@@ -287,6 +288,14 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) rst_conv1_to_pool1_copy (
+    .clk(clk),
+    .d(rst_g0),
+    .q(rst_conv1_to_pool1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) rst_conv1_window_copy (
     .clk(clk),
     .d(rst_g0),
@@ -315,14 +324,6 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .clk(clk),
     .d(rst_g0),
     .q(rst_conv2_window)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) rst_conv2_window_to_conv2_copy (
-    .clk(clk),
-    .d(rst_g0),
-    .q(rst_conv2_window_to_conv2)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -415,7 +416,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \o__payload$43  = \i__payload$42 ;
   assign \o__valid$45  = \i__valid$44 ;
   assign \i__ready$47  = \o__ready$46 ;
-  assign \o__payload$49  = \i__payload$48 ;
+  assign \i__payload$48  = { \$8 [799:792], \$8 [767:760], \$8 [735:728], \$8 [703:696], \$8 [671:664], \$8 [639:632], \$8 [607:600], \$8 [575:568], \$8 [543:536], \$8 [511:504], \$8 [479:472], \$8 [447:440], \$8 [415:408], \$8 [383:376], \$8 [351:344], \$8 [319:312], \$8 [287:280], \$8 [255:248], \$8 [223:216], \$8 [191:184], \$8 [159:152], \$8 [127:120], \$8 [95:88], \$8 [63:56], \$8 [31:24], \$8 [791:784], \$8 [759:752], \$8 [727:720], \$8 [695:688], \$8 [663:656], \$8 [631:624], \$8 [599:592], \$8 [567:560], \$8 [535:528], \$8 [503:496], \$8 [471:464], \$8 [439:432], \$8 [407:400], \$8 [375:368], \$8 [343:336], \$8 [311:304], \$8 [279:272], \$8 [247:240], \$8 [215:208], \$8 [183:176], \$8 [151:144], \$8 [119:112], \$8 [87:80], \$8 [55:48], \$8 [23:16], \$8 [783:776], \$8 [751:744], \$8 [719:712], \$8 [687:680], \$8 [655:648], \$8 [623:616], \$8 [591:584], \$8 [559:552], \$8 [527:520], \$8 [495:488], \$8 [463:456], \$8 [431:424], \$8 [399:392], \$8 [367:360], \$8 [335:328], \$8 [303:296], \$8 [271:264], \$8 [239:232], \$8 [207:200], \$8 [175:168], \$8 [143:136], \$8 [111:104], \$8 [79:72], \$8 [47:40], \$8 [15:8], \$8 [775:768], \$8 [743:736], \$8 [711:704], \$8 [679:672], \$8 [647:640], \$8 [615:608], \$8 [583:576], \$8 [551:544], \$8 [519:512], \$8 [487:480], \$8 [455:448], \$8 [423:416], \$8 [391:384], \$8 [359:352], \$8 [327:320], \$8 [295:288], \$8 [263:256], \$8 [231:224], \$8 [199:192], \$8 [167:160], \$8 [135:128], \$8 [103:96], \$8 [71:64], \$8 [39:32], \$8 [7:0] };
+  assign \o__payload$49  = { \$8 [799:792], \$8 [767:760], \$8 [735:728], \$8 [703:696], \$8 [671:664], \$8 [639:632], \$8 [607:600], \$8 [575:568], \$8 [543:536], \$8 [511:504], \$8 [479:472], \$8 [447:440], \$8 [415:408], \$8 [383:376], \$8 [351:344], \$8 [319:312], \$8 [287:280], \$8 [255:248], \$8 [223:216], \$8 [191:184], \$8 [159:152], \$8 [127:120], \$8 [95:88], \$8 [63:56], \$8 [31:24], \$8 [791:784], \$8 [759:752], \$8 [727:720], \$8 [695:688], \$8 [663:656], \$8 [631:624], \$8 [599:592], \$8 [567:560], \$8 [535:528], \$8 [503:496], \$8 [471:464], \$8 [439:432], \$8 [407:400], \$8 [375:368], \$8 [343:336], \$8 [311:304], \$8 [279:272], \$8 [247:240], \$8 [215:208], \$8 [183:176], \$8 [151:144], \$8 [119:112], \$8 [87:80], \$8 [55:48], \$8 [23:16], \$8 [783:776], \$8 [751:744], \$8 [719:712], \$8 [687:680], \$8 [655:648], \$8 [623:616], \$8 [591:584], \$8 [559:552], \$8 [527:520], \$8 [495:488], \$8 [463:456], \$8 [431:424], \$8 [399:392], \$8 [367:360], \$8 [335:328], \$8 [303:296], \$8 [271:264], \$8 [239:232], \$8 [207:200], \$8 [175:168], \$8 [143:136], \$8 [111:104], \$8 [79:72], \$8 [47:40], \$8 [15:8], \$8 [775:768], \$8 [743:736], \$8 [711:704], \$8 [679:672], \$8 [647:640], \$8 [615:608], \$8 [583:576], \$8 [551:544], \$8 [519:512], \$8 [487:480], \$8 [455:448], \$8 [423:416], \$8 [391:384], \$8 [359:352], \$8 [327:320], \$8 [295:288], \$8 [263:256], \$8 [231:224], \$8 [199:192], \$8 [167:160], \$8 [135:128], \$8 [103:96], \$8 [71:64], \$8 [39:32], \$8 [7:0] };
   assign \o__valid$51  = \i__valid$50 ;
   assign \i__ready$53  = \o__ready$52 ;
   assign \o__payload$55  = \i__payload$54 ;
@@ -754,7 +756,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, o__ready, i__payload, o__valid, \o__payload$237 , clk);
+module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid, \o__payload$237 , o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [5:0] \$1 ;
   wire [6:0] \$10 ;
@@ -2863,7 +2865,7 @@ module \flexor_lenet5.conv1.dec_0_0_1 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
+module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__payload, o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$5  = 0;
   wire \$1 ;
   wire [4:0] \$10 ;
@@ -3238,8 +3240,178 @@ module \flexor_lenet5.conv1.weights (rst_conv1, o__ready, o__payload, go, valid_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__ready, \o__ready$24 , \o__valid$26 , o__payload, clk);
+module \flexor_lenet5.conv1_to_pool1 (rst_conv1_to_pool1, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [5:0] \$17 ;
+  wire [5:0] \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire [1:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  reg \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [4:0] \$28 ;
+  reg [1:0] \$29 ;
+  wire \$3 ;
+  reg [15:0] \$30 ;
+  reg [15:0] \$31 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  reg [1:0] at = 2'h1;
+  reg [4:0] beat = 5'h00;
+  input clk;
+  wire clk;
+  reg full = 1'h0;
+  input [7:0] i__payload;
+  wire [7:0] i__payload;
+  output i__ready;
+  reg i__ready = 1'h1;
+  input i__valid;
+  wire i__valid;
+  reg last = 1'h0;
+  output [15:0] o__payload;
+  reg [15:0] o__payload = 16'h0000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  (* init = 16'h0000 *)
+  wire [15:0] out;
+  (* init = 1'h1 *)
+  wire ready;
+  input rst_conv1_to_pool1;
+  wire rst_conv1_to_pool1;
+  wire take;
+  wire valid_next;
+  reg [15:0] word = 16'h0000;
+  assign take = i__valid & i__ready;
+  assign \$1  = at[1] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = ~ \$signal ;
+  assign \$12  = ~ valid_next;
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = beat == 5'h1e;
+  assign \$15  = last ? 1'h0 : \$14 ;
+  assign \$16  = take ? \$15  : last;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 6'h00 : \$17 ;
+  assign \$19  = at[1] | last;
+  assign \$20  = \$19  ? 2'h1 : { at[0], at[1] };
+  assign \$21  = ~ o__valid;
+  assign \$22  = \$21  | o__ready;
+  assign \$23  = full & \$22 ;
+  always @(posedge clk)
+    o__valid <= \$24 ;
+  always @(posedge clk)
+    full <= \$25 ;
+  always @(posedge clk)
+    i__ready <= \$26 ;
+  always @(posedge clk)
+    last <= \$27 ;
+  always @(posedge clk)
+    beat <= \$28 ;
+  always @(posedge clk)
+    at <= \$29 ;
+  always @(posedge clk)
+    o__payload <= \$30 ;
+  always @(posedge clk)
+    word <= \$31 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$24  = valid_next;
+    if (rst_conv1_to_pool1) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$25  = \$signal ;
+    if (rst_conv1_to_pool1) begin
+      \$25  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$26  = \$13 ;
+    if (rst_conv1_to_pool1) begin
+      \$26  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$27  = \$16 ;
+    if (rst_conv1_to_pool1) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$28  = beat;
+    if (take) begin
+      \$28  = \$18 [4:0];
+    end
+    if (rst_conv1_to_pool1) begin
+      \$28  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$29  = at;
+    if (take) begin
+      \$29  = \$20 ;
+    end
+    if (rst_conv1_to_pool1) begin
+      \$29  = 2'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$30  = o__payload;
+    if (\$23 ) begin
+      \$30  = word;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$31  = word;
+    if (take) begin
+      \$31  = { i__payload, word[15:8] };
+    end
+  end
+  assign ready = i__ready;
+  assign out = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__ready, \o__ready$24 , \o__valid$26 , o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [6:0] \$100 ;
@@ -4394,7 +4566,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .q(wr__en)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     casez (row_slot)
       3'h0:
@@ -4416,7 +4588,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$280  = w_px;
     if (write) begin
       \$280  = \$11 [4:0];
@@ -4426,7 +4598,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$281  = w_addr;
     if (write) begin
       \$281  = \$14 [7:0];
@@ -4436,7 +4608,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$282  = ahead;
     if (write) begin
       if (\$15 ) begin
@@ -4453,7 +4625,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$283  = w_row;
     if (write) begin
       if (\$15 ) begin
@@ -4475,49 +4647,49 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$284  = \$20 ;
     if (rst_conv1_window) begin
       \$284  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$285  = \$8 [2:0];
     if (rst_conv1_window) begin
       \$285  = 3'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$286  = take;
     if (rst_conv1_window) begin
       \$286  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$287  = read_v1;
     if (rst_conv1_window) begin
       \$287  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$288  = read_v2;
     if (rst_conv1_window) begin
       \$288  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$289  = read_v3;
     if (rst_conv1_window) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$290  = kx;
     if (take_step) begin
       \$290  = \$43 [2:0];
@@ -4527,7 +4699,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$291  = col_addr;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4559,7 +4731,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$292  = ky;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4573,7 +4745,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$293  = row_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4613,7 +4785,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$294  = block_dx;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4635,7 +4807,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$295  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4664,7 +4836,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$296  = ix0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4693,7 +4865,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$297  = block_dy;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4721,7 +4893,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$298  = pix_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4759,7 +4931,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$299  = pix_low;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4790,7 +4962,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$300  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4817,7 +4989,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$301  = oy;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4846,7 +5018,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$302  = low;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4875,7 +5047,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$303  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4909,7 +5081,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$304  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4945,7 +5117,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$305  = ix;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -4962,7 +5134,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$306  = iy;
     if (take_step) begin
       if (\$131 ) begin
@@ -4985,7 +5157,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$307  = w_last;
     if (write) begin
       \$307  = \$147 ;
@@ -4995,7 +5167,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$308  = img_slot;
     if (switch) begin
       \$308  = step_img_slot;
@@ -5005,7 +5177,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$309  = r_last;
     if (take_step) begin
       \$309  = \$161 ;
@@ -5015,56 +5187,56 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$310  = \$168 ;
     if (rst_conv1_window) begin
       \$310  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$311  = \$176 ;
     if (rst_conv1_window) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$312  = \$178 ;
     if (rst_conv1_window) begin
       \$312  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$313  = \$179 ;
     if (rst_conv1_window) begin
       \$313  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$314  = switch;
     if (rst_conv1_window) begin
       \$314  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$315  = \$193 ;
     if (rst_conv1_window) begin
       \$315  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$316  = \$236 ;
     if (rst_conv1_window) begin
       \$316  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$317  = \$237 ;
     if (rst_conv1_window) begin
       \$317  = 1'h0;
@@ -5109,7 +5281,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, i__ready, valid_next, o__valid, o__ready, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
   wire \$1 ;
   reg [7:0] \$10 ;
   reg \$11 ;
@@ -5171,14 +5343,14 @@ module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, 
     .q(o__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$10  = o__payload;
     if (\$5 ) begin
       \$10  = \$8 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$11  = full;
     if (\$5 ) begin
       \$11  = 1'h0;
@@ -5190,7 +5362,7 @@ module \flexor_lenet5.conv1_window.inp (i__payload, i__valid, rst_conv1_window, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
     \$12  = held;
     if (\$5 ) begin
     end else if (\$7 ) begin
@@ -5203,7 +5375,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port__data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$9  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$11 ;
@@ -5358,28 +5530,28 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$42  = \$28 [2:0];
     if (rst_conv1_window) begin
       \$42  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$43  = \$35 ;
     if (rst_conv1_window) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$36  = \$8 ;
     if (rst_conv1_window) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [2:0];
@@ -5389,7 +5561,7 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -5399,14 +5571,14 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [2:0];
@@ -5416,7 +5588,7 @@ module \flexor_lenet5.conv1_window.out (rst_conv1_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$9 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [2:0];
@@ -5434,7 +5606,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid, i__ready, o__ready, i__valid, i__payload, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [5:0] \$11 ;
@@ -5802,7 +5974,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
     .q(o__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$77  = beat;
     if (take) begin
       \$77  = \$12 [4:0];
@@ -5812,7 +5984,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$78  = at;
     if (take) begin
       \$78  = \$14 ;
@@ -5822,7 +5994,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$79  = o__payload;
     if (\$17 ) begin
       \$79 [63:0] = word[63:0];
@@ -5838,7 +6010,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
     \$80  = word;
     if (\$18 ) begin
       \$80 [63:0] = word[71:8];
@@ -5862,29 +6034,29 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$905 , clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, \port$5513$0 , o__valid, \o__payload$1086 , clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  reg \$101 ;
-  reg \$102 ;
-  reg \$103 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
   reg \$104 ;
-  reg [3:0] \$105 ;
-  reg [3:0] \$106 ;
+  reg \$105 ;
+  reg \$106 ;
   reg \$107 ;
-  reg [4:0] \$108 ;
-  reg \$109 ;
+  reg [3:0] \$108 ;
+  reg [2:0] \$109 ;
   wire \$11 ;
   reg \$110 ;
-  reg \$111 ;
+  reg [4:0] \$111 ;
   reg \$112 ;
   reg \$113 ;
-  reg [639:0] \$114 ;
+  reg \$114 ;
   reg \$115 ;
   reg \$116 ;
-  reg \$117 ;
+  reg [799:0] \$117 ;
   reg \$118 ;
   reg \$119 ;
   wire [17:0] \$12 ;
@@ -5911,9 +6083,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg \$139 ;
   wire [17:0] \$14 ;
   reg \$140 ;
-  reg [17:0] \$141 ;
-  reg [17:0] \$142 ;
-  reg [17:0] \$143 ;
+  reg \$141 ;
+  reg \$142 ;
+  reg \$143 ;
   reg [17:0] \$144 ;
   reg [17:0] \$145 ;
   reg [17:0] \$146 ;
@@ -5984,22 +6156,22 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] \$204 ;
   reg [17:0] \$205 ;
   reg [17:0] \$206 ;
-  reg \$207 ;
-  reg [3:0] \$208 ;
-  reg [2:0] \$209 ;
+  reg [17:0] \$207 ;
+  reg [17:0] \$208 ;
+  reg [17:0] \$209 ;
   wire [18:0] \$21 ;
-  reg [5:0] \$210 ;
-  reg [4:0] \$211 ;
-  reg \$212 ;
-  reg [3:0] \$213 ;
-  reg [18:0] \$214 ;
-  reg [18:0] \$215 ;
-  reg [18:0] \$216 ;
+  reg \$210 ;
+  reg [3:0] \$211 ;
+  reg [2:0] \$212 ;
+  reg [5:0] \$213 ;
+  reg [4:0] \$214 ;
+  reg \$215 ;
+  reg [3:0] \$216 ;
   reg [18:0] \$217 ;
-  reg \$218 ;
-  reg \$219 ;
+  reg [18:0] \$218 ;
+  reg [18:0] \$219 ;
   wire \$22 ;
-  reg \$220 ;
+  reg [18:0] \$220 ;
   reg \$221 ;
   reg \$222 ;
   reg \$223 ;
@@ -6010,16 +6182,19 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg \$228 ;
   reg \$229 ;
   wire [4:0] \$23 ;
-  reg [1:0] \$230 ;
-  reg [4:0] \$231 ;
+  reg \$230 ;
+  reg \$231 ;
   reg \$232 ;
+  reg [1:0] \$233 ;
+  reg [4:0] \$234 ;
+  reg \$235 ;
   wire [4:0] \$24 ;
   wire [3:0] \$25 ;
   wire \$26 ;
   wire [6:0] \$27 ;
   wire [6:0] \$28 ;
   wire [5:0] \$29 ;
-  wire [4:0] \$3 ;
+  wire [3:0] \$3 ;
   wire [6:0] \$30 ;
   wire \$31 ;
   wire [4:0] \$32 ;
@@ -6030,7 +6205,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [19:0] \$37 ;
   wire [30:0] \$38 ;
   wire [45:0] \$39 ;
-  wire [4:0] \$4 ;
+  wire [3:0] \$4 ;
   wire [46:0] \$40 ;
   wire [47:0] \$41 ;
   wire [30:0] \$42 ;
@@ -6100,14 +6275,14 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire \$signal$10 ;
   reg \$signal$18  = 1'h0;
   reg \$signal$19  = 1'h0;
-  reg \$signal$709  = 1'h0;
+  reg \$signal$851  = 1'h0;
   (* init = 4'h0 *)
   wire [3:0] \$signature__addr ;
   wire [75:0] \$signature__data ;
   (* init = 1'h0 *)
   wire \$signature__en ;
   wire [12:0] a;
-  wire [12:0] \a$902 ;
+  wire [12:0] \a$1083 ;
   reg [17:0] acc0_0_g0 = 18'h00000;
   reg [17:0] acc0_0_g1 = 18'h00000;
   reg [17:0] acc0_0_g10 = 18'h00000;
@@ -6174,9 +6349,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] acc3_0_g9 = 18'h00000;
   (* init = 6'h00 *)
   wire [5:0] addr;
-  wire [7:0] \addr$912 ;
+  wire [6:0] \addr$1093 ;
   wire [16:0] b;
-  wire [1:0] \b$903 ;
+  wire [1:0] \b$1084 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -6191,7 +6366,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire credits_room_next;
   reg [4:0] credits_space = 5'h14;
   wire [31:0] data;
-  wire [255:0] \data$913 ;
+  wire [319:0] \data$1094 ;
   reg done = 1'h0;
   wire en;
   reg first2p_d1 = 1'h0;
@@ -6213,23 +6388,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg group_written_d1 = 1'h0;
   reg [4:0] groups_held = 5'h00;
   wire [15:0] i;
-  wire [15:0] \i$750 ;
-  wire [15:0] \i$751 ;
-  wire [15:0] \i$752 ;
-  wire [15:0] \i$778 ;
-  wire [15:0] \i$779 ;
-  wire [15:0] \i$780 ;
-  wire [15:0] \i$781 ;
-  wire [15:0] \i$807 ;
-  wire [15:0] \i$808 ;
-  wire [15:0] \i$809 ;
-  wire [15:0] \i$810 ;
-  wire [15:0] \i$836 ;
-  wire [15:0] \i$837 ;
-  wire [15:0] \i$838 ;
-  wire [15:0] \i$839 ;
-  input [639:0] i__payload;
-  wire [639:0] i__payload;
+  wire [15:0] \i$1002 ;
+  wire [15:0] \i$1003 ;
+  wire [15:0] \i$1004 ;
+  wire [15:0] \i$1005 ;
+  wire [15:0] \i$1006 ;
+  wire [15:0] \i$892 ;
+  wire [15:0] \i$893 ;
+  wire [15:0] \i$894 ;
+  wire [15:0] \i$895 ;
+  wire [15:0] \i$928 ;
+  wire [15:0] \i$929 ;
+  wire [15:0] \i$930 ;
+  wire [15:0] \i$931 ;
+  wire [15:0] \i$932 ;
+  wire [15:0] \i$965 ;
+  wire [15:0] \i$966 ;
+  wire [15:0] \i$967 ;
+  wire [15:0] \i$968 ;
+  wire [15:0] \i$969 ;
+  wire [799:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -6280,6 +6458,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [8:0] m0_0_38 = 9'h000;
   reg [8:0] m0_0_39 = 9'h000;
   reg [8:0] m0_0_4 = 9'h000;
+  reg [8:0] m0_0_40 = 9'h000;
+  reg [8:0] m0_0_41 = 9'h000;
+  reg [8:0] m0_0_42 = 9'h000;
+  reg [8:0] m0_0_43 = 9'h000;
+  reg [8:0] m0_0_44 = 9'h000;
+  reg [8:0] m0_0_45 = 9'h000;
+  reg [8:0] m0_0_46 = 9'h000;
+  reg [8:0] m0_0_47 = 9'h000;
+  reg [8:0] m0_0_48 = 9'h000;
+  reg [8:0] m0_0_49 = 9'h000;
   reg [8:0] m0_0_5 = 9'h000;
   reg [8:0] m0_0_6 = 9'h000;
   reg [8:0] m0_0_7 = 9'h000;
@@ -6320,6 +6508,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [8:0] m1_0_38 = 9'h000;
   reg [8:0] m1_0_39 = 9'h000;
   reg [8:0] m1_0_4 = 9'h000;
+  reg [8:0] m1_0_40 = 9'h000;
+  reg [8:0] m1_0_41 = 9'h000;
+  reg [8:0] m1_0_42 = 9'h000;
+  reg [8:0] m1_0_43 = 9'h000;
+  reg [8:0] m1_0_44 = 9'h000;
+  reg [8:0] m1_0_45 = 9'h000;
+  reg [8:0] m1_0_46 = 9'h000;
+  reg [8:0] m1_0_47 = 9'h000;
+  reg [8:0] m1_0_48 = 9'h000;
+  reg [8:0] m1_0_49 = 9'h000;
   reg [8:0] m1_0_5 = 9'h000;
   reg [8:0] m1_0_6 = 9'h000;
   reg [8:0] m1_0_7 = 9'h000;
@@ -6360,6 +6558,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [8:0] m2_0_38 = 9'h000;
   reg [8:0] m2_0_39 = 9'h000;
   reg [8:0] m2_0_4 = 9'h000;
+  reg [8:0] m2_0_40 = 9'h000;
+  reg [8:0] m2_0_41 = 9'h000;
+  reg [8:0] m2_0_42 = 9'h000;
+  reg [8:0] m2_0_43 = 9'h000;
+  reg [8:0] m2_0_44 = 9'h000;
+  reg [8:0] m2_0_45 = 9'h000;
+  reg [8:0] m2_0_46 = 9'h000;
+  reg [8:0] m2_0_47 = 9'h000;
+  reg [8:0] m2_0_48 = 9'h000;
+  reg [8:0] m2_0_49 = 9'h000;
   reg [8:0] m2_0_5 = 9'h000;
   reg [8:0] m2_0_6 = 9'h000;
   reg [8:0] m2_0_7 = 9'h000;
@@ -6400,6 +6608,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [8:0] m3_0_38 = 9'h000;
   reg [8:0] m3_0_39 = 9'h000;
   reg [8:0] m3_0_4 = 9'h000;
+  reg [8:0] m3_0_40 = 9'h000;
+  reg [8:0] m3_0_41 = 9'h000;
+  reg [8:0] m3_0_42 = 9'h000;
+  reg [8:0] m3_0_43 = 9'h000;
+  reg [8:0] m3_0_44 = 9'h000;
+  reg [8:0] m3_0_45 = 9'h000;
+  reg [8:0] m3_0_46 = 9'h000;
+  reg [8:0] m3_0_47 = 9'h000;
+  reg [8:0] m3_0_48 = 9'h000;
+  reg [8:0] m3_0_49 = 9'h000;
   reg [8:0] m3_0_5 = 9'h000;
   reg [8:0] m3_0_6 = 9'h000;
   reg [8:0] m3_0_7 = 9'h000;
@@ -6414,36 +6632,40 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg nfirst2p_d3 = 1'h0;
   reg nfirst2p_d4 = 1'h0;
   wire [19:0] o;
-  wire [19:0] \o$151 ;
-  wire [19:0] \o$152 ;
-  wire [19:0] \o$153 ;
-  wire [19:0] \o$154 ;
-  wire [19:0] \o$264 ;
-  wire [19:0] \o$265 ;
-  wire [19:0] \o$266 ;
-  wire [19:0] \o$267 ;
-  wire [19:0] \o$377 ;
-  wire [19:0] \o$378 ;
-  wire [19:0] \o$379 ;
-  wire [19:0] \o$380 ;
-  wire [19:0] \o$39 ;
-  wire [19:0] \o$40 ;
-  wire [19:0] \o$41 ;
-  wire [255:0] o__payload;
-  output [7:0] \o__payload$905 ;
-  wire [7:0] \o__payload$905 ;
-  wire [7:0] \o__payload$906 ;
+  wire [19:0] \o$182 ;
+  wire [19:0] \o$183 ;
+  wire [19:0] \o$184 ;
+  wire [19:0] \o$185 ;
+  wire [19:0] \o$186 ;
+  wire [19:0] \o$323 ;
+  wire [19:0] \o$324 ;
+  wire [19:0] \o$325 ;
+  wire [19:0] \o$326 ;
+  wire [19:0] \o$327 ;
+  wire [19:0] \o$42 ;
+  wire [19:0] \o$43 ;
+  wire [19:0] \o$44 ;
+  wire [19:0] \o$45 ;
+  wire [19:0] \o$464 ;
+  wire [19:0] \o$465 ;
+  wire [19:0] \o$466 ;
+  wire [19:0] \o$467 ;
+  wire [19:0] \o$468 ;
+  wire [319:0] o__payload;
+  output [7:0] \o__payload$1086 ;
+  wire [7:0] \o__payload$1086 ;
+  wire [7:0] \o__payload$1087 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$745 ;
-  wire \o__ready$907 ;
+  wire \o__ready$1088 ;
+  wire \o__ready$887 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$741 ;
-  wire \o__valid$908 ;
+  wire \o__valid$1089 ;
+  wire \o__valid$883 ;
   wire ok;
   wire [29:0] p;
-  wire [14:0] \p$718 ;
+  wire [14:0] \p$860 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_10;
@@ -6479,6 +6701,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [8:0] p0_0_38;
   wire [8:0] p0_0_39;
   wire [8:0] p0_0_4;
+  wire [8:0] p0_0_40;
+  wire [8:0] p0_0_41;
+  wire [8:0] p0_0_42;
+  wire [8:0] p0_0_43;
+  wire [8:0] p0_0_44;
+  wire [8:0] p0_0_45;
+  wire [8:0] p0_0_46;
+  wire [8:0] p0_0_47;
+  wire [8:0] p0_0_48;
+  wire [8:0] p0_0_49;
   wire [8:0] p0_0_5;
   wire [8:0] p0_0_6;
   wire [8:0] p0_0_7;
@@ -6519,6 +6751,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [8:0] p1_0_38;
   wire [8:0] p1_0_39;
   wire [8:0] p1_0_4;
+  wire [8:0] p1_0_40;
+  wire [8:0] p1_0_41;
+  wire [8:0] p1_0_42;
+  wire [8:0] p1_0_43;
+  wire [8:0] p1_0_44;
+  wire [8:0] p1_0_45;
+  wire [8:0] p1_0_46;
+  wire [8:0] p1_0_47;
+  wire [8:0] p1_0_48;
+  wire [8:0] p1_0_49;
   wire [8:0] p1_0_5;
   wire [8:0] p1_0_6;
   wire [8:0] p1_0_7;
@@ -6559,6 +6801,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [8:0] p2_0_38;
   wire [8:0] p2_0_39;
   wire [8:0] p2_0_4;
+  wire [8:0] p2_0_40;
+  wire [8:0] p2_0_41;
+  wire [8:0] p2_0_42;
+  wire [8:0] p2_0_43;
+  wire [8:0] p2_0_44;
+  wire [8:0] p2_0_45;
+  wire [8:0] p2_0_46;
+  wire [8:0] p2_0_47;
+  wire [8:0] p2_0_48;
+  wire [8:0] p2_0_49;
   wire [8:0] p2_0_5;
   wire [8:0] p2_0_6;
   wire [8:0] p2_0_7;
@@ -6599,11 +6851,23 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [8:0] p3_0_38;
   wire [8:0] p3_0_39;
   wire [8:0] p3_0_4;
+  wire [8:0] p3_0_40;
+  wire [8:0] p3_0_41;
+  wire [8:0] p3_0_42;
+  wire [8:0] p3_0_43;
+  wire [8:0] p3_0_44;
+  wire [8:0] p3_0_45;
+  wire [8:0] p3_0_46;
+  wire [8:0] p3_0_47;
+  wire [8:0] p3_0_48;
+  wire [8:0] p3_0_49;
   wire [8:0] p3_0_5;
   wire [8:0] p3_0_6;
   wire [8:0] p3_0_7;
   wire [8:0] p3_0_8;
   wire [8:0] p3_0_9;
+  input [799:0] \port$5513$0 ;
+  wire [799:0] \port$5513$0 ;
   wire ready;
   (* init = 4'h0 *)
   wire [3:0] rport__addr;
@@ -6639,9 +6903,12 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire slots_room_next;
   reg [4:0] slots_space = 5'h10;
   wire [4:0] space_next;
-  wire [4:0] \space_next$737 ;
+  wire [4:0] \space_next$879 ;
   reg [10:0] t0_0_l2_0 = 11'h000;
   reg [10:0] t0_0_l2_1 = 11'h000;
+  reg [10:0] t0_0_l2_10 = 11'h000;
+  reg [10:0] t0_0_l2_11 = 11'h000;
+  reg [9:0] t0_0_l2_12 = 10'h000;
   reg [10:0] t0_0_l2_2 = 11'h000;
   reg [10:0] t0_0_l2_3 = 11'h000;
   reg [10:0] t0_0_l2_4 = 11'h000;
@@ -6652,7 +6919,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [10:0] t0_0_l2_9 = 11'h000;
   reg [12:0] t0_0_l4_0 = 13'h0000;
   reg [12:0] t0_0_l4_1 = 13'h0000;
-  reg [11:0] t0_0_l4_2 = 12'h000;
+  reg [12:0] t0_0_l4_2 = 13'h0000;
+  reg [9:0] t0_0_l4_3 = 10'h000;
   reg [14:0] t0_0_l6_0 = 15'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_0;
@@ -6691,6 +6959,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_4;
   (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_40;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_42;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_44;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_46;
+  (* keep = 32'd1 *)
+  wire [9:0] t0_0_w0_48;
+  (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_6;
   (* keep = 32'd1 *)
   wire [9:0] t0_0_w0_8;
@@ -6709,6 +6987,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w1_2;
   (* keep = 32'd1 *)
+  wire [10:0] t0_0_w1_20;
+  (* keep = 32'd1 *)
+  wire [10:0] t0_0_w1_22;
+  (* keep = 32'd1 *)
   wire [10:0] t0_0_w1_4;
   (* keep = 32'd1 *)
   wire [10:0] t0_0_w1_6;
@@ -6716,6 +6998,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [10:0] t0_0_w1_8;
   (* keep = 32'd1 *)
   wire [11:0] t0_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [11:0] t0_0_w2_10;
   (* keep = 32'd1 *)
   wire [11:0] t0_0_w2_2;
   (* keep = 32'd1 *)
@@ -6729,11 +7013,18 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [12:0] t0_0_w3_2;
   (* keep = 32'd1 *)
+  wire [12:0] t0_0_w3_4;
+  (* keep = 32'd1 *)
   wire [13:0] t0_0_w4_0;
+  (* keep = 32'd1 *)
+  wire [13:0] t0_0_w4_2;
   (* keep = 32'd1 *)
   wire [14:0] t0_0_w5_0;
   reg [10:0] t1_0_l2_0 = 11'h000;
   reg [10:0] t1_0_l2_1 = 11'h000;
+  reg [10:0] t1_0_l2_10 = 11'h000;
+  reg [10:0] t1_0_l2_11 = 11'h000;
+  reg [9:0] t1_0_l2_12 = 10'h000;
   reg [10:0] t1_0_l2_2 = 11'h000;
   reg [10:0] t1_0_l2_3 = 11'h000;
   reg [10:0] t1_0_l2_4 = 11'h000;
@@ -6744,7 +7035,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [10:0] t1_0_l2_9 = 11'h000;
   reg [12:0] t1_0_l4_0 = 13'h0000;
   reg [12:0] t1_0_l4_1 = 13'h0000;
-  reg [11:0] t1_0_l4_2 = 12'h000;
+  reg [12:0] t1_0_l4_2 = 13'h0000;
+  reg [9:0] t1_0_l4_3 = 10'h000;
   reg [14:0] t1_0_l6_0 = 15'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_0;
@@ -6783,6 +7075,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_4;
   (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_40;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_42;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_44;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_46;
+  (* keep = 32'd1 *)
+  wire [9:0] t1_0_w0_48;
+  (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_6;
   (* keep = 32'd1 *)
   wire [9:0] t1_0_w0_8;
@@ -6801,6 +7103,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [10:0] t1_0_w1_2;
   (* keep = 32'd1 *)
+  wire [10:0] t1_0_w1_20;
+  (* keep = 32'd1 *)
+  wire [10:0] t1_0_w1_22;
+  (* keep = 32'd1 *)
   wire [10:0] t1_0_w1_4;
   (* keep = 32'd1 *)
   wire [10:0] t1_0_w1_6;
@@ -6808,6 +7114,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [10:0] t1_0_w1_8;
   (* keep = 32'd1 *)
   wire [11:0] t1_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [11:0] t1_0_w2_10;
   (* keep = 32'd1 *)
   wire [11:0] t1_0_w2_2;
   (* keep = 32'd1 *)
@@ -6821,11 +7129,18 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [12:0] t1_0_w3_2;
   (* keep = 32'd1 *)
+  wire [12:0] t1_0_w3_4;
+  (* keep = 32'd1 *)
   wire [13:0] t1_0_w4_0;
+  (* keep = 32'd1 *)
+  wire [13:0] t1_0_w4_2;
   (* keep = 32'd1 *)
   wire [14:0] t1_0_w5_0;
   reg [10:0] t2_0_l2_0 = 11'h000;
   reg [10:0] t2_0_l2_1 = 11'h000;
+  reg [10:0] t2_0_l2_10 = 11'h000;
+  reg [10:0] t2_0_l2_11 = 11'h000;
+  reg [9:0] t2_0_l2_12 = 10'h000;
   reg [10:0] t2_0_l2_2 = 11'h000;
   reg [10:0] t2_0_l2_3 = 11'h000;
   reg [10:0] t2_0_l2_4 = 11'h000;
@@ -6836,7 +7151,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [10:0] t2_0_l2_9 = 11'h000;
   reg [12:0] t2_0_l4_0 = 13'h0000;
   reg [12:0] t2_0_l4_1 = 13'h0000;
-  reg [11:0] t2_0_l4_2 = 12'h000;
+  reg [12:0] t2_0_l4_2 = 13'h0000;
+  reg [9:0] t2_0_l4_3 = 10'h000;
   reg [14:0] t2_0_l6_0 = 15'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_0;
@@ -6875,6 +7191,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_4;
   (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_40;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_42;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_44;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_46;
+  (* keep = 32'd1 *)
+  wire [9:0] t2_0_w0_48;
+  (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_6;
   (* keep = 32'd1 *)
   wire [9:0] t2_0_w0_8;
@@ -6893,6 +7219,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [10:0] t2_0_w1_2;
   (* keep = 32'd1 *)
+  wire [10:0] t2_0_w1_20;
+  (* keep = 32'd1 *)
+  wire [10:0] t2_0_w1_22;
+  (* keep = 32'd1 *)
   wire [10:0] t2_0_w1_4;
   (* keep = 32'd1 *)
   wire [10:0] t2_0_w1_6;
@@ -6900,6 +7230,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [10:0] t2_0_w1_8;
   (* keep = 32'd1 *)
   wire [11:0] t2_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [11:0] t2_0_w2_10;
   (* keep = 32'd1 *)
   wire [11:0] t2_0_w2_2;
   (* keep = 32'd1 *)
@@ -6913,11 +7245,18 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [12:0] t2_0_w3_2;
   (* keep = 32'd1 *)
+  wire [12:0] t2_0_w3_4;
+  (* keep = 32'd1 *)
   wire [13:0] t2_0_w4_0;
+  (* keep = 32'd1 *)
+  wire [13:0] t2_0_w4_2;
   (* keep = 32'd1 *)
   wire [14:0] t2_0_w5_0;
   reg [10:0] t3_0_l2_0 = 11'h000;
   reg [10:0] t3_0_l2_1 = 11'h000;
+  reg [10:0] t3_0_l2_10 = 11'h000;
+  reg [10:0] t3_0_l2_11 = 11'h000;
+  reg [9:0] t3_0_l2_12 = 10'h000;
   reg [10:0] t3_0_l2_2 = 11'h000;
   reg [10:0] t3_0_l2_3 = 11'h000;
   reg [10:0] t3_0_l2_4 = 11'h000;
@@ -6928,7 +7267,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [10:0] t3_0_l2_9 = 11'h000;
   reg [12:0] t3_0_l4_0 = 13'h0000;
   reg [12:0] t3_0_l4_1 = 13'h0000;
-  reg [11:0] t3_0_l4_2 = 12'h000;
+  reg [12:0] t3_0_l4_2 = 13'h0000;
+  reg [9:0] t3_0_l4_3 = 10'h000;
   reg [14:0] t3_0_l6_0 = 15'h0000;
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_0;
@@ -6967,6 +7307,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_4;
   (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_40;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_42;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_44;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_46;
+  (* keep = 32'd1 *)
+  wire [9:0] t3_0_w0_48;
+  (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_6;
   (* keep = 32'd1 *)
   wire [9:0] t3_0_w0_8;
@@ -6985,6 +7335,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [10:0] t3_0_w1_2;
   (* keep = 32'd1 *)
+  wire [10:0] t3_0_w1_20;
+  (* keep = 32'd1 *)
+  wire [10:0] t3_0_w1_22;
+  (* keep = 32'd1 *)
   wire [10:0] t3_0_w1_4;
   (* keep = 32'd1 *)
   wire [10:0] t3_0_w1_6;
@@ -6992,6 +7346,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [10:0] t3_0_w1_8;
   (* keep = 32'd1 *)
   wire [11:0] t3_0_w2_0;
+  (* keep = 32'd1 *)
+  wire [11:0] t3_0_w2_10;
   (* keep = 32'd1 *)
   wire [11:0] t3_0_w2_2;
   (* keep = 32'd1 *)
@@ -7005,7 +7361,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [12:0] t3_0_w3_2;
   (* keep = 32'd1 *)
+  wire [12:0] t3_0_w3_4;
+  (* keep = 32'd1 *)
   wire [13:0] t3_0_w4_0;
+  (* keep = 32'd1 *)
+  wire [13:0] t3_0_w4_2;
   (* keep = 32'd1 *)
   wire [14:0] t3_0_w5_0;
   reg v2_d1 = 1'h0;
@@ -7023,21 +7383,24 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg v_out_d4 = 1'h0;
   wire valid_next;
   reg vb = 1'h0;
-  reg [79:0] w0_0 = 80'h00000000000000000000;
-  reg [79:0] w1_0 = 80'h00000000000000000000;
-  reg [79:0] w2_0 = 80'h00000000000000000000;
-  reg [79:0] w3_0 = 80'h00000000000000000000;
+  reg [99:0] w0_0 = 100'h0000000000000000000000000;
+  reg [99:0] w1_0 = 100'h0000000000000000000000000;
+  reg [99:0] w2_0 = 100'h0000000000000000000000000;
+  reg [99:0] w3_0 = 100'h0000000000000000000000000;
   wire [7:0] w_data;
   (* init = 1'h0 *)
   wire w_en;
-  reg [255:0] word1 = 256'h0000000000000000000000000000000000000000000000000000000000000000;
-  reg [3:0] word_idx = 4'h0;
+  reg [319:0] word1 = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [2:0] word_idx = 3'h0;
   reg word_last = 1'h0;
   reg [17:0] xacc = 18'h00000;
-  reg [639:0] xdata_d1 = 640'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [799:0] xdata_d1 = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [17:0] xfin = 18'h00000;
   wire xload_0;
   wire xload_1;
+  wire xload_10;
+  wire xload_11;
+  wire xload_12;
   wire xload_2;
   wire xload_3;
   wire xload_4;
@@ -7081,6 +7444,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [8:0] xsum_l1_38 = 9'h000;
   reg [8:0] xsum_l1_39 = 9'h000;
   reg [8:0] xsum_l1_4 = 9'h000;
+  reg [8:0] xsum_l1_40 = 9'h000;
+  reg [8:0] xsum_l1_41 = 9'h000;
+  reg [8:0] xsum_l1_42 = 9'h000;
+  reg [8:0] xsum_l1_43 = 9'h000;
+  reg [8:0] xsum_l1_44 = 9'h000;
+  reg [8:0] xsum_l1_45 = 9'h000;
+  reg [8:0] xsum_l1_46 = 9'h000;
+  reg [8:0] xsum_l1_47 = 9'h000;
+  reg [8:0] xsum_l1_48 = 9'h000;
+  reg [8:0] xsum_l1_49 = 9'h000;
   reg [8:0] xsum_l1_5 = 9'h000;
   reg [8:0] xsum_l1_6 = 9'h000;
   reg [8:0] xsum_l1_7 = 9'h000;
@@ -7088,6 +7461,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [8:0] xsum_l1_9 = 9'h000;
   reg [10:0] xsum_l3_0 = 11'h000;
   reg [10:0] xsum_l3_1 = 11'h000;
+  reg [10:0] xsum_l3_10 = 11'h000;
+  reg [10:0] xsum_l3_11 = 11'h000;
+  reg [9:0] xsum_l3_12 = 10'h000;
   reg [10:0] xsum_l3_2 = 11'h000;
   reg [10:0] xsum_l3_3 = 11'h000;
   reg [10:0] xsum_l3_4 = 11'h000;
@@ -7098,7 +7474,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [10:0] xsum_l3_9 = 11'h000;
   reg [12:0] xsum_l5_0 = 13'h0000;
   reg [12:0] xsum_l5_1 = 13'h0000;
-  reg [11:0] xsum_l5_2 = 12'h000;
+  reg [12:0] xsum_l5_2 = 13'h0000;
+  reg [9:0] xsum_l5_3 = 10'h000;
   reg [14:0] xsum_l7_0 = 15'h0000;
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_0;
@@ -7181,6 +7558,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [8:0] xsum_w0_8;
   (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_80;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_82;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_84;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_86;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_88;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_90;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_92;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_94;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_96;
+  (* keep = 32'd1 *)
+  wire [8:0] xsum_w0_98;
+  (* keep = 32'd1 *)
   wire [9:0] xsum_w1_0;
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_10;
@@ -7217,6 +7614,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_4;
   (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_40;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_42;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_44;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_46;
+  (* keep = 32'd1 *)
+  wire [9:0] xsum_w1_48;
+  (* keep = 32'd1 *)
   wire [9:0] xsum_w1_6;
   (* keep = 32'd1 *)
   wire [9:0] xsum_w1_8;
@@ -7235,6 +7642,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_2;
   (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_20;
+  (* keep = 32'd1 *)
+  wire [10:0] xsum_w2_22;
+  (* keep = 32'd1 *)
   wire [10:0] xsum_w2_4;
   (* keep = 32'd1 *)
   wire [10:0] xsum_w2_6;
@@ -7242,6 +7653,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [10:0] xsum_w2_8;
   (* keep = 32'd1 *)
   wire [11:0] xsum_w3_0;
+  (* keep = 32'd1 *)
+  wire [11:0] xsum_w3_10;
   (* keep = 32'd1 *)
   wire [11:0] xsum_w3_2;
   (* keep = 32'd1 *)
@@ -7255,10 +7668,14 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   (* keep = 32'd1 *)
   wire [12:0] xsum_w4_2;
   (* keep = 32'd1 *)
+  wire [12:0] xsum_w4_4;
+  (* keep = 32'd1 *)
   wire [13:0] xsum_w5_0;
   (* keep = 32'd1 *)
+  wire [13:0] xsum_w5_2;
+  (* keep = 32'd1 *)
   wire [14:0] xsum_w6_0;
-  reg [639:0] xword = 640'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg [799:0] xword = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
   reg [75:0] groups [15:0];
   initial begin
@@ -7289,105 +7706,263 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   end
   assign rport__data = _0_;
   always @(posedge clk)
-    acc1_0_g13 <= \$172 ;
+    xsum_l1_46 <= xsum_w0_92;
   always @(posedge clk)
-    acc1_0_g14 <= \$173 ;
+    xsum_l1_47 <= xsum_w0_94;
   always @(posedge clk)
-    acc1_0_g15 <= \$174 ;
+    xsum_l1_48 <= xsum_w0_96;
   always @(posedge clk)
-    acc2_0_g0 <= \$175 ;
+    xsum_l1_49 <= xsum_w0_98;
   always @(posedge clk)
-    acc2_0_g1 <= \$176 ;
+    xsum_l3_0 <= xsum_w2_0;
   always @(posedge clk)
-    acc2_0_g2 <= \$177 ;
+    xsum_l3_1 <= xsum_w2_2;
   always @(posedge clk)
-    acc2_0_g3 <= \$178 ;
+    xsum_l3_2 <= xsum_w2_4;
   always @(posedge clk)
-    acc2_0_g4 <= \$179 ;
+    xsum_l3_3 <= xsum_w2_6;
   always @(posedge clk)
-    acc2_0_g5 <= \$180 ;
+    xsum_l3_4 <= xsum_w2_8;
   always @(posedge clk)
-    acc2_0_g6 <= \$181 ;
+    xsum_l3_5 <= xsum_w2_10;
   always @(posedge clk)
-    acc2_0_g7 <= \$182 ;
+    xsum_l3_6 <= xsum_w2_12;
   always @(posedge clk)
-    acc2_0_g8 <= \$183 ;
+    xsum_l3_7 <= xsum_w2_14;
   always @(posedge clk)
-    acc2_0_g9 <= \$184 ;
+    xsum_l3_8 <= xsum_w2_16;
   always @(posedge clk)
-    acc2_0_g10 <= \$185 ;
+    xsum_l3_9 <= xsum_w2_18;
   always @(posedge clk)
-    acc2_0_g11 <= \$186 ;
+    xsum_l3_10 <= xsum_w2_20;
   always @(posedge clk)
-    acc2_0_g12 <= \$187 ;
+    xsum_l3_11 <= xsum_w2_22;
   always @(posedge clk)
-    acc2_0_g13 <= \$188 ;
+    xsum_l3_12 <= xsum_w1_48;
   always @(posedge clk)
-    acc2_0_g14 <= \$189 ;
+    xsum_l5_0 <= xsum_w4_0;
   always @(posedge clk)
-    acc2_0_g15 <= \$190 ;
+    xsum_l5_1 <= xsum_w4_2;
   always @(posedge clk)
-    acc3_0_g0 <= \$191 ;
+    xsum_l5_2 <= xsum_w4_4;
   always @(posedge clk)
-    acc3_0_g1 <= \$192 ;
+    xsum_l5_3 <= xsum_l3_12;
   always @(posedge clk)
-    acc3_0_g2 <= \$193 ;
+    xsum_l7_0 <= xsum_w6_0;
   always @(posedge clk)
-    acc3_0_g3 <= \$194 ;
+    v2_d1 <= \$118 ;
   always @(posedge clk)
-    acc3_0_g4 <= \$195 ;
+    v2_d2 <= \$119 ;
   always @(posedge clk)
-    acc3_0_g5 <= \$196 ;
+    v2_d3 <= \$120 ;
   always @(posedge clk)
-    acc3_0_g6 <= \$197 ;
+    v2_d4 <= \$121 ;
   always @(posedge clk)
-    acc3_0_g7 <= \$198 ;
+    v2_d5 <= \$122 ;
   always @(posedge clk)
-    acc3_0_g8 <= \$199 ;
+    last2_d1 <= \$123 ;
   always @(posedge clk)
-    acc3_0_g9 <= \$200 ;
+    last2_d2 <= \$124 ;
   always @(posedge clk)
-    acc3_0_g10 <= \$201 ;
+    last2_d3 <= \$125 ;
   always @(posedge clk)
-    acc3_0_g11 <= \$202 ;
+    last2_d4 <= \$126 ;
   always @(posedge clk)
-    acc3_0_g12 <= \$203 ;
+    last2_d5 <= \$127 ;
   always @(posedge clk)
-    acc3_0_g13 <= \$204 ;
+    v2p_d1 <= \$128 ;
   always @(posedge clk)
-    acc3_0_g14 <= \$205 ;
+    v2p_d2 <= \$129 ;
   always @(posedge clk)
-    acc3_0_g15 <= \$206 ;
+    v2p_d3 <= \$130 ;
   always @(posedge clk)
-    group_written_d1 <= \$207 ;
+    v2p_d4 <= \$131 ;
   always @(posedge clk)
-    group_wptr <= \$208 ;
+    first2p_d1 <= \$132 ;
   always @(posedge clk)
-    ser_left <= \$209 ;
+    first2p_d2 <= \$133 ;
   always @(posedge clk)
-    beat <= \$210 ;
+    first2p_d3 <= \$134 ;
   always @(posedge clk)
-    groups_held <= \$211 ;
+    first2p_d4 <= \$135 ;
   always @(posedge clk)
-    done <= \$212 ;
+    last2p_d1 <= \$136 ;
   always @(posedge clk)
-    group_rptr <= \$213 ;
+    last2p_d2 <= \$137 ;
   always @(posedge clk)
-    bank0_0 <= \$214 ;
+    last2p_d3 <= \$138 ;
   always @(posedge clk)
-    bank1_0 <= \$215 ;
+    last2p_d4 <= \$139 ;
   always @(posedge clk)
-    bank2_0 <= \$216 ;
+    nfirst2p_d1 <= \$140 ;
   always @(posedge clk)
-    bank3_0 <= \$217 ;
+    nfirst2p_d2 <= \$141 ;
   always @(posedge clk)
-    \$signal$709  <= \$218 ;
+    nfirst2p_d3 <= \$142 ;
   always @(posedge clk)
-    ka <= \$219 ;
+    nfirst2p_d4 <= \$143 ;
+  always @(posedge clk)
+    xacc <= \$144 ;
+  always @(posedge clk)
+    xfin <= \$145 ;
+  always @(posedge clk)
+    acc0_0_g0 <= \$146 ;
+  always @(posedge clk)
+    acc0_0_g1 <= \$147 ;
+  always @(posedge clk)
+    acc0_0_g2 <= \$148 ;
+  always @(posedge clk)
+    acc0_0_g3 <= \$149 ;
+  always @(posedge clk)
+    acc0_0_g4 <= \$150 ;
+  always @(posedge clk)
+    acc0_0_g5 <= \$151 ;
+  always @(posedge clk)
+    acc0_0_g6 <= \$152 ;
+  always @(posedge clk)
+    acc0_0_g7 <= \$153 ;
+  always @(posedge clk)
+    acc0_0_g8 <= \$154 ;
+  always @(posedge clk)
+    acc0_0_g9 <= \$155 ;
+  always @(posedge clk)
+    acc0_0_g10 <= \$156 ;
+  always @(posedge clk)
+    acc0_0_g11 <= \$157 ;
+  always @(posedge clk)
+    acc0_0_g12 <= \$158 ;
+  always @(posedge clk)
+    acc0_0_g13 <= \$159 ;
+  always @(posedge clk)
+    acc0_0_g14 <= \$160 ;
+  always @(posedge clk)
+    acc0_0_g15 <= \$161 ;
+  always @(posedge clk)
+    acc1_0_g0 <= \$162 ;
+  always @(posedge clk)
+    acc1_0_g1 <= \$163 ;
+  always @(posedge clk)
+    acc1_0_g2 <= \$164 ;
+  always @(posedge clk)
+    acc1_0_g3 <= \$165 ;
+  always @(posedge clk)
+    acc1_0_g4 <= \$166 ;
+  always @(posedge clk)
+    acc1_0_g5 <= \$167 ;
+  always @(posedge clk)
+    acc1_0_g6 <= \$168 ;
+  always @(posedge clk)
+    acc1_0_g7 <= \$169 ;
+  always @(posedge clk)
+    acc1_0_g8 <= \$170 ;
+  always @(posedge clk)
+    acc1_0_g9 <= \$171 ;
+  always @(posedge clk)
+    acc1_0_g10 <= \$172 ;
+  always @(posedge clk)
+    acc1_0_g11 <= \$173 ;
+  always @(posedge clk)
+    acc1_0_g12 <= \$174 ;
+  always @(posedge clk)
+    acc1_0_g13 <= \$175 ;
+  always @(posedge clk)
+    acc1_0_g14 <= \$176 ;
+  always @(posedge clk)
+    acc1_0_g15 <= \$177 ;
+  always @(posedge clk)
+    acc2_0_g0 <= \$178 ;
+  always @(posedge clk)
+    acc2_0_g1 <= \$179 ;
+  always @(posedge clk)
+    acc2_0_g2 <= \$180 ;
+  always @(posedge clk)
+    acc2_0_g3 <= \$181 ;
+  always @(posedge clk)
+    acc2_0_g4 <= \$182 ;
+  always @(posedge clk)
+    acc2_0_g5 <= \$183 ;
+  always @(posedge clk)
+    acc2_0_g6 <= \$184 ;
+  always @(posedge clk)
+    acc2_0_g7 <= \$185 ;
+  always @(posedge clk)
+    acc2_0_g8 <= \$186 ;
+  always @(posedge clk)
+    acc2_0_g9 <= \$187 ;
+  always @(posedge clk)
+    acc2_0_g10 <= \$188 ;
+  always @(posedge clk)
+    acc2_0_g11 <= \$189 ;
+  always @(posedge clk)
+    acc2_0_g12 <= \$190 ;
+  always @(posedge clk)
+    acc2_0_g13 <= \$191 ;
+  always @(posedge clk)
+    acc2_0_g14 <= \$192 ;
+  always @(posedge clk)
+    acc2_0_g15 <= \$193 ;
+  always @(posedge clk)
+    acc3_0_g0 <= \$194 ;
+  always @(posedge clk)
+    acc3_0_g1 <= \$195 ;
+  always @(posedge clk)
+    acc3_0_g2 <= \$196 ;
+  always @(posedge clk)
+    acc3_0_g3 <= \$197 ;
+  always @(posedge clk)
+    acc3_0_g4 <= \$198 ;
+  always @(posedge clk)
+    acc3_0_g5 <= \$199 ;
+  always @(posedge clk)
+    acc3_0_g6 <= \$200 ;
+  always @(posedge clk)
+    acc3_0_g7 <= \$201 ;
+  always @(posedge clk)
+    acc3_0_g8 <= \$202 ;
+  always @(posedge clk)
+    acc3_0_g9 <= \$203 ;
+  always @(posedge clk)
+    acc3_0_g10 <= \$204 ;
+  always @(posedge clk)
+    acc3_0_g11 <= \$205 ;
+  always @(posedge clk)
+    acc3_0_g12 <= \$206 ;
+  always @(posedge clk)
+    acc3_0_g13 <= \$207 ;
+  always @(posedge clk)
+    acc3_0_g14 <= \$208 ;
+  always @(posedge clk)
+    acc3_0_g15 <= \$209 ;
+  always @(posedge clk)
+    group_written_d1 <= \$210 ;
+  always @(posedge clk)
+    group_wptr <= \$211 ;
+  always @(posedge clk)
+    ser_left <= \$212 ;
+  always @(posedge clk)
+    beat <= \$213 ;
+  always @(posedge clk)
+    groups_held <= \$214 ;
+  always @(posedge clk)
+    done <= \$215 ;
+  always @(posedge clk)
+    group_rptr <= \$216 ;
+  always @(posedge clk)
+    bank0_0 <= \$217 ;
+  always @(posedge clk)
+    bank1_0 <= \$218 ;
+  always @(posedge clk)
+    bank2_0 <= \$219 ;
+  always @(posedge clk)
+    bank3_0 <= \$220 ;
+  always @(posedge clk)
+    \$signal$851  <= \$221 ;
+  always @(posedge clk)
+    ka <= \$222 ;
   always @(posedge clk)
     sa0_0 <= bank0_0;
   always @(posedge clk)
-    vb <= \$220 ;
+    vb <= \$223 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
@@ -7405,33 +7980,33 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     rq0_over <= \$46 ;
   always @(posedge clk)
-    v_out_d1 <= \$221 ;
+    v_out_d1 <= \$224 ;
   always @(posedge clk)
-    v_out_d2 <= \$222 ;
+    v_out_d2 <= \$225 ;
   always @(posedge clk)
-    v_out_d3 <= \$223 ;
+    v_out_d3 <= \$226 ;
   always @(posedge clk)
-    v_out_d4 <= \$224 ;
+    v_out_d4 <= \$227 ;
   always @(posedge clk)
-    skipped_d1 <= \$225 ;
+    skipped_d1 <= \$228 ;
   always @(posedge clk)
-    skipped_d2 <= \$226 ;
+    skipped_d2 <= \$229 ;
   always @(posedge clk)
-    skipped_d3 <= \$227 ;
+    skipped_d3 <= \$230 ;
   always @(posedge clk)
-    skipped_d4 <= \$228 ;
+    skipped_d4 <= \$231 ;
   always @(posedge clk)
-    skipped_d5 <= \$229 ;
+    skipped_d5 <= \$232 ;
   always @(posedge clk)
-    credits_returned <= \$230 ;
+    credits_returned <= \$233 ;
   always @(posedge clk)
-    credits_space <= \$231 ;
+    credits_space <= \$234 ;
   always @(posedge clk)
-    credits_room <= \$232 ;
+    credits_room <= \$235 ;
   assign \$1  = group_idx + 1'h1;
   assign \$2  = group_last ? 5'h00 : \$1 ;
   assign \$3  = word_idx + 1'h1;
-  assign \$4  = word_last ? 5'h00 : \$3 ;
+  assign \$4  = word_last ? 4'h0 : \$3 ;
   assign \$5  = ! word_idx;
   assign \$6  = ! group_idx;
   assign \$7  = flags_x[0] & flags_x[3];
@@ -7470,7 +8045,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$48  = \$47  + skipped_d5;
   assign \$49  = ~ word_last;
   assign \$50  = \$49  | can_end;
-  assign ok = \o__valid$741  & \$50 ;
+  assign ok = \o__valid$883  & \$50 ;
   assign \$51  = ~ group_first;
   assign \$52  = i__valid | \$51 ;
   assign \$signal$10  = \$52  & ok;
@@ -7479,15 +8054,15 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$54  = group_last ? 1'h0 : \$53 ;
   assign n_last_next = \$signal$10  ? \$54  : group_last;
   assign \$55  = \$signal$10  & group_last;
-  assign \$56  = word_idx == 4'h8;
+  assign \$56  = word_idx == 3'h6;
   assign \$57  = word_last ? 1'h0 : \$56 ;
   assign \$signal  = \$55  ? \$57  : word_last;
   assign \$58  = ~ n_first_rom;
   assign \$59  = i__valid | \$58 ;
-  assign \$60  = \$59  & \o__valid$741 ;
+  assign \$60  = \$59  & \o__valid$883 ;
   assign \$61  = ~ s_last_rom;
   assign \$62  = \$61  | can_end_rom;
-  assign \o__ready$745  = \$60  & \$62 ;
+  assign \o__ready$887  = \$60  & \$62 ;
   assign \$63  = slots_space + slots_returned;
   assign \$64  = \$signal$10  & word_last;
   assign \$65  = \$63  - \$64 ;
@@ -7512,6 +8087,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign t0_0_w0_34 = m0_0_34 + m0_0_35;
   assign t0_0_w0_36 = m0_0_36 + m0_0_37;
   assign t0_0_w0_38 = m0_0_38 + m0_0_39;
+  assign t0_0_w0_40 = m0_0_40 + m0_0_41;
+  assign t0_0_w0_42 = m0_0_42 + m0_0_43;
+  assign t0_0_w0_44 = m0_0_44 + m0_0_45;
+  assign t0_0_w0_46 = m0_0_46 + m0_0_47;
+  assign t0_0_w0_48 = m0_0_48 + m0_0_49;
   assign t0_0_w1_0 = t0_0_w0_0 + t0_0_w0_2;
   assign t0_0_w1_2 = t0_0_w0_4 + t0_0_w0_6;
   assign t0_0_w1_4 = t0_0_w0_8 + t0_0_w0_10;
@@ -7522,15 +8102,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign t0_0_w1_14 = t0_0_w0_28 + t0_0_w0_30;
   assign t0_0_w1_16 = t0_0_w0_32 + t0_0_w0_34;
   assign t0_0_w1_18 = t0_0_w0_36 + t0_0_w0_38;
+  assign t0_0_w1_20 = t0_0_w0_40 + t0_0_w0_42;
+  assign t0_0_w1_22 = t0_0_w0_44 + t0_0_w0_46;
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w2_4 = t0_0_l2_4 + t0_0_l2_5;
   assign t0_0_w2_6 = t0_0_l2_6 + t0_0_l2_7;
   assign t0_0_w2_8 = t0_0_l2_8 + t0_0_l2_9;
+  assign t0_0_w2_10 = t0_0_l2_10 + t0_0_l2_11;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
   assign t0_0_w3_2 = t0_0_w2_4 + t0_0_w2_6;
+  assign t0_0_w3_4 = t0_0_w2_8 + t0_0_w2_10;
   assign t0_0_w4_0 = t0_0_l4_0 + t0_0_l4_1;
-  assign t0_0_w5_0 = t0_0_w4_0 + t0_0_l4_2;
+  assign t0_0_w4_2 = t0_0_l4_2 + t0_0_l4_3;
+  assign t0_0_w5_0 = t0_0_w4_0 + t0_0_w4_2;
   assign t1_0_w0_0 = m1_0_0 + m1_0_1;
   assign t1_0_w0_2 = m1_0_2 + m1_0_3;
   assign t1_0_w0_4 = m1_0_4 + m1_0_5;
@@ -7551,6 +8136,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign t1_0_w0_34 = m1_0_34 + m1_0_35;
   assign t1_0_w0_36 = m1_0_36 + m1_0_37;
   assign t1_0_w0_38 = m1_0_38 + m1_0_39;
+  assign t1_0_w0_40 = m1_0_40 + m1_0_41;
+  assign t1_0_w0_42 = m1_0_42 + m1_0_43;
+  assign t1_0_w0_44 = m1_0_44 + m1_0_45;
+  assign t1_0_w0_46 = m1_0_46 + m1_0_47;
+  assign t1_0_w0_48 = m1_0_48 + m1_0_49;
   assign t1_0_w1_0 = t1_0_w0_0 + t1_0_w0_2;
   assign t1_0_w1_2 = t1_0_w0_4 + t1_0_w0_6;
   assign t1_0_w1_4 = t1_0_w0_8 + t1_0_w0_10;
@@ -7561,15 +8151,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign t1_0_w1_14 = t1_0_w0_28 + t1_0_w0_30;
   assign t1_0_w1_16 = t1_0_w0_32 + t1_0_w0_34;
   assign t1_0_w1_18 = t1_0_w0_36 + t1_0_w0_38;
+  assign t1_0_w1_20 = t1_0_w0_40 + t1_0_w0_42;
+  assign t1_0_w1_22 = t1_0_w0_44 + t1_0_w0_46;
   assign t1_0_w2_0 = t1_0_l2_0 + t1_0_l2_1;
   assign t1_0_w2_2 = t1_0_l2_2 + t1_0_l2_3;
   assign t1_0_w2_4 = t1_0_l2_4 + t1_0_l2_5;
   assign t1_0_w2_6 = t1_0_l2_6 + t1_0_l2_7;
   assign t1_0_w2_8 = t1_0_l2_8 + t1_0_l2_9;
+  assign t1_0_w2_10 = t1_0_l2_10 + t1_0_l2_11;
   assign t1_0_w3_0 = t1_0_w2_0 + t1_0_w2_2;
   assign t1_0_w3_2 = t1_0_w2_4 + t1_0_w2_6;
+  assign t1_0_w3_4 = t1_0_w2_8 + t1_0_w2_10;
   assign t1_0_w4_0 = t1_0_l4_0 + t1_0_l4_1;
-  assign t1_0_w5_0 = t1_0_w4_0 + t1_0_l4_2;
+  assign t1_0_w4_2 = t1_0_l4_2 + t1_0_l4_3;
+  assign t1_0_w5_0 = t1_0_w4_0 + t1_0_w4_2;
   assign t2_0_w0_0 = m2_0_0 + m2_0_1;
   assign t2_0_w0_2 = m2_0_2 + m2_0_3;
   assign t2_0_w0_4 = m2_0_4 + m2_0_5;
@@ -7590,6 +8185,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign t2_0_w0_34 = m2_0_34 + m2_0_35;
   assign t2_0_w0_36 = m2_0_36 + m2_0_37;
   assign t2_0_w0_38 = m2_0_38 + m2_0_39;
+  assign t2_0_w0_40 = m2_0_40 + m2_0_41;
+  assign t2_0_w0_42 = m2_0_42 + m2_0_43;
+  assign t2_0_w0_44 = m2_0_44 + m2_0_45;
+  assign t2_0_w0_46 = m2_0_46 + m2_0_47;
+  assign t2_0_w0_48 = m2_0_48 + m2_0_49;
   assign t2_0_w1_0 = t2_0_w0_0 + t2_0_w0_2;
   assign t2_0_w1_2 = t2_0_w0_4 + t2_0_w0_6;
   assign t2_0_w1_4 = t2_0_w0_8 + t2_0_w0_10;
@@ -7600,15 +8200,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign t2_0_w1_14 = t2_0_w0_28 + t2_0_w0_30;
   assign t2_0_w1_16 = t2_0_w0_32 + t2_0_w0_34;
   assign t2_0_w1_18 = t2_0_w0_36 + t2_0_w0_38;
+  assign t2_0_w1_20 = t2_0_w0_40 + t2_0_w0_42;
+  assign t2_0_w1_22 = t2_0_w0_44 + t2_0_w0_46;
   assign t2_0_w2_0 = t2_0_l2_0 + t2_0_l2_1;
   assign t2_0_w2_2 = t2_0_l2_2 + t2_0_l2_3;
   assign t2_0_w2_4 = t2_0_l2_4 + t2_0_l2_5;
   assign t2_0_w2_6 = t2_0_l2_6 + t2_0_l2_7;
   assign t2_0_w2_8 = t2_0_l2_8 + t2_0_l2_9;
+  assign t2_0_w2_10 = t2_0_l2_10 + t2_0_l2_11;
   assign t2_0_w3_0 = t2_0_w2_0 + t2_0_w2_2;
   assign t2_0_w3_2 = t2_0_w2_4 + t2_0_w2_6;
+  assign t2_0_w3_4 = t2_0_w2_8 + t2_0_w2_10;
   assign t2_0_w4_0 = t2_0_l4_0 + t2_0_l4_1;
-  assign t2_0_w5_0 = t2_0_w4_0 + t2_0_l4_2;
+  assign t2_0_w4_2 = t2_0_l4_2 + t2_0_l4_3;
+  assign t2_0_w5_0 = t2_0_w4_0 + t2_0_w4_2;
   assign t3_0_w0_0 = m3_0_0 + m3_0_1;
   assign t3_0_w0_2 = m3_0_2 + m3_0_3;
   assign t3_0_w0_4 = m3_0_4 + m3_0_5;
@@ -7629,6 +8234,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign t3_0_w0_34 = m3_0_34 + m3_0_35;
   assign t3_0_w0_36 = m3_0_36 + m3_0_37;
   assign t3_0_w0_38 = m3_0_38 + m3_0_39;
+  assign t3_0_w0_40 = m3_0_40 + m3_0_41;
+  assign t3_0_w0_42 = m3_0_42 + m3_0_43;
+  assign t3_0_w0_44 = m3_0_44 + m3_0_45;
+  assign t3_0_w0_46 = m3_0_46 + m3_0_47;
+  assign t3_0_w0_48 = m3_0_48 + m3_0_49;
   assign t3_0_w1_0 = t3_0_w0_0 + t3_0_w0_2;
   assign t3_0_w1_2 = t3_0_w0_4 + t3_0_w0_6;
   assign t3_0_w1_4 = t3_0_w0_8 + t3_0_w0_10;
@@ -7639,15 +8249,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign t3_0_w1_14 = t3_0_w0_28 + t3_0_w0_30;
   assign t3_0_w1_16 = t3_0_w0_32 + t3_0_w0_34;
   assign t3_0_w1_18 = t3_0_w0_36 + t3_0_w0_38;
+  assign t3_0_w1_20 = t3_0_w0_40 + t3_0_w0_42;
+  assign t3_0_w1_22 = t3_0_w0_44 + t3_0_w0_46;
   assign t3_0_w2_0 = t3_0_l2_0 + t3_0_l2_1;
   assign t3_0_w2_2 = t3_0_l2_2 + t3_0_l2_3;
   assign t3_0_w2_4 = t3_0_l2_4 + t3_0_l2_5;
   assign t3_0_w2_6 = t3_0_l2_6 + t3_0_l2_7;
   assign t3_0_w2_8 = t3_0_l2_8 + t3_0_l2_9;
+  assign t3_0_w2_10 = t3_0_l2_10 + t3_0_l2_11;
   assign t3_0_w3_0 = t3_0_w2_0 + t3_0_w2_2;
   assign t3_0_w3_2 = t3_0_w2_4 + t3_0_w2_6;
+  assign t3_0_w3_4 = t3_0_w2_8 + t3_0_w2_10;
   assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
-  assign t3_0_w5_0 = t3_0_w4_0 + t3_0_l4_2;
+  assign t3_0_w4_2 = t3_0_l4_2 + t3_0_l4_3;
+  assign t3_0_w5_0 = t3_0_w4_0 + t3_0_w4_2;
   assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
   assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
   assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
@@ -7688,6 +8303,16 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign xsum_w0_74 = xdata_d1[599:592] + xdata_d1[607:600];
   assign xsum_w0_76 = xdata_d1[615:608] + xdata_d1[623:616];
   assign xsum_w0_78 = xdata_d1[631:624] + xdata_d1[639:632];
+  assign xsum_w0_80 = xdata_d1[647:640] + xdata_d1[655:648];
+  assign xsum_w0_82 = xdata_d1[663:656] + xdata_d1[671:664];
+  assign xsum_w0_84 = xdata_d1[679:672] + xdata_d1[687:680];
+  assign xsum_w0_86 = xdata_d1[695:688] + xdata_d1[703:696];
+  assign xsum_w0_88 = xdata_d1[711:704] + xdata_d1[719:712];
+  assign xsum_w0_90 = xdata_d1[727:720] + xdata_d1[735:728];
+  assign xsum_w0_92 = xdata_d1[743:736] + xdata_d1[751:744];
+  assign xsum_w0_94 = xdata_d1[759:752] + xdata_d1[767:760];
+  assign xsum_w0_96 = xdata_d1[775:768] + xdata_d1[783:776];
+  assign xsum_w0_98 = xdata_d1[791:784] + xdata_d1[799:792];
   assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
   assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
   assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
@@ -7708,6 +8333,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign xsum_w1_34 = xsum_l1_34 + xsum_l1_35;
   assign xsum_w1_36 = xsum_l1_36 + xsum_l1_37;
   assign xsum_w1_38 = xsum_l1_38 + xsum_l1_39;
+  assign xsum_w1_40 = xsum_l1_40 + xsum_l1_41;
+  assign xsum_w1_42 = xsum_l1_42 + xsum_l1_43;
+  assign xsum_w1_44 = xsum_l1_44 + xsum_l1_45;
+  assign xsum_w1_46 = xsum_l1_46 + xsum_l1_47;
+  assign xsum_w1_48 = xsum_l1_48 + xsum_l1_49;
   assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
   assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
   assign xsum_w2_4 = xsum_w1_8 + xsum_w1_10;
@@ -7718,15 +8348,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign xsum_w2_14 = xsum_w1_28 + xsum_w1_30;
   assign xsum_w2_16 = xsum_w1_32 + xsum_w1_34;
   assign xsum_w2_18 = xsum_w1_36 + xsum_w1_38;
+  assign xsum_w2_20 = xsum_w1_40 + xsum_w1_42;
+  assign xsum_w2_22 = xsum_w1_44 + xsum_w1_46;
   assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
   assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
   assign xsum_w3_4 = xsum_l3_4 + xsum_l3_5;
   assign xsum_w3_6 = xsum_l3_6 + xsum_l3_7;
   assign xsum_w3_8 = xsum_l3_8 + xsum_l3_9;
+  assign xsum_w3_10 = xsum_l3_10 + xsum_l3_11;
   assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
   assign xsum_w4_2 = xsum_w3_4 + xsum_w3_6;
+  assign xsum_w4_4 = xsum_w3_8 + xsum_w3_10;
   assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
-  assign xsum_w6_0 = xsum_w5_0 + xsum_l5_2;
+  assign xsum_w5_2 = xsum_l5_2 + xsum_l5_3;
+  assign xsum_w6_0 = xsum_w5_0 + xsum_w5_2;
   assign group_end = v2_d5 & last2_d5;
   assign \$67  = \$66  - xfin;
   assign \$69  = \$68  - xfin;
@@ -7762,40 +8397,43 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$98  = rst_conv2 ? 1'h1 : n_first_next;
   assign \$99  = rst_conv2 ? 1'h1 : n_first_next;
   assign \$100  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$101  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$102  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$103  = rst_conv2 ? 1'h1 : n_first_next;
   always @(posedge clk)
-    can_end <= \$101 ;
+    can_end <= \$104 ;
   always @(posedge clk)
-    word_last <= \$102 ;
+    word_last <= \$105 ;
   always @(posedge clk)
-    group_last <= \$103 ;
+    group_last <= \$106 ;
   always @(posedge clk)
-    group_first <= \$104 ;
+    group_first <= \$107 ;
   always @(posedge clk)
-    group_idx <= \$105 ;
+    group_idx <= \$108 ;
   always @(posedge clk)
-    word_idx <= \$106 ;
+    word_idx <= \$109 ;
   always @(posedge clk)
-    slots_returned <= \$107 ;
+    slots_returned <= \$110 ;
   always @(posedge clk)
-    slots_space <= \$108 ;
+    slots_space <= \$111 ;
   always @(posedge clk)
-    slots_room <= \$109 ;
+    slots_room <= \$112 ;
   always @(posedge clk)
-    \$signal$18  <= \$110 ;
+    \$signal$18  <= \$113 ;
   always @(posedge clk)
-    \$signal$19  <= \$111 ;
+    \$signal$19  <= \$114 ;
   always @(posedge clk)
-    last1 <= \$112 ;
+    last1 <= \$115 ;
   always @(posedge clk)
     word1 <= o__payload;
   always @(posedge clk)
-    nfirst1 <= \$113 ;
+    nfirst1 <= \$116 ;
   always @(posedge clk)
-    xword <= \$114 ;
+    xword <= \$117 ;
   always @(posedge clk)
     xdata_d1 <= xword;
   always @(posedge clk)
-    w0_0 <= { \o$41 , \o$40 , \o$39 , o };
+    w0_0 <= { \o$45 , \o$44 , \o$43 , \o$42 , o };
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -7877,6 +8515,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     m0_0_39 <= p0_0_39;
   always @(posedge clk)
+    m0_0_40 <= p0_0_40;
+  always @(posedge clk)
+    m0_0_41 <= p0_0_41;
+  always @(posedge clk)
+    m0_0_42 <= p0_0_42;
+  always @(posedge clk)
+    m0_0_43 <= p0_0_43;
+  always @(posedge clk)
+    m0_0_44 <= p0_0_44;
+  always @(posedge clk)
+    m0_0_45 <= p0_0_45;
+  always @(posedge clk)
+    m0_0_46 <= p0_0_46;
+  always @(posedge clk)
+    m0_0_47 <= p0_0_47;
+  always @(posedge clk)
+    m0_0_48 <= p0_0_48;
+  always @(posedge clk)
+    m0_0_49 <= p0_0_49;
+  always @(posedge clk)
     t0_0_l2_0 <= t0_0_w1_0;
   always @(posedge clk)
     t0_0_l2_1 <= t0_0_w1_2;
@@ -7897,15 +8555,23 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     t0_0_l2_9 <= t0_0_w1_18;
   always @(posedge clk)
+    t0_0_l2_10 <= t0_0_w1_20;
+  always @(posedge clk)
+    t0_0_l2_11 <= t0_0_w1_22;
+  always @(posedge clk)
+    t0_0_l2_12 <= t0_0_w0_48;
+  always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
     t0_0_l4_1 <= t0_0_w3_2;
   always @(posedge clk)
-    t0_0_l4_2 <= t0_0_w2_8;
+    t0_0_l4_2 <= t0_0_w3_4;
+  always @(posedge clk)
+    t0_0_l4_3 <= t0_0_l2_12;
   always @(posedge clk)
     t0_0_l6_0 <= t0_0_w5_0;
   always @(posedge clk)
-    w1_0 <= { \o$154 , \o$153 , \o$152 , \o$151  };
+    w1_0 <= { \o$186 , \o$185 , \o$184 , \o$183 , \o$182  };
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -7987,6 +8653,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     m1_0_39 <= p1_0_39;
   always @(posedge clk)
+    m1_0_40 <= p1_0_40;
+  always @(posedge clk)
+    m1_0_41 <= p1_0_41;
+  always @(posedge clk)
+    m1_0_42 <= p1_0_42;
+  always @(posedge clk)
+    m1_0_43 <= p1_0_43;
+  always @(posedge clk)
+    m1_0_44 <= p1_0_44;
+  always @(posedge clk)
+    m1_0_45 <= p1_0_45;
+  always @(posedge clk)
+    m1_0_46 <= p1_0_46;
+  always @(posedge clk)
+    m1_0_47 <= p1_0_47;
+  always @(posedge clk)
+    m1_0_48 <= p1_0_48;
+  always @(posedge clk)
+    m1_0_49 <= p1_0_49;
+  always @(posedge clk)
     t1_0_l2_0 <= t1_0_w1_0;
   always @(posedge clk)
     t1_0_l2_1 <= t1_0_w1_2;
@@ -8007,15 +8693,23 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     t1_0_l2_9 <= t1_0_w1_18;
   always @(posedge clk)
+    t1_0_l2_10 <= t1_0_w1_20;
+  always @(posedge clk)
+    t1_0_l2_11 <= t1_0_w1_22;
+  always @(posedge clk)
+    t1_0_l2_12 <= t1_0_w0_48;
+  always @(posedge clk)
     t1_0_l4_0 <= t1_0_w3_0;
   always @(posedge clk)
     t1_0_l4_1 <= t1_0_w3_2;
   always @(posedge clk)
-    t1_0_l4_2 <= t1_0_w2_8;
+    t1_0_l4_2 <= t1_0_w3_4;
+  always @(posedge clk)
+    t1_0_l4_3 <= t1_0_l2_12;
   always @(posedge clk)
     t1_0_l6_0 <= t1_0_w5_0;
   always @(posedge clk)
-    w2_0 <= { \o$267 , \o$266 , \o$265 , \o$264  };
+    w2_0 <= { \o$327 , \o$326 , \o$325 , \o$324 , \o$323  };
   always @(posedge clk)
     m2_0_0 <= p2_0_0;
   always @(posedge clk)
@@ -8097,6 +8791,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     m2_0_39 <= p2_0_39;
   always @(posedge clk)
+    m2_0_40 <= p2_0_40;
+  always @(posedge clk)
+    m2_0_41 <= p2_0_41;
+  always @(posedge clk)
+    m2_0_42 <= p2_0_42;
+  always @(posedge clk)
+    m2_0_43 <= p2_0_43;
+  always @(posedge clk)
+    m2_0_44 <= p2_0_44;
+  always @(posedge clk)
+    m2_0_45 <= p2_0_45;
+  always @(posedge clk)
+    m2_0_46 <= p2_0_46;
+  always @(posedge clk)
+    m2_0_47 <= p2_0_47;
+  always @(posedge clk)
+    m2_0_48 <= p2_0_48;
+  always @(posedge clk)
+    m2_0_49 <= p2_0_49;
+  always @(posedge clk)
     t2_0_l2_0 <= t2_0_w1_0;
   always @(posedge clk)
     t2_0_l2_1 <= t2_0_w1_2;
@@ -8117,15 +8831,23 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     t2_0_l2_9 <= t2_0_w1_18;
   always @(posedge clk)
+    t2_0_l2_10 <= t2_0_w1_20;
+  always @(posedge clk)
+    t2_0_l2_11 <= t2_0_w1_22;
+  always @(posedge clk)
+    t2_0_l2_12 <= t2_0_w0_48;
+  always @(posedge clk)
     t2_0_l4_0 <= t2_0_w3_0;
   always @(posedge clk)
     t2_0_l4_1 <= t2_0_w3_2;
   always @(posedge clk)
-    t2_0_l4_2 <= t2_0_w2_8;
+    t2_0_l4_2 <= t2_0_w3_4;
+  always @(posedge clk)
+    t2_0_l4_3 <= t2_0_l2_12;
   always @(posedge clk)
     t2_0_l6_0 <= t2_0_w5_0;
   always @(posedge clk)
-    w3_0 <= { \o$380 , \o$379 , \o$378 , \o$377  };
+    w3_0 <= { \o$468 , \o$467 , \o$466 , \o$465 , \o$464  };
   always @(posedge clk)
     m3_0_0 <= p3_0_0;
   always @(posedge clk)
@@ -8207,6 +8929,26 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     m3_0_39 <= p3_0_39;
   always @(posedge clk)
+    m3_0_40 <= p3_0_40;
+  always @(posedge clk)
+    m3_0_41 <= p3_0_41;
+  always @(posedge clk)
+    m3_0_42 <= p3_0_42;
+  always @(posedge clk)
+    m3_0_43 <= p3_0_43;
+  always @(posedge clk)
+    m3_0_44 <= p3_0_44;
+  always @(posedge clk)
+    m3_0_45 <= p3_0_45;
+  always @(posedge clk)
+    m3_0_46 <= p3_0_46;
+  always @(posedge clk)
+    m3_0_47 <= p3_0_47;
+  always @(posedge clk)
+    m3_0_48 <= p3_0_48;
+  always @(posedge clk)
+    m3_0_49 <= p3_0_49;
+  always @(posedge clk)
     t3_0_l2_0 <= t3_0_w1_0;
   always @(posedge clk)
     t3_0_l2_1 <= t3_0_w1_2;
@@ -8227,11 +8969,19 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     t3_0_l2_9 <= t3_0_w1_18;
   always @(posedge clk)
+    t3_0_l2_10 <= t3_0_w1_20;
+  always @(posedge clk)
+    t3_0_l2_11 <= t3_0_w1_22;
+  always @(posedge clk)
+    t3_0_l2_12 <= t3_0_w0_48;
+  always @(posedge clk)
     t3_0_l4_0 <= t3_0_w3_0;
   always @(posedge clk)
     t3_0_l4_1 <= t3_0_w3_2;
   always @(posedge clk)
-    t3_0_l4_2 <= t3_0_w2_8;
+    t3_0_l4_2 <= t3_0_w3_4;
+  always @(posedge clk)
+    t3_0_l4_3 <= t3_0_l2_12;
   always @(posedge clk)
     t3_0_l6_0 <= t3_0_w5_0;
   always @(posedge clk)
@@ -8315,147 +9065,17 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     xsum_l1_39 <= xsum_w0_78;
   always @(posedge clk)
-    xsum_l3_0 <= xsum_w2_0;
+    xsum_l1_40 <= xsum_w0_80;
   always @(posedge clk)
-    xsum_l3_1 <= xsum_w2_2;
+    xsum_l1_41 <= xsum_w0_82;
   always @(posedge clk)
-    xsum_l3_2 <= xsum_w2_4;
+    xsum_l1_42 <= xsum_w0_84;
   always @(posedge clk)
-    xsum_l3_3 <= xsum_w2_6;
+    xsum_l1_43 <= xsum_w0_86;
   always @(posedge clk)
-    xsum_l3_4 <= xsum_w2_8;
+    xsum_l1_44 <= xsum_w0_88;
   always @(posedge clk)
-    xsum_l3_5 <= xsum_w2_10;
-  always @(posedge clk)
-    xsum_l3_6 <= xsum_w2_12;
-  always @(posedge clk)
-    xsum_l3_7 <= xsum_w2_14;
-  always @(posedge clk)
-    xsum_l3_8 <= xsum_w2_16;
-  always @(posedge clk)
-    xsum_l3_9 <= xsum_w2_18;
-  always @(posedge clk)
-    xsum_l5_0 <= xsum_w4_0;
-  always @(posedge clk)
-    xsum_l5_1 <= xsum_w4_2;
-  always @(posedge clk)
-    xsum_l5_2 <= xsum_w3_8;
-  always @(posedge clk)
-    xsum_l7_0 <= xsum_w6_0;
-  always @(posedge clk)
-    v2_d1 <= \$115 ;
-  always @(posedge clk)
-    v2_d2 <= \$116 ;
-  always @(posedge clk)
-    v2_d3 <= \$117 ;
-  always @(posedge clk)
-    v2_d4 <= \$118 ;
-  always @(posedge clk)
-    v2_d5 <= \$119 ;
-  always @(posedge clk)
-    last2_d1 <= \$120 ;
-  always @(posedge clk)
-    last2_d2 <= \$121 ;
-  always @(posedge clk)
-    last2_d3 <= \$122 ;
-  always @(posedge clk)
-    last2_d4 <= \$123 ;
-  always @(posedge clk)
-    last2_d5 <= \$124 ;
-  always @(posedge clk)
-    v2p_d1 <= \$125 ;
-  always @(posedge clk)
-    v2p_d2 <= \$126 ;
-  always @(posedge clk)
-    v2p_d3 <= \$127 ;
-  always @(posedge clk)
-    v2p_d4 <= \$128 ;
-  always @(posedge clk)
-    first2p_d1 <= \$129 ;
-  always @(posedge clk)
-    first2p_d2 <= \$130 ;
-  always @(posedge clk)
-    first2p_d3 <= \$131 ;
-  always @(posedge clk)
-    first2p_d4 <= \$132 ;
-  always @(posedge clk)
-    last2p_d1 <= \$133 ;
-  always @(posedge clk)
-    last2p_d2 <= \$134 ;
-  always @(posedge clk)
-    last2p_d3 <= \$135 ;
-  always @(posedge clk)
-    last2p_d4 <= \$136 ;
-  always @(posedge clk)
-    nfirst2p_d1 <= \$137 ;
-  always @(posedge clk)
-    nfirst2p_d2 <= \$138 ;
-  always @(posedge clk)
-    nfirst2p_d3 <= \$139 ;
-  always @(posedge clk)
-    nfirst2p_d4 <= \$140 ;
-  always @(posedge clk)
-    xacc <= \$141 ;
-  always @(posedge clk)
-    xfin <= \$142 ;
-  always @(posedge clk)
-    acc0_0_g0 <= \$143 ;
-  always @(posedge clk)
-    acc0_0_g1 <= \$144 ;
-  always @(posedge clk)
-    acc0_0_g2 <= \$145 ;
-  always @(posedge clk)
-    acc0_0_g3 <= \$146 ;
-  always @(posedge clk)
-    acc0_0_g4 <= \$147 ;
-  always @(posedge clk)
-    acc0_0_g5 <= \$148 ;
-  always @(posedge clk)
-    acc0_0_g6 <= \$149 ;
-  always @(posedge clk)
-    acc0_0_g7 <= \$150 ;
-  always @(posedge clk)
-    acc0_0_g8 <= \$151 ;
-  always @(posedge clk)
-    acc0_0_g9 <= \$152 ;
-  always @(posedge clk)
-    acc0_0_g10 <= \$153 ;
-  always @(posedge clk)
-    acc0_0_g11 <= \$154 ;
-  always @(posedge clk)
-    acc0_0_g12 <= \$155 ;
-  always @(posedge clk)
-    acc0_0_g13 <= \$156 ;
-  always @(posedge clk)
-    acc0_0_g14 <= \$157 ;
-  always @(posedge clk)
-    acc0_0_g15 <= \$158 ;
-  always @(posedge clk)
-    acc1_0_g0 <= \$159 ;
-  always @(posedge clk)
-    acc1_0_g1 <= \$160 ;
-  always @(posedge clk)
-    acc1_0_g2 <= \$161 ;
-  always @(posedge clk)
-    acc1_0_g3 <= \$162 ;
-  always @(posedge clk)
-    acc1_0_g4 <= \$163 ;
-  always @(posedge clk)
-    acc1_0_g5 <= \$164 ;
-  always @(posedge clk)
-    acc1_0_g6 <= \$165 ;
-  always @(posedge clk)
-    acc1_0_g7 <= \$166 ;
-  always @(posedge clk)
-    acc1_0_g8 <= \$167 ;
-  always @(posedge clk)
-    acc1_0_g9 <= \$168 ;
-  always @(posedge clk)
-    acc1_0_g10 <= \$169 ;
-  always @(posedge clk)
-    acc1_0_g11 <= \$170 ;
-  always @(posedge clk)
-    acc1_0_g12 <= \$171 ;
+    xsum_l1_45 <= xsum_w0_90;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
@@ -8475,67 +9095,83 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   \flexor_lenet5.conv2.dec_0_0_1  dec_0_0_1 (
     .i(word1[31:16]),
-    .o(\o$39 )
+    .o(\o$42 )
   );
   \flexor_lenet5.conv2.dec_0_0_2  dec_0_0_2 (
     .i(word1[47:32]),
-    .o(\o$40 )
+    .o(\o$43 )
   );
   \flexor_lenet5.conv2.dec_0_0_3  dec_0_0_3 (
     .i(word1[63:48]),
-    .o(\o$41 )
+    .o(\o$44 )
+  );
+  \flexor_lenet5.conv2.dec_0_0_4  dec_0_0_4 (
+    .i(word1[79:64]),
+    .o(\o$45 )
   );
   \flexor_lenet5.conv2.dec_1_0_0  dec_1_0_0 (
-    .i(word1[79:64]),
-    .o(\o$151 )
+    .i(word1[95:80]),
+    .o(\o$182 )
   );
   \flexor_lenet5.conv2.dec_1_0_1  dec_1_0_1 (
-    .i(word1[95:80]),
-    .o(\o$152 )
+    .i(word1[111:96]),
+    .o(\o$183 )
   );
   \flexor_lenet5.conv2.dec_1_0_2  dec_1_0_2 (
-    .i(word1[111:96]),
-    .o(\o$153 )
+    .i(word1[127:112]),
+    .o(\o$184 )
   );
   \flexor_lenet5.conv2.dec_1_0_3  dec_1_0_3 (
-    .i(word1[127:112]),
-    .o(\o$154 )
+    .i(word1[143:128]),
+    .o(\o$185 )
+  );
+  \flexor_lenet5.conv2.dec_1_0_4  dec_1_0_4 (
+    .i(word1[159:144]),
+    .o(\o$186 )
   );
   \flexor_lenet5.conv2.dec_2_0_0  dec_2_0_0 (
-    .i(word1[143:128]),
-    .o(\o$264 )
+    .i(word1[175:160]),
+    .o(\o$323 )
   );
   \flexor_lenet5.conv2.dec_2_0_1  dec_2_0_1 (
-    .i(word1[159:144]),
-    .o(\o$265 )
+    .i(word1[191:176]),
+    .o(\o$324 )
   );
   \flexor_lenet5.conv2.dec_2_0_2  dec_2_0_2 (
-    .i(word1[175:160]),
-    .o(\o$266 )
+    .i(word1[207:192]),
+    .o(\o$325 )
   );
   \flexor_lenet5.conv2.dec_2_0_3  dec_2_0_3 (
-    .i(word1[191:176]),
-    .o(\o$267 )
+    .i(word1[223:208]),
+    .o(\o$326 )
+  );
+  \flexor_lenet5.conv2.dec_2_0_4  dec_2_0_4 (
+    .i(word1[239:224]),
+    .o(\o$327 )
   );
   \flexor_lenet5.conv2.dec_3_0_0  dec_3_0_0 (
-    .i(word1[207:192]),
-    .o(\o$377 )
+    .i(word1[255:240]),
+    .o(\o$464 )
   );
   \flexor_lenet5.conv2.dec_3_0_1  dec_3_0_1 (
-    .i(word1[223:208]),
-    .o(\o$378 )
+    .i(word1[271:256]),
+    .o(\o$465 )
   );
   \flexor_lenet5.conv2.dec_3_0_2  dec_3_0_2 (
-    .i(word1[239:224]),
-    .o(\o$379 )
+    .i(word1[287:272]),
+    .o(\o$466 )
   );
   \flexor_lenet5.conv2.dec_3_0_3  dec_3_0_3 (
-    .i(word1[255:240]),
-    .o(\o$380 )
+    .i(word1[303:288]),
+    .o(\o$467 )
+  );
+  \flexor_lenet5.conv2.dec_3_0_4  dec_3_0_4 (
+    .i(word1[319:304]),
+    .o(\o$468 )
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
-    .o__payload(\o__payload$905 ),
+    .o__payload(\o__payload$1086 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
@@ -8929,6 +9565,106 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .s(p0_0_3),
     .wa(w0_0[6]),
     .wb(w0_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_40_add (
+    .a(xdata_d1[647:640]),
+    .b(xdata_d1[655:648]),
+    .s(p0_0_40),
+    .wa(w0_0[80]),
+    .wb(w0_0[81])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_41_add (
+    .a(xdata_d1[663:656]),
+    .b(xdata_d1[671:664]),
+    .s(p0_0_41),
+    .wa(w0_0[82]),
+    .wb(w0_0[83])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_42_add (
+    .a(xdata_d1[679:672]),
+    .b(xdata_d1[687:680]),
+    .s(p0_0_42),
+    .wa(w0_0[84]),
+    .wb(w0_0[85])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_43_add (
+    .a(xdata_d1[695:688]),
+    .b(xdata_d1[703:696]),
+    .s(p0_0_43),
+    .wa(w0_0[86]),
+    .wb(w0_0[87])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_44_add (
+    .a(xdata_d1[711:704]),
+    .b(xdata_d1[719:712]),
+    .s(p0_0_44),
+    .wa(w0_0[88]),
+    .wb(w0_0[89])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_45_add (
+    .a(xdata_d1[727:720]),
+    .b(xdata_d1[735:728]),
+    .s(p0_0_45),
+    .wa(w0_0[90]),
+    .wb(w0_0[91])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_46_add (
+    .a(xdata_d1[743:736]),
+    .b(xdata_d1[751:744]),
+    .s(p0_0_46),
+    .wa(w0_0[92]),
+    .wb(w0_0[93])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_47_add (
+    .a(xdata_d1[759:752]),
+    .b(xdata_d1[767:760]),
+    .s(p0_0_47),
+    .wa(w0_0[94]),
+    .wb(w0_0[95])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_48_add (
+    .a(xdata_d1[775:768]),
+    .b(xdata_d1[783:776]),
+    .s(p0_0_48),
+    .wa(w0_0[96]),
+    .wb(w0_0[97])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p0_0_49_add (
+    .a(xdata_d1[791:784]),
+    .b(xdata_d1[799:792]),
+    .s(p0_0_49),
+    .wa(w0_0[98]),
+    .wb(w0_0[99])
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -9333,6 +10069,106 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
+  ) p1_0_40_add (
+    .a(xdata_d1[647:640]),
+    .b(xdata_d1[655:648]),
+    .s(p1_0_40),
+    .wa(w1_0[80]),
+    .wb(w1_0[81])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_41_add (
+    .a(xdata_d1[663:656]),
+    .b(xdata_d1[671:664]),
+    .s(p1_0_41),
+    .wa(w1_0[82]),
+    .wb(w1_0[83])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_42_add (
+    .a(xdata_d1[679:672]),
+    .b(xdata_d1[687:680]),
+    .s(p1_0_42),
+    .wa(w1_0[84]),
+    .wb(w1_0[85])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_43_add (
+    .a(xdata_d1[695:688]),
+    .b(xdata_d1[703:696]),
+    .s(p1_0_43),
+    .wa(w1_0[86]),
+    .wb(w1_0[87])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_44_add (
+    .a(xdata_d1[711:704]),
+    .b(xdata_d1[719:712]),
+    .s(p1_0_44),
+    .wa(w1_0[88]),
+    .wb(w1_0[89])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_45_add (
+    .a(xdata_d1[727:720]),
+    .b(xdata_d1[735:728]),
+    .s(p1_0_45),
+    .wa(w1_0[90]),
+    .wb(w1_0[91])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_46_add (
+    .a(xdata_d1[743:736]),
+    .b(xdata_d1[751:744]),
+    .s(p1_0_46),
+    .wa(w1_0[92]),
+    .wb(w1_0[93])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_47_add (
+    .a(xdata_d1[759:752]),
+    .b(xdata_d1[767:760]),
+    .s(p1_0_47),
+    .wa(w1_0[94]),
+    .wb(w1_0[95])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_48_add (
+    .a(xdata_d1[775:768]),
+    .b(xdata_d1[783:776]),
+    .s(p1_0_48),
+    .wa(w1_0[96]),
+    .wb(w1_0[97])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p1_0_49_add (
+    .a(xdata_d1[791:784]),
+    .b(xdata_d1[799:792]),
+    .s(p1_0_49),
+    .wa(w1_0[98]),
+    .wb(w1_0[99])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
   ) p1_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -9729,6 +10565,106 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .s(p2_0_3),
     .wa(w2_0[6]),
     .wb(w2_0[7])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_40_add (
+    .a(xdata_d1[647:640]),
+    .b(xdata_d1[655:648]),
+    .s(p2_0_40),
+    .wa(w2_0[80]),
+    .wb(w2_0[81])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_41_add (
+    .a(xdata_d1[663:656]),
+    .b(xdata_d1[671:664]),
+    .s(p2_0_41),
+    .wa(w2_0[82]),
+    .wb(w2_0[83])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_42_add (
+    .a(xdata_d1[679:672]),
+    .b(xdata_d1[687:680]),
+    .s(p2_0_42),
+    .wa(w2_0[84]),
+    .wb(w2_0[85])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_43_add (
+    .a(xdata_d1[695:688]),
+    .b(xdata_d1[703:696]),
+    .s(p2_0_43),
+    .wa(w2_0[86]),
+    .wb(w2_0[87])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_44_add (
+    .a(xdata_d1[711:704]),
+    .b(xdata_d1[719:712]),
+    .s(p2_0_44),
+    .wa(w2_0[88]),
+    .wb(w2_0[89])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_45_add (
+    .a(xdata_d1[727:720]),
+    .b(xdata_d1[735:728]),
+    .s(p2_0_45),
+    .wa(w2_0[90]),
+    .wb(w2_0[91])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_46_add (
+    .a(xdata_d1[743:736]),
+    .b(xdata_d1[751:744]),
+    .s(p2_0_46),
+    .wa(w2_0[92]),
+    .wb(w2_0[93])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_47_add (
+    .a(xdata_d1[759:752]),
+    .b(xdata_d1[767:760]),
+    .s(p2_0_47),
+    .wa(w2_0[94]),
+    .wb(w2_0[95])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_48_add (
+    .a(xdata_d1[775:768]),
+    .b(xdata_d1[783:776]),
+    .s(p2_0_48),
+    .wa(w2_0[96]),
+    .wb(w2_0[97])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p2_0_49_add (
+    .a(xdata_d1[791:784]),
+    .b(xdata_d1[799:792]),
+    .s(p2_0_49),
+    .wa(w2_0[98]),
+    .wb(w2_0[99])
   );
   flexor_madd #(
     .SIGNED(32'd0),
@@ -10133,6 +11069,106 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   flexor_madd #(
     .SIGNED(32'd0),
     .WIDTH(32'd8)
+  ) p3_0_40_add (
+    .a(xdata_d1[647:640]),
+    .b(xdata_d1[655:648]),
+    .s(p3_0_40),
+    .wa(w3_0[80]),
+    .wb(w3_0[81])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_41_add (
+    .a(xdata_d1[663:656]),
+    .b(xdata_d1[671:664]),
+    .s(p3_0_41),
+    .wa(w3_0[82]),
+    .wb(w3_0[83])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_42_add (
+    .a(xdata_d1[679:672]),
+    .b(xdata_d1[687:680]),
+    .s(p3_0_42),
+    .wa(w3_0[84]),
+    .wb(w3_0[85])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_43_add (
+    .a(xdata_d1[695:688]),
+    .b(xdata_d1[703:696]),
+    .s(p3_0_43),
+    .wa(w3_0[86]),
+    .wb(w3_0[87])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_44_add (
+    .a(xdata_d1[711:704]),
+    .b(xdata_d1[719:712]),
+    .s(p3_0_44),
+    .wa(w3_0[88]),
+    .wb(w3_0[89])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_45_add (
+    .a(xdata_d1[727:720]),
+    .b(xdata_d1[735:728]),
+    .s(p3_0_45),
+    .wa(w3_0[90]),
+    .wb(w3_0[91])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_46_add (
+    .a(xdata_d1[743:736]),
+    .b(xdata_d1[751:744]),
+    .s(p3_0_46),
+    .wa(w3_0[92]),
+    .wb(w3_0[93])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_47_add (
+    .a(xdata_d1[759:752]),
+    .b(xdata_d1[767:760]),
+    .s(p3_0_47),
+    .wa(w3_0[94]),
+    .wb(w3_0[95])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_48_add (
+    .a(xdata_d1[775:768]),
+    .b(xdata_d1[783:776]),
+    .s(p3_0_48),
+    .wa(w3_0[96]),
+    .wb(w3_0[97])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
+  ) p3_0_49_add (
+    .a(xdata_d1[791:784]),
+    .b(xdata_d1[799:792]),
+    .s(p3_0_49),
+    .wa(w3_0[98]),
+    .wb(w3_0[99])
+  );
+  flexor_madd #(
+    .SIGNED(32'd0),
+    .WIDTH(32'd8)
   ) p3_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -10199,7 +11235,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .q(i__ready)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$912 ),
+    .addr(\addr$1093 ),
     .clk(clk),
     .data(o__payload),
     .en(en)
@@ -10214,7 +11250,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .a(data[12:0]),
     .b(sa0_0[18:17]),
     .clk(clk),
-    .p(\p$718 )
+    .p(\p$860 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -10225,12 +11261,12 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .q(s_last_rom)
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$912 ),
+    .addr(\addr$1093 ),
     .clk(clk),
     .go(en),
     .o__payload(o__payload),
-    .o__ready(\o__ready$745 ),
-    .primed(\o__valid$741 ),
+    .o__ready(\o__ready$887 ),
+    .primed(\o__valid$883 ),
     .rst_conv2(rst_conv2),
     .valid_next(valid_next)
   );
@@ -10241,6 +11277,30 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .clk(clk),
     .d(\$91 ),
     .q(xload_0)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_10_copy (
+    .clk(clk),
+    .d(\$101 ),
+    .q(xload_10)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_11_copy (
+    .clk(clk),
+    .d(\$102 ),
+    .q(xload_11)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) xload_12_copy (
+    .clk(clk),
+    .d(\$103 ),
+    .q(xload_12)
   );
   flexor_copy #(
     .INIT(32'd1),
@@ -10315,1004 +11375,1018 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .q(xload_9)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$172  = acc1_0_g13;
-    if (flags_1[0]) begin
-      \$172  = acc1_0_g14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$173  = acc1_0_g14;
-    if (flags_1[0]) begin
-      \$173  = acc1_0_g15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$174  = acc1_0_g15;
-    if (flags_1[0]) begin
-      \$174  = \$17 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$175  = acc2_0_g0;
-    if (flags_2[0]) begin
-      \$175  = acc2_0_g1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$176  = acc2_0_g1;
-    if (flags_2[0]) begin
-      \$176  = acc2_0_g2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$177  = acc2_0_g2;
-    if (flags_2[0]) begin
-      \$177  = acc2_0_g3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$178  = acc2_0_g3;
-    if (flags_2[0]) begin
-      \$178  = acc2_0_g4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$179  = acc2_0_g4;
-    if (flags_2[0]) begin
-      \$179  = acc2_0_g5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$180  = acc2_0_g5;
-    if (flags_2[0]) begin
-      \$180  = acc2_0_g6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$181  = acc2_0_g6;
-    if (flags_2[0]) begin
-      \$181  = acc2_0_g7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$182  = acc2_0_g7;
-    if (flags_2[0]) begin
-      \$182  = acc2_0_g8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$183  = acc2_0_g8;
-    if (flags_2[0]) begin
-      \$183  = acc2_0_g9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$184  = acc2_0_g9;
-    if (flags_2[0]) begin
-      \$184  = acc2_0_g10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$185  = acc2_0_g10;
-    if (flags_2[0]) begin
-      \$185  = acc2_0_g11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$186  = acc2_0_g11;
-    if (flags_2[0]) begin
-      \$186  = acc2_0_g12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$187  = acc2_0_g12;
-    if (flags_2[0]) begin
-      \$187  = acc2_0_g13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$188  = acc2_0_g13;
-    if (flags_2[0]) begin
-      \$188  = acc2_0_g14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$189  = acc2_0_g14;
-    if (flags_2[0]) begin
-      \$189  = acc2_0_g15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$190  = acc2_0_g15;
-    if (flags_2[0]) begin
-      \$190  = \$19 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$191  = acc3_0_g0;
-    if (flags_3[0]) begin
-      \$191  = acc3_0_g1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$192  = acc3_0_g1;
-    if (flags_3[0]) begin
-      \$192  = acc3_0_g2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$193  = acc3_0_g2;
-    if (flags_3[0]) begin
-      \$193  = acc3_0_g3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$194  = acc3_0_g3;
-    if (flags_3[0]) begin
-      \$194  = acc3_0_g4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$195  = acc3_0_g4;
-    if (flags_3[0]) begin
-      \$195  = acc3_0_g5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$196  = acc3_0_g5;
-    if (flags_3[0]) begin
-      \$196  = acc3_0_g6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$197  = acc3_0_g6;
-    if (flags_3[0]) begin
-      \$197  = acc3_0_g7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$198  = acc3_0_g7;
-    if (flags_3[0]) begin
-      \$198  = acc3_0_g8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$199  = acc3_0_g8;
-    if (flags_3[0]) begin
-      \$199  = acc3_0_g9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$200  = acc3_0_g9;
-    if (flags_3[0]) begin
-      \$200  = acc3_0_g10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$201  = acc3_0_g10;
-    if (flags_3[0]) begin
-      \$201  = acc3_0_g11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$202  = acc3_0_g11;
-    if (flags_3[0]) begin
-      \$202  = acc3_0_g12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$203  = acc3_0_g12;
-    if (flags_3[0]) begin
-      \$203  = acc3_0_g13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$204  = acc3_0_g13;
-    if (flags_3[0]) begin
-      \$204  = acc3_0_g14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$205  = acc3_0_g14;
-    if (flags_3[0]) begin
-      \$205  = acc3_0_g15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$206  = acc3_0_g15;
-    if (flags_3[0]) begin
-      \$206  = \$21 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$207  = group_end;
-    if (rst_conv2) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$208  = group_wptr;
-    if (group_written_d1) begin
-      \$208  = \$24 [3:0];
-    end
-    if (rst_conv2) begin
-      \$208  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$209  = ser_left;
-    if (done) begin
-      \$209  = 3'h4;
-    end else if (ser) begin
-      \$209  = \$25 [2:0];
-    end
-    if (rst_conv2) begin
-      \$209  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$210  = beat;
-    if (ser) begin
-      \$210  = \$28 [5:0];
-    end
-    if (rst_conv2) begin
-      \$210  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$211  = \$30 [4:0];
-    if (rst_conv2) begin
-      \$211  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$212  = group_read;
-    if (rst_conv2) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$213  = group_rptr;
-    if (group_read) begin
-      \$213  = \$33 [3:0];
-    end
-    if (rst_conv2) begin
-      \$213  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$214  = bank0_0;
-    if (done) begin
-      \$214  = rport__data[18:0];
-    end else if (ser) begin
-      \$214  = bank1_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$215  = bank1_0;
-    if (done) begin
-      \$215  = rport__data[37:19];
-    end else if (ser) begin
-      \$215  = bank2_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$216  = bank2_0;
-    if (done) begin
-      \$216  = rport__data[56:38];
-    end else if (ser) begin
-      \$216  = bank3_0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$217  = bank3_0;
-    if (done) begin
-      \$217  = rport__data[75:57];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$218  = \$34 ;
-    if (rst_conv2) begin
-      \$218  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$219  = \$36 ;
-    if (rst_conv2) begin
-      \$219  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$220  = \$signal$709 ;
-    if (rst_conv2) begin
-      \$220  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$221  = vb;
-    if (rst_conv2) begin
-      \$221  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$222  = v_out_d1;
-    if (rst_conv2) begin
-      \$222  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$223  = v_out_d2;
-    if (rst_conv2) begin
-      \$223  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$224  = v_out_d3;
-    if (rst_conv2) begin
-      \$224  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$225  = ka;
-    if (rst_conv2) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$226  = skipped_d1;
-    if (rst_conv2) begin
-      \$226  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$227  = skipped_d2;
-    if (rst_conv2) begin
-      \$227  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$228  = skipped_d3;
-    if (rst_conv2) begin
-      \$228  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$229  = skipped_d4;
-    if (rst_conv2) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$230  = \$48 ;
-    if (rst_conv2) begin
-      \$230  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$231  = \$82 [4:0];
-    if (rst_conv2) begin
-      \$231  = 5'h14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$232  = credits_room_next;
-    if (rst_conv2) begin
-      \$232  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$101  = slots_room_next;
-    if (rst_conv2) begin
-      \$101  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$102  = \$signal ;
-    if (rst_conv2) begin
-      \$102  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$103  = n_last_next;
-    if (rst_conv2) begin
-      \$103  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$104  = n_first_next;
-    if (rst_conv2) begin
-      \$104  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$105  = group_idx;
-    if (\$signal$10 ) begin
-      \$105  = \$2 [3:0];
-    end
-    if (rst_conv2) begin
-      \$105  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$106  = word_idx;
-    if (\$signal$10 ) begin
-      if (group_last) begin
-        \$106  = \$4 [3:0];
-      end
-    end
-    if (rst_conv2) begin
-      \$106  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$107  = group_read;
-    if (rst_conv2) begin
-      \$107  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$108  = \$65 [4:0];
-    if (rst_conv2) begin
-      \$108  = 5'h10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$109  = slots_room_next;
-    if (rst_conv2) begin
-      \$109  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$110  = \$signal$10 ;
-    if (rst_conv2) begin
-      \$110  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$111  = \$5 ;
-    if (rst_conv2) begin
-      \$111  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$112  = word_last;
-    if (rst_conv2) begin
-      \$112  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$113  = \$6 ;
-    if (rst_conv2) begin
-      \$113  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$114  = xword;
-    if (xload_0) begin
-      \$114 [63:0] = i__payload[63:0];
-    end
-    if (xload_1) begin
-      \$114 [127:64] = i__payload[127:64];
-    end
-    if (xload_2) begin
-      \$114 [191:128] = i__payload[191:128];
-    end
-    if (xload_3) begin
-      \$114 [255:192] = i__payload[255:192];
-    end
-    if (xload_4) begin
-      \$114 [319:256] = i__payload[319:256];
-    end
-    if (xload_5) begin
-      \$114 [383:320] = i__payload[383:320];
-    end
-    if (xload_6) begin
-      \$114 [447:384] = i__payload[447:384];
-    end
-    if (xload_7) begin
-      \$114 [511:448] = i__payload[511:448];
-    end
-    if (xload_8) begin
-      \$114 [575:512] = i__payload[575:512];
-    end
-    if (xload_9) begin
-      \$114 [639:576] = i__payload[639:576];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$115  = \$signal$18 ;
-    if (rst_conv2) begin
-      \$115  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$116  = v2_d1;
-    if (rst_conv2) begin
-      \$116  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$117  = v2_d2;
-    if (rst_conv2) begin
-      \$117  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$118  = v2_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$118  = \$signal$18 ;
     if (rst_conv2) begin
       \$118  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$119  = v2_d4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$119  = v2_d1;
     if (rst_conv2) begin
       \$119  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$120  = last1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$120  = v2_d2;
     if (rst_conv2) begin
       \$120  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$121  = last2_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$121  = v2_d3;
     if (rst_conv2) begin
       \$121  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$122  = last2_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$122  = v2_d4;
     if (rst_conv2) begin
       \$122  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$123  = last2_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$123  = last1;
     if (rst_conv2) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$124  = last2_d4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$124  = last2_d1;
     if (rst_conv2) begin
       \$124  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$125  = \$signal$18 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$125  = last2_d2;
     if (rst_conv2) begin
       \$125  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$126  = v2p_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$126  = last2_d3;
     if (rst_conv2) begin
       \$126  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$127  = v2p_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$127  = last2_d4;
     if (rst_conv2) begin
       \$127  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$128  = v2p_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$128  = \$signal$18 ;
     if (rst_conv2) begin
       \$128  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$129  = \$signal$19 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$129  = v2p_d1;
     if (rst_conv2) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$130  = first2p_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$130  = v2p_d2;
     if (rst_conv2) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$131  = first2p_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$131  = v2p_d3;
     if (rst_conv2) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$132  = first2p_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$132  = \$signal$19 ;
     if (rst_conv2) begin
       \$132  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$133  = last1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$133  = first2p_d1;
     if (rst_conv2) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$134  = last2p_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$134  = first2p_d2;
     if (rst_conv2) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$135  = last2p_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$135  = first2p_d3;
     if (rst_conv2) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$136  = last2p_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$136  = last1;
     if (rst_conv2) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$137  = nfirst1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$137  = last2p_d1;
     if (rst_conv2) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$138  = nfirst2p_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$138  = last2p_d2;
     if (rst_conv2) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$139  = nfirst2p_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$139  = last2p_d3;
     if (rst_conv2) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$140  = nfirst2p_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$140  = nfirst1;
     if (rst_conv2) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$141  = xacc;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$141  = nfirst2p_d1;
+    if (rst_conv2) begin
+      \$141  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$142  = nfirst2p_d2;
+    if (rst_conv2) begin
+      \$142  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$143  = nfirst2p_d3;
+    if (rst_conv2) begin
+      \$143  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$144  = xacc;
     if (\$7 ) begin
-      \$141  = \$9 [17:0];
+      \$144  = \$9 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$142  = xfin;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$145  = xfin;
     if (\$11 ) begin
-      \$142  = \$13 [17:0];
+      \$145  = \$13 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$143  = acc0_0_g0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$146  = acc0_0_g0;
     if (flags_0[0]) begin
-      \$143  = acc0_0_g1;
+      \$146  = acc0_0_g1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$144  = acc0_0_g1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$147  = acc0_0_g1;
     if (flags_0[0]) begin
-      \$144  = acc0_0_g2;
+      \$147  = acc0_0_g2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$145  = acc0_0_g2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$148  = acc0_0_g2;
     if (flags_0[0]) begin
-      \$145  = acc0_0_g3;
+      \$148  = acc0_0_g3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$146  = acc0_0_g3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$149  = acc0_0_g3;
     if (flags_0[0]) begin
-      \$146  = acc0_0_g4;
+      \$149  = acc0_0_g4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$147  = acc0_0_g4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$150  = acc0_0_g4;
     if (flags_0[0]) begin
-      \$147  = acc0_0_g5;
+      \$150  = acc0_0_g5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$148  = acc0_0_g5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$151  = acc0_0_g5;
     if (flags_0[0]) begin
-      \$148  = acc0_0_g6;
+      \$151  = acc0_0_g6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$149  = acc0_0_g6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$152  = acc0_0_g6;
     if (flags_0[0]) begin
-      \$149  = acc0_0_g7;
+      \$152  = acc0_0_g7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$150  = acc0_0_g7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$153  = acc0_0_g7;
     if (flags_0[0]) begin
-      \$150  = acc0_0_g8;
+      \$153  = acc0_0_g8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$151  = acc0_0_g8;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$154  = acc0_0_g8;
     if (flags_0[0]) begin
-      \$151  = acc0_0_g9;
+      \$154  = acc0_0_g9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$152  = acc0_0_g9;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$155  = acc0_0_g9;
     if (flags_0[0]) begin
-      \$152  = acc0_0_g10;
+      \$155  = acc0_0_g10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$153  = acc0_0_g10;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$156  = acc0_0_g10;
     if (flags_0[0]) begin
-      \$153  = acc0_0_g11;
+      \$156  = acc0_0_g11;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$154  = acc0_0_g11;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$157  = acc0_0_g11;
     if (flags_0[0]) begin
-      \$154  = acc0_0_g12;
+      \$157  = acc0_0_g12;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$155  = acc0_0_g12;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$158  = acc0_0_g12;
     if (flags_0[0]) begin
-      \$155  = acc0_0_g13;
+      \$158  = acc0_0_g13;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$156  = acc0_0_g13;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$159  = acc0_0_g13;
     if (flags_0[0]) begin
-      \$156  = acc0_0_g14;
+      \$159  = acc0_0_g14;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$157  = acc0_0_g14;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$160  = acc0_0_g14;
     if (flags_0[0]) begin
-      \$157  = acc0_0_g15;
+      \$160  = acc0_0_g15;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$158  = acc0_0_g15;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$161  = acc0_0_g15;
     if (flags_0[0]) begin
-      \$158  = \$15 [17:0];
+      \$161  = \$15 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$159  = acc1_0_g0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$162  = acc1_0_g0;
     if (flags_1[0]) begin
-      \$159  = acc1_0_g1;
+      \$162  = acc1_0_g1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$160  = acc1_0_g1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$163  = acc1_0_g1;
     if (flags_1[0]) begin
-      \$160  = acc1_0_g2;
+      \$163  = acc1_0_g2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$161  = acc1_0_g2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$164  = acc1_0_g2;
     if (flags_1[0]) begin
-      \$161  = acc1_0_g3;
+      \$164  = acc1_0_g3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$162  = acc1_0_g3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$165  = acc1_0_g3;
     if (flags_1[0]) begin
-      \$162  = acc1_0_g4;
+      \$165  = acc1_0_g4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$163  = acc1_0_g4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$166  = acc1_0_g4;
     if (flags_1[0]) begin
-      \$163  = acc1_0_g5;
+      \$166  = acc1_0_g5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$164  = acc1_0_g5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$167  = acc1_0_g5;
     if (flags_1[0]) begin
-      \$164  = acc1_0_g6;
+      \$167  = acc1_0_g6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$165  = acc1_0_g6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$168  = acc1_0_g6;
     if (flags_1[0]) begin
-      \$165  = acc1_0_g7;
+      \$168  = acc1_0_g7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$166  = acc1_0_g7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$169  = acc1_0_g7;
     if (flags_1[0]) begin
-      \$166  = acc1_0_g8;
+      \$169  = acc1_0_g8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$167  = acc1_0_g8;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$170  = acc1_0_g8;
     if (flags_1[0]) begin
-      \$167  = acc1_0_g9;
+      \$170  = acc1_0_g9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$168  = acc1_0_g9;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$171  = acc1_0_g9;
     if (flags_1[0]) begin
-      \$168  = acc1_0_g10;
+      \$171  = acc1_0_g10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$169  = acc1_0_g10;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$172  = acc1_0_g10;
     if (flags_1[0]) begin
-      \$169  = acc1_0_g11;
+      \$172  = acc1_0_g11;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$170  = acc1_0_g11;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$173  = acc1_0_g11;
     if (flags_1[0]) begin
-      \$170  = acc1_0_g12;
+      \$173  = acc1_0_g12;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$171  = acc1_0_g12;
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$174  = acc1_0_g12;
     if (flags_1[0]) begin
-      \$171  = acc1_0_g13;
+      \$174  = acc1_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$175  = acc1_0_g13;
+    if (flags_1[0]) begin
+      \$175  = acc1_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$176  = acc1_0_g14;
+    if (flags_1[0]) begin
+      \$176  = acc1_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$177  = acc1_0_g15;
+    if (flags_1[0]) begin
+      \$177  = \$17 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$178  = acc2_0_g0;
+    if (flags_2[0]) begin
+      \$178  = acc2_0_g1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$179  = acc2_0_g1;
+    if (flags_2[0]) begin
+      \$179  = acc2_0_g2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$180  = acc2_0_g2;
+    if (flags_2[0]) begin
+      \$180  = acc2_0_g3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$181  = acc2_0_g3;
+    if (flags_2[0]) begin
+      \$181  = acc2_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$182  = acc2_0_g4;
+    if (flags_2[0]) begin
+      \$182  = acc2_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$183  = acc2_0_g5;
+    if (flags_2[0]) begin
+      \$183  = acc2_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$184  = acc2_0_g6;
+    if (flags_2[0]) begin
+      \$184  = acc2_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$185  = acc2_0_g7;
+    if (flags_2[0]) begin
+      \$185  = acc2_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$186  = acc2_0_g8;
+    if (flags_2[0]) begin
+      \$186  = acc2_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$187  = acc2_0_g9;
+    if (flags_2[0]) begin
+      \$187  = acc2_0_g10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$188  = acc2_0_g10;
+    if (flags_2[0]) begin
+      \$188  = acc2_0_g11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$189  = acc2_0_g11;
+    if (flags_2[0]) begin
+      \$189  = acc2_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$190  = acc2_0_g12;
+    if (flags_2[0]) begin
+      \$190  = acc2_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$191  = acc2_0_g13;
+    if (flags_2[0]) begin
+      \$191  = acc2_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$192  = acc2_0_g14;
+    if (flags_2[0]) begin
+      \$192  = acc2_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$193  = acc2_0_g15;
+    if (flags_2[0]) begin
+      \$193  = \$19 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$194  = acc3_0_g0;
+    if (flags_3[0]) begin
+      \$194  = acc3_0_g1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$195  = acc3_0_g1;
+    if (flags_3[0]) begin
+      \$195  = acc3_0_g2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$196  = acc3_0_g2;
+    if (flags_3[0]) begin
+      \$196  = acc3_0_g3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$197  = acc3_0_g3;
+    if (flags_3[0]) begin
+      \$197  = acc3_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$198  = acc3_0_g4;
+    if (flags_3[0]) begin
+      \$198  = acc3_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$199  = acc3_0_g5;
+    if (flags_3[0]) begin
+      \$199  = acc3_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$200  = acc3_0_g6;
+    if (flags_3[0]) begin
+      \$200  = acc3_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$201  = acc3_0_g7;
+    if (flags_3[0]) begin
+      \$201  = acc3_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$202  = acc3_0_g8;
+    if (flags_3[0]) begin
+      \$202  = acc3_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$203  = acc3_0_g9;
+    if (flags_3[0]) begin
+      \$203  = acc3_0_g10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$204  = acc3_0_g10;
+    if (flags_3[0]) begin
+      \$204  = acc3_0_g11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$205  = acc3_0_g11;
+    if (flags_3[0]) begin
+      \$205  = acc3_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$206  = acc3_0_g12;
+    if (flags_3[0]) begin
+      \$206  = acc3_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$207  = acc3_0_g13;
+    if (flags_3[0]) begin
+      \$207  = acc3_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$208  = acc3_0_g14;
+    if (flags_3[0]) begin
+      \$208  = acc3_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$209  = acc3_0_g15;
+    if (flags_3[0]) begin
+      \$209  = \$21 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$210  = group_end;
+    if (rst_conv2) begin
+      \$210  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$211  = group_wptr;
+    if (group_written_d1) begin
+      \$211  = \$24 [3:0];
+    end
+    if (rst_conv2) begin
+      \$211  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$212  = ser_left;
+    if (done) begin
+      \$212  = 3'h4;
+    end else if (ser) begin
+      \$212  = \$25 [2:0];
+    end
+    if (rst_conv2) begin
+      \$212  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$213  = beat;
+    if (ser) begin
+      \$213  = \$28 [5:0];
+    end
+    if (rst_conv2) begin
+      \$213  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$214  = \$30 [4:0];
+    if (rst_conv2) begin
+      \$214  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$215  = group_read;
+    if (rst_conv2) begin
+      \$215  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$216  = group_rptr;
+    if (group_read) begin
+      \$216  = \$33 [3:0];
+    end
+    if (rst_conv2) begin
+      \$216  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$217  = bank0_0;
+    if (done) begin
+      \$217  = rport__data[18:0];
+    end else if (ser) begin
+      \$217  = bank1_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$218  = bank1_0;
+    if (done) begin
+      \$218  = rport__data[37:19];
+    end else if (ser) begin
+      \$218  = bank2_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$219  = bank2_0;
+    if (done) begin
+      \$219  = rport__data[56:38];
+    end else if (ser) begin
+      \$219  = bank3_0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$220  = bank3_0;
+    if (done) begin
+      \$220  = rport__data[75:57];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$221  = \$34 ;
+    if (rst_conv2) begin
+      \$221  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$222  = \$36 ;
+    if (rst_conv2) begin
+      \$222  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$223  = \$signal$851 ;
+    if (rst_conv2) begin
+      \$223  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$224  = vb;
+    if (rst_conv2) begin
+      \$224  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$225  = v_out_d1;
+    if (rst_conv2) begin
+      \$225  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$226  = v_out_d2;
+    if (rst_conv2) begin
+      \$226  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$227  = v_out_d3;
+    if (rst_conv2) begin
+      \$227  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$228  = ka;
+    if (rst_conv2) begin
+      \$228  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$229  = skipped_d1;
+    if (rst_conv2) begin
+      \$229  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$230  = skipped_d2;
+    if (rst_conv2) begin
+      \$230  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$231  = skipped_d3;
+    if (rst_conv2) begin
+      \$231  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$232  = skipped_d4;
+    if (rst_conv2) begin
+      \$232  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$233  = \$48 ;
+    if (rst_conv2) begin
+      \$233  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$234  = \$82 [4:0];
+    if (rst_conv2) begin
+      \$234  = 5'h14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$235  = credits_room_next;
+    if (rst_conv2) begin
+      \$235  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$104  = slots_room_next;
+    if (rst_conv2) begin
+      \$104  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$105  = \$signal ;
+    if (rst_conv2) begin
+      \$105  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$106  = n_last_next;
+    if (rst_conv2) begin
+      \$106  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$107  = n_first_next;
+    if (rst_conv2) begin
+      \$107  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$108  = group_idx;
+    if (\$signal$10 ) begin
+      \$108  = \$2 [3:0];
+    end
+    if (rst_conv2) begin
+      \$108  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$109  = word_idx;
+    if (\$signal$10 ) begin
+      if (group_last) begin
+        \$109  = \$4 [2:0];
+      end
+    end
+    if (rst_conv2) begin
+      \$109  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$110  = group_read;
+    if (rst_conv2) begin
+      \$110  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$111  = \$65 [4:0];
+    if (rst_conv2) begin
+      \$111  = 5'h10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$112  = slots_room_next;
+    if (rst_conv2) begin
+      \$112  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$113  = \$signal$10 ;
+    if (rst_conv2) begin
+      \$113  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$114  = \$5 ;
+    if (rst_conv2) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$115  = word_last;
+    if (rst_conv2) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$116  = \$6 ;
+    if (rst_conv2) begin
+      \$116  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$117  = xword;
+    if (xload_0) begin
+      \$117 [63:0] = { \port$5513$0 [231:224], \port$5513$0 [199:192], \port$5513$0 [167:160], \port$5513$0 [135:128], \port$5513$0 [103:96], \port$5513$0 [71:64], \port$5513$0 [39:32], \port$5513$0 [7:0] };
+    end
+    if (xload_1) begin
+      \$117 [127:64] = { \port$5513$0 [487:480], \port$5513$0 [455:448], \port$5513$0 [423:416], \port$5513$0 [391:384], \port$5513$0 [359:352], \port$5513$0 [327:320], \port$5513$0 [295:288], \port$5513$0 [263:256] };
+    end
+    if (xload_2) begin
+      \$117 [191:128] = { \port$5513$0 [743:736], \port$5513$0 [711:704], \port$5513$0 [679:672], \port$5513$0 [647:640], \port$5513$0 [615:608], \port$5513$0 [583:576], \port$5513$0 [551:544], \port$5513$0 [519:512] };
+    end
+    if (xload_3) begin
+      \$117 [255:192] = { \port$5513$0 [207:200], \port$5513$0 [175:168], \port$5513$0 [143:136], \port$5513$0 [111:104], \port$5513$0 [79:72], \port$5513$0 [47:40], \port$5513$0 [15:8], \port$5513$0 [775:768] };
+    end
+    if (xload_4) begin
+      \$117 [319:256] = { \port$5513$0 [463:456], \port$5513$0 [431:424], \port$5513$0 [399:392], \port$5513$0 [367:360], \port$5513$0 [335:328], \port$5513$0 [303:296], \port$5513$0 [271:264], \port$5513$0 [239:232] };
+    end
+    if (xload_5) begin
+      \$117 [383:320] = { \port$5513$0 [719:712], \port$5513$0 [687:680], \port$5513$0 [655:648], \port$5513$0 [623:616], \port$5513$0 [591:584], \port$5513$0 [559:552], \port$5513$0 [527:520], \port$5513$0 [495:488] };
+    end
+    if (xload_6) begin
+      \$117 [447:384] = { \port$5513$0 [183:176], \port$5513$0 [151:144], \port$5513$0 [119:112], \port$5513$0 [87:80], \port$5513$0 [55:48], \port$5513$0 [23:16], \port$5513$0 [783:776], \port$5513$0 [751:744] };
+    end
+    if (xload_7) begin
+      \$117 [511:448] = { \port$5513$0 [439:432], \port$5513$0 [407:400], \port$5513$0 [375:368], \port$5513$0 [343:336], \port$5513$0 [311:304], \port$5513$0 [279:272], \port$5513$0 [247:240], \port$5513$0 [215:208] };
+    end
+    if (xload_8) begin
+      \$117 [575:512] = { \port$5513$0 [695:688], \port$5513$0 [663:656], \port$5513$0 [631:624], \port$5513$0 [599:592], \port$5513$0 [567:560], \port$5513$0 [535:528], \port$5513$0 [503:496], \port$5513$0 [471:464] };
+    end
+    if (xload_9) begin
+      \$117 [639:576] = { \port$5513$0 [159:152], \port$5513$0 [127:120], \port$5513$0 [95:88], \port$5513$0 [63:56], \port$5513$0 [31:24], \port$5513$0 [791:784], \port$5513$0 [759:752], \port$5513$0 [727:720] };
+    end
+    if (xload_10) begin
+      \$117 [703:640] = { \port$5513$0 [415:408], \port$5513$0 [383:376], \port$5513$0 [351:344], \port$5513$0 [319:312], \port$5513$0 [287:280], \port$5513$0 [255:248], \port$5513$0 [223:216], \port$5513$0 [191:184] };
+    end
+    if (xload_11) begin
+      \$117 [767:704] = { \port$5513$0 [671:664], \port$5513$0 [639:632], \port$5513$0 [607:600], \port$5513$0 [575:568], \port$5513$0 [543:536], \port$5513$0 [511:504], \port$5513$0 [479:472], \port$5513$0 [447:440] };
+    end
+    if (xload_12) begin
+      \$117 [799:768] = { \port$5513$0 [799:792], \port$5513$0 [767:760], \port$5513$0 [735:728], \port$5513$0 [703:696] };
     end
   end
   assign space_next = \$65 [4:0];
+  assign i__payload = { \port$5513$0 [799:792], \port$5513$0 [767:760], \port$5513$0 [735:728], \port$5513$0 [703:696], \port$5513$0 [671:664], \port$5513$0 [639:632], \port$5513$0 [607:600], \port$5513$0 [575:568], \port$5513$0 [543:536], \port$5513$0 [511:504], \port$5513$0 [479:472], \port$5513$0 [447:440], \port$5513$0 [415:408], \port$5513$0 [383:376], \port$5513$0 [351:344], \port$5513$0 [319:312], \port$5513$0 [287:280], \port$5513$0 [255:248], \port$5513$0 [223:216], \port$5513$0 [191:184], \port$5513$0 [159:152], \port$5513$0 [127:120], \port$5513$0 [95:88], \port$5513$0 [63:56], \port$5513$0 [31:24], \port$5513$0 [791:784], \port$5513$0 [759:752], \port$5513$0 [727:720], \port$5513$0 [695:688], \port$5513$0 [663:656], \port$5513$0 [631:624], \port$5513$0 [599:592], \port$5513$0 [567:560], \port$5513$0 [535:528], \port$5513$0 [503:496], \port$5513$0 [471:464], \port$5513$0 [439:432], \port$5513$0 [407:400], \port$5513$0 [375:368], \port$5513$0 [343:336], \port$5513$0 [311:304], \port$5513$0 [279:272], \port$5513$0 [247:240], \port$5513$0 [215:208], \port$5513$0 [183:176], \port$5513$0 [151:144], \port$5513$0 [119:112], \port$5513$0 [87:80], \port$5513$0 [55:48], \port$5513$0 [23:16], \port$5513$0 [783:776], \port$5513$0 [751:744], \port$5513$0 [719:712], \port$5513$0 [687:680], \port$5513$0 [655:648], \port$5513$0 [623:616], \port$5513$0 [591:584], \port$5513$0 [559:552], \port$5513$0 [527:520], \port$5513$0 [495:488], \port$5513$0 [463:456], \port$5513$0 [431:424], \port$5513$0 [399:392], \port$5513$0 [367:360], \port$5513$0 [335:328], \port$5513$0 [303:296], \port$5513$0 [271:264], \port$5513$0 [239:232], \port$5513$0 [207:200], \port$5513$0 [175:168], \port$5513$0 [143:136], \port$5513$0 [111:104], \port$5513$0 [79:72], \port$5513$0 [47:40], \port$5513$0 [15:8], \port$5513$0 [775:768], \port$5513$0 [743:736], \port$5513$0 [711:704], \port$5513$0 [679:672], \port$5513$0 [647:640], \port$5513$0 [615:608], \port$5513$0 [583:576], \port$5513$0 [551:544], \port$5513$0 [519:512], \port$5513$0 [487:480], \port$5513$0 [455:448], \port$5513$0 [423:416], \port$5513$0 [391:384], \port$5513$0 [359:352], \port$5513$0 [327:320], \port$5513$0 [295:288], \port$5513$0 [263:256], \port$5513$0 [231:224], \port$5513$0 [199:192], \port$5513$0 [167:160], \port$5513$0 [135:128], \port$5513$0 [103:96], \port$5513$0 [71:64], \port$5513$0 [39:32], \port$5513$0 [7:0] };
   assign shift = ser;
-  assign \space_next$737  = \$82 [4:0];
+  assign \space_next$879  = \$82 [4:0];
   assign ready = i__ready;
   assign i = word1[15:0];
-  assign \i$750  = word1[31:16];
-  assign \i$751  = word1[47:32];
-  assign \i$752  = word1[63:48];
-  assign \i$778  = word1[79:64];
-  assign \i$779  = word1[95:80];
-  assign \i$780  = word1[111:96];
-  assign \i$781  = word1[127:112];
-  assign \i$807  = word1[143:128];
-  assign \i$808  = word1[159:144];
-  assign \i$809  = word1[175:160];
-  assign \i$810  = word1[191:176];
-  assign \i$836  = word1[207:192];
-  assign \i$837  = word1[223:208];
-  assign \i$838  = word1[239:224];
-  assign \i$839  = word1[255:240];
+  assign \i$892  = word1[31:16];
+  assign \i$893  = word1[47:32];
+  assign \i$894  = word1[63:48];
+  assign \i$895  = word1[79:64];
+  assign \i$928  = word1[95:80];
+  assign \i$929  = word1[111:96];
+  assign \i$930  = word1[127:112];
+  assign \i$931  = word1[143:128];
+  assign \i$932  = word1[159:144];
+  assign \i$965  = word1[175:160];
+  assign \i$966  = word1[191:176];
+  assign \i$967  = word1[207:192];
+  assign \i$968  = word1[223:208];
+  assign \i$969  = word1[239:224];
+  assign \i$1002  = word1[255:240];
+  assign \i$1003  = word1[271:256];
+  assign \i$1004  = word1[287:272];
+  assign \i$1005  = word1[303:288];
+  assign \i$1006  = word1[319:304];
   assign s0_0 = \$67 [18:0];
   assign s1_0 = \$69 [18:0];
   assign s2_0 = \$71 [18:0];
@@ -11325,20 +12399,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign addr = beat;
   assign a = data[12:0];
   assign b = sa0_0[16:0];
-  assign \a$902  = data[12:0];
-  assign \b$903  = sa0_0[18:17];
+  assign \a$1083  = data[12:0];
+  assign \b$1084  = sa0_0[18:17];
   assign rq0_y = \$79 [7:0];
-  assign \o__payload$906  = \o__payload$905 ;
-  assign \o__ready$907  = o__ready;
-  assign \o__valid$908  = o__valid;
+  assign \o__payload$1087  = \o__payload$1086 ;
+  assign \o__ready$1088  = o__ready;
+  assign \o__valid$1089  = o__valid;
   assign w_data = \$79 [7:0];
   assign w_en = v_out_d4;
-  assign \data$913  = o__payload;
+  assign \data$1094  = o__payload;
   assign \$34  = ser;
   assign \$35  = 1'h0;
   assign \$36  = 1'h0;
   assign \$38  = { p[29], p };
-  assign \$39  = { \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 [14], \p$718 , 17'h00000 };
+  assign \$39  = { \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 , 17'h00000 };
   assign \$42  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$43  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$45  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
@@ -11576,6 +12650,74 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_0_0_3 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_0_0_4 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -11915,6 +13057,74 @@ module \flexor_lenet5.conv2.dec_1_0_3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_1_0_4 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_2_0_0 (o, i);
   wire \$1 ;
   wire \$10 ;
@@ -12120,6 +13330,74 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.dec_2_0_3 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_2_0_4 (o, i);
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -12459,8 +13737,76 @@ module \flexor_lenet5.conv2.dec_3_0_3 (o, i);
 endmodule
 
 (* generator = "Amaranth" *)
+module \flexor_lenet5.conv2.dec_3_0_4 (o, i);
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  input [15:0] i;
+  wire [15:0] i;
+  output [19:0] o;
+  wire [19:0] o;
+  assign \$1  = i[3] ^ i[8];
+  assign \$2  = i[2] ^ i[5];
+  assign \$3  = i[3] ^ i[13];
+  assign \$4  = i[0] ^ i[4];
+  assign \$5  = i[5] ^ i[14];
+  assign \$6  = i[12] ^ i[13];
+  assign \$7  = i[5] ^ i[6];
+  assign \$8  = i[6] ^ i[8];
+  assign \$9  = i[5] ^ i[12];
+  assign \$10  = i[0] ^ i[6];
+  assign \$11  = i[9] ^ i[12];
+  assign \$12  = i[0] ^ i[9];
+  assign \$13  = i[7] ^ i[11];
+  assign \$14  = i[12] ^ i[14];
+  assign \$15  = i[3] ^ i[7];
+  assign \$16  = i[2] ^ i[13];
+  assign \$17  = i[5] ^ i[13];
+  assign \$18  = i[9] ^ i[15];
+  assign \$19  = i[8] ^ i[12];
+  assign \$20  = i[8] ^ i[11];
+  assign o[19] = \$20 ;
+  assign o[18] = \$19 ;
+  assign o[17] = \$18 ;
+  assign o[16] = \$17 ;
+  assign o[15] = \$16 ;
+  assign o[14] = \$15 ;
+  assign o[13] = \$14 ;
+  assign o[12] = \$13 ;
+  assign o[11] = \$12 ;
+  assign o[10] = \$11 ;
+  assign o[9] = \$10 ;
+  assign o[8] = \$9 ;
+  assign o[7] = \$8 ;
+  assign o[6] = \$7 ;
+  assign o[5] = \$6 ;
+  assign o[4] = \$5 ;
+  assign o[3] = \$4 ;
+  assign o[2] = \$3 ;
+  assign o[1] = \$2 ;
+  assign o[0] = \$1 ;
+endmodule
+
+(* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
   wire \$1 ;
   wire [5:0] \$10 ;
   wire [5:0] \$11 ;
@@ -12628,28 +13974,28 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$42  = \$28 [4:0];
     if (rst_conv2) begin
       \$42  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$43  = \$35 ;
     if (rst_conv2) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$36  = \$8 ;
     if (rst_conv2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [4:0];
@@ -12659,7 +14005,7 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -12669,14 +14015,14 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [4:0];
@@ -12686,7 +14032,7 @@ module \flexor_lenet5.conv2.fifo (rst_conv2, w_port__data, o__ready, w_en, o__va
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [4:0];
@@ -12704,21 +14050,21 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.rom (data, en, addr, clk);
-  input [7:0] addr;
-  wire [7:0] addr;
+  input [6:0] addr;
+  wire [6:0] addr;
   input clk;
   wire clk;
-  output [255:0] data;
-  wire [255:0] data;
+  output [319:0] data;
+  wire [319:0] data;
   input en;
   wire en;
   flexor_rom #(
-    .ADDR_WIDTH(32'd8),
-    .DEPTH(32'd160),
+    .ADDR_WIDTH(32'd7),
+    .DEPTH(32'd128),
     .INIT_FILE("flexor_lenet5_l1_weights.hex"),
     .LATENCY(32'd2),
     .STALL(32'd1),
-    .WIDTH(32'd256)
+    .WIDTH(32'd320)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -12777,36 +14123,36 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, valid_next, addr, primed, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
   wire \$1 ;
   reg [1:0] \$10 ;
   reg \$11 ;
   wire \$2 ;
   wire \$3 ;
-  wire [8:0] \$4 ;
-  wire [8:0] \$5 ;
+  wire [7:0] \$4 ;
+  wire [7:0] \$5 ;
   wire \$6 ;
   wire [2:0] \$7 ;
   wire \$8 ;
-  reg [7:0] \$9 ;
-  output [7:0] addr;
-  reg [7:0] addr = 8'h00;
+  reg [6:0] \$9 ;
+  output [6:0] addr;
+  reg [6:0] addr = 7'h00;
   input clk;
   wire clk;
-  wire [255:0] data;
+  wire [319:0] data;
   wire en;
   output go;
   wire go;
-  input [255:0] o__payload;
-  wire [255:0] o__payload;
+  input [319:0] o__payload;
+  wire [319:0] o__payload;
   input o__ready;
   wire o__ready;
   (* init = 1'h0 *)
   wire o__valid;
   output primed;
   reg primed = 1'h0;
-  (* init = 8'h00 *)
-  wire [7:0] raddr;
+  (* init = 7'h00 *)
+  wire [6:0] raddr;
   reg [1:0] reads = 2'h0;
   input rst_conv2;
   wire rst_conv2;
@@ -12816,9 +14162,9 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, valid_
   assign go = o__ready | \$1 ;
   assign \$2  = reads == 1'h1;
   assign valid_next = primed | \$2 ;
-  assign \$3  = addr == 8'h9f;
+  assign \$3  = addr == 7'h7f;
   assign \$4  = addr + 1'h1;
-  assign \$5  = \$3  ? 9'h000 : \$4 ;
+  assign \$5  = \$3  ? 8'h00 : \$4 ;
   assign \$6  = ~ primed;
   assign \$7  = reads + 1'h1;
   assign \$8  = reads == 1'h1;
@@ -12829,17 +14175,17 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, valid_
   always @(posedge clk)
     primed <= \$11 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$9  = addr;
     if (go) begin
-      \$9  = \$5 [7:0];
+      \$9  = \$5 [6:0];
     end
     if (rst_conv2) begin
-      \$9  = 8'h00;
+      \$9  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$10  = reads;
     if (\$6 ) begin
       \$10  = \$7 [1:0];
@@ -12849,7 +14195,7 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, valid_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     \$11  = primed;
     if (\$6 ) begin
       \$11  = \$8 ;
@@ -12865,39 +14211,1312 @@ module \flexor_lenet5.conv2.weights (rst_conv2, o__ready, o__payload, go, valid_
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i__valid, i__payload, \o__valid$49 , o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
+module \flexor_lenet5.conv2_window (rst_conv2_window, \o__valid$20 , \o__ready$22 , i__valid, i__payload, i__ready, \o__payload$19 , clk);
+  input clk;
+  wire clk;
+  input [15:0] i__payload;
+  wire [15:0] i__payload;
+  wire [15:0] \i__payload$1 ;
+  wire [159:0] \i__payload$12 ;
+  wire [31:0] \i__payload$6 ;
+  output i__ready;
+  wire i__ready;
+  wire \i__ready$15 ;
+  wire \i__ready$3 ;
+  wire \i__ready$9 ;
+  input i__valid;
+  wire i__valid;
+  wire \i__valid$10 ;
+  wire \i__valid$16 ;
+  wire \i__valid$5 ;
+  wire [31:0] o__payload;
+  wire [159:0] \o__payload$13 ;
+  wire [799:0] \o__payload$18 ;
+  output [799:0] \o__payload$19 ;
+  wire [799:0] \o__payload$19 ;
+  wire o__ready;
+  wire \o__ready$14 ;
+  input \o__ready$22 ;
+  wire \o__ready$22 ;
+  wire \o__ready$23 ;
+  wire o__valid;
+  wire \o__valid$17 ;
+  output \o__valid$20 ;
+  wire \o__valid$20 ;
+  wire \o__valid$21 ;
+  input rst_conv2_window;
+  wire rst_conv2_window;
+  \flexor_lenet5.conv2_window.gather  gather (
+    .clk(clk),
+    .i__payload(\i__payload$12 ),
+    .i__ready(\o__ready$14 ),
+    .i__valid(\i__valid$16 ),
+    .o__payload(\o__payload$19 ),
+    .o__ready(\o__ready$22 ),
+    .o__valid(\o__valid$20 ),
+    .rst_conv2_window(rst_conv2_window)
+  );
+  \flexor_lenet5.conv2_window.pack  pack (
+    .clk(clk),
+    .i__payload(i__payload),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(\i__payload$6 ),
+    .o__ready(o__ready),
+    .o__valid(\i__valid$10 ),
+    .rst_conv2_window(rst_conv2_window)
+  );
+  \flexor_lenet5.conv2_window.rows  rows (
+    .clk(clk),
+    .i__payload(\i__payload$6 ),
+    .i__ready(o__ready),
+    .i__valid(\i__valid$10 ),
+    .o__payload(\i__payload$12 ),
+    .\o__ready$47 (\o__ready$14 ),
+    .\o__valid$49 (\i__valid$16 ),
+    .rst_conv2_window(rst_conv2_window)
+  );
+  assign \i__payload$1  = i__payload;
+  assign \i__ready$3  = i__ready;
+  assign \i__valid$5  = i__valid;
+  assign o__payload = \i__payload$6 ;
+  assign \i__ready$9  = o__ready;
+  assign o__valid = \i__valid$10 ;
+  assign \o__payload$13  = \i__payload$12 ;
+  assign \i__ready$15  = \o__ready$14 ;
+  assign \o__valid$17  = \i__valid$16 ;
+  assign \o__payload$18  = { \o__payload$19 [799:792], \o__payload$19 [767:760], \o__payload$19 [735:728], \o__payload$19 [703:696], \o__payload$19 [671:664], \o__payload$19 [639:632], \o__payload$19 [607:600], \o__payload$19 [575:568], \o__payload$19 [543:536], \o__payload$19 [511:504], \o__payload$19 [479:472], \o__payload$19 [447:440], \o__payload$19 [415:408], \o__payload$19 [383:376], \o__payload$19 [351:344], \o__payload$19 [319:312], \o__payload$19 [287:280], \o__payload$19 [255:248], \o__payload$19 [223:216], \o__payload$19 [191:184], \o__payload$19 [159:152], \o__payload$19 [127:120], \o__payload$19 [95:88], \o__payload$19 [63:56], \o__payload$19 [31:24], \o__payload$19 [791:784], \o__payload$19 [759:752], \o__payload$19 [727:720], \o__payload$19 [695:688], \o__payload$19 [663:656], \o__payload$19 [631:624], \o__payload$19 [599:592], \o__payload$19 [567:560], \o__payload$19 [535:528], \o__payload$19 [503:496], \o__payload$19 [471:464], \o__payload$19 [439:432], \o__payload$19 [407:400], \o__payload$19 [375:368], \o__payload$19 [343:336], \o__payload$19 [311:304], \o__payload$19 [279:272], \o__payload$19 [247:240], \o__payload$19 [215:208], \o__payload$19 [183:176], \o__payload$19 [151:144], \o__payload$19 [119:112], \o__payload$19 [87:80], \o__payload$19 [55:48], \o__payload$19 [23:16], \o__payload$19 [783:776], \o__payload$19 [751:744], \o__payload$19 [719:712], \o__payload$19 [687:680], \o__payload$19 [655:648], \o__payload$19 [623:616], \o__payload$19 [591:584], \o__payload$19 [559:552], \o__payload$19 [527:520], \o__payload$19 [495:488], \o__payload$19 [463:456], \o__payload$19 [431:424], \o__payload$19 [399:392], \o__payload$19 [367:360], \o__payload$19 [335:328], \o__payload$19 [303:296], \o__payload$19 [271:264], \o__payload$19 [239:232], \o__payload$19 [207:200], \o__payload$19 [175:168], \o__payload$19 [143:136], \o__payload$19 [111:104], \o__payload$19 [79:72], \o__payload$19 [47:40], \o__payload$19 [15:8], \o__payload$19 [775:768], \o__payload$19 [743:736], \o__payload$19 [711:704], \o__payload$19 [679:672], \o__payload$19 [647:640], \o__payload$19 [615:608], \o__payload$19 [583:576], \o__payload$19 [551:544], \o__payload$19 [519:512], \o__payload$19 [487:480], \o__payload$19 [455:448], \o__payload$19 [423:416], \o__payload$19 [391:384], \o__payload$19 [359:352], \o__payload$19 [327:320], \o__payload$19 [295:288], \o__payload$19 [263:256], \o__payload$19 [231:224], \o__payload$19 [199:192], \o__payload$19 [167:160], \o__payload$19 [135:128], \o__payload$19 [103:96], \o__payload$19 [71:64], \o__payload$19 [39:32], \o__payload$19 [7:0] };
+  assign \o__valid$21  = \o__valid$20 ;
+  assign \o__ready$23  = \o__ready$22 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready, o__ready, i__valid, i__payload, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
   wire \$102 ;
   wire \$103 ;
-  wire [7:0] \$104 ;
-  wire [7:0] \$105 ;
-  wire [7:0] \$106 ;
-  wire [7:0] \$107 ;
-  wire [7:0] \$108 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire [6:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire [6:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
+  wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
+  wire [4:0] \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
+  wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
+  wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
+  wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  reg [5:0] \$194 ;
+  reg [4:0] \$195 ;
+  reg [799:0] \$196 ;
+  reg [799:0] \$197 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire \$signal ;
+  reg [4:0] at = 5'h01;
+  reg [5:0] beat = 6'h00;
+  input clk;
+  wire clk;
+  wire full;
+  wire full_0;
+  wire full_1;
+  wire full_10;
+  wire full_11;
+  wire full_12;
+  wire full_2;
+  wire full_3;
+  wire full_4;
+  wire full_5;
+  wire full_6;
+  wire full_7;
+  wire full_8;
+  wire full_9;
+  wire full_q;
+  input [159:0] i__payload;
+  wire [159:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire last;
+  wire last_q;
+  output [799:0] o__payload;
+  reg [799:0] o__payload = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  (* init = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [799:0] out;
+  wire ready;
+  wire ready_0;
+  wire ready_1;
+  wire ready_10;
+  wire ready_11;
+  wire ready_12;
+  wire ready_2;
+  wire ready_3;
+  wire ready_4;
+  wire ready_5;
+  wire ready_6;
+  wire ready_7;
+  wire ready_8;
+  wire ready_9;
+  wire ready_q;
+  input rst_conv2_window;
+  wire rst_conv2_window;
+  wire take;
+  wire valid_0;
+  wire valid_1;
+  wire valid_10;
+  wire valid_11;
+  wire valid_12;
+  wire valid_2;
+  wire valid_3;
+  wire valid_4;
+  wire valid_5;
+  wire valid_6;
+  wire valid_7;
+  wire valid_8;
+  wire valid_9;
+  wire valid_next;
+  wire valid_q;
+  reg [799:0] word = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign take = i__valid & i__ready;
+  assign \$1  = at[4] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = beat + 1'h1;
+  assign \$12  = last ? 7'h00 : \$11 ;
+  assign \$13  = at[4] | last;
+  assign \$14  = \$13  ? 5'h01 : { at[3:0], at[4] };
+  assign \$15  = ~ valid_0;
+  assign \$16  = \$15  | o__ready;
+  assign \$17  = full_0 & \$16 ;
+  assign \$18  = i__valid & ready_0;
+  assign \$19  = ~ valid_1;
+  assign \$20  = \$19  | o__ready;
+  assign \$21  = full_1 & \$20 ;
+  assign \$22  = i__valid & ready_1;
+  assign \$23  = ~ valid_2;
+  assign \$24  = \$23  | o__ready;
+  assign \$25  = full_2 & \$24 ;
+  assign \$26  = i__valid & ready_2;
+  assign \$27  = ~ valid_3;
+  assign \$28  = \$27  | o__ready;
+  assign \$29  = full_3 & \$28 ;
+  assign \$30  = i__valid & ready_3;
+  assign \$31  = ~ valid_4;
+  assign \$32  = \$31  | o__ready;
+  assign \$33  = full_4 & \$32 ;
+  assign \$34  = i__valid & ready_4;
+  assign \$35  = ~ valid_5;
+  assign \$36  = \$35  | o__ready;
+  assign \$37  = full_5 & \$36 ;
+  assign \$38  = i__valid & ready_5;
+  assign \$39  = ~ valid_6;
+  assign \$40  = \$39  | o__ready;
+  assign \$41  = full_6 & \$40 ;
+  assign \$42  = i__valid & ready_6;
+  assign \$43  = ~ valid_7;
+  assign \$44  = \$43  | o__ready;
+  assign \$45  = full_7 & \$44 ;
+  assign \$46  = i__valid & ready_7;
+  assign \$47  = ~ valid_8;
+  assign \$48  = \$47  | o__ready;
+  assign \$49  = full_8 & \$48 ;
+  assign \$50  = i__valid & ready_8;
+  assign \$51  = ~ valid_9;
+  assign \$52  = \$51  | o__ready;
+  assign \$53  = full_9 & \$52 ;
+  assign \$54  = i__valid & ready_9;
+  assign \$55  = ~ valid_10;
+  assign \$56  = \$55  | o__ready;
+  assign \$57  = full_10 & \$56 ;
+  assign \$58  = i__valid & ready_10;
+  assign \$59  = ~ valid_11;
+  assign \$60  = \$59  | o__ready;
+  assign \$61  = full_11 & \$60 ;
+  assign \$62  = i__valid & ready_11;
+  assign \$63  = ~ valid_12;
+  assign \$64  = \$63  | o__ready;
+  assign \$65  = full_12 & \$64 ;
+  assign \$66  = i__valid & ready_12;
+  assign \$67  = rst_conv2_window ? 1'h0 : valid_next;
+  assign \$68  = rst_conv2_window ? 1'h0 : \$signal ;
+  assign \$69  = ~ \$signal ;
+  assign \$70  = ~ valid_next;
+  assign \$71  = \$69  | \$70 ;
+  assign \$72  = rst_conv2_window ? 1'h1 : \$71 ;
+  assign \$73  = beat == 6'h26;
+  assign \$74  = last ? 1'h0 : \$73 ;
+  assign \$75  = take ? \$74  : last;
+  assign \$76  = rst_conv2_window ? 1'h0 : \$75 ;
+  assign \$77  = ~ \$signal ;
+  assign \$78  = ~ valid_next;
+  assign \$79  = \$77  | \$78 ;
+  assign \$80  = \$79  | rst_conv2_window;
+  assign \$81  = beat == 6'h26;
+  assign \$82  = last ? 1'h0 : \$81 ;
+  assign \$83  = take ? \$82  : last;
+  assign \$84  = rst_conv2_window ? 1'h0 : \$83 ;
+  assign \$86  = ~ \$signal ;
+  assign \$87  = ~ valid_next;
+  assign \$88  = \$86  | \$87 ;
+  assign \$89  = \$88  | rst_conv2_window;
+  assign \$90  = beat == 6'h26;
+  assign \$91  = last ? 1'h0 : \$90 ;
+  assign \$92  = take ? \$91  : last;
+  assign \$93  = rst_conv2_window ? 1'h0 : \$92 ;
+  assign \$95  = ~ \$signal ;
+  assign \$96  = ~ valid_next;
+  assign \$97  = \$95  | \$96 ;
+  assign \$98  = \$97  | rst_conv2_window;
+  assign \$99  = beat == 6'h26;
+  assign \$100  = last ? 1'h0 : \$99 ;
+  assign \$101  = take ? \$100  : last;
+  assign \$102  = rst_conv2_window ? 1'h0 : \$101 ;
+  assign \$104  = ~ \$signal ;
+  assign \$105  = ~ valid_next;
+  assign \$106  = \$104  | \$105 ;
+  assign \$107  = \$106  | rst_conv2_window;
+  assign \$108  = beat == 6'h26;
+  assign \$109  = last ? 1'h0 : \$108 ;
+  assign \$110  = take ? \$109  : last;
+  assign \$111  = rst_conv2_window ? 1'h0 : \$110 ;
+  assign \$113  = ~ \$signal ;
+  assign \$114  = ~ valid_next;
+  assign \$115  = \$113  | \$114 ;
+  assign \$116  = \$115  | rst_conv2_window;
+  assign \$117  = beat == 6'h26;
+  assign \$118  = last ? 1'h0 : \$117 ;
+  assign \$119  = take ? \$118  : last;
+  assign \$120  = rst_conv2_window ? 1'h0 : \$119 ;
+  assign \$122  = ~ \$signal ;
+  assign \$123  = ~ valid_next;
+  assign \$124  = \$122  | \$123 ;
+  assign \$125  = \$124  | rst_conv2_window;
+  assign \$126  = beat == 6'h26;
+  assign \$127  = last ? 1'h0 : \$126 ;
+  assign \$128  = take ? \$127  : last;
+  assign \$129  = rst_conv2_window ? 1'h0 : \$128 ;
+  assign \$131  = ~ \$signal ;
+  assign \$132  = ~ valid_next;
+  assign \$133  = \$131  | \$132 ;
+  assign \$134  = \$133  | rst_conv2_window;
+  assign \$135  = beat == 6'h26;
+  assign \$136  = last ? 1'h0 : \$135 ;
+  assign \$137  = take ? \$136  : last;
+  assign \$138  = rst_conv2_window ? 1'h0 : \$137 ;
+  assign \$140  = ~ \$signal ;
+  assign \$141  = ~ valid_next;
+  assign \$142  = \$140  | \$141 ;
+  assign \$143  = \$142  | rst_conv2_window;
+  assign \$144  = beat == 6'h26;
+  assign \$145  = last ? 1'h0 : \$144 ;
+  assign \$146  = take ? \$145  : last;
+  assign \$147  = rst_conv2_window ? 1'h0 : \$146 ;
+  assign \$149  = ~ \$signal ;
+  assign \$150  = ~ valid_next;
+  assign \$151  = \$149  | \$150 ;
+  assign \$152  = \$151  | rst_conv2_window;
+  assign \$153  = beat == 6'h26;
+  assign \$154  = last ? 1'h0 : \$153 ;
+  assign \$155  = take ? \$154  : last;
+  assign \$156  = rst_conv2_window ? 1'h0 : \$155 ;
+  assign \$158  = ~ \$signal ;
+  assign \$159  = ~ valid_next;
+  assign \$160  = \$158  | \$159 ;
+  assign \$161  = \$160  | rst_conv2_window;
+  assign \$162  = beat == 6'h26;
+  assign \$163  = last ? 1'h0 : \$162 ;
+  assign \$164  = take ? \$163  : last;
+  assign \$165  = rst_conv2_window ? 1'h0 : \$164 ;
+  assign \$167  = ~ \$signal ;
+  assign \$168  = ~ valid_next;
+  assign \$169  = \$167  | \$168 ;
+  assign \$170  = \$169  | rst_conv2_window;
+  assign \$171  = beat == 6'h26;
+  assign \$172  = last ? 1'h0 : \$171 ;
+  assign \$173  = take ? \$172  : last;
+  assign \$174  = rst_conv2_window ? 1'h0 : \$173 ;
+  assign \$176  = ~ \$signal ;
+  assign \$177  = ~ valid_next;
+  assign \$178  = \$176  | \$177 ;
+  assign \$179  = \$178  | rst_conv2_window;
+  assign \$180  = beat == 6'h26;
+  assign \$181  = last ? 1'h0 : \$180 ;
+  assign \$182  = take ? \$181  : last;
+  assign \$183  = rst_conv2_window ? 1'h0 : \$182 ;
+  assign \$185  = ~ \$signal ;
+  assign \$186  = ~ valid_next;
+  assign \$187  = \$185  | \$186 ;
+  assign \$188  = \$187  | rst_conv2_window;
+  assign \$189  = beat == 6'h26;
+  assign \$190  = last ? 1'h0 : \$189 ;
+  assign \$191  = take ? \$190  : last;
+  assign \$192  = rst_conv2_window ? 1'h0 : \$191 ;
+  always @(posedge clk)
+    beat <= \$194 ;
+  always @(posedge clk)
+    at <= \$195 ;
+  always @(posedge clk)
+    o__payload <= \$196 ;
+  always @(posedge clk)
+    word <= \$197 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_0_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_10_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_10)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_11_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_11)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_12_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_12)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_1_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_2_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_3_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_4_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_5_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_6_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_7_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_7)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_8_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_8)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_9_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_9)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_q_copy (
+    .clk(clk),
+    .d(\$68 ),
+    .q(full)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_0_copy (
+    .clk(clk),
+    .d(\$84 ),
+    .q(\$85 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_10_copy (
+    .clk(clk),
+    .d(\$174 ),
+    .q(\$175 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_11_copy (
+    .clk(clk),
+    .d(\$183 ),
+    .q(\$184 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_12_copy (
+    .clk(clk),
+    .d(\$192 ),
+    .q(\$193 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_1_copy (
+    .clk(clk),
+    .d(\$93 ),
+    .q(\$94 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_2_copy (
+    .clk(clk),
+    .d(\$102 ),
+    .q(\$103 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_3_copy (
+    .clk(clk),
+    .d(\$111 ),
+    .q(\$112 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_4_copy (
+    .clk(clk),
+    .d(\$120 ),
+    .q(\$121 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_5_copy (
+    .clk(clk),
+    .d(\$129 ),
+    .q(\$130 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_6_copy (
+    .clk(clk),
+    .d(\$138 ),
+    .q(\$139 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_7_copy (
+    .clk(clk),
+    .d(\$147 ),
+    .q(\$148 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_8_copy (
+    .clk(clk),
+    .d(\$156 ),
+    .q(\$157 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_9_copy (
+    .clk(clk),
+    .d(\$165 ),
+    .q(\$166 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_q_copy (
+    .clk(clk),
+    .d(\$76 ),
+    .q(last)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_0_copy (
+    .clk(clk),
+    .d(\$80 ),
+    .q(ready_0)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_10_copy (
+    .clk(clk),
+    .d(\$170 ),
+    .q(ready_10)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_11_copy (
+    .clk(clk),
+    .d(\$179 ),
+    .q(ready_11)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_12_copy (
+    .clk(clk),
+    .d(\$188 ),
+    .q(ready_12)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_1_copy (
+    .clk(clk),
+    .d(\$89 ),
+    .q(ready_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_2_copy (
+    .clk(clk),
+    .d(\$98 ),
+    .q(ready_2)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_3_copy (
+    .clk(clk),
+    .d(\$107 ),
+    .q(ready_3)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_4_copy (
+    .clk(clk),
+    .d(\$116 ),
+    .q(ready_4)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_5_copy (
+    .clk(clk),
+    .d(\$125 ),
+    .q(ready_5)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_6_copy (
+    .clk(clk),
+    .d(\$134 ),
+    .q(ready_6)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_7_copy (
+    .clk(clk),
+    .d(\$143 ),
+    .q(ready_7)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_8_copy (
+    .clk(clk),
+    .d(\$152 ),
+    .q(ready_8)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_9_copy (
+    .clk(clk),
+    .d(\$161 ),
+    .q(ready_9)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_q_copy (
+    .clk(clk),
+    .d(\$72 ),
+    .q(i__ready)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_0_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_10_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_10)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_11_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_11)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_12_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_12)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_1_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_2_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_3_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_4_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_5_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_6_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_7_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_7)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_8_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_8)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_9_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_9)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_q_copy (
+    .clk(clk),
+    .d(\$67 ),
+    .q(o__valid)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$194  = beat;
+    if (take) begin
+      \$194  = \$12 [5:0];
+    end
+    if (rst_conv2_window) begin
+      \$194  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$195  = at;
+    if (take) begin
+      \$195  = \$14 ;
+    end
+    if (rst_conv2_window) begin
+      \$195  = 5'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$196  = o__payload;
+    if (\$17 ) begin
+      \$196 [63:0] = word[63:0];
+    end
+    if (\$21 ) begin
+      \$196 [127:64] = word[127:64];
+    end
+    if (\$25 ) begin
+      \$196 [191:128] = word[191:128];
+    end
+    if (\$29 ) begin
+      \$196 [255:192] = word[255:192];
+    end
+    if (\$33 ) begin
+      \$196 [319:256] = word[319:256];
+    end
+    if (\$37 ) begin
+      \$196 [383:320] = word[383:320];
+    end
+    if (\$41 ) begin
+      \$196 [447:384] = word[447:384];
+    end
+    if (\$45 ) begin
+      \$196 [511:448] = word[511:448];
+    end
+    if (\$49 ) begin
+      \$196 [575:512] = word[575:512];
+    end
+    if (\$53 ) begin
+      \$196 [639:576] = word[639:576];
+    end
+    if (\$57 ) begin
+      \$196 [703:640] = word[703:640];
+    end
+    if (\$61 ) begin
+      \$196 [767:704] = word[767:704];
+    end
+    if (\$65 ) begin
+      \$196 [799:768] = word[799:768];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$197  = word;
+    if (\$18 ) begin
+      \$197 [63:0] = word[223:160];
+    end
+    if (\$22 ) begin
+      \$197 [127:64] = word[287:224];
+    end
+    if (\$26 ) begin
+      \$197 [191:128] = word[351:288];
+    end
+    if (\$30 ) begin
+      \$197 [255:192] = word[415:352];
+    end
+    if (\$34 ) begin
+      \$197 [319:256] = word[479:416];
+    end
+    if (\$38 ) begin
+      \$197 [383:320] = word[543:480];
+    end
+    if (\$42 ) begin
+      \$197 [447:384] = word[607:544];
+    end
+    if (\$46 ) begin
+      \$197 [511:448] = word[671:608];
+    end
+    if (\$50 ) begin
+      \$197 [575:512] = word[735:672];
+    end
+    if (\$54 ) begin
+      \$197 [639:576] = word[799:736];
+    end
+    if (\$58 ) begin
+      \$197 [703:640] = i__payload[63:0];
+    end
+    if (\$62 ) begin
+      \$197 [767:704] = i__payload[127:64];
+    end
+    if (\$66 ) begin
+      \$197 [799:768] = i__payload[159:128];
+    end
+  end
+  assign ready = i__ready;
+  assign out = o__payload;
+  assign valid_q = o__valid;
+  assign full_q = full;
+  assign ready_q = i__ready;
+  assign last_q = last;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.pack (rst_conv2_window, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [4:0] \$17 ;
+  wire [4:0] \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire [1:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  reg \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [3:0] \$28 ;
+  reg [1:0] \$29 ;
+  wire \$3 ;
+  reg [31:0] \$30 ;
+  reg [31:0] \$31 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  reg [1:0] at = 2'h1;
+  reg [3:0] beat = 4'h0;
+  input clk;
+  wire clk;
+  reg full = 1'h0;
+  input [15:0] i__payload;
+  wire [15:0] i__payload;
+  output i__ready;
+  reg i__ready = 1'h1;
+  input i__valid;
+  wire i__valid;
+  reg last = 1'h0;
+  output [31:0] o__payload;
+  reg [31:0] o__payload = 32'd0;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  (* init = 32'd0 *)
+  wire [31:0] out;
+  (* init = 1'h1 *)
+  wire ready;
+  input rst_conv2_window;
+  wire rst_conv2_window;
+  wire take;
+  wire valid_next;
+  reg [31:0] word = 32'd0;
+  assign take = i__valid & i__ready;
+  assign \$1  = at[1] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = ~ \$signal ;
+  assign \$12  = ~ valid_next;
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = beat == 4'he;
+  assign \$15  = last ? 1'h0 : \$14 ;
+  assign \$16  = take ? \$15  : last;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 5'h00 : \$17 ;
+  assign \$19  = at[1] | last;
+  assign \$20  = \$19  ? 2'h1 : { at[0], at[1] };
+  assign \$21  = ~ o__valid;
+  assign \$22  = \$21  | o__ready;
+  assign \$23  = full & \$22 ;
+  always @(posedge clk)
+    o__valid <= \$24 ;
+  always @(posedge clk)
+    full <= \$25 ;
+  always @(posedge clk)
+    i__ready <= \$26 ;
+  always @(posedge clk)
+    last <= \$27 ;
+  always @(posedge clk)
+    beat <= \$28 ;
+  always @(posedge clk)
+    at <= \$29 ;
+  always @(posedge clk)
+    o__payload <= \$30 ;
+  always @(posedge clk)
+    word <= \$31 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$24  = valid_next;
+    if (rst_conv2_window) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$25  = \$signal ;
+    if (rst_conv2_window) begin
+      \$25  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$26  = \$13 ;
+    if (rst_conv2_window) begin
+      \$26  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$27  = \$16 ;
+    if (rst_conv2_window) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$28  = beat;
+    if (take) begin
+      \$28  = \$18 [3:0];
+    end
+    if (rst_conv2_window) begin
+      \$28  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$29  = at;
+    if (take) begin
+      \$29  = \$20 ;
+    end
+    if (rst_conv2_window) begin
+      \$29  = 2'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$30  = o__payload;
+    if (\$23 ) begin
+      \$30  = word;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$31  = word;
+    if (take) begin
+      \$31  = { i__payload, word[31:16] };
+    end
+  end
+  assign ready = i__ready;
+  assign out = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$47 , i__valid, i__payload, \o__valid$49 , o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire [31:0] \$104 ;
+  wire [31:0] \$105 ;
+  wire [31:0] \$106 ;
+  wire [31:0] \$107 ;
+  wire [31:0] \$108 ;
   wire \$109 ;
   wire [4:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
-  wire [7:0] \$113 ;
-  wire [7:0] \$114 ;
-  wire [7:0] \$115 ;
-  wire [7:0] \$116 ;
-  wire [7:0] \$117 ;
+  wire [31:0] \$113 ;
+  wire [31:0] \$114 ;
+  wire [31:0] \$115 ;
+  wire [31:0] \$116 ;
+  wire [31:0] \$117 ;
   wire \$118 ;
   wire \$119 ;
   wire [4:0] \$12 ;
   wire \$120 ;
   wire \$121 ;
-  wire [7:0] \$122 ;
-  wire [7:0] \$123 ;
-  wire [7:0] \$124 ;
-  wire [7:0] \$125 ;
-  wire [7:0] \$126 ;
+  wire [31:0] \$122 ;
+  wire [31:0] \$123 ;
+  wire [31:0] \$124 ;
+  wire [31:0] \$125 ;
+  wire [31:0] \$126 ;
   wire [4:0] \$127 ;
   wire \$128 ;
   wire [4:0] \$129 ;
@@ -12931,12 +15550,12 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire [4:0] \$154 ;
   wire [5:0] \$155 ;
   wire \$156 ;
-  wire [5:0] \$157 ;
-  wire [5:0] \$158 ;
+  wire [3:0] \$157 ;
+  wire [3:0] \$158 ;
   wire \$159 ;
   wire [3:0] \$16 ;
   wire \$160 ;
-  wire [9:0] \$161 ;
+  wire [7:0] \$161 ;
   wire \$162 ;
   wire [1:0] \$163 ;
   wire [1:0] \$164 ;
@@ -12955,14 +15574,14 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire [3:0] \$176 ;
   wire \$177 ;
   wire [1:0] \$178 ;
-  wire [7:0] \$179 ;
+  wire [5:0] \$179 ;
   wire \$18 ;
-  wire [9:0] \$180 ;
+  wire [7:0] \$180 ;
   wire [3:0] \$181 ;
   wire \$182 ;
   wire [1:0] \$183 ;
-  wire [7:0] \$184 ;
-  wire [9:0] \$185 ;
+  wire [5:0] \$184 ;
+  wire [7:0] \$185 ;
   wire [1:0] \$186 ;
   wire [4:0] \$187 ;
   wire \$188 ;
@@ -12996,9 +15615,9 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire [3:0] \$212 ;
   wire \$213 ;
   wire [1:0] \$214 ;
-  wire [7:0] \$215 ;
-  wire [9:0] \$216 ;
-  wire [9:0] \$217 ;
+  wire [5:0] \$215 ;
+  wire [7:0] \$216 ;
+  wire [7:0] \$217 ;
   wire \$218 ;
   wire [3:0] \$219 ;
   wire [4:0] \$22 ;
@@ -13019,17 +15638,17 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire [3:0] \$233 ;
   wire \$234 ;
   wire [1:0] \$235 ;
-  wire [7:0] \$236 ;
-  wire [9:0] \$237 ;
-  wire [9:0] \$238 ;
+  wire [5:0] \$236 ;
+  wire [7:0] \$237 ;
+  wire [7:0] \$238 ;
   wire \$239 ;
   wire \$24 ;
   wire [3:0] \$240 ;
   wire \$241 ;
   wire [1:0] \$242 ;
-  wire [7:0] \$243 ;
-  wire [9:0] \$244 ;
-  wire [9:0] \$245 ;
+  wire [5:0] \$243 ;
+  wire [7:0] \$244 ;
+  wire [7:0] \$245 ;
   wire \$246 ;
   wire \$247 ;
   wire [3:0] \$248 ;
@@ -13056,7 +15675,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire [5:0] \$267 ;
   wire \$268 ;
   wire [5:0] \$269 ;
-  wire [11:0] \$27 ;
+  wire [9:0] \$27 ;
   wire [5:0] \$270 ;
   wire \$271 ;
   wire \$272 ;
@@ -13162,20 +15781,20 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire \$362 ;
   wire \$363 ;
   wire \$364 ;
-  wire [11:0] \$365 ;
+  wire [9:0] \$365 ;
   wire \$366 ;
   wire \$367 ;
-  wire [11:0] \$368 ;
+  wire [9:0] \$368 ;
   wire \$369 ;
   wire \$37 ;
   wire \$370 ;
-  wire [11:0] \$371 ;
+  wire [9:0] \$371 ;
   wire \$372 ;
   wire \$373 ;
-  wire [11:0] \$374 ;
+  wire [9:0] \$374 ;
   wire \$375 ;
   wire \$376 ;
-  wire [11:0] \$377 ;
+  wire [9:0] \$377 ;
   wire \$378 ;
   wire \$379 ;
   wire \$38 ;
@@ -13225,11 +15844,11 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire \$419 ;
   wire \$42 ;
   wire \$420 ;
-  reg [4:0] \$421 ;
+  reg [2:0] \$421 ;
   reg [3:0] \$422 ;
   reg [2:0] \$423 ;
   reg [3:0] \$424 ;
-  reg [10:0] \$425 ;
+  reg [8:0] \$425 ;
   reg \$426 ;
   reg [3:0] \$427 ;
   reg \$428 ;
@@ -13241,19 +15860,19 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   reg \$433 ;
   reg [2:0] \$434 ;
   reg [3:0] \$435 ;
-  reg [4:0] \$436 ;
-  reg [8:0] \$437 ;
+  reg [2:0] \$436 ;
+  reg [6:0] \$437 ;
   reg \$438 ;
   reg [4:0] \$439 ;
   wire \$44 ;
   reg [2:0] \$440 ;
-  reg [8:0] \$441 ;
+  reg [6:0] \$441 ;
   reg \$442 ;
   reg [3:0] \$443 ;
   reg [4:0] \$444 ;
   reg [4:0] \$445 ;
   reg [2:0] \$446 ;
-  reg [8:0] \$447 ;
+  reg [6:0] \$447 ;
   reg [2:0] \$448 ;
   reg [2:0] \$449 ;
   wire \$45 ;
@@ -13292,65 +15911,65 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  wire [12:0] \$64 ;
+  wire [10:0] \$64 ;
   wire \$65 ;
-  wire [5:0] \$66 ;
-  wire [13:0] \$67 ;
-  wire [12:0] \$68 ;
+  wire [3:0] \$66 ;
+  wire [11:0] \$67 ;
+  wire [10:0] \$68 ;
   wire \$69 ;
-  wire [5:0] \$7 ;
-  wire [5:0] \$70 ;
-  wire [13:0] \$71 ;
-  wire [12:0] \$72 ;
+  wire [3:0] \$7 ;
+  wire [3:0] \$70 ;
+  wire [11:0] \$71 ;
+  wire [10:0] \$72 ;
   wire \$73 ;
-  wire [5:0] \$74 ;
-  wire [13:0] \$75 ;
-  wire [12:0] \$76 ;
+  wire [3:0] \$74 ;
+  wire [11:0] \$75 ;
+  wire [10:0] \$76 ;
   wire \$77 ;
-  wire [5:0] \$78 ;
-  wire [13:0] \$79 ;
-  wire [5:0] \$8 ;
-  wire [12:0] \$80 ;
-  wire [13:0] \$81 ;
+  wire [3:0] \$78 ;
+  wire [11:0] \$79 ;
+  wire [3:0] \$8 ;
+  wire [10:0] \$80 ;
+  wire [11:0] \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
-  wire [7:0] \$86 ;
-  wire [7:0] \$87 ;
-  wire [7:0] \$88 ;
-  wire [7:0] \$89 ;
+  wire [31:0] \$86 ;
+  wire [31:0] \$87 ;
+  wire [31:0] \$88 ;
+  wire [31:0] \$89 ;
   wire \$9 ;
-  wire [7:0] \$90 ;
+  wire [31:0] \$90 ;
   wire \$91 ;
   wire \$92 ;
   wire \$93 ;
   wire \$94 ;
-  wire [7:0] \$95 ;
-  wire [7:0] \$96 ;
-  wire [7:0] \$97 ;
-  wire [7:0] \$98 ;
-  wire [7:0] \$99 ;
-  wire [10:0] \$signature__addr ;
-  wire [10:0] \$signature__addr$16 ;
-  wire [10:0] \$signature__addr$22 ;
-  wire [10:0] \$signature__addr$28 ;
-  wire [10:0] \$signature__addr$34 ;
-  reg [10:0] \$signature__addr$61  = 11'h000;
-  reg [10:0] \$signature__addr$64  = 11'h000;
-  reg [10:0] \$signature__addr$67  = 11'h000;
-  reg [10:0] \$signature__addr$70  = 11'h000;
-  reg [10:0] \$signature__addr$73  = 11'h000;
-  wire [7:0] \$signature__data ;
-  wire [7:0] \$signature__data$112 ;
-  wire [7:0] \$signature__data$113 ;
-  wire [7:0] \$signature__data$114 ;
-  wire [7:0] \$signature__data$115 ;
-  wire [7:0] \$signature__data$116 ;
-  wire [7:0] \$signature__data$18 ;
-  wire [7:0] \$signature__data$24 ;
-  wire [7:0] \$signature__data$30 ;
-  wire [7:0] \$signature__data$36 ;
+  wire [31:0] \$95 ;
+  wire [31:0] \$96 ;
+  wire [31:0] \$97 ;
+  wire [31:0] \$98 ;
+  wire [31:0] \$99 ;
+  wire [8:0] \$signature__addr ;
+  wire [8:0] \$signature__addr$16 ;
+  wire [8:0] \$signature__addr$22 ;
+  wire [8:0] \$signature__addr$28 ;
+  wire [8:0] \$signature__addr$34 ;
+  reg [8:0] \$signature__addr$61  = 9'h000;
+  reg [8:0] \$signature__addr$64  = 9'h000;
+  reg [8:0] \$signature__addr$67  = 9'h000;
+  reg [8:0] \$signature__addr$70  = 9'h000;
+  reg [8:0] \$signature__addr$73  = 9'h000;
+  wire [31:0] \$signature__data ;
+  wire [31:0] \$signature__data$111 ;
+  wire [31:0] \$signature__data$112 ;
+  wire [31:0] \$signature__data$113 ;
+  wire [31:0] \$signature__data$114 ;
+  wire [31:0] \$signature__data$115 ;
+  wire [31:0] \$signature__data$18 ;
+  wire [31:0] \$signature__data$24 ;
+  wire [31:0] \$signature__data$30 ;
+  wire [31:0] \$signature__data$36 ;
   wire \$signature__en ;
   wire \$signature__en$20 ;
   wire \$signature__en$26 ;
@@ -13375,19 +15994,19 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   reg block_dx = 1'h0;
   reg block_dy = 1'h0;
   reg [4:0] block_ix0 = 5'h1e;
-  reg [8:0] block_q0c = 9'h1e0;
+  reg [6:0] block_q0c = 7'h78;
   reg [2:0] block_r0 = 3'h3;
-  reg [4:0] c = 5'h00;
+  reg [2:0] c = 3'h0;
   wire can_write;
   wire can_write_q;
   wire can_write_rows;
   input clk;
   wire clk;
-  (* init = 40'h0000000000 *)
-  wire [39:0] finished;
-  input [7:0] i__payload;
-  wire [7:0] i__payload;
-  wire [7:0] \i__payload$1 ;
+  (* init = 160'h0000000000000000000000000000000000000000 *)
+  wire [159:0] finished;
+  input [31:0] i__payload;
+  wire [31:0] i__payload;
+  wire [31:0] \i__payload$1 ;
   output i__ready;
   wire i__ready;
   wire \i__ready$3 ;
@@ -13400,10 +16019,10 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   reg [4:0] iy = 5'h1e;
   reg [2:0] ky = 3'h0;
   reg [4:0] low = 5'h1e;
-  output [39:0] o__payload;
-  wire [39:0] o__payload;
-  wire [7:0] \o__payload$146 ;
-  wire [39:0] \o__payload$46 ;
+  output [159:0] o__payload;
+  wire [159:0] o__payload;
+  wire [31:0] \o__payload$150 ;
+  wire [159:0] \o__payload$46 ;
   wire o__ready;
   input \o__ready$47 ;
   wire \o__ready$47 ;
@@ -13418,19 +16037,19 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   reg [4:0] pads_a = 5'h00;
   reg [4:0] pix_low = 5'h1e;
   reg [3:0] pix_slot = 4'hc;
-  reg [8:0] q0c = 9'h1e0;
-  reg [8:0] qc = 9'h1e0;
+  reg [6:0] q0c = 7'h78;
+  reg [6:0] qc = 7'h78;
   reg [2:0] r0 = 3'h3;
-  (* init = 11'h000 *)
-  wire [10:0] r_addr0;
-  (* init = 11'h000 *)
-  wire [10:0] r_addr1;
-  (* init = 11'h000 *)
-  wire [10:0] r_addr2;
-  (* init = 11'h000 *)
-  wire [10:0] r_addr3;
-  (* init = 11'h000 *)
-  wire [10:0] r_addr4;
+  (* init = 9'h000 *)
+  wire [8:0] r_addr0;
+  (* init = 9'h000 *)
+  wire [8:0] r_addr1;
+  (* init = 9'h000 *)
+  wire [8:0] r_addr2;
+  (* init = 9'h000 *)
+  wire [8:0] r_addr3;
+  (* init = 9'h000 *)
+  wire [8:0] r_addr4;
   reg r_done = 1'h0;
   reg r_end_d = 1'h0;
   reg r_last = 1'h0;
@@ -13439,7 +16058,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire read_credits_room_next;
   wire read_credits_room_q;
   reg [2:0] read_credits_space = 3'h7;
-  reg [47:0] read_data = 48'h000000000000;
+  reg [179:0] read_data = 180'h000000000000000000000000000000000000000000000;
   reg read_v1 = 1'h0;
   reg read_v2 = 1'h0;
   reg read_v3 = 1'h0;
@@ -13449,10 +16068,14 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   reg room_ok_next = 1'h1;
   wire room_rows;
   wire room_step;
-  reg [2:0] rot = 3'h0;
+  wire [2:0] rot0;
+  wire [2:0] rot1;
+  wire [2:0] rot2;
+  wire [2:0] rot3;
+  wire [2:0] rot4;
   reg [2:0] rot_a = 3'h0;
   reg [3:0] row_slot = 4'hc;
-  reg [10:0] row_words;
+  reg [8:0] row_words;
   input rst_conv2_window;
   wire rst_conv2_window;
   wire [2:0] space_next;
@@ -13465,19 +16088,19 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire take_rows;
   wire take_step;
   wire valid_next;
-  wire [10:0] w_addr0_q;
-  wire [10:0] w_addr1_q;
-  wire [10:0] w_addr2_q;
-  wire [10:0] w_addr3_q;
-  wire [10:0] w_addr4_q;
+  wire [8:0] w_addr0_q;
+  wire [8:0] w_addr1_q;
+  wire [8:0] w_addr2_q;
+  wire [8:0] w_addr3_q;
+  wire [8:0] w_addr4_q;
   reg [2:0] w_b = 3'h0;
-  reg [4:0] w_c = 5'h00;
-  reg [39:0] w_data = 40'h0000000000;
-  wire [7:0] w_data0_q;
-  wire [7:0] w_data1_q;
-  wire [7:0] w_data2_q;
-  wire [7:0] w_data3_q;
-  wire [7:0] w_data4_q;
+  reg [2:0] w_c = 3'h0;
+  reg [159:0] w_data = 160'h0000000000000000000000000000000000000000;
+  wire [31:0] w_data0_q;
+  wire [31:0] w_data1_q;
+  wire [31:0] w_data2_q;
+  wire [31:0] w_data3_q;
+  wire [31:0] w_data4_q;
   reg w_en = 1'h0;
   wire w_en0_q;
   wire w_en1_q;
@@ -13485,6806 +16108,1764 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   wire w_en3_q;
   wire w_en4_q;
   reg w_end_d = 1'h0;
-  reg [10:0] w_grp = 11'h000;
+  reg [8:0] w_grp = 9'h000;
   reg w_last = 1'h0;
   reg [3:0] w_row = 4'h0;
-  reg [10:0] w_row_words;
+  reg [8:0] w_row_words;
   reg [3:0] w_slot = 4'h0;
   reg [3:0] w_x = 4'h0;
   wire write;
   wire write_rows;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
-  reg [7:0] bank0 [1343:0];
+  reg [31:0] bank0 [335:0];
   initial begin
-    bank0[0] = 8'h00;
-    bank0[1] = 8'h00;
-    bank0[2] = 8'h00;
-    bank0[3] = 8'h00;
-    bank0[4] = 8'h00;
-    bank0[5] = 8'h00;
-    bank0[6] = 8'h00;
-    bank0[7] = 8'h00;
-    bank0[8] = 8'h00;
-    bank0[9] = 8'h00;
-    bank0[10] = 8'h00;
-    bank0[11] = 8'h00;
-    bank0[12] = 8'h00;
-    bank0[13] = 8'h00;
-    bank0[14] = 8'h00;
-    bank0[15] = 8'h00;
-    bank0[16] = 8'h00;
-    bank0[17] = 8'h00;
-    bank0[18] = 8'h00;
-    bank0[19] = 8'h00;
-    bank0[20] = 8'h00;
-    bank0[21] = 8'h00;
-    bank0[22] = 8'h00;
-    bank0[23] = 8'h00;
-    bank0[24] = 8'h00;
-    bank0[25] = 8'h00;
-    bank0[26] = 8'h00;
-    bank0[27] = 8'h00;
-    bank0[28] = 8'h00;
-    bank0[29] = 8'h00;
-    bank0[30] = 8'h00;
-    bank0[31] = 8'h00;
-    bank0[32] = 8'h00;
-    bank0[33] = 8'h00;
-    bank0[34] = 8'h00;
-    bank0[35] = 8'h00;
-    bank0[36] = 8'h00;
-    bank0[37] = 8'h00;
-    bank0[38] = 8'h00;
-    bank0[39] = 8'h00;
-    bank0[40] = 8'h00;
-    bank0[41] = 8'h00;
-    bank0[42] = 8'h00;
-    bank0[43] = 8'h00;
-    bank0[44] = 8'h00;
-    bank0[45] = 8'h00;
-    bank0[46] = 8'h00;
-    bank0[47] = 8'h00;
-    bank0[48] = 8'h00;
-    bank0[49] = 8'h00;
-    bank0[50] = 8'h00;
-    bank0[51] = 8'h00;
-    bank0[52] = 8'h00;
-    bank0[53] = 8'h00;
-    bank0[54] = 8'h00;
-    bank0[55] = 8'h00;
-    bank0[56] = 8'h00;
-    bank0[57] = 8'h00;
-    bank0[58] = 8'h00;
-    bank0[59] = 8'h00;
-    bank0[60] = 8'h00;
-    bank0[61] = 8'h00;
-    bank0[62] = 8'h00;
-    bank0[63] = 8'h00;
-    bank0[64] = 8'h00;
-    bank0[65] = 8'h00;
-    bank0[66] = 8'h00;
-    bank0[67] = 8'h00;
-    bank0[68] = 8'h00;
-    bank0[69] = 8'h00;
-    bank0[70] = 8'h00;
-    bank0[71] = 8'h00;
-    bank0[72] = 8'h00;
-    bank0[73] = 8'h00;
-    bank0[74] = 8'h00;
-    bank0[75] = 8'h00;
-    bank0[76] = 8'h00;
-    bank0[77] = 8'h00;
-    bank0[78] = 8'h00;
-    bank0[79] = 8'h00;
-    bank0[80] = 8'h00;
-    bank0[81] = 8'h00;
-    bank0[82] = 8'h00;
-    bank0[83] = 8'h00;
-    bank0[84] = 8'h00;
-    bank0[85] = 8'h00;
-    bank0[86] = 8'h00;
-    bank0[87] = 8'h00;
-    bank0[88] = 8'h00;
-    bank0[89] = 8'h00;
-    bank0[90] = 8'h00;
-    bank0[91] = 8'h00;
-    bank0[92] = 8'h00;
-    bank0[93] = 8'h00;
-    bank0[94] = 8'h00;
-    bank0[95] = 8'h00;
-    bank0[96] = 8'h00;
-    bank0[97] = 8'h00;
-    bank0[98] = 8'h00;
-    bank0[99] = 8'h00;
-    bank0[100] = 8'h00;
-    bank0[101] = 8'h00;
-    bank0[102] = 8'h00;
-    bank0[103] = 8'h00;
-    bank0[104] = 8'h00;
-    bank0[105] = 8'h00;
-    bank0[106] = 8'h00;
-    bank0[107] = 8'h00;
-    bank0[108] = 8'h00;
-    bank0[109] = 8'h00;
-    bank0[110] = 8'h00;
-    bank0[111] = 8'h00;
-    bank0[112] = 8'h00;
-    bank0[113] = 8'h00;
-    bank0[114] = 8'h00;
-    bank0[115] = 8'h00;
-    bank0[116] = 8'h00;
-    bank0[117] = 8'h00;
-    bank0[118] = 8'h00;
-    bank0[119] = 8'h00;
-    bank0[120] = 8'h00;
-    bank0[121] = 8'h00;
-    bank0[122] = 8'h00;
-    bank0[123] = 8'h00;
-    bank0[124] = 8'h00;
-    bank0[125] = 8'h00;
-    bank0[126] = 8'h00;
-    bank0[127] = 8'h00;
-    bank0[128] = 8'h00;
-    bank0[129] = 8'h00;
-    bank0[130] = 8'h00;
-    bank0[131] = 8'h00;
-    bank0[132] = 8'h00;
-    bank0[133] = 8'h00;
-    bank0[134] = 8'h00;
-    bank0[135] = 8'h00;
-    bank0[136] = 8'h00;
-    bank0[137] = 8'h00;
-    bank0[138] = 8'h00;
-    bank0[139] = 8'h00;
-    bank0[140] = 8'h00;
-    bank0[141] = 8'h00;
-    bank0[142] = 8'h00;
-    bank0[143] = 8'h00;
-    bank0[144] = 8'h00;
-    bank0[145] = 8'h00;
-    bank0[146] = 8'h00;
-    bank0[147] = 8'h00;
-    bank0[148] = 8'h00;
-    bank0[149] = 8'h00;
-    bank0[150] = 8'h00;
-    bank0[151] = 8'h00;
-    bank0[152] = 8'h00;
-    bank0[153] = 8'h00;
-    bank0[154] = 8'h00;
-    bank0[155] = 8'h00;
-    bank0[156] = 8'h00;
-    bank0[157] = 8'h00;
-    bank0[158] = 8'h00;
-    bank0[159] = 8'h00;
-    bank0[160] = 8'h00;
-    bank0[161] = 8'h00;
-    bank0[162] = 8'h00;
-    bank0[163] = 8'h00;
-    bank0[164] = 8'h00;
-    bank0[165] = 8'h00;
-    bank0[166] = 8'h00;
-    bank0[167] = 8'h00;
-    bank0[168] = 8'h00;
-    bank0[169] = 8'h00;
-    bank0[170] = 8'h00;
-    bank0[171] = 8'h00;
-    bank0[172] = 8'h00;
-    bank0[173] = 8'h00;
-    bank0[174] = 8'h00;
-    bank0[175] = 8'h00;
-    bank0[176] = 8'h00;
-    bank0[177] = 8'h00;
-    bank0[178] = 8'h00;
-    bank0[179] = 8'h00;
-    bank0[180] = 8'h00;
-    bank0[181] = 8'h00;
-    bank0[182] = 8'h00;
-    bank0[183] = 8'h00;
-    bank0[184] = 8'h00;
-    bank0[185] = 8'h00;
-    bank0[186] = 8'h00;
-    bank0[187] = 8'h00;
-    bank0[188] = 8'h00;
-    bank0[189] = 8'h00;
-    bank0[190] = 8'h00;
-    bank0[191] = 8'h00;
-    bank0[192] = 8'h00;
-    bank0[193] = 8'h00;
-    bank0[194] = 8'h00;
-    bank0[195] = 8'h00;
-    bank0[196] = 8'h00;
-    bank0[197] = 8'h00;
-    bank0[198] = 8'h00;
-    bank0[199] = 8'h00;
-    bank0[200] = 8'h00;
-    bank0[201] = 8'h00;
-    bank0[202] = 8'h00;
-    bank0[203] = 8'h00;
-    bank0[204] = 8'h00;
-    bank0[205] = 8'h00;
-    bank0[206] = 8'h00;
-    bank0[207] = 8'h00;
-    bank0[208] = 8'h00;
-    bank0[209] = 8'h00;
-    bank0[210] = 8'h00;
-    bank0[211] = 8'h00;
-    bank0[212] = 8'h00;
-    bank0[213] = 8'h00;
-    bank0[214] = 8'h00;
-    bank0[215] = 8'h00;
-    bank0[216] = 8'h00;
-    bank0[217] = 8'h00;
-    bank0[218] = 8'h00;
-    bank0[219] = 8'h00;
-    bank0[220] = 8'h00;
-    bank0[221] = 8'h00;
-    bank0[222] = 8'h00;
-    bank0[223] = 8'h00;
-    bank0[224] = 8'h00;
-    bank0[225] = 8'h00;
-    bank0[226] = 8'h00;
-    bank0[227] = 8'h00;
-    bank0[228] = 8'h00;
-    bank0[229] = 8'h00;
-    bank0[230] = 8'h00;
-    bank0[231] = 8'h00;
-    bank0[232] = 8'h00;
-    bank0[233] = 8'h00;
-    bank0[234] = 8'h00;
-    bank0[235] = 8'h00;
-    bank0[236] = 8'h00;
-    bank0[237] = 8'h00;
-    bank0[238] = 8'h00;
-    bank0[239] = 8'h00;
-    bank0[240] = 8'h00;
-    bank0[241] = 8'h00;
-    bank0[242] = 8'h00;
-    bank0[243] = 8'h00;
-    bank0[244] = 8'h00;
-    bank0[245] = 8'h00;
-    bank0[246] = 8'h00;
-    bank0[247] = 8'h00;
-    bank0[248] = 8'h00;
-    bank0[249] = 8'h00;
-    bank0[250] = 8'h00;
-    bank0[251] = 8'h00;
-    bank0[252] = 8'h00;
-    bank0[253] = 8'h00;
-    bank0[254] = 8'h00;
-    bank0[255] = 8'h00;
-    bank0[256] = 8'h00;
-    bank0[257] = 8'h00;
-    bank0[258] = 8'h00;
-    bank0[259] = 8'h00;
-    bank0[260] = 8'h00;
-    bank0[261] = 8'h00;
-    bank0[262] = 8'h00;
-    bank0[263] = 8'h00;
-    bank0[264] = 8'h00;
-    bank0[265] = 8'h00;
-    bank0[266] = 8'h00;
-    bank0[267] = 8'h00;
-    bank0[268] = 8'h00;
-    bank0[269] = 8'h00;
-    bank0[270] = 8'h00;
-    bank0[271] = 8'h00;
-    bank0[272] = 8'h00;
-    bank0[273] = 8'h00;
-    bank0[274] = 8'h00;
-    bank0[275] = 8'h00;
-    bank0[276] = 8'h00;
-    bank0[277] = 8'h00;
-    bank0[278] = 8'h00;
-    bank0[279] = 8'h00;
-    bank0[280] = 8'h00;
-    bank0[281] = 8'h00;
-    bank0[282] = 8'h00;
-    bank0[283] = 8'h00;
-    bank0[284] = 8'h00;
-    bank0[285] = 8'h00;
-    bank0[286] = 8'h00;
-    bank0[287] = 8'h00;
-    bank0[288] = 8'h00;
-    bank0[289] = 8'h00;
-    bank0[290] = 8'h00;
-    bank0[291] = 8'h00;
-    bank0[292] = 8'h00;
-    bank0[293] = 8'h00;
-    bank0[294] = 8'h00;
-    bank0[295] = 8'h00;
-    bank0[296] = 8'h00;
-    bank0[297] = 8'h00;
-    bank0[298] = 8'h00;
-    bank0[299] = 8'h00;
-    bank0[300] = 8'h00;
-    bank0[301] = 8'h00;
-    bank0[302] = 8'h00;
-    bank0[303] = 8'h00;
-    bank0[304] = 8'h00;
-    bank0[305] = 8'h00;
-    bank0[306] = 8'h00;
-    bank0[307] = 8'h00;
-    bank0[308] = 8'h00;
-    bank0[309] = 8'h00;
-    bank0[310] = 8'h00;
-    bank0[311] = 8'h00;
-    bank0[312] = 8'h00;
-    bank0[313] = 8'h00;
-    bank0[314] = 8'h00;
-    bank0[315] = 8'h00;
-    bank0[316] = 8'h00;
-    bank0[317] = 8'h00;
-    bank0[318] = 8'h00;
-    bank0[319] = 8'h00;
-    bank0[320] = 8'h00;
-    bank0[321] = 8'h00;
-    bank0[322] = 8'h00;
-    bank0[323] = 8'h00;
-    bank0[324] = 8'h00;
-    bank0[325] = 8'h00;
-    bank0[326] = 8'h00;
-    bank0[327] = 8'h00;
-    bank0[328] = 8'h00;
-    bank0[329] = 8'h00;
-    bank0[330] = 8'h00;
-    bank0[331] = 8'h00;
-    bank0[332] = 8'h00;
-    bank0[333] = 8'h00;
-    bank0[334] = 8'h00;
-    bank0[335] = 8'h00;
-    bank0[336] = 8'h00;
-    bank0[337] = 8'h00;
-    bank0[338] = 8'h00;
-    bank0[339] = 8'h00;
-    bank0[340] = 8'h00;
-    bank0[341] = 8'h00;
-    bank0[342] = 8'h00;
-    bank0[343] = 8'h00;
-    bank0[344] = 8'h00;
-    bank0[345] = 8'h00;
-    bank0[346] = 8'h00;
-    bank0[347] = 8'h00;
-    bank0[348] = 8'h00;
-    bank0[349] = 8'h00;
-    bank0[350] = 8'h00;
-    bank0[351] = 8'h00;
-    bank0[352] = 8'h00;
-    bank0[353] = 8'h00;
-    bank0[354] = 8'h00;
-    bank0[355] = 8'h00;
-    bank0[356] = 8'h00;
-    bank0[357] = 8'h00;
-    bank0[358] = 8'h00;
-    bank0[359] = 8'h00;
-    bank0[360] = 8'h00;
-    bank0[361] = 8'h00;
-    bank0[362] = 8'h00;
-    bank0[363] = 8'h00;
-    bank0[364] = 8'h00;
-    bank0[365] = 8'h00;
-    bank0[366] = 8'h00;
-    bank0[367] = 8'h00;
-    bank0[368] = 8'h00;
-    bank0[369] = 8'h00;
-    bank0[370] = 8'h00;
-    bank0[371] = 8'h00;
-    bank0[372] = 8'h00;
-    bank0[373] = 8'h00;
-    bank0[374] = 8'h00;
-    bank0[375] = 8'h00;
-    bank0[376] = 8'h00;
-    bank0[377] = 8'h00;
-    bank0[378] = 8'h00;
-    bank0[379] = 8'h00;
-    bank0[380] = 8'h00;
-    bank0[381] = 8'h00;
-    bank0[382] = 8'h00;
-    bank0[383] = 8'h00;
-    bank0[384] = 8'h00;
-    bank0[385] = 8'h00;
-    bank0[386] = 8'h00;
-    bank0[387] = 8'h00;
-    bank0[388] = 8'h00;
-    bank0[389] = 8'h00;
-    bank0[390] = 8'h00;
-    bank0[391] = 8'h00;
-    bank0[392] = 8'h00;
-    bank0[393] = 8'h00;
-    bank0[394] = 8'h00;
-    bank0[395] = 8'h00;
-    bank0[396] = 8'h00;
-    bank0[397] = 8'h00;
-    bank0[398] = 8'h00;
-    bank0[399] = 8'h00;
-    bank0[400] = 8'h00;
-    bank0[401] = 8'h00;
-    bank0[402] = 8'h00;
-    bank0[403] = 8'h00;
-    bank0[404] = 8'h00;
-    bank0[405] = 8'h00;
-    bank0[406] = 8'h00;
-    bank0[407] = 8'h00;
-    bank0[408] = 8'h00;
-    bank0[409] = 8'h00;
-    bank0[410] = 8'h00;
-    bank0[411] = 8'h00;
-    bank0[412] = 8'h00;
-    bank0[413] = 8'h00;
-    bank0[414] = 8'h00;
-    bank0[415] = 8'h00;
-    bank0[416] = 8'h00;
-    bank0[417] = 8'h00;
-    bank0[418] = 8'h00;
-    bank0[419] = 8'h00;
-    bank0[420] = 8'h00;
-    bank0[421] = 8'h00;
-    bank0[422] = 8'h00;
-    bank0[423] = 8'h00;
-    bank0[424] = 8'h00;
-    bank0[425] = 8'h00;
-    bank0[426] = 8'h00;
-    bank0[427] = 8'h00;
-    bank0[428] = 8'h00;
-    bank0[429] = 8'h00;
-    bank0[430] = 8'h00;
-    bank0[431] = 8'h00;
-    bank0[432] = 8'h00;
-    bank0[433] = 8'h00;
-    bank0[434] = 8'h00;
-    bank0[435] = 8'h00;
-    bank0[436] = 8'h00;
-    bank0[437] = 8'h00;
-    bank0[438] = 8'h00;
-    bank0[439] = 8'h00;
-    bank0[440] = 8'h00;
-    bank0[441] = 8'h00;
-    bank0[442] = 8'h00;
-    bank0[443] = 8'h00;
-    bank0[444] = 8'h00;
-    bank0[445] = 8'h00;
-    bank0[446] = 8'h00;
-    bank0[447] = 8'h00;
-    bank0[448] = 8'h00;
-    bank0[449] = 8'h00;
-    bank0[450] = 8'h00;
-    bank0[451] = 8'h00;
-    bank0[452] = 8'h00;
-    bank0[453] = 8'h00;
-    bank0[454] = 8'h00;
-    bank0[455] = 8'h00;
-    bank0[456] = 8'h00;
-    bank0[457] = 8'h00;
-    bank0[458] = 8'h00;
-    bank0[459] = 8'h00;
-    bank0[460] = 8'h00;
-    bank0[461] = 8'h00;
-    bank0[462] = 8'h00;
-    bank0[463] = 8'h00;
-    bank0[464] = 8'h00;
-    bank0[465] = 8'h00;
-    bank0[466] = 8'h00;
-    bank0[467] = 8'h00;
-    bank0[468] = 8'h00;
-    bank0[469] = 8'h00;
-    bank0[470] = 8'h00;
-    bank0[471] = 8'h00;
-    bank0[472] = 8'h00;
-    bank0[473] = 8'h00;
-    bank0[474] = 8'h00;
-    bank0[475] = 8'h00;
-    bank0[476] = 8'h00;
-    bank0[477] = 8'h00;
-    bank0[478] = 8'h00;
-    bank0[479] = 8'h00;
-    bank0[480] = 8'h00;
-    bank0[481] = 8'h00;
-    bank0[482] = 8'h00;
-    bank0[483] = 8'h00;
-    bank0[484] = 8'h00;
-    bank0[485] = 8'h00;
-    bank0[486] = 8'h00;
-    bank0[487] = 8'h00;
-    bank0[488] = 8'h00;
-    bank0[489] = 8'h00;
-    bank0[490] = 8'h00;
-    bank0[491] = 8'h00;
-    bank0[492] = 8'h00;
-    bank0[493] = 8'h00;
-    bank0[494] = 8'h00;
-    bank0[495] = 8'h00;
-    bank0[496] = 8'h00;
-    bank0[497] = 8'h00;
-    bank0[498] = 8'h00;
-    bank0[499] = 8'h00;
-    bank0[500] = 8'h00;
-    bank0[501] = 8'h00;
-    bank0[502] = 8'h00;
-    bank0[503] = 8'h00;
-    bank0[504] = 8'h00;
-    bank0[505] = 8'h00;
-    bank0[506] = 8'h00;
-    bank0[507] = 8'h00;
-    bank0[508] = 8'h00;
-    bank0[509] = 8'h00;
-    bank0[510] = 8'h00;
-    bank0[511] = 8'h00;
-    bank0[512] = 8'h00;
-    bank0[513] = 8'h00;
-    bank0[514] = 8'h00;
-    bank0[515] = 8'h00;
-    bank0[516] = 8'h00;
-    bank0[517] = 8'h00;
-    bank0[518] = 8'h00;
-    bank0[519] = 8'h00;
-    bank0[520] = 8'h00;
-    bank0[521] = 8'h00;
-    bank0[522] = 8'h00;
-    bank0[523] = 8'h00;
-    bank0[524] = 8'h00;
-    bank0[525] = 8'h00;
-    bank0[526] = 8'h00;
-    bank0[527] = 8'h00;
-    bank0[528] = 8'h00;
-    bank0[529] = 8'h00;
-    bank0[530] = 8'h00;
-    bank0[531] = 8'h00;
-    bank0[532] = 8'h00;
-    bank0[533] = 8'h00;
-    bank0[534] = 8'h00;
-    bank0[535] = 8'h00;
-    bank0[536] = 8'h00;
-    bank0[537] = 8'h00;
-    bank0[538] = 8'h00;
-    bank0[539] = 8'h00;
-    bank0[540] = 8'h00;
-    bank0[541] = 8'h00;
-    bank0[542] = 8'h00;
-    bank0[543] = 8'h00;
-    bank0[544] = 8'h00;
-    bank0[545] = 8'h00;
-    bank0[546] = 8'h00;
-    bank0[547] = 8'h00;
-    bank0[548] = 8'h00;
-    bank0[549] = 8'h00;
-    bank0[550] = 8'h00;
-    bank0[551] = 8'h00;
-    bank0[552] = 8'h00;
-    bank0[553] = 8'h00;
-    bank0[554] = 8'h00;
-    bank0[555] = 8'h00;
-    bank0[556] = 8'h00;
-    bank0[557] = 8'h00;
-    bank0[558] = 8'h00;
-    bank0[559] = 8'h00;
-    bank0[560] = 8'h00;
-    bank0[561] = 8'h00;
-    bank0[562] = 8'h00;
-    bank0[563] = 8'h00;
-    bank0[564] = 8'h00;
-    bank0[565] = 8'h00;
-    bank0[566] = 8'h00;
-    bank0[567] = 8'h00;
-    bank0[568] = 8'h00;
-    bank0[569] = 8'h00;
-    bank0[570] = 8'h00;
-    bank0[571] = 8'h00;
-    bank0[572] = 8'h00;
-    bank0[573] = 8'h00;
-    bank0[574] = 8'h00;
-    bank0[575] = 8'h00;
-    bank0[576] = 8'h00;
-    bank0[577] = 8'h00;
-    bank0[578] = 8'h00;
-    bank0[579] = 8'h00;
-    bank0[580] = 8'h00;
-    bank0[581] = 8'h00;
-    bank0[582] = 8'h00;
-    bank0[583] = 8'h00;
-    bank0[584] = 8'h00;
-    bank0[585] = 8'h00;
-    bank0[586] = 8'h00;
-    bank0[587] = 8'h00;
-    bank0[588] = 8'h00;
-    bank0[589] = 8'h00;
-    bank0[590] = 8'h00;
-    bank0[591] = 8'h00;
-    bank0[592] = 8'h00;
-    bank0[593] = 8'h00;
-    bank0[594] = 8'h00;
-    bank0[595] = 8'h00;
-    bank0[596] = 8'h00;
-    bank0[597] = 8'h00;
-    bank0[598] = 8'h00;
-    bank0[599] = 8'h00;
-    bank0[600] = 8'h00;
-    bank0[601] = 8'h00;
-    bank0[602] = 8'h00;
-    bank0[603] = 8'h00;
-    bank0[604] = 8'h00;
-    bank0[605] = 8'h00;
-    bank0[606] = 8'h00;
-    bank0[607] = 8'h00;
-    bank0[608] = 8'h00;
-    bank0[609] = 8'h00;
-    bank0[610] = 8'h00;
-    bank0[611] = 8'h00;
-    bank0[612] = 8'h00;
-    bank0[613] = 8'h00;
-    bank0[614] = 8'h00;
-    bank0[615] = 8'h00;
-    bank0[616] = 8'h00;
-    bank0[617] = 8'h00;
-    bank0[618] = 8'h00;
-    bank0[619] = 8'h00;
-    bank0[620] = 8'h00;
-    bank0[621] = 8'h00;
-    bank0[622] = 8'h00;
-    bank0[623] = 8'h00;
-    bank0[624] = 8'h00;
-    bank0[625] = 8'h00;
-    bank0[626] = 8'h00;
-    bank0[627] = 8'h00;
-    bank0[628] = 8'h00;
-    bank0[629] = 8'h00;
-    bank0[630] = 8'h00;
-    bank0[631] = 8'h00;
-    bank0[632] = 8'h00;
-    bank0[633] = 8'h00;
-    bank0[634] = 8'h00;
-    bank0[635] = 8'h00;
-    bank0[636] = 8'h00;
-    bank0[637] = 8'h00;
-    bank0[638] = 8'h00;
-    bank0[639] = 8'h00;
-    bank0[640] = 8'h00;
-    bank0[641] = 8'h00;
-    bank0[642] = 8'h00;
-    bank0[643] = 8'h00;
-    bank0[644] = 8'h00;
-    bank0[645] = 8'h00;
-    bank0[646] = 8'h00;
-    bank0[647] = 8'h00;
-    bank0[648] = 8'h00;
-    bank0[649] = 8'h00;
-    bank0[650] = 8'h00;
-    bank0[651] = 8'h00;
-    bank0[652] = 8'h00;
-    bank0[653] = 8'h00;
-    bank0[654] = 8'h00;
-    bank0[655] = 8'h00;
-    bank0[656] = 8'h00;
-    bank0[657] = 8'h00;
-    bank0[658] = 8'h00;
-    bank0[659] = 8'h00;
-    bank0[660] = 8'h00;
-    bank0[661] = 8'h00;
-    bank0[662] = 8'h00;
-    bank0[663] = 8'h00;
-    bank0[664] = 8'h00;
-    bank0[665] = 8'h00;
-    bank0[666] = 8'h00;
-    bank0[667] = 8'h00;
-    bank0[668] = 8'h00;
-    bank0[669] = 8'h00;
-    bank0[670] = 8'h00;
-    bank0[671] = 8'h00;
-    bank0[672] = 8'h00;
-    bank0[673] = 8'h00;
-    bank0[674] = 8'h00;
-    bank0[675] = 8'h00;
-    bank0[676] = 8'h00;
-    bank0[677] = 8'h00;
-    bank0[678] = 8'h00;
-    bank0[679] = 8'h00;
-    bank0[680] = 8'h00;
-    bank0[681] = 8'h00;
-    bank0[682] = 8'h00;
-    bank0[683] = 8'h00;
-    bank0[684] = 8'h00;
-    bank0[685] = 8'h00;
-    bank0[686] = 8'h00;
-    bank0[687] = 8'h00;
-    bank0[688] = 8'h00;
-    bank0[689] = 8'h00;
-    bank0[690] = 8'h00;
-    bank0[691] = 8'h00;
-    bank0[692] = 8'h00;
-    bank0[693] = 8'h00;
-    bank0[694] = 8'h00;
-    bank0[695] = 8'h00;
-    bank0[696] = 8'h00;
-    bank0[697] = 8'h00;
-    bank0[698] = 8'h00;
-    bank0[699] = 8'h00;
-    bank0[700] = 8'h00;
-    bank0[701] = 8'h00;
-    bank0[702] = 8'h00;
-    bank0[703] = 8'h00;
-    bank0[704] = 8'h00;
-    bank0[705] = 8'h00;
-    bank0[706] = 8'h00;
-    bank0[707] = 8'h00;
-    bank0[708] = 8'h00;
-    bank0[709] = 8'h00;
-    bank0[710] = 8'h00;
-    bank0[711] = 8'h00;
-    bank0[712] = 8'h00;
-    bank0[713] = 8'h00;
-    bank0[714] = 8'h00;
-    bank0[715] = 8'h00;
-    bank0[716] = 8'h00;
-    bank0[717] = 8'h00;
-    bank0[718] = 8'h00;
-    bank0[719] = 8'h00;
-    bank0[720] = 8'h00;
-    bank0[721] = 8'h00;
-    bank0[722] = 8'h00;
-    bank0[723] = 8'h00;
-    bank0[724] = 8'h00;
-    bank0[725] = 8'h00;
-    bank0[726] = 8'h00;
-    bank0[727] = 8'h00;
-    bank0[728] = 8'h00;
-    bank0[729] = 8'h00;
-    bank0[730] = 8'h00;
-    bank0[731] = 8'h00;
-    bank0[732] = 8'h00;
-    bank0[733] = 8'h00;
-    bank0[734] = 8'h00;
-    bank0[735] = 8'h00;
-    bank0[736] = 8'h00;
-    bank0[737] = 8'h00;
-    bank0[738] = 8'h00;
-    bank0[739] = 8'h00;
-    bank0[740] = 8'h00;
-    bank0[741] = 8'h00;
-    bank0[742] = 8'h00;
-    bank0[743] = 8'h00;
-    bank0[744] = 8'h00;
-    bank0[745] = 8'h00;
-    bank0[746] = 8'h00;
-    bank0[747] = 8'h00;
-    bank0[748] = 8'h00;
-    bank0[749] = 8'h00;
-    bank0[750] = 8'h00;
-    bank0[751] = 8'h00;
-    bank0[752] = 8'h00;
-    bank0[753] = 8'h00;
-    bank0[754] = 8'h00;
-    bank0[755] = 8'h00;
-    bank0[756] = 8'h00;
-    bank0[757] = 8'h00;
-    bank0[758] = 8'h00;
-    bank0[759] = 8'h00;
-    bank0[760] = 8'h00;
-    bank0[761] = 8'h00;
-    bank0[762] = 8'h00;
-    bank0[763] = 8'h00;
-    bank0[764] = 8'h00;
-    bank0[765] = 8'h00;
-    bank0[766] = 8'h00;
-    bank0[767] = 8'h00;
-    bank0[768] = 8'h00;
-    bank0[769] = 8'h00;
-    bank0[770] = 8'h00;
-    bank0[771] = 8'h00;
-    bank0[772] = 8'h00;
-    bank0[773] = 8'h00;
-    bank0[774] = 8'h00;
-    bank0[775] = 8'h00;
-    bank0[776] = 8'h00;
-    bank0[777] = 8'h00;
-    bank0[778] = 8'h00;
-    bank0[779] = 8'h00;
-    bank0[780] = 8'h00;
-    bank0[781] = 8'h00;
-    bank0[782] = 8'h00;
-    bank0[783] = 8'h00;
-    bank0[784] = 8'h00;
-    bank0[785] = 8'h00;
-    bank0[786] = 8'h00;
-    bank0[787] = 8'h00;
-    bank0[788] = 8'h00;
-    bank0[789] = 8'h00;
-    bank0[790] = 8'h00;
-    bank0[791] = 8'h00;
-    bank0[792] = 8'h00;
-    bank0[793] = 8'h00;
-    bank0[794] = 8'h00;
-    bank0[795] = 8'h00;
-    bank0[796] = 8'h00;
-    bank0[797] = 8'h00;
-    bank0[798] = 8'h00;
-    bank0[799] = 8'h00;
-    bank0[800] = 8'h00;
-    bank0[801] = 8'h00;
-    bank0[802] = 8'h00;
-    bank0[803] = 8'h00;
-    bank0[804] = 8'h00;
-    bank0[805] = 8'h00;
-    bank0[806] = 8'h00;
-    bank0[807] = 8'h00;
-    bank0[808] = 8'h00;
-    bank0[809] = 8'h00;
-    bank0[810] = 8'h00;
-    bank0[811] = 8'h00;
-    bank0[812] = 8'h00;
-    bank0[813] = 8'h00;
-    bank0[814] = 8'h00;
-    bank0[815] = 8'h00;
-    bank0[816] = 8'h00;
-    bank0[817] = 8'h00;
-    bank0[818] = 8'h00;
-    bank0[819] = 8'h00;
-    bank0[820] = 8'h00;
-    bank0[821] = 8'h00;
-    bank0[822] = 8'h00;
-    bank0[823] = 8'h00;
-    bank0[824] = 8'h00;
-    bank0[825] = 8'h00;
-    bank0[826] = 8'h00;
-    bank0[827] = 8'h00;
-    bank0[828] = 8'h00;
-    bank0[829] = 8'h00;
-    bank0[830] = 8'h00;
-    bank0[831] = 8'h00;
-    bank0[832] = 8'h00;
-    bank0[833] = 8'h00;
-    bank0[834] = 8'h00;
-    bank0[835] = 8'h00;
-    bank0[836] = 8'h00;
-    bank0[837] = 8'h00;
-    bank0[838] = 8'h00;
-    bank0[839] = 8'h00;
-    bank0[840] = 8'h00;
-    bank0[841] = 8'h00;
-    bank0[842] = 8'h00;
-    bank0[843] = 8'h00;
-    bank0[844] = 8'h00;
-    bank0[845] = 8'h00;
-    bank0[846] = 8'h00;
-    bank0[847] = 8'h00;
-    bank0[848] = 8'h00;
-    bank0[849] = 8'h00;
-    bank0[850] = 8'h00;
-    bank0[851] = 8'h00;
-    bank0[852] = 8'h00;
-    bank0[853] = 8'h00;
-    bank0[854] = 8'h00;
-    bank0[855] = 8'h00;
-    bank0[856] = 8'h00;
-    bank0[857] = 8'h00;
-    bank0[858] = 8'h00;
-    bank0[859] = 8'h00;
-    bank0[860] = 8'h00;
-    bank0[861] = 8'h00;
-    bank0[862] = 8'h00;
-    bank0[863] = 8'h00;
-    bank0[864] = 8'h00;
-    bank0[865] = 8'h00;
-    bank0[866] = 8'h00;
-    bank0[867] = 8'h00;
-    bank0[868] = 8'h00;
-    bank0[869] = 8'h00;
-    bank0[870] = 8'h00;
-    bank0[871] = 8'h00;
-    bank0[872] = 8'h00;
-    bank0[873] = 8'h00;
-    bank0[874] = 8'h00;
-    bank0[875] = 8'h00;
-    bank0[876] = 8'h00;
-    bank0[877] = 8'h00;
-    bank0[878] = 8'h00;
-    bank0[879] = 8'h00;
-    bank0[880] = 8'h00;
-    bank0[881] = 8'h00;
-    bank0[882] = 8'h00;
-    bank0[883] = 8'h00;
-    bank0[884] = 8'h00;
-    bank0[885] = 8'h00;
-    bank0[886] = 8'h00;
-    bank0[887] = 8'h00;
-    bank0[888] = 8'h00;
-    bank0[889] = 8'h00;
-    bank0[890] = 8'h00;
-    bank0[891] = 8'h00;
-    bank0[892] = 8'h00;
-    bank0[893] = 8'h00;
-    bank0[894] = 8'h00;
-    bank0[895] = 8'h00;
-    bank0[896] = 8'h00;
-    bank0[897] = 8'h00;
-    bank0[898] = 8'h00;
-    bank0[899] = 8'h00;
-    bank0[900] = 8'h00;
-    bank0[901] = 8'h00;
-    bank0[902] = 8'h00;
-    bank0[903] = 8'h00;
-    bank0[904] = 8'h00;
-    bank0[905] = 8'h00;
-    bank0[906] = 8'h00;
-    bank0[907] = 8'h00;
-    bank0[908] = 8'h00;
-    bank0[909] = 8'h00;
-    bank0[910] = 8'h00;
-    bank0[911] = 8'h00;
-    bank0[912] = 8'h00;
-    bank0[913] = 8'h00;
-    bank0[914] = 8'h00;
-    bank0[915] = 8'h00;
-    bank0[916] = 8'h00;
-    bank0[917] = 8'h00;
-    bank0[918] = 8'h00;
-    bank0[919] = 8'h00;
-    bank0[920] = 8'h00;
-    bank0[921] = 8'h00;
-    bank0[922] = 8'h00;
-    bank0[923] = 8'h00;
-    bank0[924] = 8'h00;
-    bank0[925] = 8'h00;
-    bank0[926] = 8'h00;
-    bank0[927] = 8'h00;
-    bank0[928] = 8'h00;
-    bank0[929] = 8'h00;
-    bank0[930] = 8'h00;
-    bank0[931] = 8'h00;
-    bank0[932] = 8'h00;
-    bank0[933] = 8'h00;
-    bank0[934] = 8'h00;
-    bank0[935] = 8'h00;
-    bank0[936] = 8'h00;
-    bank0[937] = 8'h00;
-    bank0[938] = 8'h00;
-    bank0[939] = 8'h00;
-    bank0[940] = 8'h00;
-    bank0[941] = 8'h00;
-    bank0[942] = 8'h00;
-    bank0[943] = 8'h00;
-    bank0[944] = 8'h00;
-    bank0[945] = 8'h00;
-    bank0[946] = 8'h00;
-    bank0[947] = 8'h00;
-    bank0[948] = 8'h00;
-    bank0[949] = 8'h00;
-    bank0[950] = 8'h00;
-    bank0[951] = 8'h00;
-    bank0[952] = 8'h00;
-    bank0[953] = 8'h00;
-    bank0[954] = 8'h00;
-    bank0[955] = 8'h00;
-    bank0[956] = 8'h00;
-    bank0[957] = 8'h00;
-    bank0[958] = 8'h00;
-    bank0[959] = 8'h00;
-    bank0[960] = 8'h00;
-    bank0[961] = 8'h00;
-    bank0[962] = 8'h00;
-    bank0[963] = 8'h00;
-    bank0[964] = 8'h00;
-    bank0[965] = 8'h00;
-    bank0[966] = 8'h00;
-    bank0[967] = 8'h00;
-    bank0[968] = 8'h00;
-    bank0[969] = 8'h00;
-    bank0[970] = 8'h00;
-    bank0[971] = 8'h00;
-    bank0[972] = 8'h00;
-    bank0[973] = 8'h00;
-    bank0[974] = 8'h00;
-    bank0[975] = 8'h00;
-    bank0[976] = 8'h00;
-    bank0[977] = 8'h00;
-    bank0[978] = 8'h00;
-    bank0[979] = 8'h00;
-    bank0[980] = 8'h00;
-    bank0[981] = 8'h00;
-    bank0[982] = 8'h00;
-    bank0[983] = 8'h00;
-    bank0[984] = 8'h00;
-    bank0[985] = 8'h00;
-    bank0[986] = 8'h00;
-    bank0[987] = 8'h00;
-    bank0[988] = 8'h00;
-    bank0[989] = 8'h00;
-    bank0[990] = 8'h00;
-    bank0[991] = 8'h00;
-    bank0[992] = 8'h00;
-    bank0[993] = 8'h00;
-    bank0[994] = 8'h00;
-    bank0[995] = 8'h00;
-    bank0[996] = 8'h00;
-    bank0[997] = 8'h00;
-    bank0[998] = 8'h00;
-    bank0[999] = 8'h00;
-    bank0[1000] = 8'h00;
-    bank0[1001] = 8'h00;
-    bank0[1002] = 8'h00;
-    bank0[1003] = 8'h00;
-    bank0[1004] = 8'h00;
-    bank0[1005] = 8'h00;
-    bank0[1006] = 8'h00;
-    bank0[1007] = 8'h00;
-    bank0[1008] = 8'h00;
-    bank0[1009] = 8'h00;
-    bank0[1010] = 8'h00;
-    bank0[1011] = 8'h00;
-    bank0[1012] = 8'h00;
-    bank0[1013] = 8'h00;
-    bank0[1014] = 8'h00;
-    bank0[1015] = 8'h00;
-    bank0[1016] = 8'h00;
-    bank0[1017] = 8'h00;
-    bank0[1018] = 8'h00;
-    bank0[1019] = 8'h00;
-    bank0[1020] = 8'h00;
-    bank0[1021] = 8'h00;
-    bank0[1022] = 8'h00;
-    bank0[1023] = 8'h00;
-    bank0[1024] = 8'h00;
-    bank0[1025] = 8'h00;
-    bank0[1026] = 8'h00;
-    bank0[1027] = 8'h00;
-    bank0[1028] = 8'h00;
-    bank0[1029] = 8'h00;
-    bank0[1030] = 8'h00;
-    bank0[1031] = 8'h00;
-    bank0[1032] = 8'h00;
-    bank0[1033] = 8'h00;
-    bank0[1034] = 8'h00;
-    bank0[1035] = 8'h00;
-    bank0[1036] = 8'h00;
-    bank0[1037] = 8'h00;
-    bank0[1038] = 8'h00;
-    bank0[1039] = 8'h00;
-    bank0[1040] = 8'h00;
-    bank0[1041] = 8'h00;
-    bank0[1042] = 8'h00;
-    bank0[1043] = 8'h00;
-    bank0[1044] = 8'h00;
-    bank0[1045] = 8'h00;
-    bank0[1046] = 8'h00;
-    bank0[1047] = 8'h00;
-    bank0[1048] = 8'h00;
-    bank0[1049] = 8'h00;
-    bank0[1050] = 8'h00;
-    bank0[1051] = 8'h00;
-    bank0[1052] = 8'h00;
-    bank0[1053] = 8'h00;
-    bank0[1054] = 8'h00;
-    bank0[1055] = 8'h00;
-    bank0[1056] = 8'h00;
-    bank0[1057] = 8'h00;
-    bank0[1058] = 8'h00;
-    bank0[1059] = 8'h00;
-    bank0[1060] = 8'h00;
-    bank0[1061] = 8'h00;
-    bank0[1062] = 8'h00;
-    bank0[1063] = 8'h00;
-    bank0[1064] = 8'h00;
-    bank0[1065] = 8'h00;
-    bank0[1066] = 8'h00;
-    bank0[1067] = 8'h00;
-    bank0[1068] = 8'h00;
-    bank0[1069] = 8'h00;
-    bank0[1070] = 8'h00;
-    bank0[1071] = 8'h00;
-    bank0[1072] = 8'h00;
-    bank0[1073] = 8'h00;
-    bank0[1074] = 8'h00;
-    bank0[1075] = 8'h00;
-    bank0[1076] = 8'h00;
-    bank0[1077] = 8'h00;
-    bank0[1078] = 8'h00;
-    bank0[1079] = 8'h00;
-    bank0[1080] = 8'h00;
-    bank0[1081] = 8'h00;
-    bank0[1082] = 8'h00;
-    bank0[1083] = 8'h00;
-    bank0[1084] = 8'h00;
-    bank0[1085] = 8'h00;
-    bank0[1086] = 8'h00;
-    bank0[1087] = 8'h00;
-    bank0[1088] = 8'h00;
-    bank0[1089] = 8'h00;
-    bank0[1090] = 8'h00;
-    bank0[1091] = 8'h00;
-    bank0[1092] = 8'h00;
-    bank0[1093] = 8'h00;
-    bank0[1094] = 8'h00;
-    bank0[1095] = 8'h00;
-    bank0[1096] = 8'h00;
-    bank0[1097] = 8'h00;
-    bank0[1098] = 8'h00;
-    bank0[1099] = 8'h00;
-    bank0[1100] = 8'h00;
-    bank0[1101] = 8'h00;
-    bank0[1102] = 8'h00;
-    bank0[1103] = 8'h00;
-    bank0[1104] = 8'h00;
-    bank0[1105] = 8'h00;
-    bank0[1106] = 8'h00;
-    bank0[1107] = 8'h00;
-    bank0[1108] = 8'h00;
-    bank0[1109] = 8'h00;
-    bank0[1110] = 8'h00;
-    bank0[1111] = 8'h00;
-    bank0[1112] = 8'h00;
-    bank0[1113] = 8'h00;
-    bank0[1114] = 8'h00;
-    bank0[1115] = 8'h00;
-    bank0[1116] = 8'h00;
-    bank0[1117] = 8'h00;
-    bank0[1118] = 8'h00;
-    bank0[1119] = 8'h00;
-    bank0[1120] = 8'h00;
-    bank0[1121] = 8'h00;
-    bank0[1122] = 8'h00;
-    bank0[1123] = 8'h00;
-    bank0[1124] = 8'h00;
-    bank0[1125] = 8'h00;
-    bank0[1126] = 8'h00;
-    bank0[1127] = 8'h00;
-    bank0[1128] = 8'h00;
-    bank0[1129] = 8'h00;
-    bank0[1130] = 8'h00;
-    bank0[1131] = 8'h00;
-    bank0[1132] = 8'h00;
-    bank0[1133] = 8'h00;
-    bank0[1134] = 8'h00;
-    bank0[1135] = 8'h00;
-    bank0[1136] = 8'h00;
-    bank0[1137] = 8'h00;
-    bank0[1138] = 8'h00;
-    bank0[1139] = 8'h00;
-    bank0[1140] = 8'h00;
-    bank0[1141] = 8'h00;
-    bank0[1142] = 8'h00;
-    bank0[1143] = 8'h00;
-    bank0[1144] = 8'h00;
-    bank0[1145] = 8'h00;
-    bank0[1146] = 8'h00;
-    bank0[1147] = 8'h00;
-    bank0[1148] = 8'h00;
-    bank0[1149] = 8'h00;
-    bank0[1150] = 8'h00;
-    bank0[1151] = 8'h00;
-    bank0[1152] = 8'h00;
-    bank0[1153] = 8'h00;
-    bank0[1154] = 8'h00;
-    bank0[1155] = 8'h00;
-    bank0[1156] = 8'h00;
-    bank0[1157] = 8'h00;
-    bank0[1158] = 8'h00;
-    bank0[1159] = 8'h00;
-    bank0[1160] = 8'h00;
-    bank0[1161] = 8'h00;
-    bank0[1162] = 8'h00;
-    bank0[1163] = 8'h00;
-    bank0[1164] = 8'h00;
-    bank0[1165] = 8'h00;
-    bank0[1166] = 8'h00;
-    bank0[1167] = 8'h00;
-    bank0[1168] = 8'h00;
-    bank0[1169] = 8'h00;
-    bank0[1170] = 8'h00;
-    bank0[1171] = 8'h00;
-    bank0[1172] = 8'h00;
-    bank0[1173] = 8'h00;
-    bank0[1174] = 8'h00;
-    bank0[1175] = 8'h00;
-    bank0[1176] = 8'h00;
-    bank0[1177] = 8'h00;
-    bank0[1178] = 8'h00;
-    bank0[1179] = 8'h00;
-    bank0[1180] = 8'h00;
-    bank0[1181] = 8'h00;
-    bank0[1182] = 8'h00;
-    bank0[1183] = 8'h00;
-    bank0[1184] = 8'h00;
-    bank0[1185] = 8'h00;
-    bank0[1186] = 8'h00;
-    bank0[1187] = 8'h00;
-    bank0[1188] = 8'h00;
-    bank0[1189] = 8'h00;
-    bank0[1190] = 8'h00;
-    bank0[1191] = 8'h00;
-    bank0[1192] = 8'h00;
-    bank0[1193] = 8'h00;
-    bank0[1194] = 8'h00;
-    bank0[1195] = 8'h00;
-    bank0[1196] = 8'h00;
-    bank0[1197] = 8'h00;
-    bank0[1198] = 8'h00;
-    bank0[1199] = 8'h00;
-    bank0[1200] = 8'h00;
-    bank0[1201] = 8'h00;
-    bank0[1202] = 8'h00;
-    bank0[1203] = 8'h00;
-    bank0[1204] = 8'h00;
-    bank0[1205] = 8'h00;
-    bank0[1206] = 8'h00;
-    bank0[1207] = 8'h00;
-    bank0[1208] = 8'h00;
-    bank0[1209] = 8'h00;
-    bank0[1210] = 8'h00;
-    bank0[1211] = 8'h00;
-    bank0[1212] = 8'h00;
-    bank0[1213] = 8'h00;
-    bank0[1214] = 8'h00;
-    bank0[1215] = 8'h00;
-    bank0[1216] = 8'h00;
-    bank0[1217] = 8'h00;
-    bank0[1218] = 8'h00;
-    bank0[1219] = 8'h00;
-    bank0[1220] = 8'h00;
-    bank0[1221] = 8'h00;
-    bank0[1222] = 8'h00;
-    bank0[1223] = 8'h00;
-    bank0[1224] = 8'h00;
-    bank0[1225] = 8'h00;
-    bank0[1226] = 8'h00;
-    bank0[1227] = 8'h00;
-    bank0[1228] = 8'h00;
-    bank0[1229] = 8'h00;
-    bank0[1230] = 8'h00;
-    bank0[1231] = 8'h00;
-    bank0[1232] = 8'h00;
-    bank0[1233] = 8'h00;
-    bank0[1234] = 8'h00;
-    bank0[1235] = 8'h00;
-    bank0[1236] = 8'h00;
-    bank0[1237] = 8'h00;
-    bank0[1238] = 8'h00;
-    bank0[1239] = 8'h00;
-    bank0[1240] = 8'h00;
-    bank0[1241] = 8'h00;
-    bank0[1242] = 8'h00;
-    bank0[1243] = 8'h00;
-    bank0[1244] = 8'h00;
-    bank0[1245] = 8'h00;
-    bank0[1246] = 8'h00;
-    bank0[1247] = 8'h00;
-    bank0[1248] = 8'h00;
-    bank0[1249] = 8'h00;
-    bank0[1250] = 8'h00;
-    bank0[1251] = 8'h00;
-    bank0[1252] = 8'h00;
-    bank0[1253] = 8'h00;
-    bank0[1254] = 8'h00;
-    bank0[1255] = 8'h00;
-    bank0[1256] = 8'h00;
-    bank0[1257] = 8'h00;
-    bank0[1258] = 8'h00;
-    bank0[1259] = 8'h00;
-    bank0[1260] = 8'h00;
-    bank0[1261] = 8'h00;
-    bank0[1262] = 8'h00;
-    bank0[1263] = 8'h00;
-    bank0[1264] = 8'h00;
-    bank0[1265] = 8'h00;
-    bank0[1266] = 8'h00;
-    bank0[1267] = 8'h00;
-    bank0[1268] = 8'h00;
-    bank0[1269] = 8'h00;
-    bank0[1270] = 8'h00;
-    bank0[1271] = 8'h00;
-    bank0[1272] = 8'h00;
-    bank0[1273] = 8'h00;
-    bank0[1274] = 8'h00;
-    bank0[1275] = 8'h00;
-    bank0[1276] = 8'h00;
-    bank0[1277] = 8'h00;
-    bank0[1278] = 8'h00;
-    bank0[1279] = 8'h00;
-    bank0[1280] = 8'h00;
-    bank0[1281] = 8'h00;
-    bank0[1282] = 8'h00;
-    bank0[1283] = 8'h00;
-    bank0[1284] = 8'h00;
-    bank0[1285] = 8'h00;
-    bank0[1286] = 8'h00;
-    bank0[1287] = 8'h00;
-    bank0[1288] = 8'h00;
-    bank0[1289] = 8'h00;
-    bank0[1290] = 8'h00;
-    bank0[1291] = 8'h00;
-    bank0[1292] = 8'h00;
-    bank0[1293] = 8'h00;
-    bank0[1294] = 8'h00;
-    bank0[1295] = 8'h00;
-    bank0[1296] = 8'h00;
-    bank0[1297] = 8'h00;
-    bank0[1298] = 8'h00;
-    bank0[1299] = 8'h00;
-    bank0[1300] = 8'h00;
-    bank0[1301] = 8'h00;
-    bank0[1302] = 8'h00;
-    bank0[1303] = 8'h00;
-    bank0[1304] = 8'h00;
-    bank0[1305] = 8'h00;
-    bank0[1306] = 8'h00;
-    bank0[1307] = 8'h00;
-    bank0[1308] = 8'h00;
-    bank0[1309] = 8'h00;
-    bank0[1310] = 8'h00;
-    bank0[1311] = 8'h00;
-    bank0[1312] = 8'h00;
-    bank0[1313] = 8'h00;
-    bank0[1314] = 8'h00;
-    bank0[1315] = 8'h00;
-    bank0[1316] = 8'h00;
-    bank0[1317] = 8'h00;
-    bank0[1318] = 8'h00;
-    bank0[1319] = 8'h00;
-    bank0[1320] = 8'h00;
-    bank0[1321] = 8'h00;
-    bank0[1322] = 8'h00;
-    bank0[1323] = 8'h00;
-    bank0[1324] = 8'h00;
-    bank0[1325] = 8'h00;
-    bank0[1326] = 8'h00;
-    bank0[1327] = 8'h00;
-    bank0[1328] = 8'h00;
-    bank0[1329] = 8'h00;
-    bank0[1330] = 8'h00;
-    bank0[1331] = 8'h00;
-    bank0[1332] = 8'h00;
-    bank0[1333] = 8'h00;
-    bank0[1334] = 8'h00;
-    bank0[1335] = 8'h00;
-    bank0[1336] = 8'h00;
-    bank0[1337] = 8'h00;
-    bank0[1338] = 8'h00;
-    bank0[1339] = 8'h00;
-    bank0[1340] = 8'h00;
-    bank0[1341] = 8'h00;
-    bank0[1342] = 8'h00;
-    bank0[1343] = 8'h00;
+    bank0[0] = 32'd0;
+    bank0[1] = 32'd0;
+    bank0[2] = 32'd0;
+    bank0[3] = 32'd0;
+    bank0[4] = 32'd0;
+    bank0[5] = 32'd0;
+    bank0[6] = 32'd0;
+    bank0[7] = 32'd0;
+    bank0[8] = 32'd0;
+    bank0[9] = 32'd0;
+    bank0[10] = 32'd0;
+    bank0[11] = 32'd0;
+    bank0[12] = 32'd0;
+    bank0[13] = 32'd0;
+    bank0[14] = 32'd0;
+    bank0[15] = 32'd0;
+    bank0[16] = 32'd0;
+    bank0[17] = 32'd0;
+    bank0[18] = 32'd0;
+    bank0[19] = 32'd0;
+    bank0[20] = 32'd0;
+    bank0[21] = 32'd0;
+    bank0[22] = 32'd0;
+    bank0[23] = 32'd0;
+    bank0[24] = 32'd0;
+    bank0[25] = 32'd0;
+    bank0[26] = 32'd0;
+    bank0[27] = 32'd0;
+    bank0[28] = 32'd0;
+    bank0[29] = 32'd0;
+    bank0[30] = 32'd0;
+    bank0[31] = 32'd0;
+    bank0[32] = 32'd0;
+    bank0[33] = 32'd0;
+    bank0[34] = 32'd0;
+    bank0[35] = 32'd0;
+    bank0[36] = 32'd0;
+    bank0[37] = 32'd0;
+    bank0[38] = 32'd0;
+    bank0[39] = 32'd0;
+    bank0[40] = 32'd0;
+    bank0[41] = 32'd0;
+    bank0[42] = 32'd0;
+    bank0[43] = 32'd0;
+    bank0[44] = 32'd0;
+    bank0[45] = 32'd0;
+    bank0[46] = 32'd0;
+    bank0[47] = 32'd0;
+    bank0[48] = 32'd0;
+    bank0[49] = 32'd0;
+    bank0[50] = 32'd0;
+    bank0[51] = 32'd0;
+    bank0[52] = 32'd0;
+    bank0[53] = 32'd0;
+    bank0[54] = 32'd0;
+    bank0[55] = 32'd0;
+    bank0[56] = 32'd0;
+    bank0[57] = 32'd0;
+    bank0[58] = 32'd0;
+    bank0[59] = 32'd0;
+    bank0[60] = 32'd0;
+    bank0[61] = 32'd0;
+    bank0[62] = 32'd0;
+    bank0[63] = 32'd0;
+    bank0[64] = 32'd0;
+    bank0[65] = 32'd0;
+    bank0[66] = 32'd0;
+    bank0[67] = 32'd0;
+    bank0[68] = 32'd0;
+    bank0[69] = 32'd0;
+    bank0[70] = 32'd0;
+    bank0[71] = 32'd0;
+    bank0[72] = 32'd0;
+    bank0[73] = 32'd0;
+    bank0[74] = 32'd0;
+    bank0[75] = 32'd0;
+    bank0[76] = 32'd0;
+    bank0[77] = 32'd0;
+    bank0[78] = 32'd0;
+    bank0[79] = 32'd0;
+    bank0[80] = 32'd0;
+    bank0[81] = 32'd0;
+    bank0[82] = 32'd0;
+    bank0[83] = 32'd0;
+    bank0[84] = 32'd0;
+    bank0[85] = 32'd0;
+    bank0[86] = 32'd0;
+    bank0[87] = 32'd0;
+    bank0[88] = 32'd0;
+    bank0[89] = 32'd0;
+    bank0[90] = 32'd0;
+    bank0[91] = 32'd0;
+    bank0[92] = 32'd0;
+    bank0[93] = 32'd0;
+    bank0[94] = 32'd0;
+    bank0[95] = 32'd0;
+    bank0[96] = 32'd0;
+    bank0[97] = 32'd0;
+    bank0[98] = 32'd0;
+    bank0[99] = 32'd0;
+    bank0[100] = 32'd0;
+    bank0[101] = 32'd0;
+    bank0[102] = 32'd0;
+    bank0[103] = 32'd0;
+    bank0[104] = 32'd0;
+    bank0[105] = 32'd0;
+    bank0[106] = 32'd0;
+    bank0[107] = 32'd0;
+    bank0[108] = 32'd0;
+    bank0[109] = 32'd0;
+    bank0[110] = 32'd0;
+    bank0[111] = 32'd0;
+    bank0[112] = 32'd0;
+    bank0[113] = 32'd0;
+    bank0[114] = 32'd0;
+    bank0[115] = 32'd0;
+    bank0[116] = 32'd0;
+    bank0[117] = 32'd0;
+    bank0[118] = 32'd0;
+    bank0[119] = 32'd0;
+    bank0[120] = 32'd0;
+    bank0[121] = 32'd0;
+    bank0[122] = 32'd0;
+    bank0[123] = 32'd0;
+    bank0[124] = 32'd0;
+    bank0[125] = 32'd0;
+    bank0[126] = 32'd0;
+    bank0[127] = 32'd0;
+    bank0[128] = 32'd0;
+    bank0[129] = 32'd0;
+    bank0[130] = 32'd0;
+    bank0[131] = 32'd0;
+    bank0[132] = 32'd0;
+    bank0[133] = 32'd0;
+    bank0[134] = 32'd0;
+    bank0[135] = 32'd0;
+    bank0[136] = 32'd0;
+    bank0[137] = 32'd0;
+    bank0[138] = 32'd0;
+    bank0[139] = 32'd0;
+    bank0[140] = 32'd0;
+    bank0[141] = 32'd0;
+    bank0[142] = 32'd0;
+    bank0[143] = 32'd0;
+    bank0[144] = 32'd0;
+    bank0[145] = 32'd0;
+    bank0[146] = 32'd0;
+    bank0[147] = 32'd0;
+    bank0[148] = 32'd0;
+    bank0[149] = 32'd0;
+    bank0[150] = 32'd0;
+    bank0[151] = 32'd0;
+    bank0[152] = 32'd0;
+    bank0[153] = 32'd0;
+    bank0[154] = 32'd0;
+    bank0[155] = 32'd0;
+    bank0[156] = 32'd0;
+    bank0[157] = 32'd0;
+    bank0[158] = 32'd0;
+    bank0[159] = 32'd0;
+    bank0[160] = 32'd0;
+    bank0[161] = 32'd0;
+    bank0[162] = 32'd0;
+    bank0[163] = 32'd0;
+    bank0[164] = 32'd0;
+    bank0[165] = 32'd0;
+    bank0[166] = 32'd0;
+    bank0[167] = 32'd0;
+    bank0[168] = 32'd0;
+    bank0[169] = 32'd0;
+    bank0[170] = 32'd0;
+    bank0[171] = 32'd0;
+    bank0[172] = 32'd0;
+    bank0[173] = 32'd0;
+    bank0[174] = 32'd0;
+    bank0[175] = 32'd0;
+    bank0[176] = 32'd0;
+    bank0[177] = 32'd0;
+    bank0[178] = 32'd0;
+    bank0[179] = 32'd0;
+    bank0[180] = 32'd0;
+    bank0[181] = 32'd0;
+    bank0[182] = 32'd0;
+    bank0[183] = 32'd0;
+    bank0[184] = 32'd0;
+    bank0[185] = 32'd0;
+    bank0[186] = 32'd0;
+    bank0[187] = 32'd0;
+    bank0[188] = 32'd0;
+    bank0[189] = 32'd0;
+    bank0[190] = 32'd0;
+    bank0[191] = 32'd0;
+    bank0[192] = 32'd0;
+    bank0[193] = 32'd0;
+    bank0[194] = 32'd0;
+    bank0[195] = 32'd0;
+    bank0[196] = 32'd0;
+    bank0[197] = 32'd0;
+    bank0[198] = 32'd0;
+    bank0[199] = 32'd0;
+    bank0[200] = 32'd0;
+    bank0[201] = 32'd0;
+    bank0[202] = 32'd0;
+    bank0[203] = 32'd0;
+    bank0[204] = 32'd0;
+    bank0[205] = 32'd0;
+    bank0[206] = 32'd0;
+    bank0[207] = 32'd0;
+    bank0[208] = 32'd0;
+    bank0[209] = 32'd0;
+    bank0[210] = 32'd0;
+    bank0[211] = 32'd0;
+    bank0[212] = 32'd0;
+    bank0[213] = 32'd0;
+    bank0[214] = 32'd0;
+    bank0[215] = 32'd0;
+    bank0[216] = 32'd0;
+    bank0[217] = 32'd0;
+    bank0[218] = 32'd0;
+    bank0[219] = 32'd0;
+    bank0[220] = 32'd0;
+    bank0[221] = 32'd0;
+    bank0[222] = 32'd0;
+    bank0[223] = 32'd0;
+    bank0[224] = 32'd0;
+    bank0[225] = 32'd0;
+    bank0[226] = 32'd0;
+    bank0[227] = 32'd0;
+    bank0[228] = 32'd0;
+    bank0[229] = 32'd0;
+    bank0[230] = 32'd0;
+    bank0[231] = 32'd0;
+    bank0[232] = 32'd0;
+    bank0[233] = 32'd0;
+    bank0[234] = 32'd0;
+    bank0[235] = 32'd0;
+    bank0[236] = 32'd0;
+    bank0[237] = 32'd0;
+    bank0[238] = 32'd0;
+    bank0[239] = 32'd0;
+    bank0[240] = 32'd0;
+    bank0[241] = 32'd0;
+    bank0[242] = 32'd0;
+    bank0[243] = 32'd0;
+    bank0[244] = 32'd0;
+    bank0[245] = 32'd0;
+    bank0[246] = 32'd0;
+    bank0[247] = 32'd0;
+    bank0[248] = 32'd0;
+    bank0[249] = 32'd0;
+    bank0[250] = 32'd0;
+    bank0[251] = 32'd0;
+    bank0[252] = 32'd0;
+    bank0[253] = 32'd0;
+    bank0[254] = 32'd0;
+    bank0[255] = 32'd0;
+    bank0[256] = 32'd0;
+    bank0[257] = 32'd0;
+    bank0[258] = 32'd0;
+    bank0[259] = 32'd0;
+    bank0[260] = 32'd0;
+    bank0[261] = 32'd0;
+    bank0[262] = 32'd0;
+    bank0[263] = 32'd0;
+    bank0[264] = 32'd0;
+    bank0[265] = 32'd0;
+    bank0[266] = 32'd0;
+    bank0[267] = 32'd0;
+    bank0[268] = 32'd0;
+    bank0[269] = 32'd0;
+    bank0[270] = 32'd0;
+    bank0[271] = 32'd0;
+    bank0[272] = 32'd0;
+    bank0[273] = 32'd0;
+    bank0[274] = 32'd0;
+    bank0[275] = 32'd0;
+    bank0[276] = 32'd0;
+    bank0[277] = 32'd0;
+    bank0[278] = 32'd0;
+    bank0[279] = 32'd0;
+    bank0[280] = 32'd0;
+    bank0[281] = 32'd0;
+    bank0[282] = 32'd0;
+    bank0[283] = 32'd0;
+    bank0[284] = 32'd0;
+    bank0[285] = 32'd0;
+    bank0[286] = 32'd0;
+    bank0[287] = 32'd0;
+    bank0[288] = 32'd0;
+    bank0[289] = 32'd0;
+    bank0[290] = 32'd0;
+    bank0[291] = 32'd0;
+    bank0[292] = 32'd0;
+    bank0[293] = 32'd0;
+    bank0[294] = 32'd0;
+    bank0[295] = 32'd0;
+    bank0[296] = 32'd0;
+    bank0[297] = 32'd0;
+    bank0[298] = 32'd0;
+    bank0[299] = 32'd0;
+    bank0[300] = 32'd0;
+    bank0[301] = 32'd0;
+    bank0[302] = 32'd0;
+    bank0[303] = 32'd0;
+    bank0[304] = 32'd0;
+    bank0[305] = 32'd0;
+    bank0[306] = 32'd0;
+    bank0[307] = 32'd0;
+    bank0[308] = 32'd0;
+    bank0[309] = 32'd0;
+    bank0[310] = 32'd0;
+    bank0[311] = 32'd0;
+    bank0[312] = 32'd0;
+    bank0[313] = 32'd0;
+    bank0[314] = 32'd0;
+    bank0[315] = 32'd0;
+    bank0[316] = 32'd0;
+    bank0[317] = 32'd0;
+    bank0[318] = 32'd0;
+    bank0[319] = 32'd0;
+    bank0[320] = 32'd0;
+    bank0[321] = 32'd0;
+    bank0[322] = 32'd0;
+    bank0[323] = 32'd0;
+    bank0[324] = 32'd0;
+    bank0[325] = 32'd0;
+    bank0[326] = 32'd0;
+    bank0[327] = 32'd0;
+    bank0[328] = 32'd0;
+    bank0[329] = 32'd0;
+    bank0[330] = 32'd0;
+    bank0[331] = 32'd0;
+    bank0[332] = 32'd0;
+    bank0[333] = 32'd0;
+    bank0[334] = 32'd0;
+    bank0[335] = 32'd0;
   end
   always @(posedge clk) begin
     if (\$signature__en )
       bank0[\$signature__addr ] <= \$signature__data ;
   end
-  reg [7:0] _0_;
+  reg [31:0] _0_;
   always @(posedge clk) begin
     _0_ <= bank0[\$signature__addr$61 ];
   end
-  assign \$signature__data$112  = _0_;
+  assign \$signature__data$111  = _0_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
-  reg [7:0] bank1 [1343:0];
+  reg [31:0] bank1 [335:0];
   initial begin
-    bank1[0] = 8'h00;
-    bank1[1] = 8'h00;
-    bank1[2] = 8'h00;
-    bank1[3] = 8'h00;
-    bank1[4] = 8'h00;
-    bank1[5] = 8'h00;
-    bank1[6] = 8'h00;
-    bank1[7] = 8'h00;
-    bank1[8] = 8'h00;
-    bank1[9] = 8'h00;
-    bank1[10] = 8'h00;
-    bank1[11] = 8'h00;
-    bank1[12] = 8'h00;
-    bank1[13] = 8'h00;
-    bank1[14] = 8'h00;
-    bank1[15] = 8'h00;
-    bank1[16] = 8'h00;
-    bank1[17] = 8'h00;
-    bank1[18] = 8'h00;
-    bank1[19] = 8'h00;
-    bank1[20] = 8'h00;
-    bank1[21] = 8'h00;
-    bank1[22] = 8'h00;
-    bank1[23] = 8'h00;
-    bank1[24] = 8'h00;
-    bank1[25] = 8'h00;
-    bank1[26] = 8'h00;
-    bank1[27] = 8'h00;
-    bank1[28] = 8'h00;
-    bank1[29] = 8'h00;
-    bank1[30] = 8'h00;
-    bank1[31] = 8'h00;
-    bank1[32] = 8'h00;
-    bank1[33] = 8'h00;
-    bank1[34] = 8'h00;
-    bank1[35] = 8'h00;
-    bank1[36] = 8'h00;
-    bank1[37] = 8'h00;
-    bank1[38] = 8'h00;
-    bank1[39] = 8'h00;
-    bank1[40] = 8'h00;
-    bank1[41] = 8'h00;
-    bank1[42] = 8'h00;
-    bank1[43] = 8'h00;
-    bank1[44] = 8'h00;
-    bank1[45] = 8'h00;
-    bank1[46] = 8'h00;
-    bank1[47] = 8'h00;
-    bank1[48] = 8'h00;
-    bank1[49] = 8'h00;
-    bank1[50] = 8'h00;
-    bank1[51] = 8'h00;
-    bank1[52] = 8'h00;
-    bank1[53] = 8'h00;
-    bank1[54] = 8'h00;
-    bank1[55] = 8'h00;
-    bank1[56] = 8'h00;
-    bank1[57] = 8'h00;
-    bank1[58] = 8'h00;
-    bank1[59] = 8'h00;
-    bank1[60] = 8'h00;
-    bank1[61] = 8'h00;
-    bank1[62] = 8'h00;
-    bank1[63] = 8'h00;
-    bank1[64] = 8'h00;
-    bank1[65] = 8'h00;
-    bank1[66] = 8'h00;
-    bank1[67] = 8'h00;
-    bank1[68] = 8'h00;
-    bank1[69] = 8'h00;
-    bank1[70] = 8'h00;
-    bank1[71] = 8'h00;
-    bank1[72] = 8'h00;
-    bank1[73] = 8'h00;
-    bank1[74] = 8'h00;
-    bank1[75] = 8'h00;
-    bank1[76] = 8'h00;
-    bank1[77] = 8'h00;
-    bank1[78] = 8'h00;
-    bank1[79] = 8'h00;
-    bank1[80] = 8'h00;
-    bank1[81] = 8'h00;
-    bank1[82] = 8'h00;
-    bank1[83] = 8'h00;
-    bank1[84] = 8'h00;
-    bank1[85] = 8'h00;
-    bank1[86] = 8'h00;
-    bank1[87] = 8'h00;
-    bank1[88] = 8'h00;
-    bank1[89] = 8'h00;
-    bank1[90] = 8'h00;
-    bank1[91] = 8'h00;
-    bank1[92] = 8'h00;
-    bank1[93] = 8'h00;
-    bank1[94] = 8'h00;
-    bank1[95] = 8'h00;
-    bank1[96] = 8'h00;
-    bank1[97] = 8'h00;
-    bank1[98] = 8'h00;
-    bank1[99] = 8'h00;
-    bank1[100] = 8'h00;
-    bank1[101] = 8'h00;
-    bank1[102] = 8'h00;
-    bank1[103] = 8'h00;
-    bank1[104] = 8'h00;
-    bank1[105] = 8'h00;
-    bank1[106] = 8'h00;
-    bank1[107] = 8'h00;
-    bank1[108] = 8'h00;
-    bank1[109] = 8'h00;
-    bank1[110] = 8'h00;
-    bank1[111] = 8'h00;
-    bank1[112] = 8'h00;
-    bank1[113] = 8'h00;
-    bank1[114] = 8'h00;
-    bank1[115] = 8'h00;
-    bank1[116] = 8'h00;
-    bank1[117] = 8'h00;
-    bank1[118] = 8'h00;
-    bank1[119] = 8'h00;
-    bank1[120] = 8'h00;
-    bank1[121] = 8'h00;
-    bank1[122] = 8'h00;
-    bank1[123] = 8'h00;
-    bank1[124] = 8'h00;
-    bank1[125] = 8'h00;
-    bank1[126] = 8'h00;
-    bank1[127] = 8'h00;
-    bank1[128] = 8'h00;
-    bank1[129] = 8'h00;
-    bank1[130] = 8'h00;
-    bank1[131] = 8'h00;
-    bank1[132] = 8'h00;
-    bank1[133] = 8'h00;
-    bank1[134] = 8'h00;
-    bank1[135] = 8'h00;
-    bank1[136] = 8'h00;
-    bank1[137] = 8'h00;
-    bank1[138] = 8'h00;
-    bank1[139] = 8'h00;
-    bank1[140] = 8'h00;
-    bank1[141] = 8'h00;
-    bank1[142] = 8'h00;
-    bank1[143] = 8'h00;
-    bank1[144] = 8'h00;
-    bank1[145] = 8'h00;
-    bank1[146] = 8'h00;
-    bank1[147] = 8'h00;
-    bank1[148] = 8'h00;
-    bank1[149] = 8'h00;
-    bank1[150] = 8'h00;
-    bank1[151] = 8'h00;
-    bank1[152] = 8'h00;
-    bank1[153] = 8'h00;
-    bank1[154] = 8'h00;
-    bank1[155] = 8'h00;
-    bank1[156] = 8'h00;
-    bank1[157] = 8'h00;
-    bank1[158] = 8'h00;
-    bank1[159] = 8'h00;
-    bank1[160] = 8'h00;
-    bank1[161] = 8'h00;
-    bank1[162] = 8'h00;
-    bank1[163] = 8'h00;
-    bank1[164] = 8'h00;
-    bank1[165] = 8'h00;
-    bank1[166] = 8'h00;
-    bank1[167] = 8'h00;
-    bank1[168] = 8'h00;
-    bank1[169] = 8'h00;
-    bank1[170] = 8'h00;
-    bank1[171] = 8'h00;
-    bank1[172] = 8'h00;
-    bank1[173] = 8'h00;
-    bank1[174] = 8'h00;
-    bank1[175] = 8'h00;
-    bank1[176] = 8'h00;
-    bank1[177] = 8'h00;
-    bank1[178] = 8'h00;
-    bank1[179] = 8'h00;
-    bank1[180] = 8'h00;
-    bank1[181] = 8'h00;
-    bank1[182] = 8'h00;
-    bank1[183] = 8'h00;
-    bank1[184] = 8'h00;
-    bank1[185] = 8'h00;
-    bank1[186] = 8'h00;
-    bank1[187] = 8'h00;
-    bank1[188] = 8'h00;
-    bank1[189] = 8'h00;
-    bank1[190] = 8'h00;
-    bank1[191] = 8'h00;
-    bank1[192] = 8'h00;
-    bank1[193] = 8'h00;
-    bank1[194] = 8'h00;
-    bank1[195] = 8'h00;
-    bank1[196] = 8'h00;
-    bank1[197] = 8'h00;
-    bank1[198] = 8'h00;
-    bank1[199] = 8'h00;
-    bank1[200] = 8'h00;
-    bank1[201] = 8'h00;
-    bank1[202] = 8'h00;
-    bank1[203] = 8'h00;
-    bank1[204] = 8'h00;
-    bank1[205] = 8'h00;
-    bank1[206] = 8'h00;
-    bank1[207] = 8'h00;
-    bank1[208] = 8'h00;
-    bank1[209] = 8'h00;
-    bank1[210] = 8'h00;
-    bank1[211] = 8'h00;
-    bank1[212] = 8'h00;
-    bank1[213] = 8'h00;
-    bank1[214] = 8'h00;
-    bank1[215] = 8'h00;
-    bank1[216] = 8'h00;
-    bank1[217] = 8'h00;
-    bank1[218] = 8'h00;
-    bank1[219] = 8'h00;
-    bank1[220] = 8'h00;
-    bank1[221] = 8'h00;
-    bank1[222] = 8'h00;
-    bank1[223] = 8'h00;
-    bank1[224] = 8'h00;
-    bank1[225] = 8'h00;
-    bank1[226] = 8'h00;
-    bank1[227] = 8'h00;
-    bank1[228] = 8'h00;
-    bank1[229] = 8'h00;
-    bank1[230] = 8'h00;
-    bank1[231] = 8'h00;
-    bank1[232] = 8'h00;
-    bank1[233] = 8'h00;
-    bank1[234] = 8'h00;
-    bank1[235] = 8'h00;
-    bank1[236] = 8'h00;
-    bank1[237] = 8'h00;
-    bank1[238] = 8'h00;
-    bank1[239] = 8'h00;
-    bank1[240] = 8'h00;
-    bank1[241] = 8'h00;
-    bank1[242] = 8'h00;
-    bank1[243] = 8'h00;
-    bank1[244] = 8'h00;
-    bank1[245] = 8'h00;
-    bank1[246] = 8'h00;
-    bank1[247] = 8'h00;
-    bank1[248] = 8'h00;
-    bank1[249] = 8'h00;
-    bank1[250] = 8'h00;
-    bank1[251] = 8'h00;
-    bank1[252] = 8'h00;
-    bank1[253] = 8'h00;
-    bank1[254] = 8'h00;
-    bank1[255] = 8'h00;
-    bank1[256] = 8'h00;
-    bank1[257] = 8'h00;
-    bank1[258] = 8'h00;
-    bank1[259] = 8'h00;
-    bank1[260] = 8'h00;
-    bank1[261] = 8'h00;
-    bank1[262] = 8'h00;
-    bank1[263] = 8'h00;
-    bank1[264] = 8'h00;
-    bank1[265] = 8'h00;
-    bank1[266] = 8'h00;
-    bank1[267] = 8'h00;
-    bank1[268] = 8'h00;
-    bank1[269] = 8'h00;
-    bank1[270] = 8'h00;
-    bank1[271] = 8'h00;
-    bank1[272] = 8'h00;
-    bank1[273] = 8'h00;
-    bank1[274] = 8'h00;
-    bank1[275] = 8'h00;
-    bank1[276] = 8'h00;
-    bank1[277] = 8'h00;
-    bank1[278] = 8'h00;
-    bank1[279] = 8'h00;
-    bank1[280] = 8'h00;
-    bank1[281] = 8'h00;
-    bank1[282] = 8'h00;
-    bank1[283] = 8'h00;
-    bank1[284] = 8'h00;
-    bank1[285] = 8'h00;
-    bank1[286] = 8'h00;
-    bank1[287] = 8'h00;
-    bank1[288] = 8'h00;
-    bank1[289] = 8'h00;
-    bank1[290] = 8'h00;
-    bank1[291] = 8'h00;
-    bank1[292] = 8'h00;
-    bank1[293] = 8'h00;
-    bank1[294] = 8'h00;
-    bank1[295] = 8'h00;
-    bank1[296] = 8'h00;
-    bank1[297] = 8'h00;
-    bank1[298] = 8'h00;
-    bank1[299] = 8'h00;
-    bank1[300] = 8'h00;
-    bank1[301] = 8'h00;
-    bank1[302] = 8'h00;
-    bank1[303] = 8'h00;
-    bank1[304] = 8'h00;
-    bank1[305] = 8'h00;
-    bank1[306] = 8'h00;
-    bank1[307] = 8'h00;
-    bank1[308] = 8'h00;
-    bank1[309] = 8'h00;
-    bank1[310] = 8'h00;
-    bank1[311] = 8'h00;
-    bank1[312] = 8'h00;
-    bank1[313] = 8'h00;
-    bank1[314] = 8'h00;
-    bank1[315] = 8'h00;
-    bank1[316] = 8'h00;
-    bank1[317] = 8'h00;
-    bank1[318] = 8'h00;
-    bank1[319] = 8'h00;
-    bank1[320] = 8'h00;
-    bank1[321] = 8'h00;
-    bank1[322] = 8'h00;
-    bank1[323] = 8'h00;
-    bank1[324] = 8'h00;
-    bank1[325] = 8'h00;
-    bank1[326] = 8'h00;
-    bank1[327] = 8'h00;
-    bank1[328] = 8'h00;
-    bank1[329] = 8'h00;
-    bank1[330] = 8'h00;
-    bank1[331] = 8'h00;
-    bank1[332] = 8'h00;
-    bank1[333] = 8'h00;
-    bank1[334] = 8'h00;
-    bank1[335] = 8'h00;
-    bank1[336] = 8'h00;
-    bank1[337] = 8'h00;
-    bank1[338] = 8'h00;
-    bank1[339] = 8'h00;
-    bank1[340] = 8'h00;
-    bank1[341] = 8'h00;
-    bank1[342] = 8'h00;
-    bank1[343] = 8'h00;
-    bank1[344] = 8'h00;
-    bank1[345] = 8'h00;
-    bank1[346] = 8'h00;
-    bank1[347] = 8'h00;
-    bank1[348] = 8'h00;
-    bank1[349] = 8'h00;
-    bank1[350] = 8'h00;
-    bank1[351] = 8'h00;
-    bank1[352] = 8'h00;
-    bank1[353] = 8'h00;
-    bank1[354] = 8'h00;
-    bank1[355] = 8'h00;
-    bank1[356] = 8'h00;
-    bank1[357] = 8'h00;
-    bank1[358] = 8'h00;
-    bank1[359] = 8'h00;
-    bank1[360] = 8'h00;
-    bank1[361] = 8'h00;
-    bank1[362] = 8'h00;
-    bank1[363] = 8'h00;
-    bank1[364] = 8'h00;
-    bank1[365] = 8'h00;
-    bank1[366] = 8'h00;
-    bank1[367] = 8'h00;
-    bank1[368] = 8'h00;
-    bank1[369] = 8'h00;
-    bank1[370] = 8'h00;
-    bank1[371] = 8'h00;
-    bank1[372] = 8'h00;
-    bank1[373] = 8'h00;
-    bank1[374] = 8'h00;
-    bank1[375] = 8'h00;
-    bank1[376] = 8'h00;
-    bank1[377] = 8'h00;
-    bank1[378] = 8'h00;
-    bank1[379] = 8'h00;
-    bank1[380] = 8'h00;
-    bank1[381] = 8'h00;
-    bank1[382] = 8'h00;
-    bank1[383] = 8'h00;
-    bank1[384] = 8'h00;
-    bank1[385] = 8'h00;
-    bank1[386] = 8'h00;
-    bank1[387] = 8'h00;
-    bank1[388] = 8'h00;
-    bank1[389] = 8'h00;
-    bank1[390] = 8'h00;
-    bank1[391] = 8'h00;
-    bank1[392] = 8'h00;
-    bank1[393] = 8'h00;
-    bank1[394] = 8'h00;
-    bank1[395] = 8'h00;
-    bank1[396] = 8'h00;
-    bank1[397] = 8'h00;
-    bank1[398] = 8'h00;
-    bank1[399] = 8'h00;
-    bank1[400] = 8'h00;
-    bank1[401] = 8'h00;
-    bank1[402] = 8'h00;
-    bank1[403] = 8'h00;
-    bank1[404] = 8'h00;
-    bank1[405] = 8'h00;
-    bank1[406] = 8'h00;
-    bank1[407] = 8'h00;
-    bank1[408] = 8'h00;
-    bank1[409] = 8'h00;
-    bank1[410] = 8'h00;
-    bank1[411] = 8'h00;
-    bank1[412] = 8'h00;
-    bank1[413] = 8'h00;
-    bank1[414] = 8'h00;
-    bank1[415] = 8'h00;
-    bank1[416] = 8'h00;
-    bank1[417] = 8'h00;
-    bank1[418] = 8'h00;
-    bank1[419] = 8'h00;
-    bank1[420] = 8'h00;
-    bank1[421] = 8'h00;
-    bank1[422] = 8'h00;
-    bank1[423] = 8'h00;
-    bank1[424] = 8'h00;
-    bank1[425] = 8'h00;
-    bank1[426] = 8'h00;
-    bank1[427] = 8'h00;
-    bank1[428] = 8'h00;
-    bank1[429] = 8'h00;
-    bank1[430] = 8'h00;
-    bank1[431] = 8'h00;
-    bank1[432] = 8'h00;
-    bank1[433] = 8'h00;
-    bank1[434] = 8'h00;
-    bank1[435] = 8'h00;
-    bank1[436] = 8'h00;
-    bank1[437] = 8'h00;
-    bank1[438] = 8'h00;
-    bank1[439] = 8'h00;
-    bank1[440] = 8'h00;
-    bank1[441] = 8'h00;
-    bank1[442] = 8'h00;
-    bank1[443] = 8'h00;
-    bank1[444] = 8'h00;
-    bank1[445] = 8'h00;
-    bank1[446] = 8'h00;
-    bank1[447] = 8'h00;
-    bank1[448] = 8'h00;
-    bank1[449] = 8'h00;
-    bank1[450] = 8'h00;
-    bank1[451] = 8'h00;
-    bank1[452] = 8'h00;
-    bank1[453] = 8'h00;
-    bank1[454] = 8'h00;
-    bank1[455] = 8'h00;
-    bank1[456] = 8'h00;
-    bank1[457] = 8'h00;
-    bank1[458] = 8'h00;
-    bank1[459] = 8'h00;
-    bank1[460] = 8'h00;
-    bank1[461] = 8'h00;
-    bank1[462] = 8'h00;
-    bank1[463] = 8'h00;
-    bank1[464] = 8'h00;
-    bank1[465] = 8'h00;
-    bank1[466] = 8'h00;
-    bank1[467] = 8'h00;
-    bank1[468] = 8'h00;
-    bank1[469] = 8'h00;
-    bank1[470] = 8'h00;
-    bank1[471] = 8'h00;
-    bank1[472] = 8'h00;
-    bank1[473] = 8'h00;
-    bank1[474] = 8'h00;
-    bank1[475] = 8'h00;
-    bank1[476] = 8'h00;
-    bank1[477] = 8'h00;
-    bank1[478] = 8'h00;
-    bank1[479] = 8'h00;
-    bank1[480] = 8'h00;
-    bank1[481] = 8'h00;
-    bank1[482] = 8'h00;
-    bank1[483] = 8'h00;
-    bank1[484] = 8'h00;
-    bank1[485] = 8'h00;
-    bank1[486] = 8'h00;
-    bank1[487] = 8'h00;
-    bank1[488] = 8'h00;
-    bank1[489] = 8'h00;
-    bank1[490] = 8'h00;
-    bank1[491] = 8'h00;
-    bank1[492] = 8'h00;
-    bank1[493] = 8'h00;
-    bank1[494] = 8'h00;
-    bank1[495] = 8'h00;
-    bank1[496] = 8'h00;
-    bank1[497] = 8'h00;
-    bank1[498] = 8'h00;
-    bank1[499] = 8'h00;
-    bank1[500] = 8'h00;
-    bank1[501] = 8'h00;
-    bank1[502] = 8'h00;
-    bank1[503] = 8'h00;
-    bank1[504] = 8'h00;
-    bank1[505] = 8'h00;
-    bank1[506] = 8'h00;
-    bank1[507] = 8'h00;
-    bank1[508] = 8'h00;
-    bank1[509] = 8'h00;
-    bank1[510] = 8'h00;
-    bank1[511] = 8'h00;
-    bank1[512] = 8'h00;
-    bank1[513] = 8'h00;
-    bank1[514] = 8'h00;
-    bank1[515] = 8'h00;
-    bank1[516] = 8'h00;
-    bank1[517] = 8'h00;
-    bank1[518] = 8'h00;
-    bank1[519] = 8'h00;
-    bank1[520] = 8'h00;
-    bank1[521] = 8'h00;
-    bank1[522] = 8'h00;
-    bank1[523] = 8'h00;
-    bank1[524] = 8'h00;
-    bank1[525] = 8'h00;
-    bank1[526] = 8'h00;
-    bank1[527] = 8'h00;
-    bank1[528] = 8'h00;
-    bank1[529] = 8'h00;
-    bank1[530] = 8'h00;
-    bank1[531] = 8'h00;
-    bank1[532] = 8'h00;
-    bank1[533] = 8'h00;
-    bank1[534] = 8'h00;
-    bank1[535] = 8'h00;
-    bank1[536] = 8'h00;
-    bank1[537] = 8'h00;
-    bank1[538] = 8'h00;
-    bank1[539] = 8'h00;
-    bank1[540] = 8'h00;
-    bank1[541] = 8'h00;
-    bank1[542] = 8'h00;
-    bank1[543] = 8'h00;
-    bank1[544] = 8'h00;
-    bank1[545] = 8'h00;
-    bank1[546] = 8'h00;
-    bank1[547] = 8'h00;
-    bank1[548] = 8'h00;
-    bank1[549] = 8'h00;
-    bank1[550] = 8'h00;
-    bank1[551] = 8'h00;
-    bank1[552] = 8'h00;
-    bank1[553] = 8'h00;
-    bank1[554] = 8'h00;
-    bank1[555] = 8'h00;
-    bank1[556] = 8'h00;
-    bank1[557] = 8'h00;
-    bank1[558] = 8'h00;
-    bank1[559] = 8'h00;
-    bank1[560] = 8'h00;
-    bank1[561] = 8'h00;
-    bank1[562] = 8'h00;
-    bank1[563] = 8'h00;
-    bank1[564] = 8'h00;
-    bank1[565] = 8'h00;
-    bank1[566] = 8'h00;
-    bank1[567] = 8'h00;
-    bank1[568] = 8'h00;
-    bank1[569] = 8'h00;
-    bank1[570] = 8'h00;
-    bank1[571] = 8'h00;
-    bank1[572] = 8'h00;
-    bank1[573] = 8'h00;
-    bank1[574] = 8'h00;
-    bank1[575] = 8'h00;
-    bank1[576] = 8'h00;
-    bank1[577] = 8'h00;
-    bank1[578] = 8'h00;
-    bank1[579] = 8'h00;
-    bank1[580] = 8'h00;
-    bank1[581] = 8'h00;
-    bank1[582] = 8'h00;
-    bank1[583] = 8'h00;
-    bank1[584] = 8'h00;
-    bank1[585] = 8'h00;
-    bank1[586] = 8'h00;
-    bank1[587] = 8'h00;
-    bank1[588] = 8'h00;
-    bank1[589] = 8'h00;
-    bank1[590] = 8'h00;
-    bank1[591] = 8'h00;
-    bank1[592] = 8'h00;
-    bank1[593] = 8'h00;
-    bank1[594] = 8'h00;
-    bank1[595] = 8'h00;
-    bank1[596] = 8'h00;
-    bank1[597] = 8'h00;
-    bank1[598] = 8'h00;
-    bank1[599] = 8'h00;
-    bank1[600] = 8'h00;
-    bank1[601] = 8'h00;
-    bank1[602] = 8'h00;
-    bank1[603] = 8'h00;
-    bank1[604] = 8'h00;
-    bank1[605] = 8'h00;
-    bank1[606] = 8'h00;
-    bank1[607] = 8'h00;
-    bank1[608] = 8'h00;
-    bank1[609] = 8'h00;
-    bank1[610] = 8'h00;
-    bank1[611] = 8'h00;
-    bank1[612] = 8'h00;
-    bank1[613] = 8'h00;
-    bank1[614] = 8'h00;
-    bank1[615] = 8'h00;
-    bank1[616] = 8'h00;
-    bank1[617] = 8'h00;
-    bank1[618] = 8'h00;
-    bank1[619] = 8'h00;
-    bank1[620] = 8'h00;
-    bank1[621] = 8'h00;
-    bank1[622] = 8'h00;
-    bank1[623] = 8'h00;
-    bank1[624] = 8'h00;
-    bank1[625] = 8'h00;
-    bank1[626] = 8'h00;
-    bank1[627] = 8'h00;
-    bank1[628] = 8'h00;
-    bank1[629] = 8'h00;
-    bank1[630] = 8'h00;
-    bank1[631] = 8'h00;
-    bank1[632] = 8'h00;
-    bank1[633] = 8'h00;
-    bank1[634] = 8'h00;
-    bank1[635] = 8'h00;
-    bank1[636] = 8'h00;
-    bank1[637] = 8'h00;
-    bank1[638] = 8'h00;
-    bank1[639] = 8'h00;
-    bank1[640] = 8'h00;
-    bank1[641] = 8'h00;
-    bank1[642] = 8'h00;
-    bank1[643] = 8'h00;
-    bank1[644] = 8'h00;
-    bank1[645] = 8'h00;
-    bank1[646] = 8'h00;
-    bank1[647] = 8'h00;
-    bank1[648] = 8'h00;
-    bank1[649] = 8'h00;
-    bank1[650] = 8'h00;
-    bank1[651] = 8'h00;
-    bank1[652] = 8'h00;
-    bank1[653] = 8'h00;
-    bank1[654] = 8'h00;
-    bank1[655] = 8'h00;
-    bank1[656] = 8'h00;
-    bank1[657] = 8'h00;
-    bank1[658] = 8'h00;
-    bank1[659] = 8'h00;
-    bank1[660] = 8'h00;
-    bank1[661] = 8'h00;
-    bank1[662] = 8'h00;
-    bank1[663] = 8'h00;
-    bank1[664] = 8'h00;
-    bank1[665] = 8'h00;
-    bank1[666] = 8'h00;
-    bank1[667] = 8'h00;
-    bank1[668] = 8'h00;
-    bank1[669] = 8'h00;
-    bank1[670] = 8'h00;
-    bank1[671] = 8'h00;
-    bank1[672] = 8'h00;
-    bank1[673] = 8'h00;
-    bank1[674] = 8'h00;
-    bank1[675] = 8'h00;
-    bank1[676] = 8'h00;
-    bank1[677] = 8'h00;
-    bank1[678] = 8'h00;
-    bank1[679] = 8'h00;
-    bank1[680] = 8'h00;
-    bank1[681] = 8'h00;
-    bank1[682] = 8'h00;
-    bank1[683] = 8'h00;
-    bank1[684] = 8'h00;
-    bank1[685] = 8'h00;
-    bank1[686] = 8'h00;
-    bank1[687] = 8'h00;
-    bank1[688] = 8'h00;
-    bank1[689] = 8'h00;
-    bank1[690] = 8'h00;
-    bank1[691] = 8'h00;
-    bank1[692] = 8'h00;
-    bank1[693] = 8'h00;
-    bank1[694] = 8'h00;
-    bank1[695] = 8'h00;
-    bank1[696] = 8'h00;
-    bank1[697] = 8'h00;
-    bank1[698] = 8'h00;
-    bank1[699] = 8'h00;
-    bank1[700] = 8'h00;
-    bank1[701] = 8'h00;
-    bank1[702] = 8'h00;
-    bank1[703] = 8'h00;
-    bank1[704] = 8'h00;
-    bank1[705] = 8'h00;
-    bank1[706] = 8'h00;
-    bank1[707] = 8'h00;
-    bank1[708] = 8'h00;
-    bank1[709] = 8'h00;
-    bank1[710] = 8'h00;
-    bank1[711] = 8'h00;
-    bank1[712] = 8'h00;
-    bank1[713] = 8'h00;
-    bank1[714] = 8'h00;
-    bank1[715] = 8'h00;
-    bank1[716] = 8'h00;
-    bank1[717] = 8'h00;
-    bank1[718] = 8'h00;
-    bank1[719] = 8'h00;
-    bank1[720] = 8'h00;
-    bank1[721] = 8'h00;
-    bank1[722] = 8'h00;
-    bank1[723] = 8'h00;
-    bank1[724] = 8'h00;
-    bank1[725] = 8'h00;
-    bank1[726] = 8'h00;
-    bank1[727] = 8'h00;
-    bank1[728] = 8'h00;
-    bank1[729] = 8'h00;
-    bank1[730] = 8'h00;
-    bank1[731] = 8'h00;
-    bank1[732] = 8'h00;
-    bank1[733] = 8'h00;
-    bank1[734] = 8'h00;
-    bank1[735] = 8'h00;
-    bank1[736] = 8'h00;
-    bank1[737] = 8'h00;
-    bank1[738] = 8'h00;
-    bank1[739] = 8'h00;
-    bank1[740] = 8'h00;
-    bank1[741] = 8'h00;
-    bank1[742] = 8'h00;
-    bank1[743] = 8'h00;
-    bank1[744] = 8'h00;
-    bank1[745] = 8'h00;
-    bank1[746] = 8'h00;
-    bank1[747] = 8'h00;
-    bank1[748] = 8'h00;
-    bank1[749] = 8'h00;
-    bank1[750] = 8'h00;
-    bank1[751] = 8'h00;
-    bank1[752] = 8'h00;
-    bank1[753] = 8'h00;
-    bank1[754] = 8'h00;
-    bank1[755] = 8'h00;
-    bank1[756] = 8'h00;
-    bank1[757] = 8'h00;
-    bank1[758] = 8'h00;
-    bank1[759] = 8'h00;
-    bank1[760] = 8'h00;
-    bank1[761] = 8'h00;
-    bank1[762] = 8'h00;
-    bank1[763] = 8'h00;
-    bank1[764] = 8'h00;
-    bank1[765] = 8'h00;
-    bank1[766] = 8'h00;
-    bank1[767] = 8'h00;
-    bank1[768] = 8'h00;
-    bank1[769] = 8'h00;
-    bank1[770] = 8'h00;
-    bank1[771] = 8'h00;
-    bank1[772] = 8'h00;
-    bank1[773] = 8'h00;
-    bank1[774] = 8'h00;
-    bank1[775] = 8'h00;
-    bank1[776] = 8'h00;
-    bank1[777] = 8'h00;
-    bank1[778] = 8'h00;
-    bank1[779] = 8'h00;
-    bank1[780] = 8'h00;
-    bank1[781] = 8'h00;
-    bank1[782] = 8'h00;
-    bank1[783] = 8'h00;
-    bank1[784] = 8'h00;
-    bank1[785] = 8'h00;
-    bank1[786] = 8'h00;
-    bank1[787] = 8'h00;
-    bank1[788] = 8'h00;
-    bank1[789] = 8'h00;
-    bank1[790] = 8'h00;
-    bank1[791] = 8'h00;
-    bank1[792] = 8'h00;
-    bank1[793] = 8'h00;
-    bank1[794] = 8'h00;
-    bank1[795] = 8'h00;
-    bank1[796] = 8'h00;
-    bank1[797] = 8'h00;
-    bank1[798] = 8'h00;
-    bank1[799] = 8'h00;
-    bank1[800] = 8'h00;
-    bank1[801] = 8'h00;
-    bank1[802] = 8'h00;
-    bank1[803] = 8'h00;
-    bank1[804] = 8'h00;
-    bank1[805] = 8'h00;
-    bank1[806] = 8'h00;
-    bank1[807] = 8'h00;
-    bank1[808] = 8'h00;
-    bank1[809] = 8'h00;
-    bank1[810] = 8'h00;
-    bank1[811] = 8'h00;
-    bank1[812] = 8'h00;
-    bank1[813] = 8'h00;
-    bank1[814] = 8'h00;
-    bank1[815] = 8'h00;
-    bank1[816] = 8'h00;
-    bank1[817] = 8'h00;
-    bank1[818] = 8'h00;
-    bank1[819] = 8'h00;
-    bank1[820] = 8'h00;
-    bank1[821] = 8'h00;
-    bank1[822] = 8'h00;
-    bank1[823] = 8'h00;
-    bank1[824] = 8'h00;
-    bank1[825] = 8'h00;
-    bank1[826] = 8'h00;
-    bank1[827] = 8'h00;
-    bank1[828] = 8'h00;
-    bank1[829] = 8'h00;
-    bank1[830] = 8'h00;
-    bank1[831] = 8'h00;
-    bank1[832] = 8'h00;
-    bank1[833] = 8'h00;
-    bank1[834] = 8'h00;
-    bank1[835] = 8'h00;
-    bank1[836] = 8'h00;
-    bank1[837] = 8'h00;
-    bank1[838] = 8'h00;
-    bank1[839] = 8'h00;
-    bank1[840] = 8'h00;
-    bank1[841] = 8'h00;
-    bank1[842] = 8'h00;
-    bank1[843] = 8'h00;
-    bank1[844] = 8'h00;
-    bank1[845] = 8'h00;
-    bank1[846] = 8'h00;
-    bank1[847] = 8'h00;
-    bank1[848] = 8'h00;
-    bank1[849] = 8'h00;
-    bank1[850] = 8'h00;
-    bank1[851] = 8'h00;
-    bank1[852] = 8'h00;
-    bank1[853] = 8'h00;
-    bank1[854] = 8'h00;
-    bank1[855] = 8'h00;
-    bank1[856] = 8'h00;
-    bank1[857] = 8'h00;
-    bank1[858] = 8'h00;
-    bank1[859] = 8'h00;
-    bank1[860] = 8'h00;
-    bank1[861] = 8'h00;
-    bank1[862] = 8'h00;
-    bank1[863] = 8'h00;
-    bank1[864] = 8'h00;
-    bank1[865] = 8'h00;
-    bank1[866] = 8'h00;
-    bank1[867] = 8'h00;
-    bank1[868] = 8'h00;
-    bank1[869] = 8'h00;
-    bank1[870] = 8'h00;
-    bank1[871] = 8'h00;
-    bank1[872] = 8'h00;
-    bank1[873] = 8'h00;
-    bank1[874] = 8'h00;
-    bank1[875] = 8'h00;
-    bank1[876] = 8'h00;
-    bank1[877] = 8'h00;
-    bank1[878] = 8'h00;
-    bank1[879] = 8'h00;
-    bank1[880] = 8'h00;
-    bank1[881] = 8'h00;
-    bank1[882] = 8'h00;
-    bank1[883] = 8'h00;
-    bank1[884] = 8'h00;
-    bank1[885] = 8'h00;
-    bank1[886] = 8'h00;
-    bank1[887] = 8'h00;
-    bank1[888] = 8'h00;
-    bank1[889] = 8'h00;
-    bank1[890] = 8'h00;
-    bank1[891] = 8'h00;
-    bank1[892] = 8'h00;
-    bank1[893] = 8'h00;
-    bank1[894] = 8'h00;
-    bank1[895] = 8'h00;
-    bank1[896] = 8'h00;
-    bank1[897] = 8'h00;
-    bank1[898] = 8'h00;
-    bank1[899] = 8'h00;
-    bank1[900] = 8'h00;
-    bank1[901] = 8'h00;
-    bank1[902] = 8'h00;
-    bank1[903] = 8'h00;
-    bank1[904] = 8'h00;
-    bank1[905] = 8'h00;
-    bank1[906] = 8'h00;
-    bank1[907] = 8'h00;
-    bank1[908] = 8'h00;
-    bank1[909] = 8'h00;
-    bank1[910] = 8'h00;
-    bank1[911] = 8'h00;
-    bank1[912] = 8'h00;
-    bank1[913] = 8'h00;
-    bank1[914] = 8'h00;
-    bank1[915] = 8'h00;
-    bank1[916] = 8'h00;
-    bank1[917] = 8'h00;
-    bank1[918] = 8'h00;
-    bank1[919] = 8'h00;
-    bank1[920] = 8'h00;
-    bank1[921] = 8'h00;
-    bank1[922] = 8'h00;
-    bank1[923] = 8'h00;
-    bank1[924] = 8'h00;
-    bank1[925] = 8'h00;
-    bank1[926] = 8'h00;
-    bank1[927] = 8'h00;
-    bank1[928] = 8'h00;
-    bank1[929] = 8'h00;
-    bank1[930] = 8'h00;
-    bank1[931] = 8'h00;
-    bank1[932] = 8'h00;
-    bank1[933] = 8'h00;
-    bank1[934] = 8'h00;
-    bank1[935] = 8'h00;
-    bank1[936] = 8'h00;
-    bank1[937] = 8'h00;
-    bank1[938] = 8'h00;
-    bank1[939] = 8'h00;
-    bank1[940] = 8'h00;
-    bank1[941] = 8'h00;
-    bank1[942] = 8'h00;
-    bank1[943] = 8'h00;
-    bank1[944] = 8'h00;
-    bank1[945] = 8'h00;
-    bank1[946] = 8'h00;
-    bank1[947] = 8'h00;
-    bank1[948] = 8'h00;
-    bank1[949] = 8'h00;
-    bank1[950] = 8'h00;
-    bank1[951] = 8'h00;
-    bank1[952] = 8'h00;
-    bank1[953] = 8'h00;
-    bank1[954] = 8'h00;
-    bank1[955] = 8'h00;
-    bank1[956] = 8'h00;
-    bank1[957] = 8'h00;
-    bank1[958] = 8'h00;
-    bank1[959] = 8'h00;
-    bank1[960] = 8'h00;
-    bank1[961] = 8'h00;
-    bank1[962] = 8'h00;
-    bank1[963] = 8'h00;
-    bank1[964] = 8'h00;
-    bank1[965] = 8'h00;
-    bank1[966] = 8'h00;
-    bank1[967] = 8'h00;
-    bank1[968] = 8'h00;
-    bank1[969] = 8'h00;
-    bank1[970] = 8'h00;
-    bank1[971] = 8'h00;
-    bank1[972] = 8'h00;
-    bank1[973] = 8'h00;
-    bank1[974] = 8'h00;
-    bank1[975] = 8'h00;
-    bank1[976] = 8'h00;
-    bank1[977] = 8'h00;
-    bank1[978] = 8'h00;
-    bank1[979] = 8'h00;
-    bank1[980] = 8'h00;
-    bank1[981] = 8'h00;
-    bank1[982] = 8'h00;
-    bank1[983] = 8'h00;
-    bank1[984] = 8'h00;
-    bank1[985] = 8'h00;
-    bank1[986] = 8'h00;
-    bank1[987] = 8'h00;
-    bank1[988] = 8'h00;
-    bank1[989] = 8'h00;
-    bank1[990] = 8'h00;
-    bank1[991] = 8'h00;
-    bank1[992] = 8'h00;
-    bank1[993] = 8'h00;
-    bank1[994] = 8'h00;
-    bank1[995] = 8'h00;
-    bank1[996] = 8'h00;
-    bank1[997] = 8'h00;
-    bank1[998] = 8'h00;
-    bank1[999] = 8'h00;
-    bank1[1000] = 8'h00;
-    bank1[1001] = 8'h00;
-    bank1[1002] = 8'h00;
-    bank1[1003] = 8'h00;
-    bank1[1004] = 8'h00;
-    bank1[1005] = 8'h00;
-    bank1[1006] = 8'h00;
-    bank1[1007] = 8'h00;
-    bank1[1008] = 8'h00;
-    bank1[1009] = 8'h00;
-    bank1[1010] = 8'h00;
-    bank1[1011] = 8'h00;
-    bank1[1012] = 8'h00;
-    bank1[1013] = 8'h00;
-    bank1[1014] = 8'h00;
-    bank1[1015] = 8'h00;
-    bank1[1016] = 8'h00;
-    bank1[1017] = 8'h00;
-    bank1[1018] = 8'h00;
-    bank1[1019] = 8'h00;
-    bank1[1020] = 8'h00;
-    bank1[1021] = 8'h00;
-    bank1[1022] = 8'h00;
-    bank1[1023] = 8'h00;
-    bank1[1024] = 8'h00;
-    bank1[1025] = 8'h00;
-    bank1[1026] = 8'h00;
-    bank1[1027] = 8'h00;
-    bank1[1028] = 8'h00;
-    bank1[1029] = 8'h00;
-    bank1[1030] = 8'h00;
-    bank1[1031] = 8'h00;
-    bank1[1032] = 8'h00;
-    bank1[1033] = 8'h00;
-    bank1[1034] = 8'h00;
-    bank1[1035] = 8'h00;
-    bank1[1036] = 8'h00;
-    bank1[1037] = 8'h00;
-    bank1[1038] = 8'h00;
-    bank1[1039] = 8'h00;
-    bank1[1040] = 8'h00;
-    bank1[1041] = 8'h00;
-    bank1[1042] = 8'h00;
-    bank1[1043] = 8'h00;
-    bank1[1044] = 8'h00;
-    bank1[1045] = 8'h00;
-    bank1[1046] = 8'h00;
-    bank1[1047] = 8'h00;
-    bank1[1048] = 8'h00;
-    bank1[1049] = 8'h00;
-    bank1[1050] = 8'h00;
-    bank1[1051] = 8'h00;
-    bank1[1052] = 8'h00;
-    bank1[1053] = 8'h00;
-    bank1[1054] = 8'h00;
-    bank1[1055] = 8'h00;
-    bank1[1056] = 8'h00;
-    bank1[1057] = 8'h00;
-    bank1[1058] = 8'h00;
-    bank1[1059] = 8'h00;
-    bank1[1060] = 8'h00;
-    bank1[1061] = 8'h00;
-    bank1[1062] = 8'h00;
-    bank1[1063] = 8'h00;
-    bank1[1064] = 8'h00;
-    bank1[1065] = 8'h00;
-    bank1[1066] = 8'h00;
-    bank1[1067] = 8'h00;
-    bank1[1068] = 8'h00;
-    bank1[1069] = 8'h00;
-    bank1[1070] = 8'h00;
-    bank1[1071] = 8'h00;
-    bank1[1072] = 8'h00;
-    bank1[1073] = 8'h00;
-    bank1[1074] = 8'h00;
-    bank1[1075] = 8'h00;
-    bank1[1076] = 8'h00;
-    bank1[1077] = 8'h00;
-    bank1[1078] = 8'h00;
-    bank1[1079] = 8'h00;
-    bank1[1080] = 8'h00;
-    bank1[1081] = 8'h00;
-    bank1[1082] = 8'h00;
-    bank1[1083] = 8'h00;
-    bank1[1084] = 8'h00;
-    bank1[1085] = 8'h00;
-    bank1[1086] = 8'h00;
-    bank1[1087] = 8'h00;
-    bank1[1088] = 8'h00;
-    bank1[1089] = 8'h00;
-    bank1[1090] = 8'h00;
-    bank1[1091] = 8'h00;
-    bank1[1092] = 8'h00;
-    bank1[1093] = 8'h00;
-    bank1[1094] = 8'h00;
-    bank1[1095] = 8'h00;
-    bank1[1096] = 8'h00;
-    bank1[1097] = 8'h00;
-    bank1[1098] = 8'h00;
-    bank1[1099] = 8'h00;
-    bank1[1100] = 8'h00;
-    bank1[1101] = 8'h00;
-    bank1[1102] = 8'h00;
-    bank1[1103] = 8'h00;
-    bank1[1104] = 8'h00;
-    bank1[1105] = 8'h00;
-    bank1[1106] = 8'h00;
-    bank1[1107] = 8'h00;
-    bank1[1108] = 8'h00;
-    bank1[1109] = 8'h00;
-    bank1[1110] = 8'h00;
-    bank1[1111] = 8'h00;
-    bank1[1112] = 8'h00;
-    bank1[1113] = 8'h00;
-    bank1[1114] = 8'h00;
-    bank1[1115] = 8'h00;
-    bank1[1116] = 8'h00;
-    bank1[1117] = 8'h00;
-    bank1[1118] = 8'h00;
-    bank1[1119] = 8'h00;
-    bank1[1120] = 8'h00;
-    bank1[1121] = 8'h00;
-    bank1[1122] = 8'h00;
-    bank1[1123] = 8'h00;
-    bank1[1124] = 8'h00;
-    bank1[1125] = 8'h00;
-    bank1[1126] = 8'h00;
-    bank1[1127] = 8'h00;
-    bank1[1128] = 8'h00;
-    bank1[1129] = 8'h00;
-    bank1[1130] = 8'h00;
-    bank1[1131] = 8'h00;
-    bank1[1132] = 8'h00;
-    bank1[1133] = 8'h00;
-    bank1[1134] = 8'h00;
-    bank1[1135] = 8'h00;
-    bank1[1136] = 8'h00;
-    bank1[1137] = 8'h00;
-    bank1[1138] = 8'h00;
-    bank1[1139] = 8'h00;
-    bank1[1140] = 8'h00;
-    bank1[1141] = 8'h00;
-    bank1[1142] = 8'h00;
-    bank1[1143] = 8'h00;
-    bank1[1144] = 8'h00;
-    bank1[1145] = 8'h00;
-    bank1[1146] = 8'h00;
-    bank1[1147] = 8'h00;
-    bank1[1148] = 8'h00;
-    bank1[1149] = 8'h00;
-    bank1[1150] = 8'h00;
-    bank1[1151] = 8'h00;
-    bank1[1152] = 8'h00;
-    bank1[1153] = 8'h00;
-    bank1[1154] = 8'h00;
-    bank1[1155] = 8'h00;
-    bank1[1156] = 8'h00;
-    bank1[1157] = 8'h00;
-    bank1[1158] = 8'h00;
-    bank1[1159] = 8'h00;
-    bank1[1160] = 8'h00;
-    bank1[1161] = 8'h00;
-    bank1[1162] = 8'h00;
-    bank1[1163] = 8'h00;
-    bank1[1164] = 8'h00;
-    bank1[1165] = 8'h00;
-    bank1[1166] = 8'h00;
-    bank1[1167] = 8'h00;
-    bank1[1168] = 8'h00;
-    bank1[1169] = 8'h00;
-    bank1[1170] = 8'h00;
-    bank1[1171] = 8'h00;
-    bank1[1172] = 8'h00;
-    bank1[1173] = 8'h00;
-    bank1[1174] = 8'h00;
-    bank1[1175] = 8'h00;
-    bank1[1176] = 8'h00;
-    bank1[1177] = 8'h00;
-    bank1[1178] = 8'h00;
-    bank1[1179] = 8'h00;
-    bank1[1180] = 8'h00;
-    bank1[1181] = 8'h00;
-    bank1[1182] = 8'h00;
-    bank1[1183] = 8'h00;
-    bank1[1184] = 8'h00;
-    bank1[1185] = 8'h00;
-    bank1[1186] = 8'h00;
-    bank1[1187] = 8'h00;
-    bank1[1188] = 8'h00;
-    bank1[1189] = 8'h00;
-    bank1[1190] = 8'h00;
-    bank1[1191] = 8'h00;
-    bank1[1192] = 8'h00;
-    bank1[1193] = 8'h00;
-    bank1[1194] = 8'h00;
-    bank1[1195] = 8'h00;
-    bank1[1196] = 8'h00;
-    bank1[1197] = 8'h00;
-    bank1[1198] = 8'h00;
-    bank1[1199] = 8'h00;
-    bank1[1200] = 8'h00;
-    bank1[1201] = 8'h00;
-    bank1[1202] = 8'h00;
-    bank1[1203] = 8'h00;
-    bank1[1204] = 8'h00;
-    bank1[1205] = 8'h00;
-    bank1[1206] = 8'h00;
-    bank1[1207] = 8'h00;
-    bank1[1208] = 8'h00;
-    bank1[1209] = 8'h00;
-    bank1[1210] = 8'h00;
-    bank1[1211] = 8'h00;
-    bank1[1212] = 8'h00;
-    bank1[1213] = 8'h00;
-    bank1[1214] = 8'h00;
-    bank1[1215] = 8'h00;
-    bank1[1216] = 8'h00;
-    bank1[1217] = 8'h00;
-    bank1[1218] = 8'h00;
-    bank1[1219] = 8'h00;
-    bank1[1220] = 8'h00;
-    bank1[1221] = 8'h00;
-    bank1[1222] = 8'h00;
-    bank1[1223] = 8'h00;
-    bank1[1224] = 8'h00;
-    bank1[1225] = 8'h00;
-    bank1[1226] = 8'h00;
-    bank1[1227] = 8'h00;
-    bank1[1228] = 8'h00;
-    bank1[1229] = 8'h00;
-    bank1[1230] = 8'h00;
-    bank1[1231] = 8'h00;
-    bank1[1232] = 8'h00;
-    bank1[1233] = 8'h00;
-    bank1[1234] = 8'h00;
-    bank1[1235] = 8'h00;
-    bank1[1236] = 8'h00;
-    bank1[1237] = 8'h00;
-    bank1[1238] = 8'h00;
-    bank1[1239] = 8'h00;
-    bank1[1240] = 8'h00;
-    bank1[1241] = 8'h00;
-    bank1[1242] = 8'h00;
-    bank1[1243] = 8'h00;
-    bank1[1244] = 8'h00;
-    bank1[1245] = 8'h00;
-    bank1[1246] = 8'h00;
-    bank1[1247] = 8'h00;
-    bank1[1248] = 8'h00;
-    bank1[1249] = 8'h00;
-    bank1[1250] = 8'h00;
-    bank1[1251] = 8'h00;
-    bank1[1252] = 8'h00;
-    bank1[1253] = 8'h00;
-    bank1[1254] = 8'h00;
-    bank1[1255] = 8'h00;
-    bank1[1256] = 8'h00;
-    bank1[1257] = 8'h00;
-    bank1[1258] = 8'h00;
-    bank1[1259] = 8'h00;
-    bank1[1260] = 8'h00;
-    bank1[1261] = 8'h00;
-    bank1[1262] = 8'h00;
-    bank1[1263] = 8'h00;
-    bank1[1264] = 8'h00;
-    bank1[1265] = 8'h00;
-    bank1[1266] = 8'h00;
-    bank1[1267] = 8'h00;
-    bank1[1268] = 8'h00;
-    bank1[1269] = 8'h00;
-    bank1[1270] = 8'h00;
-    bank1[1271] = 8'h00;
-    bank1[1272] = 8'h00;
-    bank1[1273] = 8'h00;
-    bank1[1274] = 8'h00;
-    bank1[1275] = 8'h00;
-    bank1[1276] = 8'h00;
-    bank1[1277] = 8'h00;
-    bank1[1278] = 8'h00;
-    bank1[1279] = 8'h00;
-    bank1[1280] = 8'h00;
-    bank1[1281] = 8'h00;
-    bank1[1282] = 8'h00;
-    bank1[1283] = 8'h00;
-    bank1[1284] = 8'h00;
-    bank1[1285] = 8'h00;
-    bank1[1286] = 8'h00;
-    bank1[1287] = 8'h00;
-    bank1[1288] = 8'h00;
-    bank1[1289] = 8'h00;
-    bank1[1290] = 8'h00;
-    bank1[1291] = 8'h00;
-    bank1[1292] = 8'h00;
-    bank1[1293] = 8'h00;
-    bank1[1294] = 8'h00;
-    bank1[1295] = 8'h00;
-    bank1[1296] = 8'h00;
-    bank1[1297] = 8'h00;
-    bank1[1298] = 8'h00;
-    bank1[1299] = 8'h00;
-    bank1[1300] = 8'h00;
-    bank1[1301] = 8'h00;
-    bank1[1302] = 8'h00;
-    bank1[1303] = 8'h00;
-    bank1[1304] = 8'h00;
-    bank1[1305] = 8'h00;
-    bank1[1306] = 8'h00;
-    bank1[1307] = 8'h00;
-    bank1[1308] = 8'h00;
-    bank1[1309] = 8'h00;
-    bank1[1310] = 8'h00;
-    bank1[1311] = 8'h00;
-    bank1[1312] = 8'h00;
-    bank1[1313] = 8'h00;
-    bank1[1314] = 8'h00;
-    bank1[1315] = 8'h00;
-    bank1[1316] = 8'h00;
-    bank1[1317] = 8'h00;
-    bank1[1318] = 8'h00;
-    bank1[1319] = 8'h00;
-    bank1[1320] = 8'h00;
-    bank1[1321] = 8'h00;
-    bank1[1322] = 8'h00;
-    bank1[1323] = 8'h00;
-    bank1[1324] = 8'h00;
-    bank1[1325] = 8'h00;
-    bank1[1326] = 8'h00;
-    bank1[1327] = 8'h00;
-    bank1[1328] = 8'h00;
-    bank1[1329] = 8'h00;
-    bank1[1330] = 8'h00;
-    bank1[1331] = 8'h00;
-    bank1[1332] = 8'h00;
-    bank1[1333] = 8'h00;
-    bank1[1334] = 8'h00;
-    bank1[1335] = 8'h00;
-    bank1[1336] = 8'h00;
-    bank1[1337] = 8'h00;
-    bank1[1338] = 8'h00;
-    bank1[1339] = 8'h00;
-    bank1[1340] = 8'h00;
-    bank1[1341] = 8'h00;
-    bank1[1342] = 8'h00;
-    bank1[1343] = 8'h00;
+    bank1[0] = 32'd0;
+    bank1[1] = 32'd0;
+    bank1[2] = 32'd0;
+    bank1[3] = 32'd0;
+    bank1[4] = 32'd0;
+    bank1[5] = 32'd0;
+    bank1[6] = 32'd0;
+    bank1[7] = 32'd0;
+    bank1[8] = 32'd0;
+    bank1[9] = 32'd0;
+    bank1[10] = 32'd0;
+    bank1[11] = 32'd0;
+    bank1[12] = 32'd0;
+    bank1[13] = 32'd0;
+    bank1[14] = 32'd0;
+    bank1[15] = 32'd0;
+    bank1[16] = 32'd0;
+    bank1[17] = 32'd0;
+    bank1[18] = 32'd0;
+    bank1[19] = 32'd0;
+    bank1[20] = 32'd0;
+    bank1[21] = 32'd0;
+    bank1[22] = 32'd0;
+    bank1[23] = 32'd0;
+    bank1[24] = 32'd0;
+    bank1[25] = 32'd0;
+    bank1[26] = 32'd0;
+    bank1[27] = 32'd0;
+    bank1[28] = 32'd0;
+    bank1[29] = 32'd0;
+    bank1[30] = 32'd0;
+    bank1[31] = 32'd0;
+    bank1[32] = 32'd0;
+    bank1[33] = 32'd0;
+    bank1[34] = 32'd0;
+    bank1[35] = 32'd0;
+    bank1[36] = 32'd0;
+    bank1[37] = 32'd0;
+    bank1[38] = 32'd0;
+    bank1[39] = 32'd0;
+    bank1[40] = 32'd0;
+    bank1[41] = 32'd0;
+    bank1[42] = 32'd0;
+    bank1[43] = 32'd0;
+    bank1[44] = 32'd0;
+    bank1[45] = 32'd0;
+    bank1[46] = 32'd0;
+    bank1[47] = 32'd0;
+    bank1[48] = 32'd0;
+    bank1[49] = 32'd0;
+    bank1[50] = 32'd0;
+    bank1[51] = 32'd0;
+    bank1[52] = 32'd0;
+    bank1[53] = 32'd0;
+    bank1[54] = 32'd0;
+    bank1[55] = 32'd0;
+    bank1[56] = 32'd0;
+    bank1[57] = 32'd0;
+    bank1[58] = 32'd0;
+    bank1[59] = 32'd0;
+    bank1[60] = 32'd0;
+    bank1[61] = 32'd0;
+    bank1[62] = 32'd0;
+    bank1[63] = 32'd0;
+    bank1[64] = 32'd0;
+    bank1[65] = 32'd0;
+    bank1[66] = 32'd0;
+    bank1[67] = 32'd0;
+    bank1[68] = 32'd0;
+    bank1[69] = 32'd0;
+    bank1[70] = 32'd0;
+    bank1[71] = 32'd0;
+    bank1[72] = 32'd0;
+    bank1[73] = 32'd0;
+    bank1[74] = 32'd0;
+    bank1[75] = 32'd0;
+    bank1[76] = 32'd0;
+    bank1[77] = 32'd0;
+    bank1[78] = 32'd0;
+    bank1[79] = 32'd0;
+    bank1[80] = 32'd0;
+    bank1[81] = 32'd0;
+    bank1[82] = 32'd0;
+    bank1[83] = 32'd0;
+    bank1[84] = 32'd0;
+    bank1[85] = 32'd0;
+    bank1[86] = 32'd0;
+    bank1[87] = 32'd0;
+    bank1[88] = 32'd0;
+    bank1[89] = 32'd0;
+    bank1[90] = 32'd0;
+    bank1[91] = 32'd0;
+    bank1[92] = 32'd0;
+    bank1[93] = 32'd0;
+    bank1[94] = 32'd0;
+    bank1[95] = 32'd0;
+    bank1[96] = 32'd0;
+    bank1[97] = 32'd0;
+    bank1[98] = 32'd0;
+    bank1[99] = 32'd0;
+    bank1[100] = 32'd0;
+    bank1[101] = 32'd0;
+    bank1[102] = 32'd0;
+    bank1[103] = 32'd0;
+    bank1[104] = 32'd0;
+    bank1[105] = 32'd0;
+    bank1[106] = 32'd0;
+    bank1[107] = 32'd0;
+    bank1[108] = 32'd0;
+    bank1[109] = 32'd0;
+    bank1[110] = 32'd0;
+    bank1[111] = 32'd0;
+    bank1[112] = 32'd0;
+    bank1[113] = 32'd0;
+    bank1[114] = 32'd0;
+    bank1[115] = 32'd0;
+    bank1[116] = 32'd0;
+    bank1[117] = 32'd0;
+    bank1[118] = 32'd0;
+    bank1[119] = 32'd0;
+    bank1[120] = 32'd0;
+    bank1[121] = 32'd0;
+    bank1[122] = 32'd0;
+    bank1[123] = 32'd0;
+    bank1[124] = 32'd0;
+    bank1[125] = 32'd0;
+    bank1[126] = 32'd0;
+    bank1[127] = 32'd0;
+    bank1[128] = 32'd0;
+    bank1[129] = 32'd0;
+    bank1[130] = 32'd0;
+    bank1[131] = 32'd0;
+    bank1[132] = 32'd0;
+    bank1[133] = 32'd0;
+    bank1[134] = 32'd0;
+    bank1[135] = 32'd0;
+    bank1[136] = 32'd0;
+    bank1[137] = 32'd0;
+    bank1[138] = 32'd0;
+    bank1[139] = 32'd0;
+    bank1[140] = 32'd0;
+    bank1[141] = 32'd0;
+    bank1[142] = 32'd0;
+    bank1[143] = 32'd0;
+    bank1[144] = 32'd0;
+    bank1[145] = 32'd0;
+    bank1[146] = 32'd0;
+    bank1[147] = 32'd0;
+    bank1[148] = 32'd0;
+    bank1[149] = 32'd0;
+    bank1[150] = 32'd0;
+    bank1[151] = 32'd0;
+    bank1[152] = 32'd0;
+    bank1[153] = 32'd0;
+    bank1[154] = 32'd0;
+    bank1[155] = 32'd0;
+    bank1[156] = 32'd0;
+    bank1[157] = 32'd0;
+    bank1[158] = 32'd0;
+    bank1[159] = 32'd0;
+    bank1[160] = 32'd0;
+    bank1[161] = 32'd0;
+    bank1[162] = 32'd0;
+    bank1[163] = 32'd0;
+    bank1[164] = 32'd0;
+    bank1[165] = 32'd0;
+    bank1[166] = 32'd0;
+    bank1[167] = 32'd0;
+    bank1[168] = 32'd0;
+    bank1[169] = 32'd0;
+    bank1[170] = 32'd0;
+    bank1[171] = 32'd0;
+    bank1[172] = 32'd0;
+    bank1[173] = 32'd0;
+    bank1[174] = 32'd0;
+    bank1[175] = 32'd0;
+    bank1[176] = 32'd0;
+    bank1[177] = 32'd0;
+    bank1[178] = 32'd0;
+    bank1[179] = 32'd0;
+    bank1[180] = 32'd0;
+    bank1[181] = 32'd0;
+    bank1[182] = 32'd0;
+    bank1[183] = 32'd0;
+    bank1[184] = 32'd0;
+    bank1[185] = 32'd0;
+    bank1[186] = 32'd0;
+    bank1[187] = 32'd0;
+    bank1[188] = 32'd0;
+    bank1[189] = 32'd0;
+    bank1[190] = 32'd0;
+    bank1[191] = 32'd0;
+    bank1[192] = 32'd0;
+    bank1[193] = 32'd0;
+    bank1[194] = 32'd0;
+    bank1[195] = 32'd0;
+    bank1[196] = 32'd0;
+    bank1[197] = 32'd0;
+    bank1[198] = 32'd0;
+    bank1[199] = 32'd0;
+    bank1[200] = 32'd0;
+    bank1[201] = 32'd0;
+    bank1[202] = 32'd0;
+    bank1[203] = 32'd0;
+    bank1[204] = 32'd0;
+    bank1[205] = 32'd0;
+    bank1[206] = 32'd0;
+    bank1[207] = 32'd0;
+    bank1[208] = 32'd0;
+    bank1[209] = 32'd0;
+    bank1[210] = 32'd0;
+    bank1[211] = 32'd0;
+    bank1[212] = 32'd0;
+    bank1[213] = 32'd0;
+    bank1[214] = 32'd0;
+    bank1[215] = 32'd0;
+    bank1[216] = 32'd0;
+    bank1[217] = 32'd0;
+    bank1[218] = 32'd0;
+    bank1[219] = 32'd0;
+    bank1[220] = 32'd0;
+    bank1[221] = 32'd0;
+    bank1[222] = 32'd0;
+    bank1[223] = 32'd0;
+    bank1[224] = 32'd0;
+    bank1[225] = 32'd0;
+    bank1[226] = 32'd0;
+    bank1[227] = 32'd0;
+    bank1[228] = 32'd0;
+    bank1[229] = 32'd0;
+    bank1[230] = 32'd0;
+    bank1[231] = 32'd0;
+    bank1[232] = 32'd0;
+    bank1[233] = 32'd0;
+    bank1[234] = 32'd0;
+    bank1[235] = 32'd0;
+    bank1[236] = 32'd0;
+    bank1[237] = 32'd0;
+    bank1[238] = 32'd0;
+    bank1[239] = 32'd0;
+    bank1[240] = 32'd0;
+    bank1[241] = 32'd0;
+    bank1[242] = 32'd0;
+    bank1[243] = 32'd0;
+    bank1[244] = 32'd0;
+    bank1[245] = 32'd0;
+    bank1[246] = 32'd0;
+    bank1[247] = 32'd0;
+    bank1[248] = 32'd0;
+    bank1[249] = 32'd0;
+    bank1[250] = 32'd0;
+    bank1[251] = 32'd0;
+    bank1[252] = 32'd0;
+    bank1[253] = 32'd0;
+    bank1[254] = 32'd0;
+    bank1[255] = 32'd0;
+    bank1[256] = 32'd0;
+    bank1[257] = 32'd0;
+    bank1[258] = 32'd0;
+    bank1[259] = 32'd0;
+    bank1[260] = 32'd0;
+    bank1[261] = 32'd0;
+    bank1[262] = 32'd0;
+    bank1[263] = 32'd0;
+    bank1[264] = 32'd0;
+    bank1[265] = 32'd0;
+    bank1[266] = 32'd0;
+    bank1[267] = 32'd0;
+    bank1[268] = 32'd0;
+    bank1[269] = 32'd0;
+    bank1[270] = 32'd0;
+    bank1[271] = 32'd0;
+    bank1[272] = 32'd0;
+    bank1[273] = 32'd0;
+    bank1[274] = 32'd0;
+    bank1[275] = 32'd0;
+    bank1[276] = 32'd0;
+    bank1[277] = 32'd0;
+    bank1[278] = 32'd0;
+    bank1[279] = 32'd0;
+    bank1[280] = 32'd0;
+    bank1[281] = 32'd0;
+    bank1[282] = 32'd0;
+    bank1[283] = 32'd0;
+    bank1[284] = 32'd0;
+    bank1[285] = 32'd0;
+    bank1[286] = 32'd0;
+    bank1[287] = 32'd0;
+    bank1[288] = 32'd0;
+    bank1[289] = 32'd0;
+    bank1[290] = 32'd0;
+    bank1[291] = 32'd0;
+    bank1[292] = 32'd0;
+    bank1[293] = 32'd0;
+    bank1[294] = 32'd0;
+    bank1[295] = 32'd0;
+    bank1[296] = 32'd0;
+    bank1[297] = 32'd0;
+    bank1[298] = 32'd0;
+    bank1[299] = 32'd0;
+    bank1[300] = 32'd0;
+    bank1[301] = 32'd0;
+    bank1[302] = 32'd0;
+    bank1[303] = 32'd0;
+    bank1[304] = 32'd0;
+    bank1[305] = 32'd0;
+    bank1[306] = 32'd0;
+    bank1[307] = 32'd0;
+    bank1[308] = 32'd0;
+    bank1[309] = 32'd0;
+    bank1[310] = 32'd0;
+    bank1[311] = 32'd0;
+    bank1[312] = 32'd0;
+    bank1[313] = 32'd0;
+    bank1[314] = 32'd0;
+    bank1[315] = 32'd0;
+    bank1[316] = 32'd0;
+    bank1[317] = 32'd0;
+    bank1[318] = 32'd0;
+    bank1[319] = 32'd0;
+    bank1[320] = 32'd0;
+    bank1[321] = 32'd0;
+    bank1[322] = 32'd0;
+    bank1[323] = 32'd0;
+    bank1[324] = 32'd0;
+    bank1[325] = 32'd0;
+    bank1[326] = 32'd0;
+    bank1[327] = 32'd0;
+    bank1[328] = 32'd0;
+    bank1[329] = 32'd0;
+    bank1[330] = 32'd0;
+    bank1[331] = 32'd0;
+    bank1[332] = 32'd0;
+    bank1[333] = 32'd0;
+    bank1[334] = 32'd0;
+    bank1[335] = 32'd0;
   end
   always @(posedge clk) begin
     if (\$signature__en$20 )
       bank1[\$signature__addr$16 ] <= \$signature__data$18 ;
   end
-  reg [7:0] _1_;
+  reg [31:0] _1_;
   always @(posedge clk) begin
     _1_ <= bank1[\$signature__addr$64 ];
   end
-  assign \$signature__data$113  = _1_;
+  assign \$signature__data$112  = _1_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
-  reg [7:0] bank2 [1343:0];
+  reg [31:0] bank2 [335:0];
   initial begin
-    bank2[0] = 8'h00;
-    bank2[1] = 8'h00;
-    bank2[2] = 8'h00;
-    bank2[3] = 8'h00;
-    bank2[4] = 8'h00;
-    bank2[5] = 8'h00;
-    bank2[6] = 8'h00;
-    bank2[7] = 8'h00;
-    bank2[8] = 8'h00;
-    bank2[9] = 8'h00;
-    bank2[10] = 8'h00;
-    bank2[11] = 8'h00;
-    bank2[12] = 8'h00;
-    bank2[13] = 8'h00;
-    bank2[14] = 8'h00;
-    bank2[15] = 8'h00;
-    bank2[16] = 8'h00;
-    bank2[17] = 8'h00;
-    bank2[18] = 8'h00;
-    bank2[19] = 8'h00;
-    bank2[20] = 8'h00;
-    bank2[21] = 8'h00;
-    bank2[22] = 8'h00;
-    bank2[23] = 8'h00;
-    bank2[24] = 8'h00;
-    bank2[25] = 8'h00;
-    bank2[26] = 8'h00;
-    bank2[27] = 8'h00;
-    bank2[28] = 8'h00;
-    bank2[29] = 8'h00;
-    bank2[30] = 8'h00;
-    bank2[31] = 8'h00;
-    bank2[32] = 8'h00;
-    bank2[33] = 8'h00;
-    bank2[34] = 8'h00;
-    bank2[35] = 8'h00;
-    bank2[36] = 8'h00;
-    bank2[37] = 8'h00;
-    bank2[38] = 8'h00;
-    bank2[39] = 8'h00;
-    bank2[40] = 8'h00;
-    bank2[41] = 8'h00;
-    bank2[42] = 8'h00;
-    bank2[43] = 8'h00;
-    bank2[44] = 8'h00;
-    bank2[45] = 8'h00;
-    bank2[46] = 8'h00;
-    bank2[47] = 8'h00;
-    bank2[48] = 8'h00;
-    bank2[49] = 8'h00;
-    bank2[50] = 8'h00;
-    bank2[51] = 8'h00;
-    bank2[52] = 8'h00;
-    bank2[53] = 8'h00;
-    bank2[54] = 8'h00;
-    bank2[55] = 8'h00;
-    bank2[56] = 8'h00;
-    bank2[57] = 8'h00;
-    bank2[58] = 8'h00;
-    bank2[59] = 8'h00;
-    bank2[60] = 8'h00;
-    bank2[61] = 8'h00;
-    bank2[62] = 8'h00;
-    bank2[63] = 8'h00;
-    bank2[64] = 8'h00;
-    bank2[65] = 8'h00;
-    bank2[66] = 8'h00;
-    bank2[67] = 8'h00;
-    bank2[68] = 8'h00;
-    bank2[69] = 8'h00;
-    bank2[70] = 8'h00;
-    bank2[71] = 8'h00;
-    bank2[72] = 8'h00;
-    bank2[73] = 8'h00;
-    bank2[74] = 8'h00;
-    bank2[75] = 8'h00;
-    bank2[76] = 8'h00;
-    bank2[77] = 8'h00;
-    bank2[78] = 8'h00;
-    bank2[79] = 8'h00;
-    bank2[80] = 8'h00;
-    bank2[81] = 8'h00;
-    bank2[82] = 8'h00;
-    bank2[83] = 8'h00;
-    bank2[84] = 8'h00;
-    bank2[85] = 8'h00;
-    bank2[86] = 8'h00;
-    bank2[87] = 8'h00;
-    bank2[88] = 8'h00;
-    bank2[89] = 8'h00;
-    bank2[90] = 8'h00;
-    bank2[91] = 8'h00;
-    bank2[92] = 8'h00;
-    bank2[93] = 8'h00;
-    bank2[94] = 8'h00;
-    bank2[95] = 8'h00;
-    bank2[96] = 8'h00;
-    bank2[97] = 8'h00;
-    bank2[98] = 8'h00;
-    bank2[99] = 8'h00;
-    bank2[100] = 8'h00;
-    bank2[101] = 8'h00;
-    bank2[102] = 8'h00;
-    bank2[103] = 8'h00;
-    bank2[104] = 8'h00;
-    bank2[105] = 8'h00;
-    bank2[106] = 8'h00;
-    bank2[107] = 8'h00;
-    bank2[108] = 8'h00;
-    bank2[109] = 8'h00;
-    bank2[110] = 8'h00;
-    bank2[111] = 8'h00;
-    bank2[112] = 8'h00;
-    bank2[113] = 8'h00;
-    bank2[114] = 8'h00;
-    bank2[115] = 8'h00;
-    bank2[116] = 8'h00;
-    bank2[117] = 8'h00;
-    bank2[118] = 8'h00;
-    bank2[119] = 8'h00;
-    bank2[120] = 8'h00;
-    bank2[121] = 8'h00;
-    bank2[122] = 8'h00;
-    bank2[123] = 8'h00;
-    bank2[124] = 8'h00;
-    bank2[125] = 8'h00;
-    bank2[126] = 8'h00;
-    bank2[127] = 8'h00;
-    bank2[128] = 8'h00;
-    bank2[129] = 8'h00;
-    bank2[130] = 8'h00;
-    bank2[131] = 8'h00;
-    bank2[132] = 8'h00;
-    bank2[133] = 8'h00;
-    bank2[134] = 8'h00;
-    bank2[135] = 8'h00;
-    bank2[136] = 8'h00;
-    bank2[137] = 8'h00;
-    bank2[138] = 8'h00;
-    bank2[139] = 8'h00;
-    bank2[140] = 8'h00;
-    bank2[141] = 8'h00;
-    bank2[142] = 8'h00;
-    bank2[143] = 8'h00;
-    bank2[144] = 8'h00;
-    bank2[145] = 8'h00;
-    bank2[146] = 8'h00;
-    bank2[147] = 8'h00;
-    bank2[148] = 8'h00;
-    bank2[149] = 8'h00;
-    bank2[150] = 8'h00;
-    bank2[151] = 8'h00;
-    bank2[152] = 8'h00;
-    bank2[153] = 8'h00;
-    bank2[154] = 8'h00;
-    bank2[155] = 8'h00;
-    bank2[156] = 8'h00;
-    bank2[157] = 8'h00;
-    bank2[158] = 8'h00;
-    bank2[159] = 8'h00;
-    bank2[160] = 8'h00;
-    bank2[161] = 8'h00;
-    bank2[162] = 8'h00;
-    bank2[163] = 8'h00;
-    bank2[164] = 8'h00;
-    bank2[165] = 8'h00;
-    bank2[166] = 8'h00;
-    bank2[167] = 8'h00;
-    bank2[168] = 8'h00;
-    bank2[169] = 8'h00;
-    bank2[170] = 8'h00;
-    bank2[171] = 8'h00;
-    bank2[172] = 8'h00;
-    bank2[173] = 8'h00;
-    bank2[174] = 8'h00;
-    bank2[175] = 8'h00;
-    bank2[176] = 8'h00;
-    bank2[177] = 8'h00;
-    bank2[178] = 8'h00;
-    bank2[179] = 8'h00;
-    bank2[180] = 8'h00;
-    bank2[181] = 8'h00;
-    bank2[182] = 8'h00;
-    bank2[183] = 8'h00;
-    bank2[184] = 8'h00;
-    bank2[185] = 8'h00;
-    bank2[186] = 8'h00;
-    bank2[187] = 8'h00;
-    bank2[188] = 8'h00;
-    bank2[189] = 8'h00;
-    bank2[190] = 8'h00;
-    bank2[191] = 8'h00;
-    bank2[192] = 8'h00;
-    bank2[193] = 8'h00;
-    bank2[194] = 8'h00;
-    bank2[195] = 8'h00;
-    bank2[196] = 8'h00;
-    bank2[197] = 8'h00;
-    bank2[198] = 8'h00;
-    bank2[199] = 8'h00;
-    bank2[200] = 8'h00;
-    bank2[201] = 8'h00;
-    bank2[202] = 8'h00;
-    bank2[203] = 8'h00;
-    bank2[204] = 8'h00;
-    bank2[205] = 8'h00;
-    bank2[206] = 8'h00;
-    bank2[207] = 8'h00;
-    bank2[208] = 8'h00;
-    bank2[209] = 8'h00;
-    bank2[210] = 8'h00;
-    bank2[211] = 8'h00;
-    bank2[212] = 8'h00;
-    bank2[213] = 8'h00;
-    bank2[214] = 8'h00;
-    bank2[215] = 8'h00;
-    bank2[216] = 8'h00;
-    bank2[217] = 8'h00;
-    bank2[218] = 8'h00;
-    bank2[219] = 8'h00;
-    bank2[220] = 8'h00;
-    bank2[221] = 8'h00;
-    bank2[222] = 8'h00;
-    bank2[223] = 8'h00;
-    bank2[224] = 8'h00;
-    bank2[225] = 8'h00;
-    bank2[226] = 8'h00;
-    bank2[227] = 8'h00;
-    bank2[228] = 8'h00;
-    bank2[229] = 8'h00;
-    bank2[230] = 8'h00;
-    bank2[231] = 8'h00;
-    bank2[232] = 8'h00;
-    bank2[233] = 8'h00;
-    bank2[234] = 8'h00;
-    bank2[235] = 8'h00;
-    bank2[236] = 8'h00;
-    bank2[237] = 8'h00;
-    bank2[238] = 8'h00;
-    bank2[239] = 8'h00;
-    bank2[240] = 8'h00;
-    bank2[241] = 8'h00;
-    bank2[242] = 8'h00;
-    bank2[243] = 8'h00;
-    bank2[244] = 8'h00;
-    bank2[245] = 8'h00;
-    bank2[246] = 8'h00;
-    bank2[247] = 8'h00;
-    bank2[248] = 8'h00;
-    bank2[249] = 8'h00;
-    bank2[250] = 8'h00;
-    bank2[251] = 8'h00;
-    bank2[252] = 8'h00;
-    bank2[253] = 8'h00;
-    bank2[254] = 8'h00;
-    bank2[255] = 8'h00;
-    bank2[256] = 8'h00;
-    bank2[257] = 8'h00;
-    bank2[258] = 8'h00;
-    bank2[259] = 8'h00;
-    bank2[260] = 8'h00;
-    bank2[261] = 8'h00;
-    bank2[262] = 8'h00;
-    bank2[263] = 8'h00;
-    bank2[264] = 8'h00;
-    bank2[265] = 8'h00;
-    bank2[266] = 8'h00;
-    bank2[267] = 8'h00;
-    bank2[268] = 8'h00;
-    bank2[269] = 8'h00;
-    bank2[270] = 8'h00;
-    bank2[271] = 8'h00;
-    bank2[272] = 8'h00;
-    bank2[273] = 8'h00;
-    bank2[274] = 8'h00;
-    bank2[275] = 8'h00;
-    bank2[276] = 8'h00;
-    bank2[277] = 8'h00;
-    bank2[278] = 8'h00;
-    bank2[279] = 8'h00;
-    bank2[280] = 8'h00;
-    bank2[281] = 8'h00;
-    bank2[282] = 8'h00;
-    bank2[283] = 8'h00;
-    bank2[284] = 8'h00;
-    bank2[285] = 8'h00;
-    bank2[286] = 8'h00;
-    bank2[287] = 8'h00;
-    bank2[288] = 8'h00;
-    bank2[289] = 8'h00;
-    bank2[290] = 8'h00;
-    bank2[291] = 8'h00;
-    bank2[292] = 8'h00;
-    bank2[293] = 8'h00;
-    bank2[294] = 8'h00;
-    bank2[295] = 8'h00;
-    bank2[296] = 8'h00;
-    bank2[297] = 8'h00;
-    bank2[298] = 8'h00;
-    bank2[299] = 8'h00;
-    bank2[300] = 8'h00;
-    bank2[301] = 8'h00;
-    bank2[302] = 8'h00;
-    bank2[303] = 8'h00;
-    bank2[304] = 8'h00;
-    bank2[305] = 8'h00;
-    bank2[306] = 8'h00;
-    bank2[307] = 8'h00;
-    bank2[308] = 8'h00;
-    bank2[309] = 8'h00;
-    bank2[310] = 8'h00;
-    bank2[311] = 8'h00;
-    bank2[312] = 8'h00;
-    bank2[313] = 8'h00;
-    bank2[314] = 8'h00;
-    bank2[315] = 8'h00;
-    bank2[316] = 8'h00;
-    bank2[317] = 8'h00;
-    bank2[318] = 8'h00;
-    bank2[319] = 8'h00;
-    bank2[320] = 8'h00;
-    bank2[321] = 8'h00;
-    bank2[322] = 8'h00;
-    bank2[323] = 8'h00;
-    bank2[324] = 8'h00;
-    bank2[325] = 8'h00;
-    bank2[326] = 8'h00;
-    bank2[327] = 8'h00;
-    bank2[328] = 8'h00;
-    bank2[329] = 8'h00;
-    bank2[330] = 8'h00;
-    bank2[331] = 8'h00;
-    bank2[332] = 8'h00;
-    bank2[333] = 8'h00;
-    bank2[334] = 8'h00;
-    bank2[335] = 8'h00;
-    bank2[336] = 8'h00;
-    bank2[337] = 8'h00;
-    bank2[338] = 8'h00;
-    bank2[339] = 8'h00;
-    bank2[340] = 8'h00;
-    bank2[341] = 8'h00;
-    bank2[342] = 8'h00;
-    bank2[343] = 8'h00;
-    bank2[344] = 8'h00;
-    bank2[345] = 8'h00;
-    bank2[346] = 8'h00;
-    bank2[347] = 8'h00;
-    bank2[348] = 8'h00;
-    bank2[349] = 8'h00;
-    bank2[350] = 8'h00;
-    bank2[351] = 8'h00;
-    bank2[352] = 8'h00;
-    bank2[353] = 8'h00;
-    bank2[354] = 8'h00;
-    bank2[355] = 8'h00;
-    bank2[356] = 8'h00;
-    bank2[357] = 8'h00;
-    bank2[358] = 8'h00;
-    bank2[359] = 8'h00;
-    bank2[360] = 8'h00;
-    bank2[361] = 8'h00;
-    bank2[362] = 8'h00;
-    bank2[363] = 8'h00;
-    bank2[364] = 8'h00;
-    bank2[365] = 8'h00;
-    bank2[366] = 8'h00;
-    bank2[367] = 8'h00;
-    bank2[368] = 8'h00;
-    bank2[369] = 8'h00;
-    bank2[370] = 8'h00;
-    bank2[371] = 8'h00;
-    bank2[372] = 8'h00;
-    bank2[373] = 8'h00;
-    bank2[374] = 8'h00;
-    bank2[375] = 8'h00;
-    bank2[376] = 8'h00;
-    bank2[377] = 8'h00;
-    bank2[378] = 8'h00;
-    bank2[379] = 8'h00;
-    bank2[380] = 8'h00;
-    bank2[381] = 8'h00;
-    bank2[382] = 8'h00;
-    bank2[383] = 8'h00;
-    bank2[384] = 8'h00;
-    bank2[385] = 8'h00;
-    bank2[386] = 8'h00;
-    bank2[387] = 8'h00;
-    bank2[388] = 8'h00;
-    bank2[389] = 8'h00;
-    bank2[390] = 8'h00;
-    bank2[391] = 8'h00;
-    bank2[392] = 8'h00;
-    bank2[393] = 8'h00;
-    bank2[394] = 8'h00;
-    bank2[395] = 8'h00;
-    bank2[396] = 8'h00;
-    bank2[397] = 8'h00;
-    bank2[398] = 8'h00;
-    bank2[399] = 8'h00;
-    bank2[400] = 8'h00;
-    bank2[401] = 8'h00;
-    bank2[402] = 8'h00;
-    bank2[403] = 8'h00;
-    bank2[404] = 8'h00;
-    bank2[405] = 8'h00;
-    bank2[406] = 8'h00;
-    bank2[407] = 8'h00;
-    bank2[408] = 8'h00;
-    bank2[409] = 8'h00;
-    bank2[410] = 8'h00;
-    bank2[411] = 8'h00;
-    bank2[412] = 8'h00;
-    bank2[413] = 8'h00;
-    bank2[414] = 8'h00;
-    bank2[415] = 8'h00;
-    bank2[416] = 8'h00;
-    bank2[417] = 8'h00;
-    bank2[418] = 8'h00;
-    bank2[419] = 8'h00;
-    bank2[420] = 8'h00;
-    bank2[421] = 8'h00;
-    bank2[422] = 8'h00;
-    bank2[423] = 8'h00;
-    bank2[424] = 8'h00;
-    bank2[425] = 8'h00;
-    bank2[426] = 8'h00;
-    bank2[427] = 8'h00;
-    bank2[428] = 8'h00;
-    bank2[429] = 8'h00;
-    bank2[430] = 8'h00;
-    bank2[431] = 8'h00;
-    bank2[432] = 8'h00;
-    bank2[433] = 8'h00;
-    bank2[434] = 8'h00;
-    bank2[435] = 8'h00;
-    bank2[436] = 8'h00;
-    bank2[437] = 8'h00;
-    bank2[438] = 8'h00;
-    bank2[439] = 8'h00;
-    bank2[440] = 8'h00;
-    bank2[441] = 8'h00;
-    bank2[442] = 8'h00;
-    bank2[443] = 8'h00;
-    bank2[444] = 8'h00;
-    bank2[445] = 8'h00;
-    bank2[446] = 8'h00;
-    bank2[447] = 8'h00;
-    bank2[448] = 8'h00;
-    bank2[449] = 8'h00;
-    bank2[450] = 8'h00;
-    bank2[451] = 8'h00;
-    bank2[452] = 8'h00;
-    bank2[453] = 8'h00;
-    bank2[454] = 8'h00;
-    bank2[455] = 8'h00;
-    bank2[456] = 8'h00;
-    bank2[457] = 8'h00;
-    bank2[458] = 8'h00;
-    bank2[459] = 8'h00;
-    bank2[460] = 8'h00;
-    bank2[461] = 8'h00;
-    bank2[462] = 8'h00;
-    bank2[463] = 8'h00;
-    bank2[464] = 8'h00;
-    bank2[465] = 8'h00;
-    bank2[466] = 8'h00;
-    bank2[467] = 8'h00;
-    bank2[468] = 8'h00;
-    bank2[469] = 8'h00;
-    bank2[470] = 8'h00;
-    bank2[471] = 8'h00;
-    bank2[472] = 8'h00;
-    bank2[473] = 8'h00;
-    bank2[474] = 8'h00;
-    bank2[475] = 8'h00;
-    bank2[476] = 8'h00;
-    bank2[477] = 8'h00;
-    bank2[478] = 8'h00;
-    bank2[479] = 8'h00;
-    bank2[480] = 8'h00;
-    bank2[481] = 8'h00;
-    bank2[482] = 8'h00;
-    bank2[483] = 8'h00;
-    bank2[484] = 8'h00;
-    bank2[485] = 8'h00;
-    bank2[486] = 8'h00;
-    bank2[487] = 8'h00;
-    bank2[488] = 8'h00;
-    bank2[489] = 8'h00;
-    bank2[490] = 8'h00;
-    bank2[491] = 8'h00;
-    bank2[492] = 8'h00;
-    bank2[493] = 8'h00;
-    bank2[494] = 8'h00;
-    bank2[495] = 8'h00;
-    bank2[496] = 8'h00;
-    bank2[497] = 8'h00;
-    bank2[498] = 8'h00;
-    bank2[499] = 8'h00;
-    bank2[500] = 8'h00;
-    bank2[501] = 8'h00;
-    bank2[502] = 8'h00;
-    bank2[503] = 8'h00;
-    bank2[504] = 8'h00;
-    bank2[505] = 8'h00;
-    bank2[506] = 8'h00;
-    bank2[507] = 8'h00;
-    bank2[508] = 8'h00;
-    bank2[509] = 8'h00;
-    bank2[510] = 8'h00;
-    bank2[511] = 8'h00;
-    bank2[512] = 8'h00;
-    bank2[513] = 8'h00;
-    bank2[514] = 8'h00;
-    bank2[515] = 8'h00;
-    bank2[516] = 8'h00;
-    bank2[517] = 8'h00;
-    bank2[518] = 8'h00;
-    bank2[519] = 8'h00;
-    bank2[520] = 8'h00;
-    bank2[521] = 8'h00;
-    bank2[522] = 8'h00;
-    bank2[523] = 8'h00;
-    bank2[524] = 8'h00;
-    bank2[525] = 8'h00;
-    bank2[526] = 8'h00;
-    bank2[527] = 8'h00;
-    bank2[528] = 8'h00;
-    bank2[529] = 8'h00;
-    bank2[530] = 8'h00;
-    bank2[531] = 8'h00;
-    bank2[532] = 8'h00;
-    bank2[533] = 8'h00;
-    bank2[534] = 8'h00;
-    bank2[535] = 8'h00;
-    bank2[536] = 8'h00;
-    bank2[537] = 8'h00;
-    bank2[538] = 8'h00;
-    bank2[539] = 8'h00;
-    bank2[540] = 8'h00;
-    bank2[541] = 8'h00;
-    bank2[542] = 8'h00;
-    bank2[543] = 8'h00;
-    bank2[544] = 8'h00;
-    bank2[545] = 8'h00;
-    bank2[546] = 8'h00;
-    bank2[547] = 8'h00;
-    bank2[548] = 8'h00;
-    bank2[549] = 8'h00;
-    bank2[550] = 8'h00;
-    bank2[551] = 8'h00;
-    bank2[552] = 8'h00;
-    bank2[553] = 8'h00;
-    bank2[554] = 8'h00;
-    bank2[555] = 8'h00;
-    bank2[556] = 8'h00;
-    bank2[557] = 8'h00;
-    bank2[558] = 8'h00;
-    bank2[559] = 8'h00;
-    bank2[560] = 8'h00;
-    bank2[561] = 8'h00;
-    bank2[562] = 8'h00;
-    bank2[563] = 8'h00;
-    bank2[564] = 8'h00;
-    bank2[565] = 8'h00;
-    bank2[566] = 8'h00;
-    bank2[567] = 8'h00;
-    bank2[568] = 8'h00;
-    bank2[569] = 8'h00;
-    bank2[570] = 8'h00;
-    bank2[571] = 8'h00;
-    bank2[572] = 8'h00;
-    bank2[573] = 8'h00;
-    bank2[574] = 8'h00;
-    bank2[575] = 8'h00;
-    bank2[576] = 8'h00;
-    bank2[577] = 8'h00;
-    bank2[578] = 8'h00;
-    bank2[579] = 8'h00;
-    bank2[580] = 8'h00;
-    bank2[581] = 8'h00;
-    bank2[582] = 8'h00;
-    bank2[583] = 8'h00;
-    bank2[584] = 8'h00;
-    bank2[585] = 8'h00;
-    bank2[586] = 8'h00;
-    bank2[587] = 8'h00;
-    bank2[588] = 8'h00;
-    bank2[589] = 8'h00;
-    bank2[590] = 8'h00;
-    bank2[591] = 8'h00;
-    bank2[592] = 8'h00;
-    bank2[593] = 8'h00;
-    bank2[594] = 8'h00;
-    bank2[595] = 8'h00;
-    bank2[596] = 8'h00;
-    bank2[597] = 8'h00;
-    bank2[598] = 8'h00;
-    bank2[599] = 8'h00;
-    bank2[600] = 8'h00;
-    bank2[601] = 8'h00;
-    bank2[602] = 8'h00;
-    bank2[603] = 8'h00;
-    bank2[604] = 8'h00;
-    bank2[605] = 8'h00;
-    bank2[606] = 8'h00;
-    bank2[607] = 8'h00;
-    bank2[608] = 8'h00;
-    bank2[609] = 8'h00;
-    bank2[610] = 8'h00;
-    bank2[611] = 8'h00;
-    bank2[612] = 8'h00;
-    bank2[613] = 8'h00;
-    bank2[614] = 8'h00;
-    bank2[615] = 8'h00;
-    bank2[616] = 8'h00;
-    bank2[617] = 8'h00;
-    bank2[618] = 8'h00;
-    bank2[619] = 8'h00;
-    bank2[620] = 8'h00;
-    bank2[621] = 8'h00;
-    bank2[622] = 8'h00;
-    bank2[623] = 8'h00;
-    bank2[624] = 8'h00;
-    bank2[625] = 8'h00;
-    bank2[626] = 8'h00;
-    bank2[627] = 8'h00;
-    bank2[628] = 8'h00;
-    bank2[629] = 8'h00;
-    bank2[630] = 8'h00;
-    bank2[631] = 8'h00;
-    bank2[632] = 8'h00;
-    bank2[633] = 8'h00;
-    bank2[634] = 8'h00;
-    bank2[635] = 8'h00;
-    bank2[636] = 8'h00;
-    bank2[637] = 8'h00;
-    bank2[638] = 8'h00;
-    bank2[639] = 8'h00;
-    bank2[640] = 8'h00;
-    bank2[641] = 8'h00;
-    bank2[642] = 8'h00;
-    bank2[643] = 8'h00;
-    bank2[644] = 8'h00;
-    bank2[645] = 8'h00;
-    bank2[646] = 8'h00;
-    bank2[647] = 8'h00;
-    bank2[648] = 8'h00;
-    bank2[649] = 8'h00;
-    bank2[650] = 8'h00;
-    bank2[651] = 8'h00;
-    bank2[652] = 8'h00;
-    bank2[653] = 8'h00;
-    bank2[654] = 8'h00;
-    bank2[655] = 8'h00;
-    bank2[656] = 8'h00;
-    bank2[657] = 8'h00;
-    bank2[658] = 8'h00;
-    bank2[659] = 8'h00;
-    bank2[660] = 8'h00;
-    bank2[661] = 8'h00;
-    bank2[662] = 8'h00;
-    bank2[663] = 8'h00;
-    bank2[664] = 8'h00;
-    bank2[665] = 8'h00;
-    bank2[666] = 8'h00;
-    bank2[667] = 8'h00;
-    bank2[668] = 8'h00;
-    bank2[669] = 8'h00;
-    bank2[670] = 8'h00;
-    bank2[671] = 8'h00;
-    bank2[672] = 8'h00;
-    bank2[673] = 8'h00;
-    bank2[674] = 8'h00;
-    bank2[675] = 8'h00;
-    bank2[676] = 8'h00;
-    bank2[677] = 8'h00;
-    bank2[678] = 8'h00;
-    bank2[679] = 8'h00;
-    bank2[680] = 8'h00;
-    bank2[681] = 8'h00;
-    bank2[682] = 8'h00;
-    bank2[683] = 8'h00;
-    bank2[684] = 8'h00;
-    bank2[685] = 8'h00;
-    bank2[686] = 8'h00;
-    bank2[687] = 8'h00;
-    bank2[688] = 8'h00;
-    bank2[689] = 8'h00;
-    bank2[690] = 8'h00;
-    bank2[691] = 8'h00;
-    bank2[692] = 8'h00;
-    bank2[693] = 8'h00;
-    bank2[694] = 8'h00;
-    bank2[695] = 8'h00;
-    bank2[696] = 8'h00;
-    bank2[697] = 8'h00;
-    bank2[698] = 8'h00;
-    bank2[699] = 8'h00;
-    bank2[700] = 8'h00;
-    bank2[701] = 8'h00;
-    bank2[702] = 8'h00;
-    bank2[703] = 8'h00;
-    bank2[704] = 8'h00;
-    bank2[705] = 8'h00;
-    bank2[706] = 8'h00;
-    bank2[707] = 8'h00;
-    bank2[708] = 8'h00;
-    bank2[709] = 8'h00;
-    bank2[710] = 8'h00;
-    bank2[711] = 8'h00;
-    bank2[712] = 8'h00;
-    bank2[713] = 8'h00;
-    bank2[714] = 8'h00;
-    bank2[715] = 8'h00;
-    bank2[716] = 8'h00;
-    bank2[717] = 8'h00;
-    bank2[718] = 8'h00;
-    bank2[719] = 8'h00;
-    bank2[720] = 8'h00;
-    bank2[721] = 8'h00;
-    bank2[722] = 8'h00;
-    bank2[723] = 8'h00;
-    bank2[724] = 8'h00;
-    bank2[725] = 8'h00;
-    bank2[726] = 8'h00;
-    bank2[727] = 8'h00;
-    bank2[728] = 8'h00;
-    bank2[729] = 8'h00;
-    bank2[730] = 8'h00;
-    bank2[731] = 8'h00;
-    bank2[732] = 8'h00;
-    bank2[733] = 8'h00;
-    bank2[734] = 8'h00;
-    bank2[735] = 8'h00;
-    bank2[736] = 8'h00;
-    bank2[737] = 8'h00;
-    bank2[738] = 8'h00;
-    bank2[739] = 8'h00;
-    bank2[740] = 8'h00;
-    bank2[741] = 8'h00;
-    bank2[742] = 8'h00;
-    bank2[743] = 8'h00;
-    bank2[744] = 8'h00;
-    bank2[745] = 8'h00;
-    bank2[746] = 8'h00;
-    bank2[747] = 8'h00;
-    bank2[748] = 8'h00;
-    bank2[749] = 8'h00;
-    bank2[750] = 8'h00;
-    bank2[751] = 8'h00;
-    bank2[752] = 8'h00;
-    bank2[753] = 8'h00;
-    bank2[754] = 8'h00;
-    bank2[755] = 8'h00;
-    bank2[756] = 8'h00;
-    bank2[757] = 8'h00;
-    bank2[758] = 8'h00;
-    bank2[759] = 8'h00;
-    bank2[760] = 8'h00;
-    bank2[761] = 8'h00;
-    bank2[762] = 8'h00;
-    bank2[763] = 8'h00;
-    bank2[764] = 8'h00;
-    bank2[765] = 8'h00;
-    bank2[766] = 8'h00;
-    bank2[767] = 8'h00;
-    bank2[768] = 8'h00;
-    bank2[769] = 8'h00;
-    bank2[770] = 8'h00;
-    bank2[771] = 8'h00;
-    bank2[772] = 8'h00;
-    bank2[773] = 8'h00;
-    bank2[774] = 8'h00;
-    bank2[775] = 8'h00;
-    bank2[776] = 8'h00;
-    bank2[777] = 8'h00;
-    bank2[778] = 8'h00;
-    bank2[779] = 8'h00;
-    bank2[780] = 8'h00;
-    bank2[781] = 8'h00;
-    bank2[782] = 8'h00;
-    bank2[783] = 8'h00;
-    bank2[784] = 8'h00;
-    bank2[785] = 8'h00;
-    bank2[786] = 8'h00;
-    bank2[787] = 8'h00;
-    bank2[788] = 8'h00;
-    bank2[789] = 8'h00;
-    bank2[790] = 8'h00;
-    bank2[791] = 8'h00;
-    bank2[792] = 8'h00;
-    bank2[793] = 8'h00;
-    bank2[794] = 8'h00;
-    bank2[795] = 8'h00;
-    bank2[796] = 8'h00;
-    bank2[797] = 8'h00;
-    bank2[798] = 8'h00;
-    bank2[799] = 8'h00;
-    bank2[800] = 8'h00;
-    bank2[801] = 8'h00;
-    bank2[802] = 8'h00;
-    bank2[803] = 8'h00;
-    bank2[804] = 8'h00;
-    bank2[805] = 8'h00;
-    bank2[806] = 8'h00;
-    bank2[807] = 8'h00;
-    bank2[808] = 8'h00;
-    bank2[809] = 8'h00;
-    bank2[810] = 8'h00;
-    bank2[811] = 8'h00;
-    bank2[812] = 8'h00;
-    bank2[813] = 8'h00;
-    bank2[814] = 8'h00;
-    bank2[815] = 8'h00;
-    bank2[816] = 8'h00;
-    bank2[817] = 8'h00;
-    bank2[818] = 8'h00;
-    bank2[819] = 8'h00;
-    bank2[820] = 8'h00;
-    bank2[821] = 8'h00;
-    bank2[822] = 8'h00;
-    bank2[823] = 8'h00;
-    bank2[824] = 8'h00;
-    bank2[825] = 8'h00;
-    bank2[826] = 8'h00;
-    bank2[827] = 8'h00;
-    bank2[828] = 8'h00;
-    bank2[829] = 8'h00;
-    bank2[830] = 8'h00;
-    bank2[831] = 8'h00;
-    bank2[832] = 8'h00;
-    bank2[833] = 8'h00;
-    bank2[834] = 8'h00;
-    bank2[835] = 8'h00;
-    bank2[836] = 8'h00;
-    bank2[837] = 8'h00;
-    bank2[838] = 8'h00;
-    bank2[839] = 8'h00;
-    bank2[840] = 8'h00;
-    bank2[841] = 8'h00;
-    bank2[842] = 8'h00;
-    bank2[843] = 8'h00;
-    bank2[844] = 8'h00;
-    bank2[845] = 8'h00;
-    bank2[846] = 8'h00;
-    bank2[847] = 8'h00;
-    bank2[848] = 8'h00;
-    bank2[849] = 8'h00;
-    bank2[850] = 8'h00;
-    bank2[851] = 8'h00;
-    bank2[852] = 8'h00;
-    bank2[853] = 8'h00;
-    bank2[854] = 8'h00;
-    bank2[855] = 8'h00;
-    bank2[856] = 8'h00;
-    bank2[857] = 8'h00;
-    bank2[858] = 8'h00;
-    bank2[859] = 8'h00;
-    bank2[860] = 8'h00;
-    bank2[861] = 8'h00;
-    bank2[862] = 8'h00;
-    bank2[863] = 8'h00;
-    bank2[864] = 8'h00;
-    bank2[865] = 8'h00;
-    bank2[866] = 8'h00;
-    bank2[867] = 8'h00;
-    bank2[868] = 8'h00;
-    bank2[869] = 8'h00;
-    bank2[870] = 8'h00;
-    bank2[871] = 8'h00;
-    bank2[872] = 8'h00;
-    bank2[873] = 8'h00;
-    bank2[874] = 8'h00;
-    bank2[875] = 8'h00;
-    bank2[876] = 8'h00;
-    bank2[877] = 8'h00;
-    bank2[878] = 8'h00;
-    bank2[879] = 8'h00;
-    bank2[880] = 8'h00;
-    bank2[881] = 8'h00;
-    bank2[882] = 8'h00;
-    bank2[883] = 8'h00;
-    bank2[884] = 8'h00;
-    bank2[885] = 8'h00;
-    bank2[886] = 8'h00;
-    bank2[887] = 8'h00;
-    bank2[888] = 8'h00;
-    bank2[889] = 8'h00;
-    bank2[890] = 8'h00;
-    bank2[891] = 8'h00;
-    bank2[892] = 8'h00;
-    bank2[893] = 8'h00;
-    bank2[894] = 8'h00;
-    bank2[895] = 8'h00;
-    bank2[896] = 8'h00;
-    bank2[897] = 8'h00;
-    bank2[898] = 8'h00;
-    bank2[899] = 8'h00;
-    bank2[900] = 8'h00;
-    bank2[901] = 8'h00;
-    bank2[902] = 8'h00;
-    bank2[903] = 8'h00;
-    bank2[904] = 8'h00;
-    bank2[905] = 8'h00;
-    bank2[906] = 8'h00;
-    bank2[907] = 8'h00;
-    bank2[908] = 8'h00;
-    bank2[909] = 8'h00;
-    bank2[910] = 8'h00;
-    bank2[911] = 8'h00;
-    bank2[912] = 8'h00;
-    bank2[913] = 8'h00;
-    bank2[914] = 8'h00;
-    bank2[915] = 8'h00;
-    bank2[916] = 8'h00;
-    bank2[917] = 8'h00;
-    bank2[918] = 8'h00;
-    bank2[919] = 8'h00;
-    bank2[920] = 8'h00;
-    bank2[921] = 8'h00;
-    bank2[922] = 8'h00;
-    bank2[923] = 8'h00;
-    bank2[924] = 8'h00;
-    bank2[925] = 8'h00;
-    bank2[926] = 8'h00;
-    bank2[927] = 8'h00;
-    bank2[928] = 8'h00;
-    bank2[929] = 8'h00;
-    bank2[930] = 8'h00;
-    bank2[931] = 8'h00;
-    bank2[932] = 8'h00;
-    bank2[933] = 8'h00;
-    bank2[934] = 8'h00;
-    bank2[935] = 8'h00;
-    bank2[936] = 8'h00;
-    bank2[937] = 8'h00;
-    bank2[938] = 8'h00;
-    bank2[939] = 8'h00;
-    bank2[940] = 8'h00;
-    bank2[941] = 8'h00;
-    bank2[942] = 8'h00;
-    bank2[943] = 8'h00;
-    bank2[944] = 8'h00;
-    bank2[945] = 8'h00;
-    bank2[946] = 8'h00;
-    bank2[947] = 8'h00;
-    bank2[948] = 8'h00;
-    bank2[949] = 8'h00;
-    bank2[950] = 8'h00;
-    bank2[951] = 8'h00;
-    bank2[952] = 8'h00;
-    bank2[953] = 8'h00;
-    bank2[954] = 8'h00;
-    bank2[955] = 8'h00;
-    bank2[956] = 8'h00;
-    bank2[957] = 8'h00;
-    bank2[958] = 8'h00;
-    bank2[959] = 8'h00;
-    bank2[960] = 8'h00;
-    bank2[961] = 8'h00;
-    bank2[962] = 8'h00;
-    bank2[963] = 8'h00;
-    bank2[964] = 8'h00;
-    bank2[965] = 8'h00;
-    bank2[966] = 8'h00;
-    bank2[967] = 8'h00;
-    bank2[968] = 8'h00;
-    bank2[969] = 8'h00;
-    bank2[970] = 8'h00;
-    bank2[971] = 8'h00;
-    bank2[972] = 8'h00;
-    bank2[973] = 8'h00;
-    bank2[974] = 8'h00;
-    bank2[975] = 8'h00;
-    bank2[976] = 8'h00;
-    bank2[977] = 8'h00;
-    bank2[978] = 8'h00;
-    bank2[979] = 8'h00;
-    bank2[980] = 8'h00;
-    bank2[981] = 8'h00;
-    bank2[982] = 8'h00;
-    bank2[983] = 8'h00;
-    bank2[984] = 8'h00;
-    bank2[985] = 8'h00;
-    bank2[986] = 8'h00;
-    bank2[987] = 8'h00;
-    bank2[988] = 8'h00;
-    bank2[989] = 8'h00;
-    bank2[990] = 8'h00;
-    bank2[991] = 8'h00;
-    bank2[992] = 8'h00;
-    bank2[993] = 8'h00;
-    bank2[994] = 8'h00;
-    bank2[995] = 8'h00;
-    bank2[996] = 8'h00;
-    bank2[997] = 8'h00;
-    bank2[998] = 8'h00;
-    bank2[999] = 8'h00;
-    bank2[1000] = 8'h00;
-    bank2[1001] = 8'h00;
-    bank2[1002] = 8'h00;
-    bank2[1003] = 8'h00;
-    bank2[1004] = 8'h00;
-    bank2[1005] = 8'h00;
-    bank2[1006] = 8'h00;
-    bank2[1007] = 8'h00;
-    bank2[1008] = 8'h00;
-    bank2[1009] = 8'h00;
-    bank2[1010] = 8'h00;
-    bank2[1011] = 8'h00;
-    bank2[1012] = 8'h00;
-    bank2[1013] = 8'h00;
-    bank2[1014] = 8'h00;
-    bank2[1015] = 8'h00;
-    bank2[1016] = 8'h00;
-    bank2[1017] = 8'h00;
-    bank2[1018] = 8'h00;
-    bank2[1019] = 8'h00;
-    bank2[1020] = 8'h00;
-    bank2[1021] = 8'h00;
-    bank2[1022] = 8'h00;
-    bank2[1023] = 8'h00;
-    bank2[1024] = 8'h00;
-    bank2[1025] = 8'h00;
-    bank2[1026] = 8'h00;
-    bank2[1027] = 8'h00;
-    bank2[1028] = 8'h00;
-    bank2[1029] = 8'h00;
-    bank2[1030] = 8'h00;
-    bank2[1031] = 8'h00;
-    bank2[1032] = 8'h00;
-    bank2[1033] = 8'h00;
-    bank2[1034] = 8'h00;
-    bank2[1035] = 8'h00;
-    bank2[1036] = 8'h00;
-    bank2[1037] = 8'h00;
-    bank2[1038] = 8'h00;
-    bank2[1039] = 8'h00;
-    bank2[1040] = 8'h00;
-    bank2[1041] = 8'h00;
-    bank2[1042] = 8'h00;
-    bank2[1043] = 8'h00;
-    bank2[1044] = 8'h00;
-    bank2[1045] = 8'h00;
-    bank2[1046] = 8'h00;
-    bank2[1047] = 8'h00;
-    bank2[1048] = 8'h00;
-    bank2[1049] = 8'h00;
-    bank2[1050] = 8'h00;
-    bank2[1051] = 8'h00;
-    bank2[1052] = 8'h00;
-    bank2[1053] = 8'h00;
-    bank2[1054] = 8'h00;
-    bank2[1055] = 8'h00;
-    bank2[1056] = 8'h00;
-    bank2[1057] = 8'h00;
-    bank2[1058] = 8'h00;
-    bank2[1059] = 8'h00;
-    bank2[1060] = 8'h00;
-    bank2[1061] = 8'h00;
-    bank2[1062] = 8'h00;
-    bank2[1063] = 8'h00;
-    bank2[1064] = 8'h00;
-    bank2[1065] = 8'h00;
-    bank2[1066] = 8'h00;
-    bank2[1067] = 8'h00;
-    bank2[1068] = 8'h00;
-    bank2[1069] = 8'h00;
-    bank2[1070] = 8'h00;
-    bank2[1071] = 8'h00;
-    bank2[1072] = 8'h00;
-    bank2[1073] = 8'h00;
-    bank2[1074] = 8'h00;
-    bank2[1075] = 8'h00;
-    bank2[1076] = 8'h00;
-    bank2[1077] = 8'h00;
-    bank2[1078] = 8'h00;
-    bank2[1079] = 8'h00;
-    bank2[1080] = 8'h00;
-    bank2[1081] = 8'h00;
-    bank2[1082] = 8'h00;
-    bank2[1083] = 8'h00;
-    bank2[1084] = 8'h00;
-    bank2[1085] = 8'h00;
-    bank2[1086] = 8'h00;
-    bank2[1087] = 8'h00;
-    bank2[1088] = 8'h00;
-    bank2[1089] = 8'h00;
-    bank2[1090] = 8'h00;
-    bank2[1091] = 8'h00;
-    bank2[1092] = 8'h00;
-    bank2[1093] = 8'h00;
-    bank2[1094] = 8'h00;
-    bank2[1095] = 8'h00;
-    bank2[1096] = 8'h00;
-    bank2[1097] = 8'h00;
-    bank2[1098] = 8'h00;
-    bank2[1099] = 8'h00;
-    bank2[1100] = 8'h00;
-    bank2[1101] = 8'h00;
-    bank2[1102] = 8'h00;
-    bank2[1103] = 8'h00;
-    bank2[1104] = 8'h00;
-    bank2[1105] = 8'h00;
-    bank2[1106] = 8'h00;
-    bank2[1107] = 8'h00;
-    bank2[1108] = 8'h00;
-    bank2[1109] = 8'h00;
-    bank2[1110] = 8'h00;
-    bank2[1111] = 8'h00;
-    bank2[1112] = 8'h00;
-    bank2[1113] = 8'h00;
-    bank2[1114] = 8'h00;
-    bank2[1115] = 8'h00;
-    bank2[1116] = 8'h00;
-    bank2[1117] = 8'h00;
-    bank2[1118] = 8'h00;
-    bank2[1119] = 8'h00;
-    bank2[1120] = 8'h00;
-    bank2[1121] = 8'h00;
-    bank2[1122] = 8'h00;
-    bank2[1123] = 8'h00;
-    bank2[1124] = 8'h00;
-    bank2[1125] = 8'h00;
-    bank2[1126] = 8'h00;
-    bank2[1127] = 8'h00;
-    bank2[1128] = 8'h00;
-    bank2[1129] = 8'h00;
-    bank2[1130] = 8'h00;
-    bank2[1131] = 8'h00;
-    bank2[1132] = 8'h00;
-    bank2[1133] = 8'h00;
-    bank2[1134] = 8'h00;
-    bank2[1135] = 8'h00;
-    bank2[1136] = 8'h00;
-    bank2[1137] = 8'h00;
-    bank2[1138] = 8'h00;
-    bank2[1139] = 8'h00;
-    bank2[1140] = 8'h00;
-    bank2[1141] = 8'h00;
-    bank2[1142] = 8'h00;
-    bank2[1143] = 8'h00;
-    bank2[1144] = 8'h00;
-    bank2[1145] = 8'h00;
-    bank2[1146] = 8'h00;
-    bank2[1147] = 8'h00;
-    bank2[1148] = 8'h00;
-    bank2[1149] = 8'h00;
-    bank2[1150] = 8'h00;
-    bank2[1151] = 8'h00;
-    bank2[1152] = 8'h00;
-    bank2[1153] = 8'h00;
-    bank2[1154] = 8'h00;
-    bank2[1155] = 8'h00;
-    bank2[1156] = 8'h00;
-    bank2[1157] = 8'h00;
-    bank2[1158] = 8'h00;
-    bank2[1159] = 8'h00;
-    bank2[1160] = 8'h00;
-    bank2[1161] = 8'h00;
-    bank2[1162] = 8'h00;
-    bank2[1163] = 8'h00;
-    bank2[1164] = 8'h00;
-    bank2[1165] = 8'h00;
-    bank2[1166] = 8'h00;
-    bank2[1167] = 8'h00;
-    bank2[1168] = 8'h00;
-    bank2[1169] = 8'h00;
-    bank2[1170] = 8'h00;
-    bank2[1171] = 8'h00;
-    bank2[1172] = 8'h00;
-    bank2[1173] = 8'h00;
-    bank2[1174] = 8'h00;
-    bank2[1175] = 8'h00;
-    bank2[1176] = 8'h00;
-    bank2[1177] = 8'h00;
-    bank2[1178] = 8'h00;
-    bank2[1179] = 8'h00;
-    bank2[1180] = 8'h00;
-    bank2[1181] = 8'h00;
-    bank2[1182] = 8'h00;
-    bank2[1183] = 8'h00;
-    bank2[1184] = 8'h00;
-    bank2[1185] = 8'h00;
-    bank2[1186] = 8'h00;
-    bank2[1187] = 8'h00;
-    bank2[1188] = 8'h00;
-    bank2[1189] = 8'h00;
-    bank2[1190] = 8'h00;
-    bank2[1191] = 8'h00;
-    bank2[1192] = 8'h00;
-    bank2[1193] = 8'h00;
-    bank2[1194] = 8'h00;
-    bank2[1195] = 8'h00;
-    bank2[1196] = 8'h00;
-    bank2[1197] = 8'h00;
-    bank2[1198] = 8'h00;
-    bank2[1199] = 8'h00;
-    bank2[1200] = 8'h00;
-    bank2[1201] = 8'h00;
-    bank2[1202] = 8'h00;
-    bank2[1203] = 8'h00;
-    bank2[1204] = 8'h00;
-    bank2[1205] = 8'h00;
-    bank2[1206] = 8'h00;
-    bank2[1207] = 8'h00;
-    bank2[1208] = 8'h00;
-    bank2[1209] = 8'h00;
-    bank2[1210] = 8'h00;
-    bank2[1211] = 8'h00;
-    bank2[1212] = 8'h00;
-    bank2[1213] = 8'h00;
-    bank2[1214] = 8'h00;
-    bank2[1215] = 8'h00;
-    bank2[1216] = 8'h00;
-    bank2[1217] = 8'h00;
-    bank2[1218] = 8'h00;
-    bank2[1219] = 8'h00;
-    bank2[1220] = 8'h00;
-    bank2[1221] = 8'h00;
-    bank2[1222] = 8'h00;
-    bank2[1223] = 8'h00;
-    bank2[1224] = 8'h00;
-    bank2[1225] = 8'h00;
-    bank2[1226] = 8'h00;
-    bank2[1227] = 8'h00;
-    bank2[1228] = 8'h00;
-    bank2[1229] = 8'h00;
-    bank2[1230] = 8'h00;
-    bank2[1231] = 8'h00;
-    bank2[1232] = 8'h00;
-    bank2[1233] = 8'h00;
-    bank2[1234] = 8'h00;
-    bank2[1235] = 8'h00;
-    bank2[1236] = 8'h00;
-    bank2[1237] = 8'h00;
-    bank2[1238] = 8'h00;
-    bank2[1239] = 8'h00;
-    bank2[1240] = 8'h00;
-    bank2[1241] = 8'h00;
-    bank2[1242] = 8'h00;
-    bank2[1243] = 8'h00;
-    bank2[1244] = 8'h00;
-    bank2[1245] = 8'h00;
-    bank2[1246] = 8'h00;
-    bank2[1247] = 8'h00;
-    bank2[1248] = 8'h00;
-    bank2[1249] = 8'h00;
-    bank2[1250] = 8'h00;
-    bank2[1251] = 8'h00;
-    bank2[1252] = 8'h00;
-    bank2[1253] = 8'h00;
-    bank2[1254] = 8'h00;
-    bank2[1255] = 8'h00;
-    bank2[1256] = 8'h00;
-    bank2[1257] = 8'h00;
-    bank2[1258] = 8'h00;
-    bank2[1259] = 8'h00;
-    bank2[1260] = 8'h00;
-    bank2[1261] = 8'h00;
-    bank2[1262] = 8'h00;
-    bank2[1263] = 8'h00;
-    bank2[1264] = 8'h00;
-    bank2[1265] = 8'h00;
-    bank2[1266] = 8'h00;
-    bank2[1267] = 8'h00;
-    bank2[1268] = 8'h00;
-    bank2[1269] = 8'h00;
-    bank2[1270] = 8'h00;
-    bank2[1271] = 8'h00;
-    bank2[1272] = 8'h00;
-    bank2[1273] = 8'h00;
-    bank2[1274] = 8'h00;
-    bank2[1275] = 8'h00;
-    bank2[1276] = 8'h00;
-    bank2[1277] = 8'h00;
-    bank2[1278] = 8'h00;
-    bank2[1279] = 8'h00;
-    bank2[1280] = 8'h00;
-    bank2[1281] = 8'h00;
-    bank2[1282] = 8'h00;
-    bank2[1283] = 8'h00;
-    bank2[1284] = 8'h00;
-    bank2[1285] = 8'h00;
-    bank2[1286] = 8'h00;
-    bank2[1287] = 8'h00;
-    bank2[1288] = 8'h00;
-    bank2[1289] = 8'h00;
-    bank2[1290] = 8'h00;
-    bank2[1291] = 8'h00;
-    bank2[1292] = 8'h00;
-    bank2[1293] = 8'h00;
-    bank2[1294] = 8'h00;
-    bank2[1295] = 8'h00;
-    bank2[1296] = 8'h00;
-    bank2[1297] = 8'h00;
-    bank2[1298] = 8'h00;
-    bank2[1299] = 8'h00;
-    bank2[1300] = 8'h00;
-    bank2[1301] = 8'h00;
-    bank2[1302] = 8'h00;
-    bank2[1303] = 8'h00;
-    bank2[1304] = 8'h00;
-    bank2[1305] = 8'h00;
-    bank2[1306] = 8'h00;
-    bank2[1307] = 8'h00;
-    bank2[1308] = 8'h00;
-    bank2[1309] = 8'h00;
-    bank2[1310] = 8'h00;
-    bank2[1311] = 8'h00;
-    bank2[1312] = 8'h00;
-    bank2[1313] = 8'h00;
-    bank2[1314] = 8'h00;
-    bank2[1315] = 8'h00;
-    bank2[1316] = 8'h00;
-    bank2[1317] = 8'h00;
-    bank2[1318] = 8'h00;
-    bank2[1319] = 8'h00;
-    bank2[1320] = 8'h00;
-    bank2[1321] = 8'h00;
-    bank2[1322] = 8'h00;
-    bank2[1323] = 8'h00;
-    bank2[1324] = 8'h00;
-    bank2[1325] = 8'h00;
-    bank2[1326] = 8'h00;
-    bank2[1327] = 8'h00;
-    bank2[1328] = 8'h00;
-    bank2[1329] = 8'h00;
-    bank2[1330] = 8'h00;
-    bank2[1331] = 8'h00;
-    bank2[1332] = 8'h00;
-    bank2[1333] = 8'h00;
-    bank2[1334] = 8'h00;
-    bank2[1335] = 8'h00;
-    bank2[1336] = 8'h00;
-    bank2[1337] = 8'h00;
-    bank2[1338] = 8'h00;
-    bank2[1339] = 8'h00;
-    bank2[1340] = 8'h00;
-    bank2[1341] = 8'h00;
-    bank2[1342] = 8'h00;
-    bank2[1343] = 8'h00;
+    bank2[0] = 32'd0;
+    bank2[1] = 32'd0;
+    bank2[2] = 32'd0;
+    bank2[3] = 32'd0;
+    bank2[4] = 32'd0;
+    bank2[5] = 32'd0;
+    bank2[6] = 32'd0;
+    bank2[7] = 32'd0;
+    bank2[8] = 32'd0;
+    bank2[9] = 32'd0;
+    bank2[10] = 32'd0;
+    bank2[11] = 32'd0;
+    bank2[12] = 32'd0;
+    bank2[13] = 32'd0;
+    bank2[14] = 32'd0;
+    bank2[15] = 32'd0;
+    bank2[16] = 32'd0;
+    bank2[17] = 32'd0;
+    bank2[18] = 32'd0;
+    bank2[19] = 32'd0;
+    bank2[20] = 32'd0;
+    bank2[21] = 32'd0;
+    bank2[22] = 32'd0;
+    bank2[23] = 32'd0;
+    bank2[24] = 32'd0;
+    bank2[25] = 32'd0;
+    bank2[26] = 32'd0;
+    bank2[27] = 32'd0;
+    bank2[28] = 32'd0;
+    bank2[29] = 32'd0;
+    bank2[30] = 32'd0;
+    bank2[31] = 32'd0;
+    bank2[32] = 32'd0;
+    bank2[33] = 32'd0;
+    bank2[34] = 32'd0;
+    bank2[35] = 32'd0;
+    bank2[36] = 32'd0;
+    bank2[37] = 32'd0;
+    bank2[38] = 32'd0;
+    bank2[39] = 32'd0;
+    bank2[40] = 32'd0;
+    bank2[41] = 32'd0;
+    bank2[42] = 32'd0;
+    bank2[43] = 32'd0;
+    bank2[44] = 32'd0;
+    bank2[45] = 32'd0;
+    bank2[46] = 32'd0;
+    bank2[47] = 32'd0;
+    bank2[48] = 32'd0;
+    bank2[49] = 32'd0;
+    bank2[50] = 32'd0;
+    bank2[51] = 32'd0;
+    bank2[52] = 32'd0;
+    bank2[53] = 32'd0;
+    bank2[54] = 32'd0;
+    bank2[55] = 32'd0;
+    bank2[56] = 32'd0;
+    bank2[57] = 32'd0;
+    bank2[58] = 32'd0;
+    bank2[59] = 32'd0;
+    bank2[60] = 32'd0;
+    bank2[61] = 32'd0;
+    bank2[62] = 32'd0;
+    bank2[63] = 32'd0;
+    bank2[64] = 32'd0;
+    bank2[65] = 32'd0;
+    bank2[66] = 32'd0;
+    bank2[67] = 32'd0;
+    bank2[68] = 32'd0;
+    bank2[69] = 32'd0;
+    bank2[70] = 32'd0;
+    bank2[71] = 32'd0;
+    bank2[72] = 32'd0;
+    bank2[73] = 32'd0;
+    bank2[74] = 32'd0;
+    bank2[75] = 32'd0;
+    bank2[76] = 32'd0;
+    bank2[77] = 32'd0;
+    bank2[78] = 32'd0;
+    bank2[79] = 32'd0;
+    bank2[80] = 32'd0;
+    bank2[81] = 32'd0;
+    bank2[82] = 32'd0;
+    bank2[83] = 32'd0;
+    bank2[84] = 32'd0;
+    bank2[85] = 32'd0;
+    bank2[86] = 32'd0;
+    bank2[87] = 32'd0;
+    bank2[88] = 32'd0;
+    bank2[89] = 32'd0;
+    bank2[90] = 32'd0;
+    bank2[91] = 32'd0;
+    bank2[92] = 32'd0;
+    bank2[93] = 32'd0;
+    bank2[94] = 32'd0;
+    bank2[95] = 32'd0;
+    bank2[96] = 32'd0;
+    bank2[97] = 32'd0;
+    bank2[98] = 32'd0;
+    bank2[99] = 32'd0;
+    bank2[100] = 32'd0;
+    bank2[101] = 32'd0;
+    bank2[102] = 32'd0;
+    bank2[103] = 32'd0;
+    bank2[104] = 32'd0;
+    bank2[105] = 32'd0;
+    bank2[106] = 32'd0;
+    bank2[107] = 32'd0;
+    bank2[108] = 32'd0;
+    bank2[109] = 32'd0;
+    bank2[110] = 32'd0;
+    bank2[111] = 32'd0;
+    bank2[112] = 32'd0;
+    bank2[113] = 32'd0;
+    bank2[114] = 32'd0;
+    bank2[115] = 32'd0;
+    bank2[116] = 32'd0;
+    bank2[117] = 32'd0;
+    bank2[118] = 32'd0;
+    bank2[119] = 32'd0;
+    bank2[120] = 32'd0;
+    bank2[121] = 32'd0;
+    bank2[122] = 32'd0;
+    bank2[123] = 32'd0;
+    bank2[124] = 32'd0;
+    bank2[125] = 32'd0;
+    bank2[126] = 32'd0;
+    bank2[127] = 32'd0;
+    bank2[128] = 32'd0;
+    bank2[129] = 32'd0;
+    bank2[130] = 32'd0;
+    bank2[131] = 32'd0;
+    bank2[132] = 32'd0;
+    bank2[133] = 32'd0;
+    bank2[134] = 32'd0;
+    bank2[135] = 32'd0;
+    bank2[136] = 32'd0;
+    bank2[137] = 32'd0;
+    bank2[138] = 32'd0;
+    bank2[139] = 32'd0;
+    bank2[140] = 32'd0;
+    bank2[141] = 32'd0;
+    bank2[142] = 32'd0;
+    bank2[143] = 32'd0;
+    bank2[144] = 32'd0;
+    bank2[145] = 32'd0;
+    bank2[146] = 32'd0;
+    bank2[147] = 32'd0;
+    bank2[148] = 32'd0;
+    bank2[149] = 32'd0;
+    bank2[150] = 32'd0;
+    bank2[151] = 32'd0;
+    bank2[152] = 32'd0;
+    bank2[153] = 32'd0;
+    bank2[154] = 32'd0;
+    bank2[155] = 32'd0;
+    bank2[156] = 32'd0;
+    bank2[157] = 32'd0;
+    bank2[158] = 32'd0;
+    bank2[159] = 32'd0;
+    bank2[160] = 32'd0;
+    bank2[161] = 32'd0;
+    bank2[162] = 32'd0;
+    bank2[163] = 32'd0;
+    bank2[164] = 32'd0;
+    bank2[165] = 32'd0;
+    bank2[166] = 32'd0;
+    bank2[167] = 32'd0;
+    bank2[168] = 32'd0;
+    bank2[169] = 32'd0;
+    bank2[170] = 32'd0;
+    bank2[171] = 32'd0;
+    bank2[172] = 32'd0;
+    bank2[173] = 32'd0;
+    bank2[174] = 32'd0;
+    bank2[175] = 32'd0;
+    bank2[176] = 32'd0;
+    bank2[177] = 32'd0;
+    bank2[178] = 32'd0;
+    bank2[179] = 32'd0;
+    bank2[180] = 32'd0;
+    bank2[181] = 32'd0;
+    bank2[182] = 32'd0;
+    bank2[183] = 32'd0;
+    bank2[184] = 32'd0;
+    bank2[185] = 32'd0;
+    bank2[186] = 32'd0;
+    bank2[187] = 32'd0;
+    bank2[188] = 32'd0;
+    bank2[189] = 32'd0;
+    bank2[190] = 32'd0;
+    bank2[191] = 32'd0;
+    bank2[192] = 32'd0;
+    bank2[193] = 32'd0;
+    bank2[194] = 32'd0;
+    bank2[195] = 32'd0;
+    bank2[196] = 32'd0;
+    bank2[197] = 32'd0;
+    bank2[198] = 32'd0;
+    bank2[199] = 32'd0;
+    bank2[200] = 32'd0;
+    bank2[201] = 32'd0;
+    bank2[202] = 32'd0;
+    bank2[203] = 32'd0;
+    bank2[204] = 32'd0;
+    bank2[205] = 32'd0;
+    bank2[206] = 32'd0;
+    bank2[207] = 32'd0;
+    bank2[208] = 32'd0;
+    bank2[209] = 32'd0;
+    bank2[210] = 32'd0;
+    bank2[211] = 32'd0;
+    bank2[212] = 32'd0;
+    bank2[213] = 32'd0;
+    bank2[214] = 32'd0;
+    bank2[215] = 32'd0;
+    bank2[216] = 32'd0;
+    bank2[217] = 32'd0;
+    bank2[218] = 32'd0;
+    bank2[219] = 32'd0;
+    bank2[220] = 32'd0;
+    bank2[221] = 32'd0;
+    bank2[222] = 32'd0;
+    bank2[223] = 32'd0;
+    bank2[224] = 32'd0;
+    bank2[225] = 32'd0;
+    bank2[226] = 32'd0;
+    bank2[227] = 32'd0;
+    bank2[228] = 32'd0;
+    bank2[229] = 32'd0;
+    bank2[230] = 32'd0;
+    bank2[231] = 32'd0;
+    bank2[232] = 32'd0;
+    bank2[233] = 32'd0;
+    bank2[234] = 32'd0;
+    bank2[235] = 32'd0;
+    bank2[236] = 32'd0;
+    bank2[237] = 32'd0;
+    bank2[238] = 32'd0;
+    bank2[239] = 32'd0;
+    bank2[240] = 32'd0;
+    bank2[241] = 32'd0;
+    bank2[242] = 32'd0;
+    bank2[243] = 32'd0;
+    bank2[244] = 32'd0;
+    bank2[245] = 32'd0;
+    bank2[246] = 32'd0;
+    bank2[247] = 32'd0;
+    bank2[248] = 32'd0;
+    bank2[249] = 32'd0;
+    bank2[250] = 32'd0;
+    bank2[251] = 32'd0;
+    bank2[252] = 32'd0;
+    bank2[253] = 32'd0;
+    bank2[254] = 32'd0;
+    bank2[255] = 32'd0;
+    bank2[256] = 32'd0;
+    bank2[257] = 32'd0;
+    bank2[258] = 32'd0;
+    bank2[259] = 32'd0;
+    bank2[260] = 32'd0;
+    bank2[261] = 32'd0;
+    bank2[262] = 32'd0;
+    bank2[263] = 32'd0;
+    bank2[264] = 32'd0;
+    bank2[265] = 32'd0;
+    bank2[266] = 32'd0;
+    bank2[267] = 32'd0;
+    bank2[268] = 32'd0;
+    bank2[269] = 32'd0;
+    bank2[270] = 32'd0;
+    bank2[271] = 32'd0;
+    bank2[272] = 32'd0;
+    bank2[273] = 32'd0;
+    bank2[274] = 32'd0;
+    bank2[275] = 32'd0;
+    bank2[276] = 32'd0;
+    bank2[277] = 32'd0;
+    bank2[278] = 32'd0;
+    bank2[279] = 32'd0;
+    bank2[280] = 32'd0;
+    bank2[281] = 32'd0;
+    bank2[282] = 32'd0;
+    bank2[283] = 32'd0;
+    bank2[284] = 32'd0;
+    bank2[285] = 32'd0;
+    bank2[286] = 32'd0;
+    bank2[287] = 32'd0;
+    bank2[288] = 32'd0;
+    bank2[289] = 32'd0;
+    bank2[290] = 32'd0;
+    bank2[291] = 32'd0;
+    bank2[292] = 32'd0;
+    bank2[293] = 32'd0;
+    bank2[294] = 32'd0;
+    bank2[295] = 32'd0;
+    bank2[296] = 32'd0;
+    bank2[297] = 32'd0;
+    bank2[298] = 32'd0;
+    bank2[299] = 32'd0;
+    bank2[300] = 32'd0;
+    bank2[301] = 32'd0;
+    bank2[302] = 32'd0;
+    bank2[303] = 32'd0;
+    bank2[304] = 32'd0;
+    bank2[305] = 32'd0;
+    bank2[306] = 32'd0;
+    bank2[307] = 32'd0;
+    bank2[308] = 32'd0;
+    bank2[309] = 32'd0;
+    bank2[310] = 32'd0;
+    bank2[311] = 32'd0;
+    bank2[312] = 32'd0;
+    bank2[313] = 32'd0;
+    bank2[314] = 32'd0;
+    bank2[315] = 32'd0;
+    bank2[316] = 32'd0;
+    bank2[317] = 32'd0;
+    bank2[318] = 32'd0;
+    bank2[319] = 32'd0;
+    bank2[320] = 32'd0;
+    bank2[321] = 32'd0;
+    bank2[322] = 32'd0;
+    bank2[323] = 32'd0;
+    bank2[324] = 32'd0;
+    bank2[325] = 32'd0;
+    bank2[326] = 32'd0;
+    bank2[327] = 32'd0;
+    bank2[328] = 32'd0;
+    bank2[329] = 32'd0;
+    bank2[330] = 32'd0;
+    bank2[331] = 32'd0;
+    bank2[332] = 32'd0;
+    bank2[333] = 32'd0;
+    bank2[334] = 32'd0;
+    bank2[335] = 32'd0;
   end
   always @(posedge clk) begin
     if (\$signature__en$26 )
       bank2[\$signature__addr$22 ] <= \$signature__data$24 ;
   end
-  reg [7:0] _2_;
+  reg [31:0] _2_;
   always @(posedge clk) begin
     _2_ <= bank2[\$signature__addr$67 ];
   end
-  assign \$signature__data$114  = _2_;
+  assign \$signature__data$113  = _2_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
-  reg [7:0] bank3 [1343:0];
+  reg [31:0] bank3 [335:0];
   initial begin
-    bank3[0] = 8'h00;
-    bank3[1] = 8'h00;
-    bank3[2] = 8'h00;
-    bank3[3] = 8'h00;
-    bank3[4] = 8'h00;
-    bank3[5] = 8'h00;
-    bank3[6] = 8'h00;
-    bank3[7] = 8'h00;
-    bank3[8] = 8'h00;
-    bank3[9] = 8'h00;
-    bank3[10] = 8'h00;
-    bank3[11] = 8'h00;
-    bank3[12] = 8'h00;
-    bank3[13] = 8'h00;
-    bank3[14] = 8'h00;
-    bank3[15] = 8'h00;
-    bank3[16] = 8'h00;
-    bank3[17] = 8'h00;
-    bank3[18] = 8'h00;
-    bank3[19] = 8'h00;
-    bank3[20] = 8'h00;
-    bank3[21] = 8'h00;
-    bank3[22] = 8'h00;
-    bank3[23] = 8'h00;
-    bank3[24] = 8'h00;
-    bank3[25] = 8'h00;
-    bank3[26] = 8'h00;
-    bank3[27] = 8'h00;
-    bank3[28] = 8'h00;
-    bank3[29] = 8'h00;
-    bank3[30] = 8'h00;
-    bank3[31] = 8'h00;
-    bank3[32] = 8'h00;
-    bank3[33] = 8'h00;
-    bank3[34] = 8'h00;
-    bank3[35] = 8'h00;
-    bank3[36] = 8'h00;
-    bank3[37] = 8'h00;
-    bank3[38] = 8'h00;
-    bank3[39] = 8'h00;
-    bank3[40] = 8'h00;
-    bank3[41] = 8'h00;
-    bank3[42] = 8'h00;
-    bank3[43] = 8'h00;
-    bank3[44] = 8'h00;
-    bank3[45] = 8'h00;
-    bank3[46] = 8'h00;
-    bank3[47] = 8'h00;
-    bank3[48] = 8'h00;
-    bank3[49] = 8'h00;
-    bank3[50] = 8'h00;
-    bank3[51] = 8'h00;
-    bank3[52] = 8'h00;
-    bank3[53] = 8'h00;
-    bank3[54] = 8'h00;
-    bank3[55] = 8'h00;
-    bank3[56] = 8'h00;
-    bank3[57] = 8'h00;
-    bank3[58] = 8'h00;
-    bank3[59] = 8'h00;
-    bank3[60] = 8'h00;
-    bank3[61] = 8'h00;
-    bank3[62] = 8'h00;
-    bank3[63] = 8'h00;
-    bank3[64] = 8'h00;
-    bank3[65] = 8'h00;
-    bank3[66] = 8'h00;
-    bank3[67] = 8'h00;
-    bank3[68] = 8'h00;
-    bank3[69] = 8'h00;
-    bank3[70] = 8'h00;
-    bank3[71] = 8'h00;
-    bank3[72] = 8'h00;
-    bank3[73] = 8'h00;
-    bank3[74] = 8'h00;
-    bank3[75] = 8'h00;
-    bank3[76] = 8'h00;
-    bank3[77] = 8'h00;
-    bank3[78] = 8'h00;
-    bank3[79] = 8'h00;
-    bank3[80] = 8'h00;
-    bank3[81] = 8'h00;
-    bank3[82] = 8'h00;
-    bank3[83] = 8'h00;
-    bank3[84] = 8'h00;
-    bank3[85] = 8'h00;
-    bank3[86] = 8'h00;
-    bank3[87] = 8'h00;
-    bank3[88] = 8'h00;
-    bank3[89] = 8'h00;
-    bank3[90] = 8'h00;
-    bank3[91] = 8'h00;
-    bank3[92] = 8'h00;
-    bank3[93] = 8'h00;
-    bank3[94] = 8'h00;
-    bank3[95] = 8'h00;
-    bank3[96] = 8'h00;
-    bank3[97] = 8'h00;
-    bank3[98] = 8'h00;
-    bank3[99] = 8'h00;
-    bank3[100] = 8'h00;
-    bank3[101] = 8'h00;
-    bank3[102] = 8'h00;
-    bank3[103] = 8'h00;
-    bank3[104] = 8'h00;
-    bank3[105] = 8'h00;
-    bank3[106] = 8'h00;
-    bank3[107] = 8'h00;
-    bank3[108] = 8'h00;
-    bank3[109] = 8'h00;
-    bank3[110] = 8'h00;
-    bank3[111] = 8'h00;
-    bank3[112] = 8'h00;
-    bank3[113] = 8'h00;
-    bank3[114] = 8'h00;
-    bank3[115] = 8'h00;
-    bank3[116] = 8'h00;
-    bank3[117] = 8'h00;
-    bank3[118] = 8'h00;
-    bank3[119] = 8'h00;
-    bank3[120] = 8'h00;
-    bank3[121] = 8'h00;
-    bank3[122] = 8'h00;
-    bank3[123] = 8'h00;
-    bank3[124] = 8'h00;
-    bank3[125] = 8'h00;
-    bank3[126] = 8'h00;
-    bank3[127] = 8'h00;
-    bank3[128] = 8'h00;
-    bank3[129] = 8'h00;
-    bank3[130] = 8'h00;
-    bank3[131] = 8'h00;
-    bank3[132] = 8'h00;
-    bank3[133] = 8'h00;
-    bank3[134] = 8'h00;
-    bank3[135] = 8'h00;
-    bank3[136] = 8'h00;
-    bank3[137] = 8'h00;
-    bank3[138] = 8'h00;
-    bank3[139] = 8'h00;
-    bank3[140] = 8'h00;
-    bank3[141] = 8'h00;
-    bank3[142] = 8'h00;
-    bank3[143] = 8'h00;
-    bank3[144] = 8'h00;
-    bank3[145] = 8'h00;
-    bank3[146] = 8'h00;
-    bank3[147] = 8'h00;
-    bank3[148] = 8'h00;
-    bank3[149] = 8'h00;
-    bank3[150] = 8'h00;
-    bank3[151] = 8'h00;
-    bank3[152] = 8'h00;
-    bank3[153] = 8'h00;
-    bank3[154] = 8'h00;
-    bank3[155] = 8'h00;
-    bank3[156] = 8'h00;
-    bank3[157] = 8'h00;
-    bank3[158] = 8'h00;
-    bank3[159] = 8'h00;
-    bank3[160] = 8'h00;
-    bank3[161] = 8'h00;
-    bank3[162] = 8'h00;
-    bank3[163] = 8'h00;
-    bank3[164] = 8'h00;
-    bank3[165] = 8'h00;
-    bank3[166] = 8'h00;
-    bank3[167] = 8'h00;
-    bank3[168] = 8'h00;
-    bank3[169] = 8'h00;
-    bank3[170] = 8'h00;
-    bank3[171] = 8'h00;
-    bank3[172] = 8'h00;
-    bank3[173] = 8'h00;
-    bank3[174] = 8'h00;
-    bank3[175] = 8'h00;
-    bank3[176] = 8'h00;
-    bank3[177] = 8'h00;
-    bank3[178] = 8'h00;
-    bank3[179] = 8'h00;
-    bank3[180] = 8'h00;
-    bank3[181] = 8'h00;
-    bank3[182] = 8'h00;
-    bank3[183] = 8'h00;
-    bank3[184] = 8'h00;
-    bank3[185] = 8'h00;
-    bank3[186] = 8'h00;
-    bank3[187] = 8'h00;
-    bank3[188] = 8'h00;
-    bank3[189] = 8'h00;
-    bank3[190] = 8'h00;
-    bank3[191] = 8'h00;
-    bank3[192] = 8'h00;
-    bank3[193] = 8'h00;
-    bank3[194] = 8'h00;
-    bank3[195] = 8'h00;
-    bank3[196] = 8'h00;
-    bank3[197] = 8'h00;
-    bank3[198] = 8'h00;
-    bank3[199] = 8'h00;
-    bank3[200] = 8'h00;
-    bank3[201] = 8'h00;
-    bank3[202] = 8'h00;
-    bank3[203] = 8'h00;
-    bank3[204] = 8'h00;
-    bank3[205] = 8'h00;
-    bank3[206] = 8'h00;
-    bank3[207] = 8'h00;
-    bank3[208] = 8'h00;
-    bank3[209] = 8'h00;
-    bank3[210] = 8'h00;
-    bank3[211] = 8'h00;
-    bank3[212] = 8'h00;
-    bank3[213] = 8'h00;
-    bank3[214] = 8'h00;
-    bank3[215] = 8'h00;
-    bank3[216] = 8'h00;
-    bank3[217] = 8'h00;
-    bank3[218] = 8'h00;
-    bank3[219] = 8'h00;
-    bank3[220] = 8'h00;
-    bank3[221] = 8'h00;
-    bank3[222] = 8'h00;
-    bank3[223] = 8'h00;
-    bank3[224] = 8'h00;
-    bank3[225] = 8'h00;
-    bank3[226] = 8'h00;
-    bank3[227] = 8'h00;
-    bank3[228] = 8'h00;
-    bank3[229] = 8'h00;
-    bank3[230] = 8'h00;
-    bank3[231] = 8'h00;
-    bank3[232] = 8'h00;
-    bank3[233] = 8'h00;
-    bank3[234] = 8'h00;
-    bank3[235] = 8'h00;
-    bank3[236] = 8'h00;
-    bank3[237] = 8'h00;
-    bank3[238] = 8'h00;
-    bank3[239] = 8'h00;
-    bank3[240] = 8'h00;
-    bank3[241] = 8'h00;
-    bank3[242] = 8'h00;
-    bank3[243] = 8'h00;
-    bank3[244] = 8'h00;
-    bank3[245] = 8'h00;
-    bank3[246] = 8'h00;
-    bank3[247] = 8'h00;
-    bank3[248] = 8'h00;
-    bank3[249] = 8'h00;
-    bank3[250] = 8'h00;
-    bank3[251] = 8'h00;
-    bank3[252] = 8'h00;
-    bank3[253] = 8'h00;
-    bank3[254] = 8'h00;
-    bank3[255] = 8'h00;
-    bank3[256] = 8'h00;
-    bank3[257] = 8'h00;
-    bank3[258] = 8'h00;
-    bank3[259] = 8'h00;
-    bank3[260] = 8'h00;
-    bank3[261] = 8'h00;
-    bank3[262] = 8'h00;
-    bank3[263] = 8'h00;
-    bank3[264] = 8'h00;
-    bank3[265] = 8'h00;
-    bank3[266] = 8'h00;
-    bank3[267] = 8'h00;
-    bank3[268] = 8'h00;
-    bank3[269] = 8'h00;
-    bank3[270] = 8'h00;
-    bank3[271] = 8'h00;
-    bank3[272] = 8'h00;
-    bank3[273] = 8'h00;
-    bank3[274] = 8'h00;
-    bank3[275] = 8'h00;
-    bank3[276] = 8'h00;
-    bank3[277] = 8'h00;
-    bank3[278] = 8'h00;
-    bank3[279] = 8'h00;
-    bank3[280] = 8'h00;
-    bank3[281] = 8'h00;
-    bank3[282] = 8'h00;
-    bank3[283] = 8'h00;
-    bank3[284] = 8'h00;
-    bank3[285] = 8'h00;
-    bank3[286] = 8'h00;
-    bank3[287] = 8'h00;
-    bank3[288] = 8'h00;
-    bank3[289] = 8'h00;
-    bank3[290] = 8'h00;
-    bank3[291] = 8'h00;
-    bank3[292] = 8'h00;
-    bank3[293] = 8'h00;
-    bank3[294] = 8'h00;
-    bank3[295] = 8'h00;
-    bank3[296] = 8'h00;
-    bank3[297] = 8'h00;
-    bank3[298] = 8'h00;
-    bank3[299] = 8'h00;
-    bank3[300] = 8'h00;
-    bank3[301] = 8'h00;
-    bank3[302] = 8'h00;
-    bank3[303] = 8'h00;
-    bank3[304] = 8'h00;
-    bank3[305] = 8'h00;
-    bank3[306] = 8'h00;
-    bank3[307] = 8'h00;
-    bank3[308] = 8'h00;
-    bank3[309] = 8'h00;
-    bank3[310] = 8'h00;
-    bank3[311] = 8'h00;
-    bank3[312] = 8'h00;
-    bank3[313] = 8'h00;
-    bank3[314] = 8'h00;
-    bank3[315] = 8'h00;
-    bank3[316] = 8'h00;
-    bank3[317] = 8'h00;
-    bank3[318] = 8'h00;
-    bank3[319] = 8'h00;
-    bank3[320] = 8'h00;
-    bank3[321] = 8'h00;
-    bank3[322] = 8'h00;
-    bank3[323] = 8'h00;
-    bank3[324] = 8'h00;
-    bank3[325] = 8'h00;
-    bank3[326] = 8'h00;
-    bank3[327] = 8'h00;
-    bank3[328] = 8'h00;
-    bank3[329] = 8'h00;
-    bank3[330] = 8'h00;
-    bank3[331] = 8'h00;
-    bank3[332] = 8'h00;
-    bank3[333] = 8'h00;
-    bank3[334] = 8'h00;
-    bank3[335] = 8'h00;
-    bank3[336] = 8'h00;
-    bank3[337] = 8'h00;
-    bank3[338] = 8'h00;
-    bank3[339] = 8'h00;
-    bank3[340] = 8'h00;
-    bank3[341] = 8'h00;
-    bank3[342] = 8'h00;
-    bank3[343] = 8'h00;
-    bank3[344] = 8'h00;
-    bank3[345] = 8'h00;
-    bank3[346] = 8'h00;
-    bank3[347] = 8'h00;
-    bank3[348] = 8'h00;
-    bank3[349] = 8'h00;
-    bank3[350] = 8'h00;
-    bank3[351] = 8'h00;
-    bank3[352] = 8'h00;
-    bank3[353] = 8'h00;
-    bank3[354] = 8'h00;
-    bank3[355] = 8'h00;
-    bank3[356] = 8'h00;
-    bank3[357] = 8'h00;
-    bank3[358] = 8'h00;
-    bank3[359] = 8'h00;
-    bank3[360] = 8'h00;
-    bank3[361] = 8'h00;
-    bank3[362] = 8'h00;
-    bank3[363] = 8'h00;
-    bank3[364] = 8'h00;
-    bank3[365] = 8'h00;
-    bank3[366] = 8'h00;
-    bank3[367] = 8'h00;
-    bank3[368] = 8'h00;
-    bank3[369] = 8'h00;
-    bank3[370] = 8'h00;
-    bank3[371] = 8'h00;
-    bank3[372] = 8'h00;
-    bank3[373] = 8'h00;
-    bank3[374] = 8'h00;
-    bank3[375] = 8'h00;
-    bank3[376] = 8'h00;
-    bank3[377] = 8'h00;
-    bank3[378] = 8'h00;
-    bank3[379] = 8'h00;
-    bank3[380] = 8'h00;
-    bank3[381] = 8'h00;
-    bank3[382] = 8'h00;
-    bank3[383] = 8'h00;
-    bank3[384] = 8'h00;
-    bank3[385] = 8'h00;
-    bank3[386] = 8'h00;
-    bank3[387] = 8'h00;
-    bank3[388] = 8'h00;
-    bank3[389] = 8'h00;
-    bank3[390] = 8'h00;
-    bank3[391] = 8'h00;
-    bank3[392] = 8'h00;
-    bank3[393] = 8'h00;
-    bank3[394] = 8'h00;
-    bank3[395] = 8'h00;
-    bank3[396] = 8'h00;
-    bank3[397] = 8'h00;
-    bank3[398] = 8'h00;
-    bank3[399] = 8'h00;
-    bank3[400] = 8'h00;
-    bank3[401] = 8'h00;
-    bank3[402] = 8'h00;
-    bank3[403] = 8'h00;
-    bank3[404] = 8'h00;
-    bank3[405] = 8'h00;
-    bank3[406] = 8'h00;
-    bank3[407] = 8'h00;
-    bank3[408] = 8'h00;
-    bank3[409] = 8'h00;
-    bank3[410] = 8'h00;
-    bank3[411] = 8'h00;
-    bank3[412] = 8'h00;
-    bank3[413] = 8'h00;
-    bank3[414] = 8'h00;
-    bank3[415] = 8'h00;
-    bank3[416] = 8'h00;
-    bank3[417] = 8'h00;
-    bank3[418] = 8'h00;
-    bank3[419] = 8'h00;
-    bank3[420] = 8'h00;
-    bank3[421] = 8'h00;
-    bank3[422] = 8'h00;
-    bank3[423] = 8'h00;
-    bank3[424] = 8'h00;
-    bank3[425] = 8'h00;
-    bank3[426] = 8'h00;
-    bank3[427] = 8'h00;
-    bank3[428] = 8'h00;
-    bank3[429] = 8'h00;
-    bank3[430] = 8'h00;
-    bank3[431] = 8'h00;
-    bank3[432] = 8'h00;
-    bank3[433] = 8'h00;
-    bank3[434] = 8'h00;
-    bank3[435] = 8'h00;
-    bank3[436] = 8'h00;
-    bank3[437] = 8'h00;
-    bank3[438] = 8'h00;
-    bank3[439] = 8'h00;
-    bank3[440] = 8'h00;
-    bank3[441] = 8'h00;
-    bank3[442] = 8'h00;
-    bank3[443] = 8'h00;
-    bank3[444] = 8'h00;
-    bank3[445] = 8'h00;
-    bank3[446] = 8'h00;
-    bank3[447] = 8'h00;
-    bank3[448] = 8'h00;
-    bank3[449] = 8'h00;
-    bank3[450] = 8'h00;
-    bank3[451] = 8'h00;
-    bank3[452] = 8'h00;
-    bank3[453] = 8'h00;
-    bank3[454] = 8'h00;
-    bank3[455] = 8'h00;
-    bank3[456] = 8'h00;
-    bank3[457] = 8'h00;
-    bank3[458] = 8'h00;
-    bank3[459] = 8'h00;
-    bank3[460] = 8'h00;
-    bank3[461] = 8'h00;
-    bank3[462] = 8'h00;
-    bank3[463] = 8'h00;
-    bank3[464] = 8'h00;
-    bank3[465] = 8'h00;
-    bank3[466] = 8'h00;
-    bank3[467] = 8'h00;
-    bank3[468] = 8'h00;
-    bank3[469] = 8'h00;
-    bank3[470] = 8'h00;
-    bank3[471] = 8'h00;
-    bank3[472] = 8'h00;
-    bank3[473] = 8'h00;
-    bank3[474] = 8'h00;
-    bank3[475] = 8'h00;
-    bank3[476] = 8'h00;
-    bank3[477] = 8'h00;
-    bank3[478] = 8'h00;
-    bank3[479] = 8'h00;
-    bank3[480] = 8'h00;
-    bank3[481] = 8'h00;
-    bank3[482] = 8'h00;
-    bank3[483] = 8'h00;
-    bank3[484] = 8'h00;
-    bank3[485] = 8'h00;
-    bank3[486] = 8'h00;
-    bank3[487] = 8'h00;
-    bank3[488] = 8'h00;
-    bank3[489] = 8'h00;
-    bank3[490] = 8'h00;
-    bank3[491] = 8'h00;
-    bank3[492] = 8'h00;
-    bank3[493] = 8'h00;
-    bank3[494] = 8'h00;
-    bank3[495] = 8'h00;
-    bank3[496] = 8'h00;
-    bank3[497] = 8'h00;
-    bank3[498] = 8'h00;
-    bank3[499] = 8'h00;
-    bank3[500] = 8'h00;
-    bank3[501] = 8'h00;
-    bank3[502] = 8'h00;
-    bank3[503] = 8'h00;
-    bank3[504] = 8'h00;
-    bank3[505] = 8'h00;
-    bank3[506] = 8'h00;
-    bank3[507] = 8'h00;
-    bank3[508] = 8'h00;
-    bank3[509] = 8'h00;
-    bank3[510] = 8'h00;
-    bank3[511] = 8'h00;
-    bank3[512] = 8'h00;
-    bank3[513] = 8'h00;
-    bank3[514] = 8'h00;
-    bank3[515] = 8'h00;
-    bank3[516] = 8'h00;
-    bank3[517] = 8'h00;
-    bank3[518] = 8'h00;
-    bank3[519] = 8'h00;
-    bank3[520] = 8'h00;
-    bank3[521] = 8'h00;
-    bank3[522] = 8'h00;
-    bank3[523] = 8'h00;
-    bank3[524] = 8'h00;
-    bank3[525] = 8'h00;
-    bank3[526] = 8'h00;
-    bank3[527] = 8'h00;
-    bank3[528] = 8'h00;
-    bank3[529] = 8'h00;
-    bank3[530] = 8'h00;
-    bank3[531] = 8'h00;
-    bank3[532] = 8'h00;
-    bank3[533] = 8'h00;
-    bank3[534] = 8'h00;
-    bank3[535] = 8'h00;
-    bank3[536] = 8'h00;
-    bank3[537] = 8'h00;
-    bank3[538] = 8'h00;
-    bank3[539] = 8'h00;
-    bank3[540] = 8'h00;
-    bank3[541] = 8'h00;
-    bank3[542] = 8'h00;
-    bank3[543] = 8'h00;
-    bank3[544] = 8'h00;
-    bank3[545] = 8'h00;
-    bank3[546] = 8'h00;
-    bank3[547] = 8'h00;
-    bank3[548] = 8'h00;
-    bank3[549] = 8'h00;
-    bank3[550] = 8'h00;
-    bank3[551] = 8'h00;
-    bank3[552] = 8'h00;
-    bank3[553] = 8'h00;
-    bank3[554] = 8'h00;
-    bank3[555] = 8'h00;
-    bank3[556] = 8'h00;
-    bank3[557] = 8'h00;
-    bank3[558] = 8'h00;
-    bank3[559] = 8'h00;
-    bank3[560] = 8'h00;
-    bank3[561] = 8'h00;
-    bank3[562] = 8'h00;
-    bank3[563] = 8'h00;
-    bank3[564] = 8'h00;
-    bank3[565] = 8'h00;
-    bank3[566] = 8'h00;
-    bank3[567] = 8'h00;
-    bank3[568] = 8'h00;
-    bank3[569] = 8'h00;
-    bank3[570] = 8'h00;
-    bank3[571] = 8'h00;
-    bank3[572] = 8'h00;
-    bank3[573] = 8'h00;
-    bank3[574] = 8'h00;
-    bank3[575] = 8'h00;
-    bank3[576] = 8'h00;
-    bank3[577] = 8'h00;
-    bank3[578] = 8'h00;
-    bank3[579] = 8'h00;
-    bank3[580] = 8'h00;
-    bank3[581] = 8'h00;
-    bank3[582] = 8'h00;
-    bank3[583] = 8'h00;
-    bank3[584] = 8'h00;
-    bank3[585] = 8'h00;
-    bank3[586] = 8'h00;
-    bank3[587] = 8'h00;
-    bank3[588] = 8'h00;
-    bank3[589] = 8'h00;
-    bank3[590] = 8'h00;
-    bank3[591] = 8'h00;
-    bank3[592] = 8'h00;
-    bank3[593] = 8'h00;
-    bank3[594] = 8'h00;
-    bank3[595] = 8'h00;
-    bank3[596] = 8'h00;
-    bank3[597] = 8'h00;
-    bank3[598] = 8'h00;
-    bank3[599] = 8'h00;
-    bank3[600] = 8'h00;
-    bank3[601] = 8'h00;
-    bank3[602] = 8'h00;
-    bank3[603] = 8'h00;
-    bank3[604] = 8'h00;
-    bank3[605] = 8'h00;
-    bank3[606] = 8'h00;
-    bank3[607] = 8'h00;
-    bank3[608] = 8'h00;
-    bank3[609] = 8'h00;
-    bank3[610] = 8'h00;
-    bank3[611] = 8'h00;
-    bank3[612] = 8'h00;
-    bank3[613] = 8'h00;
-    bank3[614] = 8'h00;
-    bank3[615] = 8'h00;
-    bank3[616] = 8'h00;
-    bank3[617] = 8'h00;
-    bank3[618] = 8'h00;
-    bank3[619] = 8'h00;
-    bank3[620] = 8'h00;
-    bank3[621] = 8'h00;
-    bank3[622] = 8'h00;
-    bank3[623] = 8'h00;
-    bank3[624] = 8'h00;
-    bank3[625] = 8'h00;
-    bank3[626] = 8'h00;
-    bank3[627] = 8'h00;
-    bank3[628] = 8'h00;
-    bank3[629] = 8'h00;
-    bank3[630] = 8'h00;
-    bank3[631] = 8'h00;
-    bank3[632] = 8'h00;
-    bank3[633] = 8'h00;
-    bank3[634] = 8'h00;
-    bank3[635] = 8'h00;
-    bank3[636] = 8'h00;
-    bank3[637] = 8'h00;
-    bank3[638] = 8'h00;
-    bank3[639] = 8'h00;
-    bank3[640] = 8'h00;
-    bank3[641] = 8'h00;
-    bank3[642] = 8'h00;
-    bank3[643] = 8'h00;
-    bank3[644] = 8'h00;
-    bank3[645] = 8'h00;
-    bank3[646] = 8'h00;
-    bank3[647] = 8'h00;
-    bank3[648] = 8'h00;
-    bank3[649] = 8'h00;
-    bank3[650] = 8'h00;
-    bank3[651] = 8'h00;
-    bank3[652] = 8'h00;
-    bank3[653] = 8'h00;
-    bank3[654] = 8'h00;
-    bank3[655] = 8'h00;
-    bank3[656] = 8'h00;
-    bank3[657] = 8'h00;
-    bank3[658] = 8'h00;
-    bank3[659] = 8'h00;
-    bank3[660] = 8'h00;
-    bank3[661] = 8'h00;
-    bank3[662] = 8'h00;
-    bank3[663] = 8'h00;
-    bank3[664] = 8'h00;
-    bank3[665] = 8'h00;
-    bank3[666] = 8'h00;
-    bank3[667] = 8'h00;
-    bank3[668] = 8'h00;
-    bank3[669] = 8'h00;
-    bank3[670] = 8'h00;
-    bank3[671] = 8'h00;
-    bank3[672] = 8'h00;
-    bank3[673] = 8'h00;
-    bank3[674] = 8'h00;
-    bank3[675] = 8'h00;
-    bank3[676] = 8'h00;
-    bank3[677] = 8'h00;
-    bank3[678] = 8'h00;
-    bank3[679] = 8'h00;
-    bank3[680] = 8'h00;
-    bank3[681] = 8'h00;
-    bank3[682] = 8'h00;
-    bank3[683] = 8'h00;
-    bank3[684] = 8'h00;
-    bank3[685] = 8'h00;
-    bank3[686] = 8'h00;
-    bank3[687] = 8'h00;
-    bank3[688] = 8'h00;
-    bank3[689] = 8'h00;
-    bank3[690] = 8'h00;
-    bank3[691] = 8'h00;
-    bank3[692] = 8'h00;
-    bank3[693] = 8'h00;
-    bank3[694] = 8'h00;
-    bank3[695] = 8'h00;
-    bank3[696] = 8'h00;
-    bank3[697] = 8'h00;
-    bank3[698] = 8'h00;
-    bank3[699] = 8'h00;
-    bank3[700] = 8'h00;
-    bank3[701] = 8'h00;
-    bank3[702] = 8'h00;
-    bank3[703] = 8'h00;
-    bank3[704] = 8'h00;
-    bank3[705] = 8'h00;
-    bank3[706] = 8'h00;
-    bank3[707] = 8'h00;
-    bank3[708] = 8'h00;
-    bank3[709] = 8'h00;
-    bank3[710] = 8'h00;
-    bank3[711] = 8'h00;
-    bank3[712] = 8'h00;
-    bank3[713] = 8'h00;
-    bank3[714] = 8'h00;
-    bank3[715] = 8'h00;
-    bank3[716] = 8'h00;
-    bank3[717] = 8'h00;
-    bank3[718] = 8'h00;
-    bank3[719] = 8'h00;
-    bank3[720] = 8'h00;
-    bank3[721] = 8'h00;
-    bank3[722] = 8'h00;
-    bank3[723] = 8'h00;
-    bank3[724] = 8'h00;
-    bank3[725] = 8'h00;
-    bank3[726] = 8'h00;
-    bank3[727] = 8'h00;
-    bank3[728] = 8'h00;
-    bank3[729] = 8'h00;
-    bank3[730] = 8'h00;
-    bank3[731] = 8'h00;
-    bank3[732] = 8'h00;
-    bank3[733] = 8'h00;
-    bank3[734] = 8'h00;
-    bank3[735] = 8'h00;
-    bank3[736] = 8'h00;
-    bank3[737] = 8'h00;
-    bank3[738] = 8'h00;
-    bank3[739] = 8'h00;
-    bank3[740] = 8'h00;
-    bank3[741] = 8'h00;
-    bank3[742] = 8'h00;
-    bank3[743] = 8'h00;
-    bank3[744] = 8'h00;
-    bank3[745] = 8'h00;
-    bank3[746] = 8'h00;
-    bank3[747] = 8'h00;
-    bank3[748] = 8'h00;
-    bank3[749] = 8'h00;
-    bank3[750] = 8'h00;
-    bank3[751] = 8'h00;
-    bank3[752] = 8'h00;
-    bank3[753] = 8'h00;
-    bank3[754] = 8'h00;
-    bank3[755] = 8'h00;
-    bank3[756] = 8'h00;
-    bank3[757] = 8'h00;
-    bank3[758] = 8'h00;
-    bank3[759] = 8'h00;
-    bank3[760] = 8'h00;
-    bank3[761] = 8'h00;
-    bank3[762] = 8'h00;
-    bank3[763] = 8'h00;
-    bank3[764] = 8'h00;
-    bank3[765] = 8'h00;
-    bank3[766] = 8'h00;
-    bank3[767] = 8'h00;
-    bank3[768] = 8'h00;
-    bank3[769] = 8'h00;
-    bank3[770] = 8'h00;
-    bank3[771] = 8'h00;
-    bank3[772] = 8'h00;
-    bank3[773] = 8'h00;
-    bank3[774] = 8'h00;
-    bank3[775] = 8'h00;
-    bank3[776] = 8'h00;
-    bank3[777] = 8'h00;
-    bank3[778] = 8'h00;
-    bank3[779] = 8'h00;
-    bank3[780] = 8'h00;
-    bank3[781] = 8'h00;
-    bank3[782] = 8'h00;
-    bank3[783] = 8'h00;
-    bank3[784] = 8'h00;
-    bank3[785] = 8'h00;
-    bank3[786] = 8'h00;
-    bank3[787] = 8'h00;
-    bank3[788] = 8'h00;
-    bank3[789] = 8'h00;
-    bank3[790] = 8'h00;
-    bank3[791] = 8'h00;
-    bank3[792] = 8'h00;
-    bank3[793] = 8'h00;
-    bank3[794] = 8'h00;
-    bank3[795] = 8'h00;
-    bank3[796] = 8'h00;
-    bank3[797] = 8'h00;
-    bank3[798] = 8'h00;
-    bank3[799] = 8'h00;
-    bank3[800] = 8'h00;
-    bank3[801] = 8'h00;
-    bank3[802] = 8'h00;
-    bank3[803] = 8'h00;
-    bank3[804] = 8'h00;
-    bank3[805] = 8'h00;
-    bank3[806] = 8'h00;
-    bank3[807] = 8'h00;
-    bank3[808] = 8'h00;
-    bank3[809] = 8'h00;
-    bank3[810] = 8'h00;
-    bank3[811] = 8'h00;
-    bank3[812] = 8'h00;
-    bank3[813] = 8'h00;
-    bank3[814] = 8'h00;
-    bank3[815] = 8'h00;
-    bank3[816] = 8'h00;
-    bank3[817] = 8'h00;
-    bank3[818] = 8'h00;
-    bank3[819] = 8'h00;
-    bank3[820] = 8'h00;
-    bank3[821] = 8'h00;
-    bank3[822] = 8'h00;
-    bank3[823] = 8'h00;
-    bank3[824] = 8'h00;
-    bank3[825] = 8'h00;
-    bank3[826] = 8'h00;
-    bank3[827] = 8'h00;
-    bank3[828] = 8'h00;
-    bank3[829] = 8'h00;
-    bank3[830] = 8'h00;
-    bank3[831] = 8'h00;
-    bank3[832] = 8'h00;
-    bank3[833] = 8'h00;
-    bank3[834] = 8'h00;
-    bank3[835] = 8'h00;
-    bank3[836] = 8'h00;
-    bank3[837] = 8'h00;
-    bank3[838] = 8'h00;
-    bank3[839] = 8'h00;
-    bank3[840] = 8'h00;
-    bank3[841] = 8'h00;
-    bank3[842] = 8'h00;
-    bank3[843] = 8'h00;
-    bank3[844] = 8'h00;
-    bank3[845] = 8'h00;
-    bank3[846] = 8'h00;
-    bank3[847] = 8'h00;
-    bank3[848] = 8'h00;
-    bank3[849] = 8'h00;
-    bank3[850] = 8'h00;
-    bank3[851] = 8'h00;
-    bank3[852] = 8'h00;
-    bank3[853] = 8'h00;
-    bank3[854] = 8'h00;
-    bank3[855] = 8'h00;
-    bank3[856] = 8'h00;
-    bank3[857] = 8'h00;
-    bank3[858] = 8'h00;
-    bank3[859] = 8'h00;
-    bank3[860] = 8'h00;
-    bank3[861] = 8'h00;
-    bank3[862] = 8'h00;
-    bank3[863] = 8'h00;
-    bank3[864] = 8'h00;
-    bank3[865] = 8'h00;
-    bank3[866] = 8'h00;
-    bank3[867] = 8'h00;
-    bank3[868] = 8'h00;
-    bank3[869] = 8'h00;
-    bank3[870] = 8'h00;
-    bank3[871] = 8'h00;
-    bank3[872] = 8'h00;
-    bank3[873] = 8'h00;
-    bank3[874] = 8'h00;
-    bank3[875] = 8'h00;
-    bank3[876] = 8'h00;
-    bank3[877] = 8'h00;
-    bank3[878] = 8'h00;
-    bank3[879] = 8'h00;
-    bank3[880] = 8'h00;
-    bank3[881] = 8'h00;
-    bank3[882] = 8'h00;
-    bank3[883] = 8'h00;
-    bank3[884] = 8'h00;
-    bank3[885] = 8'h00;
-    bank3[886] = 8'h00;
-    bank3[887] = 8'h00;
-    bank3[888] = 8'h00;
-    bank3[889] = 8'h00;
-    bank3[890] = 8'h00;
-    bank3[891] = 8'h00;
-    bank3[892] = 8'h00;
-    bank3[893] = 8'h00;
-    bank3[894] = 8'h00;
-    bank3[895] = 8'h00;
-    bank3[896] = 8'h00;
-    bank3[897] = 8'h00;
-    bank3[898] = 8'h00;
-    bank3[899] = 8'h00;
-    bank3[900] = 8'h00;
-    bank3[901] = 8'h00;
-    bank3[902] = 8'h00;
-    bank3[903] = 8'h00;
-    bank3[904] = 8'h00;
-    bank3[905] = 8'h00;
-    bank3[906] = 8'h00;
-    bank3[907] = 8'h00;
-    bank3[908] = 8'h00;
-    bank3[909] = 8'h00;
-    bank3[910] = 8'h00;
-    bank3[911] = 8'h00;
-    bank3[912] = 8'h00;
-    bank3[913] = 8'h00;
-    bank3[914] = 8'h00;
-    bank3[915] = 8'h00;
-    bank3[916] = 8'h00;
-    bank3[917] = 8'h00;
-    bank3[918] = 8'h00;
-    bank3[919] = 8'h00;
-    bank3[920] = 8'h00;
-    bank3[921] = 8'h00;
-    bank3[922] = 8'h00;
-    bank3[923] = 8'h00;
-    bank3[924] = 8'h00;
-    bank3[925] = 8'h00;
-    bank3[926] = 8'h00;
-    bank3[927] = 8'h00;
-    bank3[928] = 8'h00;
-    bank3[929] = 8'h00;
-    bank3[930] = 8'h00;
-    bank3[931] = 8'h00;
-    bank3[932] = 8'h00;
-    bank3[933] = 8'h00;
-    bank3[934] = 8'h00;
-    bank3[935] = 8'h00;
-    bank3[936] = 8'h00;
-    bank3[937] = 8'h00;
-    bank3[938] = 8'h00;
-    bank3[939] = 8'h00;
-    bank3[940] = 8'h00;
-    bank3[941] = 8'h00;
-    bank3[942] = 8'h00;
-    bank3[943] = 8'h00;
-    bank3[944] = 8'h00;
-    bank3[945] = 8'h00;
-    bank3[946] = 8'h00;
-    bank3[947] = 8'h00;
-    bank3[948] = 8'h00;
-    bank3[949] = 8'h00;
-    bank3[950] = 8'h00;
-    bank3[951] = 8'h00;
-    bank3[952] = 8'h00;
-    bank3[953] = 8'h00;
-    bank3[954] = 8'h00;
-    bank3[955] = 8'h00;
-    bank3[956] = 8'h00;
-    bank3[957] = 8'h00;
-    bank3[958] = 8'h00;
-    bank3[959] = 8'h00;
-    bank3[960] = 8'h00;
-    bank3[961] = 8'h00;
-    bank3[962] = 8'h00;
-    bank3[963] = 8'h00;
-    bank3[964] = 8'h00;
-    bank3[965] = 8'h00;
-    bank3[966] = 8'h00;
-    bank3[967] = 8'h00;
-    bank3[968] = 8'h00;
-    bank3[969] = 8'h00;
-    bank3[970] = 8'h00;
-    bank3[971] = 8'h00;
-    bank3[972] = 8'h00;
-    bank3[973] = 8'h00;
-    bank3[974] = 8'h00;
-    bank3[975] = 8'h00;
-    bank3[976] = 8'h00;
-    bank3[977] = 8'h00;
-    bank3[978] = 8'h00;
-    bank3[979] = 8'h00;
-    bank3[980] = 8'h00;
-    bank3[981] = 8'h00;
-    bank3[982] = 8'h00;
-    bank3[983] = 8'h00;
-    bank3[984] = 8'h00;
-    bank3[985] = 8'h00;
-    bank3[986] = 8'h00;
-    bank3[987] = 8'h00;
-    bank3[988] = 8'h00;
-    bank3[989] = 8'h00;
-    bank3[990] = 8'h00;
-    bank3[991] = 8'h00;
-    bank3[992] = 8'h00;
-    bank3[993] = 8'h00;
-    bank3[994] = 8'h00;
-    bank3[995] = 8'h00;
-    bank3[996] = 8'h00;
-    bank3[997] = 8'h00;
-    bank3[998] = 8'h00;
-    bank3[999] = 8'h00;
-    bank3[1000] = 8'h00;
-    bank3[1001] = 8'h00;
-    bank3[1002] = 8'h00;
-    bank3[1003] = 8'h00;
-    bank3[1004] = 8'h00;
-    bank3[1005] = 8'h00;
-    bank3[1006] = 8'h00;
-    bank3[1007] = 8'h00;
-    bank3[1008] = 8'h00;
-    bank3[1009] = 8'h00;
-    bank3[1010] = 8'h00;
-    bank3[1011] = 8'h00;
-    bank3[1012] = 8'h00;
-    bank3[1013] = 8'h00;
-    bank3[1014] = 8'h00;
-    bank3[1015] = 8'h00;
-    bank3[1016] = 8'h00;
-    bank3[1017] = 8'h00;
-    bank3[1018] = 8'h00;
-    bank3[1019] = 8'h00;
-    bank3[1020] = 8'h00;
-    bank3[1021] = 8'h00;
-    bank3[1022] = 8'h00;
-    bank3[1023] = 8'h00;
-    bank3[1024] = 8'h00;
-    bank3[1025] = 8'h00;
-    bank3[1026] = 8'h00;
-    bank3[1027] = 8'h00;
-    bank3[1028] = 8'h00;
-    bank3[1029] = 8'h00;
-    bank3[1030] = 8'h00;
-    bank3[1031] = 8'h00;
-    bank3[1032] = 8'h00;
-    bank3[1033] = 8'h00;
-    bank3[1034] = 8'h00;
-    bank3[1035] = 8'h00;
-    bank3[1036] = 8'h00;
-    bank3[1037] = 8'h00;
-    bank3[1038] = 8'h00;
-    bank3[1039] = 8'h00;
-    bank3[1040] = 8'h00;
-    bank3[1041] = 8'h00;
-    bank3[1042] = 8'h00;
-    bank3[1043] = 8'h00;
-    bank3[1044] = 8'h00;
-    bank3[1045] = 8'h00;
-    bank3[1046] = 8'h00;
-    bank3[1047] = 8'h00;
-    bank3[1048] = 8'h00;
-    bank3[1049] = 8'h00;
-    bank3[1050] = 8'h00;
-    bank3[1051] = 8'h00;
-    bank3[1052] = 8'h00;
-    bank3[1053] = 8'h00;
-    bank3[1054] = 8'h00;
-    bank3[1055] = 8'h00;
-    bank3[1056] = 8'h00;
-    bank3[1057] = 8'h00;
-    bank3[1058] = 8'h00;
-    bank3[1059] = 8'h00;
-    bank3[1060] = 8'h00;
-    bank3[1061] = 8'h00;
-    bank3[1062] = 8'h00;
-    bank3[1063] = 8'h00;
-    bank3[1064] = 8'h00;
-    bank3[1065] = 8'h00;
-    bank3[1066] = 8'h00;
-    bank3[1067] = 8'h00;
-    bank3[1068] = 8'h00;
-    bank3[1069] = 8'h00;
-    bank3[1070] = 8'h00;
-    bank3[1071] = 8'h00;
-    bank3[1072] = 8'h00;
-    bank3[1073] = 8'h00;
-    bank3[1074] = 8'h00;
-    bank3[1075] = 8'h00;
-    bank3[1076] = 8'h00;
-    bank3[1077] = 8'h00;
-    bank3[1078] = 8'h00;
-    bank3[1079] = 8'h00;
-    bank3[1080] = 8'h00;
-    bank3[1081] = 8'h00;
-    bank3[1082] = 8'h00;
-    bank3[1083] = 8'h00;
-    bank3[1084] = 8'h00;
-    bank3[1085] = 8'h00;
-    bank3[1086] = 8'h00;
-    bank3[1087] = 8'h00;
-    bank3[1088] = 8'h00;
-    bank3[1089] = 8'h00;
-    bank3[1090] = 8'h00;
-    bank3[1091] = 8'h00;
-    bank3[1092] = 8'h00;
-    bank3[1093] = 8'h00;
-    bank3[1094] = 8'h00;
-    bank3[1095] = 8'h00;
-    bank3[1096] = 8'h00;
-    bank3[1097] = 8'h00;
-    bank3[1098] = 8'h00;
-    bank3[1099] = 8'h00;
-    bank3[1100] = 8'h00;
-    bank3[1101] = 8'h00;
-    bank3[1102] = 8'h00;
-    bank3[1103] = 8'h00;
-    bank3[1104] = 8'h00;
-    bank3[1105] = 8'h00;
-    bank3[1106] = 8'h00;
-    bank3[1107] = 8'h00;
-    bank3[1108] = 8'h00;
-    bank3[1109] = 8'h00;
-    bank3[1110] = 8'h00;
-    bank3[1111] = 8'h00;
-    bank3[1112] = 8'h00;
-    bank3[1113] = 8'h00;
-    bank3[1114] = 8'h00;
-    bank3[1115] = 8'h00;
-    bank3[1116] = 8'h00;
-    bank3[1117] = 8'h00;
-    bank3[1118] = 8'h00;
-    bank3[1119] = 8'h00;
-    bank3[1120] = 8'h00;
-    bank3[1121] = 8'h00;
-    bank3[1122] = 8'h00;
-    bank3[1123] = 8'h00;
-    bank3[1124] = 8'h00;
-    bank3[1125] = 8'h00;
-    bank3[1126] = 8'h00;
-    bank3[1127] = 8'h00;
-    bank3[1128] = 8'h00;
-    bank3[1129] = 8'h00;
-    bank3[1130] = 8'h00;
-    bank3[1131] = 8'h00;
-    bank3[1132] = 8'h00;
-    bank3[1133] = 8'h00;
-    bank3[1134] = 8'h00;
-    bank3[1135] = 8'h00;
-    bank3[1136] = 8'h00;
-    bank3[1137] = 8'h00;
-    bank3[1138] = 8'h00;
-    bank3[1139] = 8'h00;
-    bank3[1140] = 8'h00;
-    bank3[1141] = 8'h00;
-    bank3[1142] = 8'h00;
-    bank3[1143] = 8'h00;
-    bank3[1144] = 8'h00;
-    bank3[1145] = 8'h00;
-    bank3[1146] = 8'h00;
-    bank3[1147] = 8'h00;
-    bank3[1148] = 8'h00;
-    bank3[1149] = 8'h00;
-    bank3[1150] = 8'h00;
-    bank3[1151] = 8'h00;
-    bank3[1152] = 8'h00;
-    bank3[1153] = 8'h00;
-    bank3[1154] = 8'h00;
-    bank3[1155] = 8'h00;
-    bank3[1156] = 8'h00;
-    bank3[1157] = 8'h00;
-    bank3[1158] = 8'h00;
-    bank3[1159] = 8'h00;
-    bank3[1160] = 8'h00;
-    bank3[1161] = 8'h00;
-    bank3[1162] = 8'h00;
-    bank3[1163] = 8'h00;
-    bank3[1164] = 8'h00;
-    bank3[1165] = 8'h00;
-    bank3[1166] = 8'h00;
-    bank3[1167] = 8'h00;
-    bank3[1168] = 8'h00;
-    bank3[1169] = 8'h00;
-    bank3[1170] = 8'h00;
-    bank3[1171] = 8'h00;
-    bank3[1172] = 8'h00;
-    bank3[1173] = 8'h00;
-    bank3[1174] = 8'h00;
-    bank3[1175] = 8'h00;
-    bank3[1176] = 8'h00;
-    bank3[1177] = 8'h00;
-    bank3[1178] = 8'h00;
-    bank3[1179] = 8'h00;
-    bank3[1180] = 8'h00;
-    bank3[1181] = 8'h00;
-    bank3[1182] = 8'h00;
-    bank3[1183] = 8'h00;
-    bank3[1184] = 8'h00;
-    bank3[1185] = 8'h00;
-    bank3[1186] = 8'h00;
-    bank3[1187] = 8'h00;
-    bank3[1188] = 8'h00;
-    bank3[1189] = 8'h00;
-    bank3[1190] = 8'h00;
-    bank3[1191] = 8'h00;
-    bank3[1192] = 8'h00;
-    bank3[1193] = 8'h00;
-    bank3[1194] = 8'h00;
-    bank3[1195] = 8'h00;
-    bank3[1196] = 8'h00;
-    bank3[1197] = 8'h00;
-    bank3[1198] = 8'h00;
-    bank3[1199] = 8'h00;
-    bank3[1200] = 8'h00;
-    bank3[1201] = 8'h00;
-    bank3[1202] = 8'h00;
-    bank3[1203] = 8'h00;
-    bank3[1204] = 8'h00;
-    bank3[1205] = 8'h00;
-    bank3[1206] = 8'h00;
-    bank3[1207] = 8'h00;
-    bank3[1208] = 8'h00;
-    bank3[1209] = 8'h00;
-    bank3[1210] = 8'h00;
-    bank3[1211] = 8'h00;
-    bank3[1212] = 8'h00;
-    bank3[1213] = 8'h00;
-    bank3[1214] = 8'h00;
-    bank3[1215] = 8'h00;
-    bank3[1216] = 8'h00;
-    bank3[1217] = 8'h00;
-    bank3[1218] = 8'h00;
-    bank3[1219] = 8'h00;
-    bank3[1220] = 8'h00;
-    bank3[1221] = 8'h00;
-    bank3[1222] = 8'h00;
-    bank3[1223] = 8'h00;
-    bank3[1224] = 8'h00;
-    bank3[1225] = 8'h00;
-    bank3[1226] = 8'h00;
-    bank3[1227] = 8'h00;
-    bank3[1228] = 8'h00;
-    bank3[1229] = 8'h00;
-    bank3[1230] = 8'h00;
-    bank3[1231] = 8'h00;
-    bank3[1232] = 8'h00;
-    bank3[1233] = 8'h00;
-    bank3[1234] = 8'h00;
-    bank3[1235] = 8'h00;
-    bank3[1236] = 8'h00;
-    bank3[1237] = 8'h00;
-    bank3[1238] = 8'h00;
-    bank3[1239] = 8'h00;
-    bank3[1240] = 8'h00;
-    bank3[1241] = 8'h00;
-    bank3[1242] = 8'h00;
-    bank3[1243] = 8'h00;
-    bank3[1244] = 8'h00;
-    bank3[1245] = 8'h00;
-    bank3[1246] = 8'h00;
-    bank3[1247] = 8'h00;
-    bank3[1248] = 8'h00;
-    bank3[1249] = 8'h00;
-    bank3[1250] = 8'h00;
-    bank3[1251] = 8'h00;
-    bank3[1252] = 8'h00;
-    bank3[1253] = 8'h00;
-    bank3[1254] = 8'h00;
-    bank3[1255] = 8'h00;
-    bank3[1256] = 8'h00;
-    bank3[1257] = 8'h00;
-    bank3[1258] = 8'h00;
-    bank3[1259] = 8'h00;
-    bank3[1260] = 8'h00;
-    bank3[1261] = 8'h00;
-    bank3[1262] = 8'h00;
-    bank3[1263] = 8'h00;
-    bank3[1264] = 8'h00;
-    bank3[1265] = 8'h00;
-    bank3[1266] = 8'h00;
-    bank3[1267] = 8'h00;
-    bank3[1268] = 8'h00;
-    bank3[1269] = 8'h00;
-    bank3[1270] = 8'h00;
-    bank3[1271] = 8'h00;
-    bank3[1272] = 8'h00;
-    bank3[1273] = 8'h00;
-    bank3[1274] = 8'h00;
-    bank3[1275] = 8'h00;
-    bank3[1276] = 8'h00;
-    bank3[1277] = 8'h00;
-    bank3[1278] = 8'h00;
-    bank3[1279] = 8'h00;
-    bank3[1280] = 8'h00;
-    bank3[1281] = 8'h00;
-    bank3[1282] = 8'h00;
-    bank3[1283] = 8'h00;
-    bank3[1284] = 8'h00;
-    bank3[1285] = 8'h00;
-    bank3[1286] = 8'h00;
-    bank3[1287] = 8'h00;
-    bank3[1288] = 8'h00;
-    bank3[1289] = 8'h00;
-    bank3[1290] = 8'h00;
-    bank3[1291] = 8'h00;
-    bank3[1292] = 8'h00;
-    bank3[1293] = 8'h00;
-    bank3[1294] = 8'h00;
-    bank3[1295] = 8'h00;
-    bank3[1296] = 8'h00;
-    bank3[1297] = 8'h00;
-    bank3[1298] = 8'h00;
-    bank3[1299] = 8'h00;
-    bank3[1300] = 8'h00;
-    bank3[1301] = 8'h00;
-    bank3[1302] = 8'h00;
-    bank3[1303] = 8'h00;
-    bank3[1304] = 8'h00;
-    bank3[1305] = 8'h00;
-    bank3[1306] = 8'h00;
-    bank3[1307] = 8'h00;
-    bank3[1308] = 8'h00;
-    bank3[1309] = 8'h00;
-    bank3[1310] = 8'h00;
-    bank3[1311] = 8'h00;
-    bank3[1312] = 8'h00;
-    bank3[1313] = 8'h00;
-    bank3[1314] = 8'h00;
-    bank3[1315] = 8'h00;
-    bank3[1316] = 8'h00;
-    bank3[1317] = 8'h00;
-    bank3[1318] = 8'h00;
-    bank3[1319] = 8'h00;
-    bank3[1320] = 8'h00;
-    bank3[1321] = 8'h00;
-    bank3[1322] = 8'h00;
-    bank3[1323] = 8'h00;
-    bank3[1324] = 8'h00;
-    bank3[1325] = 8'h00;
-    bank3[1326] = 8'h00;
-    bank3[1327] = 8'h00;
-    bank3[1328] = 8'h00;
-    bank3[1329] = 8'h00;
-    bank3[1330] = 8'h00;
-    bank3[1331] = 8'h00;
-    bank3[1332] = 8'h00;
-    bank3[1333] = 8'h00;
-    bank3[1334] = 8'h00;
-    bank3[1335] = 8'h00;
-    bank3[1336] = 8'h00;
-    bank3[1337] = 8'h00;
-    bank3[1338] = 8'h00;
-    bank3[1339] = 8'h00;
-    bank3[1340] = 8'h00;
-    bank3[1341] = 8'h00;
-    bank3[1342] = 8'h00;
-    bank3[1343] = 8'h00;
+    bank3[0] = 32'd0;
+    bank3[1] = 32'd0;
+    bank3[2] = 32'd0;
+    bank3[3] = 32'd0;
+    bank3[4] = 32'd0;
+    bank3[5] = 32'd0;
+    bank3[6] = 32'd0;
+    bank3[7] = 32'd0;
+    bank3[8] = 32'd0;
+    bank3[9] = 32'd0;
+    bank3[10] = 32'd0;
+    bank3[11] = 32'd0;
+    bank3[12] = 32'd0;
+    bank3[13] = 32'd0;
+    bank3[14] = 32'd0;
+    bank3[15] = 32'd0;
+    bank3[16] = 32'd0;
+    bank3[17] = 32'd0;
+    bank3[18] = 32'd0;
+    bank3[19] = 32'd0;
+    bank3[20] = 32'd0;
+    bank3[21] = 32'd0;
+    bank3[22] = 32'd0;
+    bank3[23] = 32'd0;
+    bank3[24] = 32'd0;
+    bank3[25] = 32'd0;
+    bank3[26] = 32'd0;
+    bank3[27] = 32'd0;
+    bank3[28] = 32'd0;
+    bank3[29] = 32'd0;
+    bank3[30] = 32'd0;
+    bank3[31] = 32'd0;
+    bank3[32] = 32'd0;
+    bank3[33] = 32'd0;
+    bank3[34] = 32'd0;
+    bank3[35] = 32'd0;
+    bank3[36] = 32'd0;
+    bank3[37] = 32'd0;
+    bank3[38] = 32'd0;
+    bank3[39] = 32'd0;
+    bank3[40] = 32'd0;
+    bank3[41] = 32'd0;
+    bank3[42] = 32'd0;
+    bank3[43] = 32'd0;
+    bank3[44] = 32'd0;
+    bank3[45] = 32'd0;
+    bank3[46] = 32'd0;
+    bank3[47] = 32'd0;
+    bank3[48] = 32'd0;
+    bank3[49] = 32'd0;
+    bank3[50] = 32'd0;
+    bank3[51] = 32'd0;
+    bank3[52] = 32'd0;
+    bank3[53] = 32'd0;
+    bank3[54] = 32'd0;
+    bank3[55] = 32'd0;
+    bank3[56] = 32'd0;
+    bank3[57] = 32'd0;
+    bank3[58] = 32'd0;
+    bank3[59] = 32'd0;
+    bank3[60] = 32'd0;
+    bank3[61] = 32'd0;
+    bank3[62] = 32'd0;
+    bank3[63] = 32'd0;
+    bank3[64] = 32'd0;
+    bank3[65] = 32'd0;
+    bank3[66] = 32'd0;
+    bank3[67] = 32'd0;
+    bank3[68] = 32'd0;
+    bank3[69] = 32'd0;
+    bank3[70] = 32'd0;
+    bank3[71] = 32'd0;
+    bank3[72] = 32'd0;
+    bank3[73] = 32'd0;
+    bank3[74] = 32'd0;
+    bank3[75] = 32'd0;
+    bank3[76] = 32'd0;
+    bank3[77] = 32'd0;
+    bank3[78] = 32'd0;
+    bank3[79] = 32'd0;
+    bank3[80] = 32'd0;
+    bank3[81] = 32'd0;
+    bank3[82] = 32'd0;
+    bank3[83] = 32'd0;
+    bank3[84] = 32'd0;
+    bank3[85] = 32'd0;
+    bank3[86] = 32'd0;
+    bank3[87] = 32'd0;
+    bank3[88] = 32'd0;
+    bank3[89] = 32'd0;
+    bank3[90] = 32'd0;
+    bank3[91] = 32'd0;
+    bank3[92] = 32'd0;
+    bank3[93] = 32'd0;
+    bank3[94] = 32'd0;
+    bank3[95] = 32'd0;
+    bank3[96] = 32'd0;
+    bank3[97] = 32'd0;
+    bank3[98] = 32'd0;
+    bank3[99] = 32'd0;
+    bank3[100] = 32'd0;
+    bank3[101] = 32'd0;
+    bank3[102] = 32'd0;
+    bank3[103] = 32'd0;
+    bank3[104] = 32'd0;
+    bank3[105] = 32'd0;
+    bank3[106] = 32'd0;
+    bank3[107] = 32'd0;
+    bank3[108] = 32'd0;
+    bank3[109] = 32'd0;
+    bank3[110] = 32'd0;
+    bank3[111] = 32'd0;
+    bank3[112] = 32'd0;
+    bank3[113] = 32'd0;
+    bank3[114] = 32'd0;
+    bank3[115] = 32'd0;
+    bank3[116] = 32'd0;
+    bank3[117] = 32'd0;
+    bank3[118] = 32'd0;
+    bank3[119] = 32'd0;
+    bank3[120] = 32'd0;
+    bank3[121] = 32'd0;
+    bank3[122] = 32'd0;
+    bank3[123] = 32'd0;
+    bank3[124] = 32'd0;
+    bank3[125] = 32'd0;
+    bank3[126] = 32'd0;
+    bank3[127] = 32'd0;
+    bank3[128] = 32'd0;
+    bank3[129] = 32'd0;
+    bank3[130] = 32'd0;
+    bank3[131] = 32'd0;
+    bank3[132] = 32'd0;
+    bank3[133] = 32'd0;
+    bank3[134] = 32'd0;
+    bank3[135] = 32'd0;
+    bank3[136] = 32'd0;
+    bank3[137] = 32'd0;
+    bank3[138] = 32'd0;
+    bank3[139] = 32'd0;
+    bank3[140] = 32'd0;
+    bank3[141] = 32'd0;
+    bank3[142] = 32'd0;
+    bank3[143] = 32'd0;
+    bank3[144] = 32'd0;
+    bank3[145] = 32'd0;
+    bank3[146] = 32'd0;
+    bank3[147] = 32'd0;
+    bank3[148] = 32'd0;
+    bank3[149] = 32'd0;
+    bank3[150] = 32'd0;
+    bank3[151] = 32'd0;
+    bank3[152] = 32'd0;
+    bank3[153] = 32'd0;
+    bank3[154] = 32'd0;
+    bank3[155] = 32'd0;
+    bank3[156] = 32'd0;
+    bank3[157] = 32'd0;
+    bank3[158] = 32'd0;
+    bank3[159] = 32'd0;
+    bank3[160] = 32'd0;
+    bank3[161] = 32'd0;
+    bank3[162] = 32'd0;
+    bank3[163] = 32'd0;
+    bank3[164] = 32'd0;
+    bank3[165] = 32'd0;
+    bank3[166] = 32'd0;
+    bank3[167] = 32'd0;
+    bank3[168] = 32'd0;
+    bank3[169] = 32'd0;
+    bank3[170] = 32'd0;
+    bank3[171] = 32'd0;
+    bank3[172] = 32'd0;
+    bank3[173] = 32'd0;
+    bank3[174] = 32'd0;
+    bank3[175] = 32'd0;
+    bank3[176] = 32'd0;
+    bank3[177] = 32'd0;
+    bank3[178] = 32'd0;
+    bank3[179] = 32'd0;
+    bank3[180] = 32'd0;
+    bank3[181] = 32'd0;
+    bank3[182] = 32'd0;
+    bank3[183] = 32'd0;
+    bank3[184] = 32'd0;
+    bank3[185] = 32'd0;
+    bank3[186] = 32'd0;
+    bank3[187] = 32'd0;
+    bank3[188] = 32'd0;
+    bank3[189] = 32'd0;
+    bank3[190] = 32'd0;
+    bank3[191] = 32'd0;
+    bank3[192] = 32'd0;
+    bank3[193] = 32'd0;
+    bank3[194] = 32'd0;
+    bank3[195] = 32'd0;
+    bank3[196] = 32'd0;
+    bank3[197] = 32'd0;
+    bank3[198] = 32'd0;
+    bank3[199] = 32'd0;
+    bank3[200] = 32'd0;
+    bank3[201] = 32'd0;
+    bank3[202] = 32'd0;
+    bank3[203] = 32'd0;
+    bank3[204] = 32'd0;
+    bank3[205] = 32'd0;
+    bank3[206] = 32'd0;
+    bank3[207] = 32'd0;
+    bank3[208] = 32'd0;
+    bank3[209] = 32'd0;
+    bank3[210] = 32'd0;
+    bank3[211] = 32'd0;
+    bank3[212] = 32'd0;
+    bank3[213] = 32'd0;
+    bank3[214] = 32'd0;
+    bank3[215] = 32'd0;
+    bank3[216] = 32'd0;
+    bank3[217] = 32'd0;
+    bank3[218] = 32'd0;
+    bank3[219] = 32'd0;
+    bank3[220] = 32'd0;
+    bank3[221] = 32'd0;
+    bank3[222] = 32'd0;
+    bank3[223] = 32'd0;
+    bank3[224] = 32'd0;
+    bank3[225] = 32'd0;
+    bank3[226] = 32'd0;
+    bank3[227] = 32'd0;
+    bank3[228] = 32'd0;
+    bank3[229] = 32'd0;
+    bank3[230] = 32'd0;
+    bank3[231] = 32'd0;
+    bank3[232] = 32'd0;
+    bank3[233] = 32'd0;
+    bank3[234] = 32'd0;
+    bank3[235] = 32'd0;
+    bank3[236] = 32'd0;
+    bank3[237] = 32'd0;
+    bank3[238] = 32'd0;
+    bank3[239] = 32'd0;
+    bank3[240] = 32'd0;
+    bank3[241] = 32'd0;
+    bank3[242] = 32'd0;
+    bank3[243] = 32'd0;
+    bank3[244] = 32'd0;
+    bank3[245] = 32'd0;
+    bank3[246] = 32'd0;
+    bank3[247] = 32'd0;
+    bank3[248] = 32'd0;
+    bank3[249] = 32'd0;
+    bank3[250] = 32'd0;
+    bank3[251] = 32'd0;
+    bank3[252] = 32'd0;
+    bank3[253] = 32'd0;
+    bank3[254] = 32'd0;
+    bank3[255] = 32'd0;
+    bank3[256] = 32'd0;
+    bank3[257] = 32'd0;
+    bank3[258] = 32'd0;
+    bank3[259] = 32'd0;
+    bank3[260] = 32'd0;
+    bank3[261] = 32'd0;
+    bank3[262] = 32'd0;
+    bank3[263] = 32'd0;
+    bank3[264] = 32'd0;
+    bank3[265] = 32'd0;
+    bank3[266] = 32'd0;
+    bank3[267] = 32'd0;
+    bank3[268] = 32'd0;
+    bank3[269] = 32'd0;
+    bank3[270] = 32'd0;
+    bank3[271] = 32'd0;
+    bank3[272] = 32'd0;
+    bank3[273] = 32'd0;
+    bank3[274] = 32'd0;
+    bank3[275] = 32'd0;
+    bank3[276] = 32'd0;
+    bank3[277] = 32'd0;
+    bank3[278] = 32'd0;
+    bank3[279] = 32'd0;
+    bank3[280] = 32'd0;
+    bank3[281] = 32'd0;
+    bank3[282] = 32'd0;
+    bank3[283] = 32'd0;
+    bank3[284] = 32'd0;
+    bank3[285] = 32'd0;
+    bank3[286] = 32'd0;
+    bank3[287] = 32'd0;
+    bank3[288] = 32'd0;
+    bank3[289] = 32'd0;
+    bank3[290] = 32'd0;
+    bank3[291] = 32'd0;
+    bank3[292] = 32'd0;
+    bank3[293] = 32'd0;
+    bank3[294] = 32'd0;
+    bank3[295] = 32'd0;
+    bank3[296] = 32'd0;
+    bank3[297] = 32'd0;
+    bank3[298] = 32'd0;
+    bank3[299] = 32'd0;
+    bank3[300] = 32'd0;
+    bank3[301] = 32'd0;
+    bank3[302] = 32'd0;
+    bank3[303] = 32'd0;
+    bank3[304] = 32'd0;
+    bank3[305] = 32'd0;
+    bank3[306] = 32'd0;
+    bank3[307] = 32'd0;
+    bank3[308] = 32'd0;
+    bank3[309] = 32'd0;
+    bank3[310] = 32'd0;
+    bank3[311] = 32'd0;
+    bank3[312] = 32'd0;
+    bank3[313] = 32'd0;
+    bank3[314] = 32'd0;
+    bank3[315] = 32'd0;
+    bank3[316] = 32'd0;
+    bank3[317] = 32'd0;
+    bank3[318] = 32'd0;
+    bank3[319] = 32'd0;
+    bank3[320] = 32'd0;
+    bank3[321] = 32'd0;
+    bank3[322] = 32'd0;
+    bank3[323] = 32'd0;
+    bank3[324] = 32'd0;
+    bank3[325] = 32'd0;
+    bank3[326] = 32'd0;
+    bank3[327] = 32'd0;
+    bank3[328] = 32'd0;
+    bank3[329] = 32'd0;
+    bank3[330] = 32'd0;
+    bank3[331] = 32'd0;
+    bank3[332] = 32'd0;
+    bank3[333] = 32'd0;
+    bank3[334] = 32'd0;
+    bank3[335] = 32'd0;
   end
   always @(posedge clk) begin
     if (\$signature__en$32 )
       bank3[\$signature__addr$28 ] <= \$signature__data$30 ;
   end
-  reg [7:0] _3_;
+  reg [31:0] _3_;
   always @(posedge clk) begin
     _3_ <= bank3[\$signature__addr$70 ];
   end
-  assign \$signature__data$115  = _3_;
+  assign \$signature__data$114  = _3_;
   (* no_rw_check = 32'd1 *)
   (* ram_style = "block" *)
-  reg [7:0] bank4 [1343:0];
+  reg [31:0] bank4 [335:0];
   initial begin
-    bank4[0] = 8'h00;
-    bank4[1] = 8'h00;
-    bank4[2] = 8'h00;
-    bank4[3] = 8'h00;
-    bank4[4] = 8'h00;
-    bank4[5] = 8'h00;
-    bank4[6] = 8'h00;
-    bank4[7] = 8'h00;
-    bank4[8] = 8'h00;
-    bank4[9] = 8'h00;
-    bank4[10] = 8'h00;
-    bank4[11] = 8'h00;
-    bank4[12] = 8'h00;
-    bank4[13] = 8'h00;
-    bank4[14] = 8'h00;
-    bank4[15] = 8'h00;
-    bank4[16] = 8'h00;
-    bank4[17] = 8'h00;
-    bank4[18] = 8'h00;
-    bank4[19] = 8'h00;
-    bank4[20] = 8'h00;
-    bank4[21] = 8'h00;
-    bank4[22] = 8'h00;
-    bank4[23] = 8'h00;
-    bank4[24] = 8'h00;
-    bank4[25] = 8'h00;
-    bank4[26] = 8'h00;
-    bank4[27] = 8'h00;
-    bank4[28] = 8'h00;
-    bank4[29] = 8'h00;
-    bank4[30] = 8'h00;
-    bank4[31] = 8'h00;
-    bank4[32] = 8'h00;
-    bank4[33] = 8'h00;
-    bank4[34] = 8'h00;
-    bank4[35] = 8'h00;
-    bank4[36] = 8'h00;
-    bank4[37] = 8'h00;
-    bank4[38] = 8'h00;
-    bank4[39] = 8'h00;
-    bank4[40] = 8'h00;
-    bank4[41] = 8'h00;
-    bank4[42] = 8'h00;
-    bank4[43] = 8'h00;
-    bank4[44] = 8'h00;
-    bank4[45] = 8'h00;
-    bank4[46] = 8'h00;
-    bank4[47] = 8'h00;
-    bank4[48] = 8'h00;
-    bank4[49] = 8'h00;
-    bank4[50] = 8'h00;
-    bank4[51] = 8'h00;
-    bank4[52] = 8'h00;
-    bank4[53] = 8'h00;
-    bank4[54] = 8'h00;
-    bank4[55] = 8'h00;
-    bank4[56] = 8'h00;
-    bank4[57] = 8'h00;
-    bank4[58] = 8'h00;
-    bank4[59] = 8'h00;
-    bank4[60] = 8'h00;
-    bank4[61] = 8'h00;
-    bank4[62] = 8'h00;
-    bank4[63] = 8'h00;
-    bank4[64] = 8'h00;
-    bank4[65] = 8'h00;
-    bank4[66] = 8'h00;
-    bank4[67] = 8'h00;
-    bank4[68] = 8'h00;
-    bank4[69] = 8'h00;
-    bank4[70] = 8'h00;
-    bank4[71] = 8'h00;
-    bank4[72] = 8'h00;
-    bank4[73] = 8'h00;
-    bank4[74] = 8'h00;
-    bank4[75] = 8'h00;
-    bank4[76] = 8'h00;
-    bank4[77] = 8'h00;
-    bank4[78] = 8'h00;
-    bank4[79] = 8'h00;
-    bank4[80] = 8'h00;
-    bank4[81] = 8'h00;
-    bank4[82] = 8'h00;
-    bank4[83] = 8'h00;
-    bank4[84] = 8'h00;
-    bank4[85] = 8'h00;
-    bank4[86] = 8'h00;
-    bank4[87] = 8'h00;
-    bank4[88] = 8'h00;
-    bank4[89] = 8'h00;
-    bank4[90] = 8'h00;
-    bank4[91] = 8'h00;
-    bank4[92] = 8'h00;
-    bank4[93] = 8'h00;
-    bank4[94] = 8'h00;
-    bank4[95] = 8'h00;
-    bank4[96] = 8'h00;
-    bank4[97] = 8'h00;
-    bank4[98] = 8'h00;
-    bank4[99] = 8'h00;
-    bank4[100] = 8'h00;
-    bank4[101] = 8'h00;
-    bank4[102] = 8'h00;
-    bank4[103] = 8'h00;
-    bank4[104] = 8'h00;
-    bank4[105] = 8'h00;
-    bank4[106] = 8'h00;
-    bank4[107] = 8'h00;
-    bank4[108] = 8'h00;
-    bank4[109] = 8'h00;
-    bank4[110] = 8'h00;
-    bank4[111] = 8'h00;
-    bank4[112] = 8'h00;
-    bank4[113] = 8'h00;
-    bank4[114] = 8'h00;
-    bank4[115] = 8'h00;
-    bank4[116] = 8'h00;
-    bank4[117] = 8'h00;
-    bank4[118] = 8'h00;
-    bank4[119] = 8'h00;
-    bank4[120] = 8'h00;
-    bank4[121] = 8'h00;
-    bank4[122] = 8'h00;
-    bank4[123] = 8'h00;
-    bank4[124] = 8'h00;
-    bank4[125] = 8'h00;
-    bank4[126] = 8'h00;
-    bank4[127] = 8'h00;
-    bank4[128] = 8'h00;
-    bank4[129] = 8'h00;
-    bank4[130] = 8'h00;
-    bank4[131] = 8'h00;
-    bank4[132] = 8'h00;
-    bank4[133] = 8'h00;
-    bank4[134] = 8'h00;
-    bank4[135] = 8'h00;
-    bank4[136] = 8'h00;
-    bank4[137] = 8'h00;
-    bank4[138] = 8'h00;
-    bank4[139] = 8'h00;
-    bank4[140] = 8'h00;
-    bank4[141] = 8'h00;
-    bank4[142] = 8'h00;
-    bank4[143] = 8'h00;
-    bank4[144] = 8'h00;
-    bank4[145] = 8'h00;
-    bank4[146] = 8'h00;
-    bank4[147] = 8'h00;
-    bank4[148] = 8'h00;
-    bank4[149] = 8'h00;
-    bank4[150] = 8'h00;
-    bank4[151] = 8'h00;
-    bank4[152] = 8'h00;
-    bank4[153] = 8'h00;
-    bank4[154] = 8'h00;
-    bank4[155] = 8'h00;
-    bank4[156] = 8'h00;
-    bank4[157] = 8'h00;
-    bank4[158] = 8'h00;
-    bank4[159] = 8'h00;
-    bank4[160] = 8'h00;
-    bank4[161] = 8'h00;
-    bank4[162] = 8'h00;
-    bank4[163] = 8'h00;
-    bank4[164] = 8'h00;
-    bank4[165] = 8'h00;
-    bank4[166] = 8'h00;
-    bank4[167] = 8'h00;
-    bank4[168] = 8'h00;
-    bank4[169] = 8'h00;
-    bank4[170] = 8'h00;
-    bank4[171] = 8'h00;
-    bank4[172] = 8'h00;
-    bank4[173] = 8'h00;
-    bank4[174] = 8'h00;
-    bank4[175] = 8'h00;
-    bank4[176] = 8'h00;
-    bank4[177] = 8'h00;
-    bank4[178] = 8'h00;
-    bank4[179] = 8'h00;
-    bank4[180] = 8'h00;
-    bank4[181] = 8'h00;
-    bank4[182] = 8'h00;
-    bank4[183] = 8'h00;
-    bank4[184] = 8'h00;
-    bank4[185] = 8'h00;
-    bank4[186] = 8'h00;
-    bank4[187] = 8'h00;
-    bank4[188] = 8'h00;
-    bank4[189] = 8'h00;
-    bank4[190] = 8'h00;
-    bank4[191] = 8'h00;
-    bank4[192] = 8'h00;
-    bank4[193] = 8'h00;
-    bank4[194] = 8'h00;
-    bank4[195] = 8'h00;
-    bank4[196] = 8'h00;
-    bank4[197] = 8'h00;
-    bank4[198] = 8'h00;
-    bank4[199] = 8'h00;
-    bank4[200] = 8'h00;
-    bank4[201] = 8'h00;
-    bank4[202] = 8'h00;
-    bank4[203] = 8'h00;
-    bank4[204] = 8'h00;
-    bank4[205] = 8'h00;
-    bank4[206] = 8'h00;
-    bank4[207] = 8'h00;
-    bank4[208] = 8'h00;
-    bank4[209] = 8'h00;
-    bank4[210] = 8'h00;
-    bank4[211] = 8'h00;
-    bank4[212] = 8'h00;
-    bank4[213] = 8'h00;
-    bank4[214] = 8'h00;
-    bank4[215] = 8'h00;
-    bank4[216] = 8'h00;
-    bank4[217] = 8'h00;
-    bank4[218] = 8'h00;
-    bank4[219] = 8'h00;
-    bank4[220] = 8'h00;
-    bank4[221] = 8'h00;
-    bank4[222] = 8'h00;
-    bank4[223] = 8'h00;
-    bank4[224] = 8'h00;
-    bank4[225] = 8'h00;
-    bank4[226] = 8'h00;
-    bank4[227] = 8'h00;
-    bank4[228] = 8'h00;
-    bank4[229] = 8'h00;
-    bank4[230] = 8'h00;
-    bank4[231] = 8'h00;
-    bank4[232] = 8'h00;
-    bank4[233] = 8'h00;
-    bank4[234] = 8'h00;
-    bank4[235] = 8'h00;
-    bank4[236] = 8'h00;
-    bank4[237] = 8'h00;
-    bank4[238] = 8'h00;
-    bank4[239] = 8'h00;
-    bank4[240] = 8'h00;
-    bank4[241] = 8'h00;
-    bank4[242] = 8'h00;
-    bank4[243] = 8'h00;
-    bank4[244] = 8'h00;
-    bank4[245] = 8'h00;
-    bank4[246] = 8'h00;
-    bank4[247] = 8'h00;
-    bank4[248] = 8'h00;
-    bank4[249] = 8'h00;
-    bank4[250] = 8'h00;
-    bank4[251] = 8'h00;
-    bank4[252] = 8'h00;
-    bank4[253] = 8'h00;
-    bank4[254] = 8'h00;
-    bank4[255] = 8'h00;
-    bank4[256] = 8'h00;
-    bank4[257] = 8'h00;
-    bank4[258] = 8'h00;
-    bank4[259] = 8'h00;
-    bank4[260] = 8'h00;
-    bank4[261] = 8'h00;
-    bank4[262] = 8'h00;
-    bank4[263] = 8'h00;
-    bank4[264] = 8'h00;
-    bank4[265] = 8'h00;
-    bank4[266] = 8'h00;
-    bank4[267] = 8'h00;
-    bank4[268] = 8'h00;
-    bank4[269] = 8'h00;
-    bank4[270] = 8'h00;
-    bank4[271] = 8'h00;
-    bank4[272] = 8'h00;
-    bank4[273] = 8'h00;
-    bank4[274] = 8'h00;
-    bank4[275] = 8'h00;
-    bank4[276] = 8'h00;
-    bank4[277] = 8'h00;
-    bank4[278] = 8'h00;
-    bank4[279] = 8'h00;
-    bank4[280] = 8'h00;
-    bank4[281] = 8'h00;
-    bank4[282] = 8'h00;
-    bank4[283] = 8'h00;
-    bank4[284] = 8'h00;
-    bank4[285] = 8'h00;
-    bank4[286] = 8'h00;
-    bank4[287] = 8'h00;
-    bank4[288] = 8'h00;
-    bank4[289] = 8'h00;
-    bank4[290] = 8'h00;
-    bank4[291] = 8'h00;
-    bank4[292] = 8'h00;
-    bank4[293] = 8'h00;
-    bank4[294] = 8'h00;
-    bank4[295] = 8'h00;
-    bank4[296] = 8'h00;
-    bank4[297] = 8'h00;
-    bank4[298] = 8'h00;
-    bank4[299] = 8'h00;
-    bank4[300] = 8'h00;
-    bank4[301] = 8'h00;
-    bank4[302] = 8'h00;
-    bank4[303] = 8'h00;
-    bank4[304] = 8'h00;
-    bank4[305] = 8'h00;
-    bank4[306] = 8'h00;
-    bank4[307] = 8'h00;
-    bank4[308] = 8'h00;
-    bank4[309] = 8'h00;
-    bank4[310] = 8'h00;
-    bank4[311] = 8'h00;
-    bank4[312] = 8'h00;
-    bank4[313] = 8'h00;
-    bank4[314] = 8'h00;
-    bank4[315] = 8'h00;
-    bank4[316] = 8'h00;
-    bank4[317] = 8'h00;
-    bank4[318] = 8'h00;
-    bank4[319] = 8'h00;
-    bank4[320] = 8'h00;
-    bank4[321] = 8'h00;
-    bank4[322] = 8'h00;
-    bank4[323] = 8'h00;
-    bank4[324] = 8'h00;
-    bank4[325] = 8'h00;
-    bank4[326] = 8'h00;
-    bank4[327] = 8'h00;
-    bank4[328] = 8'h00;
-    bank4[329] = 8'h00;
-    bank4[330] = 8'h00;
-    bank4[331] = 8'h00;
-    bank4[332] = 8'h00;
-    bank4[333] = 8'h00;
-    bank4[334] = 8'h00;
-    bank4[335] = 8'h00;
-    bank4[336] = 8'h00;
-    bank4[337] = 8'h00;
-    bank4[338] = 8'h00;
-    bank4[339] = 8'h00;
-    bank4[340] = 8'h00;
-    bank4[341] = 8'h00;
-    bank4[342] = 8'h00;
-    bank4[343] = 8'h00;
-    bank4[344] = 8'h00;
-    bank4[345] = 8'h00;
-    bank4[346] = 8'h00;
-    bank4[347] = 8'h00;
-    bank4[348] = 8'h00;
-    bank4[349] = 8'h00;
-    bank4[350] = 8'h00;
-    bank4[351] = 8'h00;
-    bank4[352] = 8'h00;
-    bank4[353] = 8'h00;
-    bank4[354] = 8'h00;
-    bank4[355] = 8'h00;
-    bank4[356] = 8'h00;
-    bank4[357] = 8'h00;
-    bank4[358] = 8'h00;
-    bank4[359] = 8'h00;
-    bank4[360] = 8'h00;
-    bank4[361] = 8'h00;
-    bank4[362] = 8'h00;
-    bank4[363] = 8'h00;
-    bank4[364] = 8'h00;
-    bank4[365] = 8'h00;
-    bank4[366] = 8'h00;
-    bank4[367] = 8'h00;
-    bank4[368] = 8'h00;
-    bank4[369] = 8'h00;
-    bank4[370] = 8'h00;
-    bank4[371] = 8'h00;
-    bank4[372] = 8'h00;
-    bank4[373] = 8'h00;
-    bank4[374] = 8'h00;
-    bank4[375] = 8'h00;
-    bank4[376] = 8'h00;
-    bank4[377] = 8'h00;
-    bank4[378] = 8'h00;
-    bank4[379] = 8'h00;
-    bank4[380] = 8'h00;
-    bank4[381] = 8'h00;
-    bank4[382] = 8'h00;
-    bank4[383] = 8'h00;
-    bank4[384] = 8'h00;
-    bank4[385] = 8'h00;
-    bank4[386] = 8'h00;
-    bank4[387] = 8'h00;
-    bank4[388] = 8'h00;
-    bank4[389] = 8'h00;
-    bank4[390] = 8'h00;
-    bank4[391] = 8'h00;
-    bank4[392] = 8'h00;
-    bank4[393] = 8'h00;
-    bank4[394] = 8'h00;
-    bank4[395] = 8'h00;
-    bank4[396] = 8'h00;
-    bank4[397] = 8'h00;
-    bank4[398] = 8'h00;
-    bank4[399] = 8'h00;
-    bank4[400] = 8'h00;
-    bank4[401] = 8'h00;
-    bank4[402] = 8'h00;
-    bank4[403] = 8'h00;
-    bank4[404] = 8'h00;
-    bank4[405] = 8'h00;
-    bank4[406] = 8'h00;
-    bank4[407] = 8'h00;
-    bank4[408] = 8'h00;
-    bank4[409] = 8'h00;
-    bank4[410] = 8'h00;
-    bank4[411] = 8'h00;
-    bank4[412] = 8'h00;
-    bank4[413] = 8'h00;
-    bank4[414] = 8'h00;
-    bank4[415] = 8'h00;
-    bank4[416] = 8'h00;
-    bank4[417] = 8'h00;
-    bank4[418] = 8'h00;
-    bank4[419] = 8'h00;
-    bank4[420] = 8'h00;
-    bank4[421] = 8'h00;
-    bank4[422] = 8'h00;
-    bank4[423] = 8'h00;
-    bank4[424] = 8'h00;
-    bank4[425] = 8'h00;
-    bank4[426] = 8'h00;
-    bank4[427] = 8'h00;
-    bank4[428] = 8'h00;
-    bank4[429] = 8'h00;
-    bank4[430] = 8'h00;
-    bank4[431] = 8'h00;
-    bank4[432] = 8'h00;
-    bank4[433] = 8'h00;
-    bank4[434] = 8'h00;
-    bank4[435] = 8'h00;
-    bank4[436] = 8'h00;
-    bank4[437] = 8'h00;
-    bank4[438] = 8'h00;
-    bank4[439] = 8'h00;
-    bank4[440] = 8'h00;
-    bank4[441] = 8'h00;
-    bank4[442] = 8'h00;
-    bank4[443] = 8'h00;
-    bank4[444] = 8'h00;
-    bank4[445] = 8'h00;
-    bank4[446] = 8'h00;
-    bank4[447] = 8'h00;
-    bank4[448] = 8'h00;
-    bank4[449] = 8'h00;
-    bank4[450] = 8'h00;
-    bank4[451] = 8'h00;
-    bank4[452] = 8'h00;
-    bank4[453] = 8'h00;
-    bank4[454] = 8'h00;
-    bank4[455] = 8'h00;
-    bank4[456] = 8'h00;
-    bank4[457] = 8'h00;
-    bank4[458] = 8'h00;
-    bank4[459] = 8'h00;
-    bank4[460] = 8'h00;
-    bank4[461] = 8'h00;
-    bank4[462] = 8'h00;
-    bank4[463] = 8'h00;
-    bank4[464] = 8'h00;
-    bank4[465] = 8'h00;
-    bank4[466] = 8'h00;
-    bank4[467] = 8'h00;
-    bank4[468] = 8'h00;
-    bank4[469] = 8'h00;
-    bank4[470] = 8'h00;
-    bank4[471] = 8'h00;
-    bank4[472] = 8'h00;
-    bank4[473] = 8'h00;
-    bank4[474] = 8'h00;
-    bank4[475] = 8'h00;
-    bank4[476] = 8'h00;
-    bank4[477] = 8'h00;
-    bank4[478] = 8'h00;
-    bank4[479] = 8'h00;
-    bank4[480] = 8'h00;
-    bank4[481] = 8'h00;
-    bank4[482] = 8'h00;
-    bank4[483] = 8'h00;
-    bank4[484] = 8'h00;
-    bank4[485] = 8'h00;
-    bank4[486] = 8'h00;
-    bank4[487] = 8'h00;
-    bank4[488] = 8'h00;
-    bank4[489] = 8'h00;
-    bank4[490] = 8'h00;
-    bank4[491] = 8'h00;
-    bank4[492] = 8'h00;
-    bank4[493] = 8'h00;
-    bank4[494] = 8'h00;
-    bank4[495] = 8'h00;
-    bank4[496] = 8'h00;
-    bank4[497] = 8'h00;
-    bank4[498] = 8'h00;
-    bank4[499] = 8'h00;
-    bank4[500] = 8'h00;
-    bank4[501] = 8'h00;
-    bank4[502] = 8'h00;
-    bank4[503] = 8'h00;
-    bank4[504] = 8'h00;
-    bank4[505] = 8'h00;
-    bank4[506] = 8'h00;
-    bank4[507] = 8'h00;
-    bank4[508] = 8'h00;
-    bank4[509] = 8'h00;
-    bank4[510] = 8'h00;
-    bank4[511] = 8'h00;
-    bank4[512] = 8'h00;
-    bank4[513] = 8'h00;
-    bank4[514] = 8'h00;
-    bank4[515] = 8'h00;
-    bank4[516] = 8'h00;
-    bank4[517] = 8'h00;
-    bank4[518] = 8'h00;
-    bank4[519] = 8'h00;
-    bank4[520] = 8'h00;
-    bank4[521] = 8'h00;
-    bank4[522] = 8'h00;
-    bank4[523] = 8'h00;
-    bank4[524] = 8'h00;
-    bank4[525] = 8'h00;
-    bank4[526] = 8'h00;
-    bank4[527] = 8'h00;
-    bank4[528] = 8'h00;
-    bank4[529] = 8'h00;
-    bank4[530] = 8'h00;
-    bank4[531] = 8'h00;
-    bank4[532] = 8'h00;
-    bank4[533] = 8'h00;
-    bank4[534] = 8'h00;
-    bank4[535] = 8'h00;
-    bank4[536] = 8'h00;
-    bank4[537] = 8'h00;
-    bank4[538] = 8'h00;
-    bank4[539] = 8'h00;
-    bank4[540] = 8'h00;
-    bank4[541] = 8'h00;
-    bank4[542] = 8'h00;
-    bank4[543] = 8'h00;
-    bank4[544] = 8'h00;
-    bank4[545] = 8'h00;
-    bank4[546] = 8'h00;
-    bank4[547] = 8'h00;
-    bank4[548] = 8'h00;
-    bank4[549] = 8'h00;
-    bank4[550] = 8'h00;
-    bank4[551] = 8'h00;
-    bank4[552] = 8'h00;
-    bank4[553] = 8'h00;
-    bank4[554] = 8'h00;
-    bank4[555] = 8'h00;
-    bank4[556] = 8'h00;
-    bank4[557] = 8'h00;
-    bank4[558] = 8'h00;
-    bank4[559] = 8'h00;
-    bank4[560] = 8'h00;
-    bank4[561] = 8'h00;
-    bank4[562] = 8'h00;
-    bank4[563] = 8'h00;
-    bank4[564] = 8'h00;
-    bank4[565] = 8'h00;
-    bank4[566] = 8'h00;
-    bank4[567] = 8'h00;
-    bank4[568] = 8'h00;
-    bank4[569] = 8'h00;
-    bank4[570] = 8'h00;
-    bank4[571] = 8'h00;
-    bank4[572] = 8'h00;
-    bank4[573] = 8'h00;
-    bank4[574] = 8'h00;
-    bank4[575] = 8'h00;
-    bank4[576] = 8'h00;
-    bank4[577] = 8'h00;
-    bank4[578] = 8'h00;
-    bank4[579] = 8'h00;
-    bank4[580] = 8'h00;
-    bank4[581] = 8'h00;
-    bank4[582] = 8'h00;
-    bank4[583] = 8'h00;
-    bank4[584] = 8'h00;
-    bank4[585] = 8'h00;
-    bank4[586] = 8'h00;
-    bank4[587] = 8'h00;
-    bank4[588] = 8'h00;
-    bank4[589] = 8'h00;
-    bank4[590] = 8'h00;
-    bank4[591] = 8'h00;
-    bank4[592] = 8'h00;
-    bank4[593] = 8'h00;
-    bank4[594] = 8'h00;
-    bank4[595] = 8'h00;
-    bank4[596] = 8'h00;
-    bank4[597] = 8'h00;
-    bank4[598] = 8'h00;
-    bank4[599] = 8'h00;
-    bank4[600] = 8'h00;
-    bank4[601] = 8'h00;
-    bank4[602] = 8'h00;
-    bank4[603] = 8'h00;
-    bank4[604] = 8'h00;
-    bank4[605] = 8'h00;
-    bank4[606] = 8'h00;
-    bank4[607] = 8'h00;
-    bank4[608] = 8'h00;
-    bank4[609] = 8'h00;
-    bank4[610] = 8'h00;
-    bank4[611] = 8'h00;
-    bank4[612] = 8'h00;
-    bank4[613] = 8'h00;
-    bank4[614] = 8'h00;
-    bank4[615] = 8'h00;
-    bank4[616] = 8'h00;
-    bank4[617] = 8'h00;
-    bank4[618] = 8'h00;
-    bank4[619] = 8'h00;
-    bank4[620] = 8'h00;
-    bank4[621] = 8'h00;
-    bank4[622] = 8'h00;
-    bank4[623] = 8'h00;
-    bank4[624] = 8'h00;
-    bank4[625] = 8'h00;
-    bank4[626] = 8'h00;
-    bank4[627] = 8'h00;
-    bank4[628] = 8'h00;
-    bank4[629] = 8'h00;
-    bank4[630] = 8'h00;
-    bank4[631] = 8'h00;
-    bank4[632] = 8'h00;
-    bank4[633] = 8'h00;
-    bank4[634] = 8'h00;
-    bank4[635] = 8'h00;
-    bank4[636] = 8'h00;
-    bank4[637] = 8'h00;
-    bank4[638] = 8'h00;
-    bank4[639] = 8'h00;
-    bank4[640] = 8'h00;
-    bank4[641] = 8'h00;
-    bank4[642] = 8'h00;
-    bank4[643] = 8'h00;
-    bank4[644] = 8'h00;
-    bank4[645] = 8'h00;
-    bank4[646] = 8'h00;
-    bank4[647] = 8'h00;
-    bank4[648] = 8'h00;
-    bank4[649] = 8'h00;
-    bank4[650] = 8'h00;
-    bank4[651] = 8'h00;
-    bank4[652] = 8'h00;
-    bank4[653] = 8'h00;
-    bank4[654] = 8'h00;
-    bank4[655] = 8'h00;
-    bank4[656] = 8'h00;
-    bank4[657] = 8'h00;
-    bank4[658] = 8'h00;
-    bank4[659] = 8'h00;
-    bank4[660] = 8'h00;
-    bank4[661] = 8'h00;
-    bank4[662] = 8'h00;
-    bank4[663] = 8'h00;
-    bank4[664] = 8'h00;
-    bank4[665] = 8'h00;
-    bank4[666] = 8'h00;
-    bank4[667] = 8'h00;
-    bank4[668] = 8'h00;
-    bank4[669] = 8'h00;
-    bank4[670] = 8'h00;
-    bank4[671] = 8'h00;
-    bank4[672] = 8'h00;
-    bank4[673] = 8'h00;
-    bank4[674] = 8'h00;
-    bank4[675] = 8'h00;
-    bank4[676] = 8'h00;
-    bank4[677] = 8'h00;
-    bank4[678] = 8'h00;
-    bank4[679] = 8'h00;
-    bank4[680] = 8'h00;
-    bank4[681] = 8'h00;
-    bank4[682] = 8'h00;
-    bank4[683] = 8'h00;
-    bank4[684] = 8'h00;
-    bank4[685] = 8'h00;
-    bank4[686] = 8'h00;
-    bank4[687] = 8'h00;
-    bank4[688] = 8'h00;
-    bank4[689] = 8'h00;
-    bank4[690] = 8'h00;
-    bank4[691] = 8'h00;
-    bank4[692] = 8'h00;
-    bank4[693] = 8'h00;
-    bank4[694] = 8'h00;
-    bank4[695] = 8'h00;
-    bank4[696] = 8'h00;
-    bank4[697] = 8'h00;
-    bank4[698] = 8'h00;
-    bank4[699] = 8'h00;
-    bank4[700] = 8'h00;
-    bank4[701] = 8'h00;
-    bank4[702] = 8'h00;
-    bank4[703] = 8'h00;
-    bank4[704] = 8'h00;
-    bank4[705] = 8'h00;
-    bank4[706] = 8'h00;
-    bank4[707] = 8'h00;
-    bank4[708] = 8'h00;
-    bank4[709] = 8'h00;
-    bank4[710] = 8'h00;
-    bank4[711] = 8'h00;
-    bank4[712] = 8'h00;
-    bank4[713] = 8'h00;
-    bank4[714] = 8'h00;
-    bank4[715] = 8'h00;
-    bank4[716] = 8'h00;
-    bank4[717] = 8'h00;
-    bank4[718] = 8'h00;
-    bank4[719] = 8'h00;
-    bank4[720] = 8'h00;
-    bank4[721] = 8'h00;
-    bank4[722] = 8'h00;
-    bank4[723] = 8'h00;
-    bank4[724] = 8'h00;
-    bank4[725] = 8'h00;
-    bank4[726] = 8'h00;
-    bank4[727] = 8'h00;
-    bank4[728] = 8'h00;
-    bank4[729] = 8'h00;
-    bank4[730] = 8'h00;
-    bank4[731] = 8'h00;
-    bank4[732] = 8'h00;
-    bank4[733] = 8'h00;
-    bank4[734] = 8'h00;
-    bank4[735] = 8'h00;
-    bank4[736] = 8'h00;
-    bank4[737] = 8'h00;
-    bank4[738] = 8'h00;
-    bank4[739] = 8'h00;
-    bank4[740] = 8'h00;
-    bank4[741] = 8'h00;
-    bank4[742] = 8'h00;
-    bank4[743] = 8'h00;
-    bank4[744] = 8'h00;
-    bank4[745] = 8'h00;
-    bank4[746] = 8'h00;
-    bank4[747] = 8'h00;
-    bank4[748] = 8'h00;
-    bank4[749] = 8'h00;
-    bank4[750] = 8'h00;
-    bank4[751] = 8'h00;
-    bank4[752] = 8'h00;
-    bank4[753] = 8'h00;
-    bank4[754] = 8'h00;
-    bank4[755] = 8'h00;
-    bank4[756] = 8'h00;
-    bank4[757] = 8'h00;
-    bank4[758] = 8'h00;
-    bank4[759] = 8'h00;
-    bank4[760] = 8'h00;
-    bank4[761] = 8'h00;
-    bank4[762] = 8'h00;
-    bank4[763] = 8'h00;
-    bank4[764] = 8'h00;
-    bank4[765] = 8'h00;
-    bank4[766] = 8'h00;
-    bank4[767] = 8'h00;
-    bank4[768] = 8'h00;
-    bank4[769] = 8'h00;
-    bank4[770] = 8'h00;
-    bank4[771] = 8'h00;
-    bank4[772] = 8'h00;
-    bank4[773] = 8'h00;
-    bank4[774] = 8'h00;
-    bank4[775] = 8'h00;
-    bank4[776] = 8'h00;
-    bank4[777] = 8'h00;
-    bank4[778] = 8'h00;
-    bank4[779] = 8'h00;
-    bank4[780] = 8'h00;
-    bank4[781] = 8'h00;
-    bank4[782] = 8'h00;
-    bank4[783] = 8'h00;
-    bank4[784] = 8'h00;
-    bank4[785] = 8'h00;
-    bank4[786] = 8'h00;
-    bank4[787] = 8'h00;
-    bank4[788] = 8'h00;
-    bank4[789] = 8'h00;
-    bank4[790] = 8'h00;
-    bank4[791] = 8'h00;
-    bank4[792] = 8'h00;
-    bank4[793] = 8'h00;
-    bank4[794] = 8'h00;
-    bank4[795] = 8'h00;
-    bank4[796] = 8'h00;
-    bank4[797] = 8'h00;
-    bank4[798] = 8'h00;
-    bank4[799] = 8'h00;
-    bank4[800] = 8'h00;
-    bank4[801] = 8'h00;
-    bank4[802] = 8'h00;
-    bank4[803] = 8'h00;
-    bank4[804] = 8'h00;
-    bank4[805] = 8'h00;
-    bank4[806] = 8'h00;
-    bank4[807] = 8'h00;
-    bank4[808] = 8'h00;
-    bank4[809] = 8'h00;
-    bank4[810] = 8'h00;
-    bank4[811] = 8'h00;
-    bank4[812] = 8'h00;
-    bank4[813] = 8'h00;
-    bank4[814] = 8'h00;
-    bank4[815] = 8'h00;
-    bank4[816] = 8'h00;
-    bank4[817] = 8'h00;
-    bank4[818] = 8'h00;
-    bank4[819] = 8'h00;
-    bank4[820] = 8'h00;
-    bank4[821] = 8'h00;
-    bank4[822] = 8'h00;
-    bank4[823] = 8'h00;
-    bank4[824] = 8'h00;
-    bank4[825] = 8'h00;
-    bank4[826] = 8'h00;
-    bank4[827] = 8'h00;
-    bank4[828] = 8'h00;
-    bank4[829] = 8'h00;
-    bank4[830] = 8'h00;
-    bank4[831] = 8'h00;
-    bank4[832] = 8'h00;
-    bank4[833] = 8'h00;
-    bank4[834] = 8'h00;
-    bank4[835] = 8'h00;
-    bank4[836] = 8'h00;
-    bank4[837] = 8'h00;
-    bank4[838] = 8'h00;
-    bank4[839] = 8'h00;
-    bank4[840] = 8'h00;
-    bank4[841] = 8'h00;
-    bank4[842] = 8'h00;
-    bank4[843] = 8'h00;
-    bank4[844] = 8'h00;
-    bank4[845] = 8'h00;
-    bank4[846] = 8'h00;
-    bank4[847] = 8'h00;
-    bank4[848] = 8'h00;
-    bank4[849] = 8'h00;
-    bank4[850] = 8'h00;
-    bank4[851] = 8'h00;
-    bank4[852] = 8'h00;
-    bank4[853] = 8'h00;
-    bank4[854] = 8'h00;
-    bank4[855] = 8'h00;
-    bank4[856] = 8'h00;
-    bank4[857] = 8'h00;
-    bank4[858] = 8'h00;
-    bank4[859] = 8'h00;
-    bank4[860] = 8'h00;
-    bank4[861] = 8'h00;
-    bank4[862] = 8'h00;
-    bank4[863] = 8'h00;
-    bank4[864] = 8'h00;
-    bank4[865] = 8'h00;
-    bank4[866] = 8'h00;
-    bank4[867] = 8'h00;
-    bank4[868] = 8'h00;
-    bank4[869] = 8'h00;
-    bank4[870] = 8'h00;
-    bank4[871] = 8'h00;
-    bank4[872] = 8'h00;
-    bank4[873] = 8'h00;
-    bank4[874] = 8'h00;
-    bank4[875] = 8'h00;
-    bank4[876] = 8'h00;
-    bank4[877] = 8'h00;
-    bank4[878] = 8'h00;
-    bank4[879] = 8'h00;
-    bank4[880] = 8'h00;
-    bank4[881] = 8'h00;
-    bank4[882] = 8'h00;
-    bank4[883] = 8'h00;
-    bank4[884] = 8'h00;
-    bank4[885] = 8'h00;
-    bank4[886] = 8'h00;
-    bank4[887] = 8'h00;
-    bank4[888] = 8'h00;
-    bank4[889] = 8'h00;
-    bank4[890] = 8'h00;
-    bank4[891] = 8'h00;
-    bank4[892] = 8'h00;
-    bank4[893] = 8'h00;
-    bank4[894] = 8'h00;
-    bank4[895] = 8'h00;
-    bank4[896] = 8'h00;
-    bank4[897] = 8'h00;
-    bank4[898] = 8'h00;
-    bank4[899] = 8'h00;
-    bank4[900] = 8'h00;
-    bank4[901] = 8'h00;
-    bank4[902] = 8'h00;
-    bank4[903] = 8'h00;
-    bank4[904] = 8'h00;
-    bank4[905] = 8'h00;
-    bank4[906] = 8'h00;
-    bank4[907] = 8'h00;
-    bank4[908] = 8'h00;
-    bank4[909] = 8'h00;
-    bank4[910] = 8'h00;
-    bank4[911] = 8'h00;
-    bank4[912] = 8'h00;
-    bank4[913] = 8'h00;
-    bank4[914] = 8'h00;
-    bank4[915] = 8'h00;
-    bank4[916] = 8'h00;
-    bank4[917] = 8'h00;
-    bank4[918] = 8'h00;
-    bank4[919] = 8'h00;
-    bank4[920] = 8'h00;
-    bank4[921] = 8'h00;
-    bank4[922] = 8'h00;
-    bank4[923] = 8'h00;
-    bank4[924] = 8'h00;
-    bank4[925] = 8'h00;
-    bank4[926] = 8'h00;
-    bank4[927] = 8'h00;
-    bank4[928] = 8'h00;
-    bank4[929] = 8'h00;
-    bank4[930] = 8'h00;
-    bank4[931] = 8'h00;
-    bank4[932] = 8'h00;
-    bank4[933] = 8'h00;
-    bank4[934] = 8'h00;
-    bank4[935] = 8'h00;
-    bank4[936] = 8'h00;
-    bank4[937] = 8'h00;
-    bank4[938] = 8'h00;
-    bank4[939] = 8'h00;
-    bank4[940] = 8'h00;
-    bank4[941] = 8'h00;
-    bank4[942] = 8'h00;
-    bank4[943] = 8'h00;
-    bank4[944] = 8'h00;
-    bank4[945] = 8'h00;
-    bank4[946] = 8'h00;
-    bank4[947] = 8'h00;
-    bank4[948] = 8'h00;
-    bank4[949] = 8'h00;
-    bank4[950] = 8'h00;
-    bank4[951] = 8'h00;
-    bank4[952] = 8'h00;
-    bank4[953] = 8'h00;
-    bank4[954] = 8'h00;
-    bank4[955] = 8'h00;
-    bank4[956] = 8'h00;
-    bank4[957] = 8'h00;
-    bank4[958] = 8'h00;
-    bank4[959] = 8'h00;
-    bank4[960] = 8'h00;
-    bank4[961] = 8'h00;
-    bank4[962] = 8'h00;
-    bank4[963] = 8'h00;
-    bank4[964] = 8'h00;
-    bank4[965] = 8'h00;
-    bank4[966] = 8'h00;
-    bank4[967] = 8'h00;
-    bank4[968] = 8'h00;
-    bank4[969] = 8'h00;
-    bank4[970] = 8'h00;
-    bank4[971] = 8'h00;
-    bank4[972] = 8'h00;
-    bank4[973] = 8'h00;
-    bank4[974] = 8'h00;
-    bank4[975] = 8'h00;
-    bank4[976] = 8'h00;
-    bank4[977] = 8'h00;
-    bank4[978] = 8'h00;
-    bank4[979] = 8'h00;
-    bank4[980] = 8'h00;
-    bank4[981] = 8'h00;
-    bank4[982] = 8'h00;
-    bank4[983] = 8'h00;
-    bank4[984] = 8'h00;
-    bank4[985] = 8'h00;
-    bank4[986] = 8'h00;
-    bank4[987] = 8'h00;
-    bank4[988] = 8'h00;
-    bank4[989] = 8'h00;
-    bank4[990] = 8'h00;
-    bank4[991] = 8'h00;
-    bank4[992] = 8'h00;
-    bank4[993] = 8'h00;
-    bank4[994] = 8'h00;
-    bank4[995] = 8'h00;
-    bank4[996] = 8'h00;
-    bank4[997] = 8'h00;
-    bank4[998] = 8'h00;
-    bank4[999] = 8'h00;
-    bank4[1000] = 8'h00;
-    bank4[1001] = 8'h00;
-    bank4[1002] = 8'h00;
-    bank4[1003] = 8'h00;
-    bank4[1004] = 8'h00;
-    bank4[1005] = 8'h00;
-    bank4[1006] = 8'h00;
-    bank4[1007] = 8'h00;
-    bank4[1008] = 8'h00;
-    bank4[1009] = 8'h00;
-    bank4[1010] = 8'h00;
-    bank4[1011] = 8'h00;
-    bank4[1012] = 8'h00;
-    bank4[1013] = 8'h00;
-    bank4[1014] = 8'h00;
-    bank4[1015] = 8'h00;
-    bank4[1016] = 8'h00;
-    bank4[1017] = 8'h00;
-    bank4[1018] = 8'h00;
-    bank4[1019] = 8'h00;
-    bank4[1020] = 8'h00;
-    bank4[1021] = 8'h00;
-    bank4[1022] = 8'h00;
-    bank4[1023] = 8'h00;
-    bank4[1024] = 8'h00;
-    bank4[1025] = 8'h00;
-    bank4[1026] = 8'h00;
-    bank4[1027] = 8'h00;
-    bank4[1028] = 8'h00;
-    bank4[1029] = 8'h00;
-    bank4[1030] = 8'h00;
-    bank4[1031] = 8'h00;
-    bank4[1032] = 8'h00;
-    bank4[1033] = 8'h00;
-    bank4[1034] = 8'h00;
-    bank4[1035] = 8'h00;
-    bank4[1036] = 8'h00;
-    bank4[1037] = 8'h00;
-    bank4[1038] = 8'h00;
-    bank4[1039] = 8'h00;
-    bank4[1040] = 8'h00;
-    bank4[1041] = 8'h00;
-    bank4[1042] = 8'h00;
-    bank4[1043] = 8'h00;
-    bank4[1044] = 8'h00;
-    bank4[1045] = 8'h00;
-    bank4[1046] = 8'h00;
-    bank4[1047] = 8'h00;
-    bank4[1048] = 8'h00;
-    bank4[1049] = 8'h00;
-    bank4[1050] = 8'h00;
-    bank4[1051] = 8'h00;
-    bank4[1052] = 8'h00;
-    bank4[1053] = 8'h00;
-    bank4[1054] = 8'h00;
-    bank4[1055] = 8'h00;
-    bank4[1056] = 8'h00;
-    bank4[1057] = 8'h00;
-    bank4[1058] = 8'h00;
-    bank4[1059] = 8'h00;
-    bank4[1060] = 8'h00;
-    bank4[1061] = 8'h00;
-    bank4[1062] = 8'h00;
-    bank4[1063] = 8'h00;
-    bank4[1064] = 8'h00;
-    bank4[1065] = 8'h00;
-    bank4[1066] = 8'h00;
-    bank4[1067] = 8'h00;
-    bank4[1068] = 8'h00;
-    bank4[1069] = 8'h00;
-    bank4[1070] = 8'h00;
-    bank4[1071] = 8'h00;
-    bank4[1072] = 8'h00;
-    bank4[1073] = 8'h00;
-    bank4[1074] = 8'h00;
-    bank4[1075] = 8'h00;
-    bank4[1076] = 8'h00;
-    bank4[1077] = 8'h00;
-    bank4[1078] = 8'h00;
-    bank4[1079] = 8'h00;
-    bank4[1080] = 8'h00;
-    bank4[1081] = 8'h00;
-    bank4[1082] = 8'h00;
-    bank4[1083] = 8'h00;
-    bank4[1084] = 8'h00;
-    bank4[1085] = 8'h00;
-    bank4[1086] = 8'h00;
-    bank4[1087] = 8'h00;
-    bank4[1088] = 8'h00;
-    bank4[1089] = 8'h00;
-    bank4[1090] = 8'h00;
-    bank4[1091] = 8'h00;
-    bank4[1092] = 8'h00;
-    bank4[1093] = 8'h00;
-    bank4[1094] = 8'h00;
-    bank4[1095] = 8'h00;
-    bank4[1096] = 8'h00;
-    bank4[1097] = 8'h00;
-    bank4[1098] = 8'h00;
-    bank4[1099] = 8'h00;
-    bank4[1100] = 8'h00;
-    bank4[1101] = 8'h00;
-    bank4[1102] = 8'h00;
-    bank4[1103] = 8'h00;
-    bank4[1104] = 8'h00;
-    bank4[1105] = 8'h00;
-    bank4[1106] = 8'h00;
-    bank4[1107] = 8'h00;
-    bank4[1108] = 8'h00;
-    bank4[1109] = 8'h00;
-    bank4[1110] = 8'h00;
-    bank4[1111] = 8'h00;
-    bank4[1112] = 8'h00;
-    bank4[1113] = 8'h00;
-    bank4[1114] = 8'h00;
-    bank4[1115] = 8'h00;
-    bank4[1116] = 8'h00;
-    bank4[1117] = 8'h00;
-    bank4[1118] = 8'h00;
-    bank4[1119] = 8'h00;
-    bank4[1120] = 8'h00;
-    bank4[1121] = 8'h00;
-    bank4[1122] = 8'h00;
-    bank4[1123] = 8'h00;
-    bank4[1124] = 8'h00;
-    bank4[1125] = 8'h00;
-    bank4[1126] = 8'h00;
-    bank4[1127] = 8'h00;
-    bank4[1128] = 8'h00;
-    bank4[1129] = 8'h00;
-    bank4[1130] = 8'h00;
-    bank4[1131] = 8'h00;
-    bank4[1132] = 8'h00;
-    bank4[1133] = 8'h00;
-    bank4[1134] = 8'h00;
-    bank4[1135] = 8'h00;
-    bank4[1136] = 8'h00;
-    bank4[1137] = 8'h00;
-    bank4[1138] = 8'h00;
-    bank4[1139] = 8'h00;
-    bank4[1140] = 8'h00;
-    bank4[1141] = 8'h00;
-    bank4[1142] = 8'h00;
-    bank4[1143] = 8'h00;
-    bank4[1144] = 8'h00;
-    bank4[1145] = 8'h00;
-    bank4[1146] = 8'h00;
-    bank4[1147] = 8'h00;
-    bank4[1148] = 8'h00;
-    bank4[1149] = 8'h00;
-    bank4[1150] = 8'h00;
-    bank4[1151] = 8'h00;
-    bank4[1152] = 8'h00;
-    bank4[1153] = 8'h00;
-    bank4[1154] = 8'h00;
-    bank4[1155] = 8'h00;
-    bank4[1156] = 8'h00;
-    bank4[1157] = 8'h00;
-    bank4[1158] = 8'h00;
-    bank4[1159] = 8'h00;
-    bank4[1160] = 8'h00;
-    bank4[1161] = 8'h00;
-    bank4[1162] = 8'h00;
-    bank4[1163] = 8'h00;
-    bank4[1164] = 8'h00;
-    bank4[1165] = 8'h00;
-    bank4[1166] = 8'h00;
-    bank4[1167] = 8'h00;
-    bank4[1168] = 8'h00;
-    bank4[1169] = 8'h00;
-    bank4[1170] = 8'h00;
-    bank4[1171] = 8'h00;
-    bank4[1172] = 8'h00;
-    bank4[1173] = 8'h00;
-    bank4[1174] = 8'h00;
-    bank4[1175] = 8'h00;
-    bank4[1176] = 8'h00;
-    bank4[1177] = 8'h00;
-    bank4[1178] = 8'h00;
-    bank4[1179] = 8'h00;
-    bank4[1180] = 8'h00;
-    bank4[1181] = 8'h00;
-    bank4[1182] = 8'h00;
-    bank4[1183] = 8'h00;
-    bank4[1184] = 8'h00;
-    bank4[1185] = 8'h00;
-    bank4[1186] = 8'h00;
-    bank4[1187] = 8'h00;
-    bank4[1188] = 8'h00;
-    bank4[1189] = 8'h00;
-    bank4[1190] = 8'h00;
-    bank4[1191] = 8'h00;
-    bank4[1192] = 8'h00;
-    bank4[1193] = 8'h00;
-    bank4[1194] = 8'h00;
-    bank4[1195] = 8'h00;
-    bank4[1196] = 8'h00;
-    bank4[1197] = 8'h00;
-    bank4[1198] = 8'h00;
-    bank4[1199] = 8'h00;
-    bank4[1200] = 8'h00;
-    bank4[1201] = 8'h00;
-    bank4[1202] = 8'h00;
-    bank4[1203] = 8'h00;
-    bank4[1204] = 8'h00;
-    bank4[1205] = 8'h00;
-    bank4[1206] = 8'h00;
-    bank4[1207] = 8'h00;
-    bank4[1208] = 8'h00;
-    bank4[1209] = 8'h00;
-    bank4[1210] = 8'h00;
-    bank4[1211] = 8'h00;
-    bank4[1212] = 8'h00;
-    bank4[1213] = 8'h00;
-    bank4[1214] = 8'h00;
-    bank4[1215] = 8'h00;
-    bank4[1216] = 8'h00;
-    bank4[1217] = 8'h00;
-    bank4[1218] = 8'h00;
-    bank4[1219] = 8'h00;
-    bank4[1220] = 8'h00;
-    bank4[1221] = 8'h00;
-    bank4[1222] = 8'h00;
-    bank4[1223] = 8'h00;
-    bank4[1224] = 8'h00;
-    bank4[1225] = 8'h00;
-    bank4[1226] = 8'h00;
-    bank4[1227] = 8'h00;
-    bank4[1228] = 8'h00;
-    bank4[1229] = 8'h00;
-    bank4[1230] = 8'h00;
-    bank4[1231] = 8'h00;
-    bank4[1232] = 8'h00;
-    bank4[1233] = 8'h00;
-    bank4[1234] = 8'h00;
-    bank4[1235] = 8'h00;
-    bank4[1236] = 8'h00;
-    bank4[1237] = 8'h00;
-    bank4[1238] = 8'h00;
-    bank4[1239] = 8'h00;
-    bank4[1240] = 8'h00;
-    bank4[1241] = 8'h00;
-    bank4[1242] = 8'h00;
-    bank4[1243] = 8'h00;
-    bank4[1244] = 8'h00;
-    bank4[1245] = 8'h00;
-    bank4[1246] = 8'h00;
-    bank4[1247] = 8'h00;
-    bank4[1248] = 8'h00;
-    bank4[1249] = 8'h00;
-    bank4[1250] = 8'h00;
-    bank4[1251] = 8'h00;
-    bank4[1252] = 8'h00;
-    bank4[1253] = 8'h00;
-    bank4[1254] = 8'h00;
-    bank4[1255] = 8'h00;
-    bank4[1256] = 8'h00;
-    bank4[1257] = 8'h00;
-    bank4[1258] = 8'h00;
-    bank4[1259] = 8'h00;
-    bank4[1260] = 8'h00;
-    bank4[1261] = 8'h00;
-    bank4[1262] = 8'h00;
-    bank4[1263] = 8'h00;
-    bank4[1264] = 8'h00;
-    bank4[1265] = 8'h00;
-    bank4[1266] = 8'h00;
-    bank4[1267] = 8'h00;
-    bank4[1268] = 8'h00;
-    bank4[1269] = 8'h00;
-    bank4[1270] = 8'h00;
-    bank4[1271] = 8'h00;
-    bank4[1272] = 8'h00;
-    bank4[1273] = 8'h00;
-    bank4[1274] = 8'h00;
-    bank4[1275] = 8'h00;
-    bank4[1276] = 8'h00;
-    bank4[1277] = 8'h00;
-    bank4[1278] = 8'h00;
-    bank4[1279] = 8'h00;
-    bank4[1280] = 8'h00;
-    bank4[1281] = 8'h00;
-    bank4[1282] = 8'h00;
-    bank4[1283] = 8'h00;
-    bank4[1284] = 8'h00;
-    bank4[1285] = 8'h00;
-    bank4[1286] = 8'h00;
-    bank4[1287] = 8'h00;
-    bank4[1288] = 8'h00;
-    bank4[1289] = 8'h00;
-    bank4[1290] = 8'h00;
-    bank4[1291] = 8'h00;
-    bank4[1292] = 8'h00;
-    bank4[1293] = 8'h00;
-    bank4[1294] = 8'h00;
-    bank4[1295] = 8'h00;
-    bank4[1296] = 8'h00;
-    bank4[1297] = 8'h00;
-    bank4[1298] = 8'h00;
-    bank4[1299] = 8'h00;
-    bank4[1300] = 8'h00;
-    bank4[1301] = 8'h00;
-    bank4[1302] = 8'h00;
-    bank4[1303] = 8'h00;
-    bank4[1304] = 8'h00;
-    bank4[1305] = 8'h00;
-    bank4[1306] = 8'h00;
-    bank4[1307] = 8'h00;
-    bank4[1308] = 8'h00;
-    bank4[1309] = 8'h00;
-    bank4[1310] = 8'h00;
-    bank4[1311] = 8'h00;
-    bank4[1312] = 8'h00;
-    bank4[1313] = 8'h00;
-    bank4[1314] = 8'h00;
-    bank4[1315] = 8'h00;
-    bank4[1316] = 8'h00;
-    bank4[1317] = 8'h00;
-    bank4[1318] = 8'h00;
-    bank4[1319] = 8'h00;
-    bank4[1320] = 8'h00;
-    bank4[1321] = 8'h00;
-    bank4[1322] = 8'h00;
-    bank4[1323] = 8'h00;
-    bank4[1324] = 8'h00;
-    bank4[1325] = 8'h00;
-    bank4[1326] = 8'h00;
-    bank4[1327] = 8'h00;
-    bank4[1328] = 8'h00;
-    bank4[1329] = 8'h00;
-    bank4[1330] = 8'h00;
-    bank4[1331] = 8'h00;
-    bank4[1332] = 8'h00;
-    bank4[1333] = 8'h00;
-    bank4[1334] = 8'h00;
-    bank4[1335] = 8'h00;
-    bank4[1336] = 8'h00;
-    bank4[1337] = 8'h00;
-    bank4[1338] = 8'h00;
-    bank4[1339] = 8'h00;
-    bank4[1340] = 8'h00;
-    bank4[1341] = 8'h00;
-    bank4[1342] = 8'h00;
-    bank4[1343] = 8'h00;
+    bank4[0] = 32'd0;
+    bank4[1] = 32'd0;
+    bank4[2] = 32'd0;
+    bank4[3] = 32'd0;
+    bank4[4] = 32'd0;
+    bank4[5] = 32'd0;
+    bank4[6] = 32'd0;
+    bank4[7] = 32'd0;
+    bank4[8] = 32'd0;
+    bank4[9] = 32'd0;
+    bank4[10] = 32'd0;
+    bank4[11] = 32'd0;
+    bank4[12] = 32'd0;
+    bank4[13] = 32'd0;
+    bank4[14] = 32'd0;
+    bank4[15] = 32'd0;
+    bank4[16] = 32'd0;
+    bank4[17] = 32'd0;
+    bank4[18] = 32'd0;
+    bank4[19] = 32'd0;
+    bank4[20] = 32'd0;
+    bank4[21] = 32'd0;
+    bank4[22] = 32'd0;
+    bank4[23] = 32'd0;
+    bank4[24] = 32'd0;
+    bank4[25] = 32'd0;
+    bank4[26] = 32'd0;
+    bank4[27] = 32'd0;
+    bank4[28] = 32'd0;
+    bank4[29] = 32'd0;
+    bank4[30] = 32'd0;
+    bank4[31] = 32'd0;
+    bank4[32] = 32'd0;
+    bank4[33] = 32'd0;
+    bank4[34] = 32'd0;
+    bank4[35] = 32'd0;
+    bank4[36] = 32'd0;
+    bank4[37] = 32'd0;
+    bank4[38] = 32'd0;
+    bank4[39] = 32'd0;
+    bank4[40] = 32'd0;
+    bank4[41] = 32'd0;
+    bank4[42] = 32'd0;
+    bank4[43] = 32'd0;
+    bank4[44] = 32'd0;
+    bank4[45] = 32'd0;
+    bank4[46] = 32'd0;
+    bank4[47] = 32'd0;
+    bank4[48] = 32'd0;
+    bank4[49] = 32'd0;
+    bank4[50] = 32'd0;
+    bank4[51] = 32'd0;
+    bank4[52] = 32'd0;
+    bank4[53] = 32'd0;
+    bank4[54] = 32'd0;
+    bank4[55] = 32'd0;
+    bank4[56] = 32'd0;
+    bank4[57] = 32'd0;
+    bank4[58] = 32'd0;
+    bank4[59] = 32'd0;
+    bank4[60] = 32'd0;
+    bank4[61] = 32'd0;
+    bank4[62] = 32'd0;
+    bank4[63] = 32'd0;
+    bank4[64] = 32'd0;
+    bank4[65] = 32'd0;
+    bank4[66] = 32'd0;
+    bank4[67] = 32'd0;
+    bank4[68] = 32'd0;
+    bank4[69] = 32'd0;
+    bank4[70] = 32'd0;
+    bank4[71] = 32'd0;
+    bank4[72] = 32'd0;
+    bank4[73] = 32'd0;
+    bank4[74] = 32'd0;
+    bank4[75] = 32'd0;
+    bank4[76] = 32'd0;
+    bank4[77] = 32'd0;
+    bank4[78] = 32'd0;
+    bank4[79] = 32'd0;
+    bank4[80] = 32'd0;
+    bank4[81] = 32'd0;
+    bank4[82] = 32'd0;
+    bank4[83] = 32'd0;
+    bank4[84] = 32'd0;
+    bank4[85] = 32'd0;
+    bank4[86] = 32'd0;
+    bank4[87] = 32'd0;
+    bank4[88] = 32'd0;
+    bank4[89] = 32'd0;
+    bank4[90] = 32'd0;
+    bank4[91] = 32'd0;
+    bank4[92] = 32'd0;
+    bank4[93] = 32'd0;
+    bank4[94] = 32'd0;
+    bank4[95] = 32'd0;
+    bank4[96] = 32'd0;
+    bank4[97] = 32'd0;
+    bank4[98] = 32'd0;
+    bank4[99] = 32'd0;
+    bank4[100] = 32'd0;
+    bank4[101] = 32'd0;
+    bank4[102] = 32'd0;
+    bank4[103] = 32'd0;
+    bank4[104] = 32'd0;
+    bank4[105] = 32'd0;
+    bank4[106] = 32'd0;
+    bank4[107] = 32'd0;
+    bank4[108] = 32'd0;
+    bank4[109] = 32'd0;
+    bank4[110] = 32'd0;
+    bank4[111] = 32'd0;
+    bank4[112] = 32'd0;
+    bank4[113] = 32'd0;
+    bank4[114] = 32'd0;
+    bank4[115] = 32'd0;
+    bank4[116] = 32'd0;
+    bank4[117] = 32'd0;
+    bank4[118] = 32'd0;
+    bank4[119] = 32'd0;
+    bank4[120] = 32'd0;
+    bank4[121] = 32'd0;
+    bank4[122] = 32'd0;
+    bank4[123] = 32'd0;
+    bank4[124] = 32'd0;
+    bank4[125] = 32'd0;
+    bank4[126] = 32'd0;
+    bank4[127] = 32'd0;
+    bank4[128] = 32'd0;
+    bank4[129] = 32'd0;
+    bank4[130] = 32'd0;
+    bank4[131] = 32'd0;
+    bank4[132] = 32'd0;
+    bank4[133] = 32'd0;
+    bank4[134] = 32'd0;
+    bank4[135] = 32'd0;
+    bank4[136] = 32'd0;
+    bank4[137] = 32'd0;
+    bank4[138] = 32'd0;
+    bank4[139] = 32'd0;
+    bank4[140] = 32'd0;
+    bank4[141] = 32'd0;
+    bank4[142] = 32'd0;
+    bank4[143] = 32'd0;
+    bank4[144] = 32'd0;
+    bank4[145] = 32'd0;
+    bank4[146] = 32'd0;
+    bank4[147] = 32'd0;
+    bank4[148] = 32'd0;
+    bank4[149] = 32'd0;
+    bank4[150] = 32'd0;
+    bank4[151] = 32'd0;
+    bank4[152] = 32'd0;
+    bank4[153] = 32'd0;
+    bank4[154] = 32'd0;
+    bank4[155] = 32'd0;
+    bank4[156] = 32'd0;
+    bank4[157] = 32'd0;
+    bank4[158] = 32'd0;
+    bank4[159] = 32'd0;
+    bank4[160] = 32'd0;
+    bank4[161] = 32'd0;
+    bank4[162] = 32'd0;
+    bank4[163] = 32'd0;
+    bank4[164] = 32'd0;
+    bank4[165] = 32'd0;
+    bank4[166] = 32'd0;
+    bank4[167] = 32'd0;
+    bank4[168] = 32'd0;
+    bank4[169] = 32'd0;
+    bank4[170] = 32'd0;
+    bank4[171] = 32'd0;
+    bank4[172] = 32'd0;
+    bank4[173] = 32'd0;
+    bank4[174] = 32'd0;
+    bank4[175] = 32'd0;
+    bank4[176] = 32'd0;
+    bank4[177] = 32'd0;
+    bank4[178] = 32'd0;
+    bank4[179] = 32'd0;
+    bank4[180] = 32'd0;
+    bank4[181] = 32'd0;
+    bank4[182] = 32'd0;
+    bank4[183] = 32'd0;
+    bank4[184] = 32'd0;
+    bank4[185] = 32'd0;
+    bank4[186] = 32'd0;
+    bank4[187] = 32'd0;
+    bank4[188] = 32'd0;
+    bank4[189] = 32'd0;
+    bank4[190] = 32'd0;
+    bank4[191] = 32'd0;
+    bank4[192] = 32'd0;
+    bank4[193] = 32'd0;
+    bank4[194] = 32'd0;
+    bank4[195] = 32'd0;
+    bank4[196] = 32'd0;
+    bank4[197] = 32'd0;
+    bank4[198] = 32'd0;
+    bank4[199] = 32'd0;
+    bank4[200] = 32'd0;
+    bank4[201] = 32'd0;
+    bank4[202] = 32'd0;
+    bank4[203] = 32'd0;
+    bank4[204] = 32'd0;
+    bank4[205] = 32'd0;
+    bank4[206] = 32'd0;
+    bank4[207] = 32'd0;
+    bank4[208] = 32'd0;
+    bank4[209] = 32'd0;
+    bank4[210] = 32'd0;
+    bank4[211] = 32'd0;
+    bank4[212] = 32'd0;
+    bank4[213] = 32'd0;
+    bank4[214] = 32'd0;
+    bank4[215] = 32'd0;
+    bank4[216] = 32'd0;
+    bank4[217] = 32'd0;
+    bank4[218] = 32'd0;
+    bank4[219] = 32'd0;
+    bank4[220] = 32'd0;
+    bank4[221] = 32'd0;
+    bank4[222] = 32'd0;
+    bank4[223] = 32'd0;
+    bank4[224] = 32'd0;
+    bank4[225] = 32'd0;
+    bank4[226] = 32'd0;
+    bank4[227] = 32'd0;
+    bank4[228] = 32'd0;
+    bank4[229] = 32'd0;
+    bank4[230] = 32'd0;
+    bank4[231] = 32'd0;
+    bank4[232] = 32'd0;
+    bank4[233] = 32'd0;
+    bank4[234] = 32'd0;
+    bank4[235] = 32'd0;
+    bank4[236] = 32'd0;
+    bank4[237] = 32'd0;
+    bank4[238] = 32'd0;
+    bank4[239] = 32'd0;
+    bank4[240] = 32'd0;
+    bank4[241] = 32'd0;
+    bank4[242] = 32'd0;
+    bank4[243] = 32'd0;
+    bank4[244] = 32'd0;
+    bank4[245] = 32'd0;
+    bank4[246] = 32'd0;
+    bank4[247] = 32'd0;
+    bank4[248] = 32'd0;
+    bank4[249] = 32'd0;
+    bank4[250] = 32'd0;
+    bank4[251] = 32'd0;
+    bank4[252] = 32'd0;
+    bank4[253] = 32'd0;
+    bank4[254] = 32'd0;
+    bank4[255] = 32'd0;
+    bank4[256] = 32'd0;
+    bank4[257] = 32'd0;
+    bank4[258] = 32'd0;
+    bank4[259] = 32'd0;
+    bank4[260] = 32'd0;
+    bank4[261] = 32'd0;
+    bank4[262] = 32'd0;
+    bank4[263] = 32'd0;
+    bank4[264] = 32'd0;
+    bank4[265] = 32'd0;
+    bank4[266] = 32'd0;
+    bank4[267] = 32'd0;
+    bank4[268] = 32'd0;
+    bank4[269] = 32'd0;
+    bank4[270] = 32'd0;
+    bank4[271] = 32'd0;
+    bank4[272] = 32'd0;
+    bank4[273] = 32'd0;
+    bank4[274] = 32'd0;
+    bank4[275] = 32'd0;
+    bank4[276] = 32'd0;
+    bank4[277] = 32'd0;
+    bank4[278] = 32'd0;
+    bank4[279] = 32'd0;
+    bank4[280] = 32'd0;
+    bank4[281] = 32'd0;
+    bank4[282] = 32'd0;
+    bank4[283] = 32'd0;
+    bank4[284] = 32'd0;
+    bank4[285] = 32'd0;
+    bank4[286] = 32'd0;
+    bank4[287] = 32'd0;
+    bank4[288] = 32'd0;
+    bank4[289] = 32'd0;
+    bank4[290] = 32'd0;
+    bank4[291] = 32'd0;
+    bank4[292] = 32'd0;
+    bank4[293] = 32'd0;
+    bank4[294] = 32'd0;
+    bank4[295] = 32'd0;
+    bank4[296] = 32'd0;
+    bank4[297] = 32'd0;
+    bank4[298] = 32'd0;
+    bank4[299] = 32'd0;
+    bank4[300] = 32'd0;
+    bank4[301] = 32'd0;
+    bank4[302] = 32'd0;
+    bank4[303] = 32'd0;
+    bank4[304] = 32'd0;
+    bank4[305] = 32'd0;
+    bank4[306] = 32'd0;
+    bank4[307] = 32'd0;
+    bank4[308] = 32'd0;
+    bank4[309] = 32'd0;
+    bank4[310] = 32'd0;
+    bank4[311] = 32'd0;
+    bank4[312] = 32'd0;
+    bank4[313] = 32'd0;
+    bank4[314] = 32'd0;
+    bank4[315] = 32'd0;
+    bank4[316] = 32'd0;
+    bank4[317] = 32'd0;
+    bank4[318] = 32'd0;
+    bank4[319] = 32'd0;
+    bank4[320] = 32'd0;
+    bank4[321] = 32'd0;
+    bank4[322] = 32'd0;
+    bank4[323] = 32'd0;
+    bank4[324] = 32'd0;
+    bank4[325] = 32'd0;
+    bank4[326] = 32'd0;
+    bank4[327] = 32'd0;
+    bank4[328] = 32'd0;
+    bank4[329] = 32'd0;
+    bank4[330] = 32'd0;
+    bank4[331] = 32'd0;
+    bank4[332] = 32'd0;
+    bank4[333] = 32'd0;
+    bank4[334] = 32'd0;
+    bank4[335] = 32'd0;
   end
   always @(posedge clk) begin
     if (\$signature__en$38 )
       bank4[\$signature__addr$34 ] <= \$signature__data$36 ;
   end
-  reg [7:0] _4_;
+  reg [31:0] _4_;
   always @(posedge clk) begin
     _4_ <= bank4[\$signature__addr$73 ];
   end
-  assign \$signature__data$116  = _4_;
-  always @(posedge clk)
-    avail_ok_image <= \$459 ;
+  assign \$signature__data$115  = _4_;
   always @(posedge clk)
     r_end_d <= \$460 ;
   always @(posedge clk)
@@ -20307,10 +17888,10 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   assign take_step = avail_step & room_step;
   assign take_rows = avail_rows & room_rows;
   assign write_rows = inp_valid_rows & can_write_rows;
-  assign \$6  = w_c == 5'h1f;
+  assign \$6  = w_c == 3'h7;
   assign \$7  = w_c + 1'h1;
-  assign \$8  = \$6  ? 6'h00 : \$7 ;
-  assign \$9  = w_c == 5'h1f;
+  assign \$8  = \$6  ? 4'h0 : \$7 ;
+  assign \$9  = w_c == 3'h7;
   assign \$10  = w_x == 4'hd;
   assign \$11  = w_x + 1'h1;
   assign \$12  = \$10  ? 5'h00 : \$11 ;
@@ -20328,7 +17909,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   assign \$24  = w_row == 4'hd;
   assign \$25  = \$23  & \$24 ;
   assign \$26  = w_row + 1'h1;
-  assign \$27  = w_grp + 6'h20;
+  assign \$27  = w_grp + 4'h8;
   assign \$28  = \o__valid$49  & \o__ready$47 ;
   assign \$29  = $signed(iy) < $signed(1'h0);
   assign \$30  = $signed(iy) >= $signed(5'h0e);
@@ -20367,67 +17948,67 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   assign \$63  = \$59  | \$62 ;
   assign \$64  = $signed({ 1'h0, row_words }) + $signed(qc);
   assign \$65  = r0 > 1'h0;
-  assign \$66  = \$65  ? 6'h20 : 6'h00;
+  assign \$66  = \$65  ? 4'h8 : 4'h0;
   assign \$67  = $signed(\$64 ) + $signed({ 1'h0, \$66  });
   assign \$68  = $signed({ 1'h0, row_words }) + $signed(qc);
   assign \$69  = r0 > 1'h1;
-  assign \$70  = \$69  ? 6'h20 : 6'h00;
+  assign \$70  = \$69  ? 4'h8 : 4'h0;
   assign \$71  = $signed(\$68 ) + $signed({ 1'h0, \$70  });
   assign \$72  = $signed({ 1'h0, row_words }) + $signed(qc);
   assign \$73  = r0 > 2'h2;
-  assign \$74  = \$73  ? 6'h20 : 6'h00;
+  assign \$74  = \$73  ? 4'h8 : 4'h0;
   assign \$75  = $signed(\$72 ) + $signed({ 1'h0, \$74  });
   assign \$76  = $signed({ 1'h0, row_words }) + $signed(qc);
   assign \$77  = r0 > 2'h3;
-  assign \$78  = \$77  ? 6'h20 : 6'h00;
+  assign \$78  = \$77  ? 4'h8 : 4'h0;
   assign \$79  = $signed(\$76 ) + $signed({ 1'h0, \$78  });
   assign \$80  = $signed({ 1'h0, row_words }) + $signed(qc);
   assign \$81  = $signed(\$80 ) + $signed(1'h0);
-  assign \$82  = read_data[42:40] == 3'h4;
-  assign \$83  = read_data[42:40] == 2'h3;
-  assign \$84  = read_data[42:40] == 2'h2;
-  assign \$85  = read_data[42:40] == 1'h1;
-  assign \$86  = \$85  ? read_data[15:8] : read_data[7:0];
-  assign \$87  = \$84  ? read_data[23:16] : \$86 ;
-  assign \$88  = \$83  ? read_data[31:24] : \$87 ;
-  assign \$89  = \$82  ? read_data[39:32] : \$88 ;
-  assign \$90  = read_data[43] ? 8'h00 : \$89 ;
-  assign \$91  = read_data[42:40] == 3'h4;
-  assign \$92  = read_data[42:40] == 2'h3;
-  assign \$93  = read_data[42:40] == 2'h2;
-  assign \$94  = read_data[42:40] == 1'h1;
-  assign \$95  = \$94  ? read_data[23:16] : read_data[15:8];
-  assign \$96  = \$93  ? read_data[31:24] : \$95 ;
-  assign \$97  = \$92  ? read_data[39:32] : \$96 ;
-  assign \$98  = \$91  ? read_data[7:0] : \$97 ;
-  assign \$99  = read_data[44] ? 8'h00 : \$98 ;
-  assign \$100  = read_data[42:40] == 3'h4;
-  assign \$101  = read_data[42:40] == 2'h3;
-  assign \$102  = read_data[42:40] == 2'h2;
-  assign \$103  = read_data[42:40] == 1'h1;
-  assign \$104  = \$103  ? read_data[31:24] : read_data[23:16];
-  assign \$105  = \$102  ? read_data[39:32] : \$104 ;
-  assign \$106  = \$101  ? read_data[7:0] : \$105 ;
-  assign \$107  = \$100  ? read_data[15:8] : \$106 ;
-  assign \$108  = read_data[45] ? 8'h00 : \$107 ;
-  assign \$109  = read_data[42:40] == 3'h4;
-  assign \$110  = read_data[42:40] == 2'h3;
-  assign \$111  = read_data[42:40] == 2'h2;
-  assign \$112  = read_data[42:40] == 1'h1;
-  assign \$113  = \$112  ? read_data[39:32] : read_data[31:24];
-  assign \$114  = \$111  ? read_data[7:0] : \$113 ;
-  assign \$115  = \$110  ? read_data[15:8] : \$114 ;
-  assign \$116  = \$109  ? read_data[23:16] : \$115 ;
-  assign \$117  = read_data[46] ? 8'h00 : \$116 ;
-  assign \$118  = read_data[42:40] == 3'h4;
-  assign \$119  = read_data[42:40] == 2'h3;
-  assign \$120  = read_data[42:40] == 2'h2;
-  assign \$121  = read_data[42:40] == 1'h1;
-  assign \$122  = \$121  ? read_data[7:0] : read_data[39:32];
-  assign \$123  = \$120  ? read_data[15:8] : \$122 ;
-  assign \$124  = \$119  ? read_data[23:16] : \$123 ;
-  assign \$125  = \$118  ? read_data[31:24] : \$124 ;
-  assign \$126  = read_data[47] ? 8'h00 : \$125 ;
+  assign \$82  = read_data[162:160] == 3'h4;
+  assign \$83  = read_data[162:160] == 2'h3;
+  assign \$84  = read_data[162:160] == 2'h2;
+  assign \$85  = read_data[162:160] == 1'h1;
+  assign \$86  = \$85  ? read_data[63:32] : read_data[31:0];
+  assign \$87  = \$84  ? read_data[95:64] : \$86 ;
+  assign \$88  = \$83  ? read_data[127:96] : \$87 ;
+  assign \$89  = \$82  ? read_data[159:128] : \$88 ;
+  assign \$90  = read_data[175] ? 32'd0 : \$89 ;
+  assign \$91  = read_data[165:163] == 3'h4;
+  assign \$92  = read_data[165:163] == 2'h3;
+  assign \$93  = read_data[165:163] == 2'h2;
+  assign \$94  = read_data[165:163] == 1'h1;
+  assign \$95  = \$94  ? read_data[95:64] : read_data[63:32];
+  assign \$96  = \$93  ? read_data[127:96] : \$95 ;
+  assign \$97  = \$92  ? read_data[159:128] : \$96 ;
+  assign \$98  = \$91  ? read_data[31:0] : \$97 ;
+  assign \$99  = read_data[176] ? 32'd0 : \$98 ;
+  assign \$100  = read_data[168:166] == 3'h4;
+  assign \$101  = read_data[168:166] == 2'h3;
+  assign \$102  = read_data[168:166] == 2'h2;
+  assign \$103  = read_data[168:166] == 1'h1;
+  assign \$104  = \$103  ? read_data[127:96] : read_data[95:64];
+  assign \$105  = \$102  ? read_data[159:128] : \$104 ;
+  assign \$106  = \$101  ? read_data[31:0] : \$105 ;
+  assign \$107  = \$100  ? read_data[63:32] : \$106 ;
+  assign \$108  = read_data[177] ? 32'd0 : \$107 ;
+  assign \$109  = read_data[171:169] == 3'h4;
+  assign \$110  = read_data[171:169] == 2'h3;
+  assign \$111  = read_data[171:169] == 2'h2;
+  assign \$112  = read_data[171:169] == 1'h1;
+  assign \$113  = \$112  ? read_data[159:128] : read_data[127:96];
+  assign \$114  = \$111  ? read_data[31:0] : \$113 ;
+  assign \$115  = \$110  ? read_data[63:32] : \$114 ;
+  assign \$116  = \$109  ? read_data[95:64] : \$115 ;
+  assign \$117  = read_data[178] ? 32'd0 : \$116 ;
+  assign \$118  = read_data[174:172] == 3'h4;
+  assign \$119  = read_data[174:172] == 2'h3;
+  assign \$120  = read_data[174:172] == 2'h2;
+  assign \$121  = read_data[174:172] == 1'h1;
+  assign \$122  = \$121  ? read_data[31:0] : read_data[159:128];
+  assign \$123  = \$120  ? read_data[63:32] : \$122 ;
+  assign \$124  = \$119  ? read_data[95:64] : \$123 ;
+  assign \$125  = \$118  ? read_data[127:96] : \$124 ;
+  assign \$126  = read_data[179] ? 32'd0 : \$125 ;
   assign \$127  = base_slot + 2'h2;
   assign \$128  = \$127  >= 4'he;
   assign \$129  = base_slot + 2'h2;
@@ -20457,10 +18038,10 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   assign \$153  = \$152  - 4'he;
   assign \$154  = row_slot + 1'h1;
   assign \$155  = \$151  ? \$153  : { 1'h0, \$154  };
-  assign \$156  = c == 5'h1f;
+  assign \$156  = c == 3'h7;
   assign \$157  = c + 1'h1;
-  assign \$158  = \$156  ? 6'h00 : \$157 ;
-  assign \$159  = c == 5'h1f;
+  assign \$158  = \$156  ? 4'h0 : \$157 ;
+  assign \$159  = c == 3'h7;
   assign \$160  = ~ \$159 ;
   assign \$161  = $signed(qc) + $signed(2'h1);
   assign \$163  = block_dx + 1'h1;
@@ -20477,12 +18058,12 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   assign \$176  = r0 + 1'h1;
   assign \$177  = \$176  >= 3'h5;
   assign \$178  = 1'h0 + \$177 ;
-  assign \$179  = \$178  * 6'h20;
+  assign \$179  = \$178  * 4'h8;
   assign \$180  = $signed(q0c) + $signed({ 1'h0, \$179  });
   assign \$181  = r0 + 1'h1;
   assign \$182  = \$181  >= 3'h5;
   assign \$183  = 1'h0 + \$182 ;
-  assign \$184  = \$183  * 6'h20;
+  assign \$184  = \$183  * 4'h8;
   assign \$185  = $signed(q0c) + $signed({ 1'h0, \$184  });
   assign \$186  = block_dy + 1'h1;
   assign \$187  = pix_slot + 1'h1;
@@ -20513,9 +18094,9 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   assign \$212  = r0 + 1'h1;
   assign \$213  = \$212  >= 3'h5;
   assign \$214  = 1'h0 + \$213 ;
-  assign \$215  = \$214  * 6'h20;
+  assign \$215  = \$214  * 4'h8;
   assign \$216  = $signed(q0c) + $signed({ 1'h0, \$215  });
-  assign \$217  = \$211  ? 10'h3e0 : \$216 ;
+  assign \$217  = \$211  ? 8'hf8 : \$216 ;
   assign \$218  = ox == 3'h6;
   assign \$219  = ox + 1'h1;
   assign \$220  = \$218  ? 4'h0 : \$219 ;
@@ -20534,16 +18115,16 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   assign \$233  = r0 + 1'h1;
   assign \$234  = \$233  >= 3'h5;
   assign \$235  = 1'h0 + \$234 ;
-  assign \$236  = \$235  * 6'h20;
+  assign \$236  = \$235  * 4'h8;
   assign \$237  = $signed(q0c) + $signed({ 1'h0, \$236  });
-  assign \$238  = \$232  ? 10'h3e0 : \$237 ;
+  assign \$238  = \$232  ? 8'hf8 : \$237 ;
   assign \$239  = ox == 3'h6;
   assign \$240  = r0 + 1'h1;
   assign \$241  = \$240  >= 3'h5;
   assign \$242  = 1'h0 + \$241 ;
-  assign \$243  = \$242  * 6'h20;
+  assign \$243  = \$242  * 4'h8;
   assign \$244  = $signed(q0c) + $signed({ 1'h0, \$243  });
-  assign \$245  = \$239  ? 10'h3e0 : \$244 ;
+  assign \$245  = \$239  ? 8'hf8 : \$244 ;
   assign \$246  = ox == 3'h6;
   assign \$247  = oy == 3'h6;
   assign \$248  = oy + 1'h1;
@@ -20557,7 +18138,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   assign \$256  = oy == 3'h6;
   assign \$257  = ky == 3'h4;
   assign \$258  = ~ \$257 ;
-  assign \$259  = c == 5'h1f;
+  assign \$259  = c == 3'h7;
   assign \$260  = ~ \$259 ;
   assign \$261  = ~ block_dx;
   assign \$262  = \$260  | \$261 ;
@@ -20569,7 +18150,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   assign \$268  = oy == 3'h6;
   assign \$269  = $signed(low) + $signed(3'h2);
   assign \$270  = \$268  ? 6'h3e : \$269 ;
-  assign \$271  = w_c == 5'h1e;
+  assign \$271  = w_c == 3'h6;
   assign \$272  = w_x == 4'hd;
   assign \$273  = & { \$272 , \$271  };
   assign \$274  = write & w_last;
@@ -20582,7 +18163,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   assign \$281  = \$278  ? \$279  : \$280 ;
   assign \$282  = ky == 2'h3;
   assign \$283  = ox == 3'h6;
-  assign \$286  = c == 5'h1f;
+  assign \$286  = c == 3'h7;
   assign \$287  = & { \$286 , \$285 , \$284 , \$283 , \$282  };
   assign \$288  = ~ r_done;
   assign \$289  = $signed(low) + $signed(4'h6);
@@ -20750,19 +18331,17 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   always @(posedge clk)
     pads <= pads_a;
   always @(posedge clk)
-    rot <= rot_a;
+    \$signature__addr$61  <= \$67 [8:0];
   always @(posedge clk)
-    \$signature__addr$61  <= \$67 [10:0];
+    \$signature__addr$64  <= \$71 [8:0];
   always @(posedge clk)
-    \$signature__addr$64  <= \$71 [10:0];
+    \$signature__addr$67  <= \$75 [8:0];
   always @(posedge clk)
-    \$signature__addr$67  <= \$75 [10:0];
+    \$signature__addr$70  <= \$79 [8:0];
   always @(posedge clk)
-    \$signature__addr$70  <= \$79 [10:0];
+    \$signature__addr$73  <= \$81 [8:0];
   always @(posedge clk)
-    \$signature__addr$73  <= \$81 [10:0];
-  always @(posedge clk)
-    read_data <= { pads, rot, \$signature__data$116 , \$signature__data$115 , \$signature__data$114 , \$signature__data$113 , \$signature__data$112  };
+    read_data <= { pads, rot4, rot3, rot2, rot1, rot0, \$signature__data$115 , \$signature__data$114 , \$signature__data$113 , \$signature__data$112 , \$signature__data$111  };
   always @(posedge clk)
     w_data <= { \$126 , \$117 , \$108 , \$99 , \$90  };
   always @(posedge clk)
@@ -20821,6 +18400,8 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     avail_ok <= \$457 ;
   always @(posedge clk)
     avail_ok_next <= \$458 ;
+  always @(posedge clk)
+    avail_ok_image <= \$459 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -20869,12 +18450,12 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     .d(\$420 ),
     .q(can_write_rows)
   );
-  \flexor_lenet5.conv2_window.inp  inp (
+  \flexor_lenet5.conv2_window.rows.inp  inp (
     .clk(clk),
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$146 ),
+    .o__payload(\o__payload$150 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window),
@@ -20888,7 +18469,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     .d(\$364 ),
     .q(inp_valid_rows)
   );
-  \flexor_lenet5.conv2_window.out  out (
+  \flexor_lenet5.conv2_window.rows.out  out (
     .clk(clk),
     .o__payload(o__payload),
     .o__ready(\o__ready$47 ),
@@ -20923,82 +18504,122 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd11)
+    .WIDTH(32'd3)
+  ) rot0_copy (
+    .clk(clk),
+    .d(rot_a),
+    .q(rot0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rot1_copy (
+    .clk(clk),
+    .d(rot_a),
+    .q(rot1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rot2_copy (
+    .clk(clk),
+    .d(rot_a),
+    .q(rot2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rot3_copy (
+    .clk(clk),
+    .d(rot_a),
+    .q(rot3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rot4_copy (
+    .clk(clk),
+    .d(rot_a),
+    .q(rot4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd9)
   ) w_addr0_q_copy (
     .clk(clk),
-    .d(\$365 [10:0]),
+    .d(\$365 [8:0]),
     .q(\$signature__addr )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd11)
+    .WIDTH(32'd9)
   ) w_addr1_q_copy (
     .clk(clk),
-    .d(\$368 [10:0]),
+    .d(\$368 [8:0]),
     .q(\$signature__addr$16 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd11)
+    .WIDTH(32'd9)
   ) w_addr2_q_copy (
     .clk(clk),
-    .d(\$371 [10:0]),
+    .d(\$371 [8:0]),
     .q(\$signature__addr$22 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd11)
+    .WIDTH(32'd9)
   ) w_addr3_q_copy (
     .clk(clk),
-    .d(\$374 [10:0]),
+    .d(\$374 [8:0]),
     .q(\$signature__addr$28 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd11)
+    .WIDTH(32'd9)
   ) w_addr4_q_copy (
     .clk(clk),
-    .d(\$377 [10:0]),
+    .d(\$377 [8:0]),
     .q(\$signature__addr$34 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd32)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$146 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd32)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$146 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd32)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$146 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd32)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$146 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd32)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$146 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -21042,120 +18663,120 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     .q(\$signature__en$38 )
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$460  = \$305 ;
     if (rst_conv2_window) begin
       \$460  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$461  = switch;
     if (rst_conv2_window) begin
       \$461  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$462  = \$319 ;
     if (rst_conv2_window) begin
       \$462  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$463  = \$362 ;
     if (rst_conv2_window) begin
       \$463  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$464  = \$363 ;
     if (rst_conv2_window) begin
       \$464  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    w_row_words = 11'h000;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    w_row_words = 9'h000;
     casez (\$3 )
       5'h00:
-          w_row_words = 11'h000;
+          w_row_words = 9'h000;
       5'h01:
-          w_row_words = 11'h060;
+          w_row_words = 9'h018;
       5'h02:
-          w_row_words = 11'h0c0;
+          w_row_words = 9'h030;
       5'h03:
-          w_row_words = 11'h120;
+          w_row_words = 9'h048;
       5'h04:
-          w_row_words = 11'h180;
+          w_row_words = 9'h060;
       5'h05:
-          w_row_words = 11'h1e0;
+          w_row_words = 9'h078;
       5'h06:
-          w_row_words = 11'h240;
+          w_row_words = 9'h090;
       5'h07:
-          w_row_words = 11'h2a0;
+          w_row_words = 9'h0a8;
       5'h08:
-          w_row_words = 11'h300;
+          w_row_words = 9'h0c0;
       5'h09:
-          w_row_words = 11'h360;
+          w_row_words = 9'h0d8;
       5'h0a:
-          w_row_words = 11'h3c0;
+          w_row_words = 9'h0f0;
       5'h0b:
-          w_row_words = 11'h420;
+          w_row_words = 9'h108;
       5'h0c:
-          w_row_words = 11'h480;
+          w_row_words = 9'h120;
       5'h0d:
-          w_row_words = 11'h4e0;
+          w_row_words = 9'h138;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
-    row_words = 11'h000;
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    row_words = 9'h000;
     casez (row_slot)
       4'h0:
-          row_words = 11'h000;
+          row_words = 9'h000;
       4'h1:
-          row_words = 11'h060;
+          row_words = 9'h018;
       4'h2:
-          row_words = 11'h0c0;
+          row_words = 9'h030;
       4'h3:
-          row_words = 11'h120;
+          row_words = 9'h048;
       4'h4:
-          row_words = 11'h180;
+          row_words = 9'h060;
       4'h5:
-          row_words = 11'h1e0;
+          row_words = 9'h078;
       4'h6:
-          row_words = 11'h240;
+          row_words = 9'h090;
       4'h7:
-          row_words = 11'h2a0;
+          row_words = 9'h0a8;
       4'h8:
-          row_words = 11'h300;
+          row_words = 9'h0c0;
       4'h9:
-          row_words = 11'h360;
+          row_words = 9'h0d8;
       4'ha:
-          row_words = 11'h3c0;
+          row_words = 9'h0f0;
       4'hb:
-          row_words = 11'h420;
+          row_words = 9'h108;
       4'hc:
-          row_words = 11'h480;
+          row_words = 9'h120;
       4'hd:
-          row_words = 11'h4e0;
+          row_words = 9'h138;
     endcase
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$421  = w_c;
     if (write) begin
-      \$421  = \$8 [4:0];
+      \$421  = \$8 [2:0];
     end
     if (rst_conv2_window) begin
-      \$421  = 5'h00;
+      \$421  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$422  = w_x;
     if (write) begin
       if (\$9 ) begin
@@ -21167,7 +18788,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$423  = w_b;
     if (write) begin
       if (\$9 ) begin
@@ -21179,7 +18800,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$424  = w_slot;
     if (write) begin
       if (\$9 ) begin
@@ -21193,23 +18814,23 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$425  = w_grp;
     if (write) begin
       if (\$9 ) begin
         if (\$18 ) begin
           \$425  = w_row_words;
         end else if (\$19 ) begin
-          \$425  = \$27 [10:0];
+          \$425  = \$27 [8:0];
         end
       end
     end
     if (rst_conv2_window) begin
-      \$425  = 11'h000;
+      \$425  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$426  = ahead;
     if (write) begin
       if (\$9 ) begin
@@ -21228,7 +18849,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$427  = w_row;
     if (write) begin
       if (\$9 ) begin
@@ -21252,49 +18873,49 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$428  = \$28 ;
     if (rst_conv2_window) begin
       \$428  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$429  = \$5 [2:0];
     if (rst_conv2_window) begin
       \$429  = 3'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$430  = take;
     if (rst_conv2_window) begin
       \$430  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$431  = read_v1;
     if (rst_conv2_window) begin
       \$431  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$432  = read_v2;
     if (rst_conv2_window) begin
       \$432  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$433  = read_v3;
     if (rst_conv2_window) begin
       \$433  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$434  = ky;
     if (take_step) begin
       \$434  = \$147 [2:0];
@@ -21304,7 +18925,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$435  = row_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21340,21 +18961,21 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$436  = c;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
       end else begin
-        \$436  = \$158 [4:0];
+        \$436  = \$158 [2:0];
       end
     end
     if (rst_conv2_window) begin
-      \$436  = 5'h00;
+      \$436  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$437  = qc;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21362,25 +18983,25 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
       end else begin
         (* full_case = 32'd1 *)
         if (\$160 ) begin
-          \$437  = \$161 [8:0];
+          \$437  = \$161 [6:0];
         end else begin
           (* full_case = 32'd1 *)
           if (\$166 ) begin
-            \$437  = \$185 [8:0];
+            \$437  = \$185 [6:0];
           end else if (\$168 ) begin
             \$437  = block_q0c;
           end else begin
-            \$437  = \$245 [8:0];
+            \$437  = \$245 [6:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$437  = 9'h1e0;
+      \$437  = 7'h78;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$438  = block_dx;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21398,7 +19019,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$439  = ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21423,7 +19044,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$440  = r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21448,7 +19069,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$441  = q0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21459,21 +19080,21 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
         end else begin
           (* full_case = 32'd1 *)
           if (\$166 ) begin
-            \$441  = \$180 [8:0];
+            \$441  = \$180 [6:0];
           end else if (\$168 ) begin
             \$441  = block_q0c;
           end else begin
-            \$441  = \$238 [8:0];
+            \$441  = \$238 [6:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$441  = 9'h1e0;
+      \$441  = 7'h78;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$442  = block_dy;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21497,7 +19118,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$443  = pix_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21531,7 +19152,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$444  = pix_low;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21558,7 +19179,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$445  = block_ix0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21581,7 +19202,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$446  = block_r0;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21604,7 +19225,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$447  = block_q0c;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21617,17 +19238,17 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
           if (\$166 ) begin
           end else if (\$168 ) begin
           end else begin
-            \$447  = \$217 [8:0];
+            \$447  = \$217 [6:0];
           end
         end
       end
     end
     if (rst_conv2_window) begin
-      \$447  = 9'h1e0;
+      \$447  = 7'h78;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$448  = ox;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21650,7 +19271,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$449  = oy;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21675,7 +19296,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$450  = low;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21700,7 +19321,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$451  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21730,7 +19351,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$452  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21762,7 +19383,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$453  = iy;
     if (take_step) begin
       (* full_case = 32'd1 *)
@@ -21783,7 +19404,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$454  = w_last;
     if (write) begin
       \$454  = \$273 ;
@@ -21793,7 +19414,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$455  = img_slot;
     if (switch) begin
       \$455  = step_img_slot;
@@ -21803,7 +19424,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$456  = r_last;
     if (take_step) begin
       \$456  = \$287 ;
@@ -21813,21 +19434,21 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$457  = \$294 ;
     if (rst_conv2_window) begin
       \$457  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$458  = \$302 ;
     if (rst_conv2_window) begin
       \$458  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
     \$459  = \$304 ;
     if (rst_conv2_window) begin
       \$459  = 1'h0;
@@ -21880,34 +19501,34 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, i__ready, \o__ready$47 , i
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.inp (rst_conv2_window, i__ready, valid_next, o__valid, o__ready, i__valid, i__payload, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$15  = 0;
+module \flexor_lenet5.conv2_window.rows.inp (rst_conv2_window, i__ready, valid_next, o__valid, o__ready, i__valid, i__payload, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
   wire \$1 ;
-  reg [7:0] \$10 ;
+  reg [31:0] \$10 ;
   reg \$11 ;
-  reg [7:0] \$12 ;
+  reg [31:0] \$12 ;
   wire \$2 ;
   wire \$3 ;
   wire \$4 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
-  wire [7:0] \$8 ;
+  wire [31:0] \$8 ;
   wire \$9 ;
   input clk;
   wire clk;
-  (* init = 8'h00 *)
-  wire [7:0] data;
+  (* init = 32'd0 *)
+  wire [31:0] data;
   reg full = 1'h0;
-  reg [7:0] held = 8'h00;
-  input [7:0] i__payload;
-  wire [7:0] i__payload;
+  reg [31:0] held = 32'd0;
+  input [31:0] i__payload;
+  wire [31:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  output [7:0] o__payload;
-  reg [7:0] o__payload = 8'h00;
+  output [31:0] o__payload;
+  reg [31:0] o__payload = 32'd0;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -21943,14 +19564,14 @@ module \flexor_lenet5.conv2_window.inp (rst_conv2_window, i__ready, valid_next, 
     .q(o__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$10  = o__payload;
     if (\$5 ) begin
       \$10  = \$8 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$11  = full;
     if (\$5 ) begin
       \$11  = 1'h0;
@@ -21962,7 +19583,7 @@ module \flexor_lenet5.conv2_window.inp (rst_conv2_window, i__ready, valid_next, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     \$12  = held;
     if (\$5 ) begin
     end else if (\$7 ) begin
@@ -21974,14 +19595,14 @@ module \flexor_lenet5.conv2_window.inp (rst_conv2_window, i__ready, valid_next, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port__data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+module \flexor_lenet5.conv2_window.rows.out (rst_conv2_window, o__ready, w_en, w_port__data, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
-  wire [39:0] \$14 ;
+  wire [159:0] \$14 ;
   wire \$15 ;
   wire [3:0] \$16 ;
   wire [3:0] \$17 ;
@@ -22008,7 +19629,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
   reg \$36 ;
   reg [2:0] \$37 ;
   reg \$38 ;
-  reg [39:0] \$39 ;
+  reg [159:0] \$39 ;
   wire \$4 ;
   reg [2:0] \$40 ;
   reg [2:0] \$41 ;
@@ -22023,12 +19644,12 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
   input clk;
   wire clk;
   reg empty = 1'h1;
-  reg [39:0] fwd_data = 40'h0000000000;
-  (* init = 40'h0000000000 *)
-  wire [39:0] head;
+  reg [159:0] fwd_data = 160'h0000000000000000000000000000000000000000;
+  (* init = 160'h0000000000000000000000000000000000000000 *)
+  wire [159:0] head;
   wire head_free;
-  output [39:0] o__payload;
-  reg [39:0] o__payload = 40'h0000000000;
+  output [159:0] o__payload;
+  reg [159:0] o__payload = 160'h0000000000000000000000000000000000000000;
   input o__ready;
   wire o__ready;
   output o__valid;
@@ -22036,37 +19657,37 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
   wire pop;
   wire push;
   wire [2:0] r_port__addr;
-  wire [39:0] r_port__data;
+  wire [159:0] r_port__data;
   wire r_port__en;
   reg [2:0] rd = 3'h0;
   reg [2:0] rd_inc = 3'h1;
   input rst_conv2_window;
   wire rst_conv2_window;
   reg [2:0] used = 3'h0;
-  wire [39:0] w_data;
+  wire [159:0] w_data;
   input w_en;
   wire w_en;
   reg [2:0] w_port__addr = 3'h0;
-  input [39:0] w_port__data;
-  wire [39:0] w_port__data;
+  input [159:0] w_port__data;
+  wire [159:0] w_port__data;
   wire w_port__en;
-  wire [39:0] waiting;
+  wire [159:0] waiting;
   (* init = 3'h0 *)
   wire [2:0] wr;
-  reg [39:0] \buf  [5:0];
+  reg [159:0] \buf  [5:0];
   initial begin
-    \buf [0] = 40'h0000000000;
-    \buf [1] = 40'h0000000000;
-    \buf [2] = 40'h0000000000;
-    \buf [3] = 40'h0000000000;
-    \buf [4] = 40'h0000000000;
-    \buf [5] = 40'h0000000000;
+    \buf [0] = 160'h0000000000000000000000000000000000000000;
+    \buf [1] = 160'h0000000000000000000000000000000000000000;
+    \buf [2] = 160'h0000000000000000000000000000000000000000;
+    \buf [3] = 160'h0000000000000000000000000000000000000000;
+    \buf [4] = 160'h0000000000000000000000000000000000000000;
+    \buf [5] = 160'h0000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
     if (w_en)
       \buf [w_port__addr] <= w_port__data;
   end
-  reg [39:0] _0_;
+  reg [159:0] _0_;
   always @(posedge clk) begin
     _0_ <= \buf [r_port__addr];
   end
@@ -22130,28 +19751,28 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$42  = \$28 [2:0];
     if (rst_conv2_window) begin
       \$42  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$43  = \$35 ;
     if (rst_conv2_window) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$36  = \$8 ;
     if (rst_conv2_window) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [2:0];
@@ -22161,7 +19782,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -22171,14 +19792,14 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [2:0];
@@ -22188,7 +19809,7 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [2:0];
@@ -22205,833 +19826,8 @@ module \flexor_lenet5.conv2_window.out (rst_conv2_window, o__ready, w_en, w_port
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, i__valid, i__payload, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire \$109 ;
-  wire [8:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire [8:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [15:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
-  wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  reg [7:0] \$155 ;
-  reg [15:0] \$156 ;
-  reg [639:0] \$157 ;
-  reg [639:0] \$158 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
-  wire \$41 ;
-  wire \$42 ;
-  wire \$43 ;
-  wire \$44 ;
-  wire \$45 ;
-  wire \$46 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire \$64 ;
-  wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
-  wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
-  wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
-  wire \$signal ;
-  reg [15:0] at = 16'h0001;
-  reg [7:0] beat = 8'h00;
-  input clk;
-  wire clk;
-  wire full;
-  wire full_0;
-  wire full_1;
-  wire full_2;
-  wire full_3;
-  wire full_4;
-  wire full_5;
-  wire full_6;
-  wire full_7;
-  wire full_8;
-  wire full_9;
-  wire full_q;
-  input [39:0] i__payload;
-  wire [39:0] i__payload;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  wire last;
-  wire last_q;
-  output [639:0] o__payload;
-  reg [639:0] o__payload = 640'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  (* init = 640'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [639:0] out;
-  wire ready;
-  wire ready_0;
-  wire ready_1;
-  wire ready_2;
-  wire ready_3;
-  wire ready_4;
-  wire ready_5;
-  wire ready_6;
-  wire ready_7;
-  wire ready_8;
-  wire ready_9;
-  wire ready_q;
-  input rst_conv2_window_to_conv2;
-  wire rst_conv2_window_to_conv2;
-  wire take;
-  wire valid_0;
-  wire valid_1;
-  wire valid_2;
-  wire valid_3;
-  wire valid_4;
-  wire valid_5;
-  wire valid_6;
-  wire valid_7;
-  wire valid_8;
-  wire valid_9;
-  wire valid_next;
-  wire valid_q;
-  reg [639:0] word = 640'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  assign take = i__valid & i__ready;
-  assign \$1  = at[15] | last;
-  assign \$2  = take & \$1 ;
-  assign \$3  = ~ o__valid;
-  assign \$4  = \$3  | o__ready;
-  assign \$5  = full & \$4 ;
-  assign \$6  = \$5  ? 1'h0 : full;
-  assign \$signal  = \$2  ? 1'h1 : \$6 ;
-  assign \$7  = ~ o__valid;
-  assign \$8  = \$7  | o__ready;
-  assign \$9  = full & \$8 ;
-  assign \$10  = o__ready ? 1'h0 : o__valid;
-  assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = beat + 1'h1;
-  assign \$12  = last ? 9'h000 : \$11 ;
-  assign \$13  = at[15] | last;
-  assign \$14  = \$13  ? 16'h0001 : { at[14:0], at[15] };
-  assign \$15  = ~ valid_0;
-  assign \$16  = \$15  | o__ready;
-  assign \$17  = full_0 & \$16 ;
-  assign \$18  = i__valid & ready_0;
-  assign \$19  = ~ valid_1;
-  assign \$20  = \$19  | o__ready;
-  assign \$21  = full_1 & \$20 ;
-  assign \$22  = i__valid & ready_1;
-  assign \$23  = ~ valid_2;
-  assign \$24  = \$23  | o__ready;
-  assign \$25  = full_2 & \$24 ;
-  assign \$26  = i__valid & ready_2;
-  assign \$27  = ~ valid_3;
-  assign \$28  = \$27  | o__ready;
-  assign \$29  = full_3 & \$28 ;
-  assign \$30  = i__valid & ready_3;
-  assign \$31  = ~ valid_4;
-  assign \$32  = \$31  | o__ready;
-  assign \$33  = full_4 & \$32 ;
-  assign \$34  = i__valid & ready_4;
-  assign \$35  = ~ valid_5;
-  assign \$36  = \$35  | o__ready;
-  assign \$37  = full_5 & \$36 ;
-  assign \$38  = i__valid & ready_5;
-  assign \$39  = ~ valid_6;
-  assign \$40  = \$39  | o__ready;
-  assign \$41  = full_6 & \$40 ;
-  assign \$42  = i__valid & ready_6;
-  assign \$43  = ~ valid_7;
-  assign \$44  = \$43  | o__ready;
-  assign \$45  = full_7 & \$44 ;
-  assign \$46  = i__valid & ready_7;
-  assign \$47  = ~ valid_8;
-  assign \$48  = \$47  | o__ready;
-  assign \$49  = full_8 & \$48 ;
-  assign \$50  = i__valid & ready_8;
-  assign \$51  = ~ valid_9;
-  assign \$52  = \$51  | o__ready;
-  assign \$53  = full_9 & \$52 ;
-  assign \$54  = i__valid & ready_9;
-  assign \$55  = rst_conv2_window_to_conv2 ? 1'h0 : valid_next;
-  assign \$56  = rst_conv2_window_to_conv2 ? 1'h0 : \$signal ;
-  assign \$57  = ~ \$signal ;
-  assign \$58  = ~ valid_next;
-  assign \$59  = \$57  | \$58 ;
-  assign \$60  = rst_conv2_window_to_conv2 ? 1'h1 : \$59 ;
-  assign \$61  = beat == 8'h9e;
-  assign \$62  = last ? 1'h0 : \$61 ;
-  assign \$63  = take ? \$62  : last;
-  assign \$64  = rst_conv2_window_to_conv2 ? 1'h0 : \$63 ;
-  assign \$65  = ~ \$signal ;
-  assign \$66  = ~ valid_next;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = \$67  | rst_conv2_window_to_conv2;
-  assign \$69  = beat == 8'h9e;
-  assign \$70  = last ? 1'h0 : \$69 ;
-  assign \$71  = take ? \$70  : last;
-  assign \$72  = rst_conv2_window_to_conv2 ? 1'h0 : \$71 ;
-  assign \$74  = ~ \$signal ;
-  assign \$75  = ~ valid_next;
-  assign \$76  = \$74  | \$75 ;
-  assign \$77  = \$76  | rst_conv2_window_to_conv2;
-  assign \$78  = beat == 8'h9e;
-  assign \$79  = last ? 1'h0 : \$78 ;
-  assign \$80  = take ? \$79  : last;
-  assign \$81  = rst_conv2_window_to_conv2 ? 1'h0 : \$80 ;
-  assign \$83  = ~ \$signal ;
-  assign \$84  = ~ valid_next;
-  assign \$85  = \$83  | \$84 ;
-  assign \$86  = \$85  | rst_conv2_window_to_conv2;
-  assign \$87  = beat == 8'h9e;
-  assign \$88  = last ? 1'h0 : \$87 ;
-  assign \$89  = take ? \$88  : last;
-  assign \$90  = rst_conv2_window_to_conv2 ? 1'h0 : \$89 ;
-  assign \$92  = ~ \$signal ;
-  assign \$93  = ~ valid_next;
-  assign \$94  = \$92  | \$93 ;
-  assign \$95  = \$94  | rst_conv2_window_to_conv2;
-  assign \$96  = beat == 8'h9e;
-  assign \$97  = last ? 1'h0 : \$96 ;
-  assign \$98  = take ? \$97  : last;
-  assign \$99  = rst_conv2_window_to_conv2 ? 1'h0 : \$98 ;
-  assign \$101  = ~ \$signal ;
-  assign \$102  = ~ valid_next;
-  assign \$103  = \$101  | \$102 ;
-  assign \$104  = \$103  | rst_conv2_window_to_conv2;
-  assign \$105  = beat == 8'h9e;
-  assign \$106  = last ? 1'h0 : \$105 ;
-  assign \$107  = take ? \$106  : last;
-  assign \$108  = rst_conv2_window_to_conv2 ? 1'h0 : \$107 ;
-  assign \$110  = ~ \$signal ;
-  assign \$111  = ~ valid_next;
-  assign \$112  = \$110  | \$111 ;
-  assign \$113  = \$112  | rst_conv2_window_to_conv2;
-  assign \$114  = beat == 8'h9e;
-  assign \$115  = last ? 1'h0 : \$114 ;
-  assign \$116  = take ? \$115  : last;
-  assign \$117  = rst_conv2_window_to_conv2 ? 1'h0 : \$116 ;
-  assign \$119  = ~ \$signal ;
-  assign \$120  = ~ valid_next;
-  assign \$121  = \$119  | \$120 ;
-  assign \$122  = \$121  | rst_conv2_window_to_conv2;
-  assign \$123  = beat == 8'h9e;
-  assign \$124  = last ? 1'h0 : \$123 ;
-  assign \$125  = take ? \$124  : last;
-  assign \$126  = rst_conv2_window_to_conv2 ? 1'h0 : \$125 ;
-  assign \$128  = ~ \$signal ;
-  assign \$129  = ~ valid_next;
-  assign \$130  = \$128  | \$129 ;
-  assign \$131  = \$130  | rst_conv2_window_to_conv2;
-  assign \$132  = beat == 8'h9e;
-  assign \$133  = last ? 1'h0 : \$132 ;
-  assign \$134  = take ? \$133  : last;
-  assign \$135  = rst_conv2_window_to_conv2 ? 1'h0 : \$134 ;
-  assign \$137  = ~ \$signal ;
-  assign \$138  = ~ valid_next;
-  assign \$139  = \$137  | \$138 ;
-  assign \$140  = \$139  | rst_conv2_window_to_conv2;
-  assign \$141  = beat == 8'h9e;
-  assign \$142  = last ? 1'h0 : \$141 ;
-  assign \$143  = take ? \$142  : last;
-  assign \$144  = rst_conv2_window_to_conv2 ? 1'h0 : \$143 ;
-  assign \$146  = ~ \$signal ;
-  assign \$147  = ~ valid_next;
-  assign \$148  = \$146  | \$147 ;
-  assign \$149  = \$148  | rst_conv2_window_to_conv2;
-  assign \$150  = beat == 8'h9e;
-  assign \$151  = last ? 1'h0 : \$150 ;
-  assign \$152  = take ? \$151  : last;
-  assign \$153  = rst_conv2_window_to_conv2 ? 1'h0 : \$152 ;
-  always @(posedge clk)
-    beat <= \$155 ;
-  always @(posedge clk)
-    at <= \$156 ;
-  always @(posedge clk)
-    o__payload <= \$157 ;
-  always @(posedge clk)
-    word <= \$158 ;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_0_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_1_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_2_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_3_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_3)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_4_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_4)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_5_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_5)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_6_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_6)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_7_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_7)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_8_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_8)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_9_copy (
-    .clk(clk),
-    .d(\$signal ),
-    .q(full_9)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) full_q_copy (
-    .clk(clk),
-    .d(\$56 ),
-    .q(full)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_0_copy (
-    .clk(clk),
-    .d(\$72 ),
-    .q(\$73 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_1_copy (
-    .clk(clk),
-    .d(\$81 ),
-    .q(\$82 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_2_copy (
-    .clk(clk),
-    .d(\$90 ),
-    .q(\$91 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_3_copy (
-    .clk(clk),
-    .d(\$99 ),
-    .q(\$100 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_4_copy (
-    .clk(clk),
-    .d(\$108 ),
-    .q(\$109 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_5_copy (
-    .clk(clk),
-    .d(\$117 ),
-    .q(\$118 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_6_copy (
-    .clk(clk),
-    .d(\$126 ),
-    .q(\$127 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_7_copy (
-    .clk(clk),
-    .d(\$135 ),
-    .q(\$136 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_8_copy (
-    .clk(clk),
-    .d(\$144 ),
-    .q(\$145 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_9_copy (
-    .clk(clk),
-    .d(\$153 ),
-    .q(\$154 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) last_q_copy (
-    .clk(clk),
-    .d(\$64 ),
-    .q(last)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_0_copy (
-    .clk(clk),
-    .d(\$68 ),
-    .q(ready_0)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_1_copy (
-    .clk(clk),
-    .d(\$77 ),
-    .q(ready_1)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_2_copy (
-    .clk(clk),
-    .d(\$86 ),
-    .q(ready_2)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_3_copy (
-    .clk(clk),
-    .d(\$95 ),
-    .q(ready_3)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_4_copy (
-    .clk(clk),
-    .d(\$104 ),
-    .q(ready_4)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_5_copy (
-    .clk(clk),
-    .d(\$113 ),
-    .q(ready_5)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_6_copy (
-    .clk(clk),
-    .d(\$122 ),
-    .q(ready_6)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_7_copy (
-    .clk(clk),
-    .d(\$131 ),
-    .q(ready_7)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_8_copy (
-    .clk(clk),
-    .d(\$140 ),
-    .q(ready_8)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_9_copy (
-    .clk(clk),
-    .d(\$149 ),
-    .q(ready_9)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) ready_q_copy (
-    .clk(clk),
-    .d(\$60 ),
-    .q(i__ready)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_0_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_1_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_2_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_3_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_3)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_4_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_4)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_5_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_5)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_6_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_6)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_7_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_7)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_8_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_8)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_9_copy (
-    .clk(clk),
-    .d(valid_next),
-    .q(valid_9)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_q_copy (
-    .clk(clk),
-    .d(\$55 ),
-    .q(o__valid)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$155  = beat;
-    if (take) begin
-      \$155  = \$12 [7:0];
-    end
-    if (rst_conv2_window_to_conv2) begin
-      \$155  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$156  = at;
-    if (take) begin
-      \$156  = \$14 ;
-    end
-    if (rst_conv2_window_to_conv2) begin
-      \$156  = 16'h0001;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$157  = o__payload;
-    if (\$17 ) begin
-      \$157 [63:0] = word[63:0];
-    end
-    if (\$21 ) begin
-      \$157 [127:64] = word[127:64];
-    end
-    if (\$25 ) begin
-      \$157 [191:128] = word[191:128];
-    end
-    if (\$29 ) begin
-      \$157 [255:192] = word[255:192];
-    end
-    if (\$33 ) begin
-      \$157 [319:256] = word[319:256];
-    end
-    if (\$37 ) begin
-      \$157 [383:320] = word[383:320];
-    end
-    if (\$41 ) begin
-      \$157 [447:384] = word[447:384];
-    end
-    if (\$45 ) begin
-      \$157 [511:448] = word[511:448];
-    end
-    if (\$49 ) begin
-      \$157 [575:512] = word[575:512];
-    end
-    if (\$53 ) begin
-      \$157 [639:576] = word[639:576];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$158  = word;
-    if (\$18 ) begin
-      \$158 [63:0] = word[103:40];
-    end
-    if (\$22 ) begin
-      \$158 [127:64] = word[167:104];
-    end
-    if (\$26 ) begin
-      \$158 [191:128] = word[231:168];
-    end
-    if (\$30 ) begin
-      \$158 [255:192] = word[295:232];
-    end
-    if (\$34 ) begin
-      \$158 [319:256] = word[359:296];
-    end
-    if (\$38 ) begin
-      \$158 [383:320] = word[423:360];
-    end
-    if (\$42 ) begin
-      \$158 [447:384] = word[487:424];
-    end
-    if (\$46 ) begin
-      \$158 [511:448] = word[551:488];
-    end
-    if (\$50 ) begin
-      \$158 [575:512] = word[615:552];
-    end
-    if (\$54 ) begin
-      \$158 [639:576] = { i__payload, word[639:616] };
-    end
-  end
-  assign ready = i__ready;
-  assign out = o__payload;
-  assign valid_q = o__valid;
-  assign full_q = full;
-  assign ready_q = i__ready;
-  assign last_q = last;
-endmodule
-
-(* generator = "Amaranth" *)
 module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -25325,7 +22121,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     .rst_fc1(rst_fc1)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     filled = 1'h0;
     if (take) begin
       if (\$5 ) begin
@@ -25336,7 +22132,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$19 [8:0];
@@ -25346,7 +22142,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$282  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -25361,7 +22157,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$283  = pix;
     if (take) begin
       if (\$29 ) begin
@@ -25378,7 +22174,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$284  = \$like ;
     if (take) begin
       if (\$29 ) begin
@@ -25395,7 +22191,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$285  = p_lane;
     if (take) begin
       if (\$29 ) begin
@@ -25412,7 +22208,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$286  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -25432,7 +22228,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$287  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -25452,7 +22248,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$288  = wsum_first;
     if (take) begin
       \$288  = filled;
@@ -25462,91 +22258,91 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$289  = take;
     if (rst_fc1) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$290  = wsum_first;
     if (rst_fc1) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$291  = filled;
     if (rst_fc1) begin
       \$291  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$292  = wsum_acc;
     if (wsum_v_d1) begin
       \$292  = \$64 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$293  = wsum_total;
     if (\$65 ) begin
       \$293  = \$67 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$294  = \$68 ;
     if (rst_fc1) begin
       \$294  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$295  = gap_zero_next;
     if (rst_fc1) begin
       \$295  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$296  = \$signal$34 ;
     if (rst_fc1) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$297  = n_last_next;
     if (rst_fc1) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$298  = \$69 ;
     if (rst_fc1) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$299  = \$77 [6:0];
     if (rst_fc1) begin
       \$299  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$300  = \$83 [6:0];
     if (rst_fc1) begin
       \$300  = 7'h01;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$301  = head_boot;
     if (\$84 ) begin
       \$301  = \$85 [1:0];
@@ -25556,21 +22352,21 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$302  = head;
     if (\$88 ) begin
       \$302  = \data$194 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$303  = r_next;
     if (rst_fc1) begin
       \$303  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$304  = s_idx;
     if (step) begin
       \$304  = \$90 [7:0];
@@ -25580,7 +22376,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$305  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -25592,14 +22388,14 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$306  = \$95 ;
     if (rst_fc1) begin
       \$306  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$307  = r_base;
     if (load) begin
       \$307  = { 1'h0, \$96  };
@@ -25609,7 +22405,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$308  = w_half;
     if (load) begin
       \$308  = \$97 ;
@@ -25619,7 +22415,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$309  = gap;
     if (\$98 ) begin
       \$309  = 3'h3;
@@ -25631,7 +22427,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$310  = col;
     if (step) begin
       \$310  = \$101 ;
@@ -25641,7 +22437,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$311  = row_ph0;
     if (\$102 ) begin
       \$311  = \$107 [4:0];
@@ -25651,7 +22447,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$312  = row_ph1;
     if (\$102 ) begin
       \$312  = \$112 [4:0];
@@ -25661,7 +22457,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$313  = row_ph2;
     if (\$102 ) begin
       \$313  = \$117 [4:0];
@@ -25671,7 +22467,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$314  = row_ph3;
     if (\$102 ) begin
       \$314  = \$122 [4:0];
@@ -25681,266 +22477,266 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$315  = \$128 [4:0];
     if (rst_fc1) begin
       \$315  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$316  = \$134 [4:0];
     if (rst_fc1) begin
       \$316  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$317  = \$140 [4:0];
     if (rst_fc1) begin
       \$317  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$318  = \$146 [4:0];
     if (rst_fc1) begin
       \$318  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$319  = step;
     if (rst_fc1) begin
       \$319  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$320  = \$147 ;
     if (rst_fc1) begin
       \$320  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$321  = s_last;
     if (rst_fc1) begin
       \$321  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$322  = carry0_0;
     if (\$signal$204 ) begin
       \$322  = word1[7:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$323  = carry1_0;
     if (\$signal$204 ) begin
       \$323  = word1[15:8];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$324  = carry2_0;
     if (\$signal$204 ) begin
       \$324  = word1[23:16];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$325  = carry3_0;
     if (\$signal$204 ) begin
       \$325  = word1[31:24];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$326  = \$signal$204 ;
     if (rst_fc1) begin
       \$326  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$327  = v2_d1;
     if (rst_fc1) begin
       \$327  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$328  = v2_d2;
     if (rst_fc1) begin
       \$328  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$329  = v2_d3;
     if (rst_fc1) begin
       \$329  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$330  = last1;
     if (rst_fc1) begin
       \$330  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$331  = last2_d1;
     if (rst_fc1) begin
       \$331  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$332  = last2_d2;
     if (rst_fc1) begin
       \$332  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$333  = last2_d3;
     if (rst_fc1) begin
       \$333  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$334  = \$signal$204 ;
     if (rst_fc1) begin
       \$334  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$335  = v2p_d1;
     if (rst_fc1) begin
       \$335  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$336  = v2p_d2;
     if (rst_fc1) begin
       \$336  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$337  = \$signal$47 ;
     if (rst_fc1) begin
       \$337  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$338  = first2p_d1;
     if (rst_fc1) begin
       \$338  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$339  = first2p_d2;
     if (rst_fc1) begin
       \$339  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$340  = last1;
     if (rst_fc1) begin
       \$340  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$341  = last2p_d1;
     if (rst_fc1) begin
       \$341  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$342  = last2p_d2;
     if (rst_fc1) begin
       \$342  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$343  = load;
     if (rst_fc1) begin
       \$343  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$344  = x_taken_d1;
     if (rst_fc1) begin
       \$344  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$345  = x_taken_d2;
     if (rst_fc1) begin
       \$345  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$346  = x_taken_d3;
     if (rst_fc1) begin
       \$346  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$347  = x_taken_d4;
     if (rst_fc1) begin
       \$347  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$348  = x_init;
     if (x_taken_d5) begin
       \$348  = \$224 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$349  = group_end;
     if (rst_fc1) begin
       \$349  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$350  = acc0_0;
     if (flags_0[0]) begin
       \$350  = \$227 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$351  = fin0_0;
     if (\$228 ) begin
       \$351  = \$231 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$352  = bank0_0;
     if (done) begin
       \$352  = fin0_0;
@@ -25949,21 +22745,21 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$353  = acc1_0;
     if (flags_1[0]) begin
       \$353  = \$234 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$354  = fin1_0;
     if (\$235 ) begin
       \$354  = \$238 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$355  = bank1_0;
     if (done) begin
       \$355  = fin1_0;
@@ -25972,21 +22768,21 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$356  = acc2_0;
     if (flags_2[0]) begin
       \$356  = \$241 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$357  = fin2_0;
     if (\$242 ) begin
       \$357  = \$245 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$358  = bank2_0;
     if (done) begin
       \$358  = fin2_0;
@@ -25995,28 +22791,28 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$359  = acc3_0;
     if (flags_3[0]) begin
       \$359  = \$248 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$360  = fin3_0;
     if (\$249 ) begin
       \$360  = \$252 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$361  = bank3_0;
     if (done) begin
       \$361  = fin3_0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$362  = ser_left;
     if (done) begin
       \$362  = 3'h4;
@@ -26028,7 +22824,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$363  = \addr$155 ;
     if (ser) begin
       \$363  = \$256 [8:0];
@@ -26038,112 +22834,112 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$364  = \$257 ;
     if (rst_fc1) begin
       \$364  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$365  = \$259 ;
     if (rst_fc1) begin
       \$365  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$366  = \$signal$303 ;
     if (rst_fc1) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$367  = vb;
     if (rst_fc1) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$368  = v_out_d1;
     if (rst_fc1) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$369  = v_out_d2;
     if (rst_fc1) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$370  = v_out_d3;
     if (rst_fc1) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$371  = ka;
     if (rst_fc1) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$372  = skipped_d1;
     if (rst_fc1) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$373  = skipped_d2;
     if (rst_fc1) begin
       \$373  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$374  = skipped_d3;
     if (rst_fc1) begin
       \$374  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$375  = skipped_d4;
     if (rst_fc1) begin
       \$375  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$376  = \$270 ;
     if (rst_fc1) begin
       \$376  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$377  = \$272 ;
     if (rst_fc1) begin
       \$377  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$378  = \$28 [3:0];
     if (rst_fc1) begin
       \$378  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$379  = credits_room_next;
     if (rst_fc1) begin
       \$379  = 1'h1;
@@ -26794,7 +23590,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$11 ;
@@ -26950,28 +23746,28 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$42  = \$28 [2:0];
     if (rst_fc1) begin
       \$42  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$43  = \$35 ;
     if (rst_fc1) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$36  = \$8 ;
     if (rst_fc1) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [2:0];
@@ -26981,7 +23777,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -26991,14 +23787,14 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [2:0];
@@ -27008,7 +23804,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [2:0];
@@ -27122,7 +23918,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -27504,112 +24300,112 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   always @(posedge clk)
     slot6 <= \$155 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$130  = \$4 [2:0];
     if (rst_fc1) begin
       \$130  = 3'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$131  = \$9 ;
     if (rst_fc1) begin
       \$131  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$132  = \$19 ;
     if (rst_fc1) begin
       \$132  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$133  = \$29 ;
     if (rst_fc1) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$134  = \$39 ;
     if (rst_fc1) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$135  = \$49 ;
     if (rst_fc1) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$136  = \$59 ;
     if (rst_fc1) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$137  = \$69 ;
     if (rst_fc1) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$138  = \$79 ;
     if (rst_fc1) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$139  = \$89 ;
     if (rst_fc1) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$140  = issue;
     if (rst_fc1) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$141  = v1;
     if (rst_fc1) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$142  = v2;
     if (rst_fc1) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$143  = v3;
     if (rst_fc1) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$144  = v4;
     if (rst_fc1) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$145  = raddr;
     if (issue) begin
       \$145  = \$92 [14:0];
@@ -27619,7 +24415,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$146  = primed;
     if (at7) begin
       \$146  = 1'h1;
@@ -27629,14 +24425,14 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$147  = \$98 [2:0];
     if (rst_fc1) begin
       \$147  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$148  = wptr;
     if (v5) begin
       \$148  = \$101 [2:0];
@@ -27646,7 +24442,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$149  = slot0;
     if (v5) begin
       if (\$102 ) begin
@@ -27655,7 +24451,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$150  = slot1;
     if (v5) begin
       if (\$103 ) begin
@@ -27664,7 +24460,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$151  = slot2;
     if (v5) begin
       if (\$104 ) begin
@@ -27673,7 +24469,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$152  = slot3;
     if (v5) begin
       if (\$105 ) begin
@@ -27682,7 +24478,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$153  = slot4;
     if (v5) begin
       if (\$106 ) begin
@@ -27691,7 +24487,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$154  = slot5;
     if (v5) begin
       if (\$107 ) begin
@@ -27700,7 +24496,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$155  = slot6;
     if (v5) begin
       if (\$108 ) begin
@@ -27712,44 +24508,44 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [4:0] \$101 ;
-  wire [4:0] \$102 ;
-  wire \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [21:0] \$106 ;
-  wire [35:0] \$107 ;
-  wire [50:0] \$108 ;
-  wire [51:0] \$109 ;
+  wire [7:0] \$100 ;
+  wire [7:0] \$101 ;
+  wire [7:0] \$102 ;
+  wire [7:0] \$103 ;
+  wire [7:0] \$104 ;
+  wire [7:0] \$105 ;
+  wire [7:0] \$106 ;
+  wire [7:0] \$107 ;
+  wire [7:0] \$108 ;
+  wire [7:0] \$109 ;
   wire \$11 ;
-  wire [52:0] \$110 ;
-  wire [35:0] \$111 ;
-  wire [35:0] \$112 ;
-  wire \$113 ;
-  wire [35:0] \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire [1:0] \$118 ;
-  wire \$119 ;
+  wire [7:0] \$110 ;
+  wire [7:0] \$111 ;
+  wire [7:0] \$112 ;
+  wire [7:0] \$113 ;
+  wire [7:0] \$114 ;
+  wire [7:0] \$115 ;
+  wire [7:0] \$116 ;
+  wire [7:0] \$117 ;
+  wire [7:0] \$118 ;
+  wire [7:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  wire [7:0] \$120 ;
+  wire [7:0] \$121 ;
+  wire [7:0] \$122 ;
+  wire [7:0] \$123 ;
+  wire [7:0] \$124 ;
+  wire [7:0] \$125 ;
+  wire [7:0] \$126 ;
+  wire [7:0] \$127 ;
+  wire [7:0] \$128 ;
+  wire [7:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
+  wire [7:0] \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
@@ -27763,103 +24559,420 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
-  reg [8:0] \$143 ;
-  reg \$144 ;
-  reg \$145 ;
-  reg \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg \$149 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
-  reg [4:0] \$150 ;
-  reg [9:0] \$151 ;
-  reg [8:0] \$152 ;
-  reg [3:0] \$153 ;
-  reg \$154 ;
-  reg [9:0] \$155 ;
-  reg \$156 ;
-  reg [4:0] \$157 ;
-  reg [4:0] \$158 ;
-  reg [4:0] \$159 ;
+  wire [16:0] \$150 ;
+  wire [17:0] \$151 ;
+  wire \$152 ;
+  wire [16:0] \$153 ;
+  wire [17:0] \$154 ;
+  wire [16:0] \$155 ;
+  wire [17:0] \$156 ;
+  wire \$157 ;
+  wire [16:0] \$158 ;
+  wire [17:0] \$159 ;
   wire \$16 ;
-  reg \$160 ;
-  reg \$161 ;
-  reg \$162 ;
-  reg \$163 ;
-  reg \$164 ;
-  reg \$165 ;
-  reg \$166 ;
-  reg \$167 ;
-  reg \$168 ;
-  reg \$169 ;
+  wire [17:0] \$160 ;
+  wire [18:0] \$161 ;
+  wire [1:0] \$162 ;
+  wire \$163 ;
+  wire [4:0] \$164 ;
+  wire [4:0] \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire [21:0] \$169 ;
   wire \$17 ;
-  reg \$170 ;
-  reg \$171 ;
-  reg \$172 ;
-  reg \$173 ;
-  reg \$174 ;
-  reg [16:0] \$175 ;
-  reg [16:0] \$176 ;
-  reg \$177 ;
-  reg [16:0] \$178 ;
-  reg [16:0] \$179 ;
+  wire [35:0] \$170 ;
+  wire [50:0] \$171 ;
+  wire [51:0] \$172 ;
+  wire [52:0] \$173 ;
+  wire [35:0] \$174 ;
+  wire [35:0] \$175 ;
+  wire \$176 ;
+  wire [35:0] \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
-  reg [17:0] \$180 ;
-  reg \$181 ;
-  reg [3:0] \$182 ;
-  reg \$183 ;
-  reg \$184 ;
-  reg \$185 ;
-  reg \$186 ;
-  reg \$187 ;
-  reg \$188 ;
-  reg \$189 ;
+  wire \$180 ;
+  wire [1:0] \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  reg \$190 ;
-  reg \$191 ;
-  reg \$192 ;
-  reg \$193 ;
-  reg \$194 ;
-  reg \$195 ;
-  reg [1:0] \$196 ;
-  reg [1:0] \$197 ;
-  reg \$198 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire [11:0] \$2 ;
   wire [10:0] \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire [10:0] \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire [9:0] \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire [19:0] \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire [19:0] \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire [2:0] \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
   wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire [3:0] \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire [9:0] \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire [9:0] \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire \$31 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
   wire \$32 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
   wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
   wire \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
   wire \$35 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire \$356 ;
+  wire \$357 ;
+  wire \$358 ;
+  wire \$359 ;
   wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire \$368 ;
+  wire \$369 ;
   wire \$37 ;
+  wire \$370 ;
+  wire \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
   wire [5:0] \$39 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
   wire \$4 ;
   wire [5:0] \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
   wire [9:0] \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
   wire [9:0] \$42 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire \$422 ;
+  wire \$423 ;
+  wire \$424 ;
+  wire \$425 ;
+  wire \$426 ;
+  wire \$427 ;
+  wire \$428 ;
+  wire \$429 ;
   wire [4:0] \$43 ;
+  wire \$430 ;
+  wire \$431 ;
+  wire \$432 ;
+  wire \$433 ;
+  wire \$434 ;
+  wire \$435 ;
+  wire \$436 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire \$439 ;
   wire [4:0] \$44 ;
+  wire \$440 ;
+  wire \$441 ;
+  wire \$442 ;
+  wire \$443 ;
+  wire \$444 ;
+  wire \$445 ;
+  wire \$446 ;
+  wire \$447 ;
+  wire \$448 ;
+  wire \$449 ;
   wire \$45 ;
+  wire \$450 ;
+  wire \$451 ;
+  wire \$452 ;
+  wire \$453 ;
+  wire \$454 ;
+  wire \$455 ;
+  wire \$456 ;
+  wire \$457 ;
+  wire \$458 ;
+  reg [8:0] \$459 ;
   wire \$46 ;
+  reg \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg \$464 ;
+  reg \$465 ;
+  reg [4:0] \$466 ;
+  reg [9:0] \$467 ;
+  reg [8:0] \$468 ;
+  reg [3:0] \$469 ;
   wire \$47 ;
+  reg \$470 ;
+  reg [9:0] \$471 ;
+  reg \$472 ;
+  reg [4:0] \$473 ;
+  reg [4:0] \$474 ;
+  reg [4:0] \$475 ;
+  reg \$476 ;
+  reg \$477 ;
+  reg \$478 ;
+  reg [9:0] \$479 ;
   wire [9:0] \$48 ;
+  reg \$480 ;
+  reg \$481 ;
+  reg \$482 ;
+  reg \$483 ;
+  reg \$484 ;
+  reg \$485 ;
+  reg \$486 ;
+  reg \$487 ;
+  reg \$488 ;
+  reg \$489 ;
   wire \$49 ;
+  reg \$490 ;
+  reg \$491 ;
+  reg [16:0] \$492 ;
+  reg [16:0] \$493 ;
+  reg \$494 ;
+  reg [16:0] \$495 ;
+  reg [16:0] \$496 ;
+  reg [17:0] \$497 ;
+  reg \$498 ;
+  reg [3:0] \$499 ;
   wire \$5 ;
   wire \$50 ;
+  reg \$500 ;
+  reg \$501 ;
+  reg \$502 ;
+  reg \$503 ;
+  reg \$504 ;
+  reg \$505 ;
+  reg \$506 ;
+  reg \$507 ;
+  reg \$508 ;
+  reg \$509 ;
   wire [5:0] \$51 ;
+  reg \$510 ;
+  reg \$511 ;
+  reg \$512 ;
+  reg [1:0] \$513 ;
+  reg [1:0] \$514 ;
+  reg \$515 ;
   wire [5:0] \$52 ;
   wire [6:0] \$53 ;
   wire [6:0] \$54 ;
@@ -27877,55 +24990,55 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire [5:0] \$65 ;
   wire [6:0] \$66 ;
   wire \$67 ;
-  wire \$68 ;
-  wire \$69 ;
+  wire [7:0] \$68 ;
+  wire [7:0] \$69 ;
   wire \$7 ;
-  wire \$70 ;
-  wire \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
-  wire \$77 ;
-  wire \$78 ;
-  wire \$79 ;
+  wire [7:0] \$70 ;
+  wire [7:0] \$71 ;
+  wire [7:0] \$72 ;
+  wire [7:0] \$73 ;
+  wire [7:0] \$74 ;
+  wire [7:0] \$75 ;
+  wire [7:0] \$76 ;
+  wire [7:0] \$77 ;
+  wire [7:0] \$78 ;
+  wire [7:0] \$79 ;
   wire \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
-  wire [16:0] \$87 ;
-  wire [17:0] \$88 ;
-  wire \$89 ;
+  wire [7:0] \$80 ;
+  wire [7:0] \$81 ;
+  wire [7:0] \$82 ;
+  wire [7:0] \$83 ;
+  wire [7:0] \$84 ;
+  wire [7:0] \$85 ;
+  wire [7:0] \$86 ;
+  wire [7:0] \$87 ;
+  wire [7:0] \$88 ;
+  wire [7:0] \$89 ;
   wire \$9 ;
-  wire [16:0] \$90 ;
-  wire [17:0] \$91 ;
-  wire [16:0] \$92 ;
-  wire [17:0] \$93 ;
-  wire \$94 ;
-  wire [16:0] \$95 ;
-  wire [17:0] \$96 ;
-  wire [17:0] \$97 ;
-  wire [18:0] \$98 ;
-  wire [1:0] \$99 ;
+  wire [7:0] \$90 ;
+  wire [7:0] \$91 ;
+  wire [7:0] \$92 ;
+  wire [7:0] \$93 ;
+  wire [7:0] \$94 ;
+  wire [7:0] \$95 ;
+  wire [7:0] \$96 ;
+  wire [7:0] \$97 ;
+  wire [7:0] \$98 ;
+  wire [7:0] \$99 ;
   wire \$signal ;
-  reg \$signal$117  = 1'h0;
-  reg \$signal$86  = 1'h0;
-  reg \$signal$87  = 1'h0;
+  reg \$signal$590  = 1'h0;
+  reg \$signal$591  = 1'h0;
+  reg \$signal$686  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$58 ;
+  wire [1:0] \a$562 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   wire active_rom;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$137 ;
+  wire [7:0] \addr$706 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$59 ;
+  wire [17:0] \b$563 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -27939,7 +25052,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [39:0] data;
-  wire [15:0] \data$138 ;
+  wire [15:0] \data$707 ;
   reg done = 1'h0;
   wire en;
   wire filled;
@@ -27973,32 +25086,538 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   wire [19:0] o;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$65 ;
-  wire [15:0] \o__payload$89 ;
+  wire [15:0] \o__payload$569 ;
+  wire [15:0] \o__payload$593 ;
   wire o__ready;
-  input \o__ready$66 ;
-  wire \o__ready$66 ;
-  wire \o__ready$67 ;
+  input \o__ready$570 ;
+  wire \o__ready$570 ;
+  wire \o__ready$571 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$69 ;
+  wire \o__valid$573 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$124 ;
+  wire [19:0] \p$693 ;
   wire [8:0] p0_0_0;
   reg [4:0] ph = 5'h00;
   reg ph_last = 1'h0;
   wire ph_last_rom;
-  wire [9:0] port__addr;
-  wire [9:0] \port__addr$41 ;
+  wire [3:0] port__addr;
+  wire [3:0] \port__addr$10 ;
+  wire [3:0] \port__addr$100 ;
+  wire [3:0] \port__addr$105 ;
+  wire [3:0] \port__addr$110 ;
+  wire [3:0] \port__addr$115 ;
+  wire [3:0] \port__addr$120 ;
+  wire [3:0] \port__addr$125 ;
+  wire [3:0] \port__addr$130 ;
+  wire [3:0] \port__addr$135 ;
+  wire [3:0] \port__addr$140 ;
+  wire [3:0] \port__addr$145 ;
+  wire [3:0] \port__addr$15 ;
+  wire [3:0] \port__addr$150 ;
+  wire [3:0] \port__addr$155 ;
+  wire [3:0] \port__addr$160 ;
+  wire [3:0] \port__addr$165 ;
+  wire [3:0] \port__addr$170 ;
+  wire [3:0] \port__addr$175 ;
+  wire [3:0] \port__addr$180 ;
+  wire [3:0] \port__addr$185 ;
+  wire [3:0] \port__addr$190 ;
+  wire [3:0] \port__addr$195 ;
+  wire [3:0] \port__addr$20 ;
+  wire [3:0] \port__addr$200 ;
+  wire [3:0] \port__addr$205 ;
+  wire [3:0] \port__addr$210 ;
+  wire [3:0] \port__addr$215 ;
+  wire [3:0] \port__addr$220 ;
+  wire [3:0] \port__addr$225 ;
+  wire [3:0] \port__addr$230 ;
+  wire [3:0] \port__addr$235 ;
+  wire [3:0] \port__addr$240 ;
+  wire [3:0] \port__addr$245 ;
+  wire [3:0] \port__addr$25 ;
+  wire [3:0] \port__addr$250 ;
+  wire [3:0] \port__addr$255 ;
+  wire [3:0] \port__addr$260 ;
+  wire [3:0] \port__addr$265 ;
+  wire [3:0] \port__addr$270 ;
+  wire [3:0] \port__addr$275 ;
+  wire [3:0] \port__addr$280 ;
+  wire [3:0] \port__addr$285 ;
+  wire [3:0] \port__addr$290 ;
+  wire [3:0] \port__addr$295 ;
+  wire [3:0] \port__addr$30 ;
+  wire [3:0] \port__addr$300 ;
+  wire [3:0] \port__addr$305 ;
+  wire [3:0] \port__addr$310 ;
+  wire [3:0] \port__addr$315 ;
+  wire [3:0] \port__addr$320 ;
+  wire [3:0] \port__addr$35 ;
+  wire [3:0] \port__addr$356 ;
+  wire [3:0] \port__addr$359 ;
+  wire [3:0] \port__addr$362 ;
+  wire [3:0] \port__addr$365 ;
+  wire [3:0] \port__addr$368 ;
+  wire [3:0] \port__addr$371 ;
+  wire [3:0] \port__addr$374 ;
+  wire [3:0] \port__addr$377 ;
+  wire [3:0] \port__addr$380 ;
+  wire [3:0] \port__addr$383 ;
+  wire [3:0] \port__addr$386 ;
+  wire [3:0] \port__addr$389 ;
+  wire [3:0] \port__addr$392 ;
+  wire [3:0] \port__addr$395 ;
+  wire [3:0] \port__addr$398 ;
+  wire [3:0] \port__addr$40 ;
+  wire [3:0] \port__addr$401 ;
+  wire [3:0] \port__addr$404 ;
+  wire [3:0] \port__addr$407 ;
+  wire [3:0] \port__addr$410 ;
+  wire [3:0] \port__addr$413 ;
+  wire [3:0] \port__addr$416 ;
+  wire [3:0] \port__addr$419 ;
+  wire [3:0] \port__addr$422 ;
+  wire [3:0] \port__addr$425 ;
+  wire [3:0] \port__addr$428 ;
+  wire [3:0] \port__addr$431 ;
+  wire [3:0] \port__addr$434 ;
+  wire [3:0] \port__addr$437 ;
+  wire [3:0] \port__addr$440 ;
+  wire [3:0] \port__addr$443 ;
+  wire [3:0] \port__addr$446 ;
+  wire [3:0] \port__addr$449 ;
+  wire [3:0] \port__addr$45 ;
+  wire [3:0] \port__addr$452 ;
+  wire [3:0] \port__addr$455 ;
+  wire [3:0] \port__addr$458 ;
+  wire [3:0] \port__addr$461 ;
+  wire [3:0] \port__addr$464 ;
+  wire [3:0] \port__addr$467 ;
+  wire [3:0] \port__addr$470 ;
+  wire [3:0] \port__addr$473 ;
+  wire [3:0] \port__addr$476 ;
+  wire [3:0] \port__addr$479 ;
+  wire [3:0] \port__addr$482 ;
+  wire [3:0] \port__addr$485 ;
+  wire [3:0] \port__addr$488 ;
+  wire [3:0] \port__addr$491 ;
+  wire [3:0] \port__addr$494 ;
+  wire [3:0] \port__addr$497 ;
+  wire [3:0] \port__addr$50 ;
+  wire [3:0] \port__addr$500 ;
+  wire [3:0] \port__addr$503 ;
+  wire [3:0] \port__addr$506 ;
+  wire [3:0] \port__addr$509 ;
+  wire [3:0] \port__addr$512 ;
+  wire [3:0] \port__addr$515 ;
+  wire [3:0] \port__addr$518 ;
+  wire [3:0] \port__addr$521 ;
+  wire [3:0] \port__addr$524 ;
+  wire [3:0] \port__addr$527 ;
+  wire [3:0] \port__addr$530 ;
+  wire [3:0] \port__addr$533 ;
+  wire [3:0] \port__addr$536 ;
+  wire [3:0] \port__addr$539 ;
+  wire [3:0] \port__addr$542 ;
+  wire [3:0] \port__addr$545 ;
+  wire [3:0] \port__addr$55 ;
+  wire [3:0] \port__addr$60 ;
+  wire [3:0] \port__addr$65 ;
+  wire [3:0] \port__addr$70 ;
+  wire [3:0] \port__addr$75 ;
+  wire [3:0] \port__addr$80 ;
+  wire [3:0] \port__addr$85 ;
+  wire [3:0] \port__addr$90 ;
+  wire [3:0] \port__addr$95 ;
   reg [7:0] port__data = 8'h00;
-  wire [7:0] \port__data$91 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$102 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$107 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$112 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$117 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$12 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$122 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$127 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$132 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$137 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$142 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$147 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$152 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$157 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$162 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$167 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$17 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$172 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$177 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$182 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$187 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$192 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$197 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$202 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$207 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$212 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$217 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$22 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$222 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$227 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$232 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$237 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$242 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$247 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$252 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$257 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$262 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$267 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$27 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$272 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$277 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$282 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$287 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$292 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$297 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$302 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$307 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$312 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$317 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$32 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$322 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$37 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$42 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$47 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$52 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$57 ;
+  wire [7:0] \port__data$597 ;
+  wire [7:0] \port__data$598 ;
+  wire [7:0] \port__data$599 ;
+  wire [7:0] \port__data$600 ;
+  wire [7:0] \port__data$601 ;
+  wire [7:0] \port__data$602 ;
+  wire [7:0] \port__data$603 ;
+  wire [7:0] \port__data$604 ;
+  wire [7:0] \port__data$605 ;
+  wire [7:0] \port__data$606 ;
+  wire [7:0] \port__data$607 ;
+  wire [7:0] \port__data$608 ;
+  wire [7:0] \port__data$609 ;
+  wire [7:0] \port__data$610 ;
+  wire [7:0] \port__data$611 ;
+  wire [7:0] \port__data$612 ;
+  wire [7:0] \port__data$613 ;
+  wire [7:0] \port__data$614 ;
+  wire [7:0] \port__data$615 ;
+  wire [7:0] \port__data$616 ;
+  wire [7:0] \port__data$617 ;
+  wire [7:0] \port__data$618 ;
+  wire [7:0] \port__data$619 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$62 ;
+  wire [7:0] \port__data$620 ;
+  wire [7:0] \port__data$621 ;
+  wire [7:0] \port__data$622 ;
+  wire [7:0] \port__data$623 ;
+  wire [7:0] \port__data$624 ;
+  wire [7:0] \port__data$625 ;
+  wire [7:0] \port__data$626 ;
+  wire [7:0] \port__data$627 ;
+  wire [7:0] \port__data$628 ;
+  wire [7:0] \port__data$629 ;
+  wire [7:0] \port__data$630 ;
+  wire [7:0] \port__data$631 ;
+  wire [7:0] \port__data$632 ;
+  wire [7:0] \port__data$633 ;
+  wire [7:0] \port__data$634 ;
+  wire [7:0] \port__data$635 ;
+  wire [7:0] \port__data$636 ;
+  wire [7:0] \port__data$637 ;
+  wire [7:0] \port__data$638 ;
+  wire [7:0] \port__data$639 ;
+  wire [7:0] \port__data$640 ;
+  wire [7:0] \port__data$641 ;
+  wire [7:0] \port__data$642 ;
+  wire [7:0] \port__data$643 ;
+  wire [7:0] \port__data$644 ;
+  wire [7:0] \port__data$645 ;
+  wire [7:0] \port__data$646 ;
+  wire [7:0] \port__data$647 ;
+  wire [7:0] \port__data$648 ;
+  wire [7:0] \port__data$649 ;
+  wire [7:0] \port__data$650 ;
+  wire [7:0] \port__data$651 ;
+  wire [7:0] \port__data$652 ;
+  wire [7:0] \port__data$653 ;
+  wire [7:0] \port__data$654 ;
+  wire [7:0] \port__data$655 ;
+  wire [7:0] \port__data$656 ;
+  wire [7:0] \port__data$657 ;
+  wire [7:0] \port__data$658 ;
+  wire [7:0] \port__data$659 ;
+  wire [7:0] \port__data$660 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$67 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$72 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$77 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$82 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$87 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$92 ;
+  (* init = 8'h00 *)
+  wire [7:0] \port__data$97 ;
   wire port__en;
+  wire \port__en$103 ;
+  wire \port__en$108 ;
+  wire \port__en$113 ;
+  wire \port__en$118 ;
+  wire \port__en$123 ;
+  wire \port__en$128 ;
+  wire \port__en$13 ;
+  wire \port__en$133 ;
+  wire \port__en$138 ;
+  wire \port__en$143 ;
+  wire \port__en$148 ;
+  wire \port__en$153 ;
+  wire \port__en$158 ;
+  wire \port__en$163 ;
+  wire \port__en$168 ;
+  wire \port__en$173 ;
+  wire \port__en$178 ;
+  wire \port__en$18 ;
+  wire \port__en$183 ;
+  wire \port__en$188 ;
+  wire \port__en$193 ;
+  wire \port__en$198 ;
+  wire \port__en$203 ;
+  wire \port__en$208 ;
+  wire \port__en$213 ;
+  wire \port__en$218 ;
+  wire \port__en$223 ;
+  wire \port__en$228 ;
+  wire \port__en$23 ;
+  wire \port__en$233 ;
+  wire \port__en$238 ;
+  wire \port__en$243 ;
+  wire \port__en$248 ;
+  wire \port__en$253 ;
+  wire \port__en$258 ;
+  wire \port__en$263 ;
+  wire \port__en$268 ;
+  wire \port__en$273 ;
+  wire \port__en$278 ;
+  wire \port__en$28 ;
+  wire \port__en$283 ;
+  wire \port__en$288 ;
+  wire \port__en$293 ;
+  wire \port__en$298 ;
+  wire \port__en$303 ;
+  wire \port__en$308 ;
+  wire \port__en$313 ;
+  wire \port__en$318 ;
+  wire \port__en$323 ;
+  wire \port__en$33 ;
+  wire \port__en$358 ;
+  wire \port__en$361 ;
+  wire \port__en$364 ;
+  wire \port__en$367 ;
+  wire \port__en$370 ;
+  wire \port__en$373 ;
+  wire \port__en$376 ;
+  wire \port__en$379 ;
+  wire \port__en$38 ;
+  wire \port__en$382 ;
+  wire \port__en$385 ;
+  wire \port__en$388 ;
+  wire \port__en$391 ;
+  wire \port__en$394 ;
+  wire \port__en$397 ;
+  wire \port__en$400 ;
+  wire \port__en$403 ;
+  wire \port__en$406 ;
+  wire \port__en$409 ;
+  wire \port__en$412 ;
+  wire \port__en$415 ;
+  wire \port__en$418 ;
+  wire \port__en$421 ;
+  wire \port__en$424 ;
+  wire \port__en$427 ;
   wire \port__en$43 ;
+  wire \port__en$430 ;
+  wire \port__en$433 ;
+  wire \port__en$436 ;
+  wire \port__en$439 ;
+  wire \port__en$442 ;
+  wire \port__en$445 ;
+  wire \port__en$448 ;
+  wire \port__en$451 ;
+  wire \port__en$454 ;
+  wire \port__en$457 ;
+  wire \port__en$460 ;
+  wire \port__en$463 ;
+  wire \port__en$466 ;
+  wire \port__en$469 ;
+  wire \port__en$472 ;
+  wire \port__en$475 ;
+  wire \port__en$478 ;
+  wire \port__en$48 ;
+  wire \port__en$481 ;
+  wire \port__en$484 ;
+  wire \port__en$487 ;
+  wire \port__en$490 ;
+  wire \port__en$493 ;
+  wire \port__en$496 ;
+  wire \port__en$499 ;
+  wire \port__en$502 ;
+  wire \port__en$505 ;
+  wire \port__en$508 ;
+  wire \port__en$511 ;
+  wire \port__en$514 ;
+  wire \port__en$517 ;
+  wire \port__en$520 ;
+  wire \port__en$523 ;
+  wire \port__en$526 ;
+  wire \port__en$529 ;
+  wire \port__en$53 ;
+  wire \port__en$532 ;
+  wire \port__en$535 ;
+  wire \port__en$538 ;
+  wire \port__en$541 ;
+  wire \port__en$544 ;
+  wire \port__en$547 ;
+  wire \port__en$58 ;
+  wire \port__en$63 ;
+  wire \port__en$68 ;
+  wire \port__en$73 ;
+  wire \port__en$78 ;
+  wire \port__en$83 ;
+  wire \port__en$88 ;
+  wire \port__en$93 ;
+  wire \port__en$98 ;
   reg [9:0] r_addr = 10'h000;
-  wire [9:0] r_addr_b0;
+  wire [3:0] r_addr_b0_p0;
+  wire [3:0] r_addr_b0_p1;
+  wire [3:0] r_addr_b0_p10;
+  wire [3:0] r_addr_b0_p11;
+  wire [3:0] r_addr_b0_p12;
+  wire [3:0] r_addr_b0_p13;
+  wire [3:0] r_addr_b0_p14;
+  wire [3:0] r_addr_b0_p15;
+  wire [3:0] r_addr_b0_p16;
+  wire [3:0] r_addr_b0_p17;
+  wire [3:0] r_addr_b0_p18;
+  wire [3:0] r_addr_b0_p19;
+  wire [3:0] r_addr_b0_p2;
+  wire [3:0] r_addr_b0_p20;
+  wire [3:0] r_addr_b0_p21;
+  wire [3:0] r_addr_b0_p22;
+  wire [3:0] r_addr_b0_p23;
+  wire [3:0] r_addr_b0_p24;
+  wire [3:0] r_addr_b0_p25;
+  wire [3:0] r_addr_b0_p26;
+  wire [3:0] r_addr_b0_p27;
+  wire [3:0] r_addr_b0_p28;
+  wire [3:0] r_addr_b0_p29;
+  wire [3:0] r_addr_b0_p3;
+  wire [3:0] r_addr_b0_p30;
+  wire [3:0] r_addr_b0_p31;
+  wire [3:0] r_addr_b0_p32;
+  wire [3:0] r_addr_b0_p33;
+  wire [3:0] r_addr_b0_p34;
+  wire [3:0] r_addr_b0_p35;
+  wire [3:0] r_addr_b0_p36;
+  wire [3:0] r_addr_b0_p37;
+  wire [3:0] r_addr_b0_p38;
+  wire [3:0] r_addr_b0_p39;
+  wire [3:0] r_addr_b0_p4;
+  wire [3:0] r_addr_b0_p40;
+  wire [3:0] r_addr_b0_p41;
+  wire [3:0] r_addr_b0_p42;
+  wire [3:0] r_addr_b0_p43;
+  wire [3:0] r_addr_b0_p44;
+  wire [3:0] r_addr_b0_p45;
+  wire [3:0] r_addr_b0_p46;
+  wire [3:0] r_addr_b0_p47;
+  wire [3:0] r_addr_b0_p48;
+  wire [3:0] r_addr_b0_p49;
+  wire [3:0] r_addr_b0_p5;
+  wire [3:0] r_addr_b0_p50;
+  wire [3:0] r_addr_b0_p51;
+  wire [3:0] r_addr_b0_p52;
+  wire [3:0] r_addr_b0_p53;
+  wire [3:0] r_addr_b0_p54;
+  wire [3:0] r_addr_b0_p55;
+  wire [3:0] r_addr_b0_p56;
+  wire [3:0] r_addr_b0_p57;
+  wire [3:0] r_addr_b0_p58;
+  wire [3:0] r_addr_b0_p59;
+  wire [3:0] r_addr_b0_p6;
+  wire [3:0] r_addr_b0_p60;
+  wire [3:0] r_addr_b0_p61;
+  wire [3:0] r_addr_b0_p62;
+  wire [3:0] r_addr_b0_p63;
+  wire [3:0] r_addr_b0_p7;
+  wire [3:0] r_addr_b0_p8;
+  wire [3:0] r_addr_b0_p9;
+  reg [9:0] r_addr_q = 10'h000;
   reg [9:0] r_base = 10'h000;
   reg [9:0] r_next;
+  wire [5:0] r_page_b0;
   reg [4:0] row_ph0 = 5'h00;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
   reg [21:0] rq0_acc_s1_1 = 22'h000000;
@@ -28043,20 +25662,146 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   reg vb = 1'h0;
   reg w0_0 = 1'h0;
   wire [9:0] w_addr;
-  wire [9:0] w_addr_b0;
+  wire [3:0] w_addr_b0_p0;
+  wire [3:0] w_addr_b0_p1;
+  wire [3:0] w_addr_b0_p10;
+  wire [3:0] w_addr_b0_p11;
+  wire [3:0] w_addr_b0_p12;
+  wire [3:0] w_addr_b0_p13;
+  wire [3:0] w_addr_b0_p14;
+  wire [3:0] w_addr_b0_p15;
+  wire [3:0] w_addr_b0_p16;
+  wire [3:0] w_addr_b0_p17;
+  wire [3:0] w_addr_b0_p18;
+  wire [3:0] w_addr_b0_p19;
+  wire [3:0] w_addr_b0_p2;
+  wire [3:0] w_addr_b0_p20;
+  wire [3:0] w_addr_b0_p21;
+  wire [3:0] w_addr_b0_p22;
+  wire [3:0] w_addr_b0_p23;
+  wire [3:0] w_addr_b0_p24;
+  wire [3:0] w_addr_b0_p25;
+  wire [3:0] w_addr_b0_p26;
+  wire [3:0] w_addr_b0_p27;
+  wire [3:0] w_addr_b0_p28;
+  wire [3:0] w_addr_b0_p29;
+  wire [3:0] w_addr_b0_p3;
+  wire [3:0] w_addr_b0_p30;
+  wire [3:0] w_addr_b0_p31;
+  wire [3:0] w_addr_b0_p32;
+  wire [3:0] w_addr_b0_p33;
+  wire [3:0] w_addr_b0_p34;
+  wire [3:0] w_addr_b0_p35;
+  wire [3:0] w_addr_b0_p36;
+  wire [3:0] w_addr_b0_p37;
+  wire [3:0] w_addr_b0_p38;
+  wire [3:0] w_addr_b0_p39;
+  wire [3:0] w_addr_b0_p4;
+  wire [3:0] w_addr_b0_p40;
+  wire [3:0] w_addr_b0_p41;
+  wire [3:0] w_addr_b0_p42;
+  wire [3:0] w_addr_b0_p43;
+  wire [3:0] w_addr_b0_p44;
+  wire [3:0] w_addr_b0_p45;
+  wire [3:0] w_addr_b0_p46;
+  wire [3:0] w_addr_b0_p47;
+  wire [3:0] w_addr_b0_p48;
+  wire [3:0] w_addr_b0_p49;
+  wire [3:0] w_addr_b0_p5;
+  wire [3:0] w_addr_b0_p50;
+  wire [3:0] w_addr_b0_p51;
+  wire [3:0] w_addr_b0_p52;
+  wire [3:0] w_addr_b0_p53;
+  wire [3:0] w_addr_b0_p54;
+  wire [3:0] w_addr_b0_p55;
+  wire [3:0] w_addr_b0_p56;
+  wire [3:0] w_addr_b0_p57;
+  wire [3:0] w_addr_b0_p58;
+  wire [3:0] w_addr_b0_p59;
+  wire [3:0] w_addr_b0_p6;
+  wire [3:0] w_addr_b0_p60;
+  wire [3:0] w_addr_b0_p61;
+  wire [3:0] w_addr_b0_p62;
+  wire [3:0] w_addr_b0_p63;
+  wire [3:0] w_addr_b0_p7;
+  wire [3:0] w_addr_b0_p8;
+  wire [3:0] w_addr_b0_p9;
   reg [8:0] w_count = 9'h000;
   input [7:0] w_data;
   wire [7:0] w_data;
-  wire [15:0] \w_data$70 ;
+  wire [15:0] \w_data$574 ;
   (* init = 8'h00 *)
   wire [7:0] w_data_q;
   wire w_en;
-  reg \w_en$71  = 1'h0;
-  wire w_en_b0;
+  reg \w_en$575  = 1'h0;
+  wire w_en_b0_p0;
+  wire w_en_b0_p1;
+  wire w_en_b0_p10;
+  wire w_en_b0_p11;
+  wire w_en_b0_p12;
+  wire w_en_b0_p13;
+  wire w_en_b0_p14;
+  wire w_en_b0_p15;
+  wire w_en_b0_p16;
+  wire w_en_b0_p17;
+  wire w_en_b0_p18;
+  wire w_en_b0_p19;
+  wire w_en_b0_p2;
+  wire w_en_b0_p20;
+  wire w_en_b0_p21;
+  wire w_en_b0_p22;
+  wire w_en_b0_p23;
+  wire w_en_b0_p24;
+  wire w_en_b0_p25;
+  wire w_en_b0_p26;
+  wire w_en_b0_p27;
+  wire w_en_b0_p28;
+  wire w_en_b0_p29;
+  wire w_en_b0_p3;
+  wire w_en_b0_p30;
+  wire w_en_b0_p31;
+  wire w_en_b0_p32;
+  wire w_en_b0_p33;
+  wire w_en_b0_p34;
+  wire w_en_b0_p35;
+  wire w_en_b0_p36;
+  wire w_en_b0_p37;
+  wire w_en_b0_p38;
+  wire w_en_b0_p39;
+  wire w_en_b0_p4;
+  wire w_en_b0_p40;
+  wire w_en_b0_p41;
+  wire w_en_b0_p42;
+  wire w_en_b0_p43;
+  wire w_en_b0_p44;
+  wire w_en_b0_p45;
+  wire w_en_b0_p46;
+  wire w_en_b0_p47;
+  wire w_en_b0_p48;
+  wire w_en_b0_p49;
+  wire w_en_b0_p5;
+  wire w_en_b0_p50;
+  wire w_en_b0_p51;
+  wire w_en_b0_p52;
+  wire w_en_b0_p53;
+  wire w_en_b0_p54;
+  wire w_en_b0_p55;
+  wire w_en_b0_p56;
+  wire w_en_b0_p57;
+  wire w_en_b0_p58;
+  wire w_en_b0_p59;
+  wire w_en_b0_p6;
+  wire w_en_b0_p60;
+  wire w_en_b0_p61;
+  wire w_en_b0_p62;
+  wire w_en_b0_p63;
+  wire w_en_b0_p7;
+  wire w_en_b0_p8;
+  wire w_en_b0_p9;
   wire w_full;
-  wire \w_full$21 ;
+  wire \w_full$336 ;
   wire w_full_issue;
-  wire \w_full_issue$23 ;
+  wire \w_full_issue$338 ;
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
   wire [15:0] word1;
@@ -28065,1044 +25810,2186 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   reg [16:0] xfin = 17'h00000;
   reg [7:0] xsum_l0_0 = 8'h00;
   reg [7:0] xsum_q_d1 = 8'h00;
-  (* no_rw_check = 32'd1 *)
-  (* ram_style = "block" *)
-  reg [7:0] vectors [1023:0];
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p0 [15:0];
   initial begin
-    vectors[0] = 8'h00;
-    vectors[1] = 8'h00;
-    vectors[2] = 8'h00;
-    vectors[3] = 8'h00;
-    vectors[4] = 8'h00;
-    vectors[5] = 8'h00;
-    vectors[6] = 8'h00;
-    vectors[7] = 8'h00;
-    vectors[8] = 8'h00;
-    vectors[9] = 8'h00;
-    vectors[10] = 8'h00;
-    vectors[11] = 8'h00;
-    vectors[12] = 8'h00;
-    vectors[13] = 8'h00;
-    vectors[14] = 8'h00;
-    vectors[15] = 8'h00;
-    vectors[16] = 8'h00;
-    vectors[17] = 8'h00;
-    vectors[18] = 8'h00;
-    vectors[19] = 8'h00;
-    vectors[20] = 8'h00;
-    vectors[21] = 8'h00;
-    vectors[22] = 8'h00;
-    vectors[23] = 8'h00;
-    vectors[24] = 8'h00;
-    vectors[25] = 8'h00;
-    vectors[26] = 8'h00;
-    vectors[27] = 8'h00;
-    vectors[28] = 8'h00;
-    vectors[29] = 8'h00;
-    vectors[30] = 8'h00;
-    vectors[31] = 8'h00;
-    vectors[32] = 8'h00;
-    vectors[33] = 8'h00;
-    vectors[34] = 8'h00;
-    vectors[35] = 8'h00;
-    vectors[36] = 8'h00;
-    vectors[37] = 8'h00;
-    vectors[38] = 8'h00;
-    vectors[39] = 8'h00;
-    vectors[40] = 8'h00;
-    vectors[41] = 8'h00;
-    vectors[42] = 8'h00;
-    vectors[43] = 8'h00;
-    vectors[44] = 8'h00;
-    vectors[45] = 8'h00;
-    vectors[46] = 8'h00;
-    vectors[47] = 8'h00;
-    vectors[48] = 8'h00;
-    vectors[49] = 8'h00;
-    vectors[50] = 8'h00;
-    vectors[51] = 8'h00;
-    vectors[52] = 8'h00;
-    vectors[53] = 8'h00;
-    vectors[54] = 8'h00;
-    vectors[55] = 8'h00;
-    vectors[56] = 8'h00;
-    vectors[57] = 8'h00;
-    vectors[58] = 8'h00;
-    vectors[59] = 8'h00;
-    vectors[60] = 8'h00;
-    vectors[61] = 8'h00;
-    vectors[62] = 8'h00;
-    vectors[63] = 8'h00;
-    vectors[64] = 8'h00;
-    vectors[65] = 8'h00;
-    vectors[66] = 8'h00;
-    vectors[67] = 8'h00;
-    vectors[68] = 8'h00;
-    vectors[69] = 8'h00;
-    vectors[70] = 8'h00;
-    vectors[71] = 8'h00;
-    vectors[72] = 8'h00;
-    vectors[73] = 8'h00;
-    vectors[74] = 8'h00;
-    vectors[75] = 8'h00;
-    vectors[76] = 8'h00;
-    vectors[77] = 8'h00;
-    vectors[78] = 8'h00;
-    vectors[79] = 8'h00;
-    vectors[80] = 8'h00;
-    vectors[81] = 8'h00;
-    vectors[82] = 8'h00;
-    vectors[83] = 8'h00;
-    vectors[84] = 8'h00;
-    vectors[85] = 8'h00;
-    vectors[86] = 8'h00;
-    vectors[87] = 8'h00;
-    vectors[88] = 8'h00;
-    vectors[89] = 8'h00;
-    vectors[90] = 8'h00;
-    vectors[91] = 8'h00;
-    vectors[92] = 8'h00;
-    vectors[93] = 8'h00;
-    vectors[94] = 8'h00;
-    vectors[95] = 8'h00;
-    vectors[96] = 8'h00;
-    vectors[97] = 8'h00;
-    vectors[98] = 8'h00;
-    vectors[99] = 8'h00;
-    vectors[100] = 8'h00;
-    vectors[101] = 8'h00;
-    vectors[102] = 8'h00;
-    vectors[103] = 8'h00;
-    vectors[104] = 8'h00;
-    vectors[105] = 8'h00;
-    vectors[106] = 8'h00;
-    vectors[107] = 8'h00;
-    vectors[108] = 8'h00;
-    vectors[109] = 8'h00;
-    vectors[110] = 8'h00;
-    vectors[111] = 8'h00;
-    vectors[112] = 8'h00;
-    vectors[113] = 8'h00;
-    vectors[114] = 8'h00;
-    vectors[115] = 8'h00;
-    vectors[116] = 8'h00;
-    vectors[117] = 8'h00;
-    vectors[118] = 8'h00;
-    vectors[119] = 8'h00;
-    vectors[120] = 8'h00;
-    vectors[121] = 8'h00;
-    vectors[122] = 8'h00;
-    vectors[123] = 8'h00;
-    vectors[124] = 8'h00;
-    vectors[125] = 8'h00;
-    vectors[126] = 8'h00;
-    vectors[127] = 8'h00;
-    vectors[128] = 8'h00;
-    vectors[129] = 8'h00;
-    vectors[130] = 8'h00;
-    vectors[131] = 8'h00;
-    vectors[132] = 8'h00;
-    vectors[133] = 8'h00;
-    vectors[134] = 8'h00;
-    vectors[135] = 8'h00;
-    vectors[136] = 8'h00;
-    vectors[137] = 8'h00;
-    vectors[138] = 8'h00;
-    vectors[139] = 8'h00;
-    vectors[140] = 8'h00;
-    vectors[141] = 8'h00;
-    vectors[142] = 8'h00;
-    vectors[143] = 8'h00;
-    vectors[144] = 8'h00;
-    vectors[145] = 8'h00;
-    vectors[146] = 8'h00;
-    vectors[147] = 8'h00;
-    vectors[148] = 8'h00;
-    vectors[149] = 8'h00;
-    vectors[150] = 8'h00;
-    vectors[151] = 8'h00;
-    vectors[152] = 8'h00;
-    vectors[153] = 8'h00;
-    vectors[154] = 8'h00;
-    vectors[155] = 8'h00;
-    vectors[156] = 8'h00;
-    vectors[157] = 8'h00;
-    vectors[158] = 8'h00;
-    vectors[159] = 8'h00;
-    vectors[160] = 8'h00;
-    vectors[161] = 8'h00;
-    vectors[162] = 8'h00;
-    vectors[163] = 8'h00;
-    vectors[164] = 8'h00;
-    vectors[165] = 8'h00;
-    vectors[166] = 8'h00;
-    vectors[167] = 8'h00;
-    vectors[168] = 8'h00;
-    vectors[169] = 8'h00;
-    vectors[170] = 8'h00;
-    vectors[171] = 8'h00;
-    vectors[172] = 8'h00;
-    vectors[173] = 8'h00;
-    vectors[174] = 8'h00;
-    vectors[175] = 8'h00;
-    vectors[176] = 8'h00;
-    vectors[177] = 8'h00;
-    vectors[178] = 8'h00;
-    vectors[179] = 8'h00;
-    vectors[180] = 8'h00;
-    vectors[181] = 8'h00;
-    vectors[182] = 8'h00;
-    vectors[183] = 8'h00;
-    vectors[184] = 8'h00;
-    vectors[185] = 8'h00;
-    vectors[186] = 8'h00;
-    vectors[187] = 8'h00;
-    vectors[188] = 8'h00;
-    vectors[189] = 8'h00;
-    vectors[190] = 8'h00;
-    vectors[191] = 8'h00;
-    vectors[192] = 8'h00;
-    vectors[193] = 8'h00;
-    vectors[194] = 8'h00;
-    vectors[195] = 8'h00;
-    vectors[196] = 8'h00;
-    vectors[197] = 8'h00;
-    vectors[198] = 8'h00;
-    vectors[199] = 8'h00;
-    vectors[200] = 8'h00;
-    vectors[201] = 8'h00;
-    vectors[202] = 8'h00;
-    vectors[203] = 8'h00;
-    vectors[204] = 8'h00;
-    vectors[205] = 8'h00;
-    vectors[206] = 8'h00;
-    vectors[207] = 8'h00;
-    vectors[208] = 8'h00;
-    vectors[209] = 8'h00;
-    vectors[210] = 8'h00;
-    vectors[211] = 8'h00;
-    vectors[212] = 8'h00;
-    vectors[213] = 8'h00;
-    vectors[214] = 8'h00;
-    vectors[215] = 8'h00;
-    vectors[216] = 8'h00;
-    vectors[217] = 8'h00;
-    vectors[218] = 8'h00;
-    vectors[219] = 8'h00;
-    vectors[220] = 8'h00;
-    vectors[221] = 8'h00;
-    vectors[222] = 8'h00;
-    vectors[223] = 8'h00;
-    vectors[224] = 8'h00;
-    vectors[225] = 8'h00;
-    vectors[226] = 8'h00;
-    vectors[227] = 8'h00;
-    vectors[228] = 8'h00;
-    vectors[229] = 8'h00;
-    vectors[230] = 8'h00;
-    vectors[231] = 8'h00;
-    vectors[232] = 8'h00;
-    vectors[233] = 8'h00;
-    vectors[234] = 8'h00;
-    vectors[235] = 8'h00;
-    vectors[236] = 8'h00;
-    vectors[237] = 8'h00;
-    vectors[238] = 8'h00;
-    vectors[239] = 8'h00;
-    vectors[240] = 8'h00;
-    vectors[241] = 8'h00;
-    vectors[242] = 8'h00;
-    vectors[243] = 8'h00;
-    vectors[244] = 8'h00;
-    vectors[245] = 8'h00;
-    vectors[246] = 8'h00;
-    vectors[247] = 8'h00;
-    vectors[248] = 8'h00;
-    vectors[249] = 8'h00;
-    vectors[250] = 8'h00;
-    vectors[251] = 8'h00;
-    vectors[252] = 8'h00;
-    vectors[253] = 8'h00;
-    vectors[254] = 8'h00;
-    vectors[255] = 8'h00;
-    vectors[256] = 8'h00;
-    vectors[257] = 8'h00;
-    vectors[258] = 8'h00;
-    vectors[259] = 8'h00;
-    vectors[260] = 8'h00;
-    vectors[261] = 8'h00;
-    vectors[262] = 8'h00;
-    vectors[263] = 8'h00;
-    vectors[264] = 8'h00;
-    vectors[265] = 8'h00;
-    vectors[266] = 8'h00;
-    vectors[267] = 8'h00;
-    vectors[268] = 8'h00;
-    vectors[269] = 8'h00;
-    vectors[270] = 8'h00;
-    vectors[271] = 8'h00;
-    vectors[272] = 8'h00;
-    vectors[273] = 8'h00;
-    vectors[274] = 8'h00;
-    vectors[275] = 8'h00;
-    vectors[276] = 8'h00;
-    vectors[277] = 8'h00;
-    vectors[278] = 8'h00;
-    vectors[279] = 8'h00;
-    vectors[280] = 8'h00;
-    vectors[281] = 8'h00;
-    vectors[282] = 8'h00;
-    vectors[283] = 8'h00;
-    vectors[284] = 8'h00;
-    vectors[285] = 8'h00;
-    vectors[286] = 8'h00;
-    vectors[287] = 8'h00;
-    vectors[288] = 8'h00;
-    vectors[289] = 8'h00;
-    vectors[290] = 8'h00;
-    vectors[291] = 8'h00;
-    vectors[292] = 8'h00;
-    vectors[293] = 8'h00;
-    vectors[294] = 8'h00;
-    vectors[295] = 8'h00;
-    vectors[296] = 8'h00;
-    vectors[297] = 8'h00;
-    vectors[298] = 8'h00;
-    vectors[299] = 8'h00;
-    vectors[300] = 8'h00;
-    vectors[301] = 8'h00;
-    vectors[302] = 8'h00;
-    vectors[303] = 8'h00;
-    vectors[304] = 8'h00;
-    vectors[305] = 8'h00;
-    vectors[306] = 8'h00;
-    vectors[307] = 8'h00;
-    vectors[308] = 8'h00;
-    vectors[309] = 8'h00;
-    vectors[310] = 8'h00;
-    vectors[311] = 8'h00;
-    vectors[312] = 8'h00;
-    vectors[313] = 8'h00;
-    vectors[314] = 8'h00;
-    vectors[315] = 8'h00;
-    vectors[316] = 8'h00;
-    vectors[317] = 8'h00;
-    vectors[318] = 8'h00;
-    vectors[319] = 8'h00;
-    vectors[320] = 8'h00;
-    vectors[321] = 8'h00;
-    vectors[322] = 8'h00;
-    vectors[323] = 8'h00;
-    vectors[324] = 8'h00;
-    vectors[325] = 8'h00;
-    vectors[326] = 8'h00;
-    vectors[327] = 8'h00;
-    vectors[328] = 8'h00;
-    vectors[329] = 8'h00;
-    vectors[330] = 8'h00;
-    vectors[331] = 8'h00;
-    vectors[332] = 8'h00;
-    vectors[333] = 8'h00;
-    vectors[334] = 8'h00;
-    vectors[335] = 8'h00;
-    vectors[336] = 8'h00;
-    vectors[337] = 8'h00;
-    vectors[338] = 8'h00;
-    vectors[339] = 8'h00;
-    vectors[340] = 8'h00;
-    vectors[341] = 8'h00;
-    vectors[342] = 8'h00;
-    vectors[343] = 8'h00;
-    vectors[344] = 8'h00;
-    vectors[345] = 8'h00;
-    vectors[346] = 8'h00;
-    vectors[347] = 8'h00;
-    vectors[348] = 8'h00;
-    vectors[349] = 8'h00;
-    vectors[350] = 8'h00;
-    vectors[351] = 8'h00;
-    vectors[352] = 8'h00;
-    vectors[353] = 8'h00;
-    vectors[354] = 8'h00;
-    vectors[355] = 8'h00;
-    vectors[356] = 8'h00;
-    vectors[357] = 8'h00;
-    vectors[358] = 8'h00;
-    vectors[359] = 8'h00;
-    vectors[360] = 8'h00;
-    vectors[361] = 8'h00;
-    vectors[362] = 8'h00;
-    vectors[363] = 8'h00;
-    vectors[364] = 8'h00;
-    vectors[365] = 8'h00;
-    vectors[366] = 8'h00;
-    vectors[367] = 8'h00;
-    vectors[368] = 8'h00;
-    vectors[369] = 8'h00;
-    vectors[370] = 8'h00;
-    vectors[371] = 8'h00;
-    vectors[372] = 8'h00;
-    vectors[373] = 8'h00;
-    vectors[374] = 8'h00;
-    vectors[375] = 8'h00;
-    vectors[376] = 8'h00;
-    vectors[377] = 8'h00;
-    vectors[378] = 8'h00;
-    vectors[379] = 8'h00;
-    vectors[380] = 8'h00;
-    vectors[381] = 8'h00;
-    vectors[382] = 8'h00;
-    vectors[383] = 8'h00;
-    vectors[384] = 8'h00;
-    vectors[385] = 8'h00;
-    vectors[386] = 8'h00;
-    vectors[387] = 8'h00;
-    vectors[388] = 8'h00;
-    vectors[389] = 8'h00;
-    vectors[390] = 8'h00;
-    vectors[391] = 8'h00;
-    vectors[392] = 8'h00;
-    vectors[393] = 8'h00;
-    vectors[394] = 8'h00;
-    vectors[395] = 8'h00;
-    vectors[396] = 8'h00;
-    vectors[397] = 8'h00;
-    vectors[398] = 8'h00;
-    vectors[399] = 8'h00;
-    vectors[400] = 8'h00;
-    vectors[401] = 8'h00;
-    vectors[402] = 8'h00;
-    vectors[403] = 8'h00;
-    vectors[404] = 8'h00;
-    vectors[405] = 8'h00;
-    vectors[406] = 8'h00;
-    vectors[407] = 8'h00;
-    vectors[408] = 8'h00;
-    vectors[409] = 8'h00;
-    vectors[410] = 8'h00;
-    vectors[411] = 8'h00;
-    vectors[412] = 8'h00;
-    vectors[413] = 8'h00;
-    vectors[414] = 8'h00;
-    vectors[415] = 8'h00;
-    vectors[416] = 8'h00;
-    vectors[417] = 8'h00;
-    vectors[418] = 8'h00;
-    vectors[419] = 8'h00;
-    vectors[420] = 8'h00;
-    vectors[421] = 8'h00;
-    vectors[422] = 8'h00;
-    vectors[423] = 8'h00;
-    vectors[424] = 8'h00;
-    vectors[425] = 8'h00;
-    vectors[426] = 8'h00;
-    vectors[427] = 8'h00;
-    vectors[428] = 8'h00;
-    vectors[429] = 8'h00;
-    vectors[430] = 8'h00;
-    vectors[431] = 8'h00;
-    vectors[432] = 8'h00;
-    vectors[433] = 8'h00;
-    vectors[434] = 8'h00;
-    vectors[435] = 8'h00;
-    vectors[436] = 8'h00;
-    vectors[437] = 8'h00;
-    vectors[438] = 8'h00;
-    vectors[439] = 8'h00;
-    vectors[440] = 8'h00;
-    vectors[441] = 8'h00;
-    vectors[442] = 8'h00;
-    vectors[443] = 8'h00;
-    vectors[444] = 8'h00;
-    vectors[445] = 8'h00;
-    vectors[446] = 8'h00;
-    vectors[447] = 8'h00;
-    vectors[448] = 8'h00;
-    vectors[449] = 8'h00;
-    vectors[450] = 8'h00;
-    vectors[451] = 8'h00;
-    vectors[452] = 8'h00;
-    vectors[453] = 8'h00;
-    vectors[454] = 8'h00;
-    vectors[455] = 8'h00;
-    vectors[456] = 8'h00;
-    vectors[457] = 8'h00;
-    vectors[458] = 8'h00;
-    vectors[459] = 8'h00;
-    vectors[460] = 8'h00;
-    vectors[461] = 8'h00;
-    vectors[462] = 8'h00;
-    vectors[463] = 8'h00;
-    vectors[464] = 8'h00;
-    vectors[465] = 8'h00;
-    vectors[466] = 8'h00;
-    vectors[467] = 8'h00;
-    vectors[468] = 8'h00;
-    vectors[469] = 8'h00;
-    vectors[470] = 8'h00;
-    vectors[471] = 8'h00;
-    vectors[472] = 8'h00;
-    vectors[473] = 8'h00;
-    vectors[474] = 8'h00;
-    vectors[475] = 8'h00;
-    vectors[476] = 8'h00;
-    vectors[477] = 8'h00;
-    vectors[478] = 8'h00;
-    vectors[479] = 8'h00;
-    vectors[480] = 8'h00;
-    vectors[481] = 8'h00;
-    vectors[482] = 8'h00;
-    vectors[483] = 8'h00;
-    vectors[484] = 8'h00;
-    vectors[485] = 8'h00;
-    vectors[486] = 8'h00;
-    vectors[487] = 8'h00;
-    vectors[488] = 8'h00;
-    vectors[489] = 8'h00;
-    vectors[490] = 8'h00;
-    vectors[491] = 8'h00;
-    vectors[492] = 8'h00;
-    vectors[493] = 8'h00;
-    vectors[494] = 8'h00;
-    vectors[495] = 8'h00;
-    vectors[496] = 8'h00;
-    vectors[497] = 8'h00;
-    vectors[498] = 8'h00;
-    vectors[499] = 8'h00;
-    vectors[500] = 8'h00;
-    vectors[501] = 8'h00;
-    vectors[502] = 8'h00;
-    vectors[503] = 8'h00;
-    vectors[504] = 8'h00;
-    vectors[505] = 8'h00;
-    vectors[506] = 8'h00;
-    vectors[507] = 8'h00;
-    vectors[508] = 8'h00;
-    vectors[509] = 8'h00;
-    vectors[510] = 8'h00;
-    vectors[511] = 8'h00;
-    vectors[512] = 8'h00;
-    vectors[513] = 8'h00;
-    vectors[514] = 8'h00;
-    vectors[515] = 8'h00;
-    vectors[516] = 8'h00;
-    vectors[517] = 8'h00;
-    vectors[518] = 8'h00;
-    vectors[519] = 8'h00;
-    vectors[520] = 8'h00;
-    vectors[521] = 8'h00;
-    vectors[522] = 8'h00;
-    vectors[523] = 8'h00;
-    vectors[524] = 8'h00;
-    vectors[525] = 8'h00;
-    vectors[526] = 8'h00;
-    vectors[527] = 8'h00;
-    vectors[528] = 8'h00;
-    vectors[529] = 8'h00;
-    vectors[530] = 8'h00;
-    vectors[531] = 8'h00;
-    vectors[532] = 8'h00;
-    vectors[533] = 8'h00;
-    vectors[534] = 8'h00;
-    vectors[535] = 8'h00;
-    vectors[536] = 8'h00;
-    vectors[537] = 8'h00;
-    vectors[538] = 8'h00;
-    vectors[539] = 8'h00;
-    vectors[540] = 8'h00;
-    vectors[541] = 8'h00;
-    vectors[542] = 8'h00;
-    vectors[543] = 8'h00;
-    vectors[544] = 8'h00;
-    vectors[545] = 8'h00;
-    vectors[546] = 8'h00;
-    vectors[547] = 8'h00;
-    vectors[548] = 8'h00;
-    vectors[549] = 8'h00;
-    vectors[550] = 8'h00;
-    vectors[551] = 8'h00;
-    vectors[552] = 8'h00;
-    vectors[553] = 8'h00;
-    vectors[554] = 8'h00;
-    vectors[555] = 8'h00;
-    vectors[556] = 8'h00;
-    vectors[557] = 8'h00;
-    vectors[558] = 8'h00;
-    vectors[559] = 8'h00;
-    vectors[560] = 8'h00;
-    vectors[561] = 8'h00;
-    vectors[562] = 8'h00;
-    vectors[563] = 8'h00;
-    vectors[564] = 8'h00;
-    vectors[565] = 8'h00;
-    vectors[566] = 8'h00;
-    vectors[567] = 8'h00;
-    vectors[568] = 8'h00;
-    vectors[569] = 8'h00;
-    vectors[570] = 8'h00;
-    vectors[571] = 8'h00;
-    vectors[572] = 8'h00;
-    vectors[573] = 8'h00;
-    vectors[574] = 8'h00;
-    vectors[575] = 8'h00;
-    vectors[576] = 8'h00;
-    vectors[577] = 8'h00;
-    vectors[578] = 8'h00;
-    vectors[579] = 8'h00;
-    vectors[580] = 8'h00;
-    vectors[581] = 8'h00;
-    vectors[582] = 8'h00;
-    vectors[583] = 8'h00;
-    vectors[584] = 8'h00;
-    vectors[585] = 8'h00;
-    vectors[586] = 8'h00;
-    vectors[587] = 8'h00;
-    vectors[588] = 8'h00;
-    vectors[589] = 8'h00;
-    vectors[590] = 8'h00;
-    vectors[591] = 8'h00;
-    vectors[592] = 8'h00;
-    vectors[593] = 8'h00;
-    vectors[594] = 8'h00;
-    vectors[595] = 8'h00;
-    vectors[596] = 8'h00;
-    vectors[597] = 8'h00;
-    vectors[598] = 8'h00;
-    vectors[599] = 8'h00;
-    vectors[600] = 8'h00;
-    vectors[601] = 8'h00;
-    vectors[602] = 8'h00;
-    vectors[603] = 8'h00;
-    vectors[604] = 8'h00;
-    vectors[605] = 8'h00;
-    vectors[606] = 8'h00;
-    vectors[607] = 8'h00;
-    vectors[608] = 8'h00;
-    vectors[609] = 8'h00;
-    vectors[610] = 8'h00;
-    vectors[611] = 8'h00;
-    vectors[612] = 8'h00;
-    vectors[613] = 8'h00;
-    vectors[614] = 8'h00;
-    vectors[615] = 8'h00;
-    vectors[616] = 8'h00;
-    vectors[617] = 8'h00;
-    vectors[618] = 8'h00;
-    vectors[619] = 8'h00;
-    vectors[620] = 8'h00;
-    vectors[621] = 8'h00;
-    vectors[622] = 8'h00;
-    vectors[623] = 8'h00;
-    vectors[624] = 8'h00;
-    vectors[625] = 8'h00;
-    vectors[626] = 8'h00;
-    vectors[627] = 8'h00;
-    vectors[628] = 8'h00;
-    vectors[629] = 8'h00;
-    vectors[630] = 8'h00;
-    vectors[631] = 8'h00;
-    vectors[632] = 8'h00;
-    vectors[633] = 8'h00;
-    vectors[634] = 8'h00;
-    vectors[635] = 8'h00;
-    vectors[636] = 8'h00;
-    vectors[637] = 8'h00;
-    vectors[638] = 8'h00;
-    vectors[639] = 8'h00;
-    vectors[640] = 8'h00;
-    vectors[641] = 8'h00;
-    vectors[642] = 8'h00;
-    vectors[643] = 8'h00;
-    vectors[644] = 8'h00;
-    vectors[645] = 8'h00;
-    vectors[646] = 8'h00;
-    vectors[647] = 8'h00;
-    vectors[648] = 8'h00;
-    vectors[649] = 8'h00;
-    vectors[650] = 8'h00;
-    vectors[651] = 8'h00;
-    vectors[652] = 8'h00;
-    vectors[653] = 8'h00;
-    vectors[654] = 8'h00;
-    vectors[655] = 8'h00;
-    vectors[656] = 8'h00;
-    vectors[657] = 8'h00;
-    vectors[658] = 8'h00;
-    vectors[659] = 8'h00;
-    vectors[660] = 8'h00;
-    vectors[661] = 8'h00;
-    vectors[662] = 8'h00;
-    vectors[663] = 8'h00;
-    vectors[664] = 8'h00;
-    vectors[665] = 8'h00;
-    vectors[666] = 8'h00;
-    vectors[667] = 8'h00;
-    vectors[668] = 8'h00;
-    vectors[669] = 8'h00;
-    vectors[670] = 8'h00;
-    vectors[671] = 8'h00;
-    vectors[672] = 8'h00;
-    vectors[673] = 8'h00;
-    vectors[674] = 8'h00;
-    vectors[675] = 8'h00;
-    vectors[676] = 8'h00;
-    vectors[677] = 8'h00;
-    vectors[678] = 8'h00;
-    vectors[679] = 8'h00;
-    vectors[680] = 8'h00;
-    vectors[681] = 8'h00;
-    vectors[682] = 8'h00;
-    vectors[683] = 8'h00;
-    vectors[684] = 8'h00;
-    vectors[685] = 8'h00;
-    vectors[686] = 8'h00;
-    vectors[687] = 8'h00;
-    vectors[688] = 8'h00;
-    vectors[689] = 8'h00;
-    vectors[690] = 8'h00;
-    vectors[691] = 8'h00;
-    vectors[692] = 8'h00;
-    vectors[693] = 8'h00;
-    vectors[694] = 8'h00;
-    vectors[695] = 8'h00;
-    vectors[696] = 8'h00;
-    vectors[697] = 8'h00;
-    vectors[698] = 8'h00;
-    vectors[699] = 8'h00;
-    vectors[700] = 8'h00;
-    vectors[701] = 8'h00;
-    vectors[702] = 8'h00;
-    vectors[703] = 8'h00;
-    vectors[704] = 8'h00;
-    vectors[705] = 8'h00;
-    vectors[706] = 8'h00;
-    vectors[707] = 8'h00;
-    vectors[708] = 8'h00;
-    vectors[709] = 8'h00;
-    vectors[710] = 8'h00;
-    vectors[711] = 8'h00;
-    vectors[712] = 8'h00;
-    vectors[713] = 8'h00;
-    vectors[714] = 8'h00;
-    vectors[715] = 8'h00;
-    vectors[716] = 8'h00;
-    vectors[717] = 8'h00;
-    vectors[718] = 8'h00;
-    vectors[719] = 8'h00;
-    vectors[720] = 8'h00;
-    vectors[721] = 8'h00;
-    vectors[722] = 8'h00;
-    vectors[723] = 8'h00;
-    vectors[724] = 8'h00;
-    vectors[725] = 8'h00;
-    vectors[726] = 8'h00;
-    vectors[727] = 8'h00;
-    vectors[728] = 8'h00;
-    vectors[729] = 8'h00;
-    vectors[730] = 8'h00;
-    vectors[731] = 8'h00;
-    vectors[732] = 8'h00;
-    vectors[733] = 8'h00;
-    vectors[734] = 8'h00;
-    vectors[735] = 8'h00;
-    vectors[736] = 8'h00;
-    vectors[737] = 8'h00;
-    vectors[738] = 8'h00;
-    vectors[739] = 8'h00;
-    vectors[740] = 8'h00;
-    vectors[741] = 8'h00;
-    vectors[742] = 8'h00;
-    vectors[743] = 8'h00;
-    vectors[744] = 8'h00;
-    vectors[745] = 8'h00;
-    vectors[746] = 8'h00;
-    vectors[747] = 8'h00;
-    vectors[748] = 8'h00;
-    vectors[749] = 8'h00;
-    vectors[750] = 8'h00;
-    vectors[751] = 8'h00;
-    vectors[752] = 8'h00;
-    vectors[753] = 8'h00;
-    vectors[754] = 8'h00;
-    vectors[755] = 8'h00;
-    vectors[756] = 8'h00;
-    vectors[757] = 8'h00;
-    vectors[758] = 8'h00;
-    vectors[759] = 8'h00;
-    vectors[760] = 8'h00;
-    vectors[761] = 8'h00;
-    vectors[762] = 8'h00;
-    vectors[763] = 8'h00;
-    vectors[764] = 8'h00;
-    vectors[765] = 8'h00;
-    vectors[766] = 8'h00;
-    vectors[767] = 8'h00;
-    vectors[768] = 8'h00;
-    vectors[769] = 8'h00;
-    vectors[770] = 8'h00;
-    vectors[771] = 8'h00;
-    vectors[772] = 8'h00;
-    vectors[773] = 8'h00;
-    vectors[774] = 8'h00;
-    vectors[775] = 8'h00;
-    vectors[776] = 8'h00;
-    vectors[777] = 8'h00;
-    vectors[778] = 8'h00;
-    vectors[779] = 8'h00;
-    vectors[780] = 8'h00;
-    vectors[781] = 8'h00;
-    vectors[782] = 8'h00;
-    vectors[783] = 8'h00;
-    vectors[784] = 8'h00;
-    vectors[785] = 8'h00;
-    vectors[786] = 8'h00;
-    vectors[787] = 8'h00;
-    vectors[788] = 8'h00;
-    vectors[789] = 8'h00;
-    vectors[790] = 8'h00;
-    vectors[791] = 8'h00;
-    vectors[792] = 8'h00;
-    vectors[793] = 8'h00;
-    vectors[794] = 8'h00;
-    vectors[795] = 8'h00;
-    vectors[796] = 8'h00;
-    vectors[797] = 8'h00;
-    vectors[798] = 8'h00;
-    vectors[799] = 8'h00;
-    vectors[800] = 8'h00;
-    vectors[801] = 8'h00;
-    vectors[802] = 8'h00;
-    vectors[803] = 8'h00;
-    vectors[804] = 8'h00;
-    vectors[805] = 8'h00;
-    vectors[806] = 8'h00;
-    vectors[807] = 8'h00;
-    vectors[808] = 8'h00;
-    vectors[809] = 8'h00;
-    vectors[810] = 8'h00;
-    vectors[811] = 8'h00;
-    vectors[812] = 8'h00;
-    vectors[813] = 8'h00;
-    vectors[814] = 8'h00;
-    vectors[815] = 8'h00;
-    vectors[816] = 8'h00;
-    vectors[817] = 8'h00;
-    vectors[818] = 8'h00;
-    vectors[819] = 8'h00;
-    vectors[820] = 8'h00;
-    vectors[821] = 8'h00;
-    vectors[822] = 8'h00;
-    vectors[823] = 8'h00;
-    vectors[824] = 8'h00;
-    vectors[825] = 8'h00;
-    vectors[826] = 8'h00;
-    vectors[827] = 8'h00;
-    vectors[828] = 8'h00;
-    vectors[829] = 8'h00;
-    vectors[830] = 8'h00;
-    vectors[831] = 8'h00;
-    vectors[832] = 8'h00;
-    vectors[833] = 8'h00;
-    vectors[834] = 8'h00;
-    vectors[835] = 8'h00;
-    vectors[836] = 8'h00;
-    vectors[837] = 8'h00;
-    vectors[838] = 8'h00;
-    vectors[839] = 8'h00;
-    vectors[840] = 8'h00;
-    vectors[841] = 8'h00;
-    vectors[842] = 8'h00;
-    vectors[843] = 8'h00;
-    vectors[844] = 8'h00;
-    vectors[845] = 8'h00;
-    vectors[846] = 8'h00;
-    vectors[847] = 8'h00;
-    vectors[848] = 8'h00;
-    vectors[849] = 8'h00;
-    vectors[850] = 8'h00;
-    vectors[851] = 8'h00;
-    vectors[852] = 8'h00;
-    vectors[853] = 8'h00;
-    vectors[854] = 8'h00;
-    vectors[855] = 8'h00;
-    vectors[856] = 8'h00;
-    vectors[857] = 8'h00;
-    vectors[858] = 8'h00;
-    vectors[859] = 8'h00;
-    vectors[860] = 8'h00;
-    vectors[861] = 8'h00;
-    vectors[862] = 8'h00;
-    vectors[863] = 8'h00;
-    vectors[864] = 8'h00;
-    vectors[865] = 8'h00;
-    vectors[866] = 8'h00;
-    vectors[867] = 8'h00;
-    vectors[868] = 8'h00;
-    vectors[869] = 8'h00;
-    vectors[870] = 8'h00;
-    vectors[871] = 8'h00;
-    vectors[872] = 8'h00;
-    vectors[873] = 8'h00;
-    vectors[874] = 8'h00;
-    vectors[875] = 8'h00;
-    vectors[876] = 8'h00;
-    vectors[877] = 8'h00;
-    vectors[878] = 8'h00;
-    vectors[879] = 8'h00;
-    vectors[880] = 8'h00;
-    vectors[881] = 8'h00;
-    vectors[882] = 8'h00;
-    vectors[883] = 8'h00;
-    vectors[884] = 8'h00;
-    vectors[885] = 8'h00;
-    vectors[886] = 8'h00;
-    vectors[887] = 8'h00;
-    vectors[888] = 8'h00;
-    vectors[889] = 8'h00;
-    vectors[890] = 8'h00;
-    vectors[891] = 8'h00;
-    vectors[892] = 8'h00;
-    vectors[893] = 8'h00;
-    vectors[894] = 8'h00;
-    vectors[895] = 8'h00;
-    vectors[896] = 8'h00;
-    vectors[897] = 8'h00;
-    vectors[898] = 8'h00;
-    vectors[899] = 8'h00;
-    vectors[900] = 8'h00;
-    vectors[901] = 8'h00;
-    vectors[902] = 8'h00;
-    vectors[903] = 8'h00;
-    vectors[904] = 8'h00;
-    vectors[905] = 8'h00;
-    vectors[906] = 8'h00;
-    vectors[907] = 8'h00;
-    vectors[908] = 8'h00;
-    vectors[909] = 8'h00;
-    vectors[910] = 8'h00;
-    vectors[911] = 8'h00;
-    vectors[912] = 8'h00;
-    vectors[913] = 8'h00;
-    vectors[914] = 8'h00;
-    vectors[915] = 8'h00;
-    vectors[916] = 8'h00;
-    vectors[917] = 8'h00;
-    vectors[918] = 8'h00;
-    vectors[919] = 8'h00;
-    vectors[920] = 8'h00;
-    vectors[921] = 8'h00;
-    vectors[922] = 8'h00;
-    vectors[923] = 8'h00;
-    vectors[924] = 8'h00;
-    vectors[925] = 8'h00;
-    vectors[926] = 8'h00;
-    vectors[927] = 8'h00;
-    vectors[928] = 8'h00;
-    vectors[929] = 8'h00;
-    vectors[930] = 8'h00;
-    vectors[931] = 8'h00;
-    vectors[932] = 8'h00;
-    vectors[933] = 8'h00;
-    vectors[934] = 8'h00;
-    vectors[935] = 8'h00;
-    vectors[936] = 8'h00;
-    vectors[937] = 8'h00;
-    vectors[938] = 8'h00;
-    vectors[939] = 8'h00;
-    vectors[940] = 8'h00;
-    vectors[941] = 8'h00;
-    vectors[942] = 8'h00;
-    vectors[943] = 8'h00;
-    vectors[944] = 8'h00;
-    vectors[945] = 8'h00;
-    vectors[946] = 8'h00;
-    vectors[947] = 8'h00;
-    vectors[948] = 8'h00;
-    vectors[949] = 8'h00;
-    vectors[950] = 8'h00;
-    vectors[951] = 8'h00;
-    vectors[952] = 8'h00;
-    vectors[953] = 8'h00;
-    vectors[954] = 8'h00;
-    vectors[955] = 8'h00;
-    vectors[956] = 8'h00;
-    vectors[957] = 8'h00;
-    vectors[958] = 8'h00;
-    vectors[959] = 8'h00;
-    vectors[960] = 8'h00;
-    vectors[961] = 8'h00;
-    vectors[962] = 8'h00;
-    vectors[963] = 8'h00;
-    vectors[964] = 8'h00;
-    vectors[965] = 8'h00;
-    vectors[966] = 8'h00;
-    vectors[967] = 8'h00;
-    vectors[968] = 8'h00;
-    vectors[969] = 8'h00;
-    vectors[970] = 8'h00;
-    vectors[971] = 8'h00;
-    vectors[972] = 8'h00;
-    vectors[973] = 8'h00;
-    vectors[974] = 8'h00;
-    vectors[975] = 8'h00;
-    vectors[976] = 8'h00;
-    vectors[977] = 8'h00;
-    vectors[978] = 8'h00;
-    vectors[979] = 8'h00;
-    vectors[980] = 8'h00;
-    vectors[981] = 8'h00;
-    vectors[982] = 8'h00;
-    vectors[983] = 8'h00;
-    vectors[984] = 8'h00;
-    vectors[985] = 8'h00;
-    vectors[986] = 8'h00;
-    vectors[987] = 8'h00;
-    vectors[988] = 8'h00;
-    vectors[989] = 8'h00;
-    vectors[990] = 8'h00;
-    vectors[991] = 8'h00;
-    vectors[992] = 8'h00;
-    vectors[993] = 8'h00;
-    vectors[994] = 8'h00;
-    vectors[995] = 8'h00;
-    vectors[996] = 8'h00;
-    vectors[997] = 8'h00;
-    vectors[998] = 8'h00;
-    vectors[999] = 8'h00;
-    vectors[1000] = 8'h00;
-    vectors[1001] = 8'h00;
-    vectors[1002] = 8'h00;
-    vectors[1003] = 8'h00;
-    vectors[1004] = 8'h00;
-    vectors[1005] = 8'h00;
-    vectors[1006] = 8'h00;
-    vectors[1007] = 8'h00;
-    vectors[1008] = 8'h00;
-    vectors[1009] = 8'h00;
-    vectors[1010] = 8'h00;
-    vectors[1011] = 8'h00;
-    vectors[1012] = 8'h00;
-    vectors[1013] = 8'h00;
-    vectors[1014] = 8'h00;
-    vectors[1015] = 8'h00;
-    vectors[1016] = 8'h00;
-    vectors[1017] = 8'h00;
-    vectors[1018] = 8'h00;
-    vectors[1019] = 8'h00;
-    vectors[1020] = 8'h00;
-    vectors[1021] = 8'h00;
-    vectors[1022] = 8'h00;
-    vectors[1023] = 8'h00;
+    vectors_p0[0] = 8'h00;
+    vectors_p0[1] = 8'h00;
+    vectors_p0[2] = 8'h00;
+    vectors_p0[3] = 8'h00;
+    vectors_p0[4] = 8'h00;
+    vectors_p0[5] = 8'h00;
+    vectors_p0[6] = 8'h00;
+    vectors_p0[7] = 8'h00;
+    vectors_p0[8] = 8'h00;
+    vectors_p0[9] = 8'h00;
+    vectors_p0[10] = 8'h00;
+    vectors_p0[11] = 8'h00;
+    vectors_p0[12] = 8'h00;
+    vectors_p0[13] = 8'h00;
+    vectors_p0[14] = 8'h00;
+    vectors_p0[15] = 8'h00;
   end
   always @(posedge clk) begin
     if (port__en)
-      vectors[port__addr] <= port__data;
+      vectors_p0[port__addr] <= port__data;
   end
   reg [7:0] _0_;
   always @(posedge clk) begin
-    _0_ <= vectors[\port__addr$41 ];
+    _0_ <= vectors_p0[\port__addr$356 ];
   end
-  assign \port__data$91  = _0_;
+  assign \port__data$597  = _0_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p1 [15:0];
+  initial begin
+    vectors_p1[0] = 8'h00;
+    vectors_p1[1] = 8'h00;
+    vectors_p1[2] = 8'h00;
+    vectors_p1[3] = 8'h00;
+    vectors_p1[4] = 8'h00;
+    vectors_p1[5] = 8'h00;
+    vectors_p1[6] = 8'h00;
+    vectors_p1[7] = 8'h00;
+    vectors_p1[8] = 8'h00;
+    vectors_p1[9] = 8'h00;
+    vectors_p1[10] = 8'h00;
+    vectors_p1[11] = 8'h00;
+    vectors_p1[12] = 8'h00;
+    vectors_p1[13] = 8'h00;
+    vectors_p1[14] = 8'h00;
+    vectors_p1[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$13 )
+      vectors_p1[\port__addr$10 ] <= port__data;
+  end
+  reg [7:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= vectors_p1[\port__addr$359 ];
+  end
+  assign \port__data$598  = _1_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p10 [15:0];
+  initial begin
+    vectors_p10[0] = 8'h00;
+    vectors_p10[1] = 8'h00;
+    vectors_p10[2] = 8'h00;
+    vectors_p10[3] = 8'h00;
+    vectors_p10[4] = 8'h00;
+    vectors_p10[5] = 8'h00;
+    vectors_p10[6] = 8'h00;
+    vectors_p10[7] = 8'h00;
+    vectors_p10[8] = 8'h00;
+    vectors_p10[9] = 8'h00;
+    vectors_p10[10] = 8'h00;
+    vectors_p10[11] = 8'h00;
+    vectors_p10[12] = 8'h00;
+    vectors_p10[13] = 8'h00;
+    vectors_p10[14] = 8'h00;
+    vectors_p10[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$58 )
+      vectors_p10[\port__addr$55 ] <= port__data;
+  end
+  reg [7:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= vectors_p10[\port__addr$386 ];
+  end
+  assign \port__data$607  = _2_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p11 [15:0];
+  initial begin
+    vectors_p11[0] = 8'h00;
+    vectors_p11[1] = 8'h00;
+    vectors_p11[2] = 8'h00;
+    vectors_p11[3] = 8'h00;
+    vectors_p11[4] = 8'h00;
+    vectors_p11[5] = 8'h00;
+    vectors_p11[6] = 8'h00;
+    vectors_p11[7] = 8'h00;
+    vectors_p11[8] = 8'h00;
+    vectors_p11[9] = 8'h00;
+    vectors_p11[10] = 8'h00;
+    vectors_p11[11] = 8'h00;
+    vectors_p11[12] = 8'h00;
+    vectors_p11[13] = 8'h00;
+    vectors_p11[14] = 8'h00;
+    vectors_p11[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$63 )
+      vectors_p11[\port__addr$60 ] <= port__data;
+  end
+  reg [7:0] _3_;
+  always @(posedge clk) begin
+    _3_ <= vectors_p11[\port__addr$389 ];
+  end
+  assign \port__data$608  = _3_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p12 [15:0];
+  initial begin
+    vectors_p12[0] = 8'h00;
+    vectors_p12[1] = 8'h00;
+    vectors_p12[2] = 8'h00;
+    vectors_p12[3] = 8'h00;
+    vectors_p12[4] = 8'h00;
+    vectors_p12[5] = 8'h00;
+    vectors_p12[6] = 8'h00;
+    vectors_p12[7] = 8'h00;
+    vectors_p12[8] = 8'h00;
+    vectors_p12[9] = 8'h00;
+    vectors_p12[10] = 8'h00;
+    vectors_p12[11] = 8'h00;
+    vectors_p12[12] = 8'h00;
+    vectors_p12[13] = 8'h00;
+    vectors_p12[14] = 8'h00;
+    vectors_p12[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$68 )
+      vectors_p12[\port__addr$65 ] <= port__data;
+  end
+  reg [7:0] _4_;
+  always @(posedge clk) begin
+    _4_ <= vectors_p12[\port__addr$392 ];
+  end
+  assign \port__data$609  = _4_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p13 [15:0];
+  initial begin
+    vectors_p13[0] = 8'h00;
+    vectors_p13[1] = 8'h00;
+    vectors_p13[2] = 8'h00;
+    vectors_p13[3] = 8'h00;
+    vectors_p13[4] = 8'h00;
+    vectors_p13[5] = 8'h00;
+    vectors_p13[6] = 8'h00;
+    vectors_p13[7] = 8'h00;
+    vectors_p13[8] = 8'h00;
+    vectors_p13[9] = 8'h00;
+    vectors_p13[10] = 8'h00;
+    vectors_p13[11] = 8'h00;
+    vectors_p13[12] = 8'h00;
+    vectors_p13[13] = 8'h00;
+    vectors_p13[14] = 8'h00;
+    vectors_p13[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$73 )
+      vectors_p13[\port__addr$70 ] <= port__data;
+  end
+  reg [7:0] _5_;
+  always @(posedge clk) begin
+    _5_ <= vectors_p13[\port__addr$395 ];
+  end
+  assign \port__data$610  = _5_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p14 [15:0];
+  initial begin
+    vectors_p14[0] = 8'h00;
+    vectors_p14[1] = 8'h00;
+    vectors_p14[2] = 8'h00;
+    vectors_p14[3] = 8'h00;
+    vectors_p14[4] = 8'h00;
+    vectors_p14[5] = 8'h00;
+    vectors_p14[6] = 8'h00;
+    vectors_p14[7] = 8'h00;
+    vectors_p14[8] = 8'h00;
+    vectors_p14[9] = 8'h00;
+    vectors_p14[10] = 8'h00;
+    vectors_p14[11] = 8'h00;
+    vectors_p14[12] = 8'h00;
+    vectors_p14[13] = 8'h00;
+    vectors_p14[14] = 8'h00;
+    vectors_p14[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$78 )
+      vectors_p14[\port__addr$75 ] <= port__data;
+  end
+  reg [7:0] _6_;
+  always @(posedge clk) begin
+    _6_ <= vectors_p14[\port__addr$398 ];
+  end
+  assign \port__data$611  = _6_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p15 [15:0];
+  initial begin
+    vectors_p15[0] = 8'h00;
+    vectors_p15[1] = 8'h00;
+    vectors_p15[2] = 8'h00;
+    vectors_p15[3] = 8'h00;
+    vectors_p15[4] = 8'h00;
+    vectors_p15[5] = 8'h00;
+    vectors_p15[6] = 8'h00;
+    vectors_p15[7] = 8'h00;
+    vectors_p15[8] = 8'h00;
+    vectors_p15[9] = 8'h00;
+    vectors_p15[10] = 8'h00;
+    vectors_p15[11] = 8'h00;
+    vectors_p15[12] = 8'h00;
+    vectors_p15[13] = 8'h00;
+    vectors_p15[14] = 8'h00;
+    vectors_p15[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$83 )
+      vectors_p15[\port__addr$80 ] <= port__data;
+  end
+  reg [7:0] _7_;
+  always @(posedge clk) begin
+    _7_ <= vectors_p15[\port__addr$401 ];
+  end
+  assign \port__data$612  = _7_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p16 [15:0];
+  initial begin
+    vectors_p16[0] = 8'h00;
+    vectors_p16[1] = 8'h00;
+    vectors_p16[2] = 8'h00;
+    vectors_p16[3] = 8'h00;
+    vectors_p16[4] = 8'h00;
+    vectors_p16[5] = 8'h00;
+    vectors_p16[6] = 8'h00;
+    vectors_p16[7] = 8'h00;
+    vectors_p16[8] = 8'h00;
+    vectors_p16[9] = 8'h00;
+    vectors_p16[10] = 8'h00;
+    vectors_p16[11] = 8'h00;
+    vectors_p16[12] = 8'h00;
+    vectors_p16[13] = 8'h00;
+    vectors_p16[14] = 8'h00;
+    vectors_p16[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$88 )
+      vectors_p16[\port__addr$85 ] <= port__data;
+  end
+  reg [7:0] _8_;
+  always @(posedge clk) begin
+    _8_ <= vectors_p16[\port__addr$404 ];
+  end
+  assign \port__data$613  = _8_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p17 [15:0];
+  initial begin
+    vectors_p17[0] = 8'h00;
+    vectors_p17[1] = 8'h00;
+    vectors_p17[2] = 8'h00;
+    vectors_p17[3] = 8'h00;
+    vectors_p17[4] = 8'h00;
+    vectors_p17[5] = 8'h00;
+    vectors_p17[6] = 8'h00;
+    vectors_p17[7] = 8'h00;
+    vectors_p17[8] = 8'h00;
+    vectors_p17[9] = 8'h00;
+    vectors_p17[10] = 8'h00;
+    vectors_p17[11] = 8'h00;
+    vectors_p17[12] = 8'h00;
+    vectors_p17[13] = 8'h00;
+    vectors_p17[14] = 8'h00;
+    vectors_p17[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$93 )
+      vectors_p17[\port__addr$90 ] <= port__data;
+  end
+  reg [7:0] _9_;
+  always @(posedge clk) begin
+    _9_ <= vectors_p17[\port__addr$407 ];
+  end
+  assign \port__data$614  = _9_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p18 [15:0];
+  initial begin
+    vectors_p18[0] = 8'h00;
+    vectors_p18[1] = 8'h00;
+    vectors_p18[2] = 8'h00;
+    vectors_p18[3] = 8'h00;
+    vectors_p18[4] = 8'h00;
+    vectors_p18[5] = 8'h00;
+    vectors_p18[6] = 8'h00;
+    vectors_p18[7] = 8'h00;
+    vectors_p18[8] = 8'h00;
+    vectors_p18[9] = 8'h00;
+    vectors_p18[10] = 8'h00;
+    vectors_p18[11] = 8'h00;
+    vectors_p18[12] = 8'h00;
+    vectors_p18[13] = 8'h00;
+    vectors_p18[14] = 8'h00;
+    vectors_p18[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$98 )
+      vectors_p18[\port__addr$95 ] <= port__data;
+  end
+  reg [7:0] _10_;
+  always @(posedge clk) begin
+    _10_ <= vectors_p18[\port__addr$410 ];
+  end
+  assign \port__data$615  = _10_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p19 [15:0];
+  initial begin
+    vectors_p19[0] = 8'h00;
+    vectors_p19[1] = 8'h00;
+    vectors_p19[2] = 8'h00;
+    vectors_p19[3] = 8'h00;
+    vectors_p19[4] = 8'h00;
+    vectors_p19[5] = 8'h00;
+    vectors_p19[6] = 8'h00;
+    vectors_p19[7] = 8'h00;
+    vectors_p19[8] = 8'h00;
+    vectors_p19[9] = 8'h00;
+    vectors_p19[10] = 8'h00;
+    vectors_p19[11] = 8'h00;
+    vectors_p19[12] = 8'h00;
+    vectors_p19[13] = 8'h00;
+    vectors_p19[14] = 8'h00;
+    vectors_p19[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$103 )
+      vectors_p19[\port__addr$100 ] <= port__data;
+  end
+  reg [7:0] _11_;
+  always @(posedge clk) begin
+    _11_ <= vectors_p19[\port__addr$413 ];
+  end
+  assign \port__data$616  = _11_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p2 [15:0];
+  initial begin
+    vectors_p2[0] = 8'h00;
+    vectors_p2[1] = 8'h00;
+    vectors_p2[2] = 8'h00;
+    vectors_p2[3] = 8'h00;
+    vectors_p2[4] = 8'h00;
+    vectors_p2[5] = 8'h00;
+    vectors_p2[6] = 8'h00;
+    vectors_p2[7] = 8'h00;
+    vectors_p2[8] = 8'h00;
+    vectors_p2[9] = 8'h00;
+    vectors_p2[10] = 8'h00;
+    vectors_p2[11] = 8'h00;
+    vectors_p2[12] = 8'h00;
+    vectors_p2[13] = 8'h00;
+    vectors_p2[14] = 8'h00;
+    vectors_p2[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$18 )
+      vectors_p2[\port__addr$15 ] <= port__data;
+  end
+  reg [7:0] _12_;
+  always @(posedge clk) begin
+    _12_ <= vectors_p2[\port__addr$362 ];
+  end
+  assign \port__data$599  = _12_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p20 [15:0];
+  initial begin
+    vectors_p20[0] = 8'h00;
+    vectors_p20[1] = 8'h00;
+    vectors_p20[2] = 8'h00;
+    vectors_p20[3] = 8'h00;
+    vectors_p20[4] = 8'h00;
+    vectors_p20[5] = 8'h00;
+    vectors_p20[6] = 8'h00;
+    vectors_p20[7] = 8'h00;
+    vectors_p20[8] = 8'h00;
+    vectors_p20[9] = 8'h00;
+    vectors_p20[10] = 8'h00;
+    vectors_p20[11] = 8'h00;
+    vectors_p20[12] = 8'h00;
+    vectors_p20[13] = 8'h00;
+    vectors_p20[14] = 8'h00;
+    vectors_p20[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$108 )
+      vectors_p20[\port__addr$105 ] <= port__data;
+  end
+  reg [7:0] _13_;
+  always @(posedge clk) begin
+    _13_ <= vectors_p20[\port__addr$416 ];
+  end
+  assign \port__data$617  = _13_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p21 [15:0];
+  initial begin
+    vectors_p21[0] = 8'h00;
+    vectors_p21[1] = 8'h00;
+    vectors_p21[2] = 8'h00;
+    vectors_p21[3] = 8'h00;
+    vectors_p21[4] = 8'h00;
+    vectors_p21[5] = 8'h00;
+    vectors_p21[6] = 8'h00;
+    vectors_p21[7] = 8'h00;
+    vectors_p21[8] = 8'h00;
+    vectors_p21[9] = 8'h00;
+    vectors_p21[10] = 8'h00;
+    vectors_p21[11] = 8'h00;
+    vectors_p21[12] = 8'h00;
+    vectors_p21[13] = 8'h00;
+    vectors_p21[14] = 8'h00;
+    vectors_p21[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$113 )
+      vectors_p21[\port__addr$110 ] <= port__data;
+  end
+  reg [7:0] _14_;
+  always @(posedge clk) begin
+    _14_ <= vectors_p21[\port__addr$419 ];
+  end
+  assign \port__data$618  = _14_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p22 [15:0];
+  initial begin
+    vectors_p22[0] = 8'h00;
+    vectors_p22[1] = 8'h00;
+    vectors_p22[2] = 8'h00;
+    vectors_p22[3] = 8'h00;
+    vectors_p22[4] = 8'h00;
+    vectors_p22[5] = 8'h00;
+    vectors_p22[6] = 8'h00;
+    vectors_p22[7] = 8'h00;
+    vectors_p22[8] = 8'h00;
+    vectors_p22[9] = 8'h00;
+    vectors_p22[10] = 8'h00;
+    vectors_p22[11] = 8'h00;
+    vectors_p22[12] = 8'h00;
+    vectors_p22[13] = 8'h00;
+    vectors_p22[14] = 8'h00;
+    vectors_p22[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$118 )
+      vectors_p22[\port__addr$115 ] <= port__data;
+  end
+  reg [7:0] _15_;
+  always @(posedge clk) begin
+    _15_ <= vectors_p22[\port__addr$422 ];
+  end
+  assign \port__data$619  = _15_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p23 [15:0];
+  initial begin
+    vectors_p23[0] = 8'h00;
+    vectors_p23[1] = 8'h00;
+    vectors_p23[2] = 8'h00;
+    vectors_p23[3] = 8'h00;
+    vectors_p23[4] = 8'h00;
+    vectors_p23[5] = 8'h00;
+    vectors_p23[6] = 8'h00;
+    vectors_p23[7] = 8'h00;
+    vectors_p23[8] = 8'h00;
+    vectors_p23[9] = 8'h00;
+    vectors_p23[10] = 8'h00;
+    vectors_p23[11] = 8'h00;
+    vectors_p23[12] = 8'h00;
+    vectors_p23[13] = 8'h00;
+    vectors_p23[14] = 8'h00;
+    vectors_p23[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$123 )
+      vectors_p23[\port__addr$120 ] <= port__data;
+  end
+  reg [7:0] _16_;
+  always @(posedge clk) begin
+    _16_ <= vectors_p23[\port__addr$425 ];
+  end
+  assign \port__data$620  = _16_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p24 [15:0];
+  initial begin
+    vectors_p24[0] = 8'h00;
+    vectors_p24[1] = 8'h00;
+    vectors_p24[2] = 8'h00;
+    vectors_p24[3] = 8'h00;
+    vectors_p24[4] = 8'h00;
+    vectors_p24[5] = 8'h00;
+    vectors_p24[6] = 8'h00;
+    vectors_p24[7] = 8'h00;
+    vectors_p24[8] = 8'h00;
+    vectors_p24[9] = 8'h00;
+    vectors_p24[10] = 8'h00;
+    vectors_p24[11] = 8'h00;
+    vectors_p24[12] = 8'h00;
+    vectors_p24[13] = 8'h00;
+    vectors_p24[14] = 8'h00;
+    vectors_p24[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$128 )
+      vectors_p24[\port__addr$125 ] <= port__data;
+  end
+  reg [7:0] _17_;
+  always @(posedge clk) begin
+    _17_ <= vectors_p24[\port__addr$428 ];
+  end
+  assign \port__data$621  = _17_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p25 [15:0];
+  initial begin
+    vectors_p25[0] = 8'h00;
+    vectors_p25[1] = 8'h00;
+    vectors_p25[2] = 8'h00;
+    vectors_p25[3] = 8'h00;
+    vectors_p25[4] = 8'h00;
+    vectors_p25[5] = 8'h00;
+    vectors_p25[6] = 8'h00;
+    vectors_p25[7] = 8'h00;
+    vectors_p25[8] = 8'h00;
+    vectors_p25[9] = 8'h00;
+    vectors_p25[10] = 8'h00;
+    vectors_p25[11] = 8'h00;
+    vectors_p25[12] = 8'h00;
+    vectors_p25[13] = 8'h00;
+    vectors_p25[14] = 8'h00;
+    vectors_p25[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$133 )
+      vectors_p25[\port__addr$130 ] <= port__data;
+  end
+  reg [7:0] _18_;
+  always @(posedge clk) begin
+    _18_ <= vectors_p25[\port__addr$431 ];
+  end
+  assign \port__data$622  = _18_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p26 [15:0];
+  initial begin
+    vectors_p26[0] = 8'h00;
+    vectors_p26[1] = 8'h00;
+    vectors_p26[2] = 8'h00;
+    vectors_p26[3] = 8'h00;
+    vectors_p26[4] = 8'h00;
+    vectors_p26[5] = 8'h00;
+    vectors_p26[6] = 8'h00;
+    vectors_p26[7] = 8'h00;
+    vectors_p26[8] = 8'h00;
+    vectors_p26[9] = 8'h00;
+    vectors_p26[10] = 8'h00;
+    vectors_p26[11] = 8'h00;
+    vectors_p26[12] = 8'h00;
+    vectors_p26[13] = 8'h00;
+    vectors_p26[14] = 8'h00;
+    vectors_p26[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$138 )
+      vectors_p26[\port__addr$135 ] <= port__data;
+  end
+  reg [7:0] _19_;
+  always @(posedge clk) begin
+    _19_ <= vectors_p26[\port__addr$434 ];
+  end
+  assign \port__data$623  = _19_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p27 [15:0];
+  initial begin
+    vectors_p27[0] = 8'h00;
+    vectors_p27[1] = 8'h00;
+    vectors_p27[2] = 8'h00;
+    vectors_p27[3] = 8'h00;
+    vectors_p27[4] = 8'h00;
+    vectors_p27[5] = 8'h00;
+    vectors_p27[6] = 8'h00;
+    vectors_p27[7] = 8'h00;
+    vectors_p27[8] = 8'h00;
+    vectors_p27[9] = 8'h00;
+    vectors_p27[10] = 8'h00;
+    vectors_p27[11] = 8'h00;
+    vectors_p27[12] = 8'h00;
+    vectors_p27[13] = 8'h00;
+    vectors_p27[14] = 8'h00;
+    vectors_p27[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$143 )
+      vectors_p27[\port__addr$140 ] <= port__data;
+  end
+  reg [7:0] _20_;
+  always @(posedge clk) begin
+    _20_ <= vectors_p27[\port__addr$437 ];
+  end
+  assign \port__data$624  = _20_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p28 [15:0];
+  initial begin
+    vectors_p28[0] = 8'h00;
+    vectors_p28[1] = 8'h00;
+    vectors_p28[2] = 8'h00;
+    vectors_p28[3] = 8'h00;
+    vectors_p28[4] = 8'h00;
+    vectors_p28[5] = 8'h00;
+    vectors_p28[6] = 8'h00;
+    vectors_p28[7] = 8'h00;
+    vectors_p28[8] = 8'h00;
+    vectors_p28[9] = 8'h00;
+    vectors_p28[10] = 8'h00;
+    vectors_p28[11] = 8'h00;
+    vectors_p28[12] = 8'h00;
+    vectors_p28[13] = 8'h00;
+    vectors_p28[14] = 8'h00;
+    vectors_p28[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$148 )
+      vectors_p28[\port__addr$145 ] <= port__data;
+  end
+  reg [7:0] _21_;
+  always @(posedge clk) begin
+    _21_ <= vectors_p28[\port__addr$440 ];
+  end
+  assign \port__data$625  = _21_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p29 [15:0];
+  initial begin
+    vectors_p29[0] = 8'h00;
+    vectors_p29[1] = 8'h00;
+    vectors_p29[2] = 8'h00;
+    vectors_p29[3] = 8'h00;
+    vectors_p29[4] = 8'h00;
+    vectors_p29[5] = 8'h00;
+    vectors_p29[6] = 8'h00;
+    vectors_p29[7] = 8'h00;
+    vectors_p29[8] = 8'h00;
+    vectors_p29[9] = 8'h00;
+    vectors_p29[10] = 8'h00;
+    vectors_p29[11] = 8'h00;
+    vectors_p29[12] = 8'h00;
+    vectors_p29[13] = 8'h00;
+    vectors_p29[14] = 8'h00;
+    vectors_p29[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$153 )
+      vectors_p29[\port__addr$150 ] <= port__data;
+  end
+  reg [7:0] _22_;
+  always @(posedge clk) begin
+    _22_ <= vectors_p29[\port__addr$443 ];
+  end
+  assign \port__data$626  = _22_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p3 [15:0];
+  initial begin
+    vectors_p3[0] = 8'h00;
+    vectors_p3[1] = 8'h00;
+    vectors_p3[2] = 8'h00;
+    vectors_p3[3] = 8'h00;
+    vectors_p3[4] = 8'h00;
+    vectors_p3[5] = 8'h00;
+    vectors_p3[6] = 8'h00;
+    vectors_p3[7] = 8'h00;
+    vectors_p3[8] = 8'h00;
+    vectors_p3[9] = 8'h00;
+    vectors_p3[10] = 8'h00;
+    vectors_p3[11] = 8'h00;
+    vectors_p3[12] = 8'h00;
+    vectors_p3[13] = 8'h00;
+    vectors_p3[14] = 8'h00;
+    vectors_p3[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$23 )
+      vectors_p3[\port__addr$20 ] <= port__data;
+  end
+  reg [7:0] _23_;
+  always @(posedge clk) begin
+    _23_ <= vectors_p3[\port__addr$365 ];
+  end
+  assign \port__data$600  = _23_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p30 [15:0];
+  initial begin
+    vectors_p30[0] = 8'h00;
+    vectors_p30[1] = 8'h00;
+    vectors_p30[2] = 8'h00;
+    vectors_p30[3] = 8'h00;
+    vectors_p30[4] = 8'h00;
+    vectors_p30[5] = 8'h00;
+    vectors_p30[6] = 8'h00;
+    vectors_p30[7] = 8'h00;
+    vectors_p30[8] = 8'h00;
+    vectors_p30[9] = 8'h00;
+    vectors_p30[10] = 8'h00;
+    vectors_p30[11] = 8'h00;
+    vectors_p30[12] = 8'h00;
+    vectors_p30[13] = 8'h00;
+    vectors_p30[14] = 8'h00;
+    vectors_p30[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$158 )
+      vectors_p30[\port__addr$155 ] <= port__data;
+  end
+  reg [7:0] _24_;
+  always @(posedge clk) begin
+    _24_ <= vectors_p30[\port__addr$446 ];
+  end
+  assign \port__data$627  = _24_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p31 [15:0];
+  initial begin
+    vectors_p31[0] = 8'h00;
+    vectors_p31[1] = 8'h00;
+    vectors_p31[2] = 8'h00;
+    vectors_p31[3] = 8'h00;
+    vectors_p31[4] = 8'h00;
+    vectors_p31[5] = 8'h00;
+    vectors_p31[6] = 8'h00;
+    vectors_p31[7] = 8'h00;
+    vectors_p31[8] = 8'h00;
+    vectors_p31[9] = 8'h00;
+    vectors_p31[10] = 8'h00;
+    vectors_p31[11] = 8'h00;
+    vectors_p31[12] = 8'h00;
+    vectors_p31[13] = 8'h00;
+    vectors_p31[14] = 8'h00;
+    vectors_p31[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$163 )
+      vectors_p31[\port__addr$160 ] <= port__data;
+  end
+  reg [7:0] _25_;
+  always @(posedge clk) begin
+    _25_ <= vectors_p31[\port__addr$449 ];
+  end
+  assign \port__data$628  = _25_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p32 [15:0];
+  initial begin
+    vectors_p32[0] = 8'h00;
+    vectors_p32[1] = 8'h00;
+    vectors_p32[2] = 8'h00;
+    vectors_p32[3] = 8'h00;
+    vectors_p32[4] = 8'h00;
+    vectors_p32[5] = 8'h00;
+    vectors_p32[6] = 8'h00;
+    vectors_p32[7] = 8'h00;
+    vectors_p32[8] = 8'h00;
+    vectors_p32[9] = 8'h00;
+    vectors_p32[10] = 8'h00;
+    vectors_p32[11] = 8'h00;
+    vectors_p32[12] = 8'h00;
+    vectors_p32[13] = 8'h00;
+    vectors_p32[14] = 8'h00;
+    vectors_p32[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$168 )
+      vectors_p32[\port__addr$165 ] <= port__data;
+  end
+  reg [7:0] _26_;
+  always @(posedge clk) begin
+    _26_ <= vectors_p32[\port__addr$452 ];
+  end
+  assign \port__data$629  = _26_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p33 [15:0];
+  initial begin
+    vectors_p33[0] = 8'h00;
+    vectors_p33[1] = 8'h00;
+    vectors_p33[2] = 8'h00;
+    vectors_p33[3] = 8'h00;
+    vectors_p33[4] = 8'h00;
+    vectors_p33[5] = 8'h00;
+    vectors_p33[6] = 8'h00;
+    vectors_p33[7] = 8'h00;
+    vectors_p33[8] = 8'h00;
+    vectors_p33[9] = 8'h00;
+    vectors_p33[10] = 8'h00;
+    vectors_p33[11] = 8'h00;
+    vectors_p33[12] = 8'h00;
+    vectors_p33[13] = 8'h00;
+    vectors_p33[14] = 8'h00;
+    vectors_p33[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$173 )
+      vectors_p33[\port__addr$170 ] <= port__data;
+  end
+  reg [7:0] _27_;
+  always @(posedge clk) begin
+    _27_ <= vectors_p33[\port__addr$455 ];
+  end
+  assign \port__data$630  = _27_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p34 [15:0];
+  initial begin
+    vectors_p34[0] = 8'h00;
+    vectors_p34[1] = 8'h00;
+    vectors_p34[2] = 8'h00;
+    vectors_p34[3] = 8'h00;
+    vectors_p34[4] = 8'h00;
+    vectors_p34[5] = 8'h00;
+    vectors_p34[6] = 8'h00;
+    vectors_p34[7] = 8'h00;
+    vectors_p34[8] = 8'h00;
+    vectors_p34[9] = 8'h00;
+    vectors_p34[10] = 8'h00;
+    vectors_p34[11] = 8'h00;
+    vectors_p34[12] = 8'h00;
+    vectors_p34[13] = 8'h00;
+    vectors_p34[14] = 8'h00;
+    vectors_p34[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$178 )
+      vectors_p34[\port__addr$175 ] <= port__data;
+  end
+  reg [7:0] _28_;
+  always @(posedge clk) begin
+    _28_ <= vectors_p34[\port__addr$458 ];
+  end
+  assign \port__data$631  = _28_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p35 [15:0];
+  initial begin
+    vectors_p35[0] = 8'h00;
+    vectors_p35[1] = 8'h00;
+    vectors_p35[2] = 8'h00;
+    vectors_p35[3] = 8'h00;
+    vectors_p35[4] = 8'h00;
+    vectors_p35[5] = 8'h00;
+    vectors_p35[6] = 8'h00;
+    vectors_p35[7] = 8'h00;
+    vectors_p35[8] = 8'h00;
+    vectors_p35[9] = 8'h00;
+    vectors_p35[10] = 8'h00;
+    vectors_p35[11] = 8'h00;
+    vectors_p35[12] = 8'h00;
+    vectors_p35[13] = 8'h00;
+    vectors_p35[14] = 8'h00;
+    vectors_p35[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$183 )
+      vectors_p35[\port__addr$180 ] <= port__data;
+  end
+  reg [7:0] _29_;
+  always @(posedge clk) begin
+    _29_ <= vectors_p35[\port__addr$461 ];
+  end
+  assign \port__data$632  = _29_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p36 [15:0];
+  initial begin
+    vectors_p36[0] = 8'h00;
+    vectors_p36[1] = 8'h00;
+    vectors_p36[2] = 8'h00;
+    vectors_p36[3] = 8'h00;
+    vectors_p36[4] = 8'h00;
+    vectors_p36[5] = 8'h00;
+    vectors_p36[6] = 8'h00;
+    vectors_p36[7] = 8'h00;
+    vectors_p36[8] = 8'h00;
+    vectors_p36[9] = 8'h00;
+    vectors_p36[10] = 8'h00;
+    vectors_p36[11] = 8'h00;
+    vectors_p36[12] = 8'h00;
+    vectors_p36[13] = 8'h00;
+    vectors_p36[14] = 8'h00;
+    vectors_p36[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$188 )
+      vectors_p36[\port__addr$185 ] <= port__data;
+  end
+  reg [7:0] _30_;
+  always @(posedge clk) begin
+    _30_ <= vectors_p36[\port__addr$464 ];
+  end
+  assign \port__data$633  = _30_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p37 [15:0];
+  initial begin
+    vectors_p37[0] = 8'h00;
+    vectors_p37[1] = 8'h00;
+    vectors_p37[2] = 8'h00;
+    vectors_p37[3] = 8'h00;
+    vectors_p37[4] = 8'h00;
+    vectors_p37[5] = 8'h00;
+    vectors_p37[6] = 8'h00;
+    vectors_p37[7] = 8'h00;
+    vectors_p37[8] = 8'h00;
+    vectors_p37[9] = 8'h00;
+    vectors_p37[10] = 8'h00;
+    vectors_p37[11] = 8'h00;
+    vectors_p37[12] = 8'h00;
+    vectors_p37[13] = 8'h00;
+    vectors_p37[14] = 8'h00;
+    vectors_p37[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$193 )
+      vectors_p37[\port__addr$190 ] <= port__data;
+  end
+  reg [7:0] _31_;
+  always @(posedge clk) begin
+    _31_ <= vectors_p37[\port__addr$467 ];
+  end
+  assign \port__data$634  = _31_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p38 [15:0];
+  initial begin
+    vectors_p38[0] = 8'h00;
+    vectors_p38[1] = 8'h00;
+    vectors_p38[2] = 8'h00;
+    vectors_p38[3] = 8'h00;
+    vectors_p38[4] = 8'h00;
+    vectors_p38[5] = 8'h00;
+    vectors_p38[6] = 8'h00;
+    vectors_p38[7] = 8'h00;
+    vectors_p38[8] = 8'h00;
+    vectors_p38[9] = 8'h00;
+    vectors_p38[10] = 8'h00;
+    vectors_p38[11] = 8'h00;
+    vectors_p38[12] = 8'h00;
+    vectors_p38[13] = 8'h00;
+    vectors_p38[14] = 8'h00;
+    vectors_p38[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$198 )
+      vectors_p38[\port__addr$195 ] <= port__data;
+  end
+  reg [7:0] _32_;
+  always @(posedge clk) begin
+    _32_ <= vectors_p38[\port__addr$470 ];
+  end
+  assign \port__data$635  = _32_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p39 [15:0];
+  initial begin
+    vectors_p39[0] = 8'h00;
+    vectors_p39[1] = 8'h00;
+    vectors_p39[2] = 8'h00;
+    vectors_p39[3] = 8'h00;
+    vectors_p39[4] = 8'h00;
+    vectors_p39[5] = 8'h00;
+    vectors_p39[6] = 8'h00;
+    vectors_p39[7] = 8'h00;
+    vectors_p39[8] = 8'h00;
+    vectors_p39[9] = 8'h00;
+    vectors_p39[10] = 8'h00;
+    vectors_p39[11] = 8'h00;
+    vectors_p39[12] = 8'h00;
+    vectors_p39[13] = 8'h00;
+    vectors_p39[14] = 8'h00;
+    vectors_p39[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$203 )
+      vectors_p39[\port__addr$200 ] <= port__data;
+  end
+  reg [7:0] _33_;
+  always @(posedge clk) begin
+    _33_ <= vectors_p39[\port__addr$473 ];
+  end
+  assign \port__data$636  = _33_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p4 [15:0];
+  initial begin
+    vectors_p4[0] = 8'h00;
+    vectors_p4[1] = 8'h00;
+    vectors_p4[2] = 8'h00;
+    vectors_p4[3] = 8'h00;
+    vectors_p4[4] = 8'h00;
+    vectors_p4[5] = 8'h00;
+    vectors_p4[6] = 8'h00;
+    vectors_p4[7] = 8'h00;
+    vectors_p4[8] = 8'h00;
+    vectors_p4[9] = 8'h00;
+    vectors_p4[10] = 8'h00;
+    vectors_p4[11] = 8'h00;
+    vectors_p4[12] = 8'h00;
+    vectors_p4[13] = 8'h00;
+    vectors_p4[14] = 8'h00;
+    vectors_p4[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$28 )
+      vectors_p4[\port__addr$25 ] <= port__data;
+  end
+  reg [7:0] _34_;
+  always @(posedge clk) begin
+    _34_ <= vectors_p4[\port__addr$368 ];
+  end
+  assign \port__data$601  = _34_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p40 [15:0];
+  initial begin
+    vectors_p40[0] = 8'h00;
+    vectors_p40[1] = 8'h00;
+    vectors_p40[2] = 8'h00;
+    vectors_p40[3] = 8'h00;
+    vectors_p40[4] = 8'h00;
+    vectors_p40[5] = 8'h00;
+    vectors_p40[6] = 8'h00;
+    vectors_p40[7] = 8'h00;
+    vectors_p40[8] = 8'h00;
+    vectors_p40[9] = 8'h00;
+    vectors_p40[10] = 8'h00;
+    vectors_p40[11] = 8'h00;
+    vectors_p40[12] = 8'h00;
+    vectors_p40[13] = 8'h00;
+    vectors_p40[14] = 8'h00;
+    vectors_p40[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$208 )
+      vectors_p40[\port__addr$205 ] <= port__data;
+  end
+  reg [7:0] _35_;
+  always @(posedge clk) begin
+    _35_ <= vectors_p40[\port__addr$476 ];
+  end
+  assign \port__data$637  = _35_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p41 [15:0];
+  initial begin
+    vectors_p41[0] = 8'h00;
+    vectors_p41[1] = 8'h00;
+    vectors_p41[2] = 8'h00;
+    vectors_p41[3] = 8'h00;
+    vectors_p41[4] = 8'h00;
+    vectors_p41[5] = 8'h00;
+    vectors_p41[6] = 8'h00;
+    vectors_p41[7] = 8'h00;
+    vectors_p41[8] = 8'h00;
+    vectors_p41[9] = 8'h00;
+    vectors_p41[10] = 8'h00;
+    vectors_p41[11] = 8'h00;
+    vectors_p41[12] = 8'h00;
+    vectors_p41[13] = 8'h00;
+    vectors_p41[14] = 8'h00;
+    vectors_p41[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$213 )
+      vectors_p41[\port__addr$210 ] <= port__data;
+  end
+  reg [7:0] _36_;
+  always @(posedge clk) begin
+    _36_ <= vectors_p41[\port__addr$479 ];
+  end
+  assign \port__data$638  = _36_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p42 [15:0];
+  initial begin
+    vectors_p42[0] = 8'h00;
+    vectors_p42[1] = 8'h00;
+    vectors_p42[2] = 8'h00;
+    vectors_p42[3] = 8'h00;
+    vectors_p42[4] = 8'h00;
+    vectors_p42[5] = 8'h00;
+    vectors_p42[6] = 8'h00;
+    vectors_p42[7] = 8'h00;
+    vectors_p42[8] = 8'h00;
+    vectors_p42[9] = 8'h00;
+    vectors_p42[10] = 8'h00;
+    vectors_p42[11] = 8'h00;
+    vectors_p42[12] = 8'h00;
+    vectors_p42[13] = 8'h00;
+    vectors_p42[14] = 8'h00;
+    vectors_p42[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$218 )
+      vectors_p42[\port__addr$215 ] <= port__data;
+  end
+  reg [7:0] _37_;
+  always @(posedge clk) begin
+    _37_ <= vectors_p42[\port__addr$482 ];
+  end
+  assign \port__data$639  = _37_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p43 [15:0];
+  initial begin
+    vectors_p43[0] = 8'h00;
+    vectors_p43[1] = 8'h00;
+    vectors_p43[2] = 8'h00;
+    vectors_p43[3] = 8'h00;
+    vectors_p43[4] = 8'h00;
+    vectors_p43[5] = 8'h00;
+    vectors_p43[6] = 8'h00;
+    vectors_p43[7] = 8'h00;
+    vectors_p43[8] = 8'h00;
+    vectors_p43[9] = 8'h00;
+    vectors_p43[10] = 8'h00;
+    vectors_p43[11] = 8'h00;
+    vectors_p43[12] = 8'h00;
+    vectors_p43[13] = 8'h00;
+    vectors_p43[14] = 8'h00;
+    vectors_p43[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$223 )
+      vectors_p43[\port__addr$220 ] <= port__data;
+  end
+  reg [7:0] _38_;
+  always @(posedge clk) begin
+    _38_ <= vectors_p43[\port__addr$485 ];
+  end
+  assign \port__data$640  = _38_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p44 [15:0];
+  initial begin
+    vectors_p44[0] = 8'h00;
+    vectors_p44[1] = 8'h00;
+    vectors_p44[2] = 8'h00;
+    vectors_p44[3] = 8'h00;
+    vectors_p44[4] = 8'h00;
+    vectors_p44[5] = 8'h00;
+    vectors_p44[6] = 8'h00;
+    vectors_p44[7] = 8'h00;
+    vectors_p44[8] = 8'h00;
+    vectors_p44[9] = 8'h00;
+    vectors_p44[10] = 8'h00;
+    vectors_p44[11] = 8'h00;
+    vectors_p44[12] = 8'h00;
+    vectors_p44[13] = 8'h00;
+    vectors_p44[14] = 8'h00;
+    vectors_p44[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$228 )
+      vectors_p44[\port__addr$225 ] <= port__data;
+  end
+  reg [7:0] _39_;
+  always @(posedge clk) begin
+    _39_ <= vectors_p44[\port__addr$488 ];
+  end
+  assign \port__data$641  = _39_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p45 [15:0];
+  initial begin
+    vectors_p45[0] = 8'h00;
+    vectors_p45[1] = 8'h00;
+    vectors_p45[2] = 8'h00;
+    vectors_p45[3] = 8'h00;
+    vectors_p45[4] = 8'h00;
+    vectors_p45[5] = 8'h00;
+    vectors_p45[6] = 8'h00;
+    vectors_p45[7] = 8'h00;
+    vectors_p45[8] = 8'h00;
+    vectors_p45[9] = 8'h00;
+    vectors_p45[10] = 8'h00;
+    vectors_p45[11] = 8'h00;
+    vectors_p45[12] = 8'h00;
+    vectors_p45[13] = 8'h00;
+    vectors_p45[14] = 8'h00;
+    vectors_p45[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$233 )
+      vectors_p45[\port__addr$230 ] <= port__data;
+  end
+  reg [7:0] _40_;
+  always @(posedge clk) begin
+    _40_ <= vectors_p45[\port__addr$491 ];
+  end
+  assign \port__data$642  = _40_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p46 [15:0];
+  initial begin
+    vectors_p46[0] = 8'h00;
+    vectors_p46[1] = 8'h00;
+    vectors_p46[2] = 8'h00;
+    vectors_p46[3] = 8'h00;
+    vectors_p46[4] = 8'h00;
+    vectors_p46[5] = 8'h00;
+    vectors_p46[6] = 8'h00;
+    vectors_p46[7] = 8'h00;
+    vectors_p46[8] = 8'h00;
+    vectors_p46[9] = 8'h00;
+    vectors_p46[10] = 8'h00;
+    vectors_p46[11] = 8'h00;
+    vectors_p46[12] = 8'h00;
+    vectors_p46[13] = 8'h00;
+    vectors_p46[14] = 8'h00;
+    vectors_p46[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$238 )
+      vectors_p46[\port__addr$235 ] <= port__data;
+  end
+  reg [7:0] _41_;
+  always @(posedge clk) begin
+    _41_ <= vectors_p46[\port__addr$494 ];
+  end
+  assign \port__data$643  = _41_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p47 [15:0];
+  initial begin
+    vectors_p47[0] = 8'h00;
+    vectors_p47[1] = 8'h00;
+    vectors_p47[2] = 8'h00;
+    vectors_p47[3] = 8'h00;
+    vectors_p47[4] = 8'h00;
+    vectors_p47[5] = 8'h00;
+    vectors_p47[6] = 8'h00;
+    vectors_p47[7] = 8'h00;
+    vectors_p47[8] = 8'h00;
+    vectors_p47[9] = 8'h00;
+    vectors_p47[10] = 8'h00;
+    vectors_p47[11] = 8'h00;
+    vectors_p47[12] = 8'h00;
+    vectors_p47[13] = 8'h00;
+    vectors_p47[14] = 8'h00;
+    vectors_p47[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$243 )
+      vectors_p47[\port__addr$240 ] <= port__data;
+  end
+  reg [7:0] _42_;
+  always @(posedge clk) begin
+    _42_ <= vectors_p47[\port__addr$497 ];
+  end
+  assign \port__data$644  = _42_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p48 [15:0];
+  initial begin
+    vectors_p48[0] = 8'h00;
+    vectors_p48[1] = 8'h00;
+    vectors_p48[2] = 8'h00;
+    vectors_p48[3] = 8'h00;
+    vectors_p48[4] = 8'h00;
+    vectors_p48[5] = 8'h00;
+    vectors_p48[6] = 8'h00;
+    vectors_p48[7] = 8'h00;
+    vectors_p48[8] = 8'h00;
+    vectors_p48[9] = 8'h00;
+    vectors_p48[10] = 8'h00;
+    vectors_p48[11] = 8'h00;
+    vectors_p48[12] = 8'h00;
+    vectors_p48[13] = 8'h00;
+    vectors_p48[14] = 8'h00;
+    vectors_p48[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$248 )
+      vectors_p48[\port__addr$245 ] <= port__data;
+  end
+  reg [7:0] _43_;
+  always @(posedge clk) begin
+    _43_ <= vectors_p48[\port__addr$500 ];
+  end
+  assign \port__data$645  = _43_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p49 [15:0];
+  initial begin
+    vectors_p49[0] = 8'h00;
+    vectors_p49[1] = 8'h00;
+    vectors_p49[2] = 8'h00;
+    vectors_p49[3] = 8'h00;
+    vectors_p49[4] = 8'h00;
+    vectors_p49[5] = 8'h00;
+    vectors_p49[6] = 8'h00;
+    vectors_p49[7] = 8'h00;
+    vectors_p49[8] = 8'h00;
+    vectors_p49[9] = 8'h00;
+    vectors_p49[10] = 8'h00;
+    vectors_p49[11] = 8'h00;
+    vectors_p49[12] = 8'h00;
+    vectors_p49[13] = 8'h00;
+    vectors_p49[14] = 8'h00;
+    vectors_p49[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$253 )
+      vectors_p49[\port__addr$250 ] <= port__data;
+  end
+  reg [7:0] _44_;
+  always @(posedge clk) begin
+    _44_ <= vectors_p49[\port__addr$503 ];
+  end
+  assign \port__data$646  = _44_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p5 [15:0];
+  initial begin
+    vectors_p5[0] = 8'h00;
+    vectors_p5[1] = 8'h00;
+    vectors_p5[2] = 8'h00;
+    vectors_p5[3] = 8'h00;
+    vectors_p5[4] = 8'h00;
+    vectors_p5[5] = 8'h00;
+    vectors_p5[6] = 8'h00;
+    vectors_p5[7] = 8'h00;
+    vectors_p5[8] = 8'h00;
+    vectors_p5[9] = 8'h00;
+    vectors_p5[10] = 8'h00;
+    vectors_p5[11] = 8'h00;
+    vectors_p5[12] = 8'h00;
+    vectors_p5[13] = 8'h00;
+    vectors_p5[14] = 8'h00;
+    vectors_p5[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$33 )
+      vectors_p5[\port__addr$30 ] <= port__data;
+  end
+  reg [7:0] _45_;
+  always @(posedge clk) begin
+    _45_ <= vectors_p5[\port__addr$371 ];
+  end
+  assign \port__data$602  = _45_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p50 [15:0];
+  initial begin
+    vectors_p50[0] = 8'h00;
+    vectors_p50[1] = 8'h00;
+    vectors_p50[2] = 8'h00;
+    vectors_p50[3] = 8'h00;
+    vectors_p50[4] = 8'h00;
+    vectors_p50[5] = 8'h00;
+    vectors_p50[6] = 8'h00;
+    vectors_p50[7] = 8'h00;
+    vectors_p50[8] = 8'h00;
+    vectors_p50[9] = 8'h00;
+    vectors_p50[10] = 8'h00;
+    vectors_p50[11] = 8'h00;
+    vectors_p50[12] = 8'h00;
+    vectors_p50[13] = 8'h00;
+    vectors_p50[14] = 8'h00;
+    vectors_p50[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$258 )
+      vectors_p50[\port__addr$255 ] <= port__data;
+  end
+  reg [7:0] _46_;
+  always @(posedge clk) begin
+    _46_ <= vectors_p50[\port__addr$506 ];
+  end
+  assign \port__data$647  = _46_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p51 [15:0];
+  initial begin
+    vectors_p51[0] = 8'h00;
+    vectors_p51[1] = 8'h00;
+    vectors_p51[2] = 8'h00;
+    vectors_p51[3] = 8'h00;
+    vectors_p51[4] = 8'h00;
+    vectors_p51[5] = 8'h00;
+    vectors_p51[6] = 8'h00;
+    vectors_p51[7] = 8'h00;
+    vectors_p51[8] = 8'h00;
+    vectors_p51[9] = 8'h00;
+    vectors_p51[10] = 8'h00;
+    vectors_p51[11] = 8'h00;
+    vectors_p51[12] = 8'h00;
+    vectors_p51[13] = 8'h00;
+    vectors_p51[14] = 8'h00;
+    vectors_p51[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$263 )
+      vectors_p51[\port__addr$260 ] <= port__data;
+  end
+  reg [7:0] _47_;
+  always @(posedge clk) begin
+    _47_ <= vectors_p51[\port__addr$509 ];
+  end
+  assign \port__data$648  = _47_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p52 [15:0];
+  initial begin
+    vectors_p52[0] = 8'h00;
+    vectors_p52[1] = 8'h00;
+    vectors_p52[2] = 8'h00;
+    vectors_p52[3] = 8'h00;
+    vectors_p52[4] = 8'h00;
+    vectors_p52[5] = 8'h00;
+    vectors_p52[6] = 8'h00;
+    vectors_p52[7] = 8'h00;
+    vectors_p52[8] = 8'h00;
+    vectors_p52[9] = 8'h00;
+    vectors_p52[10] = 8'h00;
+    vectors_p52[11] = 8'h00;
+    vectors_p52[12] = 8'h00;
+    vectors_p52[13] = 8'h00;
+    vectors_p52[14] = 8'h00;
+    vectors_p52[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$268 )
+      vectors_p52[\port__addr$265 ] <= port__data;
+  end
+  reg [7:0] _48_;
+  always @(posedge clk) begin
+    _48_ <= vectors_p52[\port__addr$512 ];
+  end
+  assign \port__data$649  = _48_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p53 [15:0];
+  initial begin
+    vectors_p53[0] = 8'h00;
+    vectors_p53[1] = 8'h00;
+    vectors_p53[2] = 8'h00;
+    vectors_p53[3] = 8'h00;
+    vectors_p53[4] = 8'h00;
+    vectors_p53[5] = 8'h00;
+    vectors_p53[6] = 8'h00;
+    vectors_p53[7] = 8'h00;
+    vectors_p53[8] = 8'h00;
+    vectors_p53[9] = 8'h00;
+    vectors_p53[10] = 8'h00;
+    vectors_p53[11] = 8'h00;
+    vectors_p53[12] = 8'h00;
+    vectors_p53[13] = 8'h00;
+    vectors_p53[14] = 8'h00;
+    vectors_p53[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$273 )
+      vectors_p53[\port__addr$270 ] <= port__data;
+  end
+  reg [7:0] _49_;
+  always @(posedge clk) begin
+    _49_ <= vectors_p53[\port__addr$515 ];
+  end
+  assign \port__data$650  = _49_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p54 [15:0];
+  initial begin
+    vectors_p54[0] = 8'h00;
+    vectors_p54[1] = 8'h00;
+    vectors_p54[2] = 8'h00;
+    vectors_p54[3] = 8'h00;
+    vectors_p54[4] = 8'h00;
+    vectors_p54[5] = 8'h00;
+    vectors_p54[6] = 8'h00;
+    vectors_p54[7] = 8'h00;
+    vectors_p54[8] = 8'h00;
+    vectors_p54[9] = 8'h00;
+    vectors_p54[10] = 8'h00;
+    vectors_p54[11] = 8'h00;
+    vectors_p54[12] = 8'h00;
+    vectors_p54[13] = 8'h00;
+    vectors_p54[14] = 8'h00;
+    vectors_p54[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$278 )
+      vectors_p54[\port__addr$275 ] <= port__data;
+  end
+  reg [7:0] _50_;
+  always @(posedge clk) begin
+    _50_ <= vectors_p54[\port__addr$518 ];
+  end
+  assign \port__data$651  = _50_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p55 [15:0];
+  initial begin
+    vectors_p55[0] = 8'h00;
+    vectors_p55[1] = 8'h00;
+    vectors_p55[2] = 8'h00;
+    vectors_p55[3] = 8'h00;
+    vectors_p55[4] = 8'h00;
+    vectors_p55[5] = 8'h00;
+    vectors_p55[6] = 8'h00;
+    vectors_p55[7] = 8'h00;
+    vectors_p55[8] = 8'h00;
+    vectors_p55[9] = 8'h00;
+    vectors_p55[10] = 8'h00;
+    vectors_p55[11] = 8'h00;
+    vectors_p55[12] = 8'h00;
+    vectors_p55[13] = 8'h00;
+    vectors_p55[14] = 8'h00;
+    vectors_p55[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$283 )
+      vectors_p55[\port__addr$280 ] <= port__data;
+  end
+  reg [7:0] _51_;
+  always @(posedge clk) begin
+    _51_ <= vectors_p55[\port__addr$521 ];
+  end
+  assign \port__data$652  = _51_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p56 [15:0];
+  initial begin
+    vectors_p56[0] = 8'h00;
+    vectors_p56[1] = 8'h00;
+    vectors_p56[2] = 8'h00;
+    vectors_p56[3] = 8'h00;
+    vectors_p56[4] = 8'h00;
+    vectors_p56[5] = 8'h00;
+    vectors_p56[6] = 8'h00;
+    vectors_p56[7] = 8'h00;
+    vectors_p56[8] = 8'h00;
+    vectors_p56[9] = 8'h00;
+    vectors_p56[10] = 8'h00;
+    vectors_p56[11] = 8'h00;
+    vectors_p56[12] = 8'h00;
+    vectors_p56[13] = 8'h00;
+    vectors_p56[14] = 8'h00;
+    vectors_p56[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$288 )
+      vectors_p56[\port__addr$285 ] <= port__data;
+  end
+  reg [7:0] _52_;
+  always @(posedge clk) begin
+    _52_ <= vectors_p56[\port__addr$524 ];
+  end
+  assign \port__data$653  = _52_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p57 [15:0];
+  initial begin
+    vectors_p57[0] = 8'h00;
+    vectors_p57[1] = 8'h00;
+    vectors_p57[2] = 8'h00;
+    vectors_p57[3] = 8'h00;
+    vectors_p57[4] = 8'h00;
+    vectors_p57[5] = 8'h00;
+    vectors_p57[6] = 8'h00;
+    vectors_p57[7] = 8'h00;
+    vectors_p57[8] = 8'h00;
+    vectors_p57[9] = 8'h00;
+    vectors_p57[10] = 8'h00;
+    vectors_p57[11] = 8'h00;
+    vectors_p57[12] = 8'h00;
+    vectors_p57[13] = 8'h00;
+    vectors_p57[14] = 8'h00;
+    vectors_p57[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$293 )
+      vectors_p57[\port__addr$290 ] <= port__data;
+  end
+  reg [7:0] _53_;
+  always @(posedge clk) begin
+    _53_ <= vectors_p57[\port__addr$527 ];
+  end
+  assign \port__data$654  = _53_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p58 [15:0];
+  initial begin
+    vectors_p58[0] = 8'h00;
+    vectors_p58[1] = 8'h00;
+    vectors_p58[2] = 8'h00;
+    vectors_p58[3] = 8'h00;
+    vectors_p58[4] = 8'h00;
+    vectors_p58[5] = 8'h00;
+    vectors_p58[6] = 8'h00;
+    vectors_p58[7] = 8'h00;
+    vectors_p58[8] = 8'h00;
+    vectors_p58[9] = 8'h00;
+    vectors_p58[10] = 8'h00;
+    vectors_p58[11] = 8'h00;
+    vectors_p58[12] = 8'h00;
+    vectors_p58[13] = 8'h00;
+    vectors_p58[14] = 8'h00;
+    vectors_p58[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$298 )
+      vectors_p58[\port__addr$295 ] <= port__data;
+  end
+  reg [7:0] _54_;
+  always @(posedge clk) begin
+    _54_ <= vectors_p58[\port__addr$530 ];
+  end
+  assign \port__data$655  = _54_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p59 [15:0];
+  initial begin
+    vectors_p59[0] = 8'h00;
+    vectors_p59[1] = 8'h00;
+    vectors_p59[2] = 8'h00;
+    vectors_p59[3] = 8'h00;
+    vectors_p59[4] = 8'h00;
+    vectors_p59[5] = 8'h00;
+    vectors_p59[6] = 8'h00;
+    vectors_p59[7] = 8'h00;
+    vectors_p59[8] = 8'h00;
+    vectors_p59[9] = 8'h00;
+    vectors_p59[10] = 8'h00;
+    vectors_p59[11] = 8'h00;
+    vectors_p59[12] = 8'h00;
+    vectors_p59[13] = 8'h00;
+    vectors_p59[14] = 8'h00;
+    vectors_p59[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$303 )
+      vectors_p59[\port__addr$300 ] <= port__data;
+  end
+  reg [7:0] _55_;
+  always @(posedge clk) begin
+    _55_ <= vectors_p59[\port__addr$533 ];
+  end
+  assign \port__data$656  = _55_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p6 [15:0];
+  initial begin
+    vectors_p6[0] = 8'h00;
+    vectors_p6[1] = 8'h00;
+    vectors_p6[2] = 8'h00;
+    vectors_p6[3] = 8'h00;
+    vectors_p6[4] = 8'h00;
+    vectors_p6[5] = 8'h00;
+    vectors_p6[6] = 8'h00;
+    vectors_p6[7] = 8'h00;
+    vectors_p6[8] = 8'h00;
+    vectors_p6[9] = 8'h00;
+    vectors_p6[10] = 8'h00;
+    vectors_p6[11] = 8'h00;
+    vectors_p6[12] = 8'h00;
+    vectors_p6[13] = 8'h00;
+    vectors_p6[14] = 8'h00;
+    vectors_p6[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$38 )
+      vectors_p6[\port__addr$35 ] <= port__data;
+  end
+  reg [7:0] _56_;
+  always @(posedge clk) begin
+    _56_ <= vectors_p6[\port__addr$374 ];
+  end
+  assign \port__data$603  = _56_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p60 [15:0];
+  initial begin
+    vectors_p60[0] = 8'h00;
+    vectors_p60[1] = 8'h00;
+    vectors_p60[2] = 8'h00;
+    vectors_p60[3] = 8'h00;
+    vectors_p60[4] = 8'h00;
+    vectors_p60[5] = 8'h00;
+    vectors_p60[6] = 8'h00;
+    vectors_p60[7] = 8'h00;
+    vectors_p60[8] = 8'h00;
+    vectors_p60[9] = 8'h00;
+    vectors_p60[10] = 8'h00;
+    vectors_p60[11] = 8'h00;
+    vectors_p60[12] = 8'h00;
+    vectors_p60[13] = 8'h00;
+    vectors_p60[14] = 8'h00;
+    vectors_p60[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$308 )
+      vectors_p60[\port__addr$305 ] <= port__data;
+  end
+  reg [7:0] _57_;
+  always @(posedge clk) begin
+    _57_ <= vectors_p60[\port__addr$536 ];
+  end
+  assign \port__data$657  = _57_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p61 [15:0];
+  initial begin
+    vectors_p61[0] = 8'h00;
+    vectors_p61[1] = 8'h00;
+    vectors_p61[2] = 8'h00;
+    vectors_p61[3] = 8'h00;
+    vectors_p61[4] = 8'h00;
+    vectors_p61[5] = 8'h00;
+    vectors_p61[6] = 8'h00;
+    vectors_p61[7] = 8'h00;
+    vectors_p61[8] = 8'h00;
+    vectors_p61[9] = 8'h00;
+    vectors_p61[10] = 8'h00;
+    vectors_p61[11] = 8'h00;
+    vectors_p61[12] = 8'h00;
+    vectors_p61[13] = 8'h00;
+    vectors_p61[14] = 8'h00;
+    vectors_p61[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$313 )
+      vectors_p61[\port__addr$310 ] <= port__data;
+  end
+  reg [7:0] _58_;
+  always @(posedge clk) begin
+    _58_ <= vectors_p61[\port__addr$539 ];
+  end
+  assign \port__data$658  = _58_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p62 [15:0];
+  initial begin
+    vectors_p62[0] = 8'h00;
+    vectors_p62[1] = 8'h00;
+    vectors_p62[2] = 8'h00;
+    vectors_p62[3] = 8'h00;
+    vectors_p62[4] = 8'h00;
+    vectors_p62[5] = 8'h00;
+    vectors_p62[6] = 8'h00;
+    vectors_p62[7] = 8'h00;
+    vectors_p62[8] = 8'h00;
+    vectors_p62[9] = 8'h00;
+    vectors_p62[10] = 8'h00;
+    vectors_p62[11] = 8'h00;
+    vectors_p62[12] = 8'h00;
+    vectors_p62[13] = 8'h00;
+    vectors_p62[14] = 8'h00;
+    vectors_p62[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$318 )
+      vectors_p62[\port__addr$315 ] <= port__data;
+  end
+  reg [7:0] _59_;
+  always @(posedge clk) begin
+    _59_ <= vectors_p62[\port__addr$542 ];
+  end
+  assign \port__data$659  = _59_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p63 [15:0];
+  initial begin
+    vectors_p63[0] = 8'h00;
+    vectors_p63[1] = 8'h00;
+    vectors_p63[2] = 8'h00;
+    vectors_p63[3] = 8'h00;
+    vectors_p63[4] = 8'h00;
+    vectors_p63[5] = 8'h00;
+    vectors_p63[6] = 8'h00;
+    vectors_p63[7] = 8'h00;
+    vectors_p63[8] = 8'h00;
+    vectors_p63[9] = 8'h00;
+    vectors_p63[10] = 8'h00;
+    vectors_p63[11] = 8'h00;
+    vectors_p63[12] = 8'h00;
+    vectors_p63[13] = 8'h00;
+    vectors_p63[14] = 8'h00;
+    vectors_p63[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$323 )
+      vectors_p63[\port__addr$320 ] <= port__data;
+  end
+  reg [7:0] _60_;
+  always @(posedge clk) begin
+    _60_ <= vectors_p63[\port__addr$545 ];
+  end
+  assign \port__data$660  = _60_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p7 [15:0];
+  initial begin
+    vectors_p7[0] = 8'h00;
+    vectors_p7[1] = 8'h00;
+    vectors_p7[2] = 8'h00;
+    vectors_p7[3] = 8'h00;
+    vectors_p7[4] = 8'h00;
+    vectors_p7[5] = 8'h00;
+    vectors_p7[6] = 8'h00;
+    vectors_p7[7] = 8'h00;
+    vectors_p7[8] = 8'h00;
+    vectors_p7[9] = 8'h00;
+    vectors_p7[10] = 8'h00;
+    vectors_p7[11] = 8'h00;
+    vectors_p7[12] = 8'h00;
+    vectors_p7[13] = 8'h00;
+    vectors_p7[14] = 8'h00;
+    vectors_p7[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$43 )
+      vectors_p7[\port__addr$40 ] <= port__data;
+  end
+  reg [7:0] _61_;
+  always @(posedge clk) begin
+    _61_ <= vectors_p7[\port__addr$377 ];
+  end
+  assign \port__data$604  = _61_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p8 [15:0];
+  initial begin
+    vectors_p8[0] = 8'h00;
+    vectors_p8[1] = 8'h00;
+    vectors_p8[2] = 8'h00;
+    vectors_p8[3] = 8'h00;
+    vectors_p8[4] = 8'h00;
+    vectors_p8[5] = 8'h00;
+    vectors_p8[6] = 8'h00;
+    vectors_p8[7] = 8'h00;
+    vectors_p8[8] = 8'h00;
+    vectors_p8[9] = 8'h00;
+    vectors_p8[10] = 8'h00;
+    vectors_p8[11] = 8'h00;
+    vectors_p8[12] = 8'h00;
+    vectors_p8[13] = 8'h00;
+    vectors_p8[14] = 8'h00;
+    vectors_p8[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$48 )
+      vectors_p8[\port__addr$45 ] <= port__data;
+  end
+  reg [7:0] _62_;
+  always @(posedge clk) begin
+    _62_ <= vectors_p8[\port__addr$380 ];
+  end
+  assign \port__data$605  = _62_;
+  (* ram_style = "distributed" *)
+  reg [7:0] vectors_p9 [15:0];
+  initial begin
+    vectors_p9[0] = 8'h00;
+    vectors_p9[1] = 8'h00;
+    vectors_p9[2] = 8'h00;
+    vectors_p9[3] = 8'h00;
+    vectors_p9[4] = 8'h00;
+    vectors_p9[5] = 8'h00;
+    vectors_p9[6] = 8'h00;
+    vectors_p9[7] = 8'h00;
+    vectors_p9[8] = 8'h00;
+    vectors_p9[9] = 8'h00;
+    vectors_p9[10] = 8'h00;
+    vectors_p9[11] = 8'h00;
+    vectors_p9[12] = 8'h00;
+    vectors_p9[13] = 8'h00;
+    vectors_p9[14] = 8'h00;
+    vectors_p9[15] = 8'h00;
+  end
+  always @(posedge clk) begin
+    if (\port__en$53 )
+      vectors_p9[\port__addr$50 ] <= port__data;
+  end
+  reg [7:0] _63_;
+  always @(posedge clk) begin
+    _63_ <= vectors_p9[\port__addr$383 ];
+  end
+  assign \port__data$606  = _63_;
+  assign \$282  = \$2 [9:4] == 5'h19;
+  assign \$283  = ~ rst_fc2;
+  assign \$284  = \$282  & \$283 ;
+  assign \$285  = \$284  ? take : 1'h0;
+  assign \$286  = \$2 [9:4] == 5'h1a;
+  assign \$287  = ~ rst_fc2;
+  assign \$288  = \$286  & \$287 ;
+  assign \$289  = \$288  ? take : 1'h0;
+  assign \$290  = \$2 [9:4] == 5'h1b;
+  assign \$291  = ~ rst_fc2;
+  assign \$292  = \$290  & \$291 ;
+  assign \$293  = \$292  ? take : 1'h0;
+  assign \$294  = \$2 [9:4] == 5'h1c;
+  assign \$295  = ~ rst_fc2;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = \$296  ? take : 1'h0;
+  assign \$298  = \$2 [9:4] == 5'h1d;
+  assign \$299  = ~ rst_fc2;
+  assign \$300  = \$298  & \$299 ;
+  assign \$301  = \$300  ? take : 1'h0;
+  assign \$302  = \$2 [9:4] == 5'h1e;
+  assign \$303  = ~ rst_fc2;
+  assign \$304  = \$302  & \$303 ;
+  assign \$305  = \$304  ? take : 1'h0;
+  assign \$306  = \$2 [9:4] == 5'h1f;
+  assign \$307  = ~ rst_fc2;
+  assign \$308  = \$306  & \$307 ;
+  assign \$309  = \$308  ? take : 1'h0;
+  assign \$310  = \$2 [9:4] == 6'h20;
+  assign \$311  = ~ rst_fc2;
+  assign \$312  = \$310  & \$311 ;
+  assign \$313  = \$312  ? take : 1'h0;
+  assign \$314  = \$2 [9:4] == 6'h21;
+  assign \$315  = ~ rst_fc2;
+  assign \$316  = \$314  & \$315 ;
+  assign \$317  = \$316  ? take : 1'h0;
+  assign \$318  = \$2 [9:4] == 6'h22;
+  assign \$319  = ~ rst_fc2;
+  assign \$320  = \$318  & \$319 ;
+  assign \$321  = \$320  ? take : 1'h0;
+  assign \$322  = \$2 [9:4] == 6'h23;
+  assign \$323  = ~ rst_fc2;
+  assign \$324  = \$322  & \$323 ;
+  assign \$325  = \$324  ? take : 1'h0;
+  assign \$326  = \$2 [9:4] == 6'h24;
+  assign \$327  = ~ rst_fc2;
+  assign \$328  = \$326  & \$327 ;
+  assign \$329  = \$328  ? take : 1'h0;
+  assign \$330  = \$2 [9:4] == 6'h25;
+  assign \$331  = ~ rst_fc2;
+  assign \$332  = \$330  & \$331 ;
+  assign \$333  = \$332  ? take : 1'h0;
+  assign \$334  = \$2 [9:4] == 6'h26;
+  assign \$335  = ~ rst_fc2;
+  assign \$336  = \$334  & \$335 ;
+  assign \$337  = \$336  ? take : 1'h0;
+  assign \$338  = \$2 [9:4] == 6'h27;
+  assign \$339  = ~ rst_fc2;
+  assign \$340  = \$338  & \$339 ;
+  assign \$341  = \$340  ? take : 1'h0;
+  assign \$342  = \$2 [9:4] == 6'h28;
+  assign \$343  = ~ rst_fc2;
+  assign \$344  = \$342  & \$343 ;
+  assign \$345  = \$344  ? take : 1'h0;
+  assign \$346  = \$2 [9:4] == 6'h29;
+  assign \$347  = ~ rst_fc2;
+  assign \$348  = \$346  & \$347 ;
+  assign \$349  = \$348  ? take : 1'h0;
+  assign \$350  = \$2 [9:4] == 6'h2a;
+  assign \$351  = ~ rst_fc2;
+  assign \$352  = \$350  & \$351 ;
+  assign \$353  = \$352  ? take : 1'h0;
+  assign \$354  = \$2 [9:4] == 6'h2b;
+  assign \$355  = ~ rst_fc2;
+  assign \$356  = \$354  & \$355 ;
+  assign \$357  = \$356  ? take : 1'h0;
+  assign \$358  = \$2 [9:4] == 6'h2c;
+  assign \$359  = ~ rst_fc2;
+  assign \$360  = \$358  & \$359 ;
+  assign \$361  = \$360  ? take : 1'h0;
+  assign \$362  = \$2 [9:4] == 6'h2d;
+  assign \$363  = ~ rst_fc2;
+  assign \$364  = \$362  & \$363 ;
+  assign \$365  = \$364  ? take : 1'h0;
+  assign \$366  = \$2 [9:4] == 6'h2e;
+  assign \$367  = ~ rst_fc2;
+  assign \$368  = \$366  & \$367 ;
+  assign \$369  = \$368  ? take : 1'h0;
+  assign \$370  = \$2 [9:4] == 6'h2f;
+  assign \$371  = ~ rst_fc2;
+  assign \$372  = \$370  & \$371 ;
+  assign \$373  = \$372  ? take : 1'h0;
+  assign \$374  = \$2 [9:4] == 6'h30;
+  assign \$375  = ~ rst_fc2;
+  assign \$376  = \$374  & \$375 ;
+  assign \$377  = \$376  ? take : 1'h0;
+  assign \$378  = \$2 [9:4] == 6'h31;
+  assign \$379  = ~ rst_fc2;
+  assign \$380  = \$378  & \$379 ;
+  assign \$381  = \$380  ? take : 1'h0;
+  assign \$382  = \$2 [9:4] == 6'h32;
+  assign \$383  = ~ rst_fc2;
+  assign \$384  = \$382  & \$383 ;
+  assign \$385  = \$384  ? take : 1'h0;
+  assign \$386  = \$2 [9:4] == 6'h33;
+  assign \$387  = ~ rst_fc2;
+  assign \$388  = \$386  & \$387 ;
+  assign \$389  = \$388  ? take : 1'h0;
+  assign \$390  = \$2 [9:4] == 6'h34;
+  assign \$391  = ~ rst_fc2;
+  assign \$392  = \$390  & \$391 ;
+  assign \$393  = \$392  ? take : 1'h0;
+  assign \$394  = \$2 [9:4] == 6'h35;
+  assign \$395  = ~ rst_fc2;
+  assign \$396  = \$394  & \$395 ;
+  assign \$397  = \$396  ? take : 1'h0;
+  assign \$398  = \$2 [9:4] == 6'h36;
+  assign \$399  = ~ rst_fc2;
+  assign \$400  = \$398  & \$399 ;
+  assign \$401  = \$400  ? take : 1'h0;
+  assign \$402  = \$2 [9:4] == 6'h37;
+  assign \$403  = ~ rst_fc2;
+  assign \$404  = \$402  & \$403 ;
+  assign \$405  = \$404  ? take : 1'h0;
+  assign \$406  = \$2 [9:4] == 6'h38;
+  assign \$407  = ~ rst_fc2;
+  assign \$408  = \$406  & \$407 ;
+  assign \$409  = \$408  ? take : 1'h0;
+  assign \$410  = \$2 [9:4] == 6'h39;
+  assign \$411  = ~ rst_fc2;
+  assign \$412  = \$410  & \$411 ;
+  assign \$413  = \$412  ? take : 1'h0;
+  assign \$414  = \$2 [9:4] == 6'h3a;
+  assign \$415  = ~ rst_fc2;
+  assign \$416  = \$414  & \$415 ;
+  assign \$417  = \$416  ? take : 1'h0;
+  assign \$418  = \$2 [9:4] == 6'h3b;
+  assign \$419  = ~ rst_fc2;
+  assign \$420  = \$418  & \$419 ;
+  assign \$421  = \$420  ? take : 1'h0;
+  assign \$422  = \$2 [9:4] == 6'h3c;
+  assign \$423  = ~ rst_fc2;
+  assign \$424  = \$422  & \$423 ;
+  assign \$425  = \$424  ? take : 1'h0;
+  assign \$426  = \$2 [9:4] == 6'h3d;
+  assign \$427  = ~ rst_fc2;
+  assign \$428  = \$426  & \$427 ;
+  assign \$429  = \$428  ? take : 1'h0;
+  assign \$430  = \$2 [9:4] == 6'h3e;
+  assign \$431  = ~ rst_fc2;
+  assign \$432  = \$430  & \$431 ;
+  assign \$433  = \$432  ? take : 1'h0;
+  assign \$434  = \$2 [9:4] == 6'h3f;
+  assign \$435  = ~ rst_fc2;
+  assign \$436  = \$434  & \$435 ;
+  assign \$437  = \$436  ? take : 1'h0;
+  assign \$438  = rst_fc2 | load;
+  assign \$439  = filled ? 1'h1 : w_full;
+  assign \$440  = \$438  ? 1'h0 : \$439 ;
+  assign \$441  = rst_fc2 | load;
+  assign \$442  = filled ? 1'h1 : w_full_issue;
+  assign \$443  = \$441  ? 1'h0 : \$442 ;
+  assign \$444  = step & sn_last;
+  assign \$445  = \$444  ? 1'h0 : active;
+  assign \$446  = load ? 1'h1 : \$445 ;
+  assign \$447  = rst_fc2 ? 1'h0 : \$446 ;
+  assign \$448  = rst_fc2 ? 1'h0 : \$signal ;
+  assign \$450  = rst_fc2 ? 1'h1 : \$449 ;
+  assign \$451  = \$signal  & n_last_next;
+  assign \$452  = rst_fc2 ? 1'h0 : \$451 ;
+  assign \$453  = ph_last | sn_last;
+  assign \$454  = ~ \$453 ;
+  assign \$455  = ph == 5'h12;
+  assign \$456  = \$454  & \$455 ;
+  assign \$457  = step ? \$456  : ph_last;
+  assign \$458  = rst_fc2 ? 1'h0 : \$457 ;
+  always @(posedge clk)
+    port__data <= w_data;
+  always @(posedge clk)
+    w_count <= \$459 ;
+  always @(posedge clk)
+    can_end <= \$460 ;
+  always @(posedge clk)
+    gap_zero <= \$461 ;
+  always @(posedge clk)
+    s_last <= \$462 ;
+  always @(posedge clk)
+    n_last <= \$463 ;
+  always @(posedge clk)
+    sn_last <= \$464 ;
+  always @(posedge clk)
+    ph_last <= \$465 ;
+  always @(posedge clk)
+    ph <= \$466 ;
+  always @(posedge clk)
+    r_addr <= \$467 ;
+  always @(posedge clk)
+    s_idx <= \$468 ;
+  always @(posedge clk)
+    n_idx <= \$469 ;
+  always @(posedge clk)
+    active <= \$470 ;
+  always @(posedge clk)
+    r_base <= \$471 ;
+  always @(posedge clk)
+    w_half <= \$472 ;
+  always @(posedge clk)
+    col <= \$473 ;
+  always @(posedge clk)
+    row_ph0 <= \$474 ;
+  always @(posedge clk)
+    off1_0 <= \$475 ;
+  always @(posedge clk)
+    \$signal$590  <= \$476 ;
+  always @(posedge clk)
+    \$signal$591  <= \$477 ;
+  always @(posedge clk)
+    last1 <= \$478 ;
+  always @(posedge clk)
+    i <= \o__payload$593 ;
+  always @(posedge clk)
+    r_addr_q <= \$479 ;
+  always @(posedge clk)
+    xdata_d1 <= \$130 ;
+  always @(posedge clk)
+    w0_0 <= \$149 ;
+  always @(posedge clk)
+    m0_0_0 <= p0_0_0;
+  always @(posedge clk)
+    t0_0_l0_0 <= m0_0_0[7:0];
+  always @(posedge clk)
+    xsum_l0_0 <= xdata_d1;
+  always @(posedge clk)
+    xsum_q_d1 <= xsum_l0_0;
+  always @(posedge clk)
+    v2_d1 <= \$480 ;
+  always @(posedge clk)
+    v2_d2 <= \$481 ;
+  always @(posedge clk)
+    v2_d3 <= \$482 ;
+  always @(posedge clk)
+    last2_d1 <= \$483 ;
+  always @(posedge clk)
+    last2_d2 <= \$484 ;
+  always @(posedge clk)
+    last2_d3 <= \$485 ;
+  always @(posedge clk)
+    v2p_d1 <= \$486 ;
+  always @(posedge clk)
+    v2p_d2 <= \$487 ;
+  always @(posedge clk)
+    first2p_d1 <= \$488 ;
+  always @(posedge clk)
+    first2p_d2 <= \$489 ;
+  always @(posedge clk)
+    last2p_d1 <= \$490 ;
+  always @(posedge clk)
+    last2p_d2 <= \$491 ;
+  always @(posedge clk)
+    xacc <= \$492 ;
+  always @(posedge clk)
+    xfin <= \$493 ;
+  always @(posedge clk)
+    done <= \$494 ;
+  always @(posedge clk)
+    acc0_0 <= \$495 ;
+  always @(posedge clk)
+    fin0_0 <= \$496 ;
+  always @(posedge clk)
+    bank0_0 <= \$497 ;
+  always @(posedge clk)
+    ser_left <= \$498 ;
+  always @(posedge clk)
+    addr <= \$499 ;
+  always @(posedge clk)
+    \$signal$686  <= \$500 ;
+  always @(posedge clk)
+    ka <= \$501 ;
+  always @(posedge clk)
+    b <= bank0_0;
+  always @(posedge clk)
+    vb <= \$502 ;
+  always @(posedge clk)
+    rq0_beta_b <= data[39:19];
+  always @(posedge clk)
+    rq0_beta <= \$169 ;
+  always @(posedge clk)
+    rq0_acc_s1_0 <= \$172 ;
+  always @(posedge clk)
+    rq0_acc_s1_1 <= rq0_beta;
+  always @(posedge clk)
+    rq0_acc_s2_0 <= \$173 [35:0];
+  always @(posedge clk)
+    rq0_shifted <= \$174 [19:0];
+  always @(posedge clk)
+    rq0_under <= \$176 ;
+  always @(posedge clk)
+    rq0_over <= \$178 ;
+  always @(posedge clk)
+    v_out_d1 <= \$503 ;
+  always @(posedge clk)
+    v_out_d2 <= \$504 ;
+  always @(posedge clk)
+    v_out_d3 <= \$505 ;
+  always @(posedge clk)
+    \w_en$575  <= \$506 ;
+  always @(posedge clk)
+    skipped_d1 <= \$507 ;
+  always @(posedge clk)
+    skipped_d2 <= \$508 ;
+  always @(posedge clk)
+    skipped_d3 <= \$509 ;
+  always @(posedge clk)
+    skipped_d4 <= \$510 ;
+  always @(posedge clk)
+    skipped_d5 <= \$511 ;
+  always @(posedge clk)
+    group_ended_d1 <= \$512 ;
+  always @(posedge clk)
+    credits_returned <= \$513 ;
+  always @(posedge clk)
+    credits_space <= \$514 ;
+  always @(posedge clk)
+    credits_room <= \$515 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 10'h200;
@@ -29177,222 +28064,217 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   assign \$65  = row_ph0 + col;
   assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
   assign \$67  = ! s_idx;
-  assign \$68  = off1_0[0] ? o[19] : o[18];
-  assign \$69  = off1_0[0] ? o[17] : o[16];
-  assign \$70  = off1_0[1] ? \$68  : \$69 ;
-  assign \$71  = off1_0[0] ? o[15] : o[14];
-  assign \$72  = off1_0[0] ? o[13] : o[12];
-  assign \$73  = off1_0[1] ? \$71  : \$72 ;
-  assign \$74  = off1_0[0] ? o[11] : o[10];
-  assign \$75  = off1_0[0] ? o[9] : o[8];
-  assign \$76  = off1_0[1] ? \$74  : \$75 ;
-  assign \$77  = off1_0[2] ? \$73  : \$76 ;
-  assign \$78  = off1_0[0] ? o[7] : o[6];
-  assign \$79  = off1_0[0] ? o[5] : o[4];
-  assign \$80  = off1_0[1] ? \$78  : \$79 ;
-  assign \$81  = off1_0[0] ? o[3] : o[2];
-  assign \$82  = off1_0[0] ? o[1] : o[0];
-  assign \$83  = off1_0[1] ? \$81  : \$82 ;
-  assign \$84  = off1_0[2] ? \$80  : \$83 ;
-  assign \$85  = off1_0[3] ? \$77  : \$84 ;
-  assign \$86  = off1_0[4] ? \$70  : \$85 ;
-  assign \$87  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$88  = \$87  + xsum_q_d1;
-  assign \$89  = flags_x[0] & flags_x[2];
-  assign \$90  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$91  = \$90  + xsum_q_d1;
-  assign \$92  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$93  = \$92  + t0_0_l0_0;
-  assign \$94  = flags_0[0] & flags_0[2];
-  assign \$95  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$96  = \$95  + t0_0_l0_0;
-  assign \$98  = \$97  - xfin;
-  assign \$99  = ser_left - 1'h1;
-  assign \$100  = addr == 4'h9;
-  assign \$101  = addr + 1'h1;
-  assign \$102  = \$100  ? 5'h00 : \$101 ;
-  assign \$106  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$109  = $signed(\$107 ) + $signed(\$108 );
-  assign \$110  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$113  = $signed(\$112 ) < $signed(16'h8000);
-  assign \$115  = $signed(\$114 ) > $signed(16'h7fff);
-  assign \$116  = step & s_last;
-  assign \$117  = o__valid & \o__ready$66 ;
-  assign \$118  = \$117  + skipped_d5;
-  assign \$119  = ~ rst_fc2;
-  assign \$121  = rst_fc2 ? 1'h0 : take;
-  assign \$122  = rst_fc2 | load;
-  assign \$123  = filled ? 1'h1 : w_full;
-  assign \$124  = \$122  ? 1'h0 : \$123 ;
-  assign \$125  = rst_fc2 | load;
-  assign \$126  = filled ? 1'h1 : w_full_issue;
-  assign \$127  = \$125  ? 1'h0 : \$126 ;
-  assign \$128  = step & sn_last;
-  assign \$129  = \$128  ? 1'h0 : active;
-  assign \$130  = load ? 1'h1 : \$129 ;
-  assign \$131  = rst_fc2 ? 1'h0 : \$130 ;
-  assign \$132  = rst_fc2 ? 1'h0 : \$signal ;
-  assign \$134  = rst_fc2 ? 1'h1 : \$133 ;
-  assign \$135  = \$signal  & n_last_next;
-  assign \$136  = rst_fc2 ? 1'h0 : \$135 ;
-  assign \$137  = ph_last | sn_last;
-  assign \$138  = ~ \$137 ;
-  assign \$139  = ph == 5'h12;
-  assign \$140  = \$138  & \$139 ;
-  assign \$141  = step ? \$140  : ph_last;
-  assign \$142  = rst_fc2 ? 1'h0 : \$141 ;
-  always @(posedge clk)
-    port__data <= w_data;
-  always @(posedge clk)
-    w_count <= \$143 ;
-  always @(posedge clk)
-    can_end <= \$144 ;
-  always @(posedge clk)
-    gap_zero <= \$145 ;
-  always @(posedge clk)
-    s_last <= \$146 ;
-  always @(posedge clk)
-    n_last <= \$147 ;
-  always @(posedge clk)
-    sn_last <= \$148 ;
-  always @(posedge clk)
-    ph_last <= \$149 ;
-  always @(posedge clk)
-    ph <= \$150 ;
-  always @(posedge clk)
-    r_addr <= \$151 ;
-  always @(posedge clk)
-    s_idx <= \$152 ;
-  always @(posedge clk)
-    n_idx <= \$153 ;
-  always @(posedge clk)
-    active <= \$154 ;
-  always @(posedge clk)
-    r_base <= \$155 ;
-  always @(posedge clk)
-    w_half <= \$156 ;
-  always @(posedge clk)
-    col <= \$157 ;
-  always @(posedge clk)
-    row_ph0 <= \$158 ;
-  always @(posedge clk)
-    off1_0 <= \$159 ;
-  always @(posedge clk)
-    \$signal$86  <= \$160 ;
-  always @(posedge clk)
-    \$signal$87  <= \$161 ;
-  always @(posedge clk)
-    last1 <= \$162 ;
-  always @(posedge clk)
-    i <= \o__payload$89 ;
-  always @(posedge clk)
-    xdata_d1 <= \port__data$91 ;
-  always @(posedge clk)
-    w0_0 <= \$86 ;
-  always @(posedge clk)
-    m0_0_0 <= p0_0_0;
-  always @(posedge clk)
-    t0_0_l0_0 <= m0_0_0[7:0];
-  always @(posedge clk)
-    xsum_l0_0 <= xdata_d1;
-  always @(posedge clk)
-    xsum_q_d1 <= xsum_l0_0;
-  always @(posedge clk)
-    v2_d1 <= \$163 ;
-  always @(posedge clk)
-    v2_d2 <= \$164 ;
-  always @(posedge clk)
-    v2_d3 <= \$165 ;
-  always @(posedge clk)
-    last2_d1 <= \$166 ;
-  always @(posedge clk)
-    last2_d2 <= \$167 ;
-  always @(posedge clk)
-    last2_d3 <= \$168 ;
-  always @(posedge clk)
-    v2p_d1 <= \$169 ;
-  always @(posedge clk)
-    v2p_d2 <= \$170 ;
-  always @(posedge clk)
-    first2p_d1 <= \$171 ;
-  always @(posedge clk)
-    first2p_d2 <= \$172 ;
-  always @(posedge clk)
-    last2p_d1 <= \$173 ;
-  always @(posedge clk)
-    last2p_d2 <= \$174 ;
-  always @(posedge clk)
-    xacc <= \$175 ;
-  always @(posedge clk)
-    xfin <= \$176 ;
-  always @(posedge clk)
-    done <= \$177 ;
-  always @(posedge clk)
-    acc0_0 <= \$178 ;
-  always @(posedge clk)
-    fin0_0 <= \$179 ;
-  always @(posedge clk)
-    bank0_0 <= \$180 ;
-  always @(posedge clk)
-    ser_left <= \$181 ;
-  always @(posedge clk)
-    addr <= \$182 ;
-  always @(posedge clk)
-    \$signal$117  <= \$183 ;
-  always @(posedge clk)
-    ka <= \$184 ;
-  always @(posedge clk)
-    b <= bank0_0;
-  always @(posedge clk)
-    vb <= \$185 ;
-  always @(posedge clk)
-    rq0_beta_b <= data[39:19];
-  always @(posedge clk)
-    rq0_beta <= \$106 ;
-  always @(posedge clk)
-    rq0_acc_s1_0 <= \$109 ;
-  always @(posedge clk)
-    rq0_acc_s1_1 <= rq0_beta;
-  always @(posedge clk)
-    rq0_acc_s2_0 <= \$110 [35:0];
-  always @(posedge clk)
-    rq0_shifted <= \$111 [19:0];
-  always @(posedge clk)
-    rq0_under <= \$113 ;
-  always @(posedge clk)
-    rq0_over <= \$115 ;
-  always @(posedge clk)
-    v_out_d1 <= \$186 ;
-  always @(posedge clk)
-    v_out_d2 <= \$187 ;
-  always @(posedge clk)
-    v_out_d3 <= \$188 ;
-  always @(posedge clk)
-    \w_en$71  <= \$189 ;
-  always @(posedge clk)
-    skipped_d1 <= \$190 ;
-  always @(posedge clk)
-    skipped_d2 <= \$191 ;
-  always @(posedge clk)
-    skipped_d3 <= \$192 ;
-  always @(posedge clk)
-    skipped_d4 <= \$193 ;
-  always @(posedge clk)
-    skipped_d5 <= \$194 ;
-  always @(posedge clk)
-    group_ended_d1 <= \$195 ;
-  always @(posedge clk)
-    credits_returned <= \$196 ;
-  always @(posedge clk)
-    credits_space <= \$197 ;
-  always @(posedge clk)
-    credits_room <= \$198 ;
+  assign \$68  = r_page_b0[0] ? \port__data$660  : \port__data$659 ;
+  assign \$69  = r_page_b0[0] ? \port__data$658  : \port__data$657 ;
+  assign \$70  = r_page_b0[1] ? \$68  : \$69 ;
+  assign \$71  = r_page_b0[0] ? \port__data$656  : \port__data$655 ;
+  assign \$72  = r_page_b0[0] ? \port__data$654  : \port__data$653 ;
+  assign \$73  = r_page_b0[1] ? \$71  : \$72 ;
+  assign \$74  = r_page_b0[2] ? \$70  : \$73 ;
+  assign \$75  = r_page_b0[0] ? \port__data$652  : \port__data$651 ;
+  assign \$76  = r_page_b0[0] ? \port__data$650  : \port__data$649 ;
+  assign \$77  = r_page_b0[1] ? \$75  : \$76 ;
+  assign \$78  = r_page_b0[0] ? \port__data$648  : \port__data$647 ;
+  assign \$79  = r_page_b0[0] ? \port__data$646  : \port__data$645 ;
+  assign \$80  = r_page_b0[1] ? \$78  : \$79 ;
+  assign \$81  = r_page_b0[2] ? \$77  : \$80 ;
+  assign \$82  = r_page_b0[3] ? \$74  : \$81 ;
+  assign \$83  = r_page_b0[0] ? \port__data$644  : \port__data$643 ;
+  assign \$84  = r_page_b0[0] ? \port__data$642  : \port__data$641 ;
+  assign \$85  = r_page_b0[1] ? \$83  : \$84 ;
+  assign \$86  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
+  assign \$87  = r_page_b0[0] ? \port__data$638  : \port__data$637 ;
+  assign \$88  = r_page_b0[1] ? \$86  : \$87 ;
+  assign \$89  = r_page_b0[2] ? \$85  : \$88 ;
+  assign \$90  = r_page_b0[0] ? \port__data$636  : \port__data$635 ;
+  assign \$91  = r_page_b0[0] ? \port__data$634  : \port__data$633 ;
+  assign \$92  = r_page_b0[1] ? \$90  : \$91 ;
+  assign \$93  = r_page_b0[0] ? \port__data$632  : \port__data$631 ;
+  assign \$94  = r_page_b0[0] ? \port__data$630  : \port__data$629 ;
+  assign \$95  = r_page_b0[1] ? \$93  : \$94 ;
+  assign \$96  = r_page_b0[2] ? \$92  : \$95 ;
+  assign \$97  = r_page_b0[3] ? \$89  : \$96 ;
+  assign \$98  = r_page_b0[4] ? \$82  : \$97 ;
+  assign \$99  = r_page_b0[0] ? \port__data$628  : \port__data$627 ;
+  assign \$100  = r_page_b0[0] ? \port__data$626  : \port__data$625 ;
+  assign \$101  = r_page_b0[1] ? \$99  : \$100 ;
+  assign \$102  = r_page_b0[0] ? \port__data$624  : \port__data$623 ;
+  assign \$103  = r_page_b0[0] ? \port__data$622  : \port__data$621 ;
+  assign \$104  = r_page_b0[1] ? \$102  : \$103 ;
+  assign \$105  = r_page_b0[2] ? \$101  : \$104 ;
+  assign \$106  = r_page_b0[0] ? \port__data$620  : \port__data$619 ;
+  assign \$107  = r_page_b0[0] ? \port__data$618  : \port__data$617 ;
+  assign \$108  = r_page_b0[1] ? \$106  : \$107 ;
+  assign \$109  = r_page_b0[0] ? \port__data$616  : \port__data$615 ;
+  assign \$110  = r_page_b0[0] ? \port__data$614  : \port__data$613 ;
+  assign \$111  = r_page_b0[1] ? \$109  : \$110 ;
+  assign \$112  = r_page_b0[2] ? \$108  : \$111 ;
+  assign \$113  = r_page_b0[3] ? \$105  : \$112 ;
+  assign \$114  = r_page_b0[0] ? \port__data$612  : \port__data$611 ;
+  assign \$115  = r_page_b0[0] ? \port__data$610  : \port__data$609 ;
+  assign \$116  = r_page_b0[1] ? \$114  : \$115 ;
+  assign \$117  = r_page_b0[0] ? \port__data$608  : \port__data$607 ;
+  assign \$118  = r_page_b0[0] ? \port__data$606  : \port__data$605 ;
+  assign \$119  = r_page_b0[1] ? \$117  : \$118 ;
+  assign \$120  = r_page_b0[2] ? \$116  : \$119 ;
+  assign \$121  = r_page_b0[0] ? \port__data$604  : \port__data$603 ;
+  assign \$122  = r_page_b0[0] ? \port__data$602  : \port__data$601 ;
+  assign \$123  = r_page_b0[1] ? \$121  : \$122 ;
+  assign \$124  = r_page_b0[0] ? \port__data$600  : \port__data$599 ;
+  assign \$125  = r_page_b0[0] ? \port__data$598  : \port__data$597 ;
+  assign \$126  = r_page_b0[1] ? \$124  : \$125 ;
+  assign \$127  = r_page_b0[2] ? \$123  : \$126 ;
+  assign \$128  = r_page_b0[3] ? \$120  : \$127 ;
+  assign \$129  = r_page_b0[4] ? \$113  : \$128 ;
+  assign \$130  = r_page_b0[5] ? \$98  : \$129 ;
+  assign \$131  = off1_0[0] ? o[19] : o[18];
+  assign \$132  = off1_0[0] ? o[17] : o[16];
+  assign \$133  = off1_0[1] ? \$131  : \$132 ;
+  assign \$134  = off1_0[0] ? o[15] : o[14];
+  assign \$135  = off1_0[0] ? o[13] : o[12];
+  assign \$136  = off1_0[1] ? \$134  : \$135 ;
+  assign \$137  = off1_0[0] ? o[11] : o[10];
+  assign \$138  = off1_0[0] ? o[9] : o[8];
+  assign \$139  = off1_0[1] ? \$137  : \$138 ;
+  assign \$140  = off1_0[2] ? \$136  : \$139 ;
+  assign \$141  = off1_0[0] ? o[7] : o[6];
+  assign \$142  = off1_0[0] ? o[5] : o[4];
+  assign \$143  = off1_0[1] ? \$141  : \$142 ;
+  assign \$144  = off1_0[0] ? o[3] : o[2];
+  assign \$145  = off1_0[0] ? o[1] : o[0];
+  assign \$146  = off1_0[1] ? \$144  : \$145 ;
+  assign \$147  = off1_0[2] ? \$143  : \$146 ;
+  assign \$148  = off1_0[3] ? \$140  : \$147 ;
+  assign \$149  = off1_0[4] ? \$133  : \$148 ;
+  assign \$150  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$151  = \$150  + xsum_q_d1;
+  assign \$152  = flags_x[0] & flags_x[2];
+  assign \$153  = flags_x[1] ? 17'h00000 : xacc;
+  assign \$154  = \$153  + xsum_q_d1;
+  assign \$155  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$156  = \$155  + t0_0_l0_0;
+  assign \$157  = flags_0[0] & flags_0[2];
+  assign \$158  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$159  = \$158  + t0_0_l0_0;
+  assign \$161  = \$160  - xfin;
+  assign \$162  = ser_left - 1'h1;
+  assign \$163  = addr == 4'h9;
+  assign \$164  = addr + 1'h1;
+  assign \$165  = \$163  ? 5'h00 : \$164 ;
+  assign \$169  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$172  = $signed(\$170 ) + $signed(\$171 );
+  assign \$173  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$176  = $signed(\$175 ) < $signed(16'h8000);
+  assign \$178  = $signed(\$177 ) > $signed(16'h7fff);
+  assign \$179  = step & s_last;
+  assign \$180  = o__valid & \o__ready$570 ;
+  assign \$181  = \$180  + skipped_d5;
+  assign \$182  = ! \$2 [9:4];
+  assign \$183  = ~ rst_fc2;
+  assign \$184  = \$182  & \$183 ;
+  assign \$185  = \$184  ? take : 1'h0;
+  assign \$186  = \$2 [9:4] == 1'h1;
+  assign \$187  = ~ rst_fc2;
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = \$188  ? take : 1'h0;
+  assign \$190  = \$2 [9:4] == 2'h2;
+  assign \$191  = ~ rst_fc2;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = \$192  ? take : 1'h0;
+  assign \$194  = \$2 [9:4] == 2'h3;
+  assign \$195  = ~ rst_fc2;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = \$196  ? take : 1'h0;
+  assign \$198  = \$2 [9:4] == 3'h4;
+  assign \$199  = ~ rst_fc2;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = \$200  ? take : 1'h0;
+  assign \$202  = \$2 [9:4] == 3'h5;
+  assign \$203  = ~ rst_fc2;
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = \$204  ? take : 1'h0;
+  assign \$206  = \$2 [9:4] == 3'h6;
+  assign \$207  = ~ rst_fc2;
+  assign \$208  = \$206  & \$207 ;
+  assign \$209  = \$208  ? take : 1'h0;
+  assign \$210  = \$2 [9:4] == 3'h7;
+  assign \$211  = ~ rst_fc2;
+  assign \$212  = \$210  & \$211 ;
+  assign \$213  = \$212  ? take : 1'h0;
+  assign \$214  = \$2 [9:4] == 4'h8;
+  assign \$215  = ~ rst_fc2;
+  assign \$216  = \$214  & \$215 ;
+  assign \$217  = \$216  ? take : 1'h0;
+  assign \$218  = \$2 [9:4] == 4'h9;
+  assign \$219  = ~ rst_fc2;
+  assign \$220  = \$218  & \$219 ;
+  assign \$221  = \$220  ? take : 1'h0;
+  assign \$222  = \$2 [9:4] == 4'ha;
+  assign \$223  = ~ rst_fc2;
+  assign \$224  = \$222  & \$223 ;
+  assign \$225  = \$224  ? take : 1'h0;
+  assign \$226  = \$2 [9:4] == 4'hb;
+  assign \$227  = ~ rst_fc2;
+  assign \$228  = \$226  & \$227 ;
+  assign \$229  = \$228  ? take : 1'h0;
+  assign \$230  = \$2 [9:4] == 4'hc;
+  assign \$231  = ~ rst_fc2;
+  assign \$232  = \$230  & \$231 ;
+  assign \$233  = \$232  ? take : 1'h0;
+  assign \$234  = \$2 [9:4] == 4'hd;
+  assign \$235  = ~ rst_fc2;
+  assign \$236  = \$234  & \$235 ;
+  assign \$237  = \$236  ? take : 1'h0;
+  assign \$238  = \$2 [9:4] == 4'he;
+  assign \$239  = ~ rst_fc2;
+  assign \$240  = \$238  & \$239 ;
+  assign \$241  = \$240  ? take : 1'h0;
+  assign \$242  = \$2 [9:4] == 4'hf;
+  assign \$243  = ~ rst_fc2;
+  assign \$244  = \$242  & \$243 ;
+  assign \$245  = \$244  ? take : 1'h0;
+  assign \$246  = \$2 [9:4] == 5'h10;
+  assign \$247  = ~ rst_fc2;
+  assign \$248  = \$246  & \$247 ;
+  assign \$249  = \$248  ? take : 1'h0;
+  assign \$250  = \$2 [9:4] == 5'h11;
+  assign \$251  = ~ rst_fc2;
+  assign \$252  = \$250  & \$251 ;
+  assign \$253  = \$252  ? take : 1'h0;
+  assign \$254  = \$2 [9:4] == 5'h12;
+  assign \$255  = ~ rst_fc2;
+  assign \$256  = \$254  & \$255 ;
+  assign \$257  = \$256  ? take : 1'h0;
+  assign \$258  = \$2 [9:4] == 5'h13;
+  assign \$259  = ~ rst_fc2;
+  assign \$260  = \$258  & \$259 ;
+  assign \$261  = \$260  ? take : 1'h0;
+  assign \$262  = \$2 [9:4] == 5'h14;
+  assign \$263  = ~ rst_fc2;
+  assign \$264  = \$262  & \$263 ;
+  assign \$265  = \$264  ? take : 1'h0;
+  assign \$266  = \$2 [9:4] == 5'h15;
+  assign \$267  = ~ rst_fc2;
+  assign \$268  = \$266  & \$267 ;
+  assign \$269  = \$268  ? take : 1'h0;
+  assign \$270  = \$2 [9:4] == 5'h16;
+  assign \$271  = ~ rst_fc2;
+  assign \$272  = \$270  & \$271 ;
+  assign \$273  = \$272  ? take : 1'h0;
+  assign \$274  = \$2 [9:4] == 5'h17;
+  assign \$275  = ~ rst_fc2;
+  assign \$276  = \$274  & \$275 ;
+  assign \$277  = \$276  ? take : 1'h0;
+  assign \$278  = \$2 [9:4] == 5'h18;
+  assign \$279  = ~ rst_fc2;
+  assign \$280  = \$278  & \$279 ;
+  assign \$281  = \$280  ? take : 1'h0;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$131 ),
+    .d(\$447 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -29400,7 +28282,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$134 ),
+    .d(\$450 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.fc2.consts  consts (
@@ -29415,11 +28297,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$66 ),
+    .o__ready(\o__ready$570 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
     .w_data(\$24 [15:0]),
-    .w_en(\w_en$71 )
+    .w_en(\w_en$575 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -29452,21 +28334,533 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) ph_last_rom_copy (
     .clk(clk),
-    .d(\$142 ),
+    .d(\$458 ),
     .q(ph_last_rom)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd10)
-  ) r_addr_b0_copy (
+    .WIDTH(32'd4)
+  ) r_addr_b0_p0_copy (
     .clk(clk),
-    .d(r_next),
-    .q(\port__addr$41 )
+    .d(r_next[3:0]),
+    .q(\port__addr$356 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p10_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$386 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p11_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$389 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p12_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$392 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p13_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$395 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p14_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$398 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p15_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$401 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p16_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$404 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p17_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$407 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p18_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$410 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p19_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$413 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p1_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$359 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p20_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$416 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p21_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$419 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p22_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$422 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p23_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$425 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p24_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$428 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p25_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$431 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p26_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$434 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p27_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$437 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p28_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$440 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p29_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$443 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p2_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$362 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p30_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$446 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p31_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$449 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p32_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$452 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p33_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$455 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p34_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$458 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p35_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$461 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p36_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$464 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p37_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$467 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p38_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$470 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p39_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$473 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p3_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$365 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p40_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$476 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p41_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$479 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p42_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$482 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p43_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$485 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p44_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$488 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p45_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$491 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p46_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$494 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p47_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$497 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p48_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$500 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p49_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$503 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p4_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$368 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p50_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$506 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p51_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$509 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p52_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$512 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p53_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$515 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p54_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$518 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p55_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$521 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p56_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$524 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p57_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$527 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p58_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$530 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p59_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$533 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p5_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$371 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p60_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$536 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p61_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$539 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p62_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$542 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p63_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$545 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p6_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$374 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p7_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$377 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p8_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$380 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) r_addr_b0_p9_copy (
+    .clk(clk),
+    .d(r_next[3:0]),
+    .q(\port__addr$383 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd6)
+  ) r_page_b0_copy (
+    .clk(clk),
+    .d(r_addr_q[9:4]),
+    .q(r_page_b0)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$137 ),
+    .addr(\addr$706 ),
     .clk(clk),
-    .data(\o__payload$89 ),
+    .data(\o__payload$593 ),
     .en(en)
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
@@ -29479,14 +28873,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$124 )
+    .p(\p$693 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$132 ),
+    .d(\$448 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -29494,31 +28888,1039 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) sn_last_rom_copy (
     .clk(clk),
-    .d(\$136 ),
+    .d(\$452 ),
     .q(sn_last_rom)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd10)
-  ) w_addr_b0_copy (
+    .WIDTH(32'd4)
+  ) w_addr_b0_p0_copy (
     .clk(clk),
-    .d(\$2 [9:0]),
+    .d(\$2 [3:0]),
     .q(port__addr)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en_b0_copy (
+    .WIDTH(32'd4)
+  ) w_addr_b0_p10_copy (
     .clk(clk),
-    .d(\$121 ),
+    .d(\$2 [3:0]),
+    .q(\port__addr$55 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p11_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$60 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p12_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$65 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p13_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$70 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p14_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$75 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p15_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$80 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p16_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$85 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p17_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$90 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p18_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$95 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p19_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$100 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p1_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$10 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p20_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$105 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p21_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$110 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p22_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$115 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p23_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$120 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p24_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$125 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p25_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$130 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p26_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$135 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p27_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$140 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p28_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$145 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p29_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$150 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p2_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$15 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p30_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$155 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p31_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$160 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p32_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$165 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p33_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$170 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p34_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$175 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p35_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$180 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p36_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$185 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p37_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$190 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p38_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$195 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p39_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$200 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p3_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$20 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p40_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$205 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p41_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$210 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p42_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$215 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p43_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$220 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p44_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$225 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p45_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$230 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p46_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$235 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p47_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$240 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p48_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$245 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p49_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$250 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p4_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$25 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p50_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$255 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p51_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$260 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p52_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$265 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p53_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$270 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p54_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$275 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p55_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$280 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p56_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$285 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p57_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$290 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p58_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$295 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p59_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$300 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p5_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$30 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p60_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$305 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p61_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$310 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p62_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$315 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p63_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$320 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p6_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$35 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p7_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$40 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p8_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$45 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd4)
+  ) w_addr_b0_p9_copy (
+    .clk(clk),
+    .d(\$2 [3:0]),
+    .q(\port__addr$50 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p0_copy (
+    .clk(clk),
+    .d(\$185 ),
     .q(port__en)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p10_copy (
+    .clk(clk),
+    .d(\$225 ),
+    .q(\port__en$58 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p11_copy (
+    .clk(clk),
+    .d(\$229 ),
+    .q(\port__en$63 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p12_copy (
+    .clk(clk),
+    .d(\$233 ),
+    .q(\port__en$68 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p13_copy (
+    .clk(clk),
+    .d(\$237 ),
+    .q(\port__en$73 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p14_copy (
+    .clk(clk),
+    .d(\$241 ),
+    .q(\port__en$78 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p15_copy (
+    .clk(clk),
+    .d(\$245 ),
+    .q(\port__en$83 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p16_copy (
+    .clk(clk),
+    .d(\$249 ),
+    .q(\port__en$88 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p17_copy (
+    .clk(clk),
+    .d(\$253 ),
+    .q(\port__en$93 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p18_copy (
+    .clk(clk),
+    .d(\$257 ),
+    .q(\port__en$98 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p19_copy (
+    .clk(clk),
+    .d(\$261 ),
+    .q(\port__en$103 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p1_copy (
+    .clk(clk),
+    .d(\$189 ),
+    .q(\port__en$13 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p20_copy (
+    .clk(clk),
+    .d(\$265 ),
+    .q(\port__en$108 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p21_copy (
+    .clk(clk),
+    .d(\$269 ),
+    .q(\port__en$113 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p22_copy (
+    .clk(clk),
+    .d(\$273 ),
+    .q(\port__en$118 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p23_copy (
+    .clk(clk),
+    .d(\$277 ),
+    .q(\port__en$123 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p24_copy (
+    .clk(clk),
+    .d(\$281 ),
+    .q(\port__en$128 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p25_copy (
+    .clk(clk),
+    .d(\$285 ),
+    .q(\port__en$133 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p26_copy (
+    .clk(clk),
+    .d(\$289 ),
+    .q(\port__en$138 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p27_copy (
+    .clk(clk),
+    .d(\$293 ),
+    .q(\port__en$143 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p28_copy (
+    .clk(clk),
+    .d(\$297 ),
+    .q(\port__en$148 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p29_copy (
+    .clk(clk),
+    .d(\$301 ),
+    .q(\port__en$153 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p2_copy (
+    .clk(clk),
+    .d(\$193 ),
+    .q(\port__en$18 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p30_copy (
+    .clk(clk),
+    .d(\$305 ),
+    .q(\port__en$158 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p31_copy (
+    .clk(clk),
+    .d(\$309 ),
+    .q(\port__en$163 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p32_copy (
+    .clk(clk),
+    .d(\$313 ),
+    .q(\port__en$168 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p33_copy (
+    .clk(clk),
+    .d(\$317 ),
+    .q(\port__en$173 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p34_copy (
+    .clk(clk),
+    .d(\$321 ),
+    .q(\port__en$178 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p35_copy (
+    .clk(clk),
+    .d(\$325 ),
+    .q(\port__en$183 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p36_copy (
+    .clk(clk),
+    .d(\$329 ),
+    .q(\port__en$188 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p37_copy (
+    .clk(clk),
+    .d(\$333 ),
+    .q(\port__en$193 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p38_copy (
+    .clk(clk),
+    .d(\$337 ),
+    .q(\port__en$198 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p39_copy (
+    .clk(clk),
+    .d(\$341 ),
+    .q(\port__en$203 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p3_copy (
+    .clk(clk),
+    .d(\$197 ),
+    .q(\port__en$23 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p40_copy (
+    .clk(clk),
+    .d(\$345 ),
+    .q(\port__en$208 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p41_copy (
+    .clk(clk),
+    .d(\$349 ),
+    .q(\port__en$213 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p42_copy (
+    .clk(clk),
+    .d(\$353 ),
+    .q(\port__en$218 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p43_copy (
+    .clk(clk),
+    .d(\$357 ),
+    .q(\port__en$223 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p44_copy (
+    .clk(clk),
+    .d(\$361 ),
+    .q(\port__en$228 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p45_copy (
+    .clk(clk),
+    .d(\$365 ),
+    .q(\port__en$233 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p46_copy (
+    .clk(clk),
+    .d(\$369 ),
+    .q(\port__en$238 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p47_copy (
+    .clk(clk),
+    .d(\$373 ),
+    .q(\port__en$243 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p48_copy (
+    .clk(clk),
+    .d(\$377 ),
+    .q(\port__en$248 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p49_copy (
+    .clk(clk),
+    .d(\$381 ),
+    .q(\port__en$253 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p4_copy (
+    .clk(clk),
+    .d(\$201 ),
+    .q(\port__en$28 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p50_copy (
+    .clk(clk),
+    .d(\$385 ),
+    .q(\port__en$258 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p51_copy (
+    .clk(clk),
+    .d(\$389 ),
+    .q(\port__en$263 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p52_copy (
+    .clk(clk),
+    .d(\$393 ),
+    .q(\port__en$268 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p53_copy (
+    .clk(clk),
+    .d(\$397 ),
+    .q(\port__en$273 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p54_copy (
+    .clk(clk),
+    .d(\$401 ),
+    .q(\port__en$278 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p55_copy (
+    .clk(clk),
+    .d(\$405 ),
+    .q(\port__en$283 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p56_copy (
+    .clk(clk),
+    .d(\$409 ),
+    .q(\port__en$288 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p57_copy (
+    .clk(clk),
+    .d(\$413 ),
+    .q(\port__en$293 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p58_copy (
+    .clk(clk),
+    .d(\$417 ),
+    .q(\port__en$298 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p59_copy (
+    .clk(clk),
+    .d(\$421 ),
+    .q(\port__en$303 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p5_copy (
+    .clk(clk),
+    .d(\$205 ),
+    .q(\port__en$33 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p60_copy (
+    .clk(clk),
+    .d(\$425 ),
+    .q(\port__en$308 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p61_copy (
+    .clk(clk),
+    .d(\$429 ),
+    .q(\port__en$313 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p62_copy (
+    .clk(clk),
+    .d(\$433 ),
+    .q(\port__en$318 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p63_copy (
+    .clk(clk),
+    .d(\$437 ),
+    .q(\port__en$323 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p6_copy (
+    .clk(clk),
+    .d(\$209 ),
+    .q(\port__en$38 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p7_copy (
+    .clk(clk),
+    .d(\$213 ),
+    .q(\port__en$43 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p8_copy (
+    .clk(clk),
+    .d(\$217 ),
+    .q(\port__en$48 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en_b0_p9_copy (
+    .clk(clk),
+    .d(\$221 ),
+    .q(\port__en$53 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$124 ),
+    .d(\$440 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -29526,19 +29928,19 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$127 ),
+    .d(\$443 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$137 ),
+    .addr(\addr$706 ),
     .clk(clk),
     .go(en),
-    .o__payload(\o__payload$89 ),
+    .o__payload(\o__payload$593 ),
     .o__ready(o__ready),
     .rst_fc2(rst_fc2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$21 [9:0];
@@ -29548,471 +29950,792 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$66 , i__valid, w_data, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$143  = w_count;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$459  = w_count;
     if (take) begin
-      \$143  = \$30 [8:0];
+      \$459  = \$30 [8:0];
     end
     if (rst_fc2) begin
-      \$143  = 9'h000;
+      \$459  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$144  = \$31 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$460  = \$31 ;
     if (rst_fc2) begin
-      \$144  = 1'h1;
+      \$460  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$145  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$461  = 1'h1;
     if (rst_fc2) begin
-      \$145  = 1'h1;
+      \$461  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$146  = \$signal ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$462  = \$signal ;
     if (rst_fc2) begin
-      \$146  = 1'h0;
+      \$462  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$147  = n_last_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$463  = n_last_next;
     if (rst_fc2) begin
-      \$147  = 1'h0;
+      \$463  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$148  = \$32 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$464  = \$32 ;
     if (rst_fc2) begin
-      \$148  = 1'h0;
+      \$464  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$149  = \$37 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$465  = \$37 ;
     if (rst_fc2) begin
-      \$149  = 1'h0;
+      \$465  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$150  = ph;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$466  = ph;
     if (step) begin
-      \$150  = \$40 [4:0];
+      \$466  = \$40 [4:0];
     end
     if (rst_fc2) begin
-      \$150  = 5'h00;
+      \$466  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$151  = r_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$467  = r_next;
     if (rst_fc2) begin
-      \$151  = 10'h000;
+      \$467  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$152  = s_idx;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$468  = s_idx;
     if (step) begin
-      \$152  = \$42 [8:0];
+      \$468  = \$42 [8:0];
     end
     if (rst_fc2) begin
-      \$152  = 9'h000;
+      \$468  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$153  = n_idx;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$469  = n_idx;
     if (step) begin
       if (s_last) begin
-        \$153  = \$44 [3:0];
+        \$469  = \$44 [3:0];
       end
     end
     if (rst_fc2) begin
-      \$153  = 4'h0;
+      \$469  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$154  = \$47 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$470  = \$47 ;
     if (rst_fc2) begin
-      \$154  = 1'h0;
+      \$470  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$155  = r_base;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$471  = r_base;
     if (load) begin
-      \$155  = \$48 ;
+      \$471  = \$48 ;
     end
     if (rst_fc2) begin
-      \$155  = 10'h000;
+      \$471  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$156  = w_half;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$472  = w_half;
     if (load) begin
-      \$156  = \$49 ;
+      \$472  = \$49 ;
     end
     if (rst_fc2) begin
-      \$156  = 1'h0;
+      \$472  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$157  = col;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$473  = col;
     if (step) begin
-      \$157  = \$54 [4:0];
+      \$473  = \$54 [4:0];
     end
     if (rst_fc2) begin
-      \$157  = 5'h00;
+      \$473  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$158  = row_ph0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$474  = row_ph0;
     if (\$55 ) begin
-      \$158  = \$60 [4:0];
+      \$474  = \$60 [4:0];
     end
     if (rst_fc2) begin
-      \$158  = 5'h00;
+      \$474  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$159  = \$66 [4:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$475  = \$66 [4:0];
     if (rst_fc2) begin
-      \$159  = 5'h00;
+      \$475  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$160  = step;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$476  = step;
     if (rst_fc2) begin
-      \$160  = 1'h0;
+      \$476  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$161  = \$67 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$477  = \$67 ;
     if (rst_fc2) begin
-      \$161  = 1'h0;
+      \$477  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$162  = s_last;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$478  = s_last;
     if (rst_fc2) begin
-      \$162  = 1'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$163  = \$signal$86 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$479  = r_next;
     if (rst_fc2) begin
-      \$163  = 1'h0;
+      \$479  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$164  = v2_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$480  = \$signal$590 ;
     if (rst_fc2) begin
-      \$164  = 1'h0;
+      \$480  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$165  = v2_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$481  = v2_d1;
     if (rst_fc2) begin
-      \$165  = 1'h0;
+      \$481  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$166  = last1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$482  = v2_d2;
     if (rst_fc2) begin
-      \$166  = 1'h0;
+      \$482  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$167  = last2_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$483  = last1;
     if (rst_fc2) begin
-      \$167  = 1'h0;
+      \$483  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$168  = last2_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$484  = last2_d1;
     if (rst_fc2) begin
-      \$168  = 1'h0;
+      \$484  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$169  = \$signal$86 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$485  = last2_d2;
     if (rst_fc2) begin
-      \$169  = 1'h0;
+      \$485  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$170  = v2p_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$486  = \$signal$590 ;
     if (rst_fc2) begin
-      \$170  = 1'h0;
+      \$486  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$171  = \$signal$87 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$487  = v2p_d1;
     if (rst_fc2) begin
-      \$171  = 1'h0;
+      \$487  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$172  = first2p_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$488  = \$signal$591 ;
     if (rst_fc2) begin
-      \$172  = 1'h0;
+      \$488  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$173  = last1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$489  = first2p_d1;
     if (rst_fc2) begin
-      \$173  = 1'h0;
+      \$489  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$174  = last2p_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$490  = last1;
     if (rst_fc2) begin
-      \$174  = 1'h0;
+      \$490  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$175  = xacc;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$491  = last2p_d1;
+    if (rst_fc2) begin
+      \$491  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$492  = xacc;
     if (flags_x[0]) begin
-      \$175  = \$88 [16:0];
+      \$492  = \$151 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$176  = xfin;
-    if (\$89 ) begin
-      \$176  = \$91 [16:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$493  = xfin;
+    if (\$152 ) begin
+      \$493  = \$154 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$177  = group_end;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$494  = group_end;
     if (rst_fc2) begin
-      \$177  = 1'h0;
+      \$494  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$178  = acc0_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$495  = acc0_0;
     if (flags_0[0]) begin
-      \$178  = \$93 [16:0];
+      \$495  = \$156 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$179  = fin0_0;
-    if (\$94 ) begin
-      \$179  = \$96 [16:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$496  = fin0_0;
+    if (\$157 ) begin
+      \$496  = \$159 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$180  = bank0_0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$497  = bank0_0;
     if (done) begin
-      \$180  = \$98 [17:0];
+      \$497  = \$161 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$181  = ser_left;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$498  = ser_left;
     if (done) begin
-      \$181  = 1'h1;
+      \$498  = 1'h1;
     end else if (ser) begin
-      \$181  = \$99 [0];
+      \$498  = \$162 [0];
     end
     if (rst_fc2) begin
-      \$181  = 1'h0;
+      \$498  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$182  = addr;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$499  = addr;
     if (ser) begin
-      \$182  = \$102 [3:0];
+      \$499  = \$165 [3:0];
     end
     if (rst_fc2) begin
-      \$182  = 4'h0;
+      \$499  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$183  = \$103 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$500  = \$166 ;
     if (rst_fc2) begin
-      \$183  = 1'h0;
+      \$500  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$184  = \$105 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$501  = \$168 ;
     if (rst_fc2) begin
-      \$184  = 1'h0;
+      \$501  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$185  = \$signal$117 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$502  = \$signal$686 ;
     if (rst_fc2) begin
-      \$185  = 1'h0;
+      \$502  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$186  = vb;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$503  = vb;
     if (rst_fc2) begin
-      \$186  = 1'h0;
+      \$503  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$187  = v_out_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$504  = v_out_d1;
     if (rst_fc2) begin
-      \$187  = 1'h0;
+      \$504  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$188  = v_out_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$505  = v_out_d2;
     if (rst_fc2) begin
-      \$188  = 1'h0;
+      \$505  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$189  = v_out_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$506  = v_out_d3;
     if (rst_fc2) begin
-      \$189  = 1'h0;
+      \$506  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$190  = ka;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$507  = ka;
     if (rst_fc2) begin
-      \$190  = 1'h0;
+      \$507  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$191  = skipped_d1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$508  = skipped_d1;
     if (rst_fc2) begin
-      \$191  = 1'h0;
+      \$508  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$192  = skipped_d2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$509  = skipped_d2;
     if (rst_fc2) begin
-      \$192  = 1'h0;
+      \$509  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$193  = skipped_d3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$510  = skipped_d3;
     if (rst_fc2) begin
-      \$193  = 1'h0;
+      \$510  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$194  = skipped_d4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$511  = skipped_d4;
     if (rst_fc2) begin
-      \$194  = 1'h0;
+      \$511  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$195  = \$116 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$512  = \$179 ;
     if (rst_fc2) begin
-      \$195  = 1'h0;
+      \$512  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$196  = \$118 ;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$513  = \$181 ;
     if (rst_fc2) begin
-      \$196  = 2'h0;
+      \$513  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$197  = \$27 [1:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$514  = \$27 [1:0];
     if (rst_fc2) begin
-      \$197  = 2'h2;
+      \$514  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$198  = credits_room_next;
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$515  = credits_room_next;
     if (rst_fc2) begin
-      \$198  = 1'h1;
+      \$515  = 1'h1;
     end
   end
-  assign w_addr_b0 = port__addr;
+  assign w_addr_b0_p0 = port__addr;
   assign w_data_q = port__data;
-  assign w_en_b0 = port__en;
+  assign w_en_b0_p0 = port__en;
+  assign w_addr_b0_p1 = \port__addr$10 ;
+  assign \port__data$12  = port__data;
+  assign w_en_b0_p1 = \port__en$13 ;
+  assign w_addr_b0_p2 = \port__addr$15 ;
+  assign \port__data$17  = port__data;
+  assign w_en_b0_p2 = \port__en$18 ;
+  assign w_addr_b0_p3 = \port__addr$20 ;
+  assign \port__data$22  = port__data;
+  assign w_en_b0_p3 = \port__en$23 ;
+  assign w_addr_b0_p4 = \port__addr$25 ;
+  assign \port__data$27  = port__data;
+  assign w_en_b0_p4 = \port__en$28 ;
+  assign w_addr_b0_p5 = \port__addr$30 ;
+  assign \port__data$32  = port__data;
+  assign w_en_b0_p5 = \port__en$33 ;
+  assign w_addr_b0_p6 = \port__addr$35 ;
+  assign \port__data$37  = port__data;
+  assign w_en_b0_p6 = \port__en$38 ;
+  assign w_addr_b0_p7 = \port__addr$40 ;
+  assign \port__data$42  = port__data;
+  assign w_en_b0_p7 = \port__en$43 ;
+  assign w_addr_b0_p8 = \port__addr$45 ;
+  assign \port__data$47  = port__data;
+  assign w_en_b0_p8 = \port__en$48 ;
+  assign w_addr_b0_p9 = \port__addr$50 ;
+  assign \port__data$52  = port__data;
+  assign w_en_b0_p9 = \port__en$53 ;
+  assign w_addr_b0_p10 = \port__addr$55 ;
+  assign \port__data$57  = port__data;
+  assign w_en_b0_p10 = \port__en$58 ;
+  assign w_addr_b0_p11 = \port__addr$60 ;
+  assign \port__data$62  = port__data;
+  assign w_en_b0_p11 = \port__en$63 ;
+  assign w_addr_b0_p12 = \port__addr$65 ;
+  assign \port__data$67  = port__data;
+  assign w_en_b0_p12 = \port__en$68 ;
+  assign w_addr_b0_p13 = \port__addr$70 ;
+  assign \port__data$72  = port__data;
+  assign w_en_b0_p13 = \port__en$73 ;
+  assign w_addr_b0_p14 = \port__addr$75 ;
+  assign \port__data$77  = port__data;
+  assign w_en_b0_p14 = \port__en$78 ;
+  assign w_addr_b0_p15 = \port__addr$80 ;
+  assign \port__data$82  = port__data;
+  assign w_en_b0_p15 = \port__en$83 ;
+  assign w_addr_b0_p16 = \port__addr$85 ;
+  assign \port__data$87  = port__data;
+  assign w_en_b0_p16 = \port__en$88 ;
+  assign w_addr_b0_p17 = \port__addr$90 ;
+  assign \port__data$92  = port__data;
+  assign w_en_b0_p17 = \port__en$93 ;
+  assign w_addr_b0_p18 = \port__addr$95 ;
+  assign \port__data$97  = port__data;
+  assign w_en_b0_p18 = \port__en$98 ;
+  assign w_addr_b0_p19 = \port__addr$100 ;
+  assign \port__data$102  = port__data;
+  assign w_en_b0_p19 = \port__en$103 ;
+  assign w_addr_b0_p20 = \port__addr$105 ;
+  assign \port__data$107  = port__data;
+  assign w_en_b0_p20 = \port__en$108 ;
+  assign w_addr_b0_p21 = \port__addr$110 ;
+  assign \port__data$112  = port__data;
+  assign w_en_b0_p21 = \port__en$113 ;
+  assign w_addr_b0_p22 = \port__addr$115 ;
+  assign \port__data$117  = port__data;
+  assign w_en_b0_p22 = \port__en$118 ;
+  assign w_addr_b0_p23 = \port__addr$120 ;
+  assign \port__data$122  = port__data;
+  assign w_en_b0_p23 = \port__en$123 ;
+  assign w_addr_b0_p24 = \port__addr$125 ;
+  assign \port__data$127  = port__data;
+  assign w_en_b0_p24 = \port__en$128 ;
+  assign w_addr_b0_p25 = \port__addr$130 ;
+  assign \port__data$132  = port__data;
+  assign w_en_b0_p25 = \port__en$133 ;
+  assign w_addr_b0_p26 = \port__addr$135 ;
+  assign \port__data$137  = port__data;
+  assign w_en_b0_p26 = \port__en$138 ;
+  assign w_addr_b0_p27 = \port__addr$140 ;
+  assign \port__data$142  = port__data;
+  assign w_en_b0_p27 = \port__en$143 ;
+  assign w_addr_b0_p28 = \port__addr$145 ;
+  assign \port__data$147  = port__data;
+  assign w_en_b0_p28 = \port__en$148 ;
+  assign w_addr_b0_p29 = \port__addr$150 ;
+  assign \port__data$152  = port__data;
+  assign w_en_b0_p29 = \port__en$153 ;
+  assign w_addr_b0_p30 = \port__addr$155 ;
+  assign \port__data$157  = port__data;
+  assign w_en_b0_p30 = \port__en$158 ;
+  assign w_addr_b0_p31 = \port__addr$160 ;
+  assign \port__data$162  = port__data;
+  assign w_en_b0_p31 = \port__en$163 ;
+  assign w_addr_b0_p32 = \port__addr$165 ;
+  assign \port__data$167  = port__data;
+  assign w_en_b0_p32 = \port__en$168 ;
+  assign w_addr_b0_p33 = \port__addr$170 ;
+  assign \port__data$172  = port__data;
+  assign w_en_b0_p33 = \port__en$173 ;
+  assign w_addr_b0_p34 = \port__addr$175 ;
+  assign \port__data$177  = port__data;
+  assign w_en_b0_p34 = \port__en$178 ;
+  assign w_addr_b0_p35 = \port__addr$180 ;
+  assign \port__data$182  = port__data;
+  assign w_en_b0_p35 = \port__en$183 ;
+  assign w_addr_b0_p36 = \port__addr$185 ;
+  assign \port__data$187  = port__data;
+  assign w_en_b0_p36 = \port__en$188 ;
+  assign w_addr_b0_p37 = \port__addr$190 ;
+  assign \port__data$192  = port__data;
+  assign w_en_b0_p37 = \port__en$193 ;
+  assign w_addr_b0_p38 = \port__addr$195 ;
+  assign \port__data$197  = port__data;
+  assign w_en_b0_p38 = \port__en$198 ;
+  assign w_addr_b0_p39 = \port__addr$200 ;
+  assign \port__data$202  = port__data;
+  assign w_en_b0_p39 = \port__en$203 ;
+  assign w_addr_b0_p40 = \port__addr$205 ;
+  assign \port__data$207  = port__data;
+  assign w_en_b0_p40 = \port__en$208 ;
+  assign w_addr_b0_p41 = \port__addr$210 ;
+  assign \port__data$212  = port__data;
+  assign w_en_b0_p41 = \port__en$213 ;
+  assign w_addr_b0_p42 = \port__addr$215 ;
+  assign \port__data$217  = port__data;
+  assign w_en_b0_p42 = \port__en$218 ;
+  assign w_addr_b0_p43 = \port__addr$220 ;
+  assign \port__data$222  = port__data;
+  assign w_en_b0_p43 = \port__en$223 ;
+  assign w_addr_b0_p44 = \port__addr$225 ;
+  assign \port__data$227  = port__data;
+  assign w_en_b0_p44 = \port__en$228 ;
+  assign w_addr_b0_p45 = \port__addr$230 ;
+  assign \port__data$232  = port__data;
+  assign w_en_b0_p45 = \port__en$233 ;
+  assign w_addr_b0_p46 = \port__addr$235 ;
+  assign \port__data$237  = port__data;
+  assign w_en_b0_p46 = \port__en$238 ;
+  assign w_addr_b0_p47 = \port__addr$240 ;
+  assign \port__data$242  = port__data;
+  assign w_en_b0_p47 = \port__en$243 ;
+  assign w_addr_b0_p48 = \port__addr$245 ;
+  assign \port__data$247  = port__data;
+  assign w_en_b0_p48 = \port__en$248 ;
+  assign w_addr_b0_p49 = \port__addr$250 ;
+  assign \port__data$252  = port__data;
+  assign w_en_b0_p49 = \port__en$253 ;
+  assign w_addr_b0_p50 = \port__addr$255 ;
+  assign \port__data$257  = port__data;
+  assign w_en_b0_p50 = \port__en$258 ;
+  assign w_addr_b0_p51 = \port__addr$260 ;
+  assign \port__data$262  = port__data;
+  assign w_en_b0_p51 = \port__en$263 ;
+  assign w_addr_b0_p52 = \port__addr$265 ;
+  assign \port__data$267  = port__data;
+  assign w_en_b0_p52 = \port__en$268 ;
+  assign w_addr_b0_p53 = \port__addr$270 ;
+  assign \port__data$272  = port__data;
+  assign w_en_b0_p53 = \port__en$273 ;
+  assign w_addr_b0_p54 = \port__addr$275 ;
+  assign \port__data$277  = port__data;
+  assign w_en_b0_p54 = \port__en$278 ;
+  assign w_addr_b0_p55 = \port__addr$280 ;
+  assign \port__data$282  = port__data;
+  assign w_en_b0_p55 = \port__en$283 ;
+  assign w_addr_b0_p56 = \port__addr$285 ;
+  assign \port__data$287  = port__data;
+  assign w_en_b0_p56 = \port__en$288 ;
+  assign w_addr_b0_p57 = \port__addr$290 ;
+  assign \port__data$292  = port__data;
+  assign w_en_b0_p57 = \port__en$293 ;
+  assign w_addr_b0_p58 = \port__addr$295 ;
+  assign \port__data$297  = port__data;
+  assign w_en_b0_p58 = \port__en$298 ;
+  assign w_addr_b0_p59 = \port__addr$300 ;
+  assign \port__data$302  = port__data;
+  assign w_en_b0_p59 = \port__en$303 ;
+  assign w_addr_b0_p60 = \port__addr$305 ;
+  assign \port__data$307  = port__data;
+  assign w_en_b0_p60 = \port__en$308 ;
+  assign w_addr_b0_p61 = \port__addr$310 ;
+  assign \port__data$312  = port__data;
+  assign w_en_b0_p61 = \port__en$313 ;
+  assign w_addr_b0_p62 = \port__addr$315 ;
+  assign \port__data$317  = port__data;
+  assign w_en_b0_p62 = \port__en$318 ;
+  assign w_addr_b0_p63 = \port__addr$320 ;
+  assign \port__data$322  = port__data;
+  assign w_en_b0_p63 = \port__en$323 ;
   assign w_addr = \$2 [9:0];
   assign i__payload = w_data;
   assign w_en = take;
-  assign \w_full$21  = w_full;
-  assign \w_full_issue$23  = w_full_issue;
+  assign \w_full$336  = w_full;
+  assign \w_full_issue$338  = w_full_issue;
   assign gap_zero_next = 1'h1;
-  assign r_addr_b0 = \port__addr$41 ;
-  assign \port__en$43  = 1'h1;
+  assign r_addr_b0_p0 = \port__addr$356 ;
+  assign \port__en$358  = 1'h1;
+  assign r_addr_b0_p1 = \port__addr$359 ;
+  assign \port__en$361  = 1'h1;
+  assign r_addr_b0_p2 = \port__addr$362 ;
+  assign \port__en$364  = 1'h1;
+  assign r_addr_b0_p3 = \port__addr$365 ;
+  assign \port__en$367  = 1'h1;
+  assign r_addr_b0_p4 = \port__addr$368 ;
+  assign \port__en$370  = 1'h1;
+  assign r_addr_b0_p5 = \port__addr$371 ;
+  assign \port__en$373  = 1'h1;
+  assign r_addr_b0_p6 = \port__addr$374 ;
+  assign \port__en$376  = 1'h1;
+  assign r_addr_b0_p7 = \port__addr$377 ;
+  assign \port__en$379  = 1'h1;
+  assign r_addr_b0_p8 = \port__addr$380 ;
+  assign \port__en$382  = 1'h1;
+  assign r_addr_b0_p9 = \port__addr$383 ;
+  assign \port__en$385  = 1'h1;
+  assign r_addr_b0_p10 = \port__addr$386 ;
+  assign \port__en$388  = 1'h1;
+  assign r_addr_b0_p11 = \port__addr$389 ;
+  assign \port__en$391  = 1'h1;
+  assign r_addr_b0_p12 = \port__addr$392 ;
+  assign \port__en$394  = 1'h1;
+  assign r_addr_b0_p13 = \port__addr$395 ;
+  assign \port__en$397  = 1'h1;
+  assign r_addr_b0_p14 = \port__addr$398 ;
+  assign \port__en$400  = 1'h1;
+  assign r_addr_b0_p15 = \port__addr$401 ;
+  assign \port__en$403  = 1'h1;
+  assign r_addr_b0_p16 = \port__addr$404 ;
+  assign \port__en$406  = 1'h1;
+  assign r_addr_b0_p17 = \port__addr$407 ;
+  assign \port__en$409  = 1'h1;
+  assign r_addr_b0_p18 = \port__addr$410 ;
+  assign \port__en$412  = 1'h1;
+  assign r_addr_b0_p19 = \port__addr$413 ;
+  assign \port__en$415  = 1'h1;
+  assign r_addr_b0_p20 = \port__addr$416 ;
+  assign \port__en$418  = 1'h1;
+  assign r_addr_b0_p21 = \port__addr$419 ;
+  assign \port__en$421  = 1'h1;
+  assign r_addr_b0_p22 = \port__addr$422 ;
+  assign \port__en$424  = 1'h1;
+  assign r_addr_b0_p23 = \port__addr$425 ;
+  assign \port__en$427  = 1'h1;
+  assign r_addr_b0_p24 = \port__addr$428 ;
+  assign \port__en$430  = 1'h1;
+  assign r_addr_b0_p25 = \port__addr$431 ;
+  assign \port__en$433  = 1'h1;
+  assign r_addr_b0_p26 = \port__addr$434 ;
+  assign \port__en$436  = 1'h1;
+  assign r_addr_b0_p27 = \port__addr$437 ;
+  assign \port__en$439  = 1'h1;
+  assign r_addr_b0_p28 = \port__addr$440 ;
+  assign \port__en$442  = 1'h1;
+  assign r_addr_b0_p29 = \port__addr$443 ;
+  assign \port__en$445  = 1'h1;
+  assign r_addr_b0_p30 = \port__addr$446 ;
+  assign \port__en$448  = 1'h1;
+  assign r_addr_b0_p31 = \port__addr$449 ;
+  assign \port__en$451  = 1'h1;
+  assign r_addr_b0_p32 = \port__addr$452 ;
+  assign \port__en$454  = 1'h1;
+  assign r_addr_b0_p33 = \port__addr$455 ;
+  assign \port__en$457  = 1'h1;
+  assign r_addr_b0_p34 = \port__addr$458 ;
+  assign \port__en$460  = 1'h1;
+  assign r_addr_b0_p35 = \port__addr$461 ;
+  assign \port__en$463  = 1'h1;
+  assign r_addr_b0_p36 = \port__addr$464 ;
+  assign \port__en$466  = 1'h1;
+  assign r_addr_b0_p37 = \port__addr$467 ;
+  assign \port__en$469  = 1'h1;
+  assign r_addr_b0_p38 = \port__addr$470 ;
+  assign \port__en$472  = 1'h1;
+  assign r_addr_b0_p39 = \port__addr$473 ;
+  assign \port__en$475  = 1'h1;
+  assign r_addr_b0_p40 = \port__addr$476 ;
+  assign \port__en$478  = 1'h1;
+  assign r_addr_b0_p41 = \port__addr$479 ;
+  assign \port__en$481  = 1'h1;
+  assign r_addr_b0_p42 = \port__addr$482 ;
+  assign \port__en$484  = 1'h1;
+  assign r_addr_b0_p43 = \port__addr$485 ;
+  assign \port__en$487  = 1'h1;
+  assign r_addr_b0_p44 = \port__addr$488 ;
+  assign \port__en$490  = 1'h1;
+  assign r_addr_b0_p45 = \port__addr$491 ;
+  assign \port__en$493  = 1'h1;
+  assign r_addr_b0_p46 = \port__addr$494 ;
+  assign \port__en$496  = 1'h1;
+  assign r_addr_b0_p47 = \port__addr$497 ;
+  assign \port__en$499  = 1'h1;
+  assign r_addr_b0_p48 = \port__addr$500 ;
+  assign \port__en$502  = 1'h1;
+  assign r_addr_b0_p49 = \port__addr$503 ;
+  assign \port__en$505  = 1'h1;
+  assign r_addr_b0_p50 = \port__addr$506 ;
+  assign \port__en$508  = 1'h1;
+  assign r_addr_b0_p51 = \port__addr$509 ;
+  assign \port__en$511  = 1'h1;
+  assign r_addr_b0_p52 = \port__addr$512 ;
+  assign \port__en$514  = 1'h1;
+  assign r_addr_b0_p53 = \port__addr$515 ;
+  assign \port__en$517  = 1'h1;
+  assign r_addr_b0_p54 = \port__addr$518 ;
+  assign \port__en$520  = 1'h1;
+  assign r_addr_b0_p55 = \port__addr$521 ;
+  assign \port__en$523  = 1'h1;
+  assign r_addr_b0_p56 = \port__addr$524 ;
+  assign \port__en$526  = 1'h1;
+  assign r_addr_b0_p57 = \port__addr$527 ;
+  assign \port__en$529  = 1'h1;
+  assign r_addr_b0_p58 = \port__addr$530 ;
+  assign \port__en$532  = 1'h1;
+  assign r_addr_b0_p59 = \port__addr$533 ;
+  assign \port__en$535  = 1'h1;
+  assign r_addr_b0_p60 = \port__addr$536 ;
+  assign \port__en$538  = 1'h1;
+  assign r_addr_b0_p61 = \port__addr$539 ;
+  assign \port__en$541  = 1'h1;
+  assign r_addr_b0_p62 = \port__addr$542 ;
+  assign \port__en$544  = 1'h1;
+  assign r_addr_b0_p63 = \port__addr$545 ;
+  assign \port__en$547  = 1'h1;
   assign word1 = i;
   assign shift = ser;
   assign beat = addr;
   assign a = data[16:0];
   assign sa0_0 = b;
-  assign \a$58  = data[18:17];
-  assign \b$59  = b;
+  assign \a$562  = data[18:17];
+  assign \b$563  = b;
   assign rq0_y = \$24 [15:0];
-  assign \o__payload$65  = o__payload;
-  assign \o__ready$67  = \o__ready$66 ;
-  assign \o__valid$69  = o__valid;
-  assign \w_data$70  = \$24 [15:0];
-  assign v_out_d4 = \w_en$71 ;
+  assign \o__payload$569  = o__payload;
+  assign \o__ready$571  = \o__ready$570 ;
+  assign \o__valid$573  = o__valid;
+  assign \w_data$574  = \$24 [15:0];
+  assign v_out_d4 = \w_en$575 ;
   assign space_next = \$27 [1:0];
-  assign \data$138  = \o__payload$89 ;
+  assign \data$707  = \o__payload$593 ;
   assign \$4  = active;
   assign \$10  = active_rom;
   assign \$31  = credits_room_next;
-  assign \$97  = { fin0_0, 1'h0 };
-  assign \$103  = ser;
-  assign \$104  = 1'h0;
-  assign \$105  = 1'h0;
-  assign \$107  = { p[34], p };
-  assign \$108  = { \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 [19], \p$124 , 17'h00000 };
-  assign \$111  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$112  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$114  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$120  = \$119 ;
-  assign \$133  = credits_room_next;
+  assign \$160  = { fin0_0, 1'h0 };
+  assign \$166  = ser;
+  assign \$167  = 1'h0;
+  assign \$168  = 1'h0;
+  assign \$170  = { p[34], p };
+  assign \$171  = { \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 , 17'h00000 };
+  assign \$174  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$175  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$177  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$449  = credits_room_next;
   assign ser = ser_left;
 endmodule
 
@@ -30108,7 +30831,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -30219,14 +30942,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -30236,14 +30959,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -30253,7 +30976,7 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -30263,14 +30986,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$36  = \$23 [0];
     if (rst_fc2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$37  = \$30 ;
     if (rst_fc2) begin
       \$37  = 1'h1;
@@ -30357,7 +31080,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   reg [1:0] \$10 ;
   reg \$11 ;
@@ -30407,7 +31130,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
   always @(posedge clk)
     primed <= \$11 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$9  = addr;
     if (go) begin
       \$9  = \$5 [7:0];
@@ -30417,7 +31140,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$10  = reads;
     if (\$6 ) begin
       \$10  = \$7 [1:0];
@@ -30427,7 +31150,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$11  = primed;
     if (\$6 ) begin
       \$11  = \$8 ;
@@ -30443,475 +31166,315 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.pool1 (rst_pool1, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+module \flexor_lenet5.pool1 (rst_pool1, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
-  wire \$10 ;
+  wire [7:0] \$10 ;
   wire \$11 ;
-  wire [2:0] \$12 ;
-  wire [2:0] \$13 ;
+  wire [4:0] \$12 ;
+  wire [4:0] \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire [7:0] \$18 ;
-  reg \$19 ;
+  wire [2:0] \$16 ;
+  wire [2:0] \$17 ;
+  wire \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  reg [7:0] \$20 ;
-  reg [7:0] \$21 ;
-  reg [7:0] \$22 ;
-  reg [7:0] \$23 ;
-  reg [7:0] \$24 ;
-  reg [7:0] \$25 ;
-  reg [7:0] \$26 ;
-  reg [7:0] \$27 ;
-  reg [7:0] \$28 ;
-  reg [7:0] \$29 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [7:0] \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [7:0] \$26 ;
+  reg \$27 ;
+  reg [15:0] \$28 ;
+  reg [15:0] \$29 ;
   wire \$3 ;
-  reg [7:0] \$30 ;
-  reg [7:0] \$31 ;
-  reg [7:0] \$32 ;
-  reg [7:0] \$33 ;
-  reg [7:0] \$34 ;
-  reg [7:0] \$35 ;
-  reg [7:0] \$36 ;
-  reg [7:0] \$37 ;
-  reg [7:0] \$38 ;
-  reg [7:0] \$39 ;
+  reg [15:0] \$30 ;
+  reg [15:0] \$31 ;
+  reg [15:0] \$32 ;
+  reg [15:0] \$33 ;
+  reg [15:0] \$34 ;
+  reg [15:0] \$35 ;
+  reg [15:0] \$36 ;
+  reg [15:0] \$37 ;
+  reg [15:0] \$38 ;
+  reg [15:0] \$39 ;
   wire \$4 ;
-  reg [7:0] \$40 ;
-  reg [7:0] \$41 ;
-  reg [7:0] \$42 ;
-  reg [7:0] \$43 ;
-  reg [7:0] \$44 ;
-  reg [7:0] \$45 ;
-  reg [7:0] \$46 ;
-  reg [7:0] \$47 ;
-  reg [7:0] \$48 ;
-  reg [7:0] \$49 ;
+  reg [15:0] \$40 ;
+  reg [15:0] \$41 ;
+  reg [15:0] \$42 ;
+  reg [15:0] \$43 ;
+  reg [3:0] \$44 ;
+  reg [1:0] \$45 ;
+  reg [15:0] \$46 ;
   wire \$5 ;
-  reg [7:0] \$50 ;
-  reg [7:0] \$51 ;
-  reg [4:0] \$52 ;
-  reg [1:0] \$53 ;
-  reg [7:0] \$54 ;
   wire [7:0] \$6 ;
   wire \$7 ;
-  wire [5:0] \$8 ;
-  wire [5:0] \$9 ;
-  reg [4:0] beat = 5'h00;
+  wire \$8 ;
+  wire \$9 ;
+  reg [3:0] beat = 4'h0;
   input clk;
   wire clk;
-  input [7:0] i__payload;
-  wire [7:0] i__payload;
+  input [15:0] i__payload;
+  wire [15:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
   wire i__valid;
-  reg [7:0] maxima0 = 8'h00;
-  reg [7:0] maxima1 = 8'h00;
-  reg [7:0] maxima10 = 8'h00;
-  reg [7:0] maxima11 = 8'h00;
-  reg [7:0] maxima12 = 8'h00;
-  reg [7:0] maxima13 = 8'h00;
-  reg [7:0] maxima14 = 8'h00;
-  reg [7:0] maxima15 = 8'h00;
-  reg [7:0] maxima16 = 8'h00;
-  reg [7:0] maxima17 = 8'h00;
-  reg [7:0] maxima18 = 8'h00;
-  reg [7:0] maxima19 = 8'h00;
-  reg [7:0] maxima2 = 8'h00;
-  reg [7:0] maxima20 = 8'h00;
-  reg [7:0] maxima21 = 8'h00;
-  reg [7:0] maxima22 = 8'h00;
-  reg [7:0] maxima23 = 8'h00;
-  reg [7:0] maxima24 = 8'h00;
-  reg [7:0] maxima25 = 8'h00;
-  reg [7:0] maxima26 = 8'h00;
-  reg [7:0] maxima27 = 8'h00;
-  reg [7:0] maxima28 = 8'h00;
-  reg [7:0] maxima29 = 8'h00;
-  reg [7:0] maxima3 = 8'h00;
-  reg [7:0] maxima30 = 8'h00;
-  reg [7:0] maxima31 = 8'h00;
-  reg [7:0] maxima4 = 8'h00;
-  reg [7:0] maxima5 = 8'h00;
-  reg [7:0] maxima6 = 8'h00;
-  reg [7:0] maxima7 = 8'h00;
-  reg [7:0] maxima8 = 8'h00;
-  reg [7:0] maxima9 = 8'h00;
-  output [7:0] o__payload;
-  reg [7:0] o__payload = 8'h00;
+  reg [15:0] maxima0 = 16'h0000;
+  reg [15:0] maxima1 = 16'h0000;
+  reg [15:0] maxima10 = 16'h0000;
+  reg [15:0] maxima11 = 16'h0000;
+  reg [15:0] maxima12 = 16'h0000;
+  reg [15:0] maxima13 = 16'h0000;
+  reg [15:0] maxima14 = 16'h0000;
+  reg [15:0] maxima15 = 16'h0000;
+  reg [15:0] maxima2 = 16'h0000;
+  reg [15:0] maxima3 = 16'h0000;
+  reg [15:0] maxima4 = 16'h0000;
+  reg [15:0] maxima5 = 16'h0000;
+  reg [15:0] maxima6 = 16'h0000;
+  reg [15:0] maxima7 = 16'h0000;
+  reg [15:0] maxima8 = 16'h0000;
+  reg [15:0] maxima9 = 16'h0000;
+  output [15:0] o__payload;
+  reg [15:0] o__payload = 16'h0000;
   input o__ready;
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  (* init = 8'h00 *)
-  wire [7:0] out;
+  (* init = 16'h0000 *)
+  wire [15:0] out;
   reg [1:0] pixel = 2'h0;
   input rst_pool1;
   wire rst_pool1;
   wire take;
   always @(posedge clk)
-    maxima11 <= \$31 ;
+    maxima11 <= \$39 ;
   always @(posedge clk)
-    maxima12 <= \$32 ;
+    maxima12 <= \$40 ;
   always @(posedge clk)
-    maxima13 <= \$33 ;
+    maxima13 <= \$41 ;
   always @(posedge clk)
-    maxima14 <= \$34 ;
+    maxima14 <= \$42 ;
   always @(posedge clk)
-    maxima15 <= \$35 ;
+    maxima15 <= \$43 ;
   always @(posedge clk)
-    maxima16 <= \$36 ;
+    beat <= \$44 ;
   always @(posedge clk)
-    maxima17 <= \$37 ;
+    pixel <= \$45 ;
   always @(posedge clk)
-    maxima18 <= \$38 ;
-  always @(posedge clk)
-    maxima19 <= \$39 ;
-  always @(posedge clk)
-    maxima20 <= \$40 ;
-  always @(posedge clk)
-    maxima21 <= \$41 ;
-  always @(posedge clk)
-    maxima22 <= \$42 ;
-  always @(posedge clk)
-    maxima23 <= \$43 ;
-  always @(posedge clk)
-    maxima24 <= \$44 ;
-  always @(posedge clk)
-    maxima25 <= \$45 ;
-  always @(posedge clk)
-    maxima26 <= \$46 ;
-  always @(posedge clk)
-    maxima27 <= \$47 ;
-  always @(posedge clk)
-    maxima28 <= \$48 ;
-  always @(posedge clk)
-    maxima29 <= \$49 ;
-  always @(posedge clk)
-    maxima30 <= \$50 ;
-  always @(posedge clk)
-    maxima31 <= \$51 ;
-  always @(posedge clk)
-    beat <= \$52 ;
-  always @(posedge clk)
-    pixel <= \$53 ;
-  always @(posedge clk)
-    o__payload <= \$54 ;
+    o__payload <= \$46 ;
   assign \$1  = ~ o__valid;
   assign i__ready = \$1  | o__ready;
   assign take = i__valid & i__ready;
   assign \$2  = o__valid & o__ready;
   assign \$3  = ! pixel;
-  assign \$4  = i__payload > maxima0;
+  assign \$4  = i__payload[7:0] > maxima0[7:0];
   assign \$5  = \$3  | \$4 ;
-  assign \$6  = \$5  ? i__payload : maxima0;
-  assign \$7  = beat == 5'h1f;
-  assign \$8  = beat + 1'h1;
-  assign \$9  = \$7  ? 6'h00 : \$8 ;
-  assign \$10  = beat == 5'h1f;
-  assign \$11  = pixel == 2'h3;
-  assign \$12  = pixel + 1'h1;
-  assign \$13  = \$11  ? 3'h0 : \$12 ;
-  assign \$14  = pixel == 2'h3;
-  assign \$15  = ! pixel;
-  assign \$16  = i__payload > maxima0;
-  assign \$17  = \$15  | \$16 ;
-  assign \$18  = \$17  ? i__payload : maxima0;
+  assign \$6  = \$5  ? i__payload[7:0] : maxima0[7:0];
+  assign \$7  = ! pixel;
+  assign \$8  = i__payload[15:8] > maxima0[15:8];
+  assign \$9  = \$7  | \$8 ;
+  assign \$10  = \$9  ? i__payload[15:8] : maxima0[15:8];
+  assign \$11  = beat == 4'hf;
+  assign \$12  = beat + 1'h1;
+  assign \$13  = \$11  ? 5'h00 : \$12 ;
+  assign \$14  = beat == 4'hf;
+  assign \$15  = pixel == 2'h3;
+  assign \$16  = pixel + 1'h1;
+  assign \$17  = \$15  ? 3'h0 : \$16 ;
+  assign \$18  = pixel == 2'h3;
+  assign \$19  = ! pixel;
+  assign \$20  = i__payload[7:0] > maxima0[7:0];
+  assign \$21  = \$19  | \$20 ;
+  assign \$22  = \$21  ? i__payload[7:0] : maxima0[7:0];
+  assign \$23  = ! pixel;
+  assign \$24  = i__payload[15:8] > maxima0[15:8];
+  assign \$25  = \$23  | \$24 ;
+  assign \$26  = \$25  ? i__payload[15:8] : maxima0[15:8];
   always @(posedge clk)
-    o__valid <= \$19 ;
+    o__valid <= \$27 ;
   always @(posedge clk)
-    maxima0 <= \$20 ;
+    maxima0 <= \$28 ;
   always @(posedge clk)
-    maxima1 <= \$21 ;
+    maxima1 <= \$29 ;
   always @(posedge clk)
-    maxima2 <= \$22 ;
+    maxima2 <= \$30 ;
   always @(posedge clk)
-    maxima3 <= \$23 ;
+    maxima3 <= \$31 ;
   always @(posedge clk)
-    maxima4 <= \$24 ;
+    maxima4 <= \$32 ;
   always @(posedge clk)
-    maxima5 <= \$25 ;
+    maxima5 <= \$33 ;
   always @(posedge clk)
-    maxima6 <= \$26 ;
+    maxima6 <= \$34 ;
   always @(posedge clk)
-    maxima7 <= \$27 ;
+    maxima7 <= \$35 ;
   always @(posedge clk)
-    maxima8 <= \$28 ;
+    maxima8 <= \$36 ;
   always @(posedge clk)
-    maxima9 <= \$29 ;
+    maxima9 <= \$37 ;
   always @(posedge clk)
-    maxima10 <= \$30 ;
+    maxima10 <= \$38 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$32  = maxima12;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$40  = maxima12;
     if (take) begin
-      \$32  = maxima13;
+      \$40  = maxima13;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$33  = maxima13;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$41  = maxima13;
     if (take) begin
-      \$33  = maxima14;
+      \$41  = maxima14;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$34  = maxima14;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$42  = maxima14;
     if (take) begin
-      \$34  = maxima15;
+      \$42  = maxima15;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$35  = maxima15;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$43  = maxima15;
     if (take) begin
-      \$35  = maxima16;
+      \$43  = { \$10 , \$6  };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$36  = maxima16;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$44  = beat;
     if (take) begin
-      \$36  = maxima17;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$37  = maxima17;
-    if (take) begin
-      \$37  = maxima18;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$38  = maxima18;
-    if (take) begin
-      \$38  = maxima19;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$39  = maxima19;
-    if (take) begin
-      \$39  = maxima20;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$40  = maxima20;
-    if (take) begin
-      \$40  = maxima21;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$41  = maxima21;
-    if (take) begin
-      \$41  = maxima22;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$42  = maxima22;
-    if (take) begin
-      \$42  = maxima23;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$43  = maxima23;
-    if (take) begin
-      \$43  = maxima24;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$44  = maxima24;
-    if (take) begin
-      \$44  = maxima25;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$45  = maxima25;
-    if (take) begin
-      \$45  = maxima26;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$46  = maxima26;
-    if (take) begin
-      \$46  = maxima27;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$47  = maxima27;
-    if (take) begin
-      \$47  = maxima28;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$48  = maxima28;
-    if (take) begin
-      \$48  = maxima29;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$49  = maxima29;
-    if (take) begin
-      \$49  = maxima30;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$50  = maxima30;
-    if (take) begin
-      \$50  = maxima31;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$51  = maxima31;
-    if (take) begin
-      \$51  = \$6 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$52  = beat;
-    if (take) begin
-      \$52  = \$9 [4:0];
+      \$44  = \$13 [3:0];
     end
     if (rst_pool1) begin
-      \$52  = 5'h00;
+      \$44  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$53  = pixel;
-    if (take) begin
-      if (\$10 ) begin
-        \$53  = \$13 [1:0];
-      end
-    end
-    if (rst_pool1) begin
-      \$53  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$54  = o__payload;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$45  = pixel;
     if (take) begin
       if (\$14 ) begin
-        \$54  = \$18 ;
+        \$45  = \$17 [1:0];
+      end
+    end
+    if (rst_pool1) begin
+      \$45  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$46  = o__payload;
+    if (take) begin
+      if (\$18 ) begin
+        \$46  = { \$26 , \$22  };
       end
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$19  = o__valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$27  = o__valid;
     if (\$2 ) begin
-      \$19  = 1'h0;
+      \$27  = 1'h0;
     end
     if (take) begin
-      if (\$14 ) begin
-        \$19  = 1'h1;
+      if (\$18 ) begin
+        \$27  = 1'h1;
       end
     end
     if (rst_pool1) begin
-      \$19  = 1'h0;
+      \$27  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$20  = maxima0;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$28  = maxima0;
     if (take) begin
-      \$20  = maxima1;
+      \$28  = maxima1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$21  = maxima1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$29  = maxima1;
     if (take) begin
-      \$21  = maxima2;
+      \$29  = maxima2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$22  = maxima2;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$30  = maxima2;
     if (take) begin
-      \$22  = maxima3;
+      \$30  = maxima3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$23  = maxima3;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$31  = maxima3;
     if (take) begin
-      \$23  = maxima4;
+      \$31  = maxima4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$24  = maxima4;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$32  = maxima4;
     if (take) begin
-      \$24  = maxima5;
+      \$32  = maxima5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$25  = maxima5;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$33  = maxima5;
     if (take) begin
-      \$25  = maxima6;
+      \$33  = maxima6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$26  = maxima6;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$34  = maxima6;
     if (take) begin
-      \$26  = maxima7;
+      \$34  = maxima7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$27  = maxima7;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$35  = maxima7;
     if (take) begin
-      \$27  = maxima8;
+      \$35  = maxima8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$28  = maxima8;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$36  = maxima8;
     if (take) begin
-      \$28  = maxima9;
+      \$36  = maxima9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$29  = maxima9;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$37  = maxima9;
     if (take) begin
-      \$29  = maxima10;
+      \$37  = maxima10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$30  = maxima10;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$38  = maxima10;
     if (take) begin
-      \$30  = maxima11;
+      \$38  = maxima11;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$31  = maxima11;
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    \$39  = maxima11;
     if (take) begin
-      \$31  = maxima12;
+      \$39  = maxima12;
     end
   end
   assign out = o__payload;
@@ -30919,7 +31482,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -31248,7 +31811,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
   assign \$10  = beat == 6'h3f;
   assign \$11  = pixel == 2'h3;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$19  = o__valid;
     if (\$2 ) begin
       \$19  = 1'h0;
@@ -31263,455 +31826,455 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$20  = maxima0;
     if (take) begin
       \$20  = maxima1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$21  = maxima1;
     if (take) begin
       \$21  = maxima2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$22  = maxima2;
     if (take) begin
       \$22  = maxima3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$23  = maxima3;
     if (take) begin
       \$23  = maxima4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$24  = maxima4;
     if (take) begin
       \$24  = maxima5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$25  = maxima5;
     if (take) begin
       \$25  = maxima6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$26  = maxima6;
     if (take) begin
       \$26  = maxima7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$27  = maxima7;
     if (take) begin
       \$27  = maxima8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$28  = maxima8;
     if (take) begin
       \$28  = maxima9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$29  = maxima9;
     if (take) begin
       \$29  = maxima10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$30  = maxima10;
     if (take) begin
       \$30  = maxima11;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$31  = maxima11;
     if (take) begin
       \$31  = maxima12;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$32  = maxima12;
     if (take) begin
       \$32  = maxima13;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$33  = maxima13;
     if (take) begin
       \$33  = maxima14;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$34  = maxima14;
     if (take) begin
       \$34  = maxima15;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$35  = maxima15;
     if (take) begin
       \$35  = maxima16;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$36  = maxima16;
     if (take) begin
       \$36  = maxima17;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$37  = maxima17;
     if (take) begin
       \$37  = maxima18;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$38  = maxima18;
     if (take) begin
       \$38  = maxima19;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$39  = maxima19;
     if (take) begin
       \$39  = maxima20;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$40  = maxima20;
     if (take) begin
       \$40  = maxima21;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$41  = maxima21;
     if (take) begin
       \$41  = maxima22;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$42  = maxima22;
     if (take) begin
       \$42  = maxima23;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$43  = maxima23;
     if (take) begin
       \$43  = maxima24;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$44  = maxima24;
     if (take) begin
       \$44  = maxima25;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$45  = maxima25;
     if (take) begin
       \$45  = maxima26;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$46  = maxima26;
     if (take) begin
       \$46  = maxima27;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$47  = maxima27;
     if (take) begin
       \$47  = maxima28;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$48  = maxima28;
     if (take) begin
       \$48  = maxima29;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$49  = maxima29;
     if (take) begin
       \$49  = maxima30;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$50  = maxima30;
     if (take) begin
       \$50  = maxima31;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$51  = maxima31;
     if (take) begin
       \$51  = maxima32;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$52  = maxima32;
     if (take) begin
       \$52  = maxima33;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$53  = maxima33;
     if (take) begin
       \$53  = maxima34;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$54  = maxima34;
     if (take) begin
       \$54  = maxima35;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$55  = maxima35;
     if (take) begin
       \$55  = maxima36;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$56  = maxima36;
     if (take) begin
       \$56  = maxima37;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$57  = maxima37;
     if (take) begin
       \$57  = maxima38;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$58  = maxima38;
     if (take) begin
       \$58  = maxima39;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$59  = maxima39;
     if (take) begin
       \$59  = maxima40;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$60  = maxima40;
     if (take) begin
       \$60  = maxima41;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$61  = maxima41;
     if (take) begin
       \$61  = maxima42;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$62  = maxima42;
     if (take) begin
       \$62  = maxima43;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$63  = maxima43;
     if (take) begin
       \$63  = maxima44;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$64  = maxima44;
     if (take) begin
       \$64  = maxima45;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$65  = maxima45;
     if (take) begin
       \$65  = maxima46;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$66  = maxima46;
     if (take) begin
       \$66  = maxima47;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$67  = maxima47;
     if (take) begin
       \$67  = maxima48;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$68  = maxima48;
     if (take) begin
       \$68  = maxima49;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$69  = maxima49;
     if (take) begin
       \$69  = maxima50;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$70  = maxima50;
     if (take) begin
       \$70  = maxima51;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$71  = maxima51;
     if (take) begin
       \$71  = maxima52;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$72  = maxima52;
     if (take) begin
       \$72  = maxima53;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$73  = maxima53;
     if (take) begin
       \$73  = maxima54;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$74  = maxima54;
     if (take) begin
       \$74  = maxima55;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$75  = maxima55;
     if (take) begin
       \$75  = maxima56;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$76  = maxima56;
     if (take) begin
       \$76  = maxima57;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$77  = maxima57;
     if (take) begin
       \$77  = maxima58;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$78  = maxima58;
     if (take) begin
       \$78  = maxima59;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$79  = maxima59;
     if (take) begin
       \$79  = maxima60;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$80  = maxima60;
     if (take) begin
       \$80  = maxima61;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$81  = maxima61;
     if (take) begin
       \$81  = maxima62;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$82  = maxima62;
     if (take) begin
       \$82  = maxima63;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$83  = maxima63;
     if (take) begin
       \$83  = \$6 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$84  = beat;
     if (take) begin
       \$84  = \$9 [5:0];
@@ -31721,7 +32284,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$85  = pixel;
     if (take) begin
       if (\$10 ) begin
@@ -31733,7 +32296,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$86  = o__payload;
     if (take) begin
       if (\$14 ) begin
@@ -31746,7 +32309,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   reg [3:0] \$10 ;
   reg \$11 ;
@@ -31799,21 +32362,21 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
   always @(posedge clk)
     held <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$9  = valid_next;
     if (rst_port_out) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$10  = o__payload;
     if (\$5 ) begin
       \$10  = \$8 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$11  = full;
     if (\$5 ) begin
       \$11  = 1'h0;
@@ -31825,7 +32388,7 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$12  = held;
     if (\$5 ) begin
     end else if (\$7 ) begin
