@@ -10,7 +10,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
-  wire [799:0] \$8 ;
+  wire [399:0] \$8 ;
   input clk;
   wire clk;
   wire gate_in;
@@ -24,12 +24,13 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] \i__payload$30 ;
   wire [15:0] \i__payload$36 ;
   wire [15:0] \i__payload$42 ;
-  wire [799:0] \i__payload$48 ;
-  wire [7:0] \i__payload$54 ;
+  wire [399:0] \i__payload$48 ;
+  wire [799:0] \i__payload$54 ;
   wire [7:0] \i__payload$60 ;
   wire [7:0] \i__payload$66 ;
-  wire [15:0] \i__payload$72 ;
-  wire [3:0] \i__payload$78 ;
+  wire [7:0] \i__payload$72 ;
+  wire [15:0] \i__payload$78 ;
+  wire [3:0] \i__payload$84 ;
   output i__ready;
   wire i__ready;
   wire \i__ready$17 ;
@@ -44,6 +45,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__ready$71 ;
   wire \i__ready$77 ;
   wire \i__ready$83 ;
+  wire \i__ready$89 ;
   input i__valid;
   wire i__valid;
   wire \i__valid$16 ;
@@ -58,6 +60,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \i__valid$68 ;
   wire \i__valid$74 ;
   wire \i__valid$80 ;
+  wire \i__valid$86 ;
   wire [7:0] i_held__payload;
   wire i_held__ready;
   wire i_held__valid;
@@ -68,13 +71,14 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire [7:0] \o__payload$31 ;
   wire [15:0] \o__payload$37 ;
   wire [15:0] \o__payload$43 ;
-  wire [799:0] \o__payload$49 ;
-  wire [7:0] \o__payload$55 ;
+  wire [399:0] \o__payload$49 ;
+  wire [799:0] \o__payload$55 ;
   wire [7:0] \o__payload$61 ;
   wire [7:0] \o__payload$67 ;
-  wire [15:0] \o__payload$73 ;
-  wire [3:0] \o__payload$79 ;
-  wire [3:0] \o__payload$84 ;
+  wire [7:0] \o__payload$73 ;
+  wire [15:0] \o__payload$79 ;
+  wire [3:0] \o__payload$85 ;
+  wire [3:0] \o__payload$90 ;
   input o__ready;
   wire o__ready;
   wire \o__ready$22 ;
@@ -88,7 +92,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \o__ready$70 ;
   wire \o__ready$76 ;
   wire \o__ready$82 ;
-  wire \o__ready$86 ;
+  wire \o__ready$88 ;
+  wire \o__ready$92 ;
   output o__valid;
   wire o__valid;
   wire \o__valid$21 ;
@@ -102,7 +107,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire \o__valid$69 ;
   wire \o__valid$75 ;
   wire \o__valid$81 ;
-  wire \o__valid$85 ;
+  wire \o__valid$87 ;
+  wire \o__valid$91 ;
   input rst;
   wire rst;
   wire rst_argmax;
@@ -112,6 +118,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   wire rst_conv1_window_to_conv1;
   wire rst_conv2;
   wire rst_conv2_window;
+  wire rst_conv2_window_to_conv2;
   wire rst_fc1;
   wire rst_fc2;
   wire rst_g0;
@@ -127,20 +134,20 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \$3  = ~ held;
   assign i__ready = i_held__ready & \$3 ;
   assign \$4  = ~ held;
-  assign o__valid = \o__valid$85  & \$4 ;
+  assign o__valid = \o__valid$91  & \$4 ;
   assign \$5  = ~ gate_out;
-  assign \o__ready$86  = o__ready & \$5 ;
+  assign \o__ready$92  = o__ready & \$5 ;
   assign \$6  = rst | rst_top;
   assign \$7  = rst | rst_top;
   assign \$1  = rst | rst_top;
   \flexor_lenet5.argmax  argmax (
     .clk(clk),
-    .i__payload(\i__payload$72 ),
-    .i__ready(\o__ready$76 ),
-    .i__valid(\i__valid$74 ),
-    .o__payload(\i__payload$78 ),
-    .o__ready(\o__ready$82 ),
-    .o__valid(\i__valid$80 ),
+    .i__payload(\i__payload$78 ),
+    .i__ready(\o__ready$82 ),
+    .i__valid(\i__valid$80 ),
+    .o__payload(\i__payload$84 ),
+    .o__ready(\o__ready$88 ),
+    .o__valid(\i__valid$86 ),
     .rst_argmax(rst_argmax)
   );
   \flexor_lenet5.conv1  conv1 (
@@ -185,12 +192,12 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.conv2  conv2 (
     .clk(clk),
-    .i__ready(\o__ready$52 ),
-    .i__valid(\i__valid$50 ),
-    .\o__payload$1086 (\i__payload$54 ),
-    .o__ready(\o__ready$58 ),
-    .o__valid(\i__valid$56 ),
-    .\port$5513$0 (\$8 ),
+    .i__payload(\i__payload$54 ),
+    .i__ready(\o__ready$58 ),
+    .i__valid(\i__valid$56 ),
+    .\o__payload$1086 (\i__payload$60 ),
+    .o__ready(\o__ready$64 ),
+    .o__valid(\i__valid$62 ),
     .rst_conv2(rst_conv2)
   );
   \flexor_lenet5.conv2_window  conv2_window (
@@ -203,25 +210,35 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .\o__valid$20 (\i__valid$50 ),
     .rst_conv2_window(rst_conv2_window)
   );
+  \flexor_lenet5.conv2_window_to_conv2  conv2_window_to_conv2 (
+    .clk(clk),
+    .i__ready(\o__ready$52 ),
+    .i__valid(\i__valid$50 ),
+    .o__payload(\i__payload$54 ),
+    .o__ready(\o__ready$58 ),
+    .o__valid(\i__valid$56 ),
+    .\port$5687$0 (\$8 ),
+    .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
+  );
   \flexor_lenet5.fc1  fc1 (
     .clk(clk),
-    .i__payload(\i__payload$60 ),
-    .i__ready(\o__ready$64 ),
-    .i__valid(\i__valid$62 ),
-    .o__payload(\i__payload$66 ),
-    .\o__ready$169 (\o__ready$70 ),
-    .o__valid(\i__valid$68 ),
+    .i__payload(\i__payload$66 ),
+    .i__ready(\o__ready$70 ),
+    .i__valid(\i__valid$68 ),
+    .o__payload(\i__payload$72 ),
+    .\o__ready$169 (\o__ready$76 ),
+    .o__valid(\i__valid$74 ),
     .rst_fc1(rst_fc1)
   );
   \flexor_lenet5.fc2  fc2 (
     .clk(clk),
-    .i__ready(\o__ready$70 ),
-    .i__valid(\i__valid$68 ),
-    .o__payload(\i__payload$72 ),
-    .\o__ready$570 (\o__ready$76 ),
-    .o__valid(\i__valid$74 ),
+    .i__ready(\o__ready$76 ),
+    .i__valid(\i__valid$74 ),
+    .o__payload(\i__payload$78 ),
+    .\o__ready$570 (\o__ready$82 ),
+    .o__valid(\i__valid$80 ),
     .rst_fc2(rst_fc2),
-    .w_data(\i__payload$66 )
+    .w_data(\i__payload$72 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -251,22 +268,22 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   );
   \flexor_lenet5.pool2  pool2 (
     .clk(clk),
-    .i__payload(\i__payload$54 ),
-    .i__ready(\o__ready$58 ),
-    .i__valid(\i__valid$56 ),
-    .o__payload(\i__payload$60 ),
-    .o__ready(\o__ready$64 ),
-    .o__valid(\i__valid$62 ),
+    .i__payload(\i__payload$60 ),
+    .i__ready(\o__ready$64 ),
+    .i__valid(\i__valid$62 ),
+    .o__payload(\i__payload$66 ),
+    .o__ready(\o__ready$70 ),
+    .o__valid(\i__valid$68 ),
     .rst_pool2(rst_pool2)
   );
   \flexor_lenet5.port_out  port_out (
     .clk(clk),
-    .i__payload(\i__payload$78 ),
-    .i__ready(\o__ready$82 ),
-    .i__valid(\i__valid$80 ),
+    .i__payload(\i__payload$84 ),
+    .i__ready(\o__ready$88 ),
+    .i__valid(\i__valid$86 ),
     .o__payload(o__payload),
-    .o__ready(\o__ready$86 ),
-    .o__valid(\o__valid$85 ),
+    .o__ready(\o__ready$92 ),
+    .o__valid(\o__valid$91 ),
     .rst_port_out(rst_port_out)
   );
   flexor_copy #(
@@ -328,6 +345,14 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) rst_conv2_window_to_conv2_copy (
+    .clk(clk),
+    .d(rst_g0),
+    .q(rst_conv2_window_to_conv2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) rst_fc1_copy (
     .clk(clk),
     .d(rst_g1),
@@ -370,7 +395,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .WIDTH(32'd1)
   ) rst_pool2_copy (
     .clk(clk),
-    .d(rst_g0),
+    .d(rst_g1),
     .q(rst_pool2)
   );
   flexor_copy #(
@@ -416,8 +441,8 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \o__payload$43  = \i__payload$42 ;
   assign \o__valid$45  = \i__valid$44 ;
   assign \i__ready$47  = \o__ready$46 ;
-  assign \i__payload$48  = { \$8 [799:792], \$8 [767:760], \$8 [735:728], \$8 [703:696], \$8 [671:664], \$8 [639:632], \$8 [607:600], \$8 [575:568], \$8 [543:536], \$8 [511:504], \$8 [479:472], \$8 [447:440], \$8 [415:408], \$8 [383:376], \$8 [351:344], \$8 [319:312], \$8 [287:280], \$8 [255:248], \$8 [223:216], \$8 [191:184], \$8 [159:152], \$8 [127:120], \$8 [95:88], \$8 [63:56], \$8 [31:24], \$8 [791:784], \$8 [759:752], \$8 [727:720], \$8 [695:688], \$8 [663:656], \$8 [631:624], \$8 [599:592], \$8 [567:560], \$8 [535:528], \$8 [503:496], \$8 [471:464], \$8 [439:432], \$8 [407:400], \$8 [375:368], \$8 [343:336], \$8 [311:304], \$8 [279:272], \$8 [247:240], \$8 [215:208], \$8 [183:176], \$8 [151:144], \$8 [119:112], \$8 [87:80], \$8 [55:48], \$8 [23:16], \$8 [783:776], \$8 [751:744], \$8 [719:712], \$8 [687:680], \$8 [655:648], \$8 [623:616], \$8 [591:584], \$8 [559:552], \$8 [527:520], \$8 [495:488], \$8 [463:456], \$8 [431:424], \$8 [399:392], \$8 [367:360], \$8 [335:328], \$8 [303:296], \$8 [271:264], \$8 [239:232], \$8 [207:200], \$8 [175:168], \$8 [143:136], \$8 [111:104], \$8 [79:72], \$8 [47:40], \$8 [15:8], \$8 [775:768], \$8 [743:736], \$8 [711:704], \$8 [679:672], \$8 [647:640], \$8 [615:608], \$8 [583:576], \$8 [551:544], \$8 [519:512], \$8 [487:480], \$8 [455:448], \$8 [423:416], \$8 [391:384], \$8 [359:352], \$8 [327:320], \$8 [295:288], \$8 [263:256], \$8 [231:224], \$8 [199:192], \$8 [167:160], \$8 [135:128], \$8 [103:96], \$8 [71:64], \$8 [39:32], \$8 [7:0] };
-  assign \o__payload$49  = { \$8 [799:792], \$8 [767:760], \$8 [735:728], \$8 [703:696], \$8 [671:664], \$8 [639:632], \$8 [607:600], \$8 [575:568], \$8 [543:536], \$8 [511:504], \$8 [479:472], \$8 [447:440], \$8 [415:408], \$8 [383:376], \$8 [351:344], \$8 [319:312], \$8 [287:280], \$8 [255:248], \$8 [223:216], \$8 [191:184], \$8 [159:152], \$8 [127:120], \$8 [95:88], \$8 [63:56], \$8 [31:24], \$8 [791:784], \$8 [759:752], \$8 [727:720], \$8 [695:688], \$8 [663:656], \$8 [631:624], \$8 [599:592], \$8 [567:560], \$8 [535:528], \$8 [503:496], \$8 [471:464], \$8 [439:432], \$8 [407:400], \$8 [375:368], \$8 [343:336], \$8 [311:304], \$8 [279:272], \$8 [247:240], \$8 [215:208], \$8 [183:176], \$8 [151:144], \$8 [119:112], \$8 [87:80], \$8 [55:48], \$8 [23:16], \$8 [783:776], \$8 [751:744], \$8 [719:712], \$8 [687:680], \$8 [655:648], \$8 [623:616], \$8 [591:584], \$8 [559:552], \$8 [527:520], \$8 [495:488], \$8 [463:456], \$8 [431:424], \$8 [399:392], \$8 [367:360], \$8 [335:328], \$8 [303:296], \$8 [271:264], \$8 [239:232], \$8 [207:200], \$8 [175:168], \$8 [143:136], \$8 [111:104], \$8 [79:72], \$8 [47:40], \$8 [15:8], \$8 [775:768], \$8 [743:736], \$8 [711:704], \$8 [679:672], \$8 [647:640], \$8 [615:608], \$8 [583:576], \$8 [551:544], \$8 [519:512], \$8 [487:480], \$8 [455:448], \$8 [423:416], \$8 [391:384], \$8 [359:352], \$8 [327:320], \$8 [295:288], \$8 [263:256], \$8 [231:224], \$8 [199:192], \$8 [167:160], \$8 [135:128], \$8 [103:96], \$8 [71:64], \$8 [39:32], \$8 [7:0] };
+  assign \i__payload$48  = { \$8 [399:392], \$8 [383:376], \$8 [367:360], \$8 [351:344], \$8 [335:328], \$8 [319:312], \$8 [303:296], \$8 [287:280], \$8 [271:264], \$8 [255:248], \$8 [239:232], \$8 [223:216], \$8 [207:200], \$8 [191:184], \$8 [175:168], \$8 [159:152], \$8 [143:136], \$8 [127:120], \$8 [111:104], \$8 [95:88], \$8 [79:72], \$8 [63:56], \$8 [47:40], \$8 [31:24], \$8 [15:8], \$8 [391:384], \$8 [375:368], \$8 [359:352], \$8 [343:336], \$8 [327:320], \$8 [311:304], \$8 [295:288], \$8 [279:272], \$8 [263:256], \$8 [247:240], \$8 [231:224], \$8 [215:208], \$8 [199:192], \$8 [183:176], \$8 [167:160], \$8 [151:144], \$8 [135:128], \$8 [119:112], \$8 [103:96], \$8 [87:80], \$8 [71:64], \$8 [55:48], \$8 [39:32], \$8 [23:16], \$8 [7:0] };
+  assign \o__payload$49  = { \$8 [399:392], \$8 [383:376], \$8 [367:360], \$8 [351:344], \$8 [335:328], \$8 [319:312], \$8 [303:296], \$8 [287:280], \$8 [271:264], \$8 [255:248], \$8 [239:232], \$8 [223:216], \$8 [207:200], \$8 [191:184], \$8 [175:168], \$8 [159:152], \$8 [143:136], \$8 [127:120], \$8 [111:104], \$8 [95:88], \$8 [79:72], \$8 [63:56], \$8 [47:40], \$8 [31:24], \$8 [15:8], \$8 [391:384], \$8 [375:368], \$8 [359:352], \$8 [343:336], \$8 [327:320], \$8 [311:304], \$8 [295:288], \$8 [279:272], \$8 [263:256], \$8 [247:240], \$8 [231:224], \$8 [215:208], \$8 [199:192], \$8 [183:176], \$8 [167:160], \$8 [151:144], \$8 [135:128], \$8 [119:112], \$8 [103:96], \$8 [87:80], \$8 [71:64], \$8 [55:48], \$8 [39:32], \$8 [23:16], \$8 [7:0] };
   assign \o__valid$51  = \i__valid$50 ;
   assign \i__ready$53  = \o__ready$52 ;
   assign \o__payload$55  = \i__payload$54 ;
@@ -435,7 +460,10 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
   assign \o__payload$79  = \i__payload$78 ;
   assign \o__valid$81  = \i__valid$80 ;
   assign \i__ready$83  = \o__ready$82 ;
-  assign \o__payload$84  = o__payload;
+  assign \o__payload$85  = \i__payload$84 ;
+  assign \o__valid$87  = \i__valid$86 ;
+  assign \i__ready$89  = \o__ready$88 ;
+  assign \o__payload$90  = o__payload;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -6034,7 +6062,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, \port$5513$0 , o__valid, \o__payload$1086 , clk);
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$1086 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
@@ -6407,6 +6435,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, \port$5513
   wire [15:0] \i$967 ;
   wire [15:0] \i$968 ;
   wire [15:0] \i$969 ;
+  input [799:0] i__payload;
   wire [799:0] i__payload;
   output i__ready;
   wire i__ready;
@@ -6866,8 +6895,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, \port$5513
   wire [8:0] p3_0_7;
   wire [8:0] p3_0_8;
   wire [8:0] p3_0_9;
-  input [799:0] \port$5513$0 ;
-  wire [799:0] \port$5513$0 ;
   wire ready;
   (* init = 4'h0 *)
   wire [3:0] rport__addr;
@@ -12323,47 +12350,46 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, \port$5513
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     \$117  = xword;
     if (xload_0) begin
-      \$117 [63:0] = { \port$5513$0 [231:224], \port$5513$0 [199:192], \port$5513$0 [167:160], \port$5513$0 [135:128], \port$5513$0 [103:96], \port$5513$0 [71:64], \port$5513$0 [39:32], \port$5513$0 [7:0] };
+      \$117 [63:0] = i__payload[63:0];
     end
     if (xload_1) begin
-      \$117 [127:64] = { \port$5513$0 [487:480], \port$5513$0 [455:448], \port$5513$0 [423:416], \port$5513$0 [391:384], \port$5513$0 [359:352], \port$5513$0 [327:320], \port$5513$0 [295:288], \port$5513$0 [263:256] };
+      \$117 [127:64] = i__payload[127:64];
     end
     if (xload_2) begin
-      \$117 [191:128] = { \port$5513$0 [743:736], \port$5513$0 [711:704], \port$5513$0 [679:672], \port$5513$0 [647:640], \port$5513$0 [615:608], \port$5513$0 [583:576], \port$5513$0 [551:544], \port$5513$0 [519:512] };
+      \$117 [191:128] = i__payload[191:128];
     end
     if (xload_3) begin
-      \$117 [255:192] = { \port$5513$0 [207:200], \port$5513$0 [175:168], \port$5513$0 [143:136], \port$5513$0 [111:104], \port$5513$0 [79:72], \port$5513$0 [47:40], \port$5513$0 [15:8], \port$5513$0 [775:768] };
+      \$117 [255:192] = i__payload[255:192];
     end
     if (xload_4) begin
-      \$117 [319:256] = { \port$5513$0 [463:456], \port$5513$0 [431:424], \port$5513$0 [399:392], \port$5513$0 [367:360], \port$5513$0 [335:328], \port$5513$0 [303:296], \port$5513$0 [271:264], \port$5513$0 [239:232] };
+      \$117 [319:256] = i__payload[319:256];
     end
     if (xload_5) begin
-      \$117 [383:320] = { \port$5513$0 [719:712], \port$5513$0 [687:680], \port$5513$0 [655:648], \port$5513$0 [623:616], \port$5513$0 [591:584], \port$5513$0 [559:552], \port$5513$0 [527:520], \port$5513$0 [495:488] };
+      \$117 [383:320] = i__payload[383:320];
     end
     if (xload_6) begin
-      \$117 [447:384] = { \port$5513$0 [183:176], \port$5513$0 [151:144], \port$5513$0 [119:112], \port$5513$0 [87:80], \port$5513$0 [55:48], \port$5513$0 [23:16], \port$5513$0 [783:776], \port$5513$0 [751:744] };
+      \$117 [447:384] = i__payload[447:384];
     end
     if (xload_7) begin
-      \$117 [511:448] = { \port$5513$0 [439:432], \port$5513$0 [407:400], \port$5513$0 [375:368], \port$5513$0 [343:336], \port$5513$0 [311:304], \port$5513$0 [279:272], \port$5513$0 [247:240], \port$5513$0 [215:208] };
+      \$117 [511:448] = i__payload[511:448];
     end
     if (xload_8) begin
-      \$117 [575:512] = { \port$5513$0 [695:688], \port$5513$0 [663:656], \port$5513$0 [631:624], \port$5513$0 [599:592], \port$5513$0 [567:560], \port$5513$0 [535:528], \port$5513$0 [503:496], \port$5513$0 [471:464] };
+      \$117 [575:512] = i__payload[575:512];
     end
     if (xload_9) begin
-      \$117 [639:576] = { \port$5513$0 [159:152], \port$5513$0 [127:120], \port$5513$0 [95:88], \port$5513$0 [63:56], \port$5513$0 [31:24], \port$5513$0 [791:784], \port$5513$0 [759:752], \port$5513$0 [727:720] };
+      \$117 [639:576] = i__payload[639:576];
     end
     if (xload_10) begin
-      \$117 [703:640] = { \port$5513$0 [415:408], \port$5513$0 [383:376], \port$5513$0 [351:344], \port$5513$0 [319:312], \port$5513$0 [287:280], \port$5513$0 [255:248], \port$5513$0 [223:216], \port$5513$0 [191:184] };
+      \$117 [703:640] = i__payload[703:640];
     end
     if (xload_11) begin
-      \$117 [767:704] = { \port$5513$0 [671:664], \port$5513$0 [639:632], \port$5513$0 [607:600], \port$5513$0 [575:568], \port$5513$0 [543:536], \port$5513$0 [511:504], \port$5513$0 [479:472], \port$5513$0 [447:440] };
+      \$117 [767:704] = i__payload[767:704];
     end
     if (xload_12) begin
-      \$117 [799:768] = { \port$5513$0 [799:792], \port$5513$0 [767:760], \port$5513$0 [735:728], \port$5513$0 [703:696] };
+      \$117 [799:768] = i__payload[799:768];
     end
   end
   assign space_next = \$65 [4:0];
-  assign i__payload = { \port$5513$0 [799:792], \port$5513$0 [767:760], \port$5513$0 [735:728], \port$5513$0 [703:696], \port$5513$0 [671:664], \port$5513$0 [639:632], \port$5513$0 [607:600], \port$5513$0 [575:568], \port$5513$0 [543:536], \port$5513$0 [511:504], \port$5513$0 [479:472], \port$5513$0 [447:440], \port$5513$0 [415:408], \port$5513$0 [383:376], \port$5513$0 [351:344], \port$5513$0 [319:312], \port$5513$0 [287:280], \port$5513$0 [255:248], \port$5513$0 [223:216], \port$5513$0 [191:184], \port$5513$0 [159:152], \port$5513$0 [127:120], \port$5513$0 [95:88], \port$5513$0 [63:56], \port$5513$0 [31:24], \port$5513$0 [791:784], \port$5513$0 [759:752], \port$5513$0 [727:720], \port$5513$0 [695:688], \port$5513$0 [663:656], \port$5513$0 [631:624], \port$5513$0 [599:592], \port$5513$0 [567:560], \port$5513$0 [535:528], \port$5513$0 [503:496], \port$5513$0 [471:464], \port$5513$0 [439:432], \port$5513$0 [407:400], \port$5513$0 [375:368], \port$5513$0 [343:336], \port$5513$0 [311:304], \port$5513$0 [279:272], \port$5513$0 [247:240], \port$5513$0 [215:208], \port$5513$0 [183:176], \port$5513$0 [151:144], \port$5513$0 [119:112], \port$5513$0 [87:80], \port$5513$0 [55:48], \port$5513$0 [23:16], \port$5513$0 [783:776], \port$5513$0 [751:744], \port$5513$0 [719:712], \port$5513$0 [687:680], \port$5513$0 [655:648], \port$5513$0 [623:616], \port$5513$0 [591:584], \port$5513$0 [559:552], \port$5513$0 [527:520], \port$5513$0 [495:488], \port$5513$0 [463:456], \port$5513$0 [431:424], \port$5513$0 [399:392], \port$5513$0 [367:360], \port$5513$0 [335:328], \port$5513$0 [303:296], \port$5513$0 [271:264], \port$5513$0 [239:232], \port$5513$0 [207:200], \port$5513$0 [175:168], \port$5513$0 [143:136], \port$5513$0 [111:104], \port$5513$0 [79:72], \port$5513$0 [47:40], \port$5513$0 [15:8], \port$5513$0 [775:768], \port$5513$0 [743:736], \port$5513$0 [711:704], \port$5513$0 [679:672], \port$5513$0 [647:640], \port$5513$0 [615:608], \port$5513$0 [583:576], \port$5513$0 [551:544], \port$5513$0 [519:512], \port$5513$0 [487:480], \port$5513$0 [455:448], \port$5513$0 [423:416], \port$5513$0 [391:384], \port$5513$0 [359:352], \port$5513$0 [327:320], \port$5513$0 [295:288], \port$5513$0 [263:256], \port$5513$0 [231:224], \port$5513$0 [199:192], \port$5513$0 [167:160], \port$5513$0 [135:128], \port$5513$0 [103:96], \port$5513$0 [71:64], \port$5513$0 [39:32], \port$5513$0 [7:0] };
   assign shift = ser;
   assign \space_next$879  = \$82 [4:0];
   assign ready = i__ready;
@@ -14217,8 +14243,8 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, \o__valid$20 , \o__ready$2
   input [15:0] i__payload;
   wire [15:0] i__payload;
   wire [15:0] \i__payload$1 ;
-  wire [159:0] \i__payload$12 ;
-  wire [31:0] \i__payload$6 ;
+  wire [79:0] \i__payload$12 ;
+  wire [15:0] \i__payload$6 ;
   output i__ready;
   wire i__ready;
   wire \i__ready$15 ;
@@ -14229,11 +14255,11 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, \o__valid$20 , \o__ready$2
   wire \i__valid$10 ;
   wire \i__valid$16 ;
   wire \i__valid$5 ;
-  wire [31:0] o__payload;
-  wire [159:0] \o__payload$13 ;
-  wire [799:0] \o__payload$18 ;
-  output [799:0] \o__payload$19 ;
-  wire [799:0] \o__payload$19 ;
+  wire [15:0] o__payload;
+  wire [79:0] \o__payload$13 ;
+  wire [399:0] \o__payload$18 ;
+  output [399:0] \o__payload$19 ;
+  wire [399:0] \o__payload$19 ;
   wire o__ready;
   wire \o__ready$14 ;
   input \o__ready$22 ;
@@ -14285,7 +14311,7 @@ module \flexor_lenet5.conv2_window (rst_conv2_window, \o__valid$20 , \o__ready$2
   assign \o__payload$13  = \i__payload$12 ;
   assign \i__ready$15  = \o__ready$14 ;
   assign \o__valid$17  = \i__valid$16 ;
-  assign \o__payload$18  = { \o__payload$19 [799:792], \o__payload$19 [767:760], \o__payload$19 [735:728], \o__payload$19 [703:696], \o__payload$19 [671:664], \o__payload$19 [639:632], \o__payload$19 [607:600], \o__payload$19 [575:568], \o__payload$19 [543:536], \o__payload$19 [511:504], \o__payload$19 [479:472], \o__payload$19 [447:440], \o__payload$19 [415:408], \o__payload$19 [383:376], \o__payload$19 [351:344], \o__payload$19 [319:312], \o__payload$19 [287:280], \o__payload$19 [255:248], \o__payload$19 [223:216], \o__payload$19 [191:184], \o__payload$19 [159:152], \o__payload$19 [127:120], \o__payload$19 [95:88], \o__payload$19 [63:56], \o__payload$19 [31:24], \o__payload$19 [791:784], \o__payload$19 [759:752], \o__payload$19 [727:720], \o__payload$19 [695:688], \o__payload$19 [663:656], \o__payload$19 [631:624], \o__payload$19 [599:592], \o__payload$19 [567:560], \o__payload$19 [535:528], \o__payload$19 [503:496], \o__payload$19 [471:464], \o__payload$19 [439:432], \o__payload$19 [407:400], \o__payload$19 [375:368], \o__payload$19 [343:336], \o__payload$19 [311:304], \o__payload$19 [279:272], \o__payload$19 [247:240], \o__payload$19 [215:208], \o__payload$19 [183:176], \o__payload$19 [151:144], \o__payload$19 [119:112], \o__payload$19 [87:80], \o__payload$19 [55:48], \o__payload$19 [23:16], \o__payload$19 [783:776], \o__payload$19 [751:744], \o__payload$19 [719:712], \o__payload$19 [687:680], \o__payload$19 [655:648], \o__payload$19 [623:616], \o__payload$19 [591:584], \o__payload$19 [559:552], \o__payload$19 [527:520], \o__payload$19 [495:488], \o__payload$19 [463:456], \o__payload$19 [431:424], \o__payload$19 [399:392], \o__payload$19 [367:360], \o__payload$19 [335:328], \o__payload$19 [303:296], \o__payload$19 [271:264], \o__payload$19 [239:232], \o__payload$19 [207:200], \o__payload$19 [175:168], \o__payload$19 [143:136], \o__payload$19 [111:104], \o__payload$19 [79:72], \o__payload$19 [47:40], \o__payload$19 [15:8], \o__payload$19 [775:768], \o__payload$19 [743:736], \o__payload$19 [711:704], \o__payload$19 [679:672], \o__payload$19 [647:640], \o__payload$19 [615:608], \o__payload$19 [583:576], \o__payload$19 [551:544], \o__payload$19 [519:512], \o__payload$19 [487:480], \o__payload$19 [455:448], \o__payload$19 [423:416], \o__payload$19 [391:384], \o__payload$19 [359:352], \o__payload$19 [327:320], \o__payload$19 [295:288], \o__payload$19 [263:256], \o__payload$19 [231:224], \o__payload$19 [199:192], \o__payload$19 [167:160], \o__payload$19 [135:128], \o__payload$19 [103:96], \o__payload$19 [71:64], \o__payload$19 [39:32], \o__payload$19 [7:0] };
+  assign \o__payload$18  = { \o__payload$19 [399:392], \o__payload$19 [383:376], \o__payload$19 [367:360], \o__payload$19 [351:344], \o__payload$19 [335:328], \o__payload$19 [319:312], \o__payload$19 [303:296], \o__payload$19 [287:280], \o__payload$19 [271:264], \o__payload$19 [255:248], \o__payload$19 [239:232], \o__payload$19 [223:216], \o__payload$19 [207:200], \o__payload$19 [191:184], \o__payload$19 [175:168], \o__payload$19 [159:152], \o__payload$19 [143:136], \o__payload$19 [127:120], \o__payload$19 [111:104], \o__payload$19 [95:88], \o__payload$19 [79:72], \o__payload$19 [63:56], \o__payload$19 [47:40], \o__payload$19 [31:24], \o__payload$19 [15:8], \o__payload$19 [391:384], \o__payload$19 [375:368], \o__payload$19 [359:352], \o__payload$19 [343:336], \o__payload$19 [327:320], \o__payload$19 [311:304], \o__payload$19 [295:288], \o__payload$19 [279:272], \o__payload$19 [263:256], \o__payload$19 [247:240], \o__payload$19 [231:224], \o__payload$19 [215:208], \o__payload$19 [199:192], \o__payload$19 [183:176], \o__payload$19 [167:160], \o__payload$19 [151:144], \o__payload$19 [135:128], \o__payload$19 [119:112], \o__payload$19 [103:96], \o__payload$19 [87:80], \o__payload$19 [71:64], \o__payload$19 [55:48], \o__payload$19 [39:32], \o__payload$19 [23:16], \o__payload$19 [7:0] };
   assign \o__valid$21  = \o__valid$20 ;
   assign \o__ready$23  = \o__ready$22 ;
 endmodule
@@ -14305,7 +14331,6826 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
-  wire [6:0] \$11 ;
+  wire [7:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  reg [6:0] \$116 ;
+  reg [4:0] \$117 ;
+  reg [399:0] \$118 ;
+  reg [399:0] \$119 ;
+  wire [7:0] \$12 ;
+  wire \$13 ;
+  wire [4:0] \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire \$26 ;
+  wire \$27 ;
+  wire \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  wire \$36 ;
+  wire \$37 ;
+  wire \$38 ;
+  wire \$39 ;
+  wire \$4 ;
+  wire \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
+  wire \$signal ;
+  reg [4:0] at = 5'h01;
+  reg [6:0] beat = 7'h00;
+  input clk;
+  wire clk;
+  wire full;
+  wire full_0;
+  wire full_1;
+  wire full_2;
+  wire full_3;
+  wire full_4;
+  wire full_5;
+  wire full_6;
+  wire full_q;
+  input [79:0] i__payload;
+  wire [79:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  wire last;
+  wire last_q;
+  output [399:0] o__payload;
+  reg [399:0] o__payload = 400'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  (* init = 400'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [399:0] out;
+  wire ready;
+  wire ready_0;
+  wire ready_1;
+  wire ready_2;
+  wire ready_3;
+  wire ready_4;
+  wire ready_5;
+  wire ready_6;
+  wire ready_q;
+  input rst_conv2_window;
+  wire rst_conv2_window;
+  wire take;
+  wire valid_0;
+  wire valid_1;
+  wire valid_2;
+  wire valid_3;
+  wire valid_4;
+  wire valid_5;
+  wire valid_6;
+  wire valid_next;
+  wire valid_q;
+  reg [399:0] word = 400'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  assign take = i__valid & i__ready;
+  assign \$1  = at[4] | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = beat + 1'h1;
+  assign \$12  = last ? 8'h00 : \$11 ;
+  assign \$13  = at[4] | last;
+  assign \$14  = \$13  ? 5'h01 : { at[3:0], at[4] };
+  assign \$15  = ~ valid_0;
+  assign \$16  = \$15  | o__ready;
+  assign \$17  = full_0 & \$16 ;
+  assign \$18  = i__valid & ready_0;
+  assign \$19  = ~ valid_1;
+  assign \$20  = \$19  | o__ready;
+  assign \$21  = full_1 & \$20 ;
+  assign \$22  = i__valid & ready_1;
+  assign \$23  = ~ valid_2;
+  assign \$24  = \$23  | o__ready;
+  assign \$25  = full_2 & \$24 ;
+  assign \$26  = i__valid & ready_2;
+  assign \$27  = ~ valid_3;
+  assign \$28  = \$27  | o__ready;
+  assign \$29  = full_3 & \$28 ;
+  assign \$30  = i__valid & ready_3;
+  assign \$31  = ~ valid_4;
+  assign \$32  = \$31  | o__ready;
+  assign \$33  = full_4 & \$32 ;
+  assign \$34  = i__valid & ready_4;
+  assign \$35  = ~ valid_5;
+  assign \$36  = \$35  | o__ready;
+  assign \$37  = full_5 & \$36 ;
+  assign \$38  = i__valid & ready_5;
+  assign \$39  = ~ valid_6;
+  assign \$40  = \$39  | o__ready;
+  assign \$41  = full_6 & \$40 ;
+  assign \$42  = i__valid & ready_6;
+  assign \$43  = rst_conv2_window ? 1'h0 : valid_next;
+  assign \$44  = rst_conv2_window ? 1'h0 : \$signal ;
+  assign \$45  = ~ \$signal ;
+  assign \$46  = ~ valid_next;
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = rst_conv2_window ? 1'h1 : \$47 ;
+  assign \$49  = beat == 7'h4e;
+  assign \$50  = last ? 1'h0 : \$49 ;
+  assign \$51  = take ? \$50  : last;
+  assign \$52  = rst_conv2_window ? 1'h0 : \$51 ;
+  assign \$53  = ~ \$signal ;
+  assign \$54  = ~ valid_next;
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = \$55  | rst_conv2_window;
+  assign \$57  = beat == 7'h4e;
+  assign \$58  = last ? 1'h0 : \$57 ;
+  assign \$59  = take ? \$58  : last;
+  assign \$60  = rst_conv2_window ? 1'h0 : \$59 ;
+  assign \$62  = ~ \$signal ;
+  assign \$63  = ~ valid_next;
+  assign \$64  = \$62  | \$63 ;
+  assign \$65  = \$64  | rst_conv2_window;
+  assign \$66  = beat == 7'h4e;
+  assign \$67  = last ? 1'h0 : \$66 ;
+  assign \$68  = take ? \$67  : last;
+  assign \$69  = rst_conv2_window ? 1'h0 : \$68 ;
+  assign \$71  = ~ \$signal ;
+  assign \$72  = ~ valid_next;
+  assign \$73  = \$71  | \$72 ;
+  assign \$74  = \$73  | rst_conv2_window;
+  assign \$75  = beat == 7'h4e;
+  assign \$76  = last ? 1'h0 : \$75 ;
+  assign \$77  = take ? \$76  : last;
+  assign \$78  = rst_conv2_window ? 1'h0 : \$77 ;
+  assign \$80  = ~ \$signal ;
+  assign \$81  = ~ valid_next;
+  assign \$82  = \$80  | \$81 ;
+  assign \$83  = \$82  | rst_conv2_window;
+  assign \$84  = beat == 7'h4e;
+  assign \$85  = last ? 1'h0 : \$84 ;
+  assign \$86  = take ? \$85  : last;
+  assign \$87  = rst_conv2_window ? 1'h0 : \$86 ;
+  assign \$89  = ~ \$signal ;
+  assign \$90  = ~ valid_next;
+  assign \$91  = \$89  | \$90 ;
+  assign \$92  = \$91  | rst_conv2_window;
+  assign \$93  = beat == 7'h4e;
+  assign \$94  = last ? 1'h0 : \$93 ;
+  assign \$95  = take ? \$94  : last;
+  assign \$96  = rst_conv2_window ? 1'h0 : \$95 ;
+  assign \$98  = ~ \$signal ;
+  assign \$99  = ~ valid_next;
+  assign \$100  = \$98  | \$99 ;
+  assign \$101  = \$100  | rst_conv2_window;
+  assign \$102  = beat == 7'h4e;
+  assign \$103  = last ? 1'h0 : \$102 ;
+  assign \$104  = take ? \$103  : last;
+  assign \$105  = rst_conv2_window ? 1'h0 : \$104 ;
+  assign \$107  = ~ \$signal ;
+  assign \$108  = ~ valid_next;
+  assign \$109  = \$107  | \$108 ;
+  assign \$110  = \$109  | rst_conv2_window;
+  assign \$111  = beat == 7'h4e;
+  assign \$112  = last ? 1'h0 : \$111 ;
+  assign \$113  = take ? \$112  : last;
+  assign \$114  = rst_conv2_window ? 1'h0 : \$113 ;
+  always @(posedge clk)
+    beat <= \$116 ;
+  always @(posedge clk)
+    at <= \$117 ;
+  always @(posedge clk)
+    o__payload <= \$118 ;
+  always @(posedge clk)
+    word <= \$119 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_0_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_1_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_2_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_3_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_4_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_5_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_6_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_q_copy (
+    .clk(clk),
+    .d(\$44 ),
+    .q(full)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_0_copy (
+    .clk(clk),
+    .d(\$60 ),
+    .q(\$61 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_1_copy (
+    .clk(clk),
+    .d(\$69 ),
+    .q(\$70 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_2_copy (
+    .clk(clk),
+    .d(\$78 ),
+    .q(\$79 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_3_copy (
+    .clk(clk),
+    .d(\$87 ),
+    .q(\$88 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_4_copy (
+    .clk(clk),
+    .d(\$96 ),
+    .q(\$97 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_5_copy (
+    .clk(clk),
+    .d(\$105 ),
+    .q(\$106 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_6_copy (
+    .clk(clk),
+    .d(\$114 ),
+    .q(\$115 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_q_copy (
+    .clk(clk),
+    .d(\$52 ),
+    .q(last)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_0_copy (
+    .clk(clk),
+    .d(\$56 ),
+    .q(ready_0)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_1_copy (
+    .clk(clk),
+    .d(\$65 ),
+    .q(ready_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_2_copy (
+    .clk(clk),
+    .d(\$74 ),
+    .q(ready_2)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_3_copy (
+    .clk(clk),
+    .d(\$83 ),
+    .q(ready_3)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_4_copy (
+    .clk(clk),
+    .d(\$92 ),
+    .q(ready_4)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_5_copy (
+    .clk(clk),
+    .d(\$101 ),
+    .q(ready_5)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_6_copy (
+    .clk(clk),
+    .d(\$110 ),
+    .q(ready_6)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_q_copy (
+    .clk(clk),
+    .d(\$48 ),
+    .q(i__ready)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_0_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_1_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_2_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_3_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_4_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_5_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_6_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_q_copy (
+    .clk(clk),
+    .d(\$43 ),
+    .q(o__valid)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$116  = beat;
+    if (take) begin
+      \$116  = \$12 [6:0];
+    end
+    if (rst_conv2_window) begin
+      \$116  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$117  = at;
+    if (take) begin
+      \$117  = \$14 ;
+    end
+    if (rst_conv2_window) begin
+      \$117  = 5'h01;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$118  = o__payload;
+    if (\$17 ) begin
+      \$118 [63:0] = word[63:0];
+    end
+    if (\$21 ) begin
+      \$118 [127:64] = word[127:64];
+    end
+    if (\$25 ) begin
+      \$118 [191:128] = word[191:128];
+    end
+    if (\$29 ) begin
+      \$118 [255:192] = word[255:192];
+    end
+    if (\$33 ) begin
+      \$118 [319:256] = word[319:256];
+    end
+    if (\$37 ) begin
+      \$118 [383:320] = word[383:320];
+    end
+    if (\$41 ) begin
+      \$118 [399:384] = word[399:384];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    \$119  = word;
+    if (\$18 ) begin
+      \$119 [63:0] = word[143:80];
+    end
+    if (\$22 ) begin
+      \$119 [127:64] = word[207:144];
+    end
+    if (\$26 ) begin
+      \$119 [191:128] = word[271:208];
+    end
+    if (\$30 ) begin
+      \$119 [255:192] = word[335:272];
+    end
+    if (\$34 ) begin
+      \$119 [319:256] = word[399:336];
+    end
+    if (\$38 ) begin
+      \$119 [383:320] = i__payload[63:0];
+    end
+    if (\$42 ) begin
+      \$119 [399:384] = i__payload[79:64];
+    end
+  end
+  assign ready = i__ready;
+  assign out = o__payload;
+  assign valid_q = o__valid;
+  assign full_q = full;
+  assign ready_q = i__ready;
+  assign last_q = last;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.pack (rst_conv2_window, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire [4:0] \$17 ;
+  wire [4:0] \$18 ;
+  wire \$19 ;
+  wire \$2 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire \$23 ;
+  reg \$24 ;
+  reg \$25 ;
+  reg \$26 ;
+  reg \$27 ;
+  reg [3:0] \$28 ;
+  reg \$29 ;
+  wire \$3 ;
+  reg [15:0] \$30 ;
+  reg [15:0] \$31 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  wire \$signal ;
+  reg at = 1'h1;
+  reg [3:0] beat = 4'h0;
+  input clk;
+  wire clk;
+  reg full = 1'h0;
+  input [15:0] i__payload;
+  wire [15:0] i__payload;
+  output i__ready;
+  reg i__ready = 1'h1;
+  input i__valid;
+  wire i__valid;
+  reg last = 1'h0;
+  output [15:0] o__payload;
+  reg [15:0] o__payload = 16'h0000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  (* init = 16'h0000 *)
+  wire [15:0] out;
+  (* init = 1'h1 *)
+  wire ready;
+  input rst_conv2_window;
+  wire rst_conv2_window;
+  wire take;
+  wire valid_next;
+  reg [15:0] word = 16'h0000;
+  assign take = i__valid & i__ready;
+  assign \$1  = at | last;
+  assign \$2  = take & \$1 ;
+  assign \$3  = ~ o__valid;
+  assign \$4  = \$3  | o__ready;
+  assign \$5  = full & \$4 ;
+  assign \$6  = \$5  ? 1'h0 : full;
+  assign \$signal  = \$2  ? 1'h1 : \$6 ;
+  assign \$7  = ~ o__valid;
+  assign \$8  = \$7  | o__ready;
+  assign \$9  = full & \$8 ;
+  assign \$10  = o__ready ? 1'h0 : o__valid;
+  assign valid_next = \$9  ? 1'h1 : \$10 ;
+  assign \$11  = ~ \$signal ;
+  assign \$12  = ~ valid_next;
+  assign \$13  = \$11  | \$12 ;
+  assign \$14  = beat == 4'he;
+  assign \$15  = last ? 1'h0 : \$14 ;
+  assign \$16  = take ? \$15  : last;
+  assign \$17  = beat + 1'h1;
+  assign \$18  = last ? 5'h00 : \$17 ;
+  assign \$19  = at | last;
+  assign \$20  = \$19  ? 1'h1 : at;
+  assign \$21  = ~ o__valid;
+  assign \$22  = \$21  | o__ready;
+  assign \$23  = full & \$22 ;
+  always @(posedge clk)
+    o__valid <= \$24 ;
+  always @(posedge clk)
+    full <= \$25 ;
+  always @(posedge clk)
+    i__ready <= \$26 ;
+  always @(posedge clk)
+    last <= \$27 ;
+  always @(posedge clk)
+    beat <= \$28 ;
+  always @(posedge clk)
+    at <= \$29 ;
+  always @(posedge clk)
+    o__payload <= \$30 ;
+  always @(posedge clk)
+    word <= \$31 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$24  = valid_next;
+    if (rst_conv2_window) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$25  = \$signal ;
+    if (rst_conv2_window) begin
+      \$25  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$26  = \$13 ;
+    if (rst_conv2_window) begin
+      \$26  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$27  = \$16 ;
+    if (rst_conv2_window) begin
+      \$27  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$28  = beat;
+    if (take) begin
+      \$28  = \$18 [3:0];
+    end
+    if (rst_conv2_window) begin
+      \$28  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$29  = at;
+    if (take) begin
+      \$29  = \$20 ;
+    end
+    if (rst_conv2_window) begin
+      \$29  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$30  = o__payload;
+    if (\$23 ) begin
+      \$30  = word;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
+    \$31  = word;
+    if (take) begin
+      \$31  = i__payload;
+    end
+  end
+  assign ready = i__ready;
+  assign out = o__payload;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$47 , i__valid, i__payload, \o__valid$49 , o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire [15:0] \$104 ;
+  wire [15:0] \$105 ;
+  wire [15:0] \$106 ;
+  wire [15:0] \$107 ;
+  wire [15:0] \$108 ;
+  wire \$109 ;
+  wire [4:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire [15:0] \$113 ;
+  wire [15:0] \$114 ;
+  wire [15:0] \$115 ;
+  wire [15:0] \$116 ;
+  wire [15:0] \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire [4:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire [15:0] \$122 ;
+  wire [15:0] \$123 ;
+  wire [15:0] \$124 ;
+  wire [15:0] \$125 ;
+  wire [15:0] \$126 ;
+  wire [4:0] \$127 ;
+  wire \$128 ;
+  wire [4:0] \$129 ;
+  wire \$13 ;
+  wire [5:0] \$130 ;
+  wire [4:0] \$131 ;
+  wire [5:0] \$132 ;
+  wire [4:0] \$133 ;
+  wire \$134 ;
+  wire [4:0] \$135 ;
+  wire [5:0] \$136 ;
+  wire [4:0] \$137 ;
+  wire [5:0] \$138 ;
+  wire [4:0] \$139 ;
+  wire \$14 ;
+  wire \$140 ;
+  wire [4:0] \$141 ;
+  wire [5:0] \$142 ;
+  wire [4:0] \$143 ;
+  wire [5:0] \$144 ;
+  wire \$145 ;
+  wire [3:0] \$146 ;
+  wire [3:0] \$147 ;
+  wire \$148 ;
+  wire \$149 ;
+  wire \$15 ;
+  wire [4:0] \$150 ;
+  wire \$151 ;
+  wire [4:0] \$152 ;
+  wire [5:0] \$153 ;
+  wire [4:0] \$154 ;
+  wire [5:0] \$155 ;
+  wire \$156 ;
+  wire [4:0] \$157 ;
+  wire [4:0] \$158 ;
+  wire \$159 ;
+  wire [3:0] \$16 ;
+  wire \$160 ;
+  wire [8:0] \$161 ;
+  wire \$162 ;
+  wire [1:0] \$163 ;
+  wire [1:0] \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire [5:0] \$169 ;
+  wire [3:0] \$17 ;
+  wire [3:0] \$170 ;
+  wire \$171 ;
+  wire [3:0] \$172 ;
+  wire [4:0] \$173 ;
+  wire [3:0] \$174 ;
+  wire [4:0] \$175 ;
+  wire [3:0] \$176 ;
+  wire \$177 ;
+  wire [1:0] \$178 ;
+  wire [6:0] \$179 ;
+  wire \$18 ;
+  wire [8:0] \$180 ;
+  wire [3:0] \$181 ;
+  wire \$182 ;
+  wire [1:0] \$183 ;
+  wire [6:0] \$184 ;
+  wire [8:0] \$185 ;
+  wire [1:0] \$186 ;
+  wire [4:0] \$187 ;
+  wire \$188 ;
+  wire [4:0] \$189 ;
+  wire \$19 ;
+  wire [5:0] \$190 ;
+  wire [4:0] \$191 ;
+  wire [5:0] \$192 ;
+  wire [4:0] \$193 ;
+  wire \$194 ;
+  wire [4:0] \$195 ;
+  wire [5:0] \$196 ;
+  wire [4:0] \$197 ;
+  wire [5:0] \$198 ;
+  wire [5:0] \$199 ;
+  wire [4:0] \$2 ;
+  wire \$20 ;
+  wire \$200 ;
+  wire [5:0] \$201 ;
+  wire [5:0] \$202 ;
+  wire \$203 ;
+  wire [3:0] \$204 ;
+  wire \$205 ;
+  wire [3:0] \$206 ;
+  wire [4:0] \$207 ;
+  wire [3:0] \$208 ;
+  wire [4:0] \$209 ;
+  wire [4:0] \$21 ;
+  wire [4:0] \$210 ;
+  wire \$211 ;
+  wire [3:0] \$212 ;
+  wire \$213 ;
+  wire [1:0] \$214 ;
+  wire [6:0] \$215 ;
+  wire [8:0] \$216 ;
+  wire [8:0] \$217 ;
+  wire \$218 ;
+  wire [3:0] \$219 ;
+  wire [4:0] \$22 ;
+  wire [3:0] \$220 ;
+  wire \$221 ;
+  wire [5:0] \$222 ;
+  wire [5:0] \$223 ;
+  wire \$224 ;
+  wire [3:0] \$225 ;
+  wire \$226 ;
+  wire [3:0] \$227 ;
+  wire [4:0] \$228 ;
+  wire [3:0] \$229 ;
+  wire \$23 ;
+  wire [4:0] \$230 ;
+  wire [4:0] \$231 ;
+  wire \$232 ;
+  wire [3:0] \$233 ;
+  wire \$234 ;
+  wire [1:0] \$235 ;
+  wire [6:0] \$236 ;
+  wire [8:0] \$237 ;
+  wire [8:0] \$238 ;
+  wire \$239 ;
+  wire \$24 ;
+  wire [3:0] \$240 ;
+  wire \$241 ;
+  wire [1:0] \$242 ;
+  wire [6:0] \$243 ;
+  wire [8:0] \$244 ;
+  wire [8:0] \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire [3:0] \$248 ;
+  wire [3:0] \$249 ;
+  wire \$25 ;
+  wire \$250 ;
+  wire [5:0] \$251 ;
+  wire [5:0] \$252 ;
+  wire \$253 ;
+  wire [5:0] \$254 ;
+  wire [5:0] \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
+  wire [4:0] \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire [5:0] \$266 ;
+  wire [5:0] \$267 ;
+  wire \$268 ;
+  wire [5:0] \$269 ;
+  wire [10:0] \$27 ;
+  wire [5:0] \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
+  wire \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire [5:0] \$289 ;
+  wire \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire [5:0] \$296 ;
+  wire [6:0] \$297 ;
+  wire \$298 ;
+  wire \$299 ;
+  wire [4:0] \$3 ;
+  wire \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire [4:0] \$309 ;
+  wire \$31 ;
+  wire [5:0] \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire [5:0] \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
+  wire \$32 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire [4:0] \$327 ;
+  wire [4:0] \$328 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire [4:0] \$333 ;
+  wire [4:0] \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
+  wire \$34 ;
+  wire [4:0] \$340 ;
+  wire [4:0] \$341 ;
+  wire [5:0] \$342 ;
+  wire [5:0] \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
+  wire \$35 ;
+  wire [4:0] \$350 ;
+  wire [4:0] \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  wire \$355 ;
+  wire [4:0] \$356 ;
+  wire [4:0] \$357 ;
+  wire [5:0] \$358 ;
+  wire \$359 ;
+  wire \$36 ;
+  wire \$360 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire [10:0] \$365 ;
+  wire \$366 ;
+  wire \$367 ;
+  wire [10:0] \$368 ;
+  wire \$369 ;
+  wire \$37 ;
+  wire \$370 ;
+  wire [10:0] \$371 ;
+  wire \$372 ;
+  wire \$373 ;
+  wire [10:0] \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire [10:0] \$377 ;
+  wire \$378 ;
+  wire \$379 ;
+  wire \$38 ;
+  wire \$380 ;
+  wire \$381 ;
+  wire \$382 ;
+  wire \$383 ;
+  wire \$384 ;
+  wire \$385 ;
+  wire \$386 ;
+  wire \$387 ;
+  wire \$388 ;
+  wire \$389 ;
+  wire \$39 ;
+  wire \$390 ;
+  wire \$391 ;
+  wire \$392 ;
+  wire \$393 ;
+  wire \$394 ;
+  wire \$395 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
+  wire \$399 ;
+  wire [3:0] \$4 ;
+  wire \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  wire \$406 ;
+  wire \$407 ;
+  wire \$408 ;
+  wire \$409 ;
+  wire \$41 ;
+  wire \$410 ;
+  wire \$411 ;
+  wire \$412 ;
+  wire \$413 ;
+  wire \$414 ;
+  wire \$415 ;
+  wire \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
+  wire \$42 ;
+  wire \$420 ;
+  reg [3:0] \$421 ;
+  reg [3:0] \$422 ;
+  reg [2:0] \$423 ;
+  reg [3:0] \$424 ;
+  reg [9:0] \$425 ;
+  reg \$426 ;
+  reg [3:0] \$427 ;
+  reg \$428 ;
+  reg [2:0] \$429 ;
+  wire \$43 ;
+  reg \$430 ;
+  reg \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg [2:0] \$434 ;
+  reg [3:0] \$435 ;
+  reg [3:0] \$436 ;
+  reg [7:0] \$437 ;
+  reg \$438 ;
+  reg [4:0] \$439 ;
+  wire \$44 ;
+  reg [2:0] \$440 ;
+  reg [7:0] \$441 ;
+  reg \$442 ;
+  reg [3:0] \$443 ;
+  reg [4:0] \$444 ;
+  reg [4:0] \$445 ;
+  reg [2:0] \$446 ;
+  reg [7:0] \$447 ;
+  reg [2:0] \$448 ;
+  reg [2:0] \$449 ;
+  wire \$45 ;
+  reg [4:0] \$450 ;
+  reg \$451 ;
+  reg [3:0] \$452 ;
+  reg [4:0] \$453 ;
+  reg \$454 ;
+  reg [3:0] \$455 ;
+  reg \$456 ;
+  reg \$457 ;
+  reg \$458 ;
+  reg \$459 ;
+  wire \$46 ;
+  reg \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg \$464 ;
+  wire \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire [4:0] \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  wire [11:0] \$64 ;
+  wire \$65 ;
+  wire [4:0] \$66 ;
+  wire [12:0] \$67 ;
+  wire [11:0] \$68 ;
+  wire \$69 ;
+  wire [4:0] \$7 ;
+  wire [4:0] \$70 ;
+  wire [12:0] \$71 ;
+  wire [11:0] \$72 ;
+  wire \$73 ;
+  wire [4:0] \$74 ;
+  wire [12:0] \$75 ;
+  wire [11:0] \$76 ;
+  wire \$77 ;
+  wire [4:0] \$78 ;
+  wire [12:0] \$79 ;
+  wire [4:0] \$8 ;
+  wire [11:0] \$80 ;
+  wire [12:0] \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire [15:0] \$86 ;
+  wire [15:0] \$87 ;
+  wire [15:0] \$88 ;
+  wire [15:0] \$89 ;
+  wire \$9 ;
+  wire [15:0] \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire [15:0] \$95 ;
+  wire [15:0] \$96 ;
+  wire [15:0] \$97 ;
+  wire [15:0] \$98 ;
+  wire [15:0] \$99 ;
+  wire [9:0] \$signature__addr ;
+  wire [9:0] \$signature__addr$16 ;
+  wire [9:0] \$signature__addr$22 ;
+  wire [9:0] \$signature__addr$28 ;
+  wire [9:0] \$signature__addr$34 ;
+  reg [9:0] \$signature__addr$61  = 10'h000;
+  reg [9:0] \$signature__addr$64  = 10'h000;
+  reg [9:0] \$signature__addr$67  = 10'h000;
+  reg [9:0] \$signature__addr$70  = 10'h000;
+  reg [9:0] \$signature__addr$73  = 10'h000;
+  wire [15:0] \$signature__data ;
+  wire [15:0] \$signature__data$111 ;
+  wire [15:0] \$signature__data$112 ;
+  wire [15:0] \$signature__data$113 ;
+  wire [15:0] \$signature__data$114 ;
+  wire [15:0] \$signature__data$115 ;
+  wire [15:0] \$signature__data$18 ;
+  wire [15:0] \$signature__data$24 ;
+  wire [15:0] \$signature__data$30 ;
+  wire [15:0] \$signature__data$36 ;
+  wire \$signature__en ;
+  wire \$signature__en$20 ;
+  wire \$signature__en$26 ;
+  wire \$signature__en$32 ;
+  wire \$signature__en$38 ;
+  wire \$signature__en$63 ;
+  wire \$signature__en$66 ;
+  wire \$signature__en$69 ;
+  wire \$signature__en$72 ;
+  wire \$signature__en$75 ;
+  reg ahead = 1'h0;
+  wire ahead_rows;
+  wire \ahead_rows$80 ;
+  wire avail;
+  reg avail_ok = 1'h0;
+  reg avail_ok_image = 1'h0;
+  reg avail_ok_next = 1'h0;
+  wire avail_q;
+  wire avail_rows;
+  wire avail_step;
+  reg [3:0] base_slot = 4'hc;
+  reg block_dx = 1'h0;
+  reg block_dy = 1'h0;
+  reg [4:0] block_ix0 = 5'h1e;
+  reg [7:0] block_q0c = 8'hf0;
+  reg [2:0] block_r0 = 3'h3;
+  reg [3:0] c = 4'h0;
+  wire can_write;
+  wire can_write_q;
+  wire can_write_rows;
+  input clk;
+  wire clk;
+  (* init = 80'h00000000000000000000 *)
+  wire [79:0] finished;
+  input [15:0] i__payload;
+  wire [15:0] i__payload;
+  wire [15:0] \i__payload$1 ;
+  output i__ready;
+  wire i__ready;
+  wire \i__ready$3 ;
+  input i__valid;
+  wire i__valid;
+  wire \i__valid$5 ;
+  reg [3:0] img_slot = 4'h0;
+  wire inp_valid_rows;
+  reg [4:0] ix0 = 5'h1e;
+  reg [4:0] iy = 5'h1e;
+  reg [2:0] ky = 3'h0;
+  reg [4:0] low = 5'h1e;
+  output [79:0] o__payload;
+  wire [79:0] o__payload;
+  wire [15:0] \o__payload$150 ;
+  wire [79:0] \o__payload$46 ;
+  wire o__ready;
+  input \o__ready$47 ;
+  wire \o__ready$47 ;
+  wire \o__ready$48 ;
+  wire o__valid;
+  output \o__valid$49 ;
+  wire \o__valid$49 ;
+  wire \o__valid$50 ;
+  reg [2:0] ox = 3'h0;
+  reg [2:0] oy = 3'h0;
+  reg [4:0] pads = 5'h00;
+  reg [4:0] pads_a = 5'h00;
+  reg [4:0] pix_low = 5'h1e;
+  reg [3:0] pix_slot = 4'hc;
+  reg [7:0] q0c = 8'hf0;
+  reg [7:0] qc = 8'hf0;
+  reg [2:0] r0 = 3'h3;
+  (* init = 10'h000 *)
+  wire [9:0] r_addr0;
+  (* init = 10'h000 *)
+  wire [9:0] r_addr1;
+  (* init = 10'h000 *)
+  wire [9:0] r_addr2;
+  (* init = 10'h000 *)
+  wire [9:0] r_addr3;
+  (* init = 10'h000 *)
+  wire [9:0] r_addr4;
+  reg r_done = 1'h0;
+  reg r_end_d = 1'h0;
+  reg r_last = 1'h0;
+  reg read_credits_returned = 1'h0;
+  wire read_credits_room;
+  wire read_credits_room_next;
+  wire read_credits_room_q;
+  reg [2:0] read_credits_space = 3'h7;
+  reg [99:0] read_data = 100'h0000000000000000000000000;
+  reg read_v1 = 1'h0;
+  reg read_v2 = 1'h0;
+  reg read_v3 = 1'h0;
+  (* init = 1'h0 *)
+  wire read_v4;
+  reg room_ok = 1'h1;
+  reg room_ok_next = 1'h1;
+  wire room_rows;
+  wire room_step;
+  wire [2:0] rot0;
+  wire [2:0] rot1;
+  wire [2:0] rot2;
+  wire [2:0] rot3;
+  wire [2:0] rot4;
+  reg [2:0] rot_a = 3'h0;
+  reg [3:0] row_slot = 4'hc;
+  reg [9:0] row_words;
+  input rst_conv2_window;
+  wire rst_conv2_window;
+  wire [2:0] space_next;
+  reg [3:0] step_base_slot = 4'hc;
+  reg [3:0] step_img_slot = 4'h0;
+  reg [3:0] step_next_slot = 4'hc;
+  wire switch;
+  reg switch_d = 1'h0;
+  wire take;
+  wire take_rows;
+  wire take_step;
+  wire valid_next;
+  wire [9:0] w_addr0_q;
+  wire [9:0] w_addr1_q;
+  wire [9:0] w_addr2_q;
+  wire [9:0] w_addr3_q;
+  wire [9:0] w_addr4_q;
+  reg [2:0] w_b = 3'h0;
+  reg [3:0] w_c = 4'h0;
+  reg [79:0] w_data = 80'h00000000000000000000;
+  wire [15:0] w_data0_q;
+  wire [15:0] w_data1_q;
+  wire [15:0] w_data2_q;
+  wire [15:0] w_data3_q;
+  wire [15:0] w_data4_q;
+  reg w_en = 1'h0;
+  wire w_en0_q;
+  wire w_en1_q;
+  wire w_en2_q;
+  wire w_en3_q;
+  wire w_en4_q;
+  reg w_end_d = 1'h0;
+  reg [9:0] w_grp = 10'h000;
+  reg w_last = 1'h0;
+  reg [3:0] w_row = 4'h0;
+  reg [9:0] w_row_words;
+  reg [3:0] w_slot = 4'h0;
+  reg [3:0] w_x = 4'h0;
+  wire write;
+  wire write_rows;
+  (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
+  reg [15:0] bank0 [671:0];
+  initial begin
+    bank0[0] = 16'h0000;
+    bank0[1] = 16'h0000;
+    bank0[2] = 16'h0000;
+    bank0[3] = 16'h0000;
+    bank0[4] = 16'h0000;
+    bank0[5] = 16'h0000;
+    bank0[6] = 16'h0000;
+    bank0[7] = 16'h0000;
+    bank0[8] = 16'h0000;
+    bank0[9] = 16'h0000;
+    bank0[10] = 16'h0000;
+    bank0[11] = 16'h0000;
+    bank0[12] = 16'h0000;
+    bank0[13] = 16'h0000;
+    bank0[14] = 16'h0000;
+    bank0[15] = 16'h0000;
+    bank0[16] = 16'h0000;
+    bank0[17] = 16'h0000;
+    bank0[18] = 16'h0000;
+    bank0[19] = 16'h0000;
+    bank0[20] = 16'h0000;
+    bank0[21] = 16'h0000;
+    bank0[22] = 16'h0000;
+    bank0[23] = 16'h0000;
+    bank0[24] = 16'h0000;
+    bank0[25] = 16'h0000;
+    bank0[26] = 16'h0000;
+    bank0[27] = 16'h0000;
+    bank0[28] = 16'h0000;
+    bank0[29] = 16'h0000;
+    bank0[30] = 16'h0000;
+    bank0[31] = 16'h0000;
+    bank0[32] = 16'h0000;
+    bank0[33] = 16'h0000;
+    bank0[34] = 16'h0000;
+    bank0[35] = 16'h0000;
+    bank0[36] = 16'h0000;
+    bank0[37] = 16'h0000;
+    bank0[38] = 16'h0000;
+    bank0[39] = 16'h0000;
+    bank0[40] = 16'h0000;
+    bank0[41] = 16'h0000;
+    bank0[42] = 16'h0000;
+    bank0[43] = 16'h0000;
+    bank0[44] = 16'h0000;
+    bank0[45] = 16'h0000;
+    bank0[46] = 16'h0000;
+    bank0[47] = 16'h0000;
+    bank0[48] = 16'h0000;
+    bank0[49] = 16'h0000;
+    bank0[50] = 16'h0000;
+    bank0[51] = 16'h0000;
+    bank0[52] = 16'h0000;
+    bank0[53] = 16'h0000;
+    bank0[54] = 16'h0000;
+    bank0[55] = 16'h0000;
+    bank0[56] = 16'h0000;
+    bank0[57] = 16'h0000;
+    bank0[58] = 16'h0000;
+    bank0[59] = 16'h0000;
+    bank0[60] = 16'h0000;
+    bank0[61] = 16'h0000;
+    bank0[62] = 16'h0000;
+    bank0[63] = 16'h0000;
+    bank0[64] = 16'h0000;
+    bank0[65] = 16'h0000;
+    bank0[66] = 16'h0000;
+    bank0[67] = 16'h0000;
+    bank0[68] = 16'h0000;
+    bank0[69] = 16'h0000;
+    bank0[70] = 16'h0000;
+    bank0[71] = 16'h0000;
+    bank0[72] = 16'h0000;
+    bank0[73] = 16'h0000;
+    bank0[74] = 16'h0000;
+    bank0[75] = 16'h0000;
+    bank0[76] = 16'h0000;
+    bank0[77] = 16'h0000;
+    bank0[78] = 16'h0000;
+    bank0[79] = 16'h0000;
+    bank0[80] = 16'h0000;
+    bank0[81] = 16'h0000;
+    bank0[82] = 16'h0000;
+    bank0[83] = 16'h0000;
+    bank0[84] = 16'h0000;
+    bank0[85] = 16'h0000;
+    bank0[86] = 16'h0000;
+    bank0[87] = 16'h0000;
+    bank0[88] = 16'h0000;
+    bank0[89] = 16'h0000;
+    bank0[90] = 16'h0000;
+    bank0[91] = 16'h0000;
+    bank0[92] = 16'h0000;
+    bank0[93] = 16'h0000;
+    bank0[94] = 16'h0000;
+    bank0[95] = 16'h0000;
+    bank0[96] = 16'h0000;
+    bank0[97] = 16'h0000;
+    bank0[98] = 16'h0000;
+    bank0[99] = 16'h0000;
+    bank0[100] = 16'h0000;
+    bank0[101] = 16'h0000;
+    bank0[102] = 16'h0000;
+    bank0[103] = 16'h0000;
+    bank0[104] = 16'h0000;
+    bank0[105] = 16'h0000;
+    bank0[106] = 16'h0000;
+    bank0[107] = 16'h0000;
+    bank0[108] = 16'h0000;
+    bank0[109] = 16'h0000;
+    bank0[110] = 16'h0000;
+    bank0[111] = 16'h0000;
+    bank0[112] = 16'h0000;
+    bank0[113] = 16'h0000;
+    bank0[114] = 16'h0000;
+    bank0[115] = 16'h0000;
+    bank0[116] = 16'h0000;
+    bank0[117] = 16'h0000;
+    bank0[118] = 16'h0000;
+    bank0[119] = 16'h0000;
+    bank0[120] = 16'h0000;
+    bank0[121] = 16'h0000;
+    bank0[122] = 16'h0000;
+    bank0[123] = 16'h0000;
+    bank0[124] = 16'h0000;
+    bank0[125] = 16'h0000;
+    bank0[126] = 16'h0000;
+    bank0[127] = 16'h0000;
+    bank0[128] = 16'h0000;
+    bank0[129] = 16'h0000;
+    bank0[130] = 16'h0000;
+    bank0[131] = 16'h0000;
+    bank0[132] = 16'h0000;
+    bank0[133] = 16'h0000;
+    bank0[134] = 16'h0000;
+    bank0[135] = 16'h0000;
+    bank0[136] = 16'h0000;
+    bank0[137] = 16'h0000;
+    bank0[138] = 16'h0000;
+    bank0[139] = 16'h0000;
+    bank0[140] = 16'h0000;
+    bank0[141] = 16'h0000;
+    bank0[142] = 16'h0000;
+    bank0[143] = 16'h0000;
+    bank0[144] = 16'h0000;
+    bank0[145] = 16'h0000;
+    bank0[146] = 16'h0000;
+    bank0[147] = 16'h0000;
+    bank0[148] = 16'h0000;
+    bank0[149] = 16'h0000;
+    bank0[150] = 16'h0000;
+    bank0[151] = 16'h0000;
+    bank0[152] = 16'h0000;
+    bank0[153] = 16'h0000;
+    bank0[154] = 16'h0000;
+    bank0[155] = 16'h0000;
+    bank0[156] = 16'h0000;
+    bank0[157] = 16'h0000;
+    bank0[158] = 16'h0000;
+    bank0[159] = 16'h0000;
+    bank0[160] = 16'h0000;
+    bank0[161] = 16'h0000;
+    bank0[162] = 16'h0000;
+    bank0[163] = 16'h0000;
+    bank0[164] = 16'h0000;
+    bank0[165] = 16'h0000;
+    bank0[166] = 16'h0000;
+    bank0[167] = 16'h0000;
+    bank0[168] = 16'h0000;
+    bank0[169] = 16'h0000;
+    bank0[170] = 16'h0000;
+    bank0[171] = 16'h0000;
+    bank0[172] = 16'h0000;
+    bank0[173] = 16'h0000;
+    bank0[174] = 16'h0000;
+    bank0[175] = 16'h0000;
+    bank0[176] = 16'h0000;
+    bank0[177] = 16'h0000;
+    bank0[178] = 16'h0000;
+    bank0[179] = 16'h0000;
+    bank0[180] = 16'h0000;
+    bank0[181] = 16'h0000;
+    bank0[182] = 16'h0000;
+    bank0[183] = 16'h0000;
+    bank0[184] = 16'h0000;
+    bank0[185] = 16'h0000;
+    bank0[186] = 16'h0000;
+    bank0[187] = 16'h0000;
+    bank0[188] = 16'h0000;
+    bank0[189] = 16'h0000;
+    bank0[190] = 16'h0000;
+    bank0[191] = 16'h0000;
+    bank0[192] = 16'h0000;
+    bank0[193] = 16'h0000;
+    bank0[194] = 16'h0000;
+    bank0[195] = 16'h0000;
+    bank0[196] = 16'h0000;
+    bank0[197] = 16'h0000;
+    bank0[198] = 16'h0000;
+    bank0[199] = 16'h0000;
+    bank0[200] = 16'h0000;
+    bank0[201] = 16'h0000;
+    bank0[202] = 16'h0000;
+    bank0[203] = 16'h0000;
+    bank0[204] = 16'h0000;
+    bank0[205] = 16'h0000;
+    bank0[206] = 16'h0000;
+    bank0[207] = 16'h0000;
+    bank0[208] = 16'h0000;
+    bank0[209] = 16'h0000;
+    bank0[210] = 16'h0000;
+    bank0[211] = 16'h0000;
+    bank0[212] = 16'h0000;
+    bank0[213] = 16'h0000;
+    bank0[214] = 16'h0000;
+    bank0[215] = 16'h0000;
+    bank0[216] = 16'h0000;
+    bank0[217] = 16'h0000;
+    bank0[218] = 16'h0000;
+    bank0[219] = 16'h0000;
+    bank0[220] = 16'h0000;
+    bank0[221] = 16'h0000;
+    bank0[222] = 16'h0000;
+    bank0[223] = 16'h0000;
+    bank0[224] = 16'h0000;
+    bank0[225] = 16'h0000;
+    bank0[226] = 16'h0000;
+    bank0[227] = 16'h0000;
+    bank0[228] = 16'h0000;
+    bank0[229] = 16'h0000;
+    bank0[230] = 16'h0000;
+    bank0[231] = 16'h0000;
+    bank0[232] = 16'h0000;
+    bank0[233] = 16'h0000;
+    bank0[234] = 16'h0000;
+    bank0[235] = 16'h0000;
+    bank0[236] = 16'h0000;
+    bank0[237] = 16'h0000;
+    bank0[238] = 16'h0000;
+    bank0[239] = 16'h0000;
+    bank0[240] = 16'h0000;
+    bank0[241] = 16'h0000;
+    bank0[242] = 16'h0000;
+    bank0[243] = 16'h0000;
+    bank0[244] = 16'h0000;
+    bank0[245] = 16'h0000;
+    bank0[246] = 16'h0000;
+    bank0[247] = 16'h0000;
+    bank0[248] = 16'h0000;
+    bank0[249] = 16'h0000;
+    bank0[250] = 16'h0000;
+    bank0[251] = 16'h0000;
+    bank0[252] = 16'h0000;
+    bank0[253] = 16'h0000;
+    bank0[254] = 16'h0000;
+    bank0[255] = 16'h0000;
+    bank0[256] = 16'h0000;
+    bank0[257] = 16'h0000;
+    bank0[258] = 16'h0000;
+    bank0[259] = 16'h0000;
+    bank0[260] = 16'h0000;
+    bank0[261] = 16'h0000;
+    bank0[262] = 16'h0000;
+    bank0[263] = 16'h0000;
+    bank0[264] = 16'h0000;
+    bank0[265] = 16'h0000;
+    bank0[266] = 16'h0000;
+    bank0[267] = 16'h0000;
+    bank0[268] = 16'h0000;
+    bank0[269] = 16'h0000;
+    bank0[270] = 16'h0000;
+    bank0[271] = 16'h0000;
+    bank0[272] = 16'h0000;
+    bank0[273] = 16'h0000;
+    bank0[274] = 16'h0000;
+    bank0[275] = 16'h0000;
+    bank0[276] = 16'h0000;
+    bank0[277] = 16'h0000;
+    bank0[278] = 16'h0000;
+    bank0[279] = 16'h0000;
+    bank0[280] = 16'h0000;
+    bank0[281] = 16'h0000;
+    bank0[282] = 16'h0000;
+    bank0[283] = 16'h0000;
+    bank0[284] = 16'h0000;
+    bank0[285] = 16'h0000;
+    bank0[286] = 16'h0000;
+    bank0[287] = 16'h0000;
+    bank0[288] = 16'h0000;
+    bank0[289] = 16'h0000;
+    bank0[290] = 16'h0000;
+    bank0[291] = 16'h0000;
+    bank0[292] = 16'h0000;
+    bank0[293] = 16'h0000;
+    bank0[294] = 16'h0000;
+    bank0[295] = 16'h0000;
+    bank0[296] = 16'h0000;
+    bank0[297] = 16'h0000;
+    bank0[298] = 16'h0000;
+    bank0[299] = 16'h0000;
+    bank0[300] = 16'h0000;
+    bank0[301] = 16'h0000;
+    bank0[302] = 16'h0000;
+    bank0[303] = 16'h0000;
+    bank0[304] = 16'h0000;
+    bank0[305] = 16'h0000;
+    bank0[306] = 16'h0000;
+    bank0[307] = 16'h0000;
+    bank0[308] = 16'h0000;
+    bank0[309] = 16'h0000;
+    bank0[310] = 16'h0000;
+    bank0[311] = 16'h0000;
+    bank0[312] = 16'h0000;
+    bank0[313] = 16'h0000;
+    bank0[314] = 16'h0000;
+    bank0[315] = 16'h0000;
+    bank0[316] = 16'h0000;
+    bank0[317] = 16'h0000;
+    bank0[318] = 16'h0000;
+    bank0[319] = 16'h0000;
+    bank0[320] = 16'h0000;
+    bank0[321] = 16'h0000;
+    bank0[322] = 16'h0000;
+    bank0[323] = 16'h0000;
+    bank0[324] = 16'h0000;
+    bank0[325] = 16'h0000;
+    bank0[326] = 16'h0000;
+    bank0[327] = 16'h0000;
+    bank0[328] = 16'h0000;
+    bank0[329] = 16'h0000;
+    bank0[330] = 16'h0000;
+    bank0[331] = 16'h0000;
+    bank0[332] = 16'h0000;
+    bank0[333] = 16'h0000;
+    bank0[334] = 16'h0000;
+    bank0[335] = 16'h0000;
+    bank0[336] = 16'h0000;
+    bank0[337] = 16'h0000;
+    bank0[338] = 16'h0000;
+    bank0[339] = 16'h0000;
+    bank0[340] = 16'h0000;
+    bank0[341] = 16'h0000;
+    bank0[342] = 16'h0000;
+    bank0[343] = 16'h0000;
+    bank0[344] = 16'h0000;
+    bank0[345] = 16'h0000;
+    bank0[346] = 16'h0000;
+    bank0[347] = 16'h0000;
+    bank0[348] = 16'h0000;
+    bank0[349] = 16'h0000;
+    bank0[350] = 16'h0000;
+    bank0[351] = 16'h0000;
+    bank0[352] = 16'h0000;
+    bank0[353] = 16'h0000;
+    bank0[354] = 16'h0000;
+    bank0[355] = 16'h0000;
+    bank0[356] = 16'h0000;
+    bank0[357] = 16'h0000;
+    bank0[358] = 16'h0000;
+    bank0[359] = 16'h0000;
+    bank0[360] = 16'h0000;
+    bank0[361] = 16'h0000;
+    bank0[362] = 16'h0000;
+    bank0[363] = 16'h0000;
+    bank0[364] = 16'h0000;
+    bank0[365] = 16'h0000;
+    bank0[366] = 16'h0000;
+    bank0[367] = 16'h0000;
+    bank0[368] = 16'h0000;
+    bank0[369] = 16'h0000;
+    bank0[370] = 16'h0000;
+    bank0[371] = 16'h0000;
+    bank0[372] = 16'h0000;
+    bank0[373] = 16'h0000;
+    bank0[374] = 16'h0000;
+    bank0[375] = 16'h0000;
+    bank0[376] = 16'h0000;
+    bank0[377] = 16'h0000;
+    bank0[378] = 16'h0000;
+    bank0[379] = 16'h0000;
+    bank0[380] = 16'h0000;
+    bank0[381] = 16'h0000;
+    bank0[382] = 16'h0000;
+    bank0[383] = 16'h0000;
+    bank0[384] = 16'h0000;
+    bank0[385] = 16'h0000;
+    bank0[386] = 16'h0000;
+    bank0[387] = 16'h0000;
+    bank0[388] = 16'h0000;
+    bank0[389] = 16'h0000;
+    bank0[390] = 16'h0000;
+    bank0[391] = 16'h0000;
+    bank0[392] = 16'h0000;
+    bank0[393] = 16'h0000;
+    bank0[394] = 16'h0000;
+    bank0[395] = 16'h0000;
+    bank0[396] = 16'h0000;
+    bank0[397] = 16'h0000;
+    bank0[398] = 16'h0000;
+    bank0[399] = 16'h0000;
+    bank0[400] = 16'h0000;
+    bank0[401] = 16'h0000;
+    bank0[402] = 16'h0000;
+    bank0[403] = 16'h0000;
+    bank0[404] = 16'h0000;
+    bank0[405] = 16'h0000;
+    bank0[406] = 16'h0000;
+    bank0[407] = 16'h0000;
+    bank0[408] = 16'h0000;
+    bank0[409] = 16'h0000;
+    bank0[410] = 16'h0000;
+    bank0[411] = 16'h0000;
+    bank0[412] = 16'h0000;
+    bank0[413] = 16'h0000;
+    bank0[414] = 16'h0000;
+    bank0[415] = 16'h0000;
+    bank0[416] = 16'h0000;
+    bank0[417] = 16'h0000;
+    bank0[418] = 16'h0000;
+    bank0[419] = 16'h0000;
+    bank0[420] = 16'h0000;
+    bank0[421] = 16'h0000;
+    bank0[422] = 16'h0000;
+    bank0[423] = 16'h0000;
+    bank0[424] = 16'h0000;
+    bank0[425] = 16'h0000;
+    bank0[426] = 16'h0000;
+    bank0[427] = 16'h0000;
+    bank0[428] = 16'h0000;
+    bank0[429] = 16'h0000;
+    bank0[430] = 16'h0000;
+    bank0[431] = 16'h0000;
+    bank0[432] = 16'h0000;
+    bank0[433] = 16'h0000;
+    bank0[434] = 16'h0000;
+    bank0[435] = 16'h0000;
+    bank0[436] = 16'h0000;
+    bank0[437] = 16'h0000;
+    bank0[438] = 16'h0000;
+    bank0[439] = 16'h0000;
+    bank0[440] = 16'h0000;
+    bank0[441] = 16'h0000;
+    bank0[442] = 16'h0000;
+    bank0[443] = 16'h0000;
+    bank0[444] = 16'h0000;
+    bank0[445] = 16'h0000;
+    bank0[446] = 16'h0000;
+    bank0[447] = 16'h0000;
+    bank0[448] = 16'h0000;
+    bank0[449] = 16'h0000;
+    bank0[450] = 16'h0000;
+    bank0[451] = 16'h0000;
+    bank0[452] = 16'h0000;
+    bank0[453] = 16'h0000;
+    bank0[454] = 16'h0000;
+    bank0[455] = 16'h0000;
+    bank0[456] = 16'h0000;
+    bank0[457] = 16'h0000;
+    bank0[458] = 16'h0000;
+    bank0[459] = 16'h0000;
+    bank0[460] = 16'h0000;
+    bank0[461] = 16'h0000;
+    bank0[462] = 16'h0000;
+    bank0[463] = 16'h0000;
+    bank0[464] = 16'h0000;
+    bank0[465] = 16'h0000;
+    bank0[466] = 16'h0000;
+    bank0[467] = 16'h0000;
+    bank0[468] = 16'h0000;
+    bank0[469] = 16'h0000;
+    bank0[470] = 16'h0000;
+    bank0[471] = 16'h0000;
+    bank0[472] = 16'h0000;
+    bank0[473] = 16'h0000;
+    bank0[474] = 16'h0000;
+    bank0[475] = 16'h0000;
+    bank0[476] = 16'h0000;
+    bank0[477] = 16'h0000;
+    bank0[478] = 16'h0000;
+    bank0[479] = 16'h0000;
+    bank0[480] = 16'h0000;
+    bank0[481] = 16'h0000;
+    bank0[482] = 16'h0000;
+    bank0[483] = 16'h0000;
+    bank0[484] = 16'h0000;
+    bank0[485] = 16'h0000;
+    bank0[486] = 16'h0000;
+    bank0[487] = 16'h0000;
+    bank0[488] = 16'h0000;
+    bank0[489] = 16'h0000;
+    bank0[490] = 16'h0000;
+    bank0[491] = 16'h0000;
+    bank0[492] = 16'h0000;
+    bank0[493] = 16'h0000;
+    bank0[494] = 16'h0000;
+    bank0[495] = 16'h0000;
+    bank0[496] = 16'h0000;
+    bank0[497] = 16'h0000;
+    bank0[498] = 16'h0000;
+    bank0[499] = 16'h0000;
+    bank0[500] = 16'h0000;
+    bank0[501] = 16'h0000;
+    bank0[502] = 16'h0000;
+    bank0[503] = 16'h0000;
+    bank0[504] = 16'h0000;
+    bank0[505] = 16'h0000;
+    bank0[506] = 16'h0000;
+    bank0[507] = 16'h0000;
+    bank0[508] = 16'h0000;
+    bank0[509] = 16'h0000;
+    bank0[510] = 16'h0000;
+    bank0[511] = 16'h0000;
+    bank0[512] = 16'h0000;
+    bank0[513] = 16'h0000;
+    bank0[514] = 16'h0000;
+    bank0[515] = 16'h0000;
+    bank0[516] = 16'h0000;
+    bank0[517] = 16'h0000;
+    bank0[518] = 16'h0000;
+    bank0[519] = 16'h0000;
+    bank0[520] = 16'h0000;
+    bank0[521] = 16'h0000;
+    bank0[522] = 16'h0000;
+    bank0[523] = 16'h0000;
+    bank0[524] = 16'h0000;
+    bank0[525] = 16'h0000;
+    bank0[526] = 16'h0000;
+    bank0[527] = 16'h0000;
+    bank0[528] = 16'h0000;
+    bank0[529] = 16'h0000;
+    bank0[530] = 16'h0000;
+    bank0[531] = 16'h0000;
+    bank0[532] = 16'h0000;
+    bank0[533] = 16'h0000;
+    bank0[534] = 16'h0000;
+    bank0[535] = 16'h0000;
+    bank0[536] = 16'h0000;
+    bank0[537] = 16'h0000;
+    bank0[538] = 16'h0000;
+    bank0[539] = 16'h0000;
+    bank0[540] = 16'h0000;
+    bank0[541] = 16'h0000;
+    bank0[542] = 16'h0000;
+    bank0[543] = 16'h0000;
+    bank0[544] = 16'h0000;
+    bank0[545] = 16'h0000;
+    bank0[546] = 16'h0000;
+    bank0[547] = 16'h0000;
+    bank0[548] = 16'h0000;
+    bank0[549] = 16'h0000;
+    bank0[550] = 16'h0000;
+    bank0[551] = 16'h0000;
+    bank0[552] = 16'h0000;
+    bank0[553] = 16'h0000;
+    bank0[554] = 16'h0000;
+    bank0[555] = 16'h0000;
+    bank0[556] = 16'h0000;
+    bank0[557] = 16'h0000;
+    bank0[558] = 16'h0000;
+    bank0[559] = 16'h0000;
+    bank0[560] = 16'h0000;
+    bank0[561] = 16'h0000;
+    bank0[562] = 16'h0000;
+    bank0[563] = 16'h0000;
+    bank0[564] = 16'h0000;
+    bank0[565] = 16'h0000;
+    bank0[566] = 16'h0000;
+    bank0[567] = 16'h0000;
+    bank0[568] = 16'h0000;
+    bank0[569] = 16'h0000;
+    bank0[570] = 16'h0000;
+    bank0[571] = 16'h0000;
+    bank0[572] = 16'h0000;
+    bank0[573] = 16'h0000;
+    bank0[574] = 16'h0000;
+    bank0[575] = 16'h0000;
+    bank0[576] = 16'h0000;
+    bank0[577] = 16'h0000;
+    bank0[578] = 16'h0000;
+    bank0[579] = 16'h0000;
+    bank0[580] = 16'h0000;
+    bank0[581] = 16'h0000;
+    bank0[582] = 16'h0000;
+    bank0[583] = 16'h0000;
+    bank0[584] = 16'h0000;
+    bank0[585] = 16'h0000;
+    bank0[586] = 16'h0000;
+    bank0[587] = 16'h0000;
+    bank0[588] = 16'h0000;
+    bank0[589] = 16'h0000;
+    bank0[590] = 16'h0000;
+    bank0[591] = 16'h0000;
+    bank0[592] = 16'h0000;
+    bank0[593] = 16'h0000;
+    bank0[594] = 16'h0000;
+    bank0[595] = 16'h0000;
+    bank0[596] = 16'h0000;
+    bank0[597] = 16'h0000;
+    bank0[598] = 16'h0000;
+    bank0[599] = 16'h0000;
+    bank0[600] = 16'h0000;
+    bank0[601] = 16'h0000;
+    bank0[602] = 16'h0000;
+    bank0[603] = 16'h0000;
+    bank0[604] = 16'h0000;
+    bank0[605] = 16'h0000;
+    bank0[606] = 16'h0000;
+    bank0[607] = 16'h0000;
+    bank0[608] = 16'h0000;
+    bank0[609] = 16'h0000;
+    bank0[610] = 16'h0000;
+    bank0[611] = 16'h0000;
+    bank0[612] = 16'h0000;
+    bank0[613] = 16'h0000;
+    bank0[614] = 16'h0000;
+    bank0[615] = 16'h0000;
+    bank0[616] = 16'h0000;
+    bank0[617] = 16'h0000;
+    bank0[618] = 16'h0000;
+    bank0[619] = 16'h0000;
+    bank0[620] = 16'h0000;
+    bank0[621] = 16'h0000;
+    bank0[622] = 16'h0000;
+    bank0[623] = 16'h0000;
+    bank0[624] = 16'h0000;
+    bank0[625] = 16'h0000;
+    bank0[626] = 16'h0000;
+    bank0[627] = 16'h0000;
+    bank0[628] = 16'h0000;
+    bank0[629] = 16'h0000;
+    bank0[630] = 16'h0000;
+    bank0[631] = 16'h0000;
+    bank0[632] = 16'h0000;
+    bank0[633] = 16'h0000;
+    bank0[634] = 16'h0000;
+    bank0[635] = 16'h0000;
+    bank0[636] = 16'h0000;
+    bank0[637] = 16'h0000;
+    bank0[638] = 16'h0000;
+    bank0[639] = 16'h0000;
+    bank0[640] = 16'h0000;
+    bank0[641] = 16'h0000;
+    bank0[642] = 16'h0000;
+    bank0[643] = 16'h0000;
+    bank0[644] = 16'h0000;
+    bank0[645] = 16'h0000;
+    bank0[646] = 16'h0000;
+    bank0[647] = 16'h0000;
+    bank0[648] = 16'h0000;
+    bank0[649] = 16'h0000;
+    bank0[650] = 16'h0000;
+    bank0[651] = 16'h0000;
+    bank0[652] = 16'h0000;
+    bank0[653] = 16'h0000;
+    bank0[654] = 16'h0000;
+    bank0[655] = 16'h0000;
+    bank0[656] = 16'h0000;
+    bank0[657] = 16'h0000;
+    bank0[658] = 16'h0000;
+    bank0[659] = 16'h0000;
+    bank0[660] = 16'h0000;
+    bank0[661] = 16'h0000;
+    bank0[662] = 16'h0000;
+    bank0[663] = 16'h0000;
+    bank0[664] = 16'h0000;
+    bank0[665] = 16'h0000;
+    bank0[666] = 16'h0000;
+    bank0[667] = 16'h0000;
+    bank0[668] = 16'h0000;
+    bank0[669] = 16'h0000;
+    bank0[670] = 16'h0000;
+    bank0[671] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en )
+      bank0[\$signature__addr ] <= \$signature__data ;
+  end
+  reg [15:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= bank0[\$signature__addr$61 ];
+  end
+  assign \$signature__data$111  = _0_;
+  (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
+  reg [15:0] bank1 [671:0];
+  initial begin
+    bank1[0] = 16'h0000;
+    bank1[1] = 16'h0000;
+    bank1[2] = 16'h0000;
+    bank1[3] = 16'h0000;
+    bank1[4] = 16'h0000;
+    bank1[5] = 16'h0000;
+    bank1[6] = 16'h0000;
+    bank1[7] = 16'h0000;
+    bank1[8] = 16'h0000;
+    bank1[9] = 16'h0000;
+    bank1[10] = 16'h0000;
+    bank1[11] = 16'h0000;
+    bank1[12] = 16'h0000;
+    bank1[13] = 16'h0000;
+    bank1[14] = 16'h0000;
+    bank1[15] = 16'h0000;
+    bank1[16] = 16'h0000;
+    bank1[17] = 16'h0000;
+    bank1[18] = 16'h0000;
+    bank1[19] = 16'h0000;
+    bank1[20] = 16'h0000;
+    bank1[21] = 16'h0000;
+    bank1[22] = 16'h0000;
+    bank1[23] = 16'h0000;
+    bank1[24] = 16'h0000;
+    bank1[25] = 16'h0000;
+    bank1[26] = 16'h0000;
+    bank1[27] = 16'h0000;
+    bank1[28] = 16'h0000;
+    bank1[29] = 16'h0000;
+    bank1[30] = 16'h0000;
+    bank1[31] = 16'h0000;
+    bank1[32] = 16'h0000;
+    bank1[33] = 16'h0000;
+    bank1[34] = 16'h0000;
+    bank1[35] = 16'h0000;
+    bank1[36] = 16'h0000;
+    bank1[37] = 16'h0000;
+    bank1[38] = 16'h0000;
+    bank1[39] = 16'h0000;
+    bank1[40] = 16'h0000;
+    bank1[41] = 16'h0000;
+    bank1[42] = 16'h0000;
+    bank1[43] = 16'h0000;
+    bank1[44] = 16'h0000;
+    bank1[45] = 16'h0000;
+    bank1[46] = 16'h0000;
+    bank1[47] = 16'h0000;
+    bank1[48] = 16'h0000;
+    bank1[49] = 16'h0000;
+    bank1[50] = 16'h0000;
+    bank1[51] = 16'h0000;
+    bank1[52] = 16'h0000;
+    bank1[53] = 16'h0000;
+    bank1[54] = 16'h0000;
+    bank1[55] = 16'h0000;
+    bank1[56] = 16'h0000;
+    bank1[57] = 16'h0000;
+    bank1[58] = 16'h0000;
+    bank1[59] = 16'h0000;
+    bank1[60] = 16'h0000;
+    bank1[61] = 16'h0000;
+    bank1[62] = 16'h0000;
+    bank1[63] = 16'h0000;
+    bank1[64] = 16'h0000;
+    bank1[65] = 16'h0000;
+    bank1[66] = 16'h0000;
+    bank1[67] = 16'h0000;
+    bank1[68] = 16'h0000;
+    bank1[69] = 16'h0000;
+    bank1[70] = 16'h0000;
+    bank1[71] = 16'h0000;
+    bank1[72] = 16'h0000;
+    bank1[73] = 16'h0000;
+    bank1[74] = 16'h0000;
+    bank1[75] = 16'h0000;
+    bank1[76] = 16'h0000;
+    bank1[77] = 16'h0000;
+    bank1[78] = 16'h0000;
+    bank1[79] = 16'h0000;
+    bank1[80] = 16'h0000;
+    bank1[81] = 16'h0000;
+    bank1[82] = 16'h0000;
+    bank1[83] = 16'h0000;
+    bank1[84] = 16'h0000;
+    bank1[85] = 16'h0000;
+    bank1[86] = 16'h0000;
+    bank1[87] = 16'h0000;
+    bank1[88] = 16'h0000;
+    bank1[89] = 16'h0000;
+    bank1[90] = 16'h0000;
+    bank1[91] = 16'h0000;
+    bank1[92] = 16'h0000;
+    bank1[93] = 16'h0000;
+    bank1[94] = 16'h0000;
+    bank1[95] = 16'h0000;
+    bank1[96] = 16'h0000;
+    bank1[97] = 16'h0000;
+    bank1[98] = 16'h0000;
+    bank1[99] = 16'h0000;
+    bank1[100] = 16'h0000;
+    bank1[101] = 16'h0000;
+    bank1[102] = 16'h0000;
+    bank1[103] = 16'h0000;
+    bank1[104] = 16'h0000;
+    bank1[105] = 16'h0000;
+    bank1[106] = 16'h0000;
+    bank1[107] = 16'h0000;
+    bank1[108] = 16'h0000;
+    bank1[109] = 16'h0000;
+    bank1[110] = 16'h0000;
+    bank1[111] = 16'h0000;
+    bank1[112] = 16'h0000;
+    bank1[113] = 16'h0000;
+    bank1[114] = 16'h0000;
+    bank1[115] = 16'h0000;
+    bank1[116] = 16'h0000;
+    bank1[117] = 16'h0000;
+    bank1[118] = 16'h0000;
+    bank1[119] = 16'h0000;
+    bank1[120] = 16'h0000;
+    bank1[121] = 16'h0000;
+    bank1[122] = 16'h0000;
+    bank1[123] = 16'h0000;
+    bank1[124] = 16'h0000;
+    bank1[125] = 16'h0000;
+    bank1[126] = 16'h0000;
+    bank1[127] = 16'h0000;
+    bank1[128] = 16'h0000;
+    bank1[129] = 16'h0000;
+    bank1[130] = 16'h0000;
+    bank1[131] = 16'h0000;
+    bank1[132] = 16'h0000;
+    bank1[133] = 16'h0000;
+    bank1[134] = 16'h0000;
+    bank1[135] = 16'h0000;
+    bank1[136] = 16'h0000;
+    bank1[137] = 16'h0000;
+    bank1[138] = 16'h0000;
+    bank1[139] = 16'h0000;
+    bank1[140] = 16'h0000;
+    bank1[141] = 16'h0000;
+    bank1[142] = 16'h0000;
+    bank1[143] = 16'h0000;
+    bank1[144] = 16'h0000;
+    bank1[145] = 16'h0000;
+    bank1[146] = 16'h0000;
+    bank1[147] = 16'h0000;
+    bank1[148] = 16'h0000;
+    bank1[149] = 16'h0000;
+    bank1[150] = 16'h0000;
+    bank1[151] = 16'h0000;
+    bank1[152] = 16'h0000;
+    bank1[153] = 16'h0000;
+    bank1[154] = 16'h0000;
+    bank1[155] = 16'h0000;
+    bank1[156] = 16'h0000;
+    bank1[157] = 16'h0000;
+    bank1[158] = 16'h0000;
+    bank1[159] = 16'h0000;
+    bank1[160] = 16'h0000;
+    bank1[161] = 16'h0000;
+    bank1[162] = 16'h0000;
+    bank1[163] = 16'h0000;
+    bank1[164] = 16'h0000;
+    bank1[165] = 16'h0000;
+    bank1[166] = 16'h0000;
+    bank1[167] = 16'h0000;
+    bank1[168] = 16'h0000;
+    bank1[169] = 16'h0000;
+    bank1[170] = 16'h0000;
+    bank1[171] = 16'h0000;
+    bank1[172] = 16'h0000;
+    bank1[173] = 16'h0000;
+    bank1[174] = 16'h0000;
+    bank1[175] = 16'h0000;
+    bank1[176] = 16'h0000;
+    bank1[177] = 16'h0000;
+    bank1[178] = 16'h0000;
+    bank1[179] = 16'h0000;
+    bank1[180] = 16'h0000;
+    bank1[181] = 16'h0000;
+    bank1[182] = 16'h0000;
+    bank1[183] = 16'h0000;
+    bank1[184] = 16'h0000;
+    bank1[185] = 16'h0000;
+    bank1[186] = 16'h0000;
+    bank1[187] = 16'h0000;
+    bank1[188] = 16'h0000;
+    bank1[189] = 16'h0000;
+    bank1[190] = 16'h0000;
+    bank1[191] = 16'h0000;
+    bank1[192] = 16'h0000;
+    bank1[193] = 16'h0000;
+    bank1[194] = 16'h0000;
+    bank1[195] = 16'h0000;
+    bank1[196] = 16'h0000;
+    bank1[197] = 16'h0000;
+    bank1[198] = 16'h0000;
+    bank1[199] = 16'h0000;
+    bank1[200] = 16'h0000;
+    bank1[201] = 16'h0000;
+    bank1[202] = 16'h0000;
+    bank1[203] = 16'h0000;
+    bank1[204] = 16'h0000;
+    bank1[205] = 16'h0000;
+    bank1[206] = 16'h0000;
+    bank1[207] = 16'h0000;
+    bank1[208] = 16'h0000;
+    bank1[209] = 16'h0000;
+    bank1[210] = 16'h0000;
+    bank1[211] = 16'h0000;
+    bank1[212] = 16'h0000;
+    bank1[213] = 16'h0000;
+    bank1[214] = 16'h0000;
+    bank1[215] = 16'h0000;
+    bank1[216] = 16'h0000;
+    bank1[217] = 16'h0000;
+    bank1[218] = 16'h0000;
+    bank1[219] = 16'h0000;
+    bank1[220] = 16'h0000;
+    bank1[221] = 16'h0000;
+    bank1[222] = 16'h0000;
+    bank1[223] = 16'h0000;
+    bank1[224] = 16'h0000;
+    bank1[225] = 16'h0000;
+    bank1[226] = 16'h0000;
+    bank1[227] = 16'h0000;
+    bank1[228] = 16'h0000;
+    bank1[229] = 16'h0000;
+    bank1[230] = 16'h0000;
+    bank1[231] = 16'h0000;
+    bank1[232] = 16'h0000;
+    bank1[233] = 16'h0000;
+    bank1[234] = 16'h0000;
+    bank1[235] = 16'h0000;
+    bank1[236] = 16'h0000;
+    bank1[237] = 16'h0000;
+    bank1[238] = 16'h0000;
+    bank1[239] = 16'h0000;
+    bank1[240] = 16'h0000;
+    bank1[241] = 16'h0000;
+    bank1[242] = 16'h0000;
+    bank1[243] = 16'h0000;
+    bank1[244] = 16'h0000;
+    bank1[245] = 16'h0000;
+    bank1[246] = 16'h0000;
+    bank1[247] = 16'h0000;
+    bank1[248] = 16'h0000;
+    bank1[249] = 16'h0000;
+    bank1[250] = 16'h0000;
+    bank1[251] = 16'h0000;
+    bank1[252] = 16'h0000;
+    bank1[253] = 16'h0000;
+    bank1[254] = 16'h0000;
+    bank1[255] = 16'h0000;
+    bank1[256] = 16'h0000;
+    bank1[257] = 16'h0000;
+    bank1[258] = 16'h0000;
+    bank1[259] = 16'h0000;
+    bank1[260] = 16'h0000;
+    bank1[261] = 16'h0000;
+    bank1[262] = 16'h0000;
+    bank1[263] = 16'h0000;
+    bank1[264] = 16'h0000;
+    bank1[265] = 16'h0000;
+    bank1[266] = 16'h0000;
+    bank1[267] = 16'h0000;
+    bank1[268] = 16'h0000;
+    bank1[269] = 16'h0000;
+    bank1[270] = 16'h0000;
+    bank1[271] = 16'h0000;
+    bank1[272] = 16'h0000;
+    bank1[273] = 16'h0000;
+    bank1[274] = 16'h0000;
+    bank1[275] = 16'h0000;
+    bank1[276] = 16'h0000;
+    bank1[277] = 16'h0000;
+    bank1[278] = 16'h0000;
+    bank1[279] = 16'h0000;
+    bank1[280] = 16'h0000;
+    bank1[281] = 16'h0000;
+    bank1[282] = 16'h0000;
+    bank1[283] = 16'h0000;
+    bank1[284] = 16'h0000;
+    bank1[285] = 16'h0000;
+    bank1[286] = 16'h0000;
+    bank1[287] = 16'h0000;
+    bank1[288] = 16'h0000;
+    bank1[289] = 16'h0000;
+    bank1[290] = 16'h0000;
+    bank1[291] = 16'h0000;
+    bank1[292] = 16'h0000;
+    bank1[293] = 16'h0000;
+    bank1[294] = 16'h0000;
+    bank1[295] = 16'h0000;
+    bank1[296] = 16'h0000;
+    bank1[297] = 16'h0000;
+    bank1[298] = 16'h0000;
+    bank1[299] = 16'h0000;
+    bank1[300] = 16'h0000;
+    bank1[301] = 16'h0000;
+    bank1[302] = 16'h0000;
+    bank1[303] = 16'h0000;
+    bank1[304] = 16'h0000;
+    bank1[305] = 16'h0000;
+    bank1[306] = 16'h0000;
+    bank1[307] = 16'h0000;
+    bank1[308] = 16'h0000;
+    bank1[309] = 16'h0000;
+    bank1[310] = 16'h0000;
+    bank1[311] = 16'h0000;
+    bank1[312] = 16'h0000;
+    bank1[313] = 16'h0000;
+    bank1[314] = 16'h0000;
+    bank1[315] = 16'h0000;
+    bank1[316] = 16'h0000;
+    bank1[317] = 16'h0000;
+    bank1[318] = 16'h0000;
+    bank1[319] = 16'h0000;
+    bank1[320] = 16'h0000;
+    bank1[321] = 16'h0000;
+    bank1[322] = 16'h0000;
+    bank1[323] = 16'h0000;
+    bank1[324] = 16'h0000;
+    bank1[325] = 16'h0000;
+    bank1[326] = 16'h0000;
+    bank1[327] = 16'h0000;
+    bank1[328] = 16'h0000;
+    bank1[329] = 16'h0000;
+    bank1[330] = 16'h0000;
+    bank1[331] = 16'h0000;
+    bank1[332] = 16'h0000;
+    bank1[333] = 16'h0000;
+    bank1[334] = 16'h0000;
+    bank1[335] = 16'h0000;
+    bank1[336] = 16'h0000;
+    bank1[337] = 16'h0000;
+    bank1[338] = 16'h0000;
+    bank1[339] = 16'h0000;
+    bank1[340] = 16'h0000;
+    bank1[341] = 16'h0000;
+    bank1[342] = 16'h0000;
+    bank1[343] = 16'h0000;
+    bank1[344] = 16'h0000;
+    bank1[345] = 16'h0000;
+    bank1[346] = 16'h0000;
+    bank1[347] = 16'h0000;
+    bank1[348] = 16'h0000;
+    bank1[349] = 16'h0000;
+    bank1[350] = 16'h0000;
+    bank1[351] = 16'h0000;
+    bank1[352] = 16'h0000;
+    bank1[353] = 16'h0000;
+    bank1[354] = 16'h0000;
+    bank1[355] = 16'h0000;
+    bank1[356] = 16'h0000;
+    bank1[357] = 16'h0000;
+    bank1[358] = 16'h0000;
+    bank1[359] = 16'h0000;
+    bank1[360] = 16'h0000;
+    bank1[361] = 16'h0000;
+    bank1[362] = 16'h0000;
+    bank1[363] = 16'h0000;
+    bank1[364] = 16'h0000;
+    bank1[365] = 16'h0000;
+    bank1[366] = 16'h0000;
+    bank1[367] = 16'h0000;
+    bank1[368] = 16'h0000;
+    bank1[369] = 16'h0000;
+    bank1[370] = 16'h0000;
+    bank1[371] = 16'h0000;
+    bank1[372] = 16'h0000;
+    bank1[373] = 16'h0000;
+    bank1[374] = 16'h0000;
+    bank1[375] = 16'h0000;
+    bank1[376] = 16'h0000;
+    bank1[377] = 16'h0000;
+    bank1[378] = 16'h0000;
+    bank1[379] = 16'h0000;
+    bank1[380] = 16'h0000;
+    bank1[381] = 16'h0000;
+    bank1[382] = 16'h0000;
+    bank1[383] = 16'h0000;
+    bank1[384] = 16'h0000;
+    bank1[385] = 16'h0000;
+    bank1[386] = 16'h0000;
+    bank1[387] = 16'h0000;
+    bank1[388] = 16'h0000;
+    bank1[389] = 16'h0000;
+    bank1[390] = 16'h0000;
+    bank1[391] = 16'h0000;
+    bank1[392] = 16'h0000;
+    bank1[393] = 16'h0000;
+    bank1[394] = 16'h0000;
+    bank1[395] = 16'h0000;
+    bank1[396] = 16'h0000;
+    bank1[397] = 16'h0000;
+    bank1[398] = 16'h0000;
+    bank1[399] = 16'h0000;
+    bank1[400] = 16'h0000;
+    bank1[401] = 16'h0000;
+    bank1[402] = 16'h0000;
+    bank1[403] = 16'h0000;
+    bank1[404] = 16'h0000;
+    bank1[405] = 16'h0000;
+    bank1[406] = 16'h0000;
+    bank1[407] = 16'h0000;
+    bank1[408] = 16'h0000;
+    bank1[409] = 16'h0000;
+    bank1[410] = 16'h0000;
+    bank1[411] = 16'h0000;
+    bank1[412] = 16'h0000;
+    bank1[413] = 16'h0000;
+    bank1[414] = 16'h0000;
+    bank1[415] = 16'h0000;
+    bank1[416] = 16'h0000;
+    bank1[417] = 16'h0000;
+    bank1[418] = 16'h0000;
+    bank1[419] = 16'h0000;
+    bank1[420] = 16'h0000;
+    bank1[421] = 16'h0000;
+    bank1[422] = 16'h0000;
+    bank1[423] = 16'h0000;
+    bank1[424] = 16'h0000;
+    bank1[425] = 16'h0000;
+    bank1[426] = 16'h0000;
+    bank1[427] = 16'h0000;
+    bank1[428] = 16'h0000;
+    bank1[429] = 16'h0000;
+    bank1[430] = 16'h0000;
+    bank1[431] = 16'h0000;
+    bank1[432] = 16'h0000;
+    bank1[433] = 16'h0000;
+    bank1[434] = 16'h0000;
+    bank1[435] = 16'h0000;
+    bank1[436] = 16'h0000;
+    bank1[437] = 16'h0000;
+    bank1[438] = 16'h0000;
+    bank1[439] = 16'h0000;
+    bank1[440] = 16'h0000;
+    bank1[441] = 16'h0000;
+    bank1[442] = 16'h0000;
+    bank1[443] = 16'h0000;
+    bank1[444] = 16'h0000;
+    bank1[445] = 16'h0000;
+    bank1[446] = 16'h0000;
+    bank1[447] = 16'h0000;
+    bank1[448] = 16'h0000;
+    bank1[449] = 16'h0000;
+    bank1[450] = 16'h0000;
+    bank1[451] = 16'h0000;
+    bank1[452] = 16'h0000;
+    bank1[453] = 16'h0000;
+    bank1[454] = 16'h0000;
+    bank1[455] = 16'h0000;
+    bank1[456] = 16'h0000;
+    bank1[457] = 16'h0000;
+    bank1[458] = 16'h0000;
+    bank1[459] = 16'h0000;
+    bank1[460] = 16'h0000;
+    bank1[461] = 16'h0000;
+    bank1[462] = 16'h0000;
+    bank1[463] = 16'h0000;
+    bank1[464] = 16'h0000;
+    bank1[465] = 16'h0000;
+    bank1[466] = 16'h0000;
+    bank1[467] = 16'h0000;
+    bank1[468] = 16'h0000;
+    bank1[469] = 16'h0000;
+    bank1[470] = 16'h0000;
+    bank1[471] = 16'h0000;
+    bank1[472] = 16'h0000;
+    bank1[473] = 16'h0000;
+    bank1[474] = 16'h0000;
+    bank1[475] = 16'h0000;
+    bank1[476] = 16'h0000;
+    bank1[477] = 16'h0000;
+    bank1[478] = 16'h0000;
+    bank1[479] = 16'h0000;
+    bank1[480] = 16'h0000;
+    bank1[481] = 16'h0000;
+    bank1[482] = 16'h0000;
+    bank1[483] = 16'h0000;
+    bank1[484] = 16'h0000;
+    bank1[485] = 16'h0000;
+    bank1[486] = 16'h0000;
+    bank1[487] = 16'h0000;
+    bank1[488] = 16'h0000;
+    bank1[489] = 16'h0000;
+    bank1[490] = 16'h0000;
+    bank1[491] = 16'h0000;
+    bank1[492] = 16'h0000;
+    bank1[493] = 16'h0000;
+    bank1[494] = 16'h0000;
+    bank1[495] = 16'h0000;
+    bank1[496] = 16'h0000;
+    bank1[497] = 16'h0000;
+    bank1[498] = 16'h0000;
+    bank1[499] = 16'h0000;
+    bank1[500] = 16'h0000;
+    bank1[501] = 16'h0000;
+    bank1[502] = 16'h0000;
+    bank1[503] = 16'h0000;
+    bank1[504] = 16'h0000;
+    bank1[505] = 16'h0000;
+    bank1[506] = 16'h0000;
+    bank1[507] = 16'h0000;
+    bank1[508] = 16'h0000;
+    bank1[509] = 16'h0000;
+    bank1[510] = 16'h0000;
+    bank1[511] = 16'h0000;
+    bank1[512] = 16'h0000;
+    bank1[513] = 16'h0000;
+    bank1[514] = 16'h0000;
+    bank1[515] = 16'h0000;
+    bank1[516] = 16'h0000;
+    bank1[517] = 16'h0000;
+    bank1[518] = 16'h0000;
+    bank1[519] = 16'h0000;
+    bank1[520] = 16'h0000;
+    bank1[521] = 16'h0000;
+    bank1[522] = 16'h0000;
+    bank1[523] = 16'h0000;
+    bank1[524] = 16'h0000;
+    bank1[525] = 16'h0000;
+    bank1[526] = 16'h0000;
+    bank1[527] = 16'h0000;
+    bank1[528] = 16'h0000;
+    bank1[529] = 16'h0000;
+    bank1[530] = 16'h0000;
+    bank1[531] = 16'h0000;
+    bank1[532] = 16'h0000;
+    bank1[533] = 16'h0000;
+    bank1[534] = 16'h0000;
+    bank1[535] = 16'h0000;
+    bank1[536] = 16'h0000;
+    bank1[537] = 16'h0000;
+    bank1[538] = 16'h0000;
+    bank1[539] = 16'h0000;
+    bank1[540] = 16'h0000;
+    bank1[541] = 16'h0000;
+    bank1[542] = 16'h0000;
+    bank1[543] = 16'h0000;
+    bank1[544] = 16'h0000;
+    bank1[545] = 16'h0000;
+    bank1[546] = 16'h0000;
+    bank1[547] = 16'h0000;
+    bank1[548] = 16'h0000;
+    bank1[549] = 16'h0000;
+    bank1[550] = 16'h0000;
+    bank1[551] = 16'h0000;
+    bank1[552] = 16'h0000;
+    bank1[553] = 16'h0000;
+    bank1[554] = 16'h0000;
+    bank1[555] = 16'h0000;
+    bank1[556] = 16'h0000;
+    bank1[557] = 16'h0000;
+    bank1[558] = 16'h0000;
+    bank1[559] = 16'h0000;
+    bank1[560] = 16'h0000;
+    bank1[561] = 16'h0000;
+    bank1[562] = 16'h0000;
+    bank1[563] = 16'h0000;
+    bank1[564] = 16'h0000;
+    bank1[565] = 16'h0000;
+    bank1[566] = 16'h0000;
+    bank1[567] = 16'h0000;
+    bank1[568] = 16'h0000;
+    bank1[569] = 16'h0000;
+    bank1[570] = 16'h0000;
+    bank1[571] = 16'h0000;
+    bank1[572] = 16'h0000;
+    bank1[573] = 16'h0000;
+    bank1[574] = 16'h0000;
+    bank1[575] = 16'h0000;
+    bank1[576] = 16'h0000;
+    bank1[577] = 16'h0000;
+    bank1[578] = 16'h0000;
+    bank1[579] = 16'h0000;
+    bank1[580] = 16'h0000;
+    bank1[581] = 16'h0000;
+    bank1[582] = 16'h0000;
+    bank1[583] = 16'h0000;
+    bank1[584] = 16'h0000;
+    bank1[585] = 16'h0000;
+    bank1[586] = 16'h0000;
+    bank1[587] = 16'h0000;
+    bank1[588] = 16'h0000;
+    bank1[589] = 16'h0000;
+    bank1[590] = 16'h0000;
+    bank1[591] = 16'h0000;
+    bank1[592] = 16'h0000;
+    bank1[593] = 16'h0000;
+    bank1[594] = 16'h0000;
+    bank1[595] = 16'h0000;
+    bank1[596] = 16'h0000;
+    bank1[597] = 16'h0000;
+    bank1[598] = 16'h0000;
+    bank1[599] = 16'h0000;
+    bank1[600] = 16'h0000;
+    bank1[601] = 16'h0000;
+    bank1[602] = 16'h0000;
+    bank1[603] = 16'h0000;
+    bank1[604] = 16'h0000;
+    bank1[605] = 16'h0000;
+    bank1[606] = 16'h0000;
+    bank1[607] = 16'h0000;
+    bank1[608] = 16'h0000;
+    bank1[609] = 16'h0000;
+    bank1[610] = 16'h0000;
+    bank1[611] = 16'h0000;
+    bank1[612] = 16'h0000;
+    bank1[613] = 16'h0000;
+    bank1[614] = 16'h0000;
+    bank1[615] = 16'h0000;
+    bank1[616] = 16'h0000;
+    bank1[617] = 16'h0000;
+    bank1[618] = 16'h0000;
+    bank1[619] = 16'h0000;
+    bank1[620] = 16'h0000;
+    bank1[621] = 16'h0000;
+    bank1[622] = 16'h0000;
+    bank1[623] = 16'h0000;
+    bank1[624] = 16'h0000;
+    bank1[625] = 16'h0000;
+    bank1[626] = 16'h0000;
+    bank1[627] = 16'h0000;
+    bank1[628] = 16'h0000;
+    bank1[629] = 16'h0000;
+    bank1[630] = 16'h0000;
+    bank1[631] = 16'h0000;
+    bank1[632] = 16'h0000;
+    bank1[633] = 16'h0000;
+    bank1[634] = 16'h0000;
+    bank1[635] = 16'h0000;
+    bank1[636] = 16'h0000;
+    bank1[637] = 16'h0000;
+    bank1[638] = 16'h0000;
+    bank1[639] = 16'h0000;
+    bank1[640] = 16'h0000;
+    bank1[641] = 16'h0000;
+    bank1[642] = 16'h0000;
+    bank1[643] = 16'h0000;
+    bank1[644] = 16'h0000;
+    bank1[645] = 16'h0000;
+    bank1[646] = 16'h0000;
+    bank1[647] = 16'h0000;
+    bank1[648] = 16'h0000;
+    bank1[649] = 16'h0000;
+    bank1[650] = 16'h0000;
+    bank1[651] = 16'h0000;
+    bank1[652] = 16'h0000;
+    bank1[653] = 16'h0000;
+    bank1[654] = 16'h0000;
+    bank1[655] = 16'h0000;
+    bank1[656] = 16'h0000;
+    bank1[657] = 16'h0000;
+    bank1[658] = 16'h0000;
+    bank1[659] = 16'h0000;
+    bank1[660] = 16'h0000;
+    bank1[661] = 16'h0000;
+    bank1[662] = 16'h0000;
+    bank1[663] = 16'h0000;
+    bank1[664] = 16'h0000;
+    bank1[665] = 16'h0000;
+    bank1[666] = 16'h0000;
+    bank1[667] = 16'h0000;
+    bank1[668] = 16'h0000;
+    bank1[669] = 16'h0000;
+    bank1[670] = 16'h0000;
+    bank1[671] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en$20 )
+      bank1[\$signature__addr$16 ] <= \$signature__data$18 ;
+  end
+  reg [15:0] _1_;
+  always @(posedge clk) begin
+    _1_ <= bank1[\$signature__addr$64 ];
+  end
+  assign \$signature__data$112  = _1_;
+  (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
+  reg [15:0] bank2 [671:0];
+  initial begin
+    bank2[0] = 16'h0000;
+    bank2[1] = 16'h0000;
+    bank2[2] = 16'h0000;
+    bank2[3] = 16'h0000;
+    bank2[4] = 16'h0000;
+    bank2[5] = 16'h0000;
+    bank2[6] = 16'h0000;
+    bank2[7] = 16'h0000;
+    bank2[8] = 16'h0000;
+    bank2[9] = 16'h0000;
+    bank2[10] = 16'h0000;
+    bank2[11] = 16'h0000;
+    bank2[12] = 16'h0000;
+    bank2[13] = 16'h0000;
+    bank2[14] = 16'h0000;
+    bank2[15] = 16'h0000;
+    bank2[16] = 16'h0000;
+    bank2[17] = 16'h0000;
+    bank2[18] = 16'h0000;
+    bank2[19] = 16'h0000;
+    bank2[20] = 16'h0000;
+    bank2[21] = 16'h0000;
+    bank2[22] = 16'h0000;
+    bank2[23] = 16'h0000;
+    bank2[24] = 16'h0000;
+    bank2[25] = 16'h0000;
+    bank2[26] = 16'h0000;
+    bank2[27] = 16'h0000;
+    bank2[28] = 16'h0000;
+    bank2[29] = 16'h0000;
+    bank2[30] = 16'h0000;
+    bank2[31] = 16'h0000;
+    bank2[32] = 16'h0000;
+    bank2[33] = 16'h0000;
+    bank2[34] = 16'h0000;
+    bank2[35] = 16'h0000;
+    bank2[36] = 16'h0000;
+    bank2[37] = 16'h0000;
+    bank2[38] = 16'h0000;
+    bank2[39] = 16'h0000;
+    bank2[40] = 16'h0000;
+    bank2[41] = 16'h0000;
+    bank2[42] = 16'h0000;
+    bank2[43] = 16'h0000;
+    bank2[44] = 16'h0000;
+    bank2[45] = 16'h0000;
+    bank2[46] = 16'h0000;
+    bank2[47] = 16'h0000;
+    bank2[48] = 16'h0000;
+    bank2[49] = 16'h0000;
+    bank2[50] = 16'h0000;
+    bank2[51] = 16'h0000;
+    bank2[52] = 16'h0000;
+    bank2[53] = 16'h0000;
+    bank2[54] = 16'h0000;
+    bank2[55] = 16'h0000;
+    bank2[56] = 16'h0000;
+    bank2[57] = 16'h0000;
+    bank2[58] = 16'h0000;
+    bank2[59] = 16'h0000;
+    bank2[60] = 16'h0000;
+    bank2[61] = 16'h0000;
+    bank2[62] = 16'h0000;
+    bank2[63] = 16'h0000;
+    bank2[64] = 16'h0000;
+    bank2[65] = 16'h0000;
+    bank2[66] = 16'h0000;
+    bank2[67] = 16'h0000;
+    bank2[68] = 16'h0000;
+    bank2[69] = 16'h0000;
+    bank2[70] = 16'h0000;
+    bank2[71] = 16'h0000;
+    bank2[72] = 16'h0000;
+    bank2[73] = 16'h0000;
+    bank2[74] = 16'h0000;
+    bank2[75] = 16'h0000;
+    bank2[76] = 16'h0000;
+    bank2[77] = 16'h0000;
+    bank2[78] = 16'h0000;
+    bank2[79] = 16'h0000;
+    bank2[80] = 16'h0000;
+    bank2[81] = 16'h0000;
+    bank2[82] = 16'h0000;
+    bank2[83] = 16'h0000;
+    bank2[84] = 16'h0000;
+    bank2[85] = 16'h0000;
+    bank2[86] = 16'h0000;
+    bank2[87] = 16'h0000;
+    bank2[88] = 16'h0000;
+    bank2[89] = 16'h0000;
+    bank2[90] = 16'h0000;
+    bank2[91] = 16'h0000;
+    bank2[92] = 16'h0000;
+    bank2[93] = 16'h0000;
+    bank2[94] = 16'h0000;
+    bank2[95] = 16'h0000;
+    bank2[96] = 16'h0000;
+    bank2[97] = 16'h0000;
+    bank2[98] = 16'h0000;
+    bank2[99] = 16'h0000;
+    bank2[100] = 16'h0000;
+    bank2[101] = 16'h0000;
+    bank2[102] = 16'h0000;
+    bank2[103] = 16'h0000;
+    bank2[104] = 16'h0000;
+    bank2[105] = 16'h0000;
+    bank2[106] = 16'h0000;
+    bank2[107] = 16'h0000;
+    bank2[108] = 16'h0000;
+    bank2[109] = 16'h0000;
+    bank2[110] = 16'h0000;
+    bank2[111] = 16'h0000;
+    bank2[112] = 16'h0000;
+    bank2[113] = 16'h0000;
+    bank2[114] = 16'h0000;
+    bank2[115] = 16'h0000;
+    bank2[116] = 16'h0000;
+    bank2[117] = 16'h0000;
+    bank2[118] = 16'h0000;
+    bank2[119] = 16'h0000;
+    bank2[120] = 16'h0000;
+    bank2[121] = 16'h0000;
+    bank2[122] = 16'h0000;
+    bank2[123] = 16'h0000;
+    bank2[124] = 16'h0000;
+    bank2[125] = 16'h0000;
+    bank2[126] = 16'h0000;
+    bank2[127] = 16'h0000;
+    bank2[128] = 16'h0000;
+    bank2[129] = 16'h0000;
+    bank2[130] = 16'h0000;
+    bank2[131] = 16'h0000;
+    bank2[132] = 16'h0000;
+    bank2[133] = 16'h0000;
+    bank2[134] = 16'h0000;
+    bank2[135] = 16'h0000;
+    bank2[136] = 16'h0000;
+    bank2[137] = 16'h0000;
+    bank2[138] = 16'h0000;
+    bank2[139] = 16'h0000;
+    bank2[140] = 16'h0000;
+    bank2[141] = 16'h0000;
+    bank2[142] = 16'h0000;
+    bank2[143] = 16'h0000;
+    bank2[144] = 16'h0000;
+    bank2[145] = 16'h0000;
+    bank2[146] = 16'h0000;
+    bank2[147] = 16'h0000;
+    bank2[148] = 16'h0000;
+    bank2[149] = 16'h0000;
+    bank2[150] = 16'h0000;
+    bank2[151] = 16'h0000;
+    bank2[152] = 16'h0000;
+    bank2[153] = 16'h0000;
+    bank2[154] = 16'h0000;
+    bank2[155] = 16'h0000;
+    bank2[156] = 16'h0000;
+    bank2[157] = 16'h0000;
+    bank2[158] = 16'h0000;
+    bank2[159] = 16'h0000;
+    bank2[160] = 16'h0000;
+    bank2[161] = 16'h0000;
+    bank2[162] = 16'h0000;
+    bank2[163] = 16'h0000;
+    bank2[164] = 16'h0000;
+    bank2[165] = 16'h0000;
+    bank2[166] = 16'h0000;
+    bank2[167] = 16'h0000;
+    bank2[168] = 16'h0000;
+    bank2[169] = 16'h0000;
+    bank2[170] = 16'h0000;
+    bank2[171] = 16'h0000;
+    bank2[172] = 16'h0000;
+    bank2[173] = 16'h0000;
+    bank2[174] = 16'h0000;
+    bank2[175] = 16'h0000;
+    bank2[176] = 16'h0000;
+    bank2[177] = 16'h0000;
+    bank2[178] = 16'h0000;
+    bank2[179] = 16'h0000;
+    bank2[180] = 16'h0000;
+    bank2[181] = 16'h0000;
+    bank2[182] = 16'h0000;
+    bank2[183] = 16'h0000;
+    bank2[184] = 16'h0000;
+    bank2[185] = 16'h0000;
+    bank2[186] = 16'h0000;
+    bank2[187] = 16'h0000;
+    bank2[188] = 16'h0000;
+    bank2[189] = 16'h0000;
+    bank2[190] = 16'h0000;
+    bank2[191] = 16'h0000;
+    bank2[192] = 16'h0000;
+    bank2[193] = 16'h0000;
+    bank2[194] = 16'h0000;
+    bank2[195] = 16'h0000;
+    bank2[196] = 16'h0000;
+    bank2[197] = 16'h0000;
+    bank2[198] = 16'h0000;
+    bank2[199] = 16'h0000;
+    bank2[200] = 16'h0000;
+    bank2[201] = 16'h0000;
+    bank2[202] = 16'h0000;
+    bank2[203] = 16'h0000;
+    bank2[204] = 16'h0000;
+    bank2[205] = 16'h0000;
+    bank2[206] = 16'h0000;
+    bank2[207] = 16'h0000;
+    bank2[208] = 16'h0000;
+    bank2[209] = 16'h0000;
+    bank2[210] = 16'h0000;
+    bank2[211] = 16'h0000;
+    bank2[212] = 16'h0000;
+    bank2[213] = 16'h0000;
+    bank2[214] = 16'h0000;
+    bank2[215] = 16'h0000;
+    bank2[216] = 16'h0000;
+    bank2[217] = 16'h0000;
+    bank2[218] = 16'h0000;
+    bank2[219] = 16'h0000;
+    bank2[220] = 16'h0000;
+    bank2[221] = 16'h0000;
+    bank2[222] = 16'h0000;
+    bank2[223] = 16'h0000;
+    bank2[224] = 16'h0000;
+    bank2[225] = 16'h0000;
+    bank2[226] = 16'h0000;
+    bank2[227] = 16'h0000;
+    bank2[228] = 16'h0000;
+    bank2[229] = 16'h0000;
+    bank2[230] = 16'h0000;
+    bank2[231] = 16'h0000;
+    bank2[232] = 16'h0000;
+    bank2[233] = 16'h0000;
+    bank2[234] = 16'h0000;
+    bank2[235] = 16'h0000;
+    bank2[236] = 16'h0000;
+    bank2[237] = 16'h0000;
+    bank2[238] = 16'h0000;
+    bank2[239] = 16'h0000;
+    bank2[240] = 16'h0000;
+    bank2[241] = 16'h0000;
+    bank2[242] = 16'h0000;
+    bank2[243] = 16'h0000;
+    bank2[244] = 16'h0000;
+    bank2[245] = 16'h0000;
+    bank2[246] = 16'h0000;
+    bank2[247] = 16'h0000;
+    bank2[248] = 16'h0000;
+    bank2[249] = 16'h0000;
+    bank2[250] = 16'h0000;
+    bank2[251] = 16'h0000;
+    bank2[252] = 16'h0000;
+    bank2[253] = 16'h0000;
+    bank2[254] = 16'h0000;
+    bank2[255] = 16'h0000;
+    bank2[256] = 16'h0000;
+    bank2[257] = 16'h0000;
+    bank2[258] = 16'h0000;
+    bank2[259] = 16'h0000;
+    bank2[260] = 16'h0000;
+    bank2[261] = 16'h0000;
+    bank2[262] = 16'h0000;
+    bank2[263] = 16'h0000;
+    bank2[264] = 16'h0000;
+    bank2[265] = 16'h0000;
+    bank2[266] = 16'h0000;
+    bank2[267] = 16'h0000;
+    bank2[268] = 16'h0000;
+    bank2[269] = 16'h0000;
+    bank2[270] = 16'h0000;
+    bank2[271] = 16'h0000;
+    bank2[272] = 16'h0000;
+    bank2[273] = 16'h0000;
+    bank2[274] = 16'h0000;
+    bank2[275] = 16'h0000;
+    bank2[276] = 16'h0000;
+    bank2[277] = 16'h0000;
+    bank2[278] = 16'h0000;
+    bank2[279] = 16'h0000;
+    bank2[280] = 16'h0000;
+    bank2[281] = 16'h0000;
+    bank2[282] = 16'h0000;
+    bank2[283] = 16'h0000;
+    bank2[284] = 16'h0000;
+    bank2[285] = 16'h0000;
+    bank2[286] = 16'h0000;
+    bank2[287] = 16'h0000;
+    bank2[288] = 16'h0000;
+    bank2[289] = 16'h0000;
+    bank2[290] = 16'h0000;
+    bank2[291] = 16'h0000;
+    bank2[292] = 16'h0000;
+    bank2[293] = 16'h0000;
+    bank2[294] = 16'h0000;
+    bank2[295] = 16'h0000;
+    bank2[296] = 16'h0000;
+    bank2[297] = 16'h0000;
+    bank2[298] = 16'h0000;
+    bank2[299] = 16'h0000;
+    bank2[300] = 16'h0000;
+    bank2[301] = 16'h0000;
+    bank2[302] = 16'h0000;
+    bank2[303] = 16'h0000;
+    bank2[304] = 16'h0000;
+    bank2[305] = 16'h0000;
+    bank2[306] = 16'h0000;
+    bank2[307] = 16'h0000;
+    bank2[308] = 16'h0000;
+    bank2[309] = 16'h0000;
+    bank2[310] = 16'h0000;
+    bank2[311] = 16'h0000;
+    bank2[312] = 16'h0000;
+    bank2[313] = 16'h0000;
+    bank2[314] = 16'h0000;
+    bank2[315] = 16'h0000;
+    bank2[316] = 16'h0000;
+    bank2[317] = 16'h0000;
+    bank2[318] = 16'h0000;
+    bank2[319] = 16'h0000;
+    bank2[320] = 16'h0000;
+    bank2[321] = 16'h0000;
+    bank2[322] = 16'h0000;
+    bank2[323] = 16'h0000;
+    bank2[324] = 16'h0000;
+    bank2[325] = 16'h0000;
+    bank2[326] = 16'h0000;
+    bank2[327] = 16'h0000;
+    bank2[328] = 16'h0000;
+    bank2[329] = 16'h0000;
+    bank2[330] = 16'h0000;
+    bank2[331] = 16'h0000;
+    bank2[332] = 16'h0000;
+    bank2[333] = 16'h0000;
+    bank2[334] = 16'h0000;
+    bank2[335] = 16'h0000;
+    bank2[336] = 16'h0000;
+    bank2[337] = 16'h0000;
+    bank2[338] = 16'h0000;
+    bank2[339] = 16'h0000;
+    bank2[340] = 16'h0000;
+    bank2[341] = 16'h0000;
+    bank2[342] = 16'h0000;
+    bank2[343] = 16'h0000;
+    bank2[344] = 16'h0000;
+    bank2[345] = 16'h0000;
+    bank2[346] = 16'h0000;
+    bank2[347] = 16'h0000;
+    bank2[348] = 16'h0000;
+    bank2[349] = 16'h0000;
+    bank2[350] = 16'h0000;
+    bank2[351] = 16'h0000;
+    bank2[352] = 16'h0000;
+    bank2[353] = 16'h0000;
+    bank2[354] = 16'h0000;
+    bank2[355] = 16'h0000;
+    bank2[356] = 16'h0000;
+    bank2[357] = 16'h0000;
+    bank2[358] = 16'h0000;
+    bank2[359] = 16'h0000;
+    bank2[360] = 16'h0000;
+    bank2[361] = 16'h0000;
+    bank2[362] = 16'h0000;
+    bank2[363] = 16'h0000;
+    bank2[364] = 16'h0000;
+    bank2[365] = 16'h0000;
+    bank2[366] = 16'h0000;
+    bank2[367] = 16'h0000;
+    bank2[368] = 16'h0000;
+    bank2[369] = 16'h0000;
+    bank2[370] = 16'h0000;
+    bank2[371] = 16'h0000;
+    bank2[372] = 16'h0000;
+    bank2[373] = 16'h0000;
+    bank2[374] = 16'h0000;
+    bank2[375] = 16'h0000;
+    bank2[376] = 16'h0000;
+    bank2[377] = 16'h0000;
+    bank2[378] = 16'h0000;
+    bank2[379] = 16'h0000;
+    bank2[380] = 16'h0000;
+    bank2[381] = 16'h0000;
+    bank2[382] = 16'h0000;
+    bank2[383] = 16'h0000;
+    bank2[384] = 16'h0000;
+    bank2[385] = 16'h0000;
+    bank2[386] = 16'h0000;
+    bank2[387] = 16'h0000;
+    bank2[388] = 16'h0000;
+    bank2[389] = 16'h0000;
+    bank2[390] = 16'h0000;
+    bank2[391] = 16'h0000;
+    bank2[392] = 16'h0000;
+    bank2[393] = 16'h0000;
+    bank2[394] = 16'h0000;
+    bank2[395] = 16'h0000;
+    bank2[396] = 16'h0000;
+    bank2[397] = 16'h0000;
+    bank2[398] = 16'h0000;
+    bank2[399] = 16'h0000;
+    bank2[400] = 16'h0000;
+    bank2[401] = 16'h0000;
+    bank2[402] = 16'h0000;
+    bank2[403] = 16'h0000;
+    bank2[404] = 16'h0000;
+    bank2[405] = 16'h0000;
+    bank2[406] = 16'h0000;
+    bank2[407] = 16'h0000;
+    bank2[408] = 16'h0000;
+    bank2[409] = 16'h0000;
+    bank2[410] = 16'h0000;
+    bank2[411] = 16'h0000;
+    bank2[412] = 16'h0000;
+    bank2[413] = 16'h0000;
+    bank2[414] = 16'h0000;
+    bank2[415] = 16'h0000;
+    bank2[416] = 16'h0000;
+    bank2[417] = 16'h0000;
+    bank2[418] = 16'h0000;
+    bank2[419] = 16'h0000;
+    bank2[420] = 16'h0000;
+    bank2[421] = 16'h0000;
+    bank2[422] = 16'h0000;
+    bank2[423] = 16'h0000;
+    bank2[424] = 16'h0000;
+    bank2[425] = 16'h0000;
+    bank2[426] = 16'h0000;
+    bank2[427] = 16'h0000;
+    bank2[428] = 16'h0000;
+    bank2[429] = 16'h0000;
+    bank2[430] = 16'h0000;
+    bank2[431] = 16'h0000;
+    bank2[432] = 16'h0000;
+    bank2[433] = 16'h0000;
+    bank2[434] = 16'h0000;
+    bank2[435] = 16'h0000;
+    bank2[436] = 16'h0000;
+    bank2[437] = 16'h0000;
+    bank2[438] = 16'h0000;
+    bank2[439] = 16'h0000;
+    bank2[440] = 16'h0000;
+    bank2[441] = 16'h0000;
+    bank2[442] = 16'h0000;
+    bank2[443] = 16'h0000;
+    bank2[444] = 16'h0000;
+    bank2[445] = 16'h0000;
+    bank2[446] = 16'h0000;
+    bank2[447] = 16'h0000;
+    bank2[448] = 16'h0000;
+    bank2[449] = 16'h0000;
+    bank2[450] = 16'h0000;
+    bank2[451] = 16'h0000;
+    bank2[452] = 16'h0000;
+    bank2[453] = 16'h0000;
+    bank2[454] = 16'h0000;
+    bank2[455] = 16'h0000;
+    bank2[456] = 16'h0000;
+    bank2[457] = 16'h0000;
+    bank2[458] = 16'h0000;
+    bank2[459] = 16'h0000;
+    bank2[460] = 16'h0000;
+    bank2[461] = 16'h0000;
+    bank2[462] = 16'h0000;
+    bank2[463] = 16'h0000;
+    bank2[464] = 16'h0000;
+    bank2[465] = 16'h0000;
+    bank2[466] = 16'h0000;
+    bank2[467] = 16'h0000;
+    bank2[468] = 16'h0000;
+    bank2[469] = 16'h0000;
+    bank2[470] = 16'h0000;
+    bank2[471] = 16'h0000;
+    bank2[472] = 16'h0000;
+    bank2[473] = 16'h0000;
+    bank2[474] = 16'h0000;
+    bank2[475] = 16'h0000;
+    bank2[476] = 16'h0000;
+    bank2[477] = 16'h0000;
+    bank2[478] = 16'h0000;
+    bank2[479] = 16'h0000;
+    bank2[480] = 16'h0000;
+    bank2[481] = 16'h0000;
+    bank2[482] = 16'h0000;
+    bank2[483] = 16'h0000;
+    bank2[484] = 16'h0000;
+    bank2[485] = 16'h0000;
+    bank2[486] = 16'h0000;
+    bank2[487] = 16'h0000;
+    bank2[488] = 16'h0000;
+    bank2[489] = 16'h0000;
+    bank2[490] = 16'h0000;
+    bank2[491] = 16'h0000;
+    bank2[492] = 16'h0000;
+    bank2[493] = 16'h0000;
+    bank2[494] = 16'h0000;
+    bank2[495] = 16'h0000;
+    bank2[496] = 16'h0000;
+    bank2[497] = 16'h0000;
+    bank2[498] = 16'h0000;
+    bank2[499] = 16'h0000;
+    bank2[500] = 16'h0000;
+    bank2[501] = 16'h0000;
+    bank2[502] = 16'h0000;
+    bank2[503] = 16'h0000;
+    bank2[504] = 16'h0000;
+    bank2[505] = 16'h0000;
+    bank2[506] = 16'h0000;
+    bank2[507] = 16'h0000;
+    bank2[508] = 16'h0000;
+    bank2[509] = 16'h0000;
+    bank2[510] = 16'h0000;
+    bank2[511] = 16'h0000;
+    bank2[512] = 16'h0000;
+    bank2[513] = 16'h0000;
+    bank2[514] = 16'h0000;
+    bank2[515] = 16'h0000;
+    bank2[516] = 16'h0000;
+    bank2[517] = 16'h0000;
+    bank2[518] = 16'h0000;
+    bank2[519] = 16'h0000;
+    bank2[520] = 16'h0000;
+    bank2[521] = 16'h0000;
+    bank2[522] = 16'h0000;
+    bank2[523] = 16'h0000;
+    bank2[524] = 16'h0000;
+    bank2[525] = 16'h0000;
+    bank2[526] = 16'h0000;
+    bank2[527] = 16'h0000;
+    bank2[528] = 16'h0000;
+    bank2[529] = 16'h0000;
+    bank2[530] = 16'h0000;
+    bank2[531] = 16'h0000;
+    bank2[532] = 16'h0000;
+    bank2[533] = 16'h0000;
+    bank2[534] = 16'h0000;
+    bank2[535] = 16'h0000;
+    bank2[536] = 16'h0000;
+    bank2[537] = 16'h0000;
+    bank2[538] = 16'h0000;
+    bank2[539] = 16'h0000;
+    bank2[540] = 16'h0000;
+    bank2[541] = 16'h0000;
+    bank2[542] = 16'h0000;
+    bank2[543] = 16'h0000;
+    bank2[544] = 16'h0000;
+    bank2[545] = 16'h0000;
+    bank2[546] = 16'h0000;
+    bank2[547] = 16'h0000;
+    bank2[548] = 16'h0000;
+    bank2[549] = 16'h0000;
+    bank2[550] = 16'h0000;
+    bank2[551] = 16'h0000;
+    bank2[552] = 16'h0000;
+    bank2[553] = 16'h0000;
+    bank2[554] = 16'h0000;
+    bank2[555] = 16'h0000;
+    bank2[556] = 16'h0000;
+    bank2[557] = 16'h0000;
+    bank2[558] = 16'h0000;
+    bank2[559] = 16'h0000;
+    bank2[560] = 16'h0000;
+    bank2[561] = 16'h0000;
+    bank2[562] = 16'h0000;
+    bank2[563] = 16'h0000;
+    bank2[564] = 16'h0000;
+    bank2[565] = 16'h0000;
+    bank2[566] = 16'h0000;
+    bank2[567] = 16'h0000;
+    bank2[568] = 16'h0000;
+    bank2[569] = 16'h0000;
+    bank2[570] = 16'h0000;
+    bank2[571] = 16'h0000;
+    bank2[572] = 16'h0000;
+    bank2[573] = 16'h0000;
+    bank2[574] = 16'h0000;
+    bank2[575] = 16'h0000;
+    bank2[576] = 16'h0000;
+    bank2[577] = 16'h0000;
+    bank2[578] = 16'h0000;
+    bank2[579] = 16'h0000;
+    bank2[580] = 16'h0000;
+    bank2[581] = 16'h0000;
+    bank2[582] = 16'h0000;
+    bank2[583] = 16'h0000;
+    bank2[584] = 16'h0000;
+    bank2[585] = 16'h0000;
+    bank2[586] = 16'h0000;
+    bank2[587] = 16'h0000;
+    bank2[588] = 16'h0000;
+    bank2[589] = 16'h0000;
+    bank2[590] = 16'h0000;
+    bank2[591] = 16'h0000;
+    bank2[592] = 16'h0000;
+    bank2[593] = 16'h0000;
+    bank2[594] = 16'h0000;
+    bank2[595] = 16'h0000;
+    bank2[596] = 16'h0000;
+    bank2[597] = 16'h0000;
+    bank2[598] = 16'h0000;
+    bank2[599] = 16'h0000;
+    bank2[600] = 16'h0000;
+    bank2[601] = 16'h0000;
+    bank2[602] = 16'h0000;
+    bank2[603] = 16'h0000;
+    bank2[604] = 16'h0000;
+    bank2[605] = 16'h0000;
+    bank2[606] = 16'h0000;
+    bank2[607] = 16'h0000;
+    bank2[608] = 16'h0000;
+    bank2[609] = 16'h0000;
+    bank2[610] = 16'h0000;
+    bank2[611] = 16'h0000;
+    bank2[612] = 16'h0000;
+    bank2[613] = 16'h0000;
+    bank2[614] = 16'h0000;
+    bank2[615] = 16'h0000;
+    bank2[616] = 16'h0000;
+    bank2[617] = 16'h0000;
+    bank2[618] = 16'h0000;
+    bank2[619] = 16'h0000;
+    bank2[620] = 16'h0000;
+    bank2[621] = 16'h0000;
+    bank2[622] = 16'h0000;
+    bank2[623] = 16'h0000;
+    bank2[624] = 16'h0000;
+    bank2[625] = 16'h0000;
+    bank2[626] = 16'h0000;
+    bank2[627] = 16'h0000;
+    bank2[628] = 16'h0000;
+    bank2[629] = 16'h0000;
+    bank2[630] = 16'h0000;
+    bank2[631] = 16'h0000;
+    bank2[632] = 16'h0000;
+    bank2[633] = 16'h0000;
+    bank2[634] = 16'h0000;
+    bank2[635] = 16'h0000;
+    bank2[636] = 16'h0000;
+    bank2[637] = 16'h0000;
+    bank2[638] = 16'h0000;
+    bank2[639] = 16'h0000;
+    bank2[640] = 16'h0000;
+    bank2[641] = 16'h0000;
+    bank2[642] = 16'h0000;
+    bank2[643] = 16'h0000;
+    bank2[644] = 16'h0000;
+    bank2[645] = 16'h0000;
+    bank2[646] = 16'h0000;
+    bank2[647] = 16'h0000;
+    bank2[648] = 16'h0000;
+    bank2[649] = 16'h0000;
+    bank2[650] = 16'h0000;
+    bank2[651] = 16'h0000;
+    bank2[652] = 16'h0000;
+    bank2[653] = 16'h0000;
+    bank2[654] = 16'h0000;
+    bank2[655] = 16'h0000;
+    bank2[656] = 16'h0000;
+    bank2[657] = 16'h0000;
+    bank2[658] = 16'h0000;
+    bank2[659] = 16'h0000;
+    bank2[660] = 16'h0000;
+    bank2[661] = 16'h0000;
+    bank2[662] = 16'h0000;
+    bank2[663] = 16'h0000;
+    bank2[664] = 16'h0000;
+    bank2[665] = 16'h0000;
+    bank2[666] = 16'h0000;
+    bank2[667] = 16'h0000;
+    bank2[668] = 16'h0000;
+    bank2[669] = 16'h0000;
+    bank2[670] = 16'h0000;
+    bank2[671] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en$26 )
+      bank2[\$signature__addr$22 ] <= \$signature__data$24 ;
+  end
+  reg [15:0] _2_;
+  always @(posedge clk) begin
+    _2_ <= bank2[\$signature__addr$67 ];
+  end
+  assign \$signature__data$113  = _2_;
+  (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
+  reg [15:0] bank3 [671:0];
+  initial begin
+    bank3[0] = 16'h0000;
+    bank3[1] = 16'h0000;
+    bank3[2] = 16'h0000;
+    bank3[3] = 16'h0000;
+    bank3[4] = 16'h0000;
+    bank3[5] = 16'h0000;
+    bank3[6] = 16'h0000;
+    bank3[7] = 16'h0000;
+    bank3[8] = 16'h0000;
+    bank3[9] = 16'h0000;
+    bank3[10] = 16'h0000;
+    bank3[11] = 16'h0000;
+    bank3[12] = 16'h0000;
+    bank3[13] = 16'h0000;
+    bank3[14] = 16'h0000;
+    bank3[15] = 16'h0000;
+    bank3[16] = 16'h0000;
+    bank3[17] = 16'h0000;
+    bank3[18] = 16'h0000;
+    bank3[19] = 16'h0000;
+    bank3[20] = 16'h0000;
+    bank3[21] = 16'h0000;
+    bank3[22] = 16'h0000;
+    bank3[23] = 16'h0000;
+    bank3[24] = 16'h0000;
+    bank3[25] = 16'h0000;
+    bank3[26] = 16'h0000;
+    bank3[27] = 16'h0000;
+    bank3[28] = 16'h0000;
+    bank3[29] = 16'h0000;
+    bank3[30] = 16'h0000;
+    bank3[31] = 16'h0000;
+    bank3[32] = 16'h0000;
+    bank3[33] = 16'h0000;
+    bank3[34] = 16'h0000;
+    bank3[35] = 16'h0000;
+    bank3[36] = 16'h0000;
+    bank3[37] = 16'h0000;
+    bank3[38] = 16'h0000;
+    bank3[39] = 16'h0000;
+    bank3[40] = 16'h0000;
+    bank3[41] = 16'h0000;
+    bank3[42] = 16'h0000;
+    bank3[43] = 16'h0000;
+    bank3[44] = 16'h0000;
+    bank3[45] = 16'h0000;
+    bank3[46] = 16'h0000;
+    bank3[47] = 16'h0000;
+    bank3[48] = 16'h0000;
+    bank3[49] = 16'h0000;
+    bank3[50] = 16'h0000;
+    bank3[51] = 16'h0000;
+    bank3[52] = 16'h0000;
+    bank3[53] = 16'h0000;
+    bank3[54] = 16'h0000;
+    bank3[55] = 16'h0000;
+    bank3[56] = 16'h0000;
+    bank3[57] = 16'h0000;
+    bank3[58] = 16'h0000;
+    bank3[59] = 16'h0000;
+    bank3[60] = 16'h0000;
+    bank3[61] = 16'h0000;
+    bank3[62] = 16'h0000;
+    bank3[63] = 16'h0000;
+    bank3[64] = 16'h0000;
+    bank3[65] = 16'h0000;
+    bank3[66] = 16'h0000;
+    bank3[67] = 16'h0000;
+    bank3[68] = 16'h0000;
+    bank3[69] = 16'h0000;
+    bank3[70] = 16'h0000;
+    bank3[71] = 16'h0000;
+    bank3[72] = 16'h0000;
+    bank3[73] = 16'h0000;
+    bank3[74] = 16'h0000;
+    bank3[75] = 16'h0000;
+    bank3[76] = 16'h0000;
+    bank3[77] = 16'h0000;
+    bank3[78] = 16'h0000;
+    bank3[79] = 16'h0000;
+    bank3[80] = 16'h0000;
+    bank3[81] = 16'h0000;
+    bank3[82] = 16'h0000;
+    bank3[83] = 16'h0000;
+    bank3[84] = 16'h0000;
+    bank3[85] = 16'h0000;
+    bank3[86] = 16'h0000;
+    bank3[87] = 16'h0000;
+    bank3[88] = 16'h0000;
+    bank3[89] = 16'h0000;
+    bank3[90] = 16'h0000;
+    bank3[91] = 16'h0000;
+    bank3[92] = 16'h0000;
+    bank3[93] = 16'h0000;
+    bank3[94] = 16'h0000;
+    bank3[95] = 16'h0000;
+    bank3[96] = 16'h0000;
+    bank3[97] = 16'h0000;
+    bank3[98] = 16'h0000;
+    bank3[99] = 16'h0000;
+    bank3[100] = 16'h0000;
+    bank3[101] = 16'h0000;
+    bank3[102] = 16'h0000;
+    bank3[103] = 16'h0000;
+    bank3[104] = 16'h0000;
+    bank3[105] = 16'h0000;
+    bank3[106] = 16'h0000;
+    bank3[107] = 16'h0000;
+    bank3[108] = 16'h0000;
+    bank3[109] = 16'h0000;
+    bank3[110] = 16'h0000;
+    bank3[111] = 16'h0000;
+    bank3[112] = 16'h0000;
+    bank3[113] = 16'h0000;
+    bank3[114] = 16'h0000;
+    bank3[115] = 16'h0000;
+    bank3[116] = 16'h0000;
+    bank3[117] = 16'h0000;
+    bank3[118] = 16'h0000;
+    bank3[119] = 16'h0000;
+    bank3[120] = 16'h0000;
+    bank3[121] = 16'h0000;
+    bank3[122] = 16'h0000;
+    bank3[123] = 16'h0000;
+    bank3[124] = 16'h0000;
+    bank3[125] = 16'h0000;
+    bank3[126] = 16'h0000;
+    bank3[127] = 16'h0000;
+    bank3[128] = 16'h0000;
+    bank3[129] = 16'h0000;
+    bank3[130] = 16'h0000;
+    bank3[131] = 16'h0000;
+    bank3[132] = 16'h0000;
+    bank3[133] = 16'h0000;
+    bank3[134] = 16'h0000;
+    bank3[135] = 16'h0000;
+    bank3[136] = 16'h0000;
+    bank3[137] = 16'h0000;
+    bank3[138] = 16'h0000;
+    bank3[139] = 16'h0000;
+    bank3[140] = 16'h0000;
+    bank3[141] = 16'h0000;
+    bank3[142] = 16'h0000;
+    bank3[143] = 16'h0000;
+    bank3[144] = 16'h0000;
+    bank3[145] = 16'h0000;
+    bank3[146] = 16'h0000;
+    bank3[147] = 16'h0000;
+    bank3[148] = 16'h0000;
+    bank3[149] = 16'h0000;
+    bank3[150] = 16'h0000;
+    bank3[151] = 16'h0000;
+    bank3[152] = 16'h0000;
+    bank3[153] = 16'h0000;
+    bank3[154] = 16'h0000;
+    bank3[155] = 16'h0000;
+    bank3[156] = 16'h0000;
+    bank3[157] = 16'h0000;
+    bank3[158] = 16'h0000;
+    bank3[159] = 16'h0000;
+    bank3[160] = 16'h0000;
+    bank3[161] = 16'h0000;
+    bank3[162] = 16'h0000;
+    bank3[163] = 16'h0000;
+    bank3[164] = 16'h0000;
+    bank3[165] = 16'h0000;
+    bank3[166] = 16'h0000;
+    bank3[167] = 16'h0000;
+    bank3[168] = 16'h0000;
+    bank3[169] = 16'h0000;
+    bank3[170] = 16'h0000;
+    bank3[171] = 16'h0000;
+    bank3[172] = 16'h0000;
+    bank3[173] = 16'h0000;
+    bank3[174] = 16'h0000;
+    bank3[175] = 16'h0000;
+    bank3[176] = 16'h0000;
+    bank3[177] = 16'h0000;
+    bank3[178] = 16'h0000;
+    bank3[179] = 16'h0000;
+    bank3[180] = 16'h0000;
+    bank3[181] = 16'h0000;
+    bank3[182] = 16'h0000;
+    bank3[183] = 16'h0000;
+    bank3[184] = 16'h0000;
+    bank3[185] = 16'h0000;
+    bank3[186] = 16'h0000;
+    bank3[187] = 16'h0000;
+    bank3[188] = 16'h0000;
+    bank3[189] = 16'h0000;
+    bank3[190] = 16'h0000;
+    bank3[191] = 16'h0000;
+    bank3[192] = 16'h0000;
+    bank3[193] = 16'h0000;
+    bank3[194] = 16'h0000;
+    bank3[195] = 16'h0000;
+    bank3[196] = 16'h0000;
+    bank3[197] = 16'h0000;
+    bank3[198] = 16'h0000;
+    bank3[199] = 16'h0000;
+    bank3[200] = 16'h0000;
+    bank3[201] = 16'h0000;
+    bank3[202] = 16'h0000;
+    bank3[203] = 16'h0000;
+    bank3[204] = 16'h0000;
+    bank3[205] = 16'h0000;
+    bank3[206] = 16'h0000;
+    bank3[207] = 16'h0000;
+    bank3[208] = 16'h0000;
+    bank3[209] = 16'h0000;
+    bank3[210] = 16'h0000;
+    bank3[211] = 16'h0000;
+    bank3[212] = 16'h0000;
+    bank3[213] = 16'h0000;
+    bank3[214] = 16'h0000;
+    bank3[215] = 16'h0000;
+    bank3[216] = 16'h0000;
+    bank3[217] = 16'h0000;
+    bank3[218] = 16'h0000;
+    bank3[219] = 16'h0000;
+    bank3[220] = 16'h0000;
+    bank3[221] = 16'h0000;
+    bank3[222] = 16'h0000;
+    bank3[223] = 16'h0000;
+    bank3[224] = 16'h0000;
+    bank3[225] = 16'h0000;
+    bank3[226] = 16'h0000;
+    bank3[227] = 16'h0000;
+    bank3[228] = 16'h0000;
+    bank3[229] = 16'h0000;
+    bank3[230] = 16'h0000;
+    bank3[231] = 16'h0000;
+    bank3[232] = 16'h0000;
+    bank3[233] = 16'h0000;
+    bank3[234] = 16'h0000;
+    bank3[235] = 16'h0000;
+    bank3[236] = 16'h0000;
+    bank3[237] = 16'h0000;
+    bank3[238] = 16'h0000;
+    bank3[239] = 16'h0000;
+    bank3[240] = 16'h0000;
+    bank3[241] = 16'h0000;
+    bank3[242] = 16'h0000;
+    bank3[243] = 16'h0000;
+    bank3[244] = 16'h0000;
+    bank3[245] = 16'h0000;
+    bank3[246] = 16'h0000;
+    bank3[247] = 16'h0000;
+    bank3[248] = 16'h0000;
+    bank3[249] = 16'h0000;
+    bank3[250] = 16'h0000;
+    bank3[251] = 16'h0000;
+    bank3[252] = 16'h0000;
+    bank3[253] = 16'h0000;
+    bank3[254] = 16'h0000;
+    bank3[255] = 16'h0000;
+    bank3[256] = 16'h0000;
+    bank3[257] = 16'h0000;
+    bank3[258] = 16'h0000;
+    bank3[259] = 16'h0000;
+    bank3[260] = 16'h0000;
+    bank3[261] = 16'h0000;
+    bank3[262] = 16'h0000;
+    bank3[263] = 16'h0000;
+    bank3[264] = 16'h0000;
+    bank3[265] = 16'h0000;
+    bank3[266] = 16'h0000;
+    bank3[267] = 16'h0000;
+    bank3[268] = 16'h0000;
+    bank3[269] = 16'h0000;
+    bank3[270] = 16'h0000;
+    bank3[271] = 16'h0000;
+    bank3[272] = 16'h0000;
+    bank3[273] = 16'h0000;
+    bank3[274] = 16'h0000;
+    bank3[275] = 16'h0000;
+    bank3[276] = 16'h0000;
+    bank3[277] = 16'h0000;
+    bank3[278] = 16'h0000;
+    bank3[279] = 16'h0000;
+    bank3[280] = 16'h0000;
+    bank3[281] = 16'h0000;
+    bank3[282] = 16'h0000;
+    bank3[283] = 16'h0000;
+    bank3[284] = 16'h0000;
+    bank3[285] = 16'h0000;
+    bank3[286] = 16'h0000;
+    bank3[287] = 16'h0000;
+    bank3[288] = 16'h0000;
+    bank3[289] = 16'h0000;
+    bank3[290] = 16'h0000;
+    bank3[291] = 16'h0000;
+    bank3[292] = 16'h0000;
+    bank3[293] = 16'h0000;
+    bank3[294] = 16'h0000;
+    bank3[295] = 16'h0000;
+    bank3[296] = 16'h0000;
+    bank3[297] = 16'h0000;
+    bank3[298] = 16'h0000;
+    bank3[299] = 16'h0000;
+    bank3[300] = 16'h0000;
+    bank3[301] = 16'h0000;
+    bank3[302] = 16'h0000;
+    bank3[303] = 16'h0000;
+    bank3[304] = 16'h0000;
+    bank3[305] = 16'h0000;
+    bank3[306] = 16'h0000;
+    bank3[307] = 16'h0000;
+    bank3[308] = 16'h0000;
+    bank3[309] = 16'h0000;
+    bank3[310] = 16'h0000;
+    bank3[311] = 16'h0000;
+    bank3[312] = 16'h0000;
+    bank3[313] = 16'h0000;
+    bank3[314] = 16'h0000;
+    bank3[315] = 16'h0000;
+    bank3[316] = 16'h0000;
+    bank3[317] = 16'h0000;
+    bank3[318] = 16'h0000;
+    bank3[319] = 16'h0000;
+    bank3[320] = 16'h0000;
+    bank3[321] = 16'h0000;
+    bank3[322] = 16'h0000;
+    bank3[323] = 16'h0000;
+    bank3[324] = 16'h0000;
+    bank3[325] = 16'h0000;
+    bank3[326] = 16'h0000;
+    bank3[327] = 16'h0000;
+    bank3[328] = 16'h0000;
+    bank3[329] = 16'h0000;
+    bank3[330] = 16'h0000;
+    bank3[331] = 16'h0000;
+    bank3[332] = 16'h0000;
+    bank3[333] = 16'h0000;
+    bank3[334] = 16'h0000;
+    bank3[335] = 16'h0000;
+    bank3[336] = 16'h0000;
+    bank3[337] = 16'h0000;
+    bank3[338] = 16'h0000;
+    bank3[339] = 16'h0000;
+    bank3[340] = 16'h0000;
+    bank3[341] = 16'h0000;
+    bank3[342] = 16'h0000;
+    bank3[343] = 16'h0000;
+    bank3[344] = 16'h0000;
+    bank3[345] = 16'h0000;
+    bank3[346] = 16'h0000;
+    bank3[347] = 16'h0000;
+    bank3[348] = 16'h0000;
+    bank3[349] = 16'h0000;
+    bank3[350] = 16'h0000;
+    bank3[351] = 16'h0000;
+    bank3[352] = 16'h0000;
+    bank3[353] = 16'h0000;
+    bank3[354] = 16'h0000;
+    bank3[355] = 16'h0000;
+    bank3[356] = 16'h0000;
+    bank3[357] = 16'h0000;
+    bank3[358] = 16'h0000;
+    bank3[359] = 16'h0000;
+    bank3[360] = 16'h0000;
+    bank3[361] = 16'h0000;
+    bank3[362] = 16'h0000;
+    bank3[363] = 16'h0000;
+    bank3[364] = 16'h0000;
+    bank3[365] = 16'h0000;
+    bank3[366] = 16'h0000;
+    bank3[367] = 16'h0000;
+    bank3[368] = 16'h0000;
+    bank3[369] = 16'h0000;
+    bank3[370] = 16'h0000;
+    bank3[371] = 16'h0000;
+    bank3[372] = 16'h0000;
+    bank3[373] = 16'h0000;
+    bank3[374] = 16'h0000;
+    bank3[375] = 16'h0000;
+    bank3[376] = 16'h0000;
+    bank3[377] = 16'h0000;
+    bank3[378] = 16'h0000;
+    bank3[379] = 16'h0000;
+    bank3[380] = 16'h0000;
+    bank3[381] = 16'h0000;
+    bank3[382] = 16'h0000;
+    bank3[383] = 16'h0000;
+    bank3[384] = 16'h0000;
+    bank3[385] = 16'h0000;
+    bank3[386] = 16'h0000;
+    bank3[387] = 16'h0000;
+    bank3[388] = 16'h0000;
+    bank3[389] = 16'h0000;
+    bank3[390] = 16'h0000;
+    bank3[391] = 16'h0000;
+    bank3[392] = 16'h0000;
+    bank3[393] = 16'h0000;
+    bank3[394] = 16'h0000;
+    bank3[395] = 16'h0000;
+    bank3[396] = 16'h0000;
+    bank3[397] = 16'h0000;
+    bank3[398] = 16'h0000;
+    bank3[399] = 16'h0000;
+    bank3[400] = 16'h0000;
+    bank3[401] = 16'h0000;
+    bank3[402] = 16'h0000;
+    bank3[403] = 16'h0000;
+    bank3[404] = 16'h0000;
+    bank3[405] = 16'h0000;
+    bank3[406] = 16'h0000;
+    bank3[407] = 16'h0000;
+    bank3[408] = 16'h0000;
+    bank3[409] = 16'h0000;
+    bank3[410] = 16'h0000;
+    bank3[411] = 16'h0000;
+    bank3[412] = 16'h0000;
+    bank3[413] = 16'h0000;
+    bank3[414] = 16'h0000;
+    bank3[415] = 16'h0000;
+    bank3[416] = 16'h0000;
+    bank3[417] = 16'h0000;
+    bank3[418] = 16'h0000;
+    bank3[419] = 16'h0000;
+    bank3[420] = 16'h0000;
+    bank3[421] = 16'h0000;
+    bank3[422] = 16'h0000;
+    bank3[423] = 16'h0000;
+    bank3[424] = 16'h0000;
+    bank3[425] = 16'h0000;
+    bank3[426] = 16'h0000;
+    bank3[427] = 16'h0000;
+    bank3[428] = 16'h0000;
+    bank3[429] = 16'h0000;
+    bank3[430] = 16'h0000;
+    bank3[431] = 16'h0000;
+    bank3[432] = 16'h0000;
+    bank3[433] = 16'h0000;
+    bank3[434] = 16'h0000;
+    bank3[435] = 16'h0000;
+    bank3[436] = 16'h0000;
+    bank3[437] = 16'h0000;
+    bank3[438] = 16'h0000;
+    bank3[439] = 16'h0000;
+    bank3[440] = 16'h0000;
+    bank3[441] = 16'h0000;
+    bank3[442] = 16'h0000;
+    bank3[443] = 16'h0000;
+    bank3[444] = 16'h0000;
+    bank3[445] = 16'h0000;
+    bank3[446] = 16'h0000;
+    bank3[447] = 16'h0000;
+    bank3[448] = 16'h0000;
+    bank3[449] = 16'h0000;
+    bank3[450] = 16'h0000;
+    bank3[451] = 16'h0000;
+    bank3[452] = 16'h0000;
+    bank3[453] = 16'h0000;
+    bank3[454] = 16'h0000;
+    bank3[455] = 16'h0000;
+    bank3[456] = 16'h0000;
+    bank3[457] = 16'h0000;
+    bank3[458] = 16'h0000;
+    bank3[459] = 16'h0000;
+    bank3[460] = 16'h0000;
+    bank3[461] = 16'h0000;
+    bank3[462] = 16'h0000;
+    bank3[463] = 16'h0000;
+    bank3[464] = 16'h0000;
+    bank3[465] = 16'h0000;
+    bank3[466] = 16'h0000;
+    bank3[467] = 16'h0000;
+    bank3[468] = 16'h0000;
+    bank3[469] = 16'h0000;
+    bank3[470] = 16'h0000;
+    bank3[471] = 16'h0000;
+    bank3[472] = 16'h0000;
+    bank3[473] = 16'h0000;
+    bank3[474] = 16'h0000;
+    bank3[475] = 16'h0000;
+    bank3[476] = 16'h0000;
+    bank3[477] = 16'h0000;
+    bank3[478] = 16'h0000;
+    bank3[479] = 16'h0000;
+    bank3[480] = 16'h0000;
+    bank3[481] = 16'h0000;
+    bank3[482] = 16'h0000;
+    bank3[483] = 16'h0000;
+    bank3[484] = 16'h0000;
+    bank3[485] = 16'h0000;
+    bank3[486] = 16'h0000;
+    bank3[487] = 16'h0000;
+    bank3[488] = 16'h0000;
+    bank3[489] = 16'h0000;
+    bank3[490] = 16'h0000;
+    bank3[491] = 16'h0000;
+    bank3[492] = 16'h0000;
+    bank3[493] = 16'h0000;
+    bank3[494] = 16'h0000;
+    bank3[495] = 16'h0000;
+    bank3[496] = 16'h0000;
+    bank3[497] = 16'h0000;
+    bank3[498] = 16'h0000;
+    bank3[499] = 16'h0000;
+    bank3[500] = 16'h0000;
+    bank3[501] = 16'h0000;
+    bank3[502] = 16'h0000;
+    bank3[503] = 16'h0000;
+    bank3[504] = 16'h0000;
+    bank3[505] = 16'h0000;
+    bank3[506] = 16'h0000;
+    bank3[507] = 16'h0000;
+    bank3[508] = 16'h0000;
+    bank3[509] = 16'h0000;
+    bank3[510] = 16'h0000;
+    bank3[511] = 16'h0000;
+    bank3[512] = 16'h0000;
+    bank3[513] = 16'h0000;
+    bank3[514] = 16'h0000;
+    bank3[515] = 16'h0000;
+    bank3[516] = 16'h0000;
+    bank3[517] = 16'h0000;
+    bank3[518] = 16'h0000;
+    bank3[519] = 16'h0000;
+    bank3[520] = 16'h0000;
+    bank3[521] = 16'h0000;
+    bank3[522] = 16'h0000;
+    bank3[523] = 16'h0000;
+    bank3[524] = 16'h0000;
+    bank3[525] = 16'h0000;
+    bank3[526] = 16'h0000;
+    bank3[527] = 16'h0000;
+    bank3[528] = 16'h0000;
+    bank3[529] = 16'h0000;
+    bank3[530] = 16'h0000;
+    bank3[531] = 16'h0000;
+    bank3[532] = 16'h0000;
+    bank3[533] = 16'h0000;
+    bank3[534] = 16'h0000;
+    bank3[535] = 16'h0000;
+    bank3[536] = 16'h0000;
+    bank3[537] = 16'h0000;
+    bank3[538] = 16'h0000;
+    bank3[539] = 16'h0000;
+    bank3[540] = 16'h0000;
+    bank3[541] = 16'h0000;
+    bank3[542] = 16'h0000;
+    bank3[543] = 16'h0000;
+    bank3[544] = 16'h0000;
+    bank3[545] = 16'h0000;
+    bank3[546] = 16'h0000;
+    bank3[547] = 16'h0000;
+    bank3[548] = 16'h0000;
+    bank3[549] = 16'h0000;
+    bank3[550] = 16'h0000;
+    bank3[551] = 16'h0000;
+    bank3[552] = 16'h0000;
+    bank3[553] = 16'h0000;
+    bank3[554] = 16'h0000;
+    bank3[555] = 16'h0000;
+    bank3[556] = 16'h0000;
+    bank3[557] = 16'h0000;
+    bank3[558] = 16'h0000;
+    bank3[559] = 16'h0000;
+    bank3[560] = 16'h0000;
+    bank3[561] = 16'h0000;
+    bank3[562] = 16'h0000;
+    bank3[563] = 16'h0000;
+    bank3[564] = 16'h0000;
+    bank3[565] = 16'h0000;
+    bank3[566] = 16'h0000;
+    bank3[567] = 16'h0000;
+    bank3[568] = 16'h0000;
+    bank3[569] = 16'h0000;
+    bank3[570] = 16'h0000;
+    bank3[571] = 16'h0000;
+    bank3[572] = 16'h0000;
+    bank3[573] = 16'h0000;
+    bank3[574] = 16'h0000;
+    bank3[575] = 16'h0000;
+    bank3[576] = 16'h0000;
+    bank3[577] = 16'h0000;
+    bank3[578] = 16'h0000;
+    bank3[579] = 16'h0000;
+    bank3[580] = 16'h0000;
+    bank3[581] = 16'h0000;
+    bank3[582] = 16'h0000;
+    bank3[583] = 16'h0000;
+    bank3[584] = 16'h0000;
+    bank3[585] = 16'h0000;
+    bank3[586] = 16'h0000;
+    bank3[587] = 16'h0000;
+    bank3[588] = 16'h0000;
+    bank3[589] = 16'h0000;
+    bank3[590] = 16'h0000;
+    bank3[591] = 16'h0000;
+    bank3[592] = 16'h0000;
+    bank3[593] = 16'h0000;
+    bank3[594] = 16'h0000;
+    bank3[595] = 16'h0000;
+    bank3[596] = 16'h0000;
+    bank3[597] = 16'h0000;
+    bank3[598] = 16'h0000;
+    bank3[599] = 16'h0000;
+    bank3[600] = 16'h0000;
+    bank3[601] = 16'h0000;
+    bank3[602] = 16'h0000;
+    bank3[603] = 16'h0000;
+    bank3[604] = 16'h0000;
+    bank3[605] = 16'h0000;
+    bank3[606] = 16'h0000;
+    bank3[607] = 16'h0000;
+    bank3[608] = 16'h0000;
+    bank3[609] = 16'h0000;
+    bank3[610] = 16'h0000;
+    bank3[611] = 16'h0000;
+    bank3[612] = 16'h0000;
+    bank3[613] = 16'h0000;
+    bank3[614] = 16'h0000;
+    bank3[615] = 16'h0000;
+    bank3[616] = 16'h0000;
+    bank3[617] = 16'h0000;
+    bank3[618] = 16'h0000;
+    bank3[619] = 16'h0000;
+    bank3[620] = 16'h0000;
+    bank3[621] = 16'h0000;
+    bank3[622] = 16'h0000;
+    bank3[623] = 16'h0000;
+    bank3[624] = 16'h0000;
+    bank3[625] = 16'h0000;
+    bank3[626] = 16'h0000;
+    bank3[627] = 16'h0000;
+    bank3[628] = 16'h0000;
+    bank3[629] = 16'h0000;
+    bank3[630] = 16'h0000;
+    bank3[631] = 16'h0000;
+    bank3[632] = 16'h0000;
+    bank3[633] = 16'h0000;
+    bank3[634] = 16'h0000;
+    bank3[635] = 16'h0000;
+    bank3[636] = 16'h0000;
+    bank3[637] = 16'h0000;
+    bank3[638] = 16'h0000;
+    bank3[639] = 16'h0000;
+    bank3[640] = 16'h0000;
+    bank3[641] = 16'h0000;
+    bank3[642] = 16'h0000;
+    bank3[643] = 16'h0000;
+    bank3[644] = 16'h0000;
+    bank3[645] = 16'h0000;
+    bank3[646] = 16'h0000;
+    bank3[647] = 16'h0000;
+    bank3[648] = 16'h0000;
+    bank3[649] = 16'h0000;
+    bank3[650] = 16'h0000;
+    bank3[651] = 16'h0000;
+    bank3[652] = 16'h0000;
+    bank3[653] = 16'h0000;
+    bank3[654] = 16'h0000;
+    bank3[655] = 16'h0000;
+    bank3[656] = 16'h0000;
+    bank3[657] = 16'h0000;
+    bank3[658] = 16'h0000;
+    bank3[659] = 16'h0000;
+    bank3[660] = 16'h0000;
+    bank3[661] = 16'h0000;
+    bank3[662] = 16'h0000;
+    bank3[663] = 16'h0000;
+    bank3[664] = 16'h0000;
+    bank3[665] = 16'h0000;
+    bank3[666] = 16'h0000;
+    bank3[667] = 16'h0000;
+    bank3[668] = 16'h0000;
+    bank3[669] = 16'h0000;
+    bank3[670] = 16'h0000;
+    bank3[671] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en$32 )
+      bank3[\$signature__addr$28 ] <= \$signature__data$30 ;
+  end
+  reg [15:0] _3_;
+  always @(posedge clk) begin
+    _3_ <= bank3[\$signature__addr$70 ];
+  end
+  assign \$signature__data$114  = _3_;
+  (* no_rw_check = 32'd1 *)
+  (* ram_style = "block" *)
+  reg [15:0] bank4 [671:0];
+  initial begin
+    bank4[0] = 16'h0000;
+    bank4[1] = 16'h0000;
+    bank4[2] = 16'h0000;
+    bank4[3] = 16'h0000;
+    bank4[4] = 16'h0000;
+    bank4[5] = 16'h0000;
+    bank4[6] = 16'h0000;
+    bank4[7] = 16'h0000;
+    bank4[8] = 16'h0000;
+    bank4[9] = 16'h0000;
+    bank4[10] = 16'h0000;
+    bank4[11] = 16'h0000;
+    bank4[12] = 16'h0000;
+    bank4[13] = 16'h0000;
+    bank4[14] = 16'h0000;
+    bank4[15] = 16'h0000;
+    bank4[16] = 16'h0000;
+    bank4[17] = 16'h0000;
+    bank4[18] = 16'h0000;
+    bank4[19] = 16'h0000;
+    bank4[20] = 16'h0000;
+    bank4[21] = 16'h0000;
+    bank4[22] = 16'h0000;
+    bank4[23] = 16'h0000;
+    bank4[24] = 16'h0000;
+    bank4[25] = 16'h0000;
+    bank4[26] = 16'h0000;
+    bank4[27] = 16'h0000;
+    bank4[28] = 16'h0000;
+    bank4[29] = 16'h0000;
+    bank4[30] = 16'h0000;
+    bank4[31] = 16'h0000;
+    bank4[32] = 16'h0000;
+    bank4[33] = 16'h0000;
+    bank4[34] = 16'h0000;
+    bank4[35] = 16'h0000;
+    bank4[36] = 16'h0000;
+    bank4[37] = 16'h0000;
+    bank4[38] = 16'h0000;
+    bank4[39] = 16'h0000;
+    bank4[40] = 16'h0000;
+    bank4[41] = 16'h0000;
+    bank4[42] = 16'h0000;
+    bank4[43] = 16'h0000;
+    bank4[44] = 16'h0000;
+    bank4[45] = 16'h0000;
+    bank4[46] = 16'h0000;
+    bank4[47] = 16'h0000;
+    bank4[48] = 16'h0000;
+    bank4[49] = 16'h0000;
+    bank4[50] = 16'h0000;
+    bank4[51] = 16'h0000;
+    bank4[52] = 16'h0000;
+    bank4[53] = 16'h0000;
+    bank4[54] = 16'h0000;
+    bank4[55] = 16'h0000;
+    bank4[56] = 16'h0000;
+    bank4[57] = 16'h0000;
+    bank4[58] = 16'h0000;
+    bank4[59] = 16'h0000;
+    bank4[60] = 16'h0000;
+    bank4[61] = 16'h0000;
+    bank4[62] = 16'h0000;
+    bank4[63] = 16'h0000;
+    bank4[64] = 16'h0000;
+    bank4[65] = 16'h0000;
+    bank4[66] = 16'h0000;
+    bank4[67] = 16'h0000;
+    bank4[68] = 16'h0000;
+    bank4[69] = 16'h0000;
+    bank4[70] = 16'h0000;
+    bank4[71] = 16'h0000;
+    bank4[72] = 16'h0000;
+    bank4[73] = 16'h0000;
+    bank4[74] = 16'h0000;
+    bank4[75] = 16'h0000;
+    bank4[76] = 16'h0000;
+    bank4[77] = 16'h0000;
+    bank4[78] = 16'h0000;
+    bank4[79] = 16'h0000;
+    bank4[80] = 16'h0000;
+    bank4[81] = 16'h0000;
+    bank4[82] = 16'h0000;
+    bank4[83] = 16'h0000;
+    bank4[84] = 16'h0000;
+    bank4[85] = 16'h0000;
+    bank4[86] = 16'h0000;
+    bank4[87] = 16'h0000;
+    bank4[88] = 16'h0000;
+    bank4[89] = 16'h0000;
+    bank4[90] = 16'h0000;
+    bank4[91] = 16'h0000;
+    bank4[92] = 16'h0000;
+    bank4[93] = 16'h0000;
+    bank4[94] = 16'h0000;
+    bank4[95] = 16'h0000;
+    bank4[96] = 16'h0000;
+    bank4[97] = 16'h0000;
+    bank4[98] = 16'h0000;
+    bank4[99] = 16'h0000;
+    bank4[100] = 16'h0000;
+    bank4[101] = 16'h0000;
+    bank4[102] = 16'h0000;
+    bank4[103] = 16'h0000;
+    bank4[104] = 16'h0000;
+    bank4[105] = 16'h0000;
+    bank4[106] = 16'h0000;
+    bank4[107] = 16'h0000;
+    bank4[108] = 16'h0000;
+    bank4[109] = 16'h0000;
+    bank4[110] = 16'h0000;
+    bank4[111] = 16'h0000;
+    bank4[112] = 16'h0000;
+    bank4[113] = 16'h0000;
+    bank4[114] = 16'h0000;
+    bank4[115] = 16'h0000;
+    bank4[116] = 16'h0000;
+    bank4[117] = 16'h0000;
+    bank4[118] = 16'h0000;
+    bank4[119] = 16'h0000;
+    bank4[120] = 16'h0000;
+    bank4[121] = 16'h0000;
+    bank4[122] = 16'h0000;
+    bank4[123] = 16'h0000;
+    bank4[124] = 16'h0000;
+    bank4[125] = 16'h0000;
+    bank4[126] = 16'h0000;
+    bank4[127] = 16'h0000;
+    bank4[128] = 16'h0000;
+    bank4[129] = 16'h0000;
+    bank4[130] = 16'h0000;
+    bank4[131] = 16'h0000;
+    bank4[132] = 16'h0000;
+    bank4[133] = 16'h0000;
+    bank4[134] = 16'h0000;
+    bank4[135] = 16'h0000;
+    bank4[136] = 16'h0000;
+    bank4[137] = 16'h0000;
+    bank4[138] = 16'h0000;
+    bank4[139] = 16'h0000;
+    bank4[140] = 16'h0000;
+    bank4[141] = 16'h0000;
+    bank4[142] = 16'h0000;
+    bank4[143] = 16'h0000;
+    bank4[144] = 16'h0000;
+    bank4[145] = 16'h0000;
+    bank4[146] = 16'h0000;
+    bank4[147] = 16'h0000;
+    bank4[148] = 16'h0000;
+    bank4[149] = 16'h0000;
+    bank4[150] = 16'h0000;
+    bank4[151] = 16'h0000;
+    bank4[152] = 16'h0000;
+    bank4[153] = 16'h0000;
+    bank4[154] = 16'h0000;
+    bank4[155] = 16'h0000;
+    bank4[156] = 16'h0000;
+    bank4[157] = 16'h0000;
+    bank4[158] = 16'h0000;
+    bank4[159] = 16'h0000;
+    bank4[160] = 16'h0000;
+    bank4[161] = 16'h0000;
+    bank4[162] = 16'h0000;
+    bank4[163] = 16'h0000;
+    bank4[164] = 16'h0000;
+    bank4[165] = 16'h0000;
+    bank4[166] = 16'h0000;
+    bank4[167] = 16'h0000;
+    bank4[168] = 16'h0000;
+    bank4[169] = 16'h0000;
+    bank4[170] = 16'h0000;
+    bank4[171] = 16'h0000;
+    bank4[172] = 16'h0000;
+    bank4[173] = 16'h0000;
+    bank4[174] = 16'h0000;
+    bank4[175] = 16'h0000;
+    bank4[176] = 16'h0000;
+    bank4[177] = 16'h0000;
+    bank4[178] = 16'h0000;
+    bank4[179] = 16'h0000;
+    bank4[180] = 16'h0000;
+    bank4[181] = 16'h0000;
+    bank4[182] = 16'h0000;
+    bank4[183] = 16'h0000;
+    bank4[184] = 16'h0000;
+    bank4[185] = 16'h0000;
+    bank4[186] = 16'h0000;
+    bank4[187] = 16'h0000;
+    bank4[188] = 16'h0000;
+    bank4[189] = 16'h0000;
+    bank4[190] = 16'h0000;
+    bank4[191] = 16'h0000;
+    bank4[192] = 16'h0000;
+    bank4[193] = 16'h0000;
+    bank4[194] = 16'h0000;
+    bank4[195] = 16'h0000;
+    bank4[196] = 16'h0000;
+    bank4[197] = 16'h0000;
+    bank4[198] = 16'h0000;
+    bank4[199] = 16'h0000;
+    bank4[200] = 16'h0000;
+    bank4[201] = 16'h0000;
+    bank4[202] = 16'h0000;
+    bank4[203] = 16'h0000;
+    bank4[204] = 16'h0000;
+    bank4[205] = 16'h0000;
+    bank4[206] = 16'h0000;
+    bank4[207] = 16'h0000;
+    bank4[208] = 16'h0000;
+    bank4[209] = 16'h0000;
+    bank4[210] = 16'h0000;
+    bank4[211] = 16'h0000;
+    bank4[212] = 16'h0000;
+    bank4[213] = 16'h0000;
+    bank4[214] = 16'h0000;
+    bank4[215] = 16'h0000;
+    bank4[216] = 16'h0000;
+    bank4[217] = 16'h0000;
+    bank4[218] = 16'h0000;
+    bank4[219] = 16'h0000;
+    bank4[220] = 16'h0000;
+    bank4[221] = 16'h0000;
+    bank4[222] = 16'h0000;
+    bank4[223] = 16'h0000;
+    bank4[224] = 16'h0000;
+    bank4[225] = 16'h0000;
+    bank4[226] = 16'h0000;
+    bank4[227] = 16'h0000;
+    bank4[228] = 16'h0000;
+    bank4[229] = 16'h0000;
+    bank4[230] = 16'h0000;
+    bank4[231] = 16'h0000;
+    bank4[232] = 16'h0000;
+    bank4[233] = 16'h0000;
+    bank4[234] = 16'h0000;
+    bank4[235] = 16'h0000;
+    bank4[236] = 16'h0000;
+    bank4[237] = 16'h0000;
+    bank4[238] = 16'h0000;
+    bank4[239] = 16'h0000;
+    bank4[240] = 16'h0000;
+    bank4[241] = 16'h0000;
+    bank4[242] = 16'h0000;
+    bank4[243] = 16'h0000;
+    bank4[244] = 16'h0000;
+    bank4[245] = 16'h0000;
+    bank4[246] = 16'h0000;
+    bank4[247] = 16'h0000;
+    bank4[248] = 16'h0000;
+    bank4[249] = 16'h0000;
+    bank4[250] = 16'h0000;
+    bank4[251] = 16'h0000;
+    bank4[252] = 16'h0000;
+    bank4[253] = 16'h0000;
+    bank4[254] = 16'h0000;
+    bank4[255] = 16'h0000;
+    bank4[256] = 16'h0000;
+    bank4[257] = 16'h0000;
+    bank4[258] = 16'h0000;
+    bank4[259] = 16'h0000;
+    bank4[260] = 16'h0000;
+    bank4[261] = 16'h0000;
+    bank4[262] = 16'h0000;
+    bank4[263] = 16'h0000;
+    bank4[264] = 16'h0000;
+    bank4[265] = 16'h0000;
+    bank4[266] = 16'h0000;
+    bank4[267] = 16'h0000;
+    bank4[268] = 16'h0000;
+    bank4[269] = 16'h0000;
+    bank4[270] = 16'h0000;
+    bank4[271] = 16'h0000;
+    bank4[272] = 16'h0000;
+    bank4[273] = 16'h0000;
+    bank4[274] = 16'h0000;
+    bank4[275] = 16'h0000;
+    bank4[276] = 16'h0000;
+    bank4[277] = 16'h0000;
+    bank4[278] = 16'h0000;
+    bank4[279] = 16'h0000;
+    bank4[280] = 16'h0000;
+    bank4[281] = 16'h0000;
+    bank4[282] = 16'h0000;
+    bank4[283] = 16'h0000;
+    bank4[284] = 16'h0000;
+    bank4[285] = 16'h0000;
+    bank4[286] = 16'h0000;
+    bank4[287] = 16'h0000;
+    bank4[288] = 16'h0000;
+    bank4[289] = 16'h0000;
+    bank4[290] = 16'h0000;
+    bank4[291] = 16'h0000;
+    bank4[292] = 16'h0000;
+    bank4[293] = 16'h0000;
+    bank4[294] = 16'h0000;
+    bank4[295] = 16'h0000;
+    bank4[296] = 16'h0000;
+    bank4[297] = 16'h0000;
+    bank4[298] = 16'h0000;
+    bank4[299] = 16'h0000;
+    bank4[300] = 16'h0000;
+    bank4[301] = 16'h0000;
+    bank4[302] = 16'h0000;
+    bank4[303] = 16'h0000;
+    bank4[304] = 16'h0000;
+    bank4[305] = 16'h0000;
+    bank4[306] = 16'h0000;
+    bank4[307] = 16'h0000;
+    bank4[308] = 16'h0000;
+    bank4[309] = 16'h0000;
+    bank4[310] = 16'h0000;
+    bank4[311] = 16'h0000;
+    bank4[312] = 16'h0000;
+    bank4[313] = 16'h0000;
+    bank4[314] = 16'h0000;
+    bank4[315] = 16'h0000;
+    bank4[316] = 16'h0000;
+    bank4[317] = 16'h0000;
+    bank4[318] = 16'h0000;
+    bank4[319] = 16'h0000;
+    bank4[320] = 16'h0000;
+    bank4[321] = 16'h0000;
+    bank4[322] = 16'h0000;
+    bank4[323] = 16'h0000;
+    bank4[324] = 16'h0000;
+    bank4[325] = 16'h0000;
+    bank4[326] = 16'h0000;
+    bank4[327] = 16'h0000;
+    bank4[328] = 16'h0000;
+    bank4[329] = 16'h0000;
+    bank4[330] = 16'h0000;
+    bank4[331] = 16'h0000;
+    bank4[332] = 16'h0000;
+    bank4[333] = 16'h0000;
+    bank4[334] = 16'h0000;
+    bank4[335] = 16'h0000;
+    bank4[336] = 16'h0000;
+    bank4[337] = 16'h0000;
+    bank4[338] = 16'h0000;
+    bank4[339] = 16'h0000;
+    bank4[340] = 16'h0000;
+    bank4[341] = 16'h0000;
+    bank4[342] = 16'h0000;
+    bank4[343] = 16'h0000;
+    bank4[344] = 16'h0000;
+    bank4[345] = 16'h0000;
+    bank4[346] = 16'h0000;
+    bank4[347] = 16'h0000;
+    bank4[348] = 16'h0000;
+    bank4[349] = 16'h0000;
+    bank4[350] = 16'h0000;
+    bank4[351] = 16'h0000;
+    bank4[352] = 16'h0000;
+    bank4[353] = 16'h0000;
+    bank4[354] = 16'h0000;
+    bank4[355] = 16'h0000;
+    bank4[356] = 16'h0000;
+    bank4[357] = 16'h0000;
+    bank4[358] = 16'h0000;
+    bank4[359] = 16'h0000;
+    bank4[360] = 16'h0000;
+    bank4[361] = 16'h0000;
+    bank4[362] = 16'h0000;
+    bank4[363] = 16'h0000;
+    bank4[364] = 16'h0000;
+    bank4[365] = 16'h0000;
+    bank4[366] = 16'h0000;
+    bank4[367] = 16'h0000;
+    bank4[368] = 16'h0000;
+    bank4[369] = 16'h0000;
+    bank4[370] = 16'h0000;
+    bank4[371] = 16'h0000;
+    bank4[372] = 16'h0000;
+    bank4[373] = 16'h0000;
+    bank4[374] = 16'h0000;
+    bank4[375] = 16'h0000;
+    bank4[376] = 16'h0000;
+    bank4[377] = 16'h0000;
+    bank4[378] = 16'h0000;
+    bank4[379] = 16'h0000;
+    bank4[380] = 16'h0000;
+    bank4[381] = 16'h0000;
+    bank4[382] = 16'h0000;
+    bank4[383] = 16'h0000;
+    bank4[384] = 16'h0000;
+    bank4[385] = 16'h0000;
+    bank4[386] = 16'h0000;
+    bank4[387] = 16'h0000;
+    bank4[388] = 16'h0000;
+    bank4[389] = 16'h0000;
+    bank4[390] = 16'h0000;
+    bank4[391] = 16'h0000;
+    bank4[392] = 16'h0000;
+    bank4[393] = 16'h0000;
+    bank4[394] = 16'h0000;
+    bank4[395] = 16'h0000;
+    bank4[396] = 16'h0000;
+    bank4[397] = 16'h0000;
+    bank4[398] = 16'h0000;
+    bank4[399] = 16'h0000;
+    bank4[400] = 16'h0000;
+    bank4[401] = 16'h0000;
+    bank4[402] = 16'h0000;
+    bank4[403] = 16'h0000;
+    bank4[404] = 16'h0000;
+    bank4[405] = 16'h0000;
+    bank4[406] = 16'h0000;
+    bank4[407] = 16'h0000;
+    bank4[408] = 16'h0000;
+    bank4[409] = 16'h0000;
+    bank4[410] = 16'h0000;
+    bank4[411] = 16'h0000;
+    bank4[412] = 16'h0000;
+    bank4[413] = 16'h0000;
+    bank4[414] = 16'h0000;
+    bank4[415] = 16'h0000;
+    bank4[416] = 16'h0000;
+    bank4[417] = 16'h0000;
+    bank4[418] = 16'h0000;
+    bank4[419] = 16'h0000;
+    bank4[420] = 16'h0000;
+    bank4[421] = 16'h0000;
+    bank4[422] = 16'h0000;
+    bank4[423] = 16'h0000;
+    bank4[424] = 16'h0000;
+    bank4[425] = 16'h0000;
+    bank4[426] = 16'h0000;
+    bank4[427] = 16'h0000;
+    bank4[428] = 16'h0000;
+    bank4[429] = 16'h0000;
+    bank4[430] = 16'h0000;
+    bank4[431] = 16'h0000;
+    bank4[432] = 16'h0000;
+    bank4[433] = 16'h0000;
+    bank4[434] = 16'h0000;
+    bank4[435] = 16'h0000;
+    bank4[436] = 16'h0000;
+    bank4[437] = 16'h0000;
+    bank4[438] = 16'h0000;
+    bank4[439] = 16'h0000;
+    bank4[440] = 16'h0000;
+    bank4[441] = 16'h0000;
+    bank4[442] = 16'h0000;
+    bank4[443] = 16'h0000;
+    bank4[444] = 16'h0000;
+    bank4[445] = 16'h0000;
+    bank4[446] = 16'h0000;
+    bank4[447] = 16'h0000;
+    bank4[448] = 16'h0000;
+    bank4[449] = 16'h0000;
+    bank4[450] = 16'h0000;
+    bank4[451] = 16'h0000;
+    bank4[452] = 16'h0000;
+    bank4[453] = 16'h0000;
+    bank4[454] = 16'h0000;
+    bank4[455] = 16'h0000;
+    bank4[456] = 16'h0000;
+    bank4[457] = 16'h0000;
+    bank4[458] = 16'h0000;
+    bank4[459] = 16'h0000;
+    bank4[460] = 16'h0000;
+    bank4[461] = 16'h0000;
+    bank4[462] = 16'h0000;
+    bank4[463] = 16'h0000;
+    bank4[464] = 16'h0000;
+    bank4[465] = 16'h0000;
+    bank4[466] = 16'h0000;
+    bank4[467] = 16'h0000;
+    bank4[468] = 16'h0000;
+    bank4[469] = 16'h0000;
+    bank4[470] = 16'h0000;
+    bank4[471] = 16'h0000;
+    bank4[472] = 16'h0000;
+    bank4[473] = 16'h0000;
+    bank4[474] = 16'h0000;
+    bank4[475] = 16'h0000;
+    bank4[476] = 16'h0000;
+    bank4[477] = 16'h0000;
+    bank4[478] = 16'h0000;
+    bank4[479] = 16'h0000;
+    bank4[480] = 16'h0000;
+    bank4[481] = 16'h0000;
+    bank4[482] = 16'h0000;
+    bank4[483] = 16'h0000;
+    bank4[484] = 16'h0000;
+    bank4[485] = 16'h0000;
+    bank4[486] = 16'h0000;
+    bank4[487] = 16'h0000;
+    bank4[488] = 16'h0000;
+    bank4[489] = 16'h0000;
+    bank4[490] = 16'h0000;
+    bank4[491] = 16'h0000;
+    bank4[492] = 16'h0000;
+    bank4[493] = 16'h0000;
+    bank4[494] = 16'h0000;
+    bank4[495] = 16'h0000;
+    bank4[496] = 16'h0000;
+    bank4[497] = 16'h0000;
+    bank4[498] = 16'h0000;
+    bank4[499] = 16'h0000;
+    bank4[500] = 16'h0000;
+    bank4[501] = 16'h0000;
+    bank4[502] = 16'h0000;
+    bank4[503] = 16'h0000;
+    bank4[504] = 16'h0000;
+    bank4[505] = 16'h0000;
+    bank4[506] = 16'h0000;
+    bank4[507] = 16'h0000;
+    bank4[508] = 16'h0000;
+    bank4[509] = 16'h0000;
+    bank4[510] = 16'h0000;
+    bank4[511] = 16'h0000;
+    bank4[512] = 16'h0000;
+    bank4[513] = 16'h0000;
+    bank4[514] = 16'h0000;
+    bank4[515] = 16'h0000;
+    bank4[516] = 16'h0000;
+    bank4[517] = 16'h0000;
+    bank4[518] = 16'h0000;
+    bank4[519] = 16'h0000;
+    bank4[520] = 16'h0000;
+    bank4[521] = 16'h0000;
+    bank4[522] = 16'h0000;
+    bank4[523] = 16'h0000;
+    bank4[524] = 16'h0000;
+    bank4[525] = 16'h0000;
+    bank4[526] = 16'h0000;
+    bank4[527] = 16'h0000;
+    bank4[528] = 16'h0000;
+    bank4[529] = 16'h0000;
+    bank4[530] = 16'h0000;
+    bank4[531] = 16'h0000;
+    bank4[532] = 16'h0000;
+    bank4[533] = 16'h0000;
+    bank4[534] = 16'h0000;
+    bank4[535] = 16'h0000;
+    bank4[536] = 16'h0000;
+    bank4[537] = 16'h0000;
+    bank4[538] = 16'h0000;
+    bank4[539] = 16'h0000;
+    bank4[540] = 16'h0000;
+    bank4[541] = 16'h0000;
+    bank4[542] = 16'h0000;
+    bank4[543] = 16'h0000;
+    bank4[544] = 16'h0000;
+    bank4[545] = 16'h0000;
+    bank4[546] = 16'h0000;
+    bank4[547] = 16'h0000;
+    bank4[548] = 16'h0000;
+    bank4[549] = 16'h0000;
+    bank4[550] = 16'h0000;
+    bank4[551] = 16'h0000;
+    bank4[552] = 16'h0000;
+    bank4[553] = 16'h0000;
+    bank4[554] = 16'h0000;
+    bank4[555] = 16'h0000;
+    bank4[556] = 16'h0000;
+    bank4[557] = 16'h0000;
+    bank4[558] = 16'h0000;
+    bank4[559] = 16'h0000;
+    bank4[560] = 16'h0000;
+    bank4[561] = 16'h0000;
+    bank4[562] = 16'h0000;
+    bank4[563] = 16'h0000;
+    bank4[564] = 16'h0000;
+    bank4[565] = 16'h0000;
+    bank4[566] = 16'h0000;
+    bank4[567] = 16'h0000;
+    bank4[568] = 16'h0000;
+    bank4[569] = 16'h0000;
+    bank4[570] = 16'h0000;
+    bank4[571] = 16'h0000;
+    bank4[572] = 16'h0000;
+    bank4[573] = 16'h0000;
+    bank4[574] = 16'h0000;
+    bank4[575] = 16'h0000;
+    bank4[576] = 16'h0000;
+    bank4[577] = 16'h0000;
+    bank4[578] = 16'h0000;
+    bank4[579] = 16'h0000;
+    bank4[580] = 16'h0000;
+    bank4[581] = 16'h0000;
+    bank4[582] = 16'h0000;
+    bank4[583] = 16'h0000;
+    bank4[584] = 16'h0000;
+    bank4[585] = 16'h0000;
+    bank4[586] = 16'h0000;
+    bank4[587] = 16'h0000;
+    bank4[588] = 16'h0000;
+    bank4[589] = 16'h0000;
+    bank4[590] = 16'h0000;
+    bank4[591] = 16'h0000;
+    bank4[592] = 16'h0000;
+    bank4[593] = 16'h0000;
+    bank4[594] = 16'h0000;
+    bank4[595] = 16'h0000;
+    bank4[596] = 16'h0000;
+    bank4[597] = 16'h0000;
+    bank4[598] = 16'h0000;
+    bank4[599] = 16'h0000;
+    bank4[600] = 16'h0000;
+    bank4[601] = 16'h0000;
+    bank4[602] = 16'h0000;
+    bank4[603] = 16'h0000;
+    bank4[604] = 16'h0000;
+    bank4[605] = 16'h0000;
+    bank4[606] = 16'h0000;
+    bank4[607] = 16'h0000;
+    bank4[608] = 16'h0000;
+    bank4[609] = 16'h0000;
+    bank4[610] = 16'h0000;
+    bank4[611] = 16'h0000;
+    bank4[612] = 16'h0000;
+    bank4[613] = 16'h0000;
+    bank4[614] = 16'h0000;
+    bank4[615] = 16'h0000;
+    bank4[616] = 16'h0000;
+    bank4[617] = 16'h0000;
+    bank4[618] = 16'h0000;
+    bank4[619] = 16'h0000;
+    bank4[620] = 16'h0000;
+    bank4[621] = 16'h0000;
+    bank4[622] = 16'h0000;
+    bank4[623] = 16'h0000;
+    bank4[624] = 16'h0000;
+    bank4[625] = 16'h0000;
+    bank4[626] = 16'h0000;
+    bank4[627] = 16'h0000;
+    bank4[628] = 16'h0000;
+    bank4[629] = 16'h0000;
+    bank4[630] = 16'h0000;
+    bank4[631] = 16'h0000;
+    bank4[632] = 16'h0000;
+    bank4[633] = 16'h0000;
+    bank4[634] = 16'h0000;
+    bank4[635] = 16'h0000;
+    bank4[636] = 16'h0000;
+    bank4[637] = 16'h0000;
+    bank4[638] = 16'h0000;
+    bank4[639] = 16'h0000;
+    bank4[640] = 16'h0000;
+    bank4[641] = 16'h0000;
+    bank4[642] = 16'h0000;
+    bank4[643] = 16'h0000;
+    bank4[644] = 16'h0000;
+    bank4[645] = 16'h0000;
+    bank4[646] = 16'h0000;
+    bank4[647] = 16'h0000;
+    bank4[648] = 16'h0000;
+    bank4[649] = 16'h0000;
+    bank4[650] = 16'h0000;
+    bank4[651] = 16'h0000;
+    bank4[652] = 16'h0000;
+    bank4[653] = 16'h0000;
+    bank4[654] = 16'h0000;
+    bank4[655] = 16'h0000;
+    bank4[656] = 16'h0000;
+    bank4[657] = 16'h0000;
+    bank4[658] = 16'h0000;
+    bank4[659] = 16'h0000;
+    bank4[660] = 16'h0000;
+    bank4[661] = 16'h0000;
+    bank4[662] = 16'h0000;
+    bank4[663] = 16'h0000;
+    bank4[664] = 16'h0000;
+    bank4[665] = 16'h0000;
+    bank4[666] = 16'h0000;
+    bank4[667] = 16'h0000;
+    bank4[668] = 16'h0000;
+    bank4[669] = 16'h0000;
+    bank4[670] = 16'h0000;
+    bank4[671] = 16'h0000;
+  end
+  always @(posedge clk) begin
+    if (\$signature__en$38 )
+      bank4[\$signature__addr$34 ] <= \$signature__data$36 ;
+  end
+  reg [15:0] _4_;
+  always @(posedge clk) begin
+    _4_ <= bank4[\$signature__addr$73 ];
+  end
+  assign \$signature__data$115  = _4_;
+  always @(posedge clk)
+    r_end_d <= \$460 ;
+  always @(posedge clk)
+    switch_d <= \$461 ;
+  always @(posedge clk)
+    room_ok <= \$462 ;
+  always @(posedge clk)
+    room_ok_next <= \$463 ;
+  always @(posedge clk)
+    w_end_d <= \$464 ;
+  assign write = o__valid & o__ready;
+  assign switch = r_done & ahead_rows;
+  assign \$1  = w_slot == 4'hd;
+  assign \$2  = w_slot + 1'h1;
+  assign \$3  = \$1  ? 5'h00 : \$2 ;
+  assign take = avail & read_credits_room;
+  assign \$4  = read_credits_space + read_credits_returned;
+  assign \$5  = \$4  - take;
+  assign read_credits_room_next = \$5 [2:0] >= 1'h1;
+  assign take_step = avail_step & room_step;
+  assign take_rows = avail_rows & room_rows;
+  assign write_rows = inp_valid_rows & can_write_rows;
+  assign \$6  = w_c == 4'hf;
+  assign \$7  = w_c + 1'h1;
+  assign \$8  = \$6  ? 5'h00 : \$7 ;
+  assign \$9  = w_c == 4'hf;
+  assign \$10  = w_x == 4'hd;
+  assign \$11  = w_x + 1'h1;
+  assign \$12  = \$10  ? 5'h00 : \$11 ;
+  assign \$13  = w_b == 3'h4;
+  assign \$14  = w_x == 4'hd;
+  assign \$15  = \$13  | \$14 ;
+  assign \$16  = w_b + 1'h1;
+  assign \$17  = \$15  ? 4'h0 : \$16 ;
+  assign \$18  = w_x == 4'hd;
+  assign \$19  = w_b == 3'h4;
+  assign \$20  = w_slot == 4'hd;
+  assign \$21  = w_slot + 1'h1;
+  assign \$22  = \$20  ? 5'h00 : \$21 ;
+  assign \$23  = ~ ahead;
+  assign \$24  = w_row == 4'hd;
+  assign \$25  = \$23  & \$24 ;
+  assign \$26  = w_row + 1'h1;
+  assign \$27  = w_grp + 5'h10;
+  assign \$28  = \o__valid$49  & \o__ready$47 ;
+  assign \$29  = $signed(iy) < $signed(1'h0);
+  assign \$30  = $signed(iy) >= $signed(5'h0e);
+  assign \$31  = \$29  | \$30 ;
+  assign \$32  = $signed(ix0) < $signed(1'h0);
+  assign \$33  = $signed(ix0) >= $signed(5'h0e);
+  assign \$34  = \$32  | \$33 ;
+  assign \$35  = \$31  | \$34 ;
+  assign \$36  = $signed(iy) < $signed(1'h0);
+  assign \$37  = $signed(iy) >= $signed(5'h0e);
+  assign \$38  = \$36  | \$37 ;
+  assign \$39  = $signed(ix0) < $signed(1'h1);
+  assign \$40  = $signed(ix0) >= $signed(5'h0d);
+  assign \$41  = \$39  | \$40 ;
+  assign \$42  = \$38  | \$41 ;
+  assign \$43  = $signed(iy) < $signed(1'h0);
+  assign \$44  = $signed(iy) >= $signed(5'h0e);
+  assign \$45  = \$43  | \$44 ;
+  assign \$46  = $signed(ix0) < $signed(2'h2);
+  assign \$47  = $signed(ix0) >= $signed(5'h0c);
+  assign \$48  = \$46  | \$47 ;
+  assign \$49  = \$45  | \$48 ;
+  assign \$50  = $signed(iy) < $signed(1'h0);
+  assign \$51  = $signed(iy) >= $signed(5'h0e);
+  assign \$52  = \$50  | \$51 ;
+  assign \$53  = $signed(ix0) < $signed(3'h5);
+  assign \$54  = $signed(ix0) >= $signed(5'h0b);
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = \$52  | \$55 ;
+  assign \$57  = $signed(iy) < $signed(1'h0);
+  assign \$58  = $signed(iy) >= $signed(5'h0e);
+  assign \$59  = \$57  | \$58 ;
+  assign \$60  = $signed(ix0) < $signed(3'h4);
+  assign \$61  = $signed(ix0) >= $signed(5'h0a);
+  assign \$62  = \$60  | \$61 ;
+  assign \$63  = \$59  | \$62 ;
+  assign \$64  = $signed({ 1'h0, row_words }) + $signed(qc);
+  assign \$65  = r0 > 1'h0;
+  assign \$66  = \$65  ? 5'h10 : 5'h00;
+  assign \$67  = $signed(\$64 ) + $signed({ 1'h0, \$66  });
+  assign \$68  = $signed({ 1'h0, row_words }) + $signed(qc);
+  assign \$69  = r0 > 1'h1;
+  assign \$70  = \$69  ? 5'h10 : 5'h00;
+  assign \$71  = $signed(\$68 ) + $signed({ 1'h0, \$70  });
+  assign \$72  = $signed({ 1'h0, row_words }) + $signed(qc);
+  assign \$73  = r0 > 2'h2;
+  assign \$74  = \$73  ? 5'h10 : 5'h00;
+  assign \$75  = $signed(\$72 ) + $signed({ 1'h0, \$74  });
+  assign \$76  = $signed({ 1'h0, row_words }) + $signed(qc);
+  assign \$77  = r0 > 2'h3;
+  assign \$78  = \$77  ? 5'h10 : 5'h00;
+  assign \$79  = $signed(\$76 ) + $signed({ 1'h0, \$78  });
+  assign \$80  = $signed({ 1'h0, row_words }) + $signed(qc);
+  assign \$81  = $signed(\$80 ) + $signed(1'h0);
+  assign \$82  = read_data[82:80] == 3'h4;
+  assign \$83  = read_data[82:80] == 2'h3;
+  assign \$84  = read_data[82:80] == 2'h2;
+  assign \$85  = read_data[82:80] == 1'h1;
+  assign \$86  = \$85  ? read_data[31:16] : read_data[15:0];
+  assign \$87  = \$84  ? read_data[47:32] : \$86 ;
+  assign \$88  = \$83  ? read_data[63:48] : \$87 ;
+  assign \$89  = \$82  ? read_data[79:64] : \$88 ;
+  assign \$90  = read_data[95] ? 16'h0000 : \$89 ;
+  assign \$91  = read_data[85:83] == 3'h4;
+  assign \$92  = read_data[85:83] == 2'h3;
+  assign \$93  = read_data[85:83] == 2'h2;
+  assign \$94  = read_data[85:83] == 1'h1;
+  assign \$95  = \$94  ? read_data[47:32] : read_data[31:16];
+  assign \$96  = \$93  ? read_data[63:48] : \$95 ;
+  assign \$97  = \$92  ? read_data[79:64] : \$96 ;
+  assign \$98  = \$91  ? read_data[15:0] : \$97 ;
+  assign \$99  = read_data[96] ? 16'h0000 : \$98 ;
+  assign \$100  = read_data[88:86] == 3'h4;
+  assign \$101  = read_data[88:86] == 2'h3;
+  assign \$102  = read_data[88:86] == 2'h2;
+  assign \$103  = read_data[88:86] == 1'h1;
+  assign \$104  = \$103  ? read_data[63:48] : read_data[47:32];
+  assign \$105  = \$102  ? read_data[79:64] : \$104 ;
+  assign \$106  = \$101  ? read_data[15:0] : \$105 ;
+  assign \$107  = \$100  ? read_data[31:16] : \$106 ;
+  assign \$108  = read_data[97] ? 16'h0000 : \$107 ;
+  assign \$109  = read_data[91:89] == 3'h4;
+  assign \$110  = read_data[91:89] == 2'h3;
+  assign \$111  = read_data[91:89] == 2'h2;
+  assign \$112  = read_data[91:89] == 1'h1;
+  assign \$113  = \$112  ? read_data[79:64] : read_data[63:48];
+  assign \$114  = \$111  ? read_data[15:0] : \$113 ;
+  assign \$115  = \$110  ? read_data[31:16] : \$114 ;
+  assign \$116  = \$109  ? read_data[47:32] : \$115 ;
+  assign \$117  = read_data[98] ? 16'h0000 : \$116 ;
+  assign \$118  = read_data[94:92] == 3'h4;
+  assign \$119  = read_data[94:92] == 2'h3;
+  assign \$120  = read_data[94:92] == 2'h2;
+  assign \$121  = read_data[94:92] == 1'h1;
+  assign \$122  = \$121  ? read_data[15:0] : read_data[79:64];
+  assign \$123  = \$120  ? read_data[31:16] : \$122 ;
+  assign \$124  = \$119  ? read_data[47:32] : \$123 ;
+  assign \$125  = \$118  ? read_data[63:48] : \$124 ;
+  assign \$126  = read_data[99] ? 16'h0000 : \$125 ;
+  assign \$127  = base_slot + 2'h2;
+  assign \$128  = \$127  >= 4'he;
+  assign \$129  = base_slot + 2'h2;
+  assign \$130  = \$129  - 4'he;
+  assign \$131  = base_slot + 2'h2;
+  assign \$132  = \$128  ? \$130  : { 1'h0, \$131  };
+  assign \$133  = img_slot + 1'h0;
+  assign \$134  = \$133  >= 4'he;
+  assign \$135  = img_slot + 1'h0;
+  assign \$136  = \$135  - 4'he;
+  assign \$137  = img_slot + 1'h0;
+  assign \$138  = \$134  ? \$136  : { 1'h0, \$137  };
+  assign \$139  = img_slot + 4'hc;
+  assign \$140  = \$139  >= 4'he;
+  assign \$141  = img_slot + 4'hc;
+  assign \$142  = \$141  - 4'he;
+  assign \$143  = img_slot + 4'hc;
+  assign \$144  = \$140  ? \$142  : { 1'h0, \$143  };
+  assign \$145  = ky == 3'h4;
+  assign \$146  = ky + 1'h1;
+  assign \$147  = \$145  ? 4'h0 : \$146 ;
+  assign \$148  = ky == 3'h4;
+  assign \$149  = ~ \$148 ;
+  assign \$150  = row_slot + 1'h1;
+  assign \$151  = \$150  >= 4'he;
+  assign \$152  = row_slot + 1'h1;
+  assign \$153  = \$152  - 4'he;
+  assign \$154  = row_slot + 1'h1;
+  assign \$155  = \$151  ? \$153  : { 1'h0, \$154  };
+  assign \$156  = c == 4'hf;
+  assign \$157  = c + 1'h1;
+  assign \$158  = \$156  ? 5'h00 : \$157 ;
+  assign \$159  = c == 4'hf;
+  assign \$160  = ~ \$159 ;
+  assign \$161  = $signed(qc) + $signed(2'h1);
+  assign \$163  = block_dx + 1'h1;
+  assign \$164  = \$162  ? 2'h0 : \$163 ;
+  assign \$166  = ~ \$165 ;
+  assign \$168  = ~ \$167 ;
+  assign \$169  = $signed(ix0) + $signed(2'h1);
+  assign \$170  = r0 + 1'h1;
+  assign \$171  = \$170  >= 3'h5;
+  assign \$172  = r0 + 1'h1;
+  assign \$173  = \$172  - 3'h5;
+  assign \$174  = r0 + 1'h1;
+  assign \$175  = \$171  ? \$173  : { 1'h0, \$174  };
+  assign \$176  = r0 + 1'h1;
+  assign \$177  = \$176  >= 3'h5;
+  assign \$178  = 1'h0 + \$177 ;
+  assign \$179  = \$178  * 5'h10;
+  assign \$180  = $signed(q0c) + $signed({ 1'h0, \$179  });
+  assign \$181  = r0 + 1'h1;
+  assign \$182  = \$181  >= 3'h5;
+  assign \$183  = 1'h0 + \$182 ;
+  assign \$184  = \$183  * 5'h10;
+  assign \$185  = $signed(q0c) + $signed({ 1'h0, \$184  });
+  assign \$186  = block_dy + 1'h1;
+  assign \$187  = pix_slot + 1'h1;
+  assign \$188  = \$187  >= 4'he;
+  assign \$189  = pix_slot + 1'h1;
+  assign \$190  = \$189  - 4'he;
+  assign \$191  = pix_slot + 1'h1;
+  assign \$192  = \$188  ? \$190  : { 1'h0, \$191  };
+  assign \$193  = pix_slot + 1'h1;
+  assign \$194  = \$193  >= 4'he;
+  assign \$195  = pix_slot + 1'h1;
+  assign \$196  = \$195  - 4'he;
+  assign \$197  = pix_slot + 1'h1;
+  assign \$198  = \$194  ? \$196  : { 1'h0, \$197  };
+  assign \$199  = $signed(pix_low) + $signed(2'h1);
+  assign \$200  = ox == 3'h6;
+  assign \$201  = $signed(ix0) + $signed(2'h1);
+  assign \$202  = \$200  ? 6'h3e : \$201 ;
+  assign \$203  = ox == 3'h6;
+  assign \$204  = r0 + 1'h1;
+  assign \$205  = \$204  >= 3'h5;
+  assign \$206  = r0 + 1'h1;
+  assign \$207  = \$206  - 3'h5;
+  assign \$208  = r0 + 1'h1;
+  assign \$209  = \$205  ? \$207  : { 1'h0, \$208  };
+  assign \$210  = \$203  ? 5'h03 : \$209 ;
+  assign \$211  = ox == 3'h6;
+  assign \$212  = r0 + 1'h1;
+  assign \$213  = \$212  >= 3'h5;
+  assign \$214  = 1'h0 + \$213 ;
+  assign \$215  = \$214  * 5'h10;
+  assign \$216  = $signed(q0c) + $signed({ 1'h0, \$215  });
+  assign \$217  = \$211  ? 9'h1f0 : \$216 ;
+  assign \$218  = ox == 3'h6;
+  assign \$219  = ox + 1'h1;
+  assign \$220  = \$218  ? 4'h0 : \$219 ;
+  assign \$221  = ox == 3'h6;
+  assign \$222  = $signed(ix0) + $signed(2'h1);
+  assign \$223  = \$221  ? 6'h3e : \$222 ;
+  assign \$224  = ox == 3'h6;
+  assign \$225  = r0 + 1'h1;
+  assign \$226  = \$225  >= 3'h5;
+  assign \$227  = r0 + 1'h1;
+  assign \$228  = \$227  - 3'h5;
+  assign \$229  = r0 + 1'h1;
+  assign \$230  = \$226  ? \$228  : { 1'h0, \$229  };
+  assign \$231  = \$224  ? 5'h03 : \$230 ;
+  assign \$232  = ox == 3'h6;
+  assign \$233  = r0 + 1'h1;
+  assign \$234  = \$233  >= 3'h5;
+  assign \$235  = 1'h0 + \$234 ;
+  assign \$236  = \$235  * 5'h10;
+  assign \$237  = $signed(q0c) + $signed({ 1'h0, \$236  });
+  assign \$238  = \$232  ? 9'h1f0 : \$237 ;
+  assign \$239  = ox == 3'h6;
+  assign \$240  = r0 + 1'h1;
+  assign \$241  = \$240  >= 3'h5;
+  assign \$242  = 1'h0 + \$241 ;
+  assign \$243  = \$242  * 5'h10;
+  assign \$244  = $signed(q0c) + $signed({ 1'h0, \$243  });
+  assign \$245  = \$239  ? 9'h1f0 : \$244 ;
+  assign \$246  = ox == 3'h6;
+  assign \$247  = oy == 3'h6;
+  assign \$248  = oy + 1'h1;
+  assign \$249  = \$247  ? 4'h0 : \$248 ;
+  assign \$250  = oy == 3'h6;
+  assign \$251  = $signed(low) + $signed(3'h2);
+  assign \$252  = \$250  ? 6'h3e : \$251 ;
+  assign \$253  = oy == 3'h6;
+  assign \$254  = $signed(low) + $signed(3'h2);
+  assign \$255  = \$253  ? 6'h3e : \$254 ;
+  assign \$256  = oy == 3'h6;
+  assign \$257  = ky == 3'h4;
+  assign \$258  = ~ \$257 ;
+  assign \$259  = c == 4'hf;
+  assign \$260  = ~ \$259 ;
+  assign \$261  = ~ block_dx;
+  assign \$262  = \$260  | \$261 ;
+  assign \$263  = ~ block_dy;
+  assign \$264  = ox == 3'h6;
+  assign \$265  = ~ \$264 ;
+  assign \$266  = $signed(iy) + $signed(2'h1);
+  assign \$267  = $signed(pix_low) + $signed(2'h1);
+  assign \$268  = oy == 3'h6;
+  assign \$269  = $signed(low) + $signed(3'h2);
+  assign \$270  = \$268  ? 6'h3e : \$269 ;
+  assign \$271  = w_c == 4'he;
+  assign \$272  = w_x == 4'hd;
+  assign \$273  = & { \$272 , \$271  };
+  assign \$274  = write & w_last;
+  assign \$275  = w_row == 4'hd;
+  assign \$276  = w_row == 4'he;
+  assign \$277  = \$274  ? \$275  : \$276 ;
+  assign \$278  = write & w_last;
+  assign \$279  = w_row == 4'hd;
+  assign \$280  = w_row == 4'he;
+  assign \$281  = \$278  ? \$279  : \$280 ;
+  assign \$282  = ky == 2'h3;
+  assign \$283  = ox == 3'h6;
+  assign \$286  = c == 4'hf;
+  assign \$287  = & { \$286 , \$285 , \$284 , \$283 , \$282  };
+  assign \$288  = ~ r_done;
+  assign \$289  = $signed(low) + $signed(4'h6);
+  assign \$290  = $signed({ 1'h0, w_row }) >= $signed(\$289 );
+  assign \$291  = ahead_rows | \$290 ;
+  assign \$292  = w_row == 4'he;
+  assign \$293  = \$291  | \$292 ;
+  assign \$294  = \$288  & \$293 ;
+  assign \$295  = oy != 3'h6;
+  assign \$296  = $signed(low) + $signed(3'h2);
+  assign \$297  = $signed(\$296 ) + $signed(4'h6);
+  assign \$298  = $signed({ 1'h0, w_row }) >= $signed(\$297 );
+  assign \$299  = ahead_rows | \$298 ;
+  assign \$300  = w_row == 4'he;
+  assign \$301  = \$299  | \$300 ;
+  assign \$302  = \$295  & \$301 ;
+  assign \$303  = w_row >= 3'h4;
+  assign \$304  = ahead_rows & \$303 ;
+  assign \$305  = take_rows & r_last;
+  assign \$306  = w_row < 4'he;
+  assign \$307  = w_row < 4'hc;
+  assign \$308  = \$306  & \$307 ;
+  assign \$309  = w_row + 4'he;
+  assign \$310  = $signed(low) + $signed(5'h0e);
+  assign \$311  = $signed({ 1'h0, \$309  }) < $signed(\$310 );
+  assign \$312  = r_done | \$311 ;
+  assign \$313  = \$308  & \$312 ;
+  assign \$314  = w_row < 4'he;
+  assign \$315  = $signed(low) + $signed(5'h0e);
+  assign \$316  = $signed({ 1'h0, w_row }) < $signed(\$315 );
+  assign \$317  = r_done | \$316 ;
+  assign \$318  = \$314  & \$317 ;
+  assign \$319  = ahead ? \$313  : \$318 ;
+  assign \$320  = ~ ahead;
+  assign \$321  = w_row == 4'hd;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = ahead | \$322 ;
+  assign \$324  = ~ ahead;
+  assign \$325  = w_row == 4'hd;
+  assign \$326  = \$324  & \$325 ;
+  assign \$327  = w_row + 1'h1;
+  assign \$328  = \$326  ? 5'h00 : \$327 ;
+  assign \$329  = \$328  < 4'he;
+  assign \$330  = ~ ahead;
+  assign \$331  = w_row == 4'hd;
+  assign \$332  = \$330  & \$331 ;
+  assign \$333  = w_row + 1'h1;
+  assign \$334  = \$332  ? 5'h00 : \$333 ;
+  assign \$335  = \$334  < 4'hc;
+  assign \$336  = \$329  & \$335 ;
+  assign \$337  = ~ ahead;
+  assign \$338  = w_row == 4'hd;
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = w_row + 1'h1;
+  assign \$341  = \$339  ? 5'h00 : \$340 ;
+  assign \$342  = \$341  + 4'he;
+  assign \$343  = $signed(low) + $signed(5'h0e);
+  assign \$344  = $signed({ 1'h0, \$342  }) < $signed(\$343 );
+  assign \$345  = r_done | \$344 ;
+  assign \$346  = \$336  & \$345 ;
+  assign \$347  = ~ ahead;
+  assign \$348  = w_row == 4'hd;
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = w_row + 1'h1;
+  assign \$351  = \$349  ? 5'h00 : \$350 ;
+  assign \$352  = \$351  < 4'he;
+  assign \$353  = ~ ahead;
+  assign \$354  = w_row == 4'hd;
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = w_row + 1'h1;
+  assign \$357  = \$355  ? 5'h00 : \$356 ;
+  assign \$358  = $signed(low) + $signed(5'h0e);
+  assign \$359  = $signed({ 1'h0, \$357  }) < $signed(\$358 );
+  assign \$360  = r_done | \$359 ;
+  assign \$361  = \$352  & \$360 ;
+  assign \$362  = \$323  ? \$346  : \$361 ;
+  assign \$363  = write & w_last;
+  assign \$364  = rst_conv2_window ? 1'h0 : valid_next;
+  assign \$365  = w_grp + w_c;
+  assign \$366  = ! w_b;
+  assign \$367  = write & \$366 ;
+  assign \$368  = w_grp + w_c;
+  assign \$369  = w_b == 1'h1;
+  assign \$370  = write & \$369 ;
+  assign \$371  = w_grp + w_c;
+  assign \$372  = w_b == 2'h2;
+  assign \$373  = write & \$372 ;
+  assign \$374  = w_grp + w_c;
+  assign \$375  = w_b == 2'h3;
+  assign \$376  = write & \$375 ;
+  assign \$377  = w_grp + w_c;
+  assign \$378  = w_b == 3'h4;
+  assign \$379  = write & \$378 ;
+  assign \$380  = rst_conv2_window ? 1'h1 : read_credits_room_next;
+  assign \$381  = write_rows & w_last;
+  assign \$382  = w_row == 4'hd;
+  assign \$383  = w_row == 4'he;
+  assign \$384  = \$381  ? \$382  : \$383 ;
+  assign \$385  = ~ \$384 ;
+  assign \$386  = switch & \$385 ;
+  assign \$387  = rst_conv2_window | \$386 ;
+  assign \$388  = write_rows & w_last;
+  assign \$389  = w_row == 4'hd;
+  assign \$390  = \$388  & \$389 ;
+  assign \$391  = \$390  ? 1'h1 : ahead_rows;
+  assign \$392  = \$387  ? 1'h0 : \$391 ;
+  assign \$393  = switch | switch_d;
+  assign \$394  = take_rows & r_last;
+  assign \$395  = \$394  | r_end_d;
+  assign \$396  = \$395  ? avail_ok_next : avail_ok;
+  assign \$397  = \$393  ? avail_ok_image : \$396 ;
+  assign \$398  = rst_conv2_window ? 1'h0 : \$397 ;
+  assign \$399  = switch | switch_d;
+  assign \$400  = take_rows & r_last;
+  assign \$401  = \$400  | r_end_d;
+  assign \$402  = \$401  ? avail_ok_next : avail_ok;
+  assign \$403  = \$399  ? avail_ok_image : \$402 ;
+  assign \$404  = rst_conv2_window ? 1'h0 : \$403 ;
+  assign \$405  = read_credits_room_next | rst_conv2_window;
+  assign \$406  = switch | switch_d;
+  assign \$407  = take_rows & r_last;
+  assign \$408  = \$407  | r_end_d;
+  assign \$409  = \$408  ? avail_ok_next : avail_ok;
+  assign \$410  = \$406  ? avail_ok_image : \$409 ;
+  assign \$411  = rst_conv2_window ? 1'h0 : \$410 ;
+  assign \$412  = read_credits_room_next | rst_conv2_window;
+  assign \$413  = write & w_last;
+  assign \$414  = \$413  | w_end_d;
+  assign \$415  = \$414  ? room_ok_next : room_ok;
+  assign \$416  = rst_conv2_window ? 1'h1 : \$415 ;
+  assign \$417  = write & w_last;
+  assign \$418  = \$417  | w_end_d;
+  assign \$419  = \$418  ? room_ok_next : room_ok;
+  assign \$420  = rst_conv2_window ? 1'h1 : \$419 ;
+  always @(posedge clk)
+    w_c <= \$421 ;
+  always @(posedge clk)
+    w_x <= \$422 ;
+  always @(posedge clk)
+    w_b <= \$423 ;
+  always @(posedge clk)
+    w_slot <= \$424 ;
+  always @(posedge clk)
+    w_grp <= \$425 ;
+  always @(posedge clk)
+    ahead <= \$426 ;
+  always @(posedge clk)
+    w_row <= \$427 ;
+  always @(posedge clk)
+    read_credits_returned <= \$428 ;
+  always @(posedge clk)
+    read_credits_space <= \$429 ;
+  always @(posedge clk)
+    read_v1 <= \$430 ;
+  always @(posedge clk)
+    read_v2 <= \$431 ;
+  always @(posedge clk)
+    read_v3 <= \$432 ;
+  always @(posedge clk)
+    w_en <= \$433 ;
+  always @(posedge clk)
+    pads_a <= { \$63 , \$56 , \$49 , \$42 , \$35  };
+  always @(posedge clk)
+    rot_a <= r0;
+  always @(posedge clk)
+    pads <= pads_a;
+  always @(posedge clk)
+    \$signature__addr$61  <= \$67 [9:0];
+  always @(posedge clk)
+    \$signature__addr$64  <= \$71 [9:0];
+  always @(posedge clk)
+    \$signature__addr$67  <= \$75 [9:0];
+  always @(posedge clk)
+    \$signature__addr$70  <= \$79 [9:0];
+  always @(posedge clk)
+    \$signature__addr$73  <= \$81 [9:0];
+  always @(posedge clk)
+    read_data <= { pads, rot4, rot3, rot2, rot1, rot0, \$signature__data$115 , \$signature__data$114 , \$signature__data$113 , \$signature__data$112 , \$signature__data$111  };
+  always @(posedge clk)
+    w_data <= { \$126 , \$117 , \$108 , \$99 , \$90  };
+  always @(posedge clk)
+    step_next_slot <= \$132 [3:0];
+  always @(posedge clk)
+    step_img_slot <= \$138 [3:0];
+  always @(posedge clk)
+    step_base_slot <= \$144 [3:0];
+  always @(posedge clk)
+    ky <= \$434 ;
+  always @(posedge clk)
+    row_slot <= \$435 ;
+  always @(posedge clk)
+    c <= \$436 ;
+  always @(posedge clk)
+    qc <= \$437 ;
+  always @(posedge clk)
+    block_dx <= \$438 ;
+  always @(posedge clk)
+    ix0 <= \$439 ;
+  always @(posedge clk)
+    r0 <= \$440 ;
+  always @(posedge clk)
+    q0c <= \$441 ;
+  always @(posedge clk)
+    block_dy <= \$442 ;
+  always @(posedge clk)
+    pix_slot <= \$443 ;
+  always @(posedge clk)
+    pix_low <= \$444 ;
+  always @(posedge clk)
+    block_ix0 <= \$445 ;
+  always @(posedge clk)
+    block_r0 <= \$446 ;
+  always @(posedge clk)
+    block_q0c <= \$447 ;
+  always @(posedge clk)
+    ox <= \$448 ;
+  always @(posedge clk)
+    oy <= \$449 ;
+  always @(posedge clk)
+    low <= \$450 ;
+  always @(posedge clk)
+    r_done <= \$451 ;
+  always @(posedge clk)
+    base_slot <= \$452 ;
+  always @(posedge clk)
+    iy <= \$453 ;
+  always @(posedge clk)
+    w_last <= \$454 ;
+  always @(posedge clk)
+    img_slot <= \$455 ;
+  always @(posedge clk)
+    r_last <= \$456 ;
+  always @(posedge clk)
+    avail_ok <= \$457 ;
+  always @(posedge clk)
+    avail_ok_next <= \$458 ;
+  always @(posedge clk)
+    avail_ok_image <= \$459 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) ahead_rows_copy (
+    .clk(clk),
+    .d(\$392 ),
+    .q(ahead_rows)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) avail_q_copy (
+    .clk(clk),
+    .d(\$398 ),
+    .q(avail)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) avail_rows_copy (
+    .clk(clk),
+    .d(\$411 ),
+    .q(avail_rows)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) avail_step_copy (
+    .clk(clk),
+    .d(\$404 ),
+    .q(avail_step)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_write_q_copy (
+    .clk(clk),
+    .d(\$416 ),
+    .q(o__ready)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) can_write_rows_copy (
+    .clk(clk),
+    .d(\$420 ),
+    .q(can_write_rows)
+  );
+  \flexor_lenet5.conv2_window.rows.inp  inp (
+    .clk(clk),
+    .i__payload(i__payload),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(\o__payload$150 ),
+    .o__ready(o__ready),
+    .o__valid(o__valid),
+    .rst_conv2_window(rst_conv2_window),
+    .valid_next(valid_next)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) inp_valid_rows_copy (
+    .clk(clk),
+    .d(\$364 ),
+    .q(inp_valid_rows)
+  );
+  \flexor_lenet5.conv2_window.rows.out  out (
+    .clk(clk),
+    .o__payload(o__payload),
+    .o__ready(\o__ready$47 ),
+    .o__valid(\o__valid$49 ),
+    .rst_conv2_window(rst_conv2_window),
+    .w_en(w_en),
+    .w_port__data(w_data)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) read_credits_room_q_copy (
+    .clk(clk),
+    .d(\$380 ),
+    .q(read_credits_room)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) room_rows_copy (
+    .clk(clk),
+    .d(\$412 ),
+    .q(room_rows)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) room_step_copy (
+    .clk(clk),
+    .d(\$405 ),
+    .q(room_step)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rot0_copy (
+    .clk(clk),
+    .d(rot_a),
+    .q(rot0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rot1_copy (
+    .clk(clk),
+    .d(rot_a),
+    .q(rot1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rot2_copy (
+    .clk(clk),
+    .d(rot_a),
+    .q(rot2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rot3_copy (
+    .clk(clk),
+    .d(rot_a),
+    .q(rot3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) rot4_copy (
+    .clk(clk),
+    .d(rot_a),
+    .q(rot4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd10)
+  ) w_addr0_q_copy (
+    .clk(clk),
+    .d(\$365 [9:0]),
+    .q(\$signature__addr )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd10)
+  ) w_addr1_q_copy (
+    .clk(clk),
+    .d(\$368 [9:0]),
+    .q(\$signature__addr$16 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd10)
+  ) w_addr2_q_copy (
+    .clk(clk),
+    .d(\$371 [9:0]),
+    .q(\$signature__addr$22 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd10)
+  ) w_addr3_q_copy (
+    .clk(clk),
+    .d(\$374 [9:0]),
+    .q(\$signature__addr$28 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd10)
+  ) w_addr4_q_copy (
+    .clk(clk),
+    .d(\$377 [9:0]),
+    .q(\$signature__addr$34 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd16)
+  ) w_data0_q_copy (
+    .clk(clk),
+    .d(\o__payload$150 ),
+    .q(\$signature__data )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd16)
+  ) w_data1_q_copy (
+    .clk(clk),
+    .d(\o__payload$150 ),
+    .q(\$signature__data$18 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd16)
+  ) w_data2_q_copy (
+    .clk(clk),
+    .d(\o__payload$150 ),
+    .q(\$signature__data$24 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd16)
+  ) w_data3_q_copy (
+    .clk(clk),
+    .d(\o__payload$150 ),
+    .q(\$signature__data$30 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd16)
+  ) w_data4_q_copy (
+    .clk(clk),
+    .d(\o__payload$150 ),
+    .q(\$signature__data$36 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en0_q_copy (
+    .clk(clk),
+    .d(\$367 ),
+    .q(\$signature__en )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en1_q_copy (
+    .clk(clk),
+    .d(\$370 ),
+    .q(\$signature__en$20 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en2_q_copy (
+    .clk(clk),
+    .d(\$373 ),
+    .q(\$signature__en$26 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en3_q_copy (
+    .clk(clk),
+    .d(\$376 ),
+    .q(\$signature__en$32 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) w_en4_q_copy (
+    .clk(clk),
+    .d(\$379 ),
+    .q(\$signature__en$38 )
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$460  = \$305 ;
+    if (rst_conv2_window) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$461  = switch;
+    if (rst_conv2_window) begin
+      \$461  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$462  = \$319 ;
+    if (rst_conv2_window) begin
+      \$462  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$463  = \$362 ;
+    if (rst_conv2_window) begin
+      \$463  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$464  = \$363 ;
+    if (rst_conv2_window) begin
+      \$464  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    w_row_words = 10'h000;
+    casez (\$3 )
+      5'h00:
+          w_row_words = 10'h000;
+      5'h01:
+          w_row_words = 10'h030;
+      5'h02:
+          w_row_words = 10'h060;
+      5'h03:
+          w_row_words = 10'h090;
+      5'h04:
+          w_row_words = 10'h0c0;
+      5'h05:
+          w_row_words = 10'h0f0;
+      5'h06:
+          w_row_words = 10'h120;
+      5'h07:
+          w_row_words = 10'h150;
+      5'h08:
+          w_row_words = 10'h180;
+      5'h09:
+          w_row_words = 10'h1b0;
+      5'h0a:
+          w_row_words = 10'h1e0;
+      5'h0b:
+          w_row_words = 10'h210;
+      5'h0c:
+          w_row_words = 10'h240;
+      5'h0d:
+          w_row_words = 10'h270;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    row_words = 10'h000;
+    casez (row_slot)
+      4'h0:
+          row_words = 10'h000;
+      4'h1:
+          row_words = 10'h030;
+      4'h2:
+          row_words = 10'h060;
+      4'h3:
+          row_words = 10'h090;
+      4'h4:
+          row_words = 10'h0c0;
+      4'h5:
+          row_words = 10'h0f0;
+      4'h6:
+          row_words = 10'h120;
+      4'h7:
+          row_words = 10'h150;
+      4'h8:
+          row_words = 10'h180;
+      4'h9:
+          row_words = 10'h1b0;
+      4'ha:
+          row_words = 10'h1e0;
+      4'hb:
+          row_words = 10'h210;
+      4'hc:
+          row_words = 10'h240;
+      4'hd:
+          row_words = 10'h270;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$421  = w_c;
+    if (write) begin
+      \$421  = \$8 [3:0];
+    end
+    if (rst_conv2_window) begin
+      \$421  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$422  = w_x;
+    if (write) begin
+      if (\$9 ) begin
+        \$422  = \$12 [3:0];
+      end
+    end
+    if (rst_conv2_window) begin
+      \$422  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$423  = w_b;
+    if (write) begin
+      if (\$9 ) begin
+        \$423  = \$17 [2:0];
+      end
+    end
+    if (rst_conv2_window) begin
+      \$423  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$424  = w_slot;
+    if (write) begin
+      if (\$9 ) begin
+        if (\$18 ) begin
+          \$424  = \$22 [3:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$424  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$425  = w_grp;
+    if (write) begin
+      if (\$9 ) begin
+        if (\$18 ) begin
+          \$425  = w_row_words;
+        end else if (\$19 ) begin
+          \$425  = \$27 [9:0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$425  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$426  = ahead;
+    if (write) begin
+      if (\$9 ) begin
+        if (\$18 ) begin
+          if (\$25 ) begin
+            \$426  = 1'h1;
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$426  = \$281 ;
+    end
+    if (rst_conv2_window) begin
+      \$426  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$427  = w_row;
+    if (write) begin
+      if (\$9 ) begin
+        if (\$18 ) begin
+          (* full_case = 32'd1 *)
+          if (\$25 ) begin
+            \$427  = 4'h0;
+          end else begin
+            \$427  = \$26 [3:0];
+          end
+        end
+      end
+    end
+    if (switch) begin
+      if (\$277 ) begin
+        \$427  = 4'h0;
+      end
+    end
+    if (rst_conv2_window) begin
+      \$427  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$428  = \$28 ;
+    if (rst_conv2_window) begin
+      \$428  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$429  = \$5 [2:0];
+    if (rst_conv2_window) begin
+      \$429  = 3'h7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$430  = take;
+    if (rst_conv2_window) begin
+      \$430  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$431  = read_v1;
+    if (rst_conv2_window) begin
+      \$431  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$432  = read_v2;
+    if (rst_conv2_window) begin
+      \$432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$433  = read_v3;
+    if (rst_conv2_window) begin
+      \$433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$434  = ky;
+    if (take_step) begin
+      \$434  = \$147 [2:0];
+    end
+    if (rst_conv2_window) begin
+      \$434  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$435  = row_slot;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+        \$435  = \$155 [3:0];
+      end else begin
+        \$435  = pix_slot;
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+            \$435  = \$198 [3:0];
+          end else begin
+            \$435  = base_slot;
+            if (\$246 ) begin
+              (* full_case = 32'd1 *)
+              if (\$256 ) begin
+              end else begin
+                \$435  = step_next_slot;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$435  = step_base_slot;
+    end
+    if (rst_conv2_window) begin
+      \$435  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$436  = c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        \$436  = \$158 [3:0];
+      end
+    end
+    if (rst_conv2_window) begin
+      \$436  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$437  = qc;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+          \$437  = \$161 [7:0];
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+            \$437  = \$185 [7:0];
+          end else if (\$168 ) begin
+            \$437  = block_q0c;
+          end else begin
+            \$437  = \$245 [7:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$437  = 8'hf0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$438  = block_dx;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          \$438  = \$164 [0];
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$439  = ix0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+            \$439  = \$169 [4:0];
+          end else if (\$168 ) begin
+            \$439  = block_ix0;
+          end else begin
+            \$439  = \$223 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$439  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$440  = r0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+            \$440  = \$175 [2:0];
+          end else if (\$168 ) begin
+            \$440  = block_r0;
+          end else begin
+            \$440  = \$231 [2:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$440  = 3'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$441  = q0c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+            \$441  = \$180 [7:0];
+          end else if (\$168 ) begin
+            \$441  = block_q0c;
+          end else begin
+            \$441  = \$238 [7:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$441  = 8'hf0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$442  = block_dy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+            \$442  = \$186 [0];
+          end else begin
+            \$442  = 1'h0;
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$442  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$443  = pix_slot;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+            \$443  = \$192 [3:0];
+          end else begin
+            \$443  = base_slot;
+            if (\$246 ) begin
+              (* full_case = 32'd1 *)
+              if (\$256 ) begin
+              end else begin
+                \$443  = step_next_slot;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$443  = step_base_slot;
+    end
+    if (rst_conv2_window) begin
+      \$443  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$444  = pix_low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+            \$444  = \$199 [4:0];
+          end else begin
+            \$444  = low;
+            if (\$246 ) begin
+              \$444  = \$255 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$444  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$445  = block_ix0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            \$445  = \$202 [4:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$445  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$446  = block_r0;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            \$446  = \$210 [2:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$446  = 3'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$447  = block_q0c;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            \$447  = \$217 [7:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$447  = 8'hf0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$448  = ox;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            \$448  = \$220 [2:0];
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$448  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$449  = oy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            if (\$246 ) begin
+              \$449  = \$249 [2:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$449  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$450  = low;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            if (\$246 ) begin
+              \$450  = \$252 [4:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$450  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$451  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            if (\$246 ) begin
+              if (\$256 ) begin
+                \$451  = 1'h1;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$451  = 1'h0;
+    end
+    if (rst_conv2_window) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$452  = base_slot;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            if (\$246 ) begin
+              (* full_case = 32'd1 *)
+              if (\$256 ) begin
+              end else begin
+                \$452  = step_next_slot;
+              end
+            end
+          end
+        end
+      end
+    end
+    if (switch) begin
+      \$452  = step_base_slot;
+    end
+    if (rst_conv2_window) begin
+      \$452  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$453  = iy;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$258 ) begin
+        \$453  = \$266 [4:0];
+      end else if (\$262 ) begin
+        \$453  = pix_low;
+      end else if (\$263 ) begin
+        \$453  = \$267 [4:0];
+      end else if (\$265 ) begin
+        \$453  = low;
+      end else begin
+        \$453  = \$270 [4:0];
+      end
+    end
+    if (rst_conv2_window) begin
+      \$453  = 5'h1e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$454  = w_last;
+    if (write) begin
+      \$454  = \$273 ;
+    end
+    if (rst_conv2_window) begin
+      \$454  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$455  = img_slot;
+    if (switch) begin
+      \$455  = step_img_slot;
+    end
+    if (rst_conv2_window) begin
+      \$455  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$456  = r_last;
+    if (take_step) begin
+      \$456  = \$287 ;
+    end
+    if (rst_conv2_window) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$457  = \$294 ;
+    if (rst_conv2_window) begin
+      \$457  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$458  = \$302 ;
+    if (rst_conv2_window) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$459  = \$304 ;
+    if (rst_conv2_window) begin
+      \$459  = 1'h0;
+    end
+  end
+  assign \i__payload$1  = i__payload;
+  assign \i__ready$3  = i__ready;
+  assign \i__valid$5  = i__valid;
+  assign can_write = o__ready;
+  assign w_addr0_q = \$signature__addr ;
+  assign w_data0_q = \$signature__data ;
+  assign w_en0_q = \$signature__en ;
+  assign w_addr1_q = \$signature__addr$16 ;
+  assign w_data1_q = \$signature__data$18 ;
+  assign w_en1_q = \$signature__en$20 ;
+  assign w_addr2_q = \$signature__addr$22 ;
+  assign w_data2_q = \$signature__data$24 ;
+  assign w_en2_q = \$signature__en$26 ;
+  assign w_addr3_q = \$signature__addr$28 ;
+  assign w_data3_q = \$signature__data$30 ;
+  assign w_en3_q = \$signature__en$32 ;
+  assign w_addr4_q = \$signature__addr$34 ;
+  assign w_data4_q = \$signature__data$36 ;
+  assign w_en4_q = \$signature__en$38 ;
+  assign \o__payload$46  = o__payload;
+  assign \o__ready$48  = \o__ready$47 ;
+  assign \o__valid$50  = \o__valid$49 ;
+  assign space_next = \$5 [2:0];
+  assign read_credits_room_q = read_credits_room;
+  assign r_addr0 = \$signature__addr$61 ;
+  assign \$signature__en$63  = 1'h1;
+  assign r_addr1 = \$signature__addr$64 ;
+  assign \$signature__en$66  = 1'h1;
+  assign r_addr2 = \$signature__addr$67 ;
+  assign \$signature__en$69  = 1'h1;
+  assign r_addr3 = \$signature__addr$70 ;
+  assign \$signature__en$72  = 1'h1;
+  assign r_addr4 = \$signature__addr$73 ;
+  assign \$signature__en$75  = 1'h1;
+  assign read_v4 = w_en;
+  assign finished = w_data;
+  assign \ahead_rows$80  = ahead_rows;
+  assign avail_q = avail;
+  assign can_write_q = o__ready;
+  assign \$162  = block_dx;
+  assign \$165  = block_dx;
+  assign \$167  = block_dy;
+  assign \$284  = block_dy;
+  assign \$285  = block_dx;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.rows.inp (rst_conv2_window, i__ready, valid_next, o__valid, o__ready, i__valid, i__payload, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
+  wire \$1 ;
+  reg [15:0] \$10 ;
+  reg \$11 ;
+  reg [15:0] \$12 ;
+  wire \$2 ;
+  wire \$3 ;
+  wire \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire [15:0] \$8 ;
+  wire \$9 ;
+  input clk;
+  wire clk;
+  (* init = 16'h0000 *)
+  wire [15:0] data;
+  reg full = 1'h0;
+  reg [15:0] held = 16'h0000;
+  input [15:0] i__payload;
+  wire [15:0] i__payload;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [15:0] o__payload;
+  reg [15:0] o__payload = 16'h0000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  wire o__valid;
+  input rst_conv2_window;
+  wire rst_conv2_window;
+  wire valid;
+  output valid_next;
+  wire valid_next;
+  assign i__ready = ~ full;
+  assign \$1  = ~ o__valid;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = full | i__valid;
+  assign valid_next = \$2  ? \$3  : o__valid;
+  assign \$4  = ~ o__valid;
+  assign \$5  = \$4  | o__ready;
+  assign \$6  = ~ full;
+  assign \$7  = i__valid & \$6 ;
+  assign \$8  = full ? held : i__payload;
+  assign \$9  = rst_conv2_window ? 1'h0 : valid_next;
+  always @(posedge clk)
+    o__payload <= \$10 ;
+  always @(posedge clk)
+    full <= \$11 ;
+  always @(posedge clk)
+    held <= \$12 ;
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_copy (
+    .clk(clk),
+    .d(\$9 ),
+    .q(o__valid)
+  );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$10  = o__payload;
+    if (\$5 ) begin
+      \$10  = \$8 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$11  = full;
+    if (\$5 ) begin
+      \$11  = 1'h0;
+    end else if (\$7 ) begin
+      \$11  = 1'h1;
+    end
+    if (rst_conv2_window) begin
+      \$11  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
+    \$12  = held;
+    if (\$5 ) begin
+    end else if (\$7 ) begin
+      \$12  = i__payload;
+    end
+  end
+  assign data = o__payload;
+  assign valid = o__valid;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window.rows.out (rst_conv2_window, o__ready, w_en, w_port__data, o__valid, o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
+  wire \$1 ;
+  wire [3:0] \$10 ;
+  wire [3:0] \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [79:0] \$14 ;
+  wire \$15 ;
+  wire [3:0] \$16 ;
+  wire [3:0] \$17 ;
+  wire \$18 ;
+  wire [3:0] \$19 ;
+  wire \$2 ;
+  wire [3:0] \$20 ;
+  wire \$21 ;
+  wire \$22 ;
+  wire [3:0] \$23 ;
+  wire \$24 ;
+  wire \$25 ;
+  wire [3:0] \$26 ;
+  wire [3:0] \$27 ;
+  wire [4:0] \$28 ;
+  wire \$29 ;
+  wire \$3 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire \$34 ;
+  wire \$35 ;
+  reg \$36 ;
+  reg [2:0] \$37 ;
+  reg \$38 ;
+  reg [79:0] \$39 ;
+  wire \$4 ;
+  reg [2:0] \$40 ;
+  reg [2:0] \$41 ;
+  reg [2:0] \$42 ;
+  reg \$43 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire \$9 ;
+  reg \$signal  = 1'h0;
+  input clk;
+  wire clk;
+  reg empty = 1'h1;
+  reg [79:0] fwd_data = 80'h00000000000000000000;
+  (* init = 80'h00000000000000000000 *)
+  wire [79:0] head;
+  wire head_free;
+  output [79:0] o__payload;
+  reg [79:0] o__payload = 80'h00000000000000000000;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  wire pop;
+  wire push;
+  wire [2:0] r_port__addr;
+  wire [79:0] r_port__data;
+  wire r_port__en;
+  reg [2:0] rd = 3'h0;
+  reg [2:0] rd_inc = 3'h1;
+  input rst_conv2_window;
+  wire rst_conv2_window;
+  reg [2:0] used = 3'h0;
+  wire [79:0] w_data;
+  input w_en;
+  wire w_en;
+  reg [2:0] w_port__addr = 3'h0;
+  input [79:0] w_port__data;
+  wire [79:0] w_port__data;
+  wire w_port__en;
+  wire [79:0] waiting;
+  (* init = 3'h0 *)
+  wire [2:0] wr;
+  reg [79:0] \buf  [5:0];
+  initial begin
+    \buf [0] = 80'h00000000000000000000;
+    \buf [1] = 80'h00000000000000000000;
+    \buf [2] = 80'h00000000000000000000;
+    \buf [3] = 80'h00000000000000000000;
+    \buf [4] = 80'h00000000000000000000;
+    \buf [5] = 80'h00000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (w_en)
+      \buf [w_port__addr] <= w_port__data;
+  end
+  reg [79:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= \buf [r_port__addr];
+  end
+  assign r_port__data = _0_;
+  always @(posedge clk)
+    used <= \$42 ;
+  always @(posedge clk)
+    empty <= \$43 ;
+  assign \$1  = ~ o__valid;
+  assign head_free = \$1  | o__ready;
+  assign \$2  = ~ empty;
+  assign pop = head_free & \$2 ;
+  assign \$3  = head_free & empty;
+  assign \$4  = ~ \$3 ;
+  assign push = w_en & \$4 ;
+  assign r_port__addr = pop ? rd_inc : rd;
+  assign waiting = \$signal  ? fwd_data : r_port__data;
+  assign \$5  = rd_inc == w_port__addr;
+  assign \$6  = rd == w_port__addr;
+  assign \$7  = pop ? \$5  : \$6 ;
+  assign \$8  = w_en & \$7 ;
+  assign \$9  = rd_inc == 3'h5;
+  assign \$10  = rd_inc + 1'h1;
+  assign \$11  = \$9  ? 4'h0 : \$10 ;
+  assign \$12  = ~ empty;
+  assign \$13  = \$12  | w_en;
+  assign \$14  = empty ? w_port__data : waiting;
+  assign \$15  = rd == 3'h5;
+  assign \$16  = rd + 1'h1;
+  assign \$17  = \$15  ? 4'h0 : \$16 ;
+  assign \$18  = w_port__addr == 3'h5;
+  assign \$19  = w_port__addr + 1'h1;
+  assign \$20  = \$18  ? 4'h0 : \$19 ;
+  assign \$21  = ~ pop;
+  assign \$22  = push & \$21 ;
+  assign \$23  = used + 1'h1;
+  assign \$24  = ~ push;
+  assign \$25  = pop & \$24 ;
+  assign \$26  = used - 1'h1;
+  assign \$27  = \$25  ? \$26  : { 1'h0, used };
+  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [3], \$27  };
+  assign \$29  = ~ pop;
+  assign \$30  = push & \$29 ;
+  assign \$31  = ~ push;
+  assign \$32  = pop & \$31 ;
+  assign \$33  = used == 1'h1;
+  assign \$34  = \$32  ? \$33  : empty;
+  assign \$35  = \$30  ? 1'h0 : \$34 ;
+  always @(posedge clk)
+    \$signal  <= \$36 ;
+  always @(posedge clk)
+    fwd_data <= w_port__data;
+  always @(posedge clk)
+    rd_inc <= \$37 ;
+  always @(posedge clk)
+    o__valid <= \$38 ;
+  always @(posedge clk)
+    o__payload <= \$39 ;
+  always @(posedge clk)
+    rd <= \$40 ;
+  always @(posedge clk)
+    w_port__addr <= \$41 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$42  = \$28 [2:0];
+    if (rst_conv2_window) begin
+      \$42  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$43  = \$35 ;
+    if (rst_conv2_window) begin
+      \$43  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$36  = \$8 ;
+    if (rst_conv2_window) begin
+      \$36  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$37  = rd_inc;
+    if (pop) begin
+      \$37  = \$11 [2:0];
+    end
+    if (rst_conv2_window) begin
+      \$37  = 3'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$38  = o__valid;
+    if (head_free) begin
+      \$38  = \$13 ;
+    end
+    if (rst_conv2_window) begin
+      \$38  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$39  = o__payload;
+    if (head_free) begin
+      \$39  = \$14 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$40  = rd;
+    if (pop) begin
+      \$40  = \$17 [2:0];
+    end
+    if (rst_conv2_window) begin
+      \$40  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
+    \$41  = w_port__addr;
+    if (push) begin
+      \$41  = \$20 [2:0];
+    end
+    if (rst_conv2_window) begin
+      \$41  = 3'h0;
+    end
+  end
+  assign head = o__payload;
+  assign wr = w_port__addr;
+  assign w_data = w_port__data;
+  assign w_port__en = w_en;
+  assign r_port__en = 1'h1;
+endmodule
+
+(* generator = "Amaranth" *)
+module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, \port$5687$0 , o__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire [4:0] \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
@@ -14316,7 +21161,7 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire [6:0] \$12 ;
+  wire [4:0] \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
@@ -14338,7 +21183,7 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
-  wire [4:0] \$14 ;
+  wire [1:0] \$14 ;
   wire \$140 ;
   wire \$141 ;
   wire \$142 ;
@@ -14398,8 +21243,8 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
-  reg [5:0] \$194 ;
-  reg [4:0] \$195 ;
+  reg [3:0] \$194 ;
+  reg [1:0] \$195 ;
   reg [799:0] \$196 ;
   reg [799:0] \$197 ;
   wire \$2 ;
@@ -14491,8 +21336,8 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire \$98 ;
   wire \$99 ;
   wire \$signal ;
-  reg [4:0] at = 5'h01;
-  reg [5:0] beat = 6'h00;
+  reg [1:0] at = 2'h1;
+  reg [3:0] beat = 4'h0;
   input clk;
   wire clk;
   wire full;
@@ -14510,8 +21355,7 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire full_8;
   wire full_9;
   wire full_q;
-  input [159:0] i__payload;
-  wire [159:0] i__payload;
+  wire [399:0] i__payload;
   output i__ready;
   wire i__ready;
   input i__valid;
@@ -14526,6 +21370,8 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire o__valid;
   (* init = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [799:0] out;
+  input [399:0] \port$5687$0 ;
+  wire [399:0] \port$5687$0 ;
   wire ready;
   wire ready_0;
   wire ready_1;
@@ -14541,8 +21387,8 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire ready_8;
   wire ready_9;
   wire ready_q;
-  input rst_conv2_window;
-  wire rst_conv2_window;
+  input rst_conv2_window_to_conv2;
+  wire rst_conv2_window_to_conv2;
   wire take;
   wire valid_0;
   wire valid_1;
@@ -14561,7 +21407,7 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire valid_q;
   reg [799:0] word = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   assign take = i__valid & i__ready;
-  assign \$1  = at[4] | last;
+  assign \$1  = at[1] | last;
   assign \$2  = take & \$1 ;
   assign \$3  = ~ o__valid;
   assign \$4  = \$3  | o__ready;
@@ -14574,9 +21420,9 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   assign \$10  = o__ready ? 1'h0 : o__valid;
   assign valid_next = \$9  ? 1'h1 : \$10 ;
   assign \$11  = beat + 1'h1;
-  assign \$12  = last ? 7'h00 : \$11 ;
-  assign \$13  = at[4] | last;
-  assign \$14  = \$13  ? 5'h01 : { at[3:0], at[4] };
+  assign \$12  = last ? 5'h00 : \$11 ;
+  assign \$13  = at[1] | last;
+  assign \$14  = \$13  ? 2'h1 : { at[0], at[1] };
   assign \$15  = ~ valid_0;
   assign \$16  = \$15  | o__ready;
   assign \$17  = full_0 & \$16 ;
@@ -14629,120 +21475,120 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   assign \$64  = \$63  | o__ready;
   assign \$65  = full_12 & \$64 ;
   assign \$66  = i__valid & ready_12;
-  assign \$67  = rst_conv2_window ? 1'h0 : valid_next;
-  assign \$68  = rst_conv2_window ? 1'h0 : \$signal ;
+  assign \$67  = rst_conv2_window_to_conv2 ? 1'h0 : valid_next;
+  assign \$68  = rst_conv2_window_to_conv2 ? 1'h0 : \$signal ;
   assign \$69  = ~ \$signal ;
   assign \$70  = ~ valid_next;
   assign \$71  = \$69  | \$70 ;
-  assign \$72  = rst_conv2_window ? 1'h1 : \$71 ;
-  assign \$73  = beat == 6'h26;
+  assign \$72  = rst_conv2_window_to_conv2 ? 1'h1 : \$71 ;
+  assign \$73  = beat == 4'he;
   assign \$74  = last ? 1'h0 : \$73 ;
   assign \$75  = take ? \$74  : last;
-  assign \$76  = rst_conv2_window ? 1'h0 : \$75 ;
+  assign \$76  = rst_conv2_window_to_conv2 ? 1'h0 : \$75 ;
   assign \$77  = ~ \$signal ;
   assign \$78  = ~ valid_next;
   assign \$79  = \$77  | \$78 ;
-  assign \$80  = \$79  | rst_conv2_window;
-  assign \$81  = beat == 6'h26;
+  assign \$80  = \$79  | rst_conv2_window_to_conv2;
+  assign \$81  = beat == 4'he;
   assign \$82  = last ? 1'h0 : \$81 ;
   assign \$83  = take ? \$82  : last;
-  assign \$84  = rst_conv2_window ? 1'h0 : \$83 ;
+  assign \$84  = rst_conv2_window_to_conv2 ? 1'h0 : \$83 ;
   assign \$86  = ~ \$signal ;
   assign \$87  = ~ valid_next;
   assign \$88  = \$86  | \$87 ;
-  assign \$89  = \$88  | rst_conv2_window;
-  assign \$90  = beat == 6'h26;
+  assign \$89  = \$88  | rst_conv2_window_to_conv2;
+  assign \$90  = beat == 4'he;
   assign \$91  = last ? 1'h0 : \$90 ;
   assign \$92  = take ? \$91  : last;
-  assign \$93  = rst_conv2_window ? 1'h0 : \$92 ;
+  assign \$93  = rst_conv2_window_to_conv2 ? 1'h0 : \$92 ;
   assign \$95  = ~ \$signal ;
   assign \$96  = ~ valid_next;
   assign \$97  = \$95  | \$96 ;
-  assign \$98  = \$97  | rst_conv2_window;
-  assign \$99  = beat == 6'h26;
+  assign \$98  = \$97  | rst_conv2_window_to_conv2;
+  assign \$99  = beat == 4'he;
   assign \$100  = last ? 1'h0 : \$99 ;
   assign \$101  = take ? \$100  : last;
-  assign \$102  = rst_conv2_window ? 1'h0 : \$101 ;
+  assign \$102  = rst_conv2_window_to_conv2 ? 1'h0 : \$101 ;
   assign \$104  = ~ \$signal ;
   assign \$105  = ~ valid_next;
   assign \$106  = \$104  | \$105 ;
-  assign \$107  = \$106  | rst_conv2_window;
-  assign \$108  = beat == 6'h26;
+  assign \$107  = \$106  | rst_conv2_window_to_conv2;
+  assign \$108  = beat == 4'he;
   assign \$109  = last ? 1'h0 : \$108 ;
   assign \$110  = take ? \$109  : last;
-  assign \$111  = rst_conv2_window ? 1'h0 : \$110 ;
+  assign \$111  = rst_conv2_window_to_conv2 ? 1'h0 : \$110 ;
   assign \$113  = ~ \$signal ;
   assign \$114  = ~ valid_next;
   assign \$115  = \$113  | \$114 ;
-  assign \$116  = \$115  | rst_conv2_window;
-  assign \$117  = beat == 6'h26;
+  assign \$116  = \$115  | rst_conv2_window_to_conv2;
+  assign \$117  = beat == 4'he;
   assign \$118  = last ? 1'h0 : \$117 ;
   assign \$119  = take ? \$118  : last;
-  assign \$120  = rst_conv2_window ? 1'h0 : \$119 ;
+  assign \$120  = rst_conv2_window_to_conv2 ? 1'h0 : \$119 ;
   assign \$122  = ~ \$signal ;
   assign \$123  = ~ valid_next;
   assign \$124  = \$122  | \$123 ;
-  assign \$125  = \$124  | rst_conv2_window;
-  assign \$126  = beat == 6'h26;
+  assign \$125  = \$124  | rst_conv2_window_to_conv2;
+  assign \$126  = beat == 4'he;
   assign \$127  = last ? 1'h0 : \$126 ;
   assign \$128  = take ? \$127  : last;
-  assign \$129  = rst_conv2_window ? 1'h0 : \$128 ;
+  assign \$129  = rst_conv2_window_to_conv2 ? 1'h0 : \$128 ;
   assign \$131  = ~ \$signal ;
   assign \$132  = ~ valid_next;
   assign \$133  = \$131  | \$132 ;
-  assign \$134  = \$133  | rst_conv2_window;
-  assign \$135  = beat == 6'h26;
+  assign \$134  = \$133  | rst_conv2_window_to_conv2;
+  assign \$135  = beat == 4'he;
   assign \$136  = last ? 1'h0 : \$135 ;
   assign \$137  = take ? \$136  : last;
-  assign \$138  = rst_conv2_window ? 1'h0 : \$137 ;
+  assign \$138  = rst_conv2_window_to_conv2 ? 1'h0 : \$137 ;
   assign \$140  = ~ \$signal ;
   assign \$141  = ~ valid_next;
   assign \$142  = \$140  | \$141 ;
-  assign \$143  = \$142  | rst_conv2_window;
-  assign \$144  = beat == 6'h26;
+  assign \$143  = \$142  | rst_conv2_window_to_conv2;
+  assign \$144  = beat == 4'he;
   assign \$145  = last ? 1'h0 : \$144 ;
   assign \$146  = take ? \$145  : last;
-  assign \$147  = rst_conv2_window ? 1'h0 : \$146 ;
+  assign \$147  = rst_conv2_window_to_conv2 ? 1'h0 : \$146 ;
   assign \$149  = ~ \$signal ;
   assign \$150  = ~ valid_next;
   assign \$151  = \$149  | \$150 ;
-  assign \$152  = \$151  | rst_conv2_window;
-  assign \$153  = beat == 6'h26;
+  assign \$152  = \$151  | rst_conv2_window_to_conv2;
+  assign \$153  = beat == 4'he;
   assign \$154  = last ? 1'h0 : \$153 ;
   assign \$155  = take ? \$154  : last;
-  assign \$156  = rst_conv2_window ? 1'h0 : \$155 ;
+  assign \$156  = rst_conv2_window_to_conv2 ? 1'h0 : \$155 ;
   assign \$158  = ~ \$signal ;
   assign \$159  = ~ valid_next;
   assign \$160  = \$158  | \$159 ;
-  assign \$161  = \$160  | rst_conv2_window;
-  assign \$162  = beat == 6'h26;
+  assign \$161  = \$160  | rst_conv2_window_to_conv2;
+  assign \$162  = beat == 4'he;
   assign \$163  = last ? 1'h0 : \$162 ;
   assign \$164  = take ? \$163  : last;
-  assign \$165  = rst_conv2_window ? 1'h0 : \$164 ;
+  assign \$165  = rst_conv2_window_to_conv2 ? 1'h0 : \$164 ;
   assign \$167  = ~ \$signal ;
   assign \$168  = ~ valid_next;
   assign \$169  = \$167  | \$168 ;
-  assign \$170  = \$169  | rst_conv2_window;
-  assign \$171  = beat == 6'h26;
+  assign \$170  = \$169  | rst_conv2_window_to_conv2;
+  assign \$171  = beat == 4'he;
   assign \$172  = last ? 1'h0 : \$171 ;
   assign \$173  = take ? \$172  : last;
-  assign \$174  = rst_conv2_window ? 1'h0 : \$173 ;
+  assign \$174  = rst_conv2_window_to_conv2 ? 1'h0 : \$173 ;
   assign \$176  = ~ \$signal ;
   assign \$177  = ~ valid_next;
   assign \$178  = \$176  | \$177 ;
-  assign \$179  = \$178  | rst_conv2_window;
-  assign \$180  = beat == 6'h26;
+  assign \$179  = \$178  | rst_conv2_window_to_conv2;
+  assign \$180  = beat == 4'he;
   assign \$181  = last ? 1'h0 : \$180 ;
   assign \$182  = take ? \$181  : last;
-  assign \$183  = rst_conv2_window ? 1'h0 : \$182 ;
+  assign \$183  = rst_conv2_window_to_conv2 ? 1'h0 : \$182 ;
   assign \$185  = ~ \$signal ;
   assign \$186  = ~ valid_next;
   assign \$187  = \$185  | \$186 ;
-  assign \$188  = \$187  | rst_conv2_window;
-  assign \$189  = beat == 6'h26;
+  assign \$188  = \$187  | rst_conv2_window_to_conv2;
+  assign \$189  = beat == 4'he;
   assign \$190  = last ? 1'h0 : \$189 ;
   assign \$191  = take ? \$190  : last;
-  assign \$192  = rst_conv2_window ? 1'h0 : \$191 ;
+  assign \$192  = rst_conv2_window_to_conv2 ? 1'h0 : \$191 ;
   always @(posedge clk)
     beat <= \$194 ;
   always @(posedge clk)
@@ -15200,27 +22046,27 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     .q(o__valid)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$194  = beat;
     if (take) begin
-      \$194  = \$12 [5:0];
+      \$194  = \$12 [3:0];
     end
-    if (rst_conv2_window) begin
-      \$194  = 6'h00;
+    if (rst_conv2_window_to_conv2) begin
+      \$194  = 4'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$195  = at;
     if (take) begin
       \$195  = \$14 ;
     end
-    if (rst_conv2_window) begin
-      \$195  = 5'h01;
+    if (rst_conv2_window_to_conv2) begin
+      \$195  = 2'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$196  = o__payload;
     if (\$17 ) begin
       \$196 [63:0] = word[63:0];
@@ -15263,46 +22109,46 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     \$197  = word;
     if (\$18 ) begin
-      \$197 [63:0] = word[223:160];
+      \$197 [63:0] = word[463:400];
     end
     if (\$22 ) begin
-      \$197 [127:64] = word[287:224];
+      \$197 [127:64] = word[527:464];
     end
     if (\$26 ) begin
-      \$197 [191:128] = word[351:288];
+      \$197 [191:128] = word[591:528];
     end
     if (\$30 ) begin
-      \$197 [255:192] = word[415:352];
+      \$197 [255:192] = word[655:592];
     end
     if (\$34 ) begin
-      \$197 [319:256] = word[479:416];
+      \$197 [319:256] = word[719:656];
     end
     if (\$38 ) begin
-      \$197 [383:320] = word[543:480];
+      \$197 [383:320] = word[783:720];
     end
     if (\$42 ) begin
-      \$197 [447:384] = word[607:544];
+      \$197 [447:384] = { \port$5687$0 [87:80], \port$5687$0 [71:64], \port$5687$0 [55:48], \port$5687$0 [39:32], \port$5687$0 [23:16], \port$5687$0 [7:0], word[799:784] };
     end
     if (\$46 ) begin
-      \$197 [511:448] = word[671:608];
+      \$197 [511:448] = { \port$5687$0 [215:208], \port$5687$0 [199:192], \port$5687$0 [183:176], \port$5687$0 [167:160], \port$5687$0 [151:144], \port$5687$0 [135:128], \port$5687$0 [119:112], \port$5687$0 [103:96] };
     end
     if (\$50 ) begin
-      \$197 [575:512] = word[735:672];
+      \$197 [575:512] = { \port$5687$0 [343:336], \port$5687$0 [327:320], \port$5687$0 [311:304], \port$5687$0 [295:288], \port$5687$0 [279:272], \port$5687$0 [263:256], \port$5687$0 [247:240], \port$5687$0 [231:224] };
     end
     if (\$54 ) begin
-      \$197 [639:576] = word[799:736];
+      \$197 [639:576] = { \port$5687$0 [79:72], \port$5687$0 [63:56], \port$5687$0 [47:40], \port$5687$0 [31:24], \port$5687$0 [15:8], \port$5687$0 [391:384], \port$5687$0 [375:368], \port$5687$0 [359:352] };
     end
     if (\$58 ) begin
-      \$197 [703:640] = i__payload[63:0];
+      \$197 [703:640] = { \port$5687$0 [207:200], \port$5687$0 [191:184], \port$5687$0 [175:168], \port$5687$0 [159:152], \port$5687$0 [143:136], \port$5687$0 [127:120], \port$5687$0 [111:104], \port$5687$0 [95:88] };
     end
     if (\$62 ) begin
-      \$197 [767:704] = i__payload[127:64];
+      \$197 [767:704] = { \port$5687$0 [335:328], \port$5687$0 [319:312], \port$5687$0 [303:296], \port$5687$0 [287:280], \port$5687$0 [271:264], \port$5687$0 [255:248], \port$5687$0 [239:232], \port$5687$0 [223:216] };
     end
     if (\$66 ) begin
-      \$197 [799:768] = i__payload[159:128];
+      \$197 [799:768] = { \port$5687$0 [399:392], \port$5687$0 [383:376], \port$5687$0 [367:360], \port$5687$0 [351:344] };
     end
   end
   assign ready = i__ready;
@@ -15311,4523 +22157,12 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   assign full_q = full;
   assign ready_q = i__ready;
   assign last_q = last;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.pack (rst_conv2_window, o__ready, i__valid, i__payload, o__valid, i__ready, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$16  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire [4:0] \$17 ;
-  wire [4:0] \$18 ;
-  wire \$19 ;
-  wire \$2 ;
-  wire [1:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  reg \$24 ;
-  reg \$25 ;
-  reg \$26 ;
-  reg \$27 ;
-  reg [3:0] \$28 ;
-  reg [1:0] \$29 ;
-  wire \$3 ;
-  reg [31:0] \$30 ;
-  reg [31:0] \$31 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  wire \$signal ;
-  reg [1:0] at = 2'h1;
-  reg [3:0] beat = 4'h0;
-  input clk;
-  wire clk;
-  reg full = 1'h0;
-  input [15:0] i__payload;
-  wire [15:0] i__payload;
-  output i__ready;
-  reg i__ready = 1'h1;
-  input i__valid;
-  wire i__valid;
-  reg last = 1'h0;
-  output [31:0] o__payload;
-  reg [31:0] o__payload = 32'd0;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
-  (* init = 32'd0 *)
-  wire [31:0] out;
-  (* init = 1'h1 *)
-  wire ready;
-  input rst_conv2_window;
-  wire rst_conv2_window;
-  wire take;
-  wire valid_next;
-  reg [31:0] word = 32'd0;
-  assign take = i__valid & i__ready;
-  assign \$1  = at[1] | last;
-  assign \$2  = take & \$1 ;
-  assign \$3  = ~ o__valid;
-  assign \$4  = \$3  | o__ready;
-  assign \$5  = full & \$4 ;
-  assign \$6  = \$5  ? 1'h0 : full;
-  assign \$signal  = \$2  ? 1'h1 : \$6 ;
-  assign \$7  = ~ o__valid;
-  assign \$8  = \$7  | o__ready;
-  assign \$9  = full & \$8 ;
-  assign \$10  = o__ready ? 1'h0 : o__valid;
-  assign valid_next = \$9  ? 1'h1 : \$10 ;
-  assign \$11  = ~ \$signal ;
-  assign \$12  = ~ valid_next;
-  assign \$13  = \$11  | \$12 ;
-  assign \$14  = beat == 4'he;
-  assign \$15  = last ? 1'h0 : \$14 ;
-  assign \$16  = take ? \$15  : last;
-  assign \$17  = beat + 1'h1;
-  assign \$18  = last ? 5'h00 : \$17 ;
-  assign \$19  = at[1] | last;
-  assign \$20  = \$19  ? 2'h1 : { at[0], at[1] };
-  assign \$21  = ~ o__valid;
-  assign \$22  = \$21  | o__ready;
-  assign \$23  = full & \$22 ;
-  always @(posedge clk)
-    o__valid <= \$24 ;
-  always @(posedge clk)
-    full <= \$25 ;
-  always @(posedge clk)
-    i__ready <= \$26 ;
-  always @(posedge clk)
-    last <= \$27 ;
-  always @(posedge clk)
-    beat <= \$28 ;
-  always @(posedge clk)
-    at <= \$29 ;
-  always @(posedge clk)
-    o__payload <= \$30 ;
-  always @(posedge clk)
-    word <= \$31 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$24  = valid_next;
-    if (rst_conv2_window) begin
-      \$24  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$25  = \$signal ;
-    if (rst_conv2_window) begin
-      \$25  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$26  = \$13 ;
-    if (rst_conv2_window) begin
-      \$26  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$27  = \$16 ;
-    if (rst_conv2_window) begin
-      \$27  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$28  = beat;
-    if (take) begin
-      \$28  = \$18 [3:0];
-    end
-    if (rst_conv2_window) begin
-      \$28  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$29  = at;
-    if (take) begin
-      \$29  = \$20 ;
-    end
-    if (rst_conv2_window) begin
-      \$29  = 2'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$30  = o__payload;
-    if (\$23 ) begin
-      \$30  = word;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$16 ) begin end
-    \$31  = word;
-    if (take) begin
-      \$31  = { i__payload, word[31:16] };
-    end
-  end
-  assign ready = i__ready;
-  assign out = o__payload;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$47 , i__valid, i__payload, \o__valid$49 , o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$17  = 0;
-  wire \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [31:0] \$104 ;
-  wire [31:0] \$105 ;
-  wire [31:0] \$106 ;
-  wire [31:0] \$107 ;
-  wire [31:0] \$108 ;
-  wire \$109 ;
-  wire [4:0] \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire [31:0] \$113 ;
-  wire [31:0] \$114 ;
-  wire [31:0] \$115 ;
-  wire [31:0] \$116 ;
-  wire [31:0] \$117 ;
-  wire \$118 ;
-  wire \$119 ;
-  wire [4:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire [31:0] \$122 ;
-  wire [31:0] \$123 ;
-  wire [31:0] \$124 ;
-  wire [31:0] \$125 ;
-  wire [31:0] \$126 ;
-  wire [4:0] \$127 ;
-  wire \$128 ;
-  wire [4:0] \$129 ;
-  wire \$13 ;
-  wire [5:0] \$130 ;
-  wire [4:0] \$131 ;
-  wire [5:0] \$132 ;
-  wire [4:0] \$133 ;
-  wire \$134 ;
-  wire [4:0] \$135 ;
-  wire [5:0] \$136 ;
-  wire [4:0] \$137 ;
-  wire [5:0] \$138 ;
-  wire [4:0] \$139 ;
-  wire \$14 ;
-  wire \$140 ;
-  wire [4:0] \$141 ;
-  wire [5:0] \$142 ;
-  wire [4:0] \$143 ;
-  wire [5:0] \$144 ;
-  wire \$145 ;
-  wire [3:0] \$146 ;
-  wire [3:0] \$147 ;
-  wire \$148 ;
-  wire \$149 ;
-  wire \$15 ;
-  wire [4:0] \$150 ;
-  wire \$151 ;
-  wire [4:0] \$152 ;
-  wire [5:0] \$153 ;
-  wire [4:0] \$154 ;
-  wire [5:0] \$155 ;
-  wire \$156 ;
-  wire [3:0] \$157 ;
-  wire [3:0] \$158 ;
-  wire \$159 ;
-  wire [3:0] \$16 ;
-  wire \$160 ;
-  wire [7:0] \$161 ;
-  wire \$162 ;
-  wire [1:0] \$163 ;
-  wire [1:0] \$164 ;
-  wire \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire [5:0] \$169 ;
-  wire [3:0] \$17 ;
-  wire [3:0] \$170 ;
-  wire \$171 ;
-  wire [3:0] \$172 ;
-  wire [4:0] \$173 ;
-  wire [3:0] \$174 ;
-  wire [4:0] \$175 ;
-  wire [3:0] \$176 ;
-  wire \$177 ;
-  wire [1:0] \$178 ;
-  wire [5:0] \$179 ;
-  wire \$18 ;
-  wire [7:0] \$180 ;
-  wire [3:0] \$181 ;
-  wire \$182 ;
-  wire [1:0] \$183 ;
-  wire [5:0] \$184 ;
-  wire [7:0] \$185 ;
-  wire [1:0] \$186 ;
-  wire [4:0] \$187 ;
-  wire \$188 ;
-  wire [4:0] \$189 ;
-  wire \$19 ;
-  wire [5:0] \$190 ;
-  wire [4:0] \$191 ;
-  wire [5:0] \$192 ;
-  wire [4:0] \$193 ;
-  wire \$194 ;
-  wire [4:0] \$195 ;
-  wire [5:0] \$196 ;
-  wire [4:0] \$197 ;
-  wire [5:0] \$198 ;
-  wire [5:0] \$199 ;
-  wire [4:0] \$2 ;
-  wire \$20 ;
-  wire \$200 ;
-  wire [5:0] \$201 ;
-  wire [5:0] \$202 ;
-  wire \$203 ;
-  wire [3:0] \$204 ;
-  wire \$205 ;
-  wire [3:0] \$206 ;
-  wire [4:0] \$207 ;
-  wire [3:0] \$208 ;
-  wire [4:0] \$209 ;
-  wire [4:0] \$21 ;
-  wire [4:0] \$210 ;
-  wire \$211 ;
-  wire [3:0] \$212 ;
-  wire \$213 ;
-  wire [1:0] \$214 ;
-  wire [5:0] \$215 ;
-  wire [7:0] \$216 ;
-  wire [7:0] \$217 ;
-  wire \$218 ;
-  wire [3:0] \$219 ;
-  wire [4:0] \$22 ;
-  wire [3:0] \$220 ;
-  wire \$221 ;
-  wire [5:0] \$222 ;
-  wire [5:0] \$223 ;
-  wire \$224 ;
-  wire [3:0] \$225 ;
-  wire \$226 ;
-  wire [3:0] \$227 ;
-  wire [4:0] \$228 ;
-  wire [3:0] \$229 ;
-  wire \$23 ;
-  wire [4:0] \$230 ;
-  wire [4:0] \$231 ;
-  wire \$232 ;
-  wire [3:0] \$233 ;
-  wire \$234 ;
-  wire [1:0] \$235 ;
-  wire [5:0] \$236 ;
-  wire [7:0] \$237 ;
-  wire [7:0] \$238 ;
-  wire \$239 ;
-  wire \$24 ;
-  wire [3:0] \$240 ;
-  wire \$241 ;
-  wire [1:0] \$242 ;
-  wire [5:0] \$243 ;
-  wire [7:0] \$244 ;
-  wire [7:0] \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire [3:0] \$248 ;
-  wire [3:0] \$249 ;
-  wire \$25 ;
-  wire \$250 ;
-  wire [5:0] \$251 ;
-  wire [5:0] \$252 ;
-  wire \$253 ;
-  wire [5:0] \$254 ;
-  wire [5:0] \$255 ;
-  wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
-  wire \$259 ;
-  wire [4:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
-  wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire \$265 ;
-  wire [5:0] \$266 ;
-  wire [5:0] \$267 ;
-  wire \$268 ;
-  wire [5:0] \$269 ;
-  wire [9:0] \$27 ;
-  wire [5:0] \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire \$278 ;
-  wire \$279 ;
-  wire \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
-  wire \$287 ;
-  wire \$288 ;
-  wire [5:0] \$289 ;
-  wire \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire \$295 ;
-  wire [5:0] \$296 ;
-  wire [6:0] \$297 ;
-  wire \$298 ;
-  wire \$299 ;
-  wire [4:0] \$3 ;
-  wire \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire [4:0] \$309 ;
-  wire \$31 ;
-  wire [5:0] \$310 ;
-  wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
-  wire \$314 ;
-  wire [5:0] \$315 ;
-  wire \$316 ;
-  wire \$317 ;
-  wire \$318 ;
-  wire \$319 ;
-  wire \$32 ;
-  wire \$320 ;
-  wire \$321 ;
-  wire \$322 ;
-  wire \$323 ;
-  wire \$324 ;
-  wire \$325 ;
-  wire \$326 ;
-  wire [4:0] \$327 ;
-  wire [4:0] \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire [4:0] \$333 ;
-  wire [4:0] \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  wire \$337 ;
-  wire \$338 ;
-  wire \$339 ;
-  wire \$34 ;
-  wire [4:0] \$340 ;
-  wire [4:0] \$341 ;
-  wire [5:0] \$342 ;
-  wire [5:0] \$343 ;
-  wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire \$349 ;
-  wire \$35 ;
-  wire [4:0] \$350 ;
-  wire [4:0] \$351 ;
-  wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire [4:0] \$356 ;
-  wire [4:0] \$357 ;
-  wire [5:0] \$358 ;
-  wire \$359 ;
-  wire \$36 ;
-  wire \$360 ;
-  wire \$361 ;
-  wire \$362 ;
-  wire \$363 ;
-  wire \$364 ;
-  wire [9:0] \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire [9:0] \$368 ;
-  wire \$369 ;
-  wire \$37 ;
-  wire \$370 ;
-  wire [9:0] \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire [9:0] \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire [9:0] \$377 ;
-  wire \$378 ;
-  wire \$379 ;
-  wire \$38 ;
-  wire \$380 ;
-  wire \$381 ;
-  wire \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire \$385 ;
-  wire \$386 ;
-  wire \$387 ;
-  wire \$388 ;
-  wire \$389 ;
-  wire \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  wire \$392 ;
-  wire \$393 ;
-  wire \$394 ;
-  wire \$395 ;
-  wire \$396 ;
-  wire \$397 ;
-  wire \$398 ;
-  wire \$399 ;
-  wire [3:0] \$4 ;
-  wire \$40 ;
-  wire \$400 ;
-  wire \$401 ;
-  wire \$402 ;
-  wire \$403 ;
-  wire \$404 ;
-  wire \$405 ;
-  wire \$406 ;
-  wire \$407 ;
-  wire \$408 ;
-  wire \$409 ;
-  wire \$41 ;
-  wire \$410 ;
-  wire \$411 ;
-  wire \$412 ;
-  wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire \$417 ;
-  wire \$418 ;
-  wire \$419 ;
-  wire \$42 ;
-  wire \$420 ;
-  reg [2:0] \$421 ;
-  reg [3:0] \$422 ;
-  reg [2:0] \$423 ;
-  reg [3:0] \$424 ;
-  reg [8:0] \$425 ;
-  reg \$426 ;
-  reg [3:0] \$427 ;
-  reg \$428 ;
-  reg [2:0] \$429 ;
-  wire \$43 ;
-  reg \$430 ;
-  reg \$431 ;
-  reg \$432 ;
-  reg \$433 ;
-  reg [2:0] \$434 ;
-  reg [3:0] \$435 ;
-  reg [2:0] \$436 ;
-  reg [6:0] \$437 ;
-  reg \$438 ;
-  reg [4:0] \$439 ;
-  wire \$44 ;
-  reg [2:0] \$440 ;
-  reg [6:0] \$441 ;
-  reg \$442 ;
-  reg [3:0] \$443 ;
-  reg [4:0] \$444 ;
-  reg [4:0] \$445 ;
-  reg [2:0] \$446 ;
-  reg [6:0] \$447 ;
-  reg [2:0] \$448 ;
-  reg [2:0] \$449 ;
-  wire \$45 ;
-  reg [4:0] \$450 ;
-  reg \$451 ;
-  reg [3:0] \$452 ;
-  reg [4:0] \$453 ;
-  reg \$454 ;
-  reg [3:0] \$455 ;
-  reg \$456 ;
-  reg \$457 ;
-  reg \$458 ;
-  reg \$459 ;
-  wire \$46 ;
-  reg \$460 ;
-  reg \$461 ;
-  reg \$462 ;
-  reg \$463 ;
-  reg \$464 ;
-  wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
-  wire [4:0] \$5 ;
-  wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
-  wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
-  wire \$59 ;
-  wire \$6 ;
-  wire \$60 ;
-  wire \$61 ;
-  wire \$62 ;
-  wire \$63 ;
-  wire [10:0] \$64 ;
-  wire \$65 ;
-  wire [3:0] \$66 ;
-  wire [11:0] \$67 ;
-  wire [10:0] \$68 ;
-  wire \$69 ;
-  wire [3:0] \$7 ;
-  wire [3:0] \$70 ;
-  wire [11:0] \$71 ;
-  wire [10:0] \$72 ;
-  wire \$73 ;
-  wire [3:0] \$74 ;
-  wire [11:0] \$75 ;
-  wire [10:0] \$76 ;
-  wire \$77 ;
-  wire [3:0] \$78 ;
-  wire [11:0] \$79 ;
-  wire [3:0] \$8 ;
-  wire [10:0] \$80 ;
-  wire [11:0] \$81 ;
-  wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire \$85 ;
-  wire [31:0] \$86 ;
-  wire [31:0] \$87 ;
-  wire [31:0] \$88 ;
-  wire [31:0] \$89 ;
-  wire \$9 ;
-  wire [31:0] \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire [31:0] \$95 ;
-  wire [31:0] \$96 ;
-  wire [31:0] \$97 ;
-  wire [31:0] \$98 ;
-  wire [31:0] \$99 ;
-  wire [8:0] \$signature__addr ;
-  wire [8:0] \$signature__addr$16 ;
-  wire [8:0] \$signature__addr$22 ;
-  wire [8:0] \$signature__addr$28 ;
-  wire [8:0] \$signature__addr$34 ;
-  reg [8:0] \$signature__addr$61  = 9'h000;
-  reg [8:0] \$signature__addr$64  = 9'h000;
-  reg [8:0] \$signature__addr$67  = 9'h000;
-  reg [8:0] \$signature__addr$70  = 9'h000;
-  reg [8:0] \$signature__addr$73  = 9'h000;
-  wire [31:0] \$signature__data ;
-  wire [31:0] \$signature__data$111 ;
-  wire [31:0] \$signature__data$112 ;
-  wire [31:0] \$signature__data$113 ;
-  wire [31:0] \$signature__data$114 ;
-  wire [31:0] \$signature__data$115 ;
-  wire [31:0] \$signature__data$18 ;
-  wire [31:0] \$signature__data$24 ;
-  wire [31:0] \$signature__data$30 ;
-  wire [31:0] \$signature__data$36 ;
-  wire \$signature__en ;
-  wire \$signature__en$20 ;
-  wire \$signature__en$26 ;
-  wire \$signature__en$32 ;
-  wire \$signature__en$38 ;
-  wire \$signature__en$63 ;
-  wire \$signature__en$66 ;
-  wire \$signature__en$69 ;
-  wire \$signature__en$72 ;
-  wire \$signature__en$75 ;
-  reg ahead = 1'h0;
-  wire ahead_rows;
-  wire \ahead_rows$80 ;
-  wire avail;
-  reg avail_ok = 1'h0;
-  reg avail_ok_image = 1'h0;
-  reg avail_ok_next = 1'h0;
-  wire avail_q;
-  wire avail_rows;
-  wire avail_step;
-  reg [3:0] base_slot = 4'hc;
-  reg block_dx = 1'h0;
-  reg block_dy = 1'h0;
-  reg [4:0] block_ix0 = 5'h1e;
-  reg [6:0] block_q0c = 7'h78;
-  reg [2:0] block_r0 = 3'h3;
-  reg [2:0] c = 3'h0;
-  wire can_write;
-  wire can_write_q;
-  wire can_write_rows;
-  input clk;
-  wire clk;
-  (* init = 160'h0000000000000000000000000000000000000000 *)
-  wire [159:0] finished;
-  input [31:0] i__payload;
-  wire [31:0] i__payload;
-  wire [31:0] \i__payload$1 ;
-  output i__ready;
-  wire i__ready;
-  wire \i__ready$3 ;
-  input i__valid;
-  wire i__valid;
-  wire \i__valid$5 ;
-  reg [3:0] img_slot = 4'h0;
-  wire inp_valid_rows;
-  reg [4:0] ix0 = 5'h1e;
-  reg [4:0] iy = 5'h1e;
-  reg [2:0] ky = 3'h0;
-  reg [4:0] low = 5'h1e;
-  output [159:0] o__payload;
-  wire [159:0] o__payload;
-  wire [31:0] \o__payload$150 ;
-  wire [159:0] \o__payload$46 ;
-  wire o__ready;
-  input \o__ready$47 ;
-  wire \o__ready$47 ;
-  wire \o__ready$48 ;
-  wire o__valid;
-  output \o__valid$49 ;
-  wire \o__valid$49 ;
-  wire \o__valid$50 ;
-  reg [2:0] ox = 3'h0;
-  reg [2:0] oy = 3'h0;
-  reg [4:0] pads = 5'h00;
-  reg [4:0] pads_a = 5'h00;
-  reg [4:0] pix_low = 5'h1e;
-  reg [3:0] pix_slot = 4'hc;
-  reg [6:0] q0c = 7'h78;
-  reg [6:0] qc = 7'h78;
-  reg [2:0] r0 = 3'h3;
-  (* init = 9'h000 *)
-  wire [8:0] r_addr0;
-  (* init = 9'h000 *)
-  wire [8:0] r_addr1;
-  (* init = 9'h000 *)
-  wire [8:0] r_addr2;
-  (* init = 9'h000 *)
-  wire [8:0] r_addr3;
-  (* init = 9'h000 *)
-  wire [8:0] r_addr4;
-  reg r_done = 1'h0;
-  reg r_end_d = 1'h0;
-  reg r_last = 1'h0;
-  reg read_credits_returned = 1'h0;
-  wire read_credits_room;
-  wire read_credits_room_next;
-  wire read_credits_room_q;
-  reg [2:0] read_credits_space = 3'h7;
-  reg [179:0] read_data = 180'h000000000000000000000000000000000000000000000;
-  reg read_v1 = 1'h0;
-  reg read_v2 = 1'h0;
-  reg read_v3 = 1'h0;
-  (* init = 1'h0 *)
-  wire read_v4;
-  reg room_ok = 1'h1;
-  reg room_ok_next = 1'h1;
-  wire room_rows;
-  wire room_step;
-  wire [2:0] rot0;
-  wire [2:0] rot1;
-  wire [2:0] rot2;
-  wire [2:0] rot3;
-  wire [2:0] rot4;
-  reg [2:0] rot_a = 3'h0;
-  reg [3:0] row_slot = 4'hc;
-  reg [8:0] row_words;
-  input rst_conv2_window;
-  wire rst_conv2_window;
-  wire [2:0] space_next;
-  reg [3:0] step_base_slot = 4'hc;
-  reg [3:0] step_img_slot = 4'h0;
-  reg [3:0] step_next_slot = 4'hc;
-  wire switch;
-  reg switch_d = 1'h0;
-  wire take;
-  wire take_rows;
-  wire take_step;
-  wire valid_next;
-  wire [8:0] w_addr0_q;
-  wire [8:0] w_addr1_q;
-  wire [8:0] w_addr2_q;
-  wire [8:0] w_addr3_q;
-  wire [8:0] w_addr4_q;
-  reg [2:0] w_b = 3'h0;
-  reg [2:0] w_c = 3'h0;
-  reg [159:0] w_data = 160'h0000000000000000000000000000000000000000;
-  wire [31:0] w_data0_q;
-  wire [31:0] w_data1_q;
-  wire [31:0] w_data2_q;
-  wire [31:0] w_data3_q;
-  wire [31:0] w_data4_q;
-  reg w_en = 1'h0;
-  wire w_en0_q;
-  wire w_en1_q;
-  wire w_en2_q;
-  wire w_en3_q;
-  wire w_en4_q;
-  reg w_end_d = 1'h0;
-  reg [8:0] w_grp = 9'h000;
-  reg w_last = 1'h0;
-  reg [3:0] w_row = 4'h0;
-  reg [8:0] w_row_words;
-  reg [3:0] w_slot = 4'h0;
-  reg [3:0] w_x = 4'h0;
-  wire write;
-  wire write_rows;
-  (* no_rw_check = 32'd1 *)
-  (* ram_style = "block" *)
-  reg [31:0] bank0 [335:0];
-  initial begin
-    bank0[0] = 32'd0;
-    bank0[1] = 32'd0;
-    bank0[2] = 32'd0;
-    bank0[3] = 32'd0;
-    bank0[4] = 32'd0;
-    bank0[5] = 32'd0;
-    bank0[6] = 32'd0;
-    bank0[7] = 32'd0;
-    bank0[8] = 32'd0;
-    bank0[9] = 32'd0;
-    bank0[10] = 32'd0;
-    bank0[11] = 32'd0;
-    bank0[12] = 32'd0;
-    bank0[13] = 32'd0;
-    bank0[14] = 32'd0;
-    bank0[15] = 32'd0;
-    bank0[16] = 32'd0;
-    bank0[17] = 32'd0;
-    bank0[18] = 32'd0;
-    bank0[19] = 32'd0;
-    bank0[20] = 32'd0;
-    bank0[21] = 32'd0;
-    bank0[22] = 32'd0;
-    bank0[23] = 32'd0;
-    bank0[24] = 32'd0;
-    bank0[25] = 32'd0;
-    bank0[26] = 32'd0;
-    bank0[27] = 32'd0;
-    bank0[28] = 32'd0;
-    bank0[29] = 32'd0;
-    bank0[30] = 32'd0;
-    bank0[31] = 32'd0;
-    bank0[32] = 32'd0;
-    bank0[33] = 32'd0;
-    bank0[34] = 32'd0;
-    bank0[35] = 32'd0;
-    bank0[36] = 32'd0;
-    bank0[37] = 32'd0;
-    bank0[38] = 32'd0;
-    bank0[39] = 32'd0;
-    bank0[40] = 32'd0;
-    bank0[41] = 32'd0;
-    bank0[42] = 32'd0;
-    bank0[43] = 32'd0;
-    bank0[44] = 32'd0;
-    bank0[45] = 32'd0;
-    bank0[46] = 32'd0;
-    bank0[47] = 32'd0;
-    bank0[48] = 32'd0;
-    bank0[49] = 32'd0;
-    bank0[50] = 32'd0;
-    bank0[51] = 32'd0;
-    bank0[52] = 32'd0;
-    bank0[53] = 32'd0;
-    bank0[54] = 32'd0;
-    bank0[55] = 32'd0;
-    bank0[56] = 32'd0;
-    bank0[57] = 32'd0;
-    bank0[58] = 32'd0;
-    bank0[59] = 32'd0;
-    bank0[60] = 32'd0;
-    bank0[61] = 32'd0;
-    bank0[62] = 32'd0;
-    bank0[63] = 32'd0;
-    bank0[64] = 32'd0;
-    bank0[65] = 32'd0;
-    bank0[66] = 32'd0;
-    bank0[67] = 32'd0;
-    bank0[68] = 32'd0;
-    bank0[69] = 32'd0;
-    bank0[70] = 32'd0;
-    bank0[71] = 32'd0;
-    bank0[72] = 32'd0;
-    bank0[73] = 32'd0;
-    bank0[74] = 32'd0;
-    bank0[75] = 32'd0;
-    bank0[76] = 32'd0;
-    bank0[77] = 32'd0;
-    bank0[78] = 32'd0;
-    bank0[79] = 32'd0;
-    bank0[80] = 32'd0;
-    bank0[81] = 32'd0;
-    bank0[82] = 32'd0;
-    bank0[83] = 32'd0;
-    bank0[84] = 32'd0;
-    bank0[85] = 32'd0;
-    bank0[86] = 32'd0;
-    bank0[87] = 32'd0;
-    bank0[88] = 32'd0;
-    bank0[89] = 32'd0;
-    bank0[90] = 32'd0;
-    bank0[91] = 32'd0;
-    bank0[92] = 32'd0;
-    bank0[93] = 32'd0;
-    bank0[94] = 32'd0;
-    bank0[95] = 32'd0;
-    bank0[96] = 32'd0;
-    bank0[97] = 32'd0;
-    bank0[98] = 32'd0;
-    bank0[99] = 32'd0;
-    bank0[100] = 32'd0;
-    bank0[101] = 32'd0;
-    bank0[102] = 32'd0;
-    bank0[103] = 32'd0;
-    bank0[104] = 32'd0;
-    bank0[105] = 32'd0;
-    bank0[106] = 32'd0;
-    bank0[107] = 32'd0;
-    bank0[108] = 32'd0;
-    bank0[109] = 32'd0;
-    bank0[110] = 32'd0;
-    bank0[111] = 32'd0;
-    bank0[112] = 32'd0;
-    bank0[113] = 32'd0;
-    bank0[114] = 32'd0;
-    bank0[115] = 32'd0;
-    bank0[116] = 32'd0;
-    bank0[117] = 32'd0;
-    bank0[118] = 32'd0;
-    bank0[119] = 32'd0;
-    bank0[120] = 32'd0;
-    bank0[121] = 32'd0;
-    bank0[122] = 32'd0;
-    bank0[123] = 32'd0;
-    bank0[124] = 32'd0;
-    bank0[125] = 32'd0;
-    bank0[126] = 32'd0;
-    bank0[127] = 32'd0;
-    bank0[128] = 32'd0;
-    bank0[129] = 32'd0;
-    bank0[130] = 32'd0;
-    bank0[131] = 32'd0;
-    bank0[132] = 32'd0;
-    bank0[133] = 32'd0;
-    bank0[134] = 32'd0;
-    bank0[135] = 32'd0;
-    bank0[136] = 32'd0;
-    bank0[137] = 32'd0;
-    bank0[138] = 32'd0;
-    bank0[139] = 32'd0;
-    bank0[140] = 32'd0;
-    bank0[141] = 32'd0;
-    bank0[142] = 32'd0;
-    bank0[143] = 32'd0;
-    bank0[144] = 32'd0;
-    bank0[145] = 32'd0;
-    bank0[146] = 32'd0;
-    bank0[147] = 32'd0;
-    bank0[148] = 32'd0;
-    bank0[149] = 32'd0;
-    bank0[150] = 32'd0;
-    bank0[151] = 32'd0;
-    bank0[152] = 32'd0;
-    bank0[153] = 32'd0;
-    bank0[154] = 32'd0;
-    bank0[155] = 32'd0;
-    bank0[156] = 32'd0;
-    bank0[157] = 32'd0;
-    bank0[158] = 32'd0;
-    bank0[159] = 32'd0;
-    bank0[160] = 32'd0;
-    bank0[161] = 32'd0;
-    bank0[162] = 32'd0;
-    bank0[163] = 32'd0;
-    bank0[164] = 32'd0;
-    bank0[165] = 32'd0;
-    bank0[166] = 32'd0;
-    bank0[167] = 32'd0;
-    bank0[168] = 32'd0;
-    bank0[169] = 32'd0;
-    bank0[170] = 32'd0;
-    bank0[171] = 32'd0;
-    bank0[172] = 32'd0;
-    bank0[173] = 32'd0;
-    bank0[174] = 32'd0;
-    bank0[175] = 32'd0;
-    bank0[176] = 32'd0;
-    bank0[177] = 32'd0;
-    bank0[178] = 32'd0;
-    bank0[179] = 32'd0;
-    bank0[180] = 32'd0;
-    bank0[181] = 32'd0;
-    bank0[182] = 32'd0;
-    bank0[183] = 32'd0;
-    bank0[184] = 32'd0;
-    bank0[185] = 32'd0;
-    bank0[186] = 32'd0;
-    bank0[187] = 32'd0;
-    bank0[188] = 32'd0;
-    bank0[189] = 32'd0;
-    bank0[190] = 32'd0;
-    bank0[191] = 32'd0;
-    bank0[192] = 32'd0;
-    bank0[193] = 32'd0;
-    bank0[194] = 32'd0;
-    bank0[195] = 32'd0;
-    bank0[196] = 32'd0;
-    bank0[197] = 32'd0;
-    bank0[198] = 32'd0;
-    bank0[199] = 32'd0;
-    bank0[200] = 32'd0;
-    bank0[201] = 32'd0;
-    bank0[202] = 32'd0;
-    bank0[203] = 32'd0;
-    bank0[204] = 32'd0;
-    bank0[205] = 32'd0;
-    bank0[206] = 32'd0;
-    bank0[207] = 32'd0;
-    bank0[208] = 32'd0;
-    bank0[209] = 32'd0;
-    bank0[210] = 32'd0;
-    bank0[211] = 32'd0;
-    bank0[212] = 32'd0;
-    bank0[213] = 32'd0;
-    bank0[214] = 32'd0;
-    bank0[215] = 32'd0;
-    bank0[216] = 32'd0;
-    bank0[217] = 32'd0;
-    bank0[218] = 32'd0;
-    bank0[219] = 32'd0;
-    bank0[220] = 32'd0;
-    bank0[221] = 32'd0;
-    bank0[222] = 32'd0;
-    bank0[223] = 32'd0;
-    bank0[224] = 32'd0;
-    bank0[225] = 32'd0;
-    bank0[226] = 32'd0;
-    bank0[227] = 32'd0;
-    bank0[228] = 32'd0;
-    bank0[229] = 32'd0;
-    bank0[230] = 32'd0;
-    bank0[231] = 32'd0;
-    bank0[232] = 32'd0;
-    bank0[233] = 32'd0;
-    bank0[234] = 32'd0;
-    bank0[235] = 32'd0;
-    bank0[236] = 32'd0;
-    bank0[237] = 32'd0;
-    bank0[238] = 32'd0;
-    bank0[239] = 32'd0;
-    bank0[240] = 32'd0;
-    bank0[241] = 32'd0;
-    bank0[242] = 32'd0;
-    bank0[243] = 32'd0;
-    bank0[244] = 32'd0;
-    bank0[245] = 32'd0;
-    bank0[246] = 32'd0;
-    bank0[247] = 32'd0;
-    bank0[248] = 32'd0;
-    bank0[249] = 32'd0;
-    bank0[250] = 32'd0;
-    bank0[251] = 32'd0;
-    bank0[252] = 32'd0;
-    bank0[253] = 32'd0;
-    bank0[254] = 32'd0;
-    bank0[255] = 32'd0;
-    bank0[256] = 32'd0;
-    bank0[257] = 32'd0;
-    bank0[258] = 32'd0;
-    bank0[259] = 32'd0;
-    bank0[260] = 32'd0;
-    bank0[261] = 32'd0;
-    bank0[262] = 32'd0;
-    bank0[263] = 32'd0;
-    bank0[264] = 32'd0;
-    bank0[265] = 32'd0;
-    bank0[266] = 32'd0;
-    bank0[267] = 32'd0;
-    bank0[268] = 32'd0;
-    bank0[269] = 32'd0;
-    bank0[270] = 32'd0;
-    bank0[271] = 32'd0;
-    bank0[272] = 32'd0;
-    bank0[273] = 32'd0;
-    bank0[274] = 32'd0;
-    bank0[275] = 32'd0;
-    bank0[276] = 32'd0;
-    bank0[277] = 32'd0;
-    bank0[278] = 32'd0;
-    bank0[279] = 32'd0;
-    bank0[280] = 32'd0;
-    bank0[281] = 32'd0;
-    bank0[282] = 32'd0;
-    bank0[283] = 32'd0;
-    bank0[284] = 32'd0;
-    bank0[285] = 32'd0;
-    bank0[286] = 32'd0;
-    bank0[287] = 32'd0;
-    bank0[288] = 32'd0;
-    bank0[289] = 32'd0;
-    bank0[290] = 32'd0;
-    bank0[291] = 32'd0;
-    bank0[292] = 32'd0;
-    bank0[293] = 32'd0;
-    bank0[294] = 32'd0;
-    bank0[295] = 32'd0;
-    bank0[296] = 32'd0;
-    bank0[297] = 32'd0;
-    bank0[298] = 32'd0;
-    bank0[299] = 32'd0;
-    bank0[300] = 32'd0;
-    bank0[301] = 32'd0;
-    bank0[302] = 32'd0;
-    bank0[303] = 32'd0;
-    bank0[304] = 32'd0;
-    bank0[305] = 32'd0;
-    bank0[306] = 32'd0;
-    bank0[307] = 32'd0;
-    bank0[308] = 32'd0;
-    bank0[309] = 32'd0;
-    bank0[310] = 32'd0;
-    bank0[311] = 32'd0;
-    bank0[312] = 32'd0;
-    bank0[313] = 32'd0;
-    bank0[314] = 32'd0;
-    bank0[315] = 32'd0;
-    bank0[316] = 32'd0;
-    bank0[317] = 32'd0;
-    bank0[318] = 32'd0;
-    bank0[319] = 32'd0;
-    bank0[320] = 32'd0;
-    bank0[321] = 32'd0;
-    bank0[322] = 32'd0;
-    bank0[323] = 32'd0;
-    bank0[324] = 32'd0;
-    bank0[325] = 32'd0;
-    bank0[326] = 32'd0;
-    bank0[327] = 32'd0;
-    bank0[328] = 32'd0;
-    bank0[329] = 32'd0;
-    bank0[330] = 32'd0;
-    bank0[331] = 32'd0;
-    bank0[332] = 32'd0;
-    bank0[333] = 32'd0;
-    bank0[334] = 32'd0;
-    bank0[335] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en )
-      bank0[\$signature__addr ] <= \$signature__data ;
-  end
-  reg [31:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= bank0[\$signature__addr$61 ];
-  end
-  assign \$signature__data$111  = _0_;
-  (* no_rw_check = 32'd1 *)
-  (* ram_style = "block" *)
-  reg [31:0] bank1 [335:0];
-  initial begin
-    bank1[0] = 32'd0;
-    bank1[1] = 32'd0;
-    bank1[2] = 32'd0;
-    bank1[3] = 32'd0;
-    bank1[4] = 32'd0;
-    bank1[5] = 32'd0;
-    bank1[6] = 32'd0;
-    bank1[7] = 32'd0;
-    bank1[8] = 32'd0;
-    bank1[9] = 32'd0;
-    bank1[10] = 32'd0;
-    bank1[11] = 32'd0;
-    bank1[12] = 32'd0;
-    bank1[13] = 32'd0;
-    bank1[14] = 32'd0;
-    bank1[15] = 32'd0;
-    bank1[16] = 32'd0;
-    bank1[17] = 32'd0;
-    bank1[18] = 32'd0;
-    bank1[19] = 32'd0;
-    bank1[20] = 32'd0;
-    bank1[21] = 32'd0;
-    bank1[22] = 32'd0;
-    bank1[23] = 32'd0;
-    bank1[24] = 32'd0;
-    bank1[25] = 32'd0;
-    bank1[26] = 32'd0;
-    bank1[27] = 32'd0;
-    bank1[28] = 32'd0;
-    bank1[29] = 32'd0;
-    bank1[30] = 32'd0;
-    bank1[31] = 32'd0;
-    bank1[32] = 32'd0;
-    bank1[33] = 32'd0;
-    bank1[34] = 32'd0;
-    bank1[35] = 32'd0;
-    bank1[36] = 32'd0;
-    bank1[37] = 32'd0;
-    bank1[38] = 32'd0;
-    bank1[39] = 32'd0;
-    bank1[40] = 32'd0;
-    bank1[41] = 32'd0;
-    bank1[42] = 32'd0;
-    bank1[43] = 32'd0;
-    bank1[44] = 32'd0;
-    bank1[45] = 32'd0;
-    bank1[46] = 32'd0;
-    bank1[47] = 32'd0;
-    bank1[48] = 32'd0;
-    bank1[49] = 32'd0;
-    bank1[50] = 32'd0;
-    bank1[51] = 32'd0;
-    bank1[52] = 32'd0;
-    bank1[53] = 32'd0;
-    bank1[54] = 32'd0;
-    bank1[55] = 32'd0;
-    bank1[56] = 32'd0;
-    bank1[57] = 32'd0;
-    bank1[58] = 32'd0;
-    bank1[59] = 32'd0;
-    bank1[60] = 32'd0;
-    bank1[61] = 32'd0;
-    bank1[62] = 32'd0;
-    bank1[63] = 32'd0;
-    bank1[64] = 32'd0;
-    bank1[65] = 32'd0;
-    bank1[66] = 32'd0;
-    bank1[67] = 32'd0;
-    bank1[68] = 32'd0;
-    bank1[69] = 32'd0;
-    bank1[70] = 32'd0;
-    bank1[71] = 32'd0;
-    bank1[72] = 32'd0;
-    bank1[73] = 32'd0;
-    bank1[74] = 32'd0;
-    bank1[75] = 32'd0;
-    bank1[76] = 32'd0;
-    bank1[77] = 32'd0;
-    bank1[78] = 32'd0;
-    bank1[79] = 32'd0;
-    bank1[80] = 32'd0;
-    bank1[81] = 32'd0;
-    bank1[82] = 32'd0;
-    bank1[83] = 32'd0;
-    bank1[84] = 32'd0;
-    bank1[85] = 32'd0;
-    bank1[86] = 32'd0;
-    bank1[87] = 32'd0;
-    bank1[88] = 32'd0;
-    bank1[89] = 32'd0;
-    bank1[90] = 32'd0;
-    bank1[91] = 32'd0;
-    bank1[92] = 32'd0;
-    bank1[93] = 32'd0;
-    bank1[94] = 32'd0;
-    bank1[95] = 32'd0;
-    bank1[96] = 32'd0;
-    bank1[97] = 32'd0;
-    bank1[98] = 32'd0;
-    bank1[99] = 32'd0;
-    bank1[100] = 32'd0;
-    bank1[101] = 32'd0;
-    bank1[102] = 32'd0;
-    bank1[103] = 32'd0;
-    bank1[104] = 32'd0;
-    bank1[105] = 32'd0;
-    bank1[106] = 32'd0;
-    bank1[107] = 32'd0;
-    bank1[108] = 32'd0;
-    bank1[109] = 32'd0;
-    bank1[110] = 32'd0;
-    bank1[111] = 32'd0;
-    bank1[112] = 32'd0;
-    bank1[113] = 32'd0;
-    bank1[114] = 32'd0;
-    bank1[115] = 32'd0;
-    bank1[116] = 32'd0;
-    bank1[117] = 32'd0;
-    bank1[118] = 32'd0;
-    bank1[119] = 32'd0;
-    bank1[120] = 32'd0;
-    bank1[121] = 32'd0;
-    bank1[122] = 32'd0;
-    bank1[123] = 32'd0;
-    bank1[124] = 32'd0;
-    bank1[125] = 32'd0;
-    bank1[126] = 32'd0;
-    bank1[127] = 32'd0;
-    bank1[128] = 32'd0;
-    bank1[129] = 32'd0;
-    bank1[130] = 32'd0;
-    bank1[131] = 32'd0;
-    bank1[132] = 32'd0;
-    bank1[133] = 32'd0;
-    bank1[134] = 32'd0;
-    bank1[135] = 32'd0;
-    bank1[136] = 32'd0;
-    bank1[137] = 32'd0;
-    bank1[138] = 32'd0;
-    bank1[139] = 32'd0;
-    bank1[140] = 32'd0;
-    bank1[141] = 32'd0;
-    bank1[142] = 32'd0;
-    bank1[143] = 32'd0;
-    bank1[144] = 32'd0;
-    bank1[145] = 32'd0;
-    bank1[146] = 32'd0;
-    bank1[147] = 32'd0;
-    bank1[148] = 32'd0;
-    bank1[149] = 32'd0;
-    bank1[150] = 32'd0;
-    bank1[151] = 32'd0;
-    bank1[152] = 32'd0;
-    bank1[153] = 32'd0;
-    bank1[154] = 32'd0;
-    bank1[155] = 32'd0;
-    bank1[156] = 32'd0;
-    bank1[157] = 32'd0;
-    bank1[158] = 32'd0;
-    bank1[159] = 32'd0;
-    bank1[160] = 32'd0;
-    bank1[161] = 32'd0;
-    bank1[162] = 32'd0;
-    bank1[163] = 32'd0;
-    bank1[164] = 32'd0;
-    bank1[165] = 32'd0;
-    bank1[166] = 32'd0;
-    bank1[167] = 32'd0;
-    bank1[168] = 32'd0;
-    bank1[169] = 32'd0;
-    bank1[170] = 32'd0;
-    bank1[171] = 32'd0;
-    bank1[172] = 32'd0;
-    bank1[173] = 32'd0;
-    bank1[174] = 32'd0;
-    bank1[175] = 32'd0;
-    bank1[176] = 32'd0;
-    bank1[177] = 32'd0;
-    bank1[178] = 32'd0;
-    bank1[179] = 32'd0;
-    bank1[180] = 32'd0;
-    bank1[181] = 32'd0;
-    bank1[182] = 32'd0;
-    bank1[183] = 32'd0;
-    bank1[184] = 32'd0;
-    bank1[185] = 32'd0;
-    bank1[186] = 32'd0;
-    bank1[187] = 32'd0;
-    bank1[188] = 32'd0;
-    bank1[189] = 32'd0;
-    bank1[190] = 32'd0;
-    bank1[191] = 32'd0;
-    bank1[192] = 32'd0;
-    bank1[193] = 32'd0;
-    bank1[194] = 32'd0;
-    bank1[195] = 32'd0;
-    bank1[196] = 32'd0;
-    bank1[197] = 32'd0;
-    bank1[198] = 32'd0;
-    bank1[199] = 32'd0;
-    bank1[200] = 32'd0;
-    bank1[201] = 32'd0;
-    bank1[202] = 32'd0;
-    bank1[203] = 32'd0;
-    bank1[204] = 32'd0;
-    bank1[205] = 32'd0;
-    bank1[206] = 32'd0;
-    bank1[207] = 32'd0;
-    bank1[208] = 32'd0;
-    bank1[209] = 32'd0;
-    bank1[210] = 32'd0;
-    bank1[211] = 32'd0;
-    bank1[212] = 32'd0;
-    bank1[213] = 32'd0;
-    bank1[214] = 32'd0;
-    bank1[215] = 32'd0;
-    bank1[216] = 32'd0;
-    bank1[217] = 32'd0;
-    bank1[218] = 32'd0;
-    bank1[219] = 32'd0;
-    bank1[220] = 32'd0;
-    bank1[221] = 32'd0;
-    bank1[222] = 32'd0;
-    bank1[223] = 32'd0;
-    bank1[224] = 32'd0;
-    bank1[225] = 32'd0;
-    bank1[226] = 32'd0;
-    bank1[227] = 32'd0;
-    bank1[228] = 32'd0;
-    bank1[229] = 32'd0;
-    bank1[230] = 32'd0;
-    bank1[231] = 32'd0;
-    bank1[232] = 32'd0;
-    bank1[233] = 32'd0;
-    bank1[234] = 32'd0;
-    bank1[235] = 32'd0;
-    bank1[236] = 32'd0;
-    bank1[237] = 32'd0;
-    bank1[238] = 32'd0;
-    bank1[239] = 32'd0;
-    bank1[240] = 32'd0;
-    bank1[241] = 32'd0;
-    bank1[242] = 32'd0;
-    bank1[243] = 32'd0;
-    bank1[244] = 32'd0;
-    bank1[245] = 32'd0;
-    bank1[246] = 32'd0;
-    bank1[247] = 32'd0;
-    bank1[248] = 32'd0;
-    bank1[249] = 32'd0;
-    bank1[250] = 32'd0;
-    bank1[251] = 32'd0;
-    bank1[252] = 32'd0;
-    bank1[253] = 32'd0;
-    bank1[254] = 32'd0;
-    bank1[255] = 32'd0;
-    bank1[256] = 32'd0;
-    bank1[257] = 32'd0;
-    bank1[258] = 32'd0;
-    bank1[259] = 32'd0;
-    bank1[260] = 32'd0;
-    bank1[261] = 32'd0;
-    bank1[262] = 32'd0;
-    bank1[263] = 32'd0;
-    bank1[264] = 32'd0;
-    bank1[265] = 32'd0;
-    bank1[266] = 32'd0;
-    bank1[267] = 32'd0;
-    bank1[268] = 32'd0;
-    bank1[269] = 32'd0;
-    bank1[270] = 32'd0;
-    bank1[271] = 32'd0;
-    bank1[272] = 32'd0;
-    bank1[273] = 32'd0;
-    bank1[274] = 32'd0;
-    bank1[275] = 32'd0;
-    bank1[276] = 32'd0;
-    bank1[277] = 32'd0;
-    bank1[278] = 32'd0;
-    bank1[279] = 32'd0;
-    bank1[280] = 32'd0;
-    bank1[281] = 32'd0;
-    bank1[282] = 32'd0;
-    bank1[283] = 32'd0;
-    bank1[284] = 32'd0;
-    bank1[285] = 32'd0;
-    bank1[286] = 32'd0;
-    bank1[287] = 32'd0;
-    bank1[288] = 32'd0;
-    bank1[289] = 32'd0;
-    bank1[290] = 32'd0;
-    bank1[291] = 32'd0;
-    bank1[292] = 32'd0;
-    bank1[293] = 32'd0;
-    bank1[294] = 32'd0;
-    bank1[295] = 32'd0;
-    bank1[296] = 32'd0;
-    bank1[297] = 32'd0;
-    bank1[298] = 32'd0;
-    bank1[299] = 32'd0;
-    bank1[300] = 32'd0;
-    bank1[301] = 32'd0;
-    bank1[302] = 32'd0;
-    bank1[303] = 32'd0;
-    bank1[304] = 32'd0;
-    bank1[305] = 32'd0;
-    bank1[306] = 32'd0;
-    bank1[307] = 32'd0;
-    bank1[308] = 32'd0;
-    bank1[309] = 32'd0;
-    bank1[310] = 32'd0;
-    bank1[311] = 32'd0;
-    bank1[312] = 32'd0;
-    bank1[313] = 32'd0;
-    bank1[314] = 32'd0;
-    bank1[315] = 32'd0;
-    bank1[316] = 32'd0;
-    bank1[317] = 32'd0;
-    bank1[318] = 32'd0;
-    bank1[319] = 32'd0;
-    bank1[320] = 32'd0;
-    bank1[321] = 32'd0;
-    bank1[322] = 32'd0;
-    bank1[323] = 32'd0;
-    bank1[324] = 32'd0;
-    bank1[325] = 32'd0;
-    bank1[326] = 32'd0;
-    bank1[327] = 32'd0;
-    bank1[328] = 32'd0;
-    bank1[329] = 32'd0;
-    bank1[330] = 32'd0;
-    bank1[331] = 32'd0;
-    bank1[332] = 32'd0;
-    bank1[333] = 32'd0;
-    bank1[334] = 32'd0;
-    bank1[335] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$20 )
-      bank1[\$signature__addr$16 ] <= \$signature__data$18 ;
-  end
-  reg [31:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= bank1[\$signature__addr$64 ];
-  end
-  assign \$signature__data$112  = _1_;
-  (* no_rw_check = 32'd1 *)
-  (* ram_style = "block" *)
-  reg [31:0] bank2 [335:0];
-  initial begin
-    bank2[0] = 32'd0;
-    bank2[1] = 32'd0;
-    bank2[2] = 32'd0;
-    bank2[3] = 32'd0;
-    bank2[4] = 32'd0;
-    bank2[5] = 32'd0;
-    bank2[6] = 32'd0;
-    bank2[7] = 32'd0;
-    bank2[8] = 32'd0;
-    bank2[9] = 32'd0;
-    bank2[10] = 32'd0;
-    bank2[11] = 32'd0;
-    bank2[12] = 32'd0;
-    bank2[13] = 32'd0;
-    bank2[14] = 32'd0;
-    bank2[15] = 32'd0;
-    bank2[16] = 32'd0;
-    bank2[17] = 32'd0;
-    bank2[18] = 32'd0;
-    bank2[19] = 32'd0;
-    bank2[20] = 32'd0;
-    bank2[21] = 32'd0;
-    bank2[22] = 32'd0;
-    bank2[23] = 32'd0;
-    bank2[24] = 32'd0;
-    bank2[25] = 32'd0;
-    bank2[26] = 32'd0;
-    bank2[27] = 32'd0;
-    bank2[28] = 32'd0;
-    bank2[29] = 32'd0;
-    bank2[30] = 32'd0;
-    bank2[31] = 32'd0;
-    bank2[32] = 32'd0;
-    bank2[33] = 32'd0;
-    bank2[34] = 32'd0;
-    bank2[35] = 32'd0;
-    bank2[36] = 32'd0;
-    bank2[37] = 32'd0;
-    bank2[38] = 32'd0;
-    bank2[39] = 32'd0;
-    bank2[40] = 32'd0;
-    bank2[41] = 32'd0;
-    bank2[42] = 32'd0;
-    bank2[43] = 32'd0;
-    bank2[44] = 32'd0;
-    bank2[45] = 32'd0;
-    bank2[46] = 32'd0;
-    bank2[47] = 32'd0;
-    bank2[48] = 32'd0;
-    bank2[49] = 32'd0;
-    bank2[50] = 32'd0;
-    bank2[51] = 32'd0;
-    bank2[52] = 32'd0;
-    bank2[53] = 32'd0;
-    bank2[54] = 32'd0;
-    bank2[55] = 32'd0;
-    bank2[56] = 32'd0;
-    bank2[57] = 32'd0;
-    bank2[58] = 32'd0;
-    bank2[59] = 32'd0;
-    bank2[60] = 32'd0;
-    bank2[61] = 32'd0;
-    bank2[62] = 32'd0;
-    bank2[63] = 32'd0;
-    bank2[64] = 32'd0;
-    bank2[65] = 32'd0;
-    bank2[66] = 32'd0;
-    bank2[67] = 32'd0;
-    bank2[68] = 32'd0;
-    bank2[69] = 32'd0;
-    bank2[70] = 32'd0;
-    bank2[71] = 32'd0;
-    bank2[72] = 32'd0;
-    bank2[73] = 32'd0;
-    bank2[74] = 32'd0;
-    bank2[75] = 32'd0;
-    bank2[76] = 32'd0;
-    bank2[77] = 32'd0;
-    bank2[78] = 32'd0;
-    bank2[79] = 32'd0;
-    bank2[80] = 32'd0;
-    bank2[81] = 32'd0;
-    bank2[82] = 32'd0;
-    bank2[83] = 32'd0;
-    bank2[84] = 32'd0;
-    bank2[85] = 32'd0;
-    bank2[86] = 32'd0;
-    bank2[87] = 32'd0;
-    bank2[88] = 32'd0;
-    bank2[89] = 32'd0;
-    bank2[90] = 32'd0;
-    bank2[91] = 32'd0;
-    bank2[92] = 32'd0;
-    bank2[93] = 32'd0;
-    bank2[94] = 32'd0;
-    bank2[95] = 32'd0;
-    bank2[96] = 32'd0;
-    bank2[97] = 32'd0;
-    bank2[98] = 32'd0;
-    bank2[99] = 32'd0;
-    bank2[100] = 32'd0;
-    bank2[101] = 32'd0;
-    bank2[102] = 32'd0;
-    bank2[103] = 32'd0;
-    bank2[104] = 32'd0;
-    bank2[105] = 32'd0;
-    bank2[106] = 32'd0;
-    bank2[107] = 32'd0;
-    bank2[108] = 32'd0;
-    bank2[109] = 32'd0;
-    bank2[110] = 32'd0;
-    bank2[111] = 32'd0;
-    bank2[112] = 32'd0;
-    bank2[113] = 32'd0;
-    bank2[114] = 32'd0;
-    bank2[115] = 32'd0;
-    bank2[116] = 32'd0;
-    bank2[117] = 32'd0;
-    bank2[118] = 32'd0;
-    bank2[119] = 32'd0;
-    bank2[120] = 32'd0;
-    bank2[121] = 32'd0;
-    bank2[122] = 32'd0;
-    bank2[123] = 32'd0;
-    bank2[124] = 32'd0;
-    bank2[125] = 32'd0;
-    bank2[126] = 32'd0;
-    bank2[127] = 32'd0;
-    bank2[128] = 32'd0;
-    bank2[129] = 32'd0;
-    bank2[130] = 32'd0;
-    bank2[131] = 32'd0;
-    bank2[132] = 32'd0;
-    bank2[133] = 32'd0;
-    bank2[134] = 32'd0;
-    bank2[135] = 32'd0;
-    bank2[136] = 32'd0;
-    bank2[137] = 32'd0;
-    bank2[138] = 32'd0;
-    bank2[139] = 32'd0;
-    bank2[140] = 32'd0;
-    bank2[141] = 32'd0;
-    bank2[142] = 32'd0;
-    bank2[143] = 32'd0;
-    bank2[144] = 32'd0;
-    bank2[145] = 32'd0;
-    bank2[146] = 32'd0;
-    bank2[147] = 32'd0;
-    bank2[148] = 32'd0;
-    bank2[149] = 32'd0;
-    bank2[150] = 32'd0;
-    bank2[151] = 32'd0;
-    bank2[152] = 32'd0;
-    bank2[153] = 32'd0;
-    bank2[154] = 32'd0;
-    bank2[155] = 32'd0;
-    bank2[156] = 32'd0;
-    bank2[157] = 32'd0;
-    bank2[158] = 32'd0;
-    bank2[159] = 32'd0;
-    bank2[160] = 32'd0;
-    bank2[161] = 32'd0;
-    bank2[162] = 32'd0;
-    bank2[163] = 32'd0;
-    bank2[164] = 32'd0;
-    bank2[165] = 32'd0;
-    bank2[166] = 32'd0;
-    bank2[167] = 32'd0;
-    bank2[168] = 32'd0;
-    bank2[169] = 32'd0;
-    bank2[170] = 32'd0;
-    bank2[171] = 32'd0;
-    bank2[172] = 32'd0;
-    bank2[173] = 32'd0;
-    bank2[174] = 32'd0;
-    bank2[175] = 32'd0;
-    bank2[176] = 32'd0;
-    bank2[177] = 32'd0;
-    bank2[178] = 32'd0;
-    bank2[179] = 32'd0;
-    bank2[180] = 32'd0;
-    bank2[181] = 32'd0;
-    bank2[182] = 32'd0;
-    bank2[183] = 32'd0;
-    bank2[184] = 32'd0;
-    bank2[185] = 32'd0;
-    bank2[186] = 32'd0;
-    bank2[187] = 32'd0;
-    bank2[188] = 32'd0;
-    bank2[189] = 32'd0;
-    bank2[190] = 32'd0;
-    bank2[191] = 32'd0;
-    bank2[192] = 32'd0;
-    bank2[193] = 32'd0;
-    bank2[194] = 32'd0;
-    bank2[195] = 32'd0;
-    bank2[196] = 32'd0;
-    bank2[197] = 32'd0;
-    bank2[198] = 32'd0;
-    bank2[199] = 32'd0;
-    bank2[200] = 32'd0;
-    bank2[201] = 32'd0;
-    bank2[202] = 32'd0;
-    bank2[203] = 32'd0;
-    bank2[204] = 32'd0;
-    bank2[205] = 32'd0;
-    bank2[206] = 32'd0;
-    bank2[207] = 32'd0;
-    bank2[208] = 32'd0;
-    bank2[209] = 32'd0;
-    bank2[210] = 32'd0;
-    bank2[211] = 32'd0;
-    bank2[212] = 32'd0;
-    bank2[213] = 32'd0;
-    bank2[214] = 32'd0;
-    bank2[215] = 32'd0;
-    bank2[216] = 32'd0;
-    bank2[217] = 32'd0;
-    bank2[218] = 32'd0;
-    bank2[219] = 32'd0;
-    bank2[220] = 32'd0;
-    bank2[221] = 32'd0;
-    bank2[222] = 32'd0;
-    bank2[223] = 32'd0;
-    bank2[224] = 32'd0;
-    bank2[225] = 32'd0;
-    bank2[226] = 32'd0;
-    bank2[227] = 32'd0;
-    bank2[228] = 32'd0;
-    bank2[229] = 32'd0;
-    bank2[230] = 32'd0;
-    bank2[231] = 32'd0;
-    bank2[232] = 32'd0;
-    bank2[233] = 32'd0;
-    bank2[234] = 32'd0;
-    bank2[235] = 32'd0;
-    bank2[236] = 32'd0;
-    bank2[237] = 32'd0;
-    bank2[238] = 32'd0;
-    bank2[239] = 32'd0;
-    bank2[240] = 32'd0;
-    bank2[241] = 32'd0;
-    bank2[242] = 32'd0;
-    bank2[243] = 32'd0;
-    bank2[244] = 32'd0;
-    bank2[245] = 32'd0;
-    bank2[246] = 32'd0;
-    bank2[247] = 32'd0;
-    bank2[248] = 32'd0;
-    bank2[249] = 32'd0;
-    bank2[250] = 32'd0;
-    bank2[251] = 32'd0;
-    bank2[252] = 32'd0;
-    bank2[253] = 32'd0;
-    bank2[254] = 32'd0;
-    bank2[255] = 32'd0;
-    bank2[256] = 32'd0;
-    bank2[257] = 32'd0;
-    bank2[258] = 32'd0;
-    bank2[259] = 32'd0;
-    bank2[260] = 32'd0;
-    bank2[261] = 32'd0;
-    bank2[262] = 32'd0;
-    bank2[263] = 32'd0;
-    bank2[264] = 32'd0;
-    bank2[265] = 32'd0;
-    bank2[266] = 32'd0;
-    bank2[267] = 32'd0;
-    bank2[268] = 32'd0;
-    bank2[269] = 32'd0;
-    bank2[270] = 32'd0;
-    bank2[271] = 32'd0;
-    bank2[272] = 32'd0;
-    bank2[273] = 32'd0;
-    bank2[274] = 32'd0;
-    bank2[275] = 32'd0;
-    bank2[276] = 32'd0;
-    bank2[277] = 32'd0;
-    bank2[278] = 32'd0;
-    bank2[279] = 32'd0;
-    bank2[280] = 32'd0;
-    bank2[281] = 32'd0;
-    bank2[282] = 32'd0;
-    bank2[283] = 32'd0;
-    bank2[284] = 32'd0;
-    bank2[285] = 32'd0;
-    bank2[286] = 32'd0;
-    bank2[287] = 32'd0;
-    bank2[288] = 32'd0;
-    bank2[289] = 32'd0;
-    bank2[290] = 32'd0;
-    bank2[291] = 32'd0;
-    bank2[292] = 32'd0;
-    bank2[293] = 32'd0;
-    bank2[294] = 32'd0;
-    bank2[295] = 32'd0;
-    bank2[296] = 32'd0;
-    bank2[297] = 32'd0;
-    bank2[298] = 32'd0;
-    bank2[299] = 32'd0;
-    bank2[300] = 32'd0;
-    bank2[301] = 32'd0;
-    bank2[302] = 32'd0;
-    bank2[303] = 32'd0;
-    bank2[304] = 32'd0;
-    bank2[305] = 32'd0;
-    bank2[306] = 32'd0;
-    bank2[307] = 32'd0;
-    bank2[308] = 32'd0;
-    bank2[309] = 32'd0;
-    bank2[310] = 32'd0;
-    bank2[311] = 32'd0;
-    bank2[312] = 32'd0;
-    bank2[313] = 32'd0;
-    bank2[314] = 32'd0;
-    bank2[315] = 32'd0;
-    bank2[316] = 32'd0;
-    bank2[317] = 32'd0;
-    bank2[318] = 32'd0;
-    bank2[319] = 32'd0;
-    bank2[320] = 32'd0;
-    bank2[321] = 32'd0;
-    bank2[322] = 32'd0;
-    bank2[323] = 32'd0;
-    bank2[324] = 32'd0;
-    bank2[325] = 32'd0;
-    bank2[326] = 32'd0;
-    bank2[327] = 32'd0;
-    bank2[328] = 32'd0;
-    bank2[329] = 32'd0;
-    bank2[330] = 32'd0;
-    bank2[331] = 32'd0;
-    bank2[332] = 32'd0;
-    bank2[333] = 32'd0;
-    bank2[334] = 32'd0;
-    bank2[335] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$26 )
-      bank2[\$signature__addr$22 ] <= \$signature__data$24 ;
-  end
-  reg [31:0] _2_;
-  always @(posedge clk) begin
-    _2_ <= bank2[\$signature__addr$67 ];
-  end
-  assign \$signature__data$113  = _2_;
-  (* no_rw_check = 32'd1 *)
-  (* ram_style = "block" *)
-  reg [31:0] bank3 [335:0];
-  initial begin
-    bank3[0] = 32'd0;
-    bank3[1] = 32'd0;
-    bank3[2] = 32'd0;
-    bank3[3] = 32'd0;
-    bank3[4] = 32'd0;
-    bank3[5] = 32'd0;
-    bank3[6] = 32'd0;
-    bank3[7] = 32'd0;
-    bank3[8] = 32'd0;
-    bank3[9] = 32'd0;
-    bank3[10] = 32'd0;
-    bank3[11] = 32'd0;
-    bank3[12] = 32'd0;
-    bank3[13] = 32'd0;
-    bank3[14] = 32'd0;
-    bank3[15] = 32'd0;
-    bank3[16] = 32'd0;
-    bank3[17] = 32'd0;
-    bank3[18] = 32'd0;
-    bank3[19] = 32'd0;
-    bank3[20] = 32'd0;
-    bank3[21] = 32'd0;
-    bank3[22] = 32'd0;
-    bank3[23] = 32'd0;
-    bank3[24] = 32'd0;
-    bank3[25] = 32'd0;
-    bank3[26] = 32'd0;
-    bank3[27] = 32'd0;
-    bank3[28] = 32'd0;
-    bank3[29] = 32'd0;
-    bank3[30] = 32'd0;
-    bank3[31] = 32'd0;
-    bank3[32] = 32'd0;
-    bank3[33] = 32'd0;
-    bank3[34] = 32'd0;
-    bank3[35] = 32'd0;
-    bank3[36] = 32'd0;
-    bank3[37] = 32'd0;
-    bank3[38] = 32'd0;
-    bank3[39] = 32'd0;
-    bank3[40] = 32'd0;
-    bank3[41] = 32'd0;
-    bank3[42] = 32'd0;
-    bank3[43] = 32'd0;
-    bank3[44] = 32'd0;
-    bank3[45] = 32'd0;
-    bank3[46] = 32'd0;
-    bank3[47] = 32'd0;
-    bank3[48] = 32'd0;
-    bank3[49] = 32'd0;
-    bank3[50] = 32'd0;
-    bank3[51] = 32'd0;
-    bank3[52] = 32'd0;
-    bank3[53] = 32'd0;
-    bank3[54] = 32'd0;
-    bank3[55] = 32'd0;
-    bank3[56] = 32'd0;
-    bank3[57] = 32'd0;
-    bank3[58] = 32'd0;
-    bank3[59] = 32'd0;
-    bank3[60] = 32'd0;
-    bank3[61] = 32'd0;
-    bank3[62] = 32'd0;
-    bank3[63] = 32'd0;
-    bank3[64] = 32'd0;
-    bank3[65] = 32'd0;
-    bank3[66] = 32'd0;
-    bank3[67] = 32'd0;
-    bank3[68] = 32'd0;
-    bank3[69] = 32'd0;
-    bank3[70] = 32'd0;
-    bank3[71] = 32'd0;
-    bank3[72] = 32'd0;
-    bank3[73] = 32'd0;
-    bank3[74] = 32'd0;
-    bank3[75] = 32'd0;
-    bank3[76] = 32'd0;
-    bank3[77] = 32'd0;
-    bank3[78] = 32'd0;
-    bank3[79] = 32'd0;
-    bank3[80] = 32'd0;
-    bank3[81] = 32'd0;
-    bank3[82] = 32'd0;
-    bank3[83] = 32'd0;
-    bank3[84] = 32'd0;
-    bank3[85] = 32'd0;
-    bank3[86] = 32'd0;
-    bank3[87] = 32'd0;
-    bank3[88] = 32'd0;
-    bank3[89] = 32'd0;
-    bank3[90] = 32'd0;
-    bank3[91] = 32'd0;
-    bank3[92] = 32'd0;
-    bank3[93] = 32'd0;
-    bank3[94] = 32'd0;
-    bank3[95] = 32'd0;
-    bank3[96] = 32'd0;
-    bank3[97] = 32'd0;
-    bank3[98] = 32'd0;
-    bank3[99] = 32'd0;
-    bank3[100] = 32'd0;
-    bank3[101] = 32'd0;
-    bank3[102] = 32'd0;
-    bank3[103] = 32'd0;
-    bank3[104] = 32'd0;
-    bank3[105] = 32'd0;
-    bank3[106] = 32'd0;
-    bank3[107] = 32'd0;
-    bank3[108] = 32'd0;
-    bank3[109] = 32'd0;
-    bank3[110] = 32'd0;
-    bank3[111] = 32'd0;
-    bank3[112] = 32'd0;
-    bank3[113] = 32'd0;
-    bank3[114] = 32'd0;
-    bank3[115] = 32'd0;
-    bank3[116] = 32'd0;
-    bank3[117] = 32'd0;
-    bank3[118] = 32'd0;
-    bank3[119] = 32'd0;
-    bank3[120] = 32'd0;
-    bank3[121] = 32'd0;
-    bank3[122] = 32'd0;
-    bank3[123] = 32'd0;
-    bank3[124] = 32'd0;
-    bank3[125] = 32'd0;
-    bank3[126] = 32'd0;
-    bank3[127] = 32'd0;
-    bank3[128] = 32'd0;
-    bank3[129] = 32'd0;
-    bank3[130] = 32'd0;
-    bank3[131] = 32'd0;
-    bank3[132] = 32'd0;
-    bank3[133] = 32'd0;
-    bank3[134] = 32'd0;
-    bank3[135] = 32'd0;
-    bank3[136] = 32'd0;
-    bank3[137] = 32'd0;
-    bank3[138] = 32'd0;
-    bank3[139] = 32'd0;
-    bank3[140] = 32'd0;
-    bank3[141] = 32'd0;
-    bank3[142] = 32'd0;
-    bank3[143] = 32'd0;
-    bank3[144] = 32'd0;
-    bank3[145] = 32'd0;
-    bank3[146] = 32'd0;
-    bank3[147] = 32'd0;
-    bank3[148] = 32'd0;
-    bank3[149] = 32'd0;
-    bank3[150] = 32'd0;
-    bank3[151] = 32'd0;
-    bank3[152] = 32'd0;
-    bank3[153] = 32'd0;
-    bank3[154] = 32'd0;
-    bank3[155] = 32'd0;
-    bank3[156] = 32'd0;
-    bank3[157] = 32'd0;
-    bank3[158] = 32'd0;
-    bank3[159] = 32'd0;
-    bank3[160] = 32'd0;
-    bank3[161] = 32'd0;
-    bank3[162] = 32'd0;
-    bank3[163] = 32'd0;
-    bank3[164] = 32'd0;
-    bank3[165] = 32'd0;
-    bank3[166] = 32'd0;
-    bank3[167] = 32'd0;
-    bank3[168] = 32'd0;
-    bank3[169] = 32'd0;
-    bank3[170] = 32'd0;
-    bank3[171] = 32'd0;
-    bank3[172] = 32'd0;
-    bank3[173] = 32'd0;
-    bank3[174] = 32'd0;
-    bank3[175] = 32'd0;
-    bank3[176] = 32'd0;
-    bank3[177] = 32'd0;
-    bank3[178] = 32'd0;
-    bank3[179] = 32'd0;
-    bank3[180] = 32'd0;
-    bank3[181] = 32'd0;
-    bank3[182] = 32'd0;
-    bank3[183] = 32'd0;
-    bank3[184] = 32'd0;
-    bank3[185] = 32'd0;
-    bank3[186] = 32'd0;
-    bank3[187] = 32'd0;
-    bank3[188] = 32'd0;
-    bank3[189] = 32'd0;
-    bank3[190] = 32'd0;
-    bank3[191] = 32'd0;
-    bank3[192] = 32'd0;
-    bank3[193] = 32'd0;
-    bank3[194] = 32'd0;
-    bank3[195] = 32'd0;
-    bank3[196] = 32'd0;
-    bank3[197] = 32'd0;
-    bank3[198] = 32'd0;
-    bank3[199] = 32'd0;
-    bank3[200] = 32'd0;
-    bank3[201] = 32'd0;
-    bank3[202] = 32'd0;
-    bank3[203] = 32'd0;
-    bank3[204] = 32'd0;
-    bank3[205] = 32'd0;
-    bank3[206] = 32'd0;
-    bank3[207] = 32'd0;
-    bank3[208] = 32'd0;
-    bank3[209] = 32'd0;
-    bank3[210] = 32'd0;
-    bank3[211] = 32'd0;
-    bank3[212] = 32'd0;
-    bank3[213] = 32'd0;
-    bank3[214] = 32'd0;
-    bank3[215] = 32'd0;
-    bank3[216] = 32'd0;
-    bank3[217] = 32'd0;
-    bank3[218] = 32'd0;
-    bank3[219] = 32'd0;
-    bank3[220] = 32'd0;
-    bank3[221] = 32'd0;
-    bank3[222] = 32'd0;
-    bank3[223] = 32'd0;
-    bank3[224] = 32'd0;
-    bank3[225] = 32'd0;
-    bank3[226] = 32'd0;
-    bank3[227] = 32'd0;
-    bank3[228] = 32'd0;
-    bank3[229] = 32'd0;
-    bank3[230] = 32'd0;
-    bank3[231] = 32'd0;
-    bank3[232] = 32'd0;
-    bank3[233] = 32'd0;
-    bank3[234] = 32'd0;
-    bank3[235] = 32'd0;
-    bank3[236] = 32'd0;
-    bank3[237] = 32'd0;
-    bank3[238] = 32'd0;
-    bank3[239] = 32'd0;
-    bank3[240] = 32'd0;
-    bank3[241] = 32'd0;
-    bank3[242] = 32'd0;
-    bank3[243] = 32'd0;
-    bank3[244] = 32'd0;
-    bank3[245] = 32'd0;
-    bank3[246] = 32'd0;
-    bank3[247] = 32'd0;
-    bank3[248] = 32'd0;
-    bank3[249] = 32'd0;
-    bank3[250] = 32'd0;
-    bank3[251] = 32'd0;
-    bank3[252] = 32'd0;
-    bank3[253] = 32'd0;
-    bank3[254] = 32'd0;
-    bank3[255] = 32'd0;
-    bank3[256] = 32'd0;
-    bank3[257] = 32'd0;
-    bank3[258] = 32'd0;
-    bank3[259] = 32'd0;
-    bank3[260] = 32'd0;
-    bank3[261] = 32'd0;
-    bank3[262] = 32'd0;
-    bank3[263] = 32'd0;
-    bank3[264] = 32'd0;
-    bank3[265] = 32'd0;
-    bank3[266] = 32'd0;
-    bank3[267] = 32'd0;
-    bank3[268] = 32'd0;
-    bank3[269] = 32'd0;
-    bank3[270] = 32'd0;
-    bank3[271] = 32'd0;
-    bank3[272] = 32'd0;
-    bank3[273] = 32'd0;
-    bank3[274] = 32'd0;
-    bank3[275] = 32'd0;
-    bank3[276] = 32'd0;
-    bank3[277] = 32'd0;
-    bank3[278] = 32'd0;
-    bank3[279] = 32'd0;
-    bank3[280] = 32'd0;
-    bank3[281] = 32'd0;
-    bank3[282] = 32'd0;
-    bank3[283] = 32'd0;
-    bank3[284] = 32'd0;
-    bank3[285] = 32'd0;
-    bank3[286] = 32'd0;
-    bank3[287] = 32'd0;
-    bank3[288] = 32'd0;
-    bank3[289] = 32'd0;
-    bank3[290] = 32'd0;
-    bank3[291] = 32'd0;
-    bank3[292] = 32'd0;
-    bank3[293] = 32'd0;
-    bank3[294] = 32'd0;
-    bank3[295] = 32'd0;
-    bank3[296] = 32'd0;
-    bank3[297] = 32'd0;
-    bank3[298] = 32'd0;
-    bank3[299] = 32'd0;
-    bank3[300] = 32'd0;
-    bank3[301] = 32'd0;
-    bank3[302] = 32'd0;
-    bank3[303] = 32'd0;
-    bank3[304] = 32'd0;
-    bank3[305] = 32'd0;
-    bank3[306] = 32'd0;
-    bank3[307] = 32'd0;
-    bank3[308] = 32'd0;
-    bank3[309] = 32'd0;
-    bank3[310] = 32'd0;
-    bank3[311] = 32'd0;
-    bank3[312] = 32'd0;
-    bank3[313] = 32'd0;
-    bank3[314] = 32'd0;
-    bank3[315] = 32'd0;
-    bank3[316] = 32'd0;
-    bank3[317] = 32'd0;
-    bank3[318] = 32'd0;
-    bank3[319] = 32'd0;
-    bank3[320] = 32'd0;
-    bank3[321] = 32'd0;
-    bank3[322] = 32'd0;
-    bank3[323] = 32'd0;
-    bank3[324] = 32'd0;
-    bank3[325] = 32'd0;
-    bank3[326] = 32'd0;
-    bank3[327] = 32'd0;
-    bank3[328] = 32'd0;
-    bank3[329] = 32'd0;
-    bank3[330] = 32'd0;
-    bank3[331] = 32'd0;
-    bank3[332] = 32'd0;
-    bank3[333] = 32'd0;
-    bank3[334] = 32'd0;
-    bank3[335] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$32 )
-      bank3[\$signature__addr$28 ] <= \$signature__data$30 ;
-  end
-  reg [31:0] _3_;
-  always @(posedge clk) begin
-    _3_ <= bank3[\$signature__addr$70 ];
-  end
-  assign \$signature__data$114  = _3_;
-  (* no_rw_check = 32'd1 *)
-  (* ram_style = "block" *)
-  reg [31:0] bank4 [335:0];
-  initial begin
-    bank4[0] = 32'd0;
-    bank4[1] = 32'd0;
-    bank4[2] = 32'd0;
-    bank4[3] = 32'd0;
-    bank4[4] = 32'd0;
-    bank4[5] = 32'd0;
-    bank4[6] = 32'd0;
-    bank4[7] = 32'd0;
-    bank4[8] = 32'd0;
-    bank4[9] = 32'd0;
-    bank4[10] = 32'd0;
-    bank4[11] = 32'd0;
-    bank4[12] = 32'd0;
-    bank4[13] = 32'd0;
-    bank4[14] = 32'd0;
-    bank4[15] = 32'd0;
-    bank4[16] = 32'd0;
-    bank4[17] = 32'd0;
-    bank4[18] = 32'd0;
-    bank4[19] = 32'd0;
-    bank4[20] = 32'd0;
-    bank4[21] = 32'd0;
-    bank4[22] = 32'd0;
-    bank4[23] = 32'd0;
-    bank4[24] = 32'd0;
-    bank4[25] = 32'd0;
-    bank4[26] = 32'd0;
-    bank4[27] = 32'd0;
-    bank4[28] = 32'd0;
-    bank4[29] = 32'd0;
-    bank4[30] = 32'd0;
-    bank4[31] = 32'd0;
-    bank4[32] = 32'd0;
-    bank4[33] = 32'd0;
-    bank4[34] = 32'd0;
-    bank4[35] = 32'd0;
-    bank4[36] = 32'd0;
-    bank4[37] = 32'd0;
-    bank4[38] = 32'd0;
-    bank4[39] = 32'd0;
-    bank4[40] = 32'd0;
-    bank4[41] = 32'd0;
-    bank4[42] = 32'd0;
-    bank4[43] = 32'd0;
-    bank4[44] = 32'd0;
-    bank4[45] = 32'd0;
-    bank4[46] = 32'd0;
-    bank4[47] = 32'd0;
-    bank4[48] = 32'd0;
-    bank4[49] = 32'd0;
-    bank4[50] = 32'd0;
-    bank4[51] = 32'd0;
-    bank4[52] = 32'd0;
-    bank4[53] = 32'd0;
-    bank4[54] = 32'd0;
-    bank4[55] = 32'd0;
-    bank4[56] = 32'd0;
-    bank4[57] = 32'd0;
-    bank4[58] = 32'd0;
-    bank4[59] = 32'd0;
-    bank4[60] = 32'd0;
-    bank4[61] = 32'd0;
-    bank4[62] = 32'd0;
-    bank4[63] = 32'd0;
-    bank4[64] = 32'd0;
-    bank4[65] = 32'd0;
-    bank4[66] = 32'd0;
-    bank4[67] = 32'd0;
-    bank4[68] = 32'd0;
-    bank4[69] = 32'd0;
-    bank4[70] = 32'd0;
-    bank4[71] = 32'd0;
-    bank4[72] = 32'd0;
-    bank4[73] = 32'd0;
-    bank4[74] = 32'd0;
-    bank4[75] = 32'd0;
-    bank4[76] = 32'd0;
-    bank4[77] = 32'd0;
-    bank4[78] = 32'd0;
-    bank4[79] = 32'd0;
-    bank4[80] = 32'd0;
-    bank4[81] = 32'd0;
-    bank4[82] = 32'd0;
-    bank4[83] = 32'd0;
-    bank4[84] = 32'd0;
-    bank4[85] = 32'd0;
-    bank4[86] = 32'd0;
-    bank4[87] = 32'd0;
-    bank4[88] = 32'd0;
-    bank4[89] = 32'd0;
-    bank4[90] = 32'd0;
-    bank4[91] = 32'd0;
-    bank4[92] = 32'd0;
-    bank4[93] = 32'd0;
-    bank4[94] = 32'd0;
-    bank4[95] = 32'd0;
-    bank4[96] = 32'd0;
-    bank4[97] = 32'd0;
-    bank4[98] = 32'd0;
-    bank4[99] = 32'd0;
-    bank4[100] = 32'd0;
-    bank4[101] = 32'd0;
-    bank4[102] = 32'd0;
-    bank4[103] = 32'd0;
-    bank4[104] = 32'd0;
-    bank4[105] = 32'd0;
-    bank4[106] = 32'd0;
-    bank4[107] = 32'd0;
-    bank4[108] = 32'd0;
-    bank4[109] = 32'd0;
-    bank4[110] = 32'd0;
-    bank4[111] = 32'd0;
-    bank4[112] = 32'd0;
-    bank4[113] = 32'd0;
-    bank4[114] = 32'd0;
-    bank4[115] = 32'd0;
-    bank4[116] = 32'd0;
-    bank4[117] = 32'd0;
-    bank4[118] = 32'd0;
-    bank4[119] = 32'd0;
-    bank4[120] = 32'd0;
-    bank4[121] = 32'd0;
-    bank4[122] = 32'd0;
-    bank4[123] = 32'd0;
-    bank4[124] = 32'd0;
-    bank4[125] = 32'd0;
-    bank4[126] = 32'd0;
-    bank4[127] = 32'd0;
-    bank4[128] = 32'd0;
-    bank4[129] = 32'd0;
-    bank4[130] = 32'd0;
-    bank4[131] = 32'd0;
-    bank4[132] = 32'd0;
-    bank4[133] = 32'd0;
-    bank4[134] = 32'd0;
-    bank4[135] = 32'd0;
-    bank4[136] = 32'd0;
-    bank4[137] = 32'd0;
-    bank4[138] = 32'd0;
-    bank4[139] = 32'd0;
-    bank4[140] = 32'd0;
-    bank4[141] = 32'd0;
-    bank4[142] = 32'd0;
-    bank4[143] = 32'd0;
-    bank4[144] = 32'd0;
-    bank4[145] = 32'd0;
-    bank4[146] = 32'd0;
-    bank4[147] = 32'd0;
-    bank4[148] = 32'd0;
-    bank4[149] = 32'd0;
-    bank4[150] = 32'd0;
-    bank4[151] = 32'd0;
-    bank4[152] = 32'd0;
-    bank4[153] = 32'd0;
-    bank4[154] = 32'd0;
-    bank4[155] = 32'd0;
-    bank4[156] = 32'd0;
-    bank4[157] = 32'd0;
-    bank4[158] = 32'd0;
-    bank4[159] = 32'd0;
-    bank4[160] = 32'd0;
-    bank4[161] = 32'd0;
-    bank4[162] = 32'd0;
-    bank4[163] = 32'd0;
-    bank4[164] = 32'd0;
-    bank4[165] = 32'd0;
-    bank4[166] = 32'd0;
-    bank4[167] = 32'd0;
-    bank4[168] = 32'd0;
-    bank4[169] = 32'd0;
-    bank4[170] = 32'd0;
-    bank4[171] = 32'd0;
-    bank4[172] = 32'd0;
-    bank4[173] = 32'd0;
-    bank4[174] = 32'd0;
-    bank4[175] = 32'd0;
-    bank4[176] = 32'd0;
-    bank4[177] = 32'd0;
-    bank4[178] = 32'd0;
-    bank4[179] = 32'd0;
-    bank4[180] = 32'd0;
-    bank4[181] = 32'd0;
-    bank4[182] = 32'd0;
-    bank4[183] = 32'd0;
-    bank4[184] = 32'd0;
-    bank4[185] = 32'd0;
-    bank4[186] = 32'd0;
-    bank4[187] = 32'd0;
-    bank4[188] = 32'd0;
-    bank4[189] = 32'd0;
-    bank4[190] = 32'd0;
-    bank4[191] = 32'd0;
-    bank4[192] = 32'd0;
-    bank4[193] = 32'd0;
-    bank4[194] = 32'd0;
-    bank4[195] = 32'd0;
-    bank4[196] = 32'd0;
-    bank4[197] = 32'd0;
-    bank4[198] = 32'd0;
-    bank4[199] = 32'd0;
-    bank4[200] = 32'd0;
-    bank4[201] = 32'd0;
-    bank4[202] = 32'd0;
-    bank4[203] = 32'd0;
-    bank4[204] = 32'd0;
-    bank4[205] = 32'd0;
-    bank4[206] = 32'd0;
-    bank4[207] = 32'd0;
-    bank4[208] = 32'd0;
-    bank4[209] = 32'd0;
-    bank4[210] = 32'd0;
-    bank4[211] = 32'd0;
-    bank4[212] = 32'd0;
-    bank4[213] = 32'd0;
-    bank4[214] = 32'd0;
-    bank4[215] = 32'd0;
-    bank4[216] = 32'd0;
-    bank4[217] = 32'd0;
-    bank4[218] = 32'd0;
-    bank4[219] = 32'd0;
-    bank4[220] = 32'd0;
-    bank4[221] = 32'd0;
-    bank4[222] = 32'd0;
-    bank4[223] = 32'd0;
-    bank4[224] = 32'd0;
-    bank4[225] = 32'd0;
-    bank4[226] = 32'd0;
-    bank4[227] = 32'd0;
-    bank4[228] = 32'd0;
-    bank4[229] = 32'd0;
-    bank4[230] = 32'd0;
-    bank4[231] = 32'd0;
-    bank4[232] = 32'd0;
-    bank4[233] = 32'd0;
-    bank4[234] = 32'd0;
-    bank4[235] = 32'd0;
-    bank4[236] = 32'd0;
-    bank4[237] = 32'd0;
-    bank4[238] = 32'd0;
-    bank4[239] = 32'd0;
-    bank4[240] = 32'd0;
-    bank4[241] = 32'd0;
-    bank4[242] = 32'd0;
-    bank4[243] = 32'd0;
-    bank4[244] = 32'd0;
-    bank4[245] = 32'd0;
-    bank4[246] = 32'd0;
-    bank4[247] = 32'd0;
-    bank4[248] = 32'd0;
-    bank4[249] = 32'd0;
-    bank4[250] = 32'd0;
-    bank4[251] = 32'd0;
-    bank4[252] = 32'd0;
-    bank4[253] = 32'd0;
-    bank4[254] = 32'd0;
-    bank4[255] = 32'd0;
-    bank4[256] = 32'd0;
-    bank4[257] = 32'd0;
-    bank4[258] = 32'd0;
-    bank4[259] = 32'd0;
-    bank4[260] = 32'd0;
-    bank4[261] = 32'd0;
-    bank4[262] = 32'd0;
-    bank4[263] = 32'd0;
-    bank4[264] = 32'd0;
-    bank4[265] = 32'd0;
-    bank4[266] = 32'd0;
-    bank4[267] = 32'd0;
-    bank4[268] = 32'd0;
-    bank4[269] = 32'd0;
-    bank4[270] = 32'd0;
-    bank4[271] = 32'd0;
-    bank4[272] = 32'd0;
-    bank4[273] = 32'd0;
-    bank4[274] = 32'd0;
-    bank4[275] = 32'd0;
-    bank4[276] = 32'd0;
-    bank4[277] = 32'd0;
-    bank4[278] = 32'd0;
-    bank4[279] = 32'd0;
-    bank4[280] = 32'd0;
-    bank4[281] = 32'd0;
-    bank4[282] = 32'd0;
-    bank4[283] = 32'd0;
-    bank4[284] = 32'd0;
-    bank4[285] = 32'd0;
-    bank4[286] = 32'd0;
-    bank4[287] = 32'd0;
-    bank4[288] = 32'd0;
-    bank4[289] = 32'd0;
-    bank4[290] = 32'd0;
-    bank4[291] = 32'd0;
-    bank4[292] = 32'd0;
-    bank4[293] = 32'd0;
-    bank4[294] = 32'd0;
-    bank4[295] = 32'd0;
-    bank4[296] = 32'd0;
-    bank4[297] = 32'd0;
-    bank4[298] = 32'd0;
-    bank4[299] = 32'd0;
-    bank4[300] = 32'd0;
-    bank4[301] = 32'd0;
-    bank4[302] = 32'd0;
-    bank4[303] = 32'd0;
-    bank4[304] = 32'd0;
-    bank4[305] = 32'd0;
-    bank4[306] = 32'd0;
-    bank4[307] = 32'd0;
-    bank4[308] = 32'd0;
-    bank4[309] = 32'd0;
-    bank4[310] = 32'd0;
-    bank4[311] = 32'd0;
-    bank4[312] = 32'd0;
-    bank4[313] = 32'd0;
-    bank4[314] = 32'd0;
-    bank4[315] = 32'd0;
-    bank4[316] = 32'd0;
-    bank4[317] = 32'd0;
-    bank4[318] = 32'd0;
-    bank4[319] = 32'd0;
-    bank4[320] = 32'd0;
-    bank4[321] = 32'd0;
-    bank4[322] = 32'd0;
-    bank4[323] = 32'd0;
-    bank4[324] = 32'd0;
-    bank4[325] = 32'd0;
-    bank4[326] = 32'd0;
-    bank4[327] = 32'd0;
-    bank4[328] = 32'd0;
-    bank4[329] = 32'd0;
-    bank4[330] = 32'd0;
-    bank4[331] = 32'd0;
-    bank4[332] = 32'd0;
-    bank4[333] = 32'd0;
-    bank4[334] = 32'd0;
-    bank4[335] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (\$signature__en$38 )
-      bank4[\$signature__addr$34 ] <= \$signature__data$36 ;
-  end
-  reg [31:0] _4_;
-  always @(posedge clk) begin
-    _4_ <= bank4[\$signature__addr$73 ];
-  end
-  assign \$signature__data$115  = _4_;
-  always @(posedge clk)
-    r_end_d <= \$460 ;
-  always @(posedge clk)
-    switch_d <= \$461 ;
-  always @(posedge clk)
-    room_ok <= \$462 ;
-  always @(posedge clk)
-    room_ok_next <= \$463 ;
-  always @(posedge clk)
-    w_end_d <= \$464 ;
-  assign write = o__valid & o__ready;
-  assign switch = r_done & ahead_rows;
-  assign \$1  = w_slot == 4'hd;
-  assign \$2  = w_slot + 1'h1;
-  assign \$3  = \$1  ? 5'h00 : \$2 ;
-  assign take = avail & read_credits_room;
-  assign \$4  = read_credits_space + read_credits_returned;
-  assign \$5  = \$4  - take;
-  assign read_credits_room_next = \$5 [2:0] >= 1'h1;
-  assign take_step = avail_step & room_step;
-  assign take_rows = avail_rows & room_rows;
-  assign write_rows = inp_valid_rows & can_write_rows;
-  assign \$6  = w_c == 3'h7;
-  assign \$7  = w_c + 1'h1;
-  assign \$8  = \$6  ? 4'h0 : \$7 ;
-  assign \$9  = w_c == 3'h7;
-  assign \$10  = w_x == 4'hd;
-  assign \$11  = w_x + 1'h1;
-  assign \$12  = \$10  ? 5'h00 : \$11 ;
-  assign \$13  = w_b == 3'h4;
-  assign \$14  = w_x == 4'hd;
-  assign \$15  = \$13  | \$14 ;
-  assign \$16  = w_b + 1'h1;
-  assign \$17  = \$15  ? 4'h0 : \$16 ;
-  assign \$18  = w_x == 4'hd;
-  assign \$19  = w_b == 3'h4;
-  assign \$20  = w_slot == 4'hd;
-  assign \$21  = w_slot + 1'h1;
-  assign \$22  = \$20  ? 5'h00 : \$21 ;
-  assign \$23  = ~ ahead;
-  assign \$24  = w_row == 4'hd;
-  assign \$25  = \$23  & \$24 ;
-  assign \$26  = w_row + 1'h1;
-  assign \$27  = w_grp + 4'h8;
-  assign \$28  = \o__valid$49  & \o__ready$47 ;
-  assign \$29  = $signed(iy) < $signed(1'h0);
-  assign \$30  = $signed(iy) >= $signed(5'h0e);
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = $signed(ix0) < $signed(1'h0);
-  assign \$33  = $signed(ix0) >= $signed(5'h0e);
-  assign \$34  = \$32  | \$33 ;
-  assign \$35  = \$31  | \$34 ;
-  assign \$36  = $signed(iy) < $signed(1'h0);
-  assign \$37  = $signed(iy) >= $signed(5'h0e);
-  assign \$38  = \$36  | \$37 ;
-  assign \$39  = $signed(ix0) < $signed(1'h1);
-  assign \$40  = $signed(ix0) >= $signed(5'h0d);
-  assign \$41  = \$39  | \$40 ;
-  assign \$42  = \$38  | \$41 ;
-  assign \$43  = $signed(iy) < $signed(1'h0);
-  assign \$44  = $signed(iy) >= $signed(5'h0e);
-  assign \$45  = \$43  | \$44 ;
-  assign \$46  = $signed(ix0) < $signed(2'h2);
-  assign \$47  = $signed(ix0) >= $signed(5'h0c);
-  assign \$48  = \$46  | \$47 ;
-  assign \$49  = \$45  | \$48 ;
-  assign \$50  = $signed(iy) < $signed(1'h0);
-  assign \$51  = $signed(iy) >= $signed(5'h0e);
-  assign \$52  = \$50  | \$51 ;
-  assign \$53  = $signed(ix0) < $signed(3'h5);
-  assign \$54  = $signed(ix0) >= $signed(5'h0b);
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = \$52  | \$55 ;
-  assign \$57  = $signed(iy) < $signed(1'h0);
-  assign \$58  = $signed(iy) >= $signed(5'h0e);
-  assign \$59  = \$57  | \$58 ;
-  assign \$60  = $signed(ix0) < $signed(3'h4);
-  assign \$61  = $signed(ix0) >= $signed(5'h0a);
-  assign \$62  = \$60  | \$61 ;
-  assign \$63  = \$59  | \$62 ;
-  assign \$64  = $signed({ 1'h0, row_words }) + $signed(qc);
-  assign \$65  = r0 > 1'h0;
-  assign \$66  = \$65  ? 4'h8 : 4'h0;
-  assign \$67  = $signed(\$64 ) + $signed({ 1'h0, \$66  });
-  assign \$68  = $signed({ 1'h0, row_words }) + $signed(qc);
-  assign \$69  = r0 > 1'h1;
-  assign \$70  = \$69  ? 4'h8 : 4'h0;
-  assign \$71  = $signed(\$68 ) + $signed({ 1'h0, \$70  });
-  assign \$72  = $signed({ 1'h0, row_words }) + $signed(qc);
-  assign \$73  = r0 > 2'h2;
-  assign \$74  = \$73  ? 4'h8 : 4'h0;
-  assign \$75  = $signed(\$72 ) + $signed({ 1'h0, \$74  });
-  assign \$76  = $signed({ 1'h0, row_words }) + $signed(qc);
-  assign \$77  = r0 > 2'h3;
-  assign \$78  = \$77  ? 4'h8 : 4'h0;
-  assign \$79  = $signed(\$76 ) + $signed({ 1'h0, \$78  });
-  assign \$80  = $signed({ 1'h0, row_words }) + $signed(qc);
-  assign \$81  = $signed(\$80 ) + $signed(1'h0);
-  assign \$82  = read_data[162:160] == 3'h4;
-  assign \$83  = read_data[162:160] == 2'h3;
-  assign \$84  = read_data[162:160] == 2'h2;
-  assign \$85  = read_data[162:160] == 1'h1;
-  assign \$86  = \$85  ? read_data[63:32] : read_data[31:0];
-  assign \$87  = \$84  ? read_data[95:64] : \$86 ;
-  assign \$88  = \$83  ? read_data[127:96] : \$87 ;
-  assign \$89  = \$82  ? read_data[159:128] : \$88 ;
-  assign \$90  = read_data[175] ? 32'd0 : \$89 ;
-  assign \$91  = read_data[165:163] == 3'h4;
-  assign \$92  = read_data[165:163] == 2'h3;
-  assign \$93  = read_data[165:163] == 2'h2;
-  assign \$94  = read_data[165:163] == 1'h1;
-  assign \$95  = \$94  ? read_data[95:64] : read_data[63:32];
-  assign \$96  = \$93  ? read_data[127:96] : \$95 ;
-  assign \$97  = \$92  ? read_data[159:128] : \$96 ;
-  assign \$98  = \$91  ? read_data[31:0] : \$97 ;
-  assign \$99  = read_data[176] ? 32'd0 : \$98 ;
-  assign \$100  = read_data[168:166] == 3'h4;
-  assign \$101  = read_data[168:166] == 2'h3;
-  assign \$102  = read_data[168:166] == 2'h2;
-  assign \$103  = read_data[168:166] == 1'h1;
-  assign \$104  = \$103  ? read_data[127:96] : read_data[95:64];
-  assign \$105  = \$102  ? read_data[159:128] : \$104 ;
-  assign \$106  = \$101  ? read_data[31:0] : \$105 ;
-  assign \$107  = \$100  ? read_data[63:32] : \$106 ;
-  assign \$108  = read_data[177] ? 32'd0 : \$107 ;
-  assign \$109  = read_data[171:169] == 3'h4;
-  assign \$110  = read_data[171:169] == 2'h3;
-  assign \$111  = read_data[171:169] == 2'h2;
-  assign \$112  = read_data[171:169] == 1'h1;
-  assign \$113  = \$112  ? read_data[159:128] : read_data[127:96];
-  assign \$114  = \$111  ? read_data[31:0] : \$113 ;
-  assign \$115  = \$110  ? read_data[63:32] : \$114 ;
-  assign \$116  = \$109  ? read_data[95:64] : \$115 ;
-  assign \$117  = read_data[178] ? 32'd0 : \$116 ;
-  assign \$118  = read_data[174:172] == 3'h4;
-  assign \$119  = read_data[174:172] == 2'h3;
-  assign \$120  = read_data[174:172] == 2'h2;
-  assign \$121  = read_data[174:172] == 1'h1;
-  assign \$122  = \$121  ? read_data[31:0] : read_data[159:128];
-  assign \$123  = \$120  ? read_data[63:32] : \$122 ;
-  assign \$124  = \$119  ? read_data[95:64] : \$123 ;
-  assign \$125  = \$118  ? read_data[127:96] : \$124 ;
-  assign \$126  = read_data[179] ? 32'd0 : \$125 ;
-  assign \$127  = base_slot + 2'h2;
-  assign \$128  = \$127  >= 4'he;
-  assign \$129  = base_slot + 2'h2;
-  assign \$130  = \$129  - 4'he;
-  assign \$131  = base_slot + 2'h2;
-  assign \$132  = \$128  ? \$130  : { 1'h0, \$131  };
-  assign \$133  = img_slot + 1'h0;
-  assign \$134  = \$133  >= 4'he;
-  assign \$135  = img_slot + 1'h0;
-  assign \$136  = \$135  - 4'he;
-  assign \$137  = img_slot + 1'h0;
-  assign \$138  = \$134  ? \$136  : { 1'h0, \$137  };
-  assign \$139  = img_slot + 4'hc;
-  assign \$140  = \$139  >= 4'he;
-  assign \$141  = img_slot + 4'hc;
-  assign \$142  = \$141  - 4'he;
-  assign \$143  = img_slot + 4'hc;
-  assign \$144  = \$140  ? \$142  : { 1'h0, \$143  };
-  assign \$145  = ky == 3'h4;
-  assign \$146  = ky + 1'h1;
-  assign \$147  = \$145  ? 4'h0 : \$146 ;
-  assign \$148  = ky == 3'h4;
-  assign \$149  = ~ \$148 ;
-  assign \$150  = row_slot + 1'h1;
-  assign \$151  = \$150  >= 4'he;
-  assign \$152  = row_slot + 1'h1;
-  assign \$153  = \$152  - 4'he;
-  assign \$154  = row_slot + 1'h1;
-  assign \$155  = \$151  ? \$153  : { 1'h0, \$154  };
-  assign \$156  = c == 3'h7;
-  assign \$157  = c + 1'h1;
-  assign \$158  = \$156  ? 4'h0 : \$157 ;
-  assign \$159  = c == 3'h7;
-  assign \$160  = ~ \$159 ;
-  assign \$161  = $signed(qc) + $signed(2'h1);
-  assign \$163  = block_dx + 1'h1;
-  assign \$164  = \$162  ? 2'h0 : \$163 ;
-  assign \$166  = ~ \$165 ;
-  assign \$168  = ~ \$167 ;
-  assign \$169  = $signed(ix0) + $signed(2'h1);
-  assign \$170  = r0 + 1'h1;
-  assign \$171  = \$170  >= 3'h5;
-  assign \$172  = r0 + 1'h1;
-  assign \$173  = \$172  - 3'h5;
-  assign \$174  = r0 + 1'h1;
-  assign \$175  = \$171  ? \$173  : { 1'h0, \$174  };
-  assign \$176  = r0 + 1'h1;
-  assign \$177  = \$176  >= 3'h5;
-  assign \$178  = 1'h0 + \$177 ;
-  assign \$179  = \$178  * 4'h8;
-  assign \$180  = $signed(q0c) + $signed({ 1'h0, \$179  });
-  assign \$181  = r0 + 1'h1;
-  assign \$182  = \$181  >= 3'h5;
-  assign \$183  = 1'h0 + \$182 ;
-  assign \$184  = \$183  * 4'h8;
-  assign \$185  = $signed(q0c) + $signed({ 1'h0, \$184  });
-  assign \$186  = block_dy + 1'h1;
-  assign \$187  = pix_slot + 1'h1;
-  assign \$188  = \$187  >= 4'he;
-  assign \$189  = pix_slot + 1'h1;
-  assign \$190  = \$189  - 4'he;
-  assign \$191  = pix_slot + 1'h1;
-  assign \$192  = \$188  ? \$190  : { 1'h0, \$191  };
-  assign \$193  = pix_slot + 1'h1;
-  assign \$194  = \$193  >= 4'he;
-  assign \$195  = pix_slot + 1'h1;
-  assign \$196  = \$195  - 4'he;
-  assign \$197  = pix_slot + 1'h1;
-  assign \$198  = \$194  ? \$196  : { 1'h0, \$197  };
-  assign \$199  = $signed(pix_low) + $signed(2'h1);
-  assign \$200  = ox == 3'h6;
-  assign \$201  = $signed(ix0) + $signed(2'h1);
-  assign \$202  = \$200  ? 6'h3e : \$201 ;
-  assign \$203  = ox == 3'h6;
-  assign \$204  = r0 + 1'h1;
-  assign \$205  = \$204  >= 3'h5;
-  assign \$206  = r0 + 1'h1;
-  assign \$207  = \$206  - 3'h5;
-  assign \$208  = r0 + 1'h1;
-  assign \$209  = \$205  ? \$207  : { 1'h0, \$208  };
-  assign \$210  = \$203  ? 5'h03 : \$209 ;
-  assign \$211  = ox == 3'h6;
-  assign \$212  = r0 + 1'h1;
-  assign \$213  = \$212  >= 3'h5;
-  assign \$214  = 1'h0 + \$213 ;
-  assign \$215  = \$214  * 4'h8;
-  assign \$216  = $signed(q0c) + $signed({ 1'h0, \$215  });
-  assign \$217  = \$211  ? 8'hf8 : \$216 ;
-  assign \$218  = ox == 3'h6;
-  assign \$219  = ox + 1'h1;
-  assign \$220  = \$218  ? 4'h0 : \$219 ;
-  assign \$221  = ox == 3'h6;
-  assign \$222  = $signed(ix0) + $signed(2'h1);
-  assign \$223  = \$221  ? 6'h3e : \$222 ;
-  assign \$224  = ox == 3'h6;
-  assign \$225  = r0 + 1'h1;
-  assign \$226  = \$225  >= 3'h5;
-  assign \$227  = r0 + 1'h1;
-  assign \$228  = \$227  - 3'h5;
-  assign \$229  = r0 + 1'h1;
-  assign \$230  = \$226  ? \$228  : { 1'h0, \$229  };
-  assign \$231  = \$224  ? 5'h03 : \$230 ;
-  assign \$232  = ox == 3'h6;
-  assign \$233  = r0 + 1'h1;
-  assign \$234  = \$233  >= 3'h5;
-  assign \$235  = 1'h0 + \$234 ;
-  assign \$236  = \$235  * 4'h8;
-  assign \$237  = $signed(q0c) + $signed({ 1'h0, \$236  });
-  assign \$238  = \$232  ? 8'hf8 : \$237 ;
-  assign \$239  = ox == 3'h6;
-  assign \$240  = r0 + 1'h1;
-  assign \$241  = \$240  >= 3'h5;
-  assign \$242  = 1'h0 + \$241 ;
-  assign \$243  = \$242  * 4'h8;
-  assign \$244  = $signed(q0c) + $signed({ 1'h0, \$243  });
-  assign \$245  = \$239  ? 8'hf8 : \$244 ;
-  assign \$246  = ox == 3'h6;
-  assign \$247  = oy == 3'h6;
-  assign \$248  = oy + 1'h1;
-  assign \$249  = \$247  ? 4'h0 : \$248 ;
-  assign \$250  = oy == 3'h6;
-  assign \$251  = $signed(low) + $signed(3'h2);
-  assign \$252  = \$250  ? 6'h3e : \$251 ;
-  assign \$253  = oy == 3'h6;
-  assign \$254  = $signed(low) + $signed(3'h2);
-  assign \$255  = \$253  ? 6'h3e : \$254 ;
-  assign \$256  = oy == 3'h6;
-  assign \$257  = ky == 3'h4;
-  assign \$258  = ~ \$257 ;
-  assign \$259  = c == 3'h7;
-  assign \$260  = ~ \$259 ;
-  assign \$261  = ~ block_dx;
-  assign \$262  = \$260  | \$261 ;
-  assign \$263  = ~ block_dy;
-  assign \$264  = ox == 3'h6;
-  assign \$265  = ~ \$264 ;
-  assign \$266  = $signed(iy) + $signed(2'h1);
-  assign \$267  = $signed(pix_low) + $signed(2'h1);
-  assign \$268  = oy == 3'h6;
-  assign \$269  = $signed(low) + $signed(3'h2);
-  assign \$270  = \$268  ? 6'h3e : \$269 ;
-  assign \$271  = w_c == 3'h6;
-  assign \$272  = w_x == 4'hd;
-  assign \$273  = & { \$272 , \$271  };
-  assign \$274  = write & w_last;
-  assign \$275  = w_row == 4'hd;
-  assign \$276  = w_row == 4'he;
-  assign \$277  = \$274  ? \$275  : \$276 ;
-  assign \$278  = write & w_last;
-  assign \$279  = w_row == 4'hd;
-  assign \$280  = w_row == 4'he;
-  assign \$281  = \$278  ? \$279  : \$280 ;
-  assign \$282  = ky == 2'h3;
-  assign \$283  = ox == 3'h6;
-  assign \$286  = c == 3'h7;
-  assign \$287  = & { \$286 , \$285 , \$284 , \$283 , \$282  };
-  assign \$288  = ~ r_done;
-  assign \$289  = $signed(low) + $signed(4'h6);
-  assign \$290  = $signed({ 1'h0, w_row }) >= $signed(\$289 );
-  assign \$291  = ahead_rows | \$290 ;
-  assign \$292  = w_row == 4'he;
-  assign \$293  = \$291  | \$292 ;
-  assign \$294  = \$288  & \$293 ;
-  assign \$295  = oy != 3'h6;
-  assign \$296  = $signed(low) + $signed(3'h2);
-  assign \$297  = $signed(\$296 ) + $signed(4'h6);
-  assign \$298  = $signed({ 1'h0, w_row }) >= $signed(\$297 );
-  assign \$299  = ahead_rows | \$298 ;
-  assign \$300  = w_row == 4'he;
-  assign \$301  = \$299  | \$300 ;
-  assign \$302  = \$295  & \$301 ;
-  assign \$303  = w_row >= 3'h4;
-  assign \$304  = ahead_rows & \$303 ;
-  assign \$305  = take_rows & r_last;
-  assign \$306  = w_row < 4'he;
-  assign \$307  = w_row < 4'hc;
-  assign \$308  = \$306  & \$307 ;
-  assign \$309  = w_row + 4'he;
-  assign \$310  = $signed(low) + $signed(5'h0e);
-  assign \$311  = $signed({ 1'h0, \$309  }) < $signed(\$310 );
-  assign \$312  = r_done | \$311 ;
-  assign \$313  = \$308  & \$312 ;
-  assign \$314  = w_row < 4'he;
-  assign \$315  = $signed(low) + $signed(5'h0e);
-  assign \$316  = $signed({ 1'h0, w_row }) < $signed(\$315 );
-  assign \$317  = r_done | \$316 ;
-  assign \$318  = \$314  & \$317 ;
-  assign \$319  = ahead ? \$313  : \$318 ;
-  assign \$320  = ~ ahead;
-  assign \$321  = w_row == 4'hd;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = ahead | \$322 ;
-  assign \$324  = ~ ahead;
-  assign \$325  = w_row == 4'hd;
-  assign \$326  = \$324  & \$325 ;
-  assign \$327  = w_row + 1'h1;
-  assign \$328  = \$326  ? 5'h00 : \$327 ;
-  assign \$329  = \$328  < 4'he;
-  assign \$330  = ~ ahead;
-  assign \$331  = w_row == 4'hd;
-  assign \$332  = \$330  & \$331 ;
-  assign \$333  = w_row + 1'h1;
-  assign \$334  = \$332  ? 5'h00 : \$333 ;
-  assign \$335  = \$334  < 4'hc;
-  assign \$336  = \$329  & \$335 ;
-  assign \$337  = ~ ahead;
-  assign \$338  = w_row == 4'hd;
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = w_row + 1'h1;
-  assign \$341  = \$339  ? 5'h00 : \$340 ;
-  assign \$342  = \$341  + 4'he;
-  assign \$343  = $signed(low) + $signed(5'h0e);
-  assign \$344  = $signed({ 1'h0, \$342  }) < $signed(\$343 );
-  assign \$345  = r_done | \$344 ;
-  assign \$346  = \$336  & \$345 ;
-  assign \$347  = ~ ahead;
-  assign \$348  = w_row == 4'hd;
-  assign \$349  = \$347  & \$348 ;
-  assign \$350  = w_row + 1'h1;
-  assign \$351  = \$349  ? 5'h00 : \$350 ;
-  assign \$352  = \$351  < 4'he;
-  assign \$353  = ~ ahead;
-  assign \$354  = w_row == 4'hd;
-  assign \$355  = \$353  & \$354 ;
-  assign \$356  = w_row + 1'h1;
-  assign \$357  = \$355  ? 5'h00 : \$356 ;
-  assign \$358  = $signed(low) + $signed(5'h0e);
-  assign \$359  = $signed({ 1'h0, \$357  }) < $signed(\$358 );
-  assign \$360  = r_done | \$359 ;
-  assign \$361  = \$352  & \$360 ;
-  assign \$362  = \$323  ? \$346  : \$361 ;
-  assign \$363  = write & w_last;
-  assign \$364  = rst_conv2_window ? 1'h0 : valid_next;
-  assign \$365  = w_grp + w_c;
-  assign \$366  = ! w_b;
-  assign \$367  = write & \$366 ;
-  assign \$368  = w_grp + w_c;
-  assign \$369  = w_b == 1'h1;
-  assign \$370  = write & \$369 ;
-  assign \$371  = w_grp + w_c;
-  assign \$372  = w_b == 2'h2;
-  assign \$373  = write & \$372 ;
-  assign \$374  = w_grp + w_c;
-  assign \$375  = w_b == 2'h3;
-  assign \$376  = write & \$375 ;
-  assign \$377  = w_grp + w_c;
-  assign \$378  = w_b == 3'h4;
-  assign \$379  = write & \$378 ;
-  assign \$380  = rst_conv2_window ? 1'h1 : read_credits_room_next;
-  assign \$381  = write_rows & w_last;
-  assign \$382  = w_row == 4'hd;
-  assign \$383  = w_row == 4'he;
-  assign \$384  = \$381  ? \$382  : \$383 ;
-  assign \$385  = ~ \$384 ;
-  assign \$386  = switch & \$385 ;
-  assign \$387  = rst_conv2_window | \$386 ;
-  assign \$388  = write_rows & w_last;
-  assign \$389  = w_row == 4'hd;
-  assign \$390  = \$388  & \$389 ;
-  assign \$391  = \$390  ? 1'h1 : ahead_rows;
-  assign \$392  = \$387  ? 1'h0 : \$391 ;
-  assign \$393  = switch | switch_d;
-  assign \$394  = take_rows & r_last;
-  assign \$395  = \$394  | r_end_d;
-  assign \$396  = \$395  ? avail_ok_next : avail_ok;
-  assign \$397  = \$393  ? avail_ok_image : \$396 ;
-  assign \$398  = rst_conv2_window ? 1'h0 : \$397 ;
-  assign \$399  = switch | switch_d;
-  assign \$400  = take_rows & r_last;
-  assign \$401  = \$400  | r_end_d;
-  assign \$402  = \$401  ? avail_ok_next : avail_ok;
-  assign \$403  = \$399  ? avail_ok_image : \$402 ;
-  assign \$404  = rst_conv2_window ? 1'h0 : \$403 ;
-  assign \$405  = read_credits_room_next | rst_conv2_window;
-  assign \$406  = switch | switch_d;
-  assign \$407  = take_rows & r_last;
-  assign \$408  = \$407  | r_end_d;
-  assign \$409  = \$408  ? avail_ok_next : avail_ok;
-  assign \$410  = \$406  ? avail_ok_image : \$409 ;
-  assign \$411  = rst_conv2_window ? 1'h0 : \$410 ;
-  assign \$412  = read_credits_room_next | rst_conv2_window;
-  assign \$413  = write & w_last;
-  assign \$414  = \$413  | w_end_d;
-  assign \$415  = \$414  ? room_ok_next : room_ok;
-  assign \$416  = rst_conv2_window ? 1'h1 : \$415 ;
-  assign \$417  = write & w_last;
-  assign \$418  = \$417  | w_end_d;
-  assign \$419  = \$418  ? room_ok_next : room_ok;
-  assign \$420  = rst_conv2_window ? 1'h1 : \$419 ;
-  always @(posedge clk)
-    w_c <= \$421 ;
-  always @(posedge clk)
-    w_x <= \$422 ;
-  always @(posedge clk)
-    w_b <= \$423 ;
-  always @(posedge clk)
-    w_slot <= \$424 ;
-  always @(posedge clk)
-    w_grp <= \$425 ;
-  always @(posedge clk)
-    ahead <= \$426 ;
-  always @(posedge clk)
-    w_row <= \$427 ;
-  always @(posedge clk)
-    read_credits_returned <= \$428 ;
-  always @(posedge clk)
-    read_credits_space <= \$429 ;
-  always @(posedge clk)
-    read_v1 <= \$430 ;
-  always @(posedge clk)
-    read_v2 <= \$431 ;
-  always @(posedge clk)
-    read_v3 <= \$432 ;
-  always @(posedge clk)
-    w_en <= \$433 ;
-  always @(posedge clk)
-    pads_a <= { \$63 , \$56 , \$49 , \$42 , \$35  };
-  always @(posedge clk)
-    rot_a <= r0;
-  always @(posedge clk)
-    pads <= pads_a;
-  always @(posedge clk)
-    \$signature__addr$61  <= \$67 [8:0];
-  always @(posedge clk)
-    \$signature__addr$64  <= \$71 [8:0];
-  always @(posedge clk)
-    \$signature__addr$67  <= \$75 [8:0];
-  always @(posedge clk)
-    \$signature__addr$70  <= \$79 [8:0];
-  always @(posedge clk)
-    \$signature__addr$73  <= \$81 [8:0];
-  always @(posedge clk)
-    read_data <= { pads, rot4, rot3, rot2, rot1, rot0, \$signature__data$115 , \$signature__data$114 , \$signature__data$113 , \$signature__data$112 , \$signature__data$111  };
-  always @(posedge clk)
-    w_data <= { \$126 , \$117 , \$108 , \$99 , \$90  };
-  always @(posedge clk)
-    step_next_slot <= \$132 [3:0];
-  always @(posedge clk)
-    step_img_slot <= \$138 [3:0];
-  always @(posedge clk)
-    step_base_slot <= \$144 [3:0];
-  always @(posedge clk)
-    ky <= \$434 ;
-  always @(posedge clk)
-    row_slot <= \$435 ;
-  always @(posedge clk)
-    c <= \$436 ;
-  always @(posedge clk)
-    qc <= \$437 ;
-  always @(posedge clk)
-    block_dx <= \$438 ;
-  always @(posedge clk)
-    ix0 <= \$439 ;
-  always @(posedge clk)
-    r0 <= \$440 ;
-  always @(posedge clk)
-    q0c <= \$441 ;
-  always @(posedge clk)
-    block_dy <= \$442 ;
-  always @(posedge clk)
-    pix_slot <= \$443 ;
-  always @(posedge clk)
-    pix_low <= \$444 ;
-  always @(posedge clk)
-    block_ix0 <= \$445 ;
-  always @(posedge clk)
-    block_r0 <= \$446 ;
-  always @(posedge clk)
-    block_q0c <= \$447 ;
-  always @(posedge clk)
-    ox <= \$448 ;
-  always @(posedge clk)
-    oy <= \$449 ;
-  always @(posedge clk)
-    low <= \$450 ;
-  always @(posedge clk)
-    r_done <= \$451 ;
-  always @(posedge clk)
-    base_slot <= \$452 ;
-  always @(posedge clk)
-    iy <= \$453 ;
-  always @(posedge clk)
-    w_last <= \$454 ;
-  always @(posedge clk)
-    img_slot <= \$455 ;
-  always @(posedge clk)
-    r_last <= \$456 ;
-  always @(posedge clk)
-    avail_ok <= \$457 ;
-  always @(posedge clk)
-    avail_ok_next <= \$458 ;
-  always @(posedge clk)
-    avail_ok_image <= \$459 ;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) ahead_rows_copy (
-    .clk(clk),
-    .d(\$392 ),
-    .q(ahead_rows)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) avail_q_copy (
-    .clk(clk),
-    .d(\$398 ),
-    .q(avail)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) avail_rows_copy (
-    .clk(clk),
-    .d(\$411 ),
-    .q(avail_rows)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) avail_step_copy (
-    .clk(clk),
-    .d(\$404 ),
-    .q(avail_step)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) can_write_q_copy (
-    .clk(clk),
-    .d(\$416 ),
-    .q(o__ready)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) can_write_rows_copy (
-    .clk(clk),
-    .d(\$420 ),
-    .q(can_write_rows)
-  );
-  \flexor_lenet5.conv2_window.rows.inp  inp (
-    .clk(clk),
-    .i__payload(i__payload),
-    .i__ready(i__ready),
-    .i__valid(i__valid),
-    .o__payload(\o__payload$150 ),
-    .o__ready(o__ready),
-    .o__valid(o__valid),
-    .rst_conv2_window(rst_conv2_window),
-    .valid_next(valid_next)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) inp_valid_rows_copy (
-    .clk(clk),
-    .d(\$364 ),
-    .q(inp_valid_rows)
-  );
-  \flexor_lenet5.conv2_window.rows.out  out (
-    .clk(clk),
-    .o__payload(o__payload),
-    .o__ready(\o__ready$47 ),
-    .o__valid(\o__valid$49 ),
-    .rst_conv2_window(rst_conv2_window),
-    .w_en(w_en),
-    .w_port__data(w_data)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) read_credits_room_q_copy (
-    .clk(clk),
-    .d(\$380 ),
-    .q(read_credits_room)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) room_rows_copy (
-    .clk(clk),
-    .d(\$412 ),
-    .q(room_rows)
-  );
-  flexor_copy #(
-    .INIT(32'd1),
-    .WIDTH(32'd1)
-  ) room_step_copy (
-    .clk(clk),
-    .d(\$405 ),
-    .q(room_step)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) rot0_copy (
-    .clk(clk),
-    .d(rot_a),
-    .q(rot0)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) rot1_copy (
-    .clk(clk),
-    .d(rot_a),
-    .q(rot1)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) rot2_copy (
-    .clk(clk),
-    .d(rot_a),
-    .q(rot2)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) rot3_copy (
-    .clk(clk),
-    .d(rot_a),
-    .q(rot3)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) rot4_copy (
-    .clk(clk),
-    .d(rot_a),
-    .q(rot4)
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd9)
-  ) w_addr0_q_copy (
-    .clk(clk),
-    .d(\$365 [8:0]),
-    .q(\$signature__addr )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd9)
-  ) w_addr1_q_copy (
-    .clk(clk),
-    .d(\$368 [8:0]),
-    .q(\$signature__addr$16 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd9)
-  ) w_addr2_q_copy (
-    .clk(clk),
-    .d(\$371 [8:0]),
-    .q(\$signature__addr$22 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd9)
-  ) w_addr3_q_copy (
-    .clk(clk),
-    .d(\$374 [8:0]),
-    .q(\$signature__addr$28 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd9)
-  ) w_addr4_q_copy (
-    .clk(clk),
-    .d(\$377 [8:0]),
-    .q(\$signature__addr$34 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd32)
-  ) w_data0_q_copy (
-    .clk(clk),
-    .d(\o__payload$150 ),
-    .q(\$signature__data )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd32)
-  ) w_data1_q_copy (
-    .clk(clk),
-    .d(\o__payload$150 ),
-    .q(\$signature__data$18 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd32)
-  ) w_data2_q_copy (
-    .clk(clk),
-    .d(\o__payload$150 ),
-    .q(\$signature__data$24 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd32)
-  ) w_data3_q_copy (
-    .clk(clk),
-    .d(\o__payload$150 ),
-    .q(\$signature__data$30 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd32)
-  ) w_data4_q_copy (
-    .clk(clk),
-    .d(\o__payload$150 ),
-    .q(\$signature__data$36 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en0_q_copy (
-    .clk(clk),
-    .d(\$367 ),
-    .q(\$signature__en )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en1_q_copy (
-    .clk(clk),
-    .d(\$370 ),
-    .q(\$signature__en$20 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en2_q_copy (
-    .clk(clk),
-    .d(\$373 ),
-    .q(\$signature__en$26 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en3_q_copy (
-    .clk(clk),
-    .d(\$376 ),
-    .q(\$signature__en$32 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) w_en4_q_copy (
-    .clk(clk),
-    .d(\$379 ),
-    .q(\$signature__en$38 )
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$460  = \$305 ;
-    if (rst_conv2_window) begin
-      \$460  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$461  = switch;
-    if (rst_conv2_window) begin
-      \$461  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$462  = \$319 ;
-    if (rst_conv2_window) begin
-      \$462  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$463  = \$362 ;
-    if (rst_conv2_window) begin
-      \$463  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$464  = \$363 ;
-    if (rst_conv2_window) begin
-      \$464  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    w_row_words = 9'h000;
-    casez (\$3 )
-      5'h00:
-          w_row_words = 9'h000;
-      5'h01:
-          w_row_words = 9'h018;
-      5'h02:
-          w_row_words = 9'h030;
-      5'h03:
-          w_row_words = 9'h048;
-      5'h04:
-          w_row_words = 9'h060;
-      5'h05:
-          w_row_words = 9'h078;
-      5'h06:
-          w_row_words = 9'h090;
-      5'h07:
-          w_row_words = 9'h0a8;
-      5'h08:
-          w_row_words = 9'h0c0;
-      5'h09:
-          w_row_words = 9'h0d8;
-      5'h0a:
-          w_row_words = 9'h0f0;
-      5'h0b:
-          w_row_words = 9'h108;
-      5'h0c:
-          w_row_words = 9'h120;
-      5'h0d:
-          w_row_words = 9'h138;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    row_words = 9'h000;
-    casez (row_slot)
-      4'h0:
-          row_words = 9'h000;
-      4'h1:
-          row_words = 9'h018;
-      4'h2:
-          row_words = 9'h030;
-      4'h3:
-          row_words = 9'h048;
-      4'h4:
-          row_words = 9'h060;
-      4'h5:
-          row_words = 9'h078;
-      4'h6:
-          row_words = 9'h090;
-      4'h7:
-          row_words = 9'h0a8;
-      4'h8:
-          row_words = 9'h0c0;
-      4'h9:
-          row_words = 9'h0d8;
-      4'ha:
-          row_words = 9'h0f0;
-      4'hb:
-          row_words = 9'h108;
-      4'hc:
-          row_words = 9'h120;
-      4'hd:
-          row_words = 9'h138;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$421  = w_c;
-    if (write) begin
-      \$421  = \$8 [2:0];
-    end
-    if (rst_conv2_window) begin
-      \$421  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$422  = w_x;
-    if (write) begin
-      if (\$9 ) begin
-        \$422  = \$12 [3:0];
-      end
-    end
-    if (rst_conv2_window) begin
-      \$422  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$423  = w_b;
-    if (write) begin
-      if (\$9 ) begin
-        \$423  = \$17 [2:0];
-      end
-    end
-    if (rst_conv2_window) begin
-      \$423  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$424  = w_slot;
-    if (write) begin
-      if (\$9 ) begin
-        if (\$18 ) begin
-          \$424  = \$22 [3:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$424  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$425  = w_grp;
-    if (write) begin
-      if (\$9 ) begin
-        if (\$18 ) begin
-          \$425  = w_row_words;
-        end else if (\$19 ) begin
-          \$425  = \$27 [8:0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$425  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$426  = ahead;
-    if (write) begin
-      if (\$9 ) begin
-        if (\$18 ) begin
-          if (\$25 ) begin
-            \$426  = 1'h1;
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$426  = \$281 ;
-    end
-    if (rst_conv2_window) begin
-      \$426  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$427  = w_row;
-    if (write) begin
-      if (\$9 ) begin
-        if (\$18 ) begin
-          (* full_case = 32'd1 *)
-          if (\$25 ) begin
-            \$427  = 4'h0;
-          end else begin
-            \$427  = \$26 [3:0];
-          end
-        end
-      end
-    end
-    if (switch) begin
-      if (\$277 ) begin
-        \$427  = 4'h0;
-      end
-    end
-    if (rst_conv2_window) begin
-      \$427  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$428  = \$28 ;
-    if (rst_conv2_window) begin
-      \$428  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$429  = \$5 [2:0];
-    if (rst_conv2_window) begin
-      \$429  = 3'h7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$430  = take;
-    if (rst_conv2_window) begin
-      \$430  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$431  = read_v1;
-    if (rst_conv2_window) begin
-      \$431  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$432  = read_v2;
-    if (rst_conv2_window) begin
-      \$432  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$433  = read_v3;
-    if (rst_conv2_window) begin
-      \$433  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$434  = ky;
-    if (take_step) begin
-      \$434  = \$147 [2:0];
-    end
-    if (rst_conv2_window) begin
-      \$434  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$435  = row_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-        \$435  = \$155 [3:0];
-      end else begin
-        \$435  = pix_slot;
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-            \$435  = \$198 [3:0];
-          end else begin
-            \$435  = base_slot;
-            if (\$246 ) begin
-              (* full_case = 32'd1 *)
-              if (\$256 ) begin
-              end else begin
-                \$435  = step_next_slot;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$435  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$435  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$436  = c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        \$436  = \$158 [2:0];
-      end
-    end
-    if (rst_conv2_window) begin
-      \$436  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$437  = qc;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-          \$437  = \$161 [6:0];
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-            \$437  = \$185 [6:0];
-          end else if (\$168 ) begin
-            \$437  = block_q0c;
-          end else begin
-            \$437  = \$245 [6:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$437  = 7'h78;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$438  = block_dx;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          \$438  = \$164 [0];
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$438  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$439  = ix0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-            \$439  = \$169 [4:0];
-          end else if (\$168 ) begin
-            \$439  = block_ix0;
-          end else begin
-            \$439  = \$223 [4:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$439  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$440  = r0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-            \$440  = \$175 [2:0];
-          end else if (\$168 ) begin
-            \$440  = block_r0;
-          end else begin
-            \$440  = \$231 [2:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$440  = 3'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$441  = q0c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-            \$441  = \$180 [6:0];
-          end else if (\$168 ) begin
-            \$441  = block_q0c;
-          end else begin
-            \$441  = \$238 [6:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$441  = 7'h78;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$442  = block_dy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-            \$442  = \$186 [0];
-          end else begin
-            \$442  = 1'h0;
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$442  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$443  = pix_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-            \$443  = \$192 [3:0];
-          end else begin
-            \$443  = base_slot;
-            if (\$246 ) begin
-              (* full_case = 32'd1 *)
-              if (\$256 ) begin
-              end else begin
-                \$443  = step_next_slot;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$443  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$443  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$444  = pix_low;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-            \$444  = \$199 [4:0];
-          end else begin
-            \$444  = low;
-            if (\$246 ) begin
-              \$444  = \$255 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$444  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$445  = block_ix0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-          end else begin
-            \$445  = \$202 [4:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$445  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$446  = block_r0;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-          end else begin
-            \$446  = \$210 [2:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$446  = 3'h3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$447  = block_q0c;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-          end else begin
-            \$447  = \$217 [6:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$447  = 7'h78;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$448  = ox;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-          end else begin
-            \$448  = \$220 [2:0];
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$448  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$449  = oy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-          end else begin
-            if (\$246 ) begin
-              \$449  = \$249 [2:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$449  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$450  = low;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-          end else begin
-            if (\$246 ) begin
-              \$450  = \$252 [4:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$450  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$451  = r_done;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-          end else begin
-            if (\$246 ) begin
-              if (\$256 ) begin
-                \$451  = 1'h1;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$451  = 1'h0;
-    end
-    if (rst_conv2_window) begin
-      \$451  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$452  = base_slot;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-          end else begin
-            if (\$246 ) begin
-              (* full_case = 32'd1 *)
-              if (\$256 ) begin
-              end else begin
-                \$452  = step_next_slot;
-              end
-            end
-          end
-        end
-      end
-    end
-    if (switch) begin
-      \$452  = step_base_slot;
-    end
-    if (rst_conv2_window) begin
-      \$452  = 4'hc;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$453  = iy;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$258 ) begin
-        \$453  = \$266 [4:0];
-      end else if (\$262 ) begin
-        \$453  = pix_low;
-      end else if (\$263 ) begin
-        \$453  = \$267 [4:0];
-      end else if (\$265 ) begin
-        \$453  = low;
-      end else begin
-        \$453  = \$270 [4:0];
-      end
-    end
-    if (rst_conv2_window) begin
-      \$453  = 5'h1e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$454  = w_last;
-    if (write) begin
-      \$454  = \$273 ;
-    end
-    if (rst_conv2_window) begin
-      \$454  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$455  = img_slot;
-    if (switch) begin
-      \$455  = step_img_slot;
-    end
-    if (rst_conv2_window) begin
-      \$455  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$456  = r_last;
-    if (take_step) begin
-      \$456  = \$287 ;
-    end
-    if (rst_conv2_window) begin
-      \$456  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$457  = \$294 ;
-    if (rst_conv2_window) begin
-      \$457  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$458  = \$302 ;
-    if (rst_conv2_window) begin
-      \$458  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$459  = \$304 ;
-    if (rst_conv2_window) begin
-      \$459  = 1'h0;
-    end
-  end
-  assign \i__payload$1  = i__payload;
-  assign \i__ready$3  = i__ready;
-  assign \i__valid$5  = i__valid;
-  assign can_write = o__ready;
-  assign w_addr0_q = \$signature__addr ;
-  assign w_data0_q = \$signature__data ;
-  assign w_en0_q = \$signature__en ;
-  assign w_addr1_q = \$signature__addr$16 ;
-  assign w_data1_q = \$signature__data$18 ;
-  assign w_en1_q = \$signature__en$20 ;
-  assign w_addr2_q = \$signature__addr$22 ;
-  assign w_data2_q = \$signature__data$24 ;
-  assign w_en2_q = \$signature__en$26 ;
-  assign w_addr3_q = \$signature__addr$28 ;
-  assign w_data3_q = \$signature__data$30 ;
-  assign w_en3_q = \$signature__en$32 ;
-  assign w_addr4_q = \$signature__addr$34 ;
-  assign w_data4_q = \$signature__data$36 ;
-  assign w_en4_q = \$signature__en$38 ;
-  assign \o__payload$46  = o__payload;
-  assign \o__ready$48  = \o__ready$47 ;
-  assign \o__valid$50  = \o__valid$49 ;
-  assign space_next = \$5 [2:0];
-  assign read_credits_room_q = read_credits_room;
-  assign r_addr0 = \$signature__addr$61 ;
-  assign \$signature__en$63  = 1'h1;
-  assign r_addr1 = \$signature__addr$64 ;
-  assign \$signature__en$66  = 1'h1;
-  assign r_addr2 = \$signature__addr$67 ;
-  assign \$signature__en$69  = 1'h1;
-  assign r_addr3 = \$signature__addr$70 ;
-  assign \$signature__en$72  = 1'h1;
-  assign r_addr4 = \$signature__addr$73 ;
-  assign \$signature__en$75  = 1'h1;
-  assign read_v4 = w_en;
-  assign finished = w_data;
-  assign \ahead_rows$80  = ahead_rows;
-  assign avail_q = avail;
-  assign can_write_q = o__ready;
-  assign \$162  = block_dx;
-  assign \$165  = block_dx;
-  assign \$167  = block_dy;
-  assign \$284  = block_dy;
-  assign \$285  = block_dx;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.rows.inp (rst_conv2_window, i__ready, valid_next, o__valid, o__ready, i__valid, i__payload, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
-  wire \$1 ;
-  reg [31:0] \$10 ;
-  reg \$11 ;
-  reg [31:0] \$12 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire [31:0] \$8 ;
-  wire \$9 ;
-  input clk;
-  wire clk;
-  (* init = 32'd0 *)
-  wire [31:0] data;
-  reg full = 1'h0;
-  reg [31:0] held = 32'd0;
-  input [31:0] i__payload;
-  wire [31:0] i__payload;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  output [31:0] o__payload;
-  reg [31:0] o__payload = 32'd0;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  wire o__valid;
-  input rst_conv2_window;
-  wire rst_conv2_window;
-  wire valid;
-  output valid_next;
-  wire valid_next;
-  assign i__ready = ~ full;
-  assign \$1  = ~ o__valid;
-  assign \$2  = \$1  | o__ready;
-  assign \$3  = full | i__valid;
-  assign valid_next = \$2  ? \$3  : o__valid;
-  assign \$4  = ~ o__valid;
-  assign \$5  = \$4  | o__ready;
-  assign \$6  = ~ full;
-  assign \$7  = i__valid & \$6 ;
-  assign \$8  = full ? held : i__payload;
-  assign \$9  = rst_conv2_window ? 1'h0 : valid_next;
-  always @(posedge clk)
-    o__payload <= \$10 ;
-  always @(posedge clk)
-    full <= \$11 ;
-  always @(posedge clk)
-    held <= \$12 ;
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd1)
-  ) valid_copy (
-    .clk(clk),
-    .d(\$9 ),
-    .q(o__valid)
-  );
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$10  = o__payload;
-    if (\$5 ) begin
-      \$10  = \$8 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$11  = full;
-    if (\$5 ) begin
-      \$11  = 1'h0;
-    end else if (\$7 ) begin
-      \$11  = 1'h1;
-    end
-    if (rst_conv2_window) begin
-      \$11  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
-    \$12  = held;
-    if (\$5 ) begin
-    end else if (\$7 ) begin
-      \$12  = i__payload;
-    end
-  end
-  assign data = o__payload;
-  assign valid = o__valid;
-endmodule
-
-(* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window.rows.out (rst_conv2_window, o__ready, w_en, w_port__data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$19  = 0;
-  wire \$1 ;
-  wire [3:0] \$10 ;
-  wire [3:0] \$11 ;
-  wire \$12 ;
-  wire \$13 ;
-  wire [159:0] \$14 ;
-  wire \$15 ;
-  wire [3:0] \$16 ;
-  wire [3:0] \$17 ;
-  wire \$18 ;
-  wire [3:0] \$19 ;
-  wire \$2 ;
-  wire [3:0] \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire [3:0] \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [3:0] \$26 ;
-  wire [3:0] \$27 ;
-  wire [4:0] \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
-  wire \$32 ;
-  wire \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  reg \$36 ;
-  reg [2:0] \$37 ;
-  reg \$38 ;
-  reg [159:0] \$39 ;
-  wire \$4 ;
-  reg [2:0] \$40 ;
-  reg [2:0] \$41 ;
-  reg [2:0] \$42 ;
-  reg \$43 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
-  reg \$signal  = 1'h0;
-  input clk;
-  wire clk;
-  reg empty = 1'h1;
-  reg [159:0] fwd_data = 160'h0000000000000000000000000000000000000000;
-  (* init = 160'h0000000000000000000000000000000000000000 *)
-  wire [159:0] head;
-  wire head_free;
-  output [159:0] o__payload;
-  reg [159:0] o__payload = 160'h0000000000000000000000000000000000000000;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
-  wire pop;
-  wire push;
-  wire [2:0] r_port__addr;
-  wire [159:0] r_port__data;
-  wire r_port__en;
-  reg [2:0] rd = 3'h0;
-  reg [2:0] rd_inc = 3'h1;
-  input rst_conv2_window;
-  wire rst_conv2_window;
-  reg [2:0] used = 3'h0;
-  wire [159:0] w_data;
-  input w_en;
-  wire w_en;
-  reg [2:0] w_port__addr = 3'h0;
-  input [159:0] w_port__data;
-  wire [159:0] w_port__data;
-  wire w_port__en;
-  wire [159:0] waiting;
-  (* init = 3'h0 *)
-  wire [2:0] wr;
-  reg [159:0] \buf  [5:0];
-  initial begin
-    \buf [0] = 160'h0000000000000000000000000000000000000000;
-    \buf [1] = 160'h0000000000000000000000000000000000000000;
-    \buf [2] = 160'h0000000000000000000000000000000000000000;
-    \buf [3] = 160'h0000000000000000000000000000000000000000;
-    \buf [4] = 160'h0000000000000000000000000000000000000000;
-    \buf [5] = 160'h0000000000000000000000000000000000000000;
-  end
-  always @(posedge clk) begin
-    if (w_en)
-      \buf [w_port__addr] <= w_port__data;
-  end
-  reg [159:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= \buf [r_port__addr];
-  end
-  assign r_port__data = _0_;
-  always @(posedge clk)
-    used <= \$42 ;
-  always @(posedge clk)
-    empty <= \$43 ;
-  assign \$1  = ~ o__valid;
-  assign head_free = \$1  | o__ready;
-  assign \$2  = ~ empty;
-  assign pop = head_free & \$2 ;
-  assign \$3  = head_free & empty;
-  assign \$4  = ~ \$3 ;
-  assign push = w_en & \$4 ;
-  assign r_port__addr = pop ? rd_inc : rd;
-  assign waiting = \$signal  ? fwd_data : r_port__data;
-  assign \$5  = rd_inc == w_port__addr;
-  assign \$6  = rd == w_port__addr;
-  assign \$7  = pop ? \$5  : \$6 ;
-  assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 3'h5;
-  assign \$10  = rd_inc + 1'h1;
-  assign \$11  = \$9  ? 4'h0 : \$10 ;
-  assign \$12  = ~ empty;
-  assign \$13  = \$12  | w_en;
-  assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 3'h5;
-  assign \$16  = rd + 1'h1;
-  assign \$17  = \$15  ? 4'h0 : \$16 ;
-  assign \$18  = w_port__addr == 3'h5;
-  assign \$19  = w_port__addr + 1'h1;
-  assign \$20  = \$18  ? 4'h0 : \$19 ;
-  assign \$21  = ~ pop;
-  assign \$22  = push & \$21 ;
-  assign \$23  = used + 1'h1;
-  assign \$24  = ~ push;
-  assign \$25  = pop & \$24 ;
-  assign \$26  = used - 1'h1;
-  assign \$27  = \$25  ? \$26  : { 1'h0, used };
-  assign \$28  = \$22  ? { 1'h0, \$23  } : { \$27 [3], \$27  };
-  assign \$29  = ~ pop;
-  assign \$30  = push & \$29 ;
-  assign \$31  = ~ push;
-  assign \$32  = pop & \$31 ;
-  assign \$33  = used == 1'h1;
-  assign \$34  = \$32  ? \$33  : empty;
-  assign \$35  = \$30  ? 1'h0 : \$34 ;
-  always @(posedge clk)
-    \$signal  <= \$36 ;
-  always @(posedge clk)
-    fwd_data <= w_port__data;
-  always @(posedge clk)
-    rd_inc <= \$37 ;
-  always @(posedge clk)
-    o__valid <= \$38 ;
-  always @(posedge clk)
-    o__payload <= \$39 ;
-  always @(posedge clk)
-    rd <= \$40 ;
-  always @(posedge clk)
-    w_port__addr <= \$41 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$42  = \$28 [2:0];
-    if (rst_conv2_window) begin
-      \$42  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$43  = \$35 ;
-    if (rst_conv2_window) begin
-      \$43  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$36  = \$8 ;
-    if (rst_conv2_window) begin
-      \$36  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$37  = rd_inc;
-    if (pop) begin
-      \$37  = \$11 [2:0];
-    end
-    if (rst_conv2_window) begin
-      \$37  = 3'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$38  = o__valid;
-    if (head_free) begin
-      \$38  = \$13 ;
-    end
-    if (rst_conv2_window) begin
-      \$38  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$39  = o__payload;
-    if (head_free) begin
-      \$39  = \$14 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$40  = rd;
-    if (pop) begin
-      \$40  = \$17 [2:0];
-    end
-    if (rst_conv2_window) begin
-      \$40  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$19 ) begin end
-    \$41  = w_port__addr;
-    if (push) begin
-      \$41  = \$20 [2:0];
-    end
-    if (rst_conv2_window) begin
-      \$41  = 3'h0;
-    end
-  end
-  assign head = o__payload;
-  assign wr = w_port__addr;
-  assign w_data = w_port__data;
-  assign w_port__en = w_en;
-  assign r_port__en = 1'h1;
+  assign i__payload = { \port$5687$0 [399:392], \port$5687$0 [383:376], \port$5687$0 [367:360], \port$5687$0 [351:344], \port$5687$0 [335:328], \port$5687$0 [319:312], \port$5687$0 [303:296], \port$5687$0 [287:280], \port$5687$0 [271:264], \port$5687$0 [255:248], \port$5687$0 [239:232], \port$5687$0 [223:216], \port$5687$0 [207:200], \port$5687$0 [191:184], \port$5687$0 [175:168], \port$5687$0 [159:152], \port$5687$0 [143:136], \port$5687$0 [127:120], \port$5687$0 [111:104], \port$5687$0 [95:88], \port$5687$0 [79:72], \port$5687$0 [63:56], \port$5687$0 [47:40], \port$5687$0 [31:24], \port$5687$0 [15:8], \port$5687$0 [391:384], \port$5687$0 [375:368], \port$5687$0 [359:352], \port$5687$0 [343:336], \port$5687$0 [327:320], \port$5687$0 [311:304], \port$5687$0 [295:288], \port$5687$0 [279:272], \port$5687$0 [263:256], \port$5687$0 [247:240], \port$5687$0 [231:224], \port$5687$0 [215:208], \port$5687$0 [199:192], \port$5687$0 [183:176], \port$5687$0 [167:160], \port$5687$0 [151:144], \port$5687$0 [135:128], \port$5687$0 [119:112], \port$5687$0 [103:96], \port$5687$0 [87:80], \port$5687$0 [71:64], \port$5687$0 [55:48], \port$5687$0 [39:32], \port$5687$0 [23:16], \port$5687$0 [7:0] };
 endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
   wire [8:0] \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -22121,7 +24456,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     .rst_fc1(rst_fc1)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     filled = 1'h0;
     if (take) begin
       if (\$5 ) begin
@@ -22132,7 +24467,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$19 [8:0];
@@ -22142,7 +24477,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$282  = c;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -22157,7 +24492,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$283  = pix;
     if (take) begin
       if (\$29 ) begin
@@ -22174,7 +24509,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$284  = \$like ;
     if (take) begin
       if (\$29 ) begin
@@ -22191,7 +24526,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$285  = p_lane;
     if (take) begin
       if (\$29 ) begin
@@ -22208,7 +24543,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$286  = \$signal ;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -22228,7 +24563,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$287  = lane;
     if (take) begin
       (* full_case = 32'd1 *)
@@ -22248,7 +24583,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$288  = wsum_first;
     if (take) begin
       \$288  = filled;
@@ -22258,91 +24593,91 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$289  = take;
     if (rst_fc1) begin
       \$289  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$290  = wsum_first;
     if (rst_fc1) begin
       \$290  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$291  = filled;
     if (rst_fc1) begin
       \$291  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$292  = wsum_acc;
     if (wsum_v_d1) begin
       \$292  = \$64 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$293  = wsum_total;
     if (\$65 ) begin
       \$293  = \$67 [19:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$294  = \$68 ;
     if (rst_fc1) begin
       \$294  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$295  = gap_zero_next;
     if (rst_fc1) begin
       \$295  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$296  = \$signal$34 ;
     if (rst_fc1) begin
       \$296  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$297  = n_last_next;
     if (rst_fc1) begin
       \$297  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$298  = \$69 ;
     if (rst_fc1) begin
       \$298  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$299  = \$77 [6:0];
     if (rst_fc1) begin
       \$299  = 7'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$300  = \$83 [6:0];
     if (rst_fc1) begin
       \$300  = 7'h01;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$301  = head_boot;
     if (\$84 ) begin
       \$301  = \$85 [1:0];
@@ -22352,21 +24687,21 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$302  = head;
     if (\$88 ) begin
       \$302  = \data$194 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$303  = r_next;
     if (rst_fc1) begin
       \$303  = 9'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$304  = s_idx;
     if (step) begin
       \$304  = \$90 [7:0];
@@ -22376,7 +24711,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$305  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -22388,14 +24723,14 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$306  = \$95 ;
     if (rst_fc1) begin
       \$306  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$307  = r_base;
     if (load) begin
       \$307  = { 1'h0, \$96  };
@@ -22405,7 +24740,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$308  = w_half;
     if (load) begin
       \$308  = \$97 ;
@@ -22415,7 +24750,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$309  = gap;
     if (\$98 ) begin
       \$309  = 3'h3;
@@ -22427,7 +24762,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$310  = col;
     if (step) begin
       \$310  = \$101 ;
@@ -22437,7 +24772,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$311  = row_ph0;
     if (\$102 ) begin
       \$311  = \$107 [4:0];
@@ -22447,7 +24782,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$312  = row_ph1;
     if (\$102 ) begin
       \$312  = \$112 [4:0];
@@ -22457,7 +24792,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$313  = row_ph2;
     if (\$102 ) begin
       \$313  = \$117 [4:0];
@@ -22467,7 +24802,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$314  = row_ph3;
     if (\$102 ) begin
       \$314  = \$122 [4:0];
@@ -22477,266 +24812,266 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$315  = \$128 [4:0];
     if (rst_fc1) begin
       \$315  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$316  = \$134 [4:0];
     if (rst_fc1) begin
       \$316  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$317  = \$140 [4:0];
     if (rst_fc1) begin
       \$317  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$318  = \$146 [4:0];
     if (rst_fc1) begin
       \$318  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$319  = step;
     if (rst_fc1) begin
       \$319  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$320  = \$147 ;
     if (rst_fc1) begin
       \$320  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$321  = s_last;
     if (rst_fc1) begin
       \$321  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$322  = carry0_0;
     if (\$signal$204 ) begin
       \$322  = word1[7:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$323  = carry1_0;
     if (\$signal$204 ) begin
       \$323  = word1[15:8];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$324  = carry2_0;
     if (\$signal$204 ) begin
       \$324  = word1[23:16];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$325  = carry3_0;
     if (\$signal$204 ) begin
       \$325  = word1[31:24];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$326  = \$signal$204 ;
     if (rst_fc1) begin
       \$326  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$327  = v2_d1;
     if (rst_fc1) begin
       \$327  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$328  = v2_d2;
     if (rst_fc1) begin
       \$328  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$329  = v2_d3;
     if (rst_fc1) begin
       \$329  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$330  = last1;
     if (rst_fc1) begin
       \$330  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$331  = last2_d1;
     if (rst_fc1) begin
       \$331  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$332  = last2_d2;
     if (rst_fc1) begin
       \$332  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$333  = last2_d3;
     if (rst_fc1) begin
       \$333  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$334  = \$signal$204 ;
     if (rst_fc1) begin
       \$334  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$335  = v2p_d1;
     if (rst_fc1) begin
       \$335  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$336  = v2p_d2;
     if (rst_fc1) begin
       \$336  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$337  = \$signal$47 ;
     if (rst_fc1) begin
       \$337  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$338  = first2p_d1;
     if (rst_fc1) begin
       \$338  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$339  = first2p_d2;
     if (rst_fc1) begin
       \$339  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$340  = last1;
     if (rst_fc1) begin
       \$340  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$341  = last2p_d1;
     if (rst_fc1) begin
       \$341  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$342  = last2p_d2;
     if (rst_fc1) begin
       \$342  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$343  = load;
     if (rst_fc1) begin
       \$343  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$344  = x_taken_d1;
     if (rst_fc1) begin
       \$344  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$345  = x_taken_d2;
     if (rst_fc1) begin
       \$345  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$346  = x_taken_d3;
     if (rst_fc1) begin
       \$346  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$347  = x_taken_d4;
     if (rst_fc1) begin
       \$347  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$348  = x_init;
     if (x_taken_d5) begin
       \$348  = \$224 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$349  = group_end;
     if (rst_fc1) begin
       \$349  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$350  = acc0_0;
     if (flags_0[0]) begin
       \$350  = \$227 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$351  = fin0_0;
     if (\$228 ) begin
       \$351  = \$231 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$352  = bank0_0;
     if (done) begin
       \$352  = fin0_0;
@@ -22745,21 +25080,21 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$353  = acc1_0;
     if (flags_1[0]) begin
       \$353  = \$234 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$354  = fin1_0;
     if (\$235 ) begin
       \$354  = \$238 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$355  = bank1_0;
     if (done) begin
       \$355  = fin1_0;
@@ -22768,21 +25103,21 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$356  = acc2_0;
     if (flags_2[0]) begin
       \$356  = \$241 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$357  = fin2_0;
     if (\$242 ) begin
       \$357  = \$245 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$358  = bank2_0;
     if (done) begin
       \$358  = fin2_0;
@@ -22791,28 +25126,28 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$359  = acc3_0;
     if (flags_3[0]) begin
       \$359  = \$248 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$360  = fin3_0;
     if (\$249 ) begin
       \$360  = \$252 [20:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$361  = bank3_0;
     if (done) begin
       \$361  = fin3_0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$362  = ser_left;
     if (done) begin
       \$362  = 3'h4;
@@ -22824,7 +25159,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$363  = \addr$155 ;
     if (ser) begin
       \$363  = \$256 [8:0];
@@ -22834,112 +25169,112 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$364  = \$257 ;
     if (rst_fc1) begin
       \$364  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$365  = \$259 ;
     if (rst_fc1) begin
       \$365  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$366  = \$signal$303 ;
     if (rst_fc1) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$367  = vb;
     if (rst_fc1) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$368  = v_out_d1;
     if (rst_fc1) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$369  = v_out_d2;
     if (rst_fc1) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$370  = v_out_d3;
     if (rst_fc1) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$371  = ka;
     if (rst_fc1) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$372  = skipped_d1;
     if (rst_fc1) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$373  = skipped_d2;
     if (rst_fc1) begin
       \$373  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$374  = skipped_d3;
     if (rst_fc1) begin
       \$374  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$375  = skipped_d4;
     if (rst_fc1) begin
       \$375  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$376  = \$270 ;
     if (rst_fc1) begin
       \$376  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$377  = \$272 ;
     if (rst_fc1) begin
       \$377  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$378  = \$28 [3:0];
     if (rst_fc1) begin
       \$378  = 4'h8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$379  = credits_room_next;
     if (rst_fc1) begin
       \$379  = 1'h1;
@@ -23590,7 +25925,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$21  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
   wire \$1 ;
   wire [3:0] \$10 ;
   wire [3:0] \$11 ;
@@ -23746,28 +26081,28 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
   always @(posedge clk)
     w_port__addr <= \$41 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$42  = \$28 [2:0];
     if (rst_fc1) begin
       \$42  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$43  = \$35 ;
     if (rst_fc1) begin
       \$43  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$36  = \$8 ;
     if (rst_fc1) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$37  = rd_inc;
     if (pop) begin
       \$37  = \$11 [2:0];
@@ -23777,7 +26112,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$38  = o__valid;
     if (head_free) begin
       \$38  = \$13 ;
@@ -23787,14 +26122,14 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$39  = o__payload;
     if (head_free) begin
       \$39  = \$14 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$40  = rd;
     if (pop) begin
       \$40  = \$17 [2:0];
@@ -23804,7 +26139,7 @@ module \flexor_lenet5.fc1.fifo (rst_fc1, w_port__data, o__ready, w_en, o__valid,
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
     \$41  = w_port__addr;
     if (push) begin
       \$41  = \$20 [2:0];
@@ -23918,7 +26253,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$22  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire [3:0] \$1 ;
   wire \$10 ;
   wire [3:0] \$100 ;
@@ -24300,112 +26635,112 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   always @(posedge clk)
     slot6 <= \$155 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$130  = \$4 [2:0];
     if (rst_fc1) begin
       \$130  = 3'h7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$131  = \$9 ;
     if (rst_fc1) begin
       \$131  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$132  = \$19 ;
     if (rst_fc1) begin
       \$132  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$133  = \$29 ;
     if (rst_fc1) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$134  = \$39 ;
     if (rst_fc1) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$135  = \$49 ;
     if (rst_fc1) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$136  = \$59 ;
     if (rst_fc1) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$137  = \$69 ;
     if (rst_fc1) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$138  = \$79 ;
     if (rst_fc1) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$139  = \$89 ;
     if (rst_fc1) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$140  = issue;
     if (rst_fc1) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$141  = v1;
     if (rst_fc1) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$142  = v2;
     if (rst_fc1) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$143  = v3;
     if (rst_fc1) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$144  = v4;
     if (rst_fc1) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$145  = raddr;
     if (issue) begin
       \$145  = \$92 [14:0];
@@ -24415,7 +26750,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$146  = primed;
     if (at7) begin
       \$146  = 1'h1;
@@ -24425,14 +26760,14 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$147  = \$98 [2:0];
     if (rst_fc1) begin
       \$147  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$148  = wptr;
     if (v5) begin
       \$148  = \$101 [2:0];
@@ -24442,7 +26777,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$149  = slot0;
     if (v5) begin
       if (\$102 ) begin
@@ -24451,7 +26786,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$150  = slot1;
     if (v5) begin
       if (\$103 ) begin
@@ -24460,7 +26795,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$151  = slot2;
     if (v5) begin
       if (\$104 ) begin
@@ -24469,7 +26804,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$152  = slot3;
     if (v5) begin
       if (\$105 ) begin
@@ -24478,7 +26813,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$153  = slot4;
     if (v5) begin
       if (\$106 ) begin
@@ -24487,7 +26822,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$154  = slot5;
     if (v5) begin
       if (\$107 ) begin
@@ -24496,7 +26831,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$22 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$155  = slot6;
     if (v5) begin
       if (\$108 ) begin
@@ -24509,7 +26844,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
   wire [7:0] \$100 ;
@@ -29940,7 +32275,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .rst_fc2(rst_fc2)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     r_next = r_addr;
     if (step) begin
       r_next = \$21 [9:0];
@@ -29950,7 +32285,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$459  = w_count;
     if (take) begin
       \$459  = \$30 [8:0];
@@ -29960,49 +32295,49 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$460  = \$31 ;
     if (rst_fc2) begin
       \$460  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$461  = 1'h1;
     if (rst_fc2) begin
       \$461  = 1'h1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$462  = \$signal ;
     if (rst_fc2) begin
       \$462  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$463  = n_last_next;
     if (rst_fc2) begin
       \$463  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$464  = \$32 ;
     if (rst_fc2) begin
       \$464  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$465  = \$37 ;
     if (rst_fc2) begin
       \$465  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$466  = ph;
     if (step) begin
       \$466  = \$40 [4:0];
@@ -30012,14 +32347,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$467  = r_next;
     if (rst_fc2) begin
       \$467  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$468  = s_idx;
     if (step) begin
       \$468  = \$42 [8:0];
@@ -30029,7 +32364,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$469  = n_idx;
     if (step) begin
       if (s_last) begin
@@ -30041,14 +32376,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$470  = \$47 ;
     if (rst_fc2) begin
       \$470  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$471  = r_base;
     if (load) begin
       \$471  = \$48 ;
@@ -30058,7 +32393,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$472  = w_half;
     if (load) begin
       \$472  = \$49 ;
@@ -30068,7 +32403,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$473  = col;
     if (step) begin
       \$473  = \$54 [4:0];
@@ -30078,7 +32413,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$474  = row_ph0;
     if (\$55 ) begin
       \$474  = \$60 [4:0];
@@ -30088,168 +32423,168 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$475  = \$66 [4:0];
     if (rst_fc2) begin
       \$475  = 5'h00;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$476  = step;
     if (rst_fc2) begin
       \$476  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$477  = \$67 ;
     if (rst_fc2) begin
       \$477  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$478  = s_last;
     if (rst_fc2) begin
       \$478  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$479  = r_next;
     if (rst_fc2) begin
       \$479  = 10'h000;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$480  = \$signal$590 ;
     if (rst_fc2) begin
       \$480  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$481  = v2_d1;
     if (rst_fc2) begin
       \$481  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$482  = v2_d2;
     if (rst_fc2) begin
       \$482  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$483  = last1;
     if (rst_fc2) begin
       \$483  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$484  = last2_d1;
     if (rst_fc2) begin
       \$484  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$485  = last2_d2;
     if (rst_fc2) begin
       \$485  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$486  = \$signal$590 ;
     if (rst_fc2) begin
       \$486  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$487  = v2p_d1;
     if (rst_fc2) begin
       \$487  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$488  = \$signal$591 ;
     if (rst_fc2) begin
       \$488  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$489  = first2p_d1;
     if (rst_fc2) begin
       \$489  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$490  = last1;
     if (rst_fc2) begin
       \$490  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$491  = last2p_d1;
     if (rst_fc2) begin
       \$491  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$492  = xacc;
     if (flags_x[0]) begin
       \$492  = \$151 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$493  = xfin;
     if (\$152 ) begin
       \$493  = \$154 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$494  = group_end;
     if (rst_fc2) begin
       \$494  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$495  = acc0_0;
     if (flags_0[0]) begin
       \$495  = \$156 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$496  = fin0_0;
     if (\$157 ) begin
       \$496  = \$159 [16:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$497  = bank0_0;
     if (done) begin
       \$497  = \$161 [17:0];
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$498  = ser_left;
     if (done) begin
       \$498  = 1'h1;
@@ -30261,7 +32596,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$499  = addr;
     if (ser) begin
       \$499  = \$165 [3:0];
@@ -30271,112 +32606,112 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$500  = \$166 ;
     if (rst_fc2) begin
       \$500  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$501  = \$168 ;
     if (rst_fc2) begin
       \$501  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$502  = \$signal$686 ;
     if (rst_fc2) begin
       \$502  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$503  = vb;
     if (rst_fc2) begin
       \$503  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$504  = v_out_d1;
     if (rst_fc2) begin
       \$504  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$505  = v_out_d2;
     if (rst_fc2) begin
       \$505  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$506  = v_out_d3;
     if (rst_fc2) begin
       \$506  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$507  = ka;
     if (rst_fc2) begin
       \$507  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$508  = skipped_d1;
     if (rst_fc2) begin
       \$508  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$509  = skipped_d2;
     if (rst_fc2) begin
       \$509  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$510  = skipped_d3;
     if (rst_fc2) begin
       \$510  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$511  = skipped_d4;
     if (rst_fc2) begin
       \$511  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$512  = \$179 ;
     if (rst_fc2) begin
       \$512  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$513  = \$181 ;
     if (rst_fc2) begin
       \$513  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$514  = \$27 [1:0];
     if (rst_fc2) begin
       \$514  = 2'h2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$515  = credits_room_next;
     if (rst_fc2) begin
       \$515  = 1'h1;
@@ -30831,7 +33166,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [1:0] \$11 ;
@@ -30942,14 +33277,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
   always @(posedge clk)
     empty <= \$37 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$31  = waiting;
     if (\$6 ) begin
       \$31  = w_data;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$32  = o__valid;
     if (head_free) begin
       \$32  = \$8 ;
@@ -30959,14 +33294,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$33  = o__payload;
     if (head_free) begin
       \$33  = \$9 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$34  = rd;
     if (pop) begin
       \$34  = \$12 [0];
@@ -30976,7 +33311,7 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$35  = wr;
     if (push) begin
       \$35  = \$15 [0];
@@ -30986,14 +33321,14 @@ module \flexor_lenet5.fc2.fifo (rst_fc2, w_data, o__ready, w_en, o__valid, o__pa
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$36  = \$23 [0];
     if (rst_fc2) begin
       \$36  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$37  = \$30 ;
     if (rst_fc2) begin
       \$37  = 1'h1;
@@ -31080,7 +33415,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
   wire \$1 ;
   reg [1:0] \$10 ;
   reg \$11 ;
@@ -31130,7 +33465,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
   always @(posedge clk)
     primed <= \$11 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$9  = addr;
     if (go) begin
       \$9  = \$5 [7:0];
@@ -31140,7 +33475,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$10  = reads;
     if (\$6 ) begin
       \$10  = \$7 [1:0];
@@ -31150,7 +33485,7 @@ module \flexor_lenet5.fc2.weights (rst_fc2, o__ready, o__payload, go, addr, clk)
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$11  = primed;
     if (\$6 ) begin
       \$11  = \$8 ;
@@ -31167,7 +33502,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool1 (rst_pool1, i__ready, i__valid, i__payload, o__valid, o__payload, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
   wire \$1 ;
   wire [7:0] \$10 ;
   wire \$11 ;
@@ -31320,35 +33655,35 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, i__valid, i__payload, o__valid
   always @(posedge clk)
     maxima10 <= \$38 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$40  = maxima12;
     if (take) begin
       \$40  = maxima13;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$41  = maxima13;
     if (take) begin
       \$41  = maxima14;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$42  = maxima14;
     if (take) begin
       \$42  = maxima15;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$43  = maxima15;
     if (take) begin
       \$43  = { \$10 , \$6  };
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$44  = beat;
     if (take) begin
       \$44  = \$13 [3:0];
@@ -31358,7 +33693,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, i__valid, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$45  = pixel;
     if (take) begin
       if (\$14 ) begin
@@ -31370,7 +33705,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, i__valid, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$46  = o__payload;
     if (take) begin
       if (\$18 ) begin
@@ -31379,7 +33714,7 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, i__valid, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$27  = o__valid;
     if (\$2 ) begin
       \$27  = 1'h0;
@@ -31394,84 +33729,84 @@ module \flexor_lenet5.pool1 (rst_pool1, i__ready, i__valid, i__payload, o__valid
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$28  = maxima0;
     if (take) begin
       \$28  = maxima1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$29  = maxima1;
     if (take) begin
       \$29  = maxima2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$30  = maxima2;
     if (take) begin
       \$30  = maxima3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$31  = maxima3;
     if (take) begin
       \$31  = maxima4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$32  = maxima4;
     if (take) begin
       \$32  = maxima5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$33  = maxima5;
     if (take) begin
       \$33  = maxima6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$34  = maxima6;
     if (take) begin
       \$34  = maxima7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$35  = maxima7;
     if (take) begin
       \$35  = maxima8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$36  = maxima8;
     if (take) begin
       \$36  = maxima9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$37  = maxima9;
     if (take) begin
       \$37  = maxima10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$38  = maxima10;
     if (take) begin
       \$38  = maxima11;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     \$39  = maxima11;
     if (take) begin
       \$39  = maxima12;
@@ -31482,7 +33817,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
@@ -31811,7 +34146,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
   assign \$10  = beat == 6'h3f;
   assign \$11  = pixel == 2'h3;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$19  = o__valid;
     if (\$2 ) begin
       \$19  = 1'h0;
@@ -31826,455 +34161,455 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$20  = maxima0;
     if (take) begin
       \$20  = maxima1;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$21  = maxima1;
     if (take) begin
       \$21  = maxima2;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$22  = maxima2;
     if (take) begin
       \$22  = maxima3;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$23  = maxima3;
     if (take) begin
       \$23  = maxima4;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$24  = maxima4;
     if (take) begin
       \$24  = maxima5;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$25  = maxima5;
     if (take) begin
       \$25  = maxima6;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$26  = maxima6;
     if (take) begin
       \$26  = maxima7;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$27  = maxima7;
     if (take) begin
       \$27  = maxima8;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$28  = maxima8;
     if (take) begin
       \$28  = maxima9;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$29  = maxima9;
     if (take) begin
       \$29  = maxima10;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$30  = maxima10;
     if (take) begin
       \$30  = maxima11;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$31  = maxima11;
     if (take) begin
       \$31  = maxima12;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$32  = maxima12;
     if (take) begin
       \$32  = maxima13;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$33  = maxima13;
     if (take) begin
       \$33  = maxima14;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$34  = maxima14;
     if (take) begin
       \$34  = maxima15;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$35  = maxima15;
     if (take) begin
       \$35  = maxima16;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$36  = maxima16;
     if (take) begin
       \$36  = maxima17;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$37  = maxima17;
     if (take) begin
       \$37  = maxima18;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$38  = maxima18;
     if (take) begin
       \$38  = maxima19;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$39  = maxima19;
     if (take) begin
       \$39  = maxima20;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$40  = maxima20;
     if (take) begin
       \$40  = maxima21;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$41  = maxima21;
     if (take) begin
       \$41  = maxima22;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$42  = maxima22;
     if (take) begin
       \$42  = maxima23;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$43  = maxima23;
     if (take) begin
       \$43  = maxima24;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$44  = maxima24;
     if (take) begin
       \$44  = maxima25;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$45  = maxima25;
     if (take) begin
       \$45  = maxima26;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$46  = maxima26;
     if (take) begin
       \$46  = maxima27;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$47  = maxima27;
     if (take) begin
       \$47  = maxima28;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$48  = maxima28;
     if (take) begin
       \$48  = maxima29;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$49  = maxima29;
     if (take) begin
       \$49  = maxima30;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$50  = maxima30;
     if (take) begin
       \$50  = maxima31;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$51  = maxima31;
     if (take) begin
       \$51  = maxima32;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$52  = maxima32;
     if (take) begin
       \$52  = maxima33;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$53  = maxima33;
     if (take) begin
       \$53  = maxima34;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$54  = maxima34;
     if (take) begin
       \$54  = maxima35;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$55  = maxima35;
     if (take) begin
       \$55  = maxima36;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$56  = maxima36;
     if (take) begin
       \$56  = maxima37;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$57  = maxima37;
     if (take) begin
       \$57  = maxima38;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$58  = maxima38;
     if (take) begin
       \$58  = maxima39;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$59  = maxima39;
     if (take) begin
       \$59  = maxima40;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$60  = maxima40;
     if (take) begin
       \$60  = maxima41;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$61  = maxima41;
     if (take) begin
       \$61  = maxima42;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$62  = maxima42;
     if (take) begin
       \$62  = maxima43;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$63  = maxima43;
     if (take) begin
       \$63  = maxima44;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$64  = maxima44;
     if (take) begin
       \$64  = maxima45;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$65  = maxima45;
     if (take) begin
       \$65  = maxima46;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$66  = maxima46;
     if (take) begin
       \$66  = maxima47;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$67  = maxima47;
     if (take) begin
       \$67  = maxima48;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$68  = maxima48;
     if (take) begin
       \$68  = maxima49;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$69  = maxima49;
     if (take) begin
       \$69  = maxima50;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$70  = maxima50;
     if (take) begin
       \$70  = maxima51;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$71  = maxima51;
     if (take) begin
       \$71  = maxima52;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$72  = maxima52;
     if (take) begin
       \$72  = maxima53;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$73  = maxima53;
     if (take) begin
       \$73  = maxima54;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$74  = maxima54;
     if (take) begin
       \$74  = maxima55;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$75  = maxima55;
     if (take) begin
       \$75  = maxima56;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$76  = maxima56;
     if (take) begin
       \$76  = maxima57;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$77  = maxima57;
     if (take) begin
       \$77  = maxima58;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$78  = maxima58;
     if (take) begin
       \$78  = maxima59;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$79  = maxima59;
     if (take) begin
       \$79  = maxima60;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$80  = maxima60;
     if (take) begin
       \$80  = maxima61;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$81  = maxima61;
     if (take) begin
       \$81  = maxima62;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$82  = maxima62;
     if (take) begin
       \$82  = maxima63;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$83  = maxima63;
     if (take) begin
       \$83  = \$6 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$84  = beat;
     if (take) begin
       \$84  = \$9 [5:0];
@@ -32284,7 +34619,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$85  = pixel;
     if (take) begin
       if (\$10 ) begin
@@ -32296,7 +34631,7 @@ module \flexor_lenet5.pool2 (rst_pool2, i__ready, o__ready, i__valid, i__payload
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
     \$86  = o__payload;
     if (take) begin
       if (\$14 ) begin
@@ -32309,7 +34644,7 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__payload, o__valid, o__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$28  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   reg [3:0] \$10 ;
   reg \$11 ;
@@ -32362,21 +34697,21 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
   always @(posedge clk)
     held <= \$12 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$9  = valid_next;
     if (rst_port_out) begin
       \$9  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$10  = o__payload;
     if (\$5 ) begin
       \$10  = \$8 ;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$11  = full;
     if (\$5 ) begin
       \$11  = 1'h0;
@@ -32388,7 +34723,7 @@ module \flexor_lenet5.port_out (o__ready, rst_port_out, i__ready, i__valid, i__p
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$28 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$12  = held;
     if (\$5 ) begin
     end else if (\$7 ) begin
