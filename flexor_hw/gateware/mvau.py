@@ -359,9 +359,17 @@ class MvauParams:
         return max(1, (self.q * self.product_terms).bit_length())
 
     @property
+    def const_latency(self):
+        """Cycles of the constants' read: 2, through a register (in block RAM its output
+        register), where that leaves the ROM in one bank; else 1."""
+        from .rom import rom_banked
+        return 1 if rom_banked(self.const_depth, self.const_width, 2) else 2
+
+    @property
     def requant_latency(self):
-        """Serializer beat to FIFO write: operand, aligned operand, product, sum tree, shift."""
-        return 3 + self.sum_stages + 1
+        """Serializer beat to FIFO write: operand, the constants' read (and its output
+        register), aligned operand, product, sum tree, shift."""
+        return 2 + self.const_latency + self.sum_stages + 1
 
     @property
     def fifo_depth(self):
@@ -536,13 +544,16 @@ class MatrixVectorUnit(wiring.Component):
         if self._init_files is None:
             rom = Rom(p.rom_width, words=p.rom_words, latency=latency, logic=rom_logic,
                       page_words=p.rom_page_words, stall=stall)
-            crom = Rom(p.const_width, words=p.const_words)
+            crom = Rom(p.const_width, words=p.const_words, latency=p.const_latency)
         else:
             rom = Rom(p.rom_width, depth=p.rom_depth, init_file=self._init_files[0],
                       logic=rom_logic, latency=latency, page_words=p.rom_page_words,
                       stall=stall)
+            # (read through a register: in block RAM its output register, whose data
+            # straight into the requantizers' multipliers, 5.7 ns of logic, was LeNet-5's
+            # longest path on the ECP5-25k at a seed)
             crom = Rom(p.const_width, depth=p.const_depth, init_file=self._init_files[1],
-                       logic=p.const_width * p.const_depth <= small)
+                       logic=p.const_width * p.const_depth <= small, latency=p.const_latency)
         m.submodules.rom, m.submodules.consts = rom, crom
         head = None
         if p.carry:             # a row group's first slices, read as its first step issues
@@ -930,15 +941,14 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += crom.addr.eq(beat)
         keep = beat < keep_limit if keep_limit < p.const_depth else Const(1)
 
-        # Operands: the bank's rows now, their constants a cycle later (the ROM's read).
+        # Operands: the bank's rows now, held beside their constants' read (the ROM's, and
+        # its output register).
+        cl = p.const_latency
         va, ka = Signal(), Signal()
-        sa = [[Signal(s_shape, name=f"sa{r}_{i}", reset_less=True) for i in range(q)]
+        sa = [[delay(m, bank[r][i], cl, f"sa{r}_{i}", s_shape, data=True) for i in range(q)]
               for r in range(p.out_simd)]
         m.d.sync += [va.eq(ser & keep), ka.eq(ser & ~keep)]
-        for r in range(p.out_simd):
-            m.d.sync += [sa[r][i].eq(bank[r][i]) for i in range(q)]
-        vb = Signal()
-        m.d.sync += vb.eq(va)
+        vb = delay(m, va, cl, "vb")
         ys = []
         for r in range(p.out_simd):
             base = r * p.const_row_width
@@ -950,7 +960,7 @@ class MatrixVectorUnit(wiring.Component):
                                   emit=self._init_files is not None,
                                   lut=p.lut_multipliers))
         v_out = delay(m, vb, 1 + p.sum_stages + 1, "v_out")
-        skipped = delay(m, ka, 1 + 1 + p.sum_stages + 1, "skipped")
+        skipped = delay(m, ka, cl + 1 + p.sum_stages + 1, "skipped")
 
         m.submodules.fifo = fifo = OutputFifo(unsigned(p.out_simd * p.y_width), p.fifo_depth)
         wiring.connect(m, fifo.o, wiring.flipped(self.o))

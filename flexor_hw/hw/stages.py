@@ -537,6 +537,8 @@ def mvau_logic(p):
            + (p.x_copies * p.simd * xw if p.x_copies > 1 else 0)
            + c["ffs_per_row_bit"] * rows * t_width + carried + ahead_ffs
            + stream_word_ffs(p) * p.rom_width + c["ffs_per_requantizer"] * p.out_simd
+           # the operands' second register, beside the constants' output register
+           + p.out_simd * p.q * p.consts.s_width * (p.const_latency - 1)
            + rom_read_ffs(p) + stream_enable_ffs(p)
            + c["ffs_per_product_bit"] * product_bits)
     if p.stationary:
