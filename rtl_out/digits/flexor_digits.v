@@ -739,9 +739,11 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg \$240 ;
   reg \$241 ;
   reg \$242 ;
-  reg [1:0] \$243 ;
-  reg [3:0] \$244 ;
-  reg \$245 ;
+  reg \$243 ;
+  reg \$244 ;
+  reg [1:0] \$245 ;
+  reg [3:0] \$246 ;
+  reg \$247 ;
   wire [12:0] \$25 ;
   wire [4:0] \$26 ;
   wire [1:0] \$27 ;
@@ -827,14 +829,14 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire \$signal ;
   reg \$signal$186  = 1'h0;
   reg \$signal$187  = 1'h0;
-  reg \$signal$230  = 1'h0;
+  reg \$signal$231  = 1'h0;
   wire [17:0] a;
   reg [10:0] acc0_0 = 11'h000;
   reg [10:0] acc1_0 = 11'h000;
   reg active = 1'h0;
   wire active_rom;
   reg [6:0] addr = 7'h00;
-  wire [7:0] \addr$245 ;
+  wire [7:0] \addr$248 ;
   reg [11:0] b = 12'h000;
   reg [11:0] bank0_0 = 12'h000;
   reg [11:0] bank1_0 = 12'h000;
@@ -850,7 +852,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   wire credits_room_next;
   reg [3:0] credits_space = 4'hc;
   wire [38:0] data;
-  wire [35:0] \data$246 ;
+  wire [35:0] \data$249 ;
   reg done = 1'h0;
   wire en;
   wire filled;
@@ -974,8 +976,9 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg [1:0] s_idx = 2'h0;
   reg s_last = 1'h0;
   wire s_last_rom;
+  reg [11:0] sa0_0_d1 = 12'h000;
   (* init = 12'h000 *)
-  wire [11:0] sa0_0;
+  wire [11:0] sa0_0_d2;
   wire ser;
   reg [1:0] ser_left = 2'h0;
   wire shift;
@@ -983,6 +986,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
+  reg skipped_d5 = 1'h0;
   reg sn_last = 1'h0;
   wire [3:0] space_next;
   wire step;
@@ -1068,7 +1072,8 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   reg v_out_d2 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d3;
-  reg vb = 1'h0;
+  reg vb_d1 = 1'h0;
+  reg vb_d2 = 1'h0;
   reg [15:0] w0_0 = 16'h0000;
   reg [15:0] w1_0 = 16'h0000;
   wire [2:0] w_addr;
@@ -1343,7 +1348,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \$128  = $signed(\$127 ) > $signed(9'h0ff);
   assign \$129  = step & s_last;
   assign \$130  = o__valid & \o__ready$167 ;
-  assign \$131  = \$130  + skipped_d4;
+  assign \$131  = \$130  + skipped_d5;
   assign \$132  = ~ rst_fc1;
   assign \$134  = rst_fc1 ? 1'h0 : take;
   assign \$135  = ~ rst_fc1;
@@ -1564,13 +1569,17 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     addr <= \$231 ;
   always @(posedge clk)
-    \$signal$230  <= \$232 ;
+    sa0_0_d1 <= bank0_0;
+  always @(posedge clk)
+    b <= sa0_0_d1;
+  always @(posedge clk)
+    \$signal$231  <= \$232 ;
   always @(posedge clk)
     ka <= \$233 ;
   always @(posedge clk)
-    b <= bank0_0;
+    vb_d1 <= \$234 ;
   always @(posedge clk)
-    vb <= \$234 ;
+    vb_d2 <= \$235 ;
   always @(posedge clk)
     rq0_beta_b <= data[38:18];
   always @(posedge clk)
@@ -1584,27 +1593,29 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   always @(posedge clk)
     rq0_over <= \$128 ;
   always @(posedge clk)
-    v_out_d1 <= \$235 ;
+    v_out_d1 <= \$236 ;
   always @(posedge clk)
-    v_out_d2 <= \$236 ;
+    v_out_d2 <= \$237 ;
   always @(posedge clk)
-    \w_en$172  <= \$237 ;
+    \w_en$172  <= \$238 ;
   always @(posedge clk)
-    skipped_d1 <= \$238 ;
+    skipped_d1 <= \$239 ;
   always @(posedge clk)
-    skipped_d2 <= \$239 ;
+    skipped_d2 <= \$240 ;
   always @(posedge clk)
-    skipped_d3 <= \$240 ;
+    skipped_d3 <= \$241 ;
   always @(posedge clk)
-    skipped_d4 <= \$241 ;
+    skipped_d4 <= \$242 ;
   always @(posedge clk)
-    group_ended_d1 <= \$242 ;
+    skipped_d5 <= \$243 ;
   always @(posedge clk)
-    credits_returned <= \$243 ;
+    group_ended_d1 <= \$244 ;
   always @(posedge clk)
-    credits_space <= \$244 ;
+    credits_returned <= \$245 ;
   always @(posedge clk)
-    credits_room <= \$245 ;
+    credits_space <= \$246 ;
+  always @(posedge clk)
+    credits_room <= \$247 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -1700,7 +1711,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .q(\port__addr$49 )
   );
   \flexor_digits.fc1.rom  rom (
-    .addr(\addr$245 ),
+    .addr(\addr$248 ),
     .clk(clk),
     .data(\o__payload$189 ),
     .en(en)
@@ -1768,7 +1779,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
     .q(w_full_issue)
   );
   \flexor_digits.fc1.weights  weights (
-    .addr(\addr$245 ),
+    .addr(\addr$248 ),
     .clk(clk),
     .go(en),
     .o__payload(\o__payload$189 ),
@@ -2473,86 +2484,100 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$234  = \$signal$230 ;
+    \$234  = \$signal$231 ;
     if (rst_fc1) begin
       \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$235  = vb;
+    \$235  = vb_d1;
     if (rst_fc1) begin
       \$235  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$236  = v_out_d1;
+    \$236  = vb_d2;
     if (rst_fc1) begin
       \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$237  = v_out_d2;
+    \$237  = v_out_d1;
     if (rst_fc1) begin
       \$237  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$238  = ka;
+    \$238  = v_out_d2;
     if (rst_fc1) begin
       \$238  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$239  = skipped_d1;
+    \$239  = ka;
     if (rst_fc1) begin
       \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$240  = skipped_d2;
+    \$240  = skipped_d1;
     if (rst_fc1) begin
       \$240  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$241  = skipped_d3;
+    \$241  = skipped_d2;
     if (rst_fc1) begin
       \$241  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$242  = \$129 ;
+    \$242  = skipped_d3;
     if (rst_fc1) begin
       \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$243  = \$131 ;
+    \$243  = skipped_d4;
     if (rst_fc1) begin
-      \$243  = 2'h0;
+      \$243  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$244  = \$28 [3:0];
+    \$244  = \$129 ;
     if (rst_fc1) begin
-      \$244  = 4'hc;
+      \$244  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$245  = credits_room_next;
+    \$245  = \$131 ;
     if (rst_fc1) begin
-      \$245  = 1'h1;
+      \$245  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$246  = \$28 [3:0];
+    if (rst_fc1) begin
+      \$246  = 4'hc;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$247  = credits_room_next;
+    if (rst_fc1) begin
+      \$247  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -2579,7 +2604,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign shift = ser;
   assign beat = addr;
   assign a = data[17:0];
-  assign sa0_0 = b;
+  assign sa0_0_d2 = b;
   assign rq0_y = \$25 [7:0];
   assign \o__payload$166  = o__payload;
   assign \o__ready$168  = \o__ready$167 ;
@@ -2587,7 +2612,7 @@ module \flexor_digits.fc1 (rst_fc1, i__ready, i__valid, w_data, o__valid, o__pay
   assign \w_data$171  = \$25 [7:0];
   assign v_out_d3 = \w_en$172 ;
   assign space_next = \$28 [3:0];
-  assign \data$246  = \o__payload$189 ;
+  assign \data$249  = \o__payload$189 ;
   assign \$4  = active;
   assign \$10  = active_rom;
   assign \$80  = { \o$192 [5:0], o };
@@ -2617,7 +2642,7 @@ module \flexor_digits.fc1.consts (data, addr, clk);
     .ADDR_WIDTH(32'd7),
     .DEPTH(32'd128),
     .INIT_FILE("flexor_digits_l0_consts.hex"),
-    .LATENCY(32'd1),
+    .LATENCY(32'd2),
     .WIDTH(32'd39)
   ) rom (
     .addr(addr),
@@ -3490,10 +3515,12 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg \$176 ;
   reg \$177 ;
   reg \$178 ;
-  reg [1:0] \$179 ;
+  reg \$179 ;
   wire [5:0] \$18 ;
-  reg [1:0] \$180 ;
-  reg \$181 ;
+  reg \$180 ;
+  reg [1:0] \$181 ;
+  reg [1:0] \$182 ;
+  reg \$183 ;
   wire [5:0] \$19 ;
   wire [5:0] \$2 ;
   wire [3:0] \$20 ;
@@ -3585,7 +3612,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   wire \$99 ;
   wire \$signal ;
   reg \$signal$122  = 1'h0;
-  reg \$signal$154  = 1'h0;
+  reg \$signal$155  = 1'h0;
   reg \$signal$44  = 1'h0;
   wire [16:0] a;
   wire [3:0] \a$96 ;
@@ -3593,7 +3620,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg active = 1'h0;
   wire active_rom;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$174 ;
+  wire [7:0] \addr$177 ;
   reg [3:0] \addr$90  = 4'h0;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
@@ -3612,7 +3639,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   wire credits_room_next;
   reg [1:0] credits_space = 2'h3;
   wire [5:0] data;
-  wire [5:0] \data$175 ;
+  wire [5:0] \data$178 ;
   wire [44:0] \data$93 ;
   reg done = 1'h0;
   wire en;
@@ -3673,7 +3700,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   wire \o__valid$107 ;
   reg [3:0] off1_0 = 4'h0;
   wire [32:0] p;
-  wire [19:0] \p$161 ;
+  wire [19:0] \p$163 ;
   wire [4:0] port__addr;
   wire [4:0] \port__addr$40 ;
   reg [79:0] port__data = 80'h00000000000000000000;
@@ -3699,8 +3726,9 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg [3:0] s_idx = 4'h0;
   reg s_last = 1'h0;
   wire s_last_rom;
+  reg [15:0] sa0_0_d1 = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] sa0_0;
+  wire [15:0] sa0_0_d2;
   wire ser;
   reg ser_left = 1'h0;
   wire shift;
@@ -3709,6 +3737,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
+  reg skipped_d6 = 1'h0;
   reg sn_last = 1'h0;
   wire [1:0] space_next;
   wire step;
@@ -3747,7 +3776,8 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d4;
-  reg vb = 1'h0;
+  reg vb_d1 = 1'h0;
+  reg vb_d2 = 1'h0;
   reg [9:0] w0_0 = 10'h000;
   wire [4:0] w_addr;
   wire [4:0] w_addr_b0;
@@ -3941,7 +3971,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   assign \$92  = $signed(\$91 ) > $signed(16'h7fff);
   assign \$93  = step & s_last;
   assign \$94  = o__valid & \o__ready$104 ;
-  assign \$95  = \$94  + skipped_d5;
+  assign \$95  = \$94  + skipped_d6;
   assign \$96  = ~ rst_fc2;
   assign \$98  = rst_fc2 ? 1'h0 : take;
   assign \$99  = rst_fc2 | load;
@@ -4089,13 +4119,17 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   always @(posedge clk)
     \addr$90  <= \$165 ;
   always @(posedge clk)
-    \$signal$154  <= \$166 ;
+    sa0_0_d1 <= bank0_0;
+  always @(posedge clk)
+    b <= sa0_0_d1;
+  always @(posedge clk)
+    \$signal$155  <= \$166 ;
   always @(posedge clk)
     ka <= \$167 ;
   always @(posedge clk)
-    b <= bank0_0;
+    vb_d1 <= \$168 ;
   always @(posedge clk)
-    vb <= \$168 ;
+    vb_d2 <= \$169 ;
   always @(posedge clk)
     rq0_beta_b <= \data$93 [44:21];
   always @(posedge clk)
@@ -4113,31 +4147,33 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   always @(posedge clk)
     rq0_over <= \$92 ;
   always @(posedge clk)
-    v_out_d1 <= \$169 ;
+    v_out_d1 <= \$170 ;
   always @(posedge clk)
-    v_out_d2 <= \$170 ;
+    v_out_d2 <= \$171 ;
   always @(posedge clk)
-    v_out_d3 <= \$171 ;
+    v_out_d3 <= \$172 ;
   always @(posedge clk)
-    \w_en$109  <= \$172 ;
+    \w_en$109  <= \$173 ;
   always @(posedge clk)
-    skipped_d1 <= \$173 ;
+    skipped_d1 <= \$174 ;
   always @(posedge clk)
-    skipped_d2 <= \$174 ;
+    skipped_d2 <= \$175 ;
   always @(posedge clk)
-    skipped_d3 <= \$175 ;
+    skipped_d3 <= \$176 ;
   always @(posedge clk)
-    skipped_d4 <= \$176 ;
+    skipped_d4 <= \$177 ;
   always @(posedge clk)
-    skipped_d5 <= \$177 ;
+    skipped_d5 <= \$178 ;
   always @(posedge clk)
-    group_ended_d1 <= \$178 ;
+    skipped_d6 <= \$179 ;
   always @(posedge clk)
-    credits_returned <= \$179 ;
+    group_ended_d1 <= \$180 ;
   always @(posedge clk)
-    credits_space <= \$180 ;
+    credits_returned <= \$181 ;
   always @(posedge clk)
-    credits_room <= \$181 ;
+    credits_space <= \$182 ;
+  always @(posedge clk)
+    credits_room <= \$183 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -4206,7 +4242,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .q(\port__addr$40 )
   );
   \flexor_digits.fc2.rom  rom (
-    .addr(\addr$174 ),
+    .addr(\addr$177 ),
     .clk(clk),
     .data(\o__payload$124 ),
     .en(en)
@@ -4221,7 +4257,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .a(\data$93 [20:17]),
     .b(b),
     .clk(clk),
-    .p(\p$161 )
+    .p(\p$163 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -4264,7 +4300,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
     .q(w_full_issue)
   );
   \flexor_digits.fc2.weights  weights (
-    .addr(\addr$174 ),
+    .addr(\addr$177 ),
     .clk(clk),
     .go(en),
     .o__payload(\o__payload$124 ),
@@ -4726,100 +4762,114 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$168  = \$signal$154 ;
+    \$168  = \$signal$155 ;
     if (rst_fc2) begin
       \$168  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$169  = vb;
+    \$169  = vb_d1;
     if (rst_fc2) begin
       \$169  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$170  = v_out_d1;
+    \$170  = vb_d2;
     if (rst_fc2) begin
       \$170  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$171  = v_out_d2;
+    \$171  = v_out_d1;
     if (rst_fc2) begin
       \$171  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$172  = v_out_d3;
+    \$172  = v_out_d2;
     if (rst_fc2) begin
       \$172  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$173  = ka;
+    \$173  = v_out_d3;
     if (rst_fc2) begin
       \$173  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$174  = skipped_d1;
+    \$174  = ka;
     if (rst_fc2) begin
       \$174  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$175  = skipped_d2;
+    \$175  = skipped_d1;
     if (rst_fc2) begin
       \$175  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$176  = skipped_d3;
+    \$176  = skipped_d2;
     if (rst_fc2) begin
       \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$177  = skipped_d4;
+    \$177  = skipped_d3;
     if (rst_fc2) begin
       \$177  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$178  = \$93 ;
+    \$178  = skipped_d4;
     if (rst_fc2) begin
       \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$179  = \$95 ;
+    \$179  = skipped_d5;
     if (rst_fc2) begin
-      \$179  = 2'h0;
+      \$179  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$180  = \$25 [1:0];
+    \$180  = \$93 ;
     if (rst_fc2) begin
-      \$180  = 2'h3;
+      \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$181  = credits_room_next;
+    \$181  = \$95 ;
     if (rst_fc2) begin
-      \$181  = 1'h1;
+      \$181  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$182  = \$25 [1:0];
+    if (rst_fc2) begin
+      \$182  = 2'h3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$183  = credits_room_next;
+    if (rst_fc2) begin
+      \$183  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -4838,7 +4888,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   assign shift = ser;
   assign beat = \addr$90 ;
   assign a = \data$93 [16:0];
-  assign sa0_0 = b;
+  assign sa0_0_d2 = b;
   assign \a$96  = \data$93 [20:17];
   assign \b$97  = b;
   assign rq0_y = \$22 [15:0];
@@ -4848,7 +4898,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   assign \w_data$108  = \$22 [15:0];
   assign v_out_d4 = \w_en$109 ;
   assign space_next = \$25 [1:0];
-  assign \data$175  = \o__payload$124 ;
+  assign \data$178  = \o__payload$124 ;
   assign \$4  = active;
   assign \$10  = active_rom;
   assign \$29  = credits_room_next;
@@ -4858,7 +4908,7 @@ module \flexor_digits.fc2 (rst_fc2, i__ready, \o__ready$104 , i__valid, w_data, 
   assign \$81  = 1'h0;
   assign \$82  = 1'h0;
   assign \$84  = { p[32], p };
-  assign \$85  = { \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 [19], \p$161 , 17'h00000 };
+  assign \$85  = { \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 [19], \p$163 , 17'h00000 };
   assign \$88  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$89  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$91  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
@@ -4879,7 +4929,7 @@ module \flexor_digits.fc2.consts (data, addr, clk);
     .ADDR_WIDTH(32'd4),
     .DEPTH(32'd10),
     .INIT_FILE("flexor_digits_l1_consts.hex"),
-    .LATENCY(32'd1),
+    .LATENCY(32'd2),
     .WIDTH(32'd45)
   ) rom (
     .addr(addr),

@@ -155,7 +155,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__payload(\i__payload$24 ),
     .i__ready(\o__ready$28 ),
     .i__valid(\i__valid$26 ),
-    .\o__payload$237 (\i__payload$30 ),
+    .\o__payload$240 (\i__payload$30 ),
     .o__ready(\o__ready$34 ),
     .o__valid(\i__valid$32 ),
     .rst_conv1(rst_conv1)
@@ -195,7 +195,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__payload(\i__payload$54 ),
     .i__ready(\o__ready$58 ),
     .i__valid(\i__valid$56 ),
-    .\o__payload$1086 (\i__payload$60 ),
+    .\o__payload$1089 (\i__payload$60 ),
     .o__ready(\o__ready$64 ),
     .o__valid(\i__valid$62 ),
     .rst_conv2(rst_conv2)
@@ -217,7 +217,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .o__payload(\i__payload$54 ),
     .o__ready(\o__ready$58 ),
     .o__valid(\i__valid$56 ),
-    .\port$5687$0 (\$8 ),
+    .\port$5692$0 (\$8 ),
     .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
   );
   \flexor_lenet5.fc1  fc1 (
@@ -784,7 +784,7 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid, \o__payload$237 , o__ready, clk);
+module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid, \o__payload$240 , o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [5:0] \$1 ;
   wire [6:0] \$10 ;
@@ -905,10 +905,12 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg \$203 ;
   reg \$204 ;
   reg \$205 ;
-  reg [1:0] \$206 ;
-  reg [3:0] \$207 ;
-  reg \$208 ;
+  reg \$206 ;
+  reg \$207 ;
+  reg [1:0] \$208 ;
+  reg [3:0] \$209 ;
   wire [6:0] \$21 ;
+  reg \$210 ;
   wire \$22 ;
   wire \$23 ;
   wire [24:0] \$24 ;
@@ -996,7 +998,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   wire \$99 ;
   wire \$signal ;
   wire \$signal$10 ;
-  reg \$signal$173  = 1'h0;
+  reg \$signal$175  = 1'h0;
   reg \$signal$21  = 1'h0;
   reg \$signal$22  = 1'h0;
   (* init = 5'h00 *)
@@ -1039,7 +1041,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg [12:0] acc0_0_g9 = 13'h0000;
   (* init = 5'h00 *)
   wire [4:0] addr;
-  wire [4:0] \addr$244 ;
+  wire [4:0] \addr$247 ;
   (* init = 14'h0000 *)
   wire [13:0] b;
   reg [13:0] bank0_0 = 14'h0000;
@@ -1052,9 +1054,9 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg [1:0] credits_returned = 2'h0;
   reg credits_room = 1'h1;
   wire credits_room_next;
-  reg [3:0] credits_space = 4'hc;
+  reg [3:0] credits_space = 4'hd;
   wire [35:0] data;
-  wire [31:0] \data$245 ;
+  wire [31:0] \data$248 ;
   reg done = 1'h0;
   wire en;
   reg first2p_d1 = 1'h0;
@@ -1072,7 +1074,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg group_written_d1 = 1'h0;
   reg [5:0] groups_held = 6'h00;
   wire [15:0] i;
-  wire [15:0] \i$209 ;
+  wire [15:0] \i$212 ;
   input [199:0] i__payload;
   wire [199:0] i__payload;
   output i__ready;
@@ -1111,17 +1113,17 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   wire [19:0] o;
   wire [19:0] \o$36 ;
   wire [31:0] o__payload;
-  output [7:0] \o__payload$237 ;
-  wire [7:0] \o__payload$237 ;
-  wire [7:0] \o__payload$238 ;
+  output [7:0] \o__payload$240 ;
+  wire [7:0] \o__payload$240 ;
+  wire [7:0] \o__payload$241 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$204 ;
-  wire \o__ready$239 ;
+  wire \o__ready$207 ;
+  wire \o__ready$242 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$200 ;
-  wire \o__valid$240 ;
+  wire \o__valid$203 ;
+  wire \o__valid$243 ;
   reg [4:0] off1_0 = 5'h00;
   wire ok;
   wire [28:0] p;
@@ -1155,7 +1157,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   wire rst_conv1;
   wire [13:0] s0_0;
   wire s_last_rom;
-  reg [13:0] sa0_0 = 14'h0000;
+  reg [13:0] sa0_0_d1 = 14'h0000;
+  reg [13:0] sa0_0_d2 = 14'h0000;
   wire ser;
   reg ser_left = 1'h0;
   wire shift;
@@ -1163,12 +1166,13 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg skipped_d2 = 1'h0;
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
+  reg skipped_d5 = 1'h0;
   reg slots_returned = 1'h0;
   reg slots_room = 1'h1;
   wire slots_room_next;
   reg [5:0] slots_space = 6'h20;
   wire [5:0] space_next;
-  wire [3:0] \space_next$196 ;
+  wire [3:0] \space_next$199 ;
   reg [10:0] t0_0_l2_0 = 11'h000;
   reg [10:0] t0_0_l2_1 = 11'h000;
   reg [10:0] t0_0_l2_2 = 11'h000;
@@ -1209,7 +1213,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg v_out_d2 = 1'h0;
   reg v_out_d3 = 1'h0;
   wire valid_next;
-  reg vb = 1'h0;
+  reg vb_d1 = 1'h0;
+  reg vb_d2 = 1'h0;
   reg [24:0] w0_0 = 25'h0000000;
   wire [7:0] w_data;
   (* init = 1'h0 *)
@@ -1395,10 +1400,10 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   assign \$72  = $signed(\$71 ) < $signed(1'h0);
   assign \$74  = $signed(\$73 ) > $signed(9'h0ff);
   assign \$75  = o__valid & o__ready;
-  assign \$76  = \$75  + skipped_d4;
+  assign \$76  = \$75  + skipped_d5;
   assign \$77  = ~ word_last;
   assign \$78  = \$77  | can_end;
-  assign ok = \o__valid$200  & \$78 ;
+  assign ok = \o__valid$203  & \$78 ;
   assign \$79  = ~ group_first;
   assign \$80  = i__valid | \$79 ;
   assign \$signal$10  = \$80  & ok;
@@ -1411,10 +1416,10 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   assign \$signal  = \$83  ? \$85  : word_last;
   assign \$86  = ~ n_first_rom;
   assign \$87  = i__valid | \$86 ;
-  assign \$88  = \$87  & \o__valid$200 ;
+  assign \$88  = \$87  & \o__valid$203 ;
   assign \$89  = ~ s_last_rom;
   assign \$90  = \$89  | can_end_rom;
-  assign \o__ready$204  = \$88  & \$90 ;
+  assign \o__ready$207  = \$88  & \$90 ;
   assign \$91  = slots_space + slots_returned;
   assign \$92  = \$signal$10  & word_last;
   assign \$93  = \$91  - \$92 ;
@@ -1717,13 +1722,17 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   always @(posedge clk)
     bank0_0 <= \$195 ;
   always @(posedge clk)
-    \$signal$173  <= \$196 ;
+    sa0_0_d1 <= bank0_0;
+  always @(posedge clk)
+    sa0_0_d2 <= sa0_0_d1;
+  always @(posedge clk)
+    \$signal$175  <= \$196 ;
   always @(posedge clk)
     ka <= \$197 ;
   always @(posedge clk)
-    sa0_0 <= bank0_0;
+    vb_d1 <= \$198 ;
   always @(posedge clk)
-    vb <= \$198 ;
+    vb_d2 <= \$199 ;
   always @(posedge clk)
     rq0_beta_b <= data[35:15];
   always @(posedge clk)
@@ -1737,25 +1746,27 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   always @(posedge clk)
     rq0_over <= \$74 ;
   always @(posedge clk)
-    v_out_d1 <= \$199 ;
+    v_out_d1 <= \$200 ;
   always @(posedge clk)
-    v_out_d2 <= \$200 ;
+    v_out_d2 <= \$201 ;
   always @(posedge clk)
-    v_out_d3 <= \$201 ;
+    v_out_d3 <= \$202 ;
   always @(posedge clk)
-    skipped_d1 <= \$202 ;
+    skipped_d1 <= \$203 ;
   always @(posedge clk)
-    skipped_d2 <= \$203 ;
+    skipped_d2 <= \$204 ;
   always @(posedge clk)
-    skipped_d3 <= \$204 ;
+    skipped_d3 <= \$205 ;
   always @(posedge clk)
-    skipped_d4 <= \$205 ;
+    skipped_d4 <= \$206 ;
   always @(posedge clk)
-    credits_returned <= \$206 ;
+    skipped_d5 <= \$207 ;
   always @(posedge clk)
-    credits_space <= \$207 ;
+    credits_returned <= \$208 ;
   always @(posedge clk)
-    credits_room <= \$208 ;
+    credits_space <= \$209 ;
+  always @(posedge clk)
+    credits_room <= \$210 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
@@ -1779,7 +1790,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
-    .o__payload(\o__payload$237 ),
+    .o__payload(\o__payload$240 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1(rst_conv1),
@@ -1949,14 +1960,14 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
     .q(i__ready)
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$244 ),
+    .addr(\addr$247 ),
     .clk(clk),
     .data(o__payload),
     .en(en)
   );
   \flexor_lenet5.conv1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[14:0]),
-    .b(sa0_0),
+    .b(sa0_0_d2),
     .clk(clk),
     .p(p)
   );
@@ -1969,12 +1980,12 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
     .q(s_last_rom)
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$244 ),
+    .addr(\addr$247 ),
     .clk(clk),
     .go(en),
     .o__payload(o__payload),
-    .o__ready(\o__ready$204 ),
-    .primed(\o__valid$200 ),
+    .o__ready(\o__ready$207 ),
+    .primed(\o__valid$203 ),
     .rst_conv1(rst_conv1),
     .valid_next(valid_next)
   );
@@ -2616,86 +2627,100 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = \$signal$173 ;
+    \$198  = \$signal$175 ;
     if (rst_conv1) begin
       \$198  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = vb;
+    \$199  = vb_d1;
     if (rst_conv1) begin
       \$199  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = v_out_d1;
+    \$200  = vb_d2;
     if (rst_conv1) begin
       \$200  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = v_out_d2;
+    \$201  = v_out_d1;
     if (rst_conv1) begin
       \$201  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = ka;
+    \$202  = v_out_d2;
     if (rst_conv1) begin
       \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = skipped_d1;
+    \$203  = ka;
     if (rst_conv1) begin
       \$203  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = skipped_d2;
+    \$204  = skipped_d1;
     if (rst_conv1) begin
       \$204  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = skipped_d3;
+    \$205  = skipped_d2;
     if (rst_conv1) begin
       \$205  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = \$76 ;
+    \$206  = skipped_d3;
     if (rst_conv1) begin
-      \$206  = 2'h0;
+      \$206  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = \$104 [3:0];
+    \$207  = skipped_d4;
     if (rst_conv1) begin
-      \$207  = 4'hc;
+      \$207  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = credits_room_next;
+    \$208  = \$76 ;
     if (rst_conv1) begin
-      \$208  = 1'h1;
+      \$208  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$209  = \$104 [3:0];
+    if (rst_conv1) begin
+      \$209  = 4'hd;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$210  = credits_room_next;
+    if (rst_conv1) begin
+      \$210  = 1'h1;
     end
   end
   assign space_next = \$93 [5:0];
-  assign \space_next$196  = \$104 [3:0];
+  assign \space_next$199  = \$104 [3:0];
   assign ready = i__ready;
   assign i = word1[15:0];
-  assign \i$209  = word1[31:16];
+  assign \i$212  = word1[31:16];
   assign s0_0 = \$95 [13:0];
   assign \$signature__addr  = group_wptr;
   assign \$signature__data  = \$95 [13:0];
@@ -2705,14 +2730,14 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   assign shift = ser;
   assign addr = beat;
   assign a = data[14:0];
-  assign b = sa0_0;
+  assign b = sa0_0_d2;
   assign rq0_y = \$101 [7:0];
-  assign \o__payload$238  = \o__payload$237 ;
-  assign \o__ready$239  = o__ready;
-  assign \o__valid$240  = o__valid;
+  assign \o__payload$241  = \o__payload$240 ;
+  assign \o__ready$242  = o__ready;
+  assign \o__valid$243  = o__valid;
   assign w_data = \$101 [7:0];
   assign w_en = v_out_d3;
-  assign \data$245  = o__payload;
+  assign \data$248  = o__payload;
   assign \$24  = { \o$36 [4:0], o };
   assign \$25  = { \o$36 [4:0], o };
   assign \$26  = \$25 ;
@@ -2746,7 +2771,7 @@ module \flexor_lenet5.conv1.consts (data, addr, clk);
     .ADDR_WIDTH(32'd5),
     .DEPTH(32'd32),
     .INIT_FILE("flexor_lenet5_l0_consts.hex"),
-    .LATENCY(32'd1),
+    .LATENCY(32'd2),
     .WIDTH(32'd36)
   ) rom (
     .addr(addr),
@@ -2972,7 +2997,7 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
   wire [7:0] waiting;
   (* init = 4'h0 *)
   wire [3:0] wr;
-  reg [7:0] \buf  [10:0];
+  reg [7:0] \buf  [11:0];
   initial begin
     \buf [0] = 8'h00;
     \buf [1] = 8'h00;
@@ -2985,6 +3010,7 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
     \buf [8] = 8'h00;
     \buf [9] = 8'h00;
     \buf [10] = 8'h00;
+    \buf [11] = 8'h00;
   end
   always @(posedge clk) begin
     if (w_en)
@@ -3012,16 +3038,16 @@ module \flexor_lenet5.conv1.fifo (rst_conv1, w_port__data, w_en, o__valid, o__pa
   assign \$6  = rd == w_port__addr;
   assign \$7  = pop ? \$5  : \$6 ;
   assign \$8  = w_en & \$7 ;
-  assign \$9  = rd_inc == 4'ha;
+  assign \$9  = rd_inc == 4'hb;
   assign \$10  = rd_inc + 1'h1;
   assign \$11  = \$9  ? 5'h00 : \$10 ;
   assign \$12  = ~ empty;
   assign \$13  = \$12  | w_en;
   assign \$14  = empty ? w_port__data : waiting;
-  assign \$15  = rd == 4'ha;
+  assign \$15  = rd == 4'hb;
   assign \$16  = rd + 1'h1;
   assign \$17  = \$15  ? 5'h00 : \$16 ;
-  assign \$18  = w_port__addr == 4'ha;
+  assign \$18  = w_port__addr == 4'hb;
   assign \$19  = w_port__addr + 1'h1;
   assign \$20  = \$18  ? 5'h00 : \$19 ;
   assign \$21  = ~ pop;
@@ -6062,7 +6088,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$1086 , clk);
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$1089 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
   wire \$10 ;
@@ -6213,9 +6239,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg \$230 ;
   reg \$231 ;
   reg \$232 ;
-  reg [1:0] \$233 ;
-  reg [4:0] \$234 ;
-  reg \$235 ;
+  reg \$233 ;
+  reg \$234 ;
+  reg [1:0] \$235 ;
+  reg [4:0] \$236 ;
+  reg \$237 ;
   wire [4:0] \$24 ;
   wire [3:0] \$25 ;
   wire \$26 ;
@@ -6303,14 +6331,14 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire \$signal$10 ;
   reg \$signal$18  = 1'h0;
   reg \$signal$19  = 1'h0;
-  reg \$signal$851  = 1'h0;
+  reg \$signal$853  = 1'h0;
   (* init = 4'h0 *)
   wire [3:0] \$signature__addr ;
   wire [75:0] \$signature__data ;
   (* init = 1'h0 *)
   wire \$signature__en ;
   wire [12:0] a;
-  wire [12:0] \a$1083 ;
+  wire [12:0] \a$1086 ;
   reg [17:0] acc0_0_g0 = 18'h00000;
   reg [17:0] acc0_0_g1 = 18'h00000;
   reg [17:0] acc0_0_g10 = 18'h00000;
@@ -6377,9 +6405,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] acc3_0_g9 = 18'h00000;
   (* init = 6'h00 *)
   wire [5:0] addr;
-  wire [6:0] \addr$1093 ;
+  wire [6:0] \addr$1096 ;
   wire [16:0] b;
-  wire [1:0] \b$1084 ;
+  wire [1:0] \b$1087 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -6394,7 +6422,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire credits_room_next;
   reg [4:0] credits_space = 5'h14;
   wire [31:0] data;
-  wire [319:0] \data$1094 ;
+  wire [319:0] \data$1097 ;
   reg done = 1'h0;
   wire en;
   reg first2p_d1 = 1'h0;
@@ -6416,25 +6444,25 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg group_written_d1 = 1'h0;
   reg [4:0] groups_held = 5'h00;
   wire [15:0] i;
-  wire [15:0] \i$1002 ;
-  wire [15:0] \i$1003 ;
-  wire [15:0] \i$1004 ;
   wire [15:0] \i$1005 ;
   wire [15:0] \i$1006 ;
-  wire [15:0] \i$892 ;
-  wire [15:0] \i$893 ;
-  wire [15:0] \i$894 ;
+  wire [15:0] \i$1007 ;
+  wire [15:0] \i$1008 ;
+  wire [15:0] \i$1009 ;
   wire [15:0] \i$895 ;
-  wire [15:0] \i$928 ;
-  wire [15:0] \i$929 ;
-  wire [15:0] \i$930 ;
+  wire [15:0] \i$896 ;
+  wire [15:0] \i$897 ;
+  wire [15:0] \i$898 ;
   wire [15:0] \i$931 ;
   wire [15:0] \i$932 ;
-  wire [15:0] \i$965 ;
-  wire [15:0] \i$966 ;
-  wire [15:0] \i$967 ;
+  wire [15:0] \i$933 ;
+  wire [15:0] \i$934 ;
+  wire [15:0] \i$935 ;
   wire [15:0] \i$968 ;
   wire [15:0] \i$969 ;
+  wire [15:0] \i$970 ;
+  wire [15:0] \i$971 ;
+  wire [15:0] \i$972 ;
   input [799:0] i__payload;
   wire [799:0] i__payload;
   output i__ready;
@@ -6681,20 +6709,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [19:0] \o$467 ;
   wire [19:0] \o$468 ;
   wire [319:0] o__payload;
-  output [7:0] \o__payload$1086 ;
-  wire [7:0] \o__payload$1086 ;
-  wire [7:0] \o__payload$1087 ;
+  output [7:0] \o__payload$1089 ;
+  wire [7:0] \o__payload$1089 ;
+  wire [7:0] \o__payload$1090 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$1088 ;
-  wire \o__ready$887 ;
+  wire \o__ready$1091 ;
+  wire \o__ready$890 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$1089 ;
-  wire \o__valid$883 ;
+  wire \o__valid$1092 ;
+  wire \o__valid$886 ;
   wire ok;
   wire [29:0] p;
-  wire [14:0] \p$860 ;
+  wire [14:0] \p$862 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_10;
@@ -6916,7 +6944,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [18:0] s2_0;
   wire [18:0] s3_0;
   wire s_last_rom;
-  reg [18:0] sa0_0 = 19'h00000;
+  reg [18:0] sa0_0_d1 = 19'h00000;
+  reg [18:0] sa0_0_d2 = 19'h00000;
   wire ser;
   reg [2:0] ser_left = 3'h0;
   wire shift;
@@ -6925,12 +6954,13 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
+  reg skipped_d6 = 1'h0;
   reg slots_returned = 1'h0;
   reg slots_room = 1'h1;
   wire slots_room_next;
   reg [4:0] slots_space = 5'h10;
   wire [4:0] space_next;
-  wire [4:0] \space_next$879 ;
+  wire [4:0] \space_next$882 ;
   reg [10:0] t0_0_l2_0 = 11'h000;
   reg [10:0] t0_0_l2_1 = 11'h000;
   reg [10:0] t0_0_l2_10 = 11'h000;
@@ -7409,7 +7439,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg v_out_d3 = 1'h0;
   reg v_out_d4 = 1'h0;
   wire valid_next;
-  reg vb = 1'h0;
+  reg vb_d1 = 1'h0;
+  reg vb_d2 = 1'h0;
   reg [99:0] w0_0 = 100'h0000000000000000000000000;
   reg [99:0] w1_0 = 100'h0000000000000000000000000;
   reg [99:0] w2_0 = 100'h0000000000000000000000000;
@@ -7733,6 +7764,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   end
   assign rport__data = _0_;
   always @(posedge clk)
+    xsum_l1_44 <= xsum_w0_88;
+  always @(posedge clk)
+    xsum_l1_45 <= xsum_w0_90;
+  always @(posedge clk)
     xsum_l1_46 <= xsum_w0_92;
   always @(posedge clk)
     xsum_l1_47 <= xsum_w0_94;
@@ -7983,13 +8018,17 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     bank3_0 <= \$220 ;
   always @(posedge clk)
-    \$signal$851  <= \$221 ;
+    sa0_0_d1 <= bank0_0;
+  always @(posedge clk)
+    sa0_0_d2 <= sa0_0_d1;
+  always @(posedge clk)
+    \$signal$853  <= \$221 ;
   always @(posedge clk)
     ka <= \$222 ;
   always @(posedge clk)
-    sa0_0 <= bank0_0;
+    vb_d1 <= \$223 ;
   always @(posedge clk)
-    vb <= \$223 ;
+    vb_d2 <= \$224 ;
   always @(posedge clk)
     rq0_beta_b <= data[31:13];
   always @(posedge clk)
@@ -8007,29 +8046,31 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     rq0_over <= \$46 ;
   always @(posedge clk)
-    v_out_d1 <= \$224 ;
+    v_out_d1 <= \$225 ;
   always @(posedge clk)
-    v_out_d2 <= \$225 ;
+    v_out_d2 <= \$226 ;
   always @(posedge clk)
-    v_out_d3 <= \$226 ;
+    v_out_d3 <= \$227 ;
   always @(posedge clk)
-    v_out_d4 <= \$227 ;
+    v_out_d4 <= \$228 ;
   always @(posedge clk)
-    skipped_d1 <= \$228 ;
+    skipped_d1 <= \$229 ;
   always @(posedge clk)
-    skipped_d2 <= \$229 ;
+    skipped_d2 <= \$230 ;
   always @(posedge clk)
-    skipped_d3 <= \$230 ;
+    skipped_d3 <= \$231 ;
   always @(posedge clk)
-    skipped_d4 <= \$231 ;
+    skipped_d4 <= \$232 ;
   always @(posedge clk)
-    skipped_d5 <= \$232 ;
+    skipped_d5 <= \$233 ;
   always @(posedge clk)
-    credits_returned <= \$233 ;
+    skipped_d6 <= \$234 ;
   always @(posedge clk)
-    credits_space <= \$234 ;
+    credits_returned <= \$235 ;
   always @(posedge clk)
-    credits_room <= \$235 ;
+    credits_space <= \$236 ;
+  always @(posedge clk)
+    credits_room <= \$237 ;
   assign \$1  = group_idx + 1'h1;
   assign \$2  = group_last ? 5'h00 : \$1 ;
   assign \$3  = word_idx + 1'h1;
@@ -8069,10 +8110,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$44  = $signed(\$43 ) < $signed(1'h0);
   assign \$46  = $signed(\$45 ) > $signed(9'h0ff);
   assign \$47  = o__valid & o__ready;
-  assign \$48  = \$47  + skipped_d5;
+  assign \$48  = \$47  + skipped_d6;
   assign \$49  = ~ word_last;
   assign \$50  = \$49  | can_end;
-  assign ok = \o__valid$883  & \$50 ;
+  assign ok = \o__valid$886  & \$50 ;
   assign \$51  = ~ group_first;
   assign \$52  = i__valid | \$51 ;
   assign \$signal$10  = \$52  & ok;
@@ -8086,10 +8127,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign \$signal  = \$55  ? \$57  : word_last;
   assign \$58  = ~ n_first_rom;
   assign \$59  = i__valid | \$58 ;
-  assign \$60  = \$59  & \o__valid$883 ;
+  assign \$60  = \$59  & \o__valid$886 ;
   assign \$61  = ~ s_last_rom;
   assign \$62  = \$61  | can_end_rom;
-  assign \o__ready$887  = \$60  & \$62 ;
+  assign \o__ready$890  = \$60  & \$62 ;
   assign \$63  = slots_space + slots_returned;
   assign \$64  = \$signal$10  & word_last;
   assign \$65  = \$63  - \$64 ;
@@ -9099,10 +9140,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     xsum_l1_42 <= xsum_w0_84;
   always @(posedge clk)
     xsum_l1_43 <= xsum_w0_86;
-  always @(posedge clk)
-    xsum_l1_44 <= xsum_w0_88;
-  always @(posedge clk)
-    xsum_l1_45 <= xsum_w0_90;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
@@ -9198,7 +9235,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
-    .o__payload(\o__payload$1086 ),
+    .o__payload(\o__payload$1089 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
@@ -11262,22 +11299,22 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .q(i__ready)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$1093 ),
+    .addr(\addr$1096 ),
     .clk(clk),
     .data(o__payload),
     .en(en)
   );
   \flexor_lenet5.conv2.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
-    .b(sa0_0[16:0]),
+    .b(sa0_0_d2[16:0]),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.conv2.rq0_mul0_0_17  rq0_mul0_0_17 (
     .a(data[12:0]),
-    .b(sa0_0[18:17]),
+    .b(sa0_0_d2[18:17]),
     .clk(clk),
-    .p(\p$860 )
+    .p(\p$862 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -11288,12 +11325,12 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .q(s_last_rom)
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$1093 ),
+    .addr(\addr$1096 ),
     .clk(clk),
     .go(en),
     .o__payload(o__payload),
-    .o__ready(\o__ready$887 ),
-    .primed(\o__valid$883 ),
+    .o__ready(\o__ready$890 ),
+    .primed(\o__valid$886 ),
     .rst_conv2(rst_conv2),
     .valid_next(valid_next)
   );
@@ -12158,93 +12195,107 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$223  = \$signal$851 ;
+    \$223  = \$signal$853 ;
     if (rst_conv2) begin
       \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$224  = vb;
+    \$224  = vb_d1;
     if (rst_conv2) begin
       \$224  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$225  = v_out_d1;
+    \$225  = vb_d2;
     if (rst_conv2) begin
       \$225  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$226  = v_out_d2;
+    \$226  = v_out_d1;
     if (rst_conv2) begin
       \$226  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$227  = v_out_d3;
+    \$227  = v_out_d2;
     if (rst_conv2) begin
       \$227  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$228  = ka;
+    \$228  = v_out_d3;
     if (rst_conv2) begin
       \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$229  = skipped_d1;
+    \$229  = ka;
     if (rst_conv2) begin
       \$229  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$230  = skipped_d2;
+    \$230  = skipped_d1;
     if (rst_conv2) begin
       \$230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$231  = skipped_d3;
+    \$231  = skipped_d2;
     if (rst_conv2) begin
       \$231  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$232  = skipped_d4;
+    \$232  = skipped_d3;
     if (rst_conv2) begin
       \$232  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$233  = \$48 ;
+    \$233  = skipped_d4;
     if (rst_conv2) begin
-      \$233  = 2'h0;
+      \$233  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$234  = \$82 [4:0];
+    \$234  = skipped_d5;
     if (rst_conv2) begin
-      \$234  = 5'h14;
+      \$234  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$235  = credits_room_next;
+    \$235  = \$48 ;
     if (rst_conv2) begin
-      \$235  = 1'h1;
+      \$235  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$236  = \$82 [4:0];
+    if (rst_conv2) begin
+      \$236  = 5'h14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$237  = credits_room_next;
+    if (rst_conv2) begin
+      \$237  = 1'h1;
     end
   end
   always @* begin
@@ -12391,28 +12442,28 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   end
   assign space_next = \$65 [4:0];
   assign shift = ser;
-  assign \space_next$879  = \$82 [4:0];
+  assign \space_next$882  = \$82 [4:0];
   assign ready = i__ready;
   assign i = word1[15:0];
-  assign \i$892  = word1[31:16];
-  assign \i$893  = word1[47:32];
-  assign \i$894  = word1[63:48];
-  assign \i$895  = word1[79:64];
-  assign \i$928  = word1[95:80];
-  assign \i$929  = word1[111:96];
-  assign \i$930  = word1[127:112];
-  assign \i$931  = word1[143:128];
-  assign \i$932  = word1[159:144];
-  assign \i$965  = word1[175:160];
-  assign \i$966  = word1[191:176];
-  assign \i$967  = word1[207:192];
-  assign \i$968  = word1[223:208];
-  assign \i$969  = word1[239:224];
-  assign \i$1002  = word1[255:240];
-  assign \i$1003  = word1[271:256];
-  assign \i$1004  = word1[287:272];
-  assign \i$1005  = word1[303:288];
-  assign \i$1006  = word1[319:304];
+  assign \i$895  = word1[31:16];
+  assign \i$896  = word1[47:32];
+  assign \i$897  = word1[63:48];
+  assign \i$898  = word1[79:64];
+  assign \i$931  = word1[95:80];
+  assign \i$932  = word1[111:96];
+  assign \i$933  = word1[127:112];
+  assign \i$934  = word1[143:128];
+  assign \i$935  = word1[159:144];
+  assign \i$968  = word1[175:160];
+  assign \i$969  = word1[191:176];
+  assign \i$970  = word1[207:192];
+  assign \i$971  = word1[223:208];
+  assign \i$972  = word1[239:224];
+  assign \i$1005  = word1[255:240];
+  assign \i$1006  = word1[271:256];
+  assign \i$1007  = word1[287:272];
+  assign \i$1008  = word1[303:288];
+  assign \i$1009  = word1[319:304];
   assign s0_0 = \$67 [18:0];
   assign s1_0 = \$69 [18:0];
   assign s2_0 = \$71 [18:0];
@@ -12424,21 +12475,21 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign rport__en = 1'h1;
   assign addr = beat;
   assign a = data[12:0];
-  assign b = sa0_0[16:0];
-  assign \a$1083  = data[12:0];
-  assign \b$1084  = sa0_0[18:17];
+  assign b = sa0_0_d2[16:0];
+  assign \a$1086  = data[12:0];
+  assign \b$1087  = sa0_0_d2[18:17];
   assign rq0_y = \$79 [7:0];
-  assign \o__payload$1087  = \o__payload$1086 ;
-  assign \o__ready$1088  = o__ready;
-  assign \o__valid$1089  = o__valid;
+  assign \o__payload$1090  = \o__payload$1089 ;
+  assign \o__ready$1091  = o__ready;
+  assign \o__valid$1092  = o__valid;
   assign w_data = \$79 [7:0];
   assign w_en = v_out_d4;
-  assign \data$1094  = o__payload;
+  assign \data$1097  = o__payload;
   assign \$34  = ser;
   assign \$35  = 1'h0;
   assign \$36  = 1'h0;
   assign \$38  = { p[29], p };
-  assign \$39  = { \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 [14], \p$860 , 17'h00000 };
+  assign \$39  = { \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 , 17'h00000 };
   assign \$42  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$43  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$45  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
@@ -12460,7 +12511,7 @@ module \flexor_lenet5.conv2.consts (data, addr, clk);
     .ADDR_WIDTH(32'd6),
     .DEPTH(32'd64),
     .INIT_FILE("flexor_lenet5_l1_consts.hex"),
-    .LATENCY(32'd1),
+    .LATENCY(32'd2),
     .WIDTH(32'd32)
   ) rom (
     .addr(addr),
@@ -21136,7 +21187,7 @@ module \flexor_lenet5.conv2_window.rows.out (rst_conv2_window, o__ready, w_en, w
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, \port$5687$0 , o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, \port$5692$0 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -21370,8 +21421,8 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   wire o__valid;
   (* init = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [799:0] out;
-  input [399:0] \port$5687$0 ;
-  wire [399:0] \port$5687$0 ;
+  input [399:0] \port$5692$0 ;
+  wire [399:0] \port$5692$0 ;
   wire ready;
   wire ready_0;
   wire ready_1;
@@ -22130,25 +22181,25 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
       \$197 [383:320] = word[783:720];
     end
     if (\$42 ) begin
-      \$197 [447:384] = { \port$5687$0 [87:80], \port$5687$0 [71:64], \port$5687$0 [55:48], \port$5687$0 [39:32], \port$5687$0 [23:16], \port$5687$0 [7:0], word[799:784] };
+      \$197 [447:384] = { \port$5692$0 [87:80], \port$5692$0 [71:64], \port$5692$0 [55:48], \port$5692$0 [39:32], \port$5692$0 [23:16], \port$5692$0 [7:0], word[799:784] };
     end
     if (\$46 ) begin
-      \$197 [511:448] = { \port$5687$0 [215:208], \port$5687$0 [199:192], \port$5687$0 [183:176], \port$5687$0 [167:160], \port$5687$0 [151:144], \port$5687$0 [135:128], \port$5687$0 [119:112], \port$5687$0 [103:96] };
+      \$197 [511:448] = { \port$5692$0 [215:208], \port$5692$0 [199:192], \port$5692$0 [183:176], \port$5692$0 [167:160], \port$5692$0 [151:144], \port$5692$0 [135:128], \port$5692$0 [119:112], \port$5692$0 [103:96] };
     end
     if (\$50 ) begin
-      \$197 [575:512] = { \port$5687$0 [343:336], \port$5687$0 [327:320], \port$5687$0 [311:304], \port$5687$0 [295:288], \port$5687$0 [279:272], \port$5687$0 [263:256], \port$5687$0 [247:240], \port$5687$0 [231:224] };
+      \$197 [575:512] = { \port$5692$0 [343:336], \port$5692$0 [327:320], \port$5692$0 [311:304], \port$5692$0 [295:288], \port$5692$0 [279:272], \port$5692$0 [263:256], \port$5692$0 [247:240], \port$5692$0 [231:224] };
     end
     if (\$54 ) begin
-      \$197 [639:576] = { \port$5687$0 [79:72], \port$5687$0 [63:56], \port$5687$0 [47:40], \port$5687$0 [31:24], \port$5687$0 [15:8], \port$5687$0 [391:384], \port$5687$0 [375:368], \port$5687$0 [359:352] };
+      \$197 [639:576] = { \port$5692$0 [79:72], \port$5692$0 [63:56], \port$5692$0 [47:40], \port$5692$0 [31:24], \port$5692$0 [15:8], \port$5692$0 [391:384], \port$5692$0 [375:368], \port$5692$0 [359:352] };
     end
     if (\$58 ) begin
-      \$197 [703:640] = { \port$5687$0 [207:200], \port$5687$0 [191:184], \port$5687$0 [175:168], \port$5687$0 [159:152], \port$5687$0 [143:136], \port$5687$0 [127:120], \port$5687$0 [111:104], \port$5687$0 [95:88] };
+      \$197 [703:640] = { \port$5692$0 [207:200], \port$5692$0 [191:184], \port$5692$0 [175:168], \port$5692$0 [159:152], \port$5692$0 [143:136], \port$5692$0 [127:120], \port$5692$0 [111:104], \port$5692$0 [95:88] };
     end
     if (\$62 ) begin
-      \$197 [767:704] = { \port$5687$0 [335:328], \port$5687$0 [319:312], \port$5687$0 [303:296], \port$5687$0 [287:280], \port$5687$0 [271:264], \port$5687$0 [255:248], \port$5687$0 [239:232], \port$5687$0 [223:216] };
+      \$197 [767:704] = { \port$5692$0 [335:328], \port$5692$0 [319:312], \port$5692$0 [303:296], \port$5692$0 [287:280], \port$5692$0 [271:264], \port$5692$0 [255:248], \port$5692$0 [239:232], \port$5692$0 [223:216] };
     end
     if (\$66 ) begin
-      \$197 [799:768] = { \port$5687$0 [399:392], \port$5687$0 [383:376], \port$5687$0 [367:360], \port$5687$0 [351:344] };
+      \$197 [799:768] = { \port$5692$0 [399:392], \port$5692$0 [383:376], \port$5692$0 [367:360], \port$5692$0 [351:344] };
     end
   end
   assign ready = i__ready;
@@ -22157,7 +22208,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   assign full_q = full;
   assign ready_q = i__ready;
   assign last_q = last;
-  assign i__payload = { \port$5687$0 [399:392], \port$5687$0 [383:376], \port$5687$0 [367:360], \port$5687$0 [351:344], \port$5687$0 [335:328], \port$5687$0 [319:312], \port$5687$0 [303:296], \port$5687$0 [287:280], \port$5687$0 [271:264], \port$5687$0 [255:248], \port$5687$0 [239:232], \port$5687$0 [223:216], \port$5687$0 [207:200], \port$5687$0 [191:184], \port$5687$0 [175:168], \port$5687$0 [159:152], \port$5687$0 [143:136], \port$5687$0 [127:120], \port$5687$0 [111:104], \port$5687$0 [95:88], \port$5687$0 [79:72], \port$5687$0 [63:56], \port$5687$0 [47:40], \port$5687$0 [31:24], \port$5687$0 [15:8], \port$5687$0 [391:384], \port$5687$0 [375:368], \port$5687$0 [359:352], \port$5687$0 [343:336], \port$5687$0 [327:320], \port$5687$0 [311:304], \port$5687$0 [295:288], \port$5687$0 [279:272], \port$5687$0 [263:256], \port$5687$0 [247:240], \port$5687$0 [231:224], \port$5687$0 [215:208], \port$5687$0 [199:192], \port$5687$0 [183:176], \port$5687$0 [167:160], \port$5687$0 [151:144], \port$5687$0 [135:128], \port$5687$0 [119:112], \port$5687$0 [103:96], \port$5687$0 [87:80], \port$5687$0 [71:64], \port$5687$0 [55:48], \port$5687$0 [39:32], \port$5687$0 [23:16], \port$5687$0 [7:0] };
+  assign i__payload = { \port$5692$0 [399:392], \port$5692$0 [383:376], \port$5692$0 [367:360], \port$5692$0 [351:344], \port$5692$0 [335:328], \port$5692$0 [319:312], \port$5692$0 [303:296], \port$5692$0 [287:280], \port$5692$0 [271:264], \port$5692$0 [255:248], \port$5692$0 [239:232], \port$5692$0 [223:216], \port$5692$0 [207:200], \port$5692$0 [191:184], \port$5692$0 [175:168], \port$5692$0 [159:152], \port$5692$0 [143:136], \port$5692$0 [127:120], \port$5692$0 [111:104], \port$5692$0 [95:88], \port$5692$0 [79:72], \port$5692$0 [63:56], \port$5692$0 [47:40], \port$5692$0 [31:24], \port$5692$0 [15:8], \port$5692$0 [391:384], \port$5692$0 [375:368], \port$5692$0 [359:352], \port$5692$0 [343:336], \port$5692$0 [327:320], \port$5692$0 [311:304], \port$5692$0 [295:288], \port$5692$0 [279:272], \port$5692$0 [263:256], \port$5692$0 [247:240], \port$5692$0 [231:224], \port$5692$0 [215:208], \port$5692$0 [199:192], \port$5692$0 [183:176], \port$5692$0 [167:160], \port$5692$0 [151:144], \port$5692$0 [135:128], \port$5692$0 [119:112], \port$5692$0 [103:96], \port$5692$0 [87:80], \port$5692$0 [71:64], \port$5692$0 [55:48], \port$5692$0 [39:32], \port$5692$0 [23:16], \port$5692$0 [7:0] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -22471,10 +22522,12 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg \$374 ;
   reg \$375 ;
   reg \$376 ;
-  reg [1:0] \$377 ;
-  reg [3:0] \$378 ;
-  reg \$379 ;
+  reg \$377 ;
+  reg \$378 ;
+  reg [1:0] \$379 ;
   wire [5:0] \$38 ;
+  reg [3:0] \$380 ;
+  reg \$381 ;
   wire [6:0] \$39 ;
   wire [50:0] \$4 ;
   wire [5:0] \$40 ;
@@ -22545,7 +22598,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg [7:0] \$like  = 8'h00;
   reg [7:0] \$signal  = 8'h00;
   reg \$signal$204  = 1'h0;
-  reg \$signal$303  = 1'h0;
+  reg \$signal$304  = 1'h0;
   wire \$signal$34 ;
   reg \$signal$47  = 1'h0;
   wire [12:0] a;
@@ -22557,7 +22610,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg active = 1'h0;
   reg [6:0] addr = 7'h00;
   reg [8:0] \addr$155  = 9'h000;
-  wire [14:0] \addr$323 ;
+  wire [14:0] \addr$326 ;
   wire [16:0] b;
   wire [3:0] \b$162 ;
   reg [20:0] bank0_0 = 21'h000000;
@@ -22581,7 +22634,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg [3:0] credits_space = 4'h8;
   wire [29:0] data;
   wire [31:0] \data$194 ;
-  wire [31:0] \data$322 ;
+  wire [31:0] \data$325 ;
   reg done = 1'h0;
   reg filled;
   reg [20:0] fin0_0 = 21'h000000;
@@ -22697,7 +22750,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg [4:0] off1_2 = 5'h00;
   reg [4:0] off1_3 = 5'h00;
   wire [29:0] p;
-  wire [16:0] \p$310 ;
+  wire [16:0] \p$312 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_2;
@@ -22767,7 +22820,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   wire rst_fc1;
   reg [7:0] s_idx = 8'h00;
   reg s_last = 1'h0;
-  reg [20:0] sa0_0 = 21'h000000;
+  reg [20:0] sa0_0_d1 = 21'h000000;
+  reg [20:0] sa0_0_d2 = 21'h000000;
   wire ser;
   reg [2:0] ser_left = 3'h0;
   wire shift;
@@ -22776,6 +22830,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
+  reg skipped_d6 = 1'h0;
   reg sn_last = 1'h0;
   wire [3:0] space_next;
   wire step;
@@ -22880,7 +22935,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d4;
-  reg vb = 1'h0;
+  reg vb_d1 = 1'h0;
+  reg vb_d2 = 1'h0;
   reg [19:0] w0_0 = 20'h00000;
   reg [19:0] w1_0 = 20'h00000;
   reg [19:0] w2_0 = 20'h00000;
@@ -23556,7 +23612,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   assign \$269  = $signed(\$268 ) > $signed(9'h0ff);
   assign \$270  = step & s_last;
   assign \$271  = o__valid & \o__ready$169 ;
-  assign \$272  = \$271  + skipped_d5;
+  assign \$272  = \$271  + skipped_d6;
   assign \$273  = ~ rst_fc1;
   assign \$275  = rst_fc1 ? 20'h00000 : \$4 [19:0];
   assign \$276  = rst_fc1 | load;
@@ -23858,13 +23914,17 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   always @(posedge clk)
     \addr$155  <= \$363 ;
   always @(posedge clk)
-    \$signal$303  <= \$364 ;
+    sa0_0_d1 <= bank0_0;
+  always @(posedge clk)
+    sa0_0_d2 <= sa0_0_d1;
+  always @(posedge clk)
+    \$signal$304  <= \$364 ;
   always @(posedge clk)
     ka <= \$365 ;
   always @(posedge clk)
-    sa0_0 <= bank0_0;
+    vb_d1 <= \$366 ;
   always @(posedge clk)
-    vb <= \$366 ;
+    vb_d2 <= \$367 ;
   always @(posedge clk)
     rq0_beta_b <= data[29:13];
   always @(posedge clk)
@@ -23882,31 +23942,33 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   always @(posedge clk)
     rq0_over <= \$269 ;
   always @(posedge clk)
-    v_out_d1 <= \$367 ;
+    v_out_d1 <= \$368 ;
   always @(posedge clk)
-    v_out_d2 <= \$368 ;
+    v_out_d2 <= \$369 ;
   always @(posedge clk)
-    v_out_d3 <= \$369 ;
+    v_out_d3 <= \$370 ;
   always @(posedge clk)
-    \w_en$174  <= \$370 ;
+    \w_en$174  <= \$371 ;
   always @(posedge clk)
-    skipped_d1 <= \$371 ;
+    skipped_d1 <= \$372 ;
   always @(posedge clk)
-    skipped_d2 <= \$372 ;
+    skipped_d2 <= \$373 ;
   always @(posedge clk)
-    skipped_d3 <= \$373 ;
+    skipped_d3 <= \$374 ;
   always @(posedge clk)
-    skipped_d4 <= \$374 ;
+    skipped_d4 <= \$375 ;
   always @(posedge clk)
-    skipped_d5 <= \$375 ;
+    skipped_d5 <= \$376 ;
   always @(posedge clk)
-    group_ended_d1 <= \$376 ;
+    skipped_d6 <= \$377 ;
   always @(posedge clk)
-    credits_returned <= \$377 ;
+    group_ended_d1 <= \$378 ;
   always @(posedge clk)
-    credits_space <= \$378 ;
+    credits_returned <= \$379 ;
   always @(posedge clk)
-    credits_room <= \$379 ;
+    credits_space <= \$380 ;
+  always @(posedge clk)
+    credits_room <= \$381 ;
   \flexor_lenet5.fc1.consts  consts (
     .addr(\addr$155 ),
     .clk(clk),
@@ -24399,21 +24461,21 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
     .q(\port__addr$43 )
   );
   \flexor_lenet5.fc1.rom  rom (
-    .addr(\addr$323 ),
+    .addr(\addr$326 ),
     .clk(clk),
-    .data(\data$322 )
+    .data(\data$325 )
   );
   \flexor_lenet5.fc1.rq0_mul0_0_0  rq0_mul0_0_0 (
     .a(data[12:0]),
-    .b(sa0_0[16:0]),
+    .b(sa0_0_d2[16:0]),
     .clk(clk),
     .p(p)
   );
   \flexor_lenet5.fc1.rq0_mul0_0_17  rq0_mul0_0_17 (
     .a(data[12:0]),
-    .b(sa0_0[20:17]),
+    .b(sa0_0_d2[20:17]),
     .clk(clk),
-    .p(\p$310 )
+    .p(\p$312 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -24449,10 +24511,10 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   \flexor_lenet5.fc1.weights  weights (
     .clk(clk),
-    .data(\data$322 ),
+    .data(\data$325 ),
     .o__payload(\o__payload$206 ),
     .o__ready(step),
-    .raddr(\addr$323 ),
+    .raddr(\addr$326 ),
     .rst_fc1(rst_fc1)
   );
   always @* begin
@@ -25184,100 +25246,114 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$366  = \$signal$303 ;
+    \$366  = \$signal$304 ;
     if (rst_fc1) begin
       \$366  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$367  = vb;
+    \$367  = vb_d1;
     if (rst_fc1) begin
       \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$368  = v_out_d1;
+    \$368  = vb_d2;
     if (rst_fc1) begin
       \$368  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$369  = v_out_d2;
+    \$369  = v_out_d1;
     if (rst_fc1) begin
       \$369  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$370  = v_out_d3;
+    \$370  = v_out_d2;
     if (rst_fc1) begin
       \$370  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$371  = ka;
+    \$371  = v_out_d3;
     if (rst_fc1) begin
       \$371  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$372  = skipped_d1;
+    \$372  = ka;
     if (rst_fc1) begin
       \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$373  = skipped_d2;
+    \$373  = skipped_d1;
     if (rst_fc1) begin
       \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$374  = skipped_d3;
+    \$374  = skipped_d2;
     if (rst_fc1) begin
       \$374  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$375  = skipped_d4;
+    \$375  = skipped_d3;
     if (rst_fc1) begin
       \$375  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$376  = \$270 ;
+    \$376  = skipped_d4;
     if (rst_fc1) begin
       \$376  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$377  = \$272 ;
+    \$377  = skipped_d5;
     if (rst_fc1) begin
-      \$377  = 2'h0;
+      \$377  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$378  = \$28 [3:0];
+    \$378  = \$270 ;
     if (rst_fc1) begin
-      \$378  = 4'h8;
+      \$378  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
-    \$379  = credits_room_next;
+    \$379  = \$272 ;
     if (rst_fc1) begin
-      \$379  = 1'h1;
+      \$379  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$380  = \$28 [3:0];
+    if (rst_fc1) begin
+      \$380  = 4'h8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
+    \$381  = credits_room_next;
+    if (rst_fc1) begin
+      \$381  = 1'h1;
     end
   end
   assign w_addr_b0 = port__addr;
@@ -25299,9 +25375,9 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   assign shift = ser;
   assign beat = \addr$155 ;
   assign a = data[12:0];
-  assign b = sa0_0[16:0];
+  assign b = sa0_0_d2[16:0];
   assign \a$161  = data[12:0];
-  assign \b$162  = sa0_0[20:17];
+  assign \b$162  = sa0_0_d2[20:17];
   assign rq0_y = \$25 [7:0];
   assign \o__payload$168  = o__payload;
   assign \o__ready$170  = \o__ready$169 ;
@@ -25350,7 +25426,7 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   assign \$258  = 1'h0;
   assign \$259  = 1'h0;
   assign \$261  = { p[29], p };
-  assign \$262  = { \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 [16], \p$310 , 17'h00000 };
+  assign \$262  = { \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 [16], \p$312 , 17'h00000 };
   assign \$265  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$266  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
   assign \$268  = { rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32], rq0_acc_s2_0[32:16] };
@@ -25369,7 +25445,7 @@ module \flexor_lenet5.fc1.consts (data, addr, clk);
     .ADDR_WIDTH(32'd9),
     .DEPTH(32'd512),
     .INIT_FILE("flexor_lenet5_l2_consts.hex"),
-    .LATENCY(32'd1),
+    .LATENCY(32'd2),
     .WIDTH(32'd30)
   ) rom (
     .addr(addr),
@@ -27305,9 +27381,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg \$510 ;
   reg \$511 ;
   reg \$512 ;
-  reg [1:0] \$513 ;
-  reg [1:0] \$514 ;
-  reg \$515 ;
+  reg \$513 ;
+  reg \$514 ;
+  reg [1:0] \$515 ;
+  reg [1:0] \$516 ;
+  reg \$517 ;
   wire [5:0] \$52 ;
   wire [6:0] \$53 ;
   wire [6:0] \$54 ;
@@ -27363,14 +27441,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire \$signal ;
   reg \$signal$590  = 1'h0;
   reg \$signal$591  = 1'h0;
-  reg \$signal$686  = 1'h0;
+  reg \$signal$687  = 1'h0;
   wire [16:0] a;
   wire [1:0] \a$562 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   wire active_rom;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$706 ;
+  wire [7:0] \addr$709 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
   wire [17:0] \b$563 ;
@@ -27387,7 +27465,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [39:0] data;
-  wire [15:0] \data$707 ;
+  wire [15:0] \data$710 ;
   reg done = 1'h0;
   wire en;
   wire filled;
@@ -27432,7 +27510,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire \o__valid$573 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$693 ;
+  wire [19:0] \p$695 ;
   wire [8:0] p0_0_0;
   reg [4:0] ph = 5'h00;
   reg ph_last = 1'h0;
@@ -27968,8 +28046,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg [8:0] s_idx = 9'h000;
   reg s_last = 1'h0;
   wire s_last_rom;
+  reg [17:0] sa0_0_d1 = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] sa0_0;
+  wire [17:0] sa0_0_d2;
   wire ser;
   reg ser_left = 1'h0;
   wire shift;
@@ -27978,6 +28057,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg skipped_d3 = 1'h0;
   reg skipped_d4 = 1'h0;
   reg skipped_d5 = 1'h0;
+  reg skipped_d6 = 1'h0;
   reg sn_last = 1'h0;
   wire sn_last_rom;
   wire [1:0] space_next;
@@ -27994,7 +28074,8 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg v_out_d3 = 1'h0;
   (* init = 1'h0 *)
   wire v_out_d4;
-  reg vb = 1'h0;
+  reg vb_d1 = 1'h0;
+  reg vb_d2 = 1'h0;
   reg w0_0 = 1'h0;
   wire [9:0] w_addr;
   wire [3:0] w_addr_b0_p0;
@@ -30001,6 +30082,8 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     _63_ <= vectors_p9[\port__addr$383 ];
   end
   assign \port__data$606  = _63_;
+  assign \$280  = \$278  & \$279 ;
+  assign \$281  = \$280  ? take : 1'h0;
   assign \$282  = \$2 [9:4] == 5'h19;
   assign \$283  = ~ rst_fc2;
   assign \$284  = \$282  & \$283 ;
@@ -30276,13 +30359,17 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   always @(posedge clk)
     addr <= \$499 ;
   always @(posedge clk)
-    \$signal$686  <= \$500 ;
+    sa0_0_d1 <= bank0_0;
+  always @(posedge clk)
+    b <= sa0_0_d1;
+  always @(posedge clk)
+    \$signal$687  <= \$500 ;
   always @(posedge clk)
     ka <= \$501 ;
   always @(posedge clk)
-    b <= bank0_0;
+    vb_d1 <= \$502 ;
   always @(posedge clk)
-    vb <= \$502 ;
+    vb_d2 <= \$503 ;
   always @(posedge clk)
     rq0_beta_b <= data[39:19];
   always @(posedge clk)
@@ -30300,31 +30387,33 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   always @(posedge clk)
     rq0_over <= \$178 ;
   always @(posedge clk)
-    v_out_d1 <= \$503 ;
+    v_out_d1 <= \$504 ;
   always @(posedge clk)
-    v_out_d2 <= \$504 ;
+    v_out_d2 <= \$505 ;
   always @(posedge clk)
-    v_out_d3 <= \$505 ;
+    v_out_d3 <= \$506 ;
   always @(posedge clk)
-    \w_en$575  <= \$506 ;
+    \w_en$575  <= \$507 ;
   always @(posedge clk)
-    skipped_d1 <= \$507 ;
+    skipped_d1 <= \$508 ;
   always @(posedge clk)
-    skipped_d2 <= \$508 ;
+    skipped_d2 <= \$509 ;
   always @(posedge clk)
-    skipped_d3 <= \$509 ;
+    skipped_d3 <= \$510 ;
   always @(posedge clk)
-    skipped_d4 <= \$510 ;
+    skipped_d4 <= \$511 ;
   always @(posedge clk)
-    skipped_d5 <= \$511 ;
+    skipped_d5 <= \$512 ;
   always @(posedge clk)
-    group_ended_d1 <= \$512 ;
+    skipped_d6 <= \$513 ;
   always @(posedge clk)
-    credits_returned <= \$513 ;
+    group_ended_d1 <= \$514 ;
   always @(posedge clk)
-    credits_space <= \$514 ;
+    credits_returned <= \$515 ;
   always @(posedge clk)
-    credits_room <= \$515 ;
+    credits_space <= \$516 ;
+  always @(posedge clk)
+    credits_room <= \$517 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 10'h200;
@@ -30503,7 +30592,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   assign \$178  = $signed(\$177 ) > $signed(16'h7fff);
   assign \$179  = step & s_last;
   assign \$180  = o__valid & \o__ready$570 ;
-  assign \$181  = \$180  + skipped_d5;
+  assign \$181  = \$180  + skipped_d6;
   assign \$182  = ! \$2 [9:4];
   assign \$183  = ~ rst_fc2;
   assign \$184  = \$182  & \$183 ;
@@ -30602,8 +30691,6 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   assign \$277  = \$276  ? take : 1'h0;
   assign \$278  = \$2 [9:4] == 5'h18;
   assign \$279  = ~ rst_fc2;
-  assign \$280  = \$278  & \$279 ;
-  assign \$281  = \$280  ? take : 1'h0;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -31193,7 +31280,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .q(r_page_b0)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$706 ),
+    .addr(\addr$709 ),
     .clk(clk),
     .data(\o__payload$593 ),
     .en(en)
@@ -31208,7 +31295,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$693 )
+    .p(\p$695 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -32267,7 +32354,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$706 ),
+    .addr(\addr$709 ),
     .clk(clk),
     .go(en),
     .o__payload(\o__payload$593 ),
@@ -32621,100 +32708,114 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$502  = \$signal$686 ;
+    \$502  = \$signal$687 ;
     if (rst_fc2) begin
       \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$503  = vb;
+    \$503  = vb_d1;
     if (rst_fc2) begin
       \$503  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$504  = v_out_d1;
+    \$504  = vb_d2;
     if (rst_fc2) begin
       \$504  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$505  = v_out_d2;
+    \$505  = v_out_d1;
     if (rst_fc2) begin
       \$505  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$506  = v_out_d3;
+    \$506  = v_out_d2;
     if (rst_fc2) begin
       \$506  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$507  = ka;
+    \$507  = v_out_d3;
     if (rst_fc2) begin
       \$507  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$508  = skipped_d1;
+    \$508  = ka;
     if (rst_fc2) begin
       \$508  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$509  = skipped_d2;
+    \$509  = skipped_d1;
     if (rst_fc2) begin
       \$509  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$510  = skipped_d3;
+    \$510  = skipped_d2;
     if (rst_fc2) begin
       \$510  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$511  = skipped_d4;
+    \$511  = skipped_d3;
     if (rst_fc2) begin
       \$511  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$512  = \$179 ;
+    \$512  = skipped_d4;
     if (rst_fc2) begin
       \$512  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$513  = \$181 ;
+    \$513  = skipped_d5;
     if (rst_fc2) begin
-      \$513  = 2'h0;
+      \$513  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$514  = \$27 [1:0];
+    \$514  = \$179 ;
     if (rst_fc2) begin
-      \$514  = 2'h2;
+      \$514  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$515  = credits_room_next;
+    \$515  = \$181 ;
     if (rst_fc2) begin
-      \$515  = 1'h1;
+      \$515  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$516  = \$27 [1:0];
+    if (rst_fc2) begin
+      \$516  = 2'h2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$517  = credits_room_next;
+    if (rst_fc2) begin
+      \$517  = 1'h1;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -33047,7 +33148,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   assign shift = ser;
   assign beat = addr;
   assign a = data[16:0];
-  assign sa0_0 = b;
+  assign sa0_0_d2 = b;
   assign \a$562  = data[18:17];
   assign \b$563  = b;
   assign rq0_y = \$24 [15:0];
@@ -33057,7 +33158,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   assign \w_data$574  = \$24 [15:0];
   assign v_out_d4 = \w_en$575 ;
   assign space_next = \$27 [1:0];
-  assign \data$707  = \o__payload$593 ;
+  assign \data$710  = \o__payload$593 ;
   assign \$4  = active;
   assign \$10  = active_rom;
   assign \$31  = credits_room_next;
@@ -33066,7 +33167,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   assign \$167  = 1'h0;
   assign \$168  = 1'h0;
   assign \$170  = { p[34], p };
-  assign \$171  = { \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 [19], \p$693 , 17'h00000 };
+  assign \$171  = { \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 , 17'h00000 };
   assign \$174  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$175  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
   assign \$177  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
@@ -33086,7 +33187,7 @@ module \flexor_lenet5.fc2.consts (data, addr, clk);
     .ADDR_WIDTH(32'd4),
     .DEPTH(32'd10),
     .INIT_FILE("flexor_lenet5_l3_consts.hex"),
-    .LATENCY(32'd1),
+    .LATENCY(32'd2),
     .WIDTH(32'd40)
   ) rom (
     .addr(addr),
