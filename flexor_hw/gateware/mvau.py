@@ -362,7 +362,6 @@ class MvauParams:
     def const_latency(self):
         """Cycles of the constants' read: 2, through a register (in block RAM its output
         register), where that leaves the ROM in one bank; else 1."""
-        from .rom import rom_banked
         return 1 if rom_banked(self.const_depth, self.const_width, 2) else 2
 
     @property

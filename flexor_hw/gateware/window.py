@@ -11,7 +11,8 @@ from amaranth.lib.wiring import In, Out
 from .pipeline import (Credits, OutputFifo, SkidBuffer, copy_register, flag_copy,
                        kept_register, no_rw_check_attrs)
 
-__all__ = ["SlidingWindow", "RowWindow", "GroupWindow", "KernelWindow", "line_buffer_rows", "window_rows"]
+__all__ = ["SlidingWindow", "RowWindow", "GroupWindow", "KernelWindow", "line_buffer_rows",
+           "window_rows"]
 
 
 def _positive(name, value, minimum=1):

@@ -367,8 +367,8 @@ def _groups_to_unit_width(stages):
         win, unit = out[k], out[k + 1]
         if win.kind == "window" and win.style == "group" and unit.kind == "mvau" and \
                 unit.simd > win.simd and unit.simd in win.widths:
-            wide = replace(win, simd=unit.simd)
-            if wide.style != "group" or wide.group % win.in_beat:
+            wide = replace(win, simd=unit.simd)     # a group window too: wider than kh·kw
+            if wide.group % win.in_beat:
                 continue
             if unit.simd % win.simd == 0:
                 conv = S.Repack("", win.x_range, win.x_range, length=win.window_elements,
@@ -617,11 +617,12 @@ def fold_to_device(graph, budget, *, what="the device", progress=None):
     # ECP5-25k: conv2 at 4 × 80, 31,360 cycles, beside its window's 31,361: 12,899 LUT4
     # estimated, where 4 × 100 at 25,088 took 14,979)
     reached = best.cycles_per_image()
-    eased = _at_rate(reached + -(-reached // (UNIT_SLACK - 1)))
+    at_reached = reached + -(-reached // (UNIT_SLACK - 1))     # the units' target: reached
+    eased = _at_rate(at_reached)
     # and the units chosen together for the fewest LUT4 at that rate (reweighing the units
     # one by one took LeNet-5's conv2 on the ECP5-45k to a weight ROM in 18,470 LUT4 of
     # logic, with 58 of the 108 block RAMs free)
-    together = _knapsack(eased or best, reached + -(-reached // (UNIT_SLACK - 1)), budget)
+    together = _knapsack(eased or best, at_reached, budget)
     for g in (eased, together):
         if g is not None and fits(g) and g.cycles_per_image() <= reached and \
                 match_widths(g).estimate()["luts"] < match_widths(best).estimate()["luts"]:
