@@ -363,7 +363,7 @@ def _build(package_path, package, graph, outdir, final_dir, settings, *, clock_m
         with open(os.path.join(outdir, weights_file), "wb") as f:
             f.write(hex_lines(image, described["rom_file_width"]))
         _write_words(os.path.join(outdir, consts_file),
-                     mvau_const_words(st.consts, w.out_features, p.pe, p.out_simd),
+                     mvau_const_words(p.consts, w.out_features, p.pe, p.out_simd),
                      p.const_width)
         files[st.name] = (weights_file, consts_file)
         heads = {}

@@ -25,15 +25,16 @@ then stored once, plus a slice per row.
 
 import binascii
 import collections
+import dataclasses
 import functools
 
 import numpy as np
 
-from .gateware.mvau import MvauParams, hold_steps
+from .gateware.mvau import MvauParams, hold_steps, xor_offset, xor_refusal
 from .xor import decrypt
 
 __all__ = ["hex_lines", "tile_geometry", "carries", "mvau_rom_bytes", "mvau_head_words",
-           "mvau_const_words", "mvau_params", "is_plain"]
+           "mvau_const_words", "mvau_params", "is_plain", "xor_constants"]
 
 
 _Shape = collections.namedtuple("_Shape", "fan_in out_features n_out")
@@ -185,24 +186,41 @@ def mvau_const_words(consts, out_features, pe, out_simd):
     return words
 
 
+def xor_constants(layer, consts, x_shape):
+    """The constants of a unit whose lanes add ``w ? x : ~x`` (``xor_masks``): its rows sum
+    ``S' = S + K·N₀`` (:func:`~flexor_hw.gateware.mvau.xor_offset`; ``N₀[i, o]`` the −1
+    weights of plane ``i``'s row ``o``), so ``β' = β − Σ_i A_i·K·N₀_i`` keeps every
+    ``Σ_i A_i·S'_i + β'`` equal to the contract's ``Σ_i A_i·S_i + β`` (``acc`` unchanged), and
+    ``S'`` spans ``F`` terms of ``[min(x_lo, K − x_hi), max(x_hi, K − x_lo)]``."""
+    k = xor_offset(x_shape)
+    n0 = (np.asarray(layer.weight_bits) == 0).sum(axis=2).astype(object)     # [q, out]
+    shift = (consts.A.astype(object) * n0).sum(axis=0) * k
+    beta = consts.beta.astype(object) - shift
+    t_lo, t_hi = min(consts.x_lo, k - consts.x_hi), max(consts.x_hi, k - consts.x_lo)
+    f = layer.fan_in
+    return dataclasses.replace(consts, beta=np.array([int(b) for b in beta], dtype=np.int64),
+                               s_lo=f * min(0, t_lo), s_hi=f * max(0, t_hi))
+
+
 def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar=False,
                 contents=True, rom_logic=False, rom_block=False, vectors_lutram=None,
                 scatter=None,
                 in_simd=None, bits_register=True, address_register=False, masked_adders=False,
-                rom_page_words=None, lut_multipliers=False, stationary=False):
+                rom_page_words=None, lut_multipliers=False, stationary=False, xor_masks=None):
     """:class:`~flexor_hw.gateware.mvau.MvauParams` of a layer (a weighted node, or an int
     node's :class:`~flexor_hw.hw.int_planes.IntPlanes`) at a folding; with ``contents`` the ROM and
-    constant words (for Amaranth's simulator)."""
+    constant words (for Amaranth's simulator). ``xor_masks``: lanes that add an activation
+    or its complement, with the unit's own constants (:func:`xor_constants`), wherever the
+    unit can (None), or not (False)."""
     plain = is_plain(layer, baseline)
     slots, offsets = (0, ()) if plain else tile_geometry(layer, pe, simd)
     carry = carries(layer, pe, simd, plain=plain, slots=slots)
-    rom = const = None
+    rom = None
     if contents:
         rom = tuple(int.from_bytes(w.tobytes(), "little")
                     for w in mvau_rom_bytes(layer, pe, simd, plain=plain,
                                             stationary=stationary))
-        const = tuple(mvau_const_words(consts, layer.out_features, pe, out_simd))
-    return MvauParams(
+    params = MvauParams(
         fan_in=layer.fan_in, out_features=layer.out_features, q=layer.q, n_in=layer.n_in,
         n_out=layer.n_out, pe=pe, simd=simd, out_simd=out_simd, consts=consts,
         xor=np.asarray(layer.xor), plain=plain, unipolar=unipolar, slots=slots,
@@ -212,8 +230,15 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
         scatter=scatter,
         in_simd=in_simd, bits_register=bits_register, address_register=address_register,
         masked_adders=masked_adders, rom_page_words=rom_page_words,
-        lut_multipliers=lut_multipliers, stationary=stationary, rom_words=rom,
-        const_words=const)
+        lut_multipliers=lut_multipliers, stationary=stationary, rom_words=rom)
+    if xor_masks is not False and getattr(layer, "is_flexor", False) and \
+            xor_refusal(params) is None:
+        consts = xor_constants(layer, consts, params.x_shape)
+        params = dataclasses.replace(params, xor_masks=True, consts=consts)
+    if contents:
+        params = dataclasses.replace(params, const_words=tuple(
+            mvau_const_words(consts, layer.out_features, pe, out_simd)))
+    return params
 
 
 def hex_lines(words_bytes, width):

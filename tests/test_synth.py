@@ -229,6 +229,8 @@ def test_classic_abc_when_abc9_fails(small, monkeypatch):
             # and its timing weight
             weight = cmd[cmd.index("--placer-heap-timingweight") + 1]
             assert weight == str(s.PLACER_TIMING_WEIGHT)
+            # and the router reroutes the critical paths' nets too
+            assert ("--tmg-ripup" in cmd) == s.TIMING_RIPUP
         if "yosys" in cmd[0] and ":map_luts" not in cmd[-1]:
             raise s.SynthError(f"{label} failed (exit 1):  (log: {log})")
         return real_run(cmd, label, cwd, log, quiet, **kw)

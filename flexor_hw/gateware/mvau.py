@@ -20,7 +20,8 @@ from .weight_stream import WeightStream
 from .xor_decoder import XorDecoder
 
 __all__ = ["MvauParams", "MatrixVectorUnit", "TREE_LEVELS_PER_REGISTER", "hold_steps",
-           "mvau_cycles", "stationary_refusal", "MAX_STATIONARY_GROUPS"]
+           "mvau_cycles", "stationary_refusal", "MAX_STATIONARY_GROUPS",
+           "xor_offset", "xor_refusal"]
 
 #: Adder-tree levels between pipeline registers: a register on every level costs about as many
 #: flip-flops per lane as the lane has LUTs, and flip-flops then become the limit.
@@ -51,6 +52,30 @@ def hold_steps(fan_in, n_out, pe, simd, plain=False):
     if plain or simd >= n_out or n_out % simd or fan_in % simd or (pe > 1 and fan_in % n_out):
         return 1
     return n_out // simd
+
+
+def xor_offset(x_shape):
+    """``K`` of an activation's complement within its shape, ``~x = K − x``: ``2^w − 1``
+    unsigned, ``−1`` signed. A row whose lanes add ``w ? x : ~x`` sums
+    ``T + K·N₀ − (Σx − T) = S + K·N₀`` (``N₀`` its −1 weights)."""
+    return -1 if x_shape.signed else (1 << x_shape.width) - 1
+
+
+def xor_refusal(p):
+    """Why the unit of params ``p`` cannot complement its activations (``xor_masks``), or
+    None: the masks must be in the adders (``masked_adders``), the planes ±1 (not
+    ``unipolar``), ``Σx`` not summed as the vector is written (those units start from
+    ``−Σx``), and every lane a weight (``SIMD`` divides the fan-in: a lane past it would add
+    a complement of its zero)."""
+    if not p.masked_adders:
+        return "needs the masks in the adders (masked_adders)"
+    if p.unipolar:
+        return "needs ±1 planes, not unipolar ones"
+    if p.x_sum_written:
+        return "sums Σx as the vector is written"
+    if p.fan_in % p.simd:
+        return f"needs SIMD ({p.simd}) to divide the fan-in ({p.fan_in})"
+    return None
 
 
 #: Most row groups an input-stationary unit keeps running sums for (a ring of registers each).
@@ -128,7 +153,11 @@ class MvauParams:
     read column block major, :func:`stationary_refusal`) and keeps each group's sums in a
     ring of registers, instead of a vector memory that every group re-reads.
     Arithmetic: ``consts`` (:class:`flexor_hw.ops.weighted.LayerConstants`), ``unipolar``
-    (``S = T`` for 0/1 planes instead of ``2T − Σx``).
+    (``S = T`` for 0/1 planes instead of ``2T − Σx``). ``xor_masks`` (with
+    ``masked_adders``): each lane adds its activation, or its complement where the weight is
+    −1 (:func:`~flexor_hw.gateware.madd.masked_add`), so a row sums ``S + K·N₀``
+    (:func:`xor_offset`) and no tree of ``Σx`` is built; ``consts`` are then the unit's own
+    (:func:`~flexor_hw.rom_image.xor_constants`: ``β`` less ``Σ_i A_i·K·N₀_i``).
     Contents for simulation: ``rom_words``, ``const_words`` (Python ints).
     """
 
@@ -159,6 +188,7 @@ class MvauParams:
     rom_page_words: int = None
     lut_multipliers: bool = False
     stationary: bool = False
+    xor_masks: bool = False
     rom_words: tuple = None
     const_words: tuple = None
 
@@ -191,6 +221,10 @@ class MvauParams:
             why = stationary_refusal(self)
             if why:
                 raise ValueError(f"An input-stationary MVAU {why}")
+        if self.xor_masks:
+            why = xor_refusal(self)
+            if why:
+                raise ValueError(f"An MVAU with complemented activations (xor_masks) {why}")
         if self.address_register and not self.bits_register:
             raise ValueError("A registered vector read address (address_register) takes the "
                              "place of the word's register beside the registered weight bits: "
@@ -386,10 +420,21 @@ class MvauParams:
         return 1 if self.scatter is not None else (self.in_simd or self.simd)
 
     @property
-    def total_shape(self):
-        """Of a sum of up to ``F`` activations: a row's ``T``, or the vector's ``Σx``."""
+    def term_range(self):
+        """``(lo, hi)`` of a lane's term: an activation masked (0 or ``x``), or with
+        ``xor_masks`` an activation or its complement."""
         c = self.consts
-        return int_shape(self.fan_in * min(0, c.x_lo), self.fan_in * max(0, c.x_hi))
+        if self.xor_masks:
+            k = xor_offset(self.x_shape)
+            return min(c.x_lo, k - c.x_hi), max(c.x_hi, k - c.x_lo)
+        return min(0, c.x_lo), max(0, c.x_hi)
+
+    @property
+    def total_shape(self):
+        """Of a sum of up to ``F`` terms: a row's ``T`` (``S + K·N₀`` with ``xor_masks``),
+        or the vector's ``Σx``."""
+        lo, hi = self.term_range
+        return int_shape(self.fan_in * min(0, lo), self.fan_in * max(0, hi))
 
     @property
     def writer(self):
@@ -764,7 +809,8 @@ class MatrixVectorUnit(wiring.Component):
             x_rows = [copies[j // X_COPY_ROWS] for j in range(pe)]
 
         # Decode each PE row's bits: plane-major rows of slots, offset indices at the top.
-        part_shape = int_shape(simd * min(0, c.x_lo), simd * max(0, c.x_hi))
+        t_lo, t_hi = p.term_range
+        part_shape = int_shape(simd * min(0, t_lo), simd * max(0, t_hi))
         trees = []                                              # [pe][q]
         n_in = p.n_in
         for j in range(pe):
@@ -805,16 +851,20 @@ class MatrixVectorUnit(wiring.Component):
                     # The bits mask the activations inside the first level's adders (the
                     # ECP5's carry-chain LUTs: no register per activation, no LSR per lane),
                     # whose sums are registered.
+                    # With xor_masks a set mask complements its activation: the bits are
+                    # held inverted (the inverter goes into the decoder's LUTs).
                     xr = x_rows[j]
+                    masks = ~bits if p.xor_masks else bits
                     if p.bits_register:
                         w = Signal(simd, name=f"w{j}_{i}", reset_less=True)
-                        m.d.sync += w.eq(bits)
+                        m.d.sync += w.eq(masks)
                     else:
-                        w = bits
+                        w = masks
                     for s in range(0, simd, 2):
                         pair = masked_add(m, xr[s], w[s], xr[s + 1] if s + 1 < simd else None,
                                           w[s + 1] if s + 1 < simd else None,
-                                          f"p{j}_{i}_{s // 2}", emit=self._init_files is not None)
+                                          f"p{j}_{i}_{s // 2}", emit=self._init_files is not None,
+                                          xor=p.xor_masks)
                         held = Signal.like(pair, name=f"m{j}_{i}_{s // 2}", reset_less=True)
                         m.d.sync += held.eq(pair)
                         terms.append(held)
@@ -845,7 +895,7 @@ class MatrixVectorUnit(wiring.Component):
         # MLP's longest path). None where the vector's Σx is summed as it is written
         # (:attr:`MvauParams.x_sum_written`).
         sum_shape = int_shape(simd * c.x_lo, simd * c.x_hi)
-        if p.x_sum_written:
+        if p.x_sum_written or p.xor_masks:
             word_sum = None
         elif p.address_register:
             xword = delay(m, xdata, 1, "xword", data=True)
@@ -897,7 +947,7 @@ class MatrixVectorUnit(wiring.Component):
             x_init = Signal(p.acc_shape, name="x_init", reset_less=True)
             with m.If(delay(m, load, p.tree_stages + 1, "x_taken")):
                 m.d.sync += x_init.eq(-written_sum)
-        elif not p.unipolar:
+        elif not (p.unipolar or p.xor_masks):
             xacc = Signal(t_shape, reset_less=True)
             xfin = Signal(t_shape, reset_less=True)
             v_x, first_x, end_x, *word_first = row_flags("flags_x")

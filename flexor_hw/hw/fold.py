@@ -770,19 +770,32 @@ def _fold_on_weight_grid(graph, target, budget, failed=None):
     return None
 
 
-def _knapsack(graph, target, budget):
+#: A flip-flop's weight against a LUT4 in the knapsack's cost (an ECP5 slice holds two of
+#: each; LUT4 are what a full device runs short of first, but at 0 the units that save a
+#: few LUT4 with thousands of flip-flops win: ResNet-20 on the ECP5-85k 55,324 LUT4 and
+#: 69,943 FF, at 0.1 55,985 and 50,523), and the heavier ones it tries in turn where the
+#: cheapest takes more flip-flops than the budget has.
+KNAPSACK_FF_WEIGHT = 0.1
+KNAPSACK_FF_WEIGHTS = (0.25, 1.0)
+
+
+def _knapsack(graph, target, budget, *, ff_weight=KNAPSACK_FF_WEIGHT):
     """``graph`` folded at ``target`` (by :func:`fold`) with its units and tiled pools
-    chosen together: the fewest LUT4 (logic cells on the iCE40) over every unit's foldings
+    chosen together: the fewest LUT4 (logic cells on the iCE40; a flip-flop counted as
+    ``ff_weight`` of a LUT4, :data:`KNAPSACK_FF_WEIGHT`) over every unit's foldings
     that meet the rate and every pool's memory, with the block RAMs within ``budget`` (a
     dynamic program over the block RAMs taken). Each unit's cheapest folding by a weighed
     sum misses what a trade across units finds: LeNet-5 on the ECP5-25k at 31,361 cycles
     per image in 17,148 LUT4 and 56 block RAMs, where reweighing found none within 56 below
-    43,904."""
+    43,904. Where the fewest LUT4 take more flip-flops than the budget has, LUT4 and
+    flip-flops weighed together (``ff_weight``, :data:`KNAPSACK_FF_WEIGHTS` in turn;
+    LeNet-5 on the ECP5-25k at 25,088 cycles: conv2 at 2×200 saved 108 LUT4 over 4×100
+    with 2,000 flip-flops more, past the 85 %)."""
     limit = target - target // UNIT_SLACK
     cells = "cells" in budget
 
     def cost(est):
-        return est["luts"] + est["ffs"] if cells else est["luts"]
+        return est["luts"] + est["ffs"] if cells else est["luts"] + ff_weight * est["ffs"]
 
     choices = []        # per stage: [(cost, block RAMs, stage)]
     for k, st in enumerate(graph.stages):
@@ -820,7 +833,12 @@ def _knapsack(graph, target, budget):
     stages = min(best.values(), key=lambda v: v[0])[1]
     # (group windows widened to the units chosen, the skip FIFOs sized for them)
     stages = size_fifos(_groups_to_unit_width(list(stages)))
-    return multipliers_to_logic(replace(graph, stages=stages), budget)
+    chosen = multipliers_to_logic(replace(graph, stages=stages), budget)
+    over = _fits(chosen, budget)
+    heavier = [w for w in KNAPSACK_FF_WEIGHTS if w > ff_weight]
+    if not cells and heavier and over is not None and over[0] == "ffs":
+        return _knapsack(graph, target, budget, ff_weight=heavier[0]) or chosen
+    return chosen
 
 
 def _pools_back_to_block_ram(graph, budget):

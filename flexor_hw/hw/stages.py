@@ -486,7 +486,9 @@ class Mvau(Stage):
                 "bits_per_weight": w.bits_per_weight, "stored_bits": w.stored_bits,
                 "cycles_per_vector": p.cycles_per_vector,
                 "activation_memory_bits": p.activation_memory_bits,
-                "output_fifo_depth": p.fifo_depth, "widths": self.consts.widths(),
+                "output_fifo_depth": p.fifo_depth, "widths": p.consts.widths(),
+                # the lanes add an activation or its complement: no Σx, β offset per row
+                "xor_masks": p.xor_masks,
                 "multipliers_in_logic": p.lut_multipliers,
                 "scatter": list(self.scatter) if self.scatter else None,
                 "plain_rom": p.plain}
@@ -517,12 +519,14 @@ def mvau_logic(p):
     ahead_luts = -(-(head_pages - 1) // 3) * p.head_width if p.heads_prefetched else 0
     # the requantizers' products in logic (:func:`~flexor_hw.gateware.mul.lut_product`)
     product_bits = p.out_simd * p.q * p.consts.a_width * p.consts.s_width * p.lut_multipliers
-    # Σx's tree: of a word read, or of a beat written (:attr:`MvauParams.x_sum_written`)
-    columns = p.in_beat if p.x_sum_written else p.simd
+    # Σx's tree: of a word read, or of a beat written (:attr:`MvauParams.x_sum_written`);
+    # none where the lanes add complements (:attr:`MvauParams.xor_masks`)
+    columns = 0 if p.xor_masks else p.in_beat if p.x_sum_written else p.simd
     luts = (c["luts"] + c["luts_per_lane"] * lanes + c["luts_per_column"] * columns
             + c["luts_per_product_bit"] * product_bits
             + decoded + select + carried + ahead_luts
-            + (c["luts_per_row_bit"] - c["luts_per_difference_bit"] * p.x_sum_written)
+            + (c["luts_per_row_bit"]
+               - c["luts_per_difference_bit"] * (p.x_sum_written or p.xor_masks))
             * rows * t_width
             + c["luts_per_word_bit"] * p.rom_width * (not stream_stalls(p))
             + c["luts_per_requantizer"] * p.out_simd)

@@ -1,5 +1,5 @@
-"""The masked adder of an adder tree's first level, ``(wa ? a : 0) + (wb ? b : 0)``: its
-plain Verilog in Icarus, and its ECP5 carry chain (CCU2C cells, under ``FLEXOR_ECP5``) in
+"""The masked adder of an adder tree's first level, ``(wa ? a : 0) + (wb ? b : 0)``, and its
+complemented form ``(wa ? ~a : a) + (wb ? ~b : b)``: its plain Verilog in Icarus, and its ECP5 carry chain (CCU2C cells, under ``FLEXOR_ECP5``) in
 Icarus on Yosys's own simulation models of CCU2C, LUT4 and LUT2, both against Python, every
 input of a 3-bit one and random inputs of wider ones."""
 
@@ -13,7 +13,8 @@ import pytest
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
-from flexor_hw.gateware.madd import MADD_INIT, MADD_VERILOG, madd_modules, masked_add
+from flexor_hw.gateware.madd import (MADD_INIT, MADD_VERILOG, MADD_XOR_INIT, madd_modules,
+                                     masked_add)
 from flexor_hw.gateware.mul import ECP5_DEFINE
 
 
@@ -31,13 +32,18 @@ def _cases(width):
         [((1 << width) - 1, (1 << width) - 1, 1, 1), (1 << width - 1, 1 << width - 1, 1, 1)]
 
 
-def _expected(width, is_signed, case):
+def _expected(width, is_signed, case, xor=False):
     a, b, wa, wb = case
-    total = wa * _value(a, width, is_signed) + wb * _value(b, width, is_signed)
+    if xor:     # each operand's bits complemented where its bit is set
+        mask = (1 << width) - 1
+        total = _value(a ^ (mask * wa), width, is_signed) + \
+            _value(b ^ (mask * wb), width, is_signed)
+    else:
+        total = wa * _value(a, width, is_signed) + wb * _value(b, width, is_signed)
     return total & ((1 << (width + 1)) - 1)
 
 
-def _run(tmp_path, width, is_signed, extra="", defines=()):
+def _run(tmp_path, width, is_signed, extra="", defines=(), xor=False):
     iverilog = shutil.which("iverilog")
     if iverilog is None:
         pytest.skip("iverilog is not installed")
@@ -48,8 +54,8 @@ def _run(tmp_path, width, is_signed, extra="", defines=()):
         MADD_VERILOG + extra + f"""
 module tb;
   reg [{width - 1}:0] a, b; reg wa, wb; wire [{width}:0] s;
-  flexor_madd #(.WIDTH({width}), .SIGNED({int(is_signed)})) dut(.a(a), .b(b), .wa(wa), .wb(wb),
-                                                               .s(s));
+  flexor_madd #(.WIDTH({width}), .SIGNED({int(is_signed)}), .XOR({int(xor)}))
+    dut(.a(a), .b(b), .wa(wa), .wb(wb), .s(s));
   initial begin
 {lines}
     $finish;
@@ -60,15 +66,18 @@ endmodule
     subprocess.run(args + [str(tmp_path / "tb.v")], check=True, capture_output=True)
     out = subprocess.run(["vvp", "-n", str(tmp_path / "sim")], check=True, capture_output=True,
                          text=True).stdout.split()
-    assert [int(v) for v in out[:len(cases)]] == [_expected(width, is_signed, c) for c in cases]
+    assert [int(v) for v in out[:len(cases)]] == [_expected(width, is_signed, c, xor)
+                                                  for c in cases]
 
 
 SHAPES = [(3, False), (3, True), (8, False), (8, True), (9, True)]
+XOR = pytest.mark.parametrize("xor", [False, True], ids=["and", "xor"])
 
 
+@XOR
 @pytest.mark.parametrize("width, is_signed", SHAPES)
-def test_plain_verilog_adds_the_masked_operands(tmp_path, width, is_signed):
-    _run(tmp_path, width, is_signed)
+def test_plain_verilog_adds_the_masked_operands(tmp_path, width, is_signed, xor):
+    _run(tmp_path, width, is_signed, xor=xor)
 
 
 def _yosys_models():
@@ -86,22 +95,25 @@ def _yosys_models():
 
 
 @pytest.mark.synth
+@XOR
 @pytest.mark.parametrize("width, is_signed", SHAPES)
-def test_ecp5_carry_chain_adds_the_masked_operands(tmp_path, width, is_signed):
+def test_ecp5_carry_chain_adds_the_masked_operands(tmp_path, width, is_signed, xor):
     """The CCU2C chain the ECP5 build synthesizes: each half's LUT4 ``(A·B) ⊕ (C·D)``
-    (``0x7888``), its carry's generate the LUT4's first four entries."""
-    assert MADD_INIT == 0x7888
-    _run(tmp_path, width, is_signed, extra=_yosys_models(), defines=[ECP5_DEFINE])
+    (``0x7888``) or ``A ⊕ B ⊕ C ⊕ D`` (``0x6996``), its carry's generate the LUT4's first
+    four entries."""
+    assert (MADD_INIT, MADD_XOR_INIT) == (0x7888, 0x6996)
+    _run(tmp_path, width, is_signed, extra=_yosys_models(), defines=[ECP5_DEFINE], xor=xor)
 
 
+@XOR
 @pytest.mark.parametrize("is_signed", [False, True])
-def test_amaranth_masked_add(is_signed):
+def test_amaranth_masked_add(is_signed, xor):
     """The expression Amaranth's simulator runs, and the instance an emitted design holds."""
     width = 3
     shape = signed(width) if is_signed else unsigned(width)
     m = Module()
     a, b, wa, wb = Signal(shape), Signal(shape), Signal(), Signal()
-    s = masked_add(m, a, wa, b, wb, "p", emit=False)
+    s = masked_add(m, a, wa, b, wb, "p", emit=False, xor=xor)
     assert s.shape().width == width + 1 and s.shape().signed == is_signed
     sim = Simulator(m)
     cases = _cases(width)
@@ -113,12 +125,13 @@ def test_amaranth_masked_add(is_signed):
             ctx.set(wa, cwa)
             ctx.set(wb, cwb)
             got = ctx.get(s) & ((1 << (width + 1)) - 1)
-            assert got == _expected(width, is_signed, (ca, cb, cwa, cwb))
+            assert got == _expected(width, is_signed, (ca, cb, cwa, cwb), xor)
 
     sim.add_testbench(bench)
     sim.run()
     from amaranth.back import verilog
     m2 = Module()
-    masked_add(m2, a, wa, None, None, "p", emit=True)
+    masked_add(m2, a, wa, None, None, "p", emit=True, xor=xor)
     text = verilog.convert(m2, ports=[a, wa], name="one")
     assert "flexor_madd #(" in text and madd_modules(text) == MADD_VERILOG
+    assert re.search(rf"\.XOR\(32'd{int(xor)}\)", text)

@@ -277,8 +277,8 @@ def test_mvau_sums_a_vector_as_it_is_written(f, pe, simd, b, lutram, written, st
     beats = -(-f // b)
     o = pe * (beats + 1)            # as many row groups as cycles to load a vector
     pkg, layer, consts = _layer(f, o, q=2, signed=True, seed=3)
-    params = replace(mvau_params(layer, consts, pe, simd, pe, masked_adders=True),
-                     in_simd=b, vectors_lutram=lutram)
+    params = mvau_params(layer, consts, pe, simd, pe, masked_adders=True, in_simd=b,
+                         vectors_lutram=lutram, xor_masks=False)
     assert (params.sf, params.nf, params.group_beats) == (1, beats + 1, 1)
     assert params.x_sum_written == written
     assert (params.tree_stages + 1 <= beats + _tree_registers(b, first=1)) == written
@@ -306,8 +306,8 @@ def test_mvau_writes_a_narrow_input_into_its_lanes(f, o, pe, simd, b, r, lutram,
     result); unstalled, vectors ``cycles_per_vector`` apart (``⌈F/in_simd⌉ + 1`` where
     loading bounds it) and the last output the stated latency after the last input beat."""
     pkg, layer, consts = _layer(f, o, q=2)
-    params = replace(mvau_params(layer, consts, pe, simd, r, masked_adders=True),
-                     in_simd=b, vectors_lutram=lutram)
+    params = mvau_params(layer, consts, pe, simd, r, masked_adders=True, in_simd=b,
+                         vectors_lutram=lutram)
     assert params.cycles_per_vector == max(
         params.nf * max(params.sf, pe // r), -(-f // b) + 1)
     n, beats = 6, -(-f // b)
@@ -700,3 +700,49 @@ def test_stationary_mvau_refuses_what_it_cannot_do(f, o, pe, simd, r, kw, msg):
     _, layer, consts = _layer(26, 3)
     with pytest.raises(ValueError, match=r"reads a word a step: not one whose words serve"):
         mvau_params(layer, consts, 1, 2, 1, stationary=True)
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_xor_masks_where_a_unit_can_and_its_bias_makes_up_for_them(signed):
+    """Where the masks are in the adders, the planes ±1 and SIMD divides the fan-in, a unit's
+    lanes add an activation or its complement (``xor_masks``): its rows sum ``S + K·N₀``,
+    the unit's β is the contract's less ``Σ_i A_i·K·N₀_i`` (so every ``Σ_i A_i·S_i + β`` is
+    the contract's, checked on random vectors), no tree of Σx is built and its masked
+    adders are the XOR ones; exact under stalls. Not where SIMD leaves lanes past the
+    fan-in, the masks are in registers' resets, or the caller says not."""
+    from flexor_hw.gateware.mvau import xor_offset
+    from flexor_hw.rom_image import xor_constants
+    pkg, layer, consts = _layer(40, 6, q=2, signed=signed, seed=7)
+    params = mvau_params(layer, consts, 3, 20, 3, masked_adders=True)
+    assert params.xor_masks
+    for kw in ({"masked_adders": False}, {"masked_adders": True, "xor_masks": False}):
+        assert not mvau_params(layer, consts, 3, 20, 3, **kw).xor_masks
+    _, layer47, consts47 = _layer(47, 6, q=2, signed=signed)
+    assert not mvau_params(layer47, consts47, 3, 20, 3, masked_adders=True).xor_masks
+    with pytest.raises(ValueError, match="divide the fan-in"):
+        replace(mvau_params(layer47, consts47, 3, 20, 3, masked_adders=True), xor_masks=True)
+    k = xor_offset(params.x_shape)
+    assert k == (-1 if signed else (1 << params.x_width) - 1)
+    own = xor_constants(layer, consts, params.x_shape)
+    assert np.array_equal(params.consts.beta, own.beta) and not np.array_equal(own.beta,
+                                                                                consts.beta)
+    # Σ_i A_i·S'_i + β' against Σ_i A_i·S_i + β, S' from the complemented terms
+    x = _inputs(consts, 5, 40, seed=2).astype(object)
+    w = layer.weight_bits.astype(object)                            # [q, out, F]
+    s = np.einsum("iof,nf->nio", 2 * w - 1, x)
+    t = np.where(w[None] == 1, x[:, None, None, :], k - x[:, None, None, :]).sum(axis=3)
+    assert own.s_lo <= t.min() and t.max() <= own.s_hi
+    contract = (consts.A.astype(object)[None] * s).sum(axis=1) + consts.beta.astype(object)
+    unit = (own.A.astype(object)[None] * t).sum(axis=1) + own.beta.astype(object)
+    assert np.array_equal(contract, unit)
+    from amaranth.back import verilog
+    text = verilog.convert(MatrixVectorUnit(params), name="unit")
+    assert "xsum" not in text
+    emitted = verilog.convert(MatrixVectorUnit(params, init_files=("w.hex", "c.hex")),
+                              name="unit")
+    assert "flexor_madd" in emitted and "XOR(32'd0)" not in emitted
+    assert emitted.count("XOR(32'd1)") == params.pe * params.q * params.simd // 2
+    base = mvau_params(layer, consts, 3, 20, 3, masked_adders=True, xor_masks=False)
+    assert "xsum" in verilog.convert(MatrixVectorUnit(base), name="unit")
+    got, _ = _simulate(params, _inputs(consts, 4, 40, seed=3), stall=0.3, seed=4)
+    assert np.array_equal(got, run_int(pkg, _inputs(consts, 4, 40, seed=3), F)[0])
