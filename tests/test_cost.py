@@ -202,7 +202,7 @@ def test_a_tiled_pools_maxima_go_to_lut_ram_where_block_rams_are_short():
 def test_a_unit_with_time_to_spare_takes_simd_below_n_out_where_allowed():
     """``narrow_simd`` (the ECP5 targets): LeNet-5's fc2 (512 → 10, slices of 20 bits),
     folded to a slow rate, takes fewer than 20 inputs a cycle and a vector memory one block
-    RAM holds; without it, 20."""
+    RAM holds; without it, 20 or more."""
     from flexor_hw.hw import fold as F
     from flexor_hw.hw.lower import lower
     from flexor_hw.package import load
@@ -213,7 +213,7 @@ def test_a_unit_with_time_to_spare_takes_simd_below_n_out_where_allowed():
     assert min(F._simd_candidates(fc2)) == 20
     wide = F.fold_unit(fc2, 40000, F.DEFAULT_BUDGET)
     narrow = F.fold_unit(fc2, 40000, dict(F.DEFAULT_BUDGET, narrow_simd=True))
-    assert wide.simd == 20 and narrow.simd < 20
+    assert wide.simd >= 20 and narrow.simd < 20
     assert narrow.cycles_per_image() <= 40000
     assert narrow.estimate()["luts"] < wide.estimate()["luts"]
     vectors = [mem for mem in narrow.memories() if mem["kind"] == "activations"][0]

@@ -155,7 +155,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__payload(\i__payload$24 ),
     .i__ready(\o__ready$28 ),
     .i__valid(\i__valid$26 ),
-    .\o__payload$240 (\i__payload$30 ),
+    .\o__payload$195 (\i__payload$30 ),
     .o__ready(\o__ready$34 ),
     .o__valid(\i__valid$32 ),
     .rst_conv1(rst_conv1)
@@ -195,7 +195,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__payload(\i__payload$54 ),
     .i__ready(\o__ready$58 ),
     .i__valid(\i__valid$56 ),
-    .\o__payload$1089 (\i__payload$60 ),
+    .\o__payload$919 (\i__payload$60 ),
     .o__ready(\o__ready$64 ),
     .o__valid(\i__valid$62 ),
     .rst_conv2(rst_conv2)
@@ -217,7 +217,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .o__payload(\i__payload$54 ),
     .o__ready(\o__ready$58 ),
     .o__valid(\i__valid$56 ),
-    .\port$5692$0 (\$8 ),
+    .\port$5507$0 (\$8 ),
     .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
   );
   \flexor_lenet5.fc1  fc1 (
@@ -784,47 +784,47 @@ module \flexor_lenet5.argmax (rst_argmax, i__ready, o__ready, i__valid, i__paylo
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid, \o__payload$240 , o__ready, clk);
+module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid, \o__payload$195 , o__ready, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$4  = 0;
   wire [5:0] \$1 ;
   wire [6:0] \$10 ;
-  wire [10:0] \$100 ;
-  wire [10:0] \$101 ;
-  wire [4:0] \$102 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
   wire \$103 ;
-  wire [5:0] \$104 ;
+  wire \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire \$109 ;
+  reg \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
-  wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg [4:0] \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg [5:0] \$116 ;
   reg \$117 ;
-  reg \$118 ;
-  reg \$119 ;
+  reg [4:0] \$118 ;
+  reg [4:0] \$119 ;
   wire [5:0] \$12 ;
-  reg \$120 ;
-  reg [4:0] \$121 ;
+  reg [4:0] \$120 ;
+  reg \$121 ;
   reg \$122 ;
   reg \$123 ;
-  reg [5:0] \$124 ;
-  reg \$125 ;
-  reg [4:0] \$126 ;
-  reg [4:0] \$127 ;
-  reg [4:0] \$128 ;
+  reg \$124 ;
+  reg [199:0] \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
   reg \$129 ;
   wire [5:0] \$13 ;
   reg \$130 ;
   reg \$131 ;
   reg \$132 ;
-  reg [199:0] \$133 ;
+  reg \$133 ;
   reg \$134 ;
   reg \$135 ;
   reg \$136 ;
@@ -838,15 +838,15 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg \$143 ;
   reg \$144 ;
   reg \$145 ;
-  reg \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg \$149 ;
+  reg [12:0] \$146 ;
+  reg [12:0] \$147 ;
+  reg [12:0] \$148 ;
+  reg [12:0] \$149 ;
   wire [6:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
-  reg \$152 ;
-  reg \$153 ;
+  reg [12:0] \$150 ;
+  reg [12:0] \$151 ;
+  reg [12:0] \$152 ;
+  reg [12:0] \$153 ;
   reg [12:0] \$154 ;
   reg [12:0] \$155 ;
   reg [12:0] \$156 ;
@@ -873,44 +873,34 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg [12:0] \$175 ;
   reg [12:0] \$176 ;
   reg [12:0] \$177 ;
-  reg [12:0] \$178 ;
-  reg [12:0] \$179 ;
+  reg \$178 ;
+  reg [4:0] \$179 ;
   wire [5:0] \$18 ;
-  reg [12:0] \$180 ;
-  reg [12:0] \$181 ;
-  reg [12:0] \$182 ;
-  reg [12:0] \$183 ;
-  reg [12:0] \$184 ;
-  reg [12:0] \$185 ;
-  reg [12:0] \$186 ;
-  reg [12:0] \$187 ;
+  reg \$180 ;
+  reg [4:0] \$181 ;
+  reg [5:0] \$182 ;
+  reg \$183 ;
+  reg [4:0] \$184 ;
+  reg [13:0] \$185 ;
+  reg \$186 ;
+  reg \$187 ;
   reg \$188 ;
-  reg [4:0] \$189 ;
+  reg \$189 ;
   wire [6:0] \$19 ;
   reg \$190 ;
-  reg [4:0] \$191 ;
-  reg [5:0] \$192 ;
+  reg \$191 ;
+  reg \$192 ;
   reg \$193 ;
-  reg [4:0] \$194 ;
-  reg [13:0] \$195 ;
+  reg \$194 ;
+  reg \$195 ;
   reg \$196 ;
   reg \$197 ;
-  reg \$198 ;
-  reg \$199 ;
+  reg [1:0] \$198 ;
+  reg [3:0] \$199 ;
   wire [5:0] \$2 ;
   wire [5:0] \$20 ;
   reg \$200 ;
-  reg \$201 ;
-  reg \$202 ;
-  reg \$203 ;
-  reg \$204 ;
-  reg \$205 ;
-  reg \$206 ;
-  reg \$207 ;
-  reg [1:0] \$208 ;
-  reg [3:0] \$209 ;
   wire [6:0] \$21 ;
-  reg \$210 ;
   wire \$22 ;
   wire \$23 ;
   wire [24:0] \$24 ;
@@ -934,43 +924,43 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   wire [24:0] \$40 ;
   wire [24:0] \$41 ;
   wire [24:0] \$42 ;
-  wire \$43 ;
+  wire [24:0] \$43 ;
   wire [12:0] \$44 ;
   wire [13:0] \$45 ;
   wire \$46 ;
-  wire \$47 ;
-  wire [12:0] \$48 ;
-  wire [13:0] \$49 ;
+  wire [5:0] \$47 ;
+  wire [5:0] \$48 ;
+  wire [1:0] \$49 ;
   wire \$5 ;
-  wire [12:0] \$50 ;
-  wire [13:0] \$51 ;
-  wire \$52 ;
-  wire [5:0] \$53 ;
-  wire [5:0] \$54 ;
-  wire [1:0] \$55 ;
-  wire \$56 ;
+  wire \$50 ;
+  wire [5:0] \$51 ;
+  wire [5:0] \$52 ;
+  wire [6:0] \$53 ;
+  wire [7:0] \$54 ;
+  wire \$55 ;
+  wire [5:0] \$56 ;
   wire [5:0] \$57 ;
-  wire [5:0] \$58 ;
-  wire [6:0] \$59 ;
+  wire \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  wire [7:0] \$60 ;
-  wire \$61 ;
-  wire [5:0] \$62 ;
-  wire [5:0] \$63 ;
-  wire \$64 ;
-  wire \$65 ;
+  wire \$60 ;
+  wire [27:0] \$61 ;
+  wire [29:0] \$62 ;
+  wire [30:0] \$63 ;
+  wire [26:0] \$64 ;
+  wire [26:0] \$65 ;
   wire \$66 ;
-  wire [21:0] \$67 ;
-  wire [29:0] \$68 ;
-  wire [30:0] \$69 ;
+  wire [26:0] \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire [5:0] \$7 ;
-  wire [26:0] \$70 ;
-  wire [26:0] \$71 ;
+  wire [1:0] \$70 ;
+  wire \$71 ;
   wire \$72 ;
-  wire [26:0] \$73 ;
+  wire \$73 ;
   wire \$74 ;
   wire \$75 ;
-  wire [1:0] \$76 ;
+  wire \$76 ;
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
@@ -980,25 +970,25 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
-  wire \$85 ;
+  wire [6:0] \$85 ;
   wire \$86 ;
-  wire \$87 ;
+  wire [7:0] \$87 ;
   wire \$88 ;
   wire \$89 ;
   wire [6:0] \$9 ;
   wire \$90 ;
-  wire [6:0] \$91 ;
-  wire \$92 ;
-  wire [7:0] \$93 ;
-  wire [13:0] \$94 ;
-  wire [14:0] \$95 ;
-  wire \$96 ;
+  wire \$91 ;
+  wire [10:0] \$92 ;
+  wire [10:0] \$93 ;
+  wire [4:0] \$94 ;
+  wire \$95 ;
+  wire [5:0] \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   wire \$signal ;
   wire \$signal$10 ;
-  reg \$signal$175  = 1'h0;
+  reg \$signal$138  = 1'h0;
   reg \$signal$21  = 1'h0;
   reg \$signal$22  = 1'h0;
   (* init = 5'h00 *)
@@ -1041,7 +1031,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg [12:0] acc0_0_g9 = 13'h0000;
   (* init = 5'h00 *)
   wire [4:0] addr;
-  wire [4:0] \addr$247 ;
+  wire [4:0] \addr$202 ;
   (* init = 14'h0000 *)
   wire [13:0] b;
   reg [13:0] bank0_0 = 14'h0000;
@@ -1055,15 +1045,14 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [3:0] credits_space = 4'hd;
-  wire [35:0] data;
-  wire [31:0] \data$248 ;
+  wire [41:0] data;
+  wire [31:0] \data$203 ;
   reg done = 1'h0;
   wire en;
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   reg first2p_d3 = 1'h0;
   wire [3:0] flags_0;
-  wire [3:0] flags_x;
   wire group_end;
   reg group_first = 1'h1;
   reg [4:0] group_idx = 5'h00;
@@ -1074,7 +1063,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg group_written_d1 = 1'h0;
   reg [5:0] groups_held = 6'h00;
   wire [15:0] i;
-  wire [15:0] \i$212 ;
+  wire [15:0] \i$175 ;
   input [199:0] i__payload;
   wire [199:0] i__payload;
   output i__ready;
@@ -1113,17 +1102,17 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   wire [19:0] o;
   wire [19:0] \o$36 ;
   wire [31:0] o__payload;
-  output [7:0] \o__payload$240 ;
-  wire [7:0] \o__payload$240 ;
-  wire [7:0] \o__payload$241 ;
+  output [7:0] \o__payload$195 ;
+  wire [7:0] \o__payload$195 ;
+  wire [7:0] \o__payload$196 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$207 ;
-  wire \o__ready$242 ;
+  wire \o__ready$170 ;
+  wire \o__ready$197 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$203 ;
-  wire \o__valid$243 ;
+  wire \o__valid$166 ;
+  wire \o__valid$198 ;
   reg [4:0] off1_0 = 5'h00;
   wire ok;
   wire [28:0] p;
@@ -1147,8 +1136,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   wire [13:0] rport__data;
   wire rport__en;
   reg [26:0] rq0_acc_s1_0 = 27'h0000000;
-  reg [21:0] rq0_beta = 22'h000000;
-  reg [20:0] rq0_beta_b = 21'h000000;
+  reg [27:0] rq0_beta = 28'h0000000;
+  reg [26:0] rq0_beta_b = 27'h0000000;
   reg rq0_over = 1'h0;
   reg [10:0] rq0_shifted = 11'h000;
   reg rq0_under = 1'h0;
@@ -1172,7 +1161,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   wire slots_room_next;
   reg [5:0] slots_space = 6'h20;
   wire [5:0] space_next;
-  wire [3:0] \space_next$199 ;
+  wire [3:0] \space_next$162 ;
   reg [10:0] t0_0_l2_0 = 11'h000;
   reg [10:0] t0_0_l2_1 = 11'h000;
   reg [10:0] t0_0_l2_2 = 11'h000;
@@ -1222,79 +1211,11 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   reg [31:0] word1 = 32'd0;
   reg word_idx = 1'h0;
   reg word_last = 1'h1;
-  reg [12:0] xacc = 13'h0000;
   reg [199:0] xdata_d1 = 200'h00000000000000000000000000000000000000000000000000;
-  reg [12:0] xfin = 13'h0000;
   wire xload_0;
   wire xload_1;
   wire xload_2;
   wire xload_3;
-  reg [8:0] xsum_l1_0 = 9'h000;
-  reg [8:0] xsum_l1_1 = 9'h000;
-  reg [8:0] xsum_l1_10 = 9'h000;
-  reg [8:0] xsum_l1_11 = 9'h000;
-  reg [7:0] xsum_l1_12 = 8'h00;
-  reg [8:0] xsum_l1_2 = 9'h000;
-  reg [8:0] xsum_l1_3 = 9'h000;
-  reg [8:0] xsum_l1_4 = 9'h000;
-  reg [8:0] xsum_l1_5 = 9'h000;
-  reg [8:0] xsum_l1_6 = 9'h000;
-  reg [8:0] xsum_l1_7 = 9'h000;
-  reg [8:0] xsum_l1_8 = 9'h000;
-  reg [8:0] xsum_l1_9 = 9'h000;
-  reg [10:0] xsum_l3_0 = 11'h000;
-  reg [10:0] xsum_l3_1 = 11'h000;
-  reg [10:0] xsum_l3_2 = 11'h000;
-  reg [7:0] xsum_l3_3 = 8'h00;
-  reg [12:0] xsum_l5_0 = 13'h0000;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_22;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_8;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_4;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_2;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_0;
   reg [199:0] xword = 200'h00000000000000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
   reg [13:0] groups [31:0];
@@ -1334,7 +1255,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   end
   always @(posedge clk) begin
     if (group_written_d1)
-      groups[group_wptr] <= \$95 [13:0];
+      groups[group_wptr] <= { 1'h0, acc0_0_g31 };
   end
   reg [13:0] _0_;
   always @(posedge clk) begin
@@ -1374,56 +1295,50 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   assign \$40  = off1_0[2] ? \$36  : \$39 ;
   assign \$41  = off1_0[3] ? \$33  : \$40 ;
   assign \$42  = off1_0[4] ? \$26  : \$41 ;
-  assign \$43  = flags_x[0] & flags_x[3];
-  assign \$44  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$45  = \$44  + xsum_l5_0;
-  assign \$46  = flags_x[0] & flags_x[2];
-  assign \$47  = \$46  & flags_x[3];
-  assign \$48  = flags_x[1] ? 13'h0000 : xacc;
-  assign \$49  = \$48  + xsum_l5_0;
-  assign \$50  = flags_0[1] ? 13'h0000 : acc0_0_g0;
-  assign \$51  = \$50  + t0_0_l4_0;
-  assign \$52  = group_wptr == 5'h1f;
-  assign \$53  = group_wptr + 1'h1;
-  assign \$54  = \$52  ? 6'h00 : \$53 ;
-  assign \$55  = ser_left - 1'h1;
-  assign \$56  = beat == 5'h1f;
-  assign \$57  = beat + 1'h1;
-  assign \$58  = \$56  ? 6'h00 : \$57 ;
-  assign \$59  = groups_held + group_written_d1;
-  assign \$60  = \$59  - group_read;
-  assign \$61  = group_rptr == 5'h1f;
-  assign \$62  = group_rptr + 1'h1;
-  assign \$63  = \$61  ? 6'h00 : \$62 ;
-  assign \$67  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$69  = $signed(\$68 ) + $signed(rq0_beta);
-  assign \$72  = $signed(\$71 ) < $signed(1'h0);
-  assign \$74  = $signed(\$73 ) > $signed(9'h0ff);
-  assign \$75  = o__valid & o__ready;
-  assign \$76  = \$75  + skipped_d5;
-  assign \$77  = ~ word_last;
-  assign \$78  = \$77  | can_end;
-  assign ok = \o__valid$203  & \$78 ;
-  assign \$79  = ~ group_first;
-  assign \$80  = i__valid | \$79 ;
-  assign \$signal$10  = \$80  & ok;
+  assign \$43  = ~ \$42 ;
+  assign \$44  = flags_0[1] ? 13'h0000 : acc0_0_g0;
+  assign \$45  = \$44  + t0_0_l4_0;
+  assign \$46  = group_wptr == 5'h1f;
+  assign \$47  = group_wptr + 1'h1;
+  assign \$48  = \$46  ? 6'h00 : \$47 ;
+  assign \$49  = ser_left - 1'h1;
+  assign \$50  = beat == 5'h1f;
+  assign \$51  = beat + 1'h1;
+  assign \$52  = \$50  ? 6'h00 : \$51 ;
+  assign \$53  = groups_held + group_written_d1;
+  assign \$54  = \$53  - group_read;
+  assign \$55  = group_rptr == 5'h1f;
+  assign \$56  = group_rptr + 1'h1;
+  assign \$57  = \$55  ? 6'h00 : \$56 ;
+  assign \$61  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$63  = $signed(\$62 ) + $signed(rq0_beta);
+  assign \$66  = $signed(\$65 ) < $signed(1'h0);
+  assign \$68  = $signed(\$67 ) > $signed(9'h0ff);
+  assign \$69  = o__valid & o__ready;
+  assign \$70  = \$69  + skipped_d5;
+  assign \$71  = ~ word_last;
+  assign \$72  = \$71  | can_end;
+  assign ok = \o__valid$166  & \$72 ;
+  assign \$73  = ~ group_first;
+  assign \$74  = i__valid | \$73 ;
+  assign \$signal$10  = \$74  & ok;
   assign n_first_next = \$signal$10  ? group_last : group_first;
-  assign \$81  = group_idx == 5'h1e;
-  assign \$82  = group_last ? 1'h0 : \$81 ;
-  assign n_last_next = \$signal$10  ? \$82  : group_last;
-  assign \$83  = \$signal$10  & group_last;
-  assign \$85  = word_last ? 1'h1 : 1'h0;
-  assign \$signal  = \$83  ? \$85  : word_last;
-  assign \$86  = ~ n_first_rom;
-  assign \$87  = i__valid | \$86 ;
-  assign \$88  = \$87  & \o__valid$203 ;
-  assign \$89  = ~ s_last_rom;
-  assign \$90  = \$89  | can_end_rom;
-  assign \o__ready$207  = \$88  & \$90 ;
-  assign \$91  = slots_space + slots_returned;
-  assign \$92  = \$signal$10  & word_last;
-  assign \$93  = \$91  - \$92 ;
-  assign slots_room_next = \$93 [5:0] >= 1'h1;
+  assign \$75  = group_idx == 5'h1e;
+  assign \$76  = group_last ? 1'h0 : \$75 ;
+  assign n_last_next = \$signal$10  ? \$76  : group_last;
+  assign \$77  = \$signal$10  & group_last;
+  assign \$79  = word_last ? 1'h1 : 1'h0;
+  assign \$signal  = \$77  ? \$79  : word_last;
+  assign \$80  = ~ n_first_rom;
+  assign \$81  = i__valid | \$80 ;
+  assign \$82  = \$81  & \o__valid$166 ;
+  assign \$83  = ~ s_last_rom;
+  assign \$84  = \$83  | can_end_rom;
+  assign \o__ready$170  = \$82  & \$84 ;
+  assign \$85  = slots_space + slots_returned;
+  assign \$86  = \$signal$10  & word_last;
+  assign \$87  = \$85  - \$86 ;
+  assign slots_room_next = \$87 [5:0] >= 1'h1;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -1436,95 +1351,70 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   assign t0_0_w2_0 = t0_0_l2_0 + t0_0_l2_1;
   assign t0_0_w2_2 = t0_0_l2_2 + t0_0_l2_3;
   assign t0_0_w3_0 = t0_0_w2_0 + t0_0_w2_2;
-  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
-  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
-  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
-  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
-  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
-  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
-  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
-  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
-  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
-  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
-  assign xsum_w0_20 = xdata_d1[167:160] + xdata_d1[175:168];
-  assign xsum_w0_22 = xdata_d1[183:176] + xdata_d1[191:184];
-  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
-  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
-  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
-  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
-  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
-  assign xsum_w1_10 = xsum_l1_10 + xsum_l1_11;
-  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
-  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
-  assign xsum_w2_4 = xsum_w1_8 + xsum_w1_10;
-  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
-  assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
-  assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
   assign group_end = v2_d4 & last2_d4;
-  assign \$95  = \$94  - xfin;
-  assign \$96  = | groups_held;
-  assign \$97  = \$96  & credits_room;
-  assign \$98  = ser_left <= 2'h2;
-  assign \$99  = done ? 1'h1 : \$98 ;
-  assign group_read = \$97  & \$99 ;
-  assign \$100  = rq0_over ? 11'h0ff : rq0_shifted;
-  assign \$101  = rq0_under ? 11'h000 : \$100 ;
-  assign \$102  = credits_space + credits_returned;
-  assign \$103  = group_read ? 1'h1 : 1'h0;
-  assign \$104  = \$102  - \$103 ;
-  assign credits_room_next = \$104 [3:0] >= 1'h1;
-  assign \$105  = n_first_next & valid_next;
-  assign \$106  = ~ \$signal ;
-  assign \$107  = \$106  | slots_room_next;
-  assign \$108  = \$105  & \$107 ;
-  assign \$109  = rst_conv1 ? 1'h0 : \$108 ;
-  assign \$110  = rst_conv1 ? 1'h1 : \$signal ;
-  assign \$111  = rst_conv1 ? 1'h1 : slots_room_next;
-  assign \$112  = rst_conv1 ? 1'h1 : n_first_next;
-  assign \$113  = rst_conv1 ? 1'h1 : n_first_next;
-  assign \$114  = rst_conv1 ? 1'h1 : n_first_next;
-  assign \$115  = rst_conv1 ? 1'h1 : n_first_next;
-  assign \$116  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$88  = | groups_held;
+  assign \$89  = \$88  & credits_room;
+  assign \$90  = ser_left <= 2'h2;
+  assign \$91  = done ? 1'h1 : \$90 ;
+  assign group_read = \$89  & \$91 ;
+  assign \$92  = rq0_over ? 11'h0ff : rq0_shifted;
+  assign \$93  = rq0_under ? 11'h000 : \$92 ;
+  assign \$94  = credits_space + credits_returned;
+  assign \$95  = group_read ? 1'h1 : 1'h0;
+  assign \$96  = \$94  - \$95 ;
+  assign credits_room_next = \$96 [3:0] >= 1'h1;
+  assign \$97  = n_first_next & valid_next;
+  assign \$98  = ~ \$signal ;
+  assign \$99  = \$98  | slots_room_next;
+  assign \$100  = \$97  & \$99 ;
+  assign \$101  = rst_conv1 ? 1'h0 : \$100 ;
+  assign \$102  = rst_conv1 ? 1'h1 : \$signal ;
+  assign \$103  = rst_conv1 ? 1'h1 : slots_room_next;
+  assign \$104  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$105  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$106  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$107  = rst_conv1 ? 1'h1 : n_first_next;
+  assign \$108  = rst_conv1 ? 1'h1 : n_first_next;
   always @(posedge clk)
-    can_end <= \$117 ;
+    can_end <= \$109 ;
   always @(posedge clk)
-    word_last <= \$118 ;
+    word_last <= \$110 ;
   always @(posedge clk)
-    group_last <= \$119 ;
+    group_last <= \$111 ;
   always @(posedge clk)
-    group_first <= \$120 ;
+    group_first <= \$112 ;
   always @(posedge clk)
-    group_idx <= \$121 ;
+    group_idx <= \$113 ;
   always @(posedge clk)
-    word_idx <= \$122 ;
+    word_idx <= \$114 ;
   always @(posedge clk)
-    slots_returned <= \$123 ;
+    slots_returned <= \$115 ;
   always @(posedge clk)
-    slots_space <= \$124 ;
+    slots_space <= \$116 ;
   always @(posedge clk)
-    slots_room <= \$125 ;
+    slots_room <= \$117 ;
   always @(posedge clk)
-    col <= \$126 ;
+    col <= \$118 ;
   always @(posedge clk)
-    row_ph0 <= \$127 ;
+    row_ph0 <= \$119 ;
   always @(posedge clk)
-    off1_0 <= \$128 ;
+    off1_0 <= \$120 ;
   always @(posedge clk)
-    \$signal$21  <= \$129 ;
+    \$signal$21  <= \$121 ;
   always @(posedge clk)
-    \$signal$22  <= \$130 ;
+    \$signal$22  <= \$122 ;
   always @(posedge clk)
-    last1 <= \$131 ;
+    last1 <= \$123 ;
   always @(posedge clk)
     word1 <= o__payload;
   always @(posedge clk)
-    nfirst1 <= \$132 ;
+    nfirst1 <= \$124 ;
   always @(posedge clk)
-    xword <= \$133 ;
+    xword <= \$125 ;
   always @(posedge clk)
     xdata_d1 <= xword;
   always @(posedge clk)
-    w0_0 <= \$42 ;
+    w0_0 <= \$43 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -1562,217 +1452,177 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   always @(posedge clk)
     t0_0_l4_0 <= t0_0_w3_0;
   always @(posedge clk)
-    xsum_l1_0 <= xsum_w0_0;
+    v2_d1 <= \$126 ;
   always @(posedge clk)
-    xsum_l1_1 <= xsum_w0_2;
+    v2_d2 <= \$127 ;
   always @(posedge clk)
-    xsum_l1_2 <= xsum_w0_4;
+    v2_d3 <= \$128 ;
   always @(posedge clk)
-    xsum_l1_3 <= xsum_w0_6;
+    v2_d4 <= \$129 ;
   always @(posedge clk)
-    xsum_l1_4 <= xsum_w0_8;
+    last2_d1 <= \$130 ;
   always @(posedge clk)
-    xsum_l1_5 <= xsum_w0_10;
+    last2_d2 <= \$131 ;
   always @(posedge clk)
-    xsum_l1_6 <= xsum_w0_12;
+    last2_d3 <= \$132 ;
   always @(posedge clk)
-    xsum_l1_7 <= xsum_w0_14;
+    last2_d4 <= \$133 ;
   always @(posedge clk)
-    xsum_l1_8 <= xsum_w0_16;
+    v2p_d1 <= \$134 ;
   always @(posedge clk)
-    xsum_l1_9 <= xsum_w0_18;
+    v2p_d2 <= \$135 ;
   always @(posedge clk)
-    xsum_l1_10 <= xsum_w0_20;
+    v2p_d3 <= \$136 ;
   always @(posedge clk)
-    xsum_l1_11 <= xsum_w0_22;
+    first2p_d1 <= \$137 ;
   always @(posedge clk)
-    xsum_l1_12 <= xdata_d1[199:192];
+    first2p_d2 <= \$138 ;
   always @(posedge clk)
-    xsum_l3_0 <= xsum_w2_0;
+    first2p_d3 <= \$139 ;
   always @(posedge clk)
-    xsum_l3_1 <= xsum_w2_2;
+    last2p_d1 <= \$140 ;
   always @(posedge clk)
-    xsum_l3_2 <= xsum_w2_4;
+    last2p_d2 <= \$141 ;
   always @(posedge clk)
-    xsum_l3_3 <= xsum_l1_12;
+    last2p_d3 <= \$142 ;
   always @(posedge clk)
-    xsum_l5_0 <= xsum_w4_0;
+    nfirst2p_d1 <= \$143 ;
   always @(posedge clk)
-    v2_d1 <= \$134 ;
+    nfirst2p_d2 <= \$144 ;
   always @(posedge clk)
-    v2_d2 <= \$135 ;
+    nfirst2p_d3 <= \$145 ;
   always @(posedge clk)
-    v2_d3 <= \$136 ;
+    acc0_0_g0 <= \$146 ;
   always @(posedge clk)
-    v2_d4 <= \$137 ;
+    acc0_0_g1 <= \$147 ;
   always @(posedge clk)
-    last2_d1 <= \$138 ;
+    acc0_0_g2 <= \$148 ;
   always @(posedge clk)
-    last2_d2 <= \$139 ;
+    acc0_0_g3 <= \$149 ;
   always @(posedge clk)
-    last2_d3 <= \$140 ;
+    acc0_0_g4 <= \$150 ;
   always @(posedge clk)
-    last2_d4 <= \$141 ;
+    acc0_0_g5 <= \$151 ;
   always @(posedge clk)
-    v2p_d1 <= \$142 ;
+    acc0_0_g6 <= \$152 ;
   always @(posedge clk)
-    v2p_d2 <= \$143 ;
+    acc0_0_g7 <= \$153 ;
   always @(posedge clk)
-    v2p_d3 <= \$144 ;
+    acc0_0_g8 <= \$154 ;
   always @(posedge clk)
-    first2p_d1 <= \$145 ;
+    acc0_0_g9 <= \$155 ;
   always @(posedge clk)
-    first2p_d2 <= \$146 ;
+    acc0_0_g10 <= \$156 ;
   always @(posedge clk)
-    first2p_d3 <= \$147 ;
+    acc0_0_g11 <= \$157 ;
   always @(posedge clk)
-    last2p_d1 <= \$148 ;
+    acc0_0_g12 <= \$158 ;
   always @(posedge clk)
-    last2p_d2 <= \$149 ;
+    acc0_0_g13 <= \$159 ;
   always @(posedge clk)
-    last2p_d3 <= \$150 ;
+    acc0_0_g14 <= \$160 ;
   always @(posedge clk)
-    nfirst2p_d1 <= \$151 ;
+    acc0_0_g15 <= \$161 ;
   always @(posedge clk)
-    nfirst2p_d2 <= \$152 ;
+    acc0_0_g16 <= \$162 ;
   always @(posedge clk)
-    nfirst2p_d3 <= \$153 ;
+    acc0_0_g17 <= \$163 ;
   always @(posedge clk)
-    xacc <= \$154 ;
+    acc0_0_g18 <= \$164 ;
   always @(posedge clk)
-    xfin <= \$155 ;
+    acc0_0_g19 <= \$165 ;
   always @(posedge clk)
-    acc0_0_g0 <= \$156 ;
+    acc0_0_g20 <= \$166 ;
   always @(posedge clk)
-    acc0_0_g1 <= \$157 ;
+    acc0_0_g21 <= \$167 ;
   always @(posedge clk)
-    acc0_0_g2 <= \$158 ;
+    acc0_0_g22 <= \$168 ;
   always @(posedge clk)
-    acc0_0_g3 <= \$159 ;
+    acc0_0_g23 <= \$169 ;
   always @(posedge clk)
-    acc0_0_g4 <= \$160 ;
+    acc0_0_g24 <= \$170 ;
   always @(posedge clk)
-    acc0_0_g5 <= \$161 ;
+    acc0_0_g25 <= \$171 ;
   always @(posedge clk)
-    acc0_0_g6 <= \$162 ;
+    acc0_0_g26 <= \$172 ;
   always @(posedge clk)
-    acc0_0_g7 <= \$163 ;
+    acc0_0_g27 <= \$173 ;
   always @(posedge clk)
-    acc0_0_g8 <= \$164 ;
+    acc0_0_g28 <= \$174 ;
   always @(posedge clk)
-    acc0_0_g9 <= \$165 ;
+    acc0_0_g29 <= \$175 ;
   always @(posedge clk)
-    acc0_0_g10 <= \$166 ;
+    acc0_0_g30 <= \$176 ;
   always @(posedge clk)
-    acc0_0_g11 <= \$167 ;
+    acc0_0_g31 <= \$177 ;
   always @(posedge clk)
-    acc0_0_g12 <= \$168 ;
+    group_written_d1 <= \$178 ;
   always @(posedge clk)
-    acc0_0_g13 <= \$169 ;
+    group_wptr <= \$179 ;
   always @(posedge clk)
-    acc0_0_g14 <= \$170 ;
+    ser_left <= \$180 ;
   always @(posedge clk)
-    acc0_0_g15 <= \$171 ;
+    beat <= \$181 ;
   always @(posedge clk)
-    acc0_0_g16 <= \$172 ;
+    groups_held <= \$182 ;
   always @(posedge clk)
-    acc0_0_g17 <= \$173 ;
+    done <= \$183 ;
   always @(posedge clk)
-    acc0_0_g18 <= \$174 ;
+    group_rptr <= \$184 ;
   always @(posedge clk)
-    acc0_0_g19 <= \$175 ;
-  always @(posedge clk)
-    acc0_0_g20 <= \$176 ;
-  always @(posedge clk)
-    acc0_0_g21 <= \$177 ;
-  always @(posedge clk)
-    acc0_0_g22 <= \$178 ;
-  always @(posedge clk)
-    acc0_0_g23 <= \$179 ;
-  always @(posedge clk)
-    acc0_0_g24 <= \$180 ;
-  always @(posedge clk)
-    acc0_0_g25 <= \$181 ;
-  always @(posedge clk)
-    acc0_0_g26 <= \$182 ;
-  always @(posedge clk)
-    acc0_0_g27 <= \$183 ;
-  always @(posedge clk)
-    acc0_0_g28 <= \$184 ;
-  always @(posedge clk)
-    acc0_0_g29 <= \$185 ;
-  always @(posedge clk)
-    acc0_0_g30 <= \$186 ;
-  always @(posedge clk)
-    acc0_0_g31 <= \$187 ;
-  always @(posedge clk)
-    group_written_d1 <= \$188 ;
-  always @(posedge clk)
-    group_wptr <= \$189 ;
-  always @(posedge clk)
-    ser_left <= \$190 ;
-  always @(posedge clk)
-    beat <= \$191 ;
-  always @(posedge clk)
-    groups_held <= \$192 ;
-  always @(posedge clk)
-    done <= \$193 ;
-  always @(posedge clk)
-    group_rptr <= \$194 ;
-  always @(posedge clk)
-    bank0_0 <= \$195 ;
+    bank0_0 <= \$185 ;
   always @(posedge clk)
     sa0_0_d1 <= bank0_0;
   always @(posedge clk)
     sa0_0_d2 <= sa0_0_d1;
   always @(posedge clk)
-    \$signal$175  <= \$196 ;
+    \$signal$138  <= \$186 ;
   always @(posedge clk)
-    ka <= \$197 ;
+    ka <= \$187 ;
   always @(posedge clk)
-    vb_d1 <= \$198 ;
+    vb_d1 <= \$188 ;
   always @(posedge clk)
-    vb_d2 <= \$199 ;
+    vb_d2 <= \$189 ;
   always @(posedge clk)
-    rq0_beta_b <= data[35:15];
+    rq0_beta_b <= data[41:15];
   always @(posedge clk)
-    rq0_beta <= \$67 ;
+    rq0_beta <= \$61 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$69 [26:0];
+    rq0_acc_s1_0 <= \$63 [26:0];
   always @(posedge clk)
-    rq0_shifted <= \$70 [10:0];
+    rq0_shifted <= \$64 [10:0];
   always @(posedge clk)
-    rq0_under <= \$72 ;
+    rq0_under <= \$66 ;
   always @(posedge clk)
-    rq0_over <= \$74 ;
+    rq0_over <= \$68 ;
   always @(posedge clk)
-    v_out_d1 <= \$200 ;
+    v_out_d1 <= \$190 ;
   always @(posedge clk)
-    v_out_d2 <= \$201 ;
+    v_out_d2 <= \$191 ;
   always @(posedge clk)
-    v_out_d3 <= \$202 ;
+    v_out_d3 <= \$192 ;
   always @(posedge clk)
-    skipped_d1 <= \$203 ;
+    skipped_d1 <= \$193 ;
   always @(posedge clk)
-    skipped_d2 <= \$204 ;
+    skipped_d2 <= \$194 ;
   always @(posedge clk)
-    skipped_d3 <= \$205 ;
+    skipped_d3 <= \$195 ;
   always @(posedge clk)
-    skipped_d4 <= \$206 ;
+    skipped_d4 <= \$196 ;
   always @(posedge clk)
-    skipped_d5 <= \$207 ;
+    skipped_d5 <= \$197 ;
   always @(posedge clk)
-    credits_returned <= \$208 ;
+    credits_returned <= \$198 ;
   always @(posedge clk)
-    credits_space <= \$209 ;
+    credits_space <= \$199 ;
   always @(posedge clk)
-    credits_room <= \$210 ;
+    credits_room <= \$200 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$111 ),
+    .d(\$103 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.conv1.consts  consts (
@@ -1790,12 +1640,12 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   \flexor_lenet5.conv1.fifo  fifo (
     .clk(clk),
-    .o__payload(\o__payload$240 ),
+    .o__payload(\o__payload$195 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1(rst_conv1),
     .w_en(v_out_d3),
-    .w_port__data(\$101 [7:0])
+    .w_port__data(\$93 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -1806,24 +1656,17 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
     .q(flags_0)
   );
   flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) flags_x_copy (
-    .clk(clk),
-    .d({ nfirst2p_d3, last2p_d3, first2p_d3, v2p_d3 }),
-    .q(flags_x)
-  );
-  flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) n_first_rom_copy (
     .clk(clk),
-    .d(\$112 ),
+    .d(\$104 ),
     .q(n_first_rom)
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_0_add (
     .a(xdata_d1[7:0]),
     .b(xdata_d1[15:8]),
@@ -1833,7 +1676,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_10_add (
     .a(xdata_d1[167:160]),
     .b(xdata_d1[175:168]),
@@ -1843,7 +1687,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_11_add (
     .a(xdata_d1[183:176]),
     .b(xdata_d1[191:184]),
@@ -1853,7 +1698,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_12_add (
     .a(xdata_d1[199:192]),
     .b(8'h00),
@@ -1863,7 +1709,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_1_add (
     .a(xdata_d1[23:16]),
     .b(xdata_d1[31:24]),
@@ -1873,7 +1720,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_2_add (
     .a(xdata_d1[39:32]),
     .b(xdata_d1[47:40]),
@@ -1883,7 +1731,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_3_add (
     .a(xdata_d1[55:48]),
     .b(xdata_d1[63:56]),
@@ -1893,7 +1742,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -1903,7 +1753,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_5_add (
     .a(xdata_d1[87:80]),
     .b(xdata_d1[95:88]),
@@ -1913,7 +1764,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_6_add (
     .a(xdata_d1[103:96]),
     .b(xdata_d1[111:104]),
@@ -1923,7 +1775,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_7_add (
     .a(xdata_d1[119:112]),
     .b(xdata_d1[127:120]),
@@ -1933,7 +1786,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_8_add (
     .a(xdata_d1[135:128]),
     .b(xdata_d1[143:136]),
@@ -1943,7 +1797,8 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_9_add (
     .a(xdata_d1[151:144]),
     .b(xdata_d1[159:152]),
@@ -1956,11 +1811,11 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
     .WIDTH(32'd1)
   ) ready_copy (
     .clk(clk),
-    .d(\$109 ),
+    .d(\$101 ),
     .q(i__ready)
   );
   \flexor_lenet5.conv1.rom  rom (
-    .addr(\addr$247 ),
+    .addr(\addr$202 ),
     .clk(clk),
     .data(o__payload),
     .en(en)
@@ -1976,16 +1831,16 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$110 ),
+    .d(\$102 ),
     .q(s_last_rom)
   );
   \flexor_lenet5.conv1.weights  weights (
-    .addr(\addr$247 ),
+    .addr(\addr$202 ),
     .clk(clk),
     .go(en),
     .o__payload(o__payload),
-    .o__ready(\o__ready$207 ),
-    .primed(\o__valid$203 ),
+    .o__ready(\o__ready$170 ),
+    .primed(\o__valid$166 ),
     .rst_conv1(rst_conv1),
     .valid_next(valid_next)
   );
@@ -1994,7 +1849,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
     .WIDTH(32'd1)
   ) xload_0_copy (
     .clk(clk),
-    .d(\$113 ),
+    .d(\$105 ),
     .q(xload_0)
   );
   flexor_copy #(
@@ -2002,7 +1857,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
     .WIDTH(32'd1)
   ) xload_1_copy (
     .clk(clk),
-    .d(\$114 ),
+    .d(\$106 ),
     .q(xload_1)
   );
   flexor_copy #(
@@ -2010,7 +1865,7 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
     .WIDTH(32'd1)
   ) xload_2_copy (
     .clk(clk),
-    .d(\$115 ),
+    .d(\$107 ),
     .q(xload_2)
   );
   flexor_copy #(
@@ -2018,9 +1873,73 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
     .WIDTH(32'd1)
   ) xload_3_copy (
     .clk(clk),
-    .d(\$116 ),
+    .d(\$108 ),
     .q(xload_3)
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$109  = slots_room_next;
+    if (rst_conv1) begin
+      \$109  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$110  = \$signal ;
+    if (rst_conv1) begin
+      \$110  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$111  = n_last_next;
+    if (rst_conv1) begin
+      \$111  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$112  = n_first_next;
+    if (rst_conv1) begin
+      \$112  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$113  = group_idx;
+    if (\$signal$10 ) begin
+      \$113  = \$2 [4:0];
+    end
+    if (rst_conv1) begin
+      \$113  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$114  = word_idx;
+    if (\$signal$10 ) begin
+      if (group_last) begin
+        \$114  = \$4 [0];
+      end
+    end
+    if (rst_conv1) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$115  = group_read;
+    if (rst_conv1) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$116  = \$87 [5:0];
+    if (rst_conv1) begin
+      \$116  = 6'h20;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$117  = slots_room_next;
@@ -2030,137 +1949,129 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$118  = \$signal ;
+    \$118  = col;
+    if (\$5 ) begin
+      \$118  = \$10 [4:0];
+    end
     if (rst_conv1) begin
-      \$118  = 1'h1;
+      \$118  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$119  = n_last_next;
-    if (rst_conv1) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$120  = n_first_next;
-    if (rst_conv1) begin
-      \$120  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$121  = group_idx;
+    \$119  = row_ph0;
     if (\$signal$10 ) begin
-      \$121  = \$2 [4:0];
+      \$119  = \$15 [4:0];
     end
     if (rst_conv1) begin
-      \$121  = 5'h00;
+      \$119  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$122  = word_idx;
-    if (\$signal$10 ) begin
-      if (group_last) begin
-        \$122  = \$4 [0];
-      end
+    \$120  = \$21 [4:0];
+    if (rst_conv1) begin
+      \$120  = 5'h00;
     end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$121  = \$signal$10 ;
+    if (rst_conv1) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$122  = \$22 ;
     if (rst_conv1) begin
       \$122  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$123  = group_read;
+    \$123  = word_last;
     if (rst_conv1) begin
       \$123  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$124  = \$93 [5:0];
+    \$124  = \$23 ;
     if (rst_conv1) begin
-      \$124  = 6'h20;
+      \$124  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$125  = slots_room_next;
-    if (rst_conv1) begin
-      \$125  = 1'h1;
+    \$125  = xword;
+    if (xload_0) begin
+      \$125 [63:0] = i__payload[63:0];
+    end
+    if (xload_1) begin
+      \$125 [127:64] = i__payload[127:64];
+    end
+    if (xload_2) begin
+      \$125 [191:128] = i__payload[191:128];
+    end
+    if (xload_3) begin
+      \$125 [199:192] = i__payload[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$126  = col;
-    if (\$5 ) begin
-      \$126  = \$10 [4:0];
-    end
+    \$126  = \$signal$21 ;
     if (rst_conv1) begin
-      \$126  = 5'h00;
+      \$126  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$127  = row_ph0;
-    if (\$signal$10 ) begin
-      \$127  = \$15 [4:0];
-    end
+    \$127  = v2_d1;
     if (rst_conv1) begin
-      \$127  = 5'h00;
+      \$127  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$128  = \$21 [4:0];
+    \$128  = v2_d2;
     if (rst_conv1) begin
-      \$128  = 5'h00;
+      \$128  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$129  = \$signal$10 ;
+    \$129  = v2_d3;
     if (rst_conv1) begin
       \$129  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$130  = \$22 ;
+    \$130  = last1;
     if (rst_conv1) begin
       \$130  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$131  = word_last;
+    \$131  = last2_d1;
     if (rst_conv1) begin
       \$131  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$132  = \$23 ;
+    \$132  = last2_d2;
     if (rst_conv1) begin
-      \$132  = 1'h1;
+      \$132  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$133  = xword;
-    if (xload_0) begin
-      \$133 [63:0] = i__payload[63:0];
-    end
-    if (xload_1) begin
-      \$133 [127:64] = i__payload[127:64];
-    end
-    if (xload_2) begin
-      \$133 [191:128] = i__payload[191:128];
-    end
-    if (xload_3) begin
-      \$133 [199:192] = i__payload[199:192];
+    \$133  = last2_d3;
+    if (rst_conv1) begin
+      \$133  = 1'h0;
     end
   end
   always @* begin
@@ -2172,558 +2083,488 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$135  = v2_d1;
+    \$135  = v2p_d1;
     if (rst_conv1) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$136  = v2_d2;
+    \$136  = v2p_d2;
     if (rst_conv1) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$137  = v2_d3;
+    \$137  = \$signal$22 ;
     if (rst_conv1) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$138  = last1;
+    \$138  = first2p_d1;
     if (rst_conv1) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$139  = last2_d1;
+    \$139  = first2p_d2;
     if (rst_conv1) begin
       \$139  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$140  = last2_d2;
+    \$140  = last1;
     if (rst_conv1) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$141  = last2_d3;
+    \$141  = last2p_d1;
     if (rst_conv1) begin
       \$141  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$142  = \$signal$21 ;
+    \$142  = last2p_d2;
     if (rst_conv1) begin
       \$142  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$143  = v2p_d1;
+    \$143  = nfirst1;
     if (rst_conv1) begin
       \$143  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$144  = v2p_d2;
+    \$144  = nfirst2p_d1;
     if (rst_conv1) begin
       \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$145  = \$signal$22 ;
+    \$145  = nfirst2p_d2;
     if (rst_conv1) begin
       \$145  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$146  = first2p_d1;
+    \$146  = acc0_0_g0;
+    if (flags_0[0]) begin
+      \$146  = acc0_0_g1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$147  = acc0_0_g1;
+    if (flags_0[0]) begin
+      \$147  = acc0_0_g2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$148  = acc0_0_g2;
+    if (flags_0[0]) begin
+      \$148  = acc0_0_g3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$149  = acc0_0_g3;
+    if (flags_0[0]) begin
+      \$149  = acc0_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$150  = acc0_0_g4;
+    if (flags_0[0]) begin
+      \$150  = acc0_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$151  = acc0_0_g5;
+    if (flags_0[0]) begin
+      \$151  = acc0_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$152  = acc0_0_g6;
+    if (flags_0[0]) begin
+      \$152  = acc0_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$153  = acc0_0_g7;
+    if (flags_0[0]) begin
+      \$153  = acc0_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$154  = acc0_0_g8;
+    if (flags_0[0]) begin
+      \$154  = acc0_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$155  = acc0_0_g9;
+    if (flags_0[0]) begin
+      \$155  = acc0_0_g10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$156  = acc0_0_g10;
+    if (flags_0[0]) begin
+      \$156  = acc0_0_g11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$157  = acc0_0_g11;
+    if (flags_0[0]) begin
+      \$157  = acc0_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$158  = acc0_0_g12;
+    if (flags_0[0]) begin
+      \$158  = acc0_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$159  = acc0_0_g13;
+    if (flags_0[0]) begin
+      \$159  = acc0_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$160  = acc0_0_g14;
+    if (flags_0[0]) begin
+      \$160  = acc0_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$161  = acc0_0_g15;
+    if (flags_0[0]) begin
+      \$161  = acc0_0_g16;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$162  = acc0_0_g16;
+    if (flags_0[0]) begin
+      \$162  = acc0_0_g17;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$163  = acc0_0_g17;
+    if (flags_0[0]) begin
+      \$163  = acc0_0_g18;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$164  = acc0_0_g18;
+    if (flags_0[0]) begin
+      \$164  = acc0_0_g19;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$165  = acc0_0_g19;
+    if (flags_0[0]) begin
+      \$165  = acc0_0_g20;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$166  = acc0_0_g20;
+    if (flags_0[0]) begin
+      \$166  = acc0_0_g21;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$167  = acc0_0_g21;
+    if (flags_0[0]) begin
+      \$167  = acc0_0_g22;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$168  = acc0_0_g22;
+    if (flags_0[0]) begin
+      \$168  = acc0_0_g23;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$169  = acc0_0_g23;
+    if (flags_0[0]) begin
+      \$169  = acc0_0_g24;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$170  = acc0_0_g24;
+    if (flags_0[0]) begin
+      \$170  = acc0_0_g25;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$171  = acc0_0_g25;
+    if (flags_0[0]) begin
+      \$171  = acc0_0_g26;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$172  = acc0_0_g26;
+    if (flags_0[0]) begin
+      \$172  = acc0_0_g27;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$173  = acc0_0_g27;
+    if (flags_0[0]) begin
+      \$173  = acc0_0_g28;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$174  = acc0_0_g28;
+    if (flags_0[0]) begin
+      \$174  = acc0_0_g29;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$175  = acc0_0_g29;
+    if (flags_0[0]) begin
+      \$175  = acc0_0_g30;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$176  = acc0_0_g30;
+    if (flags_0[0]) begin
+      \$176  = acc0_0_g31;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$177  = acc0_0_g31;
+    if (flags_0[0]) begin
+      \$177  = \$45 [12:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$178  = group_end;
     if (rst_conv1) begin
-      \$146  = 1'h0;
+      \$178  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$147  = first2p_d2;
+    \$179  = group_wptr;
+    if (group_written_d1) begin
+      \$179  = \$48 [4:0];
+    end
     if (rst_conv1) begin
-      \$147  = 1'h0;
+      \$179  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$148  = last1;
+    \$180  = ser_left;
+    if (done) begin
+      \$180  = 1'h1;
+    end else if (ser) begin
+      \$180  = \$49 [0];
+    end
     if (rst_conv1) begin
-      \$148  = 1'h0;
+      \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$149  = last2p_d1;
+    \$181  = beat;
+    if (ser) begin
+      \$181  = \$52 [4:0];
+    end
     if (rst_conv1) begin
-      \$149  = 1'h0;
+      \$181  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$150  = last2p_d2;
+    \$182  = \$54 [5:0];
     if (rst_conv1) begin
-      \$150  = 1'h0;
+      \$182  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$151  = nfirst1;
+    \$183  = group_read;
     if (rst_conv1) begin
-      \$151  = 1'h0;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = nfirst2p_d1;
+    \$184  = group_rptr;
+    if (group_read) begin
+      \$184  = \$57 [4:0];
+    end
     if (rst_conv1) begin
-      \$152  = 1'h0;
+      \$184  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = nfirst2p_d2;
+    \$185  = bank0_0;
+    if (done) begin
+      \$185  = rport__data;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$186  = \$58 ;
     if (rst_conv1) begin
-      \$153  = 1'h0;
+      \$186  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = xacc;
-    if (\$43 ) begin
-      \$154  = \$45 [12:0];
+    \$187  = \$60 ;
+    if (rst_conv1) begin
+      \$187  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = xfin;
-    if (\$47 ) begin
-      \$155  = \$49 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = acc0_0_g0;
-    if (flags_0[0]) begin
-      \$156  = acc0_0_g1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = acc0_0_g1;
-    if (flags_0[0]) begin
-      \$157  = acc0_0_g2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = acc0_0_g2;
-    if (flags_0[0]) begin
-      \$158  = acc0_0_g3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = acc0_0_g3;
-    if (flags_0[0]) begin
-      \$159  = acc0_0_g4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = acc0_0_g4;
-    if (flags_0[0]) begin
-      \$160  = acc0_0_g5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = acc0_0_g5;
-    if (flags_0[0]) begin
-      \$161  = acc0_0_g6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = acc0_0_g6;
-    if (flags_0[0]) begin
-      \$162  = acc0_0_g7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = acc0_0_g7;
-    if (flags_0[0]) begin
-      \$163  = acc0_0_g8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = acc0_0_g8;
-    if (flags_0[0]) begin
-      \$164  = acc0_0_g9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = acc0_0_g9;
-    if (flags_0[0]) begin
-      \$165  = acc0_0_g10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = acc0_0_g10;
-    if (flags_0[0]) begin
-      \$166  = acc0_0_g11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = acc0_0_g11;
-    if (flags_0[0]) begin
-      \$167  = acc0_0_g12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = acc0_0_g12;
-    if (flags_0[0]) begin
-      \$168  = acc0_0_g13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = acc0_0_g13;
-    if (flags_0[0]) begin
-      \$169  = acc0_0_g14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = acc0_0_g14;
-    if (flags_0[0]) begin
-      \$170  = acc0_0_g15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = acc0_0_g15;
-    if (flags_0[0]) begin
-      \$171  = acc0_0_g16;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = acc0_0_g16;
-    if (flags_0[0]) begin
-      \$172  = acc0_0_g17;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = acc0_0_g17;
-    if (flags_0[0]) begin
-      \$173  = acc0_0_g18;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = acc0_0_g18;
-    if (flags_0[0]) begin
-      \$174  = acc0_0_g19;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$175  = acc0_0_g19;
-    if (flags_0[0]) begin
-      \$175  = acc0_0_g20;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$176  = acc0_0_g20;
-    if (flags_0[0]) begin
-      \$176  = acc0_0_g21;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$177  = acc0_0_g21;
-    if (flags_0[0]) begin
-      \$177  = acc0_0_g22;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$178  = acc0_0_g22;
-    if (flags_0[0]) begin
-      \$178  = acc0_0_g23;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$179  = acc0_0_g23;
-    if (flags_0[0]) begin
-      \$179  = acc0_0_g24;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$180  = acc0_0_g24;
-    if (flags_0[0]) begin
-      \$180  = acc0_0_g25;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$181  = acc0_0_g25;
-    if (flags_0[0]) begin
-      \$181  = acc0_0_g26;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$182  = acc0_0_g26;
-    if (flags_0[0]) begin
-      \$182  = acc0_0_g27;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$183  = acc0_0_g27;
-    if (flags_0[0]) begin
-      \$183  = acc0_0_g28;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$184  = acc0_0_g28;
-    if (flags_0[0]) begin
-      \$184  = acc0_0_g29;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$185  = acc0_0_g29;
-    if (flags_0[0]) begin
-      \$185  = acc0_0_g30;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$186  = acc0_0_g30;
-    if (flags_0[0]) begin
-      \$186  = acc0_0_g31;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$187  = acc0_0_g31;
-    if (flags_0[0]) begin
-      \$187  = \$51 [12:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$188  = group_end;
+    \$188  = \$signal$138 ;
     if (rst_conv1) begin
       \$188  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$189  = group_wptr;
-    if (group_written_d1) begin
-      \$189  = \$54 [4:0];
-    end
+    \$189  = vb_d1;
     if (rst_conv1) begin
-      \$189  = 5'h00;
+      \$189  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$190  = ser_left;
-    if (done) begin
-      \$190  = 1'h1;
-    end else if (ser) begin
-      \$190  = \$55 [0];
-    end
+    \$190  = vb_d2;
     if (rst_conv1) begin
       \$190  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$191  = beat;
-    if (ser) begin
-      \$191  = \$58 [4:0];
-    end
+    \$191  = v_out_d1;
     if (rst_conv1) begin
-      \$191  = 5'h00;
+      \$191  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$192  = \$60 [5:0];
+    \$192  = v_out_d2;
     if (rst_conv1) begin
-      \$192  = 6'h00;
+      \$192  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$193  = group_read;
+    \$193  = ka;
     if (rst_conv1) begin
       \$193  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$194  = group_rptr;
-    if (group_read) begin
-      \$194  = \$63 [4:0];
-    end
+    \$194  = skipped_d1;
     if (rst_conv1) begin
-      \$194  = 5'h00;
+      \$194  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$195  = bank0_0;
-    if (done) begin
-      \$195  = rport__data;
+    \$195  = skipped_d2;
+    if (rst_conv1) begin
+      \$195  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$196  = \$64 ;
+    \$196  = skipped_d3;
     if (rst_conv1) begin
       \$196  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$197  = \$66 ;
+    \$197  = skipped_d4;
     if (rst_conv1) begin
       \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$198  = \$signal$175 ;
+    \$198  = \$70 ;
     if (rst_conv1) begin
-      \$198  = 1'h0;
+      \$198  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$199  = vb_d1;
+    \$199  = \$96 [3:0];
     if (rst_conv1) begin
-      \$199  = 1'h0;
+      \$199  = 4'hd;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$200  = vb_d2;
+    \$200  = credits_room_next;
     if (rst_conv1) begin
-      \$200  = 1'h0;
+      \$200  = 1'h1;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$201  = v_out_d1;
-    if (rst_conv1) begin
-      \$201  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$202  = v_out_d2;
-    if (rst_conv1) begin
-      \$202  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$203  = ka;
-    if (rst_conv1) begin
-      \$203  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$204  = skipped_d1;
-    if (rst_conv1) begin
-      \$204  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$205  = skipped_d2;
-    if (rst_conv1) begin
-      \$205  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$206  = skipped_d3;
-    if (rst_conv1) begin
-      \$206  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$207  = skipped_d4;
-    if (rst_conv1) begin
-      \$207  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$208  = \$76 ;
-    if (rst_conv1) begin
-      \$208  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$209  = \$104 [3:0];
-    if (rst_conv1) begin
-      \$209  = 4'hd;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$210  = credits_room_next;
-    if (rst_conv1) begin
-      \$210  = 1'h1;
-    end
-  end
-  assign space_next = \$93 [5:0];
-  assign \space_next$199  = \$104 [3:0];
+  assign space_next = \$87 [5:0];
+  assign \space_next$162  = \$96 [3:0];
   assign ready = i__ready;
   assign i = word1[15:0];
-  assign \i$212  = word1[31:16];
-  assign s0_0 = \$95 [13:0];
+  assign \i$175  = word1[31:16];
+  assign s0_0 = { 1'h0, acc0_0_g31 };
   assign \$signature__addr  = group_wptr;
-  assign \$signature__data  = \$95 [13:0];
+  assign \$signature__data  = { 1'h0, acc0_0_g31 };
   assign \$signature__en  = group_written_d1;
   assign rport__addr = group_rptr;
   assign rport__en = 1'h1;
@@ -2731,13 +2572,13 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   assign addr = beat;
   assign a = data[14:0];
   assign b = sa0_0_d2;
-  assign rq0_y = \$101 [7:0];
-  assign \o__payload$241  = \o__payload$240 ;
-  assign \o__ready$242  = o__ready;
-  assign \o__valid$243  = o__valid;
-  assign w_data = \$101 [7:0];
+  assign rq0_y = \$93 [7:0];
+  assign \o__payload$196  = \o__payload$195 ;
+  assign \o__ready$197  = o__ready;
+  assign \o__valid$198  = o__valid;
+  assign w_data = \$93 [7:0];
   assign w_en = v_out_d3;
-  assign \data$248  = o__payload;
+  assign \data$203  = o__payload;
   assign \$24  = { \o$36 [4:0], o };
   assign \$25  = { \o$36 [4:0], o };
   assign \$26  = \$25 ;
@@ -2747,15 +2588,14 @@ module \flexor_lenet5.conv1 (i__valid, rst_conv1, i__ready, i__payload, o__valid
   assign \$37  = { \o$36 [4:0], o };
   assign \$38  = { \o$36 [4:0], o };
   assign \$39  = \$38 ;
-  assign \$64  = ser;
-  assign \$65  = 1'h0;
-  assign \$66  = 1'h0;
-  assign \$68  = { p[28], p };
-  assign \$70  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$71  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$73  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
-  assign \$84  = 1'h0;
-  assign \$94  = { acc0_0_g31, 1'h0 };
+  assign \$58  = ser;
+  assign \$59  = 1'h0;
+  assign \$60  = 1'h0;
+  assign \$62  = { p[28], p };
+  assign \$64  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$65  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$67  = { rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26], rq0_acc_s1_0[26:16] };
+  assign \$78  = 1'h0;
   assign ser = ser_left;
 endmodule
 
@@ -2765,14 +2605,14 @@ module \flexor_lenet5.conv1.consts (data, addr, clk);
   wire [4:0] addr;
   input clk;
   wire clk;
-  output [35:0] data;
-  wire [35:0] data;
+  output [41:0] data;
+  wire [41:0] data;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd5),
     .DEPTH(32'd32),
     .INIT_FILE("flexor_lenet5_l0_consts.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd36)
+    .WIDTH(32'd42)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -6088,32 +5928,32 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$1089 , clk);
+module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload, o__valid, \o__payload$919 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
   wire [4:0] \$1 ;
-  wire \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire \$102 ;
-  wire \$103 ;
+  wire [99:0] \$10 ;
+  reg [4:0] \$100 ;
+  reg \$101 ;
+  reg \$102 ;
+  reg \$103 ;
   reg \$104 ;
   reg \$105 ;
-  reg \$106 ;
+  reg [799:0] \$106 ;
   reg \$107 ;
-  reg [3:0] \$108 ;
-  reg [2:0] \$109 ;
-  wire \$11 ;
+  reg \$108 ;
+  reg \$109 ;
+  wire [17:0] \$11 ;
   reg \$110 ;
-  reg [4:0] \$111 ;
+  reg \$111 ;
   reg \$112 ;
   reg \$113 ;
   reg \$114 ;
   reg \$115 ;
   reg \$116 ;
-  reg [799:0] \$117 ;
+  reg \$117 ;
   reg \$118 ;
   reg \$119 ;
-  wire [17:0] \$12 ;
+  wire [18:0] \$12 ;
   reg \$120 ;
   reg \$121 ;
   reg \$122 ;
@@ -6124,29 +5964,29 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg \$127 ;
   reg \$128 ;
   reg \$129 ;
-  wire [18:0] \$13 ;
+  wire [17:0] \$13 ;
   reg \$130 ;
   reg \$131 ;
   reg \$132 ;
-  reg \$133 ;
-  reg \$134 ;
-  reg \$135 ;
-  reg \$136 ;
-  reg \$137 ;
-  reg \$138 ;
-  reg \$139 ;
-  wire [17:0] \$14 ;
-  reg \$140 ;
-  reg \$141 ;
-  reg \$142 ;
-  reg \$143 ;
+  reg [17:0] \$133 ;
+  reg [17:0] \$134 ;
+  reg [17:0] \$135 ;
+  reg [17:0] \$136 ;
+  reg [17:0] \$137 ;
+  reg [17:0] \$138 ;
+  reg [17:0] \$139 ;
+  wire [18:0] \$14 ;
+  reg [17:0] \$140 ;
+  reg [17:0] \$141 ;
+  reg [17:0] \$142 ;
+  reg [17:0] \$143 ;
   reg [17:0] \$144 ;
   reg [17:0] \$145 ;
   reg [17:0] \$146 ;
   reg [17:0] \$147 ;
   reg [17:0] \$148 ;
   reg [17:0] \$149 ;
-  wire [18:0] \$15 ;
+  wire [17:0] \$15 ;
   reg [17:0] \$150 ;
   reg [17:0] \$151 ;
   reg [17:0] \$152 ;
@@ -6157,7 +5997,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] \$157 ;
   reg [17:0] \$158 ;
   reg [17:0] \$159 ;
-  wire [17:0] \$16 ;
+  wire [18:0] \$16 ;
   reg [17:0] \$160 ;
   reg [17:0] \$161 ;
   reg [17:0] \$162 ;
@@ -6168,7 +6008,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] \$167 ;
   reg [17:0] \$168 ;
   reg [17:0] \$169 ;
-  wire [18:0] \$17 ;
+  wire [17:0] \$17 ;
   reg [17:0] \$170 ;
   reg [17:0] \$171 ;
   reg [17:0] \$172 ;
@@ -6179,7 +6019,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] \$177 ;
   reg [17:0] \$178 ;
   reg [17:0] \$179 ;
-  wire [17:0] \$18 ;
+  wire [18:0] \$18 ;
   reg [17:0] \$180 ;
   reg [17:0] \$181 ;
   reg [17:0] \$182 ;
@@ -6190,7 +6030,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] \$187 ;
   reg [17:0] \$188 ;
   reg [17:0] \$189 ;
-  wire [18:0] \$19 ;
+  wire \$19 ;
   reg [17:0] \$190 ;
   reg [17:0] \$191 ;
   reg [17:0] \$192 ;
@@ -6198,79 +6038,66 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] \$194 ;
   reg [17:0] \$195 ;
   reg [17:0] \$196 ;
-  reg [17:0] \$197 ;
-  reg [17:0] \$198 ;
-  reg [17:0] \$199 ;
+  reg \$197 ;
+  reg [3:0] \$198 ;
+  reg [2:0] \$199 ;
   wire [4:0] \$2 ;
-  wire [17:0] \$20 ;
-  reg [17:0] \$200 ;
-  reg [17:0] \$201 ;
-  reg [17:0] \$202 ;
-  reg [17:0] \$203 ;
-  reg [17:0] \$204 ;
-  reg [17:0] \$205 ;
-  reg [17:0] \$206 ;
-  reg [17:0] \$207 ;
-  reg [17:0] \$208 ;
-  reg [17:0] \$209 ;
-  wire [18:0] \$21 ;
+  wire [4:0] \$20 ;
+  reg [5:0] \$200 ;
+  reg [4:0] \$201 ;
+  reg \$202 ;
+  reg [3:0] \$203 ;
+  reg [18:0] \$204 ;
+  reg [18:0] \$205 ;
+  reg [18:0] \$206 ;
+  reg [18:0] \$207 ;
+  reg \$208 ;
+  reg \$209 ;
+  wire [4:0] \$21 ;
   reg \$210 ;
-  reg [3:0] \$211 ;
-  reg [2:0] \$212 ;
-  reg [5:0] \$213 ;
-  reg [4:0] \$214 ;
+  reg \$211 ;
+  reg \$212 ;
+  reg \$213 ;
+  reg \$214 ;
   reg \$215 ;
-  reg [3:0] \$216 ;
-  reg [18:0] \$217 ;
-  reg [18:0] \$218 ;
-  reg [18:0] \$219 ;
-  wire \$22 ;
-  reg [18:0] \$220 ;
+  reg \$216 ;
+  reg \$217 ;
+  reg \$218 ;
+  reg \$219 ;
+  wire [3:0] \$22 ;
+  reg \$220 ;
   reg \$221 ;
-  reg \$222 ;
-  reg \$223 ;
+  reg [1:0] \$222 ;
+  reg [4:0] \$223 ;
   reg \$224 ;
-  reg \$225 ;
-  reg \$226 ;
-  reg \$227 ;
-  reg \$228 ;
-  reg \$229 ;
-  wire [4:0] \$23 ;
-  reg \$230 ;
-  reg \$231 ;
-  reg \$232 ;
-  reg \$233 ;
-  reg \$234 ;
-  reg [1:0] \$235 ;
-  reg [4:0] \$236 ;
-  reg \$237 ;
-  wire [4:0] \$24 ;
-  wire [3:0] \$25 ;
-  wire \$26 ;
+  wire \$23 ;
+  wire [6:0] \$24 ;
+  wire [6:0] \$25 ;
+  wire [5:0] \$26 ;
   wire [6:0] \$27 ;
-  wire [6:0] \$28 ;
-  wire [5:0] \$29 ;
+  wire \$28 ;
+  wire [4:0] \$29 ;
   wire [3:0] \$3 ;
-  wire [6:0] \$30 ;
+  wire [4:0] \$30 ;
   wire \$31 ;
-  wire [4:0] \$32 ;
-  wire [4:0] \$33 ;
-  wire \$34 ;
-  wire \$35 ;
-  wire \$36 ;
-  wire [19:0] \$37 ;
-  wire [30:0] \$38 ;
-  wire [45:0] \$39 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [30:0] \$34 ;
+  wire [30:0] \$35 ;
+  wire [45:0] \$36 ;
+  wire [46:0] \$37 ;
+  wire [47:0] \$38 ;
+  wire [30:0] \$39 ;
   wire [3:0] \$4 ;
-  wire [46:0] \$40 ;
-  wire [47:0] \$41 ;
+  wire [30:0] \$40 ;
+  wire \$41 ;
   wire [30:0] \$42 ;
-  wire [30:0] \$43 ;
+  wire \$43 ;
   wire \$44 ;
-  wire [30:0] \$45 ;
+  wire [1:0] \$45 ;
   wire \$46 ;
   wire \$47 ;
-  wire [1:0] \$48 ;
+  wire \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
@@ -6284,31 +6111,31 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [5:0] \$60 ;
   wire \$61 ;
-  wire \$62 ;
-  wire [5:0] \$63 ;
+  wire [6:0] \$62 ;
+  wire \$63 ;
   wire \$64 ;
-  wire [6:0] \$65 ;
-  wire [18:0] \$66 ;
-  wire [19:0] \$67 ;
-  wire [18:0] \$68 ;
-  wire [19:0] \$69 ;
-  wire \$7 ;
-  wire [18:0] \$70 ;
-  wire [19:0] \$71 ;
-  wire [18:0] \$72 ;
-  wire [19:0] \$73 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire [14:0] \$67 ;
+  wire [14:0] \$68 ;
+  wire [5:0] \$69 ;
+  wire [99:0] \$7 ;
+  wire [2:0] \$70 ;
+  wire [6:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
-  wire [14:0] \$78 ;
-  wire [14:0] \$79 ;
-  wire [17:0] \$8 ;
-  wire [5:0] \$80 ;
-  wire [2:0] \$81 ;
-  wire [6:0] \$82 ;
+  wire \$78 ;
+  wire \$79 ;
+  wire [99:0] \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
@@ -6316,29 +6143,29 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire \$87 ;
   wire \$88 ;
   wire \$89 ;
-  wire [18:0] \$9 ;
+  wire [99:0] \$9 ;
   wire \$90 ;
   wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg [3:0] \$97 ;
+  reg [2:0] \$98 ;
+  reg \$99 ;
   wire \$signal ;
   wire \$signal$10 ;
   reg \$signal$18  = 1'h0;
   reg \$signal$19  = 1'h0;
-  reg \$signal$853  = 1'h0;
+  reg \$signal$715  = 1'h0;
   (* init = 4'h0 *)
   wire [3:0] \$signature__addr ;
   wire [75:0] \$signature__data ;
   (* init = 1'h0 *)
   wire \$signature__en ;
   wire [12:0] a;
-  wire [12:0] \a$1086 ;
+  wire [12:0] \a$916 ;
   reg [17:0] acc0_0_g0 = 18'h00000;
   reg [17:0] acc0_0_g1 = 18'h00000;
   reg [17:0] acc0_0_g10 = 18'h00000;
@@ -6405,9 +6232,9 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [17:0] acc3_0_g9 = 18'h00000;
   (* init = 6'h00 *)
   wire [5:0] addr;
-  wire [6:0] \addr$1096 ;
+  wire [6:0] \addr$926 ;
   wire [16:0] b;
-  wire [1:0] \b$1087 ;
+  wire [1:0] \b$917 ;
   reg [18:0] bank0_0 = 19'h00000;
   reg [18:0] bank1_0 = 19'h00000;
   reg [18:0] bank2_0 = 19'h00000;
@@ -6421,8 +6248,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [4:0] credits_space = 5'h14;
-  wire [31:0] data;
-  wire [319:0] \data$1097 ;
+  wire [42:0] data;
+  wire [319:0] \data$927 ;
   reg done = 1'h0;
   wire en;
   reg first2p_d1 = 1'h0;
@@ -6433,7 +6260,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [3:0] flags_1;
   wire [3:0] flags_2;
   wire [3:0] flags_3;
-  wire [3:0] flags_x;
   wire group_end;
   reg group_first = 1'h1;
   reg [3:0] group_idx = 4'h0;
@@ -6444,25 +6270,25 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg group_written_d1 = 1'h0;
   reg [4:0] groups_held = 5'h00;
   wire [15:0] i;
-  wire [15:0] \i$1005 ;
-  wire [15:0] \i$1006 ;
-  wire [15:0] \i$1007 ;
-  wire [15:0] \i$1008 ;
-  wire [15:0] \i$1009 ;
-  wire [15:0] \i$895 ;
-  wire [15:0] \i$896 ;
-  wire [15:0] \i$897 ;
-  wire [15:0] \i$898 ;
-  wire [15:0] \i$931 ;
-  wire [15:0] \i$932 ;
-  wire [15:0] \i$933 ;
-  wire [15:0] \i$934 ;
-  wire [15:0] \i$935 ;
-  wire [15:0] \i$968 ;
-  wire [15:0] \i$969 ;
-  wire [15:0] \i$970 ;
-  wire [15:0] \i$971 ;
-  wire [15:0] \i$972 ;
+  wire [15:0] \i$757 ;
+  wire [15:0] \i$758 ;
+  wire [15:0] \i$759 ;
+  wire [15:0] \i$760 ;
+  wire [15:0] \i$793 ;
+  wire [15:0] \i$794 ;
+  wire [15:0] \i$795 ;
+  wire [15:0] \i$796 ;
+  wire [15:0] \i$797 ;
+  wire [15:0] \i$830 ;
+  wire [15:0] \i$831 ;
+  wire [15:0] \i$832 ;
+  wire [15:0] \i$833 ;
+  wire [15:0] \i$834 ;
+  wire [15:0] \i$867 ;
+  wire [15:0] \i$868 ;
+  wire [15:0] \i$869 ;
+  wire [15:0] \i$870 ;
+  wire [15:0] \i$871 ;
   input [799:0] i__payload;
   wire [799:0] i__payload;
   output i__ready;
@@ -6709,20 +6535,20 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [19:0] \o$467 ;
   wire [19:0] \o$468 ;
   wire [319:0] o__payload;
-  output [7:0] \o__payload$1089 ;
-  wire [7:0] \o__payload$1089 ;
-  wire [7:0] \o__payload$1090 ;
+  output [7:0] \o__payload$919 ;
+  wire [7:0] \o__payload$919 ;
+  wire [7:0] \o__payload$920 ;
   input o__ready;
   wire o__ready;
-  wire \o__ready$1091 ;
-  wire \o__ready$890 ;
+  wire \o__ready$752 ;
+  wire \o__ready$921 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$1092 ;
-  wire \o__valid$886 ;
+  wire \o__valid$748 ;
+  wire \o__valid$922 ;
   wire ok;
   wire [29:0] p;
-  wire [14:0] \p$862 ;
+  wire [14:0] \p$724 ;
   wire [8:0] p0_0_0;
   wire [8:0] p0_0_1;
   wire [8:0] p0_0_10;
@@ -6929,10 +6755,10 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire [75:0] rport__data;
   wire rport__en;
   reg [46:0] rq0_acc_s1_0 = 47'h000000000000;
-  reg [19:0] rq0_acc_s1_1 = 20'h00000;
+  reg [30:0] rq0_acc_s1_1 = 31'h00000000;
   reg [30:0] rq0_acc_s2_0 = 31'h00000000;
-  reg [19:0] rq0_beta = 20'h00000;
-  reg [18:0] rq0_beta_b = 19'h00000;
+  reg [30:0] rq0_beta = 31'h00000000;
+  reg [29:0] rq0_beta_b = 30'h00000000;
   reg rq0_over = 1'h0;
   reg [14:0] rq0_shifted = 15'h0000;
   reg rq0_under = 1'h0;
@@ -6960,7 +6786,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire slots_room_next;
   reg [4:0] slots_space = 5'h10;
   wire [4:0] space_next;
-  wire [4:0] \space_next$882 ;
+  wire [4:0] \space_next$744 ;
   reg [10:0] t0_0_l2_0 = 11'h000;
   reg [10:0] t0_0_l2_1 = 11'h000;
   reg [10:0] t0_0_l2_10 = 11'h000;
@@ -7451,9 +7277,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   reg [319:0] word1 = 320'h00000000000000000000000000000000000000000000000000000000000000000000000000000000;
   reg [2:0] word_idx = 3'h0;
   reg word_last = 1'h0;
-  reg [17:0] xacc = 18'h00000;
   reg [799:0] xdata_d1 = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg [17:0] xfin = 18'h00000;
   wire xload_0;
   wire xload_1;
   wire xload_10;
@@ -7467,272 +7291,6 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   wire xload_7;
   wire xload_8;
   wire xload_9;
-  reg [8:0] xsum_l1_0 = 9'h000;
-  reg [8:0] xsum_l1_1 = 9'h000;
-  reg [8:0] xsum_l1_10 = 9'h000;
-  reg [8:0] xsum_l1_11 = 9'h000;
-  reg [8:0] xsum_l1_12 = 9'h000;
-  reg [8:0] xsum_l1_13 = 9'h000;
-  reg [8:0] xsum_l1_14 = 9'h000;
-  reg [8:0] xsum_l1_15 = 9'h000;
-  reg [8:0] xsum_l1_16 = 9'h000;
-  reg [8:0] xsum_l1_17 = 9'h000;
-  reg [8:0] xsum_l1_18 = 9'h000;
-  reg [8:0] xsum_l1_19 = 9'h000;
-  reg [8:0] xsum_l1_2 = 9'h000;
-  reg [8:0] xsum_l1_20 = 9'h000;
-  reg [8:0] xsum_l1_21 = 9'h000;
-  reg [8:0] xsum_l1_22 = 9'h000;
-  reg [8:0] xsum_l1_23 = 9'h000;
-  reg [8:0] xsum_l1_24 = 9'h000;
-  reg [8:0] xsum_l1_25 = 9'h000;
-  reg [8:0] xsum_l1_26 = 9'h000;
-  reg [8:0] xsum_l1_27 = 9'h000;
-  reg [8:0] xsum_l1_28 = 9'h000;
-  reg [8:0] xsum_l1_29 = 9'h000;
-  reg [8:0] xsum_l1_3 = 9'h000;
-  reg [8:0] xsum_l1_30 = 9'h000;
-  reg [8:0] xsum_l1_31 = 9'h000;
-  reg [8:0] xsum_l1_32 = 9'h000;
-  reg [8:0] xsum_l1_33 = 9'h000;
-  reg [8:0] xsum_l1_34 = 9'h000;
-  reg [8:0] xsum_l1_35 = 9'h000;
-  reg [8:0] xsum_l1_36 = 9'h000;
-  reg [8:0] xsum_l1_37 = 9'h000;
-  reg [8:0] xsum_l1_38 = 9'h000;
-  reg [8:0] xsum_l1_39 = 9'h000;
-  reg [8:0] xsum_l1_4 = 9'h000;
-  reg [8:0] xsum_l1_40 = 9'h000;
-  reg [8:0] xsum_l1_41 = 9'h000;
-  reg [8:0] xsum_l1_42 = 9'h000;
-  reg [8:0] xsum_l1_43 = 9'h000;
-  reg [8:0] xsum_l1_44 = 9'h000;
-  reg [8:0] xsum_l1_45 = 9'h000;
-  reg [8:0] xsum_l1_46 = 9'h000;
-  reg [8:0] xsum_l1_47 = 9'h000;
-  reg [8:0] xsum_l1_48 = 9'h000;
-  reg [8:0] xsum_l1_49 = 9'h000;
-  reg [8:0] xsum_l1_5 = 9'h000;
-  reg [8:0] xsum_l1_6 = 9'h000;
-  reg [8:0] xsum_l1_7 = 9'h000;
-  reg [8:0] xsum_l1_8 = 9'h000;
-  reg [8:0] xsum_l1_9 = 9'h000;
-  reg [10:0] xsum_l3_0 = 11'h000;
-  reg [10:0] xsum_l3_1 = 11'h000;
-  reg [10:0] xsum_l3_10 = 11'h000;
-  reg [10:0] xsum_l3_11 = 11'h000;
-  reg [9:0] xsum_l3_12 = 10'h000;
-  reg [10:0] xsum_l3_2 = 11'h000;
-  reg [10:0] xsum_l3_3 = 11'h000;
-  reg [10:0] xsum_l3_4 = 11'h000;
-  reg [10:0] xsum_l3_5 = 11'h000;
-  reg [10:0] xsum_l3_6 = 11'h000;
-  reg [10:0] xsum_l3_7 = 11'h000;
-  reg [10:0] xsum_l3_8 = 11'h000;
-  reg [10:0] xsum_l3_9 = 11'h000;
-  reg [12:0] xsum_l5_0 = 13'h0000;
-  reg [12:0] xsum_l5_1 = 13'h0000;
-  reg [12:0] xsum_l5_2 = 13'h0000;
-  reg [9:0] xsum_l5_3 = 10'h000;
-  reg [14:0] xsum_l7_0 = 15'h0000;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_0;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_10;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_12;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_14;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_16;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_18;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_2;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_20;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_22;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_24;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_26;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_28;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_30;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_32;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_34;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_36;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_38;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_4;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_40;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_42;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_44;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_46;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_48;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_50;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_52;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_54;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_56;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_58;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_6;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_60;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_62;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_64;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_66;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_68;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_70;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_72;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_74;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_76;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_78;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_8;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_80;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_82;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_84;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_86;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_88;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_90;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_92;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_94;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_96;
-  (* keep = 32'd1 *)
-  wire [8:0] xsum_w0_98;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_0;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_10;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_12;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_14;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_16;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_18;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_2;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_20;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_22;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_24;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_26;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_28;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_30;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_32;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_34;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_36;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_38;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_4;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_40;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_42;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_44;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_46;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_48;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_6;
-  (* keep = 32'd1 *)
-  wire [9:0] xsum_w1_8;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_0;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_10;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_12;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_14;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_16;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_18;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_2;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_20;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_22;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_4;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_6;
-  (* keep = 32'd1 *)
-  wire [10:0] xsum_w2_8;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_0;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_10;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_2;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_4;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_6;
-  (* keep = 32'd1 *)
-  wire [11:0] xsum_w3_8;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_0;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_2;
-  (* keep = 32'd1 *)
-  wire [12:0] xsum_w4_4;
-  (* keep = 32'd1 *)
-  wire [13:0] xsum_w5_0;
-  (* keep = 32'd1 *)
-  wire [13:0] xsum_w5_2;
-  (* keep = 32'd1 *)
-  wire [14:0] xsum_w6_0;
   reg [799:0] xword = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   (* ram_style = "distributed" *)
   reg [75:0] groups [15:0];
@@ -7756,7 +7314,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   end
   always @(posedge clk) begin
     if (group_written_d1)
-      groups[group_wptr] <= { \$73 [18:0], \$71 [18:0], \$69 [18:0], \$67 [18:0] };
+      groups[group_wptr] <= { 1'h0, acc3_0_g15, 1'h0, acc2_0_g15, 1'h0, acc1_0_g15, 1'h0, acc0_0_g15 };
   end
   reg [75:0] _0_;
   always @(posedge clk) begin
@@ -7764,377 +7322,156 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   end
   assign rport__data = _0_;
   always @(posedge clk)
-    xsum_l1_44 <= xsum_w0_88;
+    acc3_0_g9 <= \$190 ;
   always @(posedge clk)
-    xsum_l1_45 <= xsum_w0_90;
+    acc3_0_g10 <= \$191 ;
   always @(posedge clk)
-    xsum_l1_46 <= xsum_w0_92;
+    acc3_0_g11 <= \$192 ;
   always @(posedge clk)
-    xsum_l1_47 <= xsum_w0_94;
+    acc3_0_g12 <= \$193 ;
   always @(posedge clk)
-    xsum_l1_48 <= xsum_w0_96;
+    acc3_0_g13 <= \$194 ;
   always @(posedge clk)
-    xsum_l1_49 <= xsum_w0_98;
+    acc3_0_g14 <= \$195 ;
   always @(posedge clk)
-    xsum_l3_0 <= xsum_w2_0;
+    acc3_0_g15 <= \$196 ;
   always @(posedge clk)
-    xsum_l3_1 <= xsum_w2_2;
+    group_written_d1 <= \$197 ;
   always @(posedge clk)
-    xsum_l3_2 <= xsum_w2_4;
+    group_wptr <= \$198 ;
   always @(posedge clk)
-    xsum_l3_3 <= xsum_w2_6;
+    ser_left <= \$199 ;
   always @(posedge clk)
-    xsum_l3_4 <= xsum_w2_8;
+    beat <= \$200 ;
   always @(posedge clk)
-    xsum_l3_5 <= xsum_w2_10;
+    groups_held <= \$201 ;
   always @(posedge clk)
-    xsum_l3_6 <= xsum_w2_12;
+    done <= \$202 ;
   always @(posedge clk)
-    xsum_l3_7 <= xsum_w2_14;
+    group_rptr <= \$203 ;
   always @(posedge clk)
-    xsum_l3_8 <= xsum_w2_16;
+    bank0_0 <= \$204 ;
   always @(posedge clk)
-    xsum_l3_9 <= xsum_w2_18;
+    bank1_0 <= \$205 ;
   always @(posedge clk)
-    xsum_l3_10 <= xsum_w2_20;
+    bank2_0 <= \$206 ;
   always @(posedge clk)
-    xsum_l3_11 <= xsum_w2_22;
-  always @(posedge clk)
-    xsum_l3_12 <= xsum_w1_48;
-  always @(posedge clk)
-    xsum_l5_0 <= xsum_w4_0;
-  always @(posedge clk)
-    xsum_l5_1 <= xsum_w4_2;
-  always @(posedge clk)
-    xsum_l5_2 <= xsum_w4_4;
-  always @(posedge clk)
-    xsum_l5_3 <= xsum_l3_12;
-  always @(posedge clk)
-    xsum_l7_0 <= xsum_w6_0;
-  always @(posedge clk)
-    v2_d1 <= \$118 ;
-  always @(posedge clk)
-    v2_d2 <= \$119 ;
-  always @(posedge clk)
-    v2_d3 <= \$120 ;
-  always @(posedge clk)
-    v2_d4 <= \$121 ;
-  always @(posedge clk)
-    v2_d5 <= \$122 ;
-  always @(posedge clk)
-    last2_d1 <= \$123 ;
-  always @(posedge clk)
-    last2_d2 <= \$124 ;
-  always @(posedge clk)
-    last2_d3 <= \$125 ;
-  always @(posedge clk)
-    last2_d4 <= \$126 ;
-  always @(posedge clk)
-    last2_d5 <= \$127 ;
-  always @(posedge clk)
-    v2p_d1 <= \$128 ;
-  always @(posedge clk)
-    v2p_d2 <= \$129 ;
-  always @(posedge clk)
-    v2p_d3 <= \$130 ;
-  always @(posedge clk)
-    v2p_d4 <= \$131 ;
-  always @(posedge clk)
-    first2p_d1 <= \$132 ;
-  always @(posedge clk)
-    first2p_d2 <= \$133 ;
-  always @(posedge clk)
-    first2p_d3 <= \$134 ;
-  always @(posedge clk)
-    first2p_d4 <= \$135 ;
-  always @(posedge clk)
-    last2p_d1 <= \$136 ;
-  always @(posedge clk)
-    last2p_d2 <= \$137 ;
-  always @(posedge clk)
-    last2p_d3 <= \$138 ;
-  always @(posedge clk)
-    last2p_d4 <= \$139 ;
-  always @(posedge clk)
-    nfirst2p_d1 <= \$140 ;
-  always @(posedge clk)
-    nfirst2p_d2 <= \$141 ;
-  always @(posedge clk)
-    nfirst2p_d3 <= \$142 ;
-  always @(posedge clk)
-    nfirst2p_d4 <= \$143 ;
-  always @(posedge clk)
-    xacc <= \$144 ;
-  always @(posedge clk)
-    xfin <= \$145 ;
-  always @(posedge clk)
-    acc0_0_g0 <= \$146 ;
-  always @(posedge clk)
-    acc0_0_g1 <= \$147 ;
-  always @(posedge clk)
-    acc0_0_g2 <= \$148 ;
-  always @(posedge clk)
-    acc0_0_g3 <= \$149 ;
-  always @(posedge clk)
-    acc0_0_g4 <= \$150 ;
-  always @(posedge clk)
-    acc0_0_g5 <= \$151 ;
-  always @(posedge clk)
-    acc0_0_g6 <= \$152 ;
-  always @(posedge clk)
-    acc0_0_g7 <= \$153 ;
-  always @(posedge clk)
-    acc0_0_g8 <= \$154 ;
-  always @(posedge clk)
-    acc0_0_g9 <= \$155 ;
-  always @(posedge clk)
-    acc0_0_g10 <= \$156 ;
-  always @(posedge clk)
-    acc0_0_g11 <= \$157 ;
-  always @(posedge clk)
-    acc0_0_g12 <= \$158 ;
-  always @(posedge clk)
-    acc0_0_g13 <= \$159 ;
-  always @(posedge clk)
-    acc0_0_g14 <= \$160 ;
-  always @(posedge clk)
-    acc0_0_g15 <= \$161 ;
-  always @(posedge clk)
-    acc1_0_g0 <= \$162 ;
-  always @(posedge clk)
-    acc1_0_g1 <= \$163 ;
-  always @(posedge clk)
-    acc1_0_g2 <= \$164 ;
-  always @(posedge clk)
-    acc1_0_g3 <= \$165 ;
-  always @(posedge clk)
-    acc1_0_g4 <= \$166 ;
-  always @(posedge clk)
-    acc1_0_g5 <= \$167 ;
-  always @(posedge clk)
-    acc1_0_g6 <= \$168 ;
-  always @(posedge clk)
-    acc1_0_g7 <= \$169 ;
-  always @(posedge clk)
-    acc1_0_g8 <= \$170 ;
-  always @(posedge clk)
-    acc1_0_g9 <= \$171 ;
-  always @(posedge clk)
-    acc1_0_g10 <= \$172 ;
-  always @(posedge clk)
-    acc1_0_g11 <= \$173 ;
-  always @(posedge clk)
-    acc1_0_g12 <= \$174 ;
-  always @(posedge clk)
-    acc1_0_g13 <= \$175 ;
-  always @(posedge clk)
-    acc1_0_g14 <= \$176 ;
-  always @(posedge clk)
-    acc1_0_g15 <= \$177 ;
-  always @(posedge clk)
-    acc2_0_g0 <= \$178 ;
-  always @(posedge clk)
-    acc2_0_g1 <= \$179 ;
-  always @(posedge clk)
-    acc2_0_g2 <= \$180 ;
-  always @(posedge clk)
-    acc2_0_g3 <= \$181 ;
-  always @(posedge clk)
-    acc2_0_g4 <= \$182 ;
-  always @(posedge clk)
-    acc2_0_g5 <= \$183 ;
-  always @(posedge clk)
-    acc2_0_g6 <= \$184 ;
-  always @(posedge clk)
-    acc2_0_g7 <= \$185 ;
-  always @(posedge clk)
-    acc2_0_g8 <= \$186 ;
-  always @(posedge clk)
-    acc2_0_g9 <= \$187 ;
-  always @(posedge clk)
-    acc2_0_g10 <= \$188 ;
-  always @(posedge clk)
-    acc2_0_g11 <= \$189 ;
-  always @(posedge clk)
-    acc2_0_g12 <= \$190 ;
-  always @(posedge clk)
-    acc2_0_g13 <= \$191 ;
-  always @(posedge clk)
-    acc2_0_g14 <= \$192 ;
-  always @(posedge clk)
-    acc2_0_g15 <= \$193 ;
-  always @(posedge clk)
-    acc3_0_g0 <= \$194 ;
-  always @(posedge clk)
-    acc3_0_g1 <= \$195 ;
-  always @(posedge clk)
-    acc3_0_g2 <= \$196 ;
-  always @(posedge clk)
-    acc3_0_g3 <= \$197 ;
-  always @(posedge clk)
-    acc3_0_g4 <= \$198 ;
-  always @(posedge clk)
-    acc3_0_g5 <= \$199 ;
-  always @(posedge clk)
-    acc3_0_g6 <= \$200 ;
-  always @(posedge clk)
-    acc3_0_g7 <= \$201 ;
-  always @(posedge clk)
-    acc3_0_g8 <= \$202 ;
-  always @(posedge clk)
-    acc3_0_g9 <= \$203 ;
-  always @(posedge clk)
-    acc3_0_g10 <= \$204 ;
-  always @(posedge clk)
-    acc3_0_g11 <= \$205 ;
-  always @(posedge clk)
-    acc3_0_g12 <= \$206 ;
-  always @(posedge clk)
-    acc3_0_g13 <= \$207 ;
-  always @(posedge clk)
-    acc3_0_g14 <= \$208 ;
-  always @(posedge clk)
-    acc3_0_g15 <= \$209 ;
-  always @(posedge clk)
-    group_written_d1 <= \$210 ;
-  always @(posedge clk)
-    group_wptr <= \$211 ;
-  always @(posedge clk)
-    ser_left <= \$212 ;
-  always @(posedge clk)
-    beat <= \$213 ;
-  always @(posedge clk)
-    groups_held <= \$214 ;
-  always @(posedge clk)
-    done <= \$215 ;
-  always @(posedge clk)
-    group_rptr <= \$216 ;
-  always @(posedge clk)
-    bank0_0 <= \$217 ;
-  always @(posedge clk)
-    bank1_0 <= \$218 ;
-  always @(posedge clk)
-    bank2_0 <= \$219 ;
-  always @(posedge clk)
-    bank3_0 <= \$220 ;
+    bank3_0 <= \$207 ;
   always @(posedge clk)
     sa0_0_d1 <= bank0_0;
   always @(posedge clk)
     sa0_0_d2 <= sa0_0_d1;
   always @(posedge clk)
-    \$signal$853  <= \$221 ;
+    \$signal$715  <= \$208 ;
   always @(posedge clk)
-    ka <= \$222 ;
+    ka <= \$209 ;
   always @(posedge clk)
-    vb_d1 <= \$223 ;
+    vb_d1 <= \$210 ;
   always @(posedge clk)
-    vb_d2 <= \$224 ;
+    vb_d2 <= \$211 ;
   always @(posedge clk)
-    rq0_beta_b <= data[31:13];
+    rq0_beta_b <= data[42:13];
   always @(posedge clk)
-    rq0_beta <= \$37 ;
+    rq0_beta <= \$34 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$40 ;
+    rq0_acc_s1_0 <= \$37 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$41 [30:0];
+    rq0_acc_s2_0 <= \$38 [30:0];
   always @(posedge clk)
-    rq0_shifted <= \$42 [14:0];
+    rq0_shifted <= \$39 [14:0];
   always @(posedge clk)
-    rq0_under <= \$44 ;
+    rq0_under <= \$41 ;
   always @(posedge clk)
-    rq0_over <= \$46 ;
+    rq0_over <= \$43 ;
   always @(posedge clk)
-    v_out_d1 <= \$225 ;
+    v_out_d1 <= \$212 ;
   always @(posedge clk)
-    v_out_d2 <= \$226 ;
+    v_out_d2 <= \$213 ;
   always @(posedge clk)
-    v_out_d3 <= \$227 ;
+    v_out_d3 <= \$214 ;
   always @(posedge clk)
-    v_out_d4 <= \$228 ;
+    v_out_d4 <= \$215 ;
   always @(posedge clk)
-    skipped_d1 <= \$229 ;
+    skipped_d1 <= \$216 ;
   always @(posedge clk)
-    skipped_d2 <= \$230 ;
+    skipped_d2 <= \$217 ;
   always @(posedge clk)
-    skipped_d3 <= \$231 ;
+    skipped_d3 <= \$218 ;
   always @(posedge clk)
-    skipped_d4 <= \$232 ;
+    skipped_d4 <= \$219 ;
   always @(posedge clk)
-    skipped_d5 <= \$233 ;
+    skipped_d5 <= \$220 ;
   always @(posedge clk)
-    skipped_d6 <= \$234 ;
+    skipped_d6 <= \$221 ;
   always @(posedge clk)
-    credits_returned <= \$235 ;
+    credits_returned <= \$222 ;
   always @(posedge clk)
-    credits_space <= \$236 ;
+    credits_space <= \$223 ;
   always @(posedge clk)
-    credits_room <= \$237 ;
+    credits_room <= \$224 ;
   assign \$1  = group_idx + 1'h1;
   assign \$2  = group_last ? 5'h00 : \$1 ;
   assign \$3  = word_idx + 1'h1;
   assign \$4  = word_last ? 4'h0 : \$3 ;
   assign \$5  = ! word_idx;
   assign \$6  = ! group_idx;
-  assign \$7  = flags_x[0] & flags_x[3];
-  assign \$8  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$9  = \$8  + xsum_l7_0;
-  assign \$10  = flags_x[0] & flags_x[2];
-  assign \$11  = \$10  & flags_x[3];
-  assign \$12  = flags_x[1] ? 18'h00000 : xacc;
-  assign \$13  = \$12  + xsum_l7_0;
-  assign \$14  = flags_0[1] ? 18'h00000 : acc0_0_g0;
-  assign \$15  = \$14  + t0_0_l6_0;
-  assign \$16  = flags_1[1] ? 18'h00000 : acc1_0_g0;
-  assign \$17  = \$16  + t1_0_l6_0;
-  assign \$18  = flags_2[1] ? 18'h00000 : acc2_0_g0;
-  assign \$19  = \$18  + t2_0_l6_0;
-  assign \$20  = flags_3[1] ? 18'h00000 : acc3_0_g0;
-  assign \$21  = \$20  + t3_0_l6_0;
-  assign \$22  = group_wptr == 4'hf;
-  assign \$23  = group_wptr + 1'h1;
-  assign \$24  = \$22  ? 5'h00 : \$23 ;
-  assign \$25  = ser_left - 1'h1;
-  assign \$26  = beat == 6'h3f;
-  assign \$27  = beat + 1'h1;
-  assign \$28  = \$26  ? 7'h00 : \$27 ;
-  assign \$29  = groups_held + group_written_d1;
-  assign \$30  = \$29  - group_read;
-  assign \$31  = group_rptr == 4'hf;
-  assign \$32  = group_rptr + 1'h1;
-  assign \$33  = \$31  ? 5'h00 : \$32 ;
-  assign \$37  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$40  = $signed(\$38 ) + $signed(\$39 );
-  assign \$41  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$44  = $signed(\$43 ) < $signed(1'h0);
-  assign \$46  = $signed(\$45 ) > $signed(9'h0ff);
-  assign \$47  = o__valid & o__ready;
-  assign \$48  = \$47  + skipped_d6;
-  assign \$49  = ~ word_last;
-  assign \$50  = \$49  | can_end;
-  assign ok = \o__valid$886  & \$50 ;
-  assign \$51  = ~ group_first;
-  assign \$52  = i__valid | \$51 ;
-  assign \$signal$10  = \$52  & ok;
+  assign \$7  = ~ { \o$45 , \o$44 , \o$43 , \o$42 , o };
+  assign \$8  = ~ { \o$186 , \o$185 , \o$184 , \o$183 , \o$182  };
+  assign \$9  = ~ { \o$327 , \o$326 , \o$325 , \o$324 , \o$323  };
+  assign \$10  = ~ { \o$468 , \o$467 , \o$466 , \o$465 , \o$464  };
+  assign \$11  = flags_0[1] ? 18'h00000 : acc0_0_g0;
+  assign \$12  = \$11  + t0_0_l6_0;
+  assign \$13  = flags_1[1] ? 18'h00000 : acc1_0_g0;
+  assign \$14  = \$13  + t1_0_l6_0;
+  assign \$15  = flags_2[1] ? 18'h00000 : acc2_0_g0;
+  assign \$16  = \$15  + t2_0_l6_0;
+  assign \$17  = flags_3[1] ? 18'h00000 : acc3_0_g0;
+  assign \$18  = \$17  + t3_0_l6_0;
+  assign \$19  = group_wptr == 4'hf;
+  assign \$20  = group_wptr + 1'h1;
+  assign \$21  = \$19  ? 5'h00 : \$20 ;
+  assign \$22  = ser_left - 1'h1;
+  assign \$23  = beat == 6'h3f;
+  assign \$24  = beat + 1'h1;
+  assign \$25  = \$23  ? 7'h00 : \$24 ;
+  assign \$26  = groups_held + group_written_d1;
+  assign \$27  = \$26  - group_read;
+  assign \$28  = group_rptr == 4'hf;
+  assign \$29  = group_rptr + 1'h1;
+  assign \$30  = \$28  ? 5'h00 : \$29 ;
+  assign \$34  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$37  = $signed(\$35 ) + $signed(\$36 );
+  assign \$38  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$41  = $signed(\$40 ) < $signed(1'h0);
+  assign \$43  = $signed(\$42 ) > $signed(9'h0ff);
+  assign \$44  = o__valid & o__ready;
+  assign \$45  = \$44  + skipped_d6;
+  assign \$46  = ~ word_last;
+  assign \$47  = \$46  | can_end;
+  assign ok = \o__valid$748  & \$47 ;
+  assign \$48  = ~ group_first;
+  assign \$49  = i__valid | \$48 ;
+  assign \$signal$10  = \$49  & ok;
   assign n_first_next = \$signal$10  ? group_last : group_first;
-  assign \$53  = group_idx == 4'he;
-  assign \$54  = group_last ? 1'h0 : \$53 ;
-  assign n_last_next = \$signal$10  ? \$54  : group_last;
-  assign \$55  = \$signal$10  & group_last;
-  assign \$56  = word_idx == 3'h6;
-  assign \$57  = word_last ? 1'h0 : \$56 ;
-  assign \$signal  = \$55  ? \$57  : word_last;
-  assign \$58  = ~ n_first_rom;
-  assign \$59  = i__valid | \$58 ;
-  assign \$60  = \$59  & \o__valid$886 ;
-  assign \$61  = ~ s_last_rom;
-  assign \$62  = \$61  | can_end_rom;
-  assign \o__ready$890  = \$60  & \$62 ;
-  assign \$63  = slots_space + slots_returned;
-  assign \$64  = \$signal$10  & word_last;
-  assign \$65  = \$63  - \$64 ;
-  assign slots_room_next = \$65 [4:0] >= 1'h1;
+  assign \$50  = group_idx == 4'he;
+  assign \$51  = group_last ? 1'h0 : \$50 ;
+  assign n_last_next = \$signal$10  ? \$51  : group_last;
+  assign \$52  = \$signal$10  & group_last;
+  assign \$53  = word_idx == 3'h6;
+  assign \$54  = word_last ? 1'h0 : \$53 ;
+  assign \$signal  = \$52  ? \$54  : word_last;
+  assign \$55  = ~ n_first_rom;
+  assign \$56  = i__valid | \$55 ;
+  assign \$57  = \$56  & \o__valid$748 ;
+  assign \$58  = ~ s_last_rom;
+  assign \$59  = \$58  | can_end_rom;
+  assign \o__ready$752  = \$57  & \$59 ;
+  assign \$60  = slots_space + slots_returned;
+  assign \$61  = \$signal$10  & word_last;
+  assign \$62  = \$60  - \$61 ;
+  assign slots_room_next = \$62 [4:0] >= 1'h1;
   assign t0_0_w0_0 = m0_0_0 + m0_0_1;
   assign t0_0_w0_2 = m0_0_2 + m0_0_3;
   assign t0_0_w0_4 = m0_0_4 + m0_0_5;
@@ -8331,177 +7668,74 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   assign t3_0_w4_0 = t3_0_l4_0 + t3_0_l4_1;
   assign t3_0_w4_2 = t3_0_l4_2 + t3_0_l4_3;
   assign t3_0_w5_0 = t3_0_w4_0 + t3_0_w4_2;
-  assign xsum_w0_0 = xdata_d1[7:0] + xdata_d1[15:8];
-  assign xsum_w0_2 = xdata_d1[23:16] + xdata_d1[31:24];
-  assign xsum_w0_4 = xdata_d1[39:32] + xdata_d1[47:40];
-  assign xsum_w0_6 = xdata_d1[55:48] + xdata_d1[63:56];
-  assign xsum_w0_8 = xdata_d1[71:64] + xdata_d1[79:72];
-  assign xsum_w0_10 = xdata_d1[87:80] + xdata_d1[95:88];
-  assign xsum_w0_12 = xdata_d1[103:96] + xdata_d1[111:104];
-  assign xsum_w0_14 = xdata_d1[119:112] + xdata_d1[127:120];
-  assign xsum_w0_16 = xdata_d1[135:128] + xdata_d1[143:136];
-  assign xsum_w0_18 = xdata_d1[151:144] + xdata_d1[159:152];
-  assign xsum_w0_20 = xdata_d1[167:160] + xdata_d1[175:168];
-  assign xsum_w0_22 = xdata_d1[183:176] + xdata_d1[191:184];
-  assign xsum_w0_24 = xdata_d1[199:192] + xdata_d1[207:200];
-  assign xsum_w0_26 = xdata_d1[215:208] + xdata_d1[223:216];
-  assign xsum_w0_28 = xdata_d1[231:224] + xdata_d1[239:232];
-  assign xsum_w0_30 = xdata_d1[247:240] + xdata_d1[255:248];
-  assign xsum_w0_32 = xdata_d1[263:256] + xdata_d1[271:264];
-  assign xsum_w0_34 = xdata_d1[279:272] + xdata_d1[287:280];
-  assign xsum_w0_36 = xdata_d1[295:288] + xdata_d1[303:296];
-  assign xsum_w0_38 = xdata_d1[311:304] + xdata_d1[319:312];
-  assign xsum_w0_40 = xdata_d1[327:320] + xdata_d1[335:328];
-  assign xsum_w0_42 = xdata_d1[343:336] + xdata_d1[351:344];
-  assign xsum_w0_44 = xdata_d1[359:352] + xdata_d1[367:360];
-  assign xsum_w0_46 = xdata_d1[375:368] + xdata_d1[383:376];
-  assign xsum_w0_48 = xdata_d1[391:384] + xdata_d1[399:392];
-  assign xsum_w0_50 = xdata_d1[407:400] + xdata_d1[415:408];
-  assign xsum_w0_52 = xdata_d1[423:416] + xdata_d1[431:424];
-  assign xsum_w0_54 = xdata_d1[439:432] + xdata_d1[447:440];
-  assign xsum_w0_56 = xdata_d1[455:448] + xdata_d1[463:456];
-  assign xsum_w0_58 = xdata_d1[471:464] + xdata_d1[479:472];
-  assign xsum_w0_60 = xdata_d1[487:480] + xdata_d1[495:488];
-  assign xsum_w0_62 = xdata_d1[503:496] + xdata_d1[511:504];
-  assign xsum_w0_64 = xdata_d1[519:512] + xdata_d1[527:520];
-  assign xsum_w0_66 = xdata_d1[535:528] + xdata_d1[543:536];
-  assign xsum_w0_68 = xdata_d1[551:544] + xdata_d1[559:552];
-  assign xsum_w0_70 = xdata_d1[567:560] + xdata_d1[575:568];
-  assign xsum_w0_72 = xdata_d1[583:576] + xdata_d1[591:584];
-  assign xsum_w0_74 = xdata_d1[599:592] + xdata_d1[607:600];
-  assign xsum_w0_76 = xdata_d1[615:608] + xdata_d1[623:616];
-  assign xsum_w0_78 = xdata_d1[631:624] + xdata_d1[639:632];
-  assign xsum_w0_80 = xdata_d1[647:640] + xdata_d1[655:648];
-  assign xsum_w0_82 = xdata_d1[663:656] + xdata_d1[671:664];
-  assign xsum_w0_84 = xdata_d1[679:672] + xdata_d1[687:680];
-  assign xsum_w0_86 = xdata_d1[695:688] + xdata_d1[703:696];
-  assign xsum_w0_88 = xdata_d1[711:704] + xdata_d1[719:712];
-  assign xsum_w0_90 = xdata_d1[727:720] + xdata_d1[735:728];
-  assign xsum_w0_92 = xdata_d1[743:736] + xdata_d1[751:744];
-  assign xsum_w0_94 = xdata_d1[759:752] + xdata_d1[767:760];
-  assign xsum_w0_96 = xdata_d1[775:768] + xdata_d1[783:776];
-  assign xsum_w0_98 = xdata_d1[791:784] + xdata_d1[799:792];
-  assign xsum_w1_0 = xsum_l1_0 + xsum_l1_1;
-  assign xsum_w1_2 = xsum_l1_2 + xsum_l1_3;
-  assign xsum_w1_4 = xsum_l1_4 + xsum_l1_5;
-  assign xsum_w1_6 = xsum_l1_6 + xsum_l1_7;
-  assign xsum_w1_8 = xsum_l1_8 + xsum_l1_9;
-  assign xsum_w1_10 = xsum_l1_10 + xsum_l1_11;
-  assign xsum_w1_12 = xsum_l1_12 + xsum_l1_13;
-  assign xsum_w1_14 = xsum_l1_14 + xsum_l1_15;
-  assign xsum_w1_16 = xsum_l1_16 + xsum_l1_17;
-  assign xsum_w1_18 = xsum_l1_18 + xsum_l1_19;
-  assign xsum_w1_20 = xsum_l1_20 + xsum_l1_21;
-  assign xsum_w1_22 = xsum_l1_22 + xsum_l1_23;
-  assign xsum_w1_24 = xsum_l1_24 + xsum_l1_25;
-  assign xsum_w1_26 = xsum_l1_26 + xsum_l1_27;
-  assign xsum_w1_28 = xsum_l1_28 + xsum_l1_29;
-  assign xsum_w1_30 = xsum_l1_30 + xsum_l1_31;
-  assign xsum_w1_32 = xsum_l1_32 + xsum_l1_33;
-  assign xsum_w1_34 = xsum_l1_34 + xsum_l1_35;
-  assign xsum_w1_36 = xsum_l1_36 + xsum_l1_37;
-  assign xsum_w1_38 = xsum_l1_38 + xsum_l1_39;
-  assign xsum_w1_40 = xsum_l1_40 + xsum_l1_41;
-  assign xsum_w1_42 = xsum_l1_42 + xsum_l1_43;
-  assign xsum_w1_44 = xsum_l1_44 + xsum_l1_45;
-  assign xsum_w1_46 = xsum_l1_46 + xsum_l1_47;
-  assign xsum_w1_48 = xsum_l1_48 + xsum_l1_49;
-  assign xsum_w2_0 = xsum_w1_0 + xsum_w1_2;
-  assign xsum_w2_2 = xsum_w1_4 + xsum_w1_6;
-  assign xsum_w2_4 = xsum_w1_8 + xsum_w1_10;
-  assign xsum_w2_6 = xsum_w1_12 + xsum_w1_14;
-  assign xsum_w2_8 = xsum_w1_16 + xsum_w1_18;
-  assign xsum_w2_10 = xsum_w1_20 + xsum_w1_22;
-  assign xsum_w2_12 = xsum_w1_24 + xsum_w1_26;
-  assign xsum_w2_14 = xsum_w1_28 + xsum_w1_30;
-  assign xsum_w2_16 = xsum_w1_32 + xsum_w1_34;
-  assign xsum_w2_18 = xsum_w1_36 + xsum_w1_38;
-  assign xsum_w2_20 = xsum_w1_40 + xsum_w1_42;
-  assign xsum_w2_22 = xsum_w1_44 + xsum_w1_46;
-  assign xsum_w3_0 = xsum_l3_0 + xsum_l3_1;
-  assign xsum_w3_2 = xsum_l3_2 + xsum_l3_3;
-  assign xsum_w3_4 = xsum_l3_4 + xsum_l3_5;
-  assign xsum_w3_6 = xsum_l3_6 + xsum_l3_7;
-  assign xsum_w3_8 = xsum_l3_8 + xsum_l3_9;
-  assign xsum_w3_10 = xsum_l3_10 + xsum_l3_11;
-  assign xsum_w4_0 = xsum_w3_0 + xsum_w3_2;
-  assign xsum_w4_2 = xsum_w3_4 + xsum_w3_6;
-  assign xsum_w4_4 = xsum_w3_8 + xsum_w3_10;
-  assign xsum_w5_0 = xsum_l5_0 + xsum_l5_1;
-  assign xsum_w5_2 = xsum_l5_2 + xsum_l5_3;
-  assign xsum_w6_0 = xsum_w5_0 + xsum_w5_2;
   assign group_end = v2_d5 & last2_d5;
-  assign \$67  = \$66  - xfin;
-  assign \$69  = \$68  - xfin;
-  assign \$71  = \$70  - xfin;
-  assign \$73  = \$72  - xfin;
   assign ser = | ser_left;
-  assign \$74  = | groups_held;
-  assign \$75  = \$74  & credits_room;
-  assign \$76  = ser_left <= 2'h2;
-  assign \$77  = done ? 1'h0 : \$76 ;
-  assign group_read = \$75  & \$77 ;
-  assign \$78  = rq0_over ? 15'h00ff : rq0_shifted;
-  assign \$79  = rq0_under ? 15'h0000 : \$78 ;
-  assign \$80  = credits_space + credits_returned;
-  assign \$81  = group_read ? 3'h4 : 3'h0;
-  assign \$82  = \$80  - \$81 ;
-  assign credits_room_next = \$82 [4:0] >= 3'h4;
-  assign \$83  = n_first_next & valid_next;
-  assign \$84  = ~ \$signal ;
-  assign \$85  = \$84  | slots_room_next;
-  assign \$86  = \$83  & \$85 ;
-  assign \$87  = rst_conv2 ? 1'h0 : \$86 ;
-  assign \$88  = rst_conv2 ? 1'h0 : \$signal ;
-  assign \$89  = rst_conv2 ? 1'h1 : slots_room_next;
+  assign \$63  = | groups_held;
+  assign \$64  = \$63  & credits_room;
+  assign \$65  = ser_left <= 2'h2;
+  assign \$66  = done ? 1'h0 : \$65 ;
+  assign group_read = \$64  & \$66 ;
+  assign \$67  = rq0_over ? 15'h00ff : rq0_shifted;
+  assign \$68  = rq0_under ? 15'h0000 : \$67 ;
+  assign \$69  = credits_space + credits_returned;
+  assign \$70  = group_read ? 3'h4 : 3'h0;
+  assign \$71  = \$69  - \$70 ;
+  assign credits_room_next = \$71 [4:0] >= 3'h4;
+  assign \$72  = n_first_next & valid_next;
+  assign \$73  = ~ \$signal ;
+  assign \$74  = \$73  | slots_room_next;
+  assign \$75  = \$72  & \$74 ;
+  assign \$76  = rst_conv2 ? 1'h0 : \$75 ;
+  assign \$77  = rst_conv2 ? 1'h0 : \$signal ;
+  assign \$78  = rst_conv2 ? 1'h1 : slots_room_next;
+  assign \$79  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$80  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$81  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$82  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$83  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$84  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$85  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$86  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$87  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$88  = rst_conv2 ? 1'h1 : n_first_next;
+  assign \$89  = rst_conv2 ? 1'h1 : n_first_next;
   assign \$90  = rst_conv2 ? 1'h1 : n_first_next;
   assign \$91  = rst_conv2 ? 1'h1 : n_first_next;
   assign \$92  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$93  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$94  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$95  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$96  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$97  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$98  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$99  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$100  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$101  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$102  = rst_conv2 ? 1'h1 : n_first_next;
-  assign \$103  = rst_conv2 ? 1'h1 : n_first_next;
   always @(posedge clk)
-    can_end <= \$104 ;
+    can_end <= \$93 ;
   always @(posedge clk)
-    word_last <= \$105 ;
+    word_last <= \$94 ;
   always @(posedge clk)
-    group_last <= \$106 ;
+    group_last <= \$95 ;
   always @(posedge clk)
-    group_first <= \$107 ;
+    group_first <= \$96 ;
   always @(posedge clk)
-    group_idx <= \$108 ;
+    group_idx <= \$97 ;
   always @(posedge clk)
-    word_idx <= \$109 ;
+    word_idx <= \$98 ;
   always @(posedge clk)
-    slots_returned <= \$110 ;
+    slots_returned <= \$99 ;
   always @(posedge clk)
-    slots_space <= \$111 ;
+    slots_space <= \$100 ;
   always @(posedge clk)
-    slots_room <= \$112 ;
+    slots_room <= \$101 ;
   always @(posedge clk)
-    \$signal$18  <= \$113 ;
+    \$signal$18  <= \$102 ;
   always @(posedge clk)
-    \$signal$19  <= \$114 ;
+    \$signal$19  <= \$103 ;
   always @(posedge clk)
-    last1 <= \$115 ;
+    last1 <= \$104 ;
   always @(posedge clk)
     word1 <= o__payload;
   always @(posedge clk)
-    nfirst1 <= \$116 ;
+    nfirst1 <= \$105 ;
   always @(posedge clk)
-    xword <= \$117 ;
+    xword <= \$106 ;
   always @(posedge clk)
     xdata_d1 <= xword;
   always @(posedge clk)
-    w0_0 <= { \o$45 , \o$44 , \o$43 , \o$42 , o };
+    w0_0 <= \$7 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -8639,7 +7873,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     t0_0_l6_0 <= t0_0_w5_0;
   always @(posedge clk)
-    w1_0 <= { \o$186 , \o$185 , \o$184 , \o$183 , \o$182  };
+    w1_0 <= \$8 ;
   always @(posedge clk)
     m1_0_0 <= p1_0_0;
   always @(posedge clk)
@@ -8777,7 +8011,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     t1_0_l6_0 <= t1_0_w5_0;
   always @(posedge clk)
-    w2_0 <= { \o$327 , \o$326 , \o$325 , \o$324 , \o$323  };
+    w2_0 <= \$9 ;
   always @(posedge clk)
     m2_0_0 <= p2_0_0;
   always @(posedge clk)
@@ -8915,7 +8149,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     t2_0_l6_0 <= t2_0_w5_0;
   always @(posedge clk)
-    w3_0 <= { \o$468 , \o$467 , \o$466 , \o$465 , \o$464  };
+    w3_0 <= \$10 ;
   always @(posedge clk)
     m3_0_0 <= p3_0_0;
   always @(posedge clk)
@@ -9053,99 +8287,177 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   always @(posedge clk)
     t3_0_l6_0 <= t3_0_w5_0;
   always @(posedge clk)
-    xsum_l1_0 <= xsum_w0_0;
+    v2_d1 <= \$107 ;
   always @(posedge clk)
-    xsum_l1_1 <= xsum_w0_2;
+    v2_d2 <= \$108 ;
   always @(posedge clk)
-    xsum_l1_2 <= xsum_w0_4;
+    v2_d3 <= \$109 ;
   always @(posedge clk)
-    xsum_l1_3 <= xsum_w0_6;
+    v2_d4 <= \$110 ;
   always @(posedge clk)
-    xsum_l1_4 <= xsum_w0_8;
+    v2_d5 <= \$111 ;
   always @(posedge clk)
-    xsum_l1_5 <= xsum_w0_10;
+    last2_d1 <= \$112 ;
   always @(posedge clk)
-    xsum_l1_6 <= xsum_w0_12;
+    last2_d2 <= \$113 ;
   always @(posedge clk)
-    xsum_l1_7 <= xsum_w0_14;
+    last2_d3 <= \$114 ;
   always @(posedge clk)
-    xsum_l1_8 <= xsum_w0_16;
+    last2_d4 <= \$115 ;
   always @(posedge clk)
-    xsum_l1_9 <= xsum_w0_18;
+    last2_d5 <= \$116 ;
   always @(posedge clk)
-    xsum_l1_10 <= xsum_w0_20;
+    v2p_d1 <= \$117 ;
   always @(posedge clk)
-    xsum_l1_11 <= xsum_w0_22;
+    v2p_d2 <= \$118 ;
   always @(posedge clk)
-    xsum_l1_12 <= xsum_w0_24;
+    v2p_d3 <= \$119 ;
   always @(posedge clk)
-    xsum_l1_13 <= xsum_w0_26;
+    v2p_d4 <= \$120 ;
   always @(posedge clk)
-    xsum_l1_14 <= xsum_w0_28;
+    first2p_d1 <= \$121 ;
   always @(posedge clk)
-    xsum_l1_15 <= xsum_w0_30;
+    first2p_d2 <= \$122 ;
   always @(posedge clk)
-    xsum_l1_16 <= xsum_w0_32;
+    first2p_d3 <= \$123 ;
   always @(posedge clk)
-    xsum_l1_17 <= xsum_w0_34;
+    first2p_d4 <= \$124 ;
   always @(posedge clk)
-    xsum_l1_18 <= xsum_w0_36;
+    last2p_d1 <= \$125 ;
   always @(posedge clk)
-    xsum_l1_19 <= xsum_w0_38;
+    last2p_d2 <= \$126 ;
   always @(posedge clk)
-    xsum_l1_20 <= xsum_w0_40;
+    last2p_d3 <= \$127 ;
   always @(posedge clk)
-    xsum_l1_21 <= xsum_w0_42;
+    last2p_d4 <= \$128 ;
   always @(posedge clk)
-    xsum_l1_22 <= xsum_w0_44;
+    nfirst2p_d1 <= \$129 ;
   always @(posedge clk)
-    xsum_l1_23 <= xsum_w0_46;
+    nfirst2p_d2 <= \$130 ;
   always @(posedge clk)
-    xsum_l1_24 <= xsum_w0_48;
+    nfirst2p_d3 <= \$131 ;
   always @(posedge clk)
-    xsum_l1_25 <= xsum_w0_50;
+    nfirst2p_d4 <= \$132 ;
   always @(posedge clk)
-    xsum_l1_26 <= xsum_w0_52;
+    acc0_0_g0 <= \$133 ;
   always @(posedge clk)
-    xsum_l1_27 <= xsum_w0_54;
+    acc0_0_g1 <= \$134 ;
   always @(posedge clk)
-    xsum_l1_28 <= xsum_w0_56;
+    acc0_0_g2 <= \$135 ;
   always @(posedge clk)
-    xsum_l1_29 <= xsum_w0_58;
+    acc0_0_g3 <= \$136 ;
   always @(posedge clk)
-    xsum_l1_30 <= xsum_w0_60;
+    acc0_0_g4 <= \$137 ;
   always @(posedge clk)
-    xsum_l1_31 <= xsum_w0_62;
+    acc0_0_g5 <= \$138 ;
   always @(posedge clk)
-    xsum_l1_32 <= xsum_w0_64;
+    acc0_0_g6 <= \$139 ;
   always @(posedge clk)
-    xsum_l1_33 <= xsum_w0_66;
+    acc0_0_g7 <= \$140 ;
   always @(posedge clk)
-    xsum_l1_34 <= xsum_w0_68;
+    acc0_0_g8 <= \$141 ;
   always @(posedge clk)
-    xsum_l1_35 <= xsum_w0_70;
+    acc0_0_g9 <= \$142 ;
   always @(posedge clk)
-    xsum_l1_36 <= xsum_w0_72;
+    acc0_0_g10 <= \$143 ;
   always @(posedge clk)
-    xsum_l1_37 <= xsum_w0_74;
+    acc0_0_g11 <= \$144 ;
   always @(posedge clk)
-    xsum_l1_38 <= xsum_w0_76;
+    acc0_0_g12 <= \$145 ;
   always @(posedge clk)
-    xsum_l1_39 <= xsum_w0_78;
+    acc0_0_g13 <= \$146 ;
   always @(posedge clk)
-    xsum_l1_40 <= xsum_w0_80;
+    acc0_0_g14 <= \$147 ;
   always @(posedge clk)
-    xsum_l1_41 <= xsum_w0_82;
+    acc0_0_g15 <= \$148 ;
   always @(posedge clk)
-    xsum_l1_42 <= xsum_w0_84;
+    acc1_0_g0 <= \$149 ;
   always @(posedge clk)
-    xsum_l1_43 <= xsum_w0_86;
+    acc1_0_g1 <= \$150 ;
+  always @(posedge clk)
+    acc1_0_g2 <= \$151 ;
+  always @(posedge clk)
+    acc1_0_g3 <= \$152 ;
+  always @(posedge clk)
+    acc1_0_g4 <= \$153 ;
+  always @(posedge clk)
+    acc1_0_g5 <= \$154 ;
+  always @(posedge clk)
+    acc1_0_g6 <= \$155 ;
+  always @(posedge clk)
+    acc1_0_g7 <= \$156 ;
+  always @(posedge clk)
+    acc1_0_g8 <= \$157 ;
+  always @(posedge clk)
+    acc1_0_g9 <= \$158 ;
+  always @(posedge clk)
+    acc1_0_g10 <= \$159 ;
+  always @(posedge clk)
+    acc1_0_g11 <= \$160 ;
+  always @(posedge clk)
+    acc1_0_g12 <= \$161 ;
+  always @(posedge clk)
+    acc1_0_g13 <= \$162 ;
+  always @(posedge clk)
+    acc1_0_g14 <= \$163 ;
+  always @(posedge clk)
+    acc1_0_g15 <= \$164 ;
+  always @(posedge clk)
+    acc2_0_g0 <= \$165 ;
+  always @(posedge clk)
+    acc2_0_g1 <= \$166 ;
+  always @(posedge clk)
+    acc2_0_g2 <= \$167 ;
+  always @(posedge clk)
+    acc2_0_g3 <= \$168 ;
+  always @(posedge clk)
+    acc2_0_g4 <= \$169 ;
+  always @(posedge clk)
+    acc2_0_g5 <= \$170 ;
+  always @(posedge clk)
+    acc2_0_g6 <= \$171 ;
+  always @(posedge clk)
+    acc2_0_g7 <= \$172 ;
+  always @(posedge clk)
+    acc2_0_g8 <= \$173 ;
+  always @(posedge clk)
+    acc2_0_g9 <= \$174 ;
+  always @(posedge clk)
+    acc2_0_g10 <= \$175 ;
+  always @(posedge clk)
+    acc2_0_g11 <= \$176 ;
+  always @(posedge clk)
+    acc2_0_g12 <= \$177 ;
+  always @(posedge clk)
+    acc2_0_g13 <= \$178 ;
+  always @(posedge clk)
+    acc2_0_g14 <= \$179 ;
+  always @(posedge clk)
+    acc2_0_g15 <= \$180 ;
+  always @(posedge clk)
+    acc3_0_g0 <= \$181 ;
+  always @(posedge clk)
+    acc3_0_g1 <= \$182 ;
+  always @(posedge clk)
+    acc3_0_g2 <= \$183 ;
+  always @(posedge clk)
+    acc3_0_g3 <= \$184 ;
+  always @(posedge clk)
+    acc3_0_g4 <= \$185 ;
+  always @(posedge clk)
+    acc3_0_g5 <= \$186 ;
+  always @(posedge clk)
+    acc3_0_g6 <= \$187 ;
+  always @(posedge clk)
+    acc3_0_g7 <= \$188 ;
+  always @(posedge clk)
+    acc3_0_g8 <= \$189 ;
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$89 ),
+    .d(\$78 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.conv2.consts  consts (
@@ -9235,12 +8547,12 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   \flexor_lenet5.conv2.fifo  fifo (
     .clk(clk),
-    .o__payload(\o__payload$1089 ),
+    .o__payload(\o__payload$919 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2(rst_conv2),
     .w_en(v_out_d4),
-    .w_port__data(\$79 [7:0])
+    .w_port__data(\$68 [7:0])
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -9275,24 +8587,17 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .q(flags_3)
   );
   flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) flags_x_copy (
-    .clk(clk),
-    .d({ nfirst2p_d4, last2p_d4, first2p_d4, v2p_d4 }),
-    .q(flags_x)
-  );
-  flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) n_first_rom_copy (
     .clk(clk),
-    .d(\$90 ),
+    .d(\$79 ),
     .q(n_first_rom)
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_0_add (
     .a(xdata_d1[7:0]),
     .b(xdata_d1[15:8]),
@@ -9302,7 +8607,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_10_add (
     .a(xdata_d1[167:160]),
     .b(xdata_d1[175:168]),
@@ -9312,7 +8618,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_11_add (
     .a(xdata_d1[183:176]),
     .b(xdata_d1[191:184]),
@@ -9322,7 +8629,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_12_add (
     .a(xdata_d1[199:192]),
     .b(xdata_d1[207:200]),
@@ -9332,7 +8640,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_13_add (
     .a(xdata_d1[215:208]),
     .b(xdata_d1[223:216]),
@@ -9342,7 +8651,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_14_add (
     .a(xdata_d1[231:224]),
     .b(xdata_d1[239:232]),
@@ -9352,7 +8662,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_15_add (
     .a(xdata_d1[247:240]),
     .b(xdata_d1[255:248]),
@@ -9362,7 +8673,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_16_add (
     .a(xdata_d1[263:256]),
     .b(xdata_d1[271:264]),
@@ -9372,7 +8684,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_17_add (
     .a(xdata_d1[279:272]),
     .b(xdata_d1[287:280]),
@@ -9382,7 +8695,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_18_add (
     .a(xdata_d1[295:288]),
     .b(xdata_d1[303:296]),
@@ -9392,7 +8706,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_19_add (
     .a(xdata_d1[311:304]),
     .b(xdata_d1[319:312]),
@@ -9402,7 +8717,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_1_add (
     .a(xdata_d1[23:16]),
     .b(xdata_d1[31:24]),
@@ -9412,7 +8728,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_20_add (
     .a(xdata_d1[327:320]),
     .b(xdata_d1[335:328]),
@@ -9422,7 +8739,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_21_add (
     .a(xdata_d1[343:336]),
     .b(xdata_d1[351:344]),
@@ -9432,7 +8750,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_22_add (
     .a(xdata_d1[359:352]),
     .b(xdata_d1[367:360]),
@@ -9442,7 +8761,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_23_add (
     .a(xdata_d1[375:368]),
     .b(xdata_d1[383:376]),
@@ -9452,7 +8772,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_24_add (
     .a(xdata_d1[391:384]),
     .b(xdata_d1[399:392]),
@@ -9462,7 +8783,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_25_add (
     .a(xdata_d1[407:400]),
     .b(xdata_d1[415:408]),
@@ -9472,7 +8794,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_26_add (
     .a(xdata_d1[423:416]),
     .b(xdata_d1[431:424]),
@@ -9482,7 +8805,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_27_add (
     .a(xdata_d1[439:432]),
     .b(xdata_d1[447:440]),
@@ -9492,7 +8816,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_28_add (
     .a(xdata_d1[455:448]),
     .b(xdata_d1[463:456]),
@@ -9502,7 +8827,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_29_add (
     .a(xdata_d1[471:464]),
     .b(xdata_d1[479:472]),
@@ -9512,7 +8838,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_2_add (
     .a(xdata_d1[39:32]),
     .b(xdata_d1[47:40]),
@@ -9522,7 +8849,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_30_add (
     .a(xdata_d1[487:480]),
     .b(xdata_d1[495:488]),
@@ -9532,7 +8860,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_31_add (
     .a(xdata_d1[503:496]),
     .b(xdata_d1[511:504]),
@@ -9542,7 +8871,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_32_add (
     .a(xdata_d1[519:512]),
     .b(xdata_d1[527:520]),
@@ -9552,7 +8882,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_33_add (
     .a(xdata_d1[535:528]),
     .b(xdata_d1[543:536]),
@@ -9562,7 +8893,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_34_add (
     .a(xdata_d1[551:544]),
     .b(xdata_d1[559:552]),
@@ -9572,7 +8904,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_35_add (
     .a(xdata_d1[567:560]),
     .b(xdata_d1[575:568]),
@@ -9582,7 +8915,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_36_add (
     .a(xdata_d1[583:576]),
     .b(xdata_d1[591:584]),
@@ -9592,7 +8926,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_37_add (
     .a(xdata_d1[599:592]),
     .b(xdata_d1[607:600]),
@@ -9602,7 +8937,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_38_add (
     .a(xdata_d1[615:608]),
     .b(xdata_d1[623:616]),
@@ -9612,7 +8948,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_39_add (
     .a(xdata_d1[631:624]),
     .b(xdata_d1[639:632]),
@@ -9622,7 +8959,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_3_add (
     .a(xdata_d1[55:48]),
     .b(xdata_d1[63:56]),
@@ -9632,7 +8970,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_40_add (
     .a(xdata_d1[647:640]),
     .b(xdata_d1[655:648]),
@@ -9642,7 +8981,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_41_add (
     .a(xdata_d1[663:656]),
     .b(xdata_d1[671:664]),
@@ -9652,7 +8992,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_42_add (
     .a(xdata_d1[679:672]),
     .b(xdata_d1[687:680]),
@@ -9662,7 +9003,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_43_add (
     .a(xdata_d1[695:688]),
     .b(xdata_d1[703:696]),
@@ -9672,7 +9014,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_44_add (
     .a(xdata_d1[711:704]),
     .b(xdata_d1[719:712]),
@@ -9682,7 +9025,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_45_add (
     .a(xdata_d1[727:720]),
     .b(xdata_d1[735:728]),
@@ -9692,7 +9036,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_46_add (
     .a(xdata_d1[743:736]),
     .b(xdata_d1[751:744]),
@@ -9702,7 +9047,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_47_add (
     .a(xdata_d1[759:752]),
     .b(xdata_d1[767:760]),
@@ -9712,7 +9058,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_48_add (
     .a(xdata_d1[775:768]),
     .b(xdata_d1[783:776]),
@@ -9722,7 +9069,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_49_add (
     .a(xdata_d1[791:784]),
     .b(xdata_d1[799:792]),
@@ -9732,7 +9080,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -9742,7 +9091,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_5_add (
     .a(xdata_d1[87:80]),
     .b(xdata_d1[95:88]),
@@ -9752,7 +9102,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_6_add (
     .a(xdata_d1[103:96]),
     .b(xdata_d1[111:104]),
@@ -9762,7 +9113,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_7_add (
     .a(xdata_d1[119:112]),
     .b(xdata_d1[127:120]),
@@ -9772,7 +9124,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_8_add (
     .a(xdata_d1[135:128]),
     .b(xdata_d1[143:136]),
@@ -9782,7 +9135,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_9_add (
     .a(xdata_d1[151:144]),
     .b(xdata_d1[159:152]),
@@ -9792,7 +9146,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_0_add (
     .a(xdata_d1[7:0]),
     .b(xdata_d1[15:8]),
@@ -9802,7 +9157,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_10_add (
     .a(xdata_d1[167:160]),
     .b(xdata_d1[175:168]),
@@ -9812,7 +9168,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_11_add (
     .a(xdata_d1[183:176]),
     .b(xdata_d1[191:184]),
@@ -9822,7 +9179,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_12_add (
     .a(xdata_d1[199:192]),
     .b(xdata_d1[207:200]),
@@ -9832,7 +9190,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_13_add (
     .a(xdata_d1[215:208]),
     .b(xdata_d1[223:216]),
@@ -9842,7 +9201,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_14_add (
     .a(xdata_d1[231:224]),
     .b(xdata_d1[239:232]),
@@ -9852,7 +9212,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_15_add (
     .a(xdata_d1[247:240]),
     .b(xdata_d1[255:248]),
@@ -9862,7 +9223,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_16_add (
     .a(xdata_d1[263:256]),
     .b(xdata_d1[271:264]),
@@ -9872,7 +9234,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_17_add (
     .a(xdata_d1[279:272]),
     .b(xdata_d1[287:280]),
@@ -9882,7 +9245,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_18_add (
     .a(xdata_d1[295:288]),
     .b(xdata_d1[303:296]),
@@ -9892,7 +9256,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_19_add (
     .a(xdata_d1[311:304]),
     .b(xdata_d1[319:312]),
@@ -9902,7 +9267,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_1_add (
     .a(xdata_d1[23:16]),
     .b(xdata_d1[31:24]),
@@ -9912,7 +9278,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_20_add (
     .a(xdata_d1[327:320]),
     .b(xdata_d1[335:328]),
@@ -9922,7 +9289,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_21_add (
     .a(xdata_d1[343:336]),
     .b(xdata_d1[351:344]),
@@ -9932,7 +9300,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_22_add (
     .a(xdata_d1[359:352]),
     .b(xdata_d1[367:360]),
@@ -9942,7 +9311,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_23_add (
     .a(xdata_d1[375:368]),
     .b(xdata_d1[383:376]),
@@ -9952,7 +9322,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_24_add (
     .a(xdata_d1[391:384]),
     .b(xdata_d1[399:392]),
@@ -9962,7 +9333,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_25_add (
     .a(xdata_d1[407:400]),
     .b(xdata_d1[415:408]),
@@ -9972,7 +9344,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_26_add (
     .a(xdata_d1[423:416]),
     .b(xdata_d1[431:424]),
@@ -9982,7 +9355,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_27_add (
     .a(xdata_d1[439:432]),
     .b(xdata_d1[447:440]),
@@ -9992,7 +9366,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_28_add (
     .a(xdata_d1[455:448]),
     .b(xdata_d1[463:456]),
@@ -10002,7 +9377,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_29_add (
     .a(xdata_d1[471:464]),
     .b(xdata_d1[479:472]),
@@ -10012,7 +9388,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_2_add (
     .a(xdata_d1[39:32]),
     .b(xdata_d1[47:40]),
@@ -10022,7 +9399,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_30_add (
     .a(xdata_d1[487:480]),
     .b(xdata_d1[495:488]),
@@ -10032,7 +9410,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_31_add (
     .a(xdata_d1[503:496]),
     .b(xdata_d1[511:504]),
@@ -10042,7 +9421,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_32_add (
     .a(xdata_d1[519:512]),
     .b(xdata_d1[527:520]),
@@ -10052,7 +9432,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_33_add (
     .a(xdata_d1[535:528]),
     .b(xdata_d1[543:536]),
@@ -10062,7 +9443,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_34_add (
     .a(xdata_d1[551:544]),
     .b(xdata_d1[559:552]),
@@ -10072,7 +9454,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_35_add (
     .a(xdata_d1[567:560]),
     .b(xdata_d1[575:568]),
@@ -10082,7 +9465,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_36_add (
     .a(xdata_d1[583:576]),
     .b(xdata_d1[591:584]),
@@ -10092,7 +9476,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_37_add (
     .a(xdata_d1[599:592]),
     .b(xdata_d1[607:600]),
@@ -10102,7 +9487,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_38_add (
     .a(xdata_d1[615:608]),
     .b(xdata_d1[623:616]),
@@ -10112,7 +9498,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_39_add (
     .a(xdata_d1[631:624]),
     .b(xdata_d1[639:632]),
@@ -10122,7 +9509,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_3_add (
     .a(xdata_d1[55:48]),
     .b(xdata_d1[63:56]),
@@ -10132,7 +9520,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_40_add (
     .a(xdata_d1[647:640]),
     .b(xdata_d1[655:648]),
@@ -10142,7 +9531,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_41_add (
     .a(xdata_d1[663:656]),
     .b(xdata_d1[671:664]),
@@ -10152,7 +9542,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_42_add (
     .a(xdata_d1[679:672]),
     .b(xdata_d1[687:680]),
@@ -10162,7 +9553,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_43_add (
     .a(xdata_d1[695:688]),
     .b(xdata_d1[703:696]),
@@ -10172,7 +9564,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_44_add (
     .a(xdata_d1[711:704]),
     .b(xdata_d1[719:712]),
@@ -10182,7 +9575,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_45_add (
     .a(xdata_d1[727:720]),
     .b(xdata_d1[735:728]),
@@ -10192,7 +9586,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_46_add (
     .a(xdata_d1[743:736]),
     .b(xdata_d1[751:744]),
@@ -10202,7 +9597,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_47_add (
     .a(xdata_d1[759:752]),
     .b(xdata_d1[767:760]),
@@ -10212,7 +9608,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_48_add (
     .a(xdata_d1[775:768]),
     .b(xdata_d1[783:776]),
@@ -10222,7 +9619,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_49_add (
     .a(xdata_d1[791:784]),
     .b(xdata_d1[799:792]),
@@ -10232,7 +9630,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -10242,7 +9641,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_5_add (
     .a(xdata_d1[87:80]),
     .b(xdata_d1[95:88]),
@@ -10252,7 +9652,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_6_add (
     .a(xdata_d1[103:96]),
     .b(xdata_d1[111:104]),
@@ -10262,7 +9663,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_7_add (
     .a(xdata_d1[119:112]),
     .b(xdata_d1[127:120]),
@@ -10272,7 +9674,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_8_add (
     .a(xdata_d1[135:128]),
     .b(xdata_d1[143:136]),
@@ -10282,7 +9685,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p1_0_9_add (
     .a(xdata_d1[151:144]),
     .b(xdata_d1[159:152]),
@@ -10292,7 +9696,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_0_add (
     .a(xdata_d1[7:0]),
     .b(xdata_d1[15:8]),
@@ -10302,7 +9707,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_10_add (
     .a(xdata_d1[167:160]),
     .b(xdata_d1[175:168]),
@@ -10312,7 +9718,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_11_add (
     .a(xdata_d1[183:176]),
     .b(xdata_d1[191:184]),
@@ -10322,7 +9729,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_12_add (
     .a(xdata_d1[199:192]),
     .b(xdata_d1[207:200]),
@@ -10332,7 +9740,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_13_add (
     .a(xdata_d1[215:208]),
     .b(xdata_d1[223:216]),
@@ -10342,7 +9751,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_14_add (
     .a(xdata_d1[231:224]),
     .b(xdata_d1[239:232]),
@@ -10352,7 +9762,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_15_add (
     .a(xdata_d1[247:240]),
     .b(xdata_d1[255:248]),
@@ -10362,7 +9773,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_16_add (
     .a(xdata_d1[263:256]),
     .b(xdata_d1[271:264]),
@@ -10372,7 +9784,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_17_add (
     .a(xdata_d1[279:272]),
     .b(xdata_d1[287:280]),
@@ -10382,7 +9795,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_18_add (
     .a(xdata_d1[295:288]),
     .b(xdata_d1[303:296]),
@@ -10392,7 +9806,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_19_add (
     .a(xdata_d1[311:304]),
     .b(xdata_d1[319:312]),
@@ -10402,7 +9817,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_1_add (
     .a(xdata_d1[23:16]),
     .b(xdata_d1[31:24]),
@@ -10412,7 +9828,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_20_add (
     .a(xdata_d1[327:320]),
     .b(xdata_d1[335:328]),
@@ -10422,7 +9839,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_21_add (
     .a(xdata_d1[343:336]),
     .b(xdata_d1[351:344]),
@@ -10432,7 +9850,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_22_add (
     .a(xdata_d1[359:352]),
     .b(xdata_d1[367:360]),
@@ -10442,7 +9861,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_23_add (
     .a(xdata_d1[375:368]),
     .b(xdata_d1[383:376]),
@@ -10452,7 +9872,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_24_add (
     .a(xdata_d1[391:384]),
     .b(xdata_d1[399:392]),
@@ -10462,7 +9883,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_25_add (
     .a(xdata_d1[407:400]),
     .b(xdata_d1[415:408]),
@@ -10472,7 +9894,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_26_add (
     .a(xdata_d1[423:416]),
     .b(xdata_d1[431:424]),
@@ -10482,7 +9905,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_27_add (
     .a(xdata_d1[439:432]),
     .b(xdata_d1[447:440]),
@@ -10492,7 +9916,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_28_add (
     .a(xdata_d1[455:448]),
     .b(xdata_d1[463:456]),
@@ -10502,7 +9927,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_29_add (
     .a(xdata_d1[471:464]),
     .b(xdata_d1[479:472]),
@@ -10512,7 +9938,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_2_add (
     .a(xdata_d1[39:32]),
     .b(xdata_d1[47:40]),
@@ -10522,7 +9949,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_30_add (
     .a(xdata_d1[487:480]),
     .b(xdata_d1[495:488]),
@@ -10532,7 +9960,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_31_add (
     .a(xdata_d1[503:496]),
     .b(xdata_d1[511:504]),
@@ -10542,7 +9971,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_32_add (
     .a(xdata_d1[519:512]),
     .b(xdata_d1[527:520]),
@@ -10552,7 +9982,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_33_add (
     .a(xdata_d1[535:528]),
     .b(xdata_d1[543:536]),
@@ -10562,7 +9993,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_34_add (
     .a(xdata_d1[551:544]),
     .b(xdata_d1[559:552]),
@@ -10572,7 +10004,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_35_add (
     .a(xdata_d1[567:560]),
     .b(xdata_d1[575:568]),
@@ -10582,7 +10015,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_36_add (
     .a(xdata_d1[583:576]),
     .b(xdata_d1[591:584]),
@@ -10592,7 +10026,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_37_add (
     .a(xdata_d1[599:592]),
     .b(xdata_d1[607:600]),
@@ -10602,7 +10037,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_38_add (
     .a(xdata_d1[615:608]),
     .b(xdata_d1[623:616]),
@@ -10612,7 +10048,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_39_add (
     .a(xdata_d1[631:624]),
     .b(xdata_d1[639:632]),
@@ -10622,7 +10059,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_3_add (
     .a(xdata_d1[55:48]),
     .b(xdata_d1[63:56]),
@@ -10632,7 +10070,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_40_add (
     .a(xdata_d1[647:640]),
     .b(xdata_d1[655:648]),
@@ -10642,7 +10081,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_41_add (
     .a(xdata_d1[663:656]),
     .b(xdata_d1[671:664]),
@@ -10652,7 +10092,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_42_add (
     .a(xdata_d1[679:672]),
     .b(xdata_d1[687:680]),
@@ -10662,7 +10103,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_43_add (
     .a(xdata_d1[695:688]),
     .b(xdata_d1[703:696]),
@@ -10672,7 +10114,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_44_add (
     .a(xdata_d1[711:704]),
     .b(xdata_d1[719:712]),
@@ -10682,7 +10125,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_45_add (
     .a(xdata_d1[727:720]),
     .b(xdata_d1[735:728]),
@@ -10692,7 +10136,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_46_add (
     .a(xdata_d1[743:736]),
     .b(xdata_d1[751:744]),
@@ -10702,7 +10147,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_47_add (
     .a(xdata_d1[759:752]),
     .b(xdata_d1[767:760]),
@@ -10712,7 +10158,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_48_add (
     .a(xdata_d1[775:768]),
     .b(xdata_d1[783:776]),
@@ -10722,7 +10169,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_49_add (
     .a(xdata_d1[791:784]),
     .b(xdata_d1[799:792]),
@@ -10732,7 +10180,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -10742,7 +10191,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_5_add (
     .a(xdata_d1[87:80]),
     .b(xdata_d1[95:88]),
@@ -10752,7 +10202,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_6_add (
     .a(xdata_d1[103:96]),
     .b(xdata_d1[111:104]),
@@ -10762,7 +10213,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_7_add (
     .a(xdata_d1[119:112]),
     .b(xdata_d1[127:120]),
@@ -10772,7 +10224,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_8_add (
     .a(xdata_d1[135:128]),
     .b(xdata_d1[143:136]),
@@ -10782,7 +10235,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p2_0_9_add (
     .a(xdata_d1[151:144]),
     .b(xdata_d1[159:152]),
@@ -10792,7 +10246,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_0_add (
     .a(xdata_d1[7:0]),
     .b(xdata_d1[15:8]),
@@ -10802,7 +10257,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_10_add (
     .a(xdata_d1[167:160]),
     .b(xdata_d1[175:168]),
@@ -10812,7 +10268,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_11_add (
     .a(xdata_d1[183:176]),
     .b(xdata_d1[191:184]),
@@ -10822,7 +10279,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_12_add (
     .a(xdata_d1[199:192]),
     .b(xdata_d1[207:200]),
@@ -10832,7 +10290,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_13_add (
     .a(xdata_d1[215:208]),
     .b(xdata_d1[223:216]),
@@ -10842,7 +10301,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_14_add (
     .a(xdata_d1[231:224]),
     .b(xdata_d1[239:232]),
@@ -10852,7 +10312,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_15_add (
     .a(xdata_d1[247:240]),
     .b(xdata_d1[255:248]),
@@ -10862,7 +10323,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_16_add (
     .a(xdata_d1[263:256]),
     .b(xdata_d1[271:264]),
@@ -10872,7 +10334,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_17_add (
     .a(xdata_d1[279:272]),
     .b(xdata_d1[287:280]),
@@ -10882,7 +10345,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_18_add (
     .a(xdata_d1[295:288]),
     .b(xdata_d1[303:296]),
@@ -10892,7 +10356,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_19_add (
     .a(xdata_d1[311:304]),
     .b(xdata_d1[319:312]),
@@ -10902,7 +10367,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_1_add (
     .a(xdata_d1[23:16]),
     .b(xdata_d1[31:24]),
@@ -10912,7 +10378,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_20_add (
     .a(xdata_d1[327:320]),
     .b(xdata_d1[335:328]),
@@ -10922,7 +10389,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_21_add (
     .a(xdata_d1[343:336]),
     .b(xdata_d1[351:344]),
@@ -10932,7 +10400,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_22_add (
     .a(xdata_d1[359:352]),
     .b(xdata_d1[367:360]),
@@ -10942,7 +10411,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_23_add (
     .a(xdata_d1[375:368]),
     .b(xdata_d1[383:376]),
@@ -10952,7 +10422,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_24_add (
     .a(xdata_d1[391:384]),
     .b(xdata_d1[399:392]),
@@ -10962,7 +10433,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_25_add (
     .a(xdata_d1[407:400]),
     .b(xdata_d1[415:408]),
@@ -10972,7 +10444,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_26_add (
     .a(xdata_d1[423:416]),
     .b(xdata_d1[431:424]),
@@ -10982,7 +10455,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_27_add (
     .a(xdata_d1[439:432]),
     .b(xdata_d1[447:440]),
@@ -10992,7 +10466,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_28_add (
     .a(xdata_d1[455:448]),
     .b(xdata_d1[463:456]),
@@ -11002,7 +10477,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_29_add (
     .a(xdata_d1[471:464]),
     .b(xdata_d1[479:472]),
@@ -11012,7 +10488,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_2_add (
     .a(xdata_d1[39:32]),
     .b(xdata_d1[47:40]),
@@ -11022,7 +10499,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_30_add (
     .a(xdata_d1[487:480]),
     .b(xdata_d1[495:488]),
@@ -11032,7 +10510,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_31_add (
     .a(xdata_d1[503:496]),
     .b(xdata_d1[511:504]),
@@ -11042,7 +10521,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_32_add (
     .a(xdata_d1[519:512]),
     .b(xdata_d1[527:520]),
@@ -11052,7 +10532,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_33_add (
     .a(xdata_d1[535:528]),
     .b(xdata_d1[543:536]),
@@ -11062,7 +10543,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_34_add (
     .a(xdata_d1[551:544]),
     .b(xdata_d1[559:552]),
@@ -11072,7 +10554,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_35_add (
     .a(xdata_d1[567:560]),
     .b(xdata_d1[575:568]),
@@ -11082,7 +10565,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_36_add (
     .a(xdata_d1[583:576]),
     .b(xdata_d1[591:584]),
@@ -11092,7 +10576,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_37_add (
     .a(xdata_d1[599:592]),
     .b(xdata_d1[607:600]),
@@ -11102,7 +10587,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_38_add (
     .a(xdata_d1[615:608]),
     .b(xdata_d1[623:616]),
@@ -11112,7 +10598,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_39_add (
     .a(xdata_d1[631:624]),
     .b(xdata_d1[639:632]),
@@ -11122,7 +10609,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_3_add (
     .a(xdata_d1[55:48]),
     .b(xdata_d1[63:56]),
@@ -11132,7 +10620,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_40_add (
     .a(xdata_d1[647:640]),
     .b(xdata_d1[655:648]),
@@ -11142,7 +10631,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_41_add (
     .a(xdata_d1[663:656]),
     .b(xdata_d1[671:664]),
@@ -11152,7 +10642,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_42_add (
     .a(xdata_d1[679:672]),
     .b(xdata_d1[687:680]),
@@ -11162,7 +10653,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_43_add (
     .a(xdata_d1[695:688]),
     .b(xdata_d1[703:696]),
@@ -11172,7 +10664,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_44_add (
     .a(xdata_d1[711:704]),
     .b(xdata_d1[719:712]),
@@ -11182,7 +10675,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_45_add (
     .a(xdata_d1[727:720]),
     .b(xdata_d1[735:728]),
@@ -11192,7 +10686,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_46_add (
     .a(xdata_d1[743:736]),
     .b(xdata_d1[751:744]),
@@ -11202,7 +10697,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_47_add (
     .a(xdata_d1[759:752]),
     .b(xdata_d1[767:760]),
@@ -11212,7 +10708,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_48_add (
     .a(xdata_d1[775:768]),
     .b(xdata_d1[783:776]),
@@ -11222,7 +10719,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_49_add (
     .a(xdata_d1[791:784]),
     .b(xdata_d1[799:792]),
@@ -11232,7 +10730,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -11242,7 +10741,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_5_add (
     .a(xdata_d1[87:80]),
     .b(xdata_d1[95:88]),
@@ -11252,7 +10752,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_6_add (
     .a(xdata_d1[103:96]),
     .b(xdata_d1[111:104]),
@@ -11262,7 +10763,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_7_add (
     .a(xdata_d1[119:112]),
     .b(xdata_d1[127:120]),
@@ -11272,7 +10774,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_8_add (
     .a(xdata_d1[135:128]),
     .b(xdata_d1[143:136]),
@@ -11282,7 +10785,8 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p3_0_9_add (
     .a(xdata_d1[151:144]),
     .b(xdata_d1[159:152]),
@@ -11295,11 +10799,11 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) ready_copy (
     .clk(clk),
-    .d(\$87 ),
+    .d(\$76 ),
     .q(i__ready)
   );
   \flexor_lenet5.conv2.rom  rom (
-    .addr(\addr$1096 ),
+    .addr(\addr$926 ),
     .clk(clk),
     .data(o__payload),
     .en(en)
@@ -11314,23 +10818,23 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .a(data[12:0]),
     .b(sa0_0_d2[18:17]),
     .clk(clk),
-    .p(\p$862 )
+    .p(\p$724 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$88 ),
+    .d(\$77 ),
     .q(s_last_rom)
   );
   \flexor_lenet5.conv2.weights  weights (
-    .addr(\addr$1096 ),
+    .addr(\addr$926 ),
     .clk(clk),
     .go(en),
     .o__payload(o__payload),
-    .o__ready(\o__ready$890 ),
-    .primed(\o__valid$886 ),
+    .o__ready(\o__ready$752 ),
+    .primed(\o__valid$748 ),
     .rst_conv2(rst_conv2),
     .valid_next(valid_next)
   );
@@ -11339,7 +10843,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_0_copy (
     .clk(clk),
-    .d(\$91 ),
+    .d(\$80 ),
     .q(xload_0)
   );
   flexor_copy #(
@@ -11347,7 +10851,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_10_copy (
     .clk(clk),
-    .d(\$101 ),
+    .d(\$90 ),
     .q(xload_10)
   );
   flexor_copy #(
@@ -11355,7 +10859,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_11_copy (
     .clk(clk),
-    .d(\$102 ),
+    .d(\$91 ),
     .q(xload_11)
   );
   flexor_copy #(
@@ -11363,7 +10867,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_12_copy (
     .clk(clk),
-    .d(\$103 ),
+    .d(\$92 ),
     .q(xload_12)
   );
   flexor_copy #(
@@ -11371,7 +10875,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_1_copy (
     .clk(clk),
-    .d(\$92 ),
+    .d(\$81 ),
     .q(xload_1)
   );
   flexor_copy #(
@@ -11379,7 +10883,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_2_copy (
     .clk(clk),
-    .d(\$93 ),
+    .d(\$82 ),
     .q(xload_2)
   );
   flexor_copy #(
@@ -11387,7 +10891,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_3_copy (
     .clk(clk),
-    .d(\$94 ),
+    .d(\$83 ),
     .q(xload_3)
   );
   flexor_copy #(
@@ -11395,7 +10899,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_4_copy (
     .clk(clk),
-    .d(\$95 ),
+    .d(\$84 ),
     .q(xload_4)
   );
   flexor_copy #(
@@ -11403,7 +10907,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_5_copy (
     .clk(clk),
-    .d(\$96 ),
+    .d(\$85 ),
     .q(xload_5)
   );
   flexor_copy #(
@@ -11411,7 +10915,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_6_copy (
     .clk(clk),
-    .d(\$97 ),
+    .d(\$86 ),
     .q(xload_6)
   );
   flexor_copy #(
@@ -11419,7 +10923,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_7_copy (
     .clk(clk),
-    .d(\$98 ),
+    .d(\$87 ),
     .q(xload_7)
   );
   flexor_copy #(
@@ -11427,7 +10931,7 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_8_copy (
     .clk(clk),
-    .d(\$99 ),
+    .d(\$88 ),
     .q(xload_8)
   );
   flexor_copy #(
@@ -11435,1068 +10939,1050 @@ module \flexor_lenet5.conv2 (i__valid, rst_conv2, i__ready, o__ready, i__payload
     .WIDTH(32'd1)
   ) xload_9_copy (
     .clk(clk),
-    .d(\$100 ),
+    .d(\$89 ),
     .q(xload_9)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$118  = \$signal$18 ;
-    if (rst_conv2) begin
-      \$118  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$119  = v2_d1;
-    if (rst_conv2) begin
-      \$119  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$120  = v2_d2;
-    if (rst_conv2) begin
-      \$120  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$121  = v2_d3;
-    if (rst_conv2) begin
-      \$121  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$122  = v2_d4;
-    if (rst_conv2) begin
-      \$122  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$123  = last1;
-    if (rst_conv2) begin
-      \$123  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$124  = last2_d1;
-    if (rst_conv2) begin
-      \$124  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$125  = last2_d2;
-    if (rst_conv2) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$126  = last2_d3;
-    if (rst_conv2) begin
-      \$126  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$127  = last2_d4;
-    if (rst_conv2) begin
-      \$127  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$128  = \$signal$18 ;
-    if (rst_conv2) begin
-      \$128  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$129  = v2p_d1;
-    if (rst_conv2) begin
-      \$129  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$130  = v2p_d2;
-    if (rst_conv2) begin
-      \$130  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$131  = v2p_d3;
-    if (rst_conv2) begin
-      \$131  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$132  = \$signal$19 ;
-    if (rst_conv2) begin
-      \$132  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$133  = first2p_d1;
-    if (rst_conv2) begin
-      \$133  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$134  = first2p_d2;
-    if (rst_conv2) begin
-      \$134  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$135  = first2p_d3;
-    if (rst_conv2) begin
-      \$135  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$136  = last1;
-    if (rst_conv2) begin
-      \$136  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$137  = last2p_d1;
-    if (rst_conv2) begin
-      \$137  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$138  = last2p_d2;
-    if (rst_conv2) begin
-      \$138  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$139  = last2p_d3;
-    if (rst_conv2) begin
-      \$139  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$140  = nfirst1;
-    if (rst_conv2) begin
-      \$140  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$141  = nfirst2p_d1;
-    if (rst_conv2) begin
-      \$141  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$142  = nfirst2p_d2;
-    if (rst_conv2) begin
-      \$142  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$143  = nfirst2p_d3;
-    if (rst_conv2) begin
-      \$143  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$144  = xacc;
-    if (\$7 ) begin
-      \$144  = \$9 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$145  = xfin;
-    if (\$11 ) begin
-      \$145  = \$13 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$146  = acc0_0_g0;
-    if (flags_0[0]) begin
-      \$146  = acc0_0_g1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$147  = acc0_0_g1;
-    if (flags_0[0]) begin
-      \$147  = acc0_0_g2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$148  = acc0_0_g2;
-    if (flags_0[0]) begin
-      \$148  = acc0_0_g3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$149  = acc0_0_g3;
-    if (flags_0[0]) begin
-      \$149  = acc0_0_g4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$150  = acc0_0_g4;
-    if (flags_0[0]) begin
-      \$150  = acc0_0_g5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$151  = acc0_0_g5;
-    if (flags_0[0]) begin
-      \$151  = acc0_0_g6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$152  = acc0_0_g6;
-    if (flags_0[0]) begin
-      \$152  = acc0_0_g7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$153  = acc0_0_g7;
-    if (flags_0[0]) begin
-      \$153  = acc0_0_g8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$154  = acc0_0_g8;
-    if (flags_0[0]) begin
-      \$154  = acc0_0_g9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$155  = acc0_0_g9;
-    if (flags_0[0]) begin
-      \$155  = acc0_0_g10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$156  = acc0_0_g10;
-    if (flags_0[0]) begin
-      \$156  = acc0_0_g11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$157  = acc0_0_g11;
-    if (flags_0[0]) begin
-      \$157  = acc0_0_g12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$158  = acc0_0_g12;
-    if (flags_0[0]) begin
-      \$158  = acc0_0_g13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$159  = acc0_0_g13;
-    if (flags_0[0]) begin
-      \$159  = acc0_0_g14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$160  = acc0_0_g14;
-    if (flags_0[0]) begin
-      \$160  = acc0_0_g15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$161  = acc0_0_g15;
-    if (flags_0[0]) begin
-      \$161  = \$15 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$162  = acc1_0_g0;
-    if (flags_1[0]) begin
-      \$162  = acc1_0_g1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$163  = acc1_0_g1;
-    if (flags_1[0]) begin
-      \$163  = acc1_0_g2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$164  = acc1_0_g2;
-    if (flags_1[0]) begin
-      \$164  = acc1_0_g3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$165  = acc1_0_g3;
-    if (flags_1[0]) begin
-      \$165  = acc1_0_g4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$166  = acc1_0_g4;
-    if (flags_1[0]) begin
-      \$166  = acc1_0_g5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$167  = acc1_0_g5;
-    if (flags_1[0]) begin
-      \$167  = acc1_0_g6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$168  = acc1_0_g6;
-    if (flags_1[0]) begin
-      \$168  = acc1_0_g7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$169  = acc1_0_g7;
-    if (flags_1[0]) begin
-      \$169  = acc1_0_g8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$170  = acc1_0_g8;
-    if (flags_1[0]) begin
-      \$170  = acc1_0_g9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$171  = acc1_0_g9;
-    if (flags_1[0]) begin
-      \$171  = acc1_0_g10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$172  = acc1_0_g10;
-    if (flags_1[0]) begin
-      \$172  = acc1_0_g11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$173  = acc1_0_g11;
-    if (flags_1[0]) begin
-      \$173  = acc1_0_g12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$174  = acc1_0_g12;
-    if (flags_1[0]) begin
-      \$174  = acc1_0_g13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$175  = acc1_0_g13;
-    if (flags_1[0]) begin
-      \$175  = acc1_0_g14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$176  = acc1_0_g14;
-    if (flags_1[0]) begin
-      \$176  = acc1_0_g15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$177  = acc1_0_g15;
-    if (flags_1[0]) begin
-      \$177  = \$17 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$178  = acc2_0_g0;
-    if (flags_2[0]) begin
-      \$178  = acc2_0_g1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$179  = acc2_0_g1;
-    if (flags_2[0]) begin
-      \$179  = acc2_0_g2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$180  = acc2_0_g2;
-    if (flags_2[0]) begin
-      \$180  = acc2_0_g3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$181  = acc2_0_g3;
-    if (flags_2[0]) begin
-      \$181  = acc2_0_g4;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$182  = acc2_0_g4;
-    if (flags_2[0]) begin
-      \$182  = acc2_0_g5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$183  = acc2_0_g5;
-    if (flags_2[0]) begin
-      \$183  = acc2_0_g6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$184  = acc2_0_g6;
-    if (flags_2[0]) begin
-      \$184  = acc2_0_g7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$185  = acc2_0_g7;
-    if (flags_2[0]) begin
-      \$185  = acc2_0_g8;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$186  = acc2_0_g8;
-    if (flags_2[0]) begin
-      \$186  = acc2_0_g9;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$187  = acc2_0_g9;
-    if (flags_2[0]) begin
-      \$187  = acc2_0_g10;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$188  = acc2_0_g10;
-    if (flags_2[0]) begin
-      \$188  = acc2_0_g11;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$189  = acc2_0_g11;
-    if (flags_2[0]) begin
-      \$189  = acc2_0_g12;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$190  = acc2_0_g12;
-    if (flags_2[0]) begin
-      \$190  = acc2_0_g13;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$191  = acc2_0_g13;
-    if (flags_2[0]) begin
-      \$191  = acc2_0_g14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$192  = acc2_0_g14;
-    if (flags_2[0]) begin
-      \$192  = acc2_0_g15;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$193  = acc2_0_g15;
-    if (flags_2[0]) begin
-      \$193  = \$19 [17:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$194  = acc3_0_g0;
+    \$191  = acc3_0_g10;
     if (flags_3[0]) begin
-      \$194  = acc3_0_g1;
+      \$191  = acc3_0_g11;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$195  = acc3_0_g1;
+    \$192  = acc3_0_g11;
     if (flags_3[0]) begin
-      \$195  = acc3_0_g2;
+      \$192  = acc3_0_g12;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$196  = acc3_0_g2;
+    \$193  = acc3_0_g12;
     if (flags_3[0]) begin
-      \$196  = acc3_0_g3;
+      \$193  = acc3_0_g13;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$197  = acc3_0_g3;
+    \$194  = acc3_0_g13;
     if (flags_3[0]) begin
-      \$197  = acc3_0_g4;
+      \$194  = acc3_0_g14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$198  = acc3_0_g4;
+    \$195  = acc3_0_g14;
     if (flags_3[0]) begin
-      \$198  = acc3_0_g5;
+      \$195  = acc3_0_g15;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$199  = acc3_0_g5;
+    \$196  = acc3_0_g15;
     if (flags_3[0]) begin
-      \$199  = acc3_0_g6;
+      \$196  = \$18 [17:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$200  = acc3_0_g6;
-    if (flags_3[0]) begin
-      \$200  = acc3_0_g7;
+    \$197  = group_end;
+    if (rst_conv2) begin
+      \$197  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$201  = acc3_0_g7;
-    if (flags_3[0]) begin
-      \$201  = acc3_0_g8;
+    \$198  = group_wptr;
+    if (group_written_d1) begin
+      \$198  = \$21 [3:0];
+    end
+    if (rst_conv2) begin
+      \$198  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$202  = acc3_0_g8;
-    if (flags_3[0]) begin
-      \$202  = acc3_0_g9;
+    \$199  = ser_left;
+    if (done) begin
+      \$199  = 3'h4;
+    end else if (ser) begin
+      \$199  = \$22 [2:0];
+    end
+    if (rst_conv2) begin
+      \$199  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$203  = acc3_0_g9;
-    if (flags_3[0]) begin
-      \$203  = acc3_0_g10;
+    \$200  = beat;
+    if (ser) begin
+      \$200  = \$25 [5:0];
+    end
+    if (rst_conv2) begin
+      \$200  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$204  = acc3_0_g10;
-    if (flags_3[0]) begin
-      \$204  = acc3_0_g11;
+    \$201  = \$27 [4:0];
+    if (rst_conv2) begin
+      \$201  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$205  = acc3_0_g11;
-    if (flags_3[0]) begin
-      \$205  = acc3_0_g12;
+    \$202  = group_read;
+    if (rst_conv2) begin
+      \$202  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$206  = acc3_0_g12;
-    if (flags_3[0]) begin
-      \$206  = acc3_0_g13;
+    \$203  = group_rptr;
+    if (group_read) begin
+      \$203  = \$30 [3:0];
+    end
+    if (rst_conv2) begin
+      \$203  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$207  = acc3_0_g13;
-    if (flags_3[0]) begin
-      \$207  = acc3_0_g14;
+    \$204  = bank0_0;
+    if (done) begin
+      \$204  = rport__data[18:0];
+    end else if (ser) begin
+      \$204  = bank1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$208  = acc3_0_g14;
-    if (flags_3[0]) begin
-      \$208  = acc3_0_g15;
+    \$205  = bank1_0;
+    if (done) begin
+      \$205  = rport__data[37:19];
+    end else if (ser) begin
+      \$205  = bank2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$209  = acc3_0_g15;
-    if (flags_3[0]) begin
-      \$209  = \$21 [17:0];
+    \$206  = bank2_0;
+    if (done) begin
+      \$206  = rport__data[56:38];
+    end else if (ser) begin
+      \$206  = bank3_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$210  = group_end;
+    \$207  = bank3_0;
+    if (done) begin
+      \$207  = rport__data[75:57];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$208  = \$31 ;
+    if (rst_conv2) begin
+      \$208  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$209  = \$33 ;
+    if (rst_conv2) begin
+      \$209  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$210  = \$signal$715 ;
     if (rst_conv2) begin
       \$210  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$211  = group_wptr;
-    if (group_written_d1) begin
-      \$211  = \$24 [3:0];
-    end
+    \$211  = vb_d1;
     if (rst_conv2) begin
-      \$211  = 4'h0;
+      \$211  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$212  = ser_left;
-    if (done) begin
-      \$212  = 3'h4;
-    end else if (ser) begin
-      \$212  = \$25 [2:0];
-    end
+    \$212  = vb_d2;
     if (rst_conv2) begin
-      \$212  = 3'h0;
+      \$212  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$213  = beat;
-    if (ser) begin
-      \$213  = \$28 [5:0];
-    end
+    \$213  = v_out_d1;
     if (rst_conv2) begin
-      \$213  = 6'h00;
+      \$213  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$214  = \$30 [4:0];
+    \$214  = v_out_d2;
     if (rst_conv2) begin
-      \$214  = 5'h00;
+      \$214  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$215  = group_read;
+    \$215  = v_out_d3;
     if (rst_conv2) begin
       \$215  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$216  = group_rptr;
-    if (group_read) begin
-      \$216  = \$33 [3:0];
-    end
+    \$216  = ka;
     if (rst_conv2) begin
-      \$216  = 4'h0;
+      \$216  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$217  = bank0_0;
-    if (done) begin
-      \$217  = rport__data[18:0];
-    end else if (ser) begin
-      \$217  = bank1_0;
+    \$217  = skipped_d1;
+    if (rst_conv2) begin
+      \$217  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$218  = bank1_0;
-    if (done) begin
-      \$218  = rport__data[37:19];
-    end else if (ser) begin
-      \$218  = bank2_0;
+    \$218  = skipped_d2;
+    if (rst_conv2) begin
+      \$218  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$219  = bank2_0;
-    if (done) begin
-      \$219  = rport__data[56:38];
-    end else if (ser) begin
-      \$219  = bank3_0;
+    \$219  = skipped_d3;
+    if (rst_conv2) begin
+      \$219  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$220  = bank3_0;
-    if (done) begin
-      \$220  = rport__data[75:57];
+    \$220  = skipped_d4;
+    if (rst_conv2) begin
+      \$220  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$221  = \$34 ;
+    \$221  = skipped_d5;
     if (rst_conv2) begin
       \$221  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$222  = \$36 ;
+    \$222  = \$45 ;
     if (rst_conv2) begin
-      \$222  = 1'h0;
+      \$222  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$223  = \$signal$853 ;
+    \$223  = \$71 [4:0];
     if (rst_conv2) begin
-      \$223  = 1'h0;
+      \$223  = 5'h14;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$224  = vb_d1;
+    \$224  = credits_room_next;
     if (rst_conv2) begin
-      \$224  = 1'h0;
+      \$224  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$225  = vb_d2;
+    \$93  = slots_room_next;
     if (rst_conv2) begin
-      \$225  = 1'h0;
+      \$93  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$226  = v_out_d1;
+    \$94  = \$signal ;
     if (rst_conv2) begin
-      \$226  = 1'h0;
+      \$94  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$227  = v_out_d2;
+    \$95  = n_last_next;
     if (rst_conv2) begin
-      \$227  = 1'h0;
+      \$95  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$228  = v_out_d3;
+    \$96  = n_first_next;
     if (rst_conv2) begin
-      \$228  = 1'h0;
+      \$96  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$229  = ka;
-    if (rst_conv2) begin
-      \$229  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$230  = skipped_d1;
-    if (rst_conv2) begin
-      \$230  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$231  = skipped_d2;
-    if (rst_conv2) begin
-      \$231  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$232  = skipped_d3;
-    if (rst_conv2) begin
-      \$232  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$233  = skipped_d4;
-    if (rst_conv2) begin
-      \$233  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$234  = skipped_d5;
-    if (rst_conv2) begin
-      \$234  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$235  = \$48 ;
-    if (rst_conv2) begin
-      \$235  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$236  = \$82 [4:0];
-    if (rst_conv2) begin
-      \$236  = 5'h14;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$237  = credits_room_next;
-    if (rst_conv2) begin
-      \$237  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$104  = slots_room_next;
-    if (rst_conv2) begin
-      \$104  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$105  = \$signal ;
-    if (rst_conv2) begin
-      \$105  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$106  = n_last_next;
-    if (rst_conv2) begin
-      \$106  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$107  = n_first_next;
-    if (rst_conv2) begin
-      \$107  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$108  = group_idx;
+    \$97  = group_idx;
     if (\$signal$10 ) begin
-      \$108  = \$2 [3:0];
+      \$97  = \$2 [3:0];
     end
     if (rst_conv2) begin
-      \$108  = 4'h0;
+      \$97  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$109  = word_idx;
+    \$98  = word_idx;
     if (\$signal$10 ) begin
       if (group_last) begin
-        \$109  = \$4 [2:0];
+        \$98  = \$4 [2:0];
       end
     end
     if (rst_conv2) begin
-      \$109  = 3'h0;
+      \$98  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$110  = group_read;
+    \$99  = group_read;
+    if (rst_conv2) begin
+      \$99  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$100  = \$62 [4:0];
+    if (rst_conv2) begin
+      \$100  = 5'h10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$101  = slots_room_next;
+    if (rst_conv2) begin
+      \$101  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$102  = \$signal$10 ;
+    if (rst_conv2) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$103  = \$5 ;
+    if (rst_conv2) begin
+      \$103  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$104  = word_last;
+    if (rst_conv2) begin
+      \$104  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$105  = \$6 ;
+    if (rst_conv2) begin
+      \$105  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$106  = xword;
+    if (xload_0) begin
+      \$106 [63:0] = i__payload[63:0];
+    end
+    if (xload_1) begin
+      \$106 [127:64] = i__payload[127:64];
+    end
+    if (xload_2) begin
+      \$106 [191:128] = i__payload[191:128];
+    end
+    if (xload_3) begin
+      \$106 [255:192] = i__payload[255:192];
+    end
+    if (xload_4) begin
+      \$106 [319:256] = i__payload[319:256];
+    end
+    if (xload_5) begin
+      \$106 [383:320] = i__payload[383:320];
+    end
+    if (xload_6) begin
+      \$106 [447:384] = i__payload[447:384];
+    end
+    if (xload_7) begin
+      \$106 [511:448] = i__payload[511:448];
+    end
+    if (xload_8) begin
+      \$106 [575:512] = i__payload[575:512];
+    end
+    if (xload_9) begin
+      \$106 [639:576] = i__payload[639:576];
+    end
+    if (xload_10) begin
+      \$106 [703:640] = i__payload[703:640];
+    end
+    if (xload_11) begin
+      \$106 [767:704] = i__payload[767:704];
+    end
+    if (xload_12) begin
+      \$106 [799:768] = i__payload[799:768];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$107  = \$signal$18 ;
+    if (rst_conv2) begin
+      \$107  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$108  = v2_d1;
+    if (rst_conv2) begin
+      \$108  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$109  = v2_d2;
+    if (rst_conv2) begin
+      \$109  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$110  = v2_d3;
     if (rst_conv2) begin
       \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$111  = \$65 [4:0];
+    \$111  = v2_d4;
     if (rst_conv2) begin
-      \$111  = 5'h10;
+      \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$112  = slots_room_next;
+    \$112  = last1;
     if (rst_conv2) begin
-      \$112  = 1'h1;
+      \$112  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$113  = \$signal$10 ;
+    \$113  = last2_d1;
     if (rst_conv2) begin
       \$113  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$114  = \$5 ;
+    \$114  = last2_d2;
     if (rst_conv2) begin
       \$114  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$115  = word_last;
+    \$115  = last2_d3;
     if (rst_conv2) begin
       \$115  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$116  = \$6 ;
+    \$116  = last2_d4;
     if (rst_conv2) begin
-      \$116  = 1'h1;
+      \$116  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
-    \$117  = xword;
-    if (xload_0) begin
-      \$117 [63:0] = i__payload[63:0];
-    end
-    if (xload_1) begin
-      \$117 [127:64] = i__payload[127:64];
-    end
-    if (xload_2) begin
-      \$117 [191:128] = i__payload[191:128];
-    end
-    if (xload_3) begin
-      \$117 [255:192] = i__payload[255:192];
-    end
-    if (xload_4) begin
-      \$117 [319:256] = i__payload[319:256];
-    end
-    if (xload_5) begin
-      \$117 [383:320] = i__payload[383:320];
-    end
-    if (xload_6) begin
-      \$117 [447:384] = i__payload[447:384];
-    end
-    if (xload_7) begin
-      \$117 [511:448] = i__payload[511:448];
-    end
-    if (xload_8) begin
-      \$117 [575:512] = i__payload[575:512];
-    end
-    if (xload_9) begin
-      \$117 [639:576] = i__payload[639:576];
-    end
-    if (xload_10) begin
-      \$117 [703:640] = i__payload[703:640];
-    end
-    if (xload_11) begin
-      \$117 [767:704] = i__payload[767:704];
-    end
-    if (xload_12) begin
-      \$117 [799:768] = i__payload[799:768];
+    \$117  = \$signal$18 ;
+    if (rst_conv2) begin
+      \$117  = 1'h0;
     end
   end
-  assign space_next = \$65 [4:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$118  = v2p_d1;
+    if (rst_conv2) begin
+      \$118  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$119  = v2p_d2;
+    if (rst_conv2) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$120  = v2p_d3;
+    if (rst_conv2) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$121  = \$signal$19 ;
+    if (rst_conv2) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$122  = first2p_d1;
+    if (rst_conv2) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$123  = first2p_d2;
+    if (rst_conv2) begin
+      \$123  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$124  = first2p_d3;
+    if (rst_conv2) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$125  = last1;
+    if (rst_conv2) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$126  = last2p_d1;
+    if (rst_conv2) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$127  = last2p_d2;
+    if (rst_conv2) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$128  = last2p_d3;
+    if (rst_conv2) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$129  = nfirst1;
+    if (rst_conv2) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$130  = nfirst2p_d1;
+    if (rst_conv2) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$131  = nfirst2p_d2;
+    if (rst_conv2) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$132  = nfirst2p_d3;
+    if (rst_conv2) begin
+      \$132  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$133  = acc0_0_g0;
+    if (flags_0[0]) begin
+      \$133  = acc0_0_g1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$134  = acc0_0_g1;
+    if (flags_0[0]) begin
+      \$134  = acc0_0_g2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$135  = acc0_0_g2;
+    if (flags_0[0]) begin
+      \$135  = acc0_0_g3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$136  = acc0_0_g3;
+    if (flags_0[0]) begin
+      \$136  = acc0_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$137  = acc0_0_g4;
+    if (flags_0[0]) begin
+      \$137  = acc0_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$138  = acc0_0_g5;
+    if (flags_0[0]) begin
+      \$138  = acc0_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$139  = acc0_0_g6;
+    if (flags_0[0]) begin
+      \$139  = acc0_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$140  = acc0_0_g7;
+    if (flags_0[0]) begin
+      \$140  = acc0_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$141  = acc0_0_g8;
+    if (flags_0[0]) begin
+      \$141  = acc0_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$142  = acc0_0_g9;
+    if (flags_0[0]) begin
+      \$142  = acc0_0_g10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$143  = acc0_0_g10;
+    if (flags_0[0]) begin
+      \$143  = acc0_0_g11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$144  = acc0_0_g11;
+    if (flags_0[0]) begin
+      \$144  = acc0_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$145  = acc0_0_g12;
+    if (flags_0[0]) begin
+      \$145  = acc0_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$146  = acc0_0_g13;
+    if (flags_0[0]) begin
+      \$146  = acc0_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$147  = acc0_0_g14;
+    if (flags_0[0]) begin
+      \$147  = acc0_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$148  = acc0_0_g15;
+    if (flags_0[0]) begin
+      \$148  = \$12 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$149  = acc1_0_g0;
+    if (flags_1[0]) begin
+      \$149  = acc1_0_g1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$150  = acc1_0_g1;
+    if (flags_1[0]) begin
+      \$150  = acc1_0_g2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$151  = acc1_0_g2;
+    if (flags_1[0]) begin
+      \$151  = acc1_0_g3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$152  = acc1_0_g3;
+    if (flags_1[0]) begin
+      \$152  = acc1_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$153  = acc1_0_g4;
+    if (flags_1[0]) begin
+      \$153  = acc1_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$154  = acc1_0_g5;
+    if (flags_1[0]) begin
+      \$154  = acc1_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$155  = acc1_0_g6;
+    if (flags_1[0]) begin
+      \$155  = acc1_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$156  = acc1_0_g7;
+    if (flags_1[0]) begin
+      \$156  = acc1_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$157  = acc1_0_g8;
+    if (flags_1[0]) begin
+      \$157  = acc1_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$158  = acc1_0_g9;
+    if (flags_1[0]) begin
+      \$158  = acc1_0_g10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$159  = acc1_0_g10;
+    if (flags_1[0]) begin
+      \$159  = acc1_0_g11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$160  = acc1_0_g11;
+    if (flags_1[0]) begin
+      \$160  = acc1_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$161  = acc1_0_g12;
+    if (flags_1[0]) begin
+      \$161  = acc1_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$162  = acc1_0_g13;
+    if (flags_1[0]) begin
+      \$162  = acc1_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$163  = acc1_0_g14;
+    if (flags_1[0]) begin
+      \$163  = acc1_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$164  = acc1_0_g15;
+    if (flags_1[0]) begin
+      \$164  = \$14 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$165  = acc2_0_g0;
+    if (flags_2[0]) begin
+      \$165  = acc2_0_g1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$166  = acc2_0_g1;
+    if (flags_2[0]) begin
+      \$166  = acc2_0_g2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$167  = acc2_0_g2;
+    if (flags_2[0]) begin
+      \$167  = acc2_0_g3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$168  = acc2_0_g3;
+    if (flags_2[0]) begin
+      \$168  = acc2_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$169  = acc2_0_g4;
+    if (flags_2[0]) begin
+      \$169  = acc2_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$170  = acc2_0_g5;
+    if (flags_2[0]) begin
+      \$170  = acc2_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$171  = acc2_0_g6;
+    if (flags_2[0]) begin
+      \$171  = acc2_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$172  = acc2_0_g7;
+    if (flags_2[0]) begin
+      \$172  = acc2_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$173  = acc2_0_g8;
+    if (flags_2[0]) begin
+      \$173  = acc2_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$174  = acc2_0_g9;
+    if (flags_2[0]) begin
+      \$174  = acc2_0_g10;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$175  = acc2_0_g10;
+    if (flags_2[0]) begin
+      \$175  = acc2_0_g11;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$176  = acc2_0_g11;
+    if (flags_2[0]) begin
+      \$176  = acc2_0_g12;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$177  = acc2_0_g12;
+    if (flags_2[0]) begin
+      \$177  = acc2_0_g13;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$178  = acc2_0_g13;
+    if (flags_2[0]) begin
+      \$178  = acc2_0_g14;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$179  = acc2_0_g14;
+    if (flags_2[0]) begin
+      \$179  = acc2_0_g15;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$180  = acc2_0_g15;
+    if (flags_2[0]) begin
+      \$180  = \$16 [17:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$181  = acc3_0_g0;
+    if (flags_3[0]) begin
+      \$181  = acc3_0_g1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$182  = acc3_0_g1;
+    if (flags_3[0]) begin
+      \$182  = acc3_0_g2;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$183  = acc3_0_g2;
+    if (flags_3[0]) begin
+      \$183  = acc3_0_g3;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$184  = acc3_0_g3;
+    if (flags_3[0]) begin
+      \$184  = acc3_0_g4;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$185  = acc3_0_g4;
+    if (flags_3[0]) begin
+      \$185  = acc3_0_g5;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$186  = acc3_0_g5;
+    if (flags_3[0]) begin
+      \$186  = acc3_0_g6;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$187  = acc3_0_g6;
+    if (flags_3[0]) begin
+      \$187  = acc3_0_g7;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$188  = acc3_0_g7;
+    if (flags_3[0]) begin
+      \$188  = acc3_0_g8;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$189  = acc3_0_g8;
+    if (flags_3[0]) begin
+      \$189  = acc3_0_g9;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
+    \$190  = acc3_0_g9;
+    if (flags_3[0]) begin
+      \$190  = acc3_0_g10;
+    end
+  end
+  assign space_next = \$62 [4:0];
   assign shift = ser;
-  assign \space_next$882  = \$82 [4:0];
+  assign \space_next$744  = \$71 [4:0];
   assign ready = i__ready;
   assign i = word1[15:0];
-  assign \i$895  = word1[31:16];
-  assign \i$896  = word1[47:32];
-  assign \i$897  = word1[63:48];
-  assign \i$898  = word1[79:64];
-  assign \i$931  = word1[95:80];
-  assign \i$932  = word1[111:96];
-  assign \i$933  = word1[127:112];
-  assign \i$934  = word1[143:128];
-  assign \i$935  = word1[159:144];
-  assign \i$968  = word1[175:160];
-  assign \i$969  = word1[191:176];
-  assign \i$970  = word1[207:192];
-  assign \i$971  = word1[223:208];
-  assign \i$972  = word1[239:224];
-  assign \i$1005  = word1[255:240];
-  assign \i$1006  = word1[271:256];
-  assign \i$1007  = word1[287:272];
-  assign \i$1008  = word1[303:288];
-  assign \i$1009  = word1[319:304];
-  assign s0_0 = \$67 [18:0];
-  assign s1_0 = \$69 [18:0];
-  assign s2_0 = \$71 [18:0];
-  assign s3_0 = \$73 [18:0];
+  assign \i$757  = word1[31:16];
+  assign \i$758  = word1[47:32];
+  assign \i$759  = word1[63:48];
+  assign \i$760  = word1[79:64];
+  assign \i$793  = word1[95:80];
+  assign \i$794  = word1[111:96];
+  assign \i$795  = word1[127:112];
+  assign \i$796  = word1[143:128];
+  assign \i$797  = word1[159:144];
+  assign \i$830  = word1[175:160];
+  assign \i$831  = word1[191:176];
+  assign \i$832  = word1[207:192];
+  assign \i$833  = word1[223:208];
+  assign \i$834  = word1[239:224];
+  assign \i$867  = word1[255:240];
+  assign \i$868  = word1[271:256];
+  assign \i$869  = word1[287:272];
+  assign \i$870  = word1[303:288];
+  assign \i$871  = word1[319:304];
+  assign s0_0 = { 1'h0, acc0_0_g15 };
+  assign s1_0 = { 1'h0, acc1_0_g15 };
+  assign s2_0 = { 1'h0, acc2_0_g15 };
+  assign s3_0 = { 1'h0, acc3_0_g15 };
   assign \$signature__addr  = group_wptr;
-  assign \$signature__data  = { \$73 [18:0], \$71 [18:0], \$69 [18:0], \$67 [18:0] };
+  assign \$signature__data  = { 1'h0, acc3_0_g15, 1'h0, acc2_0_g15, 1'h0, acc1_0_g15, 1'h0, acc0_0_g15 };
   assign \$signature__en  = group_written_d1;
   assign rport__addr = group_rptr;
   assign rport__en = 1'h1;
   assign addr = beat;
   assign a = data[12:0];
   assign b = sa0_0_d2[16:0];
-  assign \a$1086  = data[12:0];
-  assign \b$1087  = sa0_0_d2[18:17];
-  assign rq0_y = \$79 [7:0];
-  assign \o__payload$1090  = \o__payload$1089 ;
-  assign \o__ready$1091  = o__ready;
-  assign \o__valid$1092  = o__valid;
-  assign w_data = \$79 [7:0];
+  assign \a$916  = data[12:0];
+  assign \b$917  = sa0_0_d2[18:17];
+  assign rq0_y = \$68 [7:0];
+  assign \o__payload$920  = \o__payload$919 ;
+  assign \o__ready$921  = o__ready;
+  assign \o__valid$922  = o__valid;
+  assign w_data = \$68 [7:0];
   assign w_en = v_out_d4;
-  assign \data$1097  = o__payload;
-  assign \$34  = ser;
-  assign \$35  = 1'h0;
-  assign \$36  = 1'h0;
-  assign \$38  = { p[29], p };
-  assign \$39  = { \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 [14], \p$862 , 17'h00000 };
+  assign \data$927  = o__payload;
+  assign \$31  = ser;
+  assign \$32  = 1'h0;
+  assign \$33  = 1'h0;
+  assign \$35  = { p[29], p };
+  assign \$36  = { \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 [14], \p$724 , 17'h00000 };
+  assign \$39  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
+  assign \$40  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
   assign \$42  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$43  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$45  = { rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30], rq0_acc_s2_0[30:16] };
-  assign \$66  = { acc0_0_g15, 1'h0 };
-  assign \$68  = { acc1_0_g15, 1'h0 };
-  assign \$70  = { acc2_0_g15, 1'h0 };
-  assign \$72  = { acc3_0_g15, 1'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -12505,14 +11991,14 @@ module \flexor_lenet5.conv2.consts (data, addr, clk);
   wire [5:0] addr;
   input clk;
   wire clk;
-  output [31:0] data;
-  wire [31:0] data;
+  output [42:0] data;
+  wire [42:0] data;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd6),
     .DEPTH(32'd64),
     .INIT_FILE("flexor_lenet5_l1_consts.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd32)
+    .WIDTH(32'd43)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -21187,7 +20673,7 @@ module \flexor_lenet5.conv2_window.rows.out (rst_conv2_window, o__ready, w_en, w
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, \port$5692$0 , o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, \port$5507$0 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -21421,8 +20907,8 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   wire o__valid;
   (* init = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [799:0] out;
-  input [399:0] \port$5692$0 ;
-  wire [399:0] \port$5692$0 ;
+  input [399:0] \port$5507$0 ;
+  wire [399:0] \port$5507$0 ;
   wire ready;
   wire ready_0;
   wire ready_1;
@@ -22181,25 +21667,25 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
       \$197 [383:320] = word[783:720];
     end
     if (\$42 ) begin
-      \$197 [447:384] = { \port$5692$0 [87:80], \port$5692$0 [71:64], \port$5692$0 [55:48], \port$5692$0 [39:32], \port$5692$0 [23:16], \port$5692$0 [7:0], word[799:784] };
+      \$197 [447:384] = { \port$5507$0 [87:80], \port$5507$0 [71:64], \port$5507$0 [55:48], \port$5507$0 [39:32], \port$5507$0 [23:16], \port$5507$0 [7:0], word[799:784] };
     end
     if (\$46 ) begin
-      \$197 [511:448] = { \port$5692$0 [215:208], \port$5692$0 [199:192], \port$5692$0 [183:176], \port$5692$0 [167:160], \port$5692$0 [151:144], \port$5692$0 [135:128], \port$5692$0 [119:112], \port$5692$0 [103:96] };
+      \$197 [511:448] = { \port$5507$0 [215:208], \port$5507$0 [199:192], \port$5507$0 [183:176], \port$5507$0 [167:160], \port$5507$0 [151:144], \port$5507$0 [135:128], \port$5507$0 [119:112], \port$5507$0 [103:96] };
     end
     if (\$50 ) begin
-      \$197 [575:512] = { \port$5692$0 [343:336], \port$5692$0 [327:320], \port$5692$0 [311:304], \port$5692$0 [295:288], \port$5692$0 [279:272], \port$5692$0 [263:256], \port$5692$0 [247:240], \port$5692$0 [231:224] };
+      \$197 [575:512] = { \port$5507$0 [343:336], \port$5507$0 [327:320], \port$5507$0 [311:304], \port$5507$0 [295:288], \port$5507$0 [279:272], \port$5507$0 [263:256], \port$5507$0 [247:240], \port$5507$0 [231:224] };
     end
     if (\$54 ) begin
-      \$197 [639:576] = { \port$5692$0 [79:72], \port$5692$0 [63:56], \port$5692$0 [47:40], \port$5692$0 [31:24], \port$5692$0 [15:8], \port$5692$0 [391:384], \port$5692$0 [375:368], \port$5692$0 [359:352] };
+      \$197 [639:576] = { \port$5507$0 [79:72], \port$5507$0 [63:56], \port$5507$0 [47:40], \port$5507$0 [31:24], \port$5507$0 [15:8], \port$5507$0 [391:384], \port$5507$0 [375:368], \port$5507$0 [359:352] };
     end
     if (\$58 ) begin
-      \$197 [703:640] = { \port$5692$0 [207:200], \port$5692$0 [191:184], \port$5692$0 [175:168], \port$5692$0 [159:152], \port$5692$0 [143:136], \port$5692$0 [127:120], \port$5692$0 [111:104], \port$5692$0 [95:88] };
+      \$197 [703:640] = { \port$5507$0 [207:200], \port$5507$0 [191:184], \port$5507$0 [175:168], \port$5507$0 [159:152], \port$5507$0 [143:136], \port$5507$0 [127:120], \port$5507$0 [111:104], \port$5507$0 [95:88] };
     end
     if (\$62 ) begin
-      \$197 [767:704] = { \port$5692$0 [335:328], \port$5692$0 [319:312], \port$5692$0 [303:296], \port$5692$0 [287:280], \port$5692$0 [271:264], \port$5692$0 [255:248], \port$5692$0 [239:232], \port$5692$0 [223:216] };
+      \$197 [767:704] = { \port$5507$0 [335:328], \port$5507$0 [319:312], \port$5507$0 [303:296], \port$5507$0 [287:280], \port$5507$0 [271:264], \port$5507$0 [255:248], \port$5507$0 [239:232], \port$5507$0 [223:216] };
     end
     if (\$66 ) begin
-      \$197 [799:768] = { \port$5692$0 [399:392], \port$5692$0 [383:376], \port$5692$0 [367:360], \port$5692$0 [351:344] };
+      \$197 [799:768] = { \port$5507$0 [399:392], \port$5507$0 [383:376], \port$5507$0 [367:360], \port$5507$0 [351:344] };
     end
   end
   assign ready = i__ready;
@@ -22208,7 +21694,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   assign full_q = full;
   assign ready_q = i__ready;
   assign last_q = last;
-  assign i__payload = { \port$5692$0 [399:392], \port$5692$0 [383:376], \port$5692$0 [367:360], \port$5692$0 [351:344], \port$5692$0 [335:328], \port$5692$0 [319:312], \port$5692$0 [303:296], \port$5692$0 [287:280], \port$5692$0 [271:264], \port$5692$0 [255:248], \port$5692$0 [239:232], \port$5692$0 [223:216], \port$5692$0 [207:200], \port$5692$0 [191:184], \port$5692$0 [175:168], \port$5692$0 [159:152], \port$5692$0 [143:136], \port$5692$0 [127:120], \port$5692$0 [111:104], \port$5692$0 [95:88], \port$5692$0 [79:72], \port$5692$0 [63:56], \port$5692$0 [47:40], \port$5692$0 [31:24], \port$5692$0 [15:8], \port$5692$0 [391:384], \port$5692$0 [375:368], \port$5692$0 [359:352], \port$5692$0 [343:336], \port$5692$0 [327:320], \port$5692$0 [311:304], \port$5692$0 [295:288], \port$5692$0 [279:272], \port$5692$0 [263:256], \port$5692$0 [247:240], \port$5692$0 [231:224], \port$5692$0 [215:208], \port$5692$0 [199:192], \port$5692$0 [183:176], \port$5692$0 [167:160], \port$5692$0 [151:144], \port$5692$0 [135:128], \port$5692$0 [119:112], \port$5692$0 [103:96], \port$5692$0 [87:80], \port$5692$0 [71:64], \port$5692$0 [55:48], \port$5692$0 [39:32], \port$5692$0 [23:16], \port$5692$0 [7:0] };
+  assign i__payload = { \port$5507$0 [399:392], \port$5507$0 [383:376], \port$5507$0 [367:360], \port$5507$0 [351:344], \port$5507$0 [335:328], \port$5507$0 [319:312], \port$5507$0 [303:296], \port$5507$0 [287:280], \port$5507$0 [271:264], \port$5507$0 [255:248], \port$5507$0 [239:232], \port$5507$0 [223:216], \port$5507$0 [207:200], \port$5507$0 [191:184], \port$5507$0 [175:168], \port$5507$0 [159:152], \port$5507$0 [143:136], \port$5507$0 [127:120], \port$5507$0 [111:104], \port$5507$0 [95:88], \port$5507$0 [79:72], \port$5507$0 [63:56], \port$5507$0 [47:40], \port$5507$0 [31:24], \port$5507$0 [15:8], \port$5507$0 [391:384], \port$5507$0 [375:368], \port$5507$0 [359:352], \port$5507$0 [343:336], \port$5507$0 [327:320], \port$5507$0 [311:304], \port$5507$0 [295:288], \port$5507$0 [279:272], \port$5507$0 [263:256], \port$5507$0 [247:240], \port$5507$0 [231:224], \port$5507$0 [215:208], \port$5507$0 [199:192], \port$5507$0 [183:176], \port$5507$0 [167:160], \port$5507$0 [151:144], \port$5507$0 [135:128], \port$5507$0 [119:112], \port$5507$0 [103:96], \port$5507$0 [87:80], \port$5507$0 [71:64], \port$5507$0 [55:48], \port$5507$0 [39:32], \port$5507$0 [23:16], \port$5507$0 [7:0] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -24054,7 +23540,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p0_0_0_add (
     .a(xdata_d1[7:0]),
     .b(xdata_d1[15:8]),
@@ -24064,7 +23551,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p0_0_1_add (
     .a(xdata_d1[23:16]),
     .b(xdata_d1[31:24]),
@@ -24074,7 +23562,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p0_0_2_add (
     .a(xdata_d1[39:32]),
     .b(xdata_d1[47:40]),
@@ -24084,7 +23573,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p0_0_3_add (
     .a(xdata_d1[55:48]),
     .b(xdata_d1[63:56]),
@@ -24094,7 +23584,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p0_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -24104,7 +23595,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p0_0_5_add (
     .a(xdata_d1[87:80]),
     .b(xdata_d1[95:88]),
@@ -24114,7 +23606,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p0_0_6_add (
     .a(xdata_d1[103:96]),
     .b(xdata_d1[111:104]),
@@ -24124,7 +23617,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p0_0_7_add (
     .a(xdata_d1[119:112]),
     .b(xdata_d1[127:120]),
@@ -24134,7 +23628,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p0_0_8_add (
     .a(xdata_d1[135:128]),
     .b(xdata_d1[143:136]),
@@ -24144,7 +23639,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p0_0_9_add (
     .a(xdata_d1[151:144]),
     .b(xdata_d1[159:152]),
@@ -24154,7 +23650,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p1_0_0_add (
     .a(xdata_d1[7:0]),
     .b(xdata_d1[15:8]),
@@ -24164,7 +23661,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p1_0_1_add (
     .a(xdata_d1[23:16]),
     .b(xdata_d1[31:24]),
@@ -24174,7 +23672,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p1_0_2_add (
     .a(xdata_d1[39:32]),
     .b(xdata_d1[47:40]),
@@ -24184,7 +23683,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p1_0_3_add (
     .a(xdata_d1[55:48]),
     .b(xdata_d1[63:56]),
@@ -24194,7 +23694,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p1_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -24204,7 +23705,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p1_0_5_add (
     .a(xdata_d1[87:80]),
     .b(xdata_d1[95:88]),
@@ -24214,7 +23716,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p1_0_6_add (
     .a(xdata_d1[103:96]),
     .b(xdata_d1[111:104]),
@@ -24224,7 +23727,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p1_0_7_add (
     .a(xdata_d1[119:112]),
     .b(xdata_d1[127:120]),
@@ -24234,7 +23738,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p1_0_8_add (
     .a(xdata_d1[135:128]),
     .b(xdata_d1[143:136]),
@@ -24244,7 +23749,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p1_0_9_add (
     .a(xdata_d1[151:144]),
     .b(xdata_d1[159:152]),
@@ -24254,7 +23760,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p2_0_0_add (
     .a(xdata_d1[7:0]),
     .b(xdata_d1[15:8]),
@@ -24264,7 +23771,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p2_0_1_add (
     .a(xdata_d1[23:16]),
     .b(xdata_d1[31:24]),
@@ -24274,7 +23782,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p2_0_2_add (
     .a(xdata_d1[39:32]),
     .b(xdata_d1[47:40]),
@@ -24284,7 +23793,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p2_0_3_add (
     .a(xdata_d1[55:48]),
     .b(xdata_d1[63:56]),
@@ -24294,7 +23804,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p2_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -24304,7 +23815,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p2_0_5_add (
     .a(xdata_d1[87:80]),
     .b(xdata_d1[95:88]),
@@ -24314,7 +23826,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p2_0_6_add (
     .a(xdata_d1[103:96]),
     .b(xdata_d1[111:104]),
@@ -24324,7 +23837,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p2_0_7_add (
     .a(xdata_d1[119:112]),
     .b(xdata_d1[127:120]),
@@ -24334,7 +23848,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p2_0_8_add (
     .a(xdata_d1[135:128]),
     .b(xdata_d1[143:136]),
@@ -24344,7 +23859,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p2_0_9_add (
     .a(xdata_d1[151:144]),
     .b(xdata_d1[159:152]),
@@ -24354,7 +23870,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p3_0_0_add (
     .a(xdata_d1[7:0]),
     .b(xdata_d1[15:8]),
@@ -24364,7 +23881,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p3_0_1_add (
     .a(xdata_d1[23:16]),
     .b(xdata_d1[31:24]),
@@ -24374,7 +23892,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p3_0_2_add (
     .a(xdata_d1[39:32]),
     .b(xdata_d1[47:40]),
@@ -24384,7 +23903,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p3_0_3_add (
     .a(xdata_d1[55:48]),
     .b(xdata_d1[63:56]),
@@ -24394,7 +23914,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p3_0_4_add (
     .a(xdata_d1[71:64]),
     .b(xdata_d1[79:72]),
@@ -24404,7 +23925,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p3_0_5_add (
     .a(xdata_d1[87:80]),
     .b(xdata_d1[95:88]),
@@ -24414,7 +23936,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p3_0_6_add (
     .a(xdata_d1[103:96]),
     .b(xdata_d1[111:104]),
@@ -24424,7 +23947,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p3_0_7_add (
     .a(xdata_d1[119:112]),
     .b(xdata_d1[127:120]),
@@ -24434,7 +23958,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p3_0_8_add (
     .a(xdata_d1[135:128]),
     .b(xdata_d1[143:136]),
@@ -24444,7 +23969,8 @@ module \flexor_lenet5.fc1 (rst_fc1, i__ready, \o__ready$169 , i__valid, i__paylo
   );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd0)
   ) p3_0_9_add (
     .a(xdata_d1[151:144]),
     .b(xdata_d1[159:152]),
@@ -26978,41 +26504,41 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire [16:0] \$150 ;
-  wire [17:0] \$151 ;
-  wire \$152 ;
-  wire [16:0] \$153 ;
-  wire [17:0] \$154 ;
-  wire [16:0] \$155 ;
-  wire [17:0] \$156 ;
+  wire \$150 ;
+  wire [16:0] \$151 ;
+  wire [17:0] \$152 ;
+  wire \$153 ;
+  wire [16:0] \$154 ;
+  wire [17:0] \$155 ;
+  wire [1:0] \$156 ;
   wire \$157 ;
-  wire [16:0] \$158 ;
-  wire [17:0] \$159 ;
+  wire [4:0] \$158 ;
+  wire [4:0] \$159 ;
   wire \$16 ;
-  wire [17:0] \$160 ;
-  wire [18:0] \$161 ;
-  wire [1:0] \$162 ;
-  wire \$163 ;
-  wire [4:0] \$164 ;
-  wire [4:0] \$165 ;
-  wire \$166 ;
-  wire \$167 ;
-  wire \$168 ;
-  wire [21:0] \$169 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire [35:0] \$163 ;
+  wire [35:0] \$164 ;
+  wire [50:0] \$165 ;
+  wire [51:0] \$166 ;
+  wire [52:0] \$167 ;
+  wire [35:0] \$168 ;
+  wire [35:0] \$169 ;
   wire \$17 ;
-  wire [35:0] \$170 ;
-  wire [50:0] \$171 ;
-  wire [51:0] \$172 ;
-  wire [52:0] \$173 ;
-  wire [35:0] \$174 ;
-  wire [35:0] \$175 ;
+  wire \$170 ;
+  wire [35:0] \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire [1:0] \$175 ;
   wire \$176 ;
-  wire [35:0] \$177 ;
+  wire \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
-  wire [1:0] \$181 ;
+  wire \$181 ;
   wire \$182 ;
   wire \$183 ;
   wire \$184 ;
@@ -27314,35 +26840,35 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire \$450 ;
   wire \$451 ;
   wire \$452 ;
-  wire \$453 ;
-  wire \$454 ;
-  wire \$455 ;
-  wire \$456 ;
-  wire \$457 ;
-  wire \$458 ;
-  reg [8:0] \$459 ;
+  reg [8:0] \$453 ;
+  reg \$454 ;
+  reg \$455 ;
+  reg \$456 ;
+  reg \$457 ;
+  reg \$458 ;
+  reg \$459 ;
   wire \$46 ;
-  reg \$460 ;
-  reg \$461 ;
-  reg \$462 ;
-  reg \$463 ;
+  reg [4:0] \$460 ;
+  reg [9:0] \$461 ;
+  reg [8:0] \$462 ;
+  reg [3:0] \$463 ;
   reg \$464 ;
-  reg \$465 ;
-  reg [4:0] \$466 ;
-  reg [9:0] \$467 ;
-  reg [8:0] \$468 ;
-  reg [3:0] \$469 ;
+  reg [9:0] \$465 ;
+  reg \$466 ;
+  reg [4:0] \$467 ;
+  reg [4:0] \$468 ;
+  reg [4:0] \$469 ;
   wire \$47 ;
   reg \$470 ;
-  reg [9:0] \$471 ;
+  reg \$471 ;
   reg \$472 ;
-  reg [4:0] \$473 ;
-  reg [4:0] \$474 ;
-  reg [4:0] \$475 ;
+  reg [9:0] \$473 ;
+  reg \$474 ;
+  reg \$475 ;
   reg \$476 ;
   reg \$477 ;
   reg \$478 ;
-  reg [9:0] \$479 ;
+  reg \$479 ;
   wire [9:0] \$48 ;
   reg \$480 ;
   reg \$481 ;
@@ -27351,20 +26877,20 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg \$484 ;
   reg \$485 ;
   reg \$486 ;
-  reg \$487 ;
-  reg \$488 ;
-  reg \$489 ;
+  reg [16:0] \$487 ;
+  reg [16:0] \$488 ;
+  reg [17:0] \$489 ;
   wire \$49 ;
   reg \$490 ;
-  reg \$491 ;
-  reg [16:0] \$492 ;
-  reg [16:0] \$493 ;
+  reg [3:0] \$491 ;
+  reg \$492 ;
+  reg \$493 ;
   reg \$494 ;
-  reg [16:0] \$495 ;
-  reg [16:0] \$496 ;
-  reg [17:0] \$497 ;
+  reg \$495 ;
+  reg \$496 ;
+  reg \$497 ;
   reg \$498 ;
-  reg [3:0] \$499 ;
+  reg \$499 ;
   wire \$5 ;
   wire \$50 ;
   reg \$500 ;
@@ -27374,18 +26900,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg \$504 ;
   reg \$505 ;
   reg \$506 ;
-  reg \$507 ;
-  reg \$508 ;
+  reg [1:0] \$507 ;
+  reg [1:0] \$508 ;
   reg \$509 ;
   wire [5:0] \$51 ;
-  reg \$510 ;
-  reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
-  reg \$514 ;
-  reg [1:0] \$515 ;
-  reg [1:0] \$516 ;
-  reg \$517 ;
   wire [5:0] \$52 ;
   wire [6:0] \$53 ;
   wire [6:0] \$54 ;
@@ -27441,14 +26959,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire \$signal ;
   reg \$signal$590  = 1'h0;
   reg \$signal$591  = 1'h0;
-  reg \$signal$687  = 1'h0;
+  reg \$signal$682  = 1'h0;
   wire [16:0] a;
   wire [1:0] \a$562 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   wire active_rom;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$709 ;
+  wire [7:0] \addr$704 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
   wire [17:0] \b$563 ;
@@ -27464,8 +26982,8 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg credits_room = 1'h1;
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
-  wire [39:0] data;
-  wire [15:0] \data$710 ;
+  wire [53:0] data;
+  wire [15:0] \data$705 ;
   reg done = 1'h0;
   wire en;
   wire filled;
@@ -27473,7 +26991,6 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg first2p_d1 = 1'h0;
   reg first2p_d2 = 1'h0;
   wire [2:0] flags_0;
-  wire [2:0] flags_x;
   reg gap_zero = 1'h1;
   wire gap_zero_next;
   wire group_end;
@@ -27510,7 +27027,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire \o__valid$573 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$695 ;
+  wire [19:0] \p$690 ;
   wire [8:0] p0_0_0;
   reg [4:0] ph = 5'h00;
   reg ph_last = 1'h0;
@@ -28033,10 +27550,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire [5:0] r_page_b0;
   reg [4:0] row_ph0 = 5'h00;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
-  reg [21:0] rq0_acc_s1_1 = 22'h000000;
+  reg [35:0] rq0_acc_s1_1 = 36'h000000000;
   reg [35:0] rq0_acc_s2_0 = 36'h000000000;
-  reg [21:0] rq0_beta = 22'h000000;
-  reg [20:0] rq0_beta_b = 21'h000000;
+  reg [35:0] rq0_beta = 36'h000000000;
+  reg [34:0] rq0_beta_b = 35'h000000000;
   reg rq0_over = 1'h0;
   reg [19:0] rq0_shifted = 20'h00000;
   reg rq0_under = 1'h0;
@@ -28221,11 +27738,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
   wire [15:0] word1;
-  reg [16:0] xacc = 17'h00000;
   reg [7:0] xdata_d1 = 8'h00;
-  reg [16:0] xfin = 17'h00000;
-  reg [7:0] xsum_l0_0 = 8'h00;
-  reg [7:0] xsum_q_d1 = 8'h00;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p0 [15:0];
   initial begin
@@ -30082,338 +29595,316 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     _63_ <= vectors_p9[\port__addr$383 ];
   end
   assign \port__data$606  = _63_;
-  assign \$280  = \$278  & \$279 ;
-  assign \$281  = \$280  ? take : 1'h0;
-  assign \$282  = \$2 [9:4] == 5'h19;
-  assign \$283  = ~ rst_fc2;
-  assign \$284  = \$282  & \$283 ;
-  assign \$285  = \$284  ? take : 1'h0;
-  assign \$286  = \$2 [9:4] == 5'h1a;
-  assign \$287  = ~ rst_fc2;
-  assign \$288  = \$286  & \$287 ;
-  assign \$289  = \$288  ? take : 1'h0;
-  assign \$290  = \$2 [9:4] == 5'h1b;
-  assign \$291  = ~ rst_fc2;
-  assign \$292  = \$290  & \$291 ;
-  assign \$293  = \$292  ? take : 1'h0;
-  assign \$294  = \$2 [9:4] == 5'h1c;
-  assign \$295  = ~ rst_fc2;
-  assign \$296  = \$294  & \$295 ;
-  assign \$297  = \$296  ? take : 1'h0;
-  assign \$298  = \$2 [9:4] == 5'h1d;
-  assign \$299  = ~ rst_fc2;
-  assign \$300  = \$298  & \$299 ;
-  assign \$301  = \$300  ? take : 1'h0;
-  assign \$302  = \$2 [9:4] == 5'h1e;
-  assign \$303  = ~ rst_fc2;
-  assign \$304  = \$302  & \$303 ;
-  assign \$305  = \$304  ? take : 1'h0;
-  assign \$306  = \$2 [9:4] == 5'h1f;
-  assign \$307  = ~ rst_fc2;
-  assign \$308  = \$306  & \$307 ;
-  assign \$309  = \$308  ? take : 1'h0;
-  assign \$310  = \$2 [9:4] == 6'h20;
-  assign \$311  = ~ rst_fc2;
-  assign \$312  = \$310  & \$311 ;
-  assign \$313  = \$312  ? take : 1'h0;
-  assign \$314  = \$2 [9:4] == 6'h21;
-  assign \$315  = ~ rst_fc2;
-  assign \$316  = \$314  & \$315 ;
-  assign \$317  = \$316  ? take : 1'h0;
-  assign \$318  = \$2 [9:4] == 6'h22;
-  assign \$319  = ~ rst_fc2;
-  assign \$320  = \$318  & \$319 ;
-  assign \$321  = \$320  ? take : 1'h0;
-  assign \$322  = \$2 [9:4] == 6'h23;
-  assign \$323  = ~ rst_fc2;
-  assign \$324  = \$322  & \$323 ;
-  assign \$325  = \$324  ? take : 1'h0;
-  assign \$326  = \$2 [9:4] == 6'h24;
-  assign \$327  = ~ rst_fc2;
-  assign \$328  = \$326  & \$327 ;
-  assign \$329  = \$328  ? take : 1'h0;
-  assign \$330  = \$2 [9:4] == 6'h25;
-  assign \$331  = ~ rst_fc2;
-  assign \$332  = \$330  & \$331 ;
-  assign \$333  = \$332  ? take : 1'h0;
-  assign \$334  = \$2 [9:4] == 6'h26;
-  assign \$335  = ~ rst_fc2;
-  assign \$336  = \$334  & \$335 ;
-  assign \$337  = \$336  ? take : 1'h0;
-  assign \$338  = \$2 [9:4] == 6'h27;
-  assign \$339  = ~ rst_fc2;
-  assign \$340  = \$338  & \$339 ;
-  assign \$341  = \$340  ? take : 1'h0;
-  assign \$342  = \$2 [9:4] == 6'h28;
-  assign \$343  = ~ rst_fc2;
-  assign \$344  = \$342  & \$343 ;
-  assign \$345  = \$344  ? take : 1'h0;
-  assign \$346  = \$2 [9:4] == 6'h29;
-  assign \$347  = ~ rst_fc2;
-  assign \$348  = \$346  & \$347 ;
-  assign \$349  = \$348  ? take : 1'h0;
-  assign \$350  = \$2 [9:4] == 6'h2a;
-  assign \$351  = ~ rst_fc2;
-  assign \$352  = \$350  & \$351 ;
-  assign \$353  = \$352  ? take : 1'h0;
-  assign \$354  = \$2 [9:4] == 6'h2b;
-  assign \$355  = ~ rst_fc2;
-  assign \$356  = \$354  & \$355 ;
-  assign \$357  = \$356  ? take : 1'h0;
-  assign \$358  = \$2 [9:4] == 6'h2c;
-  assign \$359  = ~ rst_fc2;
-  assign \$360  = \$358  & \$359 ;
-  assign \$361  = \$360  ? take : 1'h0;
-  assign \$362  = \$2 [9:4] == 6'h2d;
-  assign \$363  = ~ rst_fc2;
-  assign \$364  = \$362  & \$363 ;
-  assign \$365  = \$364  ? take : 1'h0;
-  assign \$366  = \$2 [9:4] == 6'h2e;
-  assign \$367  = ~ rst_fc2;
-  assign \$368  = \$366  & \$367 ;
-  assign \$369  = \$368  ? take : 1'h0;
-  assign \$370  = \$2 [9:4] == 6'h2f;
-  assign \$371  = ~ rst_fc2;
-  assign \$372  = \$370  & \$371 ;
-  assign \$373  = \$372  ? take : 1'h0;
-  assign \$374  = \$2 [9:4] == 6'h30;
-  assign \$375  = ~ rst_fc2;
-  assign \$376  = \$374  & \$375 ;
-  assign \$377  = \$376  ? take : 1'h0;
-  assign \$378  = \$2 [9:4] == 6'h31;
-  assign \$379  = ~ rst_fc2;
-  assign \$380  = \$378  & \$379 ;
-  assign \$381  = \$380  ? take : 1'h0;
-  assign \$382  = \$2 [9:4] == 6'h32;
-  assign \$383  = ~ rst_fc2;
-  assign \$384  = \$382  & \$383 ;
-  assign \$385  = \$384  ? take : 1'h0;
-  assign \$386  = \$2 [9:4] == 6'h33;
-  assign \$387  = ~ rst_fc2;
-  assign \$388  = \$386  & \$387 ;
-  assign \$389  = \$388  ? take : 1'h0;
-  assign \$390  = \$2 [9:4] == 6'h34;
-  assign \$391  = ~ rst_fc2;
-  assign \$392  = \$390  & \$391 ;
-  assign \$393  = \$392  ? take : 1'h0;
-  assign \$394  = \$2 [9:4] == 6'h35;
-  assign \$395  = ~ rst_fc2;
-  assign \$396  = \$394  & \$395 ;
-  assign \$397  = \$396  ? take : 1'h0;
-  assign \$398  = \$2 [9:4] == 6'h36;
-  assign \$399  = ~ rst_fc2;
-  assign \$400  = \$398  & \$399 ;
-  assign \$401  = \$400  ? take : 1'h0;
-  assign \$402  = \$2 [9:4] == 6'h37;
-  assign \$403  = ~ rst_fc2;
-  assign \$404  = \$402  & \$403 ;
-  assign \$405  = \$404  ? take : 1'h0;
-  assign \$406  = \$2 [9:4] == 6'h38;
-  assign \$407  = ~ rst_fc2;
-  assign \$408  = \$406  & \$407 ;
-  assign \$409  = \$408  ? take : 1'h0;
-  assign \$410  = \$2 [9:4] == 6'h39;
-  assign \$411  = ~ rst_fc2;
-  assign \$412  = \$410  & \$411 ;
-  assign \$413  = \$412  ? take : 1'h0;
-  assign \$414  = \$2 [9:4] == 6'h3a;
-  assign \$415  = ~ rst_fc2;
-  assign \$416  = \$414  & \$415 ;
-  assign \$417  = \$416  ? take : 1'h0;
-  assign \$418  = \$2 [9:4] == 6'h3b;
-  assign \$419  = ~ rst_fc2;
-  assign \$420  = \$418  & \$419 ;
-  assign \$421  = \$420  ? take : 1'h0;
-  assign \$422  = \$2 [9:4] == 6'h3c;
-  assign \$423  = ~ rst_fc2;
-  assign \$424  = \$422  & \$423 ;
-  assign \$425  = \$424  ? take : 1'h0;
-  assign \$426  = \$2 [9:4] == 6'h3d;
-  assign \$427  = ~ rst_fc2;
-  assign \$428  = \$426  & \$427 ;
-  assign \$429  = \$428  ? take : 1'h0;
-  assign \$430  = \$2 [9:4] == 6'h3e;
-  assign \$431  = ~ rst_fc2;
-  assign \$432  = \$430  & \$431 ;
-  assign \$433  = \$432  ? take : 1'h0;
-  assign \$434  = \$2 [9:4] == 6'h3f;
-  assign \$435  = ~ rst_fc2;
-  assign \$436  = \$434  & \$435 ;
-  assign \$437  = \$436  ? take : 1'h0;
-  assign \$438  = rst_fc2 | load;
-  assign \$439  = filled ? 1'h1 : w_full;
-  assign \$440  = \$438  ? 1'h0 : \$439 ;
-  assign \$441  = rst_fc2 | load;
-  assign \$442  = filled ? 1'h1 : w_full_issue;
-  assign \$443  = \$441  ? 1'h0 : \$442 ;
-  assign \$444  = step & sn_last;
-  assign \$445  = \$444  ? 1'h0 : active;
-  assign \$446  = load ? 1'h1 : \$445 ;
-  assign \$447  = rst_fc2 ? 1'h0 : \$446 ;
-  assign \$448  = rst_fc2 ? 1'h0 : \$signal ;
-  assign \$450  = rst_fc2 ? 1'h1 : \$449 ;
-  assign \$451  = \$signal  & n_last_next;
+  assign \$288  = \$2 [9:4] == 5'h1c;
+  assign \$289  = ~ rst_fc2;
+  assign \$290  = \$288  & \$289 ;
+  assign \$291  = \$290  ? take : 1'h0;
+  assign \$292  = \$2 [9:4] == 5'h1d;
+  assign \$293  = ~ rst_fc2;
+  assign \$294  = \$292  & \$293 ;
+  assign \$295  = \$294  ? take : 1'h0;
+  assign \$296  = \$2 [9:4] == 5'h1e;
+  assign \$297  = ~ rst_fc2;
+  assign \$298  = \$296  & \$297 ;
+  assign \$299  = \$298  ? take : 1'h0;
+  assign \$300  = \$2 [9:4] == 5'h1f;
+  assign \$301  = ~ rst_fc2;
+  assign \$302  = \$300  & \$301 ;
+  assign \$303  = \$302  ? take : 1'h0;
+  assign \$304  = \$2 [9:4] == 6'h20;
+  assign \$305  = ~ rst_fc2;
+  assign \$306  = \$304  & \$305 ;
+  assign \$307  = \$306  ? take : 1'h0;
+  assign \$308  = \$2 [9:4] == 6'h21;
+  assign \$309  = ~ rst_fc2;
+  assign \$310  = \$308  & \$309 ;
+  assign \$311  = \$310  ? take : 1'h0;
+  assign \$312  = \$2 [9:4] == 6'h22;
+  assign \$313  = ~ rst_fc2;
+  assign \$314  = \$312  & \$313 ;
+  assign \$315  = \$314  ? take : 1'h0;
+  assign \$316  = \$2 [9:4] == 6'h23;
+  assign \$317  = ~ rst_fc2;
+  assign \$318  = \$316  & \$317 ;
+  assign \$319  = \$318  ? take : 1'h0;
+  assign \$320  = \$2 [9:4] == 6'h24;
+  assign \$321  = ~ rst_fc2;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = \$322  ? take : 1'h0;
+  assign \$324  = \$2 [9:4] == 6'h25;
+  assign \$325  = ~ rst_fc2;
+  assign \$326  = \$324  & \$325 ;
+  assign \$327  = \$326  ? take : 1'h0;
+  assign \$328  = \$2 [9:4] == 6'h26;
+  assign \$329  = ~ rst_fc2;
+  assign \$330  = \$328  & \$329 ;
+  assign \$331  = \$330  ? take : 1'h0;
+  assign \$332  = \$2 [9:4] == 6'h27;
+  assign \$333  = ~ rst_fc2;
+  assign \$334  = \$332  & \$333 ;
+  assign \$335  = \$334  ? take : 1'h0;
+  assign \$336  = \$2 [9:4] == 6'h28;
+  assign \$337  = ~ rst_fc2;
+  assign \$338  = \$336  & \$337 ;
+  assign \$339  = \$338  ? take : 1'h0;
+  assign \$340  = \$2 [9:4] == 6'h29;
+  assign \$341  = ~ rst_fc2;
+  assign \$342  = \$340  & \$341 ;
+  assign \$343  = \$342  ? take : 1'h0;
+  assign \$344  = \$2 [9:4] == 6'h2a;
+  assign \$345  = ~ rst_fc2;
+  assign \$346  = \$344  & \$345 ;
+  assign \$347  = \$346  ? take : 1'h0;
+  assign \$348  = \$2 [9:4] == 6'h2b;
+  assign \$349  = ~ rst_fc2;
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = \$350  ? take : 1'h0;
+  assign \$352  = \$2 [9:4] == 6'h2c;
+  assign \$353  = ~ rst_fc2;
+  assign \$354  = \$352  & \$353 ;
+  assign \$355  = \$354  ? take : 1'h0;
+  assign \$356  = \$2 [9:4] == 6'h2d;
+  assign \$357  = ~ rst_fc2;
+  assign \$358  = \$356  & \$357 ;
+  assign \$359  = \$358  ? take : 1'h0;
+  assign \$360  = \$2 [9:4] == 6'h2e;
+  assign \$361  = ~ rst_fc2;
+  assign \$362  = \$360  & \$361 ;
+  assign \$363  = \$362  ? take : 1'h0;
+  assign \$364  = \$2 [9:4] == 6'h2f;
+  assign \$365  = ~ rst_fc2;
+  assign \$366  = \$364  & \$365 ;
+  assign \$367  = \$366  ? take : 1'h0;
+  assign \$368  = \$2 [9:4] == 6'h30;
+  assign \$369  = ~ rst_fc2;
+  assign \$370  = \$368  & \$369 ;
+  assign \$371  = \$370  ? take : 1'h0;
+  assign \$372  = \$2 [9:4] == 6'h31;
+  assign \$373  = ~ rst_fc2;
+  assign \$374  = \$372  & \$373 ;
+  assign \$375  = \$374  ? take : 1'h0;
+  assign \$376  = \$2 [9:4] == 6'h32;
+  assign \$377  = ~ rst_fc2;
+  assign \$378  = \$376  & \$377 ;
+  assign \$379  = \$378  ? take : 1'h0;
+  assign \$380  = \$2 [9:4] == 6'h33;
+  assign \$381  = ~ rst_fc2;
+  assign \$382  = \$380  & \$381 ;
+  assign \$383  = \$382  ? take : 1'h0;
+  assign \$384  = \$2 [9:4] == 6'h34;
+  assign \$385  = ~ rst_fc2;
+  assign \$386  = \$384  & \$385 ;
+  assign \$387  = \$386  ? take : 1'h0;
+  assign \$388  = \$2 [9:4] == 6'h35;
+  assign \$389  = ~ rst_fc2;
+  assign \$390  = \$388  & \$389 ;
+  assign \$391  = \$390  ? take : 1'h0;
+  assign \$392  = \$2 [9:4] == 6'h36;
+  assign \$393  = ~ rst_fc2;
+  assign \$394  = \$392  & \$393 ;
+  assign \$395  = \$394  ? take : 1'h0;
+  assign \$396  = \$2 [9:4] == 6'h37;
+  assign \$397  = ~ rst_fc2;
+  assign \$398  = \$396  & \$397 ;
+  assign \$399  = \$398  ? take : 1'h0;
+  assign \$400  = \$2 [9:4] == 6'h38;
+  assign \$401  = ~ rst_fc2;
+  assign \$402  = \$400  & \$401 ;
+  assign \$403  = \$402  ? take : 1'h0;
+  assign \$404  = \$2 [9:4] == 6'h39;
+  assign \$405  = ~ rst_fc2;
+  assign \$406  = \$404  & \$405 ;
+  assign \$407  = \$406  ? take : 1'h0;
+  assign \$408  = \$2 [9:4] == 6'h3a;
+  assign \$409  = ~ rst_fc2;
+  assign \$410  = \$408  & \$409 ;
+  assign \$411  = \$410  ? take : 1'h0;
+  assign \$412  = \$2 [9:4] == 6'h3b;
+  assign \$413  = ~ rst_fc2;
+  assign \$414  = \$412  & \$413 ;
+  assign \$415  = \$414  ? take : 1'h0;
+  assign \$416  = \$2 [9:4] == 6'h3c;
+  assign \$417  = ~ rst_fc2;
+  assign \$418  = \$416  & \$417 ;
+  assign \$419  = \$418  ? take : 1'h0;
+  assign \$420  = \$2 [9:4] == 6'h3d;
+  assign \$421  = ~ rst_fc2;
+  assign \$422  = \$420  & \$421 ;
+  assign \$423  = \$422  ? take : 1'h0;
+  assign \$424  = \$2 [9:4] == 6'h3e;
+  assign \$425  = ~ rst_fc2;
+  assign \$426  = \$424  & \$425 ;
+  assign \$427  = \$426  ? take : 1'h0;
+  assign \$428  = \$2 [9:4] == 6'h3f;
+  assign \$429  = ~ rst_fc2;
+  assign \$430  = \$428  & \$429 ;
+  assign \$431  = \$430  ? take : 1'h0;
+  assign \$432  = rst_fc2 | load;
+  assign \$433  = filled ? 1'h1 : w_full;
+  assign \$434  = \$432  ? 1'h0 : \$433 ;
+  assign \$435  = rst_fc2 | load;
+  assign \$436  = filled ? 1'h1 : w_full_issue;
+  assign \$437  = \$435  ? 1'h0 : \$436 ;
+  assign \$438  = step & sn_last;
+  assign \$439  = \$438  ? 1'h0 : active;
+  assign \$440  = load ? 1'h1 : \$439 ;
+  assign \$441  = rst_fc2 ? 1'h0 : \$440 ;
+  assign \$442  = rst_fc2 ? 1'h0 : \$signal ;
+  assign \$444  = rst_fc2 ? 1'h1 : \$443 ;
+  assign \$445  = \$signal  & n_last_next;
+  assign \$446  = rst_fc2 ? 1'h0 : \$445 ;
+  assign \$447  = ph_last | sn_last;
+  assign \$448  = ~ \$447 ;
+  assign \$449  = ph == 5'h12;
+  assign \$450  = \$448  & \$449 ;
+  assign \$451  = step ? \$450  : ph_last;
   assign \$452  = rst_fc2 ? 1'h0 : \$451 ;
-  assign \$453  = ph_last | sn_last;
-  assign \$454  = ~ \$453 ;
-  assign \$455  = ph == 5'h12;
-  assign \$456  = \$454  & \$455 ;
-  assign \$457  = step ? \$456  : ph_last;
-  assign \$458  = rst_fc2 ? 1'h0 : \$457 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
-    w_count <= \$459 ;
+    w_count <= \$453 ;
   always @(posedge clk)
-    can_end <= \$460 ;
+    can_end <= \$454 ;
   always @(posedge clk)
-    gap_zero <= \$461 ;
+    gap_zero <= \$455 ;
   always @(posedge clk)
-    s_last <= \$462 ;
+    s_last <= \$456 ;
   always @(posedge clk)
-    n_last <= \$463 ;
+    n_last <= \$457 ;
   always @(posedge clk)
-    sn_last <= \$464 ;
+    sn_last <= \$458 ;
   always @(posedge clk)
-    ph_last <= \$465 ;
+    ph_last <= \$459 ;
   always @(posedge clk)
-    ph <= \$466 ;
+    ph <= \$460 ;
   always @(posedge clk)
-    r_addr <= \$467 ;
+    r_addr <= \$461 ;
   always @(posedge clk)
-    s_idx <= \$468 ;
+    s_idx <= \$462 ;
   always @(posedge clk)
-    n_idx <= \$469 ;
+    n_idx <= \$463 ;
   always @(posedge clk)
-    active <= \$470 ;
+    active <= \$464 ;
   always @(posedge clk)
-    r_base <= \$471 ;
+    r_base <= \$465 ;
   always @(posedge clk)
-    w_half <= \$472 ;
+    w_half <= \$466 ;
   always @(posedge clk)
-    col <= \$473 ;
+    col <= \$467 ;
   always @(posedge clk)
-    row_ph0 <= \$474 ;
+    row_ph0 <= \$468 ;
   always @(posedge clk)
-    off1_0 <= \$475 ;
+    off1_0 <= \$469 ;
   always @(posedge clk)
-    \$signal$590  <= \$476 ;
+    \$signal$590  <= \$470 ;
   always @(posedge clk)
-    \$signal$591  <= \$477 ;
+    \$signal$591  <= \$471 ;
   always @(posedge clk)
-    last1 <= \$478 ;
+    last1 <= \$472 ;
   always @(posedge clk)
     i <= \o__payload$593 ;
   always @(posedge clk)
-    r_addr_q <= \$479 ;
+    r_addr_q <= \$473 ;
   always @(posedge clk)
     xdata_d1 <= \$130 ;
   always @(posedge clk)
-    w0_0 <= \$149 ;
+    w0_0 <= \$150 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
     t0_0_l0_0 <= m0_0_0[7:0];
   always @(posedge clk)
-    xsum_l0_0 <= xdata_d1;
+    v2_d1 <= \$474 ;
   always @(posedge clk)
-    xsum_q_d1 <= xsum_l0_0;
+    v2_d2 <= \$475 ;
   always @(posedge clk)
-    v2_d1 <= \$480 ;
+    v2_d3 <= \$476 ;
   always @(posedge clk)
-    v2_d2 <= \$481 ;
+    last2_d1 <= \$477 ;
   always @(posedge clk)
-    v2_d3 <= \$482 ;
+    last2_d2 <= \$478 ;
   always @(posedge clk)
-    last2_d1 <= \$483 ;
+    last2_d3 <= \$479 ;
   always @(posedge clk)
-    last2_d2 <= \$484 ;
+    v2p_d1 <= \$480 ;
   always @(posedge clk)
-    last2_d3 <= \$485 ;
+    v2p_d2 <= \$481 ;
   always @(posedge clk)
-    v2p_d1 <= \$486 ;
+    first2p_d1 <= \$482 ;
   always @(posedge clk)
-    v2p_d2 <= \$487 ;
+    first2p_d2 <= \$483 ;
   always @(posedge clk)
-    first2p_d1 <= \$488 ;
+    last2p_d1 <= \$484 ;
   always @(posedge clk)
-    first2p_d2 <= \$489 ;
+    last2p_d2 <= \$485 ;
   always @(posedge clk)
-    last2p_d1 <= \$490 ;
+    done <= \$486 ;
   always @(posedge clk)
-    last2p_d2 <= \$491 ;
+    acc0_0 <= \$487 ;
   always @(posedge clk)
-    xacc <= \$492 ;
+    fin0_0 <= \$488 ;
   always @(posedge clk)
-    xfin <= \$493 ;
+    bank0_0 <= \$489 ;
   always @(posedge clk)
-    done <= \$494 ;
+    ser_left <= \$490 ;
   always @(posedge clk)
-    acc0_0 <= \$495 ;
-  always @(posedge clk)
-    fin0_0 <= \$496 ;
-  always @(posedge clk)
-    bank0_0 <= \$497 ;
-  always @(posedge clk)
-    ser_left <= \$498 ;
-  always @(posedge clk)
-    addr <= \$499 ;
+    addr <= \$491 ;
   always @(posedge clk)
     sa0_0_d1 <= bank0_0;
   always @(posedge clk)
     b <= sa0_0_d1;
   always @(posedge clk)
-    \$signal$687  <= \$500 ;
+    \$signal$682  <= \$492 ;
   always @(posedge clk)
-    ka <= \$501 ;
+    ka <= \$493 ;
   always @(posedge clk)
-    vb_d1 <= \$502 ;
+    vb_d1 <= \$494 ;
   always @(posedge clk)
-    vb_d2 <= \$503 ;
+    vb_d2 <= \$495 ;
   always @(posedge clk)
-    rq0_beta_b <= data[39:19];
+    rq0_beta_b <= data[53:19];
   always @(posedge clk)
-    rq0_beta <= \$169 ;
+    rq0_beta <= \$163 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$172 ;
+    rq0_acc_s1_0 <= \$166 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$173 [35:0];
+    rq0_acc_s2_0 <= \$167 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$174 [19:0];
+    rq0_shifted <= \$168 [19:0];
   always @(posedge clk)
-    rq0_under <= \$176 ;
+    rq0_under <= \$170 ;
   always @(posedge clk)
-    rq0_over <= \$178 ;
+    rq0_over <= \$172 ;
   always @(posedge clk)
-    v_out_d1 <= \$504 ;
+    v_out_d1 <= \$496 ;
   always @(posedge clk)
-    v_out_d2 <= \$505 ;
+    v_out_d2 <= \$497 ;
   always @(posedge clk)
-    v_out_d3 <= \$506 ;
+    v_out_d3 <= \$498 ;
   always @(posedge clk)
-    \w_en$575  <= \$507 ;
+    \w_en$575  <= \$499 ;
   always @(posedge clk)
-    skipped_d1 <= \$508 ;
+    skipped_d1 <= \$500 ;
   always @(posedge clk)
-    skipped_d2 <= \$509 ;
+    skipped_d2 <= \$501 ;
   always @(posedge clk)
-    skipped_d3 <= \$510 ;
+    skipped_d3 <= \$502 ;
   always @(posedge clk)
-    skipped_d4 <= \$511 ;
+    skipped_d4 <= \$503 ;
   always @(posedge clk)
-    skipped_d5 <= \$512 ;
+    skipped_d5 <= \$504 ;
   always @(posedge clk)
-    skipped_d6 <= \$513 ;
+    skipped_d6 <= \$505 ;
   always @(posedge clk)
-    group_ended_d1 <= \$514 ;
+    group_ended_d1 <= \$506 ;
   always @(posedge clk)
-    credits_returned <= \$515 ;
+    credits_returned <= \$507 ;
   always @(posedge clk)
-    credits_space <= \$516 ;
+    credits_space <= \$508 ;
   always @(posedge clk)
-    credits_room <= \$517 ;
+    credits_room <= \$509 ;
   assign i__ready = ~ w_full;
   assign take = i__valid & i__ready;
   assign \$1  = w_half * 10'h200;
@@ -30570,133 +30061,142 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   assign \$147  = off1_0[2] ? \$143  : \$146 ;
   assign \$148  = off1_0[3] ? \$140  : \$147 ;
   assign \$149  = off1_0[4] ? \$133  : \$148 ;
-  assign \$150  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$151  = \$150  + xsum_q_d1;
-  assign \$152  = flags_x[0] & flags_x[2];
-  assign \$153  = flags_x[1] ? 17'h00000 : xacc;
-  assign \$154  = \$153  + xsum_q_d1;
-  assign \$155  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$156  = \$155  + t0_0_l0_0;
-  assign \$157  = flags_0[0] & flags_0[2];
-  assign \$158  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$159  = \$158  + t0_0_l0_0;
-  assign \$161  = \$160  - xfin;
-  assign \$162  = ser_left - 1'h1;
-  assign \$163  = addr == 4'h9;
-  assign \$164  = addr + 1'h1;
-  assign \$165  = \$163  ? 5'h00 : \$164 ;
-  assign \$169  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$172  = $signed(\$170 ) + $signed(\$171 );
-  assign \$173  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$176  = $signed(\$175 ) < $signed(16'h8000);
-  assign \$178  = $signed(\$177 ) > $signed(16'h7fff);
-  assign \$179  = step & s_last;
-  assign \$180  = o__valid & \o__ready$570 ;
-  assign \$181  = \$180  + skipped_d6;
-  assign \$182  = ! \$2 [9:4];
-  assign \$183  = ~ rst_fc2;
-  assign \$184  = \$182  & \$183 ;
-  assign \$185  = \$184  ? take : 1'h0;
-  assign \$186  = \$2 [9:4] == 1'h1;
-  assign \$187  = ~ rst_fc2;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = \$188  ? take : 1'h0;
-  assign \$190  = \$2 [9:4] == 2'h2;
-  assign \$191  = ~ rst_fc2;
-  assign \$192  = \$190  & \$191 ;
-  assign \$193  = \$192  ? take : 1'h0;
-  assign \$194  = \$2 [9:4] == 2'h3;
-  assign \$195  = ~ rst_fc2;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = \$196  ? take : 1'h0;
-  assign \$198  = \$2 [9:4] == 3'h4;
-  assign \$199  = ~ rst_fc2;
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = \$200  ? take : 1'h0;
-  assign \$202  = \$2 [9:4] == 3'h5;
-  assign \$203  = ~ rst_fc2;
-  assign \$204  = \$202  & \$203 ;
-  assign \$205  = \$204  ? take : 1'h0;
-  assign \$206  = \$2 [9:4] == 3'h6;
-  assign \$207  = ~ rst_fc2;
-  assign \$208  = \$206  & \$207 ;
-  assign \$209  = \$208  ? take : 1'h0;
-  assign \$210  = \$2 [9:4] == 3'h7;
-  assign \$211  = ~ rst_fc2;
-  assign \$212  = \$210  & \$211 ;
-  assign \$213  = \$212  ? take : 1'h0;
-  assign \$214  = \$2 [9:4] == 4'h8;
-  assign \$215  = ~ rst_fc2;
-  assign \$216  = \$214  & \$215 ;
-  assign \$217  = \$216  ? take : 1'h0;
-  assign \$218  = \$2 [9:4] == 4'h9;
-  assign \$219  = ~ rst_fc2;
-  assign \$220  = \$218  & \$219 ;
-  assign \$221  = \$220  ? take : 1'h0;
-  assign \$222  = \$2 [9:4] == 4'ha;
-  assign \$223  = ~ rst_fc2;
-  assign \$224  = \$222  & \$223 ;
-  assign \$225  = \$224  ? take : 1'h0;
-  assign \$226  = \$2 [9:4] == 4'hb;
-  assign \$227  = ~ rst_fc2;
-  assign \$228  = \$226  & \$227 ;
-  assign \$229  = \$228  ? take : 1'h0;
-  assign \$230  = \$2 [9:4] == 4'hc;
-  assign \$231  = ~ rst_fc2;
-  assign \$232  = \$230  & \$231 ;
-  assign \$233  = \$232  ? take : 1'h0;
-  assign \$234  = \$2 [9:4] == 4'hd;
-  assign \$235  = ~ rst_fc2;
-  assign \$236  = \$234  & \$235 ;
-  assign \$237  = \$236  ? take : 1'h0;
-  assign \$238  = \$2 [9:4] == 4'he;
-  assign \$239  = ~ rst_fc2;
-  assign \$240  = \$238  & \$239 ;
-  assign \$241  = \$240  ? take : 1'h0;
-  assign \$242  = \$2 [9:4] == 4'hf;
-  assign \$243  = ~ rst_fc2;
-  assign \$244  = \$242  & \$243 ;
-  assign \$245  = \$244  ? take : 1'h0;
-  assign \$246  = \$2 [9:4] == 5'h10;
-  assign \$247  = ~ rst_fc2;
-  assign \$248  = \$246  & \$247 ;
-  assign \$249  = \$248  ? take : 1'h0;
-  assign \$250  = \$2 [9:4] == 5'h11;
-  assign \$251  = ~ rst_fc2;
-  assign \$252  = \$250  & \$251 ;
-  assign \$253  = \$252  ? take : 1'h0;
-  assign \$254  = \$2 [9:4] == 5'h12;
-  assign \$255  = ~ rst_fc2;
-  assign \$256  = \$254  & \$255 ;
-  assign \$257  = \$256  ? take : 1'h0;
-  assign \$258  = \$2 [9:4] == 5'h13;
-  assign \$259  = ~ rst_fc2;
-  assign \$260  = \$258  & \$259 ;
-  assign \$261  = \$260  ? take : 1'h0;
-  assign \$262  = \$2 [9:4] == 5'h14;
-  assign \$263  = ~ rst_fc2;
-  assign \$264  = \$262  & \$263 ;
-  assign \$265  = \$264  ? take : 1'h0;
-  assign \$266  = \$2 [9:4] == 5'h15;
-  assign \$267  = ~ rst_fc2;
-  assign \$268  = \$266  & \$267 ;
-  assign \$269  = \$268  ? take : 1'h0;
-  assign \$270  = \$2 [9:4] == 5'h16;
-  assign \$271  = ~ rst_fc2;
-  assign \$272  = \$270  & \$271 ;
-  assign \$273  = \$272  ? take : 1'h0;
-  assign \$274  = \$2 [9:4] == 5'h17;
-  assign \$275  = ~ rst_fc2;
-  assign \$276  = \$274  & \$275 ;
-  assign \$277  = \$276  ? take : 1'h0;
-  assign \$278  = \$2 [9:4] == 5'h18;
-  assign \$279  = ~ rst_fc2;
+  assign \$150  = ~ \$149 ;
+  assign \$151  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$152  = \$151  + t0_0_l0_0;
+  assign \$153  = flags_0[0] & flags_0[2];
+  assign \$154  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$155  = \$154  + t0_0_l0_0;
+  assign \$156  = ser_left - 1'h1;
+  assign \$157  = addr == 4'h9;
+  assign \$158  = addr + 1'h1;
+  assign \$159  = \$157  ? 5'h00 : \$158 ;
+  assign \$163  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$166  = $signed(\$164 ) + $signed(\$165 );
+  assign \$167  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$170  = $signed(\$169 ) < $signed(16'h8000);
+  assign \$172  = $signed(\$171 ) > $signed(16'h7fff);
+  assign \$173  = step & s_last;
+  assign \$174  = o__valid & \o__ready$570 ;
+  assign \$175  = \$174  + skipped_d6;
+  assign \$176  = ! \$2 [9:4];
+  assign \$177  = ~ rst_fc2;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = \$178  ? take : 1'h0;
+  assign \$180  = \$2 [9:4] == 1'h1;
+  assign \$181  = ~ rst_fc2;
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = \$182  ? take : 1'h0;
+  assign \$184  = \$2 [9:4] == 2'h2;
+  assign \$185  = ~ rst_fc2;
+  assign \$186  = \$184  & \$185 ;
+  assign \$187  = \$186  ? take : 1'h0;
+  assign \$188  = \$2 [9:4] == 2'h3;
+  assign \$189  = ~ rst_fc2;
+  assign \$190  = \$188  & \$189 ;
+  assign \$191  = \$190  ? take : 1'h0;
+  assign \$192  = \$2 [9:4] == 3'h4;
+  assign \$193  = ~ rst_fc2;
+  assign \$194  = \$192  & \$193 ;
+  assign \$195  = \$194  ? take : 1'h0;
+  assign \$196  = \$2 [9:4] == 3'h5;
+  assign \$197  = ~ rst_fc2;
+  assign \$198  = \$196  & \$197 ;
+  assign \$199  = \$198  ? take : 1'h0;
+  assign \$200  = \$2 [9:4] == 3'h6;
+  assign \$201  = ~ rst_fc2;
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = \$202  ? take : 1'h0;
+  assign \$204  = \$2 [9:4] == 3'h7;
+  assign \$205  = ~ rst_fc2;
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = \$206  ? take : 1'h0;
+  assign \$208  = \$2 [9:4] == 4'h8;
+  assign \$209  = ~ rst_fc2;
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = \$210  ? take : 1'h0;
+  assign \$212  = \$2 [9:4] == 4'h9;
+  assign \$213  = ~ rst_fc2;
+  assign \$214  = \$212  & \$213 ;
+  assign \$215  = \$214  ? take : 1'h0;
+  assign \$216  = \$2 [9:4] == 4'ha;
+  assign \$217  = ~ rst_fc2;
+  assign \$218  = \$216  & \$217 ;
+  assign \$219  = \$218  ? take : 1'h0;
+  assign \$220  = \$2 [9:4] == 4'hb;
+  assign \$221  = ~ rst_fc2;
+  assign \$222  = \$220  & \$221 ;
+  assign \$223  = \$222  ? take : 1'h0;
+  assign \$224  = \$2 [9:4] == 4'hc;
+  assign \$225  = ~ rst_fc2;
+  assign \$226  = \$224  & \$225 ;
+  assign \$227  = \$226  ? take : 1'h0;
+  assign \$228  = \$2 [9:4] == 4'hd;
+  assign \$229  = ~ rst_fc2;
+  assign \$230  = \$228  & \$229 ;
+  assign \$231  = \$230  ? take : 1'h0;
+  assign \$232  = \$2 [9:4] == 4'he;
+  assign \$233  = ~ rst_fc2;
+  assign \$234  = \$232  & \$233 ;
+  assign \$235  = \$234  ? take : 1'h0;
+  assign \$236  = \$2 [9:4] == 4'hf;
+  assign \$237  = ~ rst_fc2;
+  assign \$238  = \$236  & \$237 ;
+  assign \$239  = \$238  ? take : 1'h0;
+  assign \$240  = \$2 [9:4] == 5'h10;
+  assign \$241  = ~ rst_fc2;
+  assign \$242  = \$240  & \$241 ;
+  assign \$243  = \$242  ? take : 1'h0;
+  assign \$244  = \$2 [9:4] == 5'h11;
+  assign \$245  = ~ rst_fc2;
+  assign \$246  = \$244  & \$245 ;
+  assign \$247  = \$246  ? take : 1'h0;
+  assign \$248  = \$2 [9:4] == 5'h12;
+  assign \$249  = ~ rst_fc2;
+  assign \$250  = \$248  & \$249 ;
+  assign \$251  = \$250  ? take : 1'h0;
+  assign \$252  = \$2 [9:4] == 5'h13;
+  assign \$253  = ~ rst_fc2;
+  assign \$254  = \$252  & \$253 ;
+  assign \$255  = \$254  ? take : 1'h0;
+  assign \$256  = \$2 [9:4] == 5'h14;
+  assign \$257  = ~ rst_fc2;
+  assign \$258  = \$256  & \$257 ;
+  assign \$259  = \$258  ? take : 1'h0;
+  assign \$260  = \$2 [9:4] == 5'h15;
+  assign \$261  = ~ rst_fc2;
+  assign \$262  = \$260  & \$261 ;
+  assign \$263  = \$262  ? take : 1'h0;
+  assign \$264  = \$2 [9:4] == 5'h16;
+  assign \$265  = ~ rst_fc2;
+  assign \$266  = \$264  & \$265 ;
+  assign \$267  = \$266  ? take : 1'h0;
+  assign \$268  = \$2 [9:4] == 5'h17;
+  assign \$269  = ~ rst_fc2;
+  assign \$270  = \$268  & \$269 ;
+  assign \$271  = \$270  ? take : 1'h0;
+  assign \$272  = \$2 [9:4] == 5'h18;
+  assign \$273  = ~ rst_fc2;
+  assign \$274  = \$272  & \$273 ;
+  assign \$275  = \$274  ? take : 1'h0;
+  assign \$276  = \$2 [9:4] == 5'h19;
+  assign \$277  = ~ rst_fc2;
+  assign \$278  = \$276  & \$277 ;
+  assign \$279  = \$278  ? take : 1'h0;
+  assign \$280  = \$2 [9:4] == 5'h1a;
+  assign \$281  = ~ rst_fc2;
+  assign \$282  = \$280  & \$281 ;
+  assign \$283  = \$282  ? take : 1'h0;
+  assign \$284  = \$2 [9:4] == 5'h1b;
+  assign \$285  = ~ rst_fc2;
+  assign \$286  = \$284  & \$285 ;
+  assign \$287  = \$286  ? take : 1'h0;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$447 ),
+    .d(\$441 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -30704,7 +30204,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$450 ),
+    .d(\$444 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.fc2.consts  consts (
@@ -30733,17 +30233,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .d({ last2p_d2, first2p_d2, v2p_d2 }),
     .q(flags_0)
   );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd3)
-  ) flags_x_copy (
-    .clk(clk),
-    .d({ last2p_d2, first2p_d2, v2p_d2 }),
-    .q(flags_x)
-  );
   flexor_madd #(
     .SIGNED(32'd0),
-    .WIDTH(32'd8)
+    .WIDTH(32'd8),
+    .XOR(32'd1)
   ) p0_0_0_add (
     .a(xdata_d1),
     .b(8'h00),
@@ -30756,7 +30249,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) ph_last_rom_copy (
     .clk(clk),
-    .d(\$458 ),
+    .d(\$452 ),
     .q(ph_last_rom)
   );
   flexor_copy #(
@@ -31280,7 +30773,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .q(r_page_b0)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$709 ),
+    .addr(\addr$704 ),
     .clk(clk),
     .data(\o__payload$593 ),
     .en(en)
@@ -31295,14 +30788,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$695 )
+    .p(\p$690 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$448 ),
+    .d(\$442 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -31310,7 +30803,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) sn_last_rom_copy (
     .clk(clk),
-    .d(\$452 ),
+    .d(\$446 ),
     .q(sn_last_rom)
   );
   flexor_copy #(
@@ -31830,7 +31323,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$185 ),
+    .d(\$179 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -31838,7 +31331,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p10_copy (
     .clk(clk),
-    .d(\$225 ),
+    .d(\$219 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -31846,7 +31339,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p11_copy (
     .clk(clk),
-    .d(\$229 ),
+    .d(\$223 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -31854,7 +31347,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p12_copy (
     .clk(clk),
-    .d(\$233 ),
+    .d(\$227 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -31862,7 +31355,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p13_copy (
     .clk(clk),
-    .d(\$237 ),
+    .d(\$231 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -31870,7 +31363,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p14_copy (
     .clk(clk),
-    .d(\$241 ),
+    .d(\$235 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -31878,7 +31371,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p15_copy (
     .clk(clk),
-    .d(\$245 ),
+    .d(\$239 ),
     .q(\port__en$83 )
   );
   flexor_copy #(
@@ -31886,7 +31379,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p16_copy (
     .clk(clk),
-    .d(\$249 ),
+    .d(\$243 ),
     .q(\port__en$88 )
   );
   flexor_copy #(
@@ -31894,7 +31387,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p17_copy (
     .clk(clk),
-    .d(\$253 ),
+    .d(\$247 ),
     .q(\port__en$93 )
   );
   flexor_copy #(
@@ -31902,7 +31395,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p18_copy (
     .clk(clk),
-    .d(\$257 ),
+    .d(\$251 ),
     .q(\port__en$98 )
   );
   flexor_copy #(
@@ -31910,7 +31403,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p19_copy (
     .clk(clk),
-    .d(\$261 ),
+    .d(\$255 ),
     .q(\port__en$103 )
   );
   flexor_copy #(
@@ -31918,7 +31411,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$189 ),
+    .d(\$183 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -31926,7 +31419,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p20_copy (
     .clk(clk),
-    .d(\$265 ),
+    .d(\$259 ),
     .q(\port__en$108 )
   );
   flexor_copy #(
@@ -31934,7 +31427,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p21_copy (
     .clk(clk),
-    .d(\$269 ),
+    .d(\$263 ),
     .q(\port__en$113 )
   );
   flexor_copy #(
@@ -31942,7 +31435,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p22_copy (
     .clk(clk),
-    .d(\$273 ),
+    .d(\$267 ),
     .q(\port__en$118 )
   );
   flexor_copy #(
@@ -31950,7 +31443,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p23_copy (
     .clk(clk),
-    .d(\$277 ),
+    .d(\$271 ),
     .q(\port__en$123 )
   );
   flexor_copy #(
@@ -31958,7 +31451,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p24_copy (
     .clk(clk),
-    .d(\$281 ),
+    .d(\$275 ),
     .q(\port__en$128 )
   );
   flexor_copy #(
@@ -31966,7 +31459,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p25_copy (
     .clk(clk),
-    .d(\$285 ),
+    .d(\$279 ),
     .q(\port__en$133 )
   );
   flexor_copy #(
@@ -31974,7 +31467,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p26_copy (
     .clk(clk),
-    .d(\$289 ),
+    .d(\$283 ),
     .q(\port__en$138 )
   );
   flexor_copy #(
@@ -31982,7 +31475,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p27_copy (
     .clk(clk),
-    .d(\$293 ),
+    .d(\$287 ),
     .q(\port__en$143 )
   );
   flexor_copy #(
@@ -31990,7 +31483,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p28_copy (
     .clk(clk),
-    .d(\$297 ),
+    .d(\$291 ),
     .q(\port__en$148 )
   );
   flexor_copy #(
@@ -31998,7 +31491,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p29_copy (
     .clk(clk),
-    .d(\$301 ),
+    .d(\$295 ),
     .q(\port__en$153 )
   );
   flexor_copy #(
@@ -32006,7 +31499,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p2_copy (
     .clk(clk),
-    .d(\$193 ),
+    .d(\$187 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -32014,7 +31507,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p30_copy (
     .clk(clk),
-    .d(\$305 ),
+    .d(\$299 ),
     .q(\port__en$158 )
   );
   flexor_copy #(
@@ -32022,7 +31515,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p31_copy (
     .clk(clk),
-    .d(\$309 ),
+    .d(\$303 ),
     .q(\port__en$163 )
   );
   flexor_copy #(
@@ -32030,7 +31523,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p32_copy (
     .clk(clk),
-    .d(\$313 ),
+    .d(\$307 ),
     .q(\port__en$168 )
   );
   flexor_copy #(
@@ -32038,7 +31531,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p33_copy (
     .clk(clk),
-    .d(\$317 ),
+    .d(\$311 ),
     .q(\port__en$173 )
   );
   flexor_copy #(
@@ -32046,7 +31539,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p34_copy (
     .clk(clk),
-    .d(\$321 ),
+    .d(\$315 ),
     .q(\port__en$178 )
   );
   flexor_copy #(
@@ -32054,7 +31547,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p35_copy (
     .clk(clk),
-    .d(\$325 ),
+    .d(\$319 ),
     .q(\port__en$183 )
   );
   flexor_copy #(
@@ -32062,7 +31555,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p36_copy (
     .clk(clk),
-    .d(\$329 ),
+    .d(\$323 ),
     .q(\port__en$188 )
   );
   flexor_copy #(
@@ -32070,7 +31563,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p37_copy (
     .clk(clk),
-    .d(\$333 ),
+    .d(\$327 ),
     .q(\port__en$193 )
   );
   flexor_copy #(
@@ -32078,7 +31571,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p38_copy (
     .clk(clk),
-    .d(\$337 ),
+    .d(\$331 ),
     .q(\port__en$198 )
   );
   flexor_copy #(
@@ -32086,7 +31579,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p39_copy (
     .clk(clk),
-    .d(\$341 ),
+    .d(\$335 ),
     .q(\port__en$203 )
   );
   flexor_copy #(
@@ -32094,7 +31587,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p3_copy (
     .clk(clk),
-    .d(\$197 ),
+    .d(\$191 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -32102,7 +31595,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p40_copy (
     .clk(clk),
-    .d(\$345 ),
+    .d(\$339 ),
     .q(\port__en$208 )
   );
   flexor_copy #(
@@ -32110,7 +31603,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p41_copy (
     .clk(clk),
-    .d(\$349 ),
+    .d(\$343 ),
     .q(\port__en$213 )
   );
   flexor_copy #(
@@ -32118,7 +31611,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p42_copy (
     .clk(clk),
-    .d(\$353 ),
+    .d(\$347 ),
     .q(\port__en$218 )
   );
   flexor_copy #(
@@ -32126,7 +31619,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p43_copy (
     .clk(clk),
-    .d(\$357 ),
+    .d(\$351 ),
     .q(\port__en$223 )
   );
   flexor_copy #(
@@ -32134,7 +31627,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p44_copy (
     .clk(clk),
-    .d(\$361 ),
+    .d(\$355 ),
     .q(\port__en$228 )
   );
   flexor_copy #(
@@ -32142,7 +31635,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p45_copy (
     .clk(clk),
-    .d(\$365 ),
+    .d(\$359 ),
     .q(\port__en$233 )
   );
   flexor_copy #(
@@ -32150,7 +31643,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p46_copy (
     .clk(clk),
-    .d(\$369 ),
+    .d(\$363 ),
     .q(\port__en$238 )
   );
   flexor_copy #(
@@ -32158,7 +31651,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p47_copy (
     .clk(clk),
-    .d(\$373 ),
+    .d(\$367 ),
     .q(\port__en$243 )
   );
   flexor_copy #(
@@ -32166,7 +31659,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p48_copy (
     .clk(clk),
-    .d(\$377 ),
+    .d(\$371 ),
     .q(\port__en$248 )
   );
   flexor_copy #(
@@ -32174,7 +31667,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p49_copy (
     .clk(clk),
-    .d(\$381 ),
+    .d(\$375 ),
     .q(\port__en$253 )
   );
   flexor_copy #(
@@ -32182,7 +31675,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p4_copy (
     .clk(clk),
-    .d(\$201 ),
+    .d(\$195 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -32190,7 +31683,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p50_copy (
     .clk(clk),
-    .d(\$385 ),
+    .d(\$379 ),
     .q(\port__en$258 )
   );
   flexor_copy #(
@@ -32198,7 +31691,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p51_copy (
     .clk(clk),
-    .d(\$389 ),
+    .d(\$383 ),
     .q(\port__en$263 )
   );
   flexor_copy #(
@@ -32206,7 +31699,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p52_copy (
     .clk(clk),
-    .d(\$393 ),
+    .d(\$387 ),
     .q(\port__en$268 )
   );
   flexor_copy #(
@@ -32214,7 +31707,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p53_copy (
     .clk(clk),
-    .d(\$397 ),
+    .d(\$391 ),
     .q(\port__en$273 )
   );
   flexor_copy #(
@@ -32222,7 +31715,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p54_copy (
     .clk(clk),
-    .d(\$401 ),
+    .d(\$395 ),
     .q(\port__en$278 )
   );
   flexor_copy #(
@@ -32230,7 +31723,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p55_copy (
     .clk(clk),
-    .d(\$405 ),
+    .d(\$399 ),
     .q(\port__en$283 )
   );
   flexor_copy #(
@@ -32238,7 +31731,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p56_copy (
     .clk(clk),
-    .d(\$409 ),
+    .d(\$403 ),
     .q(\port__en$288 )
   );
   flexor_copy #(
@@ -32246,7 +31739,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p57_copy (
     .clk(clk),
-    .d(\$413 ),
+    .d(\$407 ),
     .q(\port__en$293 )
   );
   flexor_copy #(
@@ -32254,7 +31747,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p58_copy (
     .clk(clk),
-    .d(\$417 ),
+    .d(\$411 ),
     .q(\port__en$298 )
   );
   flexor_copy #(
@@ -32262,7 +31755,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p59_copy (
     .clk(clk),
-    .d(\$421 ),
+    .d(\$415 ),
     .q(\port__en$303 )
   );
   flexor_copy #(
@@ -32270,7 +31763,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p5_copy (
     .clk(clk),
-    .d(\$205 ),
+    .d(\$199 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -32278,7 +31771,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p60_copy (
     .clk(clk),
-    .d(\$425 ),
+    .d(\$419 ),
     .q(\port__en$308 )
   );
   flexor_copy #(
@@ -32286,7 +31779,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p61_copy (
     .clk(clk),
-    .d(\$429 ),
+    .d(\$423 ),
     .q(\port__en$313 )
   );
   flexor_copy #(
@@ -32294,7 +31787,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p62_copy (
     .clk(clk),
-    .d(\$433 ),
+    .d(\$427 ),
     .q(\port__en$318 )
   );
   flexor_copy #(
@@ -32302,7 +31795,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p63_copy (
     .clk(clk),
-    .d(\$437 ),
+    .d(\$431 ),
     .q(\port__en$323 )
   );
   flexor_copy #(
@@ -32310,7 +31803,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p6_copy (
     .clk(clk),
-    .d(\$209 ),
+    .d(\$203 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -32318,7 +31811,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p7_copy (
     .clk(clk),
-    .d(\$213 ),
+    .d(\$207 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -32326,7 +31819,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p8_copy (
     .clk(clk),
-    .d(\$217 ),
+    .d(\$211 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -32334,7 +31827,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p9_copy (
     .clk(clk),
-    .d(\$221 ),
+    .d(\$215 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -32342,7 +31835,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$440 ),
+    .d(\$434 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -32350,11 +31843,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$443 ),
+    .d(\$437 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$709 ),
+    .addr(\addr$704 ),
     .clk(clk),
     .go(en),
     .o__payload(\o__payload$593 ),
@@ -32373,175 +31866,217 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$459  = w_count;
+    \$453  = w_count;
     if (take) begin
-      \$459  = \$30 [8:0];
+      \$453  = \$30 [8:0];
     end
     if (rst_fc2) begin
-      \$459  = 9'h000;
+      \$453  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$460  = \$31 ;
+    \$454  = \$31 ;
     if (rst_fc2) begin
-      \$460  = 1'h1;
+      \$454  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$461  = 1'h1;
+    \$455  = 1'h1;
     if (rst_fc2) begin
-      \$461  = 1'h1;
+      \$455  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$462  = \$signal ;
+    \$456  = \$signal ;
     if (rst_fc2) begin
-      \$462  = 1'h0;
+      \$456  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$463  = n_last_next;
+    \$457  = n_last_next;
     if (rst_fc2) begin
-      \$463  = 1'h0;
+      \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$464  = \$32 ;
+    \$458  = \$32 ;
+    if (rst_fc2) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$459  = \$37 ;
+    if (rst_fc2) begin
+      \$459  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$460  = ph;
+    if (step) begin
+      \$460  = \$40 [4:0];
+    end
+    if (rst_fc2) begin
+      \$460  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$461  = r_next;
+    if (rst_fc2) begin
+      \$461  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$462  = s_idx;
+    if (step) begin
+      \$462  = \$42 [8:0];
+    end
+    if (rst_fc2) begin
+      \$462  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$463  = n_idx;
+    if (step) begin
+      if (s_last) begin
+        \$463  = \$44 [3:0];
+      end
+    end
+    if (rst_fc2) begin
+      \$463  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$464  = \$47 ;
     if (rst_fc2) begin
       \$464  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$465  = \$37 ;
+    \$465  = r_base;
+    if (load) begin
+      \$465  = \$48 ;
+    end
     if (rst_fc2) begin
-      \$465  = 1'h0;
+      \$465  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$466  = ph;
+    \$466  = w_half;
+    if (load) begin
+      \$466  = \$49 ;
+    end
+    if (rst_fc2) begin
+      \$466  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
+    \$467  = col;
     if (step) begin
-      \$466  = \$40 [4:0];
+      \$467  = \$54 [4:0];
     end
     if (rst_fc2) begin
-      \$466  = 5'h00;
+      \$467  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$467  = r_next;
+    \$468  = row_ph0;
+    if (\$55 ) begin
+      \$468  = \$60 [4:0];
+    end
     if (rst_fc2) begin
-      \$467  = 10'h000;
+      \$468  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$468  = s_idx;
-    if (step) begin
-      \$468  = \$42 [8:0];
-    end
+    \$469  = \$66 [4:0];
     if (rst_fc2) begin
-      \$468  = 9'h000;
+      \$469  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$469  = n_idx;
-    if (step) begin
-      if (s_last) begin
-        \$469  = \$44 [3:0];
-      end
-    end
-    if (rst_fc2) begin
-      \$469  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$470  = \$47 ;
+    \$470  = step;
     if (rst_fc2) begin
       \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$471  = r_base;
-    if (load) begin
-      \$471  = \$48 ;
-    end
+    \$471  = \$67 ;
     if (rst_fc2) begin
-      \$471  = 10'h000;
+      \$471  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$472  = w_half;
-    if (load) begin
-      \$472  = \$49 ;
-    end
+    \$472  = s_last;
     if (rst_fc2) begin
       \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$473  = col;
-    if (step) begin
-      \$473  = \$54 [4:0];
-    end
+    \$473  = r_next;
     if (rst_fc2) begin
-      \$473  = 5'h00;
+      \$473  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$474  = row_ph0;
-    if (\$55 ) begin
-      \$474  = \$60 [4:0];
-    end
+    \$474  = \$signal$590 ;
     if (rst_fc2) begin
-      \$474  = 5'h00;
+      \$474  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$475  = \$66 [4:0];
+    \$475  = v2_d1;
     if (rst_fc2) begin
-      \$475  = 5'h00;
+      \$475  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$476  = step;
+    \$476  = v2_d2;
     if (rst_fc2) begin
       \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$477  = \$67 ;
+    \$477  = last1;
     if (rst_fc2) begin
       \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$478  = s_last;
+    \$478  = last2_d1;
     if (rst_fc2) begin
       \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$479  = r_next;
+    \$479  = last2_d2;
     if (rst_fc2) begin
-      \$479  = 10'h000;
+      \$479  = 1'h0;
     end
   end
   always @* begin
@@ -32553,269 +32088,213 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$481  = v2_d1;
+    \$481  = v2p_d1;
     if (rst_fc2) begin
       \$481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$482  = v2_d2;
+    \$482  = \$signal$591 ;
     if (rst_fc2) begin
       \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$483  = last1;
+    \$483  = first2p_d1;
     if (rst_fc2) begin
       \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$484  = last2_d1;
+    \$484  = last1;
     if (rst_fc2) begin
       \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$485  = last2_d2;
+    \$485  = last2p_d1;
     if (rst_fc2) begin
       \$485  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$486  = \$signal$590 ;
+    \$486  = group_end;
     if (rst_fc2) begin
       \$486  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$487  = v2p_d1;
-    if (rst_fc2) begin
-      \$487  = 1'h0;
+    \$487  = acc0_0;
+    if (flags_0[0]) begin
+      \$487  = \$152 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$488  = \$signal$591 ;
-    if (rst_fc2) begin
-      \$488  = 1'h0;
+    \$488  = fin0_0;
+    if (\$153 ) begin
+      \$488  = \$155 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$489  = first2p_d1;
-    if (rst_fc2) begin
-      \$489  = 1'h0;
+    \$489  = bank0_0;
+    if (done) begin
+      \$489  = { 1'h0, fin0_0 };
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$490  = last1;
+    \$490  = ser_left;
+    if (done) begin
+      \$490  = 1'h1;
+    end else if (ser) begin
+      \$490  = \$156 [0];
+    end
     if (rst_fc2) begin
       \$490  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$491  = last2p_d1;
+    \$491  = addr;
+    if (ser) begin
+      \$491  = \$159 [3:0];
+    end
     if (rst_fc2) begin
-      \$491  = 1'h0;
+      \$491  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$492  = xacc;
-    if (flags_x[0]) begin
-      \$492  = \$151 [16:0];
+    \$492  = \$160 ;
+    if (rst_fc2) begin
+      \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$493  = xfin;
-    if (\$152 ) begin
-      \$493  = \$154 [16:0];
+    \$493  = \$162 ;
+    if (rst_fc2) begin
+      \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$494  = group_end;
+    \$494  = \$signal$682 ;
     if (rst_fc2) begin
       \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$495  = acc0_0;
-    if (flags_0[0]) begin
-      \$495  = \$156 [16:0];
+    \$495  = vb_d1;
+    if (rst_fc2) begin
+      \$495  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$496  = fin0_0;
-    if (\$157 ) begin
-      \$496  = \$159 [16:0];
+    \$496  = vb_d2;
+    if (rst_fc2) begin
+      \$496  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$497  = bank0_0;
-    if (done) begin
-      \$497  = \$161 [17:0];
+    \$497  = v_out_d1;
+    if (rst_fc2) begin
+      \$497  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$498  = ser_left;
-    if (done) begin
-      \$498  = 1'h1;
-    end else if (ser) begin
-      \$498  = \$162 [0];
-    end
+    \$498  = v_out_d2;
     if (rst_fc2) begin
       \$498  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$499  = addr;
-    if (ser) begin
-      \$499  = \$165 [3:0];
-    end
+    \$499  = v_out_d3;
     if (rst_fc2) begin
-      \$499  = 4'h0;
+      \$499  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$500  = \$166 ;
+    \$500  = ka;
     if (rst_fc2) begin
       \$500  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$501  = \$168 ;
+    \$501  = skipped_d1;
     if (rst_fc2) begin
       \$501  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$502  = \$signal$687 ;
+    \$502  = skipped_d2;
     if (rst_fc2) begin
       \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$503  = vb_d1;
+    \$503  = skipped_d3;
     if (rst_fc2) begin
       \$503  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$504  = vb_d2;
+    \$504  = skipped_d4;
     if (rst_fc2) begin
       \$504  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$505  = v_out_d1;
+    \$505  = skipped_d5;
     if (rst_fc2) begin
       \$505  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$506  = v_out_d2;
+    \$506  = \$173 ;
     if (rst_fc2) begin
       \$506  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$507  = v_out_d3;
+    \$507  = \$175 ;
     if (rst_fc2) begin
-      \$507  = 1'h0;
+      \$507  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$508  = ka;
+    \$508  = \$27 [1:0];
     if (rst_fc2) begin
-      \$508  = 1'h0;
+      \$508  = 2'h2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$509  = skipped_d1;
+    \$509  = credits_room_next;
     if (rst_fc2) begin
-      \$509  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$510  = skipped_d2;
-    if (rst_fc2) begin
-      \$510  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$511  = skipped_d3;
-    if (rst_fc2) begin
-      \$511  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$512  = skipped_d4;
-    if (rst_fc2) begin
-      \$512  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$513  = skipped_d5;
-    if (rst_fc2) begin
-      \$513  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$514  = \$179 ;
-    if (rst_fc2) begin
-      \$514  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$515  = \$181 ;
-    if (rst_fc2) begin
-      \$515  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$516  = \$27 [1:0];
-    if (rst_fc2) begin
-      \$516  = 2'h2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$517  = credits_room_next;
-    if (rst_fc2) begin
-      \$517  = 1'h1;
+      \$509  = 1'h1;
     end
   end
   assign w_addr_b0_p0 = port__addr;
@@ -33158,20 +32637,19 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   assign \w_data$574  = \$24 [15:0];
   assign v_out_d4 = \w_en$575 ;
   assign space_next = \$27 [1:0];
-  assign \data$710  = \o__payload$593 ;
+  assign \data$705  = \o__payload$593 ;
   assign \$4  = active;
   assign \$10  = active_rom;
   assign \$31  = credits_room_next;
-  assign \$160  = { fin0_0, 1'h0 };
-  assign \$166  = ser;
-  assign \$167  = 1'h0;
-  assign \$168  = 1'h0;
-  assign \$170  = { p[34], p };
-  assign \$171  = { \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 [19], \p$695 , 17'h00000 };
-  assign \$174  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$175  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$177  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$449  = credits_room_next;
+  assign \$160  = ser;
+  assign \$161  = 1'h0;
+  assign \$162  = 1'h0;
+  assign \$164  = { p[34], p };
+  assign \$165  = { \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 , 17'h00000 };
+  assign \$168  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$169  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$171  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$443  = credits_room_next;
   assign ser = ser_left;
 endmodule
 
@@ -33181,14 +32659,14 @@ module \flexor_lenet5.fc2.consts (data, addr, clk);
   wire [3:0] addr;
   input clk;
   wire clk;
-  output [39:0] data;
-  wire [39:0] data;
+  output [53:0] data;
+  wire [53:0] data;
   flexor_rom_logic #(
     .ADDR_WIDTH(32'd4),
     .DEPTH(32'd10),
     .INIT_FILE("flexor_lenet5_l3_consts.hex"),
     .LATENCY(32'd2),
-    .WIDTH(32'd40)
+    .WIDTH(32'd54)
   ) rom (
     .addr(addr),
     .clk(clk),
@@ -35216,12 +34694,14 @@ module flexor_mul #(
     assign p = prod[P_WIDTH-1:0];
 endmodule
 // flexor_madd: s = (wa ? a : 0) + (wb ? b : 0), WIDTH-bit operands (SIGNED: two's
-// complement), WIDTH + 1 bits out. Under `define FLEXOR_ECP5: a chain of ECP5 CCU2C cells
-// whose LUT4s take the masks (propagate (a & wa) ^ (b & wb); generate, from the LUT4's
-// first four entries, a & wa); otherwise the same sum in plain Verilog.
+// complement), WIDTH + 1 bits out; with XOR, s = (wa ? ~a : a) + (wb ? ~b : b). Under
+// `define FLEXOR_ECP5: a chain of ECP5 CCU2C cells whose LUT4s take the masks (propagate
+// (a & wa) ^ (b & wb), or a ^ wa ^ b ^ wb; generate, from the LUT4's first four entries,
+// a & wa, or a ^ wa); otherwise the same sum in plain Verilog.
 module flexor_madd #(
     parameter WIDTH = 8,
-    parameter SIGNED = 0
+    parameter SIGNED = 0,
+    parameter XOR = 0
 ) (
     input wire [WIDTH-1:0] a,
     input wire [WIDTH-1:0] b,
@@ -35234,24 +34714,36 @@ module flexor_madd #(
     wire [N2-1:0] ax = {{(N2-WIDTH){SIGNED ? a[WIDTH-1] : 1'b0}}, a};
     wire [N2-1:0] bx = {{(N2-WIDTH){SIGNED ? b[WIDTH-1] : 1'b0}}, b};
 `ifdef FLEXOR_ECP5
+    localparam [15:0] INIT = XOR ? 16'h6996 : 16'h7888;
     wire [N2/2:0] carry;
     wire [N2-1:0] sum;
+    // the masks of each bit: an unsigned operand's bits above WIDTH stay 0 when complemented
+    wire [N2-1:0] ma, mb;
     assign carry[0] = 1'b0;
     genvar i;
+    generate for (i = 0; i < N2; i = i + 1) begin : mask
+        assign ma[i] = (XOR && !SIGNED && i >= WIDTH) ? 1'b0 : wa;
+        assign mb[i] = (XOR && !SIGNED && i >= WIDTH) ? 1'b0 : wb;
+    end endgenerate
     generate for (i = 0; i < N2; i = i + 2) begin : chain
         CCU2C #(
-            .INIT0(16'h7888), .INIT1(16'h7888),
+            .INIT0(INIT), .INIT1(INIT),
             .INJECT1_0("NO"), .INJECT1_1("NO")
         ) ccu2c (
             .CIN(carry[i/2]),
-            .A0(ax[i]), .B0(wa), .C0(bx[i]), .D0(wb),
-            .A1(ax[i+1]), .B1(wa), .C1(bx[i+1]), .D1(wb),
+            .A0(ax[i]), .B0(ma[i]), .C0(bx[i]), .D0(mb[i]),
+            .A1(ax[i+1]), .B1(ma[i+1]), .C1(bx[i+1]), .D1(mb[i+1]),
             .S0(sum[i]), .S1(sum[i+1]), .COUT(carry[i/2+1])
         );
     end endgenerate
     assign s = sum[WIDTH:0];
 `else
-    wire [N2-1:0] sum = (wa ? ax : {N2{1'b0}}) + (wb ? bx : {N2{1'b0}});
+    wire [WIDTH-1:0] ta = a ^ {WIDTH{wa}};
+    wire [WIDTH-1:0] tb = b ^ {WIDTH{wb}};
+    wire [N2-1:0] tax = {{(N2-WIDTH){SIGNED ? ta[WIDTH-1] : 1'b0}}, ta};
+    wire [N2-1:0] tbx = {{(N2-WIDTH){SIGNED ? tb[WIDTH-1] : 1'b0}}, tb};
+    wire [N2-1:0] sum = XOR ? tax + tbx
+                            : (wa ? ax : {N2{1'b0}}) + (wb ? bx : {N2{1'b0}});
     assign s = sum[WIDTH:0];
 `endif
 endmodule
