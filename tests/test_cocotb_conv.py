@@ -190,8 +190,10 @@ def test_imported_checkpoints_on_verilator(arch, tmp_path):
     manifest = build(tmp_path / f"{arch}.flexor.npz", tmp_path / "rtl", lanes="auto",
                      argmax=True, quiet=True)
     # The windows bound these networks; the units are folded a little faster than them
-    # (fold.UNIT_SLACK), so some of their lanes idle: within 1.4× of every lane busy.
-    assert manifest["cycles_per_inference"] <= 1.4 * manifest["ideal_cycles_per_inference"]
+    # (fold.UNIT_SLACK), and wider where a SIMD that divides the fan-in (complemented lanes,
+    # no Σx tree) costs less (ResNet-20's stage-1 units at 4×18, 32,768 cycles, behind
+    # windows of 49,153), so some of their lanes idle: within 1.6× of every lane busy.
+    assert manifest["cycles_per_inference"] <= 1.6 * manifest["ideal_cycles_per_inference"]
     x = np.random.default_rng(1).integers(pkg.input.lo, pkg.input.hi + 1, (3, *shape))
     report = verify(tmp_path / "rtl", sim="verilator", inputs=x, in_stall=0.3, out_stall=0.3,
                     workdir=tmp_path / "s", quiet=True)
