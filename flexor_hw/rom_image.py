@@ -195,23 +195,22 @@ def xor_constants(layer, consts, x_shape):
     k = xor_offset(x_shape)
     n0 = (np.asarray(layer.weight_bits) == 0).sum(axis=2).astype(object)     # [q, out]
     shift = (consts.A.astype(object) * n0).sum(axis=0) * k
-    beta = consts.beta.astype(object) - shift
+    beta = (consts.beta.astype(object) - shift).astype(np.int64)
     t_lo, t_hi = min(consts.x_lo, k - consts.x_hi), max(consts.x_hi, k - consts.x_lo)
     f = layer.fan_in
-    return dataclasses.replace(consts, beta=np.array([int(b) for b in beta], dtype=np.int64),
-                               s_lo=f * min(0, t_lo), s_hi=f * max(0, t_hi))
+    return dataclasses.replace(consts, beta=beta, s_lo=f * min(0, t_lo), s_hi=f * max(0, t_hi))
 
 
 def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar=False,
                 contents=True, rom_logic=False, rom_block=False, vectors_lutram=None,
                 scatter=None,
                 in_simd=None, bits_register=True, address_register=False, masked_adders=False,
-                rom_page_words=None, lut_multipliers=False, stationary=False, xor_masks=None):
+                rom_page_words=None, lut_multipliers=False, stationary=False, xor_masks=True):
     """:class:`~flexor_hw.gateware.mvau.MvauParams` of a layer (a weighted node, or an int
     node's :class:`~flexor_hw.hw.int_planes.IntPlanes`) at a folding; with ``contents`` the ROM and
     constant words (for Amaranth's simulator). ``xor_masks``: lanes that add an activation
     or its complement, with the unit's own constants (:func:`xor_constants`), wherever the
-    unit can (None), or not (False)."""
+    unit can (:func:`~flexor_hw.gateware.mvau.xor_refusal`), or never (False)."""
     plain = is_plain(layer, baseline)
     slots, offsets = (0, ()) if plain else tile_geometry(layer, pe, simd)
     carry = carries(layer, pe, simd, plain=plain, slots=slots)
@@ -231,8 +230,7 @@ def mvau_params(layer, consts, pe, simd, out_simd=1, *, baseline=False, unipolar
         in_simd=in_simd, bits_register=bits_register, address_register=address_register,
         masked_adders=masked_adders, rom_page_words=rom_page_words,
         lut_multipliers=lut_multipliers, stationary=stationary, rom_words=rom)
-    if xor_masks is not False and getattr(layer, "is_flexor", False) and \
-            xor_refusal(params) is None:
+    if xor_masks and getattr(layer, "is_flexor", False) and xor_refusal(params) is None:
         consts = xor_constants(layer, consts, params.x_shape)
         params = dataclasses.replace(params, xor_masks=True, consts=consts)
     if contents:
