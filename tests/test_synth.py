@@ -412,3 +412,73 @@ def test_cli_hands_the_netlist_passes_to_synth(small, monkeypatch, capsys):
     assert seen["target"] == "ecp5-85k"
     assert seen["absorb_carry_feed_ins"] is True and seen["global_reset"] is True
     assert seen["detach_carry_outs"] is False and seen["merge_lone_flip_flops"] is False
+
+
+def _router(tmp_path, tmgfail, legal_lines, then_sleep):
+    """A stand-in for nextpnr: a router log of ``legal_lines`` legal iterations (``tmgfail``
+    arcs late each), the last one split across two writes, then ``then_sleep`` seconds."""
+    script = tmp_path / "router.py"
+    script.write_text(
+        "import sys, time\n"
+        "print('Info: Running router2...', flush=True)\n"
+        "print('Info:     iter=1 wires=9 overused=3 overuse=3 tmgfail=0 archfail=NA', "
+        "flush=True)\n"
+        f"for i in range({legal_lines} - 1):\n"
+        "    print(f'Info:     iter={i + 2} wires=9 overused=0 overuse=0 "
+        f"tmgfail={tmgfail} archfail=NA', flush=True)\n"
+        f"sys.stdout.write('Info:     iter=99 wires=9 overused=0 overuse=0 tmg');"
+        "sys.stdout.flush(); time.sleep(0.6)\n"
+        f"print('fail={tmgfail} archfail=NA', flush=True)\n"
+        f"time.sleep({then_sleep})\n")
+    return [sys.executable, str(script)]
+
+
+def test_timing_ripup_that_cannot_meet_the_clock_is_stopped(tmp_path):
+    # router2 rips up for timing until the clock is met, which at an aim out of reach is
+    # never: _run stops the tool once the route has been legal for `patience` iterations
+    # (the whole lines counted, one split across two writes included)
+    import time
+
+    from flexor_hw.synth import _RipupStalled, _run
+    cmd = _router(tmp_path, tmgfail=12, legal_lines=5, then_sleep=60)
+    began = time.perf_counter()
+    with pytest.raises(_RipupStalled) as stalled:
+        _run(cmd, "nextpnr", tmp_path, tmp_path / "a.log", True, phases={}, patience=5)
+    assert stalled.value.iterations == 5 and time.perf_counter() - began < 30
+    # four legal iterations are not five: the tool runs to its end
+    cmd = _router(tmp_path, tmgfail=12, legal_lines=4, then_sleep=0)
+    _run(cmd, "nextpnr", tmp_path, tmp_path / "b.log", True, phases={}, patience=5)
+    # a legal route whose timing is met (tmgfail=0) is not a rip-up for timing
+    cmd = _router(tmp_path, tmgfail=0, legal_lines=9, then_sleep=0)
+    _run(cmd, "nextpnr", tmp_path, tmp_path / "c.log", True, phases={}, patience=5)
+
+
+def test_stalled_ripup_routes_the_seed_again_without_it(monkeypatch, tmp_path):
+    import flexor_hw.synth as s
+    calls = []
+
+    def run(cmd, label, cwd, log, quiet, phases=None, patience=None):
+        calls.append((list(cmd), patience))
+        if "--tmg-ripup" in cmd:
+            raise s._RipupStalled(s.RIPUP_PATIENCE, 321.0)
+        return 42.0
+
+    monkeypatch.setattr(s, "_run", run)
+    monkeypatch.setattr(s, "TIMING_RIPUP", True)
+    stops = []
+    t, seed = s.place(["nextpnr-ecp5"], "ecp5", "nextpnr", tmp_path, tmp_path / "l.log", 3,
+                      [], True, phases={}, stops=stops)
+    assert (t, seed) == (42.0, 3)
+    assert [("--tmg-ripup" in c, p) for c, p in calls] == [(True, s.RIPUP_PATIENCE),
+                                                           (False, None)]
+    assert calls[0][0][:-1] == calls[1][0] and "--seed" in calls[1][0]   # the same seed
+    assert stops == [{"seed": 3, "iterations": s.RIPUP_PATIENCE, "seconds": 321.0}]
+    text = s.markdown({"target": "ecp5-25k", "top": "t", "fmax_mhz": 96.0, "luts": 1,
+                       "ffs": 1, "brams": 0, "dsps": 0, "fits": True,
+                       "available": {"luts": 24288, "brams": 56},
+                       "timing_ripup_stopped": stops})
+    assert "placed and routed again without it" in text
+    # the iCE40 has no rip-up to stop
+    calls.clear()
+    s.place(["nextpnr-ice40"], "ice40", "nextpnr", tmp_path, tmp_path / "l.log", 3, [], True)
+    assert calls == [(["nextpnr-ice40", "--seed", "3"], None)]
