@@ -788,9 +788,13 @@ class MatrixVectorUnit(wiring.Component):
             # arrives two cycles after its step, beside the registered weight bits
             xdata = vmem.read(m, r_addr)
         else:
-            rdata = vmem.read(m, r_next)
-            # the word a cycle later, beside the registered weight bits
-            xdata = delay(m, rdata, 1, "xdata", data=True) if p.bits_register else rdata
+            # the word a cycle later, beside the registered weight bits (a register chosen
+            # into, where the rows' adders do not take copies of it)
+            if p.bits_register and p.x_copies <= 1:
+                xdata = vmem.read(m, r_next, registered=True)
+            else:
+                rdata = vmem.read(m, r_next)
+                xdata = delay(m, rdata, 1, "xdata", data=True) if p.bits_register else rdata
 
         def lanes_of(word):
             return [word[s * xw:(s + 1) * xw].as_signed() if xs.signed
@@ -1484,18 +1488,32 @@ class _VectorMemory:
                              port.en.eq(en)]
         return req
 
-    def read(self, m, addr_next):
-        """The word at the address registered from ``addr_next``, a cycle later."""
+    def read(self, m, addr_next, registered=False):
+        """The word at the address registered from ``addr_next``, a cycle later; with
+        ``registered``, two cycles later, through one register more. Where more than
+        :data:`PAGE_MUX_GROUP` pages are chosen from, that register sits inside the choice:
+        each group of that many pages is chosen by the page index's low bits into a register
+        of its own, then the group by its high bits, registered beside them (the 64 pages of
+        LeNet-5's fc2 chosen in one go after the page register were its longest path placed
+        at every seed, 9.7 ns, 7.7 of them routing)."""
         self.read_next = addr_next              # for tests
         data, addr_q = [], None
-        for k in range(len(self._banks)):
+        group = PAGE_MUX_GROUP
+        split = registered and len(self._pages) > group
+        for k, (lo, hi) in enumerate(self._banks):
             pages = []
+            # a copy of the read address for every ``share`` pages: at most
+            # READ_ADDRESS_CELLS LUT-RAM cells each
+            share = max(1, READ_ADDRESS_CELLS // -(-(hi - lo) * self._lane // LUTRAM_CELL_BITS))
+            copies = {}
             for g, (a, b) in enumerate(self._pages):
                 width = Shape.cast(range(b - a)).width
-                addr = copy_register(
-                    m, addr_next[:width],
-                    f"r_addr_b{k}" + (f"_p{g}" if len(self._pages) > 1 else ""),
-                    emit=self._emit)
+                if g // share not in copies:
+                    copies[g // share] = copy_register(
+                        m, addr_next[:width],
+                        f"r_addr_b{k}" + (f"_p{g}" if len(self._pages) > 1 else ""),
+                        emit=self._emit)
+                addr = copies[g // share][:width]
                 port = self._mems[k, g].read_port(domain="sync")
                 self.ports[k, g] += (port,)
                 m.d.comb += [port.addr.eq(addr), port.en.eq(1)]
@@ -1512,10 +1530,50 @@ class _VectorMemory:
             # The page's word by a balanced tree of multiplexers on the page index's bits
             # (a chain of compares, one a page, was the placed ResNet-32's longest path: six
             # pages of conv33's memory, 6.1 ns of logic).
-            page = copy_register(m, addr_q[self._page_bits:], f"r_page_b{k}",
-                                 emit=self._emit)
-            data.append(mux_tree(page, pages))
-        return Cat(*data)
+            pb = self._page_bits
+            if not split:
+                page = copy_register(m, addr_q[pb:], f"r_page_b{k}", emit=self._emit)
+                data.append(mux_tree(page, pages))
+                continue
+            low = group.bit_length() - 1
+            chosen = []
+            for j in range(0, len(pages), group):
+                sel = copy_register(m, addr_q[pb:pb + low], f"r_page_b{k}_g{j // group}",
+                                    emit=self._emit)
+                reg = Signal(len(pages[0]), name=f"xdata_b{k}_g{j // group}", reset_less=True)
+                m.d.sync += reg.eq(mux_tree(sel, pages[j:j + group]))
+                chosen.append(reg)
+            high = delay(m, copy_register(m, addr_q[pb + low:], f"r_group_b{k}",
+                                          emit=self._emit), 1, f"r_group_b{k}", data=True)
+            data.append(mux_tree(high, chosen))
+        word = Cat(*data)
+        return delay(m, word, 1, "xdata", data=True) if registered and not split else word
+
+
+#: Bits of a word a LUT-RAM cell (TRELLIS_DPR16X4) holds.
+LUTRAM_CELL_BITS = 4
+
+#: LUT-RAM cells a copy of a vector memory's read address reaches: pages share a copy up to
+#: this many (a copy per page of LeNet-5's fc2, 64 pages of two cells, put its issue logic
+#: into 256 flip-flops, the longest path placed: 9.2 ns, 7.7 of them routing; one copy per
+#: page of 128 cells, conv2's, was 11.8-12.1 ns).
+READ_ADDRESS_CELLS = 8
+
+#: Pages of a LUT-RAM vector memory chosen in one step before the register that a read
+#: with ``registered`` adds (:meth:`_VectorMemory.read`): more are chosen in groups of this
+#: many into registers, then the group.
+PAGE_MUX_GROUP = 8
+
+
+def vector_read_registers(p):
+    """Registers of the word a unit reads from its vector memory, before its lanes: one, or
+    one per group of :data:`PAGE_MUX_GROUP` pages where the word is registered and its pages
+    are more (:meth:`_VectorMemory.read`)."""
+    pages = vector_pages(p)
+    if p.bits_register and not p.address_register and not p.stationary \
+            and p.x_copies <= 1 and pages > PAGE_MUX_GROUP:
+        return -(-pages // PAGE_MUX_GROUP)
+    return 1
 
 
 #: A unit with more row groups than this reads the next group's head while a group runs,

@@ -11,8 +11,8 @@ from .pipeline import copy_register, kept_register
 
 __all__ = ["Repack", "PIECE_BITS", "shift_in"]
 
-#: Widest piece of a widening repack's output register under one enable.
-PIECE_BITS = 64
+#: Widest piece of a widening repack's word and output register under one enable.
+PIECE_BITS = 32
 
 
 def _positive(name, value):

@@ -17,11 +17,12 @@ from functools import cached_property
 from typing import ClassVar
 
 from ..gateware.mvau import (rom_in_logic, rom_latency, rom_paged, rom_stalls,
-                              vector_banks_and_pages, vector_pages, vector_write_ffs,
-                              write_data_lanes)
+                              vector_banks_and_pages, vector_pages, vector_read_registers,
+                              vector_write_ffs, write_data_lanes)
 from ..gateware.pipeline import fifo_memory_words, int_shape, ram_style_attr
 from ..gateware.rom import (LOGIC_ROM_BITS, flat_group_bits, rom_address_copies, rom_layout,
                              rom_read_latency)
+from ..gateware.repack import PIECE_BITS as REPACK_PIECE_BITS
 from ..gateware.weight_stream import ENABLE_PIECES_ABOVE, PIECE_BITS, prefetch_depth
 from ..gateware.window import line_buffer_rows, window_rows
 from .cost import COST, memory
@@ -565,7 +566,8 @@ def mvau_logic(p):
             # the weight bits and the word read (the read address on the iCE40, where the
             # bits' and a paged ROM's registers share their LUTs' logic cells: the cells are
             # what counts there, and the placed digits MLP took fewer with them)
-            + (p.simd * xw + lanes) * (p.bits_register and not p.address_register)
+            + (p.simd * xw * vector_read_registers(p) + lanes)
+            * (p.bits_register and not p.address_register)
             + (2 * p.sf - 1).bit_length() * p.address_register)
     return {"luts": round(luts), "ffs": round(ffs), "brams": 0, "dsps": p.dsps}
 
@@ -1010,9 +1012,14 @@ class Repack(Stage):
             early = (beats - 1) % (self.n_out // self.n_in) < self.n_out // self.n_in - 1
             short = self.length - (beats - 1) * self.n_in < self.n_in
             muxed = bits * early + self.n_in * w * short
+        # a widening word in pieces (not on the iCE40): each piece's copies of the control
+        # registers (ready, last, full, valid)
+        pieces = -(-bits // REPACK_PIECE_BITS) \
+            if self.n_out > self.n_in and self.family != "ice40" else 0
         return {"luts": round(c["luts"] + c["luts_per_bit"] * muxed
                               + c["luts_per_shifted_bit"] * (bits - muxed)),
-                "ffs": round(c["ffs"] + c["ffs_per_bit"] * bits), "brams": 0, "dsps": 0}
+                "ffs": round(c["ffs"] + c["ffs_per_bit"] * bits + 4 * pieces * (pieces > 1)),
+                "brams": 0, "dsps": 0}
 
     def describe(self):
         return {"length": self.length, "n_in": self.n_in, "n_out": self.n_out}

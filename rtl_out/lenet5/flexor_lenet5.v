@@ -217,7 +217,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .o__payload(\i__payload$54 ),
     .o__ready(\o__ready$58 ),
     .o__valid(\i__valid$56 ),
-    .\port$5507$0 (\$8 ),
+    .\port$5895$0 (\$8 ),
     .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
   );
   \flexor_lenet5.fc1  fc1 (
@@ -235,7 +235,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .i__ready(\o__ready$76 ),
     .i__valid(\i__valid$74 ),
     .o__payload(\i__payload$78 ),
-    .\o__ready$570 (\o__ready$82 ),
+    .\o__ready$522 (\o__ready$82 ),
     .o__valid(\i__valid$80 ),
     .rst_fc2(rst_fc2),
     .w_data(\i__payload$72 )
@@ -3322,49 +3322,49 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire [6:0] \$110 ;
   wire [6:0] \$111 ;
   wire \$112 ;
-  wire [6:0] \$113 ;
-  wire [6:0] \$114 ;
+  wire [7:0] \$113 ;
+  wire [7:0] \$114 ;
   wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
+  wire [7:0] \$116 ;
+  wire [7:0] \$117 ;
   wire \$118 ;
-  wire \$119 ;
+  wire [6:0] \$119 ;
   wire \$12 ;
-  wire \$120 ;
-  wire [6:0] \$121 ;
+  wire [6:0] \$120 ;
+  wire \$121 ;
   wire \$122 ;
-  wire [6:0] \$123 ;
+  wire \$123 ;
   wire \$124 ;
-  wire [6:0] \$125 ;
+  wire \$125 ;
   wire \$126 ;
   wire [6:0] \$127 ;
-  wire [6:0] \$128 ;
+  wire \$128 ;
   wire [6:0] \$129 ;
   wire [8:0] \$13 ;
-  wire [6:0] \$130 ;
-  wire \$131 ;
+  wire \$130 ;
+  wire [6:0] \$131 ;
   wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
-  wire \$136 ;
+  wire [6:0] \$133 ;
+  wire [6:0] \$134 ;
+  wire [6:0] \$135 ;
+  wire [6:0] \$136 ;
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire [8:0] \$14 ;
   wire \$140 ;
-  wire [6:0] \$141 ;
-  wire [6:0] \$142 ;
+  wire \$141 ;
+  wire \$142 ;
   wire \$143 ;
-  wire [6:0] \$144 ;
-  wire [6:0] \$145 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
+  wire [6:0] \$147 ;
+  wire [6:0] \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
+  wire [6:0] \$150 ;
+  wire [6:0] \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
@@ -3377,35 +3377,35 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [6:0] \$163 ;
+  wire \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire \$169 ;
+  wire [6:0] \$169 ;
   wire \$17 ;
-  wire [6:0] \$170 ;
-  wire [7:0] \$171 ;
+  wire \$170 ;
+  wire \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire \$176 ;
-  wire \$177 ;
+  wire [6:0] \$176 ;
+  wire [7:0] \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
-  wire [5:0] \$183 ;
-  wire [6:0] \$184 ;
+  wire \$183 ;
+  wire \$184 ;
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
-  wire [6:0] \$189 ;
+  wire \$189 ;
   wire [5:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
@@ -3420,41 +3420,41 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire [5:0] \$201 ;
-  wire [5:0] \$202 ;
+  wire \$201 ;
+  wire \$202 ;
   wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
+  wire [5:0] \$204 ;
+  wire [5:0] \$205 ;
   wire \$206 ;
-  wire [5:0] \$207 ;
-  wire [5:0] \$208 ;
+  wire \$207 ;
+  wire \$208 ;
   wire \$209 ;
   wire [3:0] \$21 ;
-  wire \$210 ;
-  wire \$211 ;
+  wire [5:0] \$210 ;
+  wire [5:0] \$211 ;
   wire \$212 ;
   wire \$213 ;
-  wire [5:0] \$214 ;
-  wire [5:0] \$215 ;
-  wire [6:0] \$216 ;
-  wire [6:0] \$217 ;
-  wire \$218 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire [5:0] \$217 ;
+  wire [5:0] \$218 ;
   wire \$219 ;
   wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire [5:0] \$224 ;
+  wire \$224 ;
   wire [5:0] \$225 ;
-  wire \$226 ;
+  wire [5:0] \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire [3:0] \$23 ;
-  wire [5:0] \$230 ;
+  wire \$230 ;
   wire [5:0] \$231 ;
-  wire [6:0] \$232 ;
+  wire [5:0] \$232 ;
   wire \$233 ;
   wire \$234 ;
   wire \$235 ;
@@ -3533,15 +3533,15 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [3:0] \$300 ;
   reg [3:0] \$301 ;
   reg [5:0] \$302 ;
-  reg \$303 ;
-  reg [2:0] \$304 ;
-  reg [5:0] \$305 ;
-  reg [5:0] \$306 ;
-  reg \$307 ;
-  reg [2:0] \$308 ;
+  reg [6:0] \$303 ;
+  reg [6:0] \$304 ;
+  reg \$305 ;
+  reg [2:0] \$306 ;
+  reg [5:0] \$307 ;
+  reg [5:0] \$308 ;
   reg \$309 ;
   wire [3:0] \$31 ;
-  reg \$310 ;
+  reg [2:0] \$310 ;
   reg \$311 ;
   reg \$312 ;
   reg \$313 ;
@@ -3549,6 +3549,8 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg \$315 ;
   reg \$316 ;
   reg \$317 ;
+  reg \$318 ;
+  reg \$319 ;
   wire [4:0] \$32 ;
   wire [3:0] \$33 ;
   wire \$34 ;
@@ -3663,10 +3665,12 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [2:0] kx = 3'h0;
   reg [2:0] ky = 3'h0;
   reg [5:0] low = 6'h3e;
+  reg [6:0] low_r = 7'h06;
+  reg [6:0] low_rh = 7'h6a;
   output [7:0] o__payload;
   wire [7:0] o__payload;
+  wire [7:0] \o__payload$101 ;
   wire [7:0] \o__payload$23 ;
-  wire [7:0] \o__payload$99 ;
   wire o__ready;
   input \o__ready$24 ;
   wire \o__ready$24 ;
@@ -4084,122 +4088,122 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$110  = $signed(low) + $signed(3'h2);
   assign \$111  = \$109  ? 7'h7e : \$110 ;
   assign \$112  = oy == 4'hd;
-  assign \$113  = $signed(low) + $signed(3'h2);
-  assign \$114  = \$112  ? 7'h7e : \$113 ;
+  assign \$113  = $signed(low_r) + $signed(3'h2);
+  assign \$114  = \$112  ? 8'h06 : \$113 ;
   assign \$115  = oy == 4'hd;
-  assign \$116  = kx == 3'h4;
-  assign \$117  = ~ \$116 ;
-  assign \$118  = ky == 3'h4;
-  assign \$121  = $signed(ix) + $signed(2'h1);
-  assign \$122  = ~ block_dx;
-  assign \$123  = $signed(ix0) + $signed(2'h1);
-  assign \$124  = ~ block_dy;
-  assign \$125  = $signed(ix0) - $signed(2'h1);
-  assign \$126  = ox == 4'hd;
-  assign \$127  = $signed(ix0) + $signed(2'h1);
-  assign \$128  = \$126  ? 7'h7e : \$127 ;
-  assign \$129  = block_dy ? \$128  : \$125 ;
-  assign \$130  = block_dx ? \$129  : \$123 ;
-  assign \$131  = kx == 3'h4;
-  assign \$132  = ky == 3'h4;
-  assign \$133  = ~ \$132 ;
-  assign \$136  = ~ block_dx;
-  assign \$138  = ~ block_dy;
-  assign \$139  = ox == 4'hd;
-  assign \$140  = ~ \$139 ;
-  assign \$141  = $signed(iy) + $signed(2'h1);
-  assign \$142  = $signed(pix_low) + $signed(2'h1);
-  assign \$143  = oy == 4'hd;
-  assign \$144  = $signed(low) + $signed(3'h2);
-  assign \$145  = \$143  ? 7'h7e : \$144 ;
-  assign \$146  = w_px == 5'h1a;
-  assign \$148  = write & w_last;
-  assign \$149  = w_row == 5'h1b;
-  assign \$150  = w_row == 5'h1c;
-  assign \$151  = \$148  ? \$149  : \$150 ;
-  assign \$152  = write & w_last;
-  assign \$153  = w_row == 5'h1b;
-  assign \$154  = w_row == 5'h1c;
-  assign \$155  = \$152  ? \$153  : \$154 ;
-  assign \$156  = kx == 2'h3;
-  assign \$157  = ox == 4'hd;
-  assign \$160  = ky == 3'h4;
-  assign \$161  = & { \$160 , \$159 , \$158 , \$157 , \$156  };
-  assign \$162  = ~ r_done;
-  assign \$163  = $signed(low) + $signed(4'h6);
-  assign \$164  = $signed({ 1'h0, w_row }) >= $signed(\$163 );
-  assign \$165  = ahead_rows | \$164 ;
-  assign \$166  = w_row == 5'h1c;
-  assign \$167  = \$165  | \$166 ;
-  assign \$168  = \$162  & \$167 ;
-  assign \$169  = oy != 4'hd;
-  assign \$170  = $signed(low) + $signed(3'h2);
-  assign \$171  = $signed(\$170 ) + $signed(4'h6);
-  assign \$172  = $signed({ 1'h0, w_row }) >= $signed(\$171 );
-  assign \$173  = ahead_rows | \$172 ;
-  assign \$174  = w_row == 5'h1c;
-  assign \$175  = \$173  | \$174 ;
-  assign \$176  = \$169  & \$175 ;
-  assign \$177  = w_row >= 3'h4;
-  assign \$178  = ahead_rows & \$177 ;
-  assign \$179  = take_rows & r_last;
-  assign \$180  = w_row < 5'h1c;
-  assign \$181  = w_row < 3'h6;
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = w_row + 5'h1c;
-  assign \$184  = $signed(low) + $signed(5'h08);
-  assign \$185  = $signed({ 1'h0, \$183  }) < $signed(\$184 );
-  assign \$186  = r_done | \$185 ;
-  assign \$187  = \$182  & \$186 ;
-  assign \$188  = w_row < 5'h1c;
-  assign \$189  = $signed(low) + $signed(5'h08);
-  assign \$190  = $signed({ 1'h0, w_row }) < $signed(\$189 );
-  assign \$191  = r_done | \$190 ;
-  assign \$192  = \$188  & \$191 ;
-  assign \$193  = ahead ? \$187  : \$192 ;
-  assign \$194  = ~ ahead;
-  assign \$195  = w_row == 5'h1b;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = ahead | \$196 ;
-  assign \$198  = ~ ahead;
-  assign \$199  = w_row == 5'h1b;
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = w_row + 1'h1;
-  assign \$202  = \$200  ? 6'h00 : \$201 ;
-  assign \$203  = \$202  < 5'h1c;
-  assign \$204  = ~ ahead;
-  assign \$205  = w_row == 5'h1b;
-  assign \$206  = \$204  & \$205 ;
-  assign \$207  = w_row + 1'h1;
-  assign \$208  = \$206  ? 6'h00 : \$207 ;
-  assign \$209  = \$208  < 3'h6;
-  assign \$210  = \$203  & \$209 ;
-  assign \$211  = ~ ahead;
-  assign \$212  = w_row == 5'h1b;
-  assign \$213  = \$211  & \$212 ;
-  assign \$214  = w_row + 1'h1;
-  assign \$215  = \$213  ? 6'h00 : \$214 ;
-  assign \$216  = \$215  + 5'h1c;
-  assign \$217  = $signed(low) + $signed(5'h08);
-  assign \$218  = $signed({ 1'h0, \$216  }) < $signed(\$217 );
-  assign \$219  = r_done | \$218 ;
-  assign \$220  = \$210  & \$219 ;
-  assign \$221  = ~ ahead;
-  assign \$222  = w_row == 5'h1b;
-  assign \$223  = \$221  & \$222 ;
-  assign \$224  = w_row + 1'h1;
-  assign \$225  = \$223  ? 6'h00 : \$224 ;
-  assign \$226  = \$225  < 5'h1c;
-  assign \$227  = ~ ahead;
-  assign \$228  = w_row == 5'h1b;
-  assign \$229  = \$227  & \$228 ;
-  assign \$230  = w_row + 1'h1;
-  assign \$231  = \$229  ? 6'h00 : \$230 ;
-  assign \$232  = $signed(low) + $signed(5'h08);
-  assign \$233  = $signed({ 1'h0, \$231  }) < $signed(\$232 );
+  assign \$116  = $signed(low_rh) + $signed(3'h2);
+  assign \$117  = \$115  ? 8'hea : \$116 ;
+  assign \$118  = oy == 4'hd;
+  assign \$119  = $signed(low) + $signed(3'h2);
+  assign \$120  = \$118  ? 7'h7e : \$119 ;
+  assign \$121  = oy == 4'hd;
+  assign \$122  = kx == 3'h4;
+  assign \$123  = ~ \$122 ;
+  assign \$124  = ky == 3'h4;
+  assign \$127  = $signed(ix) + $signed(2'h1);
+  assign \$128  = ~ block_dx;
+  assign \$129  = $signed(ix0) + $signed(2'h1);
+  assign \$130  = ~ block_dy;
+  assign \$131  = $signed(ix0) - $signed(2'h1);
+  assign \$132  = ox == 4'hd;
+  assign \$133  = $signed(ix0) + $signed(2'h1);
+  assign \$134  = \$132  ? 7'h7e : \$133 ;
+  assign \$135  = block_dy ? \$134  : \$131 ;
+  assign \$136  = block_dx ? \$135  : \$129 ;
+  assign \$137  = kx == 3'h4;
+  assign \$138  = ky == 3'h4;
+  assign \$139  = ~ \$138 ;
+  assign \$142  = ~ block_dx;
+  assign \$144  = ~ block_dy;
+  assign \$145  = ox == 4'hd;
+  assign \$146  = ~ \$145 ;
+  assign \$147  = $signed(iy) + $signed(2'h1);
+  assign \$148  = $signed(pix_low) + $signed(2'h1);
+  assign \$149  = oy == 4'hd;
+  assign \$150  = $signed(low) + $signed(3'h2);
+  assign \$151  = \$149  ? 7'h7e : \$150 ;
+  assign \$152  = w_px == 5'h1a;
+  assign \$154  = write & w_last;
+  assign \$155  = w_row == 5'h1b;
+  assign \$156  = w_row == 5'h1c;
+  assign \$157  = \$154  ? \$155  : \$156 ;
+  assign \$158  = write & w_last;
+  assign \$159  = w_row == 5'h1b;
+  assign \$160  = w_row == 5'h1c;
+  assign \$161  = \$158  ? \$159  : \$160 ;
+  assign \$162  = kx == 2'h3;
+  assign \$163  = ox == 4'hd;
+  assign \$166  = ky == 3'h4;
+  assign \$167  = & { \$166 , \$165 , \$164 , \$163 , \$162  };
+  assign \$168  = ~ r_done;
+  assign \$169  = $signed(low) + $signed(4'h6);
+  assign \$170  = $signed({ 1'h0, w_row }) >= $signed(\$169 );
+  assign \$171  = ahead_rows | \$170 ;
+  assign \$172  = w_row == 5'h1c;
+  assign \$173  = \$171  | \$172 ;
+  assign \$174  = \$168  & \$173 ;
+  assign \$175  = oy != 4'hd;
+  assign \$176  = $signed(low) + $signed(3'h2);
+  assign \$177  = $signed(\$176 ) + $signed(4'h6);
+  assign \$178  = $signed({ 1'h0, w_row }) >= $signed(\$177 );
+  assign \$179  = ahead_rows | \$178 ;
+  assign \$180  = w_row == 5'h1c;
+  assign \$181  = \$179  | \$180 ;
+  assign \$182  = \$175  & \$181 ;
+  assign \$183  = w_row >= 3'h4;
+  assign \$184  = ahead_rows & \$183 ;
+  assign \$185  = take_rows & r_last;
+  assign \$186  = w_row < 5'h1c;
+  assign \$187  = w_row < 3'h6;
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = $signed({ 1'h0, w_row }) < $signed(low_rh);
+  assign \$190  = r_done | \$189 ;
+  assign \$191  = \$188  & \$190 ;
+  assign \$192  = w_row < 5'h1c;
+  assign \$193  = $signed({ 1'h0, w_row }) < $signed(low_r);
+  assign \$194  = r_done | \$193 ;
+  assign \$195  = \$192  & \$194 ;
+  assign \$196  = ahead ? \$191  : \$195 ;
+  assign \$197  = ~ ahead;
+  assign \$198  = w_row == 5'h1b;
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = ahead | \$199 ;
+  assign \$201  = ~ ahead;
+  assign \$202  = w_row == 5'h1b;
+  assign \$203  = \$201  & \$202 ;
+  assign \$204  = w_row + 1'h1;
+  assign \$205  = \$203  ? 6'h00 : \$204 ;
+  assign \$206  = \$205  < 5'h1c;
+  assign \$207  = ~ ahead;
+  assign \$208  = w_row == 5'h1b;
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = w_row + 1'h1;
+  assign \$211  = \$209  ? 6'h00 : \$210 ;
+  assign \$212  = \$211  < 3'h6;
+  assign \$213  = \$206  & \$212 ;
+  assign \$214  = ~ ahead;
+  assign \$215  = w_row == 5'h1b;
+  assign \$216  = \$214  & \$215 ;
+  assign \$217  = w_row + 1'h1;
+  assign \$218  = \$216  ? 6'h00 : \$217 ;
+  assign \$219  = $signed({ 1'h0, \$218  }) < $signed(low_rh);
+  assign \$220  = r_done | \$219 ;
+  assign \$221  = \$213  & \$220 ;
+  assign \$222  = ~ ahead;
+  assign \$223  = w_row == 5'h1b;
+  assign \$224  = \$222  & \$223 ;
+  assign \$225  = w_row + 1'h1;
+  assign \$226  = \$224  ? 6'h00 : \$225 ;
+  assign \$227  = \$226  < 5'h1c;
+  assign \$228  = ~ ahead;
+  assign \$229  = w_row == 5'h1b;
+  assign \$230  = \$228  & \$229 ;
+  assign \$231  = w_row + 1'h1;
+  assign \$232  = \$230  ? 6'h00 : \$231 ;
+  assign \$233  = $signed({ 1'h0, \$232  }) < $signed(low_r);
   assign \$234  = r_done | \$233 ;
-  assign \$235  = \$226  & \$234 ;
-  assign \$236  = \$197  ? \$220  : \$235 ;
+  assign \$235  = \$227  & \$234 ;
+  assign \$236  = \$200  ? \$221  : \$235 ;
   assign \$237  = write & w_last;
   assign \$238  = rst_conv1_window ? 1'h0 : valid_next;
   assign \$239  = rst_conv1_window ? 1'h1 : read_credits_room_next;
@@ -4306,35 +4310,39 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @(posedge clk)
     low <= \$302 ;
   always @(posedge clk)
-    r_done <= \$303 ;
+    low_r <= \$303 ;
   always @(posedge clk)
-    base_slot <= \$304 ;
+    low_rh <= \$304 ;
   always @(posedge clk)
-    ix <= \$305 ;
+    r_done <= \$305 ;
   always @(posedge clk)
-    iy <= \$306 ;
+    base_slot <= \$306 ;
   always @(posedge clk)
-    w_last <= \$307 ;
+    ix <= \$307 ;
   always @(posedge clk)
-    img_slot <= \$308 ;
+    iy <= \$308 ;
   always @(posedge clk)
-    r_last <= \$309 ;
+    w_last <= \$309 ;
   always @(posedge clk)
-    avail_ok <= \$310 ;
+    img_slot <= \$310 ;
   always @(posedge clk)
-    avail_ok_next <= \$311 ;
+    r_last <= \$311 ;
   always @(posedge clk)
-    avail_ok_image <= \$312 ;
+    avail_ok <= \$312 ;
   always @(posedge clk)
-    r_end_d <= \$313 ;
+    avail_ok_next <= \$313 ;
   always @(posedge clk)
-    switch_d <= \$314 ;
+    avail_ok_image <= \$314 ;
   always @(posedge clk)
-    room_ok <= \$315 ;
+    r_end_d <= \$315 ;
   always @(posedge clk)
-    room_ok_next <= \$316 ;
+    switch_d <= \$316 ;
   always @(posedge clk)
-    w_end_d <= \$317 ;
+    room_ok <= \$317 ;
+  always @(posedge clk)
+    room_ok_next <= \$318 ;
+  always @(posedge clk)
+    w_end_d <= \$319 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -4388,7 +4396,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$99 ),
+    .o__payload(\o__payload$101 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window),
@@ -4448,7 +4456,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$99 ),
+    .d(\o__payload$101 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -4512,7 +4520,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$282  = \$155 ;
+      \$282  = \$161 ;
     end
     if (rst_conv1_window) begin
       \$282  = 1'h0;
@@ -4532,7 +4540,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      if (\$151 ) begin
+      if (\$157 ) begin
         \$283  = 5'h00;
       end
     end
@@ -4661,7 +4669,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               \$293  = base_slot;
               if (\$105 ) begin
                 (* full_case = 32'd1 *)
-                if (\$115 ) begin
+                if (\$121 ) begin
                 end else begin
                   \$293  = step_next_slot;
                 end
@@ -4807,7 +4815,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               \$298  = base_slot;
               if (\$105 ) begin
                 (* full_case = 32'd1 *)
-                if (\$115 ) begin
+                if (\$121 ) begin
                 end else begin
                   \$298  = step_next_slot;
                 end
@@ -4844,7 +4852,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
             end else begin
               \$299  = low;
               if (\$105 ) begin
-                \$299  = \$114 [5:0];
+                \$299  = \$120 [5:0];
               end
             end
           end
@@ -4942,7 +4950,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$303  = r_done;
+    \$303  = low_r;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
@@ -4958,8 +4966,66 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
             end else if (\$72 ) begin
             end else begin
               if (\$105 ) begin
-                if (\$115 ) begin
-                  \$303  = 1'h1;
+                \$303  = \$114 [6:0];
+              end
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$303  = 7'h06;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$304  = low_rh;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+            end else begin
+              if (\$105 ) begin
+                \$304  = \$117 [6:0];
+              end
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv1_window) begin
+      \$304  = 7'h6a;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$305  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$45 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$51 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$63 ) begin
+          end else begin
+            (* full_case = 32'd1 *)
+            if (\$70 ) begin
+            end else if (\$72 ) begin
+            end else begin
+              if (\$105 ) begin
+                if (\$121 ) begin
+                  \$305  = 1'h1;
                 end
               end
             end
@@ -4968,15 +5034,15 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$303  = 1'h0;
+      \$305  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$303  = 1'h0;
+      \$305  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$304  = base_slot;
+    \$306  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
@@ -4993,9 +5059,9 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
             end else begin
               if (\$105 ) begin
                 (* full_case = 32'd1 *)
-                if (\$115 ) begin
+                if (\$121 ) begin
                 end else begin
-                  \$304  = step_next_slot;
+                  \$306  = step_next_slot;
                 end
               end
             end
@@ -5004,77 +5070,57 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$304  = step_base_slot;
+      \$306  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$304  = 3'h6;
+      \$306  = 3'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$305  = ix;
+    \$307  = ix;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$117 ) begin
-        \$305  = \$121 [5:0];
-      end else if (\$120 ) begin
-        \$305  = \$130 [5:0];
+      if (\$123 ) begin
+        \$307  = \$127 [5:0];
+      end else if (\$126 ) begin
+        \$307  = \$136 [5:0];
       end else begin
-        \$305  = ix0;
+        \$307  = ix0;
       end
     end
     if (rst_conv1_window) begin
-      \$305  = 6'h3e;
+      \$307  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$306  = iy;
+    \$308  = iy;
     if (take_step) begin
-      if (\$131 ) begin
+      if (\$137 ) begin
         (* full_case = 32'd1 *)
-        if (\$133 ) begin
-          \$306  = \$141 [5:0];
-        end else if (\$137 ) begin
-          \$306  = pix_low;
-        end else if (\$138 ) begin
-          \$306  = \$142 [5:0];
-        end else if (\$140 ) begin
-          \$306  = low;
+        if (\$139 ) begin
+          \$308  = \$147 [5:0];
+        end else if (\$143 ) begin
+          \$308  = pix_low;
+        end else if (\$144 ) begin
+          \$308  = \$148 [5:0];
+        end else if (\$146 ) begin
+          \$308  = low;
         end else begin
-          \$306  = \$145 [5:0];
+          \$308  = \$151 [5:0];
         end
       end
     end
     if (rst_conv1_window) begin
-      \$306  = 6'h3e;
+      \$308  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$307  = w_last;
+    \$309  = w_last;
     if (write) begin
-      \$307  = \$147 ;
-    end
-    if (rst_conv1_window) begin
-      \$307  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$308  = img_slot;
-    if (switch) begin
-      \$308  = step_img_slot;
-    end
-    if (rst_conv1_window) begin
-      \$308  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$309  = r_last;
-    if (take_step) begin
-      \$309  = \$161 ;
+      \$309  = \$153 ;
     end
     if (rst_conv1_window) begin
       \$309  = 1'h0;
@@ -5082,58 +5128,78 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$310  = \$168 ;
+    \$310  = img_slot;
+    if (switch) begin
+      \$310  = step_img_slot;
+    end
     if (rst_conv1_window) begin
-      \$310  = 1'h0;
+      \$310  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$311  = \$176 ;
+    \$311  = r_last;
+    if (take_step) begin
+      \$311  = \$167 ;
+    end
     if (rst_conv1_window) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$312  = \$178 ;
+    \$312  = \$174 ;
     if (rst_conv1_window) begin
       \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$313  = \$179 ;
+    \$313  = \$182 ;
     if (rst_conv1_window) begin
       \$313  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$314  = switch;
+    \$314  = \$184 ;
     if (rst_conv1_window) begin
       \$314  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$315  = \$193 ;
+    \$315  = \$185 ;
     if (rst_conv1_window) begin
-      \$315  = 1'h1;
+      \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$316  = \$236 ;
+    \$316  = switch;
     if (rst_conv1_window) begin
-      \$316  = 1'h1;
+      \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$317  = \$237 ;
+    \$317  = \$196 ;
     if (rst_conv1_window) begin
-      \$317  = 1'h0;
+      \$317  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$318  = \$236 ;
+    if (rst_conv1_window) begin
+      \$318  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$319  = \$237 ;
+    if (rst_conv1_window) begin
+      \$319  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -5163,14 +5229,14 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$66  = block_dx;
   assign \$69  = block_dx;
   assign \$71  = block_dy;
-  assign \$119  = 1'h1;
-  assign \$120  = \$118 ;
-  assign \$134  = 1'h1;
-  assign \$135  = 1'h0;
-  assign \$137  = \$136 ;
-  assign \$147  = \$146 ;
-  assign \$158  = block_dy;
-  assign \$159  = block_dx;
+  assign \$125  = 1'h1;
+  assign \$126  = \$124 ;
+  assign \$140  = 1'h1;
+  assign \$141  = 1'h0;
+  assign \$143  = \$142 ;
+  assign \$153  = \$152 ;
+  assign \$164  = block_dy;
+  assign \$165  = block_dx;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -5503,7 +5569,27 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire \$1 ;
   wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire \$105 ;
+  wire \$106 ;
+  wire \$107 ;
+  wire \$108 ;
+  wire \$109 ;
   wire [5:0] \$11 ;
+  wire \$110 ;
+  wire \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  reg [4:0] \$116 ;
+  reg [24:0] \$117 ;
+  reg [199:0] \$118 ;
+  reg [199:0] \$119 ;
   wire [5:0] \$12 ;
   wire \$13 ;
   wire [24:0] \$14 ;
@@ -5575,12 +5661,31 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
-  reg [4:0] \$77 ;
-  reg [24:0] \$78 ;
-  reg [199:0] \$79 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
-  reg [199:0] \$80 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  wire \$89 ;
   wire \$9 ;
+  wire \$90 ;
+  wire \$91 ;
+  wire \$92 ;
+  wire \$93 ;
+  wire \$94 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   wire \$signal ;
   reg [24:0] at = 25'h0000001;
   reg [4:0] beat = 5'h00;
@@ -5591,6 +5696,9 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
   wire full_1;
   wire full_2;
   wire full_3;
+  wire full_4;
+  wire full_5;
+  wire full_6;
   wire full_q;
   input [7:0] i__payload;
   wire [7:0] i__payload;
@@ -5613,6 +5721,9 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
   wire ready_1;
   wire ready_2;
   wire ready_3;
+  wire ready_4;
+  wire ready_5;
+  wire ready_6;
   wire ready_q;
   input rst_conv1_window_to_conv1;
   wire rst_conv1_window_to_conv1;
@@ -5621,73 +5732,12 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
   wire valid_1;
   wire valid_2;
   wire valid_3;
+  wire valid_4;
+  wire valid_5;
+  wire valid_6;
   wire valid_next;
   wire valid_q;
   reg [199:0] word = 200'h00000000000000000000000000000000000000000000000000;
-  assign \$17  = full_0 & \$16 ;
-  assign \$18  = i__valid & ready_0;
-  assign \$19  = ~ valid_1;
-  assign \$20  = \$19  | o__ready;
-  assign \$21  = full_1 & \$20 ;
-  assign \$22  = i__valid & ready_1;
-  assign \$23  = ~ valid_2;
-  assign \$24  = \$23  | o__ready;
-  assign \$25  = full_2 & \$24 ;
-  assign \$26  = i__valid & ready_2;
-  assign \$27  = ~ valid_3;
-  assign \$28  = \$27  | o__ready;
-  assign \$29  = full_3 & \$28 ;
-  assign \$30  = i__valid & ready_3;
-  assign \$31  = rst_conv1_window_to_conv1 ? 1'h0 : valid_next;
-  assign \$32  = rst_conv1_window_to_conv1 ? 1'h0 : \$signal ;
-  assign \$33  = ~ \$signal ;
-  assign \$34  = ~ valid_next;
-  assign \$35  = \$33  | \$34 ;
-  assign \$36  = rst_conv1_window_to_conv1 ? 1'h1 : \$35 ;
-  assign \$37  = beat == 5'h17;
-  assign \$38  = last ? 1'h0 : \$37 ;
-  assign \$39  = take ? \$38  : last;
-  assign \$40  = rst_conv1_window_to_conv1 ? 1'h0 : \$39 ;
-  assign \$41  = ~ \$signal ;
-  assign \$42  = ~ valid_next;
-  assign \$43  = \$41  | \$42 ;
-  assign \$44  = \$43  | rst_conv1_window_to_conv1;
-  assign \$45  = beat == 5'h17;
-  assign \$46  = last ? 1'h0 : \$45 ;
-  assign \$47  = take ? \$46  : last;
-  assign \$48  = rst_conv1_window_to_conv1 ? 1'h0 : \$47 ;
-  assign \$50  = ~ \$signal ;
-  assign \$51  = ~ valid_next;
-  assign \$52  = \$50  | \$51 ;
-  assign \$53  = \$52  | rst_conv1_window_to_conv1;
-  assign \$54  = beat == 5'h17;
-  assign \$55  = last ? 1'h0 : \$54 ;
-  assign \$56  = take ? \$55  : last;
-  assign \$57  = rst_conv1_window_to_conv1 ? 1'h0 : \$56 ;
-  assign \$59  = ~ \$signal ;
-  assign \$60  = ~ valid_next;
-  assign \$61  = \$59  | \$60 ;
-  assign \$62  = \$61  | rst_conv1_window_to_conv1;
-  assign \$63  = beat == 5'h17;
-  assign \$64  = last ? 1'h0 : \$63 ;
-  assign \$65  = take ? \$64  : last;
-  assign \$66  = rst_conv1_window_to_conv1 ? 1'h0 : \$65 ;
-  assign \$68  = ~ \$signal ;
-  assign \$69  = ~ valid_next;
-  assign \$70  = \$68  | \$69 ;
-  assign \$71  = \$70  | rst_conv1_window_to_conv1;
-  assign \$72  = beat == 5'h17;
-  assign \$73  = last ? 1'h0 : \$72 ;
-  assign \$74  = take ? \$73  : last;
-  assign \$75  = rst_conv1_window_to_conv1 ? 1'h0 : \$74 ;
-  always @(posedge clk)
-    beat <= \$77 ;
-  always @(posedge clk)
-    at <= \$78 ;
-  always @(posedge clk)
-    o__payload <= \$79 ;
-  always @(posedge clk)
-    word <= \$80 ;
   assign take = i__valid & i__ready;
   assign \$1  = at[24] | last;
   assign \$2  = take & \$1 ;
@@ -5707,6 +5757,106 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
   assign \$14  = \$13  ? 25'h0000001 : { at[23:0], at[24] };
   assign \$15  = ~ valid_0;
   assign \$16  = \$15  | o__ready;
+  assign \$17  = full_0 & \$16 ;
+  assign \$18  = i__valid & ready_0;
+  assign \$19  = ~ valid_1;
+  assign \$20  = \$19  | o__ready;
+  assign \$21  = full_1 & \$20 ;
+  assign \$22  = i__valid & ready_1;
+  assign \$23  = ~ valid_2;
+  assign \$24  = \$23  | o__ready;
+  assign \$25  = full_2 & \$24 ;
+  assign \$26  = i__valid & ready_2;
+  assign \$27  = ~ valid_3;
+  assign \$28  = \$27  | o__ready;
+  assign \$29  = full_3 & \$28 ;
+  assign \$30  = i__valid & ready_3;
+  assign \$31  = ~ valid_4;
+  assign \$32  = \$31  | o__ready;
+  assign \$33  = full_4 & \$32 ;
+  assign \$34  = i__valid & ready_4;
+  assign \$35  = ~ valid_5;
+  assign \$36  = \$35  | o__ready;
+  assign \$37  = full_5 & \$36 ;
+  assign \$38  = i__valid & ready_5;
+  assign \$39  = ~ valid_6;
+  assign \$40  = \$39  | o__ready;
+  assign \$41  = full_6 & \$40 ;
+  assign \$42  = i__valid & ready_6;
+  assign \$43  = rst_conv1_window_to_conv1 ? 1'h0 : valid_next;
+  assign \$44  = rst_conv1_window_to_conv1 ? 1'h0 : \$signal ;
+  assign \$45  = ~ \$signal ;
+  assign \$46  = ~ valid_next;
+  assign \$47  = \$45  | \$46 ;
+  assign \$48  = rst_conv1_window_to_conv1 ? 1'h1 : \$47 ;
+  assign \$49  = beat == 5'h17;
+  assign \$50  = last ? 1'h0 : \$49 ;
+  assign \$51  = take ? \$50  : last;
+  assign \$52  = rst_conv1_window_to_conv1 ? 1'h0 : \$51 ;
+  assign \$53  = ~ \$signal ;
+  assign \$54  = ~ valid_next;
+  assign \$55  = \$53  | \$54 ;
+  assign \$56  = \$55  | rst_conv1_window_to_conv1;
+  assign \$57  = beat == 5'h17;
+  assign \$58  = last ? 1'h0 : \$57 ;
+  assign \$59  = take ? \$58  : last;
+  assign \$60  = rst_conv1_window_to_conv1 ? 1'h0 : \$59 ;
+  assign \$62  = ~ \$signal ;
+  assign \$63  = ~ valid_next;
+  assign \$64  = \$62  | \$63 ;
+  assign \$65  = \$64  | rst_conv1_window_to_conv1;
+  assign \$66  = beat == 5'h17;
+  assign \$67  = last ? 1'h0 : \$66 ;
+  assign \$68  = take ? \$67  : last;
+  assign \$69  = rst_conv1_window_to_conv1 ? 1'h0 : \$68 ;
+  assign \$71  = ~ \$signal ;
+  assign \$72  = ~ valid_next;
+  assign \$73  = \$71  | \$72 ;
+  assign \$74  = \$73  | rst_conv1_window_to_conv1;
+  assign \$75  = beat == 5'h17;
+  assign \$76  = last ? 1'h0 : \$75 ;
+  assign \$77  = take ? \$76  : last;
+  assign \$78  = rst_conv1_window_to_conv1 ? 1'h0 : \$77 ;
+  assign \$80  = ~ \$signal ;
+  assign \$81  = ~ valid_next;
+  assign \$82  = \$80  | \$81 ;
+  assign \$83  = \$82  | rst_conv1_window_to_conv1;
+  assign \$84  = beat == 5'h17;
+  assign \$85  = last ? 1'h0 : \$84 ;
+  assign \$86  = take ? \$85  : last;
+  assign \$87  = rst_conv1_window_to_conv1 ? 1'h0 : \$86 ;
+  assign \$89  = ~ \$signal ;
+  assign \$90  = ~ valid_next;
+  assign \$91  = \$89  | \$90 ;
+  assign \$92  = \$91  | rst_conv1_window_to_conv1;
+  assign \$93  = beat == 5'h17;
+  assign \$94  = last ? 1'h0 : \$93 ;
+  assign \$95  = take ? \$94  : last;
+  assign \$96  = rst_conv1_window_to_conv1 ? 1'h0 : \$95 ;
+  assign \$98  = ~ \$signal ;
+  assign \$99  = ~ valid_next;
+  assign \$100  = \$98  | \$99 ;
+  assign \$101  = \$100  | rst_conv1_window_to_conv1;
+  assign \$102  = beat == 5'h17;
+  assign \$103  = last ? 1'h0 : \$102 ;
+  assign \$104  = take ? \$103  : last;
+  assign \$105  = rst_conv1_window_to_conv1 ? 1'h0 : \$104 ;
+  assign \$107  = ~ \$signal ;
+  assign \$108  = ~ valid_next;
+  assign \$109  = \$107  | \$108 ;
+  assign \$110  = \$109  | rst_conv1_window_to_conv1;
+  assign \$111  = beat == 5'h17;
+  assign \$112  = last ? 1'h0 : \$111 ;
+  assign \$113  = take ? \$112  : last;
+  assign \$114  = rst_conv1_window_to_conv1 ? 1'h0 : \$113 ;
+  always @(posedge clk)
+    beat <= \$116 ;
+  always @(posedge clk)
+    at <= \$117 ;
+  always @(posedge clk)
+    o__payload <= \$118 ;
+  always @(posedge clk)
+    word <= \$119 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -5742,9 +5892,33 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) full_4_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_5_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_6_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) full_q_copy (
     .clk(clk),
-    .d(\$32 ),
+    .d(\$44 ),
     .q(full)
   );
   flexor_copy #(
@@ -5752,39 +5926,63 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
     .WIDTH(32'd1)
   ) last_0_copy (
     .clk(clk),
-    .d(\$48 ),
-    .q(\$49 )
+    .d(\$60 ),
+    .q(\$61 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_1_copy (
     .clk(clk),
-    .d(\$57 ),
-    .q(\$58 )
+    .d(\$69 ),
+    .q(\$70 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_2_copy (
     .clk(clk),
-    .d(\$66 ),
-    .q(\$67 )
+    .d(\$78 ),
+    .q(\$79 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_3_copy (
     .clk(clk),
-    .d(\$75 ),
-    .q(\$76 )
+    .d(\$87 ),
+    .q(\$88 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_4_copy (
+    .clk(clk),
+    .d(\$96 ),
+    .q(\$97 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_5_copy (
+    .clk(clk),
+    .d(\$105 ),
+    .q(\$106 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_6_copy (
+    .clk(clk),
+    .d(\$114 ),
+    .q(\$115 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_q_copy (
     .clk(clk),
-    .d(\$40 ),
+    .d(\$52 ),
     .q(last)
   );
   flexor_copy #(
@@ -5792,7 +5990,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
     .WIDTH(32'd1)
   ) ready_0_copy (
     .clk(clk),
-    .d(\$44 ),
+    .d(\$56 ),
     .q(ready_0)
   );
   flexor_copy #(
@@ -5800,7 +5998,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
     .WIDTH(32'd1)
   ) ready_1_copy (
     .clk(clk),
-    .d(\$53 ),
+    .d(\$65 ),
     .q(ready_1)
   );
   flexor_copy #(
@@ -5808,7 +6006,7 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
     .WIDTH(32'd1)
   ) ready_2_copy (
     .clk(clk),
-    .d(\$62 ),
+    .d(\$74 ),
     .q(ready_2)
   );
   flexor_copy #(
@@ -5816,15 +6014,39 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
     .WIDTH(32'd1)
   ) ready_3_copy (
     .clk(clk),
-    .d(\$71 ),
+    .d(\$83 ),
     .q(ready_3)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_4_copy (
+    .clk(clk),
+    .d(\$92 ),
+    .q(ready_4)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_5_copy (
+    .clk(clk),
+    .d(\$101 ),
+    .q(ready_5)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_6_copy (
+    .clk(clk),
+    .d(\$110 ),
+    .q(ready_6)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) ready_q_copy (
     .clk(clk),
-    .d(\$36 ),
+    .d(\$48 ),
     .q(i__ready)
   );
   flexor_copy #(
@@ -5862,61 +6084,103 @@ module \flexor_lenet5.conv1_window_to_conv1 (rst_conv1_window_to_conv1, o__valid
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) valid_4_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_5_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_6_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) valid_q_copy (
     .clk(clk),
-    .d(\$31 ),
+    .d(\$43 ),
     .q(o__valid)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$77  = beat;
+    \$116  = beat;
     if (take) begin
-      \$77  = \$12 [4:0];
+      \$116  = \$12 [4:0];
     end
     if (rst_conv1_window_to_conv1) begin
-      \$77  = 5'h00;
+      \$116  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$78  = at;
+    \$117  = at;
     if (take) begin
-      \$78  = \$14 ;
+      \$117  = \$14 ;
     end
     if (rst_conv1_window_to_conv1) begin
-      \$78  = 25'h0000001;
+      \$117  = 25'h0000001;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$79  = o__payload;
+    \$118  = o__payload;
     if (\$17 ) begin
-      \$79 [63:0] = word[63:0];
+      \$118 [31:0] = word[31:0];
     end
     if (\$21 ) begin
-      \$79 [127:64] = word[127:64];
+      \$118 [63:32] = word[63:32];
     end
     if (\$25 ) begin
-      \$79 [191:128] = word[191:128];
+      \$118 [95:64] = word[95:64];
     end
     if (\$29 ) begin
-      \$79 [199:192] = word[199:192];
+      \$118 [127:96] = word[127:96];
+    end
+    if (\$33 ) begin
+      \$118 [159:128] = word[159:128];
+    end
+    if (\$37 ) begin
+      \$118 [191:160] = word[191:160];
+    end
+    if (\$41 ) begin
+      \$118 [199:192] = word[199:192];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$80  = word;
+    \$119  = word;
     if (\$18 ) begin
-      \$80 [63:0] = word[71:8];
+      \$119 [31:0] = word[39:8];
     end
     if (\$22 ) begin
-      \$80 [127:64] = word[135:72];
+      \$119 [63:32] = word[71:40];
     end
     if (\$26 ) begin
-      \$80 [191:128] = word[199:136];
+      \$119 [95:64] = word[103:72];
     end
     if (\$30 ) begin
-      \$80 [199:192] = i__payload;
+      \$119 [127:96] = word[135:104];
+    end
+    if (\$34 ) begin
+      \$119 [159:128] = word[167:136];
+    end
+    if (\$38 ) begin
+      \$119 [191:160] = word[199:168];
+    end
+    if (\$42 ) begin
+      \$119 [199:192] = i__payload;
     end
   end
   assign ready = i__ready;
@@ -13875,18 +14139,96 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire \$113 ;
   wire \$114 ;
   wire \$115 ;
-  reg [6:0] \$116 ;
-  reg [4:0] \$117 ;
-  reg [399:0] \$118 ;
-  reg [399:0] \$119 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire [7:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire [4:0] \$14 ;
+  wire \$140 ;
+  wire \$141 ;
+  wire \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire \$146 ;
+  wire \$147 ;
+  wire \$148 ;
+  wire \$149 ;
   wire \$15 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
+  wire \$159 ;
   wire \$16 ;
+  wire \$160 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire \$173 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire \$18 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire \$187 ;
+  wire \$188 ;
+  wire \$189 ;
   wire \$19 ;
+  wire \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  reg [6:0] \$194 ;
+  reg [4:0] \$195 ;
+  reg [399:0] \$196 ;
+  reg [399:0] \$197 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
@@ -13983,11 +14325,17 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire full;
   wire full_0;
   wire full_1;
+  wire full_10;
+  wire full_11;
+  wire full_12;
   wire full_2;
   wire full_3;
   wire full_4;
   wire full_5;
   wire full_6;
+  wire full_7;
+  wire full_8;
+  wire full_9;
   wire full_q;
   input [79:0] i__payload;
   wire [79:0] i__payload;
@@ -14008,22 +14356,34 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   wire ready;
   wire ready_0;
   wire ready_1;
+  wire ready_10;
+  wire ready_11;
+  wire ready_12;
   wire ready_2;
   wire ready_3;
   wire ready_4;
   wire ready_5;
   wire ready_6;
+  wire ready_7;
+  wire ready_8;
+  wire ready_9;
   wire ready_q;
   input rst_conv2_window;
   wire rst_conv2_window;
   wire take;
   wire valid_0;
   wire valid_1;
+  wire valid_10;
+  wire valid_11;
+  wire valid_12;
   wire valid_2;
   wire valid_3;
   wire valid_4;
   wire valid_5;
   wire valid_6;
+  wire valid_7;
+  wire valid_8;
+  wire valid_9;
   wire valid_next;
   wire valid_q;
   reg [399:0] word = 400'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -14072,80 +14432,152 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   assign \$40  = \$39  | o__ready;
   assign \$41  = full_6 & \$40 ;
   assign \$42  = i__valid & ready_6;
-  assign \$43  = rst_conv2_window ? 1'h0 : valid_next;
-  assign \$44  = rst_conv2_window ? 1'h0 : \$signal ;
-  assign \$45  = ~ \$signal ;
-  assign \$46  = ~ valid_next;
-  assign \$47  = \$45  | \$46 ;
-  assign \$48  = rst_conv2_window ? 1'h1 : \$47 ;
-  assign \$49  = beat == 7'h4e;
-  assign \$50  = last ? 1'h0 : \$49 ;
-  assign \$51  = take ? \$50  : last;
-  assign \$52  = rst_conv2_window ? 1'h0 : \$51 ;
-  assign \$53  = ~ \$signal ;
-  assign \$54  = ~ valid_next;
-  assign \$55  = \$53  | \$54 ;
-  assign \$56  = \$55  | rst_conv2_window;
-  assign \$57  = beat == 7'h4e;
-  assign \$58  = last ? 1'h0 : \$57 ;
-  assign \$59  = take ? \$58  : last;
-  assign \$60  = rst_conv2_window ? 1'h0 : \$59 ;
-  assign \$62  = ~ \$signal ;
-  assign \$63  = ~ valid_next;
-  assign \$64  = \$62  | \$63 ;
-  assign \$65  = \$64  | rst_conv2_window;
-  assign \$66  = beat == 7'h4e;
-  assign \$67  = last ? 1'h0 : \$66 ;
-  assign \$68  = take ? \$67  : last;
-  assign \$69  = rst_conv2_window ? 1'h0 : \$68 ;
-  assign \$71  = ~ \$signal ;
-  assign \$72  = ~ valid_next;
-  assign \$73  = \$71  | \$72 ;
-  assign \$74  = \$73  | rst_conv2_window;
-  assign \$75  = beat == 7'h4e;
-  assign \$76  = last ? 1'h0 : \$75 ;
-  assign \$77  = take ? \$76  : last;
-  assign \$78  = rst_conv2_window ? 1'h0 : \$77 ;
-  assign \$80  = ~ \$signal ;
-  assign \$81  = ~ valid_next;
-  assign \$82  = \$80  | \$81 ;
-  assign \$83  = \$82  | rst_conv2_window;
-  assign \$84  = beat == 7'h4e;
-  assign \$85  = last ? 1'h0 : \$84 ;
-  assign \$86  = take ? \$85  : last;
-  assign \$87  = rst_conv2_window ? 1'h0 : \$86 ;
-  assign \$89  = ~ \$signal ;
-  assign \$90  = ~ valid_next;
-  assign \$91  = \$89  | \$90 ;
-  assign \$92  = \$91  | rst_conv2_window;
-  assign \$93  = beat == 7'h4e;
-  assign \$94  = last ? 1'h0 : \$93 ;
-  assign \$95  = take ? \$94  : last;
-  assign \$96  = rst_conv2_window ? 1'h0 : \$95 ;
-  assign \$98  = ~ \$signal ;
-  assign \$99  = ~ valid_next;
-  assign \$100  = \$98  | \$99 ;
-  assign \$101  = \$100  | rst_conv2_window;
-  assign \$102  = beat == 7'h4e;
-  assign \$103  = last ? 1'h0 : \$102 ;
-  assign \$104  = take ? \$103  : last;
-  assign \$105  = rst_conv2_window ? 1'h0 : \$104 ;
-  assign \$107  = ~ \$signal ;
-  assign \$108  = ~ valid_next;
-  assign \$109  = \$107  | \$108 ;
-  assign \$110  = \$109  | rst_conv2_window;
-  assign \$111  = beat == 7'h4e;
-  assign \$112  = last ? 1'h0 : \$111 ;
-  assign \$113  = take ? \$112  : last;
-  assign \$114  = rst_conv2_window ? 1'h0 : \$113 ;
+  assign \$43  = ~ valid_7;
+  assign \$44  = \$43  | o__ready;
+  assign \$45  = full_7 & \$44 ;
+  assign \$46  = i__valid & ready_7;
+  assign \$47  = ~ valid_8;
+  assign \$48  = \$47  | o__ready;
+  assign \$49  = full_8 & \$48 ;
+  assign \$50  = i__valid & ready_8;
+  assign \$51  = ~ valid_9;
+  assign \$52  = \$51  | o__ready;
+  assign \$53  = full_9 & \$52 ;
+  assign \$54  = i__valid & ready_9;
+  assign \$55  = ~ valid_10;
+  assign \$56  = \$55  | o__ready;
+  assign \$57  = full_10 & \$56 ;
+  assign \$58  = i__valid & ready_10;
+  assign \$59  = ~ valid_11;
+  assign \$60  = \$59  | o__ready;
+  assign \$61  = full_11 & \$60 ;
+  assign \$62  = i__valid & ready_11;
+  assign \$63  = ~ valid_12;
+  assign \$64  = \$63  | o__ready;
+  assign \$65  = full_12 & \$64 ;
+  assign \$66  = i__valid & ready_12;
+  assign \$67  = rst_conv2_window ? 1'h0 : valid_next;
+  assign \$68  = rst_conv2_window ? 1'h0 : \$signal ;
+  assign \$69  = ~ \$signal ;
+  assign \$70  = ~ valid_next;
+  assign \$71  = \$69  | \$70 ;
+  assign \$72  = rst_conv2_window ? 1'h1 : \$71 ;
+  assign \$73  = beat == 7'h4e;
+  assign \$74  = last ? 1'h0 : \$73 ;
+  assign \$75  = take ? \$74  : last;
+  assign \$76  = rst_conv2_window ? 1'h0 : \$75 ;
+  assign \$77  = ~ \$signal ;
+  assign \$78  = ~ valid_next;
+  assign \$79  = \$77  | \$78 ;
+  assign \$80  = \$79  | rst_conv2_window;
+  assign \$81  = beat == 7'h4e;
+  assign \$82  = last ? 1'h0 : \$81 ;
+  assign \$83  = take ? \$82  : last;
+  assign \$84  = rst_conv2_window ? 1'h0 : \$83 ;
+  assign \$86  = ~ \$signal ;
+  assign \$87  = ~ valid_next;
+  assign \$88  = \$86  | \$87 ;
+  assign \$89  = \$88  | rst_conv2_window;
+  assign \$90  = beat == 7'h4e;
+  assign \$91  = last ? 1'h0 : \$90 ;
+  assign \$92  = take ? \$91  : last;
+  assign \$93  = rst_conv2_window ? 1'h0 : \$92 ;
+  assign \$95  = ~ \$signal ;
+  assign \$96  = ~ valid_next;
+  assign \$97  = \$95  | \$96 ;
+  assign \$98  = \$97  | rst_conv2_window;
+  assign \$99  = beat == 7'h4e;
+  assign \$100  = last ? 1'h0 : \$99 ;
+  assign \$101  = take ? \$100  : last;
+  assign \$102  = rst_conv2_window ? 1'h0 : \$101 ;
+  assign \$104  = ~ \$signal ;
+  assign \$105  = ~ valid_next;
+  assign \$106  = \$104  | \$105 ;
+  assign \$107  = \$106  | rst_conv2_window;
+  assign \$108  = beat == 7'h4e;
+  assign \$109  = last ? 1'h0 : \$108 ;
+  assign \$110  = take ? \$109  : last;
+  assign \$111  = rst_conv2_window ? 1'h0 : \$110 ;
+  assign \$113  = ~ \$signal ;
+  assign \$114  = ~ valid_next;
+  assign \$115  = \$113  | \$114 ;
+  assign \$116  = \$115  | rst_conv2_window;
+  assign \$117  = beat == 7'h4e;
+  assign \$118  = last ? 1'h0 : \$117 ;
+  assign \$119  = take ? \$118  : last;
+  assign \$120  = rst_conv2_window ? 1'h0 : \$119 ;
+  assign \$122  = ~ \$signal ;
+  assign \$123  = ~ valid_next;
+  assign \$124  = \$122  | \$123 ;
+  assign \$125  = \$124  | rst_conv2_window;
+  assign \$126  = beat == 7'h4e;
+  assign \$127  = last ? 1'h0 : \$126 ;
+  assign \$128  = take ? \$127  : last;
+  assign \$129  = rst_conv2_window ? 1'h0 : \$128 ;
+  assign \$131  = ~ \$signal ;
+  assign \$132  = ~ valid_next;
+  assign \$133  = \$131  | \$132 ;
+  assign \$134  = \$133  | rst_conv2_window;
+  assign \$135  = beat == 7'h4e;
+  assign \$136  = last ? 1'h0 : \$135 ;
+  assign \$137  = take ? \$136  : last;
+  assign \$138  = rst_conv2_window ? 1'h0 : \$137 ;
+  assign \$140  = ~ \$signal ;
+  assign \$141  = ~ valid_next;
+  assign \$142  = \$140  | \$141 ;
+  assign \$143  = \$142  | rst_conv2_window;
+  assign \$144  = beat == 7'h4e;
+  assign \$145  = last ? 1'h0 : \$144 ;
+  assign \$146  = take ? \$145  : last;
+  assign \$147  = rst_conv2_window ? 1'h0 : \$146 ;
+  assign \$149  = ~ \$signal ;
+  assign \$150  = ~ valid_next;
+  assign \$151  = \$149  | \$150 ;
+  assign \$152  = \$151  | rst_conv2_window;
+  assign \$153  = beat == 7'h4e;
+  assign \$154  = last ? 1'h0 : \$153 ;
+  assign \$155  = take ? \$154  : last;
+  assign \$156  = rst_conv2_window ? 1'h0 : \$155 ;
+  assign \$158  = ~ \$signal ;
+  assign \$159  = ~ valid_next;
+  assign \$160  = \$158  | \$159 ;
+  assign \$161  = \$160  | rst_conv2_window;
+  assign \$162  = beat == 7'h4e;
+  assign \$163  = last ? 1'h0 : \$162 ;
+  assign \$164  = take ? \$163  : last;
+  assign \$165  = rst_conv2_window ? 1'h0 : \$164 ;
+  assign \$167  = ~ \$signal ;
+  assign \$168  = ~ valid_next;
+  assign \$169  = \$167  | \$168 ;
+  assign \$170  = \$169  | rst_conv2_window;
+  assign \$171  = beat == 7'h4e;
+  assign \$172  = last ? 1'h0 : \$171 ;
+  assign \$173  = take ? \$172  : last;
+  assign \$174  = rst_conv2_window ? 1'h0 : \$173 ;
+  assign \$176  = ~ \$signal ;
+  assign \$177  = ~ valid_next;
+  assign \$178  = \$176  | \$177 ;
+  assign \$179  = \$178  | rst_conv2_window;
+  assign \$180  = beat == 7'h4e;
+  assign \$181  = last ? 1'h0 : \$180 ;
+  assign \$182  = take ? \$181  : last;
+  assign \$183  = rst_conv2_window ? 1'h0 : \$182 ;
+  assign \$185  = ~ \$signal ;
+  assign \$186  = ~ valid_next;
+  assign \$187  = \$185  | \$186 ;
+  assign \$188  = \$187  | rst_conv2_window;
+  assign \$189  = beat == 7'h4e;
+  assign \$190  = last ? 1'h0 : \$189 ;
+  assign \$191  = take ? \$190  : last;
+  assign \$192  = rst_conv2_window ? 1'h0 : \$191 ;
   always @(posedge clk)
-    beat <= \$116 ;
+    beat <= \$194 ;
   always @(posedge clk)
-    at <= \$117 ;
+    at <= \$195 ;
   always @(posedge clk)
-    o__payload <= \$118 ;
+    o__payload <= \$196 ;
   always @(posedge clk)
-    word <= \$119 ;
+    word <= \$197 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -14153,6 +14585,30 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     .clk(clk),
     .d(\$signal ),
     .q(full_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_10_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_10)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_11_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_11)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_12_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_12)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14205,9 +14661,33 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) full_7_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_7)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_8_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_8)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_9_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_9)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) full_q_copy (
     .clk(clk),
-    .d(\$44 ),
+    .d(\$68 ),
     .q(full)
   );
   flexor_copy #(
@@ -14215,63 +14695,111 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     .WIDTH(32'd1)
   ) last_0_copy (
     .clk(clk),
-    .d(\$60 ),
-    .q(\$61 )
+    .d(\$84 ),
+    .q(\$85 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_10_copy (
+    .clk(clk),
+    .d(\$174 ),
+    .q(\$175 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_11_copy (
+    .clk(clk),
+    .d(\$183 ),
+    .q(\$184 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_12_copy (
+    .clk(clk),
+    .d(\$192 ),
+    .q(\$193 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_1_copy (
     .clk(clk),
-    .d(\$69 ),
-    .q(\$70 )
+    .d(\$93 ),
+    .q(\$94 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_2_copy (
     .clk(clk),
-    .d(\$78 ),
-    .q(\$79 )
+    .d(\$102 ),
+    .q(\$103 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_3_copy (
     .clk(clk),
-    .d(\$87 ),
-    .q(\$88 )
+    .d(\$111 ),
+    .q(\$112 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_4_copy (
     .clk(clk),
-    .d(\$96 ),
-    .q(\$97 )
+    .d(\$120 ),
+    .q(\$121 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_5_copy (
     .clk(clk),
-    .d(\$105 ),
-    .q(\$106 )
+    .d(\$129 ),
+    .q(\$130 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_6_copy (
     .clk(clk),
-    .d(\$114 ),
-    .q(\$115 )
+    .d(\$138 ),
+    .q(\$139 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_7_copy (
+    .clk(clk),
+    .d(\$147 ),
+    .q(\$148 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_8_copy (
+    .clk(clk),
+    .d(\$156 ),
+    .q(\$157 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_9_copy (
+    .clk(clk),
+    .d(\$165 ),
+    .q(\$166 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_q_copy (
     .clk(clk),
-    .d(\$52 ),
+    .d(\$76 ),
     .q(last)
   );
   flexor_copy #(
@@ -14279,15 +14807,39 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     .WIDTH(32'd1)
   ) ready_0_copy (
     .clk(clk),
-    .d(\$56 ),
+    .d(\$80 ),
     .q(ready_0)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_10_copy (
+    .clk(clk),
+    .d(\$170 ),
+    .q(ready_10)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_11_copy (
+    .clk(clk),
+    .d(\$179 ),
+    .q(ready_11)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_12_copy (
+    .clk(clk),
+    .d(\$188 ),
+    .q(ready_12)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) ready_1_copy (
     .clk(clk),
-    .d(\$65 ),
+    .d(\$89 ),
     .q(ready_1)
   );
   flexor_copy #(
@@ -14295,7 +14847,7 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     .WIDTH(32'd1)
   ) ready_2_copy (
     .clk(clk),
-    .d(\$74 ),
+    .d(\$98 ),
     .q(ready_2)
   );
   flexor_copy #(
@@ -14303,7 +14855,7 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     .WIDTH(32'd1)
   ) ready_3_copy (
     .clk(clk),
-    .d(\$83 ),
+    .d(\$107 ),
     .q(ready_3)
   );
   flexor_copy #(
@@ -14311,7 +14863,7 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     .WIDTH(32'd1)
   ) ready_4_copy (
     .clk(clk),
-    .d(\$92 ),
+    .d(\$116 ),
     .q(ready_4)
   );
   flexor_copy #(
@@ -14319,7 +14871,7 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     .WIDTH(32'd1)
   ) ready_5_copy (
     .clk(clk),
-    .d(\$101 ),
+    .d(\$125 ),
     .q(ready_5)
   );
   flexor_copy #(
@@ -14327,15 +14879,39 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     .WIDTH(32'd1)
   ) ready_6_copy (
     .clk(clk),
-    .d(\$110 ),
+    .d(\$134 ),
     .q(ready_6)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_7_copy (
+    .clk(clk),
+    .d(\$143 ),
+    .q(ready_7)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_8_copy (
+    .clk(clk),
+    .d(\$152 ),
+    .q(ready_8)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_9_copy (
+    .clk(clk),
+    .d(\$161 ),
+    .q(ready_9)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) ready_q_copy (
     .clk(clk),
-    .d(\$48 ),
+    .d(\$72 ),
     .q(i__ready)
   );
   flexor_copy #(
@@ -14345,6 +14921,30 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
     .clk(clk),
     .d(valid_next),
     .q(valid_0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_10_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_10)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_11_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_11)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_12_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_12)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -14397,79 +14997,139 @@ module \flexor_lenet5.conv2_window.gather (rst_conv2_window, o__valid, i__ready,
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) valid_7_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_7)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_8_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_8)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_9_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_9)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) valid_q_copy (
     .clk(clk),
-    .d(\$43 ),
+    .d(\$67 ),
     .q(o__valid)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$116  = beat;
+    \$194  = beat;
     if (take) begin
-      \$116  = \$12 [6:0];
+      \$194  = \$12 [6:0];
     end
     if (rst_conv2_window) begin
-      \$116  = 7'h00;
+      \$194  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$117  = at;
+    \$195  = at;
     if (take) begin
-      \$117  = \$14 ;
+      \$195  = \$14 ;
     end
     if (rst_conv2_window) begin
-      \$117  = 5'h01;
+      \$195  = 5'h01;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$118  = o__payload;
+    \$196  = o__payload;
     if (\$17 ) begin
-      \$118 [63:0] = word[63:0];
+      \$196 [31:0] = word[31:0];
     end
     if (\$21 ) begin
-      \$118 [127:64] = word[127:64];
+      \$196 [63:32] = word[63:32];
     end
     if (\$25 ) begin
-      \$118 [191:128] = word[191:128];
+      \$196 [95:64] = word[95:64];
     end
     if (\$29 ) begin
-      \$118 [255:192] = word[255:192];
+      \$196 [127:96] = word[127:96];
     end
     if (\$33 ) begin
-      \$118 [319:256] = word[319:256];
+      \$196 [159:128] = word[159:128];
     end
     if (\$37 ) begin
-      \$118 [383:320] = word[383:320];
+      \$196 [191:160] = word[191:160];
     end
     if (\$41 ) begin
-      \$118 [399:384] = word[399:384];
+      \$196 [223:192] = word[223:192];
+    end
+    if (\$45 ) begin
+      \$196 [255:224] = word[255:224];
+    end
+    if (\$49 ) begin
+      \$196 [287:256] = word[287:256];
+    end
+    if (\$53 ) begin
+      \$196 [319:288] = word[319:288];
+    end
+    if (\$57 ) begin
+      \$196 [351:320] = word[351:320];
+    end
+    if (\$61 ) begin
+      \$196 [383:352] = word[383:352];
+    end
+    if (\$65 ) begin
+      \$196 [399:384] = word[399:384];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$15 ) begin end
-    \$119  = word;
+    \$197  = word;
     if (\$18 ) begin
-      \$119 [63:0] = word[143:80];
+      \$197 [31:0] = word[111:80];
     end
     if (\$22 ) begin
-      \$119 [127:64] = word[207:144];
+      \$197 [63:32] = word[143:112];
     end
     if (\$26 ) begin
-      \$119 [191:128] = word[271:208];
+      \$197 [95:64] = word[175:144];
     end
     if (\$30 ) begin
-      \$119 [255:192] = word[335:272];
+      \$197 [127:96] = word[207:176];
     end
     if (\$34 ) begin
-      \$119 [319:256] = word[399:336];
+      \$197 [159:128] = word[239:208];
     end
     if (\$38 ) begin
-      \$119 [383:320] = i__payload[63:0];
+      \$197 [191:160] = word[271:240];
     end
     if (\$42 ) begin
-      \$119 [399:384] = i__payload[79:64];
+      \$197 [223:192] = word[303:272];
+    end
+    if (\$46 ) begin
+      \$197 [255:224] = word[335:304];
+    end
+    if (\$50 ) begin
+      \$197 [287:256] = word[367:336];
+    end
+    if (\$54 ) begin
+      \$197 [319:288] = word[399:368];
+    end
+    if (\$58 ) begin
+      \$197 [351:320] = i__payload[31:0];
+    end
+    if (\$62 ) begin
+      \$197 [383:352] = i__payload[63:32];
+    end
+    if (\$66 ) begin
+      \$197 [399:384] = i__payload[79:64];
     end
   end
   assign ready = i__ready;
@@ -14825,31 +15485,31 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   wire [5:0] \$251 ;
   wire [5:0] \$252 ;
   wire \$253 ;
-  wire [5:0] \$254 ;
-  wire [5:0] \$255 ;
+  wire [6:0] \$254 ;
+  wire [6:0] \$255 ;
   wire \$256 ;
-  wire \$257 ;
-  wire \$258 ;
+  wire [6:0] \$257 ;
+  wire [6:0] \$258 ;
   wire \$259 ;
   wire [4:0] \$26 ;
-  wire \$260 ;
-  wire \$261 ;
+  wire [5:0] \$260 ;
+  wire [5:0] \$261 ;
   wire \$262 ;
   wire \$263 ;
   wire \$264 ;
   wire \$265 ;
-  wire [5:0] \$266 ;
-  wire [5:0] \$267 ;
+  wire \$266 ;
+  wire \$267 ;
   wire \$268 ;
-  wire [5:0] \$269 ;
+  wire \$269 ;
   wire [10:0] \$27 ;
-  wire [5:0] \$270 ;
+  wire \$270 ;
   wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
+  wire [5:0] \$272 ;
+  wire [5:0] \$273 ;
   wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
+  wire [5:0] \$275 ;
+  wire [5:0] \$276 ;
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
@@ -14863,37 +15523,37 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   wire \$286 ;
   wire \$287 ;
   wire \$288 ;
-  wire [5:0] \$289 ;
+  wire \$289 ;
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
   wire \$293 ;
   wire \$294 ;
-  wire \$295 ;
-  wire [5:0] \$296 ;
-  wire [6:0] \$297 ;
+  wire [5:0] \$295 ;
+  wire \$296 ;
+  wire \$297 ;
   wire \$298 ;
   wire \$299 ;
   wire [4:0] \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
-  wire \$302 ;
-  wire \$303 ;
+  wire [5:0] \$302 ;
+  wire [6:0] \$303 ;
   wire \$304 ;
   wire \$305 ;
   wire \$306 ;
   wire \$307 ;
   wire \$308 ;
-  wire [4:0] \$309 ;
+  wire \$309 ;
   wire \$31 ;
-  wire [5:0] \$310 ;
+  wire \$310 ;
   wire \$311 ;
   wire \$312 ;
   wire \$313 ;
   wire \$314 ;
-  wire [5:0] \$315 ;
+  wire \$315 ;
   wire \$316 ;
   wire \$317 ;
   wire \$318 ;
@@ -14906,41 +15566,41 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   wire \$324 ;
   wire \$325 ;
   wire \$326 ;
-  wire [4:0] \$327 ;
-  wire [4:0] \$328 ;
+  wire \$327 ;
+  wire \$328 ;
   wire \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
+  wire [4:0] \$330 ;
+  wire [4:0] \$331 ;
   wire \$332 ;
-  wire [4:0] \$333 ;
-  wire [4:0] \$334 ;
+  wire \$333 ;
+  wire \$334 ;
   wire \$335 ;
-  wire \$336 ;
-  wire \$337 ;
+  wire [4:0] \$336 ;
+  wire [4:0] \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
-  wire [4:0] \$340 ;
-  wire [4:0] \$341 ;
-  wire [5:0] \$342 ;
-  wire [5:0] \$343 ;
-  wire \$344 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire [4:0] \$343 ;
+  wire [4:0] \$344 ;
   wire \$345 ;
   wire \$346 ;
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
   wire \$35 ;
-  wire [4:0] \$350 ;
+  wire \$350 ;
   wire [4:0] \$351 ;
-  wire \$352 ;
+  wire [4:0] \$352 ;
   wire \$353 ;
   wire \$354 ;
   wire \$355 ;
-  wire [4:0] \$356 ;
+  wire \$356 ;
   wire [4:0] \$357 ;
-  wire [5:0] \$358 ;
+  wire [4:0] \$358 ;
   wire \$359 ;
   wire \$36 ;
   wire \$360 ;
@@ -15044,13 +15704,13 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   reg [2:0] \$449 ;
   wire \$45 ;
   reg [4:0] \$450 ;
-  reg \$451 ;
-  reg [3:0] \$452 ;
-  reg [4:0] \$453 ;
-  reg \$454 ;
-  reg [3:0] \$455 ;
+  reg [5:0] \$451 ;
+  reg [5:0] \$452 ;
+  reg \$453 ;
+  reg [3:0] \$454 ;
+  reg [4:0] \$455 ;
   reg \$456 ;
-  reg \$457 ;
+  reg [3:0] \$457 ;
   reg \$458 ;
   reg \$459 ;
   wire \$46 ;
@@ -15059,6 +15719,8 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   reg \$462 ;
   reg \$463 ;
   reg \$464 ;
+  reg \$465 ;
+  reg \$466 ;
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
@@ -15186,9 +15848,11 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   reg [4:0] iy = 5'h1e;
   reg [2:0] ky = 3'h0;
   reg [4:0] low = 5'h1e;
+  reg [5:0] low_r = 6'h0c;
+  reg [5:0] low_rh = 6'h3e;
   output [79:0] o__payload;
   wire [79:0] o__payload;
-  wire [15:0] \o__payload$150 ;
+  wire [15:0] \o__payload$152 ;
   wire [79:0] \o__payload$46 ;
   wire o__ready;
   input \o__ready$47 ;
@@ -18714,15 +19378,21 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   end
   assign \$signature__data$115  = _4_;
   always @(posedge clk)
-    r_end_d <= \$460 ;
+    avail_ok <= \$459 ;
   always @(posedge clk)
-    switch_d <= \$461 ;
+    avail_ok_next <= \$460 ;
   always @(posedge clk)
-    room_ok <= \$462 ;
+    avail_ok_image <= \$461 ;
   always @(posedge clk)
-    room_ok_next <= \$463 ;
+    r_end_d <= \$462 ;
   always @(posedge clk)
-    w_end_d <= \$464 ;
+    switch_d <= \$463 ;
+  always @(posedge clk)
+    room_ok <= \$464 ;
+  always @(posedge clk)
+    room_ok_next <= \$465 ;
+  always @(posedge clk)
+    w_end_d <= \$466 ;
   assign write = o__valid & o__ready;
   assign switch = r_done & ahead_rows;
   assign \$1  = w_slot == 4'hd;
@@ -18980,113 +19650,113 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   assign \$251  = $signed(low) + $signed(3'h2);
   assign \$252  = \$250  ? 6'h3e : \$251 ;
   assign \$253  = oy == 3'h6;
-  assign \$254  = $signed(low) + $signed(3'h2);
-  assign \$255  = \$253  ? 6'h3e : \$254 ;
+  assign \$254  = $signed(low_r) + $signed(3'h2);
+  assign \$255  = \$253  ? 7'h0c : \$254 ;
   assign \$256  = oy == 3'h6;
-  assign \$257  = ky == 3'h4;
-  assign \$258  = ~ \$257 ;
-  assign \$259  = c == 4'hf;
-  assign \$260  = ~ \$259 ;
-  assign \$261  = ~ block_dx;
-  assign \$262  = \$260  | \$261 ;
-  assign \$263  = ~ block_dy;
-  assign \$264  = ox == 3'h6;
-  assign \$265  = ~ \$264 ;
-  assign \$266  = $signed(iy) + $signed(2'h1);
-  assign \$267  = $signed(pix_low) + $signed(2'h1);
-  assign \$268  = oy == 3'h6;
-  assign \$269  = $signed(low) + $signed(3'h2);
-  assign \$270  = \$268  ? 6'h3e : \$269 ;
-  assign \$271  = w_c == 4'he;
-  assign \$272  = w_x == 4'hd;
-  assign \$273  = & { \$272 , \$271  };
-  assign \$274  = write & w_last;
-  assign \$275  = w_row == 4'hd;
-  assign \$276  = w_row == 4'he;
-  assign \$277  = \$274  ? \$275  : \$276 ;
-  assign \$278  = write & w_last;
-  assign \$279  = w_row == 4'hd;
-  assign \$280  = w_row == 4'he;
-  assign \$281  = \$278  ? \$279  : \$280 ;
-  assign \$282  = ky == 2'h3;
-  assign \$283  = ox == 3'h6;
-  assign \$286  = c == 4'hf;
-  assign \$287  = & { \$286 , \$285 , \$284 , \$283 , \$282  };
-  assign \$288  = ~ r_done;
-  assign \$289  = $signed(low) + $signed(4'h6);
-  assign \$290  = $signed({ 1'h0, w_row }) >= $signed(\$289 );
-  assign \$291  = ahead_rows | \$290 ;
-  assign \$292  = w_row == 4'he;
-  assign \$293  = \$291  | \$292 ;
-  assign \$294  = \$288  & \$293 ;
-  assign \$295  = oy != 3'h6;
-  assign \$296  = $signed(low) + $signed(3'h2);
-  assign \$297  = $signed(\$296 ) + $signed(4'h6);
-  assign \$298  = $signed({ 1'h0, w_row }) >= $signed(\$297 );
-  assign \$299  = ahead_rows | \$298 ;
-  assign \$300  = w_row == 4'he;
-  assign \$301  = \$299  | \$300 ;
-  assign \$302  = \$295  & \$301 ;
-  assign \$303  = w_row >= 3'h4;
-  assign \$304  = ahead_rows & \$303 ;
-  assign \$305  = take_rows & r_last;
-  assign \$306  = w_row < 4'he;
-  assign \$307  = w_row < 4'hc;
-  assign \$308  = \$306  & \$307 ;
-  assign \$309  = w_row + 4'he;
-  assign \$310  = $signed(low) + $signed(5'h0e);
-  assign \$311  = $signed({ 1'h0, \$309  }) < $signed(\$310 );
-  assign \$312  = r_done | \$311 ;
-  assign \$313  = \$308  & \$312 ;
-  assign \$314  = w_row < 4'he;
-  assign \$315  = $signed(low) + $signed(5'h0e);
-  assign \$316  = $signed({ 1'h0, w_row }) < $signed(\$315 );
-  assign \$317  = r_done | \$316 ;
-  assign \$318  = \$314  & \$317 ;
-  assign \$319  = ahead ? \$313  : \$318 ;
-  assign \$320  = ~ ahead;
-  assign \$321  = w_row == 4'hd;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = ahead | \$322 ;
-  assign \$324  = ~ ahead;
-  assign \$325  = w_row == 4'hd;
-  assign \$326  = \$324  & \$325 ;
-  assign \$327  = w_row + 1'h1;
-  assign \$328  = \$326  ? 5'h00 : \$327 ;
-  assign \$329  = \$328  < 4'he;
-  assign \$330  = ~ ahead;
-  assign \$331  = w_row == 4'hd;
-  assign \$332  = \$330  & \$331 ;
-  assign \$333  = w_row + 1'h1;
-  assign \$334  = \$332  ? 5'h00 : \$333 ;
-  assign \$335  = \$334  < 4'hc;
-  assign \$336  = \$329  & \$335 ;
-  assign \$337  = ~ ahead;
-  assign \$338  = w_row == 4'hd;
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = w_row + 1'h1;
-  assign \$341  = \$339  ? 5'h00 : \$340 ;
-  assign \$342  = \$341  + 4'he;
-  assign \$343  = $signed(low) + $signed(5'h0e);
-  assign \$344  = $signed({ 1'h0, \$342  }) < $signed(\$343 );
-  assign \$345  = r_done | \$344 ;
-  assign \$346  = \$336  & \$345 ;
-  assign \$347  = ~ ahead;
-  assign \$348  = w_row == 4'hd;
-  assign \$349  = \$347  & \$348 ;
-  assign \$350  = w_row + 1'h1;
-  assign \$351  = \$349  ? 5'h00 : \$350 ;
-  assign \$352  = \$351  < 4'he;
-  assign \$353  = ~ ahead;
-  assign \$354  = w_row == 4'hd;
-  assign \$355  = \$353  & \$354 ;
-  assign \$356  = w_row + 1'h1;
-  assign \$357  = \$355  ? 5'h00 : \$356 ;
-  assign \$358  = $signed(low) + $signed(5'h0e);
-  assign \$359  = $signed({ 1'h0, \$357  }) < $signed(\$358 );
+  assign \$257  = $signed(low_rh) + $signed(3'h2);
+  assign \$258  = \$256  ? 7'h7e : \$257 ;
+  assign \$259  = oy == 3'h6;
+  assign \$260  = $signed(low) + $signed(3'h2);
+  assign \$261  = \$259  ? 6'h3e : \$260 ;
+  assign \$262  = oy == 3'h6;
+  assign \$263  = ky == 3'h4;
+  assign \$264  = ~ \$263 ;
+  assign \$265  = c == 4'hf;
+  assign \$266  = ~ \$265 ;
+  assign \$267  = ~ block_dx;
+  assign \$268  = \$266  | \$267 ;
+  assign \$269  = ~ block_dy;
+  assign \$270  = ox == 3'h6;
+  assign \$271  = ~ \$270 ;
+  assign \$272  = $signed(iy) + $signed(2'h1);
+  assign \$273  = $signed(pix_low) + $signed(2'h1);
+  assign \$274  = oy == 3'h6;
+  assign \$275  = $signed(low) + $signed(3'h2);
+  assign \$276  = \$274  ? 6'h3e : \$275 ;
+  assign \$277  = w_c == 4'he;
+  assign \$278  = w_x == 4'hd;
+  assign \$279  = & { \$278 , \$277  };
+  assign \$280  = write & w_last;
+  assign \$281  = w_row == 4'hd;
+  assign \$282  = w_row == 4'he;
+  assign \$283  = \$280  ? \$281  : \$282 ;
+  assign \$284  = write & w_last;
+  assign \$285  = w_row == 4'hd;
+  assign \$286  = w_row == 4'he;
+  assign \$287  = \$284  ? \$285  : \$286 ;
+  assign \$288  = ky == 2'h3;
+  assign \$289  = ox == 3'h6;
+  assign \$292  = c == 4'hf;
+  assign \$293  = & { \$292 , \$291 , \$290 , \$289 , \$288  };
+  assign \$294  = ~ r_done;
+  assign \$295  = $signed(low) + $signed(4'h6);
+  assign \$296  = $signed({ 1'h0, w_row }) >= $signed(\$295 );
+  assign \$297  = ahead_rows | \$296 ;
+  assign \$298  = w_row == 4'he;
+  assign \$299  = \$297  | \$298 ;
+  assign \$300  = \$294  & \$299 ;
+  assign \$301  = oy != 3'h6;
+  assign \$302  = $signed(low) + $signed(3'h2);
+  assign \$303  = $signed(\$302 ) + $signed(4'h6);
+  assign \$304  = $signed({ 1'h0, w_row }) >= $signed(\$303 );
+  assign \$305  = ahead_rows | \$304 ;
+  assign \$306  = w_row == 4'he;
+  assign \$307  = \$305  | \$306 ;
+  assign \$308  = \$301  & \$307 ;
+  assign \$309  = w_row >= 3'h4;
+  assign \$310  = ahead_rows & \$309 ;
+  assign \$311  = take_rows & r_last;
+  assign \$312  = w_row < 4'he;
+  assign \$313  = w_row < 4'hc;
+  assign \$314  = \$312  & \$313 ;
+  assign \$315  = $signed({ 1'h0, w_row }) < $signed(low_rh);
+  assign \$316  = r_done | \$315 ;
+  assign \$317  = \$314  & \$316 ;
+  assign \$318  = w_row < 4'he;
+  assign \$319  = $signed({ 1'h0, w_row }) < $signed(low_r);
+  assign \$320  = r_done | \$319 ;
+  assign \$321  = \$318  & \$320 ;
+  assign \$322  = ahead ? \$317  : \$321 ;
+  assign \$323  = ~ ahead;
+  assign \$324  = w_row == 4'hd;
+  assign \$325  = \$323  & \$324 ;
+  assign \$326  = ahead | \$325 ;
+  assign \$327  = ~ ahead;
+  assign \$328  = w_row == 4'hd;
+  assign \$329  = \$327  & \$328 ;
+  assign \$330  = w_row + 1'h1;
+  assign \$331  = \$329  ? 5'h00 : \$330 ;
+  assign \$332  = \$331  < 4'he;
+  assign \$333  = ~ ahead;
+  assign \$334  = w_row == 4'hd;
+  assign \$335  = \$333  & \$334 ;
+  assign \$336  = w_row + 1'h1;
+  assign \$337  = \$335  ? 5'h00 : \$336 ;
+  assign \$338  = \$337  < 4'hc;
+  assign \$339  = \$332  & \$338 ;
+  assign \$340  = ~ ahead;
+  assign \$341  = w_row == 4'hd;
+  assign \$342  = \$340  & \$341 ;
+  assign \$343  = w_row + 1'h1;
+  assign \$344  = \$342  ? 5'h00 : \$343 ;
+  assign \$345  = $signed({ 1'h0, \$344  }) < $signed(low_rh);
+  assign \$346  = r_done | \$345 ;
+  assign \$347  = \$339  & \$346 ;
+  assign \$348  = ~ ahead;
+  assign \$349  = w_row == 4'hd;
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = w_row + 1'h1;
+  assign \$352  = \$350  ? 5'h00 : \$351 ;
+  assign \$353  = \$352  < 4'he;
+  assign \$354  = ~ ahead;
+  assign \$355  = w_row == 4'hd;
+  assign \$356  = \$354  & \$355 ;
+  assign \$357  = w_row + 1'h1;
+  assign \$358  = \$356  ? 5'h00 : \$357 ;
+  assign \$359  = $signed({ 1'h0, \$358  }) < $signed(low_r);
   assign \$360  = r_done | \$359 ;
-  assign \$361  = \$352  & \$360 ;
-  assign \$362  = \$323  ? \$346  : \$361 ;
+  assign \$361  = \$353  & \$360 ;
+  assign \$362  = \$326  ? \$347  : \$361 ;
   assign \$363  = write & w_last;
   assign \$364  = rst_conv2_window ? 1'h0 : valid_next;
   assign \$365  = w_grp + w_c;
@@ -19232,23 +19902,21 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   always @(posedge clk)
     low <= \$450 ;
   always @(posedge clk)
-    r_done <= \$451 ;
+    low_r <= \$451 ;
   always @(posedge clk)
-    base_slot <= \$452 ;
+    low_rh <= \$452 ;
   always @(posedge clk)
-    iy <= \$453 ;
+    r_done <= \$453 ;
   always @(posedge clk)
-    w_last <= \$454 ;
+    base_slot <= \$454 ;
   always @(posedge clk)
-    img_slot <= \$455 ;
+    iy <= \$455 ;
   always @(posedge clk)
-    r_last <= \$456 ;
+    w_last <= \$456 ;
   always @(posedge clk)
-    avail_ok <= \$457 ;
+    img_slot <= \$457 ;
   always @(posedge clk)
-    avail_ok_next <= \$458 ;
-  always @(posedge clk)
-    avail_ok_image <= \$459 ;
+    r_last <= \$458 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -19302,7 +19970,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$150 ),
+    .o__payload(\o__payload$152 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window),
@@ -19434,7 +20102,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .WIDTH(32'd16)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$150 ),
+    .d(\o__payload$152 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -19442,7 +20110,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .WIDTH(32'd16)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$150 ),
+    .d(\o__payload$152 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -19450,7 +20118,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .WIDTH(32'd16)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$150 ),
+    .d(\o__payload$152 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -19458,7 +20126,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .WIDTH(32'd16)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$150 ),
+    .d(\o__payload$152 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -19466,7 +20134,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .WIDTH(32'd16)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$150 ),
+    .d(\o__payload$152 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -19511,37 +20179,58 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$460  = \$305 ;
+    \$459  = \$300 ;
+    if (rst_conv2_window) begin
+      \$459  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$460  = \$308 ;
     if (rst_conv2_window) begin
       \$460  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$461  = switch;
+    \$461  = \$310 ;
     if (rst_conv2_window) begin
       \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$462  = \$319 ;
+    \$462  = \$311 ;
     if (rst_conv2_window) begin
-      \$462  = 1'h1;
+      \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$463  = \$362 ;
+    \$463  = switch;
     if (rst_conv2_window) begin
-      \$463  = 1'h1;
+      \$463  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$464  = \$363 ;
+    \$464  = \$322 ;
     if (rst_conv2_window) begin
-      \$464  = 1'h0;
+      \$464  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$465  = \$362 ;
+    if (rst_conv2_window) begin
+      \$465  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$466  = \$363 ;
+    if (rst_conv2_window) begin
+      \$466  = 1'h0;
     end
   end
   always @* begin
@@ -19689,7 +20378,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
       end
     end
     if (switch) begin
-      \$426  = \$281 ;
+      \$426  = \$287 ;
     end
     if (rst_conv2_window) begin
       \$426  = 1'h0;
@@ -19711,7 +20400,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
       end
     end
     if (switch) begin
-      if (\$277 ) begin
+      if (\$283 ) begin
         \$427  = 4'h0;
       end
     end
@@ -19791,7 +20480,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
             \$435  = base_slot;
             if (\$246 ) begin
               (* full_case = 32'd1 *)
-              if (\$256 ) begin
+              if (\$262 ) begin
               end else begin
                 \$435  = step_next_slot;
               end
@@ -19982,7 +20671,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
             \$443  = base_slot;
             if (\$246 ) begin
               (* full_case = 32'd1 *)
-              if (\$256 ) begin
+              if (\$262 ) begin
               end else begin
                 \$443  = step_next_slot;
               end
@@ -20015,7 +20704,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
           end else begin
             \$444  = low;
             if (\$246 ) begin
-              \$444  = \$255 [4:0];
+              \$444  = \$261 [4:0];
             end
           end
         end
@@ -20169,7 +20858,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$451  = r_done;
+    \$451  = low_r;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
@@ -20182,8 +20871,58 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
           end else if (\$168 ) begin
           end else begin
             if (\$246 ) begin
-              if (\$256 ) begin
-                \$451  = 1'h1;
+              \$451  = \$255 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$451  = 6'h0c;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$452  = low_rh;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            if (\$246 ) begin
+              \$452  = \$258 [5:0];
+            end
+          end
+        end
+      end
+    end
+    if (rst_conv2_window) begin
+      \$452  = 6'h3e;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$453  = r_done;
+    if (take_step) begin
+      (* full_case = 32'd1 *)
+      if (\$149 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$160 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (\$166 ) begin
+          end else if (\$168 ) begin
+          end else begin
+            if (\$246 ) begin
+              if (\$262 ) begin
+                \$453  = 1'h1;
               end
             end
           end
@@ -20191,15 +20930,15 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
       end
     end
     if (switch) begin
-      \$451  = 1'h0;
+      \$453  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$451  = 1'h0;
+      \$453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$452  = base_slot;
+    \$454  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
@@ -20213,9 +20952,9 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
           end else begin
             if (\$246 ) begin
               (* full_case = 32'd1 *)
-              if (\$256 ) begin
+              if (\$262 ) begin
               end else begin
-                \$452  = step_next_slot;
+                \$454  = step_next_slot;
               end
             end
           end
@@ -20223,58 +20962,38 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
       end
     end
     if (switch) begin
-      \$452  = step_base_slot;
+      \$454  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$452  = 4'hc;
+      \$454  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$453  = iy;
+    \$455  = iy;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$258 ) begin
-        \$453  = \$266 [4:0];
-      end else if (\$262 ) begin
-        \$453  = pix_low;
-      end else if (\$263 ) begin
-        \$453  = \$267 [4:0];
-      end else if (\$265 ) begin
-        \$453  = low;
+      if (\$264 ) begin
+        \$455  = \$272 [4:0];
+      end else if (\$268 ) begin
+        \$455  = pix_low;
+      end else if (\$269 ) begin
+        \$455  = \$273 [4:0];
+      end else if (\$271 ) begin
+        \$455  = low;
       end else begin
-        \$453  = \$270 [4:0];
+        \$455  = \$276 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$453  = 5'h1e;
+      \$455  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$454  = w_last;
+    \$456  = w_last;
     if (write) begin
-      \$454  = \$273 ;
-    end
-    if (rst_conv2_window) begin
-      \$454  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$455  = img_slot;
-    if (switch) begin
-      \$455  = step_img_slot;
-    end
-    if (rst_conv2_window) begin
-      \$455  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$456  = r_last;
-    if (take_step) begin
-      \$456  = \$287 ;
+      \$456  = \$279 ;
     end
     if (rst_conv2_window) begin
       \$456  = 1'h0;
@@ -20282,23 +21001,22 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$457  = \$294 ;
+    \$457  = img_slot;
+    if (switch) begin
+      \$457  = step_img_slot;
+    end
     if (rst_conv2_window) begin
-      \$457  = 1'h0;
+      \$457  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$458  = \$302 ;
+    \$458  = r_last;
+    if (take_step) begin
+      \$458  = \$293 ;
+    end
     if (rst_conv2_window) begin
       \$458  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$459  = \$304 ;
-    if (rst_conv2_window) begin
-      \$459  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -20343,8 +21061,8 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   assign \$162  = block_dx;
   assign \$165  = block_dx;
   assign \$167  = block_dy;
-  assign \$284  = block_dy;
-  assign \$285  = block_dx;
+  assign \$290  = block_dy;
+  assign \$291  = block_dx;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -20673,7 +21391,7 @@ module \flexor_lenet5.conv2_window.rows.out (rst_conv2_window, o__ready, w_en, w
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, \port$5507$0 , o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, \port$5895$0 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -20780,28 +21498,184 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   wire \$191 ;
   wire \$192 ;
   wire \$193 ;
-  reg [3:0] \$194 ;
-  reg [1:0] \$195 ;
-  reg [799:0] \$196 ;
-  reg [799:0] \$197 ;
+  wire \$194 ;
+  wire \$195 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
+  wire \$200 ;
+  wire \$201 ;
+  wire \$202 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire \$229 ;
   wire \$23 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire \$25 ;
+  wire \$250 ;
+  wire \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire \$258 ;
+  wire \$259 ;
   wire \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  wire \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire \$27 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
   wire \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire \$3 ;
   wire \$30 ;
+  wire \$300 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire \$31 ;
+  wire \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
   wire \$32 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
   wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
+  wire \$339 ;
   wire \$34 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  wire \$344 ;
+  wire \$345 ;
+  wire \$346 ;
+  wire \$347 ;
+  wire \$348 ;
+  wire \$349 ;
   wire \$35 ;
+  reg [3:0] \$350 ;
+  reg [1:0] \$351 ;
+  reg [799:0] \$352 ;
+  reg [799:0] \$353 ;
   wire \$36 ;
   wire \$37 ;
   wire \$38 ;
@@ -20883,7 +21757,19 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   wire full_10;
   wire full_11;
   wire full_12;
+  wire full_13;
+  wire full_14;
+  wire full_15;
+  wire full_16;
+  wire full_17;
+  wire full_18;
+  wire full_19;
   wire full_2;
+  wire full_20;
+  wire full_21;
+  wire full_22;
+  wire full_23;
+  wire full_24;
   wire full_3;
   wire full_4;
   wire full_5;
@@ -20907,15 +21793,27 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   wire o__valid;
   (* init = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [799:0] out;
-  input [399:0] \port$5507$0 ;
-  wire [399:0] \port$5507$0 ;
+  input [399:0] \port$5895$0 ;
+  wire [399:0] \port$5895$0 ;
   wire ready;
   wire ready_0;
   wire ready_1;
   wire ready_10;
   wire ready_11;
   wire ready_12;
+  wire ready_13;
+  wire ready_14;
+  wire ready_15;
+  wire ready_16;
+  wire ready_17;
+  wire ready_18;
+  wire ready_19;
   wire ready_2;
+  wire ready_20;
+  wire ready_21;
+  wire ready_22;
+  wire ready_23;
+  wire ready_24;
   wire ready_3;
   wire ready_4;
   wire ready_5;
@@ -20932,7 +21830,19 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   wire valid_10;
   wire valid_11;
   wire valid_12;
+  wire valid_13;
+  wire valid_14;
+  wire valid_15;
+  wire valid_16;
+  wire valid_17;
+  wire valid_18;
+  wire valid_19;
   wire valid_2;
+  wire valid_20;
+  wire valid_21;
+  wire valid_22;
+  wire valid_23;
+  wire valid_24;
   wire valid_3;
   wire valid_4;
   wire valid_5;
@@ -21012,128 +21922,272 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   assign \$64  = \$63  | o__ready;
   assign \$65  = full_12 & \$64 ;
   assign \$66  = i__valid & ready_12;
-  assign \$67  = rst_conv2_window_to_conv2 ? 1'h0 : valid_next;
-  assign \$68  = rst_conv2_window_to_conv2 ? 1'h0 : \$signal ;
-  assign \$69  = ~ \$signal ;
-  assign \$70  = ~ valid_next;
-  assign \$71  = \$69  | \$70 ;
-  assign \$72  = rst_conv2_window_to_conv2 ? 1'h1 : \$71 ;
-  assign \$73  = beat == 4'he;
-  assign \$74  = last ? 1'h0 : \$73 ;
-  assign \$75  = take ? \$74  : last;
-  assign \$76  = rst_conv2_window_to_conv2 ? 1'h0 : \$75 ;
-  assign \$77  = ~ \$signal ;
-  assign \$78  = ~ valid_next;
-  assign \$79  = \$77  | \$78 ;
-  assign \$80  = \$79  | rst_conv2_window_to_conv2;
-  assign \$81  = beat == 4'he;
-  assign \$82  = last ? 1'h0 : \$81 ;
-  assign \$83  = take ? \$82  : last;
-  assign \$84  = rst_conv2_window_to_conv2 ? 1'h0 : \$83 ;
-  assign \$86  = ~ \$signal ;
-  assign \$87  = ~ valid_next;
-  assign \$88  = \$86  | \$87 ;
-  assign \$89  = \$88  | rst_conv2_window_to_conv2;
-  assign \$90  = beat == 4'he;
-  assign \$91  = last ? 1'h0 : \$90 ;
-  assign \$92  = take ? \$91  : last;
-  assign \$93  = rst_conv2_window_to_conv2 ? 1'h0 : \$92 ;
-  assign \$95  = ~ \$signal ;
-  assign \$96  = ~ valid_next;
-  assign \$97  = \$95  | \$96 ;
-  assign \$98  = \$97  | rst_conv2_window_to_conv2;
-  assign \$99  = beat == 4'he;
-  assign \$100  = last ? 1'h0 : \$99 ;
-  assign \$101  = take ? \$100  : last;
-  assign \$102  = rst_conv2_window_to_conv2 ? 1'h0 : \$101 ;
-  assign \$104  = ~ \$signal ;
-  assign \$105  = ~ valid_next;
-  assign \$106  = \$104  | \$105 ;
-  assign \$107  = \$106  | rst_conv2_window_to_conv2;
-  assign \$108  = beat == 4'he;
-  assign \$109  = last ? 1'h0 : \$108 ;
-  assign \$110  = take ? \$109  : last;
-  assign \$111  = rst_conv2_window_to_conv2 ? 1'h0 : \$110 ;
-  assign \$113  = ~ \$signal ;
-  assign \$114  = ~ valid_next;
-  assign \$115  = \$113  | \$114 ;
-  assign \$116  = \$115  | rst_conv2_window_to_conv2;
-  assign \$117  = beat == 4'he;
-  assign \$118  = last ? 1'h0 : \$117 ;
-  assign \$119  = take ? \$118  : last;
-  assign \$120  = rst_conv2_window_to_conv2 ? 1'h0 : \$119 ;
-  assign \$122  = ~ \$signal ;
-  assign \$123  = ~ valid_next;
-  assign \$124  = \$122  | \$123 ;
-  assign \$125  = \$124  | rst_conv2_window_to_conv2;
-  assign \$126  = beat == 4'he;
-  assign \$127  = last ? 1'h0 : \$126 ;
-  assign \$128  = take ? \$127  : last;
-  assign \$129  = rst_conv2_window_to_conv2 ? 1'h0 : \$128 ;
-  assign \$131  = ~ \$signal ;
-  assign \$132  = ~ valid_next;
-  assign \$133  = \$131  | \$132 ;
-  assign \$134  = \$133  | rst_conv2_window_to_conv2;
-  assign \$135  = beat == 4'he;
-  assign \$136  = last ? 1'h0 : \$135 ;
-  assign \$137  = take ? \$136  : last;
-  assign \$138  = rst_conv2_window_to_conv2 ? 1'h0 : \$137 ;
-  assign \$140  = ~ \$signal ;
-  assign \$141  = ~ valid_next;
-  assign \$142  = \$140  | \$141 ;
-  assign \$143  = \$142  | rst_conv2_window_to_conv2;
-  assign \$144  = beat == 4'he;
-  assign \$145  = last ? 1'h0 : \$144 ;
-  assign \$146  = take ? \$145  : last;
-  assign \$147  = rst_conv2_window_to_conv2 ? 1'h0 : \$146 ;
-  assign \$149  = ~ \$signal ;
-  assign \$150  = ~ valid_next;
-  assign \$151  = \$149  | \$150 ;
-  assign \$152  = \$151  | rst_conv2_window_to_conv2;
-  assign \$153  = beat == 4'he;
-  assign \$154  = last ? 1'h0 : \$153 ;
-  assign \$155  = take ? \$154  : last;
-  assign \$156  = rst_conv2_window_to_conv2 ? 1'h0 : \$155 ;
-  assign \$158  = ~ \$signal ;
-  assign \$159  = ~ valid_next;
-  assign \$160  = \$158  | \$159 ;
-  assign \$161  = \$160  | rst_conv2_window_to_conv2;
-  assign \$162  = beat == 4'he;
-  assign \$163  = last ? 1'h0 : \$162 ;
-  assign \$164  = take ? \$163  : last;
-  assign \$165  = rst_conv2_window_to_conv2 ? 1'h0 : \$164 ;
-  assign \$167  = ~ \$signal ;
-  assign \$168  = ~ valid_next;
-  assign \$169  = \$167  | \$168 ;
-  assign \$170  = \$169  | rst_conv2_window_to_conv2;
-  assign \$171  = beat == 4'he;
-  assign \$172  = last ? 1'h0 : \$171 ;
-  assign \$173  = take ? \$172  : last;
-  assign \$174  = rst_conv2_window_to_conv2 ? 1'h0 : \$173 ;
-  assign \$176  = ~ \$signal ;
-  assign \$177  = ~ valid_next;
-  assign \$178  = \$176  | \$177 ;
-  assign \$179  = \$178  | rst_conv2_window_to_conv2;
-  assign \$180  = beat == 4'he;
-  assign \$181  = last ? 1'h0 : \$180 ;
-  assign \$182  = take ? \$181  : last;
-  assign \$183  = rst_conv2_window_to_conv2 ? 1'h0 : \$182 ;
-  assign \$185  = ~ \$signal ;
-  assign \$186  = ~ valid_next;
-  assign \$187  = \$185  | \$186 ;
-  assign \$188  = \$187  | rst_conv2_window_to_conv2;
-  assign \$189  = beat == 4'he;
-  assign \$190  = last ? 1'h0 : \$189 ;
-  assign \$191  = take ? \$190  : last;
-  assign \$192  = rst_conv2_window_to_conv2 ? 1'h0 : \$191 ;
+  assign \$67  = ~ valid_13;
+  assign \$68  = \$67  | o__ready;
+  assign \$69  = full_13 & \$68 ;
+  assign \$70  = i__valid & ready_13;
+  assign \$71  = ~ valid_14;
+  assign \$72  = \$71  | o__ready;
+  assign \$73  = full_14 & \$72 ;
+  assign \$74  = i__valid & ready_14;
+  assign \$75  = ~ valid_15;
+  assign \$76  = \$75  | o__ready;
+  assign \$77  = full_15 & \$76 ;
+  assign \$78  = i__valid & ready_15;
+  assign \$79  = ~ valid_16;
+  assign \$80  = \$79  | o__ready;
+  assign \$81  = full_16 & \$80 ;
+  assign \$82  = i__valid & ready_16;
+  assign \$83  = ~ valid_17;
+  assign \$84  = \$83  | o__ready;
+  assign \$85  = full_17 & \$84 ;
+  assign \$86  = i__valid & ready_17;
+  assign \$87  = ~ valid_18;
+  assign \$88  = \$87  | o__ready;
+  assign \$89  = full_18 & \$88 ;
+  assign \$90  = i__valid & ready_18;
+  assign \$91  = ~ valid_19;
+  assign \$92  = \$91  | o__ready;
+  assign \$93  = full_19 & \$92 ;
+  assign \$94  = i__valid & ready_19;
+  assign \$95  = ~ valid_20;
+  assign \$96  = \$95  | o__ready;
+  assign \$97  = full_20 & \$96 ;
+  assign \$98  = i__valid & ready_20;
+  assign \$99  = ~ valid_21;
+  assign \$100  = \$99  | o__ready;
+  assign \$101  = full_21 & \$100 ;
+  assign \$102  = i__valid & ready_21;
+  assign \$103  = ~ valid_22;
+  assign \$104  = \$103  | o__ready;
+  assign \$105  = full_22 & \$104 ;
+  assign \$106  = i__valid & ready_22;
+  assign \$107  = ~ valid_23;
+  assign \$108  = \$107  | o__ready;
+  assign \$109  = full_23 & \$108 ;
+  assign \$110  = i__valid & ready_23;
+  assign \$111  = ~ valid_24;
+  assign \$112  = \$111  | o__ready;
+  assign \$113  = full_24 & \$112 ;
+  assign \$114  = i__valid & ready_24;
+  assign \$115  = rst_conv2_window_to_conv2 ? 1'h0 : valid_next;
+  assign \$116  = rst_conv2_window_to_conv2 ? 1'h0 : \$signal ;
+  assign \$117  = ~ \$signal ;
+  assign \$118  = ~ valid_next;
+  assign \$119  = \$117  | \$118 ;
+  assign \$120  = rst_conv2_window_to_conv2 ? 1'h1 : \$119 ;
+  assign \$121  = beat == 4'he;
+  assign \$122  = last ? 1'h0 : \$121 ;
+  assign \$123  = take ? \$122  : last;
+  assign \$124  = rst_conv2_window_to_conv2 ? 1'h0 : \$123 ;
+  assign \$125  = ~ \$signal ;
+  assign \$126  = ~ valid_next;
+  assign \$127  = \$125  | \$126 ;
+  assign \$128  = \$127  | rst_conv2_window_to_conv2;
+  assign \$129  = beat == 4'he;
+  assign \$130  = last ? 1'h0 : \$129 ;
+  assign \$131  = take ? \$130  : last;
+  assign \$132  = rst_conv2_window_to_conv2 ? 1'h0 : \$131 ;
+  assign \$134  = ~ \$signal ;
+  assign \$135  = ~ valid_next;
+  assign \$136  = \$134  | \$135 ;
+  assign \$137  = \$136  | rst_conv2_window_to_conv2;
+  assign \$138  = beat == 4'he;
+  assign \$139  = last ? 1'h0 : \$138 ;
+  assign \$140  = take ? \$139  : last;
+  assign \$141  = rst_conv2_window_to_conv2 ? 1'h0 : \$140 ;
+  assign \$143  = ~ \$signal ;
+  assign \$144  = ~ valid_next;
+  assign \$145  = \$143  | \$144 ;
+  assign \$146  = \$145  | rst_conv2_window_to_conv2;
+  assign \$147  = beat == 4'he;
+  assign \$148  = last ? 1'h0 : \$147 ;
+  assign \$149  = take ? \$148  : last;
+  assign \$150  = rst_conv2_window_to_conv2 ? 1'h0 : \$149 ;
+  assign \$152  = ~ \$signal ;
+  assign \$153  = ~ valid_next;
+  assign \$154  = \$152  | \$153 ;
+  assign \$155  = \$154  | rst_conv2_window_to_conv2;
+  assign \$156  = beat == 4'he;
+  assign \$157  = last ? 1'h0 : \$156 ;
+  assign \$158  = take ? \$157  : last;
+  assign \$159  = rst_conv2_window_to_conv2 ? 1'h0 : \$158 ;
+  assign \$161  = ~ \$signal ;
+  assign \$162  = ~ valid_next;
+  assign \$163  = \$161  | \$162 ;
+  assign \$164  = \$163  | rst_conv2_window_to_conv2;
+  assign \$165  = beat == 4'he;
+  assign \$166  = last ? 1'h0 : \$165 ;
+  assign \$167  = take ? \$166  : last;
+  assign \$168  = rst_conv2_window_to_conv2 ? 1'h0 : \$167 ;
+  assign \$170  = ~ \$signal ;
+  assign \$171  = ~ valid_next;
+  assign \$172  = \$170  | \$171 ;
+  assign \$173  = \$172  | rst_conv2_window_to_conv2;
+  assign \$174  = beat == 4'he;
+  assign \$175  = last ? 1'h0 : \$174 ;
+  assign \$176  = take ? \$175  : last;
+  assign \$177  = rst_conv2_window_to_conv2 ? 1'h0 : \$176 ;
+  assign \$179  = ~ \$signal ;
+  assign \$180  = ~ valid_next;
+  assign \$181  = \$179  | \$180 ;
+  assign \$182  = \$181  | rst_conv2_window_to_conv2;
+  assign \$183  = beat == 4'he;
+  assign \$184  = last ? 1'h0 : \$183 ;
+  assign \$185  = take ? \$184  : last;
+  assign \$186  = rst_conv2_window_to_conv2 ? 1'h0 : \$185 ;
+  assign \$188  = ~ \$signal ;
+  assign \$189  = ~ valid_next;
+  assign \$190  = \$188  | \$189 ;
+  assign \$191  = \$190  | rst_conv2_window_to_conv2;
+  assign \$192  = beat == 4'he;
+  assign \$193  = last ? 1'h0 : \$192 ;
+  assign \$194  = take ? \$193  : last;
+  assign \$195  = rst_conv2_window_to_conv2 ? 1'h0 : \$194 ;
+  assign \$197  = ~ \$signal ;
+  assign \$198  = ~ valid_next;
+  assign \$199  = \$197  | \$198 ;
+  assign \$200  = \$199  | rst_conv2_window_to_conv2;
+  assign \$201  = beat == 4'he;
+  assign \$202  = last ? 1'h0 : \$201 ;
+  assign \$203  = take ? \$202  : last;
+  assign \$204  = rst_conv2_window_to_conv2 ? 1'h0 : \$203 ;
+  assign \$206  = ~ \$signal ;
+  assign \$207  = ~ valid_next;
+  assign \$208  = \$206  | \$207 ;
+  assign \$209  = \$208  | rst_conv2_window_to_conv2;
+  assign \$210  = beat == 4'he;
+  assign \$211  = last ? 1'h0 : \$210 ;
+  assign \$212  = take ? \$211  : last;
+  assign \$213  = rst_conv2_window_to_conv2 ? 1'h0 : \$212 ;
+  assign \$215  = ~ \$signal ;
+  assign \$216  = ~ valid_next;
+  assign \$217  = \$215  | \$216 ;
+  assign \$218  = \$217  | rst_conv2_window_to_conv2;
+  assign \$219  = beat == 4'he;
+  assign \$220  = last ? 1'h0 : \$219 ;
+  assign \$221  = take ? \$220  : last;
+  assign \$222  = rst_conv2_window_to_conv2 ? 1'h0 : \$221 ;
+  assign \$224  = ~ \$signal ;
+  assign \$225  = ~ valid_next;
+  assign \$226  = \$224  | \$225 ;
+  assign \$227  = \$226  | rst_conv2_window_to_conv2;
+  assign \$228  = beat == 4'he;
+  assign \$229  = last ? 1'h0 : \$228 ;
+  assign \$230  = take ? \$229  : last;
+  assign \$231  = rst_conv2_window_to_conv2 ? 1'h0 : \$230 ;
+  assign \$233  = ~ \$signal ;
+  assign \$234  = ~ valid_next;
+  assign \$235  = \$233  | \$234 ;
+  assign \$236  = \$235  | rst_conv2_window_to_conv2;
+  assign \$237  = beat == 4'he;
+  assign \$238  = last ? 1'h0 : \$237 ;
+  assign \$239  = take ? \$238  : last;
+  assign \$240  = rst_conv2_window_to_conv2 ? 1'h0 : \$239 ;
+  assign \$242  = ~ \$signal ;
+  assign \$243  = ~ valid_next;
+  assign \$244  = \$242  | \$243 ;
+  assign \$245  = \$244  | rst_conv2_window_to_conv2;
+  assign \$246  = beat == 4'he;
+  assign \$247  = last ? 1'h0 : \$246 ;
+  assign \$248  = take ? \$247  : last;
+  assign \$249  = rst_conv2_window_to_conv2 ? 1'h0 : \$248 ;
+  assign \$251  = ~ \$signal ;
+  assign \$252  = ~ valid_next;
+  assign \$253  = \$251  | \$252 ;
+  assign \$254  = \$253  | rst_conv2_window_to_conv2;
+  assign \$255  = beat == 4'he;
+  assign \$256  = last ? 1'h0 : \$255 ;
+  assign \$257  = take ? \$256  : last;
+  assign \$258  = rst_conv2_window_to_conv2 ? 1'h0 : \$257 ;
+  assign \$260  = ~ \$signal ;
+  assign \$261  = ~ valid_next;
+  assign \$262  = \$260  | \$261 ;
+  assign \$263  = \$262  | rst_conv2_window_to_conv2;
+  assign \$264  = beat == 4'he;
+  assign \$265  = last ? 1'h0 : \$264 ;
+  assign \$266  = take ? \$265  : last;
+  assign \$267  = rst_conv2_window_to_conv2 ? 1'h0 : \$266 ;
+  assign \$269  = ~ \$signal ;
+  assign \$270  = ~ valid_next;
+  assign \$271  = \$269  | \$270 ;
+  assign \$272  = \$271  | rst_conv2_window_to_conv2;
+  assign \$273  = beat == 4'he;
+  assign \$274  = last ? 1'h0 : \$273 ;
+  assign \$275  = take ? \$274  : last;
+  assign \$276  = rst_conv2_window_to_conv2 ? 1'h0 : \$275 ;
+  assign \$278  = ~ \$signal ;
+  assign \$279  = ~ valid_next;
+  assign \$280  = \$278  | \$279 ;
+  assign \$281  = \$280  | rst_conv2_window_to_conv2;
+  assign \$282  = beat == 4'he;
+  assign \$283  = last ? 1'h0 : \$282 ;
+  assign \$284  = take ? \$283  : last;
+  assign \$285  = rst_conv2_window_to_conv2 ? 1'h0 : \$284 ;
+  assign \$287  = ~ \$signal ;
+  assign \$288  = ~ valid_next;
+  assign \$289  = \$287  | \$288 ;
+  assign \$290  = \$289  | rst_conv2_window_to_conv2;
+  assign \$291  = beat == 4'he;
+  assign \$292  = last ? 1'h0 : \$291 ;
+  assign \$293  = take ? \$292  : last;
+  assign \$294  = rst_conv2_window_to_conv2 ? 1'h0 : \$293 ;
+  assign \$296  = ~ \$signal ;
+  assign \$297  = ~ valid_next;
+  assign \$298  = \$296  | \$297 ;
+  assign \$299  = \$298  | rst_conv2_window_to_conv2;
+  assign \$300  = beat == 4'he;
+  assign \$301  = last ? 1'h0 : \$300 ;
+  assign \$302  = take ? \$301  : last;
+  assign \$303  = rst_conv2_window_to_conv2 ? 1'h0 : \$302 ;
+  assign \$305  = ~ \$signal ;
+  assign \$306  = ~ valid_next;
+  assign \$307  = \$305  | \$306 ;
+  assign \$308  = \$307  | rst_conv2_window_to_conv2;
+  assign \$309  = beat == 4'he;
+  assign \$310  = last ? 1'h0 : \$309 ;
+  assign \$311  = take ? \$310  : last;
+  assign \$312  = rst_conv2_window_to_conv2 ? 1'h0 : \$311 ;
+  assign \$314  = ~ \$signal ;
+  assign \$315  = ~ valid_next;
+  assign \$316  = \$314  | \$315 ;
+  assign \$317  = \$316  | rst_conv2_window_to_conv2;
+  assign \$318  = beat == 4'he;
+  assign \$319  = last ? 1'h0 : \$318 ;
+  assign \$320  = take ? \$319  : last;
+  assign \$321  = rst_conv2_window_to_conv2 ? 1'h0 : \$320 ;
+  assign \$323  = ~ \$signal ;
+  assign \$324  = ~ valid_next;
+  assign \$325  = \$323  | \$324 ;
+  assign \$326  = \$325  | rst_conv2_window_to_conv2;
+  assign \$327  = beat == 4'he;
+  assign \$328  = last ? 1'h0 : \$327 ;
+  assign \$329  = take ? \$328  : last;
+  assign \$330  = rst_conv2_window_to_conv2 ? 1'h0 : \$329 ;
+  assign \$332  = ~ \$signal ;
+  assign \$333  = ~ valid_next;
+  assign \$334  = \$332  | \$333 ;
+  assign \$335  = \$334  | rst_conv2_window_to_conv2;
+  assign \$336  = beat == 4'he;
+  assign \$337  = last ? 1'h0 : \$336 ;
+  assign \$338  = take ? \$337  : last;
+  assign \$339  = rst_conv2_window_to_conv2 ? 1'h0 : \$338 ;
+  assign \$341  = ~ \$signal ;
+  assign \$342  = ~ valid_next;
+  assign \$343  = \$341  | \$342 ;
+  assign \$344  = \$343  | rst_conv2_window_to_conv2;
+  assign \$345  = beat == 4'he;
+  assign \$346  = last ? 1'h0 : \$345 ;
+  assign \$347  = take ? \$346  : last;
+  assign \$348  = rst_conv2_window_to_conv2 ? 1'h0 : \$347 ;
   always @(posedge clk)
-    beat <= \$194 ;
+    beat <= \$350 ;
   always @(posedge clk)
-    at <= \$195 ;
+    at <= \$351 ;
   always @(posedge clk)
-    o__payload <= \$196 ;
+    o__payload <= \$352 ;
   always @(posedge clk)
-    word <= \$197 ;
+    word <= \$353 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -21169,10 +22223,106 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) full_13_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_13)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_14_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_14)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_15_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_15)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_16_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_16)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_17_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_17)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_18_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_18)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_19_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_19)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) full_1_copy (
     .clk(clk),
     .d(\$signal ),
     .q(full_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_20_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_20)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_21_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_21)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_22_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_22)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_23_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_23)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) full_24_copy (
+    .clk(clk),
+    .d(\$signal ),
+    .q(full_24)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -21243,7 +22393,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) full_q_copy (
     .clk(clk),
-    .d(\$68 ),
+    .d(\$116 ),
     .q(full)
   );
   flexor_copy #(
@@ -21251,111 +22401,207 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) last_0_copy (
     .clk(clk),
-    .d(\$84 ),
-    .q(\$85 )
+    .d(\$132 ),
+    .q(\$133 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_10_copy (
     .clk(clk),
-    .d(\$174 ),
-    .q(\$175 )
+    .d(\$222 ),
+    .q(\$223 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_11_copy (
     .clk(clk),
-    .d(\$183 ),
-    .q(\$184 )
+    .d(\$231 ),
+    .q(\$232 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_12_copy (
     .clk(clk),
-    .d(\$192 ),
-    .q(\$193 )
+    .d(\$240 ),
+    .q(\$241 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_13_copy (
+    .clk(clk),
+    .d(\$249 ),
+    .q(\$250 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_14_copy (
+    .clk(clk),
+    .d(\$258 ),
+    .q(\$259 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_15_copy (
+    .clk(clk),
+    .d(\$267 ),
+    .q(\$268 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_16_copy (
+    .clk(clk),
+    .d(\$276 ),
+    .q(\$277 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_17_copy (
+    .clk(clk),
+    .d(\$285 ),
+    .q(\$286 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_18_copy (
+    .clk(clk),
+    .d(\$294 ),
+    .q(\$295 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_19_copy (
+    .clk(clk),
+    .d(\$303 ),
+    .q(\$304 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_1_copy (
     .clk(clk),
-    .d(\$93 ),
-    .q(\$94 )
+    .d(\$141 ),
+    .q(\$142 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_20_copy (
+    .clk(clk),
+    .d(\$312 ),
+    .q(\$313 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_21_copy (
+    .clk(clk),
+    .d(\$321 ),
+    .q(\$322 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_22_copy (
+    .clk(clk),
+    .d(\$330 ),
+    .q(\$331 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_23_copy (
+    .clk(clk),
+    .d(\$339 ),
+    .q(\$340 )
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) last_24_copy (
+    .clk(clk),
+    .d(\$348 ),
+    .q(\$349 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_2_copy (
     .clk(clk),
-    .d(\$102 ),
-    .q(\$103 )
+    .d(\$150 ),
+    .q(\$151 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_3_copy (
     .clk(clk),
-    .d(\$111 ),
-    .q(\$112 )
+    .d(\$159 ),
+    .q(\$160 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_4_copy (
     .clk(clk),
-    .d(\$120 ),
-    .q(\$121 )
+    .d(\$168 ),
+    .q(\$169 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_5_copy (
     .clk(clk),
-    .d(\$129 ),
-    .q(\$130 )
+    .d(\$177 ),
+    .q(\$178 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_6_copy (
     .clk(clk),
-    .d(\$138 ),
-    .q(\$139 )
+    .d(\$186 ),
+    .q(\$187 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_7_copy (
     .clk(clk),
-    .d(\$147 ),
-    .q(\$148 )
+    .d(\$195 ),
+    .q(\$196 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_8_copy (
     .clk(clk),
-    .d(\$156 ),
-    .q(\$157 )
+    .d(\$204 ),
+    .q(\$205 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_9_copy (
     .clk(clk),
-    .d(\$165 ),
-    .q(\$166 )
+    .d(\$213 ),
+    .q(\$214 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) last_q_copy (
     .clk(clk),
-    .d(\$76 ),
+    .d(\$124 ),
     .q(last)
   );
   flexor_copy #(
@@ -21363,7 +22609,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_0_copy (
     .clk(clk),
-    .d(\$80 ),
+    .d(\$128 ),
     .q(ready_0)
   );
   flexor_copy #(
@@ -21371,7 +22617,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_10_copy (
     .clk(clk),
-    .d(\$170 ),
+    .d(\$218 ),
     .q(ready_10)
   );
   flexor_copy #(
@@ -21379,7 +22625,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_11_copy (
     .clk(clk),
-    .d(\$179 ),
+    .d(\$227 ),
     .q(ready_11)
   );
   flexor_copy #(
@@ -21387,23 +22633,119 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_12_copy (
     .clk(clk),
-    .d(\$188 ),
+    .d(\$236 ),
     .q(ready_12)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_13_copy (
+    .clk(clk),
+    .d(\$245 ),
+    .q(ready_13)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_14_copy (
+    .clk(clk),
+    .d(\$254 ),
+    .q(ready_14)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_15_copy (
+    .clk(clk),
+    .d(\$263 ),
+    .q(ready_15)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_16_copy (
+    .clk(clk),
+    .d(\$272 ),
+    .q(ready_16)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_17_copy (
+    .clk(clk),
+    .d(\$281 ),
+    .q(ready_17)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_18_copy (
+    .clk(clk),
+    .d(\$290 ),
+    .q(ready_18)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_19_copy (
+    .clk(clk),
+    .d(\$299 ),
+    .q(ready_19)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) ready_1_copy (
     .clk(clk),
-    .d(\$89 ),
+    .d(\$137 ),
     .q(ready_1)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_20_copy (
+    .clk(clk),
+    .d(\$308 ),
+    .q(ready_20)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_21_copy (
+    .clk(clk),
+    .d(\$317 ),
+    .q(ready_21)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_22_copy (
+    .clk(clk),
+    .d(\$326 ),
+    .q(ready_22)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_23_copy (
+    .clk(clk),
+    .d(\$335 ),
+    .q(ready_23)
+  );
+  flexor_copy #(
+    .INIT(32'd1),
+    .WIDTH(32'd1)
+  ) ready_24_copy (
+    .clk(clk),
+    .d(\$344 ),
+    .q(ready_24)
   );
   flexor_copy #(
     .INIT(32'd1),
     .WIDTH(32'd1)
   ) ready_2_copy (
     .clk(clk),
-    .d(\$98 ),
+    .d(\$146 ),
     .q(ready_2)
   );
   flexor_copy #(
@@ -21411,7 +22753,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_3_copy (
     .clk(clk),
-    .d(\$107 ),
+    .d(\$155 ),
     .q(ready_3)
   );
   flexor_copy #(
@@ -21419,7 +22761,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_4_copy (
     .clk(clk),
-    .d(\$116 ),
+    .d(\$164 ),
     .q(ready_4)
   );
   flexor_copy #(
@@ -21427,7 +22769,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_5_copy (
     .clk(clk),
-    .d(\$125 ),
+    .d(\$173 ),
     .q(ready_5)
   );
   flexor_copy #(
@@ -21435,7 +22777,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_6_copy (
     .clk(clk),
-    .d(\$134 ),
+    .d(\$182 ),
     .q(ready_6)
   );
   flexor_copy #(
@@ -21443,7 +22785,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_7_copy (
     .clk(clk),
-    .d(\$143 ),
+    .d(\$191 ),
     .q(ready_7)
   );
   flexor_copy #(
@@ -21451,7 +22793,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_8_copy (
     .clk(clk),
-    .d(\$152 ),
+    .d(\$200 ),
     .q(ready_8)
   );
   flexor_copy #(
@@ -21459,7 +22801,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_9_copy (
     .clk(clk),
-    .d(\$161 ),
+    .d(\$209 ),
     .q(ready_9)
   );
   flexor_copy #(
@@ -21467,7 +22809,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) ready_q_copy (
     .clk(clk),
-    .d(\$72 ),
+    .d(\$120 ),
     .q(i__ready)
   );
   flexor_copy #(
@@ -21505,10 +22847,106 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
+  ) valid_13_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_13)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_14_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_14)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_15_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_15)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_16_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_16)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_17_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_17)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_18_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_18)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_19_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_19)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
   ) valid_1_copy (
     .clk(clk),
     .d(valid_next),
     .q(valid_1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_20_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_20)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_21_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_21)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_22_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_22)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_23_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_23)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd1)
+  ) valid_24_copy (
+    .clk(clk),
+    .d(valid_next),
+    .q(valid_24)
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -21579,113 +23017,185 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
     .WIDTH(32'd1)
   ) valid_q_copy (
     .clk(clk),
-    .d(\$67 ),
+    .d(\$115 ),
     .q(o__valid)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$194  = beat;
+    \$350  = beat;
     if (take) begin
-      \$194  = \$12 [3:0];
+      \$350  = \$12 [3:0];
     end
     if (rst_conv2_window_to_conv2) begin
-      \$194  = 4'h0;
+      \$350  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$195  = at;
+    \$351  = at;
     if (take) begin
-      \$195  = \$14 ;
+      \$351  = \$14 ;
     end
     if (rst_conv2_window_to_conv2) begin
-      \$195  = 2'h1;
+      \$351  = 2'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$196  = o__payload;
+    \$352  = o__payload;
     if (\$17 ) begin
-      \$196 [63:0] = word[63:0];
+      \$352 [31:0] = word[31:0];
     end
     if (\$21 ) begin
-      \$196 [127:64] = word[127:64];
+      \$352 [63:32] = word[63:32];
     end
     if (\$25 ) begin
-      \$196 [191:128] = word[191:128];
+      \$352 [95:64] = word[95:64];
     end
     if (\$29 ) begin
-      \$196 [255:192] = word[255:192];
+      \$352 [127:96] = word[127:96];
     end
     if (\$33 ) begin
-      \$196 [319:256] = word[319:256];
+      \$352 [159:128] = word[159:128];
     end
     if (\$37 ) begin
-      \$196 [383:320] = word[383:320];
+      \$352 [191:160] = word[191:160];
     end
     if (\$41 ) begin
-      \$196 [447:384] = word[447:384];
+      \$352 [223:192] = word[223:192];
     end
     if (\$45 ) begin
-      \$196 [511:448] = word[511:448];
+      \$352 [255:224] = word[255:224];
     end
     if (\$49 ) begin
-      \$196 [575:512] = word[575:512];
+      \$352 [287:256] = word[287:256];
     end
     if (\$53 ) begin
-      \$196 [639:576] = word[639:576];
+      \$352 [319:288] = word[319:288];
     end
     if (\$57 ) begin
-      \$196 [703:640] = word[703:640];
+      \$352 [351:320] = word[351:320];
     end
     if (\$61 ) begin
-      \$196 [767:704] = word[767:704];
+      \$352 [383:352] = word[383:352];
     end
     if (\$65 ) begin
-      \$196 [799:768] = word[799:768];
+      \$352 [415:384] = word[415:384];
+    end
+    if (\$69 ) begin
+      \$352 [447:416] = word[447:416];
+    end
+    if (\$73 ) begin
+      \$352 [479:448] = word[479:448];
+    end
+    if (\$77 ) begin
+      \$352 [511:480] = word[511:480];
+    end
+    if (\$81 ) begin
+      \$352 [543:512] = word[543:512];
+    end
+    if (\$85 ) begin
+      \$352 [575:544] = word[575:544];
+    end
+    if (\$89 ) begin
+      \$352 [607:576] = word[607:576];
+    end
+    if (\$93 ) begin
+      \$352 [639:608] = word[639:608];
+    end
+    if (\$97 ) begin
+      \$352 [671:640] = word[671:640];
+    end
+    if (\$101 ) begin
+      \$352 [703:672] = word[703:672];
+    end
+    if (\$105 ) begin
+      \$352 [735:704] = word[735:704];
+    end
+    if (\$109 ) begin
+      \$352 [767:736] = word[767:736];
+    end
+    if (\$113 ) begin
+      \$352 [799:768] = word[799:768];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
-    \$197  = word;
+    \$353  = word;
     if (\$18 ) begin
-      \$197 [63:0] = word[463:400];
+      \$353 [31:0] = word[431:400];
     end
     if (\$22 ) begin
-      \$197 [127:64] = word[527:464];
+      \$353 [63:32] = word[463:432];
     end
     if (\$26 ) begin
-      \$197 [191:128] = word[591:528];
+      \$353 [95:64] = word[495:464];
     end
     if (\$30 ) begin
-      \$197 [255:192] = word[655:592];
+      \$353 [127:96] = word[527:496];
     end
     if (\$34 ) begin
-      \$197 [319:256] = word[719:656];
+      \$353 [159:128] = word[559:528];
     end
     if (\$38 ) begin
-      \$197 [383:320] = word[783:720];
+      \$353 [191:160] = word[591:560];
     end
     if (\$42 ) begin
-      \$197 [447:384] = { \port$5507$0 [87:80], \port$5507$0 [71:64], \port$5507$0 [55:48], \port$5507$0 [39:32], \port$5507$0 [23:16], \port$5507$0 [7:0], word[799:784] };
+      \$353 [223:192] = word[623:592];
     end
     if (\$46 ) begin
-      \$197 [511:448] = { \port$5507$0 [215:208], \port$5507$0 [199:192], \port$5507$0 [183:176], \port$5507$0 [167:160], \port$5507$0 [151:144], \port$5507$0 [135:128], \port$5507$0 [119:112], \port$5507$0 [103:96] };
+      \$353 [255:224] = word[655:624];
     end
     if (\$50 ) begin
-      \$197 [575:512] = { \port$5507$0 [343:336], \port$5507$0 [327:320], \port$5507$0 [311:304], \port$5507$0 [295:288], \port$5507$0 [279:272], \port$5507$0 [263:256], \port$5507$0 [247:240], \port$5507$0 [231:224] };
+      \$353 [287:256] = word[687:656];
     end
     if (\$54 ) begin
-      \$197 [639:576] = { \port$5507$0 [79:72], \port$5507$0 [63:56], \port$5507$0 [47:40], \port$5507$0 [31:24], \port$5507$0 [15:8], \port$5507$0 [391:384], \port$5507$0 [375:368], \port$5507$0 [359:352] };
+      \$353 [319:288] = word[719:688];
     end
     if (\$58 ) begin
-      \$197 [703:640] = { \port$5507$0 [207:200], \port$5507$0 [191:184], \port$5507$0 [175:168], \port$5507$0 [159:152], \port$5507$0 [143:136], \port$5507$0 [127:120], \port$5507$0 [111:104], \port$5507$0 [95:88] };
+      \$353 [351:320] = word[751:720];
     end
     if (\$62 ) begin
-      \$197 [767:704] = { \port$5507$0 [335:328], \port$5507$0 [319:312], \port$5507$0 [303:296], \port$5507$0 [287:280], \port$5507$0 [271:264], \port$5507$0 [255:248], \port$5507$0 [239:232], \port$5507$0 [223:216] };
+      \$353 [383:352] = word[783:752];
     end
     if (\$66 ) begin
-      \$197 [799:768] = { \port$5507$0 [399:392], \port$5507$0 [383:376], \port$5507$0 [367:360], \port$5507$0 [351:344] };
+      \$353 [415:384] = { \port$5895$0 [23:16], \port$5895$0 [7:0], word[799:784] };
+    end
+    if (\$70 ) begin
+      \$353 [447:416] = { \port$5895$0 [87:80], \port$5895$0 [71:64], \port$5895$0 [55:48], \port$5895$0 [39:32] };
+    end
+    if (\$74 ) begin
+      \$353 [479:448] = { \port$5895$0 [151:144], \port$5895$0 [135:128], \port$5895$0 [119:112], \port$5895$0 [103:96] };
+    end
+    if (\$78 ) begin
+      \$353 [511:480] = { \port$5895$0 [215:208], \port$5895$0 [199:192], \port$5895$0 [183:176], \port$5895$0 [167:160] };
+    end
+    if (\$82 ) begin
+      \$353 [543:512] = { \port$5895$0 [279:272], \port$5895$0 [263:256], \port$5895$0 [247:240], \port$5895$0 [231:224] };
+    end
+    if (\$86 ) begin
+      \$353 [575:544] = { \port$5895$0 [343:336], \port$5895$0 [327:320], \port$5895$0 [311:304], \port$5895$0 [295:288] };
+    end
+    if (\$90 ) begin
+      \$353 [607:576] = { \port$5895$0 [15:8], \port$5895$0 [391:384], \port$5895$0 [375:368], \port$5895$0 [359:352] };
+    end
+    if (\$94 ) begin
+      \$353 [639:608] = { \port$5895$0 [79:72], \port$5895$0 [63:56], \port$5895$0 [47:40], \port$5895$0 [31:24] };
+    end
+    if (\$98 ) begin
+      \$353 [671:640] = { \port$5895$0 [143:136], \port$5895$0 [127:120], \port$5895$0 [111:104], \port$5895$0 [95:88] };
+    end
+    if (\$102 ) begin
+      \$353 [703:672] = { \port$5895$0 [207:200], \port$5895$0 [191:184], \port$5895$0 [175:168], \port$5895$0 [159:152] };
+    end
+    if (\$106 ) begin
+      \$353 [735:704] = { \port$5895$0 [271:264], \port$5895$0 [255:248], \port$5895$0 [239:232], \port$5895$0 [223:216] };
+    end
+    if (\$110 ) begin
+      \$353 [767:736] = { \port$5895$0 [335:328], \port$5895$0 [319:312], \port$5895$0 [303:296], \port$5895$0 [287:280] };
+    end
+    if (\$114 ) begin
+      \$353 [799:768] = { \port$5895$0 [399:392], \port$5895$0 [383:376], \port$5895$0 [367:360], \port$5895$0 [351:344] };
     end
   end
   assign ready = i__ready;
@@ -21694,7 +23204,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   assign full_q = full;
   assign ready_q = i__ready;
   assign last_q = last;
-  assign i__payload = { \port$5507$0 [399:392], \port$5507$0 [383:376], \port$5507$0 [367:360], \port$5507$0 [351:344], \port$5507$0 [335:328], \port$5507$0 [319:312], \port$5507$0 [303:296], \port$5507$0 [287:280], \port$5507$0 [271:264], \port$5507$0 [255:248], \port$5507$0 [239:232], \port$5507$0 [223:216], \port$5507$0 [207:200], \port$5507$0 [191:184], \port$5507$0 [175:168], \port$5507$0 [159:152], \port$5507$0 [143:136], \port$5507$0 [127:120], \port$5507$0 [111:104], \port$5507$0 [95:88], \port$5507$0 [79:72], \port$5507$0 [63:56], \port$5507$0 [47:40], \port$5507$0 [31:24], \port$5507$0 [15:8], \port$5507$0 [391:384], \port$5507$0 [375:368], \port$5507$0 [359:352], \port$5507$0 [343:336], \port$5507$0 [327:320], \port$5507$0 [311:304], \port$5507$0 [295:288], \port$5507$0 [279:272], \port$5507$0 [263:256], \port$5507$0 [247:240], \port$5507$0 [231:224], \port$5507$0 [215:208], \port$5507$0 [199:192], \port$5507$0 [183:176], \port$5507$0 [167:160], \port$5507$0 [151:144], \port$5507$0 [135:128], \port$5507$0 [119:112], \port$5507$0 [103:96], \port$5507$0 [87:80], \port$5507$0 [71:64], \port$5507$0 [55:48], \port$5507$0 [39:32], \port$5507$0 [23:16], \port$5507$0 [7:0] };
+  assign i__payload = { \port$5895$0 [399:392], \port$5895$0 [383:376], \port$5895$0 [367:360], \port$5895$0 [351:344], \port$5895$0 [335:328], \port$5895$0 [319:312], \port$5895$0 [303:296], \port$5895$0 [287:280], \port$5895$0 [271:264], \port$5895$0 [255:248], \port$5895$0 [239:232], \port$5895$0 [223:216], \port$5895$0 [207:200], \port$5895$0 [191:184], \port$5895$0 [175:168], \port$5895$0 [159:152], \port$5895$0 [143:136], \port$5895$0 [127:120], \port$5895$0 [111:104], \port$5895$0 [95:88], \port$5895$0 [79:72], \port$5895$0 [63:56], \port$5895$0 [47:40], \port$5895$0 [31:24], \port$5895$0 [15:8], \port$5895$0 [391:384], \port$5895$0 [375:368], \port$5895$0 [359:352], \port$5895$0 [343:336], \port$5895$0 [327:320], \port$5895$0 [311:304], \port$5895$0 [295:288], \port$5895$0 [279:272], \port$5895$0 [263:256], \port$5895$0 [247:240], \port$5895$0 [231:224], \port$5895$0 [215:208], \port$5895$0 [199:192], \port$5895$0 [183:176], \port$5895$0 [167:160], \port$5895$0 [151:144], \port$5895$0 [135:128], \port$5895$0 [119:112], \port$5895$0 [103:96], \port$5895$0 [87:80], \port$5895$0 [71:64], \port$5895$0 [55:48], \port$5895$0 [39:32], \port$5895$0 [23:16], \port$5895$0 [7:0] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -26445,7 +27955,7 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, o__valid, o__payload, clk);
+module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$522 , i__valid, w_data, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
   wire [10:0] \$1 ;
   wire \$10 ;
@@ -26475,14 +27985,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire [7:0] \$121 ;
   wire [7:0] \$122 ;
   wire [7:0] \$123 ;
-  wire [7:0] \$124 ;
-  wire [7:0] \$125 ;
-  wire [7:0] \$126 ;
-  wire [7:0] \$127 ;
-  wire [7:0] \$128 ;
-  wire [7:0] \$129 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire [7:0] \$130 ;
+  wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
@@ -26497,41 +28007,41 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire \$141 ;
   wire \$142 ;
   wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
+  wire [16:0] \$144 ;
+  wire [17:0] \$145 ;
   wire \$146 ;
-  wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  wire [16:0] \$147 ;
+  wire [17:0] \$148 ;
+  wire [1:0] \$149 ;
   wire \$15 ;
   wire \$150 ;
-  wire [16:0] \$151 ;
-  wire [17:0] \$152 ;
+  wire [4:0] \$151 ;
+  wire [4:0] \$152 ;
   wire \$153 ;
-  wire [16:0] \$154 ;
-  wire [17:0] \$155 ;
-  wire [1:0] \$156 ;
-  wire \$157 ;
-  wire [4:0] \$158 ;
-  wire [4:0] \$159 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire [35:0] \$156 ;
+  wire [35:0] \$157 ;
+  wire [50:0] \$158 ;
+  wire [51:0] \$159 ;
   wire \$16 ;
-  wire \$160 ;
-  wire \$161 ;
-  wire \$162 ;
-  wire [35:0] \$163 ;
+  wire [52:0] \$160 ;
+  wire [35:0] \$161 ;
+  wire [35:0] \$162 ;
+  wire \$163 ;
   wire [35:0] \$164 ;
-  wire [50:0] \$165 ;
-  wire [51:0] \$166 ;
-  wire [52:0] \$167 ;
-  wire [35:0] \$168 ;
-  wire [35:0] \$169 ;
+  wire \$165 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire [1:0] \$168 ;
+  wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire [35:0] \$171 ;
+  wire \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
-  wire [1:0] \$175 ;
+  wire \$175 ;
   wire \$176 ;
   wire \$177 ;
   wire \$178 ;
@@ -26832,14 +28342,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire \$443 ;
   wire \$444 ;
   wire \$445 ;
-  wire \$446 ;
-  wire \$447 ;
-  wire \$448 ;
-  wire \$449 ;
+  wire [7:0] \$446 ;
+  wire [7:0] \$447 ;
+  wire [7:0] \$448 ;
+  wire [7:0] \$449 ;
   wire \$45 ;
-  wire \$450 ;
-  wire \$451 ;
-  wire \$452 ;
+  wire [7:0] \$450 ;
+  wire [7:0] \$451 ;
+  wire [7:0] \$452 ;
   reg [8:0] \$453 ;
   reg \$454 ;
   reg \$455 ;
@@ -26957,19 +28467,19 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire [7:0] \$98 ;
   wire [7:0] \$99 ;
   wire \$signal ;
-  reg \$signal$590  = 1'h0;
-  reg \$signal$591  = 1'h0;
-  reg \$signal$682  = 1'h0;
+  reg \$signal$542  = 1'h0;
+  reg \$signal$543  = 1'h0;
+  reg \$signal$650  = 1'h0;
   wire [16:0] a;
-  wire [1:0] \a$562 ;
+  wire [1:0] \a$514 ;
   reg [16:0] acc0_0 = 17'h00000;
   reg active = 1'h0;
   wire active_rom;
   reg [3:0] addr = 4'h0;
-  wire [7:0] \addr$704 ;
+  wire [7:0] \addr$672 ;
   reg [17:0] b = 18'h00000;
   (* init = 18'h00000 *)
-  wire [17:0] \b$563 ;
+  wire [17:0] \b$515 ;
   reg [17:0] bank0_0 = 18'h00000;
   (* init = 4'h0 *)
   wire [3:0] beat;
@@ -26983,7 +28493,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire credits_room_next;
   reg [1:0] credits_space = 2'h2;
   wire [53:0] data;
-  wire [15:0] \data$705 ;
+  wire [15:0] \data$673 ;
   reg done = 1'h0;
   wire en;
   wire filled;
@@ -27016,18 +28526,18 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire [19:0] o;
   output [15:0] o__payload;
   wire [15:0] o__payload;
-  wire [15:0] \o__payload$569 ;
-  wire [15:0] \o__payload$593 ;
+  wire [15:0] \o__payload$521 ;
+  wire [15:0] \o__payload$545 ;
   wire o__ready;
-  input \o__ready$570 ;
-  wire \o__ready$570 ;
-  wire \o__ready$571 ;
+  input \o__ready$522 ;
+  wire \o__ready$522 ;
+  wire \o__ready$523 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$573 ;
+  wire \o__valid$525 ;
   reg [4:0] off1_0 = 5'h00;
   wire [34:0] p;
-  wire [19:0] \p$690 ;
+  wire [19:0] \p$658 ;
   wire [8:0] p0_0_0;
   reg [4:0] ph = 5'h00;
   reg ph_last = 1'h0;
@@ -27086,71 +28596,71 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire [3:0] \port__addr$35 ;
   wire [3:0] \port__addr$356 ;
   wire [3:0] \port__addr$359 ;
-  wire [3:0] \port__addr$362 ;
+  wire [3:0] \port__addr$361 ;
+  wire [3:0] \port__addr$363 ;
   wire [3:0] \port__addr$365 ;
   wire [3:0] \port__addr$368 ;
-  wire [3:0] \port__addr$371 ;
+  wire [3:0] \port__addr$370 ;
+  wire [3:0] \port__addr$372 ;
   wire [3:0] \port__addr$374 ;
   wire [3:0] \port__addr$377 ;
-  wire [3:0] \port__addr$380 ;
+  wire [3:0] \port__addr$379 ;
+  wire [3:0] \port__addr$381 ;
   wire [3:0] \port__addr$383 ;
   wire [3:0] \port__addr$386 ;
-  wire [3:0] \port__addr$389 ;
+  wire [3:0] \port__addr$388 ;
+  wire [3:0] \port__addr$390 ;
   wire [3:0] \port__addr$392 ;
   wire [3:0] \port__addr$395 ;
-  wire [3:0] \port__addr$398 ;
+  wire [3:0] \port__addr$397 ;
+  wire [3:0] \port__addr$399 ;
   wire [3:0] \port__addr$40 ;
   wire [3:0] \port__addr$401 ;
   wire [3:0] \port__addr$404 ;
-  wire [3:0] \port__addr$407 ;
+  wire [3:0] \port__addr$406 ;
+  wire [3:0] \port__addr$408 ;
   wire [3:0] \port__addr$410 ;
   wire [3:0] \port__addr$413 ;
-  wire [3:0] \port__addr$416 ;
+  wire [3:0] \port__addr$415 ;
+  wire [3:0] \port__addr$417 ;
   wire [3:0] \port__addr$419 ;
   wire [3:0] \port__addr$422 ;
-  wire [3:0] \port__addr$425 ;
+  wire [3:0] \port__addr$424 ;
+  wire [3:0] \port__addr$426 ;
   wire [3:0] \port__addr$428 ;
   wire [3:0] \port__addr$431 ;
-  wire [3:0] \port__addr$434 ;
+  wire [3:0] \port__addr$433 ;
+  wire [3:0] \port__addr$435 ;
   wire [3:0] \port__addr$437 ;
   wire [3:0] \port__addr$440 ;
-  wire [3:0] \port__addr$443 ;
+  wire [3:0] \port__addr$442 ;
+  wire [3:0] \port__addr$444 ;
   wire [3:0] \port__addr$446 ;
   wire [3:0] \port__addr$449 ;
   wire [3:0] \port__addr$45 ;
-  wire [3:0] \port__addr$452 ;
+  wire [3:0] \port__addr$451 ;
+  wire [3:0] \port__addr$453 ;
   wire [3:0] \port__addr$455 ;
   wire [3:0] \port__addr$458 ;
-  wire [3:0] \port__addr$461 ;
+  wire [3:0] \port__addr$460 ;
+  wire [3:0] \port__addr$462 ;
   wire [3:0] \port__addr$464 ;
   wire [3:0] \port__addr$467 ;
-  wire [3:0] \port__addr$470 ;
+  wire [3:0] \port__addr$469 ;
+  wire [3:0] \port__addr$471 ;
   wire [3:0] \port__addr$473 ;
   wire [3:0] \port__addr$476 ;
-  wire [3:0] \port__addr$479 ;
+  wire [3:0] \port__addr$478 ;
+  wire [3:0] \port__addr$480 ;
   wire [3:0] \port__addr$482 ;
   wire [3:0] \port__addr$485 ;
-  wire [3:0] \port__addr$488 ;
+  wire [3:0] \port__addr$487 ;
+  wire [3:0] \port__addr$489 ;
   wire [3:0] \port__addr$491 ;
   wire [3:0] \port__addr$494 ;
-  wire [3:0] \port__addr$497 ;
+  wire [3:0] \port__addr$496 ;
+  wire [3:0] \port__addr$498 ;
   wire [3:0] \port__addr$50 ;
-  wire [3:0] \port__addr$500 ;
-  wire [3:0] \port__addr$503 ;
-  wire [3:0] \port__addr$506 ;
-  wire [3:0] \port__addr$509 ;
-  wire [3:0] \port__addr$512 ;
-  wire [3:0] \port__addr$515 ;
-  wire [3:0] \port__addr$518 ;
-  wire [3:0] \port__addr$521 ;
-  wire [3:0] \port__addr$524 ;
-  wire [3:0] \port__addr$527 ;
-  wire [3:0] \port__addr$530 ;
-  wire [3:0] \port__addr$533 ;
-  wire [3:0] \port__addr$536 ;
-  wire [3:0] \port__addr$539 ;
-  wire [3:0] \port__addr$542 ;
-  wire [3:0] \port__addr$545 ;
   wire [3:0] \port__addr$55 ;
   wire [3:0] \port__addr$60 ;
   wire [3:0] \port__addr$65 ;
@@ -27269,10 +28779,48 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire [7:0] \port__data$47 ;
   (* init = 8'h00 *)
   wire [7:0] \port__data$52 ;
+  wire [7:0] \port__data$549 ;
+  wire [7:0] \port__data$550 ;
+  wire [7:0] \port__data$551 ;
+  wire [7:0] \port__data$552 ;
+  wire [7:0] \port__data$553 ;
+  wire [7:0] \port__data$554 ;
+  wire [7:0] \port__data$555 ;
+  wire [7:0] \port__data$556 ;
+  wire [7:0] \port__data$559 ;
+  wire [7:0] \port__data$560 ;
+  wire [7:0] \port__data$561 ;
+  wire [7:0] \port__data$562 ;
+  wire [7:0] \port__data$563 ;
+  wire [7:0] \port__data$564 ;
+  wire [7:0] \port__data$565 ;
+  wire [7:0] \port__data$566 ;
+  wire [7:0] \port__data$569 ;
   (* init = 8'h00 *)
   wire [7:0] \port__data$57 ;
-  wire [7:0] \port__data$597 ;
-  wire [7:0] \port__data$598 ;
+  wire [7:0] \port__data$570 ;
+  wire [7:0] \port__data$571 ;
+  wire [7:0] \port__data$572 ;
+  wire [7:0] \port__data$573 ;
+  wire [7:0] \port__data$574 ;
+  wire [7:0] \port__data$575 ;
+  wire [7:0] \port__data$576 ;
+  wire [7:0] \port__data$579 ;
+  wire [7:0] \port__data$580 ;
+  wire [7:0] \port__data$581 ;
+  wire [7:0] \port__data$582 ;
+  wire [7:0] \port__data$583 ;
+  wire [7:0] \port__data$584 ;
+  wire [7:0] \port__data$585 ;
+  wire [7:0] \port__data$586 ;
+  wire [7:0] \port__data$589 ;
+  wire [7:0] \port__data$590 ;
+  wire [7:0] \port__data$591 ;
+  wire [7:0] \port__data$592 ;
+  wire [7:0] \port__data$593 ;
+  wire [7:0] \port__data$594 ;
+  wire [7:0] \port__data$595 ;
+  wire [7:0] \port__data$596 ;
   wire [7:0] \port__data$599 ;
   wire [7:0] \port__data$600 ;
   wire [7:0] \port__data$601 ;
@@ -27281,8 +28829,6 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire [7:0] \port__data$604 ;
   wire [7:0] \port__data$605 ;
   wire [7:0] \port__data$606 ;
-  wire [7:0] \port__data$607 ;
-  wire [7:0] \port__data$608 ;
   wire [7:0] \port__data$609 ;
   wire [7:0] \port__data$610 ;
   wire [7:0] \port__data$611 ;
@@ -27291,8 +28837,6 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire [7:0] \port__data$614 ;
   wire [7:0] \port__data$615 ;
   wire [7:0] \port__data$616 ;
-  wire [7:0] \port__data$617 ;
-  wire [7:0] \port__data$618 ;
   wire [7:0] \port__data$619 ;
   (* init = 8'h00 *)
   wire [7:0] \port__data$62 ;
@@ -27303,40 +28847,6 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire [7:0] \port__data$624 ;
   wire [7:0] \port__data$625 ;
   wire [7:0] \port__data$626 ;
-  wire [7:0] \port__data$627 ;
-  wire [7:0] \port__data$628 ;
-  wire [7:0] \port__data$629 ;
-  wire [7:0] \port__data$630 ;
-  wire [7:0] \port__data$631 ;
-  wire [7:0] \port__data$632 ;
-  wire [7:0] \port__data$633 ;
-  wire [7:0] \port__data$634 ;
-  wire [7:0] \port__data$635 ;
-  wire [7:0] \port__data$636 ;
-  wire [7:0] \port__data$637 ;
-  wire [7:0] \port__data$638 ;
-  wire [7:0] \port__data$639 ;
-  wire [7:0] \port__data$640 ;
-  wire [7:0] \port__data$641 ;
-  wire [7:0] \port__data$642 ;
-  wire [7:0] \port__data$643 ;
-  wire [7:0] \port__data$644 ;
-  wire [7:0] \port__data$645 ;
-  wire [7:0] \port__data$646 ;
-  wire [7:0] \port__data$647 ;
-  wire [7:0] \port__data$648 ;
-  wire [7:0] \port__data$649 ;
-  wire [7:0] \port__data$650 ;
-  wire [7:0] \port__data$651 ;
-  wire [7:0] \port__data$652 ;
-  wire [7:0] \port__data$653 ;
-  wire [7:0] \port__data$654 ;
-  wire [7:0] \port__data$655 ;
-  wire [7:0] \port__data$656 ;
-  wire [7:0] \port__data$657 ;
-  wire [7:0] \port__data$658 ;
-  wire [7:0] \port__data$659 ;
-  wire [7:0] \port__data$660 ;
   (* init = 8'h00 *)
   wire [7:0] \port__data$67 ;
   (* init = 8'h00 *)
@@ -27403,73 +28913,73 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire \port__en$323 ;
   wire \port__en$33 ;
   wire \port__en$358 ;
-  wire \port__en$361 ;
+  wire \port__en$360 ;
+  wire \port__en$362 ;
   wire \port__en$364 ;
   wire \port__en$367 ;
-  wire \port__en$370 ;
+  wire \port__en$369 ;
+  wire \port__en$371 ;
   wire \port__en$373 ;
   wire \port__en$376 ;
-  wire \port__en$379 ;
+  wire \port__en$378 ;
   wire \port__en$38 ;
+  wire \port__en$380 ;
   wire \port__en$382 ;
   wire \port__en$385 ;
-  wire \port__en$388 ;
+  wire \port__en$387 ;
+  wire \port__en$389 ;
   wire \port__en$391 ;
   wire \port__en$394 ;
-  wire \port__en$397 ;
+  wire \port__en$396 ;
+  wire \port__en$398 ;
   wire \port__en$400 ;
   wire \port__en$403 ;
-  wire \port__en$406 ;
+  wire \port__en$405 ;
+  wire \port__en$407 ;
   wire \port__en$409 ;
   wire \port__en$412 ;
-  wire \port__en$415 ;
+  wire \port__en$414 ;
+  wire \port__en$416 ;
   wire \port__en$418 ;
   wire \port__en$421 ;
-  wire \port__en$424 ;
+  wire \port__en$423 ;
+  wire \port__en$425 ;
   wire \port__en$427 ;
   wire \port__en$43 ;
   wire \port__en$430 ;
-  wire \port__en$433 ;
+  wire \port__en$432 ;
+  wire \port__en$434 ;
   wire \port__en$436 ;
   wire \port__en$439 ;
-  wire \port__en$442 ;
+  wire \port__en$441 ;
+  wire \port__en$443 ;
   wire \port__en$445 ;
   wire \port__en$448 ;
-  wire \port__en$451 ;
+  wire \port__en$450 ;
+  wire \port__en$452 ;
   wire \port__en$454 ;
   wire \port__en$457 ;
-  wire \port__en$460 ;
+  wire \port__en$459 ;
+  wire \port__en$461 ;
   wire \port__en$463 ;
   wire \port__en$466 ;
-  wire \port__en$469 ;
+  wire \port__en$468 ;
+  wire \port__en$470 ;
   wire \port__en$472 ;
   wire \port__en$475 ;
-  wire \port__en$478 ;
+  wire \port__en$477 ;
+  wire \port__en$479 ;
   wire \port__en$48 ;
   wire \port__en$481 ;
   wire \port__en$484 ;
-  wire \port__en$487 ;
+  wire \port__en$486 ;
+  wire \port__en$488 ;
   wire \port__en$490 ;
   wire \port__en$493 ;
-  wire \port__en$496 ;
+  wire \port__en$495 ;
+  wire \port__en$497 ;
   wire \port__en$499 ;
-  wire \port__en$502 ;
-  wire \port__en$505 ;
-  wire \port__en$508 ;
-  wire \port__en$511 ;
-  wire \port__en$514 ;
-  wire \port__en$517 ;
-  wire \port__en$520 ;
-  wire \port__en$523 ;
-  wire \port__en$526 ;
-  wire \port__en$529 ;
   wire \port__en$53 ;
-  wire \port__en$532 ;
-  wire \port__en$535 ;
-  wire \port__en$538 ;
-  wire \port__en$541 ;
-  wire \port__en$544 ;
-  wire \port__en$547 ;
   wire \port__en$58 ;
   wire \port__en$63 ;
   wire \port__en$68 ;
@@ -27481,73 +28991,34 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   wire \port__en$98 ;
   reg [9:0] r_addr = 10'h000;
   wire [3:0] r_addr_b0_p0;
-  wire [3:0] r_addr_b0_p1;
-  wire [3:0] r_addr_b0_p10;
-  wire [3:0] r_addr_b0_p11;
   wire [3:0] r_addr_b0_p12;
-  wire [3:0] r_addr_b0_p13;
-  wire [3:0] r_addr_b0_p14;
-  wire [3:0] r_addr_b0_p15;
   wire [3:0] r_addr_b0_p16;
-  wire [3:0] r_addr_b0_p17;
-  wire [3:0] r_addr_b0_p18;
-  wire [3:0] r_addr_b0_p19;
-  wire [3:0] r_addr_b0_p2;
   wire [3:0] r_addr_b0_p20;
-  wire [3:0] r_addr_b0_p21;
-  wire [3:0] r_addr_b0_p22;
-  wire [3:0] r_addr_b0_p23;
   wire [3:0] r_addr_b0_p24;
-  wire [3:0] r_addr_b0_p25;
-  wire [3:0] r_addr_b0_p26;
-  wire [3:0] r_addr_b0_p27;
   wire [3:0] r_addr_b0_p28;
-  wire [3:0] r_addr_b0_p29;
-  wire [3:0] r_addr_b0_p3;
-  wire [3:0] r_addr_b0_p30;
-  wire [3:0] r_addr_b0_p31;
   wire [3:0] r_addr_b0_p32;
-  wire [3:0] r_addr_b0_p33;
-  wire [3:0] r_addr_b0_p34;
-  wire [3:0] r_addr_b0_p35;
   wire [3:0] r_addr_b0_p36;
-  wire [3:0] r_addr_b0_p37;
-  wire [3:0] r_addr_b0_p38;
-  wire [3:0] r_addr_b0_p39;
   wire [3:0] r_addr_b0_p4;
   wire [3:0] r_addr_b0_p40;
-  wire [3:0] r_addr_b0_p41;
-  wire [3:0] r_addr_b0_p42;
-  wire [3:0] r_addr_b0_p43;
   wire [3:0] r_addr_b0_p44;
-  wire [3:0] r_addr_b0_p45;
-  wire [3:0] r_addr_b0_p46;
-  wire [3:0] r_addr_b0_p47;
   wire [3:0] r_addr_b0_p48;
-  wire [3:0] r_addr_b0_p49;
-  wire [3:0] r_addr_b0_p5;
-  wire [3:0] r_addr_b0_p50;
-  wire [3:0] r_addr_b0_p51;
   wire [3:0] r_addr_b0_p52;
-  wire [3:0] r_addr_b0_p53;
-  wire [3:0] r_addr_b0_p54;
-  wire [3:0] r_addr_b0_p55;
   wire [3:0] r_addr_b0_p56;
-  wire [3:0] r_addr_b0_p57;
-  wire [3:0] r_addr_b0_p58;
-  wire [3:0] r_addr_b0_p59;
-  wire [3:0] r_addr_b0_p6;
   wire [3:0] r_addr_b0_p60;
-  wire [3:0] r_addr_b0_p61;
-  wire [3:0] r_addr_b0_p62;
-  wire [3:0] r_addr_b0_p63;
-  wire [3:0] r_addr_b0_p7;
   wire [3:0] r_addr_b0_p8;
-  wire [3:0] r_addr_b0_p9;
   reg [9:0] r_addr_q = 10'h000;
   reg [9:0] r_base = 10'h000;
+  wire [2:0] r_group_b0;
+  reg [2:0] r_group_b0_d1 = 3'h0;
   reg [9:0] r_next;
-  wire [5:0] r_page_b0;
+  wire [2:0] r_page_b0_g0;
+  wire [2:0] r_page_b0_g1;
+  wire [2:0] r_page_b0_g2;
+  wire [2:0] r_page_b0_g3;
+  wire [2:0] r_page_b0_g4;
+  wire [2:0] r_page_b0_g5;
+  wire [2:0] r_page_b0_g6;
+  wire [2:0] r_page_b0_g7;
   reg [4:0] row_ph0 = 5'h00;
   reg [51:0] rq0_acc_s1_0 = 52'h0000000000000;
   reg [35:0] rq0_acc_s1_1 = 36'h000000000;
@@ -27662,11 +29133,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg [8:0] w_count = 9'h000;
   input [7:0] w_data;
   wire [7:0] w_data;
-  wire [15:0] \w_data$574 ;
+  wire [15:0] \w_data$526 ;
   (* init = 8'h00 *)
   wire [7:0] w_data_q;
   wire w_en;
-  reg \w_en$575  = 1'h0;
+  reg \w_en$527  = 1'h0;
   wire w_en_b0_p0;
   wire w_en_b0_p1;
   wire w_en_b0_p10;
@@ -27738,7 +29209,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   reg w_half = 1'h0;
   (* init = 16'h0000 *)
   wire [15:0] word1;
-  reg [7:0] xdata_d1 = 8'h00;
+  reg [7:0] xdata_b0_g0 = 8'h00;
+  reg [7:0] xdata_b0_g1 = 8'h00;
+  reg [7:0] xdata_b0_g2 = 8'h00;
+  reg [7:0] xdata_b0_g3 = 8'h00;
+  reg [7:0] xdata_b0_g4 = 8'h00;
+  reg [7:0] xdata_b0_g5 = 8'h00;
+  reg [7:0] xdata_b0_g6 = 8'h00;
+  reg [7:0] xdata_b0_g7 = 8'h00;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p0 [15:0];
   initial begin
@@ -27767,7 +29245,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   always @(posedge clk) begin
     _0_ <= vectors_p0[\port__addr$356 ];
   end
-  assign \port__data$597  = _0_;
+  assign \port__data$549  = _0_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p1 [15:0];
   initial begin
@@ -27794,9 +29272,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _1_;
   always @(posedge clk) begin
-    _1_ <= vectors_p1[\port__addr$359 ];
+    _1_ <= vectors_p1[\port__addr$356 ];
   end
-  assign \port__data$598  = _1_;
+  assign \port__data$550  = _1_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p10 [15:0];
   initial begin
@@ -27823,9 +29301,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _2_;
   always @(posedge clk) begin
-    _2_ <= vectors_p10[\port__addr$386 ];
+    _2_ <= vectors_p10[\port__addr$374 ];
   end
-  assign \port__data$607  = _2_;
+  assign \port__data$561  = _2_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p11 [15:0];
   initial begin
@@ -27852,9 +29330,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _3_;
   always @(posedge clk) begin
-    _3_ <= vectors_p11[\port__addr$389 ];
+    _3_ <= vectors_p11[\port__addr$374 ];
   end
-  assign \port__data$608  = _3_;
+  assign \port__data$562  = _3_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p12 [15:0];
   initial begin
@@ -27881,9 +29359,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _4_;
   always @(posedge clk) begin
-    _4_ <= vectors_p12[\port__addr$392 ];
+    _4_ <= vectors_p12[\port__addr$383 ];
   end
-  assign \port__data$609  = _4_;
+  assign \port__data$563  = _4_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p13 [15:0];
   initial begin
@@ -27910,9 +29388,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _5_;
   always @(posedge clk) begin
-    _5_ <= vectors_p13[\port__addr$395 ];
+    _5_ <= vectors_p13[\port__addr$383 ];
   end
-  assign \port__data$610  = _5_;
+  assign \port__data$564  = _5_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p14 [15:0];
   initial begin
@@ -27939,9 +29417,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _6_;
   always @(posedge clk) begin
-    _6_ <= vectors_p14[\port__addr$398 ];
+    _6_ <= vectors_p14[\port__addr$383 ];
   end
-  assign \port__data$611  = _6_;
+  assign \port__data$565  = _6_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p15 [15:0];
   initial begin
@@ -27968,9 +29446,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _7_;
   always @(posedge clk) begin
-    _7_ <= vectors_p15[\port__addr$401 ];
+    _7_ <= vectors_p15[\port__addr$383 ];
   end
-  assign \port__data$612  = _7_;
+  assign \port__data$566  = _7_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p16 [15:0];
   initial begin
@@ -27997,9 +29475,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _8_;
   always @(posedge clk) begin
-    _8_ <= vectors_p16[\port__addr$404 ];
+    _8_ <= vectors_p16[\port__addr$392 ];
   end
-  assign \port__data$613  = _8_;
+  assign \port__data$569  = _8_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p17 [15:0];
   initial begin
@@ -28026,9 +29504,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _9_;
   always @(posedge clk) begin
-    _9_ <= vectors_p17[\port__addr$407 ];
+    _9_ <= vectors_p17[\port__addr$392 ];
   end
-  assign \port__data$614  = _9_;
+  assign \port__data$570  = _9_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p18 [15:0];
   initial begin
@@ -28055,9 +29533,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _10_;
   always @(posedge clk) begin
-    _10_ <= vectors_p18[\port__addr$410 ];
+    _10_ <= vectors_p18[\port__addr$392 ];
   end
-  assign \port__data$615  = _10_;
+  assign \port__data$571  = _10_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p19 [15:0];
   initial begin
@@ -28084,9 +29562,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _11_;
   always @(posedge clk) begin
-    _11_ <= vectors_p19[\port__addr$413 ];
+    _11_ <= vectors_p19[\port__addr$392 ];
   end
-  assign \port__data$616  = _11_;
+  assign \port__data$572  = _11_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p2 [15:0];
   initial begin
@@ -28113,9 +29591,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _12_;
   always @(posedge clk) begin
-    _12_ <= vectors_p2[\port__addr$362 ];
+    _12_ <= vectors_p2[\port__addr$356 ];
   end
-  assign \port__data$599  = _12_;
+  assign \port__data$551  = _12_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p20 [15:0];
   initial begin
@@ -28142,9 +29620,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _13_;
   always @(posedge clk) begin
-    _13_ <= vectors_p20[\port__addr$416 ];
+    _13_ <= vectors_p20[\port__addr$401 ];
   end
-  assign \port__data$617  = _13_;
+  assign \port__data$573  = _13_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p21 [15:0];
   initial begin
@@ -28171,9 +29649,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _14_;
   always @(posedge clk) begin
-    _14_ <= vectors_p21[\port__addr$419 ];
+    _14_ <= vectors_p21[\port__addr$401 ];
   end
-  assign \port__data$618  = _14_;
+  assign \port__data$574  = _14_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p22 [15:0];
   initial begin
@@ -28200,9 +29678,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _15_;
   always @(posedge clk) begin
-    _15_ <= vectors_p22[\port__addr$422 ];
+    _15_ <= vectors_p22[\port__addr$401 ];
   end
-  assign \port__data$619  = _15_;
+  assign \port__data$575  = _15_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p23 [15:0];
   initial begin
@@ -28229,9 +29707,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _16_;
   always @(posedge clk) begin
-    _16_ <= vectors_p23[\port__addr$425 ];
+    _16_ <= vectors_p23[\port__addr$401 ];
   end
-  assign \port__data$620  = _16_;
+  assign \port__data$576  = _16_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p24 [15:0];
   initial begin
@@ -28258,9 +29736,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _17_;
   always @(posedge clk) begin
-    _17_ <= vectors_p24[\port__addr$428 ];
+    _17_ <= vectors_p24[\port__addr$410 ];
   end
-  assign \port__data$621  = _17_;
+  assign \port__data$579  = _17_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p25 [15:0];
   initial begin
@@ -28287,9 +29765,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _18_;
   always @(posedge clk) begin
-    _18_ <= vectors_p25[\port__addr$431 ];
+    _18_ <= vectors_p25[\port__addr$410 ];
   end
-  assign \port__data$622  = _18_;
+  assign \port__data$580  = _18_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p26 [15:0];
   initial begin
@@ -28316,9 +29794,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _19_;
   always @(posedge clk) begin
-    _19_ <= vectors_p26[\port__addr$434 ];
+    _19_ <= vectors_p26[\port__addr$410 ];
   end
-  assign \port__data$623  = _19_;
+  assign \port__data$581  = _19_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p27 [15:0];
   initial begin
@@ -28345,9 +29823,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _20_;
   always @(posedge clk) begin
-    _20_ <= vectors_p27[\port__addr$437 ];
+    _20_ <= vectors_p27[\port__addr$410 ];
   end
-  assign \port__data$624  = _20_;
+  assign \port__data$582  = _20_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p28 [15:0];
   initial begin
@@ -28374,9 +29852,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _21_;
   always @(posedge clk) begin
-    _21_ <= vectors_p28[\port__addr$440 ];
+    _21_ <= vectors_p28[\port__addr$419 ];
   end
-  assign \port__data$625  = _21_;
+  assign \port__data$583  = _21_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p29 [15:0];
   initial begin
@@ -28403,9 +29881,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _22_;
   always @(posedge clk) begin
-    _22_ <= vectors_p29[\port__addr$443 ];
+    _22_ <= vectors_p29[\port__addr$419 ];
   end
-  assign \port__data$626  = _22_;
+  assign \port__data$584  = _22_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p3 [15:0];
   initial begin
@@ -28432,9 +29910,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _23_;
   always @(posedge clk) begin
-    _23_ <= vectors_p3[\port__addr$365 ];
+    _23_ <= vectors_p3[\port__addr$356 ];
   end
-  assign \port__data$600  = _23_;
+  assign \port__data$552  = _23_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p30 [15:0];
   initial begin
@@ -28461,9 +29939,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _24_;
   always @(posedge clk) begin
-    _24_ <= vectors_p30[\port__addr$446 ];
+    _24_ <= vectors_p30[\port__addr$419 ];
   end
-  assign \port__data$627  = _24_;
+  assign \port__data$585  = _24_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p31 [15:0];
   initial begin
@@ -28490,9 +29968,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _25_;
   always @(posedge clk) begin
-    _25_ <= vectors_p31[\port__addr$449 ];
+    _25_ <= vectors_p31[\port__addr$419 ];
   end
-  assign \port__data$628  = _25_;
+  assign \port__data$586  = _25_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p32 [15:0];
   initial begin
@@ -28519,9 +29997,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _26_;
   always @(posedge clk) begin
-    _26_ <= vectors_p32[\port__addr$452 ];
+    _26_ <= vectors_p32[\port__addr$428 ];
   end
-  assign \port__data$629  = _26_;
+  assign \port__data$589  = _26_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p33 [15:0];
   initial begin
@@ -28548,9 +30026,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _27_;
   always @(posedge clk) begin
-    _27_ <= vectors_p33[\port__addr$455 ];
+    _27_ <= vectors_p33[\port__addr$428 ];
   end
-  assign \port__data$630  = _27_;
+  assign \port__data$590  = _27_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p34 [15:0];
   initial begin
@@ -28577,9 +30055,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _28_;
   always @(posedge clk) begin
-    _28_ <= vectors_p34[\port__addr$458 ];
+    _28_ <= vectors_p34[\port__addr$428 ];
   end
-  assign \port__data$631  = _28_;
+  assign \port__data$591  = _28_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p35 [15:0];
   initial begin
@@ -28606,9 +30084,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _29_;
   always @(posedge clk) begin
-    _29_ <= vectors_p35[\port__addr$461 ];
+    _29_ <= vectors_p35[\port__addr$428 ];
   end
-  assign \port__data$632  = _29_;
+  assign \port__data$592  = _29_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p36 [15:0];
   initial begin
@@ -28635,9 +30113,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _30_;
   always @(posedge clk) begin
-    _30_ <= vectors_p36[\port__addr$464 ];
+    _30_ <= vectors_p36[\port__addr$437 ];
   end
-  assign \port__data$633  = _30_;
+  assign \port__data$593  = _30_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p37 [15:0];
   initial begin
@@ -28664,9 +30142,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _31_;
   always @(posedge clk) begin
-    _31_ <= vectors_p37[\port__addr$467 ];
+    _31_ <= vectors_p37[\port__addr$437 ];
   end
-  assign \port__data$634  = _31_;
+  assign \port__data$594  = _31_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p38 [15:0];
   initial begin
@@ -28693,9 +30171,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _32_;
   always @(posedge clk) begin
-    _32_ <= vectors_p38[\port__addr$470 ];
+    _32_ <= vectors_p38[\port__addr$437 ];
   end
-  assign \port__data$635  = _32_;
+  assign \port__data$595  = _32_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p39 [15:0];
   initial begin
@@ -28722,9 +30200,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _33_;
   always @(posedge clk) begin
-    _33_ <= vectors_p39[\port__addr$473 ];
+    _33_ <= vectors_p39[\port__addr$437 ];
   end
-  assign \port__data$636  = _33_;
+  assign \port__data$596  = _33_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p4 [15:0];
   initial begin
@@ -28751,9 +30229,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _34_;
   always @(posedge clk) begin
-    _34_ <= vectors_p4[\port__addr$368 ];
+    _34_ <= vectors_p4[\port__addr$365 ];
   end
-  assign \port__data$601  = _34_;
+  assign \port__data$553  = _34_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p40 [15:0];
   initial begin
@@ -28780,9 +30258,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _35_;
   always @(posedge clk) begin
-    _35_ <= vectors_p40[\port__addr$476 ];
+    _35_ <= vectors_p40[\port__addr$446 ];
   end
-  assign \port__data$637  = _35_;
+  assign \port__data$599  = _35_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p41 [15:0];
   initial begin
@@ -28809,9 +30287,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _36_;
   always @(posedge clk) begin
-    _36_ <= vectors_p41[\port__addr$479 ];
+    _36_ <= vectors_p41[\port__addr$446 ];
   end
-  assign \port__data$638  = _36_;
+  assign \port__data$600  = _36_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p42 [15:0];
   initial begin
@@ -28838,9 +30316,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _37_;
   always @(posedge clk) begin
-    _37_ <= vectors_p42[\port__addr$482 ];
+    _37_ <= vectors_p42[\port__addr$446 ];
   end
-  assign \port__data$639  = _37_;
+  assign \port__data$601  = _37_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p43 [15:0];
   initial begin
@@ -28867,9 +30345,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _38_;
   always @(posedge clk) begin
-    _38_ <= vectors_p43[\port__addr$485 ];
+    _38_ <= vectors_p43[\port__addr$446 ];
   end
-  assign \port__data$640  = _38_;
+  assign \port__data$602  = _38_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p44 [15:0];
   initial begin
@@ -28896,9 +30374,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _39_;
   always @(posedge clk) begin
-    _39_ <= vectors_p44[\port__addr$488 ];
+    _39_ <= vectors_p44[\port__addr$455 ];
   end
-  assign \port__data$641  = _39_;
+  assign \port__data$603  = _39_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p45 [15:0];
   initial begin
@@ -28925,9 +30403,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _40_;
   always @(posedge clk) begin
-    _40_ <= vectors_p45[\port__addr$491 ];
+    _40_ <= vectors_p45[\port__addr$455 ];
   end
-  assign \port__data$642  = _40_;
+  assign \port__data$604  = _40_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p46 [15:0];
   initial begin
@@ -28954,9 +30432,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _41_;
   always @(posedge clk) begin
-    _41_ <= vectors_p46[\port__addr$494 ];
+    _41_ <= vectors_p46[\port__addr$455 ];
   end
-  assign \port__data$643  = _41_;
+  assign \port__data$605  = _41_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p47 [15:0];
   initial begin
@@ -28983,9 +30461,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _42_;
   always @(posedge clk) begin
-    _42_ <= vectors_p47[\port__addr$497 ];
+    _42_ <= vectors_p47[\port__addr$455 ];
   end
-  assign \port__data$644  = _42_;
+  assign \port__data$606  = _42_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p48 [15:0];
   initial begin
@@ -29012,9 +30490,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _43_;
   always @(posedge clk) begin
-    _43_ <= vectors_p48[\port__addr$500 ];
+    _43_ <= vectors_p48[\port__addr$464 ];
   end
-  assign \port__data$645  = _43_;
+  assign \port__data$609  = _43_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p49 [15:0];
   initial begin
@@ -29041,9 +30519,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _44_;
   always @(posedge clk) begin
-    _44_ <= vectors_p49[\port__addr$503 ];
+    _44_ <= vectors_p49[\port__addr$464 ];
   end
-  assign \port__data$646  = _44_;
+  assign \port__data$610  = _44_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p5 [15:0];
   initial begin
@@ -29070,9 +30548,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _45_;
   always @(posedge clk) begin
-    _45_ <= vectors_p5[\port__addr$371 ];
+    _45_ <= vectors_p5[\port__addr$365 ];
   end
-  assign \port__data$602  = _45_;
+  assign \port__data$554  = _45_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p50 [15:0];
   initial begin
@@ -29099,9 +30577,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _46_;
   always @(posedge clk) begin
-    _46_ <= vectors_p50[\port__addr$506 ];
+    _46_ <= vectors_p50[\port__addr$464 ];
   end
-  assign \port__data$647  = _46_;
+  assign \port__data$611  = _46_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p51 [15:0];
   initial begin
@@ -29128,9 +30606,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _47_;
   always @(posedge clk) begin
-    _47_ <= vectors_p51[\port__addr$509 ];
+    _47_ <= vectors_p51[\port__addr$464 ];
   end
-  assign \port__data$648  = _47_;
+  assign \port__data$612  = _47_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p52 [15:0];
   initial begin
@@ -29157,9 +30635,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _48_;
   always @(posedge clk) begin
-    _48_ <= vectors_p52[\port__addr$512 ];
+    _48_ <= vectors_p52[\port__addr$473 ];
   end
-  assign \port__data$649  = _48_;
+  assign \port__data$613  = _48_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p53 [15:0];
   initial begin
@@ -29186,9 +30664,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _49_;
   always @(posedge clk) begin
-    _49_ <= vectors_p53[\port__addr$515 ];
+    _49_ <= vectors_p53[\port__addr$473 ];
   end
-  assign \port__data$650  = _49_;
+  assign \port__data$614  = _49_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p54 [15:0];
   initial begin
@@ -29215,9 +30693,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _50_;
   always @(posedge clk) begin
-    _50_ <= vectors_p54[\port__addr$518 ];
+    _50_ <= vectors_p54[\port__addr$473 ];
   end
-  assign \port__data$651  = _50_;
+  assign \port__data$615  = _50_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p55 [15:0];
   initial begin
@@ -29244,9 +30722,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _51_;
   always @(posedge clk) begin
-    _51_ <= vectors_p55[\port__addr$521 ];
+    _51_ <= vectors_p55[\port__addr$473 ];
   end
-  assign \port__data$652  = _51_;
+  assign \port__data$616  = _51_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p56 [15:0];
   initial begin
@@ -29273,9 +30751,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _52_;
   always @(posedge clk) begin
-    _52_ <= vectors_p56[\port__addr$524 ];
+    _52_ <= vectors_p56[\port__addr$482 ];
   end
-  assign \port__data$653  = _52_;
+  assign \port__data$619  = _52_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p57 [15:0];
   initial begin
@@ -29302,9 +30780,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _53_;
   always @(posedge clk) begin
-    _53_ <= vectors_p57[\port__addr$527 ];
+    _53_ <= vectors_p57[\port__addr$482 ];
   end
-  assign \port__data$654  = _53_;
+  assign \port__data$620  = _53_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p58 [15:0];
   initial begin
@@ -29331,9 +30809,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _54_;
   always @(posedge clk) begin
-    _54_ <= vectors_p58[\port__addr$530 ];
+    _54_ <= vectors_p58[\port__addr$482 ];
   end
-  assign \port__data$655  = _54_;
+  assign \port__data$621  = _54_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p59 [15:0];
   initial begin
@@ -29360,9 +30838,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _55_;
   always @(posedge clk) begin
-    _55_ <= vectors_p59[\port__addr$533 ];
+    _55_ <= vectors_p59[\port__addr$482 ];
   end
-  assign \port__data$656  = _55_;
+  assign \port__data$622  = _55_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p6 [15:0];
   initial begin
@@ -29389,9 +30867,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _56_;
   always @(posedge clk) begin
-    _56_ <= vectors_p6[\port__addr$374 ];
+    _56_ <= vectors_p6[\port__addr$365 ];
   end
-  assign \port__data$603  = _56_;
+  assign \port__data$555  = _56_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p60 [15:0];
   initial begin
@@ -29418,9 +30896,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _57_;
   always @(posedge clk) begin
-    _57_ <= vectors_p60[\port__addr$536 ];
+    _57_ <= vectors_p60[\port__addr$491 ];
   end
-  assign \port__data$657  = _57_;
+  assign \port__data$623  = _57_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p61 [15:0];
   initial begin
@@ -29447,9 +30925,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _58_;
   always @(posedge clk) begin
-    _58_ <= vectors_p61[\port__addr$539 ];
+    _58_ <= vectors_p61[\port__addr$491 ];
   end
-  assign \port__data$658  = _58_;
+  assign \port__data$624  = _58_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p62 [15:0];
   initial begin
@@ -29476,9 +30954,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _59_;
   always @(posedge clk) begin
-    _59_ <= vectors_p62[\port__addr$542 ];
+    _59_ <= vectors_p62[\port__addr$491 ];
   end
-  assign \port__data$659  = _59_;
+  assign \port__data$625  = _59_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p63 [15:0];
   initial begin
@@ -29505,9 +30983,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _60_;
   always @(posedge clk) begin
-    _60_ <= vectors_p63[\port__addr$545 ];
+    _60_ <= vectors_p63[\port__addr$491 ];
   end
-  assign \port__data$660  = _60_;
+  assign \port__data$626  = _60_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p7 [15:0];
   initial begin
@@ -29534,9 +31012,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _61_;
   always @(posedge clk) begin
-    _61_ <= vectors_p7[\port__addr$377 ];
+    _61_ <= vectors_p7[\port__addr$365 ];
   end
-  assign \port__data$604  = _61_;
+  assign \port__data$556  = _61_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p8 [15:0];
   initial begin
@@ -29563,9 +31041,9 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _62_;
   always @(posedge clk) begin
-    _62_ <= vectors_p8[\port__addr$380 ];
+    _62_ <= vectors_p8[\port__addr$374 ];
   end
-  assign \port__data$605  = _62_;
+  assign \port__data$559  = _62_;
   (* ram_style = "distributed" *)
   reg [7:0] vectors_p9 [15:0];
   initial begin
@@ -29592,173 +31070,173 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   reg [7:0] _63_;
   always @(posedge clk) begin
-    _63_ <= vectors_p9[\port__addr$383 ];
+    _63_ <= vectors_p9[\port__addr$374 ];
   end
-  assign \port__data$606  = _63_;
-  assign \$288  = \$2 [9:4] == 5'h1c;
-  assign \$289  = ~ rst_fc2;
-  assign \$290  = \$288  & \$289 ;
-  assign \$291  = \$290  ? take : 1'h0;
-  assign \$292  = \$2 [9:4] == 5'h1d;
-  assign \$293  = ~ rst_fc2;
-  assign \$294  = \$292  & \$293 ;
-  assign \$295  = \$294  ? take : 1'h0;
-  assign \$296  = \$2 [9:4] == 5'h1e;
-  assign \$297  = ~ rst_fc2;
-  assign \$298  = \$296  & \$297 ;
-  assign \$299  = \$298  ? take : 1'h0;
-  assign \$300  = \$2 [9:4] == 5'h1f;
-  assign \$301  = ~ rst_fc2;
-  assign \$302  = \$300  & \$301 ;
-  assign \$303  = \$302  ? take : 1'h0;
-  assign \$304  = \$2 [9:4] == 6'h20;
-  assign \$305  = ~ rst_fc2;
-  assign \$306  = \$304  & \$305 ;
-  assign \$307  = \$306  ? take : 1'h0;
-  assign \$308  = \$2 [9:4] == 6'h21;
-  assign \$309  = ~ rst_fc2;
-  assign \$310  = \$308  & \$309 ;
-  assign \$311  = \$310  ? take : 1'h0;
-  assign \$312  = \$2 [9:4] == 6'h22;
-  assign \$313  = ~ rst_fc2;
-  assign \$314  = \$312  & \$313 ;
-  assign \$315  = \$314  ? take : 1'h0;
-  assign \$316  = \$2 [9:4] == 6'h23;
-  assign \$317  = ~ rst_fc2;
-  assign \$318  = \$316  & \$317 ;
-  assign \$319  = \$318  ? take : 1'h0;
-  assign \$320  = \$2 [9:4] == 6'h24;
-  assign \$321  = ~ rst_fc2;
-  assign \$322  = \$320  & \$321 ;
-  assign \$323  = \$322  ? take : 1'h0;
-  assign \$324  = \$2 [9:4] == 6'h25;
-  assign \$325  = ~ rst_fc2;
-  assign \$326  = \$324  & \$325 ;
-  assign \$327  = \$326  ? take : 1'h0;
-  assign \$328  = \$2 [9:4] == 6'h26;
-  assign \$329  = ~ rst_fc2;
-  assign \$330  = \$328  & \$329 ;
-  assign \$331  = \$330  ? take : 1'h0;
-  assign \$332  = \$2 [9:4] == 6'h27;
-  assign \$333  = ~ rst_fc2;
-  assign \$334  = \$332  & \$333 ;
-  assign \$335  = \$334  ? take : 1'h0;
-  assign \$336  = \$2 [9:4] == 6'h28;
-  assign \$337  = ~ rst_fc2;
-  assign \$338  = \$336  & \$337 ;
-  assign \$339  = \$338  ? take : 1'h0;
-  assign \$340  = \$2 [9:4] == 6'h29;
-  assign \$341  = ~ rst_fc2;
-  assign \$342  = \$340  & \$341 ;
-  assign \$343  = \$342  ? take : 1'h0;
-  assign \$344  = \$2 [9:4] == 6'h2a;
-  assign \$345  = ~ rst_fc2;
-  assign \$346  = \$344  & \$345 ;
-  assign \$347  = \$346  ? take : 1'h0;
-  assign \$348  = \$2 [9:4] == 6'h2b;
-  assign \$349  = ~ rst_fc2;
-  assign \$350  = \$348  & \$349 ;
-  assign \$351  = \$350  ? take : 1'h0;
-  assign \$352  = \$2 [9:4] == 6'h2c;
-  assign \$353  = ~ rst_fc2;
-  assign \$354  = \$352  & \$353 ;
-  assign \$355  = \$354  ? take : 1'h0;
-  assign \$356  = \$2 [9:4] == 6'h2d;
-  assign \$357  = ~ rst_fc2;
-  assign \$358  = \$356  & \$357 ;
-  assign \$359  = \$358  ? take : 1'h0;
-  assign \$360  = \$2 [9:4] == 6'h2e;
-  assign \$361  = ~ rst_fc2;
-  assign \$362  = \$360  & \$361 ;
-  assign \$363  = \$362  ? take : 1'h0;
-  assign \$364  = \$2 [9:4] == 6'h2f;
-  assign \$365  = ~ rst_fc2;
-  assign \$366  = \$364  & \$365 ;
-  assign \$367  = \$366  ? take : 1'h0;
-  assign \$368  = \$2 [9:4] == 6'h30;
-  assign \$369  = ~ rst_fc2;
-  assign \$370  = \$368  & \$369 ;
-  assign \$371  = \$370  ? take : 1'h0;
-  assign \$372  = \$2 [9:4] == 6'h31;
-  assign \$373  = ~ rst_fc2;
-  assign \$374  = \$372  & \$373 ;
-  assign \$375  = \$374  ? take : 1'h0;
-  assign \$376  = \$2 [9:4] == 6'h32;
-  assign \$377  = ~ rst_fc2;
-  assign \$378  = \$376  & \$377 ;
-  assign \$379  = \$378  ? take : 1'h0;
-  assign \$380  = \$2 [9:4] == 6'h33;
-  assign \$381  = ~ rst_fc2;
-  assign \$382  = \$380  & \$381 ;
-  assign \$383  = \$382  ? take : 1'h0;
-  assign \$384  = \$2 [9:4] == 6'h34;
-  assign \$385  = ~ rst_fc2;
-  assign \$386  = \$384  & \$385 ;
-  assign \$387  = \$386  ? take : 1'h0;
-  assign \$388  = \$2 [9:4] == 6'h35;
-  assign \$389  = ~ rst_fc2;
-  assign \$390  = \$388  & \$389 ;
-  assign \$391  = \$390  ? take : 1'h0;
-  assign \$392  = \$2 [9:4] == 6'h36;
-  assign \$393  = ~ rst_fc2;
-  assign \$394  = \$392  & \$393 ;
-  assign \$395  = \$394  ? take : 1'h0;
-  assign \$396  = \$2 [9:4] == 6'h37;
-  assign \$397  = ~ rst_fc2;
-  assign \$398  = \$396  & \$397 ;
-  assign \$399  = \$398  ? take : 1'h0;
-  assign \$400  = \$2 [9:4] == 6'h38;
-  assign \$401  = ~ rst_fc2;
-  assign \$402  = \$400  & \$401 ;
-  assign \$403  = \$402  ? take : 1'h0;
-  assign \$404  = \$2 [9:4] == 6'h39;
-  assign \$405  = ~ rst_fc2;
-  assign \$406  = \$404  & \$405 ;
-  assign \$407  = \$406  ? take : 1'h0;
-  assign \$408  = \$2 [9:4] == 6'h3a;
-  assign \$409  = ~ rst_fc2;
-  assign \$410  = \$408  & \$409 ;
-  assign \$411  = \$410  ? take : 1'h0;
-  assign \$412  = \$2 [9:4] == 6'h3b;
-  assign \$413  = ~ rst_fc2;
-  assign \$414  = \$412  & \$413 ;
-  assign \$415  = \$414  ? take : 1'h0;
-  assign \$416  = \$2 [9:4] == 6'h3c;
-  assign \$417  = ~ rst_fc2;
-  assign \$418  = \$416  & \$417 ;
-  assign \$419  = \$418  ? take : 1'h0;
-  assign \$420  = \$2 [9:4] == 6'h3d;
-  assign \$421  = ~ rst_fc2;
-  assign \$422  = \$420  & \$421 ;
-  assign \$423  = \$422  ? take : 1'h0;
-  assign \$424  = \$2 [9:4] == 6'h3e;
-  assign \$425  = ~ rst_fc2;
-  assign \$426  = \$424  & \$425 ;
-  assign \$427  = \$426  ? take : 1'h0;
-  assign \$428  = \$2 [9:4] == 6'h3f;
-  assign \$429  = ~ rst_fc2;
-  assign \$430  = \$428  & \$429 ;
-  assign \$431  = \$430  ? take : 1'h0;
-  assign \$432  = rst_fc2 | load;
-  assign \$433  = filled ? 1'h1 : w_full;
-  assign \$434  = \$432  ? 1'h0 : \$433 ;
-  assign \$435  = rst_fc2 | load;
-  assign \$436  = filled ? 1'h1 : w_full_issue;
-  assign \$437  = \$435  ? 1'h0 : \$436 ;
-  assign \$438  = step & sn_last;
-  assign \$439  = \$438  ? 1'h0 : active;
-  assign \$440  = load ? 1'h1 : \$439 ;
-  assign \$441  = rst_fc2 ? 1'h0 : \$440 ;
-  assign \$442  = rst_fc2 ? 1'h0 : \$signal ;
-  assign \$444  = rst_fc2 ? 1'h1 : \$443 ;
-  assign \$445  = \$signal  & n_last_next;
-  assign \$446  = rst_fc2 ? 1'h0 : \$445 ;
-  assign \$447  = ph_last | sn_last;
-  assign \$448  = ~ \$447 ;
-  assign \$449  = ph == 5'h12;
-  assign \$450  = \$448  & \$449 ;
-  assign \$451  = step ? \$450  : ph_last;
-  assign \$452  = rst_fc2 ? 1'h0 : \$451 ;
+  assign \port__data$560  = _63_;
+  assign \$288  = \$287  ? take : 1'h0;
+  assign \$289  = \$2 [9:4] == 5'h1e;
+  assign \$290  = ~ rst_fc2;
+  assign \$291  = \$289  & \$290 ;
+  assign \$292  = \$291  ? take : 1'h0;
+  assign \$293  = \$2 [9:4] == 5'h1f;
+  assign \$294  = ~ rst_fc2;
+  assign \$295  = \$293  & \$294 ;
+  assign \$296  = \$295  ? take : 1'h0;
+  assign \$297  = \$2 [9:4] == 6'h20;
+  assign \$298  = ~ rst_fc2;
+  assign \$299  = \$297  & \$298 ;
+  assign \$300  = \$299  ? take : 1'h0;
+  assign \$301  = \$2 [9:4] == 6'h21;
+  assign \$302  = ~ rst_fc2;
+  assign \$303  = \$301  & \$302 ;
+  assign \$304  = \$303  ? take : 1'h0;
+  assign \$305  = \$2 [9:4] == 6'h22;
+  assign \$306  = ~ rst_fc2;
+  assign \$307  = \$305  & \$306 ;
+  assign \$308  = \$307  ? take : 1'h0;
+  assign \$309  = \$2 [9:4] == 6'h23;
+  assign \$310  = ~ rst_fc2;
+  assign \$311  = \$309  & \$310 ;
+  assign \$312  = \$311  ? take : 1'h0;
+  assign \$313  = \$2 [9:4] == 6'h24;
+  assign \$314  = ~ rst_fc2;
+  assign \$315  = \$313  & \$314 ;
+  assign \$316  = \$315  ? take : 1'h0;
+  assign \$317  = \$2 [9:4] == 6'h25;
+  assign \$318  = ~ rst_fc2;
+  assign \$319  = \$317  & \$318 ;
+  assign \$320  = \$319  ? take : 1'h0;
+  assign \$321  = \$2 [9:4] == 6'h26;
+  assign \$322  = ~ rst_fc2;
+  assign \$323  = \$321  & \$322 ;
+  assign \$324  = \$323  ? take : 1'h0;
+  assign \$325  = \$2 [9:4] == 6'h27;
+  assign \$326  = ~ rst_fc2;
+  assign \$327  = \$325  & \$326 ;
+  assign \$328  = \$327  ? take : 1'h0;
+  assign \$329  = \$2 [9:4] == 6'h28;
+  assign \$330  = ~ rst_fc2;
+  assign \$331  = \$329  & \$330 ;
+  assign \$332  = \$331  ? take : 1'h0;
+  assign \$333  = \$2 [9:4] == 6'h29;
+  assign \$334  = ~ rst_fc2;
+  assign \$335  = \$333  & \$334 ;
+  assign \$336  = \$335  ? take : 1'h0;
+  assign \$337  = \$2 [9:4] == 6'h2a;
+  assign \$338  = ~ rst_fc2;
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = \$339  ? take : 1'h0;
+  assign \$341  = \$2 [9:4] == 6'h2b;
+  assign \$342  = ~ rst_fc2;
+  assign \$343  = \$341  & \$342 ;
+  assign \$344  = \$343  ? take : 1'h0;
+  assign \$345  = \$2 [9:4] == 6'h2c;
+  assign \$346  = ~ rst_fc2;
+  assign \$347  = \$345  & \$346 ;
+  assign \$348  = \$347  ? take : 1'h0;
+  assign \$349  = \$2 [9:4] == 6'h2d;
+  assign \$350  = ~ rst_fc2;
+  assign \$351  = \$349  & \$350 ;
+  assign \$352  = \$351  ? take : 1'h0;
+  assign \$353  = \$2 [9:4] == 6'h2e;
+  assign \$354  = ~ rst_fc2;
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = \$355  ? take : 1'h0;
+  assign \$357  = \$2 [9:4] == 6'h2f;
+  assign \$358  = ~ rst_fc2;
+  assign \$359  = \$357  & \$358 ;
+  assign \$360  = \$359  ? take : 1'h0;
+  assign \$361  = \$2 [9:4] == 6'h30;
+  assign \$362  = ~ rst_fc2;
+  assign \$363  = \$361  & \$362 ;
+  assign \$364  = \$363  ? take : 1'h0;
+  assign \$365  = \$2 [9:4] == 6'h31;
+  assign \$366  = ~ rst_fc2;
+  assign \$367  = \$365  & \$366 ;
+  assign \$368  = \$367  ? take : 1'h0;
+  assign \$369  = \$2 [9:4] == 6'h32;
+  assign \$370  = ~ rst_fc2;
+  assign \$371  = \$369  & \$370 ;
+  assign \$372  = \$371  ? take : 1'h0;
+  assign \$373  = \$2 [9:4] == 6'h33;
+  assign \$374  = ~ rst_fc2;
+  assign \$375  = \$373  & \$374 ;
+  assign \$376  = \$375  ? take : 1'h0;
+  assign \$377  = \$2 [9:4] == 6'h34;
+  assign \$378  = ~ rst_fc2;
+  assign \$379  = \$377  & \$378 ;
+  assign \$380  = \$379  ? take : 1'h0;
+  assign \$381  = \$2 [9:4] == 6'h35;
+  assign \$382  = ~ rst_fc2;
+  assign \$383  = \$381  & \$382 ;
+  assign \$384  = \$383  ? take : 1'h0;
+  assign \$385  = \$2 [9:4] == 6'h36;
+  assign \$386  = ~ rst_fc2;
+  assign \$387  = \$385  & \$386 ;
+  assign \$388  = \$387  ? take : 1'h0;
+  assign \$389  = \$2 [9:4] == 6'h37;
+  assign \$390  = ~ rst_fc2;
+  assign \$391  = \$389  & \$390 ;
+  assign \$392  = \$391  ? take : 1'h0;
+  assign \$393  = \$2 [9:4] == 6'h38;
+  assign \$394  = ~ rst_fc2;
+  assign \$395  = \$393  & \$394 ;
+  assign \$396  = \$395  ? take : 1'h0;
+  assign \$397  = \$2 [9:4] == 6'h39;
+  assign \$398  = ~ rst_fc2;
+  assign \$399  = \$397  & \$398 ;
+  assign \$400  = \$399  ? take : 1'h0;
+  assign \$401  = \$2 [9:4] == 6'h3a;
+  assign \$402  = ~ rst_fc2;
+  assign \$403  = \$401  & \$402 ;
+  assign \$404  = \$403  ? take : 1'h0;
+  assign \$405  = \$2 [9:4] == 6'h3b;
+  assign \$406  = ~ rst_fc2;
+  assign \$407  = \$405  & \$406 ;
+  assign \$408  = \$407  ? take : 1'h0;
+  assign \$409  = \$2 [9:4] == 6'h3c;
+  assign \$410  = ~ rst_fc2;
+  assign \$411  = \$409  & \$410 ;
+  assign \$412  = \$411  ? take : 1'h0;
+  assign \$413  = \$2 [9:4] == 6'h3d;
+  assign \$414  = ~ rst_fc2;
+  assign \$415  = \$413  & \$414 ;
+  assign \$416  = \$415  ? take : 1'h0;
+  assign \$417  = \$2 [9:4] == 6'h3e;
+  assign \$418  = ~ rst_fc2;
+  assign \$419  = \$417  & \$418 ;
+  assign \$420  = \$419  ? take : 1'h0;
+  assign \$421  = \$2 [9:4] == 6'h3f;
+  assign \$422  = ~ rst_fc2;
+  assign \$423  = \$421  & \$422 ;
+  assign \$424  = \$423  ? take : 1'h0;
+  assign \$425  = rst_fc2 | load;
+  assign \$426  = filled ? 1'h1 : w_full;
+  assign \$427  = \$425  ? 1'h0 : \$426 ;
+  assign \$428  = rst_fc2 | load;
+  assign \$429  = filled ? 1'h1 : w_full_issue;
+  assign \$430  = \$428  ? 1'h0 : \$429 ;
+  assign \$431  = step & sn_last;
+  assign \$432  = \$431  ? 1'h0 : active;
+  assign \$433  = load ? 1'h1 : \$432 ;
+  assign \$434  = rst_fc2 ? 1'h0 : \$433 ;
+  assign \$435  = rst_fc2 ? 1'h0 : \$signal ;
+  assign \$437  = rst_fc2 ? 1'h1 : \$436 ;
+  assign \$438  = \$signal  & n_last_next;
+  assign \$439  = rst_fc2 ? 1'h0 : \$438 ;
+  assign \$440  = ph_last | sn_last;
+  assign \$441  = ~ \$440 ;
+  assign \$442  = ph == 5'h12;
+  assign \$443  = \$441  & \$442 ;
+  assign \$444  = step ? \$443  : ph_last;
+  assign \$445  = rst_fc2 ? 1'h0 : \$444 ;
+  assign \$446  = r_group_b0_d1[0] ? xdata_b0_g7 : xdata_b0_g6;
+  assign \$447  = r_group_b0_d1[0] ? xdata_b0_g5 : xdata_b0_g4;
+  assign \$448  = r_group_b0_d1[1] ? \$446  : \$447 ;
+  assign \$449  = r_group_b0_d1[0] ? xdata_b0_g3 : xdata_b0_g2;
+  assign \$450  = r_group_b0_d1[0] ? xdata_b0_g1 : xdata_b0_g0;
+  assign \$451  = r_group_b0_d1[1] ? \$449  : \$450 ;
+  assign \$452  = r_group_b0_d1[2] ? \$448  : \$451 ;
   always @(posedge clk)
     port__data <= w_data;
   always @(posedge clk)
@@ -29796,19 +31274,35 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   always @(posedge clk)
     off1_0 <= \$469 ;
   always @(posedge clk)
-    \$signal$590  <= \$470 ;
+    \$signal$542  <= \$470 ;
   always @(posedge clk)
-    \$signal$591  <= \$471 ;
+    \$signal$543  <= \$471 ;
   always @(posedge clk)
     last1 <= \$472 ;
   always @(posedge clk)
-    i <= \o__payload$593 ;
+    i <= \o__payload$545 ;
   always @(posedge clk)
     r_addr_q <= \$473 ;
   always @(posedge clk)
-    xdata_d1 <= \$130 ;
+    xdata_b0_g0 <= \$74 ;
   always @(posedge clk)
-    w0_0 <= \$150 ;
+    xdata_b0_g1 <= \$81 ;
+  always @(posedge clk)
+    xdata_b0_g2 <= \$88 ;
+  always @(posedge clk)
+    xdata_b0_g3 <= \$95 ;
+  always @(posedge clk)
+    xdata_b0_g4 <= \$102 ;
+  always @(posedge clk)
+    xdata_b0_g5 <= \$109 ;
+  always @(posedge clk)
+    xdata_b0_g6 <= \$116 ;
+  always @(posedge clk)
+    xdata_b0_g7 <= \$123 ;
+  always @(posedge clk)
+    r_group_b0_d1 <= r_group_b0;
+  always @(posedge clk)
+    w0_0 <= \$143 ;
   always @(posedge clk)
     m0_0_0 <= p0_0_0;
   always @(posedge clk)
@@ -29854,7 +31348,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   always @(posedge clk)
     b <= sa0_0_d1;
   always @(posedge clk)
-    \$signal$682  <= \$492 ;
+    \$signal$650  <= \$492 ;
   always @(posedge clk)
     ka <= \$493 ;
   always @(posedge clk)
@@ -29864,19 +31358,19 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   always @(posedge clk)
     rq0_beta_b <= data[53:19];
   always @(posedge clk)
-    rq0_beta <= \$163 ;
+    rq0_beta <= \$156 ;
   always @(posedge clk)
-    rq0_acc_s1_0 <= \$166 ;
+    rq0_acc_s1_0 <= \$159 ;
   always @(posedge clk)
     rq0_acc_s1_1 <= rq0_beta;
   always @(posedge clk)
-    rq0_acc_s2_0 <= \$167 [35:0];
+    rq0_acc_s2_0 <= \$160 [35:0];
   always @(posedge clk)
-    rq0_shifted <= \$168 [19:0];
+    rq0_shifted <= \$161 [19:0];
   always @(posedge clk)
-    rq0_under <= \$170 ;
+    rq0_under <= \$163 ;
   always @(posedge clk)
-    rq0_over <= \$172 ;
+    rq0_over <= \$165 ;
   always @(posedge clk)
     v_out_d1 <= \$496 ;
   always @(posedge clk)
@@ -29884,7 +31378,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   always @(posedge clk)
     v_out_d3 <= \$498 ;
   always @(posedge clk)
-    \w_en$575  <= \$499 ;
+    \w_en$527  <= \$499 ;
   always @(posedge clk)
     skipped_d1 <= \$500 ;
   always @(posedge clk)
@@ -29979,224 +31473,224 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   assign \$65  = row_ph0 + col;
   assign \$66  = \$62  ? \$64  : { 1'h0, \$65  };
   assign \$67  = ! s_idx;
-  assign \$68  = r_page_b0[0] ? \port__data$660  : \port__data$659 ;
-  assign \$69  = r_page_b0[0] ? \port__data$658  : \port__data$657 ;
-  assign \$70  = r_page_b0[1] ? \$68  : \$69 ;
-  assign \$71  = r_page_b0[0] ? \port__data$656  : \port__data$655 ;
-  assign \$72  = r_page_b0[0] ? \port__data$654  : \port__data$653 ;
-  assign \$73  = r_page_b0[1] ? \$71  : \$72 ;
-  assign \$74  = r_page_b0[2] ? \$70  : \$73 ;
-  assign \$75  = r_page_b0[0] ? \port__data$652  : \port__data$651 ;
-  assign \$76  = r_page_b0[0] ? \port__data$650  : \port__data$649 ;
-  assign \$77  = r_page_b0[1] ? \$75  : \$76 ;
-  assign \$78  = r_page_b0[0] ? \port__data$648  : \port__data$647 ;
-  assign \$79  = r_page_b0[0] ? \port__data$646  : \port__data$645 ;
-  assign \$80  = r_page_b0[1] ? \$78  : \$79 ;
-  assign \$81  = r_page_b0[2] ? \$77  : \$80 ;
-  assign \$82  = r_page_b0[3] ? \$74  : \$81 ;
-  assign \$83  = r_page_b0[0] ? \port__data$644  : \port__data$643 ;
-  assign \$84  = r_page_b0[0] ? \port__data$642  : \port__data$641 ;
-  assign \$85  = r_page_b0[1] ? \$83  : \$84 ;
-  assign \$86  = r_page_b0[0] ? \port__data$640  : \port__data$639 ;
-  assign \$87  = r_page_b0[0] ? \port__data$638  : \port__data$637 ;
-  assign \$88  = r_page_b0[1] ? \$86  : \$87 ;
-  assign \$89  = r_page_b0[2] ? \$85  : \$88 ;
-  assign \$90  = r_page_b0[0] ? \port__data$636  : \port__data$635 ;
-  assign \$91  = r_page_b0[0] ? \port__data$634  : \port__data$633 ;
-  assign \$92  = r_page_b0[1] ? \$90  : \$91 ;
-  assign \$93  = r_page_b0[0] ? \port__data$632  : \port__data$631 ;
-  assign \$94  = r_page_b0[0] ? \port__data$630  : \port__data$629 ;
-  assign \$95  = r_page_b0[1] ? \$93  : \$94 ;
-  assign \$96  = r_page_b0[2] ? \$92  : \$95 ;
-  assign \$97  = r_page_b0[3] ? \$89  : \$96 ;
-  assign \$98  = r_page_b0[4] ? \$82  : \$97 ;
-  assign \$99  = r_page_b0[0] ? \port__data$628  : \port__data$627 ;
-  assign \$100  = r_page_b0[0] ? \port__data$626  : \port__data$625 ;
-  assign \$101  = r_page_b0[1] ? \$99  : \$100 ;
-  assign \$102  = r_page_b0[0] ? \port__data$624  : \port__data$623 ;
-  assign \$103  = r_page_b0[0] ? \port__data$622  : \port__data$621 ;
-  assign \$104  = r_page_b0[1] ? \$102  : \$103 ;
-  assign \$105  = r_page_b0[2] ? \$101  : \$104 ;
-  assign \$106  = r_page_b0[0] ? \port__data$620  : \port__data$619 ;
-  assign \$107  = r_page_b0[0] ? \port__data$618  : \port__data$617 ;
-  assign \$108  = r_page_b0[1] ? \$106  : \$107 ;
-  assign \$109  = r_page_b0[0] ? \port__data$616  : \port__data$615 ;
-  assign \$110  = r_page_b0[0] ? \port__data$614  : \port__data$613 ;
-  assign \$111  = r_page_b0[1] ? \$109  : \$110 ;
-  assign \$112  = r_page_b0[2] ? \$108  : \$111 ;
-  assign \$113  = r_page_b0[3] ? \$105  : \$112 ;
-  assign \$114  = r_page_b0[0] ? \port__data$612  : \port__data$611 ;
-  assign \$115  = r_page_b0[0] ? \port__data$610  : \port__data$609 ;
-  assign \$116  = r_page_b0[1] ? \$114  : \$115 ;
-  assign \$117  = r_page_b0[0] ? \port__data$608  : \port__data$607 ;
-  assign \$118  = r_page_b0[0] ? \port__data$606  : \port__data$605 ;
-  assign \$119  = r_page_b0[1] ? \$117  : \$118 ;
-  assign \$120  = r_page_b0[2] ? \$116  : \$119 ;
-  assign \$121  = r_page_b0[0] ? \port__data$604  : \port__data$603 ;
-  assign \$122  = r_page_b0[0] ? \port__data$602  : \port__data$601 ;
-  assign \$123  = r_page_b0[1] ? \$121  : \$122 ;
-  assign \$124  = r_page_b0[0] ? \port__data$600  : \port__data$599 ;
-  assign \$125  = r_page_b0[0] ? \port__data$598  : \port__data$597 ;
-  assign \$126  = r_page_b0[1] ? \$124  : \$125 ;
-  assign \$127  = r_page_b0[2] ? \$123  : \$126 ;
-  assign \$128  = r_page_b0[3] ? \$120  : \$127 ;
-  assign \$129  = r_page_b0[4] ? \$113  : \$128 ;
-  assign \$130  = r_page_b0[5] ? \$98  : \$129 ;
-  assign \$131  = off1_0[0] ? o[19] : o[18];
-  assign \$132  = off1_0[0] ? o[17] : o[16];
-  assign \$133  = off1_0[1] ? \$131  : \$132 ;
-  assign \$134  = off1_0[0] ? o[15] : o[14];
-  assign \$135  = off1_0[0] ? o[13] : o[12];
+  assign \$68  = r_page_b0_g0[0] ? \port__data$556  : \port__data$555 ;
+  assign \$69  = r_page_b0_g0[0] ? \port__data$554  : \port__data$553 ;
+  assign \$70  = r_page_b0_g0[1] ? \$68  : \$69 ;
+  assign \$71  = r_page_b0_g0[0] ? \port__data$552  : \port__data$551 ;
+  assign \$72  = r_page_b0_g0[0] ? \port__data$550  : \port__data$549 ;
+  assign \$73  = r_page_b0_g0[1] ? \$71  : \$72 ;
+  assign \$74  = r_page_b0_g0[2] ? \$70  : \$73 ;
+  assign \$75  = r_page_b0_g1[0] ? \port__data$566  : \port__data$565 ;
+  assign \$76  = r_page_b0_g1[0] ? \port__data$564  : \port__data$563 ;
+  assign \$77  = r_page_b0_g1[1] ? \$75  : \$76 ;
+  assign \$78  = r_page_b0_g1[0] ? \port__data$562  : \port__data$561 ;
+  assign \$79  = r_page_b0_g1[0] ? \port__data$560  : \port__data$559 ;
+  assign \$80  = r_page_b0_g1[1] ? \$78  : \$79 ;
+  assign \$81  = r_page_b0_g1[2] ? \$77  : \$80 ;
+  assign \$82  = r_page_b0_g2[0] ? \port__data$576  : \port__data$575 ;
+  assign \$83  = r_page_b0_g2[0] ? \port__data$574  : \port__data$573 ;
+  assign \$84  = r_page_b0_g2[1] ? \$82  : \$83 ;
+  assign \$85  = r_page_b0_g2[0] ? \port__data$572  : \port__data$571 ;
+  assign \$86  = r_page_b0_g2[0] ? \port__data$570  : \port__data$569 ;
+  assign \$87  = r_page_b0_g2[1] ? \$85  : \$86 ;
+  assign \$88  = r_page_b0_g2[2] ? \$84  : \$87 ;
+  assign \$89  = r_page_b0_g3[0] ? \port__data$586  : \port__data$585 ;
+  assign \$90  = r_page_b0_g3[0] ? \port__data$584  : \port__data$583 ;
+  assign \$91  = r_page_b0_g3[1] ? \$89  : \$90 ;
+  assign \$92  = r_page_b0_g3[0] ? \port__data$582  : \port__data$581 ;
+  assign \$93  = r_page_b0_g3[0] ? \port__data$580  : \port__data$579 ;
+  assign \$94  = r_page_b0_g3[1] ? \$92  : \$93 ;
+  assign \$95  = r_page_b0_g3[2] ? \$91  : \$94 ;
+  assign \$96  = r_page_b0_g4[0] ? \port__data$596  : \port__data$595 ;
+  assign \$97  = r_page_b0_g4[0] ? \port__data$594  : \port__data$593 ;
+  assign \$98  = r_page_b0_g4[1] ? \$96  : \$97 ;
+  assign \$99  = r_page_b0_g4[0] ? \port__data$592  : \port__data$591 ;
+  assign \$100  = r_page_b0_g4[0] ? \port__data$590  : \port__data$589 ;
+  assign \$101  = r_page_b0_g4[1] ? \$99  : \$100 ;
+  assign \$102  = r_page_b0_g4[2] ? \$98  : \$101 ;
+  assign \$103  = r_page_b0_g5[0] ? \port__data$606  : \port__data$605 ;
+  assign \$104  = r_page_b0_g5[0] ? \port__data$604  : \port__data$603 ;
+  assign \$105  = r_page_b0_g5[1] ? \$103  : \$104 ;
+  assign \$106  = r_page_b0_g5[0] ? \port__data$602  : \port__data$601 ;
+  assign \$107  = r_page_b0_g5[0] ? \port__data$600  : \port__data$599 ;
+  assign \$108  = r_page_b0_g5[1] ? \$106  : \$107 ;
+  assign \$109  = r_page_b0_g5[2] ? \$105  : \$108 ;
+  assign \$110  = r_page_b0_g6[0] ? \port__data$616  : \port__data$615 ;
+  assign \$111  = r_page_b0_g6[0] ? \port__data$614  : \port__data$613 ;
+  assign \$112  = r_page_b0_g6[1] ? \$110  : \$111 ;
+  assign \$113  = r_page_b0_g6[0] ? \port__data$612  : \port__data$611 ;
+  assign \$114  = r_page_b0_g6[0] ? \port__data$610  : \port__data$609 ;
+  assign \$115  = r_page_b0_g6[1] ? \$113  : \$114 ;
+  assign \$116  = r_page_b0_g6[2] ? \$112  : \$115 ;
+  assign \$117  = r_page_b0_g7[0] ? \port__data$626  : \port__data$625 ;
+  assign \$118  = r_page_b0_g7[0] ? \port__data$624  : \port__data$623 ;
+  assign \$119  = r_page_b0_g7[1] ? \$117  : \$118 ;
+  assign \$120  = r_page_b0_g7[0] ? \port__data$622  : \port__data$621 ;
+  assign \$121  = r_page_b0_g7[0] ? \port__data$620  : \port__data$619 ;
+  assign \$122  = r_page_b0_g7[1] ? \$120  : \$121 ;
+  assign \$123  = r_page_b0_g7[2] ? \$119  : \$122 ;
+  assign \$124  = off1_0[0] ? o[19] : o[18];
+  assign \$125  = off1_0[0] ? o[17] : o[16];
+  assign \$126  = off1_0[1] ? \$124  : \$125 ;
+  assign \$127  = off1_0[0] ? o[15] : o[14];
+  assign \$128  = off1_0[0] ? o[13] : o[12];
+  assign \$129  = off1_0[1] ? \$127  : \$128 ;
+  assign \$130  = off1_0[0] ? o[11] : o[10];
+  assign \$131  = off1_0[0] ? o[9] : o[8];
+  assign \$132  = off1_0[1] ? \$130  : \$131 ;
+  assign \$133  = off1_0[2] ? \$129  : \$132 ;
+  assign \$134  = off1_0[0] ? o[7] : o[6];
+  assign \$135  = off1_0[0] ? o[5] : o[4];
   assign \$136  = off1_0[1] ? \$134  : \$135 ;
-  assign \$137  = off1_0[0] ? o[11] : o[10];
-  assign \$138  = off1_0[0] ? o[9] : o[8];
+  assign \$137  = off1_0[0] ? o[3] : o[2];
+  assign \$138  = off1_0[0] ? o[1] : o[0];
   assign \$139  = off1_0[1] ? \$137  : \$138 ;
   assign \$140  = off1_0[2] ? \$136  : \$139 ;
-  assign \$141  = off1_0[0] ? o[7] : o[6];
-  assign \$142  = off1_0[0] ? o[5] : o[4];
-  assign \$143  = off1_0[1] ? \$141  : \$142 ;
-  assign \$144  = off1_0[0] ? o[3] : o[2];
-  assign \$145  = off1_0[0] ? o[1] : o[0];
-  assign \$146  = off1_0[1] ? \$144  : \$145 ;
-  assign \$147  = off1_0[2] ? \$143  : \$146 ;
-  assign \$148  = off1_0[3] ? \$140  : \$147 ;
-  assign \$149  = off1_0[4] ? \$133  : \$148 ;
-  assign \$150  = ~ \$149 ;
-  assign \$151  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$152  = \$151  + t0_0_l0_0;
-  assign \$153  = flags_0[0] & flags_0[2];
-  assign \$154  = flags_0[1] ? 17'h00000 : acc0_0;
-  assign \$155  = \$154  + t0_0_l0_0;
-  assign \$156  = ser_left - 1'h1;
-  assign \$157  = addr == 4'h9;
-  assign \$158  = addr + 1'h1;
-  assign \$159  = \$157  ? 5'h00 : \$158 ;
-  assign \$163  = $signed(rq0_beta_b) + $signed(17'h08000);
-  assign \$166  = $signed(\$164 ) + $signed(\$165 );
-  assign \$167  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
-  assign \$170  = $signed(\$169 ) < $signed(16'h8000);
-  assign \$172  = $signed(\$171 ) > $signed(16'h7fff);
-  assign \$173  = step & s_last;
-  assign \$174  = o__valid & \o__ready$570 ;
-  assign \$175  = \$174  + skipped_d6;
-  assign \$176  = ! \$2 [9:4];
-  assign \$177  = ~ rst_fc2;
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = \$178  ? take : 1'h0;
-  assign \$180  = \$2 [9:4] == 1'h1;
-  assign \$181  = ~ rst_fc2;
-  assign \$182  = \$180  & \$181 ;
-  assign \$183  = \$182  ? take : 1'h0;
-  assign \$184  = \$2 [9:4] == 2'h2;
-  assign \$185  = ~ rst_fc2;
-  assign \$186  = \$184  & \$185 ;
-  assign \$187  = \$186  ? take : 1'h0;
-  assign \$188  = \$2 [9:4] == 2'h3;
-  assign \$189  = ~ rst_fc2;
-  assign \$190  = \$188  & \$189 ;
-  assign \$191  = \$190  ? take : 1'h0;
-  assign \$192  = \$2 [9:4] == 3'h4;
-  assign \$193  = ~ rst_fc2;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = \$194  ? take : 1'h0;
-  assign \$196  = \$2 [9:4] == 3'h5;
-  assign \$197  = ~ rst_fc2;
-  assign \$198  = \$196  & \$197 ;
-  assign \$199  = \$198  ? take : 1'h0;
-  assign \$200  = \$2 [9:4] == 3'h6;
-  assign \$201  = ~ rst_fc2;
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = \$202  ? take : 1'h0;
-  assign \$204  = \$2 [9:4] == 3'h7;
-  assign \$205  = ~ rst_fc2;
-  assign \$206  = \$204  & \$205 ;
-  assign \$207  = \$206  ? take : 1'h0;
-  assign \$208  = \$2 [9:4] == 4'h8;
-  assign \$209  = ~ rst_fc2;
-  assign \$210  = \$208  & \$209 ;
-  assign \$211  = \$210  ? take : 1'h0;
-  assign \$212  = \$2 [9:4] == 4'h9;
-  assign \$213  = ~ rst_fc2;
-  assign \$214  = \$212  & \$213 ;
-  assign \$215  = \$214  ? take : 1'h0;
-  assign \$216  = \$2 [9:4] == 4'ha;
-  assign \$217  = ~ rst_fc2;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = \$218  ? take : 1'h0;
-  assign \$220  = \$2 [9:4] == 4'hb;
-  assign \$221  = ~ rst_fc2;
-  assign \$222  = \$220  & \$221 ;
-  assign \$223  = \$222  ? take : 1'h0;
-  assign \$224  = \$2 [9:4] == 4'hc;
-  assign \$225  = ~ rst_fc2;
-  assign \$226  = \$224  & \$225 ;
-  assign \$227  = \$226  ? take : 1'h0;
-  assign \$228  = \$2 [9:4] == 4'hd;
-  assign \$229  = ~ rst_fc2;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = \$230  ? take : 1'h0;
-  assign \$232  = \$2 [9:4] == 4'he;
-  assign \$233  = ~ rst_fc2;
-  assign \$234  = \$232  & \$233 ;
-  assign \$235  = \$234  ? take : 1'h0;
-  assign \$236  = \$2 [9:4] == 4'hf;
-  assign \$237  = ~ rst_fc2;
-  assign \$238  = \$236  & \$237 ;
-  assign \$239  = \$238  ? take : 1'h0;
-  assign \$240  = \$2 [9:4] == 5'h10;
-  assign \$241  = ~ rst_fc2;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = \$242  ? take : 1'h0;
-  assign \$244  = \$2 [9:4] == 5'h11;
-  assign \$245  = ~ rst_fc2;
-  assign \$246  = \$244  & \$245 ;
-  assign \$247  = \$246  ? take : 1'h0;
-  assign \$248  = \$2 [9:4] == 5'h12;
-  assign \$249  = ~ rst_fc2;
-  assign \$250  = \$248  & \$249 ;
-  assign \$251  = \$250  ? take : 1'h0;
-  assign \$252  = \$2 [9:4] == 5'h13;
-  assign \$253  = ~ rst_fc2;
-  assign \$254  = \$252  & \$253 ;
-  assign \$255  = \$254  ? take : 1'h0;
-  assign \$256  = \$2 [9:4] == 5'h14;
-  assign \$257  = ~ rst_fc2;
-  assign \$258  = \$256  & \$257 ;
-  assign \$259  = \$258  ? take : 1'h0;
-  assign \$260  = \$2 [9:4] == 5'h15;
-  assign \$261  = ~ rst_fc2;
-  assign \$262  = \$260  & \$261 ;
-  assign \$263  = \$262  ? take : 1'h0;
-  assign \$264  = \$2 [9:4] == 5'h16;
-  assign \$265  = ~ rst_fc2;
-  assign \$266  = \$264  & \$265 ;
-  assign \$267  = \$266  ? take : 1'h0;
-  assign \$268  = \$2 [9:4] == 5'h17;
-  assign \$269  = ~ rst_fc2;
-  assign \$270  = \$268  & \$269 ;
-  assign \$271  = \$270  ? take : 1'h0;
-  assign \$272  = \$2 [9:4] == 5'h18;
-  assign \$273  = ~ rst_fc2;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = \$274  ? take : 1'h0;
-  assign \$276  = \$2 [9:4] == 5'h19;
-  assign \$277  = ~ rst_fc2;
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = \$278  ? take : 1'h0;
-  assign \$280  = \$2 [9:4] == 5'h1a;
-  assign \$281  = ~ rst_fc2;
-  assign \$282  = \$280  & \$281 ;
-  assign \$283  = \$282  ? take : 1'h0;
-  assign \$284  = \$2 [9:4] == 5'h1b;
-  assign \$285  = ~ rst_fc2;
-  assign \$286  = \$284  & \$285 ;
-  assign \$287  = \$286  ? take : 1'h0;
+  assign \$141  = off1_0[3] ? \$133  : \$140 ;
+  assign \$142  = off1_0[4] ? \$126  : \$141 ;
+  assign \$143  = ~ \$142 ;
+  assign \$144  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$145  = \$144  + t0_0_l0_0;
+  assign \$146  = flags_0[0] & flags_0[2];
+  assign \$147  = flags_0[1] ? 17'h00000 : acc0_0;
+  assign \$148  = \$147  + t0_0_l0_0;
+  assign \$149  = ser_left - 1'h1;
+  assign \$150  = addr == 4'h9;
+  assign \$151  = addr + 1'h1;
+  assign \$152  = \$150  ? 5'h00 : \$151 ;
+  assign \$156  = $signed(rq0_beta_b) + $signed(17'h08000);
+  assign \$159  = $signed(\$157 ) + $signed(\$158 );
+  assign \$160  = $signed(rq0_acc_s1_0) + $signed(rq0_acc_s1_1);
+  assign \$163  = $signed(\$162 ) < $signed(16'h8000);
+  assign \$165  = $signed(\$164 ) > $signed(16'h7fff);
+  assign \$166  = step & s_last;
+  assign \$167  = o__valid & \o__ready$522 ;
+  assign \$168  = \$167  + skipped_d6;
+  assign \$169  = ! \$2 [9:4];
+  assign \$170  = ~ rst_fc2;
+  assign \$171  = \$169  & \$170 ;
+  assign \$172  = \$171  ? take : 1'h0;
+  assign \$173  = \$2 [9:4] == 1'h1;
+  assign \$174  = ~ rst_fc2;
+  assign \$175  = \$173  & \$174 ;
+  assign \$176  = \$175  ? take : 1'h0;
+  assign \$177  = \$2 [9:4] == 2'h2;
+  assign \$178  = ~ rst_fc2;
+  assign \$179  = \$177  & \$178 ;
+  assign \$180  = \$179  ? take : 1'h0;
+  assign \$181  = \$2 [9:4] == 2'h3;
+  assign \$182  = ~ rst_fc2;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = \$183  ? take : 1'h0;
+  assign \$185  = \$2 [9:4] == 3'h4;
+  assign \$186  = ~ rst_fc2;
+  assign \$187  = \$185  & \$186 ;
+  assign \$188  = \$187  ? take : 1'h0;
+  assign \$189  = \$2 [9:4] == 3'h5;
+  assign \$190  = ~ rst_fc2;
+  assign \$191  = \$189  & \$190 ;
+  assign \$192  = \$191  ? take : 1'h0;
+  assign \$193  = \$2 [9:4] == 3'h6;
+  assign \$194  = ~ rst_fc2;
+  assign \$195  = \$193  & \$194 ;
+  assign \$196  = \$195  ? take : 1'h0;
+  assign \$197  = \$2 [9:4] == 3'h7;
+  assign \$198  = ~ rst_fc2;
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = \$199  ? take : 1'h0;
+  assign \$201  = \$2 [9:4] == 4'h8;
+  assign \$202  = ~ rst_fc2;
+  assign \$203  = \$201  & \$202 ;
+  assign \$204  = \$203  ? take : 1'h0;
+  assign \$205  = \$2 [9:4] == 4'h9;
+  assign \$206  = ~ rst_fc2;
+  assign \$207  = \$205  & \$206 ;
+  assign \$208  = \$207  ? take : 1'h0;
+  assign \$209  = \$2 [9:4] == 4'ha;
+  assign \$210  = ~ rst_fc2;
+  assign \$211  = \$209  & \$210 ;
+  assign \$212  = \$211  ? take : 1'h0;
+  assign \$213  = \$2 [9:4] == 4'hb;
+  assign \$214  = ~ rst_fc2;
+  assign \$215  = \$213  & \$214 ;
+  assign \$216  = \$215  ? take : 1'h0;
+  assign \$217  = \$2 [9:4] == 4'hc;
+  assign \$218  = ~ rst_fc2;
+  assign \$219  = \$217  & \$218 ;
+  assign \$220  = \$219  ? take : 1'h0;
+  assign \$221  = \$2 [9:4] == 4'hd;
+  assign \$222  = ~ rst_fc2;
+  assign \$223  = \$221  & \$222 ;
+  assign \$224  = \$223  ? take : 1'h0;
+  assign \$225  = \$2 [9:4] == 4'he;
+  assign \$226  = ~ rst_fc2;
+  assign \$227  = \$225  & \$226 ;
+  assign \$228  = \$227  ? take : 1'h0;
+  assign \$229  = \$2 [9:4] == 4'hf;
+  assign \$230  = ~ rst_fc2;
+  assign \$231  = \$229  & \$230 ;
+  assign \$232  = \$231  ? take : 1'h0;
+  assign \$233  = \$2 [9:4] == 5'h10;
+  assign \$234  = ~ rst_fc2;
+  assign \$235  = \$233  & \$234 ;
+  assign \$236  = \$235  ? take : 1'h0;
+  assign \$237  = \$2 [9:4] == 5'h11;
+  assign \$238  = ~ rst_fc2;
+  assign \$239  = \$237  & \$238 ;
+  assign \$240  = \$239  ? take : 1'h0;
+  assign \$241  = \$2 [9:4] == 5'h12;
+  assign \$242  = ~ rst_fc2;
+  assign \$243  = \$241  & \$242 ;
+  assign \$244  = \$243  ? take : 1'h0;
+  assign \$245  = \$2 [9:4] == 5'h13;
+  assign \$246  = ~ rst_fc2;
+  assign \$247  = \$245  & \$246 ;
+  assign \$248  = \$247  ? take : 1'h0;
+  assign \$249  = \$2 [9:4] == 5'h14;
+  assign \$250  = ~ rst_fc2;
+  assign \$251  = \$249  & \$250 ;
+  assign \$252  = \$251  ? take : 1'h0;
+  assign \$253  = \$2 [9:4] == 5'h15;
+  assign \$254  = ~ rst_fc2;
+  assign \$255  = \$253  & \$254 ;
+  assign \$256  = \$255  ? take : 1'h0;
+  assign \$257  = \$2 [9:4] == 5'h16;
+  assign \$258  = ~ rst_fc2;
+  assign \$259  = \$257  & \$258 ;
+  assign \$260  = \$259  ? take : 1'h0;
+  assign \$261  = \$2 [9:4] == 5'h17;
+  assign \$262  = ~ rst_fc2;
+  assign \$263  = \$261  & \$262 ;
+  assign \$264  = \$263  ? take : 1'h0;
+  assign \$265  = \$2 [9:4] == 5'h18;
+  assign \$266  = ~ rst_fc2;
+  assign \$267  = \$265  & \$266 ;
+  assign \$268  = \$267  ? take : 1'h0;
+  assign \$269  = \$2 [9:4] == 5'h19;
+  assign \$270  = ~ rst_fc2;
+  assign \$271  = \$269  & \$270 ;
+  assign \$272  = \$271  ? take : 1'h0;
+  assign \$273  = \$2 [9:4] == 5'h1a;
+  assign \$274  = ~ rst_fc2;
+  assign \$275  = \$273  & \$274 ;
+  assign \$276  = \$275  ? take : 1'h0;
+  assign \$277  = \$2 [9:4] == 5'h1b;
+  assign \$278  = ~ rst_fc2;
+  assign \$279  = \$277  & \$278 ;
+  assign \$280  = \$279  ? take : 1'h0;
+  assign \$281  = \$2 [9:4] == 5'h1c;
+  assign \$282  = ~ rst_fc2;
+  assign \$283  = \$281  & \$282 ;
+  assign \$284  = \$283  ? take : 1'h0;
+  assign \$285  = \$2 [9:4] == 5'h1d;
+  assign \$286  = ~ rst_fc2;
+  assign \$287  = \$285  & \$286 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) active_rom_copy (
     .clk(clk),
-    .d(\$441 ),
+    .d(\$434 ),
     .q(active_rom)
   );
   flexor_copy #(
@@ -30204,7 +31698,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) can_end_rom_copy (
     .clk(clk),
-    .d(\$444 ),
+    .d(\$437 ),
     .q(can_end_rom)
   );
   \flexor_lenet5.fc2.consts  consts (
@@ -30219,11 +31713,11 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   \flexor_lenet5.fc2.fifo  fifo (
     .clk(clk),
     .o__payload(o__payload),
-    .o__ready(\o__ready$570 ),
+    .o__ready(\o__ready$522 ),
     .o__valid(o__valid),
     .rst_fc2(rst_fc2),
     .w_data(\$24 [15:0]),
-    .w_en(\w_en$575 )
+    .w_en(\w_en$527 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30238,7 +31732,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd8),
     .XOR(32'd1)
   ) p0_0_0_add (
-    .a(xdata_d1),
+    .a(\$452 ),
     .b(8'h00),
     .s(p0_0_0),
     .wa(w0_0),
@@ -30249,7 +31743,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) ph_last_rom_copy (
     .clk(clk),
-    .d(\$452 ),
+    .d(\$445 ),
     .q(ph_last_rom)
   );
   flexor_copy #(
@@ -30263,50 +31757,10 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd4)
-  ) r_addr_b0_p10_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$386 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p11_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$389 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
   ) r_addr_b0_p12_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$392 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p13_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$395 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p14_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$398 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p15_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$401 )
+    .q(\port__addr$383 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30314,39 +31768,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p16_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$404 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p17_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$407 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p18_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$410 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p19_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$413 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p1_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$359 )
+    .q(\port__addr$392 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30354,31 +31776,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p20_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$416 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p21_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$419 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p22_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$422 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p23_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$425 )
+    .q(\port__addr$401 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30386,31 +31784,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p24_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$428 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p25_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$431 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p26_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$434 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p27_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$437 )
+    .q(\port__addr$410 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30418,39 +31792,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p28_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$440 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p29_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$443 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p2_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$362 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p30_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$446 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p31_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$449 )
+    .q(\port__addr$419 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30458,31 +31800,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p32_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$452 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p33_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$455 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p34_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$458 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p35_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$461 )
+    .q(\port__addr$428 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30490,39 +31808,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p36_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$464 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p37_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$467 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p38_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$470 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p39_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$473 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p3_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$365 )
+    .q(\port__addr$437 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30530,31 +31816,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p40_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$476 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p41_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$479 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p42_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$482 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p43_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$485 )
+    .q(\port__addr$446 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30562,31 +31824,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p44_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$488 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p45_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$491 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p46_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$494 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p47_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$497 )
+    .q(\port__addr$455 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30594,15 +31832,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p48_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$500 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p49_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$503 )
+    .q(\port__addr$464 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30610,23 +31840,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p4_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$368 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p50_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$506 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p51_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$509 )
+    .q(\port__addr$365 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30634,31 +31848,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p52_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$512 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p53_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$515 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p54_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$518 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p55_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$521 )
+    .q(\port__addr$473 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30666,39 +31856,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p56_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$524 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p57_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$527 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p58_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$530 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p59_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$533 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p5_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$371 )
+    .q(\port__addr$482 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30706,47 +31864,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p60_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$536 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p61_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$539 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p62_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$542 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p63_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$545 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p6_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$374 )
-  );
-  flexor_copy #(
-    .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p7_copy (
-    .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$377 )
+    .q(\port__addr$491 )
   );
   flexor_copy #(
     .INIT(32'd0),
@@ -30754,28 +31872,84 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   ) r_addr_b0_p8_copy (
     .clk(clk),
     .d(r_next[3:0]),
-    .q(\port__addr$380 )
+    .q(\port__addr$374 )
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd4)
-  ) r_addr_b0_p9_copy (
+    .WIDTH(32'd3)
+  ) r_group_b0_copy (
     .clk(clk),
-    .d(r_next[3:0]),
-    .q(\port__addr$383 )
+    .d(r_addr_q[9:7]),
+    .q(r_group_b0)
   );
   flexor_copy #(
     .INIT(32'd0),
-    .WIDTH(32'd6)
-  ) r_page_b0_copy (
+    .WIDTH(32'd3)
+  ) r_page_b0_g0_copy (
     .clk(clk),
-    .d(r_addr_q[9:4]),
-    .q(r_page_b0)
+    .d(r_addr_q[6:4]),
+    .q(r_page_b0_g0)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) r_page_b0_g1_copy (
+    .clk(clk),
+    .d(r_addr_q[6:4]),
+    .q(r_page_b0_g1)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) r_page_b0_g2_copy (
+    .clk(clk),
+    .d(r_addr_q[6:4]),
+    .q(r_page_b0_g2)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) r_page_b0_g3_copy (
+    .clk(clk),
+    .d(r_addr_q[6:4]),
+    .q(r_page_b0_g3)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) r_page_b0_g4_copy (
+    .clk(clk),
+    .d(r_addr_q[6:4]),
+    .q(r_page_b0_g4)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) r_page_b0_g5_copy (
+    .clk(clk),
+    .d(r_addr_q[6:4]),
+    .q(r_page_b0_g5)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) r_page_b0_g6_copy (
+    .clk(clk),
+    .d(r_addr_q[6:4]),
+    .q(r_page_b0_g6)
+  );
+  flexor_copy #(
+    .INIT(32'd0),
+    .WIDTH(32'd3)
+  ) r_page_b0_g7_copy (
+    .clk(clk),
+    .d(r_addr_q[6:4]),
+    .q(r_page_b0_g7)
   );
   \flexor_lenet5.fc2.rom  rom (
-    .addr(\addr$704 ),
+    .addr(\addr$672 ),
     .clk(clk),
-    .data(\o__payload$593 ),
+    .data(\o__payload$545 ),
     .en(en)
   );
   \flexor_lenet5.fc2.rq0_mul0_0_0  rq0_mul0_0_0 (
@@ -30788,14 +31962,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .a(data[18:17]),
     .b(b),
     .clk(clk),
-    .p(\p$690 )
+    .p(\p$658 )
   );
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
   ) s_last_rom_copy (
     .clk(clk),
-    .d(\$442 ),
+    .d(\$435 ),
     .q(s_last_rom)
   );
   flexor_copy #(
@@ -30803,7 +31977,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) sn_last_rom_copy (
     .clk(clk),
-    .d(\$446 ),
+    .d(\$439 ),
     .q(sn_last_rom)
   );
   flexor_copy #(
@@ -31323,7 +32497,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p0_copy (
     .clk(clk),
-    .d(\$179 ),
+    .d(\$172 ),
     .q(port__en)
   );
   flexor_copy #(
@@ -31331,7 +32505,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p10_copy (
     .clk(clk),
-    .d(\$219 ),
+    .d(\$212 ),
     .q(\port__en$58 )
   );
   flexor_copy #(
@@ -31339,7 +32513,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p11_copy (
     .clk(clk),
-    .d(\$223 ),
+    .d(\$216 ),
     .q(\port__en$63 )
   );
   flexor_copy #(
@@ -31347,7 +32521,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p12_copy (
     .clk(clk),
-    .d(\$227 ),
+    .d(\$220 ),
     .q(\port__en$68 )
   );
   flexor_copy #(
@@ -31355,7 +32529,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p13_copy (
     .clk(clk),
-    .d(\$231 ),
+    .d(\$224 ),
     .q(\port__en$73 )
   );
   flexor_copy #(
@@ -31363,7 +32537,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p14_copy (
     .clk(clk),
-    .d(\$235 ),
+    .d(\$228 ),
     .q(\port__en$78 )
   );
   flexor_copy #(
@@ -31371,7 +32545,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p15_copy (
     .clk(clk),
-    .d(\$239 ),
+    .d(\$232 ),
     .q(\port__en$83 )
   );
   flexor_copy #(
@@ -31379,7 +32553,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p16_copy (
     .clk(clk),
-    .d(\$243 ),
+    .d(\$236 ),
     .q(\port__en$88 )
   );
   flexor_copy #(
@@ -31387,7 +32561,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p17_copy (
     .clk(clk),
-    .d(\$247 ),
+    .d(\$240 ),
     .q(\port__en$93 )
   );
   flexor_copy #(
@@ -31395,7 +32569,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p18_copy (
     .clk(clk),
-    .d(\$251 ),
+    .d(\$244 ),
     .q(\port__en$98 )
   );
   flexor_copy #(
@@ -31403,7 +32577,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p19_copy (
     .clk(clk),
-    .d(\$255 ),
+    .d(\$248 ),
     .q(\port__en$103 )
   );
   flexor_copy #(
@@ -31411,7 +32585,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p1_copy (
     .clk(clk),
-    .d(\$183 ),
+    .d(\$176 ),
     .q(\port__en$13 )
   );
   flexor_copy #(
@@ -31419,7 +32593,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p20_copy (
     .clk(clk),
-    .d(\$259 ),
+    .d(\$252 ),
     .q(\port__en$108 )
   );
   flexor_copy #(
@@ -31427,7 +32601,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p21_copy (
     .clk(clk),
-    .d(\$263 ),
+    .d(\$256 ),
     .q(\port__en$113 )
   );
   flexor_copy #(
@@ -31435,7 +32609,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p22_copy (
     .clk(clk),
-    .d(\$267 ),
+    .d(\$260 ),
     .q(\port__en$118 )
   );
   flexor_copy #(
@@ -31443,7 +32617,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p23_copy (
     .clk(clk),
-    .d(\$271 ),
+    .d(\$264 ),
     .q(\port__en$123 )
   );
   flexor_copy #(
@@ -31451,7 +32625,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p24_copy (
     .clk(clk),
-    .d(\$275 ),
+    .d(\$268 ),
     .q(\port__en$128 )
   );
   flexor_copy #(
@@ -31459,7 +32633,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p25_copy (
     .clk(clk),
-    .d(\$279 ),
+    .d(\$272 ),
     .q(\port__en$133 )
   );
   flexor_copy #(
@@ -31467,7 +32641,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p26_copy (
     .clk(clk),
-    .d(\$283 ),
+    .d(\$276 ),
     .q(\port__en$138 )
   );
   flexor_copy #(
@@ -31475,7 +32649,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p27_copy (
     .clk(clk),
-    .d(\$287 ),
+    .d(\$280 ),
     .q(\port__en$143 )
   );
   flexor_copy #(
@@ -31483,7 +32657,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p28_copy (
     .clk(clk),
-    .d(\$291 ),
+    .d(\$284 ),
     .q(\port__en$148 )
   );
   flexor_copy #(
@@ -31491,7 +32665,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p29_copy (
     .clk(clk),
-    .d(\$295 ),
+    .d(\$288 ),
     .q(\port__en$153 )
   );
   flexor_copy #(
@@ -31499,7 +32673,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p2_copy (
     .clk(clk),
-    .d(\$187 ),
+    .d(\$180 ),
     .q(\port__en$18 )
   );
   flexor_copy #(
@@ -31507,7 +32681,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p30_copy (
     .clk(clk),
-    .d(\$299 ),
+    .d(\$292 ),
     .q(\port__en$158 )
   );
   flexor_copy #(
@@ -31515,7 +32689,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p31_copy (
     .clk(clk),
-    .d(\$303 ),
+    .d(\$296 ),
     .q(\port__en$163 )
   );
   flexor_copy #(
@@ -31523,7 +32697,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p32_copy (
     .clk(clk),
-    .d(\$307 ),
+    .d(\$300 ),
     .q(\port__en$168 )
   );
   flexor_copy #(
@@ -31531,7 +32705,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p33_copy (
     .clk(clk),
-    .d(\$311 ),
+    .d(\$304 ),
     .q(\port__en$173 )
   );
   flexor_copy #(
@@ -31539,7 +32713,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p34_copy (
     .clk(clk),
-    .d(\$315 ),
+    .d(\$308 ),
     .q(\port__en$178 )
   );
   flexor_copy #(
@@ -31547,7 +32721,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p35_copy (
     .clk(clk),
-    .d(\$319 ),
+    .d(\$312 ),
     .q(\port__en$183 )
   );
   flexor_copy #(
@@ -31555,7 +32729,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p36_copy (
     .clk(clk),
-    .d(\$323 ),
+    .d(\$316 ),
     .q(\port__en$188 )
   );
   flexor_copy #(
@@ -31563,7 +32737,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p37_copy (
     .clk(clk),
-    .d(\$327 ),
+    .d(\$320 ),
     .q(\port__en$193 )
   );
   flexor_copy #(
@@ -31571,7 +32745,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p38_copy (
     .clk(clk),
-    .d(\$331 ),
+    .d(\$324 ),
     .q(\port__en$198 )
   );
   flexor_copy #(
@@ -31579,7 +32753,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p39_copy (
     .clk(clk),
-    .d(\$335 ),
+    .d(\$328 ),
     .q(\port__en$203 )
   );
   flexor_copy #(
@@ -31587,7 +32761,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p3_copy (
     .clk(clk),
-    .d(\$191 ),
+    .d(\$184 ),
     .q(\port__en$23 )
   );
   flexor_copy #(
@@ -31595,7 +32769,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p40_copy (
     .clk(clk),
-    .d(\$339 ),
+    .d(\$332 ),
     .q(\port__en$208 )
   );
   flexor_copy #(
@@ -31603,7 +32777,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p41_copy (
     .clk(clk),
-    .d(\$343 ),
+    .d(\$336 ),
     .q(\port__en$213 )
   );
   flexor_copy #(
@@ -31611,7 +32785,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p42_copy (
     .clk(clk),
-    .d(\$347 ),
+    .d(\$340 ),
     .q(\port__en$218 )
   );
   flexor_copy #(
@@ -31619,7 +32793,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p43_copy (
     .clk(clk),
-    .d(\$351 ),
+    .d(\$344 ),
     .q(\port__en$223 )
   );
   flexor_copy #(
@@ -31627,7 +32801,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p44_copy (
     .clk(clk),
-    .d(\$355 ),
+    .d(\$348 ),
     .q(\port__en$228 )
   );
   flexor_copy #(
@@ -31635,7 +32809,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p45_copy (
     .clk(clk),
-    .d(\$359 ),
+    .d(\$352 ),
     .q(\port__en$233 )
   );
   flexor_copy #(
@@ -31643,7 +32817,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p46_copy (
     .clk(clk),
-    .d(\$363 ),
+    .d(\$356 ),
     .q(\port__en$238 )
   );
   flexor_copy #(
@@ -31651,7 +32825,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p47_copy (
     .clk(clk),
-    .d(\$367 ),
+    .d(\$360 ),
     .q(\port__en$243 )
   );
   flexor_copy #(
@@ -31659,7 +32833,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p48_copy (
     .clk(clk),
-    .d(\$371 ),
+    .d(\$364 ),
     .q(\port__en$248 )
   );
   flexor_copy #(
@@ -31667,7 +32841,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p49_copy (
     .clk(clk),
-    .d(\$375 ),
+    .d(\$368 ),
     .q(\port__en$253 )
   );
   flexor_copy #(
@@ -31675,7 +32849,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p4_copy (
     .clk(clk),
-    .d(\$195 ),
+    .d(\$188 ),
     .q(\port__en$28 )
   );
   flexor_copy #(
@@ -31683,7 +32857,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p50_copy (
     .clk(clk),
-    .d(\$379 ),
+    .d(\$372 ),
     .q(\port__en$258 )
   );
   flexor_copy #(
@@ -31691,7 +32865,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p51_copy (
     .clk(clk),
-    .d(\$383 ),
+    .d(\$376 ),
     .q(\port__en$263 )
   );
   flexor_copy #(
@@ -31699,7 +32873,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p52_copy (
     .clk(clk),
-    .d(\$387 ),
+    .d(\$380 ),
     .q(\port__en$268 )
   );
   flexor_copy #(
@@ -31707,7 +32881,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p53_copy (
     .clk(clk),
-    .d(\$391 ),
+    .d(\$384 ),
     .q(\port__en$273 )
   );
   flexor_copy #(
@@ -31715,7 +32889,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p54_copy (
     .clk(clk),
-    .d(\$395 ),
+    .d(\$388 ),
     .q(\port__en$278 )
   );
   flexor_copy #(
@@ -31723,7 +32897,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p55_copy (
     .clk(clk),
-    .d(\$399 ),
+    .d(\$392 ),
     .q(\port__en$283 )
   );
   flexor_copy #(
@@ -31731,7 +32905,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p56_copy (
     .clk(clk),
-    .d(\$403 ),
+    .d(\$396 ),
     .q(\port__en$288 )
   );
   flexor_copy #(
@@ -31739,7 +32913,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p57_copy (
     .clk(clk),
-    .d(\$407 ),
+    .d(\$400 ),
     .q(\port__en$293 )
   );
   flexor_copy #(
@@ -31747,7 +32921,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p58_copy (
     .clk(clk),
-    .d(\$411 ),
+    .d(\$404 ),
     .q(\port__en$298 )
   );
   flexor_copy #(
@@ -31755,7 +32929,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p59_copy (
     .clk(clk),
-    .d(\$415 ),
+    .d(\$408 ),
     .q(\port__en$303 )
   );
   flexor_copy #(
@@ -31763,7 +32937,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p5_copy (
     .clk(clk),
-    .d(\$199 ),
+    .d(\$192 ),
     .q(\port__en$33 )
   );
   flexor_copy #(
@@ -31771,7 +32945,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p60_copy (
     .clk(clk),
-    .d(\$419 ),
+    .d(\$412 ),
     .q(\port__en$308 )
   );
   flexor_copy #(
@@ -31779,7 +32953,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p61_copy (
     .clk(clk),
-    .d(\$423 ),
+    .d(\$416 ),
     .q(\port__en$313 )
   );
   flexor_copy #(
@@ -31787,7 +32961,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p62_copy (
     .clk(clk),
-    .d(\$427 ),
+    .d(\$420 ),
     .q(\port__en$318 )
   );
   flexor_copy #(
@@ -31795,7 +32969,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p63_copy (
     .clk(clk),
-    .d(\$431 ),
+    .d(\$424 ),
     .q(\port__en$323 )
   );
   flexor_copy #(
@@ -31803,7 +32977,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p6_copy (
     .clk(clk),
-    .d(\$203 ),
+    .d(\$196 ),
     .q(\port__en$38 )
   );
   flexor_copy #(
@@ -31811,7 +32985,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p7_copy (
     .clk(clk),
-    .d(\$207 ),
+    .d(\$200 ),
     .q(\port__en$43 )
   );
   flexor_copy #(
@@ -31819,7 +32993,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p8_copy (
     .clk(clk),
-    .d(\$211 ),
+    .d(\$204 ),
     .q(\port__en$48 )
   );
   flexor_copy #(
@@ -31827,7 +33001,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_en_b0_p9_copy (
     .clk(clk),
-    .d(\$215 ),
+    .d(\$208 ),
     .q(\port__en$53 )
   );
   flexor_copy #(
@@ -31835,7 +33009,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_copy (
     .clk(clk),
-    .d(\$434 ),
+    .d(\$427 ),
     .q(w_full)
   );
   flexor_copy #(
@@ -31843,14 +33017,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     .WIDTH(32'd1)
   ) w_full_issue_copy (
     .clk(clk),
-    .d(\$437 ),
+    .d(\$430 ),
     .q(w_full_issue)
   );
   \flexor_lenet5.fc2.weights  weights (
-    .addr(\addr$704 ),
+    .addr(\addr$672 ),
     .clk(clk),
     .go(en),
-    .o__payload(\o__payload$593 ),
+    .o__payload(\o__payload$545 ),
     .o__ready(o__ready),
     .rst_fc2(rst_fc2)
   );
@@ -32039,7 +33213,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$474  = \$signal$590 ;
+    \$474  = \$signal$542 ;
     if (rst_fc2) begin
       \$474  = 1'h0;
     end
@@ -32081,7 +33255,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$480  = \$signal$590 ;
+    \$480  = \$signal$542 ;
     if (rst_fc2) begin
       \$480  = 1'h0;
     end
@@ -32095,7 +33269,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$482  = \$signal$591 ;
+    \$482  = \$signal$543 ;
     if (rst_fc2) begin
       \$482  = 1'h0;
     end
@@ -32132,14 +33306,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$487  = acc0_0;
     if (flags_0[0]) begin
-      \$487  = \$152 [16:0];
+      \$487  = \$145 [16:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$488  = fin0_0;
-    if (\$153 ) begin
-      \$488  = \$155 [16:0];
+    if (\$146 ) begin
+      \$488  = \$148 [16:0];
     end
   end
   always @* begin
@@ -32155,7 +33329,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     if (done) begin
       \$490  = 1'h1;
     end else if (ser) begin
-      \$490  = \$156 [0];
+      \$490  = \$149 [0];
     end
     if (rst_fc2) begin
       \$490  = 1'h0;
@@ -32165,7 +33339,7 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     \$491  = addr;
     if (ser) begin
-      \$491  = \$159 [3:0];
+      \$491  = \$152 [3:0];
     end
     if (rst_fc2) begin
       \$491  = 4'h0;
@@ -32173,21 +33347,21 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$492  = \$160 ;
+    \$492  = \$153 ;
     if (rst_fc2) begin
       \$492  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$493  = \$162 ;
+    \$493  = \$155 ;
     if (rst_fc2) begin
       \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$494  = \$signal$682 ;
+    \$494  = \$signal$650 ;
     if (rst_fc2) begin
       \$494  = 1'h0;
     end
@@ -32271,14 +33445,14 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$506  = \$173 ;
+    \$506  = \$166 ;
     if (rst_fc2) begin
       \$506  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
-    \$507  = \$175 ;
+    \$507  = \$168 ;
     if (rst_fc2) begin
       \$507  = 2'h0;
     end
@@ -32497,159 +33671,159 @@ module \flexor_lenet5.fc2 (rst_fc2, i__ready, \o__ready$570 , i__valid, w_data, 
   assign gap_zero_next = 1'h1;
   assign r_addr_b0_p0 = \port__addr$356 ;
   assign \port__en$358  = 1'h1;
-  assign r_addr_b0_p1 = \port__addr$359 ;
-  assign \port__en$361  = 1'h1;
-  assign r_addr_b0_p2 = \port__addr$362 ;
+  assign \port__addr$359  = \port__addr$356 ;
+  assign \port__en$360  = 1'h1;
+  assign \port__addr$361  = \port__addr$356 ;
+  assign \port__en$362  = 1'h1;
+  assign \port__addr$363  = \port__addr$356 ;
   assign \port__en$364  = 1'h1;
-  assign r_addr_b0_p3 = \port__addr$365 ;
+  assign r_addr_b0_p4 = \port__addr$365 ;
   assign \port__en$367  = 1'h1;
-  assign r_addr_b0_p4 = \port__addr$368 ;
-  assign \port__en$370  = 1'h1;
-  assign r_addr_b0_p5 = \port__addr$371 ;
+  assign \port__addr$368  = \port__addr$365 ;
+  assign \port__en$369  = 1'h1;
+  assign \port__addr$370  = \port__addr$365 ;
+  assign \port__en$371  = 1'h1;
+  assign \port__addr$372  = \port__addr$365 ;
   assign \port__en$373  = 1'h1;
-  assign r_addr_b0_p6 = \port__addr$374 ;
+  assign r_addr_b0_p8 = \port__addr$374 ;
   assign \port__en$376  = 1'h1;
-  assign r_addr_b0_p7 = \port__addr$377 ;
-  assign \port__en$379  = 1'h1;
-  assign r_addr_b0_p8 = \port__addr$380 ;
+  assign \port__addr$377  = \port__addr$374 ;
+  assign \port__en$378  = 1'h1;
+  assign \port__addr$379  = \port__addr$374 ;
+  assign \port__en$380  = 1'h1;
+  assign \port__addr$381  = \port__addr$374 ;
   assign \port__en$382  = 1'h1;
-  assign r_addr_b0_p9 = \port__addr$383 ;
+  assign r_addr_b0_p12 = \port__addr$383 ;
   assign \port__en$385  = 1'h1;
-  assign r_addr_b0_p10 = \port__addr$386 ;
-  assign \port__en$388  = 1'h1;
-  assign r_addr_b0_p11 = \port__addr$389 ;
+  assign \port__addr$386  = \port__addr$383 ;
+  assign \port__en$387  = 1'h1;
+  assign \port__addr$388  = \port__addr$383 ;
+  assign \port__en$389  = 1'h1;
+  assign \port__addr$390  = \port__addr$383 ;
   assign \port__en$391  = 1'h1;
-  assign r_addr_b0_p12 = \port__addr$392 ;
+  assign r_addr_b0_p16 = \port__addr$392 ;
   assign \port__en$394  = 1'h1;
-  assign r_addr_b0_p13 = \port__addr$395 ;
-  assign \port__en$397  = 1'h1;
-  assign r_addr_b0_p14 = \port__addr$398 ;
+  assign \port__addr$395  = \port__addr$392 ;
+  assign \port__en$396  = 1'h1;
+  assign \port__addr$397  = \port__addr$392 ;
+  assign \port__en$398  = 1'h1;
+  assign \port__addr$399  = \port__addr$392 ;
   assign \port__en$400  = 1'h1;
-  assign r_addr_b0_p15 = \port__addr$401 ;
+  assign r_addr_b0_p20 = \port__addr$401 ;
   assign \port__en$403  = 1'h1;
-  assign r_addr_b0_p16 = \port__addr$404 ;
-  assign \port__en$406  = 1'h1;
-  assign r_addr_b0_p17 = \port__addr$407 ;
+  assign \port__addr$404  = \port__addr$401 ;
+  assign \port__en$405  = 1'h1;
+  assign \port__addr$406  = \port__addr$401 ;
+  assign \port__en$407  = 1'h1;
+  assign \port__addr$408  = \port__addr$401 ;
   assign \port__en$409  = 1'h1;
-  assign r_addr_b0_p18 = \port__addr$410 ;
+  assign r_addr_b0_p24 = \port__addr$410 ;
   assign \port__en$412  = 1'h1;
-  assign r_addr_b0_p19 = \port__addr$413 ;
-  assign \port__en$415  = 1'h1;
-  assign r_addr_b0_p20 = \port__addr$416 ;
+  assign \port__addr$413  = \port__addr$410 ;
+  assign \port__en$414  = 1'h1;
+  assign \port__addr$415  = \port__addr$410 ;
+  assign \port__en$416  = 1'h1;
+  assign \port__addr$417  = \port__addr$410 ;
   assign \port__en$418  = 1'h1;
-  assign r_addr_b0_p21 = \port__addr$419 ;
+  assign r_addr_b0_p28 = \port__addr$419 ;
   assign \port__en$421  = 1'h1;
-  assign r_addr_b0_p22 = \port__addr$422 ;
-  assign \port__en$424  = 1'h1;
-  assign r_addr_b0_p23 = \port__addr$425 ;
+  assign \port__addr$422  = \port__addr$419 ;
+  assign \port__en$423  = 1'h1;
+  assign \port__addr$424  = \port__addr$419 ;
+  assign \port__en$425  = 1'h1;
+  assign \port__addr$426  = \port__addr$419 ;
   assign \port__en$427  = 1'h1;
-  assign r_addr_b0_p24 = \port__addr$428 ;
+  assign r_addr_b0_p32 = \port__addr$428 ;
   assign \port__en$430  = 1'h1;
-  assign r_addr_b0_p25 = \port__addr$431 ;
-  assign \port__en$433  = 1'h1;
-  assign r_addr_b0_p26 = \port__addr$434 ;
+  assign \port__addr$431  = \port__addr$428 ;
+  assign \port__en$432  = 1'h1;
+  assign \port__addr$433  = \port__addr$428 ;
+  assign \port__en$434  = 1'h1;
+  assign \port__addr$435  = \port__addr$428 ;
   assign \port__en$436  = 1'h1;
-  assign r_addr_b0_p27 = \port__addr$437 ;
+  assign r_addr_b0_p36 = \port__addr$437 ;
   assign \port__en$439  = 1'h1;
-  assign r_addr_b0_p28 = \port__addr$440 ;
-  assign \port__en$442  = 1'h1;
-  assign r_addr_b0_p29 = \port__addr$443 ;
+  assign \port__addr$440  = \port__addr$437 ;
+  assign \port__en$441  = 1'h1;
+  assign \port__addr$442  = \port__addr$437 ;
+  assign \port__en$443  = 1'h1;
+  assign \port__addr$444  = \port__addr$437 ;
   assign \port__en$445  = 1'h1;
-  assign r_addr_b0_p30 = \port__addr$446 ;
+  assign r_addr_b0_p40 = \port__addr$446 ;
   assign \port__en$448  = 1'h1;
-  assign r_addr_b0_p31 = \port__addr$449 ;
-  assign \port__en$451  = 1'h1;
-  assign r_addr_b0_p32 = \port__addr$452 ;
+  assign \port__addr$449  = \port__addr$446 ;
+  assign \port__en$450  = 1'h1;
+  assign \port__addr$451  = \port__addr$446 ;
+  assign \port__en$452  = 1'h1;
+  assign \port__addr$453  = \port__addr$446 ;
   assign \port__en$454  = 1'h1;
-  assign r_addr_b0_p33 = \port__addr$455 ;
+  assign r_addr_b0_p44 = \port__addr$455 ;
   assign \port__en$457  = 1'h1;
-  assign r_addr_b0_p34 = \port__addr$458 ;
-  assign \port__en$460  = 1'h1;
-  assign r_addr_b0_p35 = \port__addr$461 ;
+  assign \port__addr$458  = \port__addr$455 ;
+  assign \port__en$459  = 1'h1;
+  assign \port__addr$460  = \port__addr$455 ;
+  assign \port__en$461  = 1'h1;
+  assign \port__addr$462  = \port__addr$455 ;
   assign \port__en$463  = 1'h1;
-  assign r_addr_b0_p36 = \port__addr$464 ;
+  assign r_addr_b0_p48 = \port__addr$464 ;
   assign \port__en$466  = 1'h1;
-  assign r_addr_b0_p37 = \port__addr$467 ;
-  assign \port__en$469  = 1'h1;
-  assign r_addr_b0_p38 = \port__addr$470 ;
+  assign \port__addr$467  = \port__addr$464 ;
+  assign \port__en$468  = 1'h1;
+  assign \port__addr$469  = \port__addr$464 ;
+  assign \port__en$470  = 1'h1;
+  assign \port__addr$471  = \port__addr$464 ;
   assign \port__en$472  = 1'h1;
-  assign r_addr_b0_p39 = \port__addr$473 ;
+  assign r_addr_b0_p52 = \port__addr$473 ;
   assign \port__en$475  = 1'h1;
-  assign r_addr_b0_p40 = \port__addr$476 ;
-  assign \port__en$478  = 1'h1;
-  assign r_addr_b0_p41 = \port__addr$479 ;
+  assign \port__addr$476  = \port__addr$473 ;
+  assign \port__en$477  = 1'h1;
+  assign \port__addr$478  = \port__addr$473 ;
+  assign \port__en$479  = 1'h1;
+  assign \port__addr$480  = \port__addr$473 ;
   assign \port__en$481  = 1'h1;
-  assign r_addr_b0_p42 = \port__addr$482 ;
+  assign r_addr_b0_p56 = \port__addr$482 ;
   assign \port__en$484  = 1'h1;
-  assign r_addr_b0_p43 = \port__addr$485 ;
-  assign \port__en$487  = 1'h1;
-  assign r_addr_b0_p44 = \port__addr$488 ;
+  assign \port__addr$485  = \port__addr$482 ;
+  assign \port__en$486  = 1'h1;
+  assign \port__addr$487  = \port__addr$482 ;
+  assign \port__en$488  = 1'h1;
+  assign \port__addr$489  = \port__addr$482 ;
   assign \port__en$490  = 1'h1;
-  assign r_addr_b0_p45 = \port__addr$491 ;
+  assign r_addr_b0_p60 = \port__addr$491 ;
   assign \port__en$493  = 1'h1;
-  assign r_addr_b0_p46 = \port__addr$494 ;
-  assign \port__en$496  = 1'h1;
-  assign r_addr_b0_p47 = \port__addr$497 ;
+  assign \port__addr$494  = \port__addr$491 ;
+  assign \port__en$495  = 1'h1;
+  assign \port__addr$496  = \port__addr$491 ;
+  assign \port__en$497  = 1'h1;
+  assign \port__addr$498  = \port__addr$491 ;
   assign \port__en$499  = 1'h1;
-  assign r_addr_b0_p48 = \port__addr$500 ;
-  assign \port__en$502  = 1'h1;
-  assign r_addr_b0_p49 = \port__addr$503 ;
-  assign \port__en$505  = 1'h1;
-  assign r_addr_b0_p50 = \port__addr$506 ;
-  assign \port__en$508  = 1'h1;
-  assign r_addr_b0_p51 = \port__addr$509 ;
-  assign \port__en$511  = 1'h1;
-  assign r_addr_b0_p52 = \port__addr$512 ;
-  assign \port__en$514  = 1'h1;
-  assign r_addr_b0_p53 = \port__addr$515 ;
-  assign \port__en$517  = 1'h1;
-  assign r_addr_b0_p54 = \port__addr$518 ;
-  assign \port__en$520  = 1'h1;
-  assign r_addr_b0_p55 = \port__addr$521 ;
-  assign \port__en$523  = 1'h1;
-  assign r_addr_b0_p56 = \port__addr$524 ;
-  assign \port__en$526  = 1'h1;
-  assign r_addr_b0_p57 = \port__addr$527 ;
-  assign \port__en$529  = 1'h1;
-  assign r_addr_b0_p58 = \port__addr$530 ;
-  assign \port__en$532  = 1'h1;
-  assign r_addr_b0_p59 = \port__addr$533 ;
-  assign \port__en$535  = 1'h1;
-  assign r_addr_b0_p60 = \port__addr$536 ;
-  assign \port__en$538  = 1'h1;
-  assign r_addr_b0_p61 = \port__addr$539 ;
-  assign \port__en$541  = 1'h1;
-  assign r_addr_b0_p62 = \port__addr$542 ;
-  assign \port__en$544  = 1'h1;
-  assign r_addr_b0_p63 = \port__addr$545 ;
-  assign \port__en$547  = 1'h1;
   assign word1 = i;
   assign shift = ser;
   assign beat = addr;
   assign a = data[16:0];
   assign sa0_0_d2 = b;
-  assign \a$562  = data[18:17];
-  assign \b$563  = b;
+  assign \a$514  = data[18:17];
+  assign \b$515  = b;
   assign rq0_y = \$24 [15:0];
-  assign \o__payload$569  = o__payload;
-  assign \o__ready$571  = \o__ready$570 ;
-  assign \o__valid$573  = o__valid;
-  assign \w_data$574  = \$24 [15:0];
-  assign v_out_d4 = \w_en$575 ;
+  assign \o__payload$521  = o__payload;
+  assign \o__ready$523  = \o__ready$522 ;
+  assign \o__valid$525  = o__valid;
+  assign \w_data$526  = \$24 [15:0];
+  assign v_out_d4 = \w_en$527 ;
   assign space_next = \$27 [1:0];
-  assign \data$705  = \o__payload$593 ;
+  assign \data$673  = \o__payload$545 ;
   assign \$4  = active;
   assign \$10  = active_rom;
   assign \$31  = credits_room_next;
-  assign \$160  = ser;
-  assign \$161  = 1'h0;
-  assign \$162  = 1'h0;
-  assign \$164  = { p[34], p };
-  assign \$165  = { \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 [19], \p$690 , 17'h00000 };
-  assign \$168  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$169  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$171  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
-  assign \$443  = credits_room_next;
+  assign \$153  = ser;
+  assign \$154  = 1'h0;
+  assign \$155  = 1'h0;
+  assign \$157  = { p[34], p };
+  assign \$158  = { \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 [19], \p$658 , 17'h00000 };
+  assign \$161  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$162  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$164  = { rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35], rq0_acc_s2_0[35:16] };
+  assign \$436  = credits_room_next;
   assign ser = ser_left;
 endmodule
 

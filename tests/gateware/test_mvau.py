@@ -189,6 +189,35 @@ def test_vector_memory_pages(lutram):
     assert np.array_equal(got, run_int(pkg, x, F)[0])
 
 
+@pytest.mark.parametrize("bits_register", [True, False])
+def test_vector_memory_of_many_pages_is_chosen_in_groups(bits_register):
+    """More than PAGE_MUX_GROUP pages (here 19: 150 words of LUT RAM) are chosen a group at a
+    time into registers, then the group, where the unit registers the word it reads (the
+    register moves into the choice; the word arrives as before); without that register the
+    pages are chosen in one go. Exact under stalls either way."""
+    from flexor_hw.gateware.mvau import PAGE_MUX_GROUP, vector_pages
+    pkg, layer, consts = _layer(150, 3, n_in=6, n_out=10)
+    params = replace(mvau_params(layer, consts, 1, 2, 1, bits_register=bits_register),
+                     vectors_lutram=True)
+    pages = vector_pages(params)
+    assert pages == 10 > PAGE_MUX_GROUP
+    x = _inputs(consts, 4, 150, seed=11)
+    got, _ = _simulate(params, x, stall=0.3, seed=5)
+    assert np.array_equal(got, run_int(pkg, x, F)[0])
+    # the group registers are there where the word is registered, and only there
+    from amaranth.back import rtlil
+    text = rtlil.convert(MatrixVectorUnit(params), name="u")
+    groups = -(-pages // PAGE_MUX_GROUP)
+    names = [f"xdata_b0_g{j}" for j in range(groups)]
+    assert all((n in text) == bits_register for n in names)
+    assert ("xdata_d1" in text) is False
+    # pages share their read address's copies, each reaching at most READ_ADDRESS_CELLS
+    # LUT-RAM cells: here 16 bits a word, four cells a page, a copy every two pages
+    from flexor_hw.gateware.mvau import READ_ADDRESS_CELLS
+    copies = sorted(set(re.findall(r"r_addr_b0_p(\d+)\b", text)), key=int)
+    assert READ_ADDRESS_CELLS == 8 and copies == [str(g) for g in range(0, pages, 2)]
+
+
 @pytest.mark.parametrize("f, o, pe, simd, r", [(13, 6, 2, 4, 1), (40, 16, 16, 8, 4),
                                                (30, 8, 8, 30, 1), (100, 6, 3, 5, 3),
                                                (33, 6, 2, 10, 1), (25, 32, 2, 25, 2),
