@@ -6,7 +6,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 
-from .pipeline import copy_register
+from .pipeline import copy_register, mux_tree
 
 #: Bits of the word each copy of the read pointer chooses.
 PIECE_BITS = 64
@@ -125,10 +125,10 @@ class WeightStream(wiring.Component):
             # ring primes again, so the copy is 0 long before a word is taken)
             sel = copy_register(m, rptr_next, f"rptr_{j}", emit=self._emit) \
                 if rom.width > PIECE_BITS else rptr
-            piece = slots[0][lo:hi]
-            for k in range(1, depth):
-                piece = Mux(sel == k, slots[k][lo:hi], piece)
-            pieces.append(piece)
+            # a balanced tree on the pointer's bits, not a chain of compares (the chain, six
+            # deep, into fc1's word register was the placed LeNet-5's longest path at a seed:
+            # 10.0 ns)
+            pieces.append(mux_tree(sel, [slot[lo:hi] for slot in slots]))
         m.d.comb += [rom.addr.eq(raddr), self.o.valid.eq(~at[0]),
                      self.o.payload.eq(Cat(*pieces))]
         for k in range(depth + 1):

@@ -306,8 +306,7 @@ class SlidingWindow(wiring.Component):
         row_end = _ends_next(m, step, [(ox, blk.ow), *blk.counters, (c, C), (ky, kh),
                                        (kx, kw)], "r_last")
         self._flow = _flow_control(
-            m, writer, reader, w_row=w_row, low=low, bounds=(rows.low_r, rows.low_rh),
-            ahead=ahead, ahead_rows=ahead_rows,
+            m, writer, reader, w_row=w_row, low=low, ahead=ahead, ahead_rows=ahead_rows,
             r_done=r_done, switch=switch, w_end=wr_end,
             oy=oy, oh=blk.oh, r_end=reader.rows & row_end, H=H, R=R, kh=blk.kh, sh=blk.sh,
             ph=ph, w_beats=W * C, r_beats=blk.by * ow * C * kh * kw)
@@ -478,8 +477,7 @@ class RowWindow(SlidingWindow):
         row_end = _ends_next(m, step, [(ox, blk.ow), *blk.counters, (c, C), (ky, kh)],
                              "r_last")
         self._flow = _flow_control(
-            m, writer, reader, w_row=w_row, low=low, bounds=(rows.low_r, rows.low_rh),
-            ahead=ahead, ahead_rows=ahead_rows,
+            m, writer, reader, w_row=w_row, low=low, ahead=ahead, ahead_rows=ahead_rows,
             r_done=r_done, switch=switch, w_end=wr_end,
             oy=oy, oh=blk.oh, r_end=reader.rows & row_end, H=H, R=R, kh=blk.kh, sh=blk.sh,
             ph=ph, w_beats=W * C, r_beats=blk.by * ow * C * kh)
@@ -696,8 +694,7 @@ class KernelWindow(SlidingWindow):
         self._ahead = (ahead, _reader_ahead(m, self, ahead_rows, switch, wr_end_rows, w_row, H))
         row_end = _ends_next(m, step, [(ox, ow), (c, C)], "r_last")
         self._flow = _flow_control(
-            m, writer, reader, w_row=w_row, low=low, bounds=(rows.low_r, rows.low_rh),
-            ahead=ahead, ahead_rows=ahead_rows,
+            m, writer, reader, w_row=w_row, low=low, ahead=ahead, ahead_rows=ahead_rows,
             r_done=r_done, switch=switch, w_end=wr_end,
             oy=oy, oh=oh, r_end=reader.rows & row_end, H=H, R=R, kh=kh, sh=sh, ph=ph,
             w_beats=W * C,
@@ -1046,8 +1043,8 @@ def _outside(v, n, k=0):
     return (v < -k) | (v >= n - k)
 
 
-def _flow_control(m, writer, reader, *, w_row, low, bounds, ahead, ahead_rows, r_done, switch,
-                  oy, oh, w_end, r_end, H, R, kh, sh, ph, w_beats, r_beats):
+def _flow_control(m, writer, reader, *, w_row, low, ahead, ahead_rows, r_done, switch, oy,
+                  oh, w_end, r_end, H, R, kh, sh, ph, w_beats, r_beats):
     """The writer's room (``can_write``) and the reader's ``avail``, each a register, from
     flags that are registers themselves, a cycle behind the state they read: every compare
     sits between flip-flops, and ``write`` and ``take`` reach only the last gate in front
@@ -1099,13 +1096,10 @@ def _flow_control(m, writer, reader, *, w_row, low, bounds, ahead, ahead_rows, r
     reader.set_avail(m, Mux(switch | switch_d, ok_img, pick(r_end, r_end_d, ok, single_r)))
 
     # -- the writer
-    low_r, low_rh = bounds
-
     def room(w, ahead_x):
-        """The writer may fill row ``w`` of its image (the next one, with ``ahead_x``):
-        ``w < low + R`` and ``w + H < low + R`` against registers of their right sides."""
-        cur = (w < H) & (r_done | (w < low_r))
-        nxt = (w < H) & (w < R - ph) & (r_done | (w < low_rh))
+        """The writer may fill row ``w`` of its image (the next one, with ``ahead_x``)."""
+        cur = (w < H) & (r_done | (w < low + R))
+        nxt = (w < H) & (w < R - ph) & (r_done | (w + H < low + R))
         return Mux(ahead_x, nxt, cur)
 
     def step(ahead_x, w):
@@ -1152,20 +1146,6 @@ class _Rows:
     row_slot: object = None
     pix_slot: object = None
     pix_low: object = None
-
-    def __post_init__(self):
-        # ``low + R`` and ``low + R − H`` as registers that move with ``low`` (the writer's
-        # room compares its row with them: with the adders in front of the compares, the
-        # room for the row after next was the placed LeNet-5's longest path at a seed,
-        # 9.8 ns through conv2's window)
-        shape = self.low.shape()
-        lo = -(1 << (shape.width - 1)) if shape.signed else 0
-        hi = (1 << (shape.width - shape.signed)) - 1         # low's range, by its shape
-        init = self.low.init
-        self.low_r = Signal(range(lo + self.R, hi + self.R + 1), init=init + self.R,
-                            name="low_r")
-        self.low_rh = Signal(range(lo + self.R - self.H, hi + self.R + 1),
-                             init=init + self.R - self.H, name="low_rh")
 
 
 class _Block:
@@ -1293,9 +1273,7 @@ def _next_pixel(m, rows, steps, ox, ix0, r0, q0c, qc, last_ox, last_oy, C, kw, s
 def _next_output_row(m, r, steps, last_oy):
     """The reader moves to the next output row (or is done with the image)."""
     m.d.sync += [r.oy.eq(Mux(last_oy, 0, r.oy + 1)),
-                 r.low.eq(Mux(last_oy, -r.ph, r.low + r.sh)),
-                 r.low_r.eq(Mux(last_oy, r.R - r.ph, r.low_r + r.sh)),
-                 r.low_rh.eq(Mux(last_oy, r.R - r.H - r.ph, r.low_rh + r.sh))]
+                 r.low.eq(Mux(last_oy, -r.ph, r.low + r.sh))]
     if r.pix_low is not None:
         m.d.sync += r.pix_low.eq(Mux(last_oy, -r.ph, r.low + r.sh))
     with m.If(last_oy):

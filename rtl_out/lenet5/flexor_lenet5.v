@@ -217,7 +217,7 @@ module flexor_lenet5(rst, i__payload, i__valid, o__ready, i__ready, o__payload, 
     .o__payload(\i__payload$54 ),
     .o__ready(\o__ready$58 ),
     .o__valid(\i__valid$56 ),
-    .\port$5895$0 (\$8 ),
+    .\port$5881$0 (\$8 ),
     .rst_conv2_window_to_conv2(rst_conv2_window_to_conv2)
   );
   \flexor_lenet5.fc1  fc1 (
@@ -3322,49 +3322,49 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire [6:0] \$110 ;
   wire [6:0] \$111 ;
   wire \$112 ;
-  wire [7:0] \$113 ;
-  wire [7:0] \$114 ;
+  wire [6:0] \$113 ;
+  wire [6:0] \$114 ;
   wire \$115 ;
-  wire [7:0] \$116 ;
-  wire [7:0] \$117 ;
+  wire \$116 ;
+  wire \$117 ;
   wire \$118 ;
-  wire [6:0] \$119 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [6:0] \$120 ;
-  wire \$121 ;
+  wire \$120 ;
+  wire [6:0] \$121 ;
   wire \$122 ;
-  wire \$123 ;
+  wire [6:0] \$123 ;
   wire \$124 ;
-  wire \$125 ;
+  wire [6:0] \$125 ;
   wire \$126 ;
   wire [6:0] \$127 ;
-  wire \$128 ;
+  wire [6:0] \$128 ;
   wire [6:0] \$129 ;
   wire [8:0] \$13 ;
-  wire \$130 ;
-  wire [6:0] \$131 ;
+  wire [6:0] \$130 ;
+  wire \$131 ;
   wire \$132 ;
-  wire [6:0] \$133 ;
-  wire [6:0] \$134 ;
-  wire [6:0] \$135 ;
-  wire [6:0] \$136 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire \$135 ;
+  wire \$136 ;
   wire \$137 ;
   wire \$138 ;
   wire \$139 ;
   wire [8:0] \$14 ;
   wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
+  wire [6:0] \$141 ;
+  wire [6:0] \$142 ;
   wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
+  wire [6:0] \$144 ;
+  wire [6:0] \$145 ;
   wire \$146 ;
-  wire [6:0] \$147 ;
-  wire [6:0] \$148 ;
+  wire \$147 ;
+  wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire [6:0] \$150 ;
-  wire [6:0] \$151 ;
+  wire \$150 ;
+  wire \$151 ;
   wire \$152 ;
   wire \$153 ;
   wire \$154 ;
@@ -3377,35 +3377,35 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire \$163 ;
+  wire [6:0] \$163 ;
   wire \$164 ;
   wire \$165 ;
   wire \$166 ;
   wire \$167 ;
   wire \$168 ;
-  wire [6:0] \$169 ;
+  wire \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
+  wire [6:0] \$170 ;
+  wire [7:0] \$171 ;
   wire \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire [6:0] \$176 ;
-  wire [7:0] \$177 ;
+  wire \$176 ;
+  wire \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
   wire \$180 ;
   wire \$181 ;
   wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
+  wire [5:0] \$183 ;
+  wire [6:0] \$184 ;
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
-  wire \$189 ;
+  wire [6:0] \$189 ;
   wire [5:0] \$19 ;
   wire \$190 ;
   wire \$191 ;
@@ -3420,41 +3420,41 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
+  wire [5:0] \$201 ;
+  wire [5:0] \$202 ;
   wire \$203 ;
-  wire [5:0] \$204 ;
-  wire [5:0] \$205 ;
+  wire \$204 ;
+  wire \$205 ;
   wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
+  wire [5:0] \$207 ;
+  wire [5:0] \$208 ;
   wire \$209 ;
   wire [3:0] \$21 ;
-  wire [5:0] \$210 ;
-  wire [5:0] \$211 ;
+  wire \$210 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
-  wire \$216 ;
-  wire [5:0] \$217 ;
-  wire [5:0] \$218 ;
+  wire [5:0] \$214 ;
+  wire [5:0] \$215 ;
+  wire [6:0] \$216 ;
+  wire [6:0] \$217 ;
+  wire \$218 ;
   wire \$219 ;
   wire \$22 ;
   wire \$220 ;
   wire \$221 ;
   wire \$222 ;
   wire \$223 ;
-  wire \$224 ;
+  wire [5:0] \$224 ;
   wire [5:0] \$225 ;
-  wire [5:0] \$226 ;
+  wire \$226 ;
   wire \$227 ;
   wire \$228 ;
   wire \$229 ;
   wire [3:0] \$23 ;
-  wire \$230 ;
+  wire [5:0] \$230 ;
   wire [5:0] \$231 ;
-  wire [5:0] \$232 ;
+  wire [6:0] \$232 ;
   wire \$233 ;
   wire \$234 ;
   wire \$235 ;
@@ -3533,15 +3533,15 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [3:0] \$300 ;
   reg [3:0] \$301 ;
   reg [5:0] \$302 ;
-  reg [6:0] \$303 ;
-  reg [6:0] \$304 ;
-  reg \$305 ;
-  reg [2:0] \$306 ;
-  reg [5:0] \$307 ;
-  reg [5:0] \$308 ;
+  reg \$303 ;
+  reg [2:0] \$304 ;
+  reg [5:0] \$305 ;
+  reg [5:0] \$306 ;
+  reg \$307 ;
+  reg [2:0] \$308 ;
   reg \$309 ;
   wire [3:0] \$31 ;
-  reg [2:0] \$310 ;
+  reg \$310 ;
   reg \$311 ;
   reg \$312 ;
   reg \$313 ;
@@ -3549,8 +3549,6 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg \$315 ;
   reg \$316 ;
   reg \$317 ;
-  reg \$318 ;
-  reg \$319 ;
   wire [4:0] \$32 ;
   wire [3:0] \$33 ;
   wire \$34 ;
@@ -3665,12 +3663,10 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   reg [2:0] kx = 3'h0;
   reg [2:0] ky = 3'h0;
   reg [5:0] low = 6'h3e;
-  reg [6:0] low_r = 7'h06;
-  reg [6:0] low_rh = 7'h6a;
   output [7:0] o__payload;
   wire [7:0] o__payload;
-  wire [7:0] \o__payload$101 ;
   wire [7:0] \o__payload$23 ;
+  wire [7:0] \o__payload$99 ;
   wire o__ready;
   input \o__ready$24 ;
   wire \o__ready$24 ;
@@ -4088,122 +4084,122 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$110  = $signed(low) + $signed(3'h2);
   assign \$111  = \$109  ? 7'h7e : \$110 ;
   assign \$112  = oy == 4'hd;
-  assign \$113  = $signed(low_r) + $signed(3'h2);
-  assign \$114  = \$112  ? 8'h06 : \$113 ;
+  assign \$113  = $signed(low) + $signed(3'h2);
+  assign \$114  = \$112  ? 7'h7e : \$113 ;
   assign \$115  = oy == 4'hd;
-  assign \$116  = $signed(low_rh) + $signed(3'h2);
-  assign \$117  = \$115  ? 8'hea : \$116 ;
-  assign \$118  = oy == 4'hd;
-  assign \$119  = $signed(low) + $signed(3'h2);
-  assign \$120  = \$118  ? 7'h7e : \$119 ;
-  assign \$121  = oy == 4'hd;
-  assign \$122  = kx == 3'h4;
-  assign \$123  = ~ \$122 ;
-  assign \$124  = ky == 3'h4;
-  assign \$127  = $signed(ix) + $signed(2'h1);
-  assign \$128  = ~ block_dx;
-  assign \$129  = $signed(ix0) + $signed(2'h1);
-  assign \$130  = ~ block_dy;
-  assign \$131  = $signed(ix0) - $signed(2'h1);
-  assign \$132  = ox == 4'hd;
-  assign \$133  = $signed(ix0) + $signed(2'h1);
-  assign \$134  = \$132  ? 7'h7e : \$133 ;
-  assign \$135  = block_dy ? \$134  : \$131 ;
-  assign \$136  = block_dx ? \$135  : \$129 ;
-  assign \$137  = kx == 3'h4;
-  assign \$138  = ky == 3'h4;
-  assign \$139  = ~ \$138 ;
-  assign \$142  = ~ block_dx;
-  assign \$144  = ~ block_dy;
-  assign \$145  = ox == 4'hd;
-  assign \$146  = ~ \$145 ;
-  assign \$147  = $signed(iy) + $signed(2'h1);
-  assign \$148  = $signed(pix_low) + $signed(2'h1);
-  assign \$149  = oy == 4'hd;
-  assign \$150  = $signed(low) + $signed(3'h2);
-  assign \$151  = \$149  ? 7'h7e : \$150 ;
-  assign \$152  = w_px == 5'h1a;
-  assign \$154  = write & w_last;
-  assign \$155  = w_row == 5'h1b;
-  assign \$156  = w_row == 5'h1c;
-  assign \$157  = \$154  ? \$155  : \$156 ;
-  assign \$158  = write & w_last;
-  assign \$159  = w_row == 5'h1b;
-  assign \$160  = w_row == 5'h1c;
-  assign \$161  = \$158  ? \$159  : \$160 ;
-  assign \$162  = kx == 2'h3;
-  assign \$163  = ox == 4'hd;
-  assign \$166  = ky == 3'h4;
-  assign \$167  = & { \$166 , \$165 , \$164 , \$163 , \$162  };
-  assign \$168  = ~ r_done;
-  assign \$169  = $signed(low) + $signed(4'h6);
-  assign \$170  = $signed({ 1'h0, w_row }) >= $signed(\$169 );
-  assign \$171  = ahead_rows | \$170 ;
-  assign \$172  = w_row == 5'h1c;
-  assign \$173  = \$171  | \$172 ;
-  assign \$174  = \$168  & \$173 ;
-  assign \$175  = oy != 4'hd;
-  assign \$176  = $signed(low) + $signed(3'h2);
-  assign \$177  = $signed(\$176 ) + $signed(4'h6);
-  assign \$178  = $signed({ 1'h0, w_row }) >= $signed(\$177 );
-  assign \$179  = ahead_rows | \$178 ;
-  assign \$180  = w_row == 5'h1c;
-  assign \$181  = \$179  | \$180 ;
-  assign \$182  = \$175  & \$181 ;
-  assign \$183  = w_row >= 3'h4;
-  assign \$184  = ahead_rows & \$183 ;
-  assign \$185  = take_rows & r_last;
-  assign \$186  = w_row < 5'h1c;
-  assign \$187  = w_row < 3'h6;
-  assign \$188  = \$186  & \$187 ;
-  assign \$189  = $signed({ 1'h0, w_row }) < $signed(low_rh);
-  assign \$190  = r_done | \$189 ;
-  assign \$191  = \$188  & \$190 ;
-  assign \$192  = w_row < 5'h1c;
-  assign \$193  = $signed({ 1'h0, w_row }) < $signed(low_r);
-  assign \$194  = r_done | \$193 ;
-  assign \$195  = \$192  & \$194 ;
-  assign \$196  = ahead ? \$191  : \$195 ;
-  assign \$197  = ~ ahead;
-  assign \$198  = w_row == 5'h1b;
-  assign \$199  = \$197  & \$198 ;
-  assign \$200  = ahead | \$199 ;
-  assign \$201  = ~ ahead;
-  assign \$202  = w_row == 5'h1b;
-  assign \$203  = \$201  & \$202 ;
-  assign \$204  = w_row + 1'h1;
-  assign \$205  = \$203  ? 6'h00 : \$204 ;
-  assign \$206  = \$205  < 5'h1c;
-  assign \$207  = ~ ahead;
-  assign \$208  = w_row == 5'h1b;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = w_row + 1'h1;
-  assign \$211  = \$209  ? 6'h00 : \$210 ;
-  assign \$212  = \$211  < 3'h6;
-  assign \$213  = \$206  & \$212 ;
-  assign \$214  = ~ ahead;
-  assign \$215  = w_row == 5'h1b;
-  assign \$216  = \$214  & \$215 ;
-  assign \$217  = w_row + 1'h1;
-  assign \$218  = \$216  ? 6'h00 : \$217 ;
-  assign \$219  = $signed({ 1'h0, \$218  }) < $signed(low_rh);
-  assign \$220  = r_done | \$219 ;
-  assign \$221  = \$213  & \$220 ;
-  assign \$222  = ~ ahead;
-  assign \$223  = w_row == 5'h1b;
-  assign \$224  = \$222  & \$223 ;
-  assign \$225  = w_row + 1'h1;
-  assign \$226  = \$224  ? 6'h00 : \$225 ;
-  assign \$227  = \$226  < 5'h1c;
-  assign \$228  = ~ ahead;
-  assign \$229  = w_row == 5'h1b;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = w_row + 1'h1;
-  assign \$232  = \$230  ? 6'h00 : \$231 ;
-  assign \$233  = $signed({ 1'h0, \$232  }) < $signed(low_r);
+  assign \$116  = kx == 3'h4;
+  assign \$117  = ~ \$116 ;
+  assign \$118  = ky == 3'h4;
+  assign \$121  = $signed(ix) + $signed(2'h1);
+  assign \$122  = ~ block_dx;
+  assign \$123  = $signed(ix0) + $signed(2'h1);
+  assign \$124  = ~ block_dy;
+  assign \$125  = $signed(ix0) - $signed(2'h1);
+  assign \$126  = ox == 4'hd;
+  assign \$127  = $signed(ix0) + $signed(2'h1);
+  assign \$128  = \$126  ? 7'h7e : \$127 ;
+  assign \$129  = block_dy ? \$128  : \$125 ;
+  assign \$130  = block_dx ? \$129  : \$123 ;
+  assign \$131  = kx == 3'h4;
+  assign \$132  = ky == 3'h4;
+  assign \$133  = ~ \$132 ;
+  assign \$136  = ~ block_dx;
+  assign \$138  = ~ block_dy;
+  assign \$139  = ox == 4'hd;
+  assign \$140  = ~ \$139 ;
+  assign \$141  = $signed(iy) + $signed(2'h1);
+  assign \$142  = $signed(pix_low) + $signed(2'h1);
+  assign \$143  = oy == 4'hd;
+  assign \$144  = $signed(low) + $signed(3'h2);
+  assign \$145  = \$143  ? 7'h7e : \$144 ;
+  assign \$146  = w_px == 5'h1a;
+  assign \$148  = write & w_last;
+  assign \$149  = w_row == 5'h1b;
+  assign \$150  = w_row == 5'h1c;
+  assign \$151  = \$148  ? \$149  : \$150 ;
+  assign \$152  = write & w_last;
+  assign \$153  = w_row == 5'h1b;
+  assign \$154  = w_row == 5'h1c;
+  assign \$155  = \$152  ? \$153  : \$154 ;
+  assign \$156  = kx == 2'h3;
+  assign \$157  = ox == 4'hd;
+  assign \$160  = ky == 3'h4;
+  assign \$161  = & { \$160 , \$159 , \$158 , \$157 , \$156  };
+  assign \$162  = ~ r_done;
+  assign \$163  = $signed(low) + $signed(4'h6);
+  assign \$164  = $signed({ 1'h0, w_row }) >= $signed(\$163 );
+  assign \$165  = ahead_rows | \$164 ;
+  assign \$166  = w_row == 5'h1c;
+  assign \$167  = \$165  | \$166 ;
+  assign \$168  = \$162  & \$167 ;
+  assign \$169  = oy != 4'hd;
+  assign \$170  = $signed(low) + $signed(3'h2);
+  assign \$171  = $signed(\$170 ) + $signed(4'h6);
+  assign \$172  = $signed({ 1'h0, w_row }) >= $signed(\$171 );
+  assign \$173  = ahead_rows | \$172 ;
+  assign \$174  = w_row == 5'h1c;
+  assign \$175  = \$173  | \$174 ;
+  assign \$176  = \$169  & \$175 ;
+  assign \$177  = w_row >= 3'h4;
+  assign \$178  = ahead_rows & \$177 ;
+  assign \$179  = take_rows & r_last;
+  assign \$180  = w_row < 5'h1c;
+  assign \$181  = w_row < 3'h6;
+  assign \$182  = \$180  & \$181 ;
+  assign \$183  = w_row + 5'h1c;
+  assign \$184  = $signed(low) + $signed(5'h08);
+  assign \$185  = $signed({ 1'h0, \$183  }) < $signed(\$184 );
+  assign \$186  = r_done | \$185 ;
+  assign \$187  = \$182  & \$186 ;
+  assign \$188  = w_row < 5'h1c;
+  assign \$189  = $signed(low) + $signed(5'h08);
+  assign \$190  = $signed({ 1'h0, w_row }) < $signed(\$189 );
+  assign \$191  = r_done | \$190 ;
+  assign \$192  = \$188  & \$191 ;
+  assign \$193  = ahead ? \$187  : \$192 ;
+  assign \$194  = ~ ahead;
+  assign \$195  = w_row == 5'h1b;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = ahead | \$196 ;
+  assign \$198  = ~ ahead;
+  assign \$199  = w_row == 5'h1b;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = w_row + 1'h1;
+  assign \$202  = \$200  ? 6'h00 : \$201 ;
+  assign \$203  = \$202  < 5'h1c;
+  assign \$204  = ~ ahead;
+  assign \$205  = w_row == 5'h1b;
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = w_row + 1'h1;
+  assign \$208  = \$206  ? 6'h00 : \$207 ;
+  assign \$209  = \$208  < 3'h6;
+  assign \$210  = \$203  & \$209 ;
+  assign \$211  = ~ ahead;
+  assign \$212  = w_row == 5'h1b;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = w_row + 1'h1;
+  assign \$215  = \$213  ? 6'h00 : \$214 ;
+  assign \$216  = \$215  + 5'h1c;
+  assign \$217  = $signed(low) + $signed(5'h08);
+  assign \$218  = $signed({ 1'h0, \$216  }) < $signed(\$217 );
+  assign \$219  = r_done | \$218 ;
+  assign \$220  = \$210  & \$219 ;
+  assign \$221  = ~ ahead;
+  assign \$222  = w_row == 5'h1b;
+  assign \$223  = \$221  & \$222 ;
+  assign \$224  = w_row + 1'h1;
+  assign \$225  = \$223  ? 6'h00 : \$224 ;
+  assign \$226  = \$225  < 5'h1c;
+  assign \$227  = ~ ahead;
+  assign \$228  = w_row == 5'h1b;
+  assign \$229  = \$227  & \$228 ;
+  assign \$230  = w_row + 1'h1;
+  assign \$231  = \$229  ? 6'h00 : \$230 ;
+  assign \$232  = $signed(low) + $signed(5'h08);
+  assign \$233  = $signed({ 1'h0, \$231  }) < $signed(\$232 );
   assign \$234  = r_done | \$233 ;
-  assign \$235  = \$227  & \$234 ;
-  assign \$236  = \$200  ? \$221  : \$235 ;
+  assign \$235  = \$226  & \$234 ;
+  assign \$236  = \$197  ? \$220  : \$235 ;
   assign \$237  = write & w_last;
   assign \$238  = rst_conv1_window ? 1'h0 : valid_next;
   assign \$239  = rst_conv1_window ? 1'h1 : read_credits_room_next;
@@ -4310,39 +4306,35 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   always @(posedge clk)
     low <= \$302 ;
   always @(posedge clk)
-    low_r <= \$303 ;
+    r_done <= \$303 ;
   always @(posedge clk)
-    low_rh <= \$304 ;
+    base_slot <= \$304 ;
   always @(posedge clk)
-    r_done <= \$305 ;
+    ix <= \$305 ;
   always @(posedge clk)
-    base_slot <= \$306 ;
+    iy <= \$306 ;
   always @(posedge clk)
-    ix <= \$307 ;
+    w_last <= \$307 ;
   always @(posedge clk)
-    iy <= \$308 ;
+    img_slot <= \$308 ;
   always @(posedge clk)
-    w_last <= \$309 ;
+    r_last <= \$309 ;
   always @(posedge clk)
-    img_slot <= \$310 ;
+    avail_ok <= \$310 ;
   always @(posedge clk)
-    r_last <= \$311 ;
+    avail_ok_next <= \$311 ;
   always @(posedge clk)
-    avail_ok <= \$312 ;
+    avail_ok_image <= \$312 ;
   always @(posedge clk)
-    avail_ok_next <= \$313 ;
+    r_end_d <= \$313 ;
   always @(posedge clk)
-    avail_ok_image <= \$314 ;
+    switch_d <= \$314 ;
   always @(posedge clk)
-    r_end_d <= \$315 ;
+    room_ok <= \$315 ;
   always @(posedge clk)
-    switch_d <= \$316 ;
+    room_ok_next <= \$316 ;
   always @(posedge clk)
-    room_ok <= \$317 ;
-  always @(posedge clk)
-    room_ok_next <= \$318 ;
-  always @(posedge clk)
-    w_end_d <= \$319 ;
+    w_end_d <= \$317 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -4396,7 +4388,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$101 ),
+    .o__payload(\o__payload$99 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv1_window(rst_conv1_window),
@@ -4456,7 +4448,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
     .WIDTH(32'd8)
   ) w_data_q_copy (
     .clk(clk),
-    .d(\o__payload$101 ),
+    .d(\o__payload$99 ),
     .q(wr__data)
   );
   flexor_copy #(
@@ -4520,7 +4512,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$282  = \$161 ;
+      \$282  = \$155 ;
     end
     if (rst_conv1_window) begin
       \$282  = 1'h0;
@@ -4540,7 +4532,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      if (\$157 ) begin
+      if (\$151 ) begin
         \$283  = 5'h00;
       end
     end
@@ -4669,7 +4661,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               \$293  = base_slot;
               if (\$105 ) begin
                 (* full_case = 32'd1 *)
-                if (\$121 ) begin
+                if (\$115 ) begin
                 end else begin
                   \$293  = step_next_slot;
                 end
@@ -4815,7 +4807,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
               \$298  = base_slot;
               if (\$105 ) begin
                 (* full_case = 32'd1 *)
-                if (\$121 ) begin
+                if (\$115 ) begin
                 end else begin
                   \$298  = step_next_slot;
                 end
@@ -4852,7 +4844,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
             end else begin
               \$299  = low;
               if (\$105 ) begin
-                \$299  = \$120 [5:0];
+                \$299  = \$114 [5:0];
               end
             end
           end
@@ -4950,7 +4942,7 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$303  = low_r;
+    \$303  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
@@ -4966,66 +4958,8 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
             end else if (\$72 ) begin
             end else begin
               if (\$105 ) begin
-                \$303  = \$114 [6:0];
-              end
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$303  = 7'h06;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$304  = low_rh;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$45 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$51 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$63 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$70 ) begin
-            end else if (\$72 ) begin
-            end else begin
-              if (\$105 ) begin
-                \$304  = \$117 [6:0];
-              end
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv1_window) begin
-      \$304  = 7'h6a;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$305  = r_done;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$45 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$51 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$63 ) begin
-          end else begin
-            (* full_case = 32'd1 *)
-            if (\$70 ) begin
-            end else if (\$72 ) begin
-            end else begin
-              if (\$105 ) begin
-                if (\$121 ) begin
-                  \$305  = 1'h1;
+                if (\$115 ) begin
+                  \$303  = 1'h1;
                 end
               end
             end
@@ -5034,15 +4968,15 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$305  = 1'h0;
+      \$303  = 1'h0;
     end
     if (rst_conv1_window) begin
-      \$305  = 1'h0;
+      \$303  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$306  = base_slot;
+    \$304  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$45 ) begin
@@ -5059,9 +4993,9 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
             end else begin
               if (\$105 ) begin
                 (* full_case = 32'd1 *)
-                if (\$121 ) begin
+                if (\$115 ) begin
                 end else begin
-                  \$306  = step_next_slot;
+                  \$304  = step_next_slot;
                 end
               end
             end
@@ -5070,57 +5004,77 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
       end
     end
     if (switch) begin
-      \$306  = step_base_slot;
+      \$304  = step_base_slot;
     end
     if (rst_conv1_window) begin
-      \$306  = 3'h6;
+      \$304  = 3'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$307  = ix;
+    \$305  = ix;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$123 ) begin
-        \$307  = \$127 [5:0];
-      end else if (\$126 ) begin
-        \$307  = \$136 [5:0];
+      if (\$117 ) begin
+        \$305  = \$121 [5:0];
+      end else if (\$120 ) begin
+        \$305  = \$130 [5:0];
       end else begin
-        \$307  = ix0;
+        \$305  = ix0;
       end
     end
     if (rst_conv1_window) begin
-      \$307  = 6'h3e;
+      \$305  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$308  = iy;
+    \$306  = iy;
     if (take_step) begin
-      if (\$137 ) begin
+      if (\$131 ) begin
         (* full_case = 32'd1 *)
-        if (\$139 ) begin
-          \$308  = \$147 [5:0];
-        end else if (\$143 ) begin
-          \$308  = pix_low;
-        end else if (\$144 ) begin
-          \$308  = \$148 [5:0];
-        end else if (\$146 ) begin
-          \$308  = low;
+        if (\$133 ) begin
+          \$306  = \$141 [5:0];
+        end else if (\$137 ) begin
+          \$306  = pix_low;
+        end else if (\$138 ) begin
+          \$306  = \$142 [5:0];
+        end else if (\$140 ) begin
+          \$306  = low;
         end else begin
-          \$308  = \$151 [5:0];
+          \$306  = \$145 [5:0];
         end
       end
     end
     if (rst_conv1_window) begin
-      \$308  = 6'h3e;
+      \$306  = 6'h3e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$309  = w_last;
+    \$307  = w_last;
     if (write) begin
-      \$309  = \$153 ;
+      \$307  = \$147 ;
+    end
+    if (rst_conv1_window) begin
+      \$307  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$308  = img_slot;
+    if (switch) begin
+      \$308  = step_img_slot;
+    end
+    if (rst_conv1_window) begin
+      \$308  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$309  = r_last;
+    if (take_step) begin
+      \$309  = \$161 ;
     end
     if (rst_conv1_window) begin
       \$309  = 1'h0;
@@ -5128,78 +5082,58 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$310  = img_slot;
-    if (switch) begin
-      \$310  = step_img_slot;
-    end
+    \$310  = \$168 ;
     if (rst_conv1_window) begin
-      \$310  = 3'h0;
+      \$310  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$311  = r_last;
-    if (take_step) begin
-      \$311  = \$167 ;
-    end
+    \$311  = \$176 ;
     if (rst_conv1_window) begin
       \$311  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$312  = \$174 ;
+    \$312  = \$178 ;
     if (rst_conv1_window) begin
       \$312  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$313  = \$182 ;
+    \$313  = \$179 ;
     if (rst_conv1_window) begin
       \$313  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$314  = \$184 ;
+    \$314  = switch;
     if (rst_conv1_window) begin
       \$314  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$315  = \$185 ;
+    \$315  = \$193 ;
     if (rst_conv1_window) begin
-      \$315  = 1'h0;
+      \$315  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$316  = switch;
+    \$316  = \$236 ;
     if (rst_conv1_window) begin
-      \$316  = 1'h0;
+      \$316  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$317  = \$196 ;
+    \$317  = \$237 ;
     if (rst_conv1_window) begin
-      \$317  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$318  = \$236 ;
-    if (rst_conv1_window) begin
-      \$318  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$319  = \$237 ;
-    if (rst_conv1_window) begin
-      \$319  = 1'h0;
+      \$317  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -5229,14 +5163,14 @@ module \flexor_lenet5.conv1_window (i__payload, i__valid, rst_conv1_window, i__r
   assign \$66  = block_dx;
   assign \$69  = block_dx;
   assign \$71  = block_dy;
-  assign \$125  = 1'h1;
-  assign \$126  = \$124 ;
-  assign \$140  = 1'h1;
-  assign \$141  = 1'h0;
-  assign \$143  = \$142 ;
-  assign \$153  = \$152 ;
-  assign \$164  = block_dy;
-  assign \$165  = block_dx;
+  assign \$119  = 1'h1;
+  assign \$120  = \$118 ;
+  assign \$134  = 1'h1;
+  assign \$135  = 1'h0;
+  assign \$137  = \$136 ;
+  assign \$147  = \$146 ;
+  assign \$158  = block_dy;
+  assign \$159  = block_dx;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -15485,31 +15419,31 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   wire [5:0] \$251 ;
   wire [5:0] \$252 ;
   wire \$253 ;
-  wire [6:0] \$254 ;
-  wire [6:0] \$255 ;
+  wire [5:0] \$254 ;
+  wire [5:0] \$255 ;
   wire \$256 ;
-  wire [6:0] \$257 ;
-  wire [6:0] \$258 ;
+  wire \$257 ;
+  wire \$258 ;
   wire \$259 ;
   wire [4:0] \$26 ;
-  wire [5:0] \$260 ;
-  wire [5:0] \$261 ;
+  wire \$260 ;
+  wire \$261 ;
   wire \$262 ;
   wire \$263 ;
   wire \$264 ;
   wire \$265 ;
-  wire \$266 ;
-  wire \$267 ;
+  wire [5:0] \$266 ;
+  wire [5:0] \$267 ;
   wire \$268 ;
-  wire \$269 ;
+  wire [5:0] \$269 ;
   wire [10:0] \$27 ;
-  wire \$270 ;
+  wire [5:0] \$270 ;
   wire \$271 ;
-  wire [5:0] \$272 ;
-  wire [5:0] \$273 ;
+  wire \$272 ;
+  wire \$273 ;
   wire \$274 ;
-  wire [5:0] \$275 ;
-  wire [5:0] \$276 ;
+  wire \$275 ;
+  wire \$276 ;
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
@@ -15523,37 +15457,37 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   wire \$286 ;
   wire \$287 ;
   wire \$288 ;
-  wire \$289 ;
+  wire [5:0] \$289 ;
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
   wire \$292 ;
   wire \$293 ;
   wire \$294 ;
-  wire [5:0] \$295 ;
-  wire \$296 ;
-  wire \$297 ;
+  wire \$295 ;
+  wire [5:0] \$296 ;
+  wire [6:0] \$297 ;
   wire \$298 ;
   wire \$299 ;
   wire [4:0] \$3 ;
   wire \$30 ;
   wire \$300 ;
   wire \$301 ;
-  wire [5:0] \$302 ;
-  wire [6:0] \$303 ;
+  wire \$302 ;
+  wire \$303 ;
   wire \$304 ;
   wire \$305 ;
   wire \$306 ;
   wire \$307 ;
   wire \$308 ;
-  wire \$309 ;
+  wire [4:0] \$309 ;
   wire \$31 ;
-  wire \$310 ;
+  wire [5:0] \$310 ;
   wire \$311 ;
   wire \$312 ;
   wire \$313 ;
   wire \$314 ;
-  wire \$315 ;
+  wire [5:0] \$315 ;
   wire \$316 ;
   wire \$317 ;
   wire \$318 ;
@@ -15566,41 +15500,41 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   wire \$324 ;
   wire \$325 ;
   wire \$326 ;
-  wire \$327 ;
-  wire \$328 ;
+  wire [4:0] \$327 ;
+  wire [4:0] \$328 ;
   wire \$329 ;
   wire \$33 ;
-  wire [4:0] \$330 ;
-  wire [4:0] \$331 ;
+  wire \$330 ;
+  wire \$331 ;
   wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
+  wire [4:0] \$333 ;
+  wire [4:0] \$334 ;
   wire \$335 ;
-  wire [4:0] \$336 ;
-  wire [4:0] \$337 ;
+  wire \$336 ;
+  wire \$337 ;
   wire \$338 ;
   wire \$339 ;
   wire \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire [4:0] \$343 ;
-  wire [4:0] \$344 ;
+  wire [4:0] \$340 ;
+  wire [4:0] \$341 ;
+  wire [5:0] \$342 ;
+  wire [5:0] \$343 ;
+  wire \$344 ;
   wire \$345 ;
   wire \$346 ;
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
   wire \$35 ;
-  wire \$350 ;
+  wire [4:0] \$350 ;
   wire [4:0] \$351 ;
-  wire [4:0] \$352 ;
+  wire \$352 ;
   wire \$353 ;
   wire \$354 ;
   wire \$355 ;
-  wire \$356 ;
+  wire [4:0] \$356 ;
   wire [4:0] \$357 ;
-  wire [4:0] \$358 ;
+  wire [5:0] \$358 ;
   wire \$359 ;
   wire \$36 ;
   wire \$360 ;
@@ -15704,13 +15638,13 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   reg [2:0] \$449 ;
   wire \$45 ;
   reg [4:0] \$450 ;
-  reg [5:0] \$451 ;
-  reg [5:0] \$452 ;
-  reg \$453 ;
-  reg [3:0] \$454 ;
-  reg [4:0] \$455 ;
+  reg \$451 ;
+  reg [3:0] \$452 ;
+  reg [4:0] \$453 ;
+  reg \$454 ;
+  reg [3:0] \$455 ;
   reg \$456 ;
-  reg [3:0] \$457 ;
+  reg \$457 ;
   reg \$458 ;
   reg \$459 ;
   wire \$46 ;
@@ -15719,8 +15653,6 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   reg \$462 ;
   reg \$463 ;
   reg \$464 ;
-  reg \$465 ;
-  reg \$466 ;
   wire \$47 ;
   wire \$48 ;
   wire \$49 ;
@@ -15848,11 +15780,9 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   reg [4:0] iy = 5'h1e;
   reg [2:0] ky = 3'h0;
   reg [4:0] low = 5'h1e;
-  reg [5:0] low_r = 6'h0c;
-  reg [5:0] low_rh = 6'h3e;
   output [79:0] o__payload;
   wire [79:0] o__payload;
-  wire [15:0] \o__payload$152 ;
+  wire [15:0] \o__payload$150 ;
   wire [79:0] \o__payload$46 ;
   wire o__ready;
   input \o__ready$47 ;
@@ -19378,21 +19308,15 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   end
   assign \$signature__data$115  = _4_;
   always @(posedge clk)
-    avail_ok <= \$459 ;
+    r_end_d <= \$460 ;
   always @(posedge clk)
-    avail_ok_next <= \$460 ;
+    switch_d <= \$461 ;
   always @(posedge clk)
-    avail_ok_image <= \$461 ;
+    room_ok <= \$462 ;
   always @(posedge clk)
-    r_end_d <= \$462 ;
+    room_ok_next <= \$463 ;
   always @(posedge clk)
-    switch_d <= \$463 ;
-  always @(posedge clk)
-    room_ok <= \$464 ;
-  always @(posedge clk)
-    room_ok_next <= \$465 ;
-  always @(posedge clk)
-    w_end_d <= \$466 ;
+    w_end_d <= \$464 ;
   assign write = o__valid & o__ready;
   assign switch = r_done & ahead_rows;
   assign \$1  = w_slot == 4'hd;
@@ -19650,113 +19574,113 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   assign \$251  = $signed(low) + $signed(3'h2);
   assign \$252  = \$250  ? 6'h3e : \$251 ;
   assign \$253  = oy == 3'h6;
-  assign \$254  = $signed(low_r) + $signed(3'h2);
-  assign \$255  = \$253  ? 7'h0c : \$254 ;
+  assign \$254  = $signed(low) + $signed(3'h2);
+  assign \$255  = \$253  ? 6'h3e : \$254 ;
   assign \$256  = oy == 3'h6;
-  assign \$257  = $signed(low_rh) + $signed(3'h2);
-  assign \$258  = \$256  ? 7'h7e : \$257 ;
-  assign \$259  = oy == 3'h6;
-  assign \$260  = $signed(low) + $signed(3'h2);
-  assign \$261  = \$259  ? 6'h3e : \$260 ;
-  assign \$262  = oy == 3'h6;
-  assign \$263  = ky == 3'h4;
-  assign \$264  = ~ \$263 ;
-  assign \$265  = c == 4'hf;
-  assign \$266  = ~ \$265 ;
-  assign \$267  = ~ block_dx;
-  assign \$268  = \$266  | \$267 ;
-  assign \$269  = ~ block_dy;
-  assign \$270  = ox == 3'h6;
-  assign \$271  = ~ \$270 ;
-  assign \$272  = $signed(iy) + $signed(2'h1);
-  assign \$273  = $signed(pix_low) + $signed(2'h1);
-  assign \$274  = oy == 3'h6;
-  assign \$275  = $signed(low) + $signed(3'h2);
-  assign \$276  = \$274  ? 6'h3e : \$275 ;
-  assign \$277  = w_c == 4'he;
-  assign \$278  = w_x == 4'hd;
-  assign \$279  = & { \$278 , \$277  };
-  assign \$280  = write & w_last;
-  assign \$281  = w_row == 4'hd;
-  assign \$282  = w_row == 4'he;
-  assign \$283  = \$280  ? \$281  : \$282 ;
-  assign \$284  = write & w_last;
-  assign \$285  = w_row == 4'hd;
-  assign \$286  = w_row == 4'he;
-  assign \$287  = \$284  ? \$285  : \$286 ;
-  assign \$288  = ky == 2'h3;
-  assign \$289  = ox == 3'h6;
-  assign \$292  = c == 4'hf;
-  assign \$293  = & { \$292 , \$291 , \$290 , \$289 , \$288  };
-  assign \$294  = ~ r_done;
-  assign \$295  = $signed(low) + $signed(4'h6);
-  assign \$296  = $signed({ 1'h0, w_row }) >= $signed(\$295 );
-  assign \$297  = ahead_rows | \$296 ;
-  assign \$298  = w_row == 4'he;
-  assign \$299  = \$297  | \$298 ;
-  assign \$300  = \$294  & \$299 ;
-  assign \$301  = oy != 3'h6;
-  assign \$302  = $signed(low) + $signed(3'h2);
-  assign \$303  = $signed(\$302 ) + $signed(4'h6);
-  assign \$304  = $signed({ 1'h0, w_row }) >= $signed(\$303 );
-  assign \$305  = ahead_rows | \$304 ;
-  assign \$306  = w_row == 4'he;
-  assign \$307  = \$305  | \$306 ;
-  assign \$308  = \$301  & \$307 ;
-  assign \$309  = w_row >= 3'h4;
-  assign \$310  = ahead_rows & \$309 ;
-  assign \$311  = take_rows & r_last;
-  assign \$312  = w_row < 4'he;
-  assign \$313  = w_row < 4'hc;
-  assign \$314  = \$312  & \$313 ;
-  assign \$315  = $signed({ 1'h0, w_row }) < $signed(low_rh);
-  assign \$316  = r_done | \$315 ;
-  assign \$317  = \$314  & \$316 ;
-  assign \$318  = w_row < 4'he;
-  assign \$319  = $signed({ 1'h0, w_row }) < $signed(low_r);
-  assign \$320  = r_done | \$319 ;
-  assign \$321  = \$318  & \$320 ;
-  assign \$322  = ahead ? \$317  : \$321 ;
-  assign \$323  = ~ ahead;
-  assign \$324  = w_row == 4'hd;
-  assign \$325  = \$323  & \$324 ;
-  assign \$326  = ahead | \$325 ;
-  assign \$327  = ~ ahead;
-  assign \$328  = w_row == 4'hd;
-  assign \$329  = \$327  & \$328 ;
-  assign \$330  = w_row + 1'h1;
-  assign \$331  = \$329  ? 5'h00 : \$330 ;
-  assign \$332  = \$331  < 4'he;
-  assign \$333  = ~ ahead;
-  assign \$334  = w_row == 4'hd;
-  assign \$335  = \$333  & \$334 ;
-  assign \$336  = w_row + 1'h1;
-  assign \$337  = \$335  ? 5'h00 : \$336 ;
-  assign \$338  = \$337  < 4'hc;
-  assign \$339  = \$332  & \$338 ;
-  assign \$340  = ~ ahead;
-  assign \$341  = w_row == 4'hd;
-  assign \$342  = \$340  & \$341 ;
-  assign \$343  = w_row + 1'h1;
-  assign \$344  = \$342  ? 5'h00 : \$343 ;
-  assign \$345  = $signed({ 1'h0, \$344  }) < $signed(low_rh);
-  assign \$346  = r_done | \$345 ;
-  assign \$347  = \$339  & \$346 ;
-  assign \$348  = ~ ahead;
-  assign \$349  = w_row == 4'hd;
-  assign \$350  = \$348  & \$349 ;
-  assign \$351  = w_row + 1'h1;
-  assign \$352  = \$350  ? 5'h00 : \$351 ;
-  assign \$353  = \$352  < 4'he;
-  assign \$354  = ~ ahead;
-  assign \$355  = w_row == 4'hd;
-  assign \$356  = \$354  & \$355 ;
-  assign \$357  = w_row + 1'h1;
-  assign \$358  = \$356  ? 5'h00 : \$357 ;
-  assign \$359  = $signed({ 1'h0, \$358  }) < $signed(low_r);
+  assign \$257  = ky == 3'h4;
+  assign \$258  = ~ \$257 ;
+  assign \$259  = c == 4'hf;
+  assign \$260  = ~ \$259 ;
+  assign \$261  = ~ block_dx;
+  assign \$262  = \$260  | \$261 ;
+  assign \$263  = ~ block_dy;
+  assign \$264  = ox == 3'h6;
+  assign \$265  = ~ \$264 ;
+  assign \$266  = $signed(iy) + $signed(2'h1);
+  assign \$267  = $signed(pix_low) + $signed(2'h1);
+  assign \$268  = oy == 3'h6;
+  assign \$269  = $signed(low) + $signed(3'h2);
+  assign \$270  = \$268  ? 6'h3e : \$269 ;
+  assign \$271  = w_c == 4'he;
+  assign \$272  = w_x == 4'hd;
+  assign \$273  = & { \$272 , \$271  };
+  assign \$274  = write & w_last;
+  assign \$275  = w_row == 4'hd;
+  assign \$276  = w_row == 4'he;
+  assign \$277  = \$274  ? \$275  : \$276 ;
+  assign \$278  = write & w_last;
+  assign \$279  = w_row == 4'hd;
+  assign \$280  = w_row == 4'he;
+  assign \$281  = \$278  ? \$279  : \$280 ;
+  assign \$282  = ky == 2'h3;
+  assign \$283  = ox == 3'h6;
+  assign \$286  = c == 4'hf;
+  assign \$287  = & { \$286 , \$285 , \$284 , \$283 , \$282  };
+  assign \$288  = ~ r_done;
+  assign \$289  = $signed(low) + $signed(4'h6);
+  assign \$290  = $signed({ 1'h0, w_row }) >= $signed(\$289 );
+  assign \$291  = ahead_rows | \$290 ;
+  assign \$292  = w_row == 4'he;
+  assign \$293  = \$291  | \$292 ;
+  assign \$294  = \$288  & \$293 ;
+  assign \$295  = oy != 3'h6;
+  assign \$296  = $signed(low) + $signed(3'h2);
+  assign \$297  = $signed(\$296 ) + $signed(4'h6);
+  assign \$298  = $signed({ 1'h0, w_row }) >= $signed(\$297 );
+  assign \$299  = ahead_rows | \$298 ;
+  assign \$300  = w_row == 4'he;
+  assign \$301  = \$299  | \$300 ;
+  assign \$302  = \$295  & \$301 ;
+  assign \$303  = w_row >= 3'h4;
+  assign \$304  = ahead_rows & \$303 ;
+  assign \$305  = take_rows & r_last;
+  assign \$306  = w_row < 4'he;
+  assign \$307  = w_row < 4'hc;
+  assign \$308  = \$306  & \$307 ;
+  assign \$309  = w_row + 4'he;
+  assign \$310  = $signed(low) + $signed(5'h0e);
+  assign \$311  = $signed({ 1'h0, \$309  }) < $signed(\$310 );
+  assign \$312  = r_done | \$311 ;
+  assign \$313  = \$308  & \$312 ;
+  assign \$314  = w_row < 4'he;
+  assign \$315  = $signed(low) + $signed(5'h0e);
+  assign \$316  = $signed({ 1'h0, w_row }) < $signed(\$315 );
+  assign \$317  = r_done | \$316 ;
+  assign \$318  = \$314  & \$317 ;
+  assign \$319  = ahead ? \$313  : \$318 ;
+  assign \$320  = ~ ahead;
+  assign \$321  = w_row == 4'hd;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = ahead | \$322 ;
+  assign \$324  = ~ ahead;
+  assign \$325  = w_row == 4'hd;
+  assign \$326  = \$324  & \$325 ;
+  assign \$327  = w_row + 1'h1;
+  assign \$328  = \$326  ? 5'h00 : \$327 ;
+  assign \$329  = \$328  < 4'he;
+  assign \$330  = ~ ahead;
+  assign \$331  = w_row == 4'hd;
+  assign \$332  = \$330  & \$331 ;
+  assign \$333  = w_row + 1'h1;
+  assign \$334  = \$332  ? 5'h00 : \$333 ;
+  assign \$335  = \$334  < 4'hc;
+  assign \$336  = \$329  & \$335 ;
+  assign \$337  = ~ ahead;
+  assign \$338  = w_row == 4'hd;
+  assign \$339  = \$337  & \$338 ;
+  assign \$340  = w_row + 1'h1;
+  assign \$341  = \$339  ? 5'h00 : \$340 ;
+  assign \$342  = \$341  + 4'he;
+  assign \$343  = $signed(low) + $signed(5'h0e);
+  assign \$344  = $signed({ 1'h0, \$342  }) < $signed(\$343 );
+  assign \$345  = r_done | \$344 ;
+  assign \$346  = \$336  & \$345 ;
+  assign \$347  = ~ ahead;
+  assign \$348  = w_row == 4'hd;
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = w_row + 1'h1;
+  assign \$351  = \$349  ? 5'h00 : \$350 ;
+  assign \$352  = \$351  < 4'he;
+  assign \$353  = ~ ahead;
+  assign \$354  = w_row == 4'hd;
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = w_row + 1'h1;
+  assign \$357  = \$355  ? 5'h00 : \$356 ;
+  assign \$358  = $signed(low) + $signed(5'h0e);
+  assign \$359  = $signed({ 1'h0, \$357  }) < $signed(\$358 );
   assign \$360  = r_done | \$359 ;
-  assign \$361  = \$353  & \$360 ;
-  assign \$362  = \$326  ? \$347  : \$361 ;
+  assign \$361  = \$352  & \$360 ;
+  assign \$362  = \$323  ? \$346  : \$361 ;
   assign \$363  = write & w_last;
   assign \$364  = rst_conv2_window ? 1'h0 : valid_next;
   assign \$365  = w_grp + w_c;
@@ -19902,21 +19826,23 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   always @(posedge clk)
     low <= \$450 ;
   always @(posedge clk)
-    low_r <= \$451 ;
+    r_done <= \$451 ;
   always @(posedge clk)
-    low_rh <= \$452 ;
+    base_slot <= \$452 ;
   always @(posedge clk)
-    r_done <= \$453 ;
+    iy <= \$453 ;
   always @(posedge clk)
-    base_slot <= \$454 ;
+    w_last <= \$454 ;
   always @(posedge clk)
-    iy <= \$455 ;
+    img_slot <= \$455 ;
   always @(posedge clk)
-    w_last <= \$456 ;
+    r_last <= \$456 ;
   always @(posedge clk)
-    img_slot <= \$457 ;
+    avail_ok <= \$457 ;
   always @(posedge clk)
-    r_last <= \$458 ;
+    avail_ok_next <= \$458 ;
+  always @(posedge clk)
+    avail_ok_image <= \$459 ;
   flexor_copy #(
     .INIT(32'd0),
     .WIDTH(32'd1)
@@ -19970,7 +19896,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .i__payload(i__payload),
     .i__ready(i__ready),
     .i__valid(i__valid),
-    .o__payload(\o__payload$152 ),
+    .o__payload(\o__payload$150 ),
     .o__ready(o__ready),
     .o__valid(o__valid),
     .rst_conv2_window(rst_conv2_window),
@@ -20102,7 +20028,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .WIDTH(32'd16)
   ) w_data0_q_copy (
     .clk(clk),
-    .d(\o__payload$152 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data )
   );
   flexor_copy #(
@@ -20110,7 +20036,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .WIDTH(32'd16)
   ) w_data1_q_copy (
     .clk(clk),
-    .d(\o__payload$152 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$18 )
   );
   flexor_copy #(
@@ -20118,7 +20044,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .WIDTH(32'd16)
   ) w_data2_q_copy (
     .clk(clk),
-    .d(\o__payload$152 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$24 )
   );
   flexor_copy #(
@@ -20126,7 +20052,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .WIDTH(32'd16)
   ) w_data3_q_copy (
     .clk(clk),
-    .d(\o__payload$152 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$30 )
   );
   flexor_copy #(
@@ -20134,7 +20060,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
     .WIDTH(32'd16)
   ) w_data4_q_copy (
     .clk(clk),
-    .d(\o__payload$152 ),
+    .d(\o__payload$150 ),
     .q(\$signature__data$36 )
   );
   flexor_copy #(
@@ -20179,58 +20105,37 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$459  = \$300 ;
-    if (rst_conv2_window) begin
-      \$459  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$460  = \$308 ;
+    \$460  = \$305 ;
     if (rst_conv2_window) begin
       \$460  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$461  = \$310 ;
+    \$461  = switch;
     if (rst_conv2_window) begin
       \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$462  = \$311 ;
+    \$462  = \$319 ;
     if (rst_conv2_window) begin
-      \$462  = 1'h0;
+      \$462  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$463  = switch;
+    \$463  = \$362 ;
     if (rst_conv2_window) begin
-      \$463  = 1'h0;
+      \$463  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$464  = \$322 ;
+    \$464  = \$363 ;
     if (rst_conv2_window) begin
-      \$464  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$465  = \$362 ;
-    if (rst_conv2_window) begin
-      \$465  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$466  = \$363 ;
-    if (rst_conv2_window) begin
-      \$466  = 1'h0;
+      \$464  = 1'h0;
     end
   end
   always @* begin
@@ -20378,7 +20283,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
       end
     end
     if (switch) begin
-      \$426  = \$287 ;
+      \$426  = \$281 ;
     end
     if (rst_conv2_window) begin
       \$426  = 1'h0;
@@ -20400,7 +20305,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
       end
     end
     if (switch) begin
-      if (\$283 ) begin
+      if (\$277 ) begin
         \$427  = 4'h0;
       end
     end
@@ -20480,7 +20385,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
             \$435  = base_slot;
             if (\$246 ) begin
               (* full_case = 32'd1 *)
-              if (\$262 ) begin
+              if (\$256 ) begin
               end else begin
                 \$435  = step_next_slot;
               end
@@ -20671,7 +20576,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
             \$443  = base_slot;
             if (\$246 ) begin
               (* full_case = 32'd1 *)
-              if (\$262 ) begin
+              if (\$256 ) begin
               end else begin
                 \$443  = step_next_slot;
               end
@@ -20704,7 +20609,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
           end else begin
             \$444  = low;
             if (\$246 ) begin
-              \$444  = \$261 [4:0];
+              \$444  = \$255 [4:0];
             end
           end
         end
@@ -20858,7 +20763,7 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$451  = low_r;
+    \$451  = r_done;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
@@ -20871,58 +20776,8 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
           end else if (\$168 ) begin
           end else begin
             if (\$246 ) begin
-              \$451  = \$255 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$451  = 6'h0c;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$452  = low_rh;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-          end else begin
-            if (\$246 ) begin
-              \$452  = \$258 [5:0];
-            end
-          end
-        end
-      end
-    end
-    if (rst_conv2_window) begin
-      \$452  = 6'h3e;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$453  = r_done;
-    if (take_step) begin
-      (* full_case = 32'd1 *)
-      if (\$149 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$160 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (\$166 ) begin
-          end else if (\$168 ) begin
-          end else begin
-            if (\$246 ) begin
-              if (\$262 ) begin
-                \$453  = 1'h1;
+              if (\$256 ) begin
+                \$451  = 1'h1;
               end
             end
           end
@@ -20930,15 +20785,15 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
       end
     end
     if (switch) begin
-      \$453  = 1'h0;
+      \$451  = 1'h0;
     end
     if (rst_conv2_window) begin
-      \$453  = 1'h0;
+      \$451  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$454  = base_slot;
+    \$452  = base_slot;
     if (take_step) begin
       (* full_case = 32'd1 *)
       if (\$149 ) begin
@@ -20952,9 +20807,9 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
           end else begin
             if (\$246 ) begin
               (* full_case = 32'd1 *)
-              if (\$262 ) begin
+              if (\$256 ) begin
               end else begin
-                \$454  = step_next_slot;
+                \$452  = step_next_slot;
               end
             end
           end
@@ -20962,38 +20817,58 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
       end
     end
     if (switch) begin
-      \$454  = step_base_slot;
+      \$452  = step_base_slot;
     end
     if (rst_conv2_window) begin
-      \$454  = 4'hc;
+      \$452  = 4'hc;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$455  = iy;
+    \$453  = iy;
     if (take_step) begin
       (* full_case = 32'd1 *)
-      if (\$264 ) begin
-        \$455  = \$272 [4:0];
-      end else if (\$268 ) begin
-        \$455  = pix_low;
-      end else if (\$269 ) begin
-        \$455  = \$273 [4:0];
-      end else if (\$271 ) begin
-        \$455  = low;
+      if (\$258 ) begin
+        \$453  = \$266 [4:0];
+      end else if (\$262 ) begin
+        \$453  = pix_low;
+      end else if (\$263 ) begin
+        \$453  = \$267 [4:0];
+      end else if (\$265 ) begin
+        \$453  = low;
       end else begin
-        \$455  = \$276 [4:0];
+        \$453  = \$270 [4:0];
       end
     end
     if (rst_conv2_window) begin
-      \$455  = 5'h1e;
+      \$453  = 5'h1e;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$456  = w_last;
+    \$454  = w_last;
     if (write) begin
-      \$456  = \$279 ;
+      \$454  = \$273 ;
+    end
+    if (rst_conv2_window) begin
+      \$454  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$455  = img_slot;
+    if (switch) begin
+      \$455  = step_img_slot;
+    end
+    if (rst_conv2_window) begin
+      \$455  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$456  = r_last;
+    if (take_step) begin
+      \$456  = \$287 ;
     end
     if (rst_conv2_window) begin
       \$456  = 1'h0;
@@ -21001,22 +20876,23 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$457  = img_slot;
-    if (switch) begin
-      \$457  = step_img_slot;
-    end
+    \$457  = \$294 ;
     if (rst_conv2_window) begin
-      \$457  = 4'h0;
+      \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
-    \$458  = r_last;
-    if (take_step) begin
-      \$458  = \$293 ;
-    end
+    \$458  = \$302 ;
     if (rst_conv2_window) begin
       \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$17 ) begin end
+    \$459  = \$304 ;
+    if (rst_conv2_window) begin
+      \$459  = 1'h0;
     end
   end
   assign \i__payload$1  = i__payload;
@@ -21061,8 +20937,8 @@ module \flexor_lenet5.conv2_window.rows (rst_conv2_window, i__ready, \o__ready$4
   assign \$162  = block_dx;
   assign \$165  = block_dx;
   assign \$167  = block_dy;
-  assign \$290  = block_dy;
-  assign \$291  = block_dx;
+  assign \$284  = block_dy;
+  assign \$285  = block_dx;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21391,7 +21267,7 @@ module \flexor_lenet5.conv2_window.rows.out (rst_conv2_window, o__ready, w_en, w
 endmodule
 
 (* generator = "Amaranth" *)
-module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, \port$5895$0 , o__payload, clk);
+module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2, o__valid, i__ready, o__ready, \port$5881$0 , o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -21793,8 +21669,8 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   wire o__valid;
   (* init = 800'h00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
   wire [799:0] out;
-  input [399:0] \port$5895$0 ;
-  wire [399:0] \port$5895$0 ;
+  input [399:0] \port$5881$0 ;
+  wire [399:0] \port$5881$0 ;
   wire ready;
   wire ready_0;
   wire ready_1;
@@ -23159,43 +23035,43 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
       \$353 [383:352] = word[783:752];
     end
     if (\$66 ) begin
-      \$353 [415:384] = { \port$5895$0 [23:16], \port$5895$0 [7:0], word[799:784] };
+      \$353 [415:384] = { \port$5881$0 [23:16], \port$5881$0 [7:0], word[799:784] };
     end
     if (\$70 ) begin
-      \$353 [447:416] = { \port$5895$0 [87:80], \port$5895$0 [71:64], \port$5895$0 [55:48], \port$5895$0 [39:32] };
+      \$353 [447:416] = { \port$5881$0 [87:80], \port$5881$0 [71:64], \port$5881$0 [55:48], \port$5881$0 [39:32] };
     end
     if (\$74 ) begin
-      \$353 [479:448] = { \port$5895$0 [151:144], \port$5895$0 [135:128], \port$5895$0 [119:112], \port$5895$0 [103:96] };
+      \$353 [479:448] = { \port$5881$0 [151:144], \port$5881$0 [135:128], \port$5881$0 [119:112], \port$5881$0 [103:96] };
     end
     if (\$78 ) begin
-      \$353 [511:480] = { \port$5895$0 [215:208], \port$5895$0 [199:192], \port$5895$0 [183:176], \port$5895$0 [167:160] };
+      \$353 [511:480] = { \port$5881$0 [215:208], \port$5881$0 [199:192], \port$5881$0 [183:176], \port$5881$0 [167:160] };
     end
     if (\$82 ) begin
-      \$353 [543:512] = { \port$5895$0 [279:272], \port$5895$0 [263:256], \port$5895$0 [247:240], \port$5895$0 [231:224] };
+      \$353 [543:512] = { \port$5881$0 [279:272], \port$5881$0 [263:256], \port$5881$0 [247:240], \port$5881$0 [231:224] };
     end
     if (\$86 ) begin
-      \$353 [575:544] = { \port$5895$0 [343:336], \port$5895$0 [327:320], \port$5895$0 [311:304], \port$5895$0 [295:288] };
+      \$353 [575:544] = { \port$5881$0 [343:336], \port$5881$0 [327:320], \port$5881$0 [311:304], \port$5881$0 [295:288] };
     end
     if (\$90 ) begin
-      \$353 [607:576] = { \port$5895$0 [15:8], \port$5895$0 [391:384], \port$5895$0 [375:368], \port$5895$0 [359:352] };
+      \$353 [607:576] = { \port$5881$0 [15:8], \port$5881$0 [391:384], \port$5881$0 [375:368], \port$5881$0 [359:352] };
     end
     if (\$94 ) begin
-      \$353 [639:608] = { \port$5895$0 [79:72], \port$5895$0 [63:56], \port$5895$0 [47:40], \port$5895$0 [31:24] };
+      \$353 [639:608] = { \port$5881$0 [79:72], \port$5881$0 [63:56], \port$5881$0 [47:40], \port$5881$0 [31:24] };
     end
     if (\$98 ) begin
-      \$353 [671:640] = { \port$5895$0 [143:136], \port$5895$0 [127:120], \port$5895$0 [111:104], \port$5895$0 [95:88] };
+      \$353 [671:640] = { \port$5881$0 [143:136], \port$5881$0 [127:120], \port$5881$0 [111:104], \port$5881$0 [95:88] };
     end
     if (\$102 ) begin
-      \$353 [703:672] = { \port$5895$0 [207:200], \port$5895$0 [191:184], \port$5895$0 [175:168], \port$5895$0 [159:152] };
+      \$353 [703:672] = { \port$5881$0 [207:200], \port$5881$0 [191:184], \port$5881$0 [175:168], \port$5881$0 [159:152] };
     end
     if (\$106 ) begin
-      \$353 [735:704] = { \port$5895$0 [271:264], \port$5895$0 [255:248], \port$5895$0 [239:232], \port$5895$0 [223:216] };
+      \$353 [735:704] = { \port$5881$0 [271:264], \port$5881$0 [255:248], \port$5881$0 [239:232], \port$5881$0 [223:216] };
     end
     if (\$110 ) begin
-      \$353 [767:736] = { \port$5895$0 [335:328], \port$5895$0 [319:312], \port$5895$0 [303:296], \port$5895$0 [287:280] };
+      \$353 [767:736] = { \port$5881$0 [335:328], \port$5881$0 [319:312], \port$5881$0 [303:296], \port$5881$0 [287:280] };
     end
     if (\$114 ) begin
-      \$353 [799:768] = { \port$5895$0 [399:392], \port$5895$0 [383:376], \port$5895$0 [367:360], \port$5895$0 [351:344] };
+      \$353 [799:768] = { \port$5881$0 [399:392], \port$5881$0 [383:376], \port$5881$0 [367:360], \port$5881$0 [351:344] };
     end
   end
   assign ready = i__ready;
@@ -23204,7 +23080,7 @@ module \flexor_lenet5.conv2_window_to_conv2 (i__valid, rst_conv2_window_to_conv2
   assign full_q = full;
   assign ready_q = i__ready;
   assign last_q = last;
-  assign i__payload = { \port$5895$0 [399:392], \port$5895$0 [383:376], \port$5895$0 [367:360], \port$5895$0 [351:344], \port$5895$0 [335:328], \port$5895$0 [319:312], \port$5895$0 [303:296], \port$5895$0 [287:280], \port$5895$0 [271:264], \port$5895$0 [255:248], \port$5895$0 [239:232], \port$5895$0 [223:216], \port$5895$0 [207:200], \port$5895$0 [191:184], \port$5895$0 [175:168], \port$5895$0 [159:152], \port$5895$0 [143:136], \port$5895$0 [127:120], \port$5895$0 [111:104], \port$5895$0 [95:88], \port$5895$0 [79:72], \port$5895$0 [63:56], \port$5895$0 [47:40], \port$5895$0 [31:24], \port$5895$0 [15:8], \port$5895$0 [391:384], \port$5895$0 [375:368], \port$5895$0 [359:352], \port$5895$0 [343:336], \port$5895$0 [327:320], \port$5895$0 [311:304], \port$5895$0 [295:288], \port$5895$0 [279:272], \port$5895$0 [263:256], \port$5895$0 [247:240], \port$5895$0 [231:224], \port$5895$0 [215:208], \port$5895$0 [199:192], \port$5895$0 [183:176], \port$5895$0 [167:160], \port$5895$0 [151:144], \port$5895$0 [135:128], \port$5895$0 [119:112], \port$5895$0 [103:96], \port$5895$0 [87:80], \port$5895$0 [71:64], \port$5895$0 [55:48], \port$5895$0 [39:32], \port$5895$0 [23:16], \port$5895$0 [7:0] };
+  assign i__payload = { \port$5881$0 [399:392], \port$5881$0 [383:376], \port$5881$0 [367:360], \port$5881$0 [351:344], \port$5881$0 [335:328], \port$5881$0 [319:312], \port$5881$0 [303:296], \port$5881$0 [287:280], \port$5881$0 [271:264], \port$5881$0 [255:248], \port$5881$0 [239:232], \port$5881$0 [223:216], \port$5881$0 [207:200], \port$5881$0 [191:184], \port$5881$0 [175:168], \port$5881$0 [159:152], \port$5881$0 [143:136], \port$5881$0 [127:120], \port$5881$0 [111:104], \port$5881$0 [95:88], \port$5881$0 [79:72], \port$5881$0 [63:56], \port$5881$0 [47:40], \port$5881$0 [31:24], \port$5881$0 [15:8], \port$5881$0 [391:384], \port$5881$0 [375:368], \port$5881$0 [359:352], \port$5881$0 [343:336], \port$5881$0 [327:320], \port$5881$0 [311:304], \port$5881$0 [295:288], \port$5881$0 [279:272], \port$5881$0 [263:256], \port$5881$0 [247:240], \port$5881$0 [231:224], \port$5881$0 [215:208], \port$5881$0 [199:192], \port$5881$0 [183:176], \port$5881$0 [167:160], \port$5881$0 [151:144], \port$5881$0 [135:128], \port$5881$0 [119:112], \port$5881$0 [103:96], \port$5881$0 [87:80], \port$5881$0 [71:64], \port$5881$0 [55:48], \port$5881$0 [39:32], \port$5881$0 [23:16], \port$5881$0 [7:0] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -27377,31 +27253,31 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire \$109 ;
+  wire [31:0] \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
+  wire [31:0] \$110 ;
+  wire [31:0] \$111 ;
+  wire [31:0] \$112 ;
+  wire [31:0] \$113 ;
   wire \$114 ;
-  wire [31:0] \$115 ;
-  wire [31:0] \$116 ;
-  wire [31:0] \$117 ;
-  wire [31:0] \$118 ;
-  wire [31:0] \$119 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
   wire \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
-  wire \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire \$128 ;
-  wire \$129 ;
+  reg [2:0] \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg \$128 ;
+  reg \$129 ;
   wire \$13 ;
-  reg [2:0] \$130 ;
+  reg \$130 ;
   reg \$131 ;
   reg \$132 ;
   reg \$133 ;
@@ -27410,25 +27286,19 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   reg \$136 ;
   reg \$137 ;
   reg \$138 ;
-  reg \$139 ;
+  reg [14:0] \$139 ;
   wire \$14 ;
   reg \$140 ;
-  reg \$141 ;
-  reg \$142 ;
-  reg \$143 ;
-  reg \$144 ;
-  reg [14:0] \$145 ;
-  reg \$146 ;
-  reg [2:0] \$147 ;
-  reg [2:0] \$148 ;
+  reg [2:0] \$141 ;
+  reg [2:0] \$142 ;
+  reg [31:0] \$143 ;
+  reg [31:0] \$144 ;
+  reg [31:0] \$145 ;
+  reg [31:0] \$146 ;
+  reg [31:0] \$147 ;
+  reg [31:0] \$148 ;
   reg [31:0] \$149 ;
   wire \$15 ;
-  reg [31:0] \$150 ;
-  reg [31:0] \$151 ;
-  reg [31:0] \$152 ;
-  reg [31:0] \$153 ;
-  reg [31:0] \$154 ;
-  reg [31:0] \$155 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -27671,283 +27541,277 @@ module \flexor_lenet5.fc1.weights (rst_fc1, o__ready, data, o__payload, raddr, c
   assign \$107  = wptr == 3'h5;
   assign \$108  = wptr == 3'h6;
   assign o__valid = ~ at0;
-  assign \$109  = rptr == 3'h6;
-  assign \$110  = rptr == 3'h5;
-  assign \$111  = rptr == 3'h4;
-  assign \$112  = rptr == 2'h3;
-  assign \$113  = rptr == 2'h2;
-  assign \$114  = rptr == 1'h1;
-  assign \$115  = \$114  ? slot1 : slot0;
-  assign \$116  = \$113  ? slot2 : \$115 ;
-  assign \$117  = \$112  ? slot3 : \$116 ;
-  assign \$118  = \$111  ? slot4 : \$117 ;
-  assign \$119  = \$110  ? slot5 : \$118 ;
-  assign o__payload = \$109  ? slot6 : \$119 ;
-  assign \$120  = ~ at0;
-  assign \$121  = \$120  & o__ready;
-  assign \$122  = ~ \$121 ;
-  assign \$123  = v5 & \$122 ;
-  assign \$124  = ~ at0;
-  assign \$125  = \$124  & o__ready;
-  assign \$126  = ~ v5;
-  assign \$127  = \$125  & \$126 ;
-  assign \$128  = \$127  ? at1 : at0;
-  assign \$129  = \$123  ? 1'h0 : \$128 ;
-  assign valid_next = ~ \$129 ;
+  assign \$109  = rptr[0] ? slot5 : slot4;
+  assign \$110  = rptr[1] ? slot6 : \$109 ;
+  assign \$111  = rptr[0] ? slot3 : slot2;
+  assign \$112  = rptr[0] ? slot1 : slot0;
+  assign \$113  = rptr[1] ? \$111  : \$112 ;
+  assign o__payload = rptr[2] ? \$110  : \$113 ;
+  assign \$114  = ~ at0;
+  assign \$115  = \$114  & o__ready;
+  assign \$116  = ~ \$115 ;
+  assign \$117  = v5 & \$116 ;
+  assign \$118  = ~ at0;
+  assign \$119  = \$118  & o__ready;
+  assign \$120  = ~ v5;
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = \$121  ? at1 : at0;
+  assign \$123  = \$117  ? 1'h0 : \$122 ;
+  assign valid_next = ~ \$123 ;
   always @(posedge clk)
-    free <= \$130 ;
+    free <= \$124 ;
   always @(posedge clk)
-    issue <= \$131 ;
+    issue <= \$125 ;
   always @(posedge clk)
-    at0 <= \$132 ;
+    at0 <= \$126 ;
   always @(posedge clk)
-    at1 <= \$133 ;
+    at1 <= \$127 ;
   always @(posedge clk)
-    at2 <= \$134 ;
+    at2 <= \$128 ;
   always @(posedge clk)
-    at3 <= \$135 ;
+    at3 <= \$129 ;
   always @(posedge clk)
-    at4 <= \$136 ;
+    at4 <= \$130 ;
   always @(posedge clk)
-    at5 <= \$137 ;
+    at5 <= \$131 ;
   always @(posedge clk)
-    at6 <= \$138 ;
+    at6 <= \$132 ;
   always @(posedge clk)
-    at7 <= \$139 ;
+    at7 <= \$133 ;
   always @(posedge clk)
-    v1 <= \$140 ;
+    v1 <= \$134 ;
   always @(posedge clk)
-    v2 <= \$141 ;
+    v2 <= \$135 ;
   always @(posedge clk)
-    v3 <= \$142 ;
+    v3 <= \$136 ;
   always @(posedge clk)
-    v4 <= \$143 ;
+    v4 <= \$137 ;
   always @(posedge clk)
-    v5 <= \$144 ;
+    v5 <= \$138 ;
   always @(posedge clk)
-    raddr <= \$145 ;
+    raddr <= \$139 ;
   always @(posedge clk)
-    primed <= \$146 ;
+    primed <= \$140 ;
   always @(posedge clk)
-    rptr <= \$147 ;
+    rptr <= \$141 ;
   always @(posedge clk)
-    wptr <= \$148 ;
+    wptr <= \$142 ;
   always @(posedge clk)
-    slot0 <= \$149 ;
+    slot0 <= \$143 ;
   always @(posedge clk)
-    slot1 <= \$150 ;
+    slot1 <= \$144 ;
   always @(posedge clk)
-    slot2 <= \$151 ;
+    slot2 <= \$145 ;
   always @(posedge clk)
-    slot3 <= \$152 ;
+    slot3 <= \$146 ;
   always @(posedge clk)
-    slot4 <= \$153 ;
+    slot4 <= \$147 ;
   always @(posedge clk)
-    slot5 <= \$154 ;
+    slot5 <= \$148 ;
   always @(posedge clk)
-    slot6 <= \$155 ;
+    slot6 <= \$149 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$130  = \$4 [2:0];
+    \$124  = \$4 [2:0];
     if (rst_fc1) begin
-      \$130  = 3'h7;
+      \$124  = 3'h7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$131  = \$9 ;
+    \$125  = \$9 ;
     if (rst_fc1) begin
-      \$131  = 1'h1;
+      \$125  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$132  = \$19 ;
+    \$126  = \$19 ;
     if (rst_fc1) begin
-      \$132  = 1'h1;
+      \$126  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$133  = \$29 ;
+    \$127  = \$29 ;
+    if (rst_fc1) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$128  = \$39 ;
+    if (rst_fc1) begin
+      \$128  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$129  = \$49 ;
+    if (rst_fc1) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$130  = \$59 ;
+    if (rst_fc1) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$131  = \$69 ;
+    if (rst_fc1) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$132  = \$79 ;
+    if (rst_fc1) begin
+      \$132  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$133  = \$89 ;
     if (rst_fc1) begin
       \$133  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$134  = \$39 ;
+    \$134  = issue;
     if (rst_fc1) begin
       \$134  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$135  = \$49 ;
+    \$135  = v1;
     if (rst_fc1) begin
       \$135  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$136  = \$59 ;
+    \$136  = v2;
     if (rst_fc1) begin
       \$136  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$137  = \$69 ;
+    \$137  = v3;
     if (rst_fc1) begin
       \$137  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$138  = \$79 ;
+    \$138  = v4;
     if (rst_fc1) begin
       \$138  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$139  = \$89 ;
+    \$139  = raddr;
+    if (issue) begin
+      \$139  = \$92 [14:0];
+    end
     if (rst_fc1) begin
-      \$139  = 1'h0;
+      \$139  = 15'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$140  = issue;
+    \$140  = primed;
+    if (at7) begin
+      \$140  = 1'h1;
+    end
     if (rst_fc1) begin
       \$140  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$141  = v1;
+    \$141  = \$98 [2:0];
     if (rst_fc1) begin
-      \$141  = 1'h0;
+      \$141  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$142  = v2;
-    if (rst_fc1) begin
-      \$142  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$143  = v3;
-    if (rst_fc1) begin
-      \$143  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$144  = v4;
-    if (rst_fc1) begin
-      \$144  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$145  = raddr;
-    if (issue) begin
-      \$145  = \$92 [14:0];
-    end
-    if (rst_fc1) begin
-      \$145  = 15'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$146  = primed;
-    if (at7) begin
-      \$146  = 1'h1;
-    end
-    if (rst_fc1) begin
-      \$146  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$147  = \$98 [2:0];
-    if (rst_fc1) begin
-      \$147  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$148  = wptr;
+    \$142  = wptr;
     if (v5) begin
-      \$148  = \$101 [2:0];
+      \$142  = \$101 [2:0];
     end
     if (rst_fc1) begin
-      \$148  = 3'h0;
+      \$142  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$149  = slot0;
+    \$143  = slot0;
     if (v5) begin
       if (\$102 ) begin
-        \$149  = data;
+        \$143  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$150  = slot1;
+    \$144  = slot1;
     if (v5) begin
       if (\$103 ) begin
-        \$150  = data;
+        \$144  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$151  = slot2;
+    \$145  = slot2;
     if (v5) begin
       if (\$104 ) begin
-        \$151  = data;
+        \$145  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$152  = slot3;
+    \$146  = slot3;
     if (v5) begin
       if (\$105 ) begin
-        \$152  = data;
+        \$146  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$153  = slot4;
+    \$147  = slot4;
     if (v5) begin
       if (\$106 ) begin
-        \$153  = data;
+        \$147  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$154  = slot5;
+    \$148  = slot5;
     if (v5) begin
       if (\$107 ) begin
-        \$154  = data;
+        \$148  = data;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$155  = slot6;
+    \$149  = slot6;
     if (v5) begin
       if (\$108 ) begin
-        \$155  = data;
+        \$149  = data;
       end
     end
   end
