@@ -790,7 +790,7 @@ class MatrixVectorUnit(wiring.Component):
         else:
             # the word a cycle later, beside the registered weight bits (a register chosen
             # into, where the rows' adders do not take copies of it)
-            if p.bits_register and p.x_copies <= 1:
+            if read_registered(p):
                 xdata = vmem.read(m, r_next, registered=True)
             else:
                 rdata = vmem.read(m, r_next)
@@ -1565,15 +1565,22 @@ READ_ADDRESS_CELLS = 8
 PAGE_MUX_GROUP = 8
 
 
+def read_registered(p):
+    """Whether a unit's vector memory read registers the word itself (``registered`` of
+    :meth:`_VectorMemory.read`): where the word is registered beside the weight bits and the
+    rows' adders take no copies of it (those copies are registers of the word unregistered),
+    in a unit with a vector memory and its read address not registered twice (the iCE40)."""
+    return bool(p.bits_register and not p.address_register and not p.stationary
+                and p.x_copies <= 1)
+
+
 def vector_read_registers(p):
     """Registers of the word a unit reads from its vector memory, before its lanes: one, or
-    one per group of :data:`PAGE_MUX_GROUP` pages where the word is registered and its pages
-    are more (:meth:`_VectorMemory.read`)."""
+    one per group of :data:`PAGE_MUX_GROUP` pages where the read registers the word and its
+    pages are more (:meth:`_VectorMemory.read`)."""
     pages = vector_pages(p)
-    if p.bits_register and not p.address_register and not p.stationary \
-            and p.x_copies <= 1 and pages > PAGE_MUX_GROUP:
-        return -(-pages // PAGE_MUX_GROUP)
-    return 1
+    return -(-pages // PAGE_MUX_GROUP) if read_registered(p) and pages > PAGE_MUX_GROUP \
+        else 1
 
 
 #: A unit with more row groups than this reads the next group's head while a group runs,

@@ -191,7 +191,7 @@ def test_vector_memory_pages(lutram):
 
 @pytest.mark.parametrize("bits_register", [True, False])
 def test_vector_memory_of_many_pages_is_chosen_in_groups(bits_register):
-    """More than PAGE_MUX_GROUP pages (here 19: 150 words of LUT RAM) are chosen a group at a
+    """More than PAGE_MUX_GROUP pages (here 10: 150 words of LUT RAM) are chosen a group at a
     time into registers, then the group, where the unit registers the word it reads (the
     register moves into the choice; the word arrives as before); without that register the
     pages are chosen in one go. Exact under stalls either way."""
